@@ -1,0 +1,953 @@
+//! The driver proper: initialisation in default-deny order, stream and domain
+//! management, mapping with confirmed invalidation, command errors, global errors and
+//! the event queue.
+
+use core::fmt;
+use core::ptr::NonNull;
+
+use tock_registers::LocalRegisterCopy;
+
+use crate::addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
+use crate::barrier;
+use crate::cd::{ips_from_oas, Cd, Stage1Context, CD_SIZE, CD_WORDS};
+use crate::cmd::{Command, CMD_SIZE};
+use crate::device::{CMDQ_CONS, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR, IRQ_CTRL, Q_BASE, STRTAB_BASE, STRTAB_BASE_CFG};
+use crate::entry::{self, EntryTarget, SteKind};
+use crate::event::{Event, EventRecord, EVT_SIZE};
+use crate::mmio::{reg, Mmio};
+use crate::pagetable::{Leaf, MemType, PageTable, PageTableError, Perm, TablePool};
+use crate::probe::{self, Features, IdRegs, Needs, Unsupported};
+use crate::queue::Ring;
+use crate::ste::{l1_desc, Ste, STE_SIZE, STE_WORDS, STRTAB_L1_DESC_L2PTR, STRTAB_L1_DESC_SPAN};
+
+/// Translation contexts (domains) the driver can hold at once.
+pub const MAX_DOMAINS: usize = 32;
+/// Streams that can be attached at once.
+pub const MAX_STREAMS: usize = 64;
+/// Above this many leaves in one unmap, one CMD_TLBI_NH_ASID replaces per-page TLBIs.
+pub const TLBI_ASID_THRESHOLD: usize = 64;
+/// StreamIDs per level-2 stream table (SMMU_STRTAB_BASE_CFG.SPLIT), as Linux uses.
+const STRTAB_SPLIT: u32 = 8;
+
+/// Everything that can go wrong, by layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The SMMU lacks something this driver needs.
+    Unsupported(Unsupported),
+    /// A memory region handed to `init` is too small or misaligned; names which.
+    BadMemory(&'static str),
+    /// The hardware did not respond within the poll bound; names what was awaited.
+    Timeout(&'static str),
+    /// The SMMU rejected a command (SMMU_CMDQ_CONS.ERR), now skipped and acknowledged.
+    CommandError {
+        /// The CERROR code (1 = CERROR_ILL, 2 = CERROR_ABT, 3 = CERROR_ATC_INV_SYNC).
+        code: u32,
+        /// Opcode of the rejected command.
+        opcode: u8,
+    },
+    /// SMMU_GERROR.SFM_ERR: the SMMU entered service failure mode and must be reset.
+    ServiceFailure,
+    /// A page-table operation was refused; nothing changed.
+    PageTable(PageTableError),
+    /// The physical range overlaps the SMMU's own tables or queues.
+    ProtectedMemory(PhysAddr),
+    /// The StreamID is beyond what the stream table covers.
+    StreamOutOfRange(StreamId),
+    /// No room for another level-2 stream table.
+    StreamTableFull,
+    /// Every stream slot is in use.
+    TooManyStreams,
+    /// Every domain slot (or CD slot) is in use.
+    TooManyDomains,
+    /// No domain with that handle.
+    NoSuchDomain,
+    /// The domain still has streams attached.
+    DomainInUse,
+    /// The stream is not attached.
+    NotAttached(StreamId),
+}
+
+impl From<PageTableError> for Error {
+    fn from(e: PageTableError) -> Self {
+        Error::PageTable(e)
+    }
+}
+
+impl From<Unsupported> for Error {
+    fn from(e: Unsupported) -> Self {
+        Error::Unsupported(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unsupported(u) => write!(f, "unsupported SMMU: {u}"),
+            Error::BadMemory(what) => write!(f, "memory for the {what} is too small or misaligned"),
+            Error::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            Error::CommandError { code, opcode } => {
+                write!(f, "SMMU rejected command {opcode:#x} with CERROR {code}")
+            }
+            Error::ServiceFailure => write!(f, "SMMU in service failure mode"),
+            Error::PageTable(e) => write!(f, "page table: {e:?}"),
+            Error::ProtectedMemory(pa) => write!(f, "{pa} is the SMMU's own memory"),
+            Error::StreamOutOfRange(sid) => write!(f, "stream {sid} is outside the stream table"),
+            Error::StreamTableFull => write!(f, "no room for another level-2 stream table"),
+            Error::TooManyStreams => write!(f, "too many attached streams"),
+            Error::TooManyDomains => write!(f, "too many domains"),
+            Error::NoSuchDomain => write!(f, "no such domain"),
+            Error::DomainInUse => write!(f, "domain has streams attached"),
+            Error::NotAttached(sid) => write!(f, "stream {sid} is not attached"),
+        }
+    }
+}
+
+/// Memory the driver is given; it never allocates. Every region is coherent with the
+/// SMMU, and must stay unreachable by devices (the driver refuses to map it).
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// The stream table: a linear table of 64-byte STEs if it holds 2^SIDSIZE of them,
+    /// otherwise a level-1 table followed by level-2 tables. 64 KiB aligned.
+    pub stream_table: DmaRegion,
+    /// The command queue (16-byte entries), aligned to its size.
+    pub cmdq: DmaRegion,
+    /// The event queue (32-byte entries), aligned to its size.
+    pub eventq: DmaRegion,
+    /// Context descriptors, 64 bytes each, one per domain.
+    pub cds: DmaRegion,
+    /// The page-table pool: 4 KiB pages.
+    pub tables: DmaRegion,
+}
+
+/// Fixed choices made at initialisation.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Width of the IOVA space of every domain (25..=48).
+    pub ias_bits: u32,
+    /// Widest StreamID the platform will use, in bits.
+    pub sid_bits: u32,
+    /// Register polls before a wait is declared timed out.
+    pub poll_limit: u32,
+    /// Enable the event-queue and global-error interrupts.
+    pub interrupts: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { ias_bits: 48, sid_bits: 16, poll_limit: 1_000_000, interrupts: true }
+    }
+}
+
+/// A domain: one stage-1 address space, shared by the streams attached to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainId(u16);
+
+impl DomainId {
+    /// The slot number.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Debug)]
+struct Domain {
+    asid: Asid,
+    table: PageTable,
+    attached: u32,
+}
+
+/// Counters, readable at any time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Commands written to the queue.
+    pub commands: u64,
+    /// CMD_SYNCs completed.
+    pub syncs: u64,
+    /// Commands the SMMU rejected.
+    pub command_errors: u64,
+    /// Waits that hit the poll bound.
+    pub timeouts: u64,
+    /// Event records read.
+    pub events: u64,
+    /// Times the event queue overflowed (records were lost by the hardware).
+    pub event_overflows: u64,
+    /// Global errors acknowledged, of every kind.
+    pub global_errors: u64,
+}
+
+/// What one pass over the event queue found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Records delivered.
+    pub events: u32,
+    /// The queue had overflowed since the last pass: some records were lost.
+    pub overflowed: bool,
+}
+
+/// Global errors active at one check (SMMU_GERROR ^ SMMU_GERRORN), now acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GlobalErrors(pub u32);
+
+impl GlobalErrors {
+    /// No error was active.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+#[derive(Debug)]
+enum StreamTable {
+    Linear { log2: u32 },
+    TwoLevel { l1_entries: usize, l2_base: usize, l2_slots: usize, l2_used: usize },
+}
+
+/// The driver for one SMMUv3.
+#[derive(Debug)]
+pub struct Smmu<M: Mmio> {
+    regs: M,
+    features: Features,
+    config: Config,
+    mem: Memory,
+    strtab: StreamTable,
+    cmdq: CommandQueue,
+    eventq_ring: Ring,
+    eventq_cons: u32,
+    pool: TablePool,
+    domains: [Option<Domain>; MAX_DOMAINS],
+    max_domains: usize,
+    streams: [Option<(StreamId, DomainId)>; MAX_STREAMS],
+    stats: Stats,
+}
+
+// SAFETY: the driver exclusively owns its registers and memory regions (by `init`'s
+// contract); moving it between threads moves that ownership.
+unsafe impl<M: Mmio + Send> Send for Smmu<M> {}
+
+/// The command queue: producer index and the memory it writes.
+#[derive(Debug)]
+struct CommandQueue {
+    base: NonNull<[u64; 2]>,
+    ring: Ring,
+    prod: u32,
+    poll_limit: u32,
+}
+
+impl CommandQueue {
+    fn write_slot(&mut self, cmd: Command) {
+        let slot = self.ring.slot(self.prod) as usize;
+        // SAFETY: `slot < entries`, and the queue region holds `entries` commands.
+        unsafe { self.base.add(slot).write_volatile(cmd.0) };
+    }
+
+    /// Add a command, waiting (bounded) for room. The doorbell is not rung.
+    fn push(&mut self, regs: &impl Mmio, stats: &mut Stats, cmd: Command) -> Result<(), Error> {
+        let mut polls = 0;
+        while self.ring.is_full(self.prod, self.ring.index(regs.read32(reg::CMDQ_CONS))) {
+            // Let the SMMU see what is already there, then wait for it to make room.
+            self.doorbell(regs);
+            self.check_error(regs, stats)?;
+            polls += 1;
+            if polls > self.poll_limit {
+                stats.timeouts += 1;
+                return Err(Error::Timeout("command queue space"));
+            }
+        }
+        self.write_slot(cmd);
+        self.prod = self.ring.next(self.prod);
+        stats.commands += 1;
+        Ok(())
+    }
+
+    fn doorbell(&self, regs: &impl Mmio) {
+        // Commands must be in memory before the SMMU learns of them.
+        barrier::wmb();
+        regs.write32(reg::CMDQ_PROD, self.prod);
+    }
+
+    /// If the SMMU stopped on a bad command (SMMU_GERROR.CMDQ_ERR), replace that command
+    /// with a CMD_SYNC so the queue can go on, acknowledge, and report the error
+    /// (IHI 0070 7.1).
+    fn check_error(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
+        let active = regs.read32(reg::GERROR) ^ regs.read32(reg::GERRORN);
+        if active & GERROR::CMDQ_ERR.mask == 0 {
+            return Ok(());
+        }
+        let cons = LocalRegisterCopy::<u32, CMDQ_CONS::Register>::new(regs.read32(reg::CMDQ_CONS));
+        let code = cons.read(CMDQ_CONS::ERR);
+        let slot = self.ring.slot(cons.read(CMDQ_CONS::RD)) as usize;
+        // SAFETY: `slot < entries`; the SMMU has stopped and is not reading the queue.
+        let bad = unsafe { self.base.add(slot).read_volatile() };
+        // SAFETY: as above.
+        unsafe { self.base.add(slot).write_volatile(Command::sync().0) };
+        barrier::wmb();
+        // Acknowledge by making GERRORN.CMDQ_ERR equal GERROR.CMDQ_ERR.
+        regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ GERROR::CMDQ_ERR.mask);
+        stats.command_errors += 1;
+        stats.global_errors += 1;
+        Err(Error::CommandError { code, opcode: Command(bad).opcode() })
+    }
+
+    /// Queue CMD_SYNC, ring the doorbell and wait until the SMMU has consumed it, which
+    /// it does only once every earlier command has completed (IHI 0070 4.7.3).
+    fn sync(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
+        self.push(regs, stats, Command::sync())?;
+        let target = self.ring.index(self.prod.wrapping_sub(1));
+        let target = if self.ring.slot(self.prod) == 0 && self.ring.wrap(self.prod) == 0 {
+            // prod wrapped to 0 with wrap 0: the sync sat in the last slot of wrap 1.
+            (self.ring.entries() << 1) - 1
+        } else {
+            target
+        };
+        self.doorbell(regs);
+        let mut first_error = None;
+        let mut polls = 0u32;
+        loop {
+            if let Err(e) = self.check_error(regs, stats) {
+                // Keep waiting for our sync: the queue goes on after the bad command.
+                first_error.get_or_insert(e);
+            }
+            let cons = self.ring.index(regs.read32(reg::CMDQ_CONS));
+            if self.ring.consumed(target, cons) {
+                break;
+            }
+            polls += 1;
+            if polls > self.poll_limit {
+                stats.timeouts += 1;
+                return Err(Error::Timeout("CMD_SYNC completion"));
+            }
+        }
+        stats.syncs += 1;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Writes one STE or CD word by word, invalidating through the command queue.
+struct Target<'a, M: Mmio, const N: usize> {
+    entry: NonNull<u64>,
+    regs: &'a M,
+    cmdq: &'a mut CommandQueue,
+    stats: &'a mut Stats,
+    invalidate: &'a [Command],
+}
+
+impl<M: Mmio, const N: usize> EntryTarget<N> for Target<'_, M, N> {
+    fn read(&self, i: usize) -> u64 {
+        // SAFETY: `entry` points at an N-word entry in driver-owned memory.
+        unsafe { self.entry.add(i).read_volatile() }
+    }
+    fn write(&mut self, i: usize, value: u64) {
+        // Earlier words of this update must be visible before this one.
+        barrier::dma_wmb();
+        // SAFETY: as for `read`; an aligned 64-bit store is single-copy atomic.
+        unsafe { self.entry.add(i).write_volatile(value) };
+    }
+    fn invalidate(&mut self) -> Result<(), Error> {
+        for cmd in self.invalidate {
+            self.cmdq.push(self.regs, self.stats, *cmd)?;
+        }
+        self.cmdq.sync(self.regs, self.stats)
+    }
+}
+
+impl<M: Mmio> Smmu<M> {
+    /// Bring the SMMU up in default-deny order (IHI 0070 6.3.9.6 and Linux's
+    /// `arm_smmu_device_reset`): incoming transactions abort while disabled (GBPA), the
+    /// stream table is written with every entry aborting, queues are set up, caches are
+    /// invalidated, and only then is translation enabled.
+    ///
+    /// # Safety
+    /// The regions in `mem` must be memory that only this driver uses from now on, seen
+    /// by the SMMU at their `pa`, and `regs` must be the only access to the registers.
+    pub unsafe fn init(regs: M, mem: Memory, config: Config) -> Result<Self, Error> {
+        let id = IdRegs {
+            idr: [
+                regs.read32(reg::IDR0),
+                regs.read32(reg::IDR1),
+                regs.read32(reg::IDR2),
+                regs.read32(reg::IDR3),
+                regs.read32(reg::IDR4),
+                regs.read32(reg::IDR5),
+            ],
+            iidr: regs.read32(reg::IIDR),
+            aidr: regs.read32(reg::AIDR),
+        };
+        let regions = [mem.stream_table, mem.cmdq, mem.eventq, mem.cds, mem.tables];
+        let pa_top = regions.iter().map(|r| r.pa.0 + r.len as u64).max().unwrap_or(0);
+        let pa_bits = 64 - pa_top.saturating_sub(1).leading_zeros();
+        let max_domains = (mem.cds.len / CD_SIZE).min(MAX_DOMAINS);
+        let needs = Needs { sid_bits: config.sid_bits, contexts: max_domains, pa_bits, ias_bits: config.ias_bits };
+        let features = probe::probe(&id, &needs)?;
+
+        // 1. Abort incoming transactions while the SMMU is (re)configured, then disable.
+        let poll = config.poll_limit;
+        regs.write32(reg::GBPA, (GBPA::ABORT::SET + GBPA::UPDATE::SET).value);
+        wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & GBPA::UPDATE.mask << GBPA::UPDATE.shift == 0)?;
+        regs.write32(reg::IRQ_CTRL, 0);
+        wait(poll, "SMMU_IRQ_CTRLACK", || regs.read32(reg::IRQ_CTRLACK) == 0)?;
+        regs.write32(reg::CR0, 0);
+        wait(poll, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)?;
+
+        // 2. Table and queue accesses: write-back cacheable, inner shareable (coherent).
+        regs.write32(
+            reg::CR1,
+            (CR1::QUEUE_IC::WriteBackAllocate
+                + CR1::QUEUE_OC::WriteBackAllocate
+                + CR1::QUEUE_SH::Inner
+                + CR1::TABLE_IC::WriteBackAllocate
+                + CR1::TABLE_OC::WriteBackAllocate
+                + CR1::TABLE_SH::Inner)
+                .value,
+        );
+        // Record C_BAD_STREAMID; ignore broadcast TLB maintenance (the ASIDs are ours).
+        regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
+
+        // 3. The stream table, every entry aborting.
+        let strtab = Self::init_stream_table(&mem, &features, config.sid_bits)?;
+        let (strtab_log2, fmt, split) = match strtab {
+            StreamTable::Linear { log2 } => (log2, STRTAB_BASE_CFG::FMT::Linear, 0),
+            StreamTable::TwoLevel { .. } => (config.sid_bits, STRTAB_BASE_CFG::FMT::TwoLevel, STRTAB_SPLIT),
+        };
+        barrier::wmb();
+        regs.write64(
+            reg::STRTAB_BASE,
+            (STRTAB_BASE::RA::SET + STRTAB_BASE::ADDR.val(mem.stream_table.pa.0 >> 6)).value,
+        );
+        regs.write32(
+            reg::STRTAB_BASE_CFG,
+            (fmt + STRTAB_BASE_CFG::LOG2SIZE.val(strtab_log2) + STRTAB_BASE_CFG::SPLIT.val(split)).value,
+        );
+
+        // 4. The queues.
+        let cmdq_log2 = queue_log2(&mem.cmdq, CMD_SIZE, features.cmdq_log2).ok_or(Error::BadMemory("command queue"))?;
+        let eventq_log2 =
+            queue_log2(&mem.eventq, EVT_SIZE, features.eventq_log2).ok_or(Error::BadMemory("event queue"))?;
+        regs.write64(
+            reg::CMDQ_BASE,
+            (Q_BASE::ALLOCATE::SET + Q_BASE::ADDR.val(mem.cmdq.pa.0 >> 5) + Q_BASE::LOG2SIZE.val(cmdq_log2 as u64))
+                .value,
+        );
+        regs.write32(reg::CMDQ_PROD, 0);
+        regs.write32(reg::CMDQ_CONS, 0);
+        regs.write64(
+            reg::EVENTQ_BASE,
+            (Q_BASE::ALLOCATE::SET
+                + Q_BASE::ADDR.val(mem.eventq.pa.0 >> 5)
+                + Q_BASE::LOG2SIZE.val(eventq_log2 as u64))
+            .value,
+        );
+        regs.write32(reg::EVENTQ_PROD, 0);
+        regs.write32(reg::EVENTQ_CONS, 0);
+
+        // SAFETY: `init`'s contract: the table pool is ours alone.
+        let pool = unsafe { TablePool::new(mem.tables) }.ok_or(Error::BadMemory("page-table pool"))?;
+        for i in 0..mem.cds.len / 8 {
+            // SAFETY: inside the CD region; every CD starts invalid.
+            unsafe { mem.cds.va.cast::<u64>().add(i).write_volatile(0) };
+        }
+
+        let mut smmu = Smmu {
+            regs,
+            features,
+            config,
+            mem,
+            strtab,
+            cmdq: CommandQueue { base: mem.cmdq.va.cast(), ring: Ring { log2: cmdq_log2 }, prod: 0, poll_limit: poll },
+            eventq_ring: Ring { log2: eventq_log2 },
+            eventq_cons: 0,
+            pool,
+            domains: [const { None }; MAX_DOMAINS],
+            max_domains,
+            streams: [None; MAX_STREAMS],
+            stats: Stats::default(),
+        };
+
+        // 5. Command queue on; drop anything cached from before (config and TLBs).
+        smmu.enable(CR0::CMDQEN::SET.value)?;
+        smmu.cmdq.push(&smmu.regs, &mut smmu.stats, Command::cfgi_all())?;
+        if features.hyp {
+            smmu.cmdq.push(&smmu.regs, &mut smmu.stats, Command::tlbi_el2_all())?;
+        }
+        smmu.cmdq.push(&smmu.regs, &mut smmu.stats, Command::tlbi_nsnh_all())?;
+        smmu.cmdq.sync(&smmu.regs, &mut smmu.stats)?;
+
+        // 6. Event queue, interrupts, and finally translation.
+        smmu.enable(CR0::EVENTQEN::SET.value)?;
+        if config.interrupts {
+            smmu.regs.write32(reg::IRQ_CTRL, (IRQ_CTRL::GERROR_IRQEN::SET + IRQ_CTRL::EVENTQ_IRQEN::SET).value);
+            let want = smmu.regs.read32(reg::IRQ_CTRL);
+            wait(poll, "SMMU_IRQ_CTRLACK", || smmu.regs.read32(reg::IRQ_CTRLACK) == want)?;
+        }
+        smmu.enable(CR0::SMMUEN::SET.value)?;
+        Ok(smmu)
+    }
+
+    fn enable(&mut self, bits: u32) -> Result<(), Error> {
+        let cr0 = self.regs.read32(reg::CR0) | bits;
+        self.regs.write32(reg::CR0, cr0);
+        let regs = &self.regs;
+        wait(self.config.poll_limit, "SMMU_CR0ACK", || regs.read32(reg::CR0ACK) == cr0)
+    }
+
+    fn init_stream_table(mem: &Memory, features: &Features, sid_bits: u32) -> Result<StreamTable, Error> {
+        let st = &mem.stream_table;
+        if !st.pa.is_aligned(64) {
+            return Err(Error::BadMemory("stream table"));
+        }
+        let linear_bytes = STE_SIZE.checked_shl(sid_bits).unwrap_or(usize::MAX);
+        if sid_bits < 32 && linear_bytes <= st.len {
+            for sid in 0..1usize << sid_bits {
+                // SAFETY: STE `sid` lies inside the region (checked above).
+                unsafe { write_ste_raw(st.va, sid, &Ste::abort()) };
+            }
+            return Ok(StreamTable::Linear { log2: sid_bits });
+        }
+        if !features.two_level_strtab || sid_bits <= STRTAB_SPLIT {
+            return Err(Error::BadMemory("stream table"));
+        }
+        let l1_entries = 1usize << (sid_bits - STRTAB_SPLIT);
+        let l2_bytes = STE_SIZE << STRTAB_SPLIT;
+        // Level-2 tables are aligned to their size.
+        let l2_base = (l1_entries * 8).div_ceil(l2_bytes) * l2_bytes;
+        if l2_base >= st.len {
+            return Err(Error::BadMemory("stream table"));
+        }
+        for i in 0..l1_entries {
+            // SAFETY: the level-1 table fits (checked above). Span = 0: invalid until a
+            // stream in this range is first configured; traffic from these StreamIDs is
+            // terminated and recorded as C_BAD_STREAMID meanwhile.
+            unsafe { st.va.cast::<u64>().add(i).write_volatile(0) };
+        }
+        Ok(StreamTable::TwoLevel { l1_entries, l2_base, l2_slots: (st.len - l2_base) / l2_bytes, l2_used: 0 })
+    }
+
+    /// What the SMMU reported at probe.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The memory the SMMU itself uses; no device may be given any of it.
+    pub fn own_memory(&self) -> [DmaRegion; 5] {
+        let m = &self.mem;
+        [m.stream_table, m.cmdq, m.eventq, m.cds, m.tables]
+    }
+
+    /// Free pages in the page-table pool.
+    pub fn free_table_pages(&self) -> usize {
+        self.pool.free_pages()
+    }
+
+    /// The STE slot for `sid`, installing its level-2 table (all aborting) if needed.
+    fn ste_ptr(&mut self, sid: StreamId) -> Result<NonNull<u64>, Error> {
+        if self.config.sid_bits < 32 && sid.0 >> self.config.sid_bits != 0 {
+            return Err(Error::StreamOutOfRange(sid));
+        }
+        let st = self.mem.stream_table;
+        match &mut self.strtab {
+            StreamTable::Linear { .. } => {
+                // SAFETY: `sid` is in range, so its STE lies inside the linear table.
+                Ok(unsafe { st.va.cast::<u64>().add(sid.0 as usize * STE_WORDS) })
+            }
+            StreamTable::TwoLevel { l1_entries, l2_base, l2_slots, l2_used } => {
+                let l1 = (sid.0 >> STRTAB_SPLIT) as usize;
+                if l1 >= *l1_entries {
+                    return Err(Error::StreamOutOfRange(sid));
+                }
+                // SAFETY: `l1 < l1_entries`, inside the level-1 table.
+                let desc_ptr = unsafe { st.va.cast::<u64>().add(l1) };
+                // SAFETY: as above.
+                let desc = unsafe { desc_ptr.read_volatile() };
+                let l2_off = if STRTAB_L1_DESC_SPAN.get(desc) == 0 {
+                    if *l2_used == *l2_slots {
+                        return Err(Error::StreamTableFull);
+                    }
+                    let off = *l2_base + *l2_used * (STE_SIZE << STRTAB_SPLIT);
+                    *l2_used += 1;
+                    for i in 0..1usize << STRTAB_SPLIT {
+                        // SAFETY: the level-2 table at `off` lies inside the region.
+                        unsafe { write_ste_raw(st.va.add(off), i, &Ste::abort()) };
+                    }
+                    // The aborting entries must be visible before the descriptor is.
+                    barrier::dma_wmb();
+                    // SAFETY: as above. A new descriptor needs no invalidation: the
+                    // SMMU does not cache invalid level-1 descriptors.
+                    unsafe { desc_ptr.write_volatile(l1_desc(PhysAddr(st.pa.0 + off as u64), STRTAB_SPLIT)) };
+                    off
+                } else {
+                    ((desc & STRTAB_L1_DESC_L2PTR.mask()) - st.pa.0) as usize
+                };
+                let index = sid.0 as usize & ((1 << STRTAB_SPLIT) - 1);
+                // SAFETY: inside the level-2 table.
+                Ok(unsafe { st.va.add(l2_off).cast::<u64>().add(index * STE_WORDS) })
+            }
+        }
+    }
+
+    /// Make sure `sid`'s traffic is aborted silently (rather than recorded as
+    /// C_BAD_STREAMID) by giving it an aborting STE now. Attach does this too.
+    pub fn prepare_stream(&mut self, sid: StreamId) -> Result<(), Error> {
+        self.ste_ptr(sid).map(|_| ())
+    }
+
+    /// The STE the SMMU would now use for `sid`, if the table covers it.
+    pub fn ste(&mut self, sid: StreamId) -> Result<Ste, Error> {
+        let p = self.ste_ptr(sid)?;
+        let mut ste = Ste::default();
+        for (i, w) in ste.0.iter_mut().enumerate() {
+            // SAFETY: an STE slot inside the stream table.
+            *w = unsafe { p.add(i).read_volatile() };
+        }
+        Ok(ste)
+    }
+
+    fn write_ste(&mut self, sid: StreamId, new: &Ste) -> Result<(), Error> {
+        let entry = self.ste_ptr(sid)?;
+        // The STE may point at a CD: drop cached copies of both.
+        let invalidate = [Command::cfgi_ste(sid, true), Command::cfgi_cd_all(sid)];
+        let mut target: Target<'_, M, STE_WORDS> =
+            Target { entry, regs: &self.regs, cmdq: &mut self.cmdq, stats: &mut self.stats, invalidate: &invalidate };
+        entry::update::<SteKind, STE_WORDS>(&mut target, &new.0).map(|_| ())
+    }
+
+    /// Create an empty domain (address space) with its own ASID and CD.
+    pub fn create_domain(&mut self) -> Result<DomainId, Error> {
+        let index = (0..self.max_domains).find(|&i| self.domains[i].is_none()).ok_or(Error::TooManyDomains)?;
+        let table = PageTable::new(&mut self.pool, self.config.ias_bits, self.features.oas_bits)?;
+        // ASID 0 is never used: a zeroed CD can never alias a live context.
+        let asid = Asid(index as u16 + 1);
+        let cd = Cd::stage1(&Stage1Context {
+            asid,
+            ttb0: table.root(),
+            ias_bits: self.config.ias_bits,
+            ips: ips_from_oas(self.features.oas),
+        });
+        // No STE refers to this slot (its last users were detached with CFGI_CD_ALL),
+        // so the CD can be written without invalidation.
+        let p = self.cd_ptr(index);
+        for (i, w) in cd.0.iter().enumerate() {
+            // SAFETY: CD slot `index` lies inside the CD region (`index < max_domains`).
+            unsafe { p.add(i).write_volatile(*w) };
+        }
+        barrier::dma_wmb();
+        self.domains[index] = Some(Domain { asid, table, attached: 0 });
+        Ok(DomainId(index as u16))
+    }
+
+    fn cd_ptr(&self, index: usize) -> NonNull<u64> {
+        // SAFETY: callers pass `index < max_domains`, and the region holds that many CDs.
+        unsafe { self.mem.cds.va.cast::<u64>().add(index * CD_WORDS) }
+    }
+
+    fn cd_pa(&self, index: usize) -> PhysAddr {
+        PhysAddr(self.mem.cds.pa.0 + (index * CD_SIZE) as u64)
+    }
+
+    fn domain(&self, d: DomainId) -> Result<&Domain, Error> {
+        self.domains.get(d.index()).and_then(Option::as_ref).ok_or(Error::NoSuchDomain)
+    }
+
+    /// The ASID of a domain.
+    pub fn asid(&self, d: DomainId) -> Result<Asid, Error> {
+        Ok(self.domain(d)?.asid)
+    }
+
+    /// The CD a domain's streams use, as the SMMU reads it.
+    pub fn cd(&self, d: DomainId) -> Result<Cd, Error> {
+        self.domain(d)?;
+        let p = self.cd_ptr(d.index());
+        let mut cd = Cd::default();
+        for (i, w) in cd.0.iter_mut().enumerate() {
+            // SAFETY: a CD slot inside the CD region.
+            *w = unsafe { p.add(i).read_volatile() };
+        }
+        Ok(cd)
+    }
+
+    /// Destroy an empty domain: its TLB entries are invalidated and its tables returned.
+    pub fn destroy_domain(&mut self, d: DomainId) -> Result<(), Error> {
+        let dom = self.domain(d)?;
+        if dom.attached != 0 {
+            return Err(Error::DomainInUse);
+        }
+        let asid = dom.asid;
+        self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_nh_asid(asid))?;
+        self.cmdq.sync(&self.regs, &mut self.stats)?;
+        let p = self.cd_ptr(d.index());
+        for i in 0..CD_WORDS {
+            // SAFETY: a CD slot inside the CD region, unused by every STE.
+            unsafe { p.add(i).write_volatile(0) };
+        }
+        if let Some(dom) = self.domains[d.index()].take() {
+            dom.table.destroy(&mut self.pool);
+        }
+        Ok(())
+    }
+
+    fn stream_slot(&self, sid: StreamId) -> Option<usize> {
+        self.streams.iter().position(|s| matches!(s, Some((x, _)) if *x == sid))
+    }
+
+    /// Point `sid` at domain `d` (from abort, or from another domain without passing
+    /// through a wider state). Returns when the SMMU has the new entry.
+    pub fn attach(&mut self, sid: StreamId, d: DomainId) -> Result<(), Error> {
+        self.domain(d)?;
+        let slot = match self.stream_slot(sid) {
+            Some(slot) => slot,
+            None => self.streams.iter().position(Option::is_none).ok_or(Error::TooManyStreams)?,
+        };
+        let new = Ste::stage1(self.cd_pa(d.index()));
+        self.write_ste(sid, &new)?;
+        if let Some((_, old)) = self.streams[slot] {
+            if let Some(dom) = self.domains[old.index()].as_mut() {
+                dom.attached -= 1;
+            }
+        }
+        self.streams[slot] = Some((sid, d));
+        if let Some(dom) = self.domains[d.index()].as_mut() {
+            dom.attached += 1;
+        }
+        Ok(())
+    }
+
+    /// Put `sid` back to abort. Returns when the SMMU has the aborting entry.
+    pub fn detach(&mut self, sid: StreamId) -> Result<(), Error> {
+        self.write_ste(sid, &Ste::abort())?;
+        if let Some(slot) = self.stream_slot(sid) {
+            if let Some((_, d)) = self.streams[slot].take() {
+                if let Some(dom) = self.domains[d.index()].as_mut() {
+                    dom.attached -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Let `sid` through untranslated. For measurement and explicitly trusted devices
+    /// only; the stream must not be attached to a domain.
+    pub fn bypass(&mut self, sid: StreamId) -> Result<(), Error> {
+        if self.stream_slot(sid).is_some() {
+            return Err(Error::DomainInUse);
+        }
+        self.write_ste(sid, &Ste::bypass())
+    }
+
+    /// The domain `sid` is attached to.
+    pub fn stream_domain(&self, sid: StreamId) -> Option<DomainId> {
+        self.stream_slot(sid).and_then(|s| self.streams[s]).map(|(_, d)| d)
+    }
+
+    fn check_not_own_memory(&self, pa: PhysAddr, len: u64) -> Result<(), Error> {
+        for r in self.own_memory() {
+            if r.overlaps(pa, len) {
+                return Err(Error::ProtectedMemory(pa));
+            }
+        }
+        Ok(())
+    }
+
+    /// Map `[iova, iova + len)` in domain `d` to `[pa, pa + len)`. 2 MiB blocks are used
+    /// where both addresses are aligned. Device memory is never executable (nor is
+    /// anything else). Refused, changing nothing, if any page is already mapped.
+    pub fn map(&mut self, d: DomainId, iova: Iova, pa: PhysAddr, len: u64, perm: Perm, mem: MemType) -> Result<(), Error> {
+        self.check_not_own_memory(pa, len)?;
+        let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
+        dom.table.map(&mut self.pool, iova, pa, len, perm, mem)?;
+        Ok(())
+    }
+
+    /// The leaf mapping `iova` in domain `d`, if any.
+    pub fn translate(&self, d: DomainId, iova: Iova) -> Result<Option<Leaf>, Error> {
+        Ok(self.domain(d)?.table.translate(&self.pool, iova))
+    }
+
+    /// Call `f` for every mapping of domain `d`.
+    pub fn for_each_mapping(&self, d: DomainId, f: impl FnMut(Leaf)) -> Result<(), Error> {
+        self.domain(d)?.table.for_each_leaf(&self.pool, f);
+        Ok(())
+    }
+
+    /// Unmap `[iova, iova + len)`; returns when the SMMU has confirmed that no TLB holds
+    /// the old translations.
+    pub fn unmap(&mut self, d: DomainId, iova: Iova, len: u64) -> Result<usize, Error> {
+        self.unmap_batch(d, &[(iova, len)])
+    }
+
+    /// Unmap several ranges with one CMD_SYNC. Every range must be exactly covered by
+    /// mappings and no two may overlap; otherwise nothing changes.
+    pub fn unmap_batch(&mut self, d: DomainId, ranges: &[(Iova, u64)]) -> Result<usize, Error> {
+        let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
+        let mut leaves = 0;
+        for (i, &(iova, len)) in ranges.iter().enumerate() {
+            leaves += dom.table.check_unmap(&self.pool, iova, len)?;
+            for &(other, other_len) in &ranges[..i] {
+                if iova.0 < other.0 + other_len && other.0 < iova.0 + len {
+                    return Err(Error::PageTable(PageTableError::NotMapped(iova)));
+                }
+            }
+        }
+        let asid = dom.asid;
+        let per_page = leaves <= TLBI_ASID_THRESHOLD;
+        let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
+        let mut queue_error = None;
+        for &(iova, len) in ranges {
+            dom.table.unmap(pool, iova, len, |leaf| {
+                if per_page && queue_error.is_none() {
+                    if let Err(e) = cmdq.push(regs, stats, Command::tlbi_nh_va(asid, leaf.iova, true, None)) {
+                        queue_error = Some(e);
+                    }
+                }
+            })?;
+        }
+        if !per_page || queue_error.is_some() {
+            // One command covers every entry of the ASID.
+            cmdq.push(regs, stats, Command::tlbi_nh_asid(asid))?;
+        }
+        cmdq.sync(regs, stats)?;
+        Ok(leaves)
+    }
+
+    /// Change the permission of `[iova, iova + len)` (exactly covered by mappings);
+    /// returns when the SMMU has confirmed the invalidation of the old entries.
+    pub fn protect(&mut self, d: DomainId, iova: Iova, len: u64, perm: Perm) -> Result<usize, Error> {
+        let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
+        let asid = dom.asid;
+        let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
+        let mut queue_error = None;
+        let changed = dom.table.protect(pool, iova, len, perm, |leaf| {
+            if queue_error.is_none() {
+                if let Err(e) = cmdq.push(regs, stats, Command::tlbi_nh_va(asid, leaf.iova, true, None)) {
+                    queue_error = Some(e);
+                }
+            }
+        })?;
+        if queue_error.is_some() {
+            cmdq.push(regs, stats, Command::tlbi_nh_asid(asid))?;
+        }
+        if changed > 0 {
+            cmdq.sync(regs, stats)?;
+        }
+        Ok(changed)
+    }
+
+    /// Check SMMU_GERROR: recover from a command error, count and acknowledge the rest.
+    /// `Err(ServiceFailure)` if the SMMU needs a reset.
+    pub fn check_global_errors(&mut self) -> Result<GlobalErrors, Error> {
+        let active = self.regs.read32(reg::GERROR) ^ self.regs.read32(reg::GERRORN);
+        if active == 0 {
+            return Ok(GlobalErrors(0));
+        }
+        if active & GERROR::CMDQ_ERR.mask != 0 {
+            // Reported to whoever waits on the queue; here it is only recovered from.
+            let _ = self.cmdq.check_error(&self.regs, &mut self.stats);
+        }
+        let rest = active & !GERROR::CMDQ_ERR.mask;
+        if rest != 0 {
+            self.regs.write32(reg::GERRORN, self.regs.read32(reg::GERRORN) ^ rest);
+            self.stats.global_errors += rest.count_ones() as u64;
+        }
+        if active & (GERROR::SFM_ERR.mask << GERROR::SFM_ERR.shift) != 0 {
+            return Err(Error::ServiceFailure);
+        }
+        Ok(GlobalErrors(active))
+    }
+
+    /// Read every record in the event queue, in order, handing each decoded event to
+    /// `f`. An overflow (records the hardware had to drop) is reported and acknowledged.
+    pub fn drain_events(&mut self, mut f: impl FnMut(Event)) -> Drained {
+        let ring = self.eventq_ring;
+        let prod_reg = LocalRegisterCopy::<u32, EVENTQ_PROD::Register>::new(self.regs.read32(reg::EVENTQ_PROD));
+        let prod = ring.index(prod_reg.read(EVENTQ_PROD::WR));
+        // Records must be read after PROD says they are there.
+        barrier::rmb();
+        let mut drained = Drained::default();
+        let base = self.mem.eventq.va.cast::<[u64; 4]>();
+        // At most one queue's worth, so a misbehaving PROD cannot keep us here.
+        for _ in 0..ring.entries() {
+            if ring.is_empty(prod, self.eventq_cons) {
+                break;
+            }
+            let slot = ring.slot(self.eventq_cons) as usize;
+            // SAFETY: `slot < entries`, inside the event queue region.
+            let raw = unsafe { base.add(slot).read_volatile() };
+            self.eventq_cons = ring.next(self.eventq_cons);
+            drained.events += 1;
+            f(EventRecord(raw).decode());
+        }
+        let overflow = prod_reg.read(EVENTQ_PROD::OVFLG);
+        let cons_reg = self.regs.read32(reg::EVENTQ_CONS);
+        let acked = LocalRegisterCopy::<u32, EVENTQ_CONS::Register>::new(cons_reg).read(EVENTQ_CONS::OVACKFLG);
+        if overflow != acked {
+            drained.overflowed = true;
+            self.stats.event_overflows += 1;
+        }
+        self.stats.events += drained.events as u64;
+        // Acknowledge the overflow (OVACKFLG := OVFLG) with the new read index.
+        self.regs.write32(
+            reg::EVENTQ_CONS,
+            (EVENTQ_CONS::RD.val(self.eventq_cons) + EVENTQ_CONS::OVACKFLG.val(overflow)).value,
+        );
+        drained
+    }
+
+    /// The interrupt handler's work: global errors first, then the event queue.
+    pub fn handle_interrupt(&mut self, f: impl FnMut(Event)) -> Result<Drained, Error> {
+        self.check_global_errors()?;
+        Ok(self.drain_events(f))
+    }
+
+    /// Issue CMD_SYNC and wait for it (for callers that queued nothing but want to know
+    /// the SMMU is responsive).
+    pub fn sync(&mut self) -> Result<(), Error> {
+        self.cmdq.sync(&self.regs, &mut self.stats)
+    }
+
+    /// The register interface (for diagnostics and tests).
+    pub fn regs(&self) -> &M {
+        &self.regs
+    }
+}
+
+/// Poll `done` up to `limit` times.
+fn wait(limit: u32, what: &'static str, mut done: impl FnMut() -> bool) -> Result<(), Error> {
+    for _ in 0..=limit {
+        if done() {
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err(Error::Timeout(what))
+}
+
+/// log2 of the entries a queue region holds, capped at the hardware's maximum; the
+/// region must be aligned to its used size (IHI 0070 6.3.26).
+fn queue_log2(region: &DmaRegion, entry: usize, max_log2: u32) -> Option<u32> {
+    let entries = region.len / entry;
+    if entries == 0 {
+        return None;
+    }
+    let log2 = (usize::BITS - 1 - entries.leading_zeros()).min(max_log2);
+    let bytes = (entry << log2) as u64;
+    if !region.pa.is_aligned(bytes.max(32)) {
+        return None;
+    }
+    Some(log2)
+}
+
+/// Store all words of an STE, for tables no stream uses yet.
+///
+/// # Safety
+/// `base` + `index` * 64 must be a writable STE slot owned by the driver.
+unsafe fn write_ste_raw(base: NonNull<u8>, index: usize, ste: &Ste) {
+    let p = base.cast::<u64>();
+    for (i, w) in ste.0.iter().enumerate() {
+        // SAFETY: the caller guarantees the slot.
+        unsafe { p.add(index * STE_WORDS + i).write_volatile(*w) };
+    }
+}

@@ -1,0 +1,362 @@
+//! A host model of an SMMUv3 for tests and benchmarks (feature `model`).
+//!
+//! It implements `Mmio`: register writes have the architected side effects (CR0ACK and
+//! IRQ_CTRLACK follow, GBPA.UPDATE clears, a CMDQ_PROD write consumes commands). It also
+//! translates like the hardware does, with caches: STEs and CDs are cached per stream
+//! until a CMD_CFGI_*, translations per (ASID, page) until a CMD_TLBI_*. A driver that
+//! forgets an invalidation therefore leaves a stale translation that tests can see.
+//!
+//! The model decodes tables with literal bit positions from IHI 0070 rather than the
+//! driver's constants, so a wrong constant in the driver shows up as a disagreement.
+//! Memory is the host's: physical addresses are host pointers.
+
+extern crate std;
+
+use core::cell::RefCell;
+use std::collections::HashMap;
+use std::vec::Vec;
+
+use crate::cmd::Command;
+use crate::mmio::{reg, Mmio};
+
+/// What a translation through the model gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Translated to this physical address.
+    Ok(u64),
+    /// Terminated: STE aborts (or SMMU disabled with GBPA.ABORT).
+    Abort,
+    /// Terminated with an event of this type.
+    Fault(u8),
+    /// Passed through untranslated.
+    Bypass(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TlbEntry {
+    iova_base: u64,
+    size: u64,
+    pa_base: u64,
+    writable: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    regs: HashMap<usize, u64>,
+    commands: Vec<Command>,
+    config_cache: HashMap<u32, ([u64; 8], Option<[u64; 8]>)>,
+    tlb: HashMap<u16, Vec<TlbEntry>>,
+    stuck: bool,
+    reject: Option<u8>,
+    error_pending: bool,
+}
+
+/// The model. Interior mutability: `Mmio` takes `&self`, like real registers.
+#[derive(Debug)]
+pub struct SmmuModel {
+    state: RefCell<State>,
+}
+
+/// IDR values of QEMU's SMMUv3 (hw/arm/smmuv3.c, `smmuv3_init_regs`, QEMU 7.2):
+/// IDR0 S1P, TTF=AArch64, COHACC, ASID16, TTENDIAN=little, STALL_MODEL=1, TERM_MODEL,
+/// ST_LEVEL=2-level; IDR1 SIDSIZE=16, EVENTQS=CMDQS=19; IDR5 OAS=44 bits, all granules.
+pub const QEMU_IDR: [u32; 6] = [
+    (1 << 1) | (2 << 2) | (1 << 4) | (1 << 12) | (2 << 21) | (1 << 24) | (1 << 26) | (1 << 27),
+    16 | (19 << 16) | (19 << 21),
+    0,
+    1 << 10,
+    0,
+    4 | (1 << 4) | (1 << 5) | (1 << 6),
+];
+
+impl SmmuModel {
+    /// A model reporting QEMU's ID registers.
+    pub fn qemu() -> Self {
+        Self::with_idr(QEMU_IDR)
+    }
+
+    /// QEMU's ID registers with a 48-bit output size: host heap addresses, which the
+    /// model uses as physical addresses, need up to 47 bits.
+    pub fn host() -> Self {
+        let mut idr = QEMU_IDR;
+        idr[5] = (idr[5] & !0b111) | 5;
+        Self::with_idr(idr)
+    }
+
+    /// A model reporting the given SMMU_IDR0..5.
+    pub fn with_idr(idr: [u32; 6]) -> Self {
+        let mut st = State::default();
+        for (i, v) in idr.iter().enumerate() {
+            st.regs.insert(reg::IDR0 + 4 * i, *v as u64);
+        }
+        Self { state: RefCell::new(st) }
+    }
+
+    /// Stop consuming commands (a hung SMMU).
+    pub fn set_stuck(&self, stuck: bool) {
+        self.state.borrow_mut().stuck = stuck;
+    }
+
+    /// Reject the next command with this opcode with CERROR_ILL.
+    pub fn reject_next(&self, opcode: u8) {
+        self.state.borrow_mut().reject = Some(opcode);
+    }
+
+    /// Every command consumed so far, in order.
+    pub fn commands(&self) -> Vec<Command> {
+        self.state.borrow().commands.clone()
+    }
+
+    /// Forget the command log.
+    pub fn clear_commands(&self) {
+        self.state.borrow_mut().commands.clear();
+    }
+
+    /// A register's current value.
+    pub fn reg(&self, offset: usize) -> u64 {
+        self.state.borrow().regs.get(&offset).copied().unwrap_or(0)
+    }
+
+    /// Produce an event record, as the hardware would, setting OVFLG if the queue is full.
+    pub fn inject_event(&self, record: [u64; 4]) {
+        let mut st = self.state.borrow_mut();
+        let base = st.regs.get(&reg::EVENTQ_BASE).copied().unwrap_or(0);
+        let log2 = (base & 0x1f) as u32;
+        let addr = base & 0x000f_ffff_ffff_ffe0;
+        let prod = st.regs.get(&reg::EVENTQ_PROD).copied().unwrap_or(0) as u32;
+        let cons = st.regs.get(&reg::EVENTQ_CONS).copied().unwrap_or(0) as u32;
+        let ring = crate::queue::Ring { log2 };
+        if ring.is_full(ring.index(prod), ring.index(cons)) {
+            // Record lost. OVFLG toggles on the first loss after software acknowledged
+            // the previous overflow (OVACKFLG == OVFLG), not on every loss (IHI 0070 7.4).
+            if (prod ^ cons) & (1 << 31) == 0 {
+                st.regs.insert(reg::EVENTQ_PROD, (prod ^ (1 << 31)) as u64);
+            }
+            return;
+        }
+        let slot = ring.slot(prod) as usize;
+        // SAFETY: the driver gave the model this queue; PA == host address in tests.
+        unsafe { (addr as *mut [u64; 4]).add(slot).write_volatile(record) };
+        let next = ring.next(ring.index(prod)) | (prod & (1 << 31));
+        st.regs.insert(reg::EVENTQ_PROD, next as u64);
+    }
+
+    fn consume(&self, st: &mut State) {
+        if st.stuck || st.error_pending {
+            return;
+        }
+        let base = st.regs.get(&reg::CMDQ_BASE).copied().unwrap_or(0);
+        let ring = crate::queue::Ring { log2: (base & 0x1f) as u32 };
+        let addr = base & 0x000f_ffff_ffff_ffe0;
+        let prod = ring.index(st.regs.get(&reg::CMDQ_PROD).copied().unwrap_or(0) as u32);
+        let mut cons = ring.index(st.regs.get(&reg::CMDQ_CONS).copied().unwrap_or(0) as u32);
+        while cons != prod {
+            // SAFETY: as in `inject_event`.
+            let cmd = Command(unsafe { (addr as *const [u64; 2]).add(ring.slot(cons) as usize).read_volatile() });
+            let op = cmd.opcode();
+            if st.reject == Some(op) || !is_known(op) {
+                st.reject = None;
+                // CERROR_ILL in CMDQ_CONS.ERR, CONS left at the bad command, GERROR.CMDQ_ERR
+                // toggled (IHI 0070 7.1).
+                st.regs.insert(reg::CMDQ_CONS, (cons | (1 << 24)) as u64);
+                let g = st.regs.get(&reg::GERROR).copied().unwrap_or(0);
+                st.regs.insert(reg::GERROR, g ^ 1);
+                st.error_pending = true;
+                return;
+            }
+            self.execute(st, cmd);
+            st.commands.push(cmd);
+            cons = ring.next(cons);
+        }
+        st.regs.insert(reg::CMDQ_CONS, cons as u64);
+    }
+
+    fn execute(&self, st: &mut State, cmd: Command) {
+        let w0 = cmd.0[0];
+        let sid = (w0 >> 32) as u32;
+        let asid = (w0 >> 48) as u16;
+        match cmd.opcode() {
+            0x03 | 0x05 | 0x06 => {
+                st.config_cache.remove(&sid);
+            }
+            0x04 => st.config_cache.clear(),
+            0x11 => {
+                st.tlb.remove(&asid);
+            }
+            0x12 => {
+                let va = cmd.0[1] & !0xfff;
+                if let Some(v) = st.tlb.get_mut(&asid) {
+                    v.retain(|e| !(va >= e.iova_base && va < e.iova_base + e.size));
+                }
+            }
+            0x10 | 0x30 => st.tlb.clear(),
+            _ => {}
+        }
+    }
+
+    /// Translate a device access as the hardware would, filling and using the caches.
+    pub fn translate(&self, sid: u32, iova: u64, write: bool) -> Outcome {
+        let mut st = self.state.borrow_mut();
+        let cr0 = st.regs.get(&reg::CR0).copied().unwrap_or(0);
+        if cr0 & 1 == 0 {
+            let gbpa = st.regs.get(&reg::GBPA).copied().unwrap_or(0);
+            return if gbpa & (1 << 20) != 0 { Outcome::Abort } else { Outcome::Bypass(iova) };
+        }
+        let (ste, cd) = match st.config_cache.get(&sid) {
+            Some(c) => *c,
+            None => {
+                let Some(ste) = read_ste(&st, sid) else { return Outcome::Fault(0x02) };
+                let cd = if ste[0] & 1 == 1 && (ste[0] >> 1) & 7 == 0b101 {
+                    // S1ContextPtr[51:6].
+                    Some(read_words::<8>(ste[0] & 0x000f_ffff_ffff_ffc0))
+                } else {
+                    None
+                };
+                st.config_cache.insert(sid, (ste, cd));
+                (ste, cd)
+            }
+        };
+        if ste[0] & 1 == 0 {
+            return Outcome::Fault(0x04);
+        }
+        match (ste[0] >> 1) & 7 {
+            0b000 => return Outcome::Abort,
+            0b100 => return Outcome::Bypass(iova),
+            0b101 => {}
+            _ => return Outcome::Fault(0x04),
+        }
+        let cd = cd.expect("stage 1 has a CD");
+        if (cd[0] >> 31) & 1 == 0 || (cd[0] >> 41) & 1 == 0 {
+            return Outcome::Fault(0x0a);
+        }
+        let asid = (cd[0] >> 48) as u16;
+        if let Some(e) = st.tlb.get(&asid).and_then(|v| v.iter().find(|e| iova >= e.iova_base && iova < e.iova_base + e.size)) {
+            if write && !e.writable {
+                return Outcome::Fault(0x13);
+            }
+            return Outcome::Ok(e.pa_base + (iova - e.iova_base));
+        }
+        let t0sz = (cd[0] & 0x3f) as u32;
+        let ias = 64 - t0sz;
+        if iova >> ias != 0 {
+            return Outcome::Fault(0x10);
+        }
+        let mut level = 4 - (ias - 12).div_ceil(9);
+        let mut table = cd[1] & 0x000f_ffff_ffff_fff0;
+        loop {
+            let shift = 12 + 9 * (3 - level);
+            let index = (iova >> shift) & 0x1ff;
+            let pte = read_words::<1>(table + index * 8)[0];
+            if pte & 1 == 0 {
+                return Outcome::Fault(0x10);
+            }
+            let is_table = level < 3 && pte & 2 != 0;
+            if is_table {
+                table = pte & 0x0000_ffff_ffff_f000;
+                level += 1;
+                continue;
+            }
+            if level == 3 && pte & 2 == 0 {
+                return Outcome::Fault(0x10);
+            }
+            if pte & (1 << 10) == 0 {
+                return Outcome::Fault(0x12);
+            }
+            let size = 1u64 << shift;
+            let entry = TlbEntry {
+                iova_base: iova & !(size - 1),
+                size,
+                pa_base: pte & 0x0000_ffff_ffff_f000 & !(size - 1),
+                // AP[2] (bit 7) = read-only.
+                writable: pte & (1 << 7) == 0,
+            };
+            st.tlb.entry(asid).or_default().push(entry);
+            if write && !entry.writable {
+                return Outcome::Fault(0x13);
+            }
+            return Outcome::Ok(entry.pa_base + (iova - entry.iova_base));
+        }
+    }
+}
+
+fn is_known(op: u8) -> bool {
+    matches!(op, 0x01..=0x06 | 0x10..=0x13 | 0x18 | 0x1a | 0x20..=0x23 | 0x28 | 0x2a | 0x30 | 0x40 | 0x41 | 0x44..=0x46)
+}
+
+fn read_words<const N: usize>(pa: u64) -> [u64; N] {
+    let mut out = [0; N];
+    for (i, w) in out.iter_mut().enumerate() {
+        // SAFETY: PA == host address in tests; the driver pointed the model here.
+        *w = unsafe { (pa as *const u64).add(i).read_volatile() };
+    }
+    out
+}
+
+fn read_ste(st: &State, sid: u32) -> Option<[u64; 8]> {
+    let base = st.regs.get(&reg::STRTAB_BASE).copied().unwrap_or(0) & 0x000f_ffff_ffff_ffc0;
+    let cfg = st.regs.get(&reg::STRTAB_BASE_CFG).copied().unwrap_or(0);
+    let log2 = (cfg & 0x3f) as u32;
+    if sid as u64 >= 1u64 << log2 {
+        return None;
+    }
+    if (cfg >> 16) & 3 == 0 {
+        return Some(read_words::<8>(base + sid as u64 * 64));
+    }
+    let split = ((cfg >> 6) & 0x1f) as u32;
+    let l1 = read_words::<1>(base + ((sid >> split) as u64) * 8)[0];
+    let span = l1 & 0x1f;
+    if span == 0 {
+        return None;
+    }
+    let l2 = l1 & 0x000f_ffff_ffff_ffc0;
+    Some(read_words::<8>(l2 + (sid as u64 & ((1 << split) - 1)) * 64))
+}
+
+impl Mmio for SmmuModel {
+    fn read32(&self, offset: usize) -> u32 {
+        self.reg(offset) as u32
+    }
+
+    fn write32(&self, offset: usize, value: u32) {
+        let mut st = self.state.borrow_mut();
+        let v = value as u64;
+        match offset {
+            o if o == reg::CR0 => {
+                st.regs.insert(reg::CR0, v);
+                st.regs.insert(reg::CR0ACK, v);
+            }
+            o if o == reg::IRQ_CTRL => {
+                st.regs.insert(reg::IRQ_CTRL, v);
+                st.regs.insert(reg::IRQ_CTRLACK, v);
+            }
+            o if o == reg::GBPA => {
+                st.regs.insert(reg::GBPA, v & !(1 << 31));
+            }
+            o if o == reg::CMDQ_PROD => {
+                st.regs.insert(reg::CMDQ_PROD, v);
+                self.consume(&mut st);
+            }
+            o if o == reg::GERRORN => {
+                st.regs.insert(reg::GERRORN, v);
+                let g = st.regs.get(&reg::GERROR).copied().unwrap_or(0);
+                if st.error_pending && (g ^ v) & 1 == 0 {
+                    st.error_pending = false;
+                    let cons = st.regs.get(&reg::CMDQ_CONS).copied().unwrap_or(0) & 0xfffff;
+                    st.regs.insert(reg::CMDQ_CONS, cons);
+                    self.consume(&mut st);
+                }
+            }
+            _ => {
+                st.regs.insert(offset, v);
+            }
+        }
+    }
+
+    fn read64(&self, offset: usize) -> u64 {
+        self.reg(offset)
+    }
+
+    fn write64(&self, offset: usize, value: u64) {
+        self.state.borrow_mut().regs.insert(offset, value);
+    }
+}

@@ -1,0 +1,623 @@
+//! VMSAv8-64 stage-1 translation tables with a 4 KiB granule (Arm ARM D8.3, as used by
+//! the SMMU per IHI 0070 3.4), built in pages taken from a fixed pool.
+//!
+//! Every operation checks the whole request before it writes anything, so an error
+//! leaves the tables exactly as they were: a map that would overlap, run past the input
+//! range or exhaust the pool changes nothing, and an unmap that covers an unmapped page
+//! or part of a block changes nothing. Operations that remove or narrow access report
+//! each changed leaf to an invalidation callback; the caller queues the TLBI and waits
+//! for the sync before telling anyone the access is gone.
+
+use core::ptr::NonNull;
+
+use crate::addr::{DmaRegion, Iova, PhysAddr};
+use crate::barrier;
+use crate::field::{addr_bits, Field};
+
+/// Size of a translation granule and of a table.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of a level-2 block.
+pub const BLOCK_SIZE_2M: u64 = 2 << 20;
+/// Descriptors per table.
+pub const ENTRIES: usize = 512;
+/// The last level.
+const LEAF_LEVEL: u8 = 3;
+
+/// Valid.
+pub const PTE_VALID: Field = Field::bit(0);
+/// Type: 1 = table (levels 0-2) or page (level 3); 0 = block (levels 1-2).
+pub const PTE_TYPE: Field = Field::bit(1);
+/// AttrIndx: index into MAIR.
+pub const PTE_ATTRINDX: Field = Field::new(4, 2);
+/// AP[2:1]: AP[1] (bit 6) grants unprivileged access, AP[2] (bit 7) makes it read-only.
+pub const PTE_AP: Field = Field::new(7, 6);
+/// AP[1]: accessible to unprivileged transactions (PCIe requests without PASID are).
+pub const PTE_AP_UNPRIV: Field = Field::bit(6);
+/// AP[2]: read-only.
+pub const PTE_AP_RDONLY: Field = Field::bit(7);
+/// SH: shareability.
+pub const PTE_SH: Field = Field::new(9, 8);
+/// AF: access flag (set by software: the SMMU's hardware update is not enabled).
+pub const PTE_AF: Field = Field::bit(10);
+/// nG: not global, so the entry is tagged with the context's ASID.
+pub const PTE_NG: Field = Field::bit(11);
+/// Output address / next-level table address, bits [47:12].
+pub const PTE_ADDR: Field = Field::new(47, 12);
+/// PXN: never executable at privileged level.
+pub const PTE_PXN: Field = Field::bit(53);
+/// UXN/XN: never executable at unprivileged level.
+pub const PTE_UXN: Field = Field::bit(54);
+/// SH value: inner shareable.
+pub const PTE_SH_IS: u64 = 0b11;
+
+/// What a device may do with a mapping. Stage-1 descriptors cannot express write-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Perm {
+    /// The device may read.
+    Read,
+    /// The device may read and write.
+    ReadWrite,
+}
+
+/// The memory type of the mapped physical range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemType {
+    /// Normal, write-back cacheable RAM.
+    Normal,
+    /// Device-nGnRE (peer-to-peer MMIO).
+    Device,
+}
+
+/// Why a page-table operation was refused. Nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageTableError {
+    /// An address or length is not a multiple of 4 KiB.
+    Misaligned,
+    /// The length is zero.
+    Empty,
+    /// The IOVA range wraps or runs past the context's input size.
+    IovaOutOfRange,
+    /// The physical range wraps or runs past the SMMU's output size.
+    PhysOutOfRange,
+    /// Part of the range is already mapped; the first such IOVA.
+    AlreadyMapped(Iova),
+    /// Part of the range is not mapped; the first such IOVA.
+    NotMapped(Iova),
+    /// The range covers only part of a 2 MiB block mapped at this IOVA.
+    PartialBlock(Iova),
+    /// The table pool has fewer free pages than the operation needs.
+    PoolExhausted {
+        /// Pages the operation needs.
+        needed: usize,
+        /// Pages free.
+        free: usize,
+    },
+}
+
+/// A translation-table descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pte(pub u64);
+
+impl Pte {
+    /// The invalid descriptor.
+    pub const INVALID: Pte = Pte(0);
+
+    /// A table descriptor pointing at the next-level table `next`.
+    pub const fn table(next: PhysAddr) -> Pte {
+        Pte(PTE_VALID.prep(1) | PTE_TYPE.prep(1) | addr_bits(PTE_ADDR, next.0))
+    }
+
+    /// A leaf: a page at level 3, a block at levels 1 and 2. Never executable, tagged
+    /// with the ASID (nG), access flag set, reachable by unprivileged transactions.
+    pub const fn leaf(pa: PhysAddr, level: u8, perm: Perm, mem: MemType) -> Pte {
+        let ty = if level == LEAF_LEVEL { 1 } else { 0 };
+        let (attr, sh) = match mem {
+            MemType::Normal => (crate::cd::MAIR_IDX_NORMAL, PTE_SH_IS),
+            MemType::Device => (crate::cd::MAIR_IDX_DEVICE, 0),
+        };
+        let ro = match perm {
+            Perm::Read => 1,
+            Perm::ReadWrite => 0,
+        };
+        Pte(PTE_VALID.prep(1)
+            | PTE_TYPE.prep(ty)
+            | PTE_ATTRINDX.prep(attr)
+            | PTE_AP_UNPRIV.prep(1)
+            | PTE_AP_RDONLY.prep(ro)
+            | PTE_SH.prep(sh)
+            | PTE_AF.prep(1)
+            | PTE_NG.prep(1)
+            | addr_bits(PTE_ADDR, pa.0)
+            | PTE_PXN.prep(1)
+            | PTE_UXN.prep(1))
+    }
+
+    /// Valid bit set.
+    pub const fn is_valid(self) -> bool {
+        PTE_VALID.get(self.0) == 1
+    }
+
+    /// A table descriptor, given it sits above the last level.
+    pub const fn is_table(self, level: u8) -> bool {
+        self.is_valid() && level < LEAF_LEVEL && PTE_TYPE.get(self.0) == 1
+    }
+
+    /// The output or next-table address.
+    pub const fn addr(self) -> PhysAddr {
+        PhysAddr(self.0 & PTE_ADDR.mask())
+    }
+
+    /// The permission a leaf grants.
+    pub const fn perm(self) -> Perm {
+        if PTE_AP_RDONLY.get(self.0) == 1 {
+            Perm::Read
+        } else {
+            Perm::ReadWrite
+        }
+    }
+
+    /// The same leaf with permission `perm`.
+    pub const fn with_perm(self, perm: Perm) -> Pte {
+        let ro = match perm {
+            Perm::Read => 1,
+            Perm::ReadWrite => 0,
+        };
+        Pte(PTE_AP_RDONLY.set(self.0, ro))
+    }
+}
+
+/// The fixed pool of 4 KiB pages that every table comes from. Free pages are chained
+/// through their first word, so the pool needs no memory of its own.
+#[derive(Debug)]
+pub struct TablePool {
+    region: DmaRegion,
+    pages: usize,
+    /// Index + 1 of the first free page, 0 if none.
+    free_head: usize,
+    free: usize,
+}
+
+// SAFETY: the pool owns its region exclusively (by the contract of `TablePool::new`);
+// moving it to another thread moves that ownership.
+unsafe impl Send for TablePool {}
+
+impl TablePool {
+    /// A pool over `region`, which must be 4 KiB aligned (both addresses).
+    ///
+    /// # Safety
+    /// `region.va` must point to `region.len` bytes of memory that nothing else uses for
+    /// as long as the pool and the tables built from it live, and that the SMMU sees at
+    /// `region.pa`.
+    pub unsafe fn new(region: DmaRegion) -> Option<Self> {
+        if !region.pa.is_aligned(PAGE_SIZE) || region.va.as_ptr() as usize % PAGE_SIZE as usize != 0 {
+            return None;
+        }
+        let mut pool = Self { region, pages: region.len / PAGE_SIZE as usize, free_head: 0, free: 0 };
+        for index in (0..pool.pages).rev() {
+            pool.push(index);
+        }
+        Some(pool)
+    }
+
+    /// Free pages.
+    pub fn free_pages(&self) -> usize {
+        self.free
+    }
+
+    /// Pages in the pool.
+    pub fn total_pages(&self) -> usize {
+        self.pages
+    }
+
+    /// The physical range the pool covers (the SMMU must never let a device reach it).
+    pub fn region(&self) -> &DmaRegion {
+        &self.region
+    }
+
+    fn page_ptr(&self, index: usize) -> NonNull<u64> {
+        // SAFETY: `index < pages`, so the page lies inside the region.
+        unsafe { self.region.va.add(index * PAGE_SIZE as usize).cast() }
+    }
+
+    fn push(&mut self, index: usize) {
+        // SAFETY: the page is inside the pool's region and, being freed, unused.
+        unsafe { self.page_ptr(index).write_volatile(self.free_head as u64) };
+        self.free_head = index + 1;
+        self.free += 1;
+    }
+
+    /// Take a zeroed page; `None` when the pool is empty.
+    fn alloc(&mut self) -> Option<(PhysAddr, NonNull<u64>)> {
+        let index = self.free_head.checked_sub(1)?;
+        let page = self.page_ptr(index);
+        // SAFETY: the page is free, so its first word holds the free-list link.
+        self.free_head = unsafe { page.read_volatile() } as usize;
+        self.free -= 1;
+        for i in 0..ENTRIES {
+            // SAFETY: `i < 512` words stay inside the 4 KiB page.
+            unsafe { page.add(i).write_volatile(0) };
+        }
+        Some((PhysAddr(self.region.pa.0 + (index as u64) * PAGE_SIZE), page))
+    }
+
+    /// Give back the page at `pa`. The caller has made sure the SMMU can no longer walk
+    /// it (its parent entry was cleared, invalidated and synced).
+    fn free_page(&mut self, pa: PhysAddr) {
+        let index = ((pa.0 - self.region.pa.0) / PAGE_SIZE) as usize;
+        self.push(index);
+    }
+
+    /// This CPU's view of the table at `pa` (which came from this pool).
+    fn table(&self, pa: PhysAddr) -> NonNull<u64> {
+        let offset = pa.0.wrapping_sub(self.region.pa.0);
+        debug_assert!(offset < self.region.len as u64);
+        self.page_ptr((offset / PAGE_SIZE) as usize)
+    }
+
+    fn read(&self, table: PhysAddr, index: usize) -> Pte {
+        // SAFETY: `table` is a page of this pool and `index < 512`.
+        Pte(unsafe { self.table(table).add(index).read_volatile() })
+    }
+
+    fn write(&mut self, table: PhysAddr, index: usize, pte: Pte) {
+        // SAFETY: `table` is a page of this pool and `index < 512`; the 64-bit aligned
+        // store is single-copy atomic for the SMMU's table walker.
+        unsafe { self.table(table).add(index).write_volatile(pte.0) };
+    }
+}
+
+/// One leaf found by a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaf {
+    /// IOVA of the start of the page or block.
+    pub iova: Iova,
+    /// Output address of the start of the page or block.
+    pub pa: PhysAddr,
+    /// Level: 3 for a 4 KiB page, 2 for a 2 MiB block.
+    pub level: u8,
+    /// The permission granted.
+    pub perm: Perm,
+}
+
+impl Leaf {
+    /// Bytes covered by the leaf.
+    pub const fn size(&self) -> u64 {
+        level_size(self.level)
+    }
+}
+
+/// Bytes covered by one entry at `level`.
+pub const fn level_size(level: u8) -> u64 {
+    1 << level_shift(level)
+}
+
+const fn level_shift(level: u8) -> u32 {
+    12 + 9 * (LEAF_LEVEL - level) as u32
+}
+
+/// A stage-1 address space: the root table and the walk geometry.
+#[derive(Debug)]
+pub struct PageTable {
+    root: PhysAddr,
+    start_level: u8,
+    ias_bits: u32,
+    oas_bits: u32,
+}
+
+impl PageTable {
+    /// A new, empty address space of `ias_bits` input bits (25..=48) whose output
+    /// addresses fit in `oas_bits`, its root taken from `pool`.
+    pub fn new(pool: &mut TablePool, ias_bits: u32, oas_bits: u32) -> Result<Self, PageTableError> {
+        if !(25..=48).contains(&ias_bits) {
+            return Err(PageTableError::IovaOutOfRange);
+        }
+        let (root, _) = pool.alloc().ok_or(PageTableError::PoolExhausted { needed: 1, free: 0 })?;
+        // 4 KiB granule: each level resolves 9 bits above the 12-bit page offset.
+        let levels = (ias_bits - 12).div_ceil(9);
+        Ok(Self { root, start_level: (4 - levels) as u8, ias_bits, oas_bits: oas_bits.min(48) })
+    }
+
+    /// Physical address of the root table (the CD's TTB0).
+    pub fn root(&self) -> PhysAddr {
+        self.root
+    }
+
+    /// Input address size in bits.
+    pub fn ias_bits(&self) -> u32 {
+        self.ias_bits
+    }
+
+    fn index(&self, iova: u64, level: u8) -> usize {
+        ((iova >> level_shift(level)) & (ENTRIES as u64 - 1)) as usize
+    }
+
+    fn check_iova_range(&self, iova: Iova, len: u64) -> Result<u64, PageTableError> {
+        if len == 0 {
+            return Err(PageTableError::Empty);
+        }
+        if !iova.is_aligned(PAGE_SIZE) || len % PAGE_SIZE != 0 {
+            return Err(PageTableError::Misaligned);
+        }
+        let end = iova.0.checked_add(len).ok_or(PageTableError::IovaOutOfRange)?;
+        if end > 1u64 << self.ias_bits {
+            return Err(PageTableError::IovaOutOfRange);
+        }
+        Ok(end)
+    }
+
+    /// Find the leaf covering `iova`, if any.
+    pub fn translate(&self, pool: &TablePool, iova: Iova) -> Option<Leaf> {
+        if iova.0 >= 1u64 << self.ias_bits {
+            return None;
+        }
+        let mut table = self.root;
+        let mut level = self.start_level;
+        loop {
+            let pte = pool.read(table, self.index(iova.0, level));
+            if !pte.is_valid() {
+                return None;
+            }
+            if pte.is_table(level) {
+                table = pte.addr();
+                level += 1;
+                continue;
+            }
+            let base = iova.0 & !(level_size(level) - 1);
+            return Some(Leaf { iova: Iova(base), pa: pte.addr(), level, perm: pte.perm() });
+        }
+    }
+
+    /// Walk to the entry for `iova` at `target` level without creating anything.
+    /// `Ok((table, pte))` when the walk reached `target`; `Err(level)` when it stopped at
+    /// `level` on an invalid entry or a leaf (a block above `target`).
+    fn walk(&self, pool: &TablePool, iova: u64, target: u8) -> Result<(PhysAddr, Pte), (u8, Pte)> {
+        let mut table = self.root;
+        let mut level = self.start_level;
+        loop {
+            let pte = pool.read(table, self.index(iova, level));
+            if level == target {
+                return Ok((table, pte));
+            }
+            if !pte.is_table(level) {
+                return Err((level, pte));
+            }
+            table = pte.addr();
+            level += 1;
+        }
+    }
+
+    /// The level of the leaf `map` would use for the chunk at `iova`: a 2 MiB block when
+    /// both addresses are 2 MiB aligned, at least 2 MiB remain and no level-2 table
+    /// already exists there; otherwise a page.
+    fn chunk_level(&self, pool: &TablePool, iova: u64, pa: u64, remaining: u64) -> u8 {
+        let block_fits = iova % BLOCK_SIZE_2M == 0 && pa % BLOCK_SIZE_2M == 0 && remaining >= BLOCK_SIZE_2M;
+        if block_fits && self.start_level <= 2 {
+            match self.walk(pool, iova, 2) {
+                Ok((_, pte)) if pte.is_table(2) => 3,
+                _ => 2,
+            }
+        } else {
+            3
+        }
+    }
+
+    /// Map `[iova, iova + len)` to `[pa, pa + len)`. Uses 2 MiB blocks where alignment
+    /// allows. Fails, changing nothing, if any part is already mapped, the ranges are out
+    /// of bounds, or the pool cannot supply every table needed. No invalidation is needed:
+    /// the SMMU does not cache invalid entries (IHI 0070 3.21.1).
+    pub fn map(
+        &mut self,
+        pool: &mut TablePool,
+        iova: Iova,
+        pa: PhysAddr,
+        len: u64,
+        perm: Perm,
+        mem: MemType,
+    ) -> Result<(), PageTableError> {
+        let end = self.check_iova_range(iova, len)?;
+        if !pa.is_aligned(PAGE_SIZE) {
+            return Err(PageTableError::Misaligned);
+        }
+        let pa_end = pa.0.checked_add(len).ok_or(PageTableError::PhysOutOfRange)?;
+        if pa_end > 1u64 << self.oas_bits {
+            return Err(PageTableError::PhysOutOfRange);
+        }
+
+        // Pass 1: every target entry must be empty; count the tables to create. Tables
+        // are created in address order, so a new table at `level` serves every later
+        // chunk with the same address prefix above that level.
+        let mut needed = 0usize;
+        let mut last_new: [Option<u64>; 4] = [None; 4];
+        let mut cur = iova.0;
+        while cur < end {
+            let remaining = end - cur;
+            let level = self.chunk_level(pool, cur, pa.0 + (cur - iova.0), remaining);
+            match self.walk(pool, cur, level) {
+                Ok((_, pte)) if pte.is_valid() => return Err(PageTableError::AlreadyMapped(Iova(cur))),
+                Ok(_) => {}
+                Err((stop, pte)) => {
+                    if pte.is_valid() {
+                        // A leaf above the target level: a block already covers `cur`.
+                        return Err(PageTableError::AlreadyMapped(Iova(cur)));
+                    }
+                    // Tables are missing for levels stop+1 ..= level.
+                    for l in stop + 1..=level {
+                        let prefix = cur >> level_shift(l - 1);
+                        if last_new[l as usize] != Some(prefix) {
+                            last_new[l as usize] = Some(prefix);
+                            needed += 1;
+                        }
+                    }
+                }
+            }
+            cur += level_size(level);
+        }
+        if needed > pool.free_pages() {
+            return Err(PageTableError::PoolExhausted { needed, free: pool.free_pages() });
+        }
+
+        // Pass 2: commit. Nothing below can fail.
+        let mut cur = iova.0;
+        while cur < end {
+            let out = pa.0 + (cur - iova.0);
+            let level = self.chunk_level(pool, cur, out, end - cur);
+            let table = self.table_for(pool, cur, level);
+            pool.write(table, self.index(cur, level), Pte::leaf(PhysAddr(out), level, perm, mem));
+            cur += level_size(level);
+        }
+        // The caller will tell a client the mapping exists; make it visible first.
+        barrier::wmb();
+        Ok(())
+    }
+
+    /// The table holding `iova`'s entry at `level`, creating missing tables (pass 1 of
+    /// `map` made sure the pool can supply them and that no leaf is in the way).
+    fn table_for(&mut self, pool: &mut TablePool, iova: u64, level: u8) -> PhysAddr {
+        let mut table = self.root;
+        let mut l = self.start_level;
+        while l < level {
+            let index = self.index(iova, l);
+            let pte = pool.read(table, index);
+            table = if pte.is_table(l) {
+                pte.addr()
+            } else {
+                let (new, _) = pool.alloc().expect("pass 1 reserved this table");
+                // The zeroed table must be visible before the SMMU can walk into it.
+                barrier::dma_wmb();
+                pool.write(table, index, Pte::table(new));
+                new
+            };
+            l += 1;
+        }
+        table
+    }
+
+    /// Check that `[iova, iova+len)` is exactly covered by leaves, none of them a block
+    /// that sticks out of the range. Returns the number of leaves.
+    fn check_covered(&self, pool: &TablePool, iova: Iova, len: u64) -> Result<usize, PageTableError> {
+        let end = self.check_iova_range(iova, len)?;
+        let mut cur = iova.0;
+        let mut leaves = 0;
+        while cur < end {
+            let leaf = self.translate(pool, Iova(cur)).ok_or(PageTableError::NotMapped(Iova(cur)))?;
+            if leaf.iova.0 != cur || cur + leaf.size() > end {
+                return Err(PageTableError::PartialBlock(leaf.iova));
+            }
+            cur += leaf.size();
+            leaves += 1;
+        }
+        Ok(leaves)
+    }
+
+    /// Check an unmap of `[iova, iova + len)` without changing anything.
+    pub fn check_unmap(&self, pool: &TablePool, iova: Iova, len: u64) -> Result<usize, PageTableError> {
+        self.check_covered(pool, iova, len)
+    }
+
+    /// Remove every leaf in `[iova, iova + len)`, which must be exactly covered by
+    /// mappings (no hole, no partial block); `invalidate(leaf)` is called for each one
+    /// removed. Tables are kept for reuse; they go back to the pool with `destroy`.
+    pub fn unmap(
+        &mut self,
+        pool: &mut TablePool,
+        iova: Iova,
+        len: u64,
+        mut invalidate: impl FnMut(Leaf),
+    ) -> Result<usize, PageTableError> {
+        let leaves = self.check_covered(pool, iova, len)?;
+        let end = iova.0 + len;
+        let mut cur = iova.0;
+        while cur < end {
+            let leaf = self.translate(pool, Iova(cur)).expect("checked above");
+            let (table, _) = self.walk(pool, cur, leaf.level).expect("leaf exists");
+            pool.write(table, self.index(cur, leaf.level), Pte::INVALID);
+            invalidate(leaf);
+            cur += leaf.size();
+        }
+        Ok(leaves)
+    }
+
+    /// Change the permission of every leaf in `[iova, iova + len)` (exactly covered by
+    /// mappings) to `perm`; `invalidate(leaf)` is called for each leaf that changed.
+    pub fn protect(
+        &mut self,
+        pool: &mut TablePool,
+        iova: Iova,
+        len: u64,
+        perm: Perm,
+        mut invalidate: impl FnMut(Leaf),
+    ) -> Result<usize, PageTableError> {
+        self.check_covered(pool, iova, len)?;
+        let end = iova.0 + len;
+        let mut cur = iova.0;
+        let mut changed = 0;
+        while cur < end {
+            let leaf = self.translate(pool, Iova(cur)).expect("checked above");
+            if leaf.perm != perm {
+                let (table, pte) = self.walk(pool, cur, leaf.level).expect("leaf exists");
+                pool.write(table, self.index(cur, leaf.level), pte.with_perm(perm));
+                invalidate(leaf);
+                changed += 1;
+            }
+            cur += leaf.size();
+        }
+        Ok(changed)
+    }
+
+    /// Call `f` for every leaf, in IOVA order.
+    pub fn for_each_leaf(&self, pool: &TablePool, mut f: impl FnMut(Leaf)) {
+        self.visit(pool, self.root, self.start_level, 0, &mut f);
+    }
+
+    fn visit(&self, pool: &TablePool, table: PhysAddr, level: u8, base: u64, f: &mut impl FnMut(Leaf)) {
+        let span = if level == self.start_level {
+            1usize << (self.ias_bits - level_shift(level)).min(9)
+        } else {
+            ENTRIES
+        };
+        for i in 0..span {
+            let pte = pool.read(table, i);
+            let iova = base + ((i as u64) << level_shift(level));
+            if !pte.is_valid() {
+                continue;
+            }
+            if pte.is_table(level) {
+                self.visit(pool, pte.addr(), level + 1, iova, f);
+            } else {
+                f(Leaf { iova: Iova(iova), pa: pte.addr(), level, perm: pte.perm() });
+            }
+        }
+    }
+
+    /// Number of table pages this address space holds (root included).
+    pub fn table_pages(&self, pool: &TablePool) -> usize {
+        self.count_tables(pool, self.root, self.start_level)
+    }
+
+    fn count_tables(&self, pool: &TablePool, table: PhysAddr, level: u8) -> usize {
+        let mut n = 1;
+        for i in 0..ENTRIES {
+            let pte = pool.read(table, i);
+            if pte.is_table(level) {
+                n += self.count_tables(pool, pte.addr(), level + 1);
+            }
+        }
+        n
+    }
+
+    /// Return every table to the pool. The caller has made sure no STE or CD refers to
+    /// this address space any more and has invalidated its ASID and synced.
+    pub fn destroy(self, pool: &mut TablePool) {
+        self.free_tables(pool, self.root, self.start_level);
+    }
+
+    fn free_tables(&self, pool: &mut TablePool, table: PhysAddr, level: u8) {
+        for i in 0..ENTRIES {
+            let pte = pool.read(table, i);
+            if pte.is_table(level) {
+                self.free_tables(pool, pte.addr(), level + 1);
+            }
+        }
+        pool.free_page(table);
+    }
+}

@@ -1,0 +1,210 @@
+//! Reading the ID registers (IHI 0070 6.3.1-6.3.8) and deciding whether this driver can
+//! drive the SMMU. A pure function of the register values, so it is tested on the host
+//! with the values real implementations report.
+
+use core::fmt;
+
+use tock_registers::LocalRegisterCopy;
+
+use crate::cd::oas_bits;
+use crate::device::{AIDR, IDR0, IDR1, IDR3, IDR5, IIDR};
+
+/// The raw identification registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdRegs {
+    /// SMMU_IDR0..SMMU_IDR5.
+    pub idr: [u32; 6],
+    /// SMMU_IIDR.
+    pub iidr: u32,
+    /// SMMU_AIDR.
+    pub aidr: u32,
+}
+
+/// What the SMMU can do, as this driver uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// StreamID width in bits.
+    pub sid_bits: u32,
+    /// SubstreamID width in bits.
+    pub ssid_bits: u32,
+    /// ASID width in bits (8 or 16).
+    pub asid_bits: u32,
+    /// log2 of the largest command queue.
+    pub cmdq_log2: u32,
+    /// log2 of the largest event queue.
+    pub eventq_log2: u32,
+    /// SMMU_IDR5.OAS encoding.
+    pub oas: u32,
+    /// Output address size in bits.
+    pub oas_bits: u32,
+    /// Two-level stream tables supported.
+    pub two_level_strtab: bool,
+    /// EL2 translation regime present (CMD_TLBI_EL2_ALL needed at reset).
+    pub hyp: bool,
+    /// Stage-2 translation supported (not used by this driver).
+    pub stage2: bool,
+    /// Message-signalled interrupts supported (this driver uses wired ones).
+    pub msi: bool,
+    /// Range invalidation (SMMUv3.2).
+    pub range_invalidation: bool,
+    /// SMMU_AIDR minor revision: 3.x.
+    pub arch_minor: u32,
+    /// SMMU_IIDR: implementer, revision, variant, product.
+    pub iidr: u32,
+}
+
+/// Why the driver refuses an SMMU. Each variant says what is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    /// SMMU_AIDR does not report an SMMUv3.x.
+    NotSmmuV3 {
+        /// SMMU_AIDR as read.
+        aidr: u32,
+    },
+    /// No stage-1 translation (SMMU_IDR0.S1P == 0).
+    NoStage1,
+    /// No AArch64 translation tables (SMMU_IDR0.TTF lacks AArch64).
+    NoAArch64Tables,
+    /// No 4 KiB translation granule (SMMU_IDR5.GRAN4K == 0).
+    No4KGranule,
+    /// Tables only big-endian (SMMU_IDR0.TTENDIAN == big).
+    BigEndianOnly,
+    /// Table walks do not snoop CPU caches (SMMU_IDR0.COHACC == 0); this driver does no
+    /// cache maintenance, so it would hand the SMMU stale tables.
+    NotCoherent,
+    /// The StreamIDs the platform uses do not fit SMMU_IDR1.SIDSIZE.
+    StreamIdsTooWide {
+        /// StreamID bits the SMMU has.
+        sid_bits: u32,
+        /// StreamID bits the platform needs.
+        needed: u32,
+    },
+    /// Fewer ASIDs than translation contexts the driver must hold.
+    TooFewAsids {
+        /// ASID bits the SMMU has.
+        asid_bits: u32,
+        /// Contexts needed.
+        needed: usize,
+    },
+    /// The SMMU's output address size cannot reach the memory it must read or map.
+    OutputTooNarrow {
+        /// Output address bits the SMMU has.
+        oas_bits: u32,
+        /// Bits needed.
+        needed: u32,
+    },
+    /// The command or event queue would have no entries (SMMU_IDR1.CMDQS/EVENTQS).
+    NoQueue,
+    /// The IOVA size asked for is outside 25..=48 bits or beyond SMMU_IDR5.VAX.
+    IovaSize {
+        /// Bits asked for.
+        bits: u32,
+    },
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Unsupported::NotSmmuV3 { aidr } => write!(f, "SMMU_AIDR {aidr:#x} is not an SMMUv3"),
+            Unsupported::NoStage1 => write!(f, "no stage-1 translation (SMMU_IDR0.S1P = 0)"),
+            Unsupported::NoAArch64Tables => write!(f, "no AArch64 translation tables (SMMU_IDR0.TTF)"),
+            Unsupported::No4KGranule => write!(f, "no 4 KiB granule (SMMU_IDR5.GRAN4K = 0)"),
+            Unsupported::BigEndianOnly => write!(f, "translation tables big-endian only (SMMU_IDR0.TTENDIAN)"),
+            Unsupported::NotCoherent => write!(
+                f,
+                "table walks are not coherent (SMMU_IDR0.COHACC = 0) and this driver does no cache maintenance"
+            ),
+            Unsupported::StreamIdsTooWide { sid_bits, needed } => {
+                write!(f, "StreamIDs need {needed} bits, the SMMU has {sid_bits} (SMMU_IDR1.SIDSIZE)")
+            }
+            Unsupported::TooFewAsids { asid_bits, needed } => {
+                write!(f, "{needed} contexts need more ASIDs than {asid_bits} bits give")
+            }
+            Unsupported::OutputTooNarrow { oas_bits, needed } => {
+                write!(f, "memory needs {needed}-bit output addresses, the SMMU has {oas_bits} (SMMU_IDR5.OAS)")
+            }
+            Unsupported::NoQueue => write!(f, "command or event queue size is zero (SMMU_IDR1)"),
+            Unsupported::IovaSize { bits } => write!(f, "an IOVA size of {bits} bits is not supported"),
+        }
+    }
+}
+
+/// What the platform needs from the SMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Bits of the widest StreamID devices will use.
+    pub sid_bits: u32,
+    /// Translation contexts (ASIDs) the driver will hold.
+    pub contexts: usize,
+    /// Bits of the highest physical address of memory the SMMU reads or maps.
+    pub pa_bits: u32,
+    /// IOVA size.
+    pub ias_bits: u32,
+}
+
+/// Decide whether the SMMU described by `id` can be driven for `needs`.
+pub fn probe(id: &IdRegs, needs: &Needs) -> Result<Features, Unsupported> {
+    let idr0 = LocalRegisterCopy::<u32, IDR0::Register>::new(id.idr[0]);
+    let idr1 = LocalRegisterCopy::<u32, IDR1::Register>::new(id.idr[1]);
+    let idr3 = LocalRegisterCopy::<u32, IDR3::Register>::new(id.idr[3]);
+    let idr5 = LocalRegisterCopy::<u32, IDR5::Register>::new(id.idr[5]);
+    let aidr = LocalRegisterCopy::<u32, AIDR::Register>::new(id.aidr);
+    let _ = LocalRegisterCopy::<u32, IIDR::Register>::new(id.iidr);
+
+    // SMMUv3.x reports ArchMajorRev == 0 (6.3.8).
+    if aidr.read(AIDR::ArchMajorRev) != 0 {
+        return Err(Unsupported::NotSmmuV3 { aidr: id.aidr });
+    }
+    if idr0.read(IDR0::S1P) == 0 {
+        return Err(Unsupported::NoStage1);
+    }
+    if idr0.read(IDR0::TTF) & 0b10 == 0 {
+        return Err(Unsupported::NoAArch64Tables);
+    }
+    if idr5.read(IDR5::GRAN4K) == 0 {
+        return Err(Unsupported::No4KGranule);
+    }
+    if idr0.read(IDR0::TTENDIAN) == 0b11 {
+        return Err(Unsupported::BigEndianOnly);
+    }
+    if idr0.read(IDR0::COHACC) == 0 {
+        return Err(Unsupported::NotCoherent);
+    }
+    let sid_bits = idr1.read(IDR1::SIDSIZE);
+    if needs.sid_bits > sid_bits {
+        return Err(Unsupported::StreamIdsTooWide { sid_bits, needed: needs.sid_bits });
+    }
+    let asid_bits = if idr0.read(IDR0::ASID16) == 1 { 16 } else { 8 };
+    // ASID 0 is never handed out, so that a zeroed CD can never alias a live context.
+    if needs.contexts >= (1usize << asid_bits) {
+        return Err(Unsupported::TooFewAsids { asid_bits, needed: needs.contexts });
+    }
+    let oas = idr5.read(IDR5::OAS).min(6);
+    let oas_bits = oas_bits(oas);
+    if needs.pa_bits > oas_bits.min(48) {
+        return Err(Unsupported::OutputTooNarrow { oas_bits, needed: needs.pa_bits });
+    }
+    if !(25..=48).contains(&needs.ias_bits) {
+        return Err(Unsupported::IovaSize { bits: needs.ias_bits });
+    }
+    let (cmdq_log2, eventq_log2) = (idr1.read(IDR1::CMDQS), idr1.read(IDR1::EVENTQS));
+    if cmdq_log2 == 0 || eventq_log2 == 0 {
+        return Err(Unsupported::NoQueue);
+    }
+    Ok(Features {
+        sid_bits,
+        ssid_bits: idr1.read(IDR1::SSIDSIZE),
+        asid_bits,
+        cmdq_log2,
+        eventq_log2,
+        oas,
+        oas_bits,
+        two_level_strtab: idr0.read(IDR0::ST_LEVEL) == 1,
+        hyp: idr0.read(IDR0::HYP) == 1,
+        stage2: idr0.read(IDR0::S2P) == 1,
+        msi: idr0.read(IDR0::MSI) == 1,
+        range_invalidation: idr3.read(IDR3::RIL) == 1,
+        arch_minor: aidr.read(AIDR::ArchMinorRev),
+        iidr: id.iidr,
+    })
+}

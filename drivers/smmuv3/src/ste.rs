@@ -1,0 +1,159 @@
+//! Stream table entries (IHI 0070 5.2). An STE is eight 64-bit words; field constants
+//! are named `STRTAB_STE_<word>_<FIELD>` after the spec and Linux's arm-smmu-v3.h, so the
+//! two can be compared line by line.
+
+use crate::addr::PhysAddr;
+use crate::field::{addr_bits, Field};
+
+/// STE.V: the entry is valid.
+pub const STRTAB_STE_0_V: Field = Field::bit(0);
+/// STE.Config: what the stream does (abort, bypass, stage 1, stage 2, nested).
+pub const STRTAB_STE_0_CFG: Field = Field::new(3, 1);
+/// STE.S1Fmt: layout of the context-descriptor table.
+pub const STRTAB_STE_0_S1FMT: Field = Field::new(5, 4);
+/// STE.S1ContextPtr: physical address of the CD (or CD table), bits [51:6].
+pub const STRTAB_STE_0_S1CTXPTR: Field = Field::new(51, 6);
+/// STE.S1CDMax: log2 of the number of CDs.
+pub const STRTAB_STE_0_S1CDMAX: Field = Field::new(63, 59);
+/// STE.S1DSS: what a transaction without a SubstreamID uses.
+pub const STRTAB_STE_1_S1DSS: Field = Field::new(1, 0);
+/// STE.S1CIR: inner cacheability of CD and table-walk fetches.
+pub const STRTAB_STE_1_S1CIR: Field = Field::new(3, 2);
+/// STE.S1COR: outer cacheability of CD and table-walk fetches.
+pub const STRTAB_STE_1_S1COR: Field = Field::new(5, 4);
+/// STE.S1CSH: shareability of CD and table-walk fetches.
+pub const STRTAB_STE_1_S1CSH: Field = Field::new(7, 6);
+/// STE.S1STALLD: stall disable.
+pub const STRTAB_STE_1_S1STALLD: Field = Field::bit(27);
+/// STE.EATS: ATS enable.
+pub const STRTAB_STE_1_EATS: Field = Field::new(29, 28);
+/// STE.STRW: the translation regime (0 = NS-EL1).
+pub const STRTAB_STE_1_STRW: Field = Field::new(31, 30);
+/// STE.SHCFG: shareability override for bypassed transactions.
+pub const STRTAB_STE_1_SHCFG: Field = Field::new(45, 44);
+
+/// STE.Config values (IHI 0070 5.2, "Config").
+pub const STRTAB_STE_0_CFG_ABORT: u64 = 0b000;
+/// Bypass: stage 1 and stage 2 both bypassed.
+pub const STRTAB_STE_0_CFG_BYPASS: u64 = 0b100;
+/// Stage 1 translates, stage 2 bypassed.
+pub const STRTAB_STE_0_CFG_S1_TRANS: u64 = 0b101;
+/// Stage 2 only.
+pub const STRTAB_STE_0_CFG_S2_TRANS: u64 = 0b110;
+/// S1Fmt: a single CD (S1CDMax = 0) or a linear table of CDs.
+pub const STRTAB_STE_0_S1FMT_LINEAR: u64 = 0b00;
+/// Cacheability value: write-back, read-allocate.
+pub const STRTAB_STE_1_S1C_WBRA: u64 = 0b01;
+/// Shareability value: inner shareable.
+pub const STRTAB_STE_1_S1CSH_ISH: u64 = 0b11;
+/// SHCFG value: use the incoming shareability.
+pub const STRTAB_STE_1_SHCFG_INCOMING: u64 = 0b01;
+
+/// Number of 64-bit words in an STE.
+pub const STE_WORDS: usize = 8;
+/// Size of an STE in bytes.
+pub const STE_SIZE: usize = STE_WORDS * 8;
+
+/// A stream table entry, as the SMMU reads it from memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ste(pub [u64; STE_WORDS]);
+
+/// What an STE makes the SMMU do with a stream's transactions: the part of the entry
+/// that decides what the device can reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteConfig {
+    /// V == 0: transactions are terminated and C_BAD_STE is recorded.
+    Invalid,
+    /// Config == abort: transactions are terminated silently.
+    Abort,
+    /// Config == bypass: transactions go through untranslated.
+    Bypass,
+    /// Stage 1 translation with a single context descriptor at `cd`.
+    Stage1 {
+        /// Physical address of the context descriptor.
+        cd: PhysAddr,
+        /// Word 1, which sets how the SMMU fetches the CD and tables.
+        attrs: u64,
+    },
+    /// Any other configuration: this driver never writes one.
+    Other(u64),
+}
+
+impl Ste {
+    /// An entry that aborts every transaction without recording an event: the state of
+    /// every stream from initialisation until it is attached.
+    pub const fn abort() -> Self {
+        let mut w = [0; STE_WORDS];
+        w[0] = STRTAB_STE_0_V.prep(1) | STRTAB_STE_0_CFG.prep(STRTAB_STE_0_CFG_ABORT);
+        Ste(w)
+    }
+
+    /// An entry that lets the stream through untranslated. Only for measurement and for
+    /// systems that explicitly trust a device; never the default.
+    pub const fn bypass() -> Self {
+        let mut w = [0; STE_WORDS];
+        w[0] = STRTAB_STE_0_V.prep(1) | STRTAB_STE_0_CFG.prep(STRTAB_STE_0_CFG_BYPASS);
+        w[1] = STRTAB_STE_1_SHCFG.prep(STRTAB_STE_1_SHCFG_INCOMING);
+        Ste(w)
+    }
+
+    /// Stage-1 translation through the single context descriptor at `cd` (64-byte
+    /// aligned), with CD and table walks write-back cacheable and inner shareable (the
+    /// SMMU is coherent, so they snoop the CPU caches) in the NS-EL1 regime.
+    pub const fn stage1(cd: PhysAddr) -> Self {
+        let mut w = [0; STE_WORDS];
+        w[0] = STRTAB_STE_0_V.prep(1)
+            | STRTAB_STE_0_CFG.prep(STRTAB_STE_0_CFG_S1_TRANS)
+            | STRTAB_STE_0_S1FMT.prep(STRTAB_STE_0_S1FMT_LINEAR)
+            | addr_bits(STRTAB_STE_0_S1CTXPTR, cd.0)
+            | STRTAB_STE_0_S1CDMAX.prep(0);
+        w[1] = STRTAB_STE_1_S1DSS.prep(0)
+            | STRTAB_STE_1_S1CIR.prep(STRTAB_STE_1_S1C_WBRA)
+            | STRTAB_STE_1_S1COR.prep(STRTAB_STE_1_S1C_WBRA)
+            | STRTAB_STE_1_S1CSH.prep(STRTAB_STE_1_S1CSH_ISH)
+            | STRTAB_STE_1_STRW.prep(0);
+        Ste(w)
+    }
+
+    /// What the SMMU would do with this entry.
+    pub const fn config(&self) -> SteConfig {
+        let w0 = self.0[0];
+        if STRTAB_STE_0_V.get(w0) == 0 {
+            return SteConfig::Invalid;
+        }
+        match STRTAB_STE_0_CFG.get(w0) {
+            STRTAB_STE_0_CFG_ABORT => SteConfig::Abort,
+            STRTAB_STE_0_CFG_BYPASS => SteConfig::Bypass,
+            STRTAB_STE_0_CFG_S1_TRANS
+                if STRTAB_STE_0_S1FMT.get(w0) == STRTAB_STE_0_S1FMT_LINEAR
+                    && STRTAB_STE_0_S1CDMAX.get(w0) == 0 =>
+            {
+                SteConfig::Stage1 { cd: PhysAddr(w0 & STRTAB_STE_0_S1CTXPTR.mask()), attrs: self.0[1] }
+            }
+            other => SteConfig::Other(other),
+        }
+    }
+
+    /// Which words the SMMU reads for this entry (bit n = word n). Words it ignores can be
+    /// rewritten while the entry is live without changing what the device can reach.
+    pub const fn used_words(&self) -> u8 {
+        match self.config() {
+            SteConfig::Invalid => 0b0000_0001,
+            SteConfig::Abort => 0b0000_0001,
+            SteConfig::Bypass => 0b0000_0011,
+            SteConfig::Stage1 { .. } => 0b0000_0011,
+            SteConfig::Other(_) => 0xff,
+        }
+    }
+}
+
+/// A level-1 stream-table descriptor (IHI 0070 5.1): points at a level-2 table of
+/// `2^(span-1)` STEs; Span == 0 makes the descriptor invalid.
+pub const STRTAB_L1_DESC_SPAN: Field = Field::new(4, 0);
+/// L2Ptr: physical address of the level-2 table, bits [51:6].
+pub const STRTAB_L1_DESC_L2PTR: Field = Field::new(51, 6);
+
+/// Encode a level-1 descriptor for a level-2 table of `2^split` STEs at `l2`.
+pub const fn l1_desc(l2: PhysAddr, split: u32) -> u64 {
+    STRTAB_L1_DESC_SPAN.prep(split as u64 + 1) | addr_bits(STRTAB_L1_DESC_L2PTR, l2.0)
+}
