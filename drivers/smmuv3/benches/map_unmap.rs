@@ -102,8 +102,15 @@ fn bench(c: &mut Criterion) {
                 let n = (iters - done).min(PAGES);
                 let t = Instant::now();
                 for i in 0..n {
-                    smmu.map(d, Iova(BASE + i * 4096), PhysAddr(OUT + i * 4096), 4096, Perm::ReadWrite, MemType::Normal)
-                        .unwrap();
+                    smmu.map(
+                        d,
+                        Iova(BASE + i * 4096),
+                        PhysAddr(OUT + i * 4096),
+                        4096,
+                        Perm::ReadWrite,
+                        MemType::Normal,
+                    )
+                    .unwrap();
                 }
                 total += t.elapsed();
                 smmu.unmap(d, Iova(BASE), n * 4096).unwrap();
@@ -160,8 +167,15 @@ fn bench(c: &mut Criterion) {
                 let n = (iters - done).min(PAGES);
                 let t = Instant::now();
                 for i in 0..n {
-                    smmu.map(d, Iova(BASE + i * BLOCK), PhysAddr(OUT + i * BLOCK), BLOCK, Perm::ReadWrite, MemType::Normal)
-                        .unwrap();
+                    smmu.map(
+                        d,
+                        Iova(BASE + i * BLOCK),
+                        PhysAddr(OUT + i * BLOCK),
+                        BLOCK,
+                        Perm::ReadWrite,
+                        MemType::Normal,
+                    )
+                    .unwrap();
                 }
                 total += t.elapsed();
                 smmu.unmap(d, Iova(BASE), n * BLOCK).unwrap();
@@ -171,18 +185,29 @@ fn bench(c: &mut Criterion) {
         });
     });
 
-    let flags = A::VALID | A::ATTRIBUTE_INDEX_0 | A::INNER_SHAREABLE | A::USER | A::ACCESSED | A::NON_GLOBAL | A::PXN | A::UXN;
+    let flags =
+        A::VALID | A::ATTRIBUTE_INDEX_0 | A::INNER_SHAREABLE | A::USER | A::ACCESSED | A::NON_GLOBAL | A::PXN | A::UXN;
 
     g.bench_function("aarch64-paging map_range 4KiB", |b| {
         let mut pt = RootTable::with_va_range(TargetAllocator::new(0x1_0000), 0, El1And0, VaRange::Lower);
         let base = BASE as usize;
-        pt.map_range(&MemoryRegion::new(base, base + PAGES as usize * 4096), PhysicalAddress(OUT as usize), flags, Constraints::NO_BLOCK_MAPPINGS)
-            .unwrap();
+        pt.map_range(
+            &MemoryRegion::new(base, base + PAGES as usize * 4096),
+            PhysicalAddress(OUT as usize),
+            flags,
+            Constraints::NO_BLOCK_MAPPINGS,
+        )
+        .unwrap();
         let mut i = 0usize;
         b.iter(|| {
             let va = base + (i % PAGES as usize) * 4096;
-            pt.map_range(&MemoryRegion::new(va, va + 4096), PhysicalAddress(OUT as usize + (va - base)), flags, Constraints::empty())
-                .unwrap();
+            pt.map_range(
+                &MemoryRegion::new(va, va + 4096),
+                PhysicalAddress(OUT as usize + (va - base)),
+                flags,
+                Constraints::empty(),
+            )
+            .unwrap();
             i += 1;
         });
     });
@@ -191,13 +216,23 @@ fn bench(c: &mut Criterion) {
         let mut pt = RootTable::with_va_range(TargetAllocator::new(0x1_0000), 0, El1And0, VaRange::Lower);
         const BLOCK: usize = 2 << 20;
         let base = BASE as usize;
-        pt.map_range(&MemoryRegion::new(base, base + 512 * BLOCK), PhysicalAddress(OUT as usize), flags, Constraints::empty())
-            .unwrap();
+        pt.map_range(
+            &MemoryRegion::new(base, base + 512 * BLOCK),
+            PhysicalAddress(OUT as usize),
+            flags,
+            Constraints::empty(),
+        )
+        .unwrap();
         let mut i = 0usize;
         b.iter(|| {
             let va = base + (i % 512) * BLOCK;
-            pt.map_range(&MemoryRegion::new(va, va + BLOCK), PhysicalAddress(OUT as usize + (va - base)), flags, Constraints::empty())
-                .unwrap();
+            pt.map_range(
+                &MemoryRegion::new(va, va + BLOCK),
+                PhysicalAddress(OUT as usize + (va - base)),
+                flags,
+                Constraints::empty(),
+            )
+            .unwrap();
             i += 1;
         });
     });

@@ -112,10 +112,7 @@ impl Command {
     /// CMD_CFGI_STE (4.3.1): the SMMU drops any cached copy of `sid`'s STE. `leaf`
     /// leaves cached level-1 stream-table descriptors alone.
     pub const fn cfgi_ste(sid: StreamId, leaf: bool) -> Self {
-        Command([
-            Self::op(Opcode::CfgiSte) | CMDQ_CFGI_0_SID.prep(sid.0 as u64),
-            CMDQ_CFGI_1_LEAF.prep(leaf as u64),
-        ])
+        Command([Self::op(Opcode::CfgiSte) | CMDQ_CFGI_0_SID.prep(sid.0 as u64), CMDQ_CFGI_1_LEAF.prep(leaf as u64)])
     }
 
     /// CMD_CFGI_ALL (4.3.3): CMD_CFGI_STE_RANGE with Range = 31, every StreamID.
@@ -126,10 +123,7 @@ impl Command {
     /// CMD_CFGI_CD (4.3.4): drop cached copies of the CD that `sid` uses without a
     /// SubstreamID (SSV = 0).
     pub const fn cfgi_cd(sid: StreamId, leaf: bool) -> Self {
-        Command([
-            Self::op(Opcode::CfgiCd) | CMDQ_CFGI_0_SID.prep(sid.0 as u64),
-            CMDQ_CFGI_1_LEAF.prep(leaf as u64),
-        ])
+        Command([Self::op(Opcode::CfgiCd) | CMDQ_CFGI_0_SID.prep(sid.0 as u64), CMDQ_CFGI_1_LEAF.prep(leaf as u64)])
     }
 
     /// CMD_TLBI_NH_ASID (4.4.2): every non-global stage-1 TLB entry tagged `asid`.

@@ -11,7 +11,9 @@ use crate::addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
 use crate::barrier;
 use crate::cd::{ips_from_oas, Cd, Stage1Context, CD_SIZE, CD_WORDS};
 use crate::cmd::{Command, CMD_SIZE};
-use crate::device::{CMDQ_CONS, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR, IRQ_CTRL, Q_BASE, STRTAB_BASE, STRTAB_BASE_CFG};
+use crate::device::{
+    CMDQ_CONS, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR, IRQ_CTRL, Q_BASE, STRTAB_BASE, STRTAB_BASE_CFG,
+};
 use crate::entry::{self, EntryTarget, SteKind};
 use crate::event::{Event, EventRecord, EVT_SIZE};
 use crate::mmio::{reg, Mmio};
@@ -433,10 +435,8 @@ impl<M: Mmio> Smmu<M> {
         regs.write32(reg::CMDQ_CONS, 0);
         regs.write64(
             reg::EVENTQ_BASE,
-            (Q_BASE::ALLOCATE::SET
-                + Q_BASE::ADDR.val(mem.eventq.pa.0 >> 5)
-                + Q_BASE::LOG2SIZE.val(eventq_log2 as u64))
-            .value,
+            (Q_BASE::ALLOCATE::SET + Q_BASE::ADDR.val(mem.eventq.pa.0 >> 5) + Q_BASE::LOG2SIZE.val(eventq_log2 as u64))
+                .value,
         );
         regs.write32(reg::EVENTQ_PROD, 0);
         regs.write32(reg::EVENTQ_CONS, 0);
@@ -755,7 +755,15 @@ impl<M: Mmio> Smmu<M> {
     /// Map `[iova, iova + len)` in domain `d` to `[pa, pa + len)`. 2 MiB blocks are used
     /// where both addresses are aligned. Device memory is never executable (nor is
     /// anything else). Refused, changing nothing, if any page is already mapped.
-    pub fn map(&mut self, d: DomainId, iova: Iova, pa: PhysAddr, len: u64, perm: Perm, mem: MemType) -> Result<(), Error> {
+    pub fn map(
+        &mut self,
+        d: DomainId,
+        iova: Iova,
+        pa: PhysAddr,
+        len: u64,
+        perm: Perm,
+        mem: MemType,
+    ) -> Result<(), Error> {
         self.check_not_own_memory(pa, len)?;
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
         dom.table.map(&mut self.pool, iova, pa, len, perm, mem)?;

@@ -53,9 +53,8 @@ pub fn update<K: EntryKind<N>, const N: usize>(
 
     // Words both entries use that must change: if there is at most one, a single store
     // turns the old entry into the new one.
-    let critical: u8 = (0..N)
-        .filter(|&i| cur_used & new_used & (1 << i) != 0 && cur[i] != new[i])
-        .fold(0, |m, i| m | (1 << i));
+    let critical: u8 =
+        (0..N).filter(|&i| cur_used & new_used & (1 << i) != 0 && cur[i] != new[i]).fold(0, |m, i| m | (1 << i));
 
     if critical.count_ones() <= 1 {
         // Phase 1: words the hardware ignores now.
@@ -94,12 +93,7 @@ pub fn update<K: EntryKind<N>, const N: usize>(
 }
 
 /// Store `new[i]` for each word in `mask` that differs; true if anything was stored.
-fn write_where<const N: usize>(
-    target: &mut impl EntryTarget<N>,
-    cur: &mut [u64; N],
-    new: &[u64; N],
-    mask: u8,
-) -> bool {
+fn write_where<const N: usize>(target: &mut impl EntryTarget<N>, cur: &mut [u64; N], new: &[u64; N], mask: u8) -> bool {
     let mut wrote = false;
     for i in 0..N {
         if mask & (1 << i) != 0 && cur[i] != new[i] {

@@ -243,9 +243,7 @@ impl EventRecord {
             id::C_BAD_SUBSTREAMID => Event::BadSubstreamId { sid, ssid },
             id::F_CD_FETCH => Event::CdFetchAbort { sid, ssid, fetch_addr: self.fetch_addr() },
             id::C_BAD_CD => Event::BadCd { sid, ssid },
-            id::F_WALK_EABT => {
-                Event::WalkExternalAbort { fault: self.fault(), fetch_addr: self.fetch_addr() }
-            }
+            id::F_WALK_EABT => Event::WalkExternalAbort { fault: self.fault(), fetch_addr: self.fetch_addr() },
             id::F_TRANSLATION => Event::Translation(self.fault()),
             id::F_ADDR_SIZE => Event::AddressSize(self.fault()),
             id::F_ACCESS => Event::AccessFlag(self.fault()),
@@ -253,10 +251,9 @@ impl EventRecord {
             id::F_TLB_CONFLICT => Event::TlbConflict { fault: self.fault(), reason: self.reason() },
             id::F_CFG_CONFLICT => Event::ConfigConflict { sid, ssid, reason: self.reason() },
             id::E_PAGE_REQUEST => Event::PageRequest { txn: self.txn() },
-            id::F_VMS_FETCH => Event::VmsFetchAbort {
-                vmid: EVTQ_0_VMID.get(self.0[0]) as u16,
-                fetch_addr: self.fetch_addr(),
-            },
+            id::F_VMS_FETCH => {
+                Event::VmsFetchAbort { vmid: EVTQ_0_VMID.get(self.0[0]) as u16, fetch_addr: self.fetch_addr() }
+            }
             id @ 0xe0..=0xef => Event::ImplementationDefined { id, raw: *self },
             id => Event::Unknown { id, raw: *self },
         }

@@ -27,12 +27,12 @@ pub mod entry;
 pub mod event;
 pub mod field;
 pub mod mmio;
+#[cfg(any(test, feature = "model"))]
+pub mod model;
 pub mod pagetable;
 pub mod probe;
 pub mod queue;
 pub mod ste;
-#[cfg(any(test, feature = "model"))]
-pub mod model;
 
 mod driver;
 

@@ -230,7 +230,9 @@ impl SmmuModel {
             return Outcome::Fault(0x0a);
         }
         let asid = (cd[0] >> 48) as u16;
-        if let Some(e) = st.tlb.get(&asid).and_then(|v| v.iter().find(|e| iova >= e.iova_base && iova < e.iova_base + e.size)) {
+        if let Some(e) =
+            st.tlb.get(&asid).and_then(|v| v.iter().find(|e| iova >= e.iova_base && iova < e.iova_base + e.size))
+        {
             if write && !e.writable {
                 return Outcome::Fault(0x13);
             }

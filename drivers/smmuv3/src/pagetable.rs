@@ -570,11 +570,8 @@ impl PageTable {
     }
 
     fn visit(&self, pool: &TablePool, table: PhysAddr, level: u8, base: u64, f: &mut impl FnMut(Leaf)) {
-        let span = if level == self.start_level {
-            1usize << (self.ias_bits - level_shift(level)).min(9)
-        } else {
-            ENTRIES
-        };
+        let span =
+            if level == self.start_level { 1usize << (self.ias_bits - level_shift(level)).min(9) } else { ENTRIES };
         for i in 0..span {
             let pte = pool.read(table, i);
             let iova = base + ((i as u64) << level_shift(level));

@@ -125,8 +125,7 @@ impl Ste {
             STRTAB_STE_0_CFG_ABORT => SteConfig::Abort,
             STRTAB_STE_0_CFG_BYPASS => SteConfig::Bypass,
             STRTAB_STE_0_CFG_S1_TRANS
-                if STRTAB_STE_0_S1FMT.get(w0) == STRTAB_STE_0_S1FMT_LINEAR
-                    && STRTAB_STE_0_S1CDMAX.get(w0) == 0 =>
+                if STRTAB_STE_0_S1FMT.get(w0) == STRTAB_STE_0_S1FMT_LINEAR && STRTAB_STE_0_S1CDMAX.get(w0) == 0 =>
             {
                 SteConfig::Stage1 { cd: PhysAddr(w0 & STRTAB_STE_0_S1CTXPTR.mask()), attrs: self.0[1] }
             }

@@ -244,7 +244,7 @@ fn refuses_what_it_cannot_drive() {
     let mut v = smmuv3::model::QEMU_IDR;
     v[5] = (v[5] & !0b111) | 5;
     v[1] = (v[1] & !0x3f) | 8; // SIDSIZE = 8 while the platform needs 16
-    // SAFETY: as above.
+                               // SAFETY: as above.
     let r = unsafe { Smmu::init(SmmuModel::with_idr(v), common::memory(4), common::config()) };
     assert_eq!(r.err(), Some(Error::Unsupported(Unsupported::StreamIdsTooWide { sid_bits: 8, needed: 16 })));
 }

@@ -92,10 +92,7 @@ fn commands() {
     assert_eq!(Command::tlbi_nh_asid(Asid(0x1234)).0, [0x11 | (0x1234 << 48), 0]);
     // CMDQ_OP_TLBI_NH_VA 0x12; CMDQ_TLBI_1_LEAF (1UL << 0); CMDQ_TLBI_1_TTL GENMASK_ULL(9, 8);
     // CMDQ_TLBI_1_TG GENMASK_ULL(11, 10); CMDQ_TLBI_1_VA_MASK GENMASK_ULL(63, 12).
-    assert_eq!(
-        Command::tlbi_nh_va(Asid(5), Iova(0xdead_b000), true, None).0,
-        [0x12 | (5 << 48), 1 | 0xdead_b000]
-    );
+    assert_eq!(Command::tlbi_nh_va(Asid(5), Iova(0xdead_b000), true, None).0, [0x12 | (5 << 48), 1 | 0xdead_b000]);
     assert_eq!(
         Command::tlbi_nh_va(Asid(5), Iova(0x20_0000), false, Some(2)).0,
         [0x12 | (5 << 48), prep(genmask(9, 8), 2) | prep(genmask(11, 10), 1) | 0x20_0000]

@@ -146,9 +146,8 @@ fn ste_transitions_are_safe() {
 
 #[test]
 fn cd_transitions_are_safe() {
-    let ctx = |asid, ttb0| {
-        Cd::stage1(&Stage1Context { asid: Asid(asid), ttb0: PhysAddr(ttb0), ias_bits: 48, ips: 4 }).0
-    };
+    let ctx =
+        |asid, ttb0| Cd::stage1(&Stage1Context { asid: Asid(asid), ttb0: PhysAddr(ttb0), ias_bits: 48, ips: 4 }).0;
     let a = ctx(1, 0x8000_0000);
     // Only TTB0 differs: one store.
     check::<CdKind, CD_WORDS>(a, ctx(1, 0x8000_1000), cd_blocks, 1);

@@ -27,7 +27,9 @@ fn leaf_descriptors_match_aarch64_paging() {
     use aarch64_paging::target::TargetAllocator;
 
     for (perm, ro) in [(Perm::ReadWrite, A::empty()), (Perm::Read, A::READ_ONLY)] {
-        for (va, pa, len, level) in [(0x1000usize, 0x4_2000usize, 0x1000usize, 3u8), (0x20_0000, 0x4020_0000, 0x20_0000, 2)] {
+        for (va, pa, len, level) in
+            [(0x1000usize, 0x4_2000usize, 0x1000usize, 3u8), (0x20_0000, 0x4020_0000, 0x20_0000, 2)]
+        {
             let mut theirs = RootTable::with_va_range(TargetAllocator::new(0x1_0000), 1, El1And0, VaRange::Lower);
             let flags = A::VALID
                 | A::ATTRIBUTE_INDEX_0
@@ -62,17 +64,11 @@ fn leaf_descriptors_match_aarch64_paging() {
 fn descriptor_words() {
     // Page, RW, normal: valid|page (0b11), AttrIndx 0, AP[1]=1 (0x40), SH=IS (0x300),
     // AF (0x400), nG (0x800), PXN (bit 53), UXN (bit 54).
-    assert_eq!(
-        Pte::leaf(PhysAddr(0x4000_1000), 3, Perm::ReadWrite, MemType::Normal).0,
-        0x0060_0000_4000_1f43
-    );
+    assert_eq!(Pte::leaf(PhysAddr(0x4000_1000), 3, Perm::ReadWrite, MemType::Normal).0, 0x0060_0000_4000_1f43);
     // Read-only adds AP[2] (0x80).
     assert_eq!(Pte::leaf(PhysAddr(0x4000_1000), 3, Perm::Read, MemType::Normal).0, 0x0060_0000_4000_1fc3);
     // Block (type 0) at level 2, device (AttrIndx 1 = 0x4), not shareable.
-    assert_eq!(
-        Pte::leaf(PhysAddr(0x4020_0000), 2, Perm::ReadWrite, MemType::Device).0,
-        0x0060_0000_4020_0c45
-    );
+    assert_eq!(Pte::leaf(PhysAddr(0x4020_0000), 2, Perm::ReadWrite, MemType::Device).0, 0x0060_0000_4020_0c45);
     assert_eq!(Pte::table(PhysAddr(0x8_0000)).0, 0x8_0003);
 }
 
@@ -81,8 +77,7 @@ fn map_translate_unmap_pages_and_blocks() {
     let mut pool = pool(16);
     let mut pt = PageTable::new(&mut pool, 48, 44).unwrap();
     pt.map(&mut pool, Iova(0x1000), PhysAddr(0x8000_0000), 0x3000, Perm::ReadWrite, MemType::Normal).unwrap();
-    pt.map(&mut pool, Iova(0x40_0000), PhysAddr(0x9000_0000), 2 * BLOCK_SIZE_2M, Perm::Read, MemType::Normal)
-        .unwrap();
+    pt.map(&mut pool, Iova(0x40_0000), PhysAddr(0x9000_0000), 2 * BLOCK_SIZE_2M, Perm::Read, MemType::Normal).unwrap();
     let l = leaves(&pt, &pool);
     assert_eq!(l.len(), 5);
     assert_eq!(l[0], Leaf { iova: Iova(0x1000), pa: PhysAddr(0x8000_0000), level: 3, perm: Perm::ReadWrite });
@@ -101,8 +96,7 @@ fn map_translate_unmap_pages_and_blocks() {
 fn refusals_change_nothing() {
     let mut pool = pool(16);
     let mut pt = PageTable::new(&mut pool, 48, 44).unwrap();
-    pt.map(&mut pool, Iova(0x20_0000), PhysAddr(0x8020_0000), BLOCK_SIZE_2M, Perm::ReadWrite, MemType::Normal)
-        .unwrap();
+    pt.map(&mut pool, Iova(0x20_0000), PhysAddr(0x8020_0000), BLOCK_SIZE_2M, Perm::ReadWrite, MemType::Normal).unwrap();
     pt.map(&mut pool, Iova(0x1000), PhysAddr(0x1000), PAGE_SIZE, Perm::Read, MemType::Normal).unwrap();
     let before = leaves(&pt, &pool);
     let free = pool.free_pages();
@@ -115,14 +109,20 @@ fn refusals_change_nothing() {
         (1 << 48, 0x1000, PageTableError::IovaOutOfRange),
     ];
     for (iova, len, err) in cases {
-        assert_eq!(pt.map(&mut pool, Iova(iova), PhysAddr(0x7000_0000), len, Perm::ReadWrite, MemType::Normal), Err(err));
+        assert_eq!(
+            pt.map(&mut pool, Iova(iova), PhysAddr(0x7000_0000), len, Perm::ReadWrite, MemType::Normal),
+            Err(err)
+        );
     }
     assert_eq!(
         pt.map(&mut pool, Iova(0x8000), PhysAddr((1 << 44) - 0x1000), 0x2000, Perm::Read, MemType::Normal),
         Err(PageTableError::PhysOutOfRange)
     );
     let no_inval = |_: Leaf| panic!("nothing may be invalidated on a refused unmap");
-    assert_eq!(pt.unmap(&mut pool, Iova(0x20_0000), 0x1000, no_inval), Err(PageTableError::PartialBlock(Iova(0x20_0000))));
+    assert_eq!(
+        pt.unmap(&mut pool, Iova(0x20_0000), 0x1000, no_inval),
+        Err(PageTableError::PartialBlock(Iova(0x20_0000)))
+    );
     assert_eq!(pt.unmap(&mut pool, Iova(0x0), 0x2000, no_inval), Err(PageTableError::NotMapped(Iova(0))));
     assert_eq!(pt.unmap(&mut pool, Iova(0x1000), 0x2000, no_inval), Err(PageTableError::NotMapped(Iova(0x2000))));
     assert_eq!(leaves(&pt, &pool), before);
