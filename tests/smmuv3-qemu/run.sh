@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Boot the SMMUv3 test image on QEMU virt with its SMMUv3 and three edu devices, and
+# pass only if the image's last line reports at least one pass and no failure.
+#
+# usage: run.sh IMAGE      (DEMO=1 to print the whole narration without the summary check)
+set -euo pipefail
+image=${1:?usage: run.sh IMAGE}
+qemu=${QEMU:-qemu-system-aarch64}
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# dma_mask: edu clamps bus addresses to 28 bits unless told otherwise; the tests use
+# IOVAs and physical addresses above that.
+edu="edu,dma_mask=0xffffffffffff"
+set +e
+timeout "${TIMEOUT:-300}" "$qemu" \
+    -machine virt,gic-version=3,iommu=smmuv3 -cpu cortex-a57 -m 512M \
+    -nographic -monitor none -serial stdio -no-reboot \
+    -kernel "$image" \
+    -device "$edu" -device "$edu" -device "$edu" \
+    | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+last=$(grep -a 'smmuv3-qemu: .* passed, .* failed' "$log" | tail -n 1 || true)
+if [ "$status" -ne 0 ]; then
+    echo "run.sh: QEMU exited with status $status (124 = timed out)" >&2
+    exit 1
+fi
+if [[ "$last" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    passed=${BASH_REMATCH[1]} failed=${BASH_REMATCH[2]}
+    if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then
+        exit 0
+    fi
+fi
+echo "run.sh: the image did not report success (last summary: '${last:-none}')" >&2
+exit 1
