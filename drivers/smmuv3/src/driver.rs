@@ -916,6 +916,14 @@ impl<M: Mmio> Smmu<M> {
         self.cmdq.sync(&self.regs, &mut self.stats)
     }
 
+    /// Queue `cmd` as it is and wait for a CMD_SYNC: for tests that provoke command
+    /// errors on real hardware.
+    #[cfg(feature = "fault-injection")]
+    pub fn submit_unchecked(&mut self, cmd: Command) -> Result<(), Error> {
+        self.cmdq.push(&self.regs, &mut self.stats, cmd)?;
+        self.cmdq.sync(&self.regs, &mut self.stats)
+    }
+
     /// The register interface (for diagnostics and tests).
     pub fn regs(&self) -> &M {
         &self.regs

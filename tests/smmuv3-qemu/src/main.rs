@@ -23,7 +23,8 @@ use smccc::psci::system_off;
 use smccc::{Hvc, Smc};
 
 /// Level-1 block descriptor bits (Arm ARM D8.3): valid, AttrIndx[4:2], SH[9:8], AF, PXN, UXN.
-const BLOCK_DEVICE: usize = 1 | (0 << 2) | (1 << 10) | (1 << 53) | (1 << 54);
+// Device: AttrIndx 0 (so no bits), not shareable.
+const BLOCK_DEVICE: usize = 1 | (1 << 10) | (1 << 53) | (1 << 54);
 const BLOCK_NORMAL: usize = 1 | (1 << 2) | (3 << 8) | (1 << 10);
 /// MAIR: attribute 0 Device-nGnRE, attribute 1 normal write-back.
 const MAIR: u64 = 0x04 | (0xff << 8);
@@ -80,8 +81,14 @@ fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     println!("smmuv3-qemu: booted; device tree says:");
     println!("  SMMUv3 registers at {:#x} (+{:#x})", platform.smmu, platform.smmu_size);
     let i = platform.smmu_irqs;
-    println!("  SMMU interrupts: eventq {:?}, priq {:?}, cmdq-sync {:?}, gerror {:?}", i.eventq, i.priq, i.cmdq_sync, i.gerror);
-    println!("  PCIe ECAM at {:#x}, 32-bit window {:#x?}, iommu-map {:?}", platform.ecam, platform.mmio32, platform.iommu_map);
+    println!(
+        "  SMMU interrupts: eventq {:?}, priq {:?}, cmdq-sync {:?}, gerror {:?}",
+        i.eventq, i.priq, i.cmdq_sync, i.gerror
+    );
+    println!(
+        "  PCIe ECAM at {:#x}, 32-bit window {:#x?}, iommu-map {:?}",
+        platform.ecam, platform.mmio32, platform.iommu_map
+    );
 
     // SAFETY: the GIC is in the identity-mapped device range and used only here.
     let mut gic = unsafe { gic::init(platform.gicd, platform.gicr) };

@@ -92,7 +92,8 @@ impl Platform {
         let r = pcie.reg().ok_or("PCIe has no reg")?.next().ok_or("PCIe has no reg")?;
         let ecam = r.starting_address as usize;
         // ranges: (flags, pci hi, pci lo, cpu hi, cpu lo, size hi, size lo) per window.
-        let ranges: heapless::Vec<u32, 32> = cells(pcie.property("ranges").ok_or("PCIe has no ranges")?.value).collect();
+        let ranges: heapless::Vec<u32, 32> =
+            cells(pcie.property("ranges").ok_or("PCIe has no ranges")?.value).collect();
         let mut mmio32 = None;
         for w in ranges.chunks_exact(7) {
             // Space code 0b10 in bits 25:24 of the first cell: 32-bit memory.

@@ -5,9 +5,7 @@ use core::ptr::NonNull;
 
 use arm_gic::gicv3::GicV3;
 use heapless::Vec;
-use smmuv3::{
-    Access, Config, DomainId, Event, Iova, MemType, Memory, MmioRegisters, Perm, PhysAddr, Smmu, StreamId,
-};
+use smmuv3::{Access, Config, DomainId, Event, Iova, MemType, Memory, MmioRegisters, Perm, PhysAddr, Smmu, StreamId};
 
 use crate::bringup::DMA_POLLS;
 use crate::memory::{self, page};
@@ -114,7 +112,8 @@ impl Ctx<'_> {
     fn saw(&self, name: &str, sid: u32, iova: u64, access: Access) -> bool {
         self.events.iter().any(|e| {
             e.name() == name
-                && e.fault().is_some_and(|f| f.txn.sid == StreamId(sid) && f.txn.iova == Iova(iova) && f.txn.access == access)
+                && e.fault()
+                    .is_some_and(|f| f.txn.sid == StreamId(sid) && f.txn.iova == Iova(iova) && f.txn.access == access)
         })
     }
 
@@ -221,12 +220,17 @@ pub fn run(p: &Platform, gic: &mut GicV3, edus: &[EduDev], report: &mut Report) 
     own_memory(&mut cx, &mut a, dom_a);
     second_device(&mut cx, &mut a, &mut b, buf_a);
     abort_and_back(&mut cx, &mut a, dom_a, buf_a);
+    command_error(&mut cx, &mut a, dom_a, p.smmu_irqs.gerror);
     let s = cx.smmu.stats();
     println!(
         "smmu: {} commands, {} syncs, {} events, {} overflows, {} command errors, {} timeouts",
         s.commands, s.syncs, s.events, s.event_overflows, s.command_errors, s.timeouts
     );
-    cx.report.check("no command errors or timeouts", s.command_errors == 0 && s.timeouts == 0, format_args!("{s:?}"));
+    cx.report.check(
+        "only the provoked command error, no timeouts",
+        s.command_errors == 1 && s.timeouts == 0,
+        format_args!("{s:?}"),
+    );
 }
 
 /// Before any stream is attached, a device's DMA goes nowhere.
@@ -276,9 +280,17 @@ fn unmapped_is_blocked(cx: &mut Ctx, a: &mut Dev) {
     memory::fill(&victim, 0x22);
     let seen = cx.device_writes(a, victim.pa.0, 0x66);
     cx.collect(true, seen);
-    cx.report.check("unmapped write blocked", untouched(&victim, 0, 0x22), format_args!("{:#x} still holds 0x22", victim.pa.0));
+    cx.report.check(
+        "unmapped write blocked",
+        untouched(&victim, 0, 0x22),
+        format_args!("{:#x} still holds 0x22", victim.pa.0),
+    );
     let ok = cx.saw("F_TRANSLATION", a.sid, victim.pa.0, Access::Write);
-    cx.report.check("translation fault reported", ok, format_args!("F_TRANSLATION, stream {:#x}, iova {:#x}, write", a.sid, victim.pa.0));
+    cx.report.check(
+        "translation fault reported",
+        ok,
+        format_args!("F_TRANSLATION, stream {:#x}, iova {:#x}, write", a.sid, victim.pa.0),
+    );
 }
 
 /// Test 3: a read-only mapping: reads work, a device write is a permission fault.
@@ -292,9 +304,17 @@ fn read_only(cx: &mut Ctx, a: &mut Dev, dom: DomainId) {
     cx.report.check("read-only read", got.iter().all(|b| *b == 0x33), format_args!("device got {:02x?}...", &got[..4]));
     let seen = cx.device_writes(a, IOVA_RO, 0x66);
     cx.collect(true, seen);
-    cx.report.check("read-only write blocked", untouched(&ro, 0, 0x33), format_args!("{:#x} still holds 0x33", ro.pa.0));
+    cx.report.check(
+        "read-only write blocked",
+        untouched(&ro, 0, 0x33),
+        format_args!("{:#x} still holds 0x33", ro.pa.0),
+    );
     let ok = cx.saw("F_PERMISSION", a.sid, IOVA_RO, Access::Write);
-    cx.report.check("permission fault reported", ok, format_args!("F_PERMISSION, stream {:#x}, iova {IOVA_RO:#x}, write", a.sid));
+    cx.report.check(
+        "permission fault reported",
+        ok,
+        format_args!("F_PERMISSION, stream {:#x}, iova {IOVA_RO:#x}, write", a.sid),
+    );
 }
 
 /// Test 4: after unmap returns, the old IOVA is dead (the TLB invalidation took effect).
@@ -311,7 +331,11 @@ fn unmap_takes_effect(cx: &mut Ctx, a: &mut Dev, dom: DomainId) {
     memory::fill(&pg, 0x44);
     let seen = cx.device_writes(a, IOVA_UNMAP, 0x66);
     cx.collect(true, seen);
-    cx.report.check("write after unmap blocked", r.is_ok() && untouched(&pg, 0, 0x44), format_args!("{:#x} still holds 0x44", pg.pa.0));
+    cx.report.check(
+        "write after unmap blocked",
+        r.is_ok() && untouched(&pg, 0, 0x44),
+        format_args!("{:#x} still holds 0x44", pg.pa.0),
+    );
     let ok = cx.saw("F_TRANSLATION", a.sid, IOVA_UNMAP, Access::Write);
     cx.report.check("fault after unmap reported", ok, format_args!("F_TRANSLATION at {IOVA_UNMAP:#x}"));
 }
@@ -331,7 +355,11 @@ fn block_mapping(cx: &mut Ctx, a: &mut Dev, dom: DomainId) {
     memory::fill(&last, 0x77);
     let seen = cx.device_writes(a, IOVA_BLOCK + 0x1ff000, 0x79);
     cx.collect(true, seen);
-    cx.report.check("block unmapped", r.is_ok() && untouched(&last, 0, 0x77), format_args!("{:#x} still holds 0x77", last.pa.0));
+    cx.report.check(
+        "block unmapped",
+        r.is_ok() && untouched(&last, 0, 0x77),
+        format_args!("{:#x} still holds 0x77", last.pa.0),
+    );
 }
 
 /// Test 5: a stream never configured is aborted.
@@ -342,7 +370,11 @@ fn never_configured(cx: &mut Ctx, c: &mut Dev) {
     println!("  {} (stream {:#x}) writes its buffer (loaded at bring-up) to {:#x}", c.name, c.sid, victim.pa.0);
     cx.device_writes_buffer(c, victim.pa.0);
     cx.collect(false, 0);
-    cx.report.check("never-configured write aborted", untouched(&victim, 0, 0x99), format_args!("{:#x} still holds 0x99", victim.pa.0));
+    cx.report.check(
+        "never-configured write aborted",
+        untouched(&victim, 0, 0x99),
+        format_args!("{:#x} still holds 0x99", victim.pa.0),
+    );
     let named = cx.events.iter().any(|e| e.stream_id() == Some(StreamId(c.sid)));
     cx.report.check("aborted silently", !named, format_args!("STE.Config = abort records no event"));
 }
@@ -382,7 +414,11 @@ fn second_device(cx: &mut Ctx, a: &mut Dev, b: &mut Dev, buf_a: smmuv3::DmaRegio
     memory::fill(&buf_a, 0xaa);
     let seen = cx.device_writes(b, IOVA_A, 0x66);
     cx.collect(true, seen);
-    cx.report.check("B cannot use A's IOVA", untouched(&buf_a, 0, 0xaa), format_args!("A's buffer {:#x} still holds 0xaa", buf_a.pa.0));
+    cx.report.check(
+        "B cannot use A's IOVA",
+        untouched(&buf_a, 0, 0xaa),
+        format_args!("A's buffer {:#x} still holds 0xaa", buf_a.pa.0),
+    );
     let ok = cx.saw("F_TRANSLATION", b.sid, IOVA_A, Access::Write);
     cx.report.check("fault names stream B", ok, format_args!("F_TRANSLATION, stream {:#x}, iova {IOVA_A:#x}", b.sid));
 }
@@ -396,8 +432,52 @@ fn abort_and_back(cx: &mut Ctx, a: &mut Dev, dom: DomainId, buf_a: smmuv3::DmaRe
     println!("  detached {}; it writes its buffer (0x20s) to iova {IOVA_A:#x}", a.name);
     cx.device_writes_buffer(a, IOVA_A);
     cx.collect(false, 0);
-    cx.report.check("detached stream aborted", r.is_ok() && untouched(&buf_a, 0, 0x10), format_args!("{:#x} still holds 0x10", buf_a.pa.0));
+    cx.report.check(
+        "detached stream aborted",
+        r.is_ok() && untouched(&buf_a, 0, 0x10),
+        format_args!("{:#x} still holds 0x10", buf_a.pa.0),
+    );
     let r = cx.smmu.attach(StreamId(a.sid), dom);
     cx.device_writes(a, IOVA_A, 0x30);
-    cx.report.check("re-attached stream translates", r.is_ok() && untouched(&buf_a, 0, 0x30), format_args!("{:#x} holds 0x30", buf_a.pa.0));
+    cx.report.check(
+        "re-attached stream translates",
+        r.is_ok() && untouched(&buf_a, 0, 0x30),
+        format_args!("{:#x} holds 0x30", buf_a.pa.0),
+    );
+}
+
+/// A command the SMMU rejects: the error is reported (CERROR_ILL, with the opcode), the
+/// global-error interrupt fires, and the queue goes on: the next unmap is confirmed.
+fn command_error(cx: &mut Ctx, a: &mut Dev, dom: DomainId, gerror_irq: Option<u32>) {
+    println!("test: a command the SMMU rejects (opcode 0x7f does not exist)");
+    let seen = gerror_irq.map(crate::gic::count).unwrap_or(0);
+    let r = cx.smmu.submit_unchecked(smmuv3::cmd::Command([0x7f, 0]));
+    cx.report.check(
+        "command error reported",
+        r == Err(smmuv3::Error::CommandError { code: 1, opcode: 0x7f }),
+        format_args!("{r:?}"),
+    );
+    if let Some(irq) = gerror_irq {
+        let came = crate::gic::wait_for(irq, seen, 50_000_000);
+        cx.report.check(
+            "global-error interrupt",
+            came,
+            format_args!("INTID {irq} taken {} time(s)", crate::gic::count(irq)),
+        );
+    }
+    let g = cx.smmu.check_global_errors();
+    cx.report.check("no global error left active", g == Ok(smmuv3::GlobalErrors(0)), format_args!("{g:?}"));
+    // The queue still works: map, use, unmap (TLBI + SYNC), and the unmap takes effect.
+    let pg = page(7);
+    let mapped = cx.smmu.map(dom, Iova(IOVA_UNMAP), pg.pa, 4096, Perm::ReadWrite, MemType::Normal);
+    cx.device_writes(a, IOVA_UNMAP, 0x5a);
+    let r = cx.smmu.unmap(dom, Iova(IOVA_UNMAP), 4096);
+    memory::fill(&pg, 0x44);
+    let seen = cx.device_writes(a, IOVA_UNMAP, 0x66);
+    cx.collect(true, seen);
+    cx.report.check(
+        "queue recovered",
+        mapped.is_ok() && r.is_ok() && untouched(&pg, 0, 0x44),
+        format_args!("unmap after the error: {r:?}; {:#x} still holds 0x44", pg.pa.0),
+    );
 }
