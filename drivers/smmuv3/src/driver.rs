@@ -219,6 +219,7 @@ pub struct Smmu<M: Mmio> {
     max_domains: usize,
     streams: [Option<(StreamId, DomainId)>; MAX_STREAMS],
     stats: Stats,
+    gbpa_aborts: bool,
 }
 
 // SAFETY: the driver exclusively owns its registers and memory regions (by `init`'s
@@ -387,6 +388,10 @@ impl<M: Mmio> Smmu<M> {
         let poll = config.poll_limit;
         regs.write32(reg::GBPA, (GBPA::ABORT::SET + GBPA::UPDATE::SET).value);
         wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & GBPA::UPDATE.mask << GBPA::UPDATE.shift == 0)?;
+        // Some implementations lack GBPA (QEMU 7.2 reads it as zero and ignores writes):
+        // then a disabled SMMU lets DMA through, and only the aborting stream table below
+        // closes that window. Record whether the abort took, for the system to report.
+        let gbpa_aborts = regs.read32(reg::GBPA) & (GBPA::ABORT.mask << GBPA::ABORT.shift) != 0;
         regs.write32(reg::IRQ_CTRL, 0);
         wait(poll, "SMMU_IRQ_CTRLACK", || regs.read32(reg::IRQ_CTRLACK) == 0)?;
         regs.write32(reg::CR0, 0);
@@ -462,6 +467,7 @@ impl<M: Mmio> Smmu<M> {
             max_domains,
             streams: [None; MAX_STREAMS],
             stats: Stats::default(),
+            gbpa_aborts,
         };
 
         // 5. Command queue on; drop anything cached from before (config and TLBs).
@@ -526,6 +532,12 @@ impl<M: Mmio> Smmu<M> {
     /// What the SMMU reported at probe.
     pub fn features(&self) -> &Features {
         &self.features
+    }
+
+    /// True if SMMU_GBPA.ABORT took effect: were the SMMU disabled (by a reset or a
+    /// later `init`), incoming transactions would abort rather than bypass.
+    pub fn gbpa_aborts(&self) -> bool {
+        self.gbpa_aborts
     }
 
     /// Counters.

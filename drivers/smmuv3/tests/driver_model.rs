@@ -22,6 +22,7 @@ fn init_is_default_deny() {
     let m = smmu.regs();
     // GBPA.ABORT stays set: were the SMMU disabled again, traffic would abort.
     assert_eq!(m.reg(reg::GBPA) & (1 << 20), 1 << 20);
+    assert!(smmu.gbpa_aborts());
     // CR0: SMMUEN | EVENTQEN | CMDQEN.
     assert_eq!(m.reg(reg::CR0), 0b1101);
     // Configuration and TLBs were invalidated before translation was enabled.

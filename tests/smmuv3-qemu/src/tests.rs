@@ -198,6 +198,12 @@ pub fn run(p: &Platform, gic: &mut GicV3, edus: &[EduDev], report: &mut Report) 
             f.arch_minor, f.sid_bits, f.asid_bits, f.oas_bits, f.two_level_strtab
         ),
     );
+    if smmu.gbpa_aborts() {
+        println!("  SMMU_GBPA.ABORT set: while disabled, the SMMU aborts all DMA");
+    } else {
+        println!("  note: SMMU_GBPA.ABORT did not take (this SMMU lacks GBPA; QEMU 7.2 does): while");
+        println!("  disabled it passes DMA through, so only the aborting stream table protects memory");
+    }
     for irq in [p.smmu_irqs.eventq, p.smmu_irqs.gerror].into_iter().flatten() {
         crate::gic::enable_spi(gic, irq);
     }
