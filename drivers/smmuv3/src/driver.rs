@@ -431,20 +431,16 @@ impl<M: Mmio> Smmu<M> {
         let cmdq_log2 = queue_log2(&mem.cmdq, CMD_SIZE, features.cmdq_log2).ok_or(Error::BadMemory("command queue"))?;
         let eventq_log2 =
             queue_log2(&mem.eventq, EVT_SIZE, features.eventq_log2).ok_or(Error::BadMemory("event queue"))?;
-        regs.write64(
-            reg::CMDQ_BASE,
-            (Q_BASE::ALLOCATE::SET + Q_BASE::ADDR.val(mem.cmdq.pa.0 >> 5) + Q_BASE::LOG2SIZE.val(cmdq_log2 as u64))
-                .value,
-        );
-        regs.write32(reg::CMDQ_PROD, 0);
-        regs.write32(reg::CMDQ_CONS, 0);
-        regs.write64(
-            reg::EVENTQ_BASE,
-            (Q_BASE::ALLOCATE::SET + Q_BASE::ADDR.val(mem.eventq.pa.0 >> 5) + Q_BASE::LOG2SIZE.val(eventq_log2 as u64))
-                .value,
-        );
-        regs.write32(reg::EVENTQ_PROD, 0);
-        regs.write32(reg::EVENTQ_CONS, 0);
+        // Both queues start empty: PROD == CONS == 0.
+        for (base, prod, cons, region, log2) in [
+            (reg::CMDQ_BASE, reg::CMDQ_PROD, reg::CMDQ_CONS, &mem.cmdq, cmdq_log2),
+            (reg::EVENTQ_BASE, reg::EVENTQ_PROD, reg::EVENTQ_CONS, &mem.eventq, eventq_log2),
+        ] {
+            let value = Q_BASE::ALLOCATE::SET + Q_BASE::ADDR.val(region.pa.0 >> 5) + Q_BASE::LOG2SIZE.val(log2 as u64);
+            regs.write64(base, value.value);
+            regs.write32(prod, 0);
+            regs.write32(cons, 0);
+        }
 
         // SAFETY: `init`'s contract: the table pool is ours alone.
         let pool = unsafe { TablePool::new(mem.tables) }.ok_or(Error::BadMemory("page-table pool"))?;

@@ -242,15 +242,21 @@ pub fn run(p: &Platform, gic: &mut GicV3, edus: &[EduDev], report: &mut Report) 
 /// Before any stream is attached, a device's DMA goes nowhere.
 fn default_deny(cx: &mut Ctx, a: &mut Dev) {
     println!("test: default deny (nothing attached yet)");
-    let victim = page(5);
-    memory::fill(&victim, 0x11);
-    println!("  {} (stream {:#x}) writes its buffer (loaded at bring-up) to {:#x}", a.name, a.sid, victim.pa.0);
-    cx.device_writes_buffer(a, victim.pa.0);
+    aborted_write(cx, a, 5, 0x11, "unattached stream aborted");
+}
+
+/// A device whose STE aborts writes its buffer (whatever bring-up loaded) over a page
+/// holding `sentinel`; the page must not change.
+fn aborted_write(cx: &mut Ctx, d: &mut Dev, victim_page: usize, sentinel: u8, name: &str) {
+    let victim = page(victim_page);
+    memory::fill(&victim, sentinel);
+    println!("  {} (stream {:#x}) writes its buffer (loaded at bring-up) to {:#x}", d.name, d.sid, victim.pa.0);
+    cx.device_writes_buffer(d, victim.pa.0);
     cx.collect(false, 0);
     cx.report.check(
-        "unattached stream aborted",
-        untouched(&victim, 0, 0x11),
-        format_args!("{:#x} still holds 0x11: the STE aborted the write", victim.pa.0),
+        name,
+        untouched(&victim, 0, sentinel),
+        format_args!("{:#x} still holds {sentinel:#04x}: the stream's STE aborts every transaction", victim.pa.0),
     );
 }
 
@@ -371,16 +377,7 @@ fn block_mapping(cx: &mut Ctx, a: &mut Dev, dom: DomainId) {
 /// Test 5: a stream never configured is aborted.
 fn never_configured(cx: &mut Ctx, c: &mut Dev) {
     println!("test 5: a stream never configured");
-    let victim = page(9);
-    memory::fill(&victim, 0x99);
-    println!("  {} (stream {:#x}) writes its buffer (loaded at bring-up) to {:#x}", c.name, c.sid, victim.pa.0);
-    cx.device_writes_buffer(c, victim.pa.0);
-    cx.collect(false, 0);
-    cx.report.check(
-        "never-configured write aborted",
-        untouched(&victim, 0, 0x99),
-        format_args!("{:#x} still holds 0x99", victim.pa.0),
-    );
+    aborted_write(cx, c, 9, 0x99, "never-configured write aborted");
     let named = cx.events.iter().any(|e| e.stream_id() == Some(StreamId(c.sid)));
     cx.report.check("aborted silently", !named, format_args!("STE.Config = abort records no event"));
 }
@@ -400,7 +397,11 @@ fn own_memory(cx: &mut Ctx, a: &mut Dev, dom: DomainId) {
         cx.collect(true, seen);
         let mut after = [0u8; LEN];
         memory::read(&r, offset, &mut after);
-        cx.report.check(name, before == after, format_args!("{target:#x} unchanged"));
+        cx.report.check(
+            name,
+            before == after,
+            format_args!("{target:#x} unchanged: no domain maps the SMMU's own memory"),
+        );
         let refused = cx.smmu.map(dom, Iova(0x3_0000_0000), PhysAddr(r.pa.0), 4096, Perm::Read, MemType::Normal);
         cx.report.check("driver refuses to map it", refused.is_err(), format_args!("{refused:?}"));
     }
