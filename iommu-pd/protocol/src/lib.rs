@@ -1,0 +1,448 @@
+//! The protocol between driver PDs and the IOMMU PD, declared once and used by both ends.
+//!
+//! A request is a Microkit protected procedure call: a label (the opcode) and message
+//! registers (64-bit words). A reply's label is 0 for success or an `ErrorCode`; its
+//! message registers carry the results. Decoding never panics: a truncated, malformed or
+//! unknown request is a `DecodeError`, which the service answers with an error code
+//! without changing any state.
+//!
+//! Addresses and lengths are in bytes; every one the service accepts is a multiple of
+//! 4 KiB.
+#![cfg_attr(not(test), no_std)]
+#![warn(missing_docs)]
+
+/// Most ranges one UNMAP may carry (two message registers each).
+pub const MAX_UNMAP_RANGES: usize = 8;
+/// Message registers a request may use.
+pub const MAX_MRS: usize = 2 + 2 * MAX_UNMAP_RANGES;
+/// The IOVA value that asks the service to choose one.
+pub const IOVA_ANY: u64 = u64::MAX;
+
+/// A capability handle: an index into the caller's own handle table, meaningless on any
+/// other channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Handle(pub u32);
+
+/// One of the caller's devices, by its index in the system description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceId(pub u32);
+
+/// Another client PD, by its index in the system description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(pub u32);
+
+/// What a device may do with memory: bit 0 the device may read it, bit 1 write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Rights(pub u8);
+
+impl Rights {
+    /// The device may read (DMA from memory).
+    pub const READ: Rights = Rights(1);
+    /// The device may write (DMA to memory).
+    pub const WRITE: Rights = Rights(2);
+    /// Both.
+    pub const READ_WRITE: Rights = Rights(3);
+
+    /// True if every right in `other` is in `self`.
+    pub const fn contains(self, other: Rights) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Rights encodable in a request: no unknown bits, not empty.
+    pub const fn is_valid(self) -> bool {
+        self.0 != 0 && self.0 & !3 == 0
+    }
+}
+
+/// Request labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Op {
+    /// Map part of a capability's memory for one of the caller's devices.
+    Map = 1,
+    /// Unmap ranges of one of the caller's devices.
+    Unmap = 2,
+    /// Derive a narrower capability and give it to another client.
+    Grant = 3,
+    /// Take back a capability given with GRANT, and every mapping derived from it.
+    Revoke = 4,
+    /// Acknowledge fault records up to a sequence number.
+    AckFaults = 5,
+    /// Ask to resume a quarantined device.
+    Resume = 6,
+    /// Read quotas and counters.
+    Query = 7,
+}
+
+/// A decoded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// MAP: mr0 = handle | device << 32, mr1 = offset, mr2 = length, mr3 = IOVA or
+    /// `IOVA_ANY`, mr4 = rights. Reply: mr0 = the IOVA used.
+    Map {
+        /// The capability.
+        cap: Handle,
+        /// Which of the caller's devices.
+        device: DeviceId,
+        /// Offset into the capability's memory.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// Where the device should see it, or `None` to let the service choose.
+        iova: Option<u64>,
+        /// What the device may do.
+        rights: Rights,
+    },
+    /// UNMAP: mr0 = device, mr1 = n, then n pairs (IOVA, length). Reply once the IOMMU
+    /// has confirmed the invalidation.
+    Unmap {
+        /// Which of the caller's devices.
+        device: DeviceId,
+        /// The ranges, `count` of them.
+        ranges: [(u64, u64); MAX_UNMAP_RANGES],
+        /// How many of `ranges` are used.
+        count: usize,
+    },
+    /// GRANT: mr0 = handle | to << 32, mr1 = offset, mr2 = length, mr3 = rights,
+    /// mr4 = device mask (the receiver's devices, as bits of `DeviceId`). Reply: mr0 =
+    /// the grant (a handle in the caller's table, for REVOKE), mr1 = the handle the
+    /// receiver will use.
+    Grant {
+        /// The capability to derive from.
+        cap: Handle,
+        /// The receiving client.
+        to: ClientId,
+        /// Offset into the capability's memory.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// Rights, a subset of the capability's.
+        rights: Rights,
+        /// Devices (of the receiver) the new capability may be mapped for.
+        devices: u64,
+    },
+    /// REVOKE: mr0 = the grant handle. Reply once every derived mapping is gone and the
+    /// invalidation confirmed.
+    Revoke {
+        /// The grant, as GRANT returned it.
+        grant: Handle,
+    },
+    /// ACK_FAULTS: mr0 = the sequence number of the last record read.
+    AckFaults {
+        /// Last record read.
+        upto: u64,
+    },
+    /// RESUME: mr0 = device.
+    Resume {
+        /// The quarantined device.
+        device: DeviceId,
+    },
+    /// QUERY: no arguments. Reply: mr0 = mappings in use, mr1 = mapping quota,
+    /// mr2 = pages mapped, mr3 = page quota, mr4 = faults recorded, mr5 = faults dropped.
+    Query,
+}
+
+/// Why a request could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The label is not an opcode.
+    UnknownOp(u64),
+    /// Fewer message registers than the opcode needs.
+    Truncated,
+    /// A field holds a value no request can have.
+    Malformed,
+}
+
+/// Error codes carried in a reply's label. Stable numbers; 0 is success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ErrorCode {
+    /// The label is not an opcode.
+    UnknownOp = 1,
+    /// Too few message registers.
+    Truncated = 2,
+    /// A field is out of its range.
+    Malformed = 3,
+    /// The handle names no capability of the caller.
+    BadHandle = 4,
+    /// The device is not the caller's, or the capability does not allow it.
+    BadDevice = 5,
+    /// The capability does not grant these rights.
+    NoRights = 6,
+    /// The range is not page aligned, wraps, or leaves the capability.
+    OutOfRange = 7,
+    /// The IOVA range overlaps an existing mapping.
+    Overlap = 8,
+    /// The range to unmap is not exactly a set of the caller's mappings.
+    NotMapped = 9,
+    /// A quota of the caller is used up.
+    Quota = 10,
+    /// A fixed-size table of the service is full.
+    NoSpace = 11,
+    /// The target client does not exist.
+    BadClient = 12,
+    /// The device is quarantined.
+    Quarantined = 13,
+    /// The policy does not allow this (resume not permitted, revoke of a capability the
+    /// caller did not grant).
+    Denied = 14,
+    /// The IOMMU failed or did not confirm in time; access may not have been removed
+    /// and the device has been stopped.
+    Hardware = 15,
+    /// No IOVA space left for "choose one".
+    NoIova = 16,
+}
+
+impl ErrorCode {
+    /// The code for a label, if it is one.
+    pub fn from_label(label: u64) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        Some(match label {
+            1 => UnknownOp,
+            2 => Truncated,
+            3 => Malformed,
+            4 => BadHandle,
+            5 => BadDevice,
+            6 => NoRights,
+            7 => OutOfRange,
+            8 => Overlap,
+            9 => NotMapped,
+            10 => Quota,
+            11 => NoSpace,
+            12 => BadClient,
+            13 => Quarantined,
+            14 => Denied,
+            15 => Hardware,
+            16 => NoIova,
+            _ => return None,
+        })
+    }
+}
+
+impl From<DecodeError> for ErrorCode {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::UnknownOp(_) => ErrorCode::UnknownOp,
+            DecodeError::Truncated => ErrorCode::Truncated,
+            DecodeError::Malformed => ErrorCode::Malformed,
+        }
+    }
+}
+
+fn mr(mrs: &[u64], i: usize) -> Result<u64, DecodeError> {
+    mrs.get(i).copied().ok_or(DecodeError::Truncated)
+}
+
+fn rights(v: u64) -> Result<Rights, DecodeError> {
+    let r = Rights(u8::try_from(v).map_err(|_| DecodeError::Malformed)?);
+    if r.is_valid() {
+        Ok(r)
+    } else {
+        Err(DecodeError::Malformed)
+    }
+}
+
+impl Request {
+    /// Decode a request from its label and message registers.
+    pub fn decode(label: u64, mrs: &[u64]) -> Result<Request, DecodeError> {
+        let lo = |v: u64| v as u32;
+        let hi = |v: u64| (v >> 32) as u32;
+        Ok(match label {
+            1 => {
+                let m0 = mr(mrs, 0)?;
+                let iova = mr(mrs, 3)?;
+                Request::Map {
+                    cap: Handle(lo(m0)),
+                    device: DeviceId(hi(m0)),
+                    offset: mr(mrs, 1)?,
+                    len: mr(mrs, 2)?,
+                    iova: (iova != IOVA_ANY).then_some(iova),
+                    rights: rights(mr(mrs, 4)?)?,
+                }
+            }
+            2 => {
+                let device = DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?);
+                let count = mr(mrs, 1)?;
+                if count == 0 || count > MAX_UNMAP_RANGES as u64 {
+                    return Err(DecodeError::Malformed);
+                }
+                let count = count as usize;
+                let mut ranges = [(0, 0); MAX_UNMAP_RANGES];
+                for (i, r) in ranges.iter_mut().enumerate().take(count) {
+                    *r = (mr(mrs, 2 + 2 * i)?, mr(mrs, 3 + 2 * i)?);
+                }
+                Request::Unmap { device, ranges, count }
+            }
+            3 => {
+                let m0 = mr(mrs, 0)?;
+                Request::Grant {
+                    cap: Handle(lo(m0)),
+                    to: ClientId(hi(m0)),
+                    offset: mr(mrs, 1)?,
+                    len: mr(mrs, 2)?,
+                    rights: rights(mr(mrs, 3)?)?,
+                    devices: mr(mrs, 4)?,
+                }
+            }
+            4 => Request::Revoke { grant: Handle(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
+            5 => Request::AckFaults { upto: mr(mrs, 0)? },
+            6 => Request::Resume { device: DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
+            7 => Request::Query,
+            other => return Err(DecodeError::UnknownOp(other)),
+        })
+    }
+
+    /// Encode the request: its label, and the message registers written to `mrs`.
+    /// Returns (label, number of message registers).
+    pub fn encode(&self, mrs: &mut [u64; MAX_MRS]) -> (u64, usize) {
+        match *self {
+            Request::Map { cap, device, offset, len, iova, rights } => {
+                mrs[0] = cap.0 as u64 | (device.0 as u64) << 32;
+                mrs[1] = offset;
+                mrs[2] = len;
+                mrs[3] = iova.unwrap_or(IOVA_ANY);
+                mrs[4] = rights.0 as u64;
+                (Op::Map as u64, 5)
+            }
+            Request::Unmap { device, ranges, count } => {
+                let count = count.min(MAX_UNMAP_RANGES);
+                mrs[0] = device.0 as u64;
+                mrs[1] = count as u64;
+                for (i, (iova, len)) in ranges.iter().take(count).enumerate() {
+                    mrs[2 + 2 * i] = *iova;
+                    mrs[3 + 2 * i] = *len;
+                }
+                (Op::Unmap as u64, 2 + 2 * count)
+            }
+            Request::Grant { cap, to, offset, len, rights, devices } => {
+                mrs[0] = cap.0 as u64 | (to.0 as u64) << 32;
+                mrs[1] = offset;
+                mrs[2] = len;
+                mrs[3] = rights.0 as u64;
+                mrs[4] = devices;
+                (Op::Grant as u64, 5)
+            }
+            Request::Revoke { grant } => {
+                mrs[0] = grant.0 as u64;
+                (Op::Revoke as u64, 1)
+            }
+            Request::AckFaults { upto } => {
+                mrs[0] = upto;
+                (Op::AckFaults as u64, 1)
+            }
+            Request::Resume { device } => {
+                mrs[0] = device.0 as u64;
+                (Op::Resume as u64, 1)
+            }
+            Request::Query => (Op::Query as u64, 0),
+        }
+    }
+}
+
+/// A reply: label 0 and up to six values, or an error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Success, with `n` values.
+    Ok {
+        /// The values.
+        values: [u64; 6],
+        /// How many are meaningful.
+        n: usize,
+    },
+    /// Failure.
+    Err(ErrorCode),
+}
+
+impl Reply {
+    /// Success with the given values (at most six).
+    pub fn ok(vals: &[u64]) -> Reply {
+        let mut values = [0; 6];
+        let n = vals.len().min(6);
+        values[..n].copy_from_slice(&vals[..n]);
+        Reply::Ok { values, n }
+    }
+
+    /// The reply's label.
+    pub fn label(&self) -> u64 {
+        match self {
+            Reply::Ok { .. } => 0,
+            Reply::Err(e) => *e as u64,
+        }
+    }
+
+    /// Decode a reply from its label and message registers (for clients).
+    pub fn decode(label: u64, mrs: &[u64]) -> Reply {
+        if label == 0 {
+            Reply::ok(mrs)
+        } else {
+            Reply::Err(ErrorCode::from_label(label).unwrap_or(ErrorCode::Malformed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_round_trips() {
+        let mut ranges = [(0, 0); MAX_UNMAP_RANGES];
+        ranges[0] = (0x1000, 0x2000);
+        ranges[1] = (0x8000, 0x1000);
+        let reqs = [
+            Request::Map {
+                cap: Handle(3),
+                device: DeviceId(1),
+                offset: 0x1000,
+                len: 0x4000,
+                iova: Some(0x10_0000),
+                rights: Rights::READ,
+            },
+            Request::Map {
+                cap: Handle(0),
+                device: DeviceId(0),
+                offset: 0,
+                len: 0x1000,
+                iova: None,
+                rights: Rights::READ_WRITE,
+            },
+            Request::Unmap { device: DeviceId(2), ranges, count: 2 },
+            Request::Grant {
+                cap: Handle(1),
+                to: ClientId(4),
+                offset: 0,
+                len: 0x1000,
+                rights: Rights::WRITE,
+                devices: 0b10,
+            },
+            Request::Revoke { grant: Handle(9) },
+            Request::AckFaults { upto: 77 },
+            Request::Resume { device: DeviceId(5) },
+            Request::Query,
+        ];
+        for r in reqs {
+            let mut mrs = [0; MAX_MRS];
+            let (label, n) = r.encode(&mut mrs);
+            assert_eq!(Request::decode(label, &mrs[..n]), Ok(r));
+            // Every truncation of a request with arguments is refused.
+            for short in 0..n {
+                assert_eq!(Request::decode(label, &mrs[..short]), Err(DecodeError::Truncated), "{r:?} cut to {short}");
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_and_unknown() {
+        assert_eq!(Request::decode(0, &[]), Err(DecodeError::UnknownOp(0)));
+        assert_eq!(Request::decode(99, &[1, 2, 3]), Err(DecodeError::UnknownOp(99)));
+        // Rights with unknown bits, or none.
+        assert_eq!(Request::decode(1, &[0, 0, 0x1000, IOVA_ANY, 4]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(1, &[0, 0, 0x1000, IOVA_ANY, 0]), Err(DecodeError::Malformed));
+        // UNMAP with 0 or too many ranges, or a device number that does not fit.
+        assert_eq!(Request::decode(2, &[0, 0]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(2, &[0, 9]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(2, &[1 << 40, 1, 0, 0x1000]), Err(DecodeError::Malformed));
+        assert_eq!(ErrorCode::from_label(16), Some(ErrorCode::NoIova));
+        assert_eq!(ErrorCode::from_label(0), None);
+    }
+}

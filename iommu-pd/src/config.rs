@@ -1,0 +1,87 @@
+//! The static policy, as the system description gives it: clients, their devices, the
+//! memory regions, the capabilities each client starts with, quotas and fault policy.
+//! The IOMMU PD's copy is generated at build time; tests write it by hand.
+
+use iommu_protocol::Rights;
+
+/// A client PD.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConfig {
+    /// Name, for fault reports.
+    pub name: &'static str,
+    /// Most mappings it may hold at once, over all its devices.
+    pub max_mappings: u32,
+    /// Most 4 KiB pages it may have mapped at once.
+    pub max_pages: u64,
+}
+
+/// A DMA-capable device.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceConfig {
+    /// Name, for fault reports.
+    pub name: &'static str,
+    /// Its StreamID.
+    pub stream: u32,
+    /// The client that drives it.
+    pub owner: usize,
+    /// Start of the IOVA window the service hands out and accepts for it.
+    pub iova_base: u64,
+    /// Size of that window.
+    pub iova_size: u64,
+    /// May the owner resume the device after a quarantine?
+    pub resume_allowed: bool,
+}
+
+/// A memory region devices may be given.
+#[derive(Debug, Clone, Copy)]
+pub struct RegionConfig {
+    /// Name, for fault reports.
+    pub name: &'static str,
+    /// Physical address.
+    pub pa: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A capability a client holds from boot: handle number = its position among the
+/// client's capabilities in this list.
+#[derive(Debug, Clone, Copy)]
+pub struct CapConfig {
+    /// Holder.
+    pub client: usize,
+    /// Region.
+    pub region: usize,
+    /// Offset into the region.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u64,
+    /// What devices may do with it.
+    pub rights: Rights,
+    /// Which devices (bit n = device n, all the holder's) it may be mapped for.
+    pub devices: u64,
+}
+
+/// Fault storms: more than `max_faults` faults from one device within `window` ticks
+/// quarantine it (its stream aborts) until the owner resumes it, if allowed.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultPolicy {
+    /// Length of the window, in the caller's ticks.
+    pub window: u64,
+    /// Faults allowed per window.
+    pub max_faults: u32,
+}
+
+/// The whole static policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Config<'a> {
+    /// Clients, by index.
+    pub clients: &'a [ClientConfig],
+    /// Devices, by index.
+    pub devices: &'a [DeviceConfig],
+    /// Regions, by index.
+    pub regions: &'a [RegionConfig],
+    /// Capabilities held at boot.
+    pub caps: &'a [CapConfig],
+    /// Fault storms.
+    pub faults: FaultPolicy,
+}

@@ -1,0 +1,26 @@
+//! The IOMMU below the service, as one trait. The SMMUv3 driver implements it in the IOMMU
+//! PD; `tests/` implement it with a model that records page-table contents. Nothing here
+//! names SMMU registers.
+
+use iommu_protocol::Rights;
+
+/// A device, by its index in the system description.
+pub type DeviceIndex = usize;
+
+/// The IOMMU failed; the service treats the device as no longer trustworthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HwError;
+
+/// What the service needs from an IOMMU. Each device has its own address space, created
+/// empty and blocked at boot.
+pub trait IommuHw {
+    /// Let `device` translate through its (possibly empty) address space.
+    fn enable(&mut self, device: DeviceIndex) -> Result<(), HwError>;
+    /// Make `device` abort every transaction. Returns once the IOMMU has confirmed.
+    fn block(&mut self, device: DeviceIndex) -> Result<(), HwError>;
+    /// Map `[iova, iova + len)` to `[pa, pa + len)` for `device`. On error nothing changed.
+    fn map(&mut self, device: DeviceIndex, iova: u64, pa: u64, len: u64, rights: Rights) -> Result<(), HwError>;
+    /// Unmap exactly these earlier mappings of `device`. Returns only once the IOMMU has
+    /// confirmed that no translation of them remains.
+    fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError>;
+}

@@ -1,0 +1,654 @@
+//! The service: capability checks, mapping bookkeeping, grants and revocation, fault
+//! attribution. One `Service` serves every client; the PD shell calls `handle` for each
+//! protected procedure call with the caller's client index (from the channel, which the
+//! caller cannot forge).
+//!
+//! Invariant: every page a device can reach is inside a live capability its owner holds,
+//! with the rights the mapping grants. Every request is checked in full before anything
+//! changes; a refused request changes nothing.
+
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
+
+use crate::config::Config;
+use crate::faults::{FaultRecord, FaultRing};
+use crate::hw::{DeviceIndex, IommuHw};
+
+/// Clients the service can serve.
+pub const MAX_CLIENTS: usize = 16;
+/// Devices (device masks are 64-bit).
+pub const MAX_DEVICES: usize = 64;
+/// Capabilities alive at once, over all clients.
+pub const MAX_CAPS: usize = 128;
+/// Mappings alive at once, over all devices.
+pub const MAX_MAPPINGS: usize = 256;
+/// Handle-table entries per client.
+pub const MAX_HANDLES: usize = 32;
+/// The page size of every mapping.
+pub const PAGE: u64 = 4096;
+
+/// The static configuration does not fit or is inconsistent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// More clients, devices, capabilities or handles than the service holds.
+    TooMany(&'static str),
+    /// A capability names a region or device that does not exist, leaves its region, or
+    /// names a device its holder does not own.
+    BadCap(usize),
+    /// A device's owner does not exist.
+    BadDevice(usize),
+    /// The IOMMU refused to enable a device.
+    Hardware(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A capability the client holds.
+    Cap(u16),
+    /// A capability the client granted to someone else (only good for REVOKE).
+    Grant(u16),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cap {
+    holder: u16,
+    region: u16,
+    pa: u64,
+    len: u64,
+    rights: Rights,
+    devices: u64,
+    parent: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mapping {
+    device: u16,
+    iova: u64,
+    len: u64,
+    pa: u64,
+    rights: Rights,
+    cap: u16,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct DeviceState {
+    /// Blocked by a fault storm; the owner may resume if the policy allows.
+    quarantined: bool,
+    /// Blocked because its owner was torn down; cleared by `client_ready`.
+    torn_down: bool,
+    window_start: u64,
+    window_faults: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    mappings: u32,
+    pages: u64,
+}
+
+/// A fault as the hardware reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultInput {
+    /// StreamID.
+    pub stream: u32,
+    /// Faulting bus address.
+    pub iova: u64,
+    /// The device tried to write.
+    pub write: bool,
+    /// Hardware event type.
+    pub kind: u32,
+    /// Now, in ticks (for the storm window).
+    pub now: u64,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests refused, of any kind.
+    pub refused: u64,
+    /// Faults from streams no device in the description has.
+    pub unattributed_faults: u64,
+    /// Devices quarantined by fault storms.
+    pub quarantines: u64,
+}
+
+/// The IOMMU service.
+#[derive(Debug)]
+pub struct Service<'a, H: IommuHw> {
+    hw: H,
+    cfg: Config<'a>,
+    caps: [Option<Cap>; MAX_CAPS],
+    handles: [[Option<Slot>; MAX_HANDLES]; MAX_CLIENTS],
+    maps: [Option<Mapping>; MAX_MAPPINGS],
+    devices: [DeviceState; MAX_DEVICES],
+    rings: [FaultRing; MAX_CLIENTS],
+    usage: [Usage; MAX_CLIENTS],
+    stats: Stats,
+}
+
+type Result<T> = core::result::Result<T, ErrorCode>;
+
+impl<'a, H: IommuHw> Service<'a, H> {
+    /// Build the service from the static policy and enable every device (with an empty
+    /// address space: until its driver maps something, its DMA faults).
+    pub fn new(hw: H, cfg: Config<'a>) -> core::result::Result<Self, ConfigError> {
+        if cfg.clients.len() > MAX_CLIENTS {
+            return Err(ConfigError::TooMany("clients"));
+        }
+        if cfg.devices.len() > MAX_DEVICES {
+            return Err(ConfigError::TooMany("devices"));
+        }
+        if cfg.caps.len() > MAX_CAPS {
+            return Err(ConfigError::TooMany("capabilities"));
+        }
+        for (i, d) in cfg.devices.iter().enumerate() {
+            if d.owner >= cfg.clients.len() {
+                return Err(ConfigError::BadDevice(i));
+            }
+        }
+        let mut s = Service {
+            hw,
+            cfg,
+            caps: [None; MAX_CAPS],
+            handles: [[None; MAX_HANDLES]; MAX_CLIENTS],
+            maps: [None; MAX_MAPPINGS],
+            devices: [DeviceState::default(); MAX_DEVICES],
+            rings: [FaultRing::default(); MAX_CLIENTS],
+            usage: [Usage::default(); MAX_CLIENTS],
+            stats: Stats::default(),
+        };
+        for (i, c) in cfg.caps.iter().enumerate() {
+            let region = cfg.regions.get(c.region).ok_or(ConfigError::BadCap(i))?;
+            let end = c.offset.checked_add(c.len).ok_or(ConfigError::BadCap(i))?;
+            let owned = s.devices_of(c.client);
+            if c.client >= cfg.clients.len() || end > region.size || c.devices & !owned != 0 || !c.rights.is_valid() {
+                return Err(ConfigError::BadCap(i));
+            }
+            s.caps[i] = Some(Cap {
+                holder: c.client as u16,
+                region: c.region as u16,
+                pa: region.pa + c.offset,
+                len: c.len,
+                rights: c.rights,
+                devices: c.devices,
+                parent: None,
+            });
+            let slot = s.handles[c.client].iter().position(Option::is_none).ok_or(ConfigError::TooMany("handles"))?;
+            s.handles[c.client][slot] = Some(Slot::Cap(i as u16));
+        }
+        for d in 0..cfg.devices.len() {
+            s.hw.enable(d).map_err(|_| ConfigError::Hardware(d))?;
+        }
+        Ok(s)
+    }
+
+    /// Bit mask of the devices `client` owns.
+    fn devices_of(&self, client: usize) -> u64 {
+        self.cfg.devices.iter().enumerate().filter(|(_, d)| d.owner == client).fold(0, |m, (i, _)| m | 1 << i)
+    }
+
+    /// The IOMMU (for the PD shell and for tests).
+    pub fn hw(&self) -> &H {
+        &self.hw
+    }
+
+    /// The IOMMU, mutably (for the PD shell's interrupt path and for tests).
+    pub fn hw_mut(&mut self) -> &mut H {
+        &mut self.hw
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// `client`'s fault ring.
+    pub fn faults(&self, client: usize) -> Option<&FaultRing> {
+        self.rings.get(client)
+    }
+
+    /// Serve one protected procedure call from `client`.
+    pub fn handle(&mut self, client: usize, label: u64, mrs: &[u64]) -> Reply {
+        if client >= self.cfg.clients.len() {
+            self.stats.refused += 1;
+            return Reply::Err(ErrorCode::BadClient);
+        }
+        let reply = match Request::decode(label, mrs) {
+            Err(e) => Err(e.into()),
+            Ok(req) => self.dispatch(client, req),
+        };
+        match reply {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.refused += 1;
+                Reply::Err(e)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, client: usize, req: Request) -> Result<Reply> {
+        match req {
+            Request::Map { cap, device, offset, len, iova, rights } => {
+                self.map(client, cap, device, offset, len, iova, rights).map(|iova| Reply::ok(&[iova]))
+            }
+            Request::Unmap { device, ranges, count } => {
+                self.unmap(client, device, &ranges[..count.min(MAX_UNMAP_RANGES)]).map(|_| Reply::ok(&[]))
+            }
+            Request::Grant { cap, to, offset, len, rights, devices } => self
+                .grant(client, cap, to, offset, len, rights, devices)
+                .map(|(g, h)| Reply::ok(&[g.0 as u64, h.0 as u64])),
+            Request::Revoke { grant } => self.revoke(client, grant).map(|_| Reply::ok(&[])),
+            Request::AckFaults { upto } => {
+                if self.rings[client].ack(upto) {
+                    Ok(Reply::ok(&[]))
+                } else {
+                    Err(ErrorCode::OutOfRange)
+                }
+            }
+            Request::Resume { device } => self.resume(client, device).map(|_| Reply::ok(&[])),
+            Request::Query => {
+                let (u, c, r) = (self.usage[client], self.cfg.clients[client], &self.rings[client]);
+                Ok(Reply::ok(&[
+                    u.mappings as u64,
+                    c.max_mappings as u64,
+                    u.pages,
+                    c.max_pages,
+                    r.recorded(),
+                    r.dropped(),
+                ]))
+            }
+        }
+    }
+
+    fn cap_of(&self, client: usize, h: Handle) -> Result<(u16, Cap)> {
+        match self.handles[client].get(h.0 as usize).copied().flatten() {
+            Some(Slot::Cap(i)) => match self.caps[i as usize] {
+                // The holder check is redundant with the per-client table; it stays as a
+                // second guard on the one thing that must never go wrong.
+                Some(cap) if cap.holder as usize == client => Ok((i, cap)),
+                _ => Err(ErrorCode::BadHandle),
+            },
+            _ => Err(ErrorCode::BadHandle),
+        }
+    }
+
+    fn own_device(&self, client: usize, device: DeviceId) -> Result<DeviceIndex> {
+        let d = device.0 as usize;
+        match self.cfg.devices.get(d) {
+            Some(dc) if dc.owner == client => Ok(d),
+            _ => Err(ErrorCode::BadDevice),
+        }
+    }
+
+    fn overlaps(&self, device: DeviceIndex, iova: u64, len: u64) -> bool {
+        self.maps.iter().flatten().any(|m| m.device as usize == device && iova < m.iova + m.len && m.iova < iova + len)
+    }
+
+    /// The lowest free, page-aligned IOVA range of `len` bytes in the device's window.
+    fn alloc_iova(&self, device: DeviceIndex, len: u64) -> Option<u64> {
+        let dc = &self.cfg.devices[device];
+        let end = dc.iova_base.checked_add(dc.iova_size)?;
+        let mut candidate = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
+        // Each pass moves past one overlapping mapping; there are at most MAX_MAPPINGS.
+        for _ in 0..=MAX_MAPPINGS {
+            let top = candidate.checked_add(len)?;
+            if top > end {
+                return None;
+            }
+            match self
+                .maps
+                .iter()
+                .flatten()
+                .filter(|m| m.device as usize == device && candidate < m.iova + m.len && m.iova < top)
+                .map(|m| m.iova + m.len)
+                .max()
+            {
+                None => return Some(candidate),
+                Some(past) => candidate = past,
+            }
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map(
+        &mut self,
+        client: usize,
+        h: Handle,
+        device: DeviceId,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<u64> {
+        let (ci, cap) = self.cap_of(client, h)?;
+        let d = self.own_device(client, device)?;
+        if cap.devices & (1 << d) == 0 {
+            return Err(ErrorCode::BadDevice);
+        }
+        if self.devices[d].quarantined || self.devices[d].torn_down {
+            return Err(ErrorCode::Quarantined);
+        }
+        if !cap.rights.contains(rights) {
+            return Err(ErrorCode::NoRights);
+        }
+        // Whole pages, inside the capability: a page is mapped only if the capability
+        // covers all of it.
+        let end = offset.checked_add(len).ok_or(ErrorCode::OutOfRange)?;
+        let pa = cap.pa.checked_add(offset).ok_or(ErrorCode::OutOfRange)?;
+        if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || pa % PAGE != 0 || end > cap.len {
+            return Err(ErrorCode::OutOfRange);
+        }
+        let (u, q) = (self.usage[client], self.cfg.clients[client]);
+        if u.mappings >= q.max_mappings || u.pages + len / PAGE > q.max_pages {
+            return Err(ErrorCode::Quota);
+        }
+        let slot = self.maps.iter().position(Option::is_none).ok_or(ErrorCode::NoSpace)?;
+        let iova = match iova {
+            Some(v) => {
+                let dc = &self.cfg.devices[d];
+                let top = v.checked_add(len).ok_or(ErrorCode::OutOfRange)?;
+                if v % PAGE != 0 || v < dc.iova_base || top > dc.iova_base.saturating_add(dc.iova_size) {
+                    return Err(ErrorCode::OutOfRange);
+                }
+                if self.overlaps(d, v, len) {
+                    return Err(ErrorCode::Overlap);
+                }
+                v
+            }
+            None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
+        };
+        self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
+        self.maps[slot] = Some(Mapping { device: d as u16, iova, len, pa, rights, cap: ci });
+        self.usage[client].mappings += 1;
+        self.usage[client].pages += len / PAGE;
+        Ok(iova)
+    }
+
+    fn unmap(&mut self, client: usize, device: DeviceId, ranges: &[(u64, u64)]) -> Result<()> {
+        let d = self.own_device(client, device)?;
+        let mut found = [0usize; MAX_UNMAP_RANGES];
+        for (i, &(iova, len)) in ranges.iter().enumerate() {
+            let m = self
+                .maps
+                .iter()
+                .position(|m| matches!(m, Some(m) if m.device as usize == d && m.iova == iova && m.len == len))
+                .ok_or(ErrorCode::NotMapped)?;
+            if found[..i].contains(&m) {
+                return Err(ErrorCode::NotMapped);
+            }
+            found[i] = m;
+        }
+        self.remove_mappings(d, &found[..ranges.len()])
+    }
+
+    /// Unmap the mappings at `indices` (all of `device`) in the IOMMU, then forget them.
+    /// If the IOMMU fails, the device is blocked; if even that fails, nothing is forgotten
+    /// and the caller hears `Hardware`.
+    fn remove_mappings(&mut self, device: DeviceIndex, indices: &[usize]) -> Result<()> {
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let mut ranges = [(0u64, 0u64); MAX_MAPPINGS];
+        let mut n = 0;
+        for &i in indices {
+            if let Some(m) = self.maps[i] {
+                ranges[n] = (m.iova, m.len);
+                n += 1;
+            }
+        }
+        let mut result = Ok(());
+        if self.hw.unmap(device, &ranges[..n]).is_err() {
+            // Access was not confirmed gone: stop the device instead.
+            self.hw.block(device).map_err(|_| ErrorCode::Hardware)?;
+            self.devices[device].quarantined = true;
+            self.stats.quarantines += 1;
+            result = Err(ErrorCode::Hardware);
+        }
+        for &i in indices {
+            if let Some(m) = self.maps[i].take() {
+                let owner = self.cfg.devices[m.device as usize].owner;
+                self.usage[owner].mappings -= 1;
+                self.usage[owner].pages -= m.len / PAGE;
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn grant(
+        &mut self,
+        client: usize,
+        h: Handle,
+        to: ClientId,
+        offset: u64,
+        len: u64,
+        rights: Rights,
+        devices: u64,
+    ) -> Result<(Handle, Handle)> {
+        let (ci, cap) = self.cap_of(client, h)?;
+        let to = to.0 as usize;
+        if to >= self.cfg.clients.len() {
+            return Err(ErrorCode::BadClient);
+        }
+        if !cap.rights.contains(rights) {
+            return Err(ErrorCode::NoRights);
+        }
+        let end = offset.checked_add(len).ok_or(ErrorCode::OutOfRange)?;
+        if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || end > cap.len {
+            return Err(ErrorCode::OutOfRange);
+        }
+        if devices == 0 || devices & !self.devices_of(to) != 0 {
+            return Err(ErrorCode::BadDevice);
+        }
+        let child = self.caps.iter().position(Option::is_none).ok_or(ErrorCode::NoSpace)?;
+        let theirs = self.handles[to].iter().position(Option::is_none).ok_or(ErrorCode::NoSpace)?;
+        let ours = self.handles[client]
+            .iter()
+            .enumerate()
+            .position(|(i, s)| s.is_none() && !(client == to && i == theirs))
+            .ok_or(ErrorCode::NoSpace)?;
+        self.caps[child] = Some(Cap {
+            holder: to as u16,
+            region: cap.region,
+            pa: cap.pa + offset,
+            len,
+            rights,
+            devices,
+            parent: Some(ci),
+        });
+        self.handles[to][theirs] = Some(Slot::Cap(child as u16));
+        self.handles[client][ours] = Some(Slot::Grant(child as u16));
+        Ok((Handle(ours as u32), Handle(theirs as u32)))
+    }
+
+    /// True if capability `i` is `root` or descends from it.
+    fn descends(&self, mut i: u16, root: u16) -> bool {
+        // Parents are always older and a subtree is always removed whole, so chains end;
+        // the bound only guards against a bug.
+        for _ in 0..MAX_CAPS {
+            if i == root {
+                return true;
+            }
+            match self.caps[i as usize].and_then(|c| c.parent) {
+                Some(p) => i = p,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    fn revoke(&mut self, client: usize, g: Handle) -> Result<()> {
+        let root = match self.handles[client].get(g.0 as usize).copied().flatten() {
+            Some(Slot::Grant(i)) => i,
+            Some(Slot::Cap(_)) => return Err(ErrorCode::Denied),
+            None => return Err(ErrorCode::BadHandle),
+        };
+        self.remove_subtree(root)
+    }
+
+    /// Remove capability `root`, everything derived from it, and every mapping made with
+    /// any of them, on every device; return once the IOMMU confirmed.
+    fn remove_subtree(&mut self, root: u16) -> Result<()> {
+        let mut doomed = [false; MAX_CAPS];
+        for (i, gone) in doomed.iter_mut().enumerate() {
+            *gone = self.caps[i].is_some() && self.descends(i as u16, root);
+        }
+        for d in 0..self.cfg.devices.len() {
+            let mut idx = [0usize; MAX_MAPPINGS];
+            let mut n = 0;
+            for (i, m) in self.maps.iter().enumerate() {
+                if matches!(m, Some(m) if m.device as usize == d && doomed[m.cap as usize]) {
+                    idx[n] = i;
+                    n += 1;
+                }
+            }
+            match self.remove_mappings(d, &idx[..n]) {
+                Ok(()) => {}
+                // The device is blocked: its access is gone; go on revoking.
+                Err(ErrorCode::Hardware) if self.devices[d].quarantined => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for (i, gone) in doomed.iter().enumerate() {
+            if *gone {
+                self.caps[i] = None;
+            }
+        }
+        for table in self.handles.iter_mut() {
+            for slot in table.iter_mut() {
+                if let Some(Slot::Cap(i) | Slot::Grant(i)) = *slot {
+                    if doomed[i as usize] {
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resume(&mut self, client: usize, device: DeviceId) -> Result<()> {
+        let d = self.own_device(client, device)?;
+        let st = self.devices[d];
+        if !st.quarantined {
+            return Ok(());
+        }
+        if !self.cfg.devices[d].resume_allowed || st.torn_down {
+            return Err(ErrorCode::Denied);
+        }
+        self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
+        self.devices[d] = DeviceState::default();
+        Ok(())
+    }
+
+    /// Attribute a fault to its device, owner and region, rate-limit the device, and
+    /// queue the record for the owner. Returns the client to notify.
+    pub fn record_fault(&mut self, f: FaultInput) -> Option<ClientId> {
+        let Some(d) = self.cfg.devices.iter().position(|dc| dc.stream == f.stream) else {
+            self.stats.unattributed_faults += 1;
+            return None;
+        };
+        let owner = self.cfg.devices[d].owner;
+        let (mut region, mut offset, mut near) = (u32::MAX, 0, 0);
+        let mut best = u64::MAX;
+        for m in self.maps.iter().flatten().filter(|m| m.device as usize == d) {
+            let dist = if f.iova < m.iova {
+                m.iova - f.iova
+            } else if f.iova >= m.iova + m.len {
+                f.iova - (m.iova + m.len - 1)
+            } else {
+                0
+            };
+            if dist < best && dist <= PAGE {
+                best = dist;
+                let cap = self.caps[m.cap as usize];
+                let reg = cap.map(|c| c.region as usize).unwrap_or(usize::MAX);
+                let base = self.cfg.regions.get(reg).map(|r| r.pa).unwrap_or(0);
+                let at = if dist == 0 {
+                    m.pa + (f.iova - m.iova)
+                } else if f.iova < m.iova {
+                    m.pa
+                } else {
+                    m.pa + m.len - 1
+                };
+                region = reg as u32;
+                offset = at - base;
+                near = (dist != 0) as u32;
+            }
+        }
+        let policy = self.cfg.faults;
+        let st = &mut self.devices[d];
+        if f.now.saturating_sub(st.window_start) >= policy.window {
+            st.window_start = f.now;
+            st.window_faults = 0;
+        }
+        st.window_faults = st.window_faults.saturating_add(1);
+        let mut quarantined = 0;
+        if st.window_faults > policy.max_faults && !st.quarantined && self.hw.block(d).is_ok() {
+            self.devices[d].quarantined = true;
+            self.stats.quarantines += 1;
+            quarantined = 1;
+        }
+        self.rings[owner].push(FaultRecord {
+            seq: 0,
+            device: d as u32,
+            stream: f.stream,
+            iova: f.iova,
+            kind: f.kind,
+            write: f.write as u32,
+            region,
+            near,
+            offset,
+            quarantined,
+            dropped_before: 0,
+        });
+        Some(ClientId(owner as u32))
+    }
+
+    /// `client` faulted or is being restarted: block its devices and remove all their
+    /// mappings, confirmed. Its capabilities stay; `client_ready` lets its devices run
+    /// again.
+    pub fn client_torn_down(&mut self, client: usize) -> Result<()> {
+        for d in 0..self.cfg.devices.len() {
+            if self.cfg.devices[d].owner != client {
+                continue;
+            }
+            self.hw.block(d).map_err(|_| ErrorCode::Hardware)?;
+            self.devices[d].torn_down = true;
+            let mut idx = [0usize; MAX_MAPPINGS];
+            let mut n = 0;
+            for (i, m) in self.maps.iter().enumerate() {
+                if matches!(m, Some(m) if m.device as usize == d) {
+                    idx[n] = i;
+                    n += 1;
+                }
+            }
+            // The device is already blocked, so a failed unmap removes no safety.
+            let _ = self.remove_mappings(d, &idx[..n]);
+        }
+        Ok(())
+    }
+
+    /// `client` is running again: its devices (unless quarantined) translate again,
+    /// through empty address spaces.
+    pub fn client_ready(&mut self, client: usize) -> Result<()> {
+        for d in 0..self.cfg.devices.len() {
+            if self.cfg.devices[d].owner == client && self.devices[d].torn_down {
+                self.devices[d].torn_down = false;
+                if !self.devices[d].quarantined {
+                    self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every device-reachable page as (device, IOVA page, physical page, rights), for
+    /// tests and reports.
+    pub fn for_each_mapped_page(&self, mut f: impl FnMut(DeviceIndex, u64, u64, Rights)) {
+        for m in self.maps.iter().flatten() {
+            for p in 0..m.len / PAGE {
+                f(m.device as usize, m.iova + p * PAGE, m.pa + p * PAGE, m.rights);
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Each request and each error, against the model IOMMU.
+
+// The request tables read best as plain tuples and positional arguments.
+#![allow(clippy::too_many_arguments, clippy::type_complexity)]
+
+mod common;
+
+use common::*;
+use iommu_pd::{FaultInput, Service};
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+
+fn call(s: &mut Service<'static, ModelHw>, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle(client, label, &mrs[..n])
+}
+
+fn map(
+    s: &mut Service<'static, ModelHw>,
+    c: usize,
+    h: u32,
+    d: u32,
+    off: u64,
+    len: u64,
+    iova: Option<u64>,
+    r: Rights,
+) -> Reply {
+    call(s, c, Request::Map { cap: Handle(h), device: DeviceId(d), offset: off, len, iova, rights: r })
+}
+
+fn unmap(s: &mut Service<'static, ModelHw>, c: usize, d: u32, ranges: &[(u64, u64)]) -> Reply {
+    let mut rs = [(0, 0); MAX_UNMAP_RANGES];
+    rs[..ranges.len()].copy_from_slice(ranges);
+    call(s, c, Request::Unmap { device: DeviceId(d), ranges: rs, count: ranges.len() })
+}
+
+fn service() -> Service<'static, ModelHw> {
+    Service::new(ModelHw::default(), config()).unwrap()
+}
+
+fn err(e: ErrorCode) -> Reply {
+    Reply::Err(e)
+}
+
+#[test]
+fn map_then_unmap() {
+    let mut s = service();
+    assert_eq!(map(&mut s, NET, 0, 0, 0x2000, 0x2000, Some(IOVA_BASE), Rights::READ_WRITE), Reply::ok(&[IOVA_BASE]));
+    let pages = s.hw().reachable(0);
+    assert_eq!(pages.get(&IOVA_BASE), Some(&(0x4000_2000, Rights::READ_WRITE)));
+    assert_eq!(pages.get(&(IOVA_BASE + 0x1000)), Some(&(0x4000_3000, Rights::READ_WRITE)));
+    assert_eq!(pages.len(), 2);
+    // Chosen IOVA: the lowest free one.
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::ok(&[IOVA_BASE + 0x2000]));
+    assert_eq!(unmap(&mut s, NET, 0, &[(IOVA_BASE, 0x2000), (IOVA_BASE + 0x2000, 0x1000)]), Reply::ok(&[]));
+    assert!(s.hw().reachable(0).is_empty());
+    // Double unmap.
+    assert_eq!(unmap(&mut s, NET, 0, &[(IOVA_BASE, 0x2000)]), err(ErrorCode::NotMapped));
+}
+
+#[test]
+fn map_refusals_change_nothing() {
+    let mut s = service();
+    map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ_WRITE);
+    let before = s.hw().clone();
+    let cases: Vec<(usize, u32, u32, u64, u64, Option<u64>, Rights, ErrorCode)> = vec![
+        (NET, 7, 0, 0, 0x1000, None, Rights::READ, ErrorCode::BadHandle), // no such handle
+        (EVIL, 1, 2, 0, 0x1000, None, Rights::READ, ErrorCode::BadHandle), // NET's handle number, EVIL's table
+        (EVIL, 0, 0, 0, 0x1000, None, Rights::READ, ErrorCode::BadDevice), // someone else's device
+        (NET, 1, 3, 0, 0x1000, None, Rights::READ, ErrorCode::BadDevice), // cap not for that device
+        (NET, 1, 0, 0, 0x1000, None, Rights::WRITE, ErrorCode::NoRights), // read-only cap
+        (NET, 0, 0, 0x800, 0x1000, None, Rights::READ, ErrorCode::OutOfRange), // unaligned offset
+        (NET, 0, 0, 0, 0x800, None, Rights::READ, ErrorCode::OutOfRange), // partial page
+        (NET, 0, 0, 0xf000, 0x2000, None, Rights::READ, ErrorCode::OutOfRange), // past the cap
+        (NET, 0, 0, u64::MAX - 0xfff, 0x2000, None, Rights::READ, ErrorCode::OutOfRange), // wraps
+        (NET, 0, 0, 0, 0, None, Rights::READ, ErrorCode::OutOfRange),     // empty
+        (EVIL, 0, 2, 0, 0x1000, None, Rights::READ, ErrorCode::OutOfRange), // unaligned region
+        (NET, 0, 0, 0x1000, 0x1000, Some(IOVA_BASE), Rights::READ, ErrorCode::Overlap),
+        (NET, 0, 0, 0x1000, 0x1000, Some(IOVA_BASE - 0x1000), Rights::READ, ErrorCode::OutOfRange), // outside window
+        (NET, 0, 0, 0x1000, 0x1000, Some(u64::MAX - 0xfff), Rights::READ, ErrorCode::OutOfRange),
+        (NET, 0, 0, 0x1000, 0x1000, Some(IOVA_BASE + 0x800), Rights::READ, ErrorCode::OutOfRange),
+    ];
+    for (c, h, d, off, len, iova, r, e) in cases {
+        assert_eq!(
+            map(&mut s, c, h, d, off, len, iova, r),
+            err(e),
+            "client {c} handle {h} device {d} {off:#x}+{len:#x}"
+        );
+        assert_eq!(s.hw().pages, before.pages);
+    }
+    // Malformed and unknown requests.
+    assert_eq!(s.handle(NET, 99, &[]), err(ErrorCode::UnknownOp));
+    assert_eq!(s.handle(NET, 1, &[0, 0]), err(ErrorCode::Truncated));
+    assert_eq!(s.handle(NET, 1, &[0, 0, 0x1000, u64::MAX, 9]), err(ErrorCode::Malformed));
+    assert_eq!(s.handle(7, 7, &[]), err(ErrorCode::BadClient));
+    // Unmapping someone else's mapping, or a part of one.
+    assert_eq!(unmap(&mut s, EVIL, 0, &[(IOVA_BASE, 0x1000)]), err(ErrorCode::BadDevice));
+    assert_eq!(unmap(&mut s, NET, 3, &[(IOVA_BASE, 0x1000)]), err(ErrorCode::NotMapped));
+    assert_eq!(unmap(&mut s, NET, 0, &[(IOVA_BASE, 0x1000), (IOVA_BASE, 0x1000)]), err(ErrorCode::NotMapped));
+    assert_eq!(s.hw().pages, before.pages);
+}
+
+#[test]
+fn quotas_and_iova_exhaustion() {
+    let mut s = service();
+    // 64 pages of quota; the cap has 16 pages. Map it 4 times at different IOVAs.
+    for i in 0..4 {
+        assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1_0000, None, Rights::READ), Reply::Ok { .. }), "{i}");
+    }
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quota));
+    assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[4, 16, 64, 64, 0, 0]));
+}
+
+#[test]
+fn grant_map_revoke() {
+    let mut s = service();
+    // NET gives BLK pages 2..4 of its buffers, read-only, for the disk.
+    let r = call(
+        &mut s,
+        NET,
+        Request::Grant {
+            cap: Handle(0),
+            to: ClientId(BLK as u32),
+            offset: 0x2000,
+            len: 0x2000,
+            rights: Rights::READ,
+            devices: 0b10,
+        },
+    );
+    let Reply::Ok { values, .. } = r else { panic!("{r:?}") };
+    let (grant, theirs) = (values[0] as u32, values[1] as u32);
+    // BLK can map it read-only for its disk, not write, not past the grant.
+    assert_eq!(map(&mut s, BLK, theirs, 1, 0, 0x1000, None, Rights::WRITE), err(ErrorCode::NoRights));
+    assert_eq!(map(&mut s, BLK, theirs, 1, 0x1000, 0x2000, None, Rights::READ), err(ErrorCode::OutOfRange));
+    assert_eq!(
+        map(&mut s, BLK, theirs, 1, 0, 0x2000, Some(IOVA_BASE + 0x8000), Rights::READ),
+        Reply::ok(&[IOVA_BASE + 0x8000])
+    );
+    assert_eq!(s.hw().reachable(1).get(&(IOVA_BASE + 0x8000)), Some(&(0x4000_2000, Rights::READ)));
+    // BLK re-grants to EVIL; EVIL maps it.
+    let r = call(
+        &mut s,
+        BLK,
+        Request::Grant {
+            cap: Handle(theirs),
+            to: ClientId(EVIL as u32),
+            offset: 0,
+            len: 0x1000,
+            rights: Rights::READ,
+            devices: 0b100,
+        },
+    );
+    let Reply::Ok { values, .. } = r else { panic!("{r:?}") };
+    let evil_h = values[1] as u32;
+    assert!(matches!(map(&mut s, EVIL, evil_h, 2, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+    // Rights only shrink; devices must be the receiver's.
+    let wider = Request::Grant {
+        cap: Handle(theirs),
+        to: ClientId(EVIL as u32),
+        offset: 0,
+        len: 0x1000,
+        rights: Rights::READ_WRITE,
+        devices: 0b100,
+    };
+    assert_eq!(call(&mut s, BLK, wider), err(ErrorCode::NoRights));
+    let not_theirs = Request::Grant {
+        cap: Handle(theirs),
+        to: ClientId(EVIL as u32),
+        offset: 0,
+        len: 0x1000,
+        rights: Rights::READ,
+        devices: 0b1,
+    };
+    assert_eq!(call(&mut s, BLK, not_theirs), err(ErrorCode::BadDevice));
+    // A grant handle cannot be used to map; a cap handle cannot be revoked.
+    assert_eq!(map(&mut s, NET, grant, 0, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(0) }), err(ErrorCode::Denied));
+    // NET revokes: BLK's and EVIL's mappings are gone before the reply.
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(grant) }), Reply::ok(&[]));
+    assert!(s.hw().reachable(1).is_empty());
+    assert!(s.hw().reachable(2).is_empty());
+    assert_eq!(map(&mut s, EVIL, evil_h, 2, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(grant) }), err(ErrorCode::BadHandle));
+}
+
+#[test]
+fn faults_are_attributed_rate_limited_and_never_silently_dropped() {
+    let mut s = service();
+    map(&mut s, NET, 0, 0, 0x3000, 0x1000, Some(IOVA_BASE), Rights::READ);
+    // Inside a mapping: a write to a read-only page.
+    let to = s.record_fault(FaultInput { stream: 0x10, iova: IOVA_BASE + 0x10, write: true, kind: 0x13, now: 0 });
+    assert_eq!(to, Some(ClientId(NET as u32)));
+    let r = *s.faults(NET).unwrap().pending().next().unwrap();
+    assert_eq!((r.device, r.region, r.offset, r.near, r.write, r.kind), (0, 0, 0x3010, 0, 1, 0x13));
+    // Just past the mapping: attributed as near the end of the mapped range.
+    s.record_fault(FaultInput { stream: 0x10, iova: IOVA_BASE + 0x1000, write: false, kind: 0x10, now: 1 });
+    let r = *s.faults(NET).unwrap().pending().nth(1).unwrap();
+    assert_eq!((r.region, r.offset, r.near), (0, 0x3fff, 1));
+    // Unknown stream: counted.
+    assert_eq!(s.record_fault(FaultInput { stream: 0x99, iova: 0, write: false, kind: 0x10, now: 1 }), None);
+    assert_eq!(s.stats().unattributed_faults, 1);
+    // A storm: more than 10 in a window quarantines the device; it is blocked.
+    for i in 0..40 {
+        s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now: 2 + i });
+    }
+    assert!(s.hw().reachable(0).is_empty(), "quarantined device reaches nothing");
+    let ring = s.faults(NET).unwrap();
+    assert_eq!(ring.recorded(), 32);
+    assert_eq!(ring.dropped(), 42 - 32);
+    assert_eq!(ring.pending().filter(|r| r.quarantined == 1).count(), 1);
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    // Acknowledge, then the next record carries the count of those dropped.
+    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: 31 }), Reply::ok(&[]));
+    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: 32 }), err(ErrorCode::OutOfRange));
+    s.record_fault(FaultInput { stream: 0x10, iova: 0, write: false, kind: 0x10, now: 500 });
+    assert_eq!(s.faults(NET).unwrap().pending().next().unwrap().dropped_before, 10);
+    // Resume is allowed for the NIC, and its mapping is back.
+    assert_eq!(call(&mut s, NET, Request::Resume { device: DeviceId(0) }), Reply::ok(&[]));
+    assert_eq!(s.hw().reachable(0).len(), 1);
+    // Not for the disk.
+    for i in 0..20 {
+        s.record_fault(FaultInput { stream: 0x18, iova: 0, write: false, kind: 0x10, now: i });
+    }
+    assert_eq!(call(&mut s, BLK, Request::Resume { device: DeviceId(1) }), err(ErrorCode::Denied));
+}
+
+#[test]
+fn teardown_blocks_and_unmaps() {
+    let mut s = service();
+    map(&mut s, NET, 0, 0, 0, 0x2000, None, Rights::READ_WRITE);
+    map(&mut s, NET, 0, 3, 0, 0x1000, None, Rights::READ);
+    s.client_torn_down(NET).unwrap();
+    assert!(s.hw().pages.values().all(|t| t.is_empty()));
+    assert!(s.hw().reachable(0).is_empty() && s.hw().reachable(3).is_empty());
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    s.client_ready(NET).unwrap();
+    assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+}
+
+#[test]
+fn hardware_failure_is_reported_and_stops_the_device() {
+    let mut s = service();
+    map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ_WRITE);
+    s.hw_mut().fail_next = Some("unmap");
+    // The unmap was not confirmed: the caller hears so, and the device is blocked.
+    assert_eq!(unmap(&mut s, NET, 0, &[(IOVA_BASE, 0x1000)]), err(ErrorCode::Hardware));
+    assert!(s.hw().reachable(0).is_empty());
+    // A failed map changes nothing.
+    s.hw_mut().fail_next = Some("map");
+    assert_eq!(map(&mut s, BLK, 0, 1, 0, 0x1000, None, Rights::READ), err(ErrorCode::Hardware));
+    assert!(s.hw().reachable(1).is_empty());
+    assert_eq!(call(&mut s, BLK, Request::Query), Reply::ok(&[0, 16, 0, 64, 0, 0]));
+}
