@@ -129,7 +129,7 @@ fn hw_pages(s: &Service<'static, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64
 
 fn random_request(rng: &mut Rng, known_iovas: &[(usize, u64, u64)]) -> Request {
     let offsets = [0, 0x1000, 0x2000, 0x3000, 0x800, 0xf000, u64::MAX - 0xfff, 0x1_0000];
-    let lens = [0x1000, 0x2000, 0x4000, 0x800, 0, 0x1_0000, u64::MAX & !0xfff, 0x1_1000];
+    let lens = [0x1000, 0x2000, 0x4000, 0x800, 0, 0x1_0000, !0xfff, 0x1_1000];
     let rights = [Rights::READ, Rights::WRITE, Rights::READ_WRITE];
     match rng.below(10) {
         0..=3 => Request::Map {
