@@ -1,0 +1,82 @@
+//! The SMMU as the IOMMU service's hardware: each device of the system description gets
+//! its own domain; `iommu_pd::IommuHw` calls become attach/detach/map/unmap, each of
+//! which returns only after the SMMU confirmed what it must confirm.
+
+use iommu_pd::{DeviceIndex, HwError, IommuHw};
+use iommu_protocol::Rights;
+
+use crate::{DomainId, Iova, MemType, Mmio, Perm, PhysAddr, Smmu, StreamId};
+
+/// Devices the backend can serve.
+pub const MAX_BACKEND_DEVICES: usize = 64;
+
+/// The SMMU plus the service's device table.
+#[derive(Debug)]
+pub struct SmmuBackend<M: Mmio> {
+    smmu: Smmu<M>,
+    devices: [Option<(StreamId, DomainId)>; MAX_BACKEND_DEVICES],
+}
+
+impl<M: Mmio> SmmuBackend<M> {
+    /// Create one domain per device (device `i` has StreamID `streams[i]`); every stream
+    /// keeps aborting until the service enables it.
+    pub fn new(mut smmu: Smmu<M>, streams: &[u32]) -> Result<Self, crate::Error> {
+        if streams.len() > MAX_BACKEND_DEVICES {
+            return Err(crate::Error::TooManyStreams);
+        }
+        let mut devices = [None; MAX_BACKEND_DEVICES];
+        for (i, s) in streams.iter().enumerate() {
+            smmu.prepare_stream(StreamId(*s))?;
+            devices[i] = Some((StreamId(*s), smmu.create_domain()?));
+        }
+        Ok(Self { smmu, devices })
+    }
+
+    /// The driver (for the interrupt path: events and global errors).
+    pub fn smmu(&mut self) -> &mut Smmu<M> {
+        &mut self.smmu
+    }
+
+    fn device(&self, d: DeviceIndex) -> Result<(StreamId, DomainId), HwError> {
+        self.devices.get(d).copied().flatten().ok_or(HwError)
+    }
+}
+
+impl<M: Mmio> IommuHw for SmmuBackend<M> {
+    fn enable(&mut self, device: DeviceIndex) -> Result<(), HwError> {
+        let (sid, dom) = self.device(device)?;
+        self.smmu.attach(sid, dom).map_err(|_| HwError)
+    }
+
+    fn block(&mut self, device: DeviceIndex) -> Result<(), HwError> {
+        let (sid, _) = self.device(device)?;
+        self.smmu.detach(sid).map_err(|_| HwError)
+    }
+
+    fn map(&mut self, device: DeviceIndex, iova: u64, pa: u64, len: u64, rights: Rights) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        // Stage-1 descriptors cannot express write-only: a write-only request maps
+        // read/write only if the service granted both; otherwise read-only or refused.
+        let perm = if rights.contains(Rights::WRITE) {
+            if !rights.contains(Rights::READ) {
+                return Err(HwError);
+            }
+            Perm::ReadWrite
+        } else {
+            Perm::Read
+        };
+        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, MemType::Normal).map_err(|_| HwError)
+    }
+
+    fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        let mut batch = [(Iova(0), 0u64); 8];
+        for chunk in ranges.chunks(batch.len()) {
+            for (slot, &(iova, len)) in batch.iter_mut().zip(chunk) {
+                *slot = (Iova(iova), len);
+            }
+            self.smmu.unmap_batch(dom, &batch[..chunk.len()]).map_err(|_| HwError)?;
+        }
+        Ok(())
+    }
+}

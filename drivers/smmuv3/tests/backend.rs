@@ -1,0 +1,112 @@
+//! The IOMMU service on top of this driver, against the host model of the SMMU: requests
+//! become page-table entries the model translates through, and revocation leaves no
+//! stale translation in the model's TLB.
+
+mod common;
+
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_protocol::{ClientId, DeviceId, Handle, Reply, Request, Rights, MAX_MRS};
+use smmuv3::backend::SmmuBackend;
+use smmuv3::event::id;
+use smmuv3::model::Outcome;
+
+fn call<H: iommu_pd::IommuHw>(s: &mut Service<'_, H>, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle(client, label, &mrs[..n])
+}
+
+#[test]
+fn service_requests_reach_the_smmu_tables() {
+    let buf = common::buffer(0x4000, 0x1000);
+    let clients = [
+        ClientConfig { name: "net", max_mappings: 8, max_pages: 16 },
+        ClientConfig { name: "blk", max_mappings: 8, max_pages: 16 },
+    ];
+    let devices = [
+        DeviceConfig {
+            name: "nic",
+            stream: 0x10,
+            owner: 0,
+            iova_base: 0x1000_0000,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        },
+        DeviceConfig {
+            name: "disk",
+            stream: 0x18,
+            owner: 1,
+            iova_base: 0x2000_0000,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        },
+    ];
+    let regions = [RegionConfig { name: "net-buffers", pa: buf.pa.0, size: 0x4000 }];
+    let caps = [CapConfig { client: 0, region: 0, offset: 0, len: 0x4000, rights: Rights::READ_WRITE, devices: 0b01 }];
+    let cfg = Config {
+        clients: &clients,
+        devices: &devices,
+        regions: &regions,
+        caps: &caps,
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let backend = SmmuBackend::new(common::smmu(32), &[0x10, 0x18]).unwrap();
+    let mut s = Service::new(backend, cfg).unwrap();
+
+    let r = call(
+        &mut s,
+        0,
+        Request::Map {
+            cap: Handle(0),
+            device: DeviceId(0),
+            offset: 0x1000,
+            len: 0x2000,
+            iova: None,
+            rights: Rights::READ_WRITE,
+        },
+    );
+    assert_eq!(r, Reply::ok(&[0x1000_0000]));
+    let model = |s: &mut Service<'_, SmmuBackend<smmuv3::model::SmmuModel>>, sid, iova, w| {
+        s.hw_mut().smmu().regs().translate(sid, iova, w)
+    };
+    assert_eq!(model(&mut s, 0x10, 0x1000_1008, true), Outcome::Ok(buf.pa.0 + 0x2008));
+    // The disk has no mapping: its stream is enabled but its tables are empty.
+    assert_eq!(model(&mut s, 0x18, 0x1000_0000, false), Outcome::Fault(id::F_TRANSLATION));
+
+    // Grant a page to the disk's driver, read-only; it maps it; the NIC's driver revokes.
+    let r = call(
+        &mut s,
+        0,
+        Request::Grant {
+            cap: Handle(0),
+            to: ClientId(1),
+            offset: 0x3000,
+            len: 0x1000,
+            rights: Rights::READ,
+            devices: 0b10,
+        },
+    );
+    let Reply::Ok { values, .. } = r else { panic!("{r:?}") };
+    let r = call(
+        &mut s,
+        1,
+        Request::Map {
+            cap: Handle(values[1] as u32),
+            device: DeviceId(1),
+            offset: 0,
+            len: 0x1000,
+            iova: None,
+            rights: Rights::READ,
+        },
+    );
+    assert_eq!(r, Reply::ok(&[0x2000_0000]));
+    assert_eq!(model(&mut s, 0x18, 0x2000_0000, false), Outcome::Ok(buf.pa.0 + 0x3000));
+    assert_eq!(model(&mut s, 0x18, 0x2000_0000, true), Outcome::Fault(id::F_PERMISSION));
+    assert_eq!(call(&mut s, 0, Request::Revoke { grant: Handle(values[0] as u32) }), Reply::ok(&[]));
+    // The model had cached the translation; the revoke invalidated it before replying.
+    assert_eq!(model(&mut s, 0x18, 0x2000_0000, false), Outcome::Fault(id::F_TRANSLATION));
+
+    // Teardown of the NIC's driver: its stream aborts, its mappings are gone.
+    s.client_torn_down(0).unwrap();
+    assert_eq!(model(&mut s, 0x10, 0x1000_1008, false), Outcome::Abort);
+}
