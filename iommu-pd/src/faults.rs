@@ -31,6 +31,11 @@ pub struct FaultRecord {
     pub quarantined: u32,
     /// Records dropped for lack of room before this one.
     pub dropped_before: u32,
+    /// Further faults folded into this record: same device, kind and direction, at
+    /// addresses up to `iova_last` (a DMA burst faults once per bus transaction).
+    pub repeats: u32,
+    /// Highest faulting address folded into this record.
+    pub iova_last: u64,
 }
 
 /// A client's ring.
@@ -59,11 +64,33 @@ impl FaultRing {
             return false;
         }
         r.seq = self.next_seq;
+        r.iova_last = r.iova;
+        r.repeats = 0;
         r.dropped_before = self.dropped_unreported;
         self.dropped_unreported = 0;
         self.records[(self.next_seq % FAULT_RING as u64) as usize] = r;
         self.next_seq += 1;
         true
+    }
+
+    /// Fold `r` into the newest unread record if it continues the same burst (same
+    /// device, kind and direction, within a page past the last address). True if folded.
+    pub fn coalesce(&mut self, r: &FaultRecord) -> bool {
+        if self.next_seq == self.acked {
+            return false;
+        }
+        let last = &mut self.records[((self.next_seq - 1) % FAULT_RING as u64) as usize];
+        let continues = last.device == r.device
+            && last.kind == r.kind
+            && last.write == r.write
+            && r.quarantined == 0
+            && r.iova >= last.iova
+            && r.iova <= last.iova_last.saturating_add(4096);
+        if continues {
+            last.repeats = last.repeats.saturating_add(1);
+            last.iova_last = last.iova_last.max(r.iova);
+        }
+        continues
     }
 
     /// The client has read every record up to and including `upto`. False if `upto` was

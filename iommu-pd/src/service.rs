@@ -588,7 +588,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             self.stats.quarantines += 1;
             quarantined = 1;
         }
-        self.rings[owner].push(FaultRecord {
+        let record = FaultRecord {
             seq: 0,
             device: d as u32,
             stream: f.stream,
@@ -600,7 +600,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
             offset,
             quarantined,
             dropped_before: 0,
-        });
+            repeats: 0,
+            iova_last: f.iova,
+        };
+        let ring = &mut self.rings[owner];
+        if !ring.coalesce(&record) {
+            ring.push(record);
+        }
         Some(ClientId(owner as u32))
     }
 
