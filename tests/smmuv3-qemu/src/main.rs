@@ -14,6 +14,7 @@ mod memory;
 mod pci;
 mod platform;
 mod report;
+mod service_demo;
 mod tests;
 
 use core::panic::PanicInfo;
@@ -116,6 +117,7 @@ fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let mut report = report::Report::default();
     bringup::run(&edus, &mut report);
     tests::run(&platform, &mut gic, &edus, &mut report);
+    service_demo::run(&platform, &edus, &mut report);
     println!("smmuv3-qemu: {} passed, {} failed", report.passed, report.failed);
     power_off();
 }

@@ -84,3 +84,11 @@ impl Big {
         DmaRegion { pa: PhysAddr(va.as_ptr() as u64), va, len: 0x200000 }
     }
 }
+
+/// Memory the service's clients are given capabilities to (and two private pages).
+pub static SERVICE_BUFFERS: Block<{ 16 * 4096 }> = Block::new();
+
+/// Page `i` of `SERVICE_BUFFERS`.
+pub fn service_page(i: usize) -> DmaRegion {
+    SERVICE_BUFFERS.region().slice(i * 4096, 4096).unwrap()
+}

@@ -1,0 +1,384 @@
+//! The IOMMU service core over the SMMUv3 driver, on QEMU: three driver "PDs" (clients)
+//! send encoded requests, as they would over their Microkit channels, and their edu
+//! devices DMA through whatever the service allowed. Faults from the SMMU's event queue
+//! are attributed by the service and routed to the owning client's fault ring.
+
+use core::ptr::NonNull;
+
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultInput, FaultPolicy, RegionConfig, Service};
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use smmuv3::backend::SmmuBackend;
+use smmuv3::{Config as SmmuConfig, Memory, MmioRegisters, Smmu};
+
+use crate::bringup::DMA_POLLS;
+use crate::memory::{self, service_page};
+use crate::pci::EduDev;
+use crate::platform::Platform;
+use crate::println;
+use crate::report::Report;
+
+const A: usize = 0;
+const B: usize = 1;
+const HOSTILE: usize = 2;
+const LEN: usize = 256;
+const WINDOW: u64 = 0x1_0000_0000;
+
+type Svc<'a> = Service<'a, SmmuBackend<MmioRegisters>>;
+
+fn now() -> u64 {
+    let t: u64;
+    // SAFETY: reading the virtual counter has no side effects.
+    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t, options(nomem, nostack)) };
+    t
+}
+
+fn ticks_per_second() -> u64 {
+    let f: u64;
+    // SAFETY: reading the counter frequency has no side effects.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) f, options(nomem, nostack)) };
+    f
+}
+
+/// A protected procedure call, encoded and decoded as over a channel.
+fn call(s: &mut Svc<'_>, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle(client, label, &mrs[..n])
+}
+
+fn map(s: &mut Svc<'_>, client: usize, cap: u32, device: usize, page: u64, rights: Rights) -> Reply {
+    let req = Request::Map {
+        cap: Handle(cap),
+        device: DeviceId(device as u32),
+        offset: page * 4096,
+        len: 4096,
+        iova: None,
+        rights,
+    };
+    call(s, client, req)
+}
+
+fn iova_of(r: Reply) -> u64 {
+    match r {
+        Reply::Ok { values, .. } => values[0],
+        Reply::Err(_) => u64::MAX,
+    }
+}
+
+/// Drain the SMMU's events into the service; print what each client was told.
+fn route_faults(s: &mut Svc<'_>) {
+    let mut events: heapless::Vec<smmuv3::Event, 512> = heapless::Vec::new();
+    if let Err(e) = s.hw_mut().smmu().handle_interrupt(|e| {
+        let _ = events.push(e);
+    }) {
+        println!("    SMMU global error: {e}");
+    }
+    let t = now();
+    for e in &events {
+        let Some(f) = e.fault() else { continue };
+        let write = f.txn.access == smmuv3::Access::Write;
+        let input = FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind: event_id(e), now: t };
+        let _ = s.record_fault(input);
+    }
+}
+
+fn event_id(e: &smmuv3::Event) -> u32 {
+    match e {
+        smmuv3::Event::Translation(_) => 0x10,
+        smmuv3::Event::Permission(_) => 0x13,
+        smmuv3::Event::AccessFlag(_) => 0x12,
+        smmuv3::Event::AddressSize(_) => 0x11,
+        _ => 0,
+    }
+}
+
+/// Print and acknowledge every record in `client`'s ring; return them.
+fn read_faults(s: &mut Svc<'_>, client: usize, cfg: &Config<'_>) -> heapless::Vec<iommu_pd::FaultRecord, 32> {
+    let recs: heapless::Vec<iommu_pd::FaultRecord, 32> =
+        s.faults(client).map(|r| r.pending().copied().collect()).unwrap_or_default();
+    for r in &recs {
+        let kind = match r.kind {
+            0x10 => "translation fault",
+            0x13 => "permission fault",
+            _ => "fault",
+        };
+        let region = cfg.regions.get(r.region as usize).map(|g| g.name).unwrap_or("no region");
+        println!(
+            "    {} is told: device {} (stream {:#x}) {} at iova {:#x}..={:#x} ({} more), {} {}{}{}",
+            cfg.clients[client].name,
+            cfg.devices[r.device as usize].name,
+            r.stream,
+            kind,
+            r.iova,
+            r.iova_last,
+            r.repeats,
+            if r.write == 1 { "write;" } else { "read;" },
+            region,
+            if r.near == 1 { " (next to a mapping)" } else { "" },
+            if r.quarantined == 1 { "; device QUARANTINED" } else { "" },
+        );
+    }
+    if let Some(last) = recs.last() {
+        let _ = call(s, client, Request::AckFaults { upto: last.seq });
+    }
+    recs
+}
+
+static CLIENTS: [ClientConfig; 3] = [
+    ClientConfig { name: "edu-a driver", max_mappings: 8, max_pages: 8 },
+    ClientConfig { name: "edu-b driver", max_mappings: 8, max_pages: 8 },
+    ClientConfig { name: "hostile driver", max_mappings: 8, max_pages: 8 },
+];
+
+static CAPS: [CapConfig; 3] = [
+    CapConfig { client: A, region: 0, offset: 0, len: 8 * 4096, rights: Rights::READ_WRITE, devices: 0b001 },
+    CapConfig { client: B, region: 1, offset: 0, len: 4 * 4096, rights: Rights::READ_WRITE, devices: 0b010 },
+    CapConfig { client: HOSTILE, region: 2, offset: 0, len: 2 * 4096, rights: Rights::READ_WRITE, devices: 0b100 },
+];
+
+/// A device and the two pages (by IOVA) its driver mapped to load and report data.
+struct Dev {
+    edu: edu::Edu,
+    src_iova: u64,
+    chk_iova: u64,
+}
+
+impl Dev {
+    fn new(d: &EduDev) -> Self {
+        // SAFETY: BAR0 was assigned by `pci::setup_edus`, is identity-mapped as Device
+        // memory, and each device gets one driver instance at a time.
+        let edu = unsafe { edu::Edu::new(NonNull::new(d.bar0 as *mut u8).unwrap()) };
+        Dev { edu, src_iova: u64::MAX, chk_iova: u64::MAX }
+    }
+
+    /// Load the device's buffer from `from`, then write it out to `to`.
+    fn copy(&mut self, from: u64, to: u64) {
+        let _ = self.edu.dma_from_ram(from, 0, LEN, DMA_POLLS);
+        let _ = self.edu.dma_to_ram(0, to, LEN, DMA_POLLS);
+    }
+}
+
+fn holds(page: &smmuv3::DmaRegion, byte: u8) -> bool {
+    let mut got = [0u8; LEN];
+    memory::read(page, 0, &mut got);
+    got.iter().all(|b| *b == byte)
+}
+
+pub fn run(p: &Platform, edus: &[EduDev], report: &mut Report) {
+    if edus.len() < 3 {
+        return;
+    }
+    println!("service: the IOMMU service core over the SMMUv3 driver, three driver clients");
+    let mem = Memory {
+        stream_table: memory::STREAM_TABLE.region(),
+        cmdq: memory::CMDQ.region(),
+        eventq: memory::EVENTQ.region(),
+        cds: memory::CDS.region(),
+        tables: memory::TABLES.region(),
+    };
+    let config = SmmuConfig { ias_bits: 48, sid_bits: 16, poll_limit: 10_000_000, interrupts: true };
+    // SAFETY: the SMMU's registers are identity-mapped as Device memory; the driver of the
+    // earlier tests is gone, so this is the only user. The static regions are reused.
+    let regs = unsafe { MmioRegisters::new(NonNull::new(p.smmu as *mut u8).unwrap()) };
+    // SAFETY: as above; PA == VA for the static regions.
+    let smmu = match unsafe { Smmu::init(regs, mem, config) } {
+        Ok(s) => s,
+        Err(e) => return report.check("SMMU re-initialised", false, format_args!("{e}")),
+    };
+    let streams = [edus[0].sid, edus[1].sid, edus[2].sid];
+    let backend = match SmmuBackend::new(smmu, &streams) {
+        Ok(b) => b,
+        Err(e) => return report.check("backend", false, format_args!("{e}")),
+    };
+    let devices = [
+        DeviceConfig {
+            name: "edu A",
+            stream: streams[0],
+            owner: A,
+            iova_base: WINDOW,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        },
+        DeviceConfig {
+            name: "edu B",
+            stream: streams[1],
+            owner: B,
+            iova_base: WINDOW,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        },
+        DeviceConfig {
+            name: "edu C",
+            stream: streams[2],
+            owner: HOSTILE,
+            iova_base: WINDOW,
+            iova_size: 1 << 20,
+            resume_allowed: false,
+        },
+    ];
+    let base = service_page(0).pa.0;
+    let regions = [
+        RegionConfig { name: "a-buffers", pa: base, size: 8 * 4096 },
+        RegionConfig { name: "b-buffers", pa: base + 8 * 4096, size: 4 * 4096 },
+        RegionConfig { name: "hostile-scratch", pa: base + 12 * 4096, size: 2 * 4096 },
+    ];
+    // Pages 14 and 15 are in no region: private memory no capability covers.
+    let cfg = Config {
+        clients: &CLIENTS,
+        devices: &devices,
+        regions: &regions,
+        caps: &CAPS,
+        faults: FaultPolicy { window: ticks_per_second(), max_faults: 300 },
+    };
+    let mut s = match Service::new(backend, cfg) {
+        Ok(s) => s,
+        Err(e) => return report.check("service started", false, format_args!("{e:?}")),
+    };
+    let (mut a, mut b, mut c) = (Dev::new(&edus[0]), Dev::new(&edus[1]), Dev::new(&edus[2]));
+
+    println!("  edu-a driver maps two pages of its buffers for device A: source read-only, destination read/write");
+    a.src_iova = iova_of(map(&mut s, A, 0, 0, 0, Rights::READ));
+    a.chk_iova = iova_of(map(&mut s, A, 0, 0, 1, Rights::READ_WRITE));
+    println!("    the service chose iova {:#x} and {:#x}", a.src_iova, a.chk_iova);
+    memory::fill(&service_page(0), 0xa5);
+    memory::fill(&service_page(1), 0);
+    a.copy(a.src_iova, a.chk_iova);
+    report.check(
+        "service: mapped DMA works",
+        holds(&service_page(1), 0xa5),
+        format_args!("device A copied 0xa5 from source to destination"),
+    );
+
+    println!("  the hostile driver asks for what it has no capability for");
+    let r1 = map(&mut s, HOSTILE, 0, 0, 0, Rights::READ);
+    let r2 = map(&mut s, HOSTILE, 1, 2, 0, Rights::READ);
+    let r3 = call(
+        &mut s,
+        HOSTILE,
+        Request::Map {
+            cap: Handle(0),
+            device: DeviceId(2),
+            offset: 0x1000,
+            len: 0x2000,
+            iova: None,
+            rights: Rights::READ,
+        },
+    );
+    let r4 = call(&mut s, HOSTILE, Request::Revoke { grant: Handle(0) });
+    let refused = [r1, r2, r3, r4]
+        == [ErrorCode::BadDevice, ErrorCode::BadHandle, ErrorCode::OutOfRange, ErrorCode::Denied].map(Reply::Err);
+    report.check(
+        "service: hostile requests refused",
+        refused,
+        format_args!("device A: {r1:?}; another client's handle: {r2:?}; past its capability: {r3:?}; revoke a boot capability: {r4:?}"),
+    );
+
+    println!("  the hostile driver maps its scratch page and programs device C to DMA into edu-a's pages");
+    c.src_iova = iova_of(map(&mut s, HOSTILE, 0, 2, 0, Rights::READ));
+    memory::fill(&service_page(12), 0x66);
+    memory::fill(&service_page(0), 0xa5);
+    memory::fill(&service_page(14), 0x14);
+    let _ = c.edu.dma_from_ram(c.src_iova, 0, LEN, DMA_POLLS);
+    let _ = c.edu.dma_to_ram(0, a.chk_iova, LEN, DMA_POLLS); // A's IOVA, in C's own address space
+    let _ = c.edu.dma_to_ram(0, service_page(0).pa.0, LEN, DMA_POLLS); // edu-a's page, by physical address
+    let _ = c.edu.dma_to_ram(0, service_page(14).pa.0, LEN, DMA_POLLS); // private memory
+    route_faults(&mut s);
+    let to_hostile = read_faults(&mut s, HOSTILE, &cfg);
+    let to_a = s.faults(A).map(|r| r.pending().count()).unwrap_or(0);
+    report.check(
+        "service: hostile DMA blocked",
+        holds(&service_page(0), 0xa5) && holds(&service_page(1), 0xa5) && holds(&service_page(14), 0x14),
+        format_args!("edu-a's pages and the private page are unchanged"),
+    );
+    report.check(
+        "service: faults routed to the owner of the faulting device",
+        to_hostile.len() == 3 && to_hostile.iter().all(|r| r.device == 2 && r.repeats == 63) && to_a == 0,
+        format_args!("{} records to the hostile driver, {} to edu-a", to_hostile.len(), to_a),
+    );
+
+    println!("  edu-a grants one page, read-only, to edu-b's driver for device B");
+    let g = call(
+        &mut s,
+        A,
+        Request::Grant {
+            cap: Handle(0),
+            to: ClientId(B as u32),
+            offset: 2 * 4096,
+            len: 4096,
+            rights: Rights::READ,
+            devices: 0b010,
+        },
+    );
+    let (grant, theirs) = match g {
+        Reply::Ok { values, .. } => (values[0] as u32, values[1] as u32),
+        _ => (u32::MAX, u32::MAX),
+    };
+    b.src_iova = iova_of(map(&mut s, B, theirs, 1, 0, Rights::READ));
+    b.chk_iova = iova_of(map(&mut s, B, 0, 1, 0, Rights::READ_WRITE));
+    let w = map(&mut s, B, theirs, 1, 0, Rights::READ_WRITE);
+    memory::fill(&service_page(2), 0xb7);
+    memory::fill(&service_page(8), 0);
+    b.copy(b.src_iova, b.chk_iova);
+    report.check(
+        "service: granted page readable by B, not writable",
+        holds(&service_page(8), 0xb7) && w == Reply::Err(ErrorCode::NoRights),
+        format_args!("device B read 0xb7 through iova {:#x}; a writable mapping was refused: {w:?}", b.src_iova),
+    );
+    let r = call(&mut s, A, Request::Revoke { grant: Handle(grant) });
+    memory::fill(&service_page(8), 0x08);
+    b.copy(b.src_iova, b.chk_iova);
+    route_faults(&mut s);
+    let to_b = read_faults(&mut s, B, &cfg);
+    let dead = map(&mut s, B, theirs, 1, 0, Rights::READ);
+    report.check(
+        "service: revoke takes effect before the reply",
+        r == Reply::ok(&[])
+            && !holds(&service_page(8), 0xb7)
+            && to_b.iter().any(|f| f.iova == b.src_iova)
+            && dead == Reply::Err(ErrorCode::BadHandle),
+        format_args!("after REVOKE, device B's read of iova {:#x} faults; edu-b's handle: {dead:?}", b.src_iova),
+    );
+
+    println!("  device C floods: DMA after DMA into unmapped space");
+    for i in 0..6 {
+        let _ = c.edu.dma_to_ram(0, WINDOW + 0x8_0000 + i * 0x1000, LEN, DMA_POLLS);
+        route_faults(&mut s);
+    }
+    let recs = read_faults(&mut s, HOSTILE, &cfg);
+    let quarantined = recs.iter().any(|r| r.quarantined == 1);
+    memory::fill(&service_page(12), 0x12);
+    let _ = c.edu.dma_to_ram(0, c.src_iova, LEN, DMA_POLLS); // even its own page: the stream aborts
+    route_faults(&mut s);
+    let after = s.faults(HOSTILE).map(|r| r.pending().count()).unwrap_or(0);
+    let resume = call(&mut s, HOSTILE, Request::Resume { device: DeviceId(2) });
+    report.check(
+        "service: storm quarantines the device",
+        quarantined && holds(&service_page(12), 0x12) && after == 0 && resume == Reply::Err(ErrorCode::Denied),
+        format_args!(
+            "quarantined after more than 300 faults in a second; later DMA aborted silently; resume: {resume:?}"
+        ),
+    );
+
+    println!("  edu-a's driver crashes: the service tears it down");
+    let torn = s.client_torn_down(A);
+    memory::fill(&service_page(1), 0x01);
+    a.copy(a.src_iova, a.chk_iova);
+    report.check(
+        "service: teardown stops the device",
+        torn.is_ok() && holds(&service_page(1), 0x01),
+        format_args!("device A's DMA no longer lands ({torn:?})"),
+    );
+    let mut ranges = [(0, 0); MAX_UNMAP_RANGES];
+    ranges[0] = (a.chk_iova, 4096);
+    let gone = call(&mut s, A, Request::Unmap { device: DeviceId(0), ranges, count: 1 });
+    report.check(
+        "service: torn-down mappings are gone",
+        gone == Reply::Err(ErrorCode::NotMapped),
+        format_args!("{gone:?}"),
+    );
+    let st = s.stats();
+    println!(
+        "service: {} requests refused, {} quarantines, {} unattributed faults",
+        st.refused, st.quarantines, st.unattributed_faults
+    );
+}
