@@ -6,7 +6,7 @@ TARGET := aarch64-unknown-none
 IMAGE := target/$(TARGET)/release/smmuv3-qemu
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test host-test lint qemu-test demo image run bench clean
+.PHONY: all deps test test-long host-test lint qemu-test fuzz demo image run bench clean
 
 all: test
 
@@ -19,7 +19,21 @@ deps:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
-test: deps lint host-test qemu-test
+test: deps lint host-test qemu-test fuzz
+
+# More of the model-based test: 10^6 random steps, optimised.
+test-long:
+	$(CARGO) test -p iommu-pd --release --test model -- --ignored
+
+# Decode and dispatch under libFuzzer, for a bounded time, when cargo-fuzz is installed
+# (`cargo install cargo-fuzz`; it needs the nightly toolchain).
+FUZZ_SECONDS ?= 30
+fuzz:
+	@if cargo fuzz --version >/dev/null 2>&1; then \
+		cd iommu-pd/fuzz && cargo +nightly fuzz run dispatch -- -max_total_time=$(FUZZ_SECONDS); \
+	else \
+		echo "fuzz: skipped: cargo-fuzz is not installed (cargo install cargo-fuzz)"; \
+	fi
 
 lint:
 	$(CARGO) fmt --all --check

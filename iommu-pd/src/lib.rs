@@ -15,6 +15,8 @@
 pub mod config;
 pub mod faults;
 pub mod hw;
+#[cfg(any(test, feature = "model"))]
+pub mod model;
 pub mod service;
 
 pub use config::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig};

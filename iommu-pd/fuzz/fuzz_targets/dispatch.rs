@@ -1,0 +1,77 @@
+//! Fuzz decode and dispatch: arbitrary calls from arbitrary clients, with arbitrary fault
+//! reports in between. The service must never panic, and after every call what the IOMMU
+//! holds must equal what the service believes it mapped, inside the regions of the
+//! description.
+#![no_main]
+
+use iommu_pd::model::ModelHw;
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultInput, FaultPolicy, RegionConfig, Service};
+use iommu_protocol::{Rights, MAX_MRS};
+use libfuzzer_sys::fuzz_target;
+
+static CLIENTS: [ClientConfig; 2] = [
+    ClientConfig { name: "a", max_mappings: 8, max_pages: 32 },
+    ClientConfig { name: "b", max_mappings: 8, max_pages: 32 },
+];
+static DEVICES: [DeviceConfig; 3] = [
+    DeviceConfig { name: "a0", stream: 1, owner: 0, iova_base: 0x1000, iova_size: 0x10_0000, resume_allowed: true },
+    DeviceConfig { name: "b0", stream: 2, owner: 1, iova_base: 0, iova_size: u64::MAX, resume_allowed: false },
+    DeviceConfig { name: "a1", stream: 3, owner: 0, iova_base: 0x1000, iova_size: 0x10_0000, resume_allowed: true },
+];
+static REGIONS: [RegionConfig; 2] = [
+    RegionConfig { name: "ra", pa: 0x4000_0000, size: 0x8000 },
+    RegionConfig { name: "rb", pa: 0x5000_0000, size: 0x4000 },
+];
+static CAPS: [CapConfig; 2] = [
+    CapConfig { client: 0, region: 0, offset: 0, len: 0x8000, rights: Rights::READ_WRITE, devices: 0b101 },
+    CapConfig { client: 1, region: 1, offset: 0, len: 0x4000, rights: Rights::READ, devices: 0b010 },
+];
+
+/// Values that make requests interesting more often than uniform random words would.
+const WORDS: [u64; 12] = [0, 1, 2, 0x1000, 0x2000, 0x4000, 0x8000, 0x800, u64::MAX, u64::MAX - 0xfff, 0x1_0000, 3];
+
+fuzz_target!(|data: &[u8]| {
+    let cfg = Config {
+        clients: &CLIENTS,
+        devices: &DEVICES,
+        regions: &REGIONS,
+        caps: &CAPS,
+        faults: FaultPolicy { window: 4, max_faults: 3 },
+    };
+    let mut s = Service::new(ModelHw::default(), cfg).unwrap();
+    let mut bytes = data.iter().copied();
+    let mut now = 0;
+    while let (Some(a), Some(b), Some(n)) = (bytes.next(), bytes.next(), bytes.next()) {
+        if a & 0x80 != 0 {
+            now += (b & 3) as u64;
+            let _ = s.record_fault(FaultInput {
+                stream: (b % 5) as u32,
+                iova: WORDS[(n % 12) as usize],
+                write: n & 0x10 != 0,
+                kind: 0x10,
+                now,
+            });
+            continue;
+        }
+        let client = (a % 3) as usize;
+        let label = (b % 9) as u64;
+        let count = (n % (MAX_MRS as u8 + 2)) as usize;
+        let mut mrs = [0u64; MAX_MRS + 2];
+        for m in mrs.iter_mut().take(count) {
+            let sel = bytes.next().unwrap_or(0);
+            *m = if sel & 0x80 == 0 { WORDS[(sel % 12) as usize] } else { u64::from(sel & 0x7f) << (sel % 7 * 8) };
+        }
+        let _ = s.handle(client, label, &mrs[..count]);
+        let mut view = std::collections::BTreeMap::new();
+        s.for_each_mapped_page(|d, iova, pa, r| {
+            assert!(
+                REGIONS.iter().any(|g| pa >= g.pa && pa + 0x1000 <= g.pa + g.size),
+                "page {pa:#x} outside every region"
+            );
+            view.insert((d, iova), (pa, r));
+        });
+        let hw: std::collections::BTreeMap<_, _> =
+            s.hw().pages.iter().flat_map(|(d, t)| t.iter().map(move |(iova, v)| ((*d, *iova), *v))).collect();
+        assert_eq!(hw, view);
+    }
+});
