@@ -230,8 +230,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Request::Map { cap, device, offset, len, iova, rights } => {
                 self.map(client, cap, device, offset, len, iova, rights).map(|iova| Reply::ok(&[iova]))
             }
-            Request::Unmap { device, ranges, count } => {
-                self.unmap(client, device, &ranges[..count.min(MAX_UNMAP_RANGES)]).map(|_| Reply::ok(&[]))
+            Request::Unmap { device, iovas, count } => {
+                self.unmap(client, device, &iovas[..count.min(MAX_UNMAP_RANGES)]).map(|_| Reply::ok(&[]))
             }
             Request::Grant { cap, to, offset, len, rights, devices } => self
                 .grant(client, cap, to, offset, len, rights, devices)
@@ -364,21 +364,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
         Ok(iova)
     }
 
-    fn unmap(&mut self, client: usize, device: DeviceId, ranges: &[(u64, u64)]) -> Result<()> {
+    fn unmap(&mut self, client: usize, device: DeviceId, iovas: &[u64]) -> Result<()> {
         let d = self.own_device(client, device)?;
         let mut found = [0usize; MAX_UNMAP_RANGES];
-        for (i, &(iova, len)) in ranges.iter().enumerate() {
+        for (i, &iova) in iovas.iter().enumerate() {
             let m = self
                 .maps
                 .iter()
-                .position(|m| matches!(m, Some(m) if m.device as usize == d && m.iova == iova && m.len == len))
+                .position(|m| matches!(m, Some(m) if m.device as usize == d && m.iova == iova))
                 .ok_or(ErrorCode::NotMapped)?;
             if found[..i].contains(&m) {
                 return Err(ErrorCode::NotMapped);
             }
             found[i] = m;
         }
-        self.remove_mappings(d, &found[..ranges.len()])
+        self.remove_mappings(d, &found[..iovas.len()])
     }
 
     /// Unmap the mappings at `indices` (all of `device`) in the IOMMU, then forget them.

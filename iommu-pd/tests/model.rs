@@ -146,19 +146,19 @@ fn random_request(rng: &mut Rng, known_iovas: &[(usize, u64, u64)]) -> Request {
             rights: rng.pick(&rights),
         },
         4..=5 => {
-            let mut ranges = [(0, 0); MAX_UNMAP_RANGES];
+            let mut iovas = [0; MAX_UNMAP_RANGES];
             let count = 1 + rng.below(3) as usize;
             let mut device = rng.below(5) as u32;
-            for r in ranges.iter_mut().take(count) {
-                *r = match known_iovas.get(rng.below(known_iovas.len().max(1) as u64 + 2) as usize) {
+            for v in iovas.iter_mut().take(count) {
+                *v = match known_iovas.get(rng.below(known_iovas.len().max(1) as u64 + 2) as usize) {
                     Some(&(d, iova, len)) => {
                         device = d as u32;
-                        (iova, len)
+                        iova + if rng.below(8) == 0 { len / 2 } else { 0 }
                     }
-                    None => (IOVA_BASE + rng.below(16) * 0x1000, rng.pick(&lens)),
+                    None => IOVA_BASE + rng.below(16) * 0x1000,
                 };
             }
-            Request::Unmap { device: DeviceId(device), ranges, count }
+            Request::Unmap { device: DeviceId(device), iovas, count }
         }
         6..=7 => Request::Grant {
             cap: Handle(rng.below(8) as u32),
@@ -205,10 +205,10 @@ fn plausible_request(rng: &mut Rng, m: &Model, client: usize, known: &[(usize, u
         }
         2 => {
             let mine: Vec<&(usize, u64, u64)> = known.iter().filter(|(d, _, _)| DEVICES[*d].owner == client).collect();
-            let &&(d, iova, len) = mine.get(rng.below(mine.len().max(1) as u64) as usize)?;
-            let mut ranges = [(0, 0); MAX_UNMAP_RANGES];
-            ranges[0] = (iova, len);
-            Some(Request::Unmap { device: DeviceId(d as u32), ranges, count: 1 })
+            let &&(d, iova, _) = mine.get(rng.below(mine.len().max(1) as u64) as usize)?;
+            let mut iovas = [0; MAX_UNMAP_RANGES];
+            iovas[0] = iova;
+            Some(Request::Unmap { device: DeviceId(d as u32), iovas, count: 1 })
         }
         _ => {
             if rng.below(3) == 0 {
@@ -260,16 +260,18 @@ fn run(seed: u64, steps: usize) -> usize {
                 successes += 1;
                 known.push((device.0 as usize, values[0], len));
             }
-            (Reply::Ok { .. }, Request::Unmap { device, ranges, count }) => {
+            (Reply::Ok { .. }, Request::Unmap { device, iovas, count }) => {
                 successes += 1;
-                for r in &ranges[..count] {
-                    known.retain(|k| *k != (device.0 as usize, r.0, r.1));
-                    for p in 0..r.1 / PAGE {
-                        assert!(
-                            !hw_pages(&s).get(&(device.0 as usize)).is_some_and(|t| t.contains_key(&(r.0 + p * PAGE))),
-                            "{}",
-                            ctx()
-                        );
+                let d = device.0 as usize;
+                for iova in &iovas[..count] {
+                    let len = known
+                        .iter()
+                        .find(|k| k.0 == d && k.1 == *iova)
+                        .map(|k| k.2)
+                        .unwrap_or_else(|| panic!("unmapped what was never mapped: {}", ctx()));
+                    known.retain(|k| !(k.0 == d && k.1 == *iova));
+                    for p in 0..len / PAGE {
+                        assert!(!hw_pages(&s).get(&d).is_some_and(|t| t.contains_key(&(iova + p * PAGE))), "{}", ctx());
                     }
                 }
             }

@@ -70,7 +70,7 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
 
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
         let (_, dom) = self.device(device)?;
-        let mut batch = [(Iova(0), 0u64); 8];
+        let mut batch = [(Iova(0), 0u64); 64];
         for chunk in ranges.chunks(batch.len()) {
             for (slot, &(iova, len)) in batch.iter_mut().zip(chunk) {
                 *slot = (Iova(iova), len);

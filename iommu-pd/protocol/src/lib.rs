@@ -11,10 +11,11 @@
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
 
-/// Most ranges one UNMAP may carry (two message registers each).
-pub const MAX_UNMAP_RANGES: usize = 8;
+/// Most mappings one UNMAP may remove (one message register each). seL4's IPC buffer
+/// holds 120 message registers; 2 + 64 fit.
+pub const MAX_UNMAP_RANGES: usize = 64;
 /// Message registers a request may use.
-pub const MAX_MRS: usize = 2 + 2 * MAX_UNMAP_RANGES;
+pub const MAX_MRS: usize = 2 + MAX_UNMAP_RANGES;
 /// The IOVA value that asks the service to choose one.
 pub const IOVA_ANY: u64 = u64::MAX;
 
@@ -93,14 +94,16 @@ pub enum Request {
         /// What the device may do.
         rights: Rights,
     },
-    /// UNMAP: mr0 = device, mr1 = n, then n pairs (IOVA, length). Reply once the IOMMU
-    /// has confirmed the invalidation.
+    /// UNMAP: mr0 = device, mr1 = n, then the n IOVAs at which the mappings to remove
+    /// start (MAP returned them). All are removed under one invalidation, and the reply
+    /// comes once the IOMMU has confirmed it; if any IOVA is not the start of one of the
+    /// caller's mappings, nothing is removed.
     Unmap {
         /// Which of the caller's devices.
         device: DeviceId,
-        /// The ranges, `count` of them.
-        ranges: [(u64, u64); MAX_UNMAP_RANGES],
-        /// How many of `ranges` are used.
+        /// The IOVAs, `count` of them.
+        iovas: [u64; MAX_UNMAP_RANGES],
+        /// How many of `iovas` are used.
         count: usize,
     },
     /// GRANT: mr0 = handle | to << 32, mr1 = offset, mr2 = length, mr3 = rights,
@@ -267,11 +270,11 @@ impl Request {
                     return Err(DecodeError::Malformed);
                 }
                 let count = count as usize;
-                let mut ranges = [(0, 0); MAX_UNMAP_RANGES];
-                for (i, r) in ranges.iter_mut().enumerate().take(count) {
-                    *r = (mr(mrs, 2 + 2 * i)?, mr(mrs, 3 + 2 * i)?);
+                let mut iovas = [0; MAX_UNMAP_RANGES];
+                for (i, v) in iovas.iter_mut().enumerate().take(count) {
+                    *v = mr(mrs, 2 + i)?;
                 }
-                Request::Unmap { device, ranges, count }
+                Request::Unmap { device, iovas, count }
             }
             3 => {
                 let m0 = mr(mrs, 0)?;
@@ -304,15 +307,12 @@ impl Request {
                 mrs[4] = rights.0 as u64;
                 (Op::Map as u64, 5)
             }
-            Request::Unmap { device, ranges, count } => {
+            Request::Unmap { device, iovas, count } => {
                 let count = count.min(MAX_UNMAP_RANGES);
                 mrs[0] = device.0 as u64;
                 mrs[1] = count as u64;
-                for (i, (iova, len)) in ranges.iter().take(count).enumerate() {
-                    mrs[2 + 2 * i] = *iova;
-                    mrs[3 + 2 * i] = *len;
-                }
-                (Op::Unmap as u64, 2 + 2 * count)
+                mrs[2..2 + count].copy_from_slice(&iovas[..count]);
+                (Op::Unmap as u64, 2 + count)
             }
             Request::Grant { cap, to, offset, len, rights, devices } => {
                 mrs[0] = cap.0 as u64 | (to.0 as u64) << 32;
@@ -386,9 +386,9 @@ mod tests {
 
     #[test]
     fn every_request_round_trips() {
-        let mut ranges = [(0, 0); MAX_UNMAP_RANGES];
-        ranges[0] = (0x1000, 0x2000);
-        ranges[1] = (0x8000, 0x1000);
+        let mut iovas = [0; MAX_UNMAP_RANGES];
+        iovas[0] = 0x1000;
+        iovas[1] = 0x8000;
         let reqs = [
             Request::Map {
                 cap: Handle(3),
@@ -406,7 +406,8 @@ mod tests {
                 iova: None,
                 rights: Rights::READ_WRITE,
             },
-            Request::Unmap { device: DeviceId(2), ranges, count: 2 },
+            Request::Unmap { device: DeviceId(2), iovas, count: 2 },
+            Request::Unmap { device: DeviceId(2), iovas: [7; MAX_UNMAP_RANGES], count: MAX_UNMAP_RANGES },
             Request::Grant {
                 cap: Handle(1),
                 to: ClientId(4),
@@ -440,8 +441,8 @@ mod tests {
         assert_eq!(Request::decode(1, &[0, 0, 0x1000, IOVA_ANY, 0]), Err(DecodeError::Malformed));
         // UNMAP with 0 or too many ranges, or a device number that does not fit.
         assert_eq!(Request::decode(2, &[0, 0]), Err(DecodeError::Malformed));
-        assert_eq!(Request::decode(2, &[0, 9]), Err(DecodeError::Malformed));
-        assert_eq!(Request::decode(2, &[1 << 40, 1, 0, 0x1000]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(2, &[0, 65]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(2, &[1 << 40, 1, 0]), Err(DecodeError::Malformed));
         assert_eq!(ErrorCode::from_label(16), Some(ErrorCode::NoIova));
         assert_eq!(ErrorCode::from_label(0), None);
     }

@@ -368,9 +368,9 @@ pub fn run(p: &Platform, edus: &[EduDev], report: &mut Report) {
         torn.is_ok() && holds(&service_page(1), 0x01),
         format_args!("device A's DMA no longer lands ({torn:?})"),
     );
-    let mut ranges = [(0, 0); MAX_UNMAP_RANGES];
-    ranges[0] = (a.chk_iova, 4096);
-    let gone = call(&mut s, A, Request::Unmap { device: DeviceId(0), ranges, count: 1 });
+    let mut iovas = [0; MAX_UNMAP_RANGES];
+    iovas[0] = a.chk_iova;
+    let gone = call(&mut s, A, Request::Unmap { device: DeviceId(0), iovas, count: 1 });
     report.check(
         "service: torn-down mappings are gone",
         gone == Reply::Err(ErrorCode::NotMapped),
