@@ -111,6 +111,56 @@ pub struct Stats {
     pub quarantines: u64,
 }
 
+/// Bytes of the service's state: every table has a fixed capacity, so these are the cost
+/// of one slot of each kind, and the whole service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSizes {
+    /// Handle table, fault ring and usage counters of one client.
+    pub per_client: usize,
+    /// One capability slot.
+    pub per_capability: usize,
+    /// One mapping slot.
+    pub per_mapping: usize,
+    /// One device's storm and quarantine state.
+    pub per_device: usize,
+    /// The whole service, without the IOMMU it drives.
+    pub total: usize,
+}
+
+/// The sizes of the service's state.
+pub fn state_sizes() -> StateSizes {
+    use core::mem::size_of;
+    struct NoHw;
+    impl IommuHw for NoHw {
+        fn enable(&mut self, _: DeviceIndex) -> core::result::Result<(), crate::hw::HwError> {
+            Ok(())
+        }
+        fn block(&mut self, _: DeviceIndex) -> core::result::Result<(), crate::hw::HwError> {
+            Ok(())
+        }
+        fn map(
+            &mut self,
+            _: DeviceIndex,
+            _: u64,
+            _: u64,
+            _: u64,
+            _: Rights,
+        ) -> core::result::Result<(), crate::hw::HwError> {
+            Ok(())
+        }
+        fn unmap(&mut self, _: DeviceIndex, _: &[(u64, u64)]) -> core::result::Result<(), crate::hw::HwError> {
+            Ok(())
+        }
+    }
+    StateSizes {
+        per_client: size_of::<[Option<Slot>; MAX_HANDLES]>() + size_of::<FaultRing>() + size_of::<Usage>(),
+        per_capability: size_of::<Option<Cap>>(),
+        per_mapping: size_of::<Option<Mapping>>(),
+        per_device: size_of::<DeviceState>(),
+        total: size_of::<Service<'static, NoHw>>(),
+    }
+}
+
 /// The IOMMU service.
 #[derive(Debug)]
 pub struct Service<'a, H: IommuHw> {
@@ -283,11 +333,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.maps.iter().flatten().any(|m| m.device as usize == device && iova < m.iova + m.len && m.iova < iova + len)
     }
 
-    /// The lowest free, page-aligned IOVA range of `len` bytes in the device's window.
+    /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
+    /// the device's highest mapping if that fits (one pass over the table), otherwise the
+    /// lowest gap that fits (first fit).
     fn alloc_iova(&self, device: DeviceIndex, len: u64) -> Option<u64> {
         let dc = &self.cfg.devices[device];
         let end = dc.iova_base.checked_add(dc.iova_size)?;
-        let mut candidate = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
+        let base = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
+        let top = self.maps.iter().flatten().filter(|m| m.device as usize == device).map(|m| m.iova + m.len).max();
+        let bump = top.unwrap_or(base).max(base);
+        if bump.checked_add(len).is_some_and(|t| t <= end) {
+            return Some(bump);
+        }
+        let mut candidate = base;
         // Each pass moves past one overlapping mapping; there are at most MAX_MAPPINGS.
         for _ in 0..=MAX_MAPPINGS {
             let top = candidate.checked_add(len)?;

@@ -1,14 +1,13 @@
 //! Cost of the driver's mapping paths on the host, against aarch64-paging's `map_range`
 //! doing the same page-table work in the same run.
 //!
-//! The SMMU here is `InstantSmmu`: registers in memory, and a command queue whose
+//! The SMMU here is `model::InstantSmmu`: registers in memory, and a command queue whose
 //! consumer index jumps to the producer index when the doorbell rings. So `unmap` pays
 //! for everything the driver does (table walk, clearing the entry, writing CMD_TLBI_NH_VA
 //! and CMD_SYNC into the queue in memory, ringing the doorbell, polling CMDQ_CONS) but
 //! nothing for the hardware's work.
 
 use std::alloc::{alloc_zeroed, Layout};
-use std::cell::Cell;
 use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -17,48 +16,8 @@ use aarch64_paging::descriptor::{El1Attributes as A, PhysicalAddress};
 use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, RootTable, VaRange};
 use aarch64_paging::target::TargetAllocator;
 use criterion::{criterion_group, criterion_main, Criterion};
-use smmuv3::mmio::reg;
-use smmuv3::{Config, DmaRegion, DomainId, Iova, MemType, Memory, Mmio, Perm, PhysAddr, Smmu};
-
-/// Register file in memory with an instant command consumer.
-struct InstantSmmu {
-    regs: Vec<Cell<u64>>,
-}
-
-impl InstantSmmu {
-    fn new() -> Self {
-        let regs: Vec<Cell<u64>> = (0..0x20000 / 4).map(|_| Cell::new(0)).collect();
-        let mut idr = smmuv3::model::QEMU_IDR;
-        idr[5] = (idr[5] & !0b111) | 5; // 48-bit output: host addresses
-        for (i, v) in idr.iter().enumerate() {
-            regs[reg::IDR0 / 4 + i].set(*v as u64);
-        }
-        Self { regs }
-    }
-}
-
-impl Mmio for InstantSmmu {
-    fn read32(&self, offset: usize) -> u32 {
-        self.regs[offset / 4].get() as u32
-    }
-    fn write32(&self, offset: usize, value: u32) {
-        let v = value as u64;
-        self.regs[offset / 4].set(v);
-        match offset {
-            o if o == reg::CR0 => self.regs[reg::CR0ACK / 4].set(v),
-            o if o == reg::IRQ_CTRL => self.regs[reg::IRQ_CTRLACK / 4].set(v),
-            o if o == reg::GBPA => self.regs[reg::GBPA / 4].set(v & !(1 << 31)),
-            o if o == reg::CMDQ_PROD => self.regs[reg::CMDQ_CONS / 4].set(v),
-            _ => {}
-        }
-    }
-    fn read64(&self, offset: usize) -> u64 {
-        self.regs[offset / 4].get()
-    }
-    fn write64(&self, offset: usize, value: u64) {
-        self.regs[offset / 4].set(value);
-    }
-}
+use smmuv3::model::InstantSmmu;
+use smmuv3::{Config, DmaRegion, DomainId, Iova, MemType, Memory, Perm, PhysAddr, Smmu};
 
 fn region(len: usize, align: usize) -> DmaRegion {
     let layout = Layout::from_size_align(len, align).unwrap();

@@ -1,0 +1,146 @@
+//! Requests end to end: encode, decode, capability check, page table, and the
+//! CMD_TLBI/CMD_SYNC written into the command queue in memory (`model::InstantSmmu`
+//! consumes commands the moment the doorbell rings, so the SMMU itself costs nothing).
+//! Also prints the bytes of state the service keeps per client, capability and mapping.
+
+use std::alloc::{alloc_zeroed, Layout};
+use std::hint::black_box;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use smmuv3::backend::SmmuBackend;
+use smmuv3::model::InstantSmmu;
+use smmuv3::{Config as SmmuConfig, DmaRegion, Memory, PhysAddr, Smmu};
+
+fn region(len: usize, align: usize) -> DmaRegion {
+    let layout = Layout::from_size_align(len, align).unwrap();
+    // SAFETY: non-zero size.
+    let p = unsafe { alloc_zeroed(layout) };
+    DmaRegion { pa: PhysAddr(p as u64), va: NonNull::new(p).unwrap(), len }
+}
+
+/// Physical memory the capability names: never touched, only mapped.
+const BUFFERS: u64 = 0x8000_0000;
+const BUFFERS_LEN: u64 = 256 << 20;
+
+static CLIENTS: [ClientConfig; 1] = [ClientConfig { name: "driver", max_mappings: 200, max_pages: 1 << 20 }];
+static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
+    name: "dev",
+    stream: 0x10,
+    owner: 0,
+    iova_base: 1 << 30,
+    iova_size: 1 << 30,
+    resume_allowed: true,
+}];
+static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: BUFFERS, size: BUFFERS_LEN }];
+static CAPS: [CapConfig; 1] =
+    [CapConfig { client: 0, region: 0, offset: 0, len: BUFFERS_LEN, rights: Rights::READ_WRITE, devices: 1 }];
+
+fn service() -> Service<'static, SmmuBackend<InstantSmmu>> {
+    let mem = Memory {
+        stream_table: region(64 << 10, 64 << 10),
+        cmdq: region(64 << 10, 64 << 10),
+        eventq: region(4096, 4096),
+        cds: region(4096, 4096),
+        tables: region(512 * 4096, 4096),
+    };
+    let cfg = SmmuConfig { ias_bits: 48, sid_bits: 16, poll_limit: 1000, interrupts: false };
+    // SAFETY: fresh memory; `InstantSmmu` is the only register file.
+    let smmu = unsafe { Smmu::init(InstantSmmu::new(), mem, cfg) }.unwrap();
+    let backend = SmmuBackend::new(smmu, &[0x10]).unwrap();
+    let cfg = Config {
+        clients: &CLIENTS,
+        devices: &DEVICES,
+        regions: &REGIONS,
+        caps: &CAPS,
+        faults: FaultPolicy { window: 1, max_faults: 1000 },
+    };
+    Service::new(backend, cfg).unwrap()
+}
+
+fn call(s: &mut Service<'static, SmmuBackend<InstantSmmu>>, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle(0, label, &mrs[..n])
+}
+
+fn map_req(offset: u64, len: u64) -> Request {
+    Request::Map { cap: Handle(0), device: DeviceId(0), offset, len, iova: None, rights: Rights::READ_WRITE }
+}
+
+fn unmap_req(iovas: &[u64]) -> Request {
+    let mut v = [0; MAX_UNMAP_RANGES];
+    v[..iovas.len()].copy_from_slice(iovas);
+    Request::Unmap { device: DeviceId(0), iovas: v, count: iovas.len() }
+}
+
+fn iova(r: Reply) -> u64 {
+    match r {
+        Reply::Ok { values, .. } => values[0],
+        Reply::Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// Map and then unmap batches of 64 mappings of `len` bytes, one request each; return
+/// the time spent mapping or unmapping.
+fn timed_pairs(s: &mut Service<'static, SmmuBackend<InstantSmmu>>, iters: u64, len: u64, time_map: bool) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(64);
+        let mut iovas = Vec::with_capacity(n as usize);
+        let t = Instant::now();
+        for i in 0..n {
+            let r = call(s, map_req(i * len, len));
+            iovas.push(iova(black_box(r)));
+        }
+        let mapped = t.elapsed();
+        let t = Instant::now();
+        for v in &iovas {
+            black_box(call(s, unmap_req(&[*v])));
+        }
+        let unmapped = t.elapsed();
+        total += if time_map { mapped } else { unmapped };
+        done += n;
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let sizes = iommu_pd::state_sizes();
+    println!(
+        "service state: {} bytes per client, {} per capability, {} per mapping, {} per device; {} in all",
+        sizes.per_client, sizes.per_capability, sizes.per_mapping, sizes.per_device, sizes.total
+    );
+    let mut g = c.benchmark_group("service");
+    for (name, len) in [("4KiB", 4096u64), ("2MiB", 2 << 20)] {
+        g.bench_function(format!("MAP {name}"), |b| {
+            let mut s = service();
+            b.iter_custom(|iters| timed_pairs(&mut s, iters, len, true));
+        });
+        g.bench_function(format!("UNMAP {name} (TLBI + SYNC)"), |b| {
+            let mut s = service();
+            b.iter_custom(|iters| timed_pairs(&mut s, iters, len, false));
+        });
+    }
+    g.bench_function("UNMAP 64 x 4KiB in one request (one SYNC)", |b| {
+        let mut s = service();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let iovas: Vec<u64> = (0..64).map(|i| iova(call(&mut s, map_req(i * 4096, 4096)))).collect();
+                let t = Instant::now();
+                black_box(call(&mut s, unmap_req(&iovas)));
+                total += t.elapsed();
+            }
+            total
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
