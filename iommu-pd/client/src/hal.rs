@@ -1,0 +1,191 @@
+//! virtio-drivers' `Hal`, with DMA memory mapped through the IOMMU service.
+//!
+//! The driver PD holds a capability for a pool of pages; `DmaPool::map` maps the whole
+//! pool for its device with one MAP, and everything the virtio driver shares with the
+//! device goes through the pool: `dma_alloc` hands out pool pages, and `share` copies a
+//! buffer into pool pages (and `unshare` copies back), because the buffer itself may lie
+//! anywhere in the driver's memory, which the device must not reach. The "physical
+//! addresses" virtio-drivers puts in descriptors are IOVAs.
+
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+
+use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+
+use crate::{Channel, Client};
+
+const PAGE: usize = 4096;
+/// Most pages a pool can hold.
+pub const MAX_POOL_PAGES: usize = 256;
+
+/// Pages the device can reach, and who uses which.
+#[derive(Debug)]
+pub struct DmaPool {
+    va: NonNull<u8>,
+    iova: u64,
+    pages: usize,
+    used: [bool; MAX_POOL_PAGES],
+}
+
+// SAFETY: the pool owns its pages exclusively (by `map`'s contract).
+unsafe impl Send for DmaPool {}
+
+impl DmaPool {
+    /// Map `pages` pages of capability `cap`, from `cap_offset`, read/write for `device`.
+    ///
+    /// # Safety
+    /// `va` must be this PD's mapping of exactly those pages, unused by anything else for
+    /// as long as the pool lives.
+    pub unsafe fn map<C: Channel>(
+        client: &mut Client<C>,
+        cap: Handle,
+        cap_offset: u64,
+        device: DeviceId,
+        va: NonNull<u8>,
+        pages: usize,
+    ) -> Result<Self, ErrorCode> {
+        if pages == 0 || pages > MAX_POOL_PAGES {
+            return Err(ErrorCode::OutOfRange);
+        }
+        let iova = client.map(cap, device, cap_offset, (pages * PAGE) as u64, None, Rights::READ_WRITE)?;
+        Ok(Self { va, iova, pages, used: [false; MAX_POOL_PAGES] })
+    }
+
+    /// The IOVA of the pool's first page.
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    /// Pages in use.
+    pub fn pages_in_use(&self) -> usize {
+        self.used[..self.pages].iter().filter(|u| **u).count()
+    }
+
+    /// Take `n` contiguous pages: (IOVA, CPU address), zeroed.
+    pub fn alloc(&mut self, n: usize) -> Option<(u64, NonNull<u8>)> {
+        if n == 0 || n > self.pages {
+            return None;
+        }
+        let first = (0..=self.pages - n).find(|&i| self.used[i..i + n].iter().all(|u| !u))?;
+        self.used[first..first + n].iter_mut().for_each(|u| *u = true);
+        // SAFETY: `first + n <= pages`, inside the pool.
+        let va = unsafe { self.va.add(first * PAGE) };
+        // SAFETY: as above; the pages are ours and now reserved for this allocation.
+        unsafe { va.write_bytes(0, n * PAGE) };
+        Some((self.iova + (first * PAGE) as u64, va))
+    }
+
+    /// Give back `n` pages starting at `iova` (from `alloc`).
+    pub fn free(&mut self, iova: u64, n: usize) {
+        if let Some(first) = self.index(iova) {
+            let end = (first + n).min(self.pages);
+            self.used[first..end].iter_mut().for_each(|u| *u = false);
+        }
+    }
+
+    fn index(&self, iova: u64) -> Option<usize> {
+        let off = iova.checked_sub(self.iova)? as usize;
+        (off % PAGE == 0 && off / PAGE < self.pages).then_some(off / PAGE)
+    }
+
+    fn va_of(&self, iova: u64) -> Option<NonNull<u8>> {
+        let i = self.index(iova)?;
+        // SAFETY: page `i` is inside the pool.
+        Some(unsafe { self.va.add(i * PAGE) })
+    }
+}
+
+struct Installed {
+    pool: Option<DmaPool>,
+    mmio: fn(u64, usize) -> NonNull<u8>,
+}
+
+struct HalCell(UnsafeCell<Installed>);
+
+// SAFETY: a driver PD is single-threaded and virtio-drivers calls the Hal from that one
+// thread; nothing touches the cell from an interrupt context.
+unsafe impl Sync for HalCell {}
+
+fn identity(paddr: u64, _size: usize) -> NonNull<u8> {
+    NonNull::new(paddr as *mut u8).expect("MMIO at address 0")
+}
+
+static STATE: HalCell = HalCell(UnsafeCell::new(Installed { pool: None, mmio: identity }));
+
+fn state() -> &'static mut Installed {
+    // SAFETY: see `HalCell`: one thread, and no reference outlives a Hal call.
+    unsafe { &mut *STATE.0.get() }
+}
+
+/// The `Hal` virtio-drivers uses.
+#[derive(Debug)]
+pub struct IommuHal;
+
+impl IommuHal {
+    /// Use `pool` for every DMA allocation and bounce buffer from now on.
+    pub fn install(pool: DmaPool) {
+        state().pool = Some(pool);
+    }
+
+    /// Stop, returning the pool (for the driver to unmap).
+    pub fn uninstall() -> Option<DmaPool> {
+        state().pool.take()
+    }
+
+    /// How this PD sees a device's MMIO registers (default: identity-mapped).
+    pub fn set_mmio_translation(f: fn(u64, usize) -> NonNull<u8>) {
+        state().mmio = f;
+    }
+
+    /// Pages of the pool in use.
+    pub fn pages_in_use() -> usize {
+        state().pool.as_ref().map(DmaPool::pages_in_use).unwrap_or(0)
+    }
+
+    fn pool() -> &'static mut DmaPool {
+        // virtio-drivers' Hal cannot report failure; a driver without a pool is a bug in
+        // its start-up, and stopping it is the only safe answer.
+        state().pool.as_mut().expect("IommuHal used before IommuHal::install")
+    }
+}
+
+// SAFETY: allocations are zeroed pool pages the device can reach at the returned IOVA and
+// nothing else uses; shared buffers are copied into such pages and back.
+unsafe impl Hal for IommuHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        Self::pool().alloc(pages).expect("DMA pool exhausted")
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        Self::pool().free(paddr, pages);
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        (state().mmio)(paddr, size)
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        let len = buffer.len();
+        let (iova, va) = Self::pool().alloc(len.div_ceil(PAGE).max(1)).expect("DMA pool exhausted");
+        if direction != BufferDirection::DeviceToDriver {
+            // SAFETY: the caller's buffer is valid for `len` bytes; the pool pages hold at
+            // least that many and do not overlap it.
+            unsafe { va.copy_from_nonoverlapping(buffer.cast::<u8>(), len) };
+        }
+        iova
+    }
+
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        let len = buffer.len();
+        let pool = Self::pool();
+        if direction != BufferDirection::DriverToDevice {
+            if let Some(va) = pool.va_of(paddr) {
+                // SAFETY: as in `share`, in the other direction.
+                unsafe { buffer.cast::<u8>().copy_from_nonoverlapping(va, len) };
+            }
+        }
+        pool.free(paddr, len.div_ceil(PAGE).max(1));
+    }
+}

@@ -1,0 +1,111 @@
+//! The client side of the IOMMU service, for driver PDs.
+//!
+//! `Client` turns typed calls into protected procedure calls over a `Channel` (on seL4
+//! Microkit, `sel4_microkit::Channel::pp_call`) and replies into `Result`s.
+//!
+//! `hal::IommuHal` implements virtio-drivers' `Hal`, so an unmodified virtio driver gets
+//! DMA memory the device can reach only through the service: a pool the driver holds a
+//! capability for is mapped once, DMA allocations come from it, and `share` bounces
+//! buffers through it, so the device never sees the rest of the driver's memory.
+#![cfg_attr(not(test), no_std)]
+#![warn(missing_docs)]
+
+pub mod hal;
+
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+
+/// A protected procedure call to the IOMMU PD.
+pub trait Channel {
+    /// Call with `label` and message registers `mrs`; the reply's message registers are
+    /// written to `reply`; returns the reply's label.
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64;
+}
+
+/// Typed access to the service.
+#[derive(Debug)]
+pub struct Client<C: Channel> {
+    channel: C,
+}
+
+impl<C: Channel> Client<C> {
+    /// A client over `channel`.
+    pub fn new(channel: C) -> Self {
+        Self { channel }
+    }
+
+    /// The channel.
+    pub fn channel(&mut self) -> &mut C {
+        &mut self.channel
+    }
+
+    fn call(&mut self, req: Request) -> Result<[u64; 6], ErrorCode> {
+        let mut mrs = [0; MAX_MRS];
+        let (label, n) = req.encode(&mut mrs);
+        let mut out = [0; 6];
+        let reply_label = self.channel.call(label, &mrs[..n], &mut out);
+        match Reply::decode(reply_label, &out) {
+            Reply::Ok { values, .. } => Ok(values),
+            Reply::Err(e) => Err(e),
+        }
+    }
+
+    /// Map `len` bytes at `offset` of capability `cap` for `device`; returns the IOVA.
+    pub fn map(
+        &mut self,
+        cap: Handle,
+        device: DeviceId,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<u64, ErrorCode> {
+        self.call(Request::Map { cap, device, offset, len, iova, rights }).map(|v| v[0])
+    }
+
+    /// Unmap the mappings of `device` starting at `iovas` (at most 64); returns once the
+    /// IOMMU has confirmed.
+    pub fn unmap(&mut self, device: DeviceId, iovas: &[u64]) -> Result<(), ErrorCode> {
+        if iovas.is_empty() || iovas.len() > MAX_UNMAP_RANGES {
+            return Err(ErrorCode::Malformed);
+        }
+        let mut v = [0; MAX_UNMAP_RANGES];
+        v[..iovas.len()].copy_from_slice(iovas);
+        self.call(Request::Unmap { device, iovas: v, count: iovas.len() }).map(|_| ())
+    }
+
+    /// Give `to` a narrower capability; returns (the grant, for `revoke`; the handle the
+    /// receiver uses).
+    #[allow(clippy::too_many_arguments)]
+    pub fn grant(
+        &mut self,
+        cap: Handle,
+        to: ClientId,
+        offset: u64,
+        len: u64,
+        rights: Rights,
+        devices: u64,
+    ) -> Result<(Handle, Handle), ErrorCode> {
+        self.call(Request::Grant { cap, to, offset, len, rights, devices })
+            .map(|v| (Handle(v[0] as u32), Handle(v[1] as u32)))
+    }
+
+    /// Take back a grant and everything mapped through it.
+    pub fn revoke(&mut self, grant: Handle) -> Result<(), ErrorCode> {
+        self.call(Request::Revoke { grant }).map(|_| ())
+    }
+
+    /// Acknowledge fault records up to `upto`.
+    pub fn ack_faults(&mut self, upto: u64) -> Result<(), ErrorCode> {
+        self.call(Request::AckFaults { upto }).map(|_| ())
+    }
+
+    /// Ask to resume a quarantined device.
+    pub fn resume(&mut self, device: DeviceId) -> Result<(), ErrorCode> {
+        self.call(Request::Resume { device }).map(|_| ())
+    }
+
+    /// (mappings, mapping quota, pages, page quota, faults recorded, faults dropped).
+    pub fn query(&mut self) -> Result<[u64; 6], ErrorCode> {
+        self.call(Request::Query)
+    }
+}
