@@ -7,10 +7,16 @@ set -euo pipefail
 image=${1:?usage: run.sh IMAGE}
 qemu=${QEMU:-qemu-system-aarch64}
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+disk=$(mktemp)
+trap 'rm -f "$log" "$disk"' EXIT
+
+# A 1 MiB disk whose first sector the virtio-blk test recognises.
+head -c 1048576 /dev/zero > "$disk"
+printf 'microkit-iommu test disk' | dd of="$disk" conv=notrunc status=none
 
 # dma_mask: edu clamps bus addresses to 28 bits unless told otherwise; the tests use
-# IOVAs and physical addresses above that.
+# IOVAs and physical addresses above that. iommu_platform=on: without it QEMU's virtio
+# devices reach memory directly, past the SMMU.
 edu="edu,dma_mask=0xffffffffffff"
 set +e
 timeout "${TIMEOUT:-300}" "$qemu" \
@@ -18,6 +24,8 @@ timeout "${TIMEOUT:-300}" "$qemu" \
     -nographic -monitor none -serial stdio -no-reboot \
     -kernel "$image" \
     -device "$edu" -device "$edu" -device "$edu" \
+    -drive "file=$disk,if=none,format=raw,id=disk0" \
+    -device virtio-blk-pci,drive=disk0,disable-legacy=on,iommu_platform=on \
     | tee "$log"
 status=${PIPESTATUS[0]}
 set -e

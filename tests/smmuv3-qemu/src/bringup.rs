@@ -18,7 +18,7 @@ pub fn run(edus: &[EduDev], report: &mut Report) {
     println!("bring-up: the SMMU is still off; each device DMAs straight to RAM");
     report.check("edu devices found", edus.len() >= 3, format_args!("{} edu devices (need 3)", edus.len()));
     for (i, d) in edus.iter().enumerate() {
-        // SAFETY: BAR0 was assigned by `pci::setup_edus`, is identity-mapped as Device
+        // SAFETY: BAR0 was assigned by `pci::setup`, is identity-mapped as Device
         // memory, and this is the only driver for it.
         let mut edu = unsafe { edu::Edu::new(core::ptr::NonNull::new(d.bar0 as *mut u8).unwrap()) };
         let probe = edu.probe();

@@ -67,7 +67,9 @@ fn power_off() -> ! {
     }
 }
 
-entry!(main);
+// 1 MiB of stack: the service (tens of KiB of fixed tables) and batches of decoded
+// events live on it.
+entry!(main, 256);
 fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     // SAFETY: QEMU left the device tree at the start of RAM, which the image (linked 2 MiB
     // above it) does not overwrite.
@@ -94,7 +96,7 @@ fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     // SAFETY: the GIC is in the identity-mapped device range and used only here.
     let mut gic = unsafe { gic::init(platform.gicd, platform.gicr) };
     // SAFETY: the ECAM is in the identity-mapped device range and used only here.
-    let edus = match unsafe { pci::setup_edus(&platform) } {
+    let mut pci = match unsafe { pci::setup(&platform) } {
         Ok(e) => e,
         Err(e) => {
             println!("smmuv3-qemu: PCI set-up failed: {e}");
@@ -102,6 +104,7 @@ fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
             power_off();
         }
     };
+    let edus = pci.edus.clone();
     for d in &edus {
         println!(
             "  edu at {:02x}:{:02x}.{} (requester {:#x}) -> StreamID {:#x}, BAR0 at {:#x}",
@@ -117,7 +120,7 @@ fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let mut report = report::Report::default();
     bringup::run(&edus, &mut report);
     tests::run(&platform, &mut gic, &edus, &mut report);
-    service_demo::run(&platform, &edus, &mut report);
+    service_demo::run(&platform, &edus, &mut pci, &mut report);
     println!("smmuv3-qemu: {} passed, {} failed", report.passed, report.failed);
     power_off();
 }

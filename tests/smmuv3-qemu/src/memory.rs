@@ -92,3 +92,6 @@ pub static SERVICE_BUFFERS: Block<{ 16 * 4096 }> = Block::new();
 pub fn service_page(i: usize) -> DmaRegion {
     SERVICE_BUFFERS.region().slice(i * 4096, 4096).unwrap()
 }
+
+/// The virtio-blk driver's DMA pool: the only memory its device can reach.
+pub static VIRTIO_POOL: Block<{ 32 * 4096 }> = Block::new();

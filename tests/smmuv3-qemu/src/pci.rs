@@ -1,7 +1,8 @@
-//! PCI bring-up with virtio-drivers' configuration-space code: find the `edu` devices on
-//! bus 0, give each BAR0 an address from the host's 32-bit window (nothing assigned BARs
+//! PCI bring-up with virtio-drivers' configuration-space code: enumerate bus 0, give
+//! every memory BAR an address from the host's 32-bit window (nothing assigned BARs
 //! before us), enable memory decoding and bus mastering, and work out each device's
-//! StreamID from the host's `iommu-map`.
+//! StreamID from the host's `iommu-map`. The `edu` devices and a virtio-blk device (if
+//! present) are returned.
 
 use virtio_drivers::transport::pci::bus::{BarInfo, Cam, Command, DeviceFunction, MmioCam, PciRoot};
 
@@ -26,37 +27,66 @@ impl EduDev {
     }
 }
 
-/// Enumerate bus 0 and set up every edu device found.
+/// What bring-up found.
+pub struct Pci {
+    pub root: PciRoot<MmioCam<'static>>,
+    pub edus: heapless::Vec<EduDev, 4>,
+    /// A modern virtio-blk device: where it is and its StreamID.
+    pub virtio_blk: Option<(DeviceFunction, u32)>,
+}
+
+/// Enumerate bus 0 and set up every device found.
 ///
 /// # Safety
 /// The ECAM window in `p` must be mapped as Device memory and used by nothing else.
-pub unsafe fn setup_edus(p: &Platform) -> Result<heapless::Vec<EduDev, 4>, &'static str> {
+pub unsafe fn setup(p: &Platform) -> Result<Pci, &'static str> {
     // SAFETY: the caller vouches for the ECAM mapping.
     let mut root = PciRoot::new(unsafe { MmioCam::new(p.ecam as *mut u8, Cam::Ecam) });
     let (pci_base, cpu_base, size) = p.mmio32;
     let mut next = pci_base;
-    let mut found = heapless::Vec::new();
+    let mut edus = heapless::Vec::new();
+    let mut virtio_blk = None;
     let functions: heapless::Vec<_, 32> = root.enumerate_bus(0).collect();
     for (df, info) in functions {
-        if (info.vendor_id, info.device_id) != (0x1234, 0x11e8) {
+        let is_edu = (info.vendor_id, info.device_id) == (0x1234, 0x11e8);
+        let is_blk = (info.vendor_id, info.device_id) == (0x1af4, 0x1042);
+        if !is_edu && !is_blk {
             continue;
         }
-        let DeviceFunction { bus, device, function } = df;
-        let Some(BarInfo::Memory { size: bar_size, .. }) = root.bar_info(df, 0).map_err(|_| "BAR0 unreadable")? else {
-            return Err("edu BAR0 is not a memory BAR");
-        };
-        // Naturally aligned, inside the window.
-        let addr = next.div_ceil(bar_size) * bar_size;
-        if addr + bar_size > pci_base + size || addr + bar_size > u32::MAX as u64 {
-            return Err("PCI memory window exhausted");
+        let mut bar0 = 0;
+        let mut index = 0;
+        while index < 6 {
+            let info = root.bar_info(df, index).map_err(|_| "BAR unreadable")?;
+            let step = if info.as_ref().is_some_and(BarInfo::takes_two_entries) { 2 } else { 1 };
+            if let Some(BarInfo::Memory { size: bar_size, .. }) = info {
+                if bar_size > 0 {
+                    // Naturally aligned, inside the 32-bit window.
+                    let addr = next.div_ceil(bar_size) * bar_size;
+                    if addr + bar_size > pci_base + size || addr + bar_size > u32::MAX as u64 {
+                        return Err("PCI memory window exhausted");
+                    }
+                    next = addr + bar_size;
+                    if step == 2 {
+                        root.set_bar_64(df, index, addr);
+                    } else {
+                        root.set_bar_32(df, index, addr as u32);
+                    }
+                    if index == 0 {
+                        bar0 = (addr - pci_base + cpu_base) as usize;
+                    }
+                }
+            }
+            index += step;
         }
-        next = addr + bar_size;
-        root.set_bar_32(df, 0, addr as u32);
         root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER);
+        let DeviceFunction { bus, device, function } = df;
         let rid = (bus as u32) << 8 | (device as u32) << 3 | function as u32;
         let sid = p.stream_id(rid).ok_or("device not behind the SMMU (no iommu-map entry)")?;
-        let dev = EduDev { bus, device, function, sid, bar0: (addr - pci_base + cpu_base) as usize };
-        found.push(dev).map_err(|_| "more than 4 edu devices")?;
+        if is_edu {
+            edus.push(EduDev { bus, device, function, sid, bar0 }).map_err(|_| "more than 4 edu devices")?;
+        } else {
+            virtio_blk = Some((df, sid));
+        }
     }
-    Ok(found)
+    Ok(Pci { root, edus, virtio_blk })
 }

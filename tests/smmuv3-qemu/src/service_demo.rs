@@ -12,7 +12,7 @@ use smmuv3::{Config as SmmuConfig, Memory, MmioRegisters, Smmu};
 
 use crate::bringup::DMA_POLLS;
 use crate::memory::{self, service_page};
-use crate::pci::EduDev;
+use crate::pci::{EduDev, Pci};
 use crate::platform::Platform;
 use crate::println;
 use crate::report::Report;
@@ -20,6 +20,7 @@ use crate::report::Report;
 const A: usize = 0;
 const B: usize = 1;
 const HOSTILE: usize = 2;
+const BLK: usize = 3;
 const LEN: usize = 256;
 const WINDOW: u64 = 0x1_0000_0000;
 
@@ -124,13 +125,15 @@ fn read_faults(s: &mut Svc<'_>, client: usize, cfg: &Config<'_>) -> heapless::Ve
     recs
 }
 
-static CLIENTS: [ClientConfig; 3] = [
+static CLIENTS: [ClientConfig; 4] = [
     ClientConfig { name: "edu-a driver", max_mappings: 8, max_pages: 8 },
     ClientConfig { name: "edu-b driver", max_mappings: 8, max_pages: 8 },
     ClientConfig { name: "hostile driver", max_mappings: 8, max_pages: 8 },
+    ClientConfig { name: "virtio-blk driver", max_mappings: 2, max_pages: 32 },
 ];
 
-static CAPS: [CapConfig; 3] = [
+static CAPS: [CapConfig; 4] = [
+    CapConfig { client: BLK, region: 3, offset: 0, len: 32 * 4096, rights: Rights::READ_WRITE, devices: 0b1000 },
     CapConfig { client: A, region: 0, offset: 0, len: 8 * 4096, rights: Rights::READ_WRITE, devices: 0b001 },
     CapConfig { client: B, region: 1, offset: 0, len: 4 * 4096, rights: Rights::READ_WRITE, devices: 0b010 },
     CapConfig { client: HOSTILE, region: 2, offset: 0, len: 2 * 4096, rights: Rights::READ_WRITE, devices: 0b100 },
@@ -145,7 +148,7 @@ struct Dev {
 
 impl Dev {
     fn new(d: &EduDev) -> Self {
-        // SAFETY: BAR0 was assigned by `pci::setup_edus`, is identity-mapped as Device
+        // SAFETY: BAR0 was assigned by `pci::setup`, is identity-mapped as Device
         // memory, and each device gets one driver instance at a time.
         let edu = unsafe { edu::Edu::new(NonNull::new(d.bar0 as *mut u8).unwrap()) };
         Dev { edu, src_iova: u64::MAX, chk_iova: u64::MAX }
@@ -164,11 +167,11 @@ fn holds(page: &smmuv3::DmaRegion, byte: u8) -> bool {
     got.iter().all(|b| *b == byte)
 }
 
-pub fn run(p: &Platform, edus: &[EduDev], report: &mut Report) {
+pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
     if edus.len() < 3 {
         return;
     }
-    println!("service: the IOMMU service core over the SMMUv3 driver, three driver clients");
+    println!("service: the IOMMU service core over the SMMUv3 driver, four driver clients");
     let mem = Memory {
         stream_table: memory::STREAM_TABLE.region(),
         cmdq: memory::CMDQ.region(),
@@ -185,7 +188,10 @@ pub fn run(p: &Platform, edus: &[EduDev], report: &mut Report) {
         Ok(s) => s,
         Err(e) => return report.check("SMMU re-initialised", false, format_args!("{e}")),
     };
-    let streams = [edus[0].sid, edus[1].sid, edus[2].sid];
+    let Some((blk_df, blk_sid)) = pci.virtio_blk else {
+        return report.check("virtio-blk device present", false, format_args!("run QEMU with -device virtio-blk-pci"));
+    };
+    let streams = [edus[0].sid, edus[1].sid, edus[2].sid, blk_sid];
     let backend = match SmmuBackend::new(smmu, &streams) {
         Ok(b) => b,
         Err(e) => return report.check("backend", false, format_args!("{e}")),
@@ -215,12 +221,21 @@ pub fn run(p: &Platform, edus: &[EduDev], report: &mut Report) {
             iova_size: 1 << 20,
             resume_allowed: false,
         },
+        DeviceConfig {
+            name: "virtio-blk",
+            stream: streams[3],
+            owner: BLK,
+            iova_base: WINDOW,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        },
     ];
     let base = service_page(0).pa.0;
     let regions = [
         RegionConfig { name: "a-buffers", pa: base, size: 8 * 4096 },
         RegionConfig { name: "b-buffers", pa: base + 8 * 4096, size: 4 * 4096 },
         RegionConfig { name: "hostile-scratch", pa: base + 12 * 4096, size: 2 * 4096 },
+        RegionConfig { name: "virtio-dma-pool", pa: memory::VIRTIO_POOL.region().pa.0, size: 32 * 4096 },
     ];
     // Pages 14 and 15 are in no region: private memory no capability covers.
     let cfg = Config {
@@ -359,6 +374,8 @@ pub fn run(p: &Platform, edus: &[EduDev], report: &mut Report) {
         ),
     );
 
+    virtio_blk(&mut s, pci, blk_df, report);
+
     println!("  edu-a's driver crashes: the service tears it down");
     let torn = s.client_torn_down(A);
     memory::fill(&service_page(1), 0x01);
@@ -380,5 +397,83 @@ pub fn run(p: &Platform, edus: &[EduDev], report: &mut Report) {
     println!(
         "service: {} requests refused, {} quarantines, {} unattributed faults",
         st.refused, st.quarantines, st.unattributed_faults
+    );
+}
+
+/// A channel to the service from a client in the same image (a Microkit PD would make a
+/// protected procedure call instead).
+struct Local<'s, 'a> {
+    service: &'s mut Svc<'a>,
+    client: usize,
+}
+
+impl iommu_client::Channel for Local<'_, '_> {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+        let r = self.service.handle(self.client, label, mrs);
+        if let Reply::Ok { values, .. } = r {
+            *reply = values;
+        }
+        r.label()
+    }
+}
+
+/// An unmodified virtio-drivers block driver whose DMA goes through the service: its pool
+/// is mapped with one MAP, and every descriptor address it writes is an IOVA in it.
+fn virtio_blk(
+    s: &mut Svc<'_>,
+    pci: &mut Pci,
+    df: virtio_drivers::transport::pci::bus::DeviceFunction,
+    report: &mut Report,
+) {
+    use iommu_client::hal::{DmaPool, IommuHal};
+    use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+    use virtio_drivers::transport::pci::PciTransport;
+
+    println!("  the virtio-blk driver maps its DMA pool (32 pages) through the service, once");
+    let pool_va = memory::VIRTIO_POOL.region().va;
+    let mut client = iommu_client::Client::new(Local { service: s, client: BLK });
+    // SAFETY: the pool block is used by nothing else and is the region the capability names.
+    let pool = match unsafe { DmaPool::map(&mut client, Handle(0), 0, DeviceId(3), pool_va, 32) } {
+        Ok(p) => p,
+        Err(e) => return report.check("virtio-blk: pool mapped", false, format_args!("{e:?}")),
+    };
+    println!("    pool at iova {:#x}", pool.iova());
+    IommuHal::install(pool);
+    let transport = match PciTransport::new::<IommuHal, _>(&mut pci.root, df) {
+        Ok(t) => t,
+        Err(e) => return report.check("virtio-blk: transport", false, format_args!("{e:?}")),
+    };
+    let mut blk = match VirtIOBlk::<IommuHal, _>::new(transport) {
+        Ok(b) => b,
+        Err(e) => return report.check("virtio-blk: device initialised", false, format_args!("{e:?}")),
+    };
+    let mut sector = [0u8; SECTOR_SIZE];
+    let r = blk.read_blocks(0, &mut sector);
+    let label = b"microkit-iommu test disk";
+    report.check(
+        "virtio-blk: read through the service",
+        r.is_ok() && sector.starts_with(label),
+        format_args!("sector 0 begins {:?} ({r:?})", core::str::from_utf8(&sector[..label.len()]).unwrap_or("?")),
+    );
+    let mut pattern = [0u8; SECTOR_SIZE];
+    for (i, b) in pattern.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(31) ^ 0x5c;
+    }
+    let w = blk.write_blocks(1, &pattern);
+    let mut back = [0u8; SECTOR_SIZE];
+    let r = blk.read_blocks(1, &mut back);
+    report.check(
+        "virtio-blk: write and read back",
+        w.is_ok() && r.is_ok() && back == pattern,
+        format_args!("sector 1 round trip, {} pool pages in use afterwards", IommuHal::pages_in_use()),
+    );
+    let q = client.query().unwrap_or_default();
+    report.check(
+        "virtio-blk: one MAP for the whole session",
+        q[0] == 1,
+        format_args!(
+            "{} mapping(s), {} page(s) held by the virtio-blk driver; no MAP or UNMAP per request",
+            q[0], q[2]
+        ),
     );
 }

@@ -47,7 +47,7 @@ const SRC_IOVA: u64 = 0x8000_0000;
 const CHK_IOVA: u64 = 0x8000_1000;
 
 fn dev(d: &EduDev, name: &'static str, src: usize, chk: usize) -> Dev {
-    // SAFETY: BAR0 was assigned by `pci::setup_edus`, is identity-mapped as Device memory,
+    // SAFETY: BAR0 was assigned by `pci::setup`, is identity-mapped as Device memory,
     // and each device gets one driver instance at a time.
     let edu = unsafe { edu::Edu::new(NonNull::new(d.bar0 as *mut u8).unwrap()) };
     Dev { edu, sid: d.sid, name, src: page(src), src_iova: SRC_IOVA, chk: page(chk), chk_iova: CHK_IOVA }
