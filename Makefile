@@ -61,7 +61,7 @@ run:
 	@echo "The Microkit system image (system.xml, pds/, images/) is not in this tree yet; 'make demo' runs the driver demo."; exit 2
 
 bench:
-	$(CARGO) bench -p smmuv3 --bench map_unmap
+	$(CARGO) bench -p smmuv3
 
 clean:
 	$(CARGO) clean
