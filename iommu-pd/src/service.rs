@@ -295,6 +295,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 }
             }
             Request::Resume { device } => self.resume(client, device).map(|_| Reply::ok(&[])),
+            Request::QueryMapping { index } => self.query_mapping(client, index),
             Request::Query => {
                 let (u, c, r) = (self.usage[client], self.cfg.clients[client], &self.rings[client]);
                 Ok(Reply::ok(&[
@@ -397,10 +398,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return Err(ErrorCode::OutOfRange);
         }
         let (u, q) = (self.usage[client], self.cfg.clients[client]);
-        if u.mappings >= q.max_mappings || u.pages + len / PAGE > q.max_pages {
-            return Err(ErrorCode::Quota);
+        if u.mappings >= q.max_mappings {
+            return Err(ErrorCode::QuotaMappings);
         }
-        let slot = self.maps.iter().position(Option::is_none).ok_or(ErrorCode::NoSpace)?;
+        if u.pages + len / PAGE > q.max_pages {
+            return Err(ErrorCode::QuotaPages);
+        }
+        let slot = self.maps.iter().position(Option::is_none).ok_or(ErrorCode::NoMappingSlot)?;
         let iova = match iova {
             Some(v) => {
                 let dc = &self.cfg.devices[d];
@@ -498,13 +502,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if devices == 0 || devices & !self.devices_of(to) != 0 {
             return Err(ErrorCode::BadDevice);
         }
-        let child = self.caps.iter().position(Option::is_none).ok_or(ErrorCode::NoSpace)?;
-        let theirs = self.handles[to].iter().position(Option::is_none).ok_or(ErrorCode::NoSpace)?;
+        let child = self.caps.iter().position(Option::is_none).ok_or(ErrorCode::NoCapabilitySlot)?;
+        let theirs = self.handles[to].iter().position(Option::is_none).ok_or(ErrorCode::NoHandleSlot)?;
         let ours = self.handles[client]
             .iter()
             .enumerate()
             .position(|(i, s)| s.is_none() && !(client == to && i == theirs))
-            .ok_or(ErrorCode::NoSpace)?;
+            .ok_or(ErrorCode::NoHandleSlot)?;
         self.caps[child] = Some(Cap {
             holder: to as u16,
             region: cap.region,
@@ -582,6 +586,31 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
         }
         Ok(())
+    }
+
+    /// The caller's `index`-th mapping, ordered by (device, IOVA).
+    fn query_mapping(&self, client: usize, index: u64) -> Result<Reply> {
+        let mine = |m: &&Mapping| self.cfg.devices[m.device as usize].owner == client;
+        // Walk in (device, IOVA) order without sorting: repeatedly take the next larger key.
+        let mut last: Option<(u16, u64)> = None;
+        for _ in 0..=index {
+            last = self
+                .maps
+                .iter()
+                .flatten()
+                .filter(mine)
+                .map(|m| (m.device, m.iova))
+                .filter(|k| last.is_none_or(|l| *k > l))
+                .min();
+            if last.is_none() {
+                return Err(ErrorCode::NotMapped);
+            }
+        }
+        let (d, iova) = last.ok_or(ErrorCode::NotMapped)?;
+        let m = self.maps.iter().flatten().find(|m| m.device == d && m.iova == iova).ok_or(ErrorCode::NotMapped)?;
+        let cap = self.caps[m.cap as usize].ok_or(ErrorCode::NotMapped)?;
+        let region = self.cfg.regions.get(cap.region as usize).ok_or(ErrorCode::NotMapped)?;
+        Ok(Reply::ok(&[d as u64, m.iova, m.len, m.rights.0 as u64, cap.region as u64, m.pa - region.pa]))
     }
 
     fn resume(&mut self, client: usize, device: DeviceId) -> Result<()> {

@@ -109,8 +109,21 @@ fn quotas_and_iova_exhaustion() {
     for i in 0..4 {
         assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1_0000, None, Rights::READ), Reply::Ok { .. }), "{i}");
     }
-    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quota));
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), err(ErrorCode::QuotaPages));
     assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[4, 16, 64, 64, 0, 0]));
+    // What is mapped, in (device, IOVA) order: region 0, offset 0, read-only.
+    assert_eq!(call(&mut s, NET, Request::QueryMapping { index: 0 }), Reply::ok(&[0, IOVA_BASE, 0x1_0000, 1, 0, 0]));
+    assert_eq!(
+        call(&mut s, NET, Request::QueryMapping { index: 3 }),
+        Reply::ok(&[0, IOVA_BASE + 0x3_0000, 0x1_0000, 1, 0, 0])
+    );
+    assert_eq!(call(&mut s, NET, Request::QueryMapping { index: 4 }), err(ErrorCode::NotMapped));
+    assert_eq!(call(&mut s, BLK, Request::QueryMapping { index: 0 }), err(ErrorCode::NotMapped));
+    // The mapping quota: 16 one-page mappings for the disk's driver, then no more.
+    for i in 0..16 {
+        assert!(matches!(map(&mut s, BLK, 0, 1, i * 0x1000 % 0x1_0000, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+    }
+    assert_eq!(map(&mut s, BLK, 0, 1, 0, 0x1000, None, Rights::READ), err(ErrorCode::QuotaMappings));
 }
 
 #[test]

@@ -108,4 +108,10 @@ impl<C: Channel> Client<C> {
     pub fn query(&mut self) -> Result<[u64; 6], ErrorCode> {
         self.call(Request::Query)
     }
+
+    /// The caller's `index`-th mapping: (device, IOVA, length, rights, region, offset);
+    /// `NotMapped` past the last.
+    pub fn query_mapping(&mut self, index: u64) -> Result<[u64; 6], ErrorCode> {
+        self.call(Request::QueryMapping { index })
+    }
 }

@@ -73,6 +73,8 @@ pub enum Op {
     Resume = 6,
     /// Read quotas and counters.
     Query = 7,
+    /// Read one of the caller's mappings.
+    QueryMapping = 8,
 }
 
 /// A decoded request.
@@ -146,6 +148,13 @@ pub enum Request {
     /// QUERY: no arguments. Reply: mr0 = mappings in use, mr1 = mapping quota,
     /// mr2 = pages mapped, mr3 = page quota, mr4 = faults recorded, mr5 = faults dropped.
     Query,
+    /// QUERY_MAPPING: mr0 = n. Reply: the caller's n-th mapping (in IOVA order over its
+    /// devices): mr0 = device, mr1 = IOVA, mr2 = length, mr3 = rights, mr4 = region,
+    /// mr5 = offset in the region; `NotMapped` past the last one.
+    QueryMapping {
+        /// Which mapping, from 0.
+        index: u64,
+    },
 }
 
 /// Why a request could not be decoded.
@@ -181,10 +190,10 @@ pub enum ErrorCode {
     Overlap = 8,
     /// The range to unmap is not exactly a set of the caller's mappings.
     NotMapped = 9,
-    /// A quota of the caller is used up.
-    Quota = 10,
-    /// A fixed-size table of the service is full.
-    NoSpace = 11,
+    /// The caller's quota of mappings is used up.
+    QuotaMappings = 10,
+    /// The service's capability table is full.
+    NoCapabilitySlot = 11,
     /// The target client does not exist.
     BadClient = 12,
     /// The device is quarantined.
@@ -197,6 +206,12 @@ pub enum ErrorCode {
     Hardware = 15,
     /// No IOVA space left for "choose one".
     NoIova = 16,
+    /// The caller's quota of mapped pages is used up.
+    QuotaPages = 17,
+    /// The service's mapping table is full.
+    NoMappingSlot = 18,
+    /// The caller's (or the receiver's) handle table is full.
+    NoHandleSlot = 19,
 }
 
 impl ErrorCode {
@@ -213,13 +228,16 @@ impl ErrorCode {
             7 => OutOfRange,
             8 => Overlap,
             9 => NotMapped,
-            10 => Quota,
-            11 => NoSpace,
+            10 => QuotaMappings,
+            11 => NoCapabilitySlot,
             12 => BadClient,
             13 => Quarantined,
             14 => Denied,
             15 => Hardware,
             16 => NoIova,
+            17 => QuotaPages,
+            18 => NoMappingSlot,
+            19 => NoHandleSlot,
             _ => return None,
         })
     }
@@ -294,6 +312,7 @@ impl Request {
             5 => Request::AckFaults { upto: mr(mrs, 0)? },
             6 => Request::Resume { device: DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
             7 => Request::Query,
+            8 => Request::QueryMapping { index: mr(mrs, 0)? },
             other => return Err(DecodeError::UnknownOp(other)),
         })
     }
@@ -338,6 +357,10 @@ impl Request {
                 (Op::Resume as u64, 1)
             }
             Request::Query => (Op::Query as u64, 0),
+            Request::QueryMapping { index } => {
+                mrs[0] = index;
+                (Op::QueryMapping as u64, 1)
+            }
         }
     }
 }
@@ -423,6 +446,7 @@ mod tests {
             Request::AckFaults { upto: 77 },
             Request::Resume { device: DeviceId(5) },
             Request::Query,
+            Request::QueryMapping { index: 3 },
         ];
         for r in reqs {
             let mut mrs = [0; MAX_MRS];
@@ -447,6 +471,8 @@ mod tests {
         assert_eq!(Request::decode(2, &[0, 65]), Err(DecodeError::Malformed));
         assert_eq!(Request::decode(2, &[1 << 40, 1, 0]), Err(DecodeError::Malformed));
         assert_eq!(ErrorCode::from_label(16), Some(ErrorCode::NoIova));
+        assert_eq!(ErrorCode::from_label(19), Some(ErrorCode::NoHandleSlot));
+        assert_eq!(ErrorCode::from_label(20), None);
         assert_eq!(ErrorCode::from_label(0), None);
     }
 }
