@@ -22,4 +22,6 @@ pub mod service;
 pub use config::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig};
 pub use faults::{FaultRecord, FaultRing};
 pub use hw::{DeviceIndex, HwError, IommuHw};
-pub use service::{state_sizes, ConfigError, FaultInput, Service, StateSizes, Stats};
+pub use service::{
+    state_sizes, ClientTables, ConfigError, FaultInput, OwnedStorage, Service, StateSizes, Stats, Storage,
+};

@@ -13,16 +13,16 @@ use crate::config::Config;
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
 
-/// Clients the service can serve.
-pub const MAX_CLIENTS: usize = 16;
-/// Devices (device masks are 64-bit).
+/// Most devices (device masks are 64-bit).
 pub const MAX_DEVICES: usize = 64;
-/// Capabilities alive at once, over all clients.
-pub const MAX_CAPS: usize = 128;
-/// Mappings alive at once, over all devices.
-pub const MAX_MAPPINGS: usize = 256;
+/// Most capability slots a `Storage` may have (revocation marks them on the stack).
+pub const MAX_CAPS: usize = 1024;
+/// Most mapping slots a `Storage` may have (indices are 16-bit).
+pub const MAX_MAPPINGS: usize = 1 << 16;
 /// Handle-table entries per client.
 pub const MAX_HANDLES: usize = 32;
+/// Mappings removed per IOMMU call when a revoke or teardown removes many.
+const UNMAP_BATCH: usize = 64;
 /// The page size of every mapping.
 pub const PAGE: u64 = 4096;
 
@@ -40,16 +40,18 @@ pub enum ConfigError {
     Hardware(usize),
 }
 
+/// A handle-table entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
+pub enum Slot {
     /// A capability the client holds.
     Cap(u16),
     /// A capability the client granted to someone else (only good for REVOKE).
     Grant(u16),
 }
 
+/// A capability slot's content.
 #[derive(Debug, Clone, Copy)]
-struct Cap {
+pub struct Cap {
     holder: u16,
     region: u16,
     pa: u64,
@@ -59,8 +61,9 @@ struct Cap {
     parent: Option<u16>,
 }
 
+/// A mapping slot's content.
 #[derive(Debug, Clone, Copy)]
-struct Mapping {
+pub struct Mapping {
     device: u16,
     iova: u64,
     len: u64,
@@ -69,8 +72,9 @@ struct Mapping {
     cap: u16,
 }
 
+/// A device's storm and quarantine state.
 #[derive(Debug, Clone, Copy, Default)]
-struct DeviceState {
+pub struct DeviceState {
     /// Blocked by a fault storm; the owner may resume if the policy allows.
     quarantined: bool,
     /// Blocked because its owner was torn down; cleared by `client_ready`.
@@ -83,6 +87,69 @@ struct DeviceState {
 struct Usage {
     mappings: u32,
     pages: u64,
+}
+
+/// A client's handle table and usage.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientTables {
+    handles: [Option<Slot>; MAX_HANDLES],
+    usage: Usage,
+}
+
+/// The service's tables, given by the caller: their sizes come from the system
+/// description (the IOMMU PD's are generated from it), and the fault rings can live in
+/// memory shared with the clients (one page each, mapped read-only into its client).
+#[derive(Debug)]
+pub struct Storage<'a> {
+    /// Capability slots: the boot capabilities plus room for grants.
+    pub caps: &'a mut [Option<Cap>],
+    /// Mapping slots, over all devices.
+    pub mappings: &'a mut [Option<Mapping>],
+    /// One per client.
+    pub clients: &'a mut [ClientTables],
+    /// One per device.
+    pub devices: &'a mut [DeviceState],
+    /// One per client.
+    pub rings: &'a mut [FaultRing],
+}
+
+/// Storage in one value, for tests and for systems that do not share the rings.
+#[derive(Debug)]
+pub struct OwnedStorage<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPINGS: usize> {
+    caps: [Option<Cap>; CAPS],
+    mappings: [Option<Mapping>; MAPPINGS],
+    clients: [ClientTables; CLIENTS],
+    devices: [DeviceState; DEVICES],
+    rings: [FaultRing; CLIENTS],
+}
+
+impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPINGS: usize> Default
+    for OwnedStorage<CLIENTS, DEVICES, CAPS, MAPPINGS>
+{
+    fn default() -> Self {
+        Self {
+            caps: [None; CAPS],
+            mappings: [None; MAPPINGS],
+            clients: [ClientTables::default(); CLIENTS],
+            devices: [DeviceState::default(); DEVICES],
+            rings: core::array::from_fn(|_| FaultRing::default()),
+        }
+    }
+}
+
+impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPINGS: usize>
+    OwnedStorage<CLIENTS, DEVICES, CAPS, MAPPINGS>
+{
+    /// Borrow it as `Storage`.
+    pub fn storage(&mut self) -> Storage<'_> {
+        Storage {
+            caps: &mut self.caps,
+            mappings: &mut self.mappings,
+            clients: &mut self.clients,
+            devices: &mut self.devices,
+            rings: &mut self.rings,
+        }
+    }
 }
 
 /// A fault as the hardware reported it.
@@ -111,8 +178,8 @@ pub struct Stats {
     pub quarantines: u64,
 }
 
-/// Bytes of the service's state: every table has a fixed capacity, so these are the cost
-/// of one slot of each kind, and the whole service.
+/// Bytes of the service's state: the tables are sized from the system description, so
+/// these are the cost of one slot of each kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateSizes {
     /// Handle table, fault ring and usage counters of one client.
@@ -123,8 +190,8 @@ pub struct StateSizes {
     pub per_mapping: usize,
     /// One device's storm and quarantine state.
     pub per_device: usize,
-    /// The whole service, without the IOMMU it drives.
-    pub total: usize,
+    /// The service value itself, without its tables and the IOMMU it drives.
+    pub fixed: usize,
 }
 
 /// The sizes of the service's state.
@@ -153,11 +220,11 @@ pub fn state_sizes() -> StateSizes {
         }
     }
     StateSizes {
-        per_client: size_of::<[Option<Slot>; MAX_HANDLES]>() + size_of::<FaultRing>() + size_of::<Usage>(),
+        per_client: size_of::<ClientTables>() + size_of::<FaultRing>(),
         per_capability: size_of::<Option<Cap>>(),
         per_mapping: size_of::<Option<Mapping>>(),
         per_device: size_of::<DeviceState>(),
-        total: size_of::<Service<'static, NoHw>>(),
+        fixed: size_of::<Service<'static, NoHw>>(),
     }
 }
 
@@ -166,12 +233,11 @@ pub fn state_sizes() -> StateSizes {
 pub struct Service<'a, H: IommuHw> {
     hw: H,
     cfg: Config<'a>,
-    caps: [Option<Cap>; MAX_CAPS],
-    handles: [[Option<Slot>; MAX_HANDLES]; MAX_CLIENTS],
-    maps: [Option<Mapping>; MAX_MAPPINGS],
-    devices: [DeviceState; MAX_DEVICES],
-    rings: [FaultRing; MAX_CLIENTS],
-    usage: [Usage; MAX_CLIENTS],
+    caps: &'a mut [Option<Cap>],
+    maps: &'a mut [Option<Mapping>],
+    clients: &'a mut [ClientTables],
+    devices: &'a mut [DeviceState],
+    rings: &'a mut [FaultRing],
     stats: Stats,
 }
 
@@ -180,30 +246,37 @@ type Result<T> = core::result::Result<T, ErrorCode>;
 impl<'a, H: IommuHw> Service<'a, H> {
     /// Build the service from the static policy and enable every device (with an empty
     /// address space: until its driver maps something, its DMA faults).
-    pub fn new(hw: H, cfg: Config<'a>) -> core::result::Result<Self, ConfigError> {
-        if cfg.clients.len() > MAX_CLIENTS {
+    pub fn new(hw: H, cfg: Config<'a>, storage: Storage<'a>) -> core::result::Result<Self, ConfigError> {
+        if cfg.clients.len() > storage.clients.len() || cfg.clients.len() > storage.rings.len() {
             return Err(ConfigError::TooMany("clients"));
         }
-        if cfg.devices.len() > MAX_DEVICES {
+        if cfg.devices.len() > storage.devices.len() || cfg.devices.len() > MAX_DEVICES {
             return Err(ConfigError::TooMany("devices"));
         }
-        if cfg.caps.len() > MAX_CAPS {
+        if cfg.caps.len() > storage.caps.len() || storage.caps.len() > MAX_CAPS {
             return Err(ConfigError::TooMany("capabilities"));
+        }
+        if storage.mappings.len() > MAX_MAPPINGS {
+            return Err(ConfigError::TooMany("mappings"));
         }
         for (i, d) in cfg.devices.iter().enumerate() {
             if d.owner >= cfg.clients.len() {
                 return Err(ConfigError::BadDevice(i));
             }
         }
+        storage.caps.fill(None);
+        storage.mappings.fill(None);
+        storage.clients.fill(ClientTables::default());
+        storage.devices.fill(DeviceState::default());
+        storage.rings.iter_mut().for_each(FaultRing::reset);
         let mut s = Service {
             hw,
             cfg,
-            caps: [None; MAX_CAPS],
-            handles: [[None; MAX_HANDLES]; MAX_CLIENTS],
-            maps: [None; MAX_MAPPINGS],
-            devices: [DeviceState::default(); MAX_DEVICES],
-            rings: [FaultRing::default(); MAX_CLIENTS],
-            usage: [Usage::default(); MAX_CLIENTS],
+            caps: storage.caps,
+            maps: storage.mappings,
+            clients: storage.clients,
+            devices: storage.devices,
+            rings: storage.rings,
             stats: Stats::default(),
         };
         for (i, c) in cfg.caps.iter().enumerate() {
@@ -222,8 +295,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 devices: c.devices,
                 parent: None,
             });
-            let slot = s.handles[c.client].iter().position(Option::is_none).ok_or(ConfigError::TooMany("handles"))?;
-            s.handles[c.client][slot] = Some(Slot::Cap(i as u16));
+            let slot =
+                s.clients[c.client].handles.iter().position(Option::is_none).ok_or(ConfigError::TooMany("handles"))?;
+            s.clients[c.client].handles[slot] = Some(Slot::Cap(i as u16));
         }
         for d in 0..cfg.devices.len() {
             s.hw.enable(d).map_err(|_| ConfigError::Hardware(d))?;
@@ -297,7 +371,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Request::Resume { device } => self.resume(client, device).map(|_| Reply::ok(&[])),
             Request::QueryMapping { index } => self.query_mapping(client, index),
             Request::Query => {
-                let (u, c, r) = (self.usage[client], self.cfg.clients[client], &self.rings[client]);
+                let (u, c, r) = (self.clients[client].usage, self.cfg.clients[client], &self.rings[client]);
                 Ok(Reply::ok(&[
                     u.mappings as u64,
                     c.max_mappings as u64,
@@ -311,7 +385,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     fn cap_of(&self, client: usize, h: Handle) -> Result<(u16, Cap)> {
-        match self.handles[client].get(h.0 as usize).copied().flatten() {
+        match self.clients[client].handles.get(h.0 as usize).copied().flatten() {
             Some(Slot::Cap(i)) => match self.caps[i as usize] {
                 // The holder check is redundant with the per-client table; it stays as a
                 // second guard on the one thing that must never go wrong.
@@ -347,8 +421,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return Some(bump);
         }
         let mut candidate = base;
-        // Each pass moves past one overlapping mapping; there are at most MAX_MAPPINGS.
-        for _ in 0..=MAX_MAPPINGS {
+        // Each pass moves past one overlapping mapping; there are at most `maps.len()`.
+        for _ in 0..=self.maps.len() {
             let top = candidate.checked_add(len)?;
             if top > end {
                 return None;
@@ -397,7 +471,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || pa % PAGE != 0 || end > cap.len {
             return Err(ErrorCode::OutOfRange);
         }
-        let (u, q) = (self.usage[client], self.cfg.clients[client]);
+        let (u, q) = (self.clients[client].usage, self.cfg.clients[client]);
         if u.mappings >= q.max_mappings {
             return Err(ErrorCode::QuotaMappings);
         }
@@ -421,8 +495,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         };
         self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
         self.maps[slot] = Some(Mapping { device: d as u16, iova, len, pa, rights, cap: ci });
-        self.usage[client].mappings += 1;
-        self.usage[client].pages += len / PAGE;
+        self.clients[client].usage.mappings += 1;
+        self.clients[client].usage.pages += len / PAGE;
         Ok(iova)
     }
 
@@ -443,20 +517,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.remove_mappings(d, &found[..iovas.len()])
     }
 
-    /// Unmap the mappings at `indices` (all of `device`) in the IOMMU, then forget them.
-    /// If the IOMMU fails, the device is blocked; if even that fails, nothing is forgotten
-    /// and the caller hears `Hardware`.
+    /// Unmap the mappings at `indices` (all of `device`, at most `UNMAP_BATCH`) in the
+    /// IOMMU under one invalidation, then forget them. If the IOMMU fails, the device is
+    /// blocked and the caller hears `Hardware`; if even blocking fails, nothing is
+    /// forgotten.
     fn remove_mappings(&mut self, device: DeviceIndex, indices: &[usize]) -> Result<()> {
-        if indices.is_empty() {
-            return Ok(());
-        }
-        let mut ranges = [(0u64, 0u64); MAX_MAPPINGS];
+        let mut ranges = [(0u64, 0u64); UNMAP_BATCH];
         let mut n = 0;
-        for &i in indices {
+        for &i in indices.iter().take(UNMAP_BATCH) {
             if let Some(m) = self.maps[i] {
                 ranges[n] = (m.iova, m.len);
                 n += 1;
             }
+        }
+        if n == 0 {
+            return Ok(());
         }
         let mut result = Ok(());
         if self.hw.unmap(device, &ranges[..n]).is_err() {
@@ -466,14 +541,42 @@ impl<'a, H: IommuHw> Service<'a, H> {
             self.stats.quarantines += 1;
             result = Err(ErrorCode::Hardware);
         }
-        for &i in indices {
+        for &i in indices.iter().take(UNMAP_BATCH) {
             if let Some(m) = self.maps[i].take() {
                 let owner = self.cfg.devices[m.device as usize].owner;
-                self.usage[owner].mappings -= 1;
-                self.usage[owner].pages -= m.len / PAGE;
+                self.clients[owner].usage.mappings -= 1;
+                self.clients[owner].usage.pages -= m.len / PAGE;
             }
         }
         result
+    }
+
+    /// Remove every mapping of `device` that `doomed` selects, `UNMAP_BATCH` at a time.
+    /// `Err(Hardware)` with the device blocked means the access is gone all the same.
+    fn remove_where(&mut self, device: DeviceIndex, doomed: impl Fn(&Mapping) -> bool) -> Result<()> {
+        let mut result = Ok(());
+        loop {
+            let mut idx = [0usize; UNMAP_BATCH];
+            let mut n = 0;
+            for (i, m) in self.maps.iter().enumerate() {
+                if n == UNMAP_BATCH {
+                    break;
+                }
+                if matches!(m, Some(m) if m.device as usize == device && doomed(m)) {
+                    idx[n] = i;
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                return result;
+            }
+            // Each pass forgets the `n` mappings it found (or returns), so this ends.
+            match self.remove_mappings(device, &idx[..n]) {
+                Ok(()) => {}
+                Err(ErrorCode::Hardware) if self.devices[device].quarantined => result = Err(ErrorCode::Hardware),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -503,8 +606,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return Err(ErrorCode::BadDevice);
         }
         let child = self.caps.iter().position(Option::is_none).ok_or(ErrorCode::NoCapabilitySlot)?;
-        let theirs = self.handles[to].iter().position(Option::is_none).ok_or(ErrorCode::NoHandleSlot)?;
-        let ours = self.handles[client]
+        let theirs = self.clients[to].handles.iter().position(Option::is_none).ok_or(ErrorCode::NoHandleSlot)?;
+        let ours = self.clients[client]
+            .handles
             .iter()
             .enumerate()
             .position(|(i, s)| s.is_none() && !(client == to && i == theirs))
@@ -518,8 +622,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             devices,
             parent: Some(ci),
         });
-        self.handles[to][theirs] = Some(Slot::Cap(child as u16));
-        self.handles[client][ours] = Some(Slot::Grant(child as u16));
+        self.clients[to].handles[theirs] = Some(Slot::Cap(child as u16));
+        self.clients[client].handles[ours] = Some(Slot::Grant(child as u16));
         Ok((Handle(ours as u32), Handle(theirs as u32)))
     }
 
@@ -527,7 +631,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     fn descends(&self, mut i: u16, root: u16) -> bool {
         // Parents are always older and a subtree is always removed whole, so chains end;
         // the bound only guards against a bug.
-        for _ in 0..MAX_CAPS {
+        for _ in 0..self.caps.len() {
             if i == root {
                 return true;
             }
@@ -540,7 +644,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     fn revoke(&mut self, client: usize, g: Handle) -> Result<()> {
-        let root = match self.handles[client].get(g.0 as usize).copied().flatten() {
+        let root = match self.clients[client].handles.get(g.0 as usize).copied().flatten() {
             Some(Slot::Grant(i)) => i,
             Some(Slot::Cap(_)) => return Err(ErrorCode::Denied),
             None => return Err(ErrorCode::BadHandle),
@@ -552,19 +656,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// any of them, on every device; return once the IOMMU confirmed.
     fn remove_subtree(&mut self, root: u16) -> Result<()> {
         let mut doomed = [false; MAX_CAPS];
-        for (i, gone) in doomed.iter_mut().enumerate() {
+        let n = self.caps.len();
+        for (i, gone) in doomed[..n].iter_mut().enumerate() {
             *gone = self.caps[i].is_some() && self.descends(i as u16, root);
         }
         for d in 0..self.cfg.devices.len() {
-            let mut idx = [0usize; MAX_MAPPINGS];
-            let mut n = 0;
-            for (i, m) in self.maps.iter().enumerate() {
-                if matches!(m, Some(m) if m.device as usize == d && doomed[m.cap as usize]) {
-                    idx[n] = i;
-                    n += 1;
-                }
-            }
-            match self.remove_mappings(d, &idx[..n]) {
+            match self.remove_where(d, |m| doomed[m.cap as usize]) {
                 Ok(()) => {}
                 // The device is blocked: its access is gone; go on revoking.
                 Err(ErrorCode::Hardware) if self.devices[d].quarantined => {}
@@ -576,8 +673,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 self.caps[i] = None;
             }
         }
-        for table in self.handles.iter_mut() {
-            for slot in table.iter_mut() {
+        for table in self.clients.iter_mut() {
+            for slot in table.handles.iter_mut() {
                 if let Some(Slot::Cap(i) | Slot::Grant(i)) = *slot {
                     if doomed[i as usize] {
                         *slot = None;
@@ -707,16 +804,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             self.hw.block(d).map_err(|_| ErrorCode::Hardware)?;
             self.devices[d].torn_down = true;
-            let mut idx = [0usize; MAX_MAPPINGS];
-            let mut n = 0;
-            for (i, m) in self.maps.iter().enumerate() {
-                if matches!(m, Some(m) if m.device as usize == d) {
-                    idx[n] = i;
-                    n += 1;
-                }
-            }
             // The device is already blocked, so a failed unmap removes no safety.
-            let _ = self.remove_mappings(d, &idx[..n]);
+            let _ = self.remove_where(d, |_| true);
         }
         Ok(())
     }

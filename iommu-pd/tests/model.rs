@@ -239,7 +239,7 @@ fn plausible_request(rng: &mut Rng, m: &Model, client: usize, known: &[(usize, u
 }
 
 fn run(seed: u64, steps: usize) -> usize {
-    let mut s = Service::new(ModelHw::default(), config()).unwrap();
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
     let mut m = Model::new();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut successes = 0;

@@ -9,14 +9,14 @@ use common::*;
 use iommu_pd::{FaultInput, Service};
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 
-fn call(s: &mut Service<'static, ModelHw>, client: usize, req: Request) -> Reply {
+fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {
     let mut mrs = [0; MAX_MRS];
     let (label, n) = req.encode(&mut mrs);
     s.handle(client, label, &mrs[..n])
 }
 
 fn map(
-    s: &mut Service<'static, ModelHw>,
+    s: &mut Service<'_, ModelHw>,
     c: usize,
     h: u32,
     d: u32,
@@ -28,14 +28,14 @@ fn map(
     call(s, c, Request::Map { cap: Handle(h), device: DeviceId(d), offset: off, len, iova, rights: r })
 }
 
-fn unmap(s: &mut Service<'static, ModelHw>, c: usize, d: u32, iovas: &[u64]) -> Reply {
+fn unmap(s: &mut Service<'_, ModelHw>, c: usize, d: u32, iovas: &[u64]) -> Reply {
     let mut v = [0; MAX_UNMAP_RANGES];
     v[..iovas.len()].copy_from_slice(iovas);
     call(s, c, Request::Unmap { device: DeviceId(d), iovas: v, count: iovas.len() })
 }
 
 fn service() -> Service<'static, ModelHw> {
-    Service::new(ModelHw::default(), config()).unwrap()
+    Service::new(ModelHw::default(), config(), storage()).unwrap()
 }
 
 fn err(e: ErrorCode) -> Reply {
@@ -288,4 +288,28 @@ fn hardware_failure_is_reported_and_stops_the_device() {
     assert_eq!(map(&mut s, BLK, 0, 1, 0, 0x1000, None, Rights::READ), err(ErrorCode::Hardware));
     assert!(s.hw().reachable(1).is_empty());
     assert_eq!(call(&mut s, BLK, Request::Query), Reply::ok(&[0, 16, 0, 64, 0, 0]));
+}
+
+#[test]
+fn tables_are_sized_by_the_caller_and_exhaustion_is_an_error() {
+    // Too few client slots for the description.
+    let mut small = iommu_pd::OwnedStorage::<2, 4, 64, 64>::default();
+    assert_eq!(
+        Service::new(ModelHw::default(), config(), small.storage()).err(),
+        Some(iommu_pd::ConfigError::TooMany("clients"))
+    );
+    // Exactly the boot capabilities: a grant has no slot; a second mapping neither.
+    let mut tight = iommu_pd::OwnedStorage::<3, 4, 4, 1>::default();
+    let mut s = Service::new(ModelHw::default(), config(), tight.storage()).unwrap();
+    let g = Request::Grant {
+        cap: Handle(0),
+        to: ClientId(BLK as u32),
+        offset: 0,
+        len: 0x1000,
+        rights: Rights::READ,
+        devices: 0b10,
+    };
+    assert_eq!(call(&mut s, NET, g), err(ErrorCode::NoCapabilitySlot));
+    assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+    assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::NoMappingSlot));
 }

@@ -58,7 +58,8 @@ fn service() -> Service<'static, SmmuBackend<InstantSmmu>> {
         caps: &CAPS,
         faults: FaultPolicy { window: 1, max_faults: 1000 },
     };
-    Service::new(backend, cfg).unwrap()
+    let tables = Box::leak(Box::new(iommu_pd::OwnedStorage::<1, 1, 4, 256>::default()));
+    Service::new(backend, cfg, tables.storage()).unwrap()
 }
 
 fn call(s: &mut Service<'static, SmmuBackend<InstantSmmu>>, req: Request) -> Reply {
@@ -112,8 +113,8 @@ fn timed_pairs(s: &mut Service<'static, SmmuBackend<InstantSmmu>>, iters: u64, l
 fn bench(c: &mut Criterion) {
     let sizes = iommu_pd::state_sizes();
     println!(
-        "service state: {} bytes per client, {} per capability, {} per mapping, {} per device; {} in all",
-        sizes.per_client, sizes.per_capability, sizes.per_mapping, sizes.per_device, sizes.total
+        "service state: {} bytes per client, {} per capability, {} per mapping, {} per device, {} fixed",
+        sizes.per_client, sizes.per_capability, sizes.per_mapping, sizes.per_device, sizes.fixed
     );
     let mut g = c.benchmark_group("service");
     for (name, len) in [("4KiB", 4096u64), ("2MiB", 2 << 20)] {

@@ -51,7 +51,8 @@ fn service_requests_reach_the_smmu_tables() {
         faults: FaultPolicy { window: 10, max_faults: 100 },
     };
     let backend = SmmuBackend::new(common::smmu(32), &[0x10, 0x18]).unwrap();
-    let mut s = Service::new(backend, cfg).unwrap();
+    let mut tables = iommu_pd::OwnedStorage::<2, 2, 8, 16>::default();
+    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
 
     let r = call(
         &mut s,

@@ -51,7 +51,9 @@ fn hal_maps_once_and_bounces_through_the_pool() {
         caps: &caps,
         faults: FaultPolicy { window: 1, max_faults: 1 },
     };
-    let mut client = Client::new(Local { service: Service::new(ModelHw::default(), cfg).unwrap(), client: 0 });
+    let mut tables = iommu_pd::OwnedStorage::<1, 1, 4, 8>::default();
+    let mut client =
+        Client::new(Local { service: Service::new(ModelHw::default(), cfg, tables.storage()).unwrap(), client: 0 });
 
     // Typed calls map errors to codes.
     assert_eq!(client.map(Handle(5), DeviceId(0), 0, 4096, None, Rights::READ), Err(ErrorCode::BadHandle));

@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
         caps: &CAPS,
         faults: FaultPolicy { window: 4, max_faults: 3 },
     };
-    let mut s = Service::new(ModelHw::default(), cfg).unwrap();
+    let mut tables = iommu_pd::OwnedStorage::<2, 3, 8, 16>::default();
+    let mut s = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
     let mut bytes = data.iter().copied();
     let mut now = 0;
     while let (Some(a), Some(b), Some(n)) = (bytes.next(), bytes.next(), bytes.next()) {

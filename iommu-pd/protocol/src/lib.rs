@@ -11,6 +11,8 @@
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
 
+pub mod faults;
+
 /// Most mappings one UNMAP may remove (one message register each). seL4's IPC buffer
 /// holds 120 message registers; 2 + 64 fit.
 pub const MAX_UNMAP_RANGES: usize = 64;

@@ -78,3 +78,8 @@ pub fn config() -> Config<'static> {
         faults: FaultPolicy { window: 100, max_faults: 10 },
     }
 }
+
+/// Tables for the test description, leaked so a service can borrow them for 'static.
+pub fn storage() -> iommu_pd::Storage<'static> {
+    Box::leak(Box::new(iommu_pd::OwnedStorage::<4, 4, 64, 256>::default())).storage()
+}

@@ -1,0 +1,189 @@
+//! Fault records, attributed by the service and queued per client: a fixed ring the client reads and
+//! acknowledges. When the ring is full, further records are counted as dropped (and the
+//! count is reported), never lost silently.
+//!
+//! A ring is one 4 KiB page with a fixed C layout, meant to live in memory the IOMMU PD
+//! writes and its client maps read-only. The service writes a record, then publishes it
+//! by storing `published` with release ordering; the client reads `published` with
+//! acquire ordering (`FaultRing::read_shared`), copies the records before it, and
+//! acknowledges them with ACK_FAULTS. The service never overwrites a record the client
+//! has not acknowledged, except to fold later faults of the same burst into the newest
+//! one (its `repeats` and `iova_last` may still grow).
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Records a ring holds before the client must acknowledge.
+pub const FAULT_RING: usize = 32;
+
+/// One attributed fault, as the owning client reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct FaultRecord {
+    /// Sequence number, from 0, per client.
+    pub seq: u64,
+    /// The device (index in the system description).
+    pub device: u32,
+    /// Its StreamID.
+    pub stream: u32,
+    /// The faulting bus address.
+    pub iova: u64,
+    /// The hardware's event type (for SMMUv3: 0x10 F_TRANSLATION, 0x13 F_PERMISSION...).
+    pub kind: u32,
+    /// 1 if the device tried to write, 0 if it read.
+    pub write: u32,
+    /// The region the address falls in (or next to), or `u32::MAX` if none.
+    pub region: u32,
+    /// 1 if the address is next to a mapping rather than inside one.
+    pub near: u32,
+    /// Offset into the region (of the address, or of the nearest mapped byte).
+    pub offset: u64,
+    /// 1 if this fault quarantined the device.
+    pub quarantined: u32,
+    /// Records dropped for lack of room before this one.
+    pub dropped_before: u32,
+    /// Further faults folded into this record: same device, kind and direction, at
+    /// addresses up to `iova_last` (a DMA burst faults once per bus transaction).
+    pub repeats: u32,
+    /// Highest faulting address folded into this record.
+    pub iova_last: u64,
+}
+
+/// A client's ring: one page, C layout.
+#[derive(Debug)]
+#[repr(C, align(4096))]
+pub struct FaultRing {
+    /// Records with `seq < published` are valid.
+    published: AtomicU64,
+    /// Records dropped because the ring was full, ever.
+    dropped: AtomicU64,
+    /// Records with `seq < acked` have been read (the client told the service so).
+    acked: u64,
+    dropped_unreported: u64,
+    records: [FaultRecord; FAULT_RING],
+}
+
+impl Default for FaultRing {
+    fn default() -> Self {
+        Self {
+            published: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            acked: 0,
+            dropped_unreported: 0,
+            records: [FaultRecord::default(); FAULT_RING],
+        }
+    }
+}
+
+impl FaultRing {
+    /// Empty the ring.
+    pub fn reset(&mut self) {
+        *self = FaultRing::default();
+    }
+
+    /// For the client: copy the published records from sequence number `from` into `out`;
+    /// returns how many were copied. Reads `published` before the records it covers.
+    ///
+    /// # Safety
+    /// `ring` must point to a ring (possibly being written by the service in another
+    /// address space) that stays mapped for the call.
+    pub unsafe fn read_shared(ring: NonNull<FaultRing>, from: u64, out: &mut [FaultRecord]) -> usize {
+        // SAFETY: the caller vouches for the mapping; `published` is an atomic.
+        let published = unsafe { (*ring.as_ptr()).published.load(Ordering::Acquire) };
+        let mut n = 0;
+        let mut seq = from;
+        while seq < published && n < out.len() && published - seq <= FAULT_RING as u64 {
+            let slot = (seq % FAULT_RING as u64) as usize;
+            // SAFETY: `slot < FAULT_RING`; published records are not rewritten until
+            // acknowledged. Volatile: another address space writes this memory.
+            out[n] = unsafe { core::ptr::addr_of!((*ring.as_ptr()).records[slot]).read_volatile() };
+            n += 1;
+            seq += 1;
+        }
+        n
+    }
+
+    /// Queue a record; false (and counted) if the ring is full.
+    pub fn push(&mut self, mut r: FaultRecord) -> bool {
+        let next = self.published.load(Ordering::Relaxed);
+        if next - self.acked >= FAULT_RING as u64 {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped_unreported += 1;
+            return false;
+        }
+        r.seq = next;
+        r.iova_last = r.iova;
+        r.repeats = 0;
+        r.dropped_before = u32::try_from(self.dropped_unreported).unwrap_or(u32::MAX);
+        self.dropped_unreported = 0;
+        self.records[(next % FAULT_RING as u64) as usize] = r;
+        // The record must be visible before the client can see it is there.
+        self.published.store(next + 1, Ordering::Release);
+        true
+    }
+
+    /// Fold `r` into the newest unread record if it continues the same burst (same
+    /// device, kind and direction, within a page past the last address). True if folded.
+    pub fn coalesce(&mut self, r: &FaultRecord) -> bool {
+        let next = self.published.load(Ordering::Relaxed);
+        if next == self.acked {
+            return false;
+        }
+        let last = &mut self.records[((next - 1) % FAULT_RING as u64) as usize];
+        let continues = last.device == r.device
+            && last.kind == r.kind
+            && last.write == r.write
+            && r.quarantined == 0
+            && r.iova >= last.iova
+            && r.iova <= last.iova_last.saturating_add(4096);
+        if continues {
+            last.repeats = last.repeats.saturating_add(1);
+            last.iova_last = last.iova_last.max(r.iova);
+        }
+        continues
+    }
+
+    /// The client has read every record up to and including `upto`. False if `upto` was
+    /// never handed out.
+    pub fn ack(&mut self, upto: u64) -> bool {
+        if upto >= self.published.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.acked = self.acked.max(upto + 1);
+        true
+    }
+
+    /// Records not yet acknowledged, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &FaultRecord> {
+        (self.acked..self.recorded()).map(|s| &self.records[(s % FAULT_RING as u64) as usize])
+    }
+
+    /// Records ever queued.
+    pub fn recorded(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Records dropped because the ring was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_page_and_read_by_the_client() {
+        assert_eq!(core::mem::size_of::<FaultRing>(), 4096);
+        let mut ring = FaultRing::default();
+        for i in 0..3 {
+            assert!(ring.push(FaultRecord { iova: 0x1000 * i, ..FaultRecord::default() }));
+        }
+        let mut out = [FaultRecord::default(); 8];
+        // SAFETY: a live local ring.
+        let n = unsafe { FaultRing::read_shared(NonNull::from(&ring), 1, &mut out) };
+        assert_eq!(n, 2);
+        assert_eq!((out[0].seq, out[0].iova, out[1].iova), (1, 0x1000, 0x2000));
+    }
+}
