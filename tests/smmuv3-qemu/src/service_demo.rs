@@ -93,10 +93,17 @@ fn event_id(e: &smmuv3::Event) -> u32 {
     }
 }
 
-/// Print and acknowledge every record in `client`'s ring; return them.
+/// What `client` would do on its notification: read its ring (as a client PD reads the
+/// page shared with it) from its next unread record, print, and acknowledge.
 fn read_faults(s: &mut Svc<'_>, client: usize, cfg: &Config<'_>) -> heapless::Vec<iommu_pd::FaultRecord, 32> {
-    let recs: heapless::Vec<iommu_pd::FaultRecord, 32> =
-        s.faults(client).map(|r| r.pending().copied().collect()).unwrap_or_default();
+    let mut out = [iommu_pd::FaultRecord::default(); 32];
+    let from = s.faults(client).and_then(|r| r.pending().next().map(|f| f.seq)).unwrap_or(u64::MAX);
+    let n = match s.faults(client) {
+        // SAFETY: the ring lives in the service's tables, alive for this call.
+        Some(ring) => unsafe { iommu_pd::FaultRing::read_shared(NonNull::from(ring), from, &mut out) },
+        None => 0,
+    };
+    let recs: heapless::Vec<iommu_pd::FaultRecord, 32> = out[..n].iter().copied().collect();
     for r in &recs {
         let kind = match r.kind {
             0x10 => "translation fault",
