@@ -7,24 +7,15 @@
 //! and CMD_SYNC into the queue in memory, ringing the doorbell, polling CMDQ_CONS) but
 //! nothing for the hardware's work.
 
-use std::alloc::{alloc_zeroed, Layout};
 use std::hint::black_box;
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use aarch64_paging::descriptor::{El1Attributes as A, PhysicalAddress};
 use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, RootTable, VaRange};
 use aarch64_paging::target::TargetAllocator;
 use criterion::{criterion_group, criterion_main, Criterion};
-use smmuv3::model::InstantSmmu;
-use smmuv3::{Config, DmaRegion, DomainId, Iova, MemType, Memory, Perm, PhysAddr, Smmu};
-
-fn region(len: usize, align: usize) -> DmaRegion {
-    let layout = Layout::from_size_align(len, align).unwrap();
-    // SAFETY: non-zero size.
-    let p = unsafe { alloc_zeroed(layout) };
-    DmaRegion { pa: PhysAddr(p as u64), va: NonNull::new(p).unwrap(), len }
-}
+use smmuv3::model::{host_region as region, InstantSmmu};
+use smmuv3::{Config, DomainId, Iova, MemType, Memory, Perm, PhysAddr, Smmu};
 
 fn smmu() -> (Smmu<InstantSmmu>, DomainId) {
     let mem = Memory {
@@ -46,38 +37,34 @@ const BASE: u64 = 0x4000_0000;
 /// Physical memory the mappings point at: never touched, only named.
 const OUT: u64 = 0x8000_0000;
 
+/// Time maps of `size` bytes (pages or blocks) into tables made warm by mapping and
+/// unmapping the same window first; unmap (untimed) every `PAGES` maps.
+fn warm_maps(b: &mut criterion::Bencher, size: u64) {
+    let (mut smmu, d) = smmu();
+    smmu.map(d, Iova(BASE), PhysAddr(OUT), size * PAGES, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.unmap(d, Iova(BASE), size * PAGES).unwrap();
+    b.iter_custom(|iters| {
+        let mut total = Duration::ZERO;
+        let mut done = 0;
+        while done < iters {
+            let n = (iters - done).min(PAGES);
+            let t = Instant::now();
+            for i in 0..n {
+                let (iova, pa) = (Iova(BASE + i * size), PhysAddr(OUT + i * size));
+                smmu.map(d, iova, pa, size, Perm::ReadWrite, MemType::Normal).unwrap();
+            }
+            total += t.elapsed();
+            smmu.unmap(d, Iova(BASE), n * size).unwrap();
+            done += n;
+        }
+        total
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("map_unmap");
 
-    g.bench_function("smmuv3 map 4KiB", |b| {
-        let (mut smmu, d) = smmu();
-        // Warm: the level-3 table for the window exists.
-        smmu.map(d, Iova(BASE), PhysAddr(OUT), PAGES * 4096, Perm::ReadWrite, MemType::Normal).unwrap();
-        smmu.unmap(d, Iova(BASE), PAGES * 4096).unwrap();
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut done = 0;
-            while done < iters {
-                let n = (iters - done).min(PAGES);
-                let t = Instant::now();
-                for i in 0..n {
-                    smmu.map(
-                        d,
-                        Iova(BASE + i * 4096),
-                        PhysAddr(OUT + i * 4096),
-                        4096,
-                        Perm::ReadWrite,
-                        MemType::Normal,
-                    )
-                    .unwrap();
-                }
-                total += t.elapsed();
-                smmu.unmap(d, Iova(BASE), n * 4096).unwrap();
-                done += n;
-            }
-            total
-        });
-    });
+    g.bench_function("smmuv3 map 4KiB", |b| warm_maps(b, 4096));
 
     g.bench_function("smmuv3 unmap 4KiB (TLBI + SYNC)", |b| {
         let (mut smmu, d) = smmu();
@@ -114,35 +101,7 @@ fn bench(c: &mut Criterion) {
         });
     });
 
-    g.bench_function("smmuv3 map 2MiB block", |b| {
-        let (mut smmu, d) = smmu();
-        const BLOCK: u64 = 2 << 20;
-        smmu.map(d, Iova(BASE), PhysAddr(OUT), BLOCK, Perm::ReadWrite, MemType::Normal).unwrap();
-        smmu.unmap(d, Iova(BASE), BLOCK).unwrap();
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut done = 0;
-            while done < iters {
-                let n = (iters - done).min(PAGES);
-                let t = Instant::now();
-                for i in 0..n {
-                    smmu.map(
-                        d,
-                        Iova(BASE + i * BLOCK),
-                        PhysAddr(OUT + i * BLOCK),
-                        BLOCK,
-                        Perm::ReadWrite,
-                        MemType::Normal,
-                    )
-                    .unwrap();
-                }
-                total += t.elapsed();
-                smmu.unmap(d, Iova(BASE), n * BLOCK).unwrap();
-                done += n;
-            }
-            total
-        });
-    });
+    g.bench_function("smmuv3 map 2MiB block", |b| warm_maps(b, 2 << 20));
 
     let flags =
         A::VALID | A::ATTRIBUTE_INDEX_0 | A::INNER_SHAREABLE | A::USER | A::ACCESSED | A::NON_GLOBAL | A::PXN | A::UXN;

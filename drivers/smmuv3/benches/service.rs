@@ -3,24 +3,15 @@
 //! consumes commands the moment the doorbell rings, so the SMMU itself costs nothing).
 //! Also prints the bytes of state the service keeps per client, capability and mapping.
 
-use std::alloc::{alloc_zeroed, Layout};
 use std::hint::black_box;
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 use smmuv3::backend::SmmuBackend;
-use smmuv3::model::InstantSmmu;
-use smmuv3::{Config as SmmuConfig, DmaRegion, Memory, PhysAddr, Smmu};
-
-fn region(len: usize, align: usize) -> DmaRegion {
-    let layout = Layout::from_size_align(len, align).unwrap();
-    // SAFETY: non-zero size.
-    let p = unsafe { alloc_zeroed(layout) };
-    DmaRegion { pa: PhysAddr(p as u64), va: NonNull::new(p).unwrap(), len }
-}
+use smmuv3::model::{host_region as region, InstantSmmu};
+use smmuv3::{Config as SmmuConfig, Memory, Smmu};
 
 /// Physical memory the capability names: never touched, only mapped.
 const BUFFERS: u64 = 0x8000_0000;

@@ -411,3 +411,13 @@ impl Default for InstantSmmu {
         Self::new()
     }
 }
+
+/// `len` bytes of zeroed host memory aligned to `align`, leaked, as a region whose
+/// physical address is its host address (what the model expects).
+pub fn host_region(len: usize, align: usize) -> crate::DmaRegion {
+    let layout = std::alloc::Layout::from_size_align(len, align).expect("valid layout");
+    // SAFETY: `len` is non-zero for every caller (regions are never empty).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    let va = core::ptr::NonNull::new(p).expect("host allocation");
+    crate::DmaRegion { pa: crate::PhysAddr(p as u64), va, len }
+}

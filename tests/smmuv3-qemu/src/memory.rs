@@ -5,7 +5,7 @@
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
-use smmuv3::{DmaRegion, PhysAddr};
+use smmuv3::{DmaRegion, Memory, PhysAddr};
 
 /// A page-aligned block of `N` bytes in .bss.
 #[repr(C, align(65536))]
@@ -95,3 +95,14 @@ pub fn service_page(i: usize) -> DmaRegion {
 
 /// The virtio-blk driver's DMA pool: the only memory its device can reach.
 pub static VIRTIO_POOL: Block<{ 32 * 4096 }> = Block::new();
+
+/// The SMMU's own memory: stream table, queues, context descriptors, page-table pool.
+pub fn smmu_memory() -> Memory {
+    Memory {
+        stream_table: STREAM_TABLE.region(),
+        cmdq: CMDQ.region(),
+        eventq: EVENTQ.region(),
+        cds: CDS.region(),
+        tables: TABLES.region(),
+    }
+}

@@ -8,7 +8,7 @@ use core::ptr::NonNull;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultInput, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 use smmuv3::backend::SmmuBackend;
-use smmuv3::{Config as SmmuConfig, Memory, MmioRegisters, Smmu};
+use smmuv3::{Config as SmmuConfig, MmioRegisters, Smmu};
 
 use crate::bringup::DMA_POLLS;
 use crate::memory::{self, service_page};
@@ -179,13 +179,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         return;
     }
     println!("service: the IOMMU service core over the SMMUv3 driver, four driver clients");
-    let mem = Memory {
-        stream_table: memory::STREAM_TABLE.region(),
-        cmdq: memory::CMDQ.region(),
-        eventq: memory::EVENTQ.region(),
-        cds: memory::CDS.region(),
-        tables: memory::TABLES.region(),
-    };
+    let mem = memory::smmu_memory();
     let config = SmmuConfig { ias_bits: 48, sid_bits: 16, poll_limit: 10_000_000, interrupts: true };
     // SAFETY: the SMMU's registers are identity-mapped as Device memory; the driver of the
     // earlier tests is gone, so this is the only user. The static regions are reused.

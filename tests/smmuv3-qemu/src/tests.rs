@@ -5,7 +5,7 @@ use core::ptr::NonNull;
 
 use arm_gic::gicv3::GicV3;
 use heapless::Vec;
-use smmuv3::{Access, Config, DomainId, Event, Iova, MemType, Memory, MmioRegisters, Perm, PhysAddr, Smmu, StreamId};
+use smmuv3::{Access, Config, DomainId, Event, Iova, MemType, MmioRegisters, Perm, PhysAddr, Smmu, StreamId};
 
 use crate::bringup::DMA_POLLS;
 use crate::memory::{self, page};
@@ -168,13 +168,7 @@ pub fn run(p: &Platform, gic: &mut GicV3, edus: &[EduDev], report: &mut Report) 
         return;
     }
     println!("smmu: initialising the SMMUv3 driver (default deny: every stream aborts)");
-    let mem = Memory {
-        stream_table: memory::STREAM_TABLE.region(),
-        cmdq: memory::CMDQ.region(),
-        eventq: memory::EVENTQ.region(),
-        cds: memory::CDS.region(),
-        tables: memory::TABLES.region(),
-    };
+    let mem = memory::smmu_memory();
     let max_sid = edus.iter().map(|d| d.sid).max().unwrap_or(0);
     let sid_bits = (32 - max_sid.leading_zeros()).max(16);
     let config = Config { ias_bits: 48, sid_bits, poll_limit: 10_000_000, interrupts: true };

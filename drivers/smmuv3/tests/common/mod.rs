@@ -2,20 +2,10 @@
 //! with physical address == host address (as the model expects).
 #![allow(dead_code)]
 
-use std::alloc::{alloc_zeroed, Layout};
-use std::ptr::NonNull;
-
 use smmuv3::model::SmmuModel;
-use smmuv3::{Config, DmaRegion, Memory, PhysAddr, Smmu};
+use smmuv3::{Config, DmaRegion, Memory, Smmu};
 
-/// `len` bytes aligned to `align`, leaked for the test's lifetime.
-pub fn region(len: usize, align: usize) -> DmaRegion {
-    let layout = Layout::from_size_align(len, align).unwrap();
-    // SAFETY: non-zero size layout.
-    let p = unsafe { alloc_zeroed(layout) };
-    let va = NonNull::new(p).unwrap();
-    DmaRegion { pa: PhysAddr(p as u64), va, len }
-}
+pub use smmuv3::model::host_region as region;
 
 /// Memory like the QEMU image gives: 64 KiB two-level stream table, 4 KiB queues.
 pub fn memory(table_pages: usize) -> Memory {
