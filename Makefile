@@ -29,10 +29,12 @@ test-long:
 # (`cargo install cargo-fuzz`; it needs the nightly toolchain).
 FUZZ_SECONDS ?= 30
 fuzz:
-	@if cargo fuzz --version >/dev/null 2>&1; then \
-		cd iommu-pd/fuzz && cargo +nightly fuzz run dispatch -- -max_total_time=$(FUZZ_SECONDS); \
-	else \
+	@if ! cargo fuzz --version >/dev/null 2>&1; then \
 		echo "fuzz: skipped: cargo-fuzz is not installed (cargo install cargo-fuzz)"; \
+	elif ! cargo +nightly --version >/dev/null 2>&1; then \
+		echo "fuzz: skipped: cargo-fuzz needs a nightly toolchain (rustup toolchain install nightly)"; \
+	else \
+		cd iommu-pd/fuzz && cargo +nightly fuzz run dispatch -- -max_total_time=$(FUZZ_SECONDS); \
 	fi
 
 lint:
