@@ -1,0 +1,278 @@
+//! Reading a description with roxmltree into `model::System`, refusing unknown elements
+//! and attributes so a typo cannot silently drop a rule.
+
+use roxmltree::{Document, Node};
+
+use crate::model::*;
+use crate::Problem;
+
+/// Attributes each element may carry. Microkit's elements that DMA isolation does not
+/// depend on (program images, IRQs, virtual machines...) are passed through to the
+/// Microkit tool, which checks them.
+const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
+    ("memory_region", &["name", "size", "page_size", "phys_addr", "prefill_path", "prefill_bootinfo"]),
+    (
+        "protection_domain",
+        &["name", "priority", "budget", "period", "passive", "stack_size", "cpu", "smc", "fpu", "domain", "id"],
+    ),
+    ("channel", &[]),
+    ("domain_schedule", &[]),
+    ("domains", &[]),
+    ("io_address_space", &["name", "peripheral_id", "domain_id", "owner", "iova_base", "iova_size", "alias_ok"]),
+    ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices"]),
+    ("dma_quota", &["pd", "mappings", "pages"]),
+    ("iommu", &["pd", "stream_table", "cmdq", "eventq", "context_descriptors", "table_pool"]),
+];
+
+const PD_CHILDREN: &[&str] =
+    &["program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine", "ioport", "cspace"];
+const MAP_ATTRS: &[&str] = &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size"];
+const IOMAP_ATTRS: &[&str] = &["mr", "iovaddr", "perms"];
+
+struct Reader<'a> {
+    doc: &'a Document<'a>,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Reader<'a> {
+    fn line(&self, n: Node) -> Line {
+        self.doc.text_pos_at(n.range().start).row
+    }
+
+    fn problem(&mut self, n: Node, message: String, fix: &str) {
+        let line = self.line(n);
+        self.problems.push(Problem { line, element: n.tag_name().name().to_string(), message, fix: fix.to_string() });
+    }
+
+    fn check_attrs(&mut self, n: Node, allowed: &[&str]) {
+        for a in n.attributes() {
+            if !allowed.contains(&a.name()) {
+                let msg = format!("unknown attribute `{}`", a.name());
+                let fix = format!("use one of: {}", allowed.join(", "));
+                self.problem(n, msg, &fix);
+            }
+        }
+    }
+
+    fn required(&mut self, n: Node, attr: &str) -> Option<String> {
+        match n.attribute(attr) {
+            Some(v) => Some(v.to_string()),
+            None => {
+                self.problem(n, format!("missing attribute `{attr}`"), &format!("add {attr}=\"...\""));
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, n: Node, attr: &str) -> Option<u64> {
+        let v = n.attribute(attr)?;
+        match parse_number(v) {
+            Some(x) => Some(x),
+            None => {
+                self.problem(
+                    n,
+                    format!("`{attr}` is not a number: \"{v}\""),
+                    "write a decimal or 0x-prefixed hex number",
+                );
+                None
+            }
+        }
+    }
+
+    fn perms(&mut self, n: Node) -> Perms {
+        match n.attribute("perms") {
+            None => Perms { read: true, write: true },
+            Some(p) if !p.is_empty() && p.chars().all(|c| c == 'r' || c == 'w') => {
+                Perms { read: p.contains('r'), write: p.contains('w') }
+            }
+            Some(p) => {
+                self.problem(n, format!("`perms` must be r, w or rw, not \"{p}\""), "use perms=\"r\", \"w\" or \"rw\"");
+                Perms { read: false, write: false }
+            }
+        }
+    }
+
+    fn pd(&mut self, n: Node, sys: &mut System) {
+        let Some(name) = self.required(n, "name") else { return };
+        let mut maps = Vec::new();
+        for c in n.children().filter(Node::is_element) {
+            let tag = c.tag_name().name();
+            if !PD_CHILDREN.contains(&tag) {
+                self.problem(c, format!("unknown element `{tag}` in a protection domain"), "remove it or fix its name");
+                continue;
+            }
+            match tag {
+                "map" => {
+                    self.check_attrs(c, MAP_ATTRS);
+                    if let Some(mr) = self.required(c, "mr") {
+                        maps.push(Map { mr, line: self.line(c) });
+                    }
+                }
+                "protection_domain" => self.pd(c, sys),
+                _ => {}
+            }
+        }
+        sys.pds.push(ProtectionDomain { name, maps, line: self.line(n) });
+    }
+}
+
+/// Parse a number as Microkit writes them: decimal or 0x hex, `_` allowed.
+pub fn parse_number(s: &str) -> Option<u64> {
+    let t: String = s.trim().chars().filter(|c| *c != '_').collect();
+    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => t.parse().ok(),
+    }
+}
+
+/// A peripheral ID: a StreamID number, or a PCI address `bus:device.function` (the
+/// requester ID, which is the StreamID where the host's iommu-map is the identity).
+pub fn parse_peripheral(s: &str) -> Option<u32> {
+    if let Some((bus, rest)) = s.split_once(':') {
+        let (dev, func) = rest.split_once('.')?;
+        let (b, d, f) = (parse_number(bus)?, parse_number(dev)?, parse_number(func)?);
+        if b > 255 || d > 31 || f > 7 {
+            return None;
+        }
+        return Some((b << 8 | d << 3 | f) as u32);
+    }
+    parse_number(s).and_then(|v| u32::try_from(v).ok())
+}
+
+/// Read `text`. Problems found while reading (malformed XML, unknown names, bad values)
+/// are returned with whatever could be read.
+pub fn parse(text: &str) -> (System, Vec<Problem>) {
+    let doc = match Document::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            let pos = e.pos();
+            let p = Problem {
+                line: pos.row,
+                element: "xml".into(),
+                message: format!("malformed XML: {e}"),
+                fix: "fix the XML syntax at this position".into(),
+            };
+            return (System::default(), vec![p]);
+        }
+    };
+    let mut r = Reader { doc: &doc, problems: Vec::new() };
+    let mut sys = System::default();
+    let root = doc.root_element();
+    if root.tag_name().name() != "system" {
+        r.problem(
+            root,
+            format!("the root element is `{}`", root.tag_name().name()),
+            "the root element must be <system>",
+        );
+        return (sys, r.problems);
+    }
+    for n in root.children().filter(Node::is_element) {
+        let tag = n.tag_name().name();
+        let Some((_, attrs)) = SYSTEM_CHILDREN.iter().find(|(t, _)| *t == tag) else {
+            r.problem(n, format!("unknown element `{tag}`"), "remove it or fix its name");
+            continue;
+        };
+        if !attrs.is_empty() {
+            r.check_attrs(n, attrs);
+        }
+        match tag {
+            "memory_region" => {
+                let (Some(name), size) = (r.required(n, "name"), r.number(n, "size")) else { continue };
+                let phys_addr = r.number(n, "phys_addr");
+                sys.regions.push(MemoryRegion { name, size: size.unwrap_or(0), phys_addr, line: r.line(n) });
+            }
+            "protection_domain" => r.pd(n, &mut sys),
+            "io_address_space" => {
+                let Some(name) = r.required(n, "name") else { continue };
+                let Some(pid) = r.required(n, "peripheral_id") else { continue };
+                let Some(stream) = parse_peripheral(&pid) else {
+                    r.problem(
+                        n,
+                        format!("`peripheral_id` \"{pid}\" is neither a StreamID nor bus:device.function"),
+                        "write the device's StreamID, e.g. peripheral_id=\"0x10\"",
+                    );
+                    continue;
+                };
+                let mut iomaps = Vec::new();
+                for c in n.children().filter(Node::is_element) {
+                    if c.tag_name().name() != "iomap" {
+                        r.problem(
+                            c,
+                            format!("unknown element `{}` in an io_address_space", c.tag_name().name()),
+                            "only <iomap> belongs here",
+                        );
+                        continue;
+                    }
+                    r.check_attrs(c, IOMAP_ATTRS);
+                    let (Some(mr), Some(iovaddr)) = (r.required(c, "mr"), r.number(c, "iovaddr")) else {
+                        if c.attribute("iovaddr").is_none() {
+                            r.problem(c, "missing attribute `iovaddr`".into(), "add iovaddr=\"0x...\"");
+                        }
+                        continue;
+                    };
+                    let perms = r.perms(c);
+                    iomaps.push(IoMap { mr, iovaddr, perms, line: r.line(c) });
+                }
+                sys.io_spaces.push(IoSpace {
+                    name,
+                    stream,
+                    domain_id: r.number(n, "domain_id"),
+                    owner: n.attribute("owner").map(str::to_string),
+                    iova_base: r.number(n, "iova_base").unwrap_or(0),
+                    iova_size: r.number(n, "iova_size").unwrap_or(1 << 48),
+                    alias_ok: n.attribute("alias_ok") == Some("true"),
+                    iomaps,
+                    line: r.line(n),
+                });
+            }
+            "dma_capability" => {
+                let (Some(name), Some(pd)) = (r.required(n, "name"), r.required(n, "pd")) else { continue };
+                let (mr, parent) = (n.attribute("mr").map(str::to_string), n.attribute("parent").map(str::to_string));
+                if mr.is_some() == parent.is_some() {
+                    r.problem(
+                        n,
+                        "a capability names exactly one of `mr` and `parent`".into(),
+                        "give mr=\"region\" for a root capability, parent=\"capability\" for a derived one",
+                    );
+                    continue;
+                }
+                let Some(size) = r.number(n, "size") else {
+                    if n.attribute("size").is_none() {
+                        r.problem(n, "missing attribute `size`".into(), "add size=\"0x...\"");
+                    }
+                    continue;
+                };
+                let devices = n.attribute("devices").unwrap_or("").split_whitespace().map(str::to_string).collect();
+                let perms = r.perms(n);
+                sys.caps.push(DmaCapability {
+                    name,
+                    pd,
+                    mr,
+                    parent,
+                    offset: r.number(n, "offset").unwrap_or(0),
+                    size,
+                    perms,
+                    devices,
+                    line: r.line(n),
+                });
+            }
+            "dma_quota" => {
+                let Some(pd) = r.required(n, "pd") else { continue };
+                let (mappings, pages) =
+                    (r.number(n, "mappings").unwrap_or(u64::MAX), r.number(n, "pages").unwrap_or(u64::MAX));
+                sys.quotas.push(DmaQuota { pd, mappings, pages, line: r.line(n) });
+            }
+            "iommu" => {
+                let Some(pd) = r.required(n, "pd") else { continue };
+                let Some(table_pool) = r.required(n, "table_pool") else { continue };
+                let private = ["stream_table", "cmdq", "eventq", "context_descriptors", "table_pool"]
+                    .iter()
+                    .filter_map(|a| n.attribute(*a).map(|v| (v.to_string(), r.line(n))))
+                    .collect();
+                sys.iommu = Some(Iommu { pd, private, table_pool, line: r.line(n) });
+            }
+            _ => {}
+        }
+    }
+    (sys, r.problems)
+}

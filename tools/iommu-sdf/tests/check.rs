@@ -1,0 +1,55 @@
+//! Every rule has a failing description under `tests/sdf/fail/`, whose first line says
+//! which message it must produce; the message must point at a line holding the element
+//! it names. The valid descriptions must pass.
+
+use std::fs;
+use std::path::Path;
+
+fn sdf(name: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name)).unwrap()
+}
+
+#[test]
+fn valid_descriptions_pass() {
+    for name in ["ok.xml", "plain-microkit.xml"] {
+        let (_, problems) = iommu_sdf::check_text(&sdf(name));
+        assert!(problems.is_empty(), "{name}: {problems:#?}");
+    }
+}
+
+#[test]
+fn every_rule_has_a_failing_description() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/fail");
+    let mut n = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap();
+        let expect =
+            text.lines().next().unwrap().trim_start_matches("<!-- expect: ").trim_end_matches(" -->").to_string();
+        let (_, problems) = iommu_sdf::check_text(&text);
+        let hit = problems.iter().find(|p| p.message.contains(&expect));
+        let Some(hit) = hit else { panic!("{}: expected \"{expect}\", got {problems:#?}", path.display()) };
+        // The line points at the element the message names (malformed XML: any line).
+        if hit.element != "xml" {
+            let line = text.lines().nth(hit.line as usize - 1).unwrap_or("");
+            assert!(
+                line.contains(&format!("<{}", hit.element)),
+                "{}: line {} is `{line}`, not a <{}>",
+                path.display(),
+                hit.line,
+                hit.element
+            );
+        }
+        assert!(!hit.fix.is_empty());
+        n += 1;
+    }
+    assert!(n >= 18, "only {n} failing descriptions");
+}
+
+#[test]
+fn peripheral_ids() {
+    assert_eq!(iommu_sdf::parse::parse_peripheral("0:4.0"), Some(0x20));
+    assert_eq!(iommu_sdf::parse::parse_peripheral("0x10"), Some(0x10));
+    assert_eq!(iommu_sdf::parse::parse_peripheral("0:32.0"), None);
+    assert_eq!(iommu_sdf::parse::parse_number("0x10_0000"), Some(0x10_0000));
+}
