@@ -61,6 +61,24 @@ pub struct CapConfig {
     pub devices: u64,
 }
 
+/// A mapping the description fixes (Microkit's `iomap`): made at boot and after a
+/// client restart, never removed by the client.
+#[derive(Debug, Clone, Copy)]
+pub struct StaticMapConfig {
+    /// The device.
+    pub device: usize,
+    /// The region.
+    pub region: usize,
+    /// Offset into the region.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u64,
+    /// Where the device sees it.
+    pub iova: u64,
+    /// What the device may do.
+    pub rights: Rights,
+}
+
 /// Fault storms: more than `max_faults` faults from one device within `window` ticks
 /// quarantine it (its stream aborts) until the owner resumes it, if allowed.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +100,8 @@ pub struct Config<'a> {
     pub regions: &'a [RegionConfig],
     /// Capabilities held at boot.
     pub caps: &'a [CapConfig],
+    /// Mappings fixed by the description.
+    pub static_maps: &'a [StaticMapConfig],
     /// Fault storms.
     pub faults: FaultPolicy,
 }

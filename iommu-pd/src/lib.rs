@@ -19,7 +19,7 @@ pub mod hw;
 pub mod model;
 pub mod service;
 
-pub use config::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig};
+pub use config::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, StaticMapConfig};
 pub use faults::{FaultRecord, FaultRing};
 pub use hw::{DeviceIndex, HwError, IommuHw};
 pub use service::{

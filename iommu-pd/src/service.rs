@@ -36,8 +36,11 @@ pub enum ConfigError {
     BadCap(usize),
     /// A device's owner does not exist.
     BadDevice(usize),
-    /// The IOMMU refused to enable a device.
+    /// The IOMMU refused to enable a device or make a static mapping.
     Hardware(usize),
+    /// A static mapping leaves its region or its device's IOVA window, is not page
+    /// aligned, overlaps another, or exceeds its owner's quota.
+    BadStaticMap(usize),
 }
 
 /// A handle-table entry.
@@ -70,6 +73,8 @@ pub struct Mapping {
     pa: u64,
     rights: Rights,
     cap: u16,
+    /// Made from the description: the client cannot unmap it.
+    pinned: bool,
 }
 
 /// A device's storm and quarantine state.
@@ -299,10 +304,75 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 s.clients[c.client].handles.iter().position(Option::is_none).ok_or(ConfigError::TooMany("handles"))?;
             s.clients[c.client].handles[slot] = Some(Slot::Cap(i as u16));
         }
+        // Each static mapping is backed by a capability of its own that no handle names,
+        // so it can be neither granted nor revoked.
+        for (i, m) in cfg.static_maps.iter().enumerate() {
+            let bad = ConfigError::BadStaticMap(i);
+            let region = cfg.regions.get(m.region).ok_or(bad)?;
+            let dc = cfg.devices.get(m.device).ok_or(bad)?;
+            let end = m.offset.checked_add(m.len).ok_or(bad)?;
+            let top = m.iova.checked_add(m.len).ok_or(bad)?;
+            let pa = region.pa.checked_add(m.offset).ok_or(bad)?;
+            if end > region.size || m.len == 0 || m.len % PAGE != 0 || pa % PAGE != 0 || m.iova % PAGE != 0 {
+                return Err(bad);
+            }
+            if m.iova < dc.iova_base || top > dc.iova_base.saturating_add(dc.iova_size) || !m.rights.is_valid() {
+                return Err(bad);
+            }
+            let ci = s.caps.iter().position(Option::is_none).ok_or(ConfigError::TooMany("capabilities"))?;
+            s.caps[ci] = Some(Cap {
+                holder: dc.owner as u16,
+                region: m.region as u16,
+                pa,
+                len: m.len,
+                rights: m.rights,
+                devices: 1 << m.device,
+                parent: None,
+            });
+        }
         for d in 0..cfg.devices.len() {
             s.hw.enable(d).map_err(|_| ConfigError::Hardware(d))?;
+            s.make_static_maps(d).map_err(|e| match e {
+                ErrorCode::Hardware => ConfigError::Hardware(d),
+                _ => ConfigError::BadStaticMap(d),
+            })?;
         }
         Ok(s)
+    }
+
+    /// Make `device`'s static mappings (at boot, and when its client is ready again).
+    fn make_static_maps(&mut self, device: DeviceIndex) -> Result<()> {
+        for (i, m) in self.cfg.static_maps.iter().enumerate().filter(|(_, m)| m.device == device) {
+            let owner = self.cfg.devices[device].owner;
+            // The backing capability sits right after the boot ones (`new` put it there,
+            // and neither kind is ever removed).
+            let ci = self.cfg.caps.len() + i;
+            let pa = self.caps.get(ci).copied().flatten().map(|c| c.pa).ok_or(ErrorCode::NoCapabilitySlot)?;
+            let (u, q) = (self.clients[owner].usage, self.cfg.clients[owner]);
+            if u.mappings >= q.max_mappings {
+                return Err(ErrorCode::QuotaMappings);
+            }
+            if u.pages + m.len / PAGE > q.max_pages {
+                return Err(ErrorCode::QuotaPages);
+            }
+            if self.overlaps(device, m.iova, m.len) {
+                return Err(ErrorCode::Overlap);
+            }
+            let slot = self.maps.iter().position(Option::is_none).ok_or(ErrorCode::NoMappingSlot)?;
+            self.hw.map(device, m.iova, pa, m.len, m.rights).map_err(|_| ErrorCode::Hardware)?;
+            self.maps[slot] = Some(Mapping {
+                device: device as u16,
+                iova: m.iova,
+                len: m.len,
+                pa,
+                rights: m.rights,
+                cap: ci as u16,
+                pinned: true,
+            });
+            self.clients[owner].usage.mappings += 1;
+            self.clients[owner].usage.pages += m.len / PAGE;
+        }
+        Ok(())
     }
 
     /// Bit mask of the devices `client` owns.
@@ -494,7 +564,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
         };
         self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
-        self.maps[slot] = Some(Mapping { device: d as u16, iova, len, pa, rights, cap: ci });
+        self.maps[slot] = Some(Mapping { device: d as u16, iova, len, pa, rights, cap: ci, pinned: false });
         self.clients[client].usage.mappings += 1;
         self.clients[client].usage.pages += len / PAGE;
         Ok(iova)
@@ -511,6 +581,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 .ok_or(ErrorCode::NotMapped)?;
             if found[..i].contains(&m) {
                 return Err(ErrorCode::NotMapped);
+            }
+            if self.maps[m].is_some_and(|m| m.pinned) {
+                return Err(ErrorCode::Denied);
             }
             found[i] = m;
         }
@@ -819,6 +892,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 if !self.devices[d].quarantined {
                     self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
                 }
+                self.make_static_maps(d)?;
             }
         }
         Ok(())

@@ -313,3 +313,37 @@ fn tables_are_sized_by_the_caller_and_exhaustion_is_an_error() {
     assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
     assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::NoMappingSlot));
 }
+
+#[test]
+fn static_maps_are_made_at_boot_pinned_and_restored() {
+    let maps = [iommu_pd::StaticMapConfig {
+        device: 0,
+        region: 0,
+        offset: 0x4000,
+        len: 0x2000,
+        iova: IOVA_BASE + 0x8_0000,
+        rights: Rights::READ,
+    }];
+    let cfg = iommu_pd::Config { static_maps: &maps, ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    assert_eq!(s.hw().reachable(0).get(&(IOVA_BASE + 0x8_1000)), Some(&(0x4000_5000, Rights::READ)));
+    assert_eq!(unmap(&mut s, NET, 0, &[IOVA_BASE + 0x8_0000]), err(ErrorCode::Denied));
+    assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[1, 16, 2, 64, 0, 0]));
+    // The IOVA range is taken: a client map there overlaps.
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE + 0x8_0000), Rights::READ), err(ErrorCode::Overlap));
+    s.client_torn_down(NET).unwrap();
+    assert!(s.hw().reachable(0).is_empty());
+    s.client_ready(NET).unwrap();
+    assert_eq!(s.hw().reachable(0).len(), 2);
+    // A static map outside its region is a configuration error.
+    let bad = [iommu_pd::StaticMapConfig {
+        device: 0,
+        region: 0,
+        offset: 0xf000,
+        len: 0x2000,
+        iova: IOVA_BASE,
+        rights: Rights::READ,
+    }];
+    let cfg = iommu_pd::Config { static_maps: &bad, ..config() };
+    assert_eq!(Service::new(ModelHw::default(), cfg, storage()).err(), Some(iommu_pd::ConfigError::BadStaticMap(0)));
+}

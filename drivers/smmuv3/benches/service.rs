@@ -47,6 +47,7 @@ fn service() -> Service<'static, SmmuBackend<InstantSmmu>> {
         devices: &DEVICES,
         regions: &REGIONS,
         caps: &CAPS,
+        static_maps: &[],
         faults: FaultPolicy { window: 1, max_faults: 1000 },
     };
     let tables = Box::leak(Box::new(iommu_pd::OwnedStorage::<1, 1, 4, 256>::default()));

@@ -48,6 +48,7 @@ fn service_requests_reach_the_smmu_tables() {
         devices: &devices,
         regions: &regions,
         caps: &caps,
+        static_maps: &[],
         faults: FaultPolicy { window: 10, max_faults: 100 },
     };
     let backend = SmmuBackend::new(common::smmu(32), &[0x10, 0x18]).unwrap();

@@ -49,6 +49,7 @@ fn hal_maps_once_and_bounces_through_the_pool() {
         devices: &devices,
         regions: &regions,
         caps: &caps,
+        static_maps: &[],
         faults: FaultPolicy { window: 1, max_faults: 1 },
     };
     let mut tables = iommu_pd::OwnedStorage::<1, 1, 4, 8>::default();

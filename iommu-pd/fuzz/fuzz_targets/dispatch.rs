@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         devices: &DEVICES,
         regions: &REGIONS,
         caps: &CAPS,
+        static_maps: &[],
         faults: FaultPolicy { window: 4, max_faults: 3 },
     };
     let mut tables = iommu_pd::OwnedStorage::<2, 3, 8, 16>::default();

@@ -75,6 +75,7 @@ pub fn config() -> Config<'static> {
         devices: &DEVICES,
         regions: &REGIONS,
         caps: &CAPS,
+        static_maps: &[],
         faults: FaultPolicy { window: 100, max_faults: 10 },
     }
 }

@@ -244,6 +244,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         devices: &devices,
         regions: &regions,
         caps: &CAPS,
+        static_maps: &[],
         faults: FaultPolicy { window: ticks_per_second(), max_faults: 300 },
     };
     let mut tables = iommu_pd::OwnedStorage::<4, 4, 16, 32>::default();
