@@ -15,7 +15,7 @@ fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
 
 /// The region a capability finally names, and its (offset, size) within it, following
 /// parents; `None` for a missing parent or a loop.
-fn resolve<'a>(sys: &'a System, cap: &'a DmaCapability) -> Option<(&'a str, u64)> {
+pub fn resolve<'a>(sys: &'a System, cap: &'a DmaCapability) -> Option<(&'a str, u64)> {
     let mut c = cap;
     let mut offset = 0u64;
     for _ in 0..=sys.caps.len() {

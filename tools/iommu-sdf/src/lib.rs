@@ -14,6 +14,7 @@
 //! - `<iommu pd stream_table cmdq eventq context_descriptors table_pool>`: the IOMMU PD
 //!   and the regions no device may ever reach.
 
+pub mod build;
 pub mod check;
 pub mod model;
 pub mod parse;

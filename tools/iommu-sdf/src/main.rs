@@ -1,17 +1,23 @@
 //! `iommu-sdf check FILE`: check a system description; exit 1 with a message per problem.
+//! `iommu-sdf build FILE --out DIR`: check it, then write `DIR/<name>.system` for the
+//! Microkit tool and `DIR/iommu_policy.rs` for the IOMMU PD.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(cmd), Some(file)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: iommu-sdf check FILE");
+        eprintln!("usage: iommu-sdf check FILE | iommu-sdf build FILE --out DIR");
         return ExitCode::from(2);
     };
-    if cmd != "check" {
-        eprintln!("iommu-sdf: unknown command `{cmd}` (this version has: check)");
-        return ExitCode::from(2);
-    }
+    let out_dir = match (cmd.as_str(), args.get(3).map(String::as_str), args.get(4)) {
+        ("check", None, _) => None,
+        ("build", Some("--out"), Some(dir)) => Some(dir.clone()),
+        _ => {
+            eprintln!("usage: iommu-sdf check FILE | iommu-sdf build FILE --out DIR");
+            return ExitCode::from(2);
+        }
+    };
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -33,5 +39,24 @@ fn main() -> ExitCode {
         sys.io_spaces.len(),
         sys.caps.len()
     );
+    let Some(dir) = out_dir else { return ExitCode::SUCCESS };
+    let stem = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("system");
+    let system = match iommu_sdf::build::microkit_system(&text, &sys) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("iommu-sdf: {file}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let policy = iommu_sdf::build::policy_rust(&sys, file);
+    let dir = std::path::Path::new(&dir);
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(dir.join(format!("{stem}.system")), system))
+        .and_then(|_| std::fs::write(dir.join("iommu_policy.rs"), policy));
+    if let Err(e) = written {
+        eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    println!("{file}: wrote {}/{stem}.system and {}/iommu_policy.rs", dir.display(), dir.display());
     ExitCode::SUCCESS
 }

@@ -1,0 +1,45 @@
+//! `build`: the Microkit file has none of this project's elements and still passes
+//! `check`; the generated policy compiles against the service core and starts it.
+
+use std::path::Path;
+
+mod ok_policy {
+    include!(concat!(env!("OUT_DIR"), "/ok_policy.rs"));
+}
+
+fn sdf(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name)).unwrap()
+}
+
+#[test]
+fn microkit_file_has_no_extensions_and_passes_check() {
+    let text = sdf("ok.xml");
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty());
+    let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
+    for ours in ["<io_address_space", "<dma_capability", "<dma_quota", "<iommu "] {
+        assert!(!out.contains(ours), "{ours} left in:\n{out}");
+    }
+    // The IOMMU PD learns the physical address of each DMA region.
+    assert!(out.contains(r#"<setvar symbol="iommu_paddr_edu_buffers" region_paddr="edu_buffers" />"#), "{out}");
+    assert!(out.contains(r#"<setvar symbol="iommu_paddr_blk_pool" region_paddr="blk_pool" />"#));
+    let (_, again) = iommu_sdf::check_text(&out);
+    assert!(again.is_empty(), "{again:#?}\n{out}");
+}
+
+#[test]
+fn generated_policy_starts_the_service() {
+    use ok_policy::*;
+    assert_eq!(CLIENTS.iter().map(|c| c.name).collect::<Vec<_>>(), ["edu_driver", "blk_driver"]);
+    assert_eq!(DEVICES.map(|d| (d.stream, d.owner)), [(0x10, 0), (0x28, 1)]);
+    assert_eq!(REGION_PADDR_SYMBOLS, ["iommu_paddr_edu_buffers", "iommu_paddr_blk_pool"]);
+    // blk_half is flattened onto blk_pool at offset 0x10000.
+    assert_eq!((CAPS[2].region, CAPS[2].offset, CAPS[2].len), (1, 0x10000, 0x10000));
+    let mut storage = PolicyStorage::default();
+    let faults = iommu_pd::FaultPolicy { window: 100, max_faults: 10 };
+    let s = iommu_pd::Service::new(iommu_pd::model::ModelHw::default(), config(&REGIONS, faults), storage.storage())
+        .expect("the generated policy is accepted");
+    // The description's iomap is mapped at boot: edu_buffers (8 pages) at 0x1_0000_0000.
+    assert_eq!(s.hw().reachable(0).len(), 8);
+    assert_eq!(s.hw().reachable(0)[&0x1_0000_0000].0, 0x4800_0000);
+}
