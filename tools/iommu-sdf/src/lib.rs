@@ -18,6 +18,7 @@ pub mod build;
 pub mod check;
 pub mod model;
 pub mod parse;
+pub mod report;
 
 /// A problem, for a person: where, what, and what would fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]

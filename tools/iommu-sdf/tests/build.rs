@@ -43,3 +43,21 @@ fn generated_policy_starts_the_service() {
     assert_eq!(s.hw().reachable(0).len(), 8);
     assert_eq!(s.hw().reachable(0)[&0x1_0000_0000].0, 0x4800_0000);
 }
+
+/// The report of `ok.xml` is compared with the reviewed files beside it; to accept a
+/// deliberate change, regenerate them with `iommu-sdf report` and review the diff.
+#[test]
+fn report_matches_the_reviewed_one() {
+    let text = sdf("ok.xml");
+    let (sys, _) = iommu_sdf::check_text(&text);
+    assert_eq!(iommu_sdf::report::markdown(&sys, "ok.xml"), sdf("ok.report.md"));
+    assert_eq!(iommu_sdf::report::svg(&sys), sdf("ok.reach.svg"));
+}
+
+#[test]
+fn a_plain_microkit_description_reports_that_every_stream_aborts() {
+    let (sys, problems) = iommu_sdf::check_text(&sdf("plain-microkit.xml"));
+    assert!(problems.is_empty());
+    let md = iommu_sdf::report::markdown(&sys, "plain-microkit.xml");
+    assert!(md.contains("No IO address space: every stream aborts."), "{md}");
+}
