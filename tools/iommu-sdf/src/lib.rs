@@ -16,6 +16,7 @@
 
 pub mod build;
 pub mod check;
+pub mod gen;
 pub mod model;
 pub mod parse;
 pub mod report;

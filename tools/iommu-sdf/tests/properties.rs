@@ -1,0 +1,84 @@
+//! Properties: random XML never makes the tool panic; random valid descriptions pass
+//! `check`, their `build` output passes `check`, and their report proves isolation.
+
+use proptest::prelude::*;
+
+const TAGS: &[&str] = &[
+    "system",
+    "memory_region",
+    "protection_domain",
+    "map",
+    "io_address_space",
+    "iomap",
+    "dma_capability",
+    "dma_quota",
+    "iommu",
+    "channel",
+    "end",
+    "bogus",
+];
+const ATTRS: &[&str] = &[
+    "name",
+    "size",
+    "phys_addr",
+    "mr",
+    "pd",
+    "parent",
+    "offset",
+    "perms",
+    "devices",
+    "peripheral_id",
+    "iovaddr",
+    "owner",
+    "iova_base",
+    "iova_size",
+    "mappings",
+    "pages",
+    "table_pool",
+    "x",
+];
+const VALUES: &[&str] =
+    &["0x1000", "0", "a", "dma0", "drv0", "0:2.0", "rw", "r", "dev0", "0xffffffffffffffff", "-1", "1_000", ""];
+
+fn element() -> impl Strategy<Value = String> {
+    let leaf =
+        (0..TAGS.len(), prop::collection::vec((0..ATTRS.len(), 0..VALUES.len()), 0..5)).prop_map(|(t, attrs)| {
+            let attrs: String = attrs.iter().map(|(a, v)| format!(" {}=\"{}\"", ATTRS[*a], VALUES[*v])).collect();
+            format!("<{}{attrs} />", TAGS[t])
+        });
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        (0..TAGS.len(), prop::collection::vec(inner, 0..6))
+            .prop_map(|(t, kids)| format!("<{}>{}</{}>", TAGS[t], kids.concat(), TAGS[t]))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn random_xml_never_panics(body in prop::collection::vec(element(), 0..10), cut in 0usize..400) {
+        let text = format!("<system>{}</system>", body.concat());
+        let (sys, problems) = iommu_sdf::check_text(&text);
+        if problems.is_empty() {
+            let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
+            prop_assert!(iommu_sdf::check_text(&out).1.is_empty());
+            let _ = iommu_sdf::build::policy_rust(&sys, "random");
+            let _ = iommu_sdf::report::svg(&sys);
+        }
+        // Truncated text too.
+        let cut = cut.min(text.len());
+        let _ = iommu_sdf::check_text(&text[..cut]);
+    }
+
+    #[test]
+    fn valid_descriptions_pass_and_build_passes(seed in any::<u64>(), pds in 1usize..6, regions in 1usize..12, devices in 1usize..8) {
+        let text = iommu_sdf::gen::description(seed, pds, regions, devices);
+        let (sys, problems) = iommu_sdf::check_text(&text);
+        prop_assert!(problems.is_empty(), "{problems:#?}\n{text}");
+        let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
+        let (_, again) = iommu_sdf::check_text(&out);
+        prop_assert!(again.is_empty(), "{again:#?}\n{out}");
+        let md = iommu_sdf::report::markdown(&sys, "generated");
+        prop_assert!(md.contains("Proof:"), "{md}");
+    }
+}
