@@ -61,3 +61,15 @@ fn a_plain_microkit_description_reports_that_every_stream_aborts() {
     let md = iommu_sdf::report::markdown(&sys, "plain-microkit.xml");
     assert!(md.contains("No IO address space: every stream aborts."), "{md}");
 }
+
+/// The repository's own description passes, and its report is the reviewed one.
+#[test]
+fn the_repository_system_passes_and_its_report_is_reviewed() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system.xml")).unwrap();
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(iommu_sdf::report::markdown(&sys, "system.xml"), sdf("system.report.md"));
+    assert_eq!(iommu_sdf::report::svg(&sys), sdf("system.reach.svg"));
+    let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
+    assert!(iommu_sdf::check_text(&out).1.is_empty());
+}
