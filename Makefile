@@ -64,6 +64,7 @@ run:
 
 bench:
 	$(CARGO) bench -p smmuv3
+	$(CARGO) bench -p iommu-sdf
 
 clean:
 	$(CARGO) clean
