@@ -18,6 +18,15 @@ printf 'microkit-iommu test disk' | dd of="$disk" conv=notrunc status=none
 # IOVAs and physical addresses above that. iommu_platform=on: without it QEMU's virtio
 # devices reach memory directly, past the SMMU.
 edu="edu,dma_mask=0xffffffffffff"
+if [ -n "${DEMO:-}" ]; then
+    cat <<'INTRO'
+== microkit-iommu demo ==
+QEMU virt with its SMMUv3, three edu DMA engines and a virtio-blk disk. First the SMMUv3
+driver alone: each device tries to DMA where it may and where it may not, and each line
+says what the device tried, what the SMMU did, and why. Then the IOMMU service core on top:
+four driver clients make requests as they would over Microkit channels.
+INTRO
+fi
 set +e
 timeout "${TIMEOUT:-300}" "$qemu" \
     -machine virt,gic-version=3,iommu=smmuv3 -cpu cortex-a57 -m 512M \
