@@ -138,37 +138,51 @@ pub fn markdown(sys: &System, source: &str) -> String {
     o
 }
 
-/// The picture: devices, their owners, and the regions they reach, arrows labelled with
-/// rights.
+/// The picture: driver PDs (left) own devices (middle), whose arrows to the regions they
+/// reach (right) are labelled with rights.
 pub fn svg(sys: &System) -> String {
     let reach = reachability(sys);
     let mut regions: Vec<&str> = reach.iter().map(|r| r.region.as_str()).collect();
-    regions.dedup();
     regions.sort();
     regions.dedup();
+    let mut owners: Vec<&str> = sys.io_spaces.iter().filter_map(|s| s.owner.as_deref()).collect();
+    owners.sort();
+    owners.dedup();
     let row = 60;
-    let height = 40 + row * sys.io_spaces.len().max(regions.len()).max(1);
+    let rows = sys.io_spaces.len().max(regions.len()).max(owners.len()).max(1);
+    let height = 40 + row * rows;
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut o = String::new();
     let _ = writeln!(
         o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="900" height="{height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(
         o,
         r#"<defs><marker id="a" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
     );
+    let boxes = |o: &mut String, x: usize, names: &[String], fill: &str| {
+        for (i, n) in names.iter().enumerate() {
+            let y = 20 + i * row;
+            let _ = writeln!(o, r#"<rect x="{x}" y="{y}" width="180" height="40" fill="{fill}" stroke="black"/>"#);
+            let _ = writeln!(o, r#"<text x="{}" y="{}">{}</text>"#, x + 10, y + 24, esc(n));
+        }
+    };
+    let pd_names: Vec<String> = owners.iter().map(|o| format!("PD {o}")).collect();
+    let dev_names: Vec<String> = sys.io_spaces.iter().map(|s| format!("{} (stream {:#x})", s.name, s.stream)).collect();
+    let region_names: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
+    boxes(&mut o, 10, &pd_names, "honeydew");
+    boxes(&mut o, 350, &dev_names, "lightsteelblue");
+    boxes(&mut o, 700, &region_names, "wheat");
     for (i, s) in sys.io_spaces.iter().enumerate() {
-        let y = 20 + i * row;
-        let _ = writeln!(o, r#"<rect x="10" y="{y}" width="180" height="40" fill="lightsteelblue" stroke="black"/>"#);
-        let _ = writeln!(o, r#"<text x="20" y="{}">{} (stream {:#x})</text>"#, y + 16, esc(&s.name), s.stream);
-        let _ =
-            writeln!(o, r#"<text x="20" y="{}">driver: {}</text>"#, y + 32, esc(s.owner.as_deref().unwrap_or("none")));
-    }
-    for (j, r) in regions.iter().enumerate() {
-        let y = 20 + j * row;
-        let _ = writeln!(o, r#"<rect x="560" y="{y}" width="180" height="40" fill="wheat" stroke="black"/>"#);
-        let _ = writeln!(o, r#"<text x="570" y="{}">{}</text>"#, y + 24, esc(r));
+        if let Some(p) = s.owner.as_deref().and_then(|o| owners.iter().position(|x| *x == o)) {
+            let _ = writeln!(
+                o,
+                r#"<line x1="190" y1="{}" x2="350" y2="{}" stroke="gray" stroke-dasharray="4"/>"#,
+                40 + p * row,
+                40 + i * row
+            );
+        }
     }
     for r in &reach {
         let (Some(i), Some(j)) =
@@ -177,8 +191,8 @@ pub fn svg(sys: &System) -> String {
             continue;
         };
         let (y1, y2) = (40 + i * row, 40 + j * row);
-        let _ = writeln!(o, r#"<line x1="190" y1="{y1}" x2="560" y2="{y2}" stroke="black" marker-end="url(#a)"/>"#);
-        let _ = writeln!(o, r#"<text x="{}" y="{}">{}</text>"#, 360, (y1 + y2) / 2 - 4, rights(r.rights));
+        let _ = writeln!(o, r#"<line x1="530" y1="{y1}" x2="700" y2="{y2}" stroke="black" marker-end="url(#a)"/>"#);
+        let _ = writeln!(o, r#"<text x="600" y="{}">{}</text>"#, (y1 + y2) / 2 - 4, rights(r.rights));
     }
     let _ = writeln!(o, "</svg>");
     o
