@@ -6,7 +6,7 @@ TARGET := aarch64-unknown-none
 IMAGE := target/$(TARGET)/release/smmuv3-qemu
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test test-long host-test lint qemu-test fuzz demo image run bench clean
+.PHONY: all deps test test-long host-test lint qemu-test microkit-test fuzz demo image run bench clean
 
 all: test
 
@@ -19,7 +19,7 @@ deps:
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
-test: deps lint host-test qemu-test fuzz
+test: deps lint host-test qemu-test microkit-test fuzz
 
 # More of the model-based test: 10^6 random steps, optimised.
 test-long:
@@ -56,11 +56,19 @@ qemu-test: deps image
 demo: deps image
 	DEMO=1 tests/smmuv3-qemu/run.sh $(IMAGE)
 
-run:
+# The Microkit system image (needs MICROKIT_SDK; see the README).
+run: deps
 	@if [ -z "$$MICROKIT_SDK" ]; then \
-		echo "make run boots the Microkit system image; set MICROKIT_SDK to a Microkit 2.3 SDK (see README)."; \
-		echo "Without an SDK, 'make demo' shows the SMMUv3 driver isolating real DMA on QEMU."; exit 2; fi
-	@echo "The Microkit system image (system.xml, pds/, images/) is not in this tree yet; 'make demo' runs the driver demo."; exit 2
+		echo "make run boots the Microkit system image: set MICROKIT_SDK to a Microkit 2.3 SDK built for qemu_virt_aarch64 (see README)."; \
+		echo "Without an SDK, 'make demo' shows the service and the SMMUv3 driver isolating real DMA on QEMU."; exit 2; fi
+	$(MAKE) -C images run
+
+microkit-test: deps
+	@if [ -z "$$MICROKIT_SDK" ]; then \
+		echo "microkit-image: skipped: MICROKIT_SDK is not set, so the seL4 Microkit image cannot be built (see README)"; \
+	else \
+		$(MAKE) -C images test; \
+	fi
 
 bench:
 	$(CARGO) bench -p smmuv3
