@@ -153,6 +153,30 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
         let _ = writeln!(o, "    {:?},", paddr_symbol(&r.name));
     }
     let _ = writeln!(o, "];\n");
+    let _ = writeln!(o, "// The Microkit tool patches these (setvar region_paddr) in the IOMMU PD's image.");
+    for r in &regions {
+        let _ = writeln!(o, "#[no_mangle]\n#[link_section = \".data\"]\n#[allow(non_upper_case_globals)]\nstatic mut {}: u64 = 0;", paddr_symbol(&r.name));
+    }
+    let _ = writeln!(o, "\n/// The regions' physical addresses: fixed ones from the description, the others as the");
+    let _ = writeln!(o, "/// Microkit tool patched them.");
+    let _ = writeln!(o, "pub fn region_paddrs() -> [u64; {}] {{", regions.len());
+    let _ = writeln!(o, "    [");
+    for r in &regions {
+        match r.phys_addr {
+            Some(pa) => {
+                let _ = writeln!(o, "        {pa:#x},");
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "        // SAFETY: a plain word the loader wrote before this program ran.\n        unsafe {{ core::ptr::addr_of!({}).read_volatile() }},",
+                    paddr_symbol(&r.name)
+                );
+            }
+        }
+    }
+    let _ = writeln!(o, "    ]");
+    let _ = writeln!(o, "}}\n");
 
     let _ = writeln!(o, "/// Capabilities held at boot (derived ones flattened onto their region); handles are");
     let _ = writeln!(o, "/// numbered per client in this order.");
