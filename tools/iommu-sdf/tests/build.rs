@@ -33,6 +33,8 @@ fn generated_policy_starts_the_service() {
     assert_eq!(CLIENTS.iter().map(|c| c.name).collect::<Vec<_>>(), ["edu_driver", "blk_driver"]);
     assert_eq!(DEVICES.map(|d| (d.stream, d.owner)), [(0x10, 0), (0x28, 1)]);
     assert_eq!(REGION_PADDR_SYMBOLS, ["iommu_paddr_edu_buffers", "iommu_paddr_blk_pool"]);
+    // Both regions have fixed addresses in ok.xml.
+    assert_eq!(region_paddrs(), [0x4800_0000, 0x4810_0000]);
     // blk_half is flattened onto blk_pool at offset 0x10000.
     assert_eq!((CAPS[2].region, CAPS[2].offset, CAPS[2].len), (1, 0x10000, 0x10000));
     let mut storage = PolicyStorage::default();
