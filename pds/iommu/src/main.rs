@@ -1,17 +1,29 @@
-//! The IOMMU protection domain (first part): brings the SMMUv3 up in default-deny order
-//! before any driver PD can start a DMA, and reports what it found.
+//! The IOMMU protection domain: owns the SMMUv3, brings it up in default-deny order
+//! before any driver PD can start a DMA, and serves every driver PD's requests through
+//! the service core with the policy generated from the system description.
 //!
-//! Its memory comes from the system description: the SMMU's registers (a device region
-//! at the SMMU's physical address) and the regions for the stream table, queues, context
+//! Its memory comes from the description: the SMMU's registers (a device region at the
+//! SMMU's physical address) and the regions for the stream table, queues, context
 //! descriptors and page tables, whose physical addresses the Microkit tool patches into
 //! the `*_paddr` symbols (`setvar region_paddr`).
 #![no_std]
 #![no_main]
 
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, var, Handler, Infallible};
+use iommu_pd::{FaultPolicy, RegionConfig, Service};
+use sel4_microkit::{
+    debug_println, memory_region_symbol, protection_domain, var, with_msg_regs, with_msg_regs_mut, Channel, Handler,
+    Infallible, MessageInfo,
+};
+use smmuv3::backend::SmmuBackend;
 use smmuv3::{Config, DmaRegion, Memory, MmioRegisters, PhysAddr, Smmu, StreamId};
+
+mod policy {
+    include!(env!("IOMMU_POLICY_RS"));
+}
 
 /// A region's virtual address (`setvar_vaddr`) and physical address (`setvar region_paddr`).
 macro_rules! region {
@@ -21,6 +33,38 @@ macro_rules! region {
         DmaRegion { pa: PhysAddr(pa), va, len: $len }
     }};
 }
+
+/// Storage that `init` fills once and the handler then owns for the life of the PD.
+struct Once<T>(UnsafeCell<MaybeUninit<T>>);
+
+// SAFETY: a Microkit PD is one thread; `take` runs once, in `init`.
+unsafe impl<T> Sync for Once<T> {}
+
+impl<T> Once<T> {
+    const fn new() -> Self {
+        Self(UnsafeCell::new(MaybeUninit::uninit()))
+    }
+
+    /// # Safety
+    /// Call at most once.
+    unsafe fn take(&'static self, value: T) -> &'static mut T {
+        // SAFETY: the caller calls this once, so no other reference exists.
+        unsafe { (*self.0.get()).write(value) }
+    }
+}
+
+static STORAGE: Once<policy::PolicyStorage> = Once::new();
+static REGIONS: Once<[RegionConfig; policy::REGIONS.len()]> = Once::new();
+
+/// Channel `i` of this PD serves client `CHANNEL_CLIENT[i]` (from the description's
+/// channels: the client's end has `pp="true"`, this PD's end id is the index).
+fn client_of(channel: Channel) -> Option<usize> {
+    let i = channel.index();
+    // Channel ids 1.. are the clients in the policy's order.
+    (1..=policy::CLIENTS.len()).contains(&i).then(|| i - 1)
+}
+
+type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
 
 #[protection_domain]
 fn init() -> IommuPd {
@@ -35,43 +79,88 @@ fn init() -> IommuPd {
     let config = Config { ias_bits: 48, sid_bits: 16, poll_limit: 1_000_000, interrupts: true };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
     // gives it the table and queue regions alone.
-    let smmu = unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) };
-    match smmu {
-        Ok(mut smmu) => {
-            let f = *smmu.features();
-            debug_println!(
-                "iommu: SMMUv3.{} up: {}-bit StreamIDs, {}-bit output, two-level stream table {}",
-                f.arch_minor,
-                f.sid_bits,
-                f.oas_bits,
-                f.two_level_strtab
-            );
-            debug_println!(
-                "iommu: GBPA.ABORT {}; every stream aborts until its driver maps memory",
-                if smmu.gbpa_aborts() { "set" } else { "not implemented by this SMMU" }
-            );
-            // Read back one stream's entry as the SMMU sees it.
-            let sid = StreamId(0x10);
-            let _ = smmu.prepare_stream(sid);
-            match smmu.ste(sid) {
-                Ok(ste) => debug_println!("iommu: stream {sid}: {:?}", ste.config()),
-                Err(e) => debug_println!("iommu: stream {sid}: {e}"),
-            }
-            IommuPd { smmu: Some(smmu) }
-        }
+    let mut smmu = match unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) } {
+        Ok(s) => s,
         Err(e) => {
             debug_println!("iommu: SMMU not brought up: {e}");
-            IommuPd { smmu: None }
+            return IommuPd { service: None };
+        }
+    };
+    let f = *smmu.features();
+    debug_println!(
+        "iommu: SMMUv3.{} up: {}-bit StreamIDs, {}-bit output, two-level stream table {}",
+        f.arch_minor,
+        f.sid_bits,
+        f.oas_bits,
+        f.two_level_strtab
+    );
+    debug_println!(
+        "iommu: GBPA.ABORT {}; every stream aborts until its driver maps memory",
+        if smmu.gbpa_aborts() { "set" } else { "not implemented by this SMMU" }
+    );
+    let sid = StreamId(0x10);
+    let _ = smmu.prepare_stream(sid);
+    match smmu.ste(sid) {
+        Ok(ste) => debug_println!("iommu: stream {sid}: {:?}", ste.config()),
+        Err(e) => debug_println!("iommu: stream {sid}: {e}"),
+    }
+
+    let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
+    let backend = match SmmuBackend::new(smmu, &streams) {
+        Ok(b) => b,
+        Err(e) => {
+            debug_println!("iommu: devices not set up: {e}");
+            return IommuPd { service: None };
+        }
+    };
+    let paddrs = policy::region_paddrs();
+    let regions = core::array::from_fn(|i| RegionConfig { pa: paddrs[i], ..policy::REGIONS[i] });
+    // SAFETY: `init` runs once.
+    let regions = unsafe { REGIONS.take(regions) };
+    // SAFETY: as above.
+    let storage = unsafe { STORAGE.take(policy::PolicyStorage::default()) };
+    let faults = FaultPolicy { window: 1 << 24, max_faults: 300 };
+    match Service::new(backend, policy::config(regions, faults), storage.storage()) {
+        Ok(s) => {
+            debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
+            IommuPd { service: Some(s) }
+        }
+        Err(e) => {
+            debug_println!("iommu: policy refused: {e:?}");
+            IommuPd { service: None }
         }
     }
 }
 
 struct IommuPd {
-    // Held for the request and interrupt paths (issue 4); until then only owned.
-    #[allow(dead_code)]
-    smmu: Option<Smmu<MmioRegisters>>,
+    service: Option<Svc>,
 }
 
 impl Handler for IommuPd {
     type Error = Infallible;
+
+    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        let (Some(service), Some(client)) = (self.service.as_mut(), client_of(channel)) else {
+            return Ok(MessageInfo::new(iommu_protocol::ErrorCode::BadClient as u64, 0));
+        };
+        let n = msg_info.count().min(iommu_protocol::MAX_MRS);
+        let mut mrs = [0u64; iommu_protocol::MAX_MRS];
+        with_msg_regs(|regs| {
+            for (d, s) in mrs.iter_mut().zip(regs.iter()).take(n) {
+                *d = *s;
+            }
+        });
+        let reply = service.handle(client, msg_info.label(), &mrs[..n]);
+        match reply {
+            iommu_protocol::Reply::Ok { values, n } => {
+                with_msg_regs_mut(|regs| {
+                    for (d, s) in regs.iter_mut().zip(values.iter()).take(n) {
+                        *d = *s;
+                    }
+                });
+                Ok(MessageInfo::new(0, n))
+            }
+            iommu_protocol::Reply::Err(e) => Ok(MessageInfo::new(e as u64, 0)),
+        }
+    }
 }

@@ -1,0 +1,107 @@
+//! A driver PD for QEMU's edu device. It maps its DMA buffer through the IOMMU PD (a
+//! protected procedure call on its channel), runs DMA through the IOVAs it was given, and
+//! shows that what it did not map, or unmapped, the device cannot reach.
+#![no_std]
+#![no_main]
+
+use core::ptr::NonNull;
+
+use iommu_client::{Channel as IommuChannel, Client};
+use iommu_protocol::{DeviceId, Handle, Rights};
+use sel4_microkit::{
+    debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Handler,
+    Infallible, MessageInfo,
+};
+use virtio_drivers::transport::pci::bus::{Cam, Command, DeviceFunction, MmioCam, PciRoot};
+
+const IOMMU: Channel = Channel::new(0);
+/// Where this driver puts the edu's BAR0 in the PCI memory window (PCI == CPU address on
+/// QEMU virt); the description maps the same physical range into this PD.
+const BAR0: u64 = 0x1000_0000;
+const POLLS: u32 = 200_000_000;
+
+struct Ppc;
+
+impl IommuChannel for Ppc {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+        with_msg_regs_mut(|regs| {
+            for (d, s) in regs.iter_mut().zip(mrs) {
+                *d = *s;
+            }
+        });
+        let r = IOMMU.pp_call(MessageInfo::new(label, mrs.len()));
+        with_msg_regs(|regs| {
+            for (d, s) in reply.iter_mut().zip(regs.iter()).take(r.count()) {
+                *d = *s;
+            }
+        });
+        r.label()
+    }
+}
+
+fn fill(p: NonNull<u8>, len: usize, byte: u8) {
+    for i in 0..len {
+        // SAFETY: inside this PD's DMA buffer mapping.
+        unsafe { p.add(i).write_volatile(byte) };
+    }
+}
+
+fn holds(p: NonNull<u8>, len: usize, byte: u8) -> bool {
+    // SAFETY: inside this PD's DMA buffer mapping.
+    (0..len).all(|i| unsafe { p.add(i).read_volatile() } == byte)
+}
+
+#[protection_domain]
+fn init() -> EduDriver {
+    let buf: NonNull<u8> = memory_region_symbol!(dma_buffers: *mut u8);
+    let ecam: NonNull<u8> = memory_region_symbol!(ecam: *mut u8);
+    let bar: NonNull<u8> = memory_region_symbol!(edu_bar: *mut u8);
+    // SAFETY: the description maps bus 0's configuration space here, uncached, for this PD.
+    let mut root = PciRoot::new(unsafe { MmioCam::new(ecam.as_ptr(), Cam::Ecam) });
+    let df = DeviceFunction { bus: 0, device: 2, function: 0 };
+    root.set_bar_32(df, 0, BAR0 as u32);
+    root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER);
+    // SAFETY: BAR0 was just placed at the range the description maps here.
+    let mut edu = unsafe { edu::Edu::new(bar) };
+    debug_println!("edu-driver: edu ident {:x?}", edu.probe());
+
+    let mut iommu = Client::new(Ppc);
+    let iova = match iommu.map(Handle(0), DeviceId(0), 0, 0x2000, None, Rights::READ_WRITE) {
+        Ok(v) => v,
+        Err(e) => {
+            debug_println!("edu-driver: MAP refused: {e:?}");
+            return EduDriver;
+        }
+    };
+    debug_println!("edu-driver: the IOMMU PD mapped 2 pages of my buffer at iova {iova:#x}");
+    // SAFETY: pages 1 and 2 of the 3-page buffer.
+    let (page1, page2) = unsafe { (buf.add(0x1000), buf.add(0x2000)) };
+    fill(buf, 256, 0xa5);
+    fill(page1, 256, 0);
+    let _ = edu.dma_from_ram(iova, 0, 256, POLLS);
+    let _ = edu.dma_to_ram(0, iova + 0x1000, 256, POLLS);
+    debug_println!("edu-driver: DMA through the mapping: {}", if holds(page1, 256, 0xa5) { "data arrived" } else { "data MISSING" });
+
+    // Page 2 is mine but not mapped for the device: the DMA to the IOVA it would have
+    // must not land.
+    fill(page2, 256, 0x22);
+    let _ = edu.dma_to_ram(0, iova + 0x2000, 256, POLLS);
+    debug_println!("edu-driver: DMA past the mapping: {}", if holds(page2, 256, 0x22) { "blocked" } else { "LANDED" });
+
+    let r = iommu.unmap(DeviceId(0), &[iova]);
+    fill(page1, 256, 0x11);
+    let _ = edu.dma_to_ram(0, iova + 0x1000, 256, POLLS);
+    debug_println!(
+        "edu-driver: UNMAP {r:?}; DMA to the old iova: {}",
+        if holds(page1, 256, 0x11) { "blocked" } else { "LANDED" }
+    );
+    let refused = iommu.map(Handle(1), DeviceId(0), 0, 0x1000, None, Rights::READ);
+    debug_println!("edu-driver: MAP with a handle I do not hold: {refused:?}");
+    EduDriver
+}
+
+struct EduDriver;
+
+impl Handler for EduDriver {
+    type Error = Infallible;
+}
