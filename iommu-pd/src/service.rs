@@ -145,6 +145,18 @@ impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPIN
 impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPINGS: usize>
     OwnedStorage<CLIENTS, DEVICES, CAPS, MAPPINGS>
 {
+    /// Borrow it as `Storage`, with fault rings that live elsewhere (in memory shared
+    /// with the clients).
+    pub fn storage_with_rings<'a>(&'a mut self, rings: &'a mut [FaultRing]) -> Storage<'a> {
+        Storage {
+            caps: &mut self.caps,
+            mappings: &mut self.mappings,
+            clients: &mut self.clients,
+            devices: &mut self.devices,
+            rings,
+        }
+    }
+
     /// Borrow it as `Storage`.
     pub fn storage(&mut self) -> Storage<'_> {
         Storage {

@@ -104,4 +104,44 @@ struct EduDriver;
 
 impl Handler for EduDriver {
     type Error = Infallible;
+
+    /// The IOMMU PD signals this channel when a fault of this driver's device is in the
+    /// ring it shares with this PD.
+    fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
+        if !channels.contains(IOMMU) {
+            return Ok(());
+        }
+        let ring: NonNull<iommu_protocol::faults::FaultRing> =
+            memory_region_symbol!(fault_ring: *mut iommu_protocol::faults::FaultRing);
+        let mut out = [iommu_protocol::faults::FaultRecord::default(); 8];
+        // SAFETY: the description maps this PD's fault ring here, read-only.
+        let n = unsafe { iommu_protocol::faults::FaultRing::read_shared(ring, next_unread(), &mut out) };
+        for r in &out[..n] {
+            debug_println!(
+                "edu-driver: fault notified: stream {:#x} {} at iova {:#x}..={:#x} ({} more), region {} offset {:#x}",
+                r.stream,
+                if r.write == 1 { "write" } else { "read" },
+                r.iova,
+                r.iova_last,
+                r.repeats,
+                r.region,
+                r.offset
+            );
+        }
+        if let Some(last) = out[..n].last() {
+            set_next(last.seq + 1);
+            let _ = Client::new(Ppc).ack_faults(last.seq);
+        }
+        Ok(())
+    }
+}
+
+static NEXT_FAULT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn next_unread() -> u64 {
+    NEXT_FAULT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+fn set_next(v: u64) {
+    NEXT_FAULT.store(v, core::sync::atomic::Ordering::Relaxed);
 }

@@ -56,13 +56,15 @@ impl<T> Once<T> {
 static STORAGE: Once<policy::PolicyStorage> = Once::new();
 static REGIONS: Once<[RegionConfig; policy::REGIONS.len()]> = Once::new();
 
-/// Channel `i` of this PD serves client `CHANNEL_CLIENT[i]` (from the description's
-/// channels: the client's end has `pp="true"`, this PD's end id is the index).
+/// This PD's end of client `i`'s channel is id `i + 1` (the description's convention).
 fn client_of(channel: Channel) -> Option<usize> {
     let i = channel.index();
-    // Channel ids 1.. are the clients in the policy's order.
     (1..=policy::CLIENTS.len()).contains(&i).then(|| i - 1)
 }
+
+/// The SMMU's event-queue and global-error interrupts.
+const EVENTQ_IRQ: Channel = Channel::new(10);
+const GERROR_IRQ: Channel = Channel::new(11);
 
 type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
 
@@ -119,8 +121,13 @@ fn init() -> IommuPd {
     let regions = unsafe { REGIONS.take(regions) };
     // SAFETY: as above.
     let storage = unsafe { STORAGE.take(policy::PolicyStorage::default()) };
+    // The fault rings: one page per client, each shared read-only with its client, mapped
+    // here at consecutive addresses from `fault_rings`.
+    let rings: NonNull<iommu_pd::FaultRing> = memory_region_symbol!(fault_rings: *mut iommu_pd::FaultRing);
+    // SAFETY: the description maps one ring page per client there, for this PD to write.
+    let rings = unsafe { core::slice::from_raw_parts_mut(rings.as_ptr(), policy::CLIENTS.len()) };
     let faults = FaultPolicy { window: 1 << 24, max_faults: 300 };
-    match Service::new(backend, policy::config(regions, faults), storage.storage()) {
+    match Service::new(backend, policy::config(regions, faults), storage.storage_with_rings(rings)) {
         Ok(s) => {
             debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
             IommuPd { service: Some(s) }
@@ -138,6 +145,45 @@ struct IommuPd {
 
 impl Handler for IommuPd {
     type Error = Infallible;
+
+    fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
+        let Some(service) = self.service.as_mut() else { return Ok(()) };
+        if channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ) {
+            let mut events: [Option<smmuv3::Event>; 256] = [None; 256];
+            let mut n = 0;
+            let drained = service.hw_mut().smmu().handle_interrupt(|e| {
+                if n < events.len() {
+                    events[n] = Some(e);
+                    n += 1;
+                }
+            });
+            if let Err(e) = drained {
+                debug_println!("iommu: SMMU global error: {e}");
+            }
+            let mut notify = 0u64;
+            for e in events.iter().flatten() {
+                let Some(f) = e.fault() else { continue };
+                let write = f.txn.access == smmuv3::Access::Write;
+                let kind = match e {
+                    smmuv3::Event::Translation(_) => 0x10,
+                    smmuv3::Event::Permission(_) => 0x13,
+                    _ => 0,
+                };
+                let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now: 0 };
+                if let Some(client) = service.record_fault(input) {
+                    notify |= 1 << client.0;
+                }
+            }
+            for client in 0..policy::CLIENTS.len() {
+                if notify & (1 << client) != 0 {
+                    Channel::new(client + 1).notify();
+                }
+            }
+            EVENTQ_IRQ.irq_ack().ok();
+            GERROR_IRQ.irq_ack().ok();
+        }
+        Ok(())
+    }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
         let (Some(service), Some(client)) = (self.service.as_mut(), client_of(channel)) else {
