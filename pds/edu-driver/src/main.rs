@@ -80,7 +80,10 @@ fn init() -> EduDriver {
     fill(page1, 256, 0);
     let _ = edu.dma_from_ram(iova, 0, 256, POLLS);
     let _ = edu.dma_to_ram(0, iova + 0x1000, 256, POLLS);
-    debug_println!("edu-driver: DMA through the mapping: {}", if holds(page1, 256, 0xa5) { "data arrived" } else { "data MISSING" });
+    debug_println!(
+        "edu-driver: DMA through the mapping: {}",
+        if holds(page1, 256, 0xa5) { "data arrived" } else { "data MISSING" }
+    );
 
     // Page 2 is mine but not mapped for the device: the DMA to the IOVA it would have
     // must not land.

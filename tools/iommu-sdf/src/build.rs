@@ -155,7 +155,11 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     let _ = writeln!(o, "];\n");
     let _ = writeln!(o, "// The Microkit tool patches these (setvar region_paddr) in the IOMMU PD's image.");
     for r in &regions {
-        let _ = writeln!(o, "#[no_mangle]\n#[link_section = \".data\"]\n#[allow(non_upper_case_globals)]\nstatic mut {}: u64 = 0;", paddr_symbol(&r.name));
+        let _ = writeln!(
+            o,
+            "#[no_mangle]\n#[link_section = \".data\"]\n#[allow(non_upper_case_globals)]\nstatic mut {}: u64 = 0;",
+            paddr_symbol(&r.name)
+        );
     }
     let _ = writeln!(o, "\n/// The regions' physical addresses: fixed ones from the description, the others as the");
     let _ = writeln!(o, "/// Microkit tool patched them.");
