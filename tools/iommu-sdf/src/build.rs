@@ -148,6 +148,7 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
         );
     }
     let _ = writeln!(o, "];\n");
+    let _ = writeln!(o, "#[allow(dead_code)]");
     let _ = writeln!(o, "pub static REGION_PADDR_SYMBOLS: [&str; {}] = [", regions.len());
     for r in &regions {
         let _ = writeln!(o, "    {:?},", paddr_symbol(&r.name));

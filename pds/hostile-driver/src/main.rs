@@ -1,0 +1,112 @@
+//! A hostile driver PD: it asks the IOMMU PD for memory it holds no capability for, points
+//! its device's DMA at addresses it was never given, and floods the SMMU with faults. It
+//! must be refused or contained while the rest of the system keeps working.
+#![no_std]
+#![no_main]
+
+use core::ptr::NonNull;
+
+use iommu_client::{Channel as IommuChannel, Client};
+use iommu_protocol::faults::{FaultRecord, FaultRing};
+use iommu_protocol::{DeviceId, Handle, Rights};
+use sel4_microkit::{
+    debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Handler,
+    Infallible, MessageInfo,
+};
+use virtio_drivers::transport::pci::bus::{Cam, Command, DeviceFunction, MmioCam, PciRoot};
+
+const IOMMU: Channel = Channel::new(0);
+/// Where this driver puts its edu's BAR0 (the second MiB of the PCI memory window).
+const BAR0: u64 = 0x1010_0000;
+const POLLS: u32 = 200_000_000;
+/// Its device in the policy (edu_a is 0, its own is 1).
+const MY_DEVICE: DeviceId = DeviceId(1);
+const OTHER_DEVICE: DeviceId = DeviceId(0);
+
+struct Ppc;
+
+impl IommuChannel for Ppc {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+        with_msg_regs_mut(|regs| {
+            for (d, s) in regs.iter_mut().zip(mrs) {
+                *d = *s;
+            }
+        });
+        let r = IOMMU.pp_call(MessageInfo::new(label, mrs.len()));
+        with_msg_regs(|regs| {
+            for (d, s) in reply.iter_mut().zip(regs.iter()).take(r.count()) {
+                *d = *s;
+            }
+        });
+        r.label()
+    }
+}
+
+#[protection_domain]
+fn init() -> Hostile {
+    let ecam: NonNull<u8> = memory_region_symbol!(ecam: *mut u8);
+    let bar: NonNull<u8> = memory_region_symbol!(edu_bar: *mut u8);
+    // SAFETY: the description maps bus 0's configuration space here, uncached.
+    let mut root = PciRoot::new(unsafe { MmioCam::new(ecam.as_ptr(), Cam::Ecam) });
+    let df = DeviceFunction { bus: 0, device: 3, function: 0 };
+    root.set_bar_32(df, 0, BAR0 as u32);
+    root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER);
+    // SAFETY: BAR0 was just placed at the range the description maps here.
+    let mut edu = unsafe { edu::Edu::new(bar) };
+    let mut iommu = Client::new(Ppc);
+
+    let r = iommu.map(Handle(3), MY_DEVICE, 0, 0x1000, None, Rights::READ_WRITE);
+    debug_println!("hostile: MAP with a handle it was never given: {r:?}");
+    let r = iommu.map(Handle(0), OTHER_DEVICE, 0, 0x1000, None, Rights::READ_WRITE);
+    debug_println!("hostile: MAP for another driver's device: {r:?}");
+    let r = iommu.map(Handle(0), MY_DEVICE, 0x1000, 0x10_0000, None, Rights::READ_WRITE);
+    debug_println!("hostile: MAP past the end of its capability: {r:?}");
+
+    // Its own scratch page is mapped; everything else its device tries is blocked. It
+    // aims at the IOVA where the edu driver's buffer sits in *that* device's space, and
+    // then floods.
+    let scratch = iommu.map(Handle(0), MY_DEVICE, 0, 0x1000, None, Rights::READ);
+    debug_println!("hostile: MAP of its own scratch page: {scratch:x?}");
+    if let Ok(iova) = scratch {
+        let _ = edu.dma_from_ram(iova, 0, 256, POLLS);
+    }
+    for i in 0..8u64 {
+        let _ = edu.dma_to_ram(0, 0x1_0000_0000 + i * 0x1000, 256, POLLS);
+    }
+    debug_println!("hostile: done; waiting for what the IOMMU PD tells it");
+    Hostile
+}
+
+struct Hostile;
+
+static NEXT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+impl Handler for Hostile {
+    type Error = Infallible;
+
+    fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
+        if !channels.contains(IOMMU) {
+            return Ok(());
+        }
+        let ring: NonNull<FaultRing> = memory_region_symbol!(fault_ring: *mut FaultRing);
+        let mut out = [FaultRecord::default(); 8];
+        let from = NEXT.load(core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the description maps this PD's fault ring here, read-only.
+        let n = unsafe { FaultRing::read_shared(ring, from, &mut out) };
+        for r in &out[..n] {
+            debug_println!(
+                "hostile: told: stream {:#x} write at iova {:#x}..={:#x} ({} more){}",
+                r.stream,
+                r.iova,
+                r.iova_last,
+                r.repeats,
+                if r.quarantined == 1 { "; device QUARANTINED" } else { "" }
+            );
+        }
+        if let Some(last) = out[..n].last() {
+            NEXT.store(last.seq + 1, core::sync::atomic::Ordering::Relaxed);
+            let _ = Client::new(Ppc).ack_faults(last.seq);
+        }
+        Ok(())
+    }
+}
