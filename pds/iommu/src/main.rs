@@ -76,7 +76,7 @@ fn init() -> IommuPd {
         cmdq: region!(smmu_cmdq, smmu_cmdq_paddr, 0x1000),
         eventq: region!(smmu_eventq, smmu_eventq_paddr, 0x1000),
         cds: region!(smmu_cds, smmu_cds_paddr, 0x1000),
-        tables: region!(smmu_tables, smmu_tables_paddr, 0x4_0000),
+        tables: region!(smmu_tables, smmu_tables_paddr, 0xa_0000),
     };
     let config = Config { ias_bits: 48, sid_bits: 16, poll_limit: 1_000_000, interrupts: true };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
