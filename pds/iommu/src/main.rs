@@ -175,9 +175,28 @@ impl Handler for IommuPd {
                 }
             }
             for client in 0..policy::CLIENTS.len() {
-                if notify & (1 << client) != 0 {
-                    Channel::new(client + 1).notify();
+                if notify & (1 << client) == 0 {
+                    continue;
                 }
+                if let Some(r) = service.faults(client).and_then(|ring| ring.pending().last()) {
+                    let device = policy::DEVICES.get(r.device as usize).map(|d| d.name).unwrap_or("?");
+                    let region = policy::REGIONS.get(r.region as usize).map(|g| g.name);
+                    debug_println!(
+                        "iommu: fault for {}: device {device} (stream {:#x}) {} at iova {:#x}..={:#x}, {}{}",
+                        policy::CLIENTS[client].name,
+                        r.stream,
+                        if r.write == 1 { "write" } else { "read" },
+                        r.iova,
+                        r.iova_last,
+                        match region {
+                            Some(name) if r.near == 1 => place::Near(name, r.offset),
+                            Some(name) => place::In(name, r.offset),
+                            None => place::Nowhere,
+                        },
+                        if r.quarantined == 1 { "; device quarantined" } else { "" }
+                    );
+                }
+                Channel::new(client + 1).notify();
             }
             EVENTQ_IRQ.irq_ack().ok();
             GERROR_IRQ.irq_ack().ok();
@@ -207,6 +226,29 @@ impl Handler for IommuPd {
                 Ok(MessageInfo::new(0, n))
             }
             iommu_protocol::Reply::Err(e) => Ok(MessageInfo::new(e as u64, 0)),
+        }
+    }
+}
+
+/// Where a fault falls, for the console.
+mod place {
+    use core::fmt;
+
+    pub enum Where {
+        In(&'static str, u64),
+        Near(&'static str, u64),
+        Nowhere,
+    }
+
+    pub use Where::*;
+
+    impl fmt::Display for Where {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                In(name, off) => write!(f, "in region {name} at offset {off:#x}"),
+                Near(name, off) => write!(f, "next to region {name} (offset {off:#x})"),
+                Nowhere => write!(f, "in no region it was given"),
+            }
         }
     }
 }
