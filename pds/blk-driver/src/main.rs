@@ -5,13 +5,11 @@
 
 use core::ptr::NonNull;
 
+use client_channel::Ppc;
 use iommu_client::hal::{DmaPool, IommuHal};
-use iommu_client::{Channel as IommuChannel, Client};
+use iommu_client::Client;
 use iommu_protocol::{DeviceId, Handle};
-use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Handler,
-    Infallible, MessageInfo,
-};
+use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::pci::bus::{BarInfo, Cam, Command, DeviceFunction, MmioCam, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
@@ -23,25 +21,6 @@ const BAR_PA: u64 = 0x1020_0000;
 const POOL_PAGES: usize = 32;
 /// Its device in the policy (after the two edu devices).
 const MY_DEVICE: DeviceId = DeviceId(2);
-
-struct Ppc;
-
-impl IommuChannel for Ppc {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
-        with_msg_regs_mut(|regs| {
-            for (d, s) in regs.iter_mut().zip(mrs) {
-                *d = *s;
-            }
-        });
-        let r = IOMMU.pp_call(MessageInfo::new(label, mrs.len()));
-        with_msg_regs(|regs| {
-            for (d, s) in reply.iter_mut().zip(regs.iter()).take(r.count()) {
-                *d = *s;
-            }
-        });
-        r.label()
-    }
-}
 
 fn bar_va(pa: u64, _size: usize) -> NonNull<u8> {
     let base: NonNull<u8> = memory_region_symbol!(blk_bar: *mut u8);
@@ -80,7 +59,7 @@ fn init() -> BlkDriver {
     IommuHal::set_mmio_translation(bar_va);
 
     let pool_va: NonNull<u8> = memory_region_symbol!(dma_pool: *mut u8);
-    let mut client = Client::new(Ppc);
+    let mut client = Client::new(Ppc(IOMMU));
     // SAFETY: the pool region is this PD's, mapped at `dma_pool`, used for nothing else.
     let pool = match unsafe { DmaPool::map(&mut client, Handle(0), 0, MY_DEVICE, pool_va, POOL_PAGES) } {
         Ok(p) => p,

@@ -6,12 +6,10 @@
 
 use core::ptr::NonNull;
 
-use iommu_client::{Channel as IommuChannel, Client};
+use client_channel::Ppc;
+use iommu_client::Client;
 use iommu_protocol::{DeviceId, Handle, Rights};
-use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Handler,
-    Infallible, MessageInfo,
-};
+use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 use virtio_drivers::transport::pci::bus::{Cam, Command, DeviceFunction, MmioCam, PciRoot};
 
 const IOMMU: Channel = Channel::new(0);
@@ -19,25 +17,6 @@ const IOMMU: Channel = Channel::new(0);
 /// QEMU virt); the description maps the same physical range into this PD.
 const BAR0: u64 = 0x1000_0000;
 const POLLS: u32 = 200_000_000;
-
-struct Ppc;
-
-impl IommuChannel for Ppc {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
-        with_msg_regs_mut(|regs| {
-            for (d, s) in regs.iter_mut().zip(mrs) {
-                *d = *s;
-            }
-        });
-        let r = IOMMU.pp_call(MessageInfo::new(label, mrs.len()));
-        with_msg_regs(|regs| {
-            for (d, s) in reply.iter_mut().zip(regs.iter()).take(r.count()) {
-                *d = *s;
-            }
-        });
-        r.label()
-    }
-}
 
 fn fill(p: NonNull<u8>, len: usize, byte: u8) {
     for i in 0..len {
@@ -65,7 +44,7 @@ fn init() -> EduDriver {
     let mut edu = unsafe { edu::Edu::new(bar) };
     debug_println!("edu-driver: edu ident {:x?}", edu.probe());
 
-    let mut iommu = Client::new(Ppc);
+    let mut iommu = Client::new(Ppc(IOMMU));
     let iova = match iommu.map(Handle(0), DeviceId(0), 0, 0x2000, None, Rights::READ_WRITE) {
         Ok(v) => v,
         Err(e) => {
@@ -118,7 +97,7 @@ impl Handler for EduDriver {
             memory_region_symbol!(fault_ring: *mut iommu_protocol::faults::FaultRing);
         let mut out = [iommu_protocol::faults::FaultRecord::default(); 8];
         // SAFETY: the description maps this PD's fault ring here, read-only.
-        let n = unsafe { iommu_protocol::faults::FaultRing::read_shared(ring, next_unread(), &mut out) };
+        let n = unsafe { client_channel::take_faults(ring, IOMMU, &mut out) };
         for r in &out[..n] {
             debug_println!(
                 "edu-driver: fault notified: stream {:#x} {} at iova {:#x}..={:#x} ({} more), region {} offset {:#x}",
@@ -131,20 +110,6 @@ impl Handler for EduDriver {
                 r.offset
             );
         }
-        if let Some(last) = out[..n].last() {
-            set_next(last.seq + 1);
-            let _ = Client::new(Ppc).ack_faults(last.seq);
-        }
         Ok(())
     }
-}
-
-static NEXT_FAULT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-fn next_unread() -> u64 {
-    NEXT_FAULT.load(core::sync::atomic::Ordering::Relaxed)
-}
-
-fn set_next(v: u64) {
-    NEXT_FAULT.store(v, core::sync::atomic::Ordering::Relaxed);
 }

@@ -6,13 +6,11 @@
 
 use core::ptr::NonNull;
 
-use iommu_client::{Channel as IommuChannel, Client};
+use client_channel::Ppc;
+use iommu_client::Client;
 use iommu_protocol::faults::{FaultRecord, FaultRing};
 use iommu_protocol::{DeviceId, Handle, Rights};
-use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Handler,
-    Infallible, MessageInfo,
-};
+use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 use virtio_drivers::transport::pci::bus::{Cam, Command, DeviceFunction, MmioCam, PciRoot};
 
 const IOMMU: Channel = Channel::new(0);
@@ -22,25 +20,6 @@ const POLLS: u32 = 200_000_000;
 /// Its device in the policy (edu_a is 0, its own is 1).
 const MY_DEVICE: DeviceId = DeviceId(1);
 const OTHER_DEVICE: DeviceId = DeviceId(0);
-
-struct Ppc;
-
-impl IommuChannel for Ppc {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
-        with_msg_regs_mut(|regs| {
-            for (d, s) in regs.iter_mut().zip(mrs) {
-                *d = *s;
-            }
-        });
-        let r = IOMMU.pp_call(MessageInfo::new(label, mrs.len()));
-        with_msg_regs(|regs| {
-            for (d, s) in reply.iter_mut().zip(regs.iter()).take(r.count()) {
-                *d = *s;
-            }
-        });
-        r.label()
-    }
-}
 
 #[protection_domain]
 fn init() -> Hostile {
@@ -53,7 +32,7 @@ fn init() -> Hostile {
     root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER);
     // SAFETY: BAR0 was just placed at the range the description maps here.
     let mut edu = unsafe { edu::Edu::new(bar) };
-    let mut iommu = Client::new(Ppc);
+    let mut iommu = Client::new(Ppc(IOMMU));
 
     let r = iommu.map(Handle(3), MY_DEVICE, 0, 0x1000, None, Rights::READ_WRITE);
     debug_println!("hostile: MAP with a handle it was never given: {r:?}");
@@ -79,8 +58,6 @@ fn init() -> Hostile {
 
 struct Hostile;
 
-static NEXT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
 impl Handler for Hostile {
     type Error = Infallible;
 
@@ -90,9 +67,8 @@ impl Handler for Hostile {
         }
         let ring: NonNull<FaultRing> = memory_region_symbol!(fault_ring: *mut FaultRing);
         let mut out = [FaultRecord::default(); 8];
-        let from = NEXT.load(core::sync::atomic::Ordering::Relaxed);
         // SAFETY: the description maps this PD's fault ring here, read-only.
-        let n = unsafe { FaultRing::read_shared(ring, from, &mut out) };
+        let n = unsafe { client_channel::take_faults(ring, IOMMU, &mut out) };
         for r in &out[..n] {
             debug_println!(
                 "hostile: told: stream {:#x} write at iova {:#x}..={:#x} ({} more){}",
@@ -102,10 +78,6 @@ impl Handler for Hostile {
                 r.repeats,
                 if r.quarantined == 1 { "; device QUARANTINED" } else { "" }
             );
-        }
-        if let Some(last) = out[..n].last() {
-            NEXT.store(last.seq + 1, core::sync::atomic::Ordering::Relaxed);
-            let _ = Client::new(Ppc).ack_faults(last.seq);
         }
         Ok(())
     }

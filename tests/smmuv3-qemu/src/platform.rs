@@ -104,10 +104,13 @@ impl Platform {
                 mmio32 = Some((pci, cpu, size));
             }
         }
+        // iommu-map: (rid-base, iommu phandle, sid-base, length) per entry; only entries
+        // that name this SMMU count (another IOMMU's StreamIDs mean nothing to it).
+        let smmu_phandle = smmu_node.property("phandle").and_then(|p| p.as_usize()).map(|p| p as u32);
         let mut iommu_map = heapless::Vec::new();
         if let Some(map) = pcie.property("iommu-map") {
             let c: heapless::Vec<u32, 16> = cells(map.value).collect();
-            for e in c.chunks_exact(4) {
+            for e in c.chunks_exact(4).filter(|e| Some(e[1]) == smmu_phandle) {
                 let _ = iommu_map.push(IommuMap { rid_base: e[0], sid_base: e[2], len: e[3] });
             }
         }

@@ -1,0 +1,48 @@
+//! What every driver PD shares: `iommu_client::Client` over a Microkit channel (a
+//! protected procedure call), and reading the fault ring the IOMMU PD shares with it.
+#![no_std]
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use iommu_protocol::faults::{FaultRecord, FaultRing};
+use sel4_microkit::{with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
+
+/// The channel to the IOMMU PD, as a transport for `iommu_client::Client`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ppc(pub Channel);
+
+impl iommu_client::Channel for Ppc {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+        with_msg_regs_mut(|regs| {
+            for (d, s) in regs.iter_mut().zip(mrs) {
+                *d = *s;
+            }
+        });
+        let r = self.0.pp_call(MessageInfo::new(label, mrs.len()));
+        with_msg_regs(|regs| {
+            for (d, s) in reply.iter_mut().zip(regs.iter()).take(r.count()) {
+                *d = *s;
+            }
+        });
+        r.label()
+    }
+}
+
+/// The next fault record this PD has not read.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Read the records published since the last call (at most `out.len()`), acknowledge
+/// them to the IOMMU PD, and return how many were read.
+///
+/// # Safety
+/// `ring` must be this PD's mapping of its fault ring.
+pub unsafe fn take_faults(ring: NonNull<FaultRing>, iommu: Channel, out: &mut [FaultRecord]) -> usize {
+    // SAFETY: the caller vouches for the mapping.
+    let n = unsafe { FaultRing::read_shared(ring, NEXT.load(Ordering::Relaxed), out) };
+    if let Some(last) = out[..n].last() {
+        NEXT.store(last.seq + 1, Ordering::Relaxed);
+        let _ = iommu_client::Client::new(Ppc(iommu)).ack_faults(last.seq);
+    }
+    n
+}
