@@ -486,6 +486,23 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
     }
 
+    /// `Quarantined` unless device `d` may run: not quarantined, its client not torn down.
+    fn running(&self, d: DeviceIndex) -> Result<()> {
+        if self.devices[d].quarantined || self.devices[d].torn_down {
+            return Err(ErrorCode::Quarantined);
+        }
+        Ok(())
+    }
+
+    /// `device`, if `client` owns it and it may run (not quarantined, not torn down): for
+    /// requests the PD shell serves outside the protocol, such as a measurement build's
+    /// bypass switch.
+    pub fn running_device_of(&self, client: usize, device: DeviceId) -> Result<DeviceIndex> {
+        let d = self.own_device(client, device)?;
+        self.running(d)?;
+        Ok(d)
+    }
+
     fn overlaps(&self, device: DeviceIndex, iova: u64, len: u64) -> bool {
         self.maps.iter().flatten().any(|m| m.device as usize == device && iova < m.iova + m.len && m.iova < iova + len)
     }
@@ -540,9 +557,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if cap.devices & (1 << d) == 0 {
             return Err(ErrorCode::BadDevice);
         }
-        if self.devices[d].quarantined || self.devices[d].torn_down {
-            return Err(ErrorCode::Quarantined);
-        }
+        self.running(d)?;
         if !cap.rights.contains(rights) {
             return Err(ErrorCode::NoRights);
         }

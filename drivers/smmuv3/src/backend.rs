@@ -37,6 +37,21 @@ impl<M: Mmio> SmmuBackend<M> {
         &mut self.smmu
     }
 
+    /// Measurement builds only: let `device` through untranslated (`bypass`), or back
+    /// through its domain, whose tables were left as they were. Bypass reaches all of
+    /// memory, so no product image has this; it exists to measure what translation costs
+    /// against the same device and driver. The stream aborts between the two entries
+    /// (detach, then bypass), so no mixture of the two is ever visible to the SMMU.
+    #[cfg(feature = "measure-bypass")]
+    pub fn set_bypass_for_measurement(&mut self, device: DeviceIndex, bypass: bool) -> Result<(), HwError> {
+        let (sid, dom) = self.device(device)?;
+        if bypass {
+            self.smmu.detach(sid).and_then(|()| self.smmu.bypass(sid)).map_err(|_| HwError)
+        } else {
+            self.smmu.attach(sid, dom).map_err(|_| HwError)
+        }
+    }
+
     fn device(&self, d: DeviceIndex) -> Result<(StreamId, DomainId), HwError> {
         self.devices.get(d).copied().flatten().ok_or(HwError)
     }

@@ -112,3 +112,66 @@ fn service_requests_reach_the_smmu_tables() {
     s.client_torn_down(0).unwrap();
     assert_eq!(model(&mut s, 0x10, 0x1000_1008, false), Outcome::Abort);
 }
+
+/// The measurement build's bypass switch: the stream goes untranslated and comes back
+/// through its domain with its mappings intact (the model caches STEs, so a missing
+/// CFGI_STE would show the old entry); a device that may not run is refused first.
+#[test]
+fn measurement_bypass_and_back() {
+    let buf = common::buffer(0x2000, 0x1000);
+    let clients = [
+        ClientConfig { name: "blk", max_mappings: 4, max_pages: 4 },
+        ClientConfig { name: "other", max_mappings: 4, max_pages: 4 },
+    ];
+    let devices = [DeviceConfig {
+        name: "disk",
+        stream: 0x20,
+        owner: 0,
+        iova_base: 0x1_0000_0000,
+        iova_size: 1 << 20,
+        resume_allowed: true,
+    }];
+    let regions = [RegionConfig { name: "pool", pa: buf.pa.0, size: 0x2000 }];
+    let caps = [CapConfig { client: 0, region: 0, offset: 0, len: 0x2000, rights: Rights::READ_WRITE, devices: 0b1 }];
+    let cfg = Config {
+        clients: &clients,
+        devices: &devices,
+        regions: &regions,
+        caps: &caps,
+        static_maps: &[],
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let backend = SmmuBackend::new(common::smmu(32), &[0x20]).unwrap();
+    let mut tables = iommu_pd::OwnedStorage::<2, 1, 4, 8>::default();
+    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let map = Request::Map {
+        cap: Handle(0),
+        device: DeviceId(0),
+        offset: 0,
+        len: 0x2000,
+        iova: None,
+        rights: Rights::READ_WRITE,
+    };
+    assert_eq!(call(&mut s, 0, map), Reply::ok(&[0x1_0000_0000]));
+    let model = |s: &mut Service<'_, SmmuBackend<smmuv3::model::SmmuModel>>, iova| {
+        s.hw_mut().smmu().regs().translate(0x20, iova, true)
+    };
+    assert_eq!(model(&mut s, 0x1_0000_1000), Outcome::Ok(buf.pa.0 + 0x1000));
+
+    // Only the owner, and only a device that may run.
+    assert_eq!(s.running_device_of(1, DeviceId(0)), Err(iommu_protocol::ErrorCode::BadDevice));
+    assert_eq!(s.running_device_of(0, DeviceId(1)), Err(iommu_protocol::ErrorCode::BadDevice));
+    let d = s.running_device_of(0, DeviceId(0)).unwrap();
+
+    s.hw_mut().set_bypass_for_measurement(d, true).unwrap();
+    assert_eq!(model(&mut s, buf.pa.0 + 0x1000), Outcome::Bypass(buf.pa.0 + 0x1000));
+    s.hw_mut().set_bypass_for_measurement(d, false).unwrap();
+    assert_eq!(model(&mut s, 0x1_0000_1000), Outcome::Ok(buf.pa.0 + 0x1000));
+    assert_eq!(model(&mut s, buf.pa.0 + 0x1000), Outcome::Fault(id::F_TRANSLATION));
+
+    // Torn down while in bypass: the stream aborts, and the device may not run.
+    s.hw_mut().set_bypass_for_measurement(d, true).unwrap();
+    s.client_torn_down(0).unwrap();
+    assert_eq!(model(&mut s, buf.pa.0 + 0x1000), Outcome::Abort);
+    assert_eq!(s.running_device_of(0, DeviceId(0)), Err(iommu_protocol::ErrorCode::Quarantined));
+}
