@@ -49,10 +49,22 @@ impl DmaPool {
             return Err(ErrorCode::OutOfRange);
         }
         let iova = client.map(cap, device, cap_offset, (pages * PAGE) as u64, None, Rights::READ_WRITE)?;
-        Ok(Self { va, iova, pages, used: [false; MAX_POOL_PAGES] })
+        // SAFETY: the caller vouches for `va`; the service just mapped the pages at `iova`.
+        Ok(unsafe { Self::unmapped(va, iova, pages) })
     }
 
-    /// The IOVA of the pool's first page.
+    /// A pool of `pages` pages the device already reaches at `device_addr`, with no MAP:
+    /// for a stream the IOMMU lets through untranslated (a measurement build's bypass),
+    /// where `device_addr` is the pages' physical address.
+    ///
+    /// # Safety
+    /// As for `map`, and the device must reach exactly these pages at `device_addr`;
+    /// `pages` must be at most `MAX_POOL_PAGES`.
+    pub unsafe fn unmapped(va: NonNull<u8>, device_addr: u64, pages: usize) -> Self {
+        Self { va, iova: device_addr, pages: pages.min(MAX_POOL_PAGES), used: [false; MAX_POOL_PAGES] }
+    }
+
+    /// The address at which the device reaches the pool's first page (its IOVA).
     pub fn iova(&self) -> u64 {
         self.iova
     }

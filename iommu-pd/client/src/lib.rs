@@ -41,12 +41,22 @@ impl<C: Channel> Client<C> {
     fn call(&mut self, req: Request) -> Result<[u64; 6], ErrorCode> {
         let mut mrs = [0; MAX_MRS];
         let (label, n) = req.encode(&mut mrs);
+        self.call_raw(label, &mrs[..n])
+    }
+
+    fn call_raw(&mut self, label: u64, mrs: &[u64]) -> Result<[u64; 6], ErrorCode> {
         let mut out = [0; 6];
-        let reply_label = self.channel.call(label, &mrs[..n], &mut out);
+        let reply_label = self.channel.call(label, mrs, &mut out);
         match Reply::decode(reply_label, &out) {
             Reply::Ok { values, .. } => Ok(values),
             Reply::Err(e) => Err(e),
         }
+    }
+
+    /// Measurement only (see `iommu_protocol::measure::BYPASS`): put `device`'s stream in
+    /// bypass, or back to translation. A product IOMMU PD answers `UnknownOp`.
+    pub fn measure_bypass(&mut self, device: DeviceId, bypass: bool) -> Result<(), ErrorCode> {
+        self.call_raw(iommu_protocol::measure::BYPASS, &[device.0 as u64, bypass as u64]).map(|_| ())
     }
 
     /// Map `len` bytes at `offset` of capability `cap` for `device`; returns the IOVA.

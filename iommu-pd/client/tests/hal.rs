@@ -100,4 +100,14 @@ fn hal_maps_once_and_bounces_through_the_pool() {
     let pool = IommuHal::uninstall().unwrap();
     client.unmap(DeviceId(0), &[pool.iova()]).unwrap();
     assert!(client.channel().service.hw().pages[&0].is_empty());
+
+    // The same pages for a stream in bypass: the device addresses are physical.
+    // SAFETY: as above; the "device" reaches the pool at its physical address.
+    IommuHal::install(unsafe { DmaPool::unmapped(pool_mem, pa, 8) });
+    let (c, _) = IommuHal::dma_alloc(1, BufferDirection::Both);
+    assert_eq!(c, pa);
+    assert!(IommuHal::uninstall().is_some());
+    // Only a measurement build's IOMMU PD switches a stream to bypass; the service core
+    // does not know the request.
+    assert_eq!(client.measure_bypass(DeviceId(0), true), Err(ErrorCode::UnknownOp));
 }

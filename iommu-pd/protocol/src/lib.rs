@@ -57,6 +57,16 @@ impl Rights {
     }
 }
 
+/// Requests outside the protocol proper, for measurement. Only an IOMMU PD built for
+/// measurement (its feature `measure-bypass`) answers them; the service core, and so every
+/// product IOMMU PD, replies `UnknownOp`.
+pub mod measure {
+    /// BYPASS: mr0 = one of the caller's devices, mr1 = 1 to let its stream through
+    /// untranslated (it then reaches all memory, by physical address), 0 to translate it
+    /// again through its unchanged mappings. Reply: no values.
+    pub const BYPASS: u64 = 0x4d00;
+}
+
 /// Request labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]
