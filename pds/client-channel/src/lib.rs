@@ -6,14 +6,26 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use iommu_protocol::faults::{FaultRecord, FaultRing};
+use iommu_protocol::Op;
 use sel4_microkit::{with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
 
 /// The channel to the IOMMU PD, as a transport for `iommu_client::Client`.
 #[derive(Debug, Clone, Copy)]
 pub struct Ppc(pub Channel);
 
+/// Calls this PD has made to the IOMMU PD, by request label (`Op` values 1..=8; index 0
+/// counts every other label). Every call goes through `Ppc::call`, so this is all of them.
+static CALLS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+
+/// How many `op` requests this PD has made to the IOMMU PD.
+pub fn calls(op: Op) -> u64 {
+    CALLS[op as usize].load(Ordering::Relaxed)
+}
+
 impl iommu_client::Channel for Ppc {
     fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+        let counter = CALLS.get(label as usize).unwrap_or(&CALLS[0]);
+        counter.fetch_add(1, Ordering::Relaxed);
         with_msg_regs_mut(|regs| {
             for (d, s) in regs.iter_mut().zip(mrs) {
                 *d = *s;

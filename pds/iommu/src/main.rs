@@ -100,6 +100,8 @@ fn init() -> IommuPd {
         "iommu: GBPA.ABORT {}; every stream aborts until its driver maps memory",
         if smmu.gbpa_aborts() { "set" } else { "not implemented by this SMMU" }
     );
+    #[cfg(feature = "measure-bypass")]
+    debug_println!("iommu: MEASUREMENT BUILD: a driver may put its own device in bypass; not for products");
     let sid = StreamId(0x10);
     let _ = smmu.prepare_stream(sid);
     match smmu.ste(sid) {
@@ -215,6 +217,11 @@ impl Handler for IommuPd {
                 *d = *s;
             }
         });
+        #[cfg(feature = "measure-bypass")]
+        if msg_info.label() == iommu_protocol::measure::BYPASS {
+            let label = measure_bypass(service, client, &mrs[..n]).map_or_else(|e| e as u64, |()| 0);
+            return Ok(MessageInfo::new(label, 0));
+        }
         let reply = service.handle(client, msg_info.label(), &mrs[..n]);
         match reply {
             iommu_protocol::Reply::Ok { values, n } => {
@@ -228,6 +235,32 @@ impl Handler for IommuPd {
             iommu_protocol::Reply::Err(e) => Ok(MessageInfo::new(e as u64, 0)),
         }
     }
+}
+
+/// The measurement build's bypass switch (`iommu_protocol::measure::BYPASS`): the caller's
+/// own device, and only while it may run; its mappings stay as they are for the way back.
+#[cfg(feature = "measure-bypass")]
+fn measure_bypass(service: &mut Svc, client: usize, mrs: &[u64]) -> Result<(), iommu_protocol::ErrorCode> {
+    use iommu_protocol::{DeviceId, ErrorCode};
+    let &[device, on] = mrs else {
+        return Err(if mrs.len() < 2 { ErrorCode::Truncated } else { ErrorCode::Malformed });
+    };
+    let device = u32::try_from(device).map_err(|_| ErrorCode::Malformed)?;
+    let bypass = match on {
+        0 => false,
+        1 => true,
+        _ => return Err(ErrorCode::Malformed),
+    };
+    let d = service.running_device_of(client, DeviceId(device))?;
+    service.hw_mut().set_bypass_for_measurement(d, bypass).map_err(|_| ErrorCode::Hardware)?;
+    let dev = &policy::DEVICES[d];
+    debug_println!(
+        "iommu: MEASUREMENT: device {} (stream {:#x}) {}",
+        dev.name,
+        dev.stream,
+        if bypass { "in bypass: untranslated, it reaches all memory" } else { "translated again through its mappings" }
+    );
+    Ok(())
 }
 
 /// Where a fault falls, for the console.
