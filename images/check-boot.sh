@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Boot the Microkit image headless for a bounded time and check what the PDs printed
-# against EXPECT (lines "what it shows|regex"). The last line is
-# `microkit-image: N passed, M failed`; the exit status says the same.
+# Boot the Microkit image headless and check what the PDs printed against EXPECT (lines
+# "what it shows|regex"). QEMU runs until every expected line has appeared (and a moment
+# more, so a late fault is seen) or for TIMEOUT seconds, whichever is first. The last line
+# is `microkit-image: N passed, M failed`; the exit status says the same.
 #
 # usage: check-boot.sh EXPECT QEMU ARGS...
 set -uo pipefail
@@ -9,7 +10,27 @@ expect_file=$1
 shift
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-timeout "${TIMEOUT:-30}" "$@" < /dev/null > "$log" 2>&1
+
+all_seen() {
+    local name regex
+    while IFS='|' read -r name regex; do
+        [ -z "$name" ] && continue
+        grep -qE "$regex" "$log" || return 1
+    done < "$expect_file"
+}
+
+"$@" < /dev/null > "$log" 2>&1 &
+qemu=$!
+deadline=$((SECONDS + ${TIMEOUT:-60}))
+while kill -0 "$qemu" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+    if all_seen; then
+        sleep 2
+        break
+    fi
+    sleep 0.5
+done
+kill "$qemu" 2>/dev/null
+wait "$qemu" 2>/dev/null
 cat "$log"
 passed=0 failed=0
 while IFS='|' read -r name regex; do

@@ -50,17 +50,17 @@ impl DmaPool {
         }
         let iova = client.map(cap, device, cap_offset, (pages * PAGE) as u64, None, Rights::READ_WRITE)?;
         // SAFETY: the caller vouches for `va`; the service just mapped the pages at `iova`.
-        Ok(unsafe { Self::unmapped(va, iova, pages) })
+        Ok(unsafe { Self::reachable_at(va, iova, pages) })
     }
 
-    /// A pool of `pages` pages the device already reaches at `device_addr`, with no MAP:
-    /// for a stream the IOMMU lets through untranslated (a measurement build's bypass),
-    /// where `device_addr` is the pages' physical address.
+    /// A pool of `pages` pages the device already reaches at `device_addr`: mapped there
+    /// by an earlier MAP, or, for a stream the IOMMU lets through untranslated (a
+    /// measurement build's bypass), at the pages' physical address.
     ///
     /// # Safety
     /// As for `map`, and the device must reach exactly these pages at `device_addr`;
     /// `pages` must be at most `MAX_POOL_PAGES`.
-    pub unsafe fn unmapped(va: NonNull<u8>, device_addr: u64, pages: usize) -> Self {
+    pub unsafe fn reachable_at(va: NonNull<u8>, device_addr: u64, pages: usize) -> Self {
         Self { va, iova: device_addr, pages: pages.min(MAX_POOL_PAGES), used: [false; MAX_POOL_PAGES] }
     }
 

@@ -103,7 +103,7 @@ fn hal_maps_once_and_bounces_through_the_pool() {
 
     // The same pages for a stream in bypass: the device addresses are physical.
     // SAFETY: as above; the "device" reaches the pool at its physical address.
-    IommuHal::install(unsafe { DmaPool::unmapped(pool_mem, pa, 8) });
+    IommuHal::install(unsafe { DmaPool::reachable_at(pool_mem, pa, 8) });
     let (c, _) = IommuHal::dma_alloc(1, BufferDirection::Both);
     assert_eq!(c, pa);
     assert!(IommuHal::uninstall().is_some());

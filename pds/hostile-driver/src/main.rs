@@ -40,6 +40,8 @@ fn init() -> Hostile {
     debug_println!("hostile: MAP for another driver's device: {r:?}");
     let r = iommu.map(Handle(0), MY_DEVICE, 0x1000, 0x10_0000, None, Rights::READ_WRITE);
     debug_println!("hostile: MAP past the end of its capability: {r:?}");
+    let r = iommu.measure_bypass(MY_DEVICE, true);
+    debug_println!("hostile: asks for its device in bypass: {r:?}");
 
     // Its own scratch page is mapped; everything else its device tries is blocked. It
     // aims at the IOVA where the edu driver's buffer sits in *that* device's space, and

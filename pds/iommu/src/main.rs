@@ -47,6 +47,9 @@ impl<T> Once<T> {
 
     /// # Safety
     /// Call at most once.
+    // A `&'static mut` from `&'static self` is what this type is for: the one call hands
+    // out the only reference there will ever be.
+    #[allow(clippy::mut_from_ref)]
     unsafe fn take(&'static self, value: T) -> &'static mut T {
         // SAFETY: the caller calls this once, so no other reference exists.
         unsafe { (*self.0.get()).write(value) }
@@ -253,13 +256,25 @@ fn measure_bypass(service: &mut Svc, client: usize, mrs: &[u64]) -> Result<(), i
     };
     let d = service.running_device_of(client, DeviceId(device))?;
     service.hw_mut().set_bypass_for_measurement(d, bypass).map_err(|_| ErrorCode::Hardware)?;
-    let dev = &policy::DEVICES[d];
-    debug_println!(
-        "iommu: MEASUREMENT: device {} (stream {:#x}) {}",
-        dev.name,
-        dev.stream,
-        if bypass { "in bypass: untranslated, it reaches all memory" } else { "translated again through its mappings" }
-    );
+    // A measurement switches thousands of times: say so at the first of each kind and
+    // then at powers of two, so the console shows it without slowing it down.
+    static SWITCHES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let n = SWITCHES.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+    if n <= 2 || n.is_power_of_two() {
+        let dev = &policy::DEVICES[d];
+        // What the stream table now holds, read back, not what was asked for.
+        let config = service.hw_mut().smmu().ste(smmuv3::StreamId(dev.stream)).map(|ste| ste.config());
+        debug_println!(
+            "iommu: MEASUREMENT: device {} (stream {:#x}) {} (switch {n}; STE {config:?})",
+            dev.name,
+            dev.stream,
+            if bypass {
+                "in bypass: untranslated, it reaches all memory"
+            } else {
+                "translated again through its mappings"
+            }
+        );
+    }
     Ok(())
 }
 
