@@ -108,8 +108,66 @@ impl DmaPool {
     }
 }
 
+/// A call to the IOMMU PD as a plain function (the driver PD's transport), because the
+/// `Hal` is static and cannot hold a `Client`.
+pub type CallFn = fn(label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64;
+
+struct FnChannel(CallFn);
+
+impl Channel for FnChannel {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+        (self.0)(label, mrs, reply)
+    }
+}
+
+/// Memory of the driver's that the device may reach in place, one request at a time: a
+/// buffer that lies in it is mapped for the device when virtio-drivers shares it (one
+/// MAP of the pages it touches) and unmapped when it is unshared (one UNMAP, which
+/// returns once the IOMMU has confirmed), instead of being copied through the pool. The
+/// device then reaches the buffer's pages only while the request is in flight; the cost
+/// is two calls to the IOMMU PD per buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct InPlace {
+    /// This PD's mapping of the memory, page-aligned.
+    pub va: NonNull<u8>,
+    /// Bytes, a whole number of pages.
+    pub len: usize,
+    /// The capability for the memory, and where in it `va` starts (page-aligned).
+    pub cap: Handle,
+    /// Offset of `va`'s page in the capability.
+    pub cap_offset: u64,
+    /// The device the buffers are mapped for.
+    pub device: DeviceId,
+    /// How to reach the IOMMU PD.
+    pub call: CallFn,
+}
+
+impl InPlace {
+    /// Map the pages of `buffer` if it lies in this memory: the address the device uses.
+    fn map(&self, buffer: NonNull<[u8]>, direction: BufferDirection) -> Option<u64> {
+        let start = (buffer.cast::<u8>().as_ptr() as usize).checked_sub(self.va.as_ptr() as usize)?;
+        let end = start.checked_add(buffer.len())?;
+        if end > self.len || buffer.is_empty() {
+            return None;
+        }
+        let first = start / PAGE * PAGE;
+        let len = (end.div_ceil(PAGE) * PAGE - first) as u64;
+        // Stage-1 tables cannot say write-only, so a buffer the device writes is mapped
+        // read/write; one it only reads is mapped read-only.
+        let rights = if direction == BufferDirection::DriverToDevice { Rights::READ } else { Rights::READ_WRITE };
+        let iova = Client::new(FnChannel(self.call))
+            .map(self.cap, self.device, self.cap_offset + first as u64, len, None, rights)
+            .ok()?;
+        Some(iova + (start - first) as u64)
+    }
+}
+
 struct Installed {
     pool: Option<DmaPool>,
+    in_place: Option<InPlace>,
+    /// In-place UNMAPs the IOMMU PD did not confirm (it blocks the device when that
+    /// happens, so the buffer is safe, but the driver should know).
+    unmap_failures: u64,
     mmio: fn(u64, usize) -> NonNull<u8>,
 }
 
@@ -123,7 +181,8 @@ fn identity(paddr: u64, _size: usize) -> NonNull<u8> {
     NonNull::new(paddr as *mut u8).expect("MMIO at address 0")
 }
 
-static STATE: HalCell = HalCell(UnsafeCell::new(Installed { pool: None, mmio: identity }));
+static STATE: HalCell =
+    HalCell(UnsafeCell::new(Installed { pool: None, in_place: None, unmap_failures: 0, mmio: identity }));
 
 fn state() -> &'static mut Installed {
     // SAFETY: see `HalCell`: one thread, and no reference outlives a Hal call.
@@ -143,6 +202,28 @@ impl IommuHal {
     /// Stop, returning the pool (for the driver to unmap).
     pub fn uninstall() -> Option<DmaPool> {
         state().pool.take()
+    }
+
+    /// From now on, share buffers that lie in `memory` in place (a MAP and an UNMAP per
+    /// buffer) rather than copying them through the pool; others are still copied, and so
+    /// is an in-place buffer whose MAP is refused (a full quota, say).
+    ///
+    /// # Safety
+    /// `memory.va` must be this PD's mapping of `memory.len` bytes of capability
+    /// `memory.cap` from `memory.cap_offset`, which the driver may let the device reach
+    /// while it has them shared.
+    pub unsafe fn share_in_place(memory: InPlace) {
+        state().in_place = Some(memory);
+    }
+
+    /// Stop sharing buffers in place.
+    pub fn stop_sharing_in_place() {
+        state().in_place = None;
+    }
+
+    /// In-place UNMAPs the IOMMU PD did not confirm.
+    pub fn unmap_failures() -> u64 {
+        state().unmap_failures
     }
 
     /// How this PD sees a device's MMIO registers (default: identity-mapped).
@@ -179,6 +260,9 @@ unsafe impl Hal for IommuHal {
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        if let Some(iova) = state().in_place.and_then(|m| m.map(buffer, direction)) {
+            return iova;
+        }
         let len = buffer.len();
         let (iova, va) = Self::pool().alloc(len.div_ceil(PAGE).max(1)).expect("DMA pool exhausted");
         if direction != BufferDirection::DeviceToDriver {
@@ -191,6 +275,19 @@ unsafe impl Hal for IommuHal {
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
         let len = buffer.len();
+        // Not from the pool, so mapped in place: the device wrote the buffer itself, and
+        // the mapping goes (in-place IOVAs never fall in the pool's, since one device's
+        // mappings never overlap).
+        let page = paddr / PAGE as u64 * PAGE as u64;
+        let st = state();
+        if st.pool.as_ref().is_none_or(|p| p.index(page).is_none()) {
+            if let Some(m) = st.in_place {
+                if Client::new(FnChannel(m.call)).unmap(m.device, &[page]).is_err() {
+                    st.unmap_failures += 1;
+                }
+                return;
+            }
+        }
         let pool = Self::pool();
         if direction != BufferDirection::DriverToDevice {
             if let Some(va) = pool.va_of(paddr) {

@@ -1,0 +1,184 @@
+//! Sharing buffers in place: a buffer in the driver's in-place memory is mapped for the
+//! device by one MAP when shared and unmapped by one UNMAP when unshared, against the real
+//! service core over the model IOMMU; buffers elsewhere, and any whose MAP is refused, are
+//! copied through the pool as before. (Its own test binary: the Hal is one static.)
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ptr::NonNull;
+
+use iommu_client::hal::{DmaPool, InPlace, IommuHal};
+use iommu_client::{Channel, Client};
+use iommu_pd::model::ModelHw;
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_protocol::{DeviceId, Handle, Op, Rights};
+use virtio_drivers::{BufferDirection, Hal};
+
+const PAGE: usize = 4096;
+
+thread_local! {
+    static SERVICE: RefCell<Option<Service<'static, ModelHw>>> = const { RefCell::new(None) };
+    static CALLS: RefCell<BTreeMap<u64, u64>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// The IOMMU PD, as the driver reaches it: client 0's calls, counted by label.
+fn call(label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+    CALLS.with(|c| *c.borrow_mut().entry(label).or_default() += 1);
+    SERVICE.with(|s| {
+        let r = s.borrow_mut().as_mut().unwrap().handle(0, label, mrs);
+        if let iommu_protocol::Reply::Ok { values, .. } = r {
+            *reply = values;
+        }
+        r.label()
+    })
+}
+
+fn calls(op: Op) -> u64 {
+    CALLS.with(|c| c.borrow().get(&(op as u64)).copied().unwrap_or(0))
+}
+
+/// What the device can reach: IOVA page -> (physical page, rights).
+fn reachable() -> BTreeMap<u64, (u64, Rights)> {
+    SERVICE.with(|s| s.borrow().as_ref().unwrap().hw().reachable(0))
+}
+
+struct Direct;
+
+impl Channel for Direct {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+        call(label, mrs, reply)
+    }
+}
+
+fn pages(n: usize) -> NonNull<u8> {
+    let layout = std::alloc::Layout::from_size_align(n * PAGE, PAGE).unwrap();
+    // SAFETY: non-zero size.
+    NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap()
+}
+
+#[test]
+fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
+    // Host memory whose addresses stand for physical addresses: an 8-page pool and four
+    // pages of in-place buffers (and a fifth page after them, not in-place memory).
+    let (pool_mem, bufs) = (pages(8), pages(5));
+    let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
+    // The pool and two in-place buffers at a time.
+    let clients = Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16 }]));
+    let devices = Box::leak(Box::new([DeviceConfig {
+        name: "blk",
+        stream: 8,
+        owner: 0,
+        iova_base: 0x10_0000,
+        iova_size: 1 << 24,
+        resume_allowed: true,
+    }]));
+    let regions = Box::leak(Box::new([
+        RegionConfig { name: "pool", pa: pool_pa, size: 8 * PAGE as u64 },
+        RegionConfig { name: "buffers", pa: bufs_pa, size: 4 * PAGE as u64 },
+    ]));
+    let caps = Box::leak(Box::new([
+        CapConfig { client: 0, region: 0, offset: 0, len: 8 * PAGE as u64, rights: Rights::READ_WRITE, devices: 1 },
+        CapConfig { client: 0, region: 1, offset: 0, len: 4 * PAGE as u64, rights: Rights::READ_WRITE, devices: 1 },
+    ]));
+    let cfg = Config {
+        clients: &clients[..],
+        devices: &devices[..],
+        regions: &regions[..],
+        caps: &caps[..],
+        static_maps: &[],
+        faults: FaultPolicy { window: 1, max_faults: 1 },
+    };
+    let tables = Box::leak(Box::new(iommu_pd::OwnedStorage::<1, 1, 4, 8>::default()));
+    let service = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
+    SERVICE.with(|s| *s.borrow_mut() = Some(service));
+
+    // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.
+    let pool = unsafe { DmaPool::map(&mut Client::new(Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) }.unwrap();
+    let pool_iova = pool.iova();
+    IommuHal::install(pool);
+    let memory = InPlace { va: bufs, len: 4 * PAGE, cap: Handle(1), cap_offset: 0, device: DeviceId(0), call };
+    // SAFETY: `bufs` is the buffers region's memory, which the device may reach.
+    unsafe { IommuHal::share_in_place(memory) };
+    let before = reachable();
+    assert_eq!(before.len(), 8, "the pool alone");
+
+    // A buffer the device writes, across two pages of the in-place memory: one MAP of
+    // exactly those two pages, read/write, at an IOVA with the buffer's page offset.
+    // SAFETY: inside `bufs`.
+    let buf = NonNull::slice_from_raw_parts(unsafe { bufs.add(0x100) }, 0x1800);
+    // SAFETY: valid for its length; unshared below.
+    let iova = unsafe { IommuHal::share(buf, BufferDirection::DeviceToDriver) };
+    assert_eq!((calls(Op::Map), iova % PAGE as u64), (2, 0x100));
+    let base = iova - 0x100;
+    let now = reachable();
+    assert_eq!(now.len(), 10);
+    assert_eq!(now[&base], (bufs_pa, Rights::READ_WRITE));
+    assert_eq!(now[&(base + PAGE as u64)], (bufs_pa + PAGE as u64, Rights::READ_WRITE));
+    assert!(base < pool_iova || base >= pool_iova + 8 * PAGE as u64);
+    // The device writes through its mapping: the bytes land in the buffer itself.
+    let (pa, _) = now[&base];
+    // SAFETY: the page the device reaches, inside `bufs`.
+    unsafe { (pa as *mut u8).add(0x100).copy_from_nonoverlapping(b"in place".as_ptr(), 8) };
+    // SAFETY: as `share`.
+    unsafe { IommuHal::unshare(iova, buf, BufferDirection::DeviceToDriver) };
+    assert_eq!(calls(Op::Unmap), 1);
+    assert_eq!(reachable(), before, "after UNMAP the device reaches the pool alone");
+    // SAFETY: inside `bufs`.
+    assert_eq!(unsafe { std::slice::from_raw_parts(bufs.add(0x100).as_ptr(), 8) }, b"in place");
+
+    // A buffer the device only reads is mapped read-only.
+    // SAFETY: inside `bufs`.
+    let out = NonNull::slice_from_raw_parts(unsafe { bufs.add(3 * PAGE) }, 512);
+    // SAFETY: as above.
+    let iova = unsafe { IommuHal::share(out, BufferDirection::DriverToDevice) };
+    assert_eq!(reachable()[&iova], (bufs_pa + 3 * PAGE as u64, Rights::READ));
+
+    // While that one is mapped, the quota (pool + two) allows one more; a third buffer's
+    // MAP is refused, so it is copied through the pool instead, with no UNMAP after.
+    // SAFETY: inside `bufs`.
+    let second = NonNull::slice_from_raw_parts(unsafe { bufs.add(2 * PAGE) }, 16);
+    // SAFETY: as above.
+    let second_iova = unsafe { IommuHal::share(second, BufferDirection::Both) };
+    assert!(second_iova < pool_iova || second_iova >= pool_iova + 8 * PAGE as u64);
+    let mut third_data = *b"not in place, bounced";
+    // SAFETY: inside `bufs`.
+    let third = NonNull::slice_from_raw_parts(unsafe { bufs.add(PAGE) }, 16);
+    // SAFETY: as above.
+    let third_iova = unsafe { IommuHal::share(third, BufferDirection::Both) };
+    assert!((pool_iova..pool_iova + 8 * PAGE as u64).contains(&third_iova), "bounced through the pool");
+    assert_eq!(calls(Op::Map), 5, "three in-place MAPs tried, one refused");
+    // A buffer outside the in-place memory (the stack) is bounced without asking.
+    let stack = NonNull::from(&mut third_data[..]);
+    // SAFETY: valid for its length.
+    let stack_iova = unsafe { IommuHal::share(stack, BufferDirection::Both) };
+    assert!((pool_iova..pool_iova + 8 * PAGE as u64).contains(&stack_iova));
+    assert_eq!(calls(Op::Map), 5);
+    // SAFETY: as `share`.
+    unsafe {
+        IommuHal::unshare(stack_iova, stack, BufferDirection::Both);
+        IommuHal::unshare(third_iova, third, BufferDirection::Both);
+        IommuHal::unshare(second_iova, second, BufferDirection::Both);
+        IommuHal::unshare(iova, out, BufferDirection::DriverToDevice);
+    }
+    assert_eq!(calls(Op::Unmap), 3, "one UNMAP per in-place buffer, none for bounced ones");
+    assert_eq!(reachable(), before);
+    assert_eq!((IommuHal::unmap_failures(), IommuHal::pages_in_use()), (0, 0));
+
+    // Straddling the end of the in-place memory: bounced; and once in-place sharing
+    // stops, everything is.
+    let in_pool = |a: u64| (pool_iova..pool_iova + 8 * PAGE as u64).contains(&a);
+    // SAFETY: inside the five pages of `bufs`.
+    let straddle = NonNull::slice_from_raw_parts(unsafe { bufs.add(4 * PAGE - 8) }, 16);
+    // SAFETY: as above.
+    let a = unsafe { IommuHal::share(straddle, BufferDirection::Both) };
+    IommuHal::stop_sharing_in_place();
+    // SAFETY: inside `bufs`.
+    let b = unsafe { IommuHal::share(out, BufferDirection::Both) };
+    assert!(in_pool(a) && in_pool(b));
+    // SAFETY: as `share`.
+    unsafe {
+        IommuHal::unshare(a, straddle, BufferDirection::Both);
+        IommuHal::unshare(b, out, BufferDirection::Both);
+    }
+    assert_eq!((calls(Op::Map), calls(Op::Unmap), IommuHal::pages_in_use()), (5, 3, 0));
+}
