@@ -1,6 +1,6 @@
 //! A hostile driver PD: it asks the IOMMU PD for memory it holds no capability for, points
-//! its device's DMA at addresses it was never given, and floods the SMMU with faults. It
-//! must be refused or contained while the rest of the system keeps working.
+//! its device's DMA at addresses it was never given, floods the SMMU with faults, and
+//! crashes. It must be refused or contained while the rest of the system keeps working.
 #![no_std]
 #![no_main]
 
@@ -71,6 +71,7 @@ impl Handler for Hostile {
         let mut out = [FaultRecord::default(); 8];
         // SAFETY: the description maps this PD's fault ring here, read-only.
         let n = unsafe { client_channel::take_faults(ring, IOMMU, &mut out) };
+        let mut quarantined = false;
         for r in &out[..n] {
             debug_println!(
                 "hostile: told: stream {:#x} write at iova {:#x}..={:#x} ({} more){}",
@@ -80,6 +81,14 @@ impl Handler for Hostile {
                 r.repeats,
                 if r.quarantined == 1 { "; device QUARANTINED" } else { "" }
             );
+            quarantined |= r.quarantined == 1;
+        }
+        if quarantined {
+            // Last, it crashes, as a compromised driver might: the IOMMU PD, its fault
+            // handler, must take its DMA away.
+            debug_println!("hostile: crashes (a store to an address it has no mapping for)");
+            // SAFETY: none: the store faults on purpose, and this PD never runs again.
+            unsafe { core::ptr::write_volatile(0xdead_0000 as *mut u64, 0) };
         }
         Ok(())
     }

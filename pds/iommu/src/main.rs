@@ -15,8 +15,8 @@ use core::ptr::NonNull;
 
 use iommu_pd::{FaultPolicy, RegionConfig, Service};
 use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, var, with_msg_regs, with_msg_regs_mut, Channel, Handler,
-    Infallible, MessageInfo,
+    debug_println, memory_region_symbol, protection_domain, var, with_msg_regs, with_msg_regs_mut, Channel, Child,
+    Handler, Infallible, MessageInfo,
 };
 use smmuv3::backend::SmmuBackend;
 use smmuv3::{Config, DmaRegion, Memory, MmioRegisters, PhysAddr, Smmu, StreamId};
@@ -209,6 +209,44 @@ impl Handler for IommuPd {
         Ok(())
     }
 
+    /// A driver PD faulted (the driver PDs are this PD's children, child i + 1 being
+    /// client i): its devices stop and its mappings go, confirmed by the SMMU, before
+    /// anything else is served; the PD stays stopped (no reply), its capabilities kept,
+    /// so a supervisor that restarts it would call `client_ready`.
+    fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
+        let name = child.index().checked_sub(1).and_then(|c| policy::CLIENTS.get(c)).map(|c| c.name);
+        let what = match msg_info.fault() {
+            sel4::Fault::VmFault(f) => place::FaultKind::Vm { addr: f.addr(), pc: f.ip() },
+            sel4::Fault::UserException(_) => place::FaultKind::Exception,
+            _ => place::FaultKind::Other,
+        };
+        let (Some(service), Some(name)) = (self.service.as_mut(), name) else {
+            debug_println!("iommu: child {} faulted ({what}); it is not a client", child.index());
+            return Ok(None);
+        };
+        let client = child.index() - 1;
+        let owned = |d: usize| policy::DEVICES[d].owner == client;
+        let mut pages = 0;
+        service.for_each_mapped_page(|d, _, _, _| pages += owned(d) as u64);
+        match service.client_torn_down(client) {
+            Ok(()) => {
+                let mut left = 0;
+                service.for_each_mapped_page(|d, _, _, _| left += owned(d) as u64);
+                debug_println!(
+                    "iommu: {name} faulted ({what}): its devices are blocked and {pages} mapped page(s) removed, confirmed; {left} left"
+                );
+                for dev in policy::DEVICES.iter().filter(|d| d.owner == client) {
+                    match service.hw_mut().smmu().ste(smmuv3::StreamId(dev.stream)) {
+                        Ok(ste) => debug_println!("iommu: {} (stream {:#x}): {:?}", dev.name, dev.stream, ste.config()),
+                        Err(e) => debug_println!("iommu: {} (stream {:#x}): {e}", dev.name, dev.stream),
+                    }
+                }
+            }
+            Err(e) => debug_println!("iommu: {name} faulted ({what}); teardown failed: {e:?}, its devices are blocked"),
+        }
+        Ok(None)
+    }
+
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
         let (Some(service), Some(client)) = (self.service.as_mut(), client_of(channel)) else {
             return Ok(MessageInfo::new(iommu_protocol::ErrorCode::BadClient as u64, 0));
@@ -278,9 +316,25 @@ fn measure_bypass(service: &mut Svc, client: usize, mrs: &[u64]) -> Result<(), i
     Ok(())
 }
 
-/// Where a fault falls, for the console.
+/// Where a fault falls, and what a child's fault was, for the console.
 mod place {
     use core::fmt;
+
+    pub enum FaultKind {
+        Vm { addr: u64, pc: u64 },
+        Exception,
+        Other,
+    }
+
+    impl fmt::Display for FaultKind {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                FaultKind::Vm { addr, pc } => write!(f, "VM fault at {addr:#x}, pc {pc:#x}"),
+                FaultKind::Exception => write!(f, "user exception"),
+                FaultKind::Other => write!(f, "other fault"),
+            }
+        }
+    }
 
     pub enum Where {
         In(&'static str, u64),
