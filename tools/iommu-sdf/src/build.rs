@@ -35,12 +35,7 @@ pub fn dma_regions(sys: &System) -> Vec<&MemoryRegion> {
 
 /// The clients: PDs that own a device or hold a capability, in description order.
 pub fn clients(sys: &System) -> Vec<&ProtectionDomain> {
-    sys.pds
-        .iter()
-        .filter(|p| {
-            sys.io_spaces.iter().any(|s| s.owner.as_deref() == Some(&p.name)) || sys.caps.iter().any(|c| c.pd == p.name)
-        })
-        .collect()
+    sys.clients()
 }
 
 /// The description for the Microkit tool.

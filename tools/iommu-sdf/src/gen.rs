@@ -1,7 +1,10 @@
 //! Random valid descriptions, for property tests and benchmarks: every PD maps its own
 //! regions, every device has one owner and its own StreamID, capabilities stay inside
 //! what their holder maps, quotas hold the static maps, and the page-table pool is big
-//! enough. `check` must find nothing wrong with any of them.
+//! enough. They follow the IOMMU PD's conventions: client i calls it on the channel
+//! whose IOMMU end is id i + 1, its fault ring is the page at `fault_rings + i * 0x1000`
+//! (read-only in the client), it runs below the IOMMU PD, and some drivers are the IOMMU
+//! PD's children with id i + 1. `check` must find nothing wrong with any of them.
 
 use std::fmt::Write as _;
 
@@ -42,21 +45,65 @@ pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> Str
             0x4000_0000 + r as u64 * 0x10_0000
         );
     }
-    let _ = writeln!(o, "    <protection_domain name=\"iommu\" priority=\"250\">");
+    // Drivers 0..clients own a device (driver p owns device p first), so they are the
+    // clients, and driver p is client p.
+    let clients = pds.min(devices);
+    for p in 0..clients {
+        let _ = writeln!(o, "    <memory_region name=\"ring{p}\" size=\"0x1000\" />");
+    }
+    let iommu_priority = 200 + rng.below(55);
+    // The first `nested` drivers are the IOMMU PD's children, with id p + 1.
+    let nested = rng.below(pds as u64 + 1) as usize;
+    let _ = writeln!(o, "    <protection_domain name=\"iommu\" priority=\"{iommu_priority}\">");
     for name in ["strtab", "cmdq", "eventq", "cds", "tables"] {
         let _ = writeln!(o, "        <map mr=\"smmu_{name}\" vaddr=\"0x{:x}\" perms=\"rw\" />", 0x300_0000);
     }
-    let _ = writeln!(o, "    </protection_domain>");
+    for p in 0..clients {
+        let setvar = if p == 0 { " setvar_vaddr=\"fault_rings\"" } else { "" };
+        let _ = writeln!(
+            o,
+            "        <map mr=\"ring{p}\" vaddr=\"{:#x}\" perms=\"rw\"{setvar} />",
+            0x1000_0000 + p as u64 * 0x1000
+        );
+    }
     for p in 0..pds {
-        let _ = writeln!(o, "    <protection_domain name=\"drv{p}\" priority=\"100\">");
+        if p == nested {
+            let _ = writeln!(o, "    </protection_domain>");
+        }
+        let indent = if p < nested { "    " } else { "" };
+        // Below the IOMMU PD; sometimes Microkit's default, 0.
+        let priority = match rng.below(4) {
+            0 => String::new(),
+            _ => format!(" priority=\"{}\"", rng.below(iommu_priority)),
+        };
+        let id = if p < nested { format!(" id=\"{}\"", p + 1) } else { String::new() };
+        let _ = writeln!(o, "{indent}    <protection_domain name=\"drv{p}\"{priority}{id}>");
         for r in (p..regions).step_by(pds) {
             let _ = writeln!(
                 o,
-                "        <map mr=\"dma{r}\" vaddr=\"{:#x}\" perms=\"rw\" />",
+                "{indent}        <map mr=\"dma{r}\" vaddr=\"{:#x}\" perms=\"rw\" />",
                 0x400_0000 + r as u64 * 0x10_0000
             );
         }
+        if p < clients && rng.below(4) != 0 {
+            let _ = writeln!(o, "{indent}        <map mr=\"ring{p}\" vaddr=\"0x3000000\" perms=\"r\" />");
+        }
+        let _ = writeln!(o, "{indent}    </protection_domain>");
+    }
+    if nested == pds {
         let _ = writeln!(o, "    </protection_domain>");
+    }
+    // Client p calls the IOMMU PD on its id p + 1; the others may have a channel to it
+    // for notifications, above the clients' ids.
+    for p in 0..pds {
+        let (iommu_id, pp) = if p < clients { (p + 1, " pp=\"true\"") } else { (pds + 1 + p, "") };
+        if p >= clients && rng.below(2) == 0 {
+            continue;
+        }
+        let _ = writeln!(o, "    <channel>");
+        let _ = writeln!(o, "        <end pd=\"drv{p}\" id=\"{}\"{pp} />", rng.below(63));
+        let _ = writeln!(o, "        <end pd=\"iommu\" id=\"{iommu_id}\" />");
+        let _ = writeln!(o, "    </channel>");
     }
     let _ = writeln!(o, "    <iommu pd=\"iommu\" stream_table=\"smmu_strtab\" cmdq=\"smmu_cmdq\" eventq=\"smmu_eventq\" context_descriptors=\"smmu_cds\" table_pool=\"smmu_tables\" />");
     for d in 0..devices {

@@ -13,6 +13,23 @@
 //! - `<dma_quota pd mappings pages>`;
 //! - `<iommu pd stream_table cmdq eventq context_descriptors table_pool>`: the IOMMU PD
 //!   and the regions no device may ever reach.
+//!
+//! `check` also holds the description to the conventions the IOMMU PD (`pds/iommu`)
+//! relies on, which would otherwise build and then misbehave (a driver served as another
+//! client, with that client's capabilities). The clients are the PDs that own a device or
+//! hold a capability, in description order (a parent before its children); with `N`
+//! clients, client `i` (its index in the generated policy):
+//! - calls the IOMMU PD on a `<channel>` whose client `<end>` has `pp="true"` and whose
+//!   IOMMU end has id `i + 1`; no other channel of the IOMMU PD uses an id in `1..=N`,
+//!   and the IOMMU PD's end never has `pp="true"` (it must not call a client);
+//! - has its fault ring at `fault_rings + i * 0x1000` in the IOMMU PD (whose one map with
+//!   `setvar_vaddr="fault_rings"` is client 0's ring): a one-page region of its own,
+//!   mapped `rw` there, read-only in the client if the client maps it, mapped by no other
+//!   PD, and never granted or iomapped for DMA;
+//! - has a priority below the IOMMU PD's (an absent priority is 0, as in Microkit), so
+//!   that the IOMMU PD's `init` makes every stream abort before any driver runs;
+//! - as a child PD of the IOMMU PD, has `id` `i + 1`; a child of the IOMMU PD that is not
+//!   a client has an id above `N`.
 
 pub mod build;
 pub mod check;

@@ -16,15 +16,61 @@ pub struct MemoryRegion {
 #[derive(Debug, Clone)]
 pub struct Map {
     pub mr: String,
+    /// `None` when absent or not a number (the Microkit tool refuses both).
+    pub vaddr: Option<u64>,
+    /// Read and write rights (`x` is ignored); Microkit's default is read-write.
+    pub perms: Perms,
+    pub setvar_vaddr: Option<String>,
     pub line: Line,
 }
 
-/// `<protection_domain>` (child PDs are flattened into the list).
+/// `<protection_domain>`. Child PDs are flattened into the list, in description order
+/// (a parent before its children), and say whose child they are.
 #[derive(Debug, Clone)]
 pub struct ProtectionDomain {
     pub name: String,
+    /// Microkit's default is 0.
+    pub priority: u64,
+    /// The core it runs on (`cpu`; Microkit's default is 0).
+    pub cpu: u64,
+    /// The parent PD's name, for a child PD.
+    pub parent: Option<String>,
+    /// A child PD's `id` (its identifier in its parent).
+    pub id: Option<u64>,
     pub maps: Vec<Map>,
     pub line: Line,
+}
+
+/// `<end>` of a `<channel>`.
+#[derive(Debug, Clone)]
+pub struct ChannelEnd {
+    pub pd: String,
+    /// The channel's identifier in `pd`.
+    pub id: u64,
+    /// `pp="true"`: `pd` may call the other end by protected procedure call.
+    pub pp: bool,
+    pub line: Line,
+}
+
+/// `<channel>` with its two ends.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub ends: [ChannelEnd; 2],
+    pub line: Line,
+}
+
+impl Channel {
+    /// The end of `pd` and the other end, if `pd` is one of the ends.
+    pub fn end_of(&self, pd: &str) -> Option<(&ChannelEnd, &ChannelEnd)> {
+        let [a, b] = &self.ends;
+        if a.pd == pd {
+            Some((a, b))
+        } else if b.pd == pd {
+            Some((b, a))
+        } else {
+            None
+        }
+    }
 }
 
 /// `<iomap>` inside an IO address space.
@@ -105,6 +151,7 @@ pub struct Iommu {
 pub struct System {
     pub regions: Vec<MemoryRegion>,
     pub pds: Vec<ProtectionDomain>,
+    pub channels: Vec<Channel>,
     pub io_spaces: Vec<IoSpace>,
     pub caps: Vec<DmaCapability>,
     pub quotas: Vec<DmaQuota>,
@@ -123,5 +170,16 @@ impl System {
     }
     pub fn cap(&self, name: &str) -> Option<&DmaCapability> {
         self.caps.iter().find(|c| c.name == name)
+    }
+    /// The clients: PDs that own a device or hold a capability, in description order.
+    /// Client `i` is index `i` in the generated policy.
+    pub fn clients(&self) -> Vec<&ProtectionDomain> {
+        self.pds
+            .iter()
+            .filter(|p| {
+                self.io_spaces.iter().any(|s| s.owner.as_deref() == Some(&p.name))
+                    || self.caps.iter().any(|c| c.pd == p.name)
+            })
+            .collect()
     }
 }

@@ -11,10 +11,7 @@ use crate::Problem;
 /// Microkit tool, which checks them.
 const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("memory_region", &["name", "size", "page_size", "phys_addr", "prefill_path", "prefill_bootinfo"]),
-    (
-        "protection_domain",
-        &["name", "priority", "budget", "period", "passive", "stack_size", "cpu", "smc", "fpu", "domain", "id"],
-    ),
+    ("protection_domain", PD_ATTRS),
     ("channel", &[]),
     ("domain_schedule", &[]),
     ("domains", &[]),
@@ -24,6 +21,24 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("iommu", &["pd", "stream_table", "cmdq", "eventq", "context_descriptors", "table_pool"]),
 ];
 
+const PD_ATTRS: &[&str] =
+    &["name", "priority", "budget", "period", "passive", "stack_size", "cpu", "smc", "fpu", "domain", "id"];
+/// A child PD has, in addition, the symbol its parent learns its `id` through.
+const CHILD_PD_ATTRS: &[&str] = &[
+    "name",
+    "priority",
+    "budget",
+    "period",
+    "passive",
+    "stack_size",
+    "cpu",
+    "smc",
+    "fpu",
+    "domain",
+    "id",
+    "setvar_id",
+];
+const END_ATTRS: &[&str] = &["pd", "id", "pp", "notify", "setvar_id"];
 const PD_CHILDREN: &[&str] =
     &["program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine", "ioport", "cspace"];
 const MAP_ATTRS: &[&str] = &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size"];
@@ -92,8 +107,51 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn pd(&mut self, n: Node, sys: &mut System) {
+    /// `true` or `false` (Microkit's spelling), `default` when absent.
+    fn boolean(&mut self, n: Node, attr: &str, default: bool) -> bool {
+        match n.attribute(attr) {
+            None => default,
+            Some("true") => true,
+            Some("false") => false,
+            Some(v) => {
+                self.problem(
+                    n,
+                    format!("`{attr}` must be true or false, not \"{v}\""),
+                    &format!("write {attr}=\"true\" or {attr}=\"false\""),
+                );
+                default
+            }
+        }
+    }
+
+    /// A `<protection_domain>` and, after it, its children (`parent` is the PD it is
+    /// nested in).
+    fn pd(&mut self, n: Node, sys: &mut System, parent: Option<&str>) {
         let Some(name) = self.required(n, "name") else { return };
+        let priority = self.number(n, "priority").unwrap_or(0);
+        let cpu = self.number(n, "cpu").unwrap_or(0);
+        let id = if parent.is_some() {
+            if n.attribute("id").is_none() {
+                self.problem(
+                    n,
+                    "a child protection domain needs an `id`".into(),
+                    "add id=\"...\": its identifier in its parent",
+                );
+            }
+            self.number(n, "id")
+        } else {
+            None
+        };
+        let at = sys.pds.len();
+        sys.pds.push(ProtectionDomain {
+            name: name.clone(),
+            priority,
+            cpu,
+            parent: parent.map(str::to_string),
+            id,
+            maps: Vec::new(),
+            line: self.line(n),
+        });
         let mut maps = Vec::new();
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
@@ -105,14 +163,68 @@ impl<'a> Reader<'a> {
                 "map" => {
                     self.check_attrs(c, MAP_ATTRS);
                     if let Some(mr) = self.required(c, "mr") {
-                        maps.push(Map { mr, line: self.line(c) });
+                        // Microkit's perms also allow `x`; only r and w matter here.
+                        let perms = c
+                            .attribute("perms")
+                            .map(|p| Perms { read: p.contains('r'), write: p.contains('w') })
+                            .unwrap_or(Perms { read: true, write: true });
+                        maps.push(Map {
+                            mr,
+                            vaddr: self.number(c, "vaddr"),
+                            perms,
+                            setvar_vaddr: c.attribute("setvar_vaddr").map(str::to_string),
+                            line: self.line(c),
+                        });
                     }
                 }
-                "protection_domain" => self.pd(c, sys),
+                "protection_domain" => {
+                    self.check_attrs(c, CHILD_PD_ATTRS);
+                    self.pd(c, sys, Some(&name));
+                }
                 _ => {}
             }
         }
-        sys.pds.push(ProtectionDomain { name, maps, line: self.line(n) });
+        sys.pds[at].maps = maps;
+    }
+
+    /// A `<channel>` and its two `<end>`s.
+    fn channel(&mut self, n: Node, sys: &mut System) {
+        let mut ends = Vec::new();
+        let mut complete = true;
+        for c in n.children().filter(Node::is_element) {
+            if c.tag_name().name() != "end" {
+                self.problem(
+                    c,
+                    format!("unknown element `{}` in a channel", c.tag_name().name()),
+                    "only <end> belongs here",
+                );
+                continue;
+            }
+            self.check_attrs(c, END_ATTRS);
+            let pd = self.required(c, "pd");
+            if c.attribute("id").is_none() {
+                self.problem(c, "missing attribute `id`".into(), "add id=\"...\": the channel's identifier in this PD");
+            }
+            let id = self.number(c, "id");
+            let pp = self.boolean(c, "pp", false);
+            self.boolean(c, "notify", true);
+            match (pd, id) {
+                (Some(pd), Some(id)) => ends.push(ChannelEnd { pd, id, pp, line: self.line(c) }),
+                _ => complete = false,
+            }
+        }
+        let count = n.children().filter(|c| c.has_tag_name("end")).count();
+        if count != 2 {
+            self.problem(
+                n,
+                format!("a channel has exactly two <end>s; this one has {count}"),
+                "give it one <end pd=\"...\" id=\"...\"/> per protection domain it connects",
+            );
+            return;
+        }
+        if let (true, Ok(ends)) = (complete, <[ChannelEnd; 2]>::try_from(ends)) {
+            sys.channels.push(Channel { ends, line: self.line(n) });
+        }
     }
 }
 
@@ -181,7 +293,8 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                 let phys_addr = r.number(n, "phys_addr");
                 sys.regions.push(MemoryRegion { name, size: size.unwrap_or(0), phys_addr, line: r.line(n) });
             }
-            "protection_domain" => r.pd(n, &mut sys),
+            "protection_domain" => r.pd(n, &mut sys, None),
+            "channel" => r.channel(n, &mut sys),
             "io_address_space" => {
                 let Some(name) = r.required(n, "name") else { continue };
                 let Some(pid) = r.required(n, "peripheral_id") else { continue };

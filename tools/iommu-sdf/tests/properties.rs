@@ -1,5 +1,6 @@
 //! Properties: random XML never makes the tool panic; random valid descriptions pass
-//! `check`, their `build` output passes `check`, and their report proves isolation.
+//! `check`, their `build` output passes `check`, and their report proves isolation; moving
+//! a client's channel to another id at the IOMMU PD's end makes `check` fail.
 
 use proptest::prelude::*;
 
@@ -35,10 +36,31 @@ const ATTRS: &[&str] = &[
     "mappings",
     "pages",
     "table_pool",
+    "id",
+    "pp",
+    "priority",
+    "vaddr",
+    "setvar_vaddr",
     "x",
 ];
-const VALUES: &[&str] =
-    &["0x1000", "0", "a", "dma0", "drv0", "0:2.0", "rw", "r", "dev0", "0xffffffffffffffff", "-1", "1_000", ""];
+const VALUES: &[&str] = &[
+    "0x1000",
+    "0",
+    "1",
+    "a",
+    "dma0",
+    "drv0",
+    "0:2.0",
+    "rw",
+    "r",
+    "dev0",
+    "0xffffffffffffffff",
+    "-1",
+    "1_000",
+    "true",
+    "fault_rings",
+    "",
+];
 
 fn element() -> impl Strategy<Value = String> {
     let leaf =
@@ -80,5 +102,19 @@ proptest! {
         prop_assert!(again.is_empty(), "{again:#?}\n{out}");
         let md = iommu_sdf::report::markdown(&sys, "generated");
         prop_assert!(md.contains("Proof:"), "{md}");
+    }
+
+    #[test]
+    fn another_iommu_channel_id_fails(seed in any::<u64>(), pds in 1usize..6, regions in 1usize..12, devices in 1usize..8, pick in any::<usize>(), id in 0u64..63) {
+        let text = iommu_sdf::gen::description(seed, pds, regions, devices);
+        // Client p's channel has id p + 1 at the IOMMU PD's end.
+        let client = pick % pds.min(devices);
+        let from = format!("<end pd=\"iommu\" id=\"{}\" />", client + 1);
+        prop_assume!(id != client as u64 + 1);
+        prop_assert_eq!(text.matches(&from).count(), 1);
+        let mutated = text.replace(&from, &format!("<end pd=\"iommu\" id=\"{id}\" />"));
+        let (_, problems) = iommu_sdf::check_text(&mutated);
+        let name = format!("`drv{client}`");
+        prop_assert!(problems.iter().any(|p| p.element == "end" && p.message.contains(&name)), "{problems:#?}\n{mutated}");
     }
 }
