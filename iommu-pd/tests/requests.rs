@@ -265,6 +265,29 @@ fn faults_are_attributed_rate_limited_and_never_silently_dropped() {
     assert_eq!(call(&mut s, BLK, Request::Resume { device: DeviceId(1) }), err(ErrorCode::Denied));
 }
 
+/// The storm limit is a rate: faults spread over windows never quarantine, however many;
+/// the same number inside one window does. (Window 100 ticks, 10 faults, as configured.)
+#[test]
+fn storms_are_a_rate_not_a_lifetime_count() {
+    let mut s = service();
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
+    let fault = |s: &mut Service<'_, ModelHw>, i: u64, now: u64| {
+        s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000 + i * 0x10_0000, write: true, kind: 0x10, now })
+    };
+    // 50 faults, 5 per window of 100 ticks: the device keeps its mapping.
+    for i in 0..50 {
+        fault(&mut s, i, i * 20);
+    }
+    assert_eq!(s.hw().reachable(0).len(), 1, "a trickle does not quarantine");
+    assert_eq!(s.stats().quarantines, 0);
+    // 11 inside one window: quarantined.
+    for i in 0..11 {
+        fault(&mut s, i, 10_000 + i);
+    }
+    assert!(s.hw().reachable(0).is_empty());
+    assert_eq!(s.stats().quarantines, 1);
+}
+
 #[test]
 fn teardown_blocks_and_unmaps() {
     let mut s = service();

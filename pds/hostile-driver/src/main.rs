@@ -84,6 +84,8 @@ impl Handler for Hostile {
             quarantined |= r.quarantined == 1;
         }
         if quarantined {
+            let r = Client::new(Ppc(IOMMU)).resume(MY_DEVICE);
+            debug_println!("hostile: asks to resume its quarantined device: {r:?}");
             // Last, it crashes, as a compromised driver might: the IOMMU PD, its fault
             // handler, must take its DMA away.
             debug_println!("hostile: crashes (a store to an address it has no mapping for)");

@@ -131,7 +131,9 @@ fn init() -> IommuPd {
     let rings: NonNull<iommu_pd::FaultRing> = memory_region_symbol!(fault_rings: *mut iommu_pd::FaultRing);
     // SAFETY: the description maps one ring page per client there, for this PD to write.
     let rings = unsafe { core::slice::from_raw_parts_mut(rings.as_ptr(), policy::CLIENTS.len()) };
-    let faults = FaultPolicy { window: 1 << 24, max_faults: 300 };
+    // The description's storm policy, its window in this board's timer ticks.
+    let faults =
+        FaultPolicy { window: generic_timer::ticks_from_us(policy::FAULT_WINDOW_US), max_faults: policy::MAX_FAULTS };
     match Service::new(backend, policy::config(regions, faults), storage.storage_with_rings(rings)) {
         Ok(s) => {
             debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
@@ -174,7 +176,8 @@ impl Handler for IommuPd {
                     smmuv3::Event::Permission(_) => 0x13,
                     _ => 0,
                 };
-                let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now: 0 };
+                let now = generic_timer::ticks();
+                let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
                 if let Some(client) = service.record_fault(input) {
                     notify |= 1 << client.0;
                 }

@@ -124,8 +124,8 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
         let owner = s.owner.as_deref().map(client_index).unwrap_or(usize::MAX);
         let _ = writeln!(
             o,
-            "    DeviceConfig {{ name: {:?}, stream: {:#x}, owner: {owner}, iova_base: {:#x}, iova_size: {:#x}, resume_allowed: true }},",
-            s.name, s.stream, s.iova_base, s.iova_size
+            "    DeviceConfig {{ name: {:?}, stream: {:#x}, owner: {owner}, iova_base: {:#x}, iova_size: {:#x}, resume_allowed: {} }},",
+            s.name, s.stream, s.iova_base, s.iova_size, s.resume
         );
     }
     let _ = writeln!(o, "];\n");
@@ -241,6 +241,14 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
         clients.len().max(1),
         sys.io_spaces.len().max(1)
     );
+    let (window_us, max_faults) =
+        sys.iommu.as_ref().map_or((crate::parse::DEFAULT_FAULT_WINDOW_US, crate::parse::DEFAULT_MAX_FAULTS), |i| {
+            (i.fault_window_us, i.max_faults)
+        });
+    let _ = writeln!(o, "/// Fault storms: more than MAX_FAULTS faults from one device within FAULT_WINDOW_US");
+    let _ = writeln!(o, "/// microseconds quarantine it (the IOMMU PD turns the window into timer ticks).");
+    let _ = writeln!(o, "pub const FAULT_WINDOW_US: u64 = {window_us};");
+    let _ = writeln!(o, "pub const MAX_FAULTS: u32 = {};\n", max_faults.min(u32::MAX as u64));
     let _ = writeln!(o, "/// The policy, with `regions` holding every region's physical address.");
     let _ = writeln!(o, "pub fn config(regions: &[RegionConfig], faults: FaultPolicy) -> Config<'_> {{");
     let _ = writeln!(

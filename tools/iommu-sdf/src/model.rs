@@ -94,6 +94,9 @@ pub struct IoSpace {
     pub iova_base: u64,
     pub iova_size: u64,
     pub alias_ok: bool,
+    /// May the owner resume the device after a fault storm quarantined it (`resume`,
+    /// default true)?
+    pub resume: bool,
     pub iomaps: Vec<IoMap>,
     pub line: Line,
 }
@@ -143,6 +146,10 @@ pub struct Iommu {
     pub pd: String,
     pub private: Vec<(String, Line)>,
     pub table_pool: String,
+    /// Fault storms: more than `max_faults` faults from one device within
+    /// `fault_window_us` microseconds quarantine it.
+    pub fault_window_us: u64,
+    pub max_faults: u64,
     pub line: Line,
 }
 

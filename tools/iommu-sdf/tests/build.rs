@@ -31,7 +31,8 @@ fn microkit_file_has_no_extensions_and_passes_check() {
 fn generated_policy_starts_the_service() {
     use ok_policy::*;
     assert_eq!(CLIENTS.iter().map(|c| c.name).collect::<Vec<_>>(), ["edu_driver", "blk_driver"]);
-    assert_eq!(DEVICES.map(|d| (d.stream, d.owner)), [(0x10, 0), (0x28, 1)]);
+    assert_eq!(DEVICES.map(|d| (d.stream, d.owner, d.resume_allowed)), [(0x10, 0, true), (0x28, 1, false)]);
+    assert_eq!((FAULT_WINDOW_US, MAX_FAULTS), (500_000, 64));
     assert_eq!(REGION_PADDR_SYMBOLS, ["iommu_paddr_edu_buffers", "iommu_paddr_blk_pool"]);
     // Both regions have fixed addresses in ok.xml.
     assert_eq!(region_paddrs(), [0x4800_0000, 0x4810_0000]);

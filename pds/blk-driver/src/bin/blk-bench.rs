@@ -23,6 +23,7 @@ use core::ptr::NonNull;
 
 use blk_driver::{place_device, Blk};
 use client_channel::{calls, Ppc};
+use generic_timer::{ms, ticks};
 use iommu_client::hal::{DmaPool, InPlace, IommuHal};
 use iommu_client::Client;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Op, Rights};
@@ -61,26 +62,6 @@ const PATHS: [Path; 3] = [Path::Service, Path::Bypass, Path::InPlace];
 /// The IOMMU PD, for `IommuHal`'s own MAP and UNMAP of in-place buffers.
 fn iommu_call(label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
     iommu_client::Channel::call(&mut Ppc(IOMMU), label, mrs, reply)
-}
-
-/// The generic timer's count; seL4 lets user level read it (KernelArmExportPCNTUser).
-fn ticks() -> u64 {
-    let v: u64;
-    // SAFETY: reads a system register the kernel exports to EL0; no memory is touched.
-    // The ISB keeps the read from being taken before the work it measures.
-    unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
-fn tick_hz() -> u64 {
-    let v: u64;
-    // SAFETY: as in `ticks`.
-    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
-fn ms(ticks: u64, hz: u64) -> u64 {
-    ticks.saturating_mul(1000) / hz.max(1)
 }
 
 /// Hundredths, printed as a decimal.
@@ -165,7 +146,6 @@ fn init() -> BlkBench {
             return BlkBench;
         }
     };
-    let hz = tick_hz();
     // The copied paths read into the stack, which the device never reaches.
     let mut on_stack = [0u8; CHUNK];
 
@@ -182,7 +162,7 @@ fn init() -> BlkBench {
         FILE_BYTES >> 20,
         FILE_BYTES / CHUNK,
         CHUNK >> 10,
-        ms(warm, hz),
+        ms(warm),
         if verified { "verified" } else { "WRONG" }
     );
 
@@ -222,10 +202,10 @@ fn init() -> BlkBench {
         debug_println!(
             "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}); data {}",
             FILE_BYTES >> 20,
-            ms(bypass, hz),
-            ms(spent[Path::Service as usize], hz),
+            ms(bypass),
+            ms(spent[Path::Service as usize]),
             ratio(spent[Path::Service as usize], bypass),
-            ms(spent[Path::InPlace as usize], hz),
+            ms(spent[Path::InPlace as usize]),
             ratio(spent[Path::InPlace as usize], bypass),
             if verified { "verified" } else { "WRONG" }
         );
@@ -248,8 +228,8 @@ fn init() -> BlkBench {
             ratio(total[path as usize], bypass),
             Ratio(lo),
             Ratio(hi),
-            ms(total[path as usize], hz),
-            ms(bypass, hz),
+            ms(total[path as usize]),
+            ms(bypass),
             made[path as usize] / requests,
             made[path as usize] * 100 / requests % 100,
             made[path as usize]
