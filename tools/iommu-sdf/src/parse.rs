@@ -56,14 +56,17 @@ const PD_CHILDREN: &[&str] =
 const MAP_ATTRS: &[&str] = &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size"];
 const IOMAP_ATTRS: &[&str] = &["mr", "iovaddr", "perms"];
 
-struct Reader<'a> {
-    doc: &'a Document<'a>,
+struct Reader {
+    /// Where each line after the first starts: a node's line is found by binary search
+    /// (roxmltree's `text_pos_at` scans from the start every time, quadratic over a
+    /// large description).
+    line_starts: Vec<usize>,
     problems: Vec<Problem>,
 }
 
-impl<'a> Reader<'a> {
+impl Reader {
     fn line(&self, n: Node) -> Line {
-        self.doc.text_pos_at(n.range().start).row
+        (self.line_starts.partition_point(|&s| s <= n.range().start) + 1) as Line
     }
 
     fn problem(&mut self, n: Node, message: String, fix: &str) {
@@ -279,7 +282,8 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
             return (System::default(), vec![p]);
         }
     };
-    let mut r = Reader { doc: &doc, problems: Vec::new() };
+    let line_starts = text.match_indices('\n').map(|(i, _)| i + 1).collect();
+    let mut r = Reader { line_starts, problems: Vec::new() };
     let mut sys = System::default();
     let root = doc.root_element();
     if root.tag_name().name() != "system" {
