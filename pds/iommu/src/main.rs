@@ -25,12 +25,15 @@ mod policy {
     include!(env!("IOMMU_POLICY_RS"));
 }
 
-/// A region's virtual address (`setvar_vaddr`) and physical address (`setvar region_paddr`).
+/// A region's virtual address (`setvar_vaddr`), size (`setvar_size`) and physical address
+/// (`setvar region_paddr`), as the description has the Microkit tool write them
+/// (`iommu-sdf check` refuses a description that leaves one out).
 macro_rules! region {
-    ($va:ident, $pa:ident, $len:expr) => {{
+    ($va:ident, $size:ident, $pa:ident) => {{
         let va: NonNull<u8> = memory_region_symbol!($va: *mut u8);
+        let len = *var!($size: usize = 0);
         let pa = *var!($pa: usize = 0) as u64;
-        DmaRegion { pa: PhysAddr(pa), va, len: $len }
+        DmaRegion { pa: PhysAddr(pa), va, len }
     }};
 }
 
@@ -75,11 +78,11 @@ type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
 fn init() -> IommuPd {
     let regs: NonNull<u8> = memory_region_symbol!(smmu_regs: *mut u8);
     let mem = Memory {
-        stream_table: region!(smmu_strtab, smmu_strtab_paddr, 0x20_0000),
-        cmdq: region!(smmu_cmdq, smmu_cmdq_paddr, 0x1000),
-        eventq: region!(smmu_eventq, smmu_eventq_paddr, 0x1000),
-        cds: region!(smmu_cds, smmu_cds_paddr, 0x1000),
-        tables: region!(smmu_tables, smmu_tables_paddr, 0xa_0000),
+        stream_table: region!(smmu_strtab, smmu_strtab_size, smmu_strtab_paddr),
+        cmdq: region!(smmu_cmdq, smmu_cmdq_size, smmu_cmdq_paddr),
+        eventq: region!(smmu_eventq, smmu_eventq_size, smmu_eventq_paddr),
+        cds: region!(smmu_cds, smmu_cds_size, smmu_cds_paddr),
+        tables: region!(smmu_tables, smmu_tables_size, smmu_tables_paddr),
     };
     let config = Config { ias_bits: 48, sid_bits: 16, poll_limit: 1_000_000, interrupts: true };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and

@@ -474,6 +474,47 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
         }
     }
 
+    // Its own regions: it learns each one's address, size and physical address through
+    // symbols of fixed names (pds/iommu), which the Microkit tool writes only if asked.
+    if let Some(i) = &sys.iommu {
+        for (role, region) in &i.roles {
+            let sym = own_region_symbol(role);
+            let (size, paddr) = (format!("{sym}_size"), format!("{sym}_paddr"));
+            match iommu.maps.iter().find(|m| &m.mr == region) {
+                None => out.push(p(
+                    iommu.line,
+                    "protection_domain",
+                    format!("the IOMMU PD `{}` does not map its {role} `{region}`", iommu.name),
+                    format!(
+                        "add <map mr=\"{region}\" vaddr=\"...\" perms=\"rw\" setvar_vaddr=\"{sym}\" setvar_size=\"{size}\" />"
+                    ),
+                )),
+                Some(m) if m.setvar_vaddr.as_deref() != Some(sym) || m.setvar_size.as_deref() != Some(&size) => {
+                    out.push(p(
+                        m.line,
+                        "map",
+                        format!(
+                            "the IOMMU PD maps its {role} `{region}` without setvar_vaddr=\"{sym}\" setvar_size=\"{size}\": it would not know where it is or how big"
+                        ),
+                        format!("add setvar_vaddr=\"{sym}\" setvar_size=\"{size}\" to this map"),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if !iommu.setvars.iter().any(|v| v.symbol == paddr && v.region_paddr.as_deref() == Some(region)) {
+                out.push(p(
+                    iommu.line,
+                    "protection_domain",
+                    format!(
+                        "the IOMMU PD `{}` is not told the physical address of its {role} `{region}`, which the SMMU needs",
+                        iommu.name
+                    ),
+                    format!("add <setvar symbol=\"{paddr}\" region_paddr=\"{region}\" /> to the IOMMU PD"),
+                ));
+            }
+        }
+    }
+
     // Priority: the IOMMU PD runs `init` (every stream aborts) before any client runs.
     // That holds on one core only: seL4 schedules each core by priority on its own, so on
     // a multicore system a client on another core could start DMA during that `init`.
@@ -686,5 +727,17 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
                 "never grant or iomap a fault ring",
             ));
         }
+    }
+}
+
+/// The symbol through which the IOMMU PD (pds/iommu) learns where its region for `role`
+/// is mapped; `_size` and `_paddr` follow it.
+pub fn own_region_symbol(role: &str) -> &'static str {
+    match role {
+        "stream_table" => "smmu_strtab",
+        "cmdq" => "smmu_cmdq",
+        "eventq" => "smmu_eventq",
+        "context_descriptors" => "smmu_cds",
+        _ => "smmu_tables",
     }
 }

@@ -55,8 +55,14 @@ pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> Str
     // The first `nested` drivers are the IOMMU PD's children, with id p + 1.
     let nested = rng.below(pds as u64 + 1) as usize;
     let _ = writeln!(o, "    <protection_domain name=\"iommu\" priority=\"{iommu_priority}\">");
-    for name in ["strtab", "cmdq", "eventq", "cds", "tables"] {
-        let _ = writeln!(o, "        <map mr=\"smmu_{name}\" vaddr=\"0x{:x}\" perms=\"rw\" />", 0x300_0000);
+    // Its own regions, where it learns their place, size and physical address.
+    for (i, name) in ["strtab", "cmdq", "eventq", "cds", "tables"].iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "        <map mr=\"smmu_{name}\" vaddr=\"{:#x}\" perms=\"rw\" setvar_vaddr=\"smmu_{name}\" setvar_size=\"smmu_{name}_size\" />",
+            0x2000_0000 + i as u64 * 0x1000_0000
+        );
+        let _ = writeln!(o, "        <setvar symbol=\"smmu_{name}_paddr\" region_paddr=\"smmu_{name}\" />");
     }
     for p in 0..clients {
         let setvar = if p == 0 { " setvar_vaddr=\"fault_rings\"" } else { "" };

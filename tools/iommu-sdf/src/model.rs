@@ -21,6 +21,15 @@ pub struct Map {
     /// Read and write rights (`x` is ignored); Microkit's default is read-write.
     pub perms: Perms,
     pub setvar_vaddr: Option<String>,
+    pub setvar_size: Option<String>,
+    pub line: Line,
+}
+
+/// `<setvar symbol region_paddr>` inside a protection domain.
+#[derive(Debug, Clone)]
+pub struct SetVar {
+    pub symbol: String,
+    pub region_paddr: Option<String>,
     pub line: Line,
 }
 
@@ -38,6 +47,7 @@ pub struct ProtectionDomain {
     /// A child PD's `id` (its identifier in its parent).
     pub id: Option<u64>,
     pub maps: Vec<Map>,
+    pub setvars: Vec<SetVar>,
     pub line: Line,
 }
 
@@ -145,6 +155,8 @@ pub struct DmaQuota {
 pub struct Iommu {
     pub pd: String,
     pub private: Vec<(String, Line)>,
+    /// Each of its own regions by role (`stream_table`, `cmdq`, ...).
+    pub roles: Vec<(String, String)>,
     pub table_pool: String,
     /// Fault storms: more than `max_faults` faults from one device within
     /// `fault_window_us` microseconds quarantine it.

@@ -165,9 +165,10 @@ impl Reader {
             parent: parent.map(str::to_string),
             id,
             maps: Vec::new(),
+            setvars: Vec::new(),
             line: self.line(n),
         });
-        let mut maps = Vec::new();
+        let (mut maps, mut setvars) = (Vec::new(), Vec::new());
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
             if !PD_CHILDREN.contains(&tag) {
@@ -188,8 +189,15 @@ impl Reader {
                             vaddr: self.number(c, "vaddr"),
                             perms,
                             setvar_vaddr: c.attribute("setvar_vaddr").map(str::to_string),
+                            setvar_size: c.attribute("setvar_size").map(str::to_string),
                             line: self.line(c),
                         });
+                    }
+                }
+                "setvar" => {
+                    if let Some(symbol) = self.required(c, "symbol") {
+                        let region_paddr = c.attribute("region_paddr").map(str::to_string);
+                        setvars.push(SetVar { symbol, region_paddr, line: self.line(c) });
                     }
                 }
                 "protection_domain" => {
@@ -200,6 +208,7 @@ impl Reader {
             }
         }
         sys.pds[at].maps = maps;
+        sys.pds[at].setvars = setvars;
     }
 
     /// A `<channel>` and its two `<end>`s.
@@ -401,7 +410,12 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     .collect();
                 let fault_window_us = r.number(n, "fault_window_us").unwrap_or(DEFAULT_FAULT_WINDOW_US);
                 let max_faults = r.number(n, "max_faults").unwrap_or(DEFAULT_MAX_FAULTS);
-                sys.iommu = Some(Iommu { pd, private, table_pool, fault_window_us, max_faults, line: r.line(n) });
+                let roles = ["stream_table", "cmdq", "eventq", "context_descriptors", "table_pool"]
+                    .iter()
+                    .filter_map(|a| n.attribute(*a).map(|v| (a.to_string(), v.to_string())))
+                    .collect();
+                sys.iommu =
+                    Some(Iommu { pd, private, roles, table_pool, fault_window_us, max_faults, line: r.line(n) });
             }
             _ => {}
         }
