@@ -120,45 +120,75 @@ impl Channel for FnChannel {
     }
 }
 
-/// Memory of the driver's that the device may reach in place, one request at a time: a
-/// buffer that lies in it is mapped for the device when virtio-drivers shares it (one
-/// MAP of the pages it touches) and unmapped when it is unshared (one UNMAP, which
-/// returns once the IOMMU has confirmed), instead of being copied through the pool. The
-/// device then reaches the buffer's pages only while the request is in flight; the cost
-/// is two calls to the IOMMU PD per buffer.
+/// Memory of the driver's whose buffers the device uses where they are, instead of
+/// copies in the pool.
 #[derive(Debug, Clone, Copy)]
 pub struct InPlace {
     /// This PD's mapping of the memory, page-aligned.
     pub va: NonNull<u8>,
     /// Bytes, a whole number of pages.
     pub len: usize,
-    /// The capability for the memory, and where in it `va` starts (page-aligned).
-    pub cap: Handle,
-    /// Offset of `va`'s page in the capability.
-    pub cap_offset: u64,
-    /// The device the buffers are mapped for.
-    pub device: DeviceId,
-    /// How to reach the IOMMU PD.
-    pub call: CallFn,
+    /// How the device reaches it.
+    pub reach: Reach,
+}
+
+/// How the device reaches in-place memory.
+#[derive(Debug, Clone, Copy)]
+pub enum Reach {
+    /// A buffer is mapped when virtio-drivers shares it (one MAP of the pages it touches)
+    /// and unmapped when it is unshared (one UNMAP, which returns once the IOMMU has
+    /// confirmed): the device reaches a buffer only while its request is in flight, for
+    /// two calls to the IOMMU PD per buffer.
+    PerRequest {
+        /// The capability for the memory.
+        cap: Handle,
+        /// Offset of `va`'s page in the capability (page-aligned).
+        cap_offset: u64,
+        /// The device the buffers are mapped for.
+        device: DeviceId,
+        /// How to reach the IOMMU PD.
+        call: CallFn,
+    },
+    /// All of it, all the time, at `device_addr`: mapped once (a MAP the driver made), or
+    /// by physical address for a stream in bypass. No call per buffer; the device can
+    /// reach every buffer in it at any time.
+    Always {
+        /// Where the device sees `va`.
+        device_addr: u64,
+    },
 }
 
 impl InPlace {
-    /// Map the pages of `buffer` if it lies in this memory: the address the device uses.
-    fn map(&self, buffer: NonNull<[u8]>, direction: BufferDirection) -> Option<u64> {
+    /// Where the device reaches `buffer`, if it lies in this memory (mapping it first
+    /// when mapped per request).
+    fn share(&self, buffer: NonNull<[u8]>, direction: BufferDirection) -> Option<u64> {
         let start = (buffer.cast::<u8>().as_ptr() as usize).checked_sub(self.va.as_ptr() as usize)?;
         let end = start.checked_add(buffer.len())?;
         if end > self.len || buffer.is_empty() {
             return None;
         }
+        let (cap, cap_offset, device, call) = match self.reach {
+            Reach::Always { device_addr } => return Some(device_addr + start as u64),
+            Reach::PerRequest { cap, cap_offset, device, call } => (cap, cap_offset, device, call),
+        };
         let first = start / PAGE * PAGE;
         let len = (end.div_ceil(PAGE) * PAGE - first) as u64;
         // Stage-1 tables cannot say write-only, so a buffer the device writes is mapped
         // read/write; one it only reads is mapped read-only.
         let rights = if direction == BufferDirection::DriverToDevice { Rights::READ } else { Rights::READ_WRITE };
-        let iova = Client::new(FnChannel(self.call))
-            .map(self.cap, self.device, self.cap_offset + first as u64, len, None, rights)
-            .ok()?;
+        let iova = Client::new(FnChannel(call)).map(cap, device, cap_offset + first as u64, len, None, rights).ok()?;
         Some(iova + (start - first) as u64)
+    }
+
+    /// The device is done with the buffer it reaches at `addr`: unmap it if it was mapped
+    /// for the request. False if the IOMMU PD did not confirm the UNMAP.
+    fn unshare(&self, addr: u64) -> bool {
+        match self.reach {
+            Reach::PerRequest { device, call, .. } => {
+                Client::new(FnChannel(call)).unmap(device, &[addr / PAGE as u64 * PAGE as u64]).is_ok()
+            }
+            Reach::Always { .. } => true,
+        }
     }
 }
 
@@ -204,14 +234,15 @@ impl IommuHal {
         state().pool.take()
     }
 
-    /// From now on, share buffers that lie in `memory` in place (a MAP and an UNMAP per
-    /// buffer) rather than copying them through the pool; others are still copied, and so
-    /// is an in-place buffer whose MAP is refused (a full quota, say).
+    /// From now on, share buffers that lie in `memory` in place rather than copying them
+    /// through the pool; others are still copied, and so is an in-place buffer whose MAP
+    /// is refused (a full quota, say).
     ///
     /// # Safety
-    /// `memory.va` must be this PD's mapping of `memory.len` bytes of capability
-    /// `memory.cap` from `memory.cap_offset`, which the driver may let the device reach
-    /// while it has them shared.
+    /// `memory.va` must be this PD's mapping of `memory.len` bytes which the driver may let
+    /// the device reach while it has them shared: for `Reach::PerRequest`, of the
+    /// capability from its offset; for `Reach::Always`, reachable by the device at
+    /// `device_addr`.
     pub unsafe fn share_in_place(memory: InPlace) {
         state().in_place = Some(memory);
     }
@@ -260,7 +291,7 @@ unsafe impl Hal for IommuHal {
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
-        if let Some(iova) = state().in_place.and_then(|m| m.map(buffer, direction)) {
+        if let Some(iova) = state().in_place.and_then(|m| m.share(buffer, direction)) {
             return iova;
         }
         let len = buffer.len();
@@ -275,14 +306,14 @@ unsafe impl Hal for IommuHal {
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
         let len = buffer.len();
-        // Not from the pool, so mapped in place: the device wrote the buffer itself, and
-        // the mapping goes (in-place IOVAs never fall in the pool's, since one device's
-        // mappings never overlap).
+        // Not from the pool, so in place: the device wrote the buffer itself, and a
+        // per-request mapping goes (in-place addresses never fall in the pool's, since one
+        // device's mappings never overlap).
         let page = paddr / PAGE as u64 * PAGE as u64;
         let st = state();
         if st.pool.as_ref().is_none_or(|p| p.index(page).is_none()) {
             if let Some(m) = st.in_place {
-                if Client::new(FnChannel(m.call)).unmap(m.device, &[page]).is_err() {
+                if !m.unshare(paddr) {
                     st.unmap_failures += 1;
                 }
                 return;

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use iommu_client::hal::{DmaPool, InPlace, IommuHal};
+use iommu_client::hal::{DmaPool, InPlace, IommuHal, Reach};
 use iommu_client::{Channel, Client};
 use iommu_pd::model::ModelHw;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
@@ -96,7 +96,8 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
     let pool = unsafe { DmaPool::map(&mut Client::new(Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) }.unwrap();
     let pool_iova = pool.iova();
     IommuHal::install(pool);
-    let memory = InPlace { va: bufs, len: 4 * PAGE, cap: Handle(1), cap_offset: 0, device: DeviceId(0), call };
+    let reach = Reach::PerRequest { cap: Handle(1), cap_offset: 0, device: DeviceId(0), call };
+    let memory = InPlace { va: bufs, len: 4 * PAGE, reach };
     // SAFETY: `bufs` is the buffers region's memory, which the device may reach.
     unsafe { IommuHal::share_in_place(memory) };
     let before = reachable();
@@ -181,4 +182,33 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
         IommuHal::unshare(b, out, BufferDirection::Both);
     }
     assert_eq!((calls(Op::Map), calls(Op::Unmap), IommuHal::pages_in_use()), (5, 3, 0));
+
+    // Memory the device always reaches (mapped once, by the driver): buffers in it are used
+    // where they are, at their place in that mapping, with no call at all.
+    let once = call_map(Handle(1), 4 * PAGE as u64);
+    // SAFETY: the device reaches `bufs` at `once` through the MAP just made.
+    unsafe {
+        IommuHal::share_in_place(InPlace { va: bufs, len: 4 * PAGE, reach: Reach::Always { device_addr: once } })
+    };
+    // SAFETY: as above.
+    let a = unsafe { IommuHal::share(buf, BufferDirection::DeviceToDriver) };
+    assert_eq!(a, once + 0x100);
+    assert_eq!(reachable()[&once], (bufs_pa, Rights::READ_WRITE));
+    // SAFETY: as `share`.
+    unsafe { IommuHal::unshare(a, buf, BufferDirection::DeviceToDriver) };
+    assert_eq!((calls(Op::Map), calls(Op::Unmap)), (6, 3), "the one MAP above, nothing per buffer");
+    assert_eq!(reachable()[&once], (bufs_pa, Rights::READ_WRITE), "still mapped");
+    // The stack is still bounced.
+    let mut data = [7u8; 16];
+    let stack = NonNull::from(&mut data[..]);
+    // SAFETY: valid for its length.
+    let s_iova = unsafe { IommuHal::share(stack, BufferDirection::Both) };
+    assert!(in_pool(s_iova));
+    // SAFETY: as `share`.
+    unsafe { IommuHal::unshare(s_iova, stack, BufferDirection::Both) };
+}
+
+/// The driver's own MAP of `len` bytes of capability `cap`, read/write, for device 0.
+fn call_map(cap: Handle, len: u64) -> u64 {
+    Client::new(Direct).map(cap, DeviceId(0), 0, len, None, Rights::READ_WRITE).unwrap()
 }
