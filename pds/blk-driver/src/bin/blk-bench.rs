@@ -1,18 +1,17 @@
 //! The bypass-vs-service measurement: the virtio-blk driver reads a 64 MiB file from its
-//! disk, in one run, on three paths, and reports the ratios of the times and the MAP/UNMAP
-//! calls it made per request:
-//! - through the service, as `system.xml`'s driver does: its pool mapped once, every
-//!   buffer copied through it, every DMA translated by the SMMU;
-//! - through the service, mapping each request's buffer in place (one MAP when it is
-//!   shared, one UNMAP, confirmed, when it is unshared), with no copy;
-//! - with its stream in bypass: the pool's pages by physical address, nothing translated.
+//! disk, in one run, on five paths, and reports the ratios of the times and the MAP/UNMAP
+//! calls it made per request. The paths (`Path`) differ in whether the SMMU translates
+//! (through the service, or the stream in bypass) and in where the device puts the data:
+//! copied through the driver's pool (as `system.xml`'s driver does), in the driver's
+//! buffer mapped for each request (a MAP when shared, an UNMAP, confirmed, when
+//! unshared), or in its buffer mapped once.
 //!
 //! Only a measurement build of the IOMMU PD (images/blk-bench.xml) lets it switch to
-//! bypass. The pool is mapped at IOVA = its physical address, so the device uses the same
-//! addresses translated or not and the driver switches without resetting it: it reads
-//! each MiB of the file once on each path, back to back, rotating which goes first. Reads
-//! of the same MiB a few milliseconds apart see the same host, so the host's drift (which
-//! under emulation is large) falls on every path alike.
+//! bypass. The pool and the buffer are mapped at IOVA = their physical addresses, so the
+//! device uses the same addresses translated or not and the driver switches without
+//! resetting it: it reads each MiB of the file once on each path, back to back, rotating
+//! which goes first. Reads of the same MiB a few milliseconds apart see the same host, so
+//! the host's drift (which under emulation is large) falls on every path alike.
 //!
 //! Every read is checked (each 64-bit word of the file holds its own offset), outside the
 //! timed part, so a pass that read the wrong data does not count.
@@ -24,7 +23,7 @@ use core::ptr::NonNull;
 use blk_driver::{place_device, Blk};
 use client_channel::{calls, Ppc};
 use generic_timer::{ms, ticks};
-use iommu_client::hal::{DmaPool, InPlace, IommuHal};
+use iommu_client::hal::{DmaPool, InPlace, IommuHal, Reach};
 use iommu_client::Client;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Op, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, var, Channel, Handler, Infallible};
@@ -39,27 +38,50 @@ const FILE_SECTOR: usize = (1 << 20) / SECTOR_SIZE;
 const FILE_BYTES: usize = 64 << 20;
 /// Bytes per request: what a block driver commonly asks for at once.
 const CHUNK: usize = 64 << 10;
-/// The in-place buffer: the capability the description gives after the pool's.
+/// The buffer the in-place paths read into: the capability the description gives after
+/// the pool's.
 const BUFFER_CAP: Handle = Handle(1);
-/// Bytes read on one path before the same bytes are read on the other.
+/// Bytes read on one path before the same bytes are read on the next.
 const BLOCK: usize = 1 << 20;
 const BLOCKS: usize = FILE_BYTES / BLOCK;
-/// Passes over the file (each reads it once on each path), after one warm-up pass.
+/// Passes over the file (each reads it once on every path), after one warm-up pass.
 const PASSES: usize = 3;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
-    /// Pool mapped once, buffers copied through it.
-    Service,
-    /// Nothing translated; the same pool and copies.
+    /// The stream in bypass; data copied through the pool. The baseline: the same driver
+    /// with no isolation.
     Bypass,
-    /// Each buffer mapped in place for its request.
-    InPlace,
+    /// Through the service, the pool mapped once, data copied through it.
+    Pool,
+    /// Through the service, the driver's buffer mapped for each request, no copy.
+    PerRequest,
+    /// Through the service, the driver's buffer mapped once, no copy.
+    MappedOnce,
+    /// The stream in bypass, the driver's buffer by physical address, no copy: the best a
+    /// driver can do without an IOMMU.
+    BypassInPlace,
 }
 
-const PATHS: [Path; 3] = [Path::Service, Path::Bypass, Path::InPlace];
+const PATHS: [Path; 5] = [Path::Bypass, Path::Pool, Path::PerRequest, Path::MappedOnce, Path::BypassInPlace];
 
-/// The IOMMU PD, for `IommuHal`'s own MAP and UNMAP of in-place buffers.
+impl Path {
+    fn bypassed(self) -> bool {
+        matches!(self, Path::Bypass | Path::BypassInPlace)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Path::Bypass => "in bypass, copied through the pool",
+            Path::Pool => "through the service, copied through the pool mapped once",
+            Path::PerRequest => "through the service, in place, mapped per request",
+            Path::MappedOnce => "through the service, in place, mapped once",
+            Path::BypassInPlace => "in bypass, in place",
+        }
+    }
+}
+
+/// The IOMMU PD, for `IommuHal`'s own MAP and UNMAP of per-request buffers.
 fn iommu_call(label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
     iommu_client::Channel::call(&mut Ppc(IOMMU), label, mrs, reply)
 }
@@ -99,6 +121,23 @@ fn read_block(blk: &mut Blk, block: usize, buf: &mut [u8; CHUNK]) -> (u64, u64, 
     (spent, calls(Op::Map) + calls(Op::Unmap) - calls_before, true)
 }
 
+/// Map `len` bytes of capability `cap` once, read/write, at IOVA = `pa`.
+fn map_at_pa(client: &mut Client<Ppc>, what: &str, cap: Handle, len: usize, pa: u64) -> bool {
+    match client.map(cap, MY_DEVICE, 0, len as u64, Some(pa), Rights::READ_WRITE) {
+        Ok(iova) => {
+            debug_println!(
+                "blk-bench: {what} ({} pages) mapped once, at iova {iova:#x} = its physical address",
+                len / 4096
+            );
+            true
+        }
+        Err(e) => {
+            debug_println!("blk-bench: the IOMMU PD refused the {what} at iova {pa:#x}: {e:?}");
+            false
+        }
+    }
+}
+
 #[protection_domain]
 fn init() -> BlkBench {
     let ecam: NonNull<u8> = memory_region_symbol!(ecam: *mut u8);
@@ -108,37 +147,26 @@ fn init() -> BlkBench {
     let mut root = unsafe { place_device(ecam, bar) };
     let pool_va: NonNull<u8> = memory_region_symbol!(dma_pool: *mut u8);
     let pool_pa = *var!(dma_pool_paddr: u64 = 0);
+    let buffer: NonNull<[u8; CHUNK]> = memory_region_symbol!(dma_buffer: *mut [u8; CHUNK]);
+    let buffer_pa = *var!(dma_buffer_paddr: u64 = 0);
     let mut client = Client::new(Ppc(IOMMU));
-    let len = (POOL_PAGES * 4096) as u64;
-    match client.map(Handle(0), MY_DEVICE, 0, len, Some(pool_pa), Rights::READ_WRITE) {
-        Ok(iova) => {
-            debug_println!(
-                "blk-bench: DMA pool ({POOL_PAGES} pages) mapped once, at iova {iova:#x} = its physical address"
-            )
-        }
-        Err(e) => {
-            debug_println!("blk-bench: the IOMMU PD refused the pool at iova {pool_pa:#x}: {e:?}");
-            return BlkBench;
-        }
+    if !map_at_pa(&mut client, "DMA pool", Handle(0), POOL_PAGES * 4096, pool_pa)
+        || !map_at_pa(&mut client, "buffer", BUFFER_CAP, CHUNK, buffer_pa)
+    {
+        return BlkBench;
     }
     // SAFETY: the pool region is this PD's, mapped at `dma_pool`, used for nothing else;
     // the device reaches it at `pool_pa` translated (the MAP above) and in bypass.
     IommuHal::install(unsafe { DmaPool::reachable_at(pool_va, pool_pa, POOL_PAGES) });
-    let in_place: NonNull<[u8; CHUNK]> = memory_region_symbol!(dma_buffer: *mut [u8; CHUNK]);
-    // SAFETY: the description maps the buffer region (capability BUFFER_CAP, from its
-    // start) at `dma_buffer`; the device may reach it while a request has it shared.
-    unsafe {
-        IommuHal::share_in_place(InPlace {
-            va: in_place.cast(),
-            len: CHUNK,
-            cap: BUFFER_CAP,
-            cap_offset: 0,
-            device: MY_DEVICE,
-            call: iommu_call,
-        })
+    let per_request = InPlace {
+        va: buffer.cast(),
+        len: CHUNK,
+        reach: Reach::PerRequest { cap: BUFFER_CAP, cap_offset: 0, device: MY_DEVICE, call: iommu_call },
     };
-    // SAFETY: this PD's own mapping of the region, used only here.
-    let in_place = unsafe { &mut *in_place.as_ptr() };
+    // Translated through the MAP above, or in bypass: the same address.
+    let always = InPlace { va: buffer.cast(), len: CHUNK, reach: Reach::Always { device_addr: buffer_pa } };
+    // SAFETY: this PD's own mapping of the buffer region, used only here.
+    let buffer = unsafe { &mut *buffer.as_ptr() };
     let mut blk = match blk_driver::open(&mut root) {
         Ok(b) => b,
         Err(e) => {
@@ -146,7 +174,7 @@ fn init() -> BlkBench {
             return BlkBench;
         }
     };
-    // The copied paths read into the stack, which the device never reaches.
+    // The copying paths read into the stack, which the device never reaches.
     let mut on_stack = [0u8; CHUNK];
 
     // The first pass warms what no path should pay for: QEMU's translation of this code,
@@ -167,14 +195,13 @@ fn init() -> BlkBench {
     );
 
     let mut bypassed = false;
-    let (mut total, mut made) = ([0u64; 3], [0u64; 3]);
-    let mut spread = [(u64::MAX, 0u64); 3];
+    let (mut total, mut made) = ([0u64; PATHS.len()], [0u64; PATHS.len()]);
     for pass in 0..PASSES {
-        let mut spent = [0u64; 3];
+        let mut spent = [0u64; PATHS.len()];
         for block in 0..BLOCKS {
             for i in 0..PATHS.len() {
                 let path = PATHS[(pass * BLOCKS + block + i) % PATHS.len()];
-                if (path == Path::Bypass) != bypassed {
+                if path.bypassed() != bypassed {
                     if let Err(e) = client.measure_bypass(MY_DEVICE, !bypassed) {
                         let why = if e == ErrorCode::UnknownOp {
                             "the IOMMU PD is not a measurement build"
@@ -186,29 +213,45 @@ fn init() -> BlkBench {
                     }
                     bypassed = !bypassed;
                 }
-                let buf = if path == Path::InPlace { &mut *in_place } else { &mut on_stack };
+                let buf = match path {
+                    Path::PerRequest => {
+                        // SAFETY: the buffer region is capability BUFFER_CAP from its start,
+                        // which the device may reach while a request has it shared.
+                        unsafe { IommuHal::share_in_place(per_request) };
+                        &mut *buffer
+                    }
+                    Path::MappedOnce | Path::BypassInPlace => {
+                        // SAFETY: the device reaches the buffer at `buffer_pa`, translated
+                        // (the MAP above) or in bypass.
+                        unsafe { IommuHal::share_in_place(always) };
+                        &mut *buffer
+                    }
+                    Path::Bypass | Path::Pool => &mut on_stack,
+                };
                 let (t, n, ok) = read_block(&mut blk, block, buf);
                 spent[path as usize] += t;
                 made[path as usize] += n;
                 verified &= ok;
             }
         }
-        let bypass = spent[Path::Bypass as usize];
-        for p in PATHS {
-            let r = ratio(spent[p as usize], bypass).0;
-            spread[p as usize] = (spread[p as usize].0.min(r), spread[p as usize].1.max(r));
-            total[p as usize] += spent[p as usize];
-        }
+        let base = spent[Path::Bypass as usize];
         debug_println!(
-            "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}); data {}",
+            "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}), mapped once in place {} ms (ratio {}); in bypass in place {} ms (ratio {}); data {}",
             FILE_BYTES >> 20,
-            ms(bypass),
-            ms(spent[Path::Service as usize]),
-            ratio(spent[Path::Service as usize], bypass),
-            ms(spent[Path::InPlace as usize]),
-            ratio(spent[Path::InPlace as usize], bypass),
+            ms(base),
+            ms(spent[Path::Pool as usize]),
+            ratio(spent[Path::Pool as usize], base),
+            ms(spent[Path::PerRequest as usize]),
+            ratio(spent[Path::PerRequest as usize], base),
+            ms(spent[Path::MappedOnce as usize]),
+            ratio(spent[Path::MappedOnce as usize], base),
+            ms(spent[Path::BypassInPlace as usize]),
+            ratio(spent[Path::BypassInPlace as usize], base),
             if verified { "verified" } else { "WRONG" }
         );
+        for p in PATHS {
+            total[p as usize] += spent[p as usize];
+        }
     }
     // Leave the device translated, as it started.
     if bypassed && client.measure_bypass(MY_DEVICE, false).is_err() {
@@ -220,24 +263,26 @@ fn init() -> BlkBench {
         return BlkBench;
     }
     let requests = (PASSES * FILE_BYTES / CHUNK) as u64;
-    let bypass = total[Path::Bypass as usize];
-    for (path, what) in [(Path::Service, "pool mapped once"), (Path::InPlace, "mapped per request")] {
-        let (lo, hi) = spread[path as usize];
+    let base = total[Path::Bypass as usize];
+    for path in PATHS {
         debug_println!(
-            "blk-bench: {what}: service/bypass time ratio {} over {PASSES} passes (per pass {} to {}; {} ms / {} ms of emulated time); MAP/UNMAP calls per request {}.{:02} ({} over {requests} requests)",
-            ratio(total[path as usize], bypass),
-            Ratio(lo),
-            Ratio(hi),
+            "blk-bench: {}: {} ms for {PASSES} x {} MiB, {} of the time in bypass; MAP/UNMAP calls per request {}.{:02} ({} over {requests} requests)",
+            path.name(),
             ms(total[path as usize]),
-            ms(bypass),
+            FILE_BYTES >> 20,
+            ratio(total[path as usize], base),
             made[path as usize] / requests,
             made[path as usize] * 100 / requests % 100,
             made[path as usize]
         );
     }
+    debug_println!(
+        "blk-bench: in place, mapped once through the service vs in bypass: time ratio {}",
+        ratio(total[Path::MappedOnce as usize], total[Path::BypassInPlace as usize])
+    );
     let failures = IommuHal::unmap_failures();
     if failures > 0 {
-        debug_println!("blk-bench: {failures} in-place UNMAPs were not confirmed");
+        debug_println!("blk-bench: {failures} per-request UNMAPs were not confirmed");
     }
     BlkBench
 }
