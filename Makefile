@@ -79,7 +79,7 @@ bench:
 	@if [ -z "$$MICROKIT_SDK" ]; then \
 		echo "microkit bench: skipped: MICROKIT_SDK is not set (the bypass-vs-service measurement boots the Microkit image)"; \
 	else \
-		$(MAKE) -C images test SYSTEM=blk-bench | grep -E '^blk-bench: (pass|service|MAP)|microkit-image'; \
+		$(MAKE) -C images test SYSTEM=blk-bench | grep -E '^blk-bench: (pass|through|in )|microkit-image'; \
 	fi
 
 clean:
