@@ -87,7 +87,7 @@ fn init() -> IommuPd {
     let config = Config { ias_bits: 48, sid_bits: 16, poll_limit: 1_000_000, interrupts: true };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
     // gives it the table and queue regions alone.
-    let mut smmu = match unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) } {
+    let smmu = match unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) } {
         Ok(s) => s,
         Err(e) => {
             debug_println!("iommu: SMMU not brought up: {e}");
@@ -108,21 +108,26 @@ fn init() -> IommuPd {
     );
     #[cfg(feature = "measure-bypass")]
     debug_println!("iommu: MEASUREMENT BUILD: a driver may put its own device in bypass; not for products");
-    let sid = StreamId(0x10);
-    let _ = smmu.prepare_stream(sid);
-    match smmu.ste(sid) {
-        Ok(ste) => debug_println!("iommu: stream {sid}: {:?}", ste.config()),
-        Err(e) => debug_println!("iommu: stream {sid}: {e}"),
-    }
-
     let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
-    let backend = match SmmuBackend::new(smmu, &streams) {
+    let mut backend = match SmmuBackend::new(smmu, &streams) {
         Ok(b) => b,
         Err(e) => {
             debug_println!("iommu: devices not set up: {e}");
             return IommuPd { service: None };
         }
     };
+    // Default deny, read back from the stream table before the service lets any device
+    // translate: every described device's stream, and one no description names.
+    let smmu = backend.smmu();
+    let unnamed = StreamId(0x10);
+    let _ = smmu.prepare_stream(unnamed);
+    let named = policy::DEVICES.iter().map(|d| (StreamId(d.stream), d.name));
+    for (sid, name) in named.chain(streams.iter().all(|s| *s != unnamed.0).then_some((unnamed, "no device"))) {
+        match smmu.ste(sid) {
+            Ok(ste) => debug_println!("iommu: stream {sid} ({name}): {:?}", ste.config()),
+            Err(e) => debug_println!("iommu: stream {sid} ({name}): {e}"),
+        }
+    }
     let paddrs = policy::region_paddrs();
     let regions = core::array::from_fn(|i| RegionConfig { pa: paddrs[i], ..policy::REGIONS[i] });
     // SAFETY: `init` runs once.
