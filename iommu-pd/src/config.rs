@@ -59,6 +59,10 @@ pub struct CapConfig {
     pub rights: Rights,
     /// Which devices (bit n = device n, all the holder's) it may be mapped for.
     pub devices: u64,
+    /// Which clients (bit n = client n) it, or anything derived from it, may be granted
+    /// to; 0 for none. Delegation is bounded by the description, so what a device can
+    /// ever reach is known before the system runs.
+    pub grant_to: u64,
 }
 
 /// A mapping the description fixes (Microkit's `iomap`): made at boot and after a

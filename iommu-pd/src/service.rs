@@ -61,6 +61,8 @@ pub struct Cap {
     len: u64,
     rights: Rights,
     devices: u64,
+    /// Clients it may be granted to (its root capability's, inherited unchanged).
+    grant_to: u64,
     parent: Option<u16>,
 }
 
@@ -310,6 +312,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 len: c.len,
                 rights: c.rights,
                 devices: c.devices,
+                grant_to: c.grant_to,
                 parent: None,
             });
             let slot =
@@ -339,6 +342,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 len: m.len,
                 rights: m.rights,
                 devices: 1 << m.device,
+                grant_to: 0,
                 parent: None,
             });
         }
@@ -695,6 +699,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if to >= self.cfg.clients.len() {
             return Err(ErrorCode::BadClient);
         }
+        if to >= 64 || cap.grant_to & (1 << to) == 0 {
+            return Err(ErrorCode::Denied);
+        }
         if !cap.rights.contains(rights) {
             return Err(ErrorCode::NoRights);
         }
@@ -720,6 +727,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             len,
             rights,
             devices,
+            grant_to: cap.grant_to,
             parent: Some(ci),
         });
         self.clients[to].handles[theirs] = Some(Slot::Cap(child as u16));

@@ -265,6 +265,40 @@ fn faults_are_attributed_rate_limited_and_never_silently_dropped() {
     assert_eq!(call(&mut s, BLK, Request::Resume { device: DeviceId(1) }), err(ErrorCode::Denied));
 }
 
+/// Delegation is bounded by the description: a capability (and everything derived from
+/// it) goes only to the clients its `grant_to` names; a refused GRANT creates nothing.
+#[test]
+fn grants_go_only_where_the_description_lets_them() {
+    let mut caps = CAPS;
+    caps[0].grant_to = 1 << BLK;
+    caps[1].grant_to = 0;
+    let caps = Box::leak(Box::new(caps));
+    let mut s = Service::new(ModelHw::default(), iommu_pd::Config { caps: &caps[..], ..config() }, storage()).unwrap();
+    let grant = |s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, devices: u64| {
+        let req = Request::Grant {
+            cap: Handle(cap),
+            to: ClientId(to as u32),
+            offset: 0,
+            len: 0x1000,
+            rights: Rights::READ,
+            devices,
+        };
+        call(s, from, req)
+    };
+    // To BLK: allowed. BLK cannot pass it on to EVIL (the mask is inherited), NET cannot
+    // give it to EVIL directly, and the read-only capability goes nowhere.
+    let Reply::Ok { values, .. } = grant(&mut s, NET, 0, BLK, 0b10) else { panic!("grant to BLK refused") };
+    let theirs = values[1] as u32;
+    assert_eq!(grant(&mut s, BLK, theirs, EVIL, 0b100), err(ErrorCode::Denied));
+    assert_eq!(grant(&mut s, NET, 0, EVIL, 0b100), err(ErrorCode::Denied));
+    assert_eq!(grant(&mut s, NET, 1, BLK, 0b10), err(ErrorCode::Denied));
+    // Nothing was created by the refusals: EVIL holds only its own capability, and the
+    // handle after it is empty.
+    assert_eq!(map(&mut s, EVIL, 1, 2, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    // What BLK received works.
+    assert!(matches!(map(&mut s, BLK, theirs, 1, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+}
+
 /// The storm limit is a rate: faults spread over windows never quarantine, however many;
 /// the same number inside one window does. (Window 100 ticks, 10 faults, as configured.)
 #[test]

@@ -27,8 +27,15 @@ static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
     resume_allowed: true,
 }];
 static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: BUFFERS, size: BUFFERS_LEN }];
-static CAPS: [CapConfig; 1] =
-    [CapConfig { client: 0, region: 0, offset: 0, len: BUFFERS_LEN, rights: Rights::READ_WRITE, devices: 1 }];
+static CAPS: [CapConfig; 1] = [CapConfig {
+    client: 0,
+    region: 0,
+    offset: 0,
+    len: BUFFERS_LEN,
+    rights: Rights::READ_WRITE,
+    devices: 1,
+    grant_to: 0,
+}];
 
 fn service() -> Service<'static, SmmuBackend<InstantSmmu>> {
     let mem = Memory {

@@ -42,7 +42,15 @@ fn service_requests_reach_the_smmu_tables() {
         },
     ];
     let regions = [RegionConfig { name: "net-buffers", pa: buf.pa.0, size: 0x4000 }];
-    let caps = [CapConfig { client: 0, region: 0, offset: 0, len: 0x4000, rights: Rights::READ_WRITE, devices: 0b01 }];
+    let caps = [CapConfig {
+        client: 0,
+        region: 0,
+        offset: 0,
+        len: 0x4000,
+        rights: Rights::READ_WRITE,
+        devices: 0b01,
+        grant_to: 0b10,
+    }];
     let cfg = Config {
         clients: &clients,
         devices: &devices,
@@ -132,7 +140,15 @@ fn measurement_bypass_and_back() {
         resume_allowed: true,
     }];
     let regions = [RegionConfig { name: "pool", pa: buf.pa.0, size: 0x2000 }];
-    let caps = [CapConfig { client: 0, region: 0, offset: 0, len: 0x2000, rights: Rights::READ_WRITE, devices: 0b1 }];
+    let caps = [CapConfig {
+        client: 0,
+        region: 0,
+        offset: 0,
+        len: 0x2000,
+        rights: Rights::READ_WRITE,
+        devices: 0b1,
+        grant_to: 0,
+    }];
     let cfg = Config {
         clients: &clients,
         devices: &devices,

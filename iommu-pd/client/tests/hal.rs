@@ -43,7 +43,15 @@ fn hal_maps_once_and_bounces_through_the_pool() {
         resume_allowed: true,
     }];
     let regions = [RegionConfig { name: "dma-pool", pa, size: 8 * 4096 }];
-    let caps = [CapConfig { client: 0, region: 0, offset: 0, len: 8 * 4096, rights: Rights::READ_WRITE, devices: 1 }];
+    let caps = [CapConfig {
+        client: 0,
+        region: 0,
+        offset: 0,
+        len: 8 * 4096,
+        rights: Rights::READ_WRITE,
+        devices: 1,
+        grant_to: 0,
+    }];
     let cfg = Config {
         clients: &clients,
         devices: &devices,

@@ -77,8 +77,24 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
         RegionConfig { name: "buffers", pa: bufs_pa, size: 4 * PAGE as u64 },
     ]));
     let caps = Box::leak(Box::new([
-        CapConfig { client: 0, region: 0, offset: 0, len: 8 * PAGE as u64, rights: Rights::READ_WRITE, devices: 1 },
-        CapConfig { client: 0, region: 1, offset: 0, len: 4 * PAGE as u64, rights: Rights::READ_WRITE, devices: 1 },
+        CapConfig {
+            client: 0,
+            region: 0,
+            offset: 0,
+            len: 8 * PAGE as u64,
+            rights: Rights::READ_WRITE,
+            devices: 1,
+            grant_to: 0,
+        },
+        CapConfig {
+            client: 0,
+            region: 1,
+            offset: 0,
+            len: 4 * PAGE as u64,
+            rights: Rights::READ_WRITE,
+            devices: 1,
+            grant_to: 0,
+        },
     ]));
     let cfg = Config {
         clients: &clients[..],

@@ -23,8 +23,8 @@ static REGIONS: [RegionConfig; 2] = [
     RegionConfig { name: "rb", pa: 0x5000_0000, size: 0x4000 },
 ];
 static CAPS: [CapConfig; 2] = [
-    CapConfig { client: 0, region: 0, offset: 0, len: 0x8000, rights: Rights::READ_WRITE, devices: 0b101 },
-    CapConfig { client: 1, region: 1, offset: 0, len: 0x4000, rights: Rights::READ, devices: 0b010 },
+    CapConfig { client: 0, region: 0, offset: 0, len: 0x8000, rights: Rights::READ_WRITE, devices: 0b101, grant_to: u64::MAX },
+    CapConfig { client: 1, region: 1, offset: 0, len: 0x4000, rights: Rights::READ, devices: 0b010, grant_to: 0 },
 ];
 
 /// Values that make requests interesting more often than uniform random words would.

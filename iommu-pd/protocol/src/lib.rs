@@ -126,7 +126,8 @@ pub enum Request {
     /// GRANT: mr0 = handle | to << 32, mr1 = offset, mr2 = length, mr3 = rights,
     /// mr4 = device mask (the receiver's devices, as bits of `DeviceId`). Reply: mr0 =
     /// the grant (a handle in the caller's table, for REVOKE), mr1 = the handle the
-    /// receiver will use.
+    /// receiver will use. Only to a client the description lets the capability (its root)
+    /// go to; otherwise `Denied`.
     Grant {
         /// The capability to derive from.
         cap: Handle,
@@ -210,8 +211,9 @@ pub enum ErrorCode {
     BadClient = 12,
     /// The device is quarantined.
     Quarantined = 13,
-    /// The policy does not allow this (resume not permitted, revoke of a capability the
-    /// caller did not grant).
+    /// The policy does not allow this (resume not permitted, a grant to a client the
+    /// description does not let the capability go to, revoke of a capability the caller
+    /// did not grant).
     Denied = 14,
     /// The IOMMU failed or did not confirm in time; access may not have been removed
     /// and the device has been stopped.

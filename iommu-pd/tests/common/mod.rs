@@ -63,10 +63,42 @@ pub static REGIONS: [RegionConfig; 4] = [
 ];
 
 pub static CAPS: [CapConfig; 4] = [
-    CapConfig { client: NET, region: 0, offset: 0, len: 0x1_0000, rights: Rights::READ_WRITE, devices: 0b1001 },
-    CapConfig { client: NET, region: 3, offset: 0, len: 0x8000, rights: Rights::READ, devices: 0b0001 },
-    CapConfig { client: BLK, region: 1, offset: 0, len: 0x1_0000, rights: Rights::READ_WRITE, devices: 0b0010 },
-    CapConfig { client: EVIL, region: 2, offset: 0, len: 0x3000, rights: Rights::READ_WRITE, devices: 0b0100 },
+    CapConfig {
+        client: NET,
+        region: 0,
+        offset: 0,
+        len: 0x1_0000,
+        rights: Rights::READ_WRITE,
+        devices: 0b1001,
+        grant_to: u64::MAX,
+    },
+    CapConfig {
+        client: NET,
+        region: 3,
+        offset: 0,
+        len: 0x8000,
+        rights: Rights::READ,
+        devices: 0b0001,
+        grant_to: u64::MAX,
+    },
+    CapConfig {
+        client: BLK,
+        region: 1,
+        offset: 0,
+        len: 0x1_0000,
+        rights: Rights::READ_WRITE,
+        devices: 0b0010,
+        grant_to: u64::MAX,
+    },
+    CapConfig {
+        client: EVIL,
+        region: 2,
+        offset: 0,
+        len: 0x3000,
+        rights: Rights::READ_WRITE,
+        devices: 0b0100,
+        grant_to: u64::MAX,
+    },
 ];
 
 pub fn config() -> Config<'static> {

@@ -140,10 +140,43 @@ static CLIENTS: [ClientConfig; 4] = [
 ];
 
 static CAPS: [CapConfig; 4] = [
-    CapConfig { client: BLK, region: 3, offset: 0, len: 32 * 4096, rights: Rights::READ_WRITE, devices: 0b1000 },
-    CapConfig { client: A, region: 0, offset: 0, len: 8 * 4096, rights: Rights::READ_WRITE, devices: 0b001 },
-    CapConfig { client: B, region: 1, offset: 0, len: 4 * 4096, rights: Rights::READ_WRITE, devices: 0b010 },
-    CapConfig { client: HOSTILE, region: 2, offset: 0, len: 2 * 4096, rights: Rights::READ_WRITE, devices: 0b100 },
+    CapConfig {
+        client: BLK,
+        region: 3,
+        offset: 0,
+        len: 32 * 4096,
+        rights: Rights::READ_WRITE,
+        devices: 0b1000,
+        grant_to: 0,
+    },
+    // A may delegate to B's driver, and to no one else.
+    CapConfig {
+        client: A,
+        region: 0,
+        offset: 0,
+        len: 8 * 4096,
+        rights: Rights::READ_WRITE,
+        devices: 0b001,
+        grant_to: 1 << B,
+    },
+    CapConfig {
+        client: B,
+        region: 1,
+        offset: 0,
+        len: 4 * 4096,
+        rights: Rights::READ_WRITE,
+        devices: 0b010,
+        grant_to: 0,
+    },
+    CapConfig {
+        client: HOSTILE,
+        region: 2,
+        offset: 0,
+        len: 2 * 4096,
+        rights: Rights::READ_WRITE,
+        devices: 0b100,
+        grant_to: 0,
+    },
 ];
 
 /// A device and the two pages (by IOVA) its driver mapped to load and report data.
@@ -283,12 +316,27 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         },
     );
     let r4 = call(&mut s, HOSTILE, Request::Revoke { grant: Handle(0) });
-    let refused = [r1, r2, r3, r4]
-        == [ErrorCode::BadDevice, ErrorCode::BadHandle, ErrorCode::OutOfRange, ErrorCode::Denied].map(Reply::Err);
+    // Its capability may be granted to no one: it cannot lend device A's driver memory
+    // to launder, or widen anyone's reach.
+    let r5 = call(
+        &mut s,
+        HOSTILE,
+        Request::Grant {
+            cap: Handle(0),
+            to: ClientId(A as u32),
+            offset: 0,
+            len: 0x1000,
+            rights: Rights::READ,
+            devices: 0b001,
+        },
+    );
+    let refused = [r1, r2, r3, r4, r5]
+        == [ErrorCode::BadDevice, ErrorCode::BadHandle, ErrorCode::OutOfRange, ErrorCode::Denied, ErrorCode::Denied]
+            .map(Reply::Err);
     report.check(
         "service: hostile requests refused",
         refused,
-        format_args!("device A: {r1:?}; another client's handle: {r2:?}; past its capability: {r3:?}; revoke a boot capability: {r4:?}"),
+        format_args!("device A: {r1:?}; another client's handle: {r2:?}; past its capability: {r3:?}; revoke a boot capability: {r4:?}; grant beyond the description: {r5:?}"),
     );
 
     println!("  the hostile driver maps its scratch page and programs device C to DMA into edu-a's pages");

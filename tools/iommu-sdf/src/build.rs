@@ -186,8 +186,9 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
         .filter_map(|c| {
             let (mr, offset) = resolve(sys, c)?;
             let devices = c.devices.iter().map(|d| 1u64 << device_index(d).min(63)).fold(0, |a, b| a | b);
+            let grant_to = c.grant_to.iter().map(|g| 1u64 << client_index(g).min(63)).fold(0, |a, b| a | b);
             Some(format!(
-                "    CapConfig {{ client: {}, region: {}, offset: {offset:#x}, len: {:#x}, rights: {}, devices: {devices:#b} }}, // {}",
+                "    CapConfig {{ client: {}, region: {}, offset: {offset:#x}, len: {:#x}, rights: {}, devices: {devices:#b}, grant_to: {grant_to:#b} }}, // {}",
                 client_index(&c.pd),
                 region_index(mr),
                 c.size,

@@ -122,6 +122,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
     }
 
     // Capabilities.
+    let client_list = sys.clients();
     for c in &sys.caps {
         let Some(holder) = sys.pd(&c.pd) else {
             out.push(p(
@@ -155,6 +156,16 @@ pub fn check(sys: &System) -> Vec<Problem> {
                     ),
                     "list only devices whose io_address_space has owner=\"this pd\"",
                 )),
+            }
+        }
+        for g in &c.grant_to {
+            if !client_list.iter().any(|cl| cl.name == *g) {
+                out.push(p(
+                    c.line,
+                    "dma_capability",
+                    format!("`{}` may be granted to `{g}`, which is not a client (a PD that owns a device or holds a capability)", c.name),
+                    "list in grant_to only PDs that own an io_address_space or hold a dma_capability",
+                ));
             }
         }
         match (&c.mr, &c.parent) {
@@ -203,6 +214,14 @@ pub fn check(sys: &System) -> Vec<Problem> {
                         }
                         if c.offset.checked_add(c.size).is_none_or(|e| e > par.size) || !par.perms.contains(c.perms) {
                             out.push(p(c.line, "dma_capability", format!("`{}` is wider than its parent `{parent}` (line {}): rights and range may only shrink", c.name, par.line), "keep offset+size within the parent's size and perms within the parent's"));
+                        }
+                        if let Some(extra) = c.grant_to.iter().find(|g| !par.grant_to.contains(g)) {
+                            out.push(p(
+                                c.line,
+                                "dma_capability",
+                                format!("`{}` may be granted to `{extra}`, which its parent `{parent}` (line {}) may not: delegation may only shrink", c.name, par.line),
+                                "list in grant_to only clients the parent lists",
+                            ));
                         }
                     }
                 }

@@ -137,6 +137,8 @@ pub struct DmaCapability {
     pub size: u64,
     pub perms: Perms,
     pub devices: Vec<String>,
+    /// Clients it (and what is derived from it at run time) may be granted to.
+    pub grant_to: Vec<String>,
     pub line: Line,
 }
 

@@ -19,7 +19,7 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
         "io_address_space",
         &["name", "peripheral_id", "domain_id", "owner", "iova_base", "iova_size", "alias_ok", "resume"],
     ),
-    ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices"]),
+    ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices", "grant_to"]),
     ("dma_quota", &["pd", "mappings", "pages"]),
     (
         "iommu",
@@ -382,6 +382,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     continue;
                 };
                 let devices = n.attribute("devices").unwrap_or("").split_whitespace().map(str::to_string).collect();
+                let grant_to = n.attribute("grant_to").unwrap_or("").split_whitespace().map(str::to_string).collect();
                 let perms = r.perms(n);
                 sys.caps.push(DmaCapability {
                     name,
@@ -392,6 +393,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     size,
                     perms,
                     devices,
+                    grant_to,
                     line: r.line(n),
                 });
             }

@@ -1,5 +1,6 @@
 //! `iommu-sdf report`: for every device, the physical ranges it can ever reach under the
-//! description (its static maps, and every capability its owner holds for it), a proof
+//! description (its static maps, every capability its owner holds for it, and every
+//! capability another client may grant its owner), a proof
 //! line that none of them touches memory the description keeps private, and a picture.
 
 use std::fmt::Write as _;
@@ -59,6 +60,13 @@ pub fn reachability(sys: &System) -> Vec<Reach> {
         for c in sys.caps.iter().filter(|c| c.pd == owner && c.devices.contains(&s.name)) {
             if let Some((mr, offset)) = resolve(sys, c) {
                 push(mr, offset, c.size, c.perms, format!("capability `{}`", c.name));
+            }
+        }
+        // Another client's capability that may be granted to the owner: at most all of it,
+        // with its rights, for any of the owner's devices.
+        for c in sys.caps.iter().filter(|c| c.pd != owner && c.grant_to.contains(&owner)) {
+            if let Some((mr, offset)) = resolve(sys, c) {
+                push(mr, offset, c.size, c.perms, format!("GRANT of `{}` by `{}`", c.name, c.pd));
             }
         }
     }

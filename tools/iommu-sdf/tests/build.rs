@@ -38,6 +38,8 @@ fn generated_policy_starts_the_service() {
     assert_eq!(region_paddrs(), [0x4800_0000, 0x4810_0000]);
     // blk_half is flattened onto blk_pool at offset 0x10000.
     assert_eq!((CAPS[2].region, CAPS[2].offset, CAPS[2].len), (1, 0x10000, 0x10000));
+    // edu_all may be granted to blk_driver (client 1) only; the others to no one.
+    assert_eq!(CAPS.map(|c| c.grant_to), [0b10, 0, 0]);
     let mut storage = PolicyStorage::default();
     let faults = iommu_pd::FaultPolicy { window: 100, max_faults: 10 };
     let s = iommu_pd::Service::new(iommu_pd::model::ModelHw::default(), config(&REGIONS, faults), storage.storage())
