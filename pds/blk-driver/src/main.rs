@@ -1,19 +1,23 @@
 //! A virtio-blk driver PD: virtio-drivers' block driver, unmodified, on `IommuHal`, so its
 //! DMA pool is mapped through the IOMMU PD (one MAP) and the device reaches nothing else.
+//! When the edu driver lends it a page (GRANT), it maps the page for its disk and writes
+//! it to the disk in place, then hands it back; after the REVOKE the handle is dead.
 #![no_std]
 #![no_main]
 
 use core::ptr::NonNull;
 
-use blk_driver::place_device;
+use blk_driver::{place_device, Blk};
 use client_channel::Ppc;
-use iommu_client::hal::{DmaPool, IommuHal};
+use iommu_client::hal::{DmaPool, InPlace, IommuHal, Reach};
 use iommu_client::Client;
-use iommu_protocol::{DeviceId, Handle};
+use iommu_protocol::{DeviceId, Handle, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 use virtio_drivers::device::blk::SECTOR_SIZE;
 
 const IOMMU: Channel = Channel::new(0);
+/// To and from the edu driver: "a page is lent", "done with it", "taken back".
+const EDU: Channel = Channel::new(1);
 const POOL_PAGES: usize = 32;
 /// Its device in the policy (after the two edu devices).
 const MY_DEVICE: DeviceId = DeviceId(2);
@@ -33,7 +37,7 @@ fn init() -> BlkDriver {
         Ok(p) => p,
         Err(e) => {
             debug_println!("blk-driver: the IOMMU PD refused the pool: {e:?}");
-            return BlkDriver;
+            return BlkDriver::default();
         }
     };
     debug_println!("blk-driver: DMA pool ({POOL_PAGES} pages) mapped once at iova {:#x}", pool.iova());
@@ -42,7 +46,7 @@ fn init() -> BlkDriver {
         Ok(b) => b,
         Err(e) => {
             debug_println!("blk-driver: {e}");
-            return BlkDriver;
+            return BlkDriver::default();
         }
     };
     let mut sector = [0u8; SECTOR_SIZE];
@@ -65,11 +69,74 @@ fn init() -> BlkDriver {
     );
     let q = client.query();
     debug_println!("blk-driver: mappings held: {:?} (no MAP or UNMAP per request)", q.map(|q| q[0]));
-    BlkDriver
+    BlkDriver { blk: Some(blk), lent: None }
 }
 
-struct BlkDriver;
+#[derive(Default)]
+struct BlkDriver {
+    blk: Option<Blk>,
+    /// The handle of the page the edu driver lent, once it was used.
+    lent: Option<Handle>,
+}
+
+impl BlkDriver {
+    /// The edu driver lent a page: map it for the disk, read-only, and write it to sector
+    /// 2 in place (the disk reads the page itself); read the sector back to check.
+    fn write_lent_page(&mut self) {
+        let handoff: NonNull<u64> = memory_region_symbol!(handoff: *mut u64);
+        // SAFETY: the hand-off page, mapped read-only; the edu driver wrote it before it
+        // notified.
+        let word = unsafe { handoff.read_volatile() };
+        let (Some(blk), true) = (self.blk.as_mut(), word >> 32 == 1) else { return };
+        let handle = Handle(word as u32);
+        self.lent = Some(handle);
+        let mut client = Client::new(Ppc(IOMMU));
+        let iova = match client.map(handle, MY_DEVICE, 0, 0x1000, None, Rights::READ) {
+            Ok(iova) => iova,
+            Err(e) => {
+                debug_println!("blk-driver: MAP of the lent page refused: {e:?}");
+                return;
+            }
+        };
+        // SAFETY: page 2 of the edu driver's buffer, which the description maps here
+        // read-only; the disk reaches it at `iova` for as long as the grant lasts.
+        let page: NonNull<u8> = unsafe { memory_region_symbol!(edu_buffers: *mut u8).add(0x2000) };
+        // SAFETY: as above; the disk only reads it.
+        unsafe {
+            IommuHal::share_in_place(InPlace { va: page, len: 0x1000, reach: Reach::Always { device_addr: iova } })
+        };
+        // SAFETY: the first sector's worth of the mapped page.
+        let data = unsafe { core::slice::from_raw_parts(page.as_ptr(), SECTOR_SIZE) };
+        let w = blk.write_blocks(2, data);
+        IommuHal::stop_sharing_in_place();
+        let mut back = [0u8; SECTOR_SIZE];
+        let r = blk.read_blocks(2, &mut back);
+        debug_println!(
+            "blk-driver: wrote sector 2 straight from the page edu_driver lent (read-only at iova {iova:#x}, no copy): {}",
+            if w.is_ok() && r.is_ok() && back[..] == data[..] { "same data" } else { "DIFFERENT" }
+        );
+        EDU.notify();
+    }
+
+    /// The edu driver took its page back.
+    fn after_revoke(&mut self, handle: Handle) {
+        let mut client = Client::new(Ppc(IOMMU));
+        let held = client.query().map(|q| q[0]);
+        let again = client.map(handle, MY_DEVICE, 0, 0x1000, None, Rights::READ);
+        debug_println!("blk-driver: after the REVOKE: mappings held {held:?}; MAP with the lent handle: {again:?}");
+    }
+}
 
 impl Handler for BlkDriver {
     type Error = Infallible;
+
+    fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
+        if channels.contains(EDU) {
+            match self.lent {
+                None => self.write_lent_page(),
+                Some(handle) => self.after_revoke(handle),
+            }
+        }
+        Ok(())
+    }
 }

@@ -1,6 +1,8 @@
 //! A driver PD for QEMU's edu device. It maps its DMA buffer through the IOMMU PD (a
 //! protected procedure call on its channel), runs DMA through the IOVAs it was given, and
-//! shows that what it did not map, or unmapped, the device cannot reach.
+//! shows that what it did not map, or unmapped, the device cannot reach. Then it lends a
+//! page of its buffer to the disk driver (GRANT, read-only, for the disk), and takes it
+//! back (REVOKE) when the disk driver is done.
 #![no_std]
 #![no_main]
 
@@ -8,11 +10,16 @@ use core::ptr::NonNull;
 
 use client_channel::Ppc;
 use iommu_client::Client;
-use iommu_protocol::{DeviceId, Handle, Rights};
+use iommu_protocol::{ClientId, DeviceId, Handle, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 use virtio_drivers::transport::pci::bus::{Cam, Command, DeviceFunction, MmioCam, PciRoot};
 
 const IOMMU: Channel = Channel::new(0);
+/// To and from the disk driver: "a page is lent", "done with it", "taken back".
+const BLK: Channel = Channel::new(1);
+/// The disk driver in the policy, and its disk.
+const BLK_CLIENT: ClientId = ClientId(2);
+const BLK_DISK: u64 = 1 << 2;
 /// Where this driver puts the edu's BAR0 in the PCI memory window (PCI == CPU address on
 /// QEMU virt); the description maps the same physical range into this PD.
 const BAR0: u64 = 0x1000_0000;
@@ -49,7 +56,7 @@ fn init() -> EduDriver {
         Ok(v) => v,
         Err(e) => {
             debug_println!("edu-driver: MAP refused: {e:?}");
-            return EduDriver;
+            return EduDriver { grant: None };
         }
     };
     debug_println!("edu-driver: the IOMMU PD mapped 2 pages of my buffer at iova {iova:#x}");
@@ -79,10 +86,28 @@ fn init() -> EduDriver {
     );
     let refused = iommu.map(Handle(1), DeviceId(0), 0, 0x1000, None, Rights::READ);
     debug_println!("edu-driver: MAP with a handle I do not hold: {refused:?}");
-    EduDriver
+
+    // Lend page 2 to the disk driver, read-only, for its disk: what the page holds is
+    // what the disk driver will write to its disk, without a copy.
+    for i in 0..0x1000 {
+        // SAFETY: page 2 of this PD's buffer.
+        unsafe { page2.add(i).write_volatile((i as u8).wrapping_mul(7) ^ 0x5a) };
+    }
+    let lent = iommu.grant(Handle(0), BLK_CLIENT, 0x2000, 0x1000, Rights::READ, BLK_DISK);
+    debug_println!("edu-driver: GRANT of page 2, read-only, to blk_driver for its disk: {lent:?}");
+    let Ok((grant, theirs)) = lent else { return EduDriver { grant: None } };
+    let handoff: NonNull<u64> = memory_region_symbol!(handoff: *mut u64);
+    // SAFETY: the hand-off page, this PD's to write; the disk driver reads it after the
+    // notification below.
+    unsafe { handoff.write_volatile(1 << 32 | u64::from(theirs.0)) };
+    BLK.notify();
+    EduDriver { grant: Some(grant) }
 }
 
-struct EduDriver;
+struct EduDriver {
+    /// The page lent to the disk driver, until it is taken back.
+    grant: Option<Handle>,
+}
 
 impl Handler for EduDriver {
     type Error = Infallible;
@@ -90,6 +115,13 @@ impl Handler for EduDriver {
     /// The IOMMU PD signals this channel when a fault of this driver's device is in the
     /// ring it shares with this PD.
     fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
+        if channels.contains(BLK) {
+            if let Some(grant) = self.grant.take() {
+                let r = Client::new(Ppc(IOMMU)).revoke(grant);
+                debug_println!("edu-driver: the disk driver is done with the page; REVOKE: {r:?}");
+                BLK.notify();
+            }
+        }
         if !channels.contains(IOMMU) {
             return Ok(());
         }
