@@ -126,9 +126,14 @@ pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> Str
         let devs: Vec<String> = owned.iter().filter(|_| rng.below(2) == 0).map(|d| format!("dev{d}")).collect();
         let devs = if devs.is_empty() { vec![format!("dev{}", owned[0])] } else { devs };
         let perms = ["r", "w", "rw"][rng.below(3) as usize];
-        let _ = writeln!(o, "    <dma_capability name=\"cap{cap}\" pd=\"drv{owner}\" mr=\"dma{r}\" size=\"0x1000\" perms=\"{perms}\" devices=\"{}\" />", devs.join(" "));
+        // Sometimes it may be lent to one other client (drivers 0..clients are clients).
+        let lend = match rng.below(3) {
+            0 => format!(" grant_to=\"drv{}\"", rng.below(clients as u64)),
+            _ => String::new(),
+        };
+        let _ = writeln!(o, "    <dma_capability name=\"cap{cap}\" pd=\"drv{owner}\" mr=\"dma{r}\" size=\"0x1000\" perms=\"{perms}\" devices=\"{}\"{lend} />", devs.join(" "));
         if rng.below(2) == 0 {
-            let _ = writeln!(o, "    <dma_capability name=\"cap{cap}d\" parent=\"cap{cap}\" pd=\"drv{owner}\" size=\"0x1000\" perms=\"{perms}\" devices=\"{}\" />", devs[0]);
+            let _ = writeln!(o, "    <dma_capability name=\"cap{cap}d\" parent=\"cap{cap}\" pd=\"drv{owner}\" size=\"0x1000\" perms=\"{perms}\" devices=\"{}\"{lend} />", devs[0]);
         }
         cap += 1;
     }
