@@ -27,7 +27,21 @@ struct MCap {
     len: u64,
     rights: Rights,
     devices: u64,
+    /// Clients it may be granted to: its root's, from the description.
+    grant_to: u64,
     parent: Option<usize>,
+}
+
+/// The test description's capabilities, with delegation bounded differently for each:
+/// NET's buffers to anyone, its read-only share to no one, BLK's to NET alone, EVIL's to
+/// BLK alone.
+fn model_caps() -> &'static [iommu_pd::CapConfig] {
+    let mut caps = CAPS;
+    caps[0].grant_to = u64::MAX;
+    caps[1].grant_to = 0;
+    caps[2].grant_to = 1 << NET;
+    caps[3].grant_to = 1 << BLK;
+    Box::leak(Box::new(caps))
 }
 
 #[derive(Default)]
@@ -43,7 +57,7 @@ impl Model {
     fn new() -> Self {
         let mut m = Model::default();
         let mut next = [0u32; 3];
-        for c in CAPS.iter() {
+        for c in model_caps().iter() {
             let r = &REGIONS[c.region];
             m.caps.push(Some(MCap {
                 holder: c.client,
@@ -51,6 +65,7 @@ impl Model {
                 len: c.len,
                 rights: c.rights,
                 devices: c.devices,
+                grant_to: c.grant_to,
                 parent: None,
             }));
             m.handles.insert((c.client, next[c.client]), m.caps.len() - 1);
@@ -239,7 +254,8 @@ fn plausible_request(rng: &mut Rng, m: &Model, client: usize, known: &[(usize, u
 }
 
 fn run(seed: u64, steps: usize) -> usize {
-    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let cfg = iommu_pd::Config { caps: model_caps(), ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
     let mut m = Model::new();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut successes = 0;
@@ -287,7 +303,16 @@ fn run(seed: u64, steps: usize) -> usize {
                 let owned: u64 =
                     DEVICES.iter().enumerate().filter(|(_, d)| d.owner == to).fold(0, |a, (i, _)| a | 1 << i);
                 assert!(devices & !owned == 0, "devices not the receiver's: {}", ctx());
-                m.caps.push(Some(MCap { holder: to, pa: p.pa + offset, len, rights, devices, parent: Some(parent) }));
+                assert!(p.grant_to & (1 << to) != 0, "granted where the description does not allow: {}", ctx());
+                m.caps.push(Some(MCap {
+                    holder: to,
+                    pa: p.pa + offset,
+                    len,
+                    rights,
+                    devices,
+                    grant_to: p.grant_to,
+                    parent: Some(parent),
+                }));
                 let idx = m.caps.len() - 1;
                 m.grants.insert((client, values[0] as u32), idx);
                 m.handles.insert((to, values[1] as u32), idx);
