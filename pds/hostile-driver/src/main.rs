@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 use client_channel::Ppc;
 use iommu_client::Client;
 use iommu_protocol::faults::{FaultRecord, FaultRing};
-use iommu_protocol::{DeviceId, Handle, Rights};
+use iommu_protocol::{ClientId, DeviceId, Handle, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 use virtio_drivers::transport::pci::bus::{Cam, Command, DeviceFunction, MmioCam, PciRoot};
 
@@ -42,6 +42,10 @@ fn init() -> Hostile {
     debug_println!("hostile: MAP past the end of its capability: {r:?}");
     let r = iommu.measure_bypass(MY_DEVICE, true);
     debug_println!("hostile: asks for its device in bypass: {r:?}");
+    // Lending its scratch page to the edu driver's device would widen what that device
+    // reaches; the description lets this capability go to no one.
+    let r = iommu.grant(Handle(0), ClientId(0), 0, 0x1000, Rights::READ, 1 << OTHER_DEVICE.0);
+    debug_println!("hostile: GRANT of its scratch page to the edu driver: {r:?}");
 
     // Its own scratch page is mapped; everything else its device tries is blocked. It
     // aims at the IOVA where the edu driver's buffer sits in *that* device's space, and
