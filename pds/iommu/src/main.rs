@@ -231,8 +231,12 @@ impl Handler for IommuPd {
             sel4::Fault::UserException(_) => place::FaultKind::Exception,
             _ => place::FaultKind::Other,
         };
-        let (Some(service), Some(name)) = (self.service.as_mut(), name) else {
+        let Some(name) = name else {
             debug_println!("iommu: child {} faulted ({what}); it is not a client", child.index());
+            return Ok(None);
+        };
+        let Some(service) = self.service.as_mut() else {
+            debug_println!("iommu: {name} faulted ({what}); no service is running, every stream aborts");
             return Ok(None);
         };
         let client = child.index() - 1;
@@ -253,7 +257,9 @@ impl Handler for IommuPd {
                     }
                 }
             }
-            Err(e) => debug_println!("iommu: {name} faulted ({what}); teardown failed: {e:?}, its devices are blocked"),
+            Err(e) => {
+                debug_println!("iommu: {name} faulted ({what}); the SMMU did not confirm its teardown ({e:?})")
+            }
         }
         Ok(None)
     }
