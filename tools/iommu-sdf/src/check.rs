@@ -46,6 +46,19 @@ pub fn check(sys: &System) -> Vec<Problem> {
                 ));
             }
         }
+        // The IOMMU PD sets the SMMU up for 48-bit IOVAs (pds/iommu); a MAP above that
+        // would fail in the hardware, and the service stops a device whose MAP fails.
+        if s.iova_size == 0 || s.iova_base.checked_add(s.iova_size).is_none_or(|e| e > IOVA_LIMIT) {
+            out.push(p(
+                s.line,
+                "io_address_space",
+                format!(
+                    "`{}`'s IOVA window {:#x}+{:#x} is empty or runs past the 48-bit IOVAs the IOMMU PD sets the SMMU up for",
+                    s.name, s.iova_base, s.iova_size
+                ),
+                "keep iova_base + iova_size at most 0x1_0000_0000_0000, and iova_size above 0",
+            ));
+        }
         for (i, m) in s.iomaps.iter().enumerate() {
             let Some(r) = sys.region(&m.mr) else {
                 out.push(p(
@@ -748,6 +761,9 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
         }
     }
 }
+
+/// The end of the IOVA space the IOMMU PD sets the SMMU up for (`Config::ias_bits`).
+pub const IOVA_LIMIT: u64 = 1 << 48;
 
 /// The symbol through which the IOMMU PD (pds/iommu) learns where its region for `role`
 /// is mapped; `_size` and `_paddr` follow it.
