@@ -260,7 +260,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
     for &(mr, line, element, who) in &reachable {
         let Some(r) = sys.region(mr) else { continue };
         if let Some(iommu) = &sys.iommu {
-            if iommu.private.iter().any(|(name, _)| name == mr) {
+            if iommu.private.iter().any(|(_, name)| name == mr) {
                 out.push(p(
                     line,
                     element,
@@ -285,7 +285,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
                 .map(|pd| pd.name.as_str())
                 .collect();
             let private = !granted.contains(&other.name.as_str()) && owners.iter().any(|o| *o != who);
-            let iommu_own = sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(n, _)| *n == other.name));
+            let iommu_own = sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(_, n)| *n == other.name));
             if iommu_own || private {
                 out.push(p(
                     line,
@@ -354,10 +354,10 @@ pub fn check(sys: &System) -> Vec<Problem> {
                 "name the IOMMU PD in pd=\"...\"",
             ));
         }
-        for (name, line) in &iommu.private {
+        for (_, name) in &iommu.private {
             if sys.region(name).is_none() {
                 out.push(p(
-                    *line,
+                    iommu.line,
                     "iommu",
                     format!("memory region `{name}` does not exist"),
                     "declare it with <memory_region>",
@@ -509,7 +509,7 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
     // Its own regions: it learns each one's address, size and physical address through
     // symbols of fixed names (pds/iommu), which the Microkit tool writes only if asked.
     if let Some(i) = &sys.iommu {
-        for (role, region) in &i.roles {
+        for (role, region) in &i.private {
             let sym = own_region_symbol(role);
             let (size, paddr) = (format!("{sym}_size"), format!("{sym}_paddr"));
             match iommu.maps.iter().find(|m| &m.mr == region) {
@@ -706,7 +706,7 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
         sys.caps.iter().filter_map(|c| resolve(sys, c).map(|(mr, _)| (c, mr))).collect();
     for &(j, mr, line) in &rings {
         let client = &clients[j].name;
-        if sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(name, _)| name == mr)) {
+        if sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(_, name)| name == mr)) {
             out.push(p(
                 line,
                 "map",

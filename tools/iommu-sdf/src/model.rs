@@ -156,9 +156,9 @@ pub struct DmaQuota {
 #[derive(Debug, Clone)]
 pub struct Iommu {
     pub pd: String,
-    pub private: Vec<(String, Line)>,
-    /// Each of its own regions by role (`stream_table`, `cmdq`, ...).
-    pub roles: Vec<(String, String)>,
+    /// Its own regions, no device's to reach: (role, region), the role being the
+    /// attribute that names it (`stream_table`, `cmdq`, ...).
+    pub private: Vec<(&'static str, String)>,
     pub table_pool: String,
     /// Fault storms: more than `max_faults` faults from one device within
     /// `fault_window_us` microseconds quarantine it.

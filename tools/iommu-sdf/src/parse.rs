@@ -407,17 +407,12 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                 let Some(pd) = r.required(n, "pd") else { continue };
                 let Some(table_pool) = r.required(n, "table_pool") else { continue };
                 let private = ["stream_table", "cmdq", "eventq", "context_descriptors", "table_pool"]
-                    .iter()
-                    .filter_map(|a| n.attribute(*a).map(|v| (v.to_string(), r.line(n))))
+                    .into_iter()
+                    .filter_map(|a| n.attribute(a).map(|v| (a, v.to_string())))
                     .collect();
                 let fault_window_us = r.number(n, "fault_window_us").unwrap_or(DEFAULT_FAULT_WINDOW_US);
                 let max_faults = r.number(n, "max_faults").unwrap_or(DEFAULT_MAX_FAULTS);
-                let roles = ["stream_table", "cmdq", "eventq", "context_descriptors", "table_pool"]
-                    .iter()
-                    .filter_map(|a| n.attribute(*a).map(|v| (a.to_string(), v.to_string())))
-                    .collect();
-                sys.iommu =
-                    Some(Iommu { pd, private, roles, table_pool, fault_window_us, max_faults, line: r.line(n) });
+                sys.iommu = Some(Iommu { pd, private, table_pool, fault_window_us, max_faults, line: r.line(n) });
             }
             _ => {}
         }

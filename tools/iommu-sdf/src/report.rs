@@ -80,7 +80,7 @@ pub fn private_regions(sys: &System) -> Vec<&MemoryRegion> {
     sys.regions
         .iter()
         .filter(|r| {
-            let iommu = sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(n, _)| *n == r.name));
+            let iommu = sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(_, n)| *n == r.name));
             let mapped = sys.pds.iter().any(|p| p.maps.iter().any(|m| m.mr == r.name));
             iommu || (mapped && !reachable.contains(&r.name))
         })
