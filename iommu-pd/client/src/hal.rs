@@ -180,13 +180,11 @@ impl InPlace {
         Some(iova + (start - first) as u64)
     }
 
-    /// The device is done with the buffer it reaches at `addr`: unmap it if it was mapped
-    /// for the request. False if the IOMMU PD did not confirm the UNMAP.
-    fn unshare(&self, addr: u64) -> bool {
+    /// The device is done with the buffer whose first page it reaches at `page`: unmap it
+    /// if it was mapped for the request. False if the IOMMU PD did not confirm the UNMAP.
+    fn unshare(&self, page: u64) -> bool {
         match self.reach {
-            Reach::PerRequest { device, call, .. } => {
-                Client::new(FnChannel(call)).unmap(device, &[addr / PAGE as u64 * PAGE as u64]).is_ok()
-            }
+            Reach::PerRequest { device, call, .. } => Client::new(FnChannel(call)).unmap(device, &[page]).is_ok(),
             Reach::Always { .. } => true,
         }
     }
@@ -313,7 +311,7 @@ unsafe impl Hal for IommuHal {
         let st = state();
         if st.pool.as_ref().is_none_or(|p| p.index(page).is_none()) {
             if let Some(m) = st.in_place {
-                if !m.unshare(paddr) {
+                if !m.unshare(page) {
                     st.unmap_failures += 1;
                 }
                 return;
