@@ -4,9 +4,9 @@
 #![no_std]
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, Ordering};
 
 use iommu_client::hal::IommuHal;
+use sel4_microkit::memory_region_symbol;
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::bus::{BarInfo, Cam, Command, DeviceFunction, MmioCam, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
@@ -22,11 +22,10 @@ pub type Blk = VirtIOBlk<IommuHal, PciTransport>;
 /// Bus 0's configuration space.
 pub type Root = PciRoot<MmioCam<'static>>;
 
-/// This PD's mapping of the BAR range, for `IommuHal`'s MMIO translation.
-static BAR_VA: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
-
+/// `IommuHal`'s view of the disk's registers: the description maps the 1 MiB at BAR_PA
+/// at `blk_bar`.
 fn bar_va(pa: u64, _size: usize) -> NonNull<u8> {
-    let base = NonNull::new(BAR_VA.load(Ordering::Relaxed)).expect("bar_va before place_device");
+    let base: NonNull<u8> = memory_region_symbol!(blk_bar: *mut u8);
     // SAFETY: virtio-drivers asks only for addresses inside the BARs `place_device` put at
     // BAR_PA, which the description maps at `base`.
     unsafe { base.add((pa - BAR_PA) as usize) }
@@ -34,13 +33,13 @@ fn bar_va(pa: u64, _size: usize) -> NonNull<u8> {
 
 /// Place every memory BAR of the disk in the range at BAR_PA (QEMU's modern virtio-pci
 /// has one 16 KiB 64-bit BAR for its capabilities and a small MSI-X BAR; nothing else
-/// assigns them), let it master the bus, and point `IommuHal` at the mapping.
-///
-/// # Safety
-/// `ecam` must be this PD's uncached mapping of bus 0's configuration space, and `bar`
-/// its uncached mapping of the 1 MiB at BAR_PA.
-pub unsafe fn place_device(ecam: NonNull<u8>, bar: NonNull<u8>) -> Root {
-    // SAFETY: the caller vouches for the mapping.
+/// assigns them), let it master the bus, and point `IommuHal` at the mapping. The
+/// description maps bus 0's configuration space at `ecam` and the 1 MiB at BAR_PA at
+/// `blk_bar`, both uncached, into every PD built from this crate.
+pub fn place_device() -> Root {
+    let ecam: NonNull<u8> = memory_region_symbol!(ecam: *mut u8);
+    // SAFETY: the description maps bus 0's configuration space at `ecam`, uncached, for
+    // this PD.
     let mut root = PciRoot::new(unsafe { MmioCam::new(ecam.as_ptr(), Cam::Ecam) });
     let mut next = BAR_PA;
     let mut index = 0;
@@ -61,7 +60,6 @@ pub unsafe fn place_device(ecam: NonNull<u8>, bar: NonNull<u8>) -> Root {
         index += if two { 2 } else { 1 };
     }
     root.set_command(DEVICE_FN, Command::MEMORY_SPACE | Command::BUS_MASTER);
-    BAR_VA.store(bar.as_ptr(), Ordering::Relaxed);
     IommuHal::set_mmio_translation(bar_va);
     root
 }

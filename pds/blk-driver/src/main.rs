@@ -24,11 +24,7 @@ const MY_DEVICE: DeviceId = DeviceId(2);
 
 #[protection_domain]
 fn init() -> BlkDriver {
-    let ecam: NonNull<u8> = memory_region_symbol!(ecam: *mut u8);
-    let bar: NonNull<u8> = memory_region_symbol!(blk_bar: *mut u8);
-    // SAFETY: the description maps bus 0's configuration space at `ecam` and the BAR
-    // range at `blk_bar`, both uncached.
-    let mut root = unsafe { place_device(ecam, bar) };
+    let mut root = place_device();
 
     let pool_va: NonNull<u8> = memory_region_symbol!(dma_pool: *mut u8);
     let mut client = Client::new(Ppc(IOMMU));

@@ -74,6 +74,12 @@ const GERROR_IRQ: Channel = Channel::new(11);
 
 type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
 
+/// What the stream table holds for `sid`, read back, not what was asked for; printed as
+/// the entry's configuration or the reason it could not be read.
+fn ste_of(smmu: &mut Smmu<MmioRegisters>, sid: StreamId) -> place::SteState {
+    place::SteState(smmu.ste(sid).map(|ste| ste.config()))
+}
+
 #[protection_domain]
 fn init() -> IommuPd {
     let regs: NonNull<u8> = memory_region_symbol!(smmu_regs: *mut u8);
@@ -123,10 +129,7 @@ fn init() -> IommuPd {
     let _ = smmu.prepare_stream(unnamed);
     let named = policy::DEVICES.iter().map(|d| (StreamId(d.stream), d.name));
     for (sid, name) in named.chain(streams.iter().all(|s| *s != unnamed.0).then_some((unnamed, "no device"))) {
-        match smmu.ste(sid) {
-            Ok(ste) => debug_println!("iommu: stream {sid} ({name}): {:?}", ste.config()),
-            Err(e) => debug_println!("iommu: stream {sid} ({name}): {e}"),
-        }
+        debug_println!("iommu: stream {sid} ({name}): {}", ste_of(smmu, sid));
     }
     let paddrs = policy::region_paddrs();
     let regions = core::array::from_fn(|i| RegionConfig { pa: paddrs[i], ..policy::REGIONS[i] });
@@ -176,6 +179,9 @@ impl Handler for IommuPd {
                 debug_println!("iommu: SMMU global error: {e}");
             }
             let mut notify = 0u64;
+            // One time stamp for the batch: the records carry none, and what the storm
+            // window needs is when the IOMMU PD learnt of them.
+            let now = generic_timer::ticks();
             for e in events.iter().flatten() {
                 let Some(f) = e.fault() else { continue };
                 let write = f.txn.access == smmuv3::Access::Write;
@@ -184,7 +190,6 @@ impl Handler for IommuPd {
                     smmuv3::Event::Permission(_) => 0x13,
                     _ => 0,
                 };
-                let now = generic_timer::ticks();
                 let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
                 if let Some(client) = service.record_fault(input) {
                     notify |= 1 << client.0;
@@ -251,10 +256,8 @@ impl Handler for IommuPd {
                     "iommu: {name} faulted ({what}): its devices are blocked and {pages} mapped page(s) removed, confirmed; {left} left"
                 );
                 for dev in policy::DEVICES.iter().filter(|d| d.owner == client) {
-                    match service.hw_mut().smmu().ste(smmuv3::StreamId(dev.stream)) {
-                        Ok(ste) => debug_println!("iommu: {} (stream {:#x}): {:?}", dev.name, dev.stream, ste.config()),
-                        Err(e) => debug_println!("iommu: {} (stream {:#x}): {e}", dev.name, dev.stream),
-                    }
+                    let state = ste_of(service.hw_mut().smmu(), StreamId(dev.stream));
+                    debug_println!("iommu: {} (stream {:#x}): {state}", dev.name, dev.stream);
                 }
             }
             Err(e) => {
@@ -317,10 +320,9 @@ fn measure_bypass(service: &mut Svc, client: usize, mrs: &[u64]) -> Result<(), i
     let n = SWITCHES.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
     if n <= 2 || n.is_power_of_two() {
         let dev = &policy::DEVICES[d];
-        // What the stream table now holds, read back, not what was asked for.
-        let config = service.hw_mut().smmu().ste(smmuv3::StreamId(dev.stream)).map(|ste| ste.config());
+        let state = ste_of(service.hw_mut().smmu(), StreamId(dev.stream));
         debug_println!(
-            "iommu: MEASUREMENT: device {} (stream {:#x}) {} (switch {n}; STE {config:?})",
+            "iommu: MEASUREMENT: device {} (stream {:#x}) {} (switch {n}; STE {state})",
             dev.name,
             dev.stream,
             if bypass {
@@ -333,9 +335,21 @@ fn measure_bypass(service: &mut Svc, client: usize, mrs: &[u64]) -> Result<(), i
     Ok(())
 }
 
-/// Where a fault falls, and what a child's fault was, for the console.
+/// Where a fault falls, what a child's fault was, and what a stream table entry holds, for
+/// the console.
 mod place {
     use core::fmt;
+
+    pub struct SteState(pub Result<smmuv3::ste::SteConfig, smmuv3::Error>);
+
+    impl fmt::Display for SteState {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match &self.0 {
+                Ok(config) => write!(f, "{config:?}"),
+                Err(e) => write!(f, "{e}"),
+            }
+        }
+    }
 
     pub enum FaultKind {
         Vm { addr: u64, pc: u64 },

@@ -140,11 +140,7 @@ fn map_at_pa(client: &mut Client<Ppc>, what: &str, cap: Handle, len: usize, pa: 
 
 #[protection_domain]
 fn init() -> BlkBench {
-    let ecam: NonNull<u8> = memory_region_symbol!(ecam: *mut u8);
-    let bar: NonNull<u8> = memory_region_symbol!(blk_bar: *mut u8);
-    // SAFETY: the description maps bus 0's configuration space at `ecam` and the BAR
-    // range at `blk_bar`, both uncached.
-    let mut root = unsafe { place_device(ecam, bar) };
+    let mut root = place_device();
     let pool_va: NonNull<u8> = memory_region_symbol!(dma_pool: *mut u8);
     let pool_pa = *var!(dma_pool_paddr: u64 = 0);
     let buffer: NonNull<[u8; CHUNK]> = memory_region_symbol!(dma_buffer: *mut [u8; CHUNK]);
