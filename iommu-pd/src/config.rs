@@ -84,7 +84,9 @@ pub struct StaticMapConfig {
 }
 
 /// Fault storms: more than `max_faults` faults from one device within `window` ticks
-/// quarantine it (its stream aborts) until the owner resumes it, if allowed.
+/// quarantine it (its stream aborts) until the owner resumes it, if allowed. "Within" is
+/// a sliding window, estimated from the open window and the one before it (see
+/// `DeviceState::count_fault`).
 #[derive(Debug, Clone, Copy)]
 pub struct FaultPolicy {
     /// Length of the window, in the caller's ticks.

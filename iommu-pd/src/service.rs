@@ -86,8 +86,41 @@ pub struct DeviceState {
     quarantined: bool,
     /// Blocked because its owner was torn down; cleared by `client_ready`.
     torn_down: bool,
+    /// The storm window now open: where it starts, the faults in it so far, and the faults
+    /// of the window just before it.
     window_start: u64,
     window_faults: u32,
+    previous_faults: u32,
+}
+
+impl DeviceState {
+    /// Counts a fault at `now` and returns how many faults the last `window` ticks hold,
+    /// by the sliding-window estimate: the open window's faults, plus the previous
+    /// window's in proportion to how much of it the last `window` ticks still cover.
+    ///
+    /// A window opens at the first fault after a quiet spell (two windows with no fault),
+    /// not on a grid fixed at boot: a flood that starts late in a boot-anchored window
+    /// would otherwise be cut in two halves that each stay under the limit. The previous
+    /// window's share closes the same gap at every later boundary: faults bunched either
+    /// side of one still count together.
+    fn count_fault(&mut self, now: u64, window: u64) -> u64 {
+        let window = window.max(1);
+        let elapsed = now.saturating_sub(self.window_start);
+        let quiet = self.window_faults == 0 && self.previous_faults == 0;
+        if quiet || elapsed >= window.saturating_mul(2) {
+            self.window_start = now;
+            self.window_faults = 0;
+            self.previous_faults = 0;
+        } else if elapsed >= window {
+            self.window_start += window;
+            self.previous_faults = self.window_faults;
+            self.window_faults = 0;
+        }
+        self.window_faults = self.window_faults.saturating_add(1);
+        let into = now.saturating_sub(self.window_start).min(window);
+        let carried = u128::from(self.previous_faults) * u128::from(window - into) / u128::from(window);
+        carried as u64 + u64::from(self.window_faults)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -869,13 +902,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         let policy = self.cfg.faults;
         let st = &mut self.devices[d];
-        if f.now.saturating_sub(st.window_start) >= policy.window {
-            st.window_start = f.now;
-            st.window_faults = 0;
-        }
-        st.window_faults = st.window_faults.saturating_add(1);
+        let storm = st.count_fault(f.now, policy.window) > u64::from(policy.max_faults);
         let mut quarantined = 0;
-        if st.window_faults > policy.max_faults && !st.quarantined && self.hw.block(d).is_ok() {
+        if storm && !st.quarantined && self.hw.block(d).is_ok() {
             self.devices[d].quarantined = true;
             self.stats.quarantines += 1;
             quarantined = 1;
