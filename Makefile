@@ -6,18 +6,40 @@ TARGET := aarch64-unknown-none
 IMAGE := target/$(TARGET)/release/smmuv3-qemu
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test test-long host-test lint qemu-test microkit-test fuzz demo image run bench clean
+# The Microkit SDK: MICROKIT_SDK when given, otherwise the one in ../shared when there is
+# one (every developer's and CI's machine has it beside the project), otherwise none.
+SHARED_SDK := $(abspath ../shared/microkit-sdk)
+ifeq ($(strip $(MICROKIT_SDK)),)
+MICROKIT_SDK := $(if $(wildcard $(SHARED_SDK)/bin/microkit),$(SHARED_SDK))
+SDK_FROM := ../shared/microkit-sdk
+else
+SDK_FROM := MICROKIT_SDK
+endif
+export MICROKIT_SDK
+
+.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test fuzz demo image run bench clean
 
 all: test
 
-# Install what is missing: QEMU's Arm system emulator and the bare-metal Rust target.
-deps:
+# Install what is missing: QEMU's Arm system emulator, the bare-metal Rust target, and
+# what the PD build needs (pd-deps).
+deps: pd-deps
 	@command -v $(QEMU) >/dev/null 2>&1 || { \
 		echo "installing qemu-system-arm (for $(QEMU))"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm; }
 	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+# The Rust PDs: the nightly pinned in pds/rust-toolchain.toml with its components (rustup
+# does not install a pinned toolchain by itself), and libclang, which rust-sel4's build
+# uses (bindgen over libsel4's headers).
+pd-deps:
+	@cd pds && [ "$$(rustup component list --installed 2>/dev/null | grep -cE '^(rust-src|rustfmt|clippy)')" = 3 ] || { \
+		echo "installing the PDs' toolchain and its components (pds/rust-toolchain.toml)"; rustup toolchain install; }
+	@[ -n "$$LIBCLANG_PATH" ] || compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || { \
+		echo "installing libclang-dev (rust-sel4's build runs bindgen)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev; }
 
 test: deps lint host-test qemu-test microkit-test fuzz
 
@@ -59,26 +81,29 @@ demo: deps image
 # The Microkit system image (needs MICROKIT_SDK; see the README).
 run: deps
 	@if [ -z "$$MICROKIT_SDK" ]; then \
-		echo "make run boots the Microkit system image: set MICROKIT_SDK to a Microkit 2.3 SDK built for qemu_virt_aarch64 (see README)."; \
+		echo "make run boots the Microkit system image: set MICROKIT_SDK to a Microkit 2.3 SDK built for qemu_virt_aarch64 (see README); there is none at $(SHARED_SDK)."; \
 		echo "Without an SDK, 'make demo' shows the service and the SMMUv3 driver isolating real DMA on QEMU."; exit 2; fi
 	$(MAKE) -C images run
 
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
 # not judged), and the IOMMU PD alone.
+# system.xml runs on both configurations: debug (one core) and smp-debug (four).
 microkit-test: deps
 	@if [ -z "$$MICROKIT_SDK" ]; then \
-		echo "microkit-image: skipped: MICROKIT_SDK is not set, so the seL4 Microkit image cannot be built (see README)"; \
+		echo "microkit-image: skipped: no Microkit SDK (MICROKIT_SDK is not set and there is none at $(SHARED_SDK)), so the seL4 Microkit images were not built or booted (see README)"; \
 	else \
+		echo "microkit-image: using the Microkit SDK at $$MICROKIT_SDK (from $(SDK_FROM)): $$(cat $$MICROKIT_SDK/VERSION 2>/dev/null)"; \
 		$(MAKE) -C images test && $(MAKE) -C images test SYSTEM=blk-bench && \
-			$(MAKE) -C images test SYSTEM=iommu-boot; \
+			$(MAKE) -C images test SYSTEM=iommu-boot && \
+			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug; \
 	fi
 
 bench:
 	$(CARGO) bench -p smmuv3
 	$(CARGO) bench -p iommu-sdf
 	@if [ -z "$$MICROKIT_SDK" ]; then \
-		echo "microkit bench: skipped: MICROKIT_SDK is not set (the bypass-vs-service measurement boots the Microkit image)"; \
+		echo "microkit bench: skipped: no Microkit SDK (MICROKIT_SDK is not set and there is none at $(SHARED_SDK)); the bypass-vs-service measurement boots the Microkit image"; \
 	else \
 		$(MAKE) -C images test SYSTEM=blk-bench | grep -E '^blk-bench: (pass|through|in )|microkit-image'; \
 	fi
