@@ -37,7 +37,7 @@ deps: pd-deps
 pd-deps:
 	@cd pds && [ "$$(rustup component list --installed 2>/dev/null | grep -cE '^(rust-src|rustfmt|clippy)')" = 3 ] || { \
 		echo "installing the PDs' toolchain and its components (pds/rust-toolchain.toml)"; rustup toolchain install; }
-	@[ -n "$$LIBCLANG_PATH" ] || compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || { \
+	@[ -n "$$LIBCLANG_PATH" ] || compgen -G "/usr/lib/llvm-*/lib/libclang-[0-9]*.so*" >/dev/null || { \
 		echo "installing libclang-dev (rust-sel4's build runs bindgen)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev; }
 
