@@ -91,6 +91,8 @@ pub struct DeviceState {
     window_start: u64,
     window_faults: u32,
     previous_faults: u32,
+    /// The last window's faults, as estimated at the device's latest fault.
+    recent_faults: u32,
 }
 
 impl DeviceState {
@@ -119,7 +121,9 @@ impl DeviceState {
         self.window_faults = self.window_faults.saturating_add(1);
         let into = now.saturating_sub(self.window_start).min(window);
         let carried = u128::from(self.previous_faults) * u128::from(window - into) / u128::from(window);
-        carried as u64 + u64::from(self.window_faults)
+        let recent = carried as u64 + u64::from(self.window_faults);
+        self.recent_faults = u32::try_from(recent).unwrap_or(u32::MAX);
+        recent
     }
 }
 
@@ -442,6 +446,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// How many faults `device` made within the storm window before its latest fault, as
+    /// the storm check counted them (what it quarantined on, if it did).
+    pub fn recent_faults(&self, device: usize) -> Option<u32> {
+        self.devices.get(device).map(|d| d.recent_faults)
     }
 
     /// `client`'s fault ring.

@@ -335,6 +335,7 @@ fn a_storm_is_counted_from_its_first_fault() {
     }
     assert!(s.hw().reachable(0).is_empty(), "the flood is blocked");
     assert_eq!(s.stats().quarantines, 1);
+    assert_eq!(s.recent_faults(0), Some(11), "what the quarantine was decided on");
 }
 
 /// Faults bunched either side of a window's end count together: the previous window's
@@ -354,6 +355,7 @@ fn a_storm_across_a_window_boundary_is_one_storm() {
     assert_eq!(s.stats().quarantines, 0, "ten in a window is allowed");
     // The next window opens at 1100; one fault in it makes eleven within 10 ticks.
     fault(&mut s, 1100);
+    assert_eq!(s.recent_faults(0), Some(11));
     assert!(s.hw().reachable(0).is_empty());
     assert_eq!(s.stats().quarantines, 1);
 }

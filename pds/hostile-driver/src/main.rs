@@ -47,22 +47,42 @@ fn init() -> Hostile {
     let r = iommu.grant(Handle(0), ClientId(0), 0, 0x1000, Rights::READ, 1 << OTHER_DEVICE.0);
     debug_println!("hostile: GRANT of its scratch page to the edu driver: {r:?}");
 
-    // Its own scratch page is mapped; everything else its device tries is blocked. It
-    // aims at the IOVA where the edu driver's buffer sits in *that* device's space, and
-    // then floods.
+    // Its own scratch page is mapped (read-only); everything else its device tries is
+    // blocked. It writes over the scratch page and the pages after it, one 256-byte DMA
+    // (64 faults) at a time, and goes on after each word from the IOMMU PD until it is
+    // told its device is quarantined: the flood lasts as long as the storm takes to be
+    // seen, however fast the host emulates, and no longer than MAX_BURSTS.
     let scratch = iommu.map(Handle(0), MY_DEVICE, 0, 0x1000, None, Rights::READ);
     debug_println!("hostile: MAP of its own scratch page: {scratch:x?}");
     if let Ok(iova) = scratch {
         let _ = edu.dma_from_ram(iova, 0, 256, POLLS);
     }
-    for i in 0..8u64 {
-        let _ = edu.dma_to_ram(0, 0x1_0000_0000 + i * 0x1000, 256, POLLS);
-    }
-    debug_println!("hostile: done; waiting for what the IOMMU PD tells it");
-    Hostile
+    let mut hostile = Hostile { edu, bursts: 0 };
+    hostile.burst();
+    hostile
 }
 
-struct Hostile;
+/// Bursts of faults the flood may take before the test gives up on a quarantine: at the
+/// storm limit under test (300 in a second), five bursts within a second are enough.
+const MAX_BURSTS: u64 = 64;
+
+struct Hostile {
+    edu: edu::Edu,
+    bursts: u64,
+}
+
+impl Hostile {
+    /// One more DMA at a page its device may not write, or false when the flood is over.
+    fn burst(&mut self) -> bool {
+        if self.bursts == MAX_BURSTS {
+            return false;
+        }
+        let iova = 0x1_0000_0000 + (self.bursts % 16) * 0x1000;
+        let _ = self.edu.dma_to_ram(0, iova, 256, POLLS);
+        self.bursts += 1;
+        true
+    }
+}
 
 impl Handler for Hostile {
     type Error = Infallible;
@@ -73,29 +93,40 @@ impl Handler for Hostile {
         }
         let ring: NonNull<FaultRing> = memory_region_symbol!(fault_ring: *mut FaultRing);
         let mut out = [FaultRecord::default(); 8];
-        // SAFETY: the description maps this PD's fault ring here, read-only.
-        let n = unsafe { client_channel::take_faults(ring, IOMMU, &mut out) };
         let mut quarantined = false;
-        for r in &out[..n] {
-            debug_println!(
-                "hostile: told: stream {:#x} write at iova {:#x}..={:#x} ({} more){}",
-                r.stream,
-                r.iova,
-                r.iova_last,
-                r.repeats,
-                if r.quarantined == 1 { "; device QUARANTINED" } else { "" }
-            );
-            quarantined |= r.quarantined == 1;
+        // Every record published so far, in rounds of `out.len()`.
+        loop {
+            // SAFETY: the description maps this PD's fault ring here, read-only.
+            let n = unsafe { client_channel::take_faults(ring, IOMMU, &mut out) };
+            for r in &out[..n] {
+                debug_println!(
+                    "hostile: told: stream {:#x} write at iova {:#x}..={:#x} ({} more){}",
+                    r.stream,
+                    r.iova,
+                    r.iova_last,
+                    r.repeats,
+                    if r.quarantined == 1 { "; device QUARANTINED" } else { "" }
+                );
+                quarantined |= r.quarantined == 1;
+            }
+            if n < out.len() {
+                break;
+            }
         }
-        if quarantined {
-            let r = Client::new(Ppc(IOMMU)).resume(MY_DEVICE);
-            debug_println!("hostile: asks to resume its quarantined device: {r:?}");
-            // Last, it crashes, as a compromised driver might: the IOMMU PD, its fault
-            // handler, must take its DMA away.
-            debug_println!("hostile: crashes (a store to an address it has no mapping for)");
-            // SAFETY: none: the store faults on purpose, and this PD never runs again.
-            unsafe { core::ptr::write_volatile(0xdead_0000 as *mut u64, 0) };
+        if !quarantined {
+            if !self.burst() {
+                debug_println!("hostile: {MAX_BURSTS} bursts of faults and still not quarantined");
+            }
+            return Ok(());
         }
+        debug_println!("hostile: quarantined after {} bursts of faults", self.bursts);
+        let r = Client::new(Ppc(IOMMU)).resume(MY_DEVICE);
+        debug_println!("hostile: asks to resume its quarantined device: {r:?}");
+        // Last, it crashes, as a compromised driver might: the IOMMU PD, its fault
+        // handler, must take its DMA away.
+        debug_println!("hostile: crashes (a store to an address it has no mapping for)");
+        // SAFETY: none: the store faults on purpose, and this PD never runs again.
+        unsafe { core::ptr::write_volatile(0xdead_0000 as *mut u64, 0) };
         Ok(())
     }
 }

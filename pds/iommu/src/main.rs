@@ -216,6 +216,14 @@ impl Handler for IommuPd {
                         },
                         if r.quarantined == 1 { "; device quarantined" } else { "" }
                     );
+                    if r.quarantined == 1 {
+                        let recent = service.recent_faults(r.device as usize).unwrap_or(0);
+                        debug_println!(
+                            "iommu: {device} quarantined: {recent} faults within {} ms, over the limit of {}",
+                            policy::FAULT_WINDOW_US / 1000,
+                            policy::MAX_FAULTS
+                        );
+                    }
                 }
                 Channel::new(client + 1).notify();
             }
