@@ -225,6 +225,23 @@ pub fn check(sys: &System) -> Vec<Problem> {
                             ));
                             continue;
                         }
+                        // Deriving for another PD is a delegation made at boot: it may go
+                        // only where GRANT could take the parent at run time, or any PD
+                        // could be handed another's memory by the description alone.
+                        if c.pd != par.pd && !par.grant_to.contains(&c.pd) {
+                            out.push(p(
+                                c.line,
+                                "dma_capability",
+                                format!(
+                                    "`{}` is derived from `{parent}` (line {}), held by `{}`, for `{}`, to whom `{parent}` may not be granted: delegation may only go where the description lets it",
+                                    c.name, par.line, par.pd, c.pd
+                                ),
+                                format!(
+                                    "derive it for `{}`, or add `{}` to `{parent}`'s grant_to if it may have this memory",
+                                    par.pd, c.pd
+                                ),
+                            ));
+                        }
                         if c.offset.checked_add(c.size).is_none_or(|e| e > par.size) || !par.perms.contains(c.perms) {
                             out.push(p(c.line, "dma_capability", format!("`{}` is wider than its parent `{parent}` (line {}): rights and range may only shrink", c.name, par.line), "keep offset+size within the parent's size and perms within the parent's"));
                         }

@@ -9,7 +9,8 @@
 //!   the service hands out), `alias_ok="true"` (two devices share a StreamID on purpose);
 //!   `peripheral_id` is the SMMU StreamID (or `bus:device.function`);
 //! - `<dma_capability name pd mr|parent offset size perms devices>`: what a driver may
-//!   map, for which of its devices; `parent` derives a narrower one statically;
+//!   map, for which of its devices; `parent` derives a narrower one statically, for the
+//!   parent's holder or for a PD in the parent's `grant_to`;
 //! - `<dma_quota pd mappings pages>`;
 //! - `<iommu pd stream_table cmdq eventq context_descriptors table_pool>`: the IOMMU PD
 //!   and the regions no device may ever reach.

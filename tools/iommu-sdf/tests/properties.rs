@@ -1,6 +1,7 @@
 //! Properties: random XML never makes the tool panic; random valid descriptions pass
 //! `check`, their `build` output passes `check`, and their report proves isolation; moving
-//! a client's channel to another id at the IOMMU PD's end makes `check` fail.
+//! a client's channel to another id at the IOMMU PD's end makes `check` fail, and so does
+//! adding a hostile element to a valid description.
 
 use proptest::prelude::*;
 
@@ -62,6 +63,11 @@ const VALUES: &[&str] = &[
     "",
 ];
 
+/// `text` with `element` added as the last child of `<system>`.
+fn with_element(text: &str, element: &str) -> String {
+    text.replace("</system>", &format!("    {element}\n</system>"))
+}
+
 fn element() -> impl Strategy<Value = String> {
     let leaf =
         (0..TAGS.len(), prop::collection::vec((0..ATTRS.len(), 0..VALUES.len()), 0..5)).prop_map(|(t, attrs)| {
@@ -116,5 +122,27 @@ proptest! {
         let (_, problems) = iommu_sdf::check_text(&mutated);
         let name = format!("`drv{client}`");
         prop_assert!(problems.iter().any(|p| p.element == "end" && p.message.contains(&name)), "{problems:#?}\n{mutated}");
+    }
+
+    /// A capability derived at boot for a client its parent may not be granted to.
+    #[test]
+    fn deriving_for_a_pd_the_parent_may_not_go_to_fails(seed in any::<u64>(), pds in 2usize..6, regions in 1usize..12, devices in 2usize..8, pick in any::<usize>()) {
+        let text = iommu_sdf::gen::description(seed, pds, regions, devices);
+        let (sys, _) = iommu_sdf::check_text(&text);
+        let parent = &sys.caps[pick % sys.caps.len()];
+        // Client p owns device p (the generator's convention).
+        let thief = (0..pds.min(devices))
+            .map(|p| format!("drv{p}"))
+            .find(|p| *p != parent.pd && !parent.grant_to.contains(p));
+        prop_assume!(thief.is_some());
+        let thief = thief.unwrap_or_default();
+        let device = format!("dev{}", &thief[3..]);
+        // Within the parent's range and rights: only the holder is wrong.
+        let perms = match (parent.perms.read, parent.perms.write) { (true, true) => "rw", (true, false) => "r", _ => "w" };
+        let stolen = format!(r#"<dma_capability name="stolen" parent="{}" pd="{thief}" size="0x1000" perms="{perms}" devices="{device}" />"#, parent.name);
+        let mutated = with_element(&text, &stolen);
+        let (_, problems) = iommu_sdf::check_text(&mutated);
+        prop_assert!(problems.iter().any(|p| p.element == "dma_capability" && p.message.contains("`stolen` is derived from")), "{problems:#?}\n{mutated}");
+        prop_assert_eq!(problems.len(), 1, "{:#?}", problems);
     }
 }
