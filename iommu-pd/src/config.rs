@@ -13,6 +13,10 @@ pub struct ClientConfig {
     pub max_mappings: u32,
     /// Most 4 KiB pages it may have mapped at once.
     pub max_pages: u64,
+    /// Most capabilities it may have granted at once (made by GRANT and not yet revoked
+    /// or released). The service's tables are sized for every client's quota, so no
+    /// client can use up a slot another needs.
+    pub max_grants: u32,
 }
 
 /// A DMA-capable device.
@@ -110,4 +114,25 @@ pub struct Config<'a> {
     pub static_maps: &'a [StaticMapConfig],
     /// Fault storms.
     pub faults: FaultPolicy,
+}
+
+impl Config<'_> {
+    /// Capability slots the service needs: the description's, one backing each static
+    /// mapping, and every client's grant quota.
+    pub fn caps_needed(&self) -> usize {
+        self.caps.len() + self.static_maps.len() + self.clients.iter().map(|c| c.max_grants as usize).sum::<usize>()
+    }
+
+    /// Handle-table entries `client` may need at once: its own capabilities from the
+    /// description, one per grant it may make (to revoke it by), and one per grant every
+    /// client that could lend to it may make. A client could lend to it if it holds, or may
+    /// be lent, a capability whose `grant_to` lists it.
+    pub fn handles_needed(&self, client: usize) -> usize {
+        let own = self.caps.iter().filter(|c| c.client == client).count();
+        let listed = |c: &&crate::CapConfig| client < 64 && c.grant_to & (1 << client) != 0;
+        let lenders = self.caps.iter().filter(listed).fold(0u64, |m, c| m | c.grant_to | 1u64.checked_shl(c.client as u32).unwrap_or(0));
+        let lent: usize =
+            (0..self.clients.len()).filter(|x| *x < 64 && lenders & (1 << x) != 0).map(|x| self.clients[x].max_grants as usize).sum();
+        own + self.clients[client].max_grants as usize + lent
+    }
 }

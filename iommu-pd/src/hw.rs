@@ -20,7 +20,15 @@ pub trait IommuHw {
     fn block(&mut self, device: DeviceIndex) -> Result<(), HwError>;
     /// Map `[iova, iova + len)` to `[pa, pa + len)` for `device`. On error nothing changed.
     fn map(&mut self, device: DeviceIndex, iova: u64, pa: u64, len: u64, rights: Rights) -> Result<(), HwError>;
-    /// Unmap exactly these earlier mappings of `device`. Returns only once the IOMMU has
-    /// confirmed that no translation of them remains.
+    /// Unmap exactly these earlier mappings of `device`. Returns `Ok` only once the IOMMU
+    /// has confirmed that no translation of them remains. On error, any of the ranges may
+    /// be gone from the tables while a translation of it is still cached (a TLB entry
+    /// survives a failed invalidation, and blocking the device does not remove it): the
+    /// service must treat them as reachable whenever the device is not blocked, until
+    /// `retry_unmap` confirms them gone.
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError>;
+    /// Finish ranges whose `unmap` failed: remove what is left of them in the tables and
+    /// invalidate every cached translation of them (ranges already gone from the tables
+    /// are not an error). `Ok` once the IOMMU has confirmed.
+    fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError>;
 }

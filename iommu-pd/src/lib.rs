@@ -17,6 +17,7 @@ pub mod faults;
 pub mod hw;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
+pub mod reach;
 pub mod service;
 
 pub use config::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, StaticMapConfig};

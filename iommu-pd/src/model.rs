@@ -2,6 +2,11 @@
 //! whether each device is blocked, and a log of every call. It panics if the service asks
 //! it for something the real driver would refuse (mapping over a live page, unmapping a
 //! page that is not mapped), so such requests show up as test failures.
+//!
+//! Its failures are the worst the `IommuHw` contract allows: a failed unmap removes the
+//! pages from the tables but leaves their translations cached (`stale`), and they
+//! translate again whenever the device is enabled, until `retry_unmap` succeeds; a failed
+//! block leaves the device translating.
 
 extern crate std;
 
@@ -25,7 +30,10 @@ pub struct ModelHw {
     pub enabled: BTreeMap<DeviceIndex, bool>,
     /// Every call, in order.
     pub log: Vec<String>,
-    /// Fail the next call of this kind ("map", "unmap", "block", "enable").
+    /// Per device: translations cached after a failed unmap (IOVA page -> (physical
+    /// page, rights)); they translate while the device is enabled.
+    pub stale: BTreeMap<DeviceIndex, BTreeMap<u64, (u64, Rights)>>,
+    /// Fail the next call of this kind ("map", "unmap", "retry_unmap", "block", "enable").
     pub fail_next: Option<&'static str>,
 }
 
@@ -38,12 +46,23 @@ impl ModelHw {
         false
     }
 
-    /// What the device can reach right now: nothing if blocked.
+    /// What the device can reach right now: nothing if blocked; its tables and any stale
+    /// translation otherwise.
     pub fn reachable(&self, d: DeviceIndex) -> BTreeMap<u64, (u64, Rights)> {
         if !self.enabled.get(&d).copied().unwrap_or(false) {
             return BTreeMap::new();
         }
-        self.pages.get(&d).cloned().unwrap_or_default()
+        let mut out = self.stale.get(&d).cloned().unwrap_or_default();
+        out.extend(self.pages.get(&d).cloned().unwrap_or_default());
+        out
+    }
+
+    /// Every page the device has a translation for, in the tables or cached, whether or
+    /// not it is enabled.
+    pub fn translations(&self, d: DeviceIndex) -> BTreeMap<u64, (u64, Rights)> {
+        let mut out = self.stale.get(&d).cloned().unwrap_or_default();
+        out.extend(self.pages.get(&d).cloned().unwrap_or_default());
+        out
     }
 }
 
@@ -86,16 +105,39 @@ impl IommuHw for ModelHw {
     }
 
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
-        if self.fail("unmap") {
-            return Err(HwError);
-        }
+        let failed = self.fail("unmap");
         let t = self.pages.entry(device).or_default();
+        let mut removed = BTreeMap::new();
         for &(iova, len) in ranges {
             for p in 0..len / PAGE {
-                assert!(t.remove(&(iova + p * PAGE)).is_some(), "service unmapped a page that was not mapped");
+                let page = iova + p * PAGE;
+                let entry = t.remove(&page).expect("service unmapped a page that was not mapped");
+                removed.insert(page, entry);
             }
         }
+        if failed {
+            // Gone from the tables, still in the TLB: the invalidation never completed.
+            self.stale.entry(device).or_default().extend(removed);
+            self.log.push(format!("unmap {device} {ranges:x?} FAILED"));
+            return Err(HwError);
+        }
         self.log.push(format!("unmap {device} {ranges:x?}"));
+        Ok(())
+    }
+
+    fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        if self.fail("retry_unmap") {
+            return Err(HwError);
+        }
+        for &(iova, len) in ranges {
+            for p in 0..len / PAGE {
+                let page = iova + p * PAGE;
+                let in_table = self.pages.entry(device).or_default().remove(&page).is_some();
+                let cached = self.stale.entry(device).or_default().remove(&page).is_some();
+                assert!(in_table || cached, "service retried a page it never mapped");
+            }
+        }
+        self.log.push(format!("retry_unmap {device} {ranges:x?}"));
         Ok(())
     }
 }

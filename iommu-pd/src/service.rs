@@ -6,12 +6,19 @@
 //! Invariant: every page a device can reach is inside a live capability its owner holds,
 //! with the rights the mapping grants. Every request is checked in full before anything
 //! changes; a refused request changes nothing.
+//!
+//! When the IOMMU fails to confirm a removal, the mapping does not leave the books: it
+//! stays, marked pending, and its device is blocked (`RemovalPending`, a state of its own,
+//! not the storm quarantine) until the removal is retried and confirmed. Nothing lets the
+//! device translate again before that (RESUME and `client_ready` retry first), because a
+//! translation the IOMMU may still cache would come back with it.
 
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
 use crate::config::Config;
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
+use crate::reach;
 
 /// Most devices (device masks are 64-bit).
 pub const MAX_DEVICES: usize = 64;
@@ -70,6 +77,8 @@ pub struct Cap {
 #[derive(Debug, Clone, Copy)]
 pub struct Mapping {
     device: u16,
+    /// The region its memory is in (kept here: a pending mapping outlives its capability).
+    region: u16,
     iova: u64,
     len: u64,
     pa: u64,
@@ -77,6 +86,9 @@ pub struct Mapping {
     cap: u16,
     /// Made from the description: the client cannot unmap it.
     pinned: bool,
+    /// Its unmap failed: the IOMMU may still translate it, so it stays in the books (and
+    /// its device blocked) until a retry is confirmed.
+    pending: bool,
 }
 
 /// A device's storm and quarantine state.
@@ -86,6 +98,9 @@ pub struct DeviceState {
     quarantined: bool,
     /// Blocked because its owner was torn down; cleared by `client_ready`.
     torn_down: bool,
+    /// Blocked because a removal of access was not confirmed: some of its mappings are
+    /// pending. Cleared only when every one has been retried and confirmed.
+    unconfirmed: bool,
     /// The storm window now open: where it starts, the faults in it so far, and the faults
     /// of the window just before it.
     window_start: u64,
@@ -131,6 +146,8 @@ impl DeviceState {
 struct Usage {
     mappings: u32,
     pages: u64,
+    /// Capabilities this client created by GRANT that are still alive.
+    grants: u32,
 }
 
 /// A client's handle table and usage.
@@ -274,6 +291,9 @@ pub fn state_sizes() -> StateSizes {
         fn unmap(&mut self, _: DeviceIndex, _: &[(u64, u64)]) -> core::result::Result<(), crate::hw::HwError> {
             Ok(())
         }
+        fn retry_unmap(&mut self, _: DeviceIndex, _: &[(u64, u64)]) -> core::result::Result<(), crate::hw::HwError> {
+            Ok(())
+        }
     }
     StateSizes {
         per_client: size_of::<ClientTables>() + size_of::<FaultRing>(),
@@ -319,6 +339,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
             if d.owner >= cfg.clients.len() {
                 return Err(ConfigError::BadDevice(i));
             }
+        }
+        // Every client's grants fit, whatever the others do: no client can exhaust a table
+        // another needs.
+        if cfg.caps_needed() > storage.caps.len() {
+            return Err(ConfigError::TooMany("capabilities"));
+        }
+        if (0..cfg.clients.len()).any(|c| cfg.handles_needed(c) > MAX_HANDLES) {
+            return Err(ConfigError::TooMany("handles"));
         }
         storage.caps.fill(None);
         storage.mappings.fill(None);
@@ -415,12 +443,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
             self.hw.map(device, m.iova, pa, m.len, m.rights).map_err(|_| ErrorCode::Hardware)?;
             self.maps[slot] = Some(Mapping {
                 device: device as u16,
+                region: m.region as u16,
                 iova: m.iova,
                 len: m.len,
                 pa,
                 rights: m.rights,
                 cap: ci as u16,
                 pinned: true,
+                pending: false,
             });
             self.clients[owner].usage.mappings += 1;
             self.clients[owner].usage.pages += m.len / PAGE;
@@ -499,8 +529,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             Request::Resume { device } => self.resume(client, device).map(|_| Reply::ok(&[])),
             Request::QueryMapping { index } => self.query_mapping(client, index),
+            Request::Release { cap } => self.release(client, cap).map(|_| Reply::ok(&[])),
             Request::Query => {
                 let (u, c, r) = (self.clients[client].usage, self.cfg.clients[client], &self.rings[client]);
+                let pending = self.pending_removals(client);
                 Ok(Reply::ok(&[
                     u.mappings as u64,
                     c.max_mappings as u64,
@@ -508,6 +540,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                     c.max_pages,
                     r.recorded(),
                     r.dropped(),
+                    pending as u64,
+                    u.grants as u64,
+                    c.max_grants as u64,
                 ]))
             }
         }
@@ -533,10 +568,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
     }
 
-    /// `Quarantined` unless device `d` may run: not quarantined, its client not torn down.
+    /// `Ok` if device `d` may run: not quarantined, its client not torn down, no removal
+    /// pending.
     fn running(&self, d: DeviceIndex) -> Result<()> {
         if self.devices[d].quarantined || self.devices[d].torn_down {
             return Err(ErrorCode::Quarantined);
+        }
+        if self.devices[d].unconfirmed {
+            return Err(ErrorCode::RemovalPending);
         }
         Ok(())
     }
@@ -638,7 +677,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
             None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
         };
         self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
-        self.maps[slot] = Some(Mapping { device: d as u16, iova, len, pa, rights, cap: ci, pinned: false });
+        self.maps[slot] = Some(Mapping {
+            device: d as u16,
+            region: cap.region,
+            iova,
+            len,
+            pa,
+            rights,
+            cap: ci,
+            pinned: false,
+            pending: false,
+        });
         self.clients[client].usage.mappings += 1;
         self.clients[client].usage.pages += len / PAGE;
         Ok(iova)
@@ -661,33 +710,25 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             found[i] = m;
         }
+        // Removals of this device that the IOMMU did not confirm go first (the ones asked
+        // for again among them): until they are, nothing else is removed.
+        self.settle(d)?;
         self.remove_mappings(d, &found[..iovas.len()])
     }
 
-    /// Unmap the mappings at `indices` (all of `device`, at most `UNMAP_BATCH`) in the
-    /// IOMMU under one invalidation, then forget them. If the IOMMU fails, the device is
-    /// blocked and the caller hears `Hardware`; if even blocking fails, nothing is
-    /// forgotten.
-    fn remove_mappings(&mut self, device: DeviceIndex, indices: &[usize]) -> Result<()> {
+    /// The (IOVA, length) of the mappings at `indices` (at most `UNMAP_BATCH`).
+    fn ranges_of(&self, indices: &[usize]) -> ([(u64, u64); UNMAP_BATCH], usize) {
         let mut ranges = [(0u64, 0u64); UNMAP_BATCH];
         let mut n = 0;
-        for &i in indices.iter().take(UNMAP_BATCH) {
-            if let Some(m) = self.maps[i] {
-                ranges[n] = (m.iova, m.len);
-                n += 1;
-            }
+        for m in indices.iter().take(UNMAP_BATCH).filter_map(|&i| self.maps[i]) {
+            ranges[n] = (m.iova, m.len);
+            n += 1;
         }
-        if n == 0 {
-            return Ok(());
-        }
-        let mut result = Ok(());
-        if self.hw.unmap(device, &ranges[..n]).is_err() {
-            // Access was not confirmed gone: stop the device instead.
-            self.hw.block(device).map_err(|_| ErrorCode::Hardware)?;
-            self.devices[device].quarantined = true;
-            self.stats.quarantines += 1;
-            result = Err(ErrorCode::Hardware);
-        }
+        (ranges, n)
+    }
+
+    /// Forget the mappings at `indices`: the IOMMU confirmed them gone.
+    fn forget(&mut self, indices: &[usize]) {
         for &i in indices.iter().take(UNMAP_BATCH) {
             if let Some(m) = self.maps[i].take() {
                 let owner = self.cfg.devices[m.device as usize].owner;
@@ -695,33 +736,86 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 self.clients[owner].usage.pages -= m.len / PAGE;
             }
         }
-        result
+    }
+
+    /// Unmap the mappings at `indices` (all of `device`, none pending, at most
+    /// `UNMAP_BATCH`) in the IOMMU under one invalidation, then forget them. If the IOMMU
+    /// does not confirm, they stay in the books as pending, the device is blocked, and the
+    /// caller hears `Hardware`.
+    fn remove_mappings(&mut self, device: DeviceIndex, indices: &[usize]) -> Result<()> {
+        let (ranges, n) = self.ranges_of(indices);
+        if n == 0 {
+            return Ok(());
+        }
+        if self.hw.unmap(device, &ranges[..n]).is_ok() {
+            self.forget(indices);
+            return Ok(());
+        }
+        for &i in indices.iter().take(UNMAP_BATCH) {
+            if let Some(m) = self.maps[i].as_mut() {
+                m.pending = true;
+            }
+        }
+        self.devices[device].unconfirmed = true;
+        // The translations may still be cached: stop the device. If even that fails, the
+        // device stays marked, and every request that could let it run retries first.
+        let _ = self.hw.block(device);
+        Err(ErrorCode::Hardware)
+    }
+
+    /// Retry every pending removal of `device`. Once the IOMMU has confirmed them all,
+    /// no stale translation is left, so the device translates again unless it is blocked
+    /// for another reason (a storm, its client torn down). `Hardware`, with what is still
+    /// pending kept and the device blocked, if the IOMMU fails again.
+    fn settle(&mut self, device: DeviceIndex) -> Result<()> {
+        while self.devices[device].unconfirmed {
+            let idx = self.select(device, |m| m.pending);
+            let found = &idx.0[..idx.1];
+            if found.is_empty() {
+                let st = self.devices[device];
+                if !st.quarantined && !st.torn_down {
+                    self.hw.enable(device).map_err(|_| ErrorCode::Hardware)?;
+                }
+                self.devices[device].unconfirmed = false;
+                break;
+            }
+            let (ranges, n) = self.ranges_of(found);
+            self.hw.retry_unmap(device, &ranges[..n]).map_err(|_| ErrorCode::Hardware)?;
+            self.forget(found);
+        }
+        Ok(())
+    }
+
+    /// Up to `UNMAP_BATCH` indices of `device`'s mappings that `pick` selects.
+    fn select(&self, device: DeviceIndex, pick: impl Fn(&Mapping) -> bool) -> ([usize; UNMAP_BATCH], usize) {
+        let mut idx = [0usize; UNMAP_BATCH];
+        let mut n = 0;
+        for (i, m) in self.maps.iter().enumerate() {
+            if n == UNMAP_BATCH {
+                break;
+            }
+            if matches!(m, Some(m) if m.device as usize == device && pick(m)) {
+                idx[n] = i;
+                n += 1;
+            }
+        }
+        (idx, n)
     }
 
     /// Remove every mapping of `device` that `doomed` selects, `UNMAP_BATCH` at a time.
-    /// `Err(Hardware)` with the device blocked means the access is gone all the same.
+    /// `Err(Hardware)`: some removals were not confirmed and are pending, the device
+    /// blocked; the rest are gone.
     fn remove_where(&mut self, device: DeviceIndex, doomed: impl Fn(&Mapping) -> bool) -> Result<()> {
         let mut result = Ok(());
         loop {
-            let mut idx = [0usize; UNMAP_BATCH];
-            let mut n = 0;
-            for (i, m) in self.maps.iter().enumerate() {
-                if n == UNMAP_BATCH {
-                    break;
-                }
-                if matches!(m, Some(m) if m.device as usize == device && doomed(m)) {
-                    idx[n] = i;
-                    n += 1;
-                }
-            }
+            let (idx, n) = self.select(device, |m| !m.pending && doomed(m));
             if n == 0 {
                 return result;
             }
-            // Each pass forgets the `n` mappings it found (or returns), so this ends.
-            match self.remove_mappings(device, &idx[..n]) {
-                Ok(()) => {}
-                Err(ErrorCode::Hardware) if self.devices[device].quarantined => result = Err(ErrorCode::Hardware),
-                Err(e) => return Err(e),
+            // Each pass forgets the `n` mappings it found or marks them pending, which the
+            // next pass does not select, so this ends.
+            if let Err(e) = self.remove_mappings(device, &idx[..n]) {
+                result = Err(e);
             }
         }
     }
@@ -752,8 +846,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || end > cap.len {
             return Err(ErrorCode::OutOfRange);
         }
-        if devices == 0 || devices & !self.devices_of(to) != 0 {
+        let root = self.root_of(ci);
+        let allowed = reach::devices_for(root.holder as usize, root.devices, root.grant_to, to, self.devices_of(to));
+        if devices == 0 || devices & !allowed != 0 {
             return Err(ErrorCode::BadDevice);
+        }
+        if self.clients[client].usage.grants >= self.cfg.clients[client].max_grants {
+            return Err(ErrorCode::QuotaGrants);
         }
         let child = self.caps.iter().position(Option::is_none).ok_or(ErrorCode::NoCapabilitySlot)?;
         let theirs = self.clients[to].handles.iter().position(Option::is_none).ok_or(ErrorCode::NoHandleSlot)?;
@@ -775,7 +874,39 @@ impl<'a, H: IommuHw> Service<'a, H> {
         });
         self.clients[to].handles[theirs] = Some(Slot::Cap(child as u16));
         self.clients[client].handles[ours] = Some(Slot::Grant(child as u16));
+        self.clients[client].usage.grants += 1;
         Ok((Handle(ours as u32), Handle(theirs as u32)))
+    }
+
+    /// The description's capability that capability `i` derives from.
+    fn root_of(&self, mut i: u16) -> Cap {
+        // Parents are always older and a subtree is always removed whole, so chains end
+        // at a root; the bound only guards against a bug.
+        for _ in 0..self.caps.len() {
+            match self.caps[i as usize].and_then(|c| c.parent) {
+                Some(p) => i = p,
+                None => break,
+            }
+        }
+        self.caps[i as usize].unwrap_or(Cap {
+            holder: u16::MAX,
+            region: 0,
+            pa: 0,
+            len: 0,
+            rights: Rights(0),
+            devices: 0,
+            grant_to: 0,
+            parent: None,
+        })
+    }
+
+    /// RELEASE: a received capability goes, with what was derived from it.
+    fn release(&mut self, client: usize, h: Handle) -> Result<()> {
+        let (ci, cap) = self.cap_of(client, h)?;
+        if cap.parent.is_none() {
+            return Err(ErrorCode::Denied);
+        }
+        self.remove_subtree(ci)
     }
 
     /// True if capability `i` is `root` or descends from it.
@@ -804,19 +935,31 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// Remove capability `root`, everything derived from it, and every mapping made with
-    /// any of them, on every device; return once the IOMMU confirmed.
+    /// any of them, on every device. `Ok` once the IOMMU confirmed every removal;
+    /// `Hardware` if it did not confirm some (those are pending, their devices blocked).
+    /// The capabilities go either way: what is pending no longer depends on them.
     fn remove_subtree(&mut self, root: u16) -> Result<()> {
         let mut doomed = [false; MAX_CAPS];
         let n = self.caps.len();
         for (i, gone) in doomed[..n].iter_mut().enumerate() {
             *gone = self.caps[i].is_some() && self.descends(i as u16, root);
         }
+        let mut result = Ok(());
         for d in 0..self.cfg.devices.len() {
-            match self.remove_where(d, |m| doomed[m.cap as usize]) {
-                Ok(()) => {}
-                // The device is blocked: its access is gone; go on revoking.
-                Err(ErrorCode::Hardware) if self.devices[d].quarantined => {}
-                Err(e) => return Err(e),
+            if let Err(e) = self.remove_where(d, |m| doomed[m.cap as usize]) {
+                result = Err(e);
+            }
+        }
+        for (i, gone) in doomed.iter().enumerate() {
+            if !*gone {
+                continue;
+            }
+            // The granter of a derived capability is its parent's holder; the parent is
+            // still there (it goes in this loop at the earliest, and parents are older).
+            if let Some(p) = self.caps[i].and_then(|c| c.parent) {
+                if let Some(granter) = self.caps[p as usize].map(|c| c.holder as usize) {
+                    self.clients[granter].usage.grants = self.clients[granter].usage.grants.saturating_sub(1);
+                }
             }
         }
         for (i, gone) in doomed.iter().enumerate() {
@@ -833,7 +976,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 }
             }
         }
-        Ok(())
+        result
     }
 
     /// The caller's `index`-th mapping, ordered by (device, IOVA).
@@ -856,20 +999,30 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         let (d, iova) = last.ok_or(ErrorCode::NotMapped)?;
         let m = self.maps.iter().flatten().find(|m| m.device == d && m.iova == iova).ok_or(ErrorCode::NotMapped)?;
-        let cap = self.caps[m.cap as usize].ok_or(ErrorCode::NotMapped)?;
-        let region = self.cfg.regions.get(cap.region as usize).ok_or(ErrorCode::NotMapped)?;
-        Ok(Reply::ok(&[d as u64, m.iova, m.len, m.rights.0 as u64, cap.region as u64, m.pa - region.pa]))
+        let region = self.cfg.regions.get(m.region as usize).ok_or(ErrorCode::NotMapped)?;
+        Ok(Reply::ok(&[
+            d as u64,
+            m.iova,
+            m.len,
+            m.rights.0 as u64,
+            m.region as u64,
+            m.pa - region.pa,
+            m.pending as u64,
+        ]))
     }
 
+    /// RESUME: a device quarantined by a storm (if the description allows) or blocked by
+    /// an unconfirmed removal runs again, once every pending removal of it is confirmed.
     fn resume(&mut self, client: usize, device: DeviceId) -> Result<()> {
         let d = self.own_device(client, device)?;
         let st = self.devices[d];
-        if !st.quarantined {
+        if !st.quarantined && !st.unconfirmed {
             return Ok(());
         }
-        if !self.cfg.devices[d].resume_allowed || st.torn_down {
+        if st.torn_down || (st.quarantined && !self.cfg.devices[d].resume_allowed) {
             return Err(ErrorCode::Denied);
         }
+        self.settle(d)?;
         self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
         self.devices[d] = DeviceState::default();
         Ok(())
@@ -885,7 +1038,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let owner = self.cfg.devices[d].owner;
         let (mut region, mut offset, mut near) = (u32::MAX, 0, 0);
         let mut best = u64::MAX;
-        for m in self.maps.iter().flatten().filter(|m| m.device as usize == d) {
+        for m in self.maps.iter().flatten().filter(|m| m.device as usize == d && !m.pending) {
             let dist = if f.iova < m.iova {
                 m.iova - f.iova
             } else if f.iova >= m.iova + m.len {
@@ -895,8 +1048,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             };
             if dist < best && dist <= PAGE {
                 best = dist;
-                let cap = self.caps[m.cap as usize];
-                let reg = cap.map(|c| c.region as usize).unwrap_or(usize::MAX);
+                let reg = m.region as usize;
                 let base = self.cfg.regions.get(reg).map(|r| r.pa).unwrap_or(0);
                 let at = if dist == 0 {
                     m.pa + (f.iova - m.iova)
@@ -942,8 +1094,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// `client` faulted or is being restarted: block its devices and remove all their
-    /// mappings, confirmed. Its capabilities stay; `client_ready` lets its devices run
-    /// again.
+    /// mappings. Its capabilities stay; `client_ready` lets its devices run again. `Ok`
+    /// once every device is blocked, confirmed (removals the IOMMU did not confirm stay
+    /// pending, and `client_ready` retries them); `Hardware` if a device could not be
+    /// blocked, with its mappings left as they were.
     pub fn client_torn_down(&mut self, client: usize) -> Result<()> {
         for d in 0..self.cfg.devices.len() {
             if self.cfg.devices[d].owner != client {
@@ -951,17 +1105,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             self.hw.block(d).map_err(|_| ErrorCode::Hardware)?;
             self.devices[d].torn_down = true;
-            // The device is already blocked, so a failed unmap removes no safety.
+            // The device is blocked, so a removal that is not confirmed removes no safety
+            // now; it stays pending and is retried before the device runs again.
             let _ = self.remove_where(d, |_| true);
         }
         Ok(())
     }
 
     /// `client` is running again: its devices (unless quarantined) translate again,
-    /// through empty address spaces.
+    /// through empty address spaces, once every removal pending on them is confirmed.
     pub fn client_ready(&mut self, client: usize) -> Result<()> {
         for d in 0..self.cfg.devices.len() {
             if self.cfg.devices[d].owner == client && self.devices[d].torn_down {
+                self.settle(d)?;
                 self.devices[d].torn_down = false;
                 if !self.devices[d].quarantined {
                     self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
@@ -970,6 +1126,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
         }
         Ok(())
+    }
+
+    /// Mappings of `client`'s devices whose removal the IOMMU has not confirmed.
+    pub fn pending_removals(&self, client: usize) -> usize {
+        self.maps.iter().flatten().filter(|m| m.pending && self.cfg.devices[m.device as usize].owner == client).count()
     }
 
     /// Every device-reachable page as (device, IOVA page, physical page, rights), for

@@ -5,7 +5,8 @@
 use iommu_pd::{DeviceIndex, HwError, IommuHw};
 use iommu_protocol::Rights;
 
-use crate::{DomainId, Iova, MemType, Mmio, Perm, PhysAddr, Smmu, StreamId};
+use crate::pagetable::PageTableError;
+use crate::{DomainId, Error, Iova, MemType, Mmio, Perm, PhysAddr, Smmu, StreamId};
 
 /// Devices the backend can serve.
 pub const MAX_BACKEND_DEVICES: usize = 64;
@@ -93,5 +94,20 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
             self.smmu.unmap_batch(dom, &batch[..chunk.len()]).map_err(|_| HwError)?;
         }
         Ok(())
+    }
+
+    fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        // A failed `unmap_batch` checked every range before writing, so each range is
+        // either still wholly in the tables (the failure came first) or wholly gone (the
+        // invalidation failed): remove the former, skip the latter.
+        for &(iova, len) in ranges {
+            match self.smmu.unmap(dom, Iova(iova), len) {
+                Ok(_) | Err(Error::PageTable(PageTableError::NotMapped(_))) => {}
+                Err(_) => return Err(HwError),
+            }
+        }
+        // Whatever the TLB still holds of the domain goes, confirmed.
+        self.smmu.invalidate_domain(dom).map_err(|_| HwError)
     }
 }

@@ -829,6 +829,15 @@ impl<M: Mmio> Smmu<M> {
         Ok(leaves)
     }
 
+    /// Invalidate every TLB entry of domain `d` (CMD_TLBI_NH_ASID, then CMD_SYNC);
+    /// returns when the SMMU has confirmed. What finishes an unmap whose invalidation
+    /// failed: the entries are gone from the tables, and this removes any cached copy.
+    pub fn invalidate_domain(&mut self, d: DomainId) -> Result<(), Error> {
+        let asid = self.domain(d)?.asid;
+        self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_nh_asid(asid))?;
+        self.cmdq.sync(&self.regs, &mut self.stats)
+    }
+
     /// Change the permission of `[iova, iova + len)` (exactly covered by mappings);
     /// returns when the SMMU has confirmed the invalidation of the old entries.
     pub fn protect(&mut self, d: DomainId, iova: Iova, len: u64, perm: Perm) -> Result<usize, Error> {

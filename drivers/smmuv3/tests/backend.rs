@@ -5,7 +5,7 @@
 mod common;
 
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
-use iommu_protocol::{ClientId, DeviceId, Handle, Reply, Request, Rights, MAX_MRS};
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS};
 use smmuv3::backend::SmmuBackend;
 use smmuv3::event::id;
 use smmuv3::model::Outcome;
@@ -20,8 +20,8 @@ fn call<H: iommu_pd::IommuHw>(s: &mut Service<'_, H>, client: usize, req: Reques
 fn service_requests_reach_the_smmu_tables() {
     let buf = common::buffer(0x4000, 0x1000);
     let clients = [
-        ClientConfig { name: "net", max_mappings: 8, max_pages: 16 },
-        ClientConfig { name: "blk", max_mappings: 8, max_pages: 16 },
+        ClientConfig { name: "net", max_mappings: 8, max_pages: 16, max_grants: 4 },
+        ClientConfig { name: "blk", max_mappings: 8, max_pages: 16, max_grants: 0 },
     ];
     let devices = [
         DeviceConfig {
@@ -128,8 +128,8 @@ fn service_requests_reach_the_smmu_tables() {
 fn measurement_bypass_and_back() {
     let buf = common::buffer(0x2000, 0x1000);
     let clients = [
-        ClientConfig { name: "blk", max_mappings: 4, max_pages: 4 },
-        ClientConfig { name: "other", max_mappings: 4, max_pages: 4 },
+        ClientConfig { name: "blk", max_mappings: 4, max_pages: 4, max_grants: 0 },
+        ClientConfig { name: "other", max_mappings: 4, max_pages: 4, max_grants: 0 },
     ];
     let devices = [DeviceConfig {
         name: "disk",
@@ -190,4 +190,70 @@ fn measurement_bypass_and_back() {
     s.client_torn_down(0).unwrap();
     assert_eq!(model(&mut s, buf.pa.0 + 0x1000), Outcome::Abort);
     assert_eq!(s.running_device_of(0, DeviceId(0)), Err(iommu_protocol::ErrorCode::Quarantined));
+}
+
+/// The SMMU rejects the invalidation of an unmap (CMD_TLBI_NH_VA, CERROR_ILL): the page
+/// is gone from the tables but the model's TLB still holds it. The service keeps the
+/// mapping pending and the stream aborting; RESUME finishes the removal with a TLBI by
+/// ASID before the stream translates again, so the cached page never comes back.
+#[test]
+fn a_rejected_invalidation_never_lets_the_cached_page_back() {
+    let buf = common::buffer(0x1000, 0x1000);
+    let clients = [ClientConfig { name: "net", max_mappings: 4, max_pages: 4, max_grants: 0 }];
+    let devices = [DeviceConfig {
+        name: "nic",
+        stream: 0x10,
+        owner: 0,
+        iova_base: 0x1000_0000,
+        iova_size: 1 << 20,
+        resume_allowed: true,
+    }];
+    let regions = [RegionConfig { name: "buf", pa: buf.pa.0, size: 0x1000 }];
+    let caps = [CapConfig {
+        client: 0,
+        region: 0,
+        offset: 0,
+        len: 0x1000,
+        rights: Rights::READ_WRITE,
+        devices: 0b1,
+        grant_to: 0,
+    }];
+    let cfg = Config {
+        clients: &clients,
+        devices: &devices,
+        regions: &regions,
+        caps: &caps,
+        static_maps: &[],
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let backend = SmmuBackend::new(common::smmu(32), &[0x10]).unwrap();
+    let mut tables = iommu_pd::OwnedStorage::<1, 1, 4, 4>::default();
+    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let map = Request::Map {
+        cap: Handle(0),
+        device: DeviceId(0),
+        offset: 0,
+        len: 0x1000,
+        iova: Some(0x1000_0000),
+        rights: Rights::READ_WRITE,
+    };
+    assert_eq!(call(&mut s, 0, map), Reply::ok(&[0x1000_0000]));
+    let translate = |s: &mut Service<'_, SmmuBackend<smmuv3::model::SmmuModel>>| {
+        s.hw_mut().smmu().regs().translate(0x10, 0x1000_0008, true)
+    };
+    // The device uses the page, so the model caches its translation.
+    assert_eq!(translate(&mut s), Outcome::Ok(buf.pa.0 + 8));
+
+    s.hw_mut().smmu().regs().reject_next(smmuv3::cmd::Opcode::TlbiNhVa as u8);
+    let mut iovas = [0; iommu_protocol::MAX_UNMAP_RANGES];
+    iovas[0] = 0x1000_0000;
+    let unmap = Request::Unmap { device: DeviceId(0), iovas, count: 1 };
+    assert_eq!(call(&mut s, 0, unmap), Reply::Err(ErrorCode::Hardware));
+    assert_eq!(translate(&mut s), Outcome::Abort, "blocked while the removal is pending");
+    assert_eq!(s.pending_removals(0), 1);
+
+    // What used to happen: RESUME re-attached the domain and the cached entry translated.
+    assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::ok(&[]));
+    assert_eq!(s.pending_removals(0), 0);
+    assert_eq!(translate(&mut s), Outcome::Fault(id::F_TRANSLATION));
 }

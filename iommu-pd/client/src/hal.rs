@@ -110,12 +110,12 @@ impl DmaPool {
 
 /// A call to the IOMMU PD as a plain function (the driver PD's transport), because the
 /// `Hal` is static and cannot hold a `Client`.
-pub type CallFn = fn(label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64;
+pub type CallFn = fn(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64;
 
 struct FnChannel(CallFn);
 
 impl Channel for FnChannel {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
         (self.0)(label, mrs, reply)
     }
 }

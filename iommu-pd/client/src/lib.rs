@@ -12,13 +12,15 @@
 
 pub mod hal;
 
-use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use iommu_protocol::{
+    ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
+};
 
 /// A protected procedure call to the IOMMU PD.
 pub trait Channel {
     /// Call with `label` and message registers `mrs`; the reply's message registers are
     /// written to `reply`; returns the reply's label.
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64;
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; MAX_REPLY_VALUES]) -> u64;
 }
 
 /// Typed access to the service.
@@ -38,14 +40,14 @@ impl<C: Channel> Client<C> {
         &mut self.channel
     }
 
-    fn call(&mut self, req: Request) -> Result<[u64; 6], ErrorCode> {
+    fn call(&mut self, req: Request) -> Result<[u64; MAX_REPLY_VALUES], ErrorCode> {
         let mut mrs = [0; MAX_MRS];
         let (label, n) = req.encode(&mut mrs);
         self.call_raw(label, &mrs[..n])
     }
 
-    fn call_raw(&mut self, label: u64, mrs: &[u64]) -> Result<[u64; 6], ErrorCode> {
-        let mut out = [0; 6];
+    fn call_raw(&mut self, label: u64, mrs: &[u64]) -> Result<[u64; MAX_REPLY_VALUES], ErrorCode> {
+        let mut out = [0; MAX_REPLY_VALUES];
         let reply_label = self.channel.call(label, mrs, &mut out);
         match Reply::decode(reply_label, &out) {
             Reply::Ok { values, .. } => Ok(values),
@@ -109,19 +111,26 @@ impl<C: Channel> Client<C> {
         self.call(Request::AckFaults { upto }).map(|_| ())
     }
 
-    /// Ask to resume a quarantined device.
+    /// Give back a capability received by GRANT (and everything mapped from it).
+    pub fn release(&mut self, cap: Handle) -> Result<(), ErrorCode> {
+        self.call(Request::Release { cap }).map(|_| ())
+    }
+
+    /// Ask to resume a quarantined device, or one blocked by a removal the IOMMU did not
+    /// confirm (the removal is retried first).
     pub fn resume(&mut self, device: DeviceId) -> Result<(), ErrorCode> {
         self.call(Request::Resume { device }).map(|_| ())
     }
 
-    /// (mappings, mapping quota, pages, page quota, faults recorded, faults dropped).
-    pub fn query(&mut self) -> Result<[u64; 6], ErrorCode> {
+    /// (mappings, mapping quota, pages, page quota, faults recorded, faults dropped,
+    /// removals pending, grants made, grant quota).
+    pub fn query(&mut self) -> Result<[u64; MAX_REPLY_VALUES], ErrorCode> {
         self.call(Request::Query)
     }
 
-    /// The caller's `index`-th mapping: (device, IOVA, length, rights, region, offset);
-    /// `NotMapped` past the last.
-    pub fn query_mapping(&mut self, index: u64) -> Result<[u64; 6], ErrorCode> {
+    /// The caller's `index`-th mapping: (device, IOVA, length, rights, region, offset,
+    /// removal pending); `NotMapped` past the last.
+    pub fn query_mapping(&mut self, index: u64) -> Result<[u64; MAX_REPLY_VALUES], ErrorCode> {
         self.call(Request::QueryMapping { index })
     }
 }

@@ -17,7 +17,7 @@ struct Local<'a> {
 }
 
 impl Channel for Local<'_> {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
         let r = self.service.handle(self.client, label, mrs);
         if let iommu_protocol::Reply::Ok { values, .. } = r {
             *reply = values;
@@ -33,7 +33,7 @@ fn hal_maps_once_and_bounces_through_the_pool() {
     // SAFETY: non-zero size.
     let pool_mem = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
     let pa = pool_mem.as_ptr() as u64;
-    let clients = [ClientConfig { name: "virtio-blk", max_mappings: 4, max_pages: 16 }];
+    let clients = [ClientConfig { name: "virtio-blk", max_mappings: 4, max_pages: 16, max_grants: 0 }];
     let devices = [DeviceConfig {
         name: "blk",
         stream: 8,

@@ -22,7 +22,7 @@ thread_local! {
 }
 
 /// The IOMMU PD, as the driver reaches it: client 0's calls, counted by label.
-fn call(label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+fn call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
     CALLS.with(|c| *c.borrow_mut().entry(label).or_default() += 1);
     SERVICE.with(|s| {
         let r = s.borrow_mut().as_mut().unwrap().handle(0, label, mrs);
@@ -45,7 +45,7 @@ fn reachable() -> BTreeMap<u64, (u64, Rights)> {
 struct Direct;
 
 impl Channel for Direct {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
         call(label, mrs, reply)
     }
 }
@@ -63,7 +63,7 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
     let (pool_mem, bufs) = (pages(8), pages(5));
     let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
     // The pool and two in-place buffers at a time.
-    let clients = Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16 }]));
+    let clients = Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16, max_grants: 0 }]));
     let devices = Box::leak(Box::new([DeviceConfig {
         name: "blk",
         stream: 8,

@@ -10,8 +10,8 @@ use iommu_protocol::{Rights, MAX_MRS};
 use libfuzzer_sys::fuzz_target;
 
 static CLIENTS: [ClientConfig; 2] = [
-    ClientConfig { name: "a", max_mappings: 8, max_pages: 32 },
-    ClientConfig { name: "b", max_mappings: 8, max_pages: 32 },
+    ClientConfig { name: "a", max_mappings: 8, max_pages: 32, max_grants: 2 },
+    ClientConfig { name: "b", max_mappings: 8, max_pages: 32, max_grants: 2 },
 ];
 static DEVICES: [DeviceConfig; 3] = [
     DeviceConfig { name: "a0", stream: 1, owner: 0, iova_base: 0x1000, iova_size: 0x10_0000, resume_allowed: true },

@@ -18,6 +18,8 @@ pub mod faults;
 pub const MAX_UNMAP_RANGES: usize = 64;
 /// Message registers a request may use.
 pub const MAX_MRS: usize = 2 + MAX_UNMAP_RANGES;
+/// Most values a reply carries (message registers).
+pub const MAX_REPLY_VALUES: usize = 10;
 /// The IOVA value that asks the service to choose one.
 pub const IOVA_ANY: u64 = u64::MAX;
 
@@ -87,6 +89,8 @@ pub enum Op {
     Query = 7,
     /// Read one of the caller's mappings.
     QueryMapping = 8,
+    /// Give back a capability received by GRANT, and every mapping made from it.
+    Release = 9,
 }
 
 /// A decoded request.
@@ -142,8 +146,11 @@ pub enum Request {
         /// Devices (of the receiver) the new capability may be mapped for.
         devices: u64,
     },
-    /// REVOKE: mr0 = the grant handle. Reply once every derived mapping is gone and the
-    /// invalidation confirmed.
+    /// REVOKE: mr0 = the grant handle. The capability, everything derived from it and
+    /// their handles are gone whatever the reply. `Ok` once every derived mapping is gone
+    /// and its invalidation confirmed; `Hardware` if the IOMMU did not confirm some: those
+    /// mappings stay, pending, on devices that are blocked until the removal is retried and
+    /// confirmed (RESUME, or the owner's UNMAP, retries it).
     Revoke {
         /// The grant, as GRANT returned it.
         grant: Handle,
@@ -159,14 +166,25 @@ pub enum Request {
         device: DeviceId,
     },
     /// QUERY: no arguments. Reply: mr0 = mappings in use, mr1 = mapping quota,
-    /// mr2 = pages mapped, mr3 = page quota, mr4 = faults recorded, mr5 = faults dropped.
+    /// mr2 = pages mapped, mr3 = page quota, mr4 = faults recorded, mr5 = faults dropped,
+    /// mr6 = mappings whose removal the IOMMU has not confirmed (still counted in mr0 and
+    /// mr2), mr7 = grants made and not yet revoked or released, mr8 = grant quota.
     Query,
     /// QUERY_MAPPING: mr0 = n. Reply: the caller's n-th mapping (in IOVA order over its
     /// devices): mr0 = device, mr1 = IOVA, mr2 = length, mr3 = rights, mr4 = region,
-    /// mr5 = offset in the region; `NotMapped` past the last one.
+    /// mr5 = offset in the region, mr6 = 1 if its removal is pending (not confirmed by the
+    /// IOMMU; the device is blocked until it is); `NotMapped` past the last one.
     QueryMapping {
         /// Which mapping, from 0.
         index: u64,
+    },
+    /// RELEASE: mr0 = a handle to a capability the caller received by GRANT. The
+    /// capability, what was derived from it and its mappings go, as for REVOKE by the
+    /// granter (same replies); a capability from the description cannot be released
+    /// (`Denied`). The receiver's way to free the handle slot a grant took.
+    Release {
+        /// The received capability.
+        cap: Handle,
     },
 }
 
@@ -215,8 +233,9 @@ pub enum ErrorCode {
     /// description does not let the capability go to, revoke of a capability the caller
     /// did not grant).
     Denied = 14,
-    /// The IOMMU failed or did not confirm in time; access may not have been removed
-    /// and the device has been stopped.
+    /// The IOMMU failed or did not confirm in time. A removal of access that was not
+    /// confirmed stays pending and the device is blocked until it is retried and
+    /// confirmed; anything else asked for did not happen.
     Hardware = 15,
     /// No IOVA space left for "choose one".
     NoIova = 16,
@@ -226,6 +245,11 @@ pub enum ErrorCode {
     NoMappingSlot = 18,
     /// The caller's (or the receiver's) handle table is full.
     NoHandleSlot = 19,
+    /// The device is blocked because the IOMMU did not confirm a removal of access; RESUME
+    /// retries the removal and, once it is confirmed, lets the device run again.
+    RemovalPending = 20,
+    /// The caller's quota of grants (made and not yet revoked or released) is used up.
+    QuotaGrants = 21,
 }
 
 impl ErrorCode {
@@ -252,6 +276,8 @@ impl ErrorCode {
             17 => QuotaPages,
             18 => NoMappingSlot,
             19 => NoHandleSlot,
+            20 => RemovalPending,
+            21 => QuotaGrants,
             _ => return None,
         })
     }
@@ -327,6 +353,7 @@ impl Request {
             6 => Request::Resume { device: DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
             7 => Request::Query,
             8 => Request::QueryMapping { index: mr(mrs, 0)? },
+            9 => Request::Release { cap: Handle(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
             other => return Err(DecodeError::UnknownOp(other)),
         })
     }
@@ -375,17 +402,21 @@ impl Request {
                 mrs[0] = index;
                 (Op::QueryMapping as u64, 1)
             }
+            Request::Release { cap } => {
+                mrs[0] = cap.0 as u64;
+                (Op::Release as u64, 1)
+            }
         }
     }
 }
 
-/// A reply: label 0 and up to six values, or an error code.
+/// A reply: label 0 and up to `MAX_REPLY_VALUES` values, or an error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     /// Success, with `n` values.
     Ok {
         /// The values.
-        values: [u64; 6],
+        values: [u64; MAX_REPLY_VALUES],
         /// How many are meaningful.
         n: usize,
     },
@@ -394,10 +425,10 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// Success with the given values (at most six).
+    /// Success with the given values (at most `MAX_REPLY_VALUES`).
     pub fn ok(vals: &[u64]) -> Reply {
-        let mut values = [0; 6];
-        let n = vals.len().min(6);
+        let mut values = [0; MAX_REPLY_VALUES];
+        let n = vals.len().min(MAX_REPLY_VALUES);
         values[..n].copy_from_slice(&vals[..n]);
         Reply::Ok { values, n }
     }
@@ -461,6 +492,7 @@ mod tests {
             Request::Resume { device: DeviceId(5) },
             Request::Query,
             Request::QueryMapping { index: 3 },
+            Request::Release { cap: Handle(2) },
         ];
         for r in reqs {
             let mut mrs = [0; MAX_MRS];
@@ -486,7 +518,8 @@ mod tests {
         assert_eq!(Request::decode(2, &[1 << 40, 1, 0]), Err(DecodeError::Malformed));
         assert_eq!(ErrorCode::from_label(16), Some(ErrorCode::NoIova));
         assert_eq!(ErrorCode::from_label(19), Some(ErrorCode::NoHandleSlot));
-        assert_eq!(ErrorCode::from_label(20), None);
+        assert_eq!(ErrorCode::from_label(21), Some(ErrorCode::QuotaGrants));
+        assert_eq!(ErrorCode::from_label(22), None);
         assert_eq!(ErrorCode::from_label(0), None);
     }
 }

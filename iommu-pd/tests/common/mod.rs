@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 pub use iommu_pd::model::ModelHw;
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig};
-use iommu_protocol::Rights;
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_protocol::{DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 
 pub const PAGE: u64 = 4096;
 
@@ -14,9 +14,9 @@ pub const IOVA_BASE: u64 = 0x1000_0000;
 pub const IOVA_SIZE: u64 = 1 << 20;
 
 pub static CLIENTS: [ClientConfig; 3] = [
-    ClientConfig { name: "net", max_mappings: 16, max_pages: 64 },
-    ClientConfig { name: "blk", max_mappings: 16, max_pages: 64 },
-    ClientConfig { name: "hostile", max_mappings: 16, max_pages: 64 },
+    ClientConfig { name: "net", max_mappings: 16, max_pages: 64, max_grants: 4 },
+    ClientConfig { name: "blk", max_mappings: 16, max_pages: 64, max_grants: 4 },
+    ClientConfig { name: "hostile", max_mappings: 16, max_pages: 64, max_grants: 4 },
 ];
 
 pub static DEVICES: [DeviceConfig; 4] = [
@@ -116,3 +116,38 @@ pub fn config() -> Config<'static> {
 pub fn storage() -> iommu_pd::Storage<'static> {
     Box::leak(Box::new(iommu_pd::OwnedStorage::<4, 4, 64, 256>::default())).storage()
 }
+
+pub fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle(client, label, &mrs[..n])
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn map(
+    s: &mut Service<'_, ModelHw>,
+    c: usize,
+    h: u32,
+    d: u32,
+    off: u64,
+    len: u64,
+    iova: Option<u64>,
+    r: Rights,
+) -> Reply {
+    call(s, c, Request::Map { cap: Handle(h), device: DeviceId(d), offset: off, len, iova, rights: r })
+}
+
+pub fn unmap(s: &mut Service<'_, ModelHw>, c: usize, d: u32, iovas: &[u64]) -> Reply {
+    let mut v = [0; MAX_UNMAP_RANGES];
+    v[..iovas.len()].copy_from_slice(iovas);
+    call(s, c, Request::Unmap { device: DeviceId(d), iovas: v, count: iovas.len() })
+}
+
+pub fn service() -> Service<'static, ModelHw> {
+    Service::new(ModelHw::default(), config(), storage()).unwrap()
+}
+
+pub fn err(e: ErrorCode) -> Reply {
+    Reply::Err(e)
+}
+

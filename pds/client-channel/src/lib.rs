@@ -13,9 +13,9 @@ use sel4_microkit::{with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
 #[derive(Debug, Clone, Copy)]
 pub struct Ppc(pub Channel);
 
-/// Calls this PD has made to the IOMMU PD, by request label (`Op` values 1..=8; index 0
+/// Calls this PD has made to the IOMMU PD, by request label (`Op` values 1..=9; index 0
 /// counts every other label). Every call goes through `Ppc::call`, so this is all of them.
-static CALLS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+static CALLS: [AtomicU64; 10] = [const { AtomicU64::new(0) }; 10];
 
 /// How many `op` requests this PD has made to the IOMMU PD.
 pub fn calls(op: Op) -> u64 {
@@ -23,7 +23,7 @@ pub fn calls(op: Op) -> u64 {
 }
 
 impl iommu_client::Channel for Ppc {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
         let counter = CALLS.get(label as usize).unwrap_or(&CALLS[0]);
         counter.fetch_add(1, Ordering::Relaxed);
         with_msg_regs_mut(|regs| {

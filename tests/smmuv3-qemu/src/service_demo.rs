@@ -133,10 +133,10 @@ fn read_faults(s: &mut Svc<'_>, client: usize, cfg: &Config<'_>) -> heapless::Ve
 }
 
 static CLIENTS: [ClientConfig; 4] = [
-    ClientConfig { name: "edu-a driver", max_mappings: 8, max_pages: 8 },
-    ClientConfig { name: "edu-b driver", max_mappings: 8, max_pages: 8 },
-    ClientConfig { name: "hostile driver", max_mappings: 8, max_pages: 8 },
-    ClientConfig { name: "virtio-blk driver", max_mappings: 2, max_pages: 32 },
+    ClientConfig { name: "edu-a driver", max_mappings: 8, max_pages: 8, max_grants: 2 },
+    ClientConfig { name: "edu-b driver", max_mappings: 8, max_pages: 8, max_grants: 2 },
+    ClientConfig { name: "hostile driver", max_mappings: 8, max_pages: 8, max_grants: 2 },
+    ClientConfig { name: "virtio-blk driver", max_mappings: 2, max_pages: 32, max_grants: 2 },
 ];
 
 static CAPS: [CapConfig; 4] = [
@@ -459,7 +459,7 @@ struct Local<'s, 'a> {
 }
 
 impl iommu_client::Channel for Local<'_, '_> {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
         let r = self.service.handle(self.client, label, mrs);
         if let Reply::Ok { values, .. } = r {
             *reply = values;

@@ -13,8 +13,10 @@ use crate::model::*;
 /// Elements only this tool understands; the Microkit tool must not see them.
 const OURS: &[&str] = &["io_address_space", "dma_capability", "dma_quota", "iommu"];
 
-/// Extra capability slots for grants made at run time, per boot capability.
-const GRANT_HEADROOM: usize = 4;
+/// `pd`'s grant quota: its `<dma_quota grants>`, or the default.
+pub fn grant_quota(sys: &System, pd: &str) -> u64 {
+    sys.quotas.iter().find(|q| q.pd == pd).map_or(crate::parse::DEFAULT_GRANTS, |q| q.grants).min(u32::MAX as u64)
+}
 
 /// The symbol through which the IOMMU PD learns a region's physical address.
 pub fn paddr_symbol(region: &str) -> String {
@@ -114,7 +116,12 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     for c in &clients {
         let q = sys.quotas.iter().find(|q| q.pd == c.name);
         let (m, p) = q.map(|q| (q.mappings.min(u32::MAX as u64), q.pages)).unwrap_or((0, 0));
-        let _ = writeln!(o, "    ClientConfig {{ name: {:?}, max_mappings: {m}, max_pages: {p} }},", c.name);
+        let g = grant_quota(sys, &c.name);
+        let _ = writeln!(
+            o,
+            "    ClientConfig {{ name: {:?}, max_mappings: {m}, max_pages: {p}, max_grants: {g} }},",
+            c.name
+        );
     }
     let _ = writeln!(o, "];\n");
 
@@ -226,7 +233,9 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     }
     let _ = writeln!(o, "];\n");
 
-    let cap_slots = caps.len() * (1 + GRANT_HEADROOM) + statics.len() + 1;
+    // Room for every client's grants at once (the service refuses to start with less).
+    let grant_slots: u64 = clients.iter().map(|c| grant_quota(sys, &c.name)).sum();
+    let cap_slots = caps.len() + statics.len() + grant_slots as usize + 1;
     let mapping_slots: u64 = clients
         .iter()
         .map(|c| sys.quotas.iter().find(|q| q.pd == c.name).map(|q| q.mappings).unwrap_or(0))

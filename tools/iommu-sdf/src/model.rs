@@ -148,6 +148,8 @@ pub struct DmaQuota {
     pub pd: String,
     pub mappings: u64,
     pub pages: u64,
+    /// Capabilities it may have granted and not yet seen revoked or released, at once.
+    pub grants: u64,
     pub line: Line,
 }
 

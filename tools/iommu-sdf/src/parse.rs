@@ -20,7 +20,7 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
         &["name", "peripheral_id", "domain_id", "owner", "iova_base", "iova_size", "alias_ok", "resume"],
     ),
     ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices", "grant_to"]),
-    ("dma_quota", &["pd", "mappings", "pages"]),
+    ("dma_quota", &["pd", "mappings", "pages", "grants"]),
     (
         "iommu",
         &["pd", "stream_table", "cmdq", "eventq", "context_descriptors", "table_pool", "fault_window_us", "max_faults"],
@@ -50,6 +50,9 @@ const CHILD_PD_ATTRS: &[&str] = &[
 /// that keeps hammering does not.
 pub const DEFAULT_FAULT_WINDOW_US: u64 = 1_000_000;
 pub const DEFAULT_MAX_FAULTS: u64 = 300;
+/// Grants a client may have made and not revoked at once, when its `<dma_quota>` does not
+/// say (or it has none).
+pub const DEFAULT_GRANTS: u64 = 4;
 const END_ATTRS: &[&str] = &["pd", "id", "pp", "notify", "setvar_id"];
 const PD_CHILDREN: &[&str] =
     &["program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine", "ioport", "cspace"];
@@ -401,7 +404,8 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                 let Some(pd) = r.required(n, "pd") else { continue };
                 let (mappings, pages) =
                     (r.number(n, "mappings").unwrap_or(u64::MAX), r.number(n, "pages").unwrap_or(u64::MAX));
-                sys.quotas.push(DmaQuota { pd, mappings, pages, line: r.line(n) });
+                let grants = r.number(n, "grants").unwrap_or(DEFAULT_GRANTS);
+                sys.quotas.push(DmaQuota { pd, mappings, pages, grants, line: r.line(n) });
             }
             "iommu" => {
                 let Some(pd) = r.required(n, "pd") else { continue };

@@ -82,7 +82,7 @@ impl Path {
 }
 
 /// The IOMMU PD, for `IommuHal`'s own MAP and UNMAP of per-request buffers.
-fn iommu_call(label: u64, mrs: &[u64], reply: &mut [u64; 6]) -> u64 {
+fn iommu_call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
     iommu_client::Channel::call(&mut Ppc(IOMMU), label, mrs, reply)
 }
 

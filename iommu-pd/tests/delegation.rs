@@ -1,0 +1,100 @@
+//! Delegation: which devices a granted capability may be mapped for (the rule in
+//! `iommu_pd::reach`, which `iommu-sdf report` prints), and what one client can consume of
+//! the tables every client shares.
+
+mod common;
+
+use common::*;
+use iommu_pd::{ClientConfig, ConfigError, OwnedStorage, Service};
+use iommu_protocol::{ClientId, ErrorCode, Handle, Reply, Request, Rights};
+
+fn grant(s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, devices: u64) -> Reply {
+    call(
+        s,
+        from,
+        Request::Grant { cap: Handle(cap), to: ClientId(to as u32), offset: 0, len: 0x1000, rights: Rights::READ, devices },
+    )
+}
+
+fn handles(reply: Reply) -> (u32, u32) {
+    match reply {
+        Reply::Ok { values, .. } => (values[0] as u32, values[1] as u32),
+        Reply::Err(e) => panic!("grant refused: {e:?}"),
+    }
+}
+
+/// NET's read-only share (handle 1) is for its `nic` alone, and lendable to everyone,
+/// NET included. Neither a grant to itself nor a round trip through BLK gives NET's other
+/// device, `nic2`, any of it: the holder keeps to the devices the description named.
+#[test]
+fn a_holder_cannot_widen_its_capability_to_its_other_devices() {
+    let mut s = service();
+    const NIC: u64 = 1 << 0;
+    const NIC2: u64 = 1 << 3;
+    const DISK: u64 = 1 << 1;
+    assert_eq!(grant(&mut s, NET, 1, NET, NIC2), err(ErrorCode::BadDevice));
+    // To itself for the device it already has: allowed (it only narrows).
+    handles(grant(&mut s, NET, 1, NET, NIC));
+    // Round trip: to BLK, and BLK back to NET.
+    let (_, at_blk) = handles(grant(&mut s, NET, 1, BLK, DISK));
+    assert_eq!(grant(&mut s, BLK, at_blk, NET, NIC2), err(ErrorCode::BadDevice));
+    let (_, back) = handles(grant(&mut s, BLK, at_blk, NET, NIC));
+    assert_eq!(map(&mut s, NET, back, 3, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadDevice));
+    assert!(matches!(map(&mut s, NET, back, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+    assert!(s.hw().reachable(3).is_empty(), "nic2 reaches nothing of the share");
+}
+
+/// Each client may have made `max_grants` grants at once; what one client does cannot
+/// use up the slots another needs, and a receiver can give a capability back.
+#[test]
+fn grants_are_bounded_per_client_and_receivers_can_release() {
+    let mut s = service();
+    let quota = CLIENTS[NET].max_grants as usize;
+    let mut made = Vec::new();
+    for _ in 0..quota {
+        made.push(handles(grant(&mut s, NET, 0, BLK, 1 << 1)));
+    }
+    assert_eq!(grant(&mut s, NET, 0, BLK, 1 << 1), err(ErrorCode::QuotaGrants));
+    // Others still can, to the same receiver.
+    handles(grant(&mut s, EVIL, 0, BLK, 1 << 1));
+    assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[0, 16, 0, 64, 0, 0, 0, quota as u64, 4]));
+    // BLK maps one of them, then gives it back: the mapping goes, confirmed, and NET
+    // may grant again; NET's grant handle for it is gone.
+    let (ours, theirs) = made[0];
+    assert!(matches!(map(&mut s, BLK, theirs, 1, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::Ok { .. }));
+    assert_eq!(call(&mut s, BLK, Request::Release { cap: Handle(theirs) }), Reply::ok(&[]));
+    assert!(s.hw().translations(1).is_empty());
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(ours) }), err(ErrorCode::BadHandle));
+    handles(grant(&mut s, NET, 0, BLK, 1 << 1));
+    // A capability from the description cannot be released; a grant record is not a
+    // capability.
+    assert_eq!(call(&mut s, BLK, Request::Release { cap: Handle(0) }), err(ErrorCode::Denied));
+    assert_eq!(call(&mut s, NET, Request::Release { cap: Handle(made[1].0) }), err(ErrorCode::BadHandle));
+}
+
+/// The tables are sized for every client's quota at once, or the service does not start.
+#[test]
+fn tables_too_small_for_the_quotas_are_refused_at_start() {
+    // Too few client slots for the description.
+    let mut small = OwnedStorage::<2, 4, 64, 64>::default();
+    assert_eq!(Service::new(ModelHw::default(), config(), small.storage()).err(), Some(ConfigError::TooMany("clients")));
+    // Room for the boot capabilities only, not for the grants the quotas allow.
+    let mut tight = OwnedStorage::<3, 4, 4, 1>::default();
+    assert_eq!(
+        Service::new(ModelHw::default(), config(), tight.storage()).err(),
+        Some(ConfigError::TooMany("capabilities"))
+    );
+    // Quotas whose grants could fill a receiver's handle table.
+    let greedy = [
+        ClientConfig { max_grants: 12, ..CLIENTS[0] },
+        ClientConfig { max_grants: 12, ..CLIENTS[1] },
+        ClientConfig { max_grants: 12, ..CLIENTS[2] },
+    ];
+    let cfg = iommu_pd::Config { clients: &greedy, ..config() };
+    assert_eq!(Service::new(ModelHw::default(), cfg, storage()).err(), Some(ConfigError::TooMany("handles")));
+    // Exactly enough capability slots; one mapping slot: a second mapping has none.
+    let mut exact = OwnedStorage::<3, 4, 16, 1>::default();
+    let mut s = Service::new(ModelHw::default(), config(), exact.storage()).unwrap();
+    assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+    assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::NoMappingSlot));
+}

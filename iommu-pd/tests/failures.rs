@@ -1,0 +1,156 @@
+//! The service over an IOMMU that fails. The model IOMMU fails as badly as the `IommuHw`
+//! contract allows: a failed unmap leaves the pages' translations cached, and they
+//! translate again whenever the device is enabled, until a retry is confirmed. Each test
+//! follows one way a failure used to be forgotten, and checks what the device can reach
+//! after every step.
+
+mod common;
+
+use common::*;
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Reply, Request, Rights};
+
+const NIC: u32 = 0;
+const DISK: u32 = 1;
+
+fn resume(s: &mut iommu_pd::Service<'_, ModelHw>, client: usize, device: u32) -> Reply {
+    call(s, client, Request::Resume { device: DeviceId(device) })
+}
+
+/// A failed UNMAP: the mapping stays in the books, pending, the device is blocked for a
+/// reason of its own, and nothing lets it translate until a retry is confirmed.
+#[test]
+fn an_unmap_the_iommu_did_not_confirm_stays_pending() {
+    let mut s = service();
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ_WRITE), Reply::ok(&[IOVA_BASE]));
+    s.hw_mut().fail_next = Some("unmap");
+    assert_eq!(unmap(&mut s, NET, NIC, &[IOVA_BASE]), err(ErrorCode::Hardware));
+    // The translation is still cached, but the device is blocked, so it reaches nothing.
+    assert!(s.hw().translations(0).contains_key(&IOVA_BASE));
+    assert!(s.hw().reachable(0).is_empty());
+    // QUERY counts it, and says it is pending; so does QUERY_MAPPING.
+    assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[1, 16, 1, 64, 0, 0, 1, 0, 4]));
+    assert_eq!(
+        call(&mut s, NET, Request::QueryMapping { index: 0 }),
+        Reply::ok(&[0, IOVA_BASE, 0x1000, 3, 0, 0, 1])
+    );
+    // The device may not map meanwhile; not a storm quarantine, a state of its own.
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, None, Rights::READ), err(ErrorCode::RemovalPending));
+    // RESUME retries first: while the retry fails, the device stays blocked.
+    s.hw_mut().fail_next = Some("retry_unmap");
+    assert_eq!(resume(&mut s, NET, NIC), err(ErrorCode::Hardware));
+    assert!(s.hw().reachable(0).is_empty());
+    assert!(s.hw().translations(0).contains_key(&IOVA_BASE));
+    // A second UNMAP of the same IOVA retries it (it is not "NotMapped": it never left).
+    assert_eq!(unmap(&mut s, NET, NIC, &[IOVA_BASE]), Reply::ok(&[]));
+    assert!(s.hw().translations(0).is_empty());
+    assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[0, 16, 0, 64, 0, 0, 0, 0, 4]));
+    // Confirmed: the device runs again, through an empty address space, and the IOVA
+    // can be mapped afresh (the model would panic at a map over a live entry).
+    assert_eq!(map(&mut s, NET, 0, NIC, 0x1000, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
+    assert_eq!(s.hw().reachable(0).get(&IOVA_BASE), Some(&(0x4000_1000, Rights::READ)));
+}
+
+/// The reported attack: a failed unmap, then RESUME. RESUME must not bring the cached
+/// translation back; it retries the removal and enables only once it is confirmed.
+#[test]
+fn resume_after_a_failed_unmap_does_not_bring_the_page_back() {
+    let mut s = service();
+    map(&mut s, NET, 0, NIC, 0, 0x2000, Some(IOVA_BASE), Rights::READ_WRITE);
+    s.hw_mut().fail_next = Some("unmap");
+    assert_eq!(unmap(&mut s, NET, NIC, &[IOVA_BASE]), err(ErrorCode::Hardware));
+    assert_eq!(resume(&mut s, NET, NIC), Reply::ok(&[]));
+    // Enabled again, and nothing of the old mapping is reachable.
+    assert!(s.hw().translations(0).is_empty());
+    assert_eq!(s.hw().enabled.get(&0), Some(&true));
+    assert_eq!(unmap(&mut s, NET, NIC, &[IOVA_BASE]), err(ErrorCode::NotMapped));
+}
+
+/// REVOKE over a failed unmap: the capability goes (the granter gets its memory back, the
+/// receiver's handle is dead), the reply says the IOMMU did not confirm, and the
+/// receiver's device stays blocked until the removal is confirmed.
+#[test]
+fn revoke_over_a_failed_unmap_answers_hardware_and_blocks_the_receiver() {
+    let mut s = service();
+    let Reply::Ok { values, .. } = call(
+        &mut s,
+        NET,
+        Request::Grant {
+            cap: iommu_protocol::Handle(0),
+            to: ClientId(BLK as u32),
+            offset: 0,
+            len: 0x1000,
+            rights: Rights::READ_WRITE,
+            devices: 1 << DISK,
+        },
+    ) else {
+        panic!("grant refused")
+    };
+    let (grant, theirs) = (values[0] as u32, values[1] as u32);
+    assert_eq!(map(&mut s, BLK, theirs, DISK, 0, 0x1000, Some(IOVA_BASE), Rights::WRITE), Reply::ok(&[IOVA_BASE]));
+    s.hw_mut().fail_next = Some("unmap");
+    let revoke = Request::Revoke { grant: iommu_protocol::Handle(grant) };
+    assert_eq!(call(&mut s, NET, revoke), err(ErrorCode::Hardware));
+    assert!(s.hw().reachable(1).is_empty(), "the disk is blocked");
+    assert!(s.hw().translations(1).contains_key(&IOVA_BASE), "and the page still cached");
+    assert_eq!(map(&mut s, BLK, theirs, DISK, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    assert_eq!(call(&mut s, NET, revoke), err(ErrorCode::BadHandle));
+    // The disk's description forbids resuming after a storm; this is no storm, and the
+    // owner's RESUME retries the removal and, confirmed, lets it run.
+    assert_eq!(resume(&mut s, BLK, DISK), Reply::ok(&[]));
+    assert!(s.hw().translations(1).is_empty());
+    assert_eq!(s.hw().enabled.get(&1), Some(&true));
+}
+
+/// Teardown over a failed unmap, then `client_ready`: the retry comes first, and while
+/// it fails the device stays blocked.
+#[test]
+fn client_ready_retries_removals_that_teardown_could_not_confirm() {
+    let mut s = service();
+    map(&mut s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ);
+    s.hw_mut().fail_next = Some("unmap");
+    s.client_torn_down(NET).unwrap();
+    assert!(s.hw().reachable(0).is_empty());
+    assert_eq!(s.pending_removals(NET), 1);
+    s.hw_mut().fail_next = Some("retry_unmap");
+    assert_eq!(s.client_ready(NET), Err(ErrorCode::Hardware));
+    assert!(s.hw().reachable(0).is_empty(), "still blocked");
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    s.client_ready(NET).unwrap();
+    assert!(s.hw().translations(0).is_empty());
+    assert_eq!(s.pending_removals(NET), 0);
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
+}
+
+/// A storm quarantine and an unconfirmed removal on one device: RESUME needs both the
+/// description's leave and the confirmed retry.
+#[test]
+fn a_quarantined_device_with_a_pending_removal_resumes_only_when_both_allow() {
+    let mut s = service();
+    map(&mut s, BLK, 0, DISK, 0, 0x1000, Some(IOVA_BASE), Rights::READ);
+    s.hw_mut().fail_next = Some("unmap");
+    assert_eq!(unmap(&mut s, BLK, DISK, &[IOVA_BASE]), err(ErrorCode::Hardware));
+    for now in 0..11 {
+        s.record_fault(iommu_pd::FaultInput { stream: 0x18, iova: 0xdead_0000, write: true, kind: 0x10, now });
+    }
+    assert_eq!(s.stats().quarantines, 1);
+    // The disk may not be resumed after a storm: Denied, and the removal stays pending.
+    assert_eq!(resume(&mut s, BLK, DISK), err(ErrorCode::Denied));
+    assert_eq!(s.pending_removals(BLK), 1);
+    assert!(s.hw().reachable(1).is_empty());
+}
+
+/// A failed map changes nothing, and a failed block during teardown leaves the mappings
+/// as they were (still backed by live capabilities) and says so.
+#[test]
+fn failed_map_and_failed_block_change_nothing() {
+    let mut s = service();
+    s.hw_mut().fail_next = Some("map");
+    assert_eq!(map(&mut s, BLK, 0, DISK, 0, 0x1000, None, Rights::READ), err(ErrorCode::Hardware));
+    assert!(s.hw().translations(1).is_empty());
+    assert_eq!(call(&mut s, BLK, Request::Query), Reply::ok(&[0, 16, 0, 64, 0, 0, 0, 0, 4]));
+    map(&mut s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ);
+    s.hw_mut().fail_next = Some("block");
+    assert_eq!(s.client_torn_down(NET), Err(ErrorCode::Hardware));
+    assert_eq!(s.hw().reachable(0).len(), 1);
+    assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[1, 16, 1, 64, 0, 0, 0, 0, 4]));
+}
