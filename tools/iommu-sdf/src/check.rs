@@ -29,6 +29,35 @@ pub fn resolve<'a>(sys: &'a System, cap: &'a DmaCapability) -> Option<(&'a str, 
     None
 }
 
+/// What the IOMMU's own region of `role` is, for messages.
+fn own_role(role: &str) -> &'static str {
+    match role {
+        SMMU_REGS => "the SMMU's registers",
+        "stream_table" => "the IOMMU's stream table",
+        "cmdq" => "the IOMMU's command queue",
+        "eventq" => "the IOMMU's event queue",
+        "context_descriptors" => "the IOMMU's context descriptors",
+        _ => "the IOMMU's page-table pool",
+    }
+}
+
+/// The IOMMU's own region (of `own`, with its role) that `r` is, or overlaps in physical
+/// memory: another name for the same bytes is the same bytes.
+fn own_clash<'a>(
+    sys: &'a System,
+    own: &[(&'static str, &str)],
+    r: &MemoryRegion,
+) -> Option<(&'static str, &'a MemoryRegion)> {
+    own.iter().find_map(|&(role, name)| {
+        let o = sys.region(name)?;
+        let alias = match (r.phys_addr, o.phys_addr) {
+            (Some(a), Some(b)) => overlaps((a, r.size), (b, o.size)),
+            _ => false,
+        };
+        (o.name == r.name || alias).then_some((role, o))
+    })
+}
+
 /// Every rule; problems in description order.
 pub fn check(sys: &System) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -274,18 +303,30 @@ pub fn check(sys: &System) -> Vec<Problem> {
             reachable.push((m.mr.as_str(), m.line, "iomap", s.owner.as_deref().unwrap_or("")));
         }
     }
+    let own = sys.iommu_own();
     for &(mr, line, element, who) in &reachable {
         let Some(r) = sys.region(mr) else { continue };
-        if let Some(iommu) = &sys.iommu {
-            if iommu.private.iter().any(|(_, name)| name == mr) {
-                out.push(p(
-                    line,
-                    element,
-                    format!("devices could reach `{mr}`, which holds the IOMMU's own tables or queues"),
-                    "never grant or iomap the IOMMU PD's regions",
-                ));
-                continue;
-            }
+        if let Some((role, o)) = own_clash(sys, &own, r) {
+            let message = if o.name == mr {
+                format!(
+                    "devices could reach `{mr}`, {}: with the IOMMU's own tables or queues or its registers, a device could rewrite its own translation and reach any memory",
+                    own_role(role)
+                )
+            } else {
+                format!(
+                    "`{mr}` overlaps `{}` (line {}) in physical memory, which is {}: a device could rewrite it to reach any memory",
+                    o.name,
+                    o.line,
+                    own_role(role)
+                )
+            };
+            out.push(p(
+                line,
+                element,
+                message,
+                "never grant or iomap the IOMMU PD's own regions, or a region that overlaps one in physical memory",
+            ));
+            continue;
         }
         for other in &sys.regions {
             if other.name == mr {
@@ -301,23 +342,53 @@ pub fn check(sys: &System) -> Vec<Problem> {
                 .filter(|pd| pd.maps.iter().any(|m| m.mr == other.name))
                 .map(|pd| pd.name.as_str())
                 .collect();
-            let private = !granted.contains(&other.name.as_str()) && owners.iter().any(|o| *o != who);
-            let iommu_own = sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(_, n)| *n == other.name));
-            if iommu_own || private {
+            if !granted.contains(&other.name.as_str()) && owners.iter().any(|o| *o != who) {
                 out.push(p(
                     line,
                     element,
                     format!(
-                        "`{mr}` overlaps `{}` (line {}) in physical memory, which is {}",
+                        "`{mr}` overlaps `{}` (line {}) in physical memory, which is private to {}",
                         other.name,
                         other.line,
-                        if iommu_own {
-                            "the IOMMU's own".to_string()
-                        } else {
-                            format!("private to {}", owners.join(", "))
-                        }
+                        owners.join(", ")
                     ),
                     "give the DMA region its own physical range",
+                ));
+            }
+        }
+    }
+
+    // Only the IOMMU PD maps its own regions, or memory that overlaps one: a PD that can
+    // write the SMMU's registers, stream table or queues can point any stream at any
+    // memory, and one that can read them learns every other client's mappings.
+    if let Some(i) = &sys.iommu {
+        for pd in sys.pds.iter().filter(|pd| pd.name != i.pd) {
+            for m in &pd.maps {
+                let Some((role, o)) = sys.region(&m.mr).and_then(|r| own_clash(sys, &own, r)) else { continue };
+                let (what, fix) = if o.name == m.mr {
+                    (
+                        own_role(role).to_string(),
+                        "remove this map: the IOMMU PD alone maps the SMMU's registers, tables and queues".to_string(),
+                    )
+                } else {
+                    (
+                        format!(
+                            "which overlaps `{}` (line {}) in physical memory: that is {}",
+                            o.name,
+                            o.line,
+                            own_role(role)
+                        ),
+                        format!("remove this map, or give `{}` a physical range outside `{}`'s", m.mr, o.name),
+                    )
+                };
+                out.push(p(
+                    m.line,
+                    "map",
+                    format!(
+                        "`{}` maps `{}`, {what}, which only the IOMMU PD `{}` may map, or `{}` could point its devices at any memory",
+                        pd.name, m.mr, i.pd, pd.name
+                    ),
+                    fix,
                 ));
             }
         }
@@ -564,6 +635,35 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
         }
     }
 
+    // The SMMU's registers: the IOMMU PD finds them through the symbol `smmu_regs`, and
+    // that map is also how this tool knows which region to keep from every other PD and
+    // every device.
+    let regs: Vec<&Map> = iommu.maps.iter().filter(|m| m.setvar_vaddr.as_deref() == Some(SMMU_REGS)).collect();
+    match regs.split_first() {
+        None => out.push(p(
+            iommu.line,
+            "protection_domain",
+            format!(
+                "the IOMMU PD `{}` has no map with setvar_vaddr=\"smmu_regs\": it would not find the SMMU, and nothing here says which region is the SMMU's registers, to keep other PDs and devices from it",
+                iommu.name
+            ),
+            "map the SMMU's register frame in the IOMMU PD with perms=\"rw\" cached=\"false\" setvar_vaddr=\"smmu_regs\"",
+        )),
+        Some((first, rest)) => {
+            for m in rest {
+                out.push(p(
+                    m.line,
+                    "map",
+                    format!(
+                        "a second map with setvar_vaddr=\"smmu_regs\" in the IOMMU PD `{}` (the first is on line {}): the symbol can hold only one address, and only the first region would be kept from other PDs and devices",
+                        iommu.name, first.line
+                    ),
+                    "keep setvar_vaddr=\"smmu_regs\" on the map of the SMMU's register frame only",
+                ));
+            }
+        }
+    }
+
     // Priority: the IOMMU PD runs `init` (every stream aborts) before any client runs.
     // That holds on one core only: seL4 schedules each core by priority on its own, so on
     // a multicore system a client on another core could start DMA during that `init`.
@@ -721,13 +821,17 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
     // Each capability's region, resolved once.
     let granted: Vec<(&DmaCapability, &str)> =
         sys.caps.iter().filter_map(|c| resolve(sys, c).map(|(mr, _)| (c, mr))).collect();
+    let own = sys.iommu_own();
     for &(j, mr, line) in &rings {
         let client = &clients[j].name;
-        if sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(_, name)| name == mr)) {
+        if let Some(&(role, _)) = own.iter().find(|(_, name)| *name == mr) {
             out.push(p(
                 line,
                 "map",
-                format!("`{mr}` is client {j} `{client}`'s fault ring and one of the IOMMU's own tables or queues"),
+                format!(
+                    "`{mr}` is client {j} `{client}`'s fault ring and one of the IOMMU's own regions, {}",
+                    own_role(role)
+                ),
                 "give the fault ring its own region",
             ));
         }

@@ -28,6 +28,8 @@ impl Rng {
 pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> String {
     let mut rng = Rng(seed | 1);
     let mut o = String::from("<?xml version=\"1.0\"?>\n<system>\n");
+    // The SMMU's register frame (QEMU virt's), below every DMA region.
+    o.push_str("    <memory_region name=\"smmu_regs\" size=\"0x20000\" phys_addr=\"0x9050000\" />\n");
     for name in ["strtab", "cmdq", "eventq", "cds"] {
         let _ = writeln!(o, "    <memory_region name=\"smmu_{name}\" size=\"0x10000\" />");
     }
@@ -55,6 +57,7 @@ pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> Str
     // The first `nested` drivers are the IOMMU PD's children, with id p + 1.
     let nested = rng.below(pds as u64 + 1) as usize;
     let _ = writeln!(o, "    <protection_domain name=\"iommu\" priority=\"{iommu_priority}\">");
+    o.push_str("        <map mr=\"smmu_regs\" vaddr=\"0x8000000\" perms=\"rw\" cached=\"false\" setvar_vaddr=\"smmu_regs\" />\n");
     // Its own regions, where it learns their place, size and physical address.
     for (i, name) in ["strtab", "cmdq", "eventq", "cds", "tables"].iter().enumerate() {
         let _ = writeln!(

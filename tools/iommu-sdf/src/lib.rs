@@ -13,7 +13,9 @@
 //!   parent's holder or for a PD in the parent's `grant_to`;
 //! - `<dma_quota pd mappings pages>`;
 //! - `<iommu pd stream_table cmdq eventq context_descriptors table_pool>`: the IOMMU PD
-//!   and the regions no device may ever reach.
+//!   and the regions no device may ever reach. With the SMMU's registers (the region the
+//!   IOMMU PD maps with `setvar_vaddr="smmu_regs"`), they are the IOMMU's own: no other PD
+//!   may map them, nor any region that overlaps one of them in physical memory.
 //!
 //! `check` also holds the description to the conventions the IOMMU PD (`pds/iommu`)
 //! relies on, which would otherwise build and then misbehave (a driver served as another

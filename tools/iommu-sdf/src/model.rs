@@ -169,6 +169,10 @@ pub struct Iommu {
     pub line: Line,
 }
 
+/// The symbol through which the IOMMU PD (`pds/iommu`) finds the SMMU's registers: the
+/// region it maps with this `setvar_vaddr` is the SMMU's register frame.
+pub const SMMU_REGS: &str = "smmu_regs";
+
 /// The whole description.
 #[derive(Debug, Clone, Default)]
 pub struct System {
@@ -193,6 +197,22 @@ impl System {
     }
     pub fn cap(&self, name: &str) -> Option<&DmaCapability> {
         self.caps.iter().find(|c| c.name == name)
+    }
+    /// The IOMMU PD's map of the SMMU's registers (its first map with
+    /// `setvar_vaddr="smmu_regs"`), if there is an IOMMU PD.
+    pub fn smmu_regs(&self) -> Option<&Map> {
+        let iommu = self.pd(&self.iommu.as_ref()?.pd)?;
+        iommu.maps.iter().find(|m| m.setvar_vaddr.as_deref() == Some(SMMU_REGS))
+    }
+    /// The IOMMU's own regions, (role, region): those `<iommu>` names, then the SMMU's
+    /// register frame (role `smmu_regs`). Whoever can write any of them can point a
+    /// stream at any memory, so only the IOMMU PD may map them and no device may reach
+    /// them.
+    pub fn iommu_own(&self) -> Vec<(&'static str, &str)> {
+        let Some(iommu) = &self.iommu else { return Vec::new() };
+        let mut own: Vec<(&'static str, &str)> = iommu.private.iter().map(|(role, r)| (*role, r.as_str())).collect();
+        own.extend(self.smmu_regs().map(|m| (SMMU_REGS, m.mr.as_str())));
+        own
     }
     /// The clients: PDs that own a device or hold a capability, in description order.
     /// Client `i` is index `i` in the generated policy.

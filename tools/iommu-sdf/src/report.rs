@@ -73,14 +73,15 @@ pub fn reachability(sys: &System) -> Vec<Reach> {
     out
 }
 
-/// Memory the description keeps from devices: the IOMMU PD's regions, and regions mapped
-/// by a PD and given to no device.
+/// Memory the description keeps from devices: the IOMMU's own regions (with the SMMU's
+/// registers), and regions mapped by a PD and given to no device.
 pub fn private_regions(sys: &System) -> Vec<&MemoryRegion> {
     let reachable: Vec<String> = reachability(sys).into_iter().map(|r| r.region).collect();
+    let own = sys.iommu_own();
     sys.regions
         .iter()
         .filter(|r| {
-            let iommu = sys.iommu.as_ref().is_some_and(|i| i.private.iter().any(|(_, n)| *n == r.name));
+            let iommu = own.iter().any(|(_, n)| *n == r.name);
             let mapped = sys.pds.iter().any(|p| p.maps.iter().any(|m| m.mr == r.name));
             iommu || (mapped && !reachable.contains(&r.name))
         })

@@ -145,4 +145,22 @@ proptest! {
         prop_assert!(problems.iter().any(|p| p.element == "dma_capability" && p.message.contains("`stolen` is derived from")), "{problems:#?}\n{mutated}");
         prop_assert_eq!(problems.len(), 1, "{:#?}", problems);
     }
+
+    /// A driver that maps one of the IOMMU's own regions, or another name for a page of
+    /// the SMMU's registers, even read-only.
+    #[test]
+    fn a_driver_mapping_the_iommus_own_memory_fails(seed in any::<u64>(), pds in 1usize..6, regions in 1usize..12, devices in 1usize..8, pick in any::<usize>(), which in 0usize..7) {
+        let text = iommu_sdf::gen::description(seed, pds, regions, devices);
+        let mr = ["smmu_regs", "smmu_strtab", "smmu_cmdq", "smmu_eventq", "smmu_cds", "smmu_tables", "regs_alias"][which];
+        let text = with_element(&text, r#"<memory_region name="regs_alias" size="0x1000" phys_addr="0x9051000" />"#);
+        let pd = format!("drv{}", pick % pds);
+        let open = format!("<protection_domain name=\"{pd}\"");
+        let at = text.find(&open).and_then(|i| text[i..].find('>').map(|j| i + j + 1));
+        prop_assert!(at.is_some());
+        let at = at.unwrap_or_default();
+        let mutated = format!("{}\n<map mr=\"{mr}\" vaddr=\"0x7000000\" perms=\"r\" />{}", &text[..at], &text[at..]);
+        let (_, problems) = iommu_sdf::check_text(&mutated);
+        let says = format!("`{pd}` maps `{mr}`");
+        prop_assert!(problems.iter().any(|p| p.element == "map" && p.message.contains(&says)), "{problems:#?}\n{mutated}");
+    }
 }
