@@ -60,6 +60,24 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// What a description that passed `check` enforces, for its last line. Without an IOMMU
+/// PD nothing makes a stream abort and the checks that need one were not made; saying
+/// "every other stream aborts" then would be false.
+pub fn summary(sys: &model::System) -> String {
+    match &sys.iommu {
+        Some(_) => format!(
+            "{} protection domains, {} IO address spaces, {} DMA capabilities; every other stream aborts",
+            sys.pds.len(),
+            sys.io_spaces.len(),
+            sys.caps.len()
+        ),
+        None => format!(
+            "{} protection domains; no IOMMU PD (no <iommu> element): nothing in this description restricts DMA, and the checks that need one were not made (the IOMMU's own regions, client channels, fault rings, priorities and cores, quotas, the page-table pool)",
+            sys.pds.len()
+        ),
+    }
+}
+
 /// Read and check `text`: every problem, reading problems first.
 pub fn check_text(text: &str) -> (model::System, Vec<Problem>) {
     let (sys, mut problems) = parse::parse(text);

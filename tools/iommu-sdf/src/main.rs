@@ -36,12 +36,7 @@ fn main() -> ExitCode {
         println!("{file}: {} problem(s)", problems.len());
         return ExitCode::from(1);
     }
-    println!(
-        "{file}: ok: {} protection domains, {} IO address spaces, {} DMA capabilities; every other stream aborts",
-        sys.pds.len(),
-        sys.io_spaces.len(),
-        sys.caps.len()
-    );
+    println!("{file}: ok: {}", iommu_sdf::summary(&sys));
     if cmd == "report" {
         let md = iommu_sdf::report::markdown(&sys, file);
         let svg_path = std::path::Path::new(file).with_extension("reach.svg");

@@ -113,6 +113,15 @@ pub fn markdown(sys: &System, source: &str) -> String {
         );
     }
     let _ = writeln!(o);
+    // Without an IOMMU PD no stream is made to abort and devices reach whatever the
+    // hardware lets them: there is no isolation to prove.
+    if sys.iommu.is_none() {
+        let _ = writeln!(
+            o,
+            "No IOMMU PD (no <iommu> element): nothing in this description restricts DMA, so there is no isolation to prove."
+        );
+        return o;
+    }
     if sys.io_spaces.is_empty() {
         let _ = writeln!(o, "No IO address space: every stream aborts.\n");
     } else {

@@ -70,6 +70,27 @@ fn every_rule_has_a_failing_description() {
     assert!(n >= 42, "only {n} failing descriptions");
 }
 
+/// `check`'s last line says what holds: with an IOMMU PD, that every stream it does not
+/// name aborts; without one (a plain Microkit description), that nothing restricts DMA
+/// and which checks were not made, never that streams abort.
+#[test]
+fn the_summary_says_what_is_enforced() {
+    let run = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).arg("check").arg(&path).output().unwrap();
+        assert!(out.status.success(), "{name}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let with = run("ok.xml");
+    assert!(with.contains("every other stream aborts"), "{with}");
+    let without = run("plain-microkit.xml");
+    assert!(!without.contains("abort"), "{without}");
+    assert!(without.contains("no IOMMU PD"), "{without}");
+    for unchecked in ["own regions", "channels", "fault rings", "priorities", "quotas", "page-table pool"] {
+        assert!(without.contains(unchecked), "{without} does not say `{unchecked}` was not checked");
+    }
+}
+
 #[test]
 fn peripheral_ids() {
     assert_eq!(iommu_sdf::parse::parse_peripheral("0:4.0"), Some(0x20));

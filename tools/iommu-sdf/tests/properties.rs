@@ -163,4 +163,14 @@ proptest! {
         let says = format!("`{pd}` maps `{mr}`");
         prop_assert!(problems.iter().any(|p| p.element == "map" && p.message.contains(&says)), "{problems:#?}\n{mutated}");
     }
+
+    /// Without `<iommu>`, nothing would enforce the address spaces, capabilities and quotas.
+    #[test]
+    fn removing_the_iommu_element_fails(seed in any::<u64>(), pds in 1usize..6, regions in 1usize..12, devices in 1usize..8) {
+        let text = iommu_sdf::gen::description(seed, pds, regions, devices);
+        let mutated: String = text.lines().filter(|l| !l.trim_start().starts_with("<iommu ")).map(|l| format!("{l}\n")).collect();
+        prop_assert!(mutated.len() < text.len());
+        let (_, problems) = iommu_sdf::check_text(&mutated);
+        prop_assert!(problems.iter().any(|p| p.message.contains("but there is no <iommu>")), "{problems:#?}\n{mutated}");
+    }
 }
