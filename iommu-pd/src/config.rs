@@ -130,9 +130,15 @@ impl Config<'_> {
     pub fn handles_needed(&self, client: usize) -> usize {
         let own = self.caps.iter().filter(|c| c.client == client).count();
         let listed = |c: &&crate::CapConfig| client < 64 && c.grant_to & (1 << client) != 0;
-        let lenders = self.caps.iter().filter(listed).fold(0u64, |m, c| m | c.grant_to | 1u64.checked_shl(c.client as u32).unwrap_or(0));
-        let lent: usize =
-            (0..self.clients.len()).filter(|x| *x < 64 && lenders & (1 << x) != 0).map(|x| self.clients[x].max_grants as usize).sum();
+        let lenders = self
+            .caps
+            .iter()
+            .filter(listed)
+            .fold(0u64, |m, c| m | c.grant_to | 1u64.checked_shl(c.client as u32).unwrap_or(0));
+        let lent: usize = (0..self.clients.len())
+            .filter(|x| *x < 64 && lenders & (1 << x) != 0)
+            .map(|x| self.clients[x].max_grants as usize)
+            .sum();
         own + self.clients[client].max_grants as usize + lent
     }
 }

@@ -949,6 +949,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
             if let Err(e) = self.remove_where(d, |m| doomed[m.cap as usize]) {
                 result = Err(e);
             }
+            // A mapping of the subtree whose removal an earlier request could not confirm
+            // is still the subtree's: `Ok` only once it is confirmed gone too.
+            let earlier = self.select(d, |m| m.pending && doomed[m.cap as usize]).1 > 0;
+            if earlier && result.is_ok() {
+                result = self.settle(d);
+            }
         }
         for (i, gone) in doomed.iter().enumerate() {
             if !*gone {

@@ -12,7 +12,14 @@ fn grant(s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, devices
     call(
         s,
         from,
-        Request::Grant { cap: Handle(cap), to: ClientId(to as u32), offset: 0, len: 0x1000, rights: Rights::READ, devices },
+        Request::Grant {
+            cap: Handle(cap),
+            to: ClientId(to as u32),
+            offset: 0,
+            len: 0x1000,
+            rights: Rights::READ,
+            devices,
+        },
     )
 }
 
@@ -77,7 +84,10 @@ fn grants_are_bounded_per_client_and_receivers_can_release() {
 fn tables_too_small_for_the_quotas_are_refused_at_start() {
     // Too few client slots for the description.
     let mut small = OwnedStorage::<2, 4, 64, 64>::default();
-    assert_eq!(Service::new(ModelHw::default(), config(), small.storage()).err(), Some(ConfigError::TooMany("clients")));
+    assert_eq!(
+        Service::new(ModelHw::default(), config(), small.storage()).err(),
+        Some(ConfigError::TooMany("clients"))
+    );
     // Room for the boot capabilities only, not for the grants the quotas allow.
     let mut tight = OwnedStorage::<3, 4, 4, 1>::default();
     assert_eq!(

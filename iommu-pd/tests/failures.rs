@@ -29,10 +29,7 @@ fn an_unmap_the_iommu_did_not_confirm_stays_pending() {
     assert!(s.hw().reachable(0).is_empty());
     // QUERY counts it, and says it is pending; so does QUERY_MAPPING.
     assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[1, 16, 1, 64, 0, 0, 1, 0, 4]));
-    assert_eq!(
-        call(&mut s, NET, Request::QueryMapping { index: 0 }),
-        Reply::ok(&[0, IOVA_BASE, 0x1000, 3, 0, 0, 1])
-    );
+    assert_eq!(call(&mut s, NET, Request::QueryMapping { index: 0 }), Reply::ok(&[0, IOVA_BASE, 0x1000, 3, 0, 0, 1]));
     // The device may not map meanwhile; not a storm quarantine, a state of its own.
     assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, None, Rights::READ), err(ErrorCode::RemovalPending));
     // RESUME retries first: while the retry fails, the device stays blocked.

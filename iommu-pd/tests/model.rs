@@ -5,9 +5,16 @@
 //!
 //! 1. every page any device can reach lies inside a live capability (in the model) held by
 //!    that device's owner, for that device, with at least the mapping's rights;
-//! 2. what the IOMMU holds equals what the service believes it mapped;
-//! 3. a refused request changes nothing the IOMMU holds;
-//! 4. after REVOKE or UNMAP returns, the removed access is gone from the IOMMU.
+//! 2. what the IOMMU holds (tables and cached translations) equals what the service
+//!    believes it mapped, pending removals included;
+//! 3. a refused request changes nothing the IOMMU holds, unless it was refused because
+//!    the IOMMU failed;
+//! 4. after REVOKE, RELEASE or UNMAP answers `Ok`, the removed access is gone from the
+//!    IOMMU, cached translations included.
+//!
+//! The IOMMU fails too: at random steps one call (map, unmap, retry, block, enable) fails,
+//! the way the model IOMMU fails (a failed unmap leaves its translations cached), and
+//! clients are torn down and made ready again at random. The invariants hold after each.
 //!
 //! `make test` runs 10^5 steps; `cargo test -p iommu-pd --release -- --ignored` runs 10^6.
 
@@ -17,7 +24,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use iommu_pd::Service;
-use iommu_protocol::{ClientId, DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 
 /// A capability as the model sees it.
 #[derive(Debug, Clone)]
@@ -33,12 +40,13 @@ struct MCap {
 }
 
 /// The test description's capabilities, with delegation bounded differently for each:
-/// NET's buffers to anyone, its read-only share to no one, BLK's to NET alone, EVIL's to
-/// BLK alone.
+/// NET's buffers to anyone, its read-only share (for its `nic` alone) to itself and BLK,
+/// so that a self-grant or a round trip could try to widen it to `nic2`; BLK's to NET
+/// alone, EVIL's to BLK alone.
 fn model_caps() -> &'static [iommu_pd::CapConfig] {
     let mut caps = CAPS;
     caps[0].grant_to = u64::MAX;
-    caps[1].grant_to = 0;
+    caps[1].grant_to = 1 << NET | 1 << BLK;
     caps[2].grant_to = 1 << NET;
     caps[3].grant_to = 1 << BLK;
     Box::leak(Box::new(caps))
@@ -100,6 +108,14 @@ impl Model {
         self.grants.retain(|_, v| !doomed.contains(v));
     }
 
+    /// The description's capability that `i` derives from.
+    fn root(&self, mut i: usize) -> &MCap {
+        while let Some(p) = self.live(i).and_then(|c| c.parent) {
+            i = p;
+        }
+        self.live(i).expect("a live root")
+    }
+
     /// May `device` (owned by `owner`) reach physical page `pa` with `rights`?
     fn allows(&self, owner: usize, device: usize, pa: u64, rights: Rights) -> bool {
         self.caps.iter().flatten().any(|c| {
@@ -136,10 +152,6 @@ fn pages(s: &Service<'static, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, R
         out.entry(d).or_default().insert(iova, (pa, r));
     });
     out
-}
-
-fn hw_pages(s: &Service<'static, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
-    s.hw().pages.iter().filter(|(_, t)| !t.is_empty()).map(|(d, t)| (*d, t.clone())).collect()
 }
 
 fn random_request(rng: &mut Rng, known_iovas: &[(usize, u64, u64)]) -> Request {
@@ -183,10 +195,17 @@ fn random_request(rng: &mut Rng, known_iovas: &[(usize, u64, u64)]) -> Request {
             rights: rng.pick(&rights),
             devices: rng.pick(&[0b1, 0b10, 0b100, 0b1000, 0b1001, 0b111, 0]),
         },
-        8 => Request::Revoke { grant: Handle(rng.below(10) as u32) },
+        8 => match rng.below(4) {
+            0 => Request::Resume { device: DeviceId(rng.below(5) as u32) },
+            1 => Request::Release { cap: Handle(rng.below(10) as u32) },
+            _ => Request::Revoke { grant: Handle(rng.below(10) as u32) },
+        },
         _ => Request::Query,
     }
 }
+
+/// The IOMMU calls a step may make fail.
+const HW_FAILURES: [&str; 5] = ["map", "unmap", "retry_unmap", "block", "enable"];
 
 /// A request a well-behaved driver might make: its own handles and devices, aligned
 /// ranges inside the capability.
@@ -226,6 +245,11 @@ fn plausible_request(rng: &mut Rng, m: &Model, client: usize, known: &[(usize, u
             Some(Request::Unmap { device: DeviceId(d as u32), iovas, count: 1 })
         }
         _ => {
+            if rng.below(6) == 0 {
+                // Give back something received (or try to give back a boot capability).
+                let (h, _) = *own.get(rng.below(own.len().max(1) as u64) as usize)?;
+                return Some(Request::Release { cap: Handle(h) });
+            }
             if rng.below(3) == 0 {
                 let grants: Vec<u32> = m.grants.keys().filter(|(c, _)| *c == client).map(|(_, g)| *g).collect();
                 let g = *grants.get(rng.below(grants.len().max(1) as u64) as usize)?;
@@ -253,6 +277,16 @@ fn plausible_request(rng: &mut Rng, m: &Model, client: usize, known: &[(usize, u
     }
 }
 
+/// Every translation the IOMMU holds, tables and cache, per device.
+fn hw_translations(s: &Service<'static, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
+    (0..DEVICES.len()).map(|d| (d, s.hw().translations(d))).filter(|(_, t)| !t.is_empty()).collect()
+}
+
+/// Every translation a device can use right now.
+fn hw_reachable(s: &Service<'static, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
+    (0..DEVICES.len()).map(|d| (d, s.hw().reachable(d))).filter(|(_, t)| !t.is_empty()).collect()
+}
+
 fn run(seed: u64, steps: usize) -> usize {
     let cfg = iommu_pd::Config { caps: model_caps(), ..config() };
     let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
@@ -261,17 +295,59 @@ fn run(seed: u64, steps: usize) -> usize {
     let mut successes = 0;
     // (device, iova, len) of mappings the service made, for plausible unmaps.
     let mut known: Vec<(usize, u64, u64)> = Vec::new();
+    // Clients torn down and not yet ready again.
+    let mut torn = [false; 3];
     for step in 0..steps {
         let client = rng.below(3) as usize;
         let req = if rng.below(10) < 6 { plausible_request(&mut rng, &m, client, &known) } else { None }
             .unwrap_or_else(|| random_request(&mut rng, &known));
         let mut mrs = [0; MAX_MRS];
         let (label, n) = req.encode(&mut mrs);
-        let before = hw_pages(&s);
+        // One IOMMU call of this step fails, now and then.
+        let failure = (rng.below(16) == 0).then(|| rng.pick(&HW_FAILURES));
+        s.hw_mut().fail_next = failure;
+        // Now and then a client is torn down (it crashed) or made ready (restarted)
+        // instead of making a request.
+        if rng.below(50) == 0 {
+            let c = rng.below(3) as usize;
+            // Teardown removes many mappings at once: fail it more often.
+            let failure = if rng.below(3) == 0 { Some(rng.pick(&HW_FAILURES)) } else { failure };
+            s.hw_mut().fail_next = failure;
+            // Mostly a client that is down comes back, or a running one goes down.
+            let r = if torn[c] == (rng.below(4) != 0) {
+                let r = s.client_ready(c);
+                torn[c] &= r.is_err();
+                r
+            } else {
+                let r = s.client_torn_down(c);
+                torn[c] |= r.is_ok();
+                r
+            };
+            s.hw_mut().fail_next = None;
+            check(&s, &m, &|| format!("seed {seed} step {step}: teardown/ready of {c} -> {r:?} ({failure:?})"));
+            continue;
+        }
+        let before = (hw_translations(&s), s.hw().enabled.clone());
         let reply = s.handle(client, label, &mrs[..n]);
-        let ctx = || format!("seed {seed} step {step}: client {client} {req:?} -> {reply:?}");
+        s.hw_mut().fail_next = None;
+        let ctx = || format!("seed {seed} step {step}: client {client} {req:?} -> {reply:?} (failing: {failure:?})");
         match (&reply, req) {
-            (Reply::Err(_), _) => assert_eq!(hw_pages(&s), before, "refused but changed: {}", ctx()),
+            // Revocation and release take the capabilities away even when the IOMMU did
+            // not confirm every removal (those stay pending, their devices blocked).
+            (Reply::Err(ErrorCode::Hardware), Request::Revoke { grant }) => {
+                if let Some(&root) = m.grants.get(&(client, grant.0)) {
+                    m.remove_subtree(root);
+                }
+            }
+            (Reply::Err(ErrorCode::Hardware), Request::Release { cap }) => {
+                if let Some(&root) = m.handles.get(&(client, cap.0)) {
+                    m.remove_subtree(root);
+                }
+            }
+            (Reply::Err(ErrorCode::Hardware), _) => {}
+            (Reply::Err(_), _) => {
+                assert_eq!((hw_translations(&s), s.hw().enabled.clone()), before, "refused but changed: {}", ctx())
+            }
             (Reply::Ok { values, .. }, Request::Map { device, len, .. }) => {
                 successes += 1;
                 known.push((device.0 as usize, values[0], len));
@@ -287,7 +363,7 @@ fn run(seed: u64, steps: usize) -> usize {
                         .unwrap_or_else(|| panic!("unmapped what was never mapped: {}", ctx()));
                     known.retain(|k| !(k.0 == d && k.1 == *iova));
                     for p in 0..len / PAGE {
-                        assert!(!hw_pages(&s).get(&d).is_some_and(|t| t.contains_key(&(iova + p * PAGE))), "{}", ctx());
+                        assert!(!s.hw().translations(d).contains_key(&(iova + p * PAGE)), "{}", ctx());
                     }
                 }
             }
@@ -304,6 +380,10 @@ fn run(seed: u64, steps: usize) -> usize {
                     DEVICES.iter().enumerate().filter(|(_, d)| d.owner == to).fold(0, |a, (i, _)| a | 1 << i);
                 assert!(devices & !owned == 0, "devices not the receiver's: {}", ctx());
                 assert!(p.grant_to & (1 << to) != 0, "granted where the description does not allow: {}", ctx());
+                // Back to the capability's first holder: only for the devices the
+                // description named for it.
+                let root = m.root(parent);
+                assert!(to != root.holder || devices & !root.devices == 0, "widened to other devices: {}", ctx());
                 m.caps.push(Some(MCap {
                     holder: to,
                     pa: p.pa + offset,
@@ -321,26 +401,68 @@ fn run(seed: u64, steps: usize) -> usize {
                 successes += 1;
                 let root =
                     *m.grants.get(&(client, grant.0)).unwrap_or_else(|| panic!("revoked a non-grant: {}", ctx()));
+                let before = pages_of_subtree(&m, root);
                 m.remove_subtree(root);
+                assert_gone(&s, &m, &before, &ctx);
+            }
+            (Reply::Ok { .. }, Request::Release { cap }) => {
+                successes += 1;
+                let root = *m.handles.get(&(client, cap.0)).unwrap_or_else(|| panic!("released a non-cap: {}", ctx()));
+                assert!(m.live(root).unwrap().parent.is_some(), "released a boot capability: {}", ctx());
+                let before = pages_of_subtree(&m, root);
+                m.remove_subtree(root);
+                assert_gone(&s, &m, &before, &ctx);
             }
             (Reply::Ok { .. }, _) => {}
         }
-        // Invariants after every step.
-        let hw = hw_pages(&s);
-        assert_eq!(hw, pages(&s), "IOMMU and service disagree: {}", ctx());
-        for (d, table) in &hw {
-            let owner = DEVICES[*d].owner;
-            for (iova, (pa, r)) in table {
-                assert!(
-                    m.allows(owner, *d, *pa, *r),
-                    "device {d} reaches {pa:#x} ({r:?}) at {iova:#x} without a capability: {}",
-                    ctx()
-                );
-            }
-        }
+        check(&s, &m, &ctx);
+        let hw = hw_translations(&s);
         known.retain(|(d, iova, _)| hw.get(d).is_some_and(|t| t.contains_key(iova)));
     }
     successes
+}
+
+/// Invariants 1 and 2, after every step, and the rule behind them: a translation whose
+/// removal the IOMMU did not confirm is never usable.
+fn check(s: &Service<'static, ModelHw>, m: &Model, ctx: &dyn Fn() -> String) {
+    assert_eq!(hw_translations(s), pages(s), "IOMMU and service disagree: {}", ctx());
+    for (d, stale) in &s.hw().stale {
+        let enabled = s.hw().enabled.get(d).copied().unwrap_or(false);
+        assert!(stale.is_empty() || !enabled, "device {d} enabled over stale translations {stale:x?}: {}", ctx());
+    }
+    for (d, table) in &hw_reachable(s) {
+        let owner = DEVICES[*d].owner;
+        for (iova, (pa, r)) in table {
+            assert!(
+                m.allows(owner, *d, *pa, *r),
+                "device {d} reaches {pa:#x} ({r:?}) at {iova:#x} without a capability: {}",
+                ctx()
+            );
+        }
+    }
+}
+
+/// The physical ranges of a capability subtree, before it goes.
+fn pages_of_subtree(m: &Model, root: usize) -> Vec<(u64, u64)> {
+    (0..m.caps.len())
+        .filter(|&i| m.live(i).is_some() && m.descends(i, root))
+        .map(|i| (m.caps[i].as_ref().unwrap().pa, m.caps[i].as_ref().unwrap().len))
+        .collect()
+}
+
+/// Invariant 4 for a revocation answered `Ok`: no device has a translation to memory of
+/// the gone capabilities unless another live capability of its owner covers it.
+fn assert_gone(s: &Service<'static, ModelHw>, m: &Model, gone: &[(u64, u64)], ctx: &dyn Fn() -> String) {
+    for (d, table) in &hw_translations(s) {
+        for (iova, (pa, r)) in table {
+            let in_gone = gone.iter().any(|(base, len)| *pa >= *base && *pa < base + len);
+            assert!(
+                !in_gone || m.allows(DEVICES[*d].owner, *d, *pa, *r),
+                "device {d} still translates {iova:#x} to revoked {pa:#x}: {}",
+                ctx()
+            );
+        }
+    }
 }
 
 #[test]

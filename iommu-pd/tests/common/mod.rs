@@ -150,4 +150,3 @@ pub fn service() -> Service<'static, ModelHw> {
 pub fn err(e: ErrorCode) -> Reply {
     Reply::Err(e)
 }
-
