@@ -17,7 +17,8 @@ use smmuv3::{Config as SmmuConfig, Memory, Smmu};
 const BUFFERS: u64 = 0x8000_0000;
 const BUFFERS_LEN: u64 = 256 << 20;
 
-static CLIENTS: [ClientConfig; 1] = [ClientConfig { name: "driver", max_mappings: 200, max_pages: 1 << 20, max_grants: 0 }];
+static CLIENTS: [ClientConfig; 1] =
+    [ClientConfig { name: "driver", max_mappings: 200, max_pages: 1 << 20, max_grants: 0 }];
 static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
     name: "dev",
     stream: 0x10,

@@ -63,7 +63,8 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
     let (pool_mem, bufs) = (pages(8), pages(5));
     let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
     // The pool and two in-place buffers at a time.
-    let clients = Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16, max_grants: 0 }]));
+    let clients =
+        Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16, max_grants: 0 }]));
     let devices = Box::leak(Box::new([DeviceConfig {
         name: "blk",
         stream: 8,
