@@ -1,5 +1,7 @@
 //! The rules a description must follow for DMA isolation to mean what it says.
 
+use std::collections::HashMap;
+
 use crate::model::*;
 use crate::Problem;
 
@@ -58,9 +60,57 @@ fn own_clash<'a>(
     })
 }
 
+/// Why a name given twice is refused: lookups by name (here) take the first, while the
+/// Microkit tool or the generated policy may take either, or both.
+const UNCLEAR: &str = "which one a reference means is unclear, so what check accepted need not be what runs";
+
+/// A second `element` with the same key: `items` are `(key, line)` in description order,
+/// `named` says what the key is ("named", "for"), `why` why a second is wrong.
+fn duplicates<'a>(
+    out: &mut Vec<Problem>,
+    (element, named, why): (&str, &str, &str),
+    fix: &str,
+    items: impl Iterator<Item = (&'a str, Line)>,
+) {
+    let mut first: HashMap<&str, Line> = HashMap::new();
+    for (key, line) in items {
+        match first.get(key) {
+            Some(at) => out.push(p(
+                line,
+                element,
+                format!("a second {element} {named} `{key}` (the first is on line {at}): {why}"),
+                fix,
+            )),
+            None => {
+                first.insert(key, line);
+            }
+        }
+    }
+}
+
 /// Every rule; problems in description order.
 pub fn check(sys: &System) -> Vec<Problem> {
     let mut out = Vec::new();
+    let rename = |element: &str| format!("give each {element} its own name, and update what refers to it");
+    let names: [(&str, Vec<(&str, Line)>); 4] = [
+        ("memory_region", sys.regions.iter().map(|r| (r.name.as_str(), r.line)).collect()),
+        ("protection_domain", sys.pds.iter().map(|pd| (pd.name.as_str(), pd.line)).collect()),
+        ("io_address_space", sys.io_spaces.iter().map(|s| (s.name.as_str(), s.line)).collect()),
+        ("dma_capability", sys.caps.iter().map(|c| (c.name.as_str(), c.line)).collect()),
+    ];
+    for (element, items) in names {
+        duplicates(&mut out, (element, "named", UNCLEAR), &rename(element), items.into_iter());
+    }
+    duplicates(
+        &mut out,
+        (
+            "dma_quota",
+            "for",
+            "the policy would bound the PD by the first alone, while the page-table pool is sized for both",
+        ),
+        "keep one dma_quota per protection domain",
+        sys.quotas.iter().map(|q| (q.pd.as_str(), q.line)),
+    );
     let owner_of = |space: &str| sys.io_space(space).and_then(|s| s.owner.clone());
 
     // Without an IOMMU PD nothing enforces an address space, a capability or a quota, and

@@ -408,6 +408,13 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                 sys.quotas.push(DmaQuota { pd, mappings, pages, grants, line: r.line(n) });
             }
             "iommu" => {
+                // One IOMMU PD: a second element would silently replace the first.
+                if let Some(first) = &sys.iommu {
+                    let message =
+                        format!("a second <iommu> (the first is on line {}): there is one IOMMU PD", first.line);
+                    r.problem(n, message, "keep one <iommu>, naming the IOMMU PD and its regions");
+                    continue;
+                }
                 let Some(pd) = r.required(n, "pd") else { continue };
                 let Some(table_pool) = r.required(n, "table_pool") else { continue };
                 let private = ["stream_table", "cmdq", "eventq", "context_descriptors", "table_pool"]

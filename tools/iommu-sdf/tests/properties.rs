@@ -173,4 +173,22 @@ proptest! {
         let (_, problems) = iommu_sdf::check_text(&mutated);
         prop_assert!(problems.iter().any(|p| p.message.contains("but there is no <iommu>")), "{problems:#?}\n{mutated}");
     }
+
+    /// A second element with a name (or, for a quota, a PD) that is already taken.
+    #[test]
+    fn a_second_definition_fails(seed in any::<u64>(), pds in 1usize..6, regions in 1usize..12, devices in 1usize..8, which in 0usize..5) {
+        let text = iommu_sdf::gen::description(seed, pds, regions, devices);
+        // Every generated description has dma0, drv0 (which owns dev0 and holds cap0).
+        let (element, again) = [
+            ("memory_region", r#"<memory_region name="dma0" size="0x1000" />"#),
+            ("protection_domain", r#"<protection_domain name="drv0" priority="1" />"#),
+            ("io_address_space", r#"<io_address_space name="dev0" peripheral_id="0x4000" owner="drv0" />"#),
+            ("dma_capability", r#"<dma_capability name="cap0" pd="drv0" mr="dma0" size="0x1000" perms="r" devices="dev0" />"#),
+            ("dma_quota", r#"<dma_quota pd="drv0" mappings="1" pages="1" />"#),
+        ][which];
+        let mutated = with_element(&text, again);
+        let (_, problems) = iommu_sdf::check_text(&mutated);
+        let says = format!("a second {element}");
+        prop_assert!(problems.iter().any(|p| p.element == element && p.message.contains(&says)), "{problems:#?}\n{mutated}");
+    }
 }
