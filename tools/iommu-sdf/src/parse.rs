@@ -53,6 +53,10 @@ pub const DEFAULT_MAX_FAULTS: u64 = 300;
 /// Grants a client may have made and not revoked at once, when its `<dma_quota>` does not
 /// say (or it has none).
 pub const DEFAULT_GRANTS: u64 = 4;
+/// How deep protection domains may nest. Microkit's tool takes at most 63 PDs in a system
+/// (its `MAX_PDS`), so no real chain is deeper; reading children recursively past a bound
+/// would let a hostile description overflow the stack and crash the tool.
+pub const MAX_PD_DEPTH: usize = 64;
 const END_ATTRS: &[&str] = &["pd", "id", "pp", "notify", "setvar_id"];
 const PD_CHILDREN: &[&str] =
     &["program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine", "ioport", "cspace"];
@@ -143,8 +147,9 @@ impl Reader {
     }
 
     /// A `<protection_domain>` and, after it, its children (`parent` is the PD it is
-    /// nested in).
-    fn pd(&mut self, n: Node, sys: &mut System, parent: Option<&str>) {
+    /// nested in, `depth` its level: 1 at the top). Children below `MAX_PD_DEPTH` are
+    /// refused, not read, so the recursion never goes deeper.
+    fn pd(&mut self, n: Node, sys: &mut System, parent: Option<&str>, depth: usize) {
         let Some(name) = self.required(n, "name") else { return };
         let priority = self.number(n, "priority").unwrap_or(0);
         let cpu = self.number(n, "cpu").unwrap_or(0);
@@ -203,9 +208,17 @@ impl Reader {
                         setvars.push(SetVar { symbol, region_paddr, line: self.line(c) });
                     }
                 }
+                "protection_domain" if depth >= MAX_PD_DEPTH => self.problem(
+                    c,
+                    format!(
+                        "protection domain `{}` is nested more than {MAX_PD_DEPTH} deep (Microkit takes at most 63 in a system): it and its children are not read",
+                        c.attribute("name").unwrap_or("?")
+                    ),
+                    &format!("nest protection domains at most {MAX_PD_DEPTH} deep"),
+                ),
                 "protection_domain" => {
                     self.check_attrs(c, CHILD_PD_ATTRS);
-                    self.pd(c, sys, Some(&name));
+                    self.pd(c, sys, Some(&name), depth + 1);
                 }
                 _ => {}
             }
@@ -321,7 +334,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                 let phys_addr = r.number(n, "phys_addr");
                 sys.regions.push(MemoryRegion { name, size: size.unwrap_or(0), phys_addr, line: r.line(n) });
             }
-            "protection_domain" => r.pd(n, &mut sys, None),
+            "protection_domain" => r.pd(n, &mut sys, None, 1),
             "channel" => r.channel(n, &mut sys),
             "io_address_space" => {
                 let Some(name) = r.required(n, "name") else { continue };
