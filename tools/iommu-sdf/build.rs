@@ -14,6 +14,9 @@ mod model;
 #[path = "src/parse.rs"]
 #[allow(dead_code)]
 mod parse;
+#[path = "src/policy.rs"]
+#[allow(dead_code)]
+mod policy;
 
 /// As in the library.
 #[allow(dead_code)]

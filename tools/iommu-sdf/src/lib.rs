@@ -39,6 +39,7 @@ pub mod check;
 pub mod gen;
 pub mod model;
 pub mod parse;
+pub mod policy;
 pub mod report;
 
 /// A problem, for a person: where, what, and what would fix it.

@@ -3,6 +3,7 @@
 //! capability another client may grant its owner), a proof
 //! line that none of them touches memory the description keeps private, and a picture.
 
+use iommu_pd::reach;
 use std::fmt::Write as _;
 
 use crate::check::resolve;
@@ -57,16 +58,24 @@ pub fn reachability(sys: &System) -> Vec<Reach> {
             let len = sys.region(&m.mr).map(|r| r.size).unwrap_or(0);
             push(&m.mr, 0, len, m.perms, format!("iomap at iova {:#x}", m.iovaddr));
         }
-        for c in sys.caps.iter().filter(|c| c.pd == owner && c.devices.contains(&s.name)) {
-            if let Some((mr, offset)) = resolve(sys, c) {
-                push(mr, offset, c.size, c.perms, format!("capability `{}`", c.name));
+        // Every capability of the description is a root at run time; the service's GRANT
+        // follows `iommu_pd::reach`, and so does this: the holder's own devices that the
+        // capability names, and any device of a client it may be lent to (at most all of
+        // it, with its rights).
+        // The owner's own capabilities first, then what others may lend it.
+        let (own, lent): (Vec<_>, Vec<_>) = sys.caps.iter().partition(|c| c.pd == owner);
+        for c in own.into_iter().chain(lent) {
+            let root = reach::Root { holder: c.pd.as_str(), devices: &c.devices[..], grant_to: &c.grant_to[..] };
+            if !reach::may_reach(root, owner.as_str(), s.name.as_str()) {
+                continue;
             }
-        }
-        // Another client's capability that may be granted to the owner: at most all of it,
-        // with its rights, for any of the owner's devices.
-        for c in sys.caps.iter().filter(|c| c.pd != owner && c.grant_to.contains(&owner)) {
             if let Some((mr, offset)) = resolve(sys, c) {
-                push(mr, offset, c.size, c.perms, format!("GRANT of `{}` by `{}`", c.name, c.pd));
+                let source = if c.pd == owner {
+                    format!("capability `{}`", c.name)
+                } else {
+                    format!("GRANT of `{}` by `{}`", c.name, c.pd)
+                };
+                push(mr, offset, c.size, c.perms, source);
             }
         }
     }

@@ -1,0 +1,130 @@
+//! The IOMMU PD's policy, computed once from a description: `build` writes it out as Rust
+//! source for the IOMMU PD, and tests start the service on the very same tables.
+//!
+//! Names live beside the service's tables (whose names are `'static`, for the IOMMU PD's
+//! generated statics); here those are left empty.
+
+use iommu_pd::{CapConfig, ClientConfig, DeviceConfig, RegionConfig, StaticMapConfig};
+use iommu_protocol::Rights;
+
+use crate::check::resolve;
+use crate::model::*;
+
+/// The policy tables, each entry with the name it has in the description.
+#[derive(Debug, Clone)]
+pub struct Policy<'a> {
+    /// The clients (PDs that own a device or hold a capability), in description order.
+    pub clients: Vec<(&'a str, ClientConfig)>,
+    /// One per io_address_space.
+    pub devices: Vec<(&'a str, DeviceConfig)>,
+    /// The regions devices may reach; `pa` is the description's phys_addr, or 0 when
+    /// Microkit places the region (the IOMMU PD then learns it by setvar).
+    pub regions: Vec<(&'a MemoryRegion, RegionConfig)>,
+    /// Capabilities held at boot (derived ones flattened onto their region).
+    pub caps: Vec<(&'a str, CapConfig)>,
+    /// The description's iomaps.
+    pub static_maps: Vec<StaticMapConfig>,
+    /// Capability slots: the boot ones, one per static map, and every client's grants.
+    pub cap_slots: usize,
+    /// Mapping slots: every client's mapping quota (at least the static maps).
+    pub mapping_slots: u64,
+}
+
+/// Rights from the description's `perms`.
+pub fn rights(p: Perms) -> Rights {
+    match (p.read, p.write) {
+        (true, true) => Rights::READ_WRITE,
+        (false, true) => Rights::WRITE,
+        _ => Rights::READ,
+    }
+}
+
+/// `pd`'s grant quota: its `<dma_quota grants>`, or the default.
+pub fn grant_quota(sys: &System, pd: &str) -> u32 {
+    let q = sys.quotas.iter().find(|q| q.pd == pd).map_or(crate::parse::DEFAULT_GRANTS, |q| q.grants);
+    q.min(u32::MAX as u64) as u32
+}
+
+/// The regions devices may reach: those a capability or an iomap names.
+pub fn dma_regions(sys: &System) -> Vec<&MemoryRegion> {
+    sys.regions
+        .iter()
+        .filter(|r| {
+            sys.caps.iter().any(|c| resolve(sys, c).is_some_and(|(mr, _)| mr == r.name))
+                || sys.io_spaces.iter().any(|s| s.iomaps.iter().any(|m| m.mr == r.name))
+        })
+        .collect()
+}
+
+/// The policy of a (checked) description.
+pub fn policy(sys: &System) -> Policy<'_> {
+    let regions = dma_regions(sys);
+    let clients = sys.clients();
+    let client_index = |pd: &str| clients.iter().position(|c| c.name == pd).unwrap_or(usize::MAX);
+    let region_index = |mr: &str| regions.iter().position(|r| r.name == mr).unwrap_or(usize::MAX);
+    let device_index = |d: &str| sys.io_spaces.iter().position(|s| s.name == d).unwrap_or(usize::MAX);
+    let bit = |i: usize| 1u64 << i.min(63);
+
+    let client_configs: Vec<(&str, ClientConfig)> = clients
+        .iter()
+        .map(|c| {
+            let q = sys.quotas.iter().find(|q| q.pd == c.name);
+            let (max_mappings, max_pages) =
+                q.map(|q| (q.mappings.min(u32::MAX as u64) as u32, q.pages)).unwrap_or((0, 0));
+            let max_grants = grant_quota(sys, &c.name);
+            (c.name.as_str(), ClientConfig { name: "", max_mappings, max_pages, max_grants })
+        })
+        .collect();
+    let devices = sys
+        .io_spaces
+        .iter()
+        .map(|s| {
+            let owner = s.owner.as_deref().map(client_index).unwrap_or(usize::MAX);
+            let d = DeviceConfig {
+                name: "",
+                stream: s.stream,
+                owner,
+                iova_base: s.iova_base,
+                iova_size: s.iova_size,
+                resume_allowed: s.resume,
+            };
+            (s.name.as_str(), d)
+        })
+        .collect();
+    let region_configs =
+        regions.iter().map(|r| (*r, RegionConfig { name: "", pa: r.phys_addr.unwrap_or(0), size: r.size })).collect();
+    let caps: Vec<(&str, CapConfig)> = sys
+        .caps
+        .iter()
+        .filter_map(|c| {
+            let (mr, offset) = resolve(sys, c)?;
+            let cap = CapConfig {
+                client: client_index(&c.pd),
+                region: region_index(mr),
+                offset,
+                len: c.size,
+                rights: rights(c.perms),
+                devices: c.devices.iter().map(|d| bit(device_index(d))).fold(0, |a, b| a | b),
+                grant_to: c.grant_to.iter().map(|g| bit(client_index(g))).fold(0, |a, b| a | b),
+            };
+            Some((c.name.as_str(), cap))
+        })
+        .collect();
+    let static_maps: Vec<StaticMapConfig> = sys
+        .io_spaces
+        .iter()
+        .enumerate()
+        .flat_map(|(d, s)| s.iomaps.iter().map(move |m| (d, m)))
+        .filter_map(|(device, m)| {
+            let r = sys.region(&m.mr)?;
+            let region = region_index(&m.mr);
+            Some(StaticMapConfig { device, region, offset: 0, len: r.size, iova: m.iovaddr, rights: rights(m.perms) })
+        })
+        .collect();
+    // Room for every client's grants at once (the service refuses to start with less).
+    let grant_slots: usize = client_configs.iter().map(|(_, c)| c.max_grants as usize).sum();
+    let cap_slots = caps.len() + static_maps.len() + grant_slots + 1;
+    let mapping_slots =
+        client_configs.iter().map(|(_, c)| u64::from(c.max_mappings)).sum::<u64>().max(static_maps.len() as u64).max(1);
+    Policy { clients: client_configs, devices, regions: region_configs, caps, static_maps, cap_slots, mapping_slots }
+}

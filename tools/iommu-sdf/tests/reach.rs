@@ -1,0 +1,187 @@
+//! One definition of what a device may reach: the service, started on the policy `build`
+//! generates from a random valid description, is driven by random request sequences
+//! (maps, GRANT chains, grants to oneself and round trips, revokes, releases, unmaps), and
+//! after every step every page any device can reach must lie inside what `report` printed
+//! for that device, with no more than the rights it printed.
+//!
+//! Some capabilities are made lendable to their own holder as well, the case in which a
+//! holder could try to widen its capability to its other devices.
+
+use iommu_pd::model::ModelHw;
+use iommu_pd::service::{ClientTables, DeviceState};
+use iommu_pd::{Config, FaultPolicy, FaultRing, Service, Storage};
+use iommu_protocol::{ClientId, DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use iommu_sdf::gen::Rng;
+use iommu_sdf::model::System;
+use proptest::prelude::*;
+
+fn leak<T>(v: Vec<T>) -> &'static mut [T] {
+    Box::leak(v.into_boxed_slice())
+}
+
+/// The service on `sys`'s generated policy, or why it would not start.
+fn start(sys: &System) -> Result<Service<'static, ModelHw>, iommu_pd::ConfigError> {
+    let p = iommu_sdf::policy::policy(sys);
+    let cfg = Config {
+        clients: leak(p.clients.iter().map(|c| c.1).collect()),
+        devices: leak(p.devices.iter().map(|d| d.1).collect()),
+        regions: leak(p.regions.iter().map(|r| r.1).collect()),
+        caps: leak(p.caps.iter().map(|c| c.1).collect()),
+        static_maps: leak(p.static_maps.clone()),
+        faults: FaultPolicy { window: 100, max_faults: 10 },
+    };
+    let clients = p.clients.len();
+    let storage = Storage {
+        caps: leak(vec![None; p.cap_slots]),
+        mappings: leak(vec![None; p.mapping_slots as usize]),
+        clients: leak(vec![ClientTables::default(); clients]),
+        devices: leak(vec![DeviceState::default(); p.devices.len()]),
+        rings: leak((0..clients).map(|_| FaultRing::default()).collect()),
+    };
+    Service::new(ModelHw::default(), cfg, storage)
+}
+
+fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle(client, label, &mrs[..n])
+}
+
+/// Every page each device can reach lies inside a range the report printed for it.
+fn within_report(sys: &System, s: &Service<'_, ModelHw>) -> Result<(), String> {
+    let report = iommu_sdf::report::reachability(sys);
+    for (d, space) in sys.io_spaces.iter().enumerate() {
+        for (iova, (pa, r)) in s.hw().reachable(d) {
+            let printed = report.iter().any(|x| {
+                x.device == space.name
+                    && x.phys.is_some_and(|(lo, hi)| pa >= lo && pa + 0x1000 <= hi)
+                    && (x.rights.read || !r.contains(Rights::READ))
+                    && (x.rights.write || !r.contains(Rights::WRITE))
+            });
+            if !printed {
+                return Err(format!(
+                    "{} reaches {pa:#x} ({r:?}) at {iova:#x}, which the report does not list",
+                    space.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(sys: &System, seed: u64, steps: usize) -> Result<usize, String> {
+    let mut s = start(sys).map_err(|e| format!("the generated policy does not start the service: {e:?}"))?;
+    let clients = sys.clients().len();
+    let devices = sys.io_spaces.len();
+    let mut rng = Rng(seed | 1);
+    // (client, device, IOVA) of what MAP returned, and (client, grant handle).
+    let mut mapped: Vec<(usize, usize, u64)> = Vec::new();
+    let mut grants: Vec<(usize, u32)> = Vec::new();
+    let mut ok = 0;
+    for step in 0..steps {
+        let c = rng.below(clients as u64) as usize;
+        let pages = 1 + rng.below(3);
+        let req = match rng.below(10) {
+            0..=3 => Request::Map {
+                cap: Handle(rng.below(8) as u32),
+                device: DeviceId(rng.below(devices as u64) as u32),
+                offset: rng.below(4) * 0x1000,
+                len: pages * 0x1000,
+                iova: None,
+                rights: [Rights::READ, Rights::WRITE, Rights::READ_WRITE][rng.below(3) as usize],
+            },
+            4..=6 => Request::Grant {
+                cap: Handle(rng.below(8) as u32),
+                // Often to itself, the case a holder could abuse.
+                to: ClientId(if rng.below(3) == 0 { c as u32 } else { rng.below(clients as u64) as u32 }),
+                offset: rng.below(4) * 0x1000,
+                len: pages * 0x1000,
+                rights: [Rights::READ, Rights::READ_WRITE][rng.below(2) as usize],
+                devices: 1 << rng.below(devices as u64),
+            },
+            7 => match grants.iter().filter(|g| g.0 == c).nth(rng.below(4) as usize) {
+                Some(&(_, g)) => Request::Revoke { grant: Handle(g) },
+                None => Request::Release { cap: Handle(rng.below(8) as u32) },
+            },
+            _ => match mapped.iter().filter(|m| m.0 == c).nth(rng.below(4) as usize) {
+                Some(&(_, d, iova)) => {
+                    let mut iovas = [0; MAX_UNMAP_RANGES];
+                    iovas[0] = iova;
+                    Request::Unmap { device: DeviceId(d as u32), iovas, count: 1 }
+                }
+                None => Request::Query,
+            },
+        };
+        let reply = call(&mut s, c, req);
+        if let Reply::Ok { values, .. } = reply {
+            ok += 1;
+            match req {
+                Request::Map { device, .. } => mapped.push((c, device.0 as usize, values[0])),
+                Request::Grant { .. } => grants.push((c, values[0] as u32)),
+                Request::Unmap { device, iovas, .. } => mapped.retain(|m| (m.1, m.2) != (device.0 as usize, iovas[0])),
+                _ => {}
+            }
+        }
+        within_report(sys, &s).map_err(|e| format!("step {step}: client {c} {req:?} -> {reply:?}: {e}"))?;
+    }
+    Ok(ok)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn the_service_never_goes_beyond_the_report(
+        seed in any::<u64>(),
+        pds in 1usize..5,
+        regions in 1usize..8,
+        devices in 1usize..7,
+        self_lend in any::<u64>(),
+    ) {
+        let text = iommu_sdf::gen::description(seed, pds, regions, devices);
+        let (mut sys, problems) = iommu_sdf::check_text(&text);
+        prop_assert!(problems.is_empty(), "{problems:#?}");
+        // Some capabilities may also be lent to their own holder.
+        for (i, c) in sys.caps.iter_mut().enumerate() {
+            if self_lend & (1 << (i % 64)) != 0 && !c.grant_to.contains(&c.pd) {
+                c.grant_to.push(c.pd.clone());
+            }
+        }
+        let ok = run(&sys, seed, 300).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        // The sequences must do something, not only be refused.
+        prop_assert!(ok > 0, "no request succeeded\n{text}");
+    }
+}
+
+/// The reported case: a pool for `blk0` alone, lendable to its own holder, which also owns
+/// `blk1`. The report lists nothing for `blk1`; the service lets `blk1` reach nothing.
+#[test]
+fn a_self_lendable_pool_stays_with_its_device() {
+    let text = r#"<?xml version="1.0"?>
+<system>
+    <memory_region name="pool" size="0x4000" phys_addr="0x40000000" />
+    <protection_domain name="blk_driver" priority="100">
+        <map mr="pool" vaddr="0x2000000" perms="rw" />
+    </protection_domain>
+    <io_address_space name="blk0" peripheral_id="0x10" domain_id="1" owner="blk_driver" />
+    <io_address_space name="blk1" peripheral_id="0x18" domain_id="2" owner="blk_driver" />
+    <dma_capability name="pool" pd="blk_driver" mr="pool" size="0x4000" perms="rw" devices="blk0" grant_to="blk_driver" />
+    <dma_quota pd="blk_driver" mappings="8" pages="8" />
+</system>
+"#;
+    let (sys, _) = iommu_sdf::check_text(text);
+    let report = iommu_sdf::report::reachability(&sys);
+    assert!(report.iter().all(|r| r.device != "blk1"), "{report:#?}");
+    let mut s = start(&sys).unwrap();
+    let g = Request::Grant {
+        cap: Handle(0),
+        to: ClientId(0),
+        offset: 0,
+        len: 0x4000,
+        rights: Rights::READ_WRITE,
+        devices: 0b10,
+    };
+    assert_eq!(call(&mut s, 0, g), Reply::Err(iommu_protocol::ErrorCode::BadDevice));
+    assert!(s.hw().reachable(1).is_empty());
+    within_report(&sys, &s).unwrap();
+}
