@@ -564,6 +564,30 @@ pub fn check(sys: &System) -> Vec<Problem> {
     out
 }
 
+/// The IOMMU PD's map with `setvar_vaddr=symbol`, which a symbol can name once: each
+/// further map with it is refused (`why` says what goes wrong, `fix` what to do).
+fn symbol_map<'a>(
+    iommu: &'a ProtectionDomain,
+    symbol: &str,
+    (why, fix): (&str, &str),
+    out: &mut Vec<Problem>,
+) -> Option<&'a Map> {
+    let mut maps = iommu.maps.iter().filter(|m| m.setvar_vaddr.as_deref() == Some(symbol));
+    let first = maps.next()?;
+    for m in maps {
+        out.push(p(
+            m.line,
+            "map",
+            format!(
+                "a second map with setvar_vaddr=\"{symbol}\" in the IOMMU PD `{}` (the first is on line {}): the symbol can hold only one address{why}",
+                iommu.name, first.line
+            ),
+            fix,
+        ));
+    }
+    Some(first)
+}
+
 /// The conventions the IOMMU PD (`pds/iommu`) relies on. Client `i` (in
 /// `System::clients` order, its index in the generated policy) calls it on the channel
 /// whose IOMMU end has id `i + 1`; its fault ring is the one-page region the IOMMU PD
@@ -713,9 +737,12 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
     // The SMMU's registers: the IOMMU PD finds them through the symbol `smmu_regs`, and
     // that map is also how this tool knows which region to keep from every other PD and
     // every device.
-    let regs: Vec<&Map> = iommu.maps.iter().filter(|m| m.setvar_vaddr.as_deref() == Some(SMMU_REGS)).collect();
-    match regs.split_first() {
-        None => out.push(p(
+    let twice = (
+        ", and only the first region would be kept from other PDs and devices",
+        "keep setvar_vaddr=\"smmu_regs\" on the map of the SMMU's register frame only",
+    );
+    if symbol_map(iommu, SMMU_REGS, twice, out).is_none() {
+        out.push(p(
             iommu.line,
             "protection_domain",
             format!(
@@ -723,20 +750,7 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
                 iommu.name
             ),
             "map the SMMU's register frame in the IOMMU PD with perms=\"rw\" cached=\"false\" setvar_vaddr=\"smmu_regs\"",
-        )),
-        Some((first, rest)) => {
-            for m in rest {
-                out.push(p(
-                    m.line,
-                    "map",
-                    format!(
-                        "a second map with setvar_vaddr=\"smmu_regs\" in the IOMMU PD `{}` (the first is on line {}): the symbol can hold only one address, and only the first region would be kept from other PDs and devices",
-                        iommu.name, first.line
-                    ),
-                    "keep setvar_vaddr=\"smmu_regs\" on the map of the SMMU's register frame only",
-                ));
-            }
-        }
+        ));
     }
 
     // Priority: the IOMMU PD runs `init` (every stream aborts) before any client runs.
@@ -814,8 +828,8 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
     if n == 0 {
         return;
     }
-    let ring_maps: Vec<&Map> = iommu.maps.iter().filter(|m| m.setvar_vaddr.as_deref() == Some("fault_rings")).collect();
-    let Some((first, rest)) = ring_maps.split_first() else {
+    let twice = ("", "keep setvar_vaddr=\"fault_rings\" on client 0's ring only; the others follow it page by page");
+    let Some(first) = symbol_map(iommu, "fault_rings", twice, out) else {
         out.push(p(
             iommu.line,
             "protection_domain",
@@ -827,17 +841,6 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
         ));
         return;
     };
-    for m in rest {
-        out.push(p(
-            m.line,
-            "map",
-            format!(
-                "a second map with setvar_vaddr=\"fault_rings\" in the IOMMU PD `{}` (the first is on line {}): the symbol can hold only one address",
-                iommu.name, first.line
-            ),
-            "keep setvar_vaddr=\"fault_rings\" on client 0's ring only; the others follow it page by page",
-        ));
-    }
     let Some(base) = first.vaddr else { return };
     let mut rings: Vec<(usize, &str, Line)> = Vec::new();
     for (j, c) in clients.iter().enumerate() {

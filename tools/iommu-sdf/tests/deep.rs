@@ -32,6 +32,14 @@ fn nested_others(depth: usize) -> String {
     )
 }
 
+/// What was read, and the text itself, through `build` and `report`: none may crash.
+fn build_and_report(text: &str, sys: &iommu_sdf::model::System) {
+    let _ = iommu_sdf::build::microkit_system(text, sys);
+    let _ = iommu_sdf::build::policy_rust(sys, "deep");
+    let _ = iommu_sdf::report::markdown(sys, "deep");
+    let _ = iommu_sdf::report::svg(sys);
+}
+
 fn nesting_problem(problems: &[iommu_sdf::Problem]) -> Option<&iommu_sdf::Problem> {
     problems.iter().find(|p| p.element == "protection_domain" && p.message.contains("nested more than 64"))
 }
@@ -45,12 +53,8 @@ fn deep_protection_domains_are_refused_at_the_first_level_too_deep() {
     // Line 1 is <system>, so the 65th protection domain is on line 66.
     assert_eq!(hit.line, 66);
     assert_eq!(problems.iter().filter(|p| p.message.contains("nested more than")).count(), 1);
-    // What was read, and the text itself, go through the rest of the tool without a crash.
     assert_eq!(sys.pds.len(), 64);
-    let _ = iommu_sdf::build::microkit_system(&text, &sys);
-    let _ = iommu_sdf::build::policy_rust(&sys, "deep");
-    let _ = iommu_sdf::report::markdown(&sys, "deep");
-    let _ = iommu_sdf::report::svg(&sys);
+    build_and_report(&text, &sys);
 }
 
 #[test]
@@ -69,10 +73,7 @@ fn deep_nesting_of_other_elements_does_not_crash() {
     let text = nested_others(DEEP);
     let (sys, problems) = iommu_sdf::check_text(&text);
     assert!(!problems.is_empty());
-    let _ = iommu_sdf::build::microkit_system(&text, &sys);
-    let _ = iommu_sdf::build::policy_rust(&sys, "deep");
-    let _ = iommu_sdf::report::markdown(&sys, "deep");
-    let _ = iommu_sdf::report::svg(&sys);
+    build_and_report(&text, &sys);
 }
 
 /// The program itself, as a user runs it: every command says what is wrong and exits 1
