@@ -43,9 +43,10 @@ pd-deps:
 
 test: deps lint host-test qemu-test microkit-test fuzz
 
-# More of the model-based test: 10^6 random steps, optimised.
+# More of the model-based test (10^6 random steps) and of the exhaustive one (every
+# sequence of four steps), optimised.
 test-long:
-	$(CARGO) test -p iommu-pd --release --test model -- --ignored
+	$(CARGO) test -p iommu-pd --release --test model --test exhaustive -- --ignored
 
 # Decode and dispatch under libFuzzer, for a bounded time, when cargo-fuzz is installed
 # (`cargo install cargo-fuzz`; it needs the nightly toolchain).

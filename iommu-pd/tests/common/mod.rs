@@ -1,6 +1,8 @@
 //! The test system description, shared by the service's tests.
 #![allow(dead_code)]
 
+pub mod reference;
+
 pub use iommu_pd::model::ModelHw;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};

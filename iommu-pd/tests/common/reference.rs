@@ -1,0 +1,286 @@
+//! The reference model of capabilities, written independently of the service, and the
+//! invariants the service must keep, checked after every step by the model-based test
+//! (random sequences) and the exhaustive one (every sequence up to a depth).
+
+use std::collections::BTreeMap;
+
+use iommu_pd::Service;
+use iommu_protocol::{ErrorCode, Reply, Request, Rights};
+
+use super::*;
+
+/// A capability as the model sees it.
+#[derive(Debug, Clone)]
+pub struct MCap {
+    pub holder: usize,
+    pub pa: u64,
+    pub len: u64,
+    pub rights: Rights,
+    pub devices: u64,
+    /// Clients it may be granted to: its root's, from the description.
+    pub grant_to: u64,
+    pub parent: Option<usize>,
+}
+
+/// The test description's capabilities, with delegation bounded differently for each:
+/// NET's buffers to anyone, its read-only share (for its `nic` alone) to itself and BLK,
+/// so that a self-grant or a round trip could try to widen it to `nic2`; BLK's to NET
+/// alone, EVIL's to BLK alone.
+pub fn model_caps() -> &'static [iommu_pd::CapConfig] {
+    let mut caps = CAPS;
+    caps[0].grant_to = u64::MAX;
+    caps[1].grant_to = 1 << NET | 1 << BLK;
+    caps[2].grant_to = 1 << NET;
+    caps[3].grant_to = 1 << BLK;
+    Box::leak(Box::new(caps))
+}
+
+#[derive(Default)]
+pub struct Model {
+    pub caps: Vec<Option<MCap>>,
+    /// (client, handle) -> model cap index, for capabilities.
+    pub handles: BTreeMap<(usize, u32), usize>,
+    /// (client, grant handle) -> model cap index, for grants made.
+    pub grants: BTreeMap<(usize, u32), usize>,
+}
+
+impl Model {
+    pub fn new() -> Self {
+        let mut m = Model::default();
+        let mut next = [0u32; 3];
+        for c in model_caps().iter() {
+            let r = &REGIONS[c.region];
+            m.caps.push(Some(MCap {
+                holder: c.client,
+                pa: r.pa + c.offset,
+                len: c.len,
+                rights: c.rights,
+                devices: c.devices,
+                grant_to: c.grant_to,
+                parent: None,
+            }));
+            m.handles.insert((c.client, next[c.client]), m.caps.len() - 1);
+            next[c.client] += 1;
+        }
+        m
+    }
+
+    pub fn live(&self, i: usize) -> Option<&MCap> {
+        self.caps.get(i).and_then(Option::as_ref)
+    }
+
+    pub fn descends(&self, mut i: usize, root: usize) -> bool {
+        loop {
+            if i == root {
+                return true;
+            }
+            match self.live(i).and_then(|c| c.parent) {
+                Some(p) => i = p,
+                None => return false,
+            }
+        }
+    }
+
+    pub fn remove_subtree(&mut self, root: usize) {
+        let doomed: Vec<usize> =
+            (0..self.caps.len()).filter(|&i| self.live(i).is_some() && self.descends(i, root)).collect();
+        for i in &doomed {
+            self.caps[*i] = None;
+        }
+        self.handles.retain(|_, v| !doomed.contains(v));
+        self.grants.retain(|_, v| !doomed.contains(v));
+    }
+
+    /// The description's capability that `i` derives from.
+    pub fn root(&self, mut i: usize) -> &MCap {
+        while let Some(p) = self.live(i).and_then(|c| c.parent) {
+            i = p;
+        }
+        self.live(i).expect("a live root")
+    }
+
+    /// May `device` (owned by `owner`) reach physical page `pa` with `rights`?
+    pub fn allows(&self, owner: usize, device: usize, pa: u64, rights: Rights) -> bool {
+        self.caps.iter().flatten().any(|c| {
+            c.holder == owner
+                && c.devices & (1 << device) != 0
+                && c.rights.contains(rights)
+                && pa >= c.pa
+                && pa + PAGE <= c.pa + c.len
+        })
+    }
+}
+
+pub fn pages(s: &Service<'_, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
+    let mut out: BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> = BTreeMap::new();
+    s.for_each_mapped_page(|d, iova, pa, r| {
+        out.entry(d).or_default().insert(iova, (pa, r));
+    });
+    out
+}
+
+/// Every translation the IOMMU holds, tables and cache, per device.
+pub fn hw_translations(s: &Service<'_, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
+    (0..DEVICES.len()).map(|d| (d, s.hw().translations(d))).filter(|(_, t)| !t.is_empty()).collect()
+}
+
+/// Every translation a device can use right now.
+pub fn hw_reachable(s: &Service<'_, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
+    (0..DEVICES.len()).map(|d| (d, s.hw().reachable(d))).filter(|(_, t)| !t.is_empty()).collect()
+}
+
+/// What the IOMMU held before a request: every translation, and which devices were enabled.
+pub type Before = (BTreeMap<usize, BTreeMap<u64, (u64, Rights)>>, BTreeMap<usize, bool>);
+
+/// The state `judge` compares a request's effect against.
+pub fn before(s: &Service<'_, ModelHw>) -> Before {
+    (hw_translations(s), s.hw().enabled.clone())
+}
+
+impl Model {
+    /// Judge `client`'s request `req`, answered `reply`, against the model, and bring the
+    /// model up to date: invariants 3 and 4, and the legitimacy of every success. Returns
+    /// whether it succeeded; what MAP made goes into `known` as (device, IOVA, length).
+    #[allow(clippy::too_many_arguments)]
+    pub fn judge(
+        &mut self,
+        s: &Service<'_, ModelHw>,
+        client: usize,
+        req: Request,
+        reply: &Reply,
+        before: &Before,
+        known: &mut Vec<(usize, u64, u64)>,
+        ctx: &dyn Fn() -> String,
+    ) -> bool {
+        let m = self;
+        let mut successes = 0;
+        match (&reply, req) {
+            // Revocation and release take the capabilities away even when the IOMMU did
+            // not confirm every removal (those stay pending, their devices blocked).
+            (Reply::Err(ErrorCode::Hardware), Request::Revoke { grant }) => {
+                if let Some(&root) = m.grants.get(&(client, grant.0)) {
+                    m.remove_subtree(root);
+                }
+            }
+            (Reply::Err(ErrorCode::Hardware), Request::Release { cap }) => {
+                if let Some(&root) = m.handles.get(&(client, cap.0)) {
+                    m.remove_subtree(root);
+                }
+            }
+            (Reply::Err(ErrorCode::Hardware), _) => {}
+            (Reply::Err(_), _) => {
+                assert_eq!((hw_translations(s), s.hw().enabled.clone()), *before, "refused but changed: {}", ctx())
+            }
+            (Reply::Ok { values, .. }, Request::Map { device, len, .. }) => {
+                successes += 1;
+                known.push((device.0 as usize, values[0], len));
+            }
+            (Reply::Ok { .. }, Request::Unmap { device, iovas, count }) => {
+                successes += 1;
+                let d = device.0 as usize;
+                for iova in &iovas[..count] {
+                    let len = known
+                        .iter()
+                        .find(|k| k.0 == d && k.1 == *iova)
+                        .map(|k| k.2)
+                        .unwrap_or_else(|| panic!("unmapped what was never mapped: {}", ctx()));
+                    known.retain(|k| !(k.0 == d && k.1 == *iova));
+                    for p in 0..len / PAGE {
+                        assert!(!s.hw().translations(d).contains_key(&(iova + p * PAGE)), "{}", ctx());
+                    }
+                }
+            }
+            (Reply::Ok { values, .. }, Request::Grant { cap, to, offset, len, rights, devices }) => {
+                successes += 1;
+                // The model decides independently whether the grant was legitimate.
+                let parent =
+                    *m.handles.get(&(client, cap.0)).unwrap_or_else(|| panic!("granted from a non-cap: {}", ctx()));
+                let p = m.live(parent).unwrap().clone();
+                assert!(p.rights.contains(rights), "widened rights: {}", ctx());
+                assert!(offset.checked_add(len).is_some_and(|e| e <= p.len), "widened range: {}", ctx());
+                let to = to.0 as usize;
+                let owned: u64 =
+                    DEVICES.iter().enumerate().filter(|(_, d)| d.owner == to).fold(0, |a, (i, _)| a | 1 << i);
+                assert!(devices & !owned == 0, "devices not the receiver's: {}", ctx());
+                assert!(p.grant_to & (1 << to) != 0, "granted where the description does not allow: {}", ctx());
+                // Back to the capability's first holder: only for the devices the
+                // description named for it.
+                let root = m.root(parent);
+                assert!(to != root.holder || devices & !root.devices == 0, "widened to other devices: {}", ctx());
+                m.caps.push(Some(MCap {
+                    holder: to,
+                    pa: p.pa + offset,
+                    len,
+                    rights,
+                    devices,
+                    grant_to: p.grant_to,
+                    parent: Some(parent),
+                }));
+                let idx = m.caps.len() - 1;
+                m.grants.insert((client, values[0] as u32), idx);
+                m.handles.insert((to, values[1] as u32), idx);
+            }
+            (Reply::Ok { .. }, Request::Revoke { grant }) => {
+                successes += 1;
+                let root =
+                    *m.grants.get(&(client, grant.0)).unwrap_or_else(|| panic!("revoked a non-grant: {}", ctx()));
+                let before = pages_of_subtree(m, root);
+                m.remove_subtree(root);
+                assert_gone(s, m, &before, &ctx);
+            }
+            (Reply::Ok { .. }, Request::Release { cap }) => {
+                successes += 1;
+                let root = *m.handles.get(&(client, cap.0)).unwrap_or_else(|| panic!("released a non-cap: {}", ctx()));
+                assert!(m.live(root).unwrap().parent.is_some(), "released a boot capability: {}", ctx());
+                let before = pages_of_subtree(m, root);
+                m.remove_subtree(root);
+                assert_gone(s, m, &before, &ctx);
+            }
+            (Reply::Ok { .. }, _) => {}
+        }
+        successes > 0
+    }
+}
+
+/// Invariants 1 and 2, after every step, and the rule behind them: a translation whose
+/// removal the IOMMU did not confirm is never usable.
+pub fn check(s: &Service<'_, ModelHw>, m: &Model, ctx: &dyn Fn() -> String) {
+    assert_eq!(hw_translations(s), pages(s), "IOMMU and service disagree: {}", ctx());
+    for (d, stale) in &s.hw().stale {
+        let enabled = s.hw().enabled.get(d).copied().unwrap_or(false);
+        assert!(stale.is_empty() || !enabled, "device {d} enabled over stale translations {stale:x?}: {}", ctx());
+    }
+    for (d, table) in &hw_reachable(s) {
+        let owner = DEVICES[*d].owner;
+        for (iova, (pa, r)) in table {
+            assert!(
+                m.allows(owner, *d, *pa, *r),
+                "device {d} reaches {pa:#x} ({r:?}) at {iova:#x} without a capability: {}",
+                ctx()
+            );
+        }
+    }
+}
+
+/// The physical ranges of a capability subtree, before it goes.
+pub fn pages_of_subtree(m: &Model, root: usize) -> Vec<(u64, u64)> {
+    (0..m.caps.len())
+        .filter(|&i| m.live(i).is_some() && m.descends(i, root))
+        .map(|i| (m.caps[i].as_ref().unwrap().pa, m.caps[i].as_ref().unwrap().len))
+        .collect()
+}
+
+/// Invariant 4 for a revocation answered `Ok`: no device has a translation to memory of
+/// the gone capabilities unless another live capability of its owner covers it.
+pub fn assert_gone(s: &Service<'_, ModelHw>, m: &Model, gone: &[(u64, u64)], ctx: &dyn Fn() -> String) {
+    for (d, table) in &hw_translations(s) {
+        for (iova, (pa, r)) in table {
+            let in_gone = gone.iter().any(|(base, len)| *pa >= *base && *pa < base + len);
+            assert!(
+                !in_gone || m.allows(DEVICES[*d].owner, *d, *pa, *r),
+                "device {d} still translates {iova:#x} to revoked {pa:#x}: {}",
+                ctx()
+            );
+        }
+    }
+}
