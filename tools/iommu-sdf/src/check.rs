@@ -508,6 +508,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
             ));
         }
     }
+    handle_tables(sys, &mut out);
     if let Some(iommu) = &sys.iommu {
         if sys.pd(&iommu.pd).is_none() {
             out.push(p(
@@ -566,6 +567,47 @@ pub fn check(sys: &System) -> Vec<Problem> {
 
 /// The IOMMU PD's map with `setvar_vaddr=symbol`, which a symbol can name once: each
 /// further map with it is refused (`why` says what goes wrong, `fix` what to do).
+/// Every client's handle table must hold, at once, its own capabilities, a record of
+/// every grant it may make, and every grant each client that could lend to it may make
+/// (by their `grants` quotas): then no client can fill another's table. The count is the
+/// service's own (`Config::handles_needed`), on the policy `build` generates.
+fn handle_tables(sys: &System, out: &mut Vec<Problem>) {
+    if sys.iommu.is_none() {
+        return;
+    }
+    let policy = crate::policy::policy(sys);
+    let clients: Vec<_> = policy.clients.iter().map(|c| c.1).collect();
+    let devices: Vec<_> = policy.devices.iter().map(|d| d.1).collect();
+    let regions: Vec<_> = policy.regions.iter().map(|r| r.1).collect();
+    let caps: Vec<_> = policy.caps.iter().map(|c| c.1).collect();
+    let cfg = iommu_pd::Config {
+        clients: &clients,
+        devices: &devices,
+        regions: &regions,
+        caps: &caps,
+        static_maps: &policy.static_maps,
+        faults: iommu_pd::FaultPolicy { window: 1, max_faults: 1 },
+    };
+    for (i, (name, _)) in policy.clients.iter().enumerate() {
+        let needed = cfg.handles_needed(i);
+        if needed > iommu_pd::service::MAX_HANDLES {
+            let (line, element) = match sys.quotas.iter().find(|q| q.pd == *name) {
+                Some(q) => (q.line, "dma_quota"),
+                None => (sys.pd(name).map_or(0, |pd| pd.line), "protection_domain"),
+            };
+            out.push(p(
+                line,
+                element,
+                format!(
+                    "`{name}` may need {needed} handles at once (its capabilities, its grants, and the grants of every client that may lend to it); a client has {}",
+                    iommu_pd::service::MAX_HANDLES
+                ),
+                "lower the `grants` quotas of the clients that may lend to it, or lend it less",
+            ));
+        }
+    }
+}
+
 fn symbol_map<'a>(
     iommu: &'a ProtectionDomain,
     symbol: &str,
