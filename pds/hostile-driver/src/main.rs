@@ -46,6 +46,9 @@ fn init() -> Hostile {
     // reaches; the description lets this capability go to no one.
     let r = iommu.grant(Handle(0), ClientId(0), 0, 0x1000, Rights::READ, 1 << OTHER_DEVICE.0);
     debug_println!("hostile: GRANT of its scratch page to the edu driver: {r:?}");
+    // RELEASE is for what a client was lent; what the description gives stays.
+    let r = iommu.release(Handle(0));
+    debug_println!("hostile: RELEASE of the capability the description gave it: {r:?}");
 
     // Its own scratch page is mapped (read-only); everything else its device tries is
     // blocked. It writes over the scratch page and the pages after it, one 256-byte DMA
