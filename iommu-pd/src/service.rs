@@ -949,9 +949,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
             if let Err(e) = self.remove_where(d, |m| doomed[m.cap as usize]) {
                 result = Err(e);
             }
-            // A mapping of the subtree whose removal an earlier request could not confirm
-            // is still the subtree's: `Ok` only once it is confirmed gone too.
-            let earlier = self.select(d, |m| m.pending && doomed[m.cap as usize]).1 > 0;
+            // A removal an earlier request could not confirm may be of the same memory
+            // (the subtree's, or an earlier grant of it whose capability is gone and whose
+            // slot may since have been reused): `Ok` only once every removal pending on
+            // the device is confirmed.
+            let earlier = self.select(d, |m| m.pending).1 > 0;
             if earlier && result.is_ok() {
                 result = self.settle(d);
             }

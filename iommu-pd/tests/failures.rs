@@ -151,3 +151,37 @@ fn failed_map_and_failed_block_change_nothing() {
     assert_eq!(s.hw().reachable(0).len(), 1);
     assert_eq!(call(&mut s, NET, Request::Query), Reply::ok(&[1, 16, 1, 64, 0, 0, 0, 0, 4]));
 }
+
+/// A grant revoked while its removal could not be confirmed, then the same memory lent
+/// and revoked again: the second REVOKE answers `Ok` only once no translation of that
+/// memory is left, the first one's included (its capability, and so its slot, are gone).
+#[test]
+fn a_later_revoke_of_the_same_memory_finishes_the_earlier_removal() {
+    let mut s = service();
+    let lend = Request::Grant {
+        cap: iommu_protocol::Handle(0),
+        to: ClientId(BLK as u32),
+        offset: 0,
+        len: 0x1000,
+        rights: Rights::READ,
+        devices: 1 << DISK,
+    };
+    let Reply::Ok { values, .. } = call(&mut s, NET, lend) else { panic!("grant refused") };
+    map(&mut s, BLK, values[1] as u32, DISK, 0, 0x1000, Some(IOVA_BASE), Rights::READ);
+    s.hw_mut().fail_next = Some("unmap");
+    let revoke = |g: u64| Request::Revoke { grant: iommu_protocol::Handle(g as u32) };
+    assert_eq!(call(&mut s, NET, revoke(values[0])), err(ErrorCode::Hardware));
+    // Another grant takes the freed capability slot first.
+    let other = Request::Grant {
+        cap: iommu_protocol::Handle(0),
+        to: ClientId(BLK as u32),
+        offset: 0,
+        len: 0x1000,
+        rights: Rights::READ,
+        devices: 1 << DISK,
+    };
+    assert!(matches!(call(&mut s, EVIL, other), Reply::Ok { .. }));
+    let Reply::Ok { values, .. } = call(&mut s, NET, lend) else { panic!("grant refused") };
+    assert_eq!(call(&mut s, NET, revoke(values[0])), Reply::ok(&[]));
+    assert!(s.hw().translations(1).is_empty(), "{:x?}", s.hw().translations(1));
+}
