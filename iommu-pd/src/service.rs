@@ -846,10 +846,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || end > cap.len {
             return Err(ErrorCode::OutOfRange);
         }
-        let root = self.root_of(ci);
-        let allowed = reach::devices_for(root.holder as usize, root.devices, root.grant_to, to, self.devices_of(to));
-        if devices == 0 || devices & !allowed != 0 {
+        let owned = self.devices_of(to);
+        if devices == 0 || devices & !owned != 0 {
             return Err(ErrorCode::BadDevice);
+        }
+        // The receiver's devices, but not ones the description keeps this memory from.
+        let root = self.root_of(ci);
+        if devices & !reach::devices_for(root.holder as usize, root.devices, root.grant_to, to, owned) != 0 {
+            return Err(ErrorCode::Denied);
         }
         if self.clients[client].usage.grants >= self.cfg.clients[client].max_grants {
             return Err(ErrorCode::QuotaGrants);

@@ -230,8 +230,9 @@ pub enum ErrorCode {
     /// The device is quarantined.
     Quarantined = 13,
     /// The policy does not allow this (resume not permitted, a grant to a client the
-    /// description does not let the capability go to, revoke of a capability the caller
-    /// did not grant).
+    /// description does not let the capability go to, or for a device it keeps the
+    /// capability from, revoke of a capability the caller did not grant, release of a
+    /// capability from the description).
     Denied = 14,
     /// The IOMMU failed or did not confirm in time. A removal of access that was not
     /// confirmed stays pending and the device is blocked until it is retried and

@@ -181,7 +181,7 @@ fn a_self_lendable_pool_stays_with_its_device() {
         rights: Rights::READ_WRITE,
         devices: 0b10,
     };
-    assert_eq!(call(&mut s, 0, g), Reply::Err(iommu_protocol::ErrorCode::BadDevice));
+    assert_eq!(call(&mut s, 0, g), Reply::Err(iommu_protocol::ErrorCode::Denied));
     assert!(s.hw().reachable(1).is_empty());
     within_report(&sys, &s).unwrap();
 }
