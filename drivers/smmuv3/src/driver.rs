@@ -220,6 +220,10 @@ pub struct Smmu<M: Mmio> {
     streams: [Option<(StreamId, DomainId)>; MAX_STREAMS],
     stats: Stats,
     gbpa_aborts: bool,
+    /// Fault injection: the next unmap's first invalidation goes out as a command the SMMU
+    /// rejects (CERROR_ILL), as a failing SMMU might refuse or lose it.
+    #[cfg(feature = "fault-injection")]
+    reject_next_invalidation: bool,
 }
 
 // SAFETY: the driver exclusively owns its registers and memory regions (by `init`'s
@@ -464,6 +468,8 @@ impl<M: Mmio> Smmu<M> {
             streams: [None; MAX_STREAMS],
             stats: Stats::default(),
             gbpa_aborts,
+            #[cfg(feature = "fault-injection")]
+            reject_next_invalidation: false,
         };
 
         // 5. Command queue on; drop anything cached from before (config and TLBs).
@@ -810,12 +816,19 @@ impl<M: Mmio> Smmu<M> {
         }
         let asid = dom.asid;
         let per_page = leaves <= TLBI_ASID_THRESHOLD;
+        #[cfg(feature = "fault-injection")]
+        let mut reject = core::mem::take(&mut self.reject_next_invalidation);
+        #[cfg(not(feature = "fault-injection"))]
+        let mut reject = false;
+        // The first invalidation, or in its place a command the SMMU rejects.
+        let mut invalidation = |cmd: Command| if core::mem::take(&mut reject) { Command([0x7f, 0]) } else { cmd };
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
         let mut queue_error = None;
         for &(iova, len) in ranges {
             dom.table.unmap(pool, iova, len, |leaf| {
                 if per_page && queue_error.is_none() {
-                    if let Err(e) = cmdq.push(regs, stats, Command::tlbi_nh_va(asid, leaf.iova, true, None)) {
+                    let cmd = invalidation(Command::tlbi_nh_va(asid, leaf.iova, true, None));
+                    if let Err(e) = cmdq.push(regs, stats, cmd) {
                         queue_error = Some(e);
                     }
                 }
@@ -823,7 +836,7 @@ impl<M: Mmio> Smmu<M> {
         }
         if !per_page || queue_error.is_some() {
             // One command covers every entry of the ASID.
-            cmdq.push(regs, stats, Command::tlbi_nh_asid(asid))?;
+            cmdq.push(regs, stats, invalidation(Command::tlbi_nh_asid(asid)))?;
         }
         cmdq.sync(regs, stats)?;
         Ok(leaves)
@@ -931,6 +944,13 @@ impl<M: Mmio> Smmu<M> {
     /// the SMMU is responsive).
     pub fn sync(&mut self) -> Result<(), Error> {
         self.cmdq.sync(&self.regs, &mut self.stats)
+    }
+
+    /// Fault injection: the next unmap's invalidation is rejected by the SMMU, after the
+    /// entries left the tables; what a failing SMMU does to a driver that trusts it.
+    #[cfg(feature = "fault-injection")]
+    pub fn reject_next_invalidation(&mut self) {
+        self.reject_next_invalidation = true;
     }
 
     /// Queue `cmd` as it is and wait for a CMD_SYNC: for tests that provoke command

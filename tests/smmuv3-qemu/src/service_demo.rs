@@ -426,6 +426,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
     );
 
     virtio_blk(&mut s, pci, blk_df, report);
+    unconfirmed_unmap(&mut s, &mut a, &cfg, report);
 
     println!("  edu-a's driver crashes: the service tears it down");
     let torn = s.client_torn_down(A);
@@ -448,6 +449,58 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
     println!(
         "service: {} requests refused, {} quarantines, {} unattributed faults",
         st.refused, st.quarantines, st.unattributed_faults
+    );
+}
+
+/// The SMMU rejects the invalidation of edu-a's UNMAP (injected): the page is gone from
+/// the tables but QEMU's SMMU still has it in its TLB (the driver test shows it
+/// translating). The service keeps the mapping, pending, and the device blocked; RESUME
+/// retries the removal (a TLBI by ASID) before the device runs again, so the old page
+/// never comes back.
+fn unconfirmed_unmap(s: &mut Svc<'_>, a: &mut Dev, cfg: &Config<'_>, report: &mut Report) {
+    println!("  the SMMU rejects the invalidation of edu-a's UNMAP of its source page (injected)");
+    memory::fill(&service_page(0), 0xc3);
+    memory::fill(&service_page(1), 0);
+    a.copy(a.src_iova, a.chk_iova); // the source page's translation is now cached
+    let warm = holds(&service_page(1), 0xc3);
+    s.hw_mut().smmu().reject_next_invalidation();
+    let mut iovas = [0; MAX_UNMAP_RANGES];
+    iovas[0] = a.src_iova;
+    let u = call(s, A, Request::Unmap { device: DeviceId(0), iovas, count: 1 });
+    let _ = s.hw_mut().smmu().check_global_errors();
+    let pending = match call(s, A, Request::Query) {
+        Reply::Ok { values, .. } => values[6],
+        Reply::Err(_) => u64::MAX,
+    };
+    let blocked_map = map(s, A, 0, 0, 2, Rights::READ);
+    memory::fill(&service_page(0), 0xc4);
+    memory::fill(&service_page(1), 0x11);
+    a.copy(a.src_iova, a.chk_iova);
+    report.check(
+        "service: an unconfirmed unmap stays pending, the device blocked",
+        warm && u == Reply::Err(ErrorCode::Hardware)
+            && pending == 1
+            && blocked_map == Reply::Err(ErrorCode::RemovalPending)
+            && holds(&service_page(1), 0x11),
+        format_args!("UNMAP: {u:?}; QUERY: {pending} removal pending; MAP: {blocked_map:?}; device A's DMA aborts"),
+    );
+    let r = call(s, A, Request::Resume { device: DeviceId(0) });
+    a.copy(a.src_iova, a.chk_iova);
+    route_faults(s);
+    let told = read_faults(s, A, cfg);
+    let stale = holds(&service_page(1), 0xc4);
+    a.src_iova = iova_of(map(s, A, 0, 0, 0, Rights::READ));
+    a.copy(a.src_iova, a.chk_iova);
+    report.check(
+        "service: RESUME retries the removal before the device runs again",
+        r == Reply::ok(&[])
+            && !stale
+            && told.iter().any(|f| f.iova == iovas[0] && f.write == 0)
+            && holds(&service_page(1), 0xc4),
+        format_args!(
+            "RESUME: {r:?}; the old iova {:#x} faults instead of reading the page; mapped afresh at {:#x}, it reads 0xc4",
+            iovas[0], a.src_iova
+        ),
     );
 }
 

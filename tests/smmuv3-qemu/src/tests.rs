@@ -221,14 +221,15 @@ pub fn run(p: &Platform, gic: &mut GicV3, edus: &[EduDev], report: &mut Report) 
     second_device(&mut cx, &mut a, &mut b, buf_a);
     abort_and_back(&mut cx, &mut a, dom_a, buf_a);
     command_error(&mut cx, &mut a, dom_a, p.smmu_irqs.gerror);
+    rejected_invalidation(&mut cx, &mut a, dom_a);
     let s = cx.smmu.stats();
     println!(
         "smmu: {} commands, {} syncs, {} events, {} overflows, {} command errors, {} timeouts",
         s.commands, s.syncs, s.events, s.event_overflows, s.command_errors, s.timeouts
     );
     cx.report.check(
-        "only the provoked command error, no timeouts",
-        s.command_errors == 1 && s.timeouts == 0,
+        "only the two provoked command errors, no timeouts",
+        s.command_errors == 2 && s.timeouts == 0,
         format_args!("{s:?}"),
     );
 }
@@ -480,5 +481,42 @@ fn command_error(cx: &mut Ctx, a: &mut Dev, dom: DomainId, gerror_irq: Option<u3
         "queue recovered",
         mapped.is_ok() && r.is_ok() && untouched(&pg, 0, 0x44),
         format_args!("unmap after the error: {r:?}; {:#x} still holds 0x44", pg.pa.0),
+    );
+}
+
+/// The SMMU rejects an unmap's invalidation after the entry left the tables (injected: the
+/// TLBI goes out as a command it refuses). The driver says the unmap failed, and rightly:
+/// QEMU's SMMU, like hardware, still translates the page from its TLB. A TLBI by ASID (what
+/// the IOMMU service's retry sends) is what ends it.
+fn rejected_invalidation(cx: &mut Ctx, a: &mut Dev, dom: DomainId) {
+    println!("test: the SMMU rejects an unmap's invalidation (injected)");
+    let pg = page(7);
+    let mapped = cx.smmu.map(dom, Iova(IOVA_UNMAP), pg.pa, 4096, Perm::ReadWrite, MemType::Normal);
+    // The device's write caches the translation.
+    cx.device_writes(a, IOVA_UNMAP, 0x5b);
+    cx.smmu.reject_next_invalidation();
+    let r = cx.smmu.unmap(dom, Iova(IOVA_UNMAP), 4096);
+    let left_tables = cx.smmu.translate(dom, Iova(IOVA_UNMAP)) == Ok(None);
+    let _ = cx.smmu.check_global_errors();
+    cx.report.check(
+        "rejected invalidation reported",
+        mapped.is_ok() && matches!(r, Err(smmuv3::Error::CommandError { .. })) && left_tables,
+        format_args!("unmap: {r:?}; the page table no longer maps {IOVA_UNMAP:#x}"),
+    );
+    memory::fill(&pg, 0x44);
+    cx.device_writes(a, IOVA_UNMAP, 0x67);
+    cx.report.check(
+        "the SMMU still translates from its TLB",
+        untouched(&pg, 0, 0x67),
+        format_args!("{:#x} holds 0x67: the hazard the service keeps the device blocked for", pg.pa.0),
+    );
+    let inv = cx.smmu.invalidate_domain(dom);
+    memory::fill(&pg, 0x44);
+    let seen = cx.device_writes(a, IOVA_UNMAP, 0x68);
+    cx.collect(true, seen);
+    cx.report.check(
+        "a TLBI by ASID ends it",
+        inv.is_ok() && untouched(&pg, 0, 0x44),
+        format_args!("{inv:?}; {:#x} still holds 0x44", pg.pa.0),
     );
 }
