@@ -29,6 +29,20 @@ pub fn wmb() {
     core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
 }
 
+/// Complete earlier reads and writes of memory before later accesses, MMIO included: for
+/// handing queue slots back to the SMMU (a CONS write) only once the records in them have
+/// been read (Linux's `mb`).
+#[inline(always)]
+pub fn mb() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a DSB has no effect on memory or registers other than ordering.
+    unsafe {
+        core::arch::asm!("dsb sy", options(nostack, preserves_flags));
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+}
+
 /// Order an MMIO read (such as a queue's PROD register) before later reads of the memory
 /// it announces (Linux's `rmb` after `readl`).
 #[inline(always)]

@@ -199,6 +199,8 @@ register_structs! {
         (0x0b8 => pub eventq_irq_cfg1: ReadWrite<u32>),
         (0x0bc => pub eventq_irq_cfg2: ReadWrite<u32>),
         (0x0c0 => _reserved6),
+        (0x0d0 => pub priq_irq_cfg0: ReadWrite<u64>),
+        (0x0d8 => _reserved7),
         (0x10000 => @END),
     }
 }

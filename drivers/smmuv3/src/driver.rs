@@ -12,7 +12,8 @@ use crate::barrier;
 use crate::cd::{ips_from_oas, Cd, Stage1Context, CD_SIZE, CD_WORDS};
 use crate::cmd::{Command, CMD_SIZE};
 use crate::device::{
-    CMDQ_CONS, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR, IRQ_CTRL, Q_BASE, STRTAB_BASE, STRTAB_BASE_CFG,
+    CMDQ_CONS, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR, IDR0, IRQ_CTRL, Q_BASE, STRTAB_BASE,
+    STRTAB_BASE_CFG,
 };
 use crate::entry::{self, EntryTarget, SteKind};
 use crate::event::{Event, EventRecord, EVT_SIZE};
@@ -38,6 +39,14 @@ pub enum Error {
     Unsupported(Unsupported),
     /// A memory region handed to `init` is too small or misaligned; names which.
     BadMemory(&'static str),
+    /// A memory region handed to `init` is not aligned as the SMMU needs: it ignores the
+    /// address bits below this alignment, so it would read another entry or padding.
+    Misaligned {
+        /// Which region.
+        what: &'static str,
+        /// The alignment it needs, in bytes.
+        align: u64,
+    },
     /// The hardware did not respond within the poll bound; names what was awaited.
     Timeout(&'static str),
     /// The SMMU rejected a command (SMMU_CMDQ_CONS.ERR), now skipped and acknowledged.
@@ -86,6 +95,9 @@ impl fmt::Display for Error {
         match self {
             Error::Unsupported(u) => write!(f, "unsupported SMMU: {u}"),
             Error::BadMemory(what) => write!(f, "memory for the {what} is too small or misaligned"),
+            Error::Misaligned { what, align } => {
+                write!(f, "the {what} must be aligned to {align:#x} bytes (the SMMU ignores lower address bits)")
+            }
             Error::Timeout(what) => write!(f, "timed out waiting for {what}"),
             Error::CommandError { code, opcode } => {
                 write!(f, "SMMU rejected command {opcode:#x} with CERROR {code}")
@@ -184,6 +196,10 @@ pub struct Drained {
     pub events: u32,
     /// The queue had overflowed since the last pass: some records were lost.
     pub overflowed: bool,
+    /// Records are still waiting (a queue's worth was delivered and more came): call
+    /// again. The SMMU raises no new interrupt for them (it signals a queue going from
+    /// empty to non-empty).
+    pub remaining: bool,
 }
 
 /// Global errors active at one check (SMMU_GERROR ^ SMMU_GERRORN), now acknowledged.
@@ -389,17 +405,38 @@ impl<M: Mmio> Smmu<M> {
         let features = probe::probe(&id, &needs)?;
 
         // 1. Abort incoming transactions while the SMMU is (re)configured, then disable.
+        // SMMU_GBPA may be written only while UPDATE is 0, and its other fields (memory
+        // attribute overrides) are kept: read-modify-write (IHI 0070 6.3.14).
         let poll = config.poll_limit;
-        regs.write32(reg::GBPA, (GBPA::ABORT::SET + GBPA::UPDATE::SET).value);
-        wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & GBPA::UPDATE.mask << GBPA::UPDATE.shift == 0)?;
+        let update = GBPA::UPDATE.mask << GBPA::UPDATE.shift;
+        wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
+        let gbpa = regs.read32(reg::GBPA) | GBPA::ABORT.mask << GBPA::ABORT.shift;
+        regs.write32(reg::GBPA, gbpa | update);
+        wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
         // Some implementations lack GBPA (QEMU 7.2 reads it as zero and ignores writes):
         // then a disabled SMMU lets DMA through, and only the aborting stream table below
         // closes that window. Record whether the abort took, for the system to report.
         let gbpa_aborts = regs.read32(reg::GBPA) & (GBPA::ABORT.mask << GBPA::ABORT.shift) != 0;
         regs.write32(reg::IRQ_CTRL, 0);
         wait(poll, "SMMU_IRQ_CTRLACK", || regs.read32(reg::IRQ_CTRLACK) == 0)?;
+        // The MSI address registers reset UNKNOWN, and an SMMU with MSIs writes to a
+        // non-zero address when the interrupt fires: clear them while interrupts are off
+        // (this driver uses wired interrupts) (IHI 0070 6.3.18, 6.3.31, 6.3.34).
+        regs.write64(reg::GERROR_IRQ_CFG0, 0);
+        regs.write64(reg::EVENTQ_IRQ_CFG0, 0);
+        let idr0 = LocalRegisterCopy::<u32, IDR0::Register>::new(id.idr[0]);
+        if idr0.read(IDR0::PRI) == 1 {
+            regs.write64(reg::PRIQ_IRQ_CFG0, 0);
+        }
         regs.write32(reg::CR0, 0);
         wait(poll, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)?;
+        // Errors left active from before (a warm re-init) survive queue enables: a stale
+        // CMDQ_ERR would make the first command look rejected. Acknowledge them all
+        // (GERRORN := GERROR) before any command (IHI 0070 6.3.17).
+        let active = regs.read32(reg::GERROR) ^ regs.read32(reg::GERRORN);
+        if active != 0 {
+            regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ active);
+        }
 
         // 2. Table and queue accesses: write-back cacheable, inner shareable (coherent).
         regs.write32(
@@ -435,6 +472,12 @@ impl<M: Mmio> Smmu<M> {
         let cmdq_log2 = queue_log2(&mem.cmdq, CMD_SIZE, features.cmdq_log2).ok_or(Error::BadMemory("command queue"))?;
         let eventq_log2 =
             queue_log2(&mem.eventq, EVT_SIZE, features.eventq_log2).ok_or(Error::BadMemory("event queue"))?;
+        check_queue_alignment(&mem.cmdq, CMD_SIZE, cmdq_log2, "command queue")?;
+        check_queue_alignment(&mem.eventq, EVT_SIZE, eventq_log2, "event queue")?;
+        // STE.S1ContextPtr keeps address bits [51:6] only.
+        if !mem.cds.pa.is_aligned(64) {
+            return Err(Error::Misaligned { what: "context descriptors", align: 64 });
+        }
         // Both queues start empty: PROD == CONS == 0.
         for (base, prod, cons, region, log2) in [
             (reg::CMDQ_BASE, reg::CMDQ_PROD, reg::CMDQ_CONS, &mem.cmdq, cmdq_log2),
@@ -488,6 +531,12 @@ impl<M: Mmio> Smmu<M> {
             let want = smmu.regs.read32(reg::IRQ_CTRL);
             wait(poll, "SMMU_IRQ_CTRLACK", || smmu.regs.read32(reg::IRQ_CTRLACK) == want)?;
         }
+        // With ATS, SMMU_CR0.ATSCHK resets to 0, and then ATS-translated PCIe traffic
+        // passes with no stream table or TLB lookup, whatever STE.EATS says: have the
+        // SMMU check it against the STE before translation is on (IHI 0070 6.3.9.3).
+        if idr0.read(IDR0::ATS) == 1 {
+            smmu.enable(CR0::ATSCHK::SET.value)?;
+        }
         smmu.enable(CR0::SMMUEN::SET.value)?;
         Ok(smmu)
     }
@@ -501,11 +550,14 @@ impl<M: Mmio> Smmu<M> {
 
     fn init_stream_table(mem: &Memory, features: &Features, sid_bits: u32) -> Result<StreamTable, Error> {
         let st = &mem.stream_table;
-        if !st.pa.is_aligned(64) {
-            return Err(Error::BadMemory("stream table"));
-        }
         let linear_bytes = STE_SIZE.checked_shl(sid_bits).unwrap_or(usize::MAX);
         if sid_bits < 32 && linear_bytes <= st.len {
+            // The SMMU aligns STRTAB_BASE to the table's size, ignoring the bits below
+            // (IHI 0070 6.3.23): a table elsewhere would be read from the wrong place.
+            let align = (linear_bytes as u64).max(64);
+            if !st.pa.is_aligned(align) {
+                return Err(Error::Misaligned { what: "linear stream table", align });
+            }
             for sid in 0..1usize << sid_bits {
                 // SAFETY: STE `sid` lies inside the region (checked above).
                 unsafe { write_ste_raw(st.va, sid, &Ste::abort()) };
@@ -517,6 +569,14 @@ impl<M: Mmio> Smmu<M> {
         }
         let l1_entries = 1usize << (sid_bits - STRTAB_SPLIT);
         let l2_bytes = STE_SIZE << STRTAB_SPLIT;
+        // The level-1 table is aligned to its size like a linear one, and each level-2
+        // table to its own size (L1STD.L2Ptr ignores the bits below, IHI 0070 5.1): the
+        // level-2 tables are placed at multiples of their size from the region's start,
+        // so the region must be aligned to the larger of the two.
+        let align = ((l1_entries * 8) as u64).max(l2_bytes as u64).max(64);
+        if !st.pa.is_aligned(align) {
+            return Err(Error::Misaligned { what: "two-level stream table", align });
+        }
         // Level-2 tables are aligned to their size.
         let l2_base = (l1_entries * 8).div_ceil(l2_bytes) * l2_bytes;
         if l2_base >= st.len {
@@ -896,48 +956,74 @@ impl<M: Mmio> Smmu<M> {
         Ok(GlobalErrors(active))
     }
 
-    /// Read every record in the event queue, in order, handing each decoded event to
-    /// `f`. An overflow (records the hardware had to drop) is reported and acknowledged.
-    pub fn drain_events(&mut self, mut f: impl FnMut(Event)) -> Drained {
+    /// Deliver every event record, decoded, to `f`, and hand the slots back. The event
+    /// interrupt marks the queue going from empty to non-empty, so records the SMMU writes
+    /// while this runs raise none: it reads PROD again after handing slots back and goes
+    /// on until PROD equals CONS, or until it has delivered one queue's worth (then
+    /// `remaining` says to call again). An overflow (EVENTQ_PROD.OVFLG) is reported and
+    /// acknowledged (IHI 0070 7.4).
+    pub fn drain_events(&mut self, f: impl FnMut(Event)) -> Drained {
+        self.drain_events_upto(usize::MAX, f)
+    }
+
+    /// `drain_events`, delivering at most `limit` records (for a caller that buffers them
+    /// in a fixed array): the rest stay in the queue, and `remaining` says so.
+    pub fn drain_events_upto(&mut self, limit: usize, mut f: impl FnMut(Event)) -> Drained {
         let ring = self.eventq_ring;
-        let prod_reg = LocalRegisterCopy::<u32, EVENTQ_PROD::Register>::new(self.regs.read32(reg::EVENTQ_PROD));
-        let prod = ring.index(prod_reg.read(EVENTQ_PROD::WR));
-        // Records must be read after PROD says they are there.
-        barrier::rmb();
-        let mut drained = Drained::default();
         let base = self.mem.eventq.va.cast::<[u64; 4]>();
-        // At most one queue's worth, so a misbehaving PROD cannot keep us here.
-        for _ in 0..ring.entries() {
-            if ring.is_empty(prod, self.eventq_cons) {
+        let mut drained = Drained::default();
+        let mut budget = (ring.entries() as usize).min(limit);
+        loop {
+            let prod_reg = LocalRegisterCopy::<u32, EVENTQ_PROD::Register>::new(self.regs.read32(reg::EVENTQ_PROD));
+            let prod = ring.index(prod_reg.read(EVENTQ_PROD::WR));
+            // Records must be read after PROD says they are there.
+            barrier::rmb();
+            while budget > 0 && !ring.is_empty(prod, self.eventq_cons) {
+                let slot = ring.slot(self.eventq_cons) as usize;
+                // SAFETY: `slot < entries`, inside the event queue region.
+                let raw = unsafe { base.add(slot).read_volatile() };
+                self.eventq_cons = ring.next(self.eventq_cons);
+                budget -= 1;
+                drained.events += 1;
+                f(EventRecord(raw).decode());
+            }
+            let overflow = prod_reg.read(EVENTQ_PROD::OVFLG);
+            let cons_reg = self.regs.read32(reg::EVENTQ_CONS);
+            let acked = LocalRegisterCopy::<u32, EVENTQ_CONS::Register>::new(cons_reg).read(EVENTQ_CONS::OVACKFLG);
+            if overflow != acked {
+                drained.overflowed = true;
+                self.stats.event_overflows += 1;
+            }
+            // The slots go back to the SMMU only once their records have been read.
+            barrier::mb();
+            // Acknowledge the overflow (OVACKFLG := OVFLG) with the new read index.
+            self.regs.write32(
+                reg::EVENTQ_CONS,
+                (EVENTQ_CONS::RD.val(self.eventq_cons) + EVENTQ_CONS::OVACKFLG.val(overflow)).value,
+            );
+            let now = LocalRegisterCopy::<u32, EVENTQ_PROD::Register>::new(self.regs.read32(reg::EVENTQ_PROD));
+            if ring.is_empty(ring.index(now.read(EVENTQ_PROD::WR)), self.eventq_cons) {
                 break;
             }
-            let slot = ring.slot(self.eventq_cons) as usize;
-            // SAFETY: `slot < entries`, inside the event queue region.
-            let raw = unsafe { base.add(slot).read_volatile() };
-            self.eventq_cons = ring.next(self.eventq_cons);
-            drained.events += 1;
-            f(EventRecord(raw).decode());
-        }
-        let overflow = prod_reg.read(EVENTQ_PROD::OVFLG);
-        let cons_reg = self.regs.read32(reg::EVENTQ_CONS);
-        let acked = LocalRegisterCopy::<u32, EVENTQ_CONS::Register>::new(cons_reg).read(EVENTQ_CONS::OVACKFLG);
-        if overflow != acked {
-            drained.overflowed = true;
-            self.stats.event_overflows += 1;
+            if budget == 0 {
+                drained.remaining = true;
+                break;
+            }
         }
         self.stats.events += drained.events as u64;
-        // Acknowledge the overflow (OVACKFLG := OVFLG) with the new read index.
-        self.regs.write32(
-            reg::EVENTQ_CONS,
-            (EVENTQ_CONS::RD.val(self.eventq_cons) + EVENTQ_CONS::OVACKFLG.val(overflow)).value,
-        );
         drained
     }
 
     /// The interrupt handler's work: global errors first, then the event queue.
     pub fn handle_interrupt(&mut self, f: impl FnMut(Event)) -> Result<Drained, Error> {
+        self.handle_interrupt_upto(usize::MAX, f)
+    }
+
+    /// `handle_interrupt`, delivering at most `limit` event records (see
+    /// `drain_events_upto`).
+    pub fn handle_interrupt_upto(&mut self, limit: usize, f: impl FnMut(Event)) -> Result<Drained, Error> {
         self.check_global_errors()?;
-        Ok(self.drain_events(f))
+        Ok(self.drain_events_upto(limit, f))
     }
 
     /// Issue CMD_SYNC and wait for it (for callers that queued nothing but want to know
@@ -986,11 +1072,18 @@ fn queue_log2(region: &DmaRegion, entry: usize, max_log2: u32) -> Option<u32> {
         return None;
     }
     let log2 = (usize::BITS - 1 - entries.leading_zeros()).min(max_log2);
-    let bytes = (entry << log2) as u64;
-    if !region.pa.is_aligned(bytes.max(32)) {
-        return None;
-    }
     Some(log2)
+}
+
+/// A queue's base must be aligned to the queue's size (Q_BASE.ADDR ignores the bits
+/// below, IHI 0070 6.3.26): `Misaligned` otherwise.
+fn check_queue_alignment(region: &DmaRegion, entry: usize, log2: u32, what: &'static str) -> Result<(), Error> {
+    let align = ((entry << log2) as u64).max(32);
+    if region.pa.is_aligned(align) {
+        Ok(())
+    } else {
+        Err(Error::Misaligned { what, align })
+    }
 }
 
 /// Store all words of an STE, for tables no stream uses yet.

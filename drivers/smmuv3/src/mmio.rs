@@ -50,6 +50,7 @@ pub mod reg {
     pub const CMDQ_CONS: usize = offset_of!(Page0, cmdq_cons);
     pub const EVENTQ_BASE: usize = offset_of!(Page0, eventq_base);
     pub const EVENTQ_IRQ_CFG0: usize = offset_of!(Page0, eventq_irq_cfg0);
+    pub const PRIQ_IRQ_CFG0: usize = offset_of!(Page0, priq_irq_cfg0);
     pub const EVENTQ_PROD: usize = offset_of!(Registers, page1) + offset_of!(Page1, eventq_prod);
     pub const EVENTQ_CONS: usize = offset_of!(Registers, page1) + offset_of!(Page1, eventq_cons);
 }

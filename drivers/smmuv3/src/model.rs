@@ -49,6 +49,15 @@ struct State {
     stuck: bool,
     reject: Option<u8>,
     error_pending: bool,
+    /// Records that arrive just after the driver reads EVENTQ_PROD, as many as the queue
+    /// has room for each time: written while it drains, so it must look again.
+    late_events: Vec<[u64; 4]>,
+    /// Every register write, in order, for tests of what the driver did when.
+    writes: Vec<(usize, u64)>,
+    /// Reads of SMMU_GBPA still to report UPDATE = 1 (an update in progress at reset).
+    gbpa_busy_reads: u32,
+    /// Rules of the architecture the driver broke (a write to GBPA while UPDATE was 1).
+    violations: Vec<&'static str>,
 }
 
 /// The model. Interior mutability: `Mmio` takes `&self`, like real registers.
@@ -117,6 +126,53 @@ impl SmmuModel {
         self.state.borrow().regs.get(&offset).copied().unwrap_or(0)
     }
 
+    /// Set a register as it reads before the driver starts: registers that reset UNKNOWN,
+    /// or state left by an earlier owner (a warm re-init).
+    pub fn preset(&self, offset: usize, value: u64) {
+        self.state.borrow_mut().regs.insert(offset, value);
+    }
+
+    /// SMMU_GBPA reports an update in progress (UPDATE = 1) for the next `reads` reads.
+    pub fn gbpa_busy_for(&self, reads: u32) {
+        let mut st = self.state.borrow_mut();
+        st.gbpa_busy_reads = reads;
+        let g = st.regs.get(&reg::GBPA).copied().unwrap_or(0);
+        st.regs.insert(reg::GBPA, g | 1 << 31);
+    }
+
+    /// Every register write so far, in order: (offset, value).
+    pub fn register_writes(&self) -> Vec<(usize, u64)> {
+        self.state.borrow().writes.clone()
+    }
+
+    /// Rules of the architecture the driver broke, if any.
+    pub fn violations(&self) -> Vec<&'static str> {
+        self.state.borrow().violations.clone()
+    }
+
+    /// An ATS-translated transaction (a PCIe request whose address the device's ATC
+    /// already translated) to physical address `pa`. With SMMU_CR0.ATSCHK = 0 the SMMU
+    /// lets it through without looking at the stream table; with ATSCHK = 1 only a stream
+    /// whose STE allows ATS (STE.EATS != 0) may send one (IHI 0070 3.9.1.2, 6.3.9.3).
+    pub fn translate_ats(&self, sid: u32, pa: u64) -> Outcome {
+        let st = self.state.borrow();
+        let cr0 = st.regs.get(&reg::CR0).copied().unwrap_or(0);
+        if cr0 & 1 == 0 || cr0 & (1 << 4) == 0 {
+            return Outcome::Bypass(pa);
+        }
+        match read_ste(&st, sid) {
+            // STE.EATS, bits [93:92] (word 1 bits [29:28]).
+            Some(ste) if ste[0] & 1 == 1 && (ste[1] >> 28) & 3 != 0 => Outcome::Bypass(pa),
+            _ => Outcome::Abort,
+        }
+    }
+
+    /// Produce these records just after the driver reads EVENTQ_PROD, as many as fit each
+    /// time (none is lost), as if the SMMU wrote them while the driver drained the queue.
+    pub fn inject_events_during_next_drain(&self, records: &[[u64; 4]]) {
+        self.state.borrow_mut().late_events.extend_from_slice(records);
+    }
+
     /// Produce an event record, as the hardware would, setting OVFLG if the queue is full.
     pub fn inject_event(&self, record: [u64; 4]) {
         let mut st = self.state.borrow_mut();
@@ -139,6 +195,19 @@ impl SmmuModel {
         unsafe { (addr as *mut [u64; 4]).add(slot).write_volatile(record) };
         let next = ring.next(ring.index(prod)) | (prod & (1 << 31));
         st.regs.insert(reg::EVENTQ_PROD, next as u64);
+    }
+
+    /// The next late record, if the event queue has room for it.
+    fn next_late_event(&self) -> Option<[u64; 4]> {
+        let mut st = self.state.borrow_mut();
+        let log2 = (st.regs.get(&reg::EVENTQ_BASE).copied().unwrap_or(0) & 0x1f) as u32;
+        let prod = st.regs.get(&reg::EVENTQ_PROD).copied().unwrap_or(0) as u32;
+        let cons = st.regs.get(&reg::EVENTQ_CONS).copied().unwrap_or(0) as u32;
+        let ring = crate::queue::Ring { log2 };
+        if st.late_events.is_empty() || ring.is_full(ring.index(prod), ring.index(cons)) {
+            return None;
+        }
+        Some(st.late_events.remove(0))
     }
 
     fn consume(&self, st: &mut State) {
@@ -316,12 +385,29 @@ fn read_ste(st: &State, sid: u32) -> Option<[u64; 8]> {
 
 impl Mmio for SmmuModel {
     fn read32(&self, offset: usize) -> u32 {
-        self.reg(offset) as u32
+        if offset == reg::GBPA {
+            let mut st = self.state.borrow_mut();
+            if st.gbpa_busy_reads > 0 {
+                st.gbpa_busy_reads -= 1;
+                if st.gbpa_busy_reads == 0 {
+                    let g = st.regs.get(&reg::GBPA).copied().unwrap_or(0);
+                    st.regs.insert(reg::GBPA, g & !(1 << 31));
+                }
+            }
+        }
+        let v = self.reg(offset) as u32;
+        if offset == reg::EVENTQ_PROD {
+            while let Some(record) = self.next_late_event() {
+                self.inject_event(record);
+            }
+        }
+        v
     }
 
     fn write32(&self, offset: usize, value: u32) {
         let mut st = self.state.borrow_mut();
         let v = value as u64;
+        st.writes.push((offset, v));
         match offset {
             o if o == reg::CR0 => {
                 st.regs.insert(reg::CR0, v);
@@ -332,6 +418,9 @@ impl Mmio for SmmuModel {
                 st.regs.insert(reg::IRQ_CTRLACK, v);
             }
             o if o == reg::GBPA => {
+                if st.gbpa_busy_reads > 0 {
+                    st.violations.push("SMMU_GBPA written while UPDATE was 1");
+                }
                 st.regs.insert(reg::GBPA, v & !(1 << 31));
             }
             o if o == reg::CMDQ_PROD => {
@@ -359,7 +448,9 @@ impl Mmio for SmmuModel {
     }
 
     fn write64(&self, offset: usize, value: u64) {
-        self.state.borrow_mut().regs.insert(offset, value);
+        let mut st = self.state.borrow_mut();
+        st.writes.push((offset, value));
+        st.regs.insert(offset, value);
     }
 }
 

@@ -74,6 +74,10 @@ const GERROR_IRQ: Channel = Channel::new(11);
 
 type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
 
+/// Event records taken from the SMMU per pass, and passes per interrupt.
+const EVENT_BUFFER: usize = 256;
+const EVENT_ROUNDS: usize = 16;
+
 /// What the stream table holds for `sid`, read back, not what was asked for; printed as
 /// the entry's configuration or the reason it could not be read.
 fn ste_of(smmu: &mut Smmu<MmioRegisters>, sid: StreamId) -> place::SteState {
@@ -167,32 +171,40 @@ impl Handler for IommuPd {
     fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
         let Some(service) = self.service.as_mut() else { return Ok(()) };
         if channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ) {
-            let mut events: [Option<smmuv3::Event>; 256] = [None; 256];
-            let mut n = 0;
-            let drained = service.hw_mut().smmu().handle_interrupt(|e| {
-                if n < events.len() {
+            let mut notify = 0u64;
+            // Every record, a buffer's worth at a time: the SMMU raises no new interrupt
+            // for records left in the queue (it signals empty to non-empty). Bounded, so a
+            // flood cannot keep this PD here: 16 passes are 32 event queues' worth, far
+            // past the storm limit that blocks the flooding device; anything left waits,
+            // not lost, for the next interrupt.
+            for _ in 0..EVENT_ROUNDS {
+                let mut events: [Option<smmuv3::Event>; EVENT_BUFFER] = [None; EVENT_BUFFER];
+                let mut n = 0;
+                let drained = service.hw_mut().smmu().handle_interrupt_upto(EVENT_BUFFER, |e| {
                     events[n] = Some(e);
                     n += 1;
+                });
+                if let Err(e) = drained {
+                    debug_println!("iommu: SMMU global error: {e}");
                 }
-            });
-            if let Err(e) = drained {
-                debug_println!("iommu: SMMU global error: {e}");
-            }
-            let mut notify = 0u64;
-            // One time stamp for the batch: the records carry none, and what the storm
-            // window needs is when the IOMMU PD learnt of them.
-            let now = generic_timer::ticks();
-            for e in events.iter().flatten() {
-                let Some(f) = e.fault() else { continue };
-                let write = f.txn.access == smmuv3::Access::Write;
-                let kind = match e {
-                    smmuv3::Event::Translation(_) => 0x10,
-                    smmuv3::Event::Permission(_) => 0x13,
-                    _ => 0,
-                };
-                let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
-                if let Some(client) = service.record_fault(input) {
-                    notify |= 1 << client.0;
+                // One time stamp for the batch: the records carry none, and what the storm
+                // window needs is when the IOMMU PD learnt of them.
+                let now = generic_timer::ticks();
+                for e in events.iter().flatten() {
+                    let Some(f) = e.fault() else { continue };
+                    let write = f.txn.access == smmuv3::Access::Write;
+                    let kind = match e {
+                        smmuv3::Event::Translation(_) => 0x10,
+                        smmuv3::Event::Permission(_) => 0x13,
+                        _ => 0,
+                    };
+                    let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
+                    if let Some(client) = service.record_fault(input) {
+                        notify |= 1 << client.0;
+                    }
+                }
+                if !drained.is_ok_and(|d| d.remaining) {
+                    break;
                 }
             }
             for client in 0..policy::CLIENTS.len() {
