@@ -10,12 +10,13 @@ use tock_registers::LocalRegisterCopy;
 use crate::addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
 use crate::barrier;
 use crate::cd::{ips_from_oas, Cd, Stage1Context, CD_SIZE, CD_WORDS};
-use crate::cmd::{Command, CMD_SIZE};
+use crate::cmd::{Command, Opcode, CMD_SIZE};
 use crate::device::{
     CMDQ_CONS, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR, IDR0, IRQ_CTRL, Q_BASE, STRTAB_BASE,
     STRTAB_BASE_CFG,
 };
 use crate::entry::{self, EntryTarget, SteKind};
+use crate::errata;
 use crate::event::{Event, EventRecord, EVT_SIZE};
 use crate::mmio::{reg, Mmio};
 use crate::pagetable::{Leaf, MemType, PageTable, PageTableError, Perm, TablePool};
@@ -168,6 +169,10 @@ struct Domain {
     asid: Asid,
     table: PageTable,
     attached: u32,
+    /// Entries left its tables without a confirmed invalidation (an unmap whose TLBI or
+    /// CMD_SYNC failed): the TLB may still hold them, so a TLBI by ASID and a sync go
+    /// before anything else is done with the domain.
+    stale: bool,
 }
 
 /// Counters, readable at any time.
@@ -253,6 +258,10 @@ struct CommandQueue {
     ring: Ring,
     prod: u32,
     poll_limit: u32,
+    /// Commands queued since the last CMD_SYNC, and how many the implementation allows
+    /// (`errata::Errata::commands_per_sync`; `u32::MAX` for no limit).
+    since_sync: u32,
+    commands_per_sync: u32,
 }
 
 impl CommandQueue {
@@ -262,8 +271,13 @@ impl CommandQueue {
         unsafe { self.base.add(slot).write_volatile(cmd.0) };
     }
 
-    /// Add a command, waiting (bounded) for room. The doorbell is not rung.
+    /// Add a command, waiting (bounded) for room. The doorbell is not rung, unless the
+    /// implementation needs a CMD_SYNC first (see `errata`).
     fn push(&mut self, regs: &impl Mmio, stats: &mut Stats, cmd: Command) -> Result<(), Error> {
+        let is_sync = cmd.opcode() == Opcode::Sync as u8;
+        if !is_sync && self.since_sync >= self.commands_per_sync {
+            self.sync(regs, stats)?;
+        }
         let mut polls = 0;
         while self.ring.is_full(self.prod, self.ring.index(regs.read32(reg::CMDQ_CONS))) {
             // Let the SMMU see what is already there, then wait for it to make room.
@@ -278,6 +292,7 @@ impl CommandQueue {
         self.write_slot(cmd);
         self.prod = self.ring.next(self.prod);
         stats.commands += 1;
+        self.since_sync = if is_sync { 0 } else { self.since_sync + 1 };
         Ok(())
     }
 
@@ -502,7 +517,14 @@ impl<M: Mmio> Smmu<M> {
             config,
             mem,
             strtab,
-            cmdq: CommandQueue { base: mem.cmdq.va.cast(), ring: Ring { log2: cmdq_log2 }, prod: 0, poll_limit: poll },
+            cmdq: CommandQueue {
+                base: mem.cmdq.va.cast(),
+                ring: Ring { log2: cmdq_log2 },
+                prod: 0,
+                poll_limit: poll,
+                since_sync: 0,
+                commands_per_sync: errata::for_iidr(id.iidr).commands_per_sync.unwrap_or(u32::MAX),
+            },
             eventq_ring: Ring { log2: eventq_log2 },
             eventq_cons: 0,
             pool,
@@ -650,9 +672,13 @@ impl<M: Mmio> Smmu<M> {
                     }
                     // The aborting entries must be visible before the descriptor is.
                     barrier::dma_wmb();
-                    // SAFETY: as above. A new descriptor needs no invalidation: the
-                    // SMMU does not cache invalid level-1 descriptors.
+                    // SAFETY: as above.
                     unsafe { desc_ptr.write_volatile(l1_desc(PhysAddr(st.pa.0 + off as u64), STRTAB_SPLIT)) };
+                    // The SMMU may have cached the invalid descriptor (a C_BAD_STREAMID
+                    // lookup): a non-leaf CFGI_STE drops it, and the level-2 table is in
+                    // use only once the sync completes (IHI 0070 4.3.1).
+                    self.cmdq.push(&self.regs, &mut self.stats, Command::cfgi_ste(sid, false))?;
+                    self.cmdq.sync(&self.regs, &mut self.stats)?;
                     off
                 } else {
                     ((desc & STRTAB_L1_DESC_L2PTR.mask()) - st.pa.0) as usize
@@ -710,7 +736,7 @@ impl<M: Mmio> Smmu<M> {
             unsafe { p.add(i).write_volatile(*w) };
         }
         barrier::dma_wmb();
-        self.domains[index] = Some(Domain { asid, table, attached: 0 });
+        self.domains[index] = Some(Domain { asid, table, attached: 0, stale: false });
         Ok(DomainId(index as u16))
     }
 
@@ -776,8 +802,24 @@ impl<M: Mmio> Smmu<M> {
             Some(slot) => slot,
             None => self.streams.iter().position(Option::is_none).ok_or(Error::TooManyStreams)?,
         };
+        self.flush_stale(d)?;
         let new = Ste::stage1(self.cd_pa(d.index()));
-        self.write_ste(sid, &new)?;
+        if let Err(e) = self.write_ste(sid, &new) {
+            // The STE may now hold the old entry, the new one, or the blocking one the
+            // update passes through: make it abort, and keep the books to what the SMMU
+            // may still use, so that no domain it may point at is destroyed.
+            if self.write_ste(sid, &Ste::abort()).is_ok() {
+                if let Some((_, old)) = self.streams[slot].take() {
+                    if let Some(dom) = self.domains[old.index()].as_mut() {
+                        dom.attached -= 1;
+                    }
+                }
+            } else if let Some(dom) = self.domains[d.index()].as_mut() {
+                // Counted against `d` as well, for good: it is never destroyed.
+                dom.attached += 1;
+            }
+            return Err(e);
+        }
         if let Some((_, old)) = self.streams[slot] {
             if let Some(dom) = self.domains[old.index()].as_mut() {
                 dom.attached -= 1;
@@ -839,6 +881,8 @@ impl<M: Mmio> Smmu<M> {
         mem: MemType,
     ) -> Result<(), Error> {
         self.check_not_own_memory(pa, len)?;
+        // A stale TLB entry for this range would shadow the new mapping.
+        self.flush_stale(d)?;
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
         dom.table.map(&mut self.pool, iova, pa, len, perm, mem)?;
         Ok(())
@@ -864,6 +908,7 @@ impl<M: Mmio> Smmu<M> {
     /// Unmap several ranges with one CMD_SYNC. Every range must be exactly covered by
     /// mappings and no two may overlap; otherwise nothing changes.
     pub fn unmap_batch(&mut self, d: DomainId, ranges: &[(Iova, u64)]) -> Result<usize, Error> {
+        self.flush_stale(d)?;
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
         let mut leaves = 0;
         for (i, &(iova, len)) in ranges.iter().enumerate() {
@@ -884,6 +929,9 @@ impl<M: Mmio> Smmu<M> {
         let mut invalidation = |cmd: Command| if core::mem::take(&mut reject) { Command([0x7f, 0]) } else { cmd };
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
         let mut queue_error = None;
+        // From here the tables change: until the invalidation is confirmed, the domain's
+        // TLB entries may be stale.
+        dom.stale = true;
         for &(iova, len) in ranges {
             dom.table.unmap(pool, iova, len, |leaf| {
                 if per_page && queue_error.is_none() {
@@ -899,6 +947,7 @@ impl<M: Mmio> Smmu<M> {
             cmdq.push(regs, stats, invalidation(Command::tlbi_nh_asid(asid)))?;
         }
         cmdq.sync(regs, stats)?;
+        dom.stale = false;
         Ok(leaves)
     }
 
@@ -908,16 +957,36 @@ impl<M: Mmio> Smmu<M> {
     pub fn invalidate_domain(&mut self, d: DomainId) -> Result<(), Error> {
         let asid = self.domain(d)?.asid;
         self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_nh_asid(asid))?;
-        self.cmdq.sync(&self.regs, &mut self.stats)
+        self.cmdq.sync(&self.regs, &mut self.stats)?;
+        if let Some(dom) = self.domains[d.index()].as_mut() {
+            dom.stale = false;
+        }
+        Ok(())
+    }
+
+    /// True if an unmap in `d` left entries whose invalidation is not yet confirmed.
+    pub fn has_stale_entries(&self, d: DomainId) -> Result<bool, Error> {
+        Ok(self.domain(d)?.stale)
+    }
+
+    /// Finish an earlier failed invalidation of `d` before doing anything else with it.
+    fn flush_stale(&mut self, d: DomainId) -> Result<(), Error> {
+        if self.domain(d)?.stale {
+            self.invalidate_domain(d)?;
+        }
+        Ok(())
     }
 
     /// Change the permission of `[iova, iova + len)` (exactly covered by mappings);
     /// returns when the SMMU has confirmed the invalidation of the old entries.
     pub fn protect(&mut self, d: DomainId, iova: Iova, len: u64, perm: Perm) -> Result<usize, Error> {
+        self.flush_stale(d)?;
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
         let asid = dom.asid;
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
         let mut queue_error = None;
+        // As for unmap: a narrowed entry may stay cached wider until confirmed.
+        dom.stale = true;
         let changed = dom.table.protect(pool, iova, len, perm, |leaf| {
             if queue_error.is_none() {
                 if let Err(e) = cmdq.push(regs, stats, Command::tlbi_nh_va(asid, leaf.iova, true, None)) {
@@ -931,6 +1000,7 @@ impl<M: Mmio> Smmu<M> {
         if changed > 0 {
             cmdq.sync(regs, stats)?;
         }
+        dom.stale = false;
         Ok(changed)
     }
 

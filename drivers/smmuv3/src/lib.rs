@@ -26,6 +26,7 @@ pub mod cmd;
 #[allow(missing_docs)]
 pub mod device;
 pub mod entry;
+pub mod errata;
 pub mod event;
 pub mod field;
 pub mod mmio;
