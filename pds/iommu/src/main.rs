@@ -94,7 +94,13 @@ fn init() -> IommuPd {
         cds: region!(smmu_cds, smmu_cds_size, smmu_cds_paddr),
         tables: region!(smmu_tables, smmu_tables_size, smmu_tables_paddr),
     };
-    let config = Config { ias_bits: 48, sid_bits: 16, poll_limit: 1_000_000, interrupts: true };
+    // As wide as the description needs, no wider; the probe refuses an SMMU narrower.
+    let config = Config {
+        ias_bits: policy::IOVA_BITS,
+        sid_bits: policy::STREAM_ID_BITS,
+        poll_limit: 1_000_000,
+        interrupts: true,
+    };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
     // gives it the table and queue regions alone.
     let smmu = match unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) } {
@@ -113,6 +119,11 @@ fn init() -> IommuPd {
         f.two_level_strtab
     );
     debug_println!(
+        "iommu: set up for {}-bit StreamIDs and {}-bit IOVAs, as the description needs",
+        policy::STREAM_ID_BITS,
+        policy::IOVA_BITS
+    );
+    debug_println!(
         "iommu: GBPA.ABORT {}; every stream aborts until its driver maps memory",
         if smmu.gbpa_aborts() { "set" } else { "not implemented by this SMMU" }
     );
@@ -129,7 +140,8 @@ fn init() -> IommuPd {
     // Default deny, read back from the stream table before the service lets any device
     // translate: every described device's stream, and one no description names.
     let smmu = backend.smmu();
-    let unnamed = StreamId(0x10);
+    // The highest StreamID the stream table covers that no device has.
+    let unnamed = StreamId((0..1u32 << policy::STREAM_ID_BITS).rev().find(|s| !streams.contains(s)).unwrap_or(0));
     let _ = smmu.prepare_stream(unnamed);
     let named = policy::DEVICES.iter().map(|d| (StreamId(d.stream), d.name));
     for (sid, name) in named.chain(streams.iter().all(|s| *s != unnamed.0).then_some((unnamed, "no device"))) {

@@ -185,6 +185,11 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     }
     let _ = writeln!(o, "];\n");
 
+    let _ = writeln!(o, "/// The SMMU's set-up: StreamID and IOVA widths the description needs.");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub const STREAM_ID_BITS: u32 = {};", p.stream_id_bits);
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub const IOVA_BITS: u32 = {};\n", p.iova_bits);
     let _ = writeln!(o, "/// Table sizes for `Storage`.");
     let _ = writeln!(o, "pub const CAP_SLOTS: usize = {};", p.cap_slots);
     let _ = writeln!(o, "pub const MAPPING_SLOTS: usize = {};", p.mapping_slots);

@@ -150,14 +150,15 @@ pub fn check(sys: &System) -> Vec<Problem> {
                 ));
             }
         }
-        // The IOMMU PD sets the SMMU up for 48-bit IOVAs (pds/iommu); a MAP above that
-        // would fail in the hardware, and the service stops a device whose MAP fails.
+        // The IOMMU PD sets the SMMU up for as many IOVA bits as the windows need, at most
+        // the 48 its page tables have (pds/iommu, `IOVA_BITS`): a window past that could
+        // never be mapped.
         if s.iova_size == 0 || s.iova_base.checked_add(s.iova_size).is_none_or(|e| e > IOVA_LIMIT) {
             out.push(p(
                 s.line,
                 "io_address_space",
                 format!(
-                    "`{}`'s IOVA window {:#x}+{:#x} is empty or runs past the 48-bit IOVAs the IOMMU PD sets the SMMU up for",
+                    "`{}`'s IOVA window {:#x}+{:#x} is empty or runs past the 48-bit IOVAs the IOMMU PD can set the SMMU up for",
                     s.name, s.iova_base, s.iova_size
                 ),
                 "keep iova_base + iova_size at most 0x1_0000_0000_0000, and iova_size above 0",
@@ -1003,7 +1004,8 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
     }
 }
 
-/// The end of the IOVA space the IOMMU PD sets the SMMU up for (`Config::ias_bits`).
+/// The end of the largest IOVA space the IOMMU PD can set the SMMU up for
+/// (`Config::ias_bits` at most 48).
 pub const IOVA_LIMIT: u64 = 1 << 48;
 
 /// The symbol through which the IOMMU PD (pds/iommu) learns where its region for `role`

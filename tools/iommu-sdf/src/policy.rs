@@ -28,6 +28,17 @@ pub struct Policy<'a> {
     pub cap_slots: usize,
     /// Mapping slots: every client's mapping quota (at least the static maps).
     pub mapping_slots: u64,
+    /// StreamID bits the SMMU is set up for: enough for the widest StreamID described
+    /// (any other stream is outside the stream table, so terminated and recorded).
+    pub stream_id_bits: u32,
+    /// IOVA bits the SMMU is set up for: enough for the highest IOVA window described,
+    /// at least the 25 the AArch64 4 KiB-granule tables start from.
+    pub iova_bits: u32,
+}
+
+/// Bits needed to hold `x`.
+fn bits(x: u64) -> u32 {
+    64 - x.leading_zeros()
 }
 
 /// Rights from the description's `perms`.
@@ -126,5 +137,18 @@ pub fn policy(sys: &System) -> Policy<'_> {
     let cap_slots = caps.len() + static_maps.len() + grant_slots + 1;
     let mapping_slots =
         client_configs.iter().map(|(_, c)| u64::from(c.max_mappings)).sum::<u64>().max(static_maps.len() as u64).max(1);
-    Policy { clients: client_configs, devices, regions: region_configs, caps, static_maps, cap_slots, mapping_slots }
+    let stream_id_bits = sys.io_spaces.iter().map(|s| bits(u64::from(s.stream))).max().unwrap_or(0).max(1);
+    let top = sys.io_spaces.iter().map(|s| s.iova_base.saturating_add(s.iova_size).saturating_sub(1)).max();
+    let iova_bits = top.map_or(25, bits).clamp(25, 48);
+    Policy {
+        clients: client_configs,
+        devices,
+        regions: region_configs,
+        caps,
+        static_maps,
+        cap_slots,
+        mapping_slots,
+        stream_id_bits,
+        iova_bits,
+    }
 }
