@@ -32,7 +32,7 @@ register_bitfields! [
         CD2L OFFSET(19) NUMBITS(1) [],
         VATOS OFFSET(20) NUMBITS(1) [],
         TTENDIAN OFFSET(21) NUMBITS(2) [ Mixed = 0, Little = 2, Big = 3 ],
-        STALL_MODEL OFFSET(24) NUMBITS(2) [],
+        STALL_MODEL OFFSET(24) NUMBITS(2) [ StallAndTerminate = 0, TerminateOnly = 1, StallForced = 2 ],
         TERM_MODEL OFFSET(26) NUMBITS(1) [],
         ST_LEVEL OFFSET(27) NUMBITS(2) [ Linear = 0, TwoLevel = 1 ],
     ],

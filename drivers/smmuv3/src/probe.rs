@@ -72,6 +72,23 @@ pub enum Unsupported {
     /// Table walks do not snoop CPU caches (SMMU_IDR0.COHACC == 0); this driver does no
     /// cache maintenance, so it would hand the SMMU stale tables.
     NotCoherent,
+    /// Stalls are forced (SMMU_IDR0.STALL_MODEL == 0b10): a CD with S == 0 is ILLEGAL
+    /// (IHI 0070 5.5), so every stream attached through this driver's CDs, which never
+    /// stall, would be terminated with C_BAD_CD. This driver does not handle stalls
+    /// (CMD_RESUME / CMD_STALL_TERM).
+    StallForced,
+    /// SMMU_IDR1 says some base registers are fixed by the implementation: the stream
+    /// table (TABLES_PRESET), the queues (QUEUES_PRESET), or that preset bases are
+    /// offsets from the register page (REL). The SMMU would ignore the tables and queues
+    /// this driver places in the memory it is given.
+    PresetBases {
+        /// SMMU_IDR1.TABLES_PRESET: SMMU_STRTAB_BASE and SMMU_STRTAB_BASE_CFG are fixed.
+        tables: bool,
+        /// SMMU_IDR1.QUEUES_PRESET: SMMU_CMDQ_BASE and SMMU_EVENTQ_BASE are fixed.
+        queues: bool,
+        /// SMMU_IDR1.REL: preset base addresses are relative to the register page.
+        relative: bool,
+    },
     /// The StreamIDs the platform uses do not fit SMMU_IDR1.SIDSIZE.
     StreamIdsTooWide {
         /// StreamID bits the SMMU has.
@@ -114,6 +131,25 @@ impl fmt::Display for Unsupported {
                 f,
                 "table walks are not coherent (SMMU_IDR0.COHACC = 0) and this driver does no cache maintenance"
             ),
+            Unsupported::StallForced => write!(
+                f,
+                "stalls are forced (SMMU_IDR0.STALL_MODEL = 0b10) and this driver does not handle stalled transactions"
+            ),
+            Unsupported::PresetBases { tables, queues, relative } => {
+                write!(f, "SMMU_IDR1 reports")?;
+                let mut sep = " ";
+                for (set, what) in [
+                    (tables, "a fixed stream table (TABLES_PRESET)"),
+                    (queues, "fixed queues (QUEUES_PRESET)"),
+                    (relative, "relative base addresses (REL)"),
+                ] {
+                    if set {
+                        write!(f, "{sep}{what}")?;
+                        sep = ", ";
+                    }
+                }
+                write!(f, "; this driver must place its own stream table and queues")
+            }
             Unsupported::StreamIdsTooWide { sid_bits, needed } => {
                 write!(f, "StreamIDs need {needed} bits, the SMMU has {sid_bits} (SMMU_IDR1.SIDSIZE)")
             }
@@ -169,6 +205,23 @@ pub fn probe(id: &IdRegs, needs: &Needs) -> Result<Features, Unsupported> {
     }
     if idr0.read(IDR0::COHACC) == 0 {
         return Err(Unsupported::NotCoherent);
+    }
+    // SMMU_IDR0.STALL_MODEL, bits [25:24] (6.3.1; Linux: IDR0_STALL_MODEL, GENMASK(25, 24)).
+    // 0b00 (stall and terminate) and 0b01 (terminate only) both take this driver's CDs,
+    // which have S == 0, and its STEs, which have S1STALLD == 0. 0b10 forces stalls: a
+    // CD with S == 0 is then ILLEGAL (5.5), so every attach would end in C_BAD_CD.
+    if idr0.matches_all(IDR0::STALL_MODEL::StallForced) {
+        return Err(Unsupported::StallForced);
+    }
+    // SMMU_IDR1.TABLES_PRESET, QUEUES_PRESET and REL, bits 30, 29 and 28 (6.3.2; Linux:
+    // IDR1_TABLES_PRESET, IDR1_QUEUES_PRESET, IDR1_REL). A preset base register is
+    // read-only (6.3.24, 6.3.26, 6.3.29): the SMMU would walk its own tables and queues,
+    // not the ones this driver writes. REL is RES0 unless a preset bit is set; Linux
+    // refuses all three ("embedded implementation not supported") and so does this.
+    let (tables, queues, relative) =
+        (idr1.is_set(IDR1::TABLES_PRESET), idr1.is_set(IDR1::QUEUES_PRESET), idr1.is_set(IDR1::REL));
+    if tables || queues || relative {
+        return Err(Unsupported::PresetBases { tables, queues, relative });
     }
     let sid_bits = idr1.read(IDR1::SIDSIZE);
     if needs.sid_bits > sid_bits {
