@@ -29,9 +29,9 @@ pub struct Features {
     pub ssid_bits: u32,
     /// ASID width in bits (8 or 16).
     pub asid_bits: u32,
-    /// log2 of the largest command queue.
+    /// log2 of the largest command queue (SMMU_IDR1.CMDQS): 0 is a queue of one entry.
     pub cmdq_log2: u32,
-    /// log2 of the largest event queue.
+    /// log2 of the largest event queue (SMMU_IDR1.EVENTQS): 0 is a queue of one entry.
     pub eventq_log2: u32,
     /// SMMU_IDR5.OAS encoding.
     pub oas: u32,
@@ -110,8 +110,6 @@ pub enum Unsupported {
         /// Bits needed.
         needed: u32,
     },
-    /// The command or event queue would have no entries (SMMU_IDR1.CMDQS/EVENTQS).
-    NoQueue,
     /// The IOVA size asked for is outside 25..=48 bits or beyond SMMU_IDR5.VAX.
     IovaSize {
         /// Bits asked for.
@@ -159,7 +157,6 @@ impl fmt::Display for Unsupported {
             Unsupported::OutputTooNarrow { oas_bits, needed } => {
                 write!(f, "memory needs {needed}-bit output addresses, the SMMU has {oas_bits} (SMMU_IDR5.OAS)")
             }
-            Unsupported::NoQueue => write!(f, "command or event queue size is zero (SMMU_IDR1)"),
             Unsupported::IovaSize { bits } => write!(f, "an IOVA size of {bits} bits is not supported"),
         }
     }
@@ -240,10 +237,17 @@ pub fn probe(id: &IdRegs, needs: &Needs) -> Result<Features, Unsupported> {
     if !(25..=48).contains(&needs.ias_bits) {
         return Err(Unsupported::IovaSize { bits: needs.ias_bits });
     }
+    // SMMU_IDR1.CMDQS and EVENTQS, bits [25:21] and [20:16], are log2 of the largest
+    // queue (6.3.2): 0 is a queue of one entry, which the architecture allows (6.3.26:
+    // LOG2SIZE 0, based at a 32-byte boundary, which `init` checks), not "no queue".
+    // This driver works with one entry of either. A command and the CMD_SYNC behind it
+    // never have to be in the queue together: pushing into a full queue rings the
+    // doorbell and waits (bounded) for the SMMU to consume, so the sync is written once
+    // the command before it has been read, and a CMD_SYNC completes only after every
+    // command consumed before it has completed (4.7.3). One event queue entry holds one
+    // record between drains; the records the SMMU cannot write are counted as an
+    // overflow (EVENTQ_PROD.OVFLG, 7.4), which `drain_events` reports.
     let (cmdq_log2, eventq_log2) = (idr1.read(IDR1::CMDQS), idr1.read(IDR1::EVENTQS));
-    if cmdq_log2 == 0 || eventq_log2 == 0 {
-        return Err(Unsupported::NoQueue);
-    }
     Ok(Features {
         sid_bits,
         ssid_bits: idr1.read(IDR1::SSIDSIZE),

@@ -1,6 +1,7 @@
-//! SMMU_IDR0/IDR1 values the probe used to accept: base registers the implementation
-//! fixes (SMMU_IDR1.TABLES_PRESET, QUEUES_PRESET, REL) and forced stalls
-//! (SMMU_IDR0.STALL_MODEL == 0b10).
+//! SMMU_IDR0/IDR1 values the probe used to get wrong: base registers the implementation
+//! fixes (SMMU_IDR1.TABLES_PRESET, QUEUES_PRESET, REL), forced stalls
+//! (SMMU_IDR0.STALL_MODEL == 0b10), and queues of one entry (SMMU_IDR1.CMDQS or
+//! EVENTQS == 0, which is 2^0 entries, not "no queue").
 //!
 //! The bit positions are written out from IHI 0070 6.3.1 and 6.3.2 (the same as Linux's
 //! arm-smmu-v3.h), not taken from the driver's `device` module, so a wrong constant
@@ -8,9 +9,12 @@
 
 mod common;
 
-use smmuv3::model::{SmmuModel, QEMU_IDR};
+use smmuv3::cmd::Opcode;
+use smmuv3::event::id;
+use smmuv3::mmio::reg;
+use smmuv3::model::{Outcome, SmmuModel, QEMU_IDR};
 use smmuv3::probe::{probe, IdRegs, Needs};
-use smmuv3::{Error, Smmu, Unsupported};
+use smmuv3::{Error, Event, Iova, MemType, Perm, Smmu, StreamId, Unsupported};
 
 /// SMMU_IDR0.STALL_MODEL, bits [25:24] (6.3.1; Linux IDR0_STALL_MODEL).
 const STALL_MODEL_SHIFT: u32 = 24;
@@ -20,6 +24,10 @@ const TABLES_PRESET: u32 = 1 << 30;
 const QUEUES_PRESET: u32 = 1 << 29;
 /// SMMU_IDR1.REL, bit 28 (6.3.2; Linux IDR1_REL).
 const REL: u32 = 1 << 28;
+/// SMMU_IDR1.EVENTQS, bits [20:16], and CMDQS, bits [25:21] (6.3.2).
+const EVENTQS_SHIFT: u32 = 16;
+const CMDQS_SHIFT: u32 = 21;
+
 /// QEMU's ID registers (the model's) with a 48-bit output size, as the host model needs.
 fn qemu_idr() -> [u32; 6] {
     let mut idr = QEMU_IDR;
@@ -41,6 +49,12 @@ fn with_stall_model(model: u32) -> [u32; 6] {
 fn with_idr1_bits(bits: u32) -> [u32; 6] {
     let mut idr = qemu_idr();
     idr[1] |= bits;
+    idr
+}
+
+fn with_queue_sizes(cmdqs: u32, eventqs: u32) -> [u32; 6] {
+    let mut idr = qemu_idr();
+    idr[1] = (idr[1] & !(0x3ff << EVENTQS_SHIFT)) | (eventqs << EVENTQS_SHIFT) | (cmdqs << CMDQS_SHIFT);
     idr
 }
 
@@ -85,4 +99,88 @@ fn forced_stalls_are_refused() {
     // SAFETY: fresh memory; the model is the only register file.
     let r = unsafe { Smmu::init(SmmuModel::with_idr(with_stall_model(0b10)), common::memory(4), common::config()) };
     assert_eq!(r.err(), Some(Error::Unsupported(Unsupported::StallForced)));
+}
+
+#[test]
+fn a_queue_size_of_zero_is_one_entry_not_no_queue() {
+    let f = probe_idr(with_queue_sizes(0, 0)).expect("one-entry queues");
+    assert_eq!((f.cmdq_log2, f.eventq_log2), (0, 0));
+    let f = probe_idr(with_queue_sizes(3, 0)).expect("one-entry event queue");
+    assert_eq!((f.cmdq_log2, f.eventq_log2), (3, 0));
+}
+
+/// A driver on the model with a command queue and an event queue of one entry each.
+fn one_entry_smmu() -> Smmu<SmmuModel> {
+    // SAFETY: fresh memory; the model is the only register file.
+    let smmu = unsafe { Smmu::init(SmmuModel::with_idr(with_queue_sizes(0, 0)), common::memory(32), common::config()) }
+        .expect("init with one-entry queues");
+    let m = smmu.regs();
+    // LOG2SIZE 0 in both base registers (6.3.26, 6.3.29).
+    assert_eq!(m.reg(reg::CMDQ_BASE) & 0x1f, 0);
+    assert_eq!(m.reg(reg::EVENTQ_BASE) & 0x1f, 0);
+    smmu
+}
+
+#[test]
+fn a_one_entry_command_queue_carries_every_command_and_its_sync() {
+    // Each command is consumed before the next one (or the CMD_SYNC behind it) is
+    // written: `push` rings the doorbell and waits while the queue is full.
+    let mut smmu = one_entry_smmu();
+    let buf = common::buffer(0x4000, 0x1000);
+    let d = smmu.create_domain().unwrap();
+    smmu.map(d, Iova(0x10_0000), buf.pa, 0x4000, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.attach(StreamId(8), d).unwrap();
+    assert_eq!(smmu.regs().translate(8, 0x10_0123, true), Outcome::Ok(buf.pa.0 + 0x123));
+
+    // An unmap of several pages: several TLBIs and a CMD_SYNC through one slot, and the
+    // unmap returns only once the SMMU consumed the sync (the model's TLB is clean).
+    smmu.regs().clear_commands();
+    smmu.unmap(d, Iova(0x10_0000), 0x3000).unwrap();
+    let ops: Vec<u8> = smmu.regs().commands().iter().map(|c| c.opcode()).collect();
+    assert_eq!(ops.last(), Some(&(Opcode::Sync as u8)));
+    assert_eq!(ops.iter().filter(|&&o| o == Opcode::TlbiNhVa as u8).count(), 3);
+    assert_eq!(smmu.regs().translate(8, 0x10_0000, false), Outcome::Fault(id::F_TRANSLATION));
+    assert_eq!(smmu.regs().translate(8, 0x10_3000, false), Outcome::Ok(buf.pa.0 + 0x3000));
+
+    // A rejected command in the only slot: reported, replaced by a CMD_SYNC, and the
+    // queue goes on.
+    smmu.regs().reject_next(Opcode::TlbiNhVa as u8);
+    assert_eq!(
+        smmu.unmap(d, Iova(0x10_3000), 0x1000),
+        Err(Error::CommandError { code: 1, opcode: Opcode::TlbiNhVa as u8 })
+    );
+    smmu.sync().unwrap();
+    smmu.invalidate_domain(d).unwrap();
+    assert_eq!(smmu.regs().translate(8, 0x10_3000, false), Outcome::Fault(id::F_TRANSLATION));
+    smmu.detach(StreamId(8)).unwrap();
+    assert_eq!(smmu.regs().translate(8, 0x10_3000, false), Outcome::Abort);
+    smmu.destroy_domain(d).unwrap();
+    assert_eq!(smmu.stats().timeouts, 0);
+}
+
+#[test]
+fn a_one_entry_event_queue_delivers_and_reports_what_it_could_not_hold() {
+    let mut smmu = one_entry_smmu();
+    let rec = |sid: u64| [u64::from(id::C_BAD_STREAMID) | (sid << 32), 0, 0, 0];
+    let sid_of = |e: Event| match e {
+        Event::BadStreamId { sid, .. } => sid,
+        other => panic!("decoded as {other:?}"),
+    };
+    smmu.regs().inject_event(rec(8));
+    let mut sids = Vec::new();
+    let d = smmu.drain_events(|e| sids.push(sid_of(e)));
+    assert_eq!((d.events, d.overflowed, sids.as_slice()), (1, false, &[StreamId(8)][..]));
+    // Two records before the next drain: the slot holds the first, the second is lost
+    // and the SMMU says so (EVENTQ_PROD.OVFLG, IHI 0070 7.4).
+    smmu.regs().inject_event(rec(9));
+    smmu.regs().inject_event(rec(10));
+    sids.clear();
+    let d = smmu.drain_events(|e| sids.push(sid_of(e)));
+    assert_eq!((d.events, d.overflowed, sids.as_slice()), (1, true, &[StreamId(9)][..]));
+    // Acknowledged: the queue goes on.
+    smmu.regs().inject_event(rec(11));
+    sids.clear();
+    let d = smmu.drain_events(|e| sids.push(sid_of(e)));
+    assert_eq!((d.events, d.overflowed, sids.as_slice()), (1, false, &[StreamId(11)][..]));
+    assert_eq!(smmu.stats().event_overflows, 1);
 }
