@@ -54,6 +54,8 @@ struct State {
     late_events: Vec<[u64; 4]>,
     /// Every register write, in order, for tests of what the driver did when.
     writes: Vec<(usize, u64)>,
+    /// Level-1 stream table indices whose invalid descriptor the SMMU has cached.
+    invalid_l1: Vec<u32>,
     /// Reads of SMMU_GBPA still to report UPDATE = 1 (an update in progress at reset).
     gbpa_busy_reads: u32,
     /// Rules of the architecture the driver broke (a write to GBPA while UPDATE was 1).
@@ -155,12 +157,12 @@ impl SmmuModel {
     /// lets it through without looking at the stream table; with ATSCHK = 1 only a stream
     /// whose STE allows ATS (STE.EATS != 0) may send one (IHI 0070 3.9.1.2, 6.3.9.3).
     pub fn translate_ats(&self, sid: u32, pa: u64) -> Outcome {
-        let st = self.state.borrow();
+        let mut st = self.state.borrow_mut();
         let cr0 = st.regs.get(&reg::CR0).copied().unwrap_or(0);
         if cr0 & 1 == 0 || cr0 & (1 << 4) == 0 {
             return Outcome::Bypass(pa);
         }
-        match read_ste(&st, sid) {
+        match read_ste(&mut st, sid) {
             // STE.EATS, bits [93:92] (word 1 bits [29:28]).
             Some(ste) if ste[0] & 1 == 1 && (ste[1] >> 28) & 3 != 0 => Outcome::Bypass(pa),
             _ => Outcome::Abort,
@@ -247,8 +249,16 @@ impl SmmuModel {
         match cmd.opcode() {
             0x03 | 0x05 | 0x06 => {
                 st.config_cache.remove(&sid);
+                // CMD_CFGI_STE with Leaf = 0 also drops the level-1 descriptor.
+                if cmd.opcode() == 0x03 && cmd.0[1] & 1 == 0 {
+                    let split = (st.regs.get(&reg::STRTAB_BASE_CFG).copied().unwrap_or(0) >> 6) & 0x1f;
+                    st.invalid_l1.retain(|l1| *l1 != sid >> split);
+                }
             }
-            0x04 => st.config_cache.clear(),
+            0x04 => {
+                st.config_cache.clear();
+                st.invalid_l1.clear();
+            }
             0x11 => {
                 st.tlb.remove(&asid);
             }
@@ -274,7 +284,7 @@ impl SmmuModel {
         let (ste, cd) = match st.config_cache.get(&sid) {
             Some(c) => *c,
             None => {
-                let Some(ste) = read_ste(&st, sid) else { return Outcome::Fault(0x02) };
+                let Some(ste) = read_ste(&mut st, sid) else { return Outcome::Fault(0x02) };
                 let cd = if ste[0] & 1 == 1 && (ste[0] >> 1) & 7 == 0b101 {
                     // S1ContextPtr[51:6].
                     Some(read_words::<8>(ste[0] & 0x000f_ffff_ffff_ffc0))
@@ -363,23 +373,35 @@ fn read_words<const N: usize>(pa: u64) -> [u64; N] {
     out
 }
 
-fn read_ste(st: &State, sid: u32) -> Option<[u64; 8]> {
-    let base = st.regs.get(&reg::STRTAB_BASE).copied().unwrap_or(0) & 0x000f_ffff_ffff_ffc0;
+/// The STE for `sid`, as the SMMU finds it: the base registers' low address bits are
+/// ignored as the architecture allows (the table is taken to be aligned to its size, a
+/// level-2 table to its own), so a misaligned table is read from the wrong place.
+fn read_ste(st: &mut State, sid: u32) -> Option<[u64; 8]> {
+    let raw_base = st.regs.get(&reg::STRTAB_BASE).copied().unwrap_or(0) & 0x000f_ffff_ffff_ffc0;
     let cfg = st.regs.get(&reg::STRTAB_BASE_CFG).copied().unwrap_or(0);
     let log2 = (cfg & 0x3f) as u32;
     if sid as u64 >= 1u64 << log2 {
         return None;
     }
     if (cfg >> 16) & 3 == 0 {
+        let base = raw_base & !((64u64 << log2) - 1);
         return Some(read_words::<8>(base + sid as u64 * 64));
     }
     let split = ((cfg >> 6) & 0x1f) as u32;
-    let l1 = read_words::<1>(base + ((sid >> split) as u64) * 8)[0];
-    let span = l1 & 0x1f;
-    if span == 0 {
+    let l1_index = sid >> split;
+    let base = raw_base & !((8u64 << (log2 - split)).max(64) - 1);
+    // An invalid level-1 descriptor the SMMU looked up before stays cached until a
+    // non-leaf CMD_CFGI_STE (or CFGI_ALL) for its range.
+    if st.invalid_l1.contains(&l1_index) {
         return None;
     }
-    let l2 = l1 & 0x000f_ffff_ffff_ffc0;
+    let l1 = read_words::<1>(base + l1_index as u64 * 8)[0];
+    let span = l1 & 0x1f;
+    if span == 0 {
+        st.invalid_l1.push(l1_index);
+        return None;
+    }
+    let l2 = l1 & 0x000f_ffff_ffff_ffc0 & !((64u64 << (span - 1)) - 1);
     Some(read_words::<8>(l2 + (sid as u64 & ((1 << split) - 1)) * 64))
 }
 

@@ -70,11 +70,20 @@ fn an_attach_that_fails_leaves_the_stream_aborting() {
 #[test]
 fn a_new_level_2_table_is_announced_to_the_smmu() {
     let mut smmu = common::smmu(32);
+    // A device on stream 0x300 tries first: the SMMU finds an invalid level-1 descriptor
+    // and (the model, as the architecture allows) caches it.
+    assert_eq!(smmu.regs().translate(0x300, 0x1000, false), Outcome::Fault(id::C_BAD_STREAMID));
     smmu.regs().clear_commands();
     smmu.prepare_stream(StreamId(0x300)).unwrap();
     let cmds = smmu.regs().commands();
     assert_eq!(cmds[0], Command::cfgi_ste(StreamId(0x300), false));
     assert_eq!(cmds.last().map(Command::opcode), Some(Opcode::Sync as u8));
+    // The stream then works: the cached invalid descriptor is gone.
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(0x300), d).unwrap();
+    let page = common::buffer(4096, 4096);
+    smmu.map(d, Iova(0x1000), page.pa, 4096, Perm::Read, MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().translate(0x300, 0x1000, false), Outcome::Ok(page.pa.0));
 }
 
 /// MMU-700 (SMMU_IIDR ProductID 0x487, Arm): erratum 2812531 needs a CMD_SYNC before the
