@@ -53,6 +53,29 @@ pub struct Features {
     pub iidr: u32,
 }
 
+impl Features {
+    /// SMMU_IIDR.ProductID (IHI 0070 6.3.7): 0x483 for Arm's MMU-600, 0x487 for MMU-700
+    /// (the values Linux's arm-smmu-v3.c matches its errata workarounds on).
+    pub fn product_id(&self) -> u32 {
+        LocalRegisterCopy::<u32, IIDR::Register>::new(self.iidr).read(IIDR::ProductID)
+    }
+
+    /// SMMU_IIDR.Implementer: the JEP106 code of the implementer, 0x43B for Arm.
+    pub fn implementer(&self) -> u32 {
+        LocalRegisterCopy::<u32, IIDR::Register>::new(self.iidr).read(IIDR::Implementer)
+    }
+
+    /// SMMU_IIDR.Variant: the major revision (the X of rXpY for Arm's products).
+    pub fn variant(&self) -> u32 {
+        LocalRegisterCopy::<u32, IIDR::Register>::new(self.iidr).read(IIDR::Variant)
+    }
+
+    /// SMMU_IIDR.Revision: the minor revision (the Y of rXpY for Arm's products).
+    pub fn revision(&self) -> u32 {
+        LocalRegisterCopy::<u32, IIDR::Register>::new(self.iidr).read(IIDR::Revision)
+    }
+}
+
 /// Why the driver refuses an SMMU. Each variant says what is missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unsupported {
@@ -182,7 +205,6 @@ pub fn probe(id: &IdRegs, needs: &Needs) -> Result<Features, Unsupported> {
     let idr3 = LocalRegisterCopy::<u32, IDR3::Register>::new(id.idr[3]);
     let idr5 = LocalRegisterCopy::<u32, IDR5::Register>::new(id.idr[5]);
     let aidr = LocalRegisterCopy::<u32, AIDR::Register>::new(id.aidr);
-    let _ = LocalRegisterCopy::<u32, IIDR::Register>::new(id.iidr);
 
     // SMMUv3.x reports ArchMajorRev == 0 (6.3.8).
     if aidr.read(AIDR::ArchMajorRev) != 0 {
