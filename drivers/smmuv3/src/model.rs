@@ -48,6 +48,8 @@ struct State {
     tlb: HashMap<u16, Vec<TlbEntry>>,
     stuck: bool,
     reject: Option<u8>,
+    /// The CERROR code the rejection reports (1 = CERROR_ILL, 2 = CERROR_ABT).
+    reject_code: u32,
     error_pending: bool,
     /// Records that arrive just after the driver reads EVENTQ_PROD, as many as the queue
     /// has room for each time: written while it drains, so it must look again.
@@ -110,7 +112,15 @@ impl SmmuModel {
 
     /// Reject the next command with this opcode with CERROR_ILL.
     pub fn reject_next(&self, opcode: u8) {
-        self.state.borrow_mut().reject = Some(opcode);
+        self.reject_next_with(opcode, 1);
+    }
+
+    /// Reject the next command with this opcode with CERROR `code`: 2 is CERROR_ABT, an
+    /// abort on the SMMU's own access to the command queue (IHI 0070 7.1).
+    pub fn reject_next_with(&self, opcode: u8, code: u32) {
+        let mut st = self.state.borrow_mut();
+        st.reject = Some(opcode);
+        st.reject_code = code;
     }
 
     /// Every command consumed so far, in order.
@@ -226,10 +236,11 @@ impl SmmuModel {
             let cmd = Command(unsafe { (addr as *const [u64; 2]).add(ring.slot(cons) as usize).read_volatile() });
             let op = cmd.opcode();
             if st.reject == Some(op) || !is_known(op) {
+                let code = if st.reject == Some(op) { st.reject_code.max(1) } else { 1 };
                 st.reject = None;
-                // CERROR_ILL in CMDQ_CONS.ERR, CONS left at the bad command, GERROR.CMDQ_ERR
-                // toggled (IHI 0070 7.1).
-                st.regs.insert(reg::CMDQ_CONS, (cons | (1 << 24)) as u64);
+                // The CERROR code in CMDQ_CONS.ERR, CONS left at the bad command,
+                // GERROR.CMDQ_ERR toggled (IHI 0070 7.1).
+                st.regs.insert(reg::CMDQ_CONS, (cons | (code << 24)) as u64);
                 let g = st.regs.get(&reg::GERROR).copied().unwrap_or(0);
                 st.regs.insert(reg::GERROR, g ^ 1);
                 st.error_pending = true;
@@ -306,6 +317,13 @@ impl SmmuModel {
         }
         let cd = cd.expect("stage 1 has a CD");
         if (cd[0] >> 31) & 1 == 0 || (cd[0] >> 41) & 1 == 0 {
+            return Outcome::Fault(0x0a);
+        }
+        // ILLEGAL CDs are C_BAD_CD (IHI 0070 5.4): a T0SZ outside what 4 KiB-granule
+        // AArch64 tables allow (16..=39), or a granule other than 4 KiB (TG0 != 0), the
+        // only one the driver asks the SMMU for.
+        let (t0sz, tg0) = (cd[0] & 0x3f, (cd[0] >> 6) & 3);
+        if !(16..=39).contains(&t0sz) || tg0 != 0 {
             return Outcome::Fault(0x0a);
         }
         let asid = (cd[0] >> 48) as u16;

@@ -151,3 +151,38 @@ fn records_written_while_the_queue_drains_are_drained_too() {
     let d = smmu.drain_events(|_| {});
     assert_eq!((d.events, d.remaining, d.overflowed), (32, false, false));
 }
+
+#[test]
+fn every_iova_width_the_description_may_ask_for_gives_a_legal_context_descriptor() {
+    // The IOMMU PD sets the SMMU up for 25 to 48 IOVA bits (`IOVA_BITS`); the model
+    // raises C_BAD_CD for a T0SZ outside what 4 KiB-granule tables allow.
+    for ias_bits in [25, 32, 33, 39, 48] {
+        let cfg = smmuv3::Config { ias_bits, ..common::config() };
+        // SAFETY: fresh leaked memory; the model is the only register file.
+        let mut smmu = unsafe { Smmu::init(model_with(0), common::memory(32), cfg) }.unwrap();
+        let d = smmu.create_domain().unwrap();
+        smmu.attach(StreamId(0x10), d).unwrap();
+        let page = common::buffer(4096, 4096);
+        let iova = (1u64 << ias_bits) - 4096;
+        smmu.map(d, smmuv3::Iova(iova), page.pa, 4096, smmuv3::Perm::Read, smmuv3::MemType::Normal).unwrap();
+        assert_eq!(smmu.regs().translate(0x10, iova, false), Outcome::Ok(page.pa.0), "{ias_bits} bits");
+    }
+}
+
+#[test]
+fn a_command_the_smmu_aborts_on_is_reported_with_its_code_and_the_domain_made_safe() {
+    let mut smmu = init(model_with(0), common::memory(32)).unwrap();
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(0x10), d).unwrap();
+    let page = common::buffer(4096, 4096);
+    smmu.map(d, smmuv3::Iova(0x1000), page.pa, 4096, smmuv3::Perm::Read, smmuv3::MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().translate(0x10, 0x1000, false), Outcome::Ok(page.pa.0));
+    // CERROR_ABT: the SMMU's read of the command aborted.
+    smmu.regs().reject_next_with(smmuv3::cmd::Opcode::TlbiNhVa as u8, 2);
+    let r = smmu.unmap(d, smmuv3::Iova(0x1000), 4096);
+    assert_eq!(r, Err(Error::CommandError { code: 2, opcode: smmuv3::cmd::Opcode::TlbiNhVa as u8 }));
+    assert!(smmu.has_stale_entries(d).unwrap());
+    assert_eq!(smmu.regs().translate(0x10, 0x1000, false), Outcome::Ok(page.pa.0), "still in the TLB");
+    smmu.invalidate_domain(d).unwrap();
+    assert_eq!(smmu.regs().translate(0x10, 0x1000, false), Outcome::Fault(smmuv3::event::id::F_TRANSLATION));
+}
