@@ -58,6 +58,9 @@ struct State {
     writes: Vec<(usize, u64)>,
     /// Level-1 stream table indices whose invalid descriptor the SMMU has cached.
     invalid_l1: Vec<u32>,
+    /// Event-queue interrupts raised: one each time the queue goes from empty to
+    /// non-empty, and no other time (IHI 0070 7.2.1).
+    event_irqs: u32,
     /// Reads of SMMU_GBPA still to report UPDATE = 1 (an update in progress at reset).
     gbpa_busy_reads: u32,
     /// Rules of the architecture the driver broke (a write to GBPA while UPDATE was 1).
@@ -152,6 +155,11 @@ impl SmmuModel {
         st.regs.insert(reg::GBPA, g | 1 << 31);
     }
 
+    /// Event-queue interrupts the SMMU has raised so far.
+    pub fn event_irqs(&self) -> u32 {
+        self.state.borrow().event_irqs
+    }
+
     /// Every register write so far, in order: (offset, value).
     pub fn register_writes(&self) -> Vec<(usize, u64)> {
         self.state.borrow().writes.clone()
@@ -201,6 +209,9 @@ impl SmmuModel {
                 st.regs.insert(reg::EVENTQ_PROD, (prod ^ (1 << 31)) as u64);
             }
             return;
+        }
+        if ring.is_empty(ring.index(prod), ring.index(cons)) {
+            st.event_irqs += 1;
         }
         let slot = ring.slot(prod) as usize;
         // SAFETY: the driver gave the model this queue; PA == host address in tests.
