@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Boot the SMMUv3 test image on QEMU virt with its SMMUv3 and three edu devices, and
-# pass only if the image's last line reports at least one pass and no failure.
+# Boot the SMMUv3 test image on QEMU virt with its SMMUv3, edu devices and a virtio-blk
+# disk, on three machines, and pass only if each does what it should:
 #
-# usage: run.sh IMAGE      (DEMO=1 to print the whole narration without the summary check)
+#   missing GICv3   -machine gic-version=2: the image must say it found no GICv3, and fail;
+#   missing SMMU    no iommu=smmuv3: the image must say it found no SMMUv3, and fail;
+#   default         three edu devices and the disk on bus 0 (narrated in full, last).
+#
+# Each boot's last line is `smmuv3-qemu: N passed, M failed`; the default one is this
+# script's last line when everything passed.
+#
+# usage: run.sh IMAGE      (DEMO=1: the default machine only, with an introduction)
 set -euo pipefail
 image=${1:?usage: run.sh IMAGE}
 qemu=${QEMU:-qemu-system-aarch64}
-log=$(mktemp)
-disk=$(mktemp)
-trap 'rm -f "$log" "$disk"' EXIT
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+disk=$dir/disk
 
 # A 1 MiB disk whose first sector the virtio-blk test recognises.
 head -c 1048576 /dev/zero > "$disk"
@@ -18,7 +25,77 @@ printf 'microkit-iommu test disk' | dd of="$disk" conv=notrunc status=none
 # IOVAs and physical addresses above that. iommu_platform=on: without it QEMU's virtio
 # devices reach memory directly, past the SMMU.
 edu="edu,dma_mask=0xffffffffffff"
-if [ -n "${DEMO:-}" ]; then
+blk="virtio-blk-pci,drive=disk0,disable-legacy=on,iommu_platform=on"
+drive="file=$disk,if=none,format=raw,id=disk0"
+
+failures=()
+fail() {
+    failures+=("$1")
+    echo "run.sh: FAIL $1" >&2
+}
+
+# boot NAME SECONDS MACHINE [QEMU ARGS...]: boot the image, its console into $dir/NAME.log
+# (and onto this script's output as it comes when SHOW is set).
+boot() {
+    local name=$1 seconds=$2 machine=$3
+    shift 3
+    local status
+    set +e
+    timeout "$seconds" "$qemu" \
+        -machine "$machine" -cpu cortex-a57 -m 512M \
+        -nographic -monitor none -serial stdio -no-reboot \
+        -kernel "$image" "$@" 2>&1 | if [ -n "${SHOW:-}" ]; then tee "$dir/$name.log"; else cat > "$dir/$name.log"; fi
+    status=${PIPESTATUS[0]}
+    set -e
+    if [ "$status" -ne 0 ]; then
+        fail "$name: QEMU exited with status $status (124 = timed out)"
+    fi
+}
+
+# verdict NAME: the boot's last summary line.
+verdict() {
+    grep -a 'smmuv3-qemu: .* passed, .* failed' "$dir/$1.log" | tail -n 1 || true
+}
+
+# passed NAME: did the boot report at least one pass and no failure?
+passed() {
+    local last
+    last=$(verdict "$1")
+    [[ "$last" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]] && [ "${BASH_REMATCH[2]}" -eq 0 ] && [ "${BASH_REMATCH[1]}" -gt 0 ]
+}
+
+# says NAME TEXT...: the boot printed a line containing each TEXT (fixed strings).
+says() {
+    local name=$1 text
+    shift
+    for text in "$@"; do
+        if ! grep -aqF -- "$text" "$dir/$name.log"; then
+            fail "$name: the image did not say '$text'"
+            return 1
+        fi
+    done
+}
+
+# What the image prints about a machine it cannot run on, and its verdict.
+missing() {
+    local name=$1 what=$2
+    shift 2
+    boot "$name" 20 "$@"
+    local last
+    last=$(verdict "$name")
+    if says "$name" "smmuv3-qemu: device tree: $what"; then
+        if [[ "$last" =~ passed,\ ([1-9][0-9]*)\ failed ]]; then
+            echo "run.sh: $name: the image says: $(grep -aF "smmuv3-qemu: device tree: $what" "$dir/$name.log" | head -n 1 | sed 's/^smmuv3-qemu: device tree: //'); $last"
+        else
+            fail "$name: the image named what is missing but its verdict is '${last:-none}', not a failure"
+        fi
+    fi
+}
+
+if [ -z "${DEMO:-}" ]; then
+    missing "missing GICv3" "no GICv3" virt,gic-version=2,iommu=smmuv3
+    missing "missing SMMU" "no SMMUv3" virt,gic-version=3
+else
     cat <<'INTRO'
 == microkit-iommu demo ==
 QEMU virt with its SMMUv3, three edu DMA engines and a virtio-blk disk. First the SMMUv3
@@ -27,28 +104,16 @@ says what the device tried, what the SMMU did, and why. Then the IOMMU service c
 four driver clients make requests as they would over Microkit channels.
 INTRO
 fi
-set +e
-timeout "${TIMEOUT:-300}" "$qemu" \
-    -machine virt,gic-version=3,iommu=smmuv3 -cpu cortex-a57 -m 512M \
-    -nographic -monitor none -serial stdio -no-reboot \
-    -kernel "$image" \
-    -device "$edu" -device "$edu" -device "$edu" \
-    -drive "file=$disk,if=none,format=raw,id=disk0" \
-    -device virtio-blk-pci,drive=disk0,disable-legacy=on,iommu_platform=on \
-    | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
 
-last=$(grep -a 'smmuv3-qemu: .* passed, .* failed' "$log" | tail -n 1 || true)
-if [ "$status" -ne 0 ]; then
-    echo "run.sh: QEMU exited with status $status (124 = timed out)" >&2
+SHOW=1 boot default "${TIMEOUT:-300}" virt,gic-version=3,iommu=smmuv3 \
+    -device "$edu" -device "$edu" -device "$edu" \
+    -drive "$drive" -device "$blk"
+if ! passed default; then
+    fail "default: the image did not report success (last summary: '$(verdict default)')"
+fi
+
+if [ "${#failures[@]}" -ne 0 ]; then
+    echo "run.sh: ${#failures[@]} failure(s):" >&2
+    printf 'run.sh:   %s\n' "${failures[@]}" >&2
     exit 1
 fi
-if [[ "$last" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
-    passed=${BASH_REMATCH[1]} failed=${BASH_REMATCH[2]}
-    if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then
-        exit 0
-    fi
-fi
-echo "run.sh: the image did not report success (last summary: '${last:-none}')" >&2
-exit 1

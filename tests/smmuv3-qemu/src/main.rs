@@ -1,9 +1,12 @@
 //! A bare-metal image that proves the SMMUv3 driver on QEMU's SMMUv3: `edu` PCI devices
 //! really DMA, and each test checks memory contents and the events the SMMU reports.
 //!
-//! Boot: aarch64-rt turns the MMU on with an identity map; the device tree tells where
-//! everything is; PCI BARs are assigned here. The last line printed is
-//! `smmuv3-qemu: N passed, M failed`, then QEMU is powered off through PSCI.
+//! Boot: aarch64-rt turns the MMU on with an identity map of the GiB of RAM the image is
+//! linked into; the device tree tells where everything else is, and only what it names is
+//! mapped (RAM as normal memory, the devices as Device memory). PCI BARs are assigned
+//! here. The last line printed is `smmuv3-qemu: N passed, M failed`
+//! (also when the device tree lacks something the image needs: it says what first), then
+//! QEMU is powered off through PSCI.
 #![no_std]
 #![no_main]
 
@@ -23,22 +26,19 @@ use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers
 use smccc::psci::system_off;
 use smccc::{Hvc, Smc};
 
-/// Level-1 block descriptor bits (Arm ARM D8.3): valid, AttrIndx[4:2], SH[9:8], AF, PXN, UXN.
-// Device: AttrIndx 0 (so no bits), not shareable.
-const BLOCK_DEVICE: usize = 1 | (1 << 10) | (1 << 53) | (1 << 54);
+/// Level-1 block descriptor bits (Arm ARM D8.3): valid, AttrIndx 1 (normal), inner
+/// shareable, AF.
 const BLOCK_NORMAL: usize = 1 | (1 << 2) | (3 << 8) | (1 << 10);
 /// MAIR: attribute 0 Device-nGnRE, attribute 1 normal write-back.
 const MAIR: u64 = 0x04 | (0xff << 8);
 
+// Until the device tree is read, only the GiB of RAM the image is linked into (memory.ld)
+// is mapped: it holds the device tree, the image, its stack and its tables. Everything
+// else is mapped from what the device tree says (memory::pagetable).
 initial_pagetable!(
     {
         let mut idmap = [0; 512];
-        // 0-1 GiB: GIC, UART, SMMU, PCIe memory window and low ECAM.
-        idmap[0] = BLOCK_DEVICE;
-        // 1-2 GiB: RAM (the device tree, this image, its tables and buffers).
-        idmap[1] = BLOCK_NORMAL | 0x4000_0000;
-        // 256-257 GiB: the high PCIe ECAM.
-        idmap[256] = BLOCK_DEVICE | 0x40_0000_0000;
+        idmap[platform::FDT_ADDR >> 30] = BLOCK_NORMAL | (platform::FDT_ADDR & !((1 << 30) - 1));
         InitialPagetable(idmap)
     },
     MAIR
@@ -67,6 +67,64 @@ fn power_off() -> ! {
     }
 }
 
+/// Map what the device tree names and switch to those tables: RAM, then the console,
+/// then each device; a device that cannot be mapped is returned by name, with why.
+fn map_platform(
+    ram: &[platform::Region],
+    uart: Option<usize>,
+    devices: &[(&'static str, usize, usize)],
+) -> Result<(), (&'static str, &'static str)> {
+    use memory::pagetable::{Attr, PageTables};
+    let mut pt = PageTables::new();
+    let mut result = Ok(());
+    for r in ram {
+        if let Err(e) = pt.map(r.base as u64, r.size as u64, Attr::Normal) {
+            result = Err(("RAM", e));
+        }
+    }
+    if ram.is_empty() || result.is_err() {
+        // What the boot tables mapped, so that the image can still say what is wrong.
+        let boot = platform::FDT_ADDR & !((1 << 30) - 1);
+        let _ = pt.map(boot as u64, 1 << 30, Attr::Normal);
+    }
+    if let Some(uart) = uart {
+        if let Err(e) = pt.map(uart as u64, 4096, Attr::Device) {
+            result = Err(("the UART", e));
+        }
+    }
+    for (name, base, size) in devices {
+        if result.is_err() {
+            break;
+        }
+        if let Err(e) = pt.map(*base as u64, *size as u64, Attr::Device) {
+            result = Err((*name, e));
+        }
+    }
+    // SAFETY: the tables map RAM (the image, its stack, the device tree) as the boot tables
+    // did, and the devices used from now on.
+    unsafe { pt.activate() };
+    result
+}
+
+/// The device tree lacks what the image needs: say what, on the console if there is one,
+/// with the verdict line, and power off.
+fn missing_hardware(m: platform::Missing) -> ! {
+    PSCI_HVC.store(m.psci_hvc, core::sync::atomic::Ordering::Relaxed);
+    if map_platform(&m.ram, m.uart, &[]).is_ok() {
+        if let Some(uart) = m.uart {
+            // SAFETY: the UART was just mapped as Device memory and only the console uses it.
+            unsafe { console::init(uart) };
+        }
+    }
+    println!();
+    for p in &m.problems {
+        println!("smmuv3-qemu: device tree: {p}");
+    }
+    println!("smmuv3-qemu: cannot run on this machine: the device tree lacks what is named above");
+    println!("smmuv3-qemu: 0 passed, {} failed", m.problems.len().max(1));
+    power_off();
+}
+
 // 1 MiB of stack: the service (tens of KiB of fixed tables) and batches of decoded
 // events live on it.
 entry!(main, 256);
@@ -75,27 +133,60 @@ fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     // above it) does not overwrite.
     let platform = match unsafe { platform::Platform::discover() } {
         Ok(p) => p,
-        Err(_) => power_off(),
+        Err(m) => missing_hardware(m),
     };
     PSCI_HVC.store(platform.psci_hvc, core::sync::atomic::Ordering::Relaxed);
-    // SAFETY: the UART is in the identity-mapped device range and only the console uses it.
+    let (_, mmio_cpu, mmio_size) = platform.mmio32;
+    let mapped = map_platform(
+        &platform.ram,
+        Some(platform.uart),
+        &[
+            ("the GIC distributor", platform.gicd, platform.gicd_size),
+            ("the GIC redistributors", platform.gicr, platform.gicr_size),
+            ("the SMMU", platform.smmu, platform.smmu_size),
+            ("the PCIe ECAM", platform.ecam, platform.ecam_size),
+            ("the PCI memory window", mmio_cpu as usize, mmio_size as usize),
+        ],
+    );
+    // SAFETY: map_platform mapped the UART as Device memory; only the console uses it.
     unsafe { console::init(platform.uart) };
     println!();
-    println!("smmuv3-qemu: booted; device tree says:");
+    if let Err((what, why)) = mapped {
+        println!("smmuv3-qemu: cannot map {what} the device tree names: {why}");
+        println!("smmuv3-qemu: 0 passed, 1 failed");
+        power_off();
+    }
+    println!("smmuv3-qemu: booted; device tree says (each mapped as it names it):");
+    for r in &platform.ram {
+        println!("  RAM at {:#x} (+{:#x})", r.base, r.size);
+    }
+    println!(
+        "  GICv3 distributor at {:#x}, redistributors at {:#x} (+{:#x})",
+        platform.gicd, platform.gicr, platform.gicr_size
+    );
     println!("  SMMUv3 registers at {:#x} (+{:#x})", platform.smmu, platform.smmu_size);
     let i = platform.smmu_irqs;
     println!(
         "  SMMU interrupts: eventq {:?}, priq {:?}, cmdq-sync {:?}, gerror {:?}",
         i.eventq, i.priq, i.cmdq_sync, i.gerror
     );
+    let (mmio_pci, _, _) = platform.mmio32;
     println!(
-        "  PCIe ECAM at {:#x}, 32-bit window {:#x?}, iommu-map {:?}",
-        platform.ecam, platform.mmio32, platform.iommu_map
+        "  PCIe ECAM at {:#x} (+{:#x}: buses {:02x}-{:02x}), 32-bit window {:#x} (+{:#x}) at PCI {:#x}, iommu-map {:?}",
+        platform.ecam,
+        platform.ecam_size,
+        platform.buses.0,
+        platform.buses.1,
+        mmio_cpu,
+        mmio_size,
+        mmio_pci,
+        platform.iommu_map
     );
 
-    // SAFETY: the GIC is in the identity-mapped device range and used only here.
+    // SAFETY: the GIC's registers were mapped as Device memory and are used only here.
     let mut gic = unsafe { gic::init(platform.gicd, platform.gicr) };
-    // SAFETY: the ECAM is in the identity-mapped device range and used only here.
+    // SAFETY: the ECAM and the PCI memory window were mapped as Device memory; only this
+    // image's PCI code and drivers use them.
     let mut pci = match unsafe { pci::setup(&platform) } {
         Ok(e) => e,
         Err(e) => {
