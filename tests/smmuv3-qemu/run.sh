@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Boot the SMMUv3 test image on QEMU virt with its SMMUv3, edu devices and a virtio-blk
-# disk, on three machines, and pass only if each does what it should:
+# disk, on four machines, and pass only if each does what it should:
 #
 #   missing GICv3   -machine gic-version=2: the image must say it found no GICv3, and fail;
 #   missing SMMU    no iommu=smmuv3: the image must say it found no SMMUv3, and fail;
+#   bridges         highmem=off (the ECAM below 4 GiB, 16 buses), edu A behind a PCIe
+#                   root port (bus 1), edu B behind a conventional PCI bridge (its DMA
+#                   carries the bridge's requester ID), edu C on bus 0, the disk behind a
+#                   root port and a PCIe switch, and a device the tests do not use: every
+#                   check must pass, and A's DMA must be translated and its faults name
+#                   StreamID 0x100 (bus 1 in the requester ID);
 #   default         three edu devices and the disk on bus 0 (narrated in full, last).
 #
 # Each boot's last line is `smmuv3-qemu: N passed, M failed`; the default one is this
@@ -95,6 +101,32 @@ missing() {
 if [ -z "${DEMO:-}" ]; then
     missing "missing GICv3" "no GICv3" virt,gic-version=2,iommu=smmuv3
     missing "missing SMMU" "no SMMUv3" virt,gic-version=3
+
+    boot bridges "${TIMEOUT:-300}" virt,gic-version=3,iommu=smmuv3,highmem=off -nic none \
+        -device pcie-root-port,id=rp0,chassis=1,addr=1 -device "$edu,bus=rp0" \
+        -device pci-bridge,id=pb,chassis_nr=2,addr=2 -device "$edu,bus=pb,addr=3" \
+        -device "$edu,addr=3" \
+        -device pcie-root-port,id=rp1,chassis=3,addr=4 -device x3130-upstream,id=up,bus=rp1 \
+        -device xio3130-downstream,id=dn,bus=up,chassis=4 \
+        -drive "$drive" -device "$blk,bus=dn" \
+        -device pci-testdev,addr=5
+    if ! passed bridges; then
+        cat "$dir/bridges.log"
+        fail "bridges: the image did not report success (last summary: '$(verdict bridges)')"
+    elif says bridges \
+        "PCIe ECAM at 0x3f000000 (+0x1000000: buses 00-0f)" \
+        "00:01.0: buses 01-01, memory window" \
+        "01:00.0 1234:11e8 edu: BAR0 at" "requester ID 0x100 -> StreamID 0x100" \
+        "02:03.0 1234:11e8 edu: BAR0 at" "requester ID 0x10 (the ID of a PCI bridge above it) -> StreamID 0x10" \
+        "00:04.0: buses 03-05" "05:00.0 1af4:1042 virtio-blk" \
+        "00:05.0 1b36:0005 (class 00.ff): not a device these tests use: left disabled" \
+        "device A (stream 0x100) reads 256 bytes from bus address 0x100000000" \
+        "PASS mapped read" "PASS mapped write" "PASS unmapped write blocked" \
+        "PASS translation fault reported: F_TRANSLATION, stream 0x100," \
+        "PASS fault names stream B: F_TRANSLATION, stream 0x10," \
+        "PASS virtio-blk: read through the service"; then
+        echo "run.sh: bridges: edu A behind a root port is StreamID 0x100, translated, blocked where unmapped, its faults name 0x100; B behind a PCI bridge, C on bus 0 and the disk behind a switch pass too: $(verdict bridges)"
+    fi
 else
     cat <<'INTRO'
 == microkit-iommu demo ==

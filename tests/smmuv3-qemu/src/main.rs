@@ -3,8 +3,8 @@
 //!
 //! Boot: aarch64-rt turns the MMU on with an identity map of the GiB of RAM the image is
 //! linked into; the device tree tells where everything else is, and only what it names is
-//! mapped (RAM as normal memory, the devices as Device memory). PCI BARs are assigned
-//! here. The last line printed is `smmuv3-qemu: N passed, M failed`
+//! mapped (RAM as normal memory, the devices as Device memory). PCI buses, bridge windows
+//! and BARs are assigned here. The last line printed is `smmuv3-qemu: N passed, M failed`
 //! (also when the device tree lacks something the image needs: it says what first), then
 //! QEMU is powered off through PSCI.
 #![no_std]
@@ -196,17 +196,6 @@ fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         }
     };
     let edus = pci.edus.clone();
-    for d in &edus {
-        println!(
-            "  edu at {:02x}:{:02x}.{} (requester {:#x}) -> StreamID {:#x}, BAR0 at {:#x}",
-            d.bus,
-            d.device,
-            d.function,
-            d.rid(),
-            d.sid,
-            d.bar0
-        );
-    }
 
     let mut report = report::Report::default();
     bringup::run(&edus, &mut report);
