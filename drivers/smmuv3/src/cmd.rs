@@ -133,12 +133,14 @@ impl Command {
 
     /// CMD_TLBI_NH_VA (4.4.3): the stage-1 entries for `iova` tagged `asid`. `leaf`
     /// says only the last-level entry changed (no table was removed); `ttl` is the
-    /// level of that entry when known (with TG = 4 KiB), or `None`.
+    /// level of that entry when known (with TG = 4 KiB), or `None`. The hint is for
+    /// SMMUs with range invalidation (SMMU_IDR3.RIL); the driver gives none, and a level
+    /// of 0 (no level) never goes out as TG with TTL 0.
     pub const fn tlbi_nh_va(asid: Asid, iova: Iova, leaf: bool, ttl: Option<u8>) -> Self {
         let (tg, ttl) = match ttl {
             // TG = 0b01 means 4 KiB; TTL is only meaningful with TG != 0 (4.4.1.1).
-            Some(level) => (0b01, level as u64),
-            None => (0, 0),
+            Some(level @ 1..=3) => (0b01, level as u64),
+            _ => (0, 0),
         };
         Command([
             Self::op(Opcode::TlbiNhVa) | CMDQ_TLBI_0_ASID.prep(asid.0 as u64),

@@ -182,8 +182,11 @@ pub struct Stats {
     pub commands: u64,
     /// CMD_SYNCs completed.
     pub syncs: u64,
-    /// Commands the SMMU rejected.
+    /// Commands the SMMU rejected (CERROR_ILL), each replaced by a CMD_SYNC.
     pub command_errors: u64,
+    /// Command fetches that aborted (CERROR_ABT) or ATC invalidations that timed out
+    /// (CERROR_ATC_INV_SYNC): acknowledged, and the same command retried.
+    pub command_retries: u64,
     /// Waits that hit the poll bound.
     pub timeouts: u64,
     /// Event records read.
@@ -264,6 +267,10 @@ struct CommandQueue {
     commands_per_sync: u32,
 }
 
+/// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
+const CERROR_ABT: u32 = 2;
+const CERROR_ATC_INV_SYNC: u32 = 3;
+
 impl CommandQueue {
     fn write_slot(&mut self, cmd: Command) {
         let slot = self.ring.slot(self.prod) as usize;
@@ -302,9 +309,17 @@ impl CommandQueue {
         regs.write32(reg::CMDQ_PROD, self.prod);
     }
 
-    /// If the SMMU stopped on a bad command (SMMU_GERROR.CMDQ_ERR), replace that command
-    /// with a CMD_SYNC so the queue can go on, acknowledge, and report the error
-    /// (IHI 0070 7.1).
+    /// If the SMMU stopped at a command (SMMU_GERROR.CMDQ_ERR), deal with it by its
+    /// CERROR and acknowledge, so the queue goes on (IHI 0070 7.1, Linux's
+    /// `arm_smmu_cmdq_skip_err`):
+    /// - CERROR_ILL: the command is malformed and will never execute; it is replaced by a
+    ///   CMD_SYNC and reported as `CommandError`.
+    /// - CERROR_ABT: fetching a valid command aborted; it is left in place, so the SMMU
+    ///   fetches it again once acknowledged: a TLBI or CFGI is never dropped silently.
+    /// - CERROR_ATC_INV_SYNC: an ATC invalidation did not complete before its CMD_SYNC;
+    ///   CONS is at the CMD_SYNC, which is retried the same way.
+    ///
+    /// A command that keeps failing to be fetched ends, like any wait, at the poll bound.
     fn check_error(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
         let active = regs.read32(reg::GERROR) ^ regs.read32(reg::GERRORN);
         if active & GERROR::CMDQ_ERR.mask == 0 {
@@ -315,13 +330,20 @@ impl CommandQueue {
         let slot = self.ring.slot(cons.read(CMDQ_CONS::RD)) as usize;
         // SAFETY: `slot < entries`; the SMMU has stopped and is not reading the queue.
         let bad = unsafe { self.base.add(slot).read_volatile() };
-        // SAFETY: as above.
-        unsafe { self.base.add(slot).write_volatile(Command::sync().0) };
-        barrier::wmb();
+        let retry = matches!(code, CERROR_ABT | CERROR_ATC_INV_SYNC);
+        if !retry {
+            // SAFETY: as above.
+            unsafe { self.base.add(slot).write_volatile(Command::sync().0) };
+            barrier::wmb();
+        }
         // Acknowledge by making GERRORN.CMDQ_ERR equal GERROR.CMDQ_ERR.
         regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ GERROR::CMDQ_ERR.mask);
-        stats.command_errors += 1;
         stats.global_errors += 1;
+        if retry {
+            stats.command_retries += 1;
+            return Ok(());
+        }
+        stats.command_errors += 1;
         Err(Error::CommandError { code, opcode: Command(bad).opcode() })
     }
 

@@ -168,3 +168,11 @@ fn every_event_type_decodes() {
     let e = EventRecord([0x03 | (1u64 << 32), 0, 0, 0xfff0_0000_1234_567f]).decode();
     assert_eq!(e, Event::SteFetchAbort { sid: StreamId(1), ssid: None, fetch_addr: PhysAddr(0x1234_5678) });
 }
+
+/// A TTL hint of 0 (no level) never goes out as TG = 4 KiB with TTL = 0 (IHI 0070 4.4.1.1).
+#[test]
+fn tlbi_nh_va_never_sends_tg_without_a_level() {
+    let plain = Command::tlbi_nh_va(Asid(5), Iova(0x20_0000), false, None);
+    assert_eq!(Command::tlbi_nh_va(Asid(5), Iova(0x20_0000), false, Some(0)), plain);
+    assert_eq!(Command::tlbi_nh_va(Asid(5), Iova(0x20_0000), false, Some(4)), plain);
+}
