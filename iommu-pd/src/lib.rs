@@ -15,6 +15,7 @@
 pub mod config;
 pub mod faults;
 pub mod hw;
+pub mod index;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
 pub mod reach;

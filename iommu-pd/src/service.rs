@@ -18,14 +18,15 @@ use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Righ
 use crate::config::Config;
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
+use crate::index::{self, Node, Tree, NIL};
 use crate::reach;
 
 /// Most devices (device masks are 64-bit).
 pub const MAX_DEVICES: usize = 64;
 /// Most capability slots a `Storage` may have (revocation marks them on the stack).
 pub const MAX_CAPS: usize = 1024;
-/// Most mapping slots a `Storage` may have (indices are 16-bit).
-pub const MAX_MAPPINGS: usize = 1 << 16;
+/// Most mapping slots a `Storage` may have (indices are 16-bit, one value meaning none).
+pub const MAX_MAPPINGS: usize = index::MAX_SLOTS;
 /// Handle-table entries per client.
 pub const MAX_HANDLES: usize = 32;
 /// Mappings removed per IOMMU call when a revoke or teardown removes many.
@@ -91,9 +92,13 @@ pub struct Mapping {
     pending: bool,
 }
 
-/// A device's storm and quarantine state.
-#[derive(Debug, Clone, Copy, Default)]
+/// A device's state: its mappings' index, storm and quarantine state.
+#[derive(Debug, Clone, Copy)]
 pub struct DeviceState {
+    /// Root of the device's mappings, ordered by IOVA (`index::Tree`).
+    root: u16,
+    /// Mappings of the device whose removal is pending.
+    pending: u32,
     /// Blocked by a fault storm; the owner may resume if the policy allows.
     quarantined: bool,
     /// Blocked because its owner was torn down; cleared by `client_ready`.
@@ -108,6 +113,22 @@ pub struct DeviceState {
     previous_faults: u32,
     /// The last window's faults, as estimated at the device's latest fault.
     recent_faults: u32,
+}
+
+impl Default for DeviceState {
+    fn default() -> Self {
+        DeviceState {
+            root: NIL,
+            pending: 0,
+            quarantined: false,
+            torn_down: false,
+            unconfirmed: false,
+            window_start: 0,
+            window_faults: 0,
+            previous_faults: 0,
+            recent_faults: 0,
+        }
+    }
 }
 
 impl DeviceState {
@@ -166,6 +187,8 @@ pub struct Storage<'a> {
     pub caps: &'a mut [Option<Cap>],
     /// Mapping slots, over all devices.
     pub mappings: &'a mut [Option<Mapping>],
+    /// One per mapping slot: its place in its device's index, or in the free list.
+    pub nodes: &'a mut [Node],
     /// One per client.
     pub clients: &'a mut [ClientTables],
     /// One per device.
@@ -179,6 +202,7 @@ pub struct Storage<'a> {
 pub struct OwnedStorage<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPINGS: usize> {
     caps: [Option<Cap>; CAPS],
     mappings: [Option<Mapping>; MAPPINGS],
+    nodes: [Node; MAPPINGS],
     clients: [ClientTables; CLIENTS],
     devices: [DeviceState; DEVICES],
     rings: [FaultRing; CLIENTS],
@@ -191,6 +215,7 @@ impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPIN
         Self {
             caps: [None; CAPS],
             mappings: [None; MAPPINGS],
+            nodes: [Node::default(); MAPPINGS],
             clients: [ClientTables::default(); CLIENTS],
             devices: [DeviceState::default(); DEVICES],
             rings: core::array::from_fn(|_| FaultRing::default()),
@@ -207,6 +232,7 @@ impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPIN
         Storage {
             caps: &mut self.caps,
             mappings: &mut self.mappings,
+            nodes: &mut self.nodes,
             clients: &mut self.clients,
             devices: &mut self.devices,
             rings,
@@ -218,6 +244,7 @@ impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPIN
         Storage {
             caps: &mut self.caps,
             mappings: &mut self.mappings,
+            nodes: &mut self.nodes,
             clients: &mut self.clients,
             devices: &mut self.devices,
             rings: &mut self.rings,
@@ -259,7 +286,7 @@ pub struct StateSizes {
     pub per_client: usize,
     /// One capability slot.
     pub per_capability: usize,
-    /// One mapping slot.
+    /// One mapping slot, with its place in the index.
     pub per_mapping: usize,
     /// One device's storm and quarantine state.
     pub per_device: usize,
@@ -298,7 +325,7 @@ pub fn state_sizes() -> StateSizes {
     StateSizes {
         per_client: size_of::<ClientTables>() + size_of::<FaultRing>(),
         per_capability: size_of::<Option<Cap>>(),
-        per_mapping: size_of::<Option<Mapping>>(),
+        per_mapping: size_of::<Option<Mapping>>() + size_of::<Node>(),
         per_device: size_of::<DeviceState>(),
         fixed: size_of::<Service<'static, NoHw>>(),
     }
@@ -311,6 +338,9 @@ pub struct Service<'a, H: IommuHw> {
     cfg: Config<'a>,
     caps: &'a mut [Option<Cap>],
     maps: &'a mut [Option<Mapping>],
+    nodes: &'a mut [Node],
+    /// Head of the free mapping slots' list.
+    free: u16,
     clients: &'a mut [ClientTables],
     devices: &'a mut [DeviceState],
     rings: &'a mut [FaultRing],
@@ -332,7 +362,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if cfg.caps.len() > storage.caps.len() || storage.caps.len() > MAX_CAPS {
             return Err(ConfigError::TooMany("capabilities"));
         }
-        if storage.mappings.len() > MAX_MAPPINGS {
+        if storage.mappings.len() > MAX_MAPPINGS || storage.nodes.len() != storage.mappings.len() {
             return Err(ConfigError::TooMany("mappings"));
         }
         for (i, d) in cfg.devices.iter().enumerate() {
@@ -350,6 +380,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         storage.caps.fill(None);
         storage.mappings.fill(None);
+        let free = index::init_free(storage.nodes);
         storage.clients.fill(ClientTables::default());
         storage.devices.fill(DeviceState::default());
         storage.rings.iter_mut().for_each(FaultRing::reset);
@@ -358,6 +389,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             cfg,
             caps: storage.caps,
             maps: storage.mappings,
+            nodes: storage.nodes,
+            free,
             clients: storage.clients,
             devices: storage.devices,
             rings: storage.rings,
@@ -439,9 +472,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
             if self.overlaps(device, m.iova, m.len) {
                 return Err(ErrorCode::Overlap);
             }
-            let slot = self.maps.iter().position(Option::is_none).ok_or(ErrorCode::NoMappingSlot)?;
+            if self.free == NIL {
+                return Err(ErrorCode::NoMappingSlot);
+            }
             self.hw.map(device, m.iova, pa, m.len, m.rights).map_err(|_| ErrorCode::Hardware)?;
-            self.maps[slot] = Some(Mapping {
+            self.insert_mapping(Mapping {
                 device: device as u16,
                 region: m.region as u16,
                 iova: m.iova,
@@ -589,42 +624,76 @@ impl<'a, H: IommuHw> Service<'a, H> {
         Ok(d)
     }
 
+    /// Device `d`'s mappings, ordered by IOVA.
+    fn view(&self, d: DeviceIndex) -> (index::View<'_, impl Fn(u16) -> u64 + '_>, u16) {
+        let maps = &*self.maps;
+        (index::View::new(self.nodes, move |s| maps[s as usize].map_or(0, |m| m.iova)), self.devices[d].root)
+    }
+
+    /// The mapping in slot `i` (which the index says is in use).
+    fn at(&self, i: u16) -> Mapping {
+        self.maps[i as usize].expect("an indexed slot holds a mapping")
+    }
+
+    /// Put `m` in a free slot and into its device's index (the caller checked there is a
+    /// free slot and that `m` overlaps nothing of its device).
+    fn insert_mapping(&mut self, m: Mapping) {
+        let Some(slot) = index::take_free(self.nodes, &mut self.free) else { return };
+        let d = m.device as usize;
+        self.maps[slot as usize] = Some(m);
+        let maps = &*self.maps;
+        let root = self.devices[d].root;
+        self.devices[d].root = Tree::new(self.nodes, |s| maps[s as usize].map_or(0, |m| m.iova)).insert(root, slot);
+    }
+
+    /// Take the mapping in slot `i` out of its device's index and free the slot.
+    fn remove_mapping(&mut self, i: usize) -> Option<Mapping> {
+        let m = self.maps[i]?;
+        let d = m.device as usize;
+        let maps = &*self.maps;
+        let root = self.devices[d].root;
+        self.devices[d].root = Tree::new(self.nodes, |s| maps[s as usize].map_or(0, |m| m.iova)).remove(root, m.iova);
+        self.maps[i] = None;
+        index::give_free(self.nodes, &mut self.free, i as u16);
+        Some(m)
+    }
+
+    /// Does `[iova, iova + len)` overlap a mapping of `device`? Mappings of a device are
+    /// disjoint, so only the last one starting below the range's end can.
     fn overlaps(&self, device: DeviceIndex, iova: u64, len: u64) -> bool {
-        self.maps.iter().flatten().any(|m| m.device as usize == device && iova < m.iova + m.len && m.iova < iova + len)
+        let (tree, root) = self.view(device);
+        let last = iova.saturating_add(len - 1);
+        tree.floor(root, last).is_some_and(|i| self.at(i).iova.saturating_add(self.at(i).len) > iova)
     }
 
     /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
-    /// the device's highest mapping if that fits (one pass over the table), otherwise the
-    /// lowest gap that fits (first fit).
+    /// the device's highest mapping if that fits (O(log n)), otherwise the lowest gap that
+    /// fits (first fit, a walk in IOVA order).
     fn alloc_iova(&self, device: DeviceIndex, len: u64) -> Option<u64> {
         let dc = &self.cfg.devices[device];
         let end = dc.iova_base.checked_add(dc.iova_size)?;
         let base = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
-        let top = self.maps.iter().flatten().filter(|m| m.device as usize == device).map(|m| m.iova + m.len).max();
+        let (tree, root) = self.view(device);
+        let top = tree.floor(root, u64::MAX).map(|i| self.at(i).iova + self.at(i).len);
         let bump = top.unwrap_or(base).max(base);
         if bump.checked_add(len).is_some_and(|t| t <= end) {
             return Some(bump);
         }
         let mut candidate = base;
-        // Each pass moves past one overlapping mapping; there are at most `maps.len()`.
-        for _ in 0..=self.maps.len() {
-            let top = candidate.checked_add(len)?;
-            if top > end {
-                return None;
+        let mut found = None;
+        tree.walk(root, |i| {
+            let m = self.at(i);
+            if m.iova.saturating_add(m.len) <= candidate {
+                return true;
             }
-            match self
-                .maps
-                .iter()
-                .flatten()
-                .filter(|m| m.device as usize == device && candidate < m.iova + m.len && m.iova < top)
-                .map(|m| m.iova + m.len)
-                .max()
-            {
-                None => return Some(candidate),
-                Some(past) => candidate = past,
+            if candidate.checked_add(len).is_some_and(|t| t <= m.iova) {
+                found = Some(candidate);
+                return false;
             }
-        }
-        None
+            candidate = m.iova + m.len;
+            true
+        });
+        found.or_else(|| candidate.checked_add(len).is_some_and(|t| t <= end).then_some(candidate))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -661,7 +730,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if u.pages + len / PAGE > q.max_pages {
             return Err(ErrorCode::QuotaPages);
         }
-        let slot = self.maps.iter().position(Option::is_none).ok_or(ErrorCode::NoMappingSlot)?;
+        if self.free == NIL {
+            return Err(ErrorCode::NoMappingSlot);
+        }
         let iova = match iova {
             Some(v) => {
                 let dc = &self.cfg.devices[d];
@@ -677,7 +748,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
         };
         self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
-        self.maps[slot] = Some(Mapping {
+        self.insert_mapping(Mapping {
             device: d as u16,
             region: cap.region,
             iova,
@@ -697,11 +768,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let d = self.own_device(client, device)?;
         let mut found = [0usize; MAX_UNMAP_RANGES];
         for (i, &iova) in iovas.iter().enumerate() {
-            let m = self
-                .maps
-                .iter()
-                .position(|m| matches!(m, Some(m) if m.device as usize == d && m.iova == iova))
-                .ok_or(ErrorCode::NotMapped)?;
+            let (tree, root) = self.view(d);
+            let m = tree.find(root, iova).ok_or(ErrorCode::NotMapped)? as usize;
             if found[..i].contains(&m) {
                 return Err(ErrorCode::NotMapped);
             }
@@ -730,10 +798,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Forget the mappings at `indices`: the IOMMU confirmed them gone.
     fn forget(&mut self, indices: &[usize]) {
         for &i in indices.iter().take(UNMAP_BATCH) {
-            if let Some(m) = self.maps[i].take() {
-                let owner = self.cfg.devices[m.device as usize].owner;
+            if let Some(m) = self.remove_mapping(i) {
+                let (d, owner) = (m.device as usize, self.cfg.devices[m.device as usize].owner);
                 self.clients[owner].usage.mappings -= 1;
                 self.clients[owner].usage.pages -= m.len / PAGE;
+                if m.pending {
+                    self.devices[d].pending -= 1;
+                }
             }
         }
     }
@@ -753,7 +824,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         for &i in indices.iter().take(UNMAP_BATCH) {
             if let Some(m) = self.maps[i].as_mut() {
-                m.pending = true;
+                if !m.pending {
+                    m.pending = true;
+                    self.devices[device].pending += 1;
+                }
             }
         }
         self.devices[device].unconfirmed = true;
@@ -790,15 +864,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
     fn select(&self, device: DeviceIndex, pick: impl Fn(&Mapping) -> bool) -> ([usize; UNMAP_BATCH], usize) {
         let mut idx = [0usize; UNMAP_BATCH];
         let mut n = 0;
-        for (i, m) in self.maps.iter().enumerate() {
-            if n == UNMAP_BATCH {
-                break;
-            }
-            if matches!(m, Some(m) if m.device as usize == device && pick(m)) {
-                idx[n] = i;
+        let (tree, root) = self.view(device);
+        tree.walk(root, |i| {
+            if pick(&self.at(i)) {
+                idx[n] = i as usize;
                 n += 1;
             }
-        }
+            n < UNMAP_BATCH
+        });
         (idx, n)
     }
 
@@ -993,24 +1066,18 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// The caller's `index`-th mapping, ordered by (device, IOVA).
     fn query_mapping(&self, client: usize, index: u64) -> Result<Reply> {
-        let mine = |m: &&Mapping| self.cfg.devices[m.device as usize].owner == client;
-        // Walk in (device, IOVA) order without sorting: repeatedly take the next larger key.
-        let mut last: Option<(u16, u64)> = None;
-        for _ in 0..=index {
-            last = self
-                .maps
-                .iter()
-                .flatten()
-                .filter(mine)
-                .map(|m| (m.device, m.iova))
-                .filter(|k| last.is_none_or(|l| *k > l))
-                .min();
-            if last.is_none() {
-                return Err(ErrorCode::NotMapped);
+        let mut k = usize::try_from(index).map_err(|_| ErrorCode::NotMapped)?;
+        let mut found = None;
+        for d in (0..self.cfg.devices.len()).filter(|d| self.cfg.devices[*d].owner == client) {
+            let (tree, root) = self.view(d);
+            let n = tree.len(root);
+            if k < n {
+                found = tree.select(root, k).map(|i| (d, self.at(i)));
+                break;
             }
+            k -= n;
         }
-        let (d, iova) = last.ok_or(ErrorCode::NotMapped)?;
-        let m = self.maps.iter().flatten().find(|m| m.device == d && m.iova == iova).ok_or(ErrorCode::NotMapped)?;
+        let (d, m) = found.ok_or(ErrorCode::NotMapped)?;
         let region = self.cfg.regions.get(m.region as usize).ok_or(ErrorCode::NotMapped)?;
         Ok(Reply::ok(&[
             d as u64,
@@ -1036,7 +1103,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         self.settle(d)?;
         self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
-        self.devices[d] = DeviceState::default();
+        // A fresh start for the storm window; the device's mappings stay as they are.
+        let (root, pending) = (self.devices[d].root, self.devices[d].pending);
+        self.devices[d] = DeviceState { root, pending, ..DeviceState::default() };
         Ok(())
     }
 
@@ -1050,7 +1119,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let owner = self.cfg.devices[d].owner;
         let (mut region, mut offset, mut near) = (u32::MAX, 0, 0);
         let mut best = u64::MAX;
-        for m in self.maps.iter().flatten().filter(|m| m.device as usize == d && !m.pending) {
+        // The nearest mappings are the last one starting at or below the address and the
+        // first one above it.
+        let neighbours = {
+            let (tree, root) = self.view(d);
+            [tree.floor(root, f.iova), tree.ceil(root, f.iova)]
+        };
+        for m in neighbours.into_iter().flatten().map(|i| self.at(i)).filter(|m| !m.pending) {
             let dist = if f.iova < m.iova {
                 m.iova - f.iova
             } else if f.iova >= m.iova + m.len {
@@ -1142,7 +1217,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Mappings of `client`'s devices whose removal the IOMMU has not confirmed.
     pub fn pending_removals(&self, client: usize) -> usize {
-        self.maps.iter().flatten().filter(|m| m.pending && self.cfg.devices[m.device as usize].owner == client).count()
+        (0..self.cfg.devices.len())
+            .filter(|d| self.cfg.devices[*d].owner == client)
+            .map(|d| self.devices[d].pending as usize)
+            .sum()
     }
 
     /// Every device-reachable page as (device, IOVA page, physical page, rights), for

@@ -34,6 +34,7 @@ fn start(sys: &System) -> Result<Service<'static, ModelHw>, iommu_pd::ConfigErro
     let storage = Storage {
         caps: leak(vec![None; p.cap_slots]),
         mappings: leak(vec![None; p.mapping_slots as usize]),
+        nodes: leak(vec![iommu_pd::index::Node::default(); p.mapping_slots as usize]),
         clients: leak(vec![ClientTables::default(); clients]),
         devices: leak(vec![DeviceState::default(); p.devices.len()]),
         rings: leak((0..clients).map(|_| FaultRing::default()).collect()),
