@@ -18,6 +18,8 @@ pub const MAX_SLOTS: usize = NIL as usize;
 /// free slot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Node {
+    /// The IOVA of the slot's mapping: kept here so a walk reads only this array.
+    key: u64,
     left: u16,
     right: u16,
     /// Nodes in this subtree.
@@ -28,7 +30,7 @@ pub struct Node {
 
 impl Default for Node {
     fn default() -> Self {
-        Node { left: NIL, right: NIL, size: 0, height: 0 }
+        Node { key: 0, left: NIL, right: NIL, size: 0, height: 0 }
     }
 }
 
@@ -62,22 +64,21 @@ pub fn give_free(nodes: &mut [Node], head: &mut u16, slot: u16) {
     *head = slot;
 }
 
-/// A device's tree: `key(slot)` is the IOVA of the mapping in `slot`; keys are unique.
-pub struct Tree<'a, K: Fn(u16) -> u64> {
+/// A device's tree, keyed by the IOVA of each slot's mapping; keys are unique.
+pub struct Tree<'a> {
     nodes: &'a mut [Node],
-    key: K,
 }
 
-impl<K: Fn(u16) -> u64> core::fmt::Debug for Tree<'_, K> {
+impl core::fmt::Debug for Tree<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Tree").field("slots", &self.nodes.len()).finish()
     }
 }
 
-impl<'a, K: Fn(u16) -> u64> Tree<'a, K> {
-    /// The tree over `nodes`, with `key` giving each slot's IOVA.
-    pub fn new(nodes: &'a mut [Node], key: K) -> Self {
-        Tree { nodes, key }
+impl<'a> Tree<'a> {
+    /// The trees over `nodes`.
+    pub fn new(nodes: &'a mut [Node]) -> Self {
+        Tree { nodes }
     }
 
     fn n(&self, i: u16) -> &Node {
@@ -147,17 +148,18 @@ impl<'a, K: Fn(u16) -> u64> Tree<'a, K> {
         i
     }
 
-    /// Insert `slot` (whose key no other slot of the tree has); returns the new root.
-    pub fn insert(&mut self, root: u16, slot: u16) -> u16 {
+    /// Insert `slot` with `key` (which no other slot of the tree has); returns the new
+    /// root.
+    pub fn insert(&mut self, root: u16, slot: u16, key: u64) -> u16 {
         if root == NIL {
-            self.nodes[slot as usize] = Node { left: NIL, right: NIL, size: 1, height: 1 };
+            self.nodes[slot as usize] = Node { key, left: NIL, right: NIL, size: 1, height: 1 };
             return slot;
         }
-        if (self.key)(slot) < (self.key)(root) {
-            let l = self.insert(self.n(root).left, slot);
+        if key < self.n(root).key {
+            let l = self.insert(self.n(root).left, slot, key);
             self.nodes[root as usize].left = l;
         } else {
-            let r = self.insert(self.n(root).right, slot);
+            let r = self.insert(self.n(root).right, slot, key);
             self.nodes[root as usize].right = r;
         }
         self.balance(root)
@@ -178,7 +180,7 @@ impl<'a, K: Fn(u16) -> u64> Tree<'a, K> {
         if root == NIL {
             return NIL;
         }
-        let here = (self.key)(root);
+        let here = self.n(root).key;
         if key < here {
             let l = self.remove(self.n(root).left, key);
             self.nodes[root as usize].left = l;
@@ -201,28 +203,27 @@ impl<'a, K: Fn(u16) -> u64> Tree<'a, K> {
         self.balance(root)
     }
 
-    /// The tree, read-only.
-    pub fn view(&self) -> View<'_, &K> {
-        View { nodes: self.nodes, key: &self.key }
+    /// The trees, read-only.
+    pub fn view(&self) -> View<'_> {
+        View { nodes: self.nodes }
     }
 }
 
-/// A device's tree, read-only: `key(slot)` is the IOVA of the mapping in `slot`.
-pub struct View<'a, K: Fn(u16) -> u64> {
+/// The trees, read-only.
+pub struct View<'a> {
     nodes: &'a [Node],
-    key: K,
 }
 
-impl<K: Fn(u16) -> u64> core::fmt::Debug for View<'_, K> {
+impl core::fmt::Debug for View<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("View").field("slots", &self.nodes.len()).finish()
     }
 }
 
-impl<'a, K: Fn(u16) -> u64> View<'a, K> {
-    /// The tree over `nodes`, with `key` giving each slot's IOVA.
-    pub fn new(nodes: &'a [Node], key: K) -> Self {
-        View { nodes, key }
+impl<'a> View<'a> {
+    /// The trees over `nodes`.
+    pub fn new(nodes: &'a [Node]) -> Self {
+        View { nodes }
     }
 
     fn n(&self, i: u16) -> &Node {
@@ -250,7 +251,7 @@ impl<'a, K: Fn(u16) -> u64> View<'a, K> {
     pub fn find(&self, root: u16, key: u64) -> Option<u16> {
         let mut i = root;
         while i != NIL {
-            let here = (self.key)(i);
+            let here = self.n(i).key;
             if key == here {
                 return Some(i);
             }
@@ -263,7 +264,7 @@ impl<'a, K: Fn(u16) -> u64> View<'a, K> {
     pub fn floor(&self, root: u16, key: u64) -> Option<u16> {
         let (mut i, mut best) = (root, None);
         while i != NIL {
-            if (self.key)(i) <= key {
+            if self.n(i).key <= key {
                 best = Some(i);
                 i = self.n(i).right;
             } else {
@@ -277,7 +278,7 @@ impl<'a, K: Fn(u16) -> u64> View<'a, K> {
     pub fn ceil(&self, root: u16, key: u64) -> Option<u16> {
         let (mut i, mut best) = (root, None);
         while i != NIL {
-            if (self.key)(i) >= key {
+            if self.n(i).key >= key {
                 best = Some(i);
                 i = self.n(i).left;
             } else {
@@ -357,19 +358,17 @@ mod tests {
             let present = live.iter().position(|(k, _)| *k == key);
             if let (Some(p), true) = (present, r & 1 == 0) {
                 let (_, slot) = live.remove(p);
-                let snapshot = keys;
-                root = Tree::new(&mut nodes, |s| snapshot[s as usize]).remove(root, key);
+                root = Tree::new(&mut nodes).remove(root, key);
                 give_free(&mut nodes, &mut head, slot);
             } else if present.is_none() {
                 let Some(slot) = take_free(&mut nodes, &mut head) else { continue };
                 keys[slot as usize] = key;
-                let snapshot = keys;
-                root = Tree::new(&mut nodes, |s| snapshot[s as usize]).insert(root, slot);
+                root = Tree::new(&mut nodes).insert(root, slot, key);
                 live.push((key, slot));
             }
             live.sort();
             let snapshot = keys;
-            let t = View::new(&nodes, |s| snapshot[s as usize]);
+            let t = View::new(&nodes);
             let mut seen = std::vec::Vec::new();
             t.walk(root, |s| {
                 seen.push(snapshot[s as usize]);

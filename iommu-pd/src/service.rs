@@ -625,9 +625,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// Device `d`'s mappings, ordered by IOVA.
-    fn view(&self, d: DeviceIndex) -> (index::View<'_, impl Fn(u16) -> u64 + '_>, u16) {
-        let maps = &*self.maps;
-        (index::View::new(self.nodes, move |s| maps[s as usize].map_or(0, |m| m.iova)), self.devices[d].root)
+    fn view(&self, d: DeviceIndex) -> (index::View<'_>, u16) {
+        (index::View::new(self.nodes), self.devices[d].root)
     }
 
     /// The mapping in slot `i` (which the index says is in use).
@@ -641,18 +640,16 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let Some(slot) = index::take_free(self.nodes, &mut self.free) else { return };
         let d = m.device as usize;
         self.maps[slot as usize] = Some(m);
-        let maps = &*self.maps;
         let root = self.devices[d].root;
-        self.devices[d].root = Tree::new(self.nodes, |s| maps[s as usize].map_or(0, |m| m.iova)).insert(root, slot);
+        self.devices[d].root = Tree::new(self.nodes).insert(root, slot, m.iova);
     }
 
     /// Take the mapping in slot `i` out of its device's index and free the slot.
     fn remove_mapping(&mut self, i: usize) -> Option<Mapping> {
         let m = self.maps[i]?;
         let d = m.device as usize;
-        let maps = &*self.maps;
         let root = self.devices[d].root;
-        self.devices[d].root = Tree::new(self.nodes, |s| maps[s as usize].map_or(0, |m| m.iova)).remove(root, m.iova);
+        self.devices[d].root = Tree::new(self.nodes).remove(root, m.iova);
         self.maps[i] = None;
         index::give_free(self.nodes, &mut self.free, i as u16);
         Some(m)
