@@ -18,13 +18,23 @@ fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
 /// The region a capability finally names, and its (offset, size) within it, following
 /// parents; `None` for a missing parent or a loop.
 pub fn resolve<'a>(sys: &'a System, cap: &'a DmaCapability) -> Option<(&'a str, u64)> {
+    resolve_by(cap, sys.caps.len(), |name| sys.cap(name))
+}
+
+/// `resolve`, finding a parent by name with `cap_named` (for callers that index the
+/// capabilities by name); at most `caps` steps, so a loop ends.
+pub fn resolve_by<'a>(
+    cap: &'a DmaCapability,
+    caps: usize,
+    cap_named: impl Fn(&str) -> Option<&'a DmaCapability>,
+) -> Option<(&'a str, u64)> {
     let mut c = cap;
     let mut offset = 0u64;
-    for _ in 0..=sys.caps.len() {
+    for _ in 0..=caps {
         offset = offset.checked_add(c.offset)?;
         match (&c.mr, &c.parent) {
             (Some(mr), _) => return Some((mr.as_str(), offset)),
-            (None, Some(parent)) => c = sys.cap(parent)?,
+            (None, Some(parent)) => c = cap_named(parent)?,
             (None, None) => return None,
         }
     }

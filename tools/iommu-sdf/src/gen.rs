@@ -140,8 +140,10 @@ pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> Str
         }
         cap += 1;
     }
+    // Two grants at a time each: few enough that no client's handle table can be filled
+    // by the clients that may lend to it, at any size generated here.
     for p in 0..pds {
-        let _ = writeln!(o, "    <dma_quota pd=\"drv{p}\" mappings=\"8\" pages=\"{quota_pages}\" />");
+        let _ = writeln!(o, "    <dma_quota pd=\"drv{p}\" mappings=\"8\" pages=\"{quota_pages}\" grants=\"2\" />");
     }
     o.push_str("</system>\n");
     o

@@ -7,8 +7,41 @@
 use iommu_pd::{CapConfig, ClientConfig, DeviceConfig, RegionConfig, StaticMapConfig};
 use iommu_protocol::Rights;
 
-use crate::check::resolve;
+use std::collections::{HashMap, HashSet};
+
+use crate::check::resolve_by;
 use crate::model::*;
+
+/// The description's names, indexed: policy building looks names up many times, and a
+/// linear search each time made it cubic in the description's size.
+struct Names<'a> {
+    caps: HashMap<&'a str, &'a DmaCapability>,
+}
+
+impl<'a> Names<'a> {
+    fn new(sys: &'a System) -> Self {
+        // The first of a duplicated name wins, as `System::cap` finds it (and `check`
+        // refuses duplicates).
+        let mut caps = HashMap::new();
+        for c in &sys.caps {
+            caps.entry(c.name.as_str()).or_insert(c);
+        }
+        Names { caps }
+    }
+
+    fn resolve(&self, sys: &System, cap: &'a DmaCapability) -> Option<(&'a str, u64)> {
+        resolve_by(cap, sys.caps.len(), |name| self.caps.get(name).copied())
+    }
+}
+
+/// `items`' positions by name (the first of a duplicated name wins).
+fn positions<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+    let mut map = HashMap::new();
+    for (i, n) in names.enumerate() {
+        map.entry(n).or_insert(i);
+    }
+    map
+}
 
 /// The policy tables, each entry with the name it has in the description.
 #[derive(Debug, Clone)]
@@ -58,22 +91,29 @@ pub fn grant_quota(sys: &System, pd: &str) -> u32 {
 
 /// The regions devices may reach: those a capability or an iomap names.
 pub fn dma_regions(sys: &System) -> Vec<&MemoryRegion> {
-    sys.regions
+    let names = Names::new(sys);
+    let reached: HashSet<&str> = sys
+        .caps
         .iter()
-        .filter(|r| {
-            sys.caps.iter().any(|c| resolve(sys, c).is_some_and(|(mr, _)| mr == r.name))
-                || sys.io_spaces.iter().any(|s| s.iomaps.iter().any(|m| m.mr == r.name))
-        })
-        .collect()
+        .filter_map(|c| names.resolve(sys, c).map(|(mr, _)| mr))
+        .chain(sys.io_spaces.iter().flat_map(|s| s.iomaps.iter().map(|m| m.mr.as_str())))
+        .collect();
+    sys.regions.iter().filter(|r| reached.contains(r.name.as_str())).collect()
 }
 
 /// The policy of a (checked) description.
 pub fn policy(sys: &System) -> Policy<'_> {
+    let names = Names::new(sys);
     let regions = dma_regions(sys);
     let clients = sys.clients();
-    let client_index = |pd: &str| clients.iter().position(|c| c.name == pd).unwrap_or(usize::MAX);
-    let region_index = |mr: &str| regions.iter().position(|r| r.name == mr).unwrap_or(usize::MAX);
-    let device_index = |d: &str| sys.io_spaces.iter().position(|s| s.name == d).unwrap_or(usize::MAX);
+    let (client_at, region_at, device_at) = (
+        positions(clients.iter().map(|c| c.name.as_str())),
+        positions(regions.iter().map(|r| r.name.as_str())),
+        positions(sys.io_spaces.iter().map(|s| s.name.as_str())),
+    );
+    let client_index = |pd: &str| client_at.get(pd).copied().unwrap_or(usize::MAX);
+    let region_index = |mr: &str| region_at.get(mr).copied().unwrap_or(usize::MAX);
+    let device_index = |d: &str| device_at.get(d).copied().unwrap_or(usize::MAX);
     let bit = |i: usize| 1u64 << i.min(63);
 
     let client_configs: Vec<(&str, ClientConfig)> = clients
@@ -108,7 +148,7 @@ pub fn policy(sys: &System) -> Policy<'_> {
         .caps
         .iter()
         .filter_map(|c| {
-            let (mr, offset) = resolve(sys, c)?;
+            let (mr, offset) = names.resolve(sys, c)?;
             let cap = CapConfig {
                 client: client_index(&c.pd),
                 region: region_index(mr),
