@@ -72,6 +72,11 @@ pub struct Cap {
     /// Clients it may be granted to (its root capability's, inherited unchanged).
     grant_to: u64,
     parent: Option<u16>,
+    /// First of the mappings made with it (linked through `Mapping::cap_next`).
+    maps: u16,
+    /// First of the capabilities granted from it, linked through `next_sibling`.
+    first_child: u16,
+    next_sibling: u16,
 }
 
 /// A mapping slot's content.
@@ -90,7 +95,14 @@ pub struct Mapping {
     /// Its unmap failed: the IOMMU may still translate it, so it stays in the books (and
     /// its device blocked) until a retry is confirmed.
     pending: bool,
+    /// Neighbours in its capability's list of mappings (`NIL` at the ends; both `NIL`
+    /// and `cap` `NO_CAP` once the capability is gone while this removal is pending).
+    cap_prev: u16,
+    cap_next: u16,
 }
+
+/// `Mapping::cap` of a pending mapping whose capability has been removed.
+const NO_CAP: u16 = u16::MAX;
 
 /// A device's state: its mappings' index, storm and quarantine state.
 #[derive(Debug, Clone, Copy)]
@@ -412,6 +424,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 devices: c.devices,
                 grant_to: c.grant_to,
                 parent: None,
+                maps: NIL,
+                first_child: NIL,
+                next_sibling: NIL,
             });
             let slot =
                 s.clients[c.client].handles.iter().position(Option::is_none).ok_or(ConfigError::TooMany("handles"))?;
@@ -442,6 +457,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 devices: 1 << m.device,
                 grant_to: 0,
                 parent: None,
+                maps: NIL,
+                first_child: NIL,
+                next_sibling: NIL,
             });
         }
         for d in 0..cfg.devices.len() {
@@ -486,6 +504,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 cap: ci as u16,
                 pinned: true,
                 pending: false,
+                cap_prev: NIL,
+                cap_next: NIL,
             });
             self.clients[owner].usage.mappings += 1;
             self.clients[owner].usage.pages += m.len / PAGE;
@@ -636,9 +656,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Put `m` in a free slot and into its device's index (the caller checked there is a
     /// free slot and that `m` overlaps nothing of its device).
-    fn insert_mapping(&mut self, m: Mapping) {
+    fn insert_mapping(&mut self, mut m: Mapping) {
         let Some(slot) = index::take_free(self.nodes, &mut self.free) else { return };
         let d = m.device as usize;
+        // At the head of its capability's list.
+        if let Some(cap) = self.caps.get_mut(m.cap as usize).and_then(Option::as_mut) {
+            m.cap_next = cap.maps;
+            cap.maps = slot;
+        }
+        if let Some(next) = self.maps.get_mut(m.cap_next as usize).and_then(Option::as_mut) {
+            next.cap_prev = slot;
+        }
         self.maps[slot as usize] = Some(m);
         let root = self.devices[d].root;
         self.devices[d].root = Tree::new(self.nodes).insert(root, slot, m.iova);
@@ -648,6 +676,20 @@ impl<'a, H: IommuHw> Service<'a, H> {
     fn remove_mapping(&mut self, i: usize) -> Option<Mapping> {
         let m = self.maps[i]?;
         let d = m.device as usize;
+        // Out of its capability's list.
+        match self.maps.get_mut(m.cap_prev as usize).and_then(Option::as_mut) {
+            Some(prev) => prev.cap_next = m.cap_next,
+            None => {
+                if let Some(cap) = self.caps.get_mut(m.cap as usize).and_then(Option::as_mut) {
+                    if cap.maps == i as u16 {
+                        cap.maps = m.cap_next;
+                    }
+                }
+            }
+        }
+        if let Some(next) = self.maps.get_mut(m.cap_next as usize).and_then(Option::as_mut) {
+            next.cap_prev = m.cap_prev;
+        }
         let root = self.devices[d].root;
         self.devices[d].root = Tree::new(self.nodes).remove(root, m.iova);
         self.maps[i] = None;
@@ -755,6 +797,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             cap: ci,
             pinned: false,
             pending: false,
+            cap_prev: NIL,
+            cap_next: NIL,
         });
         self.clients[client].usage.mappings += 1;
         self.clients[client].usage.pages += len / PAGE;
@@ -945,7 +989,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
             devices,
             grant_to: cap.grant_to,
             parent: Some(ci),
+            maps: NIL,
+            first_child: NIL,
+            next_sibling: cap.first_child,
         });
+        if let Some(parent) = self.caps[ci as usize].as_mut() {
+            parent.first_child = child as u16;
+        }
         self.clients[to].handles[theirs] = Some(Slot::Cap(child as u16));
         self.clients[client].handles[ours] = Some(Slot::Grant(child as u16));
         self.clients[client].usage.grants += 1;
@@ -971,6 +1021,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
             devices: 0,
             grant_to: 0,
             parent: None,
+            maps: NIL,
+            first_child: NIL,
+            next_sibling: NIL,
         })
     }
 
@@ -981,22 +1034,6 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return Err(ErrorCode::Denied);
         }
         self.remove_subtree(ci)
-    }
-
-    /// True if capability `i` is `root` or descends from it.
-    fn descends(&self, mut i: u16, root: u16) -> bool {
-        // Parents are always older and a subtree is always removed whole, so chains end;
-        // the bound only guards against a bug.
-        for _ in 0..self.caps.len() {
-            if i == root {
-                return true;
-            }
-            match self.caps[i as usize].and_then(|c| c.parent) {
-                Some(p) => i = p,
-                None => return false,
-            }
-        }
-        false
     }
 
     fn revoke(&mut self, client: usize, g: Handle) -> Result<()> {
@@ -1011,54 +1048,120 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Remove capability `root`, everything derived from it, and every mapping made with
     /// any of them, on every device. `Ok` once the IOMMU confirmed every removal;
     /// `Hardware` if it did not confirm some (those are pending, their devices blocked).
-    /// The capabilities go either way: what is pending no longer depends on them.
+    /// The capabilities go either way: what is pending no longer depends on them. The
+    /// work is in the subtree and its mappings, found through their links, not in the
+    /// tables' sizes.
     fn remove_subtree(&mut self, root: u16) -> Result<()> {
-        let mut doomed = [false; MAX_CAPS];
-        let n = self.caps.len();
-        for (i, gone) in doomed[..n].iter_mut().enumerate() {
-            *gone = self.caps[i].is_some() && self.descends(i as u16, root);
+        // The subtree, parents before children.
+        let mut sub = [0u16; MAX_CAPS];
+        let mut k = 0;
+        if self.caps.get(root as usize).is_some_and(Option::is_some) {
+            sub[0] = root;
+            k = 1;
+        }
+        let mut next = 0;
+        while next < k {
+            let mut child = self.caps[sub[next] as usize].map_or(NIL, |c| c.first_child);
+            while child != NIL && k < sub.len() {
+                sub[k] = child;
+                k += 1;
+                child = self.caps[child as usize].map_or(NIL, |c| c.next_sibling);
+            }
+            next += 1;
         }
         let mut result = Ok(());
-        for d in 0..self.cfg.devices.len() {
-            if let Err(e) = self.remove_where(d, |m| doomed[m.cap as usize]) {
+        for &c in &sub[..k] {
+            if let Err(e) = self.remove_maps_of(c) {
                 result = Err(e);
             }
-            // A removal an earlier request could not confirm may be of the same memory
-            // (the subtree's, or an earlier grant of it whose capability is gone and whose
-            // slot may since have been reused): `Ok` only once every removal pending on
-            // the device is confirmed.
-            let earlier = self.select(d, |m| m.pending).1 > 0;
-            if earlier && result.is_ok() {
+        }
+        // A removal an earlier request could not confirm may be of the same memory (the
+        // subtree's, or an earlier grant of it whose capability is gone): `Ok` only once
+        // every removal pending on any device is confirmed.
+        for d in 0..self.cfg.devices.len() {
+            if self.devices[d].pending > 0 && result.is_ok() {
                 result = self.settle(d);
             }
         }
-        for (i, gone) in doomed.iter().enumerate() {
-            if !*gone {
-                continue;
-            }
-            // The granter of a derived capability is its parent's holder; the parent is
-            // still there (it goes in this loop at the earliest, and parents are older).
-            if let Some(p) = self.caps[i].and_then(|c| c.parent) {
-                if let Some(granter) = self.caps[p as usize].map(|c| c.holder as usize) {
-                    self.clients[granter].usage.grants = self.clients[granter].usage.grants.saturating_sub(1);
+        // Out of its parent's list of children.
+        if let Some(parent) = self.caps[root as usize].and_then(|c| c.parent) {
+            let mut at = self.caps[parent as usize].map_or(NIL, |p| p.first_child);
+            if at == root {
+                let after = self.caps[root as usize].map_or(NIL, |c| c.next_sibling);
+                if let Some(p) = self.caps[parent as usize].as_mut() {
+                    p.first_child = after;
+                }
+            } else {
+                while at != NIL {
+                    let after = self.caps[at as usize].map_or(NIL, |c| c.next_sibling);
+                    if after == root {
+                        let skip = self.caps[root as usize].map_or(NIL, |c| c.next_sibling);
+                        if let Some(prev) = self.caps[at as usize].as_mut() {
+                            prev.next_sibling = skip;
+                        }
+                        break;
+                    }
+                    at = after;
                 }
             }
         }
-        for (i, gone) in doomed.iter().enumerate() {
-            if *gone {
-                self.caps[i] = None;
-            }
-        }
-        for table in self.clients.iter_mut() {
-            for slot in table.handles.iter_mut() {
-                if let Some(Slot::Cap(i) | Slot::Grant(i)) = *slot {
-                    if doomed[i as usize] {
+        for &c in &sub[..k] {
+            let Some(cap) = self.caps[c as usize] else { continue };
+            // Its granter is its parent's holder; the parent is still there (parents go
+            // after their children in nothing below, and before none of them is freed).
+            let granter = cap.parent.and_then(|p| self.caps[p as usize]).map(|p| p.holder as usize);
+            if let Some(g) = granter {
+                self.clients[g].usage.grants = self.clients[g].usage.grants.saturating_sub(1);
+                for slot in self.clients[g].handles.iter_mut() {
+                    if *slot == Some(Slot::Grant(c)) {
                         *slot = None;
                     }
                 }
             }
+            for slot in self.clients[cap.holder as usize].handles.iter_mut() {
+                if *slot == Some(Slot::Cap(c)) {
+                    *slot = None;
+                }
+            }
+        }
+        for &c in &sub[..k] {
+            // What is still pending no longer belongs to a capability.
+            let mut at = self.caps[c as usize].map_or(NIL, |c| c.maps);
+            while let Some(m) = self.maps.get_mut(at as usize).and_then(Option::as_mut) {
+                let after = m.cap_next;
+                m.cap = NO_CAP;
+                m.cap_prev = NIL;
+                m.cap_next = NIL;
+                at = after;
+            }
+            self.caps[c as usize] = None;
         }
         result
+    }
+
+    /// Remove the mappings made with capability `c` that are not already pending, a
+    /// device's batch at a time.
+    fn remove_maps_of(&mut self, c: u16) -> Result<()> {
+        let mut result = Ok(());
+        loop {
+            let mut batch = [0usize; UNMAP_BATCH];
+            let (mut n, mut device) = (0, None);
+            let mut at = self.caps[c as usize].map_or(NIL, |c| c.maps);
+            while let Some(m) = self.maps.get(at as usize).copied().flatten() {
+                if !m.pending && n < UNMAP_BATCH && device.is_none_or(|d| d == m.device) {
+                    device = Some(m.device);
+                    batch[n] = at as usize;
+                    n += 1;
+                }
+                at = m.cap_next;
+            }
+            let Some(d) = device else { return result };
+            // Each pass forgets the `n` mappings or marks them pending, which the next pass
+            // skips, so this ends.
+            if let Err(e) = self.remove_mappings(d as usize, &batch[..n]) {
+                result = Err(e);
+            }
+        }
     }
 
     /// The caller's `index`-th mapping, ordered by (device, IOVA).
