@@ -41,7 +41,7 @@ fn service(slots: usize, window: u64) -> Svc {
     let backend = SmmuBackend::new(smmu, &[0x10]).unwrap();
     let quota = slots as u32;
     let cfg = Config {
-        clients: leak(vec![ClientConfig { name: "driver", max_mappings: quota, max_pages: 1 << 20, max_grants: 0 }]),
+        clients: leak(vec![ClientConfig { name: "driver", max_mappings: quota, max_pages: 1 << 20, max_grants: 1 }]),
         devices: leak(vec![DeviceConfig {
             name: "dev",
             stream: 0x10,
@@ -58,7 +58,8 @@ fn service(slots: usize, window: u64) -> Svc {
             len: BUFFERS_LEN,
             rights: Rights::READ_WRITE,
             devices: 1,
-            grant_to: 0,
+            // To itself, for the revocation benchmark.
+            grant_to: 1,
         }]),
         static_maps: &[],
         faults: FaultPolicy { window: 1, max_faults: 1000 },
@@ -160,5 +161,42 @@ fn churn(c: &mut Criterion) {
     println!("churn: {refused} of {steps} MAPs found no room at about 3/4 full");
 }
 
-criterion_group!(benches, map_unmap_by_size, churn);
+/// GRANT a page to itself, MAP it, REVOKE: the revocation finds the one mapping among
+/// 16 or 16,384 others.
+fn revoke_by_size(c: &mut Criterion) {
+    let mut g = c.benchmark_group("grant_map_revoke");
+    for live in [16usize, 16_384] {
+        let mut s = service(65_535, 1 << 30);
+        for i in 0..live as u64 {
+            map(&mut s, (i % 4096) * 4096, 4096).expect("room for the live mappings");
+        }
+        g.bench_with_input(BenchmarkId::new("65535_slots", live), &live, |b, _| {
+            b.iter(|| {
+                let grant = Request::Grant {
+                    cap: Handle(0),
+                    to: iommu_protocol::ClientId(0),
+                    offset: 0,
+                    len: 4096,
+                    rights: Rights::READ,
+                    devices: 1,
+                };
+                let Reply::Ok { values, .. } = call(&mut s, grant) else { panic!("grant refused") };
+                let req = Request::Map {
+                    cap: Handle(values[1] as u32),
+                    device: DeviceId(0),
+                    offset: 0,
+                    len: 4096,
+                    iova: None,
+                    rights: Rights::READ,
+                };
+                assert!(matches!(call(&mut s, req), Reply::Ok { .. }));
+                let r = call(&mut s, Request::Revoke { grant: Handle(values[0] as u32) });
+                assert!(matches!(black_box(r), Reply::Ok { .. }));
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, map_unmap_by_size, revoke_by_size, churn);
 criterion_main!(benches);
