@@ -587,18 +587,18 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Request::Release { cap } => self.release(client, cap).map(|_| Reply::ok(&[])),
             Request::Query => {
                 let (u, c, r) = (self.clients[client].usage, self.cfg.clients[client], &self.rings[client]);
-                let pending = self.pending_removals(client);
-                Ok(Reply::ok(&[
-                    u.mappings as u64,
-                    c.max_mappings as u64,
-                    u.pages,
-                    c.max_pages,
-                    r.recorded(),
-                    r.dropped(),
-                    pending as u64,
-                    u.grants as u64,
-                    c.max_grants as u64,
-                ]))
+                use iommu_protocol::query;
+                let mut v = [0u64; query::VALUES];
+                v[query::MAPPINGS] = u.mappings as u64;
+                v[query::MAPPING_QUOTA] = c.max_mappings as u64;
+                v[query::PAGES] = u.pages;
+                v[query::PAGE_QUOTA] = c.max_pages;
+                v[query::FAULTS_RECORDED] = r.recorded();
+                v[query::FAULTS_DROPPED] = r.dropped();
+                v[query::REMOVALS_PENDING] = self.pending_removals(client) as u64;
+                v[query::GRANTS] = u.grants as u64;
+                v[query::GRANT_QUOTA] = c.max_grants as u64;
+                Ok(Reply::ok(&v))
             }
         }
     }

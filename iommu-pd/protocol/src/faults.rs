@@ -63,6 +63,22 @@ pub struct FaultRing {
     records: [FaultRecord; FAULT_RING],
 }
 
+/// Byte offsets of the ring's fields, for the C declaration of the same page
+/// (`iommu-pd/c/iommu_service.h`).
+pub mod layout {
+    use super::FaultRing;
+    /// `published`.
+    pub const PUBLISHED: usize = core::mem::offset_of!(FaultRing, published);
+    /// `dropped`.
+    pub const DROPPED: usize = core::mem::offset_of!(FaultRing, dropped);
+    /// `acked`.
+    pub const ACKED: usize = core::mem::offset_of!(FaultRing, acked);
+    /// `dropped_unreported`.
+    pub const DROPPED_UNREPORTED: usize = core::mem::offset_of!(FaultRing, dropped_unreported);
+    /// `records`.
+    pub const RECORDS: usize = core::mem::offset_of!(FaultRing, records);
+}
+
 impl Default for FaultRing {
     fn default() -> Self {
         Self {

@@ -69,6 +69,30 @@ pub mod measure {
     pub const BYPASS: u64 = 0x4d00;
 }
 
+/// QUERY's reply: which message register holds what.
+pub mod query {
+    /// Mappings in use.
+    pub const MAPPINGS: usize = 0;
+    /// Mapping quota.
+    pub const MAPPING_QUOTA: usize = 1;
+    /// Pages mapped.
+    pub const PAGES: usize = 2;
+    /// Page quota.
+    pub const PAGE_QUOTA: usize = 3;
+    /// Faults recorded.
+    pub const FAULTS_RECORDED: usize = 4;
+    /// Faults dropped.
+    pub const FAULTS_DROPPED: usize = 5;
+    /// Mappings whose removal the IOMMU has not confirmed.
+    pub const REMOVALS_PENDING: usize = 6;
+    /// Grants made and not yet revoked or released.
+    pub const GRANTS: usize = 7;
+    /// Grant quota.
+    pub const GRANT_QUOTA: usize = 8;
+    /// How many values QUERY replies with.
+    pub const VALUES: usize = 9;
+}
+
 /// Request labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]

@@ -1,0 +1,71 @@
+/* Calls each function of iommu_client.h with fixed arguments and prints what it sent, for
+ * tests/c_header.rs to compare with the Rust encoding of the same requests. */
+#include <stdio.h>
+
+#include "iommu_client.h"
+
+uint64_t stub_mrs[128];
+microkit_msginfo stub_call;
+uint64_t stub_reply[16] = {0x100000005, 7, 0, 0, 0, 0, 0, 0, 0, 0};
+
+static void sent(const char *what)
+{
+    printf("%s %llu %u", what, (unsigned long long)stub_call.label, (unsigned)stub_call.count);
+    for (unsigned i = 0; i < stub_call.count; i++) {
+        printf(" %llu", (unsigned long long)stub_mrs[64 + i]);
+    }
+    printf("\n");
+}
+
+/* The ring as the IOMMU PD wrote it, read from `path`. */
+static struct iommu_fault_ring ring;
+
+static void faults(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f || fread(&ring, sizeof ring, 1, f) != 1) {
+        printf("no ring\n");
+        return;
+    }
+    fclose(f);
+    struct iommu_fault_record out[4];
+    uint64_t next = 1;
+    unsigned n = iommu_take_faults(&ring, 1, &next, out, 4);
+    for (unsigned i = 0; i < n; i++) {
+        printf("fault %llu %llu %llu %u %u\n", (unsigned long long)out[i].seq, (unsigned long long)out[i].iova,
+               (unsigned long long)out[i].iova_last, out[i].repeats, out[i].stream);
+    }
+    printf("next %llu\n", (unsigned long long)next);
+    sent("take_faults");
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t iova = 0;
+    uint32_t grant = 0, theirs = 0;
+    uint64_t q[IOMMU_QUERY_VALUES];
+    uint64_t iovas[2] = {0x1000, 0x8000};
+    iommu_map(1, 3, 1, 0x1000, 0x4000, 0x100000, IOMMU_RIGHTS_READ, &iova);
+    sent("map");
+    iommu_map(1, 0, 0, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
+    sent("map_any");
+    iommu_unmap(1, 2, iovas, 2);
+    sent("unmap");
+    iommu_grant(1, 1, 4, 0, 0x1000, IOMMU_RIGHTS_WRITE, 2, &grant, &theirs);
+    sent("grant");
+    iommu_revoke(1, 9);
+    sent("revoke");
+    iommu_ack_faults(1, 77);
+    sent("ack_faults");
+    iommu_resume(1, 5);
+    sent("resume");
+    iommu_query(1, q);
+    sent("query");
+    iommu_release(1, 2);
+    sent("release");
+    printf("reply %llu %u %u\n", (unsigned long long)iova, grant, theirs);
+    if (argc > 1) {
+        faults(argv[1]);
+    }
+    return 0;
+}
