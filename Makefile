@@ -31,15 +31,18 @@ deps: pd-deps
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
-# The Rust PDs: the nightly pinned in pds/rust-toolchain.toml with its components (rustup
-# does not install a pinned toolchain by itself), and libclang, which rust-sel4's build
-# uses (bindgen over libsel4's headers).
+# The PDs: the nightly pinned in pds/rust-toolchain.toml with its components (rustup does
+# not install a pinned toolchain by itself), libclang, which rust-sel4's build uses
+# (bindgen over libsel4's headers), and the aarch64 C cross compiler for the C driver PD.
 pd-deps:
 	@cd pds && [ "$$(rustup component list --installed 2>/dev/null | grep -cE '^(rust-src|rustfmt|clippy)')" = 3 ] || { \
 		echo "installing the PDs' toolchain and its components (pds/rust-toolchain.toml)"; rustup toolchain install; }
 	@[ -n "$$LIBCLANG_PATH" ] || compgen -G "/usr/lib/llvm-*/lib/libclang-[0-9]*.so*" >/dev/null || { \
 		echo "installing libclang-dev (rust-sel4's build runs bindgen)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev; }
+	@command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || { \
+		echo "installing gcc-aarch64-linux-gnu (the C driver PD, built as Microkit's examples are)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu; }
 
 test: deps lint host-test qemu-test microkit-test fuzz
 
