@@ -100,6 +100,7 @@ microkit-test: deps
 		echo "microkit-image: using the Microkit SDK at $$MICROKIT_SDK (from $(SDK_FROM)): $$(cat $$MICROKIT_SDK/VERSION 2>/dev/null)"; \
 		$(MAKE) -C images test && $(MAKE) -C images test SYSTEM=blk-bench && \
 			$(MAKE) -C images test SYSTEM=iommu-boot && \
+			$(MAKE) -C images test SYSTEM=microkit-iomap && \
 			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug; \
 	fi
 

@@ -26,7 +26,9 @@ pub struct DeviceConfig {
     pub name: &'static str,
     /// Its StreamID.
     pub stream: u32,
-    /// The client that drives it.
+    /// The client that drives it, or `NO_OWNER` for a device that only has the
+    /// description's static mappings (Microkit's `io_address_space` with `iomap`s, as on
+    /// x86: no PD asks for anything).
     pub owner: usize,
     /// Start of the IOVA window the service hands out and accepts for it.
     pub iova_base: u64,
@@ -35,6 +37,9 @@ pub struct DeviceConfig {
     /// May the owner resume the device after a quarantine?
     pub resume_allowed: bool,
 }
+
+/// `DeviceConfig::owner` of a device no client drives.
+pub const NO_OWNER: usize = usize::MAX;
 
 /// A memory region devices may be given.
 #[derive(Debug, Clone, Copy)]

@@ -286,6 +286,8 @@ pub struct Stats {
     pub refused: u64,
     /// Faults from streams no device in the description has.
     pub unattributed_faults: u64,
+    /// Faults of devices no client drives.
+    pub unowned_faults: u64,
     /// Devices quarantined by fault storms.
     pub quarantines: u64,
 }
@@ -378,7 +380,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return Err(ConfigError::TooMany("mappings"));
         }
         for (i, d) in cfg.devices.iter().enumerate() {
-            if d.owner >= cfg.clients.len() {
+            if d.owner >= cfg.clients.len() && d.owner != crate::config::NO_OWNER {
                 return Err(ConfigError::BadDevice(i));
             }
         }
@@ -480,12 +482,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
             // and neither kind is ever removed).
             let ci = self.cfg.caps.len() + i;
             let pa = self.caps.get(ci).copied().flatten().map(|c| c.pa).ok_or(ErrorCode::NoCapabilitySlot)?;
-            let (u, q) = (self.clients[owner].usage, self.cfg.clients[owner]);
-            if u.mappings >= q.max_mappings {
-                return Err(ErrorCode::QuotaMappings);
-            }
-            if u.pages + m.len / PAGE > q.max_pages {
-                return Err(ErrorCode::QuotaPages);
+            // A device no client drives has its static mappings and nothing else: no quota.
+            if let (Some(u), Some(q)) = (self.clients.get(owner).map(|c| c.usage), self.cfg.clients.get(owner)) {
+                if u.mappings >= q.max_mappings {
+                    return Err(ErrorCode::QuotaMappings);
+                }
+                if u.pages + m.len / PAGE > q.max_pages {
+                    return Err(ErrorCode::QuotaPages);
+                }
             }
             if self.overlaps(device, m.iova, m.len) {
                 return Err(ErrorCode::Overlap);
@@ -507,8 +511,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 cap_prev: NIL,
                 cap_next: NIL,
             });
-            self.clients[owner].usage.mappings += 1;
-            self.clients[owner].usage.pages += m.len / PAGE;
+            if let Some(c) = self.clients.get_mut(owner) {
+                c.usage.mappings += 1;
+                c.usage.pages += m.len / PAGE;
+            }
         }
         Ok(())
     }
@@ -841,8 +847,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         for &i in indices.iter().take(UNMAP_BATCH) {
             if let Some(m) = self.remove_mapping(i) {
                 let (d, owner) = (m.device as usize, self.cfg.devices[m.device as usize].owner);
-                self.clients[owner].usage.mappings -= 1;
-                self.clients[owner].usage.pages -= m.len / PAGE;
+                if let Some(c) = self.clients.get_mut(owner) {
+                    c.usage.mappings -= 1;
+                    c.usage.pages -= m.len / PAGE;
+                }
                 if m.pending {
                     self.devices[d].pending -= 1;
                 }
@@ -1273,7 +1281,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
             repeats: 0,
             iova_last: f.iova,
         };
-        let ring = &mut self.rings[owner];
+        // A device no client drives (it has only the description's iomaps): its faults are
+        // the IOMMU PD's to report.
+        let Some(ring) = self.rings.get_mut(owner) else {
+            self.stats.unowned_faults += 1;
+            return None;
+        };
         if !ring.coalesce(&record) {
             ring.push(record);
         }

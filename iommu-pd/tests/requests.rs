@@ -373,3 +373,33 @@ fn static_maps_are_made_at_boot_pinned_and_restored() {
     let cfg = iommu_pd::Config { static_maps: &bad, ..config() };
     assert_eq!(Service::new(ModelHw::default(), cfg, storage()).err(), Some(iommu_pd::ConfigError::BadStaticMap(0)));
 }
+
+/// A device no client drives, as Microkit describes one (an `io_address_space` with
+/// `iomap`s and nothing else): it reaches exactly its static mappings, no client can ask
+/// anything for it, and its faults are counted for the IOMMU PD, not routed to a client.
+#[test]
+fn a_device_no_client_drives_has_its_iomaps_and_nothing_else() {
+    let mut devices = DEVICES;
+    devices[2].owner = iommu_pd::config::NO_OWNER;
+    let devices: &'static [iommu_pd::DeviceConfig] = Box::leak(Box::new(devices));
+    let maps = [iommu_pd::StaticMapConfig {
+        device: 2,
+        region: 3,
+        offset: 0,
+        len: 0x1000,
+        iova: IOVA_BASE + 0x10_0000 - 0x1000,
+        rights: Rights::READ_WRITE,
+    }];
+    let caps: &'static [iommu_pd::CapConfig] = Box::leak(Box::new([CAPS[0], CAPS[1], CAPS[2]]));
+    let cfg = iommu_pd::Config { devices, caps, static_maps: &maps, ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    let reach = s.hw().reachable(2);
+    assert_eq!(reach.len(), 1);
+    assert_eq!(reach.get(&(IOVA_BASE + 0xf_f000)), Some(&(0x4030_0000, Rights::READ_WRITE)));
+    // Not EVIL's any more, nor anyone's.
+    assert_eq!(map(&mut s, EVIL, 0, 2, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    assert_eq!(map(&mut s, NET, 0, 2, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadDevice));
+    let told = s.record_fault(FaultInput { stream: 0x20, iova: 0xdead_0000, write: true, kind: 0x10, now: 0 });
+    assert_eq!(told, None);
+    assert_eq!(s.stats().unowned_faults, 1);
+}

@@ -155,9 +155,14 @@ fn init() -> IommuPd {
     let storage = unsafe { STORAGE.take(policy::PolicyStorage::default()) };
     // The fault rings: one page per client, each shared read-only with its client, mapped
     // here at consecutive addresses from `fault_rings`.
-    let rings: NonNull<iommu_pd::FaultRing> = memory_region_symbol!(fault_rings: *mut iommu_pd::FaultRing);
-    // SAFETY: the description maps one ring page per client there, for this PD to write.
-    let rings = unsafe { core::slice::from_raw_parts_mut(rings.as_ptr(), policy::CLIENTS.len()) };
+    // (A system with no client, only devices with the description's iomaps, has none.)
+    let rings: &mut [iommu_pd::FaultRing] = if policy::CLIENTS.is_empty() {
+        &mut []
+    } else {
+        let rings: NonNull<iommu_pd::FaultRing> = memory_region_symbol!(fault_rings: *mut iommu_pd::FaultRing);
+        // SAFETY: the description maps one ring page per client there, for this PD to write.
+        unsafe { core::slice::from_raw_parts_mut(rings.as_ptr(), policy::CLIENTS.len()) }
+    };
     // The description's storm policy, its window in this board's timer ticks.
     let faults =
         FaultPolicy { window: generic_timer::ticks_from_us(policy::FAULT_WINDOW_US), max_faults: policy::MAX_FAULTS };
@@ -211,8 +216,17 @@ impl Handler for IommuPd {
                         _ => 0,
                     };
                     let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
+                    let unowned = service.stats().unowned_faults;
                     if let Some(client) = service.record_fault(input) {
                         notify |= 1 << client.0;
+                    } else if service.stats().unowned_faults > unowned && unowned == 0 {
+                        // No client to tell: say it here (the first one; the rest are counted).
+                        debug_println!(
+                            "iommu: fault of stream {:#x}, a device no client drives: {} at iova {:#x}",
+                            f.txn.sid.0,
+                            if write { "write" } else { "read" },
+                            f.txn.iova.0
+                        );
                     }
                 }
                 if !drained.is_ok_and(|d| d.remaining) {
