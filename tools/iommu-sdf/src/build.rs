@@ -25,16 +25,12 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
     let mut cut: Vec<(usize, usize, String)> = Vec::new();
     for n in doc.root_element().children().filter(Node::is_element) {
         if OURS.contains(&n.tag_name().name()) {
-            // Take the indentation before the element and its line break with it.
-            let mut start = n.range().start;
-            while start > 0 && matches!(text.as_bytes()[start - 1], b' ' | b'\t') {
-                start -= 1;
-            }
-            let mut end = n.range().end;
-            if text.as_bytes().get(end) == Some(&b'\n') {
-                end += 1;
-            }
-            cut.push((start, end, String::new()));
+            // The element goes, its line breaks stay: every line of the output is the
+            // input's line of the same number, so the Microkit tool's messages point at the
+            // user's file.
+            let (start, end) = (n.range().start, n.range().end);
+            let breaks = text[start..end].matches('\n').count();
+            cut.push((start, end, "\n".repeat(breaks)));
         }
     }
     if let Some(iommu) = &sys.iommu {
@@ -44,17 +40,11 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
             .ok_or_else(|| format!("no protection domain `{}`", iommu.pd))?;
         let mut setvars = String::new();
         for r in dma_regions(sys) {
-            let _ = writeln!(
-                setvars,
-                "        <setvar symbol=\"{}\" region_paddr=\"{}\" />",
-                paddr_symbol(&r.name),
-                r.name
-            );
+            let _ = write!(setvars, "<setvar symbol=\"{}\" region_paddr=\"{}\" /> ", paddr_symbol(&r.name), r.name);
         }
-        // Just before </protection_domain>.
+        // Just before </protection_domain>, on its line: no line moves.
         let close = text[..pd.range().end].rfind("</").ok_or("a self-closed IOMMU protection domain")?;
-        let line_start = text[..close].rfind('\n').map(|i| i + 1).unwrap_or(close);
-        cut.push((line_start, line_start, setvars));
+        cut.push((close, close, setvars));
     }
     cut.sort_by_key(|c| c.0);
     let mut out = String::new();

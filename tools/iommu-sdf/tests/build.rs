@@ -81,3 +81,26 @@ fn the_repository_system_passes_and_its_report_is_reviewed() {
     let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
     assert!(iommu_sdf::check_text(&out).1.is_empty());
 }
+
+/// `build` keeps the description line for line: the elements it removes leave blank
+/// lines and what it adds goes on an existing line, so a line number the Microkit tool
+/// reports for the output is the same line of the user's file.
+#[test]
+fn build_keeps_every_line_where_it_was() {
+    for name in ["ok.xml", "ok-children.xml"] {
+        let text = sdf(name);
+        let (sys, problems) = iommu_sdf::check_text(&text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
+        assert_eq!(out.lines().count(), text.lines().count(), "{name}");
+        for (i, (o, t)) in out.lines().zip(text.lines()).enumerate() {
+            let removed = o.trim().is_empty();
+            let added_to = o.contains("<setvar") && o.ends_with(t.trim_start());
+            assert!(o == t || removed || added_to, "{name}:{}: `{t}` became `{o}`", i + 1);
+        }
+    }
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../system.xml")).unwrap();
+    let (sys, _) = iommu_sdf::check_text(&text);
+    let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
+    assert_eq!(out.lines().count(), text.lines().count());
+}
