@@ -60,7 +60,7 @@ pub const MAX_PD_DEPTH: usize = 64;
 const END_ATTRS: &[&str] = &["pd", "id", "pp", "notify", "setvar_id"];
 const PD_CHILDREN: &[&str] =
     &["program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine", "ioport", "cspace"];
-const MAP_ATTRS: &[&str] = &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size"];
+const MAP_ATTRS: &[&str] = &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size", "setvar_prefill_size"];
 const IOMAP_ATTRS: &[&str] = &["mr", "iovaddr", "perms"];
 
 struct Reader {
