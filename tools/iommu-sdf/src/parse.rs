@@ -298,8 +298,13 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
         Ok(d) => d,
         Err(e) => {
             let pos = e.pos();
+            // An unclosed root is noticed at the end of the text, not where it opened.
+            let line = match e {
+                roxmltree::Error::UnclosedRootNode => text.lines().count().max(1) as u32,
+                _ => pos.row,
+            };
             let p = Problem {
-                line: pos.row,
+                line,
                 element: "xml".into(),
                 message: format!("malformed XML: {e}"),
                 fix: "fix the XML syntax at this position".into(),
@@ -325,7 +330,9 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
             r.problem(n, format!("unknown element `{tag}`"), "remove it or fix its name");
             continue;
         };
-        if !attrs.is_empty() {
+        // An empty list means no attribute is known for the element, except for a channel,
+        // which has none: an attribute on it is a mistake Microkit refuses too.
+        if !attrs.is_empty() || tag == "channel" {
             r.check_attrs(n, attrs);
         }
         match tag {

@@ -98,3 +98,13 @@ fn peripheral_ids() {
     assert_eq!(iommu_sdf::parse::parse_peripheral("0:32.0"), None);
     assert_eq!(iommu_sdf::parse::parse_number("0x10_0000"), Some(0x10_0000));
 }
+
+/// A description whose `</system>` is missing is reported at its end, where the reader
+/// noticed, not at line 1.
+#[test]
+fn an_unclosed_system_is_reported_where_it_ends() {
+    let text = "<system>\n    <memory_region name=\"m\" size=\"0x1000\" />\n\n";
+    let (_, problems) = iommu_sdf::check_text(text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].line, 3, "{problems:?}");
+}
