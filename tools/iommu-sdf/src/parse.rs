@@ -327,7 +327,16 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
     for n in root.children().filter(Node::is_element) {
         let tag = n.tag_name().name();
         let Some((_, attrs)) = SYSTEM_CHILDREN.iter().find(|(t, _)| *t == tag) else {
-            r.problem(n, format!("unknown element `{tag}`"), "remove it or fix its name");
+            if PD_CHILDREN.contains(&tag) {
+                // Known to Microkit, but in the wrong place.
+                r.problem(
+                    n,
+                    format!("`<{tag}>` belongs inside a <protection_domain>, not directly in <system>"),
+                    "move it into the protection domain it is for",
+                );
+            } else {
+                r.problem(n, format!("unknown element `{tag}`"), "remove it or fix its name");
+            }
             continue;
         };
         // An empty list means no attribute is known for the element, except for a channel,
