@@ -477,6 +477,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Make `device`'s static mappings (at boot, and when its client is ready again).
     fn make_static_maps(&mut self, device: DeviceIndex) -> Result<()> {
         for (i, m) in self.cfg.static_maps.iter().enumerate().filter(|(_, m)| m.device == device) {
+            // Made already (by an earlier attempt that failed further on): leave it.
+            let (tree, root) = self.view(device);
+            if tree.find(root, m.iova).is_some_and(|s| self.at(s).pinned) {
+                continue;
+            }
             let owner = self.cfg.devices[device].owner;
             // The backing capability sits right after the boot ones (`new` put it there,
             // and neither kind is ever removed).
@@ -972,6 +977,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if devices == 0 || devices & !owned != 0 {
             return Err(ErrorCode::BadDevice);
         }
+        // To itself, a holder may only narrow: the devices its capability names, no others.
+        if to == client && devices & !cap.devices != 0 {
+            return Err(ErrorCode::Denied);
+        }
         // The receiver's devices, but not ones the description keeps this memory from.
         let root = self.root_of(ci);
         if devices & !reach::devices_for(root.holder as usize, root.devices, root.grant_to, to, owned) != 0 {
@@ -1318,11 +1327,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
         for d in 0..self.cfg.devices.len() {
             if self.cfg.devices[d].owner == client && self.devices[d].torn_down {
                 self.settle(d)?;
-                self.devices[d].torn_down = false;
                 if !self.devices[d].quarantined {
                     self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
                 }
                 self.make_static_maps(d)?;
+                // Only now: if anything above failed, the device is still torn down and
+                // the next `client_ready` does it all again.
+                self.devices[d].torn_down = false;
             }
         }
         Ok(())

@@ -108,3 +108,14 @@ fn tables_too_small_for_the_quotas_are_refused_at_start() {
     assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
     assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::NoMappingSlot));
 }
+
+/// What a granter narrowed stays narrow: the receiver may not grant the capability to
+/// itself for its other devices. (A review found BLK's grant for NET's `nic` re-granted by
+/// NET to itself for `nic2`.)
+#[test]
+fn a_receiver_cannot_widen_what_it_was_lent_by_granting_to_itself() {
+    let mut s = service();
+    let (_, theirs) = handles(grant(&mut s, BLK, 0, NET, 1 << 0));
+    assert_eq!(grant(&mut s, NET, theirs, NET, 1 << 3), err(ErrorCode::Denied));
+    handles(grant(&mut s, NET, theirs, NET, 1 << 0));
+}

@@ -185,3 +185,30 @@ fn a_later_revoke_of_the_same_memory_finishes_the_earlier_removal() {
     assert_eq!(call(&mut s, NET, revoke(values[0])), Reply::ok(&[]));
     assert!(s.hw().translations(1).is_empty(), "{:x?}", s.hw().translations(1));
 }
+
+/// `client_ready` that fails part way (an enable, or a static map) leaves the device torn
+/// down, and the next `client_ready` finishes the job: the device runs again, with its
+/// static maps. (Found by a review: the device used to stay blocked, or lose its static
+/// maps, for good.)
+#[test]
+fn client_ready_that_fails_part_way_is_finished_by_the_next() {
+    static STATICS: [iommu_pd::StaticMapConfig; 1] = [iommu_pd::StaticMapConfig {
+        device: 0,
+        region: 0,
+        offset: 0x4000,
+        len: 0x2000,
+        iova: IOVA_BASE + 0x8_0000,
+        rights: Rights::READ,
+    }];
+    let cfg = iommu_pd::Config { static_maps: &STATICS, ..config() };
+    let mut s = iommu_pd::Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    assert_eq!(s.hw().reachable(0).len(), 2);
+    for failing in ["map", "enable"] {
+        s.client_torn_down(NET).unwrap();
+        s.hw_mut().fail_next = Some(failing);
+        assert_eq!(s.client_ready(NET), Err(ErrorCode::Hardware), "{failing}");
+        assert_eq!(s.client_ready(NET), Ok(()), "{failing}");
+        assert_eq!(s.hw().enabled.get(&0), Some(&true), "{failing}");
+        assert_eq!(s.hw().reachable(0).len(), 2, "{failing}: the static maps are back");
+    }
+}

@@ -205,6 +205,8 @@ impl Model {
                 assert!(p.grant_to & (1 << to) != 0, "granted where the description does not allow: {}", ctx());
                 // Back to the capability's first holder: only for the devices the
                 // description named for it.
+                // To itself, only narrower.
+                assert!(to != client || devices & !p.devices == 0, "widened by a self-grant: {}", ctx());
                 let root = m.root(parent);
                 assert!(to != root.holder || devices & !root.devices == 0, "widened to other devices: {}", ctx());
                 m.caps.push(Some(MCap {
