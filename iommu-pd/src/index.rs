@@ -58,6 +58,11 @@ pub fn take_free(nodes: &mut [Node], head: &mut u16) -> Option<u16> {
     Some(slot)
 }
 
+/// The free slot after `slot` in the free list (`NIL` at its end).
+pub fn free_next(nodes: &[Node], slot: u16) -> u16 {
+    nodes[slot as usize].left
+}
+
 /// Return `slot` to the free list.
 pub fn give_free(nodes: &mut [Node], head: &mut u16, slot: u16) {
     nodes[slot as usize] = Node { left: *head, ..Node::default() };

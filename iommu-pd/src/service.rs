@@ -21,6 +21,10 @@ use crate::hw::{DeviceIndex, IommuHw};
 use crate::index::{self, Node, Tree, NIL};
 use crate::reach;
 
+#[cfg(any(test, feature = "model"))]
+#[path = "audit.rs"]
+mod audit;
+
 /// Most devices (device masks are 64-bit).
 pub const MAX_DEVICES: usize = 64;
 /// Most capability slots a `Storage` may have (revocation marks them on the stack).

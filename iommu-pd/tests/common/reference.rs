@@ -247,6 +247,9 @@ impl Model {
 /// Invariants 1 and 2, after every step, and the rule behind them: a translation whose
 /// removal the IOMMU did not confirm is never usable.
 pub fn check(s: &Service<'_, ModelHw>, m: &Model, ctx: &dyn Fn() -> String) {
+    if let Err(e) = s.audit() {
+        panic!("the service's books disagree: {e}: {}", ctx());
+    }
     assert_eq!(hw_translations(s), pages(s), "IOMMU and service disagree: {}", ctx());
     for (d, stale) in &s.hw().stale {
         let enabled = s.hw().enabled.get(d).copied().unwrap_or(false);

@@ -1,0 +1,104 @@
+//! An audit of the service's books (tests and the model only): every structure that
+//! describes the same facts agrees with the others. The per-device indexes hold exactly
+//! the live mappings, in order and without overlap; the free list holds exactly the
+//! other slots; each capability's list holds exactly its mappings (a mapping in none is a
+//! pending one whose capability is gone); child lists and parents are live; handles name
+//! live capabilities of the right holder; the usage, grant and pending counters are what
+//! the tables say. The model-based and exhaustive tests run it after every step.
+
+extern crate std;
+
+use std::vec::Vec;
+
+use super::{Service, Slot, NO_CAP, PAGE};
+use crate::hw::IommuHw;
+use crate::index::{self, NIL};
+
+impl<H: IommuHw> Service<'_, H> {
+    /// `Err` naming the first disagreement found.
+    pub fn audit(&self) -> Result<(), &'static str> {
+        let check = |ok: bool, what: &'static str| if ok { Ok(()) } else { Err(what) };
+        let mut indexed = 0;
+        for d in 0..self.cfg.devices.len() {
+            let (tree, root) = self.view(d);
+            let (mut last_end, mut pending, mut n, mut ok) = (0u64, 0u32, 0usize, true);
+            tree.walk(root, |i| {
+                match self.maps[i as usize] {
+                    Some(m) => {
+                        ok &= m.device as usize == d && m.iova >= last_end && tree.find(root, m.iova) == Some(i);
+                        last_end = m.iova + m.len;
+                        pending += m.pending as u32;
+                        n += 1;
+                    }
+                    None => ok = false,
+                }
+                true
+            });
+            check(ok, "a device's index holds an empty slot, another device's mapping, or overlaps")?;
+            check(tree.len(root) == n, "a device's index miscounts its mappings")?;
+            check(pending == self.devices[d].pending, "a device's pending counter is wrong")?;
+            check(pending == 0 || self.devices[d].unconfirmed, "a pending removal on a device not marked")?;
+            indexed += n;
+        }
+        let live = self.maps.iter().flatten().count();
+        check(live == indexed, "a live mapping is in no index")?;
+        let (mut free, mut at) = (0, self.free);
+        while at != NIL && free <= self.maps.len() {
+            check(self.maps[at as usize].is_none(), "a slot in the free list is in use")?;
+            free += 1;
+            at = index::free_next(self.nodes, at);
+        }
+        check(free + live == self.maps.len(), "the free list misses slots")?;
+        let mut listed = 0;
+        for (ci, cap) in self.caps.iter().enumerate() {
+            let Some(cap) = cap else { continue };
+            let (mut at, mut prev) = (cap.maps, NIL);
+            while at != NIL {
+                let m = self.maps[at as usize].ok_or("a capability lists an empty slot")?;
+                check(m.cap as usize == ci && m.cap_prev == prev, "a capability's list is broken")?;
+                listed += 1;
+                prev = at;
+                at = m.cap_next;
+            }
+            let mut child = cap.first_child;
+            while child != NIL {
+                let c = self.caps[child as usize].ok_or("a capability lists a freed child")?;
+                check(c.parent == Some(ci as u16), "a child does not name its parent")?;
+                child = c.next_sibling;
+            }
+            if let Some(p) = cap.parent {
+                check(self.caps[p as usize].is_some(), "a capability's parent is gone")?;
+            }
+        }
+        let orphans = self.maps.iter().flatten().filter(|m| m.cap == NO_CAP).count();
+        check(self.maps.iter().flatten().all(|m| m.cap != NO_CAP || m.pending), "an orphan mapping not pending")?;
+        check(listed + orphans == live, "a mapping is in no capability's list")?;
+        for (client, table) in self.clients.iter().enumerate().take(self.cfg.clients.len()) {
+            for slot in table.handles.iter().flatten() {
+                let ok = match *slot {
+                    Slot::Cap(i) => self.caps[i as usize].is_some_and(|c| c.holder as usize == client),
+                    Slot::Grant(i) => self.caps[i as usize]
+                        .and_then(|c| c.parent)
+                        .and_then(|p| self.caps[p as usize])
+                        .is_some_and(|p| p.holder as usize == client),
+                };
+                check(ok, "a handle names a freed capability or another client's")?;
+            }
+            let granted = self
+                .caps
+                .iter()
+                .flatten()
+                .filter(|c| c.parent.and_then(|p| self.caps[p as usize]).is_some_and(|p| p.holder as usize == client))
+                .count();
+            check(granted as u32 == table.usage.grants, "a grant counter is wrong")?;
+            let mine: Vec<_> =
+                self.maps.iter().flatten().filter(|m| self.cfg.devices[m.device as usize].owner == client).collect();
+            let pages: u64 = mine.iter().map(|m| m.len / PAGE).sum();
+            check(
+                mine.len() as u32 == table.usage.mappings && pages == table.usage.pages,
+                "a usage counter is wrong",
+            )?;
+        }
+        Ok(())
+    }
+}
