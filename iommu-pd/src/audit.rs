@@ -94,10 +94,7 @@ impl<H: IommuHw> Service<'_, H> {
             let mine: Vec<_> =
                 self.maps.iter().flatten().filter(|m| self.cfg.devices[m.device as usize].owner == client).collect();
             let pages: u64 = mine.iter().map(|m| m.len / PAGE).sum();
-            check(
-                mine.len() as u32 == table.usage.mappings && pages == table.usage.pages,
-                "a usage counter is wrong",
-            )?;
+            check(mine.len() as u32 == table.usage.mappings && pages == table.usage.pages, "a usage counter is wrong")?;
         }
         Ok(())
     }
