@@ -586,6 +586,31 @@ fn handle_tables(sys: &System, out: &mut Vec<Problem>) {
     if sys.iommu.is_none() {
         return;
     }
+    // The service names devices and clients by bits of 64-bit masks: more would alias.
+    if let Some(s) = sys.io_spaces.get(iommu_pd::service::MAX_DEVICES) {
+        out.push(p(
+            s.line,
+            "io_address_space",
+            format!(
+                "`{}` is device number {} and the IOMMU PD serves at most {}",
+                s.name,
+                iommu_pd::service::MAX_DEVICES + 1,
+                iommu_pd::service::MAX_DEVICES
+            ),
+            "give fewer devices IO address spaces, or share one (alias_ok) where they are one bridge",
+        ));
+        return;
+    }
+    let clients = sys.clients();
+    if let Some(c) = clients.get(64) {
+        out.push(p(
+            c.line,
+            "protection_domain",
+            format!("`{}` is client number 65 and the IOMMU PD serves at most 64", c.name),
+            "fewer PDs may own devices or hold DMA capabilities",
+        ));
+        return;
+    }
     let policy = crate::policy::policy(sys);
     let clients: Vec<_> = policy.clients.iter().map(|c| c.1).collect();
     let devices: Vec<_> = policy.devices.iter().map(|d| d.1).collect();

@@ -108,3 +108,14 @@ fn an_unclosed_system_is_reported_where_it_ends() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].line, 3, "{problems:?}");
 }
+
+/// The service names devices and clients by bits of 64-bit masks: a 65th of either is
+/// refused by name, not aliased onto the 64th.
+#[test]
+fn more_devices_than_the_iommu_pd_serves_are_refused() {
+    let ok = iommu_sdf::gen::description(3, 8, 16, 64);
+    assert!(iommu_sdf::check_text(&ok).1.is_empty());
+    let text = iommu_sdf::gen::description(3, 8, 16, 65);
+    let (_, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.iter().any(|p| p.message.contains("`dev64` is device number 65")), "{problems:#?}");
+}
