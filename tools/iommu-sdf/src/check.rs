@@ -520,6 +520,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
         }
     }
     handle_tables(sys, &mut out);
+    passthrough_memory(sys, &mut out);
     if let Some(iommu) = &sys.iommu {
         if sys.pd(&iommu.pd).is_none() {
             out.push(p(
@@ -574,6 +575,27 @@ pub fn check(sys: &System) -> Vec<Problem> {
     conventions(sys, &mut out);
     out.sort_by_key(|p| p.line);
     out
+}
+
+/// A device passed through to a VM reaches the guest's RAM: none of it may be another
+/// PD's memory (only the VMM, which runs the guest, may map it too).
+fn passthrough_memory(sys: &System, out: &mut Vec<Problem>) {
+    for s in sys.io_spaces.iter().filter(|s| s.vm.is_some()) {
+        let vmm = s.owner.as_deref().unwrap_or_default();
+        for m in &s.iomaps {
+            if let Some(other) = sys.pds.iter().find(|pd| pd.name != vmm && pd.maps.iter().any(|x| x.mr == m.mr)) {
+                out.push(p(
+                    m.line,
+                    "map",
+                    format!(
+                        "the guest's `{}` is also mapped by `{}`: `{}`, passed through to the guest, would reach that PD's memory",
+                        m.mr, other.name, s.name
+                    ),
+                    "give the guest memory no other protection domain maps",
+                ));
+            }
+        }
+    }
 }
 
 /// The IOMMU PD's map with `setvar_vaddr=symbol`, which a symbol can name once: each

@@ -48,6 +48,18 @@ pub struct ProtectionDomain {
     pub id: Option<u64>,
     pub maps: Vec<Map>,
     pub setvars: Vec<SetVar>,
+    /// The virtual machines it runs (Microkit's `<virtual_machine>`, its VMM being this PD).
+    pub vms: Vec<VirtualMachine>,
+    pub line: Line,
+}
+
+/// `<virtual_machine>` inside a protection domain (its VMM): what the guest sees, as
+/// `<map>`s whose `vaddr` is a guest-physical address.
+#[derive(Debug, Clone)]
+pub struct VirtualMachine {
+    pub name: String,
+    /// The guest's maps; `cached` false marks device memory, not RAM.
+    pub maps: Vec<(Map, bool)>,
     pub line: Line,
 }
 
@@ -108,6 +120,10 @@ pub struct IoSpace {
     /// default true)?
     pub resume: bool,
     pub iomaps: Vec<IoMap>,
+    /// `vm`: the virtual machine the device is passed through to. Its IOMMU mappings are
+    /// the guest's RAM at guest-physical addresses (derived into `iomaps`), and its owner
+    /// is the VM's VMM.
+    pub vm: Option<String>,
     pub line: Line,
 }
 

@@ -17,7 +17,7 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("domains", &[]),
     (
         "io_address_space",
-        &["name", "peripheral_id", "domain_id", "owner", "iova_base", "iova_size", "alias_ok", "resume"],
+        &["name", "peripheral_id", "domain_id", "owner", "iova_base", "iova_size", "alias_ok", "resume", "vm"],
     ),
     ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices", "grant_to"]),
     ("dma_quota", &["pd", "mappings", "pages", "grants"]),
@@ -174,9 +174,10 @@ impl Reader {
             id,
             maps: Vec::new(),
             setvars: Vec::new(),
+            vms: Vec::new(),
             line: self.line(n),
         });
-        let (mut maps, mut setvars) = (Vec::new(), Vec::new());
+        let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
             if !PD_CHILDREN.contains(&tag) {
@@ -220,11 +221,33 @@ impl Reader {
                     self.check_attrs(c, CHILD_PD_ATTRS);
                     self.pd(c, sys, Some(&name), depth + 1);
                 }
+                "virtual_machine" => {
+                    let Some(vm) = self.required(c, "name") else { continue };
+                    let mut guest = Vec::new();
+                    for m in c.children().filter(|m| m.is_element() && m.has_tag_name("map")) {
+                        let Some(mr) = self.required(m, "mr") else { continue };
+                        let perms = m
+                            .attribute("perms")
+                            .map(|p| Perms { read: p.contains('r'), write: p.contains('w') })
+                            .unwrap_or(Perms { read: true, write: true });
+                        let map = Map {
+                            mr,
+                            vaddr: self.number(m, "vaddr"),
+                            perms,
+                            setvar_vaddr: None,
+                            setvar_size: None,
+                            line: self.line(m),
+                        };
+                        guest.push((map, m.attribute("cached") != Some("false")));
+                    }
+                    vms.push(VirtualMachine { name: vm, maps: guest, line: self.line(c) });
+                }
                 _ => {}
             }
         }
         sys.pds[at].maps = maps;
         sys.pds[at].setvars = setvars;
+        sys.pds[at].vms = vms;
     }
 
     /// A `<channel>` and its two `<end>`s.
@@ -393,6 +416,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     alias_ok: n.attribute("alias_ok") == Some("true"),
                     resume: r.boolean(n, "resume", true),
                     iomaps,
+                    vm: n.attribute("vm").map(str::to_string),
                     line: r.line(n),
                 });
             }
@@ -457,5 +481,48 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
             _ => {}
         }
     }
-    (sys, r.problems)
+    let problems = passthrough(&mut sys, r.problems);
+    (sys, problems)
+}
+
+/// Devices passed through to a virtual machine (`io_address_space vm="..."`): their owner
+/// is the VM's VMM, and their mappings are the guest's RAM (its cached maps) at the
+/// guest-physical addresses the guest sees it at, with the guest's rights: what the
+/// guest's driver programs into the device is then what the device reaches.
+fn passthrough(sys: &mut System, mut problems: Vec<Problem>) -> Vec<Problem> {
+    for s in sys.io_spaces.iter_mut().filter(|s| s.vm.is_some()) {
+        let vm_name = s.vm.clone().unwrap_or_default();
+        let found = sys.pds.iter().find_map(|pd| pd.vms.iter().find(|v| v.name == vm_name).map(|v| (pd, v)));
+        let Some((vmm, vm)) = found else {
+            problems.push(Problem {
+                line: s.line,
+                element: "io_address_space".into(),
+                message: format!(
+                    "`{}` is passed through to virtual machine `{vm_name}`, which no protection domain runs",
+                    s.name
+                ),
+                fix: "name a <virtual_machine> of a protection domain in vm=\"...\"".into(),
+            });
+            continue;
+        };
+        if let Some(o) = s.owner.as_ref().filter(|o| **o != vmm.name) {
+            problems.push(Problem {
+                line: s.line,
+                element: "io_address_space".into(),
+                message: format!(
+                    "`{}` is passed through to `{vm_name}`, whose VMM is `{}`, but owner is `{o}`",
+                    s.name, vmm.name
+                ),
+                fix: "leave owner out (the VMM owns a passed-through device) or name the VMM".into(),
+            });
+        }
+        // The VMM owns it whatever was written, so the rest is checked as it would run.
+        s.owner = Some(vmm.name.clone());
+        for (m, cached) in &vm.maps {
+            if let (true, Some(gpa)) = (*cached, m.vaddr) {
+                s.iomaps.push(IoMap { mr: m.mr.clone(), iovaddr: gpa, perms: m.perms, line: m.line });
+            }
+        }
+    }
+    problems
 }

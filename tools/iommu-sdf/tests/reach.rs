@@ -186,3 +186,24 @@ fn a_self_lendable_pool_stays_with_its_device() {
     assert!(s.hw().reachable(1).is_empty());
     within_report(&sys, &s).unwrap();
 }
+
+/// A device passed through to a VM reaches the guest's RAM at guest-physical addresses,
+/// page for page, and nothing of the guest's device window: the service on the generated
+/// policy maps exactly what the report lists.
+#[test]
+fn a_passed_through_device_reaches_guest_ram_only() {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-vm.xml")).unwrap();
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let report = iommu_sdf::report::reachability(&sys);
+    assert_eq!(report.len(), 1, "{report:#?}");
+    assert_eq!((report[0].device.as_str(), report[0].region.as_str()), ("passthrough", "guest_ram"));
+    let s = start(&sys).unwrap();
+    let reach = s.hw().reachable(0);
+    // guest_ram is 0x40000 bytes at guest-physical 0x4000_0000; guest_mmio is not mapped.
+    assert_eq!(reach.len(), 0x40);
+    assert_eq!(reach.keys().next().copied(), Some(0x4000_0000));
+    assert_eq!(reach.keys().last().copied(), Some(0x4003_f000));
+    within_report(&sys, &s).unwrap();
+}
