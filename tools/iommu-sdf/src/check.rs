@@ -178,7 +178,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
             let Some(r) = sys.region(&m.mr) else {
                 out.push(p(
                     m.line,
-                    "iomap",
+                    m.element(),
                     format!("memory region `{}` does not exist", m.mr),
                     "declare it with <memory_region> or fix the name",
                 ));
@@ -187,7 +187,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
             if m.iovaddr % PAGE != 0 {
                 out.push(p(
                     m.line,
-                    "iomap",
+                    m.element(),
                     format!("iovaddr {:#x} is not page aligned", m.iovaddr),
                     "use a multiple of 0x1000",
                 ));
@@ -196,7 +196,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
             if m.iovaddr < s.iova_base || end.is_none_or(|e| e > s.iova_base.saturating_add(s.iova_size)) {
                 out.push(p(
                     m.line,
-                    "iomap",
+                    m.element(),
                     format!(
                         "`{}` at {:#x}..{:#x} is outside `{}`'s IOVA window {:#x}..{:#x}",
                         m.mr,
@@ -214,7 +214,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
                     if overlaps((m.iovaddr, r.size), (other.iovaddr, ro.size)) {
                         out.push(p(
                             m.line,
-                            "iomap",
+                            m.element(),
                             format!(
                                 "`{}` at {:#x} overlaps `{}` at {:#x} (line {}) in `{}`",
                                 m.mr, m.iovaddr, other.mr, other.iovaddr, other.line, s.name
@@ -386,7 +386,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
     }
     for s in &sys.io_spaces {
         for m in &s.iomaps {
-            reachable.push((m.mr.as_str(), m.line, "iomap", s.owner.as_deref().unwrap_or("")));
+            reachable.push((m.mr.as_str(), m.line, m.element(), s.owner.as_deref().unwrap_or("")));
         }
     }
     let own = sys.iommu_own();
@@ -1053,7 +1053,7 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
         for m in sys.io_spaces.iter().flat_map(|s| s.iomaps.iter()).filter(|m| m.mr == mr) {
             out.push(p(
                 m.line,
-                "iomap",
+                m.element(),
                 format!("`{mr}`, client {j} `{client}`'s fault ring, is mapped for DMA: a device could forge its fault records"),
                 "never grant or iomap a fault ring",
             ));

@@ -101,7 +101,20 @@ pub struct IoMap {
     pub mr: String,
     pub iovaddr: u64,
     pub perms: Perms,
+    /// Derived from a virtual machine's `<map>` (pass-through), not written as `<iomap>`.
+    pub guest: bool,
     pub line: Line,
+}
+
+impl IoMap {
+    /// The element at `line`, for problems that point at it.
+    pub fn element(&self) -> &'static str {
+        if self.guest {
+            "map"
+        } else {
+            "iomap"
+        }
+    }
 }
 
 /// `<io_address_space>`: Microkit's element (name, peripheral_id, domain_id, iomaps) with

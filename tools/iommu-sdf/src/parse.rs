@@ -404,7 +404,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                         continue;
                     };
                     let perms = r.perms(c);
-                    iomaps.push(IoMap { mr, iovaddr, perms, line: r.line(c) });
+                    iomaps.push(IoMap { mr, iovaddr, perms, guest: false, line: r.line(c) });
                 }
                 sys.io_spaces.push(IoSpace {
                     name,
@@ -520,7 +520,7 @@ fn passthrough(sys: &mut System, mut problems: Vec<Problem>) -> Vec<Problem> {
         s.owner = Some(vmm.name.clone());
         for (m, cached) in &vm.maps {
             if let (true, Some(gpa)) = (*cached, m.vaddr) {
-                s.iomaps.push(IoMap { mr: m.mr.clone(), iovaddr: gpa, perms: m.perms, line: m.line });
+                s.iomaps.push(IoMap { mr: m.mr.clone(), iovaddr: gpa, perms: m.perms, guest: true, line: m.line });
             }
         }
     }

@@ -56,7 +56,11 @@ pub fn reachability(sys: &System) -> Vec<Reach> {
         };
         for m in &s.iomaps {
             let len = sys.region(&m.mr).map(|r| r.size).unwrap_or(0);
-            push(&m.mr, 0, len, m.perms, format!("iomap at iova {:#x}", m.iovaddr));
+            let through = match (&s.vm, m.guest) {
+                (Some(vm), true) => format!("guest `{vm}`'s RAM at guest-physical {:#x}", m.iovaddr),
+                _ => format!("iomap at iova {:#x}", m.iovaddr),
+            };
+            push(&m.mr, 0, len, m.perms, through);
         }
         // Every capability of the description is a root at run time; the service's GRANT
         // follows `iommu_pd::reach`, and so does this: the holder's own devices that the
