@@ -206,4 +206,18 @@ fn a_passed_through_device_reaches_guest_ram_only() {
     assert_eq!(reach.keys().next().copied(), Some(0x4000_0000));
     assert_eq!(reach.keys().last().copied(), Some(0x4003_f000));
     within_report(&sys, &s).unwrap();
+
+    // The VMM (client 0) faults or its VM is stopped, and one unmap fails on the way: the
+    // device reaches nothing, and keeps no translation, before its VMM runs again.
+    let mut s = s;
+    s.hw_mut().fail_next = Some("unmap");
+    s.client_torn_down(0).unwrap();
+    assert!(s.hw().reachable(0).is_empty());
+    s.hw_mut().fail_next = Some("retry_unmap");
+    assert!(s.client_ready(0).is_err());
+    assert!(s.hw().reachable(0).is_empty(), "enabled before its stale translation was confirmed gone");
+    // Restarted: the guest's RAM again, and only it.
+    s.client_ready(0).unwrap();
+    assert_eq!(s.hw().reachable(0), reach);
+    within_report(&sys, &s).unwrap();
 }
