@@ -91,7 +91,8 @@ run: deps
 
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
-# not judged), and the IOMMU PD alone.
+# not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, and a device passed
+# through to a virtual machine.
 # system.xml runs on both configurations: debug (one core) and smp-debug (four).
 microkit-test: deps
 	@if [ -z "$$MICROKIT_SDK" ]; then \
@@ -101,6 +102,7 @@ microkit-test: deps
 		$(MAKE) -C images test && $(MAKE) -C images test SYSTEM=blk-bench && \
 			$(MAKE) -C images test SYSTEM=iommu-boot && \
 			$(MAKE) -C images test SYSTEM=microkit-iomap && \
+			$(MAKE) -C images test SYSTEM=vm-passthrough && \
 			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug; \
 	fi
 

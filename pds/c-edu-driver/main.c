@@ -8,7 +8,9 @@
 
 #include <microkit.h>
 
+#include "edu.h"
 #include "iommu_client.h"
+#include "pd_print.h"
 
 /* Its channel to the IOMMU PD, its device and the client it may lend to, as
  * system.xml gives them (the device and client indices are their places in the
@@ -23,15 +25,6 @@
 /* edu 00:05.0 in bus 0's configuration space. */
 #define ECAM_FUNCTION (5u << 15)
 
-#define EDU_DMA_SRC 0x80
-#define EDU_DMA_DST 0x88
-#define EDU_DMA_COUNT 0x90
-#define EDU_DMA_CMD 0x98
-#define EDU_BUFFER 0x40000u
-#define DMA_START 1u
-#define DMA_TO_RAM 2u
-#define LEN 256
-
 /* Set by the Microkit tool (setvar_vaddr); in .data so it has bytes to patch. */
 uintptr_t ecam __attribute__((section(".data")));
 uintptr_t edu_bar __attribute__((section(".data")));
@@ -39,22 +32,6 @@ uintptr_t buffers __attribute__((section(".data")));
 uintptr_t fault_ring __attribute__((section(".data")));
 
 static uint64_t next_fault;
-
-static void put_hex(uint64_t v)
-{
-    char s[19] = "0x";
-    int n = 2;
-    int started = 0;
-    for (int shift = 60; shift >= 0; shift -= 4) {
-        unsigned d = (v >> shift) & 0xf;
-        if (d || started || shift == 0) {
-            s[n++] = "0123456789abcdef"[d];
-            started = 1;
-        }
-    }
-    s[n] = 0;
-    microkit_dbg_puts(s);
-}
 
 static void say(const char *what, uint64_t err)
 {
@@ -66,39 +43,6 @@ static void say(const char *what, uint64_t err)
         microkit_dbg_puts(": error ");
         put_hex(err);
         microkit_dbg_puts("\n");
-    }
-}
-
-static volatile uint64_t *reg(unsigned offset)
-{
-    return (volatile uint64_t *)(edu_bar + offset);
-}
-
-/* Run one DMA and wait (bounded) for the engine. */
-static void dma(uint64_t src, uint64_t dst, unsigned to_ram)
-{
-    *reg(EDU_DMA_SRC) = src;
-    *reg(EDU_DMA_DST) = dst;
-    *reg(EDU_DMA_COUNT) = LEN;
-    *reg(EDU_DMA_CMD) = DMA_START | (to_ram ? DMA_TO_RAM : 0);
-    for (unsigned long i = 0; i < 200000000ul && (*reg(EDU_DMA_CMD) & DMA_START); i++) {
-    }
-}
-
-static int holds(volatile uint8_t *p, uint8_t byte)
-{
-    for (unsigned i = 0; i < LEN; i++) {
-        if (p[i] != byte) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static void fill(volatile uint8_t *p, uint8_t byte)
-{
-    for (unsigned i = 0; i < LEN; i++) {
-        p[i] = byte;
     }
 }
 
@@ -116,23 +60,17 @@ void init(void)
         return;
     }
     /* The device reads the first 256 bytes and writes them back 2 KiB further on. */
-    fill(page, 0xc5);
-    fill(page + 0x800, 0);
-    dma(iova, EDU_BUFFER, 0);
-    dma(EDU_BUFFER, iova + 0x800, 1);
-    microkit_dbg_puts(holds(page + 0x800, 0xc5) ? "c-edu: DMA through the mapping copied the bytes\n"
-                                                : "c-edu: DMA through the mapping FAILED\n");
+    microkit_dbg_puts(edu_round_trip(edu_bar, page, iova, 0xc5) ? "c-edu: DMA through the mapping copied the bytes\n"
+                                                                : "c-edu: DMA through the mapping FAILED\n");
     /* The second page of its buffer is not mapped. */
-    fill(page + 0x1000, 0x11);
-    dma(EDU_BUFFER, iova + 0x1000, 1);
-    microkit_dbg_puts(holds(page + 0x1000, 0x11) ? "c-edu: DMA past the mapping is blocked\n"
-                                                 : "c-edu: DMA past the mapping LANDED\n");
+    microkit_dbg_puts(edu_write_misses(edu_bar, iova + 0x1000, page + 0x1000, 0x11)
+                          ? "c-edu: DMA past the mapping is blocked\n"
+                          : "c-edu: DMA past the mapping LANDED\n");
     err = iommu_unmap(IOMMU, MY_DEVICE, &iova, 1);
     say("UNMAP", err);
-    fill(page + 0x800, 0x22);
-    dma(EDU_BUFFER, iova + 0x800, 1);
-    microkit_dbg_puts(holds(page + 0x800, 0x22) ? "c-edu: after UNMAP the old IOVA is dead\n"
-                                                : "c-edu: after UNMAP the old IOVA still LANDS\n");
+    microkit_dbg_puts(edu_write_misses(edu_bar, iova + 0x800, page + 0x800, 0x22)
+                          ? "c-edu: after UNMAP the old IOVA is dead\n"
+                          : "c-edu: after UNMAP the old IOVA still LANDS\n");
 
     uint32_t grant = 0, theirs = 0;
     err = iommu_grant(IOMMU, 0, EDU_DRIVER, 0, 0x1000, IOMMU_RIGHTS_READ, EDU_DRIVER_DEVICES, &grant, &theirs);
@@ -155,15 +93,5 @@ void notified(microkit_channel ch)
     if (ch != IOMMU) {
         return;
     }
-    struct iommu_fault_record out[8];
-    unsigned n = iommu_take_faults((const volatile struct iommu_fault_ring *)fault_ring, IOMMU, &next_fault, out, 8);
-    for (unsigned i = 0; i < n; i++) {
-        microkit_dbg_puts("c-edu: told: stream ");
-        put_hex(out[i].stream);
-        microkit_dbg_puts(out[i].write ? " write at iova " : " read at iova ");
-        put_hex(out[i].iova);
-        microkit_dbg_puts("..=");
-        put_hex(out[i].iova_last);
-        microkit_dbg_puts("\n");
-    }
+    print_faults("c-edu", fault_ring, IOMMU, &next_fault);
 }

@@ -1,0 +1,66 @@
+/*
+ * QEMU's edu device as the C PDs and the VM guest drive it: its DMA engine copies LEN
+ * bytes between its own buffer (at EDU_BUFFER in its address space) and an address on
+ * the bus, which the IOMMU translates. Nothing here depends on Microkit.
+ */
+#pragma once
+#include <stdint.h>
+
+#define EDU_DMA_SRC 0x80
+#define EDU_DMA_DST 0x88
+#define EDU_DMA_COUNT 0x90
+#define EDU_DMA_CMD 0x98
+#define EDU_DMA_START 1u
+#define EDU_DMA_TO_RAM 2u
+#define EDU_BUFFER 0x40000u
+#define EDU_LEN 256
+
+/* Run one DMA on the device whose BAR 0 is mapped at `bar` and wait (bounded) for it. */
+static inline void edu_dma(uintptr_t bar, uint64_t src, uint64_t dst, unsigned to_ram)
+{
+    volatile uint64_t *r = (volatile uint64_t *)bar;
+    r[EDU_DMA_SRC / 8] = src;
+    r[EDU_DMA_DST / 8] = dst;
+    r[EDU_DMA_COUNT / 8] = EDU_LEN;
+    r[EDU_DMA_CMD / 8] = EDU_DMA_START | (to_ram ? EDU_DMA_TO_RAM : 0);
+    for (unsigned long i = 0; i < 200000000ul && (r[EDU_DMA_CMD / 8] & EDU_DMA_START); i++) {
+    }
+}
+
+/* Do the EDU_LEN bytes at `p` all hold `byte`? */
+static inline int edu_bytes_hold(volatile uint8_t *p, uint8_t byte)
+{
+    for (unsigned i = 0; i < EDU_LEN; i++) {
+        if (p[i] != byte) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline void edu_bytes_fill(volatile uint8_t *p, uint8_t byte)
+{
+    for (unsigned i = 0; i < EDU_LEN; i++) {
+        p[i] = byte;
+    }
+}
+
+/* The device reads EDU_LEN bytes of `byte` from `page` (at `iova` on the bus) into its
+ * buffer and writes them back 2 KiB further on: did they arrive? */
+static inline int edu_round_trip(uintptr_t bar, volatile uint8_t *page, uint64_t iova, uint8_t byte)
+{
+    edu_bytes_fill(page, byte);
+    edu_bytes_fill(page + 0x800, 0);
+    edu_dma(bar, iova, EDU_BUFFER, 0);
+    edu_dma(bar, EDU_BUFFER, iova + 0x800, 1);
+    return edu_bytes_hold(page + 0x800, byte);
+}
+
+/* The device writes its buffer to `iova`, which must not reach `watch`: does `watch` still
+ * hold `byte` afterwards? (`byte` must differ from what the device's buffer holds.) */
+static inline int edu_write_misses(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, uint8_t byte)
+{
+    edu_bytes_fill(watch, byte);
+    edu_dma(bar, EDU_BUFFER, iova, 1);
+    return edu_bytes_hold(watch, byte);
+}

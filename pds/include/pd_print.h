@@ -1,0 +1,41 @@
+/* Console output the C PDs share: numbers, and the fault records the IOMMU PD routes. */
+#pragma once
+#include <stdint.h>
+
+#include <microkit.h>
+
+#include "iommu_client.h"
+
+static inline void put_hex(uint64_t v)
+{
+    char s[19] = "0x";
+    int n = 2;
+    int started = 0;
+    for (int shift = 60; shift >= 0; shift -= 4) {
+        unsigned d = (v >> shift) & 0xf;
+        if (d || started || shift == 0) {
+            s[n++] = "0123456789abcdef"[d];
+            started = 1;
+        }
+    }
+    s[n] = 0;
+    microkit_dbg_puts(s);
+}
+
+/* Take the new records from the fault ring at `ring` (channel `ch`) and print each as
+ * "<who>: told: stream S write at iova A..=B". */
+static inline void print_faults(const char *who, uintptr_t ring, microkit_channel ch, uint64_t *next)
+{
+    struct iommu_fault_record out[8];
+    unsigned n = iommu_take_faults((const volatile struct iommu_fault_ring *)ring, ch, next, out, 8);
+    for (unsigned i = 0; i < n; i++) {
+        microkit_dbg_puts(who);
+        microkit_dbg_puts(": told: stream ");
+        put_hex(out[i].stream);
+        microkit_dbg_puts(out[i].write ? " write at iova " : " read at iova ");
+        put_hex(out[i].iova);
+        microkit_dbg_puts("..=");
+        put_hex(out[i].iova_last);
+        microkit_dbg_puts("\n");
+    }
+}
