@@ -2,8 +2,9 @@
  * The VMM of images/vm-passthrough.xml: it runs one guest (pds/vm-guest) in the virtual
  * machine `guest`, to which the edu device 00:02.0 is passed through. It loads the guest
  * into the guest's RAM, starts its vCPU at EL1, and when the guest stops (a fault at an
- * address that is not its memory) reports what the guest's DMA reached. As the device's
- * owner it is the IOMMU PD's client: the device's faults come to it in its fault ring.
+ * address that is not its memory) reports what the guest's DMA reached, then crashes on
+ * purpose. As the device's owner it is the IOMMU PD's client and child: the device's
+ * faults come to it in its fault ring, and its crash takes the device's access away.
  */
 #include <stdint.h>
 
@@ -78,6 +79,11 @@ seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo
     microkit_dbg_puts("\n");
     report();
     microkit_vcpu_stop(child);
+    /* The VMM is done; it now crashes on purpose, as a buggy VMM would with its guest's
+     * device still set up: the IOMMU PD, its parent, must take the device's access away
+     * (confirmed) before anything else happens. */
+    microkit_dbg_puts("vmm: now crashing, with the guest's device still mapped\n");
+    *(volatile uint64_t *)0xdead0000ul = 0;
     return seL4_False;
 }
 
