@@ -240,9 +240,12 @@ impl Handler for IommuPd {
                 if let Some(r) = service.faults(client).and_then(|ring| ring.pending().last()) {
                     let device = policy::DEVICES.get(r.device as usize).map(|d| d.name).unwrap_or("?");
                     let region = policy::REGIONS.get(r.region as usize).map(|g| g.name);
+                    // A device passed through to a VM: its client is the VMM; say which VM.
+                    let vm = policy::DEVICE_VMS.get(r.device as usize).copied().unwrap_or("");
                     debug_println!(
-                        "iommu: fault for {}: device {device} (stream {:#x}) {} at iova {:#x}..={:#x}, {}{}",
+                        "iommu: fault for {}: device {device}{}{vm} (stream {:#x}) {} at iova {:#x}..={:#x}, {}{}",
                         policy::CLIENTS[client].name,
+                        if vm.is_empty() { "" } else { " of virtual machine " },
                         r.stream,
                         if r.write == 1 { "write" } else { "read" },
                         r.iova,

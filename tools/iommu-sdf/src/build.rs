@@ -98,6 +98,13 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
         );
     }
     let _ = writeln!(o, "];\n");
+    let _ = writeln!(o, "/// Per device: the virtual machine it is passed through to (io_address_space vm), or \"\".");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub static DEVICE_VMS: [&str; {}] = [", sys.io_spaces.len());
+    for s in &sys.io_spaces {
+        let _ = writeln!(o, "    {:?},", s.vm.as_deref().unwrap_or(""));
+    }
+    let _ = writeln!(o, "];\n");
 
     let _ = writeln!(o, "/// Regions devices may reach. `pa` is the description's phys_addr, or 0: then the IOMMU");
     let _ = writeln!(o, "/// PD reads it from the symbol of the same index in `REGION_PADDR_SYMBOLS` (a setvar).");
