@@ -39,6 +39,10 @@ void init(void)
 {
     volatile uint8_t *ram = (volatile uint8_t *)guest_ram_vaddr;
     uint64_t n = (uint64_t)(guest_image_end - guest_image);
+    if (n > GUEST_IMAGE_MAX) {
+        microkit_dbg_puts("vmm: the guest's image is larger than its place in guest RAM; not started\n");
+        return;
+    }
     for (uint64_t i = 0; i < n; i++) {
         ram[i] = guest_image[i];
     }

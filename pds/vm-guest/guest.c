@@ -16,7 +16,7 @@ _Static_assert(GUEST_STACK_TOP == 0x2003f000ul, "_start sets this stack");
 #define ECAM_FUNCTION (2u << 15) /* edu 00:02.0 */
 #define BAR0 0x10000000ul
 
-#define SRC (GUEST_RAM_GPA + 0x20000)
+#define SRC (GUEST_RAM_GPA + GUEST_IMAGE_MAX)
 /* Where edu_round_trip writes back. */
 #define DST (SRC + 0x800)
 /* Not guest RAM: nothing of the guest's is mapped here for the device. */

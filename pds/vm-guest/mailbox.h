@@ -4,6 +4,8 @@
 
 #define GUEST_RAM_GPA 0x20000000ul
 #define GUEST_RAM_SIZE 0x40000ul
+/* The guest's image goes first; its DMA buffers follow at GUEST_RAM_GPA + GUEST_IMAGE_MAX. */
+#define GUEST_IMAGE_MAX 0x20000ul
 #define MAILBOX_GPA (GUEST_RAM_GPA + GUEST_RAM_SIZE - 0x1000)
 #define GUEST_STACK_TOP MAILBOX_GPA
 
