@@ -492,7 +492,19 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
 fn passthrough(sys: &mut System, mut problems: Vec<Problem>) -> Vec<Problem> {
     for s in sys.io_spaces.iter_mut().filter(|s| s.vm.is_some()) {
         let vm_name = s.vm.clone().unwrap_or_default();
-        let found = sys.pds.iter().find_map(|pd| pd.vms.iter().find(|v| v.name == vm_name).map(|v| (pd, v)));
+        let mut runs = sys.pds.iter().flat_map(|pd| pd.vms.iter().filter(|v| v.name == vm_name).map(move |v| (pd, v)));
+        let found = runs.next();
+        if let (Some(_), Some((other, again))) = (found, runs.next()) {
+            problems.push(Problem {
+                line: again.line,
+                element: "virtual_machine".into(),
+                message: format!(
+                    "a second virtual machine `{vm_name}` (in `{}`): `{}` could be passed through to either",
+                    other.name, s.name
+                ),
+                fix: "give each <virtual_machine> its own name".into(),
+            });
+        }
         let Some((vmm, vm)) = found else {
             problems.push(Problem {
                 line: s.line,
@@ -519,7 +531,9 @@ fn passthrough(sys: &mut System, mut problems: Vec<Problem>) -> Vec<Problem> {
         // The VMM owns it whatever was written, so the rest is checked as it would run.
         s.owner = Some(vmm.name.clone());
         for (m, cached) in &vm.maps {
-            if let (true, Some(gpa)) = (*cached, m.vaddr) {
+            // A map the guest may neither read nor write (perms="x") gives the device nothing.
+            let rights = m.perms.read || m.perms.write;
+            if let (true, true, Some(gpa)) = (*cached, rights, m.vaddr) {
                 s.iomaps.push(IoMap { mr: m.mr.clone(), iovaddr: gpa, perms: m.perms, guest: true, line: m.line });
             }
         }

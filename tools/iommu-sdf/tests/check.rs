@@ -119,3 +119,20 @@ fn more_devices_than_the_iommu_pd_serves_are_refused() {
     let (_, problems) = iommu_sdf::check_text(&text);
     assert!(problems.iter().any(|p| p.message.contains("`dev64` is device number 65")), "{problems:#?}");
 }
+
+/// A guest map the guest may neither read nor write (`perms="x"`) gives its passed-through
+/// device nothing; a read-only one gives it read only.
+#[test]
+fn passed_through_device_gets_the_guests_rights() {
+    let text = sdf("ok-vm.xml").replace(
+        r#"<map mr="guest_ram" vaddr="0x40000000" perms="rwx" />"#,
+        r#"<map mr="guest_ram" vaddr="0x40000000" perms="x" />"#,
+    );
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(sys.io_spaces[0].iomaps.is_empty(), "{:#?}", sys.io_spaces[0].iomaps);
+    let text = sdf("ok-vm.xml").replace(r#"perms="rwx" />"#, r#"perms="r" />"#);
+    let (sys, _) = iommu_sdf::check_text(&text);
+    let m = &sys.io_spaces[0].iomaps[0];
+    assert_eq!((m.perms.read, m.perms.write, m.iovaddr), (true, false, 0x4000_0000));
+}
