@@ -594,6 +594,29 @@ fn passthrough_memory(sys: &System, out: &mut Vec<Problem>) {
                     "give the guest memory no other protection domain maps",
                 ));
             }
+            // Nor may another PD's device reach the guest's RAM.
+            let other_device = sys
+                .io_spaces
+                .iter()
+                .filter(|o| o.owner.as_deref() != Some(vmm))
+                .find_map(|o| o.iomaps.iter().find(|x| x.mr == m.mr).map(|x| (o.name.as_str(), x.line)));
+            let other_cap = sys
+                .caps
+                .iter()
+                .filter(|c| c.pd != vmm && resolve(sys, c).is_some_and(|(mr, _)| mr == m.mr))
+                .map(|c| (c.name.as_str(), c.line))
+                .next();
+            if let Some((what, line)) = other_device.or(other_cap) {
+                out.push(p(
+                    m.line,
+                    "map",
+                    format!(
+                        "the guest's `{}` is also reachable by a device that is not its VMM's, through `{what}` (line {line})",
+                        m.mr
+                    ),
+                    "give the guest memory that only its VMM's devices may reach",
+                ));
+            }
         }
     }
 }
