@@ -621,8 +621,6 @@ fn passthrough_memory(sys: &System, out: &mut Vec<Problem>) {
     }
 }
 
-/// The IOMMU PD's map with `setvar_vaddr=symbol`, which a symbol can name once: each
-/// further map with it is refused (`why` says what goes wrong, `fix` what to do).
 /// Every client's handle table must hold, at once, its own capabilities, a record of
 /// every grant it may make, and every grant each client that could lend to it may make
 /// (by their `grants` quotas): then no client can fill another's table. The count is the
@@ -689,6 +687,8 @@ fn handle_tables(sys: &System, out: &mut Vec<Problem>) {
     }
 }
 
+/// The IOMMU PD's map with `setvar_vaddr=symbol`, which a symbol can name once: each
+/// further map with it is refused (`why` says what goes wrong, `fix` what to do).
 fn symbol_map<'a>(
     iommu: &'a ProtectionDomain,
     symbol: &str,
