@@ -6,22 +6,7 @@ mod common;
 
 use common::*;
 use iommu_pd::{ClientConfig, ConfigError, OwnedStorage, Service};
-use iommu_protocol::{ClientId, ErrorCode, Handle, Reply, Request, Rights};
-
-fn grant(s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, devices: u64) -> Reply {
-    call(
-        s,
-        from,
-        Request::Grant {
-            cap: Handle(cap),
-            to: ClientId(to as u32),
-            offset: 0,
-            len: 0x1000,
-            rights: Rights::READ,
-            devices,
-        },
-    )
-}
+use iommu_protocol::{ErrorCode, Handle, Reply, Request, Rights};
 
 fn handles(reply: Reply) -> (u32, u32) {
     match reply {

@@ -192,15 +192,7 @@ fn a_later_revoke_of_the_same_memory_finishes_the_earlier_removal() {
 /// maps, for good.)
 #[test]
 fn client_ready_that_fails_part_way_is_finished_by_the_next() {
-    static STATICS: [iommu_pd::StaticMapConfig; 1] = [iommu_pd::StaticMapConfig {
-        device: 0,
-        region: 0,
-        offset: 0x4000,
-        len: 0x2000,
-        iova: IOVA_BASE + 0x8_0000,
-        rights: Rights::READ,
-    }];
-    let cfg = iommu_pd::Config { static_maps: &STATICS, ..config() };
+    let cfg = iommu_pd::Config { static_maps: &STATIC_MAPS, ..config() };
     let mut s = iommu_pd::Service::new(ModelHw::default(), cfg, storage()).unwrap();
     assert_eq!(s.hw().reachable(0).len(), 2);
     for failing in ["map", "enable"] {

@@ -241,17 +241,6 @@ fn grants_go_only_where_the_description_lets_them() {
     caps[1].grant_to = 0;
     let caps = Box::leak(Box::new(caps));
     let mut s = Service::new(ModelHw::default(), iommu_pd::Config { caps: &caps[..], ..config() }, storage()).unwrap();
-    let grant = |s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, devices: u64| {
-        let req = Request::Grant {
-            cap: Handle(cap),
-            to: ClientId(to as u32),
-            offset: 0,
-            len: 0x1000,
-            rights: Rights::READ,
-            devices,
-        };
-        call(s, from, req)
-    };
     // To BLK: allowed. BLK cannot pass it on to EVIL (the mask is inherited), NET cannot
     // give it to EVIL directly, and the read-only capability goes nowhere.
     let Reply::Ok { values, .. } = grant(&mut s, NET, 0, BLK, 0b10) else { panic!("grant to BLK refused") };
@@ -342,15 +331,7 @@ fn teardown_blocks_and_unmaps() {
 
 #[test]
 fn static_maps_are_made_at_boot_pinned_and_restored() {
-    let maps = [iommu_pd::StaticMapConfig {
-        device: 0,
-        region: 0,
-        offset: 0x4000,
-        len: 0x2000,
-        iova: IOVA_BASE + 0x8_0000,
-        rights: Rights::READ,
-    }];
-    let cfg = iommu_pd::Config { static_maps: &maps, ..config() };
+    let cfg = iommu_pd::Config { static_maps: &STATIC_MAPS, ..config() };
     let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
     assert_eq!(s.hw().reachable(0).get(&(IOVA_BASE + 0x8_1000)), Some(&(0x4000_5000, Rights::READ)));
     assert_eq!(unmap(&mut s, NET, 0, &[IOVA_BASE + 0x8_0000]), err(ErrorCode::Denied));

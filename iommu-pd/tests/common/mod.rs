@@ -5,7 +5,7 @@ pub mod reference;
 
 pub use iommu_pd::model::ModelHw;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
-use iommu_protocol::{DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 
 pub const PAGE: u64 = 4096;
 
@@ -144,6 +144,32 @@ pub fn unmap(s: &mut Service<'_, ModelHw>, c: usize, d: u32, iovas: &[u64]) -> R
     v[..iovas.len()].copy_from_slice(iovas);
     call(s, c, Request::Unmap { device: DeviceId(d), iovas: v, count: iovas.len() })
 }
+
+/// GRANT of the first page of `cap`, read-only, to client `to` for its `devices`.
+pub fn grant(s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, devices: u64) -> Reply {
+    call(
+        s,
+        from,
+        Request::Grant {
+            cap: Handle(cap),
+            to: ClientId(to as u32),
+            offset: 0,
+            len: 0x1000,
+            rights: Rights::READ,
+            devices,
+        },
+    )
+}
+
+/// A static (description) mapping of two pages of region 0 for device 0, read-only.
+pub static STATIC_MAPS: [iommu_pd::StaticMapConfig; 1] = [iommu_pd::StaticMapConfig {
+    device: 0,
+    region: 0,
+    offset: 0x4000,
+    len: 0x2000,
+    iova: IOVA_BASE + 0x8_0000,
+    rights: Rights::READ,
+}];
 
 pub fn service() -> Service<'static, ModelHw> {
     Service::new(ModelHw::default(), config(), storage()).unwrap()
