@@ -14,20 +14,11 @@ use aarch64_paging::descriptor::{El1Attributes as A, PhysicalAddress};
 use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, RootTable, VaRange};
 use aarch64_paging::target::TargetAllocator;
 use criterion::{criterion_group, criterion_main, Criterion};
-use smmuv3::model::{host_region as region, InstantSmmu};
-use smmuv3::{Config, DomainId, Iova, MemType, Memory, Perm, PhysAddr, Smmu};
+use smmuv3::model::{instant_smmu, InstantSmmu};
+use smmuv3::{DomainId, Iova, MemType, Perm, PhysAddr, Smmu};
 
 fn smmu() -> (Smmu<InstantSmmu>, DomainId) {
-    let mem = Memory {
-        stream_table: region(64 << 10, 64 << 10),
-        cmdq: region(64 << 10, 64 << 10),
-        eventq: region(4096, 4096),
-        cds: region(4096, 4096),
-        tables: region(256 * 4096, 4096),
-    };
-    let cfg = Config { ias_bits: 48, sid_bits: 16, poll_limit: 1000, interrupts: false };
-    // SAFETY: fresh memory; `InstantSmmu` is the only register file.
-    let mut smmu = unsafe { Smmu::init(InstantSmmu::new(), mem, cfg) }.unwrap();
+    let mut smmu = instant_smmu(256);
     let d = smmu.create_domain().unwrap();
     (smmu, d)
 }

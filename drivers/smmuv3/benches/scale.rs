@@ -12,8 +12,7 @@ use iommu_pd::service::{ClientTables, DeviceState};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 use smmuv3::backend::SmmuBackend;
-use smmuv3::model::{host_region as region, InstantSmmu};
-use smmuv3::{Config as SmmuConfig, Memory, Smmu};
+use smmuv3::model::{instant_smmu, InstantSmmu};
 
 type Svc = Service<'static, SmmuBackend<InstantSmmu>>;
 
@@ -28,16 +27,7 @@ fn leak<T>(v: Vec<T>) -> &'static mut [T] {
 }
 
 fn service(slots: usize, window: u64) -> Svc {
-    let mem = Memory {
-        stream_table: region(64 << 10, 64 << 10),
-        cmdq: region(64 << 10, 64 << 10),
-        eventq: region(4096, 4096),
-        cds: region(4096, 4096),
-        tables: region(2048 * 4096, 4096),
-    };
-    let cfg = SmmuConfig { ias_bits: 48, sid_bits: 16, poll_limit: 1000, interrupts: false };
-    // SAFETY: fresh memory; `InstantSmmu` is the only register file.
-    let smmu = unsafe { Smmu::init(InstantSmmu::new(), mem, cfg) }.unwrap();
+    let smmu = instant_smmu(2048);
     let backend = SmmuBackend::new(smmu, &[0x10]).unwrap();
     let quota = slots as u32;
     let cfg = Config {

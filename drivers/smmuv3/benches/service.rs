@@ -10,8 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 use smmuv3::backend::SmmuBackend;
-use smmuv3::model::{host_region as region, InstantSmmu};
-use smmuv3::{Config as SmmuConfig, Memory, Smmu};
+use smmuv3::model::{instant_smmu, InstantSmmu};
 
 /// Physical memory the capability names: never touched, only mapped.
 const BUFFERS: u64 = 0x8000_0000;
@@ -39,16 +38,7 @@ static CAPS: [CapConfig; 1] = [CapConfig {
 }];
 
 fn service() -> Service<'static, SmmuBackend<InstantSmmu>> {
-    let mem = Memory {
-        stream_table: region(64 << 10, 64 << 10),
-        cmdq: region(64 << 10, 64 << 10),
-        eventq: region(4096, 4096),
-        cds: region(4096, 4096),
-        tables: region(512 * 4096, 4096),
-    };
-    let cfg = SmmuConfig { ias_bits: 48, sid_bits: 16, poll_limit: 1000, interrupts: false };
-    // SAFETY: fresh memory; `InstantSmmu` is the only register file.
-    let smmu = unsafe { Smmu::init(InstantSmmu::new(), mem, cfg) }.unwrap();
+    let smmu = instant_smmu(512);
     let backend = SmmuBackend::new(smmu, &[0x10]).unwrap();
     let cfg = Config {
         clients: &CLIENTS,

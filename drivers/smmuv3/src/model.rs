@@ -554,6 +554,22 @@ impl Default for InstantSmmu {
     }
 }
 
+/// An SMMU over `InstantSmmu` (every command completes at once) with fresh host memory
+/// for its queues and tables and `table_pages` pages of page-table pool: what the
+/// benchmarks measure the driver and the service on.
+pub fn instant_smmu(table_pages: usize) -> crate::Smmu<InstantSmmu> {
+    let mem = crate::Memory {
+        stream_table: host_region(64 << 10, 64 << 10),
+        cmdq: host_region(64 << 10, 64 << 10),
+        eventq: host_region(4096, 4096),
+        cds: host_region(4096, 4096),
+        tables: host_region(table_pages * 4096, 4096),
+    };
+    let cfg = crate::Config { ias_bits: 48, sid_bits: 16, poll_limit: 1000, interrupts: false };
+    // SAFETY: the memory is fresh, and this `InstantSmmu` is the only register file.
+    unsafe { crate::Smmu::init(InstantSmmu::new(), mem, cfg) }.expect("the instant model initialises")
+}
+
 /// `len` bytes of zeroed host memory aligned to `align`, leaked, as a region whose
 /// physical address is its host address (what the model expects).
 pub fn host_region(len: usize, align: usize) -> crate::DmaRegion {
