@@ -8,12 +8,58 @@ use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, Regio
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS};
 use smmuv3::backend::SmmuBackend;
 use smmuv3::event::id;
-use smmuv3::model::Outcome;
+use smmuv3::model::{Outcome, SmmuModel};
+use smmuv3::DmaRegion;
 
 fn call<H: iommu_pd::IommuHw>(s: &mut Service<'_, H>, client: usize, req: Request) -> Reply {
     let mut mrs = [0; MAX_MRS];
     let (label, n) = req.encode(&mut mrs);
     s.handle(client, label, &mrs[..n])
+}
+
+fn leak<T, const N: usize>(v: [T; N]) -> &'static [T] {
+    Box::leak(Box::new(v))
+}
+
+/// The service on the model SMMU: client 0 owns one device, `stream`, with IOVAs from
+/// `iova_base`, and holds handle 0, a read-write capability over all of `buf` for it;
+/// with `bystander`, a second client that holds nothing.
+fn one_device(
+    buf: &DmaRegion,
+    stream: u32,
+    iova_base: u64,
+    bystander: bool,
+) -> Service<'static, SmmuBackend<SmmuModel>> {
+    static CLIENTS: [ClientConfig; 2] = [
+        ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 },
+        ClientConfig { name: "bystander", max_mappings: 4, max_pages: 4, max_grants: 0 },
+    ];
+    let cfg = Config {
+        clients: &CLIENTS[..1 + bystander as usize],
+        devices: leak([DeviceConfig {
+            name: "dev",
+            stream,
+            owner: 0,
+            iova_base,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        }]),
+        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: buf.len as u64 }]),
+        caps: leak([CapConfig {
+            client: 0,
+            region: 0,
+            offset: 0,
+            len: buf.len as u64,
+            rights: Rights::READ_WRITE,
+            devices: 0b1,
+            grant_to: 0,
+        }]),
+        static_maps: &[],
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let backend = SmmuBackend::new(common::smmu(32), &[stream]).unwrap();
+    let tables = Box::leak(Box::new(iommu_pd::OwnedStorage::<2, 1, 4, 8>::default()));
+    Service::new(backend, cfg, tables.storage()).unwrap()
 }
 
 #[test]
@@ -127,39 +173,7 @@ fn service_requests_reach_the_smmu_tables() {
 #[test]
 fn measurement_bypass_and_back() {
     let buf = common::buffer(0x2000, 0x1000);
-    let clients = [
-        ClientConfig { name: "blk", max_mappings: 4, max_pages: 4, max_grants: 0 },
-        ClientConfig { name: "other", max_mappings: 4, max_pages: 4, max_grants: 0 },
-    ];
-    let devices = [DeviceConfig {
-        name: "disk",
-        stream: 0x20,
-        owner: 0,
-        iova_base: 0x1_0000_0000,
-        iova_size: 1 << 20,
-        resume_allowed: true,
-    }];
-    let regions = [RegionConfig { name: "pool", pa: buf.pa.0, size: 0x2000 }];
-    let caps = [CapConfig {
-        client: 0,
-        region: 0,
-        offset: 0,
-        len: 0x2000,
-        rights: Rights::READ_WRITE,
-        devices: 0b1,
-        grant_to: 0,
-    }];
-    let cfg = Config {
-        clients: &clients,
-        devices: &devices,
-        regions: &regions,
-        caps: &caps,
-        static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
-    };
-    let backend = SmmuBackend::new(common::smmu(32), &[0x20]).unwrap();
-    let mut tables = iommu_pd::OwnedStorage::<2, 1, 4, 8>::default();
-    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let mut s = one_device(&buf, 0x20, 0x1_0000_0000, true);
     let map = Request::Map {
         cap: Handle(0),
         device: DeviceId(0),
@@ -199,36 +213,7 @@ fn measurement_bypass_and_back() {
 #[test]
 fn a_rejected_invalidation_never_lets_the_cached_page_back() {
     let buf = common::buffer(0x1000, 0x1000);
-    let clients = [ClientConfig { name: "net", max_mappings: 4, max_pages: 4, max_grants: 0 }];
-    let devices = [DeviceConfig {
-        name: "nic",
-        stream: 0x10,
-        owner: 0,
-        iova_base: 0x1000_0000,
-        iova_size: 1 << 20,
-        resume_allowed: true,
-    }];
-    let regions = [RegionConfig { name: "buf", pa: buf.pa.0, size: 0x1000 }];
-    let caps = [CapConfig {
-        client: 0,
-        region: 0,
-        offset: 0,
-        len: 0x1000,
-        rights: Rights::READ_WRITE,
-        devices: 0b1,
-        grant_to: 0,
-    }];
-    let cfg = Config {
-        clients: &clients,
-        devices: &devices,
-        regions: &regions,
-        caps: &caps,
-        static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
-    };
-    let backend = SmmuBackend::new(common::smmu(32), &[0x10]).unwrap();
-    let mut tables = iommu_pd::OwnedStorage::<1, 1, 4, 4>::default();
-    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
     let map = Request::Map {
         cap: Handle(0),
         device: DeviceId(0),
