@@ -35,6 +35,12 @@ __asm__(".section .rodata\n"
 
 static uint64_t next_fault;
 
+/* The mailbox at the top of guest RAM, as the VMM maps it. */
+static volatile struct mailbox *mailbox(void)
+{
+    return (volatile struct mailbox *)(guest_ram_vaddr + (MAILBOX_GPA - GUEST_RAM_GPA));
+}
+
 void init(void)
 {
     volatile uint8_t *ram = (volatile uint8_t *)guest_ram_vaddr;
@@ -46,7 +52,7 @@ void init(void)
     for (uint64_t i = 0; i < n; i++) {
         ram[i] = guest_image[i];
     }
-    volatile struct mailbox *mb = (volatile struct mailbox *)(guest_ram_vaddr + (MAILBOX_GPA - GUEST_RAM_GPA));
+    volatile struct mailbox *mb = mailbox();
     mb->ram_paddr = guest_ram_paddr;
 
     /* EL1h with interrupts masked: the guest is a kernel of its own. */
@@ -60,7 +66,7 @@ void init(void)
 
 static void report(void)
 {
-    volatile struct mailbox *mb = (volatile struct mailbox *)(guest_ram_vaddr + (MAILBOX_GPA - GUEST_RAM_GPA));
+    volatile struct mailbox *mb = mailbox();
     if (!mb->done) {
         microkit_dbg_puts("vmm: the guest stopped before it finished\n");
         return;
