@@ -363,6 +363,9 @@ pub struct Service<'a, H: IommuHw> {
     devices: &'a mut [DeviceState],
     rings: &'a mut [FaultRing],
     stats: Stats,
+    /// The (IOVA, length) of the removal being sent to the IOMMU: kept here rather than
+    /// built on the stack, so a one-page UNMAP does not clear a whole batch's worth.
+    ranges: [(u64, u64); UNMAP_BATCH],
 }
 
 type Result<T> = core::result::Result<T, ErrorCode>;
@@ -413,6 +416,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             devices: storage.devices,
             rings: storage.rings,
             stats: Stats::default(),
+            ranges: [(0, 0); UNMAP_BATCH],
         };
         for (i, c) in cfg.caps.iter().enumerate() {
             let region = cfg.regions.get(c.region).ok_or(ConfigError::BadCap(i))?;
@@ -822,14 +826,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     fn unmap(&mut self, client: usize, device: DeviceId, iovas: &[u64]) -> Result<()> {
         let d = self.own_device(client, device)?;
-        let mut found = [0usize; MAX_UNMAP_RANGES];
+        let mut found = [0u16; MAX_UNMAP_RANGES];
         for (i, &iova) in iovas.iter().enumerate() {
             let (tree, root) = self.view(d);
-            let m = tree.find(root, iova).ok_or(ErrorCode::NotMapped)? as usize;
+            let m = tree.find(root, iova).ok_or(ErrorCode::NotMapped)?;
             if found[..i].contains(&m) {
                 return Err(ErrorCode::NotMapped);
             }
-            if self.maps[m].is_some_and(|m| m.pinned) {
+            if self.maps[m as usize].is_some_and(|m| m.pinned) {
                 return Err(ErrorCode::Denied);
             }
             found[i] = m;
@@ -840,21 +844,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.remove_mappings(d, &found[..iovas.len()])
     }
 
-    /// The (IOVA, length) of the mappings at `indices` (at most `UNMAP_BATCH`).
-    fn ranges_of(&self, indices: &[usize]) -> ([(u64, u64); UNMAP_BATCH], usize) {
-        let mut ranges = [(0u64, 0u64); UNMAP_BATCH];
+    /// Put the (IOVA, length) of the mappings at `indices` (at most `UNMAP_BATCH`) in
+    /// `self.ranges`; returns how many.
+    fn ranges_of(&mut self, indices: &[u16]) -> usize {
         let mut n = 0;
-        for m in indices.iter().take(UNMAP_BATCH).filter_map(|&i| self.maps[i]) {
-            ranges[n] = (m.iova, m.len);
+        for m in indices.iter().take(UNMAP_BATCH).filter_map(|&i| self.maps[i as usize]) {
+            self.ranges[n] = (m.iova, m.len);
             n += 1;
         }
-        (ranges, n)
+        n
     }
 
     /// Forget the mappings at `indices`: the IOMMU confirmed them gone.
-    fn forget(&mut self, indices: &[usize]) {
+    fn forget(&mut self, indices: &[u16]) {
         for &i in indices.iter().take(UNMAP_BATCH) {
-            if let Some(m) = self.remove_mapping(i) {
+            if let Some(m) = self.remove_mapping(i as usize) {
                 let (d, owner) = (m.device as usize, self.cfg.devices[m.device as usize].owner);
                 if let Some(c) = self.clients.get_mut(owner) {
                     c.usage.mappings -= 1;
@@ -871,17 +875,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// `UNMAP_BATCH`) in the IOMMU under one invalidation, then forget them. If the IOMMU
     /// does not confirm, they stay in the books as pending, the device is blocked, and the
     /// caller hears `Hardware`.
-    fn remove_mappings(&mut self, device: DeviceIndex, indices: &[usize]) -> Result<()> {
-        let (ranges, n) = self.ranges_of(indices);
+    fn remove_mappings(&mut self, device: DeviceIndex, indices: &[u16]) -> Result<()> {
+        let n = self.ranges_of(indices);
         if n == 0 {
             return Ok(());
         }
-        if self.hw.unmap(device, &ranges[..n]).is_ok() {
+        if self.hw.unmap(device, &self.ranges[..n]).is_ok() {
             self.forget(indices);
             return Ok(());
         }
         for &i in indices.iter().take(UNMAP_BATCH) {
-            if let Some(m) = self.maps[i].as_mut() {
+            if let Some(m) = self.maps[i as usize].as_mut() {
                 if !m.pending {
                     m.pending = true;
                     self.devices[device].pending += 1;
@@ -911,21 +915,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 self.devices[device].unconfirmed = false;
                 break;
             }
-            let (ranges, n) = self.ranges_of(found);
-            self.hw.retry_unmap(device, &ranges[..n]).map_err(|_| ErrorCode::Hardware)?;
+            let n = self.ranges_of(found);
+            self.hw.retry_unmap(device, &self.ranges[..n]).map_err(|_| ErrorCode::Hardware)?;
             self.forget(found);
         }
         Ok(())
     }
 
     /// Up to `UNMAP_BATCH` indices of `device`'s mappings that `pick` selects.
-    fn select(&self, device: DeviceIndex, pick: impl Fn(&Mapping) -> bool) -> ([usize; UNMAP_BATCH], usize) {
-        let mut idx = [0usize; UNMAP_BATCH];
+    fn select(&self, device: DeviceIndex, pick: impl Fn(&Mapping) -> bool) -> ([u16; UNMAP_BATCH], usize) {
+        let mut idx = [0u16; UNMAP_BATCH];
         let mut n = 0;
         let (tree, root) = self.view(device);
         tree.walk(root, |i| {
             if pick(&self.at(i)) {
-                idx[n] = i as usize;
+                idx[n] = i;
                 n += 1;
             }
             n < UNMAP_BATCH
@@ -1165,13 +1169,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
     fn remove_maps_of(&mut self, c: u16) -> Result<()> {
         let mut result = Ok(());
         loop {
-            let mut batch = [0usize; UNMAP_BATCH];
+            let mut batch = [0u16; UNMAP_BATCH];
             let (mut n, mut device) = (0, None);
             let mut at = self.caps[c as usize].map_or(NIL, |c| c.maps);
             while let Some(m) = self.maps.get(at as usize).copied().flatten() {
                 if !m.pending && n < UNMAP_BATCH && device.is_none_or(|d| d == m.device) {
                     device = Some(m.device);
-                    batch[n] = at as usize;
+                    batch[n] = at;
                     n += 1;
                 }
                 at = m.cap_next;

@@ -86,6 +86,10 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
 
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
         let (_, dom) = self.device(device)?;
+        // One range, the usual UNMAP: no batch to build.
+        if let [(iova, len)] = *ranges {
+            return self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError);
+        }
         let mut batch = [(Iova(0), 0u64); 64];
         for chunk in ranges.chunks(batch.len()) {
             for (slot, &(iova, len)) in batch.iter_mut().zip(chunk) {

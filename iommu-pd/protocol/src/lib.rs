@@ -333,6 +333,7 @@ fn rights(v: u64) -> Result<Rights, DecodeError> {
 
 impl Request {
     /// Decode a request from its label and message registers.
+    #[inline]
     pub fn decode(label: u64, mrs: &[u64]) -> Result<Request, DecodeError> {
         let lo = |v: u64| v as u32;
         let hi = |v: u64| (v >> 32) as u32;
@@ -451,6 +452,7 @@ pub enum Reply {
 
 impl Reply {
     /// Success with the given values (at most `MAX_REPLY_VALUES`).
+    #[inline]
     pub fn ok(vals: &[u64]) -> Reply {
         let mut values = [0; MAX_REPLY_VALUES];
         let n = vals.len().min(MAX_REPLY_VALUES);
