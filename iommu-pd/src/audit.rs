@@ -12,7 +12,7 @@ use std::vec::Vec;
 
 use super::{Service, Slot, NO_CAP, PAGE};
 use crate::hw::IommuHw;
-use crate::index::{self, NIL};
+use crate::index::NIL;
 
 impl<H: IommuHw> Service<'_, H> {
     /// `Err` naming the first disagreement found.
@@ -35,20 +35,20 @@ impl<H: IommuHw> Service<'_, H> {
                 true
             });
             check(ok, "a device's index holds an empty slot, another device's mapping, or overlaps")?;
-            check(tree.len(root) == n, "a device's index miscounts its mappings")?;
+            tree.check(root)?;
+            check(root.len() == n, "a device's index miscounts its mappings")?;
             check(pending == self.devices[d].pending, "a device's pending counter is wrong")?;
             check(pending == 0 || self.devices[d].unconfirmed, "a pending removal on a device not marked")?;
             indexed += n;
         }
         let live = self.maps.iter().flatten().count();
         check(live == indexed, "a live mapping is in no index")?;
-        let (mut free, mut at) = (0, self.free);
-        while at != NIL && free <= self.maps.len() {
+        let mut seen = std::vec![false; self.maps.len()];
+        for &at in &self.free[..self.free_len] {
             check(self.maps[at as usize].is_none(), "a slot in the free list is in use")?;
-            free += 1;
-            at = index::free_next(self.nodes, at);
+            check(!core::mem::replace(&mut seen[at as usize], true), "a slot is in the free list twice")?;
         }
-        check(free + live == self.maps.len(), "the free list misses slots")?;
+        check(self.free_len + live == self.maps.len(), "the free list misses slots")?;
         let mut listed = 0;
         for (ci, cap) in self.caps.iter().enumerate() {
             let Some(cap) = cap else { continue };

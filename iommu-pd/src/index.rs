@@ -1,394 +1,788 @@
-//! The mapping table's index: for each device, an AVL tree of its mapping slots ordered by
-//! IOVA, and a list of free slots, all in a fixed array of `Node`s parallel to the mapping
-//! slots. Lookup by IOVA, the neighbours of an address, the n-th mapping, insertion and
-//! removal cost O(log n) in the device's live mappings; taking or returning a slot O(1).
-//! Nothing depends on how many slots are unused.
+//! The mapping table's index: for each device, a B+ tree of its mapping slots keyed by
+//! IOVA, its nodes taken from two fixed pools (leaves and inner nodes) that all devices
+//! share. Lookup, the neighbours of an address, the n-th mapping, insertion and removal
+//! walk the tree's height, which is 1 up to 16 mappings and 5 at 16,384; nothing depends on
+//! how much of the pools is unused.
 //!
-//! AVL rather than a randomised tree: its depth is bounded (1.44 log2 n, under 24 for the
-//! 65,535 slots a table may have) whatever IOVAs a hostile client picks, so the recursion
-//! below has a small fixed worst case.
+//! Why a B+ tree: a request's cost should not grow with the mappings a device has. A
+//! binary tree's depth (an AVL tree's was 14 at 16,384 mappings, each level rebalanced on
+//! the way back) grows the cost by a level per doubling; sixteen keys to a node take four
+//! doublings per level, and a node's keys are contiguous, so a search reads a line or two
+//! per level. Every node but a root is at least half full, which bounds the pools a table
+//! of mapping slots needs (`leaves_for`, `inners_for`) whatever IOVAs a hostile client
+//! picks; an insertion checks the pools first and changes nothing when they are short.
 
-/// No slot.
+/// No node, no slot.
 pub const NIL: u16 = u16::MAX;
 
 /// Most slots an index can hold (slot numbers are 16-bit, and `NIL` is one of them).
 pub const MAX_SLOTS: usize = NIL as usize;
 
-/// One slot's place in its device's tree, or in the free list (`left` is then the next
-/// free slot).
+/// Keys (mappings) in a leaf.
+const LEAF: usize = 16;
+/// Children of an inner node.
+const FAN: usize = 16;
+/// Fewest keys in a leaf that is not a root, and fewest children of such an inner node.
+const MIN_LEAF: usize = LEAF / 2;
+const MIN_FAN: usize = FAN / 2;
+/// Inner levels a tree of `MAX_SLOTS` keys can have: leaves hold 8 or more keys, so at
+/// most 8,191 of them, under 8 or more children per inner node: 1,023, 127, 15, 1.
+const MAX_INNER_LEVELS: usize = 5;
+
+/// A leaf: up to 16 keys in increasing order, each with its mapping slot; slots past the
+/// leaf's length are `NIL`. (Its length is known on the way down: its parent's count for
+/// it, or the tree's length for a root leaf, so none is stored: 160 bytes.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Node {
-    /// The IOVA of the slot's mapping: kept here so a walk reads only this array.
-    key: u64,
-    left: u16,
-    right: u16,
-    /// Nodes in this subtree.
-    size: u16,
-    /// Height of this subtree (a leaf is 1).
-    height: u8,
+pub struct Leaf {
+    keys: [u64; LEAF],
+    slots: [u16; LEAF],
 }
 
-impl Default for Node {
+impl Default for Leaf {
     fn default() -> Self {
-        Node { key: 0, left: NIL, right: NIL, size: 0, height: 0 }
+        Leaf { keys: [0; LEAF], slots: [NIL; LEAF] }
     }
 }
 
-/// Link every slot into the free list; returns its head.
-pub fn init_free(nodes: &mut [Node]) -> u16 {
-    let n = nodes.len().min(MAX_SLOTS);
-    for (i, node) in nodes.iter_mut().enumerate().take(n) {
-        *node = Node { left: if i + 1 < n { (i + 1) as u16 } else { NIL }, ..Node::default() };
-    }
-    if n == 0 {
-        NIL
-    } else {
-        0
-    }
+/// An inner node: `len` children; every key under `children[i]` is at least `keys[i - 1]`
+/// and below `keys[i]`; `counts[i]` keys are under `children[i]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inner {
+    keys: [u64; FAN - 1],
+    children: [u16; FAN],
+    counts: [u16; FAN],
+    len: u8,
 }
 
-/// Take a free slot (`None` when there is none).
-pub fn take_free(nodes: &mut [Node], head: &mut u16) -> Option<u16> {
-    let slot = *head;
-    if slot == NIL {
-        return None;
-    }
-    *head = nodes[slot as usize].left;
-    nodes[slot as usize] = Node::default();
-    Some(slot)
-}
-
-/// The free slot after `slot` in the free list (`NIL` at its end).
-pub fn free_next(nodes: &[Node], slot: u16) -> u16 {
-    nodes[slot as usize].left
-}
-
-/// Return `slot` to the free list.
-pub fn give_free(nodes: &mut [Node], head: &mut u16, slot: u16) {
-    nodes[slot as usize] = Node { left: *head, ..Node::default() };
-    *head = slot;
-}
-
-/// A device's tree, keyed by the IOVA of each slot's mapping; keys are unique.
-pub struct Tree<'a> {
-    nodes: &'a mut [Node],
-}
-
-impl core::fmt::Debug for Tree<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Tree").field("slots", &self.nodes.len()).finish()
+impl Default for Inner {
+    fn default() -> Self {
+        Inner { keys: [0; FAN - 1], children: [NIL; FAN], counts: [0; FAN], len: 0 }
     }
 }
 
-impl<'a> Tree<'a> {
-    /// The trees over `nodes`.
-    pub fn new(nodes: &'a mut [Node]) -> Self {
-        Tree { nodes }
+/// A device's tree: its root node, how many inner levels are above the leaves, and how
+/// many keys it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Root {
+    node: u16,
+    height: u8,
+    len: u32,
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Root { node: NIL, height: 0, len: 0 }
+    }
+}
+
+impl Root {
+    /// Keys in the tree.
+    pub fn len(&self) -> usize {
+        self.len as usize
     }
 
-    fn n(&self, i: u16) -> &Node {
-        &self.nodes[i as usize]
+    /// True if the tree holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
+}
 
-    fn height(&self, i: u16) -> u8 {
-        if i == NIL {
-            0
-        } else {
-            self.n(i).height
+/// Leaves enough for `slots` keys spread over `trees` trees in any way: every leaf but a
+/// root holds at least 8 keys.
+pub const fn leaves_for(slots: usize, trees: usize) -> usize {
+    slots / MIN_LEAF + trees
+}
+
+/// Inner nodes enough for `slots` keys over `trees` trees: each level has at most an
+/// eighth of the nodes of the level below (plus a root per tree).
+pub const fn inners_for(slots: usize, trees: usize) -> usize {
+    let mut below = slots / MIN_LEAF;
+    let mut total = 0;
+    let mut level = 0;
+    while level < MAX_INNER_LEVELS {
+        below /= MIN_FAN;
+        total += below + trees;
+        level += 1;
+    }
+    total
+}
+
+/// How many of the first `n` of `keys` (in increasing order) are at most `key`. A linear
+/// scan, as Rust's own `BTreeMap` does: on 16 keys it costs about what a binary search
+/// does, and its one unpredictable branch is where it stops.
+#[inline]
+fn count_le<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
+    keys[..n.min(N)].iter().position(|&k| k > key).unwrap_or(n.min(N))
+}
+
+/// How many of the first `n` of `keys` are below `key`.
+#[inline]
+fn count_lt<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
+    match key.checked_sub(1) {
+        Some(below) => count_le(keys, n, below),
+        None => 0,
+    }
+}
+
+/// A split below: the new right sibling, the key at which it starts, and the keys now
+/// under the left and the right node.
+struct Split {
+    key: u64,
+    right: u16,
+    left_count: u16,
+    right_count: u16,
+}
+
+/// The pools the trees' nodes come from, with their free lists (threaded through the
+/// first slot or child of each free node).
+#[derive(Debug)]
+pub struct Index<'a> {
+    leaves: &'a mut [Leaf],
+    inners: &'a mut [Inner],
+    free_leaf: u16,
+    free_inner: u16,
+    spare_leaves: usize,
+    spare_inners: usize,
+}
+
+/// The pools cannot take an insertion: nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl<'a> Index<'a> {
+    /// Trees over these pools, all nodes free (at most `MAX_SLOTS` of each are used).
+    pub fn new(leaves: &'a mut [Leaf], inners: &'a mut [Inner]) -> Self {
+        let (nl, ni) = (leaves.len().min(MAX_SLOTS), inners.len().min(MAX_SLOTS));
+        for (i, l) in leaves.iter_mut().enumerate().take(nl) {
+            *l = Leaf::default();
+            l.slots[0] = if i + 1 < nl { (i + 1) as u16 } else { NIL };
         }
-    }
-
-    fn size(&self, i: u16) -> u16 {
-        if i == NIL {
-            0
-        } else {
-            self.n(i).size
+        for (i, n) in inners.iter_mut().enumerate().take(ni) {
+            *n = Inner::default();
+            n.children[0] = if i + 1 < ni { (i + 1) as u16 } else { NIL };
         }
+        let head = |n: usize| if n == 0 { NIL } else { 0 };
+        Index { free_leaf: head(nl), free_inner: head(ni), spare_leaves: nl, spare_inners: ni, leaves, inners }
     }
 
-    fn fix(&mut self, i: u16) {
-        let (l, r) = (self.n(i).left, self.n(i).right);
-        let (height, size) = (1 + self.height(l).max(self.height(r)), 1 + self.size(l) + self.size(r));
-        let node = &mut self.nodes[i as usize];
-        node.height = height;
-        node.size = size;
+    /// Nodes of each pool not in use: (leaves, inner nodes).
+    pub fn spare(&self) -> (usize, usize) {
+        (self.spare_leaves, self.spare_inners)
     }
 
-    fn rotate_right(&mut self, i: u16) -> u16 {
-        let l = self.n(i).left;
-        self.nodes[i as usize].left = self.n(l).right;
-        self.nodes[l as usize].right = i;
-        self.fix(i);
-        self.fix(l);
+    fn take_leaf(&mut self) -> u16 {
+        let l = self.free_leaf;
+        self.free_leaf = self.leaves[l as usize].slots[0];
+        self.leaves[l as usize] = Leaf::default();
+        self.spare_leaves -= 1;
         l
     }
 
-    fn rotate_left(&mut self, i: u16) -> u16 {
-        let r = self.n(i).right;
-        self.nodes[i as usize].right = self.n(r).left;
-        self.nodes[r as usize].left = i;
-        self.fix(i);
-        self.fix(r);
-        r
+    fn give_leaf(&mut self, l: u16) {
+        self.leaves[l as usize] = Leaf::default();
+        self.leaves[l as usize].slots[0] = self.free_leaf;
+        self.free_leaf = l;
+        self.spare_leaves += 1;
     }
 
-    fn balance(&mut self, i: u16) -> u16 {
-        self.fix(i);
-        let (l, r) = (self.n(i).left, self.n(i).right);
-        let lean = i16::from(self.height(l)) - i16::from(self.height(r));
-        if lean > 1 {
-            if self.height(self.n(l).left) < self.height(self.n(l).right) {
-                let nl = self.rotate_left(l);
-                self.nodes[i as usize].left = nl;
-            }
-            return self.rotate_right(i);
-        }
-        if lean < -1 {
-            if self.height(self.n(r).right) < self.height(self.n(r).left) {
-                let nr = self.rotate_right(r);
-                self.nodes[i as usize].right = nr;
-            }
-            return self.rotate_left(i);
-        }
-        i
+    fn take_inner(&mut self) -> u16 {
+        let n = self.free_inner;
+        self.free_inner = self.inners[n as usize].children[0];
+        self.inners[n as usize] = Inner::default();
+        self.spare_inners -= 1;
+        n
     }
 
-    /// Insert `slot` with `key` (which no other slot of the tree has); returns the new
-    /// root.
-    pub fn insert(&mut self, root: u16, slot: u16, key: u64) -> u16 {
-        if root == NIL {
-            self.nodes[slot as usize] = Node { key, left: NIL, right: NIL, size: 1, height: 1 };
-            return slot;
+    fn give_inner(&mut self, n: u16) {
+        self.inners[n as usize] = Inner::default();
+        self.inners[n as usize].children[0] = self.free_inner;
+        self.free_inner = n;
+        self.spare_inners += 1;
+    }
+
+    /// Do the pools have the nodes an insertion into `root`'s tree may need (a split at
+    /// every level and a new root)?
+    pub fn can_insert(&self, root: &Root) -> bool {
+        self.spare_leaves >= 1 && self.spare_inners > root.height as usize && root.len < MAX_SLOTS as u32
+    }
+
+    /// Add `key` (not already in the tree) with its slot. `Full`, changing nothing, if
+    /// the pools might not have the nodes a split all the way up needs.
+    pub fn insert(&mut self, root: &mut Root, key: u64, slot: u16) -> Result<(), Full> {
+        if !self.can_insert(root) {
+            return Err(Full);
         }
-        if key < self.n(root).key {
-            let l = self.insert(self.n(root).left, slot, key);
-            self.nodes[root as usize].left = l;
+        if root.node == NIL {
+            let l = self.take_leaf();
+            self.leaves[l as usize].keys[0] = key;
+            self.leaves[l as usize].slots[0] = slot;
+            *root = Root { node: l, height: 0, len: 1 };
+            return Ok(());
+        }
+        let split = if root.height == 0 {
+            self.leaf_insert(root.node, root.len as usize, key, slot)
         } else {
-            let r = self.insert(self.n(root).right, slot, key);
-            self.nodes[root as usize].right = r;
+            self.inner_insert(root.node, root.height, key, slot)
+        };
+        root.len += 1;
+        if let Some(s) = split {
+            let n = self.take_inner();
+            let top = &mut self.inners[n as usize];
+            top.keys[0] = s.key;
+            top.children[..2].copy_from_slice(&[root.node, s.right]);
+            top.counts[..2].copy_from_slice(&[s.left_count, s.right_count]);
+            top.len = 2;
+            root.node = n;
+            root.height += 1;
         }
-        self.balance(root)
+        Ok(())
     }
 
-    fn remove_min(&mut self, root: u16) -> (u16, u16) {
-        let l = self.n(root).left;
-        if l == NIL {
-            return (self.n(root).right, root);
+    fn leaf_insert(&mut self, l: u16, len: usize, key: u64, slot: u16) -> Option<Split> {
+        let leaf = &mut self.leaves[l as usize];
+        let at = count_lt(&leaf.keys, len, key);
+        if len < LEAF {
+            leaf.keys.copy_within(at..len, at + 1);
+            leaf.slots.copy_within(at..len, at + 1);
+            leaf.keys[at] = key;
+            leaf.slots[at] = slot;
+            return None;
         }
-        let (nl, min) = self.remove_min(l);
-        self.nodes[root as usize].left = nl;
-        (self.balance(root), min)
+        // Full: the 17 entries go 8 to this leaf and 9 to a new one on its right.
+        let (mut keys, mut slots) = ([0u64; LEAF + 1], [NIL; LEAF + 1]);
+        keys[..at].copy_from_slice(&leaf.keys[..at]);
+        slots[..at].copy_from_slice(&leaf.slots[..at]);
+        keys[at] = key;
+        slots[at] = slot;
+        keys[at + 1..].copy_from_slice(&leaf.keys[at..]);
+        slots[at + 1..].copy_from_slice(&leaf.slots[at..]);
+        let r = self.take_leaf();
+        let left = &mut self.leaves[l as usize];
+        left.keys[..MIN_LEAF].copy_from_slice(&keys[..MIN_LEAF]);
+        left.slots = [NIL; LEAF];
+        left.slots[..MIN_LEAF].copy_from_slice(&slots[..MIN_LEAF]);
+        let right = &mut self.leaves[r as usize];
+        let rn = LEAF + 1 - MIN_LEAF;
+        right.keys[..rn].copy_from_slice(&keys[MIN_LEAF..]);
+        right.slots[..rn].copy_from_slice(&slots[MIN_LEAF..]);
+        Some(Split { key: keys[MIN_LEAF], right: r, left_count: MIN_LEAF as u16, right_count: rn as u16 })
     }
 
-    /// Remove the slot whose key is `key` (if any); returns the new root.
-    pub fn remove(&mut self, root: u16, key: u64) -> u16 {
-        if root == NIL {
-            return NIL;
-        }
-        let here = self.n(root).key;
-        if key < here {
-            let l = self.remove(self.n(root).left, key);
-            self.nodes[root as usize].left = l;
-        } else if key > here {
-            let r = self.remove(self.n(root).right, key);
-            self.nodes[root as usize].right = r;
+    /// The child of inner node `n` whose range holds `key`.
+    fn child_at(&self, n: u16, key: u64) -> usize {
+        let node = &self.inners[n as usize];
+        count_le(&node.keys, node.len as usize - 1, key)
+    }
+
+    fn inner_insert(&mut self, n: u16, height: u8, key: u64, slot: u16) -> Option<Split> {
+        let at = self.child_at(n, key);
+        let (child, count) = {
+            let node = &self.inners[n as usize];
+            (node.children[at], node.counts[at])
+        };
+        let split = if height == 1 {
+            self.leaf_insert(child, count as usize, key, slot)
         } else {
-            let (l, r) = (self.n(root).left, self.n(root).right);
-            if l == NIL {
-                return r;
-            }
-            if r == NIL {
-                return l;
-            }
-            let (nr, min) = self.remove_min(r);
-            self.nodes[min as usize].left = l;
-            self.nodes[min as usize].right = nr;
-            return self.balance(min);
+            self.inner_insert(child, height - 1, key, slot)
+        };
+        let node = &mut self.inners[n as usize];
+        node.counts[at] += 1;
+        let s = split?;
+        node.counts[at] = s.left_count;
+        let len = node.len as usize;
+        if len < FAN {
+            node.keys.copy_within(at..len - 1, at + 1);
+            node.children.copy_within(at + 1..len, at + 2);
+            node.counts.copy_within(at + 1..len, at + 2);
+            node.keys[at] = s.key;
+            node.children[at + 1] = s.right;
+            node.counts[at + 1] = s.right_count;
+            node.len += 1;
+            return None;
         }
-        self.balance(root)
+        // Full: 17 children and 16 keys. The left keeps 8 children, the right takes 9, and
+        // the key between them goes up.
+        let (mut keys, mut children, mut counts) = ([0u64; FAN], [NIL; FAN + 1], [0u16; FAN + 1]);
+        keys[..at].copy_from_slice(&node.keys[..at]);
+        keys[at] = s.key;
+        keys[at + 1..].copy_from_slice(&node.keys[at..]);
+        children[..=at].copy_from_slice(&node.children[..=at]);
+        children[at + 1] = s.right;
+        children[at + 2..].copy_from_slice(&node.children[at + 1..]);
+        counts[..=at].copy_from_slice(&node.counts[..=at]);
+        counts[at + 1] = s.right_count;
+        counts[at + 2..].copy_from_slice(&node.counts[at + 1..]);
+        let r = self.take_inner();
+        let up = keys[MIN_FAN - 1];
+        let left = &mut self.inners[n as usize];
+        *left = Inner::default();
+        left.keys[..MIN_FAN - 1].copy_from_slice(&keys[..MIN_FAN - 1]);
+        left.children[..MIN_FAN].copy_from_slice(&children[..MIN_FAN]);
+        left.counts[..MIN_FAN].copy_from_slice(&counts[..MIN_FAN]);
+        left.len = MIN_FAN as u8;
+        let rn = FAN + 1 - MIN_FAN;
+        let right = &mut self.inners[r as usize];
+        right.keys[..rn - 1].copy_from_slice(&keys[MIN_FAN..]);
+        right.children[..rn].copy_from_slice(&children[MIN_FAN..]);
+        right.counts[..rn].copy_from_slice(&counts[MIN_FAN..]);
+        right.len = rn as u8;
+        let sum = |c: &[u16]| c.iter().map(|&c| c as u32).sum::<u32>() as u16;
+        Some(Split { key: up, right: r, left_count: sum(&counts[..MIN_FAN]), right_count: sum(&counts[MIN_FAN..]) })
     }
 
-    /// The trees, read-only.
-    pub fn view(&self) -> View<'_> {
-        View { nodes: self.nodes }
-    }
-}
-
-/// The trees, read-only.
-pub struct View<'a> {
-    nodes: &'a [Node],
-}
-
-impl core::fmt::Debug for View<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("View").field("slots", &self.nodes.len()).finish()
-    }
-}
-
-impl<'a> View<'a> {
-    /// The trees over `nodes`.
-    pub fn new(nodes: &'a [Node]) -> Self {
-        View { nodes }
-    }
-
-    fn n(&self, i: u16) -> &Node {
-        &self.nodes[i as usize]
-    }
-
-    fn size(&self, i: u16) -> u16 {
-        if i == NIL {
-            0
+    /// Take `key` out of the tree; its slot, or `None` if it was not there.
+    pub fn remove(&mut self, root: &mut Root, key: u64) -> Option<u16> {
+        if root.node == NIL {
+            return None;
+        }
+        let slot = if root.height == 0 {
+            self.leaf_remove(root.node, root.len as usize, key)
         } else {
-            self.n(i).size
+            self.inner_remove(root.node, root.height, key)
+        }?;
+        root.len -= 1;
+        if root.len == 0 {
+            // Only a leaf root can empty.
+            self.give_leaf(root.node);
+            *root = Root::default();
+        } else if root.height > 0 && self.inners[root.node as usize].len == 1 {
+            let only = self.inners[root.node as usize].children[0];
+            self.give_inner(root.node);
+            root.node = only;
+            root.height -= 1;
         }
+        Some(slot)
     }
 
-    #[cfg(test)]
-    fn height(&self, i: u16) -> u8 {
-        if i == NIL {
-            0
+    fn leaf_remove(&mut self, l: u16, len: usize, key: u64) -> Option<u16> {
+        let leaf = &mut self.leaves[l as usize];
+        let at = count_lt(&leaf.keys, len, key);
+        if at == len || leaf.keys[at] != key {
+            return None;
+        }
+        let slot = leaf.slots[at];
+        leaf.keys.copy_within(at + 1..len, at);
+        leaf.slots.copy_within(at + 1..len, at);
+        leaf.slots[len - 1] = NIL;
+        Some(slot)
+    }
+
+    fn inner_remove(&mut self, n: u16, height: u8, key: u64) -> Option<u16> {
+        let at = self.child_at(n, key);
+        let (child, count) = {
+            let node = &self.inners[n as usize];
+            (node.children[at], node.counts[at])
+        };
+        let slot = if height == 1 {
+            self.leaf_remove(child, count as usize, key)
         } else {
-            self.n(i).height
-        }
-    }
-
-    /// The slot whose key is `key`.
-    pub fn find(&self, root: u16, key: u64) -> Option<u16> {
-        let mut i = root;
-        while i != NIL {
-            let here = self.n(i).key;
-            if key == here {
-                return Some(i);
-            }
-            i = if key < here { self.n(i).left } else { self.n(i).right };
-        }
-        None
-    }
-
-    /// The slot with the largest key not above `key`.
-    pub fn floor(&self, root: u16, key: u64) -> Option<u16> {
-        let (mut i, mut best) = (root, None);
-        while i != NIL {
-            if self.n(i).key <= key {
-                best = Some(i);
-                i = self.n(i).right;
+            self.inner_remove(child, height - 1, key)
+        }?;
+        self.inners[n as usize].counts[at] -= 1;
+        let short = if height == 1 {
+            (self.inners[n as usize].counts[at] as usize) < MIN_LEAF
+        } else {
+            (self.inners[child as usize].len as usize) < MIN_FAN
+        };
+        if short {
+            // An inner node has two children or more (a root that came down to one is
+            // replaced by it), so the short child has a sibling.
+            let a = at.min(self.inners[n as usize].len as usize - 2);
+            if height == 1 {
+                self.rebalance_leaves(n, a);
             } else {
-                i = self.n(i).left;
+                self.rebalance_inners(n, a);
             }
         }
-        best
+        Some(slot)
     }
 
-    /// The slot with the smallest key not below `key`.
-    pub fn ceil(&self, root: u16, key: u64) -> Option<u16> {
-        let (mut i, mut best) = (root, None);
-        while i != NIL {
-            if self.n(i).key >= key {
-                best = Some(i);
-                i = self.n(i).left;
-            } else {
-                i = self.n(i).right;
-            }
+    /// Children `a` and `a + 1` of `n` are leaves, one of them short: merge them if their
+    /// keys fit in one, otherwise share their keys evenly.
+    fn rebalance_leaves(&mut self, n: u16, a: usize) {
+        let node = self.inners[n as usize];
+        let (l, r) = (node.children[a], node.children[a + 1]);
+        let (ln, rn) = (node.counts[a] as usize, node.counts[a + 1] as usize);
+        let total = ln + rn;
+        let (mut keys, mut slots) = ([0u64; 2 * LEAF], [NIL; 2 * LEAF]);
+        keys[..ln].copy_from_slice(&self.leaves[l as usize].keys[..ln]);
+        slots[..ln].copy_from_slice(&self.leaves[l as usize].slots[..ln]);
+        keys[ln..total].copy_from_slice(&self.leaves[r as usize].keys[..rn]);
+        slots[ln..total].copy_from_slice(&self.leaves[r as usize].slots[..rn]);
+        if total <= LEAF {
+            let left = &mut self.leaves[l as usize];
+            left.keys.copy_from_slice(&keys[..LEAF]);
+            left.slots.copy_from_slice(&slots[..LEAF]);
+            self.give_leaf(r);
+            self.remove_child(n, a + 1, total as u16);
+            return;
         }
-        best
+        let half = total / 2;
+        let left = &mut self.leaves[l as usize];
+        left.keys[..half].copy_from_slice(&keys[..half]);
+        left.slots = [NIL; LEAF];
+        left.slots[..half].copy_from_slice(&slots[..half]);
+        let right = &mut self.leaves[r as usize];
+        right.keys[..total - half].copy_from_slice(&keys[half..total]);
+        right.slots = [NIL; LEAF];
+        right.slots[..total - half].copy_from_slice(&slots[half..total]);
+        let node = &mut self.inners[n as usize];
+        node.keys[a] = keys[half];
+        node.counts[a] = half as u16;
+        node.counts[a + 1] = (total - half) as u16;
     }
 
-    /// The slot with the `k`-th smallest key (from 0).
-    pub fn select(&self, root: u16, mut k: usize) -> Option<u16> {
-        let mut i = root;
-        while i != NIL {
-            let left = self.size(self.n(i).left) as usize;
-            if k < left {
-                i = self.n(i).left;
-            } else if k == left {
-                return Some(i);
-            } else {
-                k -= left + 1;
-                i = self.n(i).right;
-            }
+    /// Children `a` and `a + 1` of `n` are inner nodes, one of them short: merge them
+    /// (with the key between them) if their children fit in one, otherwise share them.
+    fn rebalance_inners(&mut self, n: u16, a: usize) {
+        let node = self.inners[n as usize];
+        let (l, r) = (node.children[a], node.children[a + 1]);
+        let (left, right) = (self.inners[l as usize], self.inners[r as usize]);
+        let (ln, rn) = (left.len as usize, right.len as usize);
+        let total = ln + rn;
+        let (mut keys, mut children, mut counts) = ([0u64; 2 * FAN], [NIL; 2 * FAN], [0u16; 2 * FAN]);
+        keys[..ln - 1].copy_from_slice(&left.keys[..ln - 1]);
+        keys[ln - 1] = node.keys[a];
+        keys[ln..total - 1].copy_from_slice(&right.keys[..rn - 1]);
+        children[..ln].copy_from_slice(&left.children[..ln]);
+        children[ln..total].copy_from_slice(&right.children[..rn]);
+        counts[..ln].copy_from_slice(&left.counts[..ln]);
+        counts[ln..total].copy_from_slice(&right.counts[..rn]);
+        let sum = |c: &[u16]| c.iter().map(|&c| c as u32).sum::<u32>() as u16;
+        let fill = |into: &mut Inner, keys: &[u64], children: &[u16], counts: &[u16]| {
+            *into = Inner::default();
+            into.keys[..keys.len()].copy_from_slice(keys);
+            into.children[..children.len()].copy_from_slice(children);
+            into.counts[..counts.len()].copy_from_slice(counts);
+            into.len = children.len() as u8;
+        };
+        if total <= FAN {
+            fill(&mut self.inners[l as usize], &keys[..total - 1], &children[..total], &counts[..total]);
+            self.give_inner(r);
+            self.remove_child(n, a + 1, sum(&counts[..total]));
+            return;
         }
-        None
+        let half = total / 2;
+        fill(&mut self.inners[l as usize], &keys[..half - 1], &children[..half], &counts[..half]);
+        fill(&mut self.inners[r as usize], &keys[half..total - 1], &children[half..total], &counts[half..total]);
+        let node = &mut self.inners[n as usize];
+        node.keys[a] = keys[half - 1];
+        node.counts[a] = sum(&counts[..half]);
+        node.counts[a + 1] = sum(&counts[half..total]);
     }
 
-    /// How many slots the tree holds.
-    pub fn len(&self, root: u16) -> usize {
-        self.size(root) as usize
+    /// Drop child `at` (merged into child `at - 1`, which now holds `merged` keys) and
+    /// the key before it from `n`.
+    fn remove_child(&mut self, n: u16, at: usize, merged: u16) {
+        let node = &mut self.inners[n as usize];
+        let len = node.len as usize;
+        node.keys.copy_within(at..len - 1, at - 1);
+        node.children.copy_within(at + 1..len, at);
+        node.counts.copy_within(at + 1..len, at);
+        node.children[len - 1] = NIL;
+        node.counts[len - 1] = 0;
+        node.counts[at - 1] = merged;
+        node.len -= 1;
     }
 
-    /// Visit the slots in key order while `f` returns true.
-    pub fn walk(&self, root: u16, mut f: impl FnMut(u16) -> bool) {
-        // The depth of an AVL tree of at most 65,535 nodes is at most 23.
-        let mut stack = [NIL; 32];
-        let (mut depth, mut i) = (0, root);
-        loop {
-            while i != NIL && depth < stack.len() {
-                stack[depth] = i;
-                depth += 1;
-                i = self.n(i).left;
-            }
-            if depth == 0 {
-                return;
-            }
-            depth -= 1;
-            let here = stack[depth];
-            if !f(here) {
-                return;
-            }
-            i = self.n(here).right;
+    /// The slot of `key`, if it is in the tree.
+    pub fn find(&self, root: &Root, key: u64) -> Option<u16> {
+        let (l, len) = self.leaf_for(root, key)?;
+        let leaf = &self.leaves[l as usize];
+        let at = count_lt(&leaf.keys, len, key);
+        (at < len && leaf.keys[at] == key).then(|| leaf.slots[at])
+    }
+
+    /// The leaf whose range holds `key`, and its length.
+    fn leaf_for(&self, root: &Root, key: u64) -> Option<(u16, usize)> {
+        let (mut n, mut len) = (root.node, root.len as usize);
+        if n == NIL {
+            return None;
         }
+        for _ in 0..root.height {
+            let at = self.child_at(n, key);
+            let node = &self.inners[n as usize];
+            (n, len) = (node.children[at], node.counts[at] as usize);
+        }
+        Some((n, len))
+    }
+
+    /// The slot of the greatest key at or below `key`.
+    pub fn floor(&self, root: &Root, key: u64) -> Option<u16> {
+        // Down the path to `key`, remembering the last subtree seen just left of it: if
+        // the leaf holds nothing at or below `key` (a separator can be below every key
+        // under it once keys are removed), the answer is that subtree's greatest key.
+        let (mut n, mut len) = (root.node, root.len as usize);
+        if n == NIL {
+            return None;
+        }
+        let mut left = None;
+        for h in (0..root.height).rev() {
+            let at = self.child_at(n, key);
+            let node = &self.inners[n as usize];
+            if at > 0 {
+                left = Some((node.children[at - 1], node.counts[at - 1] as usize, h));
+            }
+            (n, len) = (node.children[at], node.counts[at] as usize);
+        }
+        let leaf = &self.leaves[n as usize];
+        match count_le(&leaf.keys, len, key) {
+            0 => left.map(|(mut n, mut len, h)| {
+                for _ in 0..h {
+                    let node = &self.inners[n as usize];
+                    let last = node.len as usize - 1;
+                    (n, len) = (node.children[last], node.counts[last] as usize);
+                }
+                self.leaves[n as usize].slots[len - 1]
+            }),
+            at => Some(leaf.slots[at - 1]),
+        }
+    }
+
+    /// The slot of the greatest key: down the rightmost path, no search.
+    pub fn last(&self, root: &Root) -> Option<u16> {
+        let (mut n, mut len) = (root.node, root.len as usize);
+        if n == NIL {
+            return None;
+        }
+        for _ in 0..root.height {
+            let node = &self.inners[n as usize];
+            let at = node.len as usize - 1;
+            (n, len) = (node.children[at], node.counts[at] as usize);
+        }
+        Some(self.leaves[n as usize].slots[len - 1])
+    }
+
+    /// The slot of the least key at or above `key`.
+    pub fn ceil(&self, root: &Root, key: u64) -> Option<u16> {
+        // As `floor`, with the subtree just right of the path.
+        let (mut n, mut len) = (root.node, root.len as usize);
+        if n == NIL {
+            return None;
+        }
+        let mut right = None;
+        for h in (0..root.height).rev() {
+            let at = self.child_at(n, key);
+            let node = &self.inners[n as usize];
+            if at + 1 < node.len as usize {
+                right = Some((node.children[at + 1], h));
+            }
+            (n, len) = (node.children[at], node.counts[at] as usize);
+        }
+        let leaf = &self.leaves[n as usize];
+        match count_lt(&leaf.keys, len, key) {
+            at if at < len => Some(leaf.slots[at]),
+            _ => right.map(|(mut n, h)| {
+                for _ in 0..h {
+                    n = self.inners[n as usize].children[0];
+                }
+                self.leaves[n as usize].slots[0]
+            }),
+        }
+    }
+
+    /// The slot of the `k`-th key (from 0) in order.
+    pub fn select(&self, root: &Root, mut k: usize) -> Option<u16> {
+        if k >= root.len as usize {
+            return None;
+        }
+        let mut n = root.node;
+        for _ in 0..root.height {
+            let node = &self.inners[n as usize];
+            let mut i = 0;
+            while k >= node.counts[i] as usize {
+                k -= node.counts[i] as usize;
+                i += 1;
+            }
+            n = node.children[i];
+        }
+        Some(self.leaves[n as usize].slots[k])
+    }
+
+    /// Call `f` with each slot in key order while it returns true.
+    pub fn walk(&self, root: &Root, mut f: impl FnMut(u16) -> bool) {
+        self.walk_in(root.node, root.height, root.len as usize, &mut f);
+    }
+
+    fn walk_in(&self, n: u16, height: u8, len: usize, f: &mut impl FnMut(u16) -> bool) -> bool {
+        if n == NIL {
+            return true;
+        }
+        if height == 0 {
+            return self.leaves[n as usize].slots[..len].iter().all(|&s| f(s));
+        }
+        let node = &self.inners[n as usize];
+        (0..node.len as usize).all(|i| self.walk_in(node.children[i], height - 1, node.counts[i] as usize, f))
+    }
+
+    /// Every invariant of `root`'s tree: keys in order and within their separators,
+    /// counts right, nodes at least half full (but the root), all leaves at one depth.
+    /// `Err` names the first broken one. For the service's audit and the tests.
+    pub fn check(&self, root: &Root) -> Result<(), &'static str> {
+        if root.node == NIL {
+            return if root.len == 0 { Ok(()) } else { Err("an empty tree counts keys") };
+        }
+        let n = self.check_in(root.node, root.height, root.len as usize, true, (0, u64::MAX))?;
+        if n != root.len as usize {
+            return Err("a tree's length is not its keys");
+        }
+        Ok(())
+    }
+
+    fn check_in(
+        &self,
+        n: u16,
+        height: u8,
+        len: usize,
+        is_root: bool,
+        range: (u64, u64),
+    ) -> Result<usize, &'static str> {
+        let ok = |c: bool, what| if c { Ok(()) } else { Err(what) };
+        if height == 0 {
+            let leaf = &self.leaves[n as usize];
+            ok(len <= LEAF && (is_root || len >= MIN_LEAF), "a leaf is over- or under-full")?;
+            ok(leaf.slots[..len].iter().all(|&s| s != NIL), "a leaf's slot is missing")?;
+            ok(leaf.slots[len..].iter().all(|&s| s == NIL), "a leaf has slots past its length")?;
+            ok(leaf.keys[..len].windows(2).all(|w| w[0] < w[1]), "a leaf's keys are out of order")?;
+            ok(leaf.keys[..len].iter().all(|&k| k >= range.0 && k < range.1), "a key is outside its separators")?;
+            return Ok(len);
+        }
+        let node = &self.inners[n as usize];
+        let c = node.len as usize;
+        ok(c <= FAN && c >= if is_root { 2 } else { MIN_FAN }, "an inner node is over- or under-full")?;
+        ok(node.keys[..c - 1].windows(2).all(|w| w[0] < w[1]), "an inner node's keys are out of order")?;
+        ok(node.children[c..].iter().all(|&s| s == NIL), "an inner node has children past its length")?;
+        let mut total = 0;
+        for i in 0..c {
+            let lo = if i == 0 { range.0 } else { node.keys[i - 1] };
+            let hi = if i + 1 == c { range.1 } else { node.keys[i] };
+            let below = self.check_in(node.children[i], height - 1, node.counts[i] as usize, false, (lo, hi))?;
+            ok(below == node.counts[i] as usize, "an inner node miscounts a child")?;
+            total += below;
+        }
+        ok(total == len, "a subtree's count is wrong")?;
+        Ok(total)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::collections::BTreeMap;
+    use std::vec;
+    use std::vec::Vec;
 
-    /// Random inserts and removals against a sorted list of keys, checking the order,
-    /// sizes and AVL heights after each.
-    #[test]
-    fn the_tree_agrees_with_a_sorted_list() {
-        const N: usize = 300;
-        let mut nodes = [Node::default(); N];
-        let mut keys = [0u64; N];
-        let mut head = init_free(&mut nodes);
-        let mut root = NIL;
-        let mut live: std::vec::Vec<(u64, u16)> = std::vec::Vec::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for step in 0..20_000 {
+    fn rng(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
             x ^= x >> 12;
             x ^= x << 25;
             x ^= x >> 27;
-            let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            let key = (r >> 20) % 1000 * 0x1000;
-            let present = live.iter().position(|(k, _)| *k == key);
-            if let (Some(p), true) = (present, r & 1 == 0) {
-                let (_, slot) = live.remove(p);
-                root = Tree::new(&mut nodes).remove(root, key);
-                give_free(&mut nodes, &mut head, slot);
-            } else if present.is_none() {
-                let Some(slot) = take_free(&mut nodes, &mut head) else { continue };
-                keys[slot as usize] = key;
-                root = Tree::new(&mut nodes).insert(root, slot, key);
-                live.push((key, slot));
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    /// Random insertions and removals in several trees sharing the pools, sized by
+    /// `leaves_for`/`inners_for`, against `BTreeMap`: after every step every query
+    /// agrees and every invariant holds; and the pools are never short.
+    fn against_btreemap(slots: usize, trees: usize, keyspace: u64, steps: usize, seed: u64) {
+        let mut leaves = vec![Leaf::default(); leaves_for(slots, trees)];
+        let mut inners = vec![Inner::default(); inners_for(slots, trees)];
+        let mut ix = Index::new(&mut leaves, &mut inners);
+        let mut roots = vec![Root::default(); trees];
+        let mut reference: Vec<BTreeMap<u64, u16>> = vec![BTreeMap::new(); trees];
+        let mut free: Vec<u16> = (0..slots as u16).rev().collect();
+        let mut r = rng(seed);
+        for step in 0..steps {
+            let t = (r() % trees as u64) as usize;
+            let key = (r() % keyspace) << 12;
+            // Lean towards filling up, then towards emptying, in long waves.
+            let fill = (step / 5_000) % 2 == 0;
+            let insert = r() % 8 < if fill { 6 } else { 2 };
+            if insert && !reference[t].contains_key(&key) {
+                let Some(slot) = free.pop() else { continue };
+                assert_eq!(ix.insert(&mut roots[t], key, slot), Ok(()), "step {step}: pools short");
+                reference[t].insert(key, slot);
+            } else if !insert {
+                let want = reference[t].remove(&key);
+                assert_eq!(ix.remove(&mut roots[t], key), want, "step {step}");
+                free.extend(want);
             }
-            live.sort();
-            let snapshot = keys;
-            let t = View::new(&nodes);
-            let mut seen = std::vec::Vec::new();
-            t.walk(root, |s| {
-                seen.push(snapshot[s as usize]);
-                true
-            });
-            let want: std::vec::Vec<u64> = live.iter().map(|(k, _)| *k).collect();
-            assert_eq!(seen, want, "step {step}");
-            assert_eq!(t.len(root), live.len());
-            assert!(t.height(root) as f64 <= 1.45 * ((live.len() + 2) as f64).log2(), "step {step}");
-            if let Some(&(k, s)) = live.get(live.len() / 2) {
-                assert_eq!(t.find(root, k), Some(s));
-                assert_eq!(t.select(root, live.len() / 2), Some(s));
-                assert_eq!(t.floor(root, k + 0xfff), Some(s));
-                assert!(t.ceil(root, k.saturating_sub(0xfff)).is_some_and(|c| snapshot[c as usize] <= k));
+            ix.check(&roots[t]).unwrap_or_else(|e| panic!("step {step}: {e}"));
+            let map = &reference[t];
+            assert_eq!(roots[t].len(), map.len());
+            let probe = ((r() % keyspace) << 12) | ((r() % 3) * 0x800);
+            assert_eq!(ix.find(&roots[t], probe), map.get(&probe).copied(), "step {step} find");
+            assert_eq!(ix.floor(&roots[t], probe), map.range(..=probe).next_back().map(|e| *e.1), "step {step} floor");
+            assert_eq!(ix.ceil(&roots[t], probe), map.range(probe..).next().map(|e| *e.1), "step {step} ceil");
+            assert_eq!(ix.last(&roots[t]), map.values().next_back().copied(), "step {step} last");
+            if !map.is_empty() {
+                let k = (r() % map.len() as u64) as usize;
+                assert_eq!(ix.select(&roots[t], k), map.values().nth(k).copied(), "step {step} select");
+            }
+            if step % 97 == 0 {
+                let mut seen = Vec::new();
+                ix.walk(&roots[t], |s| {
+                    seen.push(s);
+                    true
+                });
+                assert_eq!(seen, map.values().copied().collect::<Vec<_>>(), "step {step} walk");
             }
         }
+        // Empty every tree: all nodes come back.
+        for (t, map) in reference.iter().enumerate() {
+            for k in map.keys() {
+                assert!(ix.remove(&mut roots[t], *k).is_some());
+            }
+            assert_eq!(roots[t], Root::default());
+        }
+        assert_eq!(ix.spare(), (leaves_for(slots, trees), inners_for(slots, trees)));
+    }
+
+    #[test]
+    fn one_small_tree_agrees_with_btreemap() {
+        against_btreemap(300, 1, 1000, 40_000, 1);
+    }
+
+    #[test]
+    fn trees_sharing_pools_agree_with_btreemap() {
+        against_btreemap(2_000, 5, 4_000, 60_000, 2);
+    }
+
+    #[test]
+    fn a_full_table_in_one_tree_fits_the_pools() {
+        // Every slot in one tree, keys in an order that splits leaves unevenly, then
+        // everything removed: the pools sized for the table always suffice.
+        for (slots, stride) in [(MAX_SLOTS, 1u64), (4_096, 7919)] {
+            let mut leaves = vec![Leaf::default(); leaves_for(slots, 1)];
+            let mut inners = vec![Inner::default(); inners_for(slots, 1)];
+            let mut ix = Index::new(&mut leaves, &mut inners);
+            let mut root = Root::default();
+            for i in 0..slots as u64 {
+                let key = (i * stride % slots as u64) << 12;
+                assert_eq!(ix.insert(&mut root, key, i as u16), Ok(()));
+            }
+            ix.check(&root).unwrap();
+            assert_eq!(root.len(), slots);
+            assert!(root.height as usize <= MAX_INNER_LEVELS);
+            assert_eq!(ix.find(&root, 5 << 12).map(|_| ()), Some(()));
+            for i in 0..slots as u64 {
+                assert!(ix.remove(&mut root, (i * 31 % slots as u64) << 12).is_some());
+                if i % 1024 == 0 {
+                    ix.check(&root).unwrap();
+                }
+            }
+            assert_eq!(root, Root::default());
+        }
+    }
+
+    #[test]
+    fn short_pools_refuse_and_change_nothing() {
+        let mut leaves = vec![Leaf::default(); 1];
+        let mut inners: Vec<Inner> = Vec::new();
+        let mut ix = Index::new(&mut leaves, &mut inners);
+        let mut root = Root::default();
+        assert_eq!(ix.insert(&mut root, 0, 0), Err(Full), "no inner node for a split");
+        assert_eq!(root, Root::default());
     }
 }

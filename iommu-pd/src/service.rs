@@ -13,12 +13,12 @@
 //! device translate again before that (RESUME and `client_ready` retry first), because a
 //! translation the IOMMU may still cache would come back with it.
 
-use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Op, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
 use crate::config::Config;
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
-use crate::index::{self, Node, Tree, NIL};
+use crate::index::{self, Index, Inner, Leaf, Root, NIL};
 use crate::reach;
 
 #[cfg(any(test, feature = "model"))]
@@ -109,10 +109,10 @@ pub struct Mapping {
 const NO_CAP: u16 = u16::MAX;
 
 /// A device's state: its mappings' index, storm and quarantine state.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct DeviceState {
-    /// Root of the device's mappings, ordered by IOVA (`index::Tree`).
-    root: u16,
+    /// The device's mappings, ordered by IOVA (`index::Index`).
+    root: Root,
     /// Mappings of the device whose removal is pending.
     pending: u32,
     /// Blocked by a fault storm; the owner may resume if the policy allows.
@@ -129,22 +129,6 @@ pub struct DeviceState {
     previous_faults: u32,
     /// The last window's faults, as estimated at the device's latest fault.
     recent_faults: u32,
-}
-
-impl Default for DeviceState {
-    fn default() -> Self {
-        DeviceState {
-            root: NIL,
-            pending: 0,
-            quarantined: false,
-            torn_down: false,
-            unconfirmed: false,
-            window_start: 0,
-            window_faults: 0,
-            previous_faults: 0,
-            recent_faults: 0,
-        }
-    }
 }
 
 impl DeviceState {
@@ -203,8 +187,13 @@ pub struct Storage<'a> {
     pub caps: &'a mut [Option<Cap>],
     /// Mapping slots, over all devices.
     pub mappings: &'a mut [Option<Mapping>],
-    /// One per mapping slot: its place in its device's index, or in the free list.
-    pub nodes: &'a mut [Node],
+    /// The devices' indexes: at least `index::leaves_for(mapping slots, devices)` leaves
+    /// and `index::inners_for(...)` inner nodes.
+    pub leaves: &'a mut [Leaf],
+    /// See `leaves`.
+    pub inners: &'a mut [Inner],
+    /// One per mapping slot: the free slots, as a stack.
+    pub free: &'a mut [u16],
     /// One per client.
     pub clients: &'a mut [ClientTables],
     /// One per device.
@@ -213,25 +202,60 @@ pub struct Storage<'a> {
     pub rings: &'a mut [FaultRing],
 }
 
-/// Storage in one value, for tests and for systems that do not share the rings.
+/// Storage in one value, for tests and for systems that do not share the rings. `LEAVES`
+/// and `INNERS` are what `index::leaves_for` and `index::inners_for` say for `MAPPINGS`
+/// and `DEVICES`; `owned_storage!` fills them in.
 #[derive(Debug)]
-pub struct OwnedStorage<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPINGS: usize> {
+pub struct OwnedStorage<
+    const CLIENTS: usize,
+    const DEVICES: usize,
+    const CAPS: usize,
+    const MAPPINGS: usize,
+    const LEAVES: usize,
+    const INNERS: usize,
+> {
     caps: [Option<Cap>; CAPS],
     mappings: [Option<Mapping>; MAPPINGS],
-    nodes: [Node; MAPPINGS],
+    leaves: [Leaf; LEAVES],
+    inners: [Inner; INNERS],
+    free: [u16; MAPPINGS],
     clients: [ClientTables; CLIENTS],
     devices: [DeviceState; DEVICES],
     rings: [FaultRing; CLIENTS],
 }
 
-impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPINGS: usize> Default
-    for OwnedStorage<CLIENTS, DEVICES, CAPS, MAPPINGS>
+/// The `OwnedStorage` type for these numbers of clients, devices, capability slots and
+/// mapping slots, with the index's pools sized to match.
+#[macro_export]
+macro_rules! owned_storage {
+    ($clients:expr, $devices:expr, $caps:expr, $mappings:expr) => {
+        $crate::OwnedStorage<
+            { $clients },
+            { $devices },
+            { $caps },
+            { $mappings },
+            { $crate::index::leaves_for($mappings, $devices) },
+            { $crate::index::inners_for($mappings, $devices) },
+        >
+    };
+}
+
+impl<
+        const CLIENTS: usize,
+        const DEVICES: usize,
+        const CAPS: usize,
+        const MAPPINGS: usize,
+        const LEAVES: usize,
+        const INNERS: usize,
+    > Default for OwnedStorage<CLIENTS, DEVICES, CAPS, MAPPINGS, LEAVES, INNERS>
 {
     fn default() -> Self {
         Self {
             caps: [None; CAPS],
             mappings: [None; MAPPINGS],
-            nodes: [Node::default(); MAPPINGS],
+            leaves: [Leaf::default(); LEAVES],
+            inners: [Inner::default(); INNERS],
+            free: [0; MAPPINGS],
             clients: [ClientTables::default(); CLIENTS],
             devices: [DeviceState::default(); DEVICES],
             rings: core::array::from_fn(|_| FaultRing::default()),
@@ -239,8 +263,14 @@ impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPIN
     }
 }
 
-impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPINGS: usize>
-    OwnedStorage<CLIENTS, DEVICES, CAPS, MAPPINGS>
+impl<
+        const CLIENTS: usize,
+        const DEVICES: usize,
+        const CAPS: usize,
+        const MAPPINGS: usize,
+        const LEAVES: usize,
+        const INNERS: usize,
+    > OwnedStorage<CLIENTS, DEVICES, CAPS, MAPPINGS, LEAVES, INNERS>
 {
     /// Borrow it as `Storage`, with fault rings that live elsewhere (in memory shared
     /// with the clients).
@@ -248,7 +278,9 @@ impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPIN
         Storage {
             caps: &mut self.caps,
             mappings: &mut self.mappings,
-            nodes: &mut self.nodes,
+            leaves: &mut self.leaves,
+            inners: &mut self.inners,
+            free: &mut self.free,
             clients: &mut self.clients,
             devices: &mut self.devices,
             rings,
@@ -260,7 +292,9 @@ impl<const CLIENTS: usize, const DEVICES: usize, const CAPS: usize, const MAPPIN
         Storage {
             caps: &mut self.caps,
             mappings: &mut self.mappings,
-            nodes: &mut self.nodes,
+            leaves: &mut self.leaves,
+            inners: &mut self.inners,
+            free: &mut self.free,
             clients: &mut self.clients,
             devices: &mut self.devices,
             rings: &mut self.rings,
@@ -343,8 +377,17 @@ pub fn state_sizes() -> StateSizes {
     StateSizes {
         per_client: size_of::<ClientTables>() + size_of::<FaultRing>(),
         per_capability: size_of::<Option<Cap>>(),
-        per_mapping: size_of::<Option<Mapping>>() + size_of::<Node>(),
-        per_device: size_of::<DeviceState>(),
+        // A slot's share of the index's pools when the table is large: a leaf per 8 slots,
+        // an inner node per 56 or so.
+        per_mapping: size_of::<Option<Mapping>>()
+            + size_of::<u16>()
+            + (size_of::<Leaf>() * index::leaves_for(MAX_MAPPINGS, 0)
+                + size_of::<Inner>() * index::inners_for(MAX_MAPPINGS, 0))
+            .div_ceil(MAX_MAPPINGS),
+        // With its share of the pools: a root leaf and a root at each inner level.
+        per_device: size_of::<DeviceState>()
+            + size_of::<Leaf>() * index::leaves_for(0, 1)
+            + size_of::<Inner>() * index::inners_for(0, 1),
         fixed: size_of::<Service<'static, NoHw>>(),
     }
 }
@@ -356,9 +399,10 @@ pub struct Service<'a, H: IommuHw> {
     cfg: Config<'a>,
     caps: &'a mut [Option<Cap>],
     maps: &'a mut [Option<Mapping>],
-    nodes: &'a mut [Node],
-    /// Head of the free mapping slots' list.
-    free: u16,
+    index: Index<'a>,
+    /// The free mapping slots: a stack, its top at `free_len - 1`.
+    free: &'a mut [u16],
+    free_len: usize,
     clients: &'a mut [ClientTables],
     devices: &'a mut [DeviceState],
     rings: &'a mut [FaultRing],
@@ -383,7 +427,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if cfg.caps.len() > storage.caps.len() || storage.caps.len() > MAX_CAPS {
             return Err(ConfigError::TooMany("capabilities"));
         }
-        if storage.mappings.len() > MAX_MAPPINGS || storage.nodes.len() != storage.mappings.len() {
+        let (slots, devices) = (storage.mappings.len(), cfg.devices.len());
+        if slots > MAX_MAPPINGS
+            || storage.free.len() < slots
+            || storage.leaves.len() < index::leaves_for(slots, devices)
+            || storage.inners.len() < index::inners_for(slots, devices)
+        {
             return Err(ConfigError::TooMany("mappings"));
         }
         for (i, d) in cfg.devices.iter().enumerate() {
@@ -401,7 +450,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         storage.caps.fill(None);
         storage.mappings.fill(None);
-        let free = index::init_free(storage.nodes);
+        // Slot 0 on top.
+        for (i, f) in storage.free.iter_mut().take(slots).enumerate() {
+            *f = (slots - 1 - i) as u16;
+        }
         storage.clients.fill(ClientTables::default());
         storage.devices.fill(DeviceState::default());
         storage.rings.iter_mut().for_each(FaultRing::reset);
@@ -410,8 +462,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
             cfg,
             caps: storage.caps,
             maps: storage.mappings,
-            nodes: storage.nodes,
-            free,
+            index: Index::new(storage.leaves, storage.inners),
+            free: storage.free,
+            free_len: slots,
             clients: storage.clients,
             devices: storage.devices,
             rings: storage.rings,
@@ -507,7 +560,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             if self.overlaps(device, m.iova, m.len) {
                 return Err(ErrorCode::Overlap);
             }
-            if self.free == NIL {
+            if !self.room_for_mapping(device) {
                 return Err(ErrorCode::NoMappingSlot);
             }
             self.hw.map(device, m.iova, pa, m.len, m.rights).map_err(|_| ErrorCode::Hardware)?;
@@ -569,9 +622,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
             self.stats.refused += 1;
             return Reply::Err(ErrorCode::BadClient);
         }
-        let reply = match Request::decode(label, mrs) {
-            Err(e) => Err(e.into()),
-            Ok(req) => self.dispatch(client, req),
+        let reply = if label == Op::Unmap as u64 {
+            // The IOVAs straight from the message registers.
+            iommu_protocol::decode_unmap(mrs)
+                .map_err(ErrorCode::from)
+                .and_then(|(device, iovas)| self.unmap(client, device, iovas))
+                .map(|()| Reply::ok(&[]))
+        } else {
+            match Request::decode(label, mrs) {
+                Err(e) => Err(e.into()),
+                Ok(req) => self.dispatch(client, req),
+            }
         };
         match reply {
             Ok(r) => r,
@@ -664,8 +725,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// Device `d`'s mappings, ordered by IOVA.
-    fn view(&self, d: DeviceIndex) -> (index::View<'_>, u16) {
-        (index::View::new(self.nodes), self.devices[d].root)
+    fn view(&self, d: DeviceIndex) -> (&Index<'a>, &Root) {
+        (&self.index, &self.devices[d].root)
+    }
+
+    /// Is there a mapping slot, and room in the index to file it under `device`?
+    fn room_for_mapping(&self, device: DeviceIndex) -> bool {
+        self.free_len > 0 && self.index.can_insert(&self.devices[device].root)
     }
 
     /// The mapping in slot `i` (which the index says is in use).
@@ -676,7 +742,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Put `m` in a free slot and into its device's index (the caller checked there is a
     /// free slot and that `m` overlaps nothing of its device).
     fn insert_mapping(&mut self, mut m: Mapping) {
-        let Some(slot) = index::take_free(self.nodes, &mut self.free) else { return };
+        if !self.room_for_mapping(m.device as usize) {
+            return;
+        }
+        self.free_len -= 1;
+        let slot = self.free[self.free_len];
         let d = m.device as usize;
         // At the head of its capability's list.
         if let Some(cap) = self.caps.get_mut(m.cap as usize).and_then(Option::as_mut) {
@@ -687,8 +757,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             next.cap_prev = slot;
         }
         self.maps[slot as usize] = Some(m);
-        let root = self.devices[d].root;
-        self.devices[d].root = Tree::new(self.nodes).insert(root, slot, m.iova);
+        // Cannot fail: `room_for_mapping` said so.
+        let _ = self.index.insert(&mut self.devices[d].root, m.iova, slot);
     }
 
     /// Take the mapping in slot `i` out of its device's index and free the slot.
@@ -709,10 +779,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if let Some(next) = self.maps.get_mut(m.cap_next as usize).and_then(Option::as_mut) {
             next.cap_prev = m.cap_prev;
         }
-        let root = self.devices[d].root;
-        self.devices[d].root = Tree::new(self.nodes).remove(root, m.iova);
+        self.index.remove(&mut self.devices[d].root, m.iova);
         self.maps[i] = None;
-        index::give_free(self.nodes, &mut self.free, i as u16);
+        self.free[self.free_len] = i as u16;
+        self.free_len += 1;
         Some(m)
     }
 
@@ -732,7 +802,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let end = dc.iova_base.checked_add(dc.iova_size)?;
         let base = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
         let (tree, root) = self.view(device);
-        let top = tree.floor(root, u64::MAX).map(|i| self.at(i).iova + self.at(i).len);
+        let top = tree.last(root).map(|i| self.at(i).iova + self.at(i).len);
         let bump = top.unwrap_or(base).max(base);
         if bump.checked_add(len).is_some_and(|t| t <= end) {
             return Some(bump);
@@ -788,7 +858,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if u.pages + len / PAGE > q.max_pages {
             return Err(ErrorCode::QuotaPages);
         }
-        if self.free == NIL {
+        if !self.room_for_mapping(d) {
             return Err(ErrorCode::NoMappingSlot);
         }
         let iova = match iova {
@@ -1195,7 +1265,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let mut found = None;
         for d in (0..self.cfg.devices.len()).filter(|d| self.cfg.devices[*d].owner == client) {
             let (tree, root) = self.view(d);
-            let n = tree.len(root);
+            let n = root.len();
             if k < n {
                 found = tree.select(root, k).map(|i| (d, self.at(i)));
                 break;

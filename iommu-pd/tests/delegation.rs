@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use iommu_pd::{ClientConfig, ConfigError, OwnedStorage, Service};
+use iommu_pd::{ClientConfig, ConfigError, Service};
 use iommu_protocol::{ErrorCode, Handle, Reply, Request, Rights};
 
 fn handles(reply: Reply) -> (u32, u32) {
@@ -68,13 +68,13 @@ fn grants_are_bounded_per_client_and_receivers_can_release() {
 #[test]
 fn tables_too_small_for_the_quotas_are_refused_at_start() {
     // Too few client slots for the description.
-    let mut small = OwnedStorage::<2, 4, 64, 64>::default();
+    let mut small = <iommu_pd::owned_storage!(2, 4, 64, 64)>::default();
     assert_eq!(
         Service::new(ModelHw::default(), config(), small.storage()).err(),
         Some(ConfigError::TooMany("clients"))
     );
     // Room for the boot capabilities only, not for the grants the quotas allow.
-    let mut tight = OwnedStorage::<3, 4, 4, 1>::default();
+    let mut tight = <iommu_pd::owned_storage!(3, 4, 4, 1)>::default();
     assert_eq!(
         Service::new(ModelHw::default(), config(), tight.storage()).err(),
         Some(ConfigError::TooMany("capabilities"))
@@ -88,7 +88,7 @@ fn tables_too_small_for_the_quotas_are_refused_at_start() {
     let cfg = iommu_pd::Config { clients: &greedy, ..config() };
     assert_eq!(Service::new(ModelHw::default(), cfg, storage()).err(), Some(ConfigError::TooMany("handles")));
     // Exactly enough capability slots; one mapping slot: a second mapping has none.
-    let mut exact = OwnedStorage::<3, 4, 16, 1>::default();
+    let mut exact = <iommu_pd::owned_storage!(3, 4, 16, 1)>::default();
     let mut s = Service::new(ModelHw::default(), config(), exact.storage()).unwrap();
     assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
     assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::NoMappingSlot));

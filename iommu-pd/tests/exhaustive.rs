@@ -14,7 +14,7 @@ mod common;
 
 use common::reference::*;
 use common::*;
-use iommu_pd::{OwnedStorage, Service};
+use iommu_pd::Service;
 use iommu_protocol::{ClientId, DeviceId, Handle, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 
 /// A step, and the IOMMU call that fails during it, if any.
@@ -109,7 +109,7 @@ fn actions() -> Vec<Action> {
 
 /// Run one sequence from boot, checking after every step.
 fn run(seq: &[Action]) {
-    let mut tables = OwnedStorage::<4, 4, 64, 256>::default();
+    let mut tables = <iommu_pd::owned_storage!(4, 4, 64, 256)>::default();
     let cfg = iommu_pd::Config { caps: model_caps(), ..config() };
     let mut s = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
     let mut m = Model::new();

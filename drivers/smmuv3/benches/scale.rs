@@ -7,7 +7,6 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use iommu_pd::index::Node;
 use iommu_pd::service::{ClientTables, DeviceState};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
@@ -57,7 +56,9 @@ fn service(slots: usize, window: u64) -> Svc {
     let storage = Storage {
         caps: leak(vec![None; 4]),
         mappings: leak(vec![None; slots]),
-        nodes: leak(vec![Node::default(); slots]),
+        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(slots, 1)]),
+        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(slots, 1)]),
+        free: leak(vec![0; slots]),
         clients: leak(vec![ClientTables::default()]),
         devices: leak(vec![DeviceState::default()]),
         rings: leak(vec![FaultRing::default()]),

@@ -49,7 +49,7 @@ fn service() -> Service<'static, SmmuBackend<InstantSmmu>> {
         static_maps: &[],
         faults: FaultPolicy { window: 1, max_faults: 1000 },
     };
-    let tables = Box::leak(Box::new(iommu_pd::OwnedStorage::<1, 1, 4, 256>::default()));
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 256)>::default()));
     Service::new(backend, cfg, tables.storage()).unwrap()
 }
 

@@ -58,7 +58,7 @@ fn one_device(
         faults: FaultPolicy { window: 10, max_faults: 100 },
     };
     let backend = SmmuBackend::new(common::smmu(32), &[stream]).unwrap();
-    let tables = Box::leak(Box::new(iommu_pd::OwnedStorage::<2, 1, 4, 8>::default()));
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(2, 1, 4, 8)>::default()));
     Service::new(backend, cfg, tables.storage()).unwrap()
 }
 
@@ -106,7 +106,7 @@ fn service_requests_reach_the_smmu_tables() {
         faults: FaultPolicy { window: 10, max_faults: 100 },
     };
     let backend = SmmuBackend::new(common::smmu(32), &[0x10, 0x18]).unwrap();
-    let mut tables = iommu_pd::OwnedStorage::<2, 2, 8, 16>::default();
+    let mut tables = <iommu_pd::owned_storage!(2, 2, 8, 16)>::default();
     let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
 
     let r = call(

@@ -60,7 +60,7 @@ fn hal_maps_once_and_bounces_through_the_pool() {
         static_maps: &[],
         faults: FaultPolicy { window: 1, max_faults: 1 },
     };
-    let mut tables = iommu_pd::OwnedStorage::<1, 1, 4, 8>::default();
+    let mut tables = <iommu_pd::owned_storage!(1, 1, 4, 8)>::default();
     let mut client =
         Client::new(Local { service: Service::new(ModelHw::default(), cfg, tables.storage()).unwrap(), client: 0 });
 

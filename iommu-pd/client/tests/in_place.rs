@@ -105,7 +105,7 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
         static_maps: &[],
         faults: FaultPolicy { window: 1, max_faults: 1 },
     };
-    let tables = Box::leak(Box::new(iommu_pd::OwnedStorage::<1, 1, 4, 8>::default()));
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
     let service = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
     SERVICE.with(|s| *s.borrow_mut() = Some(service));
 

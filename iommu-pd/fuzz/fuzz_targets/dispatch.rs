@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         static_maps: &[],
         faults: FaultPolicy { window: 4, max_faults: 3 },
     };
-    let mut tables = iommu_pd::OwnedStorage::<2, 3, 8, 16>::default();
+    let mut tables = <iommu_pd::owned_storage!(2, 3, 8, 16)>::default();
     let mut s = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
     let mut bytes = data.iter().copied();
     let mut now = 0;

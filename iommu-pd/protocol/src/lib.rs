@@ -322,6 +322,21 @@ fn mr(mrs: &[u64], i: usize) -> Result<u64, DecodeError> {
     mrs.get(i).copied().ok_or(DecodeError::Truncated)
 }
 
+/// UNMAP's message registers (label `Op::Unmap`) read in place: the device, and the
+/// IOVAs as a slice of `mrs`. What `Request::decode` does for UNMAP, without copying the
+/// IOVAs into a `Request` sized for 64 of them: the service's path for its most frequent
+/// request.
+#[inline]
+pub fn decode_unmap(mrs: &[u64]) -> Result<(DeviceId, &[u64]), DecodeError> {
+    let device = DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?);
+    let count = mr(mrs, 1)?;
+    if count == 0 || count > MAX_UNMAP_RANGES as u64 {
+        return Err(DecodeError::Malformed);
+    }
+    let iovas = mrs.get(2..2 + count as usize).ok_or(DecodeError::Truncated)?;
+    Ok((device, iovas))
+}
+
 fn rights(v: u64) -> Result<Rights, DecodeError> {
     let r = Rights(u8::try_from(v).map_err(|_| DecodeError::Malformed)?);
     if r.is_valid() {
@@ -351,17 +366,10 @@ impl Request {
                 }
             }
             2 => {
-                let device = DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?);
-                let count = mr(mrs, 1)?;
-                if count == 0 || count > MAX_UNMAP_RANGES as u64 {
-                    return Err(DecodeError::Malformed);
-                }
-                let count = count as usize;
+                let (device, list) = decode_unmap(mrs)?;
                 let mut iovas = [0; MAX_UNMAP_RANGES];
-                for (i, v) in iovas.iter_mut().enumerate().take(count) {
-                    *v = mr(mrs, 2 + i)?;
-                }
-                Request::Unmap { device, iovas, count }
+                iovas[..list.len()].copy_from_slice(list);
+                Request::Unmap { device, iovas, count: list.len() }
             }
             3 => {
                 let m0 = mr(mrs, 0)?;

@@ -116,7 +116,7 @@ pub fn config() -> Config<'static> {
 
 /// Tables for the test description, leaked so a service can borrow them for 'static.
 pub fn storage() -> iommu_pd::Storage<'static> {
-    Box::leak(Box::new(iommu_pd::OwnedStorage::<4, 4, 64, 256>::default())).storage()
+    Box::leak(Box::new(<iommu_pd::owned_storage!(4, 4, 64, 256)>::default())).storage()
 }
 
 pub fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {

@@ -280,7 +280,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         static_maps: &[],
         faults: FaultPolicy { window: ticks_per_second(), max_faults: 300 },
     };
-    let mut tables = iommu_pd::OwnedStorage::<4, 4, 16, 32>::default();
+    let mut tables = <iommu_pd::owned_storage!(4, 4, 16, 32)>::default();
     let mut s = match Service::new(backend, cfg, tables.storage()) {
         Ok(s) => s,
         Err(e) => return report.check("service started", false, format_args!("{e:?}")),

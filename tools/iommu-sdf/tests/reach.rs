@@ -34,7 +34,9 @@ fn start(sys: &System) -> Result<Service<'static, ModelHw>, iommu_pd::ConfigErro
     let storage = Storage {
         caps: leak(vec![None; p.cap_slots]),
         mappings: leak(vec![None; p.mapping_slots as usize]),
-        nodes: leak(vec![iommu_pd::index::Node::default(); p.mapping_slots as usize]),
+        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(p.mapping_slots as usize, p.devices.len())]),
+        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(p.mapping_slots as usize, p.devices.len())]),
+        free: leak(vec![0; p.mapping_slots as usize]),
         clients: leak(vec![ClientTables::default(); clients]),
         devices: leak(vec![DeviceState::default(); p.devices.len()]),
         rings: leak((0..clients).map(|_| FaultRing::default()).collect()),
