@@ -88,16 +88,18 @@ impl Root {
 }
 
 /// Leaves enough for `slots` keys spread over `trees` trees in any way: every leaf but a
-/// root holds at least 8 keys.
+/// root holds at least 8 keys, so the trees never use more than `slots / 8 + trees`; and
+/// one more, because an insertion asks for a spare leaf before it knows whether it splits.
 pub const fn leaves_for(slots: usize, trees: usize) -> usize {
-    slots / MIN_LEAF + trees
+    slots / MIN_LEAF + trees + 1
 }
 
 /// Inner nodes enough for `slots` keys over `trees` trees: each level has at most an
-/// eighth of the nodes of the level below (plus a root per tree).
+/// eighth of the nodes of the level below, plus a root per tree; and the spares an
+/// insertion asks for (one per level and a new root).
 pub const fn inners_for(slots: usize, trees: usize) -> usize {
     let mut below = slots / MIN_LEAF;
-    let mut total = 0;
+    let mut total = MAX_INNER_LEVELS + 1;
     let mut level = 0;
     while level < MAX_INNER_LEVELS {
         below /= MIN_FAN;
@@ -773,6 +775,27 @@ mod tests {
                 }
             }
             assert_eq!(root, Root::default());
+        }
+    }
+
+    #[test]
+    fn every_slot_of_a_small_table_can_be_used() {
+        // Pools sized for the table take every slot, in one tree or spread over several,
+        // keys ascending (the worst fill) or descending.
+        for slots in 1..70 {
+            for trees in 1..4 {
+                for descending in [false, true] {
+                    let mut leaves = vec![Leaf::default(); leaves_for(slots, trees)];
+                    let mut inners = vec![Inner::default(); inners_for(slots, trees)];
+                    let mut ix = Index::new(&mut leaves, &mut inners);
+                    let mut roots = vec![Root::default(); trees];
+                    for i in 0..slots {
+                        let key = if descending { slots - i } else { i } as u64 * 0x1000;
+                        let t = if i % 2 == 0 { 0 } else { i % trees };
+                        assert_eq!(ix.insert(&mut roots[t], key, i as u16), Ok(()), "{slots} slots, {trees} trees");
+                    }
+                }
+            }
         }
     }
 
