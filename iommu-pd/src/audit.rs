@@ -10,7 +10,7 @@ extern crate std;
 
 use std::vec::Vec;
 
-use super::{Service, Slot, NO_CAP, PAGE};
+use super::{Service, Slot, NO_CAP};
 use crate::hw::IommuHw;
 use crate::index::NIL;
 
@@ -26,7 +26,7 @@ impl<H: IommuHw> Service<'_, H> {
                 match self.maps[i as usize] {
                     Some(m) => {
                         ok &= m.device as usize == d && m.iova >= last_end && tree.find(root, m.iova) == Some(i);
-                        last_end = m.iova + m.len;
+                        last_end = m.iova + m.len();
                         pending += m.pending as u32;
                         n += 1;
                     }
@@ -93,7 +93,7 @@ impl<H: IommuHw> Service<'_, H> {
             check(granted as u32 == table.usage.grants, "a grant counter is wrong")?;
             let mine: Vec<_> =
                 self.maps.iter().flatten().filter(|m| self.cfg.devices[m.device as usize].owner == client).collect();
-            let pages: u64 = mine.iter().map(|m| m.len / PAGE).sum();
+            let pages: u64 = mine.iter().map(|m| m.pages as u64).sum();
             check(mine.len() as u32 == table.usage.mappings && pages == table.usage.pages, "a usage counter is wrong")?;
         }
         Ok(())

@@ -86,11 +86,13 @@ pub struct Cap {
 /// A mapping slot's content.
 #[derive(Debug, Clone, Copy)]
 pub struct Mapping {
-    device: u16,
+    /// A device index (at most `MAX_DEVICES`).
+    device: u8,
     /// The region its memory is in (kept here: a pending mapping outlives its capability).
     region: u16,
     iova: u64,
-    len: u64,
+    /// Its length in pages: 32 bits (16 TiB) keep a mapping slot at 32 bytes.
+    pages: u32,
     pa: u64,
     rights: Rights,
     cap: u16,
@@ -103,6 +105,13 @@ pub struct Mapping {
     /// and `cap` `NO_CAP` once the capability is gone while this removal is pending).
     cap_prev: u16,
     cap_next: u16,
+}
+
+impl Mapping {
+    /// Its length in bytes.
+    fn len(&self) -> u64 {
+        self.pages as u64 * PAGE
+    }
 }
 
 /// `Mapping::cap` of a pending mapping whose capability has been removed.
@@ -504,7 +513,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
             let end = m.offset.checked_add(m.len).ok_or(bad)?;
             let top = m.iova.checked_add(m.len).ok_or(bad)?;
             let pa = region.pa.checked_add(m.offset).ok_or(bad)?;
-            if end > region.size || m.len == 0 || m.len % PAGE != 0 || pa % PAGE != 0 || m.iova % PAGE != 0 {
+            if end > region.size
+                || m.len == 0
+                || m.len % PAGE != 0
+                || pa % PAGE != 0
+                || m.iova % PAGE != 0
+                || m.len / PAGE > u32::MAX as u64
+            {
                 return Err(bad);
             }
             if m.iova < dc.iova_base || top > dc.iova_base.saturating_add(dc.iova_size) || !m.rights.is_valid() {
@@ -565,10 +580,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             self.hw.map(device, m.iova, pa, m.len, m.rights).map_err(|_| ErrorCode::Hardware)?;
             self.insert_mapping(Mapping {
-                device: device as u16,
+                device: device as u8,
                 region: m.region as u16,
                 iova: m.iova,
-                len: m.len,
+                pages: (m.len / PAGE) as u32,
                 pa,
                 rights: m.rights,
                 cap: ci as u16,
@@ -791,7 +806,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     fn overlaps(&self, device: DeviceIndex, iova: u64, len: u64) -> bool {
         let (tree, root) = self.view(device);
         let last = iova.saturating_add(len - 1);
-        tree.floor(root, last).is_some_and(|i| self.at(i).iova.saturating_add(self.at(i).len) > iova)
+        tree.floor(root, last).is_some_and(|i| self.at(i).iova.saturating_add(self.at(i).len()) > iova)
     }
 
     /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
@@ -802,7 +817,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let end = dc.iova_base.checked_add(dc.iova_size)?;
         let base = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
         let (tree, root) = self.view(device);
-        let top = tree.last(root).map(|i| self.at(i).iova + self.at(i).len);
+        let top = tree.last(root).map(|i| self.at(i).iova + self.at(i).len());
         let bump = top.unwrap_or(base).max(base);
         if bump.checked_add(len).is_some_and(|t| t <= end) {
             return Some(bump);
@@ -811,14 +826,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let mut found = None;
         tree.walk(root, |i| {
             let m = self.at(i);
-            if m.iova.saturating_add(m.len) <= candidate {
+            if m.iova.saturating_add(m.len()) <= candidate {
                 return true;
             }
             if candidate.checked_add(len).is_some_and(|t| t <= m.iova) {
                 found = Some(candidate);
                 return false;
             }
-            candidate = m.iova + m.len;
+            candidate = m.iova + m.len();
             true
         });
         found.or_else(|| candidate.checked_add(len).is_some_and(|t| t <= end).then_some(candidate))
@@ -848,7 +863,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // covers all of it.
         let end = offset.checked_add(len).ok_or(ErrorCode::OutOfRange)?;
         let pa = cap.pa.checked_add(offset).ok_or(ErrorCode::OutOfRange)?;
-        if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || pa % PAGE != 0 || end > cap.len {
+        if len == 0
+            || offset % PAGE != 0
+            || len % PAGE != 0
+            || pa % PAGE != 0
+            || end > cap.len
+            || len / PAGE > u32::MAX as u64
+        {
             return Err(ErrorCode::OutOfRange);
         }
         let (u, q) = (self.clients[client].usage, self.cfg.clients[client]);
@@ -877,10 +898,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         };
         self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
         self.insert_mapping(Mapping {
-            device: d as u16,
+            device: d as u8,
             region: cap.region,
             iova,
-            len,
+            pages: (len / PAGE) as u32,
             pa,
             rights,
             cap: ci,
@@ -919,7 +940,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     fn ranges_of(&mut self, indices: &[u16]) -> usize {
         let mut n = 0;
         for m in indices.iter().take(UNMAP_BATCH).filter_map(|&i| self.maps[i as usize]) {
-            self.ranges[n] = (m.iova, m.len);
+            self.ranges[n] = (m.iova, m.len());
             n += 1;
         }
         n
@@ -932,7 +953,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 let (d, owner) = (m.device as usize, self.cfg.devices[m.device as usize].owner);
                 if let Some(c) = self.clients.get_mut(owner) {
                     c.usage.mappings -= 1;
-                    c.usage.pages -= m.len / PAGE;
+                    c.usage.pages -= m.len() / PAGE;
                 }
                 if m.pending {
                     self.devices[d].pending -= 1;
@@ -1277,7 +1298,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         Ok(Reply::ok(&[
             d as u64,
             m.iova,
-            m.len,
+            m.len(),
             m.rights.0 as u64,
             m.region as u64,
             m.pa - region.pa,
@@ -1323,8 +1344,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         for m in neighbours.into_iter().flatten().map(|i| self.at(i)).filter(|m| !m.pending) {
             let dist = if f.iova < m.iova {
                 m.iova - f.iova
-            } else if f.iova >= m.iova + m.len {
-                f.iova - (m.iova + m.len - 1)
+            } else if f.iova >= m.iova + m.len() {
+                f.iova - (m.iova + m.len() - 1)
             } else {
                 0
             };
@@ -1337,7 +1358,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 } else if f.iova < m.iova {
                     m.pa
                 } else {
-                    m.pa + m.len - 1
+                    m.pa + m.len() - 1
                 };
                 region = reg as u32;
                 offset = at - base;
@@ -1429,7 +1450,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// tests and reports.
     pub fn for_each_mapped_page(&self, mut f: impl FnMut(DeviceIndex, u64, u64, Rights)) {
         for m in self.maps.iter().flatten() {
-            for p in 0..m.len / PAGE {
+            for p in 0..m.len() / PAGE {
                 f(m.device as usize, m.iova + p * PAGE, m.pa + p * PAGE, m.rights);
             }
         }
