@@ -1,0 +1,252 @@
+//! Capabilities: the handle check, GRANT of a narrower capability, and REVOKE and
+//! RELEASE, which remove a capability's whole subtree and every mapping made from it.
+
+use super::*;
+
+impl<'a, H: IommuHw> Service<'a, H> {
+    pub(super) fn cap_of(&self, client: usize, h: Handle) -> Result<(u16, Cap)> {
+        match self.clients[client].handles.get(h.0 as usize).copied().flatten() {
+            Some(Slot::Cap(i)) => match self.caps[i as usize] {
+                // The holder check is redundant with the per-client table; it stays as a
+                // second guard on the one thing that must never go wrong.
+                Some(cap) if cap.holder as usize == client => Ok((i, cap)),
+                _ => Err(ErrorCode::BadHandle),
+            },
+            _ => Err(ErrorCode::BadHandle),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn grant(
+        &mut self,
+        client: usize,
+        h: Handle,
+        to: ClientId,
+        offset: u64,
+        len: u64,
+        rights: Rights,
+        devices: u64,
+    ) -> Result<(Handle, Handle)> {
+        let (ci, cap) = self.cap_of(client, h)?;
+        let to = to.0 as usize;
+        if to >= self.cfg.clients.len() {
+            return Err(ErrorCode::BadClient);
+        }
+        if to >= 64 || cap.grant_to & (1 << to) == 0 {
+            return Err(ErrorCode::Denied);
+        }
+        if !cap.rights.contains(rights) {
+            return Err(ErrorCode::NoRights);
+        }
+        let end = offset.checked_add(len).ok_or(ErrorCode::OutOfRange)?;
+        if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || end > cap.len {
+            return Err(ErrorCode::OutOfRange);
+        }
+        let owned = self.devices_of(to);
+        if devices == 0 || devices & !owned != 0 {
+            return Err(ErrorCode::BadDevice);
+        }
+        // To itself, a holder may only narrow: the devices its capability names, no others.
+        if to == client && devices & !cap.devices != 0 {
+            return Err(ErrorCode::Denied);
+        }
+        // The receiver's devices, but not ones the description keeps this memory from.
+        let root = self.root_of(ci);
+        if devices & !reach::devices_for(root.holder as usize, root.devices, root.grant_to, to, owned) != 0 {
+            return Err(ErrorCode::Denied);
+        }
+        if self.clients[client].usage.grants >= self.cfg.clients[client].max_grants {
+            return Err(ErrorCode::QuotaGrants);
+        }
+        let child = self.caps.iter().position(Option::is_none).ok_or(ErrorCode::NoCapabilitySlot)?;
+        let theirs = self.clients[to].handles.iter().position(Option::is_none).ok_or(ErrorCode::NoHandleSlot)?;
+        let ours = self.clients[client]
+            .handles
+            .iter()
+            .enumerate()
+            .position(|(i, s)| s.is_none() && !(client == to && i == theirs))
+            .ok_or(ErrorCode::NoHandleSlot)?;
+        self.caps[child] = Some(Cap {
+            holder: to as u16,
+            region: cap.region,
+            pa: cap.pa + offset,
+            len,
+            rights,
+            devices,
+            grant_to: cap.grant_to,
+            parent: Some(ci),
+            maps: NIL,
+            first_child: NIL,
+            next_sibling: cap.first_child,
+        });
+        if let Some(parent) = self.caps[ci as usize].as_mut() {
+            parent.first_child = child as u16;
+        }
+        self.clients[to].handles[theirs] = Some(Slot::Cap(child as u16));
+        self.clients[client].handles[ours] = Some(Slot::Grant(child as u16));
+        self.clients[client].usage.grants += 1;
+        Ok((Handle(ours as u32), Handle(theirs as u32)))
+    }
+
+    /// The description's capability that capability `i` derives from.
+    pub(super) fn root_of(&self, mut i: u16) -> Cap {
+        // Parents are always older and a subtree is always removed whole, so chains end
+        // at a root; the bound only guards against a bug.
+        for _ in 0..self.caps.len() {
+            match self.caps[i as usize].and_then(|c| c.parent) {
+                Some(p) => i = p,
+                None => break,
+            }
+        }
+        self.caps[i as usize].unwrap_or(Cap {
+            holder: u16::MAX,
+            region: 0,
+            pa: 0,
+            len: 0,
+            rights: Rights(0),
+            devices: 0,
+            grant_to: 0,
+            parent: None,
+            maps: NIL,
+            first_child: NIL,
+            next_sibling: NIL,
+        })
+    }
+
+    /// RELEASE: a received capability goes, with what was derived from it.
+    pub(super) fn release(&mut self, client: usize, h: Handle) -> Result<()> {
+        let (ci, cap) = self.cap_of(client, h)?;
+        if cap.parent.is_none() {
+            return Err(ErrorCode::Denied);
+        }
+        self.remove_subtree(ci)
+    }
+
+    pub(super) fn revoke(&mut self, client: usize, g: Handle) -> Result<()> {
+        let root = match self.clients[client].handles.get(g.0 as usize).copied().flatten() {
+            Some(Slot::Grant(i)) => i,
+            Some(Slot::Cap(_)) => return Err(ErrorCode::Denied),
+            None => return Err(ErrorCode::BadHandle),
+        };
+        self.remove_subtree(root)
+    }
+
+    /// Remove capability `root`, everything derived from it, and every mapping made with
+    /// any of them, on every device. `Ok` once the IOMMU confirmed every removal;
+    /// `Hardware` if it did not confirm some (those are pending, their devices blocked).
+    /// The capabilities go either way: what is pending no longer depends on them. The
+    /// work is in the subtree and its mappings, found through their links, not in the
+    /// tables' sizes.
+    pub(super) fn remove_subtree(&mut self, root: u16) -> Result<()> {
+        // The subtree, parents before children.
+        let mut sub = [0u16; MAX_CAPS];
+        let mut k = 0;
+        if self.caps.get(root as usize).is_some_and(Option::is_some) {
+            sub[0] = root;
+            k = 1;
+        }
+        let mut next = 0;
+        while next < k {
+            let mut child = self.caps[sub[next] as usize].map_or(NIL, |c| c.first_child);
+            while child != NIL && k < sub.len() {
+                sub[k] = child;
+                k += 1;
+                child = self.caps[child as usize].map_or(NIL, |c| c.next_sibling);
+            }
+            next += 1;
+        }
+        let mut result = Ok(());
+        for &c in &sub[..k] {
+            if let Err(e) = self.remove_maps_of(c) {
+                result = Err(e);
+            }
+        }
+        // A removal an earlier request could not confirm may be of the same memory (the
+        // subtree's, or an earlier grant of it whose capability is gone): `Ok` only once
+        // every removal pending on any device is confirmed.
+        for d in 0..self.cfg.devices.len() {
+            if self.devices[d].pending > 0 && result.is_ok() {
+                result = self.settle(d);
+            }
+        }
+        // Out of its parent's list of children.
+        if let Some(parent) = self.caps[root as usize].and_then(|c| c.parent) {
+            let mut at = self.caps[parent as usize].map_or(NIL, |p| p.first_child);
+            if at == root {
+                let after = self.caps[root as usize].map_or(NIL, |c| c.next_sibling);
+                if let Some(p) = self.caps[parent as usize].as_mut() {
+                    p.first_child = after;
+                }
+            } else {
+                while at != NIL {
+                    let after = self.caps[at as usize].map_or(NIL, |c| c.next_sibling);
+                    if after == root {
+                        let skip = self.caps[root as usize].map_or(NIL, |c| c.next_sibling);
+                        if let Some(prev) = self.caps[at as usize].as_mut() {
+                            prev.next_sibling = skip;
+                        }
+                        break;
+                    }
+                    at = after;
+                }
+            }
+        }
+        for &c in &sub[..k] {
+            let Some(cap) = self.caps[c as usize] else { continue };
+            // Its granter is its parent's holder; the parent is still there (parents go
+            // after their children in nothing below, and before none of them is freed).
+            let granter = cap.parent.and_then(|p| self.caps[p as usize]).map(|p| p.holder as usize);
+            if let Some(g) = granter {
+                self.clients[g].usage.grants = self.clients[g].usage.grants.saturating_sub(1);
+                for slot in self.clients[g].handles.iter_mut() {
+                    if *slot == Some(Slot::Grant(c)) {
+                        *slot = None;
+                    }
+                }
+            }
+            for slot in self.clients[cap.holder as usize].handles.iter_mut() {
+                if *slot == Some(Slot::Cap(c)) {
+                    *slot = None;
+                }
+            }
+        }
+        for &c in &sub[..k] {
+            // What is still pending no longer belongs to a capability.
+            let mut at = self.caps[c as usize].map_or(NIL, |c| c.maps);
+            while let Some(m) = self.maps.get_mut(at as usize).and_then(Option::as_mut) {
+                let after = m.cap_next;
+                m.cap = NO_CAP;
+                m.cap_prev = NIL;
+                m.cap_next = NIL;
+                at = after;
+            }
+            self.caps[c as usize] = None;
+        }
+        result
+    }
+
+    /// Remove the mappings made with capability `c` that are not already pending, a
+    /// device's batch at a time.
+    pub(super) fn remove_maps_of(&mut self, c: u16) -> Result<()> {
+        let mut result = Ok(());
+        loop {
+            let mut batch = [0u16; UNMAP_BATCH];
+            let (mut n, mut device) = (0, None);
+            let mut at = self.caps[c as usize].map_or(NIL, |c| c.maps);
+            while let Some(m) = self.maps.get(at as usize).copied().flatten() {
+                if !m.pending && n < UNMAP_BATCH && device.is_none_or(|d| d == m.device) {
+                    device = Some(m.device);
+                    batch[n] = at;
+                    n += 1;
+                }
+                at = m.cap_next;
+            }
+            let Some(d) = device else { return result };
+            // Each pass forgets the `n` mappings or marks them pending, which the next pass
+            // skips, so this ends.
+            if let Err(e) = self.remove_mappings(d as usize, &batch[..n]) {
+                result = Err(e);
+            }
+        }
+    }
+}

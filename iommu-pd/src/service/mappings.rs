@@ -1,0 +1,400 @@
+//! Mappings: MAP and UNMAP, the IOVA allocator, each device's index of its mappings,
+//! static mappings, and removals the IOMMU must confirm (a failed one stays pending and
+//! blocks its device until a retry is confirmed).
+
+use super::*;
+
+impl<'a, H: IommuHw> Service<'a, H> {
+    /// Make `device`'s static mappings (at boot, and when its client is ready again).
+    pub(super) fn make_static_maps(&mut self, device: DeviceIndex) -> Result<()> {
+        for (i, m) in self.cfg.static_maps.iter().enumerate().filter(|(_, m)| m.device == device) {
+            // Made already (by an earlier attempt that failed further on): leave it.
+            let (tree, root) = self.view(device);
+            if tree.find(root, m.iova).is_some_and(|s| self.at(s).pinned) {
+                continue;
+            }
+            let owner = self.cfg.devices[device].owner;
+            // The backing capability sits right after the boot ones (`new` put it there,
+            // and neither kind is ever removed).
+            let ci = self.cfg.caps.len() + i;
+            let pa = self.caps.get(ci).copied().flatten().map(|c| c.pa).ok_or(ErrorCode::NoCapabilitySlot)?;
+            // A device no client drives has its static mappings and nothing else: no quota.
+            if let (Some(u), Some(q)) = (self.clients.get(owner).map(|c| c.usage), self.cfg.clients.get(owner)) {
+                if u.mappings >= q.max_mappings {
+                    return Err(ErrorCode::QuotaMappings);
+                }
+                if u.pages + m.len / PAGE > q.max_pages {
+                    return Err(ErrorCode::QuotaPages);
+                }
+            }
+            if self.overlaps(device, m.iova, m.len) {
+                return Err(ErrorCode::Overlap);
+            }
+            if !self.room_for_mapping(device) {
+                return Err(ErrorCode::NoMappingSlot);
+            }
+            self.hw.map(device, m.iova, pa, m.len, m.rights).map_err(|_| ErrorCode::Hardware)?;
+            self.insert_mapping(Mapping {
+                device: device as u8,
+                region: m.region as u16,
+                iova: m.iova,
+                pages: (m.len / PAGE) as u32,
+                pa,
+                rights: m.rights,
+                cap: ci as u16,
+                pinned: true,
+                pending: false,
+                cap_prev: NIL,
+                cap_next: NIL,
+            });
+            if let Some(c) = self.clients.get_mut(owner) {
+                c.usage.mappings += 1;
+                c.usage.pages += m.len / PAGE;
+            }
+        }
+        Ok(())
+    }
+
+    /// Device `d`'s mappings, ordered by IOVA.
+    pub(super) fn view(&self, d: DeviceIndex) -> (&Index<'a>, &Root) {
+        (&self.index, &self.devices[d].root)
+    }
+
+    /// Is there a mapping slot, and room in the index to file it under `device`?
+    pub(super) fn room_for_mapping(&self, device: DeviceIndex) -> bool {
+        self.free_len > 0 && self.index.can_insert(&self.devices[device].root)
+    }
+
+    /// The mapping in slot `i` (which the index says is in use).
+    pub(super) fn at(&self, i: u16) -> Mapping {
+        self.maps[i as usize].expect("an indexed slot holds a mapping")
+    }
+
+    /// Put `m` in a free slot and into its device's index (the caller checked there is a
+    /// free slot and that `m` overlaps nothing of its device).
+    pub(super) fn insert_mapping(&mut self, mut m: Mapping) {
+        if !self.room_for_mapping(m.device as usize) {
+            return;
+        }
+        self.free_len -= 1;
+        let slot = self.free[self.free_len];
+        let d = m.device as usize;
+        // At the head of its capability's list.
+        if let Some(cap) = self.caps.get_mut(m.cap as usize).and_then(Option::as_mut) {
+            m.cap_next = cap.maps;
+            cap.maps = slot;
+        }
+        if let Some(next) = self.maps.get_mut(m.cap_next as usize).and_then(Option::as_mut) {
+            next.cap_prev = slot;
+        }
+        self.maps[slot as usize] = Some(m);
+        // Cannot fail: `room_for_mapping` said so.
+        let _ = self.index.insert(&mut self.devices[d].root, m.iova, slot);
+    }
+
+    /// Take the mapping in slot `i` out of its device's index and free the slot.
+    pub(super) fn remove_mapping(&mut self, i: usize) -> Option<Mapping> {
+        let m = self.maps[i]?;
+        let d = m.device as usize;
+        // Out of its capability's list.
+        match self.maps.get_mut(m.cap_prev as usize).and_then(Option::as_mut) {
+            Some(prev) => prev.cap_next = m.cap_next,
+            None => {
+                if let Some(cap) = self.caps.get_mut(m.cap as usize).and_then(Option::as_mut) {
+                    if cap.maps == i as u16 {
+                        cap.maps = m.cap_next;
+                    }
+                }
+            }
+        }
+        if let Some(next) = self.maps.get_mut(m.cap_next as usize).and_then(Option::as_mut) {
+            next.cap_prev = m.cap_prev;
+        }
+        self.index.remove(&mut self.devices[d].root, m.iova);
+        self.maps[i] = None;
+        self.free[self.free_len] = i as u16;
+        self.free_len += 1;
+        Some(m)
+    }
+
+    /// Does `[iova, iova + len)` overlap a mapping of `device`? Mappings of a device are
+    /// disjoint, so only the last one starting below the range's end can.
+    pub(super) fn overlaps(&self, device: DeviceIndex, iova: u64, len: u64) -> bool {
+        let (tree, root) = self.view(device);
+        let last = iova.saturating_add(len - 1);
+        tree.floor(root, last).is_some_and(|i| self.at(i).iova.saturating_add(self.at(i).len()) > iova)
+    }
+
+    /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
+    /// the device's highest mapping if that fits (O(log n)), otherwise the lowest gap that
+    /// fits (first fit, a walk in IOVA order).
+    pub(super) fn alloc_iova(&self, device: DeviceIndex, len: u64) -> Option<u64> {
+        let dc = &self.cfg.devices[device];
+        let end = dc.iova_base.checked_add(dc.iova_size)?;
+        let base = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
+        let (tree, root) = self.view(device);
+        let top = tree.last(root).map(|i| self.at(i).iova + self.at(i).len());
+        let bump = top.unwrap_or(base).max(base);
+        if bump.checked_add(len).is_some_and(|t| t <= end) {
+            return Some(bump);
+        }
+        let mut candidate = base;
+        let mut found = None;
+        tree.walk(root, |i| {
+            let m = self.at(i);
+            if m.iova.saturating_add(m.len()) <= candidate {
+                return true;
+            }
+            if candidate.checked_add(len).is_some_and(|t| t <= m.iova) {
+                found = Some(candidate);
+                return false;
+            }
+            candidate = m.iova + m.len();
+            true
+        });
+        found.or_else(|| candidate.checked_add(len).is_some_and(|t| t <= end).then_some(candidate))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn map(
+        &mut self,
+        client: usize,
+        h: Handle,
+        device: DeviceId,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<u64> {
+        let (ci, cap) = self.cap_of(client, h)?;
+        let d = self.own_device(client, device)?;
+        if cap.devices & (1 << d) == 0 {
+            return Err(ErrorCode::BadDevice);
+        }
+        self.running(d)?;
+        if !cap.rights.contains(rights) {
+            return Err(ErrorCode::NoRights);
+        }
+        // Whole pages, inside the capability: a page is mapped only if the capability
+        // covers all of it.
+        let end = offset.checked_add(len).ok_or(ErrorCode::OutOfRange)?;
+        let pa = cap.pa.checked_add(offset).ok_or(ErrorCode::OutOfRange)?;
+        if len == 0
+            || offset % PAGE != 0
+            || len % PAGE != 0
+            || pa % PAGE != 0
+            || end > cap.len
+            || len / PAGE > u32::MAX as u64
+        {
+            return Err(ErrorCode::OutOfRange);
+        }
+        let (u, q) = (self.clients[client].usage, self.cfg.clients[client]);
+        if u.mappings >= q.max_mappings {
+            return Err(ErrorCode::QuotaMappings);
+        }
+        if u.pages + len / PAGE > q.max_pages {
+            return Err(ErrorCode::QuotaPages);
+        }
+        if !self.room_for_mapping(d) {
+            return Err(ErrorCode::NoMappingSlot);
+        }
+        let iova = match iova {
+            Some(v) => {
+                let dc = &self.cfg.devices[d];
+                let top = v.checked_add(len).ok_or(ErrorCode::OutOfRange)?;
+                if v % PAGE != 0 || v < dc.iova_base || top > dc.iova_base.saturating_add(dc.iova_size) {
+                    return Err(ErrorCode::OutOfRange);
+                }
+                if self.overlaps(d, v, len) {
+                    return Err(ErrorCode::Overlap);
+                }
+                v
+            }
+            None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
+        };
+        self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
+        self.insert_mapping(Mapping {
+            device: d as u8,
+            region: cap.region,
+            iova,
+            pages: (len / PAGE) as u32,
+            pa,
+            rights,
+            cap: ci,
+            pinned: false,
+            pending: false,
+            cap_prev: NIL,
+            cap_next: NIL,
+        });
+        self.clients[client].usage.mappings += 1;
+        self.clients[client].usage.pages += len / PAGE;
+        Ok(iova)
+    }
+
+    pub(super) fn unmap(&mut self, client: usize, device: DeviceId, iovas: &[u64]) -> Result<()> {
+        let d = self.own_device(client, device)?;
+        let mut found = [0u16; MAX_UNMAP_RANGES];
+        for (i, &iova) in iovas.iter().enumerate() {
+            let (tree, root) = self.view(d);
+            let m = tree.find(root, iova).ok_or(ErrorCode::NotMapped)?;
+            if found[..i].contains(&m) {
+                return Err(ErrorCode::NotMapped);
+            }
+            if self.maps[m as usize].is_some_and(|m| m.pinned) {
+                return Err(ErrorCode::Denied);
+            }
+            found[i] = m;
+        }
+        // Removals of this device that the IOMMU did not confirm go first (the ones asked
+        // for again among them): until they are, nothing else is removed.
+        self.settle(d)?;
+        self.remove_mappings(d, &found[..iovas.len()])
+    }
+
+    /// Put the (IOVA, length) of the mappings at `indices` (at most `UNMAP_BATCH`) in
+    /// `self.ranges`; returns how many.
+    pub(super) fn ranges_of(&mut self, indices: &[u16]) -> usize {
+        let mut n = 0;
+        for m in indices.iter().take(UNMAP_BATCH).filter_map(|&i| self.maps[i as usize]) {
+            self.ranges[n] = (m.iova, m.len());
+            n += 1;
+        }
+        n
+    }
+
+    /// Forget the mappings at `indices`: the IOMMU confirmed them gone.
+    pub(super) fn forget(&mut self, indices: &[u16]) {
+        for &i in indices.iter().take(UNMAP_BATCH) {
+            if let Some(m) = self.remove_mapping(i as usize) {
+                let (d, owner) = (m.device as usize, self.cfg.devices[m.device as usize].owner);
+                if let Some(c) = self.clients.get_mut(owner) {
+                    c.usage.mappings -= 1;
+                    c.usage.pages -= m.len() / PAGE;
+                }
+                if m.pending {
+                    self.devices[d].pending -= 1;
+                }
+            }
+        }
+    }
+
+    /// Unmap the mappings at `indices` (all of `device`, none pending, at most
+    /// `UNMAP_BATCH`) in the IOMMU under one invalidation, then forget them. If the IOMMU
+    /// does not confirm, they stay in the books as pending, the device is blocked, and the
+    /// caller hears `Hardware`.
+    pub(super) fn remove_mappings(&mut self, device: DeviceIndex, indices: &[u16]) -> Result<()> {
+        let n = self.ranges_of(indices);
+        if n == 0 {
+            return Ok(());
+        }
+        if self.hw.unmap(device, &self.ranges[..n]).is_ok() {
+            self.forget(indices);
+            return Ok(());
+        }
+        for &i in indices.iter().take(UNMAP_BATCH) {
+            if let Some(m) = self.maps[i as usize].as_mut() {
+                if !m.pending {
+                    m.pending = true;
+                    self.devices[device].pending += 1;
+                }
+            }
+        }
+        self.devices[device].unconfirmed = true;
+        // The translations may still be cached: stop the device. If even that fails, the
+        // device stays marked, and every request that could let it run retries first.
+        let _ = self.hw.block(device);
+        Err(ErrorCode::Hardware)
+    }
+
+    /// Retry every pending removal of `device`. Once the IOMMU has confirmed them all,
+    /// no stale translation is left, so the device translates again unless it is blocked
+    /// for another reason (a storm, its client torn down). `Hardware`, with what is still
+    /// pending kept and the device blocked, if the IOMMU fails again.
+    pub(super) fn settle(&mut self, device: DeviceIndex) -> Result<()> {
+        while self.devices[device].unconfirmed {
+            let idx = self.select(device, |m| m.pending);
+            let found = &idx.0[..idx.1];
+            if found.is_empty() {
+                let st = self.devices[device];
+                if !st.quarantined && !st.torn_down {
+                    self.hw.enable(device).map_err(|_| ErrorCode::Hardware)?;
+                }
+                self.devices[device].unconfirmed = false;
+                break;
+            }
+            let n = self.ranges_of(found);
+            self.hw.retry_unmap(device, &self.ranges[..n]).map_err(|_| ErrorCode::Hardware)?;
+            self.forget(found);
+        }
+        Ok(())
+    }
+
+    /// Up to `UNMAP_BATCH` indices of `device`'s mappings that `pick` selects.
+    pub(super) fn select(&self, device: DeviceIndex, pick: impl Fn(&Mapping) -> bool) -> ([u16; UNMAP_BATCH], usize) {
+        let mut idx = [0u16; UNMAP_BATCH];
+        let mut n = 0;
+        let (tree, root) = self.view(device);
+        tree.walk(root, |i| {
+            if pick(&self.at(i)) {
+                idx[n] = i;
+                n += 1;
+            }
+            n < UNMAP_BATCH
+        });
+        (idx, n)
+    }
+
+    /// Remove every mapping of `device` that `doomed` selects, `UNMAP_BATCH` at a time.
+    /// `Err(Hardware)`: some removals were not confirmed and are pending, the device
+    /// blocked; the rest are gone.
+    pub(super) fn remove_where(&mut self, device: DeviceIndex, doomed: impl Fn(&Mapping) -> bool) -> Result<()> {
+        let mut result = Ok(());
+        loop {
+            let (idx, n) = self.select(device, |m| !m.pending && doomed(m));
+            if n == 0 {
+                return result;
+            }
+            // Each pass forgets the `n` mappings it found or marks them pending, which the
+            // next pass does not select, so this ends.
+            if let Err(e) = self.remove_mappings(device, &idx[..n]) {
+                result = Err(e);
+            }
+        }
+    }
+
+    /// The caller's `index`-th mapping, ordered by (device, IOVA).
+    pub(super) fn query_mapping(&self, client: usize, index: u64) -> Result<Reply> {
+        let mut k = usize::try_from(index).map_err(|_| ErrorCode::NotMapped)?;
+        let mut found = None;
+        for d in (0..self.cfg.devices.len()).filter(|d| self.cfg.devices[*d].owner == client) {
+            let (tree, root) = self.view(d);
+            let n = root.len();
+            if k < n {
+                found = tree.select(root, k).map(|i| (d, self.at(i)));
+                break;
+            }
+            k -= n;
+        }
+        let (d, m) = found.ok_or(ErrorCode::NotMapped)?;
+        let region = self.cfg.regions.get(m.region as usize).ok_or(ErrorCode::NotMapped)?;
+        Ok(Reply::ok(&[
+            d as u64,
+            m.iova,
+            m.len(),
+            m.rights.0 as u64,
+            m.region as u64,
+            m.pa - region.pa,
+            m.pending as u64,
+        ]))
+    }
+
+    /// Every device-reachable page as (device, IOVA page, physical page, rights), for
+    /// tests and reports.
+    pub fn for_each_mapped_page(&self, mut f: impl FnMut(DeviceIndex, u64, u64, Rights)) {
+        for m in self.maps.iter().flatten() {
+            for p in 0..m.len() / PAGE {
+                f(m.device as usize, m.iova + p * PAGE, m.pa + p * PAGE, m.rights);
+            }
+        }
+    }
+}

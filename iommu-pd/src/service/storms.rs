@@ -1,0 +1,148 @@
+//! Faults: attribution of a device's fault to its owner and the region it was nearest,
+//! the storm check that quarantines a device, and RESUME.
+
+use super::*;
+
+/// A fault as the hardware reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultInput {
+    /// StreamID.
+    pub stream: u32,
+    /// Faulting bus address.
+    pub iova: u64,
+    /// The device tried to write.
+    pub write: bool,
+    /// Hardware event type.
+    pub kind: u32,
+    /// Now, in ticks (for the storm window).
+    pub now: u64,
+}
+
+impl DeviceState {
+    /// Counts a fault at `now` and returns how many faults the last `window` ticks hold,
+    /// by the sliding-window estimate: the open window's faults, plus the previous
+    /// window's in proportion to how much of it the last `window` ticks still cover.
+    ///
+    /// A window opens at the first fault after a quiet spell (two windows with no fault),
+    /// not on a grid fixed at boot: a flood that starts late in a boot-anchored window
+    /// would otherwise be cut in two halves that each stay under the limit. The previous
+    /// window's share closes the same gap at every later boundary: faults bunched either
+    /// side of one still count together.
+    fn count_fault(&mut self, now: u64, window: u64) -> u64 {
+        let window = window.max(1);
+        let elapsed = now.saturating_sub(self.window_start);
+        let quiet = self.window_faults == 0 && self.previous_faults == 0;
+        if quiet || elapsed >= window.saturating_mul(2) {
+            self.window_start = now;
+            self.window_faults = 0;
+            self.previous_faults = 0;
+        } else if elapsed >= window {
+            self.window_start += window;
+            self.previous_faults = self.window_faults;
+            self.window_faults = 0;
+        }
+        self.window_faults = self.window_faults.saturating_add(1);
+        let into = now.saturating_sub(self.window_start).min(window);
+        let carried = u128::from(self.previous_faults) * u128::from(window - into) / u128::from(window);
+        let recent = carried as u64 + u64::from(self.window_faults);
+        self.recent_faults = u32::try_from(recent).unwrap_or(u32::MAX);
+        recent
+    }
+}
+
+impl<'a, H: IommuHw> Service<'a, H> {
+    /// Attribute a fault to its device, owner and region, rate-limit the device, and
+    /// queue the record for the owner. Returns the client to notify.
+    pub fn record_fault(&mut self, f: FaultInput) -> Option<ClientId> {
+        let Some(d) = self.cfg.devices.iter().position(|dc| dc.stream == f.stream) else {
+            self.stats.unattributed_faults += 1;
+            return None;
+        };
+        let owner = self.cfg.devices[d].owner;
+        let (mut region, mut offset, mut near) = (u32::MAX, 0, 0);
+        let mut best = u64::MAX;
+        // The nearest mappings are the last one starting at or below the address and the
+        // first one above it.
+        let neighbours = {
+            let (tree, root) = self.view(d);
+            [tree.floor(root, f.iova), tree.ceil(root, f.iova)]
+        };
+        for m in neighbours.into_iter().flatten().map(|i| self.at(i)).filter(|m| !m.pending) {
+            let dist = if f.iova < m.iova {
+                m.iova - f.iova
+            } else if f.iova >= m.iova + m.len() {
+                f.iova - (m.iova + m.len() - 1)
+            } else {
+                0
+            };
+            if dist < best && dist <= PAGE {
+                best = dist;
+                let reg = m.region as usize;
+                let base = self.cfg.regions.get(reg).map(|r| r.pa).unwrap_or(0);
+                let at = if dist == 0 {
+                    m.pa + (f.iova - m.iova)
+                } else if f.iova < m.iova {
+                    m.pa
+                } else {
+                    m.pa + m.len() - 1
+                };
+                region = reg as u32;
+                offset = at - base;
+                near = (dist != 0) as u32;
+            }
+        }
+        let policy = self.cfg.faults;
+        let st = &mut self.devices[d];
+        let storm = st.count_fault(f.now, policy.window) > u64::from(policy.max_faults);
+        let mut quarantined = 0;
+        if storm && !st.quarantined && self.hw.block(d).is_ok() {
+            self.devices[d].quarantined = true;
+            self.stats.quarantines += 1;
+            quarantined = 1;
+        }
+        let record = FaultRecord {
+            seq: 0,
+            device: d as u32,
+            stream: f.stream,
+            iova: f.iova,
+            kind: f.kind,
+            write: f.write as u32,
+            region,
+            near,
+            offset,
+            quarantined,
+            dropped_before: 0,
+            repeats: 0,
+            iova_last: f.iova,
+        };
+        // A device no client drives (it has only the description's iomaps): its faults are
+        // the IOMMU PD's to report.
+        let Some(ring) = self.rings.get_mut(owner) else {
+            self.stats.unowned_faults += 1;
+            return None;
+        };
+        if !ring.coalesce(&record) {
+            ring.push(record);
+        }
+        Some(ClientId(owner as u32))
+    }
+
+    /// RESUME: a device quarantined by a storm (if the description allows) or blocked by
+    /// an unconfirmed removal runs again, once every pending removal of it is confirmed.
+    pub(super) fn resume(&mut self, client: usize, device: DeviceId) -> Result<()> {
+        let d = self.own_device(client, device)?;
+        let st = self.devices[d];
+        if !st.quarantined && !st.unconfirmed {
+            return Ok(());
+        }
+        if st.torn_down || (st.quarantined && !self.cfg.devices[d].resume_allowed) {
+            return Err(ErrorCode::Denied);
+        }
+        self.settle(d)?;
+        self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
+        // A fresh start for the storm window; the device's mappings stay as they are.
+        let (root, pending) = (self.devices[d].root, self.devices[d].pending);
+        self.devices[d] = DeviceState { root, pending, ..DeviceState::default() };
+        Ok(())
+    }
+}

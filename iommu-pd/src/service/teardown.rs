@@ -1,0 +1,51 @@
+//! A client's lifecycle: teardown when it faults or restarts (its devices blocked and
+//! emptied, confirmed), and its return.
+
+use super::*;
+
+impl<'a, H: IommuHw> Service<'a, H> {
+    /// `client` faulted or is being restarted: block its devices and remove all their
+    /// mappings. Its capabilities stay; `client_ready` lets its devices run again. `Ok`
+    /// once every device is blocked, confirmed (removals the IOMMU did not confirm stay
+    /// pending, and `client_ready` retries them); `Hardware` if a device could not be
+    /// blocked, with its mappings left as they were.
+    pub fn client_torn_down(&mut self, client: usize) -> Result<()> {
+        for d in 0..self.cfg.devices.len() {
+            if self.cfg.devices[d].owner != client {
+                continue;
+            }
+            self.hw.block(d).map_err(|_| ErrorCode::Hardware)?;
+            self.devices[d].torn_down = true;
+            // The device is blocked, so a removal that is not confirmed removes no safety
+            // now; it stays pending and is retried before the device runs again.
+            let _ = self.remove_where(d, |_| true);
+        }
+        Ok(())
+    }
+
+    /// `client` is running again: its devices (unless quarantined) translate again,
+    /// through empty address spaces, once every removal pending on them is confirmed.
+    pub fn client_ready(&mut self, client: usize) -> Result<()> {
+        for d in 0..self.cfg.devices.len() {
+            if self.cfg.devices[d].owner == client && self.devices[d].torn_down {
+                self.settle(d)?;
+                if !self.devices[d].quarantined {
+                    self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
+                }
+                self.make_static_maps(d)?;
+                // Only now: if anything above failed, the device is still torn down and
+                // the next `client_ready` does it all again.
+                self.devices[d].torn_down = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Mappings of `client`'s devices whose removal the IOMMU has not confirmed.
+    pub fn pending_removals(&self, client: usize) -> usize {
+        (0..self.cfg.devices.len())
+            .filter(|d| self.cfg.devices[*d].owner == client)
+            .map(|d| self.devices[d].pending as usize)
+            .sum()
+    }
+}
