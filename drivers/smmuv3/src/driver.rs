@@ -260,6 +260,11 @@ struct CommandQueue {
     base: NonNull<[u64; 2]>,
     ring: Ring,
     prod: u32,
+    /// CMDQ_CONS as last read. The SMMU only moves it forward, so a stale copy only
+    /// underestimates the room: the register is read again only when this says full.
+    /// Each register access is an uncached device access (a trap into the emulator
+    /// under QEMU), and an UNMAP is on a driver's per-request path.
+    cons: u32,
     poll_limit: u32,
     /// Commands queued since the last CMD_SYNC, and how many the implementation allows
     /// (`errata::Errata::commands_per_sync`; `u32::MAX` for no limit).
@@ -286,7 +291,11 @@ impl CommandQueue {
             self.sync(regs, stats)?;
         }
         let mut polls = 0;
-        while self.ring.is_full(self.prod, self.ring.index(regs.read32(reg::CMDQ_CONS))) {
+        while self.ring.is_full(self.prod, self.cons) {
+            self.cons = self.ring.index(regs.read32(reg::CMDQ_CONS));
+            if !self.ring.is_full(self.prod, self.cons) {
+                break;
+            }
             // Let the SMMU see what is already there, then wait for it to make room.
             self.doorbell(regs);
             self.check_error(regs, stats)?;
@@ -362,13 +371,17 @@ impl CommandQueue {
         let mut first_error = None;
         let mut polls = 0u32;
         loop {
+            // CONS first: the SMMU stops at a command in error (CONS stays on it until
+            // GERROR.CMDQ_ERR is acknowledged), so CONS past our sync means no error among
+            // the commands before it, and the error registers need not be read: one
+            // register read for a sync that completed.
+            self.cons = self.ring.index(regs.read32(reg::CMDQ_CONS));
+            if self.ring.consumed(target, self.cons) {
+                break;
+            }
             if let Err(e) = self.check_error(regs, stats) {
                 // Keep waiting for our sync: the queue goes on after the bad command.
                 first_error.get_or_insert(e);
-            }
-            let cons = self.ring.index(regs.read32(reg::CMDQ_CONS));
-            if self.ring.consumed(target, cons) {
-                break;
             }
             polls += 1;
             if polls > self.poll_limit {
@@ -543,6 +556,7 @@ impl<M: Mmio> Smmu<M> {
                 base: mem.cmdq.va.cast(),
                 ring: Ring { log2: cmdq_log2 },
                 prod: 0,
+                cons: 0,
                 poll_limit: poll,
                 since_sync: 0,
                 commands_per_sync: errata::for_iidr(id.iidr).commands_per_sync.unwrap_or(u32::MAX),
