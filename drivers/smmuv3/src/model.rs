@@ -558,16 +558,42 @@ impl Default for InstantSmmu {
 /// for its queues and tables and `table_pages` pages of page-table pool: what the
 /// benchmarks measure the driver and the service on.
 pub fn instant_smmu(table_pages: usize) -> crate::Smmu<InstantSmmu> {
-    let mem = crate::Memory {
+    let mem = fresh_memory(64 << 10, table_pages);
+    let cfg = crate::Config { interrupts: false, ..host_config() };
+    // SAFETY: the memory is fresh, and this `InstantSmmu` is the only register file.
+    unsafe { crate::Smmu::init(InstantSmmu::new(), mem, cfg) }.expect("the instant model initialises")
+}
+
+/// A driver initialised on `SmmuModel::host()` with `host_memory(table_pages)` and
+/// `host_config()`: what tests of the driver, and of the code above it, run on.
+pub fn host_smmu(table_pages: usize) -> crate::Smmu<SmmuModel> {
+    // SAFETY: the memory is fresh and leaked; the model is the only register file.
+    unsafe { crate::Smmu::init(SmmuModel::host(), host_memory(table_pages), host_config()) }
+        .expect("the host model initialises")
+}
+
+/// Memory like the QEMU image gives the driver: a 64 KiB two-level stream table, 4 KiB
+/// queues, and `table_pages` pages of page-table pool.
+pub fn host_memory(table_pages: usize) -> crate::Memory {
+    fresh_memory(4096, table_pages)
+}
+
+/// The driver's configuration on the model: 48-bit IOVAs (host addresses), 16-bit
+/// StreamIDs, interrupts on.
+pub fn host_config() -> crate::Config {
+    crate::Config { ias_bits: 48, sid_bits: 16, poll_limit: 1000, interrupts: true }
+}
+
+/// Fresh host memory for a driver: a 64 KiB stream table, a command queue of `cmdq_len`
+/// bytes, a 4 KiB event queue and CD table, and `table_pages` pages of page-table pool.
+fn fresh_memory(cmdq_len: usize, table_pages: usize) -> crate::Memory {
+    crate::Memory {
         stream_table: host_region(64 << 10, 64 << 10),
-        cmdq: host_region(64 << 10, 64 << 10),
+        cmdq: host_region(cmdq_len, cmdq_len),
         eventq: host_region(4096, 4096),
         cds: host_region(4096, 4096),
         tables: host_region(table_pages * 4096, 4096),
-    };
-    let cfg = crate::Config { ias_bits: 48, sid_bits: 16, poll_limit: 1000, interrupts: false };
-    // SAFETY: the memory is fresh, and this `InstantSmmu` is the only register file.
-    unsafe { crate::Smmu::init(InstantSmmu::new(), mem, cfg) }.expect("the instant model initialises")
+    }
 }
 
 /// `len` bytes of zeroed host memory aligned to `align`, leaked, as a region whose
