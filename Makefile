@@ -107,7 +107,7 @@ microkit-test: deps
 	fi
 
 bench:
-	$(CARGO) bench -p smmuv3
+	$(CARGO) bench -p smmuv3 -p smmuv3-service
 	$(CARGO) bench -p iommu-sdf
 	@if [ -z "$$MICROKIT_SDK" ]; then \
 		echo "microkit bench: skipped: no Microkit SDK (MICROKIT_SDK is not set and there is none at $(SHARED_SDK)); the bypass-vs-service measurement boots the Microkit image"; \

@@ -17,8 +17,6 @@
 #![warn(missing_docs)]
 
 pub mod addr;
-#[cfg(feature = "service")]
-pub mod backend;
 pub mod barrier;
 pub mod cd;
 pub mod cmd;

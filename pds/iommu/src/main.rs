@@ -18,8 +18,8 @@ use sel4_microkit::{
     debug_println, memory_region_symbol, protection_domain, var, with_msg_regs, with_msg_regs_mut, Channel, Child,
     Handler, Infallible, MessageInfo,
 };
-use smmuv3::backend::SmmuBackend;
 use smmuv3::{Config, DmaRegion, Memory, MmioRegisters, PhysAddr, Smmu, StreamId};
+use smmuv3_service::SmmuBackend;
 
 mod policy {
     include!(env!("IOMMU_POLICY_RS"));

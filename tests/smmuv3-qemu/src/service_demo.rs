@@ -7,8 +7,8 @@ use core::ptr::NonNull;
 
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultInput, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
-use smmuv3::backend::SmmuBackend;
 use smmuv3::{Config as SmmuConfig, MmioRegisters, Smmu};
+use smmuv3_service::SmmuBackend;
 
 use crate::bringup::DMA_POLLS;
 use crate::memory::{self, service_page};

@@ -10,8 +10,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use iommu_pd::service::{ClientTables, DeviceState};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
-use smmuv3::backend::SmmuBackend;
 use smmuv3::model::{instant_smmu, InstantSmmu};
+use smmuv3_service::SmmuBackend;
 
 type Svc = Service<'static, SmmuBackend<InstantSmmu>>;
 

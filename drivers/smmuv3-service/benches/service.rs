@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
-use smmuv3::backend::SmmuBackend;
 use smmuv3::model::{instant_smmu, InstantSmmu};
 use smmuv3::{Iova, MemType, Perm, PhysAddr};
+use smmuv3_service::SmmuBackend;
 
 /// Physical memory the capability names: never touched, only mapped.
 const BUFFERS: u64 = 0x8000_0000;

@@ -1,15 +1,13 @@
-//! The IOMMU service on top of this driver, against the host model of the SMMU: requests
-//! become page-table entries the model translates through, and revocation leaves no
-//! stale translation in the model's TLB.
-
-mod common;
+//! The IOMMU service on the SMMUv3 driver through `SmmuBackend`, against the host model of
+//! the SMMU: requests become page-table entries the model translates through, and
+//! revocation leaves no stale translation in the model's TLB.
 
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS};
-use smmuv3::backend::SmmuBackend;
 use smmuv3::event::id;
-use smmuv3::model::{Outcome, SmmuModel};
+use smmuv3::model::{host_region, host_smmu, Outcome, SmmuModel};
 use smmuv3::DmaRegion;
+use smmuv3_service::SmmuBackend;
 
 fn call<H: iommu_pd::IommuHw>(s: &mut Service<'_, H>, client: usize, req: Request) -> Reply {
     let mut mrs = [0; MAX_MRS];
@@ -57,14 +55,14 @@ fn one_device(
         static_maps: &[],
         faults: FaultPolicy { window: 10, max_faults: 100 },
     };
-    let backend = SmmuBackend::new(common::smmu(32), &[stream]).unwrap();
+    let backend = SmmuBackend::new(host_smmu(32), &[stream]).unwrap();
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(2, 1, 4, 8)>::default()));
     Service::new(backend, cfg, tables.storage()).unwrap()
 }
 
 #[test]
 fn service_requests_reach_the_smmu_tables() {
-    let buf = common::buffer(0x4000, 0x1000);
+    let buf = host_region(0x4000, 0x1000);
     let clients = [
         ClientConfig { name: "net", max_mappings: 8, max_pages: 16, max_grants: 4 },
         ClientConfig { name: "blk", max_mappings: 8, max_pages: 16, max_grants: 0 },
@@ -105,7 +103,7 @@ fn service_requests_reach_the_smmu_tables() {
         static_maps: &[],
         faults: FaultPolicy { window: 10, max_faults: 100 },
     };
-    let backend = SmmuBackend::new(common::smmu(32), &[0x10, 0x18]).unwrap();
+    let backend = SmmuBackend::new(host_smmu(32), &[0x10, 0x18]).unwrap();
     let mut tables = <iommu_pd::owned_storage!(2, 2, 8, 16)>::default();
     let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
 
@@ -122,9 +120,8 @@ fn service_requests_reach_the_smmu_tables() {
         },
     );
     assert_eq!(r, Reply::ok(&[0x1000_0000]));
-    let model = |s: &mut Service<'_, SmmuBackend<smmuv3::model::SmmuModel>>, sid, iova, w| {
-        s.hw_mut().smmu().regs().translate(sid, iova, w)
-    };
+    let model =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, sid, iova, w| s.hw_mut().smmu().regs().translate(sid, iova, w);
     assert_eq!(model(&mut s, 0x10, 0x1000_1008, true), Outcome::Ok(buf.pa.0 + 0x2008));
     // The disk has no mapping: its stream is enabled but its tables are empty.
     assert_eq!(model(&mut s, 0x18, 0x1000_0000, false), Outcome::Fault(id::F_TRANSLATION));
@@ -172,7 +169,7 @@ fn service_requests_reach_the_smmu_tables() {
 /// CFGI_STE would show the old entry); a device that may not run is refused first.
 #[test]
 fn measurement_bypass_and_back() {
-    let buf = common::buffer(0x2000, 0x1000);
+    let buf = host_region(0x2000, 0x1000);
     let mut s = one_device(&buf, 0x20, 0x1_0000_0000, true);
     let map = Request::Map {
         cap: Handle(0),
@@ -183,9 +180,8 @@ fn measurement_bypass_and_back() {
         rights: Rights::READ_WRITE,
     };
     assert_eq!(call(&mut s, 0, map), Reply::ok(&[0x1_0000_0000]));
-    let model = |s: &mut Service<'_, SmmuBackend<smmuv3::model::SmmuModel>>, iova| {
-        s.hw_mut().smmu().regs().translate(0x20, iova, true)
-    };
+    let model =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, iova| s.hw_mut().smmu().regs().translate(0x20, iova, true);
     assert_eq!(model(&mut s, 0x1_0000_1000), Outcome::Ok(buf.pa.0 + 0x1000));
 
     // Only the owner, and only a device that may run.
@@ -212,7 +208,7 @@ fn measurement_bypass_and_back() {
 /// ASID before the stream translates again, so the cached page never comes back.
 #[test]
 fn a_rejected_invalidation_never_lets_the_cached_page_back() {
-    let buf = common::buffer(0x1000, 0x1000);
+    let buf = host_region(0x1000, 0x1000);
     let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
     let map = Request::Map {
         cap: Handle(0),
@@ -223,9 +219,8 @@ fn a_rejected_invalidation_never_lets_the_cached_page_back() {
         rights: Rights::READ_WRITE,
     };
     assert_eq!(call(&mut s, 0, map), Reply::ok(&[0x1000_0000]));
-    let translate = |s: &mut Service<'_, SmmuBackend<smmuv3::model::SmmuModel>>| {
-        s.hw_mut().smmu().regs().translate(0x10, 0x1000_0008, true)
-    };
+    let translate =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>| s.hw_mut().smmu().regs().translate(0x10, 0x1000_0008, true);
     // The device uses the page, so the model caches its translation.
     assert_eq!(translate(&mut s), Outcome::Ok(buf.pa.0 + 8));
 

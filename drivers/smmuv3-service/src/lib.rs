@@ -1,12 +1,17 @@
 //! The SMMU as the IOMMU service's hardware: each device of the system description gets
 //! its own domain; `iommu_pd::IommuHw` calls become attach/detach/map/unmap, each of
 //! which returns only after the SMMU confirmed what it must confirm.
+//!
+//! A crate of its own so that the SMMUv3 driver (`smmuv3`) knows nothing of the service
+//! core and the service core nothing of the SMMU: this adapter is the one place the two
+//! meet.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use iommu_pd::{DeviceIndex, HwError, IommuHw};
 use iommu_protocol::Rights;
-
-use crate::pagetable::PageTableError;
-use crate::{DomainId, Error, Iova, MemType, Mmio, Perm, PhysAddr, Smmu, StreamId};
+use smmuv3::{DomainId, Error, Iova, MemType, Mmio, PageTableError, Perm, PhysAddr, Smmu, StreamId};
 
 /// Devices the backend can serve.
 pub const MAX_BACKEND_DEVICES: usize = 64;
@@ -21,9 +26,9 @@ pub struct SmmuBackend<M: Mmio> {
 impl<M: Mmio> SmmuBackend<M> {
     /// Create one domain per device (device `i` has StreamID `streams[i]`); every stream
     /// keeps aborting until the service enables it.
-    pub fn new(mut smmu: Smmu<M>, streams: &[u32]) -> Result<Self, crate::Error> {
+    pub fn new(mut smmu: Smmu<M>, streams: &[u32]) -> Result<Self, Error> {
         if streams.len() > MAX_BACKEND_DEVICES {
-            return Err(crate::Error::TooManyStreams);
+            return Err(Error::TooManyStreams);
         }
         let mut devices = [None; MAX_BACKEND_DEVICES];
         for (i, s) in streams.iter().enumerate() {
