@@ -4,19 +4,18 @@
 //! 16, 1,024 and 16,384 live mappings (where they fit). Then a churn of mixed sizes: the
 //! IOVA allocator must keep finding room as mappings of 1 to 16 pages come and go.
 
+mod common;
+
 use std::hint::black_box;
 
+use common::{buffers_cap, call, Svc, BUFFERS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use iommu_pd::service::{ClientTables, DeviceState};
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
-use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
-use smmuv3::model::{instant_smmu, InstantSmmu};
+use iommu_pd::{ClientConfig, Config, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
+use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
+use smmuv3::model::instant_smmu;
 use smmuv3_service::SmmuBackend;
 
-type Svc = Service<'static, SmmuBackend<InstantSmmu>>;
-
-/// Physical memory the capability names: never touched, only mapped.
-const BUFFERS: u64 = 0x8000_0000;
 const BUFFERS_LEN: u64 = 1 << 30;
 /// A 16 MiB IOVA window: 4,096 pages, so churn has to reuse what is freed.
 const CHURN_WINDOW: u64 = 16 << 20;
@@ -40,16 +39,8 @@ fn service(slots: usize, window: u64) -> Svc {
             resume_allowed: true,
         }]),
         regions: leak(vec![RegionConfig { name: "buffers", pa: BUFFERS, size: BUFFERS_LEN }]),
-        caps: leak(vec![CapConfig {
-            client: 0,
-            region: 0,
-            offset: 0,
-            len: BUFFERS_LEN,
-            rights: Rights::READ_WRITE,
-            devices: 1,
-            // To itself, for the revocation benchmark.
-            grant_to: 1,
-        }]),
+        // Grantable to itself, for the revocation benchmark.
+        caps: leak(vec![buffers_cap(BUFFERS_LEN, 1)]),
         static_maps: &[],
         faults: FaultPolicy { window: 1, max_faults: 1000 },
     };
@@ -64,12 +55,6 @@ fn service(slots: usize, window: u64) -> Svc {
         rings: leak(vec![FaultRing::default()]),
     };
     Service::new(backend, cfg, storage).unwrap()
-}
-
-fn call(s: &mut Svc, req: Request) -> Reply {
-    let mut mrs = [0; MAX_MRS];
-    let (label, n) = req.encode(&mut mrs);
-    s.handle(0, label, &mrs[..n])
 }
 
 fn map(s: &mut Svc, offset: u64, len: u64) -> Option<u64> {

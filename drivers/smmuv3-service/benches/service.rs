@@ -3,18 +3,19 @@
 //! consumes commands the moment the doorbell rings, so the SMMU itself costs nothing).
 //! Also prints the bytes of state the service keeps per client, capability and mapping.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use common::{buffers_cap, call, Svc, BUFFERS};
 use criterion::{criterion_group, criterion_main, Criterion};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 use smmuv3::model::{instant_smmu, InstantSmmu};
-use smmuv3::{Iova, MemType, Perm, PhysAddr};
+use smmuv3::{DomainId, Iova, MemType, Perm, PhysAddr, Smmu};
 use smmuv3_service::SmmuBackend;
 
-/// Physical memory the capability names: never touched, only mapped.
-const BUFFERS: u64 = 0x8000_0000;
 const BUFFERS_LEN: u64 = 256 << 20;
 
 static CLIENTS: [ClientConfig; 1] =
@@ -28,17 +29,9 @@ static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
     resume_allowed: true,
 }];
 static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: BUFFERS, size: BUFFERS_LEN }];
-static CAPS: [CapConfig; 1] = [CapConfig {
-    client: 0,
-    region: 0,
-    offset: 0,
-    len: BUFFERS_LEN,
-    rights: Rights::READ_WRITE,
-    devices: 1,
-    grant_to: 0,
-}];
+static CAPS: [CapConfig; 1] = [buffers_cap(BUFFERS_LEN, 0)];
 
-fn service() -> Service<'static, SmmuBackend<InstantSmmu>> {
+fn service() -> Svc {
     let smmu = instant_smmu(512);
     let backend = SmmuBackend::new(smmu, &[0x10]).unwrap();
     let cfg = Config {
@@ -51,12 +44,6 @@ fn service() -> Service<'static, SmmuBackend<InstantSmmu>> {
     };
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 256)>::default()));
     Service::new(backend, cfg, tables.storage()).unwrap()
-}
-
-fn call(s: &mut Service<'static, SmmuBackend<InstantSmmu>>, req: Request) -> Reply {
-    let mut mrs = [0; MAX_MRS];
-    let (label, n) = req.encode(&mut mrs);
-    s.handle(0, label, &mrs[..n])
 }
 
 fn map_req(offset: u64, len: u64) -> Request {
@@ -76,13 +63,22 @@ fn iova(r: Reply) -> u64 {
     }
 }
 
-/// Map and then unmap batches of 64 mappings of `len` bytes, one request each; return
-/// the time spent mapping or unmapping.
-fn timed_pairs(s: &mut Service<'static, SmmuBackend<InstantSmmu>>, iters: u64, len: u64, time_map: bool) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut done = 0;
+/// `iters` iterations in batches of at most 64 (what fits the tables and the IOVA window
+/// from empty): `batch(n)` does `n` of them and returns the time of what it measured.
+fn in_batches(iters: u64, mut batch: impl FnMut(u64) -> Duration) -> Duration {
+    let (mut total, mut done) = (Duration::ZERO, 0);
     while done < iters {
         let n = (iters - done).min(64);
+        total += batch(n);
+        done += n;
+    }
+    total
+}
+
+/// Map and then unmap batches of 64 mappings of `len` bytes, one request each; return
+/// the time spent mapping or unmapping.
+fn timed_pairs(s: &mut Svc, iters: u64, len: u64, time_map: bool) -> Duration {
+    in_batches(iters, |n| {
         let mut iovas = Vec::with_capacity(n as usize);
         let t = Instant::now();
         for i in 0..n {
@@ -95,10 +91,12 @@ fn timed_pairs(s: &mut Service<'static, SmmuBackend<InstantSmmu>>, iters: u64, l
             black_box(call(s, unmap_req(&[*v])));
         }
         let unmapped = t.elapsed();
-        total += if time_map { mapped } else { unmapped };
-        done += n;
-    }
-    total
+        if time_map {
+            mapped
+        } else {
+            unmapped
+        }
+    })
 }
 
 /// A request as the IOMMU PD receives it: label and message registers, encoded by the
@@ -121,62 +119,58 @@ fn batch_page(i: u64) -> (Iova, PhysAddr) {
     (Iova(DEVICES[0].iova_base + i * 4096), PhysAddr(BUFFERS + i * 4096))
 }
 
+/// The driver alone, on the same `InstantSmmu` as `service()`, with one domain.
+fn driver() -> (Smmu<InstantSmmu>, DomainId) {
+    let mut smmu = instant_smmu(512);
+    let d = smmu.create_domain().unwrap();
+    (smmu, d)
+}
+
 /// The service against the driver alone doing the same page-table and queue work: the
 /// same 4 KiB pages at the same IOVAs, in batches of 64 on warm tables, one request or
 /// one driver call per page. Only the service's side of a request is timed (the client
 /// encodes before the clock starts; the reply is built inside it).
 fn service_vs_driver(c: &mut Criterion) {
     let mut g = c.benchmark_group("service_vs_driver");
-    let batch = |iters: u64, done: u64| (iters - done).min(64);
 
     g.bench_function("driver map 4KiB", |b| {
-        let mut smmu = instant_smmu(512);
-        let d = smmu.create_domain().unwrap();
+        let (mut smmu, d) = driver();
         b.iter_custom(|iters| {
-            let (mut total, mut done) = (Duration::ZERO, 0);
-            while done < iters {
-                let n = batch(iters, done);
+            in_batches(iters, |n| {
                 let t = Instant::now();
                 for i in 0..n {
                     let (iova, pa) = batch_page(i);
                     black_box(smmu.map(d, iova, pa, 4096, Perm::ReadWrite, MemType::Normal)).unwrap();
                 }
-                total += t.elapsed();
+                let mapped = t.elapsed();
                 for i in 0..n {
                     smmu.unmap(d, batch_page(i).0, 4096).unwrap();
                 }
-                done += n;
-            }
-            total
+                mapped
+            })
         });
     });
     g.bench_function("service MAP 4KiB", |b| {
         let mut s = service();
         let maps: Vec<Message> = (0..64).map(|i| message(map_req(i * 4096, 4096))).collect();
         b.iter_custom(|iters| {
-            let (mut total, mut done) = (Duration::ZERO, 0);
-            while done < iters {
-                let n = batch(iters, done);
+            in_batches(iters, |n| {
                 let t = Instant::now();
                 for m in &maps[..n as usize] {
                     black_box(s.handle(0, m.label, &m.mrs[..m.n]));
                 }
-                total += t.elapsed();
+                let mapped = t.elapsed();
                 for i in 0..n {
                     assert!(matches!(call(&mut s, unmap_req(&[batch_page(i).0 .0])), Reply::Ok { .. }));
                 }
-                done += n;
-            }
-            total
+                mapped
+            })
         });
     });
     g.bench_function("driver unmap 4KiB (TLBI + SYNC)", |b| {
-        let mut smmu = instant_smmu(512);
-        let d = smmu.create_domain().unwrap();
+        let (mut smmu, d) = driver();
         b.iter_custom(|iters| {
-            let (mut total, mut done) = (Duration::ZERO, 0);
-            while done < iters {
-                let n = batch(iters, done);
+            in_batches(iters, |n| {
                 for i in 0..n {
                     let (iova, pa) = batch_page(i);
                     smmu.map(d, iova, pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
@@ -185,19 +179,15 @@ fn service_vs_driver(c: &mut Criterion) {
                 for i in 0..n {
                     black_box(smmu.unmap(d, batch_page(i).0, 4096)).unwrap();
                 }
-                total += t.elapsed();
-                done += n;
-            }
-            total
+                t.elapsed()
+            })
         });
     });
     g.bench_function("service UNMAP 4KiB (TLBI + SYNC)", |b| {
         let mut s = service();
         let unmaps: Vec<Message> = (0..64).map(|i| message(unmap_req(&[batch_page(i).0 .0]))).collect();
         b.iter_custom(|iters| {
-            let (mut total, mut done) = (Duration::ZERO, 0);
-            while done < iters {
-                let n = batch(iters, done);
+            in_batches(iters, |n| {
                 for i in 0..n {
                     assert_eq!(iova(call(&mut s, map_req(i * 4096, 4096))), batch_page(i).0 .0);
                 }
@@ -205,10 +195,8 @@ fn service_vs_driver(c: &mut Criterion) {
                 for m in &unmaps[..n as usize] {
                     black_box(s.handle(0, m.label, &m.mrs[..m.n]));
                 }
-                total += t.elapsed();
-                done += n;
-            }
-            total
+                t.elapsed()
+            })
         });
     });
     g.finish();

@@ -60,6 +60,13 @@ fn one_device(
     Service::new(backend, cfg, tables.storage()).unwrap()
 }
 
+/// Client 0 of `one_device` maps the first `len` bytes of its capability for its device,
+/// read-write, at `iova` or where the service chooses.
+fn map_from_start(s: &mut Service<'_, SmmuBackend<SmmuModel>>, len: u64, iova: Option<u64>) -> Reply {
+    let map = Request::Map { cap: Handle(0), device: DeviceId(0), offset: 0, len, iova, rights: Rights::READ_WRITE };
+    call(s, 0, map)
+}
+
 #[test]
 fn service_requests_reach_the_smmu_tables() {
     let buf = host_region(0x4000, 0x1000);
@@ -171,15 +178,7 @@ fn service_requests_reach_the_smmu_tables() {
 fn measurement_bypass_and_back() {
     let buf = host_region(0x2000, 0x1000);
     let mut s = one_device(&buf, 0x20, 0x1_0000_0000, true);
-    let map = Request::Map {
-        cap: Handle(0),
-        device: DeviceId(0),
-        offset: 0,
-        len: 0x2000,
-        iova: None,
-        rights: Rights::READ_WRITE,
-    };
-    assert_eq!(call(&mut s, 0, map), Reply::ok(&[0x1_0000_0000]));
+    assert_eq!(map_from_start(&mut s, 0x2000, None), Reply::ok(&[0x1_0000_0000]));
     let model =
         |s: &mut Service<'_, SmmuBackend<SmmuModel>>, iova| s.hw_mut().smmu().regs().translate(0x20, iova, true);
     assert_eq!(model(&mut s, 0x1_0000_1000), Outcome::Ok(buf.pa.0 + 0x1000));
@@ -210,15 +209,7 @@ fn measurement_bypass_and_back() {
 fn a_rejected_invalidation_never_lets_the_cached_page_back() {
     let buf = host_region(0x1000, 0x1000);
     let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
-    let map = Request::Map {
-        cap: Handle(0),
-        device: DeviceId(0),
-        offset: 0,
-        len: 0x1000,
-        iova: Some(0x1000_0000),
-        rights: Rights::READ_WRITE,
-    };
-    assert_eq!(call(&mut s, 0, map), Reply::ok(&[0x1000_0000]));
+    assert_eq!(map_from_start(&mut s, 0x1000, Some(0x1000_0000)), Reply::ok(&[0x1000_0000]));
     let translate =
         |s: &mut Service<'_, SmmuBackend<SmmuModel>>| s.hw_mut().smmu().regs().translate(0x10, 0x1000_0008, true);
     // The device uses the page, so the model caches its translation.
