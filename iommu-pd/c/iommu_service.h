@@ -42,6 +42,7 @@
 
 /* Message registers. */
 #define IOMMU_MAX_UNMAP_RANGES 64
+#define IOMMU_MAP_HANDLE_MASK 0xffffff
 #define IOMMU_MAX_MRS 66
 #define IOMMU_MAX_REPLY_VALUES 10
 #define IOMMU_IOVA_ANY 0xffffffffffffffffULL

@@ -117,14 +117,21 @@ pub enum Op {
     Release = 9,
 }
 
+/// MAP's handle field: the low 24 bits of mr0 (rights take the next 8).
+pub const MAP_HANDLE_MASK: u32 = 0xff_ffff;
+
 /// A decoded request.
 // UNMAP's 64 IOVAs make it the large variant; there is no heap to box them into, and a
 // request lives on the stack for the length of one call.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
-    /// MAP: mr0 = handle | device << 32, mr1 = offset, mr2 = length, mr3 = IOVA or
-    /// `IOVA_ANY`, mr4 = rights. Reply: mr0 = the IOVA used.
+    /// MAP: mr0 = handle | rights << 24 | device << 32 (a handle is 24 bits), mr1 =
+    /// offset, mr2 = length, mr3 = IOVA or `IOVA_ANY`. Reply: mr0 = the IOVA used.
+    ///
+    /// Four message registers, because seL4 takes its IPC fast path only for messages of
+    /// at most `seL4_FastMessageRegisters` (4 on aarch64): a driver that maps each
+    /// request's buffer makes this call on every request.
     Map {
         /// The capability.
         cap: Handle,
@@ -357,12 +364,12 @@ impl Request {
                 let m0 = mr(mrs, 0)?;
                 let iova = mr(mrs, 3)?;
                 Request::Map {
-                    cap: Handle(lo(m0)),
+                    cap: Handle(lo(m0) & MAP_HANDLE_MASK),
                     device: DeviceId(hi(m0)),
                     offset: mr(mrs, 1)?,
                     len: mr(mrs, 2)?,
                     iova: (iova != IOVA_ANY).then_some(iova),
-                    rights: rights(mr(mrs, 4)?)?,
+                    rights: rights(u64::from(lo(m0) >> 24))?,
                 }
             }
             2 => {
@@ -397,12 +404,13 @@ impl Request {
     pub fn encode(&self, mrs: &mut [u64; MAX_MRS]) -> (u64, usize) {
         match *self {
             Request::Map { cap, device, offset, len, iova, rights } => {
-                mrs[0] = cap.0 as u64 | (device.0 as u64) << 32;
+                // A handle too wide for its 24 bits goes as the widest, which no table
+                // has, rather than as another handle.
+                mrs[0] = cap.0.min(MAP_HANDLE_MASK) as u64 | (rights.0 as u64) << 24 | (device.0 as u64) << 32;
                 mrs[1] = offset;
                 mrs[2] = len;
                 mrs[3] = iova.unwrap_or(IOVA_ANY);
-                mrs[4] = rights.0 as u64;
-                (Op::Map as u64, 5)
+                (Op::Map as u64, 4)
             }
             Request::Unmap { device, iovas, count } => {
                 let count = count.min(MAX_UNMAP_RANGES);
@@ -489,6 +497,25 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_fits_the_ipc_fast_path_and_a_wide_handle_names_no_other() {
+        let map = |cap| Request::Map {
+            cap: Handle(cap),
+            device: DeviceId(7),
+            offset: 0x2000,
+            len: 0x1000,
+            iova: None,
+            rights: Rights::READ_WRITE,
+        };
+        let mut mrs = [0; MAX_MRS];
+        assert_eq!(map(5).encode(&mut mrs), (Op::Map as u64, 4), "seL4_FastMessageRegisters is 4 on aarch64");
+        // 2^24 would be handle 0 if its top bit were dropped.
+        let (label, n) = map(1 << 24).encode(&mut mrs);
+        assert_eq!(Request::decode(label, &mrs[..n]), Ok(map(MAP_HANDLE_MASK)));
+        let (label, n) = map(u32::MAX).encode(&mut mrs);
+        assert_eq!(Request::decode(label, &mrs[..n]), Ok(map(MAP_HANDLE_MASK)));
+    }
 
     #[test]
     fn every_request_round_trips() {

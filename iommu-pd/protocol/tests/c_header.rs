@@ -13,8 +13,8 @@ use std::process::Command;
 
 use iommu_protocol::faults::{layout, FaultRecord, FAULT_RING};
 use iommu_protocol::{
-    query, ClientId, DeviceId, ErrorCode, Handle, Op, Request, Rights, IOVA_ANY, MAX_MRS, MAX_REPLY_VALUES,
-    MAX_UNMAP_RANGES,
+    query, ClientId, DeviceId, ErrorCode, Handle, Op, Request, Rights, IOVA_ANY, MAP_HANDLE_MASK, MAX_MRS,
+    MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
 };
 
 const OPS: [(&str, Op); 9] = [
@@ -64,6 +64,7 @@ fn header() -> String {
     }
     let _ = writeln!(w, "\n/* Message registers. */");
     let _ = writeln!(w, "#define IOMMU_MAX_UNMAP_RANGES {MAX_UNMAP_RANGES}");
+    let _ = writeln!(w, "#define IOMMU_MAP_HANDLE_MASK {MAP_HANDLE_MASK:#x}");
     let _ = writeln!(w, "#define IOMMU_MAX_MRS {MAX_MRS}");
     let _ = writeln!(w, "#define IOMMU_MAX_REPLY_VALUES {MAX_REPLY_VALUES}");
     let _ = writeln!(w, "#define IOMMU_IOVA_ANY {IOVA_ANY:#x}ULL");
