@@ -61,6 +61,15 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// The 1-based column of `p`'s element on its line: where `<element` starts, else the
+/// line's first non-blank character (a problem found where the text ends), else 1.
+pub fn column(text: &str, p: &Problem) -> usize {
+    let Some(line) = text.lines().nth((p.line as usize).saturating_sub(1)) else { return 1 };
+    let at = line.find(&format!("<{}", p.element)).or_else(|| line.find(|c: char| !c.is_whitespace()));
+    // Columns count characters, as editors do.
+    at.map_or(1, |i| line[..i].chars().count() + 1)
+}
+
 /// What a description that passed `check` enforces, for its last line. Without an IOMMU
 /// PD nothing makes a stream abort and the checks that need one were not made; saying
 /// "every other stream aborts" then would be false.

@@ -1,63 +1,165 @@
-//! `iommu-sdf check FILE`: check a system description; exit 1 with a message per problem.
-//! `iommu-sdf build FILE --out DIR`: check it, then write `DIR/<name>.system` for the
-//! Microkit tool and `DIR/iommu_policy.rs` for the IOMMU PD.
-//! `iommu-sdf report FILE`: check it, print the reachability report (Markdown) and write
-//! the picture beside the file (`FILE.reach.svg`).
+//! The `iommu-sdf` command: `check`, `build` and `report` a system description. Usage and
+//! exit codes are in `USAGE`; problems are printed as `FILE:LINE:COL: error: ...`, the
+//! form editors and CI annotate.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let (Some(cmd), Some(file)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: iommu-sdf check FILE | iommu-sdf build FILE --out DIR | iommu-sdf report FILE");
-        return ExitCode::from(2);
+const USAGE: &str = "\
+usage: iommu-sdf COMMAND FILE [OPTIONS]
+
+Check a Microkit system description that uses the IOMMU PD, and build from it.
+
+commands:
+  check FILE               report every problem, with its place and a fix
+  build FILE --out DIR     check, then write DIR/<FILE's stem>.system for the Microkit
+                           tool (line for line with FILE) and DIR/iommu_policy.rs for
+                           the IOMMU PD
+  report FILE [--svg PATH] check, then print what each device can ever reach (Markdown),
+                           and draw it as SVG in PATH if asked
+
+options:
+  -h, --help               this text (after a command: that command's)
+
+exit status:
+  0  the description is valid (and what was asked for was written)
+  1  the description has problems (each printed as FILE:LINE:COL: error: ...)
+  2  wrong usage, or a file could not be read or written
+";
+
+const CHECK_USAGE: &str = "\
+usage: iommu-sdf check FILE
+
+Report every problem of the description FILE as
+  FILE:LINE:COL: error: <element>: what is wrong
+  FILE:LINE:COL: note: fix: what would fix it
+then a count. Exit 0 if there is none, 1 if there are, 2 if FILE cannot be read.
+";
+
+const BUILD_USAGE: &str = "\
+usage: iommu-sdf build FILE --out DIR
+
+Check FILE (as `check`), then write DIR/<FILE's stem>.system, the description for the
+Microkit tool: line for line with FILE (elements only iommu-sdf reads become blank
+lines), so the Microkit tool's line numbers are FILE's; and DIR/iommu_policy.rs, the
+IOMMU PD's policy. Exit 0 when both are written, 1 on problems, 2 if a file cannot be
+read or written.
+";
+
+const REPORT_USAGE: &str = "\
+usage: iommu-sdf report FILE [--svg PATH]
+
+Check FILE (as `check`), then print, per device, every page it can ever reach and
+through what (Markdown); with --svg, also draw it in PATH. Exit 0, 1 on problems, 2 if a
+file cannot be read or written.
+";
+
+/// What the command line asks for.
+enum Command {
+    Check(PathBuf),
+    Build(PathBuf, PathBuf),
+    Report(PathBuf, Option<PathBuf>),
+}
+
+/// `Ok(None)`: help was asked for and printed.
+fn parse(args: &[String]) -> Result<Option<Command>, &'static str> {
+    let help = |text: &str| {
+        print!("{text}");
+        Ok(None)
     };
-    let out_dir = match (cmd.as_str(), args.get(3).map(String::as_str), args.get(4)) {
-        ("check", None, _) => None,
-        ("build", Some("--out"), Some(dir)) => Some(dir.clone()),
-        ("report", None, _) => None,
-        _ => {
-            eprintln!("usage: iommu-sdf check FILE | iommu-sdf build FILE --out DIR | iommu-sdf report FILE");
+    let Some(cmd) = args.first() else { return Err(USAGE) };
+    let rest = &args[1..];
+    let usage = match cmd.as_str() {
+        "-h" | "--help" => return help(USAGE),
+        "check" => CHECK_USAGE,
+        "build" => BUILD_USAGE,
+        "report" => REPORT_USAGE,
+        _ => return Err(USAGE),
+    };
+    if rest.iter().any(|a| a == "-h" || a == "--help") {
+        return help(usage);
+    }
+    let mut file = None;
+    let mut out = None;
+    let mut svg = None;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--out" if cmd == "build" => out = Some(PathBuf::from(it.next().ok_or(usage)?)),
+            "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
+            _ if a.starts_with('-') || file.is_some() => return Err(usage),
+            _ => file = Some(PathBuf::from(a)),
+        }
+    }
+    let file = file.ok_or(usage)?;
+    Ok(Some(match cmd.as_str() {
+        "check" => Command::Check(file),
+        "build" => Command::Build(file, out.ok_or(usage)?),
+        _ => Command::Report(file, svg),
+    }))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse(&args) {
+        Ok(Some(c)) => c,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(usage) => {
+            eprint!("{usage}");
             return ExitCode::from(2);
         }
     };
-    let text = match std::fs::read_to_string(file) {
+    let file = match &command {
+        Command::Check(f) | Command::Build(f, _) | Command::Report(f, _) => f.clone(),
+    };
+    let shown = file.display().to_string();
+    let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("iommu-sdf: cannot read {file}: {e}");
+            eprintln!("iommu-sdf: cannot read {shown}: {e}");
             return ExitCode::from(2);
         }
     };
     let (sys, problems) = iommu_sdf::check_text(&text);
     for p in &problems {
-        println!("{file}:{p}");
+        let col = iommu_sdf::column(&text, p);
+        println!("{shown}:{}:{col}: error: <{}>: {}", p.line, p.element, p.message);
+        println!("{shown}:{}:{col}: note: fix: {}", p.line, p.fix);
     }
     if !problems.is_empty() {
-        println!("{file}: {} problem(s)", problems.len());
+        println!("{shown}: {} problem(s)", problems.len());
         return ExitCode::from(1);
     }
-    println!("{file}: ok: {}", iommu_sdf::summary(&sys));
-    if cmd == "report" {
-        let md = iommu_sdf::report::markdown(&sys, file);
-        let svg_path = std::path::Path::new(file).with_extension("reach.svg");
-        if let Err(e) = std::fs::write(&svg_path, iommu_sdf::report::svg(&sys)) {
-            eprintln!("iommu-sdf: cannot write {}: {e}", svg_path.display());
-            return ExitCode::from(2);
+    println!("{shown}: ok: {}", iommu_sdf::summary(&sys));
+    match command {
+        Command::Check(_) => ExitCode::SUCCESS,
+        Command::Report(_, svg) => {
+            println!("\n{}", iommu_sdf::report::markdown(&sys, &shown));
+            if let Some(path) = svg {
+                if let Err(e) = std::fs::write(&path, iommu_sdf::report::svg(&sys)) {
+                    eprintln!("iommu-sdf: cannot write {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+                println!("(picture: {})", path.display());
+            }
+            ExitCode::SUCCESS
         }
-        println!("\n{md}\n(picture: {})", svg_path.display());
-        return ExitCode::SUCCESS;
+        Command::Build(_, dir) => build(&file, &text, &sys, &dir),
     }
-    let Some(dir) = out_dir else { return ExitCode::SUCCESS };
-    let stem = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("system");
-    let system = match iommu_sdf::build::microkit_system(&text, &sys) {
+}
+
+/// Write the Microkit description and the IOMMU PD's policy into `dir`.
+fn build(file: &Path, text: &str, sys: &iommu_sdf::model::System, dir: &Path) -> ExitCode {
+    let shown = file.display();
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
+    let system = match iommu_sdf::build::microkit_system(text, sys) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("iommu-sdf: {file}: {e}");
+            eprintln!("iommu-sdf: {shown}: {e}");
             return ExitCode::from(1);
         }
     };
-    let policy = iommu_sdf::build::policy_rust(&sys, file);
-    let dir = std::path::Path::new(&dir);
+    let policy = iommu_sdf::build::policy_rust(sys, &shown.to_string());
     let written = std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(dir.join(format!("{stem}.system")), system))
         .and_then(|_| std::fs::write(dir.join("iommu_policy.rs"), policy));
@@ -65,6 +167,6 @@ fn main() -> ExitCode {
         eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
         return ExitCode::from(2);
     }
-    println!("{file}: wrote {}/{stem}.system and {}/iommu_policy.rs", dir.display(), dir.display());
+    println!("{shown}: wrote {}/{stem}.system and {}/iommu_policy.rs", dir.display(), dir.display());
     ExitCode::SUCCESS
 }

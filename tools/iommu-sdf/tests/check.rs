@@ -3,7 +3,7 @@
 //! it names. The valid descriptions must pass.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn sdf(name: &str) -> String {
     fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name)).unwrap()
@@ -135,4 +135,64 @@ fn passed_through_device_gets_the_guests_rights() {
     let (sys, _) = iommu_sdf::check_text(&text);
     let m = &sys.io_spaces[0].iomaps[0];
     assert_eq!((m.perms.read, m.perms.write, m.iovaddr), (true, false, 0x4000_0000));
+}
+
+fn run_tool(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap()
+}
+
+/// Problems come out as `FILE:LINE:COL: error: ...` with a `note: fix:` after each, at
+/// the column of the element's `<`; exit status 1.
+#[test]
+fn problems_are_reported_as_file_line_col() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.xml");
+    std::fs::write(&file, "<system>\n  <memory_region name=\"m\" size=\"0x1000\" colour=\"red\" />\n</system>\n")
+        .unwrap();
+    let out = run_tool(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first = text.lines().next().unwrap();
+    assert!(first.starts_with(&format!("{}:2:3: error: <memory_region>: ", file.display())), "{text}");
+    let second = text.lines().nth(1).unwrap();
+    assert!(second.starts_with(&format!("{}:2:3: note: fix: ", file.display())), "{text}");
+}
+
+/// `--help` for the tool and for each command prints its usage and exits 0, reading no
+/// file; wrong usage exits 2 with the usage on stderr; a missing file exits 2.
+#[test]
+fn help_usage_and_exit_codes() {
+    for args in [&["--help"][..], &["-h"], &["check", "--help"], &["build", "-h"], &["report", "--help"]] {
+        let out = run_tool(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with("usage: iommu-sdf"), "{args:?}: {text}");
+        assert!(text.contains("Exit 0") || text.contains("exit status"), "{args:?}: {text}");
+    }
+    for args in [&[][..], &["check"], &["build", "x.xml"], &["frobnicate", "x.xml"], &["check", "a.xml", "b.xml"]] {
+        let out = run_tool(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8(out.stderr).unwrap().starts_with("usage: iommu-sdf"), "{args:?}");
+    }
+    let out = run_tool(&["check", "/nonexistent/system.xml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `report` writes its picture only where `--svg` says, never beside the input.
+#[test]
+fn report_writes_the_svg_only_where_asked() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-report");
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("ok.xml");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok.xml"), &input).unwrap();
+    let beside = dir.join("ok.reach.svg");
+    let _ = std::fs::remove_file(&beside);
+    let out = run_tool(&["report", input.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!beside.exists(), "report wrote beside its input");
+    let svg = dir.join("picture.svg");
+    let out = run_tool(&["report", input.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
