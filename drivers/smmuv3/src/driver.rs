@@ -24,8 +24,10 @@ use crate::probe::{self, Features, IdRegs, Needs, Unsupported};
 use crate::queue::Ring;
 use crate::ste::{l1_desc, Ste, STE_SIZE, STE_WORDS, STRTAB_L1_DESC_L2PTR, STRTAB_L1_DESC_SPAN};
 
-/// Translation contexts (domains) the driver can hold at once.
-pub const MAX_DOMAINS: usize = 32;
+/// Translation contexts (domains) the driver can hold at once: one per stream it can
+/// attach, so a domain per device is possible whenever the streams fit (the IOMMU service
+/// gives each of its up to 64 devices a domain of its own).
+pub const MAX_DOMAINS: usize = MAX_STREAMS;
 /// Streams that can be attached at once.
 pub const MAX_STREAMS: usize = 64;
 /// Above this many leaves in one unmap, one CMD_TLBI_NH_ASID replaces per-page TLBIs.
