@@ -40,12 +40,14 @@ pub use storms::FaultInput;
 
 /// Most devices (device masks are 64-bit).
 pub const MAX_DEVICES: usize = 64;
-/// Most capability slots a `Storage` may have (revocation marks them on the stack).
-pub const MAX_CAPS: usize = 1024;
+/// Most capability slots a `Storage` may have (slot numbers are 16-bit, and `NIL` is
+/// one of them).
+pub const MAX_CAPS: usize = NIL as usize;
 /// Most mapping slots a `Storage` may have (indices are 16-bit, one value meaning none).
 pub const MAX_MAPPINGS: usize = index::MAX_SLOTS;
-/// Handle-table entries per client.
-pub const MAX_HANDLES: usize = 32;
+/// Handle-table entries per client (4 bytes each): what it holds, what it granted, and
+/// what may be lent to it.
+pub const MAX_HANDLES: usize = 128;
 /// Mappings removed per IOMMU call when a revoke or teardown removes many.
 const UNMAP_BATCH: usize = 64;
 /// The page size of every mapping.
@@ -162,10 +164,16 @@ struct Usage {
 }
 
 /// A client's handle table and usage.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct ClientTables {
     handles: [Option<Slot>; MAX_HANDLES],
     usage: Usage,
+}
+
+impl Default for ClientTables {
+    fn default() -> Self {
+        ClientTables { handles: [None; MAX_HANDLES], usage: Usage::default() }
+    }
 }
 
 /// Counters.

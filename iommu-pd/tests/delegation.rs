@@ -80,13 +80,19 @@ fn tables_too_small_for_the_quotas_are_refused_at_start() {
         Some(ConfigError::TooMany("capabilities"))
     );
     // Quotas whose grants could fill a receiver's handle table.
+    // (Each may make 50 grants and receive the others': over 128 handles; the capability
+    // table has room for all of them.)
     let greedy = [
-        ClientConfig { max_grants: 12, ..CLIENTS[0] },
-        ClientConfig { max_grants: 12, ..CLIENTS[1] },
-        ClientConfig { max_grants: 12, ..CLIENTS[2] },
+        ClientConfig { max_grants: 50, ..CLIENTS[0] },
+        ClientConfig { max_grants: 50, ..CLIENTS[1] },
+        ClientConfig { max_grants: 50, ..CLIENTS[2] },
     ];
     let cfg = iommu_pd::Config { clients: &greedy, ..config() };
-    assert_eq!(Service::new(ModelHw::default(), cfg, storage()).err(), Some(ConfigError::TooMany("handles")));
+    let mut roomy = <iommu_pd::owned_storage!(3, 4, 512, 64)>::default();
+    assert_eq!(Service::new(ModelHw::default(), cfg, roomy.storage()).err(), Some(ConfigError::TooMany("handles")));
+    let modest = [ClientConfig { max_grants: 12, ..CLIENTS[0] }, CLIENTS[1], CLIENTS[2]];
+    let cfg = iommu_pd::Config { clients: &modest, ..config() };
+    assert!(Service::new(ModelHw::default(), cfg, roomy.storage()).is_ok(), "12 grants fit now");
     // Exactly enough capability slots; one mapping slot: a second mapping has none.
     let mut exact = <iommu_pd::owned_storage!(3, 4, 16, 1)>::default();
     let mut s = Service::new(ModelHw::default(), config(), exact.storage()).unwrap();

@@ -138,28 +138,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// work is in the subtree and its mappings, found through their links, not in the
     /// tables' sizes.
     pub(super) fn remove_subtree(&mut self, root: u16) -> Result<()> {
-        // The subtree, parents before children.
-        let mut sub = [0u16; MAX_CAPS];
-        let mut k = 0;
-        if self.caps.get(root as usize).is_some_and(Option::is_some) {
-            sub[0] = root;
-            k = 1;
+        if self.caps.get(root as usize).is_none_or(Option::is_none) {
+            return Ok(());
         }
-        let mut next = 0;
-        while next < k {
-            let mut child = self.caps[sub[next] as usize].map_or(NIL, |c| c.first_child);
-            while child != NIL && k < sub.len() {
-                sub[k] = child;
-                k += 1;
-                child = self.caps[child as usize].map_or(NIL, |c| c.next_sibling);
-            }
-            next += 1;
-        }
+        // The subtree is walked through its own links (children, siblings, parents), so
+        // the walk needs no memory in proportion to the capability table: parents before
+        // children while nothing is freed, children before parents to free them.
         let mut result = Ok(());
-        for &c in &sub[..k] {
+        let mut c = root;
+        while c != NIL {
             if let Err(e) = self.remove_maps_of(c) {
                 result = Err(e);
             }
+            c = self.next_before_children(root, c);
         }
         // A removal an earlier request could not confirm may be of the same memory (the
         // subtree's, or an earlier grant of it whose capability is gone): `Ok` only once
@@ -191,10 +182,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 }
             }
         }
-        for &c in &sub[..k] {
-            let Some(cap) = self.caps[c as usize] else { continue };
-            // Its granter is its parent's holder; the parent is still there (parents go
-            // after their children in nothing below, and before none of them is freed).
+        let mut c = root;
+        while c != NIL {
+            let Some(cap) = self.caps[c as usize] else { break };
+            // Its granter is its parent's holder; the parent is still there (nothing is
+            // freed until the walk below).
             let granter = cap.parent.and_then(|p| self.caps[p as usize]).map(|p| p.holder as usize);
             if let Some(g) = granter {
                 self.clients[g].usage.grants = self.clients[g].usage.grants.saturating_sub(1);
@@ -209,8 +201,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
                     *slot = None;
                 }
             }
+            c = self.next_before_children(root, c);
         }
-        for &c in &sub[..k] {
+        let mut c = self.deepest_first(root);
+        while c != NIL {
+            // The next one is found before `c` goes: it needs `c`'s sibling and parent.
+            let next = self.next_after_children(root, c);
             // What is still pending no longer belongs to a capability.
             let mut at = self.caps[c as usize].map_or(NIL, |c| c.maps);
             while let Some(m) = self.maps.get_mut(at as usize).and_then(Option::as_mut) {
@@ -221,8 +217,57 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 at = after;
             }
             self.caps[c as usize] = None;
+            c = next;
         }
         result
+    }
+
+    /// The links of capability `c` (`NIL` for none): first child, next sibling, parent.
+    fn links(&self, c: u16) -> (u16, u16, u16) {
+        self.caps
+            .get(c as usize)
+            .copied()
+            .flatten()
+            .map_or((NIL, NIL, NIL), |c| (c.first_child, c.next_sibling, c.parent.unwrap_or(NIL)))
+    }
+
+    /// After `c` in `root`'s subtree, parents before children (`NIL` after the last).
+    fn next_before_children(&self, root: u16, c: u16) -> u16 {
+        let (child, _, _) = self.links(c);
+        if child != NIL {
+            return child;
+        }
+        let mut at = c;
+        while at != root && at != NIL {
+            let (_, sibling, parent) = self.links(at);
+            if sibling != NIL {
+                return sibling;
+            }
+            at = parent;
+        }
+        NIL
+    }
+
+    /// The first of `c`'s subtree with its children before it: down the first children.
+    fn deepest_first(&self, mut c: u16) -> u16 {
+        loop {
+            let (child, _, _) = self.links(c);
+            if child == NIL {
+                return c;
+            }
+            c = child;
+        }
+    }
+
+    /// After `c` in `root`'s subtree, children before parents (`NIL` after `root`).
+    fn next_after_children(&self, root: u16, c: u16) -> u16 {
+        if c == root {
+            return NIL;
+        }
+        match self.links(c) {
+            (_, sibling, _) if sibling != NIL => self.deepest_first(sibling),
+            (_, _, parent) => parent,
+        }
     }
 
     /// Remove the mappings made with capability `c` that are not already pending, a
