@@ -1,6 +1,6 @@
 //! The rules a description must follow for DMA isolation to mean what it says.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::model::*;
 use crate::Problem;
@@ -9,6 +9,33 @@ const PAGE: u64 = 4096;
 
 fn p(line: Line, element: &str, message: String, fix: impl Into<String>) -> Problem {
     Problem { line, element: element.into(), message, fix: fix.into() }
+}
+
+/// For each region with a physical address, the other regions its physical range
+/// overlaps: a sweep over the regions sorted by address, so the cost is in the regions
+/// and the overlaps, not in every pair (1,024 regions are a million pairs).
+fn overlapping_regions(sys: &System) -> HashMap<&str, Vec<&MemoryRegion>> {
+    let mut placed: Vec<(u64, u64, &MemoryRegion)> =
+        sys.regions.iter().filter_map(|r| r.phys_addr.map(|a| (a, a.saturating_add(r.size), r))).collect();
+    placed.sort_by_key(|&(start, end, _)| (start, end));
+    let mut out: HashMap<&str, Vec<&MemoryRegion>> = HashMap::new();
+    // The regions that start before the current one and have not ended by its start.
+    let mut open: Vec<(u64, &MemoryRegion)> = Vec::new();
+    for &(start, end, r) in &placed {
+        open.retain(|&(e, _)| e > start);
+        for &(_, o) in &open {
+            if o.name != r.name {
+                out.entry(r.name.as_str()).or_default().push(o);
+                out.entry(o.name.as_str()).or_default().push(r);
+            }
+        }
+        if end > start {
+            open.push((end, r));
+        }
+    }
+    // In the description's order, as problems are reported.
+    out.values_mut().for_each(|v| v.sort_by_key(|r| r.line));
+    out
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
@@ -377,7 +404,8 @@ pub fn check(sys: &System) -> Vec<Problem> {
 
     // What devices can reach must not be the IOMMU PD's own memory or another PD's
     // private memory.
-    let granted: Vec<&str> = sys.caps.iter().filter_map(|c| resolve(sys, c).map(|(mr, _)| mr)).collect();
+    let granted: HashSet<&str> = sys.caps.iter().filter_map(|c| resolve(sys, c).map(|(mr, _)| mr)).collect();
+    let overlapping = overlapping_regions(sys);
     let mut reachable: Vec<(&str, Line, &str, &str)> = Vec::new(); // (region, line, element, who)
     for c in &sys.caps {
         if let Some((mr, _)) = resolve(sys, c) {
@@ -414,14 +442,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
             ));
             continue;
         }
-        for other in &sys.regions {
-            if other.name == mr {
-                continue;
-            }
-            let (Some(a), Some(b)) = (r.phys_addr, other.phys_addr) else { continue };
-            if !overlaps((a, r.size), (b, other.size)) {
-                continue;
-            }
+        for other in overlapping.get(mr).into_iter().flatten() {
             let owners: Vec<&str> = sys
                 .pds
                 .iter()

@@ -26,6 +26,13 @@ impl Rng {
 
 /// A valid description with `pds` driver PDs, `regions` DMA regions and `devices` devices.
 pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> String {
+    description_with_caps(seed, pds, regions, devices, 0)
+}
+
+/// As `description`, with `extra` more capabilities per region, each derived from the
+/// region's own (for descriptions with many capabilities: `extra` = 3 gives 4 a region).
+/// With `extra` > 0 the region's capabilities are exactly 1 + `extra`.
+pub fn description_with_caps(seed: u64, pds: usize, regions: usize, devices: usize, extra: usize) -> String {
     let mut rng = Rng(seed | 1);
     let mut o = String::from("<?xml version=\"1.0\"?>\n<system>\n");
     // The SMMU's register frame (QEMU virt's), below every DMA region.
@@ -135,8 +142,11 @@ pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> Str
             _ => String::new(),
         };
         let _ = writeln!(o, "    <dma_capability name=\"cap{cap}\" pd=\"drv{owner}\" mr=\"dma{r}\" size=\"0x1000\" perms=\"{perms}\" devices=\"{}\"{lend} />", devs.join(" "));
-        if rng.below(2) == 0 {
+        if extra == 0 && rng.below(2) == 0 {
             let _ = writeln!(o, "    <dma_capability name=\"cap{cap}d\" parent=\"cap{cap}\" pd=\"drv{owner}\" size=\"0x1000\" perms=\"{perms}\" devices=\"{}\"{lend} />", devs[0]);
+        }
+        for k in 0..extra {
+            let _ = writeln!(o, "    <dma_capability name=\"cap{cap}x{k}\" parent=\"cap{cap}\" pd=\"drv{owner}\" size=\"0x1000\" perms=\"{perms}\" devices=\"{}\"{lend} />", devs[0]);
         }
         cap += 1;
     }

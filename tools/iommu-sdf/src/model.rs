@@ -1,5 +1,7 @@
 //! The parts of a system description that DMA isolation depends on, typed.
 
+use std::collections::HashMap;
+
 /// A line in the description, for messages.
 pub type Line = u32;
 
@@ -212,20 +214,56 @@ pub struct System {
     pub caps: Vec<DmaCapability>,
     pub quotas: Vec<DmaQuota>,
     pub iommu: Option<Iommu>,
+    /// Names to places, built on the first lookup and again whenever an element was added
+    /// since: the checks look names up for every capability and map, and a search of the
+    /// lists made them quadratic in the description.
+    names: std::cell::RefCell<Names>,
+}
+
+/// Where the first element of each name is, per kind, and the lengths it was built for.
+#[derive(Debug, Clone, Default)]
+struct Names {
+    built_for: [usize; 4],
+    regions: HashMap<String, usize>,
+    pds: HashMap<String, usize>,
+    io_spaces: HashMap<String, usize>,
+    caps: HashMap<String, usize>,
+}
+
+fn first_of<'a>(names: impl Iterator<Item = &'a String>) -> HashMap<String, usize> {
+    let mut map = HashMap::new();
+    for (i, n) in names.enumerate() {
+        map.entry(n.clone()).or_insert(i);
+    }
+    map
 }
 
 impl System {
+    /// The place of `name` in one kind's list, from the index (rebuilt if stale).
+    fn place(&self, name: &str, kind: impl Fn(&Names) -> &HashMap<String, usize>) -> Option<usize> {
+        let lengths = [self.regions.len(), self.pds.len(), self.io_spaces.len(), self.caps.len()];
+        if self.names.borrow().built_for != lengths {
+            *self.names.borrow_mut() = Names {
+                built_for: lengths,
+                regions: first_of(self.regions.iter().map(|r| &r.name)),
+                pds: first_of(self.pds.iter().map(|p| &p.name)),
+                io_spaces: first_of(self.io_spaces.iter().map(|s| &s.name)),
+                caps: first_of(self.caps.iter().map(|c| &c.name)),
+            };
+        }
+        kind(&self.names.borrow()).get(name).copied()
+    }
     pub fn region(&self, name: &str) -> Option<&MemoryRegion> {
-        self.regions.iter().find(|r| r.name == name)
+        self.place(name, |n| &n.regions).map(|i| &self.regions[i])
     }
     pub fn pd(&self, name: &str) -> Option<&ProtectionDomain> {
-        self.pds.iter().find(|p| p.name == name)
+        self.place(name, |n| &n.pds).map(|i| &self.pds[i])
     }
     pub fn io_space(&self, name: &str) -> Option<&IoSpace> {
-        self.io_spaces.iter().find(|s| s.name == name)
+        self.place(name, |n| &n.io_spaces).map(|i| &self.io_spaces[i])
     }
     pub fn cap(&self, name: &str) -> Option<&DmaCapability> {
-        self.caps.iter().find(|c| c.name == name)
+        self.place(name, |n| &n.caps).map(|i| &self.caps[i])
     }
     /// The IOMMU PD's map of the SMMU's registers (its first map with
     /// `setvar_vaddr="smmu_regs"`), if there is an IOMMU PD.
