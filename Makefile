@@ -51,16 +51,22 @@ test: deps lint host-test qemu-test microkit-test fuzz
 test-long:
 	$(CARGO) test -p iommu-pd --release --test model --test exhaustive -- --ignored
 
-# Decode and dispatch under libFuzzer, for a bounded time, when cargo-fuzz is installed
-# (`cargo install cargo-fuzz`; it needs the nightly toolchain).
+# Decode and dispatch under libFuzzer, for a bounded time, with the PDs' pinned nightly
+# (cargo-fuzz needs one, and pd-deps installs it). cargo-fuzz is installed when missing;
+# only if that fails (no registry) is fuzzing skipped, and it says so.
 FUZZ_SECONDS ?= 30
-fuzz:
+PD_NIGHTLY := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' pds/rust-toolchain.toml)
+fuzz: pd-deps
+	@cargo fuzz --version >/dev/null 2>&1 || { \
+		echo "installing cargo-fuzz (cargo install cargo-fuzz --locked)"; \
+		cargo install cargo-fuzz --locked >/dev/null 2>&1 || true; }
 	@if ! cargo fuzz --version >/dev/null 2>&1; then \
-		echo "fuzz: skipped: cargo-fuzz is not installed (cargo install cargo-fuzz)"; \
-	elif ! cargo +nightly --version >/dev/null 2>&1; then \
-		echo "fuzz: skipped: cargo-fuzz needs a nightly toolchain (rustup toolchain install nightly)"; \
+		echo "fuzz: skipped: cargo-fuzz is not installed and could not be (cargo install cargo-fuzz)"; \
 	else \
-		cd iommu-pd/fuzz && cargo +nightly fuzz run dispatch -- -max_total_time=$(FUZZ_SECONDS); \
+		echo "fuzz: $(FUZZ_SECONDS) s of decode and dispatch with $(PD_NIGHTLY)"; \
+		log=$$(mktemp); \
+		if (cd iommu-pd/fuzz && cargo +$(PD_NIGHTLY) fuzz run dispatch -- -max_total_time=$(FUZZ_SECONDS)) >$$log 2>&1; \
+		then tail -1 $$log; rm -f $$log; else cat $$log; rm -f $$log; exit 1; fi; \
 	fi
 
 lint:
