@@ -76,6 +76,7 @@ lint:
 
 host-test:
 	$(CARGO) test
+	@bash images/check-boot-test.sh
 
 image:
 	$(CARGO) build -p smmuv3-qemu --target $(TARGET) --release

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# check-boot.sh against made-up consoles (no QEMU): a boot whose PDs never start does not
+# pass "no PD faulted", a loader or kernel that gives up ends the run at once (not at the
+# timeout) and fails it, and a good boot passes. Exit status 0 when it judges all three so.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+expect=$(mktemp)
+trap 'rm -f "$expect"' EXIT
+failures=0
+
+# usage: judge NAME WANT_STATUS MAX_SECONDS CONSOLE_SCRIPT
+judge() {
+    local name=$1 want=$2 max=$3 script=$4 start=$SECONDS out status
+    out=$(TIMEOUT=20 bash "$here/check-boot.sh" "$expect" bash -c "$script")
+    status=$?
+    if [ "$status" -ne "$want" ] || [ $((SECONDS - start)) -gt "$max" ]; then
+        echo "check-boot-test: FAIL $name: status $status (want $want) after $((SECONDS - start)) s (at most $max)"
+        echo "$out" | sed 's/^/    /'
+        failures=$((failures + 1))
+    else
+        echo "check-boot-test: PASS $name"
+    fi
+}
+
+# With nothing else expected, "no PD faulted" alone must not pass a boot that never
+# reached the PDs.
+: > "$expect"
+judge "no PD started: not passed" 1 15 'echo "LDR|INFO: loading"; sleep 1'
+echo 'the driver ran|^drv: ran' > "$expect"
+judge "the loader gave up: stopped at once" 1 5 'echo "LDR|ERROR: mismatch on loader data structure magic number"; sleep 30'
+judge "the kernel halted: stopped at once" 1 5 'echo "MON|INFO: Microkit Monitor started!"; echo "halting..."; sleep 30'
+judge "a good boot passes" 0 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
+[ "$failures" -eq 0 ]
