@@ -90,11 +90,21 @@ static inline uint64_t iommu_release(microkit_channel ch, uint32_t handle)
     return iommu_call(ch, IOMMU_OP_RELEASE, 1);
 }
 
-/* RESUME a quarantined device, or one blocked by a removal the IOMMU did not confirm. */
+/* RESUME a quarantined device, one blocked by a removal the IOMMU did not confirm, or one
+ * stopped by iommu_stop (it comes back with its static mappings). */
 static inline uint64_t iommu_resume(microkit_channel ch, uint32_t device)
 {
     microkit_mr_set(0, device);
     return iommu_call(ch, IOMMU_OP_RESUME, 1);
+}
+
+/* STOP a device: blocked, every mapping gone (static ones too), confirmed by the IOMMU
+ * before the reply; IOMMU_ERR_STOPPED for its requests until iommu_resume. What a VMM
+ * sends when it stops the virtual machine the device is passed through to. */
+static inline uint64_t iommu_stop(microkit_channel ch, uint32_t device)
+{
+    microkit_mr_set(0, device);
+    return iommu_call(ch, IOMMU_OP_STOP, 1);
 }
 
 /* QUERY: IOMMU_QUERY_VALUES words into `out` (see IOMMU_QUERY_*). */

@@ -16,6 +16,7 @@
 #define IOMMU_OP_QUERY 7
 #define IOMMU_OP_QUERY_MAPPING 8
 #define IOMMU_OP_RELEASE 9
+#define IOMMU_OP_STOP 10
 
 /* Reply labels: 0 is success. */
 #define IOMMU_ERR_UNKNOWN_OP 1
@@ -39,6 +40,7 @@
 #define IOMMU_ERR_NO_HANDLE_SLOT 19
 #define IOMMU_ERR_REMOVAL_PENDING 20
 #define IOMMU_ERR_QUOTA_GRANTS 21
+#define IOMMU_ERR_STOPPED 22
 
 /* Message registers. */
 #define IOMMU_MAX_UNMAP_RANGES 64

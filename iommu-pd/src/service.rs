@@ -143,6 +143,8 @@ pub struct DeviceState {
     quarantined: bool,
     /// Blocked because its owner was torn down; cleared by `client_ready`.
     torn_down: bool,
+    /// Blocked and emptied by its owner's STOP; cleared by RESUME (or `client_ready`).
+    stopped: bool,
     /// Blocked because a removal of access was not confirmed: some of its mappings are
     /// pending. Cleared only when every one has been retried and confirmed.
     unconfirmed: bool,
@@ -418,6 +420,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Request::Resume { device } => self.resume(client, device).map(|_| Reply::ok(&[])),
             Request::QueryMapping { index } => self.query_mapping(client, index),
             Request::Release { cap } => self.release(client, cap).map(|_| Reply::ok(&[])),
+            Request::Stop { device } => self.stop(client, device).map(|_| Reply::ok(&[])),
             Request::Query => {
                 let (u, c, r) = (self.clients[client].usage, self.cfg.clients[client], &self.rings[client]);
                 use iommu_protocol::query;
@@ -444,11 +447,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
     }
 
-    /// `Ok` if device `d` may run: not quarantined, its client not torn down, no removal
-    /// pending.
+    /// `Ok` if device `d` may run: not quarantined, its client not torn down, not stopped,
+    /// no removal pending.
     fn running(&self, d: DeviceIndex) -> Result<()> {
         if self.devices[d].quarantined || self.devices[d].torn_down {
             return Err(ErrorCode::Quarantined);
+        }
+        if self.devices[d].stopped {
+            return Err(ErrorCode::Stopped);
         }
         if self.devices[d].unconfirmed {
             return Err(ErrorCode::RemovalPending);

@@ -10,7 +10,8 @@
 //! 3. a refused request changes nothing the IOMMU holds, unless it was refused because
 //!    the IOMMU failed;
 //! 4. after REVOKE, RELEASE or UNMAP answers `Ok`, the removed access is gone from the
-//!    IOMMU, cached translations included.
+//!    IOMMU, cached translations included; after STOP, everything of the device is, and
+//!    it is blocked.
 //!
 //! The IOMMU fails too: at random steps one call (map, unmap, retry, block, enable) fails,
 //! the way the model IOMMU fails (a failed unmap leaves its translations cached), and
@@ -84,9 +85,10 @@ fn random_request(rng: &mut Rng, known_iovas: &[(usize, u64, u64)]) -> Request {
             rights: rng.pick(&rights),
             devices: rng.pick(&[0b1, 0b10, 0b100, 0b1000, 0b1001, 0b111, 0]),
         },
-        8 => match rng.below(4) {
+        8 => match rng.below(6) {
             0 => Request::Resume { device: DeviceId(rng.below(5) as u32) },
             1 => Request::Release { cap: Handle(rng.below(10) as u32) },
+            2 => Request::Stop { device: DeviceId(rng.below(5) as u32) },
             _ => Request::Revoke { grant: Handle(rng.below(10) as u32) },
         },
         _ => Request::Query,

@@ -13,8 +13,13 @@ struct mailbox {
     /* Written by the VMM before the guest starts. */
     uint64_t ram_paddr;
     /* Written by the guest. */
+    uint64_t sctlr; /* SCTLR_EL1 once its page tables are on */
     uint64_t vendor_device;
     uint64_t reached_ram;
     uint64_t host_paddr_blocked;
     uint64_t done;
+    /* An exception the guest took (ESR_EL1, FAR_EL1, ELR_EL1); zero if none. */
+    uint64_t exception_esr;
+    uint64_t exception_far;
+    uint64_t exception_elr;
 };

@@ -116,10 +116,19 @@ impl<C: Channel> Client<C> {
         self.call(Request::Release { cap }).map(|_| ())
     }
 
-    /// Ask to resume a quarantined device, or one blocked by a removal the IOMMU did not
-    /// confirm (the removal is retried first).
+    /// Ask to resume a quarantined device, one blocked by a removal the IOMMU did not
+    /// confirm (the removal is retried first), or one stopped by `stop` (it comes back
+    /// with the description's static mappings).
     pub fn resume(&mut self, device: DeviceId) -> Result<(), ErrorCode> {
         self.call(Request::Resume { device }).map(|_| ())
+    }
+
+    /// Stop `device`: once this returns `Ok`, it reaches nothing (blocked, every mapping
+    /// gone, the description's static ones too), confirmed by the IOMMU. What a VMM does
+    /// when it stops the virtual machine the device is passed through to. `resume` starts
+    /// it again.
+    pub fn stop(&mut self, device: DeviceId) -> Result<(), ErrorCode> {
+        self.call(Request::Stop { device }).map(|_| ())
     }
 
     /// (mappings, mapping quota, pages, page quota, faults recorded, faults dropped,

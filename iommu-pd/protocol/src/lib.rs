@@ -107,7 +107,7 @@ pub enum Op {
     Revoke = 4,
     /// Acknowledge fault records up to a sequence number.
     AckFaults = 5,
-    /// Ask to resume a quarantined device.
+    /// Ask to resume a quarantined, blocked or stopped device.
     Resume = 6,
     /// Read quotas and counters.
     Query = 7,
@@ -115,6 +115,8 @@ pub enum Op {
     QueryMapping = 8,
     /// Give back a capability received by GRANT, and every mapping made from it.
     Release = 9,
+    /// Stop one of the caller's devices: it reaches nothing until RESUME.
+    Stop = 10,
 }
 
 /// MAP's handle field: the low 24 bits of mr0 (rights take the next 8).
@@ -191,7 +193,9 @@ pub enum Request {
         /// Last record read.
         upto: u64,
     },
-    /// RESUME: mr0 = device.
+    /// RESUME: mr0 = device. A device quarantined by a storm (if the description allows),
+    /// blocked by an unconfirmed removal, or stopped by STOP runs again, once every removal
+    /// pending on it is confirmed; a stopped one with its static mappings made again.
     Resume {
         /// The quarantined device.
         device: DeviceId,
@@ -216,6 +220,18 @@ pub enum Request {
     Release {
         /// The received capability.
         cap: Handle,
+    },
+    /// STOP: mr0 = one of the caller's devices. The device is blocked (every transaction
+    /// aborts) and loses every mapping, the description's static ones too; the reply
+    /// comes once the IOMMU has confirmed both. A VMM sends it when it stops the virtual
+    /// machine the device is passed through to, whose memory the device must no longer
+    /// reach. RESUME starts the device again with its static mappings (and only those);
+    /// until then requests for it answer `Stopped`. `Hardware` if the IOMMU did not
+    /// confirm: the device stays blocked, and what was not confirmed stays pending for
+    /// RESUME or another STOP to retry.
+    Stop {
+        /// Which of the caller's devices.
+        device: DeviceId,
     },
 }
 
@@ -282,6 +298,8 @@ pub enum ErrorCode {
     RemovalPending = 20,
     /// The caller's quota of grants (made and not yet revoked or released) is used up.
     QuotaGrants = 21,
+    /// The device was stopped (STOP); RESUME starts it again.
+    Stopped = 22,
 }
 
 impl ErrorCode {
@@ -310,6 +328,7 @@ impl ErrorCode {
             19 => NoHandleSlot,
             20 => RemovalPending,
             21 => QuotaGrants,
+            22 => Stopped,
             _ => return None,
         })
     }
@@ -395,6 +414,7 @@ impl Request {
             7 => Request::Query,
             8 => Request::QueryMapping { index: mr(mrs, 0)? },
             9 => Request::Release { cap: Handle(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
+            10 => Request::Stop { device: DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
             other => return Err(DecodeError::UnknownOp(other)),
         })
     }
@@ -447,6 +467,10 @@ impl Request {
             Request::Release { cap } => {
                 mrs[0] = cap.0 as u64;
                 (Op::Release as u64, 1)
+            }
+            Request::Stop { device } => {
+                mrs[0] = device.0 as u64;
+                (Op::Stop as u64, 1)
             }
         }
     }
@@ -555,6 +579,7 @@ mod tests {
             Request::Query,
             Request::QueryMapping { index: 3 },
             Request::Release { cap: Handle(2) },
+            Request::Stop { device: DeviceId(3) },
         ];
         for r in reqs {
             let mut mrs = [0; MAX_MRS];
@@ -571,9 +596,11 @@ mod tests {
     fn malformed_and_unknown() {
         assert_eq!(Request::decode(0, &[]), Err(DecodeError::UnknownOp(0)));
         assert_eq!(Request::decode(99, &[1, 2, 3]), Err(DecodeError::UnknownOp(99)));
-        // Rights with unknown bits, or none.
-        assert_eq!(Request::decode(1, &[0, 0, 0x1000, IOVA_ANY, 4]), Err(DecodeError::Malformed));
-        assert_eq!(Request::decode(1, &[0, 0, 0x1000, IOVA_ANY, 0]), Err(DecodeError::Malformed));
+        // Rights (mr0 bits 24..32) with unknown bits, or none; a valid MAP beside them.
+        assert_eq!(Request::decode(1, &[4 << 24, 0, 0x1000, IOVA_ANY]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(1, &[0, 0, 0x1000, IOVA_ANY]), Err(DecodeError::Malformed));
+        assert!(Request::decode(1, &[3 << 24, 0, 0x1000, IOVA_ANY]).is_ok());
+        assert_eq!(Request::decode(1, &[3 << 24, 0, 0x1000]), Err(DecodeError::Truncated));
         // UNMAP with 0 or too many ranges, or a device number that does not fit.
         assert_eq!(Request::decode(2, &[0, 0]), Err(DecodeError::Malformed));
         assert_eq!(Request::decode(2, &[0, 65]), Err(DecodeError::Malformed));
@@ -581,7 +608,8 @@ mod tests {
         assert_eq!(ErrorCode::from_label(16), Some(ErrorCode::NoIova));
         assert_eq!(ErrorCode::from_label(19), Some(ErrorCode::NoHandleSlot));
         assert_eq!(ErrorCode::from_label(21), Some(ErrorCode::QuotaGrants));
-        assert_eq!(ErrorCode::from_label(22), None);
+        assert_eq!(ErrorCode::from_label(22), Some(ErrorCode::Stopped));
+        assert_eq!(ErrorCode::from_label(23), None);
         assert_eq!(ErrorCode::from_label(0), None);
     }
 }

@@ -17,7 +17,7 @@ use iommu_protocol::{
     MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
 };
 
-const OPS: [(&str, Op); 9] = [
+const OPS: [(&str, Op); 10] = [
     ("MAP", Op::Map),
     ("UNMAP", Op::Unmap),
     ("GRANT", Op::Grant),
@@ -27,6 +27,7 @@ const OPS: [(&str, Op); 9] = [
     ("QUERY", Op::Query),
     ("QUERY_MAPPING", Op::QueryMapping),
     ("RELEASE", Op::Release),
+    ("STOP", Op::Stop),
 ];
 
 fn c_dir() -> PathBuf {
@@ -239,6 +240,7 @@ fn c_calls_encode_as_the_rust_ones() {
         ("resume", Request::Resume { device: DeviceId(5) }),
         ("query", Request::Query),
         ("release", Request::Release { cap: Handle(2) }),
+        ("stop", Request::Stop { device: DeviceId(3) }),
     ];
     for (name, req) in cases {
         let mut mrs = [0; MAX_MRS];

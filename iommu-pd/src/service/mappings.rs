@@ -316,7 +316,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             let found = &idx.0[..idx.1];
             if found.is_empty() {
                 let st = self.devices[device];
-                if !st.quarantined && !st.torn_down {
+                if !st.quarantined && !st.torn_down && !st.stopped {
                     self.hw.enable(device).map_err(|_| ErrorCode::Hardware)?;
                 }
                 self.devices[device].unconfirmed = false;

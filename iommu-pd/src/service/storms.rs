@@ -127,18 +127,24 @@ impl<'a, H: IommuHw> Service<'a, H> {
         Some(ClientId(owner as u32))
     }
 
-    /// RESUME: a device quarantined by a storm (if the description allows) or blocked by
-    /// an unconfirmed removal runs again, once every pending removal of it is confirmed.
+    /// RESUME: a device quarantined by a storm (if the description allows), blocked by an
+    /// unconfirmed removal, or stopped by its owner runs again, once every pending removal
+    /// of it is confirmed; a stopped one with its static mappings made again first.
     pub(super) fn resume(&mut self, client: usize, device: DeviceId) -> Result<()> {
         let d = self.own_device(client, device)?;
         let st = self.devices[d];
-        if !st.quarantined && !st.unconfirmed {
+        if !st.quarantined && !st.unconfirmed && !st.stopped {
             return Ok(());
         }
         if st.torn_down || (st.quarantined && !self.cfg.devices[d].resume_allowed) {
             return Err(ErrorCode::Denied);
         }
         self.settle(d)?;
+        if st.stopped {
+            // While it is still blocked; if this fails part way, it stays stopped, and the
+            // next RESUME skips what was made.
+            self.make_static_maps(d)?;
+        }
         self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
         // A fresh start for the storm window; the device's mappings stay as they are.
         let (root, pending) = (self.devices[d].root, self.devices[d].pending);

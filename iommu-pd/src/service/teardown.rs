@@ -1,5 +1,5 @@
 //! A client's lifecycle: teardown when it faults or restarts (its devices blocked and
-//! emptied, confirmed), and its return.
+//! emptied, confirmed), and its return; and STOP, the same for one device on request.
 
 use super::*;
 
@@ -23,11 +23,27 @@ impl<'a, H: IommuHw> Service<'a, H> {
         Ok(())
     }
 
+    /// STOP: `device` is blocked, confirmed, and loses every mapping, its static ones too
+    /// (for a device passed through to a virtual machine, the guest's memory). `Ok` once
+    /// the IOMMU confirmed every removal, earlier pending ones included; `Hardware` if it
+    /// did not (the device stays blocked, and RESUME or another STOP retries).
+    pub(super) fn stop(&mut self, client: usize, device: DeviceId) -> Result<()> {
+        let d = self.own_device(client, device)?;
+        self.hw.block(d).map_err(|_| ErrorCode::Hardware)?;
+        self.devices[d].stopped = true;
+        self.remove_where(d, |_| true)?;
+        // Removals an earlier request could not confirm are retried too (the device stays
+        // blocked: it is stopped).
+        self.settle(d)
+    }
+
     /// `client` is running again: its devices (unless quarantined) translate again,
     /// through empty address spaces, once every removal pending on them is confirmed.
     pub fn client_ready(&mut self, client: usize) -> Result<()> {
         for d in 0..self.cfg.devices.len() {
             if self.cfg.devices[d].owner == client && self.devices[d].torn_down {
+                // A restarted client finds its devices as the description has them.
+                self.devices[d].stopped = false;
                 self.settle(d)?;
                 if !self.devices[d].quarantined {
                     self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;

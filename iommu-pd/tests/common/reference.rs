@@ -238,6 +238,14 @@ impl Model {
                 m.remove_subtree(root);
                 assert_gone(s, m, &before, &ctx);
             }
+            (Reply::Ok { .. }, Request::Stop { device }) => {
+                successes += 1;
+                let d = device.0 as usize;
+                assert!(DEVICES[d].owner == client, "stopped another client's device: {}", ctx());
+                known.retain(|k| k.0 != d);
+                assert!(s.hw().translations(d).is_empty(), "a stopped device keeps translations: {}", ctx());
+                assert!(!s.hw().enabled.get(&d).copied().unwrap_or(false), "a stopped device runs: {}", ctx());
+            }
             (Reply::Ok { .. }, _) => {}
         }
         successes > 0

@@ -78,6 +78,21 @@ type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
 const EVENT_BUFFER: usize = 256;
 const EVENT_ROUNDS: usize = 16;
 
+/// A client stopped one of its devices: say what the SMMU now holds for it, read back
+/// (its stream table entry, and how many pages are still mapped for it: none).
+fn report_stop(service: &mut Svc, client: usize, device: usize) {
+    let Some(dev) = policy::DEVICES.get(device) else { return };
+    let name = policy::CLIENTS.get(client).map_or("?", |c| c.name);
+    let mut left = 0u64;
+    service.for_each_mapped_page(|d, _, _, _| left += (d == device) as u64);
+    let state = ste_of(service.hw_mut().smmu(), StreamId(dev.stream));
+    debug_println!(
+        "iommu: {name} stopped {} (stream {:#x}), confirmed: {state}; {left} page(s) left mapped for it",
+        dev.name,
+        dev.stream
+    );
+}
+
 /// What the stream table holds for `sid`, read back, not what was asked for; printed as
 /// the entry's configuration or the reason it could not be read.
 fn ste_of(smmu: &mut Smmu<MmioRegisters>, sid: StreamId) -> place::SteState {
@@ -333,6 +348,9 @@ impl Handler for IommuPd {
             return Ok(MessageInfo::new(label, 0));
         }
         let reply = service.handle(client, msg_info.label(), &mrs[..n]);
+        if msg_info.label() == iommu_protocol::Op::Stop as u64 && matches!(reply, iommu_protocol::Reply::Ok { .. }) {
+            report_stop(service, client, mrs[0] as usize);
+        }
         match reply {
             iommu_protocol::Reply::Ok { values, n } => {
                 with_msg_regs_mut(|regs| {

@@ -63,6 +63,8 @@ int main(int argc, char **argv)
     sent("query");
     iommu_release(1, 2);
     sent("release");
+    iommu_stop(1, 3);
+    sent("stop");
     printf("reply %llu %u %u\n", (unsigned long long)iova, grant, theirs);
     if (argc > 1) {
         faults(argv[1]);
