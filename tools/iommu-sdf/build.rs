@@ -17,6 +17,9 @@ mod parse;
 #[path = "src/policy.rs"]
 #[allow(dead_code)]
 mod policy;
+#[path = "src/x86.rs"]
+#[allow(dead_code)]
+mod x86;
 
 /// As in the library.
 #[allow(dead_code)]

@@ -41,6 +41,7 @@ pub mod model;
 pub mod parse;
 pub mod policy;
 pub mod report;
+pub mod x86;
 
 /// A problem, for a person: where, what, and what would fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,13 +89,54 @@ pub fn summary(sys: &model::System) -> String {
     }
 }
 
-/// Read and check `text`: every problem, reading problems first.
+/// What the description is for, from the Microkit tool's `--board`: on x86_64 boards the
+/// Microkit tool programs the IOMMU from its own elements; on Arm boards the IOMMU PD
+/// enforces them and this project's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// An Arm board: the IOMMU PD drives the SMMUv3.
+    #[default]
+    Arm,
+    /// An x86_64 board: Microkit programs VT-d.
+    X86_64,
+}
+
+impl Target {
+    /// The target of a Microkit board name (`x86_64_generic`, `qemu_virt_aarch64`, ...).
+    pub fn of_board(board: &str) -> Target {
+        if board.starts_with("x86_64") {
+            Target::X86_64
+        } else {
+            Target::Arm
+        }
+    }
+}
+
+/// Read and check `text` for an Arm board: every problem, reading problems first.
 pub fn check_text(text: &str) -> (model::System, Vec<Problem>) {
+    check_text_for(text, Target::Arm)
+}
+
+/// Read and check `text` for `target`.
+pub fn check_text_for(text: &str, target: Target) -> (model::System, Vec<Problem>) {
     let (sys, mut problems) = parse::parse(text);
     if problems.iter().any(|p| p.element == "xml") {
         return (sys, problems);
     }
-    problems.extend(check::check(&sys));
+    match target {
+        Target::Arm => problems.extend(check::check(&sys)),
+        Target::X86_64 => {
+            problems.extend(x86::check(text));
+            // The IOMMU PD's rules are not Microkit's x86 ones: the rest of the checks
+            // see the description without the IOMMU's elements.
+            let mut rest = sys.clone();
+            rest.io_spaces.clear();
+            rest.caps.clear();
+            rest.quotas.clear();
+            rest.iommu = None;
+            problems.extend(check::check(&rest));
+        }
+    }
     problems.sort_by_key(|p| p.line);
     (sys, problems)
 }

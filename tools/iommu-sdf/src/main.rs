@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use iommu_sdf::Target;
+
 const USAGE: &str = "\
-usage: iommu-sdf COMMAND FILE [OPTIONS]
+usage: iommu-sdf COMMAND FILE [--board BOARD] [OPTIONS]
 
 Check a Microkit system description that uses the IOMMU PD, and build from it.
 
@@ -19,6 +21,11 @@ commands:
                            and draw it as SVG in PATH if asked
 
 options:
+  --board BOARD            the Microkit board the description is for (as the Microkit
+                           tool takes it; default an Arm board). On x86_64 boards the
+                           Microkit tool programs the IOMMU from <io_address_space> and
+                           <iomap>: check applies Microkit's rules for them, build passes
+                           them through untouched, and there is no IOMMU PD policy
   -h, --help               this text (after a command: that command's)
 
 exit status:
@@ -62,7 +69,7 @@ enum Command {
 }
 
 /// `Ok(None)`: help was asked for and printed.
-fn parse(args: &[String]) -> Result<Option<Command>, &'static str> {
+fn parse(args: &[String]) -> Result<Option<(Command, Target)>, &'static str> {
     let help = |text: &str| {
         print!("{text}");
         Ok(None)
@@ -82,26 +89,29 @@ fn parse(args: &[String]) -> Result<Option<Command>, &'static str> {
     let mut file = None;
     let mut out = None;
     let mut svg = None;
+    let mut target = Target::default();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--out" if cmd == "build" => out = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
+            "--board" => target = Target::of_board(it.next().ok_or(usage)?),
             _ if a.starts_with('-') || file.is_some() => return Err(usage),
             _ => file = Some(PathBuf::from(a)),
         }
     }
     let file = file.ok_or(usage)?;
-    Ok(Some(match cmd.as_str() {
+    let command = match cmd.as_str() {
         "check" => Command::Check(file),
         "build" => Command::Build(file, out.ok_or(usage)?),
         _ => Command::Report(file, svg),
-    }))
+    };
+    Ok(Some((command, target)))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match parse(&args) {
+    let (command, target) = match parse(&args) {
         Ok(Some(c)) => c,
         Ok(None) => return ExitCode::SUCCESS,
         Err(usage) => {
@@ -120,7 +130,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (sys, problems) = iommu_sdf::check_text(&text);
+    let (sys, problems) = iommu_sdf::check_text_for(&text, target);
     for p in &problems {
         let col = iommu_sdf::column(&text, p);
         println!("{shown}:{}:{col}: error: <{}>: {}", p.line, p.element, p.message);
@@ -130,7 +140,14 @@ fn main() -> ExitCode {
         println!("{shown}: {} problem(s)", problems.len());
         return ExitCode::from(1);
     }
-    println!("{shown}: ok: {}", iommu_sdf::summary(&sys));
+    match target {
+        Target::Arm => println!("{shown}: ok: {}", iommu_sdf::summary(&sys)),
+        Target::X86_64 => println!(
+            "{shown}: ok: {} protection domains, {} IO address spaces; on x86_64 the Microkit tool programs the IOMMU from them",
+            sys.pds.len(),
+            sys.io_spaces.len()
+        ),
+    }
     match command {
         Command::Check(_) => ExitCode::SUCCESS,
         Command::Report(_, svg) => {
@@ -144,14 +161,25 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Build(_, dir) => build(&file, &text, &sys, &dir),
+        Command::Build(_, dir) => build(&file, &text, &sys, &dir, target),
     }
 }
 
 /// Write the Microkit description and the IOMMU PD's policy into `dir`.
-fn build(file: &Path, text: &str, sys: &iommu_sdf::model::System, dir: &Path) -> ExitCode {
+fn build(file: &Path, text: &str, sys: &iommu_sdf::model::System, dir: &Path, target: Target) -> ExitCode {
     let shown = file.display();
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
+    if target == Target::X86_64 {
+        // Microkit's elements only, which the Microkit tool reads itself: the text as it is.
+        let written =
+            std::fs::create_dir_all(dir).and_then(|_| std::fs::write(dir.join(format!("{stem}.system")), text));
+        if let Err(e) = written {
+            eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+        println!("{shown}: wrote {}/{stem}.system (x86_64: no IOMMU PD, so no policy)", dir.display());
+        return ExitCode::SUCCESS;
+    }
     let system = match iommu_sdf::build::microkit_system(text, sys) {
         Ok(s) => s,
         Err(e) => {

@@ -300,16 +300,13 @@ pub fn parse_number(s: &str) -> Option<u64> {
     }
 }
 
-/// A peripheral ID: a StreamID number, or a PCI address `bus:device.function` (the
-/// requester ID, which is the StreamID where the host's iommu-map is the identity).
+/// A peripheral ID: a StreamID number, or a PCI address `bus:device.function` in hex, as
+/// Microkit reads it (the requester ID, which is the StreamID where the host's iommu-map
+/// is the identity).
 pub fn parse_peripheral(s: &str) -> Option<u32> {
-    if let Some((bus, rest)) = s.split_once(':') {
-        let (dev, func) = rest.split_once('.')?;
-        let (b, d, f) = (parse_number(bus)?, parse_number(dev)?, parse_number(func)?);
-        if b > 255 || d > 31 || f > 7 {
-            return None;
-        }
-        return Some((b << 8 | d << 3 | f) as u32);
+    if s.contains(':') {
+        let (b, d, f) = crate::x86::pci_address(s)?;
+        return Some(u32::from(b) << 8 | u32::from(d) << 3 | u32::from(f));
     }
     parse_number(s).and_then(|v| u32::try_from(v).ok())
 }
