@@ -150,6 +150,22 @@ pub fn check(sys: &System) -> Vec<Problem> {
     );
     let owner_of = |space: &str| sys.io_space(space).and_then(|s| s.owner.clone());
 
+    // A setvar of a region that does not exist: the Microkit tool 2.3 panics on it.
+    for pd in &sys.pds {
+        for v in pd.setvars.iter().filter(|v| v.region_paddr.as_deref().is_some_and(|r| sys.region(r).is_none())) {
+            out.push(p(
+                v.line,
+                "setvar",
+                format!(
+                    "`{}` is to get the physical address of `{}`, which is no memory_region",
+                    v.symbol,
+                    v.region_paddr.as_deref().unwrap_or("")
+                ),
+                "name a memory_region in region_paddr",
+            ));
+        }
+    }
+
     // Without an IOMMU PD nothing enforces an address space, a capability or a quota, and
     // the checks that need one (its regions, channels, fault rings, pool) are not made: a
     // description with them would only look isolated. Said once, at the first of them.

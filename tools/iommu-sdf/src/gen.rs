@@ -64,6 +64,7 @@ pub fn description_with_caps(seed: u64, pds: usize, regions: usize, devices: usi
     // The first `nested` drivers are the IOMMU PD's children, with id p + 1.
     let nested = rng.below(pds as u64 + 1) as usize;
     let _ = writeln!(o, "    <protection_domain name=\"iommu\" priority=\"{iommu_priority}\">");
+    o.push_str("        <program_image path=\"iommu.elf\" />\n");
     o.push_str("        <map mr=\"smmu_regs\" vaddr=\"0x8000000\" perms=\"rw\" cached=\"false\" setvar_vaddr=\"smmu_regs\" />\n");
     // Its own regions, where it learns their place, size and physical address.
     for (i, name) in ["strtab", "cmdq", "eventq", "cds", "tables"].iter().enumerate() {
@@ -94,6 +95,7 @@ pub fn description_with_caps(seed: u64, pds: usize, regions: usize, devices: usi
         };
         let id = if p < nested { format!(" id=\"{}\"", p + 1) } else { String::new() };
         let _ = writeln!(o, "{indent}    <protection_domain name=\"drv{p}\"{priority}{id}>");
+        let _ = writeln!(o, "{indent}        <program_image path=\"drv{p}.elf\" />");
         for r in (p..regions).step_by(pds) {
             let _ = writeln!(
                 o,

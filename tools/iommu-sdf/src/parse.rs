@@ -177,6 +177,13 @@ impl Reader {
             vms: Vec::new(),
             line: self.line(n),
         });
+        if !n.children().any(|c| c.has_tag_name("program_image")) {
+            self.problem(
+                n,
+                format!("protection domain `{name}` has no <program_image>"),
+                "add <program_image path=\"...elf\" />: the program it runs",
+            );
+        }
         let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
@@ -204,9 +211,10 @@ impl Reader {
                     }
                 }
                 "setvar" => {
-                    if let Some(symbol) = self.required(c, "symbol") {
-                        let region_paddr = c.attribute("region_paddr").map(str::to_string);
-                        setvars.push(SetVar { symbol, region_paddr, line: self.line(c) });
+                    // Microkit's: a symbol, and the region whose physical address it gets.
+                    self.check_attrs(c, &["symbol", "region_paddr"]);
+                    if let (Some(symbol), Some(region)) = (self.required(c, "symbol"), self.required(c, "region_paddr")) {
+                        setvars.push(SetVar { symbol, region_paddr: Some(region), line: self.line(c) });
                     }
                 }
                 "protection_domain" if depth >= MAX_PD_DEPTH => self.problem(

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# iommu-sdf and the SDK's own Microkit tool on the corpus of Microkit rules
+# (tools/iommu-sdf/tests/sdf/microkit/: descriptions of ours, each valid or breaking one
+# rule, `<!-- expect: ok|refused -->`, the line at fault marked `<!-- HERE -->`). They must
+# agree: a valid one passes `iommu-sdf check`, builds, and the Microkit tool takes the
+# build's output; a refused one is refused by iommu-sdf at the marked line, or passes it
+# and is refused by the Microkit tool reading the build's output, at the marked line
+# (`build` keeps the text line for line, so the tool's line is the user's).
+#
+# usage: microkit-rules.sh MICROKIT_SDK BOARD CONFIG SEARCH_PATH  (SEARCH_PATH holds
+# c-edu-driver.elf, the program every corpus PD names)
+set -uo pipefail
+sdk=$1 board=$2 config=$3 search=$4
+top=$(cd "$(dirname "$0")/.." && pwd)
+corpus=$top/tools/iommu-sdf/tests/sdf/microkit
+tool=$top/target/debug/iommu-sdf
+(cd "$top" && cargo build -q -p iommu-sdf) || exit 1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+agree=0 disagree=0
+for f in "$corpus"/*.xml; do
+    name=$(basename "$f" .xml)
+    expect=$(sed -n 's/.*<!-- expect: \([a-z]*\) -->.*/\1/p' "$f" | head -1)
+    here=$(grep -n '<!-- HERE -->' "$f" | cut -d: -f1)
+    verdict="" where=""
+    if ! ours=$("$tool" check "$f" --board "$board" 2>&1); then
+        verdict=refused
+        where=$(echo "$ours" | sed -n 's/^[^:]*:\([0-9]*\):[0-9]*: error: .*/\1/p' | head -1)
+        by=iommu-sdf
+    else
+        "$tool" build "$f" --board "$board" --out "$work/$name" >/dev/null 2>&1 || { verdict=build-failed; }
+        if [ -z "$verdict" ]; then
+            out=$("$sdk/bin/microkit" "$work/$name/$name.system" --board "$board" --config "$config" \
+                --search-path "$search" -o "$work/$name/loader.img" -r "$work/$name/report.txt" 2>&1)
+            rc=$?
+            by=microkit
+            case $rc in
+                0) verdict=ok ;;
+                1) verdict=refused; where=$(echo "$out" | sed -n "s/.*$name\.system:\([0-9]*\):[0-9]*.*/\1/p" | head -1) ;;
+                *) verdict="crashed ($rc)" ;;
+            esac
+        fi
+    fi
+    if [ "$verdict" = "$expect" ] && { [ "$expect" = ok ] || [ -z "$where" ] || [ "$where" = "$here" ]; }; then
+        agree=$((agree + 1))
+        echo "  agree $name: $verdict${where:+ at line $where} (by $by)"
+    else
+        disagree=$((disagree + 1))
+        echo "  DISAGREE $name: expected $expect${here:+ at line $here}, got $verdict${where:+ at line $where} (by $by)"
+        [ -n "${out:-}" ] && echo "$out" | head -3 | sed 's/^/      /'
+    fi
+    out=""
+done
+echo "microkit-rules: $agree agree, $disagree disagree"
+[ "$disagree" -eq 0 ]
