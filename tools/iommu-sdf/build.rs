@@ -14,6 +14,9 @@ mod model;
 #[path = "src/parse.rs"]
 #[allow(dead_code)]
 mod parse;
+#[path = "src/plumbing.rs"]
+#[allow(dead_code)]
+mod plumbing;
 #[path = "src/policy.rs"]
 #[allow(dead_code)]
 mod policy;

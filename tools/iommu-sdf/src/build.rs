@@ -27,18 +27,29 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
         if OURS.contains(&n.tag_name().name()) {
             // The element goes, its line breaks stay: every line of the output is the
             // input's line of the same number, so the Microkit tool's messages point at the
-            // user's file.
+            // user's file. The generated top-level plumbing takes `<iommu>`'s first line.
             let (start, end) = (n.range().start, n.range().end);
             let breaks = text[start..end].matches('\n').count();
-            cut.push((start, end, "\n".repeat(breaks)));
+            let generated = if n.has_tag_name("iommu") { sys.generated.top.as_str() } else { "" };
+            cut.push((start, end, format!("{generated}{}", "\n".repeat(breaks))));
         }
+    }
+    // Generated child ids, at the end of each child's start tag.
+    for (pd, id) in &sys.generated.child_ids {
+        let node = doc
+            .descendants()
+            .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd.as_str()))
+            .ok_or_else(|| format!("no protection domain `{pd}`"))?;
+        let start = node.range().start;
+        let close = start + text[start..].find('>').ok_or("an unclosed start tag")?;
+        cut.push((close, close, format!(" id=\"{id}\"")));
     }
     if let Some(iommu) = &sys.iommu {
         let pd = doc
             .descendants()
             .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(iommu.pd.as_str()))
             .ok_or_else(|| format!("no protection domain `{}`", iommu.pd))?;
-        let mut setvars = String::new();
+        let mut setvars = sys.generated.in_iommu_pd.clone();
         for r in dma_regions(sys) {
             let _ = write!(setvars, "<setvar symbol=\"{}\" region_paddr=\"{}\" /> ", paddr_symbol(&r.name), r.name);
         }

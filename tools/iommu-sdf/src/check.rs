@@ -150,6 +150,15 @@ pub fn check(sys: &System) -> Vec<Problem> {
     );
     let owner_of = |space: &str| sys.io_space(space).and_then(|s| s.owner.clone());
 
+    for pd in sys.pds.iter().filter(|pd| pd.parent.is_some() && pd.id.is_none()) {
+        out.push(p(
+            pd.line,
+            "protection_domain",
+            format!("child protection domain `{}` has no `id`", pd.name),
+            "add id=\"...\": its identifier in its parent",
+        ));
+    }
+
     // A setvar of a region that does not exist: the Microkit tool 2.3 panics on it.
     for pd in &sys.pds {
         for v in pd.setvars.iter().filter(|v| v.region_paddr.as_deref().is_some_and(|r| sys.region(r).is_none())) {
@@ -579,8 +588,7 @@ pub fn check(sys: &System) -> Vec<Problem> {
         }
         // Worst case with 4 KiB pages and a 48-bit IOVA space: a root per device, and each
         // page of quota in its own level-1, level-2 and level-3 table.
-        let quota_pages: u64 = sys.quotas.iter().map(|q| q.pages.min(1 << 36)).sum();
-        let worst = sys.io_spaces.len() as u64 + 3 * quota_pages;
+        let worst = crate::plumbing::table_pool_pages(sys);
         if let Some(pool) = sys.region(&iommu.table_pool) {
             let have = pool.size / PAGE;
             if have < worst {

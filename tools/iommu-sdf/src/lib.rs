@@ -39,6 +39,7 @@ pub mod check;
 pub mod gen;
 pub mod model;
 pub mod parse;
+pub mod plumbing;
 pub mod policy;
 pub mod report;
 pub mod x86;
@@ -123,8 +124,12 @@ pub fn check_text_for(text: &str, target: Target) -> (model::System, Vec<Problem
     if problems.iter().any(|p| p.element == "xml") {
         return (sys, problems);
     }
+    let mut sys = sys;
     match target {
-        Target::Arm => problems.extend(check::check(&sys)),
+        Target::Arm => {
+            plumbing::complete(&mut sys);
+            problems.extend(check::check(&sys));
+        }
         Target::X86_64 => {
             problems.extend(x86::check(text));
             // The IOMMU PD's rules are not Microkit's x86 ones: the rest of the checks

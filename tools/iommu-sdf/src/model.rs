@@ -214,6 +214,9 @@ pub struct System {
     pub caps: Vec<DmaCapability>,
     pub quotas: Vec<DmaQuota>,
     pub iommu: Option<Iommu>,
+    /// The IOMMU plumbing `plumbing::complete` added (already in the lists above), as the
+    /// XML `build` writes for it.
+    pub generated: crate::plumbing::Generated,
     /// Names to places, built on the first lookup and again whenever an element was added
     /// since: the checks look names up for every capability and map, and a search of the
     /// lists made them quadratic in the description.

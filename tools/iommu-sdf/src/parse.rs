@@ -153,18 +153,9 @@ impl Reader {
         let Some(name) = self.required(n, "name") else { return };
         let priority = self.number(n, "priority").unwrap_or(0);
         let cpu = self.number(n, "cpu").unwrap_or(0);
-        let id = if parent.is_some() {
-            if n.attribute("id").is_none() {
-                self.problem(
-                    n,
-                    "a child protection domain needs an `id`".into(),
-                    "add id=\"...\": its identifier in its parent",
-                );
-            }
-            self.number(n, "id")
-        } else {
-            None
-        };
+        // A child without an `id` is refused by `check`, unless the IOMMU PD is its parent
+        // and it is a client (`plumbing` gives it one).
+        let id = if parent.is_some() { self.number(n, "id") } else { None };
         let at = sys.pds.len();
         sys.pds.push(ProtectionDomain {
             name: name.clone(),
@@ -474,7 +465,8 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     continue;
                 }
                 let Some(pd) = r.required(n, "pd") else { continue };
-                let Some(table_pool) = r.required(n, "table_pool") else { continue };
+                // The regions it leaves out are generated (`plumbing`).
+                let table_pool = n.attribute("table_pool").unwrap_or_default().to_string();
                 let private = ["stream_table", "cmdq", "eventq", "context_descriptors", "table_pool"]
                     .into_iter()
                     .filter_map(|a| n.attribute(a).map(|v| (a, v.to_string())))

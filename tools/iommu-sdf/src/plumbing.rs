@@ -1,0 +1,176 @@
+//! The IOMMU plumbing a description may leave out, written by the conventions the IOMMU
+//! PD relies on (`pds/iommu`; `check` refuses a hand-written one that breaks them). A
+//! description leaves it out by naming none of the IOMMU's regions in `<iommu>`; one that
+//! names them writes it all by hand. What is written, where the description has not:
+//! - the IOMMU's own regions (`stream_table`, `cmdq`, `eventq`, `context_descriptors`,
+//!   `table_pool`, as `smmu_strtab`, ...), with the IOMMU PD's map of each
+//!   (`setvar_vaddr="smmu_..."`, `setvar_size`) and its physical address (`setvar`); the
+//!   page-table pool sized for the worst case the quotas allow;
+//! - the clients' fault rings, when the IOMMU PD maps none: one page each, named
+//!   `<client>_faults`, mapped in the IOMMU PD in client order from `fault_rings` (a client
+//!   that reads its records maps its ring read-only itself, by that name);
+//! - each client's channel to the IOMMU PD, when it has none: id 0 at the client, which
+//!   calls (`pp`), and client index + 1 at the IOMMU PD;
+//! - the `id` of a client nested in the IOMMU PD (client index + 1).
+//!
+//! What stays the user's: the SMMU's register frame and interrupts (the board's), which
+//! PDs are the IOMMU PD's children (nesting is the text's structure), priorities and cores.
+//!
+//! `complete` adds what it writes to the model, so `check`, the policy and the report see
+//! the whole system, and keeps the text to insert; `build` writes it on lines that exist
+//! already (where `<iommu>` was, and the IOMMU PD's closing line), so the Microkit tool's
+//! line numbers stay the user's.
+
+use std::fmt::Write as _;
+
+use crate::model::*;
+
+/// What `complete` wrote, as XML for `build`.
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    /// Top-level elements (regions and channels): written where `<iommu>` was.
+    pub top: String,
+    /// Inside the IOMMU PD (maps and setvars): written on its closing line.
+    pub in_iommu_pd: String,
+    /// `id`s given to the IOMMU PD's children that had none: (PD, id).
+    pub child_ids: Vec<(String, u64)>,
+}
+
+/// The IOMMU's own regions: the `<iommu>` attribute naming each, the region and symbol
+/// it gets when generated, its size and page size.
+const OWN: [(&str, &str, u64, Option<u64>); 5] = [
+    // A two-level stream table's level-2 tables are 16 KiB aligned: 2 MiB pages.
+    ("stream_table", "smmu_strtab", 0x20_0000, Some(0x20_0000)),
+    ("cmdq", "smmu_cmdq", 0x1000, None),
+    ("eventq", "smmu_eventq", 0x1000, None),
+    ("context_descriptors", "smmu_cds", 0x1000, None),
+    ("table_pool", "smmu_tables", 0, None),
+];
+
+/// Where generated maps go in the IOMMU PD: above anything a hand-written description
+/// of this project uses, 2 MiB aligned, the fault rings in a range of their own.
+const OWN_BASE: u64 = 0x10_0000_0000;
+const RING_BASE: u64 = 0x11_0000_0000;
+
+const PAGE: u64 = 0x1000;
+
+/// Page-table pages the quotas may need at once: a root per device and three tables per
+/// page of quota. One definition for the pool `complete` writes and the one `check`
+/// demands.
+pub fn table_pool_pages(sys: &System) -> u64 {
+    let quota_pages: u64 = sys.quotas.iter().map(|q| q.pages.min(1 << 36)).sum();
+    sys.io_spaces.len() as u64 + 3 * quota_pages
+}
+
+/// Add the plumbing `sys` leaves out (see the module's text) to `sys`, and keep its XML
+/// in `sys.generated`. Nothing is added where the description wrote it, or without an
+/// IOMMU PD.
+pub fn complete(sys: &mut System) {
+    let Some(iommu) = sys.iommu.clone() else { return };
+    // A description that names any of the IOMMU's regions writes its plumbing by hand:
+    // nothing is added to it, and `check` holds it to the conventions.
+    if !iommu.private.is_empty() {
+        return;
+    }
+    let Some(at) = sys.pds.iter().position(|p| p.name == iommu.pd) else { return };
+    let line = iommu.line;
+    let mut g = Generated::default();
+    let rw = Perms { read: true, write: true };
+
+    let mut va = OWN_BASE;
+    for (role, name, size, page_size) in OWN {
+        if iommu.private.iter().any(|(r, _)| *r == role) {
+            continue;
+        }
+        if sys.region(name).is_none() {
+            let size = if role == "table_pool" { table_pool_pages(sys).max(1) * PAGE } else { size };
+            let pages = page_size.map(|p| format!(" page_size=\"{p:#x}\"")).unwrap_or_default();
+            let _ = write!(g.top, "<memory_region name=\"{name}\" size=\"{size:#x}\"{pages} /> ");
+            sys.regions.push(MemoryRegion { name: name.into(), size, phys_addr: None, line });
+        }
+        let size = sys.region(name).map_or(0, |r| r.size);
+        if let Some(i) = sys.iommu.as_mut() {
+            i.private.push((role, name.into()));
+            if role == "table_pool" {
+                i.table_pool = name.into();
+            }
+        }
+        let pd = &mut sys.pds[at];
+        if !pd.maps.iter().any(|m| m.setvar_vaddr.as_deref() == Some(name)) {
+            let _ = write!(
+                g.in_iommu_pd,
+                "<map mr=\"{name}\" vaddr=\"{va:#x}\" perms=\"rw\" setvar_vaddr=\"{name}\" setvar_size=\"{name}_size\" /> "
+            );
+            pd.maps.push(Map {
+                mr: name.into(),
+                vaddr: Some(va),
+                perms: rw,
+                setvar_vaddr: Some(name.into()),
+                setvar_size: Some(format!("{name}_size")),
+                line,
+            });
+            va += size.next_multiple_of(0x20_0000).max(0x20_0000);
+        }
+        let paddr = format!("{name}_paddr");
+        if !pd.setvars.iter().any(|v| v.symbol == paddr) {
+            let _ = write!(g.in_iommu_pd, "<setvar symbol=\"{paddr}\" region_paddr=\"{name}\" /> ");
+            pd.setvars.push(SetVar { symbol: paddr, region_paddr: Some(name.into()), line });
+        }
+    }
+
+    let clients: Vec<String> = sys.clients().iter().map(|c| c.name.clone()).collect();
+    let has_rings = sys.pds[at].maps.iter().any(|m| m.setvar_vaddr.as_deref() == Some("fault_rings"));
+    if !has_rings {
+        for (i, client) in clients.iter().enumerate() {
+            let ring = format!("{client}_faults");
+            if sys.region(&ring).is_none() {
+                let _ = write!(g.top, "<memory_region name=\"{ring}\" size=\"{PAGE:#x}\" /> ");
+                sys.regions.push(MemoryRegion { name: ring.clone(), size: PAGE, phys_addr: None, line });
+            }
+            let va = RING_BASE + i as u64 * PAGE;
+            let first = (i == 0).then(|| "fault_rings".to_string());
+            let symbol = first.as_ref().map(|s| format!(" setvar_vaddr=\"{s}\"")).unwrap_or_default();
+            let _ = write!(g.in_iommu_pd, "<map mr=\"{ring}\" vaddr=\"{va:#x}\" perms=\"rw\"{symbol} /> ");
+            sys.pds[at].maps.push(Map {
+                mr: ring,
+                vaddr: Some(va),
+                perms: rw,
+                setvar_vaddr: first,
+                setvar_size: None,
+                line,
+            });
+        }
+    }
+
+    for (i, client) in clients.iter().enumerate() {
+        let linked = sys.channels.iter().any(|c| c.end_of(&iommu.pd).is_some_and(|(_, theirs)| theirs.pd == *client));
+        // Id 0 at the client, if it is free there (else `check` says the channel is missing).
+        let zero_taken = sys.channels.iter().any(|c| c.end_of(client).is_some_and(|(mine, _)| mine.id == 0));
+        if linked || zero_taken {
+            continue;
+        }
+        let id = i as u64 + 1;
+        let _ = write!(
+            g.top,
+            "<channel><end pd=\"{client}\" id=\"0\" pp=\"true\" /><end pd=\"{}\" id=\"{id}\" /></channel> ",
+            iommu.pd
+        );
+        sys.channels.push(Channel {
+            ends: [
+                ChannelEnd { pd: client.clone(), id: 0, pp: true, line },
+                ChannelEnd { pd: iommu.pd.clone(), id, pp: false, line },
+            ],
+            line,
+        });
+    }
+
+    for (i, client) in clients.iter().enumerate() {
+        if let Some(pd) = sys.pds.iter_mut().find(|p| p.name == *client) {
+            if pd.parent.as_deref() == Some(iommu.pd.as_str()) && pd.id.is_none() {
+                pd.id = Some(i as u64 + 1);
+                g.child_ids.push((client.clone(), i as u64 + 1));
+            }
+        }
+    }
+    sys.generated = g;
+}
