@@ -1,10 +1,12 @@
 //! The bypass-vs-service measurement: the virtio-blk driver reads a 64 MiB file from its
-//! disk, in one run, on five paths, and reports the ratios of the times and the MAP/UNMAP
+//! disk, in one run, on six paths, and reports the ratios of the times and the MAP/UNMAP
 //! calls it made per request. The paths (`Path`) differ in whether the SMMU translates
 //! (through the service, or the stream in bypass) and in where the device puts the data:
 //! copied through the driver's pool (as `system.xml`'s driver does), in the driver's
 //! buffer mapped for each request (a MAP when shared, an UNMAP, confirmed, when
-//! unshared), or in its buffer mapped once.
+//! unshared), or in its buffer mapped once; and, to tell what mapping per request costs
+//! apart from the calls it takes, mapped once with two calls per request that change
+//! nothing (RESUME of its running device), the same number of protected procedure calls.
 //!
 //! Only a measurement build of the IOMMU PD (images/blk-bench.xml) lets it switch to
 //! bypass. The pool and the buffer are mapped at IOVA = their physical addresses, so the
@@ -58,12 +60,16 @@ enum Path {
     PerRequest,
     /// Through the service, the driver's buffer mapped once, no copy.
     MappedOnce,
+    /// As `MappedOnce`, with two calls to the IOMMU PD per request that change nothing:
+    /// what the calls of `PerRequest` cost without the mapping work.
+    TwoCalls,
     /// The stream in bypass, the driver's buffer by physical address, no copy: the best a
     /// driver can do without an IOMMU.
     BypassInPlace,
 }
 
-const PATHS: [Path; 5] = [Path::Bypass, Path::Pool, Path::PerRequest, Path::MappedOnce, Path::BypassInPlace];
+const PATHS: [Path; 6] =
+    [Path::Bypass, Path::Pool, Path::PerRequest, Path::MappedOnce, Path::TwoCalls, Path::BypassInPlace];
 
 impl Path {
     fn bypassed(self) -> bool {
@@ -76,6 +82,7 @@ impl Path {
             Path::Pool => "through the service, copied through the pool mapped once",
             Path::PerRequest => "through the service, in place, mapped per request",
             Path::MappedOnce => "through the service, in place, mapped once",
+            Path::TwoCalls => "through the service, in place, mapped once, two calls per request",
             Path::BypassInPlace => "in bypass, in place",
         }
     }
@@ -100,16 +107,24 @@ fn ratio(a: u64, b: u64) -> Ratio {
 }
 
 /// Read MiB `block` of the file: the ticks spent in the requests, the MAP and UNMAP calls
-/// made meanwhile, and whether every word was right.
-fn read_block(blk: &mut Blk, block: usize, buf: &mut [u8; CHUNK]) -> (u64, u64, bool) {
+/// made meanwhile, and whether every word was right. With `calls`, each request is
+/// bracketed by two calls to the IOMMU PD that change nothing, timed with it.
+fn read_block(blk: &mut Blk, block: usize, buf: &mut [u8; CHUNK], calls_too: bool) -> (u64, u64, bool) {
     let calls_before = calls(Op::Map) + calls(Op::Unmap);
     let mut spent = 0;
+    let mut iommu = Client::new(Ppc(IOMMU));
     for c in 0..BLOCK / CHUNK {
         let offset = block * BLOCK + c * CHUNK;
         buf.fill(0xa5);
         let t0 = ticks();
+        let before = !calls_too || iommu.resume(MY_DEVICE).is_ok();
         let res = blk.read_blocks(FILE_SECTOR + offset / SECTOR_SIZE, buf);
+        let after = !calls_too || iommu.resume(MY_DEVICE).is_ok();
         spent += ticks() - t0;
+        if !(before && after) {
+            debug_println!("blk-bench: a RESUME of the running disk was refused");
+            return (spent, 0, false);
+        }
         let right = buf.chunks_exact(8).enumerate().all(|(i, w)| {
             u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == (offset + 8 * i) as u64
         });
@@ -177,7 +192,7 @@ fn init() -> BlkBench {
     // the host's page cache of the disk image. It is shown, not counted.
     let (mut warm, mut verified) = (0, true);
     for block in 0..BLOCKS {
-        let (t, _, ok) = read_block(&mut blk, block, &mut on_stack);
+        let (t, _, ok) = read_block(&mut blk, block, &mut on_stack, false);
         warm += t;
         verified &= ok;
     }
@@ -216,7 +231,7 @@ fn init() -> BlkBench {
                         unsafe { IommuHal::share_in_place(per_request) };
                         &mut *buffer
                     }
-                    Path::MappedOnce | Path::BypassInPlace => {
+                    Path::MappedOnce | Path::TwoCalls | Path::BypassInPlace => {
                         // SAFETY: the device reaches the buffer at `buffer_pa`, translated
                         // (the MAP above) or in bypass.
                         unsafe { IommuHal::share_in_place(always) };
@@ -224,7 +239,7 @@ fn init() -> BlkBench {
                     }
                     Path::Bypass | Path::Pool => &mut on_stack,
                 };
-                let (t, n, ok) = read_block(&mut blk, block, buf);
+                let (t, n, ok) = read_block(&mut blk, block, buf, path == Path::TwoCalls);
                 spent[path as usize] += t;
                 made[path as usize] += n;
                 verified &= ok;
