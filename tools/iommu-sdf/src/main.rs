@@ -151,7 +151,7 @@ fn main() -> ExitCode {
     match command {
         Command::Check(_) => ExitCode::SUCCESS,
         Command::Report(_, svg) => {
-            println!("\n{}", iommu_sdf::report::markdown(&sys, &shown));
+            println!("\n{}", iommu_sdf::report::markdown_for(&sys, &shown, target));
             if let Some(path) = svg {
                 if let Err(e) = std::fs::write(&path, iommu_sdf::report::svg(&sys)) {
                     eprintln!("iommu-sdf: cannot write {}: {e}", path.display());

@@ -101,13 +101,19 @@ pub fn private_regions(sys: &System) -> Vec<&MemoryRegion> {
         .collect()
 }
 
-/// The report as Markdown.
+/// The report as Markdown, for an Arm board.
 pub fn markdown(sys: &System, source: &str) -> String {
+    markdown_for(sys, source, crate::Target::Arm)
+}
+
+/// The report as Markdown, for `target`.
+pub fn markdown_for(sys: &System, source: &str, target: crate::Target) -> String {
     let reach = reachability(sys);
     let private = private_regions(sys);
     let mut o = String::new();
     let _ = writeln!(o, "# DMA reachability of `{source}`\n");
-    let _ = writeln!(o, "| Device | StreamID | Owner | Region | Range in region | Physical range | Rights | Through |");
+    let id = if target == crate::Target::X86_64 { "PCI requester ID" } else { "StreamID" };
+    let _ = writeln!(o, "| Device | {id} | Owner | Region | Range in region | Physical range | Rights | Through |");
     let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &reach {
         let phys = r.phys.map(|(a, b)| format!("{a:#x}..{b:#x}")).unwrap_or_else(|| "(placed by Microkit)".into());
@@ -126,6 +132,13 @@ pub fn markdown(sys: &System, source: &str) -> String {
         );
     }
     let _ = writeln!(o);
+    if target == crate::Target::X86_64 {
+        let _ = writeln!(
+            o,
+            "x86_64: the Microkit tool programs the IOMMU (VT-d) from these iomaps, which are what each device can reach through it."
+        );
+        return o;
+    }
     // Without an IOMMU PD no stream is made to abort and devices reach whatever the
     // hardware lets them: there is no isolation to prove.
     if sys.iommu.is_none() {

@@ -35,6 +35,10 @@ fn the_x86_description_passes_and_builds_untouched() {
     let (sys, problems) = check_text_for(&text, Target::X86_64);
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(sys.io_spaces.len(), 2);
+    // Its report says who enforces the iomaps there, not that nothing does.
+    let report = iommu_sdf::report::markdown_for(&sys, "ok.xml", Target::X86_64);
+    assert!(report.contains("PCI requester ID") && report.contains("programs the IOMMU (VT-d)"), "{report}");
+    assert!(!report.contains("No IOMMU PD"), "{report}");
     // On an Arm board the same elements need the IOMMU PD, which this description has not.
     let (_, arm) = check_text_for(&text, Target::Arm);
     assert!(!arm.is_empty(), "without <iommu>, Arm refuses the DMA elements");
