@@ -26,6 +26,10 @@ pub struct DeviceConfig {
     pub name: &'static str,
     /// Its StreamID.
     pub stream: u32,
+    /// More StreamIDs of the same device, sharing its address space (a device that emits
+    /// several: the functions of one PCIe device, a controller's masters). Its faults on
+    /// any of them are its own.
+    pub extra_streams: &'static [u32],
     /// The client that drives it, or `NO_OWNER` for a device that only has the
     /// description's static mappings (Microkit's `io_address_space` with `iomap`s, as on
     /// x86: no PD asks for anything).

@@ -33,6 +33,7 @@ fn service(slots: usize, window: u64) -> Svc {
         devices: leak(vec![DeviceConfig {
             name: "dev",
             stream: 0x10,
+            extra_streams: &[],
             owner: 0,
             iova_base: 1 << 30,
             iova_size: window,

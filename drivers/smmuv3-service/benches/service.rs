@@ -23,6 +23,7 @@ static CLIENTS: [ClientConfig; 1] =
 static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
     name: "dev",
     stream: 0x10,
+    extra_streams: &[],
     owner: 0,
     iova_base: 1 << 30,
     iova_size: 1 << 30,

@@ -16,11 +16,18 @@ use smmuv3::{DomainId, Error, Iova, MemType, Mmio, PageTableError, Perm, PhysAdd
 /// Devices the backend can serve.
 pub const MAX_BACKEND_DEVICES: usize = 64;
 
+/// StreamIDs beyond each device's first, over all devices: what the driver can attach
+/// once every device has its first.
+pub const MAX_EXTRA_STREAMS: usize = smmuv3::MAX_STREAMS - MAX_BACKEND_DEVICES;
+
 /// The SMMU plus the service's device table.
 #[derive(Debug)]
 pub struct SmmuBackend<M: Mmio> {
     smmu: Smmu<M>,
     devices: [Option<(StreamId, DomainId)>; MAX_BACKEND_DEVICES],
+    /// More StreamIDs of devices (`add_streams`), each with its device: attached and
+    /// detached with the device's first.
+    extra: [Option<(StreamId, u8)>; MAX_EXTRA_STREAMS],
 }
 
 impl<M: Mmio> SmmuBackend<M> {
@@ -35,7 +42,43 @@ impl<M: Mmio> SmmuBackend<M> {
             smmu.prepare_stream(StreamId(*s))?;
             devices[i] = Some((StreamId(*s), smmu.create_domain()?));
         }
-        Ok(Self { smmu, devices })
+        Ok(Self { smmu, devices, extra: [None; MAX_EXTRA_STREAMS] })
+    }
+
+    /// Give `device` more StreamIDs, sharing its domain: they abort until the service
+    /// enables the device, and are blocked and enabled with it.
+    pub fn add_streams(&mut self, device: DeviceIndex, streams: &[u32]) -> Result<(), Error> {
+        if self.devices.get(device).copied().flatten().is_none() {
+            return Err(Error::NoSuchDomain);
+        }
+        let free = self.extra.iter().filter(|e| e.is_none()).count();
+        if streams.len() > free {
+            return Err(Error::TooManyStreams);
+        }
+        for &s in streams {
+            self.smmu.prepare_stream(StreamId(s))?;
+            if let Some(slot) = self.extra.iter_mut().find(|e| e.is_none()) {
+                *slot = Some((StreamId(s), device as u8));
+            }
+        }
+        Ok(())
+    }
+
+    /// `f` on each StreamID of `device` (its first, then the others) with its domain,
+    /// stopping at the first failure.
+    fn each_stream(
+        &mut self,
+        device: DeviceIndex,
+        mut f: impl FnMut(&mut Smmu<M>, StreamId, DomainId) -> Result<(), Error>,
+    ) -> Result<(), HwError> {
+        let (sid, dom) = self.device(device)?;
+        f(&mut self.smmu, sid, dom).map_err(|_| HwError)?;
+        for &(s, d) in self.extra.iter().flatten() {
+            if d as usize == device {
+                f(&mut self.smmu, s, dom).map_err(|_| HwError)?;
+            }
+        }
+        Ok(())
     }
 
     /// The driver (for the interrupt path: events and global errors).
@@ -65,13 +108,13 @@ impl<M: Mmio> SmmuBackend<M> {
 
 impl<M: Mmio> IommuHw for SmmuBackend<M> {
     fn enable(&mut self, device: DeviceIndex) -> Result<(), HwError> {
-        let (sid, dom) = self.device(device)?;
-        self.smmu.attach(sid, dom).map_err(|_| HwError)
+        self.each_stream(device, |smmu, s, dom| smmu.attach(s, dom))
     }
 
     fn block(&mut self, device: DeviceIndex) -> Result<(), HwError> {
-        let (sid, _) = self.device(device)?;
-        self.smmu.detach(sid).map_err(|_| HwError)
+        // Every stream of the device, each confirmed; on a failure the service keeps the
+        // device as not blocked.
+        self.each_stream(device, |smmu, s, _| smmu.detach(s))
     }
 
     fn map(&mut self, device: DeviceIndex, iova: u64, pa: u64, len: u64, rights: Rights) -> Result<(), HwError> {

@@ -37,6 +37,7 @@ fn one_device(
         devices: leak([DeviceConfig {
             name: "dev",
             stream,
+            extra_streams: &[],
             owner: 0,
             iova_base,
             iova_size: 1 << 20,
@@ -78,6 +79,7 @@ fn service_requests_reach_the_smmu_tables() {
         DeviceConfig {
             name: "nic",
             stream: 0x10,
+            extra_streams: &[],
             owner: 0,
             iova_base: 0x1000_0000,
             iova_size: 1 << 20,
@@ -86,6 +88,7 @@ fn service_requests_reach_the_smmu_tables() {
         DeviceConfig {
             name: "disk",
             stream: 0x18,
+            extra_streams: &[],
             owner: 1,
             iova_base: 0x2000_0000,
             iova_size: 1 << 20,
@@ -252,4 +255,61 @@ fn every_device_the_service_serves_gets_its_own_domain() {
         assert!(matches!(backend.smmu().regs().translate(streams[d + 1], 0x1000, false), Outcome::Fault(_)));
     }
     assert!(SmmuBackend::new(host_smmu(max + 32), &streams).is_err(), "one device over");
+}
+
+/// A device with more than one StreamID: every one translates through the device's
+/// domain, every one aborts when the service blocks the device, and a fault on any of them
+/// is the device's.
+#[test]
+fn a_device_with_several_streams_is_one_address_space() {
+    static EXTRA: [u32; 2] = [0x31, 0x32];
+    let buf = host_region(4096, 4096);
+    let mut backend = SmmuBackend::new(host_smmu(32), &[0x30]).unwrap();
+    backend.add_streams(0, &EXTRA).unwrap();
+    let cfg = Config {
+        clients: &[ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 }],
+        devices: leak([DeviceConfig {
+            name: "dev",
+            stream: 0x30,
+            extra_streams: &EXTRA,
+            owner: 0,
+            iova_base: 0x1000,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        }]),
+        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: 4096 }]),
+        caps: leak([CapConfig {
+            client: 0,
+            region: 0,
+            offset: 0,
+            len: 4096,
+            rights: Rights::READ_WRITE,
+            devices: 1,
+            grant_to: 0,
+        }]),
+        static_maps: &[],
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
+    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let map = Request::Map {
+        cap: Handle(0),
+        device: DeviceId(0),
+        offset: 0,
+        len: 4096,
+        iova: Some(0x1000),
+        rights: Rights::READ_WRITE,
+    };
+    assert_eq!(call(&mut s, 0, map), Reply::ok(&[0x1000]));
+    for sid in [0x30, 0x31, 0x32] {
+        let got = s.hw_mut().smmu().regs().translate(sid, 0x1000, true);
+        assert_eq!(got, Outcome::Ok(buf.pa.0), "{sid:#x}");
+    }
+    // A fault on an extra stream is the device's, for its owner.
+    let f = iommu_pd::FaultInput { stream: 0x32, iova: 0x9000, write: true, kind: 0x10, now: 0 };
+    assert_eq!(s.record_fault(f), Some(ClientId(0)));
+    s.client_torn_down(0).unwrap();
+    for sid in [0x30, 0x31, 0x32] {
+        assert_eq!(s.hw_mut().smmu().regs().translate(sid, 0x1000, true), Outcome::Abort, "{sid:#x}");
+    }
 }

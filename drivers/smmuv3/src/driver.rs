@@ -24,12 +24,12 @@ use crate::probe::{self, Features, IdRegs, Needs, Unsupported};
 use crate::queue::Ring;
 use crate::ste::{l1_desc, Ste, STE_SIZE, STE_WORDS, STRTAB_L1_DESC_L2PTR, STRTAB_L1_DESC_SPAN};
 
-/// Translation contexts (domains) the driver can hold at once: one per stream it can
-/// attach, so a domain per device is possible whenever the streams fit (the IOMMU service
-/// gives each of its up to 64 devices a domain of its own).
-pub const MAX_DOMAINS: usize = MAX_STREAMS;
-/// Streams that can be attached at once.
-pub const MAX_STREAMS: usize = 64;
+/// Translation contexts (domains) the driver can hold at once: the IOMMU service gives
+/// each of its up to 64 devices a domain of its own.
+pub const MAX_DOMAINS: usize = 64;
+/// Streams that can be attached at once: a device may have several, sharing its domain
+/// (8 bytes each in the driver).
+pub const MAX_STREAMS: usize = 512;
 /// Above this many leaves in one unmap, one CMD_TLBI_NH_ASID replaces per-page TLBIs.
 pub const TLBI_ASID_THRESHOLD: usize = 64;
 /// StreamIDs per level-2 stream table (SMMU_STRTAB_BASE_CFG.SPLIT), as Linux uses.

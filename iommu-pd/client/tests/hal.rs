@@ -37,6 +37,7 @@ fn hal_maps_once_and_bounces_through_the_pool() {
     let devices = [DeviceConfig {
         name: "blk",
         stream: 8,
+        extra_streams: &[],
         owner: 0,
         iova_base: 0x10_0000,
         iova_size: 1 << 20,

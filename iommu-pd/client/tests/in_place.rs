@@ -68,6 +68,7 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
     let devices = Box::leak(Box::new([DeviceConfig {
         name: "blk",
         stream: 8,
+        extra_streams: &[],
         owner: 0,
         iova_base: 0x10_0000,
         iova_size: 1 << 24,

@@ -14,9 +14,9 @@ static CLIENTS: [ClientConfig; 2] = [
     ClientConfig { name: "b", max_mappings: 8, max_pages: 32, max_grants: 2 },
 ];
 static DEVICES: [DeviceConfig; 3] = [
-    DeviceConfig { name: "a0", stream: 1, owner: 0, iova_base: 0x1000, iova_size: 0x10_0000, resume_allowed: true },
-    DeviceConfig { name: "b0", stream: 2, owner: 1, iova_base: 0, iova_size: u64::MAX, resume_allowed: false },
-    DeviceConfig { name: "a1", stream: 3, owner: 0, iova_base: 0x1000, iova_size: 0x10_0000, resume_allowed: true },
+    DeviceConfig { name: "a0", stream: 1, extra_streams: &[4], owner: 0, iova_base: 0x1000, iova_size: 0x10_0000, resume_allowed: true },
+    DeviceConfig { name: "b0", stream: 2, extra_streams: &[], owner: 1, iova_base: 0, iova_size: u64::MAX, resume_allowed: false },
+    DeviceConfig { name: "a1", stream: 3, extra_streams: &[], owner: 0, iova_base: 0x1000, iova_size: 0x10_0000, resume_allowed: true },
 ];
 static REGIONS: [RegionConfig; 2] = [
     RegionConfig { name: "ra", pa: 0x4000_0000, size: 0x8000 },

@@ -54,7 +54,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Attribute a fault to its device, owner and region, rate-limit the device, and
     /// queue the record for the owner. Returns the client to notify.
     pub fn record_fault(&mut self, f: FaultInput) -> Option<ClientId> {
-        let Some(d) = self.cfg.devices.iter().position(|dc| dc.stream == f.stream) else {
+        let Some(d) =
+            self.cfg.devices.iter().position(|dc| dc.stream == f.stream || dc.extra_streams.contains(&f.stream))
+        else {
             self.stats.unattributed_faults += 1;
             return None;
         };

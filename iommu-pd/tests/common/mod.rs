@@ -25,6 +25,7 @@ pub static DEVICES: [DeviceConfig; 4] = [
     DeviceConfig {
         name: "nic",
         stream: 0x10,
+        extra_streams: &[],
         owner: NET,
         iova_base: IOVA_BASE,
         iova_size: IOVA_SIZE,
@@ -33,6 +34,7 @@ pub static DEVICES: [DeviceConfig; 4] = [
     DeviceConfig {
         name: "disk",
         stream: 0x18,
+        extra_streams: &[],
         owner: BLK,
         iova_base: IOVA_BASE,
         iova_size: IOVA_SIZE,
@@ -41,6 +43,7 @@ pub static DEVICES: [DeviceConfig; 4] = [
     DeviceConfig {
         name: "evil",
         stream: 0x20,
+        extra_streams: &[],
         owner: EVIL,
         iova_base: IOVA_BASE,
         iova_size: IOVA_SIZE,
@@ -49,6 +52,7 @@ pub static DEVICES: [DeviceConfig; 4] = [
     DeviceConfig {
         name: "nic2",
         stream: 0x28,
+        extra_streams: &[],
         owner: NET,
         iova_base: IOVA_BASE,
         iova_size: IOVA_SIZE,

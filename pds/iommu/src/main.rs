@@ -152,6 +152,12 @@ fn init() -> IommuPd {
             return IommuPd { service: None };
         }
     };
+    for (i, d) in policy::DEVICES.iter().enumerate() {
+        if let Err(e) = backend.add_streams(i, d.extra_streams) {
+            debug_println!("iommu: the other StreamIDs of {} not set up: {e}", d.name);
+            return IommuPd { service: None };
+        }
+    }
     // Default deny, read back from the stream table before the service lets any device
     // translate: every described device's stream, and one no description names.
     let smmu = backend.smmu();

@@ -234,6 +234,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         DeviceConfig {
             name: "edu A",
             stream: streams[0],
+            extra_streams: &[],
             owner: A,
             iova_base: WINDOW,
             iova_size: 1 << 20,
@@ -242,6 +243,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         DeviceConfig {
             name: "edu B",
             stream: streams[1],
+            extra_streams: &[],
             owner: B,
             iova_base: WINDOW,
             iova_size: 1 << 20,
@@ -250,6 +252,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         DeviceConfig {
             name: "edu C",
             stream: streams[2],
+            extra_streams: &[],
             owner: HOSTILE,
             iova_base: WINDOW,
             iova_size: 1 << 20,
@@ -258,6 +261,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         DeviceConfig {
             name: "virtio-blk",
             stream: streams[3],
+            extra_streams: &[],
             owner: BLK,
             iova_base: WINDOW,
             iova_size: 1 << 20,

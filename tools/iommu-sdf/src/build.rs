@@ -104,11 +104,13 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
 
     let _ = writeln!(o, "/// Devices, one per io_address_space.");
     let _ = writeln!(o, "pub static DEVICES: [DeviceConfig; {}] = [", p.devices.len());
-    for (name, d) in &p.devices {
+    for ((name, d), streams) in p.devices.iter().zip(&p.extra_streams) {
+        let extra: Vec<String> = streams.iter().map(|s| format!("{s:#x}")).collect();
+        let extra = extra.join(", ");
         let _ = writeln!(
             o,
-            "    DeviceConfig {{ name: {name:?}, stream: {:#x}, owner: {}, iova_base: {:#x}, iova_size: {:#x}, resume_allowed: {} }},",
-            d.stream, d.owner, d.iova_base, d.iova_size, d.resume_allowed
+            "    DeviceConfig {{ name: {name:?}, stream: {:#x}, extra_streams: &[{}], owner: {}, iova_base: {:#x}, iova_size: {:#x}, resume_allowed: {} }},",
+            d.stream, extra, d.owner, d.iova_base, d.iova_size, d.resume_allowed
         );
     }
     let _ = writeln!(o, "];\n");

@@ -301,6 +301,32 @@ pub fn check(sys: &System) -> Vec<Problem> {
         }
     }
 
+    // A device's other StreamIDs are its alone: none is another device's, or listed twice.
+    let mut owner_of_stream: HashMap<u32, (&str, Line)> = HashMap::new();
+    for s in &sys.io_spaces {
+        owner_of_stream.entry(s.stream).or_insert((s.name.as_str(), s.line));
+    }
+    for s in &sys.io_spaces {
+        for (k, &x) in s.extra_streams.iter().enumerate() {
+            let twice = x == s.stream || s.extra_streams[..k].contains(&x);
+            match owner_of_stream.insert(x, (s.name.as_str(), s.line)) {
+                Some((other, line)) if other != s.name => out.push(p(
+                    s.line,
+                    "io_address_space",
+                    format!("StreamID {x:#x} in `{}`'s streams is also `{other}`'s (line {line})", s.name),
+                    "give each StreamID to one device",
+                )),
+                _ if twice => out.push(p(
+                    s.line,
+                    "io_address_space",
+                    format!("StreamID {x:#x} is listed twice for `{}`", s.name),
+                    "list each StreamID once",
+                )),
+                _ => {}
+            }
+        }
+    }
+
     // Capabilities.
     let client_list = sys.clients();
     for c in &sys.caps {
@@ -688,6 +714,19 @@ fn handle_tables(sys: &System, out: &mut Vec<Problem>) {
             "give fewer devices IO address spaces, or share one (alias_ok) where they are one bridge",
         ));
         return;
+    }
+    let extra: usize = sys.io_spaces.iter().map(|s| s.extra_streams.len()).sum();
+    if extra > smmuv3_service::MAX_EXTRA_STREAMS {
+        let last = sys.io_spaces.iter().rev().find(|s| !s.extra_streams.is_empty()).map_or(0, |s| s.line);
+        out.push(p(
+            last,
+            "io_address_space",
+            format!(
+                "the devices have {extra} StreamIDs beyond their first; the IOMMU PD's SMMU backend attaches at most {}",
+                smmuv3_service::MAX_EXTRA_STREAMS
+            ),
+            "give fewer devices more than one StreamID",
+        ));
     }
     let clients = sys.clients();
     if let Some(c) = clients.get(64) {

@@ -33,6 +33,19 @@ pub fn description(seed: u64, pds: usize, regions: usize, devices: usize) -> Str
 /// region's own (for descriptions with many capabilities: `extra` = 3 gives 4 a region).
 /// With `extra` > 0 the region's capabilities are exactly 1 + `extra`.
 pub fn description_with_caps(seed: u64, pds: usize, regions: usize, devices: usize, extra: usize) -> String {
+    description_sized(seed, pds, regions, devices, extra, 1)
+}
+
+/// As `description_with_caps`, each device with `streams` StreamIDs (1 to 8: its first,
+/// and the ones after it in `streams="..."`).
+pub fn description_sized(
+    seed: u64,
+    pds: usize,
+    regions: usize,
+    devices: usize,
+    extra: usize,
+    streams: usize,
+) -> String {
     let mut rng = Rng(seed | 1);
     let mut o = String::from("<?xml version=\"1.0\"?>\n<system>\n");
     // The SMMU's register frame (QEMU virt's), below every DMA region.
@@ -126,7 +139,11 @@ pub fn description_with_caps(seed: u64, pds: usize, regions: usize, devices: usi
     let _ = writeln!(o, "    <iommu pd=\"iommu\" stream_table=\"smmu_strtab\" cmdq=\"smmu_cmdq\" eventq=\"smmu_eventq\" context_descriptors=\"smmu_cds\" table_pool=\"smmu_tables\" />");
     for d in 0..devices {
         let owner = d % pds;
-        let _ = writeln!(o, "    <io_address_space name=\"dev{d}\" peripheral_id=\"{:#x}\" domain_id=\"{}\" owner=\"drv{owner}\" iova_base=\"0x1_0000_0000\" iova_size=\"0x100_0000\" />", 8 * (d + 1), d + 1);
+        // Device d's StreamIDs: 8 (d + 1) and, with more than one, the ones after it.
+        let more: Vec<String> =
+            (1..streams.clamp(1, 8) as u64).map(|k| format!("{:#x}", 8 * (d as u64 + 1) + k)).collect();
+        let more = if more.is_empty() { String::new() } else { format!(" streams=\"{}\"", more.join(" ")) };
+        let _ = writeln!(o, "    <io_address_space name=\"dev{d}\" peripheral_id=\"{:#x}\" domain_id=\"{}\" owner=\"drv{owner}\" iova_base=\"0x1_0000_0000\" iova_size=\"0x100_0000\"{more} />", 8 * (d + 1), d + 1);
     }
     let mut cap = 0;
     for r in 0..regions {

@@ -139,6 +139,8 @@ pub struct IoSpace {
     /// the guest's RAM at guest-physical addresses (derived into `iomaps`), and its owner
     /// is the VM's VMM.
     pub vm: Option<String>,
+    /// `streams`: more StreamIDs of the device, sharing its address space.
+    pub extra_streams: Vec<u32>,
     pub line: Line,
 }
 

@@ -17,7 +17,18 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("domains", &[]),
     (
         "io_address_space",
-        &["name", "peripheral_id", "domain_id", "owner", "iova_base", "iova_size", "alias_ok", "resume", "vm"],
+        &[
+            "name",
+            "peripheral_id",
+            "domain_id",
+            "owner",
+            "iova_base",
+            "iova_size",
+            "alias_ok",
+            "resume",
+            "vm",
+            "streams",
+        ],
     ),
     ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices", "grant_to"]),
     ("dma_quota", &["pd", "mappings", "pages", "grants"]),
@@ -382,6 +393,17 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     );
                     continue;
                 };
+                let mut extra_streams = Vec::new();
+                for word in n.attribute("streams").unwrap_or_default().split_whitespace() {
+                    match parse_peripheral(word) {
+                        Some(s) => extra_streams.push(s),
+                        None => r.problem(
+                            n,
+                            format!("`streams` holds \"{word}\", neither a StreamID nor bus:device.function"),
+                            "list the device's other StreamIDs, e.g. streams=\"0x11 0x12\"",
+                        ),
+                    }
+                }
                 let mut iomaps = Vec::new();
                 for c in n.children().filter(Node::is_element) {
                     if c.tag_name().name() != "iomap" {
@@ -413,6 +435,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     resume: r.boolean(n, "resume", true),
                     iomaps,
                     vm: n.attribute("vm").map(str::to_string),
+                    extra_streams,
                     line: r.line(n),
                 });
             }

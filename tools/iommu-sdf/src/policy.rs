@@ -50,6 +50,9 @@ pub struct Policy<'a> {
     pub clients: Vec<(&'a str, ClientConfig)>,
     /// One per io_address_space.
     pub devices: Vec<(&'a str, DeviceConfig)>,
+    /// Each device's other StreamIDs, in `devices`' order (`DeviceConfig::extra_streams`
+    /// is static; `build` writes these into it).
+    pub extra_streams: Vec<&'a [u32]>,
     /// The regions devices may reach; `pa` is the description's phys_addr, or 0 when
     /// Microkit places the region (the IOMMU PD then learns it by setvar).
     pub regions: Vec<(&'a MemoryRegion, RegionConfig)>,
@@ -134,6 +137,7 @@ pub fn policy(sys: &System) -> Policy<'_> {
             let d = DeviceConfig {
                 name: "",
                 stream: s.stream,
+                extra_streams: &[],
                 owner,
                 iova_base: s.iova_base,
                 iova_size: s.iova_size,
@@ -177,7 +181,15 @@ pub fn policy(sys: &System) -> Policy<'_> {
     let cap_slots = caps.len() + static_maps.len() + grant_slots + 1;
     let mapping_slots =
         client_configs.iter().map(|(_, c)| u64::from(c.max_mappings)).sum::<u64>().max(static_maps.len() as u64).max(1);
-    let stream_id_bits = sys.io_spaces.iter().map(|s| bits(u64::from(s.stream))).max().unwrap_or(0).max(1);
+    let stream_id_bits = sys
+        .io_spaces
+        .iter()
+        .flat_map(|s| core::iter::once(s.stream).chain(s.extra_streams.iter().copied()))
+        .map(|s| bits(u64::from(s)))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let extra_streams = sys.io_spaces.iter().map(|s| s.extra_streams.as_slice()).collect();
     let top = sys.io_spaces.iter().map(|s| s.iova_base.saturating_add(s.iova_size).saturating_sub(1)).max();
     let iova_bits = top.map_or(25, bits).clamp(25, 48);
     Policy {
@@ -189,6 +201,7 @@ pub fn policy(sys: &System) -> Policy<'_> {
         cap_slots,
         mapping_slots,
         stream_id_bits,
+        extra_streams,
         iova_bits,
     }
 }

@@ -196,3 +196,28 @@ fn report_writes_the_svg_only_where_asked() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
+
+/// A device with several StreamIDs (`streams="..."`): they reach the policy, count in the
+/// StreamID width, and one StreamID belongs to one device only.
+#[test]
+fn devices_with_several_streams() {
+    let text = iommu_sdf::gen::description_sized(5, 8, 16, 4, 0, 8);
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:?}");
+    let policy = iommu_sdf::build::policy(&sys);
+    assert!(policy.extra_streams.iter().all(|s| s.len() == 7), "{:?}", policy.extra_streams);
+    assert_eq!(policy.stream_id_bits, 6, "StreamIDs up to 0x27");
+    let rust = iommu_sdf::build::policy_rust(&sys, "gen");
+    assert!(rust.contains("extra_streams: &[0x9, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf]"), "{rust}");
+
+    // Device 1's first StreamID (0x10) given to device 0 as well.
+    let clash = text.replacen("streams=\"0x9 ", "streams=\"0x10 ", 1);
+    let (_, problems) = iommu_sdf::check_text(&clash);
+    assert!(
+        problems.iter().any(|p| p.message.contains("StreamID 0x10 in `dev0`'s streams is also `dev1`'s")),
+        "{problems:?}"
+    );
+    let twice = text.replacen("streams=\"0x9 ", "streams=\"0x9 0x9 ", 1);
+    let (_, problems) = iommu_sdf::check_text(&twice);
+    assert!(problems.iter().any(|p| p.message.contains("listed twice")), "{problems:?}");
+}
