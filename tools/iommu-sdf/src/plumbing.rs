@@ -47,10 +47,10 @@ const OWN: [(&str, &str, u64, Option<u64>); 5] = [
     ("table_pool", "smmu_tables", 0, None),
 ];
 
-/// Where generated maps go in the IOMMU PD: above anything a hand-written description
-/// of this project uses, 2 MiB aligned, the fault rings in a range of their own.
+/// Where generated maps go in the IOMMU PD: from here, or above the highest address it
+/// maps already if that is higher, 2 MiB aligned; the fault rings after its own regions.
 const OWN_BASE: u64 = 0x10_0000_0000;
-const RING_BASE: u64 = 0x11_0000_0000;
+const BLOCK: u64 = 0x20_0000;
 
 const PAGE: u64 = 0x1000;
 
@@ -77,7 +77,14 @@ pub fn complete(sys: &mut System) {
     let mut g = Generated::default();
     let rw = Perms { read: true, write: true };
 
-    let mut va = OWN_BASE;
+    // Above every map the description gives the IOMMU PD, so none overlaps a generated one.
+    let top = sys.pds[at]
+        .maps
+        .iter()
+        .filter_map(|m| Some(m.vaddr? + sys.region(&m.mr).map_or(PAGE, |r| r.size)))
+        .max()
+        .unwrap_or(0);
+    let mut va = OWN_BASE.max(top.next_multiple_of(BLOCK));
     for (role, name, size, page_size) in OWN {
         if iommu.private.iter().any(|(r, _)| *r == role) {
             continue;
@@ -109,7 +116,7 @@ pub fn complete(sys: &mut System) {
                 setvar_size: Some(format!("{name}_size")),
                 line,
             });
-            va += size.next_multiple_of(0x20_0000).max(0x20_0000);
+            va += size.next_multiple_of(BLOCK).max(BLOCK);
         }
         let paddr = format!("{name}_paddr");
         if !pd.setvars.iter().any(|v| v.symbol == paddr) {
@@ -127,7 +134,7 @@ pub fn complete(sys: &mut System) {
                 let _ = write!(g.top, "<memory_region name=\"{ring}\" size=\"{PAGE:#x}\" /> ");
                 sys.regions.push(MemoryRegion { name: ring.clone(), size: PAGE, phys_addr: None, line });
             }
-            let va = RING_BASE + i as u64 * PAGE;
+            let va = va + i as u64 * PAGE;
             let first = (i == 0).then(|| "fault_rings".to_string());
             let symbol = first.as_ref().map(|s| format!(" setvar_vaddr=\"{s}\"")).unwrap_or_default();
             let _ = write!(g.in_iommu_pd, "<map mr=\"{ring}\" vaddr=\"{va:#x}\" perms=\"rw\"{symbol} /> ");
