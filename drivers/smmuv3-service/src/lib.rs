@@ -64,21 +64,22 @@ impl<M: Mmio> SmmuBackend<M> {
         Ok(())
     }
 
-    /// `f` on each StreamID of `device` (its first, then the others) with its domain,
-    /// stopping at the first failure.
+    /// `f` on every StreamID of `device` (its first, then the others) with its domain;
+    /// `Err` if it failed on any. It goes on after a failure: blocking a device whose one
+    /// stream would not detach still detaches the others.
     fn each_stream(
         &mut self,
         device: DeviceIndex,
         mut f: impl FnMut(&mut Smmu<M>, StreamId, DomainId) -> Result<(), Error>,
     ) -> Result<(), HwError> {
         let (sid, dom) = self.device(device)?;
-        f(&mut self.smmu, sid, dom).map_err(|_| HwError)?;
+        let mut result = f(&mut self.smmu, sid, dom).map_err(|_| HwError);
         for &(s, d) in self.extra.iter().flatten() {
-            if d as usize == device {
-                f(&mut self.smmu, s, dom).map_err(|_| HwError)?;
+            if d as usize == device && f(&mut self.smmu, s, dom).is_err() {
+                result = Err(HwError);
             }
         }
-        Ok(())
+        result
     }
 
     /// The driver (for the interrupt path: events and global errors).
@@ -113,7 +114,7 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
 
     fn block(&mut self, device: DeviceIndex) -> Result<(), HwError> {
         // Every stream of the device, each confirmed; on a failure the service keeps the
-        // device as not blocked.
+        // device as not blocked, and what could be detached is.
         self.each_stream(device, |smmu, s, _| smmu.detach(s))
     }
 

@@ -313,3 +313,25 @@ fn a_device_with_several_streams_is_one_address_space() {
         assert_eq!(s.hw_mut().smmu().regs().translate(sid, 0x1000, true), Outcome::Abort, "{sid:#x}");
     }
 }
+
+/// Blocking a device whose first stream's entry the SMMU will not confirm still detaches
+/// its other streams: the service hears the failure, and the rest reach nothing.
+#[test]
+fn a_failed_block_of_one_stream_still_blocks_the_others() {
+    static EXTRA: [u32; 2] = [0x41, 0x42];
+    let buf = host_region(4096, 4096);
+    let mut backend = SmmuBackend::new(host_smmu(32), &[0x40]).unwrap();
+    backend.add_streams(0, &EXTRA).unwrap();
+    use iommu_pd::IommuHw;
+    backend.enable(0).unwrap();
+    backend.map(0, 0x1000, buf.pa.0, 4096, Rights::READ_WRITE).unwrap();
+    for sid in [0x40, 0x41, 0x42] {
+        assert_eq!(backend.smmu().regs().translate(sid, 0x1000, false), Outcome::Ok(buf.pa.0), "{sid:#x}");
+    }
+    // The first CMD_CFGI_STE (the first stream's) is rejected.
+    backend.smmu().regs().reject_next(smmuv3::cmd::Opcode::CfgiSte as u8);
+    assert!(backend.block(0).is_err());
+    for sid in [0x41, 0x42] {
+        assert_eq!(backend.smmu().regs().translate(sid, 0x1000, false), Outcome::Abort, "{sid:#x}");
+    }
+}
