@@ -20,6 +20,13 @@ static inline uint64_t iommu_call(microkit_channel ch, uint64_t op, unsigned cou
     return microkit_msginfo_get_label(microkit_ppcall(ch, microkit_msginfo_new(op, count)));
 }
 
+/* A request whose one message register is `mr0`. */
+static inline uint64_t iommu_call1(microkit_channel ch, uint64_t op, uint64_t mr0)
+{
+    microkit_mr_set(0, mr0);
+    return iommu_call(ch, op, 1);
+}
+
 /* MAP `len` bytes at `offset` of capability `handle` for `device`; `iova` is where, or
  * IOMMU_IOVA_ANY to let the service choose; the IOVA used is written to `*iova_out`. */
 static inline uint64_t iommu_map(microkit_channel ch, uint32_t handle, uint32_t device, uint64_t offset,
@@ -79,23 +86,20 @@ static inline uint64_t iommu_grant(microkit_channel ch, uint32_t handle, uint32_
 /* REVOKE a grant, and everything derived from it; returns once the IOMMU confirmed. */
 static inline uint64_t iommu_revoke(microkit_channel ch, uint32_t grant)
 {
-    microkit_mr_set(0, grant);
-    return iommu_call(ch, IOMMU_OP_REVOKE, 1);
+    return iommu_call1(ch, IOMMU_OP_REVOKE, grant);
 }
 
 /* RELEASE a capability this PD received by GRANT. */
 static inline uint64_t iommu_release(microkit_channel ch, uint32_t handle)
 {
-    microkit_mr_set(0, handle);
-    return iommu_call(ch, IOMMU_OP_RELEASE, 1);
+    return iommu_call1(ch, IOMMU_OP_RELEASE, handle);
 }
 
 /* RESUME a quarantined device, one blocked by a removal the IOMMU did not confirm, or one
  * stopped by iommu_stop (it comes back with its static mappings). */
 static inline uint64_t iommu_resume(microkit_channel ch, uint32_t device)
 {
-    microkit_mr_set(0, device);
-    return iommu_call(ch, IOMMU_OP_RESUME, 1);
+    return iommu_call1(ch, IOMMU_OP_RESUME, device);
 }
 
 /* STOP a device: blocked, every mapping gone (static ones too), confirmed by the IOMMU
@@ -103,8 +107,7 @@ static inline uint64_t iommu_resume(microkit_channel ch, uint32_t device)
  * sends when it stops the virtual machine the device is passed through to. */
 static inline uint64_t iommu_stop(microkit_channel ch, uint32_t device)
 {
-    microkit_mr_set(0, device);
-    return iommu_call(ch, IOMMU_OP_STOP, 1);
+    return iommu_call1(ch, IOMMU_OP_STOP, device);
 }
 
 /* QUERY: IOMMU_QUERY_VALUES words into `out` (see IOMMU_QUERY_*). */
@@ -120,8 +123,7 @@ static inline uint64_t iommu_query(microkit_channel ch, uint64_t out[IOMMU_QUERY
 /* ACK_FAULTS: the records up to sequence number `upto` have been read. */
 static inline uint64_t iommu_ack_faults(microkit_channel ch, uint64_t upto)
 {
-    microkit_mr_set(0, upto);
-    return iommu_call(ch, IOMMU_OP_ACK_FAULTS, 1);
+    return iommu_call1(ch, IOMMU_OP_ACK_FAULTS, upto);
 }
 
 /* Copy the records published since `*next` (at most `max`) from this PD's fault ring into
