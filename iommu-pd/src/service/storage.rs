@@ -141,6 +141,12 @@ pub struct StateSizes {
     pub fixed: usize,
 }
 
+/// Bytes of index nodes a table of `slots` mapping slots over `devices` devices has.
+fn pool_bytes(slots: usize, devices: usize) -> usize {
+    use core::mem::size_of;
+    size_of::<Leaf>() * index::leaves_for(slots, devices) + size_of::<Inner>() * index::inners_for(slots, devices)
+}
+
 /// The sizes of the service's state.
 pub fn state_sizes() -> StateSizes {
     use core::mem::size_of;
@@ -176,13 +182,10 @@ pub fn state_sizes() -> StateSizes {
         // an inner node per 56 or so.
         per_mapping: size_of::<Option<Mapping>>()
             + size_of::<u16>()
-            + (size_of::<Leaf>() * index::leaves_for(MAX_MAPPINGS, 0)
-                + size_of::<Inner>() * index::inners_for(MAX_MAPPINGS, 0))
-            .div_ceil(MAX_MAPPINGS),
+            + (pool_bytes(MAX_MAPPINGS, 0) - pool_bytes(0, 0)).div_ceil(MAX_MAPPINGS),
         // With its share of the pools: a root leaf and a root at each inner level.
-        per_device: size_of::<DeviceState>()
-            + size_of::<Leaf>() * index::leaves_for(0, 1)
-            + size_of::<Inner>() * index::inners_for(0, 1),
-        fixed: size_of::<Service<'static, NoHw>>(),
+        per_device: size_of::<DeviceState>() + pool_bytes(0, 1) - pool_bytes(0, 0),
+        // With the spares an insertion asks for, one set per table.
+        fixed: size_of::<Service<'static, NoHw>>() + pool_bytes(0, 0),
     }
 }
