@@ -72,6 +72,19 @@ pub fn column(text: &str, p: &Problem) -> usize {
     at.map_or(1, |i| line[..i].chars().count() + 1)
 }
 
+/// `summary` for `target`: on x86_64 boards the Microkit tool, not the IOMMU PD, enforces
+/// the description's IO address spaces.
+pub fn summary_for(sys: &model::System, target: Target) -> String {
+    match target {
+        Target::Arm => summary(sys),
+        Target::X86_64 => format!(
+            "{} protection domains, {} IO address spaces; on x86_64 the Microkit tool programs the IOMMU from them",
+            sys.pds.len(),
+            sys.io_spaces.len()
+        ),
+    }
+}
+
 /// What a description that passed `check` enforces, for its last line. Without an IOMMU
 /// PD nothing makes a stream abort and the checks that need one were not made; saying
 /// "every other stream aborts" then would be false.

@@ -140,14 +140,7 @@ fn main() -> ExitCode {
         println!("{shown}: {} problem(s)", problems.len());
         return ExitCode::from(1);
     }
-    match target {
-        Target::Arm => println!("{shown}: ok: {}", iommu_sdf::summary(&sys)),
-        Target::X86_64 => println!(
-            "{shown}: ok: {} protection domains, {} IO address spaces; on x86_64 the Microkit tool programs the IOMMU from them",
-            sys.pds.len(),
-            sys.io_spaces.len()
-        ),
-    }
+    println!("{shown}: ok: {}", iommu_sdf::summary_for(&sys, target));
     match command {
         Command::Check(_) => ExitCode::SUCCESS,
         Command::Report(_, svg) => {
