@@ -55,16 +55,11 @@ static volatile struct mailbox *mailbox(void)
 /* The vCPU's SCTLR_EL1 as seL4 first gave it (MMU off): a guest started again starts as
  * from reset, not with the page tables its last run turned on. */
 static seL4_Word reset_sctlr;
-static int have_reset_sctlr;
 
 /* Clear what the guest reports and start its vCPU at its entry, EL1h with interrupts
  * masked: the guest is a kernel of its own. */
 static void start_guest(void)
 {
-    if (!have_reset_sctlr) {
-        reset_sctlr = microkit_vcpu_arm_read_reg(GUEST, seL4_VCPUReg_SCTLR);
-        have_reset_sctlr = 1;
-    }
     microkit_vcpu_arm_write_reg(GUEST, seL4_VCPUReg_SCTLR, reset_sctlr);
     volatile struct mailbox *mb = mailbox();
     mb->ram_paddr = guest_ram_paddr;
@@ -96,6 +91,7 @@ void init(void)
     for (uint64_t i = 0; i < n; i++) {
         ram[i] = guest_image[i];
     }
+    reset_sctlr = microkit_vcpu_arm_read_reg(GUEST, seL4_VCPUReg_SCTLR);
     start_guest();
     microkit_dbg_puts("vmm: guest loaded at guest-physical 0x20000000, started\n");
 }
