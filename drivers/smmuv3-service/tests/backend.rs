@@ -335,3 +335,18 @@ fn a_failed_block_of_one_stream_still_blocks_the_others() {
         assert_eq!(backend.smmu().regs().translate(sid, 0x1000, false), Outcome::Abort, "{sid:#x}");
     }
 }
+
+/// More StreamIDs than the backend attaches, or for a device it does not have, are
+/// refused before any is taken: the device's first stream keeps its one domain.
+#[test]
+fn extra_streams_past_the_backend_are_refused_whole() {
+    let mut backend = SmmuBackend::new(host_smmu(8), &[0x50]).unwrap();
+    assert!(backend.add_streams(1, &[0x51]).is_err(), "no device 1");
+    let too_many: Vec<u32> = (0..=smmuv3_service::MAX_EXTRA_STREAMS as u32).map(|i| 0x100 + i).collect();
+    assert_eq!(backend.add_streams(0, &too_many).err(), Some(smmuv3::Error::TooManyStreams));
+    // Nothing was taken: the whole allowance is still there.
+    backend.add_streams(0, &too_many[..smmuv3_service::MAX_EXTRA_STREAMS]).unwrap();
+    use iommu_pd::IommuHw;
+    backend.enable(0).unwrap();
+    backend.block(0).unwrap();
+}
