@@ -27,6 +27,12 @@ pub trait IommuHw {
     /// service must treat them as reachable whenever the device is not blocked, until
     /// `retry_unmap` confirms them gone.
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError>;
+    /// `unmap` of one range, the usual UNMAP. An IOMMU may serve it without the slice:
+    /// the range arrives in registers, where a slice built from two 8-byte stores and
+    /// read back as one 16-byte pair stalls the load (no store forwarding).
+    fn unmap_one(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        self.unmap(device, &[(iova, len)])
+    }
     /// Finish ranges whose `unmap` failed: remove what is left of them in the tables and
     /// invalidate every cached translation of them (ranges already gone from the tables
     /// are not an error). `Ok` once the IOMMU has confirmed.

@@ -134,11 +134,10 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
     }
 
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
-        let (_, dom) = self.device(device)?;
-        // One range, the usual UNMAP: no batch to build.
         if let [(iova, len)] = *ranges {
-            return self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError);
+            return self.unmap_one(device, iova, len);
         }
+        let (_, dom) = self.device(device)?;
         let mut batch = [(Iova(0), 0u64); 64];
         for chunk in ranges.chunks(batch.len()) {
             for (slot, &(iova, len)) in batch.iter_mut().zip(chunk) {
@@ -147,6 +146,11 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
             self.smmu.unmap_batch(dom, &batch[..chunk.len()]).map_err(|_| HwError)?;
         }
         Ok(())
+    }
+
+    fn unmap_one(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
     }
 
     fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {

@@ -283,11 +283,18 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// does not confirm, they stay in the books as pending, the device is blocked, and the
     /// caller hears `Hardware`.
     pub(super) fn remove_mappings(&mut self, device: DeviceIndex, indices: &[u16]) -> Result<()> {
-        let n = self.ranges_of(indices);
-        if n == 0 {
-            return Ok(());
-        }
-        if self.hw.unmap(device, &self.ranges[..n]).is_ok() {
+        let confirmed = match *indices {
+            [] => return Ok(()),
+            [i] => match self.maps[i as usize] {
+                Some(m) => self.hw.unmap_one(device, m.iova, m.len()),
+                None => return Ok(()),
+            },
+            _ => match self.ranges_of(indices) {
+                0 => return Ok(()),
+                n => self.hw.unmap(device, &self.ranges[..n]),
+            },
+        };
+        if confirmed.is_ok() {
             self.forget(indices);
             return Ok(());
         }
