@@ -60,18 +60,22 @@ impl Default for Inner {
     }
 }
 
-/// A device's tree: its root node, how many inner levels are above the leaves, and how
-/// many keys it holds.
+/// A device's tree: its root node, how many inner levels are above the leaves, how many
+/// keys it holds, and its greatest key with that key's slot. The greatest key is kept
+/// because the service's IOVA allocator places a new mapping above the highest one: that
+/// makes `last` free and such an insertion an append down the rightmost path, no search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Root {
     node: u16,
     height: u8,
     len: u32,
+    last_slot: u16,
+    last_key: u64,
 }
 
 impl Default for Root {
     fn default() -> Self {
-        Root { node: NIL, height: 0, len: 0 }
+        Root { node: NIL, height: 0, len: 0, last_slot: NIL, last_key: 0 }
     }
 }
 
@@ -123,6 +127,19 @@ fn count_lt<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
     match key.checked_sub(1) {
         Some(below) => count_le(keys, n, below),
         None => 0,
+    }
+}
+
+/// Two distinct nodes of a pool, both mutable.
+fn two<T>(pool: &mut [T], a: u16, b: u16) -> (&mut T, &mut T) {
+    let (a, b) = (a as usize, b as usize);
+    debug_assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = pool.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = pool.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
     }
 }
 
@@ -218,15 +235,19 @@ impl<'a> Index<'a> {
             let l = self.take_leaf();
             self.leaves[l as usize].keys[0] = key;
             self.leaves[l as usize].slots[0] = slot;
-            *root = Root { node: l, height: 0, len: 1 };
+            *root = Root { node: l, height: 0, len: 1, last_slot: slot, last_key: key };
             return Ok(());
         }
+        let append = key > root.last_key;
         let split = if root.height == 0 {
-            self.leaf_insert(root.node, root.len as usize, key, slot)
+            self.leaf_insert(root.node, root.len as usize, key, slot, append)
         } else {
-            self.inner_insert(root.node, root.height, key, slot)
+            self.inner_insert(root.node, root.height, key, slot, append)
         };
         root.len += 1;
+        if append {
+            (root.last_key, root.last_slot) = (key, slot);
+        }
         if let Some(s) = split {
             let n = self.take_inner();
             let top = &mut self.inners[n as usize];
@@ -240,9 +261,10 @@ impl<'a> Index<'a> {
         Ok(())
     }
 
-    fn leaf_insert(&mut self, l: u16, len: usize, key: u64, slot: u16) -> Option<Split> {
+    /// Insert into leaf `l` of `len` keys; `append`: `key` is above every key of the tree.
+    fn leaf_insert(&mut self, l: u16, len: usize, key: u64, slot: u16, append: bool) -> Option<Split> {
         let leaf = &mut self.leaves[l as usize];
-        let at = count_lt(&leaf.keys, len, key);
+        let at = if append { len } else { count_lt(&leaf.keys, len, key) };
         if len < LEAF {
             leaf.keys.copy_within(at..len, at + 1);
             leaf.slots.copy_within(at..len, at + 1);
@@ -250,24 +272,30 @@ impl<'a> Index<'a> {
             leaf.slots[at] = slot;
             return None;
         }
-        // Full: the 17 entries go 8 to this leaf and 9 to a new one on its right.
-        let (mut keys, mut slots) = ([0u64; LEAF + 1], [NIL; LEAF + 1]);
-        keys[..at].copy_from_slice(&leaf.keys[..at]);
-        slots[..at].copy_from_slice(&leaf.slots[..at]);
-        keys[at] = key;
-        slots[at] = slot;
-        keys[at + 1..].copy_from_slice(&leaf.keys[at..]);
-        slots[at + 1..].copy_from_slice(&leaf.slots[at..]);
+        // Full: the 17 entries go 8 to this leaf and 9 to a new one on its right, moved
+        // in place (no 17-entry copy).
         let r = self.take_leaf();
-        let left = &mut self.leaves[l as usize];
-        left.keys[..MIN_LEAF].copy_from_slice(&keys[..MIN_LEAF]);
-        left.slots = [NIL; LEAF];
-        left.slots[..MIN_LEAF].copy_from_slice(&slots[..MIN_LEAF]);
-        let right = &mut self.leaves[r as usize];
+        let (left, right) = two(self.leaves, l, r);
         let rn = LEAF + 1 - MIN_LEAF;
-        right.keys[..rn].copy_from_slice(&keys[MIN_LEAF..]);
-        right.slots[..rn].copy_from_slice(&slots[MIN_LEAF..]);
-        Some(Split { key: keys[MIN_LEAF], right: r, left_count: MIN_LEAF as u16, right_count: rn as u16 })
+        if at < MIN_LEAF {
+            // The new key stays on the left: the right takes the last 9.
+            right.keys[..rn].copy_from_slice(&left.keys[MIN_LEAF - 1..]);
+            right.slots[..rn].copy_from_slice(&left.slots[MIN_LEAF - 1..]);
+            left.keys.copy_within(at..MIN_LEAF - 1, at + 1);
+            left.slots.copy_within(at..MIN_LEAF - 1, at + 1);
+            left.keys[at] = key;
+            left.slots[at] = slot;
+        } else {
+            let k = at - MIN_LEAF;
+            right.keys[..k].copy_from_slice(&left.keys[MIN_LEAF..at]);
+            right.slots[..k].copy_from_slice(&left.slots[MIN_LEAF..at]);
+            right.keys[k] = key;
+            right.slots[k] = slot;
+            right.keys[k + 1..rn].copy_from_slice(&left.keys[at..]);
+            right.slots[k + 1..rn].copy_from_slice(&left.slots[at..]);
+        }
+        left.slots[MIN_LEAF..].fill(NIL);
+        Some(Split { key: right.keys[0], right: r, left_count: MIN_LEAF as u16, right_count: rn as u16 })
     }
 
     /// The child of inner node `n` whose range holds `key`.
@@ -276,16 +304,16 @@ impl<'a> Index<'a> {
         count_le(&node.keys, node.len as usize - 1, key)
     }
 
-    fn inner_insert(&mut self, n: u16, height: u8, key: u64, slot: u16) -> Option<Split> {
-        let at = self.child_at(n, key);
+    fn inner_insert(&mut self, n: u16, height: u8, key: u64, slot: u16, append: bool) -> Option<Split> {
+        let at = if append { self.inners[n as usize].len as usize - 1 } else { self.child_at(n, key) };
         let (child, count) = {
             let node = &self.inners[n as usize];
             (node.children[at], node.counts[at])
         };
         let split = if height == 1 {
-            self.leaf_insert(child, count as usize, key, slot)
+            self.leaf_insert(child, count as usize, key, slot, append)
         } else {
-            self.inner_insert(child, height - 1, key, slot)
+            self.inner_insert(child, height - 1, key, slot, append)
         };
         let node = &mut self.inners[n as usize];
         node.counts[at] += 1;
@@ -347,11 +375,16 @@ impl<'a> Index<'a> {
             // Only a leaf root can empty.
             self.give_leaf(root.node);
             *root = Root::default();
-        } else if root.height > 0 && self.inners[root.node as usize].len == 1 {
+            return Some(slot);
+        }
+        if root.height > 0 && self.inners[root.node as usize].len == 1 {
             let only = self.inners[root.node as usize].children[0];
             self.give_inner(root.node);
             root.node = only;
             root.height -= 1;
+        }
+        if key == root.last_key {
+            (root.last_key, root.last_slot) = self.rightmost(root);
         }
         Some(slot)
     }
@@ -402,34 +435,38 @@ impl<'a> Index<'a> {
     /// Children `a` and `a + 1` of `n` are leaves, one of them short: merge them if their
     /// keys fit in one, otherwise share their keys evenly.
     fn rebalance_leaves(&mut self, n: u16, a: usize) {
-        let node = self.inners[n as usize];
+        let node = &self.inners[n as usize];
         let (l, r) = (node.children[a], node.children[a + 1]);
         let (ln, rn) = (node.counts[a] as usize, node.counts[a + 1] as usize);
         let total = ln + rn;
-        let (mut keys, mut slots) = ([0u64; 2 * LEAF], [NIL; 2 * LEAF]);
-        keys[..ln].copy_from_slice(&self.leaves[l as usize].keys[..ln]);
-        slots[..ln].copy_from_slice(&self.leaves[l as usize].slots[..ln]);
-        keys[ln..total].copy_from_slice(&self.leaves[r as usize].keys[..rn]);
-        slots[ln..total].copy_from_slice(&self.leaves[r as usize].slots[..rn]);
+        let (left, right) = two(self.leaves, l, r);
         if total <= LEAF {
-            let left = &mut self.leaves[l as usize];
-            left.keys.copy_from_slice(&keys[..LEAF]);
-            left.slots.copy_from_slice(&slots[..LEAF]);
+            left.keys[ln..total].copy_from_slice(&right.keys[..rn]);
+            left.slots[ln..total].copy_from_slice(&right.slots[..rn]);
             self.give_leaf(r);
             self.remove_child(n, a + 1, total as u16);
             return;
         }
+        // Share evenly, moving only what crosses over.
         let half = total / 2;
-        let left = &mut self.leaves[l as usize];
-        left.keys[..half].copy_from_slice(&keys[..half]);
-        left.slots = [NIL; LEAF];
-        left.slots[..half].copy_from_slice(&slots[..half]);
-        let right = &mut self.leaves[r as usize];
-        right.keys[..total - half].copy_from_slice(&keys[half..total]);
-        right.slots = [NIL; LEAF];
-        right.slots[..total - half].copy_from_slice(&slots[half..total]);
+        if ln < half {
+            let k = half - ln;
+            left.keys[ln..half].copy_from_slice(&right.keys[..k]);
+            left.slots[ln..half].copy_from_slice(&right.slots[..k]);
+            right.keys.copy_within(k..rn, 0);
+            right.slots.copy_within(k..rn, 0);
+            right.slots[rn - k..rn].fill(NIL);
+        } else {
+            let k = ln - half;
+            right.keys.copy_within(..rn, k);
+            right.slots.copy_within(..rn, k);
+            right.keys[..k].copy_from_slice(&left.keys[half..ln]);
+            right.slots[..k].copy_from_slice(&left.slots[half..ln]);
+            left.slots[half..ln].fill(NIL);
+        }
+        let first = right.keys[0];
         let node = &mut self.inners[n as usize];
-        node.keys[a] = keys[half];
+        node.keys[a] = first;
         node.counts[a] = half as u16;
         node.counts[a + 1] = (total - half) as u16;
     }
@@ -541,18 +578,22 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// The slot of the greatest key: down the rightmost path, no search.
+    /// The slot of the greatest key.
     pub fn last(&self, root: &Root) -> Option<u16> {
+        (root.len > 0).then_some(root.last_slot)
+    }
+
+    /// The greatest key of a tree that is not empty, and its slot: down the rightmost
+    /// path, no search.
+    fn rightmost(&self, root: &Root) -> (u64, u16) {
         let (mut n, mut len) = (root.node, root.len as usize);
-        if n == NIL {
-            return None;
-        }
         for _ in 0..root.height {
             let node = &self.inners[n as usize];
             let at = node.len as usize - 1;
             (n, len) = (node.children[at], node.counts[at] as usize);
         }
-        Some(self.leaves[n as usize].slots[len - 1])
+        let leaf = &self.leaves[n as usize];
+        (leaf.keys[len - 1], leaf.slots[len - 1])
     }
 
     /// The slot of the least key at or above `key`.
@@ -628,6 +669,9 @@ impl<'a> Index<'a> {
         if n != root.len as usize {
             return Err("a tree's length is not its keys");
         }
+        if (root.last_key, root.last_slot) != self.rightmost(root) {
+            return Err("a tree's greatest key is not the one it keeps");
+        }
         Ok(())
     }
 
@@ -697,10 +741,15 @@ mod tests {
         let mut r = rng(seed);
         for step in 0..steps {
             let t = (r() % trees as u64) as usize;
-            let key = (r() % keyspace) << 12;
             // Lean towards filling up, then towards emptying, in long waves.
             let fill = (step / 5_000) % 2 == 0;
             let insert = r() % 8 < if fill { 6 } else { 2 };
+            // A quarter of the time at the top, as the service's allocator places new
+            // mappings: just above the greatest key, or the greatest key itself.
+            let key = match reference[t].keys().next_back() {
+                Some(&top) if r() % 4 == 0 => top + if insert { (r() % 3 + 1) << 12 } else { 0 },
+                _ => (r() % keyspace) << 12,
+            };
             if insert && !reference[t].contains_key(&key) {
                 let Some(slot) = free.pop() else { continue };
                 assert_eq!(ix.insert(&mut roots[t], key, slot), Ok(()), "step {step}: pools short");
