@@ -189,10 +189,11 @@ impl<'a> Index<'a> {
         (self.spare_leaves, self.spare_inners)
     }
 
+    /// A free leaf, empty: `give_leaf` emptied it, but for the free-list link.
     fn take_leaf(&mut self) -> u16 {
         let l = self.free_leaf;
         self.free_leaf = self.leaves[l as usize].slots[0];
-        self.leaves[l as usize] = Leaf::default();
+        self.leaves[l as usize].slots[0] = NIL;
         self.spare_leaves -= 1;
         l
     }
@@ -204,10 +205,11 @@ impl<'a> Index<'a> {
         self.spare_leaves += 1;
     }
 
+    /// A free inner node, empty: `give_inner` emptied it, but for the free-list link.
     fn take_inner(&mut self) -> u16 {
         let n = self.free_inner;
         self.free_inner = self.inners[n as usize].children[0];
-        self.inners[n as usize] = Inner::default();
+        self.inners[n as usize].children[0] = NIL;
         self.spare_inners -= 1;
         n
     }
@@ -266,8 +268,11 @@ impl<'a> Index<'a> {
         let leaf = &mut self.leaves[l as usize];
         let at = if append { len } else { count_lt(&leaf.keys, len, key) };
         if len < LEAF {
-            leaf.keys.copy_within(at..len, at + 1);
-            leaf.slots.copy_within(at..len, at + 1);
+            // (An append moves nothing: no call to copy nothing.)
+            if at < len {
+                leaf.keys.copy_within(at..len, at + 1);
+                leaf.slots.copy_within(at..len, at + 1);
+            }
             leaf.keys[at] = key;
             leaf.slots[at] = slot;
             return None;
@@ -321,9 +326,11 @@ impl<'a> Index<'a> {
         node.counts[at] = s.left_count;
         let len = node.len as usize;
         if len < FAN {
-            node.keys.copy_within(at..len - 1, at + 1);
-            node.children.copy_within(at + 1..len, at + 2);
-            node.counts.copy_within(at + 1..len, at + 2);
+            if at + 1 < len {
+                node.keys.copy_within(at..len - 1, at + 1);
+                node.children.copy_within(at + 1..len, at + 2);
+                node.counts.copy_within(at + 1..len, at + 2);
+            }
             node.keys[at] = s.key;
             node.children[at + 1] = s.right;
             node.counts[at + 1] = s.right_count;
@@ -396,8 +403,10 @@ impl<'a> Index<'a> {
             return None;
         }
         let slot = leaf.slots[at];
-        leaf.keys.copy_within(at + 1..len, at);
-        leaf.slots.copy_within(at + 1..len, at);
+        if at + 1 < len {
+            leaf.keys.copy_within(at + 1..len, at);
+            leaf.slots.copy_within(at + 1..len, at);
+        }
         leaf.slots[len - 1] = NIL;
         Some(slot)
     }

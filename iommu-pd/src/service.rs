@@ -374,28 +374,28 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Serve one protected procedure call from `client`.
     pub fn handle(&mut self, client: usize, label: u64, mrs: &[u64]) -> Reply {
         if client >= self.cfg.clients.len() {
-            self.stats.refused += 1;
-            return Reply::Err(ErrorCode::BadClient);
+            return self.refuse(ErrorCode::BadClient);
         }
-        let reply = if label == Op::Unmap as u64 {
+        // Each reply is built where it is returned, not moved out of a `Result`.
+        if label == Op::Unmap as u64 {
             // The IOVAs straight from the message registers.
-            iommu_protocol::decode_unmap(mrs)
+            let done = iommu_protocol::decode_unmap(mrs)
                 .map_err(ErrorCode::from)
-                .and_then(|(device, iovas)| self.unmap(client, device, iovas))
-                .map(|()| Reply::ok(&[]))
-        } else {
-            match Request::decode(label, mrs) {
-                Err(e) => Err(e.into()),
-                Ok(req) => self.dispatch(client, req),
-            }
-        };
-        match reply {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.refused += 1;
-                Reply::Err(e)
-            }
+                .and_then(|(device, iovas)| self.unmap(client, device, iovas));
+            return match done {
+                Ok(()) => Reply::ok(&[]),
+                Err(e) => self.refuse(e),
+            };
         }
+        match Request::decode(label, mrs).map_err(ErrorCode::from).and_then(|req| self.dispatch(client, req)) {
+            Ok(r) => r,
+            Err(e) => self.refuse(e),
+        }
+    }
+
+    fn refuse(&mut self, e: ErrorCode) -> Reply {
+        self.stats.refused += 1;
+        Reply::Err(e)
     }
 
     fn dispatch(&mut self, client: usize, req: Request) -> Result<Reply> {

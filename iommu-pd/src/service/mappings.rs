@@ -71,7 +71,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// Put `m` in a free slot and into its device's index (the caller checked there is a
-    /// free slot and that `m` overlaps nothing of its device).
+    /// free slot and that `m` overlaps nothing of its device). Inlined, so that `m` is
+    /// built in its slot rather than on the stack and copied.
+    #[inline(always)]
     pub(super) fn insert_mapping(&mut self, mut m: Mapping) {
         if !self.room_for_mapping(m.device as usize) {
             return;
