@@ -1000,6 +1000,28 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
         }
     }
 
+    // A passive IOMMU PD (as it should be: on seL4 MCS a call takes the fastpath only
+    // into a passive PD) serves each call on its caller's scheduling context. A client
+    // whose budget is less than its period could run out in the middle of its call, and
+    // the IOMMU PD, and every other client's call and every fault report behind it, would
+    // wait for that client's next period.
+    if iommu.passive {
+        for (j, c) in clients.iter().enumerate().filter(|(_, c)| c.budget < c.period) {
+            out.push(p(
+                c.line,
+                "protection_domain",
+                format!(
+                    "client {j} `{}` has a budget of {} us in each {} us, and the IOMMU PD `{}` is passive (line {}): a call cut off by `{}`'s budget would hold the IOMMU PD, and every other client, until `{}`'s next period",
+                    c.name, c.budget, c.period, iommu.name, iommu.line, c.name, c.name
+                ),
+                format!(
+                    "give `{}` a budget equal to its period, or make the IOMMU PD `{}` not passive (its calls then take seL4's slow path)",
+                    c.name, iommu.name
+                ),
+            ));
+        }
+    }
+
     // Child PDs of the IOMMU PD: child id i + 1 is client i.
     for pd in sys.pds.iter().filter(|pd| pd.parent.as_deref() == Some(iommu.name.as_str())) {
         let Some(id) = pd.id else { continue };

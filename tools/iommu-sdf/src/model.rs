@@ -44,6 +44,12 @@ pub struct ProtectionDomain {
     pub priority: u64,
     /// The core it runs on (`cpu`; Microkit's default is 0).
     pub cpu: u64,
+    /// Its scheduling context: `budget` microseconds of each `period` (Microkit's
+    /// defaults: 1,000, and the period equal to the budget).
+    pub budget: u64,
+    pub period: u64,
+    /// `passive`: it runs on its callers' scheduling contexts once `init` is done.
+    pub passive: bool,
     /// The parent PD's name, for a child PD.
     pub parent: Option<String>,
     /// A child PD's `id` (its identifier in its parent).

@@ -55,6 +55,9 @@ const CHILD_PD_ATTRS: &[&str] = &[
     "id",
     "setvar_id",
 ];
+/// A PD's budget when the description gives none (Microkit's `BUDGET_DEFAULT`, in
+/// microseconds).
+pub const MICROKIT_BUDGET: u64 = 1_000;
 /// Fault storms, unless the description says otherwise: more than 300 faults from one
 /// device within a second. A DMA that misses its mapping faults once per bus transaction
 /// (QEMU: every 4 bytes), so a few stray 256-byte transfers stay below it and a device
@@ -164,6 +167,16 @@ impl Reader {
         let Some(name) = self.required(n, "name") else { return };
         let priority = self.number(n, "priority").unwrap_or(0);
         let cpu = self.number(n, "cpu").unwrap_or(0);
+        let budget = self.number(n, "budget").unwrap_or(MICROKIT_BUDGET);
+        let period = self.number(n, "period").unwrap_or(budget);
+        if budget > period {
+            self.problem(
+                n,
+                format!("budget ({budget}) is over period ({period}): Microkit refuses it"),
+                "give a budget at most the period (without a period, the period is the budget)",
+            );
+        }
+        let passive = self.boolean(n, "passive", false);
         // A child without an `id` is refused by `check`, unless the IOMMU PD is its parent
         // and it is a client (`plumbing` gives it one).
         let id = if parent.is_some() { self.number(n, "id") } else { None };
@@ -172,6 +185,9 @@ impl Reader {
             name: name.clone(),
             priority,
             cpu,
+            budget,
+            period,
+            passive,
             parent: parent.map(str::to_string),
             id,
             maps: Vec::new(),
