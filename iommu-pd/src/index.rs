@@ -241,6 +241,11 @@ impl<'a> Index<'a> {
             return Ok(());
         }
         let append = key > root.last_key;
+        if append && self.append_in_place(root, key, slot) {
+            root.len += 1;
+            (root.last_key, root.last_slot) = (key, slot);
+            return Ok(());
+        }
         let split = if root.height == 0 {
             self.leaf_insert(root.node, root.len as usize, key, slot, append)
         } else {
@@ -261,6 +266,33 @@ impl<'a> Index<'a> {
             root.height += 1;
         }
         Ok(())
+    }
+
+    /// Put `key`, above every key of the tree, at the end of the rightmost leaf if it has
+    /// room (how the service's allocator fills a window: most MAPs): down the rightmost
+    /// path and back, no search, no recursion. `false`, changing nothing, if the leaf is
+    /// full: the general insertion splits it.
+    fn append_in_place(&mut self, root: &Root, key: u64, slot: u16) -> bool {
+        let (mut n, mut len) = (root.node, root.len as usize);
+        for _ in 0..root.height {
+            let node = &self.inners[n as usize];
+            let last = node.len as usize - 1;
+            (n, len) = (node.children[last], node.counts[last] as usize);
+        }
+        if len == LEAF {
+            return false;
+        }
+        let leaf = &mut self.leaves[n as usize];
+        leaf.keys[len] = key;
+        leaf.slots[len] = slot;
+        let mut n = root.node;
+        for _ in 0..root.height {
+            let node = &mut self.inners[n as usize];
+            let last = node.len as usize - 1;
+            node.counts[last] += 1;
+            n = node.children[last];
+        }
+        true
     }
 
     /// Insert into leaf `l` of `len` keys; `append`: `key` is above every key of the tree.

@@ -130,6 +130,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
     /// the device's highest mapping if that fits (O(log n)), otherwise the lowest gap that
     /// fits (first fit, a walk in IOVA order).
+    #[inline]
     pub(super) fn alloc_iova(&self, device: DeviceIndex, len: u64) -> Option<u64> {
         let dc = &self.cfg.devices[device];
         let end = dc.iova_base.checked_add(dc.iova_size)?;
@@ -140,6 +141,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if bump.checked_add(len).is_some_and(|t| t <= end) {
             return Some(bump);
         }
+        self.first_fit(device, base, end, len)
+    }
+
+    /// The lowest gap of `len` bytes in `[base, end)` between `device`'s mappings.
+    #[cold]
+    fn first_fit(&self, device: DeviceIndex, base: u64, end: u64, len: u64) -> Option<u64> {
+        let (tree, root) = self.view(device);
         let mut candidate = base;
         let mut found = None;
         tree.walk(root, |i| {
