@@ -164,6 +164,17 @@ pub struct Index<'a> {
     spare_inners: usize,
 }
 
+/// What `Index::take` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// The key is not in the tree.
+    Missing,
+    /// The key's slot was not allowed: it stays.
+    Kept(u16),
+    /// The key is out of the tree; its slot.
+    Taken(u16),
+}
+
 /// The pools cannot take an insertion: nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -401,20 +412,32 @@ impl<'a> Index<'a> {
 
     /// Take `key` out of the tree; its slot, or `None` if it was not there.
     pub fn remove(&mut self, root: &mut Root, key: u64) -> Option<u16> {
-        if root.node == NIL {
-            return None;
+        match self.take(root, key, |_| true) {
+            Take::Taken(slot) => Some(slot),
+            Take::Missing | Take::Kept(_) => None,
         }
-        let slot = if root.height == 0 {
-            self.leaf_remove(root.node, root.len as usize, key)
+    }
+
+    /// Take `key` out of the tree if `allow` allows its slot: a lookup and a removal in
+    /// one descent. Nothing changes unless it answers `Taken`.
+    pub fn take(&mut self, root: &mut Root, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
+        if root.node == NIL {
+            return Take::Missing;
+        }
+        let slot = match if root.height == 0 {
+            self.leaf_remove(root.node, root.len as usize, key, allow)
         } else {
-            self.inner_remove(root.node, root.height, key)
-        }?;
+            self.inner_remove(root.node, root.height, key, allow)
+        } {
+            Take::Taken(slot) => slot,
+            other => return other,
+        };
         root.len -= 1;
         if root.len == 0 {
             // Only a leaf root can empty.
             self.give_leaf(root.node);
             *root = Root::default();
-            return Some(slot);
+            return Take::Taken(slot);
         }
         if root.height > 0 && self.inners[root.node as usize].len == 1 {
             let only = self.inners[root.node as usize].children[0];
@@ -425,35 +448,41 @@ impl<'a> Index<'a> {
         if key == root.last_key {
             (root.last_key, root.last_slot) = self.rightmost(root);
         }
-        Some(slot)
+        Take::Taken(slot)
     }
 
-    fn leaf_remove(&mut self, l: u16, len: usize, key: u64) -> Option<u16> {
+    fn leaf_remove(&mut self, l: u16, len: usize, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
         let leaf = &mut self.leaves[l as usize];
         let at = count_lt(&leaf.keys, len, key);
         if at == len || leaf.keys[at] != key {
-            return None;
+            return Take::Missing;
         }
         let slot = leaf.slots[at];
+        if !allow(slot) {
+            return Take::Kept(slot);
+        }
         if at + 1 < len {
             leaf.keys.copy_within(at + 1..len, at);
             leaf.slots.copy_within(at + 1..len, at);
         }
         leaf.slots[len - 1] = NIL;
-        Some(slot)
+        Take::Taken(slot)
     }
 
-    fn inner_remove(&mut self, n: u16, height: u8, key: u64) -> Option<u16> {
+    fn inner_remove(&mut self, n: u16, height: u8, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
         let at = self.child_at(n, key);
         let (child, count) = {
             let node = &self.inners[n as usize];
             (node.children[at], node.counts[at])
         };
-        let slot = if height == 1 {
-            self.leaf_remove(child, count as usize, key)
+        let slot = match if height == 1 {
+            self.leaf_remove(child, count as usize, key, allow)
         } else {
-            self.inner_remove(child, height - 1, key)
-        }?;
+            self.inner_remove(child, height - 1, key, allow)
+        } {
+            Take::Taken(slot) => slot,
+            other => return other,
+        };
         self.inners[n as usize].counts[at] -= 1;
         let short = if height == 1 {
             (self.inners[n as usize].counts[at] as usize) < MIN_LEAF
@@ -470,7 +499,7 @@ impl<'a> Index<'a> {
                 self.rebalance_inners(n, a);
             }
         }
-        Some(slot)
+        Take::Taken(slot)
     }
 
     /// Children `a` and `a + 1` of `n` are leaves, one of them short: merge them if their
@@ -795,6 +824,19 @@ mod tests {
                 let Some(slot) = free.pop() else { continue };
                 assert_eq!(ix.insert(&mut roots[t], key, slot), Ok(()), "step {step}: pools short");
                 reference[t].insert(key, slot);
+            } else if !insert && r() % 4 == 0 {
+                // `take`, which UNMAP uses: refused, it changes nothing.
+                let allow = r() % 2 == 0;
+                let want = match reference[t].get(&key).copied() {
+                    None => Take::Missing,
+                    Some(slot) if allow => Take::Taken(slot),
+                    Some(slot) => Take::Kept(slot),
+                };
+                assert_eq!(ix.take(&mut roots[t], key, |_| allow), want, "step {step} take");
+                if let Take::Taken(slot) = want {
+                    reference[t].remove(&key);
+                    free.push(slot);
+                }
             } else if !insert {
                 let want = reference[t].remove(&key);
                 assert_eq!(ix.remove(&mut roots[t], key), want, "step {step}");

@@ -24,7 +24,7 @@ use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Op, Reply, Request, 
 use crate::config::Config;
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
-use crate::index::{self, Index, Inner, Leaf, Root, NIL};
+use crate::index::{self, Index, Inner, Leaf, Root, Take, NIL};
 use crate::reach;
 
 #[cfg(any(test, feature = "model"))]

@@ -97,7 +97,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Take the mapping in slot `i` out of its device's index and free the slot.
     pub(super) fn remove_mapping(&mut self, i: usize) -> Option<Mapping> {
         let m = self.maps[i]?;
-        let d = m.device as usize;
+        self.index.remove(&mut self.devices[m.device as usize].root, m.iova);
+        self.free_slot(i, &m);
+        Some(m)
+    }
+
+    /// Free slot `i`, whose mapping `m` is out of its device's index already: out of its
+    /// capability's list, and back on the free stack.
+    fn free_slot(&mut self, i: usize, m: &Mapping) {
         // Out of its capability's list.
         match self.maps.get_mut(m.cap_prev as usize).and_then(Option::as_mut) {
             Some(prev) => prev.cap_next = m.cap_next,
@@ -112,11 +119,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if let Some(next) = self.maps.get_mut(m.cap_next as usize).and_then(Option::as_mut) {
             next.cap_prev = m.cap_prev;
         }
-        self.index.remove(&mut self.devices[d].root, m.iova);
         self.maps[i] = None;
         self.free[self.free_len] = i as u16;
         self.free_len += 1;
-        Some(m)
     }
 
     /// Does `[iova, iova + len)` overlap a mapping of `device`? Mappings of a device are
@@ -245,6 +250,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let d = self.own_device(client, device)?;
         // One IOVA, the usual UNMAP: no list to build or to check for repeats.
         if let [iova] = *iovas {
+            if !self.devices[d].unconfirmed && self.index.can_insert(&self.devices[d].root) {
+                return self.unmap_single(d, iova);
+            }
             let m = self.unmappable(d, iova)?;
             self.settle(d)?;
             return self.remove_mappings(d, &[m]);
@@ -261,6 +269,30 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // for again among them): until they are, nothing else is removed.
         self.settle(d)?;
         self.remove_mappings(d, &found[..iovas.len()])
+    }
+
+    /// UNMAP of one IOVA of a device with no removal pending: the lookup, the check that
+    /// the client may unmap it and its removal from the index are one descent, made before
+    /// the IOMMU confirms. If the IOMMU does not, the mapping goes back into the index,
+    /// where it stays, pending: it fits, because the caller saw room for an insertion,
+    /// and a removal only gives nodes back.
+    fn unmap_single(&mut self, device: DeviceIndex, iova: u64) -> Result<()> {
+        let maps = &*self.maps;
+        let pinned = |s: u16| maps[s as usize].is_some_and(|m| m.pinned);
+        let slot = match self.index.take(&mut self.devices[device].root, iova, |s| !pinned(s)) {
+            Take::Missing => return Err(ErrorCode::NotMapped),
+            Take::Kept(_) => return Err(ErrorCode::Denied),
+            Take::Taken(slot) => slot,
+        };
+        let m = self.at(slot);
+        if self.hw.unmap_one(device, m.iova, m.len()).is_err() {
+            let back = self.index.insert(&mut self.devices[device].root, m.iova, slot);
+            debug_assert!(back.is_ok(), "an index with room for one more has room after a removal");
+            return self.removal_unconfirmed(device, &[slot]);
+        }
+        self.free_slot(slot as usize, &m);
+        self.count_removed(&m);
+        Ok(())
     }
 
     /// The slot of `device`'s mapping at `iova`, if its client may unmap it.
@@ -288,15 +320,20 @@ impl<'a, H: IommuHw> Service<'a, H> {
     pub(super) fn forget(&mut self, indices: &[u16]) {
         for &i in indices.iter().take(UNMAP_BATCH) {
             if let Some(m) = self.remove_mapping(i as usize) {
-                let (d, owner) = (m.device as usize, self.cfg.devices[m.device as usize].owner);
-                if let Some(c) = self.clients.get_mut(owner) {
-                    c.usage.mappings -= 1;
-                    c.usage.pages -= m.len() / PAGE;
-                }
-                if m.pending {
-                    self.devices[d].pending -= 1;
-                }
+                self.count_removed(&m);
             }
+        }
+    }
+
+    /// `m` is gone: its owner's usage, and its device's pending count if it was pending.
+    fn count_removed(&mut self, m: &Mapping) {
+        let (d, owner) = (m.device as usize, self.cfg.devices[m.device as usize].owner);
+        if let Some(c) = self.clients.get_mut(owner) {
+            c.usage.mappings -= 1;
+            c.usage.pages -= m.len() / PAGE;
+        }
+        if m.pending {
+            self.devices[d].pending -= 1;
         }
     }
 
@@ -320,6 +357,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
             self.forget(indices);
             return Ok(());
         }
+        self.removal_unconfirmed(device, indices)
+    }
+
+    /// The IOMMU did not confirm the removal of the mappings at `indices` (all of
+    /// `device`, in its index): they stay in the books, pending, and the device is blocked.
+    /// Always `Err(Hardware)`.
+    fn removal_unconfirmed(&mut self, device: DeviceIndex, indices: &[u16]) -> Result<()> {
         for &i in indices.iter().take(UNMAP_BATCH) {
             if let Some(m) = self.maps[i as usize].as_mut() {
                 if !m.pending {
