@@ -419,7 +419,8 @@ impl<'a> Index<'a> {
     }
 
     /// Take `key` out of the tree if `allow` allows its slot: a lookup and a removal in
-    /// one descent. Nothing changes unless it answers `Taken`.
+    /// one descent. `allow` runs once, when the key is found and before anything changes;
+    /// nothing changes unless the answer is `Taken`.
     pub fn take(&mut self, root: &mut Root, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
         if root.node == NIL {
             return Take::Missing;

@@ -250,7 +250,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let d = self.own_device(client, device)?;
         // One IOVA, the usual UNMAP: no list to build or to check for repeats.
         if let [iova] = *iovas {
-            if !self.devices[d].unconfirmed && self.index.can_insert(&self.devices[d].root) {
+            if !self.devices[d].unconfirmed {
                 return self.unmap_single(d, iova);
             }
             let m = self.unmappable(d, iova)?;
@@ -271,28 +271,31 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.remove_mappings(d, &found[..iovas.len()])
     }
 
-    /// UNMAP of one IOVA of a device with no removal pending: the lookup, the check that
-    /// the client may unmap it and its removal from the index are one descent, made before
-    /// the IOMMU confirms. If the IOMMU does not, the mapping goes back into the index,
-    /// where it stays, pending: it fits, because the caller saw room for an insertion,
-    /// and a removal only gives nodes back.
+    /// UNMAP of one IOVA of a device with no removal pending, in one descent of the index:
+    /// at the IOVA's leaf, before anything changes, the mapping is checked (not pinned) and
+    /// the IOMMU asked to remove it; only once the IOMMU has confirmed does it leave the
+    /// index. Refused or unconfirmed, the index is as it was.
     fn unmap_single(&mut self, device: DeviceIndex, iova: u64) -> Result<()> {
-        let maps = &*self.maps;
-        let pinned = |s: u16| maps[s as usize].is_some_and(|m| m.pinned);
-        let slot = match self.index.take(&mut self.devices[device].root, iova, |s| !pinned(s)) {
-            Take::Missing => return Err(ErrorCode::NotMapped),
-            Take::Kept(_) => return Err(ErrorCode::Denied),
-            Take::Taken(slot) => slot,
+        let (maps, hw) = (&*self.maps, &mut self.hw);
+        let mut refusal = ErrorCode::Denied;
+        let confirmed = |slot: u16| match maps[slot as usize] {
+            Some(m) if !m.pinned => {
+                refusal = ErrorCode::Hardware;
+                hw.unmap_one(device, m.iova, m.len()).is_ok()
+            }
+            _ => false,
         };
-        let m = self.at(slot);
-        if self.hw.unmap_one(device, m.iova, m.len()).is_err() {
-            let back = self.index.insert(&mut self.devices[device].root, m.iova, slot);
-            debug_assert!(back.is_ok(), "an index with room for one more has room after a removal");
-            return self.removal_unconfirmed(device, &[slot]);
+        match self.index.take(&mut self.devices[device].root, iova, confirmed) {
+            Take::Missing => Err(ErrorCode::NotMapped),
+            Take::Kept(slot) if refusal == ErrorCode::Hardware => self.removal_unconfirmed(device, &[slot]),
+            Take::Kept(_) => Err(refusal),
+            Take::Taken(slot) => {
+                let m = self.at(slot);
+                self.free_slot(slot as usize, &m);
+                self.count_removed(&m);
+                Ok(())
+            }
         }
-        self.free_slot(slot as usize, &m);
-        self.count_removed(&m);
-        Ok(())
     }
 
     /// The slot of `device`'s mapping at `iova`, if its client may unmap it.
