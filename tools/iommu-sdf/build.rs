@@ -20,6 +20,9 @@ mod plumbing;
 #[path = "src/policy.rs"]
 #[allow(dead_code)]
 mod policy;
+#[path = "src/scheduling.rs"]
+#[allow(dead_code)]
+mod scheduling;
 #[path = "src/x86.rs"]
 #[allow(dead_code)]
 mod x86;

@@ -7,7 +7,7 @@ use crate::Problem;
 
 const PAGE: u64 = 4096;
 
-fn p(line: Line, element: &str, message: String, fix: impl Into<String>) -> Problem {
+pub(crate) fn p(line: Line, element: &str, message: String, fix: impl Into<String>) -> Problem {
     Problem { line, element: element.into(), message, fix: fix.into() }
 }
 
@@ -960,67 +960,7 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
         ));
     }
 
-    // Priority: the IOMMU PD runs `init` (every stream aborts) before any client runs.
-    // That holds on one core only: seL4 schedules each core by priority on its own, so on
-    // a multicore system a client on another core could start DMA during that `init`.
-    for (j, c) in clients.iter().enumerate() {
-        if c.cpu != iommu.cpu {
-            out.push(p(
-                c.line,
-                "protection_domain",
-                format!(
-                    "client {j} `{}` runs on core {}, the IOMMU PD `{}` on core {}: it could start DMA while the IOMMU PD is still making every stream abort",
-                    c.name, c.cpu, iommu.name, iommu.cpu
-                ),
-                format!("put `{}` on core {} (cpu=\"{}\"), where its lower priority makes it wait", c.name, iommu.cpu, iommu.cpu),
-            ));
-        }
-    }
-    for (j, c) in clients.iter().enumerate() {
-        if c.priority >= iommu.priority {
-            out.push(p(
-                c.line,
-                "protection_domain",
-                format!(
-                    "client {j} `{}` has priority {}, not below the IOMMU PD `{}`'s {} (line {}): it could run, and start DMA, before the IOMMU PD has made every stream abort",
-                    c.name, c.priority, iommu.name, iommu.priority, iommu.line
-                ),
-                if iommu.priority == 0 {
-                    format!(
-                        "give the IOMMU PD `{}` a priority above every client's (no priority attribute means 0)",
-                        iommu.name
-                    )
-                } else {
-                    format!(
-                        "give `{}` a priority below {} (no priority attribute means 0), or raise the IOMMU PD's",
-                        c.name, iommu.priority
-                    )
-                },
-            ));
-        }
-    }
-
-    // A passive IOMMU PD (as it should be: on seL4 MCS a call takes the fastpath only
-    // into a passive PD) serves each call on its caller's scheduling context. A client
-    // whose budget is less than its period could run out in the middle of its call, and
-    // the IOMMU PD, and every other client's call and every fault report behind it, would
-    // wait for that client's next period.
-    if iommu.passive {
-        for (j, c) in clients.iter().enumerate().filter(|(_, c)| c.budget < c.period) {
-            out.push(p(
-                c.line,
-                "protection_domain",
-                format!(
-                    "client {j} `{}` has a budget of {} us in each {} us, and the IOMMU PD `{}` is passive (line {}): a call cut off by `{}`'s budget would hold the IOMMU PD, and every other client, until `{}`'s next period",
-                    c.name, c.budget, c.period, iommu.name, iommu.line, c.name, c.name
-                ),
-                format!(
-                    "give `{}` a budget equal to its period, or make the IOMMU PD `{}` not passive (its calls then take seL4's slow path)",
-                    c.name, iommu.name
-                ),
-            ));
-        }
-    }
+    crate::scheduling::check(sys, iommu, &clients, out);
 
     // Child PDs of the IOMMU PD: child id i + 1 is client i.
     for pd in sys.pds.iter().filter(|pd| pd.parent.as_deref() == Some(iommu.name.as_str())) {

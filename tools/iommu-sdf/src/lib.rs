@@ -32,7 +32,10 @@
 //! - has a priority below the IOMMU PD's (an absent priority is 0, as in Microkit), so
 //!   that the IOMMU PD's `init` makes every stream abort before any driver runs;
 //! - as a child PD of the IOMMU PD, has `id` `i + 1`; a child of the IOMMU PD that is not
-//!   a client has an id above `N`.
+//!   a client has an id above `N`;
+//! - if the IOMMU PD is passive (`scheduling`): it, its children and every PD that calls
+//!   it have a budget equal to their period, none of its children or callers is passive,
+//!   and its children run on its core.
 
 pub mod build;
 pub mod check;
@@ -42,6 +45,7 @@ pub mod parse;
 pub mod plumbing;
 pub mod policy;
 pub mod report;
+pub mod scheduling;
 pub mod x86;
 
 /// A problem, for a person: where, what, and what would fix it.
