@@ -338,8 +338,13 @@ impl Handler for IommuPd {
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
-        let (Some(service), Some(client)) = (self.service.as_mut(), client_of(channel)) else {
-            return Ok(MessageInfo::new(iommu_protocol::ErrorCode::BadClient as u64, 0));
+        let bad_client = MessageInfo::new(iommu_protocol::ErrorCode::BadClient as u64, 0);
+        let Some(service) = self.service.as_mut() else { return Ok(bad_client) };
+        let Some(client) = client_of(channel) else {
+            // A call on a channel that is no client's: refused by the service, so that it
+            // counts among the refusals like any other.
+            let _ = service.handle(usize::MAX, msg_info.label(), &[]);
+            return Ok(bad_client);
         };
         let n = msg_info.count().min(iommu_protocol::MAX_MRS);
         let mut mrs = [0u64; iommu_protocol::MAX_MRS];
