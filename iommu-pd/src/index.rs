@@ -425,14 +425,12 @@ impl<'a> Index<'a> {
         if root.node == NIL {
             return Take::Missing;
         }
-        let slot = match if root.height == 0 {
+        let taken = if root.height == 0 {
             self.leaf_remove(root.node, root.len as usize, key, allow)
         } else {
             self.inner_remove(root.node, root.height, key, allow)
-        } {
-            Take::Taken(slot) => slot,
-            other => return other,
         };
+        let Take::Taken(slot) = taken else { return taken };
         root.len -= 1;
         if root.len == 0 {
             // Only a leaf root can empty.
@@ -476,14 +474,12 @@ impl<'a> Index<'a> {
             let node = &self.inners[n as usize];
             (node.children[at], node.counts[at])
         };
-        let slot = match if height == 1 {
+        let taken = if height == 1 {
             self.leaf_remove(child, count as usize, key, allow)
         } else {
             self.inner_remove(child, height - 1, key, allow)
-        } {
-            Take::Taken(slot) => slot,
-            other => return other,
         };
+        let Take::Taken(slot) = taken else { return taken };
         self.inners[n as usize].counts[at] -= 1;
         let short = if height == 1 {
             (self.inners[n as usize].counts[at] as usize) < MIN_LEAF

@@ -277,18 +277,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// index. Refused or unconfirmed, the index is as it was.
     fn unmap_single(&mut self, device: DeviceIndex, iova: u64) -> Result<()> {
         let (maps, hw) = (&*self.maps, &mut self.hw);
-        let mut refusal = ErrorCode::Denied;
+        // Whether the IOMMU was asked: a mapping kept after that is one it did not confirm.
+        let mut asked = false;
         let confirmed = |slot: u16| match maps[slot as usize] {
             Some(m) if !m.pinned => {
-                refusal = ErrorCode::Hardware;
+                asked = true;
                 hw.unmap_one(device, m.iova, m.len()).is_ok()
             }
             _ => false,
         };
         match self.index.take(&mut self.devices[device].root, iova, confirmed) {
             Take::Missing => Err(ErrorCode::NotMapped),
-            Take::Kept(slot) if refusal == ErrorCode::Hardware => self.removal_unconfirmed(device, &[slot]),
-            Take::Kept(_) => Err(refusal),
+            Take::Kept(slot) if asked => self.removal_unconfirmed(device, &[slot]),
+            Take::Kept(_) => Err(ErrorCode::Denied),
             Take::Taken(slot) => {
                 let m = self.at(slot);
                 self.free_slot(slot as usize, &m);
