@@ -817,20 +817,23 @@ fn conventions(sys: &System, out: &mut Vec<Problem>) {
 
     // Channels: the IOMMU PD's ids 1..=N are the clients', in order.
     for &(mine, theirs) in &iommu_channels {
+        // The IOMMU PD calls no one: a call would block it on the other PD (and, passive,
+        // run it on that PD's scheduling context).
+        if mine.pp {
+            let whom = if index(&theirs.pd).is_some() { "client " } else { "" };
+            out.push(p(
+                mine.line,
+                "end",
+                format!(
+                    "the IOMMU PD `{}` may call {whom}`{}` (pp=\"true\" on its end): it would block on another PD",
+                    iommu.name, theirs.pd
+                ),
+                "remove pp=\"true\" from the IOMMU PD's end: other PDs call the IOMMU PD, never the reverse",
+            ));
+        }
         match index(&theirs.pd) {
             Some(j) => {
                 let own = j as u64 + 1;
-                if mine.pp {
-                    out.push(p(
-                        mine.line,
-                        "end",
-                        format!(
-                            "the IOMMU PD `{}` may call client `{}` (pp=\"true\" on its end): it would block on an untrusted PD",
-                            iommu.name, theirs.pd
-                        ),
-                        "remove pp=\"true\" from the IOMMU PD's end: clients call the IOMMU PD, never the reverse",
-                    ));
-                }
                 if mine.id == own {
                     if !theirs.pp {
                         out.push(p(

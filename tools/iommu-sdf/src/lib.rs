@@ -35,7 +35,7 @@
 //!   a client has an id above `N`;
 //! - if the IOMMU PD is passive (`scheduling`): it, its children and every PD that calls
 //!   it have a budget equal to their period, none of its children or callers is passive,
-//!   and its children run on its core.
+//!   its children run on its core, and it runs no virtual machine itself.
 
 pub mod build;
 pub mod check;

@@ -66,6 +66,17 @@ pub fn check(sys: &System, iommu: &ProtectionDomain, clients: &[&ProtectionDomai
 fn passive(sys: &System, iommu: &ProtectionDomain, out: &mut Vec<Problem>) {
     let not_passive =
         format!("or make the IOMMU PD `{}` not passive (its calls then take seL4's slow path)", iommu.name);
+    for vm in &iommu.vms {
+        out.push(p(
+            vm.line,
+            "virtual_machine",
+            format!(
+                "the passive IOMMU PD `{}` runs the virtual machine `{}`: its vCPU's faults would come on the vCPU's scheduling context, whose budget this check does not know, and the IOMMU PD would keep it",
+                iommu.name, vm.name
+            ),
+            format!("run the virtual machine in a PD of its own, {not_passive}"),
+        ));
+    }
     let mut refuse =
         |pd: &ProtectionDomain, message: String, fix: String| out.push(p(pd.line, "protection_domain", message, fix));
     let calls = |pd: &ProtectionDomain| {

@@ -64,6 +64,10 @@ fn every_rule_has_a_failing_description() {
                 hit.element
             );
         }
+        // Where a file marks the line at fault, the problem is reported there.
+        if let Some(here) = text.lines().position(|l| l.contains("<!-- HERE -->")) {
+            assert_eq!(hit.line as usize, here + 1, "{}: reported at the wrong line", path.display());
+        }
         assert!(!hit.fix.is_empty());
         n += 1;
     }
