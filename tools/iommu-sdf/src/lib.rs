@@ -38,43 +38,16 @@
 //!   its children run on its core, and it runs no virtual machine itself.
 
 pub mod build;
-pub mod check;
 pub mod gen;
 pub mod model;
 pub mod parse;
 pub mod plumbing;
 pub mod policy;
+pub mod problem;
 pub mod report;
-pub mod scheduling;
-pub mod x86;
+pub mod rules;
 
-/// A problem, for a person: where, what, and what would fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line of the element.
-    pub line: u32,
-    /// The element's name.
-    pub element: String,
-    /// What is wrong.
-    pub message: String,
-    /// What would fix it.
-    pub fix: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: <{}>: {}\n    fix: {}", self.line, self.element, self.message, self.fix)
-    }
-}
-
-/// The 1-based column of `p`'s element on its line: where `<element` starts, else the
-/// line's first non-blank character (a problem found where the text ends), else 1.
-pub fn column(text: &str, p: &Problem) -> usize {
-    let Some(line) = text.lines().nth((p.line as usize).saturating_sub(1)) else { return 1 };
-    let at = line.find(&format!("<{}", p.element)).or_else(|| line.find(|c: char| !c.is_whitespace()));
-    // Columns count characters, as editors do.
-    at.map_or(1, |i| line[..i].chars().count() + 1)
-}
+pub use problem::{column, Problem};
 
 /// `summary` for `target`: on x86_64 boards the Microkit tool, not the IOMMU PD, enforces
 /// the description's IO address spaces.
@@ -145,10 +118,11 @@ pub fn check_text_for(text: &str, target: Target) -> (model::System, Vec<Problem
     match target {
         Target::Arm => {
             plumbing::complete(&mut sys);
-            problems.extend(check::check(&sys));
+            problems.extend(rules::check(&sys));
+            problems.extend(policy::check(&sys));
         }
         Target::X86_64 => {
-            problems.extend(x86::check(text));
+            problems.extend(rules::x86::check(text));
             // The IOMMU PD's rules are not Microkit's x86 ones: the rest of the checks
             // see the description without the IOMMU's elements.
             let mut rest = sys.clone();
@@ -156,7 +130,7 @@ pub fn check_text_for(text: &str, target: Target) -> (model::System, Vec<Problem
             rest.caps.clear();
             rest.quotas.clear();
             rest.iommu = None;
-            problems.extend(check::check(&rest));
+            problems.extend(rules::check(&rest));
         }
     }
     problems.sort_by_key(|p| p.line);

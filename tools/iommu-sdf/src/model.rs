@@ -224,7 +224,7 @@ pub struct System {
     pub iommu: Option<Iommu>,
     /// The IOMMU plumbing `plumbing::complete` added (already in the lists above), as the
     /// XML `build` writes for it.
-    pub generated: crate::plumbing::Generated,
+    pub generated: Generated,
     /// Names to places, built on the first lookup and again whenever an element was added
     /// since: the checks look names up for every capability and map, and a search of the
     /// lists made them quadratic in the description.
@@ -302,5 +302,86 @@ impl System {
                     || self.caps.iter().any(|c| c.pd == p.name)
             })
             .collect()
+    }
+}
+
+/// What `complete` wrote, as XML for `build`.
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    /// Top-level elements (regions and channels): written where `<iommu>` was.
+    pub top: String,
+    /// Inside the IOMMU PD (maps and setvars): written on its closing line.
+    pub in_iommu_pd: String,
+    /// `id`s given to the IOMMU PD's children that had none: (PD, id).
+    pub child_ids: Vec<(String, u64)>,
+}
+
+/// A page: the unit of every mapping, IOMMU or CPU.
+pub const PAGE: u64 = 0x1000;
+
+/// Page-table pages the quotas may need at once: a root per device and three tables per
+/// page of quota. One definition for the pool `complete` writes and the one `check`
+/// demands.
+pub fn table_pool_pages(sys: &System) -> u64 {
+    let quota_pages: u64 = sys.quotas.iter().map(|q| q.pages.min(1 << 36)).sum();
+    sys.io_spaces.len() as u64 + 3 * quota_pages
+}
+
+/// Two ranges `(start, length)` share a byte.
+pub fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
+}
+
+/// The region a capability finally names, and its (offset, size) within it, following
+/// parents; `None` for a missing parent or a loop.
+pub fn resolve<'a>(sys: &'a System, cap: &'a DmaCapability) -> Option<(&'a str, u64)> {
+    resolve_by(cap, sys.caps.len(), |name| sys.cap(name))
+}
+
+/// `resolve`, finding a parent by name with `cap_named` (for callers that index the
+/// capabilities by name); at most `caps` steps, so a loop ends.
+pub fn resolve_by<'a>(
+    cap: &'a DmaCapability,
+    caps: usize,
+    cap_named: impl Fn(&str) -> Option<&'a DmaCapability>,
+) -> Option<(&'a str, u64)> {
+    let mut c = cap;
+    let mut offset = 0u64;
+    for _ in 0..=caps {
+        offset = offset.checked_add(c.offset)?;
+        match (&c.mr, &c.parent) {
+            (Some(mr), _) => return Some((mr.as_str(), offset)),
+            (None, Some(parent)) => c = cap_named(parent)?,
+            (None, None) => return None,
+        }
+    }
+    None
+}
+
+/// What the IOMMU's own region of `role` is, for messages.
+pub fn own_role(role: &str) -> &'static str {
+    match role {
+        SMMU_REGS => "the SMMU's registers",
+        "stream_table" => "the IOMMU's stream table",
+        "cmdq" => "the IOMMU's command queue",
+        "eventq" => "the IOMMU's event queue",
+        "context_descriptors" => "the IOMMU's context descriptors",
+        _ => "the IOMMU's page-table pool",
+    }
+}
+
+/// The end of the largest IOVA space the IOMMU PD can set the SMMU up for
+/// (`Config::ias_bits` at most 48).
+pub const IOVA_LIMIT: u64 = 1 << 48;
+
+/// The symbol through which the IOMMU PD (pds/iommu) learns where its region for `role`
+/// is mapped; `_size` and `_paddr` follow it.
+pub fn own_region_symbol(role: &str) -> &'static str {
+    match role {
+        "stream_table" => "smmu_strtab",
+        "cmdq" => "smmu_cmdq",
+        "eventq" => "smmu_eventq",
+        "context_descriptors" => "smmu_cds",
+        _ => "smmu_tables",
     }
 }

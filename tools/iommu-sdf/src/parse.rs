@@ -4,7 +4,7 @@
 use roxmltree::{Document, Node};
 
 use crate::model::*;
-use crate::Problem;
+use crate::problem::Problem;
 
 /// Attributes each element may carry. Microkit's elements that DMA isolation does not
 /// depend on (program images, IRQs, virtual machines...) are passed through to the
@@ -326,12 +326,20 @@ pub fn parse_number(s: &str) -> Option<u64> {
     }
 }
 
+/// A PCI address `bus:device.function`, each part in hex, as Microkit reads it.
+pub fn pci_address(s: &str) -> Option<(u8, u8, u8)> {
+    let (bus, rest) = s.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    let hex = |p: &str, max: u32| u32::from_str_radix(p.trim(), 16).ok().filter(|v| *v <= max);
+    Some((hex(bus, 255)? as u8, hex(dev, 31)? as u8, hex(func, 7)? as u8))
+}
+
 /// A peripheral ID: a StreamID number, or a PCI address `bus:device.function` in hex, as
 /// Microkit reads it (the requester ID, which is the StreamID where the host's iommu-map
 /// is the identity).
 pub fn parse_peripheral(s: &str) -> Option<u32> {
     if s.contains(':') {
-        let (b, d, f) = crate::x86::pci_address(s)?;
+        let (b, d, f) = pci_address(s)?;
         return Some(u32::from(b) << 8 | u32::from(d) << 3 | u32::from(f));
     }
     parse_number(s).and_then(|v| u32::try_from(v).ok())

@@ -25,17 +25,6 @@ use std::fmt::Write as _;
 
 use crate::model::*;
 
-/// What `complete` wrote, as XML for `build`.
-#[derive(Debug, Clone, Default)]
-pub struct Generated {
-    /// Top-level elements (regions and channels): written where `<iommu>` was.
-    pub top: String,
-    /// Inside the IOMMU PD (maps and setvars): written on its closing line.
-    pub in_iommu_pd: String,
-    /// `id`s given to the IOMMU PD's children that had none: (PD, id).
-    pub child_ids: Vec<(String, u64)>,
-}
-
 /// The IOMMU's own regions: the `<iommu>` attribute naming each, the region and symbol
 /// it gets when generated, its size and page size.
 const OWN: [(&str, &str, u64, Option<u64>); 5] = [
@@ -51,16 +40,6 @@ const OWN: [(&str, &str, u64, Option<u64>); 5] = [
 /// maps already if that is higher, 2 MiB aligned; the fault rings after its own regions.
 const OWN_BASE: u64 = 0x10_0000_0000;
 const BLOCK: u64 = 0x20_0000;
-
-const PAGE: u64 = 0x1000;
-
-/// Page-table pages the quotas may need at once: a root per device and three tables per
-/// page of quota. One definition for the pool `complete` writes and the one `check`
-/// demands.
-pub fn table_pool_pages(sys: &System) -> u64 {
-    let quota_pages: u64 = sys.quotas.iter().map(|q| q.pages.min(1 << 36)).sum();
-    sys.io_spaces.len() as u64 + 3 * quota_pages
-}
 
 /// Add the plumbing `sys` leaves out (see the module's text) to `sys`, and keep its XML
 /// in `sys.generated`. Nothing is added where the description wrote it, or without an

@@ -9,8 +9,8 @@ use iommu_protocol::Rights;
 
 use std::collections::{HashMap, HashSet};
 
-use crate::check::resolve_by;
 use crate::model::*;
+use crate::problem::{p, Problem};
 
 /// The description's names, indexed: policy building looks names up many times, and a
 /// linear search each time made it cubic in the description's size.
@@ -203,5 +203,90 @@ pub fn policy(sys: &System) -> Policy<'_> {
         stream_id_bits,
         extra_streams,
         iova_bits,
+    }
+}
+
+/// Every client's handle table must hold, at once, its own capabilities, a record of
+/// every grant it may make, and every grant each client that could lend to it may make
+/// (by their `grants` quotas): then no client can fill another's table. The count is the
+/// service's own (`Config::handles_needed`), on the policy `build` generates.
+pub fn check(sys: &System) -> Vec<Problem> {
+    let mut out = Vec::new();
+    handle_tables(sys, &mut out);
+    out
+}
+
+fn handle_tables(sys: &System, out: &mut Vec<Problem>) {
+    if sys.iommu.is_none() {
+        return;
+    }
+    // The service names devices and clients by bits of 64-bit masks: more would alias.
+    if let Some(s) = sys.io_spaces.get(iommu_pd::service::MAX_DEVICES) {
+        out.push(p(
+            s.line,
+            "io_address_space",
+            format!(
+                "`{}` is device number {} and the IOMMU PD serves at most {}",
+                s.name,
+                iommu_pd::service::MAX_DEVICES + 1,
+                iommu_pd::service::MAX_DEVICES
+            ),
+            "give fewer devices IO address spaces, or share one (alias_ok) where they are one bridge",
+        ));
+        return;
+    }
+    let extra: usize = sys.io_spaces.iter().map(|s| s.extra_streams.len()).sum();
+    if extra > smmuv3_service::MAX_EXTRA_STREAMS {
+        let last = sys.io_spaces.iter().rev().find(|s| !s.extra_streams.is_empty()).map_or(0, |s| s.line);
+        out.push(p(
+            last,
+            "io_address_space",
+            format!(
+                "the devices have {extra} StreamIDs beyond their first; the IOMMU PD's SMMU backend attaches at most {}",
+                smmuv3_service::MAX_EXTRA_STREAMS
+            ),
+            "give fewer devices more than one StreamID",
+        ));
+    }
+    let clients = sys.clients();
+    if let Some(c) = clients.get(64) {
+        out.push(p(
+            c.line,
+            "protection_domain",
+            format!("`{}` is client number 65 and the IOMMU PD serves at most 64", c.name),
+            "fewer PDs may own devices or hold DMA capabilities",
+        ));
+        return;
+    }
+    let policy = policy(sys);
+    let clients: Vec<_> = policy.clients.iter().map(|c| c.1).collect();
+    let devices: Vec<_> = policy.devices.iter().map(|d| d.1).collect();
+    let regions: Vec<_> = policy.regions.iter().map(|r| r.1).collect();
+    let caps: Vec<_> = policy.caps.iter().map(|c| c.1).collect();
+    let cfg = iommu_pd::Config {
+        clients: &clients,
+        devices: &devices,
+        regions: &regions,
+        caps: &caps,
+        static_maps: &policy.static_maps,
+        faults: iommu_pd::FaultPolicy { window: 1, max_faults: 1 },
+    };
+    for (i, (name, _)) in policy.clients.iter().enumerate() {
+        let needed = cfg.handles_needed(i);
+        if needed > iommu_pd::service::MAX_HANDLES {
+            let (line, element) = match sys.quotas.iter().find(|q| q.pd == *name) {
+                Some(q) => (q.line, "dma_quota"),
+                None => (sys.pd(name).map_or(0, |pd| pd.line), "protection_domain"),
+            };
+            out.push(p(
+                line,
+                element,
+                format!(
+                    "`{name}` may need {needed} handles at once (its capabilities, its grants, and the grants of every client that may lend to it); a client has {}",
+                    iommu_pd::service::MAX_HANDLES
+                ),
+                "lower the `grants` quotas of the clients that may lend to it, or lend it less",
+            ));
+        }
     }
 }

@@ -6,7 +6,6 @@
 use iommu_pd::reach;
 use std::fmt::Write as _;
 
-use crate::check::resolve;
 use crate::model::*;
 
 /// One range a device can reach.

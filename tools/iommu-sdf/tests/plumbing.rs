@@ -28,7 +28,7 @@ fn the_short_system_gets_the_plumbing_the_iommu_pd_relies_on() {
     }
     // The pool holds the worst case the quotas allow.
     let pool = sys.region("smmu_tables").unwrap();
-    assert_eq!(pool.size, iommu_sdf::plumbing::table_pool_pages(&sys) * 0x1000);
+    assert_eq!(pool.size, iommu_sdf::model::table_pool_pages(&sys) * 0x1000);
     // Client i: a one-page ring at fault_rings + i pages, its channel (id 0 at the client,
     // i + 1 at the IOMMU PD), and child id i + 1.
     let base = iommu.maps.iter().find(|m| m.setvar_vaddr.as_deref() == Some("fault_rings")).unwrap().vaddr.unwrap();

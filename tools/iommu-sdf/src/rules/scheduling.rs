@@ -2,9 +2,8 @@
 //! aborts before any driver runs" hold (the IOMMU PD first, on its core), and those a
 //! passive IOMMU PD needs so that no other PD's budget can hold it.
 
-use crate::check::p;
 use crate::model::*;
-use crate::Problem;
+use crate::problem::{p, Problem};
 
 /// The scheduling rules for the IOMMU PD `iommu` and its `clients`.
 pub fn check(sys: &System, iommu: &ProtectionDomain, clients: &[&ProtectionDomain], out: &mut Vec<Problem>) {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use roxmltree::{Document, Node};
 
-use crate::Problem;
+use crate::problem::Problem;
 
 /// The highest IOVA an `<iomap>` may use on x86_64: the capDL initializer's IOMMU page
 /// tables take 39-bit IOVAs (rust-sel4's `x86_io_address_space::CAPDL_MAX_IOVA`).
@@ -22,17 +22,7 @@ const IOMMU_PD_ONLY: &[&str] = &["iommu", "dma_capability", "dma_quota"];
 /// What Microkit's x86_64 `<io_address_space>` takes.
 const IO_SPACE_ATTRS: &[&str] = &["name", "peripheral_id", "domain_id"];
 
-/// A PCI address `bus:device.function`, each part in hex, as Microkit reads it.
-pub fn pci_address(s: &str) -> Option<(u8, u8, u8)> {
-    let (bus, rest) = s.split_once(':')?;
-    let (dev, func) = rest.split_once('.')?;
-    let hex = |p: &str, max: u32| u32::from_str_radix(p.trim(), 16).ok().filter(|v| *v <= max);
-    Some((hex(bus, 255)? as u8, hex(dev, 31)? as u8, hex(func, 7)? as u8))
-}
-
-fn number(s: &str) -> Option<u64> {
-    crate::parse::parse_number(s)
-}
+use crate::parse::{parse_number as number, pci_address};
 
 /// Every problem Microkit's x86_64 rules find in `text` (whose XML already parsed).
 pub fn check(text: &str) -> Vec<Problem> {

@@ -1,0 +1,35 @@
+//! A problem found in a description, for a person: where, what, and what would fix it.
+//! The layer every other one reports through; it depends on nothing.
+
+/// A problem, for a person: where, what, and what would fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line of the element.
+    pub line: u32,
+    /// The element's name.
+    pub element: String,
+    /// What is wrong.
+    pub message: String,
+    /// What would fix it.
+    pub fix: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: <{}>: {}\n    fix: {}", self.line, self.element, self.message, self.fix)
+    }
+}
+
+/// The 1-based column of `p`'s element on its line: where `<element` starts, else the
+/// line's first non-blank character (a problem found where the text ends), else 1.
+pub fn column(text: &str, p: &Problem) -> usize {
+    let Some(line) = text.lines().nth((p.line as usize).saturating_sub(1)) else { return 1 };
+    let at = line.find(&format!("<{}", p.element)).or_else(|| line.find(|c: char| !c.is_whitespace()));
+    // Columns count characters, as editors do.
+    at.map_or(1, |i| line[..i].chars().count() + 1)
+}
+
+/// A problem at `line` with the element `element`.
+pub fn p(line: u32, element: &str, message: String, fix: impl Into<String>) -> Problem {
+    Problem { line, element: element.into(), message, fix: fix.into() }
+}

@@ -1,0 +1,55 @@
+//! The rules a description must follow for DMA isolation to mean what it says, one
+//! module per concern. Each reads the model and adds problems; none depends on another.
+
+use crate::model::*;
+use crate::problem::{p, Problem};
+
+mod caps;
+mod conventions;
+mod devices;
+mod names;
+mod quotas;
+mod reach;
+mod regions;
+pub mod scheduling;
+mod vms;
+pub mod x86;
+
+/// Every rule; problems in description order.
+pub fn check(sys: &System) -> Vec<Problem> {
+    let mut out = Vec::new();
+    names::check(sys, &mut out);
+    regions::check(sys, &mut out);
+    // Without an IOMMU PD nothing enforces an address space, a capability or a quota, and
+    // the checks that need one (its regions, channels, fault rings, pool) are not made: a
+    // description with them would only look isolated. Said once, at the first of them.
+    if sys.iommu.is_none() {
+        let mut ours: Vec<(Line, &str, &str)> = sys
+            .io_spaces
+            .iter()
+            .map(|s| (s.line, "io_address_space", s.name.as_str()))
+            .chain(sys.caps.iter().map(|c| (c.line, "dma_capability", c.name.as_str())))
+            .chain(sys.quotas.iter().map(|q| (q.line, "dma_quota", q.pd.as_str())))
+            .collect();
+        ours.sort_by_key(|o| o.0);
+        if let Some(&(line, element, name)) = ours.first() {
+            out.push(p(
+                line,
+                element,
+                format!(
+                    "`{name}` is an {element}, but there is no <iommu>: no IOMMU PD would enforce it or the {} other DMA element(s), and the checks that need one were not made",
+                    ours.len() - 1
+                ),
+                "add <iommu pd=\"...\" stream_table=\"...\" cmdq=\"...\" eventq=\"...\" context_descriptors=\"...\" table_pool=\"...\" /> naming the IOMMU PD and its regions, or remove the DMA elements for plain Microkit",
+            ));
+        }
+    }
+    devices::check(sys, &mut out);
+    caps::check(sys, &mut out);
+    reach::check(sys, &mut out);
+    quotas::check(sys, &mut out);
+    vms::passthrough_memory(sys, &mut out);
+    conventions::conventions(sys, &mut out);
+    out.sort_by_key(|p| p.line);
+    out
+}
