@@ -132,7 +132,7 @@ pub fn description_sized(
             continue;
         }
         let _ = writeln!(o, "    <channel>");
-        let _ = writeln!(o, "        <end pd=\"drv{p}\" id=\"{}\"{pp} />", rng.below(63));
+        let _ = writeln!(o, "        <end pd=\"drv{p}\" id=\"{}\"{pp} />", rng.below(62));
         let _ = writeln!(o, "        <end pd=\"iommu\" id=\"{iommu_id}\" />");
         let _ = writeln!(o, "    </channel>");
     }

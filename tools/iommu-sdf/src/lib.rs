@@ -37,6 +37,7 @@
 //!   it have a budget equal to their period, none of its children or callers is passive,
 //!   its children run on its core, and it runs no virtual machine itself.
 
+pub mod board;
 pub mod build;
 pub mod gen;
 pub mod model;
@@ -47,6 +48,7 @@ pub mod problem;
 pub mod report;
 pub mod rules;
 
+pub use board::{Board, Target};
 pub use problem::{column, Problem};
 
 /// `summary` for `target`: on x86_64 boards the Microkit tool, not the IOMMU PD, enforces
@@ -80,36 +82,23 @@ pub fn summary(sys: &model::System) -> String {
     }
 }
 
-/// What the description is for, from the Microkit tool's `--board`: on x86_64 boards the
-/// Microkit tool programs the IOMMU from its own elements; on Arm boards the IOMMU PD
-/// enforces them and this project's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Target {
-    /// An Arm board: the IOMMU PD drives the SMMUv3.
-    #[default]
-    Arm,
-    /// An x86_64 board: Microkit programs VT-d.
-    X86_64,
-}
-
-impl Target {
-    /// The target of a Microkit board name (`x86_64_generic`, `qemu_virt_aarch64`, ...).
-    pub fn of_board(board: &str) -> Target {
-        if board.starts_with("x86_64") {
-            Target::X86_64
-        } else {
-            Target::Arm
-        }
-    }
-}
-
 /// Read and check `text` for an Arm board: every problem, reading problems first.
 pub fn check_text(text: &str) -> (model::System, Vec<Problem>) {
     check_text_for(text, Target::Arm)
 }
 
-/// Read and check `text` for `target`.
+/// Read and check `text` for `target`'s usual board (`qemu_virt_aarch64` on Arm).
 pub fn check_text_for(text: &str, target: Target) -> (model::System, Vec<Problem>) {
+    let board = match target {
+        Target::Arm => Board::default(),
+        Target::X86_64 => Board::named("x86_64_generic"),
+    };
+    check_text_on(text, &board)
+}
+
+/// Read and check `text` for `board`.
+pub fn check_text_on(text: &str, board: &Board) -> (model::System, Vec<Problem>) {
+    let target = board.target;
     let (sys, mut problems) = parse::parse(text);
     if problems.iter().any(|p| p.element == "xml") {
         return (sys, problems);
@@ -118,7 +107,7 @@ pub fn check_text_for(text: &str, target: Target) -> (model::System, Vec<Problem
     match target {
         Target::Arm => {
             plumbing::complete(&mut sys);
-            problems.extend(rules::check(&sys));
+            problems.extend(rules::check(&sys, board));
             problems.extend(policy::check(&sys));
         }
         Target::X86_64 => {
@@ -130,7 +119,7 @@ pub fn check_text_for(text: &str, target: Target) -> (model::System, Vec<Problem
             rest.caps.clear();
             rest.quotas.clear();
             rest.iommu = None;
-            problems.extend(rules::check(&rest));
+            problems.extend(rules::check(&rest, board));
         }
     }
     problems.sort_by_key(|p| p.line);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use iommu_sdf::Target;
+use iommu_sdf::{Board, Target};
 
 const USAGE: &str = "\
 usage: iommu-sdf COMMAND FILE [--board BOARD] [OPTIONS]
@@ -22,7 +22,10 @@ commands:
 
 options:
   --board BOARD            the Microkit board the description is for (as the Microkit
-                           tool takes it; default an Arm board). On x86_64 boards the
+                           tool takes it; default qemu_virt_aarch64): its SMMU, StreamID
+                           and physical address widths bound what check accepts, and
+                           an <iommu> on a board without an SMMUv3 the IOMMU PD drives
+                           is refused. On x86_64 boards the
                            Microkit tool programs the IOMMU from <io_address_space> and
                            <iomap>: check applies Microkit's rules for them, build passes
                            them through untouched, and there is no IOMMU PD policy
@@ -69,7 +72,7 @@ enum Command {
 }
 
 /// `Ok(None)`: help was asked for and printed.
-fn parse(args: &[String]) -> Result<Option<(Command, Target)>, &'static str> {
+fn parse(args: &[String]) -> Result<Option<(Command, Board)>, &'static str> {
     let help = |text: &str| {
         print!("{text}");
         Ok(None)
@@ -89,13 +92,13 @@ fn parse(args: &[String]) -> Result<Option<(Command, Target)>, &'static str> {
     let mut file = None;
     let mut out = None;
     let mut svg = None;
-    let mut target = Target::default();
+    let mut board = Board::default();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--out" if cmd == "build" => out = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
-            "--board" => target = Target::of_board(it.next().ok_or(usage)?),
+            "--board" => board = Board::named(it.next().ok_or(usage)?),
             _ if a.starts_with('-') || file.is_some() => return Err(usage),
             _ => file = Some(PathBuf::from(a)),
         }
@@ -106,12 +109,12 @@ fn parse(args: &[String]) -> Result<Option<(Command, Target)>, &'static str> {
         "build" => Command::Build(file, out.ok_or(usage)?),
         _ => Command::Report(file, svg),
     };
-    Ok(Some((command, target)))
+    Ok(Some((command, board)))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, target) = match parse(&args) {
+    let (command, board) = match parse(&args) {
         Ok(Some(c)) => c,
         Ok(None) => return ExitCode::SUCCESS,
         Err(usage) => {
@@ -130,11 +133,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (sys, problems) = iommu_sdf::check_text_for(&text, target);
+    let target = board.target;
+    let (sys, problems) = iommu_sdf::check_text_on(&text, &board);
     for p in &problems {
         let col = iommu_sdf::column(&text, p);
-        println!("{shown}:{}:{col}: error: <{}>: {}", p.line, p.element, p.message);
-        println!("{shown}:{}:{col}: note: fix: {}", p.line, p.fix);
+        // One line each, whatever a hostile name put in the message.
+        let one_line = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+        println!("{shown}:{}:{col}: error: <{}>: {}", p.line, p.element, one_line(&p.message));
+        println!("{shown}:{}:{col}: note: fix: {}", p.line, one_line(&p.fix));
     }
     if !problems.is_empty() {
         println!("{shown}: {} problem(s)", problems.len());

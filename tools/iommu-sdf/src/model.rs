@@ -9,9 +9,23 @@ pub type Line = u32;
 #[derive(Debug, Clone)]
 pub struct MemoryRegion {
     pub name: String,
+    /// 0 when the description gives none (`size_given` false).
     pub size: u64,
+    /// `size` was written: a prefilled region may leave it to the Microkit tool, which
+    /// takes the file's size, and then this tool does not know it.
+    pub size_given: bool,
     pub phys_addr: Option<u64>,
+    /// `page_size`, when given (the Microkit tool's default is 4 KiB).
+    pub page_size: Option<u64>,
     pub line: Line,
+}
+
+impl MemoryRegion {
+    /// Its physical range `[start, end)` when it has a fixed address, in 128 bits so that a
+    /// range past 2^64 is seen as such rather than wrapped.
+    pub fn phys_range(&self) -> Option<(u128, u128)> {
+        self.phys_addr.map(|a| (u128::from(a), u128::from(a) + u128::from(self.size)))
+    }
 }
 
 /// `<map>` inside a protection domain.
@@ -24,6 +38,8 @@ pub struct Map {
     pub perms: Perms,
     pub setvar_vaddr: Option<String>,
     pub setvar_size: Option<String>,
+    /// `cached` (Microkit's default true): false maps device memory.
+    pub cached: bool,
     pub line: Line,
 }
 
@@ -58,7 +74,25 @@ pub struct ProtectionDomain {
     pub setvars: Vec<SetVar>,
     /// The virtual machines it runs (Microkit's `<virtual_machine>`, its VMM being this PD).
     pub vms: Vec<VirtualMachine>,
+    /// Its seL4 scheduling domain (`domain`), when the description schedules domains.
+    pub domain: Option<String>,
+    /// Its `<irq>`s' ids, which share the id space of its channel ends.
+    pub irq_ids: Vec<(u64, Line)>,
+    /// Its `<ioport>`s (x86 only): their lines.
+    pub ioports: Vec<Line>,
     pub line: Line,
+}
+
+impl ProtectionDomain {
+    /// Every map that puts memory within its reach: its own, and its virtual machines'
+    /// (a VMM runs its guests, and a guest's memory is the VMM's to give). With each, the
+    /// virtual machine it is in, if any.
+    pub fn all_maps(&self) -> impl Iterator<Item = (&Map, Option<&VirtualMachine>)> {
+        self.maps
+            .iter()
+            .map(|m| (m, None))
+            .chain(self.vms.iter().flat_map(|v| v.maps.iter().map(move |m| (m, Some(v)))))
+    }
 }
 
 /// `<virtual_machine>` inside a protection domain (its VMM): what the guest sees, as
@@ -66,8 +100,9 @@ pub struct ProtectionDomain {
 #[derive(Debug, Clone)]
 pub struct VirtualMachine {
     pub name: String,
-    /// The guest's maps; `cached` false marks device memory, not RAM.
-    pub maps: Vec<(Map, bool)>,
+    /// The guest's maps (their `vaddr` a guest-physical address); `cached` false marks
+    /// device memory, not RAM.
+    pub maps: Vec<Map>,
     pub line: Line,
 }
 
@@ -212,6 +247,10 @@ pub struct Iommu {
 /// region it maps with this `setvar_vaddr` is the SMMU's register frame.
 pub const SMMU_REGS: &str = "smmu_regs";
 
+/// A map of a region: the PD, the map, and the virtual machine it is in (a guest's map
+/// counts as its VMM's).
+pub type Mapper<'a> = (&'a ProtectionDomain, &'a Map, Option<&'a VirtualMachine>);
+
 /// The whole description.
 #[derive(Debug, Clone, Default)]
 pub struct System {
@@ -222,6 +261,9 @@ pub struct System {
     pub caps: Vec<DmaCapability>,
     pub quotas: Vec<DmaQuota>,
     pub iommu: Option<Iommu>,
+    /// The line of `<domains>` (or `<domain_schedule>`), when the description schedules
+    /// seL4 domains.
+    pub domains: Option<Line>,
     /// The IOMMU plumbing `plumbing::complete` added (already in the lists above), as the
     /// XML `build` writes for it.
     pub generated: Generated,
@@ -295,13 +337,25 @@ impl System {
     /// The clients: PDs that own a device or hold a capability, in description order.
     /// Client `i` is index `i` in the generated policy.
     pub fn clients(&self) -> Vec<&ProtectionDomain> {
-        self.pds
+        let named: std::collections::HashSet<&str> = self
+            .io_spaces
             .iter()
-            .filter(|p| {
-                self.io_spaces.iter().any(|s| s.owner.as_deref() == Some(&p.name))
-                    || self.caps.iter().any(|c| c.pd == p.name)
-            })
-            .collect()
+            .filter_map(|s| s.owner.as_deref())
+            .chain(self.caps.iter().map(|c| c.pd.as_str()))
+            .collect();
+        self.pds.iter().filter(|p| named.contains(p.name.as_str())).collect()
+    }
+    /// Every map of every region by any PD or virtual machine, by region name: the rules
+    /// that ask who maps each of many regions look it up here instead of scanning every
+    /// map each time.
+    pub fn mapper_index(&self) -> HashMap<&str, Vec<Mapper<'_>>> {
+        let mut index: HashMap<&str, Vec<_>> = HashMap::new();
+        for pd in &self.pds {
+            for (m, v) in pd.all_maps() {
+                index.entry(m.mr.as_str()).or_default().push((pd, m, v));
+            }
+        }
+        index
     }
 }
 
@@ -314,7 +368,15 @@ pub struct Generated {
     pub in_iommu_pd: String,
     /// `id`s given to the IOMMU PD's children that had none: (PD, id).
     pub child_ids: Vec<(String, u64)>,
+    /// Regions the plumbing would have written that the description already declares
+    /// (name, line): taken as they are, so `check` refuses them (a stream table of the
+    /// user's size and place is not what the IOMMU PD was built for).
+    pub adopted: Vec<(String, Line)>,
 }
+
+/// The highest channel, interrupt and child id in a PD: the Microkit tool's `PD_MAX_ID`
+/// (a badge has 62 bits for ids).
+pub const MAX_ID: u64 = 61;
 
 /// A page: the unit of every mapping, IOMMU or CPU.
 pub const PAGE: u64 = 0x1000;

@@ -123,7 +123,7 @@ impl Reader {
                 self.problem(
                     n,
                     format!("`{attr}` is not a number: \"{v}\""),
-                    "write a decimal or 0x-prefixed hex number",
+                    "write a decimal or 0x-prefixed hex number (as the Microkit tool reads it: no spaces, a lower-case 0x)",
                 );
                 None
             }
@@ -193,6 +193,9 @@ impl Reader {
             maps: Vec::new(),
             setvars: Vec::new(),
             vms: Vec::new(),
+            domain: n.attribute("domain").map(str::to_string),
+            irq_ids: Vec::new(),
+            ioports: Vec::new(),
             line: self.line(n),
         });
         if !n.children().any(|c| c.has_tag_name("program_image")) {
@@ -203,6 +206,7 @@ impl Reader {
             );
         }
         let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut irq_ids, mut ioports) = (Vec::new(), Vec::new());
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
             if !PD_CHILDREN.contains(&tag) {
@@ -224,6 +228,7 @@ impl Reader {
                             perms,
                             setvar_vaddr: c.attribute("setvar_vaddr").map(str::to_string),
                             setvar_size: c.attribute("setvar_size").map(str::to_string),
+                            cached: self.boolean(c, "cached", true),
                             line: self.line(c),
                         });
                     }
@@ -256,21 +261,29 @@ impl Reader {
                             .attribute("perms")
                             .map(|p| Perms { read: p.contains('r'), write: p.contains('w') })
                             .unwrap_or(Perms { read: true, write: true });
-                        let map = Map {
+                        guest.push(Map {
                             mr,
                             vaddr: self.number(m, "vaddr"),
                             perms,
                             setvar_vaddr: None,
                             setvar_size: None,
+                            cached: self.boolean(m, "cached", true),
                             line: self.line(m),
-                        };
-                        guest.push((map, m.attribute("cached") != Some("false")));
+                        });
                     }
                     vms.push(VirtualMachine { name: vm, maps: guest, line: self.line(c) });
                 }
+                "irq" => {
+                    if let Some(id) = self.number(c, "id") {
+                        irq_ids.push((id, self.line(c)));
+                    }
+                }
+                "ioport" => ioports.push(self.line(c)),
                 _ => {}
             }
         }
+        sys.pds[at].irq_ids = irq_ids;
+        sys.pds[at].ioports = ioports;
         sys.pds[at].maps = maps;
         sys.pds[at].setvars = setvars;
         sys.pds[at].vms = vms;
@@ -317,10 +330,13 @@ impl Reader {
     }
 }
 
-/// Parse a number as Microkit writes them: decimal or 0x hex, `_` allowed.
+/// Parse a number exactly as the Microkit tool does (`sdf_parse_number`): every `_`
+/// removed, then hex after a lower-case `0x`, else decimal, by `u64::from_str_radix`. So
+/// `0X10` and ` 16` are refused, as the Microkit tool refuses them, and a value this tool
+/// read is the value the Microkit tool reads.
 pub fn parse_number(s: &str) -> Option<u64> {
-    let t: String = s.trim().chars().filter(|c| *c != '_').collect();
-    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+    let t: String = s.chars().filter(|c| *c != '_').collect();
+    match t.strip_prefix("0x") {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => t.parse().ok(),
     }
@@ -401,9 +417,21 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
         match tag {
             "memory_region" => {
                 let (Some(name), size) = (r.required(n, "name"), r.number(n, "size")) else { continue };
+                if n.attribute("size").is_none() && n.attribute("prefill_path").is_none() {
+                    r.problem(n, "missing attribute `size`".into(), "add size=\"0x...\"");
+                }
                 let phys_addr = r.number(n, "phys_addr");
-                sys.regions.push(MemoryRegion { name, size: size.unwrap_or(0), phys_addr, line: r.line(n) });
+                let page_size = r.number(n, "page_size");
+                sys.regions.push(MemoryRegion {
+                    name,
+                    size: size.unwrap_or(0),
+                    size_given: size.is_some(),
+                    phys_addr,
+                    page_size,
+                    line: r.line(n),
+                });
             }
+            "domains" | "domain_schedule" => sys.domains = sys.domains.or(Some(r.line(n))),
             "protection_domain" => r.pd(n, &mut sys, None, 1),
             "channel" => r.channel(n, &mut sys),
             "io_address_space" => {
@@ -574,10 +602,10 @@ fn passthrough(sys: &mut System, mut problems: Vec<Problem>) -> Vec<Problem> {
         }
         // The VMM owns it whatever was written, so the rest is checked as it would run.
         s.owner = Some(vmm.name.clone());
-        for (m, cached) in &vm.maps {
+        for m in &vm.maps {
             // A map the guest may neither read nor write (perms="x") gives the device nothing.
             let rights = m.perms.read || m.perms.write;
-            if let (true, true, Some(gpa)) = (*cached, rights, m.vaddr) {
+            if let (true, true, Some(gpa)) = (m.cached, rights, m.vaddr) {
                 s.iomaps.push(IoMap { mr: m.mr.clone(), iovaddr: gpa, perms: m.perms, guest: true, line: m.line });
             }
         }

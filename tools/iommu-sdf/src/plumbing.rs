@@ -60,19 +60,30 @@ pub fn complete(sys: &mut System) {
     let top = sys.pds[at]
         .maps
         .iter()
-        .filter_map(|m| Some(m.vaddr? + sys.region(&m.mr).map_or(PAGE, |r| r.size)))
+        .filter_map(|m| Some(m.vaddr?.saturating_add(sys.region(&m.mr).map_or(PAGE, |r| r.size))))
         .max()
         .unwrap_or(0);
-    let mut va = OWN_BASE.max(top.next_multiple_of(BLOCK));
+    // Saturating: a map near the top of the address space puts the generated ones past
+    // the end, where `check` (rules::maps) refuses them, rather than wrapping to 0.
+    let mut va = OWN_BASE.max(top.checked_next_multiple_of(BLOCK).unwrap_or(u64::MAX));
     for (role, name, size, page_size) in OWN {
         if iommu.private.iter().any(|(r, _)| *r == role) {
             continue;
         }
-        if sys.region(name).is_none() {
+        if let Some(r) = sys.region(name) {
+            g.adopted.push((name.to_string(), r.line));
+        } else {
             let size = if role == "table_pool" { table_pool_pages(sys).max(1) * PAGE } else { size };
             let pages = page_size.map(|p| format!(" page_size=\"{p:#x}\"")).unwrap_or_default();
             let _ = write!(g.top, "<memory_region name=\"{name}\" size=\"{size:#x}\"{pages} /> ");
-            sys.regions.push(MemoryRegion { name: name.into(), size, phys_addr: None, line });
+            sys.regions.push(MemoryRegion {
+                name: name.into(),
+                size,
+                size_given: true,
+                phys_addr: None,
+                page_size,
+                line,
+            });
         }
         let size = sys.region(name).map_or(0, |r| r.size);
         if let Some(i) = sys.iommu.as_mut() {
@@ -93,9 +104,10 @@ pub fn complete(sys: &mut System) {
                 perms: rw,
                 setvar_vaddr: Some(name.into()),
                 setvar_size: Some(format!("{name}_size")),
+                cached: true,
                 line,
             });
-            va += size.next_multiple_of(BLOCK).max(BLOCK);
+            va = va.saturating_add(size.checked_next_multiple_of(BLOCK).unwrap_or(u64::MAX).max(BLOCK));
         }
         let paddr = format!("{name}_paddr");
         if !pd.setvars.iter().any(|v| v.symbol == paddr) {
@@ -109,11 +121,20 @@ pub fn complete(sys: &mut System) {
     if !has_rings {
         for (i, client) in clients.iter().enumerate() {
             let ring = format!("{client}_faults");
-            if sys.region(&ring).is_none() {
+            if let Some(r) = sys.region(&ring) {
+                g.adopted.push((ring.clone(), r.line));
+            } else {
                 let _ = write!(g.top, "<memory_region name=\"{ring}\" size=\"{PAGE:#x}\" /> ");
-                sys.regions.push(MemoryRegion { name: ring.clone(), size: PAGE, phys_addr: None, line });
+                sys.regions.push(MemoryRegion {
+                    name: ring.clone(),
+                    size: PAGE,
+                    size_given: true,
+                    phys_addr: None,
+                    page_size: None,
+                    line,
+                });
             }
-            let va = va + i as u64 * PAGE;
+            let va = va.saturating_add((i as u64).saturating_mul(PAGE));
             let first = (i == 0).then(|| "fault_rings".to_string());
             let symbol = first.as_ref().map(|s| format!(" setvar_vaddr=\"{s}\"")).unwrap_or_default();
             let _ = write!(g.in_iommu_pd, "<map mr=\"{ring}\" vaddr=\"{va:#x}\" perms=\"rw\"{symbol} /> ");
@@ -123,6 +144,7 @@ pub fn complete(sys: &mut System) {
                 perms: rw,
                 setvar_vaddr: first,
                 setvar_size: None,
+                cached: true,
                 line,
             });
         }
@@ -130,20 +152,28 @@ pub fn complete(sys: &mut System) {
 
     for (i, client) in clients.iter().enumerate() {
         let linked = sys.channels.iter().any(|c| c.end_of(&iommu.pd).is_some_and(|(_, theirs)| theirs.pd == *client));
-        // Id 0 at the client, if it is free there (else `check` says the channel is missing).
-        let zero_taken = sys.channels.iter().any(|c| c.end_of(client).is_some_and(|(mine, _)| mine.id == 0));
-        if linked || zero_taken {
+        // At the client, the lowest id its channels and interrupts leave free (ids share
+        // one space in a PD, and the Microkit tool refuses a clash); none free: `check`
+        // says the channel is missing.
+        let taken: Vec<u64> = sys
+            .channels
+            .iter()
+            .filter_map(|c| c.end_of(client).map(|(mine, _)| mine.id))
+            .chain(sys.pd(client).into_iter().flat_map(|pd| pd.irq_ids.iter().map(|(id, _)| *id)))
+            .collect();
+        let Some(free) = (0..=MAX_ID).find(|id| !taken.contains(id)) else { continue };
+        if linked {
             continue;
         }
         let id = i as u64 + 1;
         let _ = write!(
             g.top,
-            "<channel><end pd=\"{client}\" id=\"0\" pp=\"true\" /><end pd=\"{}\" id=\"{id}\" /></channel> ",
+            "<channel><end pd=\"{client}\" id=\"{free}\" pp=\"true\" /><end pd=\"{}\" id=\"{id}\" /></channel> ",
             iommu.pd
         );
         sys.channels.push(Channel {
             ends: [
-                ChannelEnd { pd: client.clone(), id: 0, pp: true, line },
+                ChannelEnd { pd: client.clone(), id: free, pp: true, line },
                 ChannelEnd { pd: iommu.pd.clone(), id, pp: false, line },
             ],
             line,

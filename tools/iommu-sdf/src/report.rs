@@ -102,16 +102,16 @@ pub fn private_regions(sys: &System) -> Vec<&MemoryRegion> {
 
 /// The report as Markdown, for an Arm board.
 pub fn markdown(sys: &System, source: &str) -> String {
-    markdown_for(sys, source, crate::Target::Arm)
+    markdown_for(sys, source, crate::board::Target::Arm)
 }
 
 /// The report as Markdown, for `target`.
-pub fn markdown_for(sys: &System, source: &str, target: crate::Target) -> String {
+pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) -> String {
     let reach = reachability(sys);
     let private = private_regions(sys);
     let mut o = String::new();
     let _ = writeln!(o, "# DMA reachability of `{source}`\n");
-    let id = if target == crate::Target::X86_64 { "PCI requester ID" } else { "StreamID" };
+    let id = if target == crate::board::Target::X86_64 { "PCI requester ID" } else { "StreamID" };
     let _ = writeln!(o, "| Device | {id} | Owner | Region | Range in region | Physical range | Rights | Through |");
     let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &reach {
@@ -131,7 +131,7 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::Target) -> String
         );
     }
     let _ = writeln!(o);
-    if target == crate::Target::X86_64 {
+    if target == crate::board::Target::X86_64 {
         let _ = writeln!(
             o,
             "x86_64: the Microkit tool programs the IOMMU (VT-d) from these iomaps, which are what each device can reach through it."

@@ -58,16 +58,37 @@ fn a_description_with_its_plumbing_written_gets_nothing() {
     assert!(sys.generated.top.is_empty() && sys.generated.in_iommu_pd.is_empty() && sys.generated.child_ids.is_empty());
 }
 
+/// The generated channel takes, at the client, the lowest id its channels and interrupts
+/// leave free (the Microkit tool refuses two events on one id), and with none free the
+/// channel cannot be written and `check` says it is missing.
 #[test]
-fn what_cannot_be_written_by_the_conventions_is_refused() {
-    // The edu driver uses id 0 for another channel: its channel to the IOMMU PD cannot
-    // be written, and `check` says it is missing.
+fn the_generated_channel_takes_a_free_id_or_is_refused() {
     let text = repository_file("system.xml").replace(
         "<end pd=\"edu_driver\" id=\"1\" />\n        <end pd=\"blk_driver\" id=\"1\" />",
         "<end pd=\"edu_driver\" id=\"0\" />\n        <end pd=\"blk_driver\" id=\"1\" />",
     );
+    let (sys, problems) = check_text(&text);
+    assert!(problems.is_empty(), "{problems:?}");
+    let edu = sys.pd("edu_driver").unwrap();
+    let taken: Vec<u64> = edu.irq_ids.iter().map(|i| i.0).collect();
+    let generated = sys.channels.iter().filter_map(|c| c.end_of("edu_driver")).find(|(_, theirs)| theirs.pd == "iommu");
+    let (mine, _) = generated.expect("a channel to the IOMMU PD");
+    assert!(mine.id != 0 && !taken.contains(&mine.id), "id {}", mine.id);
+    assert!(sys.generated.top.contains(&format!("<end pd=\"edu_driver\" id=\"{}\" pp=\"true\" />", mine.id)));
+
+    // Every id of the edu driver taken by an interrupt: nothing can be written.
+    let irqs: String = (0..=61).map(|i| format!("<irq irq=\"{}\" id=\"{i}\" />", 100 + i)).collect();
+    let text = text.replacen(
+        "<program_image path=\"edu-driver.elf\" />",
+        &format!("<program_image path=\"edu-driver.elf\" />{irqs}"),
+        1,
+    );
+    assert!(text.contains("<irq irq=\"161\""), "the edu driver's program image line moved");
     let (_, problems) = check_text(&text);
-    assert!(problems.iter().any(|p| p.message.contains("edu_driver") && p.message.contains("channel")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.message.contains("edu_driver") && p.message.contains("no channel")),
+        "{problems:?}"
+    );
 }
 
 /// The generated maps go above whatever the IOMMU PD maps already: a map of the user's

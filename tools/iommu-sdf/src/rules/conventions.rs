@@ -37,6 +37,22 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
     let Some(iommu) = sys.iommu.as_ref().and_then(|i| sys.pd(&i.pd)) else { return };
     let clients = sys.clients();
     let n = clients.len() as u64;
+    // Client i's channel is id i + 1 at the IOMMU PD, and the Microkit tool takes ids up
+    // to MAX_ID: more clients could not all call it (and the rules below would be
+    // quadratic in them).
+    if let Some(c) = clients.get(MAX_ID as usize) {
+        out.push(p(
+            c.line,
+            "protection_domain",
+            format!(
+                "`{}` is client number {}, and the IOMMU PD has channel ids for {MAX_ID} clients (ids 1..={MAX_ID}; the Microkit tool takes none above {MAX_ID})",
+                c.name,
+                MAX_ID + 1
+            ),
+            "fewer PDs may own devices or hold DMA capabilities",
+        ));
+        return;
+    }
     let index = |pd: &str| clients.iter().position(|c| c.name == pd);
     let reserved = |id: u64| (1..=n).contains(&id);
     // The IOMMU PD's end and the client's end of each channel between them.
@@ -317,8 +333,11 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
                 "give the fault ring its own region",
             ));
         }
-        for pd in sys.pds.iter().filter(|pd| pd.name != iommu.name) {
-            for m in pd.maps.iter().filter(|m| m.mr == mr) {
+        for pd in &sys.pds {
+            for (m, vm) in pd.all_maps().filter(|(m, _)| m.mr == mr) {
+                if pd.name == iommu.name && vm.is_none() {
+                    continue;
+                }
                 if pd.name == *client {
                     if m.perms.write {
                         out.push(p(

@@ -1,13 +1,15 @@
 //! The rules a description must follow for DMA isolation to mean what it says, one
 //! module per concern. Each reads the model and adds problems; none depends on another.
 
+use crate::board::Board;
 use crate::model::*;
 use crate::problem::{p, Problem};
 
 mod caps;
 mod conventions;
 mod devices;
-mod names;
+pub mod names;
+mod platform;
 mod quotas;
 mod reach;
 mod regions;
@@ -15,11 +17,12 @@ pub mod scheduling;
 mod vms;
 pub mod x86;
 
-/// Every rule; problems in description order.
-pub fn check(sys: &System) -> Vec<Problem> {
+/// Every rule for `board`; problems in description order.
+pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     let mut out = Vec::new();
     names::check(sys, &mut out);
-    regions::check(sys, &mut out);
+    regions::check(sys, board, &mut out);
+    platform::check(sys, board, &mut out);
     // Without an IOMMU PD nothing enforces an address space, a capability or a quota, and
     // the checks that need one (its regions, channels, fault rings, pool) are not made: a
     // description with them would only look isolated. Said once, at the first of them.
@@ -44,11 +47,11 @@ pub fn check(sys: &System) -> Vec<Problem> {
             ));
         }
     }
-    devices::check(sys, &mut out);
+    devices::check(sys, board, &mut out);
     caps::check(sys, &mut out);
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);
-    vms::passthrough_memory(sys, &mut out);
+    vms::check(sys, &mut out);
     conventions::conventions(sys, &mut out);
     out.sort_by_key(|p| p.line);
     out

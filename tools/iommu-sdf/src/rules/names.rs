@@ -33,8 +33,9 @@ fn duplicates<'a>(
     }
 }
 
-/// Names given twice.
+/// Names given twice, and every name in its grammar (`grammar`).
 pub fn check(sys: &System, out: &mut Vec<Problem>) {
+    grammar(sys, out);
     let rename = |element: &str| format!("give each {element} its own name, and update what refers to it");
     let names: [(&str, Vec<(&str, Line)>); 4] = [
         ("memory_region", sys.regions.iter().map(|r| (r.name.as_str(), r.line)).collect()),
@@ -64,4 +65,121 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
             "add id=\"...\": its identifier in its parent",
         ));
     }
+}
+
+/// The longest name: the Microkit tool keeps 64 bytes of a PD's or VM's name
+/// (`PD_MAX_NAME_LENGTH`), and two longer names with one prefix would be one name to it.
+pub const MAX_NAME: usize = 64;
+
+/// A name that `build` may write into the Microkit file, a setvar symbol or the policy's
+/// Rust source as it is: a C identifier (`[A-Za-z_][A-Za-z0-9_]*`), at most `MAX_NAME`
+/// bytes. Nothing in it needs escaping in XML, C or Rust, and the symbols made from it
+/// (`iommu_paddr_<region>`, `<client>_faults`) are one per name.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= MAX_NAME
+}
+
+/// A symbol the Microkit tool patches into a PD's image (`setvar`, `setvar_vaddr`,
+/// `setvar_size`): a C identifier of any length.
+fn is_symbol(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Symbols `build` writes into the IOMMU PD (one per region devices may reach): a user's
+/// symbol with this prefix would be patched twice, and the Microkit tool would give the
+/// IOMMU PD another region's physical address for it.
+pub const GENERATED_PADDR_PREFIX: &str = "iommu_paddr_";
+
+/// Names and symbols: each in its grammar, each symbol patched once per PD, and no
+/// region named as one the plumbing writes.
+pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
+    let ident_fix = |what: &str| {
+        format!(
+            "name the {what} with letters, digits and `_` only, starting with a letter or `_`, at most {MAX_NAME} characters: build writes it into the Microkit file and symbols as it is"
+        )
+    };
+    let mut refuse = |line: Line, element: &str, what: &str, name: &str, fix: String| {
+        out.push(p(line, element, format!("the {what} name {} is not one build can write safely", shown(name)), fix))
+    };
+    for r in sys.regions.iter().filter(|r| !is_identifier(&r.name)) {
+        refuse(r.line, "memory_region", "memory region", &r.name, ident_fix("memory region"));
+    }
+    for pd in sys.pds.iter().filter(|pd| !is_identifier(&pd.name)) {
+        refuse(pd.line, "protection_domain", "protection domain", &pd.name, ident_fix("protection domain"));
+    }
+    for vm in sys.pds.iter().flat_map(|pd| &pd.vms).filter(|v| !is_identifier(&v.name)) {
+        refuse(vm.line, "virtual_machine", "virtual machine", &vm.name, ident_fix("virtual machine"));
+    }
+    for c in sys.caps.iter().filter(|c| !is_identifier(&c.name)) {
+        refuse(c.line, "dma_capability", "capability", &c.name, ident_fix("capability"));
+    }
+    // A device is named in space-separated lists (`devices`), and in the policy and the
+    // report: the same grammar.
+    for s in sys.io_spaces.iter().filter(|s| !is_identifier(&s.name)) {
+        refuse(s.line, "io_address_space", "device", &s.name, ident_fix("device"));
+    }
+    let iommu = sys.iommu.as_ref().map(|i| i.pd.as_str());
+    for pd in &sys.pds {
+        // Every symbol the Microkit tool patches in this PD, with where it is set.
+        let mut symbols: Vec<(&str, Line, &str)> = Vec::new();
+        for m in &pd.maps {
+            for s in [&m.setvar_vaddr, &m.setvar_size].into_iter().flatten() {
+                symbols.push((s, m.line, "map"));
+            }
+        }
+        symbols.extend(pd.setvars.iter().map(|v| (v.symbol.as_str(), v.line, "setvar")));
+        let mut first: HashMap<&str, Line> = HashMap::new();
+        for &(symbol, line, element) in &symbols {
+            if !is_symbol(symbol) {
+                out.push(p(
+                    line,
+                    element,
+                    format!("the symbol {} is not a C identifier", shown(symbol)),
+                    "name the symbol with letters, digits and `_` only, starting with a letter or `_`",
+                ));
+            } else if let Some(at) = first.get(symbol) {
+                out.push(p(
+                    line,
+                    element,
+                    format!(
+                        "`{symbol}` is set a second time in `{}` (first on line {at}): the Microkit tool would patch it with one of the two values, and the program would use the other",
+                        pd.name
+                    ),
+                    "give each setvar its own symbol",
+                ));
+            } else if Some(pd.name.as_str()) == iommu && symbol.starts_with(GENERATED_PADDR_PREFIX) {
+                out.push(p(
+                    line,
+                    element,
+                    format!(
+                        "`{symbol}` in the IOMMU PD `{}` is a symbol build writes (the physical address of a region devices may reach): set twice, the IOMMU PD could be given another region's address",
+                        pd.name
+                    ),
+                    format!("rename the symbol: names starting with `{GENERATED_PADDR_PREFIX}` are build's"),
+                ));
+            }
+            first.entry(symbol).or_insert(line);
+        }
+    }
+    for (name, line) in &sys.generated.adopted {
+        out.push(p(
+            *line,
+            "memory_region",
+            format!(
+                "`{name}` is a region build writes for the IOMMU plumbing (its size and use are the IOMMU PD's): declared here too, build would take this one instead"
+            ),
+            "rename this region (or leave it out: build declares it), or write all of the IOMMU plumbing by hand, naming the regions in <iommu>",
+        ));
+    }
+}
+
+/// `name` for a message: control characters and quotes escaped, so a hostile name cannot
+/// break the message's line or pass for another.
+pub fn shown(name: &str) -> String {
+    format!("\"{}\"", name.escape_debug())
 }

@@ -1,10 +1,14 @@
-//! Memory regions: what the Microkit tool would make of them.
+//! Memory regions: sizes, pages and physical ranges as the board and the Microkit tool
+//! take them, with no two fixed ranges sharing a byte.
 
+use std::collections::HashSet;
+
+use crate::board::{Board, PAGE_SIZES};
 use crate::model::*;
 use crate::problem::{p, Problem};
 
-/// Regions and the references to them that the Microkit tool resolves.
-pub fn check(sys: &System, out: &mut Vec<Problem>) {
+/// Every region rule, and the references to regions the Microkit tool resolves.
+pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     // A setvar of a region that does not exist: the Microkit tool 2.3 panics on it.
     for pd in &sys.pds {
         for v in pd.setvars.iter().filter(|v| v.region_paddr.as_deref().is_some_and(|r| sys.region(r).is_none())) {
@@ -18,6 +22,109 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 ),
                 "name a memory_region in region_paddr",
             ));
+        }
+    }
+    // Regions whose size this tool must know: those with a fixed address (for overlaps),
+    // those devices may reach, and the IOMMU's own.
+    let reached: HashSet<&str> = sys
+        .caps
+        .iter()
+        .filter_map(|c| resolve(sys, c).map(|(mr, _)| mr))
+        .chain(sys.io_spaces.iter().flat_map(|s| s.iomaps.iter().map(|m| m.mr.as_str())))
+        .chain(sys.iommu_own().into_iter().map(|(_, r)| r))
+        .collect();
+    for r in &sys.regions {
+        let page = r.page_size.unwrap_or(PAGE_SIZES[0]);
+        let problem = if !r.size_given && (r.phys_addr.is_some() || reached.contains(r.name.as_str())) {
+            Some((
+                format!(
+                    "`{}` takes its size from its prefill file, which this tool cannot see, and it {}",
+                    r.name,
+                    if r.phys_addr.is_some() {
+                        "has a fixed address (its overlaps cannot be checked)"
+                    } else {
+                        "is reachable by DMA or the IOMMU's"
+                    }
+                ),
+                "give it size=\"...\" (the file's size rounded up to whole pages)".to_string(),
+            ))
+        } else if r.size_given && r.size == 0 {
+            Some((format!("`{}` has no bytes", r.name), "give it a size of at least one page (0x1000)".into()))
+        } else if !PAGE_SIZES.contains(&page) {
+            Some((
+                format!("`{}` has page_size {page:#x}, which the board does not have", r.name),
+                "use page_size=\"0x1000\" or \"0x200000\"".into(),
+            ))
+        } else if r.size % page != 0 {
+            Some((
+                format!("`{}` is {:#x} bytes, not a whole number of its {page:#x}-byte pages", r.name, r.size),
+                format!("make its size a multiple of {page:#x}"),
+            ))
+        } else if r.phys_addr.is_some_and(|a| a % page != 0) {
+            Some((
+                format!(
+                    "`{}`'s phys_addr {:#x} is not aligned to its {page:#x}-byte pages",
+                    r.name,
+                    r.phys_addr.unwrap_or(0)
+                ),
+                format!("use a phys_addr that is a multiple of {page:#x}"),
+            ))
+        } else if let Some((start, end)) = r.phys_range().filter(|&(_, end)| end > board.pa_end()) {
+            Some((
+                format!(
+                    "`{}` at {start:#x}..{end:#x} runs past the {}-bit physical addresses of board {}",
+                    r.name, board.pa_bits, board.name
+                ),
+                format!("keep phys_addr + size at most {:#x}", board.pa_end()),
+            ))
+        } else if u128::from(r.size) > board.pa_end() {
+            Some((
+                format!("`{}` is {:#x} bytes, more than board {}'s physical address space", r.name, r.size, board.name),
+                "give it a size the board's memory can hold".into(),
+            ))
+        } else {
+            None
+        };
+        if let Some((message, fix)) = problem {
+            out.push(p(r.line, "memory_region", message, fix));
+        }
+    }
+    overlaps(sys, out);
+}
+
+/// No two regions with fixed addresses share a byte, as the Microkit tool requires: two
+/// names for the same memory would let a rule about one miss the other. A sweep over the
+/// regions sorted by address, so 20,000 regions at one address cost a sort, not 4 x 10^8
+/// pairs; each overlapping region is reported once, at its own line, with the region it
+/// overlaps.
+fn overlaps(sys: &System, out: &mut Vec<Problem>) {
+    let mut placed: Vec<(u128, u128, &MemoryRegion)> =
+        sys.regions.iter().filter_map(|r| r.phys_range().map(|(s, e)| (s, e, r))).filter(|(s, e, _)| e > s).collect();
+    placed.sort_by_key(|&(start, end, r)| (start, end, r.line));
+    // The region reaching furthest so far.
+    let mut furthest: Option<(u128, &MemoryRegion)> = None;
+    for &(start, end, r) in &placed {
+        match furthest {
+            Some((e, o)) if e > start => {
+                // Reported at the later of the two lines, naming the earlier.
+                let (at, other) = if r.line >= o.line { (r, o) } else { (o, r) };
+                out.push(p(
+                    at.line,
+                    "memory_region",
+                    format!(
+                        "`{}` shares physical memory with `{}` (line {}): the Microkit tool refuses overlapping regions, and a rule that keeps one from a device or PD would miss the other name",
+                        at.name, other.name, other.line
+                    ),
+                    "give each region its own physical range",
+                ));
+                if end > e {
+                    furthest = Some((end, r));
+                }
+            }
+            _ => furthest = Some((end, r)),
+        }
+        if furthest.is_some_and(|(e, _)| end > e) {
+            furthest = Some((end, r));
         }
     }
 }

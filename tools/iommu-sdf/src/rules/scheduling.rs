@@ -5,32 +5,80 @@
 use crate::model::*;
 use crate::problem::{p, Problem};
 
+/// Whether `pd` can program a device: it maps memory with a fixed physical address (a
+/// device's registers, ECAM, a BAR) or device memory (`cached="false"`), itself or in a
+/// guest it runs.
+fn drives_devices(sys: &System, pd: &ProtectionDomain) -> bool {
+    pd.all_maps().any(|(m, _)| !m.cached || sys.region(&m.mr).is_some_and(|r| r.phys_addr.is_some()))
+}
+
 /// The scheduling rules for the IOMMU PD `iommu` and its `clients`.
 pub fn check(sys: &System, iommu: &ProtectionDomain, clients: &[&ProtectionDomain], out: &mut Vec<Problem>) {
-    // Priority: the IOMMU PD runs `init` (every stream aborts) before any client runs.
+    // The IOMMU PD has no parent: a parent holds its TCB, and could stop it, or restart it
+    // anywhere, with its streams in any state.
+    if let Some(parent) = &iommu.parent {
+        out.push(p(
+            iommu.line,
+            "protection_domain",
+            format!(
+                "the IOMMU PD `{}` is a child of `{parent}`, which could stop it or rewrite it through its TCB",
+                iommu.name
+            ),
+            "make the IOMMU PD a top-level protection domain (directly in <system>)",
+        ));
+    }
+    // Who must wait for the IOMMU PD's `init`: every client, and every other PD that can
+    // program a device, client or not (its device's streams abort only after `init`).
+    let mut subjects: Vec<(&ProtectionDomain, String)> =
+        clients.iter().enumerate().map(|(j, c)| (*c, format!("client {j} `{}`", c.name))).collect();
+    for pd in &sys.pds {
+        if pd.name != iommu.name && !clients.iter().any(|c| c.name == pd.name) && drives_devices(sys, pd) {
+            subjects.push((pd, format!("`{}`, which maps device memory,", pd.name)));
+        }
+    }
+    // Domains: seL4 runs each scheduling domain in its own time slot whatever the
+    // priorities, so a PD in another domain than the IOMMU PD's could run first.
+    if sys.domains.is_some() {
+        for (pd, who) in &subjects {
+            if pd.domain != iommu.domain {
+                out.push(p(
+                    pd.line,
+                    "protection_domain",
+                    format!(
+                        "{who} is in scheduling domain {}, the IOMMU PD `{}` in {}: its domain's time slot could come first, and its device start DMA before every stream aborts",
+                        pd.domain.as_deref().unwrap_or("(none)"),
+                        iommu.name,
+                        iommu.domain.as_deref().unwrap_or("(none)")
+                    ),
+                    format!("put it in the IOMMU PD's domain (domain=\"{}\")", iommu.domain.as_deref().unwrap_or("...")),
+                ));
+            }
+        }
+    }
+    // Priority: the IOMMU PD runs `init` (every stream aborts) before any of them runs.
     // That holds on one core only: seL4 schedules each core by priority on its own, so on
-    // a multicore system a client on another core could start DMA during that `init`.
-    for (j, c) in clients.iter().enumerate() {
+    // a multicore system a PD on another core could start DMA during that `init`.
+    for (c, who) in &subjects {
         if c.cpu != iommu.cpu {
             out.push(p(
                 c.line,
                 "protection_domain",
                 format!(
-                    "client {j} `{}` runs on core {}, the IOMMU PD `{}` on core {}: it could start DMA while the IOMMU PD is still making every stream abort",
-                    c.name, c.cpu, iommu.name, iommu.cpu
+                    "{who} runs on core {}, the IOMMU PD `{}` on core {}: it could start DMA while the IOMMU PD is still making every stream abort",
+                    c.cpu, iommu.name, iommu.cpu
                 ),
                 format!("put `{}` on core {} (cpu=\"{}\"), where its lower priority makes it wait", c.name, iommu.cpu, iommu.cpu),
             ));
         }
     }
-    for (j, c) in clients.iter().enumerate() {
+    for (c, who) in &subjects {
         if c.priority >= iommu.priority {
             out.push(p(
                 c.line,
                 "protection_domain",
                 format!(
-                    "client {j} `{}` has priority {}, not below the IOMMU PD `{}`'s {} (line {}): it could run, and start DMA, before the IOMMU PD has made every stream abort",
-                    c.name, c.priority, iommu.name, iommu.priority, iommu.line
+                    "{who} has priority {}, not below the IOMMU PD `{}`'s {} (line {}): it could run, and start DMA, before the IOMMU PD has made every stream abort",
+                    c.priority, iommu.name, iommu.priority, iommu.line
                 ),
                 if iommu.priority == 0 {
                     format!(

@@ -1,48 +1,85 @@
-//! Virtual machines: a guest's memory is its own.
+//! Virtual machines: a guest's memory is its own. Every map of a guest counts (RAM or
+//! device memory, `cached` or not): as its VMM's for the rules on who maps what, and here
+//! as the guest's, which no other guest, no other PD's device and no capability may reach.
 
 use crate::model::*;
 use crate::problem::{p, Problem};
 
-/// A device passed through to a VM reaches the guest's RAM: none of it may be another
-/// PD's memory (only the VMM, which runs the guest, may map it too).
-pub fn passthrough_memory(sys: &System, out: &mut Vec<Problem>) {
-    for s in sys.io_spaces.iter().filter(|s| s.vm.is_some()) {
-        let vmm = s.owner.as_deref().unwrap_or_default();
+/// Every rule on guests' memory.
+pub fn check(sys: &System, out: &mut Vec<Problem>) {
+    let mappers = sys.mapper_index();
+    // The guest whose memory each region is (the first guest that maps it).
+    let guests: std::collections::HashMap<&str, (&ProtectionDomain, &VirtualMachine)> =
+        mappers.iter().filter_map(|(mr, all)| all.iter().find_map(|&(pd, _, v)| v.map(|v| (*mr, (pd, v))))).collect();
+    for pd in &sys.pds {
+        for vm in &pd.vms {
+            for m in &vm.maps {
+                let all = mappers.get(m.mr.as_str()).map(Vec::as_slice).unwrap_or_default();
+                // One guest per region: two guests sharing memory reach each other, and a
+                // device passed through to one reaches the other.
+                if let Some((other_pd, other, Some(v))) =
+                    all.iter().find(|(_, x, v)| v.is_some_and(|v| v.name != vm.name) && x.line < m.line)
+                {
+                    out.push(p(
+                        m.line,
+                        "map",
+                        format!(
+                            "the guest `{}` maps `{}`, which the guest `{}` of `{}` maps too (line {})",
+                            vm.name, m.mr, v.name, other_pd.name, other.line
+                        ),
+                        "give each virtual machine memory of its own",
+                    ));
+                }
+                // A guest with a device passed through: its RAM is no other PD's.
+                let passthrough = sys.io_spaces.iter().any(|s| s.vm.as_deref() == Some(vm.name.as_str()));
+                if passthrough && m.cached {
+                    if let Some((other, x, _)) = all.iter().find(|(o, _, v)| o.name != pd.name && v.is_none()) {
+                        out.push(p(
+                            m.line,
+                            "map",
+                            format!(
+                                "the guest's `{}` is also mapped by `{}` (line {}): a device passed through to the guest would reach that PD's memory",
+                                m.mr, other.name, x.line
+                            ),
+                            "give the guest memory no other protection domain maps",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // No capability over a guest's memory: the guest's devices reach it as the guest maps
+    // it, and a VMM that could lend it would hand the guest's memory to another PD.
+    for c in &sys.caps {
+        let Some((mr, _)) = resolve(sys, c) else { continue };
+        if let Some(&(vmm, vm)) = guests.get(mr) {
+            out.push(p(
+                c.line,
+                "dma_capability",
+                format!(
+                    "`{}` names `{mr}`, memory of the guest `{}` (run by `{}`): a capability would let it be mapped for, or lent to, another device",
+                    c.name, vm.name, vmm.name
+                ),
+                "a guest's memory reaches devices only passed through to it (io_address_space vm=\"...\"): remove the capability",
+            ));
+        }
+    }
+    // A guest's memory is reached only by the devices passed through to that guest.
+    for s in &sys.io_spaces {
         for m in &s.iomaps {
-            if let Some(other) = sys.pds.iter().find(|pd| pd.name != vmm && pd.maps.iter().any(|x| x.mr == m.mr)) {
-                out.push(p(
-                    m.line,
-                    "map",
-                    format!(
-                        "the guest's `{}` is also mapped by `{}`: `{}`, passed through to the guest, would reach that PD's memory",
-                        m.mr, other.name, s.name
-                    ),
-                    "give the guest memory no other protection domain maps",
-                ));
+            let Some(&(vmm, vm)) = guests.get(m.mr.as_str()) else { continue };
+            if s.vm.as_deref() == Some(vm.name.as_str()) {
+                continue;
             }
-            // Nor may another PD's device reach the guest's RAM.
-            let other_device = sys
-                .io_spaces
-                .iter()
-                .filter(|o| o.owner.as_deref() != Some(vmm))
-                .find_map(|o| o.iomaps.iter().find(|x| x.mr == m.mr).map(|x| (o.name.as_str(), x.line)));
-            let other_cap = sys
-                .caps
-                .iter()
-                .filter(|c| c.pd != vmm && resolve(sys, c).is_some_and(|(mr, _)| mr == m.mr))
-                .map(|c| (c.name.as_str(), c.line))
-                .next();
-            if let Some((what, line)) = other_device.or(other_cap) {
-                out.push(p(
-                    m.line,
-                    "map",
-                    format!(
-                        "the guest's `{}` is also reachable by a device that is not its VMM's, through `{what}` (line {line})",
-                        m.mr
-                    ),
-                    "give the guest memory that only its VMM's devices may reach",
-                ));
-            }
+            out.push(p(
+                m.line,
+                m.element(),
+                format!(
+                    "`{}` reaches `{}`, memory of the guest `{}` (run by `{}`), and is not passed through to it",
+                    s.name, m.mr, vm.name, vmm.name
+                ),
+                "give the guest memory that only its own devices may reach",
+            ));
         }
     }
 }

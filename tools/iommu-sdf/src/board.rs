@@ -1,0 +1,118 @@
+//! What the Microkit board a description is for gives it: which IOMMU there is and who
+//! drives it, how wide its StreamIDs, IOVAs and physical addresses are, the page sizes and
+//! the top of a PD's address space. `check` refuses what does not fit the board: a
+//! StreamID wider than the SMMU's is never translated, and a region past the physical
+//! address width is never mapped.
+
+/// What a description is for, from the Microkit tool's `--board`: on x86_64 boards the
+/// Microkit tool programs the IOMMU from its own elements; on Arm boards the IOMMU PD
+/// enforces them and this project's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// An Arm board: the IOMMU PD drives the SMMU.
+    #[default]
+    Arm,
+    /// An x86_64 board: Microkit programs VT-d.
+    X86_64,
+}
+
+impl Target {
+    /// The target of a Microkit board name (`x86_64_generic`, `qemu_virt_aarch64`, ...).
+    pub fn of_board(board: &str) -> Target {
+        if board.starts_with("x86_64") {
+            Target::X86_64
+        } else {
+            Target::Arm
+        }
+    }
+}
+
+/// The IOMMU of a board, as far as this project is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoardIommu {
+    /// An SMMUv3 the IOMMU PD drives, with `stream_bits` StreamID bits (IDR1.SIDSIZE).
+    SmmuV3 { stream_bits: u32 },
+    /// An Arm MMU-500 (SMMUv2), which the IOMMU PD does not drive yet.
+    Mmu500,
+    /// VT-d, which the Microkit tool programs itself.
+    Vtd,
+    /// None this project knows of.
+    Unknown,
+}
+
+/// A Microkit board's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Board {
+    pub name: &'static str,
+    pub target: Target,
+    pub iommu: BoardIommu,
+    /// Physical address bits seL4 is built for on the board (`CONFIG_ARM_PA_SIZE_BITS_*`):
+    /// no region can lie above them.
+    pub pa_bits: u32,
+    /// The end (exclusive) of what a PD may map, before its stack and IPC buffer: the
+    /// Microkit tool's `pd_map_max_vaddr` with the default 8 KiB stack
+    /// (`vspace_user_top` + 1 - IPC buffer page - guard page - stack).
+    pub pd_vaddr_end: u64,
+    /// The end (exclusive) of a guest's physical address space (`vm_map_max_vaddr`).
+    pub vm_vaddr_end: u64,
+}
+
+/// The page sizes the Microkit tool maps with on every architecture it supports
+/// (`Config::page_sizes`).
+pub const PAGE_SIZES: [u64; 2] = [0x1000, 0x20_0000];
+
+/// `vspace_user_top + 1` of the SDK's aarch64 and x86_64 boards (2^40), less the IPC
+/// buffer, its guard page and the default stack.
+const PD_VADDR_END: u64 = (1 << 40) - 0x1000 - 0x1000 - 0x2000;
+
+/// The board `check` assumes when the command line names none.
+pub const DEFAULT_BOARD: &str = "qemu_virt_aarch64";
+
+impl Board {
+    /// The board named `name`, as the Microkit tool's `--board` takes it.
+    pub fn named(name: &str) -> Board {
+        let (iommu, pa_bits) = match name {
+            // QEMU's SMMUv3 has 16 StreamID bits (hw/arm/smmuv3-internal.h,
+            // SMMU_IDR1_SIDSIZE); the SDK's seL4 for qemu_virt_aarch64 is built with
+            // CONFIG_ARM_PA_SIZE_BITS_40.
+            "qemu_virt_aarch64" => (BoardIommu::SmmuV3 { stream_bits: 16 }, 40),
+            // ZynqMP and i.MX8QXP: Arm MMU-500s, with 40-bit physical addresses (Xilinx
+            // UG1085, NXP i.MX8QXP reference manual).
+            "zcu102" | "ultra96v2" | "kria_k26" | "tqma8xqp1gb" => (BoardIommu::Mmu500, 40),
+            n if n.starts_with("x86_64") => (BoardIommu::Vtd, 48),
+            _ => (BoardIommu::Unknown, 48),
+        };
+        let name = BOARDS.iter().copied().find(|b| *b == name).unwrap_or("(unknown board)");
+        Board {
+            name,
+            target: Target::of_board(name),
+            iommu,
+            pa_bits,
+            pd_vaddr_end: PD_VADDR_END,
+            vm_vaddr_end: 1 << 40,
+        }
+    }
+
+    /// The SMMUv3's StreamID bits, on a board whose SMMUv3 the IOMMU PD drives.
+    pub fn stream_bits(&self) -> Option<u32> {
+        match self.iommu {
+            BoardIommu::SmmuV3 { stream_bits } => Some(stream_bits),
+            _ => None,
+        }
+    }
+
+    /// The end (exclusive) of physical memory on the board.
+    pub fn pa_end(&self) -> u128 {
+        1u128 << self.pa_bits
+    }
+}
+
+impl Default for Board {
+    fn default() -> Board {
+        Board::named(DEFAULT_BOARD)
+    }
+}
+
+/// The boards this tool knows by name (others are Arm boards with no IOMMU it drives).
+const BOARDS: &[&str] =
+    &["qemu_virt_aarch64", "zcu102", "ultra96v2", "kria_k26", "tqma8xqp1gb", "x86_64_generic", "x86_64_generic_vtx"];

@@ -1,0 +1,104 @@
+//! What the board and the Microkit tool take: an IOMMU the IOMMU PD drives, no x86 I/O
+//! ports on Arm, every map below the top of its address space, and each id in a PD used
+//! once. The generated plumbing is in the model, so it is held to these too: what `build`
+//! writes, the Microkit tool must accept as it is.
+
+use std::collections::HashMap;
+
+use crate::board::{Board, BoardIommu, Target};
+use crate::model::*;
+use crate::problem::{p, Problem};
+
+/// Every platform rule.
+pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
+    if let (Some(i), Target::Arm) = (&sys.iommu, board.target) {
+        let has = match board.iommu {
+            BoardIommu::SmmuV3 { .. } => None,
+            BoardIommu::Mmu500 => Some("an Arm MMU-500 (SMMUv2), which the IOMMU PD does not drive yet"),
+            _ => Some("no SMMU this tool knows of"),
+        };
+        if let Some(has) = has {
+            out.push(p(
+                i.line,
+                "iommu",
+                format!(
+                    "board {} has {has}: no stream would be made to abort, whatever this description says",
+                    board.name
+                ),
+                "build for a board with an SMMUv3 the IOMMU PD drives (--board qemu_virt_aarch64)",
+            ));
+        }
+    }
+    for pd in &sys.pds {
+        if board.target == Target::Arm {
+            for &line in &pd.ioports {
+                out.push(p(
+                    line,
+                    "ioport",
+                    format!("`{}` has an x86 I/O port, and board {} is an Arm board", pd.name, board.name),
+                    "remove the <ioport>: Arm has no I/O port space",
+                ));
+            }
+        }
+        // Each map ends below the PD's stack, or, for a guest, the top of its address space.
+        for (m, vm) in pd.all_maps() {
+            let (Some(vaddr), Some(r)) = (m.vaddr, sys.region(&m.mr)) else { continue };
+            let limit = if vm.is_some() { board.vm_vaddr_end } else { board.pd_vaddr_end };
+            let end = u128::from(vaddr) + u128::from(r.size);
+            if end > u128::from(limit) {
+                let generated = m.line == sys.iommu.as_ref().map_or(0, |i| i.line);
+                out.push(p(
+                    m.line,
+                    if generated { "iommu" } else { "map" },
+                    format!(
+                        "{}`{}` at {vaddr:#x}..{end:#x} in `{}` runs past {limit:#x}, where the Microkit tool's address space for it ends",
+                        if generated { "the generated map of " } else { "" },
+                        m.mr,
+                        pd.name
+                    ),
+                    if generated {
+                        "map the IOMMU PD's own regions lower: build places its maps above the highest one"
+                    } else {
+                        "map it lower"
+                    },
+                ));
+            }
+        }
+        // Channel ends and interrupts share one id space in a PD. A clash is reported at the
+        // PD, as the Microkit tool reports it; generated channels (on the <iommu> line)
+        // come first, so the message names the user's element as the second.
+        let generated = sys.iommu.as_ref().map_or(0, |i| i.line);
+        let mut ids: HashMap<u64, Line> = HashMap::new();
+        let ends = sys.channels.iter().filter_map(|c| c.end_of(&pd.name).map(|(mine, _)| (mine.id, mine.line, "end")));
+        let mut all: Vec<(u64, Line, &str)> =
+            pd.irq_ids.iter().map(|&(id, line)| (id, line, "irq")).chain(ends).collect();
+        all.sort_by_key(|&(_, line, _)| (line != generated, line));
+        for (id, line, element) in all {
+            let element = if line == generated { "iommu" } else { element };
+            if id > MAX_ID {
+                out.push(p(
+                    line,
+                    element,
+                    format!("id {id} in `{}` is above {MAX_ID}, the highest the Microkit tool takes", pd.name),
+                    format!("use an id from 0 to {MAX_ID}"),
+                ));
+            }
+            if let Some(first) = ids.insert(id, line) {
+                let first = if first == generated {
+                    "by build's channel to the IOMMU PD".to_string()
+                } else {
+                    format!("on line {first}")
+                };
+                out.push(p(
+                    pd.line,
+                    "protection_domain",
+                    format!(
+                        "id {id} in `{}` is used twice, on line {line} and {first}: a channel and an interrupt, or two channels, would be one event",
+                        pd.name
+                    ),
+                    "give each channel end and interrupt of a PD its own id",
+                ));
+            }
+        }
+    }
+}
