@@ -1,7 +1,7 @@
 //! For the tests: generate the policy of `tests/sdf/ok.xml` with this crate's own
 //! generator, so a test can `include!` it and the compiler checks that generated policies
 //! type-check against the service core. The generator's layers below it (problem, model,
-//! parse, policy) are all it includes: imports run one way.
+//! parse, plumbing, policy) are all it includes: imports run one way.
 
 #[path = "src/build.rs"]
 #[allow(dead_code)]
@@ -12,6 +12,9 @@ mod model;
 #[path = "src/parse.rs"]
 #[allow(dead_code)]
 mod parse;
+#[path = "src/plumbing.rs"]
+#[allow(dead_code)]
+mod plumbing;
 #[path = "src/policy.rs"]
 #[allow(dead_code)]
 mod policy;

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use roxmltree::{Document, Node};
 
 use crate::model::*;
+use crate::plumbing::attr;
 pub use crate::policy::{dma_regions, policy};
 
 /// Elements only this tool understands; the Microkit tool must not see them.
@@ -51,7 +52,12 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
             .ok_or_else(|| format!("no protection domain `{}`", iommu.pd))?;
         let mut setvars = sys.generated.in_iommu_pd.clone();
         for r in dma_regions(sys) {
-            let _ = write!(setvars, "<setvar symbol=\"{}\" region_paddr=\"{}\" /> ", paddr_symbol(&r.name), r.name);
+            let _ = write!(
+                setvars,
+                "<setvar symbol=\"{}\" region_paddr=\"{}\" /> ",
+                attr(&paddr_symbol(&r.name)),
+                attr(&r.name)
+            );
         }
         // Just before </protection_domain>, on its line: no line moves.
         let close = text[..pd.range().end].rfind("</").ok_or("a self-closed IOMMU protection domain")?;

@@ -41,6 +41,27 @@ const OWN: [(&str, &str, u64, Option<u64>); 5] = [
 const OWN_BASE: u64 = 0x10_0000_0000;
 const BLOCK: u64 = 0x20_0000;
 
+/// `s` as an XML attribute value. `check` allows only C identifiers as names, so nothing
+/// here changes a name it accepted; written everywhere a name goes into the Microkit file
+/// all the same, so that no name can ever end an attribute or an element.
+pub fn attr(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if c.is_control() => {
+                let _ = write!(o, "&#{};", u32::from(c));
+            }
+            c => o.push(c),
+        }
+    }
+    o
+}
+
 /// Add the plumbing `sys` leaves out (see the module's text) to `sys`, and keep its XML
 /// in `sys.generated`. Nothing is added where the description wrote it, or without an
 /// IOMMU PD.
@@ -124,7 +145,7 @@ pub fn complete(sys: &mut System) {
             if let Some(r) = sys.region(&ring) {
                 g.adopted.push((ring.clone(), r.line));
             } else {
-                let _ = write!(g.top, "<memory_region name=\"{ring}\" size=\"{PAGE:#x}\" /> ");
+                let _ = write!(g.top, "<memory_region name=\"{}\" size=\"{PAGE:#x}\" /> ", attr(&ring));
                 sys.regions.push(MemoryRegion {
                     name: ring.clone(),
                     size: PAGE,
@@ -137,7 +158,7 @@ pub fn complete(sys: &mut System) {
             let va = va.saturating_add((i as u64).saturating_mul(PAGE));
             let first = (i == 0).then(|| "fault_rings".to_string());
             let symbol = first.as_ref().map(|s| format!(" setvar_vaddr=\"{s}\"")).unwrap_or_default();
-            let _ = write!(g.in_iommu_pd, "<map mr=\"{ring}\" vaddr=\"{va:#x}\" perms=\"rw\"{symbol} /> ");
+            let _ = write!(g.in_iommu_pd, "<map mr=\"{}\" vaddr=\"{va:#x}\" perms=\"rw\"{symbol} /> ", attr(&ring));
             sys.pds[at].maps.push(Map {
                 mr: ring,
                 vaddr: Some(va),
@@ -168,8 +189,9 @@ pub fn complete(sys: &mut System) {
         let id = i as u64 + 1;
         let _ = write!(
             g.top,
-            "<channel><end pd=\"{client}\" id=\"{free}\" pp=\"true\" /><end pd=\"{}\" id=\"{id}\" /></channel> ",
-            iommu.pd
+            "<channel><end pd=\"{}\" id=\"{free}\" pp=\"true\" /><end pd=\"{}\" id=\"{id}\" /></channel> ",
+            attr(client),
+            attr(&iommu.pd)
         );
         sys.channels.push(Channel {
             ends: [

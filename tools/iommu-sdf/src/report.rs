@@ -12,7 +12,10 @@ use crate::model::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reach {
     pub device: String,
+    /// The device's StreamID, and its other StreamIDs (`streams`): each translates
+    /// through the same address space.
     pub stream: u32,
+    pub extra_streams: Vec<u32>,
     pub owner: String,
     pub region: String,
     /// Offset in the region and length.
@@ -40,10 +43,16 @@ pub fn reachability(sys: &System) -> Vec<Reach> {
     for s in &sys.io_spaces {
         let owner = s.owner.clone().unwrap_or_default();
         let mut push = |mr: &str, offset: u64, len: u64, rights: Perms, source: String| {
-            let phys = sys.region(mr).and_then(|r| r.phys_addr).map(|pa| (pa + offset, pa + offset + len));
+            // Saturating: `check` refuses a range past the board's physical addresses, and
+            // the report must not panic where it would end past 2^64.
+            let phys = sys.region(mr).and_then(|r| r.phys_addr).map(|pa| {
+                let start = pa.saturating_add(offset);
+                (start, start.saturating_add(len))
+            });
             out.push(Reach {
                 device: s.name.clone(),
                 stream: s.stream,
+                extra_streams: s.extra_streams.clone(),
                 owner: owner.clone(),
                 region: mr.to_string(),
                 offset,
@@ -100,6 +109,18 @@ pub fn private_regions(sys: &System) -> Vec<&MemoryRegion> {
         .collect()
 }
 
+/// `s` in a Markdown table cell: a `|` would end the cell and a line break the table.
+/// (`check` allows neither in a name; this holds whatever reaches the report.)
+fn cell(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '|' => vec!['\\', '|'],
+            c if c.is_control() => vec![' '],
+            c => vec![c],
+        })
+        .collect()
+}
+
 /// The report as Markdown, for an Arm board.
 pub fn markdown(sys: &System, source: &str) -> String {
     markdown_for(sys, source, crate::board::Target::Arm)
@@ -116,18 +137,20 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
     let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &reach {
         let phys = r.phys.map(|(a, b)| format!("{a:#x}..{b:#x}")).unwrap_or_else(|| "(placed by Microkit)".into());
+        let streams: Vec<String> =
+            std::iter::once(r.stream).chain(r.extra_streams.iter().copied()).map(|s| format!("{s:#x}")).collect();
         let _ = writeln!(
             o,
-            "| {} | {:#x} | {} | {} | {:#x}..{:#x} | {} | {} | {} |",
-            r.device,
-            r.stream,
-            r.owner,
-            r.region,
+            "| {} | {} | {} | {} | {:#x}..{:#x} | {} | {} | {} |",
+            cell(&r.device),
+            streams.join(", "),
+            cell(&r.owner),
+            cell(&r.region),
             r.offset,
-            r.offset + r.len,
+            r.offset.saturating_add(r.len),
             phys,
             rights(r.rights),
-            r.source
+            cell(&r.source)
         );
     }
     let _ = writeln!(o);
@@ -150,7 +173,7 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
     if sys.io_spaces.is_empty() {
         let _ = writeln!(o, "No IO address space: every stream aborts.\n");
     } else {
-        let _ = writeln!(o, "Every other StreamID aborts.\n");
+        let _ = writeln!(o, "Every StreamID not in this table aborts.\n");
     }
     // The proof: no reachable range is a private region or overlaps one physically.
     let mut clashes = Vec::new();
@@ -158,7 +181,7 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
         for p in &private {
             let same = p.name == r.region;
             let overlap = match (r.phys, p.phys_addr) {
-                (Some((a, b)), Some(pa)) => a < pa + p.size && pa < b,
+                (Some((a, b)), Some(pa)) => a < pa.saturating_add(p.size) && pa < b,
                 _ => false,
             };
             if same || overlap {
