@@ -135,8 +135,9 @@ fn main() -> ExitCode {
     };
     let target = board.target;
     let (sys, problems) = iommu_sdf::check_text_on(&text, &board);
+    let lines: Vec<&str> = text.lines().collect();
     for p in &problems {
-        let col = iommu_sdf::column(&text, p);
+        let col = iommu_sdf::problem::column_on(lines.get((p.line as usize).saturating_sub(1)).copied(), p);
         // One line each, whatever a hostile name put in the message.
         let one_line = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
         println!("{shown}:{}:{col}: error: <{}>: {}", p.line, p.element, one_line(&p.message));

@@ -12,28 +12,6 @@ use std::collections::{HashMap, HashSet};
 use crate::model::*;
 use crate::problem::{p, Problem};
 
-/// The description's names, indexed: policy building looks names up many times, and a
-/// linear search each time made it cubic in the description's size.
-struct Names<'a> {
-    caps: HashMap<&'a str, &'a DmaCapability>,
-}
-
-impl<'a> Names<'a> {
-    fn new(sys: &'a System) -> Self {
-        // The first of a duplicated name wins, as `System::cap` finds it (and `check`
-        // refuses duplicates).
-        let mut caps = HashMap::new();
-        for c in &sys.caps {
-            caps.entry(c.name.as_str()).or_insert(c);
-        }
-        Names { caps }
-    }
-
-    fn resolve(&self, sys: &System, cap: &'a DmaCapability) -> Option<(&'a str, u64)> {
-        resolve_by(cap, sys.caps.len(), |name| self.caps.get(name).copied())
-    }
-}
-
 /// `items`' positions by name (the first of a duplicated name wins).
 fn positions<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
     let mut map = HashMap::new();
@@ -94,11 +72,10 @@ pub fn grant_quota(sys: &System, pd: &str) -> u32 {
 
 /// The regions devices may reach: those a capability or an iomap names.
 pub fn dma_regions(sys: &System) -> Vec<&MemoryRegion> {
-    let names = Names::new(sys);
     let reached: HashSet<&str> = sys
         .caps
         .iter()
-        .filter_map(|c| names.resolve(sys, c).map(|(mr, _)| mr))
+        .filter_map(|c| resolve(sys, c).map(|(mr, _)| mr))
         .chain(sys.io_spaces.iter().flat_map(|s| s.iomaps.iter().map(|m| m.mr.as_str())))
         .collect();
     sys.regions.iter().filter(|r| reached.contains(r.name.as_str())).collect()
@@ -106,7 +83,6 @@ pub fn dma_regions(sys: &System) -> Vec<&MemoryRegion> {
 
 /// The policy of a (checked) description.
 pub fn policy(sys: &System) -> Policy<'_> {
-    let names = Names::new(sys);
     let regions = dma_regions(sys);
     let clients = sys.clients();
     let (client_at, region_at, device_at) = (
@@ -152,7 +128,7 @@ pub fn policy(sys: &System) -> Policy<'_> {
         .caps
         .iter()
         .filter_map(|c| {
-            let (mr, offset) = names.resolve(sys, c)?;
+            let (mr, offset) = resolve(sys, c)?;
             let cap = CapConfig {
                 client: client_index(&c.pd),
                 region: region_index(mr),

@@ -23,7 +23,13 @@ impl std::fmt::Display for Problem {
 /// The 1-based column of `p`'s element on its line: where `<element` starts, else the
 /// line's first non-blank character (a problem found where the text ends), else 1.
 pub fn column(text: &str, p: &Problem) -> usize {
-    let Some(line) = text.lines().nth((p.line as usize).saturating_sub(1)) else { return 1 };
+    column_on(text.lines().nth((p.line as usize).saturating_sub(1)), p)
+}
+
+/// `column` with `p`'s line already found (`text.lines()` collected once: 20,000 problems
+/// each searching the text from its start would be quadratic).
+pub fn column_on(line: Option<&str>, p: &Problem) -> usize {
+    let Some(line) = line else { return 1 };
     let at = line.find(&format!("<{}", p.element)).or_else(|| line.find(|c: char| !c.is_whitespace()));
     // Columns count characters, as editors do.
     at.map_or(1, |i| line[..i].chars().count() + 1)
