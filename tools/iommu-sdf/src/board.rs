@@ -30,8 +30,9 @@ impl Target {
 /// The IOMMU of a board, as far as this project is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BoardIommu {
-    /// An SMMUv3 the IOMMU PD drives, with `stream_bits` StreamID bits (IDR1.SIDSIZE).
-    SmmuV3 { stream_bits: u32 },
+    /// An SMMUv3 the IOMMU PD drives, with `stream_bits` StreamID bits (IDR1.SIDSIZE),
+    /// whose register frame (both 64 KiB pages) is `frame` (physical address, size).
+    SmmuV3 { stream_bits: u32, frame: (u64, u64) },
     /// An Arm MMU-500 (SMMUv2), which the IOMMU PD does not drive yet.
     Mmu500,
     /// VT-d, which the Microkit tool programs itself.
@@ -75,7 +76,8 @@ impl Board {
             // QEMU's SMMUv3 has 16 StreamID bits (hw/arm/smmuv3-internal.h,
             // SMMU_IDR1_SIDSIZE); the SDK's seL4 for qemu_virt_aarch64 is built with
             // CONFIG_ARM_PA_SIZE_BITS_40.
-            "qemu_virt_aarch64" => (BoardIommu::SmmuV3 { stream_bits: 16 }, 40),
+            // Its registers: hw/arm/virt.c's VIRT_SMMU, 0x09050000 and 0x20000 bytes.
+            "qemu_virt_aarch64" => (BoardIommu::SmmuV3 { stream_bits: 16, frame: (0x0905_0000, 0x2_0000) }, 40),
             // ZynqMP and i.MX8QXP: Arm MMU-500s, with 40-bit physical addresses (Xilinx
             // UG1085, NXP i.MX8QXP reference manual).
             "zcu102" | "ultra96v2" | "kria_k26" | "tqma8xqp1gb" => (BoardIommu::Mmu500, 40),
@@ -96,7 +98,7 @@ impl Board {
     /// The SMMUv3's StreamID bits, on a board whose SMMUv3 the IOMMU PD drives.
     pub fn stream_bits(&self) -> Option<u32> {
         match self.iommu {
-            BoardIommu::SmmuV3 { stream_bits } => Some(stream_bits),
+            BoardIommu::SmmuV3 { stream_bits, .. } => Some(stream_bits),
             _ => None,
         }
     }

@@ -103,6 +103,9 @@ pub struct VirtualMachine {
     /// The guest's maps (their `vaddr` a guest-physical address); `cached` false marks
     /// device memory, not RAM.
     pub maps: Vec<Map>,
+    /// Its vCPUs' priority (Microkit's default is the lowest, 0) and cores (`<vcpu cpu>`).
+    pub priority: u64,
+    pub vcpu_cpus: Vec<u64>,
     pub line: Line,
 }
 

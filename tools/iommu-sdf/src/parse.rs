@@ -255,6 +255,12 @@ impl Reader {
                 "virtual_machine" => {
                     let Some(vm) = self.required(c, "name") else { continue };
                     let mut guest = Vec::new();
+                    let priority = self.number(c, "priority").unwrap_or(0);
+                    let vcpu_cpus = c
+                        .children()
+                        .filter(|v| v.has_tag_name("vcpu"))
+                        .map(|v| self.number(v, "cpu").unwrap_or(0))
+                        .collect();
                     for m in c.children().filter(|m| m.is_element() && m.has_tag_name("map")) {
                         let Some(mr) = self.required(m, "mr") else { continue };
                         let perms = m
@@ -271,7 +277,7 @@ impl Reader {
                             line: self.line(m),
                         });
                     }
-                    vms.push(VirtualMachine { name: vm, maps: guest, line: self.line(c) });
+                    vms.push(VirtualMachine { name: vm, maps: guest, priority, vcpu_cpus, line: self.line(c) });
                 }
                 "irq" => {
                     if let Some(id) = self.number(c, "id") {

@@ -29,6 +29,25 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
             ));
         }
     }
+    // The SMMU's registers are the region mapped as `smmu_regs`: it must be the board's
+    // whole register frame, or the part left out (page 1, with the queues' pointers) is
+    // an ordinary region another PD or a device may be given.
+    if let (Some(m), BoardIommu::SmmuV3 { frame: (base, size), .. }) = (sys.smmu_regs(), board.iommu) {
+        if let Some(r) = sys.region(&m.mr).filter(|r| r.phys_addr != Some(base) || r.size != size) {
+            out.push(p(
+                r.line,
+                "memory_region",
+                format!(
+                    "`{}`, the SMMU's registers (mapped as smmu_regs), is at {} with {:#x} bytes; board {}'s SMMU register frame is {base:#x} with {size:#x}",
+                    r.name,
+                    r.phys_addr.map_or("no fixed address".to_string(), |a| format!("{a:#x}")),
+                    r.size,
+                    board.name
+                ),
+                format!("declare it phys_addr=\"{base:#x}\" size=\"{size:#x}\""),
+            ));
+        }
+    }
     for pd in &sys.pds {
         if board.target == Target::Arm {
             for &line in &pd.ioports {

@@ -95,6 +95,35 @@ pub fn check(sys: &System, iommu: &ProtectionDomain, clients: &[&ProtectionDomai
         }
     }
 
+    // A guest's vCPUs are scheduled by their own priority and cores once its VMM starts
+    // them; a VMM on another core, or one the IOMMU PD's rules missed, must not be all
+    // that keeps a guest's driver from running first.
+    for pd in &sys.pds {
+        for vm in &pd.vms {
+            let core = vm.vcpu_cpus.iter().find(|&&c| c != iommu.cpu);
+            if vm.priority >= iommu.priority || core.is_some() {
+                out.push(p(
+                    vm.line,
+                    "virtual_machine",
+                    format!(
+                        "the guest `{}` of `{}` runs {}: its driver could start DMA before the IOMMU PD `{}` has made every stream abort",
+                        vm.name,
+                        pd.name,
+                        match core {
+                            Some(c) => format!("a vCPU on core {c}, the IOMMU PD on core {}", iommu.cpu),
+                            None => format!("at priority {}, not below the IOMMU PD's {}", vm.priority, iommu.priority),
+                        },
+                        iommu.name
+                    ),
+                    format!(
+                        "give the virtual machine a priority below {} and its vCPUs core {}",
+                        iommu.priority, iommu.cpu
+                    ),
+                ));
+            }
+        }
+    }
+
     if iommu.passive {
         passive(sys, iommu, out);
     }
