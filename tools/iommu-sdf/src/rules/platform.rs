@@ -9,6 +9,9 @@ use crate::board::{Board, BoardIommu, Target};
 use crate::model::*;
 use crate::problem::{p, Problem};
 
+/// The most protection domains the Microkit tool takes in a system (its `MAX_PDS`).
+pub const MAX_PDS: usize = 63;
+
 /// Every platform rule.
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     if let (Some(i), Target::Arm) = (&sys.iommu, board.target) {
@@ -47,6 +50,19 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 format!("declare it phys_addr=\"{base:#x}\" size=\"{size:#x}\""),
             ));
         }
+    }
+    // The Microkit tool takes at most MAX_PDS protection domains (`MAX_PDS`).
+    if let Some(pd) = sys.pds.get(MAX_PDS) {
+        out.push(p(
+            pd.line,
+            "protection_domain",
+            format!(
+                "`{}` is protection domain number {}, and the Microkit tool takes at most {MAX_PDS}",
+                pd.name,
+                MAX_PDS + 1
+            ),
+            "use fewer protection domains",
+        ));
     }
     for pd in &sys.pds {
         if board.target == Target::Arm {
