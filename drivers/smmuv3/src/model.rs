@@ -65,6 +65,8 @@ struct State {
     gbpa_busy_reads: u32,
     /// Rules of the architecture the driver broke (a write to GBPA while UPDATE was 1).
     violations: Vec<&'static str>,
+    /// SMMU_GBPA is not implemented: it reads as zero and ignores writes (QEMU 7.2).
+    no_gbpa: bool,
 }
 
 /// The model. Interior mutability: `Mmio` takes `&self`, like real registers.
@@ -153,6 +155,16 @@ impl SmmuModel {
         st.gbpa_busy_reads = reads;
         let g = st.regs.get(&reg::GBPA).copied().unwrap_or(0);
         st.regs.insert(reg::GBPA, g | 1 << 31);
+    }
+
+    /// SMMU_GBPA reads as zero and ignores writes, as on QEMU 7.2: a disabled SMMU then
+    /// passes every transaction. (Otherwise GBPA resets to 0 unless preset: ABORT = 0,
+    /// bypass while disabled, one of the IMPLEMENTATION DEFINED reset values IHI 0070
+    /// 6.3.14 allows, and the one a driver must not count on being otherwise.)
+    pub fn without_gbpa(&self) {
+        let mut st = self.state.borrow_mut();
+        st.no_gbpa = true;
+        st.regs.insert(reg::GBPA, 0);
     }
 
     /// Event-queue interrupts the SMMU has raised so far.
@@ -472,7 +484,9 @@ impl Mmio for SmmuModel {
                 if st.gbpa_busy_reads > 0 {
                     st.violations.push("SMMU_GBPA written while UPDATE was 1");
                 }
-                st.regs.insert(reg::GBPA, v & !(1 << 31));
+                if !st.no_gbpa {
+                    st.regs.insert(reg::GBPA, v & !(1 << 31));
+                }
             }
             o if o == reg::CMDQ_PROD => {
                 st.regs.insert(reg::CMDQ_PROD, v);
