@@ -21,7 +21,7 @@
 
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Op, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
-use crate::config::Config;
+use crate::config::{Config, DeviceConfig};
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
 use crate::index::{self, Index, Inner, Leaf, Root, Take, NIL};
@@ -68,6 +68,36 @@ pub enum ConfigError {
     /// A static mapping leaves its region or its device's IOVA window, is not page
     /// aligned, overlaps another, or exceeds its owner's quota.
     BadStaticMap(usize),
+    /// Two devices (or one, twice) list the same StreamID: one would translate through the
+    /// other's address space. The devices, in description order (equal if one device
+    /// lists it twice).
+    SharedStream {
+        /// The StreamID.
+        stream: u32,
+        /// The first device that lists it.
+        first: usize,
+        /// The device that lists it again.
+        second: usize,
+    },
+}
+
+/// The first StreamID listed twice over `devices` (each device's first stream, then its
+/// others), with the devices that list it; none if every StreamID is one device's.
+fn shared_stream(devices: &[DeviceConfig]) -> Option<(u32, usize, usize)> {
+    let streams = |d: &DeviceConfig| core::iter::once(d.stream).chain(d.extra_streams.iter().copied());
+    for (second, d) in devices.iter().enumerate() {
+        for (k, s) in streams(d).enumerate() {
+            // Earlier devices, then the streams this device listed before this one.
+            let earlier = devices[..second].iter().position(|e| streams(e).any(|x| x == s));
+            if let Some(first) = earlier {
+                return Some((s, first, second));
+            }
+            if streams(d).take(k).any(|x| x == s) {
+                return Some((s, second, second));
+            }
+        }
+    }
+    None
 }
 
 /// A handle-table entry.
@@ -238,6 +268,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
             if d.owner >= cfg.clients.len() && d.owner != crate::config::NO_OWNER {
                 return Err(ConfigError::BadDevice(i));
             }
+        }
+        // A StreamID is one device's: the IOMMU has one entry per stream, so a stream two
+        // devices list would translate through whichever was enabled last, and each
+        // would reach the other's memory. `iommu-sdf check` refuses such a description;
+        // a policy built any other way is refused here, before the IOMMU is touched.
+        if let Some((stream, first, second)) = shared_stream(cfg.devices) {
+            return Err(ConfigError::SharedStream { stream, first, second });
         }
         // Every client's grants fit, whatever the others do: no client can exhaust a table
         // another needs.

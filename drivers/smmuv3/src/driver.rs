@@ -79,6 +79,9 @@ pub enum Error {
     DomainInUse,
     /// The stream is not attached.
     NotAttached(StreamId),
+    /// The StreamID is already another device's (or listed twice): a stream has one STE,
+    /// so two devices on it would share an address space.
+    StreamInUse(StreamId),
     /// SMMU_GBPA.ABORT did not read back set (an SMMU without GBPA, such as QEMU 7.2's):
     /// a disabled SMMU would pass every transaction, so `fail_closed` left it as it was.
     NoGlobalAbort,
@@ -118,6 +121,7 @@ impl fmt::Display for Error {
             Error::NoSuchDomain => write!(f, "no such domain"),
             Error::DomainInUse => write!(f, "domain has streams attached"),
             Error::NotAttached(sid) => write!(f, "stream {sid} is not attached"),
+            Error::StreamInUse(sid) => write!(f, "stream {sid} is already another device's"),
             Error::NoGlobalAbort => write!(
                 f,
                 "SMMU_GBPA.ABORT does not take on this SMMU: it was not disabled, which would let DMA through"
