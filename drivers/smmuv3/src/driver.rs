@@ -325,6 +325,7 @@ struct CommandQueue {
 }
 
 /// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
+const CERROR_NONE: u32 = 0;
 const CERROR_ABT: u32 = 2;
 const CERROR_ATC_INV_SYNC: u32 = 3;
 
@@ -379,6 +380,9 @@ impl CommandQueue {
     ///   fetches it again once acknowledged: a TLBI or CFGI is never dropped silently.
     /// - CERROR_ATC_INV_SYNC: an ATC invalidation did not complete before its CMD_SYNC;
     ///   CONS is at the CMD_SYNC, which is retried the same way.
+    /// - CERROR_NONE: CMDQ_ERR is active but no error is recorded against the command at
+    ///   CONS; it is left in place and acknowledged, as Linux does. Replacing it would
+    ///   drop a valid TLBI or CFGI with no one told.
     ///
     /// A command that keeps failing to be fetched ends, like any wait, at the poll bound.
     fn check_error(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
@@ -391,6 +395,11 @@ impl CommandQueue {
         let slot = self.ring.slot(cons.read(CMDQ_CONS::RD)) as usize;
         // SAFETY: `slot < entries`; the SMMU has stopped and is not reading the queue.
         let bad = unsafe { self.base.add(slot).read_volatile() };
+        if code == CERROR_NONE {
+            regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ GERROR::CMDQ_ERR.mask);
+            stats.global_errors += 1;
+            return Ok(());
+        }
         let retry = matches!(code, CERROR_ABT | CERROR_ATC_INV_SYNC);
         if !retry {
             // SAFETY: as above.

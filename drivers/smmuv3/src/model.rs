@@ -121,7 +121,9 @@ impl SmmuModel {
     }
 
     /// Reject the next command with this opcode with CERROR `code`: 2 is CERROR_ABT, an
-    /// abort on the SMMU's own access to the command queue (IHI 0070 7.1).
+    /// abort on the SMMU's own access to the command queue (IHI 0070 7.1); 0 is
+    /// CERROR_NONE, GERROR.CMDQ_ERR raised with no error against the command (the queue
+    /// stops there all the same until it is acknowledged, then goes on from it).
     pub fn reject_next_with(&self, opcode: u8, code: u32) {
         let mut st = self.state.borrow_mut();
         st.reject = Some(opcode);
@@ -259,7 +261,7 @@ impl SmmuModel {
             let cmd = Command(unsafe { (addr as *const [u64; 2]).add(ring.slot(cons) as usize).read_volatile() });
             let op = cmd.opcode();
             if st.reject == Some(op) || !is_known(op) {
-                let code = if st.reject == Some(op) { st.reject_code.max(1) } else { 1 };
+                let code = if st.reject == Some(op) { st.reject_code } else { 1 };
                 st.reject = None;
                 // The CERROR code in CMDQ_CONS.ERR, CONS left at the bad command,
                 // GERROR.CMDQ_ERR toggled (IHI 0070 7.1).
