@@ -940,6 +940,11 @@ impl<M: Mmio> Smmu<M> {
             Some(slot) => slot,
             None => self.streams.iter().position(Option::is_none).ok_or(Error::TooManyStreams)?,
         };
+        // The stream's STE slot first: a StreamID outside the table, or one whose level-2
+        // table cannot be installed, fails here with no STE word written (at most an
+        // aborting level-2 table), so the SMMU cannot point at `d` and the books stay as
+        // they are. Failing inside the update below, it would count as pinning `d`.
+        self.ste_ptr(sid)?;
         self.flush_stale(d)?;
         let new = Ste::stage1(self.cd_pa(d.index()));
         if let Err(e) = self.write_ste(sid, &new) {
