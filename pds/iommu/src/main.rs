@@ -178,10 +178,13 @@ fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
     // translate: every described device's stream, and one no description names.
     let smmu = backend.smmu();
     // The highest StreamID the stream table covers that no device has.
-    let unnamed = StreamId((0..1u32 << policy::STREAM_ID_BITS).rev().find(|s| !streams.contains(s)).unwrap_or(0));
+    // (Not `0..1 << STREAM_ID_BITS`: that overflows at 32 bits.)
+    let last = StreamId::highest(policy::STREAM_ID_BITS).0;
+    let named_by_none = |s: &u32| !streams.contains(s) && policy::DEVICES.iter().all(|d| !d.extra_streams.contains(s));
+    let unnamed = StreamId((0..=last).rev().find(named_by_none).unwrap_or(0));
     let _ = smmu.prepare_stream(unnamed);
     let named = policy::DEVICES.iter().map(|d| (StreamId(d.stream), d.name));
-    for (sid, name) in named.chain(streams.iter().all(|s| *s != unnamed.0).then_some((unnamed, "no device"))) {
+    for (sid, name) in named.chain(named_by_none(&unnamed.0).then_some((unnamed, "no device"))) {
         debug_println!("iommu: stream {sid} ({name}): {}", ste_of(smmu, sid));
     }
     let paddrs = policy::region_paddrs();
