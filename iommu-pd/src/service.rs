@@ -239,6 +239,10 @@ pub struct Service<'a, H: IommuHw> {
     /// The (IOVA, length) of the removal being sent to the IOMMU: kept here rather than
     /// built on the stack, so a one-page UNMAP does not clear a whole batch's worth.
     ranges: [(u64, u64); UNMAP_BATCH],
+    /// Devices (bit n = device n) that must be blocked and whose block the IOMMU did not
+    /// confirm: they may still translate, a revoked page's cached translation included.
+    /// Retried before any request of any client is served (`retry_blocks`).
+    unblocked: u64,
 }
 
 type Result<T> = core::result::Result<T, ErrorCode>;
@@ -306,6 +310,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             rings: storage.rings,
             stats: Stats::default(),
             ranges: [(0, 0); UNMAP_BATCH],
+            unblocked: 0,
         };
         for (i, c) in cfg.caps.iter().enumerate() {
             let region = cfg.regions.get(c.region).ok_or(ConfigError::BadCap(i))?;
@@ -410,6 +415,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Serve one protected procedure call from `client`.
     pub fn handle(&mut self, client: usize, label: u64, mrs: &[u64]) -> Reply {
+        // A device the IOMMU would not block may still reach what was taken from it, and
+        // the one who could retry may have no handle left to do it with (a granter after
+        // REVOKE): every request, whoever sends it, retries first.
+        if self.unblocked != 0 {
+            self.retry_blocks();
+        }
         if client >= self.cfg.clients.len() {
             return self.refuse(ErrorCode::BadClient);
         }
@@ -482,6 +493,47 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Some(dc) if dc.owner == client => Ok(d),
             _ => Err(ErrorCode::BadDevice),
         }
+    }
+
+    /// Blocks the IOMMU did not confirm, retried: each device that must still be blocked
+    /// (a removal pending, its client torn down, stopped, quarantined) is blocked again;
+    /// if the block fails once more, its pending removals are retried, which end the
+    /// exposure too (then, with nothing else keeping it blocked, it runs again, through
+    /// what it still has). `handle` calls this before every request; the PD shell also
+    /// calls it when it is woken for anything else. Devices the IOMMU still will not
+    /// block stay marked (`unblocked_devices`).
+    pub fn retry_blocks(&mut self) {
+        let mut left = self.unblocked;
+        while left != 0 {
+            let d = left.trailing_zeros() as usize;
+            left &= left - 1;
+            if self.must_be_blocked(d) && self.hw.block(d).is_err() {
+                if self.devices[d].unconfirmed {
+                    let _ = self.settle(d);
+                }
+                if self.must_be_blocked(d) {
+                    continue;
+                }
+            }
+            self.unblocked &= !(1 << d);
+        }
+    }
+
+    /// Bit mask of the devices that must be blocked and whose block the IOMMU has not
+    /// confirmed yet.
+    pub fn unblocked_devices(&self) -> u64 {
+        self.unblocked
+    }
+
+    /// The IOMMU did not confirm blocking `d`: retried before the next request.
+    fn block_failed(&mut self, d: DeviceIndex) {
+        self.unblocked |= 1 << d;
+    }
+
+    /// Something keeps `d` from running.
+    fn must_be_blocked(&self, d: DeviceIndex) -> bool {
+        let st = &self.devices[d];
+        st.unconfirmed || st.torn_down || st.stopped || st.quarantined
     }
 
     /// `Ok` if device `d` may run: not quarantined, its client not torn down, not stopped,

@@ -260,6 +260,9 @@ impl Handler for IommuPd {
 
     fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
         let Some(service) = self.service.as_mut() else { return Ok(()) };
+        // A device the SMMU would not block may still reach what was taken from it: any
+        // wake-up is a chance to retry, not only a request (`handle` retries first too).
+        service.retry_blocks();
         if channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ) {
             let mut notify = 0u64;
             // Every record, a buffer's worth at a time: the SMMU raises no new interrupt
@@ -368,6 +371,7 @@ impl Handler for IommuPd {
             }
             return Ok(None);
         };
+        service.retry_blocks();
         let client = child.index() - 1;
         let owned = |d: usize| policy::DEVICES[d].owner == client;
         let mut pages = 0;
@@ -385,7 +389,12 @@ impl Handler for IommuPd {
                 }
             }
             Err(e) => {
-                debug_println!("iommu: {name} faulted ({what}); the SMMU did not confirm its teardown ({e:?})")
+                // Every device was tried; those the SMMU would not block are retried before
+                // the next request is served.
+                debug_println!(
+                    "iommu: {name} faulted ({what}); the SMMU did not confirm its teardown ({e:?}); devices not yet blocked: {:#x}",
+                    service.unblocked_devices()
+                )
             }
         }
         Ok(None)
