@@ -16,6 +16,21 @@ fn resume(s: &mut iommu_pd::Service<'_, ModelHw>, client: usize, device: u32) ->
     call(s, client, Request::Resume { device: DeviceId(device) })
 }
 
+/// NET lends the first page of its handle 0 to BLK, for the disk, with `rights`: the
+/// grant's handle (NET's, for REVOKE) and BLK's handle to it.
+fn lend(s: &mut iommu_pd::Service<'_, ModelHw>, rights: Rights) -> (u32, u32) {
+    let grant = Request::Grant {
+        cap: iommu_protocol::Handle(0),
+        to: ClientId(BLK as u32),
+        offset: 0,
+        len: 0x1000,
+        rights,
+        devices: 1 << DISK,
+    };
+    let Reply::Ok { values, .. } = call(s, NET, grant) else { panic!("grant refused") };
+    (values[0] as u32, values[1] as u32)
+}
+
 /// A failed UNMAP: the mapping stays in the books, pending, the device is blocked for a
 /// reason of its own, and nothing lets it translate until a retry is confirmed.
 #[test]
@@ -68,21 +83,7 @@ fn resume_after_a_failed_unmap_does_not_bring_the_page_back() {
 #[test]
 fn revoke_over_a_failed_unmap_answers_hardware_and_blocks_the_receiver() {
     let mut s = service();
-    let Reply::Ok { values, .. } = call(
-        &mut s,
-        NET,
-        Request::Grant {
-            cap: iommu_protocol::Handle(0),
-            to: ClientId(BLK as u32),
-            offset: 0,
-            len: 0x1000,
-            rights: Rights::READ_WRITE,
-            devices: 1 << DISK,
-        },
-    ) else {
-        panic!("grant refused")
-    };
-    let (grant, theirs) = (values[0] as u32, values[1] as u32);
+    let (grant, theirs) = lend(&mut s, Rights::READ_WRITE);
     assert_eq!(map(&mut s, BLK, theirs, DISK, 0, 0x1000, Some(IOVA_BASE), Rights::WRITE), Reply::ok(&[IOVA_BASE]));
     s.hw_mut().fail_next = Some("unmap");
     let revoke = Request::Revoke { grant: iommu_protocol::Handle(grant) };
@@ -153,16 +154,7 @@ fn a_failed_map_changes_nothing() {
 #[test]
 fn an_unmap_and_a_block_that_both_fail_end_at_the_next_request_of_any_client() {
     let mut s = service();
-    let grant = Request::Grant {
-        cap: iommu_protocol::Handle(0),
-        to: ClientId(BLK as u32),
-        offset: 0,
-        len: 0x1000,
-        rights: Rights::READ_WRITE,
-        devices: 1 << DISK,
-    };
-    let Reply::Ok { values, .. } = call(&mut s, NET, grant) else { panic!("grant refused") };
-    let (grant, theirs) = (values[0] as u32, values[1] as u32);
+    let (grant, theirs) = lend(&mut s, Rights::READ_WRITE);
     assert_eq!(map(&mut s, BLK, theirs, DISK, 0, 0x1000, Some(IOVA_BASE), Rights::WRITE), Reply::ok(&[IOVA_BASE]));
     s.hw_mut().fail_next = Some("unmap");
     s.hw_mut().fail_then = vec!["block"];
