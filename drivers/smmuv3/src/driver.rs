@@ -269,6 +269,8 @@ unsafe impl<M: Mmio + Send> Send for Smmu<M> {}
 
 /// What `Smmu::init`'s first part leaves for the second.
 struct Reset {
+    /// SMMU_IDR0.ATS, as probed: `start` sets CR0.ATSCHK.
+    ats: bool,
     features: Features,
     strtab: StreamTable,
     cmdq_log2: u32,
@@ -293,15 +295,28 @@ struct Reset {
 /// running SMMU keeps its stream table) and `Err(NoGlobalAbort)` (or the `Timeout` of the
 /// GBPA update) says that DMA is not known to be stopped.
 pub fn fail_closed(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+    if !set_gbpa_abort(regs, poll_limit)? {
+        return Err(Error::NoGlobalAbort);
+    }
+    disable(regs, poll_limit)
+}
+
+/// SMMU_GBPA.ABORT = 1: transactions abort while the SMMU is disabled. GBPA may be
+/// written only while UPDATE is 0, the write takes effect when UPDATE clears again, and
+/// its other fields (memory attribute overrides) are kept: read-modify-write (IHI 0070
+/// 6.3.14). Returns whether ABORT reads back set (QEMU 7.2 has no GBPA: it reads as zero
+/// and ignores writes).
+fn set_gbpa_abort(regs: &impl Mmio, poll_limit: u32) -> Result<bool, Error> {
     let update = GBPA::UPDATE.mask << GBPA::UPDATE.shift;
     let abort = GBPA::ABORT.mask << GBPA::ABORT.shift;
     wait(poll_limit, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
-    // Read-modify-write: GBPA's other fields (attribute overrides) are kept.
     regs.write32(reg::GBPA, regs.read32(reg::GBPA) | abort | update);
     wait(poll_limit, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
-    if regs.read32(reg::GBPA) & abort == 0 {
-        return Err(Error::NoGlobalAbort);
-    }
+    Ok(regs.read32(reg::GBPA) & abort != 0)
+}
+
+/// SMMU_CR0 = 0 (translation, queues and ATS checks off), waiting for SMMU_CR0ACK.
+fn disable(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
     regs.write32(reg::CR0, 0);
     wait(poll_limit, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
 }
@@ -536,7 +551,7 @@ impl<M: Mmio> Smmu<M> {
             #[cfg(feature = "fault-injection")]
             reject_next_invalidation: false,
         };
-        if let Err(e) = smmu.start() {
+        if let Err(e) = smmu.start(reset.ats) {
             let _ = fail_closed(&smmu.regs, config.poll_limit);
             return Err(e);
         }
@@ -569,18 +584,11 @@ impl<M: Mmio> Smmu<M> {
         let features = probe::probe(&id, &needs)?;
 
         // 1. Abort incoming transactions while the SMMU is (re)configured, then disable.
-        // SMMU_GBPA may be written only while UPDATE is 0, and its other fields (memory
-        // attribute overrides) are kept: read-modify-write (IHI 0070 6.3.14).
-        let poll = config.poll_limit;
-        let update = GBPA::UPDATE.mask << GBPA::UPDATE.shift;
-        wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
-        let gbpa = regs.read32(reg::GBPA) | GBPA::ABORT.mask << GBPA::ABORT.shift;
-        regs.write32(reg::GBPA, gbpa | update);
-        wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
         // Some implementations lack GBPA (QEMU 7.2 reads it as zero and ignores writes):
         // then a disabled SMMU lets DMA through, and only the aborting stream table below
         // closes that window. Record whether the abort took, for the system to report.
-        let gbpa_aborts = regs.read32(reg::GBPA) & (GBPA::ABORT.mask << GBPA::ABORT.shift) != 0;
+        let poll = config.poll_limit;
+        let gbpa_aborts = set_gbpa_abort(regs, poll)?;
         regs.write32(reg::IRQ_CTRL, 0);
         wait(poll, "SMMU_IRQ_CTRLACK", || regs.read32(reg::IRQ_CTRLACK) == 0)?;
         // The MSI address registers reset UNKNOWN, and an SMMU with MSIs writes to a
@@ -592,8 +600,7 @@ impl<M: Mmio> Smmu<M> {
         if idr0.read(IDR0::PRI) == 1 {
             regs.write64(reg::PRIQ_IRQ_CFG0, 0);
         }
-        regs.write32(reg::CR0, 0);
-        wait(poll, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)?;
+        disable(regs, poll)?;
         // Errors left active from before (a warm re-init) survive queue enables: a stale
         // CMDQ_ERR would make the first command look rejected. Acknowledge them all
         // (GERRORN := GERROR) before any command (IHI 0070 6.3.17).
@@ -660,6 +667,7 @@ impl<M: Mmio> Smmu<M> {
             unsafe { mem.cds.va.cast::<u64>().add(i).write_volatile(0) };
         }
         Ok(Reset {
+            ats: idr0.read(IDR0::ATS) == 1,
             features,
             strtab,
             cmdq_log2,
@@ -672,7 +680,7 @@ impl<M: Mmio> Smmu<M> {
     }
 
     /// `init`'s second part: the queues on, caches invalidated, interrupts, translation.
-    fn start(&mut self) -> Result<(), Error> {
+    fn start(&mut self, ats: bool) -> Result<(), Error> {
         // 5. Command queue on; drop anything cached from before (config and TLBs).
         self.enable(CR0::CMDQEN::SET.value)?;
         self.cmdq.push(&self.regs, &mut self.stats, Command::cfgi_all())?;
@@ -694,8 +702,7 @@ impl<M: Mmio> Smmu<M> {
         // With ATS, SMMU_CR0.ATSCHK resets to 0, and then ATS-translated PCIe traffic
         // passes with no stream table or TLB lookup, whatever STE.EATS says: have the
         // SMMU check it against the STE before translation is on (IHI 0070 6.3.9.3).
-        let idr0 = LocalRegisterCopy::<u32, IDR0::Register>::new(self.regs.read32(reg::IDR0));
-        if idr0.read(IDR0::ATS) == 1 {
+        if ats {
             self.enable(CR0::ATSCHK::SET.value)?;
         }
         self.enable(CR0::SMMUEN::SET.value)
