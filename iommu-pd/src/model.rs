@@ -35,12 +35,19 @@ pub struct ModelHw {
     pub stale: BTreeMap<DeviceIndex, BTreeMap<u64, (u64, Rights)>>,
     /// Fail the next call of this kind ("map", "unmap", "retry_unmap", "block", "enable").
     pub fail_next: Option<&'static str>,
+    /// More failures to come, each the next call of its kind after `fail_next`'s: two
+    /// failures in a row ("unmap", then "block").
+    pub fail_then: Vec<&'static str>,
 }
 
 impl ModelHw {
     fn fail(&mut self, what: &'static str) -> bool {
         if self.fail_next == Some(what) {
             self.fail_next = None;
+            return true;
+        }
+        if let Some(i) = self.fail_then.iter().position(|w| *w == what) {
+            self.fail_then.remove(i);
             return true;
         }
         false

@@ -21,7 +21,7 @@
 
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Op, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
-use crate::config::Config;
+use crate::config::{Config, DeviceConfig};
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
 use crate::index::{self, Index, Inner, Leaf, Root, Take, NIL};
@@ -68,6 +68,36 @@ pub enum ConfigError {
     /// A static mapping leaves its region or its device's IOVA window, is not page
     /// aligned, overlaps another, or exceeds its owner's quota.
     BadStaticMap(usize),
+    /// Two devices (or one, twice) list the same StreamID: one would translate through the
+    /// other's address space. The devices, in description order (equal if one device
+    /// lists it twice).
+    SharedStream {
+        /// The StreamID.
+        stream: u32,
+        /// The first device that lists it.
+        first: usize,
+        /// The device that lists it again.
+        second: usize,
+    },
+}
+
+/// The first StreamID listed twice over `devices` (each device's first stream, then its
+/// others), with the devices that list it; none if every StreamID is one device's.
+fn shared_stream(devices: &[DeviceConfig]) -> Option<(u32, usize, usize)> {
+    let streams = |d: &DeviceConfig| core::iter::once(d.stream).chain(d.extra_streams.iter().copied());
+    for (second, d) in devices.iter().enumerate() {
+        for (k, s) in streams(d).enumerate() {
+            // Earlier devices, then the streams this device listed before this one.
+            let earlier = devices[..second].iter().position(|e| streams(e).any(|x| x == s));
+            if let Some(first) = earlier {
+                return Some((s, first, second));
+            }
+            if streams(d).take(k).any(|x| x == s) {
+                return Some((s, second, second));
+            }
+        }
+    }
+    None
 }
 
 /// A handle-table entry.
@@ -209,6 +239,10 @@ pub struct Service<'a, H: IommuHw> {
     /// The (IOVA, length) of the removal being sent to the IOMMU: kept here rather than
     /// built on the stack, so a one-page UNMAP does not clear a whole batch's worth.
     ranges: [(u64, u64); UNMAP_BATCH],
+    /// Devices (bit n = device n) that must be blocked and whose block the IOMMU did not
+    /// confirm: they may still translate, a revoked page's cached translation included.
+    /// Retried before any request of any client is served (`retry_blocks`).
+    unblocked: u64,
 }
 
 type Result<T> = core::result::Result<T, ErrorCode>;
@@ -238,6 +272,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
             if d.owner >= cfg.clients.len() && d.owner != crate::config::NO_OWNER {
                 return Err(ConfigError::BadDevice(i));
             }
+        }
+        // A StreamID is one device's: the IOMMU has one entry per stream, so a stream two
+        // devices list would translate through whichever was enabled last, and each
+        // would reach the other's memory. `iommu-sdf check` refuses such a description;
+        // a policy built any other way is refused here, before the IOMMU is touched.
+        if let Some((stream, first, second)) = shared_stream(cfg.devices) {
+            return Err(ConfigError::SharedStream { stream, first, second });
         }
         // Every client's grants fit, whatever the others do: no client can exhaust a table
         // another needs.
@@ -269,6 +310,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             rings: storage.rings,
             stats: Stats::default(),
             ranges: [(0, 0); UNMAP_BATCH],
+            unblocked: 0,
         };
         for (i, c) in cfg.caps.iter().enumerate() {
             let region = cfg.regions.get(c.region).ok_or(ConfigError::BadCap(i))?;
@@ -373,6 +415,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Serve one protected procedure call from `client`.
     pub fn handle(&mut self, client: usize, label: u64, mrs: &[u64]) -> Reply {
+        // A device the IOMMU would not block may still reach what was taken from it, and
+        // the one who could retry may have no handle left to do it with (a granter after
+        // REVOKE): every request, whoever sends it, retries first.
+        if self.unblocked != 0 {
+            self.retry_blocks();
+        }
         if client >= self.cfg.clients.len() {
             return self.refuse(ErrorCode::BadClient);
         }
@@ -445,6 +493,47 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Some(dc) if dc.owner == client => Ok(d),
             _ => Err(ErrorCode::BadDevice),
         }
+    }
+
+    /// Blocks the IOMMU did not confirm, retried: each device that must still be blocked
+    /// (a removal pending, its client torn down, stopped, quarantined) is blocked again;
+    /// if the block fails once more, its pending removals are retried, which end the
+    /// exposure too (then, with nothing else keeping it blocked, it runs again, through
+    /// what it still has). `handle` calls this before every request; the PD shell also
+    /// calls it when it is woken for anything else. Devices the IOMMU still will not
+    /// block stay marked (`unblocked_devices`).
+    pub fn retry_blocks(&mut self) {
+        let mut left = self.unblocked;
+        while left != 0 {
+            let d = left.trailing_zeros() as usize;
+            left &= left - 1;
+            if self.must_be_blocked(d) && self.hw.block(d).is_err() {
+                if self.devices[d].unconfirmed {
+                    let _ = self.settle(d);
+                }
+                if self.must_be_blocked(d) {
+                    continue;
+                }
+            }
+            self.unblocked &= !(1 << d);
+        }
+    }
+
+    /// Bit mask of the devices that must be blocked and whose block the IOMMU has not
+    /// confirmed yet.
+    pub fn unblocked_devices(&self) -> u64 {
+        self.unblocked
+    }
+
+    /// The IOMMU did not confirm blocking `d`: retried before the next request.
+    fn block_failed(&mut self, d: DeviceIndex) {
+        self.unblocked |= 1 << d;
+    }
+
+    /// Something keeps `d` from running.
+    fn must_be_blocked(&self, d: DeviceIndex) -> bool {
+        let st = &self.devices[d];
+        st.unconfirmed || st.torn_down || st.stopped || st.quarantined
     }
 
     /// `Ok` if device `d` may run: not quarantined, its client not torn down, not stopped,

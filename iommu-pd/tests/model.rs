@@ -208,6 +208,12 @@ fn run(seed: u64, steps: usize) -> usize {
             check(&s, &m, &|| format!("seed {seed} step {step}: teardown/ready of {c} -> {r:?} ({failure:?})"));
             continue;
         }
+        // `handle` first retries the blocks the IOMMU did not confirm; done here as a step
+        // of its own (with no failure injected), so the request is judged alone.
+        let failing = s.hw_mut().fail_next.take();
+        s.retry_blocks();
+        check(&s, &m, &|| format!("seed {seed} step {step}: retrying blocks"));
+        s.hw_mut().fail_next = failing;
         let before = before(&s);
         let reply = s.handle(client, label, &mrs[..n]);
         s.hw_mut().fail_next = None;

@@ -384,3 +384,37 @@ fn a_device_no_client_drives_has_its_iomaps_and_nothing_else() {
     assert_eq!(told, None);
     assert_eq!(s.stats().unowned_faults, 1);
 }
+
+/// A StreamID is one device's. Two devices that list the same one (as its first StreamID
+/// or another) would share the IOMMU's entry for it, and one would translate through the
+/// other's address space: the policy is refused before the IOMMU is touched.
+#[test]
+fn a_stream_two_devices_list_is_refused_before_the_iommu_is_touched() {
+    let leak = |d: [iommu_pd::DeviceConfig; 4]| -> &'static [iommu_pd::DeviceConfig] { Box::leak(Box::new(d)) };
+    // The disk (device 1) with the NIC's StreamID.
+    let mut same_first = DEVICES;
+    same_first[1].stream = DEVICES[0].stream;
+    // The hostile device (2) lists the disk's StreamID among its others.
+    let mut in_extra = DEVICES;
+    in_extra[2].extra_streams = &[0x21, 0x18];
+    // The second NIC (3) lists its own StreamID again.
+    let mut twice = DEVICES;
+    twice[3].extra_streams = &[0x28];
+    for (devices, stream, first, second) in
+        [(leak(same_first), 0x10, 0, 1), (leak(in_extra), 0x18, 1, 2), (leak(twice), 0x28, 3, 3)]
+    {
+        let cfg = iommu_pd::Config { devices, ..config() };
+        // Whatever the IOMMU is asked first would be an `enable`: none may come.
+        let hw = ModelHw { fail_next: Some("enable"), ..ModelHw::default() };
+        let got = Service::new(hw, cfg, storage()).err();
+        assert_eq!(got, Some(iommu_pd::ConfigError::SharedStream { stream, first, second }));
+    }
+    // Distinct StreamIDs, extra ones included, are accepted and every device enabled.
+    let mut distinct = DEVICES;
+    distinct[2].extra_streams = &[0x21, 0x22];
+    let s = Service::new(ModelHw::default(), iommu_pd::Config { devices: leak(distinct), ..config() }, storage());
+    assert_eq!(
+        s.map(|s| s.hw().log.clone()).ok(),
+        Some(vec!["enable 0".into(), "enable 1".into(), "enable 2".into(), "enable 3".into()])
+    );
+}

@@ -33,9 +33,15 @@ pub struct SmmuBackend<M: Mmio> {
 impl<M: Mmio> SmmuBackend<M> {
     /// Create one domain per device (device `i` has StreamID `streams[i]`); every stream
     /// keeps aborting until the service enables it.
+    /// A StreamID listed twice is refused (`StreamInUse`), before anything is written.
     pub fn new(mut smmu: Smmu<M>, streams: &[u32]) -> Result<Self, Error> {
         if streams.len() > MAX_BACKEND_DEVICES {
             return Err(Error::TooManyStreams);
+        }
+        // One STE per stream: two devices on one StreamID would share one address space.
+        // The service refuses such a policy; this refuses it whoever asks.
+        if let Some(i) = (0..streams.len()).find(|&i| streams[..i].contains(&streams[i])) {
+            return Err(Error::StreamInUse(StreamId(streams[i])));
         }
         let mut devices = [None; MAX_BACKEND_DEVICES];
         for (i, s) in streams.iter().enumerate() {
@@ -46,7 +52,8 @@ impl<M: Mmio> SmmuBackend<M> {
     }
 
     /// Give `device` more StreamIDs, sharing its domain: they abort until the service
-    /// enables the device, and are blocked and enabled with it.
+    /// enables the device, and are blocked and enabled with it. A StreamID some device
+    /// already has, or listed twice, is refused (`StreamInUse`), and then none is added.
     pub fn add_streams(&mut self, device: DeviceIndex, streams: &[u32]) -> Result<(), Error> {
         if self.devices.get(device).copied().flatten().is_none() {
             return Err(Error::NoSuchDomain);
@@ -54,6 +61,11 @@ impl<M: Mmio> SmmuBackend<M> {
         let free = self.extra.iter().filter(|e| e.is_none()).count();
         if streams.len() > free {
             return Err(Error::TooManyStreams);
+        }
+        for (i, &s) in streams.iter().enumerate() {
+            if self.has_stream(StreamId(s)) || streams[..i].contains(&s) {
+                return Err(Error::StreamInUse(StreamId(s)));
+            }
         }
         for &s in streams {
             self.smmu.prepare_stream(StreamId(s))?;
@@ -102,6 +114,11 @@ impl<M: Mmio> SmmuBackend<M> {
         }
     }
 
+    /// Some device has `sid`, as its first StreamID or another.
+    fn has_stream(&self, sid: StreamId) -> bool {
+        self.devices.iter().flatten().any(|&(s, _)| s == sid) || self.extra.iter().flatten().any(|&(s, _)| s == sid)
+    }
+
     fn device(&self, d: DeviceIndex) -> Result<(StreamId, DomainId), HwError> {
         self.devices.get(d).copied().flatten().ok_or(HwError)
     }
@@ -109,6 +126,18 @@ impl<M: Mmio> SmmuBackend<M> {
 
 impl<M: Mmio> IommuHw for SmmuBackend<M> {
     fn enable(&mut self, device: DeviceIndex) -> Result<(), HwError> {
+        // Defence in depth: a stream the SMMU has in another domain is another device's
+        // (or was put there by something other than this backend); attaching it here
+        // would move that device into this one's address space. Refused before any STE
+        // is written.
+        let mut foreign = false;
+        self.each_stream(device, |smmu, s, dom| {
+            foreign |= smmu.stream_domain(s).is_some_and(|d| d != dom);
+            Ok(())
+        })?;
+        if foreign {
+            return Err(HwError);
+        }
         self.each_stream(device, |smmu, s, dom| smmu.attach(s, dom))
     }
 

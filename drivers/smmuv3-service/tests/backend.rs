@@ -350,3 +350,54 @@ fn extra_streams_past_the_backend_are_refused_whole() {
     backend.enable(0).unwrap();
     backend.block(0).unwrap();
 }
+
+/// A StreamID is one device's, whoever asks the backend (the service refuses a policy
+/// that shares one; this is the backend's own check): a device listed twice, or an extra
+/// StreamID some device already has, is refused, and no device ends up translating
+/// through another's domain.
+#[test]
+fn a_stream_of_two_devices_is_refused_by_the_backend() {
+    let stream_in_use = |s| Some(smmuv3::Error::StreamInUse(smmuv3::StreamId(s)));
+    assert_eq!(SmmuBackend::new(host_smmu(8), &[0x60, 0x61, 0x60]).err(), stream_in_use(0x60));
+    let buf = host_region(4096, 4096);
+    let mut backend = SmmuBackend::new(host_smmu(8), &[0x60, 0x61]).unwrap();
+    // Device 1's own StreamID for device 0, device 0's for device 1, one listed twice.
+    assert_eq!(backend.add_streams(0, &[0x62, 0x61]).err(), stream_in_use(0x61));
+    assert_eq!(backend.add_streams(1, &[0x60]).err(), stream_in_use(0x60));
+    assert_eq!(backend.add_streams(0, &[0x63, 0x63]).err(), stream_in_use(0x63));
+    // An extra StreamID of device 1 is not device 0's too.
+    backend.add_streams(1, &[0x64]).unwrap();
+    assert_eq!(backend.add_streams(0, &[0x64]).err(), stream_in_use(0x64));
+    use iommu_pd::IommuHw;
+    backend.enable(0).unwrap();
+    backend.map(0, 0x1000, buf.pa.0, 4096, Rights::READ_WRITE).unwrap();
+    assert_eq!(backend.smmu().regs().translate(0x60, 0x1000, true), Outcome::Ok(buf.pa.0));
+    // Device 1's streams (and 0x62, 0x63, refused with them) reach nothing of device 0's.
+    for sid in [0x61, 0x62, 0x63, 0x64] {
+        assert_eq!(backend.smmu().regs().translate(sid, 0x1000, true), Outcome::Abort, "{sid:#x}");
+    }
+}
+
+/// Enabling a device never moves a stream out of another domain: if something put one
+/// of its StreamIDs in another device's domain, enable is refused before any entry is
+/// written, and the stream stays where it was.
+#[test]
+fn enable_does_not_take_a_stream_from_another_domain() {
+    use iommu_pd::IommuHw;
+    use smmuv3::StreamId;
+    let buf = host_region(4096, 4096);
+    let mut backend = SmmuBackend::new(host_smmu(8), &[0x70, 0x71]).unwrap();
+    backend.enable(0).unwrap();
+    backend.map(0, 0x1000, buf.pa.0, 4096, Rights::READ_WRITE).unwrap();
+    // Device 1's StreamID attached to device 0's domain behind the backend's back.
+    let d0 = backend.smmu().stream_domain(StreamId(0x70)).unwrap();
+    backend.smmu().attach(StreamId(0x71), d0).unwrap();
+    let ste = backend.smmu().ste(StreamId(0x71)).unwrap();
+    assert!(backend.enable(1).is_err());
+    assert_eq!(backend.smmu().stream_domain(StreamId(0x71)), Some(d0));
+    assert_eq!(backend.smmu().ste(StreamId(0x71)).unwrap(), ste, "no entry written");
+    // Device 1's own stream again: it may be enabled.
+    backend.smmu().detach(StreamId(0x71)).unwrap();
+    backend.enable(1).unwrap();
+    assert_eq!(backend.smmu().regs().translate(0x71, 0x1000, true), Outcome::Fault(id::F_TRANSLATION));
+}

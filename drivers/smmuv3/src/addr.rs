@@ -54,6 +54,19 @@ impl PhysAddr {
     }
 }
 
+impl StreamId {
+    /// The highest StreamID `bits` wide (0 to 32; wider is taken as 32): what a stream
+    /// table for `bits`-bit StreamIDs covers last. Shifted down from all ones, since
+    /// `(1 << bits) - 1` overflows a `u32` at 32 bits, a width SIDSIZE allows.
+    pub const fn highest(bits: u32) -> StreamId {
+        if bits == 0 {
+            return StreamId(0);
+        }
+        let bits = if bits > 32 { 32 } else { bits };
+        StreamId(u32::MAX >> (32 - bits))
+    }
+}
+
 impl Iova {
     /// True if the address is a multiple of `align` (a power of two).
     pub const fn is_aligned(self, align: u64) -> bool {
@@ -95,5 +108,25 @@ impl DmaRegion {
         let start = self.pa.0;
         let end = start + self.len as u64;
         pa.0 < end && pa.0.saturating_add(len) > start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamId;
+
+    /// Every width a description may ask for, 32 bits included (SMMU_IDR1.SIDSIZE goes
+    /// to 32, and MMU-700 has 32): `1u32 << 32` overflows.
+    #[test]
+    fn the_highest_stream_id_of_every_width() {
+        assert_eq!(StreamId::highest(0), StreamId(0));
+        assert_eq!(StreamId::highest(1), StreamId(1));
+        assert_eq!(StreamId::highest(16), StreamId(0xffff));
+        assert_eq!(StreamId::highest(31), StreamId(0x7fff_ffff));
+        assert_eq!(StreamId::highest(32), StreamId(u32::MAX));
+        // The IOMMU PD's search for a StreamID no device has, from the top of the table.
+        let devices = [u32::MAX, u32::MAX - 1];
+        let unnamed = (0..=StreamId::highest(32).0).rev().find(|s| !devices.contains(s));
+        assert_eq!(unnamed, Some(u32::MAX - 2));
     }
 }

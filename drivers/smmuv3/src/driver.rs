@@ -79,6 +79,12 @@ pub enum Error {
     DomainInUse,
     /// The stream is not attached.
     NotAttached(StreamId),
+    /// The StreamID is already another device's (or listed twice): a stream has one STE,
+    /// so two devices on it would share an address space.
+    StreamInUse(StreamId),
+    /// SMMU_GBPA.ABORT did not read back set (an SMMU without GBPA, such as QEMU 7.2's):
+    /// a disabled SMMU would pass every transaction, so `fail_closed` left it as it was.
+    NoGlobalAbort,
 }
 
 impl From<PageTableError> for Error {
@@ -115,6 +121,11 @@ impl fmt::Display for Error {
             Error::NoSuchDomain => write!(f, "no such domain"),
             Error::DomainInUse => write!(f, "domain has streams attached"),
             Error::NotAttached(sid) => write!(f, "stream {sid} is not attached"),
+            Error::StreamInUse(sid) => write!(f, "stream {sid} is already another device's"),
+            Error::NoGlobalAbort => write!(
+                f,
+                "SMMU_GBPA.ABORT does not take on this SMMU: it was not disabled, which would let DMA through"
+            ),
         }
     }
 }
@@ -256,6 +267,60 @@ pub struct Smmu<M: Mmio> {
 // contract); moving it between threads moves that ownership.
 unsafe impl<M: Mmio + Send> Send for Smmu<M> {}
 
+/// What `Smmu::init`'s first part leaves for the second.
+struct Reset {
+    /// SMMU_IDR0.ATS, as probed: `start` sets CR0.ATSCHK.
+    ats: bool,
+    features: Features,
+    strtab: StreamTable,
+    cmdq_log2: u32,
+    eventq_log2: u32,
+    pool: TablePool,
+    max_domains: usize,
+    gbpa_aborts: bool,
+    commands_per_sync: u32,
+}
+
+/// Make every incoming transaction abort, best effort: SMMU_GBPA.ABORT = 1 (written only
+/// while GBPA.UPDATE is 0, and confirmed by UPDATE clearing), then SMMU_CR0 = 0 with
+/// SMMU_CR0ACK waited for. What `Smmu::init` does first on every error, and what a system
+/// that cannot run its IOMMU service does before anything else, so that no device's DMA
+/// runs as firmware left it (GBPA's reset value is IMPLEMENTATION DEFINED and often
+/// bypass, IHI 0070 6.3.14; firmware may have left its own tables on).
+///
+/// `Ok` means the SMMU reported both: every transaction now aborts. The SMMU is disabled
+/// only once GBPA.ABORT reads back set: on an SMMU whose GBPA does not take the write
+/// (QEMU 7.2 has none; or an update that never completes), disabling it would let every
+/// transaction through untranslated, so it is left enabled or disabled as it was (a
+/// running SMMU keeps its stream table) and `Err(NoGlobalAbort)` (or the `Timeout` of the
+/// GBPA update) says that DMA is not known to be stopped.
+pub fn fail_closed(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+    if !set_gbpa_abort(regs, poll_limit)? {
+        return Err(Error::NoGlobalAbort);
+    }
+    disable(regs, poll_limit)
+}
+
+/// SMMU_GBPA.ABORT = 1: transactions abort while the SMMU is disabled. GBPA may be
+/// written only while UPDATE is 0, the write takes effect when UPDATE clears again, and
+/// its other fields (memory attribute overrides) are kept: read-modify-write (IHI 0070
+/// 6.3.14). Returns whether ABORT reads back set (QEMU 7.2 has no GBPA: it reads as zero
+/// and ignores writes).
+fn set_gbpa_abort(regs: &impl Mmio, poll_limit: u32) -> Result<bool, Error> {
+    let update = GBPA::UPDATE.mask << GBPA::UPDATE.shift;
+    let abort = GBPA::ABORT.mask << GBPA::ABORT.shift;
+    wait(poll_limit, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
+    regs.write32(reg::GBPA, regs.read32(reg::GBPA) | abort | update);
+    wait(poll_limit, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
+    Ok(regs.read32(reg::GBPA) & abort != 0)
+}
+
+/// SMMU_CR0 = 0 (translation, queues and ATS checks off), waiting for SMMU_CR0ACK.
+fn disable(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+    regs.write32(reg::CR0, 0);
+    wait(poll_limit, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
+}
+
 /// The command queue: producer index and the memory it writes.
 #[derive(Debug)]
 struct CommandQueue {
@@ -275,6 +340,7 @@ struct CommandQueue {
 }
 
 /// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
+const CERROR_NONE: u32 = 0;
 const CERROR_ABT: u32 = 2;
 const CERROR_ATC_INV_SYNC: u32 = 3;
 
@@ -329,6 +395,9 @@ impl CommandQueue {
     ///   fetches it again once acknowledged: a TLBI or CFGI is never dropped silently.
     /// - CERROR_ATC_INV_SYNC: an ATC invalidation did not complete before its CMD_SYNC;
     ///   CONS is at the CMD_SYNC, which is retried the same way.
+    /// - CERROR_NONE: CMDQ_ERR is active but no error is recorded against the command at
+    ///   CONS; it is left in place and acknowledged, as Linux does. Replacing it would
+    ///   drop a valid TLBI or CFGI with no one told.
     ///
     /// A command that keeps failing to be fetched ends, like any wait, at the poll bound.
     fn check_error(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
@@ -341,6 +410,11 @@ impl CommandQueue {
         let slot = self.ring.slot(cons.read(CMDQ_CONS::RD)) as usize;
         // SAFETY: `slot < entries`; the SMMU has stopped and is not reading the queue.
         let bad = unsafe { self.base.add(slot).read_volatile() };
+        if code == CERROR_NONE {
+            regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ GERROR::CMDQ_ERR.mask);
+            stats.global_errors += 1;
+            return Ok(());
+        }
         let retry = matches!(code, CERROR_ABT | CERROR_ATC_INV_SYNC);
         if !retry {
             // SAFETY: as above.
@@ -433,10 +507,63 @@ impl<M: Mmio> Smmu<M> {
     /// stream table is written with every entry aborting, queues are set up, caches are
     /// invalidated, and only then is translation enabled.
     ///
+    /// On any error, a refused probe included, the SMMU is first left failing closed
+    /// (`fail_closed`, best effort): the caller gets the error, and no device's traffic
+    /// passes in the meantime.
+    ///
     /// # Safety
     /// The regions in `mem` must be memory that only this driver uses from now on, seen
     /// by the SMMU at their `pa`, and `regs` must be the only access to the registers.
     pub unsafe fn init(regs: M, mem: Memory, config: Config) -> Result<Self, Error> {
+        // SAFETY: `init`'s contract, passed on.
+        let reset = match unsafe { Self::reset(&regs, &mem, &config) } {
+            Ok(r) => r,
+            Err(e) => {
+                // Firmware may have left the SMMU disabled with GBPA in bypass, or running
+                // its own tables: neither may stay when this driver does not take over.
+                let _ = fail_closed(&regs, config.poll_limit);
+                return Err(e);
+            }
+        };
+        let mut smmu = Smmu {
+            regs,
+            features: reset.features,
+            config,
+            mem,
+            strtab: reset.strtab,
+            cmdq: CommandQueue {
+                base: mem.cmdq.va.cast(),
+                ring: Ring { log2: reset.cmdq_log2 },
+                prod: 0,
+                cons: 0,
+                poll_limit: config.poll_limit,
+                since_sync: 0,
+                commands_per_sync: reset.commands_per_sync,
+            },
+            eventq_ring: Ring { log2: reset.eventq_log2 },
+            eventq_cons: 0,
+            pool: reset.pool,
+            domains: [const { None }; MAX_DOMAINS],
+            max_domains: reset.max_domains,
+            streams: [None; MAX_STREAMS],
+            stats: Stats::default(),
+            gbpa_aborts: reset.gbpa_aborts,
+            #[cfg(feature = "fault-injection")]
+            reject_next_invalidation: false,
+        };
+        if let Err(e) = smmu.start(reset.ats) {
+            let _ = fail_closed(&smmu.regs, config.poll_limit);
+            return Err(e);
+        }
+        Ok(smmu)
+    }
+
+    /// `init`'s first part, up to the queues' registers: probe, abort and disable, the
+    /// aborting stream table, the queues, the page-table pool and the CDs.
+    ///
+    /// # Safety
+    /// As for `init`.
+    unsafe fn reset(regs: &M, mem: &Memory, config: &Config) -> Result<Reset, Error> {
         let id = IdRegs {
             idr: [
                 regs.read32(reg::IDR0),
@@ -457,18 +584,11 @@ impl<M: Mmio> Smmu<M> {
         let features = probe::probe(&id, &needs)?;
 
         // 1. Abort incoming transactions while the SMMU is (re)configured, then disable.
-        // SMMU_GBPA may be written only while UPDATE is 0, and its other fields (memory
-        // attribute overrides) are kept: read-modify-write (IHI 0070 6.3.14).
-        let poll = config.poll_limit;
-        let update = GBPA::UPDATE.mask << GBPA::UPDATE.shift;
-        wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
-        let gbpa = regs.read32(reg::GBPA) | GBPA::ABORT.mask << GBPA::ABORT.shift;
-        regs.write32(reg::GBPA, gbpa | update);
-        wait(poll, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
         // Some implementations lack GBPA (QEMU 7.2 reads it as zero and ignores writes):
         // then a disabled SMMU lets DMA through, and only the aborting stream table below
         // closes that window. Record whether the abort took, for the system to report.
-        let gbpa_aborts = regs.read32(reg::GBPA) & (GBPA::ABORT.mask << GBPA::ABORT.shift) != 0;
+        let poll = config.poll_limit;
+        let gbpa_aborts = set_gbpa_abort(regs, poll)?;
         regs.write32(reg::IRQ_CTRL, 0);
         wait(poll, "SMMU_IRQ_CTRLACK", || regs.read32(reg::IRQ_CTRLACK) == 0)?;
         // The MSI address registers reset UNKNOWN, and an SMMU with MSIs writes to a
@@ -480,8 +600,7 @@ impl<M: Mmio> Smmu<M> {
         if idr0.read(IDR0::PRI) == 1 {
             regs.write64(reg::PRIQ_IRQ_CFG0, 0);
         }
-        regs.write32(reg::CR0, 0);
-        wait(poll, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)?;
+        disable(regs, poll)?;
         // Errors left active from before (a warm re-init) survive queue enables: a stale
         // CMDQ_ERR would make the first command look rejected. Acknowledge them all
         // (GERRORN := GERROR) before any command (IHI 0070 6.3.17).
@@ -505,7 +624,7 @@ impl<M: Mmio> Smmu<M> {
         regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
 
         // 3. The stream table, every entry aborting.
-        let strtab = Self::init_stream_table(&mem, &features, config.sid_bits)?;
+        let strtab = Self::init_stream_table(mem, &features, config.sid_bits)?;
         let (strtab_log2, fmt, split) = match strtab {
             StreamTable::Linear { log2 } => (log2, STRTAB_BASE_CFG::FMT::Linear, 0),
             StreamTable::TwoLevel { .. } => (config.sid_bits, STRTAB_BASE_CFG::FMT::TwoLevel, STRTAB_SPLIT),
@@ -547,58 +666,46 @@ impl<M: Mmio> Smmu<M> {
             // SAFETY: inside the CD region; every CD starts invalid.
             unsafe { mem.cds.va.cast::<u64>().add(i).write_volatile(0) };
         }
-
-        let mut smmu = Smmu {
-            regs,
+        Ok(Reset {
+            ats: idr0.read(IDR0::ATS) == 1,
             features,
-            config,
-            mem,
             strtab,
-            cmdq: CommandQueue {
-                base: mem.cmdq.va.cast(),
-                ring: Ring { log2: cmdq_log2 },
-                prod: 0,
-                cons: 0,
-                poll_limit: poll,
-                since_sync: 0,
-                commands_per_sync: errata::for_iidr(id.iidr).commands_per_sync.unwrap_or(u32::MAX),
-            },
-            eventq_ring: Ring { log2: eventq_log2 },
-            eventq_cons: 0,
+            cmdq_log2,
+            eventq_log2,
             pool,
-            domains: [const { None }; MAX_DOMAINS],
             max_domains,
-            streams: [None; MAX_STREAMS],
-            stats: Stats::default(),
             gbpa_aborts,
-            #[cfg(feature = "fault-injection")]
-            reject_next_invalidation: false,
-        };
+            commands_per_sync: errata::for_iidr(id.iidr).commands_per_sync.unwrap_or(u32::MAX),
+        })
+    }
 
+    /// `init`'s second part: the queues on, caches invalidated, interrupts, translation.
+    fn start(&mut self, ats: bool) -> Result<(), Error> {
         // 5. Command queue on; drop anything cached from before (config and TLBs).
-        smmu.enable(CR0::CMDQEN::SET.value)?;
-        smmu.cmdq.push(&smmu.regs, &mut smmu.stats, Command::cfgi_all())?;
-        if features.hyp {
-            smmu.cmdq.push(&smmu.regs, &mut smmu.stats, Command::tlbi_el2_all())?;
+        self.enable(CR0::CMDQEN::SET.value)?;
+        self.cmdq.push(&self.regs, &mut self.stats, Command::cfgi_all())?;
+        if self.features.hyp {
+            self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_el2_all())?;
         }
-        smmu.cmdq.push(&smmu.regs, &mut smmu.stats, Command::tlbi_nsnh_all())?;
-        smmu.cmdq.sync(&smmu.regs, &mut smmu.stats)?;
+        self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_nsnh_all())?;
+        self.cmdq.sync(&self.regs, &mut self.stats)?;
 
         // 6. Event queue, interrupts, and finally translation.
-        smmu.enable(CR0::EVENTQEN::SET.value)?;
-        if config.interrupts {
-            smmu.regs.write32(reg::IRQ_CTRL, (IRQ_CTRL::GERROR_IRQEN::SET + IRQ_CTRL::EVENTQ_IRQEN::SET).value);
-            let want = smmu.regs.read32(reg::IRQ_CTRL);
-            wait(poll, "SMMU_IRQ_CTRLACK", || smmu.regs.read32(reg::IRQ_CTRLACK) == want)?;
+        self.enable(CR0::EVENTQEN::SET.value)?;
+        let poll = self.config.poll_limit;
+        if self.config.interrupts {
+            self.regs.write32(reg::IRQ_CTRL, (IRQ_CTRL::GERROR_IRQEN::SET + IRQ_CTRL::EVENTQ_IRQEN::SET).value);
+            let want = self.regs.read32(reg::IRQ_CTRL);
+            let regs = &self.regs;
+            wait(poll, "SMMU_IRQ_CTRLACK", || regs.read32(reg::IRQ_CTRLACK) == want)?;
         }
         // With ATS, SMMU_CR0.ATSCHK resets to 0, and then ATS-translated PCIe traffic
         // passes with no stream table or TLB lookup, whatever STE.EATS says: have the
         // SMMU check it against the STE before translation is on (IHI 0070 6.3.9.3).
-        if idr0.read(IDR0::ATS) == 1 {
-            smmu.enable(CR0::ATSCHK::SET.value)?;
+        if ats {
+            self.enable(CR0::ATSCHK::SET.value)?;
         }
-        smmu.enable(CR0::SMMUEN::SET.value)?;
-        Ok(smmu)
+        self.enable(CR0::SMMUEN::SET.value)
     }
 
     fn enable(&mut self, bits: u32) -> Result<(), Error> {
@@ -840,6 +947,11 @@ impl<M: Mmio> Smmu<M> {
             Some(slot) => slot,
             None => self.streams.iter().position(Option::is_none).ok_or(Error::TooManyStreams)?,
         };
+        // The stream's STE slot first: a StreamID outside the table, or one whose level-2
+        // table cannot be installed, fails here with no STE word written (at most an
+        // aborting level-2 table), so the SMMU cannot point at `d` and the books stay as
+        // they are. Failing inside the update below, it would count as pinning `d`.
+        self.ste_ptr(sid)?;
         self.flush_stale(d)?;
         let new = Ste::stage1(self.cd_pa(d.index()));
         if let Err(e) = self.write_ste(sid, &new) {

@@ -21,6 +21,23 @@ pub trait Mmio {
     fn write64(&self, offset: usize, value: u64);
 }
 
+/// A shared reference reaches the same registers: what lets a test keep the host model
+/// after handing it to `Smmu::init`, and look at what an `init` that failed left in it.
+impl<T: Mmio + ?Sized> Mmio for &T {
+    fn read32(&self, offset: usize) -> u32 {
+        (**self).read32(offset)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        (**self).write32(offset, value)
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        (**self).read64(offset)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        (**self).write64(offset, value)
+    }
+}
+
 /// Register offsets, named as in the spec.
 #[allow(missing_docs)]
 pub mod reg {

@@ -65,6 +65,8 @@ struct State {
     gbpa_busy_reads: u32,
     /// Rules of the architecture the driver broke (a write to GBPA while UPDATE was 1).
     violations: Vec<&'static str>,
+    /// SMMU_GBPA is not implemented: it reads as zero and ignores writes (QEMU 7.2).
+    no_gbpa: bool,
 }
 
 /// The model. Interior mutability: `Mmio` takes `&self`, like real registers.
@@ -119,7 +121,9 @@ impl SmmuModel {
     }
 
     /// Reject the next command with this opcode with CERROR `code`: 2 is CERROR_ABT, an
-    /// abort on the SMMU's own access to the command queue (IHI 0070 7.1).
+    /// abort on the SMMU's own access to the command queue (IHI 0070 7.1); 0 is
+    /// CERROR_NONE, GERROR.CMDQ_ERR raised with no error against the command (the queue
+    /// stops there all the same until it is acknowledged, then goes on from it).
     pub fn reject_next_with(&self, opcode: u8, code: u32) {
         let mut st = self.state.borrow_mut();
         st.reject = Some(opcode);
@@ -153,6 +157,16 @@ impl SmmuModel {
         st.gbpa_busy_reads = reads;
         let g = st.regs.get(&reg::GBPA).copied().unwrap_or(0);
         st.regs.insert(reg::GBPA, g | 1 << 31);
+    }
+
+    /// SMMU_GBPA reads as zero and ignores writes, as on QEMU 7.2: a disabled SMMU then
+    /// passes every transaction. (Otherwise GBPA resets to 0 unless preset: ABORT = 0,
+    /// bypass while disabled, one of the IMPLEMENTATION DEFINED reset values IHI 0070
+    /// 6.3.14 allows, and the one a driver must not count on being otherwise.)
+    pub fn without_gbpa(&self) {
+        let mut st = self.state.borrow_mut();
+        st.no_gbpa = true;
+        st.regs.insert(reg::GBPA, 0);
     }
 
     /// Event-queue interrupts the SMMU has raised so far.
@@ -247,7 +261,7 @@ impl SmmuModel {
             let cmd = Command(unsafe { (addr as *const [u64; 2]).add(ring.slot(cons) as usize).read_volatile() });
             let op = cmd.opcode();
             if st.reject == Some(op) || !is_known(op) {
-                let code = if st.reject == Some(op) { st.reject_code.max(1) } else { 1 };
+                let code = if st.reject == Some(op) { st.reject_code } else { 1 };
                 st.reject = None;
                 // The CERROR code in CMDQ_CONS.ERR, CONS left at the bad command,
                 // GERROR.CMDQ_ERR toggled (IHI 0070 7.1).
@@ -472,7 +486,9 @@ impl Mmio for SmmuModel {
                 if st.gbpa_busy_reads > 0 {
                     st.violations.push("SMMU_GBPA written while UPDATE was 1");
                 }
-                st.regs.insert(reg::GBPA, v & !(1 << 31));
+                if !st.no_gbpa {
+                    st.regs.insert(reg::GBPA, v & !(1 << 31));
+                }
             }
             o if o == reg::CMDQ_PROD => {
                 st.regs.insert(reg::CMDQ_PROD, v);

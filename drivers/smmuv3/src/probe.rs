@@ -92,6 +92,9 @@ pub enum Unsupported {
     No4KGranule,
     /// Tables only big-endian (SMMU_IDR0.TTENDIAN == big).
     BigEndianOnly,
+    /// SMMU_IDR0.TTENDIAN == 0b01, a reserved value: which endianness the SMMU walks
+    /// tables in is unknown.
+    ReservedEndianness,
     /// Table walks do not snoop CPU caches (SMMU_IDR0.COHACC == 0); this driver does no
     /// cache maintenance, so it would hand the SMMU stale tables.
     NotCoherent,
@@ -148,6 +151,9 @@ impl fmt::Display for Unsupported {
             Unsupported::NoAArch64Tables => write!(f, "no AArch64 translation tables (SMMU_IDR0.TTF)"),
             Unsupported::No4KGranule => write!(f, "no 4 KiB granule (SMMU_IDR5.GRAN4K = 0)"),
             Unsupported::BigEndianOnly => write!(f, "translation tables big-endian only (SMMU_IDR0.TTENDIAN)"),
+            Unsupported::ReservedEndianness => {
+                write!(f, "SMMU_IDR0.TTENDIAN is 0b01, a reserved value: table endianness unknown")
+            }
             Unsupported::NotCoherent => write!(
                 f,
                 "table walks are not coherent (SMMU_IDR0.COHACC = 0) and this driver does no cache maintenance"
@@ -219,8 +225,13 @@ pub fn probe(id: &IdRegs, needs: &Needs) -> Result<Features, Unsupported> {
     if idr5.read(IDR5::GRAN4K) == 0 {
         return Err(Unsupported::No4KGranule);
     }
-    if idr0.read(IDR0::TTENDIAN) == 0b11 {
-        return Err(Unsupported::BigEndianOnly);
+    // SMMU_IDR0.TTENDIAN, bits [22:21] (6.3.1): 0b00 mixed, 0b10 little-endian only,
+    // 0b11 big-endian only; 0b01 is reserved, and Linux refuses it as this does (an SMMU
+    // that does not say how it reads tables may read this driver's the wrong way round).
+    match idr0.read(IDR0::TTENDIAN) {
+        0b11 => return Err(Unsupported::BigEndianOnly),
+        0b01 => return Err(Unsupported::ReservedEndianness),
+        _ => {}
     }
     if idr0.read(IDR0::COHACC) == 0 {
         return Err(Unsupported::NotCoherent);

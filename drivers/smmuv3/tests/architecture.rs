@@ -171,14 +171,20 @@ fn every_iova_width_the_description_may_ask_for_gives_a_legal_context_descriptor
     }
 }
 
-#[test]
-fn a_command_whose_fetch_aborts_is_retried_not_dropped() {
+/// A page mapped at 0x1000 for stream 0x10, its translation cached in the model's TLB.
+fn cached_page() -> (Smmu<SmmuModel>, smmuv3::DomainId) {
     let mut smmu = init(model_with(0), common::memory(32)).unwrap();
     let d = smmu.create_domain().unwrap();
     smmu.attach(StreamId(0x10), d).unwrap();
     let page = common::buffer(4096, 4096);
     smmu.map(d, smmuv3::Iova(0x1000), page.pa, 4096, smmuv3::Perm::Read, smmuv3::MemType::Normal).unwrap();
     assert_eq!(smmu.regs().translate(0x10, 0x1000, false), Outcome::Ok(page.pa.0));
+    (smmu, d)
+}
+
+#[test]
+fn a_command_whose_fetch_aborts_is_retried_not_dropped() {
+    let (mut smmu, d) = cached_page();
     // CERROR_ABT: the SMMU's fetch of the TLBI aborted. Replaced by a CMD_SYNC, the TLBI
     // would be gone and the page would stay in the TLB; left in place, it is fetched again.
     smmu.regs().reject_next_with(smmuv3::cmd::Opcode::TlbiNhVa as u8, 2);
@@ -186,5 +192,20 @@ fn a_command_whose_fetch_aborts_is_retried_not_dropped() {
     assert_eq!(smmu.regs().translate(0x10, 0x1000, false), Outcome::Fault(smmuv3::event::id::F_TRANSLATION));
     let st = smmu.stats();
     assert_eq!((st.command_retries, st.command_errors), (1, 0));
+    assert!(!smmu.has_stale_entries(d).unwrap());
+}
+
+#[test]
+fn a_command_error_with_cerror_none_does_not_replace_the_command() {
+    let (mut smmu, d) = cached_page();
+    // GERROR.CMDQ_ERR with SMMU_CMDQ_CONS.ERR = CERROR_NONE: nothing is wrong with the
+    // command at CONS (Linux's arm_smmu_cmdq_skip_err leaves it alone too). Replaced by a
+    // CMD_SYNC, the TLBI would be lost and the page would stay in the TLB.
+    smmu.regs().reject_next_with(smmuv3::cmd::Opcode::TlbiNhVa as u8, 0);
+    assert_eq!(smmu.unmap(d, smmuv3::Iova(0x1000), 4096), Ok(1));
+    assert_eq!(smmu.regs().translate(0x10, 0x1000, false), Outcome::Fault(smmuv3::event::id::F_TRANSLATION));
+    let tlbi = smmu.regs().commands().iter().filter(|c| c.opcode() == smmuv3::cmd::Opcode::TlbiNhVa as u8).count();
+    assert_eq!(tlbi, 1, "the TLBI ran");
+    assert_eq!(smmu.stats().command_errors, 0);
     assert!(!smmu.has_stale_entries(d).unwrap());
 }

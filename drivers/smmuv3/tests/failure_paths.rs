@@ -127,3 +127,28 @@ fn mmu_700_never_sees_more_than_63_commands_without_a_sync() {
         }
     }
 }
+
+/// An attach that fails before any STE word is written (a StreamID outside the stream
+/// table, or no room for its level-2 table) leaves the SMMU pointing nowhere new: the
+/// domain is not counted as attached, so it can still be destroyed, and the stream keeps
+/// what it had.
+#[test]
+fn an_attach_that_fails_before_writing_does_not_pin_the_domain() {
+    let mut smmu = common::smmu(32);
+    let e = smmu.create_domain().unwrap();
+    // 16-bit StreamIDs: 0x1_0000 is outside the table.
+    assert_eq!(smmu.attach(StreamId(0x1_0000), e), Err(Error::StreamOutOfRange(StreamId(0x1_0000))));
+    smmu.destroy_domain(e).unwrap();
+    // The 64 KiB two-level table has room for three level-2 tables of 256 STEs: a
+    // StreamID in a fourth range has no entry to write.
+    let (d, _) = mapped(&mut smmu);
+    let e = smmu.create_domain().unwrap();
+    for sid in [0x100, 0x200] {
+        smmu.prepare_stream(StreamId(sid)).unwrap();
+    }
+    assert_eq!(smmu.attach(StreamId(0x300), e), Err(Error::StreamTableFull));
+    smmu.destroy_domain(e).unwrap();
+    // The stream `mapped` attached still translates through its domain, counted there.
+    assert_eq!(smmu.stream_domain(StreamId(SID)), Some(d));
+    assert_eq!(smmu.destroy_domain(d), Err(Error::DomainInUse));
+}

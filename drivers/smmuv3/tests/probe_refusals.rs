@@ -16,6 +16,9 @@ use smmuv3::model::{Outcome, SmmuModel, QEMU_IDR};
 use smmuv3::probe::{probe, IdRegs, Needs};
 use smmuv3::{Error, Event, Iova, MemType, Perm, Smmu, StreamId, Unsupported};
 
+/// SMMU_IDR0.TTENDIAN, bits [22:21] (6.3.1; Linux IDR0_TTENDIAN): 0b00 mixed, 0b01
+/// reserved, 0b10 little-endian only, 0b11 big-endian only.
+const TTENDIAN_SHIFT: u32 = 21;
 /// SMMU_IDR0.STALL_MODEL, bits [25:24] (6.3.1; Linux IDR0_STALL_MODEL).
 const STALL_MODEL_SHIFT: u32 = 24;
 /// SMMU_IDR1.TABLES_PRESET, bit 30 (6.3.2; Linux IDR1_TABLES_PRESET).
@@ -183,4 +186,20 @@ fn a_one_entry_event_queue_delivers_and_reports_what_it_could_not_hold() {
     let d = smmu.drain_events(|e| sids.push(sid_of(e)));
     assert_eq!((d.events, d.overflowed, sids.as_slice()), (1, false, &[StreamId(11)][..]));
     assert_eq!(smmu.stats().event_overflows, 1);
+}
+
+/// TTENDIAN = 0b01 is reserved: the SMMU does not say which endianness its walker takes,
+/// so this driver's little-endian tables are refused for it as Linux refuses it
+/// ("unknown/unsupported TT endianness"); the three defined values are as before.
+#[test]
+fn a_reserved_table_endianness_is_refused() {
+    let with_ttendian = |v: u32| {
+        let mut idr = qemu_idr();
+        idr[0] = (idr[0] & !(0b11 << TTENDIAN_SHIFT)) | (v << TTENDIAN_SHIFT);
+        idr
+    };
+    assert_eq!(probe_idr(with_ttendian(0b01)).err(), Some(Unsupported::ReservedEndianness));
+    assert!(probe_idr(with_ttendian(0b00)).is_ok(), "mixed");
+    assert!(probe_idr(with_ttendian(0b10)).is_ok(), "little-endian");
+    assert_eq!(probe_idr(with_ttendian(0b11)).err(), Some(Unsupported::BigEndianOnly));
 }

@@ -300,6 +300,10 @@ pub enum ErrorCode {
     QuotaGrants = 21,
     /// The device was stopped (STOP); RESUME starts it again.
     Stopped = 22,
+    /// The IOMMU PD is not serving: it could not start (the SMMU was refused, or its
+    /// devices or the policy could not be set up; its log says why). It made every
+    /// device's DMA abort instead, and refuses every request.
+    Unavailable = 23,
 }
 
 impl ErrorCode {
@@ -329,6 +333,7 @@ impl ErrorCode {
             20 => RemovalPending,
             21 => QuotaGrants,
             22 => Stopped,
+            23 => Unavailable,
             _ => return None,
         })
     }
@@ -609,7 +614,8 @@ mod tests {
         assert_eq!(ErrorCode::from_label(19), Some(ErrorCode::NoHandleSlot));
         assert_eq!(ErrorCode::from_label(21), Some(ErrorCode::QuotaGrants));
         assert_eq!(ErrorCode::from_label(22), Some(ErrorCode::Stopped));
-        assert_eq!(ErrorCode::from_label(23), None);
+        assert_eq!(ErrorCode::from_label(23), Some(ErrorCode::Unavailable));
+        assert_eq!(ErrorCode::from_label(24), None);
         assert_eq!(ErrorCode::from_label(0), None);
     }
 }

@@ -377,9 +377,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
         }
         self.devices[device].unconfirmed = true;
-        // The translations may still be cached: stop the device. If even that fails, the
-        // device stays marked, and every request that could let it run retries first.
-        let _ = self.hw.block(device);
+        // The translations may still be cached: stop the device. If even that fails, it
+        // is retried before any request of any client is served (`retry_blocks`), and
+        // every request that could let the device run retries the removal first.
+        if self.hw.block(device).is_err() {
+            self.block_failed(device);
+        }
         Err(ErrorCode::Hardware)
     }
 

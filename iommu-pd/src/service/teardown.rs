@@ -5,22 +5,30 @@ use super::*;
 
 impl<'a, H: IommuHw> Service<'a, H> {
     /// `client` faulted or is being restarted: block its devices and remove all their
-    /// mappings. Its capabilities stay; `client_ready` lets its devices run again. `Ok`
-    /// once every device is blocked, confirmed (removals the IOMMU did not confirm stay
-    /// pending, and `client_ready` retries them); `Hardware` if a device could not be
-    /// blocked, with its mappings left as they were.
+    /// mappings, every device, whatever the IOMMU answers for one. Its capabilities stay;
+    /// `client_ready` lets its devices run again. `Ok` once every device is blocked,
+    /// confirmed (removals the IOMMU did not confirm stay pending, and `client_ready`
+    /// retries them); `Hardware` if a device could not be blocked: its mappings are
+    /// removed all the same (what is confirmed gone, it cannot reach even unblocked),
+    /// and its block is retried before any request is served (`retry_blocks`).
     pub fn client_torn_down(&mut self, client: usize) -> Result<()> {
+        let mut result = Ok(());
         for d in 0..self.cfg.devices.len() {
             if self.cfg.devices[d].owner != client {
                 continue;
             }
-            self.hw.block(d).map_err(|_| ErrorCode::Hardware)?;
+            // One device the IOMMU will not block must not leave the client's others
+            // running: go on to them.
+            if self.hw.block(d).is_err() {
+                self.block_failed(d);
+                result = Err(ErrorCode::Hardware);
+            }
             self.devices[d].torn_down = true;
-            // The device is blocked, so a removal that is not confirmed removes no safety
-            // now; it stays pending and is retried before the device runs again.
+            // A removal that is not confirmed stays pending, its device blocked (or
+            // marked for a retry of the block), and is retried before the device runs.
             let _ = self.remove_where(d, |_| true);
         }
-        Ok(())
+        result
     }
 
     /// STOP: `device` is blocked, confirmed, and loses every mapping, its static ones too

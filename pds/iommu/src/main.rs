@@ -99,9 +99,40 @@ fn ste_of(smmu: &mut Smmu<MmioRegisters>, sid: StreamId) -> place::SteState {
     place::SteState(smmu.ste(sid).map(|ste| ste.config()))
 }
 
+/// Register polls before a wait on the SMMU is declared timed out.
+const POLL_LIMIT: u32 = 1_000_000;
+
 #[protection_domain]
 fn init() -> IommuPd {
     let regs: NonNull<u8> = memory_region_symbol!(smmu_regs: *mut u8);
+    match start(regs) {
+        Ok(service) => {
+            debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
+            IommuPd { service: Some(service), down: None, refused: 0 }
+        }
+        Err(why) => {
+            // First, before even saying why: the SMMU may be as firmware left it (GBPA
+            // often bypass, or firmware's tables), or hold what start-up did so far, and
+            // Microkit starts the drivers whatever this PD does. Every device's DMA
+            // aborts from here (`Smmu::init` did this already on its own errors; again
+            // is harmless).
+            // SAFETY: `start` has returned, and the driver and register access it made are
+            // gone with it: this is the only access to the registers from now on.
+            let closed = smmuv3::fail_closed(&unsafe { MmioRegisters::new(regs) }, POLL_LIMIT);
+            debug_println!("iommu: NOT SERVING: {why}");
+            match closed {
+                Ok(()) => debug_println!("iommu: SMMU disabled with GBPA.ABORT set: every device's DMA aborts"),
+                Err(e) => debug_println!("iommu: DMA NOT KNOWN TO BE STOPPED: {e}"),
+            }
+            debug_println!("iommu: every request is refused (Unavailable)");
+            IommuPd { service: None, down: Some(Down { why, closed }), refused: 0 }
+        }
+    }
+}
+
+/// Bring the SMMU up and the service on it; `Err` says what stopped start-up. Every
+/// value it made, the driver included, is dropped when it returns.
+fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
     let mem = Memory {
         stream_table: region!(smmu_strtab, smmu_strtab_size, smmu_strtab_paddr),
         cmdq: region!(smmu_cmdq, smmu_cmdq_size, smmu_cmdq_paddr),
@@ -113,18 +144,12 @@ fn init() -> IommuPd {
     let config = Config {
         ias_bits: policy::IOVA_BITS,
         sid_bits: policy::STREAM_ID_BITS,
-        poll_limit: 1_000_000,
+        poll_limit: POLL_LIMIT,
         interrupts: true,
     };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
-    // gives it the table and queue regions alone.
-    let smmu = match unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) } {
-        Ok(s) => s,
-        Err(e) => {
-            debug_println!("iommu: SMMU not brought up: {e}");
-            return IommuPd { service: None };
-        }
-    };
+    // gives it the table and queue regions alone; `init` runs once.
+    let smmu = unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) }.map_err(Why::Smmu)?;
     let f = *smmu.features();
     debug_println!(
         "iommu: SMMUv3.{} up: {}-bit StreamIDs, {}-bit output, two-level stream table {}",
@@ -145,27 +170,21 @@ fn init() -> IommuPd {
     #[cfg(feature = "measure-bypass")]
     debug_println!("iommu: MEASUREMENT BUILD: a driver may put its own device in bypass; not for products");
     let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
-    let mut backend = match SmmuBackend::new(smmu, &streams) {
-        Ok(b) => b,
-        Err(e) => {
-            debug_println!("iommu: devices not set up: {e}");
-            return IommuPd { service: None };
-        }
-    };
+    let mut backend = SmmuBackend::new(smmu, &streams).map_err(Why::Devices)?;
     for (i, d) in policy::DEVICES.iter().enumerate() {
-        if let Err(e) = backend.add_streams(i, d.extra_streams) {
-            debug_println!("iommu: the other StreamIDs of {} not set up: {e}", d.name);
-            return IommuPd { service: None };
-        }
+        backend.add_streams(i, d.extra_streams).map_err(|e| Why::Streams(d.name, e))?;
     }
     // Default deny, read back from the stream table before the service lets any device
     // translate: every described device's stream, and one no description names.
     let smmu = backend.smmu();
     // The highest StreamID the stream table covers that no device has.
-    let unnamed = StreamId((0..1u32 << policy::STREAM_ID_BITS).rev().find(|s| !streams.contains(s)).unwrap_or(0));
+    // (Not `0..1 << STREAM_ID_BITS`: that overflows at 32 bits.)
+    let last = StreamId::highest(policy::STREAM_ID_BITS).0;
+    let named_by_none = |s: &u32| !streams.contains(s) && policy::DEVICES.iter().all(|d| !d.extra_streams.contains(s));
+    let unnamed = StreamId((0..=last).rev().find(named_by_none).unwrap_or(0));
     let _ = smmu.prepare_stream(unnamed);
     let named = policy::DEVICES.iter().map(|d| (StreamId(d.stream), d.name));
-    for (sid, name) in named.chain(streams.iter().all(|s| *s != unnamed.0).then_some((unnamed, "no device"))) {
+    for (sid, name) in named.chain(named_by_none(&unnamed.0).then_some((unnamed, "no device"))) {
         debug_println!("iommu: stream {sid} ({name}): {}", ste_of(smmu, sid));
     }
     let paddrs = policy::region_paddrs();
@@ -187,20 +206,53 @@ fn init() -> IommuPd {
     // The description's storm policy, its window in this board's timer ticks.
     let faults =
         FaultPolicy { window: generic_timer::ticks_from_us(policy::FAULT_WINDOW_US), max_faults: policy::MAX_FAULTS };
-    match Service::new(backend, policy::config(regions, faults), storage.storage_with_rings(rings)) {
-        Ok(s) => {
-            debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
-            IommuPd { service: Some(s) }
+    Service::new(backend, policy::config(regions, faults), storage.storage_with_rings(rings)).map_err(Why::Policy)
+}
+
+/// What stopped start-up.
+enum Why {
+    /// `Smmu::init` refused the SMMU or failed.
+    Smmu(smmuv3::Error),
+    /// The devices' domains could not be made.
+    Devices(smmuv3::Error),
+    /// A device's other StreamIDs could not be set up.
+    Streams(&'static str, smmuv3::Error),
+    /// The service refused the policy.
+    Policy(iommu_pd::ConfigError),
+}
+
+impl core::fmt::Display for Why {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Why::Smmu(e) => write!(f, "SMMU not brought up: {e}"),
+            Why::Devices(e) => write!(f, "devices not set up: {e}"),
+            Why::Streams(name, e) => write!(f, "the other StreamIDs of {name} not set up: {e}"),
+            Why::Policy(e) => write!(f, "policy refused: {e:?}"),
         }
-        Err(e) => {
-            debug_println!("iommu: policy refused: {e:?}");
-            IommuPd { service: None }
+    }
+}
+
+/// A PD that could not start: why, and whether every device's DMA now aborts.
+struct Down {
+    why: Why,
+    closed: Result<(), smmuv3::Error>,
+}
+
+impl core::fmt::Display for Down {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.closed {
+            Ok(()) => write!(f, "{}; every device's DMA aborts", self.why),
+            Err(e) => write!(f, "{}; DMA not known to be stopped: {e}", self.why),
         }
     }
 }
 
 struct IommuPd {
     service: Option<Svc>,
+    /// Why there is no service, when there is none.
+    down: Option<Down>,
+    /// Requests refused for want of a service.
+    refused: u64,
 }
 
 impl Handler for IommuPd {
@@ -208,6 +260,9 @@ impl Handler for IommuPd {
 
     fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
         let Some(service) = self.service.as_mut() else { return Ok(()) };
+        // A device the SMMU would not block may still reach what was taken from it: any
+        // wake-up is a chance to retry, not only a request (`handle` retries first too).
+        service.retry_blocks();
         if channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ) {
             let mut notify = 0u64;
             // Every record, a buffer's worth at a time: the SMMU raises no new interrupt
@@ -311,9 +366,12 @@ impl Handler for IommuPd {
             return Ok(None);
         };
         let Some(service) = self.service.as_mut() else {
-            debug_println!("iommu: {name} faulted ({what}); no service is running, every stream aborts");
+            if let Some(down) = &self.down {
+                debug_println!("iommu: {name} faulted ({what}); not serving: {down}");
+            }
             return Ok(None);
         };
+        service.retry_blocks();
         let client = child.index() - 1;
         let owned = |d: usize| policy::DEVICES[d].owner == client;
         let mut pages = 0;
@@ -331,15 +389,34 @@ impl Handler for IommuPd {
                 }
             }
             Err(e) => {
-                debug_println!("iommu: {name} faulted ({what}); the SMMU did not confirm its teardown ({e:?})")
+                // Every device was tried; those the SMMU would not block are retried before
+                // the next request is served.
+                debug_println!(
+                    "iommu: {name} faulted ({what}); the SMMU did not confirm its teardown ({e:?}); devices not yet blocked: {:#x}",
+                    service.unblocked_devices()
+                )
             }
         }
         Ok(None)
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        let Some(service) = self.service.as_mut() else {
+            // Nothing is served, ever: a typed refusal, and the reason on the console at
+            // the first refusal and then at powers of two, so a caller that retries in a
+            // loop cannot flood it.
+            self.refused += 1;
+            if let Some(down) = self.down.as_ref().filter(|_| self.refused.is_power_of_two()) {
+                debug_println!(
+                    "iommu: request {} on channel {} refused ({} so far): not serving: {down}",
+                    msg_info.label(),
+                    channel.index(),
+                    self.refused
+                );
+            }
+            return Ok(MessageInfo::new(iommu_protocol::ErrorCode::Unavailable as u64, 0));
+        };
         let bad_client = MessageInfo::new(iommu_protocol::ErrorCode::BadClient as u64, 0);
-        let Some(service) = self.service.as_mut() else { return Ok(bad_client) };
         let Some(client) = client_of(channel) else {
             // A call on a channel that is no client's: refused by the service, so that it
             // counts among the refusals like any other.

@@ -1,0 +1,142 @@
+//! An SMMU the driver does not take over must not stay as firmware left it. SMMU_GBPA's
+//! reset value is IMPLEMENTATION DEFINED (IHI 0070 6.3.14): a disabled SMMU may pass every
+//! transaction untranslated, and firmware may have left it running its own tables. So on
+//! every error of `Smmu::init`, a refused probe included, the SMMU is left with
+//! GBPA.ABORT = 1 and SMMUEN = 0: every transaction aborts.
+//!
+//! The model's GBPA resets to 0 (ABORT = 0: bypass while disabled) unless a test says
+//! otherwise, and it translates as the hardware would, so each test asks it what a
+//! device's access would do before and after.
+
+mod common;
+
+use smmuv3::mmio::reg;
+use smmuv3::model::{host_region, Outcome, SmmuModel, QEMU_IDR};
+use smmuv3::ste::Ste;
+use smmuv3::{Config, Error, Smmu, Unsupported};
+
+const SMMUEN: u64 = 1;
+const GBPA_ABORT: u64 = 1 << 20;
+/// A stream some device uses, and an address it sends.
+const SID: u32 = 3;
+const IOVA: u64 = 0x4000_1000;
+
+/// QEMU's ID registers with a 48-bit output size (host addresses).
+fn host_idr() -> [u32; 6] {
+    let mut idr = QEMU_IDR;
+    idr[5] = (idr[5] & !0b111) | 5;
+    idr
+}
+
+/// Firmware left the SMMU on, with a linear stream table of 16 STEs that all bypass.
+fn firmware_left_it_running(model: &SmmuModel) {
+    let table = host_region(16 * 64, 16 * 64);
+    for sid in 0..16 {
+        for (i, w) in Ste::bypass().0.iter().enumerate() {
+            // SAFETY: STE `sid` lies inside the 16-entry region just allocated.
+            unsafe { table.va.cast::<u64>().add(sid * 8 + i).write_volatile(*w) };
+        }
+    }
+    model.preset(reg::STRTAB_BASE, table.pa.0);
+    // Linear (FMT = 0), LOG2SIZE = 4.
+    model.preset(reg::STRTAB_BASE_CFG, 4);
+    model.preset(reg::CR0, SMMUEN);
+    model.preset(reg::CR0ACK, SMMUEN);
+}
+
+/// The three refusals the issue names, each with the error it must give.
+fn refusals() -> [(&'static str, [u32; 6], Config, Error); 3] {
+    let cfg = common::config();
+    let mut no_cohacc = host_idr();
+    no_cohacc[0] &= !(1 << 4);
+    // OAS = 0b000: 32 bits, and the host's memory lies above 4 GiB.
+    let mut narrow = host_idr();
+    narrow[5] &= !0b111;
+    [
+        (
+            "StreamIDs wider than SIDSIZE",
+            host_idr(),
+            Config { sid_bits: 17, ..cfg },
+            Error::Unsupported(Unsupported::StreamIdsTooWide { sid_bits: 16, needed: 17 }),
+        ),
+        ("COHACC = 0", no_cohacc, cfg, Error::Unsupported(Unsupported::NotCoherent)),
+        ("OAS too small", narrow, cfg, Error::Unsupported(Unsupported::OutputTooNarrow { oas_bits: 32, needed: 0 })),
+    ]
+}
+
+/// What `init` left: GBPA.ABORT set, SMMUEN clear and acknowledged, nothing the
+/// architecture forbids done, and a device's access aborted.
+fn assert_closed(model: &SmmuModel, what: &str) {
+    assert_ne!(model.reg(reg::GBPA) & GBPA_ABORT, 0, "{what}: GBPA.ABORT");
+    assert_eq!(model.reg(reg::CR0) & SMMUEN, 0, "{what}: CR0.SMMUEN");
+    assert_eq!(model.reg(reg::CR0ACK) & SMMUEN, 0, "{what}: CR0ACK.SMMUEN");
+    assert_eq!(model.violations(), Vec::<&str>::new(), "{what}");
+    assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort, "{what}: a device's write");
+}
+
+#[test]
+fn a_refused_probe_leaves_every_transaction_aborting() {
+    for (what, idr, cfg, want) in refusals() {
+        for running in [false, true] {
+            let what = format!("{what}, firmware left the SMMU {}", if running { "running" } else { "disabled" });
+            let model = SmmuModel::with_idr(idr);
+            if running {
+                firmware_left_it_running(&model);
+            } else {
+                // A GBPA update in progress at reset: the write still waits for it.
+                model.gbpa_busy_for(3);
+            }
+            // As firmware left it, the device's write goes through untranslated.
+            assert_eq!(model.translate(SID, IOVA, true), Outcome::Bypass(IOVA), "{what}: before");
+            // SAFETY: the memory is fresh and leaked; the model is the only register file.
+            let got = unsafe { Smmu::init(&model, common::memory(8), cfg) }.err();
+            match (got, want) {
+                // The bits the host's memory needs depend on where it lies.
+                (
+                    Some(Error::Unsupported(Unsupported::OutputTooNarrow { oas_bits, needed })),
+                    Error::Unsupported(Unsupported::OutputTooNarrow { oas_bits: o, .. }),
+                ) => assert!(oas_bits == o && needed > 32, "{what}: {needed}"),
+                _ => assert_eq!(got, Some(want), "{what}"),
+            }
+            assert_closed(&model, &what);
+        }
+    }
+}
+
+#[test]
+fn an_init_that_fails_after_the_probe_leaves_the_smmu_disabled_and_aborting() {
+    // The SMMU never consumes a command: the first CMD_SYNC times out with the command
+    // queue enabled. Everything is switched off again, GBPA still aborting.
+    let model = SmmuModel::with_idr(host_idr());
+    model.set_stuck(true);
+    // SAFETY: as above.
+    let got = unsafe { Smmu::init(&model, common::memory(8), common::config()) }.err();
+    assert_eq!(got, Some(Error::Timeout("CMD_SYNC completion")));
+    assert_closed(&model, "stuck command queue");
+    assert_eq!(model.reg(reg::CR0ACK), 0, "every CR0 enable off, acknowledged");
+}
+
+#[test]
+fn an_smmu_whose_gbpa_does_not_take_is_not_disabled_into_bypass() {
+    // QEMU 7.2 has no GBPA: disabling the SMMU would let every transaction through. A
+    // running SMMU keeps its stream table (here firmware's, which aborts every stream),
+    // and the caller is told that DMA is not known to be stopped.
+    let model = SmmuModel::with_idr(host_idr());
+    model.without_gbpa();
+    firmware_left_it_running(&model);
+    for sid in 0..16 {
+        // Firmware's table aborts (STE.V = 1, Config = abort) rather than bypasses.
+        let ste = model.reg(reg::STRTAB_BASE) + sid * 64;
+        // SAFETY: inside the table `firmware_left_it_running` allocated.
+        unsafe { (ste as *mut u64).write_volatile(1) };
+    }
+    assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort);
+    assert_eq!(smmuv3::fail_closed(&model, 100), Err(Error::NoGlobalAbort));
+    assert_eq!(model.reg(reg::CR0) & SMMUEN, SMMUEN, "still on");
+    assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort);
+    // With a GBPA that takes, the same call disables it, aborting.
+    let model = SmmuModel::with_idr(host_idr());
+    firmware_left_it_running(&model);
+    assert_eq!(smmuv3::fail_closed(&model, 100), Ok(()));
+    assert_closed(&model, "fail_closed");
+}
