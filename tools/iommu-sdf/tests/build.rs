@@ -104,3 +104,19 @@ fn build_keeps_every_line_where_it_was() {
     let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
     assert_eq!(out.lines().count(), text.lines().count());
 }
+
+/// A device with several StreamIDs translates on each of them: its rows in the report
+/// name them all, since "every StreamID not in this table aborts" would otherwise be false
+/// for the others (a review found only the first listed).
+#[test]
+fn the_report_names_every_streamid_of_a_device() {
+    let text = sdf("ok.xml")
+        .replace("name=\"blk0\" peripheral_id=\"0x28\"", "name=\"blk0\" peripheral_id=\"0x28\" streams=\"0x29 0x2a\"");
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:?}");
+    let report = iommu_sdf::report::markdown(&sys, "ok.xml");
+    let rows: Vec<&str> = report.lines().filter(|l| l.starts_with("| blk0 |")).collect();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.starts_with("| blk0 | 0x28, 0x29, 0x2a |")), "{report}");
+    assert!(report.contains("Every StreamID not in this table aborts."));
+}
