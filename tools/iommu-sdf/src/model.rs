@@ -80,6 +80,14 @@ pub struct ProtectionDomain {
     pub irq_ids: Vec<(u64, Line)>,
     /// Its `<ioport>`s (x86 only): their lines.
     pub ioports: Vec<Line>,
+    /// Its `<cspace>` capabilities: (kind, as `cap_tcb` names it: `tcb`, `sc`, `vspace`,
+    /// the PD whose object it is, line).
+    pub cspace: Vec<(String, String, Line)>,
+    /// `smc="true"`: it may call the firmware at EL3 (Secure Monitor Calls).
+    pub smc: bool,
+    /// Symbols patched in it besides its maps' and setvars': its children's `setvar_id`s
+    /// (with the child's line).
+    pub child_setvar_ids: Vec<(String, Line)>,
     pub line: Line,
 }
 
@@ -117,6 +125,8 @@ pub struct ChannelEnd {
     pub id: u64,
     /// `pp="true"`: `pd` may call the other end by protected procedure call.
     pub pp: bool,
+    /// `setvar_id`: a symbol in `pd` the Microkit tool patches with the id.
+    pub setvar_id: Option<String>,
     pub line: Line,
 }
 
@@ -405,6 +415,18 @@ impl System {
             .chain(self.caps.iter().map(|c| c.pd.as_str()))
             .collect();
         self.pds.iter().filter(|p| named.contains(p.name.as_str())).collect()
+    }
+    /// Each PD's channel ends, with the other end: (its end, the other end), by PD name.
+    pub fn ends_by_pd(&self) -> HashMap<&str, Vec<(&ChannelEnd, &ChannelEnd)>> {
+        let mut index: HashMap<&str, Vec<_>> = HashMap::new();
+        for c in &self.channels {
+            let [a, b] = &c.ends;
+            index.entry(a.pd.as_str()).or_default().push((a, b));
+            if b.pd != a.pd {
+                index.entry(b.pd.as_str()).or_default().push((b, a));
+            }
+        }
+        index
     }
     /// Every map of every region by any PD or virtual machine, by region name: the rules
     /// that ask who maps each of many regions look it up here instead of scanning every

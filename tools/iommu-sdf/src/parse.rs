@@ -196,6 +196,9 @@ impl Reader {
             domain: n.attribute("domain").map(str::to_string),
             irq_ids: Vec::new(),
             ioports: Vec::new(),
+            cspace: Vec::new(),
+            smc: self.boolean(n, "smc", false),
+            child_setvar_ids: Vec::new(),
             line: self.line(n),
         });
         if !n.children().any(|c| c.has_tag_name("program_image")) {
@@ -206,7 +209,8 @@ impl Reader {
             );
         }
         let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut irq_ids, mut ioports) = (Vec::new(), Vec::new());
+        let (mut irq_ids, mut ioports, mut cspace, mut child_setvar_ids) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
             if !PD_CHILDREN.contains(&tag) {
@@ -250,6 +254,9 @@ impl Reader {
                 ),
                 "protection_domain" => {
                     self.check_attrs(c, CHILD_PD_ATTRS);
+                    if let Some(symbol) = c.attribute("setvar_id") {
+                        child_setvar_ids.push((symbol.to_string(), self.line(c)));
+                    }
                     self.pd(c, sys, Some(&name), depth + 1);
                 }
                 "virtual_machine" => {
@@ -285,10 +292,18 @@ impl Reader {
                     }
                 }
                 "ioport" => ioports.push(self.line(c)),
+                "cspace" => {
+                    for cap in c.children().filter(Node::is_element) {
+                        let kind = cap.tag_name().name().strip_prefix("cap_").unwrap_or(cap.tag_name().name());
+                        cspace.push((kind.to_string(), cap.attribute("pd").unwrap_or_default().to_string(), self.line(cap)));
+                    }
+                }
                 _ => {}
             }
         }
         sys.pds[at].irq_ids = irq_ids;
+        sys.pds[at].cspace = cspace;
+        sys.pds[at].child_setvar_ids = child_setvar_ids;
         sys.pds[at].ioports = ioports;
         sys.pds[at].maps = maps;
         sys.pds[at].setvars = setvars;
@@ -317,7 +332,13 @@ impl Reader {
             let pp = self.boolean(c, "pp", false);
             self.boolean(c, "notify", true);
             match (pd, id) {
-                (Some(pd), Some(id)) => ends.push(ChannelEnd { pd, id, pp, line: self.line(c) }),
+                (Some(pd), Some(id)) => ends.push(ChannelEnd {
+                    pd,
+                    id,
+                    pp,
+                    setvar_id: c.attribute("setvar_id").map(str::to_string),
+                    line: self.line(c),
+                }),
                 _ => complete = false,
             }
         }
@@ -423,7 +444,10 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
         match tag {
             "memory_region" => {
                 let (Some(name), size) = (r.required(n, "name"), r.number(n, "size")) else { continue };
-                if n.attribute("size").is_none() && n.attribute("prefill_path").is_none() {
+                // A prefilled region (a file, or Microkit's boot information) may leave its
+                // size to the Microkit tool.
+                let prefilled = n.attribute("prefill_path").is_some() || n.attribute("prefill_bootinfo").is_some();
+                if n.attribute("size").is_none() && !prefilled {
                     r.problem(n, "missing attribute `size`".into(), "add size=\"0x...\"");
                 }
                 let phys_addr = r.number(n, "phys_addr");

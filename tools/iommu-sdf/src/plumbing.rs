@@ -195,8 +195,8 @@ pub fn complete(sys: &mut System) {
         );
         sys.channels.push(Channel {
             ends: [
-                ChannelEnd { pd: client.clone(), id: free, pp: true, line },
-                ChannelEnd { pd: iommu.pd.clone(), id, pp: false, line },
+                ChannelEnd { pd: client.clone(), id: free, pp: true, setvar_id: None, line },
+                ChannelEnd { pd: iommu.pd.clone(), id, pp: false, setvar_id: None, line },
             ],
             line,
         });

@@ -225,3 +225,19 @@ fn devices_with_several_streams() {
     let (_, problems) = iommu_sdf::check_text(&twice);
     assert!(problems.iter().any(|p| p.message.contains("listed twice")), "{problems:?}");
 }
+
+/// A region Microkit prefills with boot information (`prefill_bootinfo`) takes its size
+/// from the Microkit tool, as a prefill file does: no `size` is needed (a review found
+/// Microkit's own bootinfo example refused).
+#[test]
+fn a_bootinfo_region_needs_no_size() {
+    let text = r#"<system>
+        <memory_region name="tsc_freq" prefill_bootinfo="x86_tsc_freq" />
+        <protection_domain name="bootinfo">
+            <program_image path="bootinfo.elf" />
+            <map mr="tsc_freq" vaddr="0x2000000" perms="r" setvar_vaddr="tsc_freq" />
+        </protection_domain>
+    </system>"#;
+    let (_, problems) = iommu_sdf::check_text(text);
+    assert!(problems.is_empty(), "{problems:?}");
+}

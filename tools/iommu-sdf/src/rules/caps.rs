@@ -75,8 +75,28 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                         "shrink the capability to fit the region",
                     ));
                 }
-                if !holder.maps.iter().any(|m| m.mr == *mr) {
-                    out.push(p(c.line, "dma_capability", format!("`{}` gives `{}` region `{mr}`, which it does not map", c.name, c.pd), format!("add <map mr=\"{mr}\" .../> to protection domain `{}`, or grant the region to the PD that maps it", c.pd)));
+                // What the holder's maps let it do to the region: a device of its may do no
+                // more (a driver that may only read memory must not make its device write it).
+                let mapped = holder.maps.iter().filter(|m| m.mr == *mr).fold(None, |acc: Option<Perms>, m| {
+                    let a = acc.unwrap_or(Perms { read: false, write: false });
+                    Some(Perms { read: a.read || m.perms.read, write: a.write || m.perms.write })
+                });
+                match mapped {
+                    None => out.push(p(c.line, "dma_capability", format!("`{}` gives `{}` region `{mr}`, which it does not map", c.name, c.pd), format!("add <map mr=\"{mr}\" .../> to protection domain `{}`, or grant the region to the PD that maps it", c.pd))),
+                    Some(m) if !m.contains(c.perms) => out.push(p(
+                        c.line,
+                        "dma_capability",
+                        format!(
+                            "`{}` lets `{}`'s devices {} `{mr}`, which `{}` itself may only {}: a capability gives a device no more than its driver has",
+                            c.name,
+                            c.pd,
+                            if c.perms.write { "write" } else { "read" },
+                            c.pd,
+                            if m.write { "write" } else { "read" }
+                        ),
+                        "give the capability the rights of the holder's map of the region, or map it with more",
+                    )),
+                    Some(_) => {}
                 }
             }
             (None, Some(parent)) => {

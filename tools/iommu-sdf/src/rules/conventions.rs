@@ -62,6 +62,11 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
         .filter_map(|ch| ch.end_of(&iommu.name))
         .filter(|(_, theirs)| theirs.pd != iommu.name)
         .collect();
+    // More ends than ids: the platform rules refuse the ids twice used; checking each
+    // against the others here would be quadratic in a hostile description's channels.
+    if iommu_channels.len() > (MAX_ID + 1) as usize {
+        return;
+    }
 
     // Channels: the IOMMU PD's ids 1..=N are the clients', in order.
     for &(mine, theirs) in &iommu_channels {

@@ -95,6 +95,34 @@ fn is_symbol(s: &str) -> bool {
 /// IOMMU PD another region's physical address for it.
 pub const GENERATED_PADDR_PREFIX: &str = "iommu_paddr_";
 
+/// Prefixes of the symbols the Microkit tool and seL4's runtime patch themselves
+/// (`microkit_irqs`, `microkit_pps`, `microkit_name`, `__sel4_ipc_buffer_obj`, ...).
+const MICROKIT_OWN: &[&str] = &["microkit_", "__sel4"];
+
+/// Every symbol the IOMMU PD (`pds/iommu`) reads from the description, besides build's
+/// `iommu_paddr_*`: its regions' addresses, sizes and physical addresses, the clients'
+/// fault rings, and the PCI configuration space it owns.
+pub const IOMMU_PD_SYMBOLS: &[&str] = &[
+    "smmu_regs",
+    "smmu_strtab",
+    "smmu_strtab_size",
+    "smmu_strtab_paddr",
+    "smmu_cmdq",
+    "smmu_cmdq_size",
+    "smmu_cmdq_paddr",
+    "smmu_eventq",
+    "smmu_eventq_size",
+    "smmu_eventq_paddr",
+    "smmu_cds",
+    "smmu_cds_size",
+    "smmu_cds_paddr",
+    "smmu_tables",
+    "smmu_tables_size",
+    "smmu_tables_paddr",
+    "fault_rings",
+    "ecam",
+];
+
 /// Names and symbols: each in its grammar, each symbol patched once per PD, and no
 /// region named as one the plumbing writes.
 pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
@@ -124,6 +152,7 @@ pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
         refuse(s.line, "io_address_space", "device", &s.name, ident_fix("device"));
     }
     let iommu = sys.iommu.as_ref().map(|i| i.pd.as_str());
+    let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
         // Every symbol the Microkit tool patches in this PD, with where it is set.
         let mut symbols: Vec<(&str, Line, &str)> = Vec::new();
@@ -133,6 +162,14 @@ pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
             }
         }
         symbols.extend(pd.setvars.iter().map(|v| (v.symbol.as_str(), v.line, "setvar")));
+        symbols.extend(pd.child_setvar_ids.iter().map(|(s, line)| (s.as_str(), *line, "protection_domain")));
+        symbols.extend(
+            ends_by_pd
+                .get(pd.name.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|(mine, _)| Some((mine.setvar_id.as_deref()?, mine.line, "end"))),
+        );
         let mut first: HashMap<&str, Line> = HashMap::new();
         for &(symbol, line, element) in &symbols {
             if !is_symbol(symbol) {
@@ -151,6 +188,29 @@ pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
                         pd.name
                     ),
                     "give each setvar its own symbol",
+                ));
+            } else if MICROKIT_OWN.iter().any(|prefix| symbol.starts_with(prefix)) {
+                out.push(p(
+                    line,
+                    element,
+                    format!(
+                        "`{symbol}` in `{}` is one of the Microkit tool's own symbols: patched again by the description, the program's channels, interrupts or IPC buffer would be another's",
+                        pd.name
+                    ),
+                    "rename the symbol: names starting with `microkit_` or `__sel4` are Microkit's and seL4's",
+                ));
+            } else if Some(pd.name.as_str()) == iommu
+                && !symbol.starts_with(GENERATED_PADDR_PREFIX)
+                && !IOMMU_PD_SYMBOLS.contains(&symbol)
+            {
+                out.push(p(
+                    line,
+                    element,
+                    format!(
+                        "`{symbol}` is set in the IOMMU PD `{}`, which reads only its own symbols: any other word of its image (its policy, its state) could be overwritten at load",
+                        pd.name
+                    ),
+                    format!("set only the IOMMU PD's symbols: {}", IOMMU_PD_SYMBOLS.join(", ")),
                 ));
             } else if Some(pd.name.as_str()) == iommu && symbol.starts_with(GENERATED_PADDR_PREFIX) {
                 out.push(p(

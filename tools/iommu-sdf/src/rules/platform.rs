@@ -64,6 +64,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
             "use fewer protection domains",
         ));
     }
+    let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
         if board.target == Target::Arm {
             for &line in &pd.ioports {
@@ -104,7 +105,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
         // come first, so the message names the user's element as the second.
         let generated = sys.iommu.as_ref().map_or(0, |i| i.line);
         let mut ids: HashMap<u64, Line> = HashMap::new();
-        let ends = sys.channels.iter().filter_map(|c| c.end_of(&pd.name).map(|(mine, _)| (mine.id, mine.line, "end")));
+        let ends = ends_by_pd.get(pd.name.as_str()).into_iter().flatten().map(|(mine, _)| (mine.id, mine.line, "end"));
         let mut all: Vec<(u64, Line, &str)> =
             pd.irq_ids.iter().map(|&(id, line)| (id, line, "irq")).chain(ends).collect();
         all.sort_by_key(|&(_, line, _)| (line != generated, line));

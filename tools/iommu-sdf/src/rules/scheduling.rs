@@ -5,11 +5,14 @@
 use crate::model::*;
 use crate::problem::{p, Problem};
 
-/// Whether `pd` can program a device: it maps memory with a fixed physical address (a
-/// device's registers, ECAM, a BAR) or device memory (`cached="false"`), itself or in a
-/// guest it runs.
+/// Whether `pd` can program a device, or make another PD run: it maps memory with a fixed
+/// physical address (a device's registers, ECAM, a BAR) or device memory
+/// (`cached="false"`), itself or in a guest it runs, or it holds another PD's TCB or
+/// scheduling context (`<cspace>`), with which it could raise that PD's priority up to
+/// its own or start it.
 fn drives_devices(sys: &System, pd: &ProtectionDomain) -> bool {
     pd.all_maps().any(|(m, _)| !m.cached || sys.region(&m.mr).is_some_and(|r| r.phys_addr.is_some()))
+        || pd.cspace.iter().any(|(kind, of, _)| matches!(kind.as_str(), "tcb" | "sc") && *of != pd.name)
 }
 
 /// The scheduling rules for the IOMMU PD `iommu` and its `clients`.
@@ -27,13 +30,55 @@ pub fn check(sys: &System, iommu: &ProtectionDomain, clients: &[&ProtectionDomai
             "make the IOMMU PD a top-level protection domain (directly in <system>)",
         ));
     }
+    // Its TCB, scheduling context and address space are its own: a PD holding one could
+    // stop it, rewrite it or starve it.
+    for pd in &sys.pds {
+        for (kind, _, line) in pd.cspace.iter().filter(|(_, of, _)| *of == iommu.name) {
+            out.push(p(
+                *line,
+                &format!("cap_{kind}"),
+                format!(
+                    "`{}` is given the IOMMU PD `{}`'s {kind} capability: with it, it could stop the IOMMU PD, rewrite it or take its time",
+                    pd.name, iommu.name
+                ),
+                "remove this capability: no PD holds the IOMMU PD's objects",
+            ));
+        }
+        // Secure Monitor Calls reach the firmware at EL3, which may reconfigure the SMMU
+        // or memory behind the IOMMU PD's back: nothing here can bound what it does.
+        if pd.smc {
+            out.push(p(
+                pd.line,
+                "protection_domain",
+                format!("`{}` may make Secure Monitor Calls (smc=\"true\"): the firmware it reaches is outside what this tool can prove", pd.name),
+                "remove smc=\"true\"",
+            ));
+        }
+    }
+    // `init` runs on the IOMMU PD's own scheduling context: one with a budget under its
+    // period could be cut off in the middle of making every stream abort, and the drivers
+    // would run first.
+    if iommu.budget < iommu.period && !iommu.passive {
+        out.push(p(
+            iommu.line,
+            "protection_domain",
+            format!(
+                "the IOMMU PD `{}` has a budget of {} us in each {} us: its `init` could be cut off before every stream aborts, and the drivers run",
+                iommu.name, iommu.budget, iommu.period
+            ),
+            "give the IOMMU PD a budget equal to its period",
+        ));
+    }
     // Who must wait for the IOMMU PD's `init`: every client, and every other PD that can
     // program a device, client or not (its device's streams abort only after `init`).
     let mut subjects: Vec<(&ProtectionDomain, String)> =
         clients.iter().enumerate().map(|(j, c)| (*c, format!("client {j} `{}`", c.name))).collect();
     for pd in &sys.pds {
         if pd.name != iommu.name && !clients.iter().any(|c| c.name == pd.name) && drives_devices(sys, pd) {
-            subjects.push((pd, format!("`{}`, which maps device memory,", pd.name)));
+            subjects.push((
+                pd,
+                format!("`{}`, which maps device memory or holds another PD's TCB or scheduling context,", pd.name),
+            ));
         }
     }
     // Domains: seL4 runs each scheduling domain in its own time slot whatever the
@@ -155,10 +200,11 @@ fn passive(sys: &System, iommu: &ProtectionDomain, out: &mut Vec<Problem>) {
     }
     let mut refuse =
         |pd: &ProtectionDomain, message: String, fix: String| out.push(p(pd.line, "protection_domain", message, fix));
+    let ends_by_pd = sys.ends_by_pd();
     let calls = |pd: &ProtectionDomain| {
-        sys.channels
-            .iter()
-            .any(|ch| ch.end_of(&pd.name).is_some_and(|(mine, theirs)| mine.pp && theirs.pd == iommu.name))
+        ends_by_pd
+            .get(pd.name.as_str())
+            .is_some_and(|ends| ends.iter().any(|(mine, theirs)| mine.pp && theirs.pd == iommu.name))
     };
     for pd in &sys.pds {
         let child = pd.parent.as_deref() == Some(iommu.name.as_str());

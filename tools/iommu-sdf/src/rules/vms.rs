@@ -64,6 +64,43 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
             ));
         }
     }
+    // A device passed through to a guest reaches the guest's RAM and nothing else: no
+    // capability may name it, or be lent to its VMM (lent, the VMM could map it for any of
+    // its devices, that one included).
+    let passed: std::collections::HashMap<&str, &IoSpace> =
+        sys.io_spaces.iter().filter(|s| s.vm.is_some()).map(|s| (s.name.as_str(), s)).collect();
+    let passed_by_owner: std::collections::HashMap<&str, &IoSpace> =
+        passed.values().filter_map(|s| Some((s.owner.as_deref()?, *s))).collect();
+    for c in &sys.caps {
+        if let Some(s) = c.devices.iter().find_map(|d| passed.get(d.as_str())) {
+            out.push(p(
+                c.line,
+                "dma_capability",
+                format!(
+                    "`{}` is for `{}`, which is passed through to the guest `{}` and reaches its RAM only",
+                    c.name,
+                    s.name,
+                    s.vm.as_deref().unwrap_or_default()
+                ),
+                format!("remove `{}` from devices=\"...\"", s.name),
+            ));
+        }
+        for g in &c.grant_to {
+            if let Some(s) = passed_by_owner.get(g.as_str()) {
+                out.push(p(
+                    c.line,
+                    "dma_capability",
+                    format!(
+                        "`{}` may be lent to `{g}`, the VMM of the guest `{}`, whose device `{}` reaches the guest's RAM only: lent, it could be mapped for that device",
+                        c.name,
+                        s.vm.as_deref().unwrap_or_default(),
+                        s.name
+                    ),
+                    format!("remove `{g}` from grant_to"),
+                ));
+            }
+        }
+    }
     // A guest's memory is reached only by the devices passed through to that guest.
     for s in &sys.io_spaces {
         for m in &s.iomaps {
