@@ -106,7 +106,8 @@ microkit-test: deps
 		echo "microkit-image: skipped: no Microkit SDK (MICROKIT_SDK is not set and there is none at $(SHARED_SDK)), so the seL4 Microkit images were not built or booted (see README)"; \
 	else \
 		echo "microkit-image: using the Microkit SDK at $$MICROKIT_SDK (from $(SDK_FROM)): $$(cat $$MICROKIT_SDK/VERSION 2>/dev/null)"; \
-		$(MAKE) -C images test && $(MAKE) -C images rules && $(MAKE) -C images test SYSTEM=blk-bench && \
+		$(MAKE) -C images test && $(MAKE) -C images rules && $(MAKE) -C images accepted && \
+			$(MAKE) -C images test SYSTEM=blk-bench && \
 			$(MAKE) -C images test SYSTEM=iommu-boot && \
 			$(MAKE) -C images test SYSTEM=microkit-iomap && \
 			$(MAKE) -C images test SYSTEM=vm-passthrough && \
