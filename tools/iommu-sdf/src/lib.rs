@@ -6,7 +6,7 @@
 //! them for x86: name, peripheral_id, domain_id; iomap mr, iovaddr, perms) and these
 //! extensions:
 //! - on `io_address_space`: `owner` (the driver PD), `iova_base`/`iova_size` (the window
-//!   the service hands out), `alias_ok="true"` (two devices share a StreamID on purpose);
+//!   the service hands out), `resume`, `vm`, `streams` (the device's other StreamIDs);
 //!   `peripheral_id` is the SMMU StreamID (or `bus:device.function`);
 //! - `<dma_capability name pd mr|parent offset size perms devices>`: what a driver may
 //!   map, for which of its devices; `parent` derives a narrower one statically, for the

@@ -175,7 +175,7 @@ impl IoMap {
 
 /// `<io_address_space>`: Microkit's element (name, peripheral_id, domain_id, iomaps) with
 /// this project's attributes: the owning PD, the IOVA window the service hands out, the
-/// fault policy, and an explicit acknowledgement that a StreamID is shared.
+/// fault policy, its guest (`vm`) and its other StreamIDs.
 #[derive(Debug, Clone)]
 pub struct IoSpace {
     pub name: String,
@@ -184,7 +184,6 @@ pub struct IoSpace {
     pub owner: Option<String>,
     pub iova_base: u64,
     pub iova_size: u64,
-    pub alias_ok: bool,
     /// May the owner resume the device after a fault storm quarantined it (`resume`,
     /// default true)?
     pub resume: bool,

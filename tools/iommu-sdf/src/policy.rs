@@ -207,7 +207,7 @@ fn handle_tables(sys: &System, out: &mut Vec<Problem>) {
                 iommu_pd::service::MAX_DEVICES + 1,
                 iommu_pd::service::MAX_DEVICES
             ),
-            "give fewer devices IO address spaces, or share one (alias_ok) where they are one bridge",
+            "give fewer devices IO address spaces, or describe functions that alias as one (streams=\"...\")",
         ));
         return;
     }

@@ -34,9 +34,9 @@
 //!     nothing injected, and as many lines.
 //!
 //! The share of mutated descriptions `check` accepts is printed (about a fifth), and must
-//! not fall below 5% for the property to mean something. Two findings are counted apart
-//! rather than failed on (`Finding`, and the ignored `finding_*` tests at the end); the
-//! tests before them show that each check fails on what it is meant to catch.
+//! not fall below 5% for the property to mean something. The tests after it show that
+//! each check fails on what it is meant to catch, and the `finding_*` tests at the end
+//! hold the two descriptions it found accepted that should not have been.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1555,41 +1555,14 @@ fn output_is_input_plus_plumbing(text: &str, sys: &System, out: &str) -> Result<
 
 // ---------------------------------------------------------------------------------------
 
-/// Known findings: accepted descriptions that break a property as the `finding_*` tests
-/// below show; counted apart and printed, not failed on, so the rest still runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Finding {
-    /// A device passed through to a virtual machine reaches more than the guest's RAM.
-    PassedThroughBeyondGuestRam,
-    /// Two devices sharing a StreamID with `alias_ok`: the service does not start.
-    AcknowledgedAliasRefused,
-}
-
-/// Two devices share their StreamID, both saying `alias_ok`.
-fn acknowledged_alias(sys: &System) -> bool {
-    sys.io_spaces
-        .iter()
-        .enumerate()
-        .any(|(i, a)| sys.io_spaces[..i].iter().any(|b| a.stream == b.stream && a.alias_ok && b.alias_ok))
-}
-
-/// The three properties for one accepted description, and the known findings it hits.
-fn accepted(text: &str, sys: &System, seed: u64) -> Result<Vec<Finding>, String> {
-    let mut findings = Vec::new();
-    match start(sys, |_| {}) {
-        Err(iommu_pd::ConfigError::SharedStream { .. }) if acknowledged_alias(sys) => {
-            findings.push(Finding::AcknowledgedAliasRefused);
-        }
-        _ => {
-            service_equals_report(sys, seed).map_err(|e| format!("(a) {e}"))?;
-            random_requests(sys, seed, 150).map_err(|e| format!("(a) {e}"))?;
-        }
+/// The three properties for one accepted description.
+fn accepted(text: &str, sys: &System, seed: u64) -> Result<(), String> {
+    service_equals_report(sys, seed).map_err(|e| format!("(a) {e}"))?;
+    random_requests(sys, seed, 150).map_err(|e| format!("(a) {e}"))?;
+    if let Some(beyond) = isolation(sys, &iommu_sdf::report::reachability(sys)).map_err(|e| format!("(b) {e}"))? {
+        return Err(format!("(b) a passed-through device reaches more than its guest's RAM: {beyond:?}"));
     }
-    if isolation(sys, &iommu_sdf::report::reachability(sys)).map_err(|e| format!("(b) {e}"))?.is_some() {
-        findings.push(Finding::PassedThroughBeyondGuestRam);
-    }
-    build_is_input_plus_plumbing(text, sys).map_err(|e| format!("(c) {e}"))?;
-    Ok(findings)
+    build_is_input_plus_plumbing(text, sys).map_err(|e| format!("(c) {e}"))
 }
 
 #[test]
@@ -1597,8 +1570,6 @@ fn hostile_descriptions_that_pass_check_are_what_the_report_says() {
     let cases = 200;
     let seen = AtomicUsize::new(0);
     let passed = AtomicUsize::new(0);
-    let vm_findings = AtomicUsize::new(0);
-    let alias_findings = AtomicUsize::new(0);
     let mut runner = TestRunner::new(RunnerConfig { failure_persistence: None, ..RunnerConfig::with_cases(cases) });
     let strategy = (any::<u64>(), 1usize..5, 1usize..8, 1usize..7, any::<u64>());
     let result = runner.run(&strategy, |(seed, pds, regions, devices, mseed)| -> TestCaseResult {
@@ -1609,27 +1580,11 @@ fn hostile_descriptions_that_pass_check_are_what_the_report_says() {
             return Ok(());
         }
         passed.fetch_add(1, Ordering::Relaxed);
-        let findings = accepted(&text, &sys, mseed)
-            .map_err(|e| TestCaseError::fail(format!("{e}\nmutations: {log:#?}\n{text}")))?;
-        for f in findings {
-            let counter = match f {
-                Finding::PassedThroughBeyondGuestRam => &vm_findings,
-                Finding::AcknowledgedAliasRefused => &alias_findings,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+        accepted(&text, &sys, mseed).map_err(|e| TestCaseError::fail(format!("{e}\nmutations: {log:#?}\n{text}")))?;
         Ok(())
     });
     let (seen, passed) = (seen.load(Ordering::Relaxed), passed.load(Ordering::Relaxed));
     println!("hostile: check accepted {passed} of {seen} mutated descriptions ({}%)", passed * 100 / seen.max(1));
-    println!(
-        "hostile: {} accepted description(s) let a passed-through device reach more than its guest's RAM (known finding)",
-        vm_findings.load(Ordering::Relaxed)
-    );
-    println!(
-        "hostile: {} accepted description(s) share a StreamID with alias_ok, on which the service does not start (known finding)",
-        alias_findings.load(Ordering::Relaxed)
-    );
     if let Err(e) = result {
         panic!("{e}");
     }
@@ -1705,7 +1660,7 @@ fn a_capability_derived_for_another_pd_is_its_lenders_memory() {
         report.iter().any(|r| r.device == "dev1" && r.region == "dma0" && r.source == "capability `boot_lent`"),
         "{report:#?}"
     );
-    assert_eq!(accepted(&text, &sys, 1), Ok(Vec::new()));
+    assert_eq!(accepted(&text, &sys, 1), Ok(()));
 }
 
 /// The service and the report disagreeing either way is caught: a policy that lets a
@@ -1774,24 +1729,18 @@ fn the_build_comparison_catches_an_injected_element() {
     assert!(output_is_input_plus_plumbing(&text, &sys, &lost).is_err());
 }
 
-/// FINDING (run with `--ignored`; it fails today): `check` accepts a device passed through
-/// to a virtual machine that reaches more than the guest's RAM, through a capability of
-/// the VMM naming the device (`vmm_buf`: the VMM's own memory) or through a GRANT another
-/// client may make to the VMM (`lent`: `lender`'s memory, for any device of the VMM). The
-/// report lists both and the service maps both (so (a) and (c) hold); but an `<iomap>`
-/// giving such a device the same memory is refused ("whose RAM is all it may reach"), and
-/// the README says the guest reaches through its device "nothing of the VMM's, the
-/// IOMMU's or any other PD's". The property above counts such descriptions apart (and
-/// prints how many) instead of failing on them. This test passes once `check` refuses the
-/// description or the device reaches only the guest's RAM.
+/// Found by the property above: a device passed through to a virtual machine reached
+/// more than the guest's RAM, through a capability of the VMM naming the device
+/// (`vmm_buf`: the VMM's own memory) or through a GRANT another client may make to the VMM
+/// (`lent`: `lender`'s memory, for any device of the VMM). `check` refuses both now.
 #[test]
-#[ignore = "finding: a passed-through device reaches the VMM's capabilities and what is lent to the VMM"]
 fn finding_a_passed_through_device_reaches_more_than_guest_ram() {
-    let (sys, problems) = iommu_sdf::check_text(FINDING_VM);
-    if problems.is_empty() {
-        service_equals_report(&sys, 1).unwrap();
-        build_is_input_plus_plumbing(FINDING_VM, &sys).unwrap();
-        assert_eq!(isolation(&sys, &iommu_sdf::report::reachability(&sys)), Ok(None));
+    let (_, problems) = iommu_sdf::check_text(FINDING_VM);
+    for (name, says) in [("vmm_buf", "passed through to the guest"), ("lent", "the VMM of the guest")] {
+        assert!(
+            problems.iter().any(|p| p.message.contains(&format!("`{name}`")) && p.message.contains(says)),
+            "{problems:#?}"
+        );
     }
 }
 
@@ -1826,21 +1775,14 @@ const FINDING_VM: &str = r#"<?xml version="1.0"?>
 </system>
 "#;
 
-/// FINDING (run with `--ignored`; it fails today): `check` accepts two devices of one
-/// owner sharing a StreamID when both say `alias_ok="true"` (rules/devices.rs, and the
-/// README's "unacknowledged aliasing"), but `Service::new` refuses any StreamID two devices
-/// list (`ConfigError::SharedStream`, commit 37f90e1, whose comment says `iommu-sdf check`
-/// refuses such a description): the IOMMU PD would not start on a description `check`
-/// passed. The property above counts such descriptions apart (and prints how many), and
-/// still checks (b) and (c) for them. This test passes once `check` refuses the
-/// description or the service starts on it.
+/// Found by the property above: `check` accepted two devices of one owner sharing a
+/// StreamID when both said `alias_ok="true"`, and `Service::new` refuses any StreamID two
+/// devices list (`ConfigError::SharedStream`): the IOMMU PD would not have started on a
+/// description `check` passed. `check` refuses the sharing now (and `alias_ok`).
 #[test]
-#[ignore = "finding: check accepts alias_ok StreamID sharing, which Service::new refuses"]
 fn finding_an_acknowledged_alias_does_not_start_the_service() {
-    let (sys, problems) = iommu_sdf::check_text(FINDING_ALIAS);
-    if problems.is_empty() {
-        start(&sys, |_| {}).unwrap();
-    }
+    let (_, problems) = iommu_sdf::check_text(FINDING_ALIAS);
+    assert!(problems.iter().any(|p| p.message.contains("share StreamID 0x10")), "{problems:#?}");
 }
 
 const FINDING_ALIAS: &str = r#"<?xml version="1.0"?>

@@ -93,24 +93,25 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
         }
     }
 
-    // StreamIDs: one owner each; aliasing only when acknowledged. Each device is compared
-    // with the first of its StreamID: sharing it is allowed only if every one has that
-    // device's owner and says alias_ok, which the first then does too.
+    // StreamIDs: one device each. The SMMU cannot tell two devices of one StreamID apart,
+    // so they would share one address space whatever the description says, and the IOMMU
+    // PD refuses a policy that lists a StreamID twice (`ConfigError::SharedStream`).
+    // Each device is compared with the first of its StreamID.
     let mut first_of_stream: HashMap<u32, &IoSpace> = HashMap::new();
     for s in &sys.io_spaces {
         let t = *first_of_stream.entry(s.stream).or_insert(s);
         if !std::ptr::eq(t, s) {
             if s.owner != t.owner {
                 out.push(p(s.line, "io_address_space", format!("StreamID {:#x} of `{}` is also `{}`'s (line {}), with another owner: either driver could reach the other's memory", s.stream, s.name, t.name, t.line), "give each device its own StreamID, or one owner"));
-            } else if !(s.alias_ok && t.alias_ok) {
+            } else {
                 out.push(p(
                     s.line,
                     "io_address_space",
                     format!(
-                        "`{}` and `{}` (line {}) share StreamID {:#x}: the SMMU cannot tell them apart",
+                        "`{}` and `{}` (line {}) share StreamID {:#x}: the SMMU cannot tell them apart, so they are one device to it",
                         s.name, t.name, t.line, s.stream
                     ),
-                    "if the devices really alias (a bridge), say alias_ok=\"true\" on both",
+                    "describe functions that alias (behind a bridge) as one io_address_space, listing its other StreamIDs in streams=\"...\"",
                 ));
             }
         }
