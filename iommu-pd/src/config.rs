@@ -132,6 +132,19 @@ impl Config<'_> {
         self.caps.len() + self.static_maps.len() + self.clients.iter().map(|c| c.max_grants as usize).sum::<usize>()
     }
 
+    /// Mapping slots the service needs: every client's mapping quota, and each static
+    /// mapping of a device no client owns (those count against no quota; an owned
+    /// device's count against its owner's). With fewer, one client within its quota could
+    /// take the slot another's MAP needs.
+    pub fn mappings_needed(&self) -> usize {
+        let quotas: usize = self.clients.iter().map(|c| c.max_mappings as usize).sum();
+        let ownerless = self
+            .static_maps
+            .iter()
+            .filter(|m| self.devices.get(m.device).is_none_or(|d| d.owner >= self.clients.len()));
+        quotas + ownerless.count()
+    }
+
     /// Handle-table entries `client` may need at once: its own capabilities from the
     /// description, one per grant it may make (to revoke it by), and one per grant every
     /// client that could lend to it may make. A client could lend to it if it holds, or may

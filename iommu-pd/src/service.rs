@@ -56,7 +56,8 @@ pub const PAGE: u64 = 4096;
 /// The static configuration does not fit or is inconsistent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigError {
-    /// More clients, devices, capabilities or handles than the service holds.
+    /// More clients, devices, capabilities, mappings or handles than the service holds
+    /// (mapping slots: fewer than `Config::mappings_needed`).
     TooMany(&'static str),
     /// A capability names a region or device that does not exist, leaves its region, or
     /// names a device its holder does not own.
@@ -284,6 +285,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // another needs.
         if cfg.caps_needed() > storage.caps.len() {
             return Err(ConfigError::TooMany("capabilities"));
+        }
+        // Likewise mapping slots: every quota and the static maps no quota counts.
+        if cfg.mappings_needed() > slots {
+            return Err(ConfigError::TooMany("mappings"));
         }
         if (0..cfg.clients.len()).any(|c| cfg.handles_needed(c) > MAX_HANDLES) {
             return Err(ConfigError::TooMany("handles"));

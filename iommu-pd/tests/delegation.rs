@@ -93,11 +93,16 @@ fn tables_too_small_for_the_quotas_are_refused_at_start() {
     let modest = [ClientConfig { max_grants: 12, ..CLIENTS[0] }, CLIENTS[1], CLIENTS[2]];
     let cfg = iommu_pd::Config { clients: &modest, ..config() };
     assert!(Service::new(ModelHw::default(), cfg, roomy.storage()).is_ok(), "12 grants fit now");
-    // Exactly enough capability slots; one mapping slot: a second mapping has none.
-    let mut exact = <iommu_pd::owned_storage!(3, 4, 16, 1)>::default();
-    let mut s = Service::new(ModelHw::default(), config(), exact.storage()).unwrap();
-    assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
-    assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::NoMappingSlot));
+    // Exactly enough capability slots, and fewer mapping slots than the quotas (16 each):
+    // one client's mappings could take those another's MAP needs. Refused; exactly the
+    // quotas start.
+    let mut short = <iommu_pd::owned_storage!(3, 4, 16, 47)>::default();
+    assert_eq!(
+        Service::new(ModelHw::default(), config(), short.storage()).err(),
+        Some(ConfigError::TooMany("mappings"))
+    );
+    let mut exact = <iommu_pd::owned_storage!(3, 4, 16, 48)>::default();
+    assert!(Service::new(ModelHw::default(), config(), exact.storage()).is_ok());
 }
 
 /// What a granter narrowed stays narrow: the receiver may not grant the capability to

@@ -243,3 +243,237 @@ fn million_random_steps() {
         run(seed, 1000);
     }
 }
+
+/// The starvation attacks (issue 22, items 7 and 8): a hostile client and a victim, and a
+/// device no client owns whose static maps take mapping slots no quota counts. Whatever
+/// tables the service agrees to start with, the victim's MAP never fails for a reason
+/// the hostile client caused: only its own quota may refuse it.
+mod starvation {
+    use super::Rng;
+    use iommu_pd::config::NO_OWNER;
+    use iommu_pd::model::ModelHw;
+    use iommu_pd::service::{ClientTables, DeviceState};
+    use iommu_pd::{
+        CapConfig, ClientConfig, Config, ConfigError, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service,
+        StaticMapConfig, Storage,
+    };
+    use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+
+    const VICTIM: usize = 0;
+    const HOSTILE: usize = 1;
+    const PAGE: u64 = 0x1000;
+
+    static CLIENTS: [ClientConfig; 2] = [
+        ClientConfig { name: "victim", max_mappings: 4, max_pages: 8, max_grants: 0 },
+        ClientConfig { name: "hostile", max_mappings: 6, max_pages: 6, max_grants: 0 },
+    ];
+    static DEVICES: [DeviceConfig; 3] = [
+        DeviceConfig {
+            name: "victim-dev",
+            stream: 1,
+            extra_streams: &[],
+            owner: VICTIM,
+            iova_base: 0x1000_0000,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        },
+        // A window of 1 TiB: room to map at IOVAs 2 MiB apart for ever.
+        DeviceConfig {
+            name: "hostile-dev",
+            stream: 2,
+            extra_streams: &[],
+            owner: HOSTILE,
+            iova_base: 1 << 40,
+            iova_size: 1 << 40,
+            resume_allowed: true,
+        },
+        // Microkit's vocabulary: a device with its iomaps and no owner.
+        DeviceConfig {
+            name: "engine",
+            stream: 3,
+            extra_streams: &[],
+            owner: NO_OWNER,
+            iova_base: 0x10_0000,
+            iova_size: 1 << 20,
+            resume_allowed: false,
+        },
+    ];
+    static REGIONS: [RegionConfig; 3] = [
+        RegionConfig { name: "victim-buf", pa: 0x4000_0000, size: 0x8000 },
+        RegionConfig { name: "hostile-buf", pa: 0x4010_0000, size: 0x8000 },
+        RegionConfig { name: "engine-buf", pa: 0x4020_0000, size: 0x2000 },
+    ];
+    static CAPS: [CapConfig; 2] = [
+        CapConfig {
+            client: VICTIM,
+            region: 0,
+            offset: 0,
+            len: 0x8000,
+            rights: Rights::READ_WRITE,
+            devices: 0b01,
+            grant_to: 0,
+        },
+        CapConfig {
+            client: HOSTILE,
+            region: 1,
+            offset: 0,
+            len: 0x8000,
+            rights: Rights::READ_WRITE,
+            devices: 0b10,
+            grant_to: 0,
+        },
+    ];
+    static STATIC_MAPS: [StaticMapConfig; 2] = [
+        StaticMapConfig { device: 2, region: 2, offset: 0, len: 0x1000, iova: 0x10_0000, rights: Rights::READ },
+        StaticMapConfig { device: 2, region: 2, offset: 0x1000, len: 0x1000, iova: 0x12_0000, rights: Rights::READ },
+    ];
+
+    fn config() -> Config<'static> {
+        Config {
+            clients: &CLIENTS,
+            devices: &DEVICES,
+            regions: &REGIONS,
+            caps: &CAPS,
+            static_maps: &STATIC_MAPS,
+            faults: FaultPolicy { window: 100, max_faults: 10 },
+        }
+    }
+
+    fn leak<T>(v: Vec<T>) -> &'static mut [T] {
+        Box::leak(v.into_boxed_slice())
+    }
+
+    /// Tables for `config()` with `slots` mapping slots.
+    fn storage(slots: usize) -> Storage<'static> {
+        Storage {
+            caps: leak(vec![None; 8]),
+            mappings: leak(vec![None; slots]),
+            leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(slots, DEVICES.len())]),
+            inners: leak(vec![Default::default(); iommu_pd::index::inners_for(slots, DEVICES.len())]),
+            free: leak(vec![0; slots]),
+            clients: leak(vec![ClientTables::default(); CLIENTS.len()]),
+            devices: leak(vec![DeviceState::default(); DEVICES.len()]),
+            rings: leak((0..CLIENTS.len()).map(|_| FaultRing::default()).collect()),
+        }
+    }
+
+    fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {
+        let mut mrs = [0; MAX_MRS];
+        let (label, n) = req.encode(&mut mrs);
+        s.handle(client, label, &mrs[..n])
+    }
+
+    fn unmap(device: u32, iova: u64) -> Request {
+        let mut iovas = [0; MAX_UNMAP_RANGES];
+        iovas[0] = iova;
+        Request::Unmap { device: DeviceId(device), iovas, count: 1 }
+    }
+
+    /// `steps` random steps: the hostile client maps and unmaps one page at a time at
+    /// IOVAs 2 MiB apart (or keeps as many mappings as its quota allows), the victim maps
+    /// and unmaps within its quota. `mine` and `theirs` are what each has mapped (IOVA, and
+    /// pages for the victim). Returns the victim's successful MAPs.
+    fn attack(
+        s: &mut Service<'_, ModelHw>,
+        seed: u64,
+        steps: usize,
+        mine: &mut Vec<(u64, u64)>,
+        theirs: &mut Vec<u64>,
+    ) -> usize {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut ok = 0;
+        let mut next_2m = 0u64;
+        for step in 0..steps {
+            if rng.below(2) == 0 {
+                // Hostile: mostly map (2 MiB further on each time, or where the service
+                // chooses), sometimes unmap, never minding refusals.
+                let req = match rng.below(4) {
+                    0 if !theirs.is_empty() => {
+                        let iova = theirs.swap_remove(rng.below(theirs.len() as u64) as usize);
+                        unmap(1, iova)
+                    }
+                    k => {
+                        next_2m += 1;
+                        let iova = if k == 1 { None } else { Some((1 << 40) + (next_2m % (1 << 19)) * (2 << 20)) };
+                        let offset = rng.below(8) * PAGE;
+                        Request::Map {
+                            cap: Handle(0),
+                            device: DeviceId(1),
+                            offset,
+                            len: PAGE,
+                            iova,
+                            rights: Rights::READ,
+                        }
+                    }
+                };
+                if let (Request::Map { .. }, Reply::Ok { values, .. }) = (&req, call(s, HOSTILE, req)) {
+                    theirs.push(values[0]);
+                }
+                continue;
+            }
+            // Victim: a plausible driver within its quota.
+            let used: u64 = mine.iter().map(|m| m.1).sum();
+            if !mine.is_empty() && (rng.below(3) == 0 || mine.len() == CLIENTS[VICTIM].max_mappings as usize) {
+                let (iova, _) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                assert_eq!(call(s, VICTIM, unmap(0, iova)), Reply::ok(&[]), "seed {seed} step {step}: victim's UNMAP");
+                continue;
+            }
+            let pages = 1 + rng.below(2);
+            if used + pages > CLIENTS[VICTIM].max_pages {
+                continue;
+            }
+            let offset = rng.below(8 - pages + 1) * PAGE;
+            let map = Request::Map {
+                cap: Handle(0),
+                device: DeviceId(0),
+                offset,
+                len: pages * PAGE,
+                iova: None,
+                rights: Rights::READ_WRITE,
+            };
+            match call(s, VICTIM, map) {
+                Reply::Ok { values, .. } => {
+                    let iova = values[0];
+                    let t = &s.hw().pages[&0];
+                    assert_eq!(t[&iova].0, REGIONS[0].pa + offset, "seed {seed} step {step}: the victim's page");
+                    mine.push((iova, pages));
+                    ok += 1;
+                }
+                r => panic!("seed {seed} step {step}: the victim's MAP within its quota answered {r:?}"),
+            }
+            // What the victim's device reaches is exactly what it mapped.
+            let reach: u64 = s.hw().reachable(0).len() as u64;
+            assert_eq!(reach, mine.iter().map(|m| m.1).sum::<u64>(), "seed {seed} step {step}");
+        }
+        ok
+    }
+
+    #[test]
+    fn a_hostile_client_cannot_take_the_victims_mapping_slots() {
+        // The sizing the policy tool used (the quotas: 10 slots, while the unowned device's
+        // two static maps take two no quota counts), then quotas plus those static maps.
+        // A service that starts on either must never starve the victim; one that cannot
+        // promise it must refuse to start.
+        let needed = 4 + 6 + 2;
+        let mut started = 0;
+        for slots in [10, needed] {
+            let mut s = match Service::new(ModelHw::default(), config(), storage(slots)) {
+                Ok(s) => s,
+                Err(e) => {
+                    assert!(slots < needed, "{slots} slots are enough, yet refused: {e:?}");
+                    assert_eq!(e, ConfigError::TooMany("mappings"));
+                    continue;
+                }
+            };
+            started += 1;
+            // The static maps are in place before any client runs.
+            assert_eq!(s.hw().pages[&2].len(), 2);
+            let (mut ok, mut mine, mut theirs) = (0, Vec::new(), Vec::new());
+            for seed in 0..20 {
+                ok += attack(&mut s, seed, 400, &mut mine, &mut theirs);
+            }
+            assert!(ok > 500, "only {ok} MAPs of the victim's");
+        }
+        assert_eq!(started, 1, "the tables the quotas alone size must be refused");
+    }
+}

@@ -183,8 +183,9 @@ struct Domain {
     table: PageTable,
     attached: u32,
     /// Entries left its tables without a confirmed invalidation (an unmap whose TLBI or
-    /// CMD_SYNC failed): the TLB may still hold them, so a TLBI by ASID and a sync go
-    /// before anything else is done with the domain.
+    /// CMD_SYNC failed, or tables `reclaim_tables` unlinked): the TLB and walk caches may
+    /// still hold them, so a TLBI by ASID and a sync go before anything else is done with
+    /// the domain (and only then do unlinked tables go back to the pool).
     stale: bool,
 }
 
@@ -1034,8 +1035,52 @@ impl<M: Mmio> Smmu<M> {
         // A stale TLB entry for this range would shadow the new mapping.
         self.flush_stale(d)?;
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
-        dom.table.map(&mut self.pool, iova, pa, len, perm, mem)?;
+        match dom.table.map(&mut self.pool, iova, pa, len, perm, mem) {
+            // Tables other unmaps left empty (in any domain) hold what this map needs: take
+            // them back, then try once more. So what the pool must hold is bounded by what
+            // is mapped at once, not by how many places anything was ever mapped at.
+            Err(PageTableError::PoolExhausted { .. }) => {
+                self.reclaim_tables()?;
+                let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
+                dom.table.map(&mut self.pool, iova, pa, len, perm, mem)?;
+            }
+            r => r?,
+        }
         Ok(())
+    }
+
+    /// Return to the pool every page table, in every domain, that maps nothing; returns
+    /// how many. Break-before-make: each such table is unlinked from its parent, then each
+    /// domain that lost one gets a CMD_TLBI_NH_ASID (which drops its walk-cache entries as
+    /// well as its translations), then one CMD_SYNC; a page goes back to the pool only once
+    /// that sync completed, so no walk the SMMU cached can lead into a page reused as
+    /// another table. If the invalidation fails, the unlinked pages stay out of the pool
+    /// (in their domain's limbo, holding only invalid descriptors) and the domain is marked
+    /// stale: its next confirmed invalidation returns them.
+    pub fn reclaim_tables(&mut self) -> Result<usize, Error> {
+        let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
+        let mut waiting = false;
+        for dom in self.domains.iter_mut().flatten() {
+            dom.table.prune(pool);
+            if dom.table.limbo_pages() > 0 {
+                // Until the invalidation is confirmed, its walk caches may be stale.
+                dom.stale = true;
+                cmdq.push(regs, stats, Command::tlbi_nh_asid(dom.asid))?;
+                waiting = true;
+            }
+        }
+        if !waiting {
+            return Ok(0);
+        }
+        cmdq.sync(regs, stats)?;
+        let mut freed = 0;
+        for dom in self.domains.iter_mut().flatten() {
+            if dom.table.limbo_pages() > 0 {
+                freed += dom.table.release_limbo(pool);
+                dom.stale = false;
+            }
+        }
+        Ok(freed)
     }
 
     /// The leaf mapping `iova` in domain `d`, if any.
@@ -1110,6 +1155,9 @@ impl<M: Mmio> Smmu<M> {
         self.cmdq.sync(&self.regs, &mut self.stats)?;
         if let Some(dom) = self.domains[d.index()].as_mut() {
             dom.stale = false;
+            // Tables a failed `reclaim_tables` unlinked: this invalidation covers their
+            // walk-cache entries too, so they may be reused now.
+            dom.table.release_limbo(&mut self.pool);
         }
         Ok(())
     }

@@ -3,8 +3,12 @@
 //! It implements `Mmio`: register writes have the architected side effects (CR0ACK and
 //! IRQ_CTRLACK follow, GBPA.UPDATE clears, a CMDQ_PROD write consumes commands). It also
 //! translates like the hardware does, with caches: STEs and CDs are cached per stream
-//! until a CMD_CFGI_*, translations per (ASID, page) until a CMD_TLBI_*. A driver that
-//! forgets an invalidation therefore leaves a stale translation that tests can see.
+//! until a CMD_CFGI_*, translations per (ASID, page) until a CMD_TLBI_*, and table
+//! descriptors met on a walk (a walk cache) per (ASID, level, range) until a
+//! CMD_TLBI_NH_ASID, a CMD_TLBI_NH_VA with Leaf = 0 for an address in their range, or a
+//! TLBI of everything (a CMD_TLBI_NH_VA with Leaf = 1 may leave them, as the architecture
+//! allows). A driver that forgets an invalidation therefore leaves a stale translation
+//! or walk that tests can see.
 //!
 //! The model decodes tables with literal bit positions from IHI 0070 rather than the
 //! driver's constants, so a wrong constant in the driver shows up as a disagreement.
@@ -40,8 +44,20 @@ struct TlbEntry {
     writable: bool,
 }
 
+/// A table descriptor the walker cached: the level-`level` entry covering
+/// `[iova_base, iova_base + size)` points at the next-level table `table`.
+#[derive(Debug, Clone, Copy)]
+struct WalkEntry {
+    level: u32,
+    iova_base: u64,
+    size: u64,
+    table: u64,
+}
+
 #[derive(Debug, Default)]
 struct State {
+    /// The walk cache, per ASID.
+    walks: HashMap<u16, Vec<WalkEntry>>,
     regs: HashMap<usize, u64>,
     commands: Vec<Command>,
     config_cache: HashMap<u32, ([u64; 8], Option<[u64; 8]>)>,
@@ -297,14 +313,24 @@ impl SmmuModel {
             }
             0x11 => {
                 st.tlb.remove(&asid);
+                st.walks.remove(&asid);
             }
             0x12 => {
                 let va = cmd.0[1] & !0xfff;
                 if let Some(v) = st.tlb.get_mut(&asid) {
                     v.retain(|e| !(va >= e.iova_base && va < e.iova_base + e.size));
                 }
+                // Leaf = 0: every level of the walk for `va`, not only the last.
+                if cmd.0[1] & 1 == 0 {
+                    if let Some(v) = st.walks.get_mut(&asid) {
+                        v.retain(|e| !(va >= e.iova_base && va < e.iova_base + e.size));
+                    }
+                }
             }
-            0x10 | 0x30 => st.tlb.clear(),
+            0x10 | 0x30 => {
+                st.tlb.clear();
+                st.walks.clear();
+            }
             _ => {}
         }
     }
@@ -367,6 +393,12 @@ impl SmmuModel {
         }
         let mut level = 4 - (ias - 12).div_ceil(9);
         let mut table = cd[1] & 0x000f_ffff_ffff_fff0;
+        // Start from the deepest table descriptor cached for this address, if any.
+        if let Some(w) = st.walks.get(&asid).and_then(|v| {
+            v.iter().filter(|w| iova >= w.iova_base && iova < w.iova_base + w.size).max_by_key(|w| w.level)
+        }) {
+            (level, table) = (w.level + 1, w.table);
+        }
         loop {
             let shift = 12 + 9 * (3 - level);
             let index = (iova >> shift) & 0x1ff;
@@ -377,6 +409,9 @@ impl SmmuModel {
             let is_table = level < 3 && pte & 2 != 0;
             if is_table {
                 table = pte & 0x0000_ffff_ffff_f000;
+                let size = 1u64 << shift;
+                let walk = WalkEntry { level, iova_base: iova & !(size - 1), size, table };
+                st.walks.entry(asid).or_default().push(walk);
                 level += 1;
                 continue;
             }

@@ -7,6 +7,12 @@
 //! or part of a block changes nothing. Operations that remove or narrow access report
 //! each changed leaf to an invalidation callback; the caller queues the TLBI and waits
 //! for the sync before telling anyone the access is gone.
+//!
+//! Tables left empty by unmaps stay linked (an unmap and the next map in the same range
+//! then cost no table allocation) until `prune` takes them out: break-before-make, their
+//! parent entries are cleared first and the pages wait in the address space's limbo,
+//! holding only invalid descriptors, until the caller has confirmed an invalidation of
+//! the walk caches (`release_limbo`); only then can a page become another table.
 
 use core::ptr::NonNull;
 
@@ -243,8 +249,38 @@ impl TablePool {
     /// Give back the page at `pa`. The caller has made sure the SMMU can no longer walk
     /// it (its parent entry was cleared, invalidated and synced).
     fn free_page(&mut self, pa: PhysAddr) {
-        let index = ((pa.0 - self.region.pa.0) / PAGE_SIZE) as usize;
-        self.push(index);
+        self.push(self.page_index(pa));
+    }
+
+    fn page_index(&self, pa: PhysAddr) -> usize {
+        ((pa.0 - self.region.pa.0) / PAGE_SIZE) as usize
+    }
+
+    /// Put the empty table at `pa`, just unlinked from its parent, at the head of the limbo
+    /// chain `head` (index + 1 of its first page, 0 if none). The SMMU may still walk the
+    /// page through a walk-cache entry until the invalidation is confirmed, so the link is
+    /// written as an invalid descriptor (bit 0 clear: `(index + 1) << 12`) and the page's
+    /// other entries stay zero: such a walk finds nothing and faults.
+    fn park(&mut self, pa: PhysAddr, head: &mut usize) {
+        let index = self.page_index(pa);
+        // SAFETY: the page is inside the pool's region, and a table no descriptor links to.
+        unsafe { self.page_ptr(index).write_volatile((*head as u64) << 12) };
+        *head = index + 1;
+    }
+
+    /// Move every page of the limbo chain `head` to the free list; returns how many.
+    /// The caller has confirmed an invalidation of the walk caches that could point at
+    /// them.
+    fn release(&mut self, head: &mut usize) -> usize {
+        let mut n = 0;
+        while let Some(index) = head.checked_sub(1) {
+            // SAFETY: a limbo page, inside the region; word 0 holds the next link.
+            let link = unsafe { self.page_ptr(index).read_volatile() };
+            *head = (link >> 12) as usize;
+            self.push(index);
+            n += 1;
+        }
+        n
     }
 
     /// This CPU's view of the table at `pa` (which came from this pool).
@@ -302,6 +338,11 @@ pub struct PageTable {
     start_level: u8,
     ias_bits: u32,
     oas_bits: u32,
+    /// Tables `prune` unlinked that wait for a confirmed invalidation before they go back
+    /// to the pool: index + 1 of the first, 0 if none (chained through their first word).
+    limbo: usize,
+    /// How many.
+    limbo_len: usize,
 }
 
 impl PageTable {
@@ -314,7 +355,7 @@ impl PageTable {
         let (root, _) = pool.alloc().ok_or(PageTableError::PoolExhausted { needed: 1, free: 0 })?;
         // 4 KiB granule: each level resolves 9 bits above the 12-bit page offset.
         let levels = (ias_bits - 12).div_ceil(9);
-        Ok(Self { root, start_level: (4 - levels) as u8, ias_bits, oas_bits: oas_bits.min(48) })
+        Ok(Self { root, start_level: (4 - levels) as u8, ias_bits, oas_bits: oas_bits.min(48), limbo: 0, limbo_len: 0 })
     }
 
     /// Physical address of the root table (the CD's TTB0).
@@ -516,7 +557,8 @@ impl PageTable {
 
     /// Remove every leaf in `[iova, iova + len)`, which must be exactly covered by
     /// mappings (no hole, no partial block); `invalidate(leaf)` is called for each one
-    /// removed. Tables are kept for reuse; they go back to the pool with `destroy`.
+    /// removed. Tables are kept for reuse, even when left empty: `prune` takes those out,
+    /// and `destroy` returns every table.
     pub fn unmap(
         &mut self,
         pool: &mut TablePool,
@@ -570,9 +612,7 @@ impl PageTable {
     }
 
     fn visit(&self, pool: &TablePool, table: PhysAddr, level: u8, base: u64, f: &mut impl FnMut(Leaf)) {
-        let span =
-            if level == self.start_level { 1usize << (self.ias_bits - level_shift(level)).min(9) } else { ENTRIES };
-        for i in 0..span {
+        for i in 0..self.span(level) {
             let pte = pool.read(table, i);
             let iova = base + ((i as u64) << level_shift(level));
             if !pte.is_valid() {
@@ -602,9 +642,65 @@ impl PageTable {
         n
     }
 
-    /// Return every table to the pool. The caller has made sure no STE or CD refers to
-    /// this address space any more and has invalidated its ASID and synced.
-    pub fn destroy(self, pool: &mut TablePool) {
+    /// Unlink every table (the root excepted) that maps nothing, its subtables included,
+    /// and put it in this address space's limbo; returns how many were unlinked. Their
+    /// parent entries are cleared here (break); the SMMU may still hold them in its walk
+    /// caches, so the pages stay out of the pool until the caller has invalidated them
+    /// (CMD_TLBI_NH_ASID, or CMD_TLBI_NH_VA with Leaf = 0, and a CMD_SYNC that completed)
+    /// and called `release_limbo`. What maps something is left exactly as it was.
+    pub fn prune(&mut self, pool: &mut TablePool) -> usize {
+        let before = self.limbo_len;
+        self.prune_table(pool, self.root, self.start_level);
+        self.limbo_len - before
+    }
+
+    /// Prune below `table` at `level`; true if `table` maps nothing afterwards.
+    fn prune_table(&mut self, pool: &mut TablePool, table: PhysAddr, level: u8) -> bool {
+        let span = self.span(level);
+        let mut empty = true;
+        for i in 0..span {
+            let pte = pool.read(table, i);
+            if !pte.is_valid() {
+                continue;
+            }
+            if pte.is_table(level) && self.prune_table(pool, pte.addr(), level + 1) {
+                pool.write(table, i, Pte::INVALID);
+                pool.park(pte.addr(), &mut self.limbo);
+                self.limbo_len += 1;
+                continue;
+            }
+            empty = false;
+        }
+        empty
+    }
+
+    /// Tables unlinked by `prune` whose invalidation is not yet confirmed.
+    pub fn limbo_pages(&self) -> usize {
+        self.limbo_len
+    }
+
+    /// Return the tables waiting in limbo to the pool; returns how many. The caller has
+    /// confirmed an invalidation, issued after they were unlinked, of every walk-cache
+    /// entry that could point at them.
+    pub fn release_limbo(&mut self, pool: &mut TablePool) -> usize {
+        self.limbo_len = 0;
+        pool.release(&mut self.limbo)
+    }
+
+    /// Entries of a table at `level` that the input size uses.
+    fn span(&self, level: u8) -> usize {
+        if level == self.start_level {
+            1usize << (self.ias_bits - level_shift(level)).min(9)
+        } else {
+            ENTRIES
+        }
+    }
+
+    /// Return every table to the pool, those in limbo included. The caller has made sure
+    /// no STE or CD refers to this address space any more and has invalidated its ASID and
+    /// synced.
+    pub fn destroy(mut self, pool: &mut TablePool) {
+        self.release_limbo(pool);
         self.free_tables(pool, self.root, self.start_level);
     }
 

@@ -250,3 +250,86 @@ fn refuses_what_it_cannot_drive() {
     let r = unsafe { Smmu::init(SmmuModel::with_idr(v), common::memory(4), common::config()) };
     assert_eq!(r.err(), Some(Error::Unsupported(Unsupported::StreamIdsTooWide { sid_bits: 8, needed: 16 })));
 }
+
+/// Domain B holds a page at 0x1000_0000 (its root and three tables) and domain A one at
+/// 512 GiB, which its device then uses, so the SMMU caches A's walk; A unmaps it. The
+/// pool (8 pages: two roots, three tables each) is then empty, A's three tables empty
+/// but linked.
+fn pool_left_empty_by_a() -> (Smmu<SmmuModel>, smmuv3::DomainId, smmuv3::DomainId, smmuv3::DmaRegion) {
+    let mut smmu = common::smmu(8);
+    let buf = common::buffer(0x2000, 0x1000);
+    let (a, b) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
+    smmu.attach(StreamId(SID_A), a).unwrap();
+    smmu.attach(StreamId(SID_B), b).unwrap();
+    smmu.map(b, Iova(0x1000_0000), buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(a, Iova(1 << 39), buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().translate(SID_A, 1 << 39, false), Outcome::Ok(buf.pa.0));
+    smmu.unmap(a, Iova(1 << 39), 0x1000).unwrap();
+    assert_eq!(smmu.free_table_pages(), 0);
+    (smmu, a, b, buf)
+}
+
+#[test]
+fn tables_another_domain_left_empty_are_reclaimed_after_a_confirmed_invalidation() {
+    let (mut smmu, a, b, buf) = pool_left_empty_by_a();
+    // B's next page, 2 MiB on, needs a level-3 table: the pool has none, A's empty tables
+    // are taken back (break, TLBI by A's ASID, sync, then reuse) and B's map succeeds.
+    smmu.regs().clear_commands();
+    smmu.map(b, Iova(0x1020_0000), PhysAddr(buf.pa.0 + 0x1000), 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().commands(), vec![Command::tlbi_nh_asid(smmu.asid(a).unwrap()), Command([0x46, 0])]);
+    assert_eq!(smmu.free_table_pages(), 2);
+    assert_eq!(smmu.regs().translate(SID_B, 0x1020_0000, true), Outcome::Ok(buf.pa.0 + 0x1000));
+    // A's device, at the address whose walk it had cached: that walk led into a page that
+    // is now one of B's tables (its level-3 index is that of B's new page). The TLBI by
+    // ASID dropped it, so the walk starts from A's root and finds nothing.
+    assert_eq!(smmu.regs().translate(SID_A, 1 << 39, false), Outcome::Fault(id::F_TRANSLATION));
+    assert!(!smmu.has_stale_entries(a).unwrap());
+    // And back: once B has unmapped its new page, A maps where it was (three tables: the
+    // two left and the one B's unmap left empty).
+    smmu.unmap(b, Iova(0x1020_0000), 0x1000).unwrap();
+    smmu.map(a, Iova(1 << 39), buf.pa, 0x1000, Perm::Read, MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().translate(SID_A, 1 << 39, false), Outcome::Ok(buf.pa.0));
+    assert_eq!(smmu.free_table_pages(), 0);
+}
+
+#[test]
+fn tables_whose_invalidation_failed_are_not_reused_until_it_is_confirmed() {
+    let (mut smmu, a, b, buf) = pool_left_empty_by_a();
+    // The SMMU rejects the TLBI: the map fails, A's tables are unlinked but none is
+    // reused (the pool is still empty), and A is marked stale.
+    smmu.regs().reject_next(Opcode::TlbiNhAsid as u8);
+    let pa = PhysAddr(buf.pa.0 + 0x1000);
+    assert_eq!(
+        smmu.map(b, Iova(0x1020_0000), pa, 0x1000, Perm::ReadWrite, MemType::Normal),
+        Err(Error::CommandError { code: 1, opcode: Opcode::TlbiNhAsid as u8 })
+    );
+    assert_eq!(smmu.free_table_pages(), 0);
+    assert!(smmu.has_stale_entries(a).unwrap());
+    assert_eq!(smmu.translate(b, Iova(0x1020_0000)).unwrap(), None);
+    // A walk through A's cached (stale) descriptors reads pages that hold only invalid
+    // descriptors: it faults.
+    assert_eq!(smmu.regs().translate(SID_A, 1 << 39, false), Outcome::Fault(id::F_TRANSLATION));
+    // The next attempt invalidates A's ASID again; once confirmed the pages are reused.
+    smmu.map(b, Iova(0x1020_0000), pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.free_table_pages(), 2);
+    assert!(!smmu.has_stale_entries(a).unwrap());
+    assert_eq!(smmu.regs().translate(SID_B, 0x1020_0000, false), Outcome::Ok(pa.0));
+    assert_eq!(smmu.regs().translate(SID_A, 1 << 39, false), Outcome::Fault(id::F_TRANSLATION));
+}
+
+#[test]
+fn a_domain_cannot_drain_the_pool_by_mapping_and_unmapping_everywhere() {
+    // A maps and unmaps one page at IOVAs 2 MiB apart, far more often than the pool has
+    // pages; B, mapping only one page at a time, never finds the pool empty.
+    let mut smmu = common::smmu(2 + 3 + 3);
+    let buf = common::buffer(0x1000, 0x1000);
+    let (a, b) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
+    for i in 0..200u64 {
+        let iova = Iova(0x4000_0000 + i * (2 << 20) + (i % 7) * (1 << 30));
+        smmu.map(a, iova, buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+        smmu.unmap(a, iova, 0x1000).unwrap();
+        let iova_b = Iova(0x1000_0000 + (i % 3) * (1 << 30));
+        smmu.map(b, iova_b, buf.pa, 0x1000, Perm::Read, MemType::Normal).unwrap();
+        smmu.unmap(b, iova_b, 0x1000).unwrap();
+    }
+}

@@ -165,3 +165,40 @@ fn protect_narrows_and_reports_each_leaf() {
     // A 39-bit space starts at level 1: three levels of tables for a page.
     assert_eq!(pt.table_pages(&pool), 3);
 }
+
+#[test]
+fn prune_unlinks_only_what_maps_nothing_and_holds_it_until_released() {
+    let mut pool = pool(8);
+    let mut pt = PageTable::new(&mut pool, 48, 44).unwrap();
+    // Two pages in different level-1 ranges: root + 2 x (L1, L2, L3) = 7 pages.
+    pt.map(&mut pool, Iova(0x1000), PhysAddr(0x1000), 0x1000, Perm::Read, MemType::Normal).unwrap();
+    pt.map(&mut pool, Iova(1 << 39), PhysAddr(0x2000), 0x1000, Perm::Read, MemType::Normal).unwrap();
+    assert_eq!((pt.table_pages(&pool), pool.free_pages()), (7, 1));
+    // Nothing is empty yet: nothing moves.
+    assert_eq!(pt.prune(&mut pool), 0);
+    pt.unmap(&mut pool, Iova(1 << 39), 0x1000, |_| {}).unwrap();
+    // Unmap keeps the tables; prune unlinks the three that now map nothing, but they stay
+    // out of the pool until released (the caller confirms an invalidation first).
+    assert_eq!(pt.table_pages(&pool), 7);
+    assert_eq!(pt.prune(&mut pool), 3);
+    assert_eq!((pt.table_pages(&pool), pt.limbo_pages(), pool.free_pages()), (4, 3, 1));
+    assert_eq!(pt.translate(&pool, Iova(0x1000)).map(|l| l.pa), Some(PhysAddr(0x1000)));
+    assert!(pt.translate(&pool, Iova(1 << 39)).is_none());
+    assert_eq!(leaves(&pt, &pool).len(), 1);
+    assert_eq!(pt.release_limbo(&mut pool), 3);
+    assert_eq!((pt.limbo_pages(), pool.free_pages()), (0, 4));
+    // A 2 MiB block where a level-3 table was: once pruned, the block fits.
+    pt.map(&mut pool, Iova(0x20_0000), PhysAddr(0x20_0000), 0x1000, Perm::Read, MemType::Normal).unwrap();
+    pt.unmap(&mut pool, Iova(0x20_0000), 0x1000, |_| {}).unwrap();
+    pt.unmap(&mut pool, Iova(0x1000), 0x1000, |_| {}).unwrap();
+    // L1, L2 and the two level-3 tables.
+    assert_eq!(pt.prune(&mut pool), 4);
+    pt.release_limbo(&mut pool);
+    pt.map(&mut pool, Iova(0x20_0000), PhysAddr(0x20_0000), 2 << 20, Perm::Read, MemType::Normal).unwrap();
+    assert_eq!(pt.translate(&pool, Iova(0x20_0000)).map(|l| l.level), Some(2));
+    // Destroy returns everything, limbo included.
+    pt.unmap(&mut pool, Iova(0x20_0000), 2 << 20, |_| {}).unwrap();
+    pt.prune(&mut pool);
+    pt.destroy(&mut pool);
+    assert_eq!(pool.free_pages(), 8);
+}

@@ -463,12 +463,47 @@ pub const MAX_ID: u64 = 61;
 /// A page: the unit of every mapping, IOMMU or CPU.
 pub const PAGE: u64 = 0x1000;
 
-/// Page-table pages the quotas may need at once: a root per device and three tables per
-/// page of quota. One definition for the pool `complete` writes and the one `check`
-/// demands.
+/// Page-table pages the devices may need at once, whatever any client does: one definition
+/// for the pool `complete` writes and the one `check` demands.
+///
+/// A root per device, and for each client the smaller of two bounds on the tables its
+/// devices hold (for a device no client owns, the same over its static maps):
+/// - three tables (levels 1 to 3 of a 48-bit space) per page it may have mapped at once.
+///   The SMMU driver gives back tables that map nothing whenever the pool runs short, so
+///   only what is mapped holds tables then, and quotas bound that; without it, a client
+///   mapping and unmapping one page at IOVAs 2 MiB apart would hold a table for every
+///   place it ever mapped at;
+/// - every table that can cover its devices' IOVA windows: tables are only ever made
+///   inside a window (for `system.xml`'s 1 MiB windows, three a device).
+///
+/// The sum is what the worst mix of clients can hold at once, so no client's mappings
+/// (nor its unmaps) can leave another's MAP without a table.
 pub fn table_pool_pages(sys: &System) -> u64 {
-    let quota_pages: u64 = sys.quotas.iter().map(|q| q.pages.min(1 << 36)).sum();
-    sys.io_spaces.len() as u64 + 3 * quota_pages
+    // Tables covering [base, base + size) below a 48-bit root: one per 512 GiB (level 1),
+    // 1 GiB (level 2) and 2 MiB (level 3) range the window touches.
+    let cover = |s: &IoSpace| -> u64 {
+        let last = s.iova_base.saturating_add(s.iova_size.max(1) - 1);
+        [39u32, 30, 21].iter().map(|&shift| (last >> shift) - (s.iova_base >> shift) + 1).sum()
+    };
+    let per_page = |pages: u64| pages.min(1 << 36) * 3;
+    let covers = |pd: &str| -> u64 {
+        let owned = sys.io_spaces.iter().filter(|s| s.owner.as_deref() == Some(pd));
+        owned.map(cover).fold(0, u64::saturating_add)
+    };
+    let clients: u64 = sys.quotas.iter().map(|q| per_page(q.pages).min(covers(&q.pd))).fold(0, u64::saturating_add);
+    let quota_of = |pd: &str| sys.quotas.iter().any(|q| q.pd == pd);
+    let unowned: u64 = sys
+        .io_spaces
+        .iter()
+        .filter(|s| !s.owner.as_deref().is_some_and(quota_of))
+        .map(|s| {
+            // An iomap maps its whole region.
+            let region_pages = |mr: &str| sys.region(mr).map(|r| r.size.div_ceil(PAGE));
+            let pages = s.iomaps.iter().filter_map(|m| region_pages(&m.mr)).fold(0, u64::saturating_add);
+            per_page(pages).min(cover(s))
+        })
+        .fold(0, u64::saturating_add);
+    (sys.io_spaces.len() as u64).saturating_add(clients).saturating_add(unowned)
 }
 
 /// Two ranges `(start, length)` share a byte.

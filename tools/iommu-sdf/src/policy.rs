@@ -40,7 +40,7 @@ pub struct Policy<'a> {
     pub static_maps: Vec<StaticMapConfig>,
     /// Capability slots: the boot ones, one per static map, and every client's grants.
     pub cap_slots: usize,
-    /// Mapping slots: every client's mapping quota (at least the static maps).
+    /// Mapping slots: every client's mapping quota and the static maps of unowned devices.
     pub mapping_slots: u64,
     /// StreamID bits the SMMU is set up for: enough for the widest StreamID described
     /// (any other stream is outside the stream table, so terminated and recorded).
@@ -81,6 +81,21 @@ pub fn dma_regions(sys: &System) -> Vec<&MemoryRegion> {
     sys.regions.iter().filter(|r| reached.contains(r.name.as_str())).collect()
 }
 
+/// Mapping slots: every client's mapping quota, plus each static map of a device no
+/// client owns (counted against no quota; an owned device's count against its owner's).
+/// Sized by the quotas alone, those maps would take slots a client within its quota
+/// needs. The service's own count (`Config::mappings_needed`), which `Service::new`
+/// demands.
+pub fn mapping_slots(
+    clients: &[(&str, ClientConfig)],
+    devices: &[(&str, DeviceConfig)],
+    static_maps: &[StaticMapConfig],
+) -> u64 {
+    let quotas: u64 = clients.iter().map(|(_, c)| u64::from(c.max_mappings)).sum();
+    let unowned = static_maps.iter().filter(|m| devices.get(m.device).is_none_or(|d| d.1.owner >= clients.len()));
+    (quotas + unowned.count() as u64).max(1)
+}
+
 /// The policy of a (checked) description.
 pub fn policy(sys: &System) -> Policy<'_> {
     let regions = dma_regions(sys);
@@ -105,7 +120,7 @@ pub fn policy(sys: &System) -> Policy<'_> {
             (c.name.as_str(), ClientConfig { name: "", max_mappings, max_pages, max_grants })
         })
         .collect();
-    let devices = sys
+    let devices: Vec<_> = sys
         .io_spaces
         .iter()
         .map(|s| {
@@ -155,8 +170,7 @@ pub fn policy(sys: &System) -> Policy<'_> {
     // Room for every client's grants at once (the service refuses to start with less).
     let grant_slots: usize = client_configs.iter().map(|(_, c)| c.max_grants as usize).sum();
     let cap_slots = caps.len() + static_maps.len() + grant_slots + 1;
-    let mapping_slots =
-        client_configs.iter().map(|(_, c)| u64::from(c.max_mappings)).sum::<u64>().max(static_maps.len() as u64).max(1);
+    let mapping_slots = mapping_slots(&client_configs, &devices, &static_maps);
     let stream_id_bits = sys
         .io_spaces
         .iter()
