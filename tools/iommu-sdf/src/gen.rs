@@ -74,8 +74,9 @@ pub fn description_sized(
         let _ = writeln!(o, "    <memory_region name=\"ring{p}\" size=\"0x1000\" />");
     }
     let iommu_priority = 200 + rng.below(55);
-    // The first `nested` drivers are the IOMMU PD's children, with id p + 1.
-    let nested = rng.below(pds as u64 + 1) as usize;
+    // The first `nested` drivers are the IOMMU PD's children, with id p + 1: every client
+    // (the IOMMU PD hears only of its children's crashes), and some of the others.
+    let nested = clients + rng.below((pds - clients) as u64 + 1) as usize;
     let _ = writeln!(o, "    <protection_domain name=\"iommu\" priority=\"{iommu_priority}\">");
     o.push_str("        <program_image path=\"iommu.elf\" />\n");
     o.push_str("        <map mr=\"smmu_regs\" vaddr=\"0x8000000\" perms=\"rw\" cached=\"false\" setvar_vaddr=\"smmu_regs\" />\n");

@@ -218,6 +218,28 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
 
     super::scheduling::check(sys, iommu, &clients, out);
 
+    // Every client is the IOMMU PD's own child: Microkit reports a PD's fault to its
+    // parent alone, and the IOMMU PD blocks a crashed client's devices and removes their
+    // mappings only when it hears of the crash. A client anywhere else would crash with its
+    // devices still reaching its memory (a grandchild's fault goes to its parent).
+    for (j, c) in clients.iter().enumerate() {
+        if c.name != iommu.name && c.parent.as_deref() != Some(iommu.name.as_str()) {
+            out.push(p(
+                c.line,
+                "protection_domain",
+                format!(
+                    "client {j} `{}` is {}, so the IOMMU PD `{}` would not hear of its crash: its devices would go on reaching its memory",
+                    c.name,
+                    match &c.parent {
+                        Some(parent) => format!("a child of `{parent}`"),
+                        None => "not a child of the IOMMU PD".to_string(),
+                    },
+                    iommu.name
+                ),
+                format!("nest `{}` directly in the IOMMU PD's <protection_domain> (with id=\"{}\")", c.name, j + 1),
+            ));
+        }
+    }
     // Child PDs of the IOMMU PD: child id i + 1 is client i.
     for pd in sys.pds.iter().filter(|pd| pd.parent.as_deref() == Some(iommu.name.as_str())) {
         let Some(id) = pd.id else { continue };
