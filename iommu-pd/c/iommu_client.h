@@ -126,15 +126,21 @@ static inline uint64_t iommu_config_read(microkit_channel ch, uint32_t device, u
 }
 
 /* CONFIG_WRITE: what a driver may write of its device's configuration space (Command's
- * Memory Space, Bus Master and INTx-disable bits, MSI/MSI-X, device-specific registers);
- * anything else is IOMMU_ERR_CONFIG_DENIED and nothing is written. */
+ * Memory Space, Bus Master and INTx-disable bits, MSI/MSI-X, device-specific registers;
+ * a BAR may be sized with all ones, not moved); anything else is IOMMU_ERR_CONFIG_DENIED
+ * and nothing is written. What the register reads afterwards goes to `*after` (for a BAR
+ * sized, its size mask). */
 static inline uint64_t iommu_config_write(microkit_channel ch, uint32_t device, uint16_t offset, uint8_t width,
-                                          uint32_t value)
+                                          uint32_t value, uint32_t *after)
 {
     microkit_mr_set(0, device);
     microkit_mr_set(1, (uint64_t)offset | ((uint64_t)width << IOMMU_CONFIG_WIDTH_SHIFT));
     microkit_mr_set(2, value);
-    return iommu_call(ch, IOMMU_OP_CONFIG_WRITE, 3);
+    uint64_t err = iommu_call(ch, IOMMU_OP_CONFIG_WRITE, 3);
+    if (err == 0 && after) {
+        *after = (uint32_t)microkit_mr_get(0);
+    }
+    return err;
 }
 
 /* QUERY: IOMMU_QUERY_VALUES words into `out` (see IOMMU_QUERY_*). */

@@ -8,7 +8,7 @@
 //! one owner, the IOMMU PD, and drivers reach their own function only through
 //! CONFIG_READ and CONFIG_WRITE, filtered here.
 //!
-//! What a driver may write (`writable`): Command's Memory Space, Bus Master and
+//! What a driver may write: Command's Memory Space, Bus Master and
 //! INTx-disable bits (its other bits keep the value they have: masked, not refused, so
 //! a driver that writes Command whole, as virtio-drivers does, works), the MSI and MSI-X
 //! capabilities past their headers (an MSI is a DMA write, which the SMMU confines like
@@ -208,13 +208,25 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 }
 
 /// CONFIG_WRITE of function `rid` (its owner checked by the service): filtered as the
-/// module says, refused whole (nothing written) if any byte is not the driver's.
-pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, value: u32) -> Result<(), ErrorCode> {
+/// module says, refused whole (nothing written) if any byte is not the driver's. Returns
+/// what the register reads after the write.
+///
+/// BARs are virtualised the way vfio-pci does it, so that a driver (virtio-drivers'
+/// `PciRoot::bar_info`) can size them: a 32-bit write of all ones to a BAR dword is done
+/// here as a whole sizing probe (memory and I/O decoding off, all ones written, the size
+/// mask read, the old value written back, decoding restored) and answers the mask; a
+/// write of the value the BAR already holds changes nothing and succeeds; any other BAR
+/// write is refused. Within the one call nothing else runs, so the BAR is never seen
+/// anywhere but where the owner put it.
+pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, value: u32) -> Result<u32, ErrorCode> {
     present(cs, rid)?;
     // A bridge (type 1), a CardBus bridge (type 2), or a reserved type: none of its
     // registers is a driver's.
     if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
         return Err(ErrorCode::ConfigDenied);
+    }
+    if (reg::BAR0..reg::BAR0 + 24).contains(&offset) {
+        return bar_write(cs, rid, offset, width, value);
     }
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
@@ -231,7 +243,32 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
     }
     let current = if keep != 0 { read(cs, rid, offset, width)? } else { 0 };
     let value = (value & !keep & !zero) | (current & keep & !zero);
-    cs.write(rid, offset, width, value).ok_or(ErrorCode::NoConfigSpace)
+    cs.write(rid, offset, width, value).ok_or(ErrorCode::NoConfigSpace)?;
+    read(cs, rid, offset, width)
+}
+
+/// A write to a BAR dword: a sizing probe, a write of what it holds, or refused.
+fn bar_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, value: u32) -> Result<u32, ErrorCode> {
+    if width != 4 {
+        return Err(ErrorCode::ConfigDenied);
+    }
+    let current = read(cs, rid, offset, 4)?;
+    if value == current {
+        return Ok(current);
+    }
+    if value != u32::MAX {
+        return Err(ErrorCode::ConfigDenied);
+    }
+    let command = read(cs, rid, reg::COMMAND, 2)? as u16;
+    let quiet = command & !(reg::CMD_MEMORY | 1);
+    let fail = ErrorCode::NoConfigSpace;
+    // Command alone (16 bits), so Status is not written.
+    cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
+    cs.write(rid, offset, 4, u32::MAX).ok_or(fail)?;
+    let mask = cs.read(rid, offset, 4);
+    cs.write(rid, offset, 4, current).ok_or(fail)?;
+    cs.write(rid, reg::COMMAND, 2, u32::from(command)).ok_or(fail)?;
+    mask.ok_or(fail)
 }
 
 /// What `take_ownership` found on the buses it walked.

@@ -466,7 +466,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             Request::ConfigWrite { device, offset, width, value } => {
                 let rid = self.own_function(client, device, pci)?;
-                crate::pci::config_write(pci, rid, offset, width, value).map(|()| Reply::ok(&[]))
+                crate::pci::config_write(pci, rid, offset, width, value).map(|v| Reply::ok(&[u64::from(v)]))
             }
             Request::Map { cap, device, offset, len, iova, rights } => {
                 self.map(client, cap, device, offset, len, iova, rights).map(|iova| Reply::ok(&[iova]))

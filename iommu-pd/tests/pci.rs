@@ -157,8 +157,12 @@ fn write(
     offset: u16,
     width: u8,
     value: u32,
-) -> Reply {
-    send(s, e, client, Request::ConfigWrite { device: DeviceId(dev), offset, width, value })
+) -> Result<u64, ErrorCode> {
+    // What the register reads afterwards, or the refusal.
+    match send(s, e, client, Request::ConfigWrite { device: DeviceId(dev), offset, width, value }) {
+        Reply::Ok { values, .. } => Ok(values[0]),
+        Reply::Err(e) => Err(e),
+    }
 }
 
 fn read(s: &mut Service<'_, ModelHw>, e: &mut Ecam, client: usize, dev: u32, offset: u16, width: u8) -> Reply {
@@ -193,21 +197,21 @@ fn command_takes_memory_bus_master_and_intx_disable_only() {
     let (mut s, mut e) = (service(), ecam());
     // Every bit asked for: only the three are the driver's; I/O and parity stay off,
     // SERR# (the owner's) stays on.
-    assert_eq!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0xffff), Reply::ok(&[]));
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0xffff).is_ok());
     assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 0x0506);
     // None asked for: the three go off, SERR# stays.
-    assert_eq!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0), Reply::ok(&[]));
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0).is_ok());
     assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 0x0100);
     // Byte-wide, the high byte: INTx disable only.
-    assert_eq!(write(&mut s, &mut e, NET, 0, reg::COMMAND + 1, 1, 0xff), Reply::ok(&[]));
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND + 1, 1, 0xff).is_ok());
     assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 0x0500);
     // As virtio-drivers writes it, 32 bits with Status as ones: Status keeps its error
     // bit (written as 0), Command takes Memory and Bus Master.
-    assert_eq!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 4, 0xffff_0006), Reply::ok(&[]));
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 4, 0xffff_0006).is_ok());
     assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 0x0106);
     assert_eq!(e.functions[&NIC].get(reg::STATUS, 2), u32::from(reg::STATUS_CAP_LIST) | 1 << 13);
     // Status alone: nothing changes.
-    assert_eq!(write(&mut s, &mut e, NET, 0, reg::STATUS, 2, 0xffff), Reply::ok(&[]));
+    assert!(write(&mut s, &mut e, NET, 0, reg::STATUS, 2, 0xffff).is_ok());
     assert_eq!(e.functions[&NIC].get(reg::STATUS, 2), u32::from(reg::STATUS_CAP_LIST) | 1 << 13);
 }
 
@@ -221,10 +225,11 @@ fn bars_rom_and_the_rest_of_the_header_are_refused_at_every_width() {
             if offset % width as u16 != 0 || (offset < 8 && offset + width as u16 > 4) {
                 continue;
             }
-            let value = u32::MAX >> (32 - 8 * width as u32);
+            // Neither all ones (a BAR's sizing probe) nor what a BAR holds (0).
+            let value = 0xa5a5_a5a5u32 >> (32 - 8 * width as u32);
             assert_eq!(
                 write(&mut s, &mut e, NET, 0, offset, width, value),
-                err(ErrorCode::ConfigDenied),
+                Err(ErrorCode::ConfigDenied),
                 "{offset:#x}/{width}"
             );
         }
@@ -237,13 +242,13 @@ fn bars_rom_and_the_rest_of_the_header_are_refused_at_every_width() {
 fn msi_and_msix_bodies_and_device_specific_registers_are_the_drivers() {
     let (mut s, mut e) = (service(), ecam());
     // MSI address, data; MSI-X control.
-    assert_eq!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000), Reply::ok(&[]));
-    assert_eq!(write(&mut s, &mut e, NET, 0, 0x4c, 2, 0x4021), Reply::ok(&[]));
-    assert_eq!(write(&mut s, &mut e, NET, 0, 0x42, 2, 0x0001), Reply::ok(&[]));
-    assert_eq!(write(&mut s, &mut e, NET, 0, 0x52, 2, 0x8000), Reply::ok(&[]));
+    assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x4c, 2, 0x4021).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x42, 2, 0x0001).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x52, 2, 0x8000).is_ok());
     // Device-specific, right after the vendor capability and further up.
-    assert_eq!(write(&mut s, &mut e, NET, 0, 0x6e, 2, 0xbeef), Reply::ok(&[]));
-    assert_eq!(write(&mut s, &mut e, NET, 0, 0x80, 4, 0x1234_5678), Reply::ok(&[]));
+    assert!(write(&mut s, &mut e, NET, 0, 0x6e, 2, 0xbeef).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x80, 4, 0x1234_5678).is_ok());
     let f = &e.functions[&NIC];
     assert_eq!((f.get(0x44, 4), f.get(0x4c, 2), f.get(0x42, 2), f.get(0x52, 2)), (0xfee0_0000, 0x4021, 0x0081, 0x8000));
     assert_eq!((f.get(0x6e, 2), f.get(0x80, 4)), (0xbeef, 0x1234_5678));
@@ -264,7 +269,7 @@ fn capability_headers_other_capabilities_and_acs_are_refused() {
         (0x104, 4, 0),           // ACS capability and control
         (0x200, 4, 0xffff_ffff), // any other extended register
     ] {
-        assert_eq!(write(&mut s, &mut e, NET, 0, offset, width, value), err(ErrorCode::ConfigDenied), "{offset:#x}");
+        assert_eq!(write(&mut s, &mut e, NET, 0, offset, width, value), Err(ErrorCode::ConfigDenied), "{offset:#x}");
     }
     assert!(e.functions[&NIC].bytes == before, "a refused write changed the function");
 }
@@ -274,7 +279,7 @@ fn every_register_of_a_bridge_is_refused_even_to_its_owner() {
     let (mut s, mut e) = (service(), ecam());
     let before = e.functions[&BRIDGE].bytes.clone();
     for offset in (0..0x100).step_by(2) {
-        assert_eq!(write(&mut s, &mut e, NET, 3, offset, 2, 0xffff), err(ErrorCode::ConfigDenied), "{offset:#x}");
+        assert_eq!(write(&mut s, &mut e, NET, 3, offset, 2, 0xffff), Err(ErrorCode::ConfigDenied), "{offset:#x}");
     }
     assert!(e.functions[&BRIDGE].bytes == before, "bus numbers or a window moved");
     assert_eq!(e.functions[&BRIDGE].get(0x18, 4), 0x0001_0100);
@@ -283,25 +288,46 @@ fn every_register_of_a_bridge_is_refused_even_to_its_owner() {
 #[test]
 fn another_drivers_function_cannot_be_moved_stopped_or_read() {
     let (mut s, mut e) = (service(), ecam());
-    assert_eq!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0x0006), Reply::ok(&[]));
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0x0006).is_ok());
     let before = e.functions[&NIC].bytes.clone();
     // The hostile driver: the victim's BAR into its own window, its Bus Master off, its
     // identity read; by device index and by any number past the table.
-    assert_eq!(write(&mut s, &mut e, EVIL, 0, reg::BAR0, 4, 0x1010_0000), err(ErrorCode::BadDevice));
-    assert_eq!(write(&mut s, &mut e, EVIL, 0, reg::COMMAND, 2, 0), err(ErrorCode::BadDevice));
+    assert_eq!(write(&mut s, &mut e, EVIL, 0, reg::BAR0, 4, 0x1010_0000), Err(ErrorCode::BadDevice));
+    assert_eq!(write(&mut s, &mut e, EVIL, 0, reg::COMMAND, 2, 0), Err(ErrorCode::BadDevice));
     assert_eq!(read(&mut s, &mut e, EVIL, 0, 0, 4), err(ErrorCode::BadDevice));
-    assert_eq!(write(&mut s, &mut e, EVIL, 3, 0x18, 4, 0x0002_0200), err(ErrorCode::BadDevice));
+    assert_eq!(write(&mut s, &mut e, EVIL, 3, 0x18, 4, 0x0002_0200), Err(ErrorCode::BadDevice));
     assert!(e.functions[&NIC].bytes == before);
     // Its own BAR, too, is not its to move.
-    assert_eq!(write(&mut s, &mut e, EVIL, 2, reg::BAR0, 4, 0x1000_0000), err(ErrorCode::ConfigDenied));
+    assert_eq!(write(&mut s, &mut e, EVIL, 2, reg::BAR0, 4, 0x1000_0000), Err(ErrorCode::ConfigDenied));
     assert_eq!(e.functions[&EVIL_FN].get(reg::BAR0, 4), 0);
+}
+
+#[test]
+fn a_bar_can_be_sized_and_rewritten_with_its_value_but_not_moved() {
+    let (mut s, mut e) = (service(), ecam());
+    assert_eq!(pci::place_bars(&mut e, NIC, 0x1000_0000, 0x20_0000), Ok(0x10_4000));
+    e.functions.get_mut(&NIC).unwrap().set(reg::COMMAND, 2, 0x0106);
+    let before = e.functions[&NIC].bytes.clone();
+    // Sizing, as virtio-drivers does it: all ones answers the size mask; the BAR and
+    // Command are as they were once the call returns.
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::BAR0, 4, u32::MAX), Ok(0xfff0_0000));
+    assert_eq!(write(&mut s, &mut e, NET, 0, 0x18, 4, u32::MAX), Ok(0xffff_c004));
+    assert_eq!(write(&mut s, &mut e, NET, 0, 0x1c, 4, u32::MAX), Ok(0xffff_ffff));
+    // Written back with what it holds: nothing changes.
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::BAR0, 4, 0x1000_0000), Ok(0x1000_0000));
+    assert!(e.functions[&NIC].bytes == before, "sizing moved a BAR or left Command changed");
+    // Anywhere else, or part of it: refused.
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::BAR0, 4, 0x1010_0000), Err(ErrorCode::ConfigDenied));
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::BAR0 + 2, 2, 0xffff), Err(ErrorCode::ConfigDenied));
+    assert_eq!(write(&mut s, &mut e, NET, 0, 0x1c, 4, 1), Err(ErrorCode::ConfigDenied));
+    assert!(e.functions[&NIC].bytes == before);
 }
 
 #[test]
 fn an_absent_function_is_named_as_such() {
     let (mut s, mut e) = (service(), ecam());
     e.functions.remove(&DISK);
-    assert_eq!(write(&mut s, &mut e, BLK, 1, reg::COMMAND, 2, 6), err(ErrorCode::NoConfigSpace));
+    assert_eq!(write(&mut s, &mut e, BLK, 1, reg::COMMAND, 2, 6), Err(ErrorCode::NoConfigSpace));
     assert_eq!(read(&mut s, &mut e, BLK, 1, 0, 2), Reply::ok(&[0xffff]));
 }
 
