@@ -60,48 +60,7 @@ impl ConfigSpace for NoConfigSpace {
     }
 }
 
-/// Type-0 header registers, and the capability IDs the filter knows (PCI Local Bus 3.0,
-/// PCIe Base 4.0 chapter 7).
-pub mod reg {
-    /// Vendor ID (16 bits; all ones: no function).
-    pub const VENDOR_ID: u16 = 0x00;
-    /// Command (16 bits).
-    pub const COMMAND: u16 = 0x04;
-    /// Status (16 bits).
-    pub const STATUS: u16 = 0x06;
-    /// Header type (8 bits; bit 7: multi-function).
-    pub const HEADER_TYPE: u16 = 0x0e;
-    /// First BAR of a type-0 header; six, to 0x27.
-    pub const BAR0: u16 = 0x10;
-    /// Expansion ROM base address of a type-0 header.
-    pub const ROM: u16 = 0x30;
-    /// Capabilities pointer.
-    pub const CAP_PTR: u16 = 0x34;
-    /// Where the standard header ends and capabilities and device-specific registers start.
-    pub const HEADER_END: u16 = 0x40;
-    /// Where extended configuration space starts.
-    pub const EXTENDED: u16 = 0x100;
-    /// Command: the function answers memory accesses to its BARs.
-    pub const CMD_MEMORY: u16 = 1 << 1;
-    /// Command: the function may master the bus (DMA).
-    pub const CMD_BUS_MASTER: u16 = 1 << 2;
-    /// Command: the function's INTx is disabled.
-    pub const CMD_INTX_DISABLE: u16 = 1 << 10;
-    /// Command bits a driver may change.
-    pub const CMD_DRIVER: u16 = CMD_MEMORY | CMD_BUS_MASTER | CMD_INTX_DISABLE;
-    /// Status: the function has a capability list.
-    pub const STATUS_CAP_LIST: u16 = 1 << 4;
-    /// Capability IDs.
-    pub const CAP_PM: u8 = 0x01;
-    /// MSI.
-    pub const CAP_MSI: u8 = 0x05;
-    /// Vendor-specific (its length at byte 2).
-    pub const CAP_VENDOR: u8 = 0x09;
-    /// PCI Express.
-    pub const CAP_EXP: u8 = 0x10;
-    /// MSI-X.
-    pub const CAP_MSIX: u8 = 0x11;
-}
+pub use iommu_protocol::config::reg;
 
 /// Most capabilities followed in one list: 48 fit in 0x40..0x100 at four bytes each, so
 /// a longer list loops, and is cut here.
