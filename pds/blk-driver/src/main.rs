@@ -24,7 +24,7 @@ const MY_DEVICE: DeviceId = DeviceId(2);
 
 #[protection_domain]
 fn init() -> BlkDriver {
-    let mut root = place_device();
+    let mut root = place_device(IOMMU, MY_DEVICE);
 
     let pool_va: NonNull<u8> = memory_region_symbol!(dma_pool: *mut u8);
     let mut client = Client::new(Ppc(IOMMU));
