@@ -110,6 +110,39 @@ static inline uint64_t iommu_stop(microkit_channel ch, uint32_t device)
     return iommu_call1(ch, IOMMU_OP_STOP, device);
 }
 
+/* CONFIG_READ: `width` (1, 2 or 4) bytes at `offset` (a multiple of `width`) of the PCI
+ * configuration space of one of this PD's devices, into `*value`. The IOMMU PD owns
+ * configuration space; no driver maps ECAM. */
+static inline uint64_t iommu_config_read(microkit_channel ch, uint32_t device, uint16_t offset, uint8_t width,
+                                         uint32_t *value)
+{
+    microkit_mr_set(0, device);
+    microkit_mr_set(1, (uint64_t)offset | ((uint64_t)width << IOMMU_CONFIG_WIDTH_SHIFT));
+    uint64_t err = iommu_call(ch, IOMMU_OP_CONFIG_READ, 2);
+    if (err == 0 && value) {
+        *value = (uint32_t)microkit_mr_get(0);
+    }
+    return err;
+}
+
+/* CONFIG_WRITE: what a driver may write of its device's configuration space (Command's
+ * Memory Space, Bus Master and INTx-disable bits, MSI/MSI-X, device-specific registers;
+ * a BAR may be sized with all ones, not moved); anything else is IOMMU_ERR_CONFIG_DENIED
+ * and nothing is written. What the register reads afterwards goes to `*after` (for a BAR
+ * sized, its size mask). */
+static inline uint64_t iommu_config_write(microkit_channel ch, uint32_t device, uint16_t offset, uint8_t width,
+                                          uint32_t value, uint32_t *after)
+{
+    microkit_mr_set(0, device);
+    microkit_mr_set(1, (uint64_t)offset | ((uint64_t)width << IOMMU_CONFIG_WIDTH_SHIFT));
+    microkit_mr_set(2, value);
+    uint64_t err = iommu_call(ch, IOMMU_OP_CONFIG_WRITE, 3);
+    if (err == 0 && after) {
+        *after = (uint32_t)microkit_mr_get(0);
+    }
+    return err;
+}
+
 /* QUERY: IOMMU_QUERY_VALUES words into `out` (see IOMMU_QUERY_*). */
 static inline uint64_t iommu_query(microkit_channel ch, uint64_t out[IOMMU_QUERY_VALUES])
 {

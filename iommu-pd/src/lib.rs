@@ -18,6 +18,7 @@ pub mod hw;
 pub mod index;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
+pub mod pci;
 pub mod reach;
 pub mod service;
 

@@ -25,6 +25,7 @@ use crate::config::{Config, DeviceConfig};
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
 use crate::index::{self, Index, Inner, Leaf, Root, Take, NIL};
+use crate::pci::ConfigSpace;
 use crate::reach;
 
 #[cfg(any(test, feature = "model"))]
@@ -418,8 +419,16 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.rings.get(client)
     }
 
-    /// Serve one protected procedure call from `client`.
+    /// Serve one protected procedure call from `client`, with no PCI configuration space
+    /// (CONFIG_READ and CONFIG_WRITE answer `NoConfigSpace`).
     pub fn handle(&mut self, client: usize, label: u64, mrs: &[u64]) -> Reply {
+        self.handle_with(client, label, mrs, &mut crate::pci::NoConfigSpace)
+    }
+
+    /// Serve one protected procedure call from `client`; CONFIG_READ and CONFIG_WRITE go
+    /// to `pci`, the configuration space this service owns, for the caller's own devices
+    /// only (`crate::pci`).
+    pub fn handle_with(&mut self, client: usize, label: u64, mrs: &[u64], pci: &mut dyn ConfigSpace) -> Reply {
         // A device the IOMMU would not block may still reach what was taken from it, and
         // the one who could retry may have no handle left to do it with (a granter after
         // REVOKE): every request, whoever sends it, retries first.
@@ -440,7 +449,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 Err(e) => self.refuse(e),
             };
         }
-        match Request::decode(label, mrs).map_err(ErrorCode::from).and_then(|req| self.dispatch(client, req)) {
+        match Request::decode(label, mrs).map_err(ErrorCode::from).and_then(|req| self.dispatch(client, req, pci)) {
             Ok(r) => r,
             Err(e) => self.refuse(e),
         }
@@ -451,8 +460,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
         Reply::Err(e)
     }
 
-    fn dispatch(&mut self, client: usize, req: Request) -> Result<Reply> {
+    fn dispatch(&mut self, client: usize, req: Request, pci: &mut dyn ConfigSpace) -> Result<Reply> {
         match req {
+            // A device's configuration space is its owner's, whatever state its DMA is in
+            // (a quarantined or stopped device is blocked at the IOMMU: turning its Bus
+            // Master on reaches nothing).
+            Request::ConfigRead { device, offset, width } => {
+                let rid = self.own_function(client, device, pci)?;
+                crate::pci::config_read(pci, rid, offset, width).map(|v| Reply::ok(&[u64::from(v)]))
+            }
+            Request::ConfigWrite { device, offset, width, value } => {
+                let rid = self.own_function(client, device, pci)?;
+                crate::pci::config_write(pci, rid, offset, width, value).map(|v| Reply::ok(&[u64::from(v)]))
+            }
             Request::Map { cap, device, offset, len, iova, rights } => {
                 self.map(client, cap, device, offset, len, iova, rights).map(|iova| Reply::ok(&[iova]))
             }
@@ -498,6 +518,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Some(dc) if dc.owner == client => Ok(d),
             _ => Err(ErrorCode::BadDevice),
         }
+    }
+
+    /// The requester ID of `device`, if `client` owns it and it is a function of `pci`.
+    fn own_function(&self, client: usize, device: DeviceId, pci: &dyn ConfigSpace) -> Result<u16> {
+        let d = self.own_device(client, device)?;
+        pci.function(d).ok_or(ErrorCode::NoConfigSpace)
     }
 
     /// Blocks the IOMMU did not confirm, retried: each device that must still be blocked

@@ -20,13 +20,13 @@
 #define EDU_DRIVER 0
 #define EDU_DRIVER_DEVICES (1u << 0)
 
-/* Where its edu's BAR0 goes: the fourth MiB of the PCI memory window. */
+/* Where the IOMMU PD puts its edu's BAR0: the fourth MiB of the PCI memory window, which
+ * the description maps at edu_bar. */
 #define BAR0 0x10300000u
-/* edu 00:05.0 in bus 0's configuration space. */
-#define ECAM_FUNCTION (5u << 15)
+/* Command: memory space and bus master (the IOMMU PD left both off). */
+#define COMMAND_MEMORY_MASTER 0x6u
 
 /* Set by the Microkit tool (setvar_vaddr); in .data so it has bytes to patch. */
-uintptr_t ecam __attribute__((section(".data")));
 uintptr_t edu_bar __attribute__((section(".data")));
 uintptr_t buffers __attribute__((section(".data")));
 uintptr_t fault_ring __attribute__((section(".data")));
@@ -48,13 +48,23 @@ static void say(const char *what, uint64_t err)
 
 void init(void)
 {
-    volatile uint32_t *cfg = (volatile uint32_t *)(ecam + ECAM_FUNCTION);
-    cfg[0x10 / 4] = BAR0;
-    cfg[0x04 / 4] |= 0x6; /* memory space and bus master */
+    /* Its function's configuration space is the IOMMU PD's: read and written through it,
+     * no ECAM mapped here. */
+    uint32_t bar0 = 0;
+    uint64_t err = iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0);
+    if (err || (bar0 & ~0xfu) != BAR0) {
+        say("BAR0 not where the description maps it", err ? err : bar0);
+        return;
+    }
+    err = iommu_config_write(IOMMU, MY_DEVICE, 0x04, 2, COMMAND_MEMORY_MASTER, 0);
+    say("CONFIG_WRITE turning its device on (BAR0 read back at 0x10300000)", err);
+    if (err) {
+        return;
+    }
     volatile uint8_t *page = (volatile uint8_t *)buffers;
 
     uint64_t iova = 0;
-    uint64_t err = iommu_map(IOMMU, 0, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
+    err = iommu_map(IOMMU, 0, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
     say("MAP of its buffer's first page", err);
     if (err) {
         return;

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod hal;
+pub mod pci;
 
 use iommu_protocol::{
     ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
@@ -129,6 +130,19 @@ impl<C: Channel> Client<C> {
     /// it again.
     pub fn stop(&mut self, device: DeviceId) -> Result<(), ErrorCode> {
         self.call(Request::Stop { device }).map(|_| ())
+    }
+
+    /// Read `width` (1, 2 or 4) bytes at `offset` of `device`'s PCI configuration space
+    /// (the IOMMU PD owns it; no driver maps ECAM).
+    pub fn config_read(&mut self, device: DeviceId, offset: u16, width: u8) -> Result<u32, ErrorCode> {
+        self.call(Request::ConfigRead { device, offset, width }).map(|v| v[0] as u32)
+    }
+
+    /// Write them, where a driver may (`iommu_protocol::Request::ConfigWrite`); anything
+    /// else is `ConfigDenied` and nothing is written. Returns what the register reads
+    /// after the write (for a BAR written with all ones, its size mask).
+    pub fn config_write(&mut self, device: DeviceId, offset: u16, width: u8, value: u32) -> Result<u32, ErrorCode> {
+        self.call(Request::ConfigWrite { device, offset, width, value }).map(|v| v[0] as u32)
     }
 
     /// (mappings, mapping quota, pages, page quota, faults recorded, faults dropped,

@@ -117,6 +117,66 @@ pub enum Op {
     Release = 9,
     /// Stop one of the caller's devices: it reaches nothing until RESUME.
     Stop = 10,
+    /// Read the PCI configuration space of one of the caller's devices.
+    ConfigRead = 11,
+    /// Write the PCI configuration space of one of the caller's devices, where a driver may.
+    ConfigWrite = 12,
+}
+
+/// The PCI configuration calls' second message register: `offset | width << 16`.
+pub mod config {
+    /// Bytes of one function's configuration space (PCIe, through ECAM).
+    pub const SPACE: u16 = 4096;
+    /// Where the width sits in the second message register.
+    pub const WIDTH_SHIFT: u32 = 16;
+
+    /// `offset | width << 16`, the way both calls carry them.
+    pub const fn pack(offset: u16, width: u8) -> u64 {
+        offset as u64 | (width as u64) << WIDTH_SHIFT
+    }
+
+    /// Type-0 header registers, and the capability IDs the filter knows (PCI Local Bus 3.0,
+    /// PCIe Base 4.0 chapter 7).
+    pub mod reg {
+        /// Vendor ID (16 bits; all ones: no function).
+        pub const VENDOR_ID: u16 = 0x00;
+        /// Command (16 bits).
+        pub const COMMAND: u16 = 0x04;
+        /// Status (16 bits).
+        pub const STATUS: u16 = 0x06;
+        /// Header type (8 bits; bit 7: multi-function).
+        pub const HEADER_TYPE: u16 = 0x0e;
+        /// First BAR of a type-0 header; six, to 0x27.
+        pub const BAR0: u16 = 0x10;
+        /// Expansion ROM base address of a type-0 header.
+        pub const ROM: u16 = 0x30;
+        /// Capabilities pointer.
+        pub const CAP_PTR: u16 = 0x34;
+        /// Where the standard header ends and capabilities and device-specific registers start.
+        pub const HEADER_END: u16 = 0x40;
+        /// Where extended configuration space starts.
+        pub const EXTENDED: u16 = 0x100;
+        /// Command: the function answers memory accesses to its BARs.
+        pub const CMD_MEMORY: u16 = 1 << 1;
+        /// Command: the function may master the bus (DMA).
+        pub const CMD_BUS_MASTER: u16 = 1 << 2;
+        /// Command: the function's INTx is disabled.
+        pub const CMD_INTX_DISABLE: u16 = 1 << 10;
+        /// Command bits a driver may change.
+        pub const CMD_DRIVER: u16 = CMD_MEMORY | CMD_BUS_MASTER | CMD_INTX_DISABLE;
+        /// Status: the function has a capability list.
+        pub const STATUS_CAP_LIST: u16 = 1 << 4;
+        /// Capability IDs.
+        pub const CAP_PM: u8 = 0x01;
+        /// MSI.
+        pub const CAP_MSI: u8 = 0x05;
+        /// Vendor-specific (its length at byte 2).
+        pub const CAP_VENDOR: u8 = 0x09;
+        /// PCI Express.
+        pub const CAP_EXP: u8 = 0x10;
+        /// MSI-X.
+        pub const CAP_MSIX: u8 = 0x11;
+    }
 }
 
 /// MAP's handle field: the low 24 bits of mr0 (rights take the next 8).
@@ -233,6 +293,36 @@ pub enum Request {
         /// Which of the caller's devices.
         device: DeviceId,
     },
+    /// CONFIG_READ: mr0 = one of the caller's devices, mr1 = offset | width << 16 (width
+    /// 1, 2 or 4 bytes, offset a multiple of it, inside the function's 4 KiB). Reply:
+    /// mr0 = the value read. The IOMMU PD owns PCI configuration space: no driver maps
+    /// ECAM, and each reads its own function's registers through this call.
+    ConfigRead {
+        /// Which of the caller's devices.
+        device: DeviceId,
+        /// Byte offset in the function's configuration space.
+        offset: u16,
+        /// 1, 2 or 4.
+        width: u8,
+    },
+    /// CONFIG_WRITE: mr0 = one of the caller's devices, mr1 = offset | width << 16 (as
+    /// CONFIG_READ), mr2 = the value (no bits above the width). Only what is safe for a
+    /// driver: Command's Memory Space, Bus Master and INTx-disable bits (its other bits
+    /// keep their value, Status is not written), the MSI and MSI-X capabilities past
+    /// their headers, and device-specific registers at 0x40..0x100 outside every
+    /// capability. Anything else (BARs, expansion ROM, a bridge's header, capability
+    /// headers, the rest of the standard header, extended configuration space with ACS)
+    /// is `ConfigDenied` and nothing is written. Reply: no values.
+    ConfigWrite {
+        /// Which of the caller's devices.
+        device: DeviceId,
+        /// Byte offset in the function's configuration space.
+        offset: u16,
+        /// 1, 2 or 4.
+        width: u8,
+        /// The value.
+        value: u32,
+    },
 }
 
 /// Why a request could not be decoded.
@@ -304,6 +394,15 @@ pub enum ErrorCode {
     /// devices or the policy could not be set up; its log says why). It made every
     /// device's DMA abort instead, and refuses every request.
     Unavailable = 23,
+    /// A configuration-space write to a register (or bits) that are not a driver's to
+    /// write: BARs, expansion ROM, a bridge's header (bus numbers, windows), capability
+    /// headers and pointers, extended configuration space (ACS among it), and the rest of
+    /// the standard header but Command. Nothing was written.
+    ConfigDenied = 24,
+    /// The device is not a PCI function whose configuration space this IOMMU PD owns
+    /// (the description gives it no ECAM, or names the device at no function there), or
+    /// the function is absent.
+    NoConfigSpace = 25,
 }
 
 impl ErrorCode {
@@ -334,6 +433,8 @@ impl ErrorCode {
             21 => QuotaGrants,
             22 => Stopped,
             23 => Unavailable,
+            24 => ConfigDenied,
+            25 => NoConfigSpace,
             _ => return None,
         })
     }
@@ -366,6 +467,19 @@ pub fn decode_unmap(mrs: &[u64]) -> Result<(DeviceId, &[u64]), DecodeError> {
     }
     let iovas = mrs.get(2..2 + count as usize).ok_or(DecodeError::Truncated)?;
     Ok((device, iovas))
+}
+
+/// A configuration access's place: offset and width from `config::pack`'s encoding, each
+/// checked (width 1, 2 or 4, offset a multiple of it, inside one function's space).
+fn config_place(v: u64) -> Result<(u16, u8), DecodeError> {
+    let offset = v & 0xffff;
+    let width = v >> config::WIDTH_SHIFT;
+    let ok = matches!(width, 1 | 2 | 4) && offset % width == 0 && offset + width <= config::SPACE as u64;
+    if ok {
+        Ok((offset as u16, width as u8))
+    } else {
+        Err(DecodeError::Malformed)
+    }
 }
 
 fn rights(v: u64) -> Result<Rights, DecodeError> {
@@ -420,6 +534,20 @@ impl Request {
             8 => Request::QueryMapping { index: mr(mrs, 0)? },
             9 => Request::Release { cap: Handle(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
             10 => Request::Stop { device: DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?) },
+            11 | 12 => {
+                let device = DeviceId(u32::try_from(mr(mrs, 0)?).map_err(|_| DecodeError::Malformed)?);
+                let (offset, width) = config_place(mr(mrs, 1)?)?;
+                if label == 11 {
+                    Request::ConfigRead { device, offset, width }
+                } else {
+                    let value = mr(mrs, 2)?;
+                    // No bits above the width: a write is exactly what it says.
+                    if value >> (8 * width as u32) != 0 {
+                        return Err(DecodeError::Malformed);
+                    }
+                    Request::ConfigWrite { device, offset, width, value: value as u32 }
+                }
+            }
             other => return Err(DecodeError::UnknownOp(other)),
         })
     }
@@ -476,6 +604,17 @@ impl Request {
             Request::Stop { device } => {
                 mrs[0] = device.0 as u64;
                 (Op::Stop as u64, 1)
+            }
+            Request::ConfigRead { device, offset, width } => {
+                mrs[0] = device.0 as u64;
+                mrs[1] = config::pack(offset, width);
+                (Op::ConfigRead as u64, 2)
+            }
+            Request::ConfigWrite { device, offset, width, value } => {
+                mrs[0] = device.0 as u64;
+                mrs[1] = config::pack(offset, width);
+                mrs[2] = value as u64;
+                (Op::ConfigWrite as u64, 3)
             }
         }
     }
@@ -585,6 +724,10 @@ mod tests {
             Request::QueryMapping { index: 3 },
             Request::Release { cap: Handle(2) },
             Request::Stop { device: DeviceId(3) },
+            Request::ConfigRead { device: DeviceId(1), offset: 0x10, width: 4 },
+            Request::ConfigRead { device: DeviceId(0), offset: 0xffe, width: 2 },
+            Request::ConfigWrite { device: DeviceId(2), offset: 0x04, width: 2, value: 0x6 },
+            Request::ConfigWrite { device: DeviceId(2), offset: 0x41, width: 1, value: 0xff },
         ];
         for r in reqs {
             let mut mrs = [0; MAX_MRS];
@@ -615,7 +758,18 @@ mod tests {
         assert_eq!(ErrorCode::from_label(21), Some(ErrorCode::QuotaGrants));
         assert_eq!(ErrorCode::from_label(22), Some(ErrorCode::Stopped));
         assert_eq!(ErrorCode::from_label(23), Some(ErrorCode::Unavailable));
-        assert_eq!(ErrorCode::from_label(24), None);
+        assert_eq!(ErrorCode::from_label(24), Some(ErrorCode::ConfigDenied));
+        assert_eq!(ErrorCode::from_label(25), Some(ErrorCode::NoConfigSpace));
+        assert_eq!(ErrorCode::from_label(26), None);
+        // Configuration accesses: a width other than 1, 2, 4; misaligned; past 4 KiB; a
+        // value wider than its width; a device number that does not fit.
+        assert_eq!(Request::decode(11, &[0, config::pack(0, 3)]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(11, &[0, config::pack(2, 4)]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(11, &[0, config::pack(0x1000, 1)]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(11, &[0, 1 << 32 | config::pack(0x10, 4)]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(12, &[0, config::pack(4, 2), 0x1_0000]), Err(DecodeError::Malformed));
+        assert_eq!(Request::decode(12, &[1 << 40, config::pack(4, 2), 0]), Err(DecodeError::Malformed));
+        assert!(Request::decode(11, &[0, config::pack(0xffc, 4)]).is_ok());
         assert_eq!(ErrorCode::from_label(0), None);
     }
 }

@@ -17,7 +17,7 @@ use iommu_protocol::{
     MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
 };
 
-const OPS: [(&str, Op); 10] = [
+const OPS: [(&str, Op); 12] = [
     ("MAP", Op::Map),
     ("UNMAP", Op::Unmap),
     ("GRANT", Op::Grant),
@@ -28,6 +28,8 @@ const OPS: [(&str, Op); 10] = [
     ("QUERY_MAPPING", Op::QueryMapping),
     ("RELEASE", Op::Release),
     ("STOP", Op::Stop),
+    ("CONFIG_READ", Op::ConfigRead),
+    ("CONFIG_WRITE", Op::ConfigWrite),
 ];
 
 fn c_dir() -> PathBuf {
@@ -72,6 +74,8 @@ fn header() -> String {
     let _ = writeln!(w, "#define IOMMU_RIGHTS_READ {}", Rights::READ.0);
     let _ = writeln!(w, "#define IOMMU_RIGHTS_WRITE {}", Rights::WRITE.0);
     let _ = writeln!(w, "#define IOMMU_RIGHTS_READ_WRITE {}", Rights::READ_WRITE.0);
+    let _ = writeln!(w, "#define IOMMU_CONFIG_SPACE {}", iommu_protocol::config::SPACE);
+    let _ = writeln!(w, "#define IOMMU_CONFIG_WIDTH_SHIFT {}", iommu_protocol::config::WIDTH_SHIFT);
     let _ = writeln!(w, "\n/* QUERY's reply. */");
     for (name, i) in [
         ("MAPPINGS", query::MAPPINGS),
@@ -241,6 +245,8 @@ fn c_calls_encode_as_the_rust_ones() {
         ("query", Request::Query),
         ("release", Request::Release { cap: Handle(2) }),
         ("stop", Request::Stop { device: DeviceId(3) }),
+        ("config_read", Request::ConfigRead { device: DeviceId(2), offset: 0x10, width: 4 }),
+        ("config_write", Request::ConfigWrite { device: DeviceId(1), offset: 0x04, width: 2, value: 0x6 }),
     ];
     for (name, req) in cases {
         let mut mrs = [0; MAX_MRS];

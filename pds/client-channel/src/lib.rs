@@ -13,9 +13,9 @@ use sel4_microkit::{with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
 #[derive(Debug, Clone, Copy)]
 pub struct Ppc(pub Channel);
 
-/// Calls this PD has made to the IOMMU PD, by request label (`Op` values 1..=9; index 0
+/// Calls this PD has made to the IOMMU PD, by request label (`Op` values 1..=12; index 0
 /// counts every other label). Every call goes through `Ppc::call`, so this is all of them.
-static CALLS: [AtomicU64; 10] = [const { AtomicU64::new(0) }; 10];
+static CALLS: [AtomicU64; 13] = [const { AtomicU64::new(0) }; 13];
 
 /// How many `op` requests this PD has made to the IOMMU PD.
 pub fn calls(op: Op) -> u64 {

@@ -10,9 +10,9 @@ use core::ptr::NonNull;
 
 use client_channel::Ppc;
 use iommu_client::Client;
+use iommu_protocol::config::reg;
 use iommu_protocol::{ClientId, DeviceId, Handle, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
-use virtio_drivers::transport::pci::bus::{Cam, Command, DeviceFunction, MmioCam, PciRoot};
 
 const IOMMU: Channel = Channel::new(0);
 /// To and from the disk driver: "a page is lent", "done with it", "taken back".
@@ -20,9 +20,11 @@ const BLK: Channel = Channel::new(1);
 /// The disk driver in the policy, and its disk.
 const BLK_CLIENT: ClientId = ClientId(2);
 const BLK_DISK: u64 = 1 << 2;
-/// Where this driver puts the edu's BAR0 in the PCI memory window (PCI == CPU address on
+/// Where the IOMMU PD puts the edu's BAR0 in the PCI memory window (PCI == CPU address on
 /// QEMU virt); the description maps the same physical range into this PD.
-const BAR0: u64 = 0x1000_0000;
+const BAR0: u32 = 0x1000_0000;
+/// Its device in the policy.
+const MY_DEVICE: DeviceId = DeviceId(0);
 const POLLS: u32 = 200_000_000;
 
 fn fill(p: NonNull<u8>, len: usize, byte: u8) {
@@ -40,19 +42,26 @@ fn holds(p: NonNull<u8>, len: usize, byte: u8) -> bool {
 #[protection_domain]
 fn init() -> EduDriver {
     let buf: NonNull<u8> = memory_region_symbol!(dma_buffers: *mut u8);
-    let ecam: NonNull<u8> = memory_region_symbol!(ecam: *mut u8);
     let bar: NonNull<u8> = memory_region_symbol!(edu_bar: *mut u8);
-    // SAFETY: the description maps bus 0's configuration space here, uncached, for this PD.
-    let mut root = PciRoot::new(unsafe { MmioCam::new(ecam.as_ptr(), Cam::Ecam) });
-    let df = DeviceFunction { bus: 0, device: 2, function: 0 };
-    root.set_bar_32(df, 0, BAR0 as u32);
-    root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER);
-    // SAFETY: BAR0 was just placed at the range the description maps here.
+    let mut iommu = Client::new(Ppc(IOMMU));
+    // Its own function, through the IOMMU PD, which owns configuration space: the BAR
+    // must be where the description maps it, and the device is turned on (the IOMMU PD
+    // left memory decoding and bus mastering off).
+    let id = iommu.config_read(MY_DEVICE, reg::VENDOR_ID, 4);
+    let bar0 = iommu.config_read(MY_DEVICE, reg::BAR0, 4);
+    if bar0.map(|b| b & !0xf) != Ok(BAR0) {
+        debug_println!("edu-driver: BAR0 is not where the description maps it: {bar0:x?}");
+        return EduDriver { grant: None };
+    }
+    let on = iommu.config_write(MY_DEVICE, reg::COMMAND, 2, u32::from(reg::CMD_MEMORY | reg::CMD_BUS_MASTER));
+    debug_println!(
+        "edu-driver: its function through the IOMMU PD: id {id:x?}, BAR0 {BAR0:#x}, memory and bus master on: {on:x?}"
+    );
+    // SAFETY: BAR0 is at the range the description maps here, decoding memory.
     let mut edu = unsafe { edu::Edu::new(bar) };
     debug_println!("edu-driver: edu ident {:x?}", edu.probe());
 
-    let mut iommu = Client::new(Ppc(IOMMU));
-    let iova = match iommu.map(Handle(0), DeviceId(0), 0, 0x2000, None, Rights::READ_WRITE) {
+    let iova = match iommu.map(Handle(0), MY_DEVICE, 0, 0x2000, None, Rights::READ_WRITE) {
         Ok(v) => v,
         Err(e) => {
             debug_println!("edu-driver: MAP refused: {e:?}");
@@ -77,14 +86,14 @@ fn init() -> EduDriver {
     let _ = edu.dma_to_ram(0, iova + 0x2000, 256, POLLS);
     debug_println!("edu-driver: DMA past the mapping: {}", if holds(page2, 256, 0x22) { "blocked" } else { "LANDED" });
 
-    let r = iommu.unmap(DeviceId(0), &[iova]);
+    let r = iommu.unmap(MY_DEVICE, &[iova]);
     fill(page1, 256, 0x11);
     let _ = edu.dma_to_ram(0, iova + 0x1000, 256, POLLS);
     debug_println!(
         "edu-driver: UNMAP {r:?}; DMA to the old iova: {}",
         if holds(page1, 256, 0x11) { "blocked" } else { "LANDED" }
     );
-    let refused = iommu.map(Handle(1), DeviceId(0), 0, 0x1000, None, Rights::READ);
+    let refused = iommu.map(Handle(1), MY_DEVICE, 0, 0x1000, None, Rights::READ);
     debug_println!("edu-driver: MAP with a handle I do not hold: {refused:?}");
 
     // Lend page 2 to the disk driver, read-only, for its disk: what the page holds is

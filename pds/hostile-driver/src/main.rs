@@ -1,6 +1,7 @@
-//! A hostile driver PD: it asks the IOMMU PD for memory it holds no capability for, points
-//! its device's DMA at addresses it was never given, floods the SMMU with faults, and
-//! crashes. It must be refused or contained while the rest of the system keeps working.
+//! A hostile driver PD: it asks the IOMMU PD for memory it holds no capability for, tries
+//! to move another driver's device's BAR, stop its bus mastering and read its
+//! configuration space (and to move its own BAR onto the victim's), points its device's
+//! DMA at addresses it was never given, floods the SMMU with faults, and crashes. It must be refused or contained while the rest of the system keeps working.
 #![no_std]
 #![no_main]
 
@@ -8,14 +9,16 @@ use core::ptr::NonNull;
 
 use client_channel::Ppc;
 use iommu_client::Client;
+use iommu_protocol::config::reg;
 use iommu_protocol::faults::{FaultRecord, FaultRing};
 use iommu_protocol::{ClientId, DeviceId, Handle, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
-use virtio_drivers::transport::pci::bus::{Cam, Command, DeviceFunction, MmioCam, PciRoot};
 
 const IOMMU: Channel = Channel::new(0);
-/// Where this driver puts its edu's BAR0 (the second MiB of the PCI memory window).
-const BAR0: u64 = 0x1010_0000;
+/// Where the IOMMU PD puts its edu's BAR0 (the second MiB of the PCI memory window), and
+/// the edu driver's (the first), which it would like to reach through its own mapping.
+const BAR0: u32 = 0x1010_0000;
+const VICTIM_BAR0: u32 = 0x1000_0000;
 const POLLS: u32 = 200_000_000;
 /// Its device in the policy (edu_a is 0, its own is 1).
 const MY_DEVICE: DeviceId = DeviceId(1);
@@ -23,16 +26,30 @@ const OTHER_DEVICE: DeviceId = DeviceId(0);
 
 #[protection_domain]
 fn init() -> Hostile {
-    let ecam: NonNull<u8> = memory_region_symbol!(ecam: *mut u8);
     let bar: NonNull<u8> = memory_region_symbol!(edu_bar: *mut u8);
-    // SAFETY: the description maps bus 0's configuration space here, uncached.
-    let mut root = PciRoot::new(unsafe { MmioCam::new(ecam.as_ptr(), Cam::Ecam) });
-    let df = DeviceFunction { bus: 0, device: 3, function: 0 };
-    root.set_bar_32(df, 0, BAR0 as u32);
-    root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER);
-    // SAFETY: BAR0 was just placed at the range the description maps here.
-    let mut edu = unsafe { edu::Edu::new(bar) };
     let mut iommu = Client::new(Ppc(IOMMU));
+
+    // Configuration space is the IOMMU PD's, and it maps no ECAM here. What it tries
+    // through the calls, each of which must be refused with nothing written: move the edu
+    // driver's device's BAR into its own window (where it could drive that device's DMA
+    // engine inside the victim's SMMU domain), stop that device's bus mastering, read its
+    // configuration, and move its own BAR onto the victim's.
+    let r = iommu.config_write(OTHER_DEVICE, reg::BAR0, 4, BAR0);
+    debug_println!("hostile: CONFIG_WRITE moving edu_a's BAR0 into its own window: {r:x?}");
+    let r = iommu.config_write(OTHER_DEVICE, reg::COMMAND, 2, u32::from(reg::CMD_MEMORY));
+    debug_println!("hostile: CONFIG_WRITE clearing edu_a's bus master: {r:x?}");
+    let r = iommu.config_read(OTHER_DEVICE, reg::VENDOR_ID, 4);
+    debug_println!("hostile: CONFIG_READ of edu_a's function: {r:x?}");
+    let r = iommu.config_write(MY_DEVICE, reg::BAR0, 4, VICTIM_BAR0);
+    debug_println!("hostile: CONFIG_WRITE moving its own BAR0 onto edu_a's: {r:x?}");
+    let r = iommu.config_write(MY_DEVICE, reg::CAP_PTR, 1, 0);
+    debug_println!("hostile: CONFIG_WRITE of its own capability pointer: {r:x?}");
+    // Its own device, as any driver turns it on; its BAR stayed where the IOMMU PD put it.
+    let bar0 = iommu.config_read(MY_DEVICE, reg::BAR0, 4);
+    let on = iommu.config_write(MY_DEVICE, reg::COMMAND, 2, u32::from(reg::CMD_MEMORY | reg::CMD_BUS_MASTER));
+    debug_println!("hostile: its own BAR0 reads {bar0:x?}; memory and bus master on: {on:x?}");
+    // SAFETY: BAR0 is at the range the description maps here (read back just above).
+    let mut edu = unsafe { edu::Edu::new(bar) };
 
     let r = iommu.map(Handle(3), MY_DEVICE, 0, 0x1000, None, Rights::READ_WRITE);
     debug_println!("hostile: MAP with a handle it was never given: {r:?}");

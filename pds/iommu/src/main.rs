@@ -21,6 +21,8 @@ use sel4_microkit::{
 use smmuv3::{Config, DmaRegion, Memory, MmioRegisters, PhysAddr, Smmu, StreamId};
 use smmuv3_service::SmmuBackend;
 
+mod pci;
+
 mod policy {
     include!(env!("IOMMU_POLICY_RS"));
 }
@@ -105,10 +107,19 @@ const POLL_LIMIT: u32 = 1_000_000;
 #[protection_domain]
 fn init() -> IommuPd {
     let regs: NonNull<u8> = memory_region_symbol!(smmu_regs: *mut u8);
+    // Configuration space first: every bus master off before anything else, whatever
+    // becomes of the SMMU (a device that cannot master the bus does no DMA at all).
+    let mut ecam = pci::Ecam::mapped();
+    match ecam.as_mut() {
+        Some(e) => pci::take_ownership(e),
+        None => {
+            debug_println!("iommu: no PCI configuration space mapped here: configuration calls answer NoConfigSpace")
+        }
+    }
     match start(regs) {
         Ok(service) => {
             debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
-            IommuPd { service: Some(service), down: None, refused: 0 }
+            IommuPd { service: Some(service), down: None, refused: 0, ecam }
         }
         Err(why) => {
             // First, before even saying why: the SMMU may be as firmware left it (GBPA
@@ -125,7 +136,7 @@ fn init() -> IommuPd {
                 Err(e) => debug_println!("iommu: DMA NOT KNOWN TO BE STOPPED: {e}"),
             }
             debug_println!("iommu: every request is refused (Unavailable)");
-            IommuPd { service: None, down: Some(Down { why, closed }), refused: 0 }
+            IommuPd { service: None, down: Some(Down { why, closed }), refused: 0, ecam }
         }
     }
 }
@@ -253,6 +264,9 @@ struct IommuPd {
     down: Option<Down>,
     /// Requests refused for want of a service.
     refused: u64,
+    /// PCI configuration space, if the description maps it here: drivers reach their own
+    /// function's through CONFIG_READ and CONFIG_WRITE.
+    ecam: Option<pci::Ecam>,
 }
 
 impl Handler for IommuPd {
@@ -435,7 +449,10 @@ impl Handler for IommuPd {
             let label = measure_bypass(service, client, &mrs[..n]).map_or_else(|e| e as u64, |()| 0);
             return Ok(MessageInfo::new(label, 0));
         }
-        let reply = service.handle(client, msg_info.label(), &mrs[..n]);
+        let reply = match self.ecam.as_mut() {
+            Some(ecam) => service.handle_with(client, msg_info.label(), &mrs[..n], ecam),
+            None => service.handle(client, msg_info.label(), &mrs[..n]),
+        };
         if msg_info.label() == iommu_protocol::Op::Stop as u64 && matches!(reply, iommu_protocol::Reply::Ok { .. }) {
             report_stop(service, client, mrs[0] as usize);
         }

@@ -65,6 +65,11 @@ int main(int argc, char **argv)
     sent("release");
     iommu_stop(1, 3);
     sent("stop");
+    uint32_t value = 0;
+    iommu_config_read(1, 2, 0x10, 4, &value);
+    sent("config_read");
+    iommu_config_write(1, 1, 0x04, 2, 0x6, &value);
+    sent("config_write");
     printf("reply %llu %u %u\n", (unsigned long long)iova, grant, theirs);
     if (argc > 1) {
         faults(argv[1]);

@@ -155,7 +155,7 @@ fn map_at_pa(client: &mut Client<Ppc>, what: &str, cap: Handle, len: usize, pa: 
 
 #[protection_domain]
 fn init() -> BlkBench {
-    let mut root = place_device();
+    let mut root = place_device(IOMMU, MY_DEVICE);
     let pool_va: NonNull<u8> = memory_region_symbol!(dma_pool: *mut u8);
     let pool_pa = *var!(dma_pool_paddr: u64 = 0);
     let buffer: NonNull<[u8; CHUNK]> = memory_region_symbol!(dma_buffer: *mut [u8; CHUNK]);

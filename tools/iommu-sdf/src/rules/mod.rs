@@ -9,6 +9,7 @@ mod caps;
 mod conventions;
 mod devices;
 pub mod names;
+mod pci;
 mod platform;
 mod quotas;
 mod reach;
@@ -52,6 +53,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);
     vms::check(sys, &mut out);
+    pci::check(sys, &mut out);
     conventions::conventions(sys, &mut out);
     out.sort_by_key(|p| p.line);
     out

@@ -121,6 +121,7 @@ pub const IOMMU_PD_SYMBOLS: &[&str] = &[
     "smmu_tables_paddr",
     "fault_rings",
     "ecam",
+    "ecam_size",
 ];
 
 /// Names and symbols: each in its grammar, each symbol patched once per PD, and no

@@ -1,0 +1,102 @@
+//! virtio-drivers' `PciRoot` over CONFIG_READ/CONFIG_WRITE (`iommu_client::pci`), against
+//! the service core and a one-function model of configuration space: the driver turns
+//! its device on, cannot move its BAR, and sees no other function.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use iommu_client::pci::OwnFunction;
+use iommu_client::Channel;
+use iommu_pd::model::ModelHw;
+use iommu_pd::pci::ConfigSpace;
+use iommu_pd::{ClientConfig, Config, DeviceConfig, FaultPolicy, Service};
+use iommu_protocol::DeviceId;
+use virtio_drivers::transport::pci::bus::{Command, DeviceFunction, PciRoot};
+
+/// Function 00:04.0: Command (all its bits writable) and a 32-bit 16 KiB BAR0.
+#[derive(Default)]
+struct OneFunction {
+    command: u16,
+    bar0: u32,
+}
+
+impl ConfigSpace for OneFunction {
+    fn function(&self, device: usize) -> Option<u16> {
+        (device == 0).then_some(0x20)
+    }
+    fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
+        let word = match (rid, offset & !3) {
+            (0x20, 0x00) => 0x1042_1af4,
+            (0x20, 0x04) => u32::from(self.command),
+            (0x20, 0x10) => self.bar0,
+            (0x20, _) => 0,
+            _ => u32::MAX,
+        };
+        Some((word >> (8 * (offset & 3))) & (u32::MAX >> (32 - 8 * width as u32)))
+    }
+    fn write(&mut self, rid: u16, offset: u16, _width: u8, value: u32) -> Option<()> {
+        match (rid, offset) {
+            (0x20, 0x04) => self.command = value as u16,
+            (0x20, 0x10) => self.bar0 = value & 0xffff_c000,
+            _ => {}
+        }
+        Some(())
+    }
+}
+
+type Shared = Rc<RefCell<(Service<'static, ModelHw>, OneFunction)>>;
+
+#[derive(Clone)]
+struct Local(Shared);
+
+impl Channel for Local {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
+        let (service, ecam) = &mut *self.0.borrow_mut();
+        let r = service.handle_with(0, label, mrs, ecam);
+        if let iommu_protocol::Reply::Ok { values, .. } = r {
+            *reply = values;
+        }
+        r.label()
+    }
+}
+
+#[test]
+fn virtio_drivers_pci_root_works_on_its_own_function_only() {
+    static CLIENTS: [ClientConfig; 1] = [ClientConfig { name: "blk", max_mappings: 1, max_pages: 1, max_grants: 0 }];
+    static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
+        name: "disk",
+        stream: 0x20,
+        extra_streams: &[],
+        owner: 0,
+        iova_base: 0x10_0000,
+        iova_size: 1 << 20,
+        resume_allowed: true,
+    }];
+    let cfg = Config {
+        clients: &CLIENTS,
+        devices: &DEVICES,
+        regions: &[],
+        caps: &[],
+        static_maps: &[],
+        faults: FaultPolicy { window: 1, max_faults: 1 },
+    };
+    let storage = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 4)>::default())).storage();
+    let service = Service::new(ModelHw::default(), cfg, storage).unwrap();
+    let shared: Shared = Rc::new(RefCell::new((service, OneFunction::default())));
+    let df = DeviceFunction { bus: 0, device: 4, function: 0 };
+    let access = OwnFunction::new(Local(shared.clone()), DeviceId(0), df);
+    let mut root = PciRoot::new(access);
+
+    root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER | Command::IO_SPACE);
+    // I/O space is not the driver's: masked, the rest taken.
+    assert_eq!(shared.borrow().1.command, 0x6);
+    assert_eq!(root.bar_info(df, 0).ok().flatten().map(|b| b.memory_address_size()), Some(Some((0, 0x4000))));
+    // bar_info sized the BAR through the IOMMU PD's probe, which left it where it was.
+    assert_eq!(shared.borrow().1.bar0, 0);
+    // Moving it is refused.
+    root.set_bar_32(df, 0, 0x1000_0000);
+    assert_eq!(shared.borrow().1.bar0, 0);
+    // Another function reads as absent.
+    let other = DeviceFunction { bus: 0, device: 2, function: 0 };
+    assert_eq!(root.get_status_command(other).1, Command::from_bits_truncate(0xffff));
+}

@@ -1,0 +1,376 @@
+//! PCI configuration space, owned by the IOMMU PD.
+//!
+//! Why here: the SMMU confines a device's DMA to its owner's mappings, but whoever writes
+//! a function's configuration space can move its BARs under another driver's window (and
+//! drive that device's DMA engine inside the victim's domain), turn its Bus Master off or
+//! on, or renumber buses, and so change the requester ID the SMMU turns into a StreamID.
+//! StreamIDs come from bus numbers, so the PD that owns the SMMU must own bus numbering:
+//! one owner, the IOMMU PD, and drivers reach their own function only through
+//! CONFIG_READ and CONFIG_WRITE, filtered here.
+//!
+//! What a driver may write: Command's Memory Space, Bus Master and
+//! INTx-disable bits (its other bits keep the value they have: masked, not refused, so
+//! a driver that writes Command whole, as virtio-drivers does, works), the MSI and MSI-X
+//! capabilities past their headers (an MSI is a DMA write, which the SMMU confines like
+//! any other), and device-specific registers at 0x40..0x100 outside every capability.
+//! Status is never written (its error bits clear on a 1: the driver's 32-bit write of
+//! Command writes Status as 0, which changes nothing). Everything else is refused
+//! (`ConfigDenied`) before anything is written: the rest of the type-0 header (BARs,
+//! expansion ROM, capability pointer, interrupt line), every register of a function
+//! whose header is not type 0 (a bridge: bus numbers, windows, its own Command), every
+//! capability's header (ID and next pointer) and body other than MSI/MSI-X, and all of
+//! extended configuration space (ACS lives there, with AER, SR-IOV, resizable BARs:
+//! none a driver here needs; a device that does is a list of allowed extended
+//! capabilities away).
+//!
+//! The ECAM accesses are behind `ConfigSpace`, so host tests run the filter against a
+//! model of configuration space (`tests/pci.rs`).
+
+use iommu_protocol::ErrorCode;
+
+use crate::hw::DeviceIndex;
+
+/// Configuration space, as its owner reaches it (ECAM in the IOMMU PD, a model in tests).
+pub trait ConfigSpace {
+    /// The requester ID (bus << 8 | device << 3 | function) of `device`, if it is a PCI
+    /// function whose configuration space this owner holds.
+    fn function(&self, device: DeviceIndex) -> Option<u16>;
+    /// `width` (1, 2 or 4) bytes at `offset` (a multiple of `width`, inside 4 KiB) of
+    /// function `rid`, or `None` if `rid` is outside the space this owner maps. An absent
+    /// function reads as all ones, as on a real bus.
+    fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32>;
+    /// Write them; `None` if `rid` is outside the space this owner maps.
+    fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()>;
+}
+
+/// No configuration space: what the service has when the IOMMU PD owns no ECAM (the
+/// description gives it none). Every configuration call answers `NoConfigSpace`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoConfigSpace;
+
+impl ConfigSpace for NoConfigSpace {
+    fn function(&self, _: DeviceIndex) -> Option<u16> {
+        None
+    }
+    fn read(&mut self, _: u16, _: u16, _: u8) -> Option<u32> {
+        None
+    }
+    fn write(&mut self, _: u16, _: u16, _: u8, _: u32) -> Option<()> {
+        None
+    }
+}
+
+pub use iommu_protocol::config::reg;
+
+/// Most capabilities followed in one list: 48 fit in 0x40..0x100 at four bytes each, so
+/// a longer list loops, and is cut here.
+const MAX_CAPS: usize = 48;
+
+/// A capability in the standard list: where it starts, where it ends, its ID.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cap {
+    start: u16,
+    end: u16,
+    id: u8,
+}
+
+fn read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -> Result<u32, ErrorCode> {
+    cs.read(rid, offset, width).ok_or(ErrorCode::NoConfigSpace)
+}
+
+/// The function is there: its vendor ID is not all ones.
+fn present(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
+    match read(cs, rid, reg::VENDOR_ID, 2)? {
+        0xffff => Err(ErrorCode::NoConfigSpace),
+        _ => Ok(()),
+    }
+}
+
+/// The function's standard capability list, each with its extent: what the spec fixes
+/// for the IDs known here, otherwise up to the next capability (in address order) or the
+/// end of the standard space, so an unknown capability is covered whole.
+fn capabilities(cs: &mut dyn ConfigSpace, rid: u16, caps: &mut [Cap; MAX_CAPS]) -> Result<usize, ErrorCode> {
+    if read(cs, rid, reg::STATUS, 2)? as u16 & reg::STATUS_CAP_LIST == 0 {
+        return Ok(0);
+    }
+    let mut n = 0;
+    let mut ptr = read(cs, rid, reg::CAP_PTR, 1)? as u16 & 0xfc;
+    while ptr >= reg::HEADER_END && n < MAX_CAPS {
+        if caps[..n].iter().any(|c| c.start == ptr) {
+            break;
+        }
+        let id = read(cs, rid, ptr, 1)? as u8;
+        let len = match id {
+            reg::CAP_PM => 8,
+            reg::CAP_MSI => {
+                let control = read(cs, rid, ptr + 2, 2)? as u16;
+                // 64-bit address: 4 more bytes; per-vector masking: mask and pending bits.
+                match (control & 1 << 7 != 0, control & 1 << 8 != 0) {
+                    (false, false) => 0x0a,
+                    (true, false) => 0x0e,
+                    (false, true) => 0x14,
+                    (true, true) => 0x18,
+                }
+            }
+            reg::CAP_MSIX => 12,
+            reg::CAP_EXP => 0x3c,
+            reg::CAP_VENDOR => (read(cs, rid, ptr + 2, 1)? as u16).max(3),
+            _ => 0,
+        };
+        caps[n] = Cap { start: ptr, end: if len == 0 { 0 } else { (ptr + len).min(reg::EXTENDED) }, id };
+        n += 1;
+        ptr = read(cs, rid, ptr + 1, 1)? as u16 & 0xfc;
+    }
+    // Unknown lengths run to the next capability or the end of the standard space.
+    for i in 0..n {
+        if caps[i].end == 0 {
+            let start = caps[i].start;
+            let next = caps[..n].iter().map(|c| c.start).filter(|s| *s > start).min();
+            caps[i].end = next.unwrap_or(reg::EXTENDED);
+        }
+    }
+    Ok(n)
+}
+
+/// What a driver's write does to one byte of its function's space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Byte {
+    /// Written as given.
+    Write,
+    /// Only these bits are written; the others keep their value.
+    Masked(u8),
+    /// Written as 0 (Status: its bits clear on a 1, so nothing changes).
+    Zero,
+    /// Not the driver's: the whole write is refused.
+    Denied,
+}
+
+fn classify(byte: u16, caps: &[Cap]) -> Byte {
+    let [lo, hi] = reg::CMD_DRIVER.to_le_bytes();
+    match byte {
+        b if b == reg::COMMAND => Byte::Masked(lo),
+        b if b == reg::COMMAND + 1 => Byte::Masked(hi),
+        b if b == reg::STATUS || b == reg::STATUS + 1 => Byte::Zero,
+        b if !(reg::HEADER_END..reg::EXTENDED).contains(&b) => Byte::Denied,
+        b => match caps.iter().find(|c| (c.start..c.end).contains(&b)) {
+            // Past the header (ID and next pointer) of MSI and MSI-X: the driver's.
+            Some(c) if matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2 => Byte::Write,
+            Some(_) => Byte::Denied,
+            None => Byte::Write,
+        },
+    }
+}
+
+/// CONFIG_READ of function `rid` (its owner checked by the service).
+pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -> Result<u32, ErrorCode> {
+    read(cs, rid, offset, width)
+}
+
+/// CONFIG_WRITE of function `rid` (its owner checked by the service): filtered as the
+/// module says, refused whole (nothing written) if any byte is not the driver's. Returns
+/// what the register reads after the write.
+///
+/// BARs are virtualised the way vfio-pci does it, so that a driver (virtio-drivers'
+/// `PciRoot::bar_info`) can size them: a 32-bit write of all ones to a BAR dword is done
+/// here as a whole sizing probe (memory and I/O decoding off, all ones written, the size
+/// mask read, the old value written back, decoding restored) and answers the mask; a
+/// write of the value the BAR already holds changes nothing and succeeds; any other BAR
+/// write is refused. Within the one call nothing else runs, so the BAR is never seen
+/// anywhere but where the owner put it.
+pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, value: u32) -> Result<u32, ErrorCode> {
+    present(cs, rid)?;
+    // A bridge (type 1), a CardBus bridge (type 2), or a reserved type: none of its
+    // registers is a driver's.
+    if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
+        return Err(ErrorCode::ConfigDenied);
+    }
+    if (reg::BAR0..reg::BAR0 + 24).contains(&offset) {
+        return bar_write(cs, rid, offset, width, value);
+    }
+    let mut caps = [Cap::default(); MAX_CAPS];
+    let n = capabilities(cs, rid, &mut caps)?;
+    let mut keep = 0u32; // bits whose current value is kept
+    let mut zero = 0u32; // bits written as 0
+    for i in 0..width as u16 {
+        let shift = 8 * i as u32;
+        match classify(offset + i, &caps[..n]) {
+            Byte::Write => {}
+            Byte::Masked(m) => keep |= u32::from(!m) << shift,
+            Byte::Zero => zero |= 0xff << shift,
+            Byte::Denied => return Err(ErrorCode::ConfigDenied),
+        }
+    }
+    let current = if keep != 0 { read(cs, rid, offset, width)? } else { 0 };
+    let value = (value & !keep & !zero) | (current & keep & !zero);
+    cs.write(rid, offset, width, value).ok_or(ErrorCode::NoConfigSpace)?;
+    read(cs, rid, offset, width)
+}
+
+/// A write to a BAR dword: a sizing probe, a write of what it holds, or refused.
+fn bar_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, value: u32) -> Result<u32, ErrorCode> {
+    if width != 4 {
+        return Err(ErrorCode::ConfigDenied);
+    }
+    let current = read(cs, rid, offset, 4)?;
+    if value == current {
+        return Ok(current);
+    }
+    if value != u32::MAX {
+        return Err(ErrorCode::ConfigDenied);
+    }
+    let command = read(cs, rid, reg::COMMAND, 2)? as u16;
+    let quiet = command & !(reg::CMD_MEMORY | 1);
+    let fail = ErrorCode::NoConfigSpace;
+    // Command alone (16 bits), so Status is not written.
+    cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
+    cs.write(rid, offset, 4, u32::MAX).ok_or(fail)?;
+    let mask = cs.read(rid, offset, 4);
+    cs.write(rid, offset, 4, current).ok_or(fail)?;
+    cs.write(rid, reg::COMMAND, 2, u32::from(command)).ok_or(fail)?;
+    mask.ok_or(fail)
+}
+
+/// What `take_ownership` found on the buses it walked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Functions present.
+    pub functions: u32,
+    /// Of them, bridges (header type 1).
+    pub bridges: u32,
+    /// Functions whose Bus Master Enable was on and was turned off.
+    pub masters_stopped: u32,
+}
+
+/// At boot, before any driver runs: every function on `buses` (the ones this owner's
+/// ECAM covers) has Bus Master Enable turned off, bridges included, so no function can
+/// start a DMA (or forward one from below) until its owner turns it on through
+/// CONFIG_WRITE. Command's other bits are left as they are. `visit` is called with each
+/// function found (requester ID, vendor and device ID, header type) after it is stopped.
+pub fn take_ownership(
+    cs: &mut dyn ConfigSpace,
+    buses: core::ops::Range<u16>,
+    mut visit: impl FnMut(u16, u32, u8),
+) -> Census {
+    let mut census = Census::default();
+    for bus in buses.filter(|b| *b < 256) {
+        for dev in 0..32u16 {
+            for func in 0..8u16 {
+                let rid = bus << 8 | dev << 3 | func;
+                let Some(id) = cs.read(rid, reg::VENDOR_ID, 4) else { break };
+                if id & 0xffff == 0xffff {
+                    // Function 0 absent: no device in this slot.
+                    if func == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                census.functions += 1;
+                let header = cs.read(rid, reg::HEADER_TYPE, 1).unwrap_or(0) as u8;
+                census.bridges += (header & 0x7f == 1) as u32;
+                if let Some(command) = cs.read(rid, reg::COMMAND, 2) {
+                    let command = command as u16;
+                    if command & reg::CMD_BUS_MASTER != 0 {
+                        // Command alone (16 bits): Status is not written.
+                        let _ = cs.write(rid, reg::COMMAND, 2, u32::from(command & !reg::CMD_BUS_MASTER));
+                        census.masters_stopped += 1;
+                    }
+                }
+                visit(rid, id, header);
+                // A single-function device answers for functions 1..7 too on some
+                // hardware: only a multi-function device's other functions are real.
+                if func == 0 && header & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    census
+}
+
+/// Why a function's BARs were not placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarError {
+    /// The function is not there, or not in this owner's space.
+    Absent,
+    /// Not a type-0 function.
+    NotAnEndpoint,
+    /// Its memory BARs do not fit in the window given (the bytes they need).
+    TooBig(u64),
+    /// An I/O BAR: no I/O window is given to devices here.
+    IoBar(u8),
+}
+
+/// Place every memory BAR of type-0 function `rid` in `[base, base + size)`, each
+/// aligned to its size, in BAR order, with memory decoding off while they are sized and
+/// placed (a BAR written with all ones to size it would otherwise decode at the top of
+/// the address space for a moment). Memory decoding stays off: the driver turns it on
+/// through CONFIG_WRITE. Nothing is placed unless all fit. Returns the bytes used.
+pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> Result<u64, BarError> {
+    let absent = BarError::Absent;
+    if cs.read(rid, reg::VENDOR_ID, 2).ok_or(absent)? == 0xffff {
+        return Err(absent);
+    }
+    if cs.read(rid, reg::HEADER_TYPE, 1).ok_or(absent)? & 0x7f != 0 {
+        return Err(BarError::NotAnEndpoint);
+    }
+    let command = cs.read(rid, reg::COMMAND, 2).ok_or(absent)? as u16;
+    cs.write(rid, reg::COMMAND, 2, u32::from(command & !reg::CMD_MEMORY)).ok_or(absent)?;
+    // Size every BAR first: (index, size, 64-bit).
+    let mut bars = [(0u8, 0u64, false); 6];
+    let mut n = 0;
+    let mut i = 0u8;
+    let mut result = Ok(0);
+    while i < 6 {
+        let off = reg::BAR0 + 4 * i as u16;
+        let old = cs.read(rid, off, 4).ok_or(absent)?;
+        let wide = old & 0b111 == 0b100;
+        cs.write(rid, off, 4, u32::MAX).ok_or(absent)?;
+        let lo = cs.read(rid, off, 4).ok_or(absent)?;
+        cs.write(rid, off, 4, old).ok_or(absent)?;
+        let lo_bits = u64::from(lo & !0xf);
+        // The bits that stuck are the address bits: a 32-bit BAR's are its low word's
+        // (everything above 4 GiB counts as fixed), a 64-bit BAR's span both words.
+        let mask = if old & 1 == 1 {
+            0
+        } else if wide && i < 5 {
+            let old_hi = cs.read(rid, off + 4, 4).ok_or(absent)?;
+            cs.write(rid, off + 4, 4, u32::MAX).ok_or(absent)?;
+            let hi = cs.read(rid, off + 4, 4).ok_or(absent)?;
+            cs.write(rid, off + 4, 4, old_hi).ok_or(absent)?;
+            u64::from(hi) << 32 | lo_bits
+        } else if lo_bits != 0 {
+            0xffff_ffff_0000_0000 | lo_bits
+        } else {
+            0
+        };
+        if old & 1 == 1 {
+            if lo & !0x3 != 0 {
+                result = Err(BarError::IoBar(i));
+            }
+        } else if mask != 0 {
+            let bar_size = (!mask).wrapping_add(1);
+            bars[n] = (i, bar_size, wide && i < 5);
+            n += 1;
+        }
+        i += if wide && i < 5 { 2 } else { 1 };
+    }
+    let mut next = base;
+    for (_, bar_size, _) in &bars[..n] {
+        next = next.div_ceil(*bar_size).saturating_mul(*bar_size).saturating_add(*bar_size);
+    }
+    if next - base > size {
+        return Err(BarError::TooBig(next - base));
+    }
+    result?;
+    let mut next = base;
+    for (i, bar_size, wide) in &bars[..n] {
+        let addr = next.div_ceil(*bar_size) * bar_size;
+        next = addr + bar_size;
+        let off = reg::BAR0 + 4 * *i as u16;
+        cs.write(rid, off, 4, addr as u32).ok_or(absent)?;
+        if *wide {
+            cs.write(rid, off + 4, 4, (addr >> 32) as u32).ok_or(absent)?;
+        }
+    }
+    Ok(next - base)
+}

@@ -1,0 +1,366 @@
+//! PCI configuration space owned by the service: CONFIG_READ and CONFIG_WRITE against a
+//! model of ECAM (functions with BARs, capabilities, extended ACS, and a bridge), each
+//! test asserting the model's registers after the call. Every refusal below is a write
+//! that would change a register if the filter let it through.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use iommu_pd::pci::{self, reg, BarError, ConfigSpace};
+use iommu_pd::Service;
+use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
+
+/// One function: its bytes, which bits software may write, which are write-one-to-clear.
+#[derive(Clone)]
+struct Function {
+    bytes: Vec<u8>,
+    writable: Vec<u8>,
+    w1c: Vec<u8>,
+}
+
+impl Function {
+    fn new(vendor_device: u32, header: u8) -> Self {
+        let mut f = Function { bytes: vec![0; 4096], writable: vec![0; 4096], w1c: vec![0; 4096] };
+        f.set(0, 4, vendor_device);
+        f.set(reg::HEADER_TYPE, 1, header as u32);
+        // Command: I/O, Memory, Bus Master, Parity, SERR, INTx disable.
+        f.mask(reg::COMMAND, 2, 0x0547);
+        // Status: its error bits clear on a 1.
+        f.w1c[6] = 0x00;
+        f.w1c[7] = 0xf9;
+        f
+    }
+    fn set(&mut self, off: u16, width: usize, v: u32) {
+        self.bytes[off as usize..off as usize + width].copy_from_slice(&v.to_le_bytes()[..width]);
+    }
+    fn get(&self, off: u16, width: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b[..width].copy_from_slice(&self.bytes[off as usize..off as usize + width]);
+        u32::from_le_bytes(b)
+    }
+    fn mask(&mut self, off: u16, width: usize, m: u32) {
+        self.writable[off as usize..off as usize + width].copy_from_slice(&m.to_le_bytes()[..width]);
+    }
+}
+
+/// ECAM as a map from requester ID to function; device index d is the function whose
+/// requester ID is its StreamID (identity, as on QEMU virt).
+#[derive(Clone, Default)]
+struct Ecam {
+    functions: HashMap<u16, Function>,
+    writes: usize,
+}
+
+impl ConfigSpace for Ecam {
+    fn function(&self, device: usize) -> Option<u16> {
+        DEVICES.get(device).map(|d| d.stream as u16)
+    }
+    fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
+        Some(self.functions.get(&rid).map_or(u32::MAX >> (32 - 8 * width as u32), |f| f.get(offset, width as usize)))
+    }
+    fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()> {
+        self.writes += 1;
+        if let Some(f) = self.functions.get_mut(&rid) {
+            for (i, b) in value.to_le_bytes()[..width as usize].iter().enumerate() {
+                let at = offset as usize + i;
+                let (w, c) = (f.writable[at], f.w1c[at]);
+                f.bytes[at] = (f.bytes[at] & !w | b & w) & !(b & c);
+            }
+        }
+        Some(())
+    }
+}
+
+const NIC: u16 = 0x10; // 00:02.0, device 0, NET's
+const DISK: u16 = 0x18; // 00:03.0, device 1, BLK's
+const EVIL_FN: u16 = 0x20; // 00:04.0, device 2, EVIL's
+const BRIDGE: u16 = 0x28; // 00:05.0, device 3, NET's: a PCI-to-PCI bridge
+
+/// An endpoint with a 1 MiB 32-bit BAR0 and a 16 KiB 64-bit BAR2, an expansion ROM, and
+/// capabilities: MSI (64-bit) at 0x40, MSI-X at 0x50, PM at 0x60, a 6-byte
+/// vendor-specific one at 0x68; device-specific registers at 0x6e..0x100; ACS in
+/// extended space at 0x100.
+fn endpoint(vendor_device: u32) -> Function {
+    let mut f = Function::new(vendor_device, 0);
+    f.mask(reg::BAR0, 4, 0xfff0_0000);
+    f.set(0x18, 4, 0b100); // 64-bit memory
+    f.mask(0x18, 4, 0xffff_c000);
+    f.mask(0x1c, 4, 0xffff_ffff);
+    f.mask(reg::ROM, 4, 0xffff_f801);
+    f.mask(0x3c, 1, 0xff); // interrupt line
+    f.set(reg::COMMAND, 2, 1 << 8); // SERR# enable, set by the owner
+    f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST) | 1 << 13); // a master abort recorded
+    f.set(reg::CAP_PTR, 1, 0x40);
+    f.mask(reg::CAP_PTR, 1, 0xff); // as if a device let it be written
+                                   // MSI, 64-bit: 0x40..0x4e.
+    f.set(0x40, 4, 0x0080_5005);
+    f.mask(0x41, 1, 0xff);
+    f.mask(0x42, 2, 0x0071);
+    f.mask(0x44, 4, 0xffff_ffff);
+    f.mask(0x48, 4, 0xffff_ffff);
+    f.mask(0x4c, 2, 0xffff);
+    // MSI-X: 0x50..0x5c.
+    f.set(0x50, 4, 0x0000_6011);
+    f.mask(0x52, 2, 0xc000);
+    // PM: 0x60..0x68.
+    f.set(0x60, 4, 0x0000_6801);
+    f.mask(0x64, 2, 0x8103);
+    // Vendor-specific, 6 bytes: 0x68..0x6e.
+    f.set(0x68, 4, 0x0006_0009);
+    f.mask(0x6a, 4, 0xffff_ffff);
+    // Device-specific, outside every capability.
+    f.mask(0x6e, 2, 0xffff);
+    f.mask(0x80, 4, 0xffff_ffff);
+    // ACS at 0x100: its control register (0x106) is writable on real hardware.
+    f.set(0x100, 4, 0x0001_000d);
+    f.set(0x104, 2, 0x001f);
+    f.mask(0x106, 2, 0x007f);
+    f
+}
+
+/// A PCI-to-PCI bridge: bus numbers and a memory window, all writable.
+fn bridge() -> Function {
+    let mut f = Function::new(0x0001_1b36, 1);
+    f.set(0x18, 4, 0x0001_0100); // primary 0, secondary 1, subordinate 1
+    f.mask(0x18, 4, 0x00ff_ffff);
+    f.mask(0x20, 4, 0xfff0_fff0);
+    f.mask(0x3e, 2, 0x0fff); // bridge control
+    f
+}
+
+fn ecam() -> Ecam {
+    let mut e = Ecam::default();
+    e.functions.insert(NIC, endpoint(0x11e8_1234));
+    e.functions.insert(DISK, endpoint(0x1042_1af4));
+    e.functions.insert(EVIL_FN, endpoint(0x11e8_1234));
+    e.functions.insert(BRIDGE, bridge());
+    e
+}
+
+fn service() -> Service<'static, ModelHw> {
+    Service::new(ModelHw::default(), config(), storage()).unwrap()
+}
+
+fn send(s: &mut Service<'_, ModelHw>, e: &mut Ecam, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle_with(client, label, &mrs[..n], e)
+}
+
+fn write(
+    s: &mut Service<'_, ModelHw>,
+    e: &mut Ecam,
+    client: usize,
+    dev: u32,
+    offset: u16,
+    width: u8,
+    value: u32,
+) -> Result<u64, ErrorCode> {
+    // What the register reads afterwards, or the refusal.
+    match send(s, e, client, Request::ConfigWrite { device: DeviceId(dev), offset, width, value }) {
+        Reply::Ok { values, .. } => Ok(values[0]),
+        Reply::Err(e) => Err(e),
+    }
+}
+
+fn read(s: &mut Service<'_, ModelHw>, e: &mut Ecam, client: usize, dev: u32, offset: u16, width: u8) -> Reply {
+    send(s, e, client, Request::ConfigRead { device: DeviceId(dev), offset, width })
+}
+
+#[test]
+fn a_driver_reads_its_own_function_and_no_other() {
+    let (mut s, mut e) = (service(), ecam());
+    assert_eq!(read(&mut s, &mut e, NET, 0, 0, 4), Reply::ok(&[0x11e8_1234]));
+    assert_eq!(read(&mut s, &mut e, NET, 0, 0x100, 4), Reply::ok(&[0x0001_000d]));
+    assert_eq!(read(&mut s, &mut e, NET, 0, 0x42, 2), Reply::ok(&[0x0080]));
+    // Another client's function: refused as its device is.
+    assert_eq!(read(&mut s, &mut e, EVIL, 0, 0, 4), err(ErrorCode::BadDevice));
+    assert_eq!(read(&mut s, &mut e, EVIL, 9, 0, 4), err(ErrorCode::BadDevice));
+}
+
+#[test]
+fn a_service_without_configuration_space_says_so() {
+    let (mut s, e) = (service(), ecam());
+    assert_eq!(
+        call(&mut s, NET, Request::ConfigRead { device: DeviceId(0), offset: 0, width: 4 }),
+        err(ErrorCode::NoConfigSpace)
+    );
+    let w = Request::ConfigWrite { device: DeviceId(0), offset: 4, width: 2, value: 6 };
+    assert_eq!(call(&mut s, NET, w), err(ErrorCode::NoConfigSpace));
+    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 1 << 8);
+}
+
+#[test]
+fn command_takes_memory_bus_master_and_intx_disable_only() {
+    let (mut s, mut e) = (service(), ecam());
+    // Every bit asked for: only the three are the driver's; I/O and parity stay off,
+    // SERR# (the owner's) stays on.
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0xffff).is_ok());
+    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 0x0506);
+    // None asked for: the three go off, SERR# stays.
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0).is_ok());
+    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 0x0100);
+    // Byte-wide, the high byte: INTx disable only.
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND + 1, 1, 0xff).is_ok());
+    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 0x0500);
+    // As virtio-drivers writes it, 32 bits with Status as ones: Status keeps its error
+    // bit (written as 0), Command takes Memory and Bus Master.
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 4, 0xffff_0006).is_ok());
+    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 0x0106);
+    assert_eq!(e.functions[&NIC].get(reg::STATUS, 2), u32::from(reg::STATUS_CAP_LIST) | 1 << 13);
+    // Status alone: nothing changes.
+    assert!(write(&mut s, &mut e, NET, 0, reg::STATUS, 2, 0xffff).is_ok());
+    assert_eq!(e.functions[&NIC].get(reg::STATUS, 2), u32::from(reg::STATUS_CAP_LIST) | 1 << 13);
+}
+
+#[test]
+fn bars_rom_and_the_rest_of_the_header_are_refused_at_every_width() {
+    let (mut s, mut e) = (service(), ecam());
+    let before = e.functions[&NIC].bytes.clone();
+    let writes = e.writes;
+    for offset in (0..reg::HEADER_END).filter(|o| !(4..8).contains(o)) {
+        for width in [1u8, 2, 4] {
+            if offset % width as u16 != 0 || (offset < 8 && offset + width as u16 > 4) {
+                continue;
+            }
+            // Neither all ones (a BAR's sizing probe) nor what a BAR holds (0).
+            let value = 0xa5a5_a5a5u32 >> (32 - 8 * width as u32);
+            assert_eq!(
+                write(&mut s, &mut e, NET, 0, offset, width, value),
+                Err(ErrorCode::ConfigDenied),
+                "{offset:#x}/{width}"
+            );
+        }
+    }
+    assert!(e.functions[&NIC].bytes == before, "a refused write changed the function");
+    assert_eq!(e.writes, writes, "a refused write reached ECAM");
+}
+
+#[test]
+fn msi_and_msix_bodies_and_device_specific_registers_are_the_drivers() {
+    let (mut s, mut e) = (service(), ecam());
+    // MSI address, data; MSI-X control.
+    assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x4c, 2, 0x4021).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x42, 2, 0x0001).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x52, 2, 0x8000).is_ok());
+    // Device-specific, right after the vendor capability and further up.
+    assert!(write(&mut s, &mut e, NET, 0, 0x6e, 2, 0xbeef).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x80, 4, 0x1234_5678).is_ok());
+    let f = &e.functions[&NIC];
+    assert_eq!((f.get(0x44, 4), f.get(0x4c, 2), f.get(0x42, 2), f.get(0x52, 2)), (0xfee0_0000, 0x4021, 0x0081, 0x8000));
+    assert_eq!((f.get(0x6e, 2), f.get(0x80, 4)), (0xbeef, 0x1234_5678));
+}
+
+#[test]
+fn capability_headers_other_capabilities_and_acs_are_refused() {
+    let (mut s, mut e) = (service(), ecam());
+    let before = e.functions[&NIC].bytes.clone();
+    for (offset, width, value) in [
+        (0x41, 1, 0x00),         // MSI's next pointer
+        (0x40, 2, 0x0000),       // MSI's ID and next pointer
+        (0x50, 4, 0x8000_0011),  // MSI-X header with its control
+        (0x64, 2, 0x0003),       // PM control: a power state
+        (0x6a, 2, 0xffff),       // the vendor-specific capability's body
+        (0x6c, 4, 0xffff_ffff),  // half vendor-specific, half device-specific: refused whole
+        (0x106, 2, 0x0000),      // ACS control: source validation and redirects off
+        (0x104, 4, 0),           // ACS capability and control
+        (0x200, 4, 0xffff_ffff), // any other extended register
+    ] {
+        assert_eq!(write(&mut s, &mut e, NET, 0, offset, width, value), Err(ErrorCode::ConfigDenied), "{offset:#x}");
+    }
+    assert!(e.functions[&NIC].bytes == before, "a refused write changed the function");
+}
+
+#[test]
+fn every_register_of_a_bridge_is_refused_even_to_its_owner() {
+    let (mut s, mut e) = (service(), ecam());
+    let before = e.functions[&BRIDGE].bytes.clone();
+    for offset in (0..0x100).step_by(2) {
+        assert_eq!(write(&mut s, &mut e, NET, 3, offset, 2, 0xffff), Err(ErrorCode::ConfigDenied), "{offset:#x}");
+    }
+    assert!(e.functions[&BRIDGE].bytes == before, "bus numbers or a window moved");
+    assert_eq!(e.functions[&BRIDGE].get(0x18, 4), 0x0001_0100);
+}
+
+#[test]
+fn another_drivers_function_cannot_be_moved_stopped_or_read() {
+    let (mut s, mut e) = (service(), ecam());
+    assert!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0x0006).is_ok());
+    let before = e.functions[&NIC].bytes.clone();
+    // The hostile driver: the victim's BAR into its own window, its Bus Master off, its
+    // identity read; by device index and by any number past the table.
+    assert_eq!(write(&mut s, &mut e, EVIL, 0, reg::BAR0, 4, 0x1010_0000), Err(ErrorCode::BadDevice));
+    assert_eq!(write(&mut s, &mut e, EVIL, 0, reg::COMMAND, 2, 0), Err(ErrorCode::BadDevice));
+    assert_eq!(read(&mut s, &mut e, EVIL, 0, 0, 4), err(ErrorCode::BadDevice));
+    assert_eq!(write(&mut s, &mut e, EVIL, 3, 0x18, 4, 0x0002_0200), Err(ErrorCode::BadDevice));
+    assert!(e.functions[&NIC].bytes == before);
+    // Its own BAR, too, is not its to move.
+    assert_eq!(write(&mut s, &mut e, EVIL, 2, reg::BAR0, 4, 0x1000_0000), Err(ErrorCode::ConfigDenied));
+    assert_eq!(e.functions[&EVIL_FN].get(reg::BAR0, 4), 0);
+}
+
+#[test]
+fn a_bar_can_be_sized_and_rewritten_with_its_value_but_not_moved() {
+    let (mut s, mut e) = (service(), ecam());
+    assert_eq!(pci::place_bars(&mut e, NIC, 0x1000_0000, 0x20_0000), Ok(0x10_4000));
+    e.functions.get_mut(&NIC).unwrap().set(reg::COMMAND, 2, 0x0106);
+    let before = e.functions[&NIC].bytes.clone();
+    // Sizing, as virtio-drivers does it: all ones answers the size mask; the BAR and
+    // Command are as they were once the call returns.
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::BAR0, 4, u32::MAX), Ok(0xfff0_0000));
+    assert_eq!(write(&mut s, &mut e, NET, 0, 0x18, 4, u32::MAX), Ok(0xffff_c004));
+    assert_eq!(write(&mut s, &mut e, NET, 0, 0x1c, 4, u32::MAX), Ok(0xffff_ffff));
+    // Written back with what it holds: nothing changes.
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::BAR0, 4, 0x1000_0000), Ok(0x1000_0000));
+    assert!(e.functions[&NIC].bytes == before, "sizing moved a BAR or left Command changed");
+    // Anywhere else, or part of it: refused.
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::BAR0, 4, 0x1010_0000), Err(ErrorCode::ConfigDenied));
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::BAR0 + 2, 2, 0xffff), Err(ErrorCode::ConfigDenied));
+    assert_eq!(write(&mut s, &mut e, NET, 0, 0x1c, 4, 1), Err(ErrorCode::ConfigDenied));
+    assert!(e.functions[&NIC].bytes == before);
+}
+
+#[test]
+fn an_absent_function_is_named_as_such() {
+    let (mut s, mut e) = (service(), ecam());
+    e.functions.remove(&DISK);
+    assert_eq!(write(&mut s, &mut e, BLK, 1, reg::COMMAND, 2, 6), Err(ErrorCode::NoConfigSpace));
+    assert_eq!(read(&mut s, &mut e, BLK, 1, 0, 2), Reply::ok(&[0xffff]));
+}
+
+#[test]
+fn taking_ownership_stops_every_bus_master_and_keeps_the_rest_of_command() {
+    let mut e = ecam();
+    for f in e.functions.values_mut() {
+        f.set(reg::COMMAND, 2, 0x0106);
+    }
+    let mut seen = vec![];
+    let census = pci::take_ownership(&mut e, 0..1, |rid, _, _| seen.push(rid));
+    assert_eq!(census, pci::Census { functions: 4, bridges: 1, masters_stopped: 4 });
+    assert_eq!(seen, [NIC, DISK, EVIL_FN, BRIDGE]);
+    for f in e.functions.values() {
+        assert_eq!(f.get(reg::COMMAND, 2), 0x0102);
+    }
+    // The error bit the endpoints recorded is still there: Command was written alone.
+    assert_eq!(e.functions[&NIC].get(reg::STATUS, 2), u32::from(reg::STATUS_CAP_LIST) | 1 << 13);
+}
+
+#[test]
+fn bars_are_placed_aligned_in_the_window_given_or_not_at_all() {
+    let mut e = ecam();
+    e.functions.get_mut(&NIC).unwrap().set(reg::COMMAND, 2, 0x0002);
+    // 1 MiB BAR0, then the 16 KiB 64-bit BAR2 after it.
+    assert_eq!(pci::place_bars(&mut e, NIC, 0x1000_0000, 0x20_0000), Ok(0x10_4000));
+    let f = &e.functions[&NIC];
+    assert_eq!((f.get(0x10, 4), f.get(0x18, 4), f.get(0x1c, 4)), (0x1000_0000, 0x1010_0004, 0));
+    // Memory decoding is left off, for the driver to turn on.
+    assert_eq!(f.get(reg::COMMAND, 2) & u32::from(reg::CMD_MEMORY), 0);
+    // A window too small: nothing placed.
+    assert_eq!(pci::place_bars(&mut e, DISK, 0x1000_0000, 0x10_0000), Err(BarError::TooBig(0x10_4000)));
+    assert_eq!(e.functions[&DISK].get(0x10, 4), 0);
+    assert_eq!(pci::place_bars(&mut e, BRIDGE, 0x1000_0000, 0x10_0000), Err(BarError::NotAnEndpoint));
+    assert_eq!(pci::place_bars(&mut e, 0x30, 0x1000_0000, 0x10_0000), Err(BarError::Absent));
+}
