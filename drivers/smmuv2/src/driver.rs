@@ -1,0 +1,790 @@
+//! The driver proper: default-deny bring-up, stage-1 domains in context banks, stream
+//! attachment through SMR + S2CR, mapping with confirmed invalidation, and faults.
+
+use core::fmt;
+
+use smmuv3::barrier;
+use smmuv3::cd::MAIR;
+use smmuv3::pagetable::{Leaf, MemType, PageTable, PageTableError, Perm, TablePool};
+use smmuv3::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
+
+use crate::errata::{self, Errata, Implementation};
+use crate::fault::{fsr, sgfsr, ContextFault, Fault, GlobalFault};
+use crate::gr0::{MAX_SMRG, S2CR, SCR0, SMR};
+use crate::gr1::{CBA2R, CBAR, MAX_CB};
+use crate::mmio::{reg, Mmio};
+use crate::probe::{self, Features, IdRegs, Needs, Unsupported};
+
+/// Above this many leaves in one unmap, one TLBIASID replaces per-page TLBIVALs.
+pub const TLBI_ASID_THRESHOLD: usize = 64;
+
+const fn field(f: tock_registers::fields::Field<u32, impl tock_registers::RegisterLongName>, v: u32) -> u32 {
+    (v & f.mask) << f.shift
+}
+
+/// Everything that can go wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The SMMU lacks something this driver needs.
+    Unsupported(Unsupported),
+    /// The table pool is not 4 KiB aligned.
+    BadMemory(&'static str),
+    /// The hardware did not respond within `Config::poll_limit`; names what was awaited.
+    Timeout(&'static str),
+    /// sCR0 or an S2CR did not read back as written: the SMMU is not known to deny.
+    NotClosed(&'static str),
+    /// A page-table operation was refused; nothing changed.
+    PageTable(PageTableError),
+    /// The physical range overlaps the driver's own table pool.
+    ProtectedMemory(PhysAddr),
+    /// Every stage-1 context bank holds a domain: a domain per device needs one bank
+    /// each, and this SMMU has `banks` for stage 1.
+    ContextBanksExhausted {
+        /// Stage-1 context banks this SMMU has (NUMCB - NUMS2CB).
+        banks: usize,
+    },
+    /// Every stream mapping register group is in use: `groups` StreamID patterns can be
+    /// attached at once.
+    SmrsExhausted {
+        /// IDR0.NUMSMRG.
+        groups: usize,
+    },
+    /// The StreamID pattern overlaps one already attached: both SMRs would match some
+    /// StreamID, which the architecture makes UNPREDICTABLE (IHI 0062D 2.4: a stream
+    /// match conflict). Names the pattern in the way.
+    SmrConflict {
+        /// The attached StreamID.
+        sid: StreamId,
+        /// Its mask.
+        mask: u16,
+    },
+    /// The StreamID (or mask) is wider than IDR0.NUMSIDB / the SMR's implemented bits.
+    StreamIdTooWide(StreamId),
+    /// No domain with that handle.
+    NoSuchDomain,
+    /// The domain still has streams attached.
+    DomainInUse,
+    /// The stream is not attached.
+    NotAttached(StreamId),
+    /// This exact StreamID pattern is attached already.
+    StreamInUse(StreamId),
+}
+
+impl From<PageTableError> for Error {
+    fn from(e: PageTableError) -> Self {
+        Error::PageTable(e)
+    }
+}
+
+impl From<Unsupported> for Error {
+    fn from(e: Unsupported) -> Self {
+        Error::Unsupported(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unsupported(u) => write!(f, "unsupported SMMU: {u}"),
+            Error::BadMemory(what) => write!(f, "the {what} is too small or misaligned"),
+            Error::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            Error::NotClosed(what) => write!(f, "{what} did not read back: the SMMU is not known to deny"),
+            Error::PageTable(e) => write!(f, "page table: {e:?}"),
+            Error::ProtectedMemory(pa) => write!(f, "{pa} is the SMMU's own memory"),
+            Error::ContextBanksExhausted { banks } => write!(f, "all {banks} stage-1 context banks are in use"),
+            Error::SmrsExhausted { groups } => write!(f, "all {groups} stream match registers are in use"),
+            Error::SmrConflict { sid, mask } => write!(f, "overlaps the attached StreamID {sid} mask {mask:#x}"),
+            Error::StreamIdTooWide(sid) => write!(f, "StreamID {sid} is wider than the SMMU's"),
+            Error::NoSuchDomain => write!(f, "no such domain"),
+            Error::DomainInUse => write!(f, "domain has streams attached"),
+            Error::NotAttached(sid) => write!(f, "stream {sid} is not attached"),
+            Error::StreamInUse(sid) => write!(f, "stream {sid} is attached already"),
+        }
+    }
+}
+
+/// Memory the driver is given; it never allocates.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// The page-table pool: 4 KiB pages, coherent with the SMMU's walks, never mapped
+    /// for a device.
+    pub tables: DmaRegion,
+}
+
+/// Fixed choices made at initialisation.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Width of every domain's IOVA space (25..=48, and no wider than IDR2.UBS).
+    pub ias_bits: u32,
+    /// Register polls before a wait is declared timed out.
+    pub poll_limit: u32,
+    /// Which implementation this is (the device tree's `compatible`): selects errata.
+    pub implementation: Implementation,
+    /// Bytes of register file mapped, checked against IDR1's layout (`None`: trust it).
+    pub register_span: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { ias_bits: 48, poll_limit: 1_000_000, implementation: Implementation::Mmu500, register_span: None }
+    }
+}
+
+/// A domain: one stage-1 context bank and its address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainId(u8);
+
+impl DomainId {
+    /// The context bank number.
+    pub fn cb(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Debug)]
+struct Domain {
+    asid: Asid,
+    table: PageTable,
+    attached: u32,
+    /// Entries left the tables (or a stream was detached) without a confirmed
+    /// invalidation: the TLB may still hold them, so a TLBIASID and a TLBSYNC go before
+    /// anything else is done with the domain.
+    stale: bool,
+}
+
+/// One stream mapping register group as the driver programmed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sme {
+    sid: StreamId,
+    mask: u16,
+    cb: u8,
+}
+
+/// Counters, readable at any time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// TLB invalidations written (TLBIVAL, TLBIASID, TLBIALLNSNH).
+    pub invalidations: u64,
+    /// TLBSYNC / sTLBGSYNC that completed.
+    pub syncs: u64,
+    /// Waits that hit the poll bound.
+    pub timeouts: u64,
+    /// Context faults read and cleared.
+    pub context_faults: u64,
+    /// Global faults read and cleared.
+    pub global_faults: u64,
+}
+
+/// The driver for one SMMUv2.
+#[derive(Debug)]
+pub struct Smmu<M: Mmio> {
+    regs: M,
+    features: Features,
+    config: Config,
+    errata: Errata,
+    pool: TablePool,
+    domains: [Option<Domain>; MAX_CB],
+    smes: [Option<Sme>; MAX_SMRG],
+    /// SMRn.ID and SMRn.MASK bits that are implemented (probed as Linux's
+    /// `arm_smmu_test_smr_masks` does).
+    smr_id_mask: u16,
+    smr_mask_mask: u16,
+    prefetch_disabled: bool,
+    stats: Stats,
+}
+
+// SAFETY: the driver exclusively owns its registers and its table pool (by `init`'s
+// contract); moving it between threads moves that ownership.
+unsafe impl<M: Mmio + Send> Send for Smmu<M> {}
+
+fn wait(limit: u32, what: &'static str, mut done: impl FnMut() -> bool) -> Result<(), Error> {
+    for _ in 0..=limit {
+        if done() {
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err(Error::Timeout(what))
+}
+
+/// S2CR of type fault: a matched stream's transactions fault (IHI 0062D 10.6.29).
+const S2CR_FAULT: u32 = 2 << 16;
+
+/// TLBIALLNSNH, then sTLBGSYNC and a bounded wait for sTLBGSTATUS.GSACTIVE to clear
+/// (IHI 0062D 10.6.21-22, the global sync Linux's `arm_smmu_tlb_sync_global` does). The
+/// written value is ignored by the SMMU; Linux writes a non-zero one (`QCOM_DUMMY_VAL`)
+/// for a hypervisor that mishandles XZR stores; so does this.
+fn invalidate_all(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+    barrier::wmb();
+    regs.write32(reg::TLBIALLNSNH, u32::MAX);
+    regs.write32(reg::STLBGSYNC, u32::MAX);
+    wait(poll_limit, "SMMU_sTLBGSTATUS.GSACTIVE", || regs.read32(reg::STLBGSTATUS) & 1 == 0)
+}
+
+/// Make every client transaction fault, best effort: what `Smmu::init` does first on
+/// every error (a refused probe included), and what a system that cannot run its IOMMU
+/// service does before anything else. Mirrors the SMMUv3 driver's `fail_closed`.
+///
+/// Each write only narrows what a device can reach, whatever state firmware left:
+/// 1. sCR0.USFCFG = 1 (read-modify-write, CLIENTPD untouched): unmatched streams fault;
+/// 2. every S2CR (as many as IDR0.NUMSMRG says, at most 128) of type fault: a matched
+///    stream faults;
+/// 3. every SMR invalid (with stream matching): every stream is unmatched;
+/// 4. sCR0.CLIENTPD = 0 (with USFCFG = 1 and SMCFCFG = 1): client transactions go
+///    through the stream mapping table, which faults them all. CLIENTPD = 1 (bypass)
+///    is often the reset value, so this is the write that ends bypass;
+/// 5. TLBIALLNSNH and a bounded global sync, so nothing firmware's contexts cached is
+///    used afterwards.
+///
+/// Then it reads back sCR0 and every S2CR. `Ok` means every transaction now faults.
+/// Nothing here depends on a probe succeeding: only global space 0 is touched.
+pub fn fail_closed(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+    let idr0 = regs.read32(reg::IDR0);
+    let sms = idr0 >> 27 & 1 == 1;
+    let groups = if sms {
+        (idr0 & 0xff) as usize
+    } else {
+        // Stream indexing: S2CRn is StreamID n; cover what the array holds.
+        1usize << ((idr0 >> 9) & 0xf)
+    }
+    .min(MAX_SMRG);
+    let usfcfg = field(SCR0::USFCFG, 1);
+    regs.write32(reg::SCR0, regs.read32(reg::SCR0) | usfcfg);
+    for i in 0..groups {
+        regs.write32(reg::s2cr(i), S2CR_FAULT);
+    }
+    if sms {
+        for i in 0..groups {
+            regs.write32(reg::smr(i), 0);
+        }
+    }
+    let scr0 = (regs.read32(reg::SCR0) & !field(SCR0::CLIENTPD, 1)) | usfcfg | field(SCR0::SMCFCFG, 1);
+    regs.write32(reg::SCR0, scr0);
+    let synced = invalidate_all(regs, poll_limit);
+    check_closed(regs, groups)?;
+    synced
+}
+
+/// sCR0.CLIENTPD = 0, USFCFG = 1, and every S2CR not of type bypass.
+fn check_closed(regs: &impl Mmio, groups: usize) -> Result<(), Error> {
+    let scr0 = regs.read32(reg::SCR0);
+    if scr0 & field(SCR0::CLIENTPD, 1) != 0 || scr0 & field(SCR0::USFCFG, 1) == 0 {
+        return Err(Error::NotClosed("SMMU_sCR0"));
+    }
+    if (0..groups).any(|i| (regs.read32(reg::s2cr(i)) >> 16) & 0b11 == 1) {
+        return Err(Error::NotClosed("SMMU_S2CRn"));
+    }
+    Ok(())
+}
+
+impl<M: Mmio> Smmu<M> {
+    /// Bring the SMMU up denying everything, then stay that way until `attach`:
+    ///
+    /// 1. probe the ID registers (refusal: `fail_closed`, then the typed error);
+    /// 2. sCR0.USFCFG = 1, every S2CR faulting, every SMR invalid, then sCR0.CLIENTPD = 0
+    ///    with USFCFG = 1 (`fail_closed`'s order, each write only narrowing): from here
+    ///    every client transaction faults;
+    /// 3. every context bank disabled (SCTLR = 0) and its FSR cleared; sGFSR cleared;
+    ///    MMU-500's errata (`errata`);
+    /// 4. TLBIALLNSNH and a confirmed global sync, so no translation firmware's contexts
+    ///    left in the TLBs survives;
+    /// 5. sCR0 as Linux's `arm_smmu_device_reset` leaves it, and stricter: global fault
+    ///    reporting and interrupts on (GFRE, GFIE, GCFGFRE, GCFGFIE), USFCFG = 1,
+    ///    SMCFCFG = 1 (a stream-match conflict faults instead of being UNPREDICTABLE),
+    ///    VMIDPNE and PTM (TLBs private: only this driver's invalidations reach them),
+    ///    FB = 0, BSU = 0, CLIENTPD = 0. Read back.
+    ///
+    /// seL4's kernel driver (`smmu_dev_reset`) instead writes every S2CR as
+    /// translate-to-context-bank-0 at reset; this driver never routes a stream until it
+    /// is attached to a domain whose context bank is fully programmed.
+    ///
+    /// On any error the SMMU is left by `fail_closed` (best effort) and the error
+    /// returned.
+    ///
+    /// # Safety
+    /// `mem.tables` must be memory only this driver uses from now on, seen by the SMMU
+    /// at its `pa` (coherently), and `regs` must be the only access to the registers.
+    pub unsafe fn init(regs: M, mem: Memory, config: Config) -> Result<Self, Error> {
+        match Self::bring_up(&regs, mem, config) {
+            Ok((features, pool, (smr_id_mask, smr_mask_mask), prefetch_disabled)) => Ok(Self {
+                regs,
+                features,
+                errata: errata::for_revision(config.implementation, features_idr7(&features)),
+                config,
+                pool,
+                domains: [const { None }; MAX_CB],
+                smes: [None; MAX_SMRG],
+                smr_id_mask,
+                smr_mask_mask,
+                prefetch_disabled,
+                stats: Stats { invalidations: 1, syncs: 1, ..Stats::default() },
+            }),
+            Err(e) => {
+                // Best effort: the caller learns the first error; `fail_closed` can be
+                // called again to learn whether the SMMU now denies.
+                let _ = fail_closed(&regs, config.poll_limit);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn bring_up(regs: &M, mem: Memory, config: Config) -> Result<(Features, TablePool, (u16, u16), bool), Error> {
+        let id = IdRegs::read(regs);
+        let pool_end = mem.tables.pa.0.saturating_add(mem.tables.len as u64);
+        let needs = Needs {
+            ias_bits: config.ias_bits,
+            oas_bits: 64 - pool_end.saturating_sub(1).leading_zeros(),
+            register_span: config.register_span,
+        };
+        let features = probe::probe(id, needs)?;
+        // SAFETY: `init`'s contract: the pool's memory is the driver's alone.
+        let pool = unsafe { TablePool::new(mem.tables) }.ok_or(Error::BadMemory("page-table pool"))?;
+        if pool.total_pages() == 0 {
+            return Err(Error::BadMemory("page-table pool"));
+        }
+        fail_closed(regs, config.poll_limit)?;
+        // From here every transaction faults. Which SMR bits are implemented: SMR0 is
+        // invalid, so writing its ID and MASK fields matches nothing (Linux's
+        // `arm_smmu_test_smr_masks`).
+        let id_field = field(SMR::ID, u32::MAX);
+        regs.write32(reg::smr(0), id_field);
+        let smr_id_mask = (regs.read32(reg::smr(0)) & id_field) as u16 & sid_mask(features.sid_bits);
+        let mask_field = field(SMR::MASK, u32::MAX);
+        regs.write32(reg::smr(0), mask_field);
+        let smr_mask_mask = ((regs.read32(reg::smr(0)) & mask_field) >> 16) as u16 & sid_mask(features.sid_bits);
+        regs.write32(reg::smr(0), 0);
+
+        let layout = features.layout;
+        let errata = errata::for_revision(config.implementation, id.idr7);
+        if errata.clear_cache_lock || errata.bypass_tlb_enable {
+            let mut acr = regs.read32(reg::SACR);
+            if errata.clear_cache_lock {
+                acr &= !errata::ACR_CACHE_LOCK;
+            }
+            if errata.bypass_tlb_enable {
+                acr |= errata::ACR_S2CRB_TLBEN | errata::ACR_SMTNMB_TLBEN;
+            }
+            regs.write32(reg::SACR, acr);
+        }
+        let mut prefetch_disabled = true;
+        for n in 0..features.num_cb {
+            regs.write32(layout.cb(n, reg::CB_SCTLR), 0);
+            regs.write32(layout.cb(n, reg::CB_FSR), fsr::ALL);
+            if errata.disable_prefetch {
+                let actlr = regs.read32(layout.cb(n, reg::CB_ACTLR));
+                regs.write32(layout.cb(n, reg::CB_ACTLR), actlr & !errata::ACTLR_CPRE);
+                prefetch_disabled &= regs.read32(layout.cb(n, reg::CB_ACTLR)) & errata::ACTLR_CPRE == 0;
+            }
+        }
+        regs.write32(reg::SGFSR, regs.read32(reg::SGFSR));
+        invalidate_all(regs, config.poll_limit)?;
+        let scr0 = field(SCR0::GFRE, 1)
+            | field(SCR0::GFIE, 1)
+            | field(SCR0::GCFGFRE, 1)
+            | field(SCR0::GCFGFIE, 1)
+            | field(SCR0::USFCFG, 1)
+            | field(SCR0::SMCFCFG, 1)
+            | field(SCR0::VMIDPNE, 1)
+            | field(SCR0::PTM, 1);
+        regs.write32(reg::SCR0, scr0);
+        check_closed(regs, features.num_smrg)?;
+        Ok((features, pool, (smr_id_mask, smr_mask_mask), prefetch_disabled))
+    }
+
+    /// What the probe found.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// The errata applied.
+    pub fn errata(&self) -> Errata {
+        self.errata
+    }
+
+    /// Every context bank's ACTLR.CPRE read back clear (errata 841119/826419 worked
+    /// around). False on an MMU-500 whose Secure sACR.CACHE_LOCK is still set.
+    pub fn prefetch_disabled(&self) -> bool {
+        self.prefetch_disabled
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The registers (for tests and diagnostics).
+    pub fn regs(&self) -> &M {
+        &self.regs
+    }
+
+    /// The driver's own memory, which no device may reach.
+    pub fn own_memory(&self) -> DmaRegion {
+        *self.pool.region()
+    }
+
+    /// Free pages in the table pool.
+    pub fn free_table_pages(&self) -> usize {
+        self.pool.free_pages()
+    }
+
+    /// SMRs attached.
+    pub fn smrs_in_use(&self) -> usize {
+        self.smes[..self.features.num_smrg].iter().filter(|s| s.is_some()).count()
+    }
+
+    fn cb_reg(&self, cb: usize, offset: usize) -> usize {
+        self.features.layout.cb(cb, offset)
+    }
+
+    fn domain(&self, d: DomainId) -> Result<&Domain, Error> {
+        self.domains.get(d.cb()).and_then(Option::as_ref).ok_or(Error::NoSuchDomain)
+    }
+
+    fn domain_mut(&mut self, d: DomainId) -> Result<&mut Domain, Error> {
+        self.domains.get_mut(d.cb()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)
+    }
+
+    /// A new stage-1 domain in a free context bank (NUMS2CB..NUMCB), its context bank
+    /// programmed and enabled but reached by no stream yet. Register order as Linux's
+    /// `arm_smmu_write_context_bank`: SCTLR = 0 first, CBA2R, CBAR, TCR2, TCR, TTBR0,
+    /// MAIRs, then a TLBIASID confirmed by TLBSYNC (the bank may hold a previous domain's
+    /// entries if their invalidation failed), and SCTLR last.
+    pub fn create_domain(&mut self) -> Result<DomainId, Error> {
+        let f = self.features;
+        let cb = (f.num_s2cb..f.num_cb)
+            .find(|&n| self.domains[n].is_none())
+            .ok_or(Error::ContextBanksExhausted { banks: f.stage1_banks() })?;
+        let table = PageTable::new(&mut self.pool, self.config.ias_bits, f.oas_bits)?;
+        // ASIDs are private to each context bank (SCTLR.ASIDPNE = 1); the bank number
+        // is unique anyway, so a TLB entry can be named by either.
+        let asid = Asid(cb as u16);
+        let layout = f.layout;
+        let regs = &self.regs;
+        regs.write32(self.cb_reg(cb, reg::CB_SCTLR), 0);
+        regs.write32(layout.gr1(reg::cba2r(cb)), field(CBA2R::VA64, 1));
+        // Stage 1 with stage 2 bypassed; the bypass attributes Linux uses (outer
+        // non-shareable, write-back), which apply to nothing stage 1 maps.
+        regs.write32(
+            layout.gr1(reg::cbar(cb)),
+            field(CBAR::TYPE, 1) | field(CBAR::BPSHCFG, 3) | field(CBAR::MEMATTR, 0xf),
+        );
+        let pasize = match f.oas_bits {
+            32 => 0,
+            36 => 1,
+            40 => 2,
+            42 => 3,
+            44 => 4,
+            _ => 5,
+        };
+        // SEP = 0b111: sign extension from the upstream bus's top bit (Linux's
+        // ARM_SMMU_TCR2_SEP_UPSTREAM). AS = 0: 8-bit ASIDs, enough for 128 banks.
+        regs.write32(self.cb_reg(cb, reg::CB_TCR2), field(crate::cb::TCR2::PASIZE, pasize) | (0b111 << 15));
+        // 4 KiB granule, inner-shareable write-back walks (IDR0.CTTW = 1 is required),
+        // TTBR1 disabled (EPD1).
+        let tcr = field(crate::cb::TCR::T0SZ, 64 - self.config.ias_bits)
+            | field(crate::cb::TCR::IRGN0, 1)
+            | field(crate::cb::TCR::ORGN0, 1)
+            | field(crate::cb::TCR::SH0, 3)
+            | field(crate::cb::TCR::EPD1, 1);
+        regs.write32(self.cb_reg(cb, reg::CB_TCR), tcr);
+        regs.write64(self.cb_reg(cb, reg::CB_TTBR0), ((asid.0 as u64) << 48) | table.root().0);
+        regs.write64(self.cb_reg(cb, reg::CB_TTBR1), 0);
+        // The attribute indices `smmuv3::pagetable` writes into its descriptors.
+        regs.write32(self.cb_reg(cb, reg::CB_MAIR0), MAIR as u32);
+        regs.write32(self.cb_reg(cb, reg::CB_MAIR1), (MAIR >> 32) as u32);
+        regs.write32(self.cb_reg(cb, reg::CB_FSR), fsr::ALL);
+        if let Err(e) = self.tlbi_asid_sync(cb, asid) {
+            self.regs.write32(self.cb_reg(cb, reg::CB_SCTLR), 0);
+            table.destroy(&mut self.pool);
+            return Err(e);
+        }
+        // Translation on; faults recorded (CFRE) and interrupting (CFIE), terminating
+        // rather than stalling (CFCFG = 0); AFE and TRE as Linux; ASIDPNE.
+        let sctlr = field(crate::cb::SCTLR::M, 1)
+            | field(crate::cb::SCTLR::TRE, 1)
+            | field(crate::cb::SCTLR::AFE, 1)
+            | field(crate::cb::SCTLR::CFRE, 1)
+            | field(crate::cb::SCTLR::CFIE, 1)
+            | field(crate::cb::SCTLR::ASIDPNE, 1);
+        self.regs.write32(self.cb_reg(cb, reg::CB_SCTLR), sctlr);
+        self.domains[cb] = Some(Domain { asid, table, attached: 0, stale: false });
+        Ok(DomainId(cb as u8))
+    }
+
+    /// The domain's ASID.
+    pub fn asid(&self, d: DomainId) -> Result<Asid, Error> {
+        Ok(self.domain(d)?.asid)
+    }
+
+    /// Remove a domain with no stream attached: its context bank is disabled, its ASID
+    /// invalidated and synced, and only then do its tables go back to the pool. If the
+    /// invalidation fails, the domain stays (stale) and the error is returned.
+    pub fn destroy_domain(&mut self, d: DomainId) -> Result<(), Error> {
+        let dom = self.domain(d)?;
+        if dom.attached > 0 {
+            return Err(Error::DomainInUse);
+        }
+        let asid = dom.asid;
+        self.regs.write32(self.cb_reg(d.cb(), reg::CB_SCTLR), 0);
+        if let Err(e) = self.tlbi_asid_sync(d.cb(), asid) {
+            self.domain_mut(d)?.stale = true;
+            return Err(e);
+        }
+        if let Some(dom) = self.domains[d.cb()].take() {
+            dom.table.destroy(&mut self.pool);
+        }
+        Ok(())
+    }
+
+    /// Attach the stream `sid` (exact match) to domain `d`.
+    pub fn attach(&mut self, sid: StreamId, d: DomainId) -> Result<(), Error> {
+        self.attach_masked(sid, 0, d)
+    }
+
+    /// Attach every StreamID that equals `sid` in the bits `mask` leaves clear (SMRn.ID
+    /// and SMRn.MASK, IHI 0062D 2.4): for a description that names a group of streams.
+    /// Refused when the pattern overlaps an attached one (a stream-match conflict), when
+    /// every SMR is in use, or when the bits are wider than the SMR implements.
+    ///
+    /// S2CRn is written before SMRn is made valid (Linux's `arm_smmu_write_sme`), so the
+    /// group never routes anywhere but `d`'s fully programmed context bank.
+    pub fn attach_masked(&mut self, sid: StreamId, mask: u16, d: DomainId) -> Result<(), Error> {
+        let cb = d.cb();
+        self.domain(d)?;
+        if sid.0 > self.smr_id_mask as u32 || sid.0 as u16 & !self.smr_id_mask != 0 {
+            return Err(Error::StreamIdTooWide(sid));
+        }
+        if mask & !self.smr_mask_mask != 0 {
+            return Err(Error::StreamIdTooWide(StreamId(mask as u32)));
+        }
+        for s in self.smes.iter().flatten() {
+            if s.sid == sid && s.mask == mask {
+                return Err(Error::StreamInUse(sid));
+            }
+            // Two patterns share a StreamID when they agree on every bit neither masks.
+            if (s.sid.0 as u16 ^ sid.0 as u16) & !(s.mask | mask) == 0 {
+                return Err(Error::SmrConflict { sid: s.sid, mask: s.mask });
+            }
+        }
+        let groups = self.features.num_smrg;
+        let i = (0..groups).find(|&i| self.smes[i].is_none()).ok_or(Error::SmrsExhausted { groups })?;
+        if self.domain(d)?.stale {
+            self.invalidate_domain(d)?;
+        }
+        self.regs.write32(reg::s2cr(i), field(S2CR::TYPE, 0) | field(S2CR::CBNDX, cb as u32));
+        self.regs.write32(reg::smr(i), field(SMR::VALID, 1) | field(SMR::MASK, mask as u32) | field(SMR::ID, sid.0));
+        self.smes[i] = Some(Sme { sid, mask, cb: cb as u8 });
+        self.domain_mut(d)?.attached += 1;
+        Ok(())
+    }
+
+    /// The domain `sid` (attached exactly, or by a pattern that matches it) reaches.
+    pub fn stream_domain(&self, sid: StreamId) -> Option<DomainId> {
+        self.smes
+            .iter()
+            .flatten()
+            .find(|s| (s.sid.0 as u16 ^ sid.0 as u16) & !s.mask == 0 && sid.0 <= 0xffff)
+            .map(|s| DomainId(s.cb))
+    }
+
+    /// Detach the pattern `sid` was attached with (`attach` or `attach_masked`): SMRn is
+    /// made invalid first (the streams are unmatched: with USFCFG = 1 they fault), then
+    /// S2CRn faults; then the domain's ASID is invalidated and synced so no entry the
+    /// streams used survives. If that sync fails, the streams are detached (they fault)
+    /// but the domain is stale, and the error says so.
+    pub fn detach(&mut self, sid: StreamId) -> Result<(), Error> {
+        let i = self.smes.iter().position(|s| s.is_some_and(|s| s.sid == sid)).ok_or(Error::NotAttached(sid))?;
+        let Some(sme) = self.smes[i].take() else { return Err(Error::NotAttached(sid)) };
+        self.regs.write32(reg::smr(i), 0);
+        self.regs.write32(reg::s2cr(i), S2CR_FAULT);
+        let d = DomainId(sme.cb);
+        let dom = self.domain_mut(d)?;
+        dom.attached -= 1;
+        let asid = dom.asid;
+        if let Err(e) = self.tlbi_asid_sync(d.cb(), asid) {
+            self.domain_mut(d)?.stale = true;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Map `[iova, iova + len)` to `[pa, pa + len)` in domain `d`. Refused, changing
+    /// nothing, if the range overlaps a mapping or the driver's table pool. No
+    /// invalidation: an invalid descriptor is never cached (Arm ARM D8.16).
+    pub fn map(
+        &mut self,
+        d: DomainId,
+        iova: Iova,
+        pa: PhysAddr,
+        len: u64,
+        perm: Perm,
+        mem: MemType,
+    ) -> Result<(), Error> {
+        if self.pool.region().overlaps(pa, len) {
+            return Err(Error::ProtectedMemory(pa));
+        }
+        let cb = d.cb();
+        let dom = self.domains.get_mut(cb).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
+        dom.table.map(&mut self.pool, iova, pa, len, perm, mem)?;
+        Ok(())
+    }
+
+    /// The leaf `iova` translates through in `d`, if any.
+    pub fn translate(&self, d: DomainId, iova: Iova) -> Result<Option<Leaf>, Error> {
+        Ok(self.domain(d)?.table.translate(&self.pool, iova))
+    }
+
+    /// Unmap `[iova, iova + len)` (exactly covered by mappings) and return the number of
+    /// leaves removed, only once the SMMU has confirmed their invalidation: a TLBIVAL per
+    /// leaf (last level: the tables stay), or one TLBIASID above
+    /// `TLBI_ASID_THRESHOLD`, then TLBSYNC and a bounded wait for TLBSTATUS.SACTIVE to
+    /// clear (IHI 0062D 10.8.26-27, Linux's `arm_smmu_tlb_sync_context`).
+    ///
+    /// If the sync does not complete, the entries are out of the tables but may still be
+    /// in the TLB: the domain is marked stale (`has_stale_entries`), the error returned,
+    /// and the service blocks the device until `invalidate_domain` succeeds.
+    pub fn unmap(&mut self, d: DomainId, iova: Iova, len: u64) -> Result<usize, Error> {
+        let cb = d.cb();
+        if self.domain(d)?.stale {
+            self.invalidate_domain(d)?;
+        }
+        let dom = self.domains.get_mut(cb).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
+        let asid = dom.asid;
+        let mut leaves = [Iova(0); TLBI_ASID_THRESHOLD];
+        let mut n = 0usize;
+        let removed = dom.table.unmap(&mut self.pool, iova, len, |leaf| {
+            if let Some(slot) = leaves.get_mut(n) {
+                *slot = leaf.iova;
+            }
+            n += 1;
+        })?;
+        // The cleared descriptors must be visible to the walker before the TLBI.
+        barrier::wmb();
+        if n > TLBI_ASID_THRESHOLD {
+            self.regs.write32(self.cb_reg(cb, reg::CB_TLBIASID), asid.0 as u32);
+            self.stats.invalidations += 1;
+        } else {
+            for va in &leaves[..n] {
+                // AArch64 format: VA[55:12] in [43:0], ASID in [63:48] (IHI 0062D 10.8.23).
+                self.regs.write64(self.cb_reg(cb, reg::CB_TLBIVAL), (va.0 >> 12) | ((asid.0 as u64) << 48));
+                self.stats.invalidations += 1;
+            }
+        }
+        if let Err(e) = self.tlb_sync(cb) {
+            if let Some(dom) = self.domains[cb].as_mut() {
+                dom.stale = true;
+            }
+            return Err(e);
+        }
+        Ok(removed)
+    }
+
+    /// TLBIASID and a confirmed TLBSYNC for domain `d`; clears the stale mark.
+    pub fn invalidate_domain(&mut self, d: DomainId) -> Result<(), Error> {
+        let asid = self.domain(d)?.asid;
+        self.tlbi_asid_sync(d.cb(), asid)?;
+        self.domain_mut(d)?.stale = false;
+        Ok(())
+    }
+
+    /// Whether `d` has entries whose invalidation was not confirmed.
+    pub fn has_stale_entries(&self, d: DomainId) -> Result<bool, Error> {
+        Ok(self.domain(d)?.stale)
+    }
+
+    fn tlbi_asid_sync(&mut self, cb: usize, asid: Asid) -> Result<(), Error> {
+        barrier::wmb();
+        self.regs.write32(self.cb_reg(cb, reg::CB_TLBIASID), asid.0 as u32);
+        self.stats.invalidations += 1;
+        self.tlb_sync(cb)
+    }
+
+    fn tlb_sync(&mut self, cb: usize) -> Result<(), Error> {
+        let sync = self.cb_reg(cb, reg::CB_TLBSYNC);
+        let status = self.cb_reg(cb, reg::CB_TLBSTATUS);
+        self.regs.write32(sync, u32::MAX);
+        let regs = &self.regs;
+        match wait(self.config.poll_limit, "SMMU_CBn_TLBSTATUS.SACTIVE", || regs.read32(status) & 1 == 0) {
+            Ok(()) => {
+                self.stats.syncs += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.timeouts += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// The fault recorded in `d`'s context bank, if any, decoded and cleared (FSR is
+    /// write-1-to-clear: the value read is written back, so a fault recorded in between
+    /// stays for the next call).
+    pub fn context_fault(&mut self, d: DomainId) -> Result<Option<ContextFault>, Error> {
+        self.domain(d)?;
+        Ok(self.read_context_fault(d.cb()))
+    }
+
+    fn read_context_fault(&mut self, cb: usize) -> Option<ContextFault> {
+        let fsr_reg = self.cb_reg(cb, reg::CB_FSR);
+        let fsr = self.regs.read32(fsr_reg);
+        if fsr & fsr::ALL == 0 {
+            return None;
+        }
+        let far = self.regs.read64(self.cb_reg(cb, reg::CB_FAR));
+        let fsynr0 = self.regs.read32(self.cb_reg(cb, reg::CB_FSYNR0));
+        let cbfrsynra = self.regs.read32(self.features.layout.gr1(reg::cbfrsynra(cb)));
+        self.regs.write32(fsr_reg, fsr);
+        self.stats.context_faults += 1;
+        ContextFault::decode(cb as u8, fsr, far, fsynr0, cbfrsynra)
+    }
+
+    /// The global fault recorded, if any, decoded and cleared.
+    pub fn global_fault(&mut self) -> Option<GlobalFault> {
+        let sgfsr = self.regs.read32(reg::SGFSR);
+        if sgfsr & sgfsr::ALL == 0 {
+            return None;
+        }
+        let fault = GlobalFault::decode(
+            sgfsr,
+            self.regs.read64(reg::SGFAR),
+            self.regs.read32(reg::SGFSYNR0),
+            self.regs.read32(reg::SGFSYNR1),
+        );
+        self.regs.write32(reg::SGFSR, sgfsr);
+        self.stats.global_faults += 1;
+        fault
+    }
+
+    /// Every fault recorded (global, then each domain's context bank), each decoded,
+    /// cleared and passed to `f`; returns how many. What the IOMMU PD calls on the
+    /// SMMU's global or context interrupt (MMU-500 may share one line for all).
+    pub fn drain_faults(&mut self, mut f: impl FnMut(Fault)) -> u32 {
+        let mut n = 0;
+        if let Some(g) = self.global_fault() {
+            f(Fault::Global(g));
+            n += 1;
+        }
+        for cb in 0..self.features.num_cb {
+            if self.domains[cb].is_some() {
+                if let Some(c) = self.read_context_fault(cb) {
+                    f(Fault::Context(c));
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+fn features_idr7(f: &Features) -> u32 {
+    ((f.revision.0 as u32) << 4) | f.revision.1 as u32
+}
+
+fn sid_mask(bits: u32) -> u16 {
+    if bits >= 16 {
+        u16::MAX
+    } else {
+        ((1u32 << bits) - 1) as u16
+    }
+}

@@ -1,0 +1,71 @@
+//! An Arm SMMUv2 driver (Arm IHI 0062D) as Arm's CoreLink MMU-500 implements it (Arm
+//! DDI 0517), for the IOMMU protection domain on the boards Microkit supports with an
+//! SMMU (ZynqMP: zcu102, ultra96v2, kria_k26; i.MX8QXP: tqma8xqp1gb).
+//!
+//! What it is for: a DMA-capable device reaches only what its domain maps. From the
+//! first register write of `Smmu::init` on, every write only narrows what devices reach,
+//! and once `init` returns every client transaction faults (sCR0.CLIENTPD = 0,
+//! USFCFG = 1, every SMR invalid, every S2CR of type fault) until `attach` routes a
+//! stream to a domain. Everything that removes access (unmap, detach, destroying a
+//! domain) returns only after the SMMU confirmed the TLB invalidation (TLBSYNC with
+//! TLBSTATUS.SACTIVE clear), or returns an error and marks the domain stale.
+//!
+//! What it must never do: allocate (the table pool is handed in), panic on a value read
+//! from the hardware or a caller's request, hang (every wait is bounded by
+//! `Config::poll_limit`), route a stream to a context bank that is not fully programmed,
+//! or program two SMRs that can match the same StreamID (a stream-match conflict is
+//! UNPREDICTABLE, IHI 0062D 2.4: the driver refuses it as `Error::SmrConflict`).
+//!
+//! **Few context banks and SMRs.** A domain is a stage-1 context bank: MMU-500 has up
+//! to 128, ZynqMP's has 16, i.MX8QXP's 32 (see `model`'s profiles for the sources), and
+//! the banks below IDR1.NUMS2CB are stage-2 only. A stream is attached through one
+//! stream mapping register group (SMR + S2CR): ZynqMP's MMU-500 has 48. The service
+//! gives each device a domain of its own, so a description with more devices than
+//! stage-1 banks, or more StreamID patterns than SMRs, cannot be served: `create_domain`
+//! returns `Error::ContextBanksExhausted` and `attach` `Error::SmrsExhausted`, changing
+//! nothing. Nothing is shared behind the description's back (two devices in one bank
+//! would reach each other's memory). The remedy belongs to the build-time tool: refuse
+//! such a description with the count (this driver's limits are `Features::stage1_banks`
+//! and `Features::num_smrg`), or have the description group a device's StreamIDs with
+//! `attach_masked`, one SMR for a group the SoC numbers contiguously (ZynqMP's TBU bits;
+//! i.MX8's SCU-assigned IDs under a mask such as 0x7f80).
+//!
+//! **Page tables are the SMMUv3 driver's.** `smmuv3::pagetable` (VMSAv8-64 stage 1,
+//! 4 KiB granule, fixed table pool, every refusal leaving the tables untouched) is
+//! public and depends on nothing SMMUv3-specific but the MAIR indices, which SMMUv2's
+//! CBn_MAIR0/1 take as they are. This crate depends on `smmuv3` as a library, as
+//! `smmuv3-service` does, rather than copying the code or moving it into a third crate
+//! while others work on the SMMUv3 driver: one definition of the descriptor format,
+//! already tested bit for bit against `aarch64-paging`. The cost is linking an SMMUv3
+//! driver nobody calls into an SMMUv2 image (dead code the linker drops). Factoring
+//! `pagetable`, `addr`, `barrier` and `Mmio` into a `drivers/vmsa` crate is the clean
+//! follow-up once both backends exist.
+//!
+//! The registers sit behind `smmuv3::Mmio`: `mmio::MmioRegisters` is the real register
+//! file; `model::Mmu500Model` (feature `model`) is a strict host model.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+// The register macros generate items that cannot carry doc comments.
+#[allow(missing_docs)]
+pub mod cb;
+pub mod errata;
+pub mod fault;
+#[allow(missing_docs)]
+pub mod gr0;
+#[allow(missing_docs)]
+pub mod gr1;
+pub mod mmio;
+#[cfg(any(test, feature = "model"))]
+pub mod model;
+pub mod probe;
+
+mod driver;
+
+pub use driver::*;
+pub use errata::Implementation;
+pub use fault::{ContextFault, ContextFaultKind, Fault, GlobalFault, GlobalFaultKind};
+pub use probe::{Features, Unsupported};
+pub use smmuv3::pagetable::{MemType, PageTableError, Perm};
+pub use smmuv3::{Access, Asid, DmaRegion, Iova, PhysAddr, StreamId};

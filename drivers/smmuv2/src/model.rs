@@ -1,0 +1,645 @@
+//! A strict host model of an SMMUv2 as MMU-500 implements it (feature `model`), for
+//! tests of code that drives it.
+//!
+//! It implements `Mmio` and behaves as the architecture (IHI 0062D) *allows*, not as one
+//! implementation happens to:
+//! - registers as the ID profile says: IDRs read-only, sGFSR and CBn_FSR
+//!   write-1-to-clear, SMR ID/MASK bits above IDR0.NUMSIDB not implemented, writes to
+//!   registers past NUMSMRG/NUMCB or into IMPLEMENTATION DEFINED pages recorded as
+//!   violations; sCR0 resets with CLIENTPD = 1 (bypass) and SMRs/S2CRs as the profile's
+//!   reset values (UNKNOWN in the architecture: tests can preset anything);
+//! - a transaction is matched against every valid SMR (`(StreamID ^ ID) & !MASK == 0`,
+//!   2.4); **two matches are a stream-match conflict, which the architecture leaves
+//!   UNPREDICTABLE: the model answers `Outcome::Unpredictable` and records a violation**,
+//!   as it does the moment two valid SMRs can match one StreamID; no match with
+//!   USFCFG = 1 faults and records sGFSR.USF with the StreamID; one match goes where its
+//!   S2CR says (fault, bypass, or a context bank);
+//! - a context bank with SCTLR.M = 0 passes the transaction through untranslated (its
+//!   stage 1 is off), which is what makes routing to an unprogrammed bank dangerous;
+//!   with M = 1 it looks up its TLB and otherwise walks the AArch64 4 KiB tables in
+//!   memory (TTBR0, TCR.T0SZ), decoding descriptors with literal bit positions from the
+//!   Arm ARM, not the driver's constants; a valid leaf is cached in the TLB, tagged by
+//!   context bank and ASID, **until an invalidation that covers it completes**;
+//! - TLBIVA(L)/TLBIASID/TLBIALLNSNH are queued; they take effect only when a TLBSYNC
+//!   (for that bank) or sTLBGSYNC (for the global ones) completes, which is after a few
+//!   status reads (TLBSTATUS.SACTIVE / sTLBGSTATUS.GSACTIVE read 1 until then), or never
+//!   once `stall_syncs` is set: a driver that does not wait, or does not invalidate,
+//!   leaves a translation tests can see;
+//! - faults are recorded as the architecture says: FSR (MULTI when one is already
+//!   recorded), FAR, FSYNR0 (PLVL, WNR, PNU), CBFRSYNRAn.StreamID; sGFSR/sGFSYNR0/1/sGFAR;
+//! - MMU-500: CBn_ACTLR writes do not take while sACR.CACHE_LOCK = 1 (DDI 0517), and
+//!   ACTLR.CPRE resets to 1.
+//!
+//! Memory is the host's: physical addresses are host pointers (as in `smmuv3::model`).
+//! Not modelled: a walk cache (this driver keeps tables linked while a domain lives, and
+//! frees them only after a TLBIASID), stalling, stage 2, and what an S2CR of type fault
+//! records (the transaction is terminated; recording it is IMPLEMENTATION DEFINED
+//! enough that the model records nothing).
+
+extern crate std;
+
+use core::cell::RefCell;
+use std::collections::HashMap;
+use std::format;
+use std::string::String;
+use std::vec::Vec;
+
+use crate::mmio::{reg, Block, Layout, Mmio};
+
+/// ID registers and implementation-defined reset values of one SMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// For messages.
+    pub name: &'static str,
+    /// SMMU_IDR0.
+    pub idr0: u32,
+    /// SMMU_IDR1.
+    pub idr1: u32,
+    /// SMMU_IDR2.
+    pub idr2: u32,
+    /// SMMU_IDR7.
+    pub idr7: u32,
+    /// MMU-500's sACR reset value (CACHE_LOCK set from r2p0, DDI 0517).
+    pub sacr: u32,
+}
+
+const fn idr0(num_smrg: u32, sid_bits: u32, num_irpt: u32) -> u32 {
+    // S1TS | S2TS | NTS | SMS (bits 30..27), ATOSNS = 0, PTFS = 0 (both AArch32 formats),
+    // CTTW (14), BTM (13).
+    (1 << 30)
+        | (1 << 29)
+        | (1 << 28)
+        | (1 << 27)
+        | (num_irpt << 16)
+        | (1 << 14)
+        | (1 << 13)
+        | (sid_bits << 9)
+        | num_smrg
+}
+
+/// Xilinx Zynq UltraScale+ MPSoC's MMU-500 (zcu102, ultra96v2, kria_k26). Sources:
+/// - address 0xfd800000, `reg` size 0x20000 (128 KiB), one global and 16 context
+///   interrupts: Linux's `arch/arm64/boot/dts/xilinx/zynqmp.dtsi` (`smmu: iommu@fd800000`,
+///   `compatible = "arm,mmu-500"`). 128 KiB = 2 x NUMPAGE x 4 KiB: PAGESIZE = 0,
+///   NUMPAGENDXB = 3 (NUMPAGE = 16), and 16 context banks (NUMCB = 16, NUMIRPT = 16);
+/// - SMR ID and MASK 15 bits wide (NUMSIDB = 15): Xilinx UG1087, SMMU_SMRn (SMMU500);
+///   StreamIDs are TBU number [14:10] and master ID [9:0] (UG1085, "SMMU Architecture");
+/// - AArch64 tables up to a 49-bit VA and 48-bit PA (UBS = 49, OAS = 48): UG1085,
+///   "SMMU Architecture"; IAS taken as 48;
+/// - 48 stream match register groups: UG1085's SMMU chapter (not re-checked here
+///   against a register dump: a bring-up reads IDR0.NUMSMRG);
+/// - not found in a published source, assumed and to be checked at bring-up: NUMS2CB =
+///   0, CTTW = 1 (walks coherent through the CCI), BTM = 1, revision r2p1
+///   (IDR7 = 0x21), PTFSV8_4KB and _64KB.
+pub const ZYNQMP: Profile = Profile {
+    name: "ZynqMP MMU-500",
+    idr0: idr0(48, 15, 16),
+    idr1: (3 << 28) | 16,
+    idr2: (1 << 14) | (1 << 12) | (5 << 8) | (5 << 4) | 5,
+    idr7: 0x21,
+    sacr: 1 << 26,
+};
+
+/// NXP i.MX8QXP's MMU-500 (tqma8xqp1gb). Sources:
+/// - address 0x51400000, 0x40000 bytes: NXP's i.MX8 device trees
+///   (`smmu: iommu@51400000`, `compatible = "arm,mmu-500"`), mapped the same by
+///   Kernkonzept's Fiasco i.MX8 BSP (`iommu-arm-smmu-500-imx.cpp`), which also shows the
+///   SMR mask NXP's StreamIDs use (0x7f80: the SCU assigns 7-bit IDs). 256 KiB with
+///   4 KiB pages: NUMPAGENDXB = 4 (NUMPAGE = 32), so at most 32 context banks, taken as
+///   NUMCB = 32;
+/// - not found in a published source, assumed and to be checked at bring-up: NUMSMRG
+///   = 32, NUMSIDB = 15 (MMU-500's maximum), OAS = 48, UBS = 49, NUMS2CB = 0, CTTW = 1,
+///   revision r2p4 (IDR7 = 0x24).
+pub const IMX8QXP: Profile = Profile {
+    name: "i.MX8QXP MMU-500",
+    idr0: idr0(32, 15, 32),
+    idr1: (4 << 28) | 32,
+    idr2: (1 << 14) | (1 << 12) | (5 << 8) | (5 << 4) | 5,
+    idr7: 0x24,
+    sacr: 1 << 26,
+};
+
+/// What a transaction through the model gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Translated by a context bank to this physical address.
+    Translated(u64),
+    /// Passed through untranslated (CLIENTPD = 1, USFCFG = 0, an S2CR of type bypass,
+    /// or a context bank with SCTLR.M = 0).
+    Bypass(u64),
+    /// Faulted in context bank `cb` (FSR bit).
+    ContextFault {
+        /// The bank.
+        cb: usize,
+        /// The FSR bit recorded.
+        fsr: u32,
+    },
+    /// Faulted globally (sGFSR bit), such as an unmatched stream with USFCFG = 1.
+    GlobalFault(u32),
+    /// Terminated by an S2CR of type fault.
+    Terminated,
+    /// Two SMRs matched: UNPREDICTABLE (a violation is recorded).
+    Unpredictable,
+}
+
+impl Outcome {
+    /// The transaction reached memory.
+    pub fn reached_memory(&self) -> bool {
+        matches!(self, Outcome::Translated(_) | Outcome::Bypass(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TlbEntry {
+    cb: usize,
+    asid: u16,
+    va: u64,
+    size: u64,
+    pa: u64,
+    writable: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Inval {
+    Asid(u16),
+    Va { asid: u16, va: u64 },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    regs: HashMap<usize, u64>,
+    tlb: Vec<TlbEntry>,
+    pending_global: bool,
+    pending_cb: Vec<(usize, Inval)>,
+    /// Status reads left before a sync completes, per bank (`None` key: global).
+    syncing: HashMap<Option<usize>, u32>,
+    stall_syncs: bool,
+    violations: Vec<String>,
+    writes: Vec<(usize, u64)>,
+}
+
+/// The model. Interior mutability: `Mmio` takes `&self`, like real registers.
+#[derive(Debug)]
+pub struct Mmu500Model {
+    profile: Profile,
+    layout: Layout,
+    state: RefCell<State>,
+}
+
+/// Status reads a sync reports busy before it completes.
+const SYNC_READS: u32 = 2;
+
+const SCR0_CLIENTPD: u64 = 1;
+const SCR0_USFCFG: u64 = 1 << 10;
+
+impl Mmu500Model {
+    /// A model with `profile`'s ID registers, as at reset: sCR0.CLIENTPD = 1 (every
+    /// transaction bypasses), SMRs invalid, S2CRs zero, CBn_ACTLR.CPRE = 1.
+    pub fn new(profile: Profile) -> Self {
+        let layout = Layout::from_idr1(profile.idr1);
+        let model = Self { profile, layout, state: RefCell::new(State::default()) };
+        {
+            let mut s = model.state.borrow_mut();
+            s.regs.insert(reg::SCR0, SCR0_CLIENTPD);
+            s.regs.insert(reg::SACR, profile.sacr as u64);
+            for n in 0..model.num_cb() {
+                s.regs.insert(layout.cb(n, reg::CB_ACTLR), crate::errata::ACTLR_CPRE as u64);
+            }
+        }
+        model
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// The register layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn num_smrg(&self) -> usize {
+        (self.profile.idr0 & 0xff) as usize
+    }
+
+    fn num_cb(&self) -> usize {
+        (self.profile.idr1 & 0xff) as usize
+    }
+
+    fn sid_mask(&self) -> u64 {
+        (1 << ((self.profile.idr0 >> 9) & 0xf)) - 1
+    }
+
+    /// Set a register without side effects (firmware's leftovers).
+    pub fn preset(&self, offset: usize, value: u64) {
+        self.state.borrow_mut().regs.insert(offset, value);
+    }
+
+    /// A register's current value, without side effects.
+    pub fn peek(&self, offset: usize) -> u64 {
+        self.state.borrow().regs.get(&offset).copied().unwrap_or(0)
+    }
+
+    /// From now on no TLBSYNC or sTLBGSYNC completes (status reads 1 forever) and no
+    /// queued invalidation takes effect: an SMMU that lost a sync.
+    pub fn stall_syncs(&self, stall: bool) {
+        self.state.borrow_mut().stall_syncs = stall;
+    }
+
+    /// Rules of the architecture the driver broke, in order.
+    pub fn violations(&self) -> Vec<String> {
+        self.state.borrow().violations.clone()
+    }
+
+    /// Every register write so far, in order.
+    pub fn writes(&self) -> Vec<(usize, u64)> {
+        self.state.borrow().writes.clone()
+    }
+
+    /// Translations the TLB holds.
+    pub fn tlb_entries(&self) -> usize {
+        self.state.borrow().tlb.len()
+    }
+
+    fn violation(&self, what: String) {
+        self.state.borrow_mut().violations.push(what);
+    }
+
+    /// Valid SMRs as (index, id, mask).
+    fn valid_smrs(&self) -> Vec<(usize, u64, u64)> {
+        (0..self.num_smrg())
+            .filter_map(|i| {
+                let v = self.peek(reg::smr(i));
+                (v >> 31 & 1 == 1).then_some((i, v & 0x7fff, (v >> 16) & 0x7fff))
+            })
+            .collect()
+    }
+
+    /// Whether `sid` could be matched by two valid SMRs at once.
+    fn check_conflicts(&self) {
+        let smrs = self.valid_smrs();
+        for (a, &(i, id_i, mask_i)) in smrs.iter().enumerate() {
+            for &(j, id_j, mask_j) in &smrs[a + 1..] {
+                if (id_i ^ id_j) & !(mask_i | mask_j) & self.sid_mask() == 0 {
+                    self.violation(format!("SMR{i} and SMR{j} both match StreamID {id_i:#x}: UNPREDICTABLE"));
+                }
+            }
+        }
+    }
+
+    /// A device on stream `sid` reads (`write` = false) or writes `iova`: what the SMMU
+    /// does with the transaction, recording faults as the hardware would.
+    pub fn access(&self, sid: u32, iova: u64, write: bool) -> Outcome {
+        let scr0 = self.peek(reg::SCR0);
+        if scr0 & SCR0_CLIENTPD != 0 {
+            return Outcome::Bypass(iova);
+        }
+        let sid = sid as u64 & self.sid_mask();
+        let matches: Vec<usize> = self
+            .valid_smrs()
+            .into_iter()
+            .filter(|&(_, id, mask)| (sid ^ id) & !mask & self.sid_mask() == 0)
+            .map(|(i, _, _)| i)
+            .collect();
+        match matches.as_slice() {
+            [] => {
+                if scr0 & SCR0_USFCFG == 0 {
+                    return Outcome::Bypass(iova);
+                }
+                self.record_global(crate::fault::sgfsr::USF, sid, iova, write);
+                Outcome::GlobalFault(crate::fault::sgfsr::USF)
+            }
+            [i] => {
+                let s2cr = self.peek(reg::s2cr(*i));
+                match (s2cr >> 16) & 0b11 {
+                    0 => self.translate((s2cr & 0xff) as usize, sid, iova, write),
+                    1 => Outcome::Bypass(iova),
+                    _ => Outcome::Terminated,
+                }
+            }
+            _ => {
+                self.violation(format!("StreamID {sid:#x} matched SMRs {matches:?}: UNPREDICTABLE"));
+                Outcome::Unpredictable
+            }
+        }
+    }
+
+    fn record_global(&self, bit: u32, sid: u64, iova: u64, write: bool) {
+        let mut s = self.state.borrow_mut();
+        let sgfsr = s.regs.get(&reg::SGFSR).copied().unwrap_or(0);
+        if sgfsr & crate::fault::sgfsr::ALL as u64 != 0 {
+            s.regs.insert(reg::SGFSR, sgfsr | crate::fault::sgfsr::MULTI as u64);
+            return;
+        }
+        s.regs.insert(reg::SGFSR, bit as u64);
+        s.regs.insert(reg::SGFSYNR0, if write { 1 << 1 } else { 0 });
+        s.regs.insert(reg::SGFSYNR1, sid);
+        s.regs.insert(reg::SGFAR, iova);
+    }
+
+    fn record_context(&self, cb: usize, bit: u32, sid: u64, iova: u64, write: bool, level: u64) {
+        let sctlr = self.peek(self.layout.cb(cb, reg::CB_SCTLR));
+        if sctlr & (1 << 5) == 0 {
+            // CFRE = 0: the fault is not recorded.
+            return;
+        }
+        let fsr_off = self.layout.cb(cb, reg::CB_FSR);
+        let mut s = self.state.borrow_mut();
+        let fsr = s.regs.get(&fsr_off).copied().unwrap_or(0);
+        if fsr & crate::fault::fsr::ALL as u64 != 0 {
+            s.regs.insert(fsr_off, fsr | crate::fault::fsr::MULTI as u64);
+            return;
+        }
+        s.regs.insert(fsr_off, bit as u64);
+        s.regs.insert(self.layout.cb(cb, reg::CB_FAR), iova);
+        s.regs.insert(self.layout.cb(cb, reg::CB_FSYNR0), (if write { 1 << 4 } else { 0 }) | (level & 3));
+        s.regs.insert(self.layout.gr1(reg::cbfrsynra(cb)), sid);
+    }
+
+    fn translate(&self, cb: usize, sid: u64, iova: u64, write: bool) -> Outcome {
+        if cb >= self.num_cb() {
+            self.record_global(crate::fault::sgfsr::UCBF, sid, iova, write);
+            return Outcome::GlobalFault(crate::fault::sgfsr::UCBF);
+        }
+        let l = self.layout;
+        let sctlr = self.peek(l.cb(cb, reg::CB_SCTLR));
+        if sctlr & 1 == 0 {
+            // Stage 1 off, stage 2 bypassed: the address goes out untranslated.
+            return Outcome::Bypass(iova);
+        }
+        if (self.peek(l.gr1(reg::cbar(cb))) >> 16) & 0b11 != 1 {
+            self.violation(format!("CB{cb} routed and enabled but CBAR.TYPE is not stage 1 / stage 2 bypass"));
+        }
+        if self.peek(l.gr1(reg::cba2r(cb))) & 1 == 0 {
+            self.violation(format!("CB{cb} enabled with CBA2R.VA64 = 0 (AArch32 format)"));
+        }
+        let tcr = self.peek(l.cb(cb, reg::CB_TCR));
+        let ttbr0 = self.peek(l.cb(cb, reg::CB_TTBR0));
+        let asid = (ttbr0 >> 48) as u16;
+        let t0sz = tcr & 0x3f;
+        if (tcr >> 14) & 0b11 != 0 {
+            self.violation(format!("CB{cb}: TCR.TG0 is not 4 KiB"));
+        }
+        let ias = 64 - t0sz;
+        if !(25..=48).contains(&ias) || iova >> ias != 0 {
+            self.record_context(cb, crate::fault::fsr::TF, sid, iova, write, 0);
+            return Outcome::ContextFault { cb, fsr: crate::fault::fsr::TF };
+        }
+        let hit = self
+            .state
+            .borrow()
+            .tlb
+            .iter()
+            .copied()
+            .find(|e| e.cb == cb && e.asid == asid && iova >= e.va && iova - e.va < e.size);
+        let entry = match hit {
+            Some(e) => e,
+            None => match self.walk(cb, ttbr0, ias, iova) {
+                Ok(e) => {
+                    self.state.borrow_mut().tlb.push(TlbEntry { asid, ..e });
+                    e
+                }
+                Err((bit, level)) => {
+                    self.record_context(cb, bit, sid, iova, write, level);
+                    return Outcome::ContextFault { cb, fsr: bit };
+                }
+            },
+        };
+        if write && !entry.writable {
+            self.record_context(cb, crate::fault::fsr::PF, sid, iova, write, 3);
+            return Outcome::ContextFault { cb, fsr: crate::fault::fsr::PF };
+        }
+        Outcome::Translated(entry.pa + (iova - entry.va))
+    }
+
+    /// Walk the AArch64 4 KiB-granule tables (Arm ARM D8.3): literal bit positions.
+    fn walk(&self, cb: usize, ttbr0: u64, ias: u64, iova: u64) -> Result<TlbEntry, (u32, u64)> {
+        let levels = (ias - 12).div_ceil(9);
+        let mut level = 4 - levels;
+        let mut table = ttbr0 & 0x0000_ffff_ffff_f000;
+        loop {
+            let shift = 12 + 9 * (3 - level);
+            let index = (iova >> shift) & 0x1ff;
+            // SAFETY: the model's physical addresses are host pointers into tables the
+            // test allocated (TTBR0 and table descriptors written by the driver under
+            // test); a wrong address here is the driver's bug the test is looking for.
+            let desc = unsafe { ((table + index * 8) as *const u64).read_volatile() };
+            if desc & 1 == 0 {
+                return Err((crate::fault::fsr::TF, level));
+            }
+            let is_table = desc & 2 != 0;
+            if level < 3 && is_table {
+                table = desc & 0x0000_ffff_ffff_f000;
+                level += 1;
+                continue;
+            }
+            if level == 3 && !is_table {
+                // Level 3 with bits[1:0] = 0b01 is reserved: a translation fault.
+                return Err((crate::fault::fsr::TF, level));
+            }
+            if level < 1 {
+                return Err((crate::fault::fsr::TF, level));
+            }
+            if desc & (1 << 10) == 0 {
+                return Err((crate::fault::fsr::AFF, level));
+            }
+            if desc & (1 << 6) == 0 {
+                // AP[1] = 0: no unprivileged access; device transactions are
+                // unprivileged (S2CR.PRIVCFG = 0, the default).
+                return Err((crate::fault::fsr::PF, level));
+            }
+            let size = 1u64 << shift;
+            let pa = desc & 0x0000_ffff_ffff_f000 & !(size - 1);
+            return Ok(TlbEntry { cb, asid: 0, va: iova & !(size - 1), size, pa, writable: desc & (1 << 7) == 0 });
+        }
+    }
+
+    /// The device on `sid` writes `value` at `iova`: written to memory if the SMMU let
+    /// it through.
+    pub fn dma_write_u64(&self, sid: u32, iova: u64, value: u64) -> Outcome {
+        let out = self.access(sid, iova, true);
+        if let Outcome::Translated(pa) | Outcome::Bypass(pa) = out {
+            // SAFETY: physical addresses are host pointers to memory the test mapped;
+            // a bypass writes where the test pointed the IOVA.
+            unsafe { (pa as *mut u64).write_volatile(value) };
+        }
+        out
+    }
+
+    fn complete_sync(&self, bank: Option<usize>) {
+        let mut s = self.state.borrow_mut();
+        match bank {
+            None => {
+                if s.pending_global {
+                    s.tlb.clear();
+                    s.pending_global = false;
+                }
+            }
+            Some(cb) => {
+                let mine: Vec<Inval> = s.pending_cb.iter().filter(|(c, _)| *c == cb).map(|(_, i)| *i).collect();
+                s.pending_cb.retain(|(c, _)| *c != cb);
+                for inval in mine {
+                    s.tlb.retain(|e| {
+                        if e.cb != cb {
+                            return true;
+                        }
+                        match inval {
+                            Inval::Asid(a) => e.asid != a,
+                            Inval::Va { asid, va } => !(e.asid == asid && va >= e.va && va - e.va < e.size),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn status_read(&self, bank: Option<usize>) -> u32 {
+        let mut s = self.state.borrow_mut();
+        let stalled = s.stall_syncs;
+        let Some(left) = s.syncing.get_mut(&bank) else { return 0 };
+        if stalled {
+            return 1;
+        }
+        if *left > 0 {
+            *left -= 1;
+            return 1;
+        }
+        s.syncing.remove(&bank);
+        drop(s);
+        self.complete_sync(bank);
+        0
+    }
+
+    fn write(&self, offset: usize, value: u64, wide: bool) {
+        self.state.borrow_mut().writes.push((offset, value));
+        match self.layout.decode(offset) {
+            Block::Gr0(o) => self.write_gr0(o, value),
+            Block::Gr1(o) => {
+                let n = (o & 0x3ff) / 4;
+                if n >= self.num_cb() {
+                    self.violation(format!("write to global space 1 at {o:#x}: context bank {n} is not implemented"));
+                }
+                self.state.borrow_mut().regs.insert(offset, value);
+            }
+            Block::ContextBank(n, o) => self.write_cb(offset, n, o, value, wide),
+            Block::ImplementationDefined(o) | Block::Outside(o) => {
+                self.violation(format!("write to {o:#x}, outside the architected registers"));
+            }
+        }
+    }
+
+    fn write_gr0(&self, o: usize, value: u64) {
+        let smr_end = reg::smr(crate::gr0::MAX_SMRG);
+        let s2cr_end = reg::s2cr(crate::gr0::MAX_SMRG);
+        match o {
+            reg::IDR0..=reg::IDR7 => self.violation(format!("write to read-only ID register {o:#x}")),
+            reg::SGFSR => {
+                let old = self.peek(o);
+                self.preset(o, old & !value);
+            }
+            reg::TLBIALLNSNH | reg::TLBIALLH => self.state.borrow_mut().pending_global = true,
+            reg::STLBGSYNC => {
+                self.state.borrow_mut().syncing.insert(None, SYNC_READS);
+            }
+            _ if (reg::SMR0..smr_end).contains(&o) => {
+                let i = (o - reg::SMR0) / 4;
+                if i >= self.num_smrg() {
+                    self.violation(format!("write to SMR{i}: only {} are implemented", self.num_smrg()));
+                    return;
+                }
+                // ID and MASK bits above NUMSIDB are not implemented (RAZ/WI).
+                let keep = (1 << 31) | (self.sid_mask() << 16) | self.sid_mask();
+                self.preset(o, value & keep);
+                self.check_conflicts();
+            }
+            _ if (reg::S2CR0..s2cr_end).contains(&o) => {
+                let i = (o - reg::S2CR0) / 4;
+                if i >= self.num_smrg() {
+                    self.violation(format!("write to S2CR{i}: only {} are implemented", self.num_smrg()));
+                    return;
+                }
+                self.preset(o, value);
+            }
+            _ => self.preset(o, value),
+        }
+    }
+
+    fn write_cb(&self, offset: usize, n: usize, o: usize, value: u64, wide: bool) {
+        if n >= self.num_cb() {
+            self.violation(format!("write to context bank {n}: only {} are implemented", self.num_cb()));
+            return;
+        }
+        let enabled = self.peek(self.layout.cb(n, reg::CB_SCTLR)) & 1 == 1;
+        match o {
+            reg::CB_FSR => {
+                let old = self.peek(offset);
+                self.preset(offset, old & !value);
+            }
+            reg::CB_TLBIASID => self.state.borrow_mut().pending_cb.push((n, Inval::Asid(value as u16))),
+            reg::CB_TLBIVA | reg::CB_TLBIVAL => {
+                if !wide {
+                    self.violation(format!("CB{n}: 32-bit write to the 64-bit TLBIVA(L)"));
+                }
+                let va = (value & ((1 << 44) - 1)) << 12;
+                self.state.borrow_mut().pending_cb.push((n, Inval::Va { asid: (value >> 48) as u16, va }));
+            }
+            reg::CB_TLBSYNC => {
+                self.state.borrow_mut().syncing.insert(Some(n), SYNC_READS);
+            }
+            reg::CB_ACTLR => {
+                if self.peek(reg::SACR) & crate::errata::ACR_CACHE_LOCK as u64 == 0 {
+                    self.preset(offset, value);
+                }
+            }
+            reg::CB_SCTLR => self.preset(offset, value),
+            _ => {
+                if enabled {
+                    self.violation(format!("CB{n} register {o:#x} written while SCTLR.M = 1"));
+                }
+                self.preset(offset, value);
+            }
+        }
+    }
+
+    fn read(&self, offset: usize) -> u64 {
+        match self.layout.decode(offset) {
+            Block::Gr0(o) => match o {
+                reg::IDR0 => self.profile.idr0 as u64,
+                reg::IDR1 => self.profile.idr1 as u64,
+                reg::IDR2 => self.profile.idr2 as u64,
+                reg::IDR7 => self.profile.idr7 as u64,
+                reg::STLBGSTATUS => self.status_read(None) as u64,
+                _ => self.peek(o),
+            },
+            Block::ContextBank(n, reg::CB_TLBSTATUS) => self.status_read(Some(n)) as u64,
+            _ => self.peek(offset),
+        }
+    }
+}
+
+impl Mmio for Mmu500Model {
+    fn read32(&self, offset: usize) -> u32 {
+        self.read(offset) as u32
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.write(offset, value as u64, false)
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        self.read(offset)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.write(offset, value, true)
+    }
+}
+
+/// Host memory for the driver or a test: page-aligned, zeroed, leaked; physical address
+/// = host address, as the model expects.
+pub fn host_region(len: usize, align: usize) -> smmuv3::DmaRegion {
+    smmuv3::model::host_region(len, align)
+}
+
+/// A configuration for host tests: 48-bit IOVAs, a short poll bound, MMU-500.
+pub fn host_config() -> crate::Config {
+    crate::Config { ias_bits: 48, poll_limit: 64, ..crate::Config::default() }
+}
