@@ -43,6 +43,25 @@
 //!
 //! The registers sit behind `smmuv3::Mmio`: `mmio::MmioRegisters` is the real register
 //! file; `model::Mmu500Model` (feature `model`) is a strict host model.
+//!
+//! # A first bring-up on a real zcu102 must check
+//! 1. IDR0/1/2/7 against the profile (`model::profiles`): SMR groups, 16 context banks,
+//!    stage-2-only banks, CTTW, address sizes, revision (several profile values are
+//!    assumed, and marked so).
+//! 2. CTTW: if it reads 0 the probe refuses (walks would need cache maintenance, or
+//!    non-cacheable table memory matching TCR's attributes).
+//! 3. That the SMMU is in the DMA path at all (firmware and the TBU enables decide it):
+//!    a real GDMA access to an unmapped address must fault.
+//! 4. What the Non-secure view allows: if Secure firmware keeps sACR.CACHE_LOCK set,
+//!    `prefetch_disabled()` is false and the errata workaround is missing.
+//! 5. That 64-bit register accesses (TTBR0, TLBI, FAR) work on this interconnect.
+//! 6. That TLBSYNC completes within the poll bound at real speed, and that DMA after an
+//!    unmap faults (the per-ASID invalidation works).
+//! 7. That TLB entries firmware left in bypass are dropped by `init`'s full invalidation.
+//! 8. The GDMA StreamIDs (0x14e8 and up, `zynqmp.dtsi`): their faults name the StreamID,
+//!    and an unattached channel raises a global unmatched-stream fault.
+//! 9. The interrupts: one global and the context interrupts on shared SPI 155, each
+//!    handled by `drain_faults`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
