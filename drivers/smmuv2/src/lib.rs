@@ -45,7 +45,7 @@
 //! file; `model::Mmu500Model` (feature `model`) is a strict host model.
 //!
 //! # A first bring-up on a real zcu102 must check
-//! 1. IDR0/1/2/7 against the profile (`model::profiles`): SMR groups, 16 context banks,
+//! 1. IDR0/1/2/7 against the profile (`model::ZYNQMP`): SMR groups, 16 context banks,
 //!    stage-2-only banks, CTTW, address sizes, revision (several profile values are
 //!    assumed, and marked so).
 //! 2. CTTW: if it reads 0 the probe refuses (walks would need cache maintenance, or
