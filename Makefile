@@ -113,8 +113,9 @@ run: deps
 # not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, and a device passed
 # through to a virtual machine.
 # system.xml runs on both configurations: debug (one core) and smp-debug (four), and on
-# debug on QEMU 10.0 too where it is installed (the image is built once for both); and
-# as images/polled.xml, its SMMU interrupts wired to no one, the IOMMU PD polling.
+# debug on QEMU 10.0 too where it is installed (the image is built once for both).
+# (Not images/polled.xml, the IOMMU PD polling: its checks pass, but its console
+# interleaves, the polling IOMMU PD's lines landing inside other PDs' lines; see README.)
 microkit-test: deps
 	@if [ -z "$$MICROKIT_SDK" ]; then \
 		echo "microkit-image: skipped: no Microkit SDK (MICROKIT_SDK is not set and there is none at $(SHARED_SDK)), so the seL4 Microkit images were not built or booted (see README)"; \
@@ -126,7 +127,6 @@ microkit-test: deps
 			echo "microkit-image: system.xml again on $$($(QEMU10) --version | head -n 1) ($(QEMU10))"; \
 			$(MAKE) -C images test QEMU=$(QEMU10); \
 		else echo "microkit-image: system.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
-		$(MAKE) -C images test SYSTEM=polled && \
 		$(MAKE) -C images rules && $(MAKE) -C images test SYSTEM=blk-bench && \
 			$(MAKE) -C images test SYSTEM=iommu-boot && \
 			$(MAKE) -C images test SYSTEM=microkit-iomap && \

@@ -318,8 +318,10 @@ impl Handler for IommuPd {
             let mut pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
             // Records left, and nothing will announce them (the interrupt marks empty to
             // non-empty): with the timer, be woken again at once, after whatever else is
-            // waiting; without, keep going here until the queue is empty (the storm limit
-            // quarantines a flooding device, so it ends).
+            // waiting; without, keep going here until the queue is empty. That ends when
+            // the storm limit quarantines a flooding client's device; a flood the limit
+            // cannot stop (a device no client owns, a StreamID no description names) would
+            // keep this PD here: such a system should give it the timer.
             while pass.rearm == Rearm::Now && !irqs::TIMER {
                 pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
             }
