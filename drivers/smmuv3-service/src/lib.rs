@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod events;
+
 use iommu_pd::{DeviceIndex, HwError, IommuHw};
 use iommu_protocol::Rights;
 use smmuv3::{DomainId, Error, Iova, MemType, Mmio, PageTableError, Perm, PhysAddr, Smmu, StreamId};

@@ -59,7 +59,9 @@ pub enum Error {
         /// Opcode of the rejected command.
         opcode: u8,
     },
-    /// SMMU_GERROR.SFM_ERR: the SMMU entered service failure mode and must be reset.
+    /// SMMU_GERROR.SFM_ERR: the SMMU entered service failure mode and must be reset. The
+    /// driver has failed it closed (`Smmu::failure` says whether that took) and refuses
+    /// everything that would use it from then on.
     ServiceFailure,
     /// A page-table operation was refused; nothing changed.
     PageTable(PageTableError),
@@ -147,6 +149,78 @@ pub struct Memory {
     pub tables: DmaRegion,
 }
 
+/// A monotonic clock, for bounding waits on the SMMU in time. The driver knows no timer
+/// of its own (it runs on any SMMU, under any system, and on the host model): the system
+/// gives it one (the IOMMU PD: the Arm generic timer; host tests: a fake clock).
+pub trait Clock: Sync {
+    /// The count now; never goes back.
+    fn now(&self) -> u64;
+    /// Counts per second.
+    fn hz(&self) -> u64;
+}
+
+impl fmt::Debug for dyn Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Clock({} Hz)", self.hz())
+    }
+}
+
+/// What bounds every wait on the SMMU (a CMD_SYNC, room in the command queue, CR0ACK,
+/// IRQ_CTRLACK, GBPA.UPDATE): a wait that passes it is `Error::Timeout`, never a hang.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    /// At most this many register reads. What the hardware may take is time, not reads:
+    /// a read costs anything from a few nanoseconds to microseconds (under an emulator,
+    /// more), so this is for systems with no clock (and tests of the count itself).
+    Polls(u32),
+    /// Until `us` microseconds have passed on `clock`, however many reads that is.
+    /// Linux waits `ARM_SMMU_POLL_TIMEOUT_US`, one second ([`Bound::LINUX_US`]).
+    Time {
+        /// The clock.
+        clock: &'static dyn Clock,
+        /// How long a wait may last, in microseconds.
+        us: u64,
+    },
+}
+
+impl Bound {
+    /// Linux's bound on every SMMUv3 wait (`ARM_SMMU_POLL_TIMEOUT_US`): one second.
+    pub const LINUX_US: u64 = 1_000_000;
+
+    /// Start a wait now.
+    fn start(self) -> Deadline {
+        match self {
+            Bound::Polls(n) => Deadline::Polls { left: n },
+            Bound::Time { clock, us } => {
+                let ticks = (u128::from(us) * u128::from(clock.hz()) / 1_000_000).min(u128::from(u64::MAX)) as u64;
+                Deadline::Time { clock, at: clock.now().saturating_add(ticks) }
+            }
+        }
+    }
+}
+
+/// One wait in progress: what is left of its bound.
+enum Deadline {
+    Polls { left: u32 },
+    Time { clock: &'static dyn Clock, at: u64 },
+}
+
+impl Deadline {
+    /// Called once per unsuccessful poll: true when the wait is over.
+    fn passed(&mut self) -> bool {
+        match self {
+            Deadline::Polls { left } => match left.checked_sub(1) {
+                Some(l) => {
+                    *left = l;
+                    false
+                }
+                None => true,
+            },
+            Deadline::Time { clock, at } => clock.now() >= *at,
+        }
+    }
+}
+
 /// Fixed choices made at initialisation.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
@@ -154,15 +228,17 @@ pub struct Config {
     pub ias_bits: u32,
     /// Widest StreamID the platform will use, in bits.
     pub sid_bits: u32,
-    /// Register polls before a wait is declared timed out.
-    pub poll_limit: u32,
+    /// How long a wait on the SMMU may last before it is declared timed out.
+    pub bound: Bound,
     /// Enable the event-queue and global-error interrupts.
     pub interrupts: bool,
 }
 
 impl Default for Config {
+    /// A million register reads: the driver has no clock of its own; a system that has
+    /// one should give it (`Bound::Time`).
     fn default() -> Self {
-        Self { ias_bits: 48, sid_bits: 16, poll_limit: 1_000_000, interrupts: true }
+        Self { ias_bits: 48, sid_bits: 16, bound: Bound::Polls(1_000_000), interrupts: true }
     }
 }
 
@@ -295,11 +371,11 @@ struct Reset {
 /// transaction through untranslated, so it is left enabled or disabled as it was (a
 /// running SMMU keeps its stream table) and `Err(NoGlobalAbort)` (or the `Timeout` of the
 /// GBPA update) says that DMA is not known to be stopped.
-pub fn fail_closed(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
-    if !set_gbpa_abort(regs, poll_limit)? {
+pub fn fail_closed(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
+    if !set_gbpa_abort(regs, bound)? {
         return Err(Error::NoGlobalAbort);
     }
-    disable(regs, poll_limit)
+    disable(regs, bound)
 }
 
 /// SMMU_GBPA.ABORT = 1: transactions abort while the SMMU is disabled. GBPA may be
@@ -307,19 +383,19 @@ pub fn fail_closed(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
 /// its other fields (memory attribute overrides) are kept: read-modify-write (IHI 0070
 /// 6.3.14). Returns whether ABORT reads back set (QEMU 7.2 has no GBPA: it reads as zero
 /// and ignores writes).
-fn set_gbpa_abort(regs: &impl Mmio, poll_limit: u32) -> Result<bool, Error> {
+fn set_gbpa_abort(regs: &impl Mmio, bound: Bound) -> Result<bool, Error> {
     let update = GBPA::UPDATE.mask << GBPA::UPDATE.shift;
     let abort = GBPA::ABORT.mask << GBPA::ABORT.shift;
-    wait(poll_limit, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
+    wait(bound, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
     regs.write32(reg::GBPA, regs.read32(reg::GBPA) | abort | update);
-    wait(poll_limit, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
+    wait(bound, "SMMU_GBPA.UPDATE", || regs.read32(reg::GBPA) & update == 0)?;
     Ok(regs.read32(reg::GBPA) & abort != 0)
 }
 
 /// SMMU_CR0 = 0 (translation, queues and ATS checks off), waiting for SMMU_CR0ACK.
-fn disable(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
     regs.write32(reg::CR0, 0);
-    wait(poll_limit, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
+    wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
 }
 
 /// The command queue: producer index and the memory it writes.
@@ -333,7 +409,10 @@ struct CommandQueue {
     /// Each register access is an uncached device access (a trap into the emulator
     /// under QEMU), and an UNMAP is on a driver's per-request path.
     cons: u32,
-    poll_limit: u32,
+    bound: Bound,
+    /// Set once the SMMU reported service failure (SMMU_GERROR.SFM_ERR), with what
+    /// `fail_closed` then gave: no command is queued again.
+    failed: Option<Result<(), Error>>,
     /// Commands queued since the last CMD_SYNC, and how many the implementation allows
     /// (`errata::Errata::commands_per_sync`; `u32::MAX` for no limit).
     since_sync: u32,
@@ -355,11 +434,14 @@ impl CommandQueue {
     /// Add a command, waiting (bounded) for room. The doorbell is not rung, unless the
     /// implementation needs a CMD_SYNC first (see `errata`).
     fn push(&mut self, regs: &impl Mmio, stats: &mut Stats, cmd: Command) -> Result<(), Error> {
+        if self.failed.is_some() {
+            return Err(Error::ServiceFailure);
+        }
         let is_sync = cmd.opcode() == Opcode::Sync as u8;
         if !is_sync && self.since_sync >= self.commands_per_sync {
             self.sync(regs, stats)?;
         }
-        let mut polls = 0;
+        let mut deadline = None;
         while self.ring.is_full(self.prod, self.cons) {
             self.cons = self.ring.index(regs.read32(reg::CMDQ_CONS));
             if !self.ring.is_full(self.prod, self.cons) {
@@ -368,8 +450,8 @@ impl CommandQueue {
             // Let the SMMU see what is already there, then wait for it to make room.
             self.doorbell(regs);
             self.check_error(regs, stats)?;
-            polls += 1;
-            if polls > self.poll_limit {
+            // The clock is read only once the queue was found full.
+            if deadline.get_or_insert_with(|| self.bound.start()).passed() {
                 stats.timeouts += 1;
                 return Err(Error::Timeout("command queue space"));
             }
@@ -403,6 +485,11 @@ impl CommandQueue {
     /// A command that keeps failing to be fetched ends, like any wait, at the poll bound.
     fn check_error(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
         let active = regs.read32(reg::GERROR) ^ regs.read32(reg::GERRORN);
+        if active & (GERROR::SFM_ERR.mask << GERROR::SFM_ERR.shift) != 0 {
+            // The SMMU will not consume this command or any other: stop waiting for it.
+            self.fail(regs);
+            return Err(Error::ServiceFailure);
+        }
         if active & GERROR::CMDQ_ERR.mask == 0 {
             return Ok(());
         }
@@ -433,6 +520,16 @@ impl CommandQueue {
         Err(Error::CommandError { code, opcode: Command(bad).opcode() })
     }
 
+    /// The SMMU is in service failure mode: it may no longer translate, invalidate or
+    /// report as configured (IHI 0070 12.3), so a confirmation from it would mean nothing.
+    /// Make every transaction abort (`fail_closed`: GBPA.ABORT, then SMMUEN = 0 with
+    /// CR0ACK waited for), once, and refuse every later command.
+    fn fail(&mut self, regs: &impl Mmio) {
+        if self.failed.is_none() {
+            self.failed = Some(fail_closed(regs, self.bound));
+        }
+    }
+
     /// Queue CMD_SYNC, ring the doorbell and wait until the SMMU has consumed it, which
     /// it does only once every earlier command has completed (IHI 0070 4.7.3).
     fn sync(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
@@ -446,7 +543,9 @@ impl CommandQueue {
         };
         self.doorbell(regs);
         let mut first_error = None;
-        let mut polls = 0u32;
+        // Started lazily: a sync that completes at the first read (the usual case, and the
+        // one on every UNMAP's path) reads no clock.
+        let mut deadline = None;
         loop {
             // CONS first: the SMMU stops at a command in error (CONS stays on it until
             // GERROR.CMDQ_ERR is acknowledged), so CONS past our sync means no error among
@@ -456,12 +555,16 @@ impl CommandQueue {
             if self.ring.consumed(target, self.cons) {
                 break;
             }
-            if let Err(e) = self.check_error(regs, stats) {
+            match self.check_error(regs, stats) {
+                // Nothing more will be consumed: no use waiting.
+                Err(Error::ServiceFailure) => return Err(Error::ServiceFailure),
                 // Keep waiting for our sync: the queue goes on after the bad command.
-                first_error.get_or_insert(e);
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(()) => {}
             }
-            polls += 1;
-            if polls > self.poll_limit {
+            if deadline.get_or_insert_with(|| self.bound.start()).passed() {
                 stats.timeouts += 1;
                 return Err(Error::Timeout("CMD_SYNC completion"));
             }
@@ -522,7 +625,7 @@ impl<M: Mmio> Smmu<M> {
             Err(e) => {
                 // Firmware may have left the SMMU disabled with GBPA in bypass, or running
                 // its own tables: neither may stay when this driver does not take over.
-                let _ = fail_closed(&regs, config.poll_limit);
+                let _ = fail_closed(&regs, config.bound);
                 return Err(e);
             }
         };
@@ -537,7 +640,8 @@ impl<M: Mmio> Smmu<M> {
                 ring: Ring { log2: reset.cmdq_log2 },
                 prod: 0,
                 cons: 0,
-                poll_limit: config.poll_limit,
+                bound: config.bound,
+                failed: None,
                 since_sync: 0,
                 commands_per_sync: reset.commands_per_sync,
             },
@@ -553,7 +657,7 @@ impl<M: Mmio> Smmu<M> {
             reject_next_invalidation: false,
         };
         if let Err(e) = smmu.start(reset.ats) {
-            let _ = fail_closed(&smmu.regs, config.poll_limit);
+            let _ = fail_closed(&smmu.regs, config.bound);
             return Err(e);
         }
         Ok(smmu)
@@ -588,7 +692,7 @@ impl<M: Mmio> Smmu<M> {
         // Some implementations lack GBPA (QEMU 7.2 reads it as zero and ignores writes):
         // then a disabled SMMU lets DMA through, and only the aborting stream table below
         // closes that window. Record whether the abort took, for the system to report.
-        let poll = config.poll_limit;
+        let poll = config.bound;
         let gbpa_aborts = set_gbpa_abort(regs, poll)?;
         regs.write32(reg::IRQ_CTRL, 0);
         wait(poll, "SMMU_IRQ_CTRLACK", || regs.read32(reg::IRQ_CTRLACK) == 0)?;
@@ -693,7 +797,7 @@ impl<M: Mmio> Smmu<M> {
 
         // 6. Event queue, interrupts, and finally translation.
         self.enable(CR0::EVENTQEN::SET.value)?;
-        let poll = self.config.poll_limit;
+        let poll = self.config.bound;
         if self.config.interrupts {
             self.regs.write32(reg::IRQ_CTRL, (IRQ_CTRL::GERROR_IRQEN::SET + IRQ_CTRL::EVENTQ_IRQEN::SET).value);
             let want = self.regs.read32(reg::IRQ_CTRL);
@@ -713,7 +817,7 @@ impl<M: Mmio> Smmu<M> {
         let cr0 = self.regs.read32(reg::CR0) | bits;
         self.regs.write32(reg::CR0, cr0);
         let regs = &self.regs;
-        wait(self.config.poll_limit, "SMMU_CR0ACK", || regs.read32(reg::CR0ACK) == cr0)
+        wait(self.config.bound, "SMMU_CR0ACK", || regs.read32(reg::CR0ACK) == cr0)
     }
 
     fn init_stream_table(mem: &Memory, features: &Features, sid_bits: u32) -> Result<StreamTable, Error> {
@@ -864,6 +968,7 @@ impl<M: Mmio> Smmu<M> {
 
     /// Create an empty domain (address space) with its own ASID and CD.
     pub fn create_domain(&mut self) -> Result<DomainId, Error> {
+        self.check_usable()?;
         let index = (0..self.max_domains).find(|&i| self.domains[i].is_none()).ok_or(Error::TooManyDomains)?;
         let table = PageTable::new(&mut self.pool, self.config.ias_bits, self.features.oas_bits)?;
         // ASID 0 is never used: a zeroed CD can never alias a live context.
@@ -1031,6 +1136,8 @@ impl<M: Mmio> Smmu<M> {
         perm: Perm,
         mem: MemType,
     ) -> Result<(), Error> {
+        // Nothing is translated any more: a mapping would be a promise the SMMU cannot keep.
+        self.check_usable()?;
         self.check_not_own_memory(pa, len)?;
         // A stale TLB entry for this range would shadow the new mapping.
         self.flush_stale(d)?;
@@ -1202,8 +1309,24 @@ impl<M: Mmio> Smmu<M> {
         Ok(changed)
     }
 
+    /// `Err(ServiceFailure)` once the SMMU has reported service failure.
+    fn check_usable(&self) -> Result<(), Error> {
+        match self.cmdq.failed {
+            Some(_) => Err(Error::ServiceFailure),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the SMMU has failed (SMMU_GERROR.SFM_ERR), and if so what failing it closed
+    /// gave: `Ok` when GBPA.ABORT took and the SMMU is disabled (every transaction
+    /// aborts), otherwise why DMA is not known to be stopped. `None` while it works.
+    pub fn failure(&self) -> Option<Result<(), Error>> {
+        self.cmdq.failed
+    }
+
     /// Check SMMU_GERROR: recover from a command error, count and acknowledge the rest.
-    /// `Err(ServiceFailure)` if the SMMU needs a reset.
+    /// `Err(ServiceFailure)` if the SMMU needs a reset: then it has been failed closed
+    /// (`failure`), and every later operation that would use it is refused.
     pub fn check_global_errors(&mut self) -> Result<GlobalErrors, Error> {
         let active = self.regs.read32(reg::GERROR) ^ self.regs.read32(reg::GERRORN);
         if active == 0 {
@@ -1219,6 +1342,7 @@ impl<M: Mmio> Smmu<M> {
             self.stats.global_errors += rest.count_ones() as u64;
         }
         if active & (GERROR::SFM_ERR.mask << GERROR::SFM_ERR.shift) != 0 {
+            self.cmdq.fail(&self.regs);
             return Err(Error::ServiceFailure);
         }
         Ok(GlobalErrors(active))
@@ -1321,15 +1445,18 @@ impl<M: Mmio> Smmu<M> {
     }
 }
 
-/// Poll `done` up to `limit` times.
-fn wait(limit: u32, what: &'static str, mut done: impl FnMut() -> bool) -> Result<(), Error> {
-    for _ in 0..=limit {
+/// Poll `done` until it holds or `bound` has passed.
+fn wait(bound: Bound, what: &'static str, mut done: impl FnMut() -> bool) -> Result<(), Error> {
+    let mut deadline = bound.start();
+    loop {
         if done() {
             return Ok(());
         }
+        if deadline.passed() {
+            return Err(Error::Timeout(what));
+        }
         core::hint::spin_loop();
     }
-    Err(Error::Timeout(what))
 }
 
 /// log2 of the entries a queue region holds, capped at the hardware's maximum; the

@@ -17,6 +17,7 @@
 extern crate std;
 
 use core::cell::RefCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::vec::Vec;
 
@@ -83,6 +84,44 @@ struct State {
     violations: Vec<&'static str>,
     /// SMMU_GBPA is not implemented: it reads as zero and ignores writes (QEMU 7.2).
     no_gbpa: bool,
+    /// A clock that each register access moves forward by this many nanoseconds.
+    clock: Option<(&'static FakeClock, u64)>,
+    /// Reads of SMMU_CMDQ_CONS before the SMMU consumes what the doorbell announced: a
+    /// slow SMMU (an ATC invalidation or a busy interconnect can take a long time).
+    slow_reads: u32,
+}
+
+/// A clock for tests: time passes only as the SMMU model's registers are accessed (each
+/// access costing what `SmmuModel::with_clock` says), or when a test moves it.
+#[derive(Debug, Default)]
+pub struct FakeClock {
+    ns: AtomicU64,
+}
+
+impl FakeClock {
+    /// A clock at 0.
+    pub const fn new() -> Self {
+        Self { ns: AtomicU64::new(0) }
+    }
+
+    /// Nanoseconds since it started.
+    pub fn ns(&self) -> u64 {
+        self.ns.load(Ordering::Relaxed)
+    }
+
+    /// Let `ns` nanoseconds pass.
+    pub fn advance(&self, ns: u64) {
+        self.ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl crate::Clock for FakeClock {
+    fn now(&self) -> u64 {
+        self.ns()
+    }
+    fn hz(&self) -> u64 {
+        1_000_000_000
+    }
 }
 
 /// The model. Interior mutability: `Mmio` takes `&self`, like real registers.
@@ -185,6 +224,28 @@ impl SmmuModel {
         st.regs.insert(reg::GBPA, 0);
     }
 
+    /// The SMMU enters service failure mode: SMMU_GERROR.SFM_ERR toggles (active until
+    /// acknowledged) and it consumes no more commands (IHI 0070 12.3). What it then does
+    /// with transactions is left to the registers: the model keeps translating as
+    /// configured while SMMUEN is set, the worst a real one may do.
+    pub fn enter_service_failure(&self) {
+        let mut st = self.state.borrow_mut();
+        let g = st.regs.get(&reg::GERROR).copied().unwrap_or(0);
+        st.regs.insert(reg::GERROR, g ^ (1 << 8));
+        st.stuck = true;
+    }
+
+    /// Every register access from now on takes `ns_per_access` nanoseconds of `clock`.
+    pub fn with_clock(&self, clock: &'static FakeClock, ns_per_access: u64) {
+        self.state.borrow_mut().clock = Some((clock, ns_per_access));
+    }
+
+    /// The SMMU consumes commands only after SMMU_CMDQ_CONS has been read `reads` more
+    /// times: it is slow, not stuck.
+    pub fn consume_after_reads(&self, reads: u32) {
+        self.state.borrow_mut().slow_reads = reads;
+    }
+
     /// Event-queue interrupts the SMMU has raised so far.
     pub fn event_irqs(&self) -> u32 {
         self.state.borrow().event_irqs
@@ -264,7 +325,7 @@ impl SmmuModel {
     }
 
     fn consume(&self, st: &mut State) {
-        if st.stuck || st.error_pending {
+        if st.stuck || st.error_pending || st.slow_reads > 0 {
             return;
         }
         let base = st.regs.get(&reg::CMDQ_BASE).copied().unwrap_or(0);
@@ -483,8 +544,25 @@ fn read_ste(st: &mut State, sid: u32) -> Option<[u64; 8]> {
     Some(read_words::<8>(l2 + (sid as u64 & ((1 << split) - 1)) * 64))
 }
 
+impl SmmuModel {
+    /// Time passes on the clock, if there is one, and a slow SMMU gets closer to done.
+    fn access(&self, offset: usize, read: bool) {
+        let mut st = self.state.borrow_mut();
+        if let Some((clock, ns)) = st.clock {
+            clock.advance(ns);
+        }
+        if read && offset == reg::CMDQ_CONS && st.slow_reads > 0 {
+            st.slow_reads -= 1;
+            if st.slow_reads == 0 {
+                self.consume(&mut st);
+            }
+        }
+    }
+}
+
 impl Mmio for SmmuModel {
     fn read32(&self, offset: usize) -> u32 {
+        self.access(offset, true);
         if offset == reg::GBPA {
             let mut st = self.state.borrow_mut();
             if st.gbpa_busy_reads > 0 {
@@ -505,6 +583,7 @@ impl Mmio for SmmuModel {
     }
 
     fn write32(&self, offset: usize, value: u32) {
+        self.access(offset, false);
         let mut st = self.state.borrow_mut();
         let v = value as u64;
         st.writes.push((offset, v));
@@ -546,10 +625,12 @@ impl Mmio for SmmuModel {
     }
 
     fn read64(&self, offset: usize) -> u64 {
+        self.access(offset, true);
         self.reg(offset)
     }
 
     fn write64(&self, offset: usize, value: u64) {
+        self.access(offset, false);
         let mut st = self.state.borrow_mut();
         st.writes.push((offset, value));
         st.regs.insert(offset, value);
@@ -630,9 +711,10 @@ pub fn host_memory(table_pages: usize) -> crate::Memory {
 }
 
 /// The driver's configuration on the model: 48-bit IOVAs (host addresses), 16-bit
-/// StreamIDs, interrupts on.
+/// StreamIDs, interrupts on, waits bounded by 1000 register reads (the model answers at
+/// once, or never).
 pub fn host_config() -> crate::Config {
-    crate::Config { ias_bits: 48, sid_bits: 16, poll_limit: 1000, interrupts: true }
+    crate::Config { ias_bits: 48, sid_bits: 16, bound: crate::Bound::Polls(1000), interrupts: true }
 }
 
 /// Fresh host memory for a driver: a 64 KiB stream table, a command queue of `cmdq_len`

@@ -131,12 +131,12 @@ fn an_smmu_whose_gbpa_does_not_take_is_not_disabled_into_bypass() {
         unsafe { (ste as *mut u64).write_volatile(1) };
     }
     assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort);
-    assert_eq!(smmuv3::fail_closed(&model, 100), Err(Error::NoGlobalAbort));
+    assert_eq!(smmuv3::fail_closed(&model, smmuv3::Bound::Polls(100)), Err(Error::NoGlobalAbort));
     assert_eq!(model.reg(reg::CR0) & SMMUEN, SMMUEN, "still on");
     assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort);
     // With a GBPA that takes, the same call disables it, aborting.
     let model = SmmuModel::with_idr(host_idr());
     firmware_left_it_running(&model);
-    assert_eq!(smmuv3::fail_closed(&model, 100), Ok(()));
+    assert_eq!(smmuv3::fail_closed(&model, smmuv3::Bound::Polls(100)), Ok(()));
     assert_closed(&model, "fail_closed");
 }

@@ -1,6 +1,7 @@
 //! The Arm generic timer's physical count, read at user level: seL4 exports CNTPCT_EL0
 //! to EL0 on Microkit's Arm boards (`KernelArmExportPCNTUser`). For time stamps (fault
-//! storm windows) and measurements; nothing here sets a timer.
+//! storm windows) and measurements; and the EL1 physical timer, for a PD given its
+//! interrupt (the IOMMU PD polls an SMMU whose interrupts are not wired to it).
 #![no_std]
 
 /// The count now.
@@ -29,4 +30,23 @@ pub fn ticks_from_us(us: u64) -> u64 {
 /// `ticks` in milliseconds.
 pub fn ms(ticks: u64) -> u64 {
     (u128::from(ticks) * 1000 / u128::from(hz().max(1))) as u64
+}
+
+/// Raise the EL1 physical timer's interrupt (PPI 30) once the count reaches `at`, and
+/// keep it raised until `stop` or another deadline: seL4 exports CNTP_CVAL_EL0 and
+/// CNTP_CTL_EL0 to EL0 on Microkit's Arm boards (`KernelArmExportPTMRUser`), and the
+/// kernel itself uses the hypervisor timer, so this one is the PD's that has its IRQ.
+/// A deadline already past raises it at once.
+pub fn set_deadline(at: u64) {
+    // SAFETY: writes the EL0-accessible physical timer registers; no memory is touched.
+    // ENABLE = 1, IMASK = 0.
+    unsafe {
+        core::arch::asm!("msr cntp_cval_el0, {}", "msr cntp_ctl_el0, {}", "isb", in(reg) at, in(reg) 1u64, options(nomem, nostack))
+    };
+}
+
+/// No more timer interrupts (ENABLE = 0), until the next `set_deadline`.
+pub fn stop() {
+    // SAFETY: as in `set_deadline`.
+    unsafe { core::arch::asm!("msr cntp_ctl_el0, {}", "isb", in(reg) 0u64, options(nomem, nostack)) };
 }

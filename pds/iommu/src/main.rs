@@ -18,13 +18,19 @@ use sel4_microkit::{
     debug_println, memory_region_symbol, protection_domain, var, with_msg_regs, with_msg_regs_mut, Channel, Child,
     Handler, Infallible, MessageInfo,
 };
-use smmuv3::{Config, DmaRegion, Memory, MmioRegisters, PhysAddr, Smmu, StreamId};
+use smmuv3::{Bound, Config, DmaRegion, Memory, MmioRegisters, PhysAddr, Smmu, StreamId};
+use smmuv3_service::events::{self, EventSink, Rearm};
 use smmuv3_service::SmmuBackend;
 
 mod pci;
 
 mod policy {
     include!(env!("IOMMU_POLICY_RS"));
+}
+
+/// Which interrupts the description gives this PD (build.rs, from the Microkit file).
+mod irqs {
+    include!(concat!(env!("OUT_DIR"), "/irqs.rs"));
 }
 
 /// A region's virtual address (`setvar_vaddr`), size (`setvar_size`) and physical address
@@ -73,6 +79,12 @@ fn client_of(channel: Channel) -> Option<usize> {
 /// The SMMU's event-queue and global-error interrupts.
 const EVENTQ_IRQ: Channel = Channel::new(10);
 const GERROR_IRQ: Channel = Channel::new(11);
+/// The EL1 physical timer's interrupt (irq 30), when the description gives it: polls an
+/// SMMU whose interrupts are not wired here, and wakes this PD again when a wake-up left
+/// records in the queue.
+const TIMER_IRQ: Channel = Channel::new(12);
+/// How often an SMMU without wired interrupts is polled.
+const POLL_US: u64 = 10_000;
 
 type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
 
@@ -101,8 +113,23 @@ fn ste_of(smmu: &mut Smmu<MmioRegisters>, sid: StreamId) -> place::SteState {
     place::SteState(smmu.ste(sid).map(|ste| ste.config()))
 }
 
-/// Register polls before a wait on the SMMU is declared timed out.
-const POLL_LIMIT: u32 = 1_000_000;
+/// The Arm generic timer, which bounds every wait on the SMMU.
+struct GenericTimer;
+
+impl smmuv3::Clock for GenericTimer {
+    fn now(&self) -> u64 {
+        generic_timer::ticks()
+    }
+    fn hz(&self) -> u64 {
+        generic_timer::hz()
+    }
+}
+
+static CLOCK: GenericTimer = GenericTimer;
+
+/// Every wait on the SMMU lasts at most a second of the generic timer, as Linux waits
+/// (a count of register reads would be anything from milliseconds to hours).
+const BOUND: Bound = Bound::Time { clock: &CLOCK, us: Bound::LINUX_US };
 
 #[protection_domain]
 fn init() -> IommuPd {
@@ -119,6 +146,24 @@ fn init() -> IommuPd {
     match start(regs) {
         Ok(service) => {
             debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
+            match (irqs::WIRED, irqs::TIMER) {
+                (true, true) => {
+                    debug_println!("iommu: SMMU interrupts wired; the timer wakes this PD when records are left")
+                }
+                (true, false) => {
+                    debug_println!("iommu: SMMU interrupts wired; no timer: a flood is drained in one wake-up")
+                }
+                (false, true) => {
+                    debug_println!(
+                        "iommu: no SMMU interrupt wired here: polling the event queue every {} ms",
+                        POLL_US / 1000
+                    );
+                    generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
+                }
+                (false, false) => {
+                    debug_println!("iommu: NO SMMU INTERRUPT AND NO TIMER: faults are read only when a request comes")
+                }
+            }
             IommuPd { service: Some(service), down: None, refused: 0, ecam }
         }
         Err(why) => {
@@ -129,7 +174,7 @@ fn init() -> IommuPd {
             // is harmless).
             // SAFETY: `start` has returned, and the driver and register access it made are
             // gone with it: this is the only access to the registers from now on.
-            let closed = smmuv3::fail_closed(&unsafe { MmioRegisters::new(regs) }, POLL_LIMIT);
+            let closed = smmuv3::fail_closed(&unsafe { MmioRegisters::new(regs) }, BOUND);
             debug_println!("iommu: NOT SERVING: {why}");
             match closed {
                 Ok(()) => debug_println!("iommu: SMMU disabled with GBPA.ABORT set: every device's DMA aborts"),
@@ -155,7 +200,8 @@ fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
     let config = Config {
         ias_bits: policy::IOVA_BITS,
         sid_bits: policy::STREAM_ID_BITS,
-        poll_limit: POLL_LIMIT,
+        bound: BOUND,
+        // Enabled either way: a wired interrupt that reaches no one costs nothing.
         interrupts: true,
     };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
@@ -230,6 +276,8 @@ enum Why {
     Streams(&'static str, smmuv3::Error),
     /// The service refused the policy.
     Policy(iommu_pd::ConfigError),
+    /// The SMMU entered service failure mode (SMMU_GERROR.SFM_ERR) while serving.
+    ServiceFailure,
 }
 
 impl core::fmt::Display for Why {
@@ -239,6 +287,7 @@ impl core::fmt::Display for Why {
             Why::Devices(e) => write!(f, "devices not set up: {e}"),
             Why::Streams(name, e) => write!(f, "the other StreamIDs of {name} not set up: {e}"),
             Why::Policy(e) => write!(f, "policy refused: {e:?}"),
+            Why::ServiceFailure => write!(f, "the SMMU entered service failure mode (SMMU_GERROR.SFM_ERR)"),
         }
     }
 }
@@ -277,89 +326,41 @@ impl Handler for IommuPd {
         // A device the SMMU would not block may still reach what was taken from it: any
         // wake-up is a chance to retry, not only a request (`handle` retries first too).
         service.retry_blocks();
-        if channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ) {
-            let mut notify = 0u64;
-            // Every record, a buffer's worth at a time: the SMMU raises no new interrupt
-            // for records left in the queue (it signals empty to non-empty). Bounded, so a
-            // flood cannot keep this PD here: 16 passes are 32 event queues' worth, far
-            // past the storm limit that blocks the flooding device; anything left waits,
-            // not lost, for the next interrupt.
-            for _ in 0..EVENT_ROUNDS {
-                let mut events: [Option<smmuv3::Event>; EVENT_BUFFER] = [None; EVENT_BUFFER];
-                let mut n = 0;
-                let drained = service.hw_mut().smmu().handle_interrupt_upto(EVENT_BUFFER, |e| {
-                    events[n] = Some(e);
-                    n += 1;
-                });
-                if let Err(e) = drained {
-                    debug_println!("iommu: SMMU global error: {e}");
-                }
-                // One time stamp for the batch: the records carry none, and what the storm
-                // window needs is when the IOMMU PD learnt of them.
-                let now = generic_timer::ticks();
-                for e in events.iter().flatten() {
-                    let Some(f) = e.fault() else { continue };
-                    let write = f.txn.access == smmuv3::Access::Write;
-                    let kind = match e {
-                        smmuv3::Event::Translation(_) => 0x10,
-                        smmuv3::Event::Permission(_) => 0x13,
-                        _ => 0,
-                    };
-                    let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
-                    let unowned = service.stats().unowned_faults;
-                    if let Some(client) = service.record_fault(input) {
-                        notify |= 1 << client.0;
-                    } else if service.stats().unowned_faults > unowned && unowned == 0 {
-                        // No client to tell: say it here (the first one; the rest are counted).
-                        debug_println!(
-                            "iommu: fault of stream {:#x}, a device no client drives: {} at iova {:#x}",
-                            f.txn.sid.0,
-                            if write { "write" } else { "read" },
-                            f.txn.iova.0
-                        );
+        let timer = irqs::TIMER && channels.contains(TIMER_IRQ);
+        if channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ) || timer || !irqs::WIRED {
+            let mut sink = Faults { service: &mut *service, notify: 0 };
+            let mut pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
+            // Records left, and nothing will announce them (the interrupt marks empty to
+            // non-empty): with the timer, be woken again at once, after whatever else is
+            // waiting; without, keep going here until the queue is empty. That ends when
+            // the storm limit quarantines a flooding client's device; a flood the limit
+            // cannot stop (a device no client owns, a StreamID no description names) would
+            // keep this PD here: such a system should give it the timer.
+            while pass.rearm == Rearm::Now && !irqs::TIMER {
+                pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
+            }
+            let notify = sink.notify;
+            if irqs::TIMER {
+                match pass.rearm {
+                    Rearm::Now => generic_timer::set_deadline(0),
+                    Rearm::Poll => {
+                        generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US))
                     }
-                }
-                if !drained.is_ok_and(|d| d.remaining) {
-                    break;
+                    Rearm::Interrupt | Rearm::Stop => generic_timer::stop(),
                 }
             }
-            for client in 0..policy::CLIENTS.len() {
-                if notify & (1 << client) == 0 {
-                    continue;
-                }
-                if let Some(r) = service.faults(client).and_then(|ring| ring.pending().last()) {
-                    let device = policy::DEVICES.get(r.device as usize).map(|d| d.name).unwrap_or("?");
-                    let region = policy::REGIONS.get(r.region as usize).map(|g| g.name);
-                    // A device passed through to a VM: its client is the VMM; say which VM.
-                    let vm = policy::DEVICE_VMS.get(r.device as usize).copied().unwrap_or("");
-                    debug_println!(
-                        "iommu: fault for {}: device {device}{}{vm} (stream {:#x}) {} at iova {:#x}..={:#x}, {}{}",
-                        policy::CLIENTS[client].name,
-                        if vm.is_empty() { "" } else { " of virtual machine " },
-                        r.stream,
-                        if r.write == 1 { "write" } else { "read" },
-                        r.iova,
-                        r.iova_last,
-                        match region {
-                            Some(name) if r.near == 1 => place::Near(name, r.offset),
-                            Some(name) => place::In(name, r.offset),
-                            None => place::Nowhere,
-                        },
-                        if r.quarantined == 1 { "; device quarantined" } else { "" }
-                    );
-                    if r.quarantined == 1 {
-                        let recent = service.recent_faults(r.device as usize).unwrap_or(0);
-                        debug_println!(
-                            "iommu: {device} quarantined: {recent} faults within {} ms, over the limit of {}",
-                            policy::FAULT_WINDOW_US / 1000,
-                            policy::MAX_FAULTS
-                        );
-                    }
-                }
-                Channel::new(client + 1).notify();
+            if pass.failure.is_some() {
+                self.fail_service();
+                return Ok(());
             }
-            EVENTQ_IRQ.irq_ack().ok();
-            GERROR_IRQ.irq_ack().ok();
+            report_faults(service, notify);
+            if irqs::WIRED {
+                EVENTQ_IRQ.irq_ack().ok();
+                GERROR_IRQ.irq_ack().ok();
+            }
+            if timer {
+                TIMER_IRQ.irq_ack().ok();
+            }
         }
         Ok(())
     }
@@ -453,8 +454,15 @@ impl Handler for IommuPd {
             Some(ecam) => service.handle_with(client, msg_info.label(), &mrs[..n], ecam),
             None => service.handle(client, msg_info.label(), &mrs[..n]),
         };
+        // A request is where a failed SMMU may show first (a CMD_SYNC that finds SFM_ERR):
+        // this one is answered as the service answered it (`Hardware`), the next ones are
+        // refused.
+        let failed = service.hw_mut().smmu().failure().is_some();
         if msg_info.label() == iommu_protocol::Op::Stop as u64 && matches!(reply, iommu_protocol::Reply::Ok { .. }) {
             report_stop(service, client, mrs[0] as usize);
+        }
+        if failed {
+            self.fail_service();
         }
         match reply {
             iommu_protocol::Reply::Ok { values, n } => {
@@ -467,6 +475,102 @@ impl Handler for IommuPd {
             }
             iommu_protocol::Reply::Err(e) => Ok(MessageInfo::new(e as u64, 0)),
         }
+    }
+}
+
+/// Where the event records go: each fault is attributed by the service and routed to the
+/// client that owns the device; `notify` collects the clients to tell.
+struct Faults<'a> {
+    service: &'a mut Svc,
+    notify: u64,
+}
+
+impl EventSink<MmioRegisters> for Faults<'_> {
+    fn smmu(&mut self) -> &mut Smmu<MmioRegisters> {
+        self.service.hw_mut().smmu()
+    }
+
+    fn take(&mut self, batch: &[Option<smmuv3::Event>]) {
+        let service = &mut *self.service;
+        // One time stamp for the batch: the records carry none, and what the storm
+        // window needs is when the IOMMU PD learnt of them.
+        let now = generic_timer::ticks();
+        for e in batch.iter().flatten() {
+            let Some(f) = e.fault() else { continue };
+            let write = f.txn.access == smmuv3::Access::Write;
+            let kind = match e {
+                smmuv3::Event::Translation(_) => 0x10,
+                smmuv3::Event::Permission(_) => 0x13,
+                _ => 0,
+            };
+            let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
+            let unowned = service.stats().unowned_faults;
+            if let Some(client) = service.record_fault(input) {
+                self.notify |= 1 << client.0;
+            } else if service.stats().unowned_faults > unowned && unowned == 0 {
+                // No client to tell: say it here (the first one; the rest are counted).
+                debug_println!(
+                    "iommu: fault of stream {:#x}, a device no client drives: {} at iova {:#x}",
+                    f.txn.sid.0,
+                    if write { "write" } else { "read" },
+                    f.txn.iova.0
+                );
+            }
+        }
+    }
+}
+
+/// Tell each client in `notify` of its new fault records, printing the last of each.
+fn report_faults(service: &mut Svc, notify: u64) {
+    for client in 0..policy::CLIENTS.len() {
+        if notify & (1 << client) == 0 {
+            continue;
+        }
+        if let Some(r) = service.faults(client).and_then(|ring| ring.pending().last()) {
+            let device = policy::DEVICES.get(r.device as usize).map(|d| d.name).unwrap_or("?");
+            let region = policy::REGIONS.get(r.region as usize).map(|g| g.name);
+            // A device passed through to a VM: its client is the VMM; say which VM.
+            let vm = policy::DEVICE_VMS.get(r.device as usize).copied().unwrap_or("");
+            debug_println!(
+                "iommu: fault for {}: device {device}{}{vm} (stream {:#x}) {} at iova {:#x}..={:#x}, {}{}",
+                policy::CLIENTS[client].name,
+                if vm.is_empty() { "" } else { " of virtual machine " },
+                r.stream,
+                if r.write == 1 { "write" } else { "read" },
+                r.iova,
+                r.iova_last,
+                match region {
+                    Some(name) if r.near == 1 => place::Near(name, r.offset),
+                    Some(name) => place::In(name, r.offset),
+                    None => place::Nowhere,
+                },
+                if r.quarantined == 1 { "; device quarantined" } else { "" }
+            );
+            if r.quarantined == 1 {
+                let recent = service.recent_faults(r.device as usize).unwrap_or(0);
+                debug_println!(
+                    "iommu: {device} quarantined: {recent} faults within {} ms, over the limit of {}",
+                    policy::FAULT_WINDOW_US / 1000,
+                    policy::MAX_FAULTS
+                );
+            }
+        }
+        Channel::new(client + 1).notify();
+    }
+}
+
+impl IommuPd {
+    /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR): the driver has failed it
+    /// closed (GBPA.ABORT, then SMMUEN = 0); from here on this PD is as one that could not
+    /// start, every request refused with `Unavailable`, and says so.
+    fn fail_service(&mut self) {
+        let Some(mut service) = self.service.take() else { return };
+        let closed = service.hw_mut().smmu().failure().unwrap_or(Ok(()));
+        generic_timer::stop();
+        let down = Down { why: Why::ServiceFailure, closed };
+        debug_println!("iommu: NOT SERVING: {down}");
+        debug_println!("iommu: every request is refused (Unavailable)");
+        self.down = Some(down);
     }
 }
 

@@ -1,0 +1,83 @@
+//! How the IOMMU PD takes the SMMU's event records, and what it must arrange before it
+//! sleeps again. Here, not in the PD, so that the host tests run it on the SMMU model.
+//!
+//! Two things the architecture allows that a handler woken only by the event interrupt
+//! gets wrong (IHI 0070 7.2, 3.18):
+//! - the interrupt marks the queue going from empty to non-empty, and no other time: a
+//!   handler that stops with records left (it is bounded, so a flood cannot keep it
+//!   forever) gets no interrupt for them, and nothing is reported again until the queue
+//!   has been emptied by someone;
+//! - an SMMU may have no wired interrupts at all (MSI-only, common on servers): then only
+//!   polling ever reads the queue.
+
+use smmuv3::{Error, Event, Mmio, Smmu};
+
+/// What the handler must arrange before it sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rearm {
+    /// Nothing: the queue is empty, and its next record raises the event interrupt.
+    Interrupt,
+    /// Be woken again at once (after anything else waiting): records are left, and no
+    /// interrupt will announce them.
+    Now,
+    /// Be woken after the poll period: the SMMU raises no interrupt this system sees.
+    Poll,
+    /// Nothing more: the SMMU has failed (`failure`), and has been failed closed.
+    Stop,
+}
+
+/// What one wake-up did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Records taken.
+    pub events: u32,
+    /// The queue had overflowed: the SMMU lost records.
+    pub overflowed: bool,
+    /// What to arrange before sleeping.
+    pub rearm: Rearm,
+    /// SMMU_GERROR.SFM_ERR: the SMMU failed (the driver has failed it closed).
+    pub failure: Option<Error>,
+}
+
+/// Where the records go: the IOMMU PD's service (fault attribution and routing), or a
+/// test's list.
+pub trait EventSink<M: Mmio> {
+    /// The driver, for each pass over the queue.
+    fn smmu(&mut self) -> &mut Smmu<M>;
+    /// One batch of records, in queue order (every entry is `Some`).
+    fn take(&mut self, batch: &[Option<Event>]);
+}
+
+/// One wake-up's work: global errors, then at most `rounds` batches of `N` records. Stops
+/// early when the queue is empty; says how to be woken next (`Pass::rearm`): `Now` when
+/// the bound stopped it with records left, otherwise `Interrupt` on an SMMU whose
+/// interrupts are wired to this system, `Poll` on one whose are not.
+pub fn pump<M: Mmio, S: EventSink<M>, const N: usize>(sink: &mut S, wired: bool, rounds: usize) -> Pass {
+    let mut pass = Pass { events: 0, overflowed: false, rearm: Rearm::Now, failure: None };
+    for _ in 0..rounds {
+        let mut batch: [Option<Event>; N] = [None; N];
+        let mut n = 0;
+        let drained = sink.smmu().handle_interrupt_upto(N, |e| {
+            if let Some(slot) = batch.get_mut(n) {
+                *slot = Some(e);
+                n += 1;
+            }
+        });
+        let drained = match drained {
+            Ok(d) => d,
+            Err(e) => {
+                pass.failure = Some(e);
+                pass.rearm = Rearm::Stop;
+                return pass;
+            }
+        };
+        pass.events += drained.events;
+        pass.overflowed |= drained.overflowed;
+        sink.take(&batch[..n]);
+        if !drained.remaining {
+            pass.rearm = if wired { Rearm::Interrupt } else { Rearm::Poll };
+            return pass;
+        }
+    }
+    pass
+}

@@ -1,0 +1,100 @@
+//! SMMU_GERROR.SFM_ERR: the SMMU has entered service failure mode (IHI 0070 12.3). It no
+//! longer consumes commands, so no invalidation will ever be confirmed again, and what it
+//! does with transactions is up to the implementation: the model keeps translating as
+//! configured, the worst a real one may do. The driver must fail it closed (GBPA.ABORT
+//! first, then SMMUEN = 0 with CR0ACK waited for) and refuse everything from then on.
+
+mod common;
+
+use smmuv3::mmio::reg;
+use smmuv3::model::{Outcome, SmmuModel};
+use smmuv3::{Error, Iova, MemType, Perm, Smmu, StreamId};
+
+const SID: u32 = 0x08;
+const SMMUEN: u64 = 1;
+const GBPA_ABORT: u64 = 1 << 20;
+
+/// A device translating through a mapped page.
+fn running() -> (Smmu<SmmuModel>, smmuv3::DomainId) {
+    let mut smmu = common::smmu(32);
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID), d).unwrap();
+    let page = common::buffer(4096, 4096);
+    smmu.map(d, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().translate(SID, 0x1000, true), Outcome::Ok(page.pa.0));
+    (smmu, d)
+}
+
+/// The global-error interrupt reports SFM_ERR: the driver sets GBPA.ABORT, then clears
+/// SMMUEN, in that order, and the device's DMA aborts, its mapping included.
+#[test]
+fn service_failure_disables_the_smmu_with_every_transaction_aborting() {
+    let (mut smmu, _) = running();
+    smmu.regs().enter_service_failure();
+    let before = smmu.regs().register_writes().len();
+    assert_eq!(smmu.handle_interrupt(|_| {}), Err(Error::ServiceFailure));
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    assert_eq!(m.reg(reg::CR0) & SMMUEN, 0, "SMMUEN");
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    assert_eq!(m.translate(SID, 0x1000, true), Outcome::Abort, "the mapped page");
+    assert_eq!(m.translate(SID, 0x9000, false), Outcome::Abort, "anywhere else");
+    // GBPA first: disabled before the abort took, the SMMU would pass DMA untranslated.
+    let writes = &m.register_writes()[before..];
+    let gbpa = writes.iter().position(|&(o, v)| o == reg::GBPA && v & GBPA_ABORT != 0);
+    let off = writes.iter().position(|&(o, v)| o == reg::CR0 && v & SMMUEN == 0);
+    assert!(matches!((gbpa, off), (Some(g), Some(c)) if g < c), "{writes:x?}");
+    assert_eq!(m.violations(), Vec::<&str>::new());
+}
+
+/// After the failure nothing uses the SMMU again: every operation is refused with
+/// `ServiceFailure`, nothing is written to the registers (no command, no re-enable), and
+/// the device's DMA still aborts.
+#[test]
+fn after_service_failure_every_operation_is_refused() {
+    let (mut smmu, d) = running();
+    smmu.regs().enter_service_failure();
+    assert_eq!(smmu.check_global_errors(), Err(Error::ServiceFailure));
+    let writes = smmu.regs().register_writes().len();
+    let page = common::buffer(4096, 4096);
+    assert_eq!(smmu.map(d, Iova(0x2000), page.pa, 4096, Perm::Read, MemType::Normal), Err(Error::ServiceFailure));
+    assert_eq!(smmu.unmap(d, Iova(0x1000), 4096), Err(Error::ServiceFailure));
+    assert_eq!(smmu.detach(StreamId(SID)), Err(Error::ServiceFailure));
+    assert_eq!(smmu.attach(StreamId(SID + 1), d), Err(Error::ServiceFailure));
+    assert_eq!(smmu.invalidate_domain(d), Err(Error::ServiceFailure));
+    assert_eq!(smmu.sync(), Err(Error::ServiceFailure));
+    assert_eq!(smmu.regs().register_writes().len(), writes, "the SMMU was touched after it failed");
+    assert_eq!(smmu.regs().translate(SID, 0x1000, true), Outcome::Abort);
+    assert_eq!(smmu.failure(), Some(Ok(())));
+}
+
+/// SFM_ERR found while waiting for a CMD_SYNC (the SMMU stopped consuming): the wait ends
+/// at once with `ServiceFailure` rather than at its bound with `Timeout`, and the SMMU is
+/// failed closed there too.
+#[test]
+fn service_failure_during_an_unmap_ends_the_wait_and_fails_closed() {
+    let (mut smmu, d) = running();
+    smmu.regs().enter_service_failure();
+    assert_eq!(smmu.unmap(d, Iova(0x1000), 4096), Err(Error::ServiceFailure));
+    assert_eq!(smmu.stats().timeouts, 0);
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    assert_eq!(smmu.regs().translate(SID, 0x1000, true), Outcome::Abort);
+}
+
+/// On an SMMU whose GBPA does not take (QEMU 7.2), disabling it would let every
+/// transaction through: it stays enabled on its stream table, and `failure` says DMA is
+/// not known to be stopped, for the IOMMU PD to report.
+#[test]
+fn without_gbpa_service_failure_is_reported_as_not_closed() {
+    let model = SmmuModel::host();
+    model.without_gbpa();
+    // SAFETY: fresh leaked memory; the model is the only register file.
+    let mut smmu = unsafe { Smmu::init(model, common::memory(32), common::config()) }.unwrap();
+    smmu.regs().enter_service_failure();
+    assert_eq!(smmu.handle_interrupt(|_| {}), Err(Error::ServiceFailure));
+    assert_eq!(smmu.failure(), Some(Err(Error::NoGlobalAbort)));
+    assert_eq!(smmu.regs().reg(reg::CR0) & SMMUEN, SMMUEN);
+    assert_eq!(smmu.create_domain(), Err(Error::ServiceFailure));
+    assert_eq!(smmu.detach(StreamId(SID)), Err(Error::ServiceFailure));
+}
