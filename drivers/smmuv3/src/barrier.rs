@@ -1,7 +1,8 @@
 //! Ordering between this CPU's stores to memory the SMMU reads (tables, queues) and the
-//! SMMU's observation of them. The SMMU is a coherent observer in the outer-shareable
-//! domain (SMMU_IDR0.COHACC = 1 is required at probe), so barriers suffice; no cache
-//! maintenance is needed.
+//! SMMU's observation of them. For a coherent SMMU (`Coherency::Coherent`) barriers
+//! suffice; for one that is not, the driver also cleans and invalidates
+//! (`coherency::CacheOps`, each call complete when it returns), and these barriers still
+//! order the stores before the cleans and the cleans before the register writes.
 
 /// Make earlier stores to DMA-visible memory observable by the SMMU before later stores
 /// to DMA-visible memory (Linux's `dma_wmb`).

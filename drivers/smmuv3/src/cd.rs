@@ -2,6 +2,7 @@
 //! ASID, translation table base, TCR-like walk parameters and MAIR.
 
 use crate::addr::{Asid, PhysAddr};
+use crate::coherency::Coherency;
 use crate::field::{addr_bits, Field};
 
 /// CD.T0SZ: the input range covered by TTB0 is 2^(64 - T0SZ) bytes.
@@ -53,6 +54,11 @@ pub const CTXDESC_CD_0_TCR_TG0_4K: u64 = 0b00;
 pub const CTXDESC_CD_0_TCR_RGN_WBWA: u64 = 0b01;
 /// SH0 value: inner shareable.
 pub const CTXDESC_CD_0_TCR_SH_IS: u64 = 0b11;
+/// IRGN0/ORGN0 value: Non-cacheable (walks of a non-coherent SMMU go to the PoC).
+pub const CTXDESC_CD_0_TCR_RGN_NC: u64 = 0b00;
+/// SH0 value: outer shareable (what Non-cacheable walks are, as Linux's io-pgtable-arm
+/// sets for a walker that is not coherent).
+pub const CTXDESC_CD_0_TCR_SH_OS: u64 = 0b10;
 
 /// Number of 64-bit words in a CD.
 pub const CD_WORDS: usize = 8;
@@ -63,8 +69,13 @@ pub const CD_SIZE: usize = CD_WORDS * 8;
 pub const MAIR_IDX_NORMAL: u64 = 0;
 /// MAIR attribute index for Device-nGnRE memory (attribute 0x04).
 pub const MAIR_IDX_DEVICE: u64 = 1;
-/// The MAIR value every context uses: index 0 normal WBWA, index 1 Device-nGnRE.
-pub const MAIR: u64 = 0xff | (0x04 << 8);
+/// MAIR attribute index for Normal memory, Inner and Outer Non-cacheable (attribute 0x44,
+/// Arm ARM MAIR_ELx: 0b0100 = Normal Non-cacheable in each half): what a device that does
+/// not snoop the CPUs' caches gets, as Linux's io-pgtable-arm maps without IOMMU_CACHE.
+pub const MAIR_IDX_NORMAL_NC: u64 = 2;
+/// The MAIR value every context uses: index 0 normal WBWA, index 1 Device-nGnRE, index 2
+/// normal Non-cacheable.
+pub const MAIR: u64 = 0xff | (0x04 << 8) | (0x44 << 16);
 
 /// A context descriptor, as the SMMU reads it from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,12 +100,24 @@ impl Cd {
     /// no hardware access/dirty updates (the driver sets AF itself), ASID private to the
     /// SMMU (ASET) so no CPU broadcast TLBI touches it.
     pub const fn stage1(ctx: &Stage1Context) -> Self {
+        Self::stage1_for(ctx, Coherency::Coherent)
+    }
+
+    /// `stage1`, with table walks as `coherency` calls for: write-back and inner
+    /// shareable when the SMMU snoops the CPU's caches, Non-cacheable (outer shareable)
+    /// when it does not, so that it reads the PoC, where the driver cleaned the tables to
+    /// (Linux's io-pgtable-arm does the same for a walker that is not `coherent_walk`).
+    pub const fn stage1_for(ctx: &Stage1Context, coherency: Coherency) -> Self {
+        let (rgn, sh) = match coherency {
+            Coherency::Coherent => (CTXDESC_CD_0_TCR_RGN_WBWA, CTXDESC_CD_0_TCR_SH_IS),
+            Coherency::NonCoherent => (CTXDESC_CD_0_TCR_RGN_NC, CTXDESC_CD_0_TCR_SH_OS),
+        };
         let mut w = [0; CD_WORDS];
         w[0] = CTXDESC_CD_0_TCR_T0SZ.prep(64 - ctx.ias_bits as u64)
             | CTXDESC_CD_0_TCR_TG0.prep(CTXDESC_CD_0_TCR_TG0_4K)
-            | CTXDESC_CD_0_TCR_IRGN0.prep(CTXDESC_CD_0_TCR_RGN_WBWA)
-            | CTXDESC_CD_0_TCR_ORGN0.prep(CTXDESC_CD_0_TCR_RGN_WBWA)
-            | CTXDESC_CD_0_TCR_SH0.prep(CTXDESC_CD_0_TCR_SH_IS)
+            | CTXDESC_CD_0_TCR_IRGN0.prep(rgn)
+            | CTXDESC_CD_0_TCR_ORGN0.prep(rgn)
+            | CTXDESC_CD_0_TCR_SH0.prep(sh)
             | CTXDESC_CD_0_TCR_EPD1.prep(1)
             | CTXDESC_CD_0_V.prep(1)
             | CTXDESC_CD_0_TCR_IPS.prep(ctx.ips)

@@ -11,6 +11,7 @@ use crate::addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
 use crate::barrier;
 use crate::cd::{ips_from_oas, Cd, Stage1Context, CD_SIZE, CD_WORDS};
 use crate::cmd::{Command, Opcode, CMD_SIZE};
+use crate::coherency::{CacheOps, Coherency, Maintenance};
 use crate::device::{
     CMDQ_CONS, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR, IDR0, IRQ_CTRL, Q_BASE, STRTAB_BASE,
     STRTAB_BASE_CFG,
@@ -132,8 +133,10 @@ impl fmt::Display for Error {
     }
 }
 
-/// Memory the driver is given; it never allocates. Every region is coherent with the
-/// SMMU, and must stay unreachable by devices (the driver refuses to map it).
+/// Memory the driver is given; it never allocates. Every region must stay unreachable
+/// by devices (the driver refuses to map it). If the SMMU does not snoop this CPU's
+/// caches for it (`Coherency::NonCoherent`), the driver cleans and invalidates it through
+/// `Config::cache`.
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
     /// The stream table: a linear table of 64-byte STEs if it holds 2^SIDSIZE of them,
@@ -232,13 +235,35 @@ pub struct Config {
     pub bound: Bound,
     /// Enable the event-queue and global-error interrupts.
     pub interrupts: bool,
+    /// What the platform says of the SMMU's own accesses (its tables and queues): true
+    /// only if the board's device tree marks the SMMU `dma-coherent` AND the CPU maps that
+    /// memory shareable as the SMMU accesses it (seL4 maps user pages Non-shareable on a
+    /// kernel without SMP). Combined with SMMU_IDR0.COHACC (`Coherency::of`): either one
+    /// saying no makes the driver clean and invalidate.
+    pub platform_coherent: bool,
+    /// What the platform says of the devices behind the SMMU: true if their accesses
+    /// snoop the CPUs' caches as the CPUs map memory. Decides the attributes of their
+    /// mappings (`Smmu::dma_memory`).
+    pub devices_coherent: bool,
+    /// The CPU's cache maintenance, for an SMMU that is not coherent; without it such an
+    /// SMMU is refused (`Unsupported::NotCoherent`).
+    pub cache: Option<&'static dyn CacheOps>,
 }
 
 impl Default for Config {
     /// A million register reads: the driver has no clock of its own; a system that has
-    /// one should give it (`Bound::Time`).
+    /// one should give it (`Bound::Time`). A coherent platform with no cache maintenance:
+    /// an SMMU with COHACC = 0 is refused; a system that is not coherent says so.
     fn default() -> Self {
-        Self { ias_bits: 48, sid_bits: 16, bound: Bound::Polls(1_000_000), interrupts: true }
+        Self {
+            ias_bits: 48,
+            sid_bits: 16,
+            bound: Bound::Polls(1_000_000),
+            interrupts: true,
+            platform_coherent: true,
+            devices_coherent: true,
+            cache: None,
+        }
     }
 }
 
@@ -334,6 +359,10 @@ pub struct Smmu<M: Mmio> {
     streams: [Option<(StreamId, DomainId)>; MAX_STREAMS],
     stats: Stats,
     gbpa_aborts: bool,
+    /// Whether the SMMU's accesses snoop this CPU's caches, and the maintenance done
+    /// when they do not.
+    coherency: Coherency,
+    maint: Maintenance,
     /// Fault injection: the next unmap's first invalidation goes out as a command the SMMU
     /// rejects (CERROR_ILL), as a failing SMMU might refuse or lose it.
     #[cfg(feature = "fault-injection")]
@@ -356,6 +385,8 @@ struct Reset {
     max_domains: usize,
     gbpa_aborts: bool,
     commands_per_sync: u32,
+    coherency: Coherency,
+    maint: Maintenance,
 }
 
 /// Make every incoming transaction abort, best effort: SMMU_GBPA.ABORT = 1 (written only
@@ -417,6 +448,8 @@ struct CommandQueue {
     /// (`errata::Errata::commands_per_sync`; `u32::MAX` for no limit).
     since_sync: u32,
     commands_per_sync: u32,
+    /// Cleans each command to the PoC before the doorbell, for a non-coherent SMMU.
+    maint: Maintenance,
 }
 
 /// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
@@ -429,6 +462,10 @@ impl CommandQueue {
         let slot = self.ring.slot(self.prod) as usize;
         // SAFETY: `slot < entries`, and the queue region holds `entries` commands.
         unsafe { self.base.add(slot).write_volatile(cmd.0) };
+        // The doorbell (CMDQ_PROD) is what tells the SMMU to read it: the command is at
+        // the PoC before then.
+        // SAFETY: as above.
+        self.maint.clean(unsafe { self.base.add(slot) }, CMD_SIZE);
     }
 
     /// Add a command, waiting (bounded) for room. The doorbell is not rung, unless the
@@ -507,6 +544,9 @@ impl CommandQueue {
         if !retry {
             // SAFETY: as above.
             unsafe { self.base.add(slot).write_volatile(Command::sync().0) };
+            // The SMMU fetches it again once the error is acknowledged.
+            // SAFETY: as above.
+            self.maint.clean(unsafe { self.base.add(slot) }, CMD_SIZE);
             barrier::wmb();
         }
         // Acknowledge by making GERRORN.CMDQ_ERR equal GERROR.CMDQ_ERR.
@@ -584,6 +624,7 @@ struct Target<'a, M: Mmio, const N: usize> {
     cmdq: &'a mut CommandQueue,
     stats: &'a mut Stats,
     invalidate: &'a [Command],
+    maint: Maintenance,
 }
 
 impl<M: Mmio, const N: usize> EntryTarget<N> for Target<'_, M, N> {
@@ -596,6 +637,9 @@ impl<M: Mmio, const N: usize> EntryTarget<N> for Target<'_, M, N> {
         barrier::dma_wmb();
         // SAFETY: as for `read`; an aligned 64-bit store is single-copy atomic.
         unsafe { self.entry.add(i).write_volatile(value) };
+        // At the PoC before the CFGI and CMD_SYNC of `invalidate` make the SMMU read it.
+        // SAFETY: as above.
+        self.maint.clean(unsafe { self.entry.add(i) }, 8);
     }
     fn invalidate(&mut self) -> Result<(), Error> {
         for cmd in self.invalidate {
@@ -644,6 +688,7 @@ impl<M: Mmio> Smmu<M> {
                 failed: None,
                 since_sync: 0,
                 commands_per_sync: reset.commands_per_sync,
+                maint: reset.maint,
             },
             eventq_ring: Ring { log2: reset.eventq_log2 },
             eventq_cons: 0,
@@ -653,6 +698,8 @@ impl<M: Mmio> Smmu<M> {
             streams: [None; MAX_STREAMS],
             stats: Stats::default(),
             gbpa_aborts: reset.gbpa_aborts,
+            coherency: reset.coherency,
+            maint: reset.maint,
             #[cfg(feature = "fault-injection")]
             reject_next_invalidation: false,
         };
@@ -685,8 +732,20 @@ impl<M: Mmio> Smmu<M> {
         let pa_top = regions.iter().map(|r| r.pa.0 + r.len as u64).max().unwrap_or(0);
         let pa_bits = 64 - pa_top.saturating_sub(1).leading_zeros();
         let max_domains = (mem.cds.len / CD_SIZE).min(MAX_DOMAINS);
-        let needs = Needs { sid_bits: config.sid_bits, contexts: max_domains, pa_bits, ias_bits: config.ias_bits };
+        let needs = Needs {
+            sid_bits: config.sid_bits,
+            contexts: max_domains,
+            pa_bits,
+            ias_bits: config.ias_bits,
+            cache_maintenance: config.cache.is_some(),
+        };
         let features = probe::probe(&id, &needs)?;
+        // Coherent only if both the SMMU (COHACC) and the platform say so.
+        let coherency = Coherency::of(features.coherent_access, config.platform_coherent);
+        if coherency == Coherency::NonCoherent && config.cache.is_none() {
+            return Err(Error::Unsupported(Unsupported::NotCoherent));
+        }
+        let maint = Maintenance::new(coherency, config.cache);
 
         // 1. Abort incoming transactions while the SMMU is (re)configured, then disable.
         // Some implementations lack GBPA (QEMU 7.2 reads it as zero and ignores writes):
@@ -714,22 +773,22 @@ impl<M: Mmio> Smmu<M> {
             regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ active);
         }
 
-        // 2. Table and queue accesses: write-back cacheable, inner shareable (coherent).
-        regs.write32(
-            reg::CR1,
-            (CR1::QUEUE_IC::WriteBackAllocate
-                + CR1::QUEUE_OC::WriteBackAllocate
-                + CR1::QUEUE_SH::Inner
-                + CR1::TABLE_IC::WriteBackAllocate
-                + CR1::TABLE_OC::WriteBackAllocate
-                + CR1::TABLE_SH::Inner)
-                .value,
-        );
+        // 2. Table and queue accesses (SMMU_CR1, IHI 0070 6.3.11): write-back cacheable,
+        // inner shareable when coherent, as Linux sets them. When not, Non-cacheable (the
+        // Arm ARM makes Normal Non-cacheable memory outer shareable, so SH says so): the
+        // SMMU then reads and writes the PoC, which is where the driver cleans its writes
+        // to and invalidates the SMMU's records from; a cacheable access by an SMMU that
+        // does not snoop could be served by, or allocate in, a cache the CPU's maintenance
+        // does not reach.
+        regs.write32(reg::CR1, cr1(coherency));
         // Record C_BAD_STREAMID; ignore broadcast TLB maintenance (the ASIDs are ours).
         regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
 
         // 3. The stream table, every entry aborting.
         let strtab = Self::init_stream_table(mem, &features, config.sid_bits)?;
+        // Every aborting STE (or invalid level-1 descriptor) at the PoC before the SMMU
+        // is told where the table is.
+        maint.clean(mem.stream_table.va, mem.stream_table.len);
         let (strtab_log2, fmt, split) = match strtab {
             StreamTable::Linear { log2 } => (log2, STRTAB_BASE_CFG::FMT::Linear, 0),
             StreamTable::TwoLevel { .. } => (config.sid_bits, STRTAB_BASE_CFG::FMT::TwoLevel, STRTAB_SPLIT),
@@ -766,11 +825,18 @@ impl<M: Mmio> Smmu<M> {
         }
 
         // SAFETY: `init`'s contract: the table pool is ours alone.
-        let pool = unsafe { TablePool::new(mem.tables) }.ok_or(Error::BadMemory("page-table pool"))?;
+        let mut pool = unsafe { TablePool::new(mem.tables) }.ok_or(Error::BadMemory("page-table pool"))?;
+        pool.set_maintenance(maint);
+        // Its free-list links, written before it knew of the maintenance.
+        maint.clean(mem.tables.va, mem.tables.len);
         for i in 0..mem.cds.len / 8 {
             // SAFETY: inside the CD region; every CD starts invalid.
             unsafe { mem.cds.va.cast::<u64>().add(i).write_volatile(0) };
         }
+        maint.clean(mem.cds.va, mem.cds.len);
+        // The SMMU writes event records straight to the PoC: no dirty line of this CPU's
+        // may be written back over one later (the driver never writes the queue again).
+        maint.clean(mem.eventq.va, mem.eventq.len);
         Ok(Reset {
             ats: idr0.read(IDR0::ATS) == 1,
             features,
@@ -781,6 +847,8 @@ impl<M: Mmio> Smmu<M> {
             max_domains,
             gbpa_aborts,
             commands_per_sync: errata::for_iidr(id.iidr).commands_per_sync.unwrap_or(u32::MAX),
+            coherency,
+            maint,
         })
     }
 
@@ -863,6 +931,25 @@ impl<M: Mmio> Smmu<M> {
         Ok(StreamTable::TwoLevel { l1_entries, l2_base, l2_slots: (st.len - l2_base) / l2_bytes, l2_used: 0 })
     }
 
+    /// Whether the SMMU's accesses snoop this CPU's caches (SMMU_IDR0.COHACC and the
+    /// platform's word together), which decides the driver's cache maintenance.
+    pub fn coherency(&self) -> Coherency {
+        self.coherency
+    }
+
+    /// The memory type devices' buffers are mapped with, as their coherency calls for:
+    /// write-back inner shareable for devices that snoop the CPUs' caches, Normal
+    /// Non-cacheable for those that do not (their drivers clean and invalidate to the
+    /// PoC, and their accesses must then go there, not to a cache), as Linux maps with
+    /// or without IOMMU_CACHE (`dma_info_to_prot`).
+    pub fn dma_memory(&self) -> MemType {
+        if self.config.devices_coherent {
+            MemType::Normal
+        } else {
+            MemType::NormalNonCacheable
+        }
+    }
+
     /// What the SMMU reported at probe.
     pub fn features(&self) -> &Features {
         &self.features
@@ -920,10 +1007,13 @@ impl<M: Mmio> Smmu<M> {
                         // SAFETY: the level-2 table at `off` lies inside the region.
                         unsafe { write_ste_raw(st.va.add(off), i, &Ste::abort()) };
                     }
+                    // SAFETY: as above.
+                    self.maint.clean(unsafe { st.va.add(off) }, STE_SIZE << STRTAB_SPLIT);
                     // The aborting entries must be visible before the descriptor is.
                     barrier::dma_wmb();
                     // SAFETY: as above.
                     unsafe { desc_ptr.write_volatile(l1_desc(PhysAddr(st.pa.0 + off as u64), STRTAB_SPLIT)) };
+                    self.maint.clean(desc_ptr, 8);
                     // The SMMU may have cached the invalid descriptor (a C_BAD_STREAMID
                     // lookup): a non-leaf CFGI_STE drops it, and the level-2 table is in
                     // use only once the sync completes (IHI 0070 4.3.1).
@@ -961,8 +1051,14 @@ impl<M: Mmio> Smmu<M> {
         let entry = self.ste_ptr(sid)?;
         // The STE may point at a CD: drop cached copies of both.
         let invalidate = [Command::cfgi_ste(sid, true), Command::cfgi_cd_all(sid)];
-        let mut target: Target<'_, M, STE_WORDS> =
-            Target { entry, regs: &self.regs, cmdq: &mut self.cmdq, stats: &mut self.stats, invalidate: &invalidate };
+        let mut target: Target<'_, M, STE_WORDS> = Target {
+            entry,
+            regs: &self.regs,
+            cmdq: &mut self.cmdq,
+            stats: &mut self.stats,
+            invalidate: &invalidate,
+            maint: self.maint,
+        };
         entry::update::<SteKind, STE_WORDS>(&mut target, &new.0).map(|_| ())
     }
 
@@ -973,12 +1069,15 @@ impl<M: Mmio> Smmu<M> {
         let table = PageTable::new(&mut self.pool, self.config.ias_bits, self.features.oas_bits)?;
         // ASID 0 is never used: a zeroed CD can never alias a live context.
         let asid = Asid(index as u16 + 1);
-        let cd = Cd::stage1(&Stage1Context {
-            asid,
-            ttb0: table.root(),
-            ias_bits: self.config.ias_bits,
-            ips: ips_from_oas(self.features.oas),
-        });
+        let cd = Cd::stage1_for(
+            &Stage1Context {
+                asid,
+                ttb0: table.root(),
+                ias_bits: self.config.ias_bits,
+                ips: ips_from_oas(self.features.oas),
+            },
+            self.coherency,
+        );
         // No STE refers to this slot (its last users were detached with CFGI_CD_ALL),
         // so the CD can be written without invalidation.
         let p = self.cd_ptr(index);
@@ -986,6 +1085,8 @@ impl<M: Mmio> Smmu<M> {
             // SAFETY: CD slot `index` lies inside the CD region (`index < max_domains`).
             unsafe { p.add(i).write_volatile(*w) };
         }
+        // At the PoC before an STE points at it (that STE's CFGI and sync come later).
+        self.maint.clean(p, CD_SIZE);
         barrier::dma_wmb();
         self.domains[index] = Some(Domain { asid, table, attached: 0, stale: false });
         Ok(DomainId(index as u16))
@@ -1035,6 +1136,7 @@ impl<M: Mmio> Smmu<M> {
             // SAFETY: a CD slot inside the CD region, unused by every STE.
             unsafe { p.add(i).write_volatile(0) };
         }
+        self.maint.clean(p, CD_SIZE);
         if let Some(dom) = self.domains[d.index()].take() {
             dom.table.destroy(&mut self.pool);
         }
@@ -1059,7 +1161,7 @@ impl<M: Mmio> Smmu<M> {
         // they are. Failing inside the update below, it would count as pinning `d`.
         self.ste_ptr(sid)?;
         self.flush_stale(d)?;
-        let new = Ste::stage1(self.cd_pa(d.index()));
+        let new = Ste::stage1_for(self.cd_pa(d.index()), self.coherency);
         if let Err(e) = self.write_ste(sid, &new) {
             // The STE may now hold the old entry, the new one, or the blocking one the
             // update passes through: make it abort, and keep the books to what the SMMU
@@ -1372,7 +1474,12 @@ impl<M: Mmio> Smmu<M> {
             barrier::rmb();
             while budget > 0 && !ring.is_empty(prod, self.eventq_cons) {
                 let slot = ring.slot(self.eventq_cons) as usize;
+                // The SMMU wrote the record to the PoC (a non-coherent one bypasses this
+                // CPU's caches, which may hold the slot from an earlier lap, or have
+                // fetched it early): read it from there.
                 // SAFETY: `slot < entries`, inside the event queue region.
+                self.maint.invalidate(unsafe { base.add(slot) }, EVT_SIZE);
+                // SAFETY: as above.
                 let raw = unsafe { base.add(slot).read_volatile() };
                 self.eventq_cons = ring.next(self.eventq_cons);
                 budget -= 1;
@@ -1442,6 +1549,32 @@ impl<M: Mmio> Smmu<M> {
     /// The register interface (for diagnostics and tests).
     pub fn regs(&self) -> &M {
         &self.regs
+    }
+}
+
+/// SMMU_CR1 for `coherency` (IHI 0070 6.3.11): table and queue accesses write-back
+/// inner shareable when they snoop the CPU's caches, Non-cacheable outer shareable when
+/// they do not.
+pub fn cr1(coherency: Coherency) -> u32 {
+    match coherency {
+        Coherency::Coherent => {
+            (CR1::QUEUE_IC::WriteBackAllocate
+                + CR1::QUEUE_OC::WriteBackAllocate
+                + CR1::QUEUE_SH::Inner
+                + CR1::TABLE_IC::WriteBackAllocate
+                + CR1::TABLE_OC::WriteBackAllocate
+                + CR1::TABLE_SH::Inner)
+                .value
+        }
+        Coherency::NonCoherent => {
+            (CR1::QUEUE_IC::NonCacheable
+                + CR1::QUEUE_OC::NonCacheable
+                + CR1::QUEUE_SH::Outer
+                + CR1::TABLE_IC::NonCacheable
+                + CR1::TABLE_OC::NonCacheable
+                + CR1::TABLE_SH::Outer)
+                .value
+        }
     }
 }
 

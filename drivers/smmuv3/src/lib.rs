@@ -20,6 +20,7 @@ pub mod addr;
 pub mod barrier;
 pub mod cd;
 pub mod cmd;
+pub mod coherency;
 // The register macros generate items that cannot carry doc comments.
 #[allow(missing_docs)]
 pub mod device;
@@ -38,6 +39,9 @@ pub mod ste;
 mod driver;
 
 pub use addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
+#[cfg(target_arch = "aarch64")]
+pub use coherency::ArmCacheOps;
+pub use coherency::{CacheOps, Coherency};
 pub use driver::*;
 pub use event::{Access, Event, EventRecord};
 pub use mmio::{Mmio, MmioRegisters};

@@ -89,6 +89,11 @@ struct State {
     /// Reads of SMMU_CMDQ_CONS before the SMMU consumes what the doorbell announced: a
     /// slow SMMU (an ATC invalidation or a busy interconnect can take a long time).
     slow_reads: u32,
+    /// A non-coherent SMMU: it reads and writes only this memory (the PoC), which the
+    /// CPU's writes reach only through cleans.
+    poc: Option<&'static PocMemory>,
+    /// The leaf descriptor the last table walk ended at.
+    last_leaf: Option<u64>,
 }
 
 /// A clock for tests: time passes only as the SMMU model's registers are accessed (each
@@ -163,6 +168,20 @@ impl SmmuModel {
             st.regs.insert(reg::IDR0 + 4 * i, *v as u64);
         }
         Self { state: RefCell::new(st) }
+    }
+
+    /// Make the SMMU non-coherent: from now on it reads tables, CDs and commands from
+    /// `poc` (memory as the SMMU sees it, updated only by the cleans the driver does
+    /// through `poc`'s `CacheOps`) and writes event records there; and every register
+    /// write that tells it to read memory (CMDQ_PROD, STRTAB_BASE, CR0) with a line of
+    /// `poc`'s watched regions not cleaned is recorded as a violation.
+    pub fn non_coherent(&self, poc: &'static PocMemory) {
+        self.state.borrow_mut().poc = Some(poc);
+    }
+
+    /// The leaf descriptor the last table walk found (its attributes: AttrIndx, SH).
+    pub fn last_leaf(&self) -> Option<u64> {
+        self.state.borrow().last_leaf
     }
 
     /// Stop consuming commands (a hung SMMU).
@@ -305,8 +324,16 @@ impl SmmuModel {
             st.event_irqs += 1;
         }
         let slot = ring.slot(prod) as usize;
-        // SAFETY: the driver gave the model this queue; PA == host address in tests.
-        unsafe { (addr as *mut [u64; 4]).add(slot).write_volatile(record) };
+        match st.poc {
+            // A non-coherent SMMU writes the PoC; the CPU sees it once it invalidates.
+            Some(m) => {
+                for (i, w) in record.iter().enumerate() {
+                    m.write(addr + 32 * slot as u64 + 8 * i as u64, *w);
+                }
+            }
+            // SAFETY: the driver gave the model this queue; PA == host address in tests.
+            None => unsafe { (addr as *mut [u64; 4]).add(slot).write_volatile(record) },
+        }
         let next = ring.next(ring.index(prod)) | (prod & (1 << 31));
         st.regs.insert(reg::EVENTQ_PROD, next as u64);
     }
@@ -334,8 +361,7 @@ impl SmmuModel {
         let prod = ring.index(st.regs.get(&reg::CMDQ_PROD).copied().unwrap_or(0) as u32);
         let mut cons = ring.index(st.regs.get(&reg::CMDQ_CONS).copied().unwrap_or(0) as u32);
         while cons != prod {
-            // SAFETY: as in `inject_event`.
-            let cmd = Command(unsafe { (addr as *const [u64; 2]).add(ring.slot(cons) as usize).read_volatile() });
+            let cmd = Command(read_words::<2>(st.poc, addr + 16 * ring.slot(cons) as u64));
             let op = cmd.opcode();
             if st.reject == Some(op) || !is_known(op) {
                 let code = if st.reject == Some(op) { st.reject_code } else { 1 };
@@ -410,7 +436,7 @@ impl SmmuModel {
                 let Some(ste) = read_ste(&mut st, sid) else { return Outcome::Fault(0x02) };
                 let cd = if ste[0] & 1 == 1 && (ste[0] >> 1) & 7 == 0b101 {
                     // S1ContextPtr[51:6].
-                    Some(read_words::<8>(ste[0] & 0x000f_ffff_ffff_ffc0))
+                    Some(read_words::<8>(st.poc, ste[0] & 0x000f_ffff_ffff_ffc0))
                 } else {
                     None
                 };
@@ -463,7 +489,7 @@ impl SmmuModel {
         loop {
             let shift = 12 + 9 * (3 - level);
             let index = (iova >> shift) & 0x1ff;
-            let pte = read_words::<1>(table + index * 8)[0];
+            let pte = read_words::<1>(st.poc, table + index * 8)[0];
             if pte & 1 == 0 {
                 return Outcome::Fault(0x10);
             }
@@ -482,6 +508,7 @@ impl SmmuModel {
             if pte & (1 << 10) == 0 {
                 return Outcome::Fault(0x12);
             }
+            st.last_leaf = Some(pte);
             let size = 1u64 << shift;
             let entry = TlbEntry {
                 iova_base: iova & !(size - 1),
@@ -503,11 +530,14 @@ fn is_known(op: u8) -> bool {
     matches!(op, 0x01..=0x06 | 0x10..=0x13 | 0x18 | 0x1a | 0x20..=0x23 | 0x28 | 0x2a | 0x30 | 0x40 | 0x41 | 0x44..=0x46)
 }
 
-fn read_words<const N: usize>(pa: u64) -> [u64; N] {
+fn read_words<const N: usize>(poc: Option<&PocMemory>, pa: u64) -> [u64; N] {
     let mut out = [0; N];
     for (i, w) in out.iter_mut().enumerate() {
-        // SAFETY: PA == host address in tests; the driver pointed the model here.
-        *w = unsafe { (pa as *const u64).add(i).read_volatile() };
+        *w = match poc {
+            Some(m) => m.read(pa + 8 * i as u64),
+            // SAFETY: PA == host address in tests; the driver pointed the model here.
+            None => unsafe { (pa as *const u64).add(i).read_volatile() },
+        };
     }
     out
 }
@@ -524,7 +554,7 @@ fn read_ste(st: &mut State, sid: u32) -> Option<[u64; 8]> {
     }
     if (cfg >> 16) & 3 == 0 {
         let base = raw_base & !((64u64 << log2) - 1);
-        return Some(read_words::<8>(base + sid as u64 * 64));
+        return Some(read_words::<8>(st.poc, base + sid as u64 * 64));
     }
     let split = ((cfg >> 6) & 0x1f) as u32;
     let l1_index = sid >> split;
@@ -534,14 +564,14 @@ fn read_ste(st: &mut State, sid: u32) -> Option<[u64; 8]> {
     if st.invalid_l1.contains(&l1_index) {
         return None;
     }
-    let l1 = read_words::<1>(base + l1_index as u64 * 8)[0];
+    let l1 = read_words::<1>(st.poc, base + l1_index as u64 * 8)[0];
     let span = l1 & 0x1f;
     if span == 0 {
         st.invalid_l1.push(l1_index);
         return None;
     }
     let l2 = l1 & 0x000f_ffff_ffff_ffc0 & !((64u64 << (span - 1)) - 1);
-    Some(read_words::<8>(l2 + (sid as u64 & ((1 << split) - 1)) * 64))
+    Some(read_words::<8>(st.poc, l2 + (sid as u64 & ((1 << split) - 1)) * 64))
 }
 
 impl SmmuModel {
@@ -587,6 +617,7 @@ impl Mmio for SmmuModel {
         let mut st = self.state.borrow_mut();
         let v = value as u64;
         st.writes.push((offset, v));
+        check_cleaned(&mut st, offset, v);
         match offset {
             o if o == reg::CR0 => {
                 st.regs.insert(reg::CR0, v);
@@ -633,7 +664,170 @@ impl Mmio for SmmuModel {
         self.access(offset, false);
         let mut st = self.state.borrow_mut();
         st.writes.push((offset, value));
+        check_cleaned(&mut st, offset, value);
         st.regs.insert(offset, value);
+    }
+}
+
+/// A non-coherent SMMU is about to be told to read memory (a command announced, the
+/// stream table's base, translation or queues enabled): every watched line must be at
+/// the PoC as the CPU wrote it.
+fn check_cleaned(st: &mut State, offset: usize, value: u64) {
+    let Some(poc) = st.poc else { return };
+    poc.trace(Trace::Register { offset, value });
+    if [reg::CMDQ_PROD, reg::STRTAB_BASE, reg::CR0].contains(&offset) && !poc.stale_lines().is_empty() {
+        st.violations.push("memory the SMMU reads was not cleaned to the PoC before it was told to read it");
+    }
+}
+
+/// One thing that happened, in order: a cache maintenance operation or a register write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trace {
+    /// A clean to the PoC of `len` bytes at `addr`.
+    Clean {
+        /// Start (host address == physical address).
+        addr: u64,
+        /// Bytes.
+        len: usize,
+    },
+    /// A clean and invalidate of `len` bytes at `addr`.
+    Invalidate {
+        /// Start.
+        addr: u64,
+        /// Bytes.
+        len: usize,
+    },
+    /// A register write.
+    Register {
+        /// Register offset.
+        offset: usize,
+        /// Value written.
+        value: u64,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Poc {
+    /// 64-byte lines at the PoC, by address; a line not here holds zeros (what the host
+    /// memory held before the driver wrote it).
+    lines: HashMap<u64, [u64; 8]>,
+    /// Regions the SMMU reads that the CPU writes.
+    watched: Vec<(u64, usize)>,
+    trace: Vec<Trace>,
+}
+
+/// Memory as a non-coherent SMMU sees it (the point of coherency), and the `CacheOps`
+/// that update it: a clean copies the CPU's lines (the host memory) to it, an invalidate
+/// makes the CPU see it. Every operation is traced, with the model's register writes.
+#[derive(Debug, Default)]
+pub struct PocMemory {
+    state: std::sync::Mutex<Poc>,
+}
+
+const LINE: u64 = 64;
+
+impl PocMemory {
+    /// A fresh one, leaked (a driver's `Config::cache` is `'static`).
+    pub fn leak() -> &'static Self {
+        std::boxed::Box::leak(std::boxed::Box::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Poc> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Watch `region`: a register write that tells the SMMU to read memory while one of
+    /// its lines differs from the PoC is a violation (`stale_lines`).
+    pub fn watch(&self, region: crate::DmaRegion) {
+        self.lock().watched.push((region.pa.0, region.len));
+    }
+
+    /// Watch every region of the driver's memory the SMMU reads (not the event queue,
+    /// which it writes).
+    pub fn watch_memory(&self, mem: &crate::Memory) {
+        for r in [mem.stream_table, mem.cmdq, mem.cds, mem.tables] {
+            self.watch(r);
+        }
+    }
+
+    /// Watched lines whose contents in the CPU's view differ from the PoC: written by the
+    /// CPU and not cleaned since.
+    pub fn stale_lines(&self) -> Vec<u64> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for &(start, len) in &st.watched {
+            let mut a = start & !(LINE - 1);
+            while a < start + len as u64 {
+                let poc = st.lines.get(&a).copied().unwrap_or([0; 8]);
+                if host_line(a) != poc {
+                    out.push(a);
+                }
+                a += LINE;
+            }
+        }
+        out
+    }
+
+    /// Every cache operation and (while the model is non-coherent) register write, in order.
+    pub fn trace_log(&self) -> Vec<Trace> {
+        self.lock().trace.clone()
+    }
+
+    fn trace(&self, t: Trace) {
+        self.lock().trace.push(t);
+    }
+
+    /// The SMMU reads a word.
+    fn read(&self, addr: u64) -> u64 {
+        let st = self.lock();
+        let line = st.lines.get(&(addr & !(LINE - 1))).copied().unwrap_or([0; 8]);
+        line[((addr % LINE) / 8) as usize]
+    }
+
+    /// The SMMU writes a word (to the PoC; the CPU's view is not updated).
+    fn write(&self, addr: u64, value: u64) {
+        let mut st = self.lock();
+        let line = st.lines.entry(addr & !(LINE - 1)).or_insert([0; 8]);
+        line[((addr % LINE) / 8) as usize] = value;
+    }
+
+    fn lines_of(va: core::ptr::NonNull<u8>, len: usize) -> impl Iterator<Item = u64> {
+        let start = va.as_ptr() as u64 & !(LINE - 1);
+        let end = va.as_ptr() as u64 + len as u64;
+        (start..end).step_by(LINE as usize)
+    }
+}
+
+/// The CPU's view of the line at `a` (host memory).
+fn host_line(a: u64) -> [u64; 8] {
+    let mut w = [0; 8];
+    for (i, x) in w.iter_mut().enumerate() {
+        // SAFETY: watched and cleaned lines are in regions the test allocated; PA == VA.
+        *x = unsafe { (a as *const u64).add(i).read_volatile() };
+    }
+    w
+}
+
+impl crate::CacheOps for PocMemory {
+    fn clean(&self, va: core::ptr::NonNull<u8>, len: usize) {
+        let mut st = self.lock();
+        st.trace.push(Trace::Clean { addr: va.as_ptr() as u64, len });
+        for a in Self::lines_of(va, len) {
+            st.lines.insert(a, host_line(a));
+        }
+    }
+
+    fn invalidate(&self, va: core::ptr::NonNull<u8>, len: usize) {
+        let mut st = self.lock();
+        st.trace.push(Trace::Invalidate { addr: va.as_ptr() as u64, len });
+        for a in Self::lines_of(va, len) {
+            if let Some(line) = st.lines.get(&a).copied() {
+                for (i, w) in line.iter().enumerate() {
+                    // SAFETY: the driver invalidates only its own memory; PA == VA.
+                    unsafe { (a as *mut u64).add(i).write_volatile(*w) };
+                }
+            }
+        }
     }
 }
 
@@ -714,7 +908,7 @@ pub fn host_memory(table_pages: usize) -> crate::Memory {
 /// StreamIDs, interrupts on, waits bounded by 1000 register reads (the model answers at
 /// once, or never).
 pub fn host_config() -> crate::Config {
-    crate::Config { ias_bits: 48, sid_bits: 16, bound: crate::Bound::Polls(1000), interrupts: true }
+    crate::Config { bound: crate::Bound::Polls(1000), ..crate::Config::default() }
 }
 
 /// Fresh host memory for a driver: a 64 KiB stream table, a command queue of `cmdq_len`

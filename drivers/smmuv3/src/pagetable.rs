@@ -18,6 +18,7 @@ use core::ptr::NonNull;
 
 use crate::addr::{DmaRegion, Iova, PhysAddr};
 use crate::barrier;
+use crate::coherency::Maintenance;
 use crate::field::{addr_bits, Field};
 
 /// Size of a translation granule and of a table.
@@ -55,6 +56,9 @@ pub const PTE_PXN: Field = Field::bit(53);
 pub const PTE_UXN: Field = Field::bit(54);
 /// SH value: inner shareable.
 pub const PTE_SH_IS: u64 = 0b11;
+/// SH value: outer shareable (Normal Non-cacheable memory is, whatever SH says; Linux's
+/// io-pgtable-arm writes it for mappings without IOMMU_CACHE).
+pub const PTE_SH_OS: u64 = 0b10;
 
 /// What a device may do with a mapping. Stage-1 descriptors cannot express write-only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,8 +72,13 @@ pub enum Perm {
 /// The memory type of the mapped physical range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemType {
-    /// Normal, write-back cacheable RAM.
+    /// Normal, write-back cacheable RAM, inner shareable: for a device whose accesses
+    /// snoop the CPUs' caches (Linux: a mapping with IOMMU_CACHE).
     Normal,
+    /// Normal, Non-cacheable RAM, outer shareable: for a device that does not snoop the
+    /// CPUs' caches, whose driver cleans and invalidates its buffers to the PoC, where its
+    /// accesses then go (Linux: a mapping without IOMMU_CACHE).
+    NormalNonCacheable,
     /// Device-nGnRE (peer-to-peer MMIO).
     Device,
 }
@@ -119,6 +128,7 @@ impl Pte {
         let ty = if level == LEAF_LEVEL { 1 } else { 0 };
         let (attr, sh) = match mem {
             MemType::Normal => (crate::cd::MAIR_IDX_NORMAL, PTE_SH_IS),
+            MemType::NormalNonCacheable => (crate::cd::MAIR_IDX_NORMAL_NC, PTE_SH_OS),
             MemType::Device => (crate::cd::MAIR_IDX_DEVICE, 0),
         };
         let ro = match perm {
@@ -177,6 +187,8 @@ impl Pte {
 #[derive(Debug)]
 pub struct TablePool {
     region: DmaRegion,
+    /// Cleans what the SMMU will walk, when it does not snoop this CPU's caches.
+    maint: Maintenance,
     pages: usize,
     /// Index + 1 of the first free page, 0 if none.
     free_head: usize,
@@ -198,11 +210,23 @@ impl TablePool {
         if !region.pa.is_aligned(PAGE_SIZE) || region.va.as_ptr() as usize % PAGE_SIZE as usize != 0 {
             return None;
         }
-        let mut pool = Self { region, pages: region.len / PAGE_SIZE as usize, free_head: 0, free: 0 };
+        let mut pool = Self {
+            region,
+            maint: Maintenance::default(),
+            pages: region.len / PAGE_SIZE as usize,
+            free_head: 0,
+            free: 0,
+        };
         for index in (0..pool.pages).rev() {
             pool.push(index);
         }
         Some(pool)
+    }
+
+    /// Clean every table entry written from now on (and every page handed out, zeroed) to
+    /// the PoC, for an SMMU that does not snoop this CPU's caches.
+    pub(crate) fn set_maintenance(&mut self, maint: Maintenance) {
+        self.maint = maint;
     }
 
     /// Free pages.
@@ -228,6 +252,9 @@ impl TablePool {
     fn push(&mut self, index: usize) {
         // SAFETY: the page is inside the pool's region and, being freed, unused.
         unsafe { self.page_ptr(index).write_volatile(self.free_head as u64) };
+        // The SMMU never walks a free page, but keeping every line of the pool at the PoC
+        // as written keeps "what the SMMU may read is cleaned" checkable in one rule.
+        self.maint.clean(self.page_ptr(index), 8);
         self.free_head = index + 1;
         self.free += 1;
     }
@@ -243,6 +270,9 @@ impl TablePool {
             // SAFETY: `i < 512` words stay inside the 4 KiB page.
             unsafe { page.add(i).write_volatile(0) };
         }
+        // The SMMU may walk the page as soon as a descriptor links it: it must find the
+        // zeros there, not what the page held before.
+        self.maint.clean(page, PAGE_SIZE as usize);
         Some((PhysAddr(self.region.pa.0 + (index as u64) * PAGE_SIZE), page))
     }
 
@@ -265,6 +295,8 @@ impl TablePool {
         let index = self.page_index(pa);
         // SAFETY: the page is inside the pool's region, and a table no descriptor links to.
         unsafe { self.page_ptr(index).write_volatile((*head as u64) << 12) };
+        // A cached walk may still lead here: it must read the invalid link.
+        self.maint.clean(self.page_ptr(index), 8);
         *head = index + 1;
     }
 
@@ -299,6 +331,10 @@ impl TablePool {
         // SAFETY: `table` is a page of this pool and `index < 512`; the 64-bit aligned
         // store is single-copy atomic for the SMMU's table walker.
         unsafe { self.table(table).add(index).write_volatile(pte.0) };
+        // Before anything tells the SMMU to look (a TLBI and CMD_SYNC, or the caller's
+        // client, who may start DMA once `map` returns), the entry is at the PoC.
+        // SAFETY: as above.
+        self.maint.clean(unsafe { self.table(table).add(index) }, 8);
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Features {
     pub stage2: bool,
     /// Message-signalled interrupts supported (this driver uses wired ones).
     pub msi: bool,
+    /// SMMU_IDR0.COHACC: table, structure and queue accesses can be coherent with the
+    /// CPUs' caches (whether they are is the platform's to say too: `Coherency::of`).
+    pub coherent_access: bool,
     /// Range invalidation (SMMUv3.2).
     pub range_invalidation: bool,
     /// SMMU_AIDR minor revision: 3.x.
@@ -95,8 +98,9 @@ pub enum Unsupported {
     /// SMMU_IDR0.TTENDIAN == 0b01, a reserved value: which endianness the SMMU walks
     /// tables in is unknown.
     ReservedEndianness,
-    /// Table walks do not snoop CPU caches (SMMU_IDR0.COHACC == 0); this driver does no
-    /// cache maintenance, so it would hand the SMMU stale tables.
+    /// Table walks do not snoop CPU caches (SMMU_IDR0.COHACC == 0, or the platform says
+    /// they are not coherent), and the system gave the driver no cache maintenance
+    /// (`Config::cache`): it would hand the SMMU stale tables.
     NotCoherent,
     /// Stalls are forced (SMMU_IDR0.STALL_MODEL == 0b10): a CD with S == 0 is ILLEGAL
     /// (IHI 0070 5.5), so every stream attached through this driver's CDs, which never
@@ -156,7 +160,7 @@ impl fmt::Display for Unsupported {
             }
             Unsupported::NotCoherent => write!(
                 f,
-                "table walks are not coherent (SMMU_IDR0.COHACC = 0) and this driver does no cache maintenance"
+                "table walks are not coherent (SMMU_IDR0.COHACC = 0 or the platform says so) and no cache maintenance was given"
             ),
             Unsupported::StallForced => write!(
                 f,
@@ -202,6 +206,9 @@ pub struct Needs {
     pub pa_bits: u32,
     /// IOVA size.
     pub ias_bits: u32,
+    /// The system can clean and invalidate the SMMU's memory (a `CacheOps`): a
+    /// non-coherent SMMU (COHACC = 0) is driven with cache maintenance, not refused.
+    pub cache_maintenance: bool,
 }
 
 /// Decide whether the SMMU described by `id` can be driven for `needs`.
@@ -233,7 +240,9 @@ pub fn probe(id: &IdRegs, needs: &Needs) -> Result<Features, Unsupported> {
         0b01 => return Err(Unsupported::ReservedEndianness),
         _ => {}
     }
-    if idr0.read(IDR0::COHACC) == 0 {
+    // SMMU_IDR0.COHACC, bit 4 (6.3.1): 0 means the SMMU's accesses to tables and queues
+    // are not coherent with the PEs' caches. Driven only with cache maintenance.
+    if idr0.read(IDR0::COHACC) == 0 && !needs.cache_maintenance {
         return Err(Unsupported::NotCoherent);
     }
     // SMMU_IDR0.STALL_MODEL, bits [25:24] (6.3.1; Linux: IDR0_STALL_MODEL, GENMASK(25, 24)).
@@ -293,6 +302,7 @@ pub fn probe(id: &IdRegs, needs: &Needs) -> Result<Features, Unsupported> {
         hyp: idr0.read(IDR0::HYP) == 1,
         stage2: idr0.read(IDR0::S2P) == 1,
         msi: idr0.read(IDR0::MSI) == 1,
+        coherent_access: idr0.read(IDR0::COHACC) == 1,
         range_invalidation: idr3.read(IDR3::RIL) == 1,
         arch_minor: aidr.read(AIDR::ArchMinorRev),
         iidr: id.iidr,

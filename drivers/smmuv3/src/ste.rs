@@ -3,6 +3,7 @@
 //! two can be compared line by line.
 
 use crate::addr::PhysAddr;
+use crate::coherency::Coherency;
 use crate::field::{addr_bits, Field};
 
 /// STE.V: the entry is valid.
@@ -46,6 +47,10 @@ pub const STRTAB_STE_0_S1FMT_LINEAR: u64 = 0b00;
 pub const STRTAB_STE_1_S1C_WBRA: u64 = 0b01;
 /// Shareability value: inner shareable.
 pub const STRTAB_STE_1_S1CSH_ISH: u64 = 0b11;
+/// Cacheability value: Non-cacheable (CD fetches of a non-coherent SMMU go to the PoC).
+pub const STRTAB_STE_1_S1C_NC: u64 = 0b00;
+/// Shareability value: outer shareable (what Non-cacheable accesses are).
+pub const STRTAB_STE_1_S1CSH_OSH: u64 = 0b10;
 /// SHCFG value: use the incoming shareability.
 pub const STRTAB_STE_1_SHCFG_INCOMING: u64 = 0b01;
 
@@ -101,6 +106,17 @@ impl Ste {
     /// aligned), with CD and table walks write-back cacheable and inner shareable (the
     /// SMMU is coherent, so they snoop the CPU caches) in the NS-EL1 regime.
     pub const fn stage1(cd: PhysAddr) -> Self {
+        Self::stage1_for(cd, Coherency::Coherent)
+    }
+
+    /// `stage1`, with CD and table-walk fetches as `coherency` calls for: write-back
+    /// inner shareable when the SMMU snoops the CPU's caches, Non-cacheable outer
+    /// shareable when it does not (it then reads the PoC, where the driver cleaned them).
+    pub const fn stage1_for(cd: PhysAddr, coherency: Coherency) -> Self {
+        let (c, sh) = match coherency {
+            Coherency::Coherent => (STRTAB_STE_1_S1C_WBRA, STRTAB_STE_1_S1CSH_ISH),
+            Coherency::NonCoherent => (STRTAB_STE_1_S1C_NC, STRTAB_STE_1_S1CSH_OSH),
+        };
         let mut w = [0; STE_WORDS];
         w[0] = STRTAB_STE_0_V.prep(1)
             | STRTAB_STE_0_CFG.prep(STRTAB_STE_0_CFG_S1_TRANS)
@@ -108,9 +124,9 @@ impl Ste {
             | addr_bits(STRTAB_STE_0_S1CTXPTR, cd.0)
             | STRTAB_STE_0_S1CDMAX.prep(0);
         w[1] = STRTAB_STE_1_S1DSS.prep(0)
-            | STRTAB_STE_1_S1CIR.prep(STRTAB_STE_1_S1C_WBRA)
-            | STRTAB_STE_1_S1COR.prep(STRTAB_STE_1_S1C_WBRA)
-            | STRTAB_STE_1_S1CSH.prep(STRTAB_STE_1_S1CSH_ISH)
+            | STRTAB_STE_1_S1CIR.prep(c)
+            | STRTAB_STE_1_S1COR.prep(c)
+            | STRTAB_STE_1_S1CSH.prep(sh)
             | STRTAB_STE_1_STRW.prep(0);
         Ste(w)
     }

@@ -73,7 +73,9 @@ fn context_descriptor() {
         | (1 << 47)
         | prep(genmask(63, 48), 0x2a);
     // CTXDESC_CD_1_TTB0_MASK GENMASK_ULL(51, 4); word 3 is MAIR (Linux: cdptr[3] = mair).
-    assert_eq!(cd.0, [w0, 0x4_0123_4000, 0, 0xff | (0x04 << 8), 0, 0, 0, 0]);
+    // MAIR: attribute 0 0xff (Normal WBWA), 1 0x04 (Device-nGnRE), 2 0x44 (Normal Inner
+    // and Outer Non-cacheable), the encodings of the Arm ARM's MAIR_ELx.
+    assert_eq!(cd.0, [w0, 0x4_0123_4000, 0, 0xff | (0x04 << 8) | (0x44 << 16), 0, 0, 0, 0]);
     assert_eq!(w0, 0x002a_e204_c000_3510);
     assert_eq!((cd.asid(), cd.ttb0(), cd.is_valid()), (Asid(0x2a), PhysAddr(0x4_0123_4000), true));
 }

@@ -21,7 +21,8 @@ use smmuv3::{Features, Iova, MemType, Perm, Smmu, StreamId, Unsupported};
 
 /// What the IOMMU service asks of the SMMU on the QEMU image and the test machines:
 /// 16-bit StreamIDs, `MAX_DOMAINS` contexts, memory below 2^40, 48-bit IOVAs.
-const NEEDS: Needs = Needs { sid_bits: 16, contexts: smmuv3::MAX_DOMAINS, pa_bits: 40, ias_bits: 48 };
+const NEEDS: Needs =
+    Needs { sid_bits: 16, contexts: smmuv3::MAX_DOMAINS, pa_bits: 40, ias_bits: 48, cache_maintenance: false };
 
 /// Arm CoreLink MMU-600 as integrated in Intel's Agilex 5 SoC (TCU at 0x1600_0000), from
 /// Intel's "Agilex 5 HPS register map", module smmu_tcu, address-map table of reset values

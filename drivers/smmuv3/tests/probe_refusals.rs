@@ -40,7 +40,7 @@ fn qemu_idr() -> [u32; 6] {
 
 fn probe_idr(idr: [u32; 6]) -> Result<smmuv3::Features, Unsupported> {
     let id = IdRegs { idr, iidr: 0, aidr: 1 };
-    probe(&id, &Needs { sid_bits: 16, contexts: 32, pa_bits: 40, ias_bits: 48 })
+    probe(&id, &Needs { sid_bits: 16, contexts: 32, pa_bits: 40, ias_bits: 48, cache_maintenance: false })
 }
 
 fn with_stall_model(model: u32) -> [u32; 6] {

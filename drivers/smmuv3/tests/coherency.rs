@@ -1,0 +1,205 @@
+//! An SMMU that does not snoop the CPU's caches (issue 22, item 2), on the host model
+//! made to behave as the architecture allows such an SMMU to: it reads its stream table,
+//! CDs, page tables and commands from the point of coherency (`PocMemory`), which the
+//! CPU's writes reach only through the cleans the driver does, and writes its event
+//! records there, where the CPU sees them only after an invalidate. Like Linux's
+//! arm-smmu-v3 KUnit tests, every maintenance call is recorded with every register write,
+//! and the order is checked: what the SMMU is told to read was cleaned before it was told.
+
+mod common;
+
+use smmuv3::cd::Cd;
+use smmuv3::coherency::Coherency;
+use smmuv3::device::CR1;
+use smmuv3::event::id;
+use smmuv3::mmio::reg;
+use smmuv3::model::{Outcome, PocMemory, SmmuModel, Trace};
+use smmuv3::ste::{Ste, SteConfig};
+use smmuv3::{Config, Error, Event, Iova, MemType, Perm, Smmu, StreamId, Unsupported};
+
+const SID: u32 = 0x08;
+
+/// A driver on a non-coherent model: COHACC = 1 but the platform says otherwise (what
+/// seL4's Non-shareable user mappings make of a coherent SMMU), or COHACC = 0.
+fn non_coherent(cohacc: bool) -> (Smmu<SmmuModel>, &'static PocMemory) {
+    let poc = PocMemory::leak();
+    let mut idr = smmuv3::model::QEMU_IDR;
+    idr[5] = (idr[5] & !0b111) | 5;
+    if !cohacc {
+        idr[0] &= !(1 << 4);
+    }
+    let model = SmmuModel::with_idr(idr);
+    model.non_coherent(poc);
+    let mem = common::memory(32);
+    poc.watch_memory(&mem);
+    let cfg = Config { platform_coherent: false, cache: Some(poc), ..common::config() };
+    // SAFETY: fresh memory; the model is the only register file.
+    let smmu = unsafe { Smmu::init(model, mem, cfg) }.expect("a non-coherent SMMU with cache maintenance");
+    (smmu, poc)
+}
+
+/// Nothing the SMMU reads differs from what the CPU wrote, and the model saw no register
+/// write telling it to read memory that was not cleaned.
+fn assert_clean(smmu: &Smmu<SmmuModel>, poc: &PocMemory, when: &str) {
+    assert_eq!(poc.stale_lines(), Vec::<u64>::new(), "{when}: lines written and not cleaned to the PoC");
+    assert_eq!(smmu.regs().violations(), Vec::<&str>::new(), "{when}");
+}
+
+#[test]
+fn a_non_coherent_walker_never_walks_a_stale_entry_after_a_confirmed_unmap() {
+    for cohacc in [true, false] {
+        let (mut smmu, poc) = non_coherent(cohacc);
+        assert_eq!(smmu.coherency(), Coherency::NonCoherent);
+        assert_clean(&smmu, poc, "init");
+        let buf = common::buffer(0x20_0000 * 2, 0x20_0000);
+        let d = smmu.create_domain().unwrap();
+        smmu.attach(StreamId(SID), d).unwrap();
+        assert_clean(&smmu, poc, "attach");
+        // The device's stream now translates through what the SMMU read from the PoC.
+        smmu.map(d, Iova(0x10_0000), buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+        smmu.map(d, Iova(0x40_0000), buf.pa, 0x20_0000, Perm::Read, MemType::Normal).unwrap();
+        assert_clean(&smmu, poc, "map");
+        assert_eq!(smmu.regs().translate(SID, 0x10_0000, true), Outcome::Ok(buf.pa.0));
+        assert_eq!(smmu.regs().translate(SID, 0x40_1000, false), Outcome::Ok(buf.pa.0 + 0x1000));
+        // A confirmed unmap: the TLBI dropped the cached translation, and the walk that
+        // follows reads the PoC, which must hold the invalid entry.
+        smmu.unmap(d, Iova(0x10_0000), 0x1000).unwrap();
+        smmu.unmap(d, Iova(0x40_0000), 0x20_0000).unwrap();
+        assert_clean(&smmu, poc, "unmap");
+        assert_eq!(smmu.regs().translate(SID, 0x10_0000, true), Outcome::Fault(id::F_TRANSLATION));
+        assert_eq!(smmu.regs().translate(SID, 0x40_1000, false), Outcome::Fault(id::F_TRANSLATION));
+        // Tables given back and reused, then a detach: the SMMU sees each as written.
+        smmu.map(d, Iova(0x80_0000), buf.pa, 0x1000, Perm::Read, MemType::Normal).unwrap();
+        assert_eq!(smmu.reclaim_tables().map(|_| ()), Ok(()));
+        smmu.detach(StreamId(SID)).unwrap();
+        assert_clean(&smmu, poc, "detach");
+        assert_eq!(smmu.regs().translate(SID, 0x80_0000, false), Outcome::Abort);
+        assert!(smmu.regs().commands().len() > 5, "the SMMU read its commands from the PoC");
+    }
+}
+
+/// Replay the trace: at each CMDQ_PROD write, every command slot it announces must have
+/// been cleaned (after its last write) before that write.
+#[test]
+fn every_command_is_cleaned_before_the_doorbell() {
+    let (mut smmu, poc) = non_coherent(true);
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID), d).unwrap();
+    let buf = common::buffer(0x4000, 0x1000);
+    smmu.map(d, Iova(0x1000), buf.pa, 0x4000, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.unmap(d, Iova(0x1000), 0x4000).unwrap();
+    let cmdq_base = smmu.own_memory()[1].pa.0;
+    let mut cleaned_since_doorbell: Vec<(u64, usize)> = Vec::new();
+    let (mut prod, mut doorbells) = (0u64, 0);
+    for t in poc.trace_log() {
+        match t {
+            Trace::Clean { addr, len } => cleaned_since_doorbell.push((addr, len)),
+            Trace::Register { offset, value } if offset == reg::CMDQ_PROD => {
+                // Slots [prod, value) (the queue has 256 entries: no wrap in this test).
+                for slot in prod..value & 0xfffff {
+                    let a = cmdq_base + 16 * slot;
+                    let covered = cleaned_since_doorbell.iter().any(|&(c, l)| c <= a && a + 16 <= c + l as u64);
+                    assert!(covered, "command slot {slot} announced by CMDQ_PROD = {value:#x} was not cleaned first");
+                }
+                prod = value & 0xfffff;
+                cleaned_since_doorbell.clear();
+                doorbells += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(doorbells >= 4, "{doorbells} doorbells");
+}
+
+#[test]
+fn event_records_are_invalidated_before_they_are_read() {
+    let (mut smmu, poc) = non_coherent(true);
+    let record = [id::F_TRANSLATION as u64 | ((SID as u64) << 32), 0, 0x1234_5000, 0];
+    // Read once before, so a CPU that kept the slot in its cache would see the old value.
+    assert_eq!(smmu.drain_events(|_| {}).events, 0);
+    for _ in 0..3 {
+        smmu.regs().inject_event(record);
+        let mut got = Vec::new();
+        assert_eq!(smmu.drain_events(|e| got.push(e)).events, 1);
+        match got.as_slice() {
+            [Event::Translation(f)] => {
+                assert_eq!((f.txn.sid, f.txn.iova), (StreamId(SID), Iova(0x1234_5000)));
+            }
+            other => panic!("read {other:?}, not the record the SMMU wrote to the PoC"),
+        }
+    }
+    let invalidates = poc.trace_log().iter().filter(|t| matches!(t, Trace::Invalidate { .. })).count();
+    assert_eq!(invalidates, 3);
+}
+
+/// SMMU_CR1 (IHI 0070 6.3.11), STE.S1CIR/S1COR/S1CSH and CD.IR0/OR0/SH0 follow the
+/// coherency: write-back inner shareable when coherent (as before), Non-cacheable outer
+/// shareable when not, so a non-coherent SMMU reads the PoC the driver cleaned to.
+#[test]
+fn table_and_queue_attributes_follow_coherency() {
+    let (mut smmu, _) = non_coherent(true);
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID), d).unwrap();
+    let cr1 = smmu.regs().reg(reg::CR1) as u32;
+    let nc = (CR1::QUEUE_IC::NonCacheable
+        + CR1::QUEUE_OC::NonCacheable
+        + CR1::QUEUE_SH::Outer
+        + CR1::TABLE_IC::NonCacheable
+        + CR1::TABLE_OC::NonCacheable
+        + CR1::TABLE_SH::Outer)
+        .value;
+    // QUEUE_IC [1:0], QUEUE_OC [3:2], QUEUE_SH [5:4], TABLE_IC [7:6], TABLE_OC [9:8],
+    // TABLE_SH [11:10]: 0 = Non-cacheable, 0b10 = Outer Shareable.
+    assert_eq!((cr1, nc), (0b10 << 10 | 0b10 << 4, 0b10 << 10 | 0b10 << 4));
+    let SteConfig::Stage1 { attrs, .. } = smmu.ste(StreamId(SID)).unwrap().config() else { panic!("stage 1") };
+    // STE word 1: S1CIR [3:2], S1COR [5:4], S1CSH [7:6].
+    assert_eq!(attrs & 0xfc, 0b10 << 6);
+    let cd: Cd = smmu.cd(d).unwrap();
+    // CD word 0: IR0 [9:8], OR0 [11:10], SH0 [13:12].
+    assert_eq!(cd.0[0] & 0x3f00, 0b10 << 12);
+
+    let mut coherent = common::smmu(8);
+    assert_eq!(coherent.coherency(), Coherency::Coherent);
+    let d = coherent.create_domain().unwrap();
+    coherent.attach(StreamId(SID), d).unwrap();
+    assert_eq!(coherent.regs().reg(reg::CR1), 0b11 << 10 | 1 << 8 | 1 << 6 | 0b11 << 4 | 1 << 2 | 1);
+    assert_eq!(coherent.ste(StreamId(SID)).unwrap(), Ste::stage1(smmuv3::PhysAddr(coherent.own_memory()[3].pa.0)));
+    assert_eq!(coherent.cd(d).unwrap().0[0] & 0x3f00, 0b11 << 12 | 1 << 10 | 1 << 8);
+}
+
+/// Coherency is COHACC AND the platform: a platform that says no with no cache
+/// maintenance is refused, as COHACC = 0 is; with maintenance both are driven.
+#[test]
+fn coherency_needs_both_cohacc_and_the_platform() {
+    let refused = Error::Unsupported(Unsupported::NotCoherent);
+    let cfg = Config { platform_coherent: false, ..common::config() };
+    // SAFETY: fresh memory; the model is the only register file.
+    let r = unsafe { Smmu::init(SmmuModel::host(), common::memory(4), cfg) };
+    assert_eq!(r.err(), Some(refused));
+    let (smmu, _) = non_coherent(false);
+    assert_eq!(smmu.coherency(), Coherency::NonCoherent);
+    assert!(!smmu.features().coherent_access);
+}
+
+/// Devices' mappings carry the attributes their coherency calls for: Normal write-back
+/// inner shareable (MAIR index 0, SH 0b11) for devices that snoop; Normal Non-cacheable
+/// (MAIR index 2 = 0x44, SH 0b10) for devices that do not, as Linux maps without
+/// IOMMU_CACHE.
+#[test]
+fn device_mappings_follow_device_coherency() {
+    for (devices_coherent, attr, sh) in [(true, 0, 0b11), (false, 2, 0b10)] {
+        let cfg = Config { devices_coherent, ..common::config() };
+        // SAFETY: fresh memory; the model is the only register file.
+        let mut smmu = unsafe { Smmu::init(SmmuModel::host(), common::memory(8), cfg) }.unwrap();
+        let d = smmu.create_domain().unwrap();
+        smmu.attach(StreamId(SID), d).unwrap();
+        let buf = common::buffer(0x1000, 0x1000);
+        smmu.map(d, Iova(0x1000), buf.pa, 0x1000, Perm::ReadWrite, smmu.dma_memory()).unwrap();
+        assert_eq!(smmu.regs().translate(SID, 0x1000, true), Outcome::Ok(buf.pa.0));
+        let pte = smmu.regs().last_leaf().expect("a walk");
+        // AttrIndx [4:2], SH [9:8].
+        assert_eq!(((pte >> 2) & 7, (pte >> 8) & 3), (attr, sh), "devices_coherent = {devices_coherent}");
+        // The CD's MAIR holds what index 2 means: Normal Inner and Outer Non-cacheable.
+        assert_eq!((smmu.cd(d).unwrap().0[3] >> 16) & 0xff, 0x44);
+    }
+}
