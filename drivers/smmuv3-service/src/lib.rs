@@ -161,7 +161,11 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
         } else {
             Perm::Read
         };
-        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, MemType::Normal).map_err(|_| HwError)
+        // The attributes the devices' coherency calls for (write-back for devices that
+        // snoop the CPUs' caches, Non-cacheable for those that do not): the driver knows
+        // what the platform says.
+        let mem: MemType = self.smmu.dma_memory();
+        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, mem).map_err(|_| HwError)
     }
 
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
