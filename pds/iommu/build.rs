@@ -6,8 +6,20 @@
 //! it and wakes itself when it left records in the queue. The policy does not carry
 //! either: the interrupts are the board's, in Microkit's own `<irq>` elements.
 
+/// The board table `iommu-sdf` checks descriptions against: one definition of what each
+/// board has, here for whether its SMMU and devices are `dma-coherent`.
+#[allow(dead_code)]
+#[path = "../../tools/iommu-sdf/src/board.rs"]
+mod board;
+
 fn main() {
     println!("cargo:rerun-if-env-changed=IOMMU_POLICY_RS");
+    println!("cargo:rerun-if-env-changed=MICROKIT_BOARD");
+    println!("cargo:rerun-if-changed=../../tools/iommu-sdf/src/board.rs");
+    // The board the image is for (the images Makefile passes it), else the one
+    // `iommu-sdf` assumes. A board the table does not know has no coherent SMMU.
+    let name = std::env::var("MICROKIT_BOARD").unwrap_or_else(|_| board::DEFAULT_BOARD.to_string());
+    let coherent = matches!(board::Board::named(&name).iommu, board::BoardIommu::SmmuV3 { coherent: true, .. });
     println!("cargo:rerun-if-env-changed=IOMMU_SYSTEM");
     let path = std::env::var("IOMMU_POLICY_RS").expect("set IOMMU_POLICY_RS to the policy `iommu-sdf build` wrote");
     println!("cargo:rerun-if-changed={path}");
@@ -34,7 +46,7 @@ fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("irqs.rs");
     std::fs::write(
         &out,
-        format!("/// The SMMU's interrupts reach this PD.\npub const WIRED: bool = {wired};\n/// The physical timer's interrupt reaches this PD (channel 12).\npub const TIMER: bool = {timer};\n"),
+        format!("/// The SMMU's interrupts reach this PD.\npub const WIRED: bool = {wired};\n/// The physical timer's interrupt reaches this PD (channel 12).\npub const TIMER: bool = {timer};\n/// The board ({name}) says its SMMU and devices are `dma-coherent`.\npub const BOARD_COHERENT: bool = {coherent};\n"),
     )
     .expect("write irqs.rs");
 }

@@ -131,6 +131,18 @@ static CLOCK: GenericTimer = GenericTimer;
 /// (a count of register reads would be anything from milliseconds to hours).
 const BOUND: Bound = Bound::Time { clock: &CLOCK, us: Bound::LINUX_US };
 
+/// Whether the platform keeps the SMMU and the devices coherent with how this PD's memory
+/// is mapped: the board must say `dma-coherent` (its table in `iommu-sdf`), AND seL4 must
+/// map this PD's pages Inner Shareable, as the SMMU and the devices access them. seL4
+/// maps cacheable user pages Non-shareable on a kernel without SMP support (Microkit's
+/// `debug` and `release`), and hardware does not keep accesses with mismatched
+/// shareability coherent (Arm ARM, "Mismatched memory attributes"): then the driver
+/// cleans and invalidates, and devices' mappings are Non-cacheable.
+const PLATFORM_COHERENT: bool = irqs::BOARD_COHERENT && sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT);
+
+/// This CPU's cache maintenance (`dc cvac`, `dc civac`, `dsb`), for a non-coherent SMMU.
+static CACHE: smmuv3::ArmCacheOps = smmuv3::ArmCacheOps;
+
 #[protection_domain]
 fn init() -> IommuPd {
     let regs: NonNull<u8> = memory_region_symbol!(smmu_regs: *mut u8);
@@ -203,6 +215,9 @@ fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
         bound: BOUND,
         // Enabled either way: a wired interrupt that reaches no one costs nothing.
         interrupts: true,
+        platform_coherent: PLATFORM_COHERENT,
+        devices_coherent: PLATFORM_COHERENT,
+        cache: Some(&CACHE),
     };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
     // gives it the table and queue regions alone; `init` runs once.
@@ -214,6 +229,14 @@ fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
         f.sid_bits,
         f.oas_bits,
         f.two_level_strtab
+    );
+    debug_println!(
+        "iommu: SMMU_IDR0.COHACC {}, board dma-coherent {}, kernel SMP {}: {:?}, devices mapped {:?}",
+        f.coherent_access as u8,
+        irqs::BOARD_COHERENT as u8,
+        sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT) as u8,
+        smmu.coherency(),
+        smmu.dma_memory()
     );
     debug_println!(
         "iommu: set up for {}-bit StreamIDs and {}-bit IOVAs, as the description needs",

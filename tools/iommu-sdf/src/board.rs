@@ -32,7 +32,10 @@ impl Target {
 pub enum BoardIommu {
     /// An SMMUv3 the IOMMU PD drives, with `stream_bits` StreamID bits (IDR1.SIDSIZE),
     /// whose register frame (both 64 KiB pages) is `frame` (physical address, size).
-    SmmuV3 { stream_bits: u32, frame: (u64, u64) },
+    /// `coherent`: the board's device tree marks the SMMU and the bus its devices sit on
+    /// `dma-coherent` (their accesses snoop the CPUs' caches); the IOMMU PD combines it
+    /// with SMMU_IDR0.COHACC and with how seL4 maps memory (`smmuv3::Coherency`).
+    SmmuV3 { stream_bits: u32, frame: (u64, u64), coherent: bool },
     /// An Arm MMU-500 (SMMUv2), which the IOMMU PD does not drive yet.
     Mmu500,
     /// VT-d, which the Microkit tool programs itself.
@@ -77,7 +80,10 @@ impl Board {
             // SMMU_IDR1_SIDSIZE); the SDK's seL4 for qemu_virt_aarch64 is built with
             // CONFIG_ARM_PA_SIZE_BITS_40.
             // Its registers: hw/arm/virt.c's VIRT_SMMU, 0x09050000 and 0x20000 bytes.
-            "qemu_virt_aarch64" => (BoardIommu::SmmuV3 { stream_bits: 16, frame: (0x0905_0000, 0x2_0000) }, 40),
+            // Coherent: virt.c's create_smmu and create_pcie give both nodes `dma-coherent`.
+            "qemu_virt_aarch64" => {
+                (BoardIommu::SmmuV3 { stream_bits: 16, frame: (0x0905_0000, 0x2_0000), coherent: true }, 40)
+            }
             // ZynqMP and i.MX8QXP: Arm MMU-500s, with 40-bit physical addresses (Xilinx
             // UG1085, NXP i.MX8QXP reference manual).
             "zcu102" | "ultra96v2" | "kria_k26" | "tqma8xqp1gb" => (BoardIommu::Mmu500, 40),
