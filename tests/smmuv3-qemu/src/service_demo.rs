@@ -213,7 +213,10 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
     }
     println!("service: the IOMMU service core over the SMMUv3 driver, four driver clients");
     let mem = memory::smmu_memory();
-    let config = SmmuConfig { ias_bits: 48, sid_bits: 16, bound: smmuv3::Bound::Polls(10_000_000), interrupts: true };
+    // Coherent: QEMU virt marks its SMMU `dma-coherent`, and this image maps its memory
+    // write-back inner shareable, as the SMMU walks it.
+    let config =
+        SmmuConfig { ias_bits: 48, sid_bits: 16, bound: smmuv3::Bound::Polls(10_000_000), ..SmmuConfig::default() };
     // SAFETY: the SMMU's registers are identity-mapped as Device memory; the driver of the
     // earlier tests is gone, so this is the only user. The static regions are reused.
     let regs = unsafe { MmioRegisters::new(NonNull::new(p.smmu as *mut u8).unwrap()) };

@@ -171,7 +171,9 @@ pub fn run(p: &Platform, gic: &mut GicV3, edus: &[EduDev], report: &mut Report) 
     let mem = memory::smmu_memory();
     let max_sid = edus.iter().map(|d| d.sid).max().unwrap_or(0);
     let sid_bits = (32 - max_sid.leading_zeros()).max(16);
-    let config = Config { ias_bits: 48, sid_bits, bound: smmuv3::Bound::Polls(10_000_000), interrupts: true };
+    // Coherent: QEMU virt marks its SMMU `dma-coherent`, and this image maps its memory
+    // write-back inner shareable, as the SMMU walks it.
+    let config = Config { ias_bits: 48, sid_bits, bound: smmuv3::Bound::Polls(10_000_000), ..Config::default() };
     // SAFETY: the SMMU's registers are identity-mapped as Device memory and only this
     // driver uses them.
     let regs = unsafe { MmioRegisters::new(NonNull::new(p.smmu as *mut u8).unwrap()) };
