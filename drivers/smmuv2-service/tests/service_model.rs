@@ -70,6 +70,7 @@ impl Inject for Backend {
 
 impl TestHw for Faulty<Backend> {
     const FAILED_UNMAPS_STAY_CACHED: bool = false;
+    const RECORDS_FAULTS: bool = true;
 
     fn tables(&self, d: DeviceIndex) -> Pages {
         let mut out = Pages::new();

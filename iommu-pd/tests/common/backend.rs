@@ -28,6 +28,9 @@ pub trait TestHw: IommuHw {
     /// used is cached, and a removal that failed before the tables changed keeps its
     /// pages in them, so a pending removal may be in either place or in neither.
     const FAILED_UNMAPS_STAY_CACHED: bool;
+    /// `faults` reports a fault of every device that translates and tried an address it
+    /// has no mapping at (an SMMUv2 context bank records one until it is cleared).
+    const RECORDS_FAULTS: bool = false;
     /// What `device`'s tables map.
     fn tables(&self, device: DeviceIndex) -> Pages;
     /// Translations known to be cached beyond the tables (the model's `stale`); an SMMU's

@@ -139,11 +139,13 @@ pub fn before<H: TestHw>(s: &Service<'_, H>) -> Before {
 #[derive(Default)]
 pub struct Probe {
     pub seen: BTreeMap<usize, BTreeSet<u64>>,
+    /// Far enough apart at each use that the faults never make a storm.
     pub now: u64,
 }
 
-/// An IOVA no device ever maps (outside every window): each device tries it after every
-/// step, so that each step makes faults for the service to attribute.
+/// IOVAs no device ever maps (outside every window): device `d` tries the page at
+/// `NEVER_MAPPED + d * PAGE` after every step, so that each step makes a fault of each
+/// device for the service to attribute.
 pub const NEVER_MAPPED: u64 = 0xdead_0000;
 
 impl Model {
@@ -315,19 +317,54 @@ pub fn check<H: TestHw>(s: &mut Service<'_, H>, m: &Model, probe: &mut Probe, ct
                 ctx()
             );
         }
-        s.hw().reach(d, &BTreeSet::from([NEVER_MAPPED]));
     }
-    // Far enough apart that these faults never make a storm.
+    // Faults of those accesses (a write to a read-only page, a page that is gone): each is
+    // its stream's device's, for that device's owner.
     probe.now += 1_000_000;
-    let faults = s.hw_mut().faults(probe.now);
-    for f in faults {
-        let d = DEVICES.iter().position(|dc| dc.stream == f.stream);
-        let d = d.unwrap_or_else(|| panic!("a fault of stream {:#x}, no device's: {}", f.stream, ctx()));
+    attribute(s, probe.now, ctx, |f| DEVICES.iter().position(|dc| dc.stream == f.stream));
+    // Then each device tries an address of its own that nothing maps: the fault names the
+    // device by its address, so a fault reported with another device's StreamID is
+    // caught; on an IOMMU that records faults, every device that translates reports one.
+    for d in 0..DEVICES.len() {
+        s.hw().reach(d, &BTreeSet::from([NEVER_MAPPED + d as u64 * PAGE]));
+    }
+    probe.now += 1_000_000;
+    let faulted = attribute(s, probe.now, ctx, |f| {
+        let d = (f.iova.wrapping_sub(NEVER_MAPPED) / PAGE) as usize;
+        assert_eq!(
+            f.stream,
+            DEVICES.get(d)?.stream,
+            "device {d}'s fault reported as stream {:#x}: {}",
+            f.stream,
+            ctx()
+        );
+        Some(d)
+    });
+    if H::RECORDS_FAULTS {
+        for d in (0..DEVICES.len()).filter(|&d| s.hw().enabled(d)) {
+            assert!(faulted.contains(&d), "device {d} translates, its fault was not reported: {}", ctx());
+        }
+    }
+}
+
+/// Every fault the IOMMU recorded goes to the service, which must attribute it to the
+/// owner of the device `device_of` names; returns those devices.
+fn attribute<H: TestHw>(
+    s: &mut Service<'_, H>,
+    now: u64,
+    ctx: &dyn Fn() -> String,
+    device_of: impl Fn(&iommu_pd::FaultInput) -> Option<usize>,
+) -> BTreeSet<usize> {
+    let mut devices = BTreeSet::new();
+    for f in s.hw_mut().faults(now) {
+        let d = device_of(&f).unwrap_or_else(|| panic!("a fault no device made: {f:x?}: {}", ctx()));
         let unattributed = s.stats().unattributed_faults;
         let told = s.record_fault(f);
         assert_eq!(told, Some(ClientId(DEVICES[d].owner as u32)), "fault {f:x?} of device {d}: {}", ctx());
         assert_eq!(s.stats().unattributed_faults, unattributed, "{}", ctx());
+        devices.insert(d);
     }
+    devices
 }
 
 /// The physical ranges of a capability subtree, before it goes.
