@@ -21,216 +21,14 @@
 
 mod common;
 
-use common::reference::*;
-use common::*;
-use iommu_pd::Service;
-use iommu_protocol::{ClientId, DeviceId, Handle, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
-
-/// xorshift64*: deterministic, seedable, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
-
-fn random_request(rng: &mut Rng, known_iovas: &[(usize, u64, u64)]) -> Request {
-    let offsets = [0, 0x1000, 0x2000, 0x3000, 0x800, 0xf000, u64::MAX - 0xfff, 0x1_0000];
-    let lens = [0x1000, 0x2000, 0x4000, 0x800, 0, 0x1_0000, !0xfff, 0x1_1000];
-    let rights = [Rights::READ, Rights::WRITE, Rights::READ_WRITE];
-    match rng.below(10) {
-        0..=3 => Request::Map {
-            cap: Handle(rng.below(6) as u32),
-            device: DeviceId(rng.below(5) as u32),
-            offset: rng.pick(&offsets),
-            len: rng.pick(&lens),
-            iova: match rng.below(4) {
-                0 => None,
-                1 => Some(IOVA_BASE + rng.below(16) * 0x1000),
-                2 => Some(rng.pick(&[0, u64::MAX - 0xfff, IOVA_BASE + 0x800, IOVA_BASE + IOVA_SIZE - 0x1000])),
-                _ => known_iovas.get(rng.below(known_iovas.len().max(1) as u64) as usize).map(|k| k.1),
-            },
-            rights: rng.pick(&rights),
-        },
-        4..=5 => {
-            let mut iovas = [0; MAX_UNMAP_RANGES];
-            let count = 1 + rng.below(3) as usize;
-            let mut device = rng.below(5) as u32;
-            for v in iovas.iter_mut().take(count) {
-                *v = match known_iovas.get(rng.below(known_iovas.len().max(1) as u64 + 2) as usize) {
-                    Some(&(d, iova, len)) => {
-                        device = d as u32;
-                        iova + if rng.below(8) == 0 { len / 2 } else { 0 }
-                    }
-                    None => IOVA_BASE + rng.below(16) * 0x1000,
-                };
-            }
-            Request::Unmap { device: DeviceId(device), iovas, count }
-        }
-        6..=7 => Request::Grant {
-            cap: Handle(rng.below(8) as u32),
-            to: ClientId(rng.below(4) as u32),
-            offset: rng.pick(&offsets),
-            len: rng.pick(&lens),
-            rights: rng.pick(&rights),
-            devices: rng.pick(&[0b1, 0b10, 0b100, 0b1000, 0b1001, 0b111, 0]),
-        },
-        8 => match rng.below(6) {
-            0 => Request::Resume { device: DeviceId(rng.below(5) as u32) },
-            1 => Request::Release { cap: Handle(rng.below(10) as u32) },
-            2 => Request::Stop { device: DeviceId(rng.below(5) as u32) },
-            _ => Request::Revoke { grant: Handle(rng.below(10) as u32) },
-        },
-        _ => Request::Query,
-    }
-}
-
-/// The IOMMU calls a step may make fail.
-const HW_FAILURES: [&str; 5] = ["map", "unmap", "retry_unmap", "block", "enable"];
-
-/// A request a well-behaved driver might make: its own handles and devices, aligned
-/// ranges inside the capability.
-fn plausible_request(rng: &mut Rng, m: &Model, client: usize, known: &[(usize, u64, u64)]) -> Option<Request> {
-    let own: Vec<(u32, usize)> =
-        m.handles.iter().filter(|((c, _), _)| *c == client).map(|((_, h), i)| (*h, *i)).collect();
-    let devices: Vec<usize> = (0..DEVICES.len()).filter(|d| DEVICES[*d].owner == client).collect();
-    match rng.below(4) {
-        0 | 1 => {
-            let (h, i) = *own.get(rng.below(own.len().max(1) as u64) as usize)?;
-            let cap = m.live(i)?;
-            let pages = cap.len / PAGE;
-            if pages == 0 {
-                return None;
-            }
-            let first = rng.below(pages);
-            let n = 1 + rng.below((pages - first).min(4));
-            let usable: Vec<usize> = devices.iter().copied().filter(|d| cap.devices & (1 << d) != 0).collect();
-            let device = *usable.get(rng.below(usable.len().max(1) as u64) as usize)?;
-            let rights =
-                if cap.rights.contains(Rights::WRITE) && rng.below(2) == 0 { cap.rights } else { Rights::READ };
-            let rights = if cap.rights.contains(rights) { rights } else { cap.rights };
-            Some(Request::Map {
-                cap: Handle(h),
-                device: DeviceId(device as u32),
-                offset: first * PAGE,
-                len: n * PAGE,
-                iova: None,
-                rights,
-            })
-        }
-        2 => {
-            let mine: Vec<&(usize, u64, u64)> = known.iter().filter(|(d, _, _)| DEVICES[*d].owner == client).collect();
-            let &&(d, iova, _) = mine.get(rng.below(mine.len().max(1) as u64) as usize)?;
-            let mut iovas = [0; MAX_UNMAP_RANGES];
-            iovas[0] = iova;
-            Some(Request::Unmap { device: DeviceId(d as u32), iovas, count: 1 })
-        }
-        _ => {
-            if rng.below(6) == 0 {
-                // Give back something received (or try to give back a boot capability).
-                let (h, _) = *own.get(rng.below(own.len().max(1) as u64) as usize)?;
-                return Some(Request::Release { cap: Handle(h) });
-            }
-            if rng.below(3) == 0 {
-                let grants: Vec<u32> = m.grants.keys().filter(|(c, _)| *c == client).map(|(_, g)| *g).collect();
-                let g = *grants.get(rng.below(grants.len().max(1) as u64) as usize)?;
-                return Some(Request::Revoke { grant: Handle(g) });
-            }
-            let (h, i) = *own.get(rng.below(own.len().max(1) as u64) as usize)?;
-            let cap = m.live(i)?;
-            let to = rng.below(3) as usize;
-            let theirs: u64 = DEVICES.iter().enumerate().filter(|(_, d)| d.owner == to).fold(0, |a, (i, _)| a | 1 << i);
-            let pages = cap.len / PAGE;
-            if pages == 0 {
-                return None;
-            }
-            let first = rng.below(pages);
-            let n = 1 + rng.below(pages - first);
-            Some(Request::Grant {
-                cap: Handle(h),
-                to: ClientId(to as u32),
-                offset: first * PAGE,
-                len: n * PAGE,
-                rights: cap.rights,
-                devices: theirs,
-            })
-        }
-    }
-}
-
-fn run(seed: u64, steps: usize) -> usize {
-    let cfg = iommu_pd::Config { caps: model_caps(), ..config() };
-    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
-    let mut m = Model::new();
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut successes = 0;
-    // (device, iova, len) of mappings the service made, for plausible unmaps.
-    let mut known: Vec<(usize, u64, u64)> = Vec::new();
-    // Clients torn down and not yet ready again.
-    let mut torn = [false; 3];
-    for step in 0..steps {
-        let client = rng.below(3) as usize;
-        let req = if rng.below(10) < 6 { plausible_request(&mut rng, &m, client, &known) } else { None }
-            .unwrap_or_else(|| random_request(&mut rng, &known));
-        let mut mrs = [0; MAX_MRS];
-        let (label, n) = req.encode(&mut mrs);
-        // One IOMMU call of this step fails, now and then.
-        let failure = (rng.below(16) == 0).then(|| rng.pick(&HW_FAILURES));
-        s.hw_mut().fail_next = failure;
-        // Now and then a client is torn down (it crashed) or made ready (restarted)
-        // instead of making a request.
-        if rng.below(50) == 0 {
-            let c = rng.below(3) as usize;
-            // Teardown removes many mappings at once: fail it more often.
-            let failure = if rng.below(3) == 0 { Some(rng.pick(&HW_FAILURES)) } else { failure };
-            s.hw_mut().fail_next = failure;
-            // Mostly a client that is down comes back, or a running one goes down.
-            let r = if torn[c] == (rng.below(4) != 0) {
-                let r = s.client_ready(c);
-                torn[c] &= r.is_err();
-                r
-            } else {
-                let r = s.client_torn_down(c);
-                torn[c] |= r.is_ok();
-                r
-            };
-            s.hw_mut().fail_next = None;
-            check(&s, &m, &|| format!("seed {seed} step {step}: teardown/ready of {c} -> {r:?} ({failure:?})"));
-            continue;
-        }
-        // `handle` first retries the blocks the IOMMU did not confirm; done here as a step
-        // of its own (with no failure injected), so the request is judged alone.
-        let failing = s.hw_mut().fail_next.take();
-        s.retry_blocks();
-        check(&s, &m, &|| format!("seed {seed} step {step}: retrying blocks"));
-        s.hw_mut().fail_next = failing;
-        let before = before(&s);
-        let reply = s.handle(client, label, &mrs[..n]);
-        s.hw_mut().fail_next = None;
-        let ctx = || format!("seed {seed} step {step}: client {client} {req:?} -> {reply:?} (failing: {failure:?})");
-        successes += m.judge(&s, client, req, &reply, &before, &mut known, &ctx) as usize;
-        check(&s, &m, &ctx);
-        let hw = hw_translations(&s);
-        known.retain(|(d, iova, _)| hw.get(d).is_some_and(|t| t.contains_key(iova)));
-    }
-    successes
-}
+use common::random::run;
+use common::ModelHw;
 
 #[test]
 fn hundred_thousand_random_steps() {
     let mut ok = 0;
     for seed in 0..100 {
-        ok += run(seed, 1000);
+        ok += run(ModelHw::default(), seed, 1000);
     }
     // The sequences must do something, not only be refused.
     assert!(ok > 10_000, "only {ok} requests succeeded");
@@ -240,7 +38,7 @@ fn hundred_thousand_random_steps() {
 #[ignore = "long: a million steps; run with --release -- --ignored"]
 fn million_random_steps() {
     for seed in 1000..2000 {
-        run(seed, 1000);
+        run(ModelHw::default(), seed, 1000);
     }
 }
 
@@ -249,7 +47,7 @@ fn million_random_steps() {
 /// tables the service agrees to start with, the victim's MAP never fails for a reason
 /// the hostile client caused: only its own quota may refuse it.
 mod starvation {
-    use super::Rng;
+    use super::common::random::Rng;
     use iommu_pd::config::NO_OWNER;
     use iommu_pd::model::ModelHw;
     use iommu_pd::service::{ClientTables, DeviceState};

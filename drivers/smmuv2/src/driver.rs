@@ -611,7 +611,9 @@ impl<M: Mmio> Smmu<M> {
 
     /// Map `[iova, iova + len)` to `[pa, pa + len)` in domain `d`. Refused, changing
     /// nothing, if the range overlaps a mapping or the driver's table pool. No
-    /// invalidation: an invalid descriptor is never cached (Arm ARM D8.16).
+    /// invalidation: an invalid descriptor is never cached (Arm ARM D8.16). When the
+    /// table pool runs short, empty tables are reclaimed (`reclaim_tables`) and the map
+    /// tried once more.
     pub fn map(
         &mut self,
         d: DomainId,
@@ -624,9 +626,72 @@ impl<M: Mmio> Smmu<M> {
         if self.pool.region().overlaps(pa, len) {
             return Err(Error::ProtectedMemory(pa));
         }
+        // A TLB entry an unconfirmed unmap left could shadow the new mapping: finish that
+        // invalidation first (as the SMMUv3 driver does).
+        if self.domain(d)?.stale {
+            self.invalidate_domain(d)?;
+        }
         let cb = d.cb();
         let dom = self.domains.get_mut(cb).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
-        dom.table.map(&mut self.pool, iova, pa, len, perm, mem)?;
+        match dom.table.map(&mut self.pool, iova, pa, len, perm, mem) {
+            // Tables other unmaps left empty (in any domain) hold what this map needs: take
+            // them back, then try once more. So what the pool must hold is bounded by what
+            // is mapped at once, not by how many places anything was ever mapped at (the
+            // sizing `iommu-sdf` gives the pool assumes this, for either SMMU).
+            Err(PageTableError::PoolExhausted { .. }) => {
+                self.reclaim_tables()?;
+                let dom = self.domains.get_mut(cb).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
+                dom.table.map(&mut self.pool, iova, pa, len, perm, mem)?;
+            }
+            r => r?,
+        }
+        Ok(())
+    }
+
+    /// Return to the pool every page table, in every domain, that maps nothing; returns
+    /// how many. Break-before-make, as the SMMUv3 driver's `reclaim_tables`: each such
+    /// table is unlinked from its parent; then each context bank that lost one gets a
+    /// TLBIASID and a TLBSYNC confirmed (SMMU_CBn_TLBIASID invalidates the ASID's
+    /// entries "at all levels", including walk-cache entries that point at the unlinked
+    /// tables: IHI 0062D 10.8.22, and MMU-500 caches table walks, DDI 0517 3.4); a page
+    /// goes back to the pool only once that sync completed, so no walk the SMMU cached
+    /// can lead into a page reused as another table. If a sync does not complete, that
+    /// domain's unlinked pages stay out of the pool (its limbo, holding only invalid
+    /// descriptors), the domain is marked stale, and its next confirmed invalidation
+    /// (`invalidate_domain`) returns them.
+    pub fn reclaim_tables(&mut self) -> Result<usize, Error> {
+        let mut freed = 0;
+        let mut first_error = None;
+        for cb in 0..self.domains.len() {
+            let Some(dom) = self.domains[cb].as_mut() else { continue };
+            dom.table.prune(&mut self.pool);
+            if dom.table.limbo_pages() == 0 {
+                continue;
+            }
+            // Until the invalidation is confirmed, its walk caches may be stale.
+            dom.stale = true;
+            let asid = dom.asid;
+            match self.tlbi_asid_sync(cb, asid) {
+                Ok(()) => {
+                    if let Some(dom) = self.domains[cb].as_mut() {
+                        freed += dom.table.release_limbo(&mut self.pool);
+                        dom.stale = false;
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(freed),
+        }
+    }
+
+    /// Call `f` for every mapping of domain `d` (what its tables hold, not its TLB).
+    pub fn for_each_mapping(&self, d: DomainId, f: impl FnMut(Leaf)) -> Result<(), Error> {
+        self.domain(d)?.table.for_each_leaf(&self.pool, f);
         Ok(())
     }
 
@@ -684,7 +749,12 @@ impl<M: Mmio> Smmu<M> {
     pub fn invalidate_domain(&mut self, d: DomainId) -> Result<(), Error> {
         let asid = self.domain(d)?.asid;
         self.tlbi_asid_sync(d.cb(), asid)?;
-        self.domain_mut(d)?.stale = false;
+        if let Some(dom) = self.domains[d.cb()].as_mut() {
+            dom.stale = false;
+            // Tables a failed `reclaim_tables` unlinked: this invalidation covers their
+            // walk-cache entries too, so they may be reused now.
+            dom.table.release_limbo(&mut self.pool);
+        }
         Ok(())
     }
 

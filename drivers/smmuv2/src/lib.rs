@@ -86,5 +86,5 @@ pub use driver::*;
 pub use errata::Implementation;
 pub use fault::{ContextFault, ContextFaultKind, Fault, GlobalFault, GlobalFaultKind};
 pub use probe::{Features, Unsupported};
-pub use smmuv3::pagetable::{MemType, PageTableError, Perm};
+pub use smmuv3::pagetable::{Leaf, MemType, PageTableError, Perm};
 pub use smmuv3::{Access, Asid, DmaRegion, Iova, PhysAddr, StreamId};

@@ -31,8 +31,9 @@
 //!   ACTLR.CPRE resets to 1.
 //!
 //! Memory is the host's: physical addresses are host pointers (as in `smmuv3::model`).
-//! Not modelled: a walk cache (this driver keeps tables linked while a domain lives, and
-//! frees them only after a TLBIASID), stalling, stage 2, and what an S2CR of type fault
+//! Not modelled: a walk cache (this driver unlinks tables only in `reclaim_tables` and
+//! `destroy_domain`, and returns them to the pool only after a confirmed TLBIASID; the
+//! tests of `reclaim_tables` check that order from the register writes), stalling, stage 2, and what an S2CR of type fault
 //! records (the transaction is terminated; recording it is IMPLEMENTATION DEFINED
 //! enough that the model records nothing).
 

@@ -101,6 +101,16 @@ impl<M: Mmio> SmmuBackend<M> {
         &mut self.smmu
     }
 
+    /// The driver, read-only (for tests and diagnostics).
+    pub fn smmu_ref(&self) -> &Smmu<M> {
+        &self.smmu
+    }
+
+    /// `device`'s domain, if the backend has the device.
+    pub fn domain_of(&self, device: DeviceIndex) -> Option<DomainId> {
+        self.devices.get(device).copied().flatten().map(|(_, d)| d)
+    }
+
     /// Measurement builds only: let `device` through untranslated (`bypass`), or back
     /// through its domain, whose tables were left as they were. Bypass reaches all of
     /// memory, so no product image has this; it exists to measure what translation costs

@@ -1,7 +1,10 @@
 //! The test system description, shared by the service's tests.
 #![allow(dead_code)]
 
+pub mod backend;
+pub mod random;
 pub mod reference;
+pub mod sequences;
 
 pub use iommu_pd::model::ModelHw;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};

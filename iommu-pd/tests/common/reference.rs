@@ -2,11 +2,12 @@
 //! invariants the service must keep, checked after every step by the model-based test
 //! (random sequences) and the exhaustive one (every sequence up to a depth).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use iommu_pd::Service;
-use iommu_protocol::{ErrorCode, Reply, Request, Rights};
+use iommu_protocol::{ClientId, ErrorCode, Reply, Request, Rights};
 
+use super::backend::{Pages, TestHw};
 use super::*;
 
 /// A capability as the model sees it.
@@ -111,40 +112,50 @@ impl Model {
     }
 }
 
-pub fn pages(s: &Service<'_, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
-    let mut out: BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> = BTreeMap::new();
+pub fn pages<H: TestHw>(s: &Service<'_, H>) -> BTreeMap<usize, Pages> {
+    let mut out: BTreeMap<usize, Pages> = BTreeMap::new();
     s.for_each_mapped_page(|d, iova, pa, r| {
         out.entry(d).or_default().insert(iova, (pa, r));
     });
     out
 }
 
-/// Every translation the IOMMU holds, tables and cache, per device.
-pub fn hw_translations(s: &Service<'_, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
+/// Every translation the IOMMU holds (tables, and what it is known to cache), per device.
+pub fn hw_translations<H: TestHw>(s: &Service<'_, H>) -> BTreeMap<usize, Pages> {
     (0..DEVICES.len()).map(|d| (d, s.hw().translations(d))).filter(|(_, t)| !t.is_empty()).collect()
 }
 
-/// Every translation a device can use right now.
-pub fn hw_reachable(s: &Service<'_, ModelHw>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
-    (0..DEVICES.len()).map(|d| (d, s.hw().reachable(d))).filter(|(_, t)| !t.is_empty()).collect()
-}
-
 /// What the IOMMU held before a request: every translation, and which devices were enabled.
-pub type Before = (BTreeMap<usize, BTreeMap<u64, (u64, Rights)>>, BTreeMap<usize, bool>);
+pub type Before = (BTreeMap<usize, Pages>, BTreeMap<usize, bool>);
 
 /// The state `judge` compares a request's effect against.
-pub fn before(s: &Service<'_, ModelHw>) -> Before {
-    (hw_translations(s), s.hw().enabled.clone())
+pub fn before<H: TestHw>(s: &Service<'_, H>) -> Before {
+    (hw_translations(s), (0..DEVICES.len()).map(|d| (d, s.hw().enabled(d))).collect())
 }
+
+/// The IOVA pages each device is tried at after every step: every page it ever had a
+/// mapping at (in the service's books or the IOMMU's tables), so a translation left
+/// behind anywhere is found; and the clock the faults this makes are stamped with.
+#[derive(Default)]
+pub struct Probe {
+    pub seen: BTreeMap<usize, BTreeSet<u64>>,
+    /// Far enough apart at each use that the faults never make a storm.
+    pub now: u64,
+}
+
+/// IOVAs no device ever maps (outside every window): device `d` tries the page at
+/// `NEVER_MAPPED + d * PAGE` after every step, so that each step makes a fault of each
+/// device for the service to attribute.
+pub const NEVER_MAPPED: u64 = 0xdead_0000;
 
 impl Model {
     /// Judge `client`'s request `req`, answered `reply`, against the model, and bring the
     /// model up to date: invariants 3 and 4, and the legitimacy of every success. Returns
     /// whether it succeeded; what MAP made goes into `known` as (device, IOVA, length).
     #[allow(clippy::too_many_arguments)]
-    pub fn judge(
+    pub fn judge<H: TestHw>(
         &mut self,
-        s: &Service<'_, ModelHw>,
+        s: &Service<'_, H>,
         client: usize,
         req: Request,
         reply: &Reply,
@@ -169,7 +180,7 @@ impl Model {
             }
             (Reply::Err(ErrorCode::Hardware), _) => {}
             (Reply::Err(_), _) => {
-                assert_eq!((hw_translations(s), s.hw().enabled.clone()), *before, "refused but changed: {}", ctx())
+                assert_eq!(super::reference::before(s), *before, "refused but changed: {}", ctx())
             }
             (Reply::Ok { values, .. }, Request::Map { device, len, .. }) => {
                 successes += 1;
@@ -185,9 +196,13 @@ impl Model {
                         .map(|k| k.2)
                         .unwrap_or_else(|| panic!("unmapped what was never mapped: {}", ctx()));
                     known.retain(|k| !(k.0 == d && k.1 == *iova));
-                    for p in 0..len / PAGE {
-                        assert!(!s.hw().translations(d).contains_key(&(iova + p * PAGE)), "{}", ctx());
+                    let gone: BTreeSet<u64> = (0..len / PAGE).map(|p| iova + p * PAGE).collect();
+                    for p in &gone {
+                        assert!(!s.hw().translations(d).contains_key(p), "{}", ctx());
                     }
+                    // And no device access gets through any more, cached or not.
+                    let reached = s.hw().reach(d, &gone);
+                    assert!(reached.is_empty(), "reached {reached:x?} after its UNMAP answered Ok: {}", ctx());
                 }
             }
             (Reply::Ok { values, .. }, Request::Grant { cap, to, offset, len, rights, devices }) => {
@@ -244,7 +259,7 @@ impl Model {
                 assert!(DEVICES[d].owner == client, "stopped another client's device: {}", ctx());
                 known.retain(|k| k.0 != d);
                 assert!(s.hw().translations(d).is_empty(), "a stopped device keeps translations: {}", ctx());
-                assert!(!s.hw().enabled.get(&d).copied().unwrap_or(false), "a stopped device runs: {}", ctx());
+                assert!(!s.hw().enabled(d), "a stopped device runs: {}", ctx());
             }
             (Reply::Ok { .. }, _) => {}
         }
@@ -253,26 +268,103 @@ impl Model {
 }
 
 /// Invariants 1 and 2, after every step, and the rule behind them: a translation whose
-/// removal the IOMMU did not confirm is never usable.
-pub fn check(s: &Service<'_, ModelHw>, m: &Model, ctx: &dyn Fn() -> String) {
+/// removal the IOMMU did not confirm is never usable. Then every device tries every page
+/// it ever had a mapping at, and an address it never had, and each fault the IOMMU
+/// recorded goes to the service, which must attribute it to the device's owner.
+pub fn check<H: TestHw>(s: &mut Service<'_, H>, m: &Model, probe: &mut Probe, ctx: &dyn Fn() -> String) {
     if let Err(e) = s.audit() {
         panic!("the service's books disagree: {e}: {}", ctx());
     }
-    assert_eq!(hw_translations(s), pages(s), "IOMMU and service disagree: {}", ctx());
-    for (d, stale) in &s.hw().stale {
-        let enabled = s.hw().enabled.get(d).copied().unwrap_or(false);
-        assert!(stale.is_empty() || !enabled, "device {d} enabled over stale translations {stale:x?}: {}", ctx());
+    let books = pages(s);
+    let held = hw_translations(s);
+    if H::FAILED_UNMAPS_STAY_CACHED {
+        assert_eq!(held, books, "IOMMU and service disagree: {}", ctx());
+    } else {
+        for (d, device) in DEVICES.iter().enumerate() {
+            let (held, books) = (held.get(&d).cloned().unwrap_or_default(), books.get(&d).cloned().unwrap_or_default());
+            for (iova, v) in &held {
+                assert_eq!(
+                    books.get(iova),
+                    Some(v),
+                    "device {d}: the IOMMU maps {iova:#x}, the service does not: {}",
+                    ctx()
+                );
+            }
+            // Without a removal pending, every mapping the service has is in the tables.
+            if s.pending_removals(device.owner) == 0 {
+                assert_eq!(held, books, "device {d}: IOMMU and service disagree: {}", ctx());
+            }
+        }
     }
-    for (d, table) in &hw_reachable(s) {
-        let owner = DEVICES[*d].owner;
-        for (iova, (pa, r)) in table {
+    for (d, device) in DEVICES.iter().enumerate() {
+        let seen = probe.seen.entry(d).or_default();
+        seen.extend(held.get(&d).into_iter().flat_map(|t| t.keys()));
+        seen.extend(books.get(&d).into_iter().flat_map(|t| t.keys()));
+        let tables = s.hw().tables(d);
+        let reached = s.hw().reach(d, seen);
+        let owner = device.owner;
+        for (iova, (pa, r)) in &reached {
             assert!(
-                m.allows(owner, *d, *pa, *r),
+                m.allows(owner, d, *pa, *r),
                 "device {d} reaches {pa:#x} ({r:?}) at {iova:#x} without a capability: {}",
+                ctx()
+            );
+            assert_eq!(
+                tables.get(iova),
+                Some(&(*pa, *r)),
+                "device {d} reaches {pa:#x} ({r:?}) at {iova:#x} through a translation its tables do not hold \
+                 (stale): {}",
                 ctx()
             );
         }
     }
+    // Faults of those accesses (a write to a read-only page, a page that is gone): each is
+    // its stream's device's, for that device's owner.
+    probe.now += 1_000_000;
+    attribute(s, probe.now, ctx, |f| DEVICES.iter().position(|dc| dc.stream == f.stream));
+    // Then each device tries an address of its own that nothing maps: the fault names the
+    // device by its address, so a fault reported with another device's StreamID is
+    // caught; on an IOMMU that records faults, every device that translates reports one.
+    for d in 0..DEVICES.len() {
+        s.hw().reach(d, &BTreeSet::from([NEVER_MAPPED + d as u64 * PAGE]));
+    }
+    probe.now += 1_000_000;
+    let faulted = attribute(s, probe.now, ctx, |f| {
+        let d = (f.iova.wrapping_sub(NEVER_MAPPED) / PAGE) as usize;
+        assert_eq!(
+            f.stream,
+            DEVICES.get(d)?.stream,
+            "device {d}'s fault reported as stream {:#x}: {}",
+            f.stream,
+            ctx()
+        );
+        Some(d)
+    });
+    if H::RECORDS_FAULTS {
+        for d in (0..DEVICES.len()).filter(|&d| s.hw().enabled(d)) {
+            assert!(faulted.contains(&d), "device {d} translates, its fault was not reported: {}", ctx());
+        }
+    }
+}
+
+/// Every fault the IOMMU recorded goes to the service, which must attribute it to the
+/// owner of the device `device_of` names; returns those devices.
+fn attribute<H: TestHw>(
+    s: &mut Service<'_, H>,
+    now: u64,
+    ctx: &dyn Fn() -> String,
+    device_of: impl Fn(&iommu_pd::FaultInput) -> Option<usize>,
+) -> BTreeSet<usize> {
+    let mut devices = BTreeSet::new();
+    for f in s.hw_mut().faults(now) {
+        let d = device_of(&f).unwrap_or_else(|| panic!("a fault no device made: {f:x?}: {}", ctx()));
+        let unattributed = s.stats().unattributed_faults;
+        let told = s.record_fault(f);
+        assert_eq!(told, Some(ClientId(DEVICES[d].owner as u32)), "fault {f:x?} of device {d}: {}", ctx());
+        assert_eq!(s.stats().unattributed_faults, unattributed, "{}", ctx());
+        devices.insert(d);
+    }
+    devices
 }
 
 /// The physical ranges of a capability subtree, before it goes.
@@ -285,7 +377,7 @@ pub fn pages_of_subtree(m: &Model, root: usize) -> Vec<(u64, u64)> {
 
 /// Invariant 4 for a revocation answered `Ok`: no device has a translation to memory of
 /// the gone capabilities unless another live capability of its owner covers it.
-pub fn assert_gone(s: &Service<'_, ModelHw>, m: &Model, gone: &[(u64, u64)], ctx: &dyn Fn() -> String) {
+pub fn assert_gone<H: TestHw>(s: &Service<'_, H>, m: &Model, gone: &[(u64, u64)], ctx: &dyn Fn() -> String) {
     for (d, table) in &hw_translations(s) {
         for (iova, (pa, r)) in table {
             let in_gone = gone.iter().any(|(base, len)| *pa >= *base && *pa < base + len);

@@ -1,0 +1,293 @@
+//! The SMMUv2 (Arm's MMU-500, the SMMU of Microkit's ZynqMP and i.MX8QXP boards) as the
+//! IOMMU service's hardware: each device of the system description gets its own stage-1
+//! context bank (a domain, `smmuv2::Smmu::create_domain`); `iommu_pd::IommuHw` calls
+//! become attach/detach of the device's StreamIDs (one exact-match SMR each) and
+//! map/unmap in its bank, each of which returns only after the SMMU confirmed what it
+//! must confirm (a TLBSYNC with TLBSTATUS.SACTIVE clear, IHI 0062D 10.8.26-27).
+//!
+//! The same interface as `smmuv3-service`'s `SmmuBackend`, and the same shape: the driver
+//! (`smmuv2`) knows nothing of the service and the service nothing of the SMMU; this
+//! adapter is where they meet. The service core, its protocol and its fault path did not
+//! change for it.
+//!
+//! **Few context banks and SMRs.** ZynqMP's MMU-500 has 16 context banks and 48 SMRs
+//! (see `smmuv2::model::ZYNQMP` for the sources). `Smmuv2Backend::new` and `add_streams`
+//! count what the description needs before writing anything: more devices than stage-1
+//! banks is `Error::ContextBanksExhausted`, more StreamIDs than SMRs
+//! `Error::SmrsExhausted`, a StreamID wider than IDR0.NUMSIDB `Error::StreamIdTooWide`.
+//! So `enable` never runs out later, while the service is running: the IOMMU PD refuses
+//! to start (failing the SMMU closed) instead, naming what ran out.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use iommu_pd::{DeviceIndex, FaultInput, HwError, IommuHw};
+use iommu_protocol::Rights;
+use smmuv2::mmio::Mmio;
+use smmuv2::{
+    ContextFaultKind, DomainId, Error, Fault, GlobalFaultKind, Iova, MemType, PageTableError, Perm, PhysAddr, Smmu,
+    StreamId,
+};
+use smmuv3::event::id;
+
+/// Devices the backend can serve: as many as the service (`iommu_pd::service::MAX_DEVICES`);
+/// the SMMU's own stage-1 banks are usually fewer (ZynqMP: 16).
+pub const MAX_BACKEND_DEVICES: usize = 64;
+
+/// StreamIDs beyond each device's first, over all devices: bounded by the SMRs an MMU-500
+/// can have (IDR0.NUMSMRG <= 128); the SMMU's own count is checked at `add_streams`.
+pub const MAX_EXTRA_STREAMS: usize = smmuv2::gr0::MAX_SMRG;
+
+/// The SMMU plus the service's device table.
+#[derive(Debug)]
+pub struct Smmuv2Backend<M: Mmio> {
+    smmu: Smmu<M>,
+    devices: [Option<(StreamId, DomainId)>; MAX_BACKEND_DEVICES],
+    /// More StreamIDs of devices (`add_streams`), each with its device: attached and
+    /// detached with the device's first.
+    extra: [Option<(StreamId, u8)>; MAX_EXTRA_STREAMS],
+}
+
+impl<M: Mmio> Smmuv2Backend<M> {
+    /// Create one domain (stage-1 context bank) per device; device `i` has StreamID
+    /// `streams[i]`. No stream is attached: each keeps faulting (unmatched, sCR0.USFCFG
+    /// = 1) until the service enables its device. Refused before anything is written: a
+    /// StreamID listed twice (`StreamInUse`), wider than the SMMU's (`StreamIdTooWide`),
+    /// more devices than stage-1 banks (`ContextBanksExhausted`, counting at most
+    /// `MAX_BACKEND_DEVICES`) or more StreamIDs than SMRs (`SmrsExhausted`).
+    pub fn new(mut smmu: Smmu<M>, streams: &[u32]) -> Result<Self, Error> {
+        let f = *smmu.features();
+        let banks = f.stage1_banks().min(MAX_BACKEND_DEVICES);
+        if streams.len() > banks {
+            return Err(Error::ContextBanksExhausted { banks });
+        }
+        if streams.len() > f.num_smrg {
+            return Err(Error::SmrsExhausted { groups: f.num_smrg });
+        }
+        for (i, &s) in streams.iter().enumerate() {
+            check_width(&smmu, s)?;
+            // One bank per stream: two devices on one StreamID would share one address
+            // space (and two exact SMRs for it would be a stream-match conflict).
+            if streams[..i].contains(&s) {
+                return Err(Error::StreamInUse(StreamId(s)));
+            }
+        }
+        let mut devices = [None; MAX_BACKEND_DEVICES];
+        for (slot, &s) in devices.iter_mut().zip(streams) {
+            *slot = Some((StreamId(s), smmu.create_domain()?));
+        }
+        Ok(Self { smmu, devices, extra: [None; MAX_EXTRA_STREAMS] })
+    }
+
+    /// Give `device` more StreamIDs, sharing its domain: they fault until the service
+    /// enables the device, and are blocked and enabled with it. Refused whole, before
+    /// anything is taken: a StreamID some device already has or listed twice
+    /// (`StreamInUse`), too wide (`StreamIdTooWide`), or more StreamIDs in all than the
+    /// SMMU has SMRs (`SmrsExhausted`).
+    pub fn add_streams(&mut self, device: DeviceIndex, streams: &[u32]) -> Result<(), Error> {
+        if self.devices.get(device).copied().flatten().is_none() {
+            return Err(Error::NoSuchDomain);
+        }
+        let groups = self.smmu.features().num_smrg;
+        let used = self.devices.iter().flatten().count() + self.extra.iter().flatten().count();
+        let free = self.extra.iter().filter(|e| e.is_none()).count();
+        if used + streams.len() > groups || streams.len() > free {
+            return Err(Error::SmrsExhausted { groups });
+        }
+        for (i, &s) in streams.iter().enumerate() {
+            check_width(&self.smmu, s)?;
+            if self.has_stream(StreamId(s)) || streams[..i].contains(&s) {
+                return Err(Error::StreamInUse(StreamId(s)));
+            }
+        }
+        for &s in streams {
+            if let Some(slot) = self.extra.iter_mut().find(|e| e.is_none()) {
+                *slot = Some((StreamId(s), device as u8));
+            }
+        }
+        Ok(())
+    }
+
+    /// The driver (for the interrupt path: `drain_faults`, and diagnostics).
+    pub fn smmu(&mut self) -> &mut Smmu<M> {
+        &mut self.smmu
+    }
+
+    /// The driver, read-only.
+    pub fn smmu_ref(&self) -> &Smmu<M> {
+        &self.smmu
+    }
+
+    /// `device`'s domain (its context bank), if the backend has the device.
+    pub fn domain_of(&self, device: DeviceIndex) -> Option<DomainId> {
+        self.devices.get(device).copied().flatten().map(|(_, d)| d)
+    }
+
+    /// Every fault the SMMU recorded (global, then each context bank's), decoded,
+    /// cleared, and handed to `f` as the service's fault input stamped `now`; returns how
+    /// many. What the IOMMU PD calls on the SMMU's interrupt (MMU-500 may raise the
+    /// global and every context interrupt on one line, as ZynqMP's SPI 155 does) and then
+    /// passes each to `Service::record_fault`, which attributes it by StreamID.
+    pub fn drain_faults(&mut self, now: u64, mut f: impl FnMut(FaultInput)) -> u32 {
+        self.smmu.drain_faults(|fault| f(fault_input(&fault, now)))
+    }
+
+    fn has_stream(&self, sid: StreamId) -> bool {
+        self.devices.iter().flatten().any(|&(s, _)| s == sid) || self.extra.iter().flatten().any(|&(s, _)| s == sid)
+    }
+
+    fn device(&self, d: DeviceIndex) -> Result<(StreamId, DomainId), HwError> {
+        self.devices.get(d).copied().flatten().ok_or(HwError)
+    }
+
+    /// `f` on every StreamID of `device` (its first, then the others) with its domain;
+    /// `Err` if it failed on any. It goes on after a failure: blocking a device whose one
+    /// stream would not detach still detaches the others.
+    fn each_stream(
+        &mut self,
+        device: DeviceIndex,
+        mut f: impl FnMut(&mut Smmu<M>, StreamId, DomainId) -> Result<(), Error>,
+    ) -> Result<(), HwError> {
+        let (sid, dom) = self.device(device)?;
+        let mut result = f(&mut self.smmu, sid, dom).map_err(|_| HwError);
+        for &(s, d) in self.extra.iter().flatten() {
+            if d as usize == device && f(&mut self.smmu, s, dom).is_err() {
+                result = Err(HwError);
+            }
+        }
+        result
+    }
+}
+
+/// A StreamID the SMMU's SMRs can hold (IDR0.NUMSIDB bits).
+fn check_width<M: Mmio>(smmu: &Smmu<M>, sid: u32) -> Result<(), Error> {
+    let bits = smmu.features().sid_bits.min(16);
+    if sid >> bits != 0 {
+        return Err(Error::StreamIdTooWide(StreamId(sid)));
+    }
+    Ok(())
+}
+
+/// An SMMUv2 fault as the service's fault input. The kind is the SMMUv3 event number of
+/// the same meaning (IHI 0070 7.3: F_TRANSLATION for FSR.TF, F_PERMISSION for FSR.PF,
+/// C_BAD_STREAMID for sGFSR.USF...), so a client reads one vocabulary in its fault ring
+/// whichever SMMU the board has; 0 where SMMUv3 has no such event. The StreamID is
+/// CBFRSYNRAn's (context faults) or sGFSYNR1's (global ones): the service attributes the
+/// fault to the device that has it, or counts it as unattributed.
+pub fn fault_input(f: &Fault, now: u64) -> FaultInput {
+    let kind = match f {
+        Fault::Context(c) => match c.kind {
+            ContextFaultKind::Translation => id::F_TRANSLATION,
+            ContextFaultKind::AddressSize => id::F_ADDR_SIZE,
+            ContextFaultKind::AccessFlag => id::F_ACCESS,
+            ContextFaultKind::Permission => id::F_PERMISSION,
+            ContextFaultKind::TlbMatchConflict => id::F_TLB_CONFLICT,
+            ContextFaultKind::UnsupportedUpstream => id::F_UUT,
+            ContextFaultKind::External if c.walk => id::F_WALK_EABT,
+            ContextFaultKind::External | ContextFaultKind::TlbLock | ContextFaultKind::Other => 0,
+        },
+        Fault::Global(g) => match g.kind {
+            GlobalFaultKind::UnidentifiedStream => id::C_BAD_STREAMID,
+            GlobalFaultKind::UnsupportedUpstream => id::F_UUT,
+            GlobalFaultKind::Permission => id::F_PERMISSION,
+            _ => 0,
+        },
+    };
+    let access = match f {
+        Fault::Context(c) => c.access,
+        Fault::Global(g) => g.access,
+    };
+    FaultInput { stream: f.sid().0, iova: f.iova().0, write: access == smmuv2::Access::Write, kind: kind as u32, now }
+}
+
+impl<M: Mmio> IommuHw for Smmuv2Backend<M> {
+    fn enable(&mut self, device: DeviceIndex) -> Result<(), HwError> {
+        // Defence in depth, as the SMMUv3 backend: a StreamID some SMR already routes to
+        // another bank is another device's (or was put there by something other than this
+        // backend); attaching it here too would be a stream-match conflict (two SMRs
+        // matching one StreamID, UNPREDICTABLE: IHI 0062D 2.4) and the driver refuses it,
+        // but refusing here first means no SMR of the device is written at all.
+        let mut foreign = false;
+        self.each_stream(device, |smmu, s, dom| {
+            foreign |= smmu.stream_domain(s).is_some_and(|d| d != dom);
+            Ok(())
+        })?;
+        if foreign {
+            return Err(HwError);
+        }
+        // Streams already routed to this domain (an enable after a failed one) stay; the
+        // others get an exact-match SMR. `attach` first finishes any invalidation of the
+        // domain that was not confirmed, so a stale TLB entry is never routed to.
+        self.each_stream(device, |smmu, s, dom| match smmu.stream_domain(s) {
+            Some(_) => Ok(()),
+            None => smmu.attach(s, dom),
+        })
+    }
+
+    fn block(&mut self, device: DeviceIndex) -> Result<(), HwError> {
+        // Every stream of the device: its SMR made invalid (from then on the StreamID is
+        // unmatched and, with sCR0.USFCFG = 1, every transaction faults), its S2CR set to
+        // fault, then the bank's TLBIASID and TLBSYNC. The sync is the confirmation: until
+        // it completed, the block is not reported done. A stream a failed block already
+        // detached is skipped; its domain's invalidation is retried below.
+        let (_, dom) = self.device(device)?;
+        let detached = self.each_stream(device, |smmu, s, _| match smmu.detach(s) {
+            Ok(()) | Err(Error::NotAttached(_)) => Ok(()),
+            Err(e) => Err(e),
+        });
+        detached?;
+        if self.smmu.has_stale_entries(dom).map_err(|_| HwError)? {
+            self.smmu.invalidate_domain(dom).map_err(|_| HwError)?;
+        }
+        Ok(())
+    }
+
+    fn map(&mut self, device: DeviceIndex, iova: u64, pa: u64, len: u64, rights: Rights) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        // Stage-1 descriptors cannot express write-only (AP[2:1], Arm ARM D8.4): a
+        // write-only request maps read/write only if the service granted both; otherwise
+        // read-only or refused. As the SMMUv3 backend.
+        let perm = if rights.contains(Rights::WRITE) {
+            if !rights.contains(Rights::READ) {
+                return Err(HwError);
+            }
+            Perm::ReadWrite
+        } else {
+            Perm::Read
+        };
+        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, MemType::Normal).map_err(|_| HwError)
+    }
+
+    fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        // One confirmed invalidation per range (the driver's `unmap`: a TLBIVAL per page,
+        // or a TLBIASID past 64, then a TLBSYNC). On the first failure the ranges before
+        // it are gone and confirmed, it is out of the tables but maybe cached (the domain
+        // is stale), and the ones after it are untouched: what `retry_unmap` expects.
+        for &(iova, len) in ranges {
+            self.smmu.unmap(dom, Iova(iova), len).map_err(|_| HwError)?;
+        }
+        Ok(())
+    }
+
+    fn unmap_one(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
+    }
+
+    fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        // Each range is wholly in the tables (its unmap never started) or wholly gone (its
+        // invalidation failed): remove the former, skip the latter. The driver's `unmap`
+        // first finishes the stale domain's invalidation, so this fails while the SMMU
+        // does.
+        for &(iova, len) in ranges {
+            match self.smmu.unmap(dom, Iova(iova), len) {
+                Ok(_) | Err(Error::PageTable(PageTableError::NotMapped(_))) => {}
+                Err(_) => return Err(HwError),
+            }
+        }
+        // Whatever the TLB still holds of the domain goes, confirmed.
+        self.smmu.invalidate_domain(dom).map_err(|_| HwError)
+    }
+}

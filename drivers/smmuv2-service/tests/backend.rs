@@ -1,0 +1,80 @@
+//! `Smmuv2Backend` on its own, on the ZynqMP MMU-500 model: what a description needs is
+//! counted before anything is written, and a device's several StreamIDs are one address
+//! space.
+
+use iommu_pd::IommuHw;
+use iommu_protocol::Rights;
+use smmuv2::model::{host_config, host_region, Mmu500Model, Outcome, ZYNQMP};
+use smmuv2::{Error, Memory, Smmu, StreamId};
+use smmuv2_service::Smmuv2Backend;
+
+fn smmu() -> Smmu<Mmu500Model> {
+    let mem = Memory { tables: host_region(64 * 4096, 4096) };
+    // SAFETY: fresh host memory only this driver uses.
+    unsafe { Smmu::init(Mmu500Model::new(ZYNQMP), mem, host_config()) }.expect("init")
+}
+
+/// ZynqMP's MMU-500 has 16 stage-1 banks and 48 SMRs: a 17th device, a 49th StreamID or
+/// one wider than 15 bits is refused as the driver's typed error, and nothing was taken.
+#[test]
+fn banks_smrs_and_widths_are_counted_before_anything_is_written() {
+    let streams: Vec<u32> = (0..17).map(|i| 0x100 + i).collect();
+    assert_eq!(Smmuv2Backend::new(smmu(), &streams).err(), Some(Error::ContextBanksExhausted { banks: 16 }));
+    assert_eq!(Smmuv2Backend::new(smmu(), &[0x10, 0x8000]).err(), Some(Error::StreamIdTooWide(StreamId(0x8000))));
+    assert_eq!(Smmuv2Backend::new(smmu(), &[0x10, 0x11, 0x10]).err(), Some(Error::StreamInUse(StreamId(0x10))));
+    let mut b = Smmuv2Backend::new(smmu(), &streams[..16]).expect("16 banks");
+    let extra: Vec<u32> = (0..33).map(|i| 0x200 + i).collect();
+    assert_eq!(b.add_streams(0, &extra).err(), Some(Error::SmrsExhausted { groups: 48 }));
+    // Nothing was taken: 32 more fit exactly, and every device still enables.
+    b.add_streams(0, &extra[..32]).unwrap();
+    assert_eq!(b.add_streams(1, &[0x300]).err(), Some(Error::SmrsExhausted { groups: 48 }));
+    for d in 0..16 {
+        b.enable(d).unwrap();
+    }
+    assert_eq!(b.smmu().smrs_in_use(), 48);
+    assert!(b.smmu_ref().regs().violations().is_empty());
+}
+
+/// A device with several StreamIDs: each translates through the device's bank, each
+/// faults once the device is blocked, and a fault on any of them names it.
+#[test]
+fn a_device_with_several_streams_is_one_address_space() {
+    let buf = host_region(4096, 4096);
+    let mut b = Smmuv2Backend::new(smmu(), &[0x14e8, 0x14e9]).unwrap();
+    b.add_streams(0, &[0x14ea, 0x14eb]).unwrap();
+    assert_eq!(b.add_streams(0, &[0x14e9]).err(), Some(Error::StreamInUse(StreamId(0x14e9))));
+    b.enable(0).unwrap();
+    b.enable(1).unwrap();
+    b.map(0, 0x1000, buf.pa.0, 4096, Rights::READ_WRITE).unwrap();
+    let m = |b: &Smmuv2Backend<Mmu500Model>, sid| b.smmu_ref().regs().access(sid, 0x1000, true);
+    for sid in [0x14e8, 0x14ea, 0x14eb] {
+        assert_eq!(m(&b, sid), Outcome::Translated(buf.pa.0), "{sid:#x}");
+    }
+    assert!(!m(&b, 0x14e9).reached_memory(), "device 1 has its own bank");
+    let mut faults = Vec::new();
+    b.drain_faults(7, |f| faults.push(f));
+    assert_eq!(faults.len(), 1);
+    assert_eq!((faults[0].stream, faults[0].iova, faults[0].write, faults[0].kind), (0x14e9, 0x1000, true, 0x10));
+    b.block(0).unwrap();
+    for sid in [0x14e8, 0x14ea, 0x14eb] {
+        assert!(!m(&b, sid).reached_memory(), "{sid:#x}");
+    }
+    // Unmatched now: a global fault (sGFSR.USF) naming the stream, as C_BAD_STREAMID.
+    b.drain_faults(8, |f| faults.push(f));
+    assert_eq!((faults[1].stream, faults[1].kind), (0x14e8, 0x02));
+}
+
+/// A block whose TLBSYNC never completes is not reported done; once the SMMU syncs
+/// again, the retried block confirms (the streams it had detached stay detached).
+#[test]
+fn a_block_is_done_only_once_its_invalidation_is_confirmed() {
+    let mut b = Smmuv2Backend::new(smmu(), &[0x20]).unwrap();
+    b.enable(0).unwrap();
+    b.smmu_ref().regs().stall_syncs(true);
+    assert!(b.block(0).is_err());
+    assert!(!b.smmu_ref().regs().access(0x20, 0, false).reached_memory());
+    assert!(b.block(0).is_err(), "still not confirmed");
+    b.smmu_ref().regs().stall_syncs(false);
+    b.block(0).unwrap();
+    b.enable(0).unwrap();
+}
