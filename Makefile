@@ -52,9 +52,11 @@ pd-deps:
 test: deps lint host-test qemu-test microkit-test fuzz
 
 # More of the model-based test (10^6 random steps) and of the exhaustive one (every
-# sequence of four steps), optimised.
+# sequence of four steps), optimised; and the same harness over the SMMUv3 and the
+# SMMUv2 (MMU-500) backends on their models (10^5 steps, every sequence of three).
 test-long:
 	$(CARGO) test -p iommu-pd --release --test model --test exhaustive -- --ignored
+	$(CARGO) test -p smmuv3-service -p smmuv2-service --release --test service_model -- --ignored
 
 # Decode and dispatch under libFuzzer, for a bounded time, with the PDs' pinned nightly
 # (cargo-fuzz needs one, and pd-deps installs it). cargo-fuzz is installed when missing;
