@@ -162,11 +162,74 @@ fn untouched(r: &smmuv3::DmaRegion, offset: usize, byte: u8) -> bool {
     got.iter().all(|b| *b == byte)
 }
 
+/// Whether `d`'s DMA still reaches RAM: a pattern read from one place in `buf` and
+/// written back to another arrives (as in bring-up, where it did with the SMMU off).
+fn dma_reaches_ram(d: &EduDev, buf: &smmuv3::DmaRegion) -> bool {
+    // SAFETY: BAR0 was assigned by `pci::setup`, is identity-mapped as Device memory, and
+    // nothing else drives this device while this runs.
+    let mut edu = unsafe { edu::Edu::new(NonNull::new(d.bar0 as *mut u8).unwrap()) };
+    let pattern: [u8; 64] = core::array::from_fn(|j| (j as u8) ^ 0x5c);
+    memory::fill(buf, 0);
+    memory::write(buf, 0, &pattern);
+    let _ = edu.dma_from_ram(buf.pa.0, 0, 64, DMA_POLLS);
+    let _ = edu.dma_to_ram(0, buf.pa.0 + 1024, 64, DMA_POLLS);
+    let mut got = [0u8; 64];
+    memory::read(buf, 1024, &mut got);
+    got == pattern
+}
+
+/// A probe the driver refuses (here StreamIDs wider than the SMMU's SIDSIZE, which QEMU
+/// makes 16) must not leave the SMMU as it found it (disabled, which on QEMU is bypass):
+/// `init`'s error path sets GBPA.ABORT and disables the SMMU first (`fail_closed`). QEMU 10
+/// implements SMMU_GBPA, so the device's DMA, which reached RAM in bring-up, must stop;
+/// QEMU 7.2 has none, so nothing can stop DMA while the SMMU is disabled, and the driver
+/// must say so (`NoGlobalAbort`) rather than claim it did.
+fn refused_probe_fails_closed(p: &Platform, d: &EduDev, report: &mut Report) {
+    println!("smmu: a probe the driver must refuse (StreamIDs wider than the SMMU has), from bypass");
+    let config = Config { ias_bits: 48, sid_bits: 17, bound: smmuv3::Bound::Polls(10_000_000), ..Config::default() };
+    // SAFETY: the SMMU's registers are identity-mapped as Device memory and only this
+    // driver uses them; nothing else runs.
+    let regs = unsafe { MmioRegisters::new(NonNull::new(p.smmu as *mut u8).unwrap()) };
+    // SAFETY: the regions are static, used by nothing else, and PA == VA.
+    let refused = unsafe { Smmu::init(regs, memory::smmu_memory(), config) };
+    report.check(
+        "a probe asking for more StreamID bits than the SMMU has is refused",
+        refused.is_err(),
+        format_args!("{:?}", refused.as_ref().err()),
+    );
+    let reaches = dma_reaches_ram(d, &page(0));
+    // Whether this SMMU can abort while disabled: fail_closed again, idempotent, answers.
+    // SAFETY: as above.
+    let regs = unsafe { MmioRegisters::new(NonNull::new(p.smmu as *mut u8).unwrap()) };
+    match smmuv3::fail_closed(&regs, smmuv3::Bound::Polls(10_000_000)) {
+        Ok(()) => report.check(
+            "after the refused probe every stream aborts (GBPA.ABORT set, SMMU disabled)",
+            !reaches,
+            format_args!(
+                "stream {:#x}'s DMA {}",
+                d.sid,
+                if reaches { "still reaches RAM" } else { "no longer reaches RAM" }
+            ),
+        ),
+        Err(smmuv3::Error::NoGlobalAbort) => report.check(
+            "after the refused probe the driver says DMA is not stopped (this SMMU has no GBPA, as QEMU 7.2)",
+            reaches,
+            format_args!(
+                "stream {:#x}'s DMA {}",
+                d.sid,
+                if reaches { "still reaches RAM" } else { "no longer reaches RAM" }
+            ),
+        ),
+        Err(e) => report.check("fail_closed after the refused probe", false, format_args!("{e}")),
+    }
+}
+
 pub fn run(p: &Platform, gic: &mut GicV3, edus: &[EduDev], report: &mut Report) {
     if edus.len() < 3 {
         report.check("three edu devices", false, format_args!("only {} found", edus.len()));
         return;
     }
+    refused_probe_fails_closed(p, &edus[0], report);
     println!("smmu: initialising the SMMUv3 driver (default deny: every stream aborts)");
     let mem = memory::smmu_memory();
     let max_sid = edus.iter().map(|d| d.sid).max().unwrap_or(0);
