@@ -42,15 +42,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use iommu_pd::model::ModelHw;
-use iommu_pd::service::{ClientTables, DeviceState};
-use iommu_pd::{Config, FaultPolicy, FaultRing, Service, Storage};
-use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use iommu_pd::Service;
+use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 use iommu_sdf::gen::Rng;
 use iommu_sdf::model::{Perms, System, PAGE};
 use iommu_sdf::policy::Policy;
 use iommu_sdf::report::Reach;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseResult, TestRunner};
+
+mod common;
+use common::call;
 
 // ---------------------------------------------------------------------------------------
 // Text surgery on the generator's output.
@@ -917,10 +919,6 @@ fn hostile(seed: u64, pds: usize, regions: usize, devices: usize, mseed: u64) ->
 // ---------------------------------------------------------------------------------------
 // The service on the policy.
 
-fn leak<T>(v: Vec<T>) -> &'static mut [T] {
-    Box::leak(v.into_boxed_slice())
-}
-
 /// Where each region devices may reach is, in physical memory: its own address, or (placed
 /// by Microkit, learnt by the IOMMU PD through a setvar) one far from every other.
 fn placement(sys: &System) -> HashMap<String, u64> {
@@ -936,37 +934,7 @@ fn start(sys: &System, tweak: impl FnOnce(&mut Policy)) -> Result<Service<'stati
     let mut p = iommu_sdf::policy::policy(sys);
     tweak(&mut p);
     let at = placement(sys);
-    let cfg = Config {
-        clients: leak(p.clients.iter().map(|c| c.1).collect()),
-        devices: leak(p.devices.iter().map(|d| d.1).collect()),
-        regions: leak(
-            p.regions
-                .iter()
-                .map(|(r, c)| iommu_pd::RegionConfig { pa: at.get(&r.name).copied().unwrap_or(c.pa), ..*c })
-                .collect(),
-        ),
-        caps: leak(p.caps.iter().map(|c| c.1).collect()),
-        static_maps: leak(p.static_maps.clone()),
-        faults: FaultPolicy { window: 100, max_faults: 10 },
-    };
-    let clients = p.clients.len();
-    let storage = Storage {
-        caps: leak(vec![None; p.cap_slots]),
-        mappings: leak(vec![None; p.mapping_slots as usize]),
-        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(p.mapping_slots as usize, p.devices.len())]),
-        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(p.mapping_slots as usize, p.devices.len())]),
-        free: leak(vec![0; p.mapping_slots as usize]),
-        clients: leak(vec![ClientTables::default(); clients]),
-        devices: leak(vec![DeviceState::default(); p.devices.len()]),
-        rings: leak((0..clients).map(|_| FaultRing::default()).collect()),
-    };
-    Service::new(ModelHw::default(), cfg, storage)
-}
-
-fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {
-    let mut mrs = [0; MAX_MRS];
-    let (label, n) = req.encode(&mut mrs);
-    s.handle(client, label, &mrs[..n])
+    common::start_on(&p, |r, c| at.get(&r.name).copied().unwrap_or(c.pa))
 }
 
 fn rights(p: Perms) -> Rights {

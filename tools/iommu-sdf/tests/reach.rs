@@ -8,46 +8,18 @@
 //! holder could try to widen its capability to its other devices.
 
 use iommu_pd::model::ModelHw;
-use iommu_pd::service::{ClientTables, DeviceState};
-use iommu_pd::{Config, FaultPolicy, FaultRing, Service, Storage};
-use iommu_protocol::{ClientId, DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use iommu_pd::Service;
+use iommu_protocol::{ClientId, DeviceId, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 use iommu_sdf::gen::Rng;
 use iommu_sdf::model::System;
 use proptest::prelude::*;
 
-fn leak<T>(v: Vec<T>) -> &'static mut [T] {
-    Box::leak(v.into_boxed_slice())
-}
+mod common;
+use common::call;
 
 /// The service on `sys`'s generated policy, or why it would not start.
 fn start(sys: &System) -> Result<Service<'static, ModelHw>, iommu_pd::ConfigError> {
-    let p = iommu_sdf::policy::policy(sys);
-    let cfg = Config {
-        clients: leak(p.clients.iter().map(|c| c.1).collect()),
-        devices: leak(p.devices.iter().map(|d| d.1).collect()),
-        regions: leak(p.regions.iter().map(|r| r.1).collect()),
-        caps: leak(p.caps.iter().map(|c| c.1).collect()),
-        static_maps: leak(p.static_maps.clone()),
-        faults: FaultPolicy { window: 100, max_faults: 10 },
-    };
-    let clients = p.clients.len();
-    let storage = Storage {
-        caps: leak(vec![None; p.cap_slots]),
-        mappings: leak(vec![None; p.mapping_slots as usize]),
-        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(p.mapping_slots as usize, p.devices.len())]),
-        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(p.mapping_slots as usize, p.devices.len())]),
-        free: leak(vec![0; p.mapping_slots as usize]),
-        clients: leak(vec![ClientTables::default(); clients]),
-        devices: leak(vec![DeviceState::default(); p.devices.len()]),
-        rings: leak((0..clients).map(|_| FaultRing::default()).collect()),
-    };
-    Service::new(ModelHw::default(), cfg, storage)
-}
-
-fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {
-    let mut mrs = [0; MAX_MRS];
-    let (label, n) = req.encode(&mut mrs);
-    s.handle(client, label, &mrs[..n])
+    common::start_on(&iommu_sdf::policy::policy(sys), |_, c| c.pa)
 }
 
 /// Every page each device can reach lies inside a range the report printed for it.
