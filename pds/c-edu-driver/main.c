@@ -8,17 +8,19 @@
 
 #include <microkit.h>
 
+#include "c_edu_driver_iommu.h"
 #include "edu.h"
 #include "iommu_client.h"
 #include "pd_print.h"
 
-/* Its channel to the IOMMU PD, its device and the client it may lend to, as
- * system.xml gives them (the device and client indices are their places in the
- * description). */
-#define IOMMU 0
-#define MY_DEVICE 3
-#define EDU_DRIVER 0
-#define EDU_DRIVER_DEVICES (1u << 0)
+/* Its channel to the IOMMU PD, its device and capability, and the client it may lend to,
+ * with the devices that client may map for: the numbers `iommu-sdf build` writes for it
+ * from system.xml (c_edu_driver_iommu.h), not counted by hand. */
+#define IOMMU C_EDU_DRIVER_IOMMU_CHANNEL
+#define MY_DEVICE C_EDU_DRIVER_DEV_EDU_C
+#define MY_BUFFERS C_EDU_DRIVER_CAP_C_BUFFERS
+#define EDU_DRIVER IOMMU_CLIENT_EDU_DRIVER
+#define EDU_DRIVER_DEVICES (1u << IOMMU_DEVICE_EDU_A)
 
 /* Where the IOMMU PD puts its edu's BAR0: the fourth MiB of the PCI memory window, which
  * the description maps at edu_bar. */
@@ -64,7 +66,7 @@ void init(void)
     volatile uint8_t *page = (volatile uint8_t *)buffers;
 
     uint64_t iova = 0;
-    err = iommu_map(IOMMU, 0, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
+    err = iommu_map(IOMMU, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
     say("MAP of its buffer's first page", err);
     if (err) {
         return;
@@ -83,7 +85,7 @@ void init(void)
                           : "c-edu: after UNMAP the old IOVA still LANDS\n");
 
     uint32_t grant = 0, theirs = 0;
-    err = iommu_grant(IOMMU, 0, EDU_DRIVER, 0, 0x1000, IOMMU_RIGHTS_READ, EDU_DRIVER_DEVICES, &grant, &theirs);
+    err = iommu_grant(IOMMU, MY_BUFFERS, EDU_DRIVER, 0, 0x1000, IOMMU_RIGHTS_READ, EDU_DRIVER_DEVICES, &grant, &theirs);
     say("GRANT of a page to the (Rust) edu driver", err);
     if (err == 0) {
         say("REVOKE of it", iommu_revoke(IOMMU, grant));

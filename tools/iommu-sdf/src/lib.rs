@@ -41,6 +41,7 @@ pub mod board;
 pub mod build;
 pub mod gen;
 pub mod model;
+pub mod numbers;
 pub mod parse;
 pub mod plumbing;
 pub mod policy;
@@ -109,6 +110,7 @@ pub fn check_text_on(text: &str, board: &Board) -> (model::System, Vec<Problem>)
             plumbing::complete(&mut sys);
             problems.extend(rules::check(&sys, board));
             problems.extend(policy::check(&sys));
+            problems.extend(numbers::check(&sys));
         }
         Target::X86_64 => {
             problems.extend(rules::x86::check(text));

@@ -15,8 +15,10 @@ Check a Microkit system description that uses the IOMMU PD, and build from it.
 commands:
   check FILE               report every problem, with its place and a fix
   build FILE --out DIR     check, then write DIR/<FILE's stem>.system for the Microkit
-                           tool (line for line with FILE) and DIR/iommu_policy.rs for
-                           the IOMMU PD
+                           tool (line for line with FILE), DIR/iommu_policy.rs for
+                           the IOMMU PD, and for each client PD DIR/<pd>_iommu.h and
+                           DIR/<pd>_iommu.rs: its channel, device ids, capability
+                           handles and sizes, and every client's id
   report FILE [--svg PATH] check, then print what each device can ever reach (Markdown),
                            and draw it as SVG in PATH if asked
 
@@ -188,13 +190,28 @@ fn build(file: &Path, text: &str, sys: &iommu_sdf::model::System, dir: &Path, ta
         }
     };
     let policy = iommu_sdf::build::policy_rust(sys, &shown.to_string());
-    let written = std::fs::create_dir_all(dir)
+    let mut written = std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(dir.join(format!("{stem}.system")), system))
         .and_then(|_| std::fs::write(dir.join("iommu_policy.rs"), policy));
+    // Each client's numbers, for its driver: <pd>_iommu.h and <pd>_iommu.rs.
+    for n in iommu_sdf::numbers::numbers(sys) {
+        let source = shown.to_string();
+        written = written
+            .and_then(|_| {
+                std::fs::write(dir.join(format!("{}_iommu.h", n.pd)), iommu_sdf::numbers::c_header(&n, &source))
+            })
+            .and_then(|_| {
+                std::fs::write(dir.join(format!("{}_iommu.rs", n.pd)), iommu_sdf::numbers::rust_module(&n, &source))
+            });
+    }
     if let Err(e) = written {
         eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
         return ExitCode::from(2);
     }
-    println!("{shown}: wrote {}/{stem}.system and {}/iommu_policy.rs", dir.display(), dir.display());
+    println!(
+        "{shown}: wrote {}/{stem}.system, {}/iommu_policy.rs and each client's <pd>_iommu.h and <pd>_iommu.rs",
+        dir.display(),
+        dir.display()
+    );
     ExitCode::SUCCESS
 }

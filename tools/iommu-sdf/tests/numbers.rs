@@ -1,0 +1,83 @@
+//! Each client's generated numbers (`<pd>_iommu.h`, `<pd>_iommu.rs`) are the generated
+//! policy's: a device id names that device, owned by that client, with its StreamID; a
+//! capability's handle is its place among the client's capabilities in the policy, with
+//! its size; and the header is C a compiler takes.
+
+use std::path::Path;
+
+fn check(sys: &iommu_sdf::model::System) {
+    let p = iommu_sdf::policy::policy(sys);
+    for n in iommu_sdf::numbers::numbers(sys) {
+        assert_eq!(p.clients[n.client].0, n.pd);
+        for (d, id, stream) in &n.devices {
+            let (name, cfg) = &p.devices[*id];
+            assert_eq!((name, cfg.owner, cfg.stream), (&d.as_str(), n.client, *stream));
+        }
+        let mine: Vec<_> = p.caps.iter().filter(|(_, c)| c.client == n.client).collect();
+        assert_eq!(mine.len(), n.caps.len());
+        for (c, handle, size) in &n.caps {
+            let (name, cfg) = mine[*handle];
+            assert_eq!((*name, cfg.len), (c.as_str(), *size));
+        }
+        let channel = sys.channels.iter().find_map(|c| {
+            let (mine, theirs) = c.end_of(&n.pd)?;
+            (Some(theirs.pd.as_str()) == sys.iommu.as_ref().map(|i| i.pd.as_str()) && mine.pp).then_some(mine.id)
+        });
+        assert_eq!(n.channel, channel);
+    }
+}
+
+#[test]
+fn the_numbers_are_the_policys() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system.xml")).unwrap();
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:?}");
+    check(&sys);
+    for seed in 0..40 {
+        let text = iommu_sdf::gen::description(seed, 1 + (seed % 5) as usize, 6, 1 + (seed % 7) as usize);
+        let (sys, problems) = iommu_sdf::check_text(&text);
+        assert!(problems.is_empty(), "{problems:?}");
+        check(&sys);
+    }
+}
+
+/// The C driver of system.xml used to count these by hand: device 3 (edu C, its fourth
+/// io_address_space), client 0 (the edu driver) to lend to, channel 0. The header says the
+/// same, and a C compiler takes it.
+#[test]
+fn the_c_header_compiles_and_names_what_the_c_driver_counted() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system.xml")).unwrap();
+    let (sys, _) = iommu_sdf::check_text(&text);
+    let n = iommu_sdf::numbers::numbers(&sys).into_iter().find(|n| n.pd == "c_edu_driver").unwrap();
+    let header = iommu_sdf::numbers::c_header(&n, "system.xml");
+    let dir = std::env::temp_dir().join(format!("iommu-numbers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c_edu_driver_iommu.h"), &header).unwrap();
+    std::fs::write(
+        dir.join("t.c"),
+        "#include \"c_edu_driver_iommu.h\"\n\
+         _Static_assert(C_EDU_DRIVER_DEV_EDU_C == 3, \"device\");\n\
+         _Static_assert(IOMMU_CLIENT_EDU_DRIVER == 0, \"client\");\n\
+         _Static_assert(C_EDU_DRIVER_IOMMU_CHANNEL == 0, \"channel\");\n\
+         _Static_assert(IOMMU_DEVICE_EDU_A == 0, \"the edu driver's device\");\n\
+         _Static_assert(C_EDU_DRIVER_CAP_C_BUFFERS_SIZE == 0x1000, \"size\");\n",
+    )
+    .unwrap();
+    let out =
+        std::process::Command::new("gcc").args(["-fsyntax-only", "-Wall", "-Werror", "t.c"]).current_dir(&dir).output();
+    let out = out.expect("gcc, which make deps installs, runs");
+    assert!(out.status.success(), "{}\n{header}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Two names of one client that give one macro are refused: a device `a` (`..._DEV_A_STREAM`)
+/// and a device `a_stream` (`..._DEV_A_STREAM`).
+#[test]
+fn names_that_give_one_macro_are_refused() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok.xml")).unwrap();
+    let text = text.replace(
+        "<dma_capability name=\"blk_pool\"",
+        "<dma_capability name=\"blk_pool_size\" pd=\"blk_driver\" mr=\"blk_pool\" size=\"0x1000\" perms=\"rw\" devices=\"blk0\" />\n    <dma_capability name=\"blk_pool\"",
+    );
+    let (_, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.iter().any(|p| p.message.contains("BLK_DRIVER_CAP_BLK_POOL_SIZE")), "{problems:#?}");
+}
