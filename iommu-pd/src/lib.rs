@@ -26,5 +26,5 @@ pub use config::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, Reg
 pub use faults::{FaultRecord, FaultRing};
 pub use hw::{DeviceIndex, HwError, IommuHw};
 pub use service::{
-    state_sizes, ClientTables, ConfigError, FaultInput, OwnedStorage, Service, StateSizes, Stats, Storage,
+    state_sizes, ClientTables, ConfigError, FaultInput, OwnedStorage, Routed, Service, StateSizes, Stats, Storage,
 };

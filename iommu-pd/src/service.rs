@@ -37,7 +37,7 @@ mod storms;
 mod teardown;
 
 pub use storage::{state_sizes, OwnedStorage, StateSizes, Storage};
-pub use storms::FaultInput;
+pub use storms::{FaultInput, Routed};
 
 /// Most devices (device masks are 64-bit).
 pub const MAX_DEVICES: usize = 64;
@@ -219,6 +219,9 @@ pub struct Stats {
     pub unattributed_faults: u64,
     /// Faults of devices no client drives.
     pub unowned_faults: u64,
+    /// Events about a described device's stream that carry no translation fault
+    /// (C_BAD_STE, F_STREAM_DISABLED...): its configuration, not its DMA, went wrong.
+    pub stream_events: u64,
     /// Devices quarantined by fault storms.
     pub quarantines: u64,
 }

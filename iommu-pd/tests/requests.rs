@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use iommu_pd::{FaultInput, Service};
+use iommu_pd::{FaultInput, Routed, Service};
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights};
 
 #[test]
@@ -383,6 +383,45 @@ fn a_device_no_client_drives_has_its_iomaps_and_nothing_else() {
     let told = s.record_fault(FaultInput { stream: 0x20, iova: 0xdead_0000, write: true, kind: 0x10, now: 0 });
     assert_eq!(told, None);
     assert_eq!(s.stats().unowned_faults, 1);
+}
+
+/// A fault on a StreamID no description names, and an event about a stream that is not a
+/// translation fault (C_BAD_STREAMID, C_BAD_STE), reach no client, but each is counted and
+/// handed back to the IOMMU PD with its count, which it prints at the first and then at
+/// powers of two: a flood of them cannot flood the console, and none goes unseen.
+#[test]
+fn a_fault_no_description_names_is_counted_for_the_iommu_pd_to_print() {
+    let mut s = service();
+    let unnamed = |now| FaultInput { stream: 0x99, iova: 0xdead_0000, write: true, kind: 0x10, now };
+    let routed: Vec<Routed> = (0..9).map(|i| s.route_fault(unnamed(i))).collect();
+    assert_eq!(routed[0], Routed::Unnamed { n: 1 });
+    assert_eq!(routed[8], Routed::Unnamed { n: 9 });
+    let printed: Vec<u64> = routed
+        .iter()
+        .filter(|r| r.printed())
+        .map(|r| match r {
+            Routed::Unnamed { n } => *n,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(printed, [1, 2, 4, 8]);
+    // An event with no address, on a stream no one names, counts among them too.
+    assert_eq!(s.route_stream_event(0x9a), Routed::Unnamed { n: 10 });
+    assert_eq!(s.stats().unattributed_faults, 10);
+    // The same kind of event on a described device's stream is that device's, and is
+    // counted apart, for the IOMMU PD (no client is told: it is not its DMA's address).
+    assert_eq!(s.route_stream_event(0x18), Routed::StreamEvent { device: 1, n: 1 });
+    assert!(Routed::StreamEvent { device: 1, n: 1 }.printed());
+    assert_eq!(s.stats().stream_events, 1);
+    // Nothing reached a client's ring.
+    for c in [NET, BLK, EVIL] {
+        assert_eq!(s.faults(c).map(|r| r.pending().count()), Some(0));
+    }
+    // A described, driven device's fault still goes to its owner, and is not the PD's to
+    // print.
+    let to = s.route_fault(FaultInput { stream: 0x10, iova: 0, write: false, kind: 0x10, now: 10 });
+    assert_eq!(to, Routed::Client(ClientId(NET as u32)));
+    assert!(!to.printed());
 }
 
 /// A StreamID is one device's. Two devices that list the same one (as its first StreamID

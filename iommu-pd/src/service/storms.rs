@@ -18,6 +18,48 @@ pub struct FaultInput {
     pub now: u64,
 }
 
+/// What became of a fault or stream event the service took (`Service::route_fault`,
+/// `Service::route_stream_event`). Only `Client` is told to anyone but the IOMMU PD; the
+/// rest are the IOMMU PD's to report, each counted (`Service::stats`) with `n` the count
+/// so far, so it can print the first and then every power of two (`Routed::printed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Queued for the client that owns the device: notify it.
+    Client(ClientId),
+    /// A described device no client drives (it has only the description's iomaps).
+    Unowned {
+        /// The device, an index into the description's devices.
+        device: usize,
+        /// Such faults so far (`Stats::unowned_faults`).
+        n: u64,
+    },
+    /// A StreamID no description names: a device nobody described, or one behind a
+    /// requester ID the description got wrong.
+    Unnamed {
+        /// Such faults and events so far (`Stats::unattributed_faults`).
+        n: u64,
+    },
+    /// An event about a described device's stream that is not a translation fault.
+    StreamEvent {
+        /// The device.
+        device: usize,
+        /// Such events so far (`Stats::stream_events`).
+        n: u64,
+    },
+}
+
+impl Routed {
+    /// Whether the IOMMU PD prints this one: the first of its kind, then at powers of two,
+    /// as the PD's log of refused requests is kept, so a device that faults in a loop can
+    /// neither flood the console nor keep the PD printing, and the count still shows.
+    pub fn printed(&self) -> bool {
+        match *self {
+            Routed::Client(_) => false,
+            Routed::Unowned { n, .. } | Routed::Unnamed { n } | Routed::StreamEvent { n, .. } => n.is_power_of_two(),
+        }
+    }
+}
+
 impl DeviceState {
     /// Counts a fault at `now` and returns how many faults the last `window` ticks hold,
     /// by the sliding-window estimate: the open window's faults, plus the previous
@@ -54,11 +96,43 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Attribute a fault to its device, owner and region, rate-limit the device, and
     /// queue the record for the owner. Returns the client to notify.
     pub fn record_fault(&mut self, f: FaultInput) -> Option<ClientId> {
-        let Some(d) =
-            self.cfg.devices.iter().position(|dc| dc.stream == f.stream || dc.extra_streams.contains(&f.stream))
-        else {
-            self.stats.unattributed_faults += 1;
-            return None;
+        match self.route_fault(f) {
+            Routed::Client(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The device that has `stream`, as its first StreamID or another.
+    fn device_of_stream(&self, stream: u32) -> Option<usize> {
+        self.cfg.devices.iter().position(|dc| dc.stream == stream || dc.extra_streams.contains(&stream))
+    }
+
+    /// An event that names a StreamID but is not a translation fault (C_BAD_STREAMID,
+    /// C_BAD_STE, F_STREAM_DISABLED...): no client is told (it has no address to place,
+    /// and it is the IOMMU's configuration that refused the transaction), but it is
+    /// counted, as an unnamed stream's or as a described device's, for the IOMMU PD to
+    /// report. On an SMMU whose table does not cover a StreamID, its traffic comes only
+    /// as such events.
+    pub fn route_stream_event(&mut self, stream: u32) -> Routed {
+        match self.device_of_stream(stream) {
+            Some(device) => {
+                self.stats.stream_events = self.stats.stream_events.saturating_add(1);
+                Routed::StreamEvent { device, n: self.stats.stream_events }
+            }
+            None => {
+                self.stats.unattributed_faults = self.stats.unattributed_faults.saturating_add(1);
+                Routed::Unnamed { n: self.stats.unattributed_faults }
+            }
+        }
+    }
+
+    /// `record_fault`, saying what became of the fault when no client is told: a
+    /// StreamID no description names, or a device no client drives, counted for the
+    /// IOMMU PD to report.
+    pub fn route_fault(&mut self, f: FaultInput) -> Routed {
+        let Some(d) = self.device_of_stream(f.stream) else {
+            self.stats.unattributed_faults = self.stats.unattributed_faults.saturating_add(1);
+            return Routed::Unnamed { n: self.stats.unattributed_faults };
         };
         let owner = self.cfg.devices[d].owner;
         let (mut region, mut offset, mut near) = (u32::MAX, 0, 0);
@@ -120,13 +194,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // A device no client drives (it has only the description's iomaps): its faults are
         // the IOMMU PD's to report.
         let Some(ring) = self.rings.get_mut(owner) else {
-            self.stats.unowned_faults += 1;
-            return None;
+            self.stats.unowned_faults = self.stats.unowned_faults.saturating_add(1);
+            return Routed::Unowned { device: d, n: self.stats.unowned_faults };
         };
         if !ring.coalesce(&record) {
             ring.push(record);
         }
-        Some(ClientId(owner as u32))
+        Routed::Client(ClientId(owner as u32))
     }
 
     /// RESUME: a device quarantined by a storm (if the description allows), blocked by an

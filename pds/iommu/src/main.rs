@@ -13,7 +13,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use iommu_pd::{FaultPolicy, RegionConfig, Service};
+use iommu_pd::{FaultPolicy, RegionConfig, Routed, Service};
 use sel4_microkit::{
     debug_println, memory_region_symbol, protection_domain, var, with_msg_regs, with_msg_regs_mut, Channel, Child,
     Handler, Infallible, MessageInfo,
@@ -519,25 +519,47 @@ impl EventSink<MmioRegisters> for Faults<'_> {
         // window needs is when the IOMMU PD learnt of them.
         let now = generic_timer::ticks();
         for e in batch.iter().flatten() {
-            let Some(f) = e.fault() else { continue };
-            let write = f.txn.access == smmuv3::Access::Write;
-            let kind = match e {
-                smmuv3::Event::Translation(_) => 0x10,
-                smmuv3::Event::Permission(_) => 0x13,
-                _ => 0,
+            // A translation fault is placed and routed to the device's owner; an event
+            // that names a stream but carries no fault (C_BAD_STREAMID for a StreamID the
+            // stream table does not cover, C_BAD_STE...) is counted for this PD to report.
+            // Only events that name no stream at all (implementation-defined ones, a VMS
+            // fetch abort) are left out: there is no device to say anything of.
+            let routed = match (e.fault(), e.stream_id()) {
+                (Some(f), _) => {
+                    let write = f.txn.access == smmuv3::Access::Write;
+                    let kind = match e {
+                        smmuv3::Event::Translation(_) => 0x10,
+                        smmuv3::Event::Permission(_) => 0x13,
+                        _ => 0,
+                    };
+                    let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
+                    service.route_fault(input)
+                }
+                (None, Some(sid)) => service.route_stream_event(sid.0),
+                (None, None) => continue,
             };
-            let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
-            let unowned = service.stats().unowned_faults;
-            if let Some(client) = service.record_fault(input) {
+            if let Routed::Client(client) = routed {
                 self.notify |= 1 << client.0;
-            } else if service.stats().unowned_faults > unowned && unowned == 0 {
-                // No client to tell: say it here (the first one; the rest are counted).
-                debug_println!(
-                    "iommu: fault of stream {:#x}, a device no client drives: {} at iova {:#x}",
-                    f.txn.sid.0,
-                    if write { "write" } else { "read" },
-                    f.txn.iova.0
-                );
+                continue;
+            }
+            // No client to tell: this PD says it, the first and then at powers of two (a
+            // device that faults in a loop would flood the console and keep this PD here).
+            if !routed.printed() {
+                continue;
+            }
+            match routed {
+                Routed::Unnamed { n } => {
+                    debug_println!("iommu: {e}: a StreamID no description names ({n} such so far)")
+                }
+                Routed::Unowned { device, n } => debug_println!(
+                    "iommu: {e}: {}, a device no client drives ({n} such so far)",
+                    policy::DEVICES.get(device).map_or("?", |d| d.name)
+                ),
+                Routed::StreamEvent { device, n } => debug_println!(
+                    "iommu: {e}: the stream of {} ({n} such so far)",
+                    policy::DEVICES.get(device).map_or("?", |d| d.name)
+                ),
+                Routed::Client(_) => {}
             }
         }
     }
