@@ -566,3 +566,28 @@ pub fn own_region_symbol(role: &str) -> &'static str {
         _ => "smmu_tables",
     }
 }
+
+/// Whether `a` is one edit from `b` (a character added, dropped, changed, or two
+/// neighbours swapped), or the same but for case: the typos a "did you mean" catches.
+fn one_edit(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 1 || a == b {
+        return false;
+    }
+    if a.len() == b.len() {
+        let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+        return match diff[..] {
+            [_] => true,
+            [i, j] if j == i + 1 && a[i] == b[j] && a[j] == b[i] => true,
+            _ => a.iter().zip(&b).all(|(x, y)| x.eq_ignore_ascii_case(y)),
+        };
+    }
+    let (short, long) = if a.len() < b.len() { (&a, &b) } else { (&b, &a) };
+    let at = short.iter().zip(long.iter()).position(|(x, y)| x != y).unwrap_or(short.len());
+    short[at..] == long[at + 1..]
+}
+
+/// " (did you mean `x`?)" for the first of `names` one edit from `name`, or "".
+pub fn did_you_mean<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> String {
+    names.into_iter().find(|n| one_edit(name, n)).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default()
+}

@@ -460,7 +460,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     r.problem(
                         n,
                         format!("`peripheral_id` \"{pid}\" is neither a StreamID nor bus:device.function"),
-                        "write the device's StreamID, e.g. peripheral_id=\"0x10\"",
+                        "write the device's StreamID, e.g. peripheral_id=\"0x10\", or its PCI address bus:device.function in hex, e.g. peripheral_id=\"0:2.0\"",
                     );
                     continue;
                 };

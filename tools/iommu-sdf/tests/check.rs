@@ -241,3 +241,26 @@ fn a_bootinfo_region_needs_no_size() {
     let (_, problems) = iommu_sdf::check_text(text);
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+/// A name one edit from one that exists gets a "did you mean", at the element that names
+/// it: a map of an unknown region is refused at the map, not only at a capability over it.
+#[test]
+fn a_typo_is_refused_where_it_is_with_what_it_probably_meant() {
+    let text = sdf("ok.xml").replace(
+        "<map mr=\"edu_buffers\" vaddr=\"0x4000000\" perms=\"rw\" />",
+        "<map mr=\"edu_bufers\" vaddr=\"0x4000000\" perms=\"rw\" />",
+    );
+    let (_, problems) = iommu_sdf::check_text(&text);
+    let at = text.lines().position(|l| l.contains("edu_bufers")).unwrap() as u32 + 1;
+    let p = problems.iter().find(|p| p.line == at).expect("a problem at the map");
+    assert_eq!(p.element, "map");
+    assert!(p.message.contains("did you mean `edu_buffers`?"), "{p:?}");
+    // A quota for a PD spelled with two letters swapped.
+    let text = sdf("ok.xml").replace("<dma_quota pd=\"edu_driver\"", "<dma_quota pd=\"edu_dirver\"");
+    let (_, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.iter().any(|p| p.message.contains("did you mean `edu_driver`?")), "{problems:#?}");
+    // Nothing one edit away: no suggestion.
+    let text = sdf("ok.xml").replace("<dma_quota pd=\"edu_driver\"", "<dma_quota pd=\"nobody_at_all\"");
+    let (_, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.iter().all(|p| !p.message.contains("did you mean")), "{problems:#?}");
+}

@@ -13,7 +13,12 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
             out.push(p(
                 c.line,
                 "dma_capability",
-                format!("`{}` is held by `{}`, which is not a protection domain", c.name, c.pd),
+                format!(
+                    "`{}` is held by `{}`, which is not a protection domain{}",
+                    c.name,
+                    c.pd,
+                    did_you_mean(&c.pd, sys.pds.iter().map(|p| p.name.as_str()))
+                ),
                 "name an existing protection_domain in pd=\"...\"",
             ));
             continue;
@@ -26,7 +31,11 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 None if sys.io_space(d).is_none() => out.push(p(
                     c.line,
                     "dma_capability",
-                    format!("device `{d}` of `{}` is not an io_address_space", c.name),
+                    format!(
+                        "device `{d}` of `{}` is not an io_address_space{}",
+                        c.name,
+                        did_you_mean(d, sys.io_spaces.iter().map(|s| s.name.as_str()))
+                    ),
                     "name an existing io_address_space in devices=\"...\"",
                 )),
                 Some(o) if o == c.pd => {}
@@ -59,7 +68,10 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                     out.push(p(
                         c.line,
                         "dma_capability",
-                        format!("memory region `{mr}` does not exist"),
+                        format!(
+                            "memory region `{mr}` does not exist{}",
+                            did_you_mean(mr, sys.regions.iter().map(|r| r.name.as_str()))
+                        ),
                         "declare it with <memory_region> or fix the name",
                     ));
                     continue;
@@ -104,7 +116,10 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                     None => out.push(p(
                         c.line,
                         "dma_capability",
-                        format!("parent capability `{parent}` does not exist"),
+                        format!(
+                            "parent capability `{parent}` does not exist{}",
+                            did_you_mean(parent, sys.caps.iter().map(|c| c.name.as_str()))
+                        ),
                         "name an existing dma_capability in parent=\"...\"",
                     )),
                     Some(par) => {

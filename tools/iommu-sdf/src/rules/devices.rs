@@ -17,7 +17,11 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 out.push(p(
                     s.line,
                     "io_address_space",
-                    format!("`{}` is owned by `{o}`, which is not a protection domain", s.name),
+                    format!(
+                        "`{}` is owned by `{o}`, which is not a protection domain{}",
+                        s.name,
+                        did_you_mean(o, sys.pds.iter().map(|p| p.name.as_str()))
+                    ),
                     "name an existing protection_domain in owner=\"...\"",
                 ));
             }
@@ -42,7 +46,11 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 out.push(p(
                     m.line,
                     m.element(),
-                    format!("memory region `{}` does not exist", m.mr),
+                    format!(
+                        "memory region `{}` does not exist{}",
+                        m.mr,
+                        did_you_mean(&m.mr, sys.regions.iter().map(|r| r.name.as_str()))
+                    ),
                     "declare it with <memory_region> or fix the name",
                 ));
                 continue;

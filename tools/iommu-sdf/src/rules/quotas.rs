@@ -11,7 +11,11 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
             out.push(p(
                 q.line,
                 "dma_quota",
-                format!("`{}` is not a protection domain", q.pd),
+                format!(
+                    "`{}` is not a protection domain{}",
+                    q.pd,
+                    did_you_mean(&q.pd, sys.pds.iter().map(|p| p.name.as_str()))
+                ),
                 "name an existing protection_domain in pd=\"...\"",
             ));
         }

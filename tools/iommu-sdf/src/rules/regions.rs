@@ -24,6 +24,23 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
             ));
         }
     }
+    // Every map names a region: the Microkit tool refuses one that does not, and saying so
+    // here, at the map, with the name it probably meant, is clearer than a knock-on error
+    // at a capability over it.
+    for pd in &sys.pds {
+        for (m, _) in pd.all_maps().filter(|(m, _)| sys.region(&m.mr).is_none()) {
+            out.push(p(
+                m.line,
+                "map",
+                format!(
+                    "memory region `{}` does not exist{}",
+                    m.mr,
+                    did_you_mean(&m.mr, sys.regions.iter().map(|r| r.name.as_str()))
+                ),
+                "declare it with <memory_region> or fix the name",
+            ));
+        }
+    }
     // Regions whose size this tool must know: those with a fixed address (for overlaps),
     // those devices may reach, and the IOMMU's own.
     let reached: HashSet<&str> = sys
