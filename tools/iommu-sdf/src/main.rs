@@ -149,6 +149,11 @@ fn main() -> ExitCode {
         println!("{shown}: {} problem(s)", problems.len());
         return ExitCode::from(1);
     }
+    for w in iommu_sdf::warnings_on(&sys, &board) {
+        let col = iommu_sdf::problem::column_on(lines.get((w.line as usize).saturating_sub(1)).copied(), &w);
+        println!("{shown}:{}:{col}: warning: <{}>: {}", w.line, w.element, w.message);
+        println!("{shown}:{}:{col}: note: fix: {}", w.line, w.fix);
+    }
     println!("{shown}: ok: {}", iommu_sdf::summary_for(&sys, target));
     match command {
         Command::Check(_) => ExitCode::SUCCESS,

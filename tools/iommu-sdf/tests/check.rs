@@ -264,3 +264,27 @@ fn a_typo_is_refused_where_it_is_with_what_it_probably_meant() {
     let (_, problems) = iommu_sdf::check_text(&text);
     assert!(problems.iter().all(|p| !p.message.contains("did you mean")), "{problems:#?}");
 }
+
+/// What is allowed but probably not meant is a warning, and the description still passes:
+/// a quota of nothing, `domain_id` on Arm, DMA into memory another PD maps too.
+#[test]
+fn warnings_do_not_refuse() {
+    let text = sdf("ok.xml")
+        .replace("<dma_quota pd=\"blk_driver\" mappings=\"4\"", "<dma_quota pd=\"blk_driver\" mappings=\"0\"")
+        .replace(
+            "<map mr=\"blk_private\" vaddr=\"0x5000000\" perms=\"rw\" />",
+            "<map mr=\"blk_private\" vaddr=\"0x5000000\" perms=\"rw\" />\n<map mr=\"edu_buffers\" vaddr=\"0x6000000\" perms=\"r\" />",
+        );
+    let board = iommu_sdf::Board::default();
+    let (sys, problems) = iommu_sdf::check_text_on(&text, &board);
+    // The added map moved later lines by one: no problem at all, though.
+    assert!(problems.is_empty(), "{problems:#?}");
+    let warnings = iommu_sdf::warnings_on(&sys, &board);
+    for says in ["can map none of its capabilities", "which means nothing on Arm", "which `blk_driver` also maps"] {
+        assert!(warnings.iter().any(|w| w.message.contains(says)), "no warning saying {says:?}: {warnings:#?}");
+    }
+    // system.xml's devices carry no domain_id.
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system.xml")).unwrap();
+    let (sys, _) = iommu_sdf::check_text_on(&text, &board);
+    assert!(iommu_sdf::warnings_on(&sys, &board).iter().all(|w| !w.message.contains("domain_id")));
+}

@@ -16,6 +16,7 @@ mod reach;
 mod regions;
 pub mod scheduling;
 mod vms;
+pub mod warnings;
 pub mod x86;
 
 /// Every rule for `board`; problems in description order.
