@@ -21,31 +21,130 @@
 #define IOMMU_OP_CONFIG_WRITE 12
 
 /* Reply labels: 0 is success. */
+/* The label is not an opcode. */
 #define IOMMU_ERR_UNKNOWN_OP 1
+/* Too few message registers. */
 #define IOMMU_ERR_TRUNCATED 2
+/* A field is out of its range. */
 #define IOMMU_ERR_MALFORMED 3
+/* The handle names no capability of the caller. */
 #define IOMMU_ERR_BAD_HANDLE 4
+/* The device is not the caller's, or the capability does not allow it. */
 #define IOMMU_ERR_BAD_DEVICE 5
+/* The capability does not grant these rights. */
 #define IOMMU_ERR_NO_RIGHTS 6
+/* The range is not page aligned, wraps, or leaves the capability. */
 #define IOMMU_ERR_OUT_OF_RANGE 7
+/* The IOVA range overlaps an existing mapping. */
 #define IOMMU_ERR_OVERLAP 8
+/* The range to unmap is not exactly a set of the caller's mappings. */
 #define IOMMU_ERR_NOT_MAPPED 9
+/* The caller's quota of mappings is used up. */
 #define IOMMU_ERR_QUOTA_MAPPINGS 10
+/* The service's capability table is full. */
 #define IOMMU_ERR_NO_CAPABILITY_SLOT 11
+/* The target client does not exist. */
 #define IOMMU_ERR_BAD_CLIENT 12
+/* The device is quarantined. */
 #define IOMMU_ERR_QUARANTINED 13
+/* The policy does not allow this. Resume not permitted, a grant to a client the description
+ * does not let the capability go to, or for a device it keeps the capability from, revoke of a
+ * capability the caller did not grant, release of a capability from the description. */
 #define IOMMU_ERR_DENIED 14
+/* The IOMMU failed or did not confirm in time. A removal of access that was not confirmed stays
+ * pending and the device is blocked until it is retried and confirmed; anything else asked for
+ * did not happen. */
 #define IOMMU_ERR_HARDWARE 15
+/* No IOVA space left for "choose one". */
 #define IOMMU_ERR_NO_IOVA 16
+/* The caller's quota of mapped pages is used up. */
 #define IOMMU_ERR_QUOTA_PAGES 17
+/* The service's mapping table is full. */
 #define IOMMU_ERR_NO_MAPPING_SLOT 18
+/* The caller's (or the receiver's) handle table is full. */
 #define IOMMU_ERR_NO_HANDLE_SLOT 19
+/* The device is blocked: the IOMMU did not confirm a removal of access. RESUME retries the
+ * removal and, once it is confirmed, lets the device run again. */
 #define IOMMU_ERR_REMOVAL_PENDING 20
+/* The caller's quota of grants (made and not yet revoked or released) is used up. */
 #define IOMMU_ERR_QUOTA_GRANTS 21
+/* The device was stopped (STOP); RESUME starts it again. */
 #define IOMMU_ERR_STOPPED 22
+/* The IOMMU PD is not serving. It could not start (the SMMU was refused, or its devices or the
+ * policy could not be set up; its log says why); it made every device's DMA abort instead, and
+ * refuses every request. */
 #define IOMMU_ERR_UNAVAILABLE 23
+/* The configuration-space write is not a driver's to make; nothing was written. The registers
+ * (or bits) refused: BARs, expansion ROM, a bridge's header (bus numbers, windows), capability
+ * headers and pointers, extended configuration space (ACS among it), and the rest of the
+ * standard header but Command. */
 #define IOMMU_ERR_CONFIG_DENIED 24
+/* The device has no configuration space this IOMMU PD owns. It is not a PCI function there (the
+ * description gives it no ECAM, or names the device at no function there), or the function is
+ * absent. */
 #define IOMMU_ERR_NO_CONFIG_SPACE 25
+
+/* What a reply label means, for a log: the error code's name and what it means (the first
+ * sentence of its description above), "ok" for 0, "not an IOMMU error code" for any other. */
+static inline const char *iommu_strerror(uint64_t err)
+{
+    switch (err) {
+    case 0:
+        return "ok";
+    case IOMMU_ERR_UNKNOWN_OP:
+        return "UNKNOWN_OP: the label is not an opcode";
+    case IOMMU_ERR_TRUNCATED:
+        return "TRUNCATED: too few message registers";
+    case IOMMU_ERR_MALFORMED:
+        return "MALFORMED: a field is out of its range";
+    case IOMMU_ERR_BAD_HANDLE:
+        return "BAD_HANDLE: the handle names no capability of the caller";
+    case IOMMU_ERR_BAD_DEVICE:
+        return "BAD_DEVICE: the device is not the caller's, or the capability does not allow it";
+    case IOMMU_ERR_NO_RIGHTS:
+        return "NO_RIGHTS: the capability does not grant these rights";
+    case IOMMU_ERR_OUT_OF_RANGE:
+        return "OUT_OF_RANGE: the range is not page aligned, wraps, or leaves the capability";
+    case IOMMU_ERR_OVERLAP:
+        return "OVERLAP: the IOVA range overlaps an existing mapping";
+    case IOMMU_ERR_NOT_MAPPED:
+        return "NOT_MAPPED: the range to unmap is not exactly a set of the caller's mappings";
+    case IOMMU_ERR_QUOTA_MAPPINGS:
+        return "QUOTA_MAPPINGS: the caller's quota of mappings is used up";
+    case IOMMU_ERR_NO_CAPABILITY_SLOT:
+        return "NO_CAPABILITY_SLOT: the service's capability table is full";
+    case IOMMU_ERR_BAD_CLIENT:
+        return "BAD_CLIENT: the target client does not exist";
+    case IOMMU_ERR_QUARANTINED:
+        return "QUARANTINED: the device is quarantined";
+    case IOMMU_ERR_DENIED:
+        return "DENIED: the policy does not allow this";
+    case IOMMU_ERR_HARDWARE:
+        return "HARDWARE: the IOMMU failed or did not confirm in time";
+    case IOMMU_ERR_NO_IOVA:
+        return "NO_IOVA: no IOVA space left for \"choose one\"";
+    case IOMMU_ERR_QUOTA_PAGES:
+        return "QUOTA_PAGES: the caller's quota of mapped pages is used up";
+    case IOMMU_ERR_NO_MAPPING_SLOT:
+        return "NO_MAPPING_SLOT: the service's mapping table is full";
+    case IOMMU_ERR_NO_HANDLE_SLOT:
+        return "NO_HANDLE_SLOT: the caller's (or the receiver's) handle table is full";
+    case IOMMU_ERR_REMOVAL_PENDING:
+        return "REMOVAL_PENDING: the device is blocked: the IOMMU did not confirm a removal of access";
+    case IOMMU_ERR_QUOTA_GRANTS:
+        return "QUOTA_GRANTS: the caller's quota of grants (made and not yet revoked or released) is used up";
+    case IOMMU_ERR_STOPPED:
+        return "STOPPED: the device was stopped (STOP); RESUME starts it again";
+    case IOMMU_ERR_UNAVAILABLE:
+        return "UNAVAILABLE: the IOMMU PD is not serving";
+    case IOMMU_ERR_CONFIG_DENIED:
+        return "CONFIG_DENIED: the configuration-space write is not a driver's to make; nothing was written";
+    case IOMMU_ERR_NO_CONFIG_SPACE:
+        return "NO_CONFIG_SPACE: the device has no configuration space this IOMMU PD owns";
+    default:
+        return "not an IOMMU error code";
+    }
+}
 
 /* Message registers. */
 #define IOMMU_MAX_UNMAP_RANGES 64
@@ -75,20 +174,70 @@
 #define IOMMU_FAULT_RING 32
 
 struct iommu_fault_record {
+    /* Sequence number, from 0, per client. */
     uint64_t seq;
+    /* The device (index in the system description). */
     uint32_t device;
+    /* Its StreamID. */
     uint32_t stream;
+    /* The faulting bus address. */
     uint64_t iova;
+    /* What went wrong: one of the IOMMU_FAULT_KIND_* values, the SMMUv3 event number (IHI 0070 7.3)
+     * of the fault whichever SMMU the board has, 0 for one with no such number. */
     uint32_t kind;
+    /* 1 if the device tried to write, 0 if it read. */
     uint32_t write;
+    /* The region the address falls in (or is next to), by its index among the memory regions
+     * devices may reach (those a capability or an iomap names, in the description's order:
+     * `iommu-sdf report` lists them), or IOMMU_FAULT_NO_REGION if none. */
     uint32_t region;
+    /* IOMMU_FAULT_INSIDE if the address is inside one of the device's mappings (it lacked the
+     * rights), IOMMU_FAULT_NEAR if it is next to one (within a page: past an end of a buffer).
+     * Meaningless when `region` is IOMMU_FAULT_NO_REGION. */
     uint32_t near;
+    /* Offset into the region (of the address, or of the nearest mapped byte). */
     uint64_t offset;
+    /* 1 if this fault quarantined the device. */
     uint32_t quarantined;
+    /* Records dropped for lack of room before this one. */
     uint32_t dropped_before;
+    /* Further faults folded into this record: same device, kind and direction, at addresses up to
+     * `iova_last` (a DMA burst faults once per bus transaction). */
     uint32_t repeats;
+    /* Highest faulting address folded into this record. */
     uint64_t iova_last;
 };
+
+/* A fault record's `region` and `near`. */
+/* `region` when the address is in, or next to, none of the device's mappings. */
+#define IOMMU_FAULT_NO_REGION 0xffffffffu
+/* `near`: the address is inside a mapping; `offset` is its offset into the region. */
+#define IOMMU_FAULT_INSIDE 0
+/* `near`: the address is next to a mapping, within a page of it; `offset` is that of the
+ * mapping's nearest byte. */
+#define IOMMU_FAULT_NEAR 1
+
+/* A fault record's `kind`. */
+/* A fault with no SMMUv3 event number of the same meaning (on SMMUv3, one other than a
+ * translation or permission fault). */
+#define IOMMU_FAULT_KIND_OTHER 0x0
+/* F_UUT: a transaction the SMMU does not support. */
+#define IOMMU_FAULT_KIND_F_UUT 0x1
+/* C_BAD_STREAMID: a StreamID the SMMU is not configured for. */
+#define IOMMU_FAULT_KIND_C_BAD_STREAMID 0x2
+/* F_WALK_EABT: an external abort while walking the page tables. */
+#define IOMMU_FAULT_KIND_F_WALK_EABT 0xb
+/* F_TRANSLATION: no mapping at the address (none ever, or unmapped, or past a buffer's end). */
+#define IOMMU_FAULT_KIND_F_TRANSLATION 0x10
+/* F_ADDR_SIZE: an address wider than the device's address space. */
+#define IOMMU_FAULT_KIND_F_ADDR_SIZE 0x11
+/* F_ACCESS: the mapping's access flag is clear. */
+#define IOMMU_FAULT_KIND_F_ACCESS 0x12
+/* F_PERMISSION: a mapping is there, but it does not allow this access (a write through a
+ * read-only mapping, or a read through a write-only one). */
+#define IOMMU_FAULT_KIND_F_PERMISSION 0x13
+/* F_TLB_CONFLICT: the SMMU's TLB held conflicting entries. */
+#define IOMMU_FAULT_KIND_F_TLB_CONFLICT 0x20
 
 _Static_assert(sizeof(struct iommu_fault_record) == 72, "FaultRecord's size");
 _Static_assert(offsetof(struct iommu_fault_record, seq) == 0, "FaultRecord.seq");

@@ -35,6 +35,7 @@ uintptr_t fault_ring __attribute__((section(".data")));
 
 static uint64_t next_fault;
 
+/* What an IOMMU call did: "ok", or its error code and what it means (iommu_strerror). */
 static void say(const char *what, uint64_t err)
 {
     microkit_dbg_puts("c-edu: ");
@@ -44,7 +45,9 @@ static void say(const char *what, uint64_t err)
     } else {
         microkit_dbg_puts(": error ");
         put_hex(err);
-        microkit_dbg_puts("\n");
+        microkit_dbg_puts(" (");
+        microkit_dbg_puts(iommu_strerror(err));
+        microkit_dbg_puts(")\n");
     }
 }
 
@@ -54,8 +57,14 @@ void init(void)
      * no ECAM mapped here. */
     uint32_t bar0 = 0;
     uint64_t err = iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0);
-    if (err || (bar0 & ~0xfu) != BAR0) {
-        say("BAR0 not where the description maps it", err ? err : bar0);
+    if (err) {
+        say("CONFIG_READ of BAR0", err);
+        return;
+    }
+    if ((bar0 & ~0xfu) != BAR0) {
+        microkit_dbg_puts("c-edu: BAR0 not where the description maps it: ");
+        put_hex(bar0);
+        microkit_dbg_puts("\n");
         return;
     }
     err = iommu_config_write(IOMMU, MY_DEVICE, 0x04, 2, COMMAND_MEMORY_MASTER, 0);

@@ -28,13 +28,18 @@ pub struct FaultRecord {
     pub stream: u32,
     /// The faulting bus address.
     pub iova: u64,
-    /// The hardware's event type (for SMMUv3: 0x10 F_TRANSLATION, 0x13 F_PERMISSION...).
+    /// What went wrong: one of `kind`'s values, the SMMUv3 event number (IHI 0070 7.3) of
+    /// the fault whichever SMMU the board has, 0 for one with no such number.
     pub kind: u32,
     /// 1 if the device tried to write, 0 if it read.
     pub write: u32,
-    /// The region the address falls in (or next to), or `u32::MAX` if none.
+    /// The region the address falls in (or is next to), by its index among the memory
+    /// regions devices may reach (those a capability or an iomap names, in the
+    /// description's order: `iommu-sdf report` lists them), or `NO_REGION` if none.
     pub region: u32,
-    /// 1 if the address is next to a mapping rather than inside one.
+    /// `INSIDE` if the address is inside one of the device's mappings (it lacked the
+    /// rights), `NEAR` if it is next to one (within a page: past an end of a buffer).
+    /// Meaningless when `region` is `NO_REGION`.
     pub near: u32,
     /// Offset into the region (of the address, or of the nearest mapped byte).
     pub offset: u64,
@@ -47,6 +52,42 @@ pub struct FaultRecord {
     pub repeats: u32,
     /// Highest faulting address folded into this record.
     pub iova_last: u64,
+}
+
+/// `FaultRecord::region` when the address is in, or next to, none of the device's mappings.
+pub const NO_REGION: u32 = u32::MAX;
+/// `FaultRecord::near`: the address is inside a mapping; `offset` is its offset into the
+/// region.
+pub const INSIDE: u32 = 0;
+/// `FaultRecord::near`: the address is next to a mapping, within a page of it; `offset` is
+/// that of the mapping's nearest byte.
+pub const NEAR: u32 = 1;
+
+/// `FaultRecord::kind`'s values: SMMUv3's event numbers (IHI 0070 7.3, table 7-1) of the
+/// faults a client is told of. An SMMUv2's faults are given the number of the SMMUv3
+/// event of the same meaning.
+pub mod kind {
+    /// A fault with no SMMUv3 event number of the same meaning (on SMMUv3, one other than
+    /// a translation or permission fault).
+    pub const OTHER: u32 = 0;
+    /// F_UUT: a transaction the SMMU does not support.
+    pub const F_UUT: u32 = 0x01;
+    /// C_BAD_STREAMID: a StreamID the SMMU is not configured for.
+    pub const C_BAD_STREAMID: u32 = 0x02;
+    /// F_WALK_EABT: an external abort while walking the page tables.
+    pub const F_WALK_EABT: u32 = 0x0b;
+    /// F_TRANSLATION: no mapping at the address (none ever, or unmapped, or past a
+    /// buffer's end).
+    pub const F_TRANSLATION: u32 = 0x10;
+    /// F_ADDR_SIZE: an address wider than the device's address space.
+    pub const F_ADDR_SIZE: u32 = 0x11;
+    /// F_ACCESS: the mapping's access flag is clear.
+    pub const F_ACCESS: u32 = 0x12;
+    /// F_PERMISSION: a mapping is there, but it does not allow this access (a write
+    /// through a read-only mapping, or a read through a write-only one).
+    pub const F_PERMISSION: u32 = 0x13;
+    /// F_TLB_CONFLICT: the SMMU's TLB held conflicting entries.
+    pub const F_TLB_CONFLICT: u32 = 0x20;
 }
 
 /// A client's ring: one page, C layout.

@@ -337,6 +337,10 @@ pub enum DecodeError {
 }
 
 /// Error codes carried in a reply's label. Stable numbers; 0 is success.
+///
+/// C reads the same: `iommu_service.h`'s `IOMMU_ERR_*`, each with its doc comment, and
+/// `iommu_strerror()`, which returns the name and the first sentence of the doc comment
+/// (so keep that sentence a summary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]
 pub enum ErrorCode {
@@ -366,10 +370,10 @@ pub enum ErrorCode {
     BadClient = 12,
     /// The device is quarantined.
     Quarantined = 13,
-    /// The policy does not allow this (resume not permitted, a grant to a client the
+    /// The policy does not allow this. Resume not permitted, a grant to a client the
     /// description does not let the capability go to, or for a device it keeps the
     /// capability from, revoke of a capability the caller did not grant, release of a
-    /// capability from the description).
+    /// capability from the description.
     Denied = 14,
     /// The IOMMU failed or did not confirm in time. A removal of access that was not
     /// confirmed stays pending and the device is blocked until it is retried and
@@ -383,25 +387,25 @@ pub enum ErrorCode {
     NoMappingSlot = 18,
     /// The caller's (or the receiver's) handle table is full.
     NoHandleSlot = 19,
-    /// The device is blocked because the IOMMU did not confirm a removal of access; RESUME
+    /// The device is blocked: the IOMMU did not confirm a removal of access. RESUME
     /// retries the removal and, once it is confirmed, lets the device run again.
     RemovalPending = 20,
     /// The caller's quota of grants (made and not yet revoked or released) is used up.
     QuotaGrants = 21,
     /// The device was stopped (STOP); RESUME starts it again.
     Stopped = 22,
-    /// The IOMMU PD is not serving: it could not start (the SMMU was refused, or its
-    /// devices or the policy could not be set up; its log says why). It made every
+    /// The IOMMU PD is not serving. It could not start (the SMMU was refused, or its
+    /// devices or the policy could not be set up; its log says why); it made every
     /// device's DMA abort instead, and refuses every request.
     Unavailable = 23,
-    /// A configuration-space write to a register (or bits) that are not a driver's to
-    /// write: BARs, expansion ROM, a bridge's header (bus numbers, windows), capability
-    /// headers and pointers, extended configuration space (ACS among it), and the rest of
-    /// the standard header but Command. Nothing was written.
+    /// The configuration-space write is not a driver's to make; nothing was written. The
+    /// registers (or bits) refused: BARs, expansion ROM, a bridge's header (bus numbers,
+    /// windows), capability headers and pointers, extended configuration space (ACS among
+    /// it), and the rest of the standard header but Command.
     ConfigDenied = 24,
-    /// The device is not a PCI function whose configuration space this IOMMU PD owns
-    /// (the description gives it no ECAM, or names the device at no function there), or
-    /// the function is absent.
+    /// The device has no configuration space this IOMMU PD owns. It is not a PCI function
+    /// there (the description gives it no ECAM, or names the device at no function there),
+    /// or the function is absent.
     NoConfigSpace = 25,
 }
 

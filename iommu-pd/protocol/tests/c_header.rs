@@ -4,6 +4,12 @@
 //! the committed file; `iommu-pd/c/iommu_client.h`'s functions, compiled on the host
 //! against a stand-in `microkit.h`, must send exactly what the Rust encoding sends.
 //!
+//! The doc comments of the error codes and of the fault record's values are carried over
+//! (read from the protocol crate's source, so there is one text of each), and
+//! `iommu_strerror()` returns each error code's name and the first sentence of its doc
+//! comment: an error code without a doc comment, or one `ErrorCode::from_label` does not
+//! know, fails `the_c_header_is_the_rust_declaration`.
+//!
 //! After changing the protocol: `UPDATE_C_HEADER=1 cargo test -p iommu-protocol --test
 //! c_header`.
 
@@ -11,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use iommu_protocol::faults::{layout, FaultRecord, FAULT_RING};
+use iommu_protocol::faults::{kind, layout, FaultRecord, FAULT_RING, INSIDE, NEAR, NO_REGION};
 use iommu_protocol::{
     query, ClientId, DeviceId, ErrorCode, Handle, Op, Request, Rights, IOVA_ANY, MAP_HANDLE_MASK, MAX_MRS,
     MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
@@ -48,6 +54,132 @@ fn upper_snake(name: &str) -> String {
     out
 }
 
+/// The fault record's `kind` values, as the protocol crate declares them.
+const KINDS: [(&str, u32); 9] = [
+    ("OTHER", kind::OTHER),
+    ("F_UUT", kind::F_UUT),
+    ("C_BAD_STREAMID", kind::C_BAD_STREAMID),
+    ("F_WALK_EABT", kind::F_WALK_EABT),
+    ("F_TRANSLATION", kind::F_TRANSLATION),
+    ("F_ADDR_SIZE", kind::F_ADDR_SIZE),
+    ("F_ACCESS", kind::F_ACCESS),
+    ("F_PERMISSION", kind::F_PERMISSION),
+    ("F_TLB_CONFLICT", kind::F_TLB_CONFLICT),
+];
+
+const LIB_RS: &str = include_str!("../src/lib.rs");
+const FAULTS_RS: &str = include_str!("../src/faults.rs");
+
+/// The items of the block that starts at the line `start` in `src` (an enum's variants or
+/// a module's constants), each with its name, the text after `=`, and its doc comment (the
+/// `///` lines before it, joined).
+fn documented_items(src: &str, start: &str) -> Vec<(String, String, String)> {
+    let mut lines = src.lines().skip_while(|l| l.trim() != start);
+    assert!(lines.next().is_some(), "no `{start}` in the protocol's source");
+    let (mut items, mut doc) = (Vec::new(), String::new());
+    for line in lines {
+        let line = line.trim();
+        if line == "}" {
+            break;
+        }
+        if let Some(text) = line.strip_prefix("///") {
+            let text = text.trim();
+            if !doc.is_empty() && !text.is_empty() {
+                doc.push(' ');
+            }
+            doc.push_str(text);
+        } else if let Some((lhs, rhs)) = line.split_once('=') {
+            let lhs = lhs.trim().trim_start_matches("pub const ");
+            let name = lhs.split(':').next().unwrap().trim().to_string();
+            let value = rhs.trim().trim_end_matches([',', ';']).to_string();
+            items.push((name, value, std::mem::take(&mut doc)));
+        }
+    }
+    items
+}
+
+/// The error codes, by label: upper-snake name and doc comment.
+fn error_codes() -> Vec<(u64, String, String)> {
+    let mut codes = Vec::new();
+    for (name, value, doc) in documented_items(LIB_RS, "pub enum ErrorCode {") {
+        let label: u64 = value.parse().unwrap();
+        let e = ErrorCode::from_label(label);
+        assert_eq!(e.map(|e| format!("{e:?}")).as_deref(), Some(name.as_str()), "ErrorCode::from_label({label})");
+        assert!(!doc.is_empty(), "ErrorCode::{name} has no doc comment: C's iommu_strerror() needs one");
+        codes.push((label, upper_snake(&name), doc));
+    }
+    for label in 1..64 {
+        if ErrorCode::from_label(label).is_some() {
+            assert!(codes.iter().any(|c| c.0 == label), "label {label} is no variant of ErrorCode");
+        }
+    }
+    codes
+}
+
+/// What `iommu_strerror(label)` returns.
+fn strerror(label: u64) -> String {
+    if label == 0 {
+        return "ok".into();
+    }
+    let Some((_, name, doc)) = error_codes().into_iter().find(|c| c.0 == label) else {
+        return "not an IOMMU error code".into();
+    };
+    // The first sentence, without its full stop; its first letter lower case unless it
+    // starts an acronym or a name.
+    let first = doc.split_once(". ").map_or(doc.as_str(), |(s, _)| s).trim_end_matches('.');
+    let mut chars = first.chars();
+    let (a, b) = (chars.next().unwrap_or(' '), chars.next().unwrap_or(' '));
+    let first: String =
+        if !b.is_uppercase() { a.to_lowercase().chain(first.chars().skip(1)).collect() } else { first.into() };
+    format!("{name}: {first}")
+}
+
+/// `text` as a C comment at the start of a line, with the Rust names it gives in C's.
+fn c_comment(w: &mut String, text: &str) {
+    assert!(!text.contains("*/"), "{text}");
+    let text = text
+        .replace("`FaultRecord::", "`")
+        .replace("`NO_REGION`", "IOMMU_FAULT_NO_REGION")
+        .replace("`INSIDE`", "IOMMU_FAULT_INSIDE")
+        .replace("`NEAR`", "IOMMU_FAULT_NEAR")
+        .replace("one of `kind`'s values", "one of the IOMMU_FAULT_KIND_* values");
+    let mut line = String::from("/*");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 96 {
+            let _ = writeln!(w, "{line}");
+            line = String::from(" *");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    let _ = writeln!(w, "{line} */");
+}
+
+/// `text` as a C string literal.
+fn c_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The doc comment (the `///` lines, joined) of the first line of `src` that starts with
+/// `item`.
+fn doc_of(src: &str, item: &str) -> String {
+    let mut doc = String::new();
+    for line in src.lines().map(str::trim) {
+        if let Some(text) = line.strip_prefix("///") {
+            if !doc.is_empty() && !text.trim().is_empty() {
+                doc.push(' ');
+            }
+            doc.push_str(text.trim());
+        } else if line.starts_with(item) {
+            assert!(!doc.is_empty(), "`{item}` has no doc comment");
+            return doc;
+        } else {
+            doc.clear();
+        }
+    }
+    panic!("no `{item}` in the protocol's source")
+}
+
 fn header() -> String {
     let mut h = String::new();
     let w = &mut h;
@@ -60,11 +192,23 @@ fn header() -> String {
         let _ = writeln!(w, "#define IOMMU_OP_{name} {}", op as u64);
     }
     let _ = writeln!(w, "\n/* Reply labels: 0 is success. */");
-    for label in 1..64 {
-        if let Some(e) = ErrorCode::from_label(label) {
-            let _ = writeln!(w, "#define IOMMU_ERR_{} {label}", upper_snake(&format!("{e:?}")));
-        }
+    let codes = error_codes();
+    for (label, name, doc) in &codes {
+        c_comment(w, doc);
+        let _ = writeln!(w, "#define IOMMU_ERR_{name} {label}");
     }
+    let _ = writeln!(w);
+    c_comment(
+        w,
+        "What a reply label means, for a log: the error code's name and what it means (the first \
+         sentence of its description above), \"ok\" for 0, \"not an IOMMU error code\" for any other.",
+    );
+    let _ = writeln!(w, "static inline const char *iommu_strerror(uint64_t err)\n{{\n    switch (err) {{");
+    let _ = writeln!(w, "    case 0:\n        return {};", c_string(&strerror(0)));
+    for (label, name, _) in &codes {
+        let _ = writeln!(w, "    case IOMMU_ERR_{name}:\n        return {};", c_string(&strerror(*label)));
+    }
+    let _ = writeln!(w, "    default:\n        return {};\n    }}\n}}", c_string(&strerror(u64::MAX)));
     let _ = writeln!(w, "\n/* Message registers. */");
     let _ = writeln!(w, "#define IOMMU_MAX_UNMAP_RANGES {MAX_UNMAP_RANGES}");
     let _ = writeln!(w, "#define IOMMU_MAP_HANDLE_MASK {MAP_HANDLE_MASK:#x}");
@@ -110,9 +254,32 @@ fn header() -> String {
     ];
     let _ = writeln!(w, "struct iommu_fault_record {{");
     for (ty, name, _) in fields {
+        let doc = doc_of(FAULTS_RS, &format!("pub {name}: "));
+        let mut comment = String::new();
+        c_comment(&mut comment, &doc);
+        for line in comment.lines() {
+            let _ = writeln!(w, "    {line}");
+        }
         let _ = writeln!(w, "    {ty} {name};");
     }
     let _ = writeln!(w, "}};\n");
+    let _ = writeln!(w, "/* A fault record's `region` and `near`. */");
+    c_comment(w, &doc_of(FAULTS_RS, "pub const NO_REGION: "));
+    let _ = writeln!(w, "#define IOMMU_FAULT_NO_REGION {NO_REGION:#x}u");
+    c_comment(w, &doc_of(FAULTS_RS, "pub const INSIDE: "));
+    let _ = writeln!(w, "#define IOMMU_FAULT_INSIDE {INSIDE}");
+    c_comment(w, &doc_of(FAULTS_RS, "pub const NEAR: "));
+    let _ = writeln!(w, "#define IOMMU_FAULT_NEAR {NEAR}\n");
+    let _ = writeln!(w, "/* A fault record's `kind`. */");
+    let declared = documented_items(FAULTS_RS, "pub mod kind {");
+    assert_eq!(declared.len(), KINDS.len(), "faults::kind and KINDS differ");
+    for (name, _, doc) in declared {
+        let value = KINDS.iter().find(|k| k.0 == name).unwrap_or_else(|| panic!("kind::{name} is not in KINDS")).1;
+        assert!(!doc.is_empty(), "kind::{name} has no doc comment");
+        c_comment(w, &doc);
+        let _ = writeln!(w, "#define IOMMU_FAULT_KIND_{name} {value:#x}");
+    }
+    let _ = writeln!(w);
     let _ = writeln!(
         w,
         "_Static_assert(sizeof(struct iommu_fault_record) == {}, \"FaultRecord's size\");",
@@ -257,10 +424,37 @@ fn c_calls_encode_as_the_rust_ones() {
     }
     // Replies are read back from the right registers.
     assert!(text.lines().any(|l| l == "reply 4294967301 5 7"), "{text}");
+    // iommu_strerror names every error code as the Rust declaration does.
+    for label in 0..64 {
+        let want = format!("strerror {label} {}", strerror(label));
+        assert!(text.lines().any(|l| l == want), "C's iommu_strerror: want `{want}`\n{text}");
+    }
+    assert!(strerror(ErrorCode::BadHandle as u64).starts_with("BAD_HANDLE: the handle names"));
     // The ring reads as the Rust reader reads it, and the last record read is acknowledged.
     for (seq, iova) in [(1, 0x2000), (2, 0x3000)] {
         assert!(text.lines().any(|l| l == format!("fault {seq} {iova} {iova} 0 24")), "{text}");
     }
     assert!(text.lines().any(|l| l == "next 3"), "{text}");
     assert!(text.lines().any(|l| l == format!("take_faults {} 1 2", Op::AckFaults as u64)), "{text}");
+}
+
+/// The fault kinds a client reads are SMMUv3's event numbers.
+#[test]
+fn fault_kinds_are_smmuv3_event_numbers() {
+    use smmuv3::event::id;
+    for (name, value) in KINDS {
+        let want = match name {
+            "OTHER" => 0,
+            "F_UUT" => id::F_UUT,
+            "C_BAD_STREAMID" => id::C_BAD_STREAMID,
+            "F_WALK_EABT" => id::F_WALK_EABT,
+            "F_TRANSLATION" => id::F_TRANSLATION,
+            "F_ADDR_SIZE" => id::F_ADDR_SIZE,
+            "F_ACCESS" => id::F_ACCESS,
+            "F_PERMISSION" => id::F_PERMISSION,
+            "F_TLB_CONFLICT" => id::F_TLB_CONFLICT,
+            _ => panic!("kind::{name}: which SMMUv3 event?"),
+        };
+        assert_eq!(value, u32::from(want), "kind::{name}");
+    }
 }

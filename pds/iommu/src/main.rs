@@ -392,6 +392,14 @@ impl Handler for IommuPd {
     /// client i): its devices stop and its mappings go, confirmed by the SMMU, before
     /// anything else is served; the PD stays stopped (no reply), its capabilities kept,
     /// so a supervisor that restarts it would call `client_ready`.
+    ///
+    /// Stopped means suspended, not merely unanswered: the kernel delivered the fault as a
+    /// call whose reply sits in this PD's one reply object, and the next receive on that
+    /// object, with the reply still pending, would make a debug kernel print "Reply object
+    /// already has unexecuted reply!" as it cancels it. Suspending the child (its TCB
+    /// cap is a parent's, libmicrokit's `microkit_pd_stop`) cancels the pending reply
+    /// first, so nothing is printed, and leaves the child as a supervisor would restart
+    /// it.
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
         let name = child.index().checked_sub(1).and_then(|c| policy::CLIENTS.get(c)).map(|c| c.name);
         let what = match msg_info.fault() {
@@ -399,6 +407,10 @@ impl Handler for IommuPd {
             sel4::Fault::UserException(_) => place::FaultKind::Exception,
             _ => place::FaultKind::Other,
         };
+        // After reading the fault (an invocation reuses the message registers). A parent
+        // holds its children's TCB caps; should the kernel refuse, the fault goes
+        // unanswered and the child stays blocked all the same.
+        let _ = child.tcb().tcb_suspend();
         let Some(name) = name else {
             debug_println!("iommu: child {} faulted ({what}); it is not a client", child.index());
             return Ok(None);

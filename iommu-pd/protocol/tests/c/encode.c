@@ -71,6 +71,9 @@ int main(int argc, char **argv)
     iommu_config_write(1, 1, 0x04, 2, 0x6, &value);
     sent("config_write");
     printf("reply %llu %u %u\n", (unsigned long long)iova, grant, theirs);
+    for (uint64_t err = 0; err < 64; err++) {
+        printf("strerror %llu %s\n", (unsigned long long)err, iommu_strerror(err));
+    }
     if (argc > 1) {
         faults(argv[1]);
     }
