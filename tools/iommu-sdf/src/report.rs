@@ -201,6 +201,31 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
     } else {
         let _ = writeln!(o, "NOT ISOLATED: {}", clashes.join("; "));
     }
+    // What each driver passes in its requests, as `build` writes it into `<pd>_iommu.h`.
+    let numbers = crate::numbers::numbers(sys);
+    if !numbers.is_empty() {
+        let _ = writeln!(o, "\n## Each client's numbers (`<pd>_iommu.h`, `<pd>_iommu.rs`)\n");
+        let _ = writeln!(
+            o,
+            "| Client | Client id | Channel to the IOMMU PD | Devices (id, StreamID) | Capabilities (handle, bytes) |"
+        );
+        let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+        for n in &numbers {
+            let devices: Vec<String> =
+                n.devices.iter().map(|(d, id, s)| format!("{} = {id} ({s:#x})", cell(d))).collect();
+            let caps: Vec<String> =
+                n.caps.iter().map(|(c, h, size)| format!("{} = {h} ({size:#x})", cell(c))).collect();
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                cell(&n.pd),
+                n.client,
+                n.channel.map_or("none".to_string(), |c| c.to_string()),
+                if devices.is_empty() { "none".to_string() } else { devices.join(", ") },
+                if caps.is_empty() { "none".to_string() } else { caps.join(", ") }
+            );
+        }
+    }
     o
 }
 
