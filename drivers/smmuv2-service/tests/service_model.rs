@@ -110,25 +110,16 @@ impl TestHw for Faulty<Backend> {
 
 #[test]
 fn model_based_over_mmu500() {
-    let mut ok = 0;
-    for seed in 0..10 {
-        ok += common::random::run(backend(), seed, 1000);
-    }
-    assert!(ok > 1_000, "only {ok} requests succeeded");
+    common::suite::model_based(backend);
 }
 
 #[test]
 fn exhaustive_over_mmu500() {
-    let alphabet = common::sequences::actions();
-    assert_eq!(common::sequences::explore(backend, &alphabet, 2, 1), alphabet.len().pow(2));
+    common::suite::exhaustive(backend);
 }
 
 #[test]
 #[ignore = "long: 10^5 steps and every sequence of three; run with --release -- --ignored"]
 fn long_over_mmu500() {
-    for seed in 1000..1100 {
-        common::random::run(backend(), seed, 1000);
-    }
-    let alphabet = common::sequences::actions();
-    assert_eq!(common::sequences::explore(backend, &alphabet, 3, 1), alphabet.len().pow(3));
+    common::suite::long(backend);
 }

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod random;
 pub mod reference;
 pub mod sequences;
+pub mod suite;
 
 pub use iommu_pd::model::ModelHw;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
