@@ -427,6 +427,15 @@ impl System {
         }
         index
     }
+    /// The regions devices may reach: those a capability (followed to its root) or an
+    /// iomap names. One definition for the policy's region table and the rules.
+    pub fn dma_region_names(&self) -> std::collections::HashSet<&str> {
+        self.caps
+            .iter()
+            .filter_map(|c| resolve(self, c).map(|(mr, _)| mr))
+            .chain(self.io_spaces.iter().flat_map(|s| s.iomaps.iter().map(|m| m.mr.as_str())))
+            .collect()
+    }
     /// Every map of every region by any PD or virtual machine, by region name: the rules
     /// that ask who maps each of many regions look it up here instead of scanning every
     /// map each time.

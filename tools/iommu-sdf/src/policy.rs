@@ -7,7 +7,7 @@
 use iommu_pd::{CapConfig, ClientConfig, DeviceConfig, RegionConfig, StaticMapConfig};
 use iommu_protocol::Rights;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::model::*;
 use crate::problem::{p, Problem};
@@ -72,12 +72,7 @@ pub fn grant_quota(sys: &System, pd: &str) -> u32 {
 
 /// The regions devices may reach: those a capability or an iomap names.
 pub fn dma_regions(sys: &System) -> Vec<&MemoryRegion> {
-    let reached: HashSet<&str> = sys
-        .caps
-        .iter()
-        .filter_map(|c| resolve(sys, c).map(|(mr, _)| mr))
-        .chain(sys.io_spaces.iter().flat_map(|s| s.iomaps.iter().map(|m| m.mr.as_str())))
-        .collect();
+    let reached = sys.dma_region_names();
     sys.regions.iter().filter(|r| reached.contains(r.name.as_str())).collect()
 }
 

@@ -76,10 +76,7 @@ pub const MAX_NAME: usize = 64;
 /// bytes. Nothing in it needs escaping in XML, C or Rust, and the symbols made from it
 /// (`iommu_paddr_<region>`, `<client>_faults`) are one per name.
 pub fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && s.len() <= MAX_NAME
+    is_symbol(s) && s.len() <= MAX_NAME
 }
 
 /// A symbol the Microkit tool patches into a PD's image (`setvar`, `setvar_vaddr`,

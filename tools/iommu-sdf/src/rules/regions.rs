@@ -1,8 +1,6 @@
 //! Memory regions: sizes, pages and physical ranges as the board and the Microkit tool
 //! take them, with no two fixed ranges sharing a byte.
 
-use std::collections::HashSet;
-
 use crate::board::{Board, PAGE_SIZES};
 use crate::model::*;
 use crate::problem::{p, Problem};
@@ -43,13 +41,8 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     }
     // Regions whose size this tool must know: those with a fixed address (for overlaps),
     // those devices may reach, and the IOMMU's own.
-    let reached: HashSet<&str> = sys
-        .caps
-        .iter()
-        .filter_map(|c| resolve(sys, c).map(|(mr, _)| mr))
-        .chain(sys.io_spaces.iter().flat_map(|s| s.iomaps.iter().map(|m| m.mr.as_str())))
-        .chain(sys.iommu_own().into_iter().map(|(_, r)| r))
-        .collect();
+    let mut reached = sys.dma_region_names();
+    reached.extend(sys.iommu_own().into_iter().map(|(_, r)| r));
     for r in &sys.regions {
         let page = r.page_size.unwrap_or(PAGE_SIZES[0]);
         let problem = if !r.size_given && (r.phys_addr.is_some() || reached.contains(r.name.as_str())) {
