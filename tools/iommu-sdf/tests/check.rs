@@ -288,3 +288,24 @@ fn warnings_do_not_refuse() {
     let (sys, _) = iommu_sdf::check_text_on(&text, &board);
     assert!(iommu_sdf::warnings_on(&sys, &board).iter().all(|w| !w.message.contains("domain_id")));
 }
+
+/// Limits the Microkit tool and the board set: at most 63 PDs, at most 61 clients (the
+/// IOMMU PD's channel to client i has id i + 1, and ids stop at 61), and no <iommu> on a
+/// board whose SMMU the IOMMU PD does not drive.
+#[test]
+fn microkit_and_board_limits_are_refused() {
+    // 64 PDs: the IOMMU PD and 63 drivers.
+    let text = iommu_sdf::gen::description(3, 63, 4, 1);
+    let (_, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.iter().any(|p| p.message.contains("the Microkit tool takes at most 63")), "{problems:#?}");
+    // 62 clients.
+    let text = iommu_sdf::gen::description(3, 62, 62, 62);
+    let (_, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.iter().any(|p| p.message.contains("is client number 62")), "{problems:#?}");
+    // An MMU-500 board.
+    let board = iommu_sdf::Board::named("zcu102");
+    let (_, problems) = iommu_sdf::check_text_on(&sdf("ok.xml"), &board);
+    assert!(problems.iter().any(|p| p.element == "iommu" && p.message.contains("MMU-500")), "{problems:#?}");
+    let (_, problems) = iommu_sdf::check_text_on(&sdf("ok.xml"), &iommu_sdf::Board::default());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
