@@ -164,3 +164,52 @@ impl Config<'_> {
         own + self.clients[client].max_grants as usize + lent
     }
 }
+
+/// What a PCI bridge is, as the description declares it and the PCI owner checks at boot
+/// (against the header type and the PCI Express capability's port type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeKind {
+    /// A PCI Express root port (port type 4).
+    RootPort,
+    /// A switch's upstream port (port type 5).
+    SwitchUpstream,
+    /// A switch's downstream port (port type 6).
+    SwitchDownstream,
+    /// A PCI Express to PCI/PCI-X bridge (port type 7): the functions below it are seen
+    /// by the SMMU as requester ID (secondary bus, 0.0).
+    PcieToPci,
+    /// A conventional PCI-to-PCI bridge (no PCI Express capability): the functions below
+    /// it are seen as the bridge's own requester ID.
+    PciToPci,
+}
+
+/// A PCI bridge of the description (`<pci_bridge>`): where it sits and the bus numbers
+/// the PCI owner gives it. Bus numbers are the description's, not discovered, so that
+/// every requester ID (and so every StreamID) is known before the system runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// Its requester ID: bus << 8 | device << 3 | function.
+    pub rid: u16,
+    /// What it is.
+    pub kind: BridgeKind,
+    /// The bus right below it.
+    pub secondary: u8,
+    /// The highest bus below it.
+    pub subordinate: u8,
+    /// The description says the port has Access Control Services: the owner enables
+    /// source validation, request and completion redirect and upstream forwarding, and
+    /// leaves the port closed (no buses below it) if the capability is not there.
+    pub acs: bool,
+}
+
+/// Where the PCI owner places a function's memory BARs (`<io_address_space bar="...">`):
+/// the physical range of the region its driver maps as its BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarWindowConfig {
+    /// The device (index into the devices).
+    pub device: usize,
+    /// Physical (= PCI bus) address.
+    pub base: u64,
+    /// Bytes.
+    pub size: u64,
+}

@@ -22,7 +22,10 @@ pub mod pci;
 pub mod reach;
 pub mod service;
 
-pub use config::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, StaticMapConfig};
+pub use config::{
+    BarWindowConfig, BridgeConfig, BridgeKind, CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig,
+    StaticMapConfig,
+};
 pub use faults::{FaultRecord, FaultRing};
 pub use hw::{DeviceIndex, HwError, IommuHw};
 pub use service::{
