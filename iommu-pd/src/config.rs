@@ -202,14 +202,20 @@ pub struct BridgeConfig {
     pub acs: bool,
 }
 
-/// Where the PCI owner places a function's memory BARs (`<io_address_space bar="...">`):
-/// the physical range of the region its driver maps as its BAR.
+/// A device that is a PCI function (`<io_address_space peripheral_id="bus:device.function"
+/// bar="...">`): where its configuration space is, and where the PCI owner places its
+/// memory BARs. Its requester ID is its configuration address, which is not always its
+/// StreamID: below a PCI Express to PCI bridge the SMMU sees the bridge's alias, and the
+/// board's `iommu-map` may translate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BarWindowConfig {
+pub struct PciFunctionConfig {
     /// The device (index into the devices).
     pub device: usize,
-    /// Physical (= PCI bus) address.
-    pub base: u64,
-    /// Bytes.
-    pub size: u64,
+    /// Its requester ID: bus << 8 | device << 3 | function.
+    pub rid: u16,
+    /// Physical (= PCI bus) address of the region its driver maps as its BAR window, where
+    /// the owner places its memory BARs; 0 with `bar_size` 0 for none.
+    pub bar_base: u64,
+    /// Bytes of that window.
+    pub bar_size: u64,
 }

@@ -23,8 +23,8 @@ pub mod reach;
 pub mod service;
 
 pub use config::{
-    BarWindowConfig, BridgeConfig, BridgeKind, CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig,
-    StaticMapConfig,
+    BridgeConfig, BridgeKind, CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, PciFunctionConfig,
+    RegionConfig, StaticMapConfig,
 };
 pub use faults::{FaultRecord, FaultRing};
 pub use hw::{DeviceIndex, HwError, IommuHw};
