@@ -83,6 +83,8 @@ fn generated_policy_has_the_pci_topology() {
             function(3, 0x0508, 0x1030_0000),
         ]
     );
+    // The SMMU sees 05:01.0, below the PCI Express to PCI bridge, as 05:00.0.
+    assert_eq!(DEVICES.map(|d| d.stream), [0x10, 0x100, 0x400, 0x500]);
     // ok.xml: edu0 is 00:02.0 with no BAR window; blk0 is a bare StreamID, no function.
     assert!(ok_policy::PCI_BRIDGES.is_empty());
     assert_eq!(ok_policy::PCI_FUNCTIONS, [PciFunctionConfig { device: 0, rid: 0x10, bar_base: 0, bar_size: 0 }]);

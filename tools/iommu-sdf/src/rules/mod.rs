@@ -16,6 +16,7 @@ mod quotas;
 mod reach;
 mod regions;
 pub mod scheduling;
+mod topology;
 mod vms;
 pub mod warnings;
 pub mod x86;
@@ -57,6 +58,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     vms::check(sys, &mut out);
     pci::check(sys, &mut out);
     bars::check(sys, &mut out);
+    topology::check(sys, board, &mut out);
     conventions::conventions(sys, &mut out);
     out.sort_by_key(|p| p.line);
     out
