@@ -8,6 +8,7 @@ use crate::problem::{p, Problem};
 mod bars;
 mod caps;
 mod conventions;
+mod device_memory;
 mod devices;
 pub mod names;
 mod pci;
@@ -57,8 +58,9 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     quotas::check(sys, &mut out);
     vms::check(sys, &mut out);
     pci::check(sys, &mut out);
-    bars::check(sys, &mut out);
+    bars::check(sys, board, &mut out);
     topology::check(sys, board, &mut out);
+    device_memory::check(sys, board, &mut out);
     conventions::conventions(sys, &mut out);
     out.sort_by_key(|p| p.line);
     out
