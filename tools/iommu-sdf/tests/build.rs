@@ -100,6 +100,22 @@ fn report_matches_the_reviewed_one() {
     assert_eq!(iommu_sdf::report::svg(&sys), sdf("ok.reach.svg"));
 }
 
+/// The report of `ok-pci.xml` shows the bridges with their bus numbers and windows, and
+/// the groups with each function's StreamID; compared with the reviewed file.
+#[test]
+fn the_pci_report_matches_the_reviewed_one() {
+    let text = sdf("ok-pci.xml");
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let md = iommu_sdf::report::markdown(&sys, "ok-pci.xml");
+    assert!(md.contains("| 0:7.0 | pcie_to_pci | 5..=5 | off | 0x10300000..0x10400000 |"), "{md}");
+    assert!(
+        md.contains("| 4 | edu_legacy | legacy_driver | 5:1.0 → 0x500 | legacy_bar 0x10300000..0x10400000 |"),
+        "{md}"
+    );
+    assert_eq!(md, sdf("ok-pci.report.md"));
+}
+
 /// Without an IOMMU PD nothing makes a stream abort: the report must not say so, nor
 /// offer a proof of isolation.
 #[test]
