@@ -57,7 +57,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);
     vms::check(sys, &mut out);
-    pci::check(sys, &mut out);
+    pci::check(sys, board, &mut out);
     bars::check(sys, board, &mut out);
     topology::check(sys, board, &mut out);
     device_memory::check(sys, board, &mut out);
