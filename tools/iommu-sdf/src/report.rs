@@ -240,7 +240,7 @@ fn pci(sys: &System, o: &mut String) {
         return;
     }
     let _ = writeln!(o, "\n## PCI topology\n");
-    if !sys.bridges.is_empty() {
+    if !sys.bridges.is_empty() && sys.bridges.len() <= topology::MAX_BRIDGES {
         let functions = topology::functions(sys);
         let _ = writeln!(o, "| Bridge | Kind | Buses | ACS | Memory window |");
         let _ = writeln!(o, "| --- | --- | --- | --- | --- |");

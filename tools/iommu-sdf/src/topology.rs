@@ -11,6 +11,10 @@ use iommu_pd::{BridgeConfig, BridgeKind, PciFunctionConfig};
 use crate::board::{Board, PciHost};
 use crate::model::*;
 
+/// At most one bridge a secondary bus, and bus 0 is no bridge's: 255 bridges. `check`
+/// refuses more, and what is computed per bridge (windows) is not computed past it.
+pub const MAX_BRIDGES: usize = 255;
+
 /// The bus of requester ID `rid`.
 pub fn bus(rid: u16) -> u8 {
     (rid >> 8) as u8

@@ -18,7 +18,7 @@ use crate::model::*;
 use crate::problem::{p, Problem};
 use iommu_pd::PciFunctionConfig;
 
-use crate::topology::{bridge_window, bridges, bus, functions, Topology, WINDOW_GRANULE};
+use crate::topology::{bridge_window, bridges, bus, functions, Topology, MAX_BRIDGES, WINDOW_GRANULE};
 
 /// Every rule about BAR and bridge windows.
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
@@ -149,6 +149,10 @@ fn maps(sys: &System, board: &Board, bar_of: &HashMap<&str, &IoSpace>, out: &mut
 /// and ends at a BAR window below it, and two that overlapped would each hold a BAR window
 /// of the other's.
 fn bridge_windows(sys: &System, out: &mut Vec<Problem>) {
+    // More bridges than buses are refused as such; their windows are not worth computing.
+    if sys.bridges.len() > MAX_BRIDGES {
+        return;
+    }
     let functions = functions(sys);
     let t = Topology::of(&sys.bridges);
     // Each bridge whose window holds a foreign BAR window, with the first such function. A
@@ -161,12 +165,12 @@ fn bridge_windows(sys: &System, out: &mut Vec<Problem>) {
         .map(|(b, config)| {
             let w = bridge_window(&config, &functions)?;
             let below = |f: &PciFunctionConfig| b.covers(bus(f.rid));
-            let shares = |f: &PciFunctionConfig| {
-                functions.iter().any(|g| below(g) && (g.bar_base, g.bar_size) == (f.bar_base, f.bar_size))
-            };
+            let windows_below: std::collections::HashSet<(u64, u64)> =
+                functions.iter().filter(|g| below(g)).map(|g| (g.bar_base, g.bar_size)).collect();
+            let shares = |f: &PciFunctionConfig| windows_below.contains(&(f.bar_base, f.bar_size));
             let foreign = functions
                 .iter()
-                .find(|f| f.bar_size > 0 && !below(f) && !shares(f) && overlaps(w, (f.bar_base, f.bar_size)))?;
+                .find(|f| f.bar_size > 0 && !below(f) && overlaps(w, (f.bar_base, f.bar_size)) && !shares(f))?;
             Some((w, foreign))
         })
         .collect();

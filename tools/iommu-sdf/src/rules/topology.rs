@@ -13,10 +13,7 @@ use iommu_pd::BridgeKind::{self, *};
 use crate::board::Board;
 use crate::model::*;
 use crate::problem::{p, Problem};
-use crate::topology::{bus, groups, Topology};
-
-/// At most one bridge a secondary bus, and bus 0 is no bridge's: 255 bridges.
-const MAX_BRIDGES: usize = 255;
+use crate::topology::{bus, groups, Topology, MAX_BRIDGES};
 
 /// Every rule about the topology.
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
