@@ -24,11 +24,15 @@ mod problem;
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
-    let src = format!("{dir}/tests/sdf/ok.xml");
-    println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-changed=src");
-    let text = std::fs::read_to_string(&src).unwrap();
-    let (sys, _) = parse::parse(&text);
     let out = std::env::var("OUT_DIR").unwrap();
-    std::fs::write(format!("{out}/ok_policy.rs"), generate::policy_rust(&sys, "tests/sdf/ok.xml")).unwrap();
+    // ok.xml, and ok-pci.xml for the PCI topology's tables.
+    for (name, policy) in [("ok", "ok_policy"), ("ok-pci", "ok_pci_policy")] {
+        let src = format!("{dir}/tests/sdf/{name}.xml");
+        println!("cargo:rerun-if-changed={src}");
+        let text = std::fs::read_to_string(&src).unwrap();
+        let (sys, _) = parse::parse(&text);
+        let source = format!("tests/sdf/{name}.xml");
+        std::fs::write(format!("{out}/{policy}.rs"), generate::policy_rust(&sys, &source)).unwrap();
+    }
 }

@@ -12,7 +12,7 @@ use crate::plumbing::attr;
 pub use crate::policy::{dma_regions, policy};
 
 /// Elements only this tool understands; the Microkit tool must not see them.
-const OURS: &[&str] = &["io_address_space", "dma_capability", "dma_quota", "iommu"];
+const OURS: &[&str] = &["io_address_space", "dma_capability", "dma_quota", "iommu", "pci_bridge"];
 
 /// The symbol through which the IOMMU PD learns a region's physical address.
 pub fn paddr_symbol(region: &str) -> String {
@@ -92,7 +92,7 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     let _ = writeln!(o, "#[allow(unused_imports)]");
     let _ = writeln!(
         o,
-        "use iommu_pd::{{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, StaticMapConfig}};"
+        "use iommu_pd::{{BridgeConfig, BridgeKind, CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, PciFunctionConfig, RegionConfig, StaticMapConfig}};"
     );
     let _ = writeln!(o, "#[allow(unused_imports)]");
     let _ = writeln!(o, "use iommu_protocol::Rights;\n");
@@ -200,6 +200,38 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
             m.len,
             m.iova,
             rights_rust(m.rights)
+        );
+    }
+    let _ = writeln!(o, "];\n");
+
+    let _ = writeln!(o, "/// The description's PCI bridges (<pci_bridge>): the bus numbers the PCI owner gives them.");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub static PCI_BRIDGES: [BridgeConfig; {}] = [", p.bridges.len());
+    for b in &p.bridges {
+        let _ = writeln!(
+            o,
+            "    BridgeConfig {{ rid: {:#06x}, kind: BridgeKind::{:?}, secondary: {}, subordinate: {}, acs: {} }}, // {}",
+            b.rid,
+            b.kind,
+            b.secondary,
+            b.subordinate,
+            b.acs,
+            bdf(b.rid)
+        );
+    }
+    let _ = writeln!(o, "];\n");
+    let _ = writeln!(o, "/// The devices that are PCI functions: their configuration address and BAR window.");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub static PCI_FUNCTIONS: [PciFunctionConfig; {}] = [", p.functions.len());
+    for (name, f) in &p.functions {
+        let _ = writeln!(
+            o,
+            "    PciFunctionConfig {{ device: {}, rid: {:#06x}, bar_base: {:#x}, bar_size: {:#x} }}, // {name} at {}",
+            f.device,
+            f.rid,
+            f.bar_base,
+            f.bar_size,
+            bdf(f.rid)
         );
     }
     let _ = writeln!(o, "];\n");

@@ -6,8 +6,13 @@
 //! them for x86: name, peripheral_id, domain_id; iomap mr, iovaddr, perms) and these
 //! extensions:
 //! - on `io_address_space`: `owner` (the driver PD), `iova_base`/`iova_size` (the window
-//!   the service hands out), `resume`, `vm`, `streams` (the device's other StreamIDs);
-//!   `peripheral_id` is the SMMU StreamID (or `bus:device.function`);
+//!   the service hands out), `resume`, `vm`, `streams` (the device's other StreamIDs),
+//!   `bar` (a PCI function's BAR window: the region its driver maps, where the PCI owner
+//!   places its memory BARs); `peripheral_id` is the SMMU StreamID (or
+//!   `bus:device.function`, the function's requester ID);
+//! - `<pci_bridge bdf kind secondary subordinate acs>`: a bridge and the bus numbers the
+//!   PCI owner (the IOMMU PD) gives it, so every requester ID is known before the system
+//!   runs;
 //! - `<dma_capability name pd mr|parent offset size perms devices>`: what a driver may
 //!   map, for which of its devices; `parent` derives a narrower one statically, for the
 //!   parent's holder or for a PD in the parent's `grant_to`;
@@ -127,6 +132,7 @@ pub fn check_text_on(text: &str, board: &Board) -> (model::System, Vec<Problem>)
             // see the description without the IOMMU's elements.
             let mut rest = sys.clone();
             rest.io_spaces.clear();
+            rest.bridges.clear();
             rest.caps.clear();
             rest.quotas.clear();
             rest.iommu = None;

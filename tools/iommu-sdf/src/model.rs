@@ -194,7 +194,43 @@ pub struct IoSpace {
     pub vm: Option<String>,
     /// `streams`: more StreamIDs of the device, sharing its address space.
     pub extra_streams: Vec<u32>,
+    /// Its requester ID (bus << 8 | device << 3 | function), when `peripheral_id` is a PCI
+    /// address: then it is a PCI function, and `stream` is derived from it.
+    pub rid: Option<u16>,
+    /// `bar`: the region its driver maps as its BAR window, where the PCI owner places the
+    /// function's memory BARs.
+    pub bar: Option<String>,
     pub line: Line,
+}
+
+/// `<pci_bridge>`: a bridge of the description, where it sits and the bus numbers the PCI
+/// owner gives it.
+#[derive(Debug, Clone)]
+pub struct PciBridge {
+    /// Its requester ID (bus << 8 | device << 3 | function).
+    pub rid: u16,
+    pub kind: iommu_pd::BridgeKind,
+    pub secondary: u8,
+    pub subordinate: u8,
+    /// `acs` (default false): the port has Access Control Services, which the owner enables.
+    pub acs: bool,
+    pub line: Line,
+}
+
+impl PciBridge {
+    /// The bus it sits on.
+    pub fn bus(&self) -> u8 {
+        (self.rid >> 8) as u8
+    }
+    /// Bus `b` is below it.
+    pub fn covers(&self, b: u8) -> bool {
+        (self.secondary..=self.subordinate).contains(&b)
+    }
+}
+
+/// A requester ID as `bus:device.function`, in hex as descriptions write it.
+pub fn bdf(rid: u16) -> String {
+    format!("{:x}:{:x}.{:x}", rid >> 8, (rid >> 3) & 0x1f, rid & 7)
 }
 
 /// Read/write permissions.
@@ -274,6 +310,8 @@ pub struct System {
     pub pds: Vec<ProtectionDomain>,
     pub channels: Vec<Channel>,
     pub io_spaces: Vec<IoSpace>,
+    /// `<pci_bridge>`s, in description order.
+    pub bridges: Vec<PciBridge>,
     pub caps: Vec<DmaCapability>,
     pub quotas: Vec<DmaQuota>,
     pub iommu: Option<Iommu>,

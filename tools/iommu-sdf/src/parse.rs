@@ -17,8 +17,9 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("domains", &[]),
     (
         "io_address_space",
-        &["name", "peripheral_id", "domain_id", "owner", "iova_base", "iova_size", "resume", "vm", "streams"],
+        &["name", "peripheral_id", "domain_id", "owner", "iova_base", "iova_size", "resume", "vm", "streams", "bar"],
     ),
+    ("pci_bridge", &["bdf", "kind", "secondary", "subordinate", "acs"]),
     ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices", "grant_to"]),
     ("dma_quota", &["pd", "mappings", "pages", "grants"]),
     (
@@ -346,6 +347,81 @@ impl Reader {
     }
 }
 
+/// The kinds of `<pci_bridge kind>`, as the description spells them.
+pub const BRIDGE_KINDS: &[(&str, iommu_pd::BridgeKind)] = &[
+    ("root_port", iommu_pd::BridgeKind::RootPort),
+    ("switch_upstream", iommu_pd::BridgeKind::SwitchUpstream),
+    ("switch_downstream", iommu_pd::BridgeKind::SwitchDownstream),
+    ("pcie_to_pci", iommu_pd::BridgeKind::PcieToPci),
+    ("pci_to_pci", iommu_pd::BridgeKind::PciToPci),
+];
+
+/// How the description spells `kind`.
+pub fn bridge_kind_name(kind: iommu_pd::BridgeKind) -> &'static str {
+    BRIDGE_KINDS.iter().find(|(_, k)| *k == kind).map_or("?", |(n, _)| n)
+}
+
+impl Reader {
+    /// A `<pci_bridge bdf kind secondary subordinate acs>`, or `None` (with a problem) if an
+    /// attribute is missing or malformed.
+    fn bridge(&mut self, n: Node) -> Option<PciBridge> {
+        let bdf = self.required(n, "bdf");
+        let kind = self.required(n, "kind");
+        let (secondary, subordinate) = (self.required(n, "secondary"), self.required(n, "subordinate"));
+        let acs = self.boolean(n, "acs", false);
+        let rid = match bdf.as_deref().map(|b| (b, pci_address(b))) {
+            Some((_, Some((b, d, f)))) => Some(u16::from(b) << 8 | u16::from(d) << 3 | u16::from(f)),
+            Some((b, None)) => {
+                self.problem(
+                    n,
+                    format!("`bdf` \"{b}\" is not a PCI address bus:device.function (hex; bus at most ff, device at most 1f, function at most 7)"),
+                    "write the bridge's own configuration address, e.g. bdf=\"0:1.0\"",
+                );
+                None
+            }
+            None => None,
+        };
+        let kind = match kind.as_deref().map(|k| (k, BRIDGE_KINDS.iter().find(|(name, _)| *name == k))) {
+            Some((_, Some((_, kind)))) => Some(*kind),
+            Some((k, None)) => {
+                let names: Vec<&str> = BRIDGE_KINDS.iter().map(|(n, _)| *n).collect();
+                self.problem(
+                    n,
+                    format!("`kind` \"{k}\" is not a kind of bridge"),
+                    &format!("write one of: {}", names.join(", ")),
+                );
+                None
+            }
+            None => None,
+        };
+        let mut bus = |attr: &str, given: Option<String>| -> Option<u8> {
+            given?;
+            let v = self.number(n, attr)?;
+            match u8::try_from(v) {
+                Ok(b) => Some(b),
+                Err(_) => {
+                    self.problem(
+                        n,
+                        format!("`{attr}` is bus {v}, past the last bus (255)"),
+                        &format!("give {attr} a bus number from 1 to 255"),
+                    );
+                    None
+                }
+            }
+        };
+        let secondary = bus("secondary", secondary);
+        let subordinate = bus("subordinate", subordinate);
+        Some(PciBridge {
+            rid: rid?,
+            kind: kind?,
+            secondary: secondary?,
+            subordinate: subordinate?,
+            acs,
+            line: self.line(n),
+        })
+    }
+}
+
 /// Parse a number exactly as the Microkit tool does (`sdf_parse_number`): every `_`
 /// removed, then hex after a lower-case `0x`, else decimal, by `u64::from_str_radix`. So
 /// `0X10` and ` 16` are refused, as the Microkit tool refuses them, and a value this tool
@@ -506,8 +582,15 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     iomaps,
                     vm: n.attribute("vm").map(str::to_string),
                     extra_streams,
+                    rid: pid.contains(':').then_some(stream as u16),
+                    bar: n.attribute("bar").map(str::to_string),
                     line: r.line(n),
                 });
+            }
+            "pci_bridge" => {
+                if let Some(b) = r.bridge(n) {
+                    sys.bridges.push(b);
+                }
             }
             "dma_capability" => {
                 let (Some(name), Some(pd)) = (r.required(n, "name"), r.required(n, "pd")) else { continue };

@@ -4,7 +4,7 @@
 //! Names live beside the service's tables (whose names are `'static`, for the IOMMU PD's
 //! generated statics); here those are left empty.
 
-use iommu_pd::{CapConfig, ClientConfig, DeviceConfig, RegionConfig, StaticMapConfig};
+use iommu_pd::{BridgeConfig, CapConfig, ClientConfig, DeviceConfig, PciFunctionConfig, RegionConfig, StaticMapConfig};
 use iommu_protocol::Rights;
 
 use std::collections::HashMap;
@@ -48,6 +48,11 @@ pub struct Policy<'a> {
     /// IOVA bits the SMMU is set up for: enough for the highest IOVA window described,
     /// at least the 25 the AArch64 4 KiB-granule tables start from.
     pub iova_bits: u32,
+    /// The description's PCI bridges, in its order: the bus numbers the PCI owner gives.
+    pub bridges: Vec<BridgeConfig>,
+    /// One per device that is a PCI function (`peripheral_id` bus:device.function), with
+    /// the device's name: where its configuration space is and its BAR window.
+    pub functions: Vec<(&'a str, PciFunctionConfig)>,
 }
 
 /// Bits needed to hold `x`.
@@ -177,6 +182,28 @@ pub fn policy(sys: &System) -> Policy<'_> {
     let extra_streams = sys.io_spaces.iter().map(|s| s.extra_streams.as_slice()).collect();
     let top = sys.io_spaces.iter().map(|s| s.iova_base.saturating_add(s.iova_size).saturating_sub(1)).max();
     let iova_bits = top.map_or(25, bits).clamp(25, 48);
+    let bridges = sys
+        .bridges
+        .iter()
+        .map(|b| BridgeConfig {
+            rid: b.rid,
+            kind: b.kind,
+            secondary: b.secondary,
+            subordinate: b.subordinate,
+            acs: b.acs,
+        })
+        .collect();
+    let functions = sys
+        .io_spaces
+        .iter()
+        .enumerate()
+        .filter_map(|(device, s)| {
+            let rid = s.rid?;
+            let bar = s.bar.as_deref().and_then(|b| sys.region(b));
+            let (bar_base, bar_size) = bar.and_then(|r| Some((r.phys_addr?, r.size))).unwrap_or((0, 0));
+            Some((s.name.as_str(), PciFunctionConfig { device, rid, bar_base, bar_size }))
+        })
+        .collect();
     Policy {
         clients: client_configs,
         devices,
@@ -188,6 +215,8 @@ pub fn policy(sys: &System) -> Policy<'_> {
         stream_id_bits,
         extra_streams,
         iova_bits,
+        bridges,
+        functions,
     }
 }
 

@@ -7,6 +7,12 @@ mod ok_policy {
     include!(concat!(env!("OUT_DIR"), "/ok_policy.rs"));
 }
 
+// Only its PCI tables are looked at here.
+#[allow(dead_code)]
+mod ok_pci_policy {
+    include!(concat!(env!("OUT_DIR"), "/ok_pci_policy.rs"));
+}
+
 fn sdf(name: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name)).unwrap()
 }
@@ -47,6 +53,39 @@ fn generated_policy_starts_the_service() {
     // The description's iomap is mapped at boot: edu_buffers (8 pages) at 0x1_0000_0000.
     assert_eq!(s.hw().reachable(0).len(), 8);
     assert_eq!(s.hw().reachable(0)[&0x1_0000_0000].0, 0x4800_0000);
+}
+
+/// The PCI owner's tables: every `<pci_bridge>` with its bus numbers, and every device
+/// that is a PCI function with its configuration address and its `bar=` window; a
+/// description with no PCI topology has none.
+#[test]
+fn generated_policy_has_the_pci_topology() {
+    use iommu_pd::{BridgeConfig, BridgeKind::*, PciFunctionConfig};
+    use ok_pci_policy::*;
+    let bridge = |rid, kind, secondary, subordinate, acs| BridgeConfig { rid, kind, secondary, subordinate, acs };
+    assert_eq!(
+        PCI_BRIDGES,
+        [
+            bridge(0x0008, RootPort, 1, 1, true),
+            bridge(0x0030, RootPort, 2, 4, true),
+            bridge(0x0200, SwitchUpstream, 3, 4, false),
+            bridge(0x0300, SwitchDownstream, 4, 4, true),
+            bridge(0x0038, PcieToPci, 5, 5, false),
+        ]
+    );
+    let function = |device, rid, bar_base| PciFunctionConfig { device, rid, bar_base, bar_size: 0x10_0000 };
+    assert_eq!(
+        PCI_FUNCTIONS,
+        [
+            function(0, 0x0010, 0x1000_0000),
+            function(1, 0x0100, 0x1010_0000),
+            function(2, 0x0400, 0x1020_0000),
+            function(3, 0x0508, 0x1030_0000),
+        ]
+    );
+    // ok.xml: edu0 is 00:02.0 with no BAR window; blk0 is a bare StreamID, no function.
+    assert!(ok_policy::PCI_BRIDGES.is_empty());
+    assert_eq!(ok_policy::PCI_FUNCTIONS, [PciFunctionConfig { device: 0, rid: 0x10, bar_base: 0, bar_size: 0 }]);
 }
 
 /// The report of `ok.xml` is compared with the reviewed files beside it; to accept a

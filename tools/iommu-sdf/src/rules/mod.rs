@@ -5,6 +5,7 @@ use crate::board::Board;
 use crate::model::*;
 use crate::problem::{p, Problem};
 
+mod bars;
 mod caps;
 mod conventions;
 mod devices;
@@ -55,6 +56,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     quotas::check(sys, &mut out);
     vms::check(sys, &mut out);
     pci::check(sys, &mut out);
+    bars::check(sys, &mut out);
     conventions::conventions(sys, &mut out);
     out.sort_by_key(|p| p.line);
     out

@@ -17,7 +17,7 @@ use crate::problem::Problem;
 pub const MAX_IOVA: u64 = (1 << 39) - 1;
 
 /// Elements of this project's that only the IOMMU PD gives a meaning.
-const IOMMU_PD_ONLY: &[&str] = &["iommu", "dma_capability", "dma_quota"];
+const IOMMU_PD_ONLY: &[&str] = &["iommu", "dma_capability", "dma_quota", "pci_bridge"];
 
 /// What Microkit's x86_64 `<io_address_space>` takes.
 const IO_SPACE_ATTRS: &[&str] = &["name", "peripheral_id", "domain_id"];
