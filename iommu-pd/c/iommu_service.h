@@ -82,8 +82,8 @@
 /* The device has no configuration space this IOMMU PD owns. It is not a PCI function there (the
  * description gives it no ECAM, or gives the device no PCI address). */
 #define IOMMU_ERR_NO_CONFIG_SPACE 25
-/* The device is missing: nothing answers at the PCI address the description gives it, or the
- * bridge above it was absent or not what the description declares and was left closed. The
+/* The device is missing. Nothing answers at the PCI address the description gives it, or the
+ * bridge above it was absent or not what the description declares and was left closed; the
  * IOMMU PD named it at boot (`iommu: pci: NAME MISSING`). */
 #define IOMMU_ERR_DEVICE_MISSING 26
 
@@ -145,7 +145,7 @@ static inline const char *iommu_strerror(uint64_t err)
     case IOMMU_ERR_NO_CONFIG_SPACE:
         return "NO_CONFIG_SPACE: the device has no configuration space this IOMMU PD owns";
     case IOMMU_ERR_DEVICE_MISSING:
-        return "DEVICE_MISSING: the device is missing: nothing answers at the PCI address the description gives it, or the bridge above it was absent or not what the description declares and was left closed";
+        return "DEVICE_MISSING: the device is missing";
     default:
         return "not an IOMMU error code";
     }

@@ -406,9 +406,9 @@ pub enum ErrorCode {
     /// The device has no configuration space this IOMMU PD owns. It is not a PCI function
     /// there (the description gives it no ECAM, or gives the device no PCI address).
     NoConfigSpace = 25,
-    /// The device is missing: nothing answers at the PCI address the description gives
+    /// The device is missing. Nothing answers at the PCI address the description gives
     /// it, or the bridge above it was absent or not what the description declares and was
-    /// left closed. The IOMMU PD named it at boot (`iommu: pci: NAME MISSING`).
+    /// left closed; the IOMMU PD named it at boot (`iommu: pci: NAME MISSING`).
     DeviceMissing = 26,
 }
 
