@@ -9,6 +9,7 @@ mod bars;
 mod caps;
 mod conventions;
 mod devices;
+mod mmu500;
 pub mod names;
 mod pci;
 mod platform;
@@ -51,6 +52,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
         }
     }
     devices::check(sys, board, &mut out);
+    mmu500::check(sys, board, &mut out);
     caps::check(sys, &mut out);
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);
