@@ -112,10 +112,11 @@ run: deps
 
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
-# not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, and a device passed
-# through to a virtual machine.
+# not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, devices behind PCI
+# bridges (pci-topology.xml), and a device passed through to a virtual machine.
 # system.xml runs on both configurations: debug (one core) and smp-debug (four), and on
-# debug on QEMU 10.0 too where it is installed (the image is built once for both).
+# debug on QEMU 10.0 too where it is installed (the image is built once for both), as
+# pci-topology.xml does.
 # (Not images/polled.xml, the IOMMU PD polling: its checks pass, but its console
 # interleaves, the polling IOMMU PD's lines landing inside other PDs' lines; see README.)
 microkit-test: deps
@@ -133,6 +134,12 @@ microkit-test: deps
 			$(MAKE) -C images test SYSTEM=blk-bench && \
 			$(MAKE) -C images test SYSTEM=iommu-boot && \
 			$(MAKE) -C images test SYSTEM=microkit-iomap && \
+			echo "microkit-image: pci-topology.xml on $$($(QEMU) --version | head -n 1)" && \
+			$(MAKE) -C images test SYSTEM=pci-topology && \
+			if command -v $(QEMU10) >/dev/null 2>&1; then \
+				echo "microkit-image: pci-topology.xml again on $$($(QEMU10) --version | head -n 1) ($(QEMU10))"; \
+				$(MAKE) -C images test SYSTEM=pci-topology QEMU=$(QEMU10); \
+			else echo "microkit-image: pci-topology.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 			$(MAKE) -C images test SYSTEM=vm-passthrough && \
 			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug; \
 	fi

@@ -526,7 +526,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// The requester ID of `device`, if `client` owns it and it is a function of `pci`.
     fn own_function(&self, client: usize, device: DeviceId, pci: &dyn ConfigSpace) -> Result<u16> {
         let d = self.own_device(client, device)?;
-        pci.function(d).ok_or(ErrorCode::NoConfigSpace)
+        pci.function(d)
     }
 
     /// Blocks the IOMMU did not confirm, retried: each device that must still be blocked
