@@ -53,10 +53,40 @@ fn flush(p: NonNull<u8>, len: usize) {
     unsafe { core::arch::asm!("dsb sy") };
 }
 
+/// What QEMU's xlnx-zcu102 does with DMA when no SMMU stands between the device and memory
+/// (images/zcu102-unconfined.xml, a plain Microkit system with no IOMMU PD, which alone
+/// sets `unconfined_paddr`, its buffer's physical address): GDMA channel 1 copies page 0
+/// to page 1 at their physical addresses, and nothing checks where it writes. The same
+/// copy code as the confined path, so this shows it drives QEMU's GDMA model.
+fn unconfined(buf: NonNull<u8>, regs: NonNull<u8>, pa: u64) {
+    // SAFETY: the description maps GDMA channel 1's register page here, uncached.
+    let mut ch = unsafe { gdma::Channel::new(regs) };
+    // SAFETY: page 1 of the 3-page buffer.
+    let page1 = unsafe { buf.add(0x1000) };
+    fill(buf, LEN as usize, 0x5a);
+    fill(page1, LEN as usize, 0);
+    flush(buf, 0x2000);
+    let r = ch.copy(pa, pa + 0x1000, LEN, POLLS);
+    flush(page1, LEN as usize);
+    debug_println!(
+        "soc-dma-driver: NO IOMMU in this system: GDMA channel 1 copied by physical address {pa:#x} -> {:#x}: {r:?}, {}",
+        pa + 0x1000,
+        if holds(page1, LEN as usize, 0x5a) { "data arrived" } else { "data MISSING" }
+    );
+}
+
 #[protection_domain]
 fn init() -> Driver {
     let buf: NonNull<u8> = memory_region_symbol!(dma_buffers: *mut u8);
     let gdma_regs = *var!(gdma_regs: usize = 0);
+    // Not set (all ones) but in images/zcu102-unconfined.xml. 0 is a physical address
+    // like any other: on zcu102 RAM starts there, and the Microkit tool may put the
+    // buffer at it.
+    let unconfined_paddr = *var!(unconfined_paddr: usize = usize::MAX);
+    if let (Some(regs), true) = (NonNull::new(gdma_regs as *mut u8), unconfined_paddr != usize::MAX) {
+        unconfined(buf, regs, unconfined_paddr as u64);
+        return Driver;
+    }
     let usdhc_regs = *var!(usdhc_regs: usize = 0);
     let device = if gdma_regs != 0 { "GDMA channel 1" } else { "uSDHC1" };
     let mut iommu = Client::new(Ppc(IOMMU));
@@ -71,9 +101,10 @@ fn init() -> Driver {
     debug_println!("soc-dma-driver: the IOMMU PD mapped 2 pages of my buffer for {device} at iova {iova:#x}");
     let Some(regs) = NonNull::new(gdma_regs as *mut u8) else {
         // uSDHC1: the mapping is what a transfer would use; none is programmed here.
-        let _ = usdhc_regs;
         let r = iommu.unmap(MY_DEVICE, &[iova]);
-        debug_println!("soc-dma-driver: no transfer programmed on {device} (needs a card); UNMAP {r:?}");
+        debug_println!(
+            "soc-dma-driver: no transfer programmed on {device} (registers at {usdhc_regs:#x}; needs a card); UNMAP {r:?}"
+        );
         return Driver;
     };
     // SAFETY: the description maps GDMA channel 1's register page here, uncached, for
