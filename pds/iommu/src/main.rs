@@ -13,6 +13,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
+use iommu_pd::lines::{LineLimit, Lines, Verdict};
 use iommu_pd::{FaultPolicy, RegionConfig, Routed, Service};
 use sel4_microkit::{
     debug_println, memory_region_symbol, protection_domain, var, with_msg_regs, with_msg_regs_mut, Channel, Child,
@@ -85,6 +86,14 @@ const GERROR_IRQ: Channel = Channel::new(11);
 const TIMER_IRQ: Channel = Channel::new(12);
 /// How often an SMMU without wired interrupts is polled.
 const POLL_US: u64 = 10_000;
+
+/// What a client's refused requests may cost on the console (the debug configuration's;
+/// a release build prints nothing): 8 lines at once, then one per 100 ms, each client on
+/// its own budget. A line costs the IOMMU PD a kernel call per character, a refusal
+/// microseconds, so a flood logged in full would slow every client's calls; at this rate
+/// it costs at most 10 lines a second per client, and the rest are counted.
+const REFUSAL_BURST: u32 = 8;
+const REFUSAL_EVERY_US: u64 = 100_000;
 
 type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
 
@@ -176,7 +185,13 @@ fn init() -> IommuPd {
                     debug_println!("iommu: NO SMMU INTERRUPT AND NO TIMER: faults are read only when a request comes")
                 }
             }
-            IommuPd { service: Some(service), down: None, refused: 0, ecam }
+            IommuPd {
+                service: Some(service),
+                down: None,
+                refused: 0,
+                ecam,
+                refusals: [Lines::default(); policy::CLIENTS.len()],
+            }
         }
         Err(why) => {
             // First, before even saying why: the SMMU may be as firmware left it (GBPA
@@ -193,7 +208,13 @@ fn init() -> IommuPd {
                 Err(e) => debug_println!("iommu: DMA NOT KNOWN TO BE STOPPED: {e}"),
             }
             debug_println!("iommu: every request is refused (Unavailable)");
-            IommuPd { service: None, down: Some(Down { why, closed }), refused: 0, ecam }
+            IommuPd {
+                service: None,
+                down: Some(Down { why, closed }),
+                refused: 0,
+                ecam,
+                refusals: [Lines::default(); policy::CLIENTS.len()],
+            }
         }
     }
 }
@@ -339,6 +360,8 @@ struct IommuPd {
     /// PCI configuration space, if the description maps it here: drivers reach their own
     /// function's through CONFIG_READ and CONFIG_WRITE.
     ecam: Option<pci::Ecam>,
+    /// Each client's refused requests: how many, and its budget of console lines.
+    refusals: [Lines; policy::CLIENTS.len()],
 }
 
 impl Handler for IommuPd {
@@ -423,6 +446,8 @@ impl Handler for IommuPd {
         };
         service.retry_blocks();
         let client = child.index() - 1;
+        self.say_refusals(client, name);
+        let Some(service) = self.service.as_mut() else { return Ok(None) };
         let owned = |d: usize| policy::DEVICES[d].owner == client;
         let mut pages = 0;
         service.for_each_mapped_page(|d, _, _, _| pages += owned(d) as u64);
@@ -508,7 +533,10 @@ impl Handler for IommuPd {
                 });
                 Ok(MessageInfo::new(0, n))
             }
-            iommu_protocol::Reply::Err(e) => Ok(MessageInfo::new(e as u64, 0)),
+            iommu_protocol::Reply::Err(e) => {
+                self.log_refusal(client, msg_info.label(), &mrs[..n], e);
+                Ok(MessageInfo::new(e as u64, 0))
+            }
         }
     }
 }
@@ -617,6 +645,32 @@ fn report_faults(service: &mut Svc, notify: u64) {
 }
 
 impl IommuPd {
+    /// A request the service refused: name the client, the request and the reason, within
+    /// the client's budget of lines (`REFUSAL_BURST`, `REFUSAL_EVERY_US`).
+    fn log_refusal(&mut self, client: usize, label: u64, mrs: &[u64], e: iommu_protocol::ErrorCode) {
+        let Some(lines) = self.refusals.get_mut(client) else { return };
+        let limit = LineLimit { burst: REFUSAL_BURST, every: generic_timer::ticks_from_us(REFUSAL_EVERY_US) };
+        if let Verdict::Log { quiet } = lines.refusal(generic_timer::ticks(), limit) {
+            let shown = iommu_protocol::show::Shown { label, mrs };
+            let name = policy::CLIENTS[client].name;
+            match quiet {
+                0 => debug_println!("iommu: refused {name}'s {shown}: {e:?}"),
+                _ => debug_println!("iommu: refused {name}'s {shown}: {e:?} ({quiet} refused before it not logged)"),
+            }
+        }
+    }
+
+    /// How many of a client's requests were refused and how many of those were logged.
+    fn say_refusals(&self, client: usize, name: &str) {
+        let Some(l) = self.refusals.get(client) else { return };
+        debug_println!(
+            "iommu: {name}: {} request(s) refused, {} logged (at most {REFUSAL_BURST} at once, then one per {} ms)",
+            l.refused,
+            l.logged,
+            REFUSAL_EVERY_US / 1000
+        );
+    }
+
     /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR): the driver has failed it
     /// closed (GBPA.ABORT, then SMMUEN = 0); from here on this PD is as one that could not
     /// start, every request refused with `Unavailable`, and says so.
