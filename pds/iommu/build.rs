@@ -27,6 +27,7 @@ fn main() {
     // Without the Microkit file, what every description of this project gives: the
     // SMMU's interrupts, no timer.
     let (mut wired, mut timer) = (true, false);
+    let mut restartable = Vec::new();
     if let Ok(system) = std::env::var("IOMMU_SYSTEM") {
         println!("cargo:rerun-if-changed={system}");
         let text = std::fs::read_to_string(&system).unwrap_or_else(|e| panic!("IOMMU_SYSTEM={system}: {e}"));
@@ -42,6 +43,7 @@ fn main() {
         };
         wired = has(None, "10") && has(None, "11");
         timer = has(Some("30"), "12");
+        restartable = restart_entries(&text, std::path::Path::new(&system));
     }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("irqs.rs");
     std::fs::write(
@@ -49,4 +51,38 @@ fn main() {
         format!("/// The SMMU's interrupts reach this PD.\npub const WIRED: bool = {wired};\n/// The physical timer's interrupt reaches this PD (channel 12).\npub const TIMER: bool = {timer};\n/// The board ({name}) says its SMMU and devices are `dma-coherent`.\npub const BOARD_COHERENT: bool = {coherent};\n"),
     )
     .expect("write irqs.rs");
+    let entries: String = restartable.iter().map(|(pd, entry)| format!("(\"{pd}\", {entry:#x}), ")).collect();
+    std::fs::write(
+        std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("restart.rs"),
+        format!("/// The PDs this PD restarts when they fault, and their programs' entry points.\npub const ENTRIES: &[(&str, u64)] = &[{entries}];\n"),
+    )
+    .expect("write restart.rs");
+}
+
+/// The PDs whose program is a libmicrokit program (C, built by images/Makefile into the
+/// directory of the Microkit file, before this PD), with each program's entry point read
+/// from its ELF header. Such a program can run again from its entry: libmicrokit's
+/// `_start` keeps no state of its own that a second run trips on. A rust-sel4 program
+/// cannot (its runtime sets its panic hook once and panics when set again), and is not
+/// in that directory: it stays stopped when it faults.
+fn restart_entries(text: &str, system: &std::path::Path) -> Vec<(String, u64)> {
+    let dir = system.parent().unwrap_or(std::path::Path::new("."));
+    let mut out = Vec::new();
+    for pd in text.split("<protection_domain name=\"").skip(1) {
+        let Some(name) = pd.split('"').next() else { continue };
+        // Its own program image: before its first child or its end.
+        let own = &pd[..pd.find("protection_domain").unwrap_or(pd.len())];
+        let Some(path) = own.split("<program_image path=\"").nth(1).and_then(|p| p.split('"').next()) else { continue };
+        let elf = dir.join(path);
+        // (A path that does not exist would make cargo run this script on every build.)
+        let Ok(bytes) = std::fs::read(&elf) else { continue };
+        println!("cargo:rerun-if-changed={}", elf.display());
+        // ELF64, little-endian (ELF's e_ident: magic, EI_CLASS 2, EI_DATA 1), e_entry at 24.
+        if bytes.len() < 32 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
+            continue;
+        }
+        let entry = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
+        out.push((name.to_string(), entry));
+    }
+    out
 }
