@@ -44,6 +44,8 @@ pub mod knock_on;
 pub mod model;
 pub mod numbers;
 pub mod parse;
+pub mod picture;
+pub mod placement;
 pub mod plumbing;
 pub mod policy;
 pub mod problem;
