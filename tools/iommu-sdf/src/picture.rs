@@ -122,30 +122,119 @@ fn range(r: &Reach) -> String {
     format!("{} {rights} +{:#x}..{:#x}{phys}: {}", r.device, r.offset, r.offset + r.len, r.source.replace('`', ""))
 }
 
+/// The order of the three columns: owners (PDs), devices (indices into `io_spaces`),
+/// regions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order<'a> {
+    pub owners: Vec<&'a str>,
+    pub devices: Vec<usize>,
+    pub regions: Vec<&'a str>,
+}
+
+fn owner_of(sys: &System, d: usize) -> &str {
+    sys.io_spaces[d].owner.as_deref().unwrap_or("(no owner)")
+}
+
+/// How many device-to-region edges cross in `o`. Edges from one device fan out from one
+/// point and edges into one region end on its lines in device order, so only edges of
+/// two devices and two regions in opposite orders cross. (Owner-to-device edges never
+/// do: devices are grouped in their owners' order.)
+pub fn crossings(sys: &System, reach: &[Reach], o: &Order) -> usize {
+    let edges: Vec<(usize, usize)> = reach
+        .iter()
+        .filter_map(|r| {
+            let d = o.devices.iter().position(|&d| sys.io_spaces[d].name == r.device)?;
+            Some((d, o.regions.iter().position(|m| *m == r.region)?))
+        })
+        .collect();
+    let mut n = 0;
+    for (i, a) in edges.iter().enumerate() {
+        for b in &edges[i + 1..] {
+            n += usize::from((a.0 < b.0 && a.1 > b.1) || (a.0 > b.0 && a.1 < b.1));
+        }
+    }
+    n
+}
+
+/// Mean of `rows` scaled by 1000, or `default` when there are none.
+fn mean(rows: impl Iterator<Item = usize>, default: usize) -> usize {
+    let (sum, n) = rows.fold((0, 0), |(s, n), r| (s + r, n + 1));
+    (sum * 1000).checked_div(n).unwrap_or(default * 1000)
+}
+
+/// The columns' order with the fewest crossings found: devices grouped under their
+/// owners (PDs in the order of their first device to begin with), then barycentre
+/// sweeps (regions by the mean row of the devices reaching them, owners and devices by
+/// the mean row of the regions they reach), keeping the best of a few.
+pub fn order<'a>(sys: &'a System, reach: &'a [Reach]) -> Order<'a> {
+    let mut owners: Vec<&str> = Vec::new();
+    for d in 0..sys.io_spaces.len() {
+        if !owners.contains(&owner_of(sys, d)) {
+            owners.push(owner_of(sys, d));
+        }
+    }
+    let mut devices: Vec<usize> = (0..sys.io_spaces.len()).collect();
+    devices.sort_by_key(|&d| owners.iter().position(|o| *o == owner_of(sys, d)));
+    let mut regions: Vec<&str> = reach.iter().map(|r| r.region.as_str()).collect();
+    regions.sort();
+    regions.dedup();
+    let mut o = Order { owners, devices, regions };
+    let region_rows = |o: &Order, mr: &str| {
+        let devices = &o.devices;
+        mean(
+            reach
+                .iter()
+                .filter(|r| r.region == mr)
+                .filter_map(|r| devices.iter().position(|&d| sys.io_spaces[d].name == r.device)),
+            0,
+        )
+    };
+    let device_rows = |o: &Order, d: usize, at: usize| {
+        mean(
+            reach
+                .iter()
+                .filter(|r| r.device == sys.io_spaces[d].name)
+                .filter_map(|r| o.regions.iter().position(|m| *m == r.region)),
+            at,
+        )
+    };
+    let by_regions = |o: &mut Order| {
+        let keys: Vec<(usize, &str)> = o.regions.iter().map(|mr| (region_rows(o, mr), *mr)).collect();
+        let mut keyed = keys;
+        keyed.sort();
+        o.regions = keyed.into_iter().map(|k| k.1).collect();
+    };
+    by_regions(&mut o);
+    let mut best = o.clone();
+    let mut fewest = crossings(sys, reach, &o);
+    for _ in 0..6 {
+        // Devices by the regions they reach, and owners by their devices'.
+        let keys: Vec<(usize, usize)> =
+            o.devices.iter().enumerate().map(|(at, &d)| (device_rows(&o, d, at), d)).collect();
+        let owner_key =
+            |owner: &str| mean(keys.iter().filter(|(_, d)| owner_of(sys, *d) == owner).map(|(k, _)| *k / 1000), 0);
+        let mut owners: Vec<(usize, &str)> = o.owners.iter().map(|w| (owner_key(w), *w)).collect();
+        owners.sort();
+        o.owners = owners.into_iter().map(|w| w.1).collect();
+        let mut devices = keys;
+        devices.sort_by_key(|&(k, d)| (o.owners.iter().position(|w| *w == owner_of(sys, d)), k, d));
+        o.devices = devices.into_iter().map(|(_, d)| d).collect();
+        by_regions(&mut o);
+        let n = crossings(sys, reach, &o);
+        if n < fewest {
+            fewest = n;
+            best = o.clone();
+        }
+    }
+    best
+}
+
 /// The picture of `sys`; with the Microkit tool's report read (`placement`), each region
 /// the tool placed shows where.
 pub fn svg(sys: &System, placed: Option<&BTreeMap<String, Placed>>) -> String {
     let reach = reachability(sys);
-    // PDs in the order of their first device; devices grouped under their owners.
-    let mut owners: Vec<&str> = Vec::new();
-    for s in &sys.io_spaces {
-        let o = s.owner.as_deref().unwrap_or("(no owner)");
-        if !owners.contains(&o) {
-            owners.push(o);
-        }
-    }
-    let mut devices: Vec<usize> = (0..sys.io_spaces.len()).collect();
-    devices.sort_by_key(|&d| owners.iter().position(|o| Some(*o) == sys.io_spaces[d].owner.as_deref()));
+    let Order { owners, devices, regions } = order(sys, &reach);
     let row_of = |name: &str| devices.iter().position(|&d| sys.io_spaces[d].name == name).unwrap_or(0);
-    // Regions by the mean row of the devices reaching them (then by name).
-    let mut regions: Vec<&str> = reach.iter().map(|r| r.region.as_str()).collect();
-    regions.sort();
-    regions.dedup();
-    let mean = |mr: &str| {
-        let rows: Vec<usize> = reach.iter().filter(|r| r.region == mr).map(|r| row_of(&r.device)).collect();
-        rows.iter().sum::<usize>() * 1000 / rows.len().max(1)
-    };
-    regions.sort_by_key(|mr| (mean(mr), mr.to_string()));
     // Each region's edges, in device order, one line each.
     let edges: Vec<Vec<&Reach>> = regions
         .iter()

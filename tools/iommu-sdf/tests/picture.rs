@@ -109,3 +109,30 @@ fn a_legend_explains_the_styles_and_grant_is_drawn_unlike_a_pds_own_capability()
     // Each range is shown, in its region's box.
     assert!(svg.contains("virtio_blk rw +0x0..0x3000: GRANT of edu_buffers by edu_driver"), "{svg}");
 }
+
+/// The order drawn crosses no more edges than the description's own order (devices in
+/// file order, regions by name), and in system.xml fewer.
+#[test]
+fn the_order_keeps_edges_from_crossing() {
+    use iommu_sdf::picture::{crossings, order, Order};
+    for (name, text) in [
+        ("ok.xml", sdf("ok.xml")),
+        ("ok-vm.xml", sdf("ok-vm.xml")),
+        ("ok-children.xml", sdf("ok-children.xml")),
+        ("system.xml", fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system.xml")).unwrap()),
+    ] {
+        let (sys, _) = iommu_sdf::check_text(&text);
+        let reach = iommu_sdf::report::reachability(&sys);
+        let drawn = order(&sys, &reach);
+        let mut regions: Vec<&str> = reach.iter().map(|r| r.region.as_str()).collect();
+        regions.sort();
+        regions.dedup();
+        let plain = Order { owners: drawn.owners.clone(), devices: (0..sys.io_spaces.len()).collect(), regions };
+        let (n, before) = (crossings(&sys, &reach, &drawn), crossings(&sys, &reach, &plain));
+        eprintln!("{name}: {n} crossings drawn, {before} in the description's order");
+        assert!(n <= before, "{name}: {n} > {before}");
+        if name == "system.xml" {
+            assert!(n < before, "{name}: {n}, {before}");
+        }
+    }
+}
