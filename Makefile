@@ -57,6 +57,7 @@ test: deps lint host-test qemu-test microkit-test fuzz
 test-long:
 	$(CARGO) test -p iommu-pd --release --test model --test exhaustive -- --ignored
 	$(CARGO) test -p smmuv3-service -p smmuv2-service --release --test service_model -- --ignored
+	bash tests/render-svg.sh
 
 # Decode and dispatch under libFuzzer, for a bounded time, with the PDs' pinned nightly
 # (cargo-fuzz needs one, and pd-deps installs it). cargo-fuzz is installed when missing;

@@ -19,6 +19,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
+use iommu_pd::lines::{LineLimit, Lines, Verdict};
 use iommu_pd::{FaultPolicy, RegionConfig, Routed, Service};
 use sel4_microkit::{
     debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Child, Handler,
@@ -35,6 +36,21 @@ mod policy {
 mod irqs {
     include!(concat!(env!("OUT_DIR"), "/irqs.rs"));
 }
+
+/// The children this PD restarts when they fault (build.rs: the libmicrokit programs),
+/// with their entry points.
+mod restart {
+    include!(concat!(env!("OUT_DIR"), "/restart.rs"));
+}
+
+/// Restarts of one client, at most: a driver that crashes on every start is left
+/// stopped after this many, and costs no more than that.
+const MAX_RESTARTS: u8 = 3;
+
+/// Where the Microkit tool starts every PD's stack: one page (a guard) below its IPC
+/// buffer, the last page of the user address space (its report.txt: `IPC Buffer:
+/// 0xfffffff000`, `SP: 0xffffffe000` on qemu_virt_aarch64).
+const STACK_TOP: u64 = (sel4::sys::seL4_UserVSpaceTop & !0xfff) - 0x1000;
 
 /// A region's virtual address (`setvar_vaddr`), size (`setvar_size`) and physical address
 /// (`setvar region_paddr`), as the description has the Microkit tool write them
@@ -94,6 +110,14 @@ const TIMER_IRQ: Channel = Channel::new(12);
 /// How often an SMMU without wired interrupts is polled.
 const POLL_US: u64 = 10_000;
 
+/// What a client's refused requests may cost on the console (the debug configuration's;
+/// a release build prints nothing): 8 lines at once, then one per 100 ms, each client on
+/// its own budget. A line costs the IOMMU PD a kernel call per character, a refusal
+/// microseconds, so a flood logged in full would slow every client's calls; at this rate
+/// it costs at most 10 lines a second per client, and the rest are counted.
+const REFUSAL_BURST: u32 = 8;
+const REFUSAL_EVERY_US: u64 = 100_000;
+
 type Svc = Service<'static, backend::Hw>;
 
 /// A client stopped one of its devices: say what the SMMU now holds for it, read back
@@ -144,7 +168,14 @@ fn init() -> IommuPd {
                     debug_println!("iommu: NO SMMU INTERRUPT AND NO TIMER: faults are read only when a request comes")
                 }
             }
-            IommuPd { service: Some(service), down: None, refused: 0, ecam }
+            IommuPd {
+                service: Some(service),
+                down: None,
+                refused: 0,
+                ecam,
+                refusals: [Lines::default(); policy::CLIENTS.len()],
+                restarts: [0; policy::CLIENTS.len()],
+            }
         }
         Err(why) => {
             // First, before even saying why: the SMMU may be as firmware left it (GBPA
@@ -162,7 +193,14 @@ fn init() -> IommuPd {
                 Err(e) => debug_println!("iommu: DMA NOT KNOWN TO BE STOPPED: {e}"),
             }
             debug_println!("iommu: every request is refused (Unavailable)");
-            IommuPd { service: None, down: Some(Down { why, closed }), refused: 0, ecam }
+            IommuPd {
+                service: None,
+                down: Some(Down { why, closed }),
+                refused: 0,
+                ecam,
+                refusals: [Lines::default(); policy::CLIENTS.len()],
+                restarts: [0; policy::CLIENTS.len()],
+            }
         }
     }
 }
@@ -243,6 +281,10 @@ struct IommuPd {
     /// PCI configuration space, if the description maps it here: drivers reach their own
     /// function's through CONFIG_READ and CONFIG_WRITE.
     ecam: Option<pci::Ecam>,
+    /// Each client's refused requests: how many, and its budget of console lines.
+    refusals: [Lines; policy::CLIENTS.len()],
+    /// How many times each client was restarted after a fault.
+    restarts: [u8; policy::CLIENTS.len()],
 }
 
 impl Handler for IommuPd {
@@ -291,10 +333,24 @@ impl Handler for IommuPd {
             sel4::Fault::UserException(_) => place::FaultKind::Exception,
             _ => place::FaultKind::Other,
         };
+        // A child this PD restarts is not suspended: it is restarted by the reply to its
+        // fault, which also gives it back its scheduling context (this PD is passive: it
+        // runs on the faulting child's until it replies; suspending the child would
+        // cancel the reply and leave the context here, and the child could never run).
+        let client = child.index().checked_sub(1);
+        let entry = name.and_then(|n| restart::ENTRIES.iter().find(|(pd, _)| *pd == n)).map(|&(_, e)| e);
+        let restart = match (client, entry) {
+            (Some(c), Some(e)) if self.service.is_some() && self.restarts.get(c).is_some_and(|&r| r < MAX_RESTARTS) => {
+                Some((c, e))
+            }
+            _ => None,
+        };
         // After reading the fault (an invocation reuses the message registers). A parent
         // holds its children's TCB caps; should the kernel refuse, the fault goes
         // unanswered and the child stays blocked all the same.
-        let _ = child.tcb().tcb_suspend();
+        if restart.is_none() {
+            let _ = child.tcb().tcb_suspend();
+        }
         let Some(name) = name else {
             debug_println!("iommu: child {} faulted ({what}); it is not a client", child.index());
             return Ok(None);
@@ -307,10 +363,13 @@ impl Handler for IommuPd {
         };
         service.retry_blocks();
         let client = child.index() - 1;
+        self.say_refusals(client, name);
+        let Some(service) = self.service.as_mut() else { return Ok(None) };
         let owned = |d: usize| policy::DEVICES[d].owner == client;
         let mut pages = 0;
         service.for_each_mapped_page(|d, _, _, _| pages += owned(d) as u64);
-        match service.client_torn_down(client) {
+        let torn_down = service.client_torn_down(client);
+        match torn_down {
             Ok(()) => {
                 let mut left = 0;
                 service.for_each_mapped_page(|d, _, _, _| left += owned(d) as u64);
@@ -331,7 +390,15 @@ impl Handler for IommuPd {
                 )
             }
         }
-        Ok(None)
+        match restart {
+            Some((client, entry)) if torn_down.is_ok() => Ok(self.restart(child, client, name, entry)),
+            Some(_) => {
+                // Not restarted on a teardown the SMMU did not confirm: stopped instead.
+                let _ = child.tcb().tcb_suspend();
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
@@ -392,7 +459,10 @@ impl Handler for IommuPd {
                 });
                 Ok(MessageInfo::new(0, n))
             }
-            iommu_protocol::Reply::Err(e) => Ok(MessageInfo::new(e as u64, 0)),
+            iommu_protocol::Reply::Err(e) => {
+                self.log_refusal(client, msg_info.label(), &mrs[..n], e);
+                Ok(MessageInfo::new(e as u64, 0))
+            }
         }
     }
 }
@@ -460,6 +530,65 @@ fn report_faults(service: &mut Svc, notify: u64) {
 }
 
 impl IommuPd {
+    /// Restart a client whose teardown is confirmed, from its program's entry point, as
+    /// a supervisor would: its devices run again with no mappings (`client_ready`), and
+    /// the reply to its fault (returned here) starts it at `entry`, where it maps again.
+    /// The stack pointer goes back to where the Microkit tool starts every PD's (Microkit's
+    /// own `microkit_pd_restart` writes the pc alone, and libmicrokit's `_start` does not
+    /// set it, so each restart would lose the stack the crash had used). `None` (no reply;
+    /// the child suspended) if any step is refused.
+    fn restart(&mut self, child: Child, client: usize, name: &str, entry: u64) -> Option<MessageInfo> {
+        let service = self.service.as_mut()?;
+        self.restarts[client] += 1;
+        let ready = service.client_ready(client);
+        let mut regs = sel4::UserContext::default();
+        *regs.pc_mut() = entry;
+        *regs.sp_mut() = STACK_TOP;
+        // The first two registers (pc, sp), not resumed: the reply below resumes it.
+        let written = ready.is_ok().then(|| child.tcb().tcb_write_registers(false, 2, &mut regs));
+        debug_println!(
+            "iommu: restarting {name} at its entry {entry:#x} (restart {} of at most {MAX_RESTARTS}): client_ready {ready:?}, pc written {}",
+            self.restarts[client],
+            match written {
+                Some(Ok(())) => "Ok",
+                Some(Err(_)) => "REFUSED",
+                None => "not tried",
+            }
+        );
+        if matches!(written, Some(Ok(()))) {
+            // Label 0: the kernel restarts the faulting thread, from the pc just written.
+            return Some(MessageInfo::new(0, 0));
+        }
+        let _ = child.tcb().tcb_suspend();
+        None
+    }
+
+    /// A request the service refused: name the client, the request and the reason, within
+    /// the client's budget of lines (`REFUSAL_BURST`, `REFUSAL_EVERY_US`).
+    fn log_refusal(&mut self, client: usize, label: u64, mrs: &[u64], e: iommu_protocol::ErrorCode) {
+        let Some(lines) = self.refusals.get_mut(client) else { return };
+        let limit = LineLimit { burst: REFUSAL_BURST, every: generic_timer::ticks_from_us(REFUSAL_EVERY_US) };
+        if let Verdict::Log { quiet } = lines.refusal(generic_timer::ticks(), limit) {
+            let shown = iommu_protocol::show::Shown { label, mrs };
+            let name = policy::CLIENTS[client].name;
+            match quiet {
+                0 => debug_println!("iommu: refused {name}'s {shown}: {e:?}"),
+                _ => debug_println!("iommu: refused {name}'s {shown}: {e:?} ({quiet} refused before it not logged)"),
+            }
+        }
+    }
+
+    /// How many of a client's requests were refused and how many of those were logged.
+    fn say_refusals(&self, client: usize, name: &str) {
+        let Some(l) = self.refusals.get(client) else { return };
+        debug_println!(
+            "iommu: {name}: {} request(s) refused, {} logged (at most {REFUSAL_BURST} at once, then one per {} ms)",
+            l.refused,
+            l.logged,
+            REFUSAL_EVERY_US / 1000
+        );
+    }
+
     /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR): the driver has failed it
     /// closed (GBPA.ABORT, then SMMUEN = 0); from here on this PD is as one that could not
     /// start, every request refused with `Unavailable`, and says so.
