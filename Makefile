@@ -25,13 +25,15 @@ export MICROKIT_SDK
 all: test
 
 # Install what is missing: QEMU's Arm system emulator, QEMU 10.0 beside it (where Debian's
-# bookworm-backports can be had; it says so otherwise), the bare-metal Rust target, and
-# what the PD build needs (pd-deps).
+# bookworm-backports can be had; it says so otherwise), the Linux guest's parts (Debian's
+# arm64 kernel and busybox, our initramfs, libvmm and sDDF from ../shared, into
+# target/linux-guest), the bare-metal Rust target, and what the PD build needs (pd-deps).
 deps: pd-deps
 	@command -v $(QEMU) >/dev/null 2>&1 || { \
 		echo "installing qemu-system-arm (for $(QEMU))"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm; }
 	@SUDO=$(SUDO) tests/qemu-10.sh $(dir $(QEMU10))
+	@SUDO=$(SUDO) images/linux-guest/deps.sh target/linux-guest $(abspath ../shared)
 	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
