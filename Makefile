@@ -114,8 +114,9 @@ run: deps
 
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
-# not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, and a device passed
-# through to a virtual machine.
+# not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, a device passed
+# through to a virtual machine, and a disk passed through to a Linux guest on libvmm (on
+# QEMU 10.0 too where it is installed).
 # system.xml runs on both configurations: debug (one core) and smp-debug (four), and on
 # debug on QEMU 10.0 too where it is installed (the image is built once for both).
 # (Not images/polled.xml, the IOMMU PD polling: its checks pass, but its console
@@ -136,6 +137,12 @@ microkit-test: deps
 			$(MAKE) -C images test SYSTEM=iommu-boot && \
 			$(MAKE) -C images test SYSTEM=microkit-iomap && \
 			$(MAKE) -C images test SYSTEM=vm-passthrough && \
+			echo "microkit-image: linux-guest.xml on $$($(QEMU) --version | head -n 1)" && \
+			$(MAKE) -C images test SYSTEM=linux-guest && \
+			if command -v $(QEMU10) >/dev/null 2>&1; then \
+				echo "microkit-image: linux-guest.xml again on $$($(QEMU10) --version | head -n 1)"; \
+				$(MAKE) -C images test SYSTEM=linux-guest QEMU=$(QEMU10); \
+			fi && \
 			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug; \
 	fi
 
