@@ -42,6 +42,7 @@ struct vbar {
     uint32_t flags; /* the low 4 bits of a memory BAR (type, prefetchable) */
     uint32_t mask;  /* what a sizing write reads back, flags excluded */
     uint32_t value; /* what the guest reads */
+    uint32_t placed; /* where its registers are mapped for the guest (`value` at start) */
 };
 
 static struct vpci_config cfg;
@@ -110,9 +111,9 @@ bool vpci_init(const struct vpci_config *c)
             return false;
         }
         uint64_t gpa = pa - cfg.bar_window_pa + cfg.bar_window_gpa;
-        b->value = (uint32_t)gpa | b->flags;
+        b->value = b->placed = (uint32_t)gpa | b->flags;
         if (is64) {
-            bars[i + 1].value = (uint32_t)(gpa >> 32);
+            bars[i + 1].value = bars[i + 1].placed = (uint32_t)(gpa >> 32);
         }
         printf("vmm: vpci: BAR%d at 0x%lx, 0x%lx bytes: the guest sees it at guest-physical 0x%lx\n", i, pa, size, gpa);
         if (is64) {
@@ -143,8 +144,9 @@ static bool virtual_dword(uint16_t reg, uint32_t *out)
     return false;
 }
 
-static void write_bar(struct vbar *b, uint32_t v)
+static void write_bar(int i, uint32_t v)
 {
+    struct vbar *b = &bars[i];
     stats.bar_writes++;
     if (!b->present) {
         return;
@@ -152,6 +154,14 @@ static void write_bar(struct vbar *b, uint32_t v)
     /* What the guest reads back: the address bits the BAR has, its flags unchanged (all
      * ones reads back the size mask, as the PCI spec's sizing expects). */
     b->value = (v & b->mask) | b->flags;
+    if (v != 0xffffffff && b->value != b->placed) {
+        /* Moved: kept here only. Say so, with what the device's own BAR reads. */
+        uint32_t real = 0;
+        config_read(BAR0 + 4 * i, 4, &real);
+        printf("vmm: vpci: the guest moved BAR%d to 0x%x: emulated, not written to the device, whose BAR%d "
+               "reads 0x%x; no registers at the new place\n",
+               i, b->value, i, real);
+    }
 }
 
 void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data)
@@ -186,9 +196,9 @@ void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data)
     stats.writes++;
     uint32_t v = *data & wmask;
     if (dword >= BAR0 && dword < BAR_END) {
-        struct vbar *b = &bars[(dword - BAR0) / 4];
-        uint32_t old = b->present ? b->value : 0;
-        write_bar(b, (old & ~(wmask << shift)) | (v << shift));
+        int i = (dword - BAR0) / 4;
+        uint32_t old = bars[i].present ? bars[i].value : 0;
+        write_bar(i, (old & ~(wmask << shift)) | (v << shift));
         return;
     }
     if (dword == ROM_BAR) {
