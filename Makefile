@@ -25,13 +25,15 @@ export MICROKIT_SDK
 all: test
 
 # Install what is missing: QEMU's Arm system emulator, QEMU 10.0 beside it (where Debian's
-# bookworm-backports can be had; it says so otherwise), the bare-metal Rust target, and
-# what the PD build needs (pd-deps).
+# bookworm-backports can be had; it says so otherwise), the Linux guest's parts (Debian's
+# arm64 kernel and busybox, our initramfs, libvmm and sDDF from ../shared, into
+# target/linux-guest), the bare-metal Rust target, and what the PD build needs (pd-deps).
 deps: pd-deps
 	@command -v $(QEMU) >/dev/null 2>&1 || { \
 		echo "installing qemu-system-arm (for $(QEMU))"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm; }
 	@SUDO=$(SUDO) tests/qemu-10.sh $(dir $(QEMU10))
+	@SUDO=$(SUDO) images/linux-guest/deps.sh target/linux-guest $(abspath ../shared)
 	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
@@ -114,7 +116,8 @@ run: deps
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
 # not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, devices behind PCI
-# bridges (pci-topology.xml), a device passed through to a virtual machine, and the
+# bridges (pci-topology.xml), a device passed through to a virtual machine, a disk passed
+# through to a Linux guest on libvmm (on QEMU 10.0 too where it is installed), and the
 # MMU-500 boards (board-images).
 # system.xml runs on both configurations: debug (one core) and smp-debug (four), and on
 # debug on QEMU 10.0 too where it is installed (the image is built once for both), as
@@ -143,6 +146,12 @@ microkit-test: deps
 				$(MAKE) -C images test SYSTEM=pci-topology QEMU=$(QEMU10); \
 			else echo "microkit-image: pci-topology.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 			$(MAKE) -C images test SYSTEM=vm-passthrough && \
+			echo "microkit-image: linux-guest.xml on $$($(QEMU) --version | head -n 1)" && \
+			$(MAKE) -C images test SYSTEM=linux-guest && \
+			if command -v $(QEMU10) >/dev/null 2>&1; then \
+				echo "microkit-image: linux-guest.xml again on $$($(QEMU10) --version | head -n 1)"; \
+				$(MAKE) -C images test SYSTEM=linux-guest QEMU=$(QEMU10); \
+			fi && \
 			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug && \
 		$(MAKE) board-images; \
 	fi
