@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod queue;
 pub mod random;
 pub mod reference;
 pub mod sequences;
