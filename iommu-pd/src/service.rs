@@ -17,7 +17,8 @@
 //! request. Each concern has its own module: `mappings` (MAP, UNMAP, the per-device index,
 //! confirmed removal), `capabilities` (GRANT, REVOKE, RELEASE), `storms` (fault
 //! attribution, quarantine, RESUME), `teardown` (a client's faults and restarts),
-//! `storage` (the tables the caller gives, and their cost), `audit` (tests only).
+//! `queue` (a batch of MAP and UNMAP from a client's mapping queue), `storage` (the
+//! tables the caller gives, and their cost), `audit` (tests only).
 
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Op, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
@@ -32,6 +33,7 @@ use crate::reach;
 mod audit;
 mod capabilities;
 mod mappings;
+mod queue;
 mod storage;
 mod storms;
 mod teardown;
@@ -202,11 +204,14 @@ struct Usage {
 pub struct ClientTables {
     handles: [Option<Slot>; MAX_HANDLES],
     usage: Usage,
+    /// Where the service is in the client's mapping queue (its own copy: it never reads
+    /// back what it published in the shared region).
+    queue: iommu_protocol::queue::Cursor,
 }
 
 impl Default for ClientTables {
     fn default() -> Self {
-        ClientTables { handles: [None; MAX_HANDLES], usage: Usage::default() }
+        ClientTables { handles: [None; MAX_HANDLES], usage: Usage::default(), queue: Default::default() }
     }
 }
 

@@ -299,6 +299,18 @@ impl<M: Mmio> IommuHw for Smmuv2Backend<M> {
         self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
     }
 
+    fn unmap_deferred(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        // Confirmed at once (its context bank's TLBSYNC), so `sync_unmaps` has nothing
+        // left to wait for. An MMU-500 syncs per context bank (SMMU_CBn_TLBSYNC, IHI 0062D
+        // 10.8.26), so a batch over several devices would need one sync per bank anyway;
+        // deferring them to the end of a batch waits for a board to measure it on.
+        self.unmap_one(device, iova, len)
+    }
+
+    fn sync_unmaps(&mut self) -> Result<(), HwError> {
+        Ok(())
+    }
+
     fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
         let (_, dom) = self.device(device)?;
         // Each range is wholly in the tables (its unmap never started) or wholly gone (its

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod faults;
+pub mod queue;
 pub mod show;
 
 /// Most mappings one UNMAP may remove (one message register each). seL4's IPC buffer
