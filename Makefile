@@ -20,7 +20,7 @@ SDK_FROM := MICROKIT_SDK
 endif
 export MICROKIT_SDK
 
-.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test fuzz demo image run bench clean
+.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test board-images fuzz demo image run bench clean
 
 all: test
 
@@ -113,7 +113,8 @@ run: deps
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
 # not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, devices behind PCI
-# bridges (pci-topology.xml), and a device passed through to a virtual machine.
+# bridges (pci-topology.xml), a device passed through to a virtual machine, and the
+# MMU-500 boards (board-images).
 # system.xml runs on both configurations: debug (one core) and smp-debug (four), and on
 # debug on QEMU 10.0 too where it is installed (the image is built once for both), as
 # pci-topology.xml does.
@@ -141,8 +142,29 @@ microkit-test: deps
 				$(MAKE) -C images test SYSTEM=pci-topology QEMU=$(QEMU10); \
 			else echo "microkit-image: pci-topology.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 			$(MAKE) -C images test SYSTEM=vm-passthrough && \
-			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug; \
+			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug && \
+		$(MAKE) board-images; \
 	fi
+
+# The MMU-500 boards, where the SDK has them: zcu102's image (images/zcu102.xml) built and
+# booted on QEMU's xlnx-zcu102, which has no SMMU, so the IOMMU PD fails closed and
+# refuses every request (images/zcu102.expect; on QEMU 10.0 too where installed), and,
+# with no IOMMU PD at all, QEMU's GDMA copying by physical address unconfined
+# (images/zcu102-unconfined.xml: what the refusal keeps from happening);
+# tqma8xqp1gb's (images/tqma8xqp1gb.xml) built and checked: QEMU has no i.MX8QXP.
+board-images:
+	@if [ -d "$$MICROKIT_SDK/board/zcu102/debug" ]; then \
+		echo "microkit-image: zcu102.xml on $$($(QEMU) --version | head -n 1) (xlnx-zcu102: no SMMU)"; \
+		$(MAKE) -C images test MICROKIT_BOARD=zcu102 && \
+		$(MAKE) -C images test MICROKIT_BOARD=zcu102 SYSTEM=zcu102-unconfined && \
+		if command -v $(QEMU10) >/dev/null 2>&1; then \
+			echo "microkit-image: zcu102.xml again on $$($(QEMU10) --version | head -n 1)"; \
+			$(MAKE) -C images test MICROKIT_BOARD=zcu102 QEMU=$(QEMU10); \
+		fi; \
+	else echo "microkit-image: zcu102 skipped: the SDK at $$MICROKIT_SDK has no board/zcu102/debug"; fi && \
+	if [ -d "$$MICROKIT_SDK/board/tqma8xqp1gb/debug" ]; then \
+		$(MAKE) -C images board-image MICROKIT_BOARD=tqma8xqp1gb; \
+	else echo "microkit-image: tqma8xqp1gb skipped: the SDK at $$MICROKIT_SDK has no board/tqma8xqp1gb/debug"; fi
 
 bench:
 	$(CARGO) bench -p smmuv3 -p smmuv3-service

@@ -1,8 +1,11 @@
 //! For the tests: generate the policy of `tests/sdf/ok.xml` with this crate's own
 //! generator, so a test can `include!` it and the compiler checks that generated policies
 //! type-check against the service core. The generator's layers below it (problem, model,
-//! parse, plumbing, policy) are all it includes: imports run one way.
+//! board, topology, parse, plumbing, policy) are all it includes: imports run one way.
 
+#[path = "src/board.rs"]
+#[allow(dead_code)]
+mod board;
 #[path = "src/build.rs"]
 #[allow(dead_code)]
 mod generate;
@@ -21,6 +24,9 @@ mod policy;
 #[path = "src/problem.rs"]
 #[allow(dead_code)]
 mod problem;
+#[path = "src/topology.rs"]
+#[allow(dead_code)]
+mod topology;
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
@@ -31,7 +37,8 @@ fn main() {
         let src = format!("{dir}/tests/sdf/{name}.xml");
         println!("cargo:rerun-if-changed={src}");
         let text = std::fs::read_to_string(&src).unwrap();
-        let (sys, _) = parse::parse(&text);
+        let (mut sys, _) = parse::parse(&text);
+        topology::derive_streams(&mut sys, &board::Board::default());
         let source = format!("tests/sdf/{name}.xml");
         std::fs::write(format!("{out}/{policy}.rs"), generate::policy_rust(&sys, &source)).unwrap();
     }

@@ -117,6 +117,73 @@ pub const IMX8QXP_MMU500: Mmu500 = Mmu500 {
     smr_mask: 0x7f80,
 };
 
+/// One entry of a PCI host bridge's `iommu-map` (Documentation/devicetree/bindings/pci/
+/// pci-iommu.yaml): requester IDs `rid_base..rid_base + length` (after `iommu-map-mask`)
+/// are StreamIDs `stream_base..` of the SMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IommuMap {
+    pub rid_base: u32,
+    pub stream_base: u32,
+    pub length: u32,
+}
+
+/// A board's PCI Express host bridge, as its device tree gives it: where configuration
+/// space (ECAM) and the memory and I/O windows are, and how requester IDs become
+/// StreamIDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciHost {
+    /// ECAM: physical address and size (1 MiB a bus).
+    pub ecam: (u64, u64),
+    /// The 32-bit memory window (physical = PCI bus address): where BARs are placed, and
+    /// addresses a device's request may be routed to a peer at rather than to the SMMU.
+    pub mem: (u64, u64),
+    /// The I/O port window, seen by the CPUs as memory.
+    pub io: (u64, u64),
+    /// `iommu-map`, and `iommu-map-mask` (all ones when the property is absent).
+    pub iommu_map: &'static [IommuMap],
+    pub iommu_map_mask: u32,
+    /// The host bridge routes one root-bus function's request to another's BAR (peer to
+    /// peer) instead of to the SMMU. Where it does not, a root-bus function's IOVAs inside
+    /// the memory window still reach the SMMU; below a bridge they never may (PCI Express
+    /// bridges route by their windows).
+    pub root_bus_peer_to_peer: bool,
+}
+
+impl PciHost {
+    /// The buses ECAM covers.
+    pub fn buses(&self) -> u64 {
+        self.ecam.1 >> 20
+    }
+
+    /// The StreamID the SMMU sees for requester ID `rid` (after DMA aliasing), through
+    /// `iommu-map` as Linux's `of_map_id` reads it (drivers/of/base.c): the ID masked with
+    /// `iommu-map-mask`, then the first entry whose range holds it; `None` when none does
+    /// (the device has no StreamID on this SMMU).
+    pub fn stream_of(&self, rid: u16) -> Option<u32> {
+        let id = u32::from(rid) & self.iommu_map_mask;
+        self.iommu_map
+            .iter()
+            .find(|m| id >= m.rid_base && id - m.rid_base < m.length)
+            .map(|m| id - m.rid_base + m.stream_base)
+    }
+}
+
+/// QEMU virt with `highmem=off` (hw/arm/virt.c, `base_memmap`): VIRT_PCIE_MMIO at
+/// 0x1000_0000, 0x2eff_0000 bytes; VIRT_PCIE_PIO at 0x3eff_0000, 0x1_0000 bytes;
+/// VIRT_PCIE_ECAM at 0x3f00_0000, 0x100_0000 bytes (16 buses). `create_pcie` gives the
+/// host bridge `iommu-map = <0x0 &smmu 0x0 0x10000>` and no `iommu-map-mask`: the
+/// identity. Its host bridge (GPEX) routes no request between root-bus functions: every
+/// device's DMA goes to the SMMU's address space (hw/pci/pci.c,
+/// `pci_device_iommu_address_space`).
+pub const QEMU_VIRT_PCI: PciHost = PciHost {
+    ecam: (0x3f00_0000, 0x100_0000),
+    mem: (0x1000_0000, 0x2eff_0000),
+    io: (0x3eff_0000, 0x1_0000),
+    iommu_map: &[IommuMap { rid_base: 0, stream_base: 0, length: 0x1_0000 }],
+    iommu_map_mask: 0xffff_ffff,
+    root_bus_peer_to_peer: false,
+};
+
 /// A Microkit board's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Board {
@@ -132,6 +199,8 @@ pub struct Board {
     pub pd_vaddr_end: u64,
     /// The end (exclusive) of a guest's physical address space (`vm_map_max_vaddr`).
     pub vm_vaddr_end: u64,
+    /// Its PCI Express host bridge, where this tool knows it.
+    pub pci: Option<PciHost>,
 }
 
 /// The page sizes the Microkit tool maps with on every architecture it supports
@@ -173,6 +242,7 @@ impl Board {
             pa_bits,
             pd_vaddr_end: PD_VADDR_END,
             vm_vaddr_end: 1 << 40,
+            pci: (name == "qemu_virt_aarch64").then_some(QEMU_VIRT_PCI),
         }
     }
 

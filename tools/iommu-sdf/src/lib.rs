@@ -53,6 +53,7 @@ pub mod policy;
 pub mod problem;
 pub mod report;
 pub mod rules;
+pub mod topology;
 
 pub use board::{Board, Target};
 pub use problem::{column, Problem};
@@ -121,6 +122,7 @@ pub fn check_text_on(text: &str, board: &Board) -> (model::System, Vec<Problem>)
     let mut sys = sys;
     match target {
         Target::Arm => {
+            topology::derive_streams(&mut sys, board);
             plumbing::complete(&mut sys);
             problems.extend(rules::check(&sys, board));
             problems.extend(policy::check(&sys));

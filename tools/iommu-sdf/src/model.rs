@@ -197,6 +197,9 @@ pub struct IoSpace {
     /// Its requester ID (bus << 8 | device << 3 | function), when `peripheral_id` is a PCI
     /// address: then it is a PCI function, and `stream` is derived from it.
     pub rid: Option<u16>,
+    /// For each of `extra_streams`, the requester ID it was written as, if it was a PCI
+    /// address (then that StreamID is derived from it too).
+    pub extra_rids: Vec<Option<u16>>,
     /// `bar`: the region its driver maps as its BAR window, where the PCI owner places the
     /// function's memory BARs.
     pub bar: Option<String>,
@@ -226,6 +229,20 @@ impl PciBridge {
     pub fn covers(&self, b: u8) -> bool {
         (self.secondary..=self.subordinate).contains(&b)
     }
+}
+
+/// The kinds of `<pci_bridge kind>`, as the description spells them.
+pub const BRIDGE_KINDS: &[(&str, iommu_pd::BridgeKind)] = &[
+    ("root_port", iommu_pd::BridgeKind::RootPort),
+    ("switch_upstream", iommu_pd::BridgeKind::SwitchUpstream),
+    ("switch_downstream", iommu_pd::BridgeKind::SwitchDownstream),
+    ("pcie_to_pci", iommu_pd::BridgeKind::PcieToPci),
+    ("pci_to_pci", iommu_pd::BridgeKind::PciToPci),
+];
+
+/// How the description spells `kind`.
+pub fn bridge_kind_name(kind: iommu_pd::BridgeKind) -> &'static str {
+    BRIDGE_KINDS.iter().find(|(_, k)| *k == kind).map_or("?", |(n, _)| n)
 }
 
 /// A requester ID as `bus:device.function`, in hex as descriptions write it.

@@ -347,20 +347,6 @@ impl Reader {
     }
 }
 
-/// The kinds of `<pci_bridge kind>`, as the description spells them.
-pub const BRIDGE_KINDS: &[(&str, iommu_pd::BridgeKind)] = &[
-    ("root_port", iommu_pd::BridgeKind::RootPort),
-    ("switch_upstream", iommu_pd::BridgeKind::SwitchUpstream),
-    ("switch_downstream", iommu_pd::BridgeKind::SwitchDownstream),
-    ("pcie_to_pci", iommu_pd::BridgeKind::PcieToPci),
-    ("pci_to_pci", iommu_pd::BridgeKind::PciToPci),
-];
-
-/// How the description spells `kind`.
-pub fn bridge_kind_name(kind: iommu_pd::BridgeKind) -> &'static str {
-    BRIDGE_KINDS.iter().find(|(_, k)| *k == kind).map_or("?", |(n, _)| n)
-}
-
 impl Reader {
     /// A `<pci_bridge bdf kind secondary subordinate acs>`, or `None` (with a problem) if an
     /// attribute is missing or malformed.
@@ -540,10 +526,13 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     );
                     continue;
                 };
-                let mut extra_streams = Vec::new();
+                let (mut extra_streams, mut extra_rids) = (Vec::new(), Vec::new());
                 for word in n.attribute("streams").unwrap_or_default().split_whitespace() {
                     match parse_peripheral(word) {
-                        Some(s) => extra_streams.push(s),
+                        Some(s) => {
+                            extra_streams.push(s);
+                            extra_rids.push(word.contains(':').then_some(s as u16));
+                        }
                         None => r.problem(
                             n,
                             format!("`streams` holds \"{word}\", neither a StreamID nor bus:device.function"),
@@ -582,6 +571,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     iomaps,
                     vm: n.attribute("vm").map(str::to_string),
                     extra_streams,
+                    extra_rids,
                     rid: pid.contains(':').then_some(stream as u16),
                     bar: n.attribute("bar").map(str::to_string),
                     line: r.line(n),

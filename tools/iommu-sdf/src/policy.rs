@@ -182,28 +182,9 @@ pub fn policy(sys: &System) -> Policy<'_> {
     let extra_streams = sys.io_spaces.iter().map(|s| s.extra_streams.as_slice()).collect();
     let top = sys.io_spaces.iter().map(|s| s.iova_base.saturating_add(s.iova_size).saturating_sub(1)).max();
     let iova_bits = top.map_or(25, bits).clamp(25, 48);
-    let bridges = sys
-        .bridges
-        .iter()
-        .map(|b| BridgeConfig {
-            rid: b.rid,
-            kind: b.kind,
-            secondary: b.secondary,
-            subordinate: b.subordinate,
-            acs: b.acs,
-        })
-        .collect();
-    let functions = sys
-        .io_spaces
-        .iter()
-        .enumerate()
-        .filter_map(|(device, s)| {
-            let rid = s.rid?;
-            let bar = s.bar.as_deref().and_then(|b| sys.region(b));
-            let (bar_base, bar_size) = bar.and_then(|r| Some((r.phys_addr?, r.size))).unwrap_or((0, 0));
-            Some((s.name.as_str(), PciFunctionConfig { device, rid, bar_base, bar_size }))
-        })
-        .collect();
+    let bridges = crate::topology::bridges(sys);
+    let functions =
+        crate::topology::functions(sys).into_iter().map(|f| (sys.io_spaces[f.device].name.as_str(), f)).collect();
     Policy {
         clients: client_configs,
         devices,

@@ -201,6 +201,7 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
     } else {
         let _ = writeln!(o, "NOT ISOLATED: {}", clashes.join("; "));
     }
+    pci(sys, &mut o);
     // What each driver passes in its requests, as `build` writes it into `<pd>_iommu.h`.
     let numbers = crate::numbers::numbers(sys);
     if !numbers.is_empty() {
@@ -227,6 +228,67 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
         }
     }
     o
+}
+
+/// The PCI topology: the bridges with the bus numbers and memory windows the PCI owner
+/// gives them, and the groups (functions the SMMU cannot keep apart, each one
+/// io_address_space with one owner), with each function's StreamID.
+fn pci(sys: &System, o: &mut String) {
+    use crate::topology;
+    let groups = topology::groups(sys);
+    if groups.is_empty() && sys.bridges.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\n## PCI topology\n");
+    if !sys.bridges.is_empty() && sys.bridges.len() <= topology::MAX_BRIDGES {
+        let functions = topology::functions(sys);
+        let _ = writeln!(o, "| Bridge | Kind | Buses | ACS | Memory window |");
+        let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+        for (b, config) in sys.bridges.iter().zip(topology::bridges(sys)) {
+            let window = topology::bridge_window(&config, &functions)
+                .map_or("closed".to_string(), |(base, size)| format!("{base:#x}..{:#x}", base.saturating_add(size)));
+            let _ = writeln!(
+                o,
+                "| {} | {} | {}..={} | {} | {window} |",
+                bdf(b.rid),
+                bridge_kind_name(b.kind),
+                b.secondary,
+                b.subordinate,
+                if b.acs { "on" } else { "off" }
+            );
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(
+        o,
+        "Groups: the functions the SMMU cannot keep apart (one StreamID, one port without ACS above them, one multi-function device). Each is one io_address_space, one owner, one address space.\n"
+    );
+    let _ = writeln!(o, "| Group | IO address space | Owner | Function → StreamID | BAR window |");
+    let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+    for (g, members) in groups.iter().enumerate() {
+        for (i, _) in members {
+            let s = &sys.io_spaces[*i];
+            let mut functions = vec![format!("{} → {:#x}", bdf(s.rid.unwrap_or(0)), s.stream)];
+            for (x, r) in s.extra_streams.iter().zip(&s.extra_rids) {
+                functions.push(match r {
+                    Some(r) => format!("{} → {x:#x}", bdf(*r)),
+                    None => format!("{x:#x}"),
+                });
+            }
+            let bar = s.bar.as_deref().and_then(|b| sys.region(b)).map_or("none".to_string(), |r| {
+                let pa = r.phys_addr.unwrap_or(0);
+                format!("{} {pa:#x}..{:#x}", cell(&r.name), pa.saturating_add(r.size))
+            });
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {bar} |",
+                g + 1,
+                cell(&s.name),
+                cell(s.owner.as_deref().unwrap_or("none")),
+                functions.join(", ")
+            );
+        }
+    }
 }
 
 /// The picture: driver PDs (left) own devices (middle), whose arrows to the regions they

@@ -83,6 +83,8 @@ fn generated_policy_has_the_pci_topology() {
             function(3, 0x0508, 0x1030_0000),
         ]
     );
+    // The SMMU sees 05:01.0, below the PCI Express to PCI bridge, as 05:00.0.
+    assert_eq!(DEVICES.map(|d| d.stream), [0x10, 0x100, 0x400, 0x500]);
     // ok.xml: edu0 is 00:02.0 with no BAR window; blk0 is a bare StreamID, no function.
     assert!(ok_policy::PCI_BRIDGES.is_empty());
     assert_eq!(ok_policy::PCI_FUNCTIONS, [PciFunctionConfig { device: 0, rid: 0x10, bar_base: 0, bar_size: 0 }]);
@@ -96,6 +98,22 @@ fn report_matches_the_reviewed_one() {
     let (sys, _) = iommu_sdf::check_text(&text);
     assert_eq!(iommu_sdf::report::markdown(&sys, "ok.xml"), sdf("ok.report.md"));
     assert_eq!(iommu_sdf::report::svg(&sys), sdf("ok.reach.svg"));
+}
+
+/// The report of `ok-pci.xml` shows the bridges with their bus numbers and windows, and
+/// the groups with each function's StreamID; compared with the reviewed file.
+#[test]
+fn the_pci_report_matches_the_reviewed_one() {
+    let text = sdf("ok-pci.xml");
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let md = iommu_sdf::report::markdown(&sys, "ok-pci.xml");
+    assert!(md.contains("| 0:7.0 | pcie_to_pci | 5..=5 | off | 0x10300000..0x10400000 |"), "{md}");
+    assert!(
+        md.contains("| 4 | edu_legacy | legacy_driver | 5:1.0 → 0x500 | legacy_bar 0x10300000..0x10400000 |"),
+        "{md}"
+    );
+    assert_eq!(md, sdf("ok-pci.report.md"));
 }
 
 /// Without an IOMMU PD nothing makes a stream abort: the report must not say so, nor

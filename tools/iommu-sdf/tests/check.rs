@@ -324,3 +324,47 @@ fn microkit_and_board_limits_are_refused() {
     let (_, problems) = iommu_sdf::check_text_on(&sdf("ok.xml"), &iommu_sdf::Board::default());
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// A PCI function's StreamID is its DMA alias through the board's `iommu-map` and
+/// `iommu-map-mask`, one derivation for the rules, the policy and the report: on QEMU
+/// virt (the identity) 05:01.0 below the PCI Express to PCI bridge is 0x500; on a board
+/// whose map offsets and masks, the same description gets that board's StreamIDs; a
+/// requester ID the map does not hold, or a board whose host bridge is unknown, is refused.
+#[test]
+fn stream_ids_come_from_the_alias_and_the_iommu_map() {
+    use iommu_sdf::board::{IommuMap, PciHost, QEMU_VIRT_PCI};
+    let text = sdf("ok-pci.xml");
+    let streams = |board: &iommu_sdf::Board| {
+        let (sys, problems) = iommu_sdf::check_text_on(&text, board);
+        let policy = iommu_sdf::policy::policy(&sys);
+        (policy.devices.iter().map(|d| d.1.stream).collect::<Vec<_>>(), problems)
+    };
+    let (qemu, problems) = streams(&iommu_sdf::Board::default());
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(qemu, [0x10, 0x100, 0x400, 0x500]);
+    // iommu-map = <0x0 &smmu 0x1000 0x800>, iommu-map-mask = <0x7ff>: buses 0 to 7 from
+    // StreamID 0x1000, the mask dropping bus bits above them (Linux's of_map_id).
+    let map = &[IommuMap { rid_base: 0, stream_base: 0x1000, length: 0x800 }];
+    let offset = iommu_sdf::Board {
+        pci: Some(PciHost { iommu_map: map, iommu_map_mask: 0x7ff, ..QEMU_VIRT_PCI }),
+        ..iommu_sdf::Board::default()
+    };
+    let (mapped, problems) = streams(&offset);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(mapped, [0x1010, 0x1100, 0x1400, 0x1500]);
+    // The same map without the mask holds buses 0 to 7 only: 05:01.0 is inside, the rest
+    // too; a map of bus 0 alone refuses the three below bridges.
+    let bus0 = &[IommuMap { rid_base: 0, stream_base: 0, length: 0x100 }];
+    let narrow = iommu_sdf::Board { pci: Some(PciHost { iommu_map: bus0, ..QEMU_VIRT_PCI }), ..offset };
+    let (_, problems) = streams(&narrow);
+    let refused: Vec<&str> = problems
+        .iter()
+        .filter(|p| p.message.contains("which the board's iommu-map gives no StreamID"))
+        .map(|p| p.message.split('`').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(refused, ["edu_rp", "edu_sw", "edu_legacy"], "{problems:#?}");
+    // A board with an SMMUv3 and no host bridge this tool knows.
+    let unknown = iommu_sdf::Board { pci: None, ..iommu_sdf::Board::default() };
+    let (_, problems) = streams(&unknown);
+    assert_eq!(problems.iter().filter(|p| p.message.contains("does not know the host bridge")).count(), 4);
+}

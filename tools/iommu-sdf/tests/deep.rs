@@ -99,3 +99,51 @@ fn every_command_exits_with_a_problem_not_a_crash() {
         }
     }
 }
+
+/// A bus hierarchy as deep as buses go (255 bridges, each below the one before) with
+/// 20,000 functions, and 60,000 bridges: the first is read and checked (its functions,
+/// all behind one conventional bridge, are one group), the second refused at the 256th
+/// bridge; neither crashes, and both take the per-bridge work once, not per pair of
+/// functions.
+#[test]
+fn a_bus_hierarchy_as_deep_as_buses_go_and_more_bridges_than_buses() {
+    let mut o = String::from(
+        "<system>\n<memory_region name=\"r\" size=\"0x100000\" phys_addr=\"0x10000000\" />\n<iommu pd=\"i\" />\n",
+    );
+    for b in 0..255 {
+        o.push_str(&format!(
+            "<pci_bridge bdf=\"{b:x}:0.0\" kind=\"pci_to_pci\" secondary=\"{}\" subordinate=\"255\" />\n",
+            b + 1
+        ));
+    }
+    for i in 0..5_000 {
+        o.push_str(&format!(
+            "<io_address_space name=\"d{i}\" peripheral_id=\"{:x}:{:x}.{:x}\" bar=\"r\" owner=\"p\" />\n",
+            1 + i % 255,
+            (i / 255) % 32,
+            i % 8
+        ));
+    }
+    o.push_str("</system>\n");
+    let (sys, problems) = iommu_sdf::check_text(&o);
+    assert_eq!(sys.bridges.len(), 255);
+    // Every function is behind 0:0.0's alias: all but the first join its group.
+    assert_eq!(problems.iter().filter(|p| p.message.contains("are one group")).count(), 4_999);
+    build_and_report(&o, &sys);
+
+    let mut o = String::from("<system>\n<iommu pd=\"i\" />\n");
+    for i in 0..60_000u32 {
+        o.push_str(&format!(
+            "<pci_bridge bdf=\"{:x}:{:x}.{:x}\" kind=\"root_port\" secondary=\"1\" subordinate=\"1\" />\n",
+            (i >> 8) & 0xff,
+            (i >> 3) & 0x1f,
+            i & 7
+        ));
+    }
+    o.push_str("</system>\n");
+    let (sys, problems) = iommu_sdf::check_text(&o);
+    let refused: Vec<_> = problems.iter().filter(|p| p.message.contains("there are at most 255")).collect();
+    assert_eq!(refused.len(), 1, "{:#?}", &problems[..problems.len().min(5)]);
+    assert_eq!(refused[0].line, 2 + 256);
+    build_and_report(&o, &sys);
+}

@@ -8,8 +8,11 @@
 //! through to them (`vm="..."`), capabilities over any region (whole, a page, unaligned,
 //! too long) lent to any PD or derived from another, extra maps sharing a region, other
 //! names for fixed memory, StreamIDs shared or listed twice, grant_to widened, PDs nested
-//! in other PDs (the IOMMU PD too), and the IOMMU plumbing left to `build`. For every
-//! mutated description `check` accepts:
+//! in other PDs (the IOMMU PD too), PCI hierarchies (root ports, PCI Express to PCI and
+//! PCI-to-PCI bridges, switches; with ACS or not, sometimes with a bridge spoilt) with
+//! devices moved below them by bus:device.function and BAR windows (`bar=`) mapped by
+//! their owner or any PD, and the IOMMU plumbing left to `build`. For every mutated
+//! description `check` accepts:
 //!
 //! (a) the service starts on its policy, and what the report (`reachability`) lists is
 //!     exactly what the service can be made to map: at boot each device reaches exactly its
@@ -28,6 +31,11 @@
 //!     derivation came from), so none is another PD's private memory; each lists the
 //!     device's StreamIDs, and no StreamID is shared by devices of two owners; and a device
 //!     passed through to a virtual machine reaches only that guest's RAM;
+//! (d) the PCI topology holds, by a model of its own (`pci`): StreamIDs are the aliases,
+//!     no two devices are functions the SMMU cannot keep apart, BAR windows are mapped
+//!     by their owner alone and nothing else of the host bridge's memory window is, bridge
+//!     windows hold no other function's BAR window, nothing reachable is device memory,
+//!     and no owner-served IOVA window of a PCI function overlaps the memory window;
 //! (c) `build`'s Microkit file has exactly the input's elements (every element, with its
 //!     place and attributes), this project's removed and the plumbing added: the same
 //!     protection domains, memory regions, maps, setvars, channels and virtual machines,
@@ -372,6 +380,8 @@ struct Mutator<'a> {
     maps: Vec<(String, String)>,
     /// Devices whose owner was taken away.
     unowned: Vec<String>,
+    /// PCI hierarchies added (`pci`), each on buses of its own.
+    hierarchies: u8,
     log: Vec<String>,
 }
 
@@ -820,6 +830,110 @@ impl<'a> Mutator<'a> {
         }
     }
 
+    /// A PCI hierarchy below a root port on bus 0 (the port alone, a PCI Express to PCI
+    /// bridge, or a switch), with ACS or not, and a device or two moved below it by
+    /// bus:device.function (functions of one device, sometimes), some with a BAR window in
+    /// the host bridge's memory window mapped by their owner or by any PD; sometimes one
+    /// bridge attribute or a BAR window is then spoiled (buses, kind, place, size).
+    fn pci(&mut self) {
+        if self.hierarchies >= 3 {
+            return;
+        }
+        self.hierarchies += 1;
+        let h = self.hierarchies;
+        // Buses s..s+2, a root port at 0:h.0.
+        let s = 1 + 4 * (h - 1);
+        let acs = |m: &mut Self| if m.chance(3) { "false" } else { "true" };
+        let mut bridges = Vec::new();
+        let shape = self.rng.below(3);
+        let (sub, device_bus) = match shape {
+            0 => (s, s),
+            1 => (s + 1, s + 1),
+            _ => (s + 2, s + 2),
+        };
+        let a = acs(self);
+        bridges
+            .push(format!("bdf=\"0:{h:x}.0\" kind=\"root_port\" secondary=\"{s}\" subordinate=\"{sub}\" acs=\"{a}\""));
+        match shape {
+            1 => bridges.push(format!(
+                "bdf=\"{s:x}:0.0\" kind=\"{}\" secondary=\"{}\" subordinate=\"{}\"",
+                if self.chance(2) { "pcie_to_pci" } else { "pci_to_pci" },
+                s + 1,
+                s + 1
+            )),
+            2 => {
+                bridges.push(format!(
+                    "bdf=\"{s:x}:0.0\" kind=\"switch_upstream\" secondary=\"{}\" subordinate=\"{}\"",
+                    s + 1,
+                    s + 2
+                ));
+                let a = acs(self);
+                bridges.push(format!(
+                    "bdf=\"{:x}:0.0\" kind=\"switch_downstream\" secondary=\"{}\" subordinate=\"{}\" acs=\"{a}\"",
+                    s + 1,
+                    s + 2,
+                    s + 2
+                ));
+            }
+            _ => {}
+        }
+        if self.chance(4) {
+            let at = self.rng.below(bridges.len() as u64) as usize;
+            let spoilt = match self.rng.below(5) {
+                0 => bridges[at].replace("secondary=\"", "secondary=\"1"),
+                1 => bridges[at].replace(&format!("subordinate=\"{sub}\""), &format!("subordinate=\"{}\"", sub + 3)),
+                2 => bridges[at].replace("root_port", "switch_upstream").replace("switch_downstream", "root_port"),
+                3 => bridges[at].replace(":0.0\"", ":1.0\""),
+                _ => bridges[at].replace("acs=\"true\"", "acs=\"false\""),
+            };
+            self.log.push(format!("bridge spoilt: {} -> {spoilt}", bridges[at]));
+            bridges[at] = spoilt;
+        }
+        for b in &bridges {
+            top_level(&mut self.text, &format!("<pci_bridge {b} />"));
+        }
+        self.log.push(format!("hierarchy {h}: {bridges:?}"));
+        let owned: Vec<(String, Option<String>)> = self.devices().into_iter().filter(|d| d.1.is_some()).collect();
+        for function in 0..1 + self.rng.below(2) {
+            let Some((dev, owner)) = self.pick(&owned) else { return };
+            // Below a PCI bridge, any device number; on a link, device 0.
+            let d = if shape == 1 { self.rng.below(3) } else { 0 };
+            let f = if self.chance(3) { function } else { 0 };
+            let bdf = format!("{device_bus:x}:{d:x}.{f:x}");
+            set_attr(&mut self.text, "io_address_space", &dev, "peripheral_id", &bdf);
+            self.log.push(format!("{dev} is {bdf}"));
+            if self.chance(2) {
+                let k = self.next() as u64;
+                let name = format!("bar{k}");
+                let (pa, size) = match self.rng.below(8) {
+                    0 => (0x1000_0000 + k * 0x10_0000 + 0x8_0000, 0x8_0000),
+                    1 => (0x4100_0000 + k * 0x10_0000, 0x10_0000),
+                    _ => (0x1000_0000 + k * 0x10_0000, 0x10_0000),
+                };
+                top_level(
+                    &mut self.text,
+                    &format!("<memory_region name=\"{name}\" size=\"{size:#x}\" phys_addr=\"{pa:#x}\" />"),
+                );
+                self.regions.push((name.clone(), size));
+                set_attr(&mut self.text, "io_address_space", &dev, "bar", &name);
+                let mapper = if self.chance(4) { self.pick(&self.pds()) } else { owner.clone() };
+                if let Some(pd) = mapper {
+                    insert_child(
+                        &mut self.text,
+                        "protection_domain",
+                        &pd,
+                        &format!(
+                            "<map mr=\"{name}\" vaddr=\"{:#x}\" perms=\"rw\" cached=\"false\" />",
+                            0xa_0000_0000 + k * 0x100_0000
+                        ),
+                    );
+                    self.maps.push((pd.clone(), name.clone()));
+                    self.log.push(format!("{dev}'s BAR window {name} at {pa:#x}+{size:#x}, mapped by {pd}"));
+                }
+            }
+        }
+    }
+
     /// A capability may be lent further: to its holder, to every client, to anyone.
     fn lend(&mut self) {
         // Mostly a root capability, which a wider grant_to leaves valid.
@@ -891,10 +1005,12 @@ fn hostile(seed: u64, pds: usize, regions: usize, devices: usize, mseed: u64) ->
         vms: Vec::new(),
         maps: Vec::new(),
         unowned: Vec::new(),
+        hierarchies: 0,
         log: vec![format!("plumbing left to build: {plumbing}")],
     };
     for _ in 0..1 + m.rng.below(3) {
-        match m.rng.below(18) {
+        match m.rng.below(21) {
+            18..=20 => m.pci(),
             0..=2 => m.iomap(),
             3 => m.ownerless(),
             4..=6 => m.vm(),
@@ -1407,9 +1523,128 @@ fn label(n: roxmltree::Node) -> String {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// (d) The PCI topology, by a model of its own: bridges by their bus ranges, not by the
+// tool's parent links.
+
+/// QEMU virt's host bridge windows (hw/arm/virt.c): ECAM, the memory window and the I/O
+/// window are one run of device memory, 0x1000_0000..0x4000_0000; the SMMU's frame is
+/// 0x0905_0000..0x0907_0000.
+const DEVICE_MEMORY: [(u64, u64); 2] = [(0x1000_0000, 0x4000_0000), (0x0905_0000, 0x0907_0000)];
+const PCI_MEMORY: (u64, u64) = (0x1000_0000, 0x3eff_0000);
+
+/// For a description `check` accepted: each PCI function's StreamID is its alias (the
+/// conventional or PCI Express to PCI bridge nearest the root among those whose buses hold
+/// its bus, QEMU's iommu-map being the identity); no two devices are functions the SMMU
+/// cannot keep apart (one StreamID, one device number on a bus, or one root port or
+/// downstream port without ACS whose buses hold both); each BAR window is mapped by its
+/// device's owner (or its guest) alone, and no PD maps any other part of the memory
+/// window; each bridge's MiB hull of the BAR windows below it holds no other BAR window;
+/// no reachable range is device memory; and no owner-served IOVA window of a PCI function
+/// overlaps the memory window.
+fn pci(sys: &System, report: &[Reach]) -> Result<(), String> {
+    use iommu_pd::BridgeKind::*;
+    let holds = |b: &iommu_sdf::model::PciBridge, bus: u8| (b.secondary..=b.subordinate).contains(&bus);
+    let policy = iommu_sdf::policy::policy(sys);
+    let functions: Vec<(usize, u16)> =
+        sys.io_spaces.iter().enumerate().filter_map(|(i, s)| Some((i, s.rid?))).collect();
+    for &(i, rid) in &functions {
+        let bus = (rid >> 8) as u8;
+        let aliasing = sys.bridges.iter().filter(|b| holds(b, bus) && matches!(b.kind, PcieToPci | PciToPci));
+        let alias = match aliasing.min_by_key(|b| b.rid >> 8) {
+            Some(b) if b.kind == PcieToPci => u16::from(b.secondary) << 8,
+            Some(b) => b.rid,
+            None => rid,
+        };
+        if policy.devices[i].1.stream != u32::from(alias) {
+            return Err(format!(
+                "{} ({rid:#x}) has StreamID {:#x}, not its alias {alias:#x}",
+                sys.io_spaces[i].name, policy.devices[i].1.stream
+            ));
+        }
+    }
+    for (x, &(i, a)) in functions.iter().enumerate() {
+        for &(j, b) in &functions[..x] {
+            let (si, sj) = (policy.devices[i].1.stream, policy.devices[j].1.stream);
+            let open = sys.bridges.iter().any(|o| {
+                matches!(o.kind, RootPort | SwitchDownstream)
+                    && !o.acs
+                    && holds(o, (a >> 8) as u8)
+                    && holds(o, (b >> 8) as u8)
+            });
+            if si == sj || a >> 3 == b >> 3 || open {
+                return Err(format!(
+                    "{} and {} cannot be kept apart, and are two devices",
+                    sys.io_spaces[i].name, sys.io_spaces[j].name
+                ));
+            }
+        }
+    }
+    let bars: Vec<(usize, &str, u64, u64)> = sys
+        .io_spaces
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let r = sys.region(s.bar.as_deref()?)?;
+            Some((i, r.name.as_str(), r.phys_addr?, r.size))
+        })
+        .collect();
+    for pd in &sys.pds {
+        for (m, vm) in pd.all_maps() {
+            let Some(r) = sys.region(&m.mr) else { continue };
+            let Some(pa) = r.phys_addr else { continue };
+            let in_window = pa < PCI_MEMORY.1 && PCI_MEMORY.0 < pa + r.size;
+            match bars.iter().find(|b| b.1 == r.name) {
+                Some(&(i, ..)) => {
+                    let s = &sys.io_spaces[i];
+                    let ok = match vm {
+                        Some(v) => s.vm.as_deref() == Some(v.name.as_str()),
+                        None => s.owner.as_deref() == Some(pd.name.as_str()),
+                    };
+                    if !ok {
+                        return Err(format!("{} maps {}, {}'s BAR window", pd.name, r.name, s.name));
+                    }
+                }
+                None if in_window => {
+                    return Err(format!("{} maps {}, in the PCI memory window and no BAR window", pd.name, r.name))
+                }
+                None => {}
+            }
+        }
+    }
+    for b in &sys.bridges {
+        let below: Vec<_> =
+            bars.iter().filter(|x| sys.io_spaces[x.0].rid.is_some_and(|r| holds(b, (r >> 8) as u8))).collect();
+        let (Some(lo), Some(hi)) = (below.iter().map(|x| x.2).min(), below.iter().map(|x| x.2 + x.3).max()) else {
+            continue;
+        };
+        let (lo, hi) = (lo & !0xf_ffff, (hi + 0xf_ffff) & !0xf_ffff);
+        if let Some(x) = bars.iter().find(|x| !below.contains(x) && x.2 < hi && lo < x.2 + x.3) {
+            return Err(format!(
+                "bridge {:#x}'s window {lo:#x}..{hi:#x} holds {}'s BAR window",
+                b.rid, sys.io_spaces[x.0].name
+            ));
+        }
+    }
+    for r in report {
+        if let Some((start, end)) = r.phys {
+            if let Some(m) = DEVICE_MEMORY.iter().find(|m| start < m.1 && m.0 < end) {
+                return Err(format!("{} reaches {} ({start:#x}..{end:#x}), device memory {m:x?}", r.device, r.region));
+            }
+        }
+    }
+    for &(i, _) in &functions {
+        let s = &sys.io_spaces[i];
+        if s.vm.is_none() && s.iova_base < PCI_MEMORY.1 && PCI_MEMORY.0 < s.iova_base.saturating_add(s.iova_size) {
+            return Err(format!("{}'s IOVA window overlaps the PCI memory window", s.name));
+        }
+    }
+    Ok(())
+}
+
 /// Every element under `<system>` (not this project's own), as a sorted list.
 fn elements(doc: &roxmltree::Document, skip_ours: bool) -> Vec<Element> {
-    let ours = ["io_address_space", "dma_capability", "dma_quota", "iommu"];
+    let ours = ["io_address_space", "dma_capability", "dma_quota", "iommu", "pci_bridge"];
     let mut out = Vec::new();
     fn walk(n: roxmltree::Node, path: &mut Vec<String>, out: &mut Vec<Element>) {
         for c in n.children().filter(|c| c.is_element()) {
@@ -1525,6 +1760,7 @@ fn output_is_input_plus_plumbing(text: &str, sys: &System, out: &str) -> Result<
 
 /// The three properties for one accepted description.
 fn accepted(text: &str, sys: &System, seed: u64) -> Result<(), String> {
+    pci(sys, &iommu_sdf::report::reachability(sys)).map_err(|e| format!("(d) {e}"))?;
     service_equals_report(sys, seed).map_err(|e| format!("(a) {e}"))?;
     random_requests(sys, seed, 150).map_err(|e| format!("(a) {e}"))?;
     if let Some(beyond) = isolation(sys, &iommu_sdf::report::reachability(sys)).map_err(|e| format!("(b) {e}"))? {
@@ -1538,6 +1774,7 @@ fn hostile_descriptions_that_pass_check_are_what_the_report_says() {
     let cases = 200;
     let seen = AtomicUsize::new(0);
     let passed = AtomicUsize::new(0);
+    let with_bridges = AtomicUsize::new(0);
     let mut runner = TestRunner::new(RunnerConfig { failure_persistence: None, ..RunnerConfig::with_cases(cases) });
     let strategy = (any::<u64>(), 1usize..5, 1usize..8, 1usize..7, any::<u64>());
     let result = runner.run(&strategy, |(seed, pds, regions, devices, mseed)| -> TestCaseResult {
@@ -1548,21 +1785,55 @@ fn hostile_descriptions_that_pass_check_are_what_the_report_says() {
             return Ok(());
         }
         passed.fetch_add(1, Ordering::Relaxed);
+        if !sys.bridges.is_empty() {
+            with_bridges.fetch_add(1, Ordering::Relaxed);
+        }
         accepted(&text, &sys, mseed).map_err(|e| TestCaseError::fail(format!("{e}\nmutations: {log:#?}\n{text}")))?;
         Ok(())
     });
     let (seen, passed) = (seen.load(Ordering::Relaxed), passed.load(Ordering::Relaxed));
-    println!("hostile: check accepted {passed} of {seen} mutated descriptions ({}%)", passed * 100 / seen.max(1));
+    let with_bridges = with_bridges.load(Ordering::Relaxed);
+    println!(
+        "hostile: check accepted {passed} of {seen} mutated descriptions ({}%), {with_bridges} with PCI bridges",
+        passed * 100 / seen.max(1)
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
     // Too few accepted and the properties above were hardly asked.
     assert!(passed * 20 >= seen, "check accepted only {passed} of {seen}");
+    // And (d) was asked of descriptions with a PCI hierarchy.
+    assert!(with_bridges * 50 >= passed, "only {with_bridges} of {passed} accepted had PCI bridges");
 }
 
 // ---------------------------------------------------------------------------------------
 // The checks above catch what they are for: each on a description, policy or output
 // known to be wrong.
+
+/// (d) fails on what it is for: `ok-pci.xml` read without the rules, with a driver mapping
+/// another function's BAR window; and with a StreamID that is the requester ID, not the
+/// alias below the PCI Express to PCI bridge.
+#[test]
+fn the_pci_check_catches_a_foreign_bar_map_and_a_missed_alias() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdf/ok-pci.xml")).unwrap();
+    let read = |text: &str| {
+        let (mut sys, problems) = iommu_sdf::parse::parse(text);
+        assert!(problems.is_empty(), "{problems:#?}");
+        iommu_sdf::topology::derive_streams(&mut sys, &iommu_sdf::Board::default());
+        sys
+    };
+    let sys = read(&text);
+    assert_eq!(pci(&sys, &iommu_sdf::report::reachability(&sys)), Ok(()));
+    let foreign = text.replace(
+        r#"<map mr="legacy_bar" vaddr="0x7000000" perms="rw" cached="false" />"#,
+        r#"<map mr="legacy_bar" vaddr="0x7000000" perms="rw" cached="false" /><map mr="rp_bar" vaddr="0x7100000" perms="rw" cached="false" />"#,
+    );
+    let sys = read(&foreign);
+    assert_eq!(pci(&sys, &[]), Err("legacy_driver maps rp_bar, edu_rp's BAR window".to_string()));
+    let mut sys = read(&text);
+    sys.io_spaces[3].stream = 0x508;
+    assert_eq!(pci(&sys, &[]), Err("edu_legacy (0x508) has StreamID 0x508, not its alias 0x500".to_string()));
+}
 
 /// A generated description, its first device given its owner's neighbour's private region
 /// by an `<iomap>`: `check` refuses it (the ownership rule); read without the rules, as

@@ -108,7 +108,10 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     let mut first_of_stream: HashMap<u32, &IoSpace> = HashMap::new();
     for s in &sys.io_spaces {
         let t = *first_of_stream.entry(s.stream).or_insert(s);
-        if !std::ptr::eq(t, s) {
+        // Two PCI functions of one StreamID are one group: the topology's rules say so,
+        // with the alias that joins them.
+        let both_functions = s.rid.is_some() && t.rid.is_some();
+        if !std::ptr::eq(t, s) && !both_functions {
             if s.owner != t.owner {
                 out.push(p(s.line, "io_address_space", format!("StreamID {:#x} of `{}` is also `{}`'s (line {}), with another owner: either driver could reach the other's memory", s.stream, s.name, t.name, t.line), "give each device its own StreamID, or one owner"));
             } else {

@@ -8,6 +8,7 @@ use crate::problem::{p, Problem};
 mod bars;
 mod caps;
 mod conventions;
+mod device_memory;
 mod devices;
 mod mmu500;
 pub mod names;
@@ -17,6 +18,7 @@ mod quotas;
 mod reach;
 mod regions;
 pub mod scheduling;
+mod topology;
 mod vms;
 pub mod warnings;
 pub mod x86;
@@ -57,8 +59,10 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);
     vms::check(sys, &mut out);
-    pci::check(sys, &mut out);
-    bars::check(sys, &mut out);
+    pci::check(sys, board, &mut out);
+    bars::check(sys, board, &mut out);
+    topology::check(sys, board, &mut out);
+    device_memory::check(sys, board, &mut out);
     conventions::conventions(sys, &mut out);
     out.sort_by_key(|p| p.line);
     out

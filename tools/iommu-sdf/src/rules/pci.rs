@@ -10,19 +10,32 @@
 //! it by DMA. A description whose IOMMU PD maps no ECAM leaves configuration space where
 //! it is (and `check` cannot tell which region it is).
 
+use crate::board::Board;
 use crate::model::*;
 use crate::problem::{p, Problem};
+use crate::topology::bus;
 
 /// The symbol the IOMMU PD finds ECAM through.
 pub const ECAM: &str = "ecam";
 
 /// Every rule about configuration space.
-pub fn check(sys: &System, out: &mut Vec<Problem>) {
+pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     let Some(iommu) = sys.iommu.as_ref().and_then(|i| sys.pd(&i.pd)) else { return };
     let Some(ecam) = iommu.maps.iter().find(|m| m.setvar_vaddr.as_deref() == Some(ECAM)) else { return };
     let mr = ecam.mr.as_str();
+    covers_the_buses(sys, board, ecam, out);
+    // Configuration space by any name: the region the IOMMU PD maps as ECAM, and any
+    // region in the board's ECAM window.
+    let board_ecam = board.pci.map(|pci| (u128::from(pci.ecam.0), u128::from(pci.ecam.0) + u128::from(pci.ecam.1)));
+    let is_ecam = |name: &str| {
+        name == mr
+            || sys
+                .region(name)
+                .and_then(|r| r.phys_range())
+                .is_some_and(|(s, e)| board_ecam.is_some_and(|(bs, be)| s < be && bs < e))
+    };
     for pd in &sys.pds {
-        for (m, vm) in pd.all_maps().filter(|(m, _)| m.mr == mr) {
+        for (m, vm) in pd.all_maps().filter(|(m, _)| is_ecam(&m.mr)) {
             if pd.name == iommu.name && vm.is_none() {
                 continue;
             }
@@ -34,8 +47,8 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 m.line,
                 "map",
                 format!(
-                    "{who} maps `{mr}`, PCI configuration space (the IOMMU PD `{}` maps it as ecam): only the IOMMU PD may, or a driver could move another device's BAR, stop its bus mastering or renumber buses",
-                    iommu.name
+                    "{who} maps `{}`, PCI configuration space (the IOMMU PD `{}` maps it as ecam): only the IOMMU PD may, or a driver could move another device's BAR, stop its bus mastering or renumber buses",
+                    m.mr, iommu.name
                 ),
                 "remove the map: the driver reads and writes its own function through the IOMMU PD (CONFIG_READ/CONFIG_WRITE)",
             ));
@@ -60,5 +73,44 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 "iomap memory, never ECAM",
             ));
         }
+    }
+}
+
+/// The IOMMU PD's ECAM is the board's, from bus 0, and holds every bus the description
+/// numbers (1 MiB a bus): the PCI owner reaches a bridge's or a function's configuration
+/// space only through it, and a bus past its end could be neither numbered nor checked.
+fn covers_the_buses(sys: &System, board: &Board, ecam: &Map, out: &mut Vec<Problem>) {
+    let (Some(r), Some(pci)) = (sys.region(&ecam.mr), &board.pci) else { return };
+    if r.phys_addr.is_some_and(|a| a != pci.ecam.0) {
+        out.push(p(
+            ecam.line,
+            "map",
+            format!(
+                "the IOMMU PD's ECAM `{}` is at {:#x}, and the board's configuration space starts at {:#x}",
+                r.name,
+                r.phys_addr.unwrap_or(0),
+                pci.ecam.0
+            ),
+            "give the ECAM region the board's ECAM address (bus 0's configuration space)",
+        ));
+        return;
+    }
+    let buses = r.size >> 20;
+    let highest = sys
+        .bridges
+        .iter()
+        .map(|b| (b.subordinate, b.line, format!("bridge {}", bdf(b.rid))))
+        .chain(sys.io_spaces.iter().filter_map(|s| Some((bus(s.rid?), s.line, format!("`{}`", s.name)))))
+        .max_by_key(|(b, _, _)| *b);
+    if let Some((top, _, what)) = highest.filter(|(b, _, _)| u64::from(*b) >= buses) {
+        out.push(p(
+            ecam.line,
+            "map",
+            format!(
+                "the IOMMU PD's ECAM `{}` holds {buses} bus(es) ({:#x} bytes, 1 MiB a bus), and {what} uses bus {top}: the PCI owner could not reach its configuration space",
+                r.name, r.size
+            ),
+            format!("give the ECAM region at least {:#x} bytes (buses 0 to {top})", (u64::from(top) + 1) << 20),
+        ));
     }
 }

@@ -1,0 +1,109 @@
+//! Device memory and the host bridge's windows, as DMA sees them.
+//!
+//! A device given DMA over device memory (ECAM, a BAR or any other part of the host
+//! bridge's windows, the SMMU's registers) would write configuration space or another
+//! device's registers, or the SMMU's: so no capability or static map may cover any of
+//! it, by whatever region name. And an IOVA inside the host bridge's memory window is not
+//! a DMA address: a bridge routes a request at it to the peer whose window holds it (or
+//! refuses it), never to the SMMU. Linux reserves the host bridge's windows in every PCI
+//! device's IOVA space for this reason (drivers/iommu/dma-iommu.c,
+//! `iova_reserve_pci_windows`); here a PCI function's IOVA window keeps clear of it.
+
+use crate::board::{Board, BoardIommu};
+use crate::model::*;
+use crate::problem::{p, Problem};
+use crate::topology::bus;
+
+/// Every rule about device memory under DMA and IOVA windows.
+pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
+    dma_over_device_memory(sys, board, out);
+    iova_windows(sys, board, out);
+}
+
+/// The board's device memory DMA must never reach: (what, base, size).
+fn device_memory(board: &Board) -> Vec<(&'static str, u64, u64)> {
+    let mut out = Vec::new();
+    if let Some(pci) = &board.pci {
+        out.push(("PCI configuration space (ECAM)", pci.ecam.0, pci.ecam.1));
+        out.push(("the host bridge's PCI memory window (BARs)", pci.mem.0, pci.mem.1));
+        out.push(("the host bridge's I/O window", pci.io.0, pci.io.1));
+    }
+    if let BoardIommu::SmmuV3 { frame, .. } = board.iommu {
+        out.push(("the SMMU's registers", frame.0, frame.1));
+    }
+    out
+}
+
+fn dma_over_device_memory(sys: &System, board: &Board, out: &mut Vec<Problem>) {
+    let memory = device_memory(board);
+    let hit = |mr: &str| {
+        let (s, e) = sys.region(mr)?.phys_range()?;
+        memory.iter().find(|(_, base, size)| s < u128::from(*base) + u128::from(*size) && u128::from(*base) < e)
+    };
+    for c in &sys.caps {
+        let Some((mr, _)) = resolve(sys, c) else { continue };
+        if let Some((what, base, size)) = hit(mr) {
+            out.push(p(
+                c.line,
+                "dma_capability",
+                format!("`{}` gives DMA over `{mr}`, which lies in {what} ({base:#x}+{size:#x}): a device would write device registers, not memory", c.name),
+                "give DMA capabilities over RAM only",
+            ));
+        }
+    }
+    for s in &sys.io_spaces {
+        for m in &s.iomaps {
+            if let Some((what, base, size)) = hit(&m.mr) {
+                let how = if m.guest { "is given, as its guest's RAM," } else { "iomaps" };
+                out.push(p(
+                    m.line,
+                    m.element(),
+                    format!("`{}` {how} `{}`, which lies in {what} ({base:#x}+{size:#x}): the device would write device registers, not memory", s.name, m.mr),
+                    "iomap RAM only (a guest's device memory is mapped cached=\"false\", which is not given to its devices)",
+                ));
+            }
+        }
+    }
+}
+
+fn iova_windows(sys: &System, board: &Board, out: &mut Vec<Problem>) {
+    let Some(pci) = &board.pci else { return };
+    let (base, size) = pci.mem;
+    let inside = |start: u64, len: u64| overlaps((start, len), (base, size));
+    for s in &sys.io_spaces {
+        let Some(rid) = s.rid else { continue };
+        match &s.vm {
+            None if inside(s.iova_base, s.iova_size) => out.push(p(
+                s.line,
+                "io_address_space",
+                format!(
+                    "`{}`'s IOVA window {:#x}+{:#x} overlaps the host bridge's PCI memory window {base:#x}+{size:#x}: a DMA there is routed to a peer's BAR, not to the SMMU",
+                    s.name, s.iova_base, s.iova_size
+                ),
+                "give it an IOVA window clear of the host bridge's windows, e.g. iova_base=\"0x1_0000_0000\" iova_size=\"0x10_0000\"",
+            )),
+            None => {}
+            // A passed-through function's IOVAs are its guest's RAM addresses, fixed by the
+            // guest's program. On a host bridge that routes nothing between root-bus
+            // functions (QEMU virt's), a root-bus function's DMA at them reaches the SMMU;
+            // below a bridge it may not.
+            Some(guest) => {
+                let routed = bus(rid) != 0 || pci.root_bus_peer_to_peer;
+                for m in s.iomaps.iter().filter(|m| routed && m.guest) {
+                    let len = sys.region(&m.mr).map_or(0, |r| r.size);
+                    if inside(m.iovaddr, len) {
+                        out.push(p(
+                            m.line,
+                            "map",
+                            format!(
+                                "guest `{guest}`'s RAM `{}` at guest-physical {:#x} is what `{}` ({}) DMAs to, and it lies in the host bridge's PCI memory window {base:#x}+{size:#x}: a bridge above the device routes a DMA there to a peer, not to the SMMU",
+                                m.mr, m.iovaddr, s.name, bdf(rid)
+                            ),
+                            "place the guest's RAM outside the host bridge's windows, or pass through a function on the root bus",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}

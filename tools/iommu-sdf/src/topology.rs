@@ -1,0 +1,248 @@
+//! The PCI topology a description declares (`<pci_bridge>`s, and devices named by
+//! bus:device.function): the bridges above each function, the requester ID the SMMU sees
+//! for it (its DMA alias), its StreamID through the board's `iommu-map`, the functions
+//! that cannot be told apart (groups), and each bridge's memory window. One definition,
+//! which `check`'s rules, the policy and the report all use.
+
+use std::collections::HashMap;
+
+use iommu_pd::{BridgeConfig, BridgeKind, PciFunctionConfig};
+
+use crate::board::{Board, PciHost};
+use crate::model::*;
+
+/// At most one bridge a secondary bus, and bus 0 is no bridge's: 255 bridges. `check`
+/// refuses more, and what is computed per bridge (windows) is not computed past it.
+pub const MAX_BRIDGES: usize = 255;
+
+/// The bus of requester ID `rid`.
+pub fn bus(rid: u16) -> u8 {
+    (rid >> 8) as u8
+}
+
+/// The bridges of a description, indexed by the bus right below each.
+#[derive(Debug)]
+pub struct Topology<'a> {
+    bridges: &'a [PciBridge],
+    /// Bus to the (first) bridge whose secondary bus it is.
+    above: HashMap<u8, usize>,
+}
+
+impl<'a> Topology<'a> {
+    pub fn of(bridges: &'a [PciBridge]) -> Topology<'a> {
+        let mut above = HashMap::new();
+        for (i, b) in bridges.iter().enumerate() {
+            above.entry(b.secondary).or_insert(i);
+        }
+        Topology { bridges, above }
+    }
+
+    /// The bridge whose secondary bus `bus` is: the one right above the functions on it.
+    pub fn parent(&self, bus: u8) -> Option<&'a PciBridge> {
+        self.above.get(&bus).map(|&i| &self.bridges[i])
+    }
+
+    /// The bridges above bus `bus`, the nearest first, up to the root bus. Each bus is
+    /// visited once, so a loop of bridges (which `check` refuses) ends the walk.
+    pub fn path(&self, bus: u8) -> Vec<&'a PciBridge> {
+        let mut out = Vec::new();
+        let mut seen = [false; 256];
+        let mut at = bus;
+        while at != 0 && !seen[at as usize] {
+            seen[at as usize] = true;
+            let Some(b) = self.parent(at) else { break };
+            out.push(b);
+            at = b.bus();
+        }
+        out
+    }
+
+    /// The requester ID the SMMU sees for function `rid`: below a PCI Express to PCI bridge,
+    /// (its secondary bus, 0.0) (PCI Express to PCI/PCI-X Bridge Specification 1.0, 2.3);
+    /// below a conventional PCI-to-PCI bridge, the bridge's own requester ID; the bridge
+    /// nearest the root wins, as Linux's `pci_for_each_dma_alias` (drivers/pci/search.c)
+    /// and QEMU's `pci_device_iommu_address_space` (hw/pci/pci.c) have it.
+    pub fn alias(&self, rid: u16) -> u16 {
+        let mut alias = rid;
+        // Nearest first: the last one taken is the one nearest the root.
+        for b in self.path(bus(rid)) {
+            match b.kind {
+                BridgeKind::PcieToPci => alias = u16::from(b.secondary) << 8,
+                BridgeKind::PciToPci => alias = b.rid,
+                _ => {}
+            }
+        }
+        alias
+    }
+
+    /// The StreamID of function `rid`: its alias through the host bridge's `iommu-map`;
+    /// `None` on a board whose host bridge this tool does not know, or whose map does not
+    /// hold the alias.
+    pub fn stream_of(&self, host: Option<&PciHost>, rid: u16) -> Option<u32> {
+        host?.stream_of(self.alias(rid))
+    }
+
+    /// The outermost bridge above `bus` that lets the functions below it reach each other
+    /// without the SMMU seeing it: a root port or a switch's downstream port without Access
+    /// Control Services (their request redirect sends peer requests upstream, to the SMMU).
+    pub fn open_above(&self, bus: u8) -> Option<&'a PciBridge> {
+        let open = |b: &&PciBridge| matches!(b.kind, BridgeKind::RootPort | BridgeKind::SwitchDownstream) && !b.acs;
+        self.path(bus).into_iter().rfind(open)
+    }
+}
+
+/// Every PCI function's StreamID (and its other StreamIDs written as PCI addresses) derived
+/// from its requester ID, on `board`: `check` runs it once after reading, so the rules, the
+/// policy and the report see the StreamID the SMMU will. A function whose StreamID cannot
+/// be derived keeps its requester ID, and `check` refuses it.
+pub fn derive_streams(sys: &mut System, board: &Board) {
+    let host = board.pci.as_ref();
+    let derived: Vec<(Option<u32>, Vec<Option<u32>>)> = {
+        let t = Topology::of(&sys.bridges);
+        sys.io_spaces
+            .iter()
+            .map(|s| {
+                let extra = s.extra_rids.iter().map(|r| r.and_then(|r| t.stream_of(host, r))).collect();
+                (s.rid.and_then(|r| t.stream_of(host, r)), extra)
+            })
+            .collect()
+    };
+    for (s, (stream, extra)) in sys.io_spaces.iter_mut().zip(derived) {
+        if let Some(stream) = stream {
+            s.stream = stream;
+        }
+        for (x, d) in s.extra_streams.iter_mut().zip(extra) {
+            if let Some(d) = d {
+                *x = d;
+            }
+        }
+    }
+}
+
+/// Why a function joined a group: the function (io_address_space index) it cannot be
+/// told apart from, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub with: usize,
+    pub why: String,
+}
+
+/// The groups of PCI functions the SMMU cannot keep apart: functions with one StreamID
+/// (an alias), functions below one root port or switch downstream port without ACS, and
+/// the functions of one multi-function device (the description has no way to declare
+/// its ACS, so it is taken to have none, as Linux does for a device without the
+/// capability). Each group is its io_address_space indices in description order; each
+/// member but the first says which earlier member it joined, and why.
+pub fn groups(sys: &System) -> Vec<Vec<(usize, Option<Joined>)>> {
+    let t = Topology::of(&sys.bridges);
+    // Union-find over the functions, by the first function that held each key.
+    let mut root: Vec<usize> = (0..sys.io_spaces.len()).collect();
+    fn find(root: &mut [usize], mut i: usize) -> usize {
+        while root[i] != i {
+            root[i] = root[root[i]];
+            i = root[i];
+        }
+        i
+    }
+    let mut joined: Vec<Option<Joined>> = vec![None; sys.io_spaces.len()];
+    let mut first: HashMap<(u8, u32), usize> = HashMap::new();
+    for (i, s) in sys.io_spaces.iter().enumerate() {
+        let Some(rid) = s.rid else { continue };
+        let mut keys: Vec<((u8, u32), String)> = Vec::new();
+        for x in std::iter::once(s.stream).chain(s.extra_streams.iter().copied()) {
+            keys.push(((0, x), format!("both are StreamID {x:#x}")));
+        }
+        if let Some(b) = t.open_above(bus(rid)) {
+            let kind = bridge_kind_name(b.kind);
+            keys.push((
+                (1, u32::from(b.rid)),
+                format!("both are below {kind} {}, which has no ACS (acs=\"false\"), so they reach each other without the SMMU", bdf(b.rid)),
+            ));
+        }
+        keys.push((
+            (2, u32::from(rid >> 3)),
+            format!(
+                "both are functions of the multi-function device {:x}:{:x}, which may route between its functions without the SMMU",
+                rid >> 8,
+                (rid >> 3) & 0x1f
+            ),
+        ));
+        for (key, why) in keys {
+            match first.get(&key) {
+                None => {
+                    first.insert(key, i);
+                }
+                Some(&j) => {
+                    let (a, b) = (find(&mut root, j), find(&mut root, i));
+                    if a != b {
+                        root[b.max(a)] = a.min(b);
+                        if joined[i].is_none() {
+                            joined[i] = Some(Joined { with: j, why });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut by_root: Vec<Vec<(usize, Option<Joined>)>> = Vec::new();
+    let mut slot: HashMap<usize, usize> = HashMap::new();
+    for (i, s) in sys.io_spaces.iter().enumerate() {
+        if s.rid.is_none() {
+            continue;
+        }
+        let r = find(&mut root, i);
+        let at = *slot.entry(r).or_insert_with(|| {
+            by_root.push(Vec::new());
+            by_root.len() - 1
+        });
+        by_root[at].push((i, joined[i].take()));
+    }
+    by_root
+}
+
+/// The devices that are PCI functions, for the PCI owner: each one's requester ID and the
+/// `bar=` region's physical address and size (0 and 0 for none).
+pub fn functions(sys: &System) -> Vec<PciFunctionConfig> {
+    let function = |(device, s): (usize, &IoSpace)| {
+        let rid = s.rid?;
+        let bar = s.bar.as_deref().and_then(|b| sys.region(b));
+        let (bar_base, bar_size) = bar.and_then(|r| Some((r.phys_addr?, r.size))).unwrap_or((0, 0));
+        Some(PciFunctionConfig { device, rid, bar_base, bar_size })
+    };
+    sys.io_spaces.iter().enumerate().filter_map(function).collect()
+}
+
+/// The description's bridges as the PCI owner takes them.
+pub fn bridges(sys: &System) -> Vec<BridgeConfig> {
+    let bridge = |b: &PciBridge| BridgeConfig {
+        rid: b.rid,
+        kind: b.kind,
+        secondary: b.secondary,
+        subordinate: b.subordinate,
+        acs: b.acs,
+    };
+    sys.bridges.iter().map(bridge).collect()
+}
+
+/// One MiB: the granule of bridge memory windows (a bridge's Memory Base and Limit
+/// registers hold address bits 31:20; PCI-to-PCI Bridge Architecture Specification 1.2,
+/// 3.2.5.8).
+pub const WINDOW_GRANULE: u64 = 0x10_0000;
+
+/// The memory window the PCI owner opens in `bridge`: the 1 MiB-aligned hull of the BAR
+/// windows of the functions below it, or `None` when none below it has one.
+///
+/// Until the IOMMU PD's own `iommu_pd::pci::bridge_window` lands (one function for both
+/// sides, as the design says), this is the tool's, written to its interface (the policy's
+/// types) so that it can be swapped for it.
+pub fn bridge_window(bridge: &BridgeConfig, functions: &[PciFunctionConfig]) -> Option<(u64, u64)> {
+    let below = |f: &&PciFunctionConfig| (bridge.secondary..=bridge.subordinate).contains(&bus(f.rid));
+    let bars = functions.iter().filter(below).filter(|f| f.bar_size > 0);
+    let (start, end) = bars.fold(None, |hull: Option<(u64, u64)>, f| {
+        let end = f.bar_base.saturating_add(f.bar_size);
+        Some(hull.map_or((f.bar_base, end), |(s, e)| (s.min(f.bar_base), e.max(end))))
+    })?;
+    let start = start & !(WINDOW_GRANULE - 1);
+    let end = end.saturating_add(WINDOW_GRANULE - 1) & !(WINDOW_GRANULE - 1);
+    Some((start, end - start))
+}
