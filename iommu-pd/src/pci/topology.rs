@@ -185,6 +185,9 @@ pub enum BridgeState {
     /// below secondary, or buses outside the bridge above it or shared with a sibling):
     /// left closed.
     BadNumbers,
+    /// Its bus number register did not take the declared numbers (what it read back:
+    /// primary, secondary, subordinate in bytes 0 to 2): left closed.
+    NumbersNotTaken(u32),
     /// Declared with ACS, and it has no ACS capability, or its control register did not
     /// take the bits (what it read back): left closed.
     NoAcs(Option<u16>),
@@ -392,6 +395,12 @@ fn open(cs: &mut dyn ConfigSpace, topo: Topology<'_>, states: &[BridgeState], i:
     let state = check(cs, topo, states, i);
     if let BridgeState::Open { acs, window, .. } = state {
         program(cs, b.rid, bus(b.rid), b.secondary, b.subordinate, window);
+        let want = u32::from(b.subordinate) << 16 | u32::from(b.secondary) << 8 | u32::from(bus(b.rid));
+        let numbers = cs.read(b.rid, bridge_reg::BUS_NUMBERS, 4).unwrap_or(0) & 0x00ff_ffff;
+        if numbers != want {
+            close(cs, b.rid);
+            return BridgeState::NumbersNotTaken(numbers);
+        }
         if let Err(read) = enable_acs(cs, b.rid, acs) {
             close(cs, b.rid);
             return BridgeState::NoAcs(Some(read));
