@@ -26,61 +26,12 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     let mut bar_of: HashMap<&str, &IoSpace> = HashMap::new();
     for s in &sys.io_spaces {
         let Some(bar) = s.bar.as_deref() else { continue };
-        if s.rid.is_none() {
-            out.push(p(
-                s.line,
-                "io_address_space",
-                format!("`{}` has bar=\"{bar}\" but is not a PCI function (its peripheral_id is a StreamID): it has no BARs to place", s.name),
-                "name the device by its PCI address, peripheral_id=\"bus:device.function\", or remove bar=",
-            ));
-            continue;
+        let first = bar_of.get(bar).copied();
+        if s.rid.is_some() && first.is_none() {
+            bar_of.insert(bar, s);
         }
-        if let Some(first) = bar_of.get(bar) {
-            out.push(p(
-                s.line,
-                "io_address_space",
-                format!("`{}`'s BAR window `{bar}` is `{}`'s (line {}) too: each function's BARs have a window of their own", s.name, first.name, first.line),
-                "give each function its own bar=\"...\" region",
-            ));
-            continue;
-        }
-        bar_of.insert(bar, s);
-        let Some(r) = sys.region(bar) else {
-            out.push(p(
-                s.line,
-                "io_address_space",
-                format!("`{}`'s bar names `{bar}`, which is no memory region{}", s.name, did_you_mean(bar, sys.regions.iter().map(|r| r.name.as_str()))),
-                "declare <memory_region name=\"...\" size=\"0x100000\" phys_addr=\"...\" /> for the function's BAR window and name it in bar=",
-            ));
-            continue;
-        };
-        let Some(pa) = r.phys_addr else {
-            out.push(p(
-                s.line,
-                "io_address_space",
-                format!("`{}`'s BAR window `{bar}` has no phys_addr: the PCI owner places the function's BARs at a fixed address", s.name),
-                "give the region phys_addr=\"...\" inside the board's PCI memory window",
-            ));
-            continue;
-        };
-        if pa % WINDOW_GRANULE != 0 || r.size == 0 || r.size % WINDOW_GRANULE != 0 {
-            out.push(p(
-                s.line,
-                "io_address_space",
-                format!("`{}`'s BAR window `{bar}` is {pa:#x}+{:#x}, not whole MiB at a MiB boundary: the bridge windows above it cannot hold it alone", s.name, r.size),
-                "give the region a 1 MiB-aligned phys_addr and a size in whole MiB (0x100000)",
-            ));
-        }
-        if let Some(pci) = &board.pci {
-            let (base, size) = pci.mem;
-            if !(pa >= base && u128::from(pa) + u128::from(r.size) <= u128::from(base) + u128::from(size)) {
-                out.push(p(
-                    s.line,
-                    "io_address_space",
-                    format!("`{}`'s BAR window `{bar}` ({pa:#x}+{:#x}) is outside the board's PCI memory window {base:#x}+{size:#x}, where the host bridge decodes BARs", s.name, r.size),
-                    "place the region inside the host bridge's memory window",
-                ));
-            }
+        if let Some((message, fix)) = window(sys, board, s, bar, first) {
+            out.push(p(s.line, "io_address_space", message, fix));
         }
     }
     // Without an IOMMU PD (plain Microkit, or what `build` writes for the Microkit tool)
@@ -89,6 +40,58 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
         maps(sys, board, &bar_of, out);
     }
     bridge_windows(sys, out);
+}
+
+/// What is wrong with `s`'s BAR window `bar` (`first`: the device whose window it already
+/// is), if anything: the first problem.
+fn window(
+    sys: &System,
+    board: &Board,
+    s: &IoSpace,
+    bar: &str,
+    first: Option<&IoSpace>,
+) -> Option<(String, &'static str)> {
+    if s.rid.is_none() {
+        return Some((
+            format!("`{}` has bar=\"{bar}\" but is not a PCI function (its peripheral_id is a StreamID): it has no BARs to place", s.name),
+            "name the device by its PCI address, peripheral_id=\"bus:device.function\", or remove bar=",
+        ));
+    }
+    if let Some(first) = first {
+        return Some((
+            format!(
+                "`{}`'s BAR window `{bar}` is `{}`'s (line {}) too: each function's BARs have a window of their own",
+                s.name, first.name, first.line
+            ),
+            "give each function its own bar=\"...\" region",
+        ));
+    }
+    let Some(r) = sys.region(bar) else {
+        return Some((
+            format!("`{}`'s bar names `{bar}`, which is no memory region{}", s.name, did_you_mean(bar, sys.regions.iter().map(|r| r.name.as_str()))),
+            "declare <memory_region name=\"...\" size=\"0x100000\" phys_addr=\"...\" /> for the function's BAR window and name it in bar=",
+        ));
+    };
+    let Some(pa) = r.phys_addr else {
+        return Some((
+            format!("`{}`'s BAR window `{bar}` has no phys_addr: the PCI owner places the function's BARs at a fixed address", s.name),
+            "give the region phys_addr=\"...\" inside the board's PCI memory window",
+        ));
+    };
+    if pa % WINDOW_GRANULE != 0 || r.size == 0 || r.size % WINDOW_GRANULE != 0 {
+        return Some((
+            format!("`{}`'s BAR window `{bar}` is {pa:#x}+{:#x}, not whole MiB at a MiB boundary: the bridge windows above it cannot hold it alone", s.name, r.size),
+            "give the region a 1 MiB-aligned phys_addr and a size in whole MiB (0x100000)",
+        ));
+    }
+    let (base, size) = board.pci?.mem;
+    let inside = pa >= base && u128::from(pa) + u128::from(r.size) <= u128::from(base) + u128::from(size);
+    (!inside).then(|| {
+        (
+            format!("`{}`'s BAR window `{bar}` ({pa:#x}+{:#x}) is outside the board's PCI memory window {base:#x}+{size:#x}, where the host bridge decodes BARs", s.name, r.size),
+            "place the region inside the host bridge's memory window",
+        )
+    })
 }
 
 /// Who maps BAR windows and the rest of the host bridge's memory window.
