@@ -185,7 +185,6 @@ fn init() -> IommuPd {
             // is harmless).
             // SAFETY: `start` has returned, and the driver and register access it made are
             // gone with it: this is the only access to the registers from now on.
-            #[allow(clippy::undocumented_unsafe_blocks)]
             let closed = unsafe { backend::fail_closed(regs) };
             debug_println!("iommu: NOT SERVING: {why}");
             match closed {

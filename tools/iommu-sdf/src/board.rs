@@ -89,8 +89,9 @@ pub enum StreamScheme {
 
 /// ZynqMP's MMU-500 (zcu102, ultra96v2, kria_k26): Linux's `zynqmp.dtsi`
 /// (`smmu: iommu@fd800000`, `reg = <0x0 0xfd800000 0x0 0x20000>`, every interrupt
-/// `<0 155 4>`: SPI 155, INTID 187); `smmuv2::model::ZYNQMP` (16 context banks, 48 SMRs,
-/// 15 StreamID bits); TBU0 to TBU5 (UG1085's SMMU chapter).
+/// `<0 155 4>`: SPI 155, INTID 187, as seL4's zynqmp platform header has it,
+/// `INTERRUPT_SMMU 187`); `smmuv2::model::ZYNQMP` (16 context banks, 48 SMRs, 15 StreamID
+/// bits); TBU0 to TBU5 (UG1085's SMMU chapter).
 pub const ZYNQMP_MMU500: Mmu500 = Mmu500 {
     soc: "ZynqMP",
     frame: (0xfd80_0000, 0x2_0000),
