@@ -174,7 +174,8 @@ pub enum BridgeState {
         acs: u16,
         /// Its memory window.
         window: Option<MemWindow>,
-        /// Bus Master (upstream forwarding) on: a described function is below it.
+        /// Bus Master (upstream forwarding) on, as its Command register reads back: it is
+        /// set on a bridge with a described function below it.
         master: bool,
     },
     /// Nothing answers at its address.
@@ -280,17 +281,19 @@ pub fn configure(
             break;
         }
     }
-    // Every bus walked: now the open bridges forward.
-    for (b, state) in topo.bridges.iter().zip(bridges.iter()) {
-        if let BridgeState::Open { window, master, .. } = *state {
+    // Every bus walked: now the open bridges forward. What they report is what their
+    // Command register reads back.
+    for (b, state) in topo.bridges.iter().zip(bridges.iter_mut()) {
+        if let BridgeState::Open { window, master, .. } = state {
             let mut command = 0;
             if window.is_some() {
                 command |= reg::CMD_MEMORY;
             }
-            if master {
+            if *master {
                 command |= reg::CMD_BUS_MASTER;
             }
             set_command(cs, b.rid, command);
+            *master = cs.read(b.rid, reg::COMMAND, 2).is_some_and(|c| c as u16 & reg::CMD_BUS_MASTER != 0);
         }
     }
     for (f, state) in topo.functions.iter().zip(functions.iter_mut()) {

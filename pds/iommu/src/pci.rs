@@ -147,7 +147,7 @@ pub fn take_ownership(ecam: &mut Ecam) {
         let (at, kind) = (Bdf(b.rid), kind_name(b.kind));
         match *state {
             BridgeState::Open { acs, window, master } => {
-                let forwards = if master { "bus master on" } else { "nothing described below: bus master off" };
+                let forwards = if master { "bus master on" } else { "bus master off" };
                 match window {
                     Some(w) => debug_println!(
                         "iommu: pci {at} {kind}: buses {}..{}, window {:#x}..{:#x}, {}, {forwards}",
