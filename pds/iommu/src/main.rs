@@ -547,7 +547,7 @@ impl IommuPd {
         // The first two registers (pc, sp), not resumed: the reply below resumes it.
         let written = ready.is_ok().then(|| child.tcb().tcb_write_registers(false, 2, &mut regs));
         debug_println!(
-            "iommu: restarting {name} at its entry {entry:#x} (restart {} of at most {MAX_RESTARTS}): client_ready {ready:?}, pc written {}",
+            "iommu: restarting {name} at its entry {entry:#x} (restart {} of at most {MAX_RESTARTS}): client_ready {ready:?}, pc and sp written {}",
             self.restarts[client],
             match written {
                 Some(Ok(())) => "Ok",

@@ -62,10 +62,11 @@ fn undefined_in<'a>(message: &'a str, defined: &HashSet<&str>) -> Vec<&'a str> {
     names_in(message).filter(|n| !defined.contains(n) || said(n)).collect()
 }
 
-/// The name attribute on `line` of `text`, if the element's first line carries it.
-fn name_on_line(text: &str, line: u32) -> Option<&str> {
+/// Attribute `attr` on `line` of `text`, if the element's first line carries it.
+fn attr_on_line<'a>(text: &'a str, line: u32, attr: &str) -> Option<&'a str> {
     let l = text.lines().nth((line as usize).checked_sub(1)?)?;
-    let at = l.find(" name=\"")? + " name=\"".len();
+    let key = format!(" {attr}=\"");
+    let at = l.find(&key)? + key.len();
     l[at..].split('"').next()
 }
 
@@ -101,7 +102,15 @@ pub fn first_causes(
             .collect();
         // The names of refused definitions, as written where they were refused.
         let names: HashSet<String> =
-            refusals.iter().filter_map(|p| name_on_line(text, p.line)).map(str::to_string).collect();
+            refusals.iter().filter_map(|p| attr_on_line(text, p.line, "name")).map(str::to_string).collect();
+        // A refused io_address_space's BAR window is no function's while it is refused:
+        // what the BAR rules then say of that region (its owner's map of it) follows.
+        let bars = refusals
+            .iter()
+            .filter(|p| p.element == "io_address_space")
+            .filter_map(|p| attr_on_line(text, p.line, "bar"))
+            .map(str::to_string);
+        let names: HashSet<String> = names.into_iter().chain(bars).collect();
         (!refusals.is_empty(), names, refusals.iter().any(|p| loses_the_name(p)))
     };
     let no_iommu_pd = sys.iommu.as_ref().is_some_and(|i| sys.pd(&i.pd).is_none());
