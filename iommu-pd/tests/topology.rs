@@ -406,10 +406,28 @@ fn bus_numbers_the_bridge_does_not_take_leave_it_closed() {
     let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
     let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
     pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
-    assert_eq!(b[0], BridgeState::NumbersNotTaken(0));
+    assert_eq!(b[0], BridgeState::NotTaken { offset: 0x18, read: 0 });
     assert_eq!(f[0], FunctionState::NotReached);
     assert_eq!(o.fabric.nodes[rp].f.window(), None);
     assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER), 0);
+}
+
+#[test]
+fn a_memory_window_the_bridge_does_not_take_leaves_it_closed() {
+    let mut fab = Fabric::default();
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(0x20, 4, 0); // no memory window at all
+    let rp = fab.add(Parent::Root, 1, 0, port);
+    let nic = fab.add(Parent::Bridge(rp), 0, 0, endpoint());
+    let bridges = [rp_cfg(0x0008, 1, 1, true)];
+    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
+    let topo = Topology { bridges: &bridges, functions: &functions };
+    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
+    let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
+    pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
+    assert_eq!(b[0], BridgeState::NotTaken { offset: 0x20, read: 0 });
+    assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
+    assert!(!o.fabric.dma_reaches_root(nic));
 }
 
 fn rp_cfg(rid: u16, secondary: u8, subordinate: u8, acs: bool) -> BridgeConfig {

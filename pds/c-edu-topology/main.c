@@ -74,9 +74,13 @@ void init(void)
         line("the IOMMU PD knows no device of mine\n");
         return;
     }
+    /* Every device id before its own is another driver's: the IOMMU PD refused to let
+     * this PD read their configuration space. */
     line("device ");
     put_hex(dev);
-    microkit_dbg_puts("\n");
+    microkit_dbg_puts(", the ");
+    put_hex(dev);
+    microkit_dbg_puts(" before it refused (BAD_DEVICE)\n");
     if (err) {
         /* A missing device: the IOMMU PD says so, and named it at boot. */
         say("CONFIG_READ of its ID", err);

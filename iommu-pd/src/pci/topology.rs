@@ -174,7 +174,8 @@ pub enum BridgeState {
         acs: u16,
         /// Its memory window.
         window: Option<MemWindow>,
-        /// Bus Master (upstream forwarding) on: a described function is below it.
+        /// Bus Master (upstream forwarding) on, as its Command register reads back: it is
+        /// set on a bridge with a described function below it.
         master: bool,
     },
     /// Nothing answers at its address.
@@ -185,9 +186,14 @@ pub enum BridgeState {
     /// below secondary, or buses outside the bridge above it or shared with a sibling):
     /// left closed.
     BadNumbers,
-    /// Its bus number register did not take the declared numbers (what it read back:
-    /// primary, secondary, subordinate in bytes 0 to 2): left closed.
-    NumbersNotTaken(u32),
+    /// A register did not take what was written (the bus numbers at 0x18, the memory
+    /// window at 0x20): left closed.
+    NotTaken {
+        /// The register.
+        offset: u16,
+        /// What it read back.
+        read: u32,
+    },
     /// Declared with ACS, and it has no ACS capability, or its control register did not
     /// take the bits (what it read back): left closed.
     NoAcs(Option<u16>),
@@ -280,17 +286,19 @@ pub fn configure(
             break;
         }
     }
-    // Every bus walked: now the open bridges forward.
-    for (b, state) in topo.bridges.iter().zip(bridges.iter()) {
-        if let BridgeState::Open { window, master, .. } = *state {
+    // Every bus walked: now the open bridges forward. What they report is what their
+    // Command register reads back.
+    for (b, state) in topo.bridges.iter().zip(bridges.iter_mut()) {
+        if let BridgeState::Open { window, master, .. } = state {
             let mut command = 0;
             if window.is_some() {
                 command |= reg::CMD_MEMORY;
             }
-            if master {
+            if *master {
                 command |= reg::CMD_BUS_MASTER;
             }
             set_command(cs, b.rid, command);
+            *master = cs.read(b.rid, reg::COMMAND, 2).is_some_and(|c| c as u16 & reg::CMD_BUS_MASTER != 0);
         }
     }
     for (f, state) in topo.functions.iter().zip(functions.iter_mut()) {
@@ -367,10 +375,7 @@ fn close(cs: &mut dyn ConfigSpace, rid: u16) {
 fn program(cs: &mut dyn ConfigSpace, rid: u16, primary: u8, secondary: u8, subordinate: u8, window: Option<MemWindow>) {
     let latency = cs.read(rid, bridge_reg::BUS_NUMBERS, 4).unwrap_or(0) & 0xff00_0000;
     let numbers = latency | u32::from(subordinate) << 16 | u32::from(secondary) << 8 | u32::from(primary);
-    let memory = match window {
-        Some(w) => (w.base >> 16) as u32 & 0xfff0 | ((w.limit >> 16) as u32 & 0xfff0) << 16,
-        None => bridge_reg::WINDOW_CLOSED,
-    };
+    let memory = window_register(window);
     let _ = cs.write(rid, bridge_reg::BUS_NUMBERS, 4, numbers);
     let _ = cs.write(rid, bridge_reg::MEMORY_BASE_LIMIT, 4, memory);
     let _ = cs.write(rid, bridge_reg::PREF_BASE_LIMIT, 4, bridge_reg::WINDOW_CLOSED);
@@ -378,6 +383,15 @@ fn program(cs: &mut dyn ConfigSpace, rid: u16, primary: u8, secondary: u8, subor
     let _ = cs.write(rid, bridge_reg::PREF_LIMIT_UPPER, 4, 0);
     let _ = cs.write(rid, bridge_reg::IO_BASE_LIMIT, 2, u32::from(bridge_reg::IO_CLOSED));
     let _ = cs.write(rid, bridge_reg::IO_UPPER, 4, 0);
+}
+
+/// The memory base and limit register for `window`: address bits 31:20 of its first and
+/// last byte in bits 15:4 of each half (PCI-to-PCI Bridge Architecture 1.2, 3.2.5.8).
+fn window_register(window: Option<MemWindow>) -> u32 {
+    match window {
+        Some(w) => (w.base >> 16) as u32 & 0xfff0 | ((w.limit >> 16) as u32 & 0xfff0) << 16,
+        None => bridge_reg::WINDOW_CLOSED,
+    }
 }
 
 /// Bridge `i`, whose bus is reached: checked against its declaration and opened, or
@@ -395,11 +409,17 @@ fn open(cs: &mut dyn ConfigSpace, topo: Topology<'_>, states: &[BridgeState], i:
     let state = check(cs, topo, states, i);
     if let BridgeState::Open { acs, window, .. } = state {
         program(cs, b.rid, bus(b.rid), b.secondary, b.subordinate, window);
-        let want = u32::from(b.subordinate) << 16 | u32::from(b.secondary) << 8 | u32::from(bus(b.rid));
-        let numbers = cs.read(b.rid, bridge_reg::BUS_NUMBERS, 4).unwrap_or(0) & 0x00ff_ffff;
-        if numbers != want {
-            close(cs, b.rid);
-            return BridgeState::NumbersNotTaken(numbers);
+        // Read back: the bus numbers (bytes 0 to 2) and the memory window's address bits.
+        let numbers = u32::from(b.subordinate) << 16 | u32::from(b.secondary) << 8 | u32::from(bus(b.rid));
+        for (offset, want, mask) in [
+            (bridge_reg::BUS_NUMBERS, numbers, 0x00ff_ffff),
+            (bridge_reg::MEMORY_BASE_LIMIT, window_register(window), 0xfff0_fff0),
+        ] {
+            let read = cs.read(b.rid, offset, 4).unwrap_or(0);
+            if read & mask != want & mask {
+                close(cs, b.rid);
+                return BridgeState::NotTaken { offset, read };
+            }
         }
         if let Err(read) = enable_acs(cs, b.rid, acs) {
             close(cs, b.rid);

@@ -147,7 +147,7 @@ pub fn take_ownership(ecam: &mut Ecam) {
         let (at, kind) = (Bdf(b.rid), kind_name(b.kind));
         match *state {
             BridgeState::Open { acs, window, master } => {
-                let forwards = if master { "bus master on" } else { "nothing described below: bus master off" };
+                let forwards = if master { "bus master on" } else { "bus master off" };
                 match window {
                     Some(w) => debug_println!(
                         "iommu: pci {at} {kind}: buses {}..{}, window {:#x}..{:#x}, {}, {forwards}",
@@ -187,8 +187,8 @@ pub fn take_ownership(ecam: &mut Ecam) {
                 b.secondary,
                 b.subordinate
             ),
-            BridgeState::NumbersNotTaken(read) => {
-                debug_println!("iommu: pci {at} {kind}: bus numbers did not take (reads {read:#08x}); CLOSED")
+            BridgeState::NotTaken { offset, read } => {
+                debug_println!("iommu: pci {at} {kind}: register {offset:#x} did not take (reads {read:#010x}); CLOSED")
             }
             BridgeState::NoAcs(None) => {
                 debug_println!("iommu: pci {at} {kind}: declared with ACS and has no ACS capability; CLOSED")
