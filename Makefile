@@ -20,18 +20,20 @@ SDK_FROM := MICROKIT_SDK
 endif
 export MICROKIT_SDK
 
-.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test fuzz demo image run bench clean
+.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test board-images fuzz demo image run bench clean
 
 all: test
 
 # Install what is missing: QEMU's Arm system emulator, QEMU 10.0 beside it (where Debian's
-# bookworm-backports can be had; it says so otherwise), the bare-metal Rust target, and
-# what the PD build needs (pd-deps).
+# bookworm-backports can be had; it says so otherwise), the Linux guest's parts (Debian's
+# arm64 kernel and busybox, our initramfs, libvmm and sDDF from ../shared, into
+# target/linux-guest), the bare-metal Rust target, and what the PD build needs (pd-deps).
 deps: pd-deps
 	@command -v $(QEMU) >/dev/null 2>&1 || { \
 		echo "installing qemu-system-arm (for $(QEMU))"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm; }
 	@SUDO=$(SUDO) tests/qemu-10.sh $(dir $(QEMU10))
+	@SUDO=$(SUDO) images/linux-guest/deps.sh target/linux-guest $(abspath ../shared)
 	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
@@ -57,6 +59,7 @@ test: deps lint host-test qemu-test microkit-test fuzz
 test-long:
 	$(CARGO) test -p iommu-pd --release --test model --test exhaustive -- --ignored
 	$(CARGO) test -p smmuv3-service -p smmuv2-service --release --test service_model -- --ignored
+	bash tests/render-svg.sh
 
 # Decode and dispatch under libFuzzer, for a bounded time, with the PDs' pinned nightly
 # (cargo-fuzz needs one, and pd-deps installs it). cargo-fuzz is installed when missing;
@@ -112,10 +115,13 @@ run: deps
 
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
-# not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, and a device passed
-# through to a virtual machine.
+# not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, devices behind PCI
+# bridges (pci-topology.xml), a device passed through to a virtual machine, a disk passed
+# through to a Linux guest on libvmm (on QEMU 10.0 too where it is installed), and the
+# MMU-500 boards (board-images).
 # system.xml runs on both configurations: debug (one core) and smp-debug (four), and on
-# debug on QEMU 10.0 too where it is installed (the image is built once for both).
+# debug on QEMU 10.0 too where it is installed (the image is built once for both), as
+# pci-topology.xml does.
 # (Not images/polled.xml, the IOMMU PD polling: its checks pass, but its console
 # interleaves, the polling IOMMU PD's lines landing inside other PDs' lines; see README.)
 microkit-test: deps
@@ -133,9 +139,42 @@ microkit-test: deps
 			$(MAKE) -C images test SYSTEM=blk-bench && \
 			$(MAKE) -C images test SYSTEM=iommu-boot && \
 			$(MAKE) -C images test SYSTEM=microkit-iomap && \
+			echo "microkit-image: pci-topology.xml on $$($(QEMU) --version | head -n 1)" && \
+			$(MAKE) -C images test SYSTEM=pci-topology && \
+			if command -v $(QEMU10) >/dev/null 2>&1; then \
+				echo "microkit-image: pci-topology.xml again on $$($(QEMU10) --version | head -n 1) ($(QEMU10))"; \
+				$(MAKE) -C images test SYSTEM=pci-topology QEMU=$(QEMU10); \
+			else echo "microkit-image: pci-topology.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 			$(MAKE) -C images test SYSTEM=vm-passthrough && \
-			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug; \
+			echo "microkit-image: linux-guest.xml on $$($(QEMU) --version | head -n 1)" && \
+			$(MAKE) -C images test SYSTEM=linux-guest && \
+			if command -v $(QEMU10) >/dev/null 2>&1; then \
+				echo "microkit-image: linux-guest.xml again on $$($(QEMU10) --version | head -n 1)"; \
+				$(MAKE) -C images test SYSTEM=linux-guest QEMU=$(QEMU10); \
+			fi && \
+			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug && \
+		$(MAKE) board-images; \
 	fi
+
+# The MMU-500 boards, where the SDK has them: zcu102's image (images/zcu102.xml) built and
+# booted on QEMU's xlnx-zcu102, which has no SMMU, so the IOMMU PD fails closed and
+# refuses every request (images/zcu102.expect; on QEMU 10.0 too where installed), and,
+# with no IOMMU PD at all, QEMU's GDMA copying by physical address unconfined
+# (images/zcu102-unconfined.xml: what the refusal keeps from happening);
+# tqma8xqp1gb's (images/tqma8xqp1gb.xml) built and checked: QEMU has no i.MX8QXP.
+board-images:
+	@if [ -d "$$MICROKIT_SDK/board/zcu102/debug" ]; then \
+		echo "microkit-image: zcu102.xml on $$($(QEMU) --version | head -n 1) (xlnx-zcu102: no SMMU)"; \
+		$(MAKE) -C images test MICROKIT_BOARD=zcu102 && \
+		$(MAKE) -C images test MICROKIT_BOARD=zcu102 SYSTEM=zcu102-unconfined && \
+		if command -v $(QEMU10) >/dev/null 2>&1; then \
+			echo "microkit-image: zcu102.xml again on $$($(QEMU10) --version | head -n 1)"; \
+			$(MAKE) -C images test MICROKIT_BOARD=zcu102 QEMU=$(QEMU10); \
+		fi; \
+	else echo "microkit-image: zcu102 skipped: the SDK at $$MICROKIT_SDK has no board/zcu102/debug"; fi && \
+	if [ -d "$$MICROKIT_SDK/board/tqma8xqp1gb/debug" ]; then \
+		$(MAKE) -C images board-image MICROKIT_BOARD=tqma8xqp1gb; \
+	else echo "microkit-image: tqma8xqp1gb skipped: the SDK at $$MICROKIT_SDK has no board/tqma8xqp1gb/debug"; fi
 
 bench:
 	$(CARGO) bench -p smmuv3 -p smmuv3-service

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check-boot.sh against made-up consoles (no QEMU): a boot whose PDs never start does not
 # pass "no PD faulted", a loader or kernel that gives up ends the run at once (not at the
-# timeout) and fails it, and a good boot passes. Exit status 0 when it judges all three so.
+# timeout) and fails it, a good boot passes, and a line that must not appear fails the
+# boot only when it does. Exit status 0 when it judges all of them so.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 expect=$(mktemp)
@@ -30,4 +31,8 @@ echo 'the driver ran|^drv: ran' > "$expect"
 judge "the loader gave up: stopped at once" 1 5 'echo "LDR|ERROR: mismatch on loader data structure magic number"; sleep 30'
 judge "the kernel halted: stopped at once" 1 5 'echo "MON|INFO: Microkit Monitor started!"; echo "halting..."; sleep 30'
 judge "a good boot passes" 0 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
+# What must not appear: absent passes, present fails.
+printf 'the driver ran|^drv: ran\nno DMA ran|!^drv: DMA\n' > "$expect"
+judge "a line that must not appear, absent" 0 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
+judge "a line that must not appear, present" 1 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\ndrv: DMA done\r\n"; sleep 30'
 [ "$failures" -eq 0 ]

@@ -6,7 +6,8 @@
 # `microkit-image: N passed, M failed`; the exit status says the same.
 #
 # "No PD faulted" says something only if the PDs ran: it passes only once Microkit's
-# monitor has started them.
+# monitor has started them. A line whose regex starts with `!` says what must NOT appear
+# (checked once QEMU has stopped).
 #
 # usage: check-boot.sh EXPECT QEMU ARGS...
 set -uo pipefail
@@ -23,6 +24,7 @@ all_seen() {
     local name regex
     while IFS='|' read -r name regex; do
         [ -z "$name" ] && continue
+        [ "${regex#!}" != "$regex" ] && continue
         grep -qE "$regex" "$log" || return 1
     done < "$expect_file"
 }
@@ -48,7 +50,13 @@ cat "$log"
 passed=0 failed=0
 while IFS='|' read -r name regex; do
     [ -z "$name" ] && continue
-    if grep -qE "$regex" "$log"; then
+    if [ "${regex#!}" != "$regex" ]; then
+        if grep -qE "${regex#!}" "$log"; then
+            echo "  FAIL $name (a line matches: ${regex#!})"; failed=$((failed + 1))
+        else
+            echo "  PASS $name"; passed=$((passed + 1))
+        fi
+    elif grep -qE "$regex" "$log"; then
         echo "  PASS $name"; passed=$((passed + 1))
     else
         echo "  FAIL $name (no line matching: $regex)"; failed=$((failed + 1))

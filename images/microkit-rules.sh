@@ -5,7 +5,8 @@
 # agree: a valid one passes `iommu-sdf check`, builds, and the Microkit tool takes the
 # build's output; a refused one is refused by iommu-sdf at the marked line, or passes it
 # and is refused by the Microkit tool reading the build's output, at the marked line
-# (`build` keeps the text line for line, so the tool's line is the user's).
+# (`build` keeps the text line for line, so the tool's line is the user's), shown against
+# the user's file by microkit-tool.sh, as `make run` shows it.
 #
 # usage: microkit-rules.sh MICROKIT_SDK BOARD CONFIG SEARCH_PATH  (SEARCH_PATH holds
 # c-edu-driver.elf, the program every corpus PD names)
@@ -30,13 +31,17 @@ for f in "$corpus"/*.xml; do
     else
         "$tool" build "$f" --board "$board" --out "$work/$name" >/dev/null 2>&1 || { verdict=build-failed; }
         if [ -z "$verdict" ]; then
-            out=$("$sdk/bin/microkit" "$work/$name/$name.system" --board "$board" --config "$config" \
+            # Through microkit-tool.sh, as images/Makefile runs it: a place the tool names
+            # must be shown in the user's file ($f), at the marked line.
+            out=$("$top/images/microkit-tool.sh" "$f" "$work/$name/$name.system" "$sdk/bin/microkit" --board "$board" --config "$config" \
                 --search-path "$search" -o "$work/$name/loader.img" -r "$work/$name/report.txt" 2>&1)
             rc=$?
             by=microkit
             case $rc in
                 0) verdict=ok ;;
-                1) verdict=refused; where=$(echo "$out" | sed -n "s/.*$name\.system:\([0-9]*\):[0-9]*.*/\1/p" | head -1) ;;
+                1) verdict=refused; where=$(echo "$out" | grep -F "$f:" | sed -n "s/.*$name\.xml:\([0-9]*\):[0-9]*.*/\1/p" | head -1)
+                   # A refusal that names a place must name it in the user's file.
+                   if echo "$out" | grep -qF "$name.system:" && ! echo "$out" | grep -qF "$f:"; then where=not-in-the-users-file; fi ;;
                 *) verdict="crashed ($rc)" ;;
             esac
         fi

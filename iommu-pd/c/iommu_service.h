@@ -80,9 +80,12 @@
  * standard header but Command. */
 #define IOMMU_ERR_CONFIG_DENIED 24
 /* The device has no configuration space this IOMMU PD owns. It is not a PCI function there (the
- * description gives it no ECAM, or names the device at no function there), or the function is
- * absent. */
+ * description gives it no ECAM, or gives the device no PCI address). */
 #define IOMMU_ERR_NO_CONFIG_SPACE 25
+/* The device is missing. Nothing answers at the PCI address the description gives it, or the
+ * bridge above it was absent or not what the description declares and was left closed; the
+ * IOMMU PD named it at boot (`iommu: pci: NAME MISSING`). */
+#define IOMMU_ERR_DEVICE_MISSING 26
 
 /* What a reply label means, for a log: the error code's name and what it means (the first
  * sentence of its description above), "ok" for 0, "not an IOMMU error code" for any other. */
@@ -141,6 +144,8 @@ static inline const char *iommu_strerror(uint64_t err)
         return "CONFIG_DENIED: the configuration-space write is not a driver's to make; nothing was written";
     case IOMMU_ERR_NO_CONFIG_SPACE:
         return "NO_CONFIG_SPACE: the device has no configuration space this IOMMU PD owns";
+    case IOMMU_ERR_DEVICE_MISSING:
+        return "DEVICE_MISSING: the device is missing";
     default:
         return "not an IOMMU error code";
     }

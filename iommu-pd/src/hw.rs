@@ -33,6 +33,19 @@ pub trait IommuHw {
     fn unmap_one(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
         self.unmap(device, &[(iova, len)])
     }
+    /// `unmap_one` without waiting for the IOMMU's confirmation, for a batch: the range
+    /// leaves the tables and its invalidation is started; `sync_unmaps` confirms it,
+    /// together with every other deferred since the last sync. Until then the device may
+    /// still translate it, so the service posts no completion for it before, and maps
+    /// nothing over it before (break-before-make: it syncs first). `Err`: as `unmap`'s (the
+    /// range may be gone from the tables and still cached; `retry_unmap` finishes it).
+    fn unmap_deferred(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError>;
+    /// Wait for every `unmap_deferred` since the last call: `Ok` once the IOMMU has
+    /// confirmed that no translation of any of them remains (on the SMMUv3, one CMD_SYNC
+    /// for all of them, whatever their devices). `Err`: any of them may still be cached,
+    /// as after a failed `unmap`, until `retry_unmap` confirms it gone. Nothing deferred:
+    /// `Ok` with no IOMMU access.
+    fn sync_unmaps(&mut self) -> Result<(), HwError>;
     /// Finish ranges whose `unmap` failed: remove what is left of them in the tables and
     /// invalidate every cached translation of them (ranges already gone from the tables
     /// are not an error). `Ok` once the IOMMU has confirmed.

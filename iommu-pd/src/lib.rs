@@ -16,6 +16,7 @@ pub mod config;
 pub mod faults;
 pub mod hw;
 pub mod index;
+pub mod lines;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
 pub mod pci;

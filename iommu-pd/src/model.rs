@@ -6,7 +6,10 @@
 //! Its failures are the worst the `IommuHw` contract allows: a failed unmap removes the
 //! pages from the tables but leaves their translations cached (`stale`), and they
 //! translate again whenever the device is enabled, until `retry_unmap` succeeds; a failed
-//! block leaves the device translating.
+//! block leaves the device translating. A deferred unmap (`unmap_deferred`) leaves the
+//! pages translating (`in_flight`) until `sync_unmaps`; a failed sync leaves them all
+//! cached, as a failed unmap does; a map over an in-flight page is a break-before-make
+//! violation, and panics.
 
 extern crate std;
 
@@ -33,7 +36,13 @@ pub struct ModelHw {
     /// Per device: translations cached after a failed unmap (IOVA page -> (physical
     /// page, rights)); they translate while the device is enabled.
     pub stale: BTreeMap<DeviceIndex, BTreeMap<u64, (u64, Rights)>>,
-    /// Fail the next call of this kind ("map", "unmap", "retry_unmap", "block", "enable").
+    /// Per device: pages whose deferred unmap has not been synced yet; they translate
+    /// while the device is enabled.
+    pub in_flight: BTreeMap<DeviceIndex, BTreeMap<u64, (u64, Rights)>>,
+    /// Syncs of deferred unmaps that had something to confirm.
+    pub syncs: usize,
+    /// Fail the next call of this kind ("map", "unmap" (deferred ones too), "sync",
+    /// "retry_unmap", "block", "enable").
     pub fail_next: Option<&'static str>,
     /// More failures to come, each the next call of its kind after `fail_next`'s: two
     /// failures in a row ("unmap", then "block").
@@ -59,15 +68,14 @@ impl ModelHw {
         if !self.enabled.get(&d).copied().unwrap_or(false) {
             return BTreeMap::new();
         }
-        let mut out = self.stale.get(&d).cloned().unwrap_or_default();
-        out.extend(self.pages.get(&d).cloned().unwrap_or_default());
-        out
+        self.translations(d)
     }
 
     /// Every page the device has a translation for, in the tables or cached, whether or
     /// not it is enabled.
     pub fn translations(&self, d: DeviceIndex) -> BTreeMap<u64, (u64, Rights)> {
         let mut out = self.stale.get(&d).cloned().unwrap_or_default();
+        out.extend(self.in_flight.get(&d).cloned().unwrap_or_default());
         out.extend(self.pages.get(&d).cloned().unwrap_or_default());
         out
     }
@@ -100,6 +108,13 @@ impl IommuHw for ModelHw {
         for p in 0..len / PAGE {
             assert!(!t.contains_key(&(iova + p * PAGE)), "service asked to map over a live page");
         }
+        let unsynced = self.in_flight.get(&device);
+        for p in 0..len / PAGE {
+            assert!(
+                !unsynced.is_some_and(|f| f.contains_key(&(iova + p * PAGE))),
+                "service mapped over a page whose unmap was not synced (break-before-make)"
+            );
+        }
         if self.fail("map") {
             return Err(HwError);
         }
@@ -129,6 +144,42 @@ impl IommuHw for ModelHw {
             return Err(HwError);
         }
         self.log.push(format!("unmap {device} {ranges:x?}"));
+        Ok(())
+    }
+
+    fn unmap_deferred(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        let failed = self.fail("unmap");
+        let t = self.pages.entry(device).or_default();
+        let mut removed = BTreeMap::new();
+        for p in 0..len / PAGE {
+            let page = iova + p * PAGE;
+            removed.insert(page, t.remove(&page).expect("service unmapped a page that was not mapped"));
+        }
+        if failed {
+            self.stale.entry(device).or_default().extend(removed);
+            self.log.push(format!("unmap_deferred {device} {iova:#x} {len:#x} FAILED"));
+            return Err(HwError);
+        }
+        self.in_flight.entry(device).or_default().extend(removed);
+        self.log.push(format!("unmap_deferred {device} {iova:#x} {len:#x}"));
+        Ok(())
+    }
+
+    fn sync_unmaps(&mut self) -> Result<(), HwError> {
+        if self.in_flight.values().all(BTreeMap::is_empty) {
+            return Ok(());
+        }
+        self.syncs += 1;
+        let in_flight = core::mem::take(&mut self.in_flight);
+        if self.fail("sync") {
+            // None of them confirmed: all still cached, until retried.
+            for (d, pages) in in_flight {
+                self.stale.entry(d).or_default().extend(pages);
+            }
+            self.log.push(String::from("sync FAILED"));
+            return Err(HwError);
+        }
+        self.log.push(String::from("sync"));
         Ok(())
     }
 

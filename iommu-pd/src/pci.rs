@@ -30,11 +30,18 @@ use iommu_protocol::ErrorCode;
 
 use crate::hw::DeviceIndex;
 
+mod topology;
+pub use topology::{
+    acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState, Found,
+    FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
+};
+
 /// Configuration space, as its owner reaches it (ECAM in the IOMMU PD, a model in tests).
 pub trait ConfigSpace {
     /// The requester ID (bus << 8 | device << 3 | function) of `device`, if it is a PCI
-    /// function whose configuration space this owner holds.
-    fn function(&self, device: DeviceIndex) -> Option<u16>;
+    /// function whose configuration space this owner holds: `NoConfigSpace` if it is not
+    /// one, `DeviceMissing` if it was not found there at boot (`function_of`).
+    fn function(&self, device: DeviceIndex) -> Result<u16, ErrorCode>;
     /// `width` (1, 2 or 4) bytes at `offset` (a multiple of `width`, inside 4 KiB) of
     /// function `rid`, or `None` if `rid` is outside the space this owner maps. An absent
     /// function reads as all ones, as on a real bus.
@@ -49,8 +56,8 @@ pub trait ConfigSpace {
 pub struct NoConfigSpace;
 
 impl ConfigSpace for NoConfigSpace {
-    fn function(&self, _: DeviceIndex) -> Option<u16> {
-        None
+    fn function(&self, _: DeviceIndex) -> Result<u16, ErrorCode> {
+        Err(ErrorCode::NoConfigSpace)
     }
     fn read(&mut self, _: u16, _: u16, _: u8) -> Option<u32> {
         None
@@ -78,10 +85,11 @@ fn read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -> Result<u3
     cs.read(rid, offset, width).ok_or(ErrorCode::NoConfigSpace)
 }
 
-/// The function is there: its vendor ID is not all ones.
+/// The function is there: its vendor ID is not all ones (`DeviceMissing` otherwise: it
+/// was there at boot, and nothing answers now).
 fn present(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
     match read(cs, rid, reg::VENDOR_ID, 2)? {
-        0xffff => Err(ErrorCode::NoConfigSpace),
+        0xffff => Err(ErrorCode::DeviceMissing),
         _ => Ok(()),
     }
 }
@@ -161,8 +169,10 @@ fn classify(byte: u16, caps: &[Cap]) -> Byte {
     }
 }
 
-/// CONFIG_READ of function `rid` (its owner checked by the service).
+/// CONFIG_READ of function `rid` (its owner checked by the service); `DeviceMissing` if
+/// nothing answers there, rather than the all ones a bus returns.
 pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -> Result<u32, ErrorCode> {
+    present(cs, rid)?;
     read(cs, rid, offset, width)
 }
 
@@ -230,15 +240,29 @@ fn bar_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, value: 
     mask.ok_or(fail)
 }
 
-/// What `take_ownership` found on the buses it walked.
+/// What `take_ownership` or `configure` found on the buses it walked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Census {
+    /// Buses walked.
+    pub buses: u32,
     /// Functions present.
     pub functions: u32,
     /// Of them, bridges (header type 1).
     pub bridges: u32,
     /// Functions whose Bus Master Enable was on and was turned off.
     pub masters_stopped: u32,
+    /// Bridges the description does not declare, closed (`configure` only).
+    pub undeclared: u32,
+}
+
+impl Census {
+    fn add(&mut self, other: Census) {
+        self.buses += other.buses;
+        self.functions += other.functions;
+        self.bridges += other.bridges;
+        self.masters_stopped += other.masters_stopped;
+        self.undeclared += other.undeclared;
+    }
 }
 
 /// At boot, before any driver runs: every function on `buses` (the ones this owner's
@@ -246,6 +270,7 @@ pub struct Census {
 /// start a DMA (or forward one from below) until its owner turns it on through
 /// CONFIG_WRITE. Command's other bits are left as they are. `visit` is called with each
 /// function found (requester ID, vendor and device ID, header type) after it is stopped.
+/// (`configure` does this bus by bus as it numbers the hierarchy.)
 pub fn take_ownership(
     cs: &mut dyn ConfigSpace,
     buses: core::ops::Range<u16>,
@@ -253,34 +278,42 @@ pub fn take_ownership(
 ) -> Census {
     let mut census = Census::default();
     for bus in buses.filter(|b| *b < 256) {
-        for dev in 0..32u16 {
-            for func in 0..8u16 {
-                let rid = bus << 8 | dev << 3 | func;
-                let Some(id) = cs.read(rid, reg::VENDOR_ID, 4) else { break };
-                if id & 0xffff == 0xffff {
-                    // Function 0 absent: no device in this slot.
-                    if func == 0 {
-                        break;
-                    }
-                    continue;
-                }
-                census.functions += 1;
-                let header = cs.read(rid, reg::HEADER_TYPE, 1).unwrap_or(0) as u8;
-                census.bridges += (header & 0x7f == 1) as u32;
-                if let Some(command) = cs.read(rid, reg::COMMAND, 2) {
-                    let command = command as u16;
-                    if command & reg::CMD_BUS_MASTER != 0 {
-                        // Command alone (16 bits): Status is not written.
-                        let _ = cs.write(rid, reg::COMMAND, 2, u32::from(command & !reg::CMD_BUS_MASTER));
-                        census.masters_stopped += 1;
-                    }
-                }
-                visit(rid, id, header);
-                // A single-function device answers for functions 1..7 too on some
-                // hardware: only a multi-function device's other functions are real.
-                if func == 0 && header & 0x80 == 0 {
+        census.add(walk(cs, bus, &mut |_, rid, id, header| visit(rid, id, header)));
+    }
+    census
+}
+
+/// Every function on `bus`: its Bus Master Enable turned off, then `visit(cs, requester
+/// ID, vendor and device ID, header type)`.
+fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn ConfigSpace, u16, u32, u8)) -> Census {
+    let mut census = Census { buses: 1, ..Census::default() };
+    for dev in 0..32u16 {
+        for func in 0..8u16 {
+            let rid = bus << 8 | dev << 3 | func;
+            let Some(id) = cs.read(rid, reg::VENDOR_ID, 4) else { break };
+            if id & 0xffff == 0xffff {
+                // Function 0 absent: no device in this slot.
+                if func == 0 {
                     break;
                 }
+                continue;
+            }
+            census.functions += 1;
+            let header = cs.read(rid, reg::HEADER_TYPE, 1).unwrap_or(0) as u8;
+            census.bridges += (header & 0x7f == 1) as u32;
+            if let Some(command) = cs.read(rid, reg::COMMAND, 2) {
+                let command = command as u16;
+                if command & reg::CMD_BUS_MASTER != 0 {
+                    // Command alone (16 bits): Status is not written.
+                    let _ = cs.write(rid, reg::COMMAND, 2, u32::from(command & !reg::CMD_BUS_MASTER));
+                    census.masters_stopped += 1;
+                }
+            }
+            visit(cs, rid, id, header);
+            // A single-function device answers for functions 1..7 too on some
+            // hardware: only a multi-function device's other functions are real.
+            if func == 0 && header & 0x80 == 0 {
+                break;
             }
         }
     }

@@ -7,43 +7,11 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::config_space::Function;
 use common::*;
 use iommu_pd::pci::{self, reg, BarError, ConfigSpace};
 use iommu_pd::Service;
 use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
-
-/// One function: its bytes, which bits software may write, which are write-one-to-clear.
-#[derive(Clone)]
-struct Function {
-    bytes: Vec<u8>,
-    writable: Vec<u8>,
-    w1c: Vec<u8>,
-}
-
-impl Function {
-    fn new(vendor_device: u32, header: u8) -> Self {
-        let mut f = Function { bytes: vec![0; 4096], writable: vec![0; 4096], w1c: vec![0; 4096] };
-        f.set(0, 4, vendor_device);
-        f.set(reg::HEADER_TYPE, 1, header as u32);
-        // Command: I/O, Memory, Bus Master, Parity, SERR, INTx disable.
-        f.mask(reg::COMMAND, 2, 0x0547);
-        // Status: its error bits clear on a 1.
-        f.w1c[6] = 0x00;
-        f.w1c[7] = 0xf9;
-        f
-    }
-    fn set(&mut self, off: u16, width: usize, v: u32) {
-        self.bytes[off as usize..off as usize + width].copy_from_slice(&v.to_le_bytes()[..width]);
-    }
-    fn get(&self, off: u16, width: usize) -> u32 {
-        let mut b = [0u8; 4];
-        b[..width].copy_from_slice(&self.bytes[off as usize..off as usize + width]);
-        u32::from_le_bytes(b)
-    }
-    fn mask(&mut self, off: u16, width: usize, m: u32) {
-        self.writable[off as usize..off as usize + width].copy_from_slice(&m.to_le_bytes()[..width]);
-    }
-}
 
 /// ECAM as a map from requester ID to function; device index d is the function whose
 /// requester ID is its StreamID (identity, as on QEMU virt).
@@ -54,8 +22,8 @@ struct Ecam {
 }
 
 impl ConfigSpace for Ecam {
-    fn function(&self, device: usize) -> Option<u16> {
-        DEVICES.get(device).map(|d| d.stream as u16)
+    fn function(&self, device: usize) -> Result<u16, ErrorCode> {
+        DEVICES.get(device).map(|d| d.stream as u16).ok_or(ErrorCode::NoConfigSpace)
     }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         Some(self.functions.get(&rid).map_or(u32::MAX >> (32 - 8 * width as u32), |f| f.get(offset, width as usize)))
@@ -63,11 +31,7 @@ impl ConfigSpace for Ecam {
     fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()> {
         self.writes += 1;
         if let Some(f) = self.functions.get_mut(&rid) {
-            for (i, b) in value.to_le_bytes()[..width as usize].iter().enumerate() {
-                let at = offset as usize + i;
-                let (w, c) = (f.writable[at], f.w1c[at]);
-                f.bytes[at] = (f.bytes[at] & !w | b & w) & !(b & c);
-            }
+            f.write(offset, width, value);
         }
         Some(())
     }
@@ -327,8 +291,8 @@ fn a_bar_can_be_sized_and_rewritten_with_its_value_but_not_moved() {
 fn an_absent_function_is_named_as_such() {
     let (mut s, mut e) = (service(), ecam());
     e.functions.remove(&DISK);
-    assert_eq!(write(&mut s, &mut e, BLK, 1, reg::COMMAND, 2, 6), Err(ErrorCode::NoConfigSpace));
-    assert_eq!(read(&mut s, &mut e, BLK, 1, 0, 2), Reply::ok(&[0xffff]));
+    assert_eq!(write(&mut s, &mut e, BLK, 1, reg::COMMAND, 2, 6), Err(ErrorCode::DeviceMissing));
+    assert_eq!(read(&mut s, &mut e, BLK, 1, 0, 2), err(ErrorCode::DeviceMissing));
 }
 
 #[test]
@@ -339,7 +303,7 @@ fn taking_ownership_stops_every_bus_master_and_keeps_the_rest_of_command() {
     }
     let mut seen = vec![];
     let census = pci::take_ownership(&mut e, 0..1, |rid, _, _| seen.push(rid));
-    assert_eq!(census, pci::Census { functions: 4, bridges: 1, masters_stopped: 4 });
+    assert_eq!(census, pci::Census { buses: 1, functions: 4, bridges: 1, masters_stopped: 4, undeclared: 0 });
     assert_eq!(seen, [NIC, DISK, EVIL_FN, BRIDGE]);
     for f in e.functions.values() {
         assert_eq!(f.get(reg::COMMAND, 2), 0x0102);

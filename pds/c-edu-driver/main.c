@@ -51,8 +51,36 @@ static void say(const char *what, uint64_t err)
     }
 }
 
+/* How many times init has run. Not in the image's zeroed data again on a restart: the IOMMU
+ * PD restarts this PD from its entry point after it crashes, and its memory stays as the
+ * crash left it. */
+static unsigned runs;
+
+/* After the restart: map again, and the device's DMA through the new mapping copies the
+ * bytes (checked in memory); then the mapping goes. */
+static void after_restart(void)
+{
+    microkit_dbg_puts("c-edu: restarted by the IOMMU PD after its crash (run 2)\n");
+    volatile uint8_t *page = (volatile uint8_t *)buffers;
+    uint64_t iova = 0;
+    uint64_t err = iommu_map(IOMMU, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
+    say("after its restart, MAP of its buffer's first page", err);
+    if (err) {
+        return;
+    }
+    microkit_dbg_puts(edu_round_trip(edu_bar, page, iova, 0x5a)
+                          ? "c-edu: after its restart, DMA through the new mapping copied the bytes\n"
+                          : "c-edu: after its restart, DMA through the new mapping FAILED\n");
+    say("after its restart, UNMAP", iommu_unmap(IOMMU, MY_DEVICE, &iova, 1));
+}
+
 void init(void)
 {
+    runs++;
+    if (runs > 1) {
+        after_restart();
+        return;
+    }
     /* Its function's configuration space is the IOMMU PD's: read and written through it,
      * no ECAM mapped here. */
     uint32_t bar0 = 0;
@@ -107,6 +135,13 @@ void init(void)
         put_hex(q[IOMMU_QUERY_GRANTS]);
         microkit_dbg_puts("\n");
     }
+    /* Last, it crashes with a page mapped, as a driver with a bug might: the IOMMU PD takes
+     * its DMA away, then restarts it. */
+    uint64_t held = 0;
+    err = iommu_map(IOMMU, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &held);
+    say("MAP of its first page again before it crashes", err);
+    microkit_dbg_puts("c-edu: crashes (a store to an address it has no mapping for)\n");
+    *(volatile uint64_t *)0xdead1000 = 0;
 }
 
 void notified(microkit_channel ch)

@@ -19,7 +19,18 @@ fn main() {
     // The board the image is for (the images Makefile passes it), else the one
     // `iommu-sdf` assumes. A board the table does not know has no coherent SMMU.
     let name = std::env::var("MICROKIT_BOARD").unwrap_or_else(|_| board::DEFAULT_BOARD.to_string());
-    let coherent = matches!(board::Board::named(&name).iommu, board::BoardIommu::SmmuV3 { coherent: true, .. });
+    let board = board::Board::named(&name);
+    let coherent = matches!(board.iommu, board::BoardIommu::SmmuV3 { coherent: true, .. });
+    // Which SMMU backend this PD is built with: the board's (its table in `iommu-sdf`),
+    // so that an image for a ZynqMP can only carry the MMU-500 driver. `cfg(mmu500)`.
+    println!("cargo::rustc-check-cfg=cfg(mmu500)");
+    let mmu500 = match board.iommu {
+        board::BoardIommu::Mmu500(m) => Some(m),
+        _ => None,
+    };
+    if mmu500.is_some() {
+        println!("cargo:rustc-cfg=mmu500");
+    }
     println!("cargo:rerun-if-env-changed=IOMMU_SYSTEM");
     let path = std::env::var("IOMMU_POLICY_RS").expect("set IOMMU_POLICY_RS to the policy `iommu-sdf build` wrote");
     println!("cargo:rerun-if-changed={path}");
@@ -27,6 +38,7 @@ fn main() {
     // Without the Microkit file, what every description of this project gives: the
     // SMMU's interrupts, no timer.
     let (mut wired, mut timer) = (true, false);
+    let mut restartable = Vec::new();
     if let Ok(system) = std::env::var("IOMMU_SYSTEM") {
         println!("cargo:rerun-if-changed={system}");
         let text = std::fs::read_to_string(&system).unwrap_or_else(|e| panic!("IOMMU_SYSTEM={system}: {e}"));
@@ -40,13 +52,59 @@ fn main() {
             irqs.iter()
                 .any(|i| i.contains(&format!("id=\"{id}\"")) && irq.is_none_or(|n| i.contains(&format!("irq=\"{n}\""))))
         };
-        wired = has(None, "10") && has(None, "11");
+        wired = has(None, "10") && (mmu500.is_some() || has(None, "11"));
         timer = has(Some("30"), "12");
+        // An MMU-500 raises its global and context faults on one line: the board's, or
+        // this PD would wait on an interrupt that never comes.
+        if let Some(m) = mmu500.filter(|_| wired) {
+            assert!(
+                has(Some(&m.irq.to_string()), "10"),
+                "IOMMU_SYSTEM={system}: board {name}'s MMU-500 interrupt is irq {} (id 10); the description gives another",
+                m.irq
+            );
+        }
+        restartable = restart_entries(&text, std::path::Path::new(&system));
     }
+    // The MMU-500's numbers the PD needs (none on an SMMUv3 board).
+    let (frame, smr_mask, soc) = mmu500.map_or(((0, 0), 0, ""), |m| (m.frame, m.smr_mask, m.soc));
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("irqs.rs");
     std::fs::write(
         &out,
-        format!("/// The SMMU's interrupts reach this PD.\npub const WIRED: bool = {wired};\n/// The physical timer's interrupt reaches this PD (channel 12).\npub const TIMER: bool = {timer};\n/// The board ({name}) says its SMMU and devices are `dma-coherent`.\npub const BOARD_COHERENT: bool = {coherent};\n"),
+        format!("/// The SMMU's interrupts reach this PD.\npub const WIRED: bool = {wired};\n/// The physical timer's interrupt reaches this PD (channel 12).\npub const TIMER: bool = {timer};\n/// The board ({name}) says its SMMU and devices are `dma-coherent`.\n#[allow(dead_code)]\npub const BOARD_COHERENT: bool = {coherent};\n/// The board's MMU-500: its register frame (physical address, bytes), the SMR mask its StreamIDs are matched under, its SoC.\n#[allow(dead_code)]\npub const MMU500_FRAME: (u64, usize) = ({:#x}, {:#x});\n#[allow(dead_code)]\npub const MMU500_SMR_MASK: u16 = {smr_mask:#x};\n#[allow(dead_code)]\npub const MMU500_SOC: &str = \"{soc}\";\n", frame.0, frame.1),
     )
     .expect("write irqs.rs");
+    let entries: String = restartable.iter().map(|(pd, entry)| format!("(\"{pd}\", {entry:#x}), ")).collect();
+    std::fs::write(
+        std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("restart.rs"),
+        format!("/// The PDs this PD restarts when they fault, and their programs' entry points.\npub const ENTRIES: &[(&str, u64)] = &[{entries}];\n"),
+    )
+    .expect("write restart.rs");
+}
+
+/// The PDs whose program is a libmicrokit program (C, built by images/Makefile into the
+/// directory of the Microkit file, before this PD), with each program's entry point read
+/// from its ELF header. Such a program can run again from its entry: libmicrokit's
+/// `_start` keeps no state of its own that a second run trips on. A rust-sel4 program
+/// cannot (its runtime sets its panic hook once and panics when set again), and is not
+/// in that directory: it stays stopped when it faults.
+fn restart_entries(text: &str, system: &std::path::Path) -> Vec<(String, u64)> {
+    let dir = system.parent().unwrap_or(std::path::Path::new("."));
+    let mut out = Vec::new();
+    for pd in text.split("<protection_domain name=\"").skip(1) {
+        let Some(name) = pd.split('"').next() else { continue };
+        // Its own program image: before its first child or its end.
+        let own = &pd[..pd.find("protection_domain").unwrap_or(pd.len())];
+        let Some(path) = own.split("<program_image path=\"").nth(1).and_then(|p| p.split('"').next()) else { continue };
+        let elf = dir.join(path);
+        // (A path that does not exist would make cargo run this script on every build.)
+        let Ok(bytes) = std::fs::read(&elf) else { continue };
+        println!("cargo:rerun-if-changed={}", elf.display());
+        // ELF64, little-endian (ELF's e_ident: magic, EI_CLASS 2, EI_DATA 1), e_entry at 24.
+        if bytes.len() < 32 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
+            continue;
+        }
+        let entry = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
+        out.push((name.to_string(), entry));
+    }
+    out
 }

@@ -46,6 +46,8 @@ pub struct Smmuv2Backend<M: Mmio> {
     /// More StreamIDs of devices (`add_streams`), each with its device: attached and
     /// detached with the device's first.
     extra: [Option<(StreamId, u8)>; MAX_EXTRA_STREAMS],
+    /// StreamID bits every SMR ignores (`set_smr_mask`); 0: exact match.
+    smr_mask: u16,
 }
 
 impl<M: Mmio> Smmuv2Backend<M> {
@@ -76,7 +78,27 @@ impl<M: Mmio> Smmuv2Backend<M> {
         for (slot, &s) in devices.iter_mut().zip(streams) {
             *slot = Some((StreamId(s), smmu.create_domain()?));
         }
-        Ok(Self { smmu, devices, extra: [None; MAX_EXTRA_STREAMS] })
+        Ok(Self { smmu, devices, extra: [None; MAX_EXTRA_STREAMS], smr_mask: 0 })
+    }
+
+    /// Attach every StreamID from now on with SMR.MASK = `mask`: the bits the SMMU
+    /// ignores when matching. For a SoC whose masters present more than the StreamID
+    /// assigned to them (i.MX8QXP: the SCU assigns 7 bits, the interconnect fills the
+    /// rest, and NXP's device trees match under 0x7f80); 0, the default, matches exactly.
+    /// Refused (`StreamIdTooWide`) if the mask has bits the SMMU's SMRs do not implement,
+    /// and (`SmrConflict`) if two of the devices' StreamIDs would match one pattern: two
+    /// devices behind one SMR would share an address space.
+    pub fn set_smr_mask(&mut self, mask: u16) -> Result<(), Error> {
+        check_width(&self.smmu, u32::from(mask))?;
+        let mut all =
+            self.devices.iter().flatten().map(|&(s, _)| s).chain(self.extra.iter().flatten().map(|&(s, _)| s));
+        while let Some(a) = all.next() {
+            if let Some(b) = all.clone().find(|b| (a.0 ^ b.0) & !u32::from(mask) == 0) {
+                return Err(Error::SmrConflict { sid: b, mask });
+            }
+        }
+        self.smr_mask = mask;
+        Ok(())
     }
 
     /// Give `device` more StreamIDs, sharing its domain: they fault until the service
@@ -218,9 +240,11 @@ impl<M: Mmio> IommuHw for Smmuv2Backend<M> {
         // Streams already routed to this domain (an enable after a failed one) stay; the
         // others get an exact-match SMR. `attach` first finishes any invalidation of the
         // domain that was not confirmed, so a stale TLB entry is never routed to.
+        let mask = self.smr_mask;
         self.each_stream(device, |smmu, s, dom| match smmu.stream_domain(s) {
             Some(_) => Ok(()),
-            None => smmu.attach(s, dom),
+            None if mask == 0 => smmu.attach(s, dom),
+            None => smmu.attach_masked(s, mask, dom),
         })
     }
 
@@ -273,6 +297,18 @@ impl<M: Mmio> IommuHw for Smmuv2Backend<M> {
     fn unmap_one(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
         let (_, dom) = self.device(device)?;
         self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
+    }
+
+    fn unmap_deferred(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        // Confirmed at once (its context bank's TLBSYNC), so `sync_unmaps` has nothing
+        // left to wait for. An MMU-500 syncs per context bank (SMMU_CBn_TLBSYNC, IHI 0062D
+        // 10.8.26), so a batch over several devices would need one sync per bank anyway;
+        // deferring them to the end of a batch waits for a board to measure it on.
+        self.unmap_one(device, iova, len)
+    }
+
+    fn sync_unmaps(&mut self) -> Result<(), HwError> {
+        Ok(())
     }
 
     fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {

@@ -78,3 +78,26 @@ fn a_block_is_done_only_once_its_invalidation_is_confirmed() {
     b.block(0).unwrap();
     b.enable(0).unwrap();
 }
+
+/// i.MX8QXP's masters present the SCU's 7-bit StreamID with the interconnect's bits
+/// above it: attached under the mask NXP's device trees give (0x7f80), a transaction
+/// with any upper bits translates through the device's bank, another device's ID does
+/// not, and a mask under which two devices' IDs would match one SMR is refused.
+#[test]
+fn streams_match_under_the_socs_mask() {
+    let buf = host_region(4096, 4096);
+    let mut b = Smmuv2Backend::new(smmu(), &[0x11, 0x12]).unwrap();
+    assert_eq!(b.set_smr_mask(0x7fff).err(), Some(Error::SmrConflict { sid: StreamId(0x12), mask: 0x7fff }));
+    b.set_smr_mask(0x7f80).unwrap();
+    b.enable(0).unwrap();
+    b.map(0, 0x1000, buf.pa.0, 4096, Rights::READ_WRITE).unwrap();
+    let m = |b: &Smmuv2Backend<Mmu500Model>, sid| b.smmu_ref().regs().access(sid, 0x1000, true);
+    for sid in [0x11, 0x0091, 0x3f91] {
+        assert_eq!(m(&b, sid), Outcome::Translated(buf.pa.0), "{sid:#x}");
+    }
+    assert!(!m(&b, 0x12).reached_memory());
+    assert!(!m(&b, 0x0092).reached_memory());
+    b.block(0).unwrap();
+    assert!(!m(&b, 0x0091).reached_memory());
+    assert!(b.smmu_ref().regs().violations().is_empty());
+}

@@ -198,6 +198,17 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
         self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
     }
 
+    fn unmap_deferred(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        let (_, dom) = self.device(device)?;
+        self.smmu.unmap_deferred(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
+    }
+
+    fn sync_unmaps(&mut self) -> Result<(), HwError> {
+        // One CMD_SYNC for every device's deferred unmaps: the SMMU consumes it only once
+        // every command before it has completed (IHI 0070 4.7.3).
+        self.smmu.sync_deferred().map_err(|_| HwError)
+    }
+
     fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
         let (_, dom) = self.device(device)?;
         // A failed `unmap_batch` checked every range before writing, so each range is

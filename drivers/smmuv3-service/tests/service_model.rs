@@ -66,7 +66,9 @@ fn model(b: &Backend) -> &SmmuModel {
 impl Inject for Backend {
     fn break_for(&mut self, what: &'static str) -> bool {
         let opcode = match what {
-            "unmap" => Opcode::TlbiNhVa,
+            // A deferred unmap's TLBI is consumed at the batch's CMD_SYNC: rejected there,
+            // the sync reports it.
+            "unmap" | "sync" => Opcode::TlbiNhVa,
             "retry_unmap" => Opcode::TlbiNhAsid,
             "block" => Opcode::CfgiSte,
             _ => return false,

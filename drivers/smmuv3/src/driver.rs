@@ -288,6 +288,10 @@ struct Domain {
     /// still hold them, so a TLBI by ASID and a sync go before anything else is done with
     /// the domain (and only then do unlinked tables go back to the pool).
     stale: bool,
+    /// The IOVAs `[lo, hi)` spanning its unmaps whose invalidation was queued by
+    /// `unmap_deferred` and not yet confirmed by `sync_deferred`: a map that overlaps them
+    /// waits for that confirmation first (break-before-make).
+    deferred: Option<(u64, u64)>,
 }
 
 /// Counters, readable at any time.
@@ -450,6 +454,12 @@ struct CommandQueue {
     commands_per_sync: u32,
     /// Cleans each command to the PoC before the doorbell, for a non-coherent SMMU.
     maint: Maintenance,
+    /// Invalidations `unmap_deferred` queued that `sync_deferred` has not confirmed.
+    deferred: bool,
+    /// A sync failed while there were: any of those invalidations may have been the
+    /// command it failed on (rejected, or never reached), so none counts as confirmed by
+    /// a later sync. The first such error, for `sync_deferred` to report.
+    deferred_failed: Option<Error>,
 }
 
 /// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
@@ -571,8 +581,19 @@ impl CommandQueue {
     }
 
     /// Queue CMD_SYNC, ring the doorbell and wait until the SMMU has consumed it, which
-    /// it does only once every earlier command has completed (IHI 0070 4.7.3).
+    /// it does only once every earlier command has completed (IHI 0070 4.7.3). A failed
+    /// sync while deferred invalidations are queued marks them failed: the error (a
+    /// rejected command replaced by a CMD_SYNC, a timeout) may be theirs, and it is
+    /// reported to this caller, not to theirs.
     fn sync(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
+        let r = self.sync_once(regs, stats);
+        if let (Err(e), true) = (r, self.deferred) {
+            self.deferred_failed.get_or_insert(e);
+        }
+        r
+    }
+
+    fn sync_once(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
         self.push(regs, stats, Command::sync())?;
         let target = self.ring.index(self.prod.wrapping_sub(1));
         let target = if self.ring.slot(self.prod) == 0 && self.ring.wrap(self.prod) == 0 {
@@ -689,6 +710,8 @@ impl<M: Mmio> Smmu<M> {
                 since_sync: 0,
                 commands_per_sync: reset.commands_per_sync,
                 maint: reset.maint,
+                deferred: false,
+                deferred_failed: None,
             },
             eventq_ring: Ring { log2: reset.eventq_log2 },
             eventq_cons: 0,
@@ -1088,7 +1111,7 @@ impl<M: Mmio> Smmu<M> {
         // At the PoC before an STE points at it (that STE's CFGI and sync come later).
         self.maint.clean(p, CD_SIZE);
         barrier::dma_wmb();
-        self.domains[index] = Some(Domain { asid, table, attached: 0, stale: false });
+        self.domains[index] = Some(Domain { asid, table, attached: 0, stale: false, deferred: None });
         Ok(DomainId(index as u16))
     }
 
@@ -1243,6 +1266,13 @@ impl<M: Mmio> Smmu<M> {
         self.check_not_own_memory(pa, len)?;
         // A stale TLB entry for this range would shadow the new mapping.
         self.flush_stale(d)?;
+        // Likewise one whose invalidation is queued but not confirmed: break before make.
+        let end = iova.0.saturating_add(len);
+        if self.domain(d)?.deferred.is_some_and(|(lo, hi)| iova.0 < hi && lo < end) {
+            // A failed sync leaves the domain stale, which the flush then deals with.
+            let _ = self.sync_deferred();
+            self.flush_stale(d)?;
+        }
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
         match dom.table.map(&mut self.pool, iova, pa, len, perm, mem) {
             // Tables other unmaps left empty (in any domain) hold what this map needs: take
@@ -1353,6 +1383,73 @@ impl<M: Mmio> Smmu<M> {
         cmdq.sync(regs, stats)?;
         dom.stale = false;
         Ok(leaves)
+    }
+
+    /// Unmap `[iova, iova + len)` (exactly covered by mappings, or nothing changes) and
+    /// queue its invalidation without waiting for it: `sync_deferred` confirms every
+    /// deferred unmap with one CMD_SYNC, whatever their domains. Until then the SMMU may
+    /// still translate the range; a `map` over it waits for the confirmation first. `Err`
+    /// after the tables changed (a command could not be queued) leaves the domain stale,
+    /// as a failed `unmap` does. Returns the leaves removed.
+    pub fn unmap_deferred(&mut self, d: DomainId, iova: Iova, len: u64) -> Result<usize, Error> {
+        self.flush_stale(d)?;
+        let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
+        let leaves = dom.table.check_unmap(&self.pool, iova, len)?;
+        let asid = dom.asid;
+        let per_page = leaves <= TLBI_ASID_THRESHOLD;
+        #[cfg(feature = "fault-injection")]
+        let mut reject = core::mem::take(&mut self.reject_next_invalidation);
+        #[cfg(not(feature = "fault-injection"))]
+        let mut reject = false;
+        let mut invalidation = |cmd: Command| if core::mem::take(&mut reject) { Command([0x7f, 0]) } else { cmd };
+        let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
+        // Before the first command: a sync that a full queue or an erratum forces in
+        // `push` and that fails must count against this unmap too.
+        cmdq.deferred = true;
+        let end = iova.0 + len;
+        dom.deferred = Some(dom.deferred.map_or((iova.0, end), |(lo, hi)| (lo.min(iova.0), hi.max(end))));
+        let mut queue_error = None;
+        let unmapped = dom.table.unmap(pool, iova, len, |leaf| {
+            if per_page && queue_error.is_none() {
+                let cmd = invalidation(Command::tlbi_nh_va(asid, leaf.iova, true, None));
+                if let Err(e) = cmdq.push(regs, stats, cmd) {
+                    queue_error = Some(e);
+                }
+            }
+        });
+        let queued = unmapped.map_err(Error::from).and_then(|_| {
+            if !per_page || queue_error.is_some() {
+                // One command covers every entry of the ASID.
+                cmdq.push(regs, stats, invalidation(Command::tlbi_nh_asid(asid)))?;
+            }
+            Ok(leaves)
+        });
+        if queued.is_err() {
+            dom.stale = true;
+        }
+        queued
+    }
+
+    /// Confirm every `unmap_deferred` since the last call with one CMD_SYNC (none if there
+    /// was none). `Err` if the sync, or any sync since the first of them, failed: then
+    /// every domain with a deferred unmap is stale (its next use invalidates it whole
+    /// first), as after a failed `unmap`.
+    pub fn sync_deferred(&mut self) -> Result<(), Error> {
+        if !self.cmdq.deferred {
+            return Ok(());
+        }
+        let synced = self.cmdq.sync(&self.regs, &mut self.stats);
+        let result = match self.cmdq.deferred_failed.take() {
+            Some(e) => Err(e),
+            None => synced,
+        };
+        self.cmdq.deferred = false;
+        for dom in self.domains.iter_mut().flatten() {
+            if dom.deferred.take().is_some() && result.is_err() {
+                dom.stale = true;
+            }
+        }
+        result
     }
 
     /// Invalidate every TLB entry of domain `d` (CMD_TLBI_NH_ASID, then CMD_SYNC);

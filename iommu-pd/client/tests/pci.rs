@@ -21,8 +21,8 @@ struct OneFunction {
 }
 
 impl ConfigSpace for OneFunction {
-    fn function(&self, device: usize) -> Option<u16> {
-        (device == 0).then_some(0x20)
+    fn function(&self, device: usize) -> Result<u16, iommu_protocol::ErrorCode> {
+        (device == 0).then_some(0x20).ok_or(iommu_protocol::ErrorCode::NoConfigSpace)
     }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         let word = match (rid, offset & !3) {

@@ -1,5 +1,6 @@
 //! Fuzz decode and dispatch: arbitrary calls from arbitrary clients, with arbitrary fault
-//! reports in between. The service must never panic, and after every call what the IOMMU
+//! reports and arbitrary batches posted to the clients' mapping queues (their indices
+//! scribbled over now and then) in between. The service must never panic, and after every call what the IOMMU
 //! holds must equal what the service believes it mapped, inside the regions of the
 //! description.
 #![no_main]
@@ -7,7 +8,9 @@
 use iommu_pd::model::ModelHw;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultInput, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{Rights, MAX_MRS};
+use iommu_protocol::queue::OwnedQueue;
 use libfuzzer_sys::fuzz_target;
+use std::sync::atomic::Ordering;
 
 static CLIENTS: [ClientConfig; 2] = [
     ClientConfig { name: "a", max_mappings: 8, max_pages: 32, max_grants: 2 },
@@ -41,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut tables = <iommu_pd::owned_storage!(2, 3, 8, 16)>::default();
     let mut s = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
+    let queues = [OwnedQueue::<8>::default(), OwnedQueue::<8>::default()];
     let mut bytes = data.iter().copied();
     let mut now = 0;
     while let (Some(a), Some(b), Some(n)) = (bytes.next(), bytes.next(), bytes.next()) {
@@ -55,15 +59,37 @@ fuzz_target!(|data: &[u8]| {
             });
             continue;
         }
-        let client = (a % 3) as usize;
-        let label = (b % 9) as u64;
-        let count = (n % (MAX_MRS as u8 + 2)) as usize;
-        let mut mrs = [0u64; MAX_MRS + 2];
-        for m in mrs.iter_mut().take(count) {
-            let sel = bytes.next().unwrap_or(0);
-            *m = if sel & 0x80 == 0 { WORDS[(sel % 12) as usize] } else { u64::from(sel & 0x7f) << (sel % 7 * 8) };
+        if a & 0x40 != 0 {
+            // A batch in a mapping queue, served as the IOMMU PD would on a notification.
+            let client = (a % 3) as usize;
+            let q = queues[client % 2].queue().unwrap();
+            if b & 0x20 != 0 {
+                // A hostile client's tail: anywhere.
+                queues[client % 2].header().request_tail.store(u32::from(n) << (b % 4 * 8), Ordering::Relaxed);
+            }
+            for tag in 0..u64::from(n % 8) {
+                let label = [1, 2, 3, 0][(bytes.next().unwrap_or(0) % 4) as usize];
+                let mut mrs = [0u64; 4];
+                for m in &mut mrs {
+                    let sel = bytes.next().unwrap_or(0);
+                    *m = if sel & 0x80 == 0 { WORDS[(sel % 12) as usize] } else { u64::from(sel & 0x7f) << (sel % 7 * 8) };
+                }
+                q.post(label, tag, mrs);
+            }
+            let taken = s.serve_queue(client, &q);
+            assert!(taken <= iommu_protocol::queue::QUEUE_BATCH);
+            while q.pop_completion().is_some() {}
+        } else {
+            let client = (a % 3) as usize;
+            let label = (b % 9) as u64;
+            let count = (n % (MAX_MRS as u8 + 2)) as usize;
+            let mut mrs = [0u64; MAX_MRS + 2];
+            for m in mrs.iter_mut().take(count) {
+                let sel = bytes.next().unwrap_or(0);
+                *m = if sel & 0x80 == 0 { WORDS[(sel % 12) as usize] } else { u64::from(sel & 0x7f) << (sel % 7 * 8) };
+            }
+            let _ = s.handle(client, label, &mrs[..count]);
         }
-        let _ = s.handle(client, label, &mrs[..count]);
         let mut view = std::collections::BTreeMap::new();
         s.for_each_mapped_page(|d, iova, pa, r| {
             assert!(

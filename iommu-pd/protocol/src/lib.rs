@@ -12,6 +12,8 @@
 #![warn(missing_docs)]
 
 pub mod faults;
+pub mod queue;
+pub mod show;
 
 /// Most mappings one UNMAP may remove (one message register each). seL4's IPC buffer
 /// holds 120 message registers; 2 + 64 fit.
@@ -404,9 +406,12 @@ pub enum ErrorCode {
     /// it), and the rest of the standard header but Command.
     ConfigDenied = 24,
     /// The device has no configuration space this IOMMU PD owns. It is not a PCI function
-    /// there (the description gives it no ECAM, or names the device at no function there),
-    /// or the function is absent.
+    /// there (the description gives it no ECAM, or gives the device no PCI address).
     NoConfigSpace = 25,
+    /// The device is missing. Nothing answers at the PCI address the description gives
+    /// it, or the bridge above it was absent or not what the description declares and was
+    /// left closed; the IOMMU PD named it at boot (`iommu: pci: NAME MISSING`).
+    DeviceMissing = 26,
 }
 
 impl ErrorCode {
@@ -439,6 +444,7 @@ impl ErrorCode {
             23 => Unavailable,
             24 => ConfigDenied,
             25 => NoConfigSpace,
+            26 => DeviceMissing,
             _ => return None,
         })
     }
@@ -764,7 +770,8 @@ mod tests {
         assert_eq!(ErrorCode::from_label(23), Some(ErrorCode::Unavailable));
         assert_eq!(ErrorCode::from_label(24), Some(ErrorCode::ConfigDenied));
         assert_eq!(ErrorCode::from_label(25), Some(ErrorCode::NoConfigSpace));
-        assert_eq!(ErrorCode::from_label(26), None);
+        assert_eq!(ErrorCode::from_label(26), Some(ErrorCode::DeviceMissing));
+        assert_eq!(ErrorCode::from_label(27), None);
         // Configuration accesses: a width other than 1, 2, 4; misaligned; past 4 KiB; a
         // value wider than its width; a device number that does not fit.
         assert_eq!(Request::decode(11, &[0, config::pack(0, 3)]), Err(DecodeError::Malformed));

@@ -300,7 +300,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// The slot of `device`'s mapping at `iova`, if its client may unmap it.
-    fn unmappable(&self, device: DeviceIndex, iova: u64) -> Result<u16> {
+    pub(super) fn unmappable(&self, device: DeviceIndex, iova: u64) -> Result<u16> {
         let (tree, root) = self.view(device);
         let m = tree.find(root, iova).ok_or(ErrorCode::NotMapped)?;
         if self.maps[m as usize].is_some_and(|m| m.pinned) {
@@ -330,7 +330,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// `m` is gone: its owner's usage, and its device's pending count if it was pending.
-    fn count_removed(&mut self, m: &Mapping) {
+    pub(super) fn count_removed(&mut self, m: &Mapping) {
         let (d, owner) = (m.device as usize, self.cfg.devices[m.device as usize].owner);
         if let Some(c) = self.clients.get_mut(owner) {
             c.usage.mappings -= 1;
@@ -367,7 +367,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// The IOMMU did not confirm the removal of the mappings at `indices` (all of
     /// `device`, in its index): they stay in the books, pending, and the device is blocked.
     /// Always `Err(Hardware)`.
-    fn removal_unconfirmed(&mut self, device: DeviceIndex, indices: &[u16]) -> Result<()> {
+    pub(super) fn removal_unconfirmed(&mut self, device: DeviceIndex, indices: &[u16]) -> Result<()> {
         for &i in indices.iter().take(UNMAP_BATCH) {
             if let Some(m) = self.maps[i as usize].as_mut() {
                 if !m.pending {

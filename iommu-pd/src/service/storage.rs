@@ -174,6 +174,12 @@ pub fn state_sizes() -> StateSizes {
         fn retry_unmap(&mut self, _: DeviceIndex, _: &[(u64, u64)]) -> core::result::Result<(), crate::hw::HwError> {
             Ok(())
         }
+        fn unmap_deferred(&mut self, _: DeviceIndex, _: u64, _: u64) -> core::result::Result<(), crate::hw::HwError> {
+            Ok(())
+        }
+        fn sync_unmaps(&mut self) -> core::result::Result<(), crate::hw::HwError> {
+            Ok(())
+        }
     }
     StateSizes {
         per_client: size_of::<ClientTables>() + size_of::<FaultRing>(),

@@ -1,5 +1,5 @@
 //! A client's lifecycle: teardown when it faults or restarts (its devices blocked and
-//! emptied, confirmed), and its return; and STOP, the same for one device on request.
+//! emptied, confirmed, its mapping queue started over), and its return; and STOP, the same for one device on request.
 
 use super::*;
 
@@ -13,6 +13,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// and its block is retried before any request is served (`retry_blocks`).
     pub fn client_torn_down(&mut self, client: usize) -> Result<()> {
         let mut result = Ok(());
+        // What it posted to its mapping queue died with it: a restarted client starts its
+        // queue from the beginning (the PD shell publishes `queue_cursor`).
+        if let Some(c) = self.clients.get_mut(client) {
+            c.queue = Default::default();
+        }
         for d in 0..self.cfg.devices.len() {
             if self.cfg.devices[d].owner != client {
                 continue;

@@ -17,8 +17,9 @@ use iommu_protocol::Rights;
 /// IOVA page -> (physical page, rights).
 pub type Pages = BTreeMap<u64, (u64, Rights)>;
 
-/// The IOMMU calls a test may make fail.
-pub const HW_FAILURES: [&str; 5] = ["map", "unmap", "retry_unmap", "block", "enable"];
+/// The IOMMU calls a test may make fail ("unmap" fails a deferred unmap too; "sync" the
+/// sync that confirms a batch's deferred unmaps).
+pub const HW_FAILURES: [&str; 6] = ["map", "unmap", "retry_unmap", "block", "enable", "sync"];
 
 /// An IOMMU the service's model-based and exhaustive tests run over.
 pub trait TestHw: IommuHw {
@@ -63,7 +64,9 @@ impl TestHw for ModelHw {
         self.pages.get(&d).cloned().unwrap_or_default()
     }
     fn cached(&self, d: DeviceIndex) -> Pages {
-        self.stale.get(&d).cloned().unwrap_or_default()
+        let mut out = self.stale.get(&d).cloned().unwrap_or_default();
+        out.extend(self.in_flight.get(&d).cloned().unwrap_or_default());
+        out
     }
     fn enabled(&self, d: DeviceIndex) -> bool {
         self.enabled.get(&d).copied().unwrap_or(false)
@@ -157,5 +160,11 @@ impl<B: IommuHw + Inject> IommuHw for Faulty<B> {
     }
     fn retry_unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
         self.call("retry_unmap", |b| b.retry_unmap(device, ranges))
+    }
+    fn unmap_deferred(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        self.call("unmap", |b| b.unmap_deferred(device, iova, len))
+    }
+    fn sync_unmaps(&mut self) -> Result<(), HwError> {
+        self.call("sync", |b| b.sync_unmaps())
     }
 }

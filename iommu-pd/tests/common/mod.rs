@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod config_space;
+pub mod queue;
 pub mod random;
 pub mod reference;
 pub mod sequences;

@@ -4,8 +4,10 @@
 //! invariants are in `reference.rs`; `tests/model.rs` runs it over the model IOMMU, and
 //! the hardware backends' crates over their SMMU's host model.
 
+use std::collections::BTreeSet;
+
 use iommu_pd::Service;
-use iommu_protocol::{ClientId, DeviceId, Handle, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+use iommu_protocol::{ClientId, DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 
 use super::backend::{TestHw, HW_FAILURES};
 use super::reference::*;
@@ -163,6 +165,7 @@ pub fn run<H: TestHw>(hw: H, seed: u64, steps: usize) -> usize {
     let mut known: Vec<(usize, u64, u64)> = Vec::new();
     // Clients torn down and not yet ready again.
     let mut torn = [false; 3];
+    let mut queues = [super::queue::region(), super::queue::region(), super::queue::region()];
     for step in 0..steps {
         let client = rng.below(3) as usize;
         let req = if rng.below(10) < 6 { plausible_request(&mut rng, &m, client, &known) } else { None }
@@ -187,12 +190,24 @@ pub fn run<H: TestHw>(hw: H, seed: u64, steps: usize) -> usize {
             } else {
                 let r = s.client_torn_down(c);
                 torn[c] |= r.is_ok();
+                // Its queue starts over (the restarted client's starts empty).
+                queues[c] = super::queue::region();
                 r
             };
             s.hw_mut().fail_next(None);
             check(&mut s, &m, &mut probe, &|| {
                 format!("seed {seed} step {step}: teardown/ready of {c} -> {r:?} ({failure:?})")
             });
+            continue;
+        }
+        // Now and then the client posts a batch to its mapping queue instead.
+        if rng.below(8) == 0 {
+            let q = &queues[client];
+            successes += batch_step(&mut s, &mut m, &mut rng, client, q, &mut known, &mut probe, &|| {
+                format!("seed {seed} step {step}: client {client}'s batch")
+            });
+            let books = pages(&s);
+            known.retain(|(d, iova, _)| books.get(d).is_some_and(|t| t.contains_key(iova)));
             continue;
         }
         // `handle` first retries the blocks the IOMMU did not confirm; done here as a step
@@ -214,4 +229,98 @@ pub fn run<H: TestHw>(hw: H, seed: u64, steps: usize) -> usize {
         known.retain(|(d, iova, _)| books.get(d).is_some_and(|t| t.contains_key(iova)));
     }
     successes
+}
+
+/// A batch of 1 to 20 entries (plausible and random MAPs and UNMAPs, now and then an
+/// entry no call has), an IOMMU failure now and then (a deferred unmap, the batch's sync,
+/// a map...), served in one wake-up, every completion judged: a MAP's as its call's, an
+/// UNMAP's `Ok` only once nothing of it translates or is reached any more (unless a later
+/// entry of the batch mapped the IOVA again); a batch refused whole changed nothing.
+/// Returns how many entries succeeded.
+#[allow(clippy::too_many_arguments)]
+fn batch_step<H: TestHw>(
+    s: &mut Service<'_, H>,
+    m: &mut Model,
+    rng: &mut Rng,
+    client: usize,
+    q: &iommu_protocol::queue::Queue<'_>,
+    known: &mut Vec<(usize, u64, u64)>,
+    probe: &mut Probe,
+    ctx: &dyn Fn() -> String,
+) -> usize {
+    let n = 1 + rng.below(20) as usize;
+    let mut reqs = Vec::new();
+    for tag in 0..n as u64 {
+        let req = if rng.below(10) < 7 { plausible_request(rng, m, client, known) } else { None }
+            .unwrap_or_else(|| random_request(rng, known));
+        let req = match req {
+            // An entry holds one IOVA.
+            Request::Unmap { device, iovas, .. } => Request::Unmap { device, iovas, count: 1 },
+            r => r,
+        };
+        let mut mrs = [0; MAX_MRS];
+        let (label, _) = req.encode(&mut mrs);
+        assert!(q.post(label, tag, mrs[..4].try_into().unwrap()));
+        reqs.push(req);
+    }
+    let failure = (rng.below(4) == 0).then(|| rng.pick(&HW_FAILURES));
+    s.hw_mut().fail_next(None);
+    s.retry_blocks();
+    let before = before(s);
+    s.hw_mut().fail_next(failure);
+    let taken = s.serve_queue(client, q);
+    s.hw_mut().fail_next(None);
+    assert_eq!(taken, n, "{}", ctx());
+    let mut replies = Vec::new();
+    while let Some((tag, label, value)) = q.pop_completion() {
+        assert_eq!(tag, replies.len() as u64, "completions in order: {}", ctx());
+        replies.push(match (label, reqs[tag as usize]) {
+            (0, Request::Unmap { .. }) => Reply::ok(&[]),
+            (0, _) => Reply::ok(&[value]),
+            (l, _) => Reply::Err(iommu_protocol::ErrorCode::from_label(l).expect("an error code")),
+        });
+    }
+    assert_eq!(replies.len(), n, "{}", ctx());
+    let ctx_of = |i: usize| format!("{} entry {i} {:?} -> {:?} (failing: {failure:?})", ctx(), reqs[i], replies[i]);
+    let mut ok = 0;
+    for (i, (req, reply)) in reqs.iter().zip(&replies).enumerate() {
+        match (req, reply) {
+            (Request::Unmap { device, iovas, .. }, Reply::Ok { .. }) => {
+                let (d, iova) = (device.0 as usize, iovas[0]);
+                // The latest mapping made there (an older one at the same IOVA may linger in
+                // `known` when something other than an UNMAP removed it).
+                let k = known.iter().rposition(|k| k.0 == d && k.1 == iova);
+                let len = k.map(|k| known[k].2).unwrap_or_else(|| panic!("unmapped the unknown: {}", ctx_of(i)));
+                known.retain(|k| !(k.0 == d && k.1 == iova));
+                // Mapped again by a later entry of the batch: then it is that mapping.
+                let again = |p: u64| {
+                    reqs[i + 1..].iter().zip(&replies[i + 1..]).any(|(r, rep)| match (r, rep) {
+                        (Request::Map { device, len, .. }, Reply::Ok { values, .. }) => {
+                            device.0 as usize == d && p >= values[0] && p < values[0] + len
+                        }
+                        _ => false,
+                    })
+                };
+                let gone: BTreeSet<u64> = (0..len / PAGE).map(|p| iova + p * PAGE).filter(|p| !again(*p)).collect();
+                let held = s.hw().translations(d);
+                assert!(
+                    gone.iter().all(|p| !held.contains_key(p)),
+                    "still translates after Ok: {}\n{reqs:x?}\n{replies:x?}\n{held:x?}",
+                    ctx_of(i)
+                );
+                let reached = s.hw().reach(d, &gone);
+                assert!(reached.is_empty(), "reached {reached:x?} after its Ok: {}", ctx_of(i));
+                ok += 1;
+            }
+            (_, Reply::Ok { .. }) => {
+                ok += m.judge(s, client, *req, reply, &before, known, &|| ctx_of(i)) as usize;
+            }
+            _ => {}
+        }
+    }
+    if replies.iter().all(|r| matches!(r, Reply::Err(e) if *e != iommu_protocol::ErrorCode::Hardware)) {
+        assert_eq!(super::reference::before(s), before, "a batch refused whole changed something: {}", ctx());
+    }
+    check(s, m, probe, ctx);
+    ok
 }

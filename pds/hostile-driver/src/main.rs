@@ -51,8 +51,12 @@ fn init() -> Hostile {
     // SAFETY: BAR0 is at the range the description maps here (read back just above).
     let mut edu = unsafe { edu::Edu::new(bar) };
 
+    // Timed: the IOMMU PD logs this refusal (within its budget of lines), which the
+    // flood below is mostly not; the two times are what a logged line costs.
+    let start = generic_timer::ticks();
     let r = iommu.map(Handle(3), MY_DEVICE, 0, 0x1000, None, Rights::READ_WRITE);
-    debug_println!("hostile: MAP with a handle it was never given: {r:?}");
+    let us = (generic_timer::ticks() - start) * 1_000_000 / generic_timer::hz().max(1);
+    debug_println!("hostile: MAP with a handle it was never given: {r:?} ({us} us, logged by the IOMMU PD)");
     let r = iommu.map(Handle(0), OTHER_DEVICE, 0, 0x1000, None, Rights::READ_WRITE);
     debug_println!("hostile: MAP for another driver's device: {r:?}");
     let r = iommu.map(Handle(0), MY_DEVICE, 0x1000, 0x10_0000, None, Rights::READ_WRITE);
@@ -67,6 +71,16 @@ fn init() -> Hostile {
     let r = iommu.release(Handle(0));
     debug_println!("hostile: RELEASE of the capability the description gave it: {r:?}");
 
+    // A flood of refused requests, as a driver in a retry loop sends: the IOMMU PD logs
+    // the first few and counts the rest, so the flood costs it (and every other client
+    // waiting for it) little more than the refusals themselves (it has used up most of
+    // its budget of lines on the refusals above).
+    let (refused, us) = flood(&mut iommu, FLOOD);
+    debug_println!(
+        "hostile: a flood of {FLOOD} MAPs with a handle it was never given: {refused} refused, in {us} us ({} us each)",
+        us / FLOOD
+    );
+
     // Its own scratch page is mapped (read-only); everything else its device tries is
     // blocked. It writes over the scratch page and the pages after it, one 256-byte DMA
     // (64 faults) at a time, and goes on after each word from the IOMMU PD until it is
@@ -80,6 +94,18 @@ fn init() -> Hostile {
     let mut hostile = Hostile { edu, bursts: 0 };
     hostile.burst();
     hostile
+}
+
+/// Refused requests in the flood.
+const FLOOD: u64 = 1000;
+
+/// `n` MAPs with a handle it was never given: how many were refused, and in how many us.
+fn flood(iommu: &mut Client<Ppc>, n: u64) -> (u64, u64) {
+    let start = generic_timer::ticks();
+    let refused =
+        (0..n).filter(|_| iommu.map(Handle(3), MY_DEVICE, 0, 0x1000, None, Rights::READ_WRITE).is_err()).count();
+    let ticks = generic_timer::ticks() - start;
+    (refused as u64, ticks * 1_000_000 / generic_timer::hz().max(1))
 }
 
 /// Bursts of faults the flood may take before the test gives up on a quarantine: at the

@@ -1,6 +1,12 @@
-//! The IOMMU protection domain: owns the SMMUv3, brings it up in default-deny order
+//! The IOMMU protection domain: owns the SMMU, brings it up in default-deny order
 //! before any driver PD can start a DMA, and serves every driver PD's requests through
 //! the service core with the policy generated from the system description.
+//!
+//! Which SMMU is the board's (build.rs, from `iommu-sdf`'s board table): an SMMUv3
+//! (`smmuv3_hw`, QEMU virt) or an Arm MMU-500, an SMMUv2 (`mmu500`, with `cfg(mmu500)`:
+//! ZynqMP and i.MX8QXP). Each backend module brings its SMMU up, fails it closed, reads
+//! its faults and says what it holds for a stream; the rest (the policy, the service, the
+//! clients, their faults and crashes) is the same on both.
 //!
 //! Its memory comes from the description: the SMMU's registers (a device region at the
 //! SMMU's physical address) and the regions for the stream table, queues, context
@@ -13,14 +19,12 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
+use iommu_pd::lines::{LineLimit, Lines, Verdict};
 use iommu_pd::{FaultPolicy, RegionConfig, Routed, Service};
 use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, var, with_msg_regs, with_msg_regs_mut, Channel, Child,
-    Handler, Infallible, MessageInfo,
+    debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Child, Handler,
+    Infallible, MessageInfo,
 };
-use smmuv3::{Bound, Config, DmaRegion, Memory, MmioRegisters, PhysAddr, Smmu, StreamId};
-use smmuv3_service::events::{self, EventSink, Rearm};
-use smmuv3_service::SmmuBackend;
 
 mod pci;
 
@@ -33,17 +37,40 @@ mod irqs {
     include!(concat!(env!("OUT_DIR"), "/irqs.rs"));
 }
 
+/// The children this PD restarts when they fault (build.rs: the libmicrokit programs),
+/// with their entry points.
+mod restart {
+    include!(concat!(env!("OUT_DIR"), "/restart.rs"));
+}
+
+/// Restarts of one client, at most: a driver that crashes on every start is left
+/// stopped after this many, and costs no more than that.
+const MAX_RESTARTS: u8 = 3;
+
+/// Where the Microkit tool starts every PD's stack: one page (a guard) below its IPC
+/// buffer, the last page of the user address space (its report.txt: `IPC Buffer:
+/// 0xfffffff000`, `SP: 0xffffffe000` on qemu_virt_aarch64).
+const STACK_TOP: u64 = (sel4::sys::seL4_UserVSpaceTop & !0xfff) - 0x1000;
+
 /// A region's virtual address (`setvar_vaddr`), size (`setvar_size`) and physical address
 /// (`setvar region_paddr`), as the description has the Microkit tool write them
 /// (`iommu-sdf check` refuses a description that leaves one out).
 macro_rules! region {
     ($va:ident, $size:ident, $pa:ident) => {{
-        let va: NonNull<u8> = memory_region_symbol!($va: *mut u8);
-        let len = *var!($size: usize = 0);
-        let pa = *var!($pa: usize = 0) as u64;
-        DmaRegion { pa: PhysAddr(pa), va, len }
+        let va: NonNull<u8> = sel4_microkit::memory_region_symbol!($va: *mut u8);
+        let len = *sel4_microkit::var!($size: usize = 0);
+        let pa = *sel4_microkit::var!($pa: usize = 0) as u64;
+        smmuv3::DmaRegion { pa: smmuv3::PhysAddr(pa), va, len }
     }};
 }
+
+/// The board's SMMU.
+#[cfg(not(mmu500))]
+#[path = "smmuv3_hw.rs"]
+mod backend;
+#[cfg(mmu500)]
+#[path = "mmu500.rs"]
+mod backend;
 
 /// Storage that `init` fills once and the handler then owns for the life of the PD.
 struct Once<T>(UnsafeCell<MaybeUninit<T>>);
@@ -76,9 +103,6 @@ fn client_of(channel: Channel) -> Option<usize> {
     (1..=policy::CLIENTS.len()).contains(&i).then(|| i - 1)
 }
 
-/// The SMMU's event-queue and global-error interrupts.
-const EVENTQ_IRQ: Channel = Channel::new(10);
-const GERROR_IRQ: Channel = Channel::new(11);
 /// The EL1 physical timer's interrupt (irq 30), when the description gives it: polls an
 /// SMMU whose interrupts are not wired here, and wakes this PD again when a wake-up left
 /// records in the queue.
@@ -86,11 +110,15 @@ const TIMER_IRQ: Channel = Channel::new(12);
 /// How often an SMMU without wired interrupts is polled.
 const POLL_US: u64 = 10_000;
 
-type Svc = Service<'static, SmmuBackend<MmioRegisters>>;
+/// What a client's refused requests may cost on the console (the debug configuration's;
+/// a release build prints nothing): 8 lines at once, then one per 100 ms, each client on
+/// its own budget. A line costs the IOMMU PD a kernel call per character, a refusal
+/// microseconds, so a flood logged in full would slow every client's calls; at this rate
+/// it costs at most 10 lines a second per client, and the rest are counted.
+const REFUSAL_BURST: u32 = 8;
+const REFUSAL_EVERY_US: u64 = 100_000;
 
-/// Event records taken from the SMMU per pass, and passes per interrupt.
-const EVENT_BUFFER: usize = 256;
-const EVENT_ROUNDS: usize = 16;
+type Svc = Service<'static, backend::Hw>;
 
 /// A client stopped one of its devices: say what the SMMU now holds for it, read back
 /// (its stream table entry, and how many pages are still mapped for it: none).
@@ -99,49 +127,13 @@ fn report_stop(service: &mut Svc, client: usize, device: usize) {
     let name = policy::CLIENTS.get(client).map_or("?", |c| c.name);
     let mut left = 0u64;
     service.for_each_mapped_page(|d, _, _, _| left += (d == device) as u64);
-    let state = ste_of(service.hw_mut().smmu(), StreamId(dev.stream));
+    let state = backend::stream_state(service.hw_mut(), dev.stream);
     debug_println!(
         "iommu: {name} stopped {} (stream {:#x}), confirmed: {state}; {left} page(s) left mapped for it",
         dev.name,
         dev.stream
     );
 }
-
-/// What the stream table holds for `sid`, read back, not what was asked for; printed as
-/// the entry's configuration or the reason it could not be read.
-fn ste_of(smmu: &mut Smmu<MmioRegisters>, sid: StreamId) -> place::SteState {
-    place::SteState(smmu.ste(sid).map(|ste| ste.config()))
-}
-
-/// The Arm generic timer, which bounds every wait on the SMMU.
-struct GenericTimer;
-
-impl smmuv3::Clock for GenericTimer {
-    fn now(&self) -> u64 {
-        generic_timer::ticks()
-    }
-    fn hz(&self) -> u64 {
-        generic_timer::hz()
-    }
-}
-
-static CLOCK: GenericTimer = GenericTimer;
-
-/// Every wait on the SMMU lasts at most a second of the generic timer, as Linux waits
-/// (a count of register reads would be anything from milliseconds to hours).
-const BOUND: Bound = Bound::Time { clock: &CLOCK, us: Bound::LINUX_US };
-
-/// Whether the platform keeps the SMMU and the devices coherent with how this PD's memory
-/// is mapped: the board must say `dma-coherent` (its table in `iommu-sdf`), AND seL4 must
-/// map this PD's pages Inner Shareable, as the SMMU and the devices access them. seL4
-/// maps cacheable user pages Non-shareable on a kernel without SMP support (Microkit's
-/// `debug` and `release`), and hardware does not keep accesses with mismatched
-/// shareability coherent (Arm ARM, "Mismatched memory attributes"): then the driver
-/// cleans and invalidates, and devices' mappings are Non-cacheable.
-const PLATFORM_COHERENT: bool = irqs::BOARD_COHERENT && sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT);
-
-/// This CPU's cache maintenance (`dc cvac`, `dc civac`, `dsb`), for a non-coherent SMMU.
-static CACHE: smmuv3::ArmCacheOps = smmuv3::ArmCacheOps;
 
 #[protection_domain]
 fn init() -> IommuPd {
@@ -176,7 +168,14 @@ fn init() -> IommuPd {
                     debug_println!("iommu: NO SMMU INTERRUPT AND NO TIMER: faults are read only when a request comes")
                 }
             }
-            IommuPd { service: Some(service), down: None, refused: 0, ecam }
+            IommuPd {
+                service: Some(service),
+                down: None,
+                refused: 0,
+                ecam,
+                refusals: [Lines::default(); policy::CLIENTS.len()],
+                restarts: [0; policy::CLIENTS.len()],
+            }
         }
         Err(why) => {
             // First, before even saying why: the SMMU may be as firmware left it (GBPA
@@ -186,14 +185,22 @@ fn init() -> IommuPd {
             // is harmless).
             // SAFETY: `start` has returned, and the driver and register access it made are
             // gone with it: this is the only access to the registers from now on.
-            let closed = smmuv3::fail_closed(&unsafe { MmioRegisters::new(regs) }, BOUND);
+            #[allow(clippy::undocumented_unsafe_blocks)]
+            let closed = unsafe { backend::fail_closed(regs) };
             debug_println!("iommu: NOT SERVING: {why}");
             match closed {
-                Ok(()) => debug_println!("iommu: SMMU disabled with GBPA.ABORT set: every device's DMA aborts"),
+                Ok(()) => debug_println!("iommu: {}: every device's DMA aborts", backend::CLOSED),
                 Err(e) => debug_println!("iommu: DMA NOT KNOWN TO BE STOPPED: {e}"),
             }
             debug_println!("iommu: every request is refused (Unavailable)");
-            IommuPd { service: None, down: Some(Down { why, closed }), refused: 0, ecam }
+            IommuPd {
+                service: None,
+                down: Some(Down { why, closed }),
+                refused: 0,
+                ecam,
+                refusals: [Lines::default(); policy::CLIENTS.len()],
+                restarts: [0; policy::CLIENTS.len()],
+            }
         }
     }
 }
@@ -201,72 +208,7 @@ fn init() -> IommuPd {
 /// Bring the SMMU up and the service on it; `Err` says what stopped start-up. Every
 /// value it made, the driver included, is dropped when it returns.
 fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
-    let mem = Memory {
-        stream_table: region!(smmu_strtab, smmu_strtab_size, smmu_strtab_paddr),
-        cmdq: region!(smmu_cmdq, smmu_cmdq_size, smmu_cmdq_paddr),
-        eventq: region!(smmu_eventq, smmu_eventq_size, smmu_eventq_paddr),
-        cds: region!(smmu_cds, smmu_cds_size, smmu_cds_paddr),
-        tables: region!(smmu_tables, smmu_tables_size, smmu_tables_paddr),
-    };
-    // As wide as the description needs, no wider; the probe refuses an SMMU narrower.
-    let config = Config {
-        ias_bits: policy::IOVA_BITS,
-        sid_bits: policy::STREAM_ID_BITS,
-        bound: BOUND,
-        // Enabled either way: a wired interrupt that reaches no one costs nothing.
-        interrupts: true,
-        platform_coherent: PLATFORM_COHERENT,
-        devices_coherent: PLATFORM_COHERENT,
-        cache: Some(&CACHE),
-    };
-    // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
-    // gives it the table and queue regions alone; `init` runs once.
-    let smmu = unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) }.map_err(Why::Smmu)?;
-    let f = *smmu.features();
-    debug_println!(
-        "iommu: SMMUv3.{} up: {}-bit StreamIDs, {}-bit output, two-level stream table {}",
-        f.arch_minor,
-        f.sid_bits,
-        f.oas_bits,
-        f.two_level_strtab
-    );
-    debug_println!(
-        "iommu: SMMU_IDR0.COHACC {}, board dma-coherent {}, kernel SMP {}: {:?}, devices mapped {:?}",
-        f.coherent_access as u8,
-        irqs::BOARD_COHERENT as u8,
-        sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT) as u8,
-        smmu.coherency(),
-        smmu.dma_memory()
-    );
-    debug_println!(
-        "iommu: set up for {}-bit StreamIDs and {}-bit IOVAs, as the description needs",
-        policy::STREAM_ID_BITS,
-        policy::IOVA_BITS
-    );
-    debug_println!(
-        "iommu: GBPA.ABORT {}; every stream aborts until its driver maps memory",
-        if smmu.gbpa_aborts() { "set" } else { "not implemented by this SMMU" }
-    );
-    #[cfg(feature = "measure-bypass")]
-    debug_println!("iommu: MEASUREMENT BUILD: a driver may put its own device in bypass; not for products");
-    let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
-    let mut backend = SmmuBackend::new(smmu, &streams).map_err(Why::Devices)?;
-    for (i, d) in policy::DEVICES.iter().enumerate() {
-        backend.add_streams(i, d.extra_streams).map_err(|e| Why::Streams(d.name, e))?;
-    }
-    // Default deny, read back from the stream table before the service lets any device
-    // translate: every described device's stream, and one no description names.
-    let smmu = backend.smmu();
-    // The highest StreamID the stream table covers that no device has.
-    // (Not `0..1 << STREAM_ID_BITS`: that overflows at 32 bits.)
-    let last = StreamId::highest(policy::STREAM_ID_BITS).0;
-    let named_by_none = |s: &u32| !streams.contains(s) && policy::DEVICES.iter().all(|d| !d.extra_streams.contains(s));
-    let unnamed = StreamId((0..=last).rev().find(named_by_none).unwrap_or(0));
-    let _ = smmu.prepare_stream(unnamed);
-    let named = policy::DEVICES.iter().map(|d| (StreamId(d.stream), d.name));
-    for (sid, name) in named.chain(named_by_none(&unnamed.0).then_some((unnamed, "no device"))) {
-        debug_println!("iommu: stream {sid} ({name}): {}", ste_of(smmu, sid));
-    }
+    let backend = backend::start(regs)?;
     let paddrs = policy::region_paddrs();
     let regions = core::array::from_fn(|i| RegionConfig { pa: paddrs[i], ..policy::REGIONS[i] });
     // SAFETY: `init` runs once.
@@ -292,11 +234,11 @@ fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
 /// What stopped start-up.
 enum Why {
     /// `Smmu::init` refused the SMMU or failed.
-    Smmu(smmuv3::Error),
+    Smmu(backend::Error),
     /// The devices' domains could not be made.
-    Devices(smmuv3::Error),
+    Devices(backend::Error),
     /// A device's other StreamIDs could not be set up.
-    Streams(&'static str, smmuv3::Error),
+    Streams(&'static str, backend::Error),
     /// The service refused the policy.
     Policy(iommu_pd::ConfigError),
     /// The SMMU entered service failure mode (SMMU_GERROR.SFM_ERR) while serving.
@@ -318,7 +260,7 @@ impl core::fmt::Display for Why {
 /// A PD that could not start: why, and whether every device's DMA now aborts.
 struct Down {
     why: Why,
-    closed: Result<(), smmuv3::Error>,
+    closed: Result<(), backend::Error>,
 }
 
 impl core::fmt::Display for Down {
@@ -339,6 +281,10 @@ struct IommuPd {
     /// PCI configuration space, if the description maps it here: drivers reach their own
     /// function's through CONFIG_READ and CONFIG_WRITE.
     ecam: Option<pci::Ecam>,
+    /// Each client's refused requests: how many, and its budget of console lines.
+    refusals: [Lines; policy::CLIENTS.len()],
+    /// How many times each client was restarted after a fault.
+    restarts: [u8; policy::CLIENTS.len()],
 }
 
 impl Handler for IommuPd {
@@ -350,36 +296,16 @@ impl Handler for IommuPd {
         // wake-up is a chance to retry, not only a request (`handle` retries first too).
         service.retry_blocks();
         let timer = irqs::TIMER && channels.contains(TIMER_IRQ);
-        if channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ) || timer || !irqs::WIRED {
-            let mut sink = Faults { service: &mut *service, notify: 0 };
-            let mut pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
-            // Records left, and nothing will announce them (the interrupt marks empty to
-            // non-empty): with the timer, be woken again at once, after whatever else is
-            // waiting; without, keep going here until the queue is empty. That ends when
-            // the storm limit quarantines a flooding client's device; a flood the limit
-            // cannot stop (a device no client owns, a StreamID no description names) would
-            // keep this PD here: such a system should give it the timer.
-            while pass.rearm == Rearm::Now && !irqs::TIMER {
-                pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
-            }
-            let notify = sink.notify;
-            if irqs::TIMER {
-                match pass.rearm {
-                    Rearm::Now => generic_timer::set_deadline(0),
-                    Rearm::Poll => {
-                        generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US))
-                    }
-                    Rearm::Interrupt | Rearm::Stop => generic_timer::stop(),
-                }
-            }
-            if pass.failure.is_some() {
+        if backend::interrupted(channels) || timer || !irqs::WIRED {
+            // Every fault the SMMU recorded, routed to its device's owner (`notify`: the
+            // clients to tell); `None`: the SMMU failed, and the backend failed it closed.
+            let Some(notify) = backend::take_faults(service) else {
                 self.fail_service();
                 return Ok(());
-            }
+            };
             report_faults(service, notify);
             if irqs::WIRED {
-                EVENTQ_IRQ.irq_ack().ok();
-                GERROR_IRQ.irq_ack().ok();
+                backend::ack_interrupts();
             }
             if timer {
                 TIMER_IRQ.irq_ack().ok();
@@ -407,10 +333,24 @@ impl Handler for IommuPd {
             sel4::Fault::UserException(_) => place::FaultKind::Exception,
             _ => place::FaultKind::Other,
         };
+        // A child this PD restarts is not suspended: it is restarted by the reply to its
+        // fault, which also gives it back its scheduling context (this PD is passive: it
+        // runs on the faulting child's until it replies; suspending the child would
+        // cancel the reply and leave the context here, and the child could never run).
+        let client = child.index().checked_sub(1);
+        let entry = name.and_then(|n| restart::ENTRIES.iter().find(|(pd, _)| *pd == n)).map(|&(_, e)| e);
+        let restart = match (client, entry) {
+            (Some(c), Some(e)) if self.service.is_some() && self.restarts.get(c).is_some_and(|&r| r < MAX_RESTARTS) => {
+                Some((c, e))
+            }
+            _ => None,
+        };
         // After reading the fault (an invocation reuses the message registers). A parent
         // holds its children's TCB caps; should the kernel refuse, the fault goes
         // unanswered and the child stays blocked all the same.
-        let _ = child.tcb().tcb_suspend();
+        if restart.is_none() {
+            let _ = child.tcb().tcb_suspend();
+        }
         let Some(name) = name else {
             debug_println!("iommu: child {} faulted ({what}); it is not a client", child.index());
             return Ok(None);
@@ -423,10 +363,13 @@ impl Handler for IommuPd {
         };
         service.retry_blocks();
         let client = child.index() - 1;
+        self.say_refusals(client, name);
+        let Some(service) = self.service.as_mut() else { return Ok(None) };
         let owned = |d: usize| policy::DEVICES[d].owner == client;
         let mut pages = 0;
         service.for_each_mapped_page(|d, _, _, _| pages += owned(d) as u64);
-        match service.client_torn_down(client) {
+        let torn_down = service.client_torn_down(client);
+        match torn_down {
             Ok(()) => {
                 let mut left = 0;
                 service.for_each_mapped_page(|d, _, _, _| left += owned(d) as u64);
@@ -434,7 +377,7 @@ impl Handler for IommuPd {
                     "iommu: {name} faulted ({what}): its devices are blocked and {pages} mapped page(s) removed, confirmed; {left} left"
                 );
                 for dev in policy::DEVICES.iter().filter(|d| d.owner == client) {
-                    let state = ste_of(service.hw_mut().smmu(), StreamId(dev.stream));
+                    let state = backend::stream_state(service.hw_mut(), dev.stream);
                     debug_println!("iommu: {} (stream {:#x}): {state}", dev.name, dev.stream);
                 }
             }
@@ -447,7 +390,15 @@ impl Handler for IommuPd {
                 )
             }
         }
-        Ok(None)
+        match restart {
+            Some((client, entry)) if torn_down.is_ok() => Ok(self.restart(child, client, name, entry)),
+            Some(_) => {
+                // Not restarted on a teardown the SMMU did not confirm: stopped instead.
+                let _ = child.tcb().tcb_suspend();
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
@@ -482,7 +433,7 @@ impl Handler for IommuPd {
         });
         #[cfg(feature = "measure-bypass")]
         if msg_info.label() == iommu_protocol::measure::BYPASS {
-            let label = measure_bypass(service, client, &mrs[..n]).map_or_else(|e| e as u64, |()| 0);
+            let label = backend::measure_bypass(service, client, &mrs[..n]).map_or_else(|e| e as u64, |()| 0);
             return Ok(MessageInfo::new(label, 0));
         }
         let reply = match self.ecam.as_mut() {
@@ -492,7 +443,7 @@ impl Handler for IommuPd {
         // A request is where a failed SMMU may show first (a CMD_SYNC that finds SFM_ERR):
         // this one is answered as the service answered it (`Hardware`), the next ones are
         // refused.
-        let failed = service.hw_mut().smmu().failure().is_some();
+        let failed = backend::failure(service.hw_mut()).is_some();
         if msg_info.label() == iommu_protocol::Op::Stop as u64 && matches!(reply, iommu_protocol::Reply::Ok { .. }) {
             report_stop(service, client, mrs[0] as usize);
         }
@@ -508,72 +459,34 @@ impl Handler for IommuPd {
                 });
                 Ok(MessageInfo::new(0, n))
             }
-            iommu_protocol::Reply::Err(e) => Ok(MessageInfo::new(e as u64, 0)),
+            iommu_protocol::Reply::Err(e) => {
+                self.log_refusal(client, msg_info.label(), &mrs[..n], e);
+                Ok(MessageInfo::new(e as u64, 0))
+            }
         }
     }
 }
 
-/// Where the event records go: each fault is attributed by the service and routed to the
-/// client that owns the device; `notify` collects the clients to tell.
-struct Faults<'a> {
-    service: &'a mut Svc,
-    notify: u64,
-}
-
-impl EventSink<MmioRegisters> for Faults<'_> {
-    fn smmu(&mut self) -> &mut Smmu<MmioRegisters> {
-        self.service.hw_mut().smmu()
+/// A fault or stream event no client is told of (`routed` says why): this PD says it, the
+/// first and then at powers of two (a device that faults in a loop would flood the
+/// console and keep this PD here). `what` is the SMMU's record of it.
+fn say_unrouted(routed: Routed, what: &dyn core::fmt::Display) {
+    if !routed.printed() {
+        return;
     }
-
-    fn take(&mut self, batch: &[Option<smmuv3::Event>]) {
-        let service = &mut *self.service;
-        // One time stamp for the batch: the records carry none, and what the storm
-        // window needs is when the IOMMU PD learnt of them.
-        let now = generic_timer::ticks();
-        for e in batch.iter().flatten() {
-            // A translation fault is placed and routed to the device's owner; an event
-            // that names a stream but carries no fault (C_BAD_STREAMID for a StreamID the
-            // stream table does not cover, C_BAD_STE...) is counted for this PD to report.
-            // Only events that name no stream at all (implementation-defined ones, a VMS
-            // fetch abort) are left out: there is no device to say anything of.
-            let routed = match (e.fault(), e.stream_id()) {
-                (Some(f), _) => {
-                    let write = f.txn.access == smmuv3::Access::Write;
-                    let kind = match e {
-                        smmuv3::Event::Translation(_) => 0x10,
-                        smmuv3::Event::Permission(_) => 0x13,
-                        _ => 0,
-                    };
-                    let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
-                    service.route_fault(input)
-                }
-                (None, Some(sid)) => service.route_stream_event(sid.0),
-                (None, None) => continue,
-            };
-            if let Routed::Client(client) = routed {
-                self.notify |= 1 << client.0;
-                continue;
-            }
-            // No client to tell: this PD says it, the first and then at powers of two (a
-            // device that faults in a loop would flood the console and keep this PD here).
-            if !routed.printed() {
-                continue;
-            }
-            match routed {
-                Routed::Unnamed { n } => {
-                    debug_println!("iommu: {e}: a StreamID no description names ({n} such so far)")
-                }
-                Routed::Unowned { device, n } => debug_println!(
-                    "iommu: {e}: {}, a device no client drives ({n} such so far)",
-                    policy::DEVICES.get(device).map_or("?", |d| d.name)
-                ),
-                Routed::StreamEvent { device, n } => debug_println!(
-                    "iommu: {e}: the stream of {} ({n} such so far)",
-                    policy::DEVICES.get(device).map_or("?", |d| d.name)
-                ),
-                Routed::Client(_) => {}
-            }
+    match routed {
+        Routed::Unnamed { n } => {
+            debug_println!("iommu: {what}: a StreamID no description names ({n} such so far)")
         }
+        Routed::Unowned { device, n } => debug_println!(
+            "iommu: {what}: {}, a device no client drives ({n} such so far)",
+            policy::DEVICES.get(device).map_or("?", |d| d.name)
+        ),
+        Routed::StreamEvent { device, n } => debug_println!(
+            "iommu: {what}: the stream of {} ({n} such so far)",
+            policy::DEVICES.get(device).map_or("?", |d| d.name)
+        ),
+        Routed::Client(_) => {}
     }
 }
 
@@ -617,12 +530,71 @@ fn report_faults(service: &mut Svc, notify: u64) {
 }
 
 impl IommuPd {
+    /// Restart a client whose teardown is confirmed, from its program's entry point, as
+    /// a supervisor would: its devices run again with no mappings (`client_ready`), and
+    /// the reply to its fault (returned here) starts it at `entry`, where it maps again.
+    /// The stack pointer goes back to where the Microkit tool starts every PD's (Microkit's
+    /// own `microkit_pd_restart` writes the pc alone, and libmicrokit's `_start` does not
+    /// set it, so each restart would lose the stack the crash had used). `None` (no reply;
+    /// the child suspended) if any step is refused.
+    fn restart(&mut self, child: Child, client: usize, name: &str, entry: u64) -> Option<MessageInfo> {
+        let service = self.service.as_mut()?;
+        self.restarts[client] += 1;
+        let ready = service.client_ready(client);
+        let mut regs = sel4::UserContext::default();
+        *regs.pc_mut() = entry;
+        *regs.sp_mut() = STACK_TOP;
+        // The first two registers (pc, sp), not resumed: the reply below resumes it.
+        let written = ready.is_ok().then(|| child.tcb().tcb_write_registers(false, 2, &mut regs));
+        debug_println!(
+            "iommu: restarting {name} at its entry {entry:#x} (restart {} of at most {MAX_RESTARTS}): client_ready {ready:?}, pc and sp written {}",
+            self.restarts[client],
+            match written {
+                Some(Ok(())) => "Ok",
+                Some(Err(_)) => "REFUSED",
+                None => "not tried",
+            }
+        );
+        if matches!(written, Some(Ok(()))) {
+            // Label 0: the kernel restarts the faulting thread, from the pc just written.
+            return Some(MessageInfo::new(0, 0));
+        }
+        let _ = child.tcb().tcb_suspend();
+        None
+    }
+
+    /// A request the service refused: name the client, the request and the reason, within
+    /// the client's budget of lines (`REFUSAL_BURST`, `REFUSAL_EVERY_US`).
+    fn log_refusal(&mut self, client: usize, label: u64, mrs: &[u64], e: iommu_protocol::ErrorCode) {
+        let Some(lines) = self.refusals.get_mut(client) else { return };
+        let limit = LineLimit { burst: REFUSAL_BURST, every: generic_timer::ticks_from_us(REFUSAL_EVERY_US) };
+        if let Verdict::Log { quiet } = lines.refusal(generic_timer::ticks(), limit) {
+            let shown = iommu_protocol::show::Shown { label, mrs };
+            let name = policy::CLIENTS[client].name;
+            match quiet {
+                0 => debug_println!("iommu: refused {name}'s {shown}: {e:?}"),
+                _ => debug_println!("iommu: refused {name}'s {shown}: {e:?} ({quiet} refused before it not logged)"),
+            }
+        }
+    }
+
+    /// How many of a client's requests were refused and how many of those were logged.
+    fn say_refusals(&self, client: usize, name: &str) {
+        let Some(l) = self.refusals.get(client) else { return };
+        debug_println!(
+            "iommu: {name}: {} request(s) refused, {} logged (at most {REFUSAL_BURST} at once, then one per {} ms)",
+            l.refused,
+            l.logged,
+            REFUSAL_EVERY_US / 1000
+        );
+    }
+
     /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR): the driver has failed it
     /// closed (GBPA.ABORT, then SMMUEN = 0); from here on this PD is as one that could not
     /// start, every request refused with `Unavailable`, and says so.
     fn fail_service(&mut self) {
         let Some(mut service) = self.service.take() else { return };
-        let closed = service.hw_mut().smmu().failure().unwrap_or(Ok(()));
+        let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
         generic_timer::stop();
         let down = Down { why: Why::ServiceFailure, closed };
         debug_println!("iommu: NOT SERVING: {down}");
@@ -631,58 +603,10 @@ impl IommuPd {
     }
 }
 
-/// The measurement build's bypass switch (`iommu_protocol::measure::BYPASS`): the caller's
-/// own device, and only while it may run; its mappings stay as they are for the way back.
-#[cfg(feature = "measure-bypass")]
-fn measure_bypass(service: &mut Svc, client: usize, mrs: &[u64]) -> Result<(), iommu_protocol::ErrorCode> {
-    use iommu_protocol::{DeviceId, ErrorCode};
-    let &[device, on] = mrs else {
-        return Err(if mrs.len() < 2 { ErrorCode::Truncated } else { ErrorCode::Malformed });
-    };
-    let device = u32::try_from(device).map_err(|_| ErrorCode::Malformed)?;
-    let bypass = match on {
-        0 => false,
-        1 => true,
-        _ => return Err(ErrorCode::Malformed),
-    };
-    let d = service.running_device_of(client, DeviceId(device))?;
-    service.hw_mut().set_bypass_for_measurement(d, bypass).map_err(|_| ErrorCode::Hardware)?;
-    // A measurement switches thousands of times: say so at the first of each kind and
-    // then at powers of two, so the console shows it without slowing it down.
-    static SWITCHES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-    let n = SWITCHES.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
-    if n <= 2 || n.is_power_of_two() {
-        let dev = &policy::DEVICES[d];
-        let state = ste_of(service.hw_mut().smmu(), StreamId(dev.stream));
-        debug_println!(
-            "iommu: MEASUREMENT: device {} (stream {:#x}) {} (switch {n}; STE {state})",
-            dev.name,
-            dev.stream,
-            if bypass {
-                "in bypass: untranslated, it reaches all memory"
-            } else {
-                "translated again through its mappings"
-            }
-        );
-    }
-    Ok(())
-}
-
 /// Where a fault falls, what a child's fault was, and what a stream table entry holds, for
 /// the console.
 mod place {
     use core::fmt;
-
-    pub struct SteState(pub Result<smmuv3::ste::SteConfig, smmuv3::Error>);
-
-    impl fmt::Display for SteState {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match &self.0 {
-                Ok(config) => write!(f, "{config:?}"),
-                Err(e) => write!(f, "{e}"),
-            }
-        }
-    }
 
     pub enum FaultKind {
         Vm { addr: u64, pc: u64 },

@@ -1,31 +1,34 @@
 //! PCI configuration space, this PD's alone: the ECAM window the description maps here
 //! (`setvar_vaddr="ecam"`, `setvar_size="ecam_size"`; `iommu-sdf check` refuses a map of
-//! it by any other PD), and what `init` does with it before any driver runs.
+//! it by any other PD), and what `init` does with it before any driver runs: the
+//! description's hierarchy made so (`iommu_pd::pci::configure`: its bridges numbered,
+//! windowed and ACS-enabled as declared, or left closed; every Bus Master off; each
+//! described function's BARs placed in its `bar=` window), and a line on the console for
+//! each bridge and each described function saying what was done, or that it is missing.
 //!
-//! Bus numbering is firmware's, which on QEMU virt (no firmware before the Microkit
-//! loader, no bridges in these images) is bus 0 alone; each device's requester ID is its
-//! StreamID (QEMU virt's `iommu-map` is the identity), which is how a described device is
-//! found here. Enumerating bridges, numbering buses and enabling ACS are not done yet.
+//! A device's configuration space is found through the policy's `PCI_FUNCTIONS` (its
+//! requester ID), not through its StreamID: below a PCIe-to-PCI bridge the two differ.
 
-use iommu_pd::pci::{self, BarError, ConfigSpace};
+use iommu_pd::pci::{self, BridgeState, ConfigSpace, Found, FunctionState, Met, Topology};
+use iommu_pd::BridgeKind;
+use iommu_protocol::ErrorCode;
 use sel4_microkit::{debug_println, var};
 
 use crate::policy;
 
-/// The 32-bit PCI memory window of QEMU virt (PCI address = CPU address), and the BAR
-/// plan every description here follows: slot `s` on bus 0 (the first after QEMU's default
-/// NIC at 00:01.0 is 2) has its memory BARs in the MiB at `MEM_BASE + (s - 2) MiB`, the
-/// range its driver's description maps. (A description that names each function's BAR
-/// window would let `iommu-sdf` check it; that needs the policy generator.)
-const MEM_BASE: u64 = 0x1000_0000;
-const MEM_SIZE: u64 = 0x2eff_0000;
-const SLOT_WINDOW: u64 = 0x10_0000;
-const FIRST_SLOT: u64 = 2;
+use pci::Bdf;
 
-/// The ECAM window: 1 MiB per bus from bus 0, mapped uncached.
+/// The description's PCI hierarchy, as `iommu-sdf build` wrote it into the policy.
+fn topology() -> Topology<'static> {
+    Topology { bridges: &policy::PCI_BRIDGES, functions: &policy::PCI_FUNCTIONS }
+}
+
+/// The ECAM window (1 MiB per bus from bus 0, mapped uncached), and what became of each
+/// described function at boot.
 pub struct Ecam {
     base: usize,
     buses: u16,
+    functions: [FunctionState; policy::PCI_FUNCTIONS.len()],
 }
 
 impl Ecam {
@@ -36,12 +39,8 @@ impl Ecam {
         let base = *var!(ecam: usize = 0);
         let size = *var!(ecam_size: usize = 0);
         let buses = (size >> 20).min(256) as u16;
-        (base != 0 && buses > 0).then_some(Ecam { base, buses })
-    }
-
-    /// Buses the window covers.
-    pub fn buses(&self) -> core::ops::Range<u16> {
-        0..self.buses
+        let functions = [FunctionState::NotReached; policy::PCI_FUNCTIONS.len()];
+        (base != 0 && buses > 0).then_some(Ecam { base, buses, functions })
     }
 
     fn addr(&self, rid: u16, offset: u16) -> Option<usize> {
@@ -50,10 +49,8 @@ impl Ecam {
 }
 
 impl ConfigSpace for Ecam {
-    fn function(&self, device: usize) -> Option<u16> {
-        let stream = policy::DEVICES.get(device)?.stream;
-        let rid = u16::try_from(stream).ok()?;
-        (rid >> 8 < self.buses).then_some(rid)
+    fn function(&self, device: usize) -> Result<u16, ErrorCode> {
+        pci::function_of(device, topology(), &self.functions)
     }
 
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
@@ -84,54 +81,155 @@ impl ConfigSpace for Ecam {
     }
 }
 
-/// bus:device.function, for the console.
-struct Bdf(u16);
+/// The name of the described device at `rid`, or what the description says is there.
+fn name_at(rid: u16) -> &'static str {
+    if let Some(f) = policy::PCI_FUNCTIONS.iter().find(|f| f.rid == rid) {
+        return policy::DEVICES.get(f.device).map_or("?", |d| d.name);
+    }
+    if policy::PCI_BRIDGES.iter().any(|b| b.rid == rid) {
+        return "a declared bridge";
+    }
+    "no description"
+}
 
-impl core::fmt::Display for Bdf {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:02x}:{:02x}.{}", self.0 >> 8, (self.0 >> 3) & 0x1f, self.0 & 7)
+fn kind_name(kind: BridgeKind) -> &'static str {
+    match kind {
+        BridgeKind::RootPort => "root port",
+        BridgeKind::SwitchUpstream => "switch upstream port",
+        BridgeKind::SwitchDownstream => "switch downstream port",
+        BridgeKind::PcieToPci => "PCIe-to-PCI bridge",
+        BridgeKind::PciToPci => "PCI-to-PCI bridge",
     }
 }
 
-/// Before any driver runs: every function's Bus Master off, each described device found
-/// (or named as missing) and its BARs placed by the plan above, memory decoding left off
-/// for its driver to turn on through CONFIG_WRITE.
+/// ACS control bits enabled, by name: "ACS SV RR CR UF on", or "no ACS".
+struct AcsBits(u16);
+
+impl core::fmt::Display for AcsBits {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use pci::acs;
+        if self.0 == 0 {
+            return f.write_str("no ACS");
+        }
+        f.write_str("ACS")?;
+        for (bit, name) in [(acs::SV, " SV"), (acs::RR, " RR"), (acs::CR, " CR"), (acs::UF, " UF")] {
+            if self.0 & bit != 0 {
+                f.write_str(name)?;
+            }
+        }
+        f.write_str(" on")
+    }
+}
+
+/// Before any driver runs: the description's hierarchy configured, each bridge and each
+/// described function reported.
 pub fn take_ownership(ecam: &mut Ecam) {
-    let buses = ecam.buses();
-    let census = pci::take_ownership(ecam, buses, |rid, id, header| {
-        let name = policy::DEVICES.iter().find(|d| d.stream == u32::from(rid)).map_or("no description", |d| d.name);
-        debug_println!(
-            "iommu: pci {}: {:04x}:{:04x} header type {} ({name}): bus master off",
+    let topo = topology();
+    let mut bridges = [BridgeState::NotReached; policy::PCI_BRIDGES.len()];
+    let mut functions = [FunctionState::NotReached; policy::PCI_FUNCTIONS.len()];
+    let census = pci::configure(ecam, topo, &mut bridges, &mut functions, |m| match m {
+        Met::Function(rid, id, header) => debug_println!(
+            "iommu: pci {}: {:04x}:{:04x} header type {} ({}): bus master off",
             Bdf(rid),
             id & 0xffff,
             id >> 16,
-            header & 0x7f
-        );
+            header & 0x7f,
+            name_at(rid)
+        ),
+        Met::Undeclared(rid) => {
+            debug_println!("iommu: pci {}: a bridge the description does not declare: CLOSED", Bdf(rid))
+        }
     });
+    // Both tables are sized from the policy, so `configure` has room for every entry.
+    let Ok(census) = census else { return };
+    ecam.functions = functions;
+    for (b, state) in topo.bridges.iter().zip(&bridges) {
+        let (at, kind) = (Bdf(b.rid), kind_name(b.kind));
+        match *state {
+            BridgeState::Open { acs, window, master } => {
+                let forwards = if master { "bus master on" } else { "nothing described below: bus master off" };
+                match window {
+                    Some(w) => debug_println!(
+                        "iommu: pci {at} {kind}: buses {}..{}, window {:#x}..{:#x}, {}, {forwards}",
+                        b.secondary,
+                        b.subordinate,
+                        w.base,
+                        w.limit,
+                        AcsBits(acs)
+                    ),
+                    None => debug_println!(
+                        "iommu: pci {at} {kind}: buses {}..{}, no window, {}, {forwards}",
+                        b.secondary,
+                        b.subordinate,
+                        AcsBits(acs)
+                    ),
+                }
+            }
+            BridgeState::NotReached => {
+                debug_println!("iommu: pci {at} {kind}: NOT REACHED: the bridge above it is closed")
+            }
+            BridgeState::Missing => debug_println!("iommu: pci {at} {kind}: MISSING: nothing answers there"),
+            BridgeState::WrongKind(found) => match found {
+                Found::Header(h) => {
+                    debug_println!("iommu: pci {at} {kind}: WRONG KIND: a function of header type {h} is there")
+                }
+                Found::Port(t) => {
+                    debug_println!(
+                        "iommu: pci {at} {kind}: WRONG KIND: a PCI Express port of type {t} is there; CLOSED"
+                    )
+                }
+                Found::Conventional => {
+                    debug_println!("iommu: pci {at} {kind}: WRONG KIND: a conventional PCI bridge is there; CLOSED")
+                }
+            },
+            BridgeState::BadNumbers => debug_println!(
+                "iommu: pci {at} {kind}: buses {}..{} cannot be right (outside the bridge above, or shared); CLOSED",
+                b.secondary,
+                b.subordinate
+            ),
+            BridgeState::NumbersNotTaken(read) => {
+                debug_println!("iommu: pci {at} {kind}: bus numbers did not take (reads {read:#08x}); CLOSED")
+            }
+            BridgeState::NoAcs(None) => {
+                debug_println!("iommu: pci {at} {kind}: declared with ACS and has no ACS capability; CLOSED")
+            }
+            BridgeState::NoAcs(Some(read)) => {
+                debug_println!("iommu: pci {at} {kind}: ACS control did not take (reads {read:#x}); CLOSED")
+            }
+            BridgeState::BadWindow(e) => debug_println!("iommu: pci {at} {kind}: no window: {e:?}; CLOSED"),
+        }
+    }
     debug_println!(
-        "iommu: PCI configuration space is this PD's: {} function(s) on {} bus(es), {} bridge(s); every bus master off ({} were on)",
+        "iommu: PCI configuration space is this PD's: {} function(s) on {} bus(es), {} bridge(s); every bus master off ({} were on); {} undeclared bridge(s) closed",
         census.functions,
-        ecam.buses,
+        census.buses,
         census.bridges,
-        census.masters_stopped
+        census.masters_stopped,
+        census.undeclared
     );
     for (d, dev) in policy::DEVICES.iter().enumerate() {
-        let Some(rid) = ecam.function(d) else {
-            debug_println!("iommu: pci: {} (stream {:#x}) is not a function of this ECAM", dev.name, dev.stream);
+        let Some(k) = topo.functions.iter().position(|f| f.device == d) else {
+            debug_println!("iommu: pci: {} (stream {:#x}) is not a PCI function here", dev.name, dev.stream);
             continue;
         };
-        let slot = u64::from(rid >> 3 & 0x1f);
-        let base = MEM_BASE + slot.saturating_sub(FIRST_SLOT) * SLOT_WINDOW;
-        if rid >> 8 != 0 || slot < FIRST_SLOT || base + SLOT_WINDOW > MEM_BASE + MEM_SIZE {
-            debug_println!("iommu: pci: {} at {}: outside the BAR plan; BARs not placed", dev.name, Bdf(rid));
-            continue;
-        }
-        match pci::place_bars(ecam, rid, base, SLOT_WINDOW) {
-            Ok(used) => {
-                debug_println!("iommu: pci: {} at {}: BARs placed in {base:#x}..{:#x}", dev.name, Bdf(rid), base + used)
+        let f = topo.functions[k];
+        let at = Bdf(f.rid);
+        match ecam.functions[k] {
+            FunctionState::Placed(0) => debug_println!("iommu: pci: {} at {at}: found, no BAR window", dev.name),
+            FunctionState::Placed(used) => debug_println!(
+                "iommu: pci: {} at {at}: BARs placed in {:#x}..{:#x} (stream {:#x})",
+                dev.name,
+                f.bar_base,
+                f.bar_base + used,
+                dev.stream
+            ),
+            FunctionState::BarsNotPlaced(e) => {
+                debug_println!("iommu: pci: {} at {at}: BARs not placed in its window: {e:?}", dev.name)
             }
-            Err(BarError::Absent) => debug_println!("iommu: pci: {} MISSING: nothing at {}", dev.name, Bdf(rid)),
-            Err(e) => debug_println!("iommu: pci: {} at {}: BARs not placed: {e:?}", dev.name, Bdf(rid)),
+            FunctionState::Missing => debug_println!("iommu: pci: {} MISSING: nothing answers at {at}", dev.name),
+            FunctionState::NotReached => {
+                debug_println!("iommu: pci: {} MISSING: the bridge above {at} is closed or not declared", dev.name)
+            }
         }
     }
 }

@@ -36,13 +36,86 @@ pub enum BoardIommu {
     /// `dma-coherent` (their accesses snoop the CPUs' caches); the IOMMU PD combines it
     /// with SMMU_IDR0.COHACC and with how seL4 maps memory (`smmuv3::Coherency`).
     SmmuV3 { stream_bits: u32, frame: (u64, u64), coherent: bool },
-    /// An Arm MMU-500 (SMMUv2), which the IOMMU PD does not drive yet.
-    Mmu500,
+    /// An Arm MMU-500 (SMMUv2) the IOMMU PD drives (`smmuv2-service`), each device in a
+    /// stage-1 context bank of its own, each StreamID in a stream match register.
+    Mmu500(Mmu500),
     /// VT-d, which the Microkit tool programs itself.
     Vtd,
     /// None this project knows of.
     Unknown,
 }
+
+/// What a board's MMU-500 is and has: where its registers are, its interrupt, how its
+/// StreamIDs are made, and how many stage-1 context banks and stream match registers
+/// (SMRs) it has. The counts are `drivers/smmuv2`'s ID-register profiles
+/// (`smmuv2::model::ZYNQMP`, `IMX8QXP`, with their sources; iommu-sdf's tests hold these
+/// numbers to those profiles); a bring-up on the board reads IDR0/IDR1 and the IOMMU PD
+/// refuses to start if the hardware has fewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mmu500 {
+    /// The SoC, for messages.
+    pub soc: &'static str,
+    /// The register file: physical address and size (the device tree's `reg`).
+    pub frame: (u64, u64),
+    /// StreamID bits the SMRs match (IDR0.NUMSIDB).
+    pub stream_bits: u32,
+    /// Stage-1 context banks (NUMCB - NUMS2CB): one per device.
+    pub context_banks: usize,
+    /// Stream match register groups (IDR0.NUMSMRG): one per StreamID.
+    pub smrs: usize,
+    /// The GIC interrupt (INTID, SPI + 32) that carries the global fault and every context
+    /// fault: one line, shared, on both SoCs.
+    pub irq: u64,
+    /// How the SoC makes a StreamID.
+    pub scheme: StreamScheme,
+    /// The SMR mask the IOMMU PD attaches each StreamID with: bits the SMMU ignores when
+    /// matching (0: exact match).
+    pub smr_mask: u16,
+}
+
+/// How a SoC numbers the StreamIDs its masters present to the MMU-500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamScheme {
+    /// ZynqMP: the TBU the master sits behind in bits [14:10], its master ID in [9:0]
+    /// (Xilinx UG1085, "System Memory Management Unit", the master ID table); TBUs 0 to
+    /// `tbus - 1` exist.
+    TbuMaster { tbus: u32 },
+    /// i.MX8QXP: the System Controller Unit's firmware gives each master a StreamID of
+    /// `bits` bits (`sc_rm_set_master_sid`); the SMMU sees the rest of the 15 bits as
+    /// the interconnect fills them, so each is matched under the mask NXP's device trees
+    /// give (`iommus = <&smmu SID 0x7f80>`).
+    Scu { bits: u32 },
+}
+
+/// ZynqMP's MMU-500 (zcu102, ultra96v2, kria_k26): Linux's `zynqmp.dtsi`
+/// (`smmu: iommu@fd800000`, `reg = <0x0 0xfd800000 0x0 0x20000>`, every interrupt
+/// `<0 155 4>`: SPI 155, INTID 187); `smmuv2::model::ZYNQMP` (16 context banks, 48 SMRs,
+/// 15 StreamID bits); TBU0 to TBU5 (UG1085's SMMU chapter).
+pub const ZYNQMP_MMU500: Mmu500 = Mmu500 {
+    soc: "ZynqMP",
+    frame: (0xfd80_0000, 0x2_0000),
+    stream_bits: 15,
+    context_banks: 16,
+    smrs: 48,
+    irq: 187,
+    scheme: StreamScheme::TbuMaster { tbus: 6 },
+    smr_mask: 0,
+};
+
+/// i.MX8QXP's MMU-500 (tqma8xqp1gb): NXP's i.MX8 device trees (`smmu: iommu@51400000`,
+/// `reg = <0 0x51400000 0 0x40000>`, every interrupt `<GIC_SPI 32 ...>`: INTID 64;
+/// `iommus = <&smmu SID 0x7f80>`); `smmuv2::model::IMX8QXP` (32 context banks, 32 SMRs,
+/// 15 StreamID bits, of which the SCU assigns 7).
+pub const IMX8QXP_MMU500: Mmu500 = Mmu500 {
+    soc: "i.MX8QXP",
+    frame: (0x5140_0000, 0x4_0000),
+    stream_bits: 15,
+    context_banks: 32,
+    smrs: 32,
+    irq: 64,
+    scheme: StreamScheme::Scu { bits: 7 },
+    smr_mask: 0x7f80,
+};
 
 /// One entry of a PCI host bridge's `iommu-map` (Documentation/devicetree/bindings/pci/
 /// pci-iommu.yaml): requester IDs `rid_base..rid_base + length` (after `iommu-map-mask`)
@@ -154,8 +227,10 @@ impl Board {
                 (BoardIommu::SmmuV3 { stream_bits: 16, frame: (0x0905_0000, 0x2_0000), coherent: true }, 40)
             }
             // ZynqMP and i.MX8QXP: Arm MMU-500s, with 40-bit physical addresses (Xilinx
-            // UG1085, NXP i.MX8QXP reference manual).
-            "zcu102" | "ultra96v2" | "kria_k26" | "tqma8xqp1gb" => (BoardIommu::Mmu500, 40),
+            // UG1085, NXP i.MX8QXP reference manual; the SDK's seL4 for zcu102 is built
+            // with CONFIG_ARM_PA_SIZE_BITS_40).
+            "zcu102" | "ultra96v2" | "kria_k26" => (BoardIommu::Mmu500(ZYNQMP_MMU500), 40),
+            "tqma8xqp1gb" => (BoardIommu::Mmu500(IMX8QXP_MMU500), 40),
             n if n.starts_with("x86_64") => (BoardIommu::Vtd, 48),
             _ => (BoardIommu::Unknown, 48),
         };
@@ -171,10 +246,20 @@ impl Board {
         }
     }
 
-    /// The SMMUv3's StreamID bits, on a board whose SMMUv3 the IOMMU PD drives.
+    /// The SMMU's StreamID bits, on a board whose SMMU the IOMMU PD drives.
     pub fn stream_bits(&self) -> Option<u32> {
         match self.iommu {
             BoardIommu::SmmuV3 { stream_bits, .. } => Some(stream_bits),
+            BoardIommu::Mmu500(m) => Some(m.stream_bits),
+            _ => None,
+        }
+    }
+
+    /// The SMMU's register frame (physical address, size), on a board whose SMMU the
+    /// IOMMU PD drives.
+    pub fn smmu_frame(&self) -> Option<(u64, u64)> {
+        match self.iommu {
+            BoardIommu::SmmuV3 { frame, .. } | BoardIommu::Mmu500(Mmu500 { frame, .. }) => Some(frame),
             _ => None,
         }
     }

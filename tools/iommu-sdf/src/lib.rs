@@ -45,9 +45,12 @@
 pub mod board;
 pub mod build;
 pub mod gen;
+pub mod knock_on;
 pub mod model;
 pub mod numbers;
 pub mod parse;
+pub mod picture;
+pub mod placement;
 pub mod plumbing;
 pub mod policy;
 pub mod problem;
@@ -124,9 +127,10 @@ pub fn check_text_on(text: &str, board: &Board) -> (model::System, Vec<Problem>)
         Target::Arm => {
             topology::derive_streams(&mut sys, board);
             plumbing::complete(&mut sys);
-            problems.extend(rules::check(&sys, board));
-            problems.extend(policy::check(&sys));
-            problems.extend(numbers::check(&sys));
+            let mut found = rules::check(&sys, board);
+            found.extend(policy::check(&sys));
+            let numbers = numbers::check(&sys);
+            return (sys.clone(), knock_on::first_causes(text, &sys, problems, found, numbers));
         }
         Target::X86_64 => {
             problems.extend(rules::x86::check(text));

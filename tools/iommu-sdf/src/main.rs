@@ -59,18 +59,21 @@ read or written.
 ";
 
 const REPORT_USAGE: &str = "\
-usage: iommu-sdf report FILE [--svg PATH]
+usage: iommu-sdf report FILE [--svg PATH] [--microkit-report REPORT]
 
 Check FILE (as `check`), then print, per device, every page it can ever reach and
-through what (Markdown); with --svg, also draw it in PATH. Exit 0, 1 on problems, 2 if a
-file cannot be read or written.
+through what (Markdown); with --svg, also draw it in PATH. With --microkit-report (the
+report.txt the Microkit tool writes with -r, images/Makefile's
+target/images/<config>/report.txt), also where the tool placed each region in physical
+memory, in the Markdown and the picture. Exit 0, 1 on problems, 2 if a file cannot be
+read or written.
 ";
 
 /// What the command line asks for.
 enum Command {
     Check(PathBuf),
     Build(PathBuf, PathBuf),
-    Report(PathBuf, Option<PathBuf>),
+    Report(PathBuf, Option<PathBuf>, Option<PathBuf>),
 }
 
 /// `Ok(None)`: help was asked for and printed.
@@ -94,12 +97,14 @@ fn parse(args: &[String]) -> Result<Option<(Command, Board)>, &'static str> {
     let mut file = None;
     let mut out = None;
     let mut svg = None;
+    let mut placed = None;
     let mut board = Board::default();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--out" if cmd == "build" => out = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
+            "--microkit-report" if cmd == "report" => placed = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--board" => board = Board::named(it.next().ok_or(usage)?),
             _ if a.starts_with('-') || file.is_some() => return Err(usage),
             _ => file = Some(PathBuf::from(a)),
@@ -109,7 +114,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Board)>, &'static str> {
     let command = match cmd.as_str() {
         "check" => Command::Check(file),
         "build" => Command::Build(file, out.ok_or(usage)?),
-        _ => Command::Report(file, svg),
+        _ => Command::Report(file, svg, placed),
     };
     Ok(Some((command, board)))
 }
@@ -125,7 +130,7 @@ fn main() -> ExitCode {
         }
     };
     let file = match &command {
-        Command::Check(f) | Command::Build(f, _) | Command::Report(f, _) => f.clone(),
+        Command::Check(f) | Command::Build(f, _) | Command::Report(f, ..) => f.clone(),
     };
     let shown = file.display().to_string();
     let text = match std::fs::read_to_string(&file) {
@@ -157,10 +162,21 @@ fn main() -> ExitCode {
     println!("{shown}: ok: {}", iommu_sdf::summary_for(&sys, target));
     match command {
         Command::Check(_) => ExitCode::SUCCESS,
-        Command::Report(_, svg) => {
+        Command::Report(_, svg, report) => {
             println!("\n{}", iommu_sdf::report::markdown_for(&sys, &shown, target));
+            let placed = match report.map(|r| std::fs::read_to_string(&r).map_err(|e| (r, e))) {
+                Some(Ok(text)) => Some(iommu_sdf::placement::read(&text)),
+                Some(Err((r, e))) => {
+                    eprintln!("iommu-sdf: cannot read {}: {e}", r.display());
+                    return ExitCode::from(2);
+                }
+                None => None,
+            };
+            if let Some(placed) = &placed {
+                println!("{}", iommu_sdf::report::placements(&sys, placed));
+            }
             if let Some(path) = svg {
-                if let Err(e) = std::fs::write(&path, iommu_sdf::report::svg(&sys)) {
+                if let Err(e) = std::fs::write(&path, iommu_sdf::picture::svg(&sys, placed.as_ref())) {
                     eprintln!("iommu-sdf: cannot write {}: {e}", path.display());
                     return ExitCode::from(2);
                 }

@@ -291,62 +291,37 @@ fn pci(sys: &System, o: &mut String) {
     }
 }
 
-/// The picture: driver PDs (left) own devices (middle), whose arrows to the regions they
-/// reach (right) are labelled with rights.
+/// The picture (`picture.rs`).
 pub fn svg(sys: &System) -> String {
+    crate::picture::svg(sys, None)
+}
+
+/// Where the Microkit tool placed each region a device can reach (its report, read by
+/// `placement::read`), beside the devices' IOVA windows and their owners' quotas: the
+/// numbers a user compares with a fault's physical address or a bus analyser's trace.
+pub fn placements(sys: &System, placed: &std::collections::BTreeMap<String, crate::placement::Placed>) -> String {
+    let mut o = String::from("## Where the Microkit tool placed them (its report.txt)\n\n| Region | Physical | Reached by (device: IOVA window; owner's quota) |\n| --- | --- | --- |\n");
     let reach = reachability(sys);
     let mut regions: Vec<&str> = reach.iter().map(|r| r.region.as_str()).collect();
     regions.sort();
     regions.dedup();
-    let mut owners: Vec<&str> = sys.io_spaces.iter().filter_map(|s| s.owner.as_deref()).collect();
-    owners.sort();
-    owners.dedup();
-    let row = 60;
-    let rows = sys.io_spaces.len().max(regions.len()).max(owners.len()).max(1);
-    let height = 40 + row * rows;
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="900" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        o,
-        r#"<defs><marker id="a" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
-    );
-    let boxes = |o: &mut String, x: usize, names: &[String], fill: &str| {
-        for (i, n) in names.iter().enumerate() {
-            let y = 20 + i * row;
-            let _ = writeln!(o, r#"<rect x="{x}" y="{y}" width="180" height="40" fill="{fill}" stroke="black"/>"#);
-            let _ = writeln!(o, r#"<text x="{}" y="{}">{}</text>"#, x + 10, y + 24, esc(n));
-        }
-    };
-    let pd_names: Vec<String> = owners.iter().map(|o| format!("PD {o}")).collect();
-    let dev_names: Vec<String> = sys.io_spaces.iter().map(|s| format!("{} (stream {:#x})", s.name, s.stream)).collect();
-    let region_names: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
-    boxes(&mut o, 10, &pd_names, "honeydew");
-    boxes(&mut o, 350, &dev_names, "lightsteelblue");
-    boxes(&mut o, 700, &region_names, "wheat");
-    for (i, s) in sys.io_spaces.iter().enumerate() {
-        if let Some(p) = s.owner.as_deref().and_then(|o| owners.iter().position(|x| *x == o)) {
-            let _ = writeln!(
-                o,
-                r#"<line x1="190" y1="{}" x2="350" y2="{}" stroke="gray" stroke-dasharray="4"/>"#,
-                40 + p * row,
-                40 + i * row
-            );
-        }
-    }
-    for r in &reach {
-        let (Some(i), Some(j)) =
-            (sys.io_spaces.iter().position(|s| s.name == r.device), regions.iter().position(|x| *x == r.region))
-        else {
-            continue;
+    for mr in regions {
+        let phys = match (sys.region(mr).and_then(|r| r.phys_addr), placed.get(mr)) {
+            (Some(pa), _) => format!("{pa:#x} (fixed in the description)"),
+            (None, Some(p)) => crate::placement::shown(p),
+            (None, None) => "not in the Microkit report".to_string(),
         };
-        let (y1, y2) = (40 + i * row, 40 + j * row);
-        let _ = writeln!(o, r#"<line x1="530" y1="{y1}" x2="700" y2="{y2}" stroke="black" marker-end="url(#a)"/>"#);
-        let _ = writeln!(o, r#"<text x="600" y="{}">{}</text>"#, (y1 + y2) / 2 - 4, rights(r.rights));
+        let mut by: Vec<String> = Vec::new();
+        for s in sys.io_spaces.iter().filter(|s| reach.iter().any(|r| r.region == mr && r.device == s.name)) {
+            let quota = s
+                .owner
+                .as_deref()
+                .and_then(|o| sys.quotas.iter().find(|q| q.pd == o))
+                .map(|q| format!("{} mappings, {} pages", q.mappings, q.pages))
+                .unwrap_or_else(|| "no quota".to_string());
+            by.push(format!("{}: {:#x}..{:#x}; {quota}", s.name, s.iova_base, s.iova_base.saturating_add(s.iova_size)));
+        }
+        let _ = writeln!(o, "| {} | {} | {} |", cell(mr), phys, cell(&by.join("<br>")));
     }
-    let _ = writeln!(o, "</svg>");
     o
 }

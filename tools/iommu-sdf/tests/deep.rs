@@ -108,7 +108,10 @@ fn every_command_exits_with_a_problem_not_a_crash() {
 #[test]
 fn a_bus_hierarchy_as_deep_as_buses_go_and_more_bridges_than_buses() {
     let mut o = String::from(
-        "<system>\n<memory_region name=\"r\" size=\"0x100000\" phys_addr=\"0x10000000\" />\n<iommu pd=\"i\" />\n",
+        "<system>\n<memory_region name=\"r\" size=\"0x100000\" phys_addr=\"0x10000000\" />\n<iommu pd=\"i\" />\n\
+         <protection_domain name=\"i\" priority=\"254\"><program_image path=\"i.elf\" />\n\
+         <protection_domain name=\"p\" priority=\"1\"><program_image path=\"p.elf\" /></protection_domain>\n\
+         </protection_domain>\n",
     );
     for b in 0..255 {
         o.push_str(&format!(
@@ -131,7 +134,9 @@ fn a_bus_hierarchy_as_deep_as_buses_go_and_more_bridges_than_buses() {
     assert_eq!(problems.iter().filter(|p| p.message.contains("are one group")).count(), 4_999);
     build_and_report(&o, &sys);
 
-    let mut o = String::from("<system>\n<iommu pd=\"i\" />\n");
+    let mut o = String::from(
+        "<system>\n<iommu pd=\"i\" />\n<protection_domain name=\"i\" priority=\"254\"><program_image path=\"i.elf\" /></protection_domain>\n",
+    );
     for i in 0..60_000u32 {
         o.push_str(&format!(
             "<pci_bridge bdf=\"{:x}:{:x}.{:x}\" kind=\"root_port\" secondary=\"1\" subordinate=\"1\" />\n",
@@ -144,6 +149,6 @@ fn a_bus_hierarchy_as_deep_as_buses_go_and_more_bridges_than_buses() {
     let (sys, problems) = iommu_sdf::check_text(&o);
     let refused: Vec<_> = problems.iter().filter(|p| p.message.contains("there are at most 255")).collect();
     assert_eq!(refused.len(), 1, "{:#?}", &problems[..problems.len().min(5)]);
-    assert_eq!(refused[0].line, 2 + 256);
+    assert_eq!(refused[0].line, 3 + 256);
     build_and_report(&o, &sys);
 }

@@ -10,6 +10,7 @@ mod caps;
 mod conventions;
 mod device_memory;
 mod devices;
+mod mmu500;
 pub mod names;
 mod pci;
 mod platform;
@@ -53,6 +54,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
         }
     }
     devices::check(sys, board, &mut out);
+    mmu500::check(sys, board, &mut out);
     caps::check(sys, &mut out);
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);

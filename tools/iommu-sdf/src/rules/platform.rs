@@ -16,8 +16,8 @@ pub const MAX_PDS: usize = 63;
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     if let (Some(i), Target::Arm) = (&sys.iommu, board.target) {
         let has = match board.iommu {
-            BoardIommu::SmmuV3 { .. } => None,
-            BoardIommu::Mmu500 => Some("an Arm MMU-500 (SMMUv2), which the IOMMU PD does not drive yet"),
+            // An MMU-500's own limits (context banks, SMRs, StreamIDs) are `mmu500`'s.
+            BoardIommu::SmmuV3 { .. } | BoardIommu::Mmu500(_) => None,
             _ => Some("no SMMU this tool knows of"),
         };
         if let Some(has) = has {
@@ -28,14 +28,15 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                     "board {} has {has}: no stream would be made to abort, whatever this description says",
                     board.name
                 ),
-                "build for a board with an SMMUv3 the IOMMU PD drives (--board qemu_virt_aarch64)",
+                "build for a board whose SMMU the IOMMU PD drives (--board qemu_virt_aarch64, zcu102, ultra96v2, kria_k26 or tqma8xqp1gb)",
             ));
         }
     }
     // The SMMU's registers are the region mapped as `smmu_regs`: it must be the board's
-    // whole register frame, or the part left out (page 1, with the queues' pointers) is
-    // an ordinary region another PD or a device may be given.
-    if let (Some(m), BoardIommu::SmmuV3 { frame: (base, size), .. }) = (sys.smmu_regs(), board.iommu) {
+    // whole register frame, or the part left out (SMMUv3: page 1, with the queues'
+    // pointers; MMU-500: the context banks) is an ordinary region another PD or a device
+    // may be given.
+    if let (Some(m), Some((base, size))) = (sys.smmu_regs(), board.smmu_frame()) {
         if let Some(r) = sys.region(&m.mr).filter(|r| r.phys_addr != Some(base) || r.size != size) {
             out.push(p(
                 r.line,

@@ -251,7 +251,7 @@ fn functions(sys: &System, board: &Board, t: &Topology, out: &mut Vec<Problem>) 
         for (what, r) in std::iter::once(("", rid)).chain(extra.map(|r| (" in streams", r))) {
             match &board.pci {
                 None => refuse(
-                    format!("`{}` names {}{what} by its PCI address, and this tool does not know the host bridge of board `{}` (its iommu-map)", s.name, bdf(r), board.name),
+                    format!("`{}` names {}{what} by its PCI address, and this tool does not know the host bridge of board {} (its iommu-map)", s.name, bdf(r), board.name),
                     "give the device's StreamID as a number (peripheral_id=\"0x...\"), or check for a board this tool knows",
                 ),
                 Some(pci) if pci.stream_of(t.alias(r)).is_none() => refuse(

@@ -1,0 +1,382 @@
+//! The mapping queue: MAP and UNMAP without a call each, in the style of sDDF's queues.
+//!
+//! One region per client, shared between the client (read-write) and the IOMMU PD
+//! (read-write), holds two rings of `entries` slots each (a power of two): requests, which
+//! the client produces and the IOMMU PD consumes, and completions, the other way. Indices
+//! are free-running `u32`s (slot = index mod entries); a ring holds `tail - head` entries.
+//! The client posts entries, then notifies the IOMMU PD once for all of them; the IOMMU PD
+//! takes at most `QUEUE_BATCH` of them per notification, checks and applies them exactly as
+//! it would the calls, confirms every UNMAP among them with one invalidation sync, and only
+//! then posts their completions (in request order) and notifies back.
+//!
+//! An entry carries a call: a label (`Op::Map` or `Op::Unmap`) and the call's first four
+//! message registers, with the same meaning (MAP's four; UNMAP's device, count 1 and the
+//! IOVA: an entry removes one mapping, a batch of entries many under one sync), and a tag
+//! the client chooses, copied into its completion. A completion is the call's reply: its
+//! label (0 or an `ErrorCode`) and first value (MAP's IOVA).
+//!
+//! Memory ordering, both rings alike: the producer writes an entry, then stores the ring's
+//! tail with release ordering; the consumer loads the tail with acquire ordering and only
+//! then reads the entries before it (on aarch64: `stlr` / `ldar`). The consumer copies
+//! each entry once and checks the copy, so a producer that rewrites an entry meanwhile
+//! changes nothing but what it asked for. Once it is done with entries, the consumer
+//! stores the head with release ordering (its reads of those slots come before), and the
+//! producer reuses a slot only after loading the head with acquire ordering.
+//!
+//! Every field is an atomic, read and written with plain loads and stores: the other side
+//! is another address space that may write any word at any time, and in Rust a
+//! non-atomic access racing with a write is undefined behaviour. The IOMMU PD never reads
+//! back what it publishes (its request head, its completion tail): it keeps its own copies
+//! (`Cursor`), so a client that scribbles over them only confuses itself.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// The most entries the IOMMU PD takes from one client's queue per notification: a flood
+/// in one queue delays another client's call by at most this many entries' work (and one
+/// sync) per queue.
+pub const QUEUE_BATCH: usize = 64;
+
+/// The most slots a ring may have (a description asks for fewer).
+pub const MAX_QUEUE_ENTRIES: u32 = 1 << 16;
+
+/// Message registers an entry carries: MAP's four.
+pub const ENTRY_MRS: usize = 4;
+
+/// One request: a call's label and message registers, and the client's tag.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct Entry {
+    /// `Op::Map` or `Op::Unmap`.
+    pub label: AtomicU64,
+    /// The client's, copied into the completion.
+    pub tag: AtomicU64,
+    /// The call's message registers.
+    pub mrs: [AtomicU64; ENTRY_MRS],
+}
+
+/// One completion: the reply to the entry with this tag.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct Completion {
+    /// The entry's tag.
+    pub tag: AtomicU64,
+    /// The reply's label: 0 or an `ErrorCode`.
+    pub label: AtomicU64,
+    /// The reply's first value: MAP's IOVA, 0 otherwise.
+    pub value: AtomicU64,
+}
+
+/// The indices, at the start of the region: the client's on one cache line, the IOMMU
+/// PD's on the next, so neither side's stores evict the other's line.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+pub struct Header {
+    /// Requests posted (the client's).
+    pub request_tail: AtomicU32,
+    /// Completions read (the client's).
+    pub completion_head: AtomicU32,
+    _client: [u32; 14],
+    /// Requests taken (the IOMMU PD's).
+    pub request_head: AtomicU32,
+    /// Completions posted (the IOMMU PD's).
+    pub completion_tail: AtomicU32,
+    _server: [u32; 14],
+}
+
+/// Byte offsets in the region, for the C declaration and for `iommu-sdf`.
+pub mod layout {
+    use super::{Completion, Entry, Header};
+    use core::mem::{offset_of, size_of};
+    /// `Header::request_tail`.
+    pub const REQUEST_TAIL: usize = offset_of!(Header, request_tail);
+    /// `Header::completion_head`.
+    pub const COMPLETION_HEAD: usize = offset_of!(Header, completion_head);
+    /// `Header::request_head`.
+    pub const REQUEST_HEAD: usize = offset_of!(Header, request_head);
+    /// `Header::completion_tail`.
+    pub const COMPLETION_TAIL: usize = offset_of!(Header, completion_tail);
+    /// Where the request ring starts.
+    pub const REQUESTS: usize = size_of::<Header>();
+    /// Bytes of a request.
+    pub const ENTRY: usize = size_of::<Entry>();
+    /// Bytes of a completion.
+    pub const COMPLETION: usize = size_of::<Completion>();
+    /// Where the completion ring starts, for `entries` slots.
+    pub const fn completions(entries: u32) -> usize {
+        REQUESTS + ENTRY * entries as usize
+    }
+    /// Bytes of a region of `entries` slots (before rounding up to pages).
+    pub const fn region_size(entries: u32) -> usize {
+        completions(entries) + COMPLETION * entries as usize
+    }
+}
+
+/// A request as the IOMMU PD copied it out of the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Taken {
+    /// The label.
+    pub label: u64,
+    /// The tag.
+    pub tag: u64,
+    /// The message registers.
+    pub mrs: [u64; ENTRY_MRS],
+}
+
+/// The IOMMU PD's own indices into one client's queue: it never reads its published ones
+/// back from the shared region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cursor {
+    /// Requests taken.
+    pub request_head: u32,
+    /// Completions posted.
+    pub completion_tail: u32,
+}
+
+/// A view of one queue region.
+#[derive(Debug, Clone, Copy)]
+pub struct Queue<'a> {
+    header: &'a Header,
+    requests: &'a [Entry],
+    completions: &'a [Completion],
+}
+
+impl<'a> Queue<'a> {
+    /// A queue over these parts; `None` unless both rings have the same number of slots, a
+    /// power of two no more than `MAX_QUEUE_ENTRIES`.
+    pub fn new(header: &'a Header, requests: &'a [Entry], completions: &'a [Completion]) -> Option<Self> {
+        let n = requests.len();
+        let ok = n == completions.len() && n.is_power_of_two() && n <= MAX_QUEUE_ENTRIES as usize;
+        ok.then_some(Queue { header, requests, completions })
+    }
+
+    /// A queue over the region at `base` with `entries` slots per ring (`layout`).
+    ///
+    /// # Safety
+    /// `base` must point at `layout::region_size(entries)` bytes, aligned to 64, mapped for
+    /// as long as `'a` and accessed by others only through atomics (the other side of the
+    /// queue).
+    pub unsafe fn from_raw(base: NonNull<u8>, entries: u32) -> Option<Self> {
+        if !entries.is_power_of_two() || entries > MAX_QUEUE_ENTRIES || base.as_ptr() as usize % 64 != 0 {
+            return None;
+        }
+        let n = entries as usize;
+        // SAFETY: the caller vouches for the region's size, alignment and lifetime; every
+        // field is an atomic, so shared references to memory another address space writes
+        // are sound, and any bit pattern is a valid value of each.
+        unsafe {
+            let header = &*base.as_ptr().cast::<Header>();
+            let requests = core::slice::from_raw_parts(base.as_ptr().add(layout::REQUESTS).cast::<Entry>(), n);
+            let completions =
+                core::slice::from_raw_parts(base.as_ptr().add(layout::completions(entries)).cast::<Completion>(), n);
+            Queue::new(header, requests, completions)
+        }
+    }
+
+    /// Slots per ring.
+    pub fn entries(&self) -> u32 {
+        self.requests.len() as u32
+    }
+
+    fn slot(&self, index: u32) -> usize {
+        (index & (self.entries() - 1)) as usize
+    }
+
+    // The client's side.
+
+    /// Post a request: `false`, and nothing written, if the request ring is full. It is the
+    /// IOMMU PD's once the client notifies.
+    pub fn post(&self, label: u64, tag: u64, mrs: [u64; ENTRY_MRS]) -> bool {
+        let h = self.header;
+        let tail = h.request_tail.load(Ordering::Relaxed);
+        // Acquire: the IOMMU PD's reads of the slot came before it moved the head past it.
+        if tail.wrapping_sub(h.request_head.load(Ordering::Acquire)) >= self.entries() {
+            return false;
+        }
+        let e = &self.requests[self.slot(tail)];
+        e.label.store(label, Ordering::Relaxed);
+        e.tag.store(tag, Ordering::Relaxed);
+        for (m, v) in e.mrs.iter().zip(mrs) {
+            m.store(v, Ordering::Relaxed);
+        }
+        // Release: the entry is written before the IOMMU PD can see the tail past it.
+        h.request_tail.store(tail.wrapping_add(1), Ordering::Release);
+        true
+    }
+
+    /// Requests posted that the IOMMU PD has not taken yet: a client that still has some
+    /// when it is notified notifies again (the IOMMU PD takes `QUEUE_BATCH` at a time).
+    pub fn unserved(&self) -> u32 {
+        let h = self.header;
+        h.request_tail.load(Ordering::Relaxed).wrapping_sub(h.request_head.load(Ordering::Acquire))
+    }
+
+    /// The next completion, if one was posted: (tag, label, value).
+    pub fn pop_completion(&self) -> Option<(u64, u64, u64)> {
+        let h = self.header;
+        let head = h.completion_head.load(Ordering::Relaxed);
+        // Acquire: the completion was written before the tail moved past it.
+        if head == h.completion_tail.load(Ordering::Acquire) {
+            return None;
+        }
+        let c = &self.completions[self.slot(head)];
+        let out = (c.tag.load(Ordering::Relaxed), c.label.load(Ordering::Relaxed), c.value.load(Ordering::Relaxed));
+        // Release: the slot is read before the IOMMU PD may write it again.
+        h.completion_head.store(head.wrapping_add(1), Ordering::Release);
+        Some(out)
+    }
+
+    // The IOMMU PD's side.
+
+    /// How many requests the IOMMU PD may take now, at most `max`: those posted (the
+    /// client's tail, acquired, so the entries before it are visible), and no more than the
+    /// completion ring has room for. A tail more than a ring ahead (a client that wrote
+    /// nonsense) counts as a full ring: its entries are read and judged like any others.
+    pub fn takeable(&self, cursor: &Cursor, max: usize) -> usize {
+        let h = self.header;
+        let posted = h.request_tail.load(Ordering::Acquire).wrapping_sub(cursor.request_head).min(self.entries());
+        let used = cursor.completion_tail.wrapping_sub(h.completion_head.load(Ordering::Acquire));
+        let room = self.entries().saturating_sub(used);
+        (posted.min(room) as usize).min(max)
+    }
+
+    /// Copy the `i`-th request after the cursor (`i < takeable`). Each word is read once.
+    pub fn read(&self, cursor: &Cursor, i: usize) -> Taken {
+        let e = &self.requests[self.slot(cursor.request_head.wrapping_add(i as u32))];
+        let mut mrs = [0; ENTRY_MRS];
+        for (v, m) in mrs.iter_mut().zip(&e.mrs) {
+            *v = m.load(Ordering::Relaxed);
+        }
+        Taken { label: e.label.load(Ordering::Relaxed), tag: e.tag.load(Ordering::Relaxed), mrs }
+    }
+
+    /// Write the `i`-th completion after the cursor (not yet visible to the client).
+    pub fn write_completion(&self, cursor: &Cursor, i: usize, tag: u64, label: u64, value: u64) {
+        let c = &self.completions[self.slot(cursor.completion_tail.wrapping_add(i as u32))];
+        c.tag.store(tag, Ordering::Relaxed);
+        c.label.store(label, Ordering::Relaxed);
+        c.value.store(value, Ordering::Relaxed);
+    }
+
+    /// `n` requests are done and their completions written: publish both, and advance the
+    /// cursor.
+    pub fn publish(&self, cursor: &mut Cursor, n: usize) {
+        cursor.request_head = cursor.request_head.wrapping_add(n as u32);
+        cursor.completion_tail = cursor.completion_tail.wrapping_add(n as u32);
+        // Release: the completions are written before the client can see the tail, and
+        // the requests were read before the client can reuse their slots.
+        self.header.completion_tail.store(cursor.completion_tail, Ordering::Release);
+        self.header.request_head.store(cursor.request_head, Ordering::Release);
+    }
+
+    /// Publish `cursor` as it is (a restarted client's queue starts again from it).
+    pub fn reset(&self, cursor: &Cursor) {
+        self.header.completion_tail.store(cursor.completion_tail, Ordering::Release);
+        self.header.request_head.store(cursor.request_head, Ordering::Release);
+    }
+}
+
+/// A queue region in one value, for tests and for a client and an IOMMU PD in one program.
+#[derive(Debug)]
+#[repr(C)]
+pub struct OwnedQueue<const N: usize> {
+    header: Header,
+    requests: [Entry; N],
+    completions: [Completion; N],
+}
+
+impl<const N: usize> Default for OwnedQueue<N> {
+    fn default() -> Self {
+        OwnedQueue {
+            header: Header::default(),
+            requests: core::array::from_fn(|_| Entry::default()),
+            completions: core::array::from_fn(|_| Completion::default()),
+        }
+    }
+}
+
+impl<const N: usize> OwnedQueue<N> {
+    /// The queue (`None` unless `N` is a power of two).
+    pub fn queue(&self) -> Option<Queue<'_>> {
+        Queue::new(&self.header, &self.requests, &self.completions)
+    }
+
+    /// The header, for tests that play a hostile client.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_what_c_and_the_tool_read() {
+        assert_eq!((layout::REQUEST_TAIL, layout::COMPLETION_HEAD), (0, 4));
+        assert_eq!((layout::REQUEST_HEAD, layout::COMPLETION_TAIL), (64, 68));
+        assert_eq!((layout::REQUESTS, layout::ENTRY, layout::COMPLETION), (128, 48, 24));
+        assert_eq!(layout::region_size(64), 128 + 64 * 72);
+        // The owned region has the same layout as the raw one.
+        let q = OwnedQueue::<8>::default();
+        let base = &q as *const OwnedQueue<8> as usize;
+        assert_eq!(q.requests.as_ptr() as usize - base, layout::REQUESTS);
+        assert_eq!(q.completions.as_ptr() as usize - base, layout::completions(8));
+        assert_eq!(core::mem::size_of::<OwnedQueue<8>>(), layout::region_size(8));
+    }
+
+    #[test]
+    fn rings_fill_wrap_and_never_take_more_than_there_is_room_to_complete() {
+        let region = OwnedQueue::<4>::default();
+        let q = region.queue().unwrap();
+        let mut cur = Cursor::default();
+        for round in 0..3u64 {
+            for i in 0..4 {
+                assert!(q.post(1, round * 10 + i, [i, 0, 0, 0]));
+            }
+            assert!(!q.post(1, 99, [0; 4]), "a full ring refuses");
+            assert_eq!(q.takeable(&cur, QUEUE_BATCH), 4);
+            assert_eq!(q.takeable(&cur, 3), 3);
+            for i in 0..4 {
+                let t = q.read(&cur, i);
+                assert_eq!((t.label, t.tag, t.mrs[0]), (1, round * 10 + i as u64, i as u64));
+                q.write_completion(&cur, i, t.tag, 0, 7);
+            }
+            q.publish(&mut cur, 4);
+            assert_eq!(q.unserved(), 0);
+            // Four completions unread: nothing more can be taken, however much is posted.
+            assert!(q.post(1, 5, [0; 4]));
+            assert_eq!(q.takeable(&cur, QUEUE_BATCH), 0);
+            for i in 0..4 {
+                assert_eq!(q.pop_completion(), Some((round * 10 + i, 0, 7)));
+            }
+            assert_eq!(q.pop_completion(), None);
+            assert_eq!(q.takeable(&cur, QUEUE_BATCH), 1);
+            let t = q.read(&cur, 0);
+            q.write_completion(&cur, 0, t.tag, 0, 0);
+            q.publish(&mut cur, 1);
+            assert_eq!(q.pop_completion(), Some((5, 0, 0)));
+        }
+    }
+
+    #[test]
+    fn a_client_that_writes_nonsense_into_the_indices_confuses_only_itself() {
+        let region = OwnedQueue::<8>::default();
+        let q = region.queue().unwrap();
+        let mut cur = Cursor::default();
+        // A tail far ahead: at most a ring, read as it is.
+        region.header().request_tail.store(1 << 31, Ordering::Relaxed);
+        assert_eq!(q.takeable(&cur, QUEUE_BATCH), 8);
+        // The IOMMU PD's own indices overwritten: it keeps its cursor.
+        region.header().request_head.store(12345, Ordering::Relaxed);
+        q.publish(&mut cur, 8);
+        assert_eq!(cur, Cursor { request_head: 8, completion_tail: 8 });
+        // A completion head behind the tail by more than a ring: no room, nothing taken.
+        region.header().completion_head.store(8u32.wrapping_sub(100), Ordering::Relaxed);
+        assert_eq!(q.takeable(&cur, QUEUE_BATCH), 0);
+        // Rings that are not a power of two, or differ, are refused.
+        let (e, c) = ([Entry::default(), Entry::default(), Entry::default()], [(); 3].map(|_| Completion::default()));
+        assert!(Queue::new(region.header(), &e, &c).is_none());
+        assert!(Queue::new(region.header(), &e[..2], &c[..1]).is_none());
+    }
+}

@@ -1,0 +1,479 @@
+//! The PCI owner configuring a declared hierarchy (`pci::configure`) on a strict model of
+//! configuration space (`common::config_space`), where requests are routed by the bus
+//! numbers and windows programmed in the bridges: a root port, a switch (upstream and two
+//! downstream ports), a PCIe-to-PCI bridge, endpoints with BARs, ACS capabilities with
+//! only some bits implemented, a bridge of the wrong kind, a downstream port declared
+//! with ACS that has none, a bridge the description does not declare, and a function
+//! that is not there. Each test asserts the model's registers afterwards, and what the
+//! fabric does with them: which function a configuration request, a memory access or a
+//! DMA reaches.
+
+mod common;
+
+use common::config_space::{Fabric, Function, Owned, Parent};
+use common::{ModelHw, BLK, CLIENTS, EVIL, NET, REGIONS};
+use iommu_pd::pci::{
+    self, acs, bridge_window, BridgeState, Found, FunctionState, MemWindow, Met, Topology, WindowError,
+};
+use iommu_pd::{BridgeConfig, BridgeKind, Config, DeviceConfig, FaultPolicy, PciFunctionConfig, Service};
+use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
+
+const MEM: u32 = 1 << 1;
+const MASTER: u32 = 1 << 2;
+/// Where the model's bridges with a PCI Express capability have ACS (after AER), as QEMU's
+/// generic root port has it.
+const ACS_AT: u16 = 0x148;
+
+/// A bridge: bus numbers, windows and bridge control writable; a PCI Express capability
+/// of port type `port` at 0x40 (none for a conventional bridge, which has a PM capability
+/// there instead); in extended space AER, then ACS implementing `acs` if given.
+fn bridge(port: Option<u8>, acs: Option<u16>) -> Function {
+    let mut f = Function::new(0x000c_1b36, 1);
+    f.mask(0x18, 4, 0xffff_ffff);
+    f.set(0x1c, 2, 0x0101); // 32-bit I/O addressing
+    f.mask(0x1c, 2, 0xf0f0);
+    f.mask(0x20, 4, 0xfff0_fff0);
+    f.set(0x24, 4, 0x0001_0001); // 64-bit prefetchable
+    f.mask(0x24, 4, 0xfff0_fff0);
+    f.mask(0x28, 4, 0xffff_ffff);
+    f.mask(0x2c, 4, 0xffff_ffff);
+    f.mask(0x30, 4, 0xffff_ffff);
+    f.mask(0x3e, 2, 0x0fff);
+    f.set(0x06, 2, 1 << 4); // a capability list
+    f.set(0x34, 1, 0x40);
+    match port {
+        Some(t) => f.set(0x40, 4, 0x0002_0010 | u32::from(t) << 20),
+        None => f.set(0x40, 4, 0x0003_0001),
+    }
+    if port.is_some() {
+        let next = if acs.is_some() { u32::from(ACS_AT) << 20 } else { 0 };
+        f.set(0x100, 4, 0x0001_0001 | next);
+        if let Some(bits) = acs {
+            f.set(ACS_AT, 4, 0x0001_000d);
+            f.set(ACS_AT + 4, 2, u32::from(bits));
+            f.mask(ACS_AT + 6, 2, u32::from(bits));
+        }
+    }
+    f
+}
+
+/// An endpoint with a 1 MiB 32-bit BAR0 and a 16 KiB 64-bit BAR2: 0x10_4000 bytes placed.
+fn endpoint() -> Function {
+    let mut f = Function::new(0x11e8_1234, 0);
+    f.mask(0x10, 4, 0xfff0_0000);
+    f.set(0x18, 4, 0b100);
+    f.mask(0x18, 4, 0xffff_c000);
+    f.mask(0x1c, 4, 0xffff_ffff);
+    f
+}
+
+fn rp(bdf: u16, kind: BridgeKind, secondary: u8, subordinate: u8, acs: bool) -> BridgeConfig {
+    BridgeConfig { rid: bdf, kind, secondary, subordinate, acs }
+}
+
+/// Children before parents, so the owner must find the order itself.
+static BRIDGES: [BridgeConfig; 7] = [
+    BridgeConfig { rid: 0x0300, kind: BridgeKind::SwitchDownstream, secondary: 4, subordinate: 4, acs: false },
+    BridgeConfig { rid: 0x0308, kind: BridgeKind::SwitchDownstream, secondary: 5, subordinate: 5, acs: true },
+    BridgeConfig { rid: 0x0200, kind: BridgeKind::SwitchUpstream, secondary: 3, subordinate: 5, acs: false },
+    BridgeConfig { rid: 0x0008, kind: BridgeKind::RootPort, secondary: 1, subordinate: 1, acs: true },
+    BridgeConfig { rid: 0x0010, kind: BridgeKind::RootPort, secondary: 2, subordinate: 5, acs: true },
+    BridgeConfig { rid: 0x0018, kind: BridgeKind::PcieToPci, secondary: 6, subordinate: 6, acs: false },
+    BridgeConfig { rid: 0x0020, kind: BridgeKind::PcieToPci, secondary: 7, subordinate: 7, acs: false },
+];
+const DN_A: usize = 0;
+const DN_B: usize = 1;
+const UP: usize = 2;
+const RP1: usize = 3;
+const RP2: usize = 4;
+const WRONG: usize = 5;
+const P2P: usize = 6;
+
+const fn function(device: usize, rid: u16, bar_base: u64, bar_size: u64) -> PciFunctionConfig {
+    PciFunctionConfig { device, rid, bar_base, bar_size }
+}
+
+static FUNCTIONS: [PciFunctionConfig; 7] = [
+    function(0, 0x0100, 0x1000_0000, 0x20_0000), // nic, below the first root port
+    function(1, 0x0400, 0x1020_0000, 0x20_0000), // disk, below the switch
+    function(2, 0x0608, 0x1060_0000, 0x10_0000), // below the bridge of the wrong kind
+    function(3, 0x0500, 0x1040_0000, 0x20_0000), // below the port without ACS
+    function(4, 0x0710, 0x1080_0000, 0x20_0000), // legacy, below the PCIe-to-PCI bridge
+    function(5, 0x0028, 0x10a0_0000, 0x10_0000), // ghost: nothing at 00:05.0
+    function(6, 0x0008, 0, 0),                   // the first root port, named as a device
+];
+const NIC: usize = 0;
+const DISK: usize = 1;
+const BEHIND_WRONG: usize = 2;
+const BEHIND_NO_ACS: usize = 3;
+const LEGACY: usize = 4;
+const GHOST: usize = 5;
+const PORT_AS_DEVICE: usize = 6;
+
+const TOPO: Topology<'static> = Topology { bridges: &BRIDGES, functions: &FUNCTIONS };
+
+fn device(name: &'static str, stream: u32, owner: usize) -> DeviceConfig {
+    DeviceConfig {
+        name,
+        stream,
+        extra_streams: &[],
+        owner,
+        iova_base: 0x1000_0000,
+        iova_size: 1 << 20,
+        resume_allowed: true,
+    }
+}
+
+/// Nodes of the model, by what they are.
+struct Nodes {
+    rp1: usize,
+    dn_a: usize,
+    dn_b: usize,
+    wrong: usize,
+    rogue: usize,
+    functions: [Option<usize>; 7],
+    behind_rogue: usize,
+}
+
+/// The machine: what the description declares, plus a bridge it does not (00:06.0, left
+/// numbered by firmware with a device below it), and a conventional bridge where a
+/// PCIe-to-PCI one is declared (also left numbered). Every function starts with Memory
+/// Space and Bus Master on.
+fn machine() -> (Fabric, Nodes) {
+    let mut fab = Fabric::default();
+    let rp1 = fab.add(Parent::Root, 1, 0, bridge(Some(4), Some(0x5f)));
+    let nic = fab.add(Parent::Bridge(rp1), 0, 0, endpoint());
+    let rp2 = fab.add(Parent::Root, 2, 0, bridge(Some(4), Some(acs::SV | acs::RR)));
+    let up = fab.add(Parent::Bridge(rp2), 0, 0, bridge(Some(5), None));
+    let dn_a = fab.add(Parent::Bridge(up), 0, 0, bridge(Some(6), Some(acs::SV | acs::UF)));
+    let dn_b = fab.add(Parent::Bridge(up), 1, 0, bridge(Some(6), None));
+    let disk = fab.add(Parent::Bridge(dn_a), 0, 0, endpoint());
+    let nic2 = fab.add(Parent::Bridge(dn_b), 0, 0, endpoint());
+    let wrong = fab.add(Parent::Root, 3, 0, bridge(None, None));
+    let behind_wrong = fab.add(Parent::Bridge(wrong), 1, 0, endpoint());
+    let p2p = fab.add(Parent::Root, 4, 0, bridge(Some(7), None));
+    let legacy = fab.add(Parent::Bridge(p2p), 2, 0, endpoint());
+    let rogue = fab.add(Parent::Root, 6, 0, bridge(None, None));
+    let behind_rogue = fab.add(Parent::Bridge(rogue), 0, 0, endpoint());
+    for n in &mut fab.nodes {
+        n.f.set(0x04, 2, MEM | MASTER);
+    }
+    fab.nodes[wrong].f.set(0x18, 4, 0x0006_0600);
+    fab.nodes[rogue].f.set(0x18, 4, 0x0009_0900);
+    fab.nodes[rogue].f.set(0x20, 4, 0x10f0_1000);
+    let functions = [Some(nic), Some(disk), Some(behind_wrong), Some(nic2), Some(legacy), None, Some(rp1)];
+    (fab, Nodes { rp1, dn_a, dn_b, wrong, rogue, functions, behind_rogue })
+}
+
+fn configured() -> (Owned, Nodes, [BridgeState; 7], pci::Census, Vec<Met>) {
+    let (fabric, nodes) = machine();
+    let mut owned = Owned { fabric, topo: TOPO, states: vec![FunctionState::default(); 7] };
+    let mut bridges = [BridgeState::default(); 7];
+    let mut met = vec![];
+    let mut states = [FunctionState::default(); 7];
+    let census = pci::configure(&mut owned, TOPO, &mut bridges, &mut states, |m| met.push(m)).unwrap();
+    owned.states = states.to_vec();
+    (owned, nodes, bridges, census, met)
+}
+
+fn window(base: u64, limit: u64) -> Option<MemWindow> {
+    Some(MemWindow { base, limit })
+}
+
+#[test]
+fn declared_bridges_are_numbered_windowed_and_acs_enabled_top_down() {
+    let (o, n, bridges, census, _) = configured();
+    let isolate = acs::SV | acs::RR | acs::CR | acs::UF;
+    assert_eq!(
+        bridges[RP1],
+        BridgeState::Open { acs: isolate, window: window(0x1000_0000, 0x101f_ffff), master: true }
+    );
+    // Only SV and RR implemented: only they are set (the rest taken as hard-wired).
+    let switch = window(0x1020_0000, 0x105f_ffff);
+    assert_eq!(bridges[RP2], BridgeState::Open { acs: acs::SV | acs::RR, window: switch, master: true });
+    assert_eq!(bridges[UP], BridgeState::Open { acs: 0, window: switch, master: true });
+    // Declared without ACS, has some: enabled all the same.
+    let dn_a = window(0x1020_0000, 0x103f_ffff);
+    assert_eq!(bridges[DN_A], BridgeState::Open { acs: acs::SV | acs::UF, window: dn_a, master: true });
+    assert_eq!(bridges[P2P], BridgeState::Open { acs: 0, window: window(0x1080_0000, 0x109f_ffff), master: true });
+
+    let f = &o.fabric;
+    let rp1 = f.at(0x0008);
+    assert_eq!(rp1.buses(), (0, 1, 1));
+    assert_eq!(rp1.window(), Some((0x1000_0000, 0x101f_ffff)));
+    assert_eq!(rp1.get(0x20, 4), 0x1010_1000);
+    assert_eq!(rp1.get(ACS_AT + 6, 2), u32::from(isolate));
+    assert_eq!(u32::from(rp1.command()), MEM | MASTER);
+    // Prefetchable and I/O windows closed: base above limit.
+    assert_eq!(rp1.get(0x24, 4) & 0xfff0_fff0, 0x0000_fff0);
+    assert_eq!((rp1.get(0x1c, 1) & 0xf0, rp1.get(0x1d, 1) & 0xf0), (0xf0, 0x00));
+    assert_eq!(f.at(0x0010).buses(), (0, 2, 5));
+    assert_eq!(f.at(0x0010).get(ACS_AT + 6, 2), u32::from(acs::SV | acs::RR));
+    assert_eq!(f.at(0x0200).buses(), (2, 3, 5));
+    assert_eq!(f.at(0x0300).buses(), (3, 4, 4));
+    assert_eq!(f.at(0x0300).get(ACS_AT + 6, 2), u32::from(acs::SV | acs::UF));
+    assert_eq!(f.at(0x0300).window(), Some((0x1020_0000, 0x103f_ffff)));
+    assert_eq!(f.at(0x0020).buses(), (0, 7, 7));
+    // Every described function there answers at the requester ID the description gives it.
+    for (k, fc) in FUNCTIONS.iter().enumerate() {
+        if let Some(node) = n.functions[k].filter(|_| o.states[k].present()) {
+            assert_eq!(f.rid_of(node), Some(fc.rid), "function {k}");
+        }
+    }
+    assert_eq!(census, pci::Census { buses: 6, functions: 11, bridges: 8, masters_stopped: 11, undeclared: 1 });
+    assert_eq!(n.rp1, f.route(0x0008).unwrap());
+}
+
+#[test]
+fn what_does_not_match_the_description_is_left_closed_and_what_is_below_it_missing() {
+    let (o, n, bridges, _, met) = configured();
+    let f = &o.fabric;
+    // Declared with ACS, has none: closed.
+    assert_eq!(bridges[DN_B], BridgeState::NoAcs(None));
+    // A conventional bridge where a PCIe-to-PCI bridge is declared: closed, firmware's
+    // bus numbers gone.
+    assert_eq!(bridges[WRONG], BridgeState::WrongKind(Found::Conventional));
+    // The bridge nobody declared: closed, its device out of reach, its DMA not forwarded.
+    assert!(met.contains(&Met::Undeclared(0x0030)));
+    for node in [n.dn_b, n.wrong, n.rogue] {
+        let b = &f.nodes[node].f;
+        assert_eq!(b.buses(), (0, 0, 0), "node {node}");
+        assert_eq!(b.window(), None);
+        assert_eq!(u32::from(b.command()) & (MEM | MASTER | 1), 0);
+    }
+    assert_eq!(f.route(0x0900), None);
+    assert!(!f.dma_reaches_root(n.behind_rogue));
+    assert_eq!(
+        o.states,
+        [
+            FunctionState::Placed(0x10_4000),
+            FunctionState::Placed(0x10_4000),
+            FunctionState::NotReached,
+            FunctionState::NotReached,
+            FunctionState::Placed(0x10_4000),
+            FunctionState::Missing,
+            FunctionState::Placed(0),
+        ]
+    );
+    // Nothing reaches the windows of the functions below closed bridges.
+    assert_eq!(f.memory(0x1040_0000), None);
+    assert_eq!(f.memory(0x1060_0000), None);
+    let _ = (n.dn_a, BEHIND_WRONG, BEHIND_NO_ACS, GHOST);
+}
+
+#[test]
+fn bars_are_placed_in_each_functions_window_with_bus_master_and_memory_off() {
+    let (o, n, ..) = configured();
+    for (k, base) in [(NIC, 0x1000_0000u64), (DISK, 0x1020_0000), (LEGACY, 0x1080_0000)] {
+        let e = &o.fabric.nodes[n.functions[k].unwrap()].f;
+        assert_eq!(e.bars(), [(base, 0x10_0000), (base + 0x10_0000, 0x4000)], "function {k}");
+        assert_eq!(u32::from(e.command()) & (MEM | MASTER), 0, "function {k}");
+    }
+}
+
+fn send(s: &mut Service<'_, ModelHw>, o: &mut Owned, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle_with(client, label, &mrs[..n], o)
+}
+
+fn write(s: &mut Service<'_, ModelHw>, o: &mut Owned, c: usize, dev: u32, offset: u16, width: u8, value: u32) -> Reply {
+    send(s, o, c, Request::ConfigWrite { device: DeviceId(dev), offset, width, value })
+}
+
+fn read(s: &mut Service<'_, ModelHw>, o: &mut Owned, c: usize, dev: u32, offset: u16, width: u8) -> Reply {
+    send(s, o, c, Request::ConfigRead { device: DeviceId(dev), offset, width })
+}
+
+fn service() -> Service<'static, ModelHw> {
+    let devices: &'static [DeviceConfig] = Box::leak(Box::new([
+        device("nic", 0x100, NET),
+        device("disk", 0x400, BLK),
+        device("behind_wrong", 0x600, EVIL),
+        device("behind_no_acs", 0x500, NET),
+        device("legacy", 0x700, BLK),
+        device("ghost", 0x28, EVIL),
+        device("port", 0x8, EVIL),
+    ]));
+    let cfg = Config {
+        clients: &CLIENTS,
+        devices,
+        regions: &REGIONS,
+        caps: &[],
+        static_maps: &[],
+        faults: FaultPolicy { window: 100, max_faults: 10 },
+    };
+    let storage = Box::leak(Box::new(<iommu_pd::owned_storage!(3, 7, 64, 256)>::default())).storage();
+    Service::new(ModelHw::default(), cfg, storage).unwrap()
+}
+
+#[test]
+fn drivers_reach_their_devices_through_the_numbered_bridges() {
+    let (mut o, n, ..) = configured();
+    let mut s = service();
+    for (client, k, base) in [(NET, NIC, 0x1000_0000u64), (BLK, DISK, 0x1020_0000), (BLK, LEGACY, 0x1080_0000)] {
+        let node = n.functions[k].unwrap();
+        assert!(!o.fabric.dma_reaches_root(node));
+        assert_eq!(o.fabric.memory(base), None, "function {k} decodes before its driver turns it on");
+        assert_eq!(
+            write(&mut s, &mut o, client, k as u32, 0x04, 2, MEM | MASTER),
+            Reply::ok(&[u64::from(MEM | MASTER)])
+        );
+        // The CPU's access to its BAR goes through every window down to it, and its DMA
+        // goes up through every bridge above it.
+        assert_eq!(o.fabric.memory(base), Some(node), "function {k}");
+        assert_eq!(o.fabric.memory(base + 0x10_0000), Some(node), "function {k}");
+        assert!(o.fabric.dma_reaches_root(node), "function {k}");
+        assert_eq!(read(&mut s, &mut o, client, k as u32, 0, 4), Reply::ok(&[0x11e8_1234]));
+    }
+}
+
+#[test]
+fn a_missing_device_says_so_to_its_driver() {
+    let (mut o, ..) = configured();
+    let mut s = service();
+    for (client, k) in [(NET, BEHIND_NO_ACS), (EVIL, BEHIND_WRONG), (EVIL, GHOST)] {
+        assert_eq!(read(&mut s, &mut o, client, k as u32, 0, 4), Reply::Err(ErrorCode::DeviceMissing), "function {k}");
+        assert_eq!(
+            write(&mut s, &mut o, client, k as u32, 4, 2, 6),
+            Reply::Err(ErrorCode::DeviceMissing),
+            "function {k}"
+        );
+    }
+}
+
+#[test]
+fn a_driver_cannot_write_a_bridge_its_acs_or_another_drivers_function() {
+    let (mut o, n, ..) = configured();
+    let mut s = service();
+    let before: Vec<Vec<u8>> = o.fabric.nodes.iter().map(|n| n.f.bytes.clone()).collect();
+    let writes = o.fabric.writes;
+    // The root port, named as the hostile driver's device: every register refused, bus
+    // numbers, window, Command and ACS control included; reading its ACS is allowed.
+    for (offset, width, value) in
+        [(0x18, 4, 0x0009_0900), (0x20, 4, 0), (0x04, 2, 0), (ACS_AT + 6, 2, 0), (0x3e, 2, 0x40)]
+    {
+        assert_eq!(
+            write(&mut s, &mut o, EVIL, PORT_AS_DEVICE as u32, offset, width, value),
+            Reply::Err(ErrorCode::ConfigDenied),
+            "{offset:#x}"
+        );
+    }
+    let isolate = acs::SV | acs::RR | acs::CR | acs::UF;
+    assert_eq!(read(&mut s, &mut o, EVIL, PORT_AS_DEVICE as u32, ACS_AT + 6, 2), Reply::ok(&[u64::from(isolate)]));
+    // Another driver's function: not the caller's to name.
+    assert_eq!(write(&mut s, &mut o, EVIL, NIC as u32, 0x10, 4, 0x1060_0000), Reply::Err(ErrorCode::BadDevice));
+    assert_eq!(write(&mut s, &mut o, EVIL, DISK as u32, 0x04, 2, 0), Reply::Err(ErrorCode::BadDevice));
+    assert_eq!(read(&mut s, &mut o, NET, DISK as u32, 0, 4), Reply::Err(ErrorCode::BadDevice));
+    // Its own endpoint's extended space (where an endpoint's ACS would be), its BAR.
+    assert_eq!(write(&mut s, &mut o, NET, NIC as u32, 0x106, 2, 0), Reply::Err(ErrorCode::ConfigDenied));
+    assert_eq!(write(&mut s, &mut o, NET, NIC as u32, 0x10, 4, 0x1040_0000), Reply::Err(ErrorCode::ConfigDenied));
+    let after: Vec<Vec<u8>> = o.fabric.nodes.iter().map(|n| n.f.bytes.clone()).collect();
+    assert!(before == after, "a refused write changed a register");
+    assert_eq!(o.fabric.writes, writes, "a refused write reached ECAM");
+    assert_eq!(o.fabric.nodes[n.rp1].f.buses(), (0, 1, 1));
+}
+
+#[test]
+fn an_acs_control_that_does_not_take_leaves_the_port_closed() {
+    let mut fab = Fabric::default();
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(ACS_AT + 6, 2, 0); // claims the bits, takes none
+    let rp = fab.add(Parent::Root, 1, 0, port);
+    fab.add(Parent::Bridge(rp), 0, 0, endpoint());
+    let bridges = [rp_cfg(0x0008, 1, 1, true)];
+    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
+    let topo = Topology { bridges: &bridges, functions: &functions };
+    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
+    let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
+    pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
+    assert_eq!(b[0], BridgeState::NoAcs(Some(0)));
+    assert_eq!(f[0], FunctionState::NotReached);
+    assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
+    assert_eq!(o.fabric.route(0x0100), None);
+}
+
+#[test]
+fn bus_numbers_the_bridge_does_not_take_leave_it_closed() {
+    let mut fab = Fabric::default();
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(0x18, 4, 0xff00_00ff); // secondary and subordinate read-only
+    let rp = fab.add(Parent::Root, 1, 0, port);
+    fab.add(Parent::Bridge(rp), 0, 0, endpoint());
+    let bridges = [rp_cfg(0x0008, 1, 1, true)];
+    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
+    let topo = Topology { bridges: &bridges, functions: &functions };
+    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
+    let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
+    pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
+    assert_eq!(b[0], BridgeState::NumbersNotTaken(0));
+    assert_eq!(f[0], FunctionState::NotReached);
+    assert_eq!(o.fabric.nodes[rp].f.window(), None);
+    assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER), 0);
+}
+
+fn rp_cfg(rid: u16, secondary: u8, subordinate: u8, acs: bool) -> BridgeConfig {
+    rp(rid, BridgeKind::RootPort, secondary, subordinate, acs)
+}
+
+#[test]
+fn bus_numbers_that_cannot_be_right_leave_the_bridge_closed() {
+    let mut fab = Fabric::default();
+    let a = fab.add(Parent::Root, 1, 0, bridge(Some(4), Some(0x1f)));
+    let b = fab.add(Parent::Root, 2, 0, bridge(Some(4), Some(0x1f)));
+    let c = fab.add(Parent::Root, 3, 0, bridge(Some(4), Some(0x1f)));
+    let up = fab.add(Parent::Bridge(a), 0, 0, bridge(Some(5), None));
+    let bridges = [
+        rp_cfg(0x0008, 1, 2, true),
+        // Overlaps the first root port's buses.
+        rp_cfg(0x0010, 2, 3, true),
+        // Secondary not above its own bus.
+        rp_cfg(0x0018, 0, 0, true),
+        // Below the first root port, reaching past its subordinate bus.
+        rp(0x0100, BridgeKind::SwitchUpstream, 2, 4, false),
+    ];
+    let topo = Topology { bridges: &bridges, functions: &[] };
+    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
+    let mut states = [BridgeState::default(); 4];
+    pci::configure(&mut o, topo, &mut states, &mut [], |_| {}).unwrap();
+    assert!(matches!(states[0], BridgeState::Open { window: None, master: false, .. }));
+    assert_eq!(states[1..], [BridgeState::BadNumbers; 3]);
+    for node in [b, c, up] {
+        assert_eq!(o.fabric.nodes[node].f.buses(), (0, 0, 0), "node {node}");
+    }
+    // Nothing below it: no window, and it forwards nothing upstream.
+    assert_eq!(u32::from(o.fabric.nodes[a].f.command()) & (MEM | MASTER), 0);
+}
+
+#[test]
+fn too_little_room_for_the_results_is_an_error_not_a_panic() {
+    let (mut fabric, _) = machine();
+    let mut b = [BridgeState::default(); 6];
+    let mut f = [FunctionState::default(); 7];
+    let writes = fabric.writes;
+    let mut o = Owned { fabric: std::mem::take(&mut fabric), topo: TOPO, states: vec![] };
+    assert_eq!(pci::configure(&mut o, TOPO, &mut b, &mut f, |_| {}), Err(pci::TooSmall));
+    assert_eq!(o.fabric.writes, writes);
+}
+
+#[test]
+fn a_bridge_window_is_the_mib_hull_of_the_windows_below_it() {
+    let port = rp_cfg(0x0008, 2, 4, false);
+    let fs = [
+        function(0, 0x0200, 0x1012_3000, 0x1000),    // bus 2
+        function(1, 0x0400, 0x1030_0000, 0x8_0000),  // bus 4
+        function(2, 0x0500, 0x0800_0000, 0x10_0000), // bus 5: not below
+        function(3, 0x0300, 0, 0),                   // no window
+    ];
+    assert_eq!(bridge_window(&port, &fs), Ok(window(0x1010_0000, 0x103f_ffff)));
+    assert_eq!(bridge_window(&port, &fs[2..]), Ok(None));
+    // 32 bits only: a window ending at 4 GiB fits, one past it does not.
+    assert_eq!(
+        bridge_window(&port, &[function(0, 0x0200, 0xfff0_0000, 0x10_0000)]),
+        Ok(window(0xfff0_0000, 0xffff_ffff))
+    );
+    let high = [function(0, 0x0300, 0x1_0000_0000, 0x1000)];
+    assert_eq!(bridge_window(&port, &high), Err(WindowError::Beyond32Bits { function: 0 }));
+    let wraps = [function(0, 0x0300, u64::MAX, 2)];
+    assert_eq!(bridge_window(&port, &wraps), Err(WindowError::Beyond32Bits { function: 0 }));
+}

@@ -1,0 +1,127 @@
+/*
+ * An edu driver for images/pci-topology.xml, where each edu sits behind a different kind
+ * of bridge (a root port, a switch, a PCIe-to-PCI bridge) and one described edu is not
+ * there at all. One program, run by every driver PD of that image; each finds its own
+ * device by asking the IOMMU PD (the one device id it does not answer BAD_DEVICE for:
+ * its own, present or missing), checks that the IOMMU PD placed its BAR0 at the region the
+ * description maps here (its physical address, `bar_paddr`, patched in by the Microkit
+ * tool), turns the device on through CONFIG_WRITE, has it copy bytes through a mapping
+ * of its buffer, and has it write past the mapping, which the SMMU blocks and the IOMMU
+ * PD reports to this PD with the StreamID `iommu-sdf` derived for the device.
+ *
+ * None of this works unless the IOMMU PD numbered the buses as the description says:
+ * the device's configuration space is reached through the bridges' bus numbers, its BAR
+ * through their windows, and its DMA carries the requester ID (and so the StreamID) that
+ * the bus numbers make.
+ */
+#include <stdint.h>
+
+#include <microkit.h>
+
+#include "edu.h"
+#include "iommu_client.h"
+#include "pd_print.h"
+
+/* Its channel to the IOMMU PD (the description's convention: id 0 at a client), and its
+ * one capability (handle 0: the first of its own in the description). */
+#define IOMMU 0
+#define MY_BUFFER 0
+/* Device ids tried when looking for its own: more than any description here has. */
+#define MAX_DEVICES 64
+#define COMMAND_MEMORY_MASTER 0x6u
+
+/* Set by the Microkit tool; in .data so they have bytes to patch. */
+uintptr_t edu_bar __attribute__((section(".data")));
+uintptr_t bar_paddr __attribute__((section(".data")));
+uintptr_t buffer __attribute__((section(".data")));
+uintptr_t fault_ring __attribute__((section(".data")));
+
+static uint64_t next_fault;
+
+static void line(const char *what)
+{
+    microkit_dbg_puts(microkit_name);
+    microkit_dbg_puts(": ");
+    microkit_dbg_puts(what);
+}
+
+static void say(const char *what, uint64_t err)
+{
+    line(what);
+    if (err == 0) {
+        microkit_dbg_puts(": ok\n");
+    } else {
+        microkit_dbg_puts(": error ");
+        put_hex(err);
+        microkit_dbg_puts(" (");
+        microkit_dbg_puts(iommu_strerror(err));
+        microkit_dbg_puts(")\n");
+    }
+}
+
+void init(void)
+{
+    uint32_t id = 0;
+    uint64_t err = IOMMU_ERR_BAD_DEVICE;
+    uint32_t dev = 0;
+    for (; dev < MAX_DEVICES; dev++) {
+        err = iommu_config_read(IOMMU, dev, 0x00, 4, &id);
+        if (err != IOMMU_ERR_BAD_DEVICE) {
+            break;
+        }
+    }
+    if (dev == MAX_DEVICES) {
+        line("the IOMMU PD knows no device of mine\n");
+        return;
+    }
+    line("device ");
+    put_hex(dev);
+    microkit_dbg_puts("\n");
+    if (err) {
+        /* A missing device: the IOMMU PD says so, and named it at boot. */
+        say("CONFIG_READ of its ID", err);
+        return;
+    }
+    uint32_t bar0 = 0;
+    err = iommu_config_read(IOMMU, dev, 0x10, 4, &bar0);
+    if (err || (bar0 & ~0xfu) != bar_paddr) {
+        line("BAR0 not where the description maps it: ");
+        put_hex(err ? err : bar0);
+        microkit_dbg_puts("\n");
+        return;
+    }
+    err = iommu_config_write(IOMMU, dev, 0x04, 2, COMMAND_MEMORY_MASTER, 0);
+    say("CONFIG_WRITE turning its device on", err);
+    if (err) {
+        return;
+    }
+    line("edu ");
+    put_hex(id);
+    microkit_dbg_puts(", BAR0 at ");
+    put_hex(bar0 & ~0xfu);
+    microkit_dbg_puts(", its ident register reads ");
+    put_hex(*(volatile uint32_t *)edu_bar);
+    microkit_dbg_puts("\n");
+
+    volatile uint8_t *page = (volatile uint8_t *)buffer;
+    uint64_t iova = 0;
+    err = iommu_map(IOMMU, MY_BUFFER, dev, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
+    say("MAP of its buffer's first page", err);
+    if (err) {
+        return;
+    }
+    line(edu_round_trip(edu_bar, page, iova, 0x5a) ? "DMA through the mapping copied the bytes\n"
+                                                   : "DMA through the mapping FAILED\n");
+    /* The second page of its buffer is not mapped: the SMMU blocks the write, and the
+     * IOMMU PD tells this PD (notified, below). */
+    line(edu_write_misses(edu_bar, iova + 0x1000, page + 0x1000, 0x11) ? "DMA past the mapping is blocked\n"
+                                                                       : "DMA past the mapping LANDED\n");
+}
+
+void notified(microkit_channel ch)
+{
+    if (ch != IOMMU) {
+        return;
+    }
+    print_faults(microkit_name, fault_ring, IOMMU, &next_fault);
+}

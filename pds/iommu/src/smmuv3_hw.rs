@@ -1,0 +1,288 @@
+//! The SMMUv3 (QEMU virt's) as this PD's SMMU: `smmuv3::Smmu` under `smmuv3_service`'s
+//! backend, its event queue drained by `smmuv3_service::events::pump`, each stream's
+//! state read back from the stream table.
+
+use core::fmt;
+use core::ptr::NonNull;
+
+use iommu_pd::Routed;
+use sel4_microkit::{debug_println, Channel, ChannelSet};
+use smmuv3::{Bound, Config, Memory, MmioRegisters, Smmu, StreamId};
+use smmuv3_service::events::{self, EventSink, Rearm};
+use smmuv3_service::SmmuBackend;
+
+use crate::{irqs, policy, Svc, Why, POLL_US};
+
+/// The service's hardware here.
+pub type Hw = SmmuBackend<MmioRegisters>;
+/// What the driver reports.
+pub type Error = smmuv3::Error;
+
+/// What a successful `fail_closed` leaves.
+pub const CLOSED: &str = "SMMU disabled with GBPA.ABORT set";
+
+/// The SMMU's event-queue and global-error interrupts.
+const EVENTQ_IRQ: Channel = Channel::new(10);
+const GERROR_IRQ: Channel = Channel::new(11);
+
+/// Event records taken from the SMMU per pass, and passes per interrupt.
+const EVENT_BUFFER: usize = 256;
+const EVENT_ROUNDS: usize = 16;
+
+/// The Arm generic timer, which bounds every wait on the SMMU.
+struct GenericTimer;
+
+impl smmuv3::Clock for GenericTimer {
+    fn now(&self) -> u64 {
+        generic_timer::ticks()
+    }
+    fn hz(&self) -> u64 {
+        generic_timer::hz()
+    }
+}
+
+static CLOCK: GenericTimer = GenericTimer;
+
+/// Every wait on the SMMU lasts at most a second of the generic timer, as Linux waits
+/// (a count of register reads would be anything from milliseconds to hours).
+pub const BOUND: Bound = Bound::Time { clock: &CLOCK, us: Bound::LINUX_US };
+
+/// Whether the platform keeps the SMMU and the devices coherent with how this PD's memory
+/// is mapped: the board must say `dma-coherent` (its table in `iommu-sdf`), AND seL4 must
+/// map this PD's pages Inner Shareable, as the SMMU and the devices access them. seL4
+/// maps cacheable user pages Non-shareable on a kernel without SMP support (Microkit's
+/// `debug` and `release`), and hardware does not keep accesses with mismatched
+/// shareability coherent (Arm ARM, "Mismatched memory attributes"): then the driver
+/// cleans and invalidates, and devices' mappings are Non-cacheable.
+const PLATFORM_COHERENT: bool = irqs::BOARD_COHERENT && sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT);
+
+/// This CPU's cache maintenance (`dc cvac`, `dc civac`, `dsb`), for a non-coherent SMMU.
+static CACHE: smmuv3::ArmCacheOps = smmuv3::ArmCacheOps;
+
+/// Bring the SMMU up and make the devices' domains and streams; `Err` says what stopped
+/// start-up. Every stream aborts when it returns, read back and printed.
+pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
+    let mem = Memory {
+        stream_table: region!(smmu_strtab, smmu_strtab_size, smmu_strtab_paddr),
+        cmdq: region!(smmu_cmdq, smmu_cmdq_size, smmu_cmdq_paddr),
+        eventq: region!(smmu_eventq, smmu_eventq_size, smmu_eventq_paddr),
+        cds: region!(smmu_cds, smmu_cds_size, smmu_cds_paddr),
+        tables: region!(smmu_tables, smmu_tables_size, smmu_tables_paddr),
+    };
+    // As wide as the description needs, no wider; the probe refuses an SMMU narrower.
+    let config = Config {
+        ias_bits: policy::IOVA_BITS,
+        sid_bits: policy::STREAM_ID_BITS,
+        bound: BOUND,
+        // Enabled either way: a wired interrupt that reaches no one costs nothing.
+        interrupts: true,
+        platform_coherent: PLATFORM_COHERENT,
+        devices_coherent: PLATFORM_COHERENT,
+        cache: Some(&CACHE),
+    };
+    // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
+    // gives it the table and queue regions alone; `init` runs once.
+    let smmu = unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) }.map_err(Why::Smmu)?;
+    let f = *smmu.features();
+    debug_println!(
+        "iommu: SMMUv3.{} up: {}-bit StreamIDs, {}-bit output, two-level stream table {}",
+        f.arch_minor,
+        f.sid_bits,
+        f.oas_bits,
+        f.two_level_strtab
+    );
+    debug_println!(
+        "iommu: SMMU_IDR0.COHACC {}, board dma-coherent {}, kernel SMP {}: {:?}, devices mapped {:?}",
+        f.coherent_access as u8,
+        irqs::BOARD_COHERENT as u8,
+        sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT) as u8,
+        smmu.coherency(),
+        smmu.dma_memory()
+    );
+    debug_println!(
+        "iommu: set up for {}-bit StreamIDs and {}-bit IOVAs, as the description needs",
+        policy::STREAM_ID_BITS,
+        policy::IOVA_BITS
+    );
+    debug_println!(
+        "iommu: GBPA.ABORT {}; every stream aborts until its driver maps memory",
+        if smmu.gbpa_aborts() { "set" } else { "not implemented by this SMMU" }
+    );
+    #[cfg(feature = "measure-bypass")]
+    debug_println!("iommu: MEASUREMENT BUILD: a driver may put its own device in bypass; not for products");
+    let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
+    let mut backend = SmmuBackend::new(smmu, &streams).map_err(Why::Devices)?;
+    for (i, d) in policy::DEVICES.iter().enumerate() {
+        backend.add_streams(i, d.extra_streams).map_err(|e| Why::Streams(d.name, e))?;
+    }
+    // Default deny, read back from the stream table before the service lets any device
+    // translate: every described device's stream, and one no description names.
+    let smmu = backend.smmu();
+    // The highest StreamID the stream table covers that no device has.
+    // (Not `0..1 << STREAM_ID_BITS`: that overflows at 32 bits.)
+    let last = StreamId::highest(policy::STREAM_ID_BITS).0;
+    let named_by_none = |s: &u32| !streams.contains(s) && policy::DEVICES.iter().all(|d| !d.extra_streams.contains(s));
+    let unnamed = StreamId((0..=last).rev().find(named_by_none).unwrap_or(0));
+    let _ = smmu.prepare_stream(unnamed);
+    let named = policy::DEVICES.iter().map(|d| (StreamId(d.stream), d.name));
+    for (sid, name) in named.chain(named_by_none(&unnamed.0).then_some((unnamed, "no device"))) {
+        debug_println!("iommu: stream {sid} ({name}): {}", ste_of(smmu, sid));
+    }
+    Ok(backend)
+}
+
+/// Every device's DMA aborts, best effort: GBPA.ABORT, then SMMUEN = 0 (`smmuv3::fail_closed`).
+///
+/// # Safety
+/// No other access to the registers at `regs` may be live.
+pub unsafe fn fail_closed(regs: NonNull<u8>) -> Result<(), Error> {
+    // SAFETY: the caller's contract; the description maps the registers here.
+    smmuv3::fail_closed(&unsafe { MmioRegisters::new(regs) }, BOUND)
+}
+
+/// What the stream table holds for `stream`.
+pub fn stream_state(hw: &mut Hw, stream: u32) -> SteState {
+    ste_of(hw.smmu(), StreamId(stream))
+}
+
+/// Whether the SMMU failed while serving (SFM_ERR), and whether it was failed closed.
+pub fn failure(hw: &mut Hw) -> Option<Result<(), Error>> {
+    hw.smmu().failure()
+}
+
+/// Whether `channels` holds one of the SMMU's interrupts.
+pub fn interrupted(channels: ChannelSet) -> bool {
+    channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ)
+}
+
+/// Acknowledge the SMMU's interrupts.
+pub fn ack_interrupts() {
+    EVENTQ_IRQ.irq_ack().ok();
+    GERROR_IRQ.irq_ack().ok();
+}
+
+/// Drain the event queue, routing each fault; the clients to notify, or `None` if the
+/// SMMU failed (the driver failed it closed). Sets the timer for the next wake-up.
+pub fn take_faults(service: &mut Svc) -> Option<u64> {
+    let mut sink = Faults { service, notify: 0 };
+    let mut pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
+    // Records left, and nothing will announce them (the interrupt marks empty to
+    // non-empty): with the timer, be woken again at once, after whatever else is
+    // waiting; without, keep going here until the queue is empty. That ends when
+    // the storm limit quarantines a flooding client's device; a flood the limit
+    // cannot stop (a device no client owns, a StreamID no description names) would
+    // keep this PD here: such a system should give it the timer.
+    while pass.rearm == Rearm::Now && !irqs::TIMER {
+        pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
+    }
+    if irqs::TIMER {
+        match pass.rearm {
+            Rearm::Now => generic_timer::set_deadline(0),
+            Rearm::Poll => generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US)),
+            Rearm::Interrupt | Rearm::Stop => generic_timer::stop(),
+        }
+    }
+    pass.failure.is_none().then_some(sink.notify)
+}
+
+/// What the stream table holds for `sid`, read back, not what was asked for; printed as
+/// the entry's configuration or the reason it could not be read.
+fn ste_of(smmu: &mut Smmu<MmioRegisters>, sid: StreamId) -> SteState {
+    SteState(smmu.ste(sid).map(|ste| ste.config()))
+}
+
+/// Where the event records go: each fault is attributed by the service and routed to the
+/// client that owns the device; `notify` collects the clients to tell.
+struct Faults<'a> {
+    service: &'a mut Svc,
+    notify: u64,
+}
+
+impl EventSink<MmioRegisters> for Faults<'_> {
+    fn smmu(&mut self) -> &mut Smmu<MmioRegisters> {
+        self.service.hw_mut().smmu()
+    }
+
+    fn take(&mut self, batch: &[Option<smmuv3::Event>]) {
+        let service = &mut *self.service;
+        // One time stamp for the batch: the records carry none, and what the storm
+        // window needs is when the IOMMU PD learnt of them.
+        let now = generic_timer::ticks();
+        for e in batch.iter().flatten() {
+            // A translation fault is placed and routed to the device's owner; an event
+            // that names a stream but carries no fault (C_BAD_STREAMID for a StreamID the
+            // stream table does not cover, C_BAD_STE...) is counted for this PD to report.
+            // Only events that name no stream at all (implementation-defined ones, a VMS
+            // fetch abort) are left out: there is no device to say anything of.
+            let routed = match (e.fault(), e.stream_id()) {
+                (Some(f), _) => {
+                    let write = f.txn.access == smmuv3::Access::Write;
+                    let kind = match e {
+                        smmuv3::Event::Translation(_) => 0x10,
+                        smmuv3::Event::Permission(_) => 0x13,
+                        _ => 0,
+                    };
+                    let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
+                    service.route_fault(input)
+                }
+                (None, Some(sid)) => service.route_stream_event(sid.0),
+                (None, None) => continue,
+            };
+            if let Routed::Client(client) = routed {
+                self.notify |= 1 << client.0;
+                continue;
+            }
+            // No client to tell.
+            crate::say_unrouted(routed, e);
+        }
+    }
+}
+
+/// The measurement build's bypass switch (`iommu_protocol::measure::BYPASS`): the caller's
+/// own device, and only while it may run; its mappings stay as they are for the way back.
+#[cfg(feature = "measure-bypass")]
+pub fn measure_bypass(service: &mut Svc, client: usize, mrs: &[u64]) -> Result<(), iommu_protocol::ErrorCode> {
+    use iommu_protocol::{DeviceId, ErrorCode};
+    let &[device, on] = mrs else {
+        return Err(if mrs.len() < 2 { ErrorCode::Truncated } else { ErrorCode::Malformed });
+    };
+    let device = u32::try_from(device).map_err(|_| ErrorCode::Malformed)?;
+    let bypass = match on {
+        0 => false,
+        1 => true,
+        _ => return Err(ErrorCode::Malformed),
+    };
+    let d = service.running_device_of(client, DeviceId(device))?;
+    service.hw_mut().set_bypass_for_measurement(d, bypass).map_err(|_| ErrorCode::Hardware)?;
+    // A measurement switches thousands of times: say so at the first of each kind and
+    // then at powers of two, so the console shows it without slowing it down.
+    static SWITCHES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let n = SWITCHES.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+    if n <= 2 || n.is_power_of_two() {
+        let dev = &policy::DEVICES[d];
+        let state = ste_of(service.hw_mut().smmu(), StreamId(dev.stream));
+        debug_println!(
+            "iommu: MEASUREMENT: device {} (stream {:#x}) {} (switch {n}; STE {state})",
+            dev.name,
+            dev.stream,
+            if bypass {
+                "in bypass: untranslated, it reaches all memory"
+            } else {
+                "translated again through its mappings"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// What a stream table entry holds, for the console.
+pub struct SteState(pub Result<smmuv3::ste::SteConfig, smmuv3::Error>);
+
+impl fmt::Display for SteState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Ok(config) => write!(f, "{config:?}"),
+            Err(e) => write!(f, "{e}"),
+        }
+    }
+}

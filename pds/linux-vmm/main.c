@@ -1,0 +1,149 @@
+/*
+ * The VMM of images/linux-guest.xml, on libvmm 0.2.0: it boots Debian's arm64 Linux (the
+ * kernel, our device tree and our initramfs, carried in this PD's image) in the virtual
+ * machine `linux`, and passes the virtio-blk disk 00:04.0 through to it:
+ *   - configuration space: emulated (vpci.c), over the IOMMU PD's CONFIG_READ/CONFIG_WRITE
+ *     of this PD's own device, BARs virtual;
+ *   - its registers: the VM maps the real BARs' window at the guest-physical window the
+ *     guest's device tree gives its host bridge;
+ *   - its interrupt: INTx, a Microkit interrupt of this PD injected into the guest through
+ *     libvmm's virtual GIC and acknowledged when the guest EOIs it (no MSI: the guest has
+ *     no MSI controller, and the GIC's doorbell would have to be in the device's SMMU
+ *     domain);
+ *   - its DMA: the IOMMU PD maps the guest's RAM at guest-physical addresses for it (from
+ *     the description), and nothing else. Its faults come to this PD, the device's owner,
+ *     in its fault ring, and are printed.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include <microkit.h>
+#include <libvmm/libvmm.h>
+#include <sddf/util/printf.h>
+
+#include "iommu_client.h"
+#include "vmm_iommu.h"
+#include "vpci.h"
+
+#define GUEST_RAM_START_GPA 0x40000000ul
+#define GUEST_RAM_SIZE 0x8000000ul
+#define GUEST_INIT_RAM_DISK_GPA 0x47000000ul
+#define GUEST_DTB_GPA 0x47f00000ul
+
+/* The guest's host bridge (its device tree's pcie@3f000000). */
+#define GUEST_ECAM_GPA 0x3f000000ul
+#define GUEST_ECAM_SIZE 0x100000ul
+#define GUEST_BAR_WINDOW_GPA 0x10000000ul
+/* Where the IOMMU PD's BAR plan puts slot 4's BARs (the description's blk_bar). */
+#define DISK_BAR_WINDOW_PA 0x10200000ul
+#define BAR_WINDOW_SIZE 0x100000ul
+
+#define IOMMU VMM_IOMMU_CHANNEL
+#define SERIAL_IRQ_CH 1
+#define SERIAL_IRQ 33
+#define DISK_IRQ_CH 2
+/* QEMU virt: INTA of slot 4 is SPI 3; the guest's device tree routes its 00:00.0's INTA
+ * to the same SPI. */
+#define DISK_IRQ 35
+
+extern char _guest_kernel_image[], _guest_kernel_image_end[];
+extern char _guest_initrd_image[], _guest_initrd_image_end[];
+extern char _guest_dtb_image[], _guest_dtb_image_end[];
+
+uintptr_t guest_ram_vaddr;
+uintptr_t fault_ring;
+
+static uint64_t next_fault;
+static uint64_t disk_irqs;
+
+void init(void)
+{
+    arch_guest_init_t args = {
+        .num_vcpus = 1,
+        .num_guest_ram_regions = 1,
+        .guest_ram_regions = { (struct guest_ram_region) {
+            .gpa_start = GUEST_RAM_START_GPA, .size = GUEST_RAM_SIZE, .vmm_vaddr = (void *)guest_ram_vaddr } },
+    };
+    if (!guest_init(args)) {
+        printf("vmm: could not initialise the guest; not started\n");
+        return;
+    }
+    struct vpci_config pci = {
+        .iommu = IOMMU,
+        .device = VMM_DEV_DISK,
+        .ecam_gpa = GUEST_ECAM_GPA,
+        .ecam_size = GUEST_ECAM_SIZE,
+        .bar_window_pa = DISK_BAR_WINDOW_PA,
+        .bar_window_gpa = GUEST_BAR_WINDOW_GPA,
+        .bar_window_size = BAR_WINDOW_SIZE,
+    };
+    if (!vpci_init(&pci)) {
+        printf("vmm: the disk cannot be passed through; the guest is not started\n");
+        return;
+    }
+    uintptr_t pc = linux_setup_images(GUEST_RAM_START_GPA, (uintptr_t)_guest_kernel_image,
+                                      _guest_kernel_image_end - _guest_kernel_image, (uintptr_t)_guest_dtb_image,
+                                      GUEST_DTB_GPA, _guest_dtb_image_end - _guest_dtb_image,
+                                      (uintptr_t)_guest_initrd_image, GUEST_INIT_RAM_DISK_GPA,
+                                      _guest_initrd_image_end - _guest_initrd_image);
+    if (!pc) {
+        printf("vmm: the guest's images do not fit its RAM; not started\n");
+        return;
+    }
+    if (!virq_register_passthrough(ARM_GIC_IRQ_ROUTE(GUEST_BOOT_VCPU_ID, SERIAL_IRQ), SERIAL_IRQ_CH) ||
+        !virq_register_passthrough(ARM_GIC_IRQ_ROUTE(GUEST_BOOT_VCPU_ID, DISK_IRQ), DISK_IRQ_CH)) {
+        printf("vmm: could not route the guest's interrupts; not started\n");
+        return;
+    }
+    printf("vmm: starting Linux (0x%lx bytes) with its initramfs (0x%lx bytes) in guest RAM at 0x%lx\n",
+           (uint64_t)(_guest_kernel_image_end - _guest_kernel_image),
+           (uint64_t)(_guest_initrd_image_end - _guest_initrd_image), GUEST_RAM_START_GPA);
+    guest_start(pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA);
+}
+
+/* The disk's DMA faults, as the IOMMU PD routed them to this PD's ring: printed, with
+ * where each lies against the guest's RAM. The guest runs on. */
+static void take_faults(void)
+{
+    struct iommu_fault_record out[8];
+    unsigned n;
+    while ((n = iommu_take_faults((const volatile struct iommu_fault_ring *)fault_ring, IOMMU, &next_fault, out, 8))) {
+        for (unsigned i = 0; i < n; i++) {
+            bool in_ram = out[i].iova >= GUEST_RAM_START_GPA && out[i].iova < GUEST_RAM_START_GPA + GUEST_RAM_SIZE;
+            printf("vmm: told: the disk's DMA (stream 0x%x) %s at iova 0x%lx..=0x%lx faulted (%s the guest's RAM); "
+                   "the guest runs on\n",
+                   out[i].stream, out[i].write ? "write" : "read", out[i].iova, out[i].iova_last,
+                   in_ram ? "inside" : "outside");
+        }
+    }
+}
+
+void notified(microkit_channel ch)
+{
+    switch (ch) {
+    case IOMMU:
+        take_faults();
+        break;
+    case SERIAL_IRQ_CH:
+    case DISK_IRQ_CH:
+        if (ch == DISK_IRQ_CH && disk_irqs++ == 0) {
+            printf("vmm: the disk's first INTx, injected into the guest as SPI %d\n", DISK_IRQ - 32);
+        }
+        if (!virq_handle_passthrough(ch)) {
+            printf("vmm: an interrupt on channel %u dropped\n", ch);
+        }
+        break;
+    default:
+        printf("vmm: unexpected notification on channel %u\n", ch);
+    }
+}
+
+seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo *reply_msginfo)
+{
+    if (fault_handle(child, msginfo)) {
+        *reply_msginfo = microkit_msginfo_new(0, 0);
+        return seL4_True;
+    }
+    return seL4_False;
+}

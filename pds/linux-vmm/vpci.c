@@ -1,0 +1,257 @@
+/*
+ * The guest's PCI configuration space. The guest's ECAM is a guest-physical range the VM
+ * does not map: each access is a VM fault that libvmm hands to vpci_fault, which emulates
+ * a bus with one function on it, 00:00.0, the passed-through device. What the guest reads
+ * and writes of that function goes to the IOMMU PD (the owner of configuration space) as
+ * CONFIG_READ/CONFIG_WRITE of the VMM's own device; the IOMMU PD filters each register, as
+ * it does for any driver, so the guest can do no more to the device than a driver PD may.
+ *
+ * Virtual, never forwarded (what vfio-pci virtualises too):
+ *   - the BARs: the guest sees them at guest-physical addresses (the real window moved to
+ *     where the VM maps it); a sizing write of all ones reads back the size mask, any other
+ *     write is kept here, masked to the BAR's size, and the device's own BARs stay where
+ *     the IOMMU PD placed them. A guest that moves a BAR finds nothing there (the VM's map
+ *     is static; linux,pci-probe-only in its device tree keeps Linux from moving them);
+ *   - the expansion ROM BAR (reads 0: no ROM);
+ *   - Interrupt Line (a byte the guest's OS writes for itself; the IOMMU PD refuses it).
+ * A write the IOMMU PD refuses (ConfigDenied) is dropped, as a write to a read-only
+ * register is, and counted.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <microkit.h>
+#include <libvmm/libvmm.h>
+#include <sddf/util/printf.h>
+
+#include "iommu_client.h"
+#include "vpci.h"
+
+#define BAR0 0x10
+#define BAR_END 0x28
+#define ROM_BAR 0x30
+#define INTERRUPT_LINE 0x3c
+#define NUM_BARS 6
+
+bool vpci_fault(size_t vcpu_id, size_t offset, size_t fsr, seL4_UserContext *regs, void *cookie);
+
+/* A BAR as the guest sees it. */
+struct vbar {
+    bool present;
+    bool upper;     /* the upper half of the 64-bit BAR before it */
+    uint32_t flags; /* the low 4 bits of a memory BAR (type, prefetchable) */
+    uint32_t mask;  /* what a sizing write reads back, flags excluded */
+    uint32_t value; /* what the guest reads */
+    uint32_t placed; /* where its registers are mapped for the guest (`value` at start) */
+};
+
+static struct vpci_config cfg;
+static struct vbar bars[NUM_BARS];
+static uint8_t interrupt_line;
+static struct vpci_stats stats;
+
+struct vpci_stats vpci_stats(void)
+{
+    return stats;
+}
+
+static uint64_t config_read(uint16_t offset, uint8_t width, uint32_t *value)
+{
+    return iommu_config_read(cfg.iommu, cfg.device, offset, width, value);
+}
+
+bool vpci_init(const struct vpci_config *c)
+{
+    cfg = *c;
+    uint32_t id;
+    uint64_t err = config_read(0, 4, &id);
+    if (err) {
+        printf("vmm: vpci: CONFIG_READ of the device refused: %s\n", iommu_strerror(err));
+        return false;
+    }
+    for (int i = 0; i < NUM_BARS; i++) {
+        uint32_t lo, mask;
+        uint16_t off = BAR0 + 4 * i;
+        if (config_read(off, 4, &lo)) {
+            return false;
+        }
+        /* Sizing through the IOMMU PD: it writes all ones with decoding off and restores. */
+        err = iommu_config_write(cfg.iommu, cfg.device, off, 4, 0xffffffff, &mask);
+        if (err) {
+            printf("vmm: vpci: sizing BAR%d refused: %s\n", i, iommu_strerror(err));
+            return false;
+        }
+        if (mask == 0) {
+            continue;
+        }
+        if (lo & 1) {
+            printf("vmm: vpci: BAR%d is an I/O BAR, which this VMM does not pass through; hidden\n", i);
+            continue;
+        }
+        struct vbar *b = &bars[i];
+        b->present = true;
+        b->flags = lo & 0xf;
+        b->mask = mask & ~0xfu;
+        uint64_t pa = lo & ~0xfull;
+        uint64_t size = (uint64_t)(~b->mask) + 1;
+        bool is64 = ((lo >> 1) & 3) == 2;
+        if (is64) {
+            uint32_t hi, hmask;
+            if (i + 1 >= NUM_BARS || config_read(off + 4, 4, &hi) ||
+                iommu_config_write(cfg.iommu, cfg.device, off + 4, 4, 0xffffffff, &hmask)) {
+                return false;
+            }
+            pa |= (uint64_t)hi << 32;
+            bars[i + 1] = (struct vbar) { .present = true, .upper = true, .mask = hmask, .value = 0 };
+        }
+        if (pa < cfg.bar_window_pa || pa + size > cfg.bar_window_pa + cfg.bar_window_size) {
+            printf("vmm: vpci: BAR%d at 0x%lx (0x%lx bytes) is outside the window the VM maps "
+                   "[0x%lx, 0x%lx)\n",
+                   i, pa, size, cfg.bar_window_pa, cfg.bar_window_pa + cfg.bar_window_size);
+            return false;
+        }
+        uint64_t gpa = pa - cfg.bar_window_pa + cfg.bar_window_gpa;
+        b->value = b->placed = (uint32_t)gpa | b->flags;
+        if (is64) {
+            bars[i + 1].value = bars[i + 1].placed = (uint32_t)(gpa >> 32);
+        }
+        printf("vmm: vpci: BAR%d at 0x%lx, 0x%lx bytes: the guest sees it at guest-physical 0x%lx\n", i, pa, size, gpa);
+        if (is64) {
+            i++;
+        }
+    }
+    if (!fault_register_vm_exception_handler(cfg.ecam_gpa, cfg.ecam_size, vpci_fault, NULL)) {
+        return false;
+    }
+    printf("vmm: vpci: the guest's ECAM at 0x%lx is emulated: 00:00.0 is device %04x:%04x, nothing else\n",
+           cfg.ecam_gpa, id & 0xffff, id >> 16);
+    return true;
+}
+
+/* The dword at `reg` (4-aligned) as the guest sees it, for the registers kept here; false
+ * if the dword is the device's. */
+static bool virtual_dword(uint16_t reg, uint32_t *out)
+{
+    if (reg >= BAR0 && reg < BAR_END) {
+        struct vbar *b = &bars[(reg - BAR0) / 4];
+        *out = b->present ? b->value : 0;
+        return true;
+    }
+    if (reg == ROM_BAR) {
+        *out = 0;
+        return true;
+    }
+    return false;
+}
+
+static void write_bar(int i, uint32_t v)
+{
+    struct vbar *b = &bars[i];
+    stats.bar_writes++;
+    if (!b->present) {
+        return;
+    }
+    /* What the guest reads back: the address bits the BAR has, its flags unchanged (all
+     * ones reads back the size mask, as the PCI spec's sizing expects). */
+    b->value = (v & b->mask) | b->flags;
+    if (v != 0xffffffff && b->value != b->placed) {
+        /* Moved: kept here only. Say so, with what the device's own BAR reads. */
+        uint32_t real = 0;
+        config_read(BAR0 + 4 * i, 4, &real);
+        printf("vmm: vpci: the guest moved BAR%d to 0x%x: emulated, not written to the device, whose BAR%d "
+               "reads 0x%x; no registers at the new place\n",
+               i, b->value, i, real);
+    }
+}
+
+void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data)
+{
+    uint64_t fn = offset >> 12;
+    uint16_t reg = offset & 0xfff;
+    uint16_t dword = reg & ~3u;
+    unsigned shift = (reg & 3) * 8;
+    uint32_t wmask = width == 4 ? 0xffffffffu : ((1u << (8 * width)) - 1);
+    if (fn != 0) {
+        /* Another slot or function: nothing there. */
+        stats.other_functions++;
+        if (is_read) {
+            *data = wmask;
+        }
+        return;
+    }
+    if (is_read) {
+        stats.reads++;
+        uint32_t v;
+        if (!virtual_dword(dword, &v)) {
+            if (config_read(dword, 4, &v)) {
+                v = 0xffffffff;
+            }
+            if (dword == INTERRUPT_LINE) {
+                v = (v & ~0xffu) | interrupt_line;
+            }
+        }
+        *data = (v >> shift) & wmask;
+        return;
+    }
+    stats.writes++;
+    uint32_t v = *data & wmask;
+    if (dword >= BAR0 && dword < BAR_END) {
+        int i = (dword - BAR0) / 4;
+        uint32_t old = bars[i].present ? bars[i].value : 0;
+        write_bar(i, (old & ~(wmask << shift)) | (v << shift));
+        return;
+    }
+    if (dword == ROM_BAR) {
+        return;
+    }
+    if (dword == INTERRUPT_LINE) {
+        if (reg == INTERRUPT_LINE) {
+            interrupt_line = v & 0xff;
+        }
+        /* Interrupt Pin, Min_Gnt, Max_Lat: read-only. */
+        return;
+    }
+    uint32_t after;
+    uint64_t err = iommu_config_write(cfg.iommu, cfg.device, reg, width, v, &after);
+    if (err) {
+        stats.refused++;
+        if (stats.refused <= 4) {
+            printf("vmm: vpci: the guest's write of 0x%x to 0x%x (%d bytes) refused by the IOMMU PD (%s): dropped\n", v,
+                   reg, width, iommu_strerror(err));
+        }
+    }
+}
+
+bool vpci_fault(size_t vcpu_id, size_t offset, size_t fsr, seL4_UserContext *regs, void *cookie)
+{
+    (void)vcpu_id;
+    (void)cookie;
+    int width = fault_get_width_bytes(fsr);
+    if (width != 1 && width != 2 && width != 4) {
+        printf("vmm: vpci: a %d-byte access to ECAM offset 0x%lx: not a configuration access\n", width, offset);
+        return false;
+    }
+    if (offset % width) {
+        printf("vmm: vpci: a misaligned access to ECAM offset 0x%lx\n", offset);
+        return false;
+    }
+    /* ESR_EL2.ISS of a data abort: ISV (bit 24) says SRT (bits 20:16) names the register. */
+    if (!(fsr & (1ul << 24))) {
+        printf("vmm: vpci: an ECAM access without a syndrome (ESR 0x%lx)\n", fsr);
+        return false;
+    }
+    size_t rt = (fsr >> 16) & 0x1f;
+    if (fault_is_read(fsr)) {
+        uint32_t v = 0;
+        vpci_access(offset, true, width, &v);
+        /* A load of 1, 2 or 4 bytes zero-extends into the whole register; to xzr (31)
+         * it goes nowhere. */
+        if (rt != 31) {
+            *decode_rt(rt, regs) = v;
+        }
+    } else {
+        uint32_t v = (uint32_t)fault_get_data(regs, fsr);
+        vpci_access(offset, false, width, &v);
+    }
+    return true;
+}

@@ -1,0 +1,38 @@
+/*
+ * The guest's PCI configuration space: one function, emulated by the VMM over the IOMMU
+ * PD's CONFIG_READ/CONFIG_WRITE (see vpci.c).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <microkit.h>
+
+/* Where the guest sees its host bridge and its BARs, and where the real BARs are. */
+struct vpci_config {
+    microkit_channel iommu; /* the channel to the IOMMU PD (pp) */
+    uint32_t device;        /* the passed-through device, as the IOMMU PD numbers ours */
+    uint64_t ecam_gpa;      /* the guest's ECAM (bus 0 only): mapped nowhere, so every access traps */
+    uint64_t ecam_size;
+    uint64_t bar_window_pa;  /* the real BARs' window (where the IOMMU PD placed them) */
+    uint64_t bar_window_gpa; /* where the VM maps that window */
+    uint64_t bar_window_size;
+};
+
+/* Read the function's BARs (address, and size by the IOMMU PD's sizing probe), check that
+ * they lie in the window the VM maps, and trap the guest's ECAM. False (and said why) if
+ * any of it fails: the guest must not then be started with a PCI bus. */
+bool vpci_init(const struct vpci_config *cfg);
+
+/* One configuration access of the guest, at `offset` in its ECAM: `width` bytes (1, 2 or
+ * 4), `*data` the value written, or filled with the value read. Never fails: what is not
+ * the function reads as all ones, as an empty slot does, and writes to it are dropped. */
+void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data);
+
+/* How many of the guest's writes the IOMMU PD refused (dropped, as writes to read-only
+ * registers are), and how many BAR writes were emulated and never reached the device. */
+struct vpci_stats {
+    uint32_t reads, writes, refused, bar_writes, other_functions;
+};
+struct vpci_stats vpci_stats(void);
