@@ -329,6 +329,9 @@ pub struct System {
     pub io_spaces: Vec<IoSpace>,
     /// `<pci_bridge>`s, in description order.
     pub bridges: Vec<PciBridge>,
+    /// The `bar` regions of io_address_spaces the reader refused: no rule judges who maps
+    /// them, since the one problem is the refused element.
+    pub unread_bars: Vec<String>,
     pub caps: Vec<DmaCapability>,
     pub quotas: Vec<DmaQuota>,
     pub iommu: Option<Iommu>,

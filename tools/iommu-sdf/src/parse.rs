@@ -516,6 +516,11 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
             "protection_domain" => r.pd(n, &mut sys, None, 1),
             "channel" => r.channel(n, &mut sys),
             "io_address_space" => {
+                // Its BAR window, should the element be refused below: the region is then
+                // no device's, and that follows from the refusal (`System::unread_bars`).
+                if let Some(bar) = n.attribute("bar") {
+                    sys.unread_bars.push(bar.to_string());
+                }
                 let Some(name) = r.required(n, "name") else { continue };
                 let Some(pid) = r.required(n, "peripheral_id") else { continue };
                 let Some(stream) = parse_peripheral(&pid) else {
@@ -576,6 +581,10 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     bar: n.attribute("bar").map(str::to_string),
                     line: r.line(n),
                 });
+                // Read after all: not an unread one.
+                if n.attribute("bar").is_some() {
+                    sys.unread_bars.pop();
+                }
             }
             "pci_bridge" => {
                 if let Some(b) = r.bridge(n) {

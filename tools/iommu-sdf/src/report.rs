@@ -245,8 +245,11 @@ fn pci(sys: &System, o: &mut String) {
         let _ = writeln!(o, "| Bridge | Kind | Buses | ACS | Memory window |");
         let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
         for (b, config) in sys.bridges.iter().zip(topology::bridges(sys)) {
-            let window = topology::bridge_window(&config, &functions)
-                .map_or("closed".to_string(), |(base, size)| format!("{base:#x}..{:#x}", base.saturating_add(size)));
+            let window = match topology::bridge_window(&config, &functions) {
+                Ok(Some((base, size))) => format!("{base:#x}..{:#x}", base.saturating_add(size)),
+                Ok(None) => "closed".to_string(),
+                Err(_) => "none (a BAR window below it is above 4 GiB)".to_string(),
+            };
             let _ = writeln!(
                 o,
                 "| {} | {} | {}..={} | {} | {window} |",

@@ -229,20 +229,14 @@ pub fn bridges(sys: &System) -> Vec<BridgeConfig> {
 /// 3.2.5.8).
 pub const WINDOW_GRANULE: u64 = 0x10_0000;
 
-/// The memory window the PCI owner opens in `bridge`: the 1 MiB-aligned hull of the BAR
-/// windows of the functions below it, or `None` when none below it has one.
-///
-/// Until the IOMMU PD's own `iommu_pd::pci::bridge_window` lands (one function for both
-/// sides, as the design says), this is the tool's, written to its interface (the policy's
-/// types) so that it can be swapped for it.
-pub fn bridge_window(bridge: &BridgeConfig, functions: &[PciFunctionConfig]) -> Option<(u64, u64)> {
-    let below = |f: &&PciFunctionConfig| (bridge.secondary..=bridge.subordinate).contains(&bus(f.rid));
-    let bars = functions.iter().filter(below).filter(|f| f.bar_size > 0);
-    let (start, end) = bars.fold(None, |hull: Option<(u64, u64)>, f| {
-        let end = f.bar_base.saturating_add(f.bar_size);
-        Some(hull.map_or((f.bar_base, end), |(s, e)| (s.min(f.bar_base), e.max(end))))
-    })?;
-    let start = start & !(WINDOW_GRANULE - 1);
-    let end = end.saturating_add(WINDOW_GRANULE - 1) & !(WINDOW_GRANULE - 1);
-    Some((start, end - start))
+/// The memory window the PCI owner opens in `bridge`, as (base, size): the 1 MiB-aligned
+/// hull of the BAR windows of the functions below it, `None` when none below it has one.
+/// The IOMMU PD's own definition (`iommu_pd::pci::bridge_window`), which programs it, so
+/// the two cannot disagree. `Err` names the function (an index into `functions`) whose
+/// BAR window ends above 4 GiB, which a bridge's memory window cannot hold.
+pub fn bridge_window(bridge: &BridgeConfig, functions: &[PciFunctionConfig]) -> Result<Option<(u64, u64)>, usize> {
+    match iommu_pd::pci::bridge_window(bridge, functions) {
+        Ok(w) => Ok(w.map(|w| (w.base, w.limit - w.base + 1))),
+        Err(iommu_pd::pci::WindowError::Beyond32Bits { function }) => Err(function),
+    }
 }

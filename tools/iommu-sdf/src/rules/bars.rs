@@ -105,6 +105,11 @@ fn maps(sys: &System, board: &Board, bar_of: &HashMap<&str, &IoSpace>, out: &mut
                 None => format!("`{}`", pd.name),
             };
             if let Some(s) = bar_of.get(m.mr.as_str()) {
+                // An owner that is no PD is refused as such; who else maps its BAR
+                // window follows from that.
+                if s.owner.as_deref().is_some_and(|o| sys.pd(o).is_none()) {
+                    continue;
+                }
                 // Its owner, or the guest it is passed through to (whose VMM owns it).
                 let allowed = match (&s.vm, vm) {
                     (Some(guest), Some(v)) => *guest == v.name,
@@ -133,6 +138,9 @@ fn maps(sys: &System, board: &Board, bar_of: &HashMap<&str, &IoSpace>, out: &mut
                 continue;
             }
             let Some((base, size)) = window else { continue };
+            if sys.unread_bars.contains(&m.mr) {
+                continue;
+            }
             if r.phys_range().is_some_and(|(s, e)| s < u128::from(base) + u128::from(size) && u128::from(base) < e) {
                 out.push(p(
                     m.line,
@@ -168,7 +176,27 @@ fn bridge_windows(sys: &System, out: &mut Vec<Problem>) {
         .iter()
         .zip(bridges(sys))
         .map(|(b, config)| {
-            let w = bridge_window(&config, &functions)?;
+            let w = match bridge_window(&config, &functions) {
+                Ok(w) => w?,
+                Err(f) => {
+                    // Said once, at the bridge right above the function.
+                    let f = &functions[f];
+                    if b.secondary != bus(f.rid) {
+                        return None;
+                    }
+                    let s = &sys.io_spaces[f.device];
+                    out.push(p(
+                        b.line,
+                        "pci_bridge",
+                        format!(
+                            "{} {} has `{}` ({}) below it, whose BAR window {:#x}+{:#x} ends above 4 GiB: a bridge's memory window holds 32-bit addresses only",
+                            bridge_kind_name(b.kind), bdf(b.rid), s.name, bdf(f.rid), f.bar_base, f.bar_size
+                        ),
+                        "place the BAR windows of the functions below bridges under 4 GiB, in the host bridge's memory window",
+                    ));
+                    return None;
+                }
+            };
             let below = |f: &PciFunctionConfig| b.covers(bus(f.rid));
             let windows_below: std::collections::HashSet<(u64, u64)> =
                 functions.iter().filter(|g| below(g)).map(|g| (g.bar_base, g.bar_size)).collect();

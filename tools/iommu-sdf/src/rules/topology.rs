@@ -192,56 +192,55 @@ fn link(k: BridgeKind) -> bool {
     matches!(k, RootPort | SwitchDownstream)
 }
 
+/// Where requester ID `rid` cannot be: past the board's ECAM, on a bus no declared bridge
+/// leads to, on a switch's internal bus, or a device other than 0 on a link. The problem
+/// (what follows "`device` is b:d.f", and the fix), if any.
+fn misplaced(board: &Board, t: &Topology, rid: u16) -> Option<(String, String)> {
+    let b = bus(rid);
+    if let Some(pci) = board.pci.filter(|pci| u64::from(b) >= pci.buses()) {
+        return Some((
+            format!(", on bus {b}, and the board's ECAM holds {} buses (0 to {})", pci.buses(), pci.buses() - 1),
+            "number the buses below the bridges within the board's ECAM".into(),
+        ));
+    }
+    if b == 0 {
+        return None;
+    }
+    match t.parent(b) {
+        None => Some((
+            format!(", on bus {b}, which is no declared bridge's secondary bus: nothing says which bridges it is below, so neither its requester ID nor its StreamID is known"),
+            format!("declare the bridges above it (<pci_bridge bdf=\"...\" kind=\"...\" secondary=\"{b}\" subordinate=\"...\" />), or correct its bus"),
+        )),
+        Some(up) if up.kind == SwitchUpstream => Some((
+            format!(", on the internal bus of switch {}, which holds only the switch's downstream ports", bdf(up.rid)),
+            "name the device by its address below one of the switch's downstream ports".into(),
+        )),
+        Some(up) if link(up.kind) && (rid >> 3) & 0x1f != 0 => Some((
+            format!(", device {:x} below {} {}, whose link has one device, device 0", (rid >> 3) & 0x1f, kind(up.kind), bdf(up.rid)),
+            "give it device number 0 on that bus".into(),
+        )),
+        Some(_) => None,
+    }
+}
+
 fn functions(sys: &System, board: &Board, t: &Topology, out: &mut Vec<Problem>) {
     for s in &sys.io_spaces {
         let Some(rid) = s.rid else { continue };
         let mut refuse = |message: String, fix: &str| out.push(p(s.line, "io_address_space", message, fix));
-        let (b, at) = (bus(rid), bdf(rid));
-        if let Some(pci) = &board.pci {
-            if u64::from(b) >= pci.buses() {
-                refuse(
-                    format!(
-                        "`{}` is {at}, on bus {b}, and the board's ECAM holds {} buses (0 to {})",
-                        s.name,
-                        pci.buses(),
-                        pci.buses() - 1
-                    ),
-                    "number the buses below the bridges within the board's ECAM",
-                );
-                continue;
+        if let Some((why, fix)) = misplaced(board, t, rid) {
+            refuse(format!("`{}` is {}{why}", s.name, bdf(rid)), &fix);
+            continue;
+        }
+        // Its other functions, given in streams= by their addresses.
+        let mut placed = true;
+        for r in s.extra_rids.iter().flatten() {
+            if let Some((why, fix)) = misplaced(board, t, *r) {
+                refuse(format!("`{}`'s function {} (in streams){why}", s.name, bdf(*r)), &fix);
+                placed = false;
             }
         }
-        if b != 0 {
-            match t.parent(b) {
-                None => {
-                    refuse(
-                        format!("`{}` is {at}, on bus {b}, which is no declared bridge's secondary bus: nothing says which bridges it is below, so neither its requester ID nor its StreamID is known", s.name),
-                        &format!("declare the bridges above it (<pci_bridge bdf=\"...\" kind=\"...\" secondary=\"{b}\" subordinate=\"...\" />), or correct its bus"),
-                    );
-                    continue;
-                }
-                Some(up) if up.kind == SwitchUpstream => {
-                    refuse(
-                        format!("`{}` is {at}, on the internal bus of switch {}, which holds only the switch's downstream ports", s.name, bdf(up.rid)),
-                        "name the device by its address below one of the switch's downstream ports",
-                    );
-                    continue;
-                }
-                Some(up) if link(up.kind) && (rid >> 3) & 0x1f != 0 => {
-                    refuse(
-                        format!(
-                            "`{}` is {at}, device {:x} below {} {}, whose link has one device, device 0",
-                            s.name,
-                            (rid >> 3) & 0x1f,
-                            kind(up.kind),
-                            bdf(up.rid)
-                        ),
-                        "give it device number 0 on that bus",
-                    );
-                    continue;
-                }
-                Some(_) => {}
-            }
+        if !placed {
+            continue;
         }
         // Its StreamID, on a board whose SMMUv3 the IOMMU PD drives.
         if board.stream_bits().is_none() {
