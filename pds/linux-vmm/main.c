@@ -116,6 +116,10 @@ static void take_faults(void)
                    out[i].stream, out[i].write ? "write" : "read", out[i].iova, out[i].iova_last,
                    in_ram ? "inside" : "outside");
         }
+        struct vpci_stats st = vpci_stats();
+        printf("vmm: vpci so far: %u reads and %u writes of the disk's configuration; of the writes, %u refused by the IOMMU PD, "
+               "%u to BARs kept virtual; %u accesses to other functions\n",
+               st.reads, st.writes, st.refused, st.bar_writes, st.other_functions);
     }
 }
 
