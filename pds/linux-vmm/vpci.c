@@ -37,7 +37,7 @@ bool vpci_fault(size_t vcpu_id, size_t offset, size_t fsr, seL4_UserContext *reg
 
 /* A BAR as the guest sees it. */
 struct vbar {
-    bool present;   /* for the upper half of a 64-bit BAR too (flags 0, mask all ones) */
+    bool present;   /* for the upper half of a 64-bit BAR too (flags 0) */
     uint32_t flags; /* the low 4 bits of a memory BAR (type, prefetchable) */
     uint32_t mask;  /* what a sizing write reads back, flags excluded */
     uint32_t value; /* what the guest reads */
