@@ -37,8 +37,7 @@ bool vpci_fault(size_t vcpu_id, size_t offset, size_t fsr, seL4_UserContext *reg
 
 /* A BAR as the guest sees it. */
 struct vbar {
-    bool present;
-    bool upper;     /* the upper half of the 64-bit BAR before it */
+    bool present;   /* for the upper half of a 64-bit BAR too (flags 0) */
     uint32_t flags; /* the low 4 bits of a memory BAR (type, prefetchable) */
     uint32_t mask;  /* what a sizing write reads back, flags excluded */
     uint32_t value; /* what the guest reads */
@@ -102,7 +101,7 @@ bool vpci_init(const struct vpci_config *c)
                 return false;
             }
             pa |= (uint64_t)hi << 32;
-            bars[i + 1] = (struct vbar) { .present = true, .upper = true, .mask = hmask, .value = 0 };
+            bars[i + 1] = (struct vbar) { .present = true, .mask = hmask, .value = 0 };
         }
         if (pa < cfg.bar_window_pa || pa + size > cfg.bar_window_pa + cfg.bar_window_size) {
             printf("vmm: vpci: BAR%d at 0x%lx (0x%lx bytes) is outside the window the VM maps "
