@@ -7,11 +7,15 @@
 //! DMA memory the device can reach only through the service: a pool the driver holds a
 //! capability for is mapped once, DMA allocations come from it, and `share` bounces
 //! buffers through it, so the device never sees the rest of the driver's memory.
+//!
+//! `queue::MapQueue` posts MAP and UNMAP to the client's mapping queue instead of calling,
+//! one notification for many.
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
 
 pub mod hal;
 pub mod pci;
+pub mod queue;
 
 use iommu_protocol::{
     ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_REPLY_VALUES, MAX_UNMAP_RANGES,

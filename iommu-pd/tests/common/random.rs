@@ -287,9 +287,7 @@ fn batch_step<H: TestHw>(
         match (req, reply) {
             (Request::Unmap { device, iovas, .. }, Reply::Ok { .. }) => {
                 let (d, iova) = (device.0 as usize, iovas[0]);
-                // The latest mapping made there (an older one at the same IOVA may linger in
-                // `known` when something other than an UNMAP removed it).
-                let k = known.iter().rposition(|k| k.0 == d && k.1 == iova);
+                let k = known.iter().position(|k| k.0 == d && k.1 == iova);
                 let len = k.map(|k| known[k].2).unwrap_or_else(|| panic!("unmapped the unknown: {}", ctx_of(i)));
                 known.retain(|k| !(k.0 == d && k.1 == iova));
                 // Mapped again by a later entry of the batch: then it is that mapping.
@@ -312,7 +310,13 @@ fn batch_step<H: TestHw>(
                 assert!(reached.is_empty(), "reached {reached:x?} after its Ok: {}", ctx_of(i));
                 ok += 1;
             }
-            (_, Reply::Ok { .. }) => {
+            (_, Reply::Ok { values, .. }) => {
+                // A mapping made at an IOVA ends whatever `known` still had there: within a
+                // batch, an entry's UNMAP may retry and remove an earlier mapping at that
+                // IOVA (one whose removal was pending) before a later entry maps it again.
+                if let Request::Map { device, .. } = req {
+                    known.retain(|k| !(k.0 == device.0 as usize && k.1 == values[0]));
+                }
                 ok += m.judge(s, client, *req, reply, &before, known, &|| ctx_of(i)) as usize;
             }
             _ => {}

@@ -1,0 +1,96 @@
+//! The mapping queue from the driver's side (`iommu_protocol::queue`): MAP and UNMAP
+//! posted as entries, one notification for many, completions read back as the calls'
+//! results. A buffer whose UNMAP was posted is the device's until that UNMAP's completion
+//! says `Ok` (the IOMMU confirmed it gone): only then may the driver reuse or return it.
+
+use iommu_protocol::queue::{Queue, ENTRY_MRS};
+use iommu_protocol::{DeviceId, ErrorCode, Handle, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+
+/// Wakes the IOMMU PD (on seL4 Microkit, `Channel::notify` on the client's channel to it).
+pub trait Notify {
+    /// Tell the IOMMU PD that entries are waiting.
+    fn notify(&mut self);
+}
+
+/// The request ring is full: nothing was posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// A completion: the posted entry's tag and its call's result (MAP's IOVA; 0 for UNMAP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// The tag `post_map` or `post_unmap` returned.
+    pub tag: u64,
+    /// What the call would have answered.
+    pub result: Result<u64, ErrorCode>,
+}
+
+/// A driver's mapping queue.
+#[derive(Debug)]
+pub struct MapQueue<'a, N: Notify> {
+    queue: Queue<'a>,
+    notify: N,
+    next_tag: u64,
+}
+
+impl<'a, N: Notify> MapQueue<'a, N> {
+    /// The queue in `queue`'s region, waking the IOMMU PD through `notify`.
+    pub fn new(queue: Queue<'a>, notify: N) -> Self {
+        Self { queue, notify, next_tag: 0 }
+    }
+
+    fn post(&mut self, req: Request) -> Result<u64, Full> {
+        let mut mrs = [0; MAX_MRS];
+        let (label, _) = req.encode(&mut mrs);
+        let mut entry = [0; ENTRY_MRS];
+        entry.copy_from_slice(&mrs[..ENTRY_MRS]);
+        let tag = self.next_tag;
+        if !self.queue.post(label, tag, entry) {
+            return Err(Full);
+        }
+        self.next_tag += 1;
+        Ok(tag)
+    }
+
+    /// Post a MAP (as `Client::map`); returns its tag. Not sent until `notify`.
+    pub fn post_map(
+        &mut self,
+        cap: Handle,
+        device: DeviceId,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<u64, Full> {
+        self.post(Request::Map { cap, device, offset, len, iova, rights })
+    }
+
+    /// Post an UNMAP of the mapping of `device` at `iova`; returns its tag. Not sent until
+    /// `notify`.
+    pub fn post_unmap(&mut self, device: DeviceId, iova: u64) -> Result<u64, Full> {
+        let mut iovas = [0; MAX_UNMAP_RANGES];
+        iovas[0] = iova;
+        self.post(Request::Unmap { device, iovas, count: 1 })
+    }
+
+    /// Wake the IOMMU PD for everything posted so far.
+    pub fn notify(&mut self) {
+        self.notify.notify();
+    }
+
+    /// The next completion, if one arrived. When the IOMMU PD notifies and entries are
+    /// still untaken (`untaken`), notify again: it takes at most `QUEUE_BATCH` a time.
+    pub fn completion(&mut self) -> Option<Done> {
+        let (tag, label, value) = self.queue.pop_completion()?;
+        let result = match label {
+            0 => Ok(value),
+            l => Err(ErrorCode::from_label(l).unwrap_or(ErrorCode::Malformed)),
+        };
+        Some(Done { tag, result })
+    }
+
+    /// Entries posted that the IOMMU PD has not taken yet.
+    pub fn untaken(&self) -> u32 {
+        self.queue.unserved()
+    }
+}
