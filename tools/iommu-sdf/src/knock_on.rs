@@ -103,14 +103,6 @@ pub fn first_causes(
         // The names of refused definitions, as written where they were refused.
         let names: HashSet<String> =
             refusals.iter().filter_map(|p| attr_on_line(text, p.line, "name")).map(str::to_string).collect();
-        // A refused io_address_space's BAR window is no function's while it is refused:
-        // what the BAR rules then say of that region (its owner's map of it) follows.
-        let bars = refusals
-            .iter()
-            .filter(|p| p.element == "io_address_space")
-            .filter_map(|p| attr_on_line(text, p.line, "bar"))
-            .map(str::to_string);
-        let names: HashSet<String> = names.into_iter().chain(bars).collect();
         (!refusals.is_empty(), names, refusals.iter().any(|p| loses_the_name(p)))
     };
     let no_iommu_pd = sys.iommu.as_ref().is_some_and(|i| sys.pd(&i.pd).is_none());

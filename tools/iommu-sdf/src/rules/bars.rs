@@ -116,9 +116,7 @@ fn maps(sys: &System, board: &Board, bar_of: &HashMap<&str, &IoSpace>, out: &mut
                     (_, None) => s.owner.as_deref() == Some(pd.name.as_str()),
                     (None, Some(_)) => false,
                 };
-                // An owner that is no PD is the owner rule's problem, reported there.
-                let owner_unknown = s.vm.is_none() && s.owner.as_deref().is_some_and(|o| sys.pd(o).is_none());
-                if !allowed && !owner_unknown {
+                if !allowed {
                     let to = match &s.vm {
                         Some(guest) => format!("virtual machine `{guest}`, which it is passed through to"),
                         None => format!("its owner `{}`", s.owner.as_deref().unwrap_or("(none)")),
