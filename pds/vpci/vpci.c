@@ -3,10 +3,11 @@
  * libmicrokit alone): each builds this file, and neither's fault handling is in it. The
  * guest's ECAM is a guest-physical range the VM does not map: each access is a VM fault,
  * which the VMM decodes and hands to vpci_access, which emulates a bus with one function
- * on it, 00:00.0, the passed-through device. What the guest reads
- * and writes of that function goes to the IOMMU PD (the owner of configuration space) as
- * CONFIG_READ/CONFIG_WRITE of the VMM's own device; the IOMMU PD filters each register, as
- * it does for any driver, so the guest can do no more to the device than a driver PD may.
+ * on it, 00:00.0, the passed-through device. What the guest reads and writes of that
+ * function goes to the IOMMU PD (the owner of configuration space) as
+ * CONFIG_READ/CONFIG_WRITE of the VMM's own device; the IOMMU PD filters each register,
+ * as it does for any driver, so the guest can do no more to the device than a driver PD
+ * may.
  *
  * Virtual, never forwarded (what vfio-pci virtualises too):
  *   - the BARs: the guest sees them at guest-physical addresses (the real window moved to
