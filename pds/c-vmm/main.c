@@ -81,6 +81,8 @@ static void start_guest(void)
     microkit_vcpu_arm_write_reg(GUEST, seL4_VCPUReg_SCTLR, reset_sctlr);
     volatile struct mailbox *mb = mailbox();
     mb->ram_paddr = guest_ram_paddr;
+    /* The last run ends on an ECAM access this VMM must refuse (see ecam_fault). */
+    mb->end_with_pair_load = run == DEVICE_RESUMED;
     mb->sctlr = 0;
     mb->exception_esr = 0;
     mb->exception_far = 0;
@@ -277,8 +279,7 @@ seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo
             *reply_msginfo = microkit_msginfo_new(0, 0);
             return seL4_True;
         }
-        microkit_vcpu_stop(child);
-        return seL4_False;
+        /* Refused: the guest stops here, as it does at its end. */
     }
     microkit_dbg_puts(child == GUEST ? "vmm: the guest stopped at guest-physical " : "vmm: an unknown vCPU faulted at ");
     put_hex(addr);

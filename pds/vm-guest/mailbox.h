@@ -12,6 +12,7 @@
 struct mailbox {
     /* Written by the VMM before the guest starts. */
     uint64_t ram_paddr;
+    uint64_t end_with_pair_load; /* stop with a load pair from ECAM, not the store at 0x1000 */
     /* Written by the guest. */
     uint64_t sctlr; /* SCTLR_EL1 once its page tables are on */
     uint64_t vendor_device; /* 00:00.0's ID register, in its virtual configuration space */
