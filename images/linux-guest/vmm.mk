@@ -19,7 +19,7 @@ HERE := $(TOP)/images/linux-guest
 CFLAGS := -ffreestanding -g3 -O2 -Wall -Werror -Wno-unused-function -DBOARD_$(MICROKIT_BOARD) \
 	-target aarch64-none-elf -mstrict-align \
 	-I$(BOARD_DIR)/include -I$(LIBVMM)/include -I$(SDDF)/include -I$(SDDF)/include/sddf/util/custom_libc \
-	-I$(SDDF)/include/microkit -I$(TOP)/iommu-pd/c -I$(NUMBERS) -MD -MP
+	-I$(SDDF)/include/microkit -I$(TOP)/iommu-pd/c -I$(TOP)/pds/vpci -I$(NUMBERS) -MD -MP
 
 all: linux-vmm.elf
 
@@ -40,11 +40,14 @@ images.o: $(LIBVMM)/tools/package_guest_images.S $(LG)/Image $(LG)/initramfs.cpi
 
 vmm.o: $(SRC)/main.c $(NUMBERS)/vmm_iommu.h
 	$(CC) $(CFLAGS) -c -o $@ $<
-vpci.o: $(SRC)/vpci.c
+ecam_trap.o: $(SRC)/ecam_trap.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+# The configuration-space emulation both VMMs share.
+vpci.o: $(TOP)/pds/vpci/vpci.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-linux-vmm.elf: vmm.o vpci.o images.o libvmm.a libsddf_util_debug.a
-	$(LD) -L$(BOARD_DIR)/lib vmm.o vpci.o images.o --start-group -lmicrokit -Tmicrokit.ld libvmm.a \
+linux-vmm.elf: vmm.o ecam_trap.o vpci.o images.o libvmm.a libsddf_util_debug.a
+	$(LD) -L$(BOARD_DIR)/lib vmm.o ecam_trap.o vpci.o images.o --start-group -lmicrokit -Tmicrokit.ld libvmm.a \
 		libsddf_util_debug.a --end-group -o $@
 
--include vmm.d vpci.d
+-include vmm.d ecam_trap.d vpci.d

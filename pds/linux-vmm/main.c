@@ -2,8 +2,9 @@
  * The VMM of images/linux-guest.xml, on libvmm 0.2.0: it boots Debian's arm64 Linux (the
  * kernel, our device tree and our initramfs, carried in this PD's image) in the virtual
  * machine `linux`, and passes the virtio-blk disk 00:04.0 through to it:
- *   - configuration space: emulated (vpci.c), over the IOMMU PD's CONFIG_READ/CONFIG_WRITE
- *     of this PD's own device, BARs virtual;
+ *   - configuration space: trapped (ecam_trap.c) and emulated (pds/vpci, shared with
+ *     pds/c-vmm) over the IOMMU PD's CONFIG_READ/CONFIG_WRITE of this PD's own device,
+ *     BARs virtual;
  *   - its registers: the VM maps the real BARs' window at the guest-physical window the
  *     guest's device tree gives its host bridge;
  *   - its interrupt: INTx, a Microkit interrupt of this PD injected into the guest through
@@ -30,7 +31,7 @@
 
 #include "iommu_client.h"
 #include "vmm_iommu.h"
-#include "vpci.h"
+#include "ecam_trap.h"
 
 #define GUEST_RAM_START_GPA 0x40000000ul
 #define GUEST_RAM_SIZE 0x8000000ul
@@ -84,7 +85,7 @@ void init(void)
         .bar_window_gpa = GUEST_BAR_WINDOW_GPA,
         .bar_window_size = BAR_WINDOW_SIZE,
     };
-    if (!vpci_init(&pci)) {
+    if (!ecam_trap_init(&pci)) {
         printf("vmm: the disk cannot be passed through; the guest is not started\n");
         return;
     }

@@ -1,8 +1,9 @@
 /*
  * The guest of images/vm-passthrough.xml: bare-metal aarch64 at EL1 with its own page
- * tables, its RAM at guest-physical 0x2000_0000. It owns the edu device 00:02.0 passed
- * through to it, finds it through ECAM, and drives it with guest-physical addresses as
- * any guest driver would. It reports to its VMM through the mailbox at the top of its
+ * tables, its RAM at guest-physical 0x2000_0000. It owns the edu device passed through to
+ * it, finds it and its BAR through its ECAM (a virtual configuration space its VMM
+ * emulates: the edu is 00:00.0 there, alone), and drives it with guest-physical addresses
+ * as any guest driver would. It reports to its VMM through the mailbox at the top of its
  * RAM, then stops with an access to an address that is not its memory (a fault its VMM
  * handles).
  */
@@ -13,9 +14,14 @@
 
 _Static_assert(GUEST_STACK_TOP == 0x2003f000ul, "_start sets this stack");
 
+/* Its ECAM, bus 0: device d's function 0 at d << 15. */
 #define ECAM 0x3f000000ul
-#define ECAM_FUNCTION (2u << 15) /* edu 00:02.0 */
-#define BAR0 0x10000000ul
+#define ECAM_DEVICE(d) ((uint64_t)(d) << 15)
+#define EDU_ID 0x11e81234u
+#define PCI_COMMAND 0x04
+#define PCI_COMMAND_MEMORY 0x2u
+#define PCI_COMMAND_MASTER 0x4u
+#define PCI_BAR0 0x10
 
 #define SRC (GUEST_RAM_GPA + GUEST_IMAGE_MAX)
 /* Where edu_round_trip writes back. */
@@ -93,23 +99,51 @@ void guest_main(void)
 {
     volatile struct mailbox *mb = (volatile struct mailbox *)MAILBOX_GPA;
     mb->sctlr = own_page_tables();
-    volatile uint32_t *cfg = (volatile uint32_t *)(ECAM + ECAM_FUNCTION);
+    volatile uint32_t *cfg = (volatile uint32_t *)(ECAM + ECAM_DEVICE(0));
     mb->vendor_device = cfg[0];
-    cfg[0x10 / 4] = (uint32_t)BAR0;
-    cfg[0x04 / 4] |= 0x6;
+    mb->other_function = *(volatile uint32_t *)(ECAM + ECAM_DEVICE(1));
+    /* Where its BAR0 is, and how large (the sizing write of all ones, as any OS's PCI
+     * code does); then a move to the next place of its size, read back, and back again:
+     * the VMM keeps BAR writes to itself, so neither reaches the device. */
+    volatile uint32_t *bar = &cfg[PCI_BAR0 / 4];
+    uint32_t placed = *bar;
+    uint64_t base = placed & ~0xfu;
+    *bar = 0xffffffffu;
+    uint64_t size = (uint32_t)(~(*bar & ~0xfu) + 1);
+    *bar = (uint32_t)(base + size);
+    mb->moved_bar0 = *bar;
+    *bar = placed;
+    mb->bar0 = *bar & ~0xfu;
+    mb->bar0_size = size;
+    if (mb->vendor_device != EDU_ID || mb->bar0 != base || base == 0) {
+        /* Not its device, or no BAR: nothing to drive. The VMM reports it unfinished. */
+        *(volatile uint64_t *)0x1000ul = 0;
+    }
+    /* A 16-bit read and write, as Linux's pci_read_config_word does: forwarded. */
+    volatile uint16_t *command = (volatile uint16_t *)(ECAM + ECAM_DEVICE(0) + PCI_COMMAND);
+    *command = *command | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+    mb->command = *command;
+    uintptr_t bar0 = (uintptr_t)base;
+    mb->ident = *(volatile uint32_t *)bar0;
 
     /* Through the device: guest RAM -> the device's buffer -> guest RAM. */
-    mb->reached_ram = edu_round_trip(BAR0, (volatile uint8_t *)SRC, SRC, 0x5a);
+    mb->reached_ram = edu_round_trip(bar0, (volatile uint8_t *)SRC, SRC, 0x5a);
 
     /* Aimed at a guest-physical address outside guest RAM: the IOMMU must refuse it (the
      * VMM is told of the fault; the guest cannot see where such a write would land). */
-    edu_dma(BAR0, EDU_BUFFER, OUTSIDE, 1);
+    edu_dma(bar0, EDU_BUFFER, OUTSIDE, 1);
 
     /* Aimed at the host-physical address of its own RAM (where it would land with no
      * IOMMU): it must not land there. */
-    mb->host_paddr_blocked = edu_write_misses(BAR0, mb->ram_paddr + (DST - GUEST_RAM_GPA), (volatile uint8_t *)DST, 0);
+    mb->host_paddr_blocked = edu_write_misses(bar0, mb->ram_paddr + (DST - GUEST_RAM_GPA), (volatile uint8_t *)DST, 0);
 
     mb->done = 1;
+    if (mb->end_with_pair_load) {
+        /* A load pair from its ECAM: its syndrome names no register (ISV 0), so the VMM
+         * cannot emulate it and must stop the guest here rather than guess. */
+        uint32_t a, b;
+        __asm__ volatile("ldp %w0, %w1, [%2]" : "=r"(a), "=r"(b) : "r"(ECAM) : "memory");
+    }
     /* Not guest memory: the VMM takes the fault and reads the mailbox. */
     *(volatile uint64_t *)0x1000ul = 0;
     for (;;) {

@@ -6,9 +6,10 @@
 //!
 //! Which region is ECAM: the one the IOMMU PD maps with `setvar_vaddr="ecam"` (as the
 //! SMMU's registers are the one it maps as `smmu_regs`), which is also how the IOMMU PD
-//! finds it. Then no other PD and no guest may map that region, and no device may reach
-//! it by DMA. A description whose IOMMU PD maps no ECAM leaves configuration space where
-//! it is (and `check` cannot tell which region it is).
+//! finds it, and any region in the board's ECAM window. No other PD and no guest may map
+//! either, and no device may reach the IOMMU PD's by DMA. A description whose IOMMU PD
+//! maps no ECAM leaves configuration space unconfigured, but no one else's: a VMM's guest
+//! or a driver still may not map the board's ECAM window.
 
 use crate::board::Board;
 use crate::model::*;
@@ -21,14 +22,17 @@ pub const ECAM: &str = "ecam";
 /// Every rule about configuration space.
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     let Some(iommu) = sys.iommu.as_ref().and_then(|i| sys.pd(&i.pd)) else { return };
-    let Some(ecam) = iommu.maps.iter().find(|m| m.setvar_vaddr.as_deref() == Some(ECAM)) else { return };
-    let mr = ecam.mr.as_str();
-    covers_the_buses(sys, board, ecam, out);
+    let ecam = iommu.maps.iter().find(|m| m.setvar_vaddr.as_deref() == Some(ECAM));
+    if let Some(ecam) = ecam {
+        covers_the_buses(sys, board, ecam, out);
+    }
+    let mr = ecam.map(|m| m.mr.as_str());
     // Configuration space by any name: the region the IOMMU PD maps as ECAM, and any
-    // region in the board's ECAM window.
+    // region in the board's ECAM window (whether or not the IOMMU PD maps ECAM: a guest
+    // that maps it drives every function on the bus).
     let board_ecam = board.pci.map(|pci| (u128::from(pci.ecam.0), u128::from(pci.ecam.0) + u128::from(pci.ecam.1)));
     let is_ecam = |name: &str| {
-        name == mr
+        Some(name) == mr
             || sys
                 .region(name)
                 .and_then(|r| r.phys_range())
@@ -43,17 +47,25 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 Some(vm) => format!("virtual machine `{}` (run by `{}`)", vm.name, pd.name),
                 None => format!("`{}`", pd.name),
             };
+            let whose = match (mr, &board.pci) {
+                (Some(_), _) | (None, None) => format!("the IOMMU PD `{}` maps it as ecam", iommu.name),
+                (None, Some(pci)) => format!(
+                    "it lies in the board's ECAM window {:#x}+{:#x}; the IOMMU PD `{}` maps none",
+                    pci.ecam.0, pci.ecam.1, iommu.name
+                ),
+            };
             out.push(p(
                 m.line,
                 "map",
                 format!(
-                    "{who} maps `{}`, PCI configuration space (the IOMMU PD `{}` maps it as ecam): only the IOMMU PD may, or a driver could move another device's BAR, stop its bus mastering or renumber buses",
-                    m.mr, iommu.name
+                    "{who} maps `{}`, PCI configuration space ({whose}): only the IOMMU PD may, or a driver could move another device's BAR, stop its bus mastering or renumber buses",
+                    m.mr
                 ),
-                "remove the map: the driver reads and writes its own function through the IOMMU PD (CONFIG_READ/CONFIG_WRITE)",
+                "remove the map: the driver reads and writes its own function through the IOMMU PD (CONFIG_READ/CONFIG_WRITE); a VMM emulates its guest's configuration space over those calls",
             ));
         }
     }
+    let Some(mr) = mr else { return };
     for c in &sys.caps {
         if resolve(sys, c).is_some_and(|(r, _)| r == mr) {
             out.push(p(

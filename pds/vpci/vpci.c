@@ -1,10 +1,13 @@
 /*
- * The guest's PCI configuration space. The guest's ECAM is a guest-physical range the VM
- * does not map: each access is a VM fault that libvmm hands to vpci_fault, which emulates
- * a bus with one function on it, 00:00.0, the passed-through device. What the guest reads
- * and writes of that function goes to the IOMMU PD (the owner of configuration space) as
- * CONFIG_READ/CONFIG_WRITE of the VMM's own device; the IOMMU PD filters each register, as
- * it does for any driver, so the guest can do no more to the device than a driver PD may.
+ * A guest's PCI configuration space, for both VMMs (pds/linux-vmm on libvmm, pds/c-vmm on
+ * libmicrokit alone): each builds this file, and neither's fault handling is in it. The
+ * guest's ECAM is a guest-physical range the VM does not map: each access is a VM fault,
+ * which the VMM decodes and hands to vpci_access, which emulates a bus with one function
+ * on it, 00:00.0, the passed-through device. What the guest reads and writes of that
+ * function goes to the IOMMU PD (the owner of configuration space) as
+ * CONFIG_READ/CONFIG_WRITE of the VMM's own device; the IOMMU PD filters each register,
+ * as it does for any driver, so the guest can do no more to the device than a driver PD
+ * may.
  *
  * Virtual, never forwarded (what vfio-pci virtualises too):
  *   - the BARs: the guest sees them at guest-physical addresses (the real window moved to
@@ -21,8 +24,6 @@
 #include <stdint.h>
 
 #include <microkit.h>
-#include <libvmm/libvmm.h>
-#include <sddf/util/printf.h>
 
 #include "iommu_client.h"
 #include "vpci.h"
@@ -32,8 +33,6 @@
 #define ROM_BAR 0x30
 #define INTERRUPT_LINE 0x3c
 #define NUM_BARS 6
-
-bool vpci_fault(size_t vcpu_id, size_t offset, size_t fsr, seL4_UserContext *regs, void *cookie);
 
 /* A BAR as the guest sees it. */
 struct vbar {
@@ -65,7 +64,7 @@ bool vpci_init(const struct vpci_config *c)
     uint32_t id;
     uint64_t err = config_read(0, 4, &id);
     if (err) {
-        printf("vmm: vpci: CONFIG_READ of the device refused: %s\n", iommu_strerror(err));
+        vpci_printf("vmm: vpci: CONFIG_READ of the device refused: %s\n", iommu_strerror(err));
         return false;
     }
     for (int i = 0; i < NUM_BARS; i++) {
@@ -77,14 +76,14 @@ bool vpci_init(const struct vpci_config *c)
         /* Sizing through the IOMMU PD: it writes all ones with decoding off and restores. */
         err = iommu_config_write(cfg.iommu, cfg.device, off, 4, 0xffffffff, &mask);
         if (err) {
-            printf("vmm: vpci: sizing BAR%d refused: %s\n", i, iommu_strerror(err));
+            vpci_printf("vmm: vpci: sizing BAR%d refused: %s\n", i, iommu_strerror(err));
             return false;
         }
         if (mask == 0) {
             continue;
         }
         if (lo & 1) {
-            printf("vmm: vpci: BAR%d is an I/O BAR, which this VMM does not pass through; hidden\n", i);
+            vpci_printf("vmm: vpci: BAR%d is an I/O BAR, which this VMM does not pass through; hidden\n", i);
             continue;
         }
         struct vbar *b = &bars[i];
@@ -104,7 +103,7 @@ bool vpci_init(const struct vpci_config *c)
             bars[i + 1] = (struct vbar) { .present = true, .mask = hmask, .value = 0 };
         }
         if (pa < cfg.bar_window_pa || pa + size > cfg.bar_window_pa + cfg.bar_window_size) {
-            printf("vmm: vpci: BAR%d at 0x%lx (0x%lx bytes) is outside the window the VM maps "
+            vpci_printf("vmm: vpci: BAR%d at 0x%lx (0x%lx bytes) is outside the window the VM maps "
                    "[0x%lx, 0x%lx)\n",
                    i, pa, size, cfg.bar_window_pa, cfg.bar_window_pa + cfg.bar_window_size);
             return false;
@@ -114,15 +113,12 @@ bool vpci_init(const struct vpci_config *c)
         if (is64) {
             bars[i + 1].value = bars[i + 1].placed = (uint32_t)(gpa >> 32);
         }
-        printf("vmm: vpci: BAR%d at 0x%lx, 0x%lx bytes: the guest sees it at guest-physical 0x%lx\n", i, pa, size, gpa);
+        vpci_printf("vmm: vpci: BAR%d at 0x%lx, 0x%lx bytes: the guest sees it at guest-physical 0x%lx\n", i, pa, size, gpa);
         if (is64) {
             i++;
         }
     }
-    if (!fault_register_vm_exception_handler(cfg.ecam_gpa, cfg.ecam_size, vpci_fault, NULL)) {
-        return false;
-    }
-    printf("vmm: vpci: the guest's ECAM at 0x%lx is emulated: 00:00.0 is device %04x:%04x, nothing else\n",
+    vpci_printf("vmm: vpci: the guest's ECAM at 0x%lx is emulated: 00:00.0 is device %04x:%04x, nothing else\n",
            cfg.ecam_gpa, id & 0xffff, id >> 16);
     return true;
 }
@@ -157,7 +153,7 @@ static void write_bar(int i, uint32_t v)
         /* Moved: kept here only. Say so, with what the device's own BAR reads. */
         uint32_t real = 0;
         config_read(BAR0 + 4 * i, 4, &real);
-        printf("vmm: vpci: the guest moved BAR%d to 0x%x: emulated, not written to the device, whose BAR%d "
+        vpci_printf("vmm: vpci: the guest moved BAR%d to 0x%x: emulated, not written to the device, whose BAR%d "
                "reads 0x%x; no registers at the new place\n",
                i, b->value, i, real);
     }
@@ -182,6 +178,7 @@ void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data)
         stats.reads++;
         uint32_t v;
         if (!virtual_dword(dword, &v)) {
+            stats.forwarded++;
             if (config_read(dword, 4, &v)) {
                 v = 0xffffffff;
             }
@@ -211,46 +208,13 @@ void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data)
         return;
     }
     uint32_t after;
+    stats.forwarded++;
     uint64_t err = iommu_config_write(cfg.iommu, cfg.device, reg, width, v, &after);
     if (err) {
         stats.refused++;
         if (stats.refused <= 4) {
-            printf("vmm: vpci: the guest's write of 0x%x to 0x%x (%d bytes) refused by the IOMMU PD (%s): dropped\n", v,
+            vpci_printf("vmm: vpci: the guest's write of 0x%x to 0x%x (%d bytes) refused by the IOMMU PD (%s): dropped\n", v,
                    reg, width, iommu_strerror(err));
         }
     }
-}
-
-bool vpci_fault(size_t vcpu_id, size_t offset, size_t fsr, seL4_UserContext *regs, void *cookie)
-{
-    (void)vcpu_id;
-    (void)cookie;
-    int width = fault_get_width_bytes(fsr);
-    if (width != 1 && width != 2 && width != 4) {
-        printf("vmm: vpci: a %d-byte access to ECAM offset 0x%lx: not a configuration access\n", width, offset);
-        return false;
-    }
-    if (offset % width) {
-        printf("vmm: vpci: a misaligned access to ECAM offset 0x%lx\n", offset);
-        return false;
-    }
-    /* ESR_EL2.ISS of a data abort: ISV (bit 24) says SRT (bits 20:16) names the register. */
-    if (!(fsr & (1ul << 24))) {
-        printf("vmm: vpci: an ECAM access without a syndrome (ESR 0x%lx)\n", fsr);
-        return false;
-    }
-    size_t rt = (fsr >> 16) & 0x1f;
-    if (fault_is_read(fsr)) {
-        uint32_t v = 0;
-        vpci_access(offset, true, width, &v);
-        /* A load of 1, 2 or 4 bytes zero-extends into the whole register; to xzr (31)
-         * it goes nowhere. */
-        if (rt != 31) {
-            *decode_rt(rt, regs) = v;
-        }
-    } else {
-        uint32_t v = (uint32_t)fault_get_data(regs, fsr);
-        vpci_access(offset, false, width, &v);
-    }
-    return true;
 }

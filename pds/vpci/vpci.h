@@ -1,6 +1,7 @@
 /*
  * The guest's PCI configuration space: one function, emulated by the VMM over the IOMMU
- * PD's CONFIG_READ/CONFIG_WRITE (see vpci.c).
+ * PD's CONFIG_READ/CONFIG_WRITE (see vpci.c). Shared by pds/linux-vmm and pds/c-vmm: the
+ * VMM traps the guest's ECAM and decodes each access itself, and provides vpci_printf.
  */
 #pragma once
 
@@ -20,9 +21,10 @@ struct vpci_config {
     uint64_t bar_window_size;
 };
 
-/* Read the function's BARs (address, and size by the IOMMU PD's sizing probe), check that
- * they lie in the window the VM maps, and trap the guest's ECAM. False (and said why) if
- * any of it fails: the guest must not then be started with a PCI bus. */
+/* Read the function's BARs (address, and size by the IOMMU PD's sizing probe) and check
+ * that they lie in the window the VM maps; the VMM has trapped the guest's ECAM (its
+ * accesses go to vpci_access). False (and said why) if any of it fails: the guest must not
+ * then be started with a PCI bus. */
 bool vpci_init(const struct vpci_config *cfg);
 
 /* One configuration access of the guest, at `offset` in its ECAM: `width` bytes (1, 2 or
@@ -30,9 +32,13 @@ bool vpci_init(const struct vpci_config *cfg);
  * the function reads as all ones, as an empty slot does, and writes to it are dropped. */
 void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data);
 
-/* How many of the guest's writes the IOMMU PD refused (dropped, as writes to read-only
- * registers are), and how many BAR writes were emulated and never reached the device. */
+/* How many of the guest's accesses went to the IOMMU PD as CONFIG_READ/CONFIG_WRITE, how
+ * many of its writes the IOMMU PD refused (dropped, as writes to read-only registers
+ * are), and how many BAR writes were emulated and never reached the device. */
 struct vpci_stats {
-    uint32_t reads, writes, refused, bar_writes, other_functions;
+    uint32_t reads, writes, forwarded, refused, bar_writes, other_functions;
 };
 struct vpci_stats vpci_stats(void);
+
+/* The VMM's console: vpci.c says what it found and what it dropped through it. */
+void vpci_printf(const char *fmt, ...) __attribute__((format(__printf__, 1, 2)));
