@@ -268,7 +268,8 @@ impl Census {
 /// At boot, before any driver runs: every function on `buses` (the ones this owner's
 /// ECAM covers) has Bus Master Enable turned off, bridges included, so no function can
 /// start a DMA (or forward one from below) until its owner turns it on through
-/// CONFIG_WRITE. Command's other bits are left as they are. `visit` is called with each
+/// CONFIG_WRITE, and Memory and I/O Space off too (Command's other bits are left as they
+/// are). `visit` is called with each
 /// function found (requester ID, vendor and device ID, header type) after it is stopped.
 /// (`configure` does this bus by bus as it numbers the hierarchy.)
 pub fn take_ownership(
@@ -283,8 +284,11 @@ pub fn take_ownership(
     census
 }
 
-/// Every function on `bus`: its Bus Master Enable turned off, then `visit(cs, requester
-/// ID, vendor and device ID, header type)`.
+/// Command's I/O Space bit (PCI Local Bus 3.0, 6.2.2).
+const CMD_IO_SPACE: u16 = 1 << 0;
+
+/// Every function on `bus`: its Bus Master Enable, Memory Space and I/O Space turned off,
+/// then `visit(cs, requester ID, vendor and device ID, header type)`.
 fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn ConfigSpace, u16, u32, u8)) -> Census {
     let mut census = Census { buses: 1, ..Census::default() };
     for dev in 0..32u16 {
@@ -303,11 +307,16 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
             census.bridges += (header & 0x7f == 1) as u32;
             if let Some(command) = cs.read(rid, reg::COMMAND, 2) {
                 let command = command as u16;
-                if command & reg::CMD_BUS_MASTER != 0 {
+                // Memory and I/O decoding off too: a BAR firmware left decoding could sit
+                // over a window the owner places another function's BARs in, and a
+                // function whose BARs are never placed must not decode where firmware
+                // put them. Its driver turns decoding on through CONFIG_WRITE.
+                let off = reg::CMD_BUS_MASTER | reg::CMD_MEMORY | CMD_IO_SPACE;
+                if command & off != 0 {
                     // Command alone (16 bits): Status is not written.
-                    let _ = cs.write(rid, reg::COMMAND, 2, u32::from(command & !reg::CMD_BUS_MASTER));
-                    census.masters_stopped += 1;
+                    let _ = cs.write(rid, reg::COMMAND, 2, u32::from(command & !off));
                 }
+                census.masters_stopped += u32::from(command & reg::CMD_BUS_MASTER != 0);
             }
             visit(cs, rid, id, header);
             // A single-function device answers for functions 1..7 too on some

@@ -296,17 +296,18 @@ fn an_absent_function_is_named_as_such() {
 }
 
 #[test]
-fn taking_ownership_stops_every_bus_master_and_keeps_the_rest_of_command() {
+fn taking_ownership_stops_every_bus_master_and_decoder_and_keeps_the_rest_of_command() {
     let mut e = ecam();
+    // Bus Master, Memory and I/O Space on (as firmware may leave them), and SERR# enable.
     for f in e.functions.values_mut() {
-        f.set(reg::COMMAND, 2, 0x0106);
+        f.set(reg::COMMAND, 2, 0x0107);
     }
     let mut seen = vec![];
     let census = pci::take_ownership(&mut e, 0..1, |rid, _, _| seen.push(rid));
     assert_eq!(census, pci::Census { buses: 1, functions: 4, bridges: 1, masters_stopped: 4, undeclared: 0 });
     assert_eq!(seen, [NIC, DISK, EVIL_FN, BRIDGE]);
     for f in e.functions.values() {
-        assert_eq!(f.get(reg::COMMAND, 2), 0x0102);
+        assert_eq!(f.get(reg::COMMAND, 2), 0x0100);
     }
     // The error bit the endpoints recorded is still there: Command was written alone.
     assert_eq!(e.functions[&NIC].get(reg::STATUS, 2), u32::from(reg::STATUS_CAP_LIST) | 1 << 13);
