@@ -4,7 +4,7 @@
 //! that cannot be told apart (groups), and each bridge's memory window. One definition,
 //! which `check`'s rules, the policy and the report all use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use iommu_pd::{BridgeConfig, BridgeKind, PciFunctionConfig};
 
@@ -146,17 +146,30 @@ pub fn groups(sys: &System) -> Vec<Vec<(usize, Option<Joined>)>> {
     }
     let mut joined: Vec<Option<Joined>> = vec![None; sys.io_spaces.len()];
     let mut first: HashMap<(u8, u32), usize> = HashMap::new();
-    for (i, s) in sys.io_spaces.iter().enumerate() {
-        let Some(rid) = s.rid else { continue };
-        let mut keys: Vec<((u8, u32), String)> = Vec::new();
-        for x in std::iter::once(s.stream).chain(s.extra_streams.iter().copied()) {
-            keys.push(((0, x), format!("both are StreamID {x:#x}")));
-        }
+    // The switches' internal buses on which some downstream port has no ACS: a request
+    // entering that port is routed by the switch to any sibling port's window, so every
+    // function below any downstream port of that switch can be reached without the SMMU.
+    let leaky: HashSet<u8> =
+        sys.bridges.iter().filter(|b| b.kind == BridgeKind::SwitchDownstream && !b.acs).map(|b| bus(b.rid)).collect();
+    let keys_of = |rid: u16, keys: &mut Vec<((u8, u32), String)>| {
         if let Some(b) = t.open_above(bus(rid)) {
             let kind = bridge_kind_name(b.kind);
             keys.push((
                 (1, u32::from(b.rid)),
                 format!("both are below {kind} {}, which has no ACS (acs=\"false\"), so they reach each other without the SMMU", bdf(b.rid)),
+            ));
+        }
+        for b in t
+            .path(bus(rid))
+            .into_iter()
+            .filter(|b| b.kind == BridgeKind::SwitchDownstream && leaky.contains(&bus(b.rid)))
+        {
+            keys.push((
+                (3, u32::from(bus(b.rid))),
+                format!(
+                    "both are below downstream ports of the switch whose internal bus is {:x}, one of which has no ACS (acs=\"false\"): the switch routes a request entering that port to its sibling ports without the SMMU",
+                    bus(b.rid)
+                ),
             ));
         }
         keys.push((
@@ -167,6 +180,21 @@ pub fn groups(sys: &System) -> Vec<Vec<(usize, Option<Joined>)>> {
                 (rid >> 3) & 0x1f
             ),
         ));
+    };
+    for (i, s) in sys.io_spaces.iter().enumerate() {
+        let Some(rid) = s.rid else { continue };
+        let mut keys: Vec<((u8, u32), String)> = Vec::new();
+        for x in std::iter::once(s.stream).chain(s.extra_streams.iter().copied()) {
+            keys.push(((0, x), format!("both are StreamID {x:#x}")));
+        }
+        // The device's own function and every other function it names in streams=: each
+        // is as reachable as a function described on its own.
+        keys_of(rid, &mut keys);
+        for r in s.extra_rids.iter().flatten() {
+            keys_of(*r, &mut keys);
+        }
+        keys.sort_by_key(|(k, _)| *k);
+        keys.dedup_by_key(|(k, _)| *k);
         for (key, why) in keys {
             match first.get(&key) {
                 None => {

@@ -150,6 +150,20 @@ fn maps(sys: &System, board: &Board, bar_of: &HashMap<&str, &IoSpace>, out: &mut
                     "map a function's BAR window (the region its io_address_space names in bar=) from the function's owner, and nothing else of the window",
                 ));
             }
+            // The I/O window: the owner places no I/O BARs (it refuses a function that has
+            // one), so any map of it reaches only I/O BARs firmware left, of any function.
+            let Some((io, io_size)) = board.pci.map(|pci| pci.io) else { continue };
+            if r.phys_range().is_some_and(|(s, e)| s < u128::from(io) + u128::from(io_size) && u128::from(io) < e) {
+                out.push(p(
+                    m.line,
+                    "map",
+                    format!(
+                        "{who} maps `{}`, which lies in the host bridge's PCI I/O window ({io:#x}+{io_size:#x}): it would reach the I/O BARs of functions that are not its own",
+                        m.mr
+                    ),
+                    "remove the map: the PCI owner gives functions no I/O BARs, and a driver reaches only its own function's memory BARs",
+                ));
+            }
         }
     }
 }
