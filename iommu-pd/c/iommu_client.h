@@ -103,11 +103,19 @@ static inline uint64_t iommu_resume(microkit_channel ch, uint32_t device)
 }
 
 /* STOP a device: blocked, every mapping gone (static ones too), confirmed by the IOMMU
- * before the reply; IOMMU_ERR_STOPPED for its requests until iommu_resume. What a VMM
- * sends when it stops the virtual machine the device is passed through to. */
-static inline uint64_t iommu_stop(microkit_channel ch, uint32_t device)
+ * before the reply; then, if it is a PCI function, its Bus Master off and a Function
+ * Level Reset where it has one (100 ms), its BARs as the IOMMU PD placed them. What was
+ * done to the function goes to `*function` (IOMMU_STOP_* bits; 0 for a device that is
+ * no PCI function) when it is not NULL. IOMMU_ERR_STOPPED for the device's requests
+ * until iommu_resume. What a VMM sends when it stops the virtual machine the device is
+ * passed through to. */
+static inline uint64_t iommu_stop(microkit_channel ch, uint32_t device, uint64_t *function)
 {
-    return iommu_call1(ch, IOMMU_OP_STOP, device);
+    uint64_t err = iommu_call1(ch, IOMMU_OP_STOP, device);
+    if (err == 0 && function) {
+        *function = microkit_mr_get(0);
+    }
+    return err;
 }
 
 /* CONFIG_READ: `width` (1, 2 or 4) bytes at `offset` (a multiple of `width`) of the PCI

@@ -175,6 +175,22 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_QUERY_GRANT_QUOTA 8
 #define IOMMU_QUERY_VALUES 9
 
+/* STOP's reply: what was done to the device's PCI function. */
+/* Bus Master, Memory Space and I/O Space turned off: the function masters nothing. */
+#define IOMMU_STOP_FUNCTION_OFF 0x1
+/* Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function advertises (Device
+ * Capabilities, bit 28), followed by the spec's 100 ms wait; the function answered again
+ * afterwards. */
+#define IOMMU_STOP_FLR 0x2
+/* What the owner placed (BARs, expansion ROM BAR, Interrupt Line) reads back as it was before
+ * the stop, written again after an FLR cleared it. */
+#define IOMMU_STOP_RESTORED 0x4
+/* The function still had Transactions Pending (Device Status, bit 5) after 100 ms with Bus
+ * Master off; reset anyway, as Linux does (its DMA is blocked at the IOMMU). */
+#define IOMMU_STOP_PENDING 0x8
+/* Reset, and the function did not answer within a second afterwards. */
+#define IOMMU_STOP_FLR_LOST 0x10
+
 /* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */
 #define IOMMU_FAULT_RING 32
 

@@ -30,7 +30,9 @@ use iommu_protocol::ErrorCode;
 
 use crate::hw::DeviceIndex;
 
+mod reset;
 mod topology;
+pub use reset::{stop_function, Stopped, FLR_WAIT_MS};
 pub use topology::{
     acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState, Found,
     FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
@@ -48,6 +50,9 @@ pub trait ConfigSpace {
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32>;
     /// Write them; `None` if `rid` is outside the space this owner maps.
     fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()>;
+    /// Wait `ms` milliseconds: the waits the PCIe spec asks for around a function's reset
+    /// (`stop_function`), the owner's only waits.
+    fn wait_ms(&mut self, ms: u32);
 }
 
 /// No configuration space: what the service has when the IOMMU PD owns no ECAM (the
@@ -65,6 +70,7 @@ impl ConfigSpace for NoConfigSpace {
     fn write(&mut self, _: u16, _: u16, _: u8, _: u32) -> Option<()> {
         None
     }
+    fn wait_ms(&mut self, _: u32) {}
 }
 
 pub use iommu_protocol::config::reg;

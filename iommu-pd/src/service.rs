@@ -26,7 +26,7 @@ use crate::config::{Config, DeviceConfig};
 use crate::faults::{FaultRecord, FaultRing};
 use crate::hw::{DeviceIndex, IommuHw};
 use crate::index::{self, Index, Inner, Leaf, Root, Take, NIL};
-use crate::pci::ConfigSpace;
+use crate::pci::{ConfigSpace, Stopped};
 use crate::reach;
 
 #[cfg(any(test, feature = "model"))]
@@ -516,7 +516,15 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Request::Resume { device } => self.resume(client, device).map(|_| Reply::ok(&[])),
             Request::QueryMapping { index } => self.query_mapping(client, index),
             Request::Release { cap } => self.release(client, cap).map(|_| Reply::ok(&[])),
-            Request::Stop { device } => self.stop(client, device).map(|_| Reply::ok(&[])),
+            Request::Stop { device } => {
+                // A device that is not the caller's is refused before anything is touched.
+                let d = self.own_device(client, device)?;
+                let blocked = self.stop(client, device);
+                // Its function is stopped even when the IOMMU did not confirm: one more
+                // wall, never one less.
+                let function = teardown::stop_function_of(d, pci);
+                blocked.map(|()| Reply::ok(&[function.0]))
+            }
             Request::Query => {
                 let (u, c, r) = (self.clients[client].usage, self.cfg.clients[client], &self.rings[client]);
                 use iommu_protocol::query;

@@ -35,6 +35,7 @@ impl ConfigSpace for Ecam {
         }
         Some(())
     }
+    fn wait_ms(&mut self, _: u32) {}
 }
 
 const NIC: u16 = 0x10; // 00:02.0, device 0, NET's

@@ -36,7 +36,7 @@ fn a_stopped_device_reaches_nothing_until_resumed_with_its_static_maps_only() {
     assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ_WRITE), Reply::ok(&[IOVA_BASE]));
     assert_eq!(s.hw().reachable(0).len(), 3);
 
-    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[]));
+    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[0]));
     // Nothing reachable and nothing left in its tables, even if it were enabled.
     assert!(s.hw().reachable(0).is_empty());
     assert!(s.hw().translations(0).is_empty());
@@ -45,7 +45,7 @@ fn a_stopped_device_reaches_nothing_until_resumed_with_its_static_maps_only() {
     assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, None, Rights::READ), err(ErrorCode::Stopped));
     assert_eq!(map(&mut s, NET, 0, 3, 0, 0x1000, None, Rights::READ), Reply::ok(&[IOVA_BASE]));
     // Stopping again is harmless.
-    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[]));
+    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[0]));
 
     assert_eq!(resume(&mut s, NET, NIC), Reply::ok(&[]));
     // Back with the description's mappings, not the one the client had made.
@@ -78,7 +78,7 @@ fn a_stop_the_iommu_did_not_confirm_leaves_the_device_blocked_until_a_retry_is()
     assert_eq!(resume(&mut s, NET, NIC), err(ErrorCode::Hardware));
     assert!(s.hw().reachable(0).is_empty());
     // A second STOP retries too, and confirms: nothing left anywhere.
-    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[]));
+    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[0]));
     assert!(s.hw().translations(0).is_empty());
     assert_eq!(resume(&mut s, NET, NIC), Reply::ok(&[]));
     assert_eq!(s.hw().reachable(0).into_iter().collect::<Vec<_>>(), static_pages());
@@ -97,7 +97,7 @@ fn a_failed_block_changes_nothing() {
 #[test]
 fn a_restarted_client_finds_its_device_running() {
     let mut s = with_static_maps();
-    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[]));
+    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[0]));
     s.client_torn_down(NET).unwrap();
     s.client_ready(NET).unwrap();
     assert_eq!(s.hw().reachable(0).into_iter().collect::<Vec<_>>(), static_pages());

@@ -291,7 +291,7 @@ seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo
         report();
         /* The VM is stopped: before its memory can be anything else's, its device must
          * reach none of it. STOP answers once the IOMMU confirmed. */
-        return run_again(iommu_stop(IOMMU, DEVICE), "vmm: STOP of the guest's device refused: error ",
+        return run_again(iommu_stop(IOMMU, DEVICE, NULL), "vmm: STOP of the guest's device refused: error ",
                          "vmm: VM stopped, and its device with it (confirmed); the guest runs again\n", DEVICE_STOPPED);
     case DEVICE_STOPPED:
         microkit_dbg_puts(mb->done && !mb->reached_ram

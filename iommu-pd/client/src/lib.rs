@@ -129,11 +129,13 @@ impl<C: Channel> Client<C> {
     }
 
     /// Stop `device`: once this returns `Ok`, it reaches nothing (blocked, every mapping
-    /// gone, the description's static ones too), confirmed by the IOMMU. What a VMM does
-    /// when it stops the virtual machine the device is passed through to. `resume` starts
-    /// it again.
-    pub fn stop(&mut self, device: DeviceId) -> Result<(), ErrorCode> {
-        self.call(Request::Stop { device }).map(|_| ())
+    /// gone, the description's static ones too), confirmed by the IOMMU, and if it is a
+    /// PCI function its Bus Master is off and it was reset (FLR) where it can be. Returns
+    /// what was done to the function (`iommu_protocol::stop` bits, 0 if it is none).
+    /// What a VMM does when it stops the virtual machine the device is passed through to.
+    /// `resume` starts it again.
+    pub fn stop(&mut self, device: DeviceId) -> Result<u64, ErrorCode> {
+        self.call(Request::Stop { device }).map(|v| v[0])
     }
 
     /// Read `width` (1, 2 or 4) bytes at `offset` of `device`'s PCI configuration space

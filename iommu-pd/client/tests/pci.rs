@@ -42,6 +42,7 @@ impl ConfigSpace for OneFunction {
         }
         Some(())
     }
+    fn wait_ms(&mut self, _: u32) {}
 }
 
 type Shared = Rc<RefCell<(Service<'static, ModelHw>, OneFunction)>>;

@@ -181,6 +181,25 @@ pub mod config {
     }
 }
 
+/// STOP's reply, mr0: what was done to the device's PCI function after the IOMMU
+/// confirmed the block (0 for a device that is no PCI function of the IOMMU PD's).
+pub mod stop {
+    /// Bus Master, Memory Space and I/O Space turned off: the function masters nothing.
+    pub const FUNCTION_OFF: u64 = 1 << 0;
+    /// Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function
+    /// advertises (Device Capabilities, bit 28), followed by the spec's 100 ms wait; the
+    /// function answered again afterwards.
+    pub const FLR: u64 = 1 << 1;
+    /// What the owner placed (BARs, expansion ROM BAR, Interrupt Line) reads back as it
+    /// was before the stop, written again after an FLR cleared it.
+    pub const RESTORED: u64 = 1 << 2;
+    /// The function still had Transactions Pending (Device Status, bit 5) after 100 ms
+    /// with Bus Master off; reset anyway, as Linux does (its DMA is blocked at the IOMMU).
+    pub const PENDING: u64 = 1 << 3;
+    /// Reset, and the function did not answer within a second afterwards.
+    pub const FLR_LOST: u64 = 1 << 4;
+}
+
 /// MAP's handle field: the low 24 bits of mr0 (rights take the next 8).
 pub const MAP_HANDLE_MASK: u32 = 0xff_ffff;
 
@@ -284,13 +303,18 @@ pub enum Request {
         cap: Handle,
     },
     /// STOP: mr0 = one of the caller's devices. The device is blocked (every transaction
-    /// aborts) and loses every mapping, the description's static ones too; the reply
-    /// comes once the IOMMU has confirmed both. A VMM sends it when it stops the virtual
-    /// machine the device is passed through to, whose memory the device must no longer
-    /// reach. RESUME starts the device again with its static mappings (and only those);
-    /// until then requests for it answer `Stopped`. `Hardware` if the IOMMU did not
-    /// confirm: the device stays blocked, and what was not confirmed stays pending for
-    /// RESUME or another STOP to retry.
+    /// aborts) and loses every mapping, the description's static ones too; once the IOMMU
+    /// has confirmed both, a device that is a PCI function of the IOMMU PD's is stopped
+    /// there too: Bus Master, Memory and I/O Space off, a Function Level Reset where the
+    /// function has one (with the spec's 100 ms wait), and the BARs the owner placed
+    /// written back. Reply: mr0 = what was done to the function (`stop`). A VMM sends it
+    /// when it stops the virtual machine the device is passed through to, whose memory
+    /// the device must no longer reach, and whose next guest must not inherit the device's
+    /// state. RESUME starts the device again with its static mappings (and only those;
+    /// the function's Bus Master stays off until its driver turns it on); until then
+    /// requests for it answer `Stopped`. `Hardware` if the IOMMU did not confirm: the
+    /// device stays blocked (its function stopped all the same), and what was not
+    /// confirmed stays pending for RESUME or another STOP to retry.
     Stop {
         /// Which of the caller's devices.
         device: DeviceId,

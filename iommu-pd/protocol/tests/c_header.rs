@@ -235,6 +235,22 @@ fn header() -> String {
         let _ = writeln!(w, "#define IOMMU_QUERY_{name} {i}");
     }
     let _ = writeln!(w, "#define IOMMU_QUERY_VALUES {}", query::VALUES);
+    let _ = writeln!(w, "\n/* STOP's reply: what was done to the device's PCI function. */");
+    let stops = [
+        ("FUNCTION_OFF", iommu_protocol::stop::FUNCTION_OFF),
+        ("FLR", iommu_protocol::stop::FLR),
+        ("RESTORED", iommu_protocol::stop::RESTORED),
+        ("PENDING", iommu_protocol::stop::PENDING),
+        ("FLR_LOST", iommu_protocol::stop::FLR_LOST),
+    ];
+    let declared = documented_items(LIB_RS, "pub mod stop {");
+    assert_eq!(declared.len(), stops.len(), "stop and the generator's list differ");
+    for (name, _, doc) in declared {
+        let value = stops.iter().find(|k| k.0 == name).unwrap_or_else(|| panic!("stop::{name} is not listed")).1;
+        assert!(!doc.is_empty(), "stop::{name} has no doc comment");
+        c_comment(w, &doc);
+        let _ = writeln!(w, "#define IOMMU_STOP_{name} {value:#x}");
+    }
     let _ = writeln!(w, "\n/* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */");
     let _ = writeln!(w, "#define IOMMU_FAULT_RING {FAULT_RING}\n");
     let fields = [

@@ -1,5 +1,6 @@
 //! A client's lifecycle: teardown when it faults or restarts (its devices blocked and
-//! emptied, confirmed, its mapping queue started over), and its return; and STOP, the same for one device on request.
+//! emptied, confirmed, its mapping queue started over, its PCI functions stopped), and
+//! its return; and STOP, the same for one device on request.
 
 use super::*;
 
@@ -32,6 +33,25 @@ impl<'a, H: IommuHw> Service<'a, H> {
             // A removal that is not confirmed stays pending, its device blocked (or
             // marked for a retry of the block), and is retried before the device runs.
             let _ = self.remove_where(d, |_| true);
+        }
+        result
+    }
+
+    /// `client_torn_down`, and then each of its devices that is a PCI function of `pci`
+    /// stopped there (`crate::pci::stop_function`: Bus Master off, a Function Level
+    /// Reset where it has one, the owner's BARs written back), whatever the IOMMU
+    /// answered; `said(device, what was done)` for each device of the client.
+    pub fn client_torn_down_with(
+        &mut self,
+        client: usize,
+        pci: &mut dyn ConfigSpace,
+        mut said: impl FnMut(DeviceIndex, Stopped),
+    ) -> Result<()> {
+        let result = self.client_torn_down(client);
+        for d in 0..self.cfg.devices.len() {
+            if self.cfg.devices[d].owner == client {
+                said(d, stop_function_of(d, pci));
+            }
         }
         result
     }
@@ -76,5 +96,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
             .filter(|d| self.cfg.devices[*d].owner == client)
             .map(|d| self.devices[d].pending as usize)
             .sum()
+    }
+}
+
+/// Device `d`'s PCI function stopped, if it is one of `pci`'s; nothing done (0) if it is
+/// not, or if it does not answer.
+pub(super) fn stop_function_of(d: DeviceIndex, pci: &mut dyn ConfigSpace) -> Stopped {
+    match pci.function(d) {
+        Ok(rid) => crate::pci::stop_function(pci, rid).unwrap_or_default(),
+        Err(_) => Stopped::default(),
     }
 }

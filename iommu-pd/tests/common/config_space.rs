@@ -232,4 +232,5 @@ impl ConfigSpace for Owned {
         self.fabric.write(rid, offset, width, value);
         Some(())
     }
+    fn wait_ms(&mut self, _: u32) {}
 }

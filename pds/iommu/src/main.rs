@@ -121,8 +121,9 @@ const REFUSAL_EVERY_US: u64 = 100_000;
 type Svc = Service<'static, backend::Hw>;
 
 /// A client stopped one of its devices: say what the SMMU now holds for it, read back
-/// (its stream table entry, and how many pages are still mapped for it: none).
-fn report_stop(service: &mut Svc, client: usize, device: usize) {
+/// (its stream table entry, and how many pages are still mapped for it: none), and what
+/// was done to its PCI function (`function`, STOP's reply).
+fn report_stop(service: &mut Svc, client: usize, device: usize, function: u64, ecam: Option<&mut pci::Ecam>) {
     let Some(dev) = policy::DEVICES.get(device) else { return };
     let name = policy::CLIENTS.get(client).map_or("?", |c| c.name);
     let mut left = 0u64;
@@ -133,6 +134,9 @@ fn report_stop(service: &mut Svc, client: usize, device: usize) {
         dev.name,
         dev.stream
     );
+    if let Some(ecam) = ecam {
+        pci::report_function_stop(ecam, device, iommu_pd::pci::Stopped(function));
+    }
 }
 
 #[protection_domain]
@@ -367,7 +371,13 @@ impl Handler for IommuPd {
         let owned = |d: usize| policy::DEVICES[d].owner == client;
         let mut pages = 0;
         service.for_each_mapped_page(|d, _, _, _| pages += owned(d) as u64);
-        let torn_down = service.client_torn_down(client);
+        // Blocked and emptied first, confirmed; then each of its PCI functions stopped
+        // (Bus Master off, FLR where it has one), said below.
+        let mut functions = [iommu_pd::pci::Stopped::default(); policy::DEVICES.len()];
+        let torn_down = match self.ecam.as_mut() {
+            Some(ecam) => service.client_torn_down_with(client, ecam, |d, done| functions[d] = done),
+            None => service.client_torn_down(client),
+        };
         match torn_down {
             Ok(()) => {
                 let mut left = 0;
@@ -387,6 +397,11 @@ impl Handler for IommuPd {
                     "iommu: {name} faulted ({what}); the SMMU did not confirm its teardown ({e:?}); devices not yet blocked: {:#x}",
                     service.unblocked_devices()
                 )
+            }
+        }
+        if let Some(ecam) = self.ecam.as_mut() {
+            for (d, done) in functions.iter().enumerate().filter(|(d, _)| policy::DEVICES[*d].owner == client) {
+                pci::report_function_stop(ecam, d, *done);
             }
         }
         match restart {
@@ -443,8 +458,10 @@ impl Handler for IommuPd {
         // this one is answered as the service answered it (`Hardware`), the next ones are
         // refused.
         let failed = backend::failure(service.hw_mut()).is_some();
-        if msg_info.label() == iommu_protocol::Op::Stop as u64 && matches!(reply, iommu_protocol::Reply::Ok { .. }) {
-            report_stop(service, client, mrs[0] as usize);
+        if let (true, iommu_protocol::Reply::Ok { values, .. }) =
+            (msg_info.label() == iommu_protocol::Op::Stop as u64, &reply)
+        {
+            report_stop(service, client, mrs[0] as usize, values[0], self.ecam.as_mut());
         }
         if failed {
             self.fail_service();

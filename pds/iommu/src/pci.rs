@@ -79,6 +79,15 @@ impl ConfigSpace for Ecam {
         }
         Some(())
     }
+
+    fn wait_ms(&mut self, ms: u32) {
+        // A busy wait on the generic timer: the waits around a function's reset, inside
+        // the one call (STOP, or a client's teardown) that asked for it.
+        let until = generic_timer::ticks() + generic_timer::ticks_from_us(u64::from(ms) * 1000);
+        while generic_timer::ticks() < until {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// The name of the described device at `rid`, or what the description says is there.
@@ -231,5 +240,49 @@ pub fn take_ownership(ecam: &mut Ecam) {
                 debug_println!("iommu: pci: {} MISSING: the bridge above {at} is closed or not declared", dev.name)
             }
         }
+    }
+}
+
+/// What stopping `device`'s function did (STOP, or its owner's teardown), with its
+/// Command and BARs as they read now; nothing for a device that is no PCI function here.
+pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped) {
+    use iommu_protocol::stop;
+    let Ok(rid) = ecam.function(device) else { return };
+    let name = policy::DEVICES.get(device).map_or("?", |d| d.name);
+    let bits = done.0;
+    if bits & stop::FUNCTION_OFF == 0 {
+        debug_println!("iommu: pci: {name} at {}: NOT STOPPED (it does not answer)", Bdf(rid));
+        return;
+    }
+    let reset = if bits & stop::FLR_LOST != 0 {
+        "reset by FLR, and it DID NOT ANSWER within a second"
+    } else if bits & stop::FLR != 0 {
+        "reset by FLR (100 ms)"
+    } else {
+        "no FLR (it has none)"
+    };
+    let command = ecam.read(rid, pci::reg::COMMAND, 2).unwrap_or(u32::MAX);
+    let mut bars = [0u32; 6];
+    for (i, b) in bars.iter_mut().enumerate() {
+        *b = ecam.read(rid, pci::reg::BAR0 + 4 * i as u16, 4).unwrap_or(u32::MAX);
+    }
+    debug_println!(
+        "iommu: pci: {name} at {}: bus master off, {reset}{}; Command {command:#06x}, BARs {}: {}",
+        Bdf(rid),
+        if bits & stop::PENDING != 0 { " with transactions still pending" } else { "" },
+        if bits & stop::RESTORED != 0 { "restored" } else { "NOT RESTORED" },
+        Bars(bars)
+    );
+}
+
+/// A function's six BAR registers, as read.
+struct Bars([u32; 6]);
+
+impl core::fmt::Display for Bars {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            write!(f, "{}{b:#x}", if i == 0 { "" } else { " " })?;
+        }
+        Ok(())
     }
 }

@@ -63,7 +63,8 @@ int main(int argc, char **argv)
     sent("query");
     iommu_release(1, 2);
     sent("release");
-    iommu_stop(1, 3);
+    uint64_t function = 0;
+    iommu_stop(1, 3, &function);
     sent("stop");
     uint32_t value = 0;
     iommu_config_read(1, 2, 0x10, 4, &value);

@@ -1,0 +1,152 @@
+//! Stopping a function, as its owner does when the device's VMM stops the virtual machine
+//! (STOP) or crashes (teardown), after the IOMMU has confirmed the device's block: what
+//! vfio-pci does when a device is released (Bus Master off, a reset, the saved state
+//! back), so that the next guest, or nobody, inherits no running DMA engine and no state
+//! of the last one.
+//!
+//! 1. Bus Master, Memory Space and I/O Space off (Command alone, 16 bits: Status is not
+//!    written), so the function starts no new request.
+//! 2. If the function advertises Function Level Reset (its PCI Express capability's
+//!    Device Capabilities, bit 28; PCIe Base 4.0, 7.5.3.3), wait up to 100 ms for
+//!    Transactions Pending (Device Status, bit 5) to clear (the implementation note of
+//!    6.6.2: requests issued before Bus Master went off may still complete), then write
+//!    Initiate Function Level Reset (Device Control, bit 15; 7.5.3.4) and wait 100 ms,
+//!    in which 6.6.2 lets the function finish its reset; then up to a second more for it
+//!    to answer configuration requests again (Vendor ID neither all ones nor the 0x0001
+//!    of a Configuration Request Retry Status).
+//! 3. Write back what the owner placed and an FLR clears: the six BARs, the expansion ROM
+//!    BAR and Interrupt Line, as they read before step 1, and Command as the owner left
+//!    it at boot (decoding and Bus Master off; its other bits, which no driver may write,
+//!    as they were). Read back and compared.
+//!
+//! A function without FLR gets steps 1 and 3 (its BARs read back unchanged). A bridge is
+//! not stopped here (its Command forwards other functions' DMA).
+
+use iommu_protocol::stop;
+use iommu_protocol::ErrorCode;
+
+use super::{capabilities, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
+
+/// The wait after Initiate Function Level Reset before the function is accessed again
+/// (PCIe Base 4.0, 6.6.2).
+pub const FLR_WAIT_MS: u32 = 100;
+/// How long Transactions Pending may stay set before the reset is done anyway.
+const PENDING_WAIT_MS: u32 = 100;
+/// How long a function may take to answer again after the 100 ms (6.6.2 allows Retry
+/// Status completions for up to 1 s after a reset).
+const RETURN_WAIT_MS: u32 = 1000;
+/// The step of both polls.
+const POLL_MS: u32 = 10;
+
+/// PCI Express capability registers (PCIe Base 4.0, 7.5.3): offsets from its start.
+const EXP_DEVCAP: u16 = 0x04;
+const EXP_DEVCTL: u16 = 0x08;
+const EXP_DEVSTA: u16 = 0x0a;
+/// Device Capabilities: Function Level Reset Capability.
+const DEVCAP_FLR: u32 = 1 << 28;
+/// Device Control: Initiate Function Level Reset.
+const DEVCTL_BCR_FLR: u16 = 1 << 15;
+/// Device Status: Transactions Pending.
+const DEVSTA_TRPND: u16 = 1 << 5;
+/// Interrupt Line (8 bits).
+const INTERRUPT_LINE: u16 = 0x3c;
+/// What a Vendor ID read returns while the function answers with Configuration Request
+/// Retry Status and software visibility is on (PCIe Base 4.0, 2.3.2).
+const VENDOR_CRS: u32 = 0x0001;
+
+/// What `stop_function` did, as STOP's reply carries it (`iommu_protocol::stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stopped(pub u64);
+
+impl Stopped {
+    /// Reset by FLR, and back.
+    pub fn reset(self) -> bool {
+        self.0 & stop::FLR != 0
+    }
+    /// What the owner placed reads back as before.
+    pub fn restored(self) -> bool {
+        self.0 & stop::RESTORED != 0
+    }
+}
+
+/// The registers step 3 writes back, in the order written: (offset, width).
+const SAVED: [(u16, u8); 8] = [
+    (reg::BAR0, 4),
+    (reg::BAR0 + 4, 4),
+    (reg::BAR0 + 8, 4),
+    (reg::BAR0 + 12, 4),
+    (reg::BAR0 + 16, 4),
+    (reg::BAR0 + 20, 4),
+    (reg::ROM, 4),
+    (INTERRUPT_LINE, 1),
+];
+
+/// Stop function `rid` as the module says. `DeviceMissing` if nothing answers there,
+/// `ConfigDenied` if it is not a type-0 function; otherwise what was done (a function
+/// that does not come back from its reset is `FLR_LOST`, not an error: its DMA is
+/// blocked at the IOMMU, which is what STOP promises).
+pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<Stopped, ErrorCode> {
+    present(cs, rid)?;
+    if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
+        return Err(ErrorCode::ConfigDenied);
+    }
+    let mut saved = [0u32; SAVED.len()];
+    for (v, &(off, width)) in saved.iter_mut().zip(&SAVED) {
+        *v = read(cs, rid, off, width)?;
+    }
+    let command = read(cs, rid, reg::COMMAND, 2)? as u16;
+    let quiet = command & !(reg::CMD_DRIVER | CMD_IO_SPACE);
+    let fail = ErrorCode::NoConfigSpace;
+    cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
+    let mut done = stop::FUNCTION_OFF;
+
+    if let Some(exp) = flr_capability(cs, rid)? {
+        let mut waited = 0;
+        while read(cs, rid, exp + EXP_DEVSTA, 2)? as u16 & DEVSTA_TRPND != 0 {
+            if waited >= PENDING_WAIT_MS {
+                done |= stop::PENDING;
+                break;
+            }
+            cs.wait_ms(POLL_MS);
+            waited += POLL_MS;
+        }
+        let control = read(cs, rid, exp + EXP_DEVCTL, 2)? as u16;
+        cs.write(rid, exp + EXP_DEVCTL, 2, u32::from(control | DEVCTL_BCR_FLR)).ok_or(fail)?;
+        cs.wait_ms(FLR_WAIT_MS);
+        let mut waited = 0;
+        loop {
+            let vendor = read(cs, rid, reg::VENDOR_ID, 2)?;
+            if vendor != 0xffff && vendor != VENDOR_CRS {
+                done |= stop::FLR;
+                break;
+            }
+            if waited >= RETURN_WAIT_MS {
+                return Ok(Stopped(done | stop::FLR_LOST));
+            }
+            cs.wait_ms(POLL_MS);
+            waited += POLL_MS;
+        }
+    }
+
+    for (&v, &(off, width)) in saved.iter().zip(&SAVED) {
+        cs.write(rid, off, width, v).ok_or(fail)?;
+    }
+    cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
+    let mut same = read(cs, rid, reg::COMMAND, 2)? as u16 & (reg::CMD_DRIVER | CMD_IO_SPACE) == 0;
+    for (&v, &(off, width)) in saved.iter().zip(&SAVED) {
+        same &= read(cs, rid, off, width)? == v;
+    }
+    if same {
+        done |= stop::RESTORED;
+    }
+    Ok(Stopped(done))
+}
+
+/// Where the function's PCI Express capability starts, if it advertises FLR.
+fn flr_capability(cs: &mut dyn ConfigSpace, rid: u16) -> Result<Option<u16>, ErrorCode> {
+    let mut caps = [Cap::default(); MAX_CAPS];
+    let n = capabilities(cs, rid, &mut caps)?;
+    let Some(exp) = caps[..n].iter().find(|c| c.id == reg::CAP_EXP) else { return Ok(None) };
+    let devcap = read(cs, rid, exp.start + EXP_DEVCAP, 4)?;
+    Ok((devcap & DEVCAP_FLR != 0).then_some(exp.start))
+}

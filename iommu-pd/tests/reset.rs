@@ -1,0 +1,252 @@
+//! A device's PCI function stopped by its owner after the IOMMU blocked it (STOP, and a
+//! client's teardown): Bus Master off, a Function Level Reset where the function has one
+//! (PCIe Base 4.0, 6.6.2 and 7.5.3), what the owner placed written back. Against a model
+//! of a PCIe endpoint that resets as 6.6.2 allows hardware to: an FLR clears every
+//! register software wrote (BARs, ROM, Command, Interrupt Line, device state), and the
+//! function answers nothing (all ones) until 100 ms have passed; Transactions Pending
+//! may stay set for a while after Bus Master goes off.
+
+mod common;
+
+use common::config_space::Function;
+use common::*;
+use iommu_pd::pci::{reg, stop_function, ConfigSpace};
+use iommu_pd::Service;
+use iommu_protocol::{stop, DeviceId, ErrorCode, Reply, Request, MAX_MRS};
+
+/// Where the endpoint's PCI Express capability starts.
+const EXP: u16 = 0x40;
+/// A device-specific register its driver set (a running DMA engine's state): an FLR
+/// clears it.
+const ENGINE: u16 = 0x80;
+/// The BAR values the owner placed.
+const BAR0: u32 = 0x1020_0000;
+const BAR2: u32 = 0x1020_4004; // 64-bit, low
+const BAR3: u32 = 0;
+
+/// One PCIe endpoint at each device's StreamID (as QEMU virt: requester ID = StreamID),
+/// with a clock that only `wait_ms` moves.
+struct Endpoints {
+    functions: Vec<(u16, Endpoint)>,
+    now_ms: u64,
+    writes: usize,
+}
+
+struct Endpoint {
+    f: Function,
+    /// Whether it advertises FLR.
+    flr: bool,
+    /// When its FLR ends (accesses before answer all ones), if one was started.
+    reset_until: Option<u64>,
+    /// FLRs started.
+    resets: u32,
+    /// Accesses while it was resetting (software must wait the 100 ms).
+    early: u32,
+    /// Reads of Device Status that still find Transactions Pending.
+    pending_polls: u32,
+    /// Never answers again after an FLR.
+    lost: bool,
+}
+
+fn endpoint(flr: bool) -> Endpoint {
+    let mut f = Function::new(0x1042_1af4, 0);
+    f.mask(reg::BAR0, 4, 0xffff_c000);
+    f.set(0x18, 4, 0b100);
+    f.mask(0x18, 4, 0xffff_c000);
+    f.mask(0x1c, 4, 0xffff_ffff);
+    f.mask(reg::ROM, 4, 0xffff_f801);
+    f.mask(0x3c, 1, 0xff);
+    f.mask(ENGINE, 4, 0xffff_ffff);
+    f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
+    f.set(reg::CAP_PTR, 1, u32::from(EXP));
+    // PCI Express capability, version 2, endpoint; Device Capabilities with or without
+    // FLR; Device Control writable (bit 15 reads as 0).
+    f.set(EXP, 4, 0x0002_0010);
+    f.set(EXP + 4, 4, if flr { 1 << 28 } else { 0 });
+    f.mask(EXP + 8, 2, 0x7fff);
+    // The owner's placement and the driver's state: running, mastering, decoding.
+    f.write(reg::BAR0, 4, BAR0);
+    f.write(0x18, 4, BAR2);
+    f.write(0x1c, 4, BAR3);
+    f.write(0x3c, 1, 0x23);
+    f.mask(reg::COMMAND, 2, 0x0547);
+    f.write(reg::COMMAND, 2, 0x0106); // SERR# (the owner's), Memory, Bus Master
+    f.write(ENGINE, 4, 0xfeed_f00d);
+    Endpoint { f, flr, reset_until: None, resets: 0, early: 0, pending_polls: 0, lost: false }
+}
+
+impl Endpoints {
+    fn new(flr: bool) -> Self {
+        let functions = DEVICES.iter().map(|d| (d.stream as u16, endpoint(flr))).collect();
+        Endpoints { functions, now_ms: 0, writes: 0 }
+    }
+    fn at(&mut self, rid: u16) -> Option<&mut Endpoint> {
+        self.functions.iter_mut().find(|(r, _)| *r == rid).map(|(_, e)| e)
+    }
+    fn get(&self, rid: u16) -> &Endpoint {
+        &self.functions.iter().find(|(r, _)| *r == rid).expect("no such function").1
+    }
+}
+
+impl ConfigSpace for Endpoints {
+    fn function(&self, device: usize) -> Result<u16, ErrorCode> {
+        DEVICES.get(device).map(|d| d.stream as u16).ok_or(ErrorCode::NoConfigSpace)
+    }
+    fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
+        let now = self.now_ms;
+        let ones = u32::MAX >> (32 - 8 * width as u32);
+        let Some(e) = self.at(rid) else { return Some(ones) };
+        if e.reset_until.is_some_and(|t| now < t || e.lost) {
+            e.early += u32::from(!e.lost);
+            return Some(ones);
+        }
+        let mut v = e.f.get(offset, width as usize);
+        if offset == EXP + 0x0a && e.pending_polls > 0 {
+            e.pending_polls -= 1;
+            v |= 1 << 5;
+        }
+        Some(v)
+    }
+    fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()> {
+        self.writes += 1;
+        let now = self.now_ms;
+        let Some(e) = self.at(rid) else { return Some(()) };
+        if e.reset_until.is_some_and(|t| now < t || e.lost) {
+            e.early += u32::from(!e.lost);
+            return Some(());
+        }
+        if offset == EXP + 8 && width == 2 && value & 1 << 15 != 0 && e.flr {
+            // Function Level Reset: every register software wrote back to its reset value.
+            for off in [reg::BAR0, 0x1c, reg::ROM, ENGINE] {
+                e.f.set(off, 4, 0);
+            }
+            e.f.set(0x18, 4, 0b100); // its type bits stay
+            e.f.set(reg::COMMAND, 2, 0);
+            e.f.set(0x3c, 1, 0);
+            e.reset_until = Some(now + 100);
+            e.resets += 1;
+            return Some(());
+        }
+        e.f.write(offset, width, value);
+        Some(())
+    }
+    fn wait_ms(&mut self, ms: u32) {
+        self.now_ms += u64::from(ms);
+    }
+}
+
+const DISK_RID: u16 = 0x18;
+
+#[test]
+fn a_function_with_flr_is_reset_and_its_bars_put_back() {
+    let mut e = Endpoints::new(true);
+    let done = stop_function(&mut e, DISK_RID).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
+    let f = e.get(DISK_RID);
+    assert_eq!((f.resets, f.early), (1, 0), "one FLR, and nothing touched it during its 100 ms");
+    assert_eq!(f.f.get(ENGINE, 4), 0, "the device's own state was reset");
+    assert_eq!(f.f.command() & 0x0107, 0x0100, "decoding and Bus Master off, the owner's SERR# back");
+    assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
+    assert_eq!(f.f.get(0x18, 4), BAR2);
+    assert_eq!(f.f.get(0x1c, 4), BAR3);
+    assert_eq!(f.f.get(0x3c, 1), 0x23);
+    assert!(e.now_ms >= 100);
+    // Another function was not touched.
+    assert_eq!(e.get(0x10).f.get(ENGINE, 4), 0xfeed_f00d);
+    assert_eq!(e.get(0x10).f.command(), 0x0106);
+}
+
+#[test]
+fn a_function_without_flr_only_stops_mastering() {
+    let mut e = Endpoints::new(false);
+    let done = stop_function(&mut e, DISK_RID).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED);
+    let f = e.get(DISK_RID);
+    assert_eq!(f.resets, 0);
+    assert_eq!(f.f.get(ENGINE, 4), 0xfeed_f00d, "no reset: its state is as it was");
+    assert_eq!(f.f.command() & 0x0107, 0x0100);
+    assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
+    assert_eq!(e.now_ms, 0, "no wait without a reset");
+}
+
+#[test]
+fn pending_transactions_are_waited_for_then_reset_anyway() {
+    // Clears after three polls: waited for, no PENDING.
+    let mut e = Endpoints::new(true);
+    e.at(DISK_RID).unwrap().pending_polls = 3;
+    let done = stop_function(&mut e, DISK_RID).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
+    assert_eq!(e.now_ms, 30 + 100);
+    // Never clears: 100 ms, then the reset all the same, and the reply says so.
+    let mut e = Endpoints::new(true);
+    e.at(DISK_RID).unwrap().pending_polls = u32::MAX;
+    let done = stop_function(&mut e, DISK_RID).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::PENDING | stop::FLR | stop::RESTORED);
+    assert_eq!(e.get(DISK_RID).resets, 1);
+}
+
+#[test]
+fn a_function_that_never_comes_back_is_reported_lost() {
+    let mut e = Endpoints::new(true);
+    e.at(DISK_RID).unwrap().lost = true;
+    let done = stop_function(&mut e, DISK_RID).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR_LOST);
+    // It was waited for a second past the 100 ms, not forever.
+    assert!((1100..1200).contains(&e.now_ms), "{}", e.now_ms);
+}
+
+#[test]
+fn nothing_there_is_missing() {
+    let mut e = Endpoints::new(true);
+    assert_eq!(stop_function(&mut e, 0x30), Err(ErrorCode::DeviceMissing));
+    assert_eq!(e.writes, 0);
+}
+
+fn send(s: &mut Service<'_, ModelHw>, e: &mut Endpoints, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle_with(client, label, &mrs[..n], e)
+}
+
+#[test]
+fn stop_resets_the_owners_function_after_the_block_and_refuses_anyone_else() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(true);
+    // Not its device: refused, and not one register written.
+    assert_eq!(send(&mut s, &mut e, EVIL, Request::Stop { device: DeviceId(1) }), err(ErrorCode::BadDevice));
+    assert_eq!(send(&mut s, &mut e, EVIL, Request::Stop { device: DeviceId(9) }), err(ErrorCode::BadDevice));
+    assert_eq!(e.writes, 0);
+    assert_eq!(e.get(DISK_RID).f.get(ENGINE, 4), 0xfeed_f00d);
+    // Its owner's STOP: blocked at the IOMMU, and the function reset.
+    let bits = stop::FUNCTION_OFF | stop::FLR | stop::RESTORED;
+    assert_eq!(send(&mut s, &mut e, BLK, Request::Stop { device: DeviceId(1) }), Reply::ok(&[bits]));
+    assert_eq!(s.hw().enabled.get(&1), Some(&false));
+    assert_eq!(e.get(DISK_RID).resets, 1);
+    assert_eq!(e.get(DISK_RID).f.get(ENGINE, 4), 0);
+    assert_eq!(e.get(DISK_RID).f.command() & reg::CMD_BUS_MASTER, 0);
+}
+
+#[test]
+fn stop_answers_zero_for_a_device_that_is_no_pci_function() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    assert_eq!(call(&mut s, NET, Request::Stop { device: DeviceId(0) }), Reply::ok(&[0]));
+}
+
+#[test]
+fn a_crashed_clients_functions_are_reset_and_no_one_elses() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(true);
+    let mut said = Vec::new();
+    s.client_torn_down_with(NET, &mut e, |d, done| said.push((d, done.0))).unwrap();
+    let bits = stop::FUNCTION_OFF | stop::FLR | stop::RESTORED;
+    assert_eq!(said, vec![(0, bits), (3, bits)]);
+    for d in [0, 3] {
+        assert_eq!(s.hw().enabled.get(&d), Some(&false));
+        let f = e.get(DEVICES[d].stream as u16);
+        assert_eq!((f.resets, f.f.get(ENGINE, 4), f.f.get(reg::BAR0, 4)), (1, 0, BAR0));
+    }
+    for d in [1, 2] {
+        assert_eq!(e.get(DEVICES[d].stream as u16).resets, 0);
+        assert_eq!(e.get(DEVICES[d].stream as u16).f.command(), 0x0106);
+    }
+}
