@@ -14,6 +14,15 @@
  *   - its DMA: the IOMMU PD maps the guest's RAM at guest-physical addresses for it (from
  *     the description), and nothing else. Its faults come to this PD, the device's owner,
  *     in its fault ring, and are printed.
+ *
+ * Its lifecycle, as a VMM on libvmm and vfio-pci would have it: when the guest powers off
+ * (PSCI SYSTEM_OFF), the VMM stops the vCPU and STOPs the disk: the IOMMU PD blocks it,
+ * confirmed, turns its Bus Master off and resets the function (FLR) with its BARs put
+ * back. The VMM then checks that the stopped disk reaches nothing of the guest's RAM
+ * (stopped_disk.c), RESUMEs it, loads the guest's images again, resets the vCPU and boots
+ * Linux a second time, with `boot=again` on its command line instead of `boot=first`.
+ * When that guest powers off too, the VMM crashes on purpose, the disk mapped and
+ * running: the IOMMU PD, its parent, must do to the disk what STOP does.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -29,9 +38,12 @@
 #include <libvmm/arch/aarch64/vgic/vgic_v2.h>
 #include <libvmm/arch/aarch64/vgic/vdist.h>
 
+#include <libvmm/arch/aarch64/hsr.h>
+
 #include "iommu_client.h"
 #include "vmm_iommu.h"
 #include "ecam_trap.h"
+#include "stopped_disk.h"
 
 #define GUEST_RAM_START_GPA 0x40000000ul
 #define GUEST_RAM_SIZE 0x8000000ul
@@ -60,12 +72,62 @@ extern char _guest_dtb_image[], _guest_dtb_image_end[];
 
 uintptr_t guest_ram_vaddr;
 uintptr_t fault_ring;
+uintptr_t disk_regs;
 
 static uint64_t next_fault;
 static uint64_t disk_irqs;
 
+/* PSCI 0.2's SYSTEM_OFF, as Linux calls it (an SMC32 fast call: its `poweroff -f`). */
+#define PSCI_SYSTEM_OFF_FN 0x84000008ul
+
+static bool vtimer_held;
+
+/* Which boot of the guest this is; its command line says so (`boot=first`, `boot=again`).
+ * In .data, so that a restart of this PD by the IOMMU PD (after its crash) sees it. */
+static int boot __attribute__((section(".data"))) = 0;
+static uintptr_t kernel_pc;
+
+/* The guest's images loaded into its RAM (again), the command line's boot flag set. */
+static bool load_guest(const char *flag)
+{
+    kernel_pc = linux_setup_images(GUEST_RAM_START_GPA, (uintptr_t)_guest_kernel_image,
+                                   _guest_kernel_image_end - _guest_kernel_image, (uintptr_t)_guest_dtb_image,
+                                   GUEST_DTB_GPA, _guest_dtb_image_end - _guest_dtb_image,
+                                   (uintptr_t)_guest_initrd_image, GUEST_INIT_RAM_DISK_GPA,
+                                   _guest_initrd_image_end - _guest_initrd_image);
+    if (!kernel_pc) {
+        printf("vmm: the guest's images do not fit its RAM; not started\n");
+        return false;
+    }
+    /* The device tree's bootargs end "boot=first" (linux.dts); the same length replaces it,
+     * so the tree's structure is untouched. */
+    char *dtb = (char *)(guest_ram_vaddr + (GUEST_DTB_GPA - GUEST_RAM_START_GPA));
+    size_t n = _guest_dtb_image_end - _guest_dtb_image;
+    const char *at = "boot=first";
+    for (size_t i = 0; i + 10 <= n; i++) {
+        size_t k = 0;
+        while (k < 10 && dtb[i + k] == at[k]) {
+            k++;
+        }
+        if (k == 10) {
+            for (k = 0; k < 10; k++) {
+                dtb[i + k] = flag[k];
+            }
+            return true;
+        }
+    }
+    printf("vmm: the guest's device tree has no boot=first in its bootargs; not started\n");
+    return false;
+}
+
 void init(void)
 {
+    if (boot != 0) {
+        /* Restarted by the IOMMU PD after this PD crashed: libvmm 0.2.0 keeps its state in
+         * statics that a restart does not reset, so the guest is not booted again. */
+        printf("vmm: restarted by the IOMMU PD after a crash; the guest is not started again\n");
+        return;
+    }
     arch_guest_init_t args = {
         .num_vcpus = 1,
         .num_guest_ram_regions = 1,
@@ -89,13 +151,16 @@ void init(void)
         printf("vmm: the disk cannot be passed through; the guest is not started\n");
         return;
     }
-    uintptr_t pc = linux_setup_images(GUEST_RAM_START_GPA, (uintptr_t)_guest_kernel_image,
-                                      _guest_kernel_image_end - _guest_kernel_image, (uintptr_t)_guest_dtb_image,
-                                      GUEST_DTB_GPA, _guest_dtb_image_end - _guest_dtb_image,
-                                      (uintptr_t)_guest_initrd_image, GUEST_INIT_RAM_DISK_GPA,
-                                      _guest_initrd_image_end - _guest_initrd_image);
-    if (!pc) {
-        printf("vmm: the guest's images do not fit its RAM; not started\n");
+    struct stopped_disk disk = {
+        .iommu = IOMMU,
+        .device = VMM_DEV_DISK,
+        .regs_vaddr = disk_regs,
+        .window_pa = DISK_BAR_WINDOW_PA,
+        .ram_gpa = GUEST_RAM_START_GPA,
+        .ram_size = GUEST_RAM_SIZE,
+        .ram_vaddr = guest_ram_vaddr,
+    };
+    if (!stopped_disk_find(&disk) || !load_guest("boot=first")) {
         return;
     }
     if (!virq_register_passthrough(ARM_GIC_IRQ_ROUTE(GUEST_BOOT_VCPU_ID, SERIAL_IRQ), SERIAL_IRQ_CH) ||
@@ -106,7 +171,8 @@ void init(void)
     printf("vmm: starting Linux (0x%lx bytes) with its initramfs (0x%lx bytes) in guest RAM at 0x%lx\n",
            (uint64_t)(_guest_kernel_image_end - _guest_kernel_image),
            (uint64_t)(_guest_initrd_image_end - _guest_initrd_image), GUEST_RAM_START_GPA);
-    guest_start(pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA);
+    boot = 1;
+    guest_start(kernel_pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA);
 }
 
 /* The disk's DMA faults, as the IOMMU PD routed them to this PD's ring: printed, with
@@ -161,15 +227,73 @@ void notified(microkit_channel ch)
  */
 #define PPI_VTIMER 27
 extern vgic_t vgic;
-static bool vtimer_held;
 
 static bool vtimer_enabled(size_t vcpu)
 {
     return vgic_dist_is_enabled(vgic_get_dist(vgic.registers)) && is_enabled(&vgic, PPI_VTIMER, vcpu);
 }
 
+/* The guest powered off (PSCI SYSTEM_OFF): its vCPU is stopped, and so is its disk. After
+ * the first boot the VMM checks that the stopped disk reaches nothing, RESUMEs it and
+ * boots Linux again; after the second it crashes on purpose. */
+static void powered_off(size_t vcpu)
+{
+    microkit_vcpu_stop(vcpu);
+    uint8_t left = stopped_disk_status();
+    printf("vmm: the guest powered off (PSCI SYSTEM_OFF) after boot %d: its vCPU is stopped\n", boot);
+    /* Linux resets the device when it shuts down (virtio status 0): the VMM sets it to
+     * ACKNOWLEDGE, so that only a reset of the function can take it back to 0. */
+    uint8_t before = stopped_disk_mark();
+    if (boot >= 2) {
+        /* As a buggy VMM would, with the disk passed through, mapped and its function
+         * set up: the IOMMU PD, its parent, must take all of it away. */
+        printf("vmm: now crashing, with the disk mapped, its Command 0x%x and virtio status 0x%x\n",
+               stopped_disk_command(), before);
+        *(volatile uint64_t *)0xdead0000ul = 0;
+    }
+    uint64_t function = 0;
+    uint64_t err = iommu_stop(IOMMU, VMM_DEV_DISK, &function);
+    if (err != 0) {
+        printf("vmm: STOP of the disk refused: %s; the guest stays stopped\n", iommu_strerror(err));
+        return;
+    }
+    printf("vmm: VM stopped, and its disk with it (confirmed): %s, %s, %s; virtio status 0x%x before the STOP (the "
+           "guest's shutdown left 0x%x)\n",
+           function & IOMMU_STOP_FUNCTION_OFF ? "bus master off" : "BUS MASTER NOT OFF",
+           function & IOMMU_STOP_FLR ? "reset by FLR" : "NOT RESET",
+           function & IOMMU_STOP_RESTORED ? "BARs restored" : "BARS NOT RESTORED", before, left);
+    stopped_disk_reaches_nothing();
+    err = iommu_resume(IOMMU, VMM_DEV_DISK);
+    if (err != 0) {
+        printf("vmm: RESUME of the disk refused: %s; the guest stays stopped\n", iommu_strerror(err));
+        return;
+    }
+    /* What libvmm 0.2.0 lets a VMM reset (its guest_restart is a stub): the vCPU's system
+     * registers, and this VMM's hold on the timer's interrupt. Its virtual distributor is
+     * left to the guest, whose GIC driver sets it up again at boot. */
+    vtimer_held = false;
+    vcpu_reset(vcpu);
+    if (!load_guest("boot=again")) {
+        return;
+    }
+    boot = 2;
+    printf("vmm: disk resumed; Linux loaded again and started with boot=again\n");
+    guest_start(kernel_pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA);
+}
+
 seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo *reply_msginfo)
 {
+    if (microkit_msginfo_get_label(msginfo) == seL4_Fault_VCPUFault &&
+        HSR_EXCEPTION_CLASS(microkit_mr_get(seL4_VCPUFault_HSR)) == HSR_SMC_64_EXCEPTION) {
+        seL4_UserContext regs;
+        if (seL4_TCB_ReadRegisters(BASE_VM_TCB_CAP + child, false, 0, SEL4_USER_CONTEXT_SIZE, &regs) ==
+                seL4_NoError &&
+            (regs.x0 & 0xffffffff) == PSCI_SYSTEM_OFF_FN) {
+            /* No reply: the vCPU stays stopped, or was restarted at the new kernel's entry. */
+            powered_off(child);
+            return seL4_False;
+        }
+    }
     if (microkit_msginfo_get_label(msginfo) == seL4_Fault_VPPIEvent &&
         microkit_mr_get(seL4_VPPIEvent_IRQ) == PPI_VTIMER && !vtimer_enabled(child)) {
         if (!vtimer_held) {
