@@ -233,9 +233,52 @@ static bool vtimer_enabled(size_t vcpu)
     return vgic_dist_is_enabled(vgic_get_dist(vgic.registers)) && is_enabled(&vgic, PPI_VTIMER, vcpu);
 }
 
-/* The guest powered off (PSCI SYSTEM_OFF): its vCPU is stopped, and so is its disk. After
- * the first boot the VMM checks that the stopped disk reaches nothing, RESUMEs it and
- * boots Linux again; after the second it crashes on purpose. */
+/* Stop the VM: its vCPU, and its disk through the IOMMU PD (STOP: blocked at the SMMU,
+ * confirmed, no page of the guest's RAM left mapped for it; its Bus Master off and the
+ * function reset by FLR, its BARs put back). What this VMM does when the guest powers off,
+ * and what a VMM that decides to stop its guest calls. False, said why, if the IOMMU PD
+ * refused: the vCPU stays stopped. */
+static bool vm_stop(size_t vcpu)
+{
+    microkit_vcpu_stop(vcpu);
+    uint64_t function = 0;
+    uint64_t err = iommu_stop(IOMMU, VMM_DEV_DISK, &function);
+    if (err != 0) {
+        printf("vmm: STOP of the disk refused: %s; the guest stays stopped\n", iommu_strerror(err));
+        return false;
+    }
+    printf("vmm: VM stopped, and its disk with it (confirmed): %s, %s, %s",
+           function & IOMMU_STOP_FUNCTION_OFF ? "bus master off" : "BUS MASTER NOT OFF",
+           function & IOMMU_STOP_FLR ? "reset by FLR" : "NOT RESET",
+           function & IOMMU_STOP_RESTORED ? "BARs restored" : "BARS NOT RESTORED");
+    return true;
+}
+
+/* Boot the guest again on its stopped disk: RESUME (the guest's RAM mapped for the disk
+ * again; its Bus Master stays off until the guest's driver turns it on), the images loaded
+ * again with `flag` on the command line, and what libvmm 0.2.0 lets a VMM reset (its
+ * guest_restart is a stub): the vCPU's system registers, and this VMM's hold on the
+ * timer's interrupt. libvmm's virtual distributor is left as it is: the guest's GIC driver
+ * sets it up again at boot. */
+static bool vm_restart(size_t vcpu, const char *flag)
+{
+    uint64_t err = iommu_resume(IOMMU, VMM_DEV_DISK);
+    if (err != 0) {
+        printf("vmm: RESUME of the disk refused: %s; the guest stays stopped\n", iommu_strerror(err));
+        return false;
+    }
+    vtimer_held = false;
+    vcpu_reset(vcpu);
+    if (!load_guest(flag)) {
+        return false;
+    }
+    printf("vmm: disk resumed; Linux loaded again and started with %s\n", flag);
+    return guest_start(kernel_pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA);
+}
+
+/* The guest powered off (PSCI SYSTEM_OFF). This image's choreography: after the first
+ * boot the VMM stops the VM, checks that the stopped disk reaches nothing, and boots Linux
+ * again; after the second it crashes on purpose, the disk still running. */
 static void powered_off(size_t vcpu)
 {
     microkit_vcpu_stop(vcpu);
@@ -251,34 +294,13 @@ static void powered_off(size_t vcpu)
                stopped_disk_command(), before);
         *(volatile uint64_t *)0xdead0000ul = 0;
     }
-    uint64_t function = 0;
-    uint64_t err = iommu_stop(IOMMU, VMM_DEV_DISK, &function);
-    if (err != 0) {
-        printf("vmm: STOP of the disk refused: %s; the guest stays stopped\n", iommu_strerror(err));
+    if (!vm_stop(vcpu)) {
         return;
     }
-    printf("vmm: VM stopped, and its disk with it (confirmed): %s, %s, %s; virtio status 0x%x before the STOP (the "
-           "guest's shutdown left 0x%x)\n",
-           function & IOMMU_STOP_FUNCTION_OFF ? "bus master off" : "BUS MASTER NOT OFF",
-           function & IOMMU_STOP_FLR ? "reset by FLR" : "NOT RESET",
-           function & IOMMU_STOP_RESTORED ? "BARs restored" : "BARS NOT RESTORED", before, left);
+    printf("; virtio status 0x%x before the STOP (the guest's shutdown left 0x%x)\n", before, left);
     stopped_disk_reaches_nothing();
-    err = iommu_resume(IOMMU, VMM_DEV_DISK);
-    if (err != 0) {
-        printf("vmm: RESUME of the disk refused: %s; the guest stays stopped\n", iommu_strerror(err));
-        return;
-    }
-    /* What libvmm 0.2.0 lets a VMM reset (its guest_restart is a stub): the vCPU's system
-     * registers, and this VMM's hold on the timer's interrupt. Its virtual distributor is
-     * left to the guest, whose GIC driver sets it up again at boot. */
-    vtimer_held = false;
-    vcpu_reset(vcpu);
-    if (!load_guest("boot=again")) {
-        return;
-    }
     boot = 2;
-    printf("vmm: disk resumed; Linux loaded again and started with boot=again\n");
-    guest_start(kernel_pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA);
+    vm_restart(vcpu, "boot=again");
 }
 
 seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo *reply_msginfo)
