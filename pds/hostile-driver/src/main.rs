@@ -33,13 +33,16 @@ fn init() -> Hostile {
     // through the calls, each of which must be refused with nothing written: move the edu
     // driver's device's BAR into its own window (where it could drive that device's DMA
     // engine inside the victim's SMMU domain), stop that device's bus mastering, read its
-    // configuration, and move its own BAR onto the victim's.
+    // configuration, stop it, and move its own BAR onto the victim's.
     let r = iommu.config_write(OTHER_DEVICE, reg::BAR0, 4, BAR0);
     debug_println!("hostile: CONFIG_WRITE moving edu_a's BAR0 into its own window: {r:x?}");
     let r = iommu.config_write(OTHER_DEVICE, reg::COMMAND, 2, u32::from(reg::CMD_MEMORY));
     debug_println!("hostile: CONFIG_WRITE clearing edu_a's bus master: {r:x?}");
     let r = iommu.config_read(OTHER_DEVICE, reg::VENDOR_ID, 4);
     debug_println!("hostile: CONFIG_READ of edu_a's function: {r:x?}");
+    // STOP of it would block it and reset its function under its driver.
+    let r = iommu.stop(OTHER_DEVICE);
+    debug_println!("hostile: STOP of edu_a (which would block it and reset its function): {r:x?}");
     let r = iommu.config_write(MY_DEVICE, reg::BAR0, 4, VICTIM_BAR0);
     debug_println!("hostile: CONFIG_WRITE moving its own BAR0 onto edu_a's: {r:x?}");
     let r = iommu.config_write(MY_DEVICE, reg::CAP_PTR, 1, 0);
