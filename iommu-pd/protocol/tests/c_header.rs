@@ -70,6 +70,20 @@ const KINDS: [(&str, u32); 9] = [
 const LIB_RS: &str = include_str!("../src/lib.rs");
 const FAULTS_RS: &str = include_str!("../src/faults.rs");
 
+/// Module `module`'s constants in `src`, each `#define`d as `prefix` + its name with its
+/// value from `values` and its doc comment; every one must be in `values`, documented,
+/// and nothing else may be.
+fn c_constants(w: &mut String, src: &str, module: &str, prefix: &str, values: &[(&str, u64)]) {
+    let declared = documented_items(src, &format!("pub mod {module} {{"));
+    assert_eq!(declared.len(), values.len(), "{module} and the generator's list differ");
+    for (name, _, doc) in declared {
+        let value = values.iter().find(|k| k.0 == name).unwrap_or_else(|| panic!("{module}::{name} is not listed")).1;
+        assert!(!doc.is_empty(), "{module}::{name} has no doc comment");
+        c_comment(w, &doc);
+        let _ = writeln!(w, "#define {prefix}{name} {value:#x}");
+    }
+}
+
 /// The items of the block that starts at the line `start` in `src` (an enum's variants or
 /// a module's constants), each with its name, the text after `=`, and its doc comment (the
 /// `///` lines before it, joined).
@@ -243,14 +257,7 @@ fn header() -> String {
         ("PENDING", iommu_protocol::stop::PENDING),
         ("FLR_LOST", iommu_protocol::stop::FLR_LOST),
     ];
-    let declared = documented_items(LIB_RS, "pub mod stop {");
-    assert_eq!(declared.len(), stops.len(), "stop and the generator's list differ");
-    for (name, _, doc) in declared {
-        let value = stops.iter().find(|k| k.0 == name).unwrap_or_else(|| panic!("stop::{name} is not listed")).1;
-        assert!(!doc.is_empty(), "stop::{name} has no doc comment");
-        c_comment(w, &doc);
-        let _ = writeln!(w, "#define IOMMU_STOP_{name} {value:#x}");
-    }
+    c_constants(w, LIB_RS, "stop", "IOMMU_STOP_", &stops);
     let _ = writeln!(w, "\n/* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */");
     let _ = writeln!(w, "#define IOMMU_FAULT_RING {FAULT_RING}\n");
     let fields = [
@@ -287,14 +294,8 @@ fn header() -> String {
     c_comment(w, &doc_of(FAULTS_RS, "pub const NEAR: "));
     let _ = writeln!(w, "#define IOMMU_FAULT_NEAR {NEAR}\n");
     let _ = writeln!(w, "/* A fault record's `kind`. */");
-    let declared = documented_items(FAULTS_RS, "pub mod kind {");
-    assert_eq!(declared.len(), KINDS.len(), "faults::kind and KINDS differ");
-    for (name, _, doc) in declared {
-        let value = KINDS.iter().find(|k| k.0 == name).unwrap_or_else(|| panic!("kind::{name} is not in KINDS")).1;
-        assert!(!doc.is_empty(), "kind::{name} has no doc comment");
-        c_comment(w, &doc);
-        let _ = writeln!(w, "#define IOMMU_FAULT_KIND_{name} {value:#x}");
-    }
+    let kinds = KINDS.map(|(name, v)| (name, u64::from(v)));
+    c_constants(w, FAULTS_RS, "kind", "IOMMU_FAULT_KIND_", &kinds);
     let _ = writeln!(w);
     let _ = writeln!(
         w,
