@@ -157,7 +157,6 @@ void init(void)
         .regs_vaddr = disk_regs,
         .window_pa = DISK_BAR_WINDOW_PA,
         .ram_gpa = GUEST_RAM_START_GPA,
-        .ram_size = GUEST_RAM_SIZE,
         .ram_vaddr = guest_ram_vaddr,
     };
     if (!stopped_disk_find(&disk) || !load_guest("boot=first")) {

@@ -14,10 +14,9 @@ struct stopped_disk {
     /* Where this PD maps the disk's BAR window, and that window's physical address. */
     uintptr_t regs_vaddr;
     uint64_t window_pa;
-    /* The guest's RAM: where it starts (guest-physical, which is the disk's IOVA), its
-     * size, and where this PD maps it. */
+    /* The guest's RAM: where it starts (guest-physical, which is the disk's IOVA), and
+     * where this PD maps it. */
     uint64_t ram_gpa;
-    uint64_t ram_size;
     uintptr_t ram_vaddr;
 };
 
