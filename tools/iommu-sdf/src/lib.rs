@@ -54,6 +54,7 @@ pub mod placement;
 pub mod plumbing;
 pub mod policy;
 pub mod problem;
+pub mod queues;
 pub mod report;
 pub mod rules;
 pub mod topology;
@@ -127,6 +128,7 @@ pub fn check_text_on(text: &str, board: &Board) -> (model::System, Vec<Problem>)
         Target::Arm => {
             topology::derive_streams(&mut sys, board);
             plumbing::complete(&mut sys);
+            queues::complete(&mut sys);
             let mut found = rules::check(&sys, board);
             found.extend(policy::check(&sys));
             let numbers = numbers::check(&sys);
