@@ -7,7 +7,7 @@
 //! rings of `entries` slots each, whole pages), written where the `<dma_queue>` was; the
 //! IOMMU PD's map of it (read-write, above every other map of the IOMMU PD), on the IOMMU
 //! PD's closing line; and the client's (read-write, at `vaddr` or above its highest map,
-//! `setvar_vaddr="iommu_queue"`), just after the client's start tag. No other PD maps it,
+//! `setvar_vaddr="iommu_queue"`, `setvar_size="iommu_queue_size"`), just after the client's start tag. No other PD maps it,
 //! and no device reaches it (`rules::queues`). The policy lists each queue (client, where
 //! the IOMMU PD maps it, entries), and the client's numbers say where and how large.
 
@@ -21,8 +21,10 @@ pub const MIN_ENTRIES: u64 = 2;
 /// The most: the IOMMU PD takes `QUEUE_BATCH` (64) entries a wake-up whatever the size, so
 /// a longer ring only lets a client post further ahead; 4,096 slots are 288 KiB.
 pub const MAX_ENTRIES: u64 = 4096;
-/// The symbol the client finds its queue through.
+/// The symbol the client finds its queue through, and the one it learns the region's size
+/// through (so a client built for another size can refuse the region).
 pub const CLIENT_SYMBOL: &str = "iommu_queue";
+pub const CLIENT_SIZE_SYMBOL: &str = "iommu_queue_size";
 
 const BLOCK: u64 = 0x20_0000;
 
@@ -92,20 +94,20 @@ pub fn complete(sys: &mut System) {
         sys.generated.in_pd.push((
             pd.clone(),
             format!(
-                " <map mr=\"{}\" vaddr=\"{at_client:#x}\" perms=\"rw\" setvar_vaddr=\"{CLIENT_SYMBOL}\" />",
+                " <map mr=\"{}\" vaddr=\"{at_client:#x}\" perms=\"rw\" setvar_vaddr=\"{CLIENT_SYMBOL}\" setvar_size=\"{CLIENT_SIZE_SYMBOL}\" />",
                 attr(&name)
             ),
         ));
-        let map = |vaddr, setvar: Option<&str>| Map {
+        let map = |vaddr, setvar: Option<(&str, &str)>| Map {
             mr: name.clone(),
             vaddr: Some(vaddr),
             perms: rw,
-            setvar_vaddr: setvar.map(str::to_string),
-            setvar_size: None,
+            setvar_vaddr: setvar.map(|s| s.0.to_string()),
+            setvar_size: setvar.map(|s| s.1.to_string()),
             cached: true,
             line,
         };
-        let (mi, mc) = (map(in_iommu, None), map(at_client, Some(CLIENT_SYMBOL)));
+        let (mi, mc) = (map(in_iommu, None), map(at_client, Some((CLIENT_SYMBOL, CLIENT_SIZE_SYMBOL))));
         if let Some(p) = sys.pds.iter_mut().find(|p| p.name == iommu) {
             p.maps.push(mi);
         }

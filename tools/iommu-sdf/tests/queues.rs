@@ -29,9 +29,9 @@ fn build_writes_the_region_and_its_two_maps_on_the_users_lines() {
     // The clients' maps at the end of their start tags: one given, one placed above the
     // PD's highest map (0x8000000 + a page, to the next 2 MiB).
     assert!(out_lines[line_of(r#"name="edu_driver""#)]
-        .ends_with(r#"id="1"> <map mr="edu_driver_queue" vaddr="0x9000000" perms="rw" setvar_vaddr="iommu_queue" />"#));
+        .ends_with(r#"id="1"> <map mr="edu_driver_queue" vaddr="0x9000000" perms="rw" setvar_vaddr="iommu_queue" setvar_size="iommu_queue_size" />"#));
     assert!(out_lines[line_of(r#"name="blk_driver" priority"#)]
-        .ends_with(r#"id="2"> <map mr="blk_driver_queue" vaddr="0x8200000" perms="rw" setvar_vaddr="iommu_queue" />"#));
+        .ends_with(r#"id="2"> <map mr="blk_driver_queue" vaddr="0x8200000" perms="rw" setvar_vaddr="iommu_queue" setvar_size="iommu_queue_size" />"#));
     // The IOMMU PD's, on its closing line, above all its maps.
     let close = out_lines.iter().rposition(|l| l.contains("</protection_domain>")).unwrap();
     assert!(
