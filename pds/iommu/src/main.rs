@@ -27,6 +27,7 @@ use sel4_microkit::{
 };
 
 mod pci;
+mod queues;
 
 mod policy {
     include!(env!("IOMMU_POLICY_RS"));
@@ -118,7 +119,7 @@ const POLL_US: u64 = 10_000;
 const REFUSAL_BURST: u32 = 8;
 const REFUSAL_EVERY_US: u64 = 100_000;
 
-type Svc = Service<'static, backend::Hw>;
+pub(crate) type Svc = Service<'static, backend::Hw>;
 
 /// A client stopped one of its devices: say what the SMMU now holds for it, read back
 /// (its stream table entry, and how many pages are still mapped for it: none).
@@ -170,6 +171,7 @@ fn init() -> IommuPd {
             }
             IommuPd {
                 service: Some(service),
+                queues: queues::Queues::mapped(),
                 down: None,
                 refused: 0,
                 ecam,
@@ -194,6 +196,8 @@ fn init() -> IommuPd {
             debug_println!("iommu: every request is refused (Unavailable)");
             IommuPd {
                 service: None,
+                // Never served: nothing is, with no service.
+                queues: queues::Queues::mapped(),
                 down: Some(Down { why, closed }),
                 refused: 0,
                 ecam,
@@ -273,6 +277,8 @@ impl core::fmt::Display for Down {
 
 struct IommuPd {
     service: Option<Svc>,
+    /// The clients' mapping queues, served when their clients notify.
+    queues: queues::Queues,
     /// Why there is no service, when there is none.
     down: Option<Down>,
     /// Requests refused for want of a service.
@@ -294,6 +300,13 @@ impl Handler for IommuPd {
         // A device the SMMU would not block may still reach what was taken from it: any
         // wake-up is a chance to retry, not only a request (`handle` retries first too).
         service.retry_blocks();
+        // Mapping queues first: a client waits on its completions, and a fault report
+        // can wait a batch. A batch is a request: the SMMU may show that it failed there.
+        self.queues.serve(service, channels);
+        if backend::failure(service.hw_mut()).is_some() {
+            self.fail_service();
+            return Ok(());
+        }
         let timer = irqs::TIMER && channels.contains(TIMER_IRQ);
         if backend::interrupted(channels) || timer || !irqs::WIRED {
             // Every fault the SMMU recorded, routed to its device's owner (`notify`: the
@@ -363,6 +376,7 @@ impl Handler for IommuPd {
         service.retry_blocks();
         let client = child.index() - 1;
         self.say_refusals(client, name);
+        self.queues.report(client);
         let Some(service) = self.service.as_mut() else { return Ok(None) };
         let owned = |d: usize| policy::DEVICES[d].owner == client;
         let mut pages = 0;
@@ -540,6 +554,8 @@ impl IommuPd {
         let service = self.service.as_mut()?;
         self.restarts[client] += 1;
         let ready = service.client_ready(client);
+        // What it posted died with it; its queue starts over where the service now is.
+        self.queues.restart(service, client);
         let mut regs = sel4::UserContext::default();
         *regs.pc_mut() = entry;
         *regs.sp_mut() = STACK_TOP;
