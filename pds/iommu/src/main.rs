@@ -444,6 +444,21 @@ impl Handler for IommuPd {
                 *d = *s;
             }
         });
+        // The mapping queue's doorbell: one batch of the caller's queue, and the reply.
+        if msg_info.label() == iommu_protocol::queue::SERVE {
+            service.retry_blocks();
+            let served = self.queues.serve_one(service, client);
+            if backend::failure(service.hw_mut()).is_some() {
+                self.fail_service();
+            }
+            return Ok(match served {
+                Some(n) => {
+                    with_msg_regs_mut(|regs| regs[0] = n as u64);
+                    MessageInfo::new(0, 1)
+                }
+                None => MessageInfo::new(iommu_protocol::ErrorCode::UnknownOp as u64, 0),
+            });
+        }
         #[cfg(feature = "measure-bypass")]
         if msg_info.label() == iommu_protocol::measure::BYPASS {
             let label = backend::measure_bypass(service, client, &mrs[..n]).map_or_else(|e| e as u64, |()| 0);

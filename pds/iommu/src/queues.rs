@@ -1,13 +1,15 @@
 //! The clients' mapping queues (`<dma_queue>`; `iommu_protocol::queue`): each served when
 //! its client notifies on its channel to this PD (the same channel it calls on, so a
 //! description needs no second one), one batch of at most `QUEUE_BATCH` entries per
-//! queue and notification (`Service::serve_queue`), then the client notified back.
+//! queue and notification (`Service::serve_queue`), then the client notified back; or
+//! when it calls with `iommu_protocol::queue::SERVE` (a client that waits for its
+//! completions anyway: a call takes seL4's fastpath), one batch, and the reply.
 //!
 //! A call and the queue never see half of each other: this PD is one thread, and a Microkit
 //! PD handles one event (a call, or a notification) to its end before it receives the
 //! next, so a batch runs whole between two calls and a call whole between two batches.
 //!
-//! Fairness: a notification serves each notifying queue once, at most `QUEUE_BATCH`
+//! Fairness: a notification serves each notifying queue once, a doorbell call the caller's, at most `QUEUE_BATCH`
 //! entries and one sync, and only then does this PD receive again; so a call waits for at
 //! most one batch per queue whose client notified before it (with one flooding client:
 //! one batch). A client that finds entries untaken when notified notifies again
@@ -69,32 +71,37 @@ impl Queues {
 
     /// Serve the queue of every client that notified: one batch each, then notify it.
     pub fn serve(&mut self, service: &mut Svc, channels: ChannelSet) {
-        for (client, q) in self.queues.iter().enumerate() {
-            let Some(q) = q else { continue };
+        for client in 0..self.queues.len() {
             let channel = Channel::new(client + 1);
-            if !channels.contains(channel) {
-                continue;
-            }
-            let start = generic_timer::ticks();
-            let n = service.serve_queue(client, q);
-            let took = generic_timer::ticks().wrapping_sub(start);
-            if n == 0 {
-                continue;
-            }
-            let s = &mut self.served[client];
-            s.batches += 1;
-            s.entries += n as u64;
-            s.ticks += took;
-            if took > s.longest {
-                s.longest = took;
-                s.longest_entries = n;
-            }
-            channel.notify();
-            // On the console now and then, so a long run shows what a batch costs.
-            if s.batches.is_power_of_two() && s.batches >= 64 {
-                self.report(client);
+            if channels.contains(channel) && self.serve_one(service, client).is_some_and(|n| n > 0) {
+                channel.notify();
             }
         }
+    }
+
+    /// Serve one batch of `client`'s queue (a notification's, or the doorbell call's
+    /// `iommu_protocol::queue::SERVE`): the entries taken, or `None` if it has no queue.
+    pub fn serve_one(&mut self, service: &mut Svc, client: usize) -> Option<usize> {
+        let q = self.queues.get(client).copied().flatten()?;
+        let start = generic_timer::ticks();
+        let n = service.serve_queue(client, &q);
+        let took = generic_timer::ticks().wrapping_sub(start);
+        if n == 0 {
+            return Some(0);
+        }
+        let s = &mut self.served[client];
+        s.batches += 1;
+        s.entries += n as u64;
+        s.ticks += took;
+        if took > s.longest {
+            s.longest = took;
+            s.longest_entries = n;
+        }
+        // On the console now and then, so a long run shows what a batch costs.
+        if s.batches.is_power_of_two() && s.batches >= 64 {
+            self.report(client);
+        }
+        Some(n)
     }
 
     /// A restarted client's queue starts over: publish the service's cursor (reset by its

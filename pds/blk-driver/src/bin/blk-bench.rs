@@ -1,11 +1,12 @@
 //! The bypass-vs-service measurement: the virtio-blk driver reads a 64 MiB file from its
-//! disk, in one run, on seven paths, and reports the ratios of the times and the MAP/UNMAP
+//! disk, in one run, on eight paths, and reports the ratios of the times and the MAP/UNMAP
 //! calls it made per request. The paths (`Path`) differ in whether the SMMU translates
 //! (through the service, or the stream in bypass) and in where the device puts the data:
 //! copied through the driver's pool (as `system.xml`'s driver does), in the driver's
 //! buffer mapped for each request (a MAP when shared, an UNMAP, confirmed, when
 //! unshared; or the same through the mapping queue, a request's MAP posted with the
-//! previous request's UNMAP, one notification for both), or in its buffer mapped once; and, to tell what mapping per request costs
+//! previous request's UNMAP, one doorbell call or one notification for both), or in its
+//! buffer mapped once; and, to tell what mapping per request costs
 //! apart from the calls it takes, mapped once with two calls per request that change
 //! nothing (RESUME of its running device), the same number of protected procedure calls.
 //!
@@ -22,6 +23,7 @@
 #![no_main]
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use blk_driver::{place_device, Blk};
 use client_channel::{calls, Ppc};
@@ -29,10 +31,10 @@ use generic_timer::{ms, ticks};
 use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach};
 use iommu_client::queue::MapQueue;
 use iommu_client::Client;
-use iommu_protocol::queue::{layout, Queue};
+use iommu_protocol::queue::{self, layout, Queue};
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Op, Rights};
 use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Handler, Infallible,
+    debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Handler, Infallible, MessageInfo,
 };
 use virtio_drivers::device::blk::SECTOR_SIZE;
 
@@ -78,11 +80,22 @@ enum Path {
     /// Through the service, the driver's buffers mapped for each request through the
     /// mapping queue: a request's MAP goes with the previous request's UNMAP, so requests
     /// alternate between two buffers, and each is read only once its UNMAP is confirmed.
+    /// The IOMMU PD is woken by the doorbell call (`queue::SERVE`).
     Queued,
+    /// As `Queued`, the IOMMU PD woken by a notification, which it answers with one.
+    QueuedNotified,
 }
 
-const PATHS: [Path; 7] =
-    [Path::Bypass, Path::Pool, Path::PerRequest, Path::MappedOnce, Path::TwoCalls, Path::BypassInPlace, Path::Queued];
+const PATHS: [Path; 8] = [
+    Path::Bypass,
+    Path::Pool,
+    Path::PerRequest,
+    Path::MappedOnce,
+    Path::TwoCalls,
+    Path::BypassInPlace,
+    Path::Queued,
+    Path::QueuedNotified,
+];
 
 impl Path {
     fn bypassed(self) -> bool {
@@ -98,6 +111,7 @@ impl Path {
             Path::TwoCalls => "through the service, in place, mapped once, two calls per request",
             Path::BypassInPlace => "in bypass, in place",
             Path::Queued => "through the service, in place, mapped per request through the queue",
+            Path::QueuedNotified => "through the service, in place, mapped per request through the queue, notified",
         }
     }
 }
@@ -194,6 +208,19 @@ fn read_block_queued(blk: &mut Blk, block: usize, halves: [NonNull<[u8; CHUNK]>;
     (spent, IommuHal::retired() - retired, ok)
 }
 
+/// How the queue paths wake the IOMMU PD: the doorbell call, or a notification.
+static DOORBELL: AtomicBool = AtomicBool::new(true);
+
+fn wake_iommu_pd() {
+    if DOORBELL.load(Ordering::Relaxed) {
+        // Its reply comes once the batch's completions are posted (its value, the entries
+        // taken, is not needed: `IommuHal` reads the completions).
+        IOMMU.pp_call(MessageInfo::new(queue::SERVE, 0));
+    } else {
+        IOMMU.notify();
+    }
+}
+
 /// This PD's mapping queue (`<dma_queue>`), if the description gives it one of
 /// `QUEUE_ENTRIES` slots.
 fn map_queue() -> Option<MapQueue<'static, NotifyFn>> {
@@ -206,7 +233,7 @@ fn map_queue() -> Option<MapQueue<'static, NotifyFn>> {
     // SAFETY: the description maps the queue region here, `size` bytes (checked above to
     // hold the rings), shared with the IOMMU PD alone, which touches it through atomics.
     let queue = unsafe { Queue::from_raw(base, QUEUE_ENTRIES) }?;
-    Some(MapQueue::new(queue, NotifyFn(|| IOMMU.notify())))
+    Some(MapQueue::new(queue, NotifyFn(wake_iommu_pd)))
 }
 
 /// Map `len` bytes of capability `cap` once, read/write, at IOVA = `pa`.
@@ -290,7 +317,7 @@ fn init() -> BlkBench {
     let mut bypassed = false;
     let (mut total, mut made) = ([0u64; PATHS.len()], [0u64; PATHS.len()]);
     // Queued UNMAPs confirmed: one per request of the queue path when it did its work.
-    let mut queue_unmaps = 0u64;
+    let mut queue_unmaps = 0u64; // both queue paths
     for pass in 0..PASSES {
         let mut spent = [0u64; PATHS.len()];
         for block in 0..BLOCKS {
@@ -328,7 +355,8 @@ fn init() -> BlkBench {
                         read_block(&mut blk, block, first_half(), path == Path::TwoCalls)
                     }
                     Path::Bypass | Path::Pool => read_block(&mut blk, block, &mut on_stack, false),
-                    Path::Queued => {
+                    Path::Queued | Path::QueuedNotified => {
+                        DOORBELL.store(path == Path::Queued, Ordering::Relaxed);
                         // SAFETY: the buffer region is capability BUFFER_CAP from its start,
                         // both halves, which the device may reach while shared.
                         unsafe { IommuHal::share_in_place(queued) };
@@ -344,7 +372,7 @@ fn init() -> BlkBench {
         }
         let base = spent[Path::Bypass as usize];
         debug_println!(
-            "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}), mapped per request through the queue {} ms (ratio {}), mapped once in place {} ms (ratio {}); in bypass in place {} ms (ratio {}); data {}",
+            "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}), mapped per request through the queue {} ms (ratio {}, notified {}), mapped once in place {} ms (ratio {}); in bypass in place {} ms (ratio {}); data {}",
             FILE_BYTES >> 20,
             ms(base),
             ms(spent[Path::Pool as usize]),
@@ -353,6 +381,7 @@ fn init() -> BlkBench {
             ratio(spent[Path::PerRequest as usize], base),
             ms(spent[Path::Queued as usize]),
             ratio(spent[Path::Queued as usize], base),
+            ratio(spent[Path::QueuedNotified as usize], base),
             ms(spent[Path::MappedOnce as usize]),
             ratio(spent[Path::MappedOnce as usize], base),
             ms(spent[Path::BypassInPlace as usize]),
@@ -394,7 +423,7 @@ fn init() -> BlkBench {
     // confirmed before its buffer was read, and nothing of it left mapped at the end.
     let mappings = client.query().map(|q| q[iommu_protocol::query::MAPPINGS]);
     debug_println!(
-        "blk-bench: through the queue: {queue_unmaps} UNMAPs confirmed over {requests} requests, {} waits unanswered, {} UNMAPs unconfirmed; mappings left: {mappings:?} (the pool and the buffer mapped once)",
+        "blk-bench: through the queue: {queue_unmaps} UNMAPs confirmed over 2 x {requests} requests, {} waits unanswered, {} UNMAPs unconfirmed; mappings left: {mappings:?} (the pool and the buffer mapped once)",
         IommuHal::queue_stalls(),
         IommuHal::unmap_failures()
     );
@@ -403,8 +432,9 @@ fn init() -> BlkBench {
         ratio(total[Path::Queued as usize], total[Path::BypassInPlace as usize])
     );
     debug_println!(
-        "blk-bench: queue per request vs calls per request: time ratio {}",
-        ratio(total[Path::Queued as usize], total[Path::PerRequest as usize])
+        "blk-bench: queue per request vs calls per request: time ratio {}; notified instead of called: {} of the bypass in place time",
+        ratio(total[Path::Queued as usize], total[Path::PerRequest as usize]),
+        ratio(total[Path::QueuedNotified as usize], total[Path::BypassInPlace as usize])
     );
     let failures = IommuHal::unmap_failures();
     if failures > 0 {
