@@ -33,9 +33,9 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// The most entries the IOMMU PD takes from one client's queue per notification: a flood
-/// in one queue delays another client's call by at most this many entries' work (and one
-/// sync) per queue.
+/// The most entries the IOMMU PD takes from one client's queue per notification (or
+/// doorbell call): a flood in one queue delays another client's call by at most this many
+/// entries' work (and one sync) per queue.
 pub const QUEUE_BATCH: usize = 64;
 
 /// The doorbell call: a client that waits for its completions anyway may call the IOMMU
