@@ -239,7 +239,7 @@ fn queues(sys: &System, o: &mut String) {
         return;
     }
     let _ = writeln!(o, "\n## Mapping queues (`<dma_queue>`)\n");
-    let _ = writeln!(o, "Mapped by the client and the IOMMU PD only; no device reaches them. The IOMMU PD takes at most {} entries of a queue per notification.\n", iommu_protocol::queue::QUEUE_BATCH);
+    let _ = writeln!(o, "Mapped by the client and the IOMMU PD only; no device reaches them. The IOMMU PD takes at most {} entries of a queue per notification or doorbell call.\n", iommu_protocol::queue::QUEUE_BATCH);
     let _ = writeln!(o, "| Client | Entries a ring | Region (bytes) | Client's map | IOMMU PD's map |");
     let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
     for q in queues {
