@@ -98,7 +98,7 @@ impl Queues {
             s.longest_entries = n;
         }
         // On the console now and then, so a long run shows what a batch costs.
-        if s.batches.is_power_of_two() && s.batches >= 64 {
+        if s.batches.is_power_of_two() && s.batches >= 16 {
             self.report(client);
         }
         Some(n)
