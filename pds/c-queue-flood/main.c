@@ -2,7 +2,8 @@
  * A hostile driver for images/queue-fair.xml: it keeps its mapping queue (256 entries) full
  * of MAP and UNMAP entries, each page mapped at its own IOVA and unmapped again, and wakes
  * the IOMMU PD again and again, never waiting, from when the victim starts it (a
- * notification) until the victim has timed its calls. The
+ * notification) until the victim has timed its calls: by notifications, then (when the
+ * victim says so) by doorbell calls. The
  * IOMMU PD takes at most 64 entries a wake-up; the flood counts the wake-ups after which
  * entries were still untaken, which is that bound at work.
  */
@@ -46,7 +47,7 @@ void init(void)
 static void flood(void)
 {
     struct scoreboard *board = (struct scoreboard *)scoreboard;
-    uint64_t k = 0, done = 0, refused = 0, wakeups = 0, untaken = 0;
+    uint64_t k = 0, done = 0, refused = 0, wakeups = 0, calls = 0, untaken = 0;
     while (!board_get(&board->victim_done) && done < LIMIT) {
         /* Fill the ring: entry k maps page (k / 2) % PAGES at its own IOVA if k is even,
          * and unmaps it if odd. */
@@ -61,8 +62,13 @@ static void flood(void)
             }
             k++;
         }
-        iommu_queue_notify(&q);
-        wakeups++;
+        if (board_get(&board->doorbell)) {
+            iommu_queue_serve(&q, 0);
+            calls++;
+        } else {
+            iommu_queue_notify(&q);
+            wakeups++;
+        }
         struct iommu_queue_done d;
         while (iommu_queue_take(&q, &d)) {
             done++;
@@ -77,7 +83,9 @@ static void flood(void)
     put_dec(refused);
     microkit_dbg_puts(" refused, through ");
     put_dec(wakeups);
-    microkit_dbg_puts(" notifications, ");
+    microkit_dbg_puts(" notifications and ");
+    put_dec(calls);
+    microkit_dbg_puts(" doorbell calls, ");
     put_dec(untaken);
     microkit_dbg_puts(" of them with entries left untaken (the IOMMU PD takes at most 64 a wake-up)\n");
     board_set(&board->flood_done, 1);

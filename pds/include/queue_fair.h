@@ -8,6 +8,9 @@
 struct scoreboard {
     /* Entries of the flood's queue completed so far (the flood's). */
     uint64_t flood_entries;
+    /* Set by the victim for its third round: the flood rings the doorbell (a call, its
+     * batches served on the flood's own time) instead of notifying. */
+    uint64_t doorbell;
     /* Set by the victim when it has timed its calls during the flood: the flood stops. */
     uint64_t victim_done;
     /* Set by the flood once it has stopped and said so: the victim prints after it, so
