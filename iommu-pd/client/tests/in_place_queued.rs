@@ -12,12 +12,13 @@ use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach};
 use iommu_client::queue::MapQueue;
 use iommu_client::{Channel, Client};
 use iommu_pd::model::ModelHw;
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_pd::Service;
 use iommu_protocol::queue::{OwnedQueue, Queue};
 use iommu_protocol::{DeviceId, Handle, Op, Rights};
 use virtio_drivers::{BufferDirection, Hal};
 
-const PAGE: usize = 4096;
+mod common;
+use common::{pages, PAGE};
 
 thread_local! {
     static SERVICE: RefCell<Option<Service<'static, ModelHw>>> = const { RefCell::new(None) };
@@ -56,49 +57,11 @@ fn reachable() -> BTreeMap<u64, (u64, Rights)> {
     SERVICE.with(|s| s.borrow().as_ref().unwrap().hw().reachable(0))
 }
 
-fn pages(n: usize) -> NonNull<u8> {
-    let layout = std::alloc::Layout::from_size_align(n * PAGE, PAGE).unwrap();
-    // SAFETY: non-zero size.
-    NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap()
-}
-
 #[test]
 fn the_next_buffers_map_takes_the_previous_ones_away_confirmed() {
     let (pool_mem, bufs) = (pages(8), pages(4));
     let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    let clients =
-        Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16, max_grants: 0 }]));
-    let devices = Box::leak(Box::new([DeviceConfig {
-        name: "blk",
-        stream: 8,
-        extra_streams: &[],
-        owner: 0,
-        iova_base: 0x10_0000,
-        iova_size: 1 << 24,
-        resume_allowed: true,
-    }]));
-    let regions = Box::leak(Box::new([
-        RegionConfig { name: "pool", pa: pool_pa, size: 8 * PAGE as u64 },
-        RegionConfig { name: "buffers", pa: bufs_pa, size: 4 * PAGE as u64 },
-    ]));
-    let cap = |region, pages: usize| CapConfig {
-        client: 0,
-        region,
-        offset: 0,
-        len: (pages * PAGE) as u64,
-        rights: Rights::READ_WRITE,
-        devices: 1,
-        grant_to: 0,
-    };
-    let caps = Box::leak(Box::new([cap(0, 8), cap(1, 4)]));
-    let cfg = Config {
-        clients: &clients[..],
-        devices: &devices[..],
-        regions: &regions[..],
-        caps: &caps[..],
-        static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1 },
-    };
+    let cfg = common::pool_and_buffers(pool_pa, bufs_pa);
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
     SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
     let queue = Box::leak(Box::<OwnedQueue<8>>::default()).queue().unwrap();

@@ -363,40 +363,34 @@ fn queue_section(w: &mut String) {
         "#define IOMMU_QUEUE_REGION_SIZE(entries) (IOMMU_QUEUE_COMPLETIONS(entries) + {} * (uint64_t)(entries))\n",
         q::COMPLETION
     );
-    for (name, off) in [
+    let header = [
         ("request_tail", q::REQUEST_TAIL),
         ("completion_head", q::COMPLETION_HEAD),
         ("request_head", q::REQUEST_HEAD),
         ("completion_tail", q::COMPLETION_TAIL),
-    ] {
-        let _ = writeln!(w, "_Static_assert(offsetof(struct iommu_queue_header, {name}) == {off}, \"Header.{name}\");");
-    }
-    let _ =
-        writeln!(w, "_Static_assert(sizeof(struct iommu_queue_header) == {}, \"Header's size\");", size_of::<Header>());
-    for (name, off) in [
+    ];
+    assert_layout(w, "iommu_queue_header", "Header", &header, size_of::<Header>());
+    let entry = [
         ("label", core::mem::offset_of!(Entry, label)),
         ("tag", core::mem::offset_of!(Entry, tag)),
         ("mrs", core::mem::offset_of!(Entry, mrs)),
-    ] {
-        let _ = writeln!(w, "_Static_assert(offsetof(struct iommu_queue_entry, {name}) == {off}, \"Entry.{name}\");");
-    }
-    let _ =
-        writeln!(w, "_Static_assert(sizeof(struct iommu_queue_entry) == {}, \"Entry's size\");", size_of::<Entry>());
-    for (name, off) in [
+    ];
+    assert_layout(w, "iommu_queue_entry", "Entry", &entry, size_of::<Entry>());
+    let completion = [
         ("tag", core::mem::offset_of!(Completion, tag)),
         ("label", core::mem::offset_of!(Completion, label)),
         ("value", core::mem::offset_of!(Completion, value)),
-    ] {
-        let _ = writeln!(
-            w,
-            "_Static_assert(offsetof(struct iommu_queue_completion, {name}) == {off}, \"Completion.{name}\");"
-        );
+    ];
+    assert_layout(w, "iommu_queue_completion", "Completion", &completion, size_of::<Completion>());
+}
+
+/// Static assertions that C's `struct c_struct` has Rust's `rust` fields at `fields`'
+/// offsets and is `size` bytes.
+fn assert_layout(w: &mut String, c_struct: &str, rust: &str, fields: &[(&str, usize)], size: usize) {
+    for (name, off) in fields {
+        let _ = writeln!(w, "_Static_assert(offsetof(struct {c_struct}, {name}) == {off}, \"{rust}.{name}\");");
     }
-    let _ = writeln!(
-        w,
-        "_Static_assert(sizeof(struct iommu_queue_completion) == {}, \"Completion's size\");",
-        size_of::<Completion>()
-    );
+    let _ = writeln!(w, "_Static_assert(sizeof(struct {c_struct}) == {size}, \"{rust}'s size\");");
 }
 
 #[test]
@@ -415,16 +409,13 @@ fn the_c_header_is_the_rust_declaration() {
     }
 }
 
-/// The C compiler agrees with the Rust layout (the header's static assertions), and the C
-/// functions send what the Rust encoding sends.
-#[test]
-fn c_calls_encode_as_the_rust_ones() {
-    let out = std::env::temp_dir().join(format!("iommu-c-encode-{}", std::process::id()));
+/// Compile `tests/c/encode.c` (iommu_client.h against the stand-in microkit.h) into `out`.
+fn build_encode_c(out: &Path) {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let built = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&out)
+        .arg(out)
         .arg(here.join("encode.c"))
         .arg("-I")
         .arg(&here)
@@ -433,6 +424,14 @@ fn c_calls_encode_as_the_rust_ones() {
         .status()
         .expect("a C compiler (cc) on the host");
     assert!(built.success(), "the C client does not compile");
+}
+
+/// The C compiler agrees with the Rust layout (the header's static assertions), and the C
+/// functions send what the Rust encoding sends.
+#[test]
+fn c_calls_encode_as_the_rust_ones() {
+    let out = std::env::temp_dir().join(format!("iommu-c-encode-{}", std::process::id()));
+    build_encode_c(&out);
     // A ring as the service leaves it: three records, the first already read (the C
     // reader starts at sequence number 1).
     let mut ring = iommu_protocol::faults::FaultRing::default();
@@ -527,19 +526,7 @@ fn c_calls_encode_as_the_rust_ones() {
 fn c_queue_entries_are_the_rust_encoding() {
     use iommu_protocol::queue::{Cursor, OwnedQueue, QUEUE_BATCH, SERVE};
     let out = std::env::temp_dir().join(format!("iommu-c-queue-{}", std::process::id()));
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&out)
-        .arg(here.join("encode.c"))
-        .arg("-I")
-        .arg(&here)
-        .arg("-I")
-        .arg(c_dir())
-        .status()
-        .expect("a C compiler (cc) on the host");
-    assert!(built.success(), "the C client does not compile");
+    build_encode_c(&out);
     // The IOMMU PD has served 5 entries of this queue before: the C side starts from there.
     let region = OwnedQueue::<8>::default();
     let q = region.queue().unwrap();

@@ -48,22 +48,12 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
     }
     // Generated child ids, at the end of each child's start tag.
     for (pd, id) in &sys.generated.child_ids {
-        let node = doc
-            .descendants()
-            .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd.as_str()))
-            .ok_or_else(|| format!("no protection domain `{pd}`"))?;
-        let start = node.range().start;
-        let close = start + text[start..].find('>').ok_or("an unclosed start tag")?;
+        let close = start_tag_end(&doc, text, pd)?;
         cut.push((close, close, format!(" id=\"{id}\"")));
     }
     // Generated maps in a client (its queue), just after its start tag, on its line.
     for (pd, xml) in &sys.generated.in_pd {
-        let node = doc
-            .descendants()
-            .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd.as_str()))
-            .ok_or_else(|| format!("no protection domain `{pd}`"))?;
-        let start = node.range().start;
-        let close = start + text[start..].find('>').ok_or("an unclosed start tag")?;
+        let close = start_tag_end(&doc, text, pd)?;
         if text[..close].ends_with('/') {
             return Err(format!("protection domain `{pd}` has no program (a self-closed element)"));
         }
@@ -97,6 +87,16 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
     }
     out.push_str(&text[at..]);
     Ok(out)
+}
+
+/// Where protection domain `pd`'s start tag ends in `text`: the offset of its `>`.
+fn start_tag_end(doc: &Document, text: &str, pd: &str) -> Result<usize, String> {
+    let node = doc
+        .descendants()
+        .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd))
+        .ok_or_else(|| format!("no protection domain `{pd}`"))?;
+    let start = node.range().start;
+    Ok(start + text[start..].find('>').ok_or("an unclosed start tag")?)
 }
 
 /// `Rights` as Rust source.
