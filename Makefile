@@ -115,7 +115,9 @@ run: deps
 
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
-# not judged), the IOMMU PD alone, Microkit's own iomap vocabulary, devices behind PCI
+# not judged), a mapping queue's flood beside a victim's calls (queue-fair.xml: its
+# checks are that every call and entry was answered; its times are printed, not judged),
+# the IOMMU PD alone, Microkit's own iomap vocabulary, devices behind PCI
 # bridges (pci-topology.xml), a device passed through to a virtual machine, a disk passed
 # through to a Linux guest on libvmm (on QEMU 10.0 too where it is installed), and the
 # MMU-500 boards (board-images).
@@ -137,6 +139,7 @@ microkit-test: deps
 		else echo "microkit-image: system.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 		$(MAKE) -C images rules && $(MAKE) -C images accepted && \
 			$(MAKE) -C images test SYSTEM=blk-bench && \
+			$(MAKE) -C images test SYSTEM=queue-fair && \
 			$(MAKE) -C images test SYSTEM=iommu-boot && \
 			$(MAKE) -C images test SYSTEM=microkit-iomap && \
 			echo "microkit-image: pci-topology.xml on $$($(QEMU) --version | head -n 1)" && \

@@ -199,4 +199,137 @@ static inline unsigned iommu_take_faults(const volatile struct iommu_fault_ring 
     return n;
 }
 
+/*
+ * The mapping queue (<dma_queue pd="..." entries="N"/> in the description, which maps its
+ * region here at `iommu_queue`, `iommu_queue_size` bytes): MAP and UNMAP posted as entries,
+ * with the same meaning as the calls, one wake-up for many. A buffer whose UNMAP was posted
+ * is the device's until that UNMAP's completion says 0 (the IOMMU confirmed it gone).
+ */
+struct iommu_queue {
+    volatile struct iommu_queue_header *header;
+    volatile struct iommu_queue_entry *requests;
+    volatile struct iommu_queue_completion *completions;
+    uint32_t entries;
+    uint64_t next_tag;
+    microkit_channel ch;
+};
+
+/* A completion: the posted entry's tag, what its call would have answered (0 or an
+ * IOMMU_ERR_* code), and MAP's IOVA. */
+struct iommu_queue_done {
+    uint64_t tag;
+    uint64_t err;
+    uint64_t value;
+};
+
+/* The queue in the region at `base` of `size` bytes, of `entries` slots a ring (the
+ * description's, in <pd>_iommu.h as <PD>_QUEUE_ENTRIES), woken on channel `ch`. Starts from
+ * where the IOMMU PD is (after a restart it has started the queue over): anything posted
+ * and not taken is dropped. 0, or IOMMU_ERR_OUT_OF_RANGE for a size or count that does not
+ * fit. */
+static inline uint64_t iommu_queue_init(struct iommu_queue *q, uintptr_t base, uint64_t size, uint32_t entries,
+                                        microkit_channel ch)
+{
+    if (entries == 0 || (entries & (entries - 1)) != 0 || entries > IOMMU_QUEUE_MAX_ENTRIES ||
+        IOMMU_QUEUE_REGION_SIZE(entries) > size || base % 64 != 0) {
+        return IOMMU_ERR_OUT_OF_RANGE;
+    }
+    q->header = (volatile struct iommu_queue_header *)base;
+    q->requests = (volatile struct iommu_queue_entry *)(base + IOMMU_QUEUE_REQUESTS);
+    q->completions = (volatile struct iommu_queue_completion *)(base + IOMMU_QUEUE_COMPLETIONS(entries));
+    q->entries = entries;
+    q->next_tag = 0;
+    q->ch = ch;
+    uint32_t head = __atomic_load_n(&q->header->request_head, __ATOMIC_ACQUIRE);
+    uint32_t tail = __atomic_load_n(&q->header->completion_tail, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&q->header->request_tail, head, __ATOMIC_RELEASE);
+    __atomic_store_n(&q->header->completion_head, tail, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* Post an entry: 0 and its tag in `*tag`, or 1 if the ring is full (nothing written). The entry is written, then the tail stored with release, so the
+ * IOMMU PD sees the entry whole once it sees the tail. */
+static inline int iommu_queue_post(struct iommu_queue *q, uint64_t label, const uint64_t mrs[IOMMU_QUEUE_ENTRY_MRS],
+                                   uint64_t *tag)
+{
+    uint32_t tail = __atomic_load_n(&q->header->request_tail, __ATOMIC_RELAXED);
+    if (tail - __atomic_load_n(&q->header->request_head, __ATOMIC_ACQUIRE) >= q->entries) {
+        return 1;
+    }
+    volatile struct iommu_queue_entry *e = &q->requests[tail & (q->entries - 1)];
+    __atomic_store_n(&e->label, label, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->tag, q->next_tag, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < IOMMU_QUEUE_ENTRY_MRS; i++) {
+        __atomic_store_n(&e->mrs[i], mrs[i], __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&q->header->request_tail, tail + 1, __ATOMIC_RELEASE);
+    if (tag) {
+        *tag = q->next_tag;
+    }
+    q->next_tag++;
+    return 0;
+}
+
+/* Post a MAP (as iommu_map: IOMMU_IOVA_ANY lets the service choose); not sent until
+ * iommu_queue_notify or iommu_queue_serve. 0 and its tag in `*tag`, or 1 if the ring is full. */
+static inline int iommu_queue_post_map(struct iommu_queue *q, uint32_t handle, uint32_t device, uint64_t offset,
+                                       uint64_t len, uint64_t iova, uint8_t rights, uint64_t *tag)
+{
+    uint64_t h = handle > IOMMU_MAP_HANDLE_MASK ? IOMMU_MAP_HANDLE_MASK : handle;
+    const uint64_t mrs[IOMMU_QUEUE_ENTRY_MRS] = {h | ((uint64_t)rights << 24) | ((uint64_t)device << 32), offset, len,
+                                                 iova};
+    return iommu_queue_post(q, IOMMU_OP_MAP, mrs, tag);
+}
+
+/* Post an UNMAP of `device`'s mapping at `iova` (one an entry; a batch of entries removes
+ * many under one invalidation sync). 0 and its tag in `*tag`, or 1 if the ring is full. */
+static inline int iommu_queue_post_unmap(struct iommu_queue *q, uint32_t device, uint64_t iova, uint64_t *tag)
+{
+    const uint64_t mrs[IOMMU_QUEUE_ENTRY_MRS] = {device, 1, iova, 0};
+    return iommu_queue_post(q, IOMMU_OP_UNMAP, mrs, tag);
+}
+
+/* Wake the IOMMU PD for what was posted: it takes up to IOMMU_QUEUE_BATCH entries, posts
+ * their completions, and notifies back on the same channel (handle it in notified(); if
+ * iommu_queue_untaken is then not 0, notify again). */
+static inline void iommu_queue_notify(struct iommu_queue *q)
+{
+    microkit_notify(q->ch);
+}
+
+/* The doorbell call, for a PD that waits for its completions anyway (a call takes seL4's
+ * fastpath): the IOMMU PD serves one batch and replies once its completions are posted;
+ * the entries it took go to `*taken`. 0, or IOMMU_ERR_UNKNOWN_OP for a PD with no queue. */
+static inline uint64_t iommu_queue_serve(struct iommu_queue *q, uint64_t *taken)
+{
+    uint64_t err = iommu_call(q->ch, IOMMU_QUEUE_SERVE, 0);
+    if (err == 0 && taken) {
+        *taken = microkit_mr_get(0);
+    }
+    return err;
+}
+
+/* Take the next completion into `*done`: 1 if there was one, 0 if none has been posted. */
+static inline int iommu_queue_take(struct iommu_queue *q, struct iommu_queue_done *done)
+{
+    uint32_t head = __atomic_load_n(&q->header->completion_head, __ATOMIC_RELAXED);
+    if (head == __atomic_load_n(&q->header->completion_tail, __ATOMIC_ACQUIRE)) {
+        return 0;
+    }
+    volatile struct iommu_queue_completion *c = &q->completions[head & (q->entries - 1)];
+    done->tag = __atomic_load_n(&c->tag, __ATOMIC_RELAXED);
+    done->err = __atomic_load_n(&c->label, __ATOMIC_RELAXED);
+    done->value = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
+    /* Release: the slot is read before the IOMMU PD may write it again. */
+    __atomic_store_n(&q->header->completion_head, head + 1, __ATOMIC_RELEASE);
+    return 1;
+}
+
+/* Entries posted that the IOMMU PD has not taken yet. */
+static inline uint32_t iommu_queue_untaken(struct iommu_queue *q)
+{
+    return __atomic_load_n(&q->header->request_tail, __ATOMIC_RELAXED) -
+           __atomic_load_n(&q->header->request_head, __ATOMIC_ACQUIRE);
+}
+
 #endif

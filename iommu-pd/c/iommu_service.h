@@ -290,4 +290,60 @@ _Static_assert(offsetof(struct iommu_fault_ring, dropped_unreported) == 24, "Fau
 _Static_assert(offsetof(struct iommu_fault_ring, records) == 32, "FaultRing.records");
 _Static_assert(sizeof(struct iommu_fault_ring) == 4096, "FaultRing's size");
 
+/* The mapping queue: MAP and UNMAP posted in a region shared with the IOMMU PD. */
+/* The doorbell call: a client that waits for its completions anyway may call the IOMMU PD with
+ * this label (no message registers) instead of notifying it. The IOMMU PD serves one batch of
+ * the caller's queue, as for a notification, on the caller's time, and replies (label 0, one
+ * value: the entries it took) once the completions are posted; no notification follows. On seL4
+ * a call takes the kernel's fastpath where a notification and the wake-up behind it take the
+ * slow path three times. A client without a queue is answered `UnknownOp`. */
+#define IOMMU_QUEUE_SERVE 0x5100
+/* The most entries the IOMMU PD takes from one client's queue per notification (or doorbell
+ * call): a flood in one queue delays another client's call by at most this many entries' work
+ * (and one sync) per queue. */
+#define IOMMU_QUEUE_BATCH 64
+#define IOMMU_QUEUE_MAX_ENTRIES 65536
+#define IOMMU_QUEUE_ENTRY_MRS 4
+
+/* Read and written with atomics only: the other side is another address space. */
+struct iommu_queue_header {
+    uint32_t request_tail;    /* requests posted (the client's; stored with release) */
+    uint32_t completion_head; /* completions read (the client's; stored with release) */
+    uint32_t client_pad[14];
+    uint32_t request_head;    /* requests taken (the IOMMU PD's; load with acquire) */
+    uint32_t completion_tail; /* completions posted (the IOMMU PD's; load with acquire) */
+    uint32_t server_pad[14];
+};
+
+struct iommu_queue_entry {
+    uint64_t label; /* IOMMU_OP_MAP or IOMMU_OP_UNMAP */
+    uint64_t tag;   /* the client's, copied into the completion */
+    uint64_t mrs[IOMMU_QUEUE_ENTRY_MRS]; /* the call's message registers */
+};
+
+struct iommu_queue_completion {
+    uint64_t tag;   /* the entry's */
+    uint64_t label; /* 0 or an IOMMU_ERR_* code */
+    uint64_t value; /* MAP's IOVA */
+};
+
+/* The region: the header, then `entries` requests, then `entries` completions. */
+#define IOMMU_QUEUE_REQUESTS 128
+#define IOMMU_QUEUE_COMPLETIONS(entries) (IOMMU_QUEUE_REQUESTS + 48 * (uint64_t)(entries))
+#define IOMMU_QUEUE_REGION_SIZE(entries) (IOMMU_QUEUE_COMPLETIONS(entries) + 24 * (uint64_t)(entries))
+
+_Static_assert(offsetof(struct iommu_queue_header, request_tail) == 0, "Header.request_tail");
+_Static_assert(offsetof(struct iommu_queue_header, completion_head) == 4, "Header.completion_head");
+_Static_assert(offsetof(struct iommu_queue_header, request_head) == 64, "Header.request_head");
+_Static_assert(offsetof(struct iommu_queue_header, completion_tail) == 68, "Header.completion_tail");
+_Static_assert(sizeof(struct iommu_queue_header) == 128, "Header's size");
+_Static_assert(offsetof(struct iommu_queue_entry, label) == 0, "Entry.label");
+_Static_assert(offsetof(struct iommu_queue_entry, tag) == 8, "Entry.tag");
+_Static_assert(offsetof(struct iommu_queue_entry, mrs) == 16, "Entry.mrs");
+_Static_assert(sizeof(struct iommu_queue_entry) == 48, "Entry's size");
+_Static_assert(offsetof(struct iommu_queue_completion, tag) == 0, "Completion.tag");
+_Static_assert(offsetof(struct iommu_queue_completion, label) == 8, "Completion.label");
+_Static_assert(offsetof(struct iommu_queue_completion, value) == 16, "Completion.value");
+_Static_assert(sizeof(struct iommu_queue_completion) == 24, "Completion's size");
+
 #endif

@@ -1,8 +1,9 @@
 /*
  * An edu driver protection domain in C, on libmicrokit and iommu_client.h, with no Rust
  * in it: it maps its buffer through the IOMMU service, has its device copy bytes through
- * the mapping, sees DMA past the mapping and after UNMAP blocked, reads the fault records
- * the IOMMU PD routes to it, and lends a page to the (Rust) edu driver and takes it back.
+ * the mapping, sees DMA past the mapping and after UNMAP blocked, does the same through its
+ * mapping queue, reads the fault records the IOMMU PD routes to it, and lends a page to the
+ * (Rust) edu driver and takes it back.
  */
 #include <stdint.h>
 
@@ -32,6 +33,9 @@
 uintptr_t edu_bar __attribute__((section(".data")));
 uintptr_t buffers __attribute__((section(".data")));
 uintptr_t fault_ring __attribute__((section(".data")));
+/* Its mapping queue (<dma_queue>), mapped by the description. */
+uintptr_t iommu_queue __attribute__((section(".data")));
+uint64_t iommu_queue_size __attribute__((section(".data")));
 
 static uint64_t next_fault;
 
@@ -49,6 +53,68 @@ static void say(const char *what, uint64_t err)
         microkit_dbg_puts(iommu_strerror(err));
         microkit_dbg_puts(")\n");
     }
+}
+
+/* The next completion, waiting for it: the IOMMU PD runs at a higher priority on this core,
+ * so once the doorbell call returns, or the notification, it has posted it; a bound all
+ * the same, in case it is not serving. 1 if one was taken. */
+static int next_done(struct iommu_queue *q, struct iommu_queue_done *d)
+{
+    for (unsigned spins = 0; spins < 1000000; spins++) {
+        if (iommu_queue_take(q, d)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* MAP through the mapping queue (the doorbell call), DMA through that mapping, UNMAP
+ * through the queue (a notification), and DMA at the old IOVA once the UNMAP's completion
+ * says it is done: blocked (the IOMMU PD reports the fault). */
+static void through_the_queue(volatile uint8_t *page)
+{
+    struct iommu_queue q;
+    uint64_t err = iommu_queue_init(&q, iommu_queue, iommu_queue_size, C_EDU_DRIVER_QUEUE_ENTRIES, IOMMU);
+    if (err) {
+        say("its mapping queue", err);
+        return;
+    }
+    uint64_t tag = 0, taken = 0;
+    struct iommu_queue_done d = {0, 0, 0};
+    if (iommu_queue_post_map(&q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &tag) != 0) {
+        microkit_dbg_puts("c-edu: its mapping queue is full\n");
+        return;
+    }
+    err = iommu_queue_serve(&q, &taken);
+    if (err == 0 && (!next_done(&q, &d) || d.tag != tag)) {
+        microkit_dbg_puts("c-edu: no completion for its queued MAP\n");
+        return;
+    }
+    say(err ? "the doorbell call" : "MAP through its mapping queue (the doorbell call), completed", err ? err : d.err);
+    if (err || d.err) {
+        return;
+    }
+    uint64_t iova = d.value;
+    microkit_dbg_puts("c-edu: the queued MAP put its page at iova ");
+    put_hex(iova);
+    microkit_dbg_puts("\n");
+    microkit_dbg_puts(edu_round_trip(edu_bar, page, iova, 0x3c)
+                          ? "c-edu: DMA through the queue-made mapping copied the bytes\n"
+                          : "c-edu: DMA through the queue-made mapping FAILED\n");
+    if (iommu_queue_post_unmap(&q, MY_DEVICE, iova, &tag) != 0) {
+        microkit_dbg_puts("c-edu: its mapping queue is full\n");
+        return;
+    }
+    iommu_queue_notify(&q);
+    if (!next_done(&q, &d) || d.tag != tag) {
+        microkit_dbg_puts("c-edu: no completion for its queued UNMAP\n");
+        return;
+    }
+    say("UNMAP through its mapping queue (notified), completed", d.err);
+    /* The page is the driver's again: the device's write at the old IOVA must not land. */
+    microkit_dbg_puts(edu_write_misses(edu_bar, iova + 0x400, page + 0x400, 0x44)
+                          ? "c-edu: after the queued UNMAP's completion the old IOVA is dead\n"
+                          : "c-edu: after the queued UNMAP's completion the old IOVA still LANDS\n");
 }
 
 /* How many times init has run. Not in the image's zeroed data again on a restart: the IOMMU
@@ -130,6 +196,7 @@ void init(void)
     microkit_dbg_puts(edu_write_misses(edu_bar, iova + 0x800, page + 0x800, 0x22)
                           ? "c-edu: after UNMAP the old IOVA is dead\n"
                           : "c-edu: after UNMAP the old IOVA still LANDS\n");
+    through_the_queue(page);
 
     uint32_t grant = 0, theirs = 0;
     err = iommu_grant(IOMMU, MY_BUFFERS, EDU_DRIVER, 0, 0x1000, IOMMU_RIGHTS_READ, EDU_DRIVER_DEVICES, &grant, &theirs);

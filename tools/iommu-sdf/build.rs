@@ -1,7 +1,7 @@
 //! For the tests: generate the policy of `tests/sdf/ok.xml` with this crate's own
 //! generator, so a test can `include!` it and the compiler checks that generated policies
 //! type-check against the service core. The generator's layers below it (problem, model,
-//! board, topology, parse, plumbing, policy) are all it includes: imports run one way.
+//! board, topology, parse, plumbing, queues, policy) are all it includes: imports run one way.
 
 #[path = "src/board.rs"]
 #[allow(dead_code)]
@@ -24,6 +24,9 @@ mod policy;
 #[path = "src/problem.rs"]
 #[allow(dead_code)]
 mod problem;
+#[path = "src/queues.rs"]
+#[allow(dead_code)]
+mod queues;
 #[path = "src/topology.rs"]
 #[allow(dead_code)]
 mod topology;
@@ -39,6 +42,7 @@ fn main() {
         let text = std::fs::read_to_string(&src).unwrap();
         let (mut sys, _) = parse::parse(&text);
         topology::derive_streams(&mut sys, &board::Board::default());
+        queues::complete(&mut sys);
         let source = format!("tests/sdf/{name}.xml");
         std::fs::write(format!("{out}/{policy}.rs"), generate::policy_rust(&sys, &source)).unwrap();
     }

@@ -13,6 +13,7 @@ use core::ptr::NonNull;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
+use crate::queue::{MapQueue, Notify};
 use crate::{Channel, Client};
 
 const PAGE: usize = 4096;
@@ -149,6 +150,21 @@ pub enum Reach {
         /// How to reach the IOMMU PD.
         call: CallFn,
     },
+    /// As `PerRequest`, through the mapping queue installed with `IommuHal::install_queue`
+    /// instead of two calls: a buffer's UNMAP is posted when it is unshared, and sent with
+    /// the next buffer's MAP when that one is shared, one notification for both; `share`
+    /// returns once both completions are in, so the previous buffer is then out of the
+    /// device's reach, confirmed (`IommuHal::retired`), and only then is it the driver's
+    /// to read or reuse. The device reaches a buffer from its request's start until the
+    /// next request's start (or `IommuHal::flush_queue`).
+    Queued {
+        /// The capability for the memory.
+        cap: Handle,
+        /// Offset of `va`'s page in the capability (page-aligned).
+        cap_offset: u64,
+        /// The device the buffers are mapped for.
+        device: DeviceId,
+    },
     /// All of it, all the time, at `device_addr`: mapped once (a MAP the driver made), or
     /// by physical address for a stream in bypass. No call per buffer; the device can
     /// reach every buffer in it at any time.
@@ -167,16 +183,20 @@ impl InPlace {
         if end > self.len || buffer.is_empty() {
             return None;
         }
-        let (cap, cap_offset, device, call) = match self.reach {
-            Reach::Always { device_addr } => return Some(device_addr + start as u64),
-            Reach::PerRequest { cap, cap_offset, device, call } => (cap, cap_offset, device, call),
-        };
         let first = start / PAGE * PAGE;
         let len = (end.div_ceil(PAGE) * PAGE - first) as u64;
         // Stage-1 tables cannot say write-only, so a buffer the device writes is mapped
         // read/write; one it only reads is mapped read-only.
         let rights = if direction == BufferDirection::DriverToDevice { Rights::READ } else { Rights::READ_WRITE };
-        let iova = Client::new(FnChannel(call)).map(cap, device, cap_offset + first as u64, len, None, rights).ok()?;
+        let iova = match self.reach {
+            Reach::Always { device_addr } => return Some(device_addr + start as u64),
+            Reach::PerRequest { cap, cap_offset, device, call } => {
+                Client::new(FnChannel(call)).map(cap, device, cap_offset + first as u64, len, None, rights).ok()?
+            }
+            Reach::Queued { cap, cap_offset, device } => {
+                queued_map(cap, device, cap_offset + first as u64, len, rights)?
+            }
+        };
         Some(iova + (start - first) as u64)
     }
 
@@ -185,14 +205,92 @@ impl InPlace {
     fn unshare(&self, page: u64) -> bool {
         match self.reach {
             Reach::PerRequest { device, call, .. } => Client::new(FnChannel(call)).unmap(device, &[page]).is_ok(),
+            // Posted, sent with the next MAP (or by `flush_queue`).
+            Reach::Queued { device, .. } => {
+                let st = state();
+                let earlier = st.pending_unmap.replace((device, page));
+                earlier.is_none_or(|(d, p)| queued_exchange(Some((d, p)), None).is_some())
+            }
             Reach::Always { .. } => true,
         }
     }
 }
 
+/// Wakes the IOMMU PD, for the Hal's mapping queue (`Notify` as a plain function, because
+/// the `Hal` is static).
+#[derive(Debug, Clone, Copy)]
+pub struct NotifyFn(pub fn());
+
+impl Notify for NotifyFn {
+    fn notify(&mut self) {
+        (self.0)()
+    }
+}
+
+/// How many times `queued_exchange` looks for its completions before it gives up: the
+/// IOMMU PD runs at a higher priority on this core, so they are there when the
+/// notification returns, unless it is not serving at all.
+const QUEUE_PATIENCE: u32 = 1 << 20;
+
+/// Post `unmap` (device, IOVA) and a MAP (cap, device, offset, len, rights), notify once,
+/// and wait for both completions. Returns the MAP's result (`None` without a MAP); an
+/// UNMAP that is not confirmed is counted in `unmap_failures`, a confirmed one in
+/// `retired`. `None` too if the queue is full or the IOMMU PD never answers.
+fn queued_exchange(unmap: Option<(DeviceId, u64)>, map: Option<(Handle, DeviceId, u64, u64, Rights)>) -> Option<u64> {
+    let st = state();
+    let q = st.queue.as_mut()?;
+    let u = unmap.and_then(|(d, iova)| q.post_unmap(d, iova).ok());
+    if unmap.is_some() && u.is_none() {
+        st.unmap_failures += 1;
+        return None;
+    }
+    // A full ring refuses the MAP (the buffer is then copied); the UNMAP goes all the same.
+    let m = map.and_then(|(cap, device, offset, len, rights)| q.post_map(cap, device, offset, len, None, rights).ok());
+    q.notify();
+    let (mut waiting, mut mapped) = (u.is_some() as u32 + m.is_some() as u32, None);
+    let mut patience = QUEUE_PATIENCE;
+    while waiting > 0 && patience > 0 {
+        patience -= 1;
+        let Some(done) = q.completion() else {
+            if q.untaken() > 0 {
+                q.notify();
+            }
+            continue;
+        };
+        waiting -= 1;
+        if Some(done.tag) == u {
+            match done.result {
+                Ok(_) => st.retired += 1,
+                Err(_) => st.unmap_failures += 1,
+            }
+        } else if Some(done.tag) == m {
+            mapped = done.result.ok();
+        }
+    }
+    if waiting > 0 {
+        // Never answered: the UNMAP is not known to be done.
+        st.unmap_failures += u.is_some() as u64;
+        st.queue_stalls += 1;
+    }
+    mapped
+}
+
+/// The MAP of a queued buffer, sent with the UNMAP its predecessor left pending.
+fn queued_map(cap: Handle, device: DeviceId, offset: u64, len: u64, rights: Rights) -> Option<u64> {
+    let unmap = state().pending_unmap.take();
+    queued_exchange(unmap, Some((cap, device, offset, len, rights)))
+}
+
 struct Installed {
     pool: Option<DmaPool>,
     in_place: Option<InPlace>,
+    /// The mapping queue `Reach::Queued` posts to, and the UNMAP it has posted but not yet
+    /// sent: (device, IOVA).
+    queue: Option<MapQueue<'static, NotifyFn>>,
+    pending_unmap: Option<(DeviceId, u64)>,
+    /// Queued UNMAPs confirmed, and waits for completions that never came.
+    retired: u64,
+    queue_stalls: u64,
     /// In-place UNMAPs the IOMMU PD did not confirm (it blocks the device when that
     /// happens, so the buffer is safe, but the driver should know).
     unmap_failures: u64,
@@ -209,8 +307,16 @@ fn identity(paddr: u64, _size: usize) -> NonNull<u8> {
     NonNull::new(paddr as *mut u8).expect("MMIO at address 0")
 }
 
-static STATE: HalCell =
-    HalCell(UnsafeCell::new(Installed { pool: None, in_place: None, unmap_failures: 0, mmio: identity }));
+static STATE: HalCell = HalCell(UnsafeCell::new(Installed {
+    pool: None,
+    in_place: None,
+    queue: None,
+    pending_unmap: None,
+    retired: 0,
+    queue_stalls: 0,
+    unmap_failures: 0,
+    mmio: identity,
+}));
 
 fn state() -> &'static mut Installed {
     // SAFETY: see `HalCell`: one thread, and no reference outlives a Hal call.
@@ -245,9 +351,38 @@ impl IommuHal {
         state().in_place = Some(memory);
     }
 
-    /// Stop sharing buffers in place.
+    /// Stop sharing buffers in place (a queued UNMAP still pending is sent first).
     pub fn stop_sharing_in_place() {
+        Self::flush_queue();
         state().in_place = None;
+    }
+
+    /// The mapping queue that `Reach::Queued` buffers are mapped and unmapped through.
+    pub fn install_queue(queue: MapQueue<'static, NotifyFn>) {
+        state().queue = Some(queue);
+    }
+
+    /// Send the UNMAP the last queued buffer left pending, and wait for it: true once it
+    /// is confirmed (or there was none), and the buffer is the driver's again.
+    pub fn flush_queue() -> bool {
+        match state().pending_unmap.take() {
+            Some(unmap) => {
+                let failures = state().unmap_failures;
+                queued_exchange(Some(unmap), None);
+                state().unmap_failures == failures
+            }
+            None => true,
+        }
+    }
+
+    /// Queued UNMAPs the IOMMU PD confirmed.
+    pub fn retired() -> u64 {
+        state().retired
+    }
+
+    /// Waits for queue completions that never came (the IOMMU PD not serving).
+    pub fn queue_stalls() -> u64 {
+        state().queue_stalls
     }
 
     /// In-place UNMAPs the IOMMU PD did not confirm.

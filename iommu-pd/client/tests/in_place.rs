@@ -10,11 +10,12 @@ use std::ptr::NonNull;
 use iommu_client::hal::{DmaPool, InPlace, IommuHal, Reach};
 use iommu_client::{Channel, Client};
 use iommu_pd::model::ModelHw;
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_pd::Service;
 use iommu_protocol::{DeviceId, Handle, Op, Rights};
 use virtio_drivers::{BufferDirection, Hal};
 
-const PAGE: usize = 4096;
+mod common;
+use common::{pages, PAGE};
 
 thread_local! {
     static SERVICE: RefCell<Option<Service<'static, ModelHw>>> = const { RefCell::new(None) };
@@ -50,62 +51,13 @@ impl Channel for Direct {
     }
 }
 
-fn pages(n: usize) -> NonNull<u8> {
-    let layout = std::alloc::Layout::from_size_align(n * PAGE, PAGE).unwrap();
-    // SAFETY: non-zero size.
-    NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap()
-}
-
 #[test]
 fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
     // Host memory whose addresses stand for physical addresses: an 8-page pool and four
     // pages of in-place buffers (and a fifth page after them, not in-place memory).
     let (pool_mem, bufs) = (pages(8), pages(5));
     let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    // The pool and two in-place buffers at a time.
-    let clients =
-        Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16, max_grants: 0 }]));
-    let devices = Box::leak(Box::new([DeviceConfig {
-        name: "blk",
-        stream: 8,
-        extra_streams: &[],
-        owner: 0,
-        iova_base: 0x10_0000,
-        iova_size: 1 << 24,
-        resume_allowed: true,
-    }]));
-    let regions = Box::leak(Box::new([
-        RegionConfig { name: "pool", pa: pool_pa, size: 8 * PAGE as u64 },
-        RegionConfig { name: "buffers", pa: bufs_pa, size: 4 * PAGE as u64 },
-    ]));
-    let caps = Box::leak(Box::new([
-        CapConfig {
-            client: 0,
-            region: 0,
-            offset: 0,
-            len: 8 * PAGE as u64,
-            rights: Rights::READ_WRITE,
-            devices: 1,
-            grant_to: 0,
-        },
-        CapConfig {
-            client: 0,
-            region: 1,
-            offset: 0,
-            len: 4 * PAGE as u64,
-            rights: Rights::READ_WRITE,
-            devices: 1,
-            grant_to: 0,
-        },
-    ]));
-    let cfg = Config {
-        clients: &clients[..],
-        devices: &devices[..],
-        regions: &regions[..],
-        caps: &caps[..],
-        static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1 },
-    };
+    let cfg = common::pool_and_buffers(pool_pa, bufs_pa);
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
     let service = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
     SERVICE.with(|s| *s.borrow_mut() = Some(service));

@@ -4,7 +4,8 @@
 //! (read-write), holds two rings of `entries` slots each (a power of two): requests, which
 //! the client produces and the IOMMU PD consumes, and completions, the other way. Indices
 //! are free-running `u32`s (slot = index mod entries); a ring holds `tail - head` entries.
-//! The client posts entries, then notifies the IOMMU PD once for all of them; the IOMMU PD
+//! The client posts entries, then notifies the IOMMU PD once for all of them (or calls it,
+//! `SERVE`, when it waits for the completions anyway); the IOMMU PD
 //! takes at most `QUEUE_BATCH` of them per notification, checks and applies them exactly as
 //! it would the calls, confirms every UNMAP among them with one invalidation sync, and only
 //! then posts their completions (in request order) and notifies back.
@@ -32,10 +33,19 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// The most entries the IOMMU PD takes from one client's queue per notification: a flood
-/// in one queue delays another client's call by at most this many entries' work (and one
-/// sync) per queue.
+/// The most entries the IOMMU PD takes from one client's queue per notification (or
+/// doorbell call): a flood in one queue delays another client's call by at most this many
+/// entries' work (and one sync) per queue.
 pub const QUEUE_BATCH: usize = 64;
+
+/// The doorbell call: a client that waits for its completions anyway may call the IOMMU
+/// PD with this label (no message registers) instead of notifying it. The IOMMU PD serves
+/// one batch of the caller's queue, as for a notification, on the caller's time, and
+/// replies (label 0, one value: the entries it took) once the completions are posted; no
+/// notification follows. On seL4 a call takes the kernel's fastpath where a notification
+/// and the wake-up behind it take the slow path three times. A client without a queue is
+/// answered `UnknownOp`.
+pub const SERVE: u64 = 0x5100;
 
 /// The most slots a ring may have (a description asks for fewer).
 pub const MAX_QUEUE_ENTRIES: u32 = 1 << 16;

@@ -69,6 +69,7 @@ const KINDS: [(&str, u32); 9] = [
 
 const LIB_RS: &str = include_str!("../src/lib.rs");
 const FAULTS_RS: &str = include_str!("../src/faults.rs");
+const QUEUE_RS: &str = include_str!("../src/queue.rs");
 
 /// Module `module`'s constants in `src`, each `#define`d as `prefix` + its name with its
 /// value from `values` and its doc comment; every one must be in `values`, documented,
@@ -330,8 +331,83 @@ fn header() -> String {
         "_Static_assert(sizeof(struct iommu_fault_ring) == {}, \"FaultRing's size\");",
         size_of::<iommu_protocol::faults::FaultRing>()
     );
+    queue_section(w);
     let _ = writeln!(w, "\n#endif");
     h
+}
+
+/// The mapping queue (`iommu_protocol::queue`): its doorbell label, its bounds, and the
+/// region's layout as C structs, every offset and size asserted.
+fn queue_section(w: &mut String) {
+    use iommu_protocol::queue::{
+        layout as q, Completion, Entry, Header, ENTRY_MRS, MAX_QUEUE_ENTRIES, QUEUE_BATCH, SERVE,
+    };
+    let _ = writeln!(w, "\n/* The mapping queue: MAP and UNMAP posted in a region shared with the IOMMU PD. */");
+    c_comment(w, &doc_of(QUEUE_RS, "pub const SERVE: "));
+    let _ = writeln!(w, "#define IOMMU_QUEUE_SERVE {SERVE:#x}");
+    c_comment(w, &doc_of(QUEUE_RS, "pub const QUEUE_BATCH: "));
+    let _ = writeln!(w, "#define IOMMU_QUEUE_BATCH {QUEUE_BATCH}");
+    let _ = writeln!(w, "#define IOMMU_QUEUE_MAX_ENTRIES {MAX_QUEUE_ENTRIES}");
+    let _ = writeln!(w, "#define IOMMU_QUEUE_ENTRY_MRS {ENTRY_MRS}\n");
+    let _ = writeln!(w, "/* Read and written with atomics only: the other side is another address space. */");
+    let _ = writeln!(w, "struct iommu_queue_header {{");
+    let _ = writeln!(w, "    uint32_t request_tail;    /* requests posted (the client's; stored with release) */");
+    let _ = writeln!(w, "    uint32_t completion_head; /* completions read (the client's; stored with release) */");
+    let _ = writeln!(w, "    uint32_t client_pad[14];");
+    let _ = writeln!(w, "    uint32_t request_head;    /* requests taken (the IOMMU PD's; load with acquire) */");
+    let _ = writeln!(w, "    uint32_t completion_tail; /* completions posted (the IOMMU PD's; load with acquire) */");
+    let _ = writeln!(w, "    uint32_t server_pad[14];");
+    let _ = writeln!(w, "}};\n");
+    let _ = writeln!(w, "struct iommu_queue_entry {{");
+    let _ = writeln!(w, "    uint64_t label; /* IOMMU_OP_MAP or IOMMU_OP_UNMAP */");
+    let _ = writeln!(w, "    uint64_t tag;   /* the client's, copied into the completion */");
+    let _ = writeln!(w, "    uint64_t mrs[IOMMU_QUEUE_ENTRY_MRS]; /* the call's message registers */");
+    let _ = writeln!(w, "}};\n");
+    let _ = writeln!(w, "struct iommu_queue_completion {{");
+    let _ = writeln!(w, "    uint64_t tag;   /* the entry's */");
+    let _ = writeln!(w, "    uint64_t label; /* 0 or an IOMMU_ERR_* code */");
+    let _ = writeln!(w, "    uint64_t value; /* MAP's IOVA */");
+    let _ = writeln!(w, "}};\n");
+    let _ = writeln!(w, "/* The region: the header, then `entries` requests, then `entries` completions. */");
+    let _ = writeln!(w, "#define IOMMU_QUEUE_REQUESTS {}", q::REQUESTS);
+    let _ = writeln!(
+        w,
+        "#define IOMMU_QUEUE_COMPLETIONS(entries) (IOMMU_QUEUE_REQUESTS + {} * (uint64_t)(entries))",
+        q::ENTRY
+    );
+    let _ = writeln!(
+        w,
+        "#define IOMMU_QUEUE_REGION_SIZE(entries) (IOMMU_QUEUE_COMPLETIONS(entries) + {} * (uint64_t)(entries))\n",
+        q::COMPLETION
+    );
+    let header = [
+        ("request_tail", q::REQUEST_TAIL),
+        ("completion_head", q::COMPLETION_HEAD),
+        ("request_head", q::REQUEST_HEAD),
+        ("completion_tail", q::COMPLETION_TAIL),
+    ];
+    assert_layout(w, "iommu_queue_header", "Header", &header, size_of::<Header>());
+    let entry = [
+        ("label", core::mem::offset_of!(Entry, label)),
+        ("tag", core::mem::offset_of!(Entry, tag)),
+        ("mrs", core::mem::offset_of!(Entry, mrs)),
+    ];
+    assert_layout(w, "iommu_queue_entry", "Entry", &entry, size_of::<Entry>());
+    let completion = [
+        ("tag", core::mem::offset_of!(Completion, tag)),
+        ("label", core::mem::offset_of!(Completion, label)),
+        ("value", core::mem::offset_of!(Completion, value)),
+    ];
+    assert_layout(w, "iommu_queue_completion", "Completion", &completion, size_of::<Completion>());
+}
+
+/// Static assertions that C's `struct c_struct` has Rust's `rust` fields at `fields`'
+/// offsets and is `size` bytes.
+fn assert_layout(w: &mut String, c_struct: &str, rust: &str, fields: &[(&str, usize)], size: usize) {
+    for (name, off) in fields {
+        let _ = writeln!(w, "_Static_assert(offsetof(struct {c_struct}, {name}) == {off}, \"{rust}.{name}\");");
+    }
+    let _ = writeln!(w, "_Static_assert(sizeof(struct {c_struct}) == {size}, \"{rust}'s size\");");
 }
 
 #[test]
@@ -350,16 +426,13 @@ fn the_c_header_is_the_rust_declaration() {
     }
 }
 
-/// The C compiler agrees with the Rust layout (the header's static assertions), and the C
-/// functions send what the Rust encoding sends.
-#[test]
-fn c_calls_encode_as_the_rust_ones() {
-    let out = std::env::temp_dir().join(format!("iommu-c-encode-{}", std::process::id()));
+/// Compile `tests/c/encode.c` (iommu_client.h against the stand-in microkit.h) into `out`.
+fn build_encode_c(out: &Path) {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let built = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&out)
+        .arg(out)
         .arg(here.join("encode.c"))
         .arg("-I")
         .arg(&here)
@@ -368,6 +441,14 @@ fn c_calls_encode_as_the_rust_ones() {
         .status()
         .expect("a C compiler (cc) on the host");
     assert!(built.success(), "the C client does not compile");
+}
+
+/// The C compiler agrees with the Rust layout (the header's static assertions), and the C
+/// functions send what the Rust encoding sends.
+#[test]
+fn c_calls_encode_as_the_rust_ones() {
+    let out = std::env::temp_dir().join(format!("iommu-c-encode-{}", std::process::id()));
+    build_encode_c(&out);
     // A ring as the service leaves it: three records, the first already read (the C
     // reader starts at sequence number 1).
     let mut ring = iommu_protocol::faults::FaultRing::default();
@@ -453,6 +534,82 @@ fn c_calls_encode_as_the_rust_ones() {
     }
     assert!(text.lines().any(|l| l == "next 3"), "{text}");
     assert!(text.lines().any(|l| l == format!("take_faults {} 1 2", Op::AckFaults as u64)), "{text}");
+}
+
+/// The C queue functions write what the Rust queue reads (the same labels and message
+/// registers as the Rust encoding of the same MAP and UNMAP), wake the IOMMU PD both ways,
+/// stop at a full ring, and read back the completions the Rust side posts.
+#[test]
+fn c_queue_entries_are_the_rust_encoding() {
+    use iommu_protocol::queue::{Cursor, OwnedQueue, QUEUE_BATCH, SERVE};
+    let out = std::env::temp_dir().join(format!("iommu-c-queue-{}", std::process::id()));
+    build_encode_c(&out);
+    // The IOMMU PD has served 5 entries of this queue before: the C side starts from there.
+    let region = OwnedQueue::<8>::default();
+    let q = region.queue().unwrap();
+    let mut cursor = Cursor { request_head: 5, completion_tail: 5 };
+    q.reset(&cursor);
+    let file = out.with_extension("queue");
+    let bytes = |r: &OwnedQueue<8>| {
+        // SAFETY: the region is plain memory of its own size.
+        unsafe { std::slice::from_raw_parts((r as *const OwnedQueue<8>).cast::<u8>(), size_of::<OwnedQueue<8>>()) }
+            .to_vec()
+    };
+    std::fs::write(&file, bytes(&region)).unwrap();
+    let run = |phase: &str| {
+        let r = Command::new(&out).arg(phase).arg(&file).output().unwrap();
+        String::from_utf8(r.stdout).unwrap()
+    };
+    let text = run("qp");
+    let read_back = || {
+        let b = std::fs::read(&file).unwrap();
+        let r = Box::<OwnedQueue<8>>::default();
+        // SAFETY: as above, and `b` holds that many bytes (the C program wrote the region).
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), (&*r as *const OwnedQueue<8>).cast_mut().cast::<u8>(), b.len())
+        };
+        r
+    };
+    let region = read_back();
+    let q = region.queue().unwrap();
+    assert!(text.lines().any(|l| l == "queue_init_bad 7 7"), "a count not a power of two, a region too small: {text}");
+    assert!(text.lines().any(|l| l == "queue_posted 0 0 0 1 2"), "{text}");
+    assert!(text.lines().any(|l| l == "queue_notified 2"), "{text}");
+    assert!(text.lines().any(|l| l == format!("queue_serve {SERVE} 0")), "{text}");
+    assert!(text.lines().any(|l| l == "queue_full 1 8"), "the ring holds 8 and refuses the ninth: {text}");
+    assert_eq!(q.takeable(&cursor, QUEUE_BATCH), 8);
+    let mut iovas = [0; MAX_UNMAP_RANGES];
+    iovas[0] = 0x8000;
+    let wants = [
+        Request::Map {
+            cap: Handle(3),
+            device: DeviceId(1),
+            offset: 0x1000,
+            len: 0x4000,
+            iova: Some(0x10_0000),
+            rights: Rights::READ,
+        },
+        Request::Unmap { device: DeviceId(2), iovas, count: 1 },
+    ];
+    for (i, want) in wants.into_iter().enumerate() {
+        let mut mrs = [0; MAX_MRS];
+        let (label, _) = want.encode(&mut mrs);
+        let t = q.read(&cursor, i);
+        assert_eq!((t.label, t.tag, t.mrs), (label, i as u64, [mrs[0], mrs[1], mrs[2], mrs[3]]), "entry {i}");
+    }
+    // The Rust side answers the first two; the C side reads the answers in order.
+    q.write_completion(&cursor, 0, 0, 0, 0x10_0000);
+    q.write_completion(&cursor, 1, 1, ErrorCode::NotMapped as u64, 0);
+    q.publish(&mut cursor, 2);
+    std::fs::write(&file, bytes(&region)).unwrap();
+    let text = run("qt");
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&file);
+    let done: Vec<&str> = text.lines().filter(|l| l.starts_with("queue_done")).collect();
+    assert_eq!(
+        done,
+        [format!("queue_done 0 0 {}", 0x10_0000), format!("queue_done 1 {} 0", ErrorCode::NotMapped as u64)]
+    );
 }
 
 /// The fault kinds a client reads are SMMUv3's event numbers.

@@ -27,6 +27,7 @@ use sel4_microkit::{
 };
 
 mod pci;
+mod queues;
 
 mod policy {
     include!(env!("IOMMU_POLICY_RS"));
@@ -118,7 +119,7 @@ const POLL_US: u64 = 10_000;
 const REFUSAL_BURST: u32 = 8;
 const REFUSAL_EVERY_US: u64 = 100_000;
 
-type Svc = Service<'static, backend::Hw>;
+pub(crate) type Svc = Service<'static, backend::Hw>;
 
 /// A client stopped one of its devices: say what the SMMU now holds for it, read back
 /// (its stream table entry, and how many pages are still mapped for it: none), and what
@@ -174,6 +175,7 @@ fn init() -> IommuPd {
             }
             IommuPd {
                 service: Some(service),
+                queues: queues::Queues::mapped(),
                 down: None,
                 refused: 0,
                 ecam,
@@ -198,6 +200,8 @@ fn init() -> IommuPd {
             debug_println!("iommu: every request is refused (Unavailable)");
             IommuPd {
                 service: None,
+                // Never served: nothing is, with no service.
+                queues: queues::Queues::mapped(),
                 down: Some(Down { why, closed }),
                 refused: 0,
                 ecam,
@@ -277,6 +281,8 @@ impl core::fmt::Display for Down {
 
 struct IommuPd {
     service: Option<Svc>,
+    /// The clients' mapping queues, served when their clients notify.
+    queues: queues::Queues,
     /// Why there is no service, when there is none.
     down: Option<Down>,
     /// Requests refused for want of a service.
@@ -298,6 +304,13 @@ impl Handler for IommuPd {
         // A device the SMMU would not block may still reach what was taken from it: any
         // wake-up is a chance to retry, not only a request (`handle` retries first too).
         service.retry_blocks();
+        // Mapping queues first: a client waits on its completions, and a fault report
+        // can wait a batch. A batch is a request: the SMMU may show that it failed there.
+        self.queues.serve(service, channels);
+        if backend::failure(service.hw_mut()).is_some() {
+            self.fail_service();
+            return Ok(());
+        }
         let timer = irqs::TIMER && channels.contains(TIMER_IRQ);
         if backend::interrupted(channels) || timer || !irqs::WIRED {
             // Every fault the SMMU recorded, routed to its device's owner (`notify`: the
@@ -367,6 +380,7 @@ impl Handler for IommuPd {
         service.retry_blocks();
         let client = child.index() - 1;
         self.say_refusals(client, name);
+        self.queues.report(client);
         let Some(service) = self.service.as_mut() else { return Ok(None) };
         let owned = |d: usize| policy::DEVICES[d].owner == client;
         let mut pages = 0;
@@ -445,6 +459,21 @@ impl Handler for IommuPd {
                 *d = *s;
             }
         });
+        // The mapping queue's doorbell: one batch of the caller's queue, and the reply.
+        if msg_info.label() == iommu_protocol::queue::SERVE {
+            service.retry_blocks();
+            let served = self.queues.serve_one(service, client);
+            if backend::failure(service.hw_mut()).is_some() {
+                self.fail_service();
+            }
+            return Ok(match served {
+                Some(n) => {
+                    with_msg_regs_mut(|regs| regs[0] = n as u64);
+                    MessageInfo::new(0, 1)
+                }
+                None => MessageInfo::new(iommu_protocol::ErrorCode::UnknownOp as u64, 0),
+            });
+        }
         #[cfg(feature = "measure-bypass")]
         if msg_info.label() == iommu_protocol::measure::BYPASS {
             let label = backend::measure_bypass(service, client, &mrs[..n]).map_or_else(|e| e as u64, |()| 0);
@@ -557,6 +586,8 @@ impl IommuPd {
         let service = self.service.as_mut()?;
         self.restarts[client] += 1;
         let ready = service.client_ready(client);
+        // What it posted died with it; its queue starts over where the service now is.
+        self.queues.restart(service, client);
         let mut regs = sel4::UserContext::default();
         *regs.pc_mut() = entry;
         *regs.sp_mut() = STACK_TOP;

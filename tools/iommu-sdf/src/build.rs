@@ -12,7 +12,7 @@ use crate::plumbing::attr;
 pub use crate::policy::{dma_regions, policy};
 
 /// Elements only this tool understands; the Microkit tool must not see them.
-const OURS: &[&str] = &["io_address_space", "dma_capability", "dma_quota", "iommu", "pci_bridge"];
+const OURS: &[&str] = &["io_address_space", "dma_capability", "dma_quota", "dma_queue", "iommu", "pci_bridge"];
 
 /// The symbol through which the IOMMU PD learns a region's physical address.
 pub fn paddr_symbol(region: &str) -> String {
@@ -31,19 +31,33 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
             // user's file. The generated top-level plumbing takes `<iommu>`'s first line.
             let (start, end) = (n.range().start, n.range().end);
             let breaks = text[start..end].matches('\n').count();
-            let generated = if n.has_tag_name("iommu") { sys.generated.top.as_str() } else { "" };
+            // A queue's region takes its `<dma_queue>`'s first line.
+            let region = if n.has_tag_name("dma_queue") {
+                let line = doc.text_pos_at(start).row;
+                sys.generated.queue_regions.iter().find(|(l, _)| *l == line)
+            } else {
+                None
+            };
+            let generated = match region {
+                Some((_, xml)) => xml.as_str(),
+                None if n.has_tag_name("iommu") => sys.generated.top.as_str(),
+                None => "",
+            };
             cut.push((start, end, format!("{generated}{}", "\n".repeat(breaks))));
         }
     }
     // Generated child ids, at the end of each child's start tag.
     for (pd, id) in &sys.generated.child_ids {
-        let node = doc
-            .descendants()
-            .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd.as_str()))
-            .ok_or_else(|| format!("no protection domain `{pd}`"))?;
-        let start = node.range().start;
-        let close = start + text[start..].find('>').ok_or("an unclosed start tag")?;
+        let close = start_tag_end(&doc, text, pd)?;
         cut.push((close, close, format!(" id=\"{id}\"")));
+    }
+    // Generated maps in a client (its queue), just after its start tag, on its line.
+    for (pd, xml) in &sys.generated.in_pd {
+        let close = start_tag_end(&doc, text, pd)?;
+        if text[..close].ends_with('/') {
+            return Err(format!("protection domain `{pd}` has no program (a self-closed element)"));
+        }
+        cut.push((close + 1, close + 1, xml.clone()));
     }
     if let Some(iommu) = &sys.iommu {
         let pd = doc
@@ -73,6 +87,16 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
     }
     out.push_str(&text[at..]);
     Ok(out)
+}
+
+/// Where protection domain `pd`'s start tag ends in `text`: the offset of its `>`.
+fn start_tag_end(doc: &Document, text: &str, pd: &str) -> Result<usize, String> {
+    let node = doc
+        .descendants()
+        .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd))
+        .ok_or_else(|| format!("no protection domain `{pd}`"))?;
+    let start = node.range().start;
+    Ok(start + text[start..].find('>').ok_or("an unclosed start tag")?)
 }
 
 /// `Rights` as Rust source.
@@ -236,6 +260,14 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     }
     let _ = writeln!(o, "];\n");
 
+    let queues = crate::queues::policy_queues(sys);
+    let _ = writeln!(o, "/// Mapping queues (<dma_queue>): (client, where this PD maps the region, entries a ring).");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub static QUEUES: [(usize, usize, u32); {}] = [", queues.len());
+    for (client, va, entries) in &queues {
+        let _ = writeln!(o, "    ({client}, {va:#x}, {entries}),");
+    }
+    let _ = writeln!(o, "];\n");
     let _ = writeln!(o, "/// The SMMU's set-up: StreamID and IOVA widths the description needs.");
     let _ = writeln!(o, "#[allow(dead_code)]");
     let _ = writeln!(o, "pub const STREAM_ID_BITS: u32 = {};", p.stream_id_bits);

@@ -17,6 +17,8 @@
 //!   map, for which of its devices; `parent` derives a narrower one statically, for the
 //!   parent's holder or for a PD in the parent's `grant_to`;
 //! - `<dma_quota pd mappings pages>`;
+//! - `<dma_queue pd entries vaddr>`: a client's mapping queue; `build` writes its region
+//!   and maps it into the client and the IOMMU PD only (`queues`);
 //! - `<iommu pd stream_table cmdq eventq context_descriptors table_pool>`: the IOMMU PD
 //!   and the regions no device may ever reach. With the SMMU's registers (the region the
 //!   IOMMU PD maps with `setvar_vaddr="smmu_regs"`), they are the IOMMU's own: no other PD
@@ -54,6 +56,7 @@ pub mod placement;
 pub mod plumbing;
 pub mod policy;
 pub mod problem;
+pub mod queues;
 pub mod report;
 pub mod rules;
 pub mod topology;
@@ -127,6 +130,7 @@ pub fn check_text_on(text: &str, board: &Board) -> (model::System, Vec<Problem>)
         Target::Arm => {
             topology::derive_streams(&mut sys, board);
             plumbing::complete(&mut sys);
+            queues::complete(&mut sys);
             let mut found = rules::check(&sys, board);
             found.extend(policy::check(&sys));
             let numbers = numbers::check(&sys);

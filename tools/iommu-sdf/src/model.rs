@@ -292,6 +292,23 @@ pub struct DmaQuota {
     pub line: Line,
 }
 
+/// `<dma_queue>`: a client's mapping queue (`iommu_protocol::queue`) of `entries` slots a
+/// ring. `crate::queues::complete` writes its region, `<pd>_queue`, and maps it into the
+/// client (at `vaddr`, or where it chooses) and into the IOMMU PD, and fills in where.
+#[derive(Debug, Clone)]
+pub struct DmaQueue {
+    pub pd: String,
+    pub entries: u64,
+    /// The client's map of the region: `vaddr` as written, then as generated.
+    pub vaddr: Option<u64>,
+    /// The IOMMU PD's map of the region, once generated.
+    pub iommu_vaddr: Option<u64>,
+    /// The description declared a region of the queue's name itself (no region was
+    /// generated, and `check` refuses it).
+    pub name_taken: bool,
+    pub line: Line,
+}
+
 /// `<iommu>`: which PD owns the IOMMU, the regions it keeps private (tables, queues),
 /// and its page-table pool.
 #[derive(Debug, Clone)]
@@ -334,6 +351,8 @@ pub struct System {
     pub unread_bars: Vec<String>,
     pub caps: Vec<DmaCapability>,
     pub quotas: Vec<DmaQuota>,
+    /// `<dma_queue>`s, in description order.
+    pub queues: Vec<DmaQueue>,
     pub iommu: Option<Iommu>,
     /// The line of `<domains>` (or `<domain_schedule>`), when the description schedules
     /// seL4 domains.
@@ -521,6 +540,10 @@ pub struct Generated {
     /// (name, line): taken as they are, so `check` refuses them (a stream table of the
     /// user's size and place is not what the IOMMU PD was built for).
     pub adopted: Vec<(String, Line)>,
+    /// Each generated queue region, written where its `<dma_queue>` was: (line, XML).
+    pub queue_regions: Vec<(Line, String)>,
+    /// Maps written just after a client's start tag: (PD, XML).
+    pub in_pd: Vec<(String, String)>,
 }
 
 /// The highest channel, interrupt and child id in a PD: the Microkit tool's `PD_MAX_ID`

@@ -22,6 +22,7 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("pci_bridge", &["bdf", "kind", "secondary", "subordinate", "acs"]),
     ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices", "grant_to"]),
     ("dma_quota", &["pd", "mappings", "pages", "grants"]),
+    ("dma_queue", &["pd", "entries", "vaddr"]),
     (
         "iommu",
         &["pd", "stream_table", "cmdq", "eventq", "context_descriptors", "table_pool", "fault_window_us", "max_faults"],
@@ -630,6 +631,20 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     (r.number(n, "mappings").unwrap_or(u64::MAX), r.number(n, "pages").unwrap_or(u64::MAX));
                 let grants = r.number(n, "grants").unwrap_or(DEFAULT_GRANTS);
                 sys.quotas.push(DmaQuota { pd, mappings, pages, grants, line: r.line(n) });
+            }
+            "dma_queue" => {
+                let Some(pd) = r.required(n, "pd") else { continue };
+                let Some(entries) = r.number(n, "entries") else {
+                    if n.attribute("entries").is_none() {
+                        r.problem(n, "missing attribute `entries`".into(), "add entries=\"64\" (a power of two)");
+                    }
+                    continue;
+                };
+                let vaddr = r.number(n, "vaddr");
+                if n.attribute("vaddr").is_some() && vaddr.is_none() {
+                    continue;
+                }
+                sys.queues.push(DmaQueue { pd, entries, vaddr, iommu_vaddr: None, name_taken: false, line: r.line(n) });
             }
             "iommu" => {
                 // One IOMMU PD: a second element would silently replace the first.

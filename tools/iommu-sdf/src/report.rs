@@ -202,6 +202,7 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
         let _ = writeln!(o, "NOT ISOLATED: {}", clashes.join("; "));
     }
     pci(sys, &mut o);
+    queues(sys, &mut o);
     // What each driver passes in its requests, as `build` writes it into `<pd>_iommu.h`.
     let numbers = crate::numbers::numbers(sys);
     if !numbers.is_empty() {
@@ -228,6 +229,32 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
         }
     }
     o
+}
+
+/// The clients with a mapping queue (`<dma_queue>`), its size and where it is mapped;
+/// nothing when none has one (every MAP and UNMAP is then a call).
+fn queues(sys: &System, o: &mut String) {
+    let queues: Vec<&DmaQueue> = sys.queues.iter().filter(|q| q.iommu_vaddr.is_some()).collect();
+    if queues.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\n## Mapping queues (`<dma_queue>`)\n");
+    let _ = writeln!(o, "Mapped by the client and the IOMMU PD only; no device reaches them. The IOMMU PD takes at most {} entries of a queue per notification or doorbell call.\n", iommu_protocol::queue::QUEUE_BATCH);
+    let _ = writeln!(o, "| Client | Entries a ring | Region (bytes) | Client's map | IOMMU PD's map |");
+    let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+    for q in queues {
+        let name = crate::queues::region_name(&q.pd);
+        let size = sys.region(&name).map_or(0, |r| r.size);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} ({size:#x}) | {:#x} | {:#x} |",
+            cell(&q.pd),
+            q.entries,
+            cell(&name),
+            q.vaddr.unwrap_or(0),
+            q.iommu_vaddr.unwrap_or(0)
+        );
+    }
 }
 
 /// The PCI topology: the bridges with the bus numbers and memory windows the PCI owner

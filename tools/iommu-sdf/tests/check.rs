@@ -11,7 +11,15 @@ fn sdf(name: &str) -> String {
 
 #[test]
 fn valid_descriptions_pass() {
-    for name in ["ok.xml", "ok-children.xml", "ok-vm.xml", "ok-pci.xml", "plain-microkit.xml", "plain-prefill.xml"] {
+    for name in [
+        "ok.xml",
+        "ok-children.xml",
+        "ok-vm.xml",
+        "ok-pci.xml",
+        "ok-queue.xml",
+        "plain-microkit.xml",
+        "plain-prefill.xml",
+    ] {
         let text = sdf(name);
         let (sys, problems) = iommu_sdf::check_text(&text);
         assert!(problems.is_empty(), "{name}: {problems:#?}");

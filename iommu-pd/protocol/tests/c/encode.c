@@ -7,6 +7,7 @@
 uint64_t stub_mrs[128];
 microkit_msginfo stub_call;
 uint64_t stub_reply[16] = {0x100000005, 7, 0, 0, 0, 0, 0, 0, 0, 0};
+unsigned stub_notified;
 
 static void sent(const char *what)
 {
@@ -37,6 +38,78 @@ static void faults(const char *path)
     }
     printf("next %llu\n", (unsigned long long)next);
     sent("take_faults");
+}
+
+/* A queue region of 8 slots, as the IOMMU PD left it, read from `path`; written back after. */
+static struct {
+    struct iommu_queue_header header;
+    struct iommu_queue_entry requests[8];
+    struct iommu_queue_completion completions[8];
+} region __attribute__((aligned(4096)));
+
+static int load(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    int ok = f && fread(&region, sizeof region, 1, f) == 1;
+    if (f) {
+        fclose(f);
+    }
+    return ok;
+}
+
+static void store(const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(&region, sizeof region, 1, f);
+        fclose(f);
+    }
+}
+
+/* Post a MAP and an UNMAP, notify, ring the doorbell; the region goes back to the test. */
+static void queue_post(const char *path)
+{
+    _Static_assert(sizeof region == IOMMU_QUEUE_REGION_SIZE(8), "the region's size");
+    struct iommu_queue q;
+    if (!load(path) || iommu_queue_init(&q, (uintptr_t)&region, sizeof region, 8, 2) != 0) {
+        printf("no queue\n");
+        return;
+    }
+    printf("queue_init_bad %llu %llu\n", (unsigned long long)iommu_queue_init(&q, (uintptr_t)&region, sizeof region, 6, 2),
+           (unsigned long long)iommu_queue_init(&q, (uintptr_t)&region, sizeof region - 1, 8, 2));
+    iommu_queue_init(&q, (uintptr_t)&region, sizeof region, 8, 2);
+    uint64_t t1 = 9, t2 = 9, taken = 0;
+    int a = iommu_queue_post_map(&q, 3, 1, 0x1000, 0x4000, 0x100000, IOMMU_RIGHTS_READ, &t1);
+    int b = iommu_queue_post_unmap(&q, 2, 0x8000, &t2);
+    printf("queue_posted %d %d %llu %llu %u\n", a, b, (unsigned long long)t1, (unsigned long long)t2,
+           iommu_queue_untaken(&q));
+    iommu_queue_notify(&q);
+    printf("queue_notified %u\n", stub_notified);
+    iommu_queue_serve(&q, &taken);
+    sent("queue_serve");
+    /* Six more fill the ring; the ninth is refused. */
+    int full = 0;
+    for (int i = 0; i < 7; i++) {
+        full += iommu_queue_post_unmap(&q, 0, 0x1000 * (uint64_t)i, NULL);
+    }
+    printf("queue_full %d %u\n", full, iommu_queue_untaken(&q));
+    store(path);
+}
+
+/* Take what the IOMMU PD posted (without starting over: iommu_queue_init would drop it). */
+static void queue_take(const char *path)
+{
+    if (!load(path)) {
+        printf("no queue\n");
+        return;
+    }
+    struct iommu_queue q = {&region.header, region.requests, region.completions, 8, 0, 2};
+    struct iommu_queue_done d;
+    while (iommu_queue_take(&q, &d)) {
+        printf("queue_done %llu %llu %llu\n", (unsigned long long)d.tag, (unsigned long long)d.err,
+               (unsigned long long)d.value);
+    }
+    store(path);
 }
 
 int main(int argc, char **argv)
@@ -74,6 +147,14 @@ int main(int argc, char **argv)
     printf("reply %llu %u %u\n", (unsigned long long)iova, grant, theirs);
     for (uint64_t err = 0; err < 64; err++) {
         printf("strerror %llu %s\n", (unsigned long long)err, iommu_strerror(err));
+    }
+    if (argc > 2 && argv[1][0] == 'q') {
+        if (argv[1][1] == 'p') {
+            queue_post(argv[2]);
+        } else {
+            queue_take(argv[2]);
+        }
+        return 0;
     }
     if (argc > 1) {
         faults(argv[1]);

@@ -1,10 +1,12 @@
 //! The bypass-vs-service measurement: the virtio-blk driver reads a 64 MiB file from its
-//! disk, in one run, on six paths, and reports the ratios of the times and the MAP/UNMAP
+//! disk, in one run, on eight paths, and reports the ratios of the times and the MAP/UNMAP
 //! calls it made per request. The paths (`Path`) differ in whether the SMMU translates
 //! (through the service, or the stream in bypass) and in where the device puts the data:
 //! copied through the driver's pool (as `system.xml`'s driver does), in the driver's
 //! buffer mapped for each request (a MAP when shared, an UNMAP, confirmed, when
-//! unshared), or in its buffer mapped once; and, to tell what mapping per request costs
+//! unshared; or the same through the mapping queue, a request's MAP posted with the
+//! previous request's UNMAP, one doorbell call or one notification for both), or in its
+//! buffer mapped once; and, to tell what mapping per request costs
 //! apart from the calls it takes, mapped once with two calls per request that change
 //! nothing (RESUME of its running device), the same number of protected procedure calls.
 //!
@@ -21,14 +23,19 @@
 #![no_main]
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use blk_driver::{place_device, Blk};
 use client_channel::{calls, Ppc};
 use generic_timer::{ms, ticks};
-use iommu_client::hal::{DmaPool, InPlace, IommuHal, Reach};
+use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach};
+use iommu_client::queue::MapQueue;
 use iommu_client::Client;
+use iommu_protocol::queue::{self, layout, Queue};
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Op, Rights};
-use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, var, Channel, Handler, Infallible};
+use sel4_microkit::{
+    debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Handler, Infallible, MessageInfo,
+};
 use virtio_drivers::device::blk::SECTOR_SIZE;
 
 const IOMMU: Channel = Channel::new(0);
@@ -48,6 +55,10 @@ const BLOCK: usize = 1 << 20;
 const BLOCKS: usize = FILE_BYTES / BLOCK;
 /// Passes over the file (each reads it once on every path), after one warm-up pass.
 const PASSES: usize = 3;
+/// The slots of each ring of this PD's mapping queue: images/blk-bench.xml's
+/// `<dma_queue entries>` (the region's size, which the Microkit tool patches, is checked
+/// against it before the queue is used).
+const QUEUE_ENTRIES: u32 = 64;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
@@ -66,10 +77,25 @@ enum Path {
     /// The stream in bypass, the driver's buffer by physical address, no copy: the best a
     /// driver can do without an IOMMU.
     BypassInPlace,
+    /// Through the service, the driver's buffers mapped for each request through the
+    /// mapping queue: a request's MAP goes with the previous request's UNMAP, so requests
+    /// alternate between two buffers, and each is read only once its UNMAP is confirmed.
+    /// The IOMMU PD is woken by the doorbell call (`queue::SERVE`).
+    Queued,
+    /// As `Queued`, the IOMMU PD woken by a notification, which it answers with one.
+    QueuedNotified,
 }
 
-const PATHS: [Path; 6] =
-    [Path::Bypass, Path::Pool, Path::PerRequest, Path::MappedOnce, Path::TwoCalls, Path::BypassInPlace];
+const PATHS: [Path; 8] = [
+    Path::Bypass,
+    Path::Pool,
+    Path::PerRequest,
+    Path::MappedOnce,
+    Path::TwoCalls,
+    Path::BypassInPlace,
+    Path::Queued,
+    Path::QueuedNotified,
+];
 
 impl Path {
     fn bypassed(self) -> bool {
@@ -84,6 +110,8 @@ impl Path {
             Path::MappedOnce => "through the service, in place, mapped once",
             Path::TwoCalls => "through the service, in place, mapped once, two calls per request",
             Path::BypassInPlace => "in bypass, in place",
+            Path::Queued => "through the service, in place, mapped per request through the queue",
+            Path::QueuedNotified => "through the service, in place, mapped per request through the queue, notified",
         }
     }
 }
@@ -106,11 +134,10 @@ fn ratio(a: u64, b: u64) -> Ratio {
     Ratio(a.saturating_mul(100) / b.max(1))
 }
 
-/// Read MiB `block` of the file: the ticks spent in the requests, the MAP and UNMAP calls
-/// made meanwhile, and whether every word was right. With `calls`, each request is
+/// Read MiB `block` of the file: the ticks spent in the requests, and whether every word
+/// was right. With `calls`, each request is
 /// bracketed by two calls to the IOMMU PD that change nothing, timed with it.
-fn read_block(blk: &mut Blk, block: usize, buf: &mut [u8; CHUNK], calls_too: bool) -> (u64, u64, bool) {
-    let calls_before = calls(Op::Map) + calls(Op::Unmap);
+fn read_block(blk: &mut Blk, block: usize, buf: &mut [u8; CHUNK], calls_too: bool) -> (u64, bool) {
     let mut spent = 0;
     let mut iommu = Client::new(Ppc(IOMMU));
     for c in 0..BLOCK / CHUNK {
@@ -123,17 +150,90 @@ fn read_block(blk: &mut Blk, block: usize, buf: &mut [u8; CHUNK], calls_too: boo
         spent += ticks() - t0;
         if !(before && after) {
             debug_println!("blk-bench: a RESUME of the running disk was refused");
-            return (spent, 0, false);
+            return (spent, false);
         }
-        let right = buf.chunks_exact(8).enumerate().all(|(i, w)| {
-            u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == (offset + 8 * i) as u64
-        });
+        let right = right(buf, offset);
         if res.is_err() || !right {
             debug_println!("blk-bench: read at file offset {offset:#x}: {res:?}, data right: {right}");
-            return (spent, 0, false);
+            return (spent, false);
         }
     }
-    (spent, calls(Op::Map) + calls(Op::Unmap) - calls_before, true)
+    (spent, true)
+}
+
+/// Whether `buf` holds the file's bytes at `offset` (each 64-bit word its own offset).
+fn right(buf: &[u8; CHUNK], offset: usize) -> bool {
+    buf.chunks_exact(8)
+        .enumerate()
+        .all(|(i, w)| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == (offset + 8 * i) as u64)
+}
+
+/// Read MiB `block` of the file in place through the mapping queue, alternating between
+/// the two halves of the buffer: request c's share sends c's MAP with c - 1's UNMAP, and
+/// half (c - 1) % 2 is checked only after that (it is out of the device's reach by
+/// then, confirmed); the last is unmapped by `flush_queue`, timed too. The ticks spent,
+/// the queued UNMAPs confirmed meanwhile, and whether every word was right.
+fn read_block_queued(blk: &mut Blk, block: usize, halves: [NonNull<[u8; CHUNK]>; 2]) -> (u64, u64, bool) {
+    let retired = IommuHal::retired();
+    let (mut spent, mut ok) = (0, true);
+    let chunks = BLOCK / CHUNK;
+    let offset = |c: usize| block * BLOCK + c * CHUNK;
+    for c in 0..=chunks {
+        if c < chunks {
+            // SAFETY: this half's last UNMAP was confirmed (at request c - 1's share), so
+            // it is this PD's alone until it is shared again, in read_blocks below.
+            let buf = unsafe { &mut *halves[c % 2].as_ptr() };
+            buf.fill(0xa5);
+            let t0 = ticks();
+            let res = blk.read_blocks(FILE_SECTOR + offset(c) / SECTOR_SIZE, buf);
+            spent += ticks() - t0;
+            if res.is_err() {
+                debug_println!("blk-bench: queued read at file offset {:#x}: {res:?}", offset(c));
+                return (spent, 0, false);
+            }
+        } else {
+            let t0 = ticks();
+            ok &= IommuHal::flush_queue();
+            spent += ticks() - t0;
+        }
+        if c > 0 {
+            // SAFETY: request c - 1's half, whose UNMAP is confirmed.
+            let done = unsafe { &*halves[(c - 1) % 2].as_ptr() };
+            if !right(done, offset(c - 1)) {
+                debug_println!("blk-bench: queued read at file offset {:#x}: data wrong", offset(c - 1));
+                return (spent, 0, false);
+            }
+        }
+    }
+    (spent, IommuHal::retired() - retired, ok)
+}
+
+/// How the queue paths wake the IOMMU PD: the doorbell call, or a notification.
+static DOORBELL: AtomicBool = AtomicBool::new(true);
+
+fn wake_iommu_pd() {
+    if DOORBELL.load(Ordering::Relaxed) {
+        // Its reply comes once the batch's completions are posted (its value, the entries
+        // taken, is not needed: `IommuHal` reads the completions).
+        IOMMU.pp_call(MessageInfo::new(queue::SERVE, 0));
+    } else {
+        IOMMU.notify();
+    }
+}
+
+/// This PD's mapping queue (`<dma_queue>`), if the description gives it one of
+/// `QUEUE_ENTRIES` slots.
+fn map_queue() -> Option<MapQueue<'static, NotifyFn>> {
+    let base: NonNull<u8> = memory_region_symbol!(iommu_queue: *mut u8);
+    let size = *var!(iommu_queue_size: usize = 0);
+    if size < layout::region_size(QUEUE_ENTRIES) {
+        debug_println!("blk-bench: no mapping queue of {QUEUE_ENTRIES} entries here ({size:#x} bytes mapped)");
+        return None;
+    }
+    // SAFETY: the description maps the queue region here, `size` bytes (checked above to
+    // hold the rings), shared with the IOMMU PD alone, which touches it through atomics.
+    let queue = unsafe { Queue::from_raw(base, QUEUE_ENTRIES) }?;
+    Some(MapQueue::new(queue, NotifyFn(wake_iommu_pd)))
 }
 
 /// Map `len` bytes of capability `cap` once, read/write, at IOVA = `pa`.
@@ -158,7 +258,11 @@ fn init() -> BlkBench {
     let mut root = place_device(IOMMU, MY_DEVICE);
     let pool_va: NonNull<u8> = memory_region_symbol!(dma_pool: *mut u8);
     let pool_pa = *var!(dma_pool_paddr: u64 = 0);
+    // Two halves: the first mapped once, per request by calls, or in bypass; both, in
+    // turn, through the queue.
     let buffer: NonNull<[u8; CHUNK]> = memory_region_symbol!(dma_buffer: *mut [u8; CHUNK]);
+    // SAFETY: the region is 2 * CHUNK bytes (images/blk-bench.xml).
+    let halves = [buffer, unsafe { buffer.add(1) }];
     let buffer_pa = *var!(dma_buffer_paddr: u64 = 0);
     let mut client = Client::new(Ppc(IOMMU));
     if !map_at_pa(&mut client, "DMA pool", Handle(0), POOL_PAGES * 4096, pool_pa)
@@ -176,8 +280,13 @@ fn init() -> BlkBench {
     };
     // Translated through the MAP above, or in bypass: the same address.
     let always = InPlace { va: buffer.cast(), len: CHUNK, reach: Reach::Always { device_addr: buffer_pa } };
-    // SAFETY: this PD's own mapping of the buffer region, used only here.
-    let buffer = unsafe { &mut *buffer.as_ptr() };
+    let Some(queue) = map_queue() else { return BlkBench };
+    IommuHal::install_queue(queue);
+    let queued = InPlace {
+        va: buffer.cast(),
+        len: 2 * CHUNK,
+        reach: Reach::Queued { cap: BUFFER_CAP, cap_offset: 0, device: MY_DEVICE },
+    };
     let mut blk = match blk_driver::open(&mut root) {
         Ok(b) => b,
         Err(e) => {
@@ -192,7 +301,7 @@ fn init() -> BlkBench {
     // the host's page cache of the disk image. It is shown, not counted.
     let (mut warm, mut verified) = (0, true);
     for block in 0..BLOCKS {
-        let (t, _, ok) = read_block(&mut blk, block, &mut on_stack, false);
+        let (t, ok) = read_block(&mut blk, block, &mut on_stack, false);
         warm += t;
         verified &= ok;
     }
@@ -207,6 +316,8 @@ fn init() -> BlkBench {
 
     let mut bypassed = false;
     let (mut total, mut made) = ([0u64; PATHS.len()], [0u64; PATHS.len()]);
+    // Queued UNMAPs confirmed: one per request of the queue path when it did its work.
+    let mut queue_unmaps = 0u64; // both queue paths
     for pass in 0..PASSES {
         let mut spent = [0u64; PATHS.len()];
         for block in 0..BLOCKS {
@@ -224,36 +335,53 @@ fn init() -> BlkBench {
                     }
                     bypassed = !bypassed;
                 }
-                let buf = match path {
+                let first_half = || {
+                    // SAFETY: this PD's own mapping of the buffer region, whose first half
+                    // the in-place paths read into; no other reference to it is live.
+                    unsafe { &mut *halves[0].as_ptr() }
+                };
+                let calls_before = calls(Op::Map) + calls(Op::Unmap);
+                let (t, ok) = match path {
                     Path::PerRequest => {
                         // SAFETY: the buffer region is capability BUFFER_CAP from its start,
                         // which the device may reach while a request has it shared.
                         unsafe { IommuHal::share_in_place(per_request) };
-                        &mut *buffer
+                        read_block(&mut blk, block, first_half(), false)
                     }
                     Path::MappedOnce | Path::TwoCalls | Path::BypassInPlace => {
                         // SAFETY: the device reaches the buffer at `buffer_pa`, translated
                         // (the MAP above) or in bypass.
                         unsafe { IommuHal::share_in_place(always) };
-                        &mut *buffer
+                        read_block(&mut blk, block, first_half(), path == Path::TwoCalls)
                     }
-                    Path::Bypass | Path::Pool => &mut on_stack,
+                    Path::Bypass | Path::Pool => read_block(&mut blk, block, &mut on_stack, false),
+                    Path::Queued | Path::QueuedNotified => {
+                        DOORBELL.store(path == Path::Queued, Ordering::Relaxed);
+                        // SAFETY: the buffer region is capability BUFFER_CAP from its start,
+                        // both halves, which the device may reach while shared.
+                        unsafe { IommuHal::share_in_place(queued) };
+                        let (t, retired, ok) = read_block_queued(&mut blk, block, halves);
+                        queue_unmaps += retired;
+                        (t, ok)
+                    }
                 };
-                let (t, n, ok) = read_block(&mut blk, block, buf, path == Path::TwoCalls);
                 spent[path as usize] += t;
-                made[path as usize] += n;
+                made[path as usize] += calls(Op::Map) + calls(Op::Unmap) - calls_before;
                 verified &= ok;
             }
         }
         let base = spent[Path::Bypass as usize];
         debug_println!(
-            "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}), mapped once in place {} ms (ratio {}); in bypass in place {} ms (ratio {}); data {}",
+            "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}), mapped per request through the queue {} ms (ratio {}, notified {}), mapped once in place {} ms (ratio {}); in bypass in place {} ms (ratio {}); data {}",
             FILE_BYTES >> 20,
             ms(base),
             ms(spent[Path::Pool as usize]),
             ratio(spent[Path::Pool as usize], base),
             ms(spent[Path::PerRequest as usize]),
             ratio(spent[Path::PerRequest as usize], base),
+            ms(spent[Path::Queued as usize]),
+            ratio(spent[Path::Queued as usize], base),
+            ratio(spent[Path::QueuedNotified as usize], base),
             ms(spent[Path::MappedOnce as usize]),
             ratio(spent[Path::MappedOnce as usize], base),
             ms(spent[Path::BypassInPlace as usize]),
@@ -291,6 +419,23 @@ fn init() -> BlkBench {
         "blk-bench: in place, mapped once through the service vs in bypass: time ratio {}",
         ratio(total[Path::MappedOnce as usize], total[Path::BypassInPlace as usize])
     );
+    // What the queue path did: one MAP and one UNMAP entry per request, every UNMAP
+    // confirmed before its buffer was read, and nothing of it left mapped at the end.
+    let mappings = client.query().map(|q| q[iommu_protocol::query::MAPPINGS]);
+    debug_println!(
+        "blk-bench: through the queue: {queue_unmaps} UNMAPs confirmed over 2 x {requests} requests, {} waits unanswered, {} UNMAPs unconfirmed; mappings left: {mappings:?} (the pool and the buffer mapped once)",
+        IommuHal::queue_stalls(),
+        IommuHal::unmap_failures()
+    );
+    debug_println!(
+        "blk-bench: queue per request vs bypass in place: time ratio {}",
+        ratio(total[Path::Queued as usize], total[Path::BypassInPlace as usize])
+    );
+    debug_println!(
+        "blk-bench: queue per request vs calls per request: time ratio {}; notified instead of called: {} of the bypass in place time",
+        ratio(total[Path::Queued as usize], total[Path::PerRequest as usize]),
+        ratio(total[Path::QueuedNotified as usize], total[Path::BypassInPlace as usize])
+    );
     let failures = IommuHal::unmap_failures();
     if failures > 0 {
         debug_println!("blk-bench: {failures} per-request UNMAPs were not confirmed");
@@ -302,4 +447,11 @@ struct BlkBench;
 
 impl Handler for BlkBench {
     type Error = Infallible;
+
+    /// The IOMMU PD notifies when it has posted the queue's completions; `IommuHal` has
+    /// read them already (the IOMMU PD runs at a higher priority on this core, so they
+    /// are there when the notification returns), so there is nothing left to do.
+    fn notified(&mut self, _channels: ChannelSet) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
