@@ -132,8 +132,8 @@ microkit-test: deps
 		echo "microkit-image: system.xml on $$($(QEMU) --version | head -n 1)"; \
 		$(MAKE) -C images test && \
 		if command -v $(QEMU10) >/dev/null 2>&1; then \
-			echo "microkit-image: system.xml again on $$($(QEMU10) --version | head -n 1) ($(QEMU10))"; \
-			$(MAKE) -C images test QEMU=$(QEMU10); \
+			echo "microkit-image: system.xml again on $$($(QEMU10) --version | head -n 1) ($(QEMU10)), its SMMU with both stages (stage=nested): every device stays at stage 1"; \
+			$(MAKE) -C images test QEMU=$(QEMU10) SMMU_STAGES=nested; \
 		else echo "microkit-image: system.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 		$(MAKE) -C images rules && $(MAKE) -C images accepted && \
 			$(MAKE) -C images test SYSTEM=blk-bench && \
@@ -146,11 +146,15 @@ microkit-test: deps
 				$(MAKE) -C images test SYSTEM=pci-topology QEMU=$(QEMU10); \
 			else echo "microkit-image: pci-topology.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 			$(MAKE) -C images test SYSTEM=vm-passthrough && \
+			if command -v $(QEMU10) >/dev/null 2>&1; then \
+				echo "microkit-image: vm-passthrough.xml again on $$($(QEMU10) --version | head -n 1), its SMMU with both stages (stage=nested)"; \
+				$(MAKE) -C images test SYSTEM=vm-passthrough QEMU=$(QEMU10) SMMU_STAGES=nested; \
+			fi && \
 			echo "microkit-image: linux-guest.xml on $$($(QEMU) --version | head -n 1)" && \
 			$(MAKE) -C images test SYSTEM=linux-guest && \
 			if command -v $(QEMU10) >/dev/null 2>&1; then \
-				echo "microkit-image: linux-guest.xml again on $$($(QEMU10) --version | head -n 1)"; \
-				$(MAKE) -C images test SYSTEM=linux-guest QEMU=$(QEMU10); \
+				echo "microkit-image: linux-guest.xml again on $$($(QEMU10) --version | head -n 1), its SMMU with both stages (stage=nested)"; \
+				$(MAKE) -C images test SYSTEM=linux-guest QEMU=$(QEMU10) SMMU_STAGES=nested; \
 			fi && \
 			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug && \
 		$(MAKE) board-images; \

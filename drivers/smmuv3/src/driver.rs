@@ -1125,19 +1125,21 @@ impl<M: Mmio> Smmu<M> {
         entry::update::<SteKind, STE_WORDS>(&mut target, &new.0).map(|_| ())
     }
 
-    /// Create an empty stage-2 domain with its own VMID: stage 1 bypassed, the device's
-    /// addresses (a VM's guest-physical ones) translated by stage-2 tables, as a
-    /// hypervisor's SMMU driver gives a VM's device. Refused (`Unsupported`) on an SMMU
-    /// without stage 2 (SMMU_IDR0.S2P = 0), or when the IOVA size is wider than its output
-    /// size or needs a level-0 start it does not allow; `TooManyDomains` when its slots,
-    /// or its VMIDs, are used up. The VMID is the domain's slot + 1, so no two domains
-    /// share one (one VMID tags one set of tables) and none is 0.
-    pub fn create_stage2_domain(&mut self) -> Result<DomainId, Error> {
+    /// Create an empty stage-2 domain of `ipa_bits` input bits with its own VMID: stage 1
+    /// bypassed, the device's addresses (a VM's guest-physical ones) translated by stage-2
+    /// tables, as a hypervisor's SMMU driver gives a VM's device. Its input size is its
+    /// own (what the VM's guest-physical memory needs), not `Config::ias_bits`. Refused
+    /// (`Unsupported`) on an SMMU without stage 2 (SMMU_IDR0.S2P = 0), or when `ipa_bits`
+    /// is wider than its output size or needs a level-0 start it does not allow
+    /// (`probe::stage2_start_level`); `TooManyDomains` when its slots, or its VMIDs, are
+    /// used up. The VMID is the domain's slot + 1, so no two domains share one (one VMID
+    /// tags one set of tables) and none is 0.
+    pub fn create_stage2_domain(&mut self, ipa_bits: u32) -> Result<DomainId, Error> {
         self.check_usable()?;
         if !self.features.stage2 {
             return Err(Error::Unsupported(Unsupported::NoStage2));
         }
-        let (ias, oas) = (self.config.ias_bits, self.features.oas_bits);
+        let (ias, oas) = (ipa_bits, self.features.oas_bits);
         let start = probe::stage2_start_level(ias, oas)?;
         let index = (0..self.max_domains).find(|&i| self.domains[i].is_none()).ok_or(Error::TooManyDomains)?;
         let vmid = index as u64 + 1;

@@ -86,7 +86,7 @@ fn stage2_leaves_match_io_pgtable_arm() {
 fn vm_domain(len: usize) -> (Smmu<SmmuModel>, smmuv3::DomainId, smmuv3::DmaRegion) {
     let mut smmu = host_smmu_nested(64);
     let ram = common::buffer(len, 0x20_0000);
-    let d = smmu.create_stage2_domain().unwrap();
+    let d = smmu.create_stage2_domain(48).unwrap();
     smmu.map(d, Iova(GUEST_RAM), ram.pa, len as u64, Perm::ReadWrite, MemType::Normal).unwrap();
     smmu.attach(StreamId(SID_VM), d).unwrap();
     (smmu, d, ram)
@@ -119,7 +119,7 @@ fn a_mapping_through_stage2_reaches_the_right_pa() {
 fn unmap_and_invalidate_leaves_no_stale_translation() {
     let mut smmu = host_smmu_nested(64);
     let buf = common::buffer(0x3000, 0x1000);
-    let d = smmu.create_stage2_domain().unwrap();
+    let d = smmu.create_stage2_domain(48).unwrap();
     let Translation::Stage2 { vmid } = smmu.translation(d).unwrap() else { panic!("stage 2") };
     smmu.map(d, Iova(GUEST_RAM), buf.pa, 0x3000, Perm::ReadWrite, MemType::Normal).unwrap();
     smmu.attach(StreamId(SID_VM), d).unwrap();
@@ -155,7 +155,7 @@ fn what_the_model_caches_would_outlive_a_missing_invalidation() {
     // driver's retry (the domain is stale), which CMD_TLBI_S12_VMALL then removes.
     let mut smmu = host_smmu_nested(64);
     let buf = common::buffer(0x1000, 0x1000);
-    let d = smmu.create_stage2_domain().unwrap();
+    let d = smmu.create_stage2_domain(48).unwrap();
     smmu.map(d, Iova(GUEST_RAM), buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
     smmu.attach(StreamId(SID_VM), d).unwrap();
     assert_eq!(smmu.regs().translate(SID_VM, GUEST_RAM, true), Outcome::Ok(buf.pa.0));
@@ -211,7 +211,7 @@ fn stage1_and_stage2_domains_side_by_side() {
 fn reclaimed_stage2_tables_are_invalidated_by_vmid() {
     let mut smmu = host_smmu_nested(64);
     let buf = common::buffer(0x1000, 0x1000);
-    let d = smmu.create_stage2_domain().unwrap();
+    let d = smmu.create_stage2_domain(48).unwrap();
     let Translation::Stage2 { vmid } = smmu.translation(d).unwrap() else { panic!("stage 2") };
     smmu.attach(StreamId(SID_VM), d).unwrap();
     smmu.map(d, Iova(GUEST_RAM), buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
@@ -228,7 +228,7 @@ fn reclaimed_stage2_tables_are_invalidated_by_vmid() {
 fn refused_where_the_smmu_cannot_do_it() {
     // QEMU 7.2's SMMU has stage 1 only.
     let mut s1_only = common::smmu(8);
-    assert_eq!(s1_only.create_stage2_domain(), Err(Error::Unsupported(Unsupported::NoStage2)));
+    assert_eq!(s1_only.create_stage2_domain(48), Err(Error::Unsupported(Unsupported::NoStage2)));
     // Input sizes: IAS = OAS, and a level-0 start needs 44 output bits.
     let refused = |bits, oas_bits| Err(Unsupported::Stage2InputSize { bits, oas_bits });
     assert_eq!(stage2_start_level(48, 44), refused(48, 44));
@@ -246,23 +246,24 @@ fn refused_where_the_smmu_cannot_do_it() {
     let mut smmu = unsafe { Smmu::init(SmmuModel::with_idr(idr), common::memory(80), common::config()) }.unwrap();
     assert_eq!(smmu.features().vmid_bits, 8);
     let mut last = None;
-    while let Ok(d) = smmu.create_stage2_domain() {
+    while let Ok(d) = smmu.create_stage2_domain(48) {
         last = Some(d);
     }
     let last = last.unwrap();
     assert_eq!(smmu.translation(last).unwrap(), Translation::Stage2 { vmid: Vmid(last.index() as u16 + 1) });
-    assert_eq!(smmu.create_stage2_domain(), Err(Error::TooManyDomains));
+    assert_eq!(smmu.create_stage2_domain(48), Err(Error::TooManyDomains));
 }
 
 #[test]
 fn every_starting_level_walks_on_the_model() {
     // Input sizes that start the walk at level 2, 1 and 0.
+    // Each domain's input size is its own: the stage-1 configuration stays 48 bits.
     for ias_bits in [30, 32, 39, 40, 44] {
-        let cfg = smmuv3::Config { ias_bits, ..common::config() };
-        // SAFETY: fresh memory; the model is the only register file.
-        let mut smmu = unsafe { Smmu::init(SmmuModel::host_nested(), common::memory(16), cfg) }.unwrap();
+        let mut smmu = host_smmu_nested(16);
         let buf = common::buffer(0x1000, 0x1000);
-        let d = smmu.create_stage2_domain().unwrap();
+        let d = smmu.create_stage2_domain(ias_bits).unwrap();
+        let beyond = smmu.map(d, Iova(1 << ias_bits), buf.pa, 0x1000, Perm::Read, MemType::Normal);
+        assert_eq!(beyond, Err(Error::PageTable(smmuv3::PageTableError::IovaOutOfRange)));
         let top = (1u64 << ias_bits) - 0x1000;
         smmu.map(d, Iova(top), buf.pa, 0x1000, Perm::Read, MemType::Normal).unwrap();
         smmu.attach(StreamId(SID_VM), d).unwrap();
