@@ -20,7 +20,7 @@ SDK_FROM := MICROKIT_SDK
 endif
 export MICROKIT_SDK
 
-.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test board-images fuzz demo image run bench clean
+.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test board-images fuzz demo image run bench bench-stages clean
 
 all: test
 
@@ -187,7 +187,19 @@ bench:
 		echo "microkit bench: skipped: no Microkit SDK (MICROKIT_SDK is not set and there is none at $(SHARED_SDK)); the bypass-vs-service measurement boots the Microkit image"; \
 	else \
 		$(MAKE) -C images test SYSTEM=blk-bench | grep -E '^blk-bench: (pass|through|in )|microkit-image'; \
+		$(MAKE) bench-stages; \
 	fi
+
+# The Linux guest's disk read with its disk at stage 1 and at stage 2, on the same QEMU
+# 10.0, alternately (STAGE_RUNS times each), each run checked as make test checks it.
+STAGE_RUNS ?= 3
+bench-stages:
+	@if [ -z "$$MICROKIT_SDK" ] || ! command -v $(QEMU10) >/dev/null 2>&1; then \
+		echo "stage bench: skipped: needs a Microkit SDK and QEMU 10.0 ($(QEMU10); make deps)"; \
+	else for i in $$(seq $(STAGE_RUNS)); do for st in 1 nested; do \
+		$(MAKE) -s -C images test SYSTEM=linux-guest QEMU=$(QEMU10) SMMU_STAGES=$$st 2>&1 | \
+			grep -E '^iommu: device disk|^guest-init: read 64 MiB|microkit-image: [0-9]+ passed' | sed "s/^/stage bench (run $$i, SMMU_STAGES=$$st): /"; \
+	done; done; fi
 
 clean:
 	$(CARGO) clean
