@@ -5,18 +5,13 @@
 //! SMMU's). Both domains have 31-bit input addresses, what images/linux-guest.xml's VM
 //! needs, so both walks start at level 1 and the two differ only in their stage.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+mod common;
 
+use common::OUT;
 use criterion::{criterion_group, criterion_main, Criterion};
 use smmuv3::model::InstantSmmu;
-use smmuv3::{DomainId, Iova, MemType, Perm, PhysAddr, Smmu};
+use smmuv3::{DomainId, Smmu};
 
-const PAGES: u64 = 512;
-/// Guest-physical RAM, as the Linux guest's.
-const BASE: u64 = 0x4000_0000;
-/// Physical memory the mappings point at: never touched, only named.
-const OUT: u64 = 0x8000_0000;
 const IPA_BITS: u32 = 31;
 
 #[derive(Clone, Copy)]
@@ -48,54 +43,13 @@ fn smmu_31() -> Smmu<InstantSmmu> {
     unsafe { Smmu::init(InstantSmmu::new(), mem, cfg) }.unwrap()
 }
 
-/// Maps of 4 KiB into warm tables, unmapped (untimed) every `PAGES`.
-fn maps(b: &mut criterion::Bencher, stage: Stage) {
-    let (mut smmu, d) = domain(stage);
-    smmu.map(d, Iova(BASE), PhysAddr(OUT + 4096), 4096 * PAGES, Perm::ReadWrite, MemType::Normal).unwrap();
-    smmu.unmap(d, Iova(BASE), 4096 * PAGES).unwrap();
-    b.iter_custom(|iters| {
-        let (mut total, mut done) = (Duration::ZERO, 0);
-        while done < iters {
-            let n = (iters - done).min(PAGES);
-            let t = Instant::now();
-            for i in 0..n {
-                let (iova, pa) = (Iova(BASE + i * 4096), PhysAddr(OUT + 4096 + i * 4096));
-                smmu.map(d, iova, pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
-            }
-            total += t.elapsed();
-            smmu.unmap(d, Iova(BASE), n * 4096).unwrap();
-            done += n;
-        }
-        total
-    });
-}
-
-/// Unmaps of 4 KiB, each with its TLBI and CMD_SYNC; mapped (untimed) every `PAGES`.
-fn unmaps(b: &mut criterion::Bencher, stage: Stage) {
-    let (mut smmu, d) = domain(stage);
-    b.iter_custom(|iters| {
-        let (mut total, mut done) = (Duration::ZERO, 0);
-        while done < iters {
-            let n = (iters - done).min(PAGES);
-            // An output address off 2 MiB alignment keeps these 4 KiB pages, not a block.
-            smmu.map(d, Iova(BASE), PhysAddr(OUT + 4096), n * 4096, Perm::ReadWrite, MemType::Normal).unwrap();
-            let t = Instant::now();
-            for i in 0..n {
-                black_box(smmu.unmap(d, Iova(BASE + i * 4096), 4096).unwrap());
-            }
-            total += t.elapsed();
-            done += n;
-        }
-        total
-    });
-}
-
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("stages");
-    g.bench_function("stage 1 map 4KiB", |b| maps(b, Stage::One));
-    g.bench_function("stage 2 map 4KiB", |b| maps(b, Stage::Two));
-    g.bench_function("stage 1 unmap 4KiB (TLBI_NH_VA + SYNC)", |b| unmaps(b, Stage::One));
-    g.bench_function("stage 2 unmap 4KiB (TLBI_S2_IPA + SYNC)", |b| unmaps(b, Stage::Two));
+    // Output addresses off 2 MiB alignment: 4 KiB pages, never blocks.
+    g.bench_function("stage 1 map 4KiB", |b| common::warm_maps(b, domain(Stage::One), 4096, OUT + 4096));
+    g.bench_function("stage 2 map 4KiB", |b| common::warm_maps(b, domain(Stage::Two), 4096, OUT + 4096));
+    g.bench_function("stage 1 unmap 4KiB (TLBI_NH_VA + SYNC)", |b| common::unmaps(b, domain(Stage::One)));
+    g.bench_function("stage 2 unmap 4KiB (TLBI_S2_IPA + SYNC)", |b| common::unmaps(b, domain(Stage::Two)));
     g.finish();
 }
 

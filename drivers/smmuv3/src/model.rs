@@ -686,7 +686,8 @@ fn stage2(st: &mut State, sid: u32, ste: &[u64; 8], ipa: u64, write: bool) -> Ou
     }
 }
 
-/// SMMU_IDR5.OAS in bits.
+/// SMMU_IDR5.OAS in bits: the spec's table written out again rather than the driver's
+/// `cd::oas_bits`, so that the model stays a referee of the driver's tables.
 fn oas_bits_of(st: &State) -> u32 {
     match st.regs.get(&reg::IDR5).copied().unwrap_or(0) & 7 {
         0 => 32,

@@ -92,10 +92,16 @@ fn vm_domain(len: usize) -> (Smmu<SmmuModel>, smmuv3::DomainId, smmuv3::DmaRegio
     (smmu, d, ram)
 }
 
+/// The VMID of stage-2 domain `d`.
+fn vmid_of(smmu: &Smmu<SmmuModel>, d: smmuv3::DomainId) -> Vmid {
+    let Translation::Stage2 { vmid } = smmu.translation(d).unwrap() else { panic!("a stage-2 domain") };
+    vmid
+}
+
 #[test]
 fn a_mapping_through_stage2_reaches_the_right_pa() {
     let (smmu, d, ram) = vm_domain(0x40_0000);
-    let Translation::Stage2 { vmid } = smmu.translation(d).unwrap() else { panic!("stage 2") };
+    let vmid = vmid_of(&smmu, d);
     assert_ne!(vmid.0, 0);
     let mut smmu = smmu;
     let SteConfig::Stage2 { vmid: in_ste, .. } = smmu.ste(StreamId(SID_VM)).unwrap().config() else {
@@ -117,12 +123,8 @@ fn a_mapping_through_stage2_reaches_the_right_pa() {
 
 #[test]
 fn unmap_and_invalidate_leaves_no_stale_translation() {
-    let mut smmu = host_smmu_nested(64);
-    let buf = common::buffer(0x3000, 0x1000);
-    let d = smmu.create_stage2_domain(48).unwrap();
-    let Translation::Stage2 { vmid } = smmu.translation(d).unwrap() else { panic!("stage 2") };
-    smmu.map(d, Iova(GUEST_RAM), buf.pa, 0x3000, Perm::ReadWrite, MemType::Normal).unwrap();
-    smmu.attach(StreamId(SID_VM), d).unwrap();
+    let (mut smmu, d, buf) = vm_domain(0x3000);
+    let vmid = vmid_of(&smmu, d);
     // Fill the model's TLB and walk cache.
     for page in 0..3 {
         assert_eq!(
@@ -153,11 +155,7 @@ fn what_the_model_caches_would_outlive_a_missing_invalidation() {
     // The model is strict enough to catch a driver that forgets the TLBI: the same unmap
     // with its invalidation rejected leaves the cached translation usable until the
     // driver's retry (the domain is stale), which CMD_TLBI_S12_VMALL then removes.
-    let mut smmu = host_smmu_nested(64);
-    let buf = common::buffer(0x1000, 0x1000);
-    let d = smmu.create_stage2_domain(48).unwrap();
-    smmu.map(d, Iova(GUEST_RAM), buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
-    smmu.attach(StreamId(SID_VM), d).unwrap();
+    let (mut smmu, d, buf) = vm_domain(0x1000);
     assert_eq!(smmu.regs().translate(SID_VM, GUEST_RAM, true), Outcome::Ok(buf.pa.0));
     smmu.regs().reject_next(Opcode::TlbiS2Ipa as u8);
     assert!(smmu.unmap(d, Iova(GUEST_RAM), 0x1000).is_err());
@@ -209,12 +207,8 @@ fn stage1_and_stage2_domains_side_by_side() {
 
 #[test]
 fn reclaimed_stage2_tables_are_invalidated_by_vmid() {
-    let mut smmu = host_smmu_nested(64);
-    let buf = common::buffer(0x1000, 0x1000);
-    let d = smmu.create_stage2_domain(48).unwrap();
-    let Translation::Stage2 { vmid } = smmu.translation(d).unwrap() else { panic!("stage 2") };
-    smmu.attach(StreamId(SID_VM), d).unwrap();
-    smmu.map(d, Iova(GUEST_RAM), buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    let (mut smmu, d, buf) = vm_domain(0x1000);
+    let vmid = vmid_of(&smmu, d);
     assert_eq!(smmu.regs().translate(SID_VM, GUEST_RAM, false), Outcome::Ok(buf.pa.0));
     smmu.unmap(d, Iova(GUEST_RAM), 0x1000).unwrap();
     smmu.regs().clear_commands();
