@@ -267,3 +267,17 @@ fn every_starting_level_walks_on_the_model() {
         assert_eq!(m.translate(SID_VM, top - 0x1000, false), Outcome::Fault(id::F_TRANSLATION));
     }
 }
+
+#[test]
+fn deferred_unmaps_of_a_stage2_domain_are_confirmed_by_one_sync() {
+    let (mut smmu, d, buf) = vm_domain(0x2000);
+    let vmid = vmid_of(&smmu, d);
+    assert_eq!(smmu.regs().translate(SID_VM, GUEST_RAM + 0x1000, false), Outcome::Ok(buf.pa.0 + 0x1000));
+    smmu.regs().clear_commands();
+    smmu.unmap_deferred(d, Iova(GUEST_RAM), 0x1000).unwrap();
+    smmu.unmap_deferred(d, Iova(GUEST_RAM + 0x1000), 0x1000).unwrap();
+    smmu.sync_deferred().unwrap();
+    let ipa = |off| Command::tlbi_s2_ipa(vmid, Iova(GUEST_RAM + off), true);
+    assert_eq!(smmu.regs().commands(), vec![ipa(0), ipa(0x1000), Command::sync()]);
+    assert_eq!(smmu.regs().translate(SID_VM, GUEST_RAM + 0x1000, false), Outcome::Fault(id::F_TRANSLATION));
+}
