@@ -20,7 +20,7 @@ SDK_FROM := MICROKIT_SDK
 endif
 export MICROKIT_SDK
 
-.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test board-images fuzz demo image run bench clean
+.PHONY: all deps pd-deps test test-long host-test lint qemu-test microkit-test board-images fuzz demo image run bench bench-stages clean
 
 all: test
 
@@ -134,8 +134,8 @@ microkit-test: deps
 		echo "microkit-image: system.xml on $$($(QEMU) --version | head -n 1)"; \
 		$(MAKE) -C images test && \
 		if command -v $(QEMU10) >/dev/null 2>&1; then \
-			echo "microkit-image: system.xml again on $$($(QEMU10) --version | head -n 1) ($(QEMU10))"; \
-			$(MAKE) -C images test QEMU=$(QEMU10); \
+			echo "microkit-image: system.xml again on $$($(QEMU10) --version | head -n 1) ($(QEMU10)), its SMMU with both stages (stage=nested): every device stays at stage 1"; \
+			$(MAKE) -C images test QEMU=$(QEMU10) SMMU_STAGES=nested; \
 		else echo "microkit-image: system.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 		$(MAKE) -C images rules && $(MAKE) -C images accepted && \
 			$(MAKE) -C images test SYSTEM=blk-bench && \
@@ -149,11 +149,15 @@ microkit-test: deps
 				$(MAKE) -C images test SYSTEM=pci-topology QEMU=$(QEMU10); \
 			else echo "microkit-image: pci-topology.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 			$(MAKE) -C images test SYSTEM=vm-passthrough && \
+			if command -v $(QEMU10) >/dev/null 2>&1; then \
+				echo "microkit-image: vm-passthrough.xml again on $$($(QEMU10) --version | head -n 1), its SMMU with both stages (stage=nested)"; \
+				$(MAKE) -C images test SYSTEM=vm-passthrough QEMU=$(QEMU10) SMMU_STAGES=nested; \
+			fi && \
 			echo "microkit-image: linux-guest.xml on $$($(QEMU) --version | head -n 1)" && \
 			$(MAKE) -C images test SYSTEM=linux-guest && \
 			if command -v $(QEMU10) >/dev/null 2>&1; then \
-				echo "microkit-image: linux-guest.xml again on $$($(QEMU10) --version | head -n 1)"; \
-				$(MAKE) -C images test SYSTEM=linux-guest QEMU=$(QEMU10); \
+				echo "microkit-image: linux-guest.xml again on $$($(QEMU10) --version | head -n 1), its SMMU with both stages (stage=nested)"; \
+				$(MAKE) -C images test SYSTEM=linux-guest QEMU=$(QEMU10) SMMU_STAGES=nested; \
 			fi && \
 			$(MAKE) -C images test MICROKIT_CONFIG=smp-debug && \
 		$(MAKE) board-images; \
@@ -186,7 +190,19 @@ bench:
 		echo "microkit bench: skipped: no Microkit SDK (MICROKIT_SDK is not set and there is none at $(SHARED_SDK)); the bypass-vs-service measurement boots the Microkit image"; \
 	else \
 		$(MAKE) -C images test SYSTEM=blk-bench | grep -E '^blk-bench: (pass|through|in )|microkit-image'; \
+		$(MAKE) bench-stages; \
 	fi
+
+# The Linux guest's disk read with its disk at stage 1 and at stage 2, on the same QEMU
+# 10.0, alternately (STAGE_RUNS times each), each run checked as make test checks it.
+STAGE_RUNS ?= 3
+bench-stages:
+	@if [ -z "$$MICROKIT_SDK" ] || ! command -v $(QEMU10) >/dev/null 2>&1; then \
+		echo "stage bench: skipped: needs a Microkit SDK and QEMU 10.0 ($(QEMU10); make deps)"; \
+	else for i in $$(seq $(STAGE_RUNS)); do for st in 1 nested; do \
+		$(MAKE) -s -C images test SYSTEM=linux-guest QEMU=$(QEMU10) SMMU_STAGES=$$st 2>&1 | \
+			grep -E '^iommu: device disk|^guest-init: read 64 MiB|microkit-image: [0-9]+ passed' | sed "s/^/stage bench (run $$i, SMMU_STAGES=$$st): /"; \
+	done; done; fi
 
 clean:
 	$(CARGO) clean

@@ -2,6 +2,12 @@
 //! its own domain; `iommu_pd::IommuHw` calls become attach/detach/map/unmap, each of
 //! which returns only after the SMMU confirmed what it must confirm.
 //!
+//! Which stage: a device passed through to a virtual machine is translated at stage 2,
+//! with a VMID of its own, where the SMMU has stage 2 (as a hypervisor gives a VM its
+//! device: the guest's addresses are intermediate physical addresses); every other
+//! device, and every device on an SMMU without stage 2, at stage 1. The service sees no
+//! difference: the same maps, unmaps and confirmations.
+//!
 //! A crate of its own so that the SMMUv3 driver (`smmuv3`) knows nothing of the service
 //! core and the service core nothing of the SMMU: this adapter is the one place the two
 //! meet.
@@ -13,7 +19,7 @@ pub mod events;
 
 use iommu_pd::{DeviceIndex, HwError, IommuHw};
 use iommu_protocol::Rights;
-use smmuv3::{DomainId, Error, Iova, MemType, Mmio, PageTableError, Perm, PhysAddr, Smmu, StreamId};
+use smmuv3::{DomainId, Error, Iova, MemType, Mmio, PageTableError, Perm, PhysAddr, Smmu, StreamId, Translation};
 
 /// Devices the backend can serve.
 pub const MAX_BACKEND_DEVICES: usize = 64;
@@ -21,6 +27,16 @@ pub const MAX_BACKEND_DEVICES: usize = 64;
 /// StreamIDs beyond each device's first, over all devices: what the driver can attach
 /// once every device has its first.
 pub const MAX_EXTRA_STREAMS: usize = smmuv3::MAX_STREAMS - MAX_BACKEND_DEVICES;
+
+/// Why a VM's device whose RAM needs `ipa_bits` guest-physical bits cannot be given a
+/// stage-2 domain on this SMMU (and falls back to stage 1), or `None` if it can.
+pub fn stage2_refusal<M: Mmio>(smmu: &Smmu<M>, ipa_bits: u32) -> Option<smmuv3::Unsupported> {
+    let f = smmu.features();
+    if !f.stage2 {
+        return Some(smmuv3::Unsupported::NoStage2);
+    }
+    smmuv3::probe::stage2_start_level(ipa_bits, f.oas_bits).err()
+}
 
 /// The SMMU plus the service's device table.
 #[derive(Debug)]
@@ -36,7 +52,19 @@ impl<M: Mmio> SmmuBackend<M> {
     /// Create one domain per device (device `i` has StreamID `streams[i]`); every stream
     /// keeps aborting until the service enables it.
     /// A StreamID listed twice is refused (`StreamInUse`), before anything is written.
-    pub fn new(mut smmu: Smmu<M>, streams: &[u32]) -> Result<Self, Error> {
+    pub fn new(smmu: Smmu<M>, streams: &[u32]) -> Result<Self, Error> {
+        Self::with_vms(smmu, streams, &[])
+    }
+
+    /// `new`, where `ipa_bits[i]`, when not 0, says device `i` is passed through to a
+    /// virtual machine whose guest-physical RAM needs that many address bits (missing
+    /// entries: 0). Such a device's domain is stage 2, with its own VMID and that input
+    /// size, when the SMMU has stage 2 (SMMU_IDR0.S2P) and can take the size
+    /// (`smmuv3::probe::stage2_start_level`); stage 1 otherwise (`stage2_refusal` says
+    /// why). One VMID per device, not per VM: each device has an address space of its
+    /// own, and a VMID tags one set of tables (two domains under one VMID would hit each
+    /// other's TLB entries).
+    pub fn with_vms(mut smmu: Smmu<M>, streams: &[u32], ipa_bits: &[u32]) -> Result<Self, Error> {
         if streams.len() > MAX_BACKEND_DEVICES {
             return Err(Error::TooManyStreams);
         }
@@ -48,7 +76,13 @@ impl<M: Mmio> SmmuBackend<M> {
         let mut devices = [None; MAX_BACKEND_DEVICES];
         for (i, s) in streams.iter().enumerate() {
             smmu.prepare_stream(StreamId(*s))?;
-            devices[i] = Some((StreamId(*s), smmu.create_domain()?));
+            let ipa = ipa_bits.get(i).copied().unwrap_or(0);
+            let domain = if ipa != 0 && stage2_refusal(&smmu, ipa).is_none() {
+                smmu.create_stage2_domain(ipa)?
+            } else {
+                smmu.create_domain()?
+            };
+            devices[i] = Some((StreamId(*s), domain));
         }
         Ok(Self { smmu, devices, extra: [None; MAX_EXTRA_STREAMS] })
     }
@@ -104,6 +138,11 @@ impl<M: Mmio> SmmuBackend<M> {
     /// The driver, read-only (for tests and diagnostics).
     pub fn smmu_ref(&self) -> &Smmu<M> {
         &self.smmu
+    }
+
+    /// How `device` is translated (its stage, and its ASID or VMID), if the backend has it.
+    pub fn translation_of(&self, device: DeviceIndex) -> Option<Translation> {
+        self.domain_of(device).and_then(|d| self.smmu.translation(d).ok())
     }
 
     /// `device`'s domain, if the backend has the device.

@@ -7,12 +7,15 @@
 //! and CMD_SYNC into the queue in memory, ringing the doorbell, polling CMDQ_CONS) but
 //! nothing for the hardware's work.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use aarch64_paging::descriptor::{El1Attributes as A, PhysicalAddress};
 use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, RootTable, VaRange};
 use aarch64_paging::target::TargetAllocator;
+use common::{BASE, OUT, PAGES};
 use criterion::{criterion_group, criterion_main, Criterion};
 use smmuv3::model::{instant_smmu, InstantSmmu};
 use smmuv3::{DomainId, Iova, MemType, Perm, PhysAddr, Smmu};
@@ -23,59 +26,12 @@ fn smmu() -> (Smmu<InstantSmmu>, DomainId) {
     (smmu, d)
 }
 
-const PAGES: u64 = 512;
-const BASE: u64 = 0x4000_0000;
-/// Physical memory the mappings point at: never touched, only named.
-const OUT: u64 = 0x8000_0000;
-
-/// Time maps of `size` bytes (pages or blocks) into tables made warm by mapping and
-/// unmapping the same window first; unmap (untimed) every `PAGES` maps.
-fn warm_maps(b: &mut criterion::Bencher, size: u64) {
-    let (mut smmu, d) = smmu();
-    smmu.map(d, Iova(BASE), PhysAddr(OUT), size * PAGES, Perm::ReadWrite, MemType::Normal).unwrap();
-    smmu.unmap(d, Iova(BASE), size * PAGES).unwrap();
-    b.iter_custom(|iters| {
-        let mut total = Duration::ZERO;
-        let mut done = 0;
-        while done < iters {
-            let n = (iters - done).min(PAGES);
-            let t = Instant::now();
-            for i in 0..n {
-                let (iova, pa) = (Iova(BASE + i * size), PhysAddr(OUT + i * size));
-                smmu.map(d, iova, pa, size, Perm::ReadWrite, MemType::Normal).unwrap();
-            }
-            total += t.elapsed();
-            smmu.unmap(d, Iova(BASE), n * size).unwrap();
-            done += n;
-        }
-        total
-    });
-}
-
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("map_unmap");
 
-    g.bench_function("smmuv3 map 4KiB", |b| warm_maps(b, 4096));
+    g.bench_function("smmuv3 map 4KiB", |b| common::warm_maps(b, smmu(), 4096, OUT));
 
-    g.bench_function("smmuv3 unmap 4KiB (TLBI + SYNC)", |b| {
-        let (mut smmu, d) = smmu();
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut done = 0;
-            while done < iters {
-                let n = (iters - done).min(PAGES);
-                // An output address off 2 MiB alignment keeps these 4 KiB pages, not a block.
-                smmu.map(d, Iova(BASE), PhysAddr(OUT + 4096), n * 4096, Perm::ReadWrite, MemType::Normal).unwrap();
-                let t = Instant::now();
-                for i in 0..n {
-                    black_box(smmu.unmap(d, Iova(BASE + i * 4096), 4096).unwrap());
-                }
-                total += t.elapsed();
-                done += n;
-            }
-            total
-        });
-    });
+    g.bench_function("smmuv3 unmap 4KiB (TLBI + SYNC)", |b| common::unmaps(b, smmu()));
 
     g.bench_function("smmuv3 unmap 64x4KiB batch (one SYNC)", |b| {
         let (mut smmu, d) = smmu();
@@ -92,7 +48,7 @@ fn bench(c: &mut Criterion) {
         });
     });
 
-    g.bench_function("smmuv3 map 2MiB block", |b| warm_maps(b, 2 << 20));
+    g.bench_function("smmuv3 map 2MiB block", |b| common::warm_maps(b, smmu(), 2 << 20, OUT));
 
     let flags =
         A::VALID | A::ATTRIBUTE_INDEX_0 | A::INNER_SHAREABLE | A::USER | A::ACCESSED | A::NON_GLOBAL | A::PXN | A::UXN;

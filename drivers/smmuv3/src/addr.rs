@@ -46,6 +46,10 @@ newtype!(
     /// An address-space identifier tagging one translation context's TLB entries.
     Asid(u16)
 );
+newtype!(
+    /// A virtual-machine identifier tagging one stage-2 address space's TLB entries.
+    Vmid(u16)
+);
 
 impl PhysAddr {
     /// True if the address is a multiple of `align` (a power of two).

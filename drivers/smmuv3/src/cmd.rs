@@ -1,7 +1,7 @@
 //! Command-queue entries (IHI 0070 4.1-4.7). A command is two 64-bit words; word 0
 //! bits [7:0] are the opcode.
 
-use crate::addr::{Asid, Iova, StreamId};
+use crate::addr::{Asid, Iova, StreamId, Vmid};
 use crate::field::{addr_bits, Field};
 
 /// Opcode, common to every command.
@@ -32,6 +32,8 @@ pub const CMDQ_TLBI_1_TTL: Field = Field::new(9, 8);
 pub const CMDQ_TLBI_1_TG: Field = Field::new(11, 10);
 /// CMD_TLBI_*_VA: Address[63:12].
 pub const CMDQ_TLBI_1_VA: Field = Field::new(63, 12);
+/// CMD_TLBI_S2_IPA: Address[51:12], the IPA.
+pub const CMDQ_TLBI_1_IPA: Field = Field::new(51, 12);
 /// CMD_SYNC: completion signal (0 none, 1 IRQ, 2 SEV).
 pub const CMDQ_SYNC_0_CS: Field = Field::new(13, 12);
 /// CMD_SYNC: MSI shareability.
@@ -149,6 +151,21 @@ impl Command {
                 | CMDQ_TLBI_1_TG.prep(tg)
                 | addr_bits(CMDQ_TLBI_1_VA, iova.0),
         ])
+    }
+
+    /// CMD_TLBI_S2_IPA (IHI 0070 4.4, opcode 0x2a): the stage-2 entries for `ipa` tagged `vmid`. `leaf` as
+    /// for `tlbi_nh_va` (no table removed); no range or level hint (TG = TTL = 0).
+    pub const fn tlbi_s2_ipa(vmid: Vmid, ipa: Iova, leaf: bool) -> Self {
+        Command([
+            Self::op(Opcode::TlbiS2Ipa) | CMDQ_TLBI_0_VMID.prep(vmid.0 as u64),
+            CMDQ_TLBI_1_LEAF.prep(leaf as u64) | addr_bits(CMDQ_TLBI_1_IPA, ipa.0),
+        ])
+    }
+
+    /// CMD_TLBI_S12_VMALL (IHI 0070 4.4, opcode 0x28): every entry tagged `vmid`, of either stage, cached walks
+    /// included: what removes a whole stage-2 address space from the TLB.
+    pub const fn tlbi_s12_vmall(vmid: Vmid) -> Self {
+        Command([Self::op(Opcode::TlbiS12Vmall) | CMDQ_TLBI_0_VMID.prep(vmid.0 as u64), 0])
     }
 
     /// CMD_TLBI_NSNH_ALL (4.4.9): every non-secure, non-hypervisor TLB entry.

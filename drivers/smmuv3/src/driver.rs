@@ -7,7 +7,7 @@ use core::ptr::NonNull;
 
 use tock_registers::LocalRegisterCopy;
 
-use crate::addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
+use crate::addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId, Vmid};
 use crate::barrier;
 use crate::cd::{ips_from_oas, Cd, Stage1Context, CD_SIZE, CD_WORDS};
 use crate::cmd::{Command, Opcode, CMD_SIZE};
@@ -20,10 +20,10 @@ use crate::entry::{self, EntryTarget, SteKind};
 use crate::errata;
 use crate::event::{Event, EventRecord, EVT_SIZE};
 use crate::mmio::{reg, Mmio};
-use crate::pagetable::{Leaf, MemType, PageTable, PageTableError, Perm, TablePool};
+use crate::pagetable::{Leaf, MemType, PageTable, PageTableError, Perm, Stage, TablePool};
 use crate::probe::{self, Features, IdRegs, Needs, Unsupported};
 use crate::queue::Ring;
-use crate::ste::{l1_desc, Ste, STE_SIZE, STE_WORDS, STRTAB_L1_DESC_L2PTR, STRTAB_L1_DESC_SPAN};
+use crate::ste::{l1_desc, Stage2Context, Ste, STE_SIZE, STE_WORDS, STRTAB_L1_DESC_L2PTR, STRTAB_L1_DESC_SPAN};
 
 /// Translation contexts (domains) the driver can hold at once: the IOMMU service gives
 /// each of its up to 64 devices a domain of its own.
@@ -278,9 +278,49 @@ impl DomainId {
     }
 }
 
+/// How a domain translates, and the tag its TLB entries carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation {
+    /// Stage 1 through the domain's CD, entries tagged with its ASID (and VMID 0).
+    Stage1 {
+        /// The ASID.
+        asid: Asid,
+    },
+    /// Stage 2 only (stage 1 bypassed), entries tagged with its VMID: how a hypervisor
+    /// gives a virtual machine's device the VM's guest-physical address space.
+    Stage2 {
+        /// The VMID: never 0, which every stage-1 stream carries (STE.S2VMID = 0 in their
+        /// STEs), so that no CMD_TLBI_S12_VMALL of a stage-2 domain touches them.
+        vmid: Vmid,
+    },
+}
+
+impl Translation {
+    /// The command that drops every TLB and walk-cache entry of the domain:
+    /// CMD_TLBI_NH_ASID at stage 1, CMD_TLBI_S12_VMALL at stage 2 (as Linux's
+    /// `arm_smmu_tlb_inv_context`).
+    pub const fn invalidate_all(self) -> Command {
+        match self {
+            Translation::Stage1 { asid } => Command::tlbi_nh_asid(asid),
+            Translation::Stage2 { vmid } => Command::tlbi_s12_vmall(vmid),
+        }
+    }
+
+    /// The command that drops the last-level entry for `iova` (no table was removed):
+    /// CMD_TLBI_NH_VA at stage 1, CMD_TLBI_S2_IPA at stage 2 (as Linux's
+    /// `arm_smmu_tlb_inv_range_domain`; a stage-2-only stream caches no stage-1 entry
+    /// for S12_VMALL to remove).
+    pub const fn invalidate_leaf(self, iova: Iova) -> Command {
+        match self {
+            Translation::Stage1 { asid } => Command::tlbi_nh_va(asid, iova, true, None),
+            Translation::Stage2 { vmid } => Command::tlbi_s2_ipa(vmid, iova, true),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Domain {
-    asid: Asid,
+    tag: Translation,
     table: PageTable,
     attached: u32,
     /// Entries left its tables without a confirmed invalidation (an unmap whose TLBI or
@@ -1085,6 +1125,35 @@ impl<M: Mmio> Smmu<M> {
         entry::update::<SteKind, STE_WORDS>(&mut target, &new.0).map(|_| ())
     }
 
+    /// Create an empty stage-2 domain of `ipa_bits` input bits with its own VMID: stage 1
+    /// bypassed, the device's addresses (a VM's guest-physical ones) translated by stage-2
+    /// tables, as a hypervisor's SMMU driver gives a VM's device. Its input size is its
+    /// own (what the VM's guest-physical memory needs), not `Config::ias_bits`. Refused
+    /// (`Unsupported`) on an SMMU without stage 2 (SMMU_IDR0.S2P = 0), or when `ipa_bits`
+    /// is wider than its output size or needs a level-0 start it does not allow
+    /// (`probe::stage2_start_level`); `TooManyDomains` when its slots, or its VMIDs, are
+    /// used up. The VMID is the domain's slot + 1, so no two domains share one (one VMID
+    /// tags one set of tables) and none is 0.
+    pub fn create_stage2_domain(&mut self, ipa_bits: u32) -> Result<DomainId, Error> {
+        self.check_usable()?;
+        if !self.features.stage2 {
+            return Err(Error::Unsupported(Unsupported::NoStage2));
+        }
+        let (ias, oas) = (ipa_bits, self.features.oas_bits);
+        let start = probe::stage2_start_level(ias, oas)?;
+        let index = (0..self.max_domains).find(|&i| self.domains[i].is_none()).ok_or(Error::TooManyDomains)?;
+        let vmid = index as u64 + 1;
+        if vmid >> self.features.vmid_bits != 0 {
+            return Err(Error::TooManyDomains);
+        }
+        let table = PageTable::new_at(&mut self.pool, Stage::Stage2, ias, oas)?;
+        // The table's geometry and the STE's S2SL0 must agree: one computation each side.
+        debug_assert_eq!(table.start_level(), start);
+        let tag = Translation::Stage2 { vmid: Vmid(vmid as u16) };
+        self.domains[index] = Some(Domain { tag, table, attached: 0, stale: false, deferred: None });
+        Ok(DomainId(index as u16))
+    }
+
     /// Create an empty domain (address space) with its own ASID and CD.
     pub fn create_domain(&mut self) -> Result<DomainId, Error> {
         self.check_usable()?;
@@ -1111,7 +1180,8 @@ impl<M: Mmio> Smmu<M> {
         // At the PoC before an STE points at it (that STE's CFGI and sync come later).
         self.maint.clean(p, CD_SIZE);
         barrier::dma_wmb();
-        self.domains[index] = Some(Domain { asid, table, attached: 0, stale: false, deferred: None });
+        let tag = Translation::Stage1 { asid };
+        self.domains[index] = Some(Domain { tag, table, attached: 0, stale: false, deferred: None });
         Ok(DomainId(index as u16))
     }
 
@@ -1128,9 +1198,17 @@ impl<M: Mmio> Smmu<M> {
         self.domains.get(d.index()).and_then(Option::as_ref).ok_or(Error::NoSuchDomain)
     }
 
-    /// The ASID of a domain.
+    /// The ASID of a stage-1 domain (`NoSuchDomain` for a stage-2 one, which has none).
     pub fn asid(&self, d: DomainId) -> Result<Asid, Error> {
-        Ok(self.domain(d)?.asid)
+        match self.domain(d)?.tag {
+            Translation::Stage1 { asid } => Ok(asid),
+            Translation::Stage2 { .. } => Err(Error::NoSuchDomain),
+        }
+    }
+
+    /// How a domain translates: its stage and the ASID or VMID it is tagged with.
+    pub fn translation(&self, d: DomainId) -> Result<Translation, Error> {
+        Ok(self.domain(d)?.tag)
     }
 
     /// The CD a domain's streams use, as the SMMU reads it.
@@ -1151,8 +1229,8 @@ impl<M: Mmio> Smmu<M> {
         if dom.attached != 0 {
             return Err(Error::DomainInUse);
         }
-        let asid = dom.asid;
-        self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_nh_asid(asid))?;
+        let tag = dom.tag;
+        self.cmdq.push(&self.regs, &mut self.stats, tag.invalidate_all())?;
         self.cmdq.sync(&self.regs, &mut self.stats)?;
         let p = self.cd_ptr(d.index());
         for i in 0..CD_WORDS {
@@ -1184,7 +1262,20 @@ impl<M: Mmio> Smmu<M> {
         // they are. Failing inside the update below, it would count as pinning `d`.
         self.ste_ptr(sid)?;
         self.flush_stale(d)?;
-        let new = Ste::stage1_for(self.cd_pa(d.index()), self.coherency);
+        let new = match self.domain(d)?.tag {
+            Translation::Stage1 { .. } => Ste::stage1_for(self.cd_pa(d.index()), self.coherency),
+            Translation::Stage2 { vmid } => {
+                let table = &self.domain(d)?.table;
+                let ctx = Stage2Context {
+                    vmid,
+                    s2ttb: table.root(),
+                    ias_bits: table.ias_bits(),
+                    start_level: table.start_level(),
+                    ps: ips_from_oas(self.features.oas),
+                };
+                Ste::stage2(&ctx, self.coherency)
+            }
+        };
         if let Err(e) = self.write_ste(sid, &new) {
             // The STE may now hold the old entry, the new one, or the blocking one the
             // update passes through: make it abort, and keep the books to what the SMMU
@@ -1304,7 +1395,7 @@ impl<M: Mmio> Smmu<M> {
             if dom.table.limbo_pages() > 0 {
                 // Until the invalidation is confirmed, its walk caches may be stale.
                 dom.stale = true;
-                cmdq.push(regs, stats, Command::tlbi_nh_asid(dom.asid))?;
+                cmdq.push(regs, stats, dom.tag.invalidate_all())?;
                 waiting = true;
             }
         }
@@ -1353,7 +1444,7 @@ impl<M: Mmio> Smmu<M> {
                 }
             }
         }
-        let asid = dom.asid;
+        let tag = dom.tag;
         let per_page = leaves <= TLBI_ASID_THRESHOLD;
         #[cfg(feature = "fault-injection")]
         let mut reject = core::mem::take(&mut self.reject_next_invalidation);
@@ -1369,7 +1460,7 @@ impl<M: Mmio> Smmu<M> {
         for &(iova, len) in ranges {
             dom.table.unmap(pool, iova, len, |leaf| {
                 if per_page && queue_error.is_none() {
-                    let cmd = invalidation(Command::tlbi_nh_va(asid, leaf.iova, true, None));
+                    let cmd = invalidation(tag.invalidate_leaf(leaf.iova));
                     if let Err(e) = cmdq.push(regs, stats, cmd) {
                         queue_error = Some(e);
                     }
@@ -1378,7 +1469,7 @@ impl<M: Mmio> Smmu<M> {
         }
         if !per_page || queue_error.is_some() {
             // One command covers every entry of the ASID.
-            cmdq.push(regs, stats, invalidation(Command::tlbi_nh_asid(asid)))?;
+            cmdq.push(regs, stats, invalidation(tag.invalidate_all()))?;
         }
         cmdq.sync(regs, stats)?;
         dom.stale = false;
@@ -1395,7 +1486,7 @@ impl<M: Mmio> Smmu<M> {
         self.flush_stale(d)?;
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
         let leaves = dom.table.check_unmap(&self.pool, iova, len)?;
-        let asid = dom.asid;
+        let tag = dom.tag;
         let per_page = leaves <= TLBI_ASID_THRESHOLD;
         #[cfg(feature = "fault-injection")]
         let mut reject = core::mem::take(&mut self.reject_next_invalidation);
@@ -1411,7 +1502,7 @@ impl<M: Mmio> Smmu<M> {
         let mut queue_error = None;
         let unmapped = dom.table.unmap(pool, iova, len, |leaf| {
             if per_page && queue_error.is_none() {
-                let cmd = invalidation(Command::tlbi_nh_va(asid, leaf.iova, true, None));
+                let cmd = invalidation(tag.invalidate_leaf(leaf.iova));
                 if let Err(e) = cmdq.push(regs, stats, cmd) {
                     queue_error = Some(e);
                 }
@@ -1420,7 +1511,7 @@ impl<M: Mmio> Smmu<M> {
         let queued = unmapped.map_err(Error::from).and_then(|_| {
             if !per_page || queue_error.is_some() {
                 // One command covers every entry of the ASID.
-                cmdq.push(regs, stats, invalidation(Command::tlbi_nh_asid(asid)))?;
+                cmdq.push(regs, stats, invalidation(tag.invalidate_all()))?;
             }
             Ok(leaves)
         });
@@ -1456,8 +1547,8 @@ impl<M: Mmio> Smmu<M> {
     /// returns when the SMMU has confirmed. What finishes an unmap whose invalidation
     /// failed: the entries are gone from the tables, and this removes any cached copy.
     pub fn invalidate_domain(&mut self, d: DomainId) -> Result<(), Error> {
-        let asid = self.domain(d)?.asid;
-        self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_nh_asid(asid))?;
+        let tag = self.domain(d)?.tag;
+        self.cmdq.push(&self.regs, &mut self.stats, tag.invalidate_all())?;
         self.cmdq.sync(&self.regs, &mut self.stats)?;
         if let Some(dom) = self.domains[d.index()].as_mut() {
             dom.stale = false;
@@ -1486,20 +1577,20 @@ impl<M: Mmio> Smmu<M> {
     pub fn protect(&mut self, d: DomainId, iova: Iova, len: u64, perm: Perm) -> Result<usize, Error> {
         self.flush_stale(d)?;
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
-        let asid = dom.asid;
+        let tag = dom.tag;
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
         let mut queue_error = None;
         // As for unmap: a narrowed entry may stay cached wider until confirmed.
         dom.stale = true;
         let changed = dom.table.protect(pool, iova, len, perm, |leaf| {
             if queue_error.is_none() {
-                if let Err(e) = cmdq.push(regs, stats, Command::tlbi_nh_va(asid, leaf.iova, true, None)) {
+                if let Err(e) = cmdq.push(regs, stats, tag.invalidate_leaf(leaf.iova)) {
                     queue_error = Some(e);
                 }
             }
         })?;
         if queue_error.is_some() {
-            cmdq.push(regs, stats, Command::tlbi_nh_asid(asid))?;
+            cmdq.push(regs, stats, tag.invalidate_all())?;
         }
         if changed > 0 {
             cmdq.sync(regs, stats)?;

@@ -1,5 +1,5 @@
 //! An Arm SMMUv3 driver (Arm IHI 0070) for the IOMMU protection domain: stream table,
-//! context descriptors, stage-1 VMSAv8-64 page tables, command and event queues.
+//! context descriptors, stage-1 and stage-2 VMSAv8-64 page tables, command and event queues.
 //!
 //! What it is for: making sure a DMA-capable device reaches only the memory it has been
 //! given. From `Smmu::init` on, every stream aborts until `attach` gives it a context;
@@ -38,7 +38,7 @@ pub mod ste;
 
 mod driver;
 
-pub use addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
+pub use addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId, Vmid};
 #[cfg(target_arch = "aarch64")]
 pub use coherency::ArmCacheOps;
 pub use coherency::{CacheOps, Coherency};

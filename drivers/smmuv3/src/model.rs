@@ -7,8 +7,12 @@
 //! descriptors met on a walk (a walk cache) per (ASID, level, range) until a
 //! CMD_TLBI_NH_ASID, a CMD_TLBI_NH_VA with Leaf = 0 for an address in their range, or a
 //! TLBI of everything (a CMD_TLBI_NH_VA with Leaf = 1 may leave them, as the architecture
-//! allows). A driver that forgets an invalidation therefore leaves a stale translation
-//! or walk that tests can see.
+//! allows). Stage-2 streams (STE.Config = 0b110) are walked from STE.S2TTB with the
+//! STE's VTCR, their translations and walks cached per VMID until a CMD_TLBI_S12_VMALL
+//! of it, or a CMD_TLBI_S2_IPA of an address in their range (walks only with Leaf = 0);
+//! a stage-2 fault with STE.S2R set writes an event record (S2 = 1, the IPA) to the
+//! event queue. A driver that forgets an invalidation therefore leaves a stale
+//! translation or walk that tests can see.
 //!
 //! The model decodes tables with literal bit positions from IHI 0070 rather than the
 //! driver's constants, so a wrong constant in the driver shows up as a disagreement.
@@ -37,6 +41,14 @@ pub enum Outcome {
     Bypass(u64),
 }
 
+/// What TLB and walk-cache entries are tagged with: a stage-1 context's ASID, or a
+/// stage-2 address space's VMID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Tag {
+    Asid(u16),
+    Vmid(u16),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct TlbEntry {
     iova_base: u64,
@@ -57,12 +69,12 @@ struct WalkEntry {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The walk cache, per ASID.
-    walks: HashMap<u16, Vec<WalkEntry>>,
+    /// The walk cache, per ASID or VMID.
+    walks: HashMap<Tag, Vec<WalkEntry>>,
     regs: HashMap<usize, u64>,
     commands: Vec<Command>,
     config_cache: HashMap<u32, ([u64; 8], Option<[u64; 8]>)>,
-    tlb: HashMap<u16, Vec<TlbEntry>>,
+    tlb: HashMap<Tag, Vec<TlbEntry>>,
     stuck: bool,
     reject: Option<u8>,
     /// The CERROR code the rejection reports (1 = CERROR_ILL, 2 = CERROR_ABT).
@@ -94,6 +106,9 @@ struct State {
     poc: Option<&'static PocMemory>,
     /// The leaf descriptor the last table walk ended at.
     last_leaf: Option<u64>,
+    /// Fault records a translation produced, written to the event queue once the
+    /// translation's borrow of the state ends.
+    pending_events: Vec<[u64; 4]>,
 }
 
 /// A clock for tests: time passes only as the SMMU model's registers are accessed (each
@@ -147,6 +162,11 @@ pub const QEMU_IDR: [u32; 6] = [
     4 | (1 << 4) | (1 << 5) | (1 << 6),
 ];
 
+/// SMMU_IDR0.S2P, bit 0: stage 2 implemented.
+pub const IDR0_S2P: u32 = 1;
+/// SMMU_IDR0.VMID16, bit 18: 16-bit VMIDs.
+pub const IDR0_VMID16: u32 = 1 << 18;
+
 impl SmmuModel {
     /// A model reporting QEMU's ID registers.
     pub fn qemu() -> Self {
@@ -157,6 +177,15 @@ impl SmmuModel {
     /// model uses as physical addresses, need up to 47 bits.
     pub fn host() -> Self {
         let mut idr = QEMU_IDR;
+        idr[5] = (idr[5] & !0b111) | 5;
+        Self::with_idr(idr)
+    }
+
+    /// `host()` with stage 2 as well (SMMU_IDR0.S2P and VMID16), as QEMU 10.0 reports with
+    /// `-global arm-smmuv3.stage=nested` (hw/arm/smmuv3.c, `smmuv3_init_regs`).
+    pub fn host_nested() -> Self {
+        let mut idr = QEMU_IDR;
+        idr[0] |= IDR0_S2P | IDR0_VMID16;
         idr[5] = (idr[5] & !0b111) | 5;
         Self::with_idr(idr)
     }
@@ -384,7 +413,9 @@ impl SmmuModel {
     fn execute(&self, st: &mut State, cmd: Command) {
         let w0 = cmd.0[0];
         let sid = (w0 >> 32) as u32;
-        let asid = (w0 >> 48) as u16;
+        let asid = Tag::Asid((w0 >> 48) as u16);
+        // CMD_TLBI_S2_IPA / S12_VMALL: VMID in bits [47:32].
+        let vmid = Tag::Vmid((w0 >> 32) as u16);
         match cmd.opcode() {
             0x03 | 0x05 | 0x06 => {
                 st.config_cache.remove(&sid);
@@ -414,6 +445,22 @@ impl SmmuModel {
                     }
                 }
             }
+            0x28 => {
+                st.tlb.remove(&vmid);
+                st.walks.remove(&vmid);
+            }
+            0x2a => {
+                // IPA[51:12] in word 1.
+                let ipa = cmd.0[1] & 0x000f_ffff_ffff_f000;
+                if let Some(v) = st.tlb.get_mut(&vmid) {
+                    v.retain(|e| !(ipa >= e.iova_base && ipa < e.iova_base + e.size));
+                }
+                if cmd.0[1] & 1 == 0 {
+                    if let Some(v) = st.walks.get_mut(&vmid) {
+                        v.retain(|e| !(ipa >= e.iova_base && ipa < e.iova_base + e.size));
+                    }
+                }
+            }
             0x10 | 0x30 => {
                 st.tlb.clear();
                 st.walks.clear();
@@ -422,8 +469,18 @@ impl SmmuModel {
         }
     }
 
-    /// Translate a device access as the hardware would, filling and using the caches.
+    /// Translate a device access as the hardware would, filling and using the caches;
+    /// a fault the STE says to record is written to the event queue.
     pub fn translate(&self, sid: u32, iova: u64, write: bool) -> Outcome {
+        let outcome = self.translate_cached(sid, iova, write);
+        let records = core::mem::take(&mut self.state.borrow_mut().pending_events);
+        for record in records {
+            self.inject_event(record);
+        }
+        outcome
+    }
+
+    fn translate_cached(&self, sid: u32, iova: u64, write: bool) -> Outcome {
         let mut st = self.state.borrow_mut();
         let cr0 = st.regs.get(&reg::CR0).copied().unwrap_or(0);
         if cr0 & 1 == 0 {
@@ -451,6 +508,10 @@ impl SmmuModel {
             0b000 => return Outcome::Abort,
             0b100 => return Outcome::Bypass(iova),
             0b101 => {}
+            // Stage 2 on an SMMU that has it (SMMU_IDR0.S2P): otherwise C_BAD_STE.
+            0b110 if st.regs.get(&reg::IDR0).copied().unwrap_or(0) & 1 == 1 => {
+                return stage2(&mut st, sid, &ste, iova, write);
+            }
             _ => return Outcome::Fault(0x04),
         }
         let cd = cd.expect("stage 1 has a CD");
@@ -464,7 +525,7 @@ impl SmmuModel {
         if !(16..=39).contains(&t0sz) || tg0 != 0 {
             return Outcome::Fault(0x0a);
         }
-        let asid = (cd[0] >> 48) as u16;
+        let asid = Tag::Asid((cd[0] >> 48) as u16);
         if let Some(e) =
             st.tlb.get(&asid).and_then(|v| v.iter().find(|e| iova >= e.iova_base && iova < e.iova_base + e.size))
         {
@@ -523,6 +584,119 @@ impl SmmuModel {
             }
             return Outcome::Ok(entry.pa_base + (iova - entry.iova_base));
         }
+    }
+}
+
+/// A stream whose STE says stage 2 only: check the STE as the architecture requires
+/// (IHI 0070 5.2, with literal bit positions), then walk from S2TTB.
+fn stage2(st: &mut State, sid: u32, ste: &[u64; 8], ipa: u64, write: bool) -> Outcome {
+    let w2 = ste[2];
+    let oas = oas_bits_of(st);
+    let (t0sz, sl0, tg) = ((w2 >> 32) & 0x3f, (w2 >> 38) & 3, (w2 >> 46) & 3);
+    let (aa64, endi, affd, stall, record) =
+        ((w2 >> 51) & 1, (w2 >> 52) & 1, (w2 >> 53) & 1 == 1, (w2 >> 57) & 1, (w2 >> 58) & 1 == 1);
+    // ILLEGAL (C_BAD_STE): not AArch64 tables; big-endian on a little-endian SMMU; a
+    // stall on an SMMU that only terminates (STALL_MODEL = 1); a granule other than 4 KiB
+    // (the only one modelled); S2T0SZ beyond 39, or an input wider than IAS (= OAS).
+    let ias = 64 - t0sz as u32;
+    if aa64 == 0 || endi == 1 || stall == 1 || tg != 0 || t0sz > 39 || ias > oas {
+        return Outcome::Fault(0x04);
+    }
+    // S2SL0 with a 4 KiB granule: 0b00 level 2, 0b01 level 1, 0b10 level 0 (valid only
+    // with 44 or more PA bits), 0b11 reserved. The input size must fit the starting
+    // level's table, up to 16 tables concatenated (Arm ARM, VTCR_EL2).
+    let start = match sl0 {
+        0b00 => 2u32,
+        0b01 => 1,
+        0b10 if oas >= 44 => 0,
+        _ => return Outcome::Fault(0x04),
+    };
+    let span_bits = 12 + 9 * (4 - start);
+    if ias > span_bits + 4 || ias + 9 <= span_bits {
+        return Outcome::Fault(0x04);
+    }
+    let vmid = Tag::Vmid(w2 as u16);
+    let fault = |st: &mut State, id: u8| {
+        if record {
+            // F_TRANSLATION / F_PERMISSION / F_ACCESS: StreamID in word 0 [63:32]; word 1
+            // RnW [35], S2 [39], CLASS [41:40] = 0b10 (the input address); InputAddr in word
+            // 2; IPA[51:12] in word 3.
+            let rnw = (!write) as u64;
+            let w1 = (rnw << 35) | (1 << 39) | (0b10 << 40);
+            st.pending_events.push([id as u64 | (sid as u64) << 32, w1, ipa, ipa & 0x000f_ffff_ffff_f000]);
+        }
+        Outcome::Fault(id)
+    };
+    if let Some(e) = st.tlb.get(&vmid).and_then(|v| v.iter().find(|e| ipa >= e.iova_base && ipa < e.iova_base + e.size))
+    {
+        if write && !e.writable {
+            return fault(st, 0x13);
+        }
+        return Outcome::Ok(e.pa_base + (ipa - e.iova_base));
+    }
+    if ipa >> ias != 0 {
+        return fault(st, 0x10);
+    }
+    let mut level = start;
+    let mut table = ste[3] & 0x000f_ffff_ffff_fff0;
+    if let Some(w) = st
+        .walks
+        .get(&vmid)
+        .and_then(|v| v.iter().filter(|w| ipa >= w.iova_base && ipa < w.iova_base + w.size).max_by_key(|w| w.level))
+    {
+        (level, table) = (w.level + 1, w.table);
+    }
+    loop {
+        let shift = 12 + 9 * (3 - level);
+        // At the starting level the index takes every input bit above the level's shift
+        // (more than 9 when tables are concatenated).
+        let index = if level == start { ipa >> shift } else { (ipa >> shift) & 0x1ff };
+        let pte = read_words::<1>(st.poc, table + index * 8)[0];
+        if pte & 1 == 0 {
+            return fault(st, 0x10);
+        }
+        if level < 3 && pte & 2 != 0 {
+            table = pte & 0x0000_ffff_ffff_f000;
+            let size = 1u64 << shift;
+            st.walks.entry(vmid).or_default().push(WalkEntry { level, iova_base: ipa & !(size - 1), size, table });
+            level += 1;
+            continue;
+        }
+        if level == 3 && pte & 2 == 0 {
+            return fault(st, 0x10);
+        }
+        if pte & (1 << 10) == 0 && !affd {
+            return fault(st, 0x12);
+        }
+        st.last_leaf = Some(pte);
+        // S2AP[1:0], bits [7:6]: bit 6 read, bit 7 write.
+        let (readable, writable) = (pte & (1 << 6) != 0, pte & (1 << 7) != 0);
+        if (write && !writable) || (!write && !readable) {
+            return fault(st, 0x13);
+        }
+        let size = 1u64 << shift;
+        let entry = TlbEntry {
+            iova_base: ipa & !(size - 1),
+            size,
+            pa_base: pte & 0x0000_ffff_ffff_f000 & !(size - 1),
+            writable,
+        };
+        st.tlb.entry(vmid).or_default().push(entry);
+        return Outcome::Ok(entry.pa_base + (ipa - entry.iova_base));
+    }
+}
+
+/// SMMU_IDR5.OAS in bits: the spec's table written out again rather than the driver's
+/// `cd::oas_bits`, so that the model stays a referee of the driver's tables.
+fn oas_bits_of(st: &State) -> u32 {
+    match st.regs.get(&reg::IDR5).copied().unwrap_or(0) & 7 {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        5 => 48,
+        _ => 52,
     }
 }
 
@@ -839,10 +1013,13 @@ pub struct InstantSmmu {
 }
 
 impl InstantSmmu {
-    /// QEMU's ID registers with a 48-bit output size (host addresses).
+    /// QEMU's ID registers with a 48-bit output size (host addresses), and stage 2 as
+    /// QEMU 10.0 reports it with `stage=nested` (S2P, VMID16): a stage-1 domain is driven
+    /// the same either way, and benchmarks measure the two stages side by side.
     pub fn new() -> Self {
         let regs: Vec<core::cell::Cell<u64>> = (0..0x20000 / 4).map(|_| core::cell::Cell::new(0)).collect();
         let mut idr = QEMU_IDR;
+        idr[0] |= IDR0_S2P | IDR0_VMID16;
         idr[5] = (idr[5] & !0b111) | 5; // 48-bit output: host addresses
         for (i, v) in idr.iter().enumerate() {
             regs[reg::IDR0 / 4 + i].set(*v as u64);
@@ -888,6 +1065,13 @@ pub fn instant_smmu(table_pages: usize) -> crate::Smmu<InstantSmmu> {
     let cfg = crate::Config { interrupts: false, ..host_config() };
     // SAFETY: the memory is fresh, and this `InstantSmmu` is the only register file.
     unsafe { crate::Smmu::init(InstantSmmu::new(), mem, cfg) }.expect("the instant model initialises")
+}
+
+/// `host_smmu`, on `SmmuModel::host_nested()`: an SMMU with both stages.
+pub fn host_smmu_nested(table_pages: usize) -> crate::Smmu<SmmuModel> {
+    // SAFETY: the memory is fresh and leaked; the model is the only register file.
+    unsafe { crate::Smmu::init(SmmuModel::host_nested(), host_memory(table_pages), host_config()) }
+        .expect("the host model initialises")
 }
 
 /// A driver initialised on `SmmuModel::host()` with `host_memory(table_pages)` and

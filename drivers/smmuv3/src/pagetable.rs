@@ -1,5 +1,6 @@
-//! VMSAv8-64 stage-1 translation tables with a 4 KiB granule (Arm ARM D8.3, as used by
-//! the SMMU per IHI 0070 3.4), built in pages taken from a fixed pool.
+//! VMSAv8-64 stage-1 and stage-2 translation tables with a 4 KiB granule (Arm ARM D8.3,
+//! as used by the SMMU per IHI 0070 3.4), built in pages taken from a fixed pool. The two
+//! stages share table descriptors and walks; their leaves differ (`Stage`).
 //!
 //! Every operation checks the whole request before it writes anything, so an error
 //! leaves the tables exactly as they were: a map that would overlap, run past the input
@@ -59,6 +60,33 @@ pub const PTE_SH_IS: u64 = 0b11;
 /// SH value: outer shareable (Normal Non-cacheable memory is, whatever SH says; Linux's
 /// io-pgtable-arm writes it for mappings without IOMMU_CACHE).
 pub const PTE_SH_OS: u64 = 0b10;
+
+/// Stage-2 leaf S2AP[1:0], bits [7:6]: bit 6 grants reads, bit 7 writes (Arm ARM D8.4,
+/// "Stage 2 data access permissions"; Linux's ARM_LPAE_PTE_HAP_READ/WRITE).
+pub const PTE_S2AP: Field = Field::new(7, 6);
+/// S2AP value: read only.
+pub const PTE_S2AP_READ: u64 = 0b01;
+/// S2AP value: read and write.
+pub const PTE_S2AP_READ_WRITE: u64 = 0b11;
+/// Stage-2 leaf MemAttr[3:0], bits [5:2] (with FWB off): [3:2] outer, [1:0] inner.
+pub const PTE_S2_MEMATTR: Field = Field::new(5, 2);
+/// MemAttr: Normal, inner and outer write-back cacheable (Linux: ARM_LPAE_PTE_MEMATTR_OIWB).
+pub const PTE_S2_MEMATTR_WB: u64 = 0b1111;
+/// MemAttr: Normal, inner and outer Non-cacheable (Linux: ARM_LPAE_PTE_MEMATTR_NC).
+pub const PTE_S2_MEMATTR_NC: u64 = 0b0101;
+/// MemAttr: Device-nGnRE (Linux: ARM_LPAE_PTE_MEMATTR_DEV).
+pub const PTE_S2_MEMATTR_DEVICE: u64 = 0b0001;
+
+/// Which translation stage a table belongs to: it decides how leaves encode permission
+/// and memory type, and whether they carry nG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Stage 1: AP[2:1], AttrIndx into the CD's MAIR, nG (tagged with the ASID), PXN/UXN.
+    Stage1,
+    /// Stage 2: S2AP[1:0], MemAttr directly, no nG (entries are tagged with the VMID),
+    /// XN (bit 54).
+    Stage2,
+}
 
 /// What a device may do with a mapping. Stage-1 descriptors cannot express write-only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -146,6 +174,62 @@ impl Pte {
             | addr_bits(PTE_ADDR, pa.0)
             | PTE_PXN.prep(1)
             | PTE_UXN.prep(1))
+    }
+
+    /// A stage-2 leaf: a page at level 3, a block at levels 1 and 2. Never executable
+    /// (XN, bit 54: XN[1:0] = 0b10, not executable at any level with or without FEAT_XNX;
+    /// bit 53 left 0, which is XN[0] under FEAT_XNX and RES0 without), access flag set.
+    pub const fn s2_leaf(pa: PhysAddr, level: u8, perm: Perm, mem: MemType) -> Pte {
+        let ty = if level == LEAF_LEVEL { 1 } else { 0 };
+        let (attr, sh) = match mem {
+            MemType::Normal => (PTE_S2_MEMATTR_WB, PTE_SH_IS),
+            MemType::NormalNonCacheable => (PTE_S2_MEMATTR_NC, PTE_SH_OS),
+            MemType::Device => (PTE_S2_MEMATTR_DEVICE, 0),
+        };
+        let ap = match perm {
+            Perm::Read => PTE_S2AP_READ,
+            Perm::ReadWrite => PTE_S2AP_READ_WRITE,
+        };
+        Pte(PTE_VALID.prep(1)
+            | PTE_TYPE.prep(ty)
+            | PTE_S2_MEMATTR.prep(attr)
+            | PTE_S2AP.prep(ap)
+            | PTE_SH.prep(sh)
+            | PTE_AF.prep(1)
+            | addr_bits(PTE_ADDR, pa.0)
+            | PTE_UXN.prep(1))
+    }
+
+    /// The leaf `stage` calls for.
+    pub const fn leaf_at(stage: Stage, pa: PhysAddr, level: u8, perm: Perm, mem: MemType) -> Pte {
+        match stage {
+            Stage::Stage1 => Self::leaf(pa, level, perm, mem),
+            Stage::Stage2 => Self::s2_leaf(pa, level, perm, mem),
+        }
+    }
+
+    /// The permission a leaf of `stage` grants. At stage 2: `ReadWrite` when S2AP grants
+    /// writes, else `Read` (the driver writes no write-only or no-access leaf).
+    pub const fn perm_at(self, stage: Stage) -> Perm {
+        match stage {
+            Stage::Stage1 => self.perm(),
+            Stage::Stage2 if PTE_S2AP.get(self.0) & 0b10 != 0 => Perm::ReadWrite,
+            Stage::Stage2 => Perm::Read,
+        }
+    }
+
+    /// The same leaf of `stage` with permission `perm`.
+    pub const fn with_perm_at(self, stage: Stage, perm: Perm) -> Pte {
+        match stage {
+            Stage::Stage1 => self.with_perm(perm),
+            Stage::Stage2 => {
+                let ap = match perm {
+                    Perm::Read => PTE_S2AP_READ,
+                    Perm::ReadWrite => PTE_S2AP_READ_WRITE,
+                };
+                Pte(PTE_S2AP.set(self.0, ap))
+            }
+        }
     }
 
     /// Valid bit set.
@@ -367,9 +451,10 @@ const fn level_shift(level: u8) -> u32 {
     12 + 9 * (LEAF_LEVEL - level) as u32
 }
 
-/// A stage-1 address space: the root table and the walk geometry.
+/// An address space of either stage: the root table and the walk geometry.
 #[derive(Debug)]
 pub struct PageTable {
+    stage: Stage,
     root: PhysAddr,
     start_level: u8,
     ias_bits: u32,
@@ -385,18 +470,43 @@ impl PageTable {
     /// A new, empty address space of `ias_bits` input bits (25..=48) whose output
     /// addresses fit in `oas_bits`, its root taken from `pool`.
     pub fn new(pool: &mut TablePool, ias_bits: u32, oas_bits: u32) -> Result<Self, PageTableError> {
+        Self::new_at(pool, Stage::Stage1, ias_bits, oas_bits)
+    }
+
+    /// `new` for `stage`. At stage 2 the walk starts where the input size puts it, one
+    /// table at the starting level, never concatenated (level 0 from 40 bits on, level 1
+    /// from 31, level 2 below): the caller checks that the SMMU allows that start.
+    pub fn new_at(pool: &mut TablePool, stage: Stage, ias_bits: u32, oas_bits: u32) -> Result<Self, PageTableError> {
         if !(25..=48).contains(&ias_bits) {
             return Err(PageTableError::IovaOutOfRange);
         }
         let (root, _) = pool.alloc().ok_or(PageTableError::PoolExhausted { needed: 1, free: 0 })?;
         // 4 KiB granule: each level resolves 9 bits above the 12-bit page offset.
         let levels = (ias_bits - 12).div_ceil(9);
-        Ok(Self { root, start_level: (4 - levels) as u8, ias_bits, oas_bits: oas_bits.min(48), limbo: 0, limbo_len: 0 })
+        Ok(Self {
+            stage,
+            root,
+            start_level: (4 - levels) as u8,
+            ias_bits,
+            oas_bits: oas_bits.min(48),
+            limbo: 0,
+            limbo_len: 0,
+        })
     }
 
-    /// Physical address of the root table (the CD's TTB0).
+    /// Physical address of the root table (the CD's TTB0, or the STE's S2TTB).
     pub fn root(&self) -> PhysAddr {
         self.root
+    }
+
+    /// The stage the tables are for.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The level walks start at.
+    pub fn start_level(&self) -> u8 {
+        self.start_level
     }
 
     /// Input address size in bits.
@@ -440,7 +550,7 @@ impl PageTable {
                 continue;
             }
             let base = iova.0 & !(level_size(level) - 1);
-            return Some(Leaf { iova: Iova(base), pa: pte.addr(), level, perm: pte.perm() });
+            return Some(Leaf { iova: Iova(base), pa: pte.addr(), level, perm: pte.perm_at(self.stage) });
         }
     }
 
@@ -539,7 +649,7 @@ impl PageTable {
             let out = pa.0 + (cur - iova.0);
             let level = self.chunk_level(pool, cur, out, end - cur);
             let table = self.table_for(pool, cur, level);
-            pool.write(table, self.index(cur, level), Pte::leaf(PhysAddr(out), level, perm, mem));
+            pool.write(table, self.index(cur, level), Pte::leaf_at(self.stage, PhysAddr(out), level, perm, mem));
             cur += level_size(level);
         }
         // The caller will tell a client the mapping exists; make it visible first.
@@ -633,7 +743,7 @@ impl PageTable {
             let leaf = self.translate(pool, Iova(cur)).expect("checked above");
             if leaf.perm != perm {
                 let (table, pte) = self.walk(pool, cur, leaf.level).expect("leaf exists");
-                pool.write(table, self.index(cur, leaf.level), pte.with_perm(perm));
+                pool.write(table, self.index(cur, leaf.level), pte.with_perm_at(self.stage, perm));
                 invalidate(leaf);
                 changed += 1;
             }
@@ -657,7 +767,7 @@ impl PageTable {
             if pte.is_table(level) {
                 self.visit(pool, pte.addr(), level + 1, iova, f);
             } else {
-                f(Leaf { iova: Iova(iova), pa: pte.addr(), level, perm: pte.perm() });
+                f(Leaf { iova: Iova(iova), pa: pte.addr(), level, perm: pte.perm_at(self.stage) });
             }
         }
     }

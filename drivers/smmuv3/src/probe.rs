@@ -41,8 +41,10 @@ pub struct Features {
     pub two_level_strtab: bool,
     /// EL2 translation regime present (CMD_TLBI_EL2_ALL needed at reset).
     pub hyp: bool,
-    /// Stage-2 translation supported (not used by this driver).
+    /// SMMU_IDR0.S2P: stage-2 translation supported (`Smmu::create_stage2_domain`).
     pub stage2: bool,
+    /// VMID width in bits: 16 with SMMU_IDR0.VMID16, else 8.
+    pub vmid_bits: u32,
     /// Message-signalled interrupts supported (this driver uses wired ones).
     pub msi: bool,
     /// SMMU_IDR0.COHACC: table, structure and queue accesses can be coherent with the
@@ -145,6 +147,18 @@ pub enum Unsupported {
         /// Bits asked for.
         bits: u32,
     },
+    /// A stage-2 domain was asked for and the SMMU has no stage 2 (SMMU_IDR0.S2P = 0).
+    NoStage2,
+    /// A stage-2 domain cannot take this input size: stage-2 input (IPA) is at most the
+    /// output size (IAS = OAS for AArch64 tables, IHI 0070 3.4), and a walk starting at
+    /// level 0 with a 4 KiB granule needs at least 44 output bits (Arm ARM, VTCR_EL2.SL0;
+    /// the driver concatenates no tables to start lower).
+    Stage2InputSize {
+        /// IPA bits asked for.
+        bits: u32,
+        /// Output address bits the SMMU has.
+        oas_bits: u32,
+    },
 }
 
 impl fmt::Display for Unsupported {
@@ -191,7 +205,30 @@ impl fmt::Display for Unsupported {
                 write!(f, "memory needs {needed}-bit output addresses, the SMMU has {oas_bits} (SMMU_IDR5.OAS)")
             }
             Unsupported::IovaSize { bits } => write!(f, "an IOVA size of {bits} bits is not supported"),
+            Unsupported::NoStage2 => write!(f, "no stage-2 translation (SMMU_IDR0.S2P = 0)"),
+            Unsupported::Stage2InputSize { bits, oas_bits } => write!(
+                f,
+                "a stage-2 input size of {bits} bits is not supported with {oas_bits}-bit output (IAS = OAS; level-0 start needs 44)"
+            ),
         }
+    }
+}
+
+/// The level a stage-2 walk of `ias_bits` input bits starts at with a 4 KiB granule and
+/// one table there (none concatenated): 2 up to 30 bits, 1 up to 39, 0 above. Refused
+/// when the input is wider than the output (IAS = OAS for AArch64 tables, IHI 0070 3.4)
+/// or needs a level-0 start with fewer than 44 output bits (Arm ARM, VTCR_EL2.SL0 = 0b10
+/// is invalid when PAMax < 44).
+pub const fn stage2_start_level(ias_bits: u32, oas_bits: u32) -> Result<u8, Unsupported> {
+    let refused = Err(Unsupported::Stage2InputSize { bits: ias_bits, oas_bits });
+    if ias_bits < 25 || ias_bits > 48 || ias_bits > oas_bits {
+        return refused;
+    }
+    match ias_bits {
+        ..=30 => Ok(2),
+        31..=39 => Ok(1),
+        _ if oas_bits >= 44 => Ok(0),
+        _ => refused,
     }
 }
 
@@ -301,6 +338,7 @@ pub fn probe(id: &IdRegs, needs: &Needs) -> Result<Features, Unsupported> {
         two_level_strtab: idr0.read(IDR0::ST_LEVEL) == 1,
         hyp: idr0.read(IDR0::HYP) == 1,
         stage2: idr0.read(IDR0::S2P) == 1,
+        vmid_bits: if idr0.read(IDR0::VMID16) == 1 { 16 } else { 8 },
         msi: idr0.read(IDR0::MSI) == 1,
         coherent_access: idr0.read(IDR0::COHACC) == 1,
         range_invalidation: idr3.read(IDR3::RIL) == 1,

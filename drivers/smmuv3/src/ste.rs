@@ -2,7 +2,7 @@
 //! are named `STRTAB_STE_<word>_<FIELD>` after the spec and Linux's arm-smmu-v3.h, so the
 //! two can be compared line by line.
 
-use crate::addr::PhysAddr;
+use crate::addr::{PhysAddr, Vmid};
 use crate::coherency::Coherency;
 use crate::field::{addr_bits, Field};
 
@@ -32,6 +32,40 @@ pub const STRTAB_STE_1_EATS: Field = Field::new(29, 28);
 pub const STRTAB_STE_1_STRW: Field = Field::new(31, 30);
 /// STE.SHCFG: shareability override for bypassed transactions.
 pub const STRTAB_STE_1_SHCFG: Field = Field::new(45, 44);
+
+/// STE.S2VMID: the VMID that tags the stream's stage-2 TLB entries.
+pub const STRTAB_STE_2_S2VMID: Field = Field::new(15, 0);
+/// STE.S2T0SZ (VTCR[5:0]): the stage-2 input range is 2^(64 - S2T0SZ) bytes.
+pub const STRTAB_STE_2_VTCR_S2T0SZ: Field = Field::new(37, 32);
+/// STE.S2SL0 (VTCR[7:6]): the starting level of the stage-2 walk.
+pub const STRTAB_STE_2_VTCR_S2SL0: Field = Field::new(39, 38);
+/// STE.S2IR0 (VTCR[9:8]): inner cacheability of stage-2 table walks.
+pub const STRTAB_STE_2_VTCR_S2IR0: Field = Field::new(41, 40);
+/// STE.S2OR0 (VTCR[11:10]): outer cacheability of stage-2 table walks.
+pub const STRTAB_STE_2_VTCR_S2OR0: Field = Field::new(43, 42);
+/// STE.S2SH0 (VTCR[13:12]): shareability of stage-2 table walks.
+pub const STRTAB_STE_2_VTCR_S2SH0: Field = Field::new(45, 44);
+/// STE.S2TG (VTCR[15:14]): the stage-2 granule (0 = 4 KiB).
+pub const STRTAB_STE_2_VTCR_S2TG: Field = Field::new(47, 46);
+/// STE.S2PS (VTCR[18:16]): the stage-2 output (physical) address size.
+pub const STRTAB_STE_2_VTCR_S2PS: Field = Field::new(50, 48);
+/// STE.S2AA64: the stage-2 tables are VMSAv8-64 (AArch64) tables.
+pub const STRTAB_STE_2_S2AA64: Field = Field::bit(51);
+/// STE.S2ENDI: big-endian stage-2 tables.
+pub const STRTAB_STE_2_S2ENDI: Field = Field::bit(52);
+/// STE.S2AFFD: stage-2 access-flag faults disabled.
+pub const STRTAB_STE_2_S2AFFD: Field = Field::bit(53);
+/// STE.S2PTW: stage-1 table walks to Device memory fault (matters only when nested).
+pub const STRTAB_STE_2_S2PTW: Field = Field::bit(54);
+/// STE.S2S: stall stage-2 faults (instead of terminating them).
+pub const STRTAB_STE_2_S2S: Field = Field::bit(57);
+/// STE.S2R: record stage-2 faults in the event queue.
+pub const STRTAB_STE_2_S2R: Field = Field::bit(58);
+/// STE.S2TTB: physical address of the stage-2 starting-level table, bits [51:4].
+pub const STRTAB_STE_3_S2TTB: Field = Field::new(51, 4);
+
+/// S2TG value for a 4 KiB granule.
+pub const STRTAB_STE_2_VTCR_S2TG_4K: u64 = 0b00;
 
 /// STE.Config values (IHI 0070 5.2, "Config").
 pub const STRTAB_STE_0_CFG_ABORT: u64 = 0b000;
@@ -79,6 +113,13 @@ pub enum SteConfig {
         cd: PhysAddr,
         /// Word 1, which sets how the SMMU fetches the CD and tables.
         attrs: u64,
+    },
+    /// Stage-2 translation only (stage 1 bypassed).
+    Stage2 {
+        /// The VMID its TLB entries carry.
+        vmid: Vmid,
+        /// Physical address of the starting-level table.
+        s2ttb: PhysAddr,
     },
     /// Any other configuration: this driver never writes one.
     Other(u64),
@@ -131,6 +172,35 @@ impl Ste {
         Ste(w)
     }
 
+    /// Stage-2 translation, stage 1 bypassed, for the address space `ctx` describes:
+    /// AArch64 tables with a 4 KiB granule, little-endian, faults recorded (S2R) and
+    /// terminated, never stalled (S2S = 0), access-flag faults left enabled (the driver
+    /// sets AF in every leaf), walks as `coherency` calls for (as `stage1_for`). Word 1
+    /// asks for the incoming shareability (SHCFG), as `bypass` does: stage 1 is bypassed.
+    /// S2PTW is left 0: it only concerns stage-1 walks, which a stage-2-only stream has
+    /// none of (Linux sets it for the nested case).
+    pub const fn stage2(ctx: &Stage2Context, coherency: Coherency) -> Self {
+        let (c, sh) = match coherency {
+            Coherency::Coherent => (STRTAB_STE_1_S1C_WBRA, STRTAB_STE_1_S1CSH_ISH),
+            Coherency::NonCoherent => (STRTAB_STE_1_S1C_NC, STRTAB_STE_1_S1CSH_OSH),
+        };
+        let mut w = [0; STE_WORDS];
+        w[0] = STRTAB_STE_0_V.prep(1) | STRTAB_STE_0_CFG.prep(STRTAB_STE_0_CFG_S2_TRANS);
+        w[1] = STRTAB_STE_1_SHCFG.prep(STRTAB_STE_1_SHCFG_INCOMING);
+        w[2] = STRTAB_STE_2_S2VMID.prep(ctx.vmid.0 as u64)
+            | STRTAB_STE_2_VTCR_S2T0SZ.prep(64 - ctx.ias_bits as u64)
+            | STRTAB_STE_2_VTCR_S2SL0.prep(s2sl0_4k(ctx.start_level))
+            | STRTAB_STE_2_VTCR_S2IR0.prep(c)
+            | STRTAB_STE_2_VTCR_S2OR0.prep(c)
+            | STRTAB_STE_2_VTCR_S2SH0.prep(sh)
+            | STRTAB_STE_2_VTCR_S2TG.prep(STRTAB_STE_2_VTCR_S2TG_4K)
+            | STRTAB_STE_2_VTCR_S2PS.prep(ctx.ps)
+            | STRTAB_STE_2_S2AA64.prep(1)
+            | STRTAB_STE_2_S2R.prep(1);
+        w[3] = addr_bits(STRTAB_STE_3_S2TTB, ctx.s2ttb.0);
+        Ste(w)
+    }
+
     /// What the SMMU would do with this entry.
     pub const fn config(&self) -> SteConfig {
         let w0 = self.0[0];
@@ -145,6 +215,10 @@ impl Ste {
             {
                 SteConfig::Stage1 { cd: PhysAddr(w0 & STRTAB_STE_0_S1CTXPTR.mask()), attrs: self.0[1] }
             }
+            STRTAB_STE_0_CFG_S2_TRANS => SteConfig::Stage2 {
+                vmid: Vmid(STRTAB_STE_2_S2VMID.get(self.0[2]) as u16),
+                s2ttb: PhysAddr(self.0[3] & STRTAB_STE_3_S2TTB.mask()),
+            },
             other => SteConfig::Other(other),
         }
     }
@@ -157,8 +231,37 @@ impl Ste {
             SteConfig::Abort => 0b0000_0001,
             SteConfig::Bypass => 0b0000_0011,
             SteConfig::Stage1 { .. } => 0b0000_0011,
+            // Word 1 (SHCFG), word 2 (VMID, VTCR, S2AA64, S2R) and word 3 (S2TTB).
+            SteConfig::Stage2 { .. } => 0b0000_1111,
             SteConfig::Other(_) => 0xff,
         }
+    }
+}
+
+/// The parameters of one stage-2 address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage2Context {
+    /// Tags the address space's TLB entries; invalidations name it.
+    pub vmid: Vmid,
+    /// Physical address of the starting-level table (4 KiB aligned).
+    pub s2ttb: PhysAddr,
+    /// Size of the input (IPA) range in bits.
+    pub ias_bits: u32,
+    /// The level the walk starts at: 0, 1 or 2 (4 KiB granule, no concatenated tables).
+    pub start_level: u8,
+    /// STE.S2PS: the output address size, encoded as SMMU_IDR5.OAS is.
+    pub ps: u64,
+}
+
+/// STE.S2SL0 for a 4 KiB granule (IHI 0070 5.2, as VTCR_EL2.SL0 in the Arm ARM): 0b00
+/// starts at level 2, 0b01 at level 1, 0b10 at level 0. (Linux's io-pgtable-arm writes
+/// `~(level + 1) & 3` for the same.)
+/// Levels other than 0 and 1 encode as level 2 (the driver starts no walk deeper).
+pub const fn s2sl0_4k(start_level: u8) -> u64 {
+    match start_level {
+        0 => 0b10,
+        1 => 0b01,
+        _ => 0b00,
     }
 }
 

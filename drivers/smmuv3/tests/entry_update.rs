@@ -8,9 +8,10 @@
 //! `arm_smmu_v3_test_ste_expect_transition`). We also check the number of syncs.
 
 use smmuv3::cd::{Cd, Stage1Context, CD_WORDS};
+use smmuv3::coherency::Coherency;
 use smmuv3::entry::{update, CdKind, EntryKind, EntryTarget, SteKind};
-use smmuv3::ste::{Ste, SteConfig, STE_WORDS};
-use smmuv3::{Asid, PhysAddr};
+use smmuv3::ste::{Stage2Context, Ste, SteConfig, STE_WORDS};
+use smmuv3::{Asid, PhysAddr, Vmid};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Op {
@@ -142,6 +143,24 @@ fn ste_transitions_are_safe() {
     check::<SteKind, STE_WORDS>(abort, abort, ste_blocks, 0);
     // From an all-zero (invalid) entry.
     check::<SteKind, STE_WORDS>([0; STE_WORDS], s1a, ste_blocks, 2);
+}
+
+#[test]
+fn stage2_ste_transitions_are_safe() {
+    let ctx = Stage2Context { vmid: Vmid(3), s2ttb: PhysAddr(0x4000_1000), ias_bits: 31, start_level: 1, ps: 4 };
+    let s2 = Ste::stage2(&ctx, Coherency::Coherent).0;
+    let s2_other = Ste::stage2(&Stage2Context { s2ttb: PhysAddr(0x4000_2000), ..ctx }, Coherency::Coherent).0;
+    let s1 = Ste::stage1(PhysAddr(0x4000_0000)).0;
+    let abort = Ste::abort().0;
+    // Abort -> stage 2: words 1 to 3 while unused, then word 0.
+    check::<SteKind, STE_WORDS>(abort, s2, ste_blocks, 2);
+    // Stage 2 -> abort: word 0 (hitless), then the rest cleaned.
+    check::<SteKind, STE_WORDS>(s2, abort, ste_blocks, 2);
+    // Another table: only S2TTB (word 3) changes, one store.
+    check::<SteKind, STE_WORDS>(s2, s2_other, ste_blocks, 1);
+    // Stage 1 <-> stage 2: several used words, break before make through abort.
+    check::<SteKind, STE_WORDS>(s1, s2, ste_blocks, 3);
+    check::<SteKind, STE_WORDS>(s2, s1, ste_blocks, 3);
 }
 
 #[test]

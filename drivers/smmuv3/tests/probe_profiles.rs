@@ -98,8 +98,8 @@ fn mmu600_in_agilex5_is_accepted() {
     // SMMU_IDR1 0x0E739D18: SIDSIZE 24, SSIDSIZE 20, EVENTQS = CMDQS = 19.
     assert_eq!((f.sid_bits, f.ssid_bits), (24, 20));
     assert_eq!((f.cmdq_log2, f.eventq_log2), (19, 19));
-    // SMMU_IDR0 0x080F7E3F: ASID16, ST_LEVEL = 2-level, HYP, S2P, MSI.
-    assert_eq!(f.asid_bits, 16);
+    // SMMU_IDR0 0x080F7E3F: ASID16, VMID16 (bit 18), ST_LEVEL = 2-level, HYP, S2P, MSI.
+    assert_eq!((f.asid_bits, f.vmid_bits), (16, 16));
     assert!(f.two_level_strtab && f.hyp && f.stage2 && f.msi);
     // SMMU_IDR5 0x00400075: OAS = 0b101, 48 bits.
     assert_eq!((f.oas, f.oas_bits), (5, 48));
@@ -150,9 +150,9 @@ fn fvp_smmuv3_2_has_a_one_entry_event_queue_and_four_streamids() {
     let f = probe_with(IDR, IIDR, AIDR, &Needs { sid_bits: 2, ..NEEDS }).expect("FVP SMMUv3.2");
     assert_eq!((f.sid_bits, f.ssid_bits), (2, 0));
     assert_eq!((f.cmdq_log2, f.eventq_log2), (3, 0));
-    // SMMU_IDR0 0x0046123B: ASID16, linear stream table only (ST_LEVEL = 0), HYP, S2P,
+    // SMMU_IDR0 0x0046123B: ASID16, VMID16, linear stream table only (ST_LEVEL = 0), HYP, S2P,
     // no MSI, little-endian walks (TTENDIAN = 0b10), STALL_MODEL = 0b00.
-    assert_eq!(f.asid_bits, 16);
+    assert_eq!((f.asid_bits, f.vmid_bits), (16, 16));
     assert!(!f.two_level_strtab && f.hyp && f.stage2 && !f.msi);
     // SMMU_IDR5 0xFFFF0472: OAS = 0b010, 40 bits; SMMU_IDR3 0x1714: RIL.
     assert_eq!((f.oas, f.oas_bits), (2, 40));

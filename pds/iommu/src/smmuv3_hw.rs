@@ -115,9 +115,14 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
     #[cfg(feature = "measure-bypass")]
     debug_println!("iommu: MEASUREMENT BUILD: a driver may put its own device in bypass; not for products");
     let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
-    let mut backend = SmmuBackend::new(smmu, &streams).map_err(Why::Devices)?;
+    // A device passed through to a virtual machine: stage 2 where this SMMU has it, with
+    // the input size its guest's RAM needs.
+    let mut backend = SmmuBackend::with_vms(smmu, &streams, &policy::DEVICE_IPA_BITS).map_err(Why::Devices)?;
     for (i, d) in policy::DEVICES.iter().enumerate() {
         backend.add_streams(i, d.extra_streams).map_err(|e| Why::Streams(d.name, e))?;
+        if policy::DEVICE_IPA_BITS[i] != 0 {
+            say_stage(&backend, i);
+        }
     }
     // Default deny, read back from the stream table before the service lets any device
     // translate: every described device's stream, and one no description names.
@@ -133,6 +138,21 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
         debug_println!("iommu: stream {sid} ({name}): {}", ste_of(smmu, sid));
     }
     Ok(backend)
+}
+
+/// Say at which stage the SMMU translates VM device `i`, and why.
+fn say_stage(backend: &Hw, i: usize) {
+    let (name, vm, ipa) = (policy::DEVICES[i].name, policy::DEVICE_VMS[i], policy::DEVICE_IPA_BITS[i]);
+    match backend.translation_of(i) {
+        Some(smmuv3::Translation::Stage2 { vmid }) => {
+            debug_println!("iommu: device {name} (VM {vm}): stage 2, VMID {}, {ipa}-bit IPA = guest-physical", vmid.0)
+        }
+        Some(smmuv3::Translation::Stage1 { asid }) => match smmuv3_service::stage2_refusal(backend.smmu_ref(), ipa) {
+            Some(why) => debug_println!("iommu: device {name} (VM {vm}): stage 1, ASID {} ({why})", asid.0),
+            None => debug_println!("iommu: device {name} (VM {vm}): stage 1, ASID {}", asid.0),
+        },
+        None => {}
+    }
 }
 
 /// Every device's DMA aborts, best effort: GBPA.ABORT, then SMMUEN = 0 (`smmuv3::fail_closed`).
@@ -220,6 +240,9 @@ impl EventSink<MmioRegisters> for Faults<'_> {
             // fetch abort) are left out: there is no device to say anything of.
             let routed = match (e.fault(), e.stream_id()) {
                 (Some(f), _) => {
+                    if f.stage2 {
+                        say_stage2_fault(f);
+                    }
                     let write = f.txn.access == smmuv3::Access::Write;
                     let kind = match e {
                         smmuv3::Event::Translation(_) => 0x10,
@@ -239,6 +262,21 @@ impl EventSink<MmioRegisters> for Faults<'_> {
             // No client to tell.
             crate::say_unrouted(routed, e);
         }
+    }
+}
+
+/// What the SMMU itself says of a stage-2 fault (S2 = 1 in its record, with the IPA):
+/// the first two, then at powers of two, so a flood does not fill the console.
+fn say_stage2_fault(f: &smmuv3::event::Fault) {
+    static SEEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let n = SEEN.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+    if n <= 2 || n.is_power_of_two() {
+        debug_println!(
+            "iommu: stage-2 fault (S2 = 1) on stream {:#x} at IPA {:#x}, input address {:#x} ({n} so far)",
+            f.txn.sid.0,
+            f.ipa,
+            f.txn.iova.0
+        );
     }
 }
 

@@ -152,6 +152,15 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     }
     let _ = writeln!(o, "];\n");
 
+    let _ = writeln!(o, "/// Per device passed through to a virtual machine: the guest-physical address bits its");
+    let _ = writeln!(o, "/// RAM needs (the input size of a stage-2 domain); 0 for any other device.");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub static DEVICE_IPA_BITS: [u32; {}] = [", sys.io_spaces.len());
+    for s in &sys.io_spaces {
+        let _ = writeln!(o, "    {},", crate::policy::ipa_bits(sys, s));
+    }
+    let _ = writeln!(o, "];\n");
+
     let _ = writeln!(o, "/// Regions devices may reach. `pa` is the description's phys_addr, or 0: then the IOMMU");
     let _ = writeln!(o, "/// PD reads it from the symbol of the same index in `REGION_PADDR_SYMBOLS` (a setvar).");
     let _ = writeln!(o, "pub static REGIONS: [RegionConfig; {}] = [", p.regions.len());

@@ -60,6 +60,21 @@ fn bits(x: u64) -> u32 {
     64 - x.leading_zeros()
 }
 
+/// The guest-physical address bits a device passed through to a virtual machine needs:
+/// enough for the top of its RAM maps (its iomaps), at least 25, at most 48; 0 for a
+/// device no VM has. The IOMMU PD gives such a device a stage-2 domain of this input
+/// size where the SMMU has stage 2 and can take it.
+pub fn ipa_bits(sys: &System, s: &IoSpace) -> u32 {
+    if s.vm.is_none() {
+        return 0;
+    }
+    let top = s.iomaps.iter().map(|m| {
+        let len = sys.region(&m.mr).map_or(0, |r| r.size);
+        m.iovaddr.saturating_add(len).saturating_sub(1)
+    });
+    top.max().map_or(25, bits).clamp(25, 48)
+}
+
 /// Rights from the description's `perms`.
 pub fn rights(p: Perms) -> Rights {
     match (p.read, p.write) {

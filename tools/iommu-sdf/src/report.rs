@@ -65,7 +65,12 @@ pub fn reachability(sys: &System) -> Vec<Reach> {
         for m in &s.iomaps {
             let len = sys.region(&m.mr).map(|r| r.size).unwrap_or(0);
             let through = match (&s.vm, m.guest) {
-                (Some(vm), true) => format!("guest `{vm}`'s RAM at guest-physical {:#x}", m.iovaddr),
+                // Which stage translates it is the SMMU's to say at boot (SMMU_IDR0.S2P),
+                // not the description's: the IOMMU PD prints the one it chose.
+                (Some(vm), true) => format!(
+                    "guest `{vm}`'s RAM at guest-physical {:#x} (stage 2 where the SMMU has it, else stage 1)",
+                    m.iovaddr
+                ),
                 _ => format!("iomap at iova {:#x}", m.iovaddr),
             };
             push(&m.mr, 0, len, m.perms, through);

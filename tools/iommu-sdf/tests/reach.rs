@@ -173,6 +173,8 @@ fn a_passed_through_device_reaches_guest_ram_only() {
     let report = iommu_sdf::report::reachability(&sys);
     assert_eq!(report.len(), 1, "{report:#?}");
     assert_eq!((report[0].device.as_str(), report[0].region.as_str()), ("passthrough", "guest_ram"));
+    // The report cannot know the SMMU: it names no stage as a fact.
+    assert!(report[0].source.ends_with("(stage 2 where the SMMU has it, else stage 1)"), "{}", report[0].source);
     let s = start(&sys).unwrap();
     let reach = s.hw().reachable(0);
     // guest_ram is 0x40000 bytes at guest-physical 0x4000_0000; guest_mmio is not mapped.
