@@ -32,8 +32,8 @@ use crate::hw::DeviceIndex;
 
 mod topology;
 pub use topology::{
-    acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState, Found,
-    FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
+    acs, bars_placed, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState,
+    Found, FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
 };
 
 /// Configuration space, as its owner reaches it (ECAM in the IOMMU PD, a model in tests).
@@ -48,6 +48,11 @@ pub trait ConfigSpace {
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32>;
     /// Write them; `None` if `rid` is outside the space this owner maps.
     fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()>;
+    /// The owner placed function `rid`'s BARs at boot (in its window, or found it has none:
+    /// `bars_placed`). Only then may its driver turn Memory Space on: a function whose
+    /// BARs were not placed decodes wherever firmware left them, over another function's
+    /// window perhaps.
+    fn bars_placed(&self, rid: u16) -> bool;
 }
 
 /// No configuration space: what the service has when the IOMMU PD owns no ECAM (the
@@ -64,6 +69,9 @@ impl ConfigSpace for NoConfigSpace {
     }
     fn write(&mut self, _: u16, _: u16, _: u8, _: u32) -> Option<()> {
         None
+    }
+    fn bars_placed(&self, _: u16) -> bool {
+        false
     }
 }
 
@@ -180,6 +188,12 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// module says, refused whole (nothing written) if any byte is not the driver's. Returns
 /// what the register reads after the write.
 ///
+/// Command's Memory Space and I/O Space are written as 0 for a function whose BARs the
+/// owner did not place at boot (`ConfigSpace::bars_placed`: its window too small, an I/O
+/// BAR, or no window described): its BARs hold what firmware left, which may be another
+/// function's window, and decoding there would answer the CPU's accesses to it. Masked,
+/// not refused, as Command's other bits are: the reply shows the driver the bit is off.
+///
 /// BARs are virtualised the way vfio-pci does it, so that a driver (virtio-drivers'
 /// `PciRoot::bar_info`) can size them: a 32-bit write of all ones to a BAR dword is done
 /// here as a whole sizing probe (memory and I/O decoding off, all ones written, the size
@@ -209,6 +223,13 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
             Byte::Zero => zero |= 0xff << shift,
             Byte::Denied => return Err(ErrorCode::ConfigDenied),
         }
+    }
+    // Decoding off for a function whose BARs were not placed.
+    let command = offset <= reg::COMMAND && reg::COMMAND < offset + u16::from(width);
+    if command && !cs.bars_placed(rid) {
+        let off = u32::from(reg::CMD_MEMORY | CMD_IO_SPACE) << (8 * (reg::COMMAND - offset));
+        keep &= !off;
+        zero |= off;
     }
     let current = if keep != 0 { read(cs, rid, offset, width)? } else { 0 };
     let value = (value & !keep & !zero) | (current & keep & !zero);
@@ -342,11 +363,16 @@ pub enum BarError {
     IoBar(u8),
 }
 
+/// Expansion ROM Base Address's enable bit (PCI Local Bus 3.0, 6.2.5.2).
+const ROM_ENABLE: u32 = 1;
+
 /// Place every memory BAR of type-0 function `rid` in `[base, base + size)`, each
 /// aligned to its size, in BAR order, with memory decoding off while they are sized and
 /// placed (a BAR written with all ones to size it would otherwise decode at the top of
-/// the address space for a moment). Memory decoding stays off: the driver turns it on
-/// through CONFIG_WRITE. Nothing is placed unless all fit. Returns the bytes used.
+/// the address space for a moment), and its expansion ROM disabled. Memory decoding
+/// stays off: the driver turns it on through CONFIG_WRITE. Nothing is placed unless all
+/// fit (with `size` 0, this checks that the function has no memory or I/O BAR). Returns
+/// the bytes used.
 pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> Result<u64, BarError> {
     let absent = BarError::Absent;
     if cs.read(rid, reg::VENDOR_ID, 2).ok_or(absent)? == 0xffff {
@@ -357,6 +383,13 @@ pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> R
     }
     let command = cs.read(rid, reg::COMMAND, 2).ok_or(absent)? as u16;
     cs.write(rid, reg::COMMAND, 2, u32::from(command & !reg::CMD_MEMORY)).ok_or(absent)?;
+    // The expansion ROM off: firmware may have left it enabled at any address, and it
+    // decodes there once Memory Space is on. No driver here needs it, and none may write
+    // it (CONFIG_WRITE refuses the register).
+    let rom = cs.read(rid, reg::ROM, 4).ok_or(absent)?;
+    if rom & ROM_ENABLE != 0 {
+        cs.write(rid, reg::ROM, 4, rom & !ROM_ENABLE).ok_or(absent)?;
+    }
     // Size every BAR first: (index, size, 64-bit).
     let mut bars = [(0u8, 0u64, false); 6];
     let mut n = 0;

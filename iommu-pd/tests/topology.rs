@@ -13,7 +13,7 @@ mod common;
 use common::config_space::{Fabric, Function, Owned, Parent};
 use common::{ModelHw, BLK, CLIENTS, EVIL, NET, REGIONS};
 use iommu_pd::pci::{
-    self, acs, bridge_window, BridgeState, Found, FunctionState, MemWindow, Met, Topology, WindowError,
+    self, acs, bridge_window, BarError, BridgeState, Found, FunctionState, MemWindow, Met, Topology, WindowError,
 };
 use iommu_pd::{BridgeConfig, BridgeKind, Config, DeviceConfig, FaultPolicy, PciFunctionConfig, Service};
 use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
@@ -252,7 +252,8 @@ fn what_does_not_match_the_description_is_left_closed_and_what_is_below_it_missi
             FunctionState::NotReached,
             FunctionState::Placed(0x10_4000),
             FunctionState::Missing,
-            FunctionState::Placed(0),
+            // A bridge named as a device: no BARs of an endpoint to place.
+            FunctionState::BarsNotPlaced(BarError::NotAnEndpoint),
         ]
     );
     // Nothing reaches the windows of the functions below closed bridges.
@@ -286,7 +287,7 @@ fn read(s: &mut Service<'_, ModelHw>, o: &mut Owned, c: usize, dev: u32, offset:
 }
 
 fn service() -> Service<'static, ModelHw> {
-    let devices: &'static [DeviceConfig] = Box::leak(Box::new([
+    service_of(Box::leak(Box::new([
         device("nic", 0x100, NET),
         device("disk", 0x400, BLK),
         device("behind_wrong", 0x600, EVIL),
@@ -294,7 +295,10 @@ fn service() -> Service<'static, ModelHw> {
         device("legacy", 0x700, BLK),
         device("ghost", 0x28, EVIL),
         device("port", 0x8, EVIL),
-    ]));
+    ])))
+}
+
+fn service_of(devices: &'static [DeviceConfig]) -> Service<'static, ModelHw> {
     let cfg = Config {
         clients: &CLIENTS,
         devices,
@@ -494,4 +498,70 @@ fn a_bridge_window_is_the_mib_hull_of_the_windows_below_it() {
     assert_eq!(bridge_window(&port, &high), Err(WindowError::Beyond32Bits { function: 0 }));
     let wraps = [function(0, 0x0300, u64::MAX, 2)];
     assert_eq!(bridge_window(&port, &wraps), Err(WindowError::Beyond32Bits { function: 0 }));
+}
+
+/// A function whose BARs the owner could not place (its window too small, or none
+/// described) keeps the BARs firmware left, here over another function's window: its
+/// driver's CONFIG_WRITE of Command gets Bus Master, never Memory or I/O Space, so it
+/// never decodes there; the other function, placed, decodes its window alone. And an
+/// expansion ROM firmware left enabled outside its function's window is turned off at
+/// placement. (With
+/// Memory Space taken as written, or the ROM left on, two functions claim one address
+/// and the model fails the test.)
+#[test]
+fn a_function_whose_bars_were_not_placed_never_decodes() {
+    let mut fab = Fabric::default();
+    // Placed in 0x1000_0000 + 2 MiB; firmware left its ROM (64 KiB) on at 0x1030_0000,
+    // outside it.
+    let mut a = endpoint();
+    a.mask(pci::reg::ROM, 4, 0xffff_0001);
+    a.set(pci::reg::ROM, 4, 0x1030_0001);
+    let a = fab.add(Parent::Root, 2, 0, a);
+    // Its BARs need 0x10_4000 bytes and its window is 1 MiB; firmware left BAR0 at
+    // 0x1000_0000, a's window.
+    let mut b = endpoint();
+    b.set(0x10, 4, 0x1000_0000);
+    let b = fab.add(Parent::Root, 3, 0, b);
+    // No window described at all; firmware left its BAR0 at 0x1010_0000.
+    let mut c = endpoint();
+    c.set(0x10, 4, 0x1010_0000);
+    let c = fab.add(Parent::Root, 4, 0, c);
+    let functions = [
+        function(0, 0x0010, 0x1000_0000, 0x20_0000),
+        function(1, 0x0018, 0x1020_0000, 0x10_0000),
+        function(2, 0x0020, 0, 0),
+    ];
+    let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
+    let mut o = Owned { fabric: fab, topo, states: vec![] };
+    let mut states = [FunctionState::default(); 3];
+    pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
+    o.states = states.to_vec();
+    assert_eq!(
+        states,
+        [
+            FunctionState::Placed(0x10_4000),
+            FunctionState::BarsNotPlaced(BarError::TooBig(0x10_4000)),
+            FunctionState::BarsNotPlaced(BarError::TooBig(0x10_4000)),
+        ]
+    );
+    assert_eq!(o.fabric.nodes[a].f.get(pci::reg::ROM, 4) & 1, 0, "the ROM is still enabled");
+    let mut s =
+        service_of(Box::leak(Box::new([device("a", 0x10, NET), device("b", 0x18, BLK), device("c", 0x20, EVIL)])));
+    // b's and c's drivers: Memory and I/O Space masked, in every width that holds Command.
+    for (client, k, node) in [(BLK, 1, b), (EVIL, 2, c)] {
+        let on = MEM | MASTER | 1;
+        assert_eq!(write(&mut s, &mut o, client, k, 0x04, 2, on), Reply::ok(&[u64::from(MASTER)]), "function {k}");
+        assert_eq!(write(&mut s, &mut o, client, k, 0x04, 1, on), Reply::ok(&[u64::from(MASTER)]), "function {k}");
+        assert_eq!(write(&mut s, &mut o, client, k, 0x04, 4, on), Reply::ok(&[u64::from(MASTER)]), "function {k}");
+        assert_eq!(u32::from(o.fabric.nodes[node].f.command()), MASTER, "function {k}");
+        // Its DMA is its own (the SMMU confines it); its registers answer nowhere.
+        assert!(o.fabric.dma_reaches_root(node));
+    }
+    assert_eq!(o.fabric.memory(0x1010_0000), None);
+    assert_eq!(write(&mut s, &mut o, NET, 0, 0x04, 2, MEM | MASTER), Reply::ok(&[u64::from(MEM | MASTER)]));
+    assert_eq!(o.fabric.memory(0x1000_0000), Some(a));
+    assert_eq!(o.fabric.memory(0x1010_0000), Some(a));
+    assert_eq!(o.fabric.memory(0x1030_0000), None, "its ROM decodes where firmware left it");
+    // Turning b's decoding off stays allowed, and so does everything else it may write.
+    assert_eq!(write(&mut s, &mut o, BLK, 1, 0x04, 2, 0), Reply::ok(&[0]));
 }

@@ -210,9 +210,11 @@ pub enum FunctionState {
     NotReached,
     /// Nothing answers at its address.
     Missing,
-    /// There; its memory BARs placed in its window (the bytes they use; 0 for no window).
+    /// There; its memory BARs placed in its window (the bytes they use; 0 when it has
+    /// none).
     Placed(u64),
-    /// There, and its BARs could not be placed in its window (memory decoding stays off).
+    /// There, and its BARs could not be placed in its window, or it has BARs and no window
+    /// was described: memory and I/O decoding stay off, whatever its driver writes.
     BarsNotPlaced(BarError),
 }
 
@@ -306,9 +308,9 @@ pub fn configure(
             FunctionState::NotReached
         } else if cs.read(f.rid, reg::VENDOR_ID, 2).is_none_or(|v| v == 0xffff) {
             FunctionState::Missing
-        } else if f.bar_size == 0 {
-            FunctionState::Placed(0)
         } else {
+            // With no window described (size 0), a function that has BARs is not placed:
+            // they stay where firmware left them, and so it never decodes.
             match place_bars(cs, f.rid, f.bar_base, f.bar_size) {
                 Ok(used) => FunctionState::Placed(used),
                 Err(BarError::Absent) => FunctionState::Missing,
@@ -510,6 +512,13 @@ pub fn find_extended(cs: &mut dyn ConfigSpace, rid: u16, id: u16) -> Option<u16>
         at = next;
     }
     None
+}
+
+/// The owner placed the BARs of the described function at `rid` (`FunctionState::Placed`):
+/// in its window, or it has none. `states` are `configure`'s.
+pub fn bars_placed(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> bool {
+    let k = topo.functions.iter().position(|f| f.rid == rid);
+    k.and_then(|k| states.get(k)).is_some_and(|s| matches!(s, FunctionState::Placed(_)))
 }
 
 /// The requester ID of `device` among the described functions, for a configuration call:
