@@ -19,6 +19,9 @@ use iommu_pd::{BridgeConfig, BridgeKind, Config, DeviceConfig, FaultPolicy, PciF
 use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
 
 const MEM: u32 = 1 << 1;
+/// Bridge Control's Parity Error Response and SERR# Enable.
+const PARITY: u16 = 1;
+const SERR: u16 = 1 << 1;
 const MASTER: u32 = 1 << 2;
 /// Where the model's bridges with a PCI Express capability have ACS (after AER), as QEMU's
 /// generic root port has it.
@@ -158,6 +161,9 @@ fn machine() -> (Fabric, Nodes) {
     for n in &mut fab.nodes {
         n.f.set(0x04, 2, MEM | MASTER);
     }
+    // Firmware left the first root port forwarding legacy VGA and ISA, its secondary bus
+    // held in reset, and parity error response on.
+    fab.nodes[rp1].f.set(0x3e, 2, 0x004d);
     fab.nodes[wrong].f.set(0x18, 4, 0x0006_0600);
     fab.nodes[rogue].f.set(0x18, 4, 0x0009_0900);
     fab.nodes[rogue].f.set(0x20, 4, 0x10f0_1000);
@@ -186,16 +192,22 @@ fn declared_bridges_are_numbered_windowed_and_acs_enabled_top_down() {
     let isolate = acs::SV | acs::RR | acs::CR | acs::UF;
     assert_eq!(
         bridges[RP1],
-        BridgeState::Open { acs: isolate, window: window(0x1000_0000, 0x101f_ffff), master: true }
+        BridgeState::Open {
+            acs: isolate,
+            window: window(0x1000_0000, 0x101f_ffff),
+            master: true,
+            control: PARITY | SERR
+        }
     );
     // Only SV and RR implemented: only they are set (the rest taken as hard-wired).
     let switch = window(0x1020_0000, 0x105f_ffff);
-    assert_eq!(bridges[RP2], BridgeState::Open { acs: acs::SV | acs::RR, window: switch, master: true });
-    assert_eq!(bridges[UP], BridgeState::Open { acs: 0, window: switch, master: true });
+    assert_eq!(bridges[RP2], BridgeState::Open { acs: acs::SV | acs::RR, window: switch, master: true, control: SERR });
+    assert_eq!(bridges[UP], BridgeState::Open { acs: 0, window: switch, master: true, control: SERR });
     // Declared without ACS, has some: enabled all the same.
     let dn_a = window(0x1020_0000, 0x103f_ffff);
-    assert_eq!(bridges[DN_A], BridgeState::Open { acs: acs::SV | acs::UF, window: dn_a, master: true });
-    assert_eq!(bridges[P2P], BridgeState::Open { acs: 0, window: window(0x1080_0000, 0x109f_ffff), master: true });
+    assert_eq!(bridges[DN_A], BridgeState::Open { acs: acs::SV | acs::UF, window: dn_a, master: true, control: SERR });
+    let p2p = window(0x1080_0000, 0x109f_ffff);
+    assert_eq!(bridges[P2P], BridgeState::Open { acs: 0, window: p2p, master: true, control: SERR });
 
     let f = &o.fabric;
     let rp1 = f.at(0x0008);
@@ -204,6 +216,10 @@ fn declared_bridges_are_numbered_windowed_and_acs_enabled_top_down() {
     assert_eq!(rp1.get(0x20, 4), 0x1010_1000);
     assert_eq!(rp1.get(ACS_AT + 6, 2), u32::from(isolate));
     assert_eq!(u32::from(rp1.command()), MEM | MASTER);
+    // Bridge Control: VGA, ISA and the bus reset off, SERR# forwarding on, parity error
+    // response as firmware left it.
+    assert_eq!(rp1.get(0x3e, 2), u32::from(PARITY | SERR));
+    assert_eq!(f.at(0x0010).get(0x3e, 2), u32::from(SERR));
     // Prefetchable and I/O windows closed: base above limit.
     assert_eq!(rp1.get(0x24, 4) & 0xfff0_fff0, 0x0000_fff0);
     assert_eq!((rp1.get(0x1c, 1) & 0xf0, rp1.get(0x1d, 1) & 0xf0), (0xf0, 0x00));
@@ -564,4 +580,30 @@ fn a_function_whose_bars_were_not_placed_never_decodes() {
     assert_eq!(o.fabric.memory(0x1030_0000), None, "its ROM decodes where firmware left it");
     // Turning b's decoding off stays allowed, and so does everything else it may write.
     assert_eq!(write(&mut s, &mut o, BLK, 1, 0x04, 2, 0), Reply::ok(&[0]));
+}
+
+/// A bridge whose VGA Enable does not clear (hard-wired on) would forward the legacy VGA
+/// range downstream, whatever its windows say: it is left closed, and what is below it
+/// missing. So is one whose secondary bus reset stays held.
+#[test]
+fn a_bridge_control_that_does_not_clear_leaves_the_bridge_closed() {
+    for (stuck, read) in [(1u32 << 3, 0x000a), (1 << 6, 0x0042)] {
+        let mut fab = Fabric::default();
+        let mut port = bridge(Some(4), Some(0x1f));
+        port.set(0x3e, 2, stuck);
+        port.mask(0x3e, 2, 0x0fff & !stuck);
+        let rp = fab.add(Parent::Root, 1, 0, port);
+        let nic = fab.add(Parent::Bridge(rp), 0, 0, endpoint());
+        let bridges = [rp_cfg(0x0008, 1, 1, true)];
+        let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
+        let topo = Topology { bridges: &bridges, functions: &functions };
+        let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
+        let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
+        pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
+        assert_eq!(b[0], BridgeState::NotTaken { offset: 0x3e, read }, "{stuck:#x}");
+        assert_eq!(f[0], FunctionState::NotReached);
+        assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
+        assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER | 1), 0);
+        assert!(!o.fabric.dma_reaches_root(nic));
+    }
 }

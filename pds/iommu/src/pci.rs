@@ -150,11 +150,11 @@ pub fn take_ownership(ecam: &mut Ecam) {
     for (b, state) in topo.bridges.iter().zip(&bridges) {
         let (at, kind) = (Bdf(b.rid), kind_name(b.kind));
         match *state {
-            BridgeState::Open { acs, window, master } => {
+            BridgeState::Open { acs, window, master, control } => {
                 let forwards = if master { "bus master on" } else { "bus master off" };
                 match window {
                     Some(w) => debug_println!(
-                        "iommu: pci {at} {kind}: buses {}..{}, window {:#x}..{:#x}, {}, {forwards}",
+                        "iommu: pci {at} {kind}: buses {}..{}, window {:#x}..{:#x}, {}, {forwards}, bridge control {control:#06x}",
                         b.secondary,
                         b.subordinate,
                         w.base,
@@ -162,7 +162,7 @@ pub fn take_ownership(ecam: &mut Ecam) {
                         AcsBits(acs)
                     ),
                     None => debug_println!(
-                        "iommu: pci {at} {kind}: buses {}..{}, no window, {}, {forwards}",
+                        "iommu: pci {at} {kind}: buses {}..{}, no window, {}, {forwards}, bridge control {control:#06x}",
                         b.secondary,
                         b.subordinate,
                         AcsBits(acs)

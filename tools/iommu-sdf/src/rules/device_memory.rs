@@ -20,6 +20,69 @@ use crate::topology::bus;
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     dma_over_device_memory(sys, board, out);
     iova_windows(sys, board, out);
+    legacy_vga(sys, out);
+}
+
+/// The legacy VGA frame buffer, memory 0xa_0000..0xc_0000 (PCI Local Bus 3.0, 6.2.2 and
+/// Appendix D, class 03h 00h; PCI-to-PCI Bridge Architecture 1.2, 4.5.1): a VGA-compatible
+/// function decodes it whenever its Memory Space is on, whatever its BARs, and a bridge
+/// with VGA Enable forwards it downstream whatever its windows.
+pub const LEGACY_VGA: (u64, u64) = (0xa_0000, 0x2_0000);
+
+/// No PCI function's DMA address, and no BAR window, in the legacy VGA range. The PCI
+/// owner turns VGA Enable off on every bridge and leaves closed one where it does not
+/// read back off, so no bridge forwards the range; but a VGA-compatible function claims
+/// it by itself (on a conventional bus every function sees a peer's DMA, and the one that
+/// decodes it answers before the bridge above forwards it to the SMMU), and the
+/// description says nothing of classes. So the range is refused always, wherever the
+/// function sits: 128 KiB below 1 MiB, which no IOVA window here needs.
+fn legacy_vga(sys: &System, out: &mut Vec<Problem>) {
+    let (base, size) = LEGACY_VGA;
+    let range = format!("{base:#x}..{:#x}", base + size);
+    for s in &sys.io_spaces {
+        if s.rid.is_none() && s.extra_rids.iter().all(Option::is_none) {
+            continue;
+        }
+        if s.vm.is_none() && overlaps((s.iova_base, s.iova_size), LEGACY_VGA) {
+            out.push(p(
+                s.line,
+                "io_address_space",
+                format!(
+                    "`{}`'s IOVA window {:#x}+{:#x} holds the legacy VGA range {range}: a VGA-compatible function decodes a DMA there itself, and it never reaches the SMMU",
+                    s.name, s.iova_base, s.iova_size
+                ),
+                "give it an IOVA window above 1 MiB, e.g. iova_base=\"0x1_0000_0000\" iova_size=\"0x10_0000\"",
+            ));
+        }
+        for m in s.iomaps.iter().filter(|m| m.guest) {
+            let len = sys.region(&m.mr).map_or(0, |r| r.size);
+            if overlaps((m.iovaddr, len), LEGACY_VGA) {
+                out.push(p(
+                    m.line,
+                    "map",
+                    format!(
+                        "`{}` DMAs to its guest's RAM `{}` at guest-physical {:#x}+{len:#x}, which holds the legacy VGA range {range}: a VGA-compatible function decodes a DMA there itself, and it never reaches the SMMU",
+                        s.name, m.mr, m.iovaddr
+                    ),
+                    "place the guest's RAM above 1 MiB (guest-physical)",
+                ));
+            }
+        }
+        let bar = s.bar.as_deref().and_then(|b| sys.region(b));
+        if let Some((r, pa)) = bar.and_then(|r| Some((r, r.phys_addr?))) {
+            if overlaps((pa, r.size), LEGACY_VGA) {
+                out.push(p(
+                    s.line,
+                    "io_address_space",
+                    format!(
+                        "`{}`'s BAR window `{}` ({pa:#x}+{:#x}) holds the legacy VGA range {range}, which any VGA-compatible function decodes as well",
+                        s.name, r.name, r.size
+                    ),
+                    "place the BAR window above 1 MiB in the host bridge's memory window",
+                ));
+            }
+        }
+    }
 }
 
 /// The board's device memory DMA must never reach, by name: (what, base, size). Anything
