@@ -41,8 +41,7 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
             .descendants()
             .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd.as_str()))
             .ok_or_else(|| format!("no protection domain `{pd}`"))?;
-        let start = node.range().start;
-        let close = start + text[start..].find('>').ok_or("an unclosed start tag")?;
+        let close = start_tag_end(text, node.range().start).ok_or("an unclosed start tag")?;
         cut.push((close, close, format!(" id=\"{id}\"")));
     }
     if let Some(iommu) = &sys.iommu {
@@ -73,6 +72,30 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
     }
     out.push_str(&text[at..]);
     Ok(out)
+}
+
+/// Where the start tag at `start` ends: its `>`, or the `/` of `/>`. Found by stepping
+/// over each attribute's quoted value (and each namespace declaration's, which roxmltree
+/// does not list as an attribute), not by the first `>`: a value may hold one
+/// (`domain='a>b'` is a domain name the Microkit tool takes), and an id written there
+/// would land inside the value. `text` is a document roxmltree parsed, so the tag is
+/// well formed.
+fn start_tag_end(text: &str, start: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut at = start + 1;
+    let mut quote = None;
+    while at < bytes.len() {
+        match (quote, bytes[at]) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, c @ (b'"' | b'\'')) => quote = Some(c),
+            (None, b'>') => return Some(at),
+            (None, b'/') if bytes.get(at + 1) == Some(&b'>') => return Some(at),
+            (None, _) => {}
+        }
+        at += 1;
+    }
+    None
 }
 
 /// `Rights` as Rust source.
