@@ -122,8 +122,9 @@ fn not_memory(
         return Some((format!("lies in {what} ({base:#x}+{size:#x})"), "device registers, not memory"));
     }
     // A board this tool does not know has no RAM table; `<iommu>` is refused there, so no
-    // device is served whatever this says.
-    if board.ram.is_empty() || board.in_ram(s, e) {
+    // device is served whatever this says. A range past the board's physical addresses is
+    // the region's own problem (`regions`), said once there.
+    if board.ram.is_empty() || board.in_ram(s, e) || e > board.pa_end() {
         return None;
     }
     Some((
