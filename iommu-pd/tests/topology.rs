@@ -394,49 +394,11 @@ fn a_driver_cannot_write_a_bridge_its_acs_or_another_drivers_function() {
     assert_eq!(o.fabric.nodes[n.rp1].f.buses(), (0, 1, 1));
 }
 
-#[test]
-fn an_acs_control_that_does_not_take_leaves_the_port_closed() {
+/// One root port (00:01.0, declared with ACS, secondary bus 1) made from `port`, with an
+/// endpoint below it whose window is 0x1000_0000 + 2 MiB, configured: the model, the port's
+/// and the endpoint's nodes, and what became of the port and the endpoint.
+fn one_root_port(port: Function) -> (Owned, usize, usize, BridgeState, FunctionState) {
     let mut fab = Fabric::default();
-    let mut port = bridge(Some(4), Some(0x1f));
-    port.mask(ACS_AT + 6, 2, 0); // claims the bits, takes none
-    let rp = fab.add(Parent::Root, 1, 0, port);
-    fab.add(Parent::Bridge(rp), 0, 0, endpoint());
-    let bridges = [rp_cfg(0x0008, 1, 1, true)];
-    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
-    let topo = Topology { bridges: &bridges, functions: &functions };
-    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
-    let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
-    pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
-    assert_eq!(b[0], BridgeState::NoAcs(Some(0)));
-    assert_eq!(f[0], FunctionState::NotReached);
-    assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
-    assert_eq!(o.fabric.route(0x0100), None);
-}
-
-#[test]
-fn bus_numbers_the_bridge_does_not_take_leave_it_closed() {
-    let mut fab = Fabric::default();
-    let mut port = bridge(Some(4), Some(0x1f));
-    port.mask(0x18, 4, 0xff00_00ff); // secondary and subordinate read-only
-    let rp = fab.add(Parent::Root, 1, 0, port);
-    fab.add(Parent::Bridge(rp), 0, 0, endpoint());
-    let bridges = [rp_cfg(0x0008, 1, 1, true)];
-    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
-    let topo = Topology { bridges: &bridges, functions: &functions };
-    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
-    let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
-    pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
-    assert_eq!(b[0], BridgeState::NotTaken { offset: 0x18, read: 0 });
-    assert_eq!(f[0], FunctionState::NotReached);
-    assert_eq!(o.fabric.nodes[rp].f.window(), None);
-    assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER), 0);
-}
-
-#[test]
-fn a_memory_window_the_bridge_does_not_take_leaves_it_closed() {
-    let mut fab = Fabric::default();
-    let mut port = bridge(Some(4), Some(0x1f));
-    port.mask(0x20, 4, 0); // no memory window at all
     let rp = fab.add(Parent::Root, 1, 0, port);
     let nic = fab.add(Parent::Bridge(rp), 0, 0, endpoint());
     let bridges = [rp_cfg(0x0008, 1, 1, true)];
@@ -445,7 +407,37 @@ fn a_memory_window_the_bridge_does_not_take_leaves_it_closed() {
     let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
     let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
     pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
-    assert_eq!(b[0], BridgeState::NotTaken { offset: 0x20, read: 0 });
+    (o, rp, nic, b[0], f[0])
+}
+
+#[test]
+fn an_acs_control_that_does_not_take_leaves_the_port_closed() {
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(ACS_AT + 6, 2, 0); // claims the bits, takes none
+    let (o, rp, _, b, f) = one_root_port(port);
+    assert_eq!(b, BridgeState::NoAcs(Some(0)));
+    assert_eq!(f, FunctionState::NotReached);
+    assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
+    assert_eq!(o.fabric.route(0x0100), None);
+}
+
+#[test]
+fn bus_numbers_the_bridge_does_not_take_leave_it_closed() {
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(0x18, 4, 0xff00_00ff); // secondary and subordinate read-only
+    let (o, rp, _, b, f) = one_root_port(port);
+    assert_eq!(b, BridgeState::NotTaken { offset: 0x18, read: 0 });
+    assert_eq!(f, FunctionState::NotReached);
+    assert_eq!(o.fabric.nodes[rp].f.window(), None);
+    assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER), 0);
+}
+
+#[test]
+fn a_memory_window_the_bridge_does_not_take_leaves_it_closed() {
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(0x20, 4, 0); // no memory window at all
+    let (o, rp, nic, b, _) = one_root_port(port);
+    assert_eq!(b, BridgeState::NotTaken { offset: 0x20, read: 0 });
     assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
     assert!(!o.fabric.dma_reaches_root(nic));
 }
@@ -588,20 +580,12 @@ fn a_function_whose_bars_were_not_placed_never_decodes() {
 #[test]
 fn a_bridge_control_that_does_not_clear_leaves_the_bridge_closed() {
     for (stuck, read) in [(1u32 << 3, 0x000a), (1 << 6, 0x0042)] {
-        let mut fab = Fabric::default();
         let mut port = bridge(Some(4), Some(0x1f));
         port.set(0x3e, 2, stuck);
         port.mask(0x3e, 2, 0x0fff & !stuck);
-        let rp = fab.add(Parent::Root, 1, 0, port);
-        let nic = fab.add(Parent::Bridge(rp), 0, 0, endpoint());
-        let bridges = [rp_cfg(0x0008, 1, 1, true)];
-        let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
-        let topo = Topology { bridges: &bridges, functions: &functions };
-        let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
-        let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
-        pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
-        assert_eq!(b[0], BridgeState::NotTaken { offset: 0x3e, read }, "{stuck:#x}");
-        assert_eq!(f[0], FunctionState::NotReached);
+        let (o, rp, nic, b, f) = one_root_port(port);
+        assert_eq!(b, BridgeState::NotTaken { offset: 0x3e, read }, "{stuck:#x}");
+        assert_eq!(f, FunctionState::NotReached);
         assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
         assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER | 1), 0);
         assert!(!o.fabric.dma_reaches_root(nic));
