@@ -164,6 +164,9 @@ fn machine() -> (Fabric, Nodes) {
     // Firmware left the first root port forwarding legacy VGA and ISA, its secondary bus
     // held in reset, and parity error response on.
     fab.nodes[rp1].f.set(0x3e, 2, 0x004d);
+    // And its own expansion ROM enabled, at 0x1010_0000 (inside its window).
+    fab.nodes[rp1].f.mask(0x38, 4, 0xffff_f801);
+    fab.nodes[rp1].f.set(0x38, 4, 0x1010_0001);
     fab.nodes[wrong].f.set(0x18, 4, 0x0006_0600);
     fab.nodes[rogue].f.set(0x18, 4, 0x0009_0900);
     fab.nodes[rogue].f.set(0x20, 4, 0x10f0_1000);
@@ -219,6 +222,7 @@ fn declared_bridges_are_numbered_windowed_and_acs_enabled_top_down() {
     // Bridge Control: VGA, ISA and the bus reset off, SERR# forwarding on, parity error
     // response as firmware left it.
     assert_eq!(rp1.get(0x3e, 2), u32::from(PARITY | SERR));
+    assert_eq!(rp1.get(0x38, 4) & 1, 0, "the root port's ROM is still enabled");
     assert_eq!(f.at(0x0010).get(0x3e, 2), u32::from(SERR));
     // Prefetchable and I/O windows closed: base above limit.
     assert_eq!(rp1.get(0x24, 4) & 0xfff0_fff0, 0x0000_fff0);

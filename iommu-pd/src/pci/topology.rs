@@ -68,6 +68,8 @@ pub mod bridge_reg {
     pub const IO_CLOSED: u16 = 0x00f0;
     /// Command: I/O space.
     pub const CMD_IO: u16 = 1 << 0;
+    /// The bridge's own Expansion ROM Base Address (3.2.5.16); bit 0 enables it.
+    pub const ROM: u16 = 0x38;
     /// Bridge Control (16 bits; PCI-to-PCI Bridge Architecture 1.2, 3.2.5.18; PCIe Base
     /// 4.0, 7.5.1.3.13).
     pub const BRIDGE_CONTROL: u16 = 0x3e;
@@ -401,7 +403,8 @@ fn close(cs: &mut dyn ConfigSpace, rid: u16) {
 }
 
 /// Bus numbers and windows: the memory window as given (or closed), the prefetchable and
-/// I/O windows closed. The secondary latency timer keeps its value. And Bridge Control:
+/// I/O windows closed. The secondary latency timer keeps its value. Its expansion ROM
+/// disabled. And Bridge Control:
 /// VGA and ISA forwarding off (the owner gives no function a legacy VGA or ISA range,
 /// and a bridge forwarding 0xa0000..0xc0000 downstream would route a peer's DMA there to
 /// a device below it instead of to the SMMU), the secondary bus out of reset, SERR#
@@ -420,6 +423,11 @@ fn program(cs: &mut dyn ConfigSpace, rid: u16, primary: u8, secondary: u8, subor
     let _ = cs.write(rid, bridge_reg::PREF_LIMIT_UPPER, 4, 0);
     let _ = cs.write(rid, bridge_reg::IO_BASE_LIMIT, 2, u32::from(bridge_reg::IO_CLOSED));
     let _ = cs.write(rid, bridge_reg::IO_UPPER, 4, 0);
+    // The bridge's own expansion ROM off, as an endpoint's is at placement: with Memory
+    // Space on (an open bridge with a window) it would decode wherever firmware left it.
+    if let Some(rom) = cs.read(rid, bridge_reg::ROM, 4).filter(|r| r & 1 != 0) {
+        let _ = cs.write(rid, bridge_reg::ROM, 4, rom & !1);
+    }
     if let Some(control) = cs.read(rid, bridge_reg::BRIDGE_CONTROL, 2) {
         let control = control as u16 & !bridge_reg::CTL_OFF | bridge_reg::CTL_SERR;
         let _ = cs.write(rid, bridge_reg::BRIDGE_CONTROL, 2, u32::from(control));
