@@ -34,8 +34,8 @@ mod reset;
 mod topology;
 pub use reset::{stop_function, Stopped, FLR_WAIT_MS};
 pub use topology::{
-    acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState, Found,
-    FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
+    acs, bars_placed, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState,
+    Found, FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
 };
 
 /// Configuration space, as its owner reaches it (ECAM in the IOMMU PD, a model in tests).
@@ -53,6 +53,11 @@ pub trait ConfigSpace {
     /// Wait `ms` milliseconds: the waits the PCIe spec asks for around a function's reset
     /// (`stop_function`), the owner's only waits.
     fn wait_ms(&mut self, ms: u32);
+    /// The owner placed function `rid`'s BARs at boot (in its window, or found it has none:
+    /// `bars_placed`). Only then may its driver turn Memory Space on: a function whose
+    /// BARs were not placed decodes wherever firmware left them, over another function's
+    /// window perhaps.
+    fn bars_placed(&self, rid: u16) -> bool;
 }
 
 /// No configuration space: what the service has when the IOMMU PD owns no ECAM (the
@@ -71,6 +76,9 @@ impl ConfigSpace for NoConfigSpace {
         None
     }
     fn wait_ms(&mut self, _: u32) {}
+    fn bars_placed(&self, _: u16) -> bool {
+        false
+    }
 }
 
 pub use iommu_protocol::config::reg;
@@ -186,6 +194,12 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// module says, refused whole (nothing written) if any byte is not the driver's. Returns
 /// what the register reads after the write.
 ///
+/// Command's Memory Space and I/O Space are written as 0 for a function whose BARs the
+/// owner did not place at boot (`ConfigSpace::bars_placed`: its window too small, an I/O
+/// BAR, or no window described): its BARs hold what firmware left, which may be another
+/// function's window, and decoding there would answer the CPU's accesses to it. Masked,
+/// not refused, as Command's other bits are: the reply shows the driver the bit is off.
+///
 /// BARs are virtualised the way vfio-pci does it, so that a driver (virtio-drivers'
 /// `PciRoot::bar_info`) can size them: a 32-bit write of all ones to a BAR dword is done
 /// here as a whole sizing probe (memory and I/O decoding off, all ones written, the size
@@ -215,6 +229,13 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
             Byte::Zero => zero |= 0xff << shift,
             Byte::Denied => return Err(ErrorCode::ConfigDenied),
         }
+    }
+    // Decoding off for a function whose BARs were not placed.
+    let command = offset <= reg::COMMAND && reg::COMMAND < offset + u16::from(width);
+    if command && !cs.bars_placed(rid) {
+        let off = u32::from(reg::CMD_MEMORY | CMD_IO_SPACE) << (8 * (reg::COMMAND - offset));
+        keep &= !off;
+        zero |= off;
     }
     let current = if keep != 0 { read(cs, rid, offset, width)? } else { 0 };
     let value = (value & !keep & !zero) | (current & keep & !zero);
@@ -348,11 +369,16 @@ pub enum BarError {
     IoBar(u8),
 }
 
+/// Expansion ROM Base Address's enable bit (PCI Local Bus 3.0, 6.2.5.2).
+const ROM_ENABLE: u32 = 1;
+
 /// Place every memory BAR of type-0 function `rid` in `[base, base + size)`, each
 /// aligned to its size, in BAR order, with memory decoding off while they are sized and
 /// placed (a BAR written with all ones to size it would otherwise decode at the top of
-/// the address space for a moment). Memory decoding stays off: the driver turns it on
-/// through CONFIG_WRITE. Nothing is placed unless all fit. Returns the bytes used.
+/// the address space for a moment), and its expansion ROM disabled. Memory decoding
+/// stays off: the driver turns it on through CONFIG_WRITE. Nothing is placed unless all
+/// fit (with `size` 0, this checks that the function has no memory or I/O BAR). Returns
+/// the bytes used.
 pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> Result<u64, BarError> {
     let absent = BarError::Absent;
     if cs.read(rid, reg::VENDOR_ID, 2).ok_or(absent)? == 0xffff {
@@ -363,6 +389,13 @@ pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> R
     }
     let command = cs.read(rid, reg::COMMAND, 2).ok_or(absent)? as u16;
     cs.write(rid, reg::COMMAND, 2, u32::from(command & !reg::CMD_MEMORY)).ok_or(absent)?;
+    // The expansion ROM off: firmware may have left it enabled at any address, and it
+    // decodes there once Memory Space is on. No driver here needs it, and none may write
+    // it (CONFIG_WRITE refuses the register).
+    let rom = cs.read(rid, reg::ROM, 4).ok_or(absent)?;
+    if rom & ROM_ENABLE != 0 {
+        cs.write(rid, reg::ROM, 4, rom & !ROM_ENABLE).ok_or(absent)?;
+    }
     // Size every BAR first: (index, size, 64-bit).
     let mut bars = [(0u8, 0u64, false); 6];
     let mut n = 0;

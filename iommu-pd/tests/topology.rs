@@ -13,12 +13,15 @@ mod common;
 use common::config_space::{Fabric, Function, Owned, Parent};
 use common::{ModelHw, BLK, CLIENTS, EVIL, NET, REGIONS};
 use iommu_pd::pci::{
-    self, acs, bridge_window, BridgeState, Found, FunctionState, MemWindow, Met, Topology, WindowError,
+    self, acs, bridge_window, BarError, BridgeState, Found, FunctionState, MemWindow, Met, Topology, WindowError,
 };
 use iommu_pd::{BridgeConfig, BridgeKind, Config, DeviceConfig, FaultPolicy, PciFunctionConfig, Service};
 use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
 
 const MEM: u32 = 1 << 1;
+/// Bridge Control's Parity Error Response and SERR# Enable.
+const PARITY: u16 = 1;
+const SERR: u16 = 1 << 1;
 const MASTER: u32 = 1 << 2;
 /// Where the model's bridges with a PCI Express capability have ACS (after AER), as QEMU's
 /// generic root port has it.
@@ -158,6 +161,12 @@ fn machine() -> (Fabric, Nodes) {
     for n in &mut fab.nodes {
         n.f.set(0x04, 2, MEM | MASTER);
     }
+    // Firmware left the first root port forwarding legacy VGA and ISA, its secondary bus
+    // held in reset, and parity error response on.
+    fab.nodes[rp1].f.set(0x3e, 2, 0x004d);
+    // And its own expansion ROM enabled, at 0x1010_0000 (inside its window).
+    fab.nodes[rp1].f.mask(0x38, 4, 0xffff_f801);
+    fab.nodes[rp1].f.set(0x38, 4, 0x1010_0001);
     fab.nodes[wrong].f.set(0x18, 4, 0x0006_0600);
     fab.nodes[rogue].f.set(0x18, 4, 0x0009_0900);
     fab.nodes[rogue].f.set(0x20, 4, 0x10f0_1000);
@@ -186,16 +195,22 @@ fn declared_bridges_are_numbered_windowed_and_acs_enabled_top_down() {
     let isolate = acs::SV | acs::RR | acs::CR | acs::UF;
     assert_eq!(
         bridges[RP1],
-        BridgeState::Open { acs: isolate, window: window(0x1000_0000, 0x101f_ffff), master: true }
+        BridgeState::Open {
+            acs: isolate,
+            window: window(0x1000_0000, 0x101f_ffff),
+            master: true,
+            control: PARITY | SERR
+        }
     );
     // Only SV and RR implemented: only they are set (the rest taken as hard-wired).
     let switch = window(0x1020_0000, 0x105f_ffff);
-    assert_eq!(bridges[RP2], BridgeState::Open { acs: acs::SV | acs::RR, window: switch, master: true });
-    assert_eq!(bridges[UP], BridgeState::Open { acs: 0, window: switch, master: true });
+    assert_eq!(bridges[RP2], BridgeState::Open { acs: acs::SV | acs::RR, window: switch, master: true, control: SERR });
+    assert_eq!(bridges[UP], BridgeState::Open { acs: 0, window: switch, master: true, control: SERR });
     // Declared without ACS, has some: enabled all the same.
     let dn_a = window(0x1020_0000, 0x103f_ffff);
-    assert_eq!(bridges[DN_A], BridgeState::Open { acs: acs::SV | acs::UF, window: dn_a, master: true });
-    assert_eq!(bridges[P2P], BridgeState::Open { acs: 0, window: window(0x1080_0000, 0x109f_ffff), master: true });
+    assert_eq!(bridges[DN_A], BridgeState::Open { acs: acs::SV | acs::UF, window: dn_a, master: true, control: SERR });
+    let p2p = window(0x1080_0000, 0x109f_ffff);
+    assert_eq!(bridges[P2P], BridgeState::Open { acs: 0, window: p2p, master: true, control: SERR });
 
     let f = &o.fabric;
     let rp1 = f.at(0x0008);
@@ -204,6 +219,11 @@ fn declared_bridges_are_numbered_windowed_and_acs_enabled_top_down() {
     assert_eq!(rp1.get(0x20, 4), 0x1010_1000);
     assert_eq!(rp1.get(ACS_AT + 6, 2), u32::from(isolate));
     assert_eq!(u32::from(rp1.command()), MEM | MASTER);
+    // Bridge Control: VGA, ISA and the bus reset off, SERR# forwarding on, parity error
+    // response as firmware left it.
+    assert_eq!(rp1.get(0x3e, 2), u32::from(PARITY | SERR));
+    assert_eq!(rp1.get(0x38, 4) & 1, 0, "the root port's ROM is still enabled");
+    assert_eq!(f.at(0x0010).get(0x3e, 2), u32::from(SERR));
     // Prefetchable and I/O windows closed: base above limit.
     assert_eq!(rp1.get(0x24, 4) & 0xfff0_fff0, 0x0000_fff0);
     assert_eq!((rp1.get(0x1c, 1) & 0xf0, rp1.get(0x1d, 1) & 0xf0), (0xf0, 0x00));
@@ -252,7 +272,8 @@ fn what_does_not_match_the_description_is_left_closed_and_what_is_below_it_missi
             FunctionState::NotReached,
             FunctionState::Placed(0x10_4000),
             FunctionState::Missing,
-            FunctionState::Placed(0),
+            // A bridge named as a device: no BARs of an endpoint to place.
+            FunctionState::BarsNotPlaced(BarError::NotAnEndpoint),
         ]
     );
     // Nothing reaches the windows of the functions below closed bridges.
@@ -286,7 +307,7 @@ fn read(s: &mut Service<'_, ModelHw>, o: &mut Owned, c: usize, dev: u32, offset:
 }
 
 fn service() -> Service<'static, ModelHw> {
-    let devices: &'static [DeviceConfig] = Box::leak(Box::new([
+    service_of(Box::leak(Box::new([
         device("nic", 0x100, NET),
         device("disk", 0x400, BLK),
         device("behind_wrong", 0x600, EVIL),
@@ -294,7 +315,10 @@ fn service() -> Service<'static, ModelHw> {
         device("legacy", 0x700, BLK),
         device("ghost", 0x28, EVIL),
         device("port", 0x8, EVIL),
-    ]));
+    ])))
+}
+
+fn service_of(devices: &'static [DeviceConfig]) -> Service<'static, ModelHw> {
     let cfg = Config {
         clients: &CLIENTS,
         devices,
@@ -374,49 +398,11 @@ fn a_driver_cannot_write_a_bridge_its_acs_or_another_drivers_function() {
     assert_eq!(o.fabric.nodes[n.rp1].f.buses(), (0, 1, 1));
 }
 
-#[test]
-fn an_acs_control_that_does_not_take_leaves_the_port_closed() {
+/// One root port (00:01.0, declared with ACS, secondary bus 1) made from `port`, with an
+/// endpoint below it whose window is 0x1000_0000 + 2 MiB, configured: the model, the port's
+/// and the endpoint's nodes, and what became of the port and the endpoint.
+fn one_root_port(port: Function) -> (Owned, usize, usize, BridgeState, FunctionState) {
     let mut fab = Fabric::default();
-    let mut port = bridge(Some(4), Some(0x1f));
-    port.mask(ACS_AT + 6, 2, 0); // claims the bits, takes none
-    let rp = fab.add(Parent::Root, 1, 0, port);
-    fab.add(Parent::Bridge(rp), 0, 0, endpoint());
-    let bridges = [rp_cfg(0x0008, 1, 1, true)];
-    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
-    let topo = Topology { bridges: &bridges, functions: &functions };
-    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
-    let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
-    pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
-    assert_eq!(b[0], BridgeState::NoAcs(Some(0)));
-    assert_eq!(f[0], FunctionState::NotReached);
-    assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
-    assert_eq!(o.fabric.route(0x0100), None);
-}
-
-#[test]
-fn bus_numbers_the_bridge_does_not_take_leave_it_closed() {
-    let mut fab = Fabric::default();
-    let mut port = bridge(Some(4), Some(0x1f));
-    port.mask(0x18, 4, 0xff00_00ff); // secondary and subordinate read-only
-    let rp = fab.add(Parent::Root, 1, 0, port);
-    fab.add(Parent::Bridge(rp), 0, 0, endpoint());
-    let bridges = [rp_cfg(0x0008, 1, 1, true)];
-    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
-    let topo = Topology { bridges: &bridges, functions: &functions };
-    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
-    let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
-    pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
-    assert_eq!(b[0], BridgeState::NotTaken { offset: 0x18, read: 0 });
-    assert_eq!(f[0], FunctionState::NotReached);
-    assert_eq!(o.fabric.nodes[rp].f.window(), None);
-    assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER), 0);
-}
-
-#[test]
-fn a_memory_window_the_bridge_does_not_take_leaves_it_closed() {
-    let mut fab = Fabric::default();
-    let mut port = bridge(Some(4), Some(0x1f));
-    port.mask(0x20, 4, 0); // no memory window at all
     let rp = fab.add(Parent::Root, 1, 0, port);
     let nic = fab.add(Parent::Bridge(rp), 0, 0, endpoint());
     let bridges = [rp_cfg(0x0008, 1, 1, true)];
@@ -425,7 +411,37 @@ fn a_memory_window_the_bridge_does_not_take_leaves_it_closed() {
     let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
     let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
     pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
-    assert_eq!(b[0], BridgeState::NotTaken { offset: 0x20, read: 0 });
+    (o, rp, nic, b[0], f[0])
+}
+
+#[test]
+fn an_acs_control_that_does_not_take_leaves_the_port_closed() {
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(ACS_AT + 6, 2, 0); // claims the bits, takes none
+    let (o, rp, _, b, f) = one_root_port(port);
+    assert_eq!(b, BridgeState::NoAcs(Some(0)));
+    assert_eq!(f, FunctionState::NotReached);
+    assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
+    assert_eq!(o.fabric.route(0x0100), None);
+}
+
+#[test]
+fn bus_numbers_the_bridge_does_not_take_leave_it_closed() {
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(0x18, 4, 0xff00_00ff); // secondary and subordinate read-only
+    let (o, rp, _, b, f) = one_root_port(port);
+    assert_eq!(b, BridgeState::NotTaken { offset: 0x18, read: 0 });
+    assert_eq!(f, FunctionState::NotReached);
+    assert_eq!(o.fabric.nodes[rp].f.window(), None);
+    assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER), 0);
+}
+
+#[test]
+fn a_memory_window_the_bridge_does_not_take_leaves_it_closed() {
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.mask(0x20, 4, 0); // no memory window at all
+    let (o, rp, nic, b, _) = one_root_port(port);
+    assert_eq!(b, BridgeState::NotTaken { offset: 0x20, read: 0 });
     assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
     assert!(!o.fabric.dma_reaches_root(nic));
 }
@@ -494,4 +510,88 @@ fn a_bridge_window_is_the_mib_hull_of_the_windows_below_it() {
     assert_eq!(bridge_window(&port, &high), Err(WindowError::Beyond32Bits { function: 0 }));
     let wraps = [function(0, 0x0300, u64::MAX, 2)];
     assert_eq!(bridge_window(&port, &wraps), Err(WindowError::Beyond32Bits { function: 0 }));
+}
+
+/// A function whose BARs the owner could not place (its window too small, or none
+/// described) keeps the BARs firmware left, here over another function's window: its
+/// driver's CONFIG_WRITE of Command gets Bus Master, never Memory or I/O Space, so it
+/// never decodes there; the other function, placed, decodes its window alone. And an
+/// expansion ROM firmware left enabled outside its function's window is turned off at
+/// placement. (With
+/// Memory Space taken as written, or the ROM left on, two functions claim one address
+/// and the model fails the test.)
+#[test]
+fn a_function_whose_bars_were_not_placed_never_decodes() {
+    let mut fab = Fabric::default();
+    // Placed in 0x1000_0000 + 2 MiB; firmware left its ROM (64 KiB) on at 0x1030_0000,
+    // outside it.
+    let mut a = endpoint();
+    a.mask(pci::reg::ROM, 4, 0xffff_0001);
+    a.set(pci::reg::ROM, 4, 0x1030_0001);
+    let a = fab.add(Parent::Root, 2, 0, a);
+    // Its BARs need 0x10_4000 bytes and its window is 1 MiB; firmware left BAR0 at
+    // 0x1000_0000, a's window.
+    let mut b = endpoint();
+    b.set(0x10, 4, 0x1000_0000);
+    let b = fab.add(Parent::Root, 3, 0, b);
+    // No window described at all; firmware left its BAR0 at 0x1010_0000.
+    let mut c = endpoint();
+    c.set(0x10, 4, 0x1010_0000);
+    let c = fab.add(Parent::Root, 4, 0, c);
+    let functions = [
+        function(0, 0x0010, 0x1000_0000, 0x20_0000),
+        function(1, 0x0018, 0x1020_0000, 0x10_0000),
+        function(2, 0x0020, 0, 0),
+    ];
+    let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
+    let mut o = Owned { fabric: fab, topo, states: vec![] };
+    let mut states = [FunctionState::default(); 3];
+    pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
+    o.states = states.to_vec();
+    assert_eq!(
+        states,
+        [
+            FunctionState::Placed(0x10_4000),
+            FunctionState::BarsNotPlaced(BarError::TooBig(0x10_4000)),
+            FunctionState::BarsNotPlaced(BarError::TooBig(0x10_4000)),
+        ]
+    );
+    assert_eq!(o.fabric.nodes[a].f.get(pci::reg::ROM, 4) & 1, 0, "the ROM is still enabled");
+    let mut s =
+        service_of(Box::leak(Box::new([device("a", 0x10, NET), device("b", 0x18, BLK), device("c", 0x20, EVIL)])));
+    // b's and c's drivers: Memory and I/O Space masked, in every width that holds Command.
+    for (client, k, node) in [(BLK, 1, b), (EVIL, 2, c)] {
+        let on = MEM | MASTER | 1;
+        assert_eq!(write(&mut s, &mut o, client, k, 0x04, 2, on), Reply::ok(&[u64::from(MASTER)]), "function {k}");
+        assert_eq!(write(&mut s, &mut o, client, k, 0x04, 1, on), Reply::ok(&[u64::from(MASTER)]), "function {k}");
+        assert_eq!(write(&mut s, &mut o, client, k, 0x04, 4, on), Reply::ok(&[u64::from(MASTER)]), "function {k}");
+        assert_eq!(u32::from(o.fabric.nodes[node].f.command()), MASTER, "function {k}");
+        // Its DMA is its own (the SMMU confines it); its registers answer nowhere.
+        assert!(o.fabric.dma_reaches_root(node));
+    }
+    assert_eq!(o.fabric.memory(0x1010_0000), None);
+    assert_eq!(write(&mut s, &mut o, NET, 0, 0x04, 2, MEM | MASTER), Reply::ok(&[u64::from(MEM | MASTER)]));
+    assert_eq!(o.fabric.memory(0x1000_0000), Some(a));
+    assert_eq!(o.fabric.memory(0x1010_0000), Some(a));
+    assert_eq!(o.fabric.memory(0x1030_0000), None, "its ROM decodes where firmware left it");
+    // Turning b's decoding off stays allowed, and so does everything else it may write.
+    assert_eq!(write(&mut s, &mut o, BLK, 1, 0x04, 2, 0), Reply::ok(&[0]));
+}
+
+/// A bridge whose VGA Enable does not clear (hard-wired on) would forward the legacy VGA
+/// range downstream, whatever its windows say: it is left closed, and what is below it
+/// missing. So is one whose secondary bus reset stays held.
+#[test]
+fn a_bridge_control_that_does_not_clear_leaves_the_bridge_closed() {
+    for (stuck, read) in [(1u32 << 3, 0x000a), (1 << 6, 0x0042)] {
+        let mut port = bridge(Some(4), Some(0x1f));
+        port.set(0x3e, 2, stuck);
+        port.mask(0x3e, 2, 0x0fff & !stuck);
+        let (o, rp, nic, b, f) = one_root_port(port);
+        assert_eq!(b, BridgeState::NotTaken { offset: 0x3e, read }, "{stuck:#x}");
+        assert_eq!(f, FunctionState::NotReached);
+        assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
+        assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER | 1), 0);
+        assert!(!o.fabric.dma_reaches_root(nic));
+    }
 }

@@ -24,6 +24,10 @@ impl ConfigSpace for OneFunction {
     fn function(&self, device: usize) -> Result<u16, iommu_protocol::ErrorCode> {
         (device == 0).then_some(0x20).ok_or(iommu_protocol::ErrorCode::NoConfigSpace)
     }
+    /// Its BAR is where the owner put it.
+    fn bars_placed(&self, rid: u16) -> bool {
+        rid == 0x20
+    }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         let word = match (rid, offset & !3) {
             (0x20, 0x00) => 0x1042_1af4,

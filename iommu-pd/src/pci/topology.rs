@@ -31,6 +31,13 @@
 //! taken as hard-wired on, as Linux's `pci_acs_flags_enabled` does (the spec requires a
 //! downstream port to implement each one it could need). A bridge declared `acs` without
 //! the capability, or whose control register does not take the bits, is left closed.
+//!
+//! Bridge Control (0x3e) is written on every bridge, open or closed: VGA Enable, VGA
+//! 16-bit decode and ISA Enable off, Secondary Bus Reset not held, SERR# Enable on (as
+//! Linux's `pci_configure_serr`), the rest as firmware left it (`program`). VGA Enable
+//! makes a bridge forward 0xa0000..0xc0000 downstream whatever its memory window says, so
+//! a peer's DMA there would be routed to a device below it rather than to the SMMU; an
+//! open bridge whose VGA, ISA or reset bit does not read back clear is left closed.
 
 use iommu_protocol::ErrorCode;
 
@@ -61,6 +68,27 @@ pub mod bridge_reg {
     pub const IO_CLOSED: u16 = 0x00f0;
     /// Command: I/O space.
     pub const CMD_IO: u16 = 1 << 0;
+    /// The bridge's own Expansion ROM Base Address (3.2.5.16); bit 0 enables it.
+    pub const ROM: u16 = 0x38;
+    /// Bridge Control (16 bits; PCI-to-PCI Bridge Architecture 1.2, 3.2.5.18; PCIe Base
+    /// 4.0, 7.5.1.3.13).
+    pub const BRIDGE_CONTROL: u16 = 0x3e;
+    /// Parity Error Response Enable.
+    pub const CTL_PARITY: u16 = 1 << 0;
+    /// SERR# Enable: forward errors from the secondary side.
+    pub const CTL_SERR: u16 = 1 << 1;
+    /// ISA Enable: do not forward the top 768 bytes of each 1 KiB of the I/O window.
+    pub const CTL_ISA: u16 = 1 << 2;
+    /// VGA Enable: forward the legacy VGA ranges (memory 0xa0000..0xc0000, I/O 0x3b0..0x3bb
+    /// and 0x3c0..0x3df) downstream, whatever the windows say.
+    pub const CTL_VGA: u16 = 1 << 3;
+    /// VGA 16-bit decode.
+    pub const CTL_VGA_16: u16 = 1 << 4;
+    /// Secondary Bus Reset: the secondary bus held in reset while set.
+    pub const CTL_BUS_RESET: u16 = 1 << 6;
+    /// What the owner clears, and checks reads back clear: no legacy VGA or ISA
+    /// forwarding, the secondary bus not held in reset.
+    pub const CTL_OFF: u16 = CTL_ISA | CTL_VGA | CTL_VGA_16 | CTL_BUS_RESET;
 }
 
 /// Access Control Services, an extended capability (PCIe Base 4.0, 7.7.7).
@@ -177,6 +205,8 @@ pub enum BridgeState {
         /// Bus Master (upstream forwarding) on, as its Command register reads back: it is
         /// set on a bridge with a described function below it.
         master: bool,
+        /// Bridge Control as it reads back (`bridge_reg::CTL_OFF` all clear).
+        control: u16,
     },
     /// Nothing answers at its address.
     Missing,
@@ -210,9 +240,11 @@ pub enum FunctionState {
     NotReached,
     /// Nothing answers at its address.
     Missing,
-    /// There; its memory BARs placed in its window (the bytes they use; 0 for no window).
+    /// There; its memory BARs placed in its window (the bytes they use; 0 when it has
+    /// none).
     Placed(u64),
-    /// There, and its BARs could not be placed in its window (memory decoding stays off).
+    /// There, and its BARs could not be placed in its window, or it has BARs and no window
+    /// was described: memory and I/O decoding stay off, whatever its driver writes.
     BarsNotPlaced(BarError),
 }
 
@@ -306,9 +338,9 @@ pub fn configure(
             FunctionState::NotReached
         } else if cs.read(f.rid, reg::VENDOR_ID, 2).is_none_or(|v| v == 0xffff) {
             FunctionState::Missing
-        } else if f.bar_size == 0 {
-            FunctionState::Placed(0)
         } else {
+            // With no window described (size 0), a function that has BARs is not placed:
+            // they stay where firmware left them, and so it never decodes.
             match place_bars(cs, f.rid, f.bar_base, f.bar_size) {
                 Ok(used) => FunctionState::Placed(used),
                 Err(BarError::Absent) => FunctionState::Missing,
@@ -371,7 +403,15 @@ fn close(cs: &mut dyn ConfigSpace, rid: u16) {
 }
 
 /// Bus numbers and windows: the memory window as given (or closed), the prefetchable and
-/// I/O windows closed. The secondary latency timer keeps its value.
+/// I/O windows closed. The secondary latency timer keeps its value. Its expansion ROM
+/// disabled. And Bridge Control:
+/// VGA and ISA forwarding off (the owner gives no function a legacy VGA or ISA range,
+/// and a bridge forwarding 0xa0000..0xc0000 downstream would route a peer's DMA there to
+/// a device below it instead of to the SMMU), the secondary bus out of reset, SERR#
+/// forwarding on as Linux sets it on every bridge (drivers/pci/probe.c,
+/// `pci_configure_serr`), and Parity Error Response, master-abort mode and the discard
+/// timers as firmware left them (Linux changes those only on a platform's hot-plug
+/// parameters, `_HPX`, which a device tree has none of).
 fn program(cs: &mut dyn ConfigSpace, rid: u16, primary: u8, secondary: u8, subordinate: u8, window: Option<MemWindow>) {
     let latency = cs.read(rid, bridge_reg::BUS_NUMBERS, 4).unwrap_or(0) & 0xff00_0000;
     let numbers = latency | u32::from(subordinate) << 16 | u32::from(secondary) << 8 | u32::from(primary);
@@ -383,6 +423,15 @@ fn program(cs: &mut dyn ConfigSpace, rid: u16, primary: u8, secondary: u8, subor
     let _ = cs.write(rid, bridge_reg::PREF_LIMIT_UPPER, 4, 0);
     let _ = cs.write(rid, bridge_reg::IO_BASE_LIMIT, 2, u32::from(bridge_reg::IO_CLOSED));
     let _ = cs.write(rid, bridge_reg::IO_UPPER, 4, 0);
+    // The bridge's own expansion ROM off, as an endpoint's is at placement: with Memory
+    // Space on (an open bridge with a window) it would decode wherever firmware left it.
+    if let Some(rom) = cs.read(rid, bridge_reg::ROM, 4).filter(|r| r & 1 != 0) {
+        let _ = cs.write(rid, bridge_reg::ROM, 4, rom & !1);
+    }
+    if let Some(control) = cs.read(rid, bridge_reg::BRIDGE_CONTROL, 2) {
+        let control = control as u16 & !bridge_reg::CTL_OFF | bridge_reg::CTL_SERR;
+        let _ = cs.write(rid, bridge_reg::BRIDGE_CONTROL, 2, u32::from(control));
+    }
 }
 
 /// The memory base and limit register for `window`: address bits 31:20 of its first and
@@ -407,28 +456,35 @@ fn open(cs: &mut dyn ConfigSpace, topo: Topology<'_>, states: &[BridgeState], i:
         return BridgeState::WrongKind(Found::Header(header));
     }
     let state = check(cs, topo, states, i);
-    if let BridgeState::Open { acs, window, .. } = state {
-        program(cs, b.rid, bus(b.rid), b.secondary, b.subordinate, window);
-        // Read back: the bus numbers (bytes 0 to 2) and the memory window's address bits.
-        let numbers = u32::from(b.subordinate) << 16 | u32::from(b.secondary) << 8 | u32::from(bus(b.rid));
-        for (offset, want, mask) in [
-            (bridge_reg::BUS_NUMBERS, numbers, 0x00ff_ffff),
-            (bridge_reg::MEMORY_BASE_LIMIT, window_register(window), 0xfff0_fff0),
-        ] {
-            let read = cs.read(b.rid, offset, 4).unwrap_or(0);
-            if read & mask != want & mask {
-                close(cs, b.rid);
-                return BridgeState::NotTaken { offset, read };
-            }
-        }
-        if let Err(read) = enable_acs(cs, b.rid, acs) {
-            close(cs, b.rid);
-            return BridgeState::NoAcs(Some(read));
-        }
-    } else {
+    let BridgeState::Open { acs, window, master, .. } = state else {
         close(cs, b.rid);
+        return state;
+    };
+    program(cs, b.rid, bus(b.rid), b.secondary, b.subordinate, window);
+    // Read back: the bus numbers (bytes 0 to 2) and the memory window's address bits.
+    let numbers = u32::from(b.subordinate) << 16 | u32::from(b.secondary) << 8 | u32::from(bus(b.rid));
+    for (offset, want, mask) in [
+        (bridge_reg::BUS_NUMBERS, numbers, 0x00ff_ffff),
+        (bridge_reg::MEMORY_BASE_LIMIT, window_register(window), 0xfff0_fff0),
+    ] {
+        let read = cs.read(b.rid, offset, 4).unwrap_or(0);
+        if read & mask != want & mask {
+            close(cs, b.rid);
+            return BridgeState::NotTaken { offset, read };
+        }
     }
-    state
+    // Bridge Control: a VGA or ISA enable, or a bus reset, that does not clear leaves
+    // it closed (a VGA enable hard-wired on would forward the legacy range).
+    let control = cs.read(b.rid, bridge_reg::BRIDGE_CONTROL, 2).unwrap_or(0xffff);
+    if control as u16 & bridge_reg::CTL_OFF != 0 {
+        close(cs, b.rid);
+        return BridgeState::NotTaken { offset: bridge_reg::BRIDGE_CONTROL, read: control };
+    }
+    if let Err(read) = enable_acs(cs, b.rid, acs) {
+        close(cs, b.rid);
+        return BridgeState::NoAcs(Some(read));
+    }
+    BridgeState::Open { acs, window, master, control: control as u16 }
 }
 
 /// A bridge found where bridge `i` is declared: what opening it would be, or why not.
@@ -465,7 +521,8 @@ fn check(cs: &mut dyn ConfigSpace, topo: Topology<'_>, states: &[BridgeState], i
         None => 0,
     };
     let master = topo.functions.iter().any(|f| below(&b, bus(f.rid)));
-    BridgeState::Open { acs: acs_bits, window, master }
+    // Bridge Control is read back once programmed (`open`).
+    BridgeState::Open { acs: acs_bits, window, master, control: 0 }
 }
 
 /// ACS control set to `bits` (none but them), read back; `Err` with what it reads if
@@ -510,6 +567,13 @@ pub fn find_extended(cs: &mut dyn ConfigSpace, rid: u16, id: u16) -> Option<u16>
         at = next;
     }
     None
+}
+
+/// The owner placed the BARs of the described function at `rid` (`FunctionState::Placed`):
+/// in its window, or it has none. `states` are `configure`'s.
+pub fn bars_placed(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> bool {
+    let k = topo.functions.iter().position(|f| f.rid == rid);
+    k.and_then(|k| states.get(k)).is_some_and(|s| matches!(s, FunctionState::Placed(_)))
 }
 
 /// The requester ID of `device` among the described functions, for a configuration call:

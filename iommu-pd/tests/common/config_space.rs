@@ -7,7 +7,7 @@
 //! the test. Memory requests are routed the same way, by windows and Memory Space bits,
 //! and a function's DMA goes upstream only through bridges whose Bus Master is on.
 
-use iommu_pd::pci::{function_of, reg, ConfigSpace, FunctionState, Topology};
+use iommu_pd::pci::{bars_placed, function_of, reg, ConfigSpace, FunctionState, Topology};
 use iommu_protocol::ErrorCode;
 
 /// One function: its bytes, which bits software may write, which are write-one-to-clear.
@@ -65,6 +65,13 @@ impl Function {
         let (base, limit) = (self.get(0x20, 2) as u64, self.get(0x22, 2) as u64);
         let (base, limit) = ((base & 0xfff0) << 16, (limit & 0xfff0) << 16 | 0xf_ffff);
         (base <= limit).then_some((base, limit))
+    }
+    /// The expansion ROM's range, if it is enabled (type 0 only: a bridge's is at 0x38).
+    pub fn rom(&self) -> Option<(u64, u64)> {
+        let (v, m) = (self.get(reg::ROM, 4), u32::from_le_bytes(self.writable[0x30..0x34].try_into().unwrap()));
+        let mask = m & 0xffff_f800;
+        (!self.is_bridge() && v & 1 == 1 && mask != 0)
+            .then(|| (u64::from(v & mask), u64::from((!mask).wrapping_add(1))))
     }
     /// Each memory BAR's range: address and size, from the bits that are writable.
     pub fn bars(&self) -> Vec<(u64, u64)> {
@@ -156,7 +163,8 @@ impl Fabric {
     }
 
     /// The node a memory request at `addr` from the CPU reaches: a function decoding it in
-    /// a BAR, through bridges whose window holds it with Memory Space on.
+    /// a BAR or its enabled expansion ROM, through bridges whose window holds it with
+    /// Memory Space on. Two functions decoding one address fail the test.
     pub fn memory(&self, addr: u64) -> Option<usize> {
         let mut seg = Parent::Root;
         for _ in 0..=256 {
@@ -168,7 +176,7 @@ impl Fabric {
                         && if n.f.is_bridge() {
                             n.f.window().is_some_and(|(b, l)| (b..=l).contains(&addr))
                         } else {
-                            n.f.bars().iter().any(|(b, s)| (*b..b + s).contains(&addr))
+                            n.f.bars().iter().chain(&n.f.rom()).any(|(b, s)| (*b..b + s).contains(&addr))
                         }
                 })
                 .collect();
@@ -224,6 +232,9 @@ pub struct Owned {
 impl ConfigSpace for Owned {
     fn function(&self, device: usize) -> Result<u16, ErrorCode> {
         function_of(device, self.topo, &self.states)
+    }
+    fn bars_placed(&self, rid: u16) -> bool {
+        bars_placed(rid, self.topo, &self.states)
     }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         Some(self.fabric.read(rid, offset, width))

@@ -53,6 +53,10 @@ impl ConfigSpace for Ecam {
         pci::function_of(device, topology(), &self.functions)
     }
 
+    fn bars_placed(&self, rid: u16) -> bool {
+        pci::bars_placed(rid, topology(), &self.functions)
+    }
+
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         let a = self.addr(rid, offset)?;
         // SAFETY: `addr` keeps the access inside the ECAM window the description maps here
@@ -155,11 +159,11 @@ pub fn take_ownership(ecam: &mut Ecam) {
     for (b, state) in topo.bridges.iter().zip(&bridges) {
         let (at, kind) = (Bdf(b.rid), kind_name(b.kind));
         match *state {
-            BridgeState::Open { acs, window, master } => {
+            BridgeState::Open { acs, window, master, control } => {
                 let forwards = if master { "bus master on" } else { "bus master off" };
                 match window {
                     Some(w) => debug_println!(
-                        "iommu: pci {at} {kind}: buses {}..{}, window {:#x}..{:#x}, {}, {forwards}",
+                        "iommu: pci {at} {kind}: buses {}..{}, window {:#x}..{:#x}, {}, {forwards}, bridge control {control:#06x}",
                         b.secondary,
                         b.subordinate,
                         w.base,
@@ -167,7 +171,7 @@ pub fn take_ownership(ecam: &mut Ecam) {
                         AcsBits(acs)
                     ),
                     None => debug_println!(
-                        "iommu: pci {at} {kind}: buses {}..{}, no window, {}, {forwards}",
+                        "iommu: pci {at} {kind}: buses {}..{}, no window, {}, {forwards}, bridge control {control:#06x}",
                         b.secondary,
                         b.subordinate,
                         AcsBits(acs)
@@ -224,7 +228,7 @@ pub fn take_ownership(ecam: &mut Ecam) {
         let f = topo.functions[k];
         let at = Bdf(f.rid);
         match ecam.functions[k] {
-            FunctionState::Placed(0) => debug_println!("iommu: pci: {} at {at}: found, no BAR window", dev.name),
+            FunctionState::Placed(0) => debug_println!("iommu: pci: {} at {at}: found, no BARs to place", dev.name),
             FunctionState::Placed(used) => debug_println!(
                 "iommu: pci: {} at {at}: BARs placed in {:#x}..{:#x} (stream {:#x})",
                 dev.name,
@@ -233,7 +237,10 @@ pub fn take_ownership(ecam: &mut Ecam) {
                 dev.stream
             ),
             FunctionState::BarsNotPlaced(e) => {
-                debug_println!("iommu: pci: {} at {at}: BARs not placed in its window: {e:?}", dev.name)
+                debug_println!(
+                    "iommu: pci: {} at {at}: BARs not placed in its window: {e:?}; it never decodes",
+                    dev.name
+                )
             }
             FunctionState::Missing => debug_println!("iommu: pci: {} MISSING: nothing answers at {at}", dev.name),
             FunctionState::NotReached => {

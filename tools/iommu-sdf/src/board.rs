@@ -202,7 +202,40 @@ pub struct Board {
     pub vm_vaddr_end: u64,
     /// Its PCI Express host bridge, where this tool knows it.
     pub pci: Option<PciHost>,
+    /// Its RAM, (physical address, size) per range: every fixed-address region a device may
+    /// reach lies inside one. Empty where this tool does not know the board (there it
+    /// refuses `<iommu>`, so no device is given anything).
+    pub ram: &'static [(u64, u64)],
 }
+
+/// QEMU virt's RAM as the SDK's seL4 for `qemu_virt_aarch64` is built for: VIRT_MEM at
+/// 0x4000_0000 (hw/arm/virt.c, `base_memmap`), 2 GiB (Microkit's build_sdk.py,
+/// `QEMU_MEMORY: 2048`; the images boot with `-m size=2G`). seL4's hypervisor build
+/// reserves the first 512 MiB for guests (src/plat/qemu-arm-virt/
+/// overlay-reserve-vm-memory.dts, `no-map`), so the SDK's platform_gen.json lists only
+/// 0x6000_0000..0xc000_0000 as memory and Microkit makes device untypeds of the rest; it
+/// is RAM all the same (libvmm's examples put their guests' RAM there).
+pub const QEMU_VIRT_RAM: &[(u64, u64)] = &[(0x4000_0000, 0x8000_0000)];
+
+/// zcu102's DDR: seL4's tools/dts/zynqmp.dts, `memory@0`, `reg = <0x0 0x0 0x0 0x80000000
+/// 0x8 0x0 0x0 0x80000000>`; the SDK's platform_gen.json lists the same two ranges.
+pub const ZCU102_RAM: &[(u64, u64)] = &[(0, 0x8000_0000), (0x8_0000_0000, 0x8000_0000)];
+
+/// ultra96v2's: seL4's tools/dts/ultra96v2.dts, `memory`, `reg = <0x0 0x0 0x0
+/// 0x7ff00000>` (the last MiB below 2 GiB is not in it). Its `reserved-memory`
+/// (`rproc@3ed000000`, 16 MiB for the R5s, `no-map`) is RAM, and stays in.
+pub const ULTRA96V2_RAM: &[(u64, u64)] = &[(0, 0x7ff0_0000)];
+
+/// kria_k26's: Microkit's custom_dts/overlay-zynqmp-kria-k26.dts (the SDK's build_sdk.py
+/// builds the board with it), `memory@0`, `reg = <0x00 0x00 0x00 0x7ff00000 0x08 0x00
+/// 0x00 0x80000000>`.
+pub const KRIA_K26_RAM: &[(u64, u64)] = &[(0, 0x7ff0_0000), (0x8_0000_0000, 0x8000_0000)];
+
+/// tqma8xqp1gb's: seL4's tools/dts/tqma8xqp1gb.dts, `memory@80000000`, `reg = <0x0
+/// 0x80200000 0x0 0x3fe00000>` (seL4's overlay deletes the DSP's and Linux's CMA
+/// reservations, so those are plain RAM); the SDK's platform_gen.json lists the same. The
+/// 2 MiB below it is the firmware's (ARM Trusted Firmware), not the system's.
+pub const TQMA8XQP1GB_RAM: &[(u64, u64)] = &[(0x8020_0000, 0x3fe0_0000)];
 
 /// The page sizes the Microkit tool maps with on every architecture it supports
 /// (`Config::page_sizes`).
@@ -244,6 +277,14 @@ impl Board {
             pd_vaddr_end: PD_VADDR_END,
             vm_vaddr_end: 1 << 40,
             pci: (name == "qemu_virt_aarch64").then_some(QEMU_VIRT_PCI),
+            ram: match name {
+                "qemu_virt_aarch64" => QEMU_VIRT_RAM,
+                "zcu102" => ZCU102_RAM,
+                "ultra96v2" => ULTRA96V2_RAM,
+                "kria_k26" => KRIA_K26_RAM,
+                "tqma8xqp1gb" => TQMA8XQP1GB_RAM,
+                _ => &[],
+            },
         }
     }
 
@@ -263,6 +304,18 @@ impl Board {
             BoardIommu::SmmuV3 { frame, .. } | BoardIommu::Mmu500(Mmu500 { frame, .. }) => Some(frame),
             _ => None,
         }
+    }
+
+    /// `[start, end)` lies wholly inside one of the board's RAM ranges.
+    pub fn in_ram(&self, start: u128, end: u128) -> bool {
+        self.ram.iter().any(|&(base, size)| start >= u128::from(base) && end <= u128::from(base) + u128::from(size))
+    }
+
+    /// The board's RAM ranges, for messages: `0x40000000..0xc0000000`, comma-separated.
+    pub fn ram_text(&self) -> String {
+        let ranges: Vec<String> =
+            self.ram.iter().map(|&(b, s)| format!("{b:#x}..{:#x}", u128::from(b) + u128::from(s))).collect();
+        ranges.join(", ")
     }
 
     /// The end (exclusive) of physical memory on the board.

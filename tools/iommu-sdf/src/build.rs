@@ -54,7 +54,7 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
     // Generated maps in a client (its queue), just after its start tag, on its line.
     for (pd, xml) in &sys.generated.in_pd {
         let close = start_tag_end(&doc, text, pd)?;
-        if text[..close].ends_with('/') {
+        if text.as_bytes()[close] == b'/' {
             return Err(format!("protection domain `{pd}` has no program (a self-closed element)"));
         }
         cut.push((close + 1, close + 1, xml.clone()));
@@ -89,14 +89,38 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
     Ok(out)
 }
 
-/// Where protection domain `pd`'s start tag ends in `text`: the offset of its `>`.
+/// Where protection domain `pd`'s start tag ends in `text`: the offset of its `>`, or of
+/// the `/` of `/>`.
 fn start_tag_end(doc: &Document, text: &str, pd: &str) -> Result<usize, String> {
     let node = doc
         .descendants()
         .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd))
         .ok_or_else(|| format!("no protection domain `{pd}`"))?;
-    let start = node.range().start;
-    Ok(start + text[start..].find('>').ok_or("an unclosed start tag")?)
+    tag_end(text, node.range().start).ok_or_else(|| "an unclosed start tag".to_string())
+}
+
+/// Where the start tag at `start` ends: its `>`, or the `/` of `/>`. Found by stepping
+/// over each attribute's quoted value (and each namespace declaration's, which roxmltree
+/// does not list as an attribute), not by the first `>`: a value may hold one
+/// (`domain='a>b'` is a domain name the Microkit tool takes), and an id written there
+/// would land inside the value. `text` is a document roxmltree parsed, so the tag is
+/// well formed.
+fn tag_end(text: &str, start: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut at = start + 1;
+    let mut quote = None;
+    while at < bytes.len() {
+        match (quote, bytes[at]) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, c @ (b'"' | b'\'')) => quote = Some(c),
+            (None, b'>') => return Some(at),
+            (None, b'/') if bytes.get(at + 1) == Some(&b'>') => return Some(at),
+            (None, _) => {}
+        }
+        at += 1;
+    }
+    None
 }
 
 /// `Rights` as Rust source.

@@ -16,7 +16,7 @@
 //! reported and checking again shows anything that was independent.
 use std::collections::HashSet;
 
-use crate::model::System;
+use crate::model::{Line, System};
 use crate::Problem;
 
 /// The elements that define a name others refer to.
@@ -106,6 +106,13 @@ pub fn first_causes(
         (!refusals.is_empty(), names, refusals.iter().any(|p| loses_the_name(p)))
     };
     let no_iommu_pd = sys.iommu.as_ref().is_some_and(|i| sys.pd(&i.pd).is_none());
+    // Elements with a number the reader could not read: what a rule then says of that
+    // element follows from the value put in its place (a quota's is the largest).
+    let unread: HashSet<(Line, String)> = read
+        .iter()
+        .filter(|p| p.message.contains("` is not a number: "))
+        .map(|p| (p.line, p.element.clone()))
+        .collect();
 
     // A plumbing region made for a PD whose definition was refused is refused with it.
     let faults: Vec<String> = poisoned.iter().map(|n| format!("{n}_faults")).collect();
@@ -146,6 +153,9 @@ pub fn first_causes(
         }
     }
     for p in rest {
+        if unread.contains(&(p.line, p.element.clone())) {
+            continue;
+        }
         let undefined = undefined_in(&p.message, &defined);
         let knock_on = names_in(&p.message).any(|n| {
             poisoned.contains(n) || reported_undefined.contains(n) || (any_undefined_poisoned && undefined.contains(&n))

@@ -269,6 +269,25 @@ fn handle_tables(sys: &System, out: &mut Vec<Problem>) {
         return;
     }
     let policy = policy(sys);
+    // Mapping slots are indexed in 16 bits: quotas that need more would build an IOMMU PD
+    // whose `Service::new` refuses its own storage, so nothing would be served. Before
+    // this rule a quota of 2^64 - 1 was accepted (and cut to 2^32 - 1 in the policy).
+    if policy.mapping_slots > iommu_pd::service::MAX_MAPPINGS as u64 {
+        if let Some(q) = sys.quotas.iter().max_by_key(|q| q.mappings) {
+            out.push(p(
+                q.line,
+                "dma_quota",
+                format!(
+                    "the mapping quotas (and the static maps of devices no client owns) need {} mapping slots, `{}`'s {} among them; the IOMMU PD has at most {}",
+                    policy.mapping_slots,
+                    q.pd,
+                    q.mappings,
+                    iommu_pd::service::MAX_MAPPINGS
+                ),
+                "lower the `mappings` quotas: each slot is one mapping a client may hold at once",
+            ));
+        }
+    }
     let clients: Vec<_> = policy.clients.iter().map(|c| c.1).collect();
     let devices: Vec<_> = policy.devices.iter().map(|d| d.1).collect();
     let regions: Vec<_> = policy.regions.iter().map(|r| r.1).collect();

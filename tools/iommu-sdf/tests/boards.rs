@@ -51,3 +51,87 @@ fn each_boards_image_passes_on_its_board_only() {
         }
     }
 }
+
+/// The SDK this project builds with: `MICROKIT_SDK`, or `../shared/microkit-sdk` beside the
+/// project's root (where every developer's and CI's machine has one).
+fn sdk() -> Option<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::var_os("MICROKIT_SDK").map_or_else(|| root.join("../shared/microkit-sdk"), Into::into);
+    dir.join("board").is_dir().then_some(dir)
+}
+
+/// The `[start, end)` ranges of `key` in seL4's platform_gen.json (a list of objects with
+/// `start` and `end`), read without a JSON library: the file is the kernel build's own.
+fn ranges(json: &str, key: &str) -> Vec<(u64, u64)> {
+    let at = json.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("no {key} in {json}"));
+    let list = &json[at..];
+    let list = &list[list.find('[').unwrap() + 1..list.find(']').unwrap()];
+    let number = |field: &str, obj: &str| -> u64 {
+        let v = &obj[obj.find(field).unwrap() + field.len()..];
+        let v = v.trim_start_matches(|c: char| c == '"' || c == ':' || c.is_whitespace());
+        v[..v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len())].parse().unwrap()
+    };
+    list.split('}').filter(|o| o.contains("start")).map(|o| (number("\"start\"", o), number("\"end\"", o))).collect()
+}
+
+/// The board table's RAM, held to the kernel's own view of each board the SDK has
+/// (platform_gen.json, which seL4's build writes from the board's device tree): every
+/// range the kernel calls memory is in the table's RAM, and the table's RAM beyond it is
+/// exactly what seL4 reserves on that board (on QEMU virt, the first 512 MiB, for guests:
+/// overlay-reserve-vm-memory.dts), listed among the kernel's device ranges, not missing
+/// from both.
+#[test]
+fn the_boards_ram_is_the_kernels() {
+    let Some(sdk) = sdk() else {
+        eprintln!("skipped: no Microkit SDK (MICROKIT_SDK or ../shared/microkit-sdk)");
+        return;
+    };
+    let reserved: &[(&str, &[(u64, u64)])] =
+        &[("qemu_virt_aarch64", &[(0x4000_0000, 0x6000_0000)]), ("zcu102", &[]), ("tqma8xqp1gb", &[])];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(sdk.join("board")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let board = iommu_sdf::Board::named(&name);
+        for config in std::fs::read_dir(entry.path()).unwrap() {
+            let path = config.unwrap().path().join("platform_gen.json");
+            let Ok(json) = std::fs::read_to_string(&path) else { continue };
+            let memory = ranges(&json, "memory");
+            let devices = ranges(&json, "devices");
+            assert!(!memory.is_empty(), "{}", path.display());
+            for &(s, e) in &memory {
+                assert!(
+                    board.in_ram(s.into(), e.into()),
+                    "{name}: kernel memory {s:#x}..{e:#x} is not in {}",
+                    board.ram_text()
+                );
+            }
+            // What the table calls RAM and the kernel does not must be the board's known
+            // reservation, which the kernel lists as device memory.
+            let expected =
+                reserved.iter().find(|(b, _)| *b == name).unwrap_or_else(|| panic!("{name}: not in this test")).1;
+            let mut extra = Vec::new();
+            for &(base, size) in board.ram {
+                let mut at = base;
+                for &(s, e) in memory.iter().filter(|&&(s, e)| s < base + size && base < e) {
+                    if s > at {
+                        extra.push((at, s));
+                    }
+                    at = at.max(e);
+                }
+                if at < base + size {
+                    extra.push((at, base + size));
+                }
+            }
+            assert_eq!(extra, expected, "{name}: RAM the kernel does not call memory");
+            for &(s, e) in &extra {
+                assert!(
+                    devices.iter().any(|&(ds, de)| ds <= s && e <= de),
+                    "{name}: {s:#x}..{e:#x} is neither memory nor device"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} SDK board configurations");
+}

@@ -177,3 +177,36 @@ fn the_report_names_every_streamid_of_a_device() {
     assert!(rows.iter().all(|r| r.starts_with("| blk0 | 0x28, 0x29, 0x2a |")), "{report}");
     assert!(report.contains("Every StreamID not in this table aborts."));
 }
+
+/// A child id `build` writes goes after the start tag's last attribute, not before the
+/// first `>`: a quoted value may hold one (`domain='a>b'`, a domain name the SDK's
+/// Microkit tool takes; the image built from this description with the id written by hand
+/// is accepted), and an id written inside it left the child without one, so the Microkit
+/// tool refused what `check` had accepted.
+#[test]
+fn a_generated_child_id_lands_after_a_value_holding_a_gt() {
+    let text = r#"<system>
+    <domains><domain name='a>b' /><domain_schedule><schedule_entry domain='a>b' duration="1000 us" /></domain_schedule></domains>
+    <memory_region name="smmu_regs" size="0x20000" phys_addr="0x9050000" />
+    <memory_region name="bufs" size="0x4000" />
+    <protection_domain name="iommu" priority="254" passive="true" domain='a>b'>
+        <program_image path="iommu.elf" />
+        <map mr="smmu_regs" vaddr="0x2000000" perms="rw" cached="false" setvar_vaddr="smmu_regs" />
+        <protection_domain name="driver" priority="100" domain='a>b' xmlns:q='c>d'   >
+            <program_image path="driver.elf" />
+            <map mr="bufs" vaddr="0x5000000" perms="rw" />
+        </protection_domain>
+    </protection_domain>
+    <iommu pd="iommu" />
+    <io_address_space name="edu0" peripheral_id="0x10" owner="driver" iova_base="0x1_0000_0000" iova_size="0x10_0000" />
+    <dma_capability name="bufs" pd="driver" mr="bufs" size="0x4000" perms="rw" devices="edu0" />
+    <dma_quota pd="driver" mappings="4" pages="4" />
+</system>"#;
+    let (sys, problems) = iommu_sdf::check_text(text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let out = iommu_sdf::build::microkit_system(text, &sys).unwrap();
+    let doc = roxmltree::Document::parse(&out).unwrap();
+    let driver = doc.descendants().find(|n| n.attribute("name") == Some("driver")).unwrap();
+    assert_eq!(driver.attribute("id"), Some("1"), "{out}");
+    assert_eq!(driver.attribute("domain"), Some("a>b"), "{out}");
+}

@@ -376,3 +376,26 @@ fn stream_ids_come_from_the_alias_and_the_iommu_map() {
     let (_, problems) = streams(&unknown);
     assert_eq!(problems.iter().filter(|p| p.message.contains("does not know the host bridge")).count(), 4);
 }
+
+/// On a board whose host bridge's memory window starts at 0 (QEMU virt's does not: it
+/// starts at 0x1000_0000, so there the window rule refuses it first), a BAR window over
+/// the legacy VGA range is refused: a VGA-compatible function decodes that range too.
+#[test]
+fn a_bar_window_over_the_legacy_vga_range_is_refused() {
+    use iommu_sdf::board::{PciHost, QEMU_VIRT_PCI};
+    let text = sdf("ok-pci.xml").replace(
+        r#"name="edu_bar0" size="0x100000" phys_addr="0x10000000""#,
+        r#"name="edu_bar0" size="0x100000" phys_addr="0x0""#,
+    );
+    let low = iommu_sdf::Board {
+        pci: Some(PciHost { mem: (0, 0x3eff_0000), ..QEMU_VIRT_PCI }),
+        ..iommu_sdf::Board::default()
+    };
+    let (_, problems) = iommu_sdf::check_text_on(&text, &low);
+    let vga: Vec<_> = problems.iter().filter(|p| p.message.contains("legacy VGA range")).collect();
+    assert_eq!(vga.len(), 1, "{problems:#?}");
+    assert!(vga[0].message.contains("`edu0`'s BAR window `edu_bar0` (0x0+0x100000)"), "{vga:#?}");
+    assert!(!vga[0].fix.is_empty());
+    let (_, on_qemu) = iommu_sdf::check_text(&text);
+    assert!(on_qemu.iter().any(|p| p.message.contains("is outside the board's PCI memory window")), "{on_qemu:#?}");
+}

@@ -34,7 +34,7 @@
 //! (d) the PCI topology holds, by a model of its own (`pci`): StreamIDs are the aliases,
 //!     no two devices are functions the SMMU cannot keep apart, BAR windows are mapped
 //!     by their owner alone and nothing else of the host bridge's memory window is, bridge
-//!     windows hold no other function's BAR window, nothing reachable is device memory,
+//!     windows hold no other function's BAR window, everything reachable at a fixed address is RAM,
 //!     and no owner-served IOVA window of a PCI function overlaps the memory window;
 //! (c) `build`'s Microkit file has exactly the input's elements (every element, with its
 //!     place and attributes), this project's removed and the plumbing added: the same
@@ -776,17 +776,30 @@ impl<'a> Mutator<'a> {
     }
 
     /// Another name for memory that has one: a region at a page of a fixed one (a DMA
-    /// region, the SMMU's registers), mapped by a PD and given to its devices.
+    /// region, the SMMU's registers), or (one in three) at a page that is no RAM (QEMU
+    /// virt's UART, RTC, GIC ITS, virtio-mmio transports) or across RAM's end, mapped by a
+    /// PD and given to its devices.
     fn alias(&mut self) {
-        let placed: Vec<(String, u64, u64)> =
+        let mut placed: Vec<(String, u64, u64)> =
             self.base.regions.iter().filter_map(|r| Some((r.name.clone(), r.phys_addr?, r.size))).collect();
+        if self.chance(3) {
+            let devices = [("the UART", 0x0900_0000), ("the RTC", 0x0901_0000), ("the GIC ITS", 0x0808_0000)];
+            placed = devices.iter().map(|&(what, at)| (what.to_string(), at, PAGE)).collect();
+            placed.push(("virtio-mmio".into(), 0x0a00_0000, 4 * PAGE));
+            placed.push(("RAM's end".into(), 0xc000_0000 - PAGE, PAGE));
+        }
         let Some((of, pa, size)) = self.pick(&placed) else { return };
         let Some(pd) = self.pick(&self.clients()) else { return };
         let k = self.next() as u64;
         let name = format!("alias{k}");
         let at = pa + self.rng.below(size / PAGE) * PAGE;
-        top_level(&mut self.text, &format!("<memory_region name=\"{name}\" size=\"0x1000\" phys_addr=\"{at:#x}\" />"));
-        self.regions.push((name.clone(), PAGE));
+        // Across RAM's end: two pages, the second past it.
+        let bytes = if of == "RAM's end" { 2 * PAGE } else { PAGE };
+        top_level(
+            &mut self.text,
+            &format!("<memory_region name=\"{name}\" size=\"{bytes:#x}\" phys_addr=\"{at:#x}\" />"),
+        );
+        self.regions.push((name.clone(), bytes));
         insert_child(
             &mut self.text,
             "protection_domain",
@@ -795,7 +808,7 @@ impl<'a> Mutator<'a> {
         );
         self.maps.push((pd.clone(), name.clone()));
         let devices = self.devices_of(&pd);
-        self.add_cap(&pd, (&name, 0, PAGE), "rw", &devices, &[]);
+        self.add_cap(&pd, (&name, 0, bytes), "rw", &devices, &[]);
         self.log.push(format!("{name}, another name for {of} at {at:#x}, mapped by {pd} for DMA"));
     }
 
@@ -1527,10 +1540,10 @@ fn label(n: roxmltree::Node) -> String {
 // (d) The PCI topology, by a model of its own: bridges by their bus ranges, not by the
 // tool's parent links.
 
-/// QEMU virt's host bridge windows (hw/arm/virt.c): ECAM, the memory window and the I/O
-/// window are one run of device memory, 0x1000_0000..0x4000_0000; the SMMU's frame is
-/// 0x0905_0000..0x0907_0000.
-const DEVICE_MEMORY: [(u64, u64); 2] = [(0x1000_0000, 0x4000_0000), (0x0905_0000, 0x0907_0000)];
+/// QEMU virt's RAM (hw/arm/virt.c, VIRT_MEM; 2 GiB, as the SDK's qemu_virt_aarch64 is
+/// built for): everything else, the host bridge's windows and the SMMU's frame among it,
+/// is device memory or nothing.
+const RAM: (u64, u64) = (0x4000_0000, 0xc000_0000);
 const PCI_MEMORY: (u64, u64) = (0x1000_0000, 0x3eff_0000);
 
 /// For a description `check` accepted: each PCI function's StreamID is its alias (the
@@ -1540,7 +1553,7 @@ const PCI_MEMORY: (u64, u64) = (0x1000_0000, 0x3eff_0000);
 /// downstream port without ACS whose buses hold both); each BAR window is mapped by its
 /// device's owner (or its guest) alone, and no PD maps any other part of the memory
 /// window; each bridge's MiB hull of the BAR windows below it holds no other BAR window;
-/// no reachable range is device memory; and no owner-served IOVA window of a PCI function
+/// every reachable range with a fixed address is RAM; and no owner-served IOVA window of a PCI function
 /// overlaps the memory window.
 fn pci(sys: &System, report: &[Reach]) -> Result<(), String> {
     use iommu_pd::BridgeKind::*;
@@ -1628,8 +1641,8 @@ fn pci(sys: &System, report: &[Reach]) -> Result<(), String> {
     }
     for r in report {
         if let Some((start, end)) = r.phys {
-            if let Some(m) = DEVICE_MEMORY.iter().find(|m| start < m.1 && m.0 < end) {
-                return Err(format!("{} reaches {} ({start:#x}..{end:#x}), device memory {m:x?}", r.device, r.region));
+            if start < RAM.0 || end > RAM.1 {
+                return Err(format!("{} reaches {} ({start:#x}..{end:#x}), not RAM {RAM:x?}", r.device, r.region));
             }
         }
     }

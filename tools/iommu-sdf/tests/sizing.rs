@@ -12,6 +12,8 @@ use iommu_sdf::check_text;
 use iommu_sdf::model::table_pool_pages;
 use iommu_sdf::policy::policy;
 
+mod common;
+
 fn system_xml() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../system.xml")).unwrap()
 }
@@ -128,4 +130,31 @@ fn static_maps_of_unowned_devices_get_slots_of_their_own() {
             assert!(matches!(r, Reply::Ok { .. }), "{name}'s MAP {k} of {} answered {r:?}", c.max_mappings);
         }
     }
+}
+
+/// Mapping slots are indexed in 16 bits (`iommu_pd::service::MAX_MAPPINGS`): quotas that
+/// fill them exactly start the service on the generated policy; one more mapping and
+/// `Service::new` refuses its storage (nothing would be served), so `check` refuses the
+/// description, at the largest quota. It accepted a quota of 2^64 - 1 before.
+#[test]
+fn mapping_quotas_past_the_slots_the_service_has_are_refused() {
+    let max = iommu_pd::service::MAX_MAPPINGS as u64;
+    // The other quotas take 4 + 2 + 2 slots.
+    let with = |n: u64| {
+        system_xml().replacen(
+            r#"<dma_quota pd="edu_driver" mappings="8""#,
+            &format!(r#"<dma_quota pd="edu_driver" mappings="{n}""#),
+            1,
+        )
+    };
+    let (sys, problems) = check_text(&with(max - 8));
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(policy(&sys).mapping_slots, max);
+    assert!(common::start_on(&policy(&sys), |_, c| c.pa).is_ok());
+    let (sys, problems) = check_text(&with(max - 7));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].message.contains("need 65536 mapping slots, `edu_driver`'s 65528 among them"), "{problems:?}");
+    assert!(matches!(common::start_on(&policy(&sys), |_, c| c.pa), Err(iommu_pd::ConfigError::TooMany("mappings"))));
+    let (_, problems) = check_text(&with(u64::MAX));
+    assert_eq!(problems.len(), 1, "{problems:?}");
 }

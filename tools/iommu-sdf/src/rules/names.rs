@@ -129,10 +129,31 @@ pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
             "name the {what} with letters, digits and `_` only, starting with a letter or `_`, at most {MAX_NAME} characters: build writes it into the Microkit file and symbols as it is"
         )
     };
+    // A fault ring the plumbing named after a client whose name is too long for it: said at
+    // the client, whose name is the one to change.
+    let generated = sys.iommu.as_ref().map(|i| i.line);
+    let mut long_ring: Vec<&str> = Vec::new();
+    for r in sys.regions.iter().filter(|r| Some(r.line) == generated && !is_identifier(&r.name)) {
+        let Some(pd) = r.name.strip_suffix("_faults").and_then(|c| sys.pd(c)) else { continue };
+        long_ring.push(&r.name);
+        if is_identifier(&pd.name) {
+            out.push(p(
+                pd.line,
+                "protection_domain",
+                format!(
+                    "`{}`'s fault ring, which build names `{}`, would be {} characters; the Microkit tool keeps {MAX_NAME}",
+                    pd.name,
+                    r.name,
+                    r.name.len()
+                ),
+                format!("give the client a name of at most {} characters", MAX_NAME - "_faults".len()),
+            ));
+        }
+    }
     let mut refuse = |line: Line, element: &str, what: &str, name: &str, fix: String| {
         out.push(p(line, element, format!("the {what} name {} is not one build can write safely", shown(name)), fix))
     };
-    for r in sys.regions.iter().filter(|r| !is_identifier(&r.name)) {
+    for r in sys.regions.iter().filter(|r| !is_identifier(&r.name) && !long_ring.contains(&r.name.as_str())) {
         refuse(r.line, "memory_region", "memory region", &r.name, ident_fix("memory region"));
     }
     for pd in sys.pds.iter().filter(|pd| !is_identifier(&pd.name)) {
