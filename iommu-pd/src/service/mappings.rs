@@ -4,6 +4,18 @@
 
 use super::*;
 
+/// A MAP that `map_check` allowed and `map_apply` makes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Planned {
+    cap: u16,
+    region: u16,
+    pub(super) device: DeviceIndex,
+    pub(super) iova: u64,
+    pa: u64,
+    pub(super) len: u64,
+    rights: Rights,
+}
+
 impl<'a, H: IommuHw> Service<'a, H> {
     /// Make `device`'s static mappings (at boot, and when its client is ready again).
     pub(super) fn make_static_maps(&mut self, device: DeviceIndex) -> Result<()> {
@@ -104,7 +116,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Free slot `i`, whose mapping `m` is out of its device's index already: out of its
     /// capability's list, and back on the free stack.
-    fn free_slot(&mut self, i: usize, m: &Mapping) {
+    pub(super) fn free_slot(&mut self, i: usize, m: &Mapping) {
         // Out of its capability's list.
         match self.maps.get_mut(m.cap_prev as usize).and_then(Option::as_mut) {
             Some(prev) => prev.cap_next = m.cap_next,
@@ -171,6 +183,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub(super) fn map(
         &mut self,
         client: usize,
@@ -181,6 +194,26 @@ impl<'a, H: IommuHw> Service<'a, H> {
         iova: Option<u64>,
         rights: Rights,
     ) -> Result<u64> {
+        let p = self.map_check(client, h, device, offset, len, iova, rights)?;
+        self.map_apply(client, p)
+    }
+
+    /// MAP checked in full, nothing changed yet: the capability, the device, the range,
+    /// the quotas, room in the tables, and the IOVA (the one asked for, free; or one the
+    /// allocator found). The queue looks at the IOVA before `map_apply` (break-before-make
+    /// against its removals in flight).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn map_check(
+        &self,
+        client: usize,
+        h: Handle,
+        device: DeviceId,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<Planned> {
         let (ci, cap) = self.cap_of(client, h)?;
         let d = self.own_device(client, device)?;
         if cap.devices & (1 << d) == 0 {
@@ -203,7 +236,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         {
             return Err(ErrorCode::OutOfRange);
         }
-        let (u, q) = (self.clients[client].usage, self.cfg.clients[client]);
+        let (u, q) = (&self.clients[client].usage, &self.cfg.clients[client]);
         if u.mappings >= q.max_mappings {
             return Err(ErrorCode::QuotaMappings);
         }
@@ -227,23 +260,31 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
         };
-        self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
+        Ok(Planned { cap: ci, region: cap.region, device: d, iova, pa, len, rights })
+    }
+
+    /// Make the mapping `map_check` allowed: in the IOMMU, then in the books. `Hardware`,
+    /// changing nothing, if the IOMMU refuses.
+    #[inline(always)]
+    pub(super) fn map_apply(&mut self, client: usize, p: Planned) -> Result<u64> {
+        self.hw.map(p.device, p.iova, p.pa, p.len, p.rights).map_err(|_| ErrorCode::Hardware)?;
         self.insert_mapping(Mapping {
-            device: d as u8,
-            region: cap.region,
-            iova,
-            pages: (len / PAGE) as u32,
-            pa,
-            rights,
-            cap: ci,
+            device: p.device as u8,
+            region: p.region,
+            iova: p.iova,
+            pages: (p.len / PAGE) as u32,
+            pa: p.pa,
+            rights: p.rights,
+            cap: p.cap,
             pinned: false,
             pending: false,
             cap_prev: NIL,
             cap_next: NIL,
         });
-        self.clients[client].usage.mappings += 1;
-        self.clients[client].usage.pages += len / PAGE;
-        Ok(iova)
+        let usage = &mut self.clients[client].usage;
+        usage.mappings += 1;
+        usage.pages += p.len / PAGE;
+        Ok(p.iova)
     }
 
     pub(super) fn unmap(&mut self, client: usize, device: DeviceId, iovas: &[u64]) -> Result<()> {
