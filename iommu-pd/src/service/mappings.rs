@@ -82,14 +82,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.maps[i as usize].expect("an indexed slot holds a mapping")
     }
 
-    /// Put `m` in a free slot and into its device's index (the caller checked there is a
-    /// free slot and that `m` overlaps nothing of its device). Inlined, so that `m` is
-    /// built in its slot rather than on the stack and copied.
+    /// Put `m` in a free slot and into its device's index (the caller checked that there is
+    /// room, `room_for_mapping`, and that `m` overlaps nothing of its device). Inlined, so
+    /// that `m` is built in its slot rather than on the stack and copied.
     #[inline(always)]
     pub(super) fn insert_mapping(&mut self, mut m: Mapping) {
-        if !self.room_for_mapping(m.device as usize) {
-            return;
-        }
+        debug_assert!(self.room_for_mapping(m.device as usize));
         self.free_len -= 1;
         let slot = self.free[self.free_len];
         let d = m.device as usize;
@@ -141,7 +139,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
     pub(super) fn overlaps(&self, device: DeviceIndex, iova: u64, len: u64) -> bool {
         let (tree, root) = self.view(device);
         let last = iova.saturating_add(len - 1);
-        tree.floor(root, last).is_some_and(|i| self.at(i).iova.saturating_add(self.at(i).len()) > iova)
+        tree.floor(root, last)
+            .is_some_and(|i| self.maps[i as usize].is_some_and(|m| m.iova.saturating_add(m.len()) > iova))
     }
 
     /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
