@@ -138,6 +138,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// disjoint, so only the last one starting below the range's end can.
     pub(super) fn overlaps(&self, device: DeviceIndex, iova: u64, len: u64) -> bool {
         let (tree, root) = self.view(device);
+        // At or above the end of the highest mapping (the index keeps it: no search), as
+        // where a window filled upwards takes its next buffer: nothing to overlap.
+        let top = tree.last(root).and_then(|i| self.maps[i as usize].as_ref()).map_or(0, |m| m.iova + m.len());
+        if iova >= top {
+            return false;
+        }
         let last = iova.saturating_add(len - 1);
         tree.floor(root, last)
             .is_some_and(|i| self.maps[i as usize].is_some_and(|m| m.iova.saturating_add(m.len()) > iova))
