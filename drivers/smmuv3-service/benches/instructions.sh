@@ -1,5 +1,6 @@
 #!/bin/bash
-# Instructions per request on the paths of `service_vs_driver` (examples/instructions.rs),
+# Instructions per request on the paths of `service_vs_driver` (benches/common/paths.rs,
+# run by examples/instructions.rs),
 # counted by callgrind: what the machine's load does not move. Needs valgrind
 # (Debian: `apt-get install valgrind`). Prints each path's count and the two ratios of
 # issue 26 (call MAP / driver map, queue MAP+UNMAP / driver map+unmap).
@@ -11,15 +12,17 @@ trap 'rm -rf "$out"' EXIT
 for path in driver map queue; do
 	valgrind --tool=callgrind --callgrind-out-file="$out/$path" target/release/examples/instructions "$path" >/dev/null 2>&1
 done
-# A path function's inclusive count (every call of it).
+# A path function's inclusive count (every call of it): callgrind_annotate lists a
+# function once per source file its lines come from, the whole of it as the largest.
 count() {
-	callgrind_annotate --inclusive=yes "$out/$1" | grep -E "^ *[0-9,]+ .*instructions::$2 \[" | head -1 | awk '{gsub(",", "", $1); print $1}'
+	callgrind_annotate --inclusive=yes "$out/$1" | grep -E "^ *[0-9,]+ .*paths::$2( \[.*)?$" |
+		awk '{gsub(",", "", $1); if ($1 > max) max = $1} END {print max}'
 }
-# Requests each path function served in all its calls (the example's ROUNDS, warm-up
+# Requests each path function served in all its calls (the example's rounds, warm-up
 # included): 4,160 (65 x 64) for the driver's and the MAP call's, 4,112 (514 batches of 8)
 # for the queue's.
-python3 - "$(count driver path_driver_map_unmap)" "$(count driver path_driver_map)" \
-	"$(count map path_service_map)" "$(count queue path_queue)" <<'PY'
+python3 - "$(count driver driver_map_unmap)" "$(count driver driver_map)" \
+	"$(count map service_map)" "$(count queue queue)" <<'PY'
 import sys
 dmu, dm, sm, q = (int(x) for x in sys.argv[1:])
 dmu, dm, sm, q = dmu / 4160, dm / 4160, sm / 4160, q / 4112
