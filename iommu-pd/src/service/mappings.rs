@@ -3,6 +3,7 @@
 //! blocks its device until a retry is confirmed).
 
 use super::*;
+use crate::hw::HwError;
 
 /// A MAP that `map_check` allowed and `map_apply` makes.
 #[derive(Debug, Clone, Copy)]
@@ -317,31 +318,46 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.remove_mappings(d, &found[..iovas.len()])
     }
 
-    /// UNMAP of one IOVA of a device with no removal pending, in one descent of the index:
-    /// at the IOVA's leaf, before anything changes, the mapping is checked (not pinned) and
-    /// the IOMMU asked to remove it; only once the IOMMU has confirmed does it leave the
-    /// index. Refused or unconfirmed, the index is as it was.
+    /// UNMAP of one IOVA of a device with no removal pending, in one descent of the index
+    /// (`take_removed`), confirmed by the IOMMU before the mapping leaves the index.
     fn unmap_single(&mut self, device: DeviceIndex, iova: u64) -> Result<()> {
+        let slot = self.take_removed(device, iova, |hw, iova, len| hw.unmap_one(device, iova, len))?;
+        let m = self.at(slot);
+        self.free_slot(slot as usize, &m);
+        self.count_removed(&m);
+        Ok(())
+    }
+
+    /// Take `device`'s mapping at `iova` out of its index if `remove` has the IOMMU remove
+    /// it, in one descent: at the IOVA's leaf, before anything changes, the mapping is
+    /// checked (not pinned) and `remove` called with its range; only if that succeeds does
+    /// it leave the index (its slot still filled: the caller frees it). Otherwise the index
+    /// is as it was: `NotMapped`, `Denied`, or, when the IOMMU was asked and failed, the
+    /// removal unconfirmed (`Hardware`, pending, its device blocked).
+    #[inline(always)]
+    pub(super) fn take_removed(
+        &mut self,
+        device: DeviceIndex,
+        iova: u64,
+        remove: impl FnOnce(&mut H, u64, u64) -> core::result::Result<(), HwError>,
+    ) -> Result<u16> {
         let (maps, hw) = (&*self.maps, &mut self.hw);
-        // Whether the IOMMU was asked: a mapping kept after that is one it did not confirm.
+        // Whether the IOMMU was asked: a mapping kept after that is one it did not remove.
         let mut asked = false;
-        let confirmed = |slot: u16| match maps[slot as usize] {
+        let removed = |slot: u16| match maps[slot as usize] {
             Some(m) if !m.pinned => {
                 asked = true;
-                hw.unmap_one(device, m.iova, m.len()).is_ok()
+                remove(hw, m.iova, m.len()).is_ok()
             }
             _ => false,
         };
-        match self.index.take(&mut self.devices[device].root, iova, confirmed) {
+        match self.index.take(&mut self.devices[device].root, iova, removed) {
+            // (Also a mapping a queued UNMAP took out earlier in its batch: gone, for all a
+            // call would know.)
             Take::Missing => Err(ErrorCode::NotMapped),
-            Take::Kept(slot) if asked => self.removal_unconfirmed(device, &[slot]),
+            Take::Kept(slot) if asked => self.removal_unconfirmed(device, &[slot]).map(|()| slot),
             Take::Kept(_) => Err(ErrorCode::Denied),
-            Take::Taken(slot) => {
-                let m = self.at(slot);
-                self.free_slot(slot as usize, &m);
-                self.count_removed(&m);
-                Ok(())
-            }
+            Take::Taken(slot) => Ok(slot),
         }
     }
 

@@ -142,29 +142,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if self.devices[d].unconfirmed {
             return self.unmap(client, device, &[iova]);
         }
-        let (maps, hw) = (&*self.maps, &mut self.hw);
-        // Whether the IOMMU was asked: a mapping kept after that is one it did not take.
-        let mut asked = false;
-        let started = |slot: u16| match maps[slot as usize] {
-            Some(m) if !m.pinned => {
-                asked = true;
-                hw.unmap_deferred(d, m.iova, m.len()).is_ok()
-            }
-            _ => false,
-        };
-        match self.index.take(&mut self.devices[d].root, iova, started) {
-            // (Also a mapping an earlier entry removed: gone, for all a call would know.)
-            Take::Missing => Err(ErrorCode::NotMapped),
-            Take::Kept(slot) if asked => self.removal_unconfirmed(d, &[slot]),
-            Take::Kept(_) => Err(ErrorCode::Denied),
-            Take::Taken(slot) => {
-                b.in_flight[b.in_flight_len] = (slot, d as u8, i as u8);
-                b.in_flight_len += 1;
-                let len = self.maps[slot as usize].map_or(0, |m| m.len());
-                b.span = (b.span.0.min(iova), b.span.1.max(iova + len));
-                Ok(())
-            }
-        }
+        let slot = self.take_removed(d, iova, |hw, iova, len| hw.unmap_deferred(d, iova, len))?;
+        b.in_flight[b.in_flight_len] = (slot, d as u8, i as u8);
+        b.in_flight_len += 1;
+        let len = self.maps[slot as usize].map_or(0, |m| m.len());
+        b.span = (b.span.0.min(iova), b.span.1.max(iova + len));
+        Ok(())
     }
 
     /// Confirm the removals in flight with one sync: confirmed, their slots are freed;
