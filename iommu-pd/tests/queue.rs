@@ -210,6 +210,42 @@ fn a_removal_in_flight_is_confirmed_before_an_entry_that_needs_what_it_frees() {
     assert_eq!(s.hw().syncs, 2);
 }
 
+/// A removal leaves its device's index at once, so the entries after it find its range
+/// free, as they would after the call: a MAP there (asked for, or chosen by the allocator,
+/// which fills from the top) is answered as its call would be, after the batch's sync, and
+/// never mapped over before it (the model IOMMU panics at that). When that sync fails, the
+/// removal answers `Hardware` and is pending again, in the books, and the MAP answers
+/// `RemovalPending`, as the calls in that order would.
+#[test]
+fn a_map_over_a_removal_in_flight_waits_for_its_sync_and_answers_as_its_call() {
+    let mut s = service();
+    let q = region();
+    for i in 0..3 {
+        assert_eq!(
+            map(&mut s, NET, 0, NIC, i * PAGE, PAGE, Some(IOVA_BASE + i * PAGE), Rights::READ_WRITE),
+            Reply::ok(&[IOVA_BASE + i * PAGE])
+        );
+    }
+    // The highest mapping out, then a MAP the allocator places: where it was.
+    let top = IOVA_BASE + 2 * PAGE;
+    let got = batch(&mut s, NET, &q, &[unmap_req(NIC, top), map_req(0, NIC, 7 * PAGE, None)]);
+    assert_eq!(got, [Reply::ok(&[]), Reply::ok(&[top])]);
+    assert_eq!(s.hw().syncs, 1);
+    assert_eq!(s.hw().translations(0).get(&top).map(|t| t.0), Some(0x4000_0000 + 7 * PAGE));
+    // The same with the sync failing: as the calls would answer.
+    s.hw_mut().fail_next = Some("sync");
+    let got = batch(&mut s, NET, &q, &[unmap_req(NIC, IOVA_BASE), map_req(0, NIC, 9 * PAGE, Some(IOVA_BASE))]);
+    assert_eq!(got, [err(ErrorCode::Hardware), err(ErrorCode::RemovalPending)]);
+    assert_eq!(s.pending_removals(NET), 1);
+    assert!(s.hw().reachable(0).is_empty(), "blocked, with a translation it may still cache");
+    s.audit().unwrap();
+    // Retried when asked again, then the MAP goes through.
+    let got = batch(&mut s, NET, &q, &[unmap_req(NIC, IOVA_BASE), map_req(0, NIC, 9 * PAGE, Some(IOVA_BASE))]);
+    assert_eq!(got, [Reply::ok(&[]), Reply::ok(&[IOVA_BASE])]);
+    assert_eq!(s.hw().reachable(0).get(&IOVA_BASE).map(|t| t.0), Some(0x4000_0000 + 9 * PAGE));
+    s.audit().unwrap();
+}
+
 /// The sync that would confirm a batch's unmaps fails: every unmap of the batch answers
 /// `Hardware` and stays pending, its device blocked, nothing it held reachable; a MAP of
 /// the batch stands, as its call would. RESUME retries, and then all is confirmed.

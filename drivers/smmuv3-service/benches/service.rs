@@ -8,45 +8,11 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{buffers_cap, call, Svc, BUFFERS};
+use common::paths::{self, batch_page, QueueRun, QUEUE_REQUESTS};
+use common::{call, Svc};
 use criterion::{criterion_group, criterion_main, Criterion};
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
-use iommu_protocol::queue::OwnedQueue;
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
-use smmuv3::model::{instant_smmu, InstantSmmu};
-use smmuv3::{DomainId, Iova, MemType, Perm, PhysAddr, Smmu};
-use smmuv3_service::SmmuBackend;
-
-const BUFFERS_LEN: u64 = 256 << 20;
-
-static CLIENTS: [ClientConfig; 1] =
-    [ClientConfig { name: "driver", max_mappings: 200, max_pages: 1 << 20, max_grants: 0 }];
-static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
-    name: "dev",
-    stream: 0x10,
-    extra_streams: &[],
-    owner: 0,
-    iova_base: 1 << 30,
-    iova_size: 1 << 30,
-    resume_allowed: true,
-}];
-static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: BUFFERS, size: BUFFERS_LEN }];
-static CAPS: [CapConfig; 1] = [buffers_cap(BUFFERS_LEN, 0)];
-
-fn service() -> Svc {
-    let smmu = instant_smmu(512);
-    let backend = SmmuBackend::new(smmu, &[0x10]).unwrap();
-    let cfg = Config {
-        clients: &CLIENTS,
-        devices: &DEVICES,
-        regions: &REGIONS,
-        caps: &CAPS,
-        static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1000 },
-    };
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 256)>::default()));
-    Service::new(backend, cfg, tables.storage()).unwrap()
-}
+use smmuv3::{MemType, Perm};
 
 fn map_req(offset: u64, len: u64) -> Request {
     Request::Map { cap: Handle(0), device: DeviceId(0), offset, len, iova: None, rights: Rights::READ_WRITE }
@@ -115,19 +81,6 @@ fn message(req: Request) -> Message {
     Message { label, mrs, n }
 }
 
-/// Where the service puts the `i`-th page of a batch mapped from an empty window (its
-/// allocator fills the window upwards), and what it points at.
-fn batch_page(i: u64) -> (Iova, PhysAddr) {
-    (Iova(DEVICES[0].iova_base + i * 4096), PhysAddr(BUFFERS + i * 4096))
-}
-
-/// The driver alone, on the same `InstantSmmu` as `service()`, with one domain.
-fn driver() -> (Smmu<InstantSmmu>, DomainId) {
-    let mut smmu = instant_smmu(512);
-    let d = smmu.create_domain().unwrap();
-    (smmu, d)
-}
-
 /// The service against the driver alone doing the same page-table and queue work: the
 /// same 4 KiB pages at the same IOVAs, in batches of 64 on warm tables, one request or
 /// one driver call per page. Only the service's side of a request is timed (the client
@@ -136,41 +89,33 @@ fn service_vs_driver(c: &mut Criterion) {
     let mut g = c.benchmark_group("service_vs_driver");
 
     g.bench_function("driver map 4KiB", |b| {
-        let (mut smmu, d) = driver();
+        let (mut smmu, d) = paths::driver();
         b.iter_custom(|iters| {
             in_batches(iters, |n| {
                 let t = Instant::now();
-                for i in 0..n {
-                    let (iova, pa) = batch_page(i);
-                    black_box(smmu.map(d, iova, pa, 4096, Perm::ReadWrite, MemType::Normal)).unwrap();
-                }
+                paths::driver_map(&mut smmu, d, n);
                 let mapped = t.elapsed();
-                for i in 0..n {
-                    smmu.unmap(d, batch_page(i).0, 4096).unwrap();
-                }
+                paths::driver_unmap(&mut smmu, d, n);
                 mapped
             })
         });
     });
     g.bench_function("service MAP 4KiB", |b| {
-        let mut s = service();
-        let maps: Vec<Message> = (0..64).map(|i| message(map_req(i * 4096, 4096))).collect();
+        let mut s = paths::service();
+        let maps = paths::service_maps();
         b.iter_custom(|iters| {
             in_batches(iters, |n| {
                 let t = Instant::now();
-                for m in &maps[..n as usize] {
-                    black_box(s.handle(0, m.label, &m.mrs[..m.n]));
-                }
+                let refused = paths::service_map(&mut s, &maps[..n as usize]);
                 let mapped = t.elapsed();
-                for i in 0..n {
-                    assert!(matches!(call(&mut s, unmap_req(&[batch_page(i).0 .0])), Reply::Ok { .. }));
-                }
+                assert_eq!(refused, 0);
+                paths::service_unmap(&mut s, n);
                 mapped
             })
         });
     });
     g.bench_function("driver unmap 4KiB (TLBI + SYNC)", |b| {
-        let (mut smmu, d) = driver();
+        let (mut smmu, d) = paths::driver();
         b.iter_custom(|iters| {
             in_batches(iters, |n| {
                 for i in 0..n {
@@ -186,7 +131,7 @@ fn service_vs_driver(c: &mut Criterion) {
         });
     });
     g.bench_function("service UNMAP 4KiB (TLBI + SYNC)", |b| {
-        let mut s = service();
+        let mut s = paths::service();
         let unmaps: Vec<Message> = (0..64).map(|i| message(unmap_req(&[batch_page(i).0 .0]))).collect();
         b.iter_custom(|iters| {
             in_batches(iters, |n| {
@@ -209,70 +154,20 @@ fn service_vs_driver(c: &mut Criterion) {
     // but the notification: the client posting the entries, the service serving them,
     // and the client reading the completions.
     g.bench_function("driver map+unmap 4KiB", |b| {
-        let (mut smmu, d) = driver();
+        let (mut smmu, d) = paths::driver();
         b.iter_custom(|iters| {
             let t = Instant::now();
-            for i in 0..iters {
-                let (iova, pa) = batch_page(i % 64);
-                black_box(smmu.map(d, iova, pa, 4096, Perm::ReadWrite, MemType::Normal)).unwrap();
-                black_box(smmu.unmap(d, iova, 4096)).unwrap();
-            }
+            paths::driver_map_unmap(&mut smmu, d, iters);
             t.elapsed()
         });
     });
     g.bench_function(format!("queue MAP+UNMAP 4KiB, {} entries a batch", 2 * QUEUE_REQUESTS), |b| {
-        let mut s = service();
-        let region = Box::leak(Box::<OwnedQueue<64>>::default());
-        let q = region.queue().unwrap();
-        // Each batch's buffers are one half of 2 * QUEUE_REQUESTS pages; the previous
-        // batch's are the other half, unmapped by this one.
-        let page = |half: u64, j: u64| batch_page(half * QUEUE_REQUESTS + j);
-        let map_entry = |half: u64, j: u64| {
-            let (iova, pa) = page(half, j);
-            let m = message(Request::Map {
-                cap: Handle(0),
-                device: DeviceId(0),
-                offset: pa.0 - BUFFERS,
-                len: 4096,
-                iova: Some(iova.0),
-                rights: Rights::READ_WRITE,
-            });
-            (m.label, [m.mrs[0], m.mrs[1], m.mrs[2], m.mrs[3]])
-        };
-        let unmap_entry = |half: u64, j: u64| {
-            let m = message(unmap_req(&[page(half, j).0 .0]));
-            (m.label, [m.mrs[0], m.mrs[1], m.mrs[2], m.mrs[3]])
-        };
-        let entries: Vec<[(u64, [u64; 4]); 2]> = (0..2 * QUEUE_REQUESTS)
-            .map(|k| {
-                [
-                    unmap_entry(1 - k / QUEUE_REQUESTS, k % QUEUE_REQUESTS),
-                    map_entry(k / QUEUE_REQUESTS, k % QUEUE_REQUESTS),
-                ]
-            })
-            .collect();
-        // The first half is mapped: the steady state of a driver with requests in flight.
-        for j in 0..QUEUE_REQUESTS {
-            let (label, mrs) = map_entry(1, j);
-            assert_eq!(s.handle(0, label, &mrs), Reply::ok(&[page(1, j).0 .0]));
-        }
-        let mut half = 0;
+        let mut s = paths::service();
+        let mut run = QueueRun::new(&mut s);
         b.iter_custom(|iters| {
-            let mut errors = 0;
             let batches = iters.div_ceil(QUEUE_REQUESTS);
             let t = Instant::now();
-            for _ in 0..batches {
-                let mine = &entries[(half * QUEUE_REQUESTS) as usize..][..QUEUE_REQUESTS as usize];
-                for (tag, [(ul, um), (ml, mm)]) in mine.iter().enumerate() {
-                    q.post(*ul, 2 * tag as u64, *um);
-                    q.post(*ml, 2 * tag as u64 + 1, *mm);
-                }
-                black_box(s.serve_queue(0, &q));
-                while let Some((_, label, _)) = q.pop_completion() {
-                    errors |= label;
-                }
-                half = 1 - half;
-            }
+            let errors = paths::queue(&mut s, &mut run, batches);
             let elapsed = t.elapsed();
             assert_eq!(errors, 0, "every entry succeeded");
             // Per request: the batches were whole.
@@ -281,9 +176,6 @@ fn service_vs_driver(c: &mut Criterion) {
     });
     g.finish();
 }
-
-/// Requests per batch in the queue benchmark: each brings an UNMAP and a MAP entry.
-const QUEUE_REQUESTS: u64 = 8;
 
 fn bench(c: &mut Criterion) {
     let sizes = iommu_pd::state_sizes();
@@ -295,15 +187,15 @@ fn bench(c: &mut Criterion) {
     // 4 KiB pages are in `service_vs_driver`, against the driver alone.
     let (name, len) = ("2MiB", 2u64 << 20);
     g.bench_function(format!("MAP {name}"), |b| {
-        let mut s = service();
+        let mut s = paths::service();
         b.iter_custom(|iters| timed_pairs(&mut s, iters, len, true));
     });
     g.bench_function(format!("UNMAP {name} (TLBI + SYNC)"), |b| {
-        let mut s = service();
+        let mut s = paths::service();
         b.iter_custom(|iters| timed_pairs(&mut s, iters, len, false));
     });
     g.bench_function("UNMAP 64 x 4KiB in one request (one SYNC)", |b| {
-        let mut s = service();
+        let mut s = paths::service();
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {

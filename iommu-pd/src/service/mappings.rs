@@ -3,6 +3,19 @@
 //! blocks its device until a retry is confirmed).
 
 use super::*;
+use crate::hw::HwError;
+
+/// A MAP that `map_check` allowed and `map_apply` makes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Planned {
+    cap: u16,
+    region: u16,
+    pub(super) device: DeviceIndex,
+    pub(super) iova: u64,
+    pa: u64,
+    pub(super) len: u64,
+    rights: Rights,
+}
 
 impl<'a, H: IommuHw> Service<'a, H> {
     /// Make `device`'s static mappings (at boot, and when its client is ready again).
@@ -70,14 +83,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.maps[i as usize].expect("an indexed slot holds a mapping")
     }
 
-    /// Put `m` in a free slot and into its device's index (the caller checked there is a
-    /// free slot and that `m` overlaps nothing of its device). Inlined, so that `m` is
-    /// built in its slot rather than on the stack and copied.
+    /// Put `m` in a free slot and into its device's index (the caller checked that there is
+    /// room, `room_for_mapping`, and that `m` overlaps nothing of its device). Inlined, so
+    /// that `m` is built in its slot rather than on the stack and copied.
     #[inline(always)]
     pub(super) fn insert_mapping(&mut self, mut m: Mapping) {
-        if !self.room_for_mapping(m.device as usize) {
-            return;
-        }
+        debug_assert!(self.room_for_mapping(m.device as usize));
         self.free_len -= 1;
         let slot = self.free[self.free_len];
         let d = m.device as usize;
@@ -104,7 +115,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Free slot `i`, whose mapping `m` is out of its device's index already: out of its
     /// capability's list, and back on the free stack.
-    fn free_slot(&mut self, i: usize, m: &Mapping) {
+    pub(super) fn free_slot(&mut self, i: usize, m: &Mapping) {
         // Out of its capability's list.
         match self.maps.get_mut(m.cap_prev as usize).and_then(Option::as_mut) {
             Some(prev) => prev.cap_next = m.cap_next,
@@ -128,8 +139,15 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// disjoint, so only the last one starting below the range's end can.
     pub(super) fn overlaps(&self, device: DeviceIndex, iova: u64, len: u64) -> bool {
         let (tree, root) = self.view(device);
+        // At or above the end of the highest mapping (the index keeps it: no search), as
+        // where a window filled upwards takes its next buffer: nothing to overlap.
+        let top = tree.last(root).and_then(|i| self.maps[i as usize].as_ref()).map_or(0, |m| m.iova + m.len());
+        if iova >= top {
+            return false;
+        }
         let last = iova.saturating_add(len - 1);
-        tree.floor(root, last).is_some_and(|i| self.at(i).iova.saturating_add(self.at(i).len()) > iova)
+        tree.floor(root, last)
+            .is_some_and(|i| self.maps[i as usize].is_some_and(|m| m.iova.saturating_add(m.len()) > iova))
     }
 
     /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
@@ -171,6 +189,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub(super) fn map(
         &mut self,
         client: usize,
@@ -181,6 +200,26 @@ impl<'a, H: IommuHw> Service<'a, H> {
         iova: Option<u64>,
         rights: Rights,
     ) -> Result<u64> {
+        let p = self.map_check(client, h, device, offset, len, iova, rights)?;
+        self.map_apply(client, p)
+    }
+
+    /// MAP checked in full, nothing changed yet: the capability, the device, the range,
+    /// the quotas, room in the tables, and the IOVA (the one asked for, free; or one the
+    /// allocator found). The queue looks at the IOVA before `map_apply` (break-before-make
+    /// against its removals in flight).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn map_check(
+        &self,
+        client: usize,
+        h: Handle,
+        device: DeviceId,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<Planned> {
         let (ci, cap) = self.cap_of(client, h)?;
         let d = self.own_device(client, device)?;
         if cap.devices & (1 << d) == 0 {
@@ -203,7 +242,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         {
             return Err(ErrorCode::OutOfRange);
         }
-        let (u, q) = (self.clients[client].usage, self.cfg.clients[client]);
+        let (u, q) = (&self.clients[client].usage, &self.cfg.clients[client]);
         if u.mappings >= q.max_mappings {
             return Err(ErrorCode::QuotaMappings);
         }
@@ -227,23 +266,31 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
         };
-        self.hw.map(d, iova, pa, len, rights).map_err(|_| ErrorCode::Hardware)?;
+        Ok(Planned { cap: ci, region: cap.region, device: d, iova, pa, len, rights })
+    }
+
+    /// Make the mapping `map_check` allowed: in the IOMMU, then in the books. `Hardware`,
+    /// changing nothing, if the IOMMU refuses.
+    #[inline(always)]
+    pub(super) fn map_apply(&mut self, client: usize, p: Planned) -> Result<u64> {
+        self.hw.map(p.device, p.iova, p.pa, p.len, p.rights).map_err(|_| ErrorCode::Hardware)?;
         self.insert_mapping(Mapping {
-            device: d as u8,
-            region: cap.region,
-            iova,
-            pages: (len / PAGE) as u32,
-            pa,
-            rights,
-            cap: ci,
+            device: p.device as u8,
+            region: p.region,
+            iova: p.iova,
+            pages: (p.len / PAGE) as u32,
+            pa: p.pa,
+            rights: p.rights,
+            cap: p.cap,
             pinned: false,
             pending: false,
             cap_prev: NIL,
             cap_next: NIL,
         });
-        self.clients[client].usage.mappings += 1;
-        self.clients[client].usage.pages += len / PAGE;
-        Ok(iova)
+        let usage = &mut self.clients[client].usage;
+        usage.mappings += 1;
+        usage.pages += p.len / PAGE;
+        Ok(p.iova)
     }
 
     pub(super) fn unmap(&mut self, client: usize, device: DeviceId, iovas: &[u64]) -> Result<()> {
@@ -271,31 +318,46 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.remove_mappings(d, &found[..iovas.len()])
     }
 
-    /// UNMAP of one IOVA of a device with no removal pending, in one descent of the index:
-    /// at the IOVA's leaf, before anything changes, the mapping is checked (not pinned) and
-    /// the IOMMU asked to remove it; only once the IOMMU has confirmed does it leave the
-    /// index. Refused or unconfirmed, the index is as it was.
+    /// UNMAP of one IOVA of a device with no removal pending, in one descent of the index
+    /// (`take_removed`), confirmed by the IOMMU before the mapping leaves the index.
     fn unmap_single(&mut self, device: DeviceIndex, iova: u64) -> Result<()> {
+        let slot = self.take_removed(device, iova, |hw, iova, len| hw.unmap_one(device, iova, len))?;
+        let m = self.at(slot);
+        self.free_slot(slot as usize, &m);
+        self.count_removed(&m);
+        Ok(())
+    }
+
+    /// Take `device`'s mapping at `iova` out of its index if `remove` has the IOMMU remove
+    /// it, in one descent: at the IOVA's leaf, before anything changes, the mapping is
+    /// checked (not pinned) and `remove` called with its range; only if that succeeds does
+    /// it leave the index (its slot still filled: the caller frees it). Otherwise the index
+    /// is as it was: `NotMapped`, `Denied`, or, when the IOMMU was asked and failed, the
+    /// removal unconfirmed (`Hardware`, pending, its device blocked).
+    #[inline(always)]
+    pub(super) fn take_removed(
+        &mut self,
+        device: DeviceIndex,
+        iova: u64,
+        remove: impl FnOnce(&mut H, u64, u64) -> core::result::Result<(), HwError>,
+    ) -> Result<u16> {
         let (maps, hw) = (&*self.maps, &mut self.hw);
-        // Whether the IOMMU was asked: a mapping kept after that is one it did not confirm.
+        // Whether the IOMMU was asked: a mapping kept after that is one it did not remove.
         let mut asked = false;
-        let confirmed = |slot: u16| match maps[slot as usize] {
+        let removed = |slot: u16| match maps[slot as usize] {
             Some(m) if !m.pinned => {
                 asked = true;
-                hw.unmap_one(device, m.iova, m.len()).is_ok()
+                remove(hw, m.iova, m.len()).is_ok()
             }
             _ => false,
         };
-        match self.index.take(&mut self.devices[device].root, iova, confirmed) {
+        match self.index.take(&mut self.devices[device].root, iova, removed) {
+            // (Also a mapping a queued UNMAP took out earlier in its batch: gone, for all a
+            // call would know.)
             Take::Missing => Err(ErrorCode::NotMapped),
-            Take::Kept(slot) if asked => self.removal_unconfirmed(device, &[slot]),
+            Take::Kept(slot) if asked => self.removal_unconfirmed(device, &[slot]).map(|()| slot),
             Take::Kept(_) => Err(ErrorCode::Denied),
-            Take::Taken(slot) => {
-                let m = self.at(slot);
-                self.free_slot(slot as usize, &m);
-                self.count_removed(&m);
-                Ok(())
-            }
+            Take::Taken(slot) => Ok(slot),
         }
     }
 

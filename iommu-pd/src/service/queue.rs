@@ -2,15 +2,18 @@
 //! each checked and applied exactly as the call would be, every UNMAP among them
 //! confirmed by one sync, and only then their completions posted.
 //!
-//! Strict stays strict: an UNMAP entry's mapping leaves the tables at once
-//! (`IommuHw::unmap_deferred`) but stays in the books, its IOVA range and its quota still
-//! taken, until the batch's sync confirms it (`IommuHw::sync_unmaps`); its completion is
-//! written after that. An entry that a removal still in flight could change the answer to
-//! (a MAP over its range, or one refused for a quota, a slot or an IOVA it holds) first
-//! has the batch's removals so far confirmed, then is checked again: so a batch answers
-//! every entry as the same calls in the same order would, and never maps over a range
-//! whose invalidation is not confirmed (break-before-make). A batch runs to its end
-//! before the service takes anything else, so a call never sees half of one.
+//! Strict stays strict: an UNMAP entry's mapping leaves the tables and its device's index
+//! at once, in the one descent of the index that finds it (`IommuHw::unmap_deferred`
+//! inside `Index::take`), but keeps its slot and its quota until the batch's sync
+//! confirms it (`IommuHw::sync_unmaps`); its completion is written after that. Out of the
+//! index, its IOVA range is free to the entries after it, as it would be after the call:
+//! a MAP that lands on a range whose removal is in flight first has the batch's removals
+//! so far confirmed (break-before-make), and so does one refused for a quota or a slot a
+//! removal in flight still holds (then it is checked again). So a batch answers every
+//! entry as the same calls in the same order would. If the sync fails, the removals in
+//! flight go back into their indexes, pending, their devices blocked, as a failed call
+//! leaves them. A batch runs to its end before the service takes anything else, so a call
+//! never sees half of one.
 
 use iommu_protocol::queue::{Cursor, Queue, Taken, QUEUE_BATCH};
 
@@ -20,15 +23,13 @@ use super::*;
 struct Batch {
     /// Per entry taken: (tag, reply label, reply value).
     replies: [(u64, u64, u64); QUEUE_BATCH],
-    /// Removals started and not confirmed yet: (mapping slot, device, entry).
+    /// Removals started and not confirmed yet, out of their indexes: (mapping slot,
+    /// device, entry).
     in_flight: [(u16, u8, u8); QUEUE_BATCH],
     in_flight_len: usize,
-}
-
-impl Batch {
-    fn in_flight(&self, slot: u16) -> bool {
-        self.in_flight[..self.in_flight_len].iter().any(|f| f.0 == slot)
-    }
+    /// The IOVAs the removals in flight span, whatever their devices: `[lo, hi)`, empty
+    /// when `lo >= hi`. A MAP outside it needs no look at each of them.
+    span: (u64, u64),
 }
 
 impl<'a, H: IommuHw> Service<'a, H> {
@@ -50,7 +51,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if n == 0 {
             return 0;
         }
-        let mut b = Batch { replies: [(0, 0, 0); QUEUE_BATCH], in_flight: [(0, 0, 0); QUEUE_BATCH], in_flight_len: 0 };
+        let mut b = Batch {
+            replies: [(0, 0, 0); QUEUE_BATCH],
+            in_flight: [(0, 0, 0); QUEUE_BATCH],
+            in_flight_len: 0,
+            span: (u64::MAX, 0),
+        };
         for i in 0..n {
             let t = q.read(&cursor, i);
             b.replies[i] = match self.queued(client, &t, i, &mut b) {
@@ -95,51 +101,58 @@ impl<'a, H: IommuHw> Service<'a, H> {
         else {
             return Err(ErrorCode::Malformed);
         };
-        match self.map(client, cap, device, offset, len, iova, rights) {
+        let mut p = match self.map_check(client, cap, device, offset, len, iova, rights) {
             // Refused for something a removal in flight still holds: confirm them, as
             // the calls before this one would have been, and check again.
-            Err(
-                ErrorCode::Overlap
-                | ErrorCode::QuotaMappings
-                | ErrorCode::QuotaPages
-                | ErrorCode::NoMappingSlot
-                | ErrorCode::NoIova,
-            ) if b.in_flight_len > 0 => {
+            Err(ErrorCode::QuotaMappings | ErrorCode::QuotaPages | ErrorCode::NoMappingSlot) if b.in_flight_len > 0 => {
                 self.confirm(b);
-                self.map(client, cap, device, offset, len, iova, rights)
+                self.map_check(client, cap, device, offset, len, iova, rights)?
             }
-            r => r,
+            r => r?,
+        };
+        // Over a range whose removal is in flight: confirmed first (break-before-make),
+        // then checked again (a failed sync leaves the device blocked, with a removal
+        // pending).
+        if self.lands_on_removal(b, p.device, p.iova, p.len) {
+            self.confirm(b);
+            p = self.map_check(client, cap, device, offset, len, iova, rights)?;
         }
+        self.map_apply(client, p)
     }
 
-    /// UNMAP of one IOVA: checked as the call is, then taken out of the tables with its
-    /// invalidation started, and kept in the books until `confirm`.
+    /// Does `[iova, iova + len)` of `device` overlap a removal in flight?
+    #[inline]
+    fn lands_on_removal(&self, b: &Batch, device: DeviceIndex, iova: u64, len: u64) -> bool {
+        let end = iova + len;
+        if iova >= b.span.1 || end <= b.span.0 {
+            return false;
+        }
+        b.in_flight[..b.in_flight_len].iter().any(|&(slot, d, _)| {
+            d as usize == device && self.maps[slot as usize].is_some_and(|m| m.iova < end && iova < m.iova + m.len())
+        })
+    }
+
+    /// UNMAP of one IOVA: checked as the call is, and taken out of the tables, its
+    /// invalidation started, and out of its device's index in the same descent; its slot
+    /// and quota are kept until `confirm`.
     fn unmap_queued(&mut self, client: usize, device: DeviceId, iova: u64, i: usize, b: &mut Batch) -> Result<()> {
         let d = self.own_device(client, device)?;
-        let slot = self.unmappable(d, iova)?;
-        // Removed already by an earlier entry, for all a call would know.
-        if b.in_flight(slot) {
-            return Err(ErrorCode::NotMapped);
-        }
         // A device with removals pending: the call's way (retry them, then remove this
         // one, each confirmed before the next step).
         if self.devices[d].unconfirmed {
             return self.unmap(client, device, &[iova]);
         }
-        let m = self.at(slot);
-        match self.hw.unmap_deferred(d, m.iova, m.len()) {
-            Ok(()) => {
-                b.in_flight[b.in_flight_len] = (slot, d as u8, i as u8);
-                b.in_flight_len += 1;
-                Ok(())
-            }
-            Err(_) => self.removal_unconfirmed(d, &[slot]),
-        }
+        let slot = self.take_removed(d, iova, |hw, iova, len| hw.unmap_deferred(d, iova, len))?;
+        b.in_flight[b.in_flight_len] = (slot, d as u8, i as u8);
+        b.in_flight_len += 1;
+        let len = self.maps[slot as usize].map_or(0, |m| m.len());
+        b.span = (b.span.0.min(iova), b.span.1.max(iova + len));
+        Ok(())
     }
 
-    /// Confirm the removals in flight with one sync: confirmed, they leave the books;
-    /// otherwise they stay, pending, their devices blocked, and their entries answer
-    /// `Hardware`, as the call would have.
+    /// Confirm the removals in flight with one sync: confirmed, their slots are freed;
+    /// otherwise they go back into their indexes, pending, their devices blocked, and
+    /// their entries answer `Hardware`, as the call would have.
     fn confirm(&mut self, b: &mut Batch) {
         if b.in_flight_len == 0 {
             return;
@@ -147,16 +160,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let confirmed = self.hw.sync_unmaps().is_ok();
         for k in 0..b.in_flight_len {
             let (slot, d, entry) = b.in_flight[k];
+            let Some(m) = self.maps[slot as usize] else { continue };
             if confirmed {
-                if let Some(m) = self.remove_mapping(slot as usize) {
-                    self.count_removed(&m);
-                }
+                self.free_slot(slot as usize, &m);
+                self.count_removed(&m);
             } else {
+                // Cannot fail: the slot it holds is counted in what the pools are sized
+                // for (`index::leaves_for`), as for any insertion with a slot, and its
+                // range is free (a MAP over it confirmed first).
+                let _ = self.index.insert(&mut self.devices[d as usize].root, m.iova, slot);
                 let _ = self.removal_unconfirmed(d as usize, &[slot]);
                 self.stats.refused += 1;
                 b.replies[entry as usize].1 = ErrorCode::Hardware as u64;
             }
         }
         b.in_flight_len = 0;
+        b.span = (u64::MAX, 0);
     }
 }

@@ -1,0 +1,69 @@
+//! The paths of `benches/service.rs`'s `service_vs_driver` group (`benches/common/paths.rs`),
+//! run for an instruction count that the machine's load does not move (`valgrind
+//! --tool=callgrind`, then `callgrind_annotate --inclusive=yes`: each path function's
+//! inclusive count over the requests it served). Nothing here is timed.
+//! `benches/instructions.sh` runs it and prints the counts per request.
+//!
+//! Each path checks what it did (every request answered as it should be, the SMMU's
+//! tables as they should be after it), so a count cannot come from a path that failed
+//! early.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::paths::{self, batch_page, half_page, QueueRun, QUEUE_REQUESTS};
+
+/// Rounds of 64 requests per path, after one round of warm-up.
+const ROUNDS: u64 = 64;
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_default();
+    let all = which.is_empty();
+    if all || which == "driver" {
+        let (mut smmu, d) = paths::driver();
+        for _ in 0..=ROUNDS {
+            paths::driver_map_unmap(&mut smmu, d, 64);
+            // Each map reached the tables and left them.
+            assert!((0..64).all(|i| smmu.translate(d, batch_page(i).0).unwrap().is_none()));
+        }
+        for _ in 0..=ROUNDS {
+            paths::driver_map(&mut smmu, d, 64);
+            for i in 0..64 {
+                assert_eq!(smmu.translate(d, batch_page(i).0).unwrap().map(|l| l.pa), Some(batch_page(i).1));
+            }
+            paths::driver_unmap(&mut smmu, d, 64);
+        }
+        println!("driver: done");
+    }
+    if all || which == "map" {
+        let mut s = paths::service();
+        let maps = paths::service_maps();
+        let dom = s.hw().domain_of(0).unwrap();
+        for round in 0..=ROUNDS {
+            assert_eq!(paths::service_map(&mut s, &maps), 0, "round {round}: every MAP succeeded");
+            // Where the allocator put them (from the window's base), to their memory.
+            let smmu = s.hw().smmu_ref();
+            for i in 0..64 {
+                assert_eq!(smmu.translate(dom, batch_page(i).0).unwrap().map(|l| l.pa), Some(batch_page(i).1));
+            }
+            paths::service_unmap(&mut s, 64);
+        }
+        println!("service MAP: done");
+    }
+    if all || which == "queue" {
+        let mut s = paths::service();
+        let mut run = QueueRun::new(&mut s);
+        assert_eq!(paths::queue(&mut s, &mut run, 2), 0);
+        assert_eq!(paths::queue(&mut s, &mut run, ROUNDS * 64 / QUEUE_REQUESTS), 0, "every entry succeeded");
+        // The last batch's pages translate to their memory, the other half's not at all.
+        let (smmu, dom) = (s.hw().smmu_ref(), s.hw().domain_of(0).unwrap());
+        let last = 1 - run.next;
+        for h in 0..2 {
+            for j in 0..QUEUE_REQUESTS {
+                let (iova, pa) = batch_page(half_page(h, j));
+                assert_eq!(smmu.translate(dom, iova).unwrap().map(|l| l.pa), (h == last).then_some(pa));
+            }
+        }
+        println!("queue: done");
+    }
+}
