@@ -133,6 +133,10 @@ impl ConfigSpace for Endpoints {
     fn wait_ms(&mut self, ms: u32) {
         self.now_ms += u64::from(ms);
     }
+    // The owner placed every function here: the reset tests check it puts them back.
+    fn bars_placed(&self, rid: u16) -> bool {
+        self.functions.iter().any(|(r, _)| *r == rid)
+    }
 }
 
 const DISK_RID: u16 = 0x18;

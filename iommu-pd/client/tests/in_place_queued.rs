@@ -100,7 +100,9 @@ fn the_next_buffers_map_takes_the_previous_ones_away_confirmed() {
     assert_eq!(WAKEUPS.with(Cell::get), 2);
     assert_eq!(IommuHal::retired(), 1);
     let now = reachable();
-    assert_eq!(now.get(&iova_a), None, "A's mapping outlived its UNMAP's completion");
+    // B's MAP may take A's IOVA back (A's removal is confirmed first, as two calls would
+    // be), so A's page is looked for at every IOVA, not at its own.
+    assert!(!now.values().any(|(pa, _)| *pa == bufs_pa), "A's mapping outlived its UNMAP's completion");
     assert_eq!(now.get(&iova_b), Some(&(bufs_pa + 2 * PAGE as u64, Rights::READ)));
     assert_eq!(now.len(), 9);
     // SAFETY: shared above.
