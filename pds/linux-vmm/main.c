@@ -1,7 +1,8 @@
 /*
  * The VMM of images/linux-guest.xml, on libvmm 0.2.0: it boots Debian's arm64 Linux (the
  * kernel, our device tree and our initramfs, carried in this PD's image) in the virtual
- * machine `linux`, and passes the virtio-blk disk 00:04.0 through to it:
+ * machine `linux`, and passes the virtio-blk disk 01:00.0 (behind the root port 00:08.0)
+ * through to it:
  *   - configuration space: trapped (ecam_trap.c) and emulated (pds/vpci, shared with
  *     pds/c-vmm) over the IOMMU PD's CONFIG_READ/CONFIG_WRITE of this PD's own device,
  *     BARs virtual;
@@ -54,7 +55,7 @@
 #define GUEST_ECAM_GPA 0x3f000000ul
 #define GUEST_ECAM_SIZE 0x100000ul
 #define GUEST_BAR_WINDOW_GPA 0x10000000ul
-/* Where the IOMMU PD's BAR plan puts slot 4's BARs (the description's blk_bar). */
+/* Where the IOMMU PD's BAR plan puts the disk's BARs (the description's blk_bar). */
 #define DISK_BAR_WINDOW_PA 0x10200000ul
 #define BAR_WINDOW_SIZE 0x100000ul
 
@@ -62,8 +63,8 @@
 #define SERIAL_IRQ_CH 1
 #define SERIAL_IRQ 33
 #define DISK_IRQ_CH 2
-/* QEMU virt: INTA of slot 4 is SPI 3; the guest's device tree routes its 00:00.0's INTA
- * to the same SPI. */
+/* QEMU virt: the disk's INTA is the root port's, slot 8's INTA, which is SPI 3; the
+ * guest's device tree routes its 00:00.0's INTA to the same SPI. */
 #define DISK_IRQ 35
 
 extern char _guest_kernel_image[], _guest_kernel_image_end[];
