@@ -4,7 +4,8 @@
 //!
 //! Known errata the driver does not need to work around, and why:
 //! - MMU-600 1076982 (SEV not reliable): the driver never waits for events with WFE.
-//! - MMU-600 1209401 and MMU-700 2268618 (nesting): the driver uses stage 1 only.
+//! - MMU-600 1209401 and MMU-700 2268618 (nesting): the driver never nests; a stream is
+//!   translated at stage 1 or at stage 2, never both (STE.Config 0b101 or 0b110).
 //! - MMU-700 2812531 (broadcast TLB maintenance): the driver sets SMMU_CR2.PTM, so the
 //!   SMMU ignores broadcast TLBI; its other half, below, is worked around.
 
