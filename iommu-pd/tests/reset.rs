@@ -46,6 +46,10 @@ struct Endpoint {
     pending_polls: u32,
     /// Never answers again after an FLR.
     lost: bool,
+    /// Command as it was when the last FLR was started, and at each poll of Device Status
+    /// (step 1 must come before both).
+    command_at_flr: Option<u16>,
+    command_at_polls: Vec<u16>,
 }
 
 fn endpoint(flr: bool) -> Endpoint {
@@ -72,7 +76,17 @@ fn endpoint(flr: bool) -> Endpoint {
     f.mask(reg::COMMAND, 2, 0x0547);
     f.write(reg::COMMAND, 2, 0x0106); // SERR# (the owner's), Memory, Bus Master
     f.write(ENGINE, 4, 0xfeed_f00d);
-    Endpoint { f, flr, reset_until: None, resets: 0, early: 0, pending_polls: 0, lost: false }
+    Endpoint {
+        f,
+        flr,
+        reset_until: None,
+        resets: 0,
+        early: 0,
+        pending_polls: 0,
+        lost: false,
+        command_at_flr: None,
+        command_at_polls: Vec::new(),
+    }
 }
 
 impl Endpoints {
@@ -101,6 +115,9 @@ impl ConfigSpace for Endpoints {
             return Some(ones);
         }
         let mut v = e.f.get(offset, width as usize);
+        if offset == EXP + 0x0a {
+            e.command_at_polls.push(e.f.command());
+        }
         if offset == EXP + 0x0a && e.pending_polls > 0 {
             e.pending_polls -= 1;
             v |= 1 << 5;
@@ -117,6 +134,7 @@ impl ConfigSpace for Endpoints {
         }
         if offset == EXP + 8 && width == 2 && value & 1 << 15 != 0 && e.flr {
             // Function Level Reset: every register software wrote back to its reset value.
+            e.command_at_flr = Some(e.f.command());
             for off in [reg::BAR0, 0x1c, reg::ROM, ENGINE] {
                 e.f.set(off, 4, 0);
             }
@@ -144,6 +162,14 @@ fn a_function_with_flr_is_reset_and_its_bars_put_back() {
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
     let f = e.get(DISK_RID);
     assert_eq!((f.resets, f.early), (1, 0), "one FLR, and nothing touched it during its 100 ms");
+    // Step 1 first: it mastered and decoded nothing while Transactions Pending were
+    // waited for and when the reset began.
+    assert_eq!(f.command_at_flr, Some(0x0100));
+    assert!(
+        !f.command_at_polls.is_empty() && f.command_at_polls.iter().all(|&c| c == 0x0100),
+        "{:x?}",
+        f.command_at_polls
+    );
     assert_eq!(f.f.get(ENGINE, 4), 0, "the device's own state was reset");
     assert_eq!(f.f.command() & 0x0107, 0x0100, "decoding and Bus Master off, the owner's SERR# back");
     assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
