@@ -32,7 +32,7 @@ use crate::hw::DeviceIndex;
 
 mod reset;
 mod topology;
-pub use reset::{stop_function, Stopped, FLR_WAIT_MS};
+pub use reset::{stop_function, Reset, Stopped, FLR_WAIT_MS};
 pub use topology::{
     acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState, Found,
     FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
@@ -53,6 +53,9 @@ pub trait ConfigSpace {
     /// Wait `ms` milliseconds: the waits the PCIe spec asks for around a function's reset
     /// (`stop_function`), the owner's only waits.
     fn wait_ms(&mut self, ms: u32);
+    /// Milliseconds since some fixed start, never going back: what rations the waits
+    /// above (`Service`'s STOP).
+    fn now_ms(&mut self) -> u64;
 }
 
 /// No configuration space: what the service has when the IOMMU PD owns no ECAM (the
@@ -71,6 +74,9 @@ impl ConfigSpace for NoConfigSpace {
         None
     }
     fn wait_ms(&mut self, _: u32) {}
+    fn now_ms(&mut self) -> u64 {
+        0
+    }
 }
 
 pub use iommu_protocol::config::reg;

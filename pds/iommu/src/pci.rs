@@ -88,6 +88,10 @@ impl ConfigSpace for Ecam {
             core::hint::spin_loop();
         }
     }
+
+    fn now_ms(&mut self) -> u64 {
+        generic_timer::ms(generic_timer::ticks())
+    }
 }
 
 /// The name of the described device at `rid`, or what the description says is there.
@@ -258,6 +262,8 @@ pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped) 
         "reset by FLR, and it DID NOT ANSWER within a second"
     } else if bits & stop::FLR != 0 {
         "reset by FLR (100 ms)"
+    } else if bits & stop::RESET_OWED != 0 {
+        "its FLR owed (its client's resets are rationed: RESUME does it)"
     } else {
         "no FLR (it has none)"
     };
