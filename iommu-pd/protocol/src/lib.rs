@@ -281,7 +281,9 @@ pub enum Request {
     },
     /// RESUME: mr0 = device. A device quarantined by a storm (if the description allows),
     /// blocked by an unconfirmed removal, or stopped by STOP runs again, once every removal
-    /// pending on it is confirmed; a stopped one with its static mappings made again.
+    /// pending on it is confirmed; a stopped one with its static mappings made again, and
+    /// its function reset first if STOP left the reset owed (`stop::RESET_OWED`;
+    /// `ResetRationed` and nothing done while the client's ration does not allow it).
     Resume {
         /// The quarantined device.
         device: DeviceId,
@@ -312,7 +314,8 @@ pub enum Request {
     /// has confirmed both, a device that is a PCI function of the IOMMU PD's is stopped
     /// there too: Bus Master, Memory and I/O Space off, a Function Level Reset where the
     /// function has one (with the spec's 100 ms wait), and the BARs the owner placed
-    /// written back. Reply: mr0 = what was done to the function (`stop`). A VMM sends it
+    /// written back (the reset rationed per client, else owed to RESUME: `stop::RESET_OWED`).
+    /// Reply: mr0 = what was done to the function (`stop`). A VMM sends it
     /// when it stops the virtual machine the device is passed through to, whose memory
     /// the device must no longer reach, and whose next guest must not inherit the device's
     /// state. RESUME starts the device again with its static mappings (and only those;
