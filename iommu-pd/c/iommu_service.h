@@ -86,6 +86,11 @@
  * bridge above it was absent or not what the description declares and was left closed; the
  * IOMMU PD named it at boot (`iommu: pci: NAME MISSING`). */
 #define IOMMU_ERR_DEVICE_MISSING 26
+/* The device's function owes a reset (STOP's `RESET_OWED`) that its client may not have yet:
+ * nothing was done, the device stays stopped; RESUME again later. A client's function resets
+ * are rationed to a tenth of the time (after a reset that took t, its next one waits 9t, at
+ * least 900 ms), since each holds the IOMMU PD. */
+#define IOMMU_ERR_RESET_RATIONED 27
 
 /* What a reply label means, for a log: the error code's name and what it means (the first
  * sentence of its description above), "ok" for 0, "not an IOMMU error code" for any other. */
@@ -146,6 +151,8 @@ static inline const char *iommu_strerror(uint64_t err)
         return "NO_CONFIG_SPACE: the device has no configuration space this IOMMU PD owns";
     case IOMMU_ERR_DEVICE_MISSING:
         return "DEVICE_MISSING: the device is missing";
+    case IOMMU_ERR_RESET_RATIONED:
+        return "RESET_RATIONED: the device's function owes a reset (STOP's `RESET_OWED`) that its client may not have yet: nothing was done, the device stays stopped; RESUME again later";
     default:
         return "not an IOMMU error code";
     }
@@ -190,6 +197,11 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_STOP_PENDING 0x8
 /* Reset, and the function did not answer within a second afterwards. */
 #define IOMMU_STOP_FLR_LOST 0x10
+/* The function has FLR and was not reset now: its client's resets are rationed (each holds the
+ * IOMMU PD, and everything of lower priority, for 100 ms or more), so it is reset when RESUME
+ * asks for it to run again. Bus Master, Memory and I/O Space are off and its DMA is blocked all
+ * the same. */
+#define IOMMU_STOP_RESET_OWED 0x20
 
 /* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */
 #define IOMMU_FAULT_RING 32

@@ -32,7 +32,7 @@ use crate::hw::DeviceIndex;
 
 mod reset;
 mod topology;
-pub use reset::{stop_function, Stopped, FLR_WAIT_MS};
+pub use reset::{stop_function, Reset, Stopped, FLR_WAIT_MS};
 pub use topology::{
     acs, bars_placed, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState,
     Found, FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
@@ -58,6 +58,9 @@ pub trait ConfigSpace {
     /// BARs were not placed decodes wherever firmware left them, over another function's
     /// window perhaps.
     fn bars_placed(&self, rid: u16) -> bool;
+    /// Milliseconds since some fixed start, never going back: what rations the waits
+    /// above (`Service`'s STOP).
+    fn now_ms(&mut self) -> u64;
 }
 
 /// No configuration space: what the service has when the IOMMU PD owns no ECAM (the
@@ -78,6 +81,9 @@ impl ConfigSpace for NoConfigSpace {
     fn wait_ms(&mut self, _: u32) {}
     fn bars_placed(&self, _: u16) -> bool {
         false
+    }
+    fn now_ms(&mut self) -> u64 {
+        0
     }
 }
 

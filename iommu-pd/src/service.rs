@@ -40,6 +40,7 @@ mod teardown;
 
 pub use storage::{state_sizes, OwnedStorage, StateSizes, Storage};
 pub use storms::{FaultInput, Routed};
+pub use teardown::RESET_REST;
 
 /// Most devices (device masks are 64-bit).
 pub const MAX_DEVICES: usize = 64;
@@ -179,6 +180,9 @@ pub struct DeviceState {
     torn_down: bool,
     /// Blocked and emptied by its owner's STOP; cleared by RESUME (or `client_ready`).
     stopped: bool,
+    /// Its function was stopped without the reset it has (STOP inside its client's
+    /// ration): RESUME resets it first.
+    reset_owed: bool,
     /// Blocked because a removal of access was not confirmed: some of its mappings are
     /// pending. Cleared only when every one has been retried and confirmed.
     unconfirmed: bool,
@@ -207,11 +211,19 @@ pub struct ClientTables {
     /// Where the service is in the client's mapping queue (its own copy: it never reads
     /// back what it published in the shared region).
     queue: iommu_protocol::queue::Cursor,
+    /// When (`ConfigSpace::now_ms`) the client's ration allows its next function reset
+    /// (`teardown::RESET_REST`).
+    reset_rest_until_ms: u64,
 }
 
 impl Default for ClientTables {
     fn default() -> Self {
-        ClientTables { handles: [None; MAX_HANDLES], usage: Usage::default(), queue: Default::default() }
+        ClientTables {
+            handles: [None; MAX_HANDLES],
+            usage: Usage::default(),
+            queue: Default::default(),
+            reset_rest_until_ms: 0,
+        }
     }
 }
 
@@ -513,7 +525,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                     Err(ErrorCode::OutOfRange)
                 }
             }
-            Request::Resume { device } => self.resume(client, device).map(|_| Reply::ok(&[])),
+            Request::Resume { device } => self.resume(client, device, pci).map(|_| Reply::ok(&[])),
             Request::QueryMapping { index } => self.query_mapping(client, index),
             Request::Release { cap } => self.release(client, cap).map(|_| Reply::ok(&[])),
             Request::Stop { device } => {
@@ -521,8 +533,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 let d = self.own_device(client, device)?;
                 let blocked = self.stop(client, device);
                 // Its function is stopped even when the IOMMU did not confirm: one more
-                // wall, never one less.
-                let function = teardown::stop_function_of(d, pci);
+                // wall, never one less. Its reset as the client's ration allows.
+                let function = self.stop_function_of(client, d, pci, teardown::Ration::Kept);
                 blocked.map(|()| Reply::ok(&[function.0]))
             }
             Request::Query => {

@@ -41,6 +41,9 @@ impl ConfigSpace for Ecam {
         Some(())
     }
     fn wait_ms(&mut self, _: u32) {}
+    fn now_ms(&mut self) -> u64 {
+        0
+    }
 }
 
 const NIC: u16 = 0x10; // 00:02.0, device 0, NET's

@@ -10,7 +10,7 @@ mod common;
 
 use common::config_space::Function;
 use common::*;
-use iommu_pd::pci::{reg, stop_function, ConfigSpace};
+use iommu_pd::pci::{reg, stop_function, ConfigSpace, Reset};
 use iommu_pd::Service;
 use iommu_protocol::{stop, DeviceId, ErrorCode, Reply, Request, MAX_MRS};
 
@@ -29,6 +29,8 @@ const BAR3: u32 = 0;
 struct Endpoints {
     functions: Vec<(u16, Endpoint)>,
     now_ms: u64,
+    /// All the owner's waits, in ms.
+    waited: u64,
     writes: usize,
 }
 
@@ -46,6 +48,10 @@ struct Endpoint {
     pending_polls: u32,
     /// Never answers again after an FLR.
     lost: bool,
+    /// Command as it was when the last FLR was started, and at each poll of Device Status
+    /// (step 1 must come before both).
+    command_at_flr: Option<u16>,
+    command_at_polls: Vec<u16>,
 }
 
 fn endpoint(flr: bool) -> Endpoint {
@@ -72,13 +78,23 @@ fn endpoint(flr: bool) -> Endpoint {
     f.mask(reg::COMMAND, 2, 0x0547);
     f.write(reg::COMMAND, 2, 0x0106); // SERR# (the owner's), Memory, Bus Master
     f.write(ENGINE, 4, 0xfeed_f00d);
-    Endpoint { f, flr, reset_until: None, resets: 0, early: 0, pending_polls: 0, lost: false }
+    Endpoint {
+        f,
+        flr,
+        reset_until: None,
+        resets: 0,
+        early: 0,
+        pending_polls: 0,
+        lost: false,
+        command_at_flr: None,
+        command_at_polls: Vec::new(),
+    }
 }
 
 impl Endpoints {
     fn new(flr: bool) -> Self {
         let functions = DEVICES.iter().map(|d| (d.stream as u16, endpoint(flr))).collect();
-        Endpoints { functions, now_ms: 0, writes: 0 }
+        Endpoints { functions, now_ms: 0, waited: 0, writes: 0 }
     }
     fn at(&mut self, rid: u16) -> Option<&mut Endpoint> {
         self.functions.iter_mut().find(|(r, _)| *r == rid).map(|(_, e)| e)
@@ -101,6 +117,9 @@ impl ConfigSpace for Endpoints {
             return Some(ones);
         }
         let mut v = e.f.get(offset, width as usize);
+        if offset == EXP + 0x0a {
+            e.command_at_polls.push(e.f.command());
+        }
         if offset == EXP + 0x0a && e.pending_polls > 0 {
             e.pending_polls -= 1;
             v |= 1 << 5;
@@ -117,6 +136,7 @@ impl ConfigSpace for Endpoints {
         }
         if offset == EXP + 8 && width == 2 && value & 1 << 15 != 0 && e.flr {
             // Function Level Reset: every register software wrote back to its reset value.
+            e.command_at_flr = Some(e.f.command());
             for off in [reg::BAR0, 0x1c, reg::ROM, ENGINE] {
                 e.f.set(off, 4, 0);
             }
@@ -132,6 +152,10 @@ impl ConfigSpace for Endpoints {
     }
     fn wait_ms(&mut self, ms: u32) {
         self.now_ms += u64::from(ms);
+        self.waited += u64::from(ms);
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.now_ms
     }
     // The owner placed every function here: the reset tests check it puts them back.
     fn bars_placed(&self, rid: u16) -> bool {
@@ -144,10 +168,18 @@ const DISK_RID: u16 = 0x18;
 #[test]
 fn a_function_with_flr_is_reset_and_its_bars_put_back() {
     let mut e = Endpoints::new(true);
-    let done = stop_function(&mut e, DISK_RID).unwrap();
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
     let f = e.get(DISK_RID);
     assert_eq!((f.resets, f.early), (1, 0), "one FLR, and nothing touched it during its 100 ms");
+    // Step 1 first: it mastered and decoded nothing while Transactions Pending were
+    // waited for and when the reset began.
+    assert_eq!(f.command_at_flr, Some(0x0100));
+    assert!(
+        !f.command_at_polls.is_empty() && f.command_at_polls.iter().all(|&c| c == 0x0100),
+        "{:x?}",
+        f.command_at_polls
+    );
     assert_eq!(f.f.get(ENGINE, 4), 0, "the device's own state was reset");
     assert_eq!(f.f.command() & 0x0107, 0x0100, "decoding and Bus Master off, the owner's SERR# back");
     assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
@@ -163,7 +195,7 @@ fn a_function_with_flr_is_reset_and_its_bars_put_back() {
 #[test]
 fn a_function_without_flr_only_stops_mastering() {
     let mut e = Endpoints::new(false);
-    let done = stop_function(&mut e, DISK_RID).unwrap();
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED);
     let f = e.get(DISK_RID);
     assert_eq!(f.resets, 0);
@@ -178,13 +210,13 @@ fn pending_transactions_are_waited_for_then_reset_anyway() {
     // Clears after three polls: waited for, no PENDING.
     let mut e = Endpoints::new(true);
     e.at(DISK_RID).unwrap().pending_polls = 3;
-    let done = stop_function(&mut e, DISK_RID).unwrap();
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
     assert_eq!(e.now_ms, 30 + 100);
     // Never clears: 100 ms, then the reset all the same, and the reply says so.
     let mut e = Endpoints::new(true);
     e.at(DISK_RID).unwrap().pending_polls = u32::MAX;
-    let done = stop_function(&mut e, DISK_RID).unwrap();
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::PENDING | stop::FLR | stop::RESTORED);
     assert_eq!(e.get(DISK_RID).resets, 1);
 }
@@ -193,7 +225,7 @@ fn pending_transactions_are_waited_for_then_reset_anyway() {
 fn a_function_that_never_comes_back_is_reported_lost() {
     let mut e = Endpoints::new(true);
     e.at(DISK_RID).unwrap().lost = true;
-    let done = stop_function(&mut e, DISK_RID).unwrap();
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR_LOST);
     // It was waited for a second past the 100 ms, not forever.
     assert!((1100..1200).contains(&e.now_ms), "{}", e.now_ms);
@@ -202,7 +234,7 @@ fn a_function_that_never_comes_back_is_reported_lost() {
 #[test]
 fn nothing_there_is_missing() {
     let mut e = Endpoints::new(true);
-    assert_eq!(stop_function(&mut e, 0x30), Err(ErrorCode::DeviceMissing));
+    assert_eq!(stop_function(&mut e, 0x30, Reset::Now), Err(ErrorCode::DeviceMissing));
     assert_eq!(e.writes, 0);
 }
 
@@ -252,5 +284,110 @@ fn a_crashed_clients_functions_are_reset_and_no_one_elses() {
     for d in [1, 2] {
         assert_eq!(e.get(DEVICES[d].stream as u16).resets, 0);
         assert_eq!(e.get(DEVICES[d].stream as u16).f.command(), 0x0106);
+    }
+}
+
+const OFF_FLR: u64 = stop::FUNCTION_OFF | stop::FLR | stop::RESTORED;
+const OFF_OWED: u64 = stop::FUNCTION_OFF | stop::RESTORED | stop::RESET_OWED;
+
+fn stop_disk(s: &mut Service<'_, ModelHw>, e: &mut Endpoints) -> Reply {
+    send(s, e, BLK, Request::Stop { device: DeviceId(1) })
+}
+
+fn resume_disk(s: &mut Service<'_, ModelHw>, e: &mut Endpoints) -> Reply {
+    send(s, e, BLK, Request::Resume { device: DeviceId(1) })
+}
+
+#[test]
+fn a_second_stop_inside_the_ration_stops_the_function_and_owes_its_reset() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(true);
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_FLR]));
+    let after_first = e.waited;
+    // Its driver turns it on again while it is stopped (it may: its DMA is blocked).
+    let write = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
+    assert!(matches!(send(&mut s, &mut e, BLK, write(0x0006)), Reply::Ok { .. }));
+    assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006);
+    // STOP again at once: Bus Master and decoding off, no reset, no wait; owed.
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_OWED]));
+    assert_eq!(e.get(DISK_RID).f.command() & 0x0007, 0);
+    assert_eq!((e.get(DISK_RID).resets, e.waited), (1, after_first));
+    assert_eq!(s.hw().enabled.get(&1), Some(&false));
+    // RESUME inside the ration: refused, nothing done, still blocked and stopped.
+    e.now_ms += 800;
+    assert_eq!(resume_disk(&mut s, &mut e), err(ErrorCode::ResetRationed));
+    assert_eq!((e.get(DISK_RID).resets, e.waited), (1, after_first));
+    assert_eq!(s.hw().enabled.get(&1), Some(&false));
+    // Once the ration allows (900 ms after a 100 ms reset): RESUME resets it first.
+    e.now_ms += 100;
+    e.at(DISK_RID).unwrap().f.write(ENGINE, 4, 0x0bad_cafe);
+    assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+    let f = e.get(DISK_RID);
+    assert_eq!((f.resets, f.f.get(ENGINE, 4), f.f.get(reg::BAR0, 4)), (2, 0, BAR0));
+    assert_eq!(s.hw().enabled.get(&1), Some(&true));
+}
+
+#[test]
+fn other_clients_resets_are_not_rationed_by_one_clients() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(true);
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_FLR]));
+    assert_eq!(send(&mut s, &mut e, NET, Request::Stop { device: DeviceId(0) }), Reply::ok(&[OFF_FLR]));
+}
+
+#[test]
+fn a_teardown_resets_whatever_the_ration_and_settles_what_is_owed() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(true);
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_FLR]));
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_OWED]));
+    e.at(DISK_RID).unwrap().f.write(ENGINE, 4, 0x0bad_cafe);
+    let mut said = Vec::new();
+    s.client_torn_down_with(BLK, &mut e, |d, done| said.push((d, done.0))).unwrap();
+    assert_eq!(said, vec![(1, OFF_FLR)]);
+    assert_eq!((e.get(DISK_RID).resets, e.get(DISK_RID).f.get(ENGINE, 4)), (2, 0));
+    s.client_ready(BLK).unwrap();
+    assert_eq!(s.hw().enabled.get(&1), Some(&true));
+    // Nothing is owed any more: a STOP and a RESUME inside the ration do not reset it again,
+    // and RESUME is not refused for a reset the teardown did.
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_OWED]));
+    e.now_ms += 2_000;
+    assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+    assert_eq!(e.get(DISK_RID).resets, 3, "the STOP's owed reset, done by RESUME");
+}
+
+/// A hostile client sends STOP and RESUME in turn, as fast as it can (1 ms of its own
+/// between calls), for a minute of the model's time: the IOMMU PD's waits for its resets
+/// (in which nothing below it runs) take at most a tenth of the time, plus one reset
+/// (the worst: Transactions Pending for 100 ms, the reset's 100 ms, a second to answer).
+#[test]
+fn stops_and_resumes_in_a_loop_hold_the_owner_a_tenth_of_the_time() {
+    for slow in [false, true] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(true);
+        if slow {
+            e.at(DISK_RID).unwrap().pending_polls = u32::MAX;
+        }
+        let (mut resets_asked, mut refused) = (0, 0);
+        while e.now_ms < 60_000 {
+            resets_asked += 1;
+            // What its guest left running in the device.
+            e.at(DISK_RID).unwrap().f.write(ENGINE, 4, 0xfeed_f00d);
+            assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }));
+            e.now_ms += 1;
+            match resume_disk(&mut s, &mut e) {
+                // Never running again without its reset.
+                Reply::Ok { .. } => assert_eq!(e.get(DISK_RID).f.get(ENGINE, 4), 0),
+                r => {
+                    assert_eq!(r, err(ErrorCode::ResetRationed));
+                    refused += 1;
+                }
+            }
+            e.now_ms += 1;
+        }
+        let f = e.get(DISK_RID);
+        assert!(e.waited <= e.now_ms / 10 + 1_200, "slow {slow}: waited {} ms of {} ms", e.waited, e.now_ms);
+        assert!(f.resets >= 2 && refused > 0 && resets_asked > 1_000, "{} {refused} {resets_asked}", f.resets);
+        assert_eq!(f.early, 0);
     }
 }

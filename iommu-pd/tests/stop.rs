@@ -104,3 +104,48 @@ fn a_restarted_client_finds_its_device_running() {
     assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
     s.audit().unwrap();
 }
+
+/// A grant across a STOP: what the grantee's stopped device loses is its own mapping of
+/// the grant, nothing of the granter's; after RESUME it may map the grant again with the
+/// grant's rights and no more; the granter's STOP of its own device leaves the grantee's
+/// mapping alone; and REVOKE still reaches what the grantee mapped after the STOP.
+#[test]
+fn a_stop_takes_nothing_from_the_granter_and_widens_nothing_for_the_grantee() {
+    use iommu_protocol::{ClientId, Handle};
+    let mut s = service();
+    let grant = Request::Grant {
+        cap: Handle(0),
+        to: ClientId(BLK as u32),
+        offset: 0x2000,
+        len: 0x2000,
+        rights: Rights::READ,
+        devices: 0b10,
+    };
+    let Reply::Ok { values, .. } = call(&mut s, NET, grant) else { panic!("grant refused") };
+    let (grant, theirs) = (values[0] as u32, values[1] as u32);
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x4000, Some(IOVA_BASE), Rights::READ_WRITE), Reply::ok(&[IOVA_BASE]));
+    let at = IOVA_BASE + 0x8000;
+    assert_eq!(map(&mut s, BLK, theirs, 1, 0, 0x2000, Some(at), Rights::READ), Reply::ok(&[at]));
+    let nic_before = s.hw().reachable(0);
+    assert_eq!(nic_before.len(), 4);
+
+    // The grantee stops its disk: the disk reaches nothing; the granter's NIC as before.
+    assert_eq!(stop(&mut s, BLK, 1), Reply::ok(&[0]));
+    assert!(s.hw().reachable(1).is_empty());
+    assert_eq!(s.hw().reachable(0), nic_before);
+    // Resumed: nothing but what the description maps (nothing here); the grant maps again
+    // read-only, never writable.
+    assert_eq!(resume(&mut s, BLK, 1), Reply::ok(&[]));
+    assert!(s.hw().reachable(1).is_empty());
+    assert_eq!(map(&mut s, BLK, theirs, 1, 0, 0x1000, Some(at), Rights::READ_WRITE), err(ErrorCode::NoRights));
+    assert_eq!(map(&mut s, BLK, theirs, 1, 0, 0x2000, Some(at), Rights::READ), Reply::ok(&[at]));
+    assert_eq!(s.hw().reachable(1).get(&at), Some(&(REGIONS[0].pa + 0x2000, Rights::READ)));
+
+    // The granter stops its NIC: the grantee's disk keeps its mapping of the grant.
+    assert_eq!(stop(&mut s, NET, NIC), Reply::ok(&[0]));
+    assert!(s.hw().reachable(0).is_empty());
+    assert_eq!(s.hw().reachable(1).len(), 2);
+    // And the grant is still the granter's to revoke, which takes the grantee's mapping.
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(grant) }), Reply::ok(&[]));
+    assert!(s.hw().reachable(1).is_empty());
+}

@@ -47,6 +47,9 @@ impl ConfigSpace for OneFunction {
         Some(())
     }
     fn wait_ms(&mut self, _: u32) {}
+    fn now_ms(&mut self) -> u64 {
+        0
+    }
 }
 
 type Shared = Rc<RefCell<(Service<'static, ModelHw>, OneFunction)>>;

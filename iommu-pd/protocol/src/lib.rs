@@ -198,6 +198,11 @@ pub mod stop {
     pub const PENDING: u64 = 1 << 3;
     /// Reset, and the function did not answer within a second afterwards.
     pub const FLR_LOST: u64 = 1 << 4;
+    /// The function has FLR and was not reset now: its client's resets are rationed
+    /// (each holds the IOMMU PD, and everything of lower priority, for 100 ms or more),
+    /// so it is reset when RESUME asks for it to run again. Bus Master, Memory and I/O
+    /// Space are off and its DMA is blocked all the same.
+    pub const RESET_OWED: u64 = 1 << 5;
 }
 
 /// MAP's handle field: the low 24 bits of mr0 (rights take the next 8).
@@ -276,7 +281,9 @@ pub enum Request {
     },
     /// RESUME: mr0 = device. A device quarantined by a storm (if the description allows),
     /// blocked by an unconfirmed removal, or stopped by STOP runs again, once every removal
-    /// pending on it is confirmed; a stopped one with its static mappings made again.
+    /// pending on it is confirmed; a stopped one with its static mappings made again, and
+    /// its function reset first if STOP left the reset owed (`stop::RESET_OWED`;
+    /// `ResetRationed` and nothing done while the client's ration does not allow it).
     Resume {
         /// The quarantined device.
         device: DeviceId,
@@ -307,7 +314,8 @@ pub enum Request {
     /// has confirmed both, a device that is a PCI function of the IOMMU PD's is stopped
     /// there too: Bus Master, Memory and I/O Space off, a Function Level Reset where the
     /// function has one (with the spec's 100 ms wait), and the BARs the owner placed
-    /// written back. Reply: mr0 = what was done to the function (`stop`). A VMM sends it
+    /// written back (the reset rationed per client, else owed to RESUME: `stop::RESET_OWED`).
+    /// Reply: mr0 = what was done to the function (`stop`). A VMM sends it
     /// when it stops the virtual machine the device is passed through to, whose memory
     /// the device must no longer reach, and whose next guest must not inherit the device's
     /// state. RESUME starts the device again with its static mappings (and only those;
@@ -436,6 +444,11 @@ pub enum ErrorCode {
     /// it, or the bridge above it was absent or not what the description declares and was
     /// left closed; the IOMMU PD named it at boot (`iommu: pci: NAME MISSING`).
     DeviceMissing = 26,
+    /// The device's function owes a reset (STOP's `RESET_OWED`) that its client may not
+    /// have yet: nothing was done, the device stays stopped; RESUME again later. A
+    /// client's function resets are rationed to a tenth of the time (after a reset that
+    /// took t, its next one waits 9t, at least 900 ms), since each holds the IOMMU PD.
+    ResetRationed = 27,
 }
 
 impl ErrorCode {
@@ -469,6 +482,7 @@ impl ErrorCode {
             24 => ConfigDenied,
             25 => NoConfigSpace,
             26 => DeviceMissing,
+            27 => ResetRationed,
             _ => return None,
         })
     }
@@ -795,7 +809,8 @@ mod tests {
         assert_eq!(ErrorCode::from_label(24), Some(ErrorCode::ConfigDenied));
         assert_eq!(ErrorCode::from_label(25), Some(ErrorCode::NoConfigSpace));
         assert_eq!(ErrorCode::from_label(26), Some(ErrorCode::DeviceMissing));
-        assert_eq!(ErrorCode::from_label(27), None);
+        assert_eq!(ErrorCode::from_label(27), Some(ErrorCode::ResetRationed));
+        assert_eq!(ErrorCode::from_label(28), None);
         // Configuration accesses: a width other than 1, 2, 4; misaligned; past 4 KiB; a
         // value wider than its width; a device number that does not fit.
         assert_eq!(Request::decode(11, &[0, config::pack(0, 3)]), Err(DecodeError::Malformed));

@@ -257,6 +257,7 @@ fn header() -> String {
         ("RESTORED", iommu_protocol::stop::RESTORED),
         ("PENDING", iommu_protocol::stop::PENDING),
         ("FLR_LOST", iommu_protocol::stop::FLR_LOST),
+        ("RESET_OWED", iommu_protocol::stop::RESET_OWED),
     ];
     c_constants(w, LIB_RS, "stop", "IOMMU_STOP_", &stops);
     let _ = writeln!(w, "\n/* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */");

@@ -21,6 +21,12 @@
 //!
 //! A function without FLR gets steps 1 and 3 (its BARs read back unchanged). A bridge is
 //! not stopped here (its Command forwards other functions' DMA).
+//!
+//! Step 2 holds the owner for 100 ms at least (up to 1.2 s), in which, on the IOMMU PD
+//! (passive, priority 254, a busy wait), nothing of lower priority runs. So the caller
+//! may ask for steps 1 and 3 alone (`Reset::Owed`): the function stops mastering and
+//! decoding at once, and the reset is owed, done before the function runs again (the
+//! service rations each client's resets: `Service`'s STOP and RESUME).
 
 use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
@@ -67,6 +73,14 @@ impl Stopped {
     pub fn restored(self) -> bool {
         self.0 & stop::RESTORED != 0
     }
+    /// An FLR was started (whether or not the function came back).
+    pub fn flr_started(self) -> bool {
+        self.0 & (stop::FLR | stop::FLR_LOST) != 0
+    }
+    /// The function has FLR and was not reset: `Reset::Owed`.
+    pub fn reset_owed(self) -> bool {
+        self.0 & stop::RESET_OWED != 0
+    }
 }
 
 /// The registers step 3 writes back, in the order written: (offset, width).
@@ -81,11 +95,20 @@ const SAVED: [(u16, u8); 8] = [
     (INTERRUPT_LINE, 1),
 ];
 
+/// Whether `stop_function` resets a function that has FLR now, or leaves the reset owed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// Steps 1 to 3.
+    Now,
+    /// Steps 1 and 3; a function with FLR answers `RESET_OWED`.
+    Owed,
+}
+
 /// Stop function `rid` as the module says. `DeviceMissing` if nothing answers there,
 /// `ConfigDenied` if it is not a type-0 function; otherwise what was done (a function
 /// that does not come back from its reset is `FLR_LOST`, not an error: its DMA is
 /// blocked at the IOMMU, which is what STOP promises).
-pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<Stopped, ErrorCode> {
+pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result<Stopped, ErrorCode> {
     present(cs, rid)?;
     if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
         return Err(ErrorCode::ConfigDenied);
@@ -100,7 +123,11 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<Stopped, Erro
     cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
     let mut done = stop::FUNCTION_OFF;
 
-    if let Some(exp) = flr_capability(cs, rid)? {
+    let flr = flr_capability(cs, rid)?;
+    if flr.is_some() && reset == Reset::Owed {
+        done |= stop::RESET_OWED;
+    }
+    if let Some(exp) = flr.filter(|_| reset == Reset::Now) {
         let mut waited = 0;
         while read(cs, rid, exp + EXP_DEVSTA, 2)? as u16 & DEVSTA_TRPND != 0 {
             if waited >= PENDING_WAIT_MS {

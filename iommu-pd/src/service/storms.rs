@@ -206,14 +206,20 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// RESUME: a device quarantined by a storm (if the description allows), blocked by an
     /// unconfirmed removal, or stopped by its owner runs again, once every pending removal
     /// of it is confirmed; a stopped one with its static mappings made again first.
-    pub(super) fn resume(&mut self, client: usize, device: DeviceId) -> Result<()> {
+    /// A stopped device whose function owes its reset (STOP inside its client's ration)
+    /// is reset first, or, inside the ration still, refused `ResetRationed` with nothing
+    /// done.
+    pub(super) fn resume(&mut self, client: usize, device: DeviceId, pci: &mut dyn ConfigSpace) -> Result<()> {
         let d = self.own_device(client, device)?;
         let st = self.devices[d];
-        if !st.quarantined && !st.unconfirmed && !st.stopped {
+        if !st.quarantined && !st.unconfirmed && !st.stopped && !st.reset_owed {
             return Ok(());
         }
         if st.torn_down || (st.quarantined && !self.cfg.devices[d].resume_allowed) {
             return Err(ErrorCode::Denied);
+        }
+        if st.reset_owed {
+            self.pay_owed_reset(client, d, pci)?;
         }
         self.settle(d)?;
         if st.stopped {

@@ -3,6 +3,7 @@
 //! its return; and STOP, the same for one device on request.
 
 use super::*;
+use crate::pci::Reset;
 
 impl<'a, H: IommuHw> Service<'a, H> {
     /// `client` faulted or is being restarted: block its devices and remove all their
@@ -50,10 +51,64 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let result = self.client_torn_down(client);
         for d in 0..self.cfg.devices.len() {
             if self.cfg.devices[d].owner == client {
-                said(d, stop_function_of(d, pci));
+                // Not rationed: a client's teardowns are bounded by its restarts.
+                said(d, self.stop_function_of(client, d, pci, Ration::Waived));
             }
         }
         result
+    }
+
+    /// Device `d`'s PCI function stopped, if it is one of `pci`'s (nothing done, 0, if it
+    /// is not, or if it does not answer), and reset where it has FLR unless `ration` is
+    /// kept and `client`'s does not allow it yet (then the reset is owed: RESUME does it).
+    pub(super) fn stop_function_of(
+        &mut self,
+        client: usize,
+        d: DeviceIndex,
+        pci: &mut dyn ConfigSpace,
+        ration: Ration,
+    ) -> Stopped {
+        let Ok(rid) = pci.function(d) else { return Stopped::default() };
+        let reset = match ration {
+            Ration::Kept if !self.may_reset(client, pci) => Reset::Owed,
+            _ => Reset::Now,
+        };
+        let start = pci.now_ms();
+        let done = crate::pci::stop_function(pci, rid, reset).unwrap_or_default();
+        self.reset_done(client, start, done, pci);
+        // A teardown's reset (or a later STOP's) settles what an earlier STOP left owed.
+        self.devices[d].reset_owed = done.reset_owed();
+        done
+    }
+
+    /// RESUME of stopped device `d` whose function owes its reset: the reset, if
+    /// `client`'s ration allows it now (`ResetRationed` if not, and nothing done).
+    pub(super) fn pay_owed_reset(&mut self, client: usize, d: DeviceIndex, pci: &mut dyn ConfigSpace) -> Result<()> {
+        if !self.may_reset(client, pci) {
+            return Err(ErrorCode::ResetRationed);
+        }
+        let rid = pci.function(d)?;
+        let start = pci.now_ms();
+        let done = crate::pci::stop_function(pci, rid, Reset::Now)?;
+        self.reset_done(client, start, done, pci);
+        self.devices[d].reset_owed = false;
+        Ok(())
+    }
+
+    fn may_reset(&self, client: usize, pci: &mut dyn ConfigSpace) -> bool {
+        pci.now_ms() >= self.clients[client].reset_rest_until_ms
+    }
+
+    /// A reset that started at `start` is over: the client's next one waits
+    /// `RESET_REST` times as long as this one took (and at least `RESET_REST` times the
+    /// spec's 100 ms).
+    fn reset_done(&mut self, client: usize, start: u64, done: Stopped, pci: &mut dyn ConfigSpace) {
+        if !done.flr_started() {
+            return;
+        }
+        let end = pci.now_ms();
+        let took = end.saturating_sub(start).max(u64::from(crate::pci::FLR_WAIT_MS));
+        self.clients[client].reset_rest_until_ms = end.saturating_add(RESET_REST * took);
     }
 
     /// STOP: `device` is blocked, confirmed, and loses every mapping, its static ones too
@@ -99,11 +154,18 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 }
 
-/// Device `d`'s PCI function stopped, if it is one of `pci`'s; nothing done (0) if it is
-/// not, or if it does not answer.
-pub(super) fn stop_function_of(d: DeviceIndex, pci: &mut dyn ConfigSpace) -> Stopped {
-    match pci.function(d) {
-        Ok(rid) => crate::pci::stop_function(pci, rid).unwrap_or_default(),
-        Err(_) => Stopped::default(),
-    }
+/// Whether a function reset keeps its client's ration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ration {
+    /// STOP, which a client may send as often as it likes.
+    Kept,
+    /// A teardown, which happens once for each of the client's faults (and a client is
+    /// restarted a bounded number of times).
+    Waived,
 }
+
+/// A function reset holds the IOMMU PD (passive, at priority 254, in a busy wait: nothing
+/// of lower priority runs) for 100 ms or more; after one that took t, the same client's
+/// next reset waits `RESET_REST` × t, so that STOPs in a loop (or STOP and RESUME in turn)
+/// hold the system for at most 1/(1 + `RESET_REST`) of the time: 10%.
+pub const RESET_REST: u64 = 9;

@@ -244,4 +244,7 @@ impl ConfigSpace for Owned {
         Some(())
     }
     fn wait_ms(&mut self, _: u32) {}
+    fn now_ms(&mut self) -> u64 {
+        0
+    }
 }

@@ -136,7 +136,7 @@ fn report_stop(service: &mut Svc, client: usize, device: usize, function: u64, e
         dev.stream
     );
     if let Some(ecam) = ecam {
-        pci::report_function_stop(ecam, device, iommu_pd::pci::Stopped(function));
+        pci::report_function_stop(ecam, device, iommu_pd::pci::Stopped(function), None);
     }
 }
 
@@ -415,7 +415,7 @@ impl Handler for IommuPd {
         }
         if let Some(ecam) = self.ecam.as_mut() {
             for (d, done) in functions.iter().enumerate().filter(|(d, _)| policy::DEVICES[*d].owner == client) {
-                pci::report_function_stop(ecam, d, *done);
+                pci::report_function_stop(ecam, d, *done, Some(name));
             }
         }
         match restart {

@@ -92,6 +92,10 @@ impl ConfigSpace for Ecam {
             core::hint::spin_loop();
         }
     }
+
+    fn now_ms(&mut self) -> u64 {
+        generic_timer::ms(generic_timer::ticks())
+    }
 }
 
 /// The name of the described device at `rid`, or what the description says is there.
@@ -250,21 +254,26 @@ pub fn take_ownership(ecam: &mut Ecam) {
     }
 }
 
-/// What stopping `device`'s function did (STOP, or its owner's teardown), with its
-/// Command and BARs as they read now; nothing for a device that is no PCI function here.
-pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped) {
+/// What stopping `device`'s function did (STOP, or, with `torn_down` naming its owner,
+/// the owner's teardown, said so on the line, so that a check of one is never satisfied
+/// by the other), with its Command and BARs as they read now; nothing for a device that
+/// is no PCI function here.
+pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped, torn_down: Option<&str>) {
     use iommu_protocol::stop;
     let Ok(rid) = ecam.function(device) else { return };
     let name = policy::DEVICES.get(device).map_or("?", |d| d.name);
     let bits = done.0;
+    let why = Why(torn_down);
     if bits & stop::FUNCTION_OFF == 0 {
-        debug_println!("iommu: pci: {name} at {}: NOT STOPPED (it does not answer)", Bdf(rid));
+        debug_println!("iommu: pci: {name} at {}{why}: NOT STOPPED (it does not answer)", Bdf(rid));
         return;
     }
     let reset = if bits & stop::FLR_LOST != 0 {
         "reset by FLR, and it DID NOT ANSWER within a second"
     } else if bits & stop::FLR != 0 {
         "reset by FLR (100 ms)"
+    } else if bits & stop::RESET_OWED != 0 {
+        "its FLR owed (its client's resets are rationed: RESUME does it)"
     } else {
         "no FLR (it has none)"
     };
@@ -274,12 +283,25 @@ pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped) 
         *b = ecam.read(rid, pci::reg::BAR0 + 4 * i as u16, 4).unwrap_or(u32::MAX);
     }
     debug_println!(
-        "iommu: pci: {name} at {}: bus master off, {reset}{}; Command {command:#06x}, BARs {}: {}",
+        "iommu: pci: {name} at {}{why}: bus master off, {reset}{}; Command {command:#06x}, BARs {}: {}",
         Bdf(rid),
         if bits & stop::PENDING != 0 { " with transactions still pending" } else { "" },
         if bits & stop::RESTORED != 0 { "restored" } else { "NOT RESTORED" },
         Bars(bars)
     );
+}
+
+/// Why a function was stopped, as its report says it: nothing for STOP, `(OWNER torn
+/// down)` for a teardown.
+struct Why<'a>(Option<&'a str>);
+
+impl core::fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(owner) => write!(f, " ({owner} torn down)"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A function's six BAR registers, as read.
