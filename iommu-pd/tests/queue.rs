@@ -390,3 +390,30 @@ fn a_restarted_client_starts_its_queue_from_the_beginning() {
     s.client_torn_down(BLK).unwrap();
     assert_eq!(s.queue_cursor(BLK), Default::default());
 }
+
+/// A client that dies with entries posted and not taken (and a wake-up still pending for
+/// them) must not have them served once it is restarted: the PD shell publishes the
+/// cursor over the whole header (`Queue::reset`), the dead client's indices too, so the
+/// wake-up finds nothing before the new client's init has even run, and its device, which
+/// translates again, reaches nothing the new client did not map.
+#[test]
+fn what_a_dead_client_posted_is_not_served_after_its_restart() {
+    let mut s = service();
+    let q = region();
+    assert_eq!(batch(&mut s, BLK, &q, &[map_req(0, DISK, 0, Some(IOVA_BASE))]), [Reply::ok(&[IOVA_BASE])]);
+    for k in 0..3u64 {
+        assert!(post(&q, 10 + k, map_req(0, DISK, (k + 1) * PAGE, Some(IOVA_BASE + (k + 1) * PAGE))));
+    }
+    // It faults here: torn down, ready again, its queue published as the PD shell does.
+    s.client_torn_down(BLK).unwrap();
+    s.client_ready(BLK).unwrap();
+    q.reset(&s.queue_cursor(BLK));
+    assert_eq!(q.unserved(), 0, "the dead client's entries are gone");
+    assert_eq!(s.serve_queue(BLK, &q), 0, "a wake-up left pending serves nothing");
+    assert_eq!(q.pop_completion(), None);
+    let Reply::Ok { values, .. } = query(&mut s, BLK) else { panic!() };
+    assert_eq!(values[query::MAPPINGS], 0, "nothing mapped after the restart");
+    assert!(s.hw().reachable(DISK as usize).is_empty(), "its device reaches nothing");
+    // The restarted client's own entries are served from there.
+    assert_eq!(batch(&mut s, BLK, &q, &[map_req(0, DISK, 0, Some(IOVA_BASE))]), [Reply::ok(&[IOVA_BASE])]);
+}
