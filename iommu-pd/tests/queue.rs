@@ -417,3 +417,26 @@ fn what_a_dead_client_posted_is_not_served_after_its_restart() {
     // The restarted client's own entries are served from there.
     assert_eq!(batch(&mut s, BLK, &q, &[map_req(0, DISK, 0, Some(IOVA_BASE))]), [Reply::ok(&[IOVA_BASE])]);
 }
+
+/// A paced wake-up (`serve_queue_up_to`, `iommu_pd::pacing`) takes no more than it is
+/// allowed, and never more than `QUEUE_BATCH` whatever it is allowed; the entries it leaves
+/// are served, in order, by the wake-ups after it.
+#[test]
+fn a_paced_wake_up_takes_no_more_than_it_is_allowed() {
+    let mut s = service();
+    let q = region();
+    for k in 0..100u64 {
+        assert!(post(&q, k, map_req(0, DISK, 0, Some(IOVA_BASE + (k % 8) * PAGE))));
+        assert!(post(&q, 1000 + k, unmap_req(DISK, IOVA_BASE + (k % 8) * PAGE)));
+    }
+    assert_eq!(s.serve_queue_up_to(BLK, &q, iommu_pd::pacing::PACED_BATCH), 1);
+    assert_eq!(q.unserved(), 199);
+    assert_eq!(s.serve_queue_up_to(BLK, &q, usize::MAX), QUEUE_BATCH);
+    assert_eq!(s.serve_queue_up_to(BLK, &q, 0), 0);
+    while s.serve_queue_up_to(BLK, &q, 3) > 0 {}
+    let unmaps: Vec<u64> = (1000..1100).collect();
+    let done = completions(&q, &unmaps);
+    let expected: Vec<u64> = (0..100u64).flat_map(|k| [k, 1000 + k]).collect();
+    assert_eq!(done.iter().map(|d| d.0).collect::<Vec<_>>(), expected);
+    assert!(done.iter().all(|(_, r)| matches!(r, Reply::Ok { .. })), "{done:?}");
+}
