@@ -188,6 +188,12 @@ impl<'a> Queue<'a> {
         self.requests.len() as u32
     }
 
+    /// The request ring's slot `slot`, as a client that writes it directly (and a test
+    /// playing a hostile one) sees it.
+    pub fn request_slot(&self, slot: usize) -> Option<&'a Entry> {
+        self.requests.get(slot)
+    }
+
     fn slot(&self, index: u32) -> usize {
         (index & (self.entries() - 1)) as usize
     }
