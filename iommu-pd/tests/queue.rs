@@ -429,8 +429,9 @@ fn a_paced_wake_up_takes_no_more_than_it_is_allowed() {
         assert!(post(&q, k, map_req(0, DISK, 0, Some(IOVA_BASE + (k % 8) * PAGE))));
         assert!(post(&q, 1000 + k, unmap_req(DISK, IOVA_BASE + (k % 8) * PAGE)));
     }
-    assert_eq!(s.serve_queue_up_to(BLK, &q, iommu_pd::pacing::PACED_BATCH), 1);
-    assert_eq!(q.unserved(), 199);
+    assert_eq!(s.serve_queue_up_to(BLK, &q, 1), 1);
+    assert_eq!(s.serve_queue_up_to(BLK, &q, iommu_pd::pacing::PACED_BATCH), iommu_pd::pacing::PACED_BATCH);
+    assert_eq!(q.unserved(), 199 - iommu_pd::pacing::PACED_BATCH as u32);
     assert_eq!(s.serve_queue_up_to(BLK, &q, usize::MAX), QUEUE_BATCH);
     assert_eq!(s.serve_queue_up_to(BLK, &q, 0), 0);
     while s.serve_queue_up_to(BLK, &q, 3) > 0 {}

@@ -14,9 +14,9 @@
 //! most one batch per queue whose client notified before it (with one flooding client:
 //! one batch). A client that finds entries untaken when notified notifies again
 //! (`MapQueue::untaken`), and goes behind whatever is waiting. Each batch is timed with
-//! the generic timer, which paces the client's queue (`iommu_pd::pacing`: its full
-//! batches at most a quarter of this PD's time, a wake-up before its next one is due
-//! served one entry), and the longest is kept per client for the console.
+//! the generic timer, which paces the client's queue (`iommu_pd::pacing`: its batches of
+//! more than two entries at most a quarter of this PD's time, a wake-up before its next
+//! full one is due served one entry), and the longest is kept per client.
 
 use core::ptr::NonNull;
 
@@ -97,7 +97,7 @@ impl Queues {
         if n == 0 {
             return Some(0);
         }
-        self.pacer.charge(client, start, end);
+        self.pacer.charge(client, n, start, end);
         let s = &mut self.served[client];
         s.paced += u64::from(allowed < QUEUE_BATCH);
         s.batches += 1;
