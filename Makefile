@@ -116,7 +116,8 @@ run: deps
 # The Microkit systems: system.xml, the bypass-vs-service measurement (whose checks are
 # that every path read the file right and the switch happened; its figures are printed,
 # not judged), a mapping queue's flood beside a victim's calls (queue-fair.xml: its
-# checks are that every call and entry was answered; its times are printed, not judged),
+# checks are that every call and entry was answered, and the victim's longest wait within
+# a generous multiple of the bound the README states, on an instruction-counting clock),
 # the IOMMU PD alone, Microkit's own iomap vocabulary, devices behind PCI
 # bridges (pci-topology.xml), a device passed through to a virtual machine, a disk passed
 # through to a Linux guest on libvmm (on QEMU 10.0 too where it is installed), and the

@@ -19,6 +19,7 @@ pub mod index;
 pub mod lines;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
+pub mod pacing;
 pub mod pci;
 pub mod reach;
 pub mod service;

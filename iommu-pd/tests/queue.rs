@@ -426,3 +426,131 @@ fn a_restarted_client_starts_its_queue_from_the_beginning() {
     s.client_torn_down(BLK).unwrap();
     assert_eq!(s.queue_cursor(BLK), Default::default());
 }
+
+/// A client that dies with entries posted and not taken (and a wake-up still pending for
+/// them) must not have them served once it is restarted: the PD shell publishes the
+/// cursor over the whole header (`Queue::reset`), the dead client's indices too, so the
+/// wake-up finds nothing before the new client's init has even run, and its device, which
+/// translates again, reaches nothing the new client did not map.
+#[test]
+fn what_a_dead_client_posted_is_not_served_after_its_restart() {
+    let mut s = service();
+    let q = region();
+    assert_eq!(batch(&mut s, BLK, &q, &[map_req(0, DISK, 0, Some(IOVA_BASE))]), [Reply::ok(&[IOVA_BASE])]);
+    for k in 0..3u64 {
+        assert!(post(&q, 10 + k, map_req(0, DISK, (k + 1) * PAGE, Some(IOVA_BASE + (k + 1) * PAGE))));
+    }
+    // It faults here: torn down, ready again, its queue published as the PD shell does.
+    s.client_torn_down(BLK).unwrap();
+    s.client_ready(BLK).unwrap();
+    q.reset(&s.queue_cursor(BLK));
+    assert_eq!(q.unserved(), 0, "the dead client's entries are gone");
+    assert_eq!(s.serve_queue(BLK, &q), 0, "a wake-up left pending serves nothing");
+    assert_eq!(q.pop_completion(), None);
+    let Reply::Ok { values, .. } = query(&mut s, BLK) else { panic!() };
+    assert_eq!(values[query::MAPPINGS], 0, "nothing mapped after the restart");
+    assert!(s.hw().reachable(DISK as usize).is_empty(), "its device reaches nothing");
+    // The restarted client's own entries are served from there.
+    assert_eq!(batch(&mut s, BLK, &q, &[map_req(0, DISK, 0, Some(IOVA_BASE))]), [Reply::ok(&[IOVA_BASE])]);
+}
+
+/// A paced wake-up (`serve_queue_up_to`, `iommu_pd::pacing`) takes no more than it is
+/// allowed, and never more than `QUEUE_BATCH` whatever it is allowed; the entries it leaves
+/// are served, in order, by the wake-ups after it.
+#[test]
+fn a_paced_wake_up_takes_no_more_than_it_is_allowed() {
+    let mut s = service();
+    let q = region();
+    for k in 0..100u64 {
+        assert!(post(&q, k, map_req(0, DISK, 0, Some(IOVA_BASE + (k % 8) * PAGE))));
+        assert!(post(&q, 1000 + k, unmap_req(DISK, IOVA_BASE + (k % 8) * PAGE)));
+    }
+    assert_eq!(s.serve_queue_up_to(BLK, &q, 1), 1);
+    assert_eq!(s.serve_queue_up_to(BLK, &q, iommu_pd::pacing::PACED_BATCH), iommu_pd::pacing::PACED_BATCH);
+    assert_eq!(q.unserved(), 199 - iommu_pd::pacing::PACED_BATCH as u32);
+    assert_eq!(s.serve_queue_up_to(BLK, &q, usize::MAX), QUEUE_BATCH);
+    assert_eq!(s.serve_queue_up_to(BLK, &q, 0), 0);
+    while s.serve_queue_up_to(BLK, &q, 3) > 0 {}
+    let unmaps: Vec<u64> = (1000..1100).collect();
+    let done = completions(&q, &unmaps);
+    let expected: Vec<u64> = (0..100u64).flat_map(|k| [k, 1000 + k]).collect();
+    assert_eq!(done.iter().map(|d| d.0).collect::<Vec<_>>(), expected);
+    assert!(done.iter().all(|(_, r)| matches!(r, Reply::Ok { .. })), "{done:?}");
+}
+
+/// The queue and the calls share one set of books: a queued UNMAP removes a mapping a
+/// call made, and an UNMAP call one the queue made, each confirmed gone from the device;
+/// and a second removal of either, queued or called, is `NotMapped`.
+#[test]
+fn the_queue_unmaps_what_a_call_mapped_and_the_other_way() {
+    let mut s = service();
+    let q = region();
+    let d = DISK as usize;
+    assert_eq!(map(&mut s, BLK, 0, DISK, 0, PAGE, Some(IOVA_BASE), Rights::READ_WRITE), Reply::ok(&[IOVA_BASE]));
+    assert!(s.hw().reachable(d).contains_key(&IOVA_BASE));
+    assert_eq!(
+        batch(&mut s, BLK, &q, &[unmap_req(DISK, IOVA_BASE), map_req(0, DISK, PAGE, Some(IOVA_BASE + PAGE))]),
+        [Reply::ok(&[]), Reply::ok(&[IOVA_BASE + PAGE])]
+    );
+    assert!(!s.hw().reachable(d).contains_key(&IOVA_BASE), "the call's mapping is gone");
+    assert_eq!(unmap(&mut s, BLK, DISK, &[IOVA_BASE]), Reply::Err(ErrorCode::NotMapped));
+    assert_eq!(unmap(&mut s, BLK, DISK, &[IOVA_BASE + PAGE]), Reply::ok(&[]));
+    assert!(s.hw().reachable(d).is_empty(), "the queue's mapping is gone");
+    assert_eq!(batch(&mut s, BLK, &q, &[unmap_req(DISK, IOVA_BASE + PAGE)]), [Reply::Err(ErrorCode::NotMapped)]);
+    s.audit().unwrap();
+}
+
+/// A client that rewrites its entries while the service reads them (another thread
+/// writing every slot without pause, between its own plausible MAP and UNMAP and hostile
+/// ones: another client's handle, another's device, offsets past its capability): each
+/// entry is copied once and judged on the copy, so whatever mixture the service read, the
+/// books agree with the tables and the client's device reaches its own region and nothing
+/// else.
+#[test]
+fn entries_rewritten_while_they_are_read_change_only_what_they_ask() {
+    use std::sync::atomic::AtomicBool;
+    let mut s = service();
+    let q = region();
+    let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let scribbler = std::thread::spawn(move || {
+        let mut rng = Rng(0x5eed_1234_5678_9abd);
+        let mut writes = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            // Keep the ring full of something, then rewrite posted slots under the reader.
+            while post(&q, rng.below(1 << 20), map_req(0, DISK, rng.below(16) * PAGE, Some(IOVA_BASE))) {}
+            let mut mrs = [0; iommu_protocol::MAX_MRS];
+            let req = match rng.below(6) {
+                0 => map_req(0, DISK, rng.below(16) * PAGE, Some(IOVA_BASE + rng.below(8) * PAGE)),
+                1 => unmap_req(DISK, IOVA_BASE + rng.below(8) * PAGE),
+                // A handle number it does not hold, NET's device, past its capability.
+                2 => map_req(2, DISK, 0, None),
+                3 => map_req(0, NIC, 0, None),
+                4 => map_req(0, DISK, 0x1_0000 + rng.below(4) * PAGE, None),
+                _ => map_req(0, DISK, u64::MAX - 0xfff, Some(u64::MAX - 0xfff)),
+            };
+            let (label, _) = req.encode(&mut mrs);
+            // A word at a time, as a racing writer would: the reader may see any mixture.
+            let e = q.request_slot(rng.below(SLOTS as u64) as usize).unwrap();
+            e.label.store(label, Ordering::Relaxed);
+            for (m, v) in e.mrs.iter().zip(mrs) {
+                m.store(v, Ordering::Relaxed);
+            }
+            writes += 1;
+        }
+        writes
+    });
+    let mut served = 0;
+    while served < 20_000 {
+        served += s.serve_queue(BLK, &q);
+        while q.pop_completion().is_some() {}
+        s.audit().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(scribbler.join().unwrap() > 1000, "the scribbler ran");
+    for (&iova, &(pa, _)) in s.hw().reachable(DISK as usize).iter() {
+        assert!((0x4010_0000..0x4011_0000).contains(&pa), "iova {iova:#x} reaches {pa:#x}");
+    }
+    for other in [NIC as usize, 2, NIC2 as usize] {
+        assert!(s.hw().reachable(other).is_empty(), "device {other} reaches nothing");
+    }
+}

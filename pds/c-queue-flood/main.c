@@ -62,12 +62,17 @@ static void flood(void)
             }
             k++;
         }
+        uint64_t t0 = timer_ticks();
         if (board_get(&board->doorbell)) {
             iommu_queue_serve(&q, 0);
             calls++;
         } else {
             iommu_queue_notify(&q);
             wakeups++;
+        }
+        uint64_t took = timer_ticks() - t0;
+        if (took > board_get(&board->flood_wake_max)) {
+            board_set(&board->flood_wake_max, took);
         }
         struct iommu_queue_done d;
         while (iommu_queue_take(&q, &d)) {

@@ -16,7 +16,17 @@ struct scoreboard {
     /* Set by the flood once it has stopped and said so: the victim prints after it, so
      * the two PDs' lines do not interleave on the console. */
     uint64_t flood_done;
+    /* The longest of the flood's wake-ups (a notification, or a doorbell call, until it
+     * returned: the IOMMU PD's batch and the kernel's work around it), in timer ticks. */
+    uint64_t flood_wake_max;
 };
+
+/* The scheduling context each of the two has (images/queue-fair.xml: budget = period, so
+ * seL4 shares the core between them in turns of this long). */
+#define SLICE_US 1000
+/* The IOMMU PD's pacing (iommu_pd::pacing::SHARE): one client's full batches take at most
+ * one SHARE-th of its time. */
+#define PACING_SHARE 4
 
 /* The channel between them (images/queue-fair.xml): the victim starts the flood on it. */
 #define FLOOD_CHANNEL 1
@@ -43,6 +53,13 @@ static inline uint64_t timer_us(uint64_t ticks)
     uint64_t hz;
     __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(hz));
     return hz ? ticks * 1000000 / hz : 0;
+}
+
+static inline uint64_t timer_from_us(uint64_t us)
+{
+    uint64_t hz;
+    __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(hz));
+    return hz * us / 1000000;
 }
 
 static inline void put_dec(uint64_t v)

@@ -188,6 +188,12 @@ impl<'a> Queue<'a> {
         self.requests.len() as u32
     }
 
+    /// The request ring's slot `slot`, as a client that writes it directly (and a test
+    /// playing a hostile one) sees it.
+    pub fn request_slot(&self, slot: usize) -> Option<&'a Entry> {
+        self.requests.get(slot)
+    }
+
     fn slot(&self, index: u32) -> usize {
         (index & (self.entries() - 1)) as usize
     }
@@ -279,10 +285,16 @@ impl<'a> Queue<'a> {
         self.header.request_head.store(cursor.request_head, Ordering::Release);
     }
 
-    /// Publish `cursor` as it is (a restarted client's queue starts again from it).
+    /// Start the queue over at `cursor`, empty both ways: for a client that is not running
+    /// (it faulted and is being restarted). The client's indices are written too, so what
+    /// the dead client posted and a wake-up it left pending serve nothing, whether or not
+    /// the restarted client's init has run yet.
     pub fn reset(&self, cursor: &Cursor) {
-        self.header.completion_tail.store(cursor.completion_tail, Ordering::Release);
-        self.header.request_head.store(cursor.request_head, Ordering::Release);
+        let h = self.header;
+        h.request_tail.store(cursor.request_head, Ordering::Relaxed);
+        h.completion_head.store(cursor.completion_tail, Ordering::Relaxed);
+        h.completion_tail.store(cursor.completion_tail, Ordering::Release);
+        h.request_head.store(cursor.request_head, Ordering::Release);
     }
 }
 

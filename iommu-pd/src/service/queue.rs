@@ -40,6 +40,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// requests untaken when it is notified notifies again), so a flood delays other
     /// clients by at most one batch per queue.
     pub fn serve_queue(&mut self, client: usize, q: &Queue<'_>) -> usize {
+        self.serve_queue_up_to(client, q, QUEUE_BATCH)
+    }
+
+    /// `serve_queue`, taking at most `max` entries (and never more than `QUEUE_BATCH`):
+    /// the PD shell paces a client's queue with it (`crate::pacing`).
+    pub fn serve_queue_up_to(&mut self, client: usize, q: &Queue<'_>, max: usize) -> usize {
         if self.unblocked != 0 {
             self.retry_blocks();
         }
@@ -47,7 +53,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return 0;
         };
         let cursor = tables.queue;
-        let n = q.takeable(&cursor, QUEUE_BATCH);
+        let n = q.takeable(&cursor, max.min(QUEUE_BATCH));
         if n == 0 {
             return 0;
         }

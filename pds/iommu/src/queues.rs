@@ -14,11 +14,14 @@
 //! most one batch per queue whose client notified before it (with one flooding client:
 //! one batch). A client that finds entries untaken when notified notifies again
 //! (`MapQueue::untaken`), and goes behind whatever is waiting. Each batch is timed with
-//! the generic timer, and the longest is kept per client for the console.
+//! the generic timer, which paces the client's queue (`iommu_pd::pacing`: its batches of
+//! more than two entries at most a quarter of this PD's time, a wake-up before its next
+//! full one is due served one entry), and the longest is kept per client.
 
 use core::ptr::NonNull;
 
-use iommu_protocol::queue::Queue;
+use iommu_pd::pacing::{Pacer, PACED_BATCH};
+use iommu_protocol::queue::{Queue, QUEUE_BATCH};
 use sel4_microkit::{debug_println, Channel, ChannelSet};
 
 use crate::{policy, Svc};
@@ -29,6 +32,8 @@ pub struct Served {
     /// Wake-ups that took entries, and the entries they took.
     pub batches: u64,
     pub entries: u64,
+    /// Wake-ups served `PACED_BATCH` entries because its next full batch was not due.
+    pub paced: u64,
     /// Timer ticks in batches, all told; the longest batch, and how many entries it had.
     pub ticks: u64,
     pub longest: u64,
@@ -39,6 +44,7 @@ pub struct Served {
 pub struct Queues {
     queues: [Option<Queue<'static>>; policy::CLIENTS.len()],
     pub served: [Served; policy::CLIENTS.len()],
+    pacer: Pacer<{ policy::CLIENTS.len() }>,
 }
 
 impl Queues {
@@ -62,11 +68,11 @@ impl Queues {
                     "iommu: {} has a mapping queue of {} entries; at most {} served per notification",
                     policy::CLIENTS[client].name,
                     q.entries(),
-                    iommu_protocol::queue::QUEUE_BATCH
+                    QUEUE_BATCH
                 );
             }
         }
-        Queues { queues, served: [Served::default(); policy::CLIENTS.len()] }
+        Queues { queues, served: [Served::default(); policy::CLIENTS.len()], pacer: Pacer::default() }
     }
 
     /// Serve the queue of every client that notified: one batch each, then notify it.
@@ -84,12 +90,16 @@ impl Queues {
     pub fn serve_one(&mut self, service: &mut Svc, client: usize) -> Option<usize> {
         let q = self.queues.get(client).copied().flatten()?;
         let start = generic_timer::ticks();
-        let n = service.serve_queue(client, &q);
-        let took = generic_timer::ticks().wrapping_sub(start);
+        let allowed = self.pacer.allowance(client, start);
+        let n = service.serve_queue_up_to(client, &q, allowed);
+        let end = generic_timer::ticks();
+        let took = end.wrapping_sub(start);
         if n == 0 {
             return Some(0);
         }
+        self.pacer.charge(client, n, start, end);
         let s = &mut self.served[client];
+        s.paced += u64::from(allowed < QUEUE_BATCH);
         s.batches += 1;
         s.entries += n as u64;
         s.ticks += took;
@@ -117,11 +127,13 @@ impl Queues {
         let Some(s) = self.served.get(client).filter(|s| s.batches > 0) else { return };
         let us = |t: u64| (u128::from(t) * 1_000_000 / u128::from(generic_timer::hz().max(1))) as u64;
         debug_println!(
-            "iommu: {}'s mapping queue: {} entries in {} batches (at most {} a batch), {} us a batch on average; the longest batch {} us ({} entries)",
+            "iommu: {}'s mapping queue: {} entries in {} batches (at most {} a batch; {} paced to {}), {} us a batch on average; the longest batch {} us ({} entries)",
             policy::CLIENTS[client].name,
             s.entries,
             s.batches,
-            iommu_protocol::queue::QUEUE_BATCH,
+            QUEUE_BATCH,
+            s.paced,
+            PACED_BATCH,
             us(s.ticks / s.batches),
             us(s.longest),
             s.longest_entries
