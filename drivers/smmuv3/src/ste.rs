@@ -230,7 +230,9 @@ impl Ste {
             SteConfig::Invalid => 0b0000_0001,
             SteConfig::Abort => 0b0000_0001,
             SteConfig::Bypass => 0b0000_0011,
-            SteConfig::Stage1 { .. } => 0b0000_0011,
+            // Word 2 as well: on an SMMU with stage 2, S2VMID tags the stream's stage-1
+            // TLB entries (IHI 0070 STE.S2VMID; Linux's `arm_smmu_get_ste_used`).
+            SteConfig::Stage1 { .. } => 0b0000_0111,
             // Word 1 (SHCFG), word 2 (VMID, VTCR, S2AA64, S2R) and word 3 (S2TTB).
             SteConfig::Stage2 { .. } => 0b0000_1111,
             SteConfig::Other(_) => 0xff,

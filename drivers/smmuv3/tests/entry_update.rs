@@ -163,6 +163,32 @@ fn stage2_ste_transitions_are_safe() {
     check::<SteKind, STE_WORDS>(s2, s1, ste_blocks, 3);
 }
 
+/// A stage-1 STE's S2VMID (word 2) is read too on an SMMU with stage 2: it tags the
+/// stream's stage-1 TLB entries (IHI 0070 STE.S2VMID; Linux's `arm_smmu_get_ste_used`
+/// marks it used for every configuration that translates at stage 1). Judged here with
+/// that mask, not the driver's own `used_words`, which `check` trusts: an update that
+/// changes the CD pointer and the VMID of a live stage-1 entry must not let the SMMU see
+/// the old CD under the new VMID (or the reverse), so it goes through abort.
+#[test]
+fn a_stage1_ste_s2vmid_change_is_break_before_make() {
+    let mut s1_vm = Ste::stage1(PhysAddr(0x4000_0000)).0;
+    s1_vm[2] = smmuv3::ste::STRTAB_STE_2_S2VMID.prep(5);
+    let s1b = Ste::stage1(PhysAddr(0x4000_0040)).0;
+    assert_ne!(Ste(s1_vm).used_words() & 0b100, 0, "S2VMID is used by a stage-1 entry");
+    let mut r = Recorder { mem: s1_vm, log: Vec::new() };
+    update::<SteKind, STE_WORDS>(&mut r, &s1b).unwrap();
+    assert_eq!(r.mem, s1b);
+    // Linux's mask for a stage-1 STE: words 0, 1 and 2.
+    let linux = |e: &[u64; STE_WORDS]| [e[0], e[1], e[2]];
+    for state in observable(&s1_vm, &r.log) {
+        assert!(
+            linux(&state) == linux(&s1_vm) || linux(&state) == linux(&s1b) || ste_blocks(&state),
+            "the SMMU could see {state:x?} via {:?}",
+            r.log
+        );
+    }
+}
+
 #[test]
 fn cd_transitions_are_safe() {
     let ctx =
