@@ -3,11 +3,13 @@
 //! It implements `Mmio`: register writes have the architected side effects (CR0ACK and
 //! IRQ_CTRLACK follow, GBPA.UPDATE clears, a CMDQ_PROD write consumes commands). It also
 //! translates like the hardware does, with caches: STEs and CDs are cached per stream
-//! until a CMD_CFGI_*, translations per (ASID, page) until a CMD_TLBI_*, and table
-//! descriptors met on a walk (a walk cache) per (ASID, level, range) until a
+//! until a CMD_CFGI_*, translations per (VMID, ASID, page) until a CMD_TLBI_*, and table
+//! descriptors met on a walk (a walk cache) per (VMID, ASID, level, range) until a
 //! CMD_TLBI_NH_ASID, a CMD_TLBI_NH_VA with Leaf = 0 for an address in their range, or a
 //! TLBI of everything (a CMD_TLBI_NH_VA with Leaf = 1 may leave them, as the architecture
-//! allows). Stage-2 streams (STE.Config = 0b110) are walked from STE.S2TTB with the
+//! allows). On an SMMU with stage 2 (SMMU_IDR0.S2P) stage-1 entries carry the STE's
+//! S2VMID as well (IHI 0070 3.17), and CMD_TLBI_NH_ASID, NH_VA and NH_ALL reach only
+//! entries of the VMID in the command; without stage 2 the VMID is 0. Stage-2 streams (STE.Config = 0b110) are walked from STE.S2TTB with the
 //! STE's VTCR, their translations and walks cached per VMID until a CMD_TLBI_S12_VMALL
 //! of it, or a CMD_TLBI_S2_IPA of an address in their range (walks only with Leaf = 0);
 //! a stage-2 fault with STE.S2R set writes an event record (S2 = 1, the IPA) to the
@@ -41,12 +43,21 @@ pub enum Outcome {
     Bypass(u64),
 }
 
-/// What TLB and walk-cache entries are tagged with: a stage-1 context's ASID, or a
-/// stage-2 address space's VMID.
+/// What TLB and walk-cache entries are tagged with: a stage-1 context's ASID within the
+/// VMID of its STE, or a stage-2 address space's VMID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Tag {
-    Asid(u16),
+    Asid { vmid: u16, asid: u16 },
     Vmid(u16),
+}
+
+impl Tag {
+    /// Whether CMD_TLBI_S12_VMALL of `vmid` reaches this entry: both stages of the VMID.
+    fn in_vmid(self, vmid: u16) -> bool {
+        match self {
+            Tag::Asid { vmid: v, .. } | Tag::Vmid(v) => v == vmid,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -413,9 +424,10 @@ impl SmmuModel {
     fn execute(&self, st: &mut State, cmd: Command) {
         let w0 = cmd.0[0];
         let sid = (w0 >> 32) as u32;
-        let asid = Tag::Asid((w0 >> 48) as u16);
-        // CMD_TLBI_S2_IPA / S12_VMALL: VMID in bits [47:32].
-        let vmid = Tag::Vmid((w0 >> 32) as u16);
+        // CMD_TLBI_*: VMID in bits [47:32], RES0 (and so ignored) without stage 2.
+        let vmid_bits = if has_stage2(st) { (w0 >> 32) as u16 } else { 0 };
+        let asid = Tag::Asid { vmid: vmid_bits, asid: (w0 >> 48) as u16 };
+        let vmid = Tag::Vmid(vmid_bits);
         match cmd.opcode() {
             0x03 | 0x05 | 0x06 => {
                 st.config_cache.remove(&sid);
@@ -445,9 +457,15 @@ impl SmmuModel {
                     }
                 }
             }
+            // CMD_TLBI_NH_ALL: every stage-1 entry of the VMID.
+            0x10 => {
+                let stage1_of = |t: &Tag| matches!(t, Tag::Asid { vmid: v, .. } if *v == vmid_bits);
+                st.tlb.retain(|t, _| !stage1_of(t));
+                st.walks.retain(|t, _| !stage1_of(t));
+            }
             0x28 => {
-                st.tlb.remove(&vmid);
-                st.walks.remove(&vmid);
+                st.tlb.retain(|t, _| !t.in_vmid(vmid_bits));
+                st.walks.retain(|t, _| !t.in_vmid(vmid_bits));
             }
             0x2a => {
                 // IPA[51:12] in word 1.
@@ -461,7 +479,7 @@ impl SmmuModel {
                     }
                 }
             }
-            0x10 | 0x30 => {
+            0x30 => {
                 st.tlb.clear();
                 st.walks.clear();
             }
@@ -509,7 +527,7 @@ impl SmmuModel {
             0b100 => return Outcome::Bypass(iova),
             0b101 => {}
             // Stage 2 on an SMMU that has it (SMMU_IDR0.S2P): otherwise C_BAD_STE.
-            0b110 if st.regs.get(&reg::IDR0).copied().unwrap_or(0) & 1 == 1 => {
+            0b110 if has_stage2(&st) => {
                 return stage2(&mut st, sid, &ste, iova, write);
             }
             _ => return Outcome::Fault(0x04),
@@ -525,7 +543,9 @@ impl SmmuModel {
         if !(16..=39).contains(&t0sz) || tg0 != 0 {
             return Outcome::Fault(0x0a);
         }
-        let asid = Tag::Asid((cd[0] >> 48) as u16);
+        // STE.S2VMID (word 2 [15:0]) tags stage-1 entries too when stage 2 is implemented.
+        let vmid = if has_stage2(&st) { ste[2] as u16 } else { 0 };
+        let asid = Tag::Asid { vmid, asid: (cd[0] >> 48) as u16 };
         if let Some(e) =
             st.tlb.get(&asid).and_then(|v| v.iter().find(|e| iova >= e.iova_base && iova < e.iova_base + e.size))
         {
@@ -684,6 +704,11 @@ fn stage2(st: &mut State, sid: u32, ste: &[u64; 8], ipa: u64, write: bool) -> Ou
         st.tlb.entry(vmid).or_default().push(entry);
         return Outcome::Ok(entry.pa_base + (ipa - entry.iova_base));
     }
+}
+
+/// SMMU_IDR0.S2P: the SMMU implements stage 2, so VMIDs tag its entries.
+fn has_stage2(st: &State) -> bool {
+    st.regs.get(&reg::IDR0).copied().unwrap_or(0) & IDR0_S2P as u64 != 0
 }
 
 /// SMMU_IDR5.OAS in bits: the spec's table written out again rather than the driver's

@@ -281,3 +281,72 @@ fn deferred_unmaps_of_a_stage2_domain_are_confirmed_by_one_sync() {
     assert_eq!(smmu.regs().commands(), vec![ipa(0), ipa(0x1000), Command::sync()]);
     assert_eq!(smmu.regs().translate(SID_VM, GUEST_RAM + 0x1000, false), Outcome::Fault(id::F_TRANSLATION));
 }
+
+/// Overwrite STE.S2VMID (word 2 [15:0]) of stream `sid` in the two-level stream table the
+/// model reads, found from its registers: what a driver that got the field wrong would
+/// have written. The model has not cached the STE yet (no translation of `sid` so far).
+fn set_s2vmid(smmu: &Smmu<SmmuModel>, sid: u32, vmid: u16) {
+    let m = smmu.regs();
+    let cfg = m.reg(smmuv3::mmio::reg::STRTAB_BASE_CFG);
+    assert_eq!((cfg >> 16) & 3, 1, "a two-level stream table");
+    let split = (cfg >> 6) & 0x1f;
+    let base = m.reg(smmuv3::mmio::reg::STRTAB_BASE) & 0x000f_ffff_ffff_ffc0;
+    // SAFETY: host memory, PA == VA; the level-1 descriptor and the STE are the driver's
+    // live tables, which this test alone touches while the driver is idle.
+    unsafe {
+        let l1 = core::ptr::read_volatile((base + (sid as u64 >> split) * 8) as *const u64);
+        let l2 = l1 & 0x000f_ffff_ffff_ffc0;
+        let word2 = (l2 + (sid as u64 & ((1 << split) - 1)) * 64 + 16) as *mut u64;
+        core::ptr::write_volatile(word2, (core::ptr::read_volatile(word2) & !0xffff) | vmid as u64);
+    }
+}
+
+#[test]
+fn stage1_entries_are_tagged_with_the_ste_vmid_on_an_smmu_with_stage2() {
+    // Two streams share a stage-1 domain (one ASID); the second one's STE is made to
+    // carry the stage-2 domain's VMID, as a driver filling S2VMID wrongly would. The
+    // driver invalidates stage 1 with VMID 0, which reaches the first stream's entries
+    // only: the second keeps a stale translation, until CMD_TLBI_S12_VMALL of its VMID.
+    let (mut smmu, vm, _) = vm_domain(0x1000);
+    let vmid = vmid_of(&smmu, vm);
+    let page = common::buffer(0x1000, 0x1000);
+    let d1 = smmu.create_domain().unwrap();
+    smmu.map(d1, Iova(0x1000), page.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.attach(StreamId(SID_HOST), d1).unwrap();
+    smmu.attach(StreamId(SID_HOST + 1), d1).unwrap();
+    // The driver's own stage-1 STE carries VMID 0, as its TLBIs do.
+    assert_eq!(smmu.ste(StreamId(SID_HOST)).unwrap().0[2] & 0xffff, 0);
+    set_s2vmid(&smmu, SID_HOST + 1, vmid.0);
+    for sid in [SID_HOST, SID_HOST + 1] {
+        assert_eq!(smmu.regs().translate(sid, 0x1000, true), Outcome::Ok(page.pa.0));
+    }
+    smmu.regs().clear_commands();
+    smmu.unmap(d1, Iova(0x1000), 0x1000).unwrap();
+    smmu.invalidate_domain(d1).unwrap();
+    let stage1_tlbis: Vec<_> =
+        smmu.regs().commands().into_iter().filter(|c| matches!(c.opcode(), 0x11 | 0x12)).collect();
+    assert!(!stage1_tlbis.is_empty());
+    assert!(stage1_tlbis.iter().all(|c| (c.0[0] >> 32) as u16 == 0), "{stage1_tlbis:x?}");
+    let m = smmu.regs();
+    assert_eq!(m.translate(SID_HOST, 0x1000, true), Outcome::Fault(id::F_TRANSLATION));
+    assert_eq!(m.translate(SID_HOST + 1, 0x1000, true), Outcome::Ok(page.pa.0), "stale under VMID {}", vmid.0);
+    // Destroying the stage-2 domain invalidates its VMID, stage-1 entries included.
+    smmu.detach(StreamId(SID_VM)).unwrap();
+    smmu.destroy_domain(vm).unwrap();
+    assert_eq!(smmu.regs().translate(SID_HOST + 1, 0x1000, true), Outcome::Fault(id::F_TRANSLATION));
+}
+
+#[test]
+fn without_stage2_the_ste_vmid_tags_nothing() {
+    // S2VMID is RES0 on an SMMU without stage 2 (and the commands' VMID field with it):
+    // the same STE as above loses its entries to the driver's TLBI.
+    let mut smmu = smmuv3::model::host_smmu(64);
+    let page = common::buffer(0x1000, 0x1000);
+    let d = smmu.create_domain().unwrap();
+    smmu.map(d, Iova(0x1000), page.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.attach(StreamId(SID_HOST), d).unwrap();
+    set_s2vmid(&smmu, SID_HOST, 1);
+    assert_eq!(smmu.regs().translate(SID_HOST, 0x1000, true), Outcome::Ok(page.pa.0));
+    smmu.unmap(d, Iova(0x1000), 0x1000).unwrap();
+    assert_eq!(smmu.regs().translate(SID_HOST, 0x1000, true), Outcome::Fault(id::F_TRANSLATION));
+}
