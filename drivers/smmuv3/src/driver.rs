@@ -407,10 +407,25 @@ pub struct Smmu<M: Mmio> {
     /// when they do not.
     coherency: Coherency,
     maint: Maintenance,
-    /// Fault injection: the next unmap's first invalidation goes out as a command the SMMU
-    /// rejects (CERROR_ILL), as a failing SMMU might refuse or lose it.
-    #[cfg(feature = "fault-injection")]
-    reject_next_invalidation: bool,
+    reject_next_invalidation: RejectNext,
+}
+
+/// Fault injection: the next unmap's first invalidation goes out as a command the SMMU
+/// rejects (CERROR_ILL), as a failing SMMU might refuse or lose it. Without the feature it
+/// holds nothing and never rejects.
+#[derive(Debug, Default)]
+struct RejectNext(#[cfg(feature = "fault-injection")] bool);
+
+impl RejectNext {
+    /// Disarms it, returning what an unmap passes each invalidation command through: the
+    /// command itself, or in place of the first, if it was armed, one the SMMU rejects.
+    fn take(&mut self) -> impl FnMut(Command) -> Command {
+        #[cfg(feature = "fault-injection")]
+        let mut armed = core::mem::take(&mut self.0);
+        #[cfg(not(feature = "fault-injection"))]
+        let mut armed = false;
+        move |cmd| if core::mem::take(&mut armed) { Command([0x7f, 0]) } else { cmd }
+    }
 }
 
 // SAFETY: the driver exclusively owns its registers and memory regions (by `init`'s
@@ -763,8 +778,7 @@ impl<M: Mmio> Smmu<M> {
             gbpa_aborts: reset.gbpa_aborts,
             coherency: reset.coherency,
             maint: reset.maint,
-            #[cfg(feature = "fault-injection")]
-            reject_next_invalidation: false,
+            reject_next_invalidation: RejectNext::default(),
         };
         if let Err(e) = smmu.start(reset.ats) {
             let _ = fail_closed(&smmu.regs, config.bound);
@@ -1446,12 +1460,7 @@ impl<M: Mmio> Smmu<M> {
         }
         let tag = dom.tag;
         let per_page = leaves <= TLBI_ASID_THRESHOLD;
-        #[cfg(feature = "fault-injection")]
-        let mut reject = core::mem::take(&mut self.reject_next_invalidation);
-        #[cfg(not(feature = "fault-injection"))]
-        let mut reject = false;
-        // The first invalidation, or in its place a command the SMMU rejects.
-        let mut invalidation = |cmd: Command| if core::mem::take(&mut reject) { Command([0x7f, 0]) } else { cmd };
+        let mut invalidation = self.reject_next_invalidation.take();
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
         let mut queue_error = None;
         // From here the tables change: until the invalidation is confirmed, the domain's
@@ -1488,11 +1497,7 @@ impl<M: Mmio> Smmu<M> {
         let leaves = dom.table.check_unmap(&self.pool, iova, len)?;
         let tag = dom.tag;
         let per_page = leaves <= TLBI_ASID_THRESHOLD;
-        #[cfg(feature = "fault-injection")]
-        let mut reject = core::mem::take(&mut self.reject_next_invalidation);
-        #[cfg(not(feature = "fault-injection"))]
-        let mut reject = false;
-        let mut invalidation = |cmd: Command| if core::mem::take(&mut reject) { Command([0x7f, 0]) } else { cmd };
+        let mut invalidation = self.reject_next_invalidation.take();
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
         // Before the first command: a sync that a full queue or an erratum forces in
         // `push` and that fails must count against this unmap too.
@@ -1723,7 +1728,7 @@ impl<M: Mmio> Smmu<M> {
     /// entries left the tables; what a failing SMMU does to a driver that trusts it.
     #[cfg(feature = "fault-injection")]
     pub fn reject_next_invalidation(&mut self) {
-        self.reject_next_invalidation = true;
+        self.reject_next_invalidation.0 = true;
     }
 
     /// Queue `cmd` as it is and wait for a CMD_SYNC: for tests that provoke command
