@@ -35,4 +35,10 @@ judge "a good boot passes" 0 8 'printf "MON|INFO: Microkit Monitor started!\r\nd
 printf 'the driver ran|^drv: ran\nno DMA ran|!^drv: DMA\n' > "$expect"
 judge "a line that must not appear, absent" 0 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
 judge "a line that must not appear, present" 1 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\ndrv: DMA done\r\n"; sleep 30'
+# Lines of PDs of higher priority inside another's (WHOLE_LINES_FROM), one inside the
+# other too: each judged whole once untangled; without the setting the cut line fails.
+printf 'the driver read|^drv: read 4 bytes\r?$\nthe IOMMU PD told|^iommu: fault at 0x1000\r?$\nthe other driver was told|^other: told 0x1000\r?$\nand again|^iommu: fault at 0x2000\r?$\n' > "$expect"
+tangled='printf "MON|INFO: Microkit Monitor started!\r\ndrv: reaiommu: fault at 0x1000\r\nother: toiommu: fault at 0x2000\r\nld 0x1000\r\nd 4 bytes\r\n"; sleep 30'
+WHOLE_LINES_FROM='iommu: |other: |drv: ' judge "lines landed inside other lines, untangled" 0 8 "$tangled"
+judge "lines landed inside other lines, not untangled" 1 5 "${tangled%; sleep 30}"
 [ "$failures" -eq 0 ]
