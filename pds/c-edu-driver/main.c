@@ -39,20 +39,9 @@ uint64_t iommu_queue_size __attribute__((section(".data")));
 
 static uint64_t next_fault;
 
-/* What an IOMMU call did: "ok", or its error code and what it means (iommu_strerror). */
 static void say(const char *what, uint64_t err)
 {
-    microkit_dbg_puts("c-edu: ");
-    microkit_dbg_puts(what);
-    if (err == 0) {
-        microkit_dbg_puts(": ok\n");
-    } else {
-        microkit_dbg_puts(": error ");
-        put_hex(err);
-        microkit_dbg_puts(" (");
-        microkit_dbg_puts(iommu_strerror(err));
-        microkit_dbg_puts(")\n");
-    }
+    put_result("c-edu", what, err);
 }
 
 /* The next completion, waiting for it: the IOMMU PD runs at a higher priority on this core,
