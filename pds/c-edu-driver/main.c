@@ -59,6 +59,37 @@ static int next_done(struct iommu_queue *q, struct iommu_queue_done *d)
     return 0;
 }
 
+/* Its mapping queue, started with iommu_queue_init (from what the IOMMU PD published): 1,
+ * or 0 with the reason said as "c-edu: <what>: error ...". */
+static int start_queue(struct iommu_queue *q, const char *what)
+{
+    uint64_t err = iommu_queue_init(q, iommu_queue, iommu_queue_size, C_EDU_DRIVER_QUEUE_ENTRIES, IOMMU);
+    if (err) {
+        say(what, err);
+    }
+    return err == 0;
+}
+
+/* A MAP of its page through its queue at `iova` (or IOMMU_IOVA_ANY), served by the
+ * doorbell call, and its completion waited for; said as "c-edu: <what>: ok" or what went
+ * wrong. The IOVA it got, or 0 (never in its device's window) if it got none. */
+static uint64_t queued_map(struct iommu_queue *q, uint64_t iova, const char *what)
+{
+    uint64_t tag = 0, taken = 0;
+    struct iommu_queue_done d = {0, 0, 0};
+    if (iommu_queue_post_map(q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, iova, IOMMU_RIGHTS_READ_WRITE, &tag) != 0) {
+        microkit_dbg_puts("c-edu: its mapping queue is full\n");
+        return 0;
+    }
+    uint64_t err = iommu_queue_serve(q, &taken);
+    if (err == 0 && (!next_done(q, &d) || d.tag != tag)) {
+        microkit_dbg_puts("c-edu: no completion for its queued MAP\n");
+        return 0;
+    }
+    say(err ? "the doorbell call" : what, err ? err : d.err);
+    return err || d.err ? 0 : d.value;
+}
+
 /* Where it has its queue map its page just before it crashes, IOVAs it names (in its
  * device's window, far above those the service chooses for it, which start at the
  * window's base), so the checks after its restart know where to look: */
@@ -94,27 +125,15 @@ static struct queue_state queue_state(void)
 static void through_the_queue(volatile uint8_t *page)
 {
     struct iommu_queue q;
-    uint64_t err = iommu_queue_init(&q, iommu_queue, iommu_queue_size, C_EDU_DRIVER_QUEUE_ENTRIES, IOMMU);
-    if (err) {
-        say("its mapping queue", err);
+    if (!start_queue(&q, "its mapping queue")) {
         return;
     }
-    uint64_t tag = 0, taken = 0;
+    uint64_t iova = queued_map(&q, IOMMU_IOVA_ANY, "MAP through its mapping queue (the doorbell call), completed");
+    if (iova == 0) {
+        return;
+    }
+    uint64_t tag = 0;
     struct iommu_queue_done d = {0, 0, 0};
-    if (iommu_queue_post_map(&q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &tag) != 0) {
-        microkit_dbg_puts("c-edu: its mapping queue is full\n");
-        return;
-    }
-    err = iommu_queue_serve(&q, &taken);
-    if (err == 0 && (!next_done(&q, &d) || d.tag != tag)) {
-        microkit_dbg_puts("c-edu: no completion for its queued MAP\n");
-        return;
-    }
-    say(err ? "the doorbell call" : "MAP through its mapping queue (the doorbell call), completed", err ? err : d.err);
-    if (err || d.err) {
-        return;
-    }
-    uint64_t iova = d.value;
     microkit_dbg_puts("c-edu: the queued MAP put its page at iova ");
     put_hex(iova);
     microkit_dbg_puts("\n");
@@ -144,23 +163,17 @@ static void through_the_queue(volatile uint8_t *page)
 static void leave_its_queue_in_use(volatile uint8_t *page)
 {
     struct iommu_queue q;
-    uint64_t err = iommu_queue_init(&q, iommu_queue, iommu_queue_size, C_EDU_DRIVER_QUEUE_ENTRIES, IOMMU);
-    if (err) {
-        say("its mapping queue before its crash", err);
+    if (!start_queue(&q, "its mapping queue before its crash")) {
         return;
     }
-    uint64_t tag = 0, taken = 0;
-    struct iommu_queue_done d = {0, 0, 0};
-    if (iommu_queue_post_map(&q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, LEFT_TAKEN, IOMMU_RIGHTS_READ_WRITE, &tag) != 0 ||
-        iommu_queue_serve(&q, &taken) != 0 || !next_done(&q, &d) || d.tag != tag || d.err != 0 ||
-        d.value != LEFT_TAKEN) {
-        microkit_dbg_puts("c-edu: before its crash, its queued MAP at 0x100080000 was not done\n");
+    if (queued_map(&q, LEFT_TAKEN, "before its crash, MAP at 0x100080000 through its mapping queue, completed") !=
+        LEFT_TAKEN) {
         return;
     }
     microkit_dbg_puts(edu_round_trip(edu_bar, page, LEFT_TAKEN, 0x71)
                           ? "c-edu: before its crash, DMA through its queue-made mapping at 0x100080000 copied the bytes\n"
                           : "c-edu: before its crash, DMA through its queue-made mapping at 0x100080000 FAILED\n");
-    taken = 0;
+    uint64_t tag = 0, taken = 0;
     if (iommu_queue_post_map(&q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, LEFT_UNTAKEN, IOMMU_RIGHTS_READ_WRITE, &tag) != 0 ||
         iommu_queue_serve(&q, &taken) != 0 || taken != 1) {
         microkit_dbg_puts("c-edu: before its crash, its second queued MAP was not served\n");
@@ -234,28 +247,15 @@ static void queue_after_restart(volatile uint8_t *page)
                        0x63);
 
     struct iommu_queue q;
-    err = iommu_queue_init(&q, iommu_queue, iommu_queue_size, C_EDU_DRIVER_QUEUE_ENTRIES, IOMMU);
-    if (err) {
-        say("after its restart, its mapping queue", err);
+    if (!start_queue(&q, "after its restart, its mapping queue")) {
+        return;
+    }
+    uint64_t iova = queued_map(&q, IOMMU_IOVA_ANY, "after its restart, MAP through its mapping queue, completed");
+    if (iova == 0) {
         return;
     }
     uint64_t tag = 0, taken = 0;
     struct iommu_queue_done d = {0, 0, 0};
-    if (iommu_queue_post_map(&q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &tag) != 0) {
-        microkit_dbg_puts("c-edu: after its restart, its mapping queue is full\n");
-        return;
-    }
-    err = iommu_queue_serve(&q, &taken);
-    if (err == 0 && (!next_done(&q, &d) || d.tag != tag)) {
-        microkit_dbg_puts("c-edu: after its restart, no completion for its queued MAP\n");
-        return;
-    }
-    say(err ? "after its restart, the doorbell call" : "after its restart, MAP through its mapping queue, completed",
-        err ? err : d.err);
-    if (err || d.err) {
-        return;
-    }
-    uint64_t iova = d.value;
     microkit_dbg_puts(edu_round_trip(edu_bar, page, iova, 0x6d)
                           ? "c-edu: after its restart, DMA through its new queue-made mapping copied the bytes\n"
                           : "c-edu: after its restart, DMA through its new queue-made mapping FAILED\n");

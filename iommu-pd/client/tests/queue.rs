@@ -132,6 +132,11 @@ fn more_than_a_batch_takes_another_notification() {
 /// IOVAs a client names for its MAPs, in its device's window.
 const NAMED: [u64; 3] = [0x10_0000 + 0x8_0000, 0x10_0000 + 0x9_0000, 0x10_0000 + 0xa_0000];
 
+/// Post a MAP of page `page` of the buffers at `NAMED[page]`, read-write; its tag.
+fn post_named(q: &mut MapQueue<'static, Pd>, page: usize) -> u64 {
+    q.post_map(Handle(0), DeviceId(0), page as u64 * 4096, 4096, Some(NAMED[page]), Rights::READ_WRITE).unwrap()
+}
+
 /// A client dies with its queue in use: a MAP served and its completion taken, one served
 /// and its completion not taken, one posted and never served. The IOMMU PD tears it down
 /// and starts its queue over (`Queue::reset` with the service's cursor, as the PD shell
@@ -142,12 +147,12 @@ const NAMED: [u64; 3] = [0x10_0000 + 0x8_0000, 0x10_0000 + 0x9_0000, 0x10_0000 +
 fn a_restarted_client_starts_its_queue_from_what_the_iommu_pd_published() {
     let (service, queue, mut q) = setup_with_region();
     let dev = DeviceId(0);
-    let taken = q.post_map(Handle(0), dev, 0, 4096, Some(NAMED[0]), Rights::READ_WRITE).unwrap();
+    let taken = post_named(&mut q, 0);
     q.notify();
     assert_eq!(all(&mut q), [Done { tag: taken, result: Ok(NAMED[0]) }]);
-    q.post_map(Handle(0), dev, 4096, 4096, Some(NAMED[1]), Rights::READ_WRITE).unwrap();
+    post_named(&mut q, 1);
     q.notify();
-    q.post_map(Handle(0), dev, 2 * 4096, 4096, Some(NAMED[2]), Rights::READ_WRITE).unwrap();
+    post_named(&mut q, 2);
     assert_eq!(q.untaken(), 1);
     let reach = service.borrow().hw().reachable(0);
     assert!(reach.contains_key(&NAMED[0]) && reach.contains_key(&NAMED[1]) && !reach.contains_key(&NAMED[2]));
@@ -185,9 +190,9 @@ fn a_restarted_client_starts_its_queue_from_what_the_iommu_pd_published() {
 fn a_new_map_queue_drops_what_was_posted_and_skips_what_was_not_read() {
     let (service, queue, mut q) = setup_with_region();
     let dev = DeviceId(0);
-    let first = q.post_map(Handle(0), dev, 0, 4096, Some(NAMED[0]), Rights::READ_WRITE).unwrap();
+    let first = post_named(&mut q, 0);
     q.notify();
-    q.post_map(Handle(0), dev, 4096, 4096, Some(NAMED[1]), Rights::READ_WRITE).unwrap();
+    post_named(&mut q, 1);
     drop(q);
 
     let pd = Pd { service: service.clone(), queue, wakeups: 0 };
