@@ -3,7 +3,9 @@
  * in it: it maps its buffer through the IOMMU service, has its device copy bytes through
  * the mapping, sees DMA past the mapping and after UNMAP blocked, does the same through its
  * mapping queue, reads the fault records the IOMMU PD routes to it, and lends a page to the
- * (Rust) edu driver and takes it back.
+ * (Rust) edu driver and takes it back. Then it crashes with its queue in use, and once the
+ * IOMMU PD has restarted it, shows that nothing of its first run reaches anything and that
+ * its queue works again.
  */
 #include <stdint.h>
 
@@ -39,20 +41,9 @@ uint64_t iommu_queue_size __attribute__((section(".data")));
 
 static uint64_t next_fault;
 
-/* What an IOMMU call did: "ok", or its error code and what it means (iommu_strerror). */
 static void say(const char *what, uint64_t err)
 {
-    microkit_dbg_puts("c-edu: ");
-    microkit_dbg_puts(what);
-    if (err == 0) {
-        microkit_dbg_puts(": ok\n");
-    } else {
-        microkit_dbg_puts(": error ");
-        put_hex(err);
-        microkit_dbg_puts(" (");
-        microkit_dbg_puts(iommu_strerror(err));
-        microkit_dbg_puts(")\n");
-    }
+    put_result("c-edu", what, err);
 }
 
 /* The next completion, waiting for it: the IOMMU PD runs at a higher priority on this core,
@@ -68,33 +59,81 @@ static int next_done(struct iommu_queue *q, struct iommu_queue_done *d)
     return 0;
 }
 
+/* Its mapping queue, started with iommu_queue_init (from what the IOMMU PD published): 1,
+ * or 0 with the reason said as "c-edu: <what>: error ...". */
+static int start_queue(struct iommu_queue *q, const char *what)
+{
+    uint64_t err = iommu_queue_init(q, iommu_queue, iommu_queue_size, C_EDU_DRIVER_QUEUE_ENTRIES, IOMMU);
+    if (err) {
+        say(what, err);
+    }
+    return err == 0;
+}
+
+/* A MAP of its page through its queue at `iova` (or IOMMU_IOVA_ANY), served by the
+ * doorbell call, and its completion waited for; said as "c-edu: <what>: ok" or what went
+ * wrong. The IOVA it got, or 0 (never in its device's window) if it got none. */
+static uint64_t queued_map(struct iommu_queue *q, uint64_t iova, const char *what)
+{
+    uint64_t tag = 0, taken = 0;
+    struct iommu_queue_done d = {0, 0, 0};
+    if (iommu_queue_post_map(q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, iova, IOMMU_RIGHTS_READ_WRITE, &tag) != 0) {
+        microkit_dbg_puts("c-edu: its mapping queue is full\n");
+        return 0;
+    }
+    uint64_t err = iommu_queue_serve(q, &taken);
+    if (err == 0 && (!next_done(q, &d) || d.tag != tag)) {
+        microkit_dbg_puts("c-edu: no completion for its queued MAP\n");
+        return 0;
+    }
+    say(err ? "the doorbell call" : what, err ? err : d.err);
+    return err || d.err ? 0 : d.value;
+}
+
+/* Where it has its queue map its page just before it crashes, IOVAs it names (in its
+ * device's window, far above those the service chooses for it, which start at the
+ * window's base), so the checks after its restart know where to look: */
+#define LEFT_TAKEN 0x100080000ull   /* a queued MAP served, its completion taken */
+#define LEFT_UNTAKEN 0x100090000ull /* a queued MAP served, its completion never taken */
+#define LEFT_POSTED 0x1000a0000ull  /* a queued MAP posted, never served */
+/* Where in its page the writes after its restart aim: clear of the bytes edu_round_trip
+ * uses (0x0 and 0x800), and of the offset the first run's queue check writes at (0x400),
+ * so each fault line names only its own check. */
+#define PROBE 0x600u
+
+/* Its queue's indices as they are in the shared region: requests posted and taken,
+ * completions posted and read. */
+struct queue_state {
+    uint32_t posted, taken, done, read;
+};
+
+static struct queue_state queue_state(void)
+{
+    volatile struct iommu_queue_header *h = (volatile struct iommu_queue_header *)iommu_queue;
+    struct queue_state s = {
+        __atomic_load_n(&h->request_tail, __ATOMIC_RELAXED),
+        __atomic_load_n(&h->request_head, __ATOMIC_ACQUIRE),
+        __atomic_load_n(&h->completion_tail, __ATOMIC_ACQUIRE),
+        __atomic_load_n(&h->completion_head, __ATOMIC_RELAXED),
+    };
+    return s;
+}
+
 /* MAP through the mapping queue (the doorbell call), DMA through that mapping, UNMAP
  * through the queue (a notification), and DMA at the old IOVA once the UNMAP's completion
  * says it is done: blocked (the IOMMU PD reports the fault). */
 static void through_the_queue(volatile uint8_t *page)
 {
     struct iommu_queue q;
-    uint64_t err = iommu_queue_init(&q, iommu_queue, iommu_queue_size, C_EDU_DRIVER_QUEUE_ENTRIES, IOMMU);
-    if (err) {
-        say("its mapping queue", err);
+    if (!start_queue(&q, "its mapping queue")) {
         return;
     }
-    uint64_t tag = 0, taken = 0;
+    uint64_t iova = queued_map(&q, IOMMU_IOVA_ANY, "MAP through its mapping queue (the doorbell call), completed");
+    if (iova == 0) {
+        return;
+    }
+    uint64_t tag = 0;
     struct iommu_queue_done d = {0, 0, 0};
-    if (iommu_queue_post_map(&q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &tag) != 0) {
-        microkit_dbg_puts("c-edu: its mapping queue is full\n");
-        return;
-    }
-    err = iommu_queue_serve(&q, &taken);
-    if (err == 0 && (!next_done(&q, &d) || d.tag != tag)) {
-        microkit_dbg_puts("c-edu: no completion for its queued MAP\n");
-        return;
-    }
-    say(err ? "the doorbell call" : "MAP through its mapping queue (the doorbell call), completed", err ? err : d.err);
-    if (err || d.err) {
-        return;
-    }
-    uint64_t iova = d.value;
     microkit_dbg_puts("c-edu: the queued MAP put its page at iova ");
     put_hex(iova);
     microkit_dbg_puts("\n");
@@ -117,13 +156,125 @@ static void through_the_queue(volatile uint8_t *page)
                           : "c-edu: after the queued UNMAP's completion the old IOVA still LANDS\n");
 }
 
+/* Just before it crashes: a MAP through its queue whose completion it takes (the mapping
+ * is live, DMA through it copies the bytes), a second served whose completion it leaves
+ * in the ring (live too), and a third posted and never served. What its restart must
+ * show: none of the three reaches anything, and the third is never served. */
+static void leave_its_queue_in_use(volatile uint8_t *page)
+{
+    struct iommu_queue q;
+    if (!start_queue(&q, "its mapping queue before its crash")) {
+        return;
+    }
+    if (queued_map(&q, LEFT_TAKEN, "before its crash, MAP at 0x100080000 through its mapping queue, completed") !=
+        LEFT_TAKEN) {
+        return;
+    }
+    microkit_dbg_puts(edu_round_trip(edu_bar, page, LEFT_TAKEN, 0x71)
+                          ? "c-edu: before its crash, DMA through its queue-made mapping at 0x100080000 copied the bytes\n"
+                          : "c-edu: before its crash, DMA through its queue-made mapping at 0x100080000 FAILED\n");
+    uint64_t tag = 0, taken = 0;
+    if (iommu_queue_post_map(&q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, LEFT_UNTAKEN, IOMMU_RIGHTS_READ_WRITE, &tag) != 0 ||
+        iommu_queue_serve(&q, &taken) != 0 || taken != 1) {
+        microkit_dbg_puts("c-edu: before its crash, its second queued MAP was not served\n");
+        return;
+    }
+    /* Its completion stays in the ring: the DMA is what shows the mapping is there. */
+    microkit_dbg_puts(edu_round_trip(edu_bar, page, LEFT_UNTAKEN, 0x72)
+                          ? "c-edu: before its crash, a queued MAP at 0x100090000 was served (its completion left "
+                            "untaken): DMA through it copied the bytes\n"
+                          : "c-edu: before its crash, DMA through the queued MAP at 0x100090000 FAILED\n");
+    if (iommu_queue_post_map(&q, MY_BUFFERS, MY_DEVICE, 0, 0x1000, LEFT_POSTED, IOMMU_RIGHTS_READ_WRITE, &tag) != 0) {
+        microkit_dbg_puts("c-edu: its mapping queue is full\n");
+        return;
+    }
+    struct queue_state st = queue_state();
+    if (st.posted - st.taken == 1 && st.done - st.read == 1) {
+        microkit_dbg_puts("c-edu: crashes with its queue in use: a MAP at 0x1000a0000 posted and not served, a "
+                          "completion not taken, two queue-made mappings live\n");
+    }
+}
+
+/* Does a write by its device at `iova` (+ PROBE) miss its page? Said as
+ * "c-edu: after its restart, <what> <iova> is dead", or "... still LANDS". */
+static void dead_after_restart(const char *what, uint64_t iova, volatile uint8_t *page, uint8_t byte)
+{
+    /* A short write (edu_probe_misses): with the first run's faults, three writes of
+     * EDU_LEN would pass the description's storm limit and quarantine the device. */
+    int dead = edu_probe_misses(edu_bar, iova + PROBE, page + PROBE, byte);
+    microkit_dbg_puts("c-edu: after its restart, ");
+    microkit_dbg_puts(what);
+    microkit_dbg_puts(" ");
+    put_hex(iova);
+    microkit_dbg_puts(dead ? " is dead\n" : " still LANDS\n");
+}
+
+/* After the restart, its queue again: what the dead run left in it is gone (the IOMMU PD
+ * started it over before restarting this PD, so a wake-up before this run's
+ * iommu_queue_init serves nothing), none of the dead run's queue-made mappings reaches
+ * anything, and the queue maps and unmaps again from iommu_queue_init. */
+static void queue_after_restart(volatile uint8_t *page)
+{
+    struct queue_state st = queue_state();
+    if (st.posted == st.taken && st.done == st.read) {
+        microkit_dbg_puts("c-edu: after its restart, its queue holds nothing of its first run: as many requests "
+                          "taken as posted, completions read as posted\n");
+    } else {
+        microkit_dbg_puts("c-edu: after its restart, its queue STILL HOLDS its first run's: posted ");
+        put_hex(st.posted);
+        microkit_dbg_puts(", taken ");
+        put_hex(st.taken);
+        microkit_dbg_puts(", completions ");
+        put_hex(st.done);
+        microkit_dbg_puts(", read ");
+        put_hex(st.read);
+        microkit_dbg_puts("\n");
+    }
+    /* A wake-up before iommu_queue_init, as one left pending at the crash would come:
+     * served against the indices as the IOMMU PD left them. */
+    uint64_t err = iommu_call(IOMMU, IOMMU_QUEUE_SERVE, 0);
+    say("after its restart, the doorbell before it starts its queue again", err);
+    if (err == 0) {
+        microkit_dbg_puts("c-edu: after its restart, that wake-up took ");
+        put_hex(microkit_mr_get(0));
+        microkit_dbg_puts(" entries\n");
+    }
+    /* The device's buffer holds 0x5a (after_restart's round trip): other bytes to watch. */
+    dead_after_restart("its first run's queue-made mapping's IOVA", LEFT_TAKEN, page, 0x61);
+    dead_after_restart("the IOVA its first run's served queued MAP (completion untaken) mapped", LEFT_UNTAKEN, page,
+                       0x62);
+    dead_after_restart("the IOVA of the queued MAP its first run posted and never had served", LEFT_POSTED, page,
+                       0x63);
+
+    struct iommu_queue q;
+    if (!start_queue(&q, "after its restart, its mapping queue")) {
+        return;
+    }
+    uint64_t iova = queued_map(&q, IOMMU_IOVA_ANY, "after its restart, MAP through its mapping queue, completed");
+    if (iova == 0) {
+        return;
+    }
+    uint64_t tag = 0, taken = 0;
+    struct iommu_queue_done d = {0, 0, 0};
+    microkit_dbg_puts(edu_round_trip(edu_bar, page, iova, 0x6d)
+                          ? "c-edu: after its restart, DMA through its new queue-made mapping copied the bytes\n"
+                          : "c-edu: after its restart, DMA through its new queue-made mapping FAILED\n");
+    if (iommu_queue_post_unmap(&q, MY_DEVICE, iova, &tag) != 0 || iommu_queue_serve(&q, &taken) != 0 ||
+        !next_done(&q, &d) || d.tag != tag) {
+        microkit_dbg_puts("c-edu: after its restart, no completion for its queued UNMAP\n");
+        return;
+    }
+    say("after its restart, UNMAP through its mapping queue, completed", d.err);
+}
+
 /* How many times init has run. Not in the image's zeroed data again on a restart: the IOMMU
  * PD restarts this PD from its entry point after it crashes, and its memory stays as the
  * crash left it. */
 static unsigned runs;
 
 /* After the restart: map again, and the device's DMA through the new mapping copies the
- * bytes (checked in memory); then the mapping goes. */
+ * bytes (checked in memory); then the mapping goes; then its queue again; and in the end
+ * it holds no mapping at all. */
 static void after_restart(void)
 {
     microkit_dbg_puts("c-edu: restarted by the IOMMU PD after its crash (run 2)\n");
@@ -148,6 +299,13 @@ static void after_restart(void)
                           ? "c-edu: after its restart, DMA through the new mapping copied the bytes\n"
                           : "c-edu: after its restart, DMA through the new mapping FAILED\n");
     say("after its restart, UNMAP", iommu_unmap(IOMMU, MY_DEVICE, &iova, 1));
+    queue_after_restart(page);
+    uint64_t values[IOMMU_QUERY_VALUES];
+    if (iommu_query(IOMMU, values) == 0) {
+        microkit_dbg_puts("c-edu: after its restart, QUERY: mappings ");
+        put_hex(values[IOMMU_QUERY_MAPPINGS]);
+        microkit_dbg_puts("\n");
+    }
 }
 
 void init(void)
@@ -212,11 +370,10 @@ void init(void)
         put_hex(q[IOMMU_QUERY_GRANTS]);
         microkit_dbg_puts("\n");
     }
-    /* Last, it crashes with a page mapped, as a driver with a bug might: the IOMMU PD takes
-     * its DMA away, then restarts it. */
-    uint64_t held = 0;
-    err = iommu_map(IOMMU, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &held);
-    say("MAP of its first page again before it crashes", err);
+    /* Last, it crashes with its page mapped twice through its queue (its whole mapping
+     * quota) and its queue in use, as a driver with a bug might: the IOMMU PD takes its
+     * DMA away and starts its queue over, then restarts it. */
+    leave_its_queue_in_use(page);
     microkit_dbg_puts("c-edu: crashes (a store to an address it has no mapping for)\n");
     *(volatile uint64_t *)0xdead1000 = 0;
 }

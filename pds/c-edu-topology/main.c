@@ -47,16 +47,7 @@ static void line(const char *what)
 
 static void say(const char *what, uint64_t err)
 {
-    line(what);
-    if (err == 0) {
-        microkit_dbg_puts(": ok\n");
-    } else {
-        microkit_dbg_puts(": error ");
-        put_hex(err);
-        microkit_dbg_puts(" (");
-        microkit_dbg_puts(iommu_strerror(err));
-        microkit_dbg_puts(")\n");
-    }
+    put_result(microkit_name, what, err);
 }
 
 void init(void)

@@ -15,16 +15,27 @@
 #define EDU_BUFFER 0x40000u
 #define EDU_LEN 256
 
-/* Run one DMA on the device whose BAR 0 is mapped at `bar` and wait (bounded) for it. */
-static inline void edu_dma(uintptr_t bar, uint64_t src, uint64_t dst, unsigned to_ram)
+/* A write that is meant to miss, kept short: QEMU faults once per 4-byte transaction, and
+ * the faults count against the device's storm limit (its quarantine). */
+#define EDU_PROBE_LEN 16
+
+/* Run one DMA of `len` bytes on the device whose BAR 0 is mapped at `bar` and wait
+ * (bounded) for it. */
+static inline void edu_dma_len(uintptr_t bar, uint64_t src, uint64_t dst, unsigned to_ram, uint64_t len)
 {
     volatile uint64_t *r = (volatile uint64_t *)bar;
     r[EDU_DMA_SRC / 8] = src;
     r[EDU_DMA_DST / 8] = dst;
-    r[EDU_DMA_COUNT / 8] = EDU_LEN;
+    r[EDU_DMA_COUNT / 8] = len;
     r[EDU_DMA_CMD / 8] = EDU_DMA_START | (to_ram ? EDU_DMA_TO_RAM : 0);
     for (unsigned long i = 0; i < 200000000ul && (r[EDU_DMA_CMD / 8] & EDU_DMA_START); i++) {
     }
+}
+
+/* Run one DMA of EDU_LEN bytes (edu_dma_len). */
+static inline void edu_dma(uintptr_t bar, uint64_t src, uint64_t dst, unsigned to_ram)
+{
+    edu_dma_len(bar, src, dst, to_ram, EDU_LEN);
 }
 
 /* Do the EDU_LEN bytes at `p` all hold `byte`? */
@@ -62,5 +73,13 @@ static inline int edu_write_misses(uintptr_t bar, uint64_t iova, volatile uint8_
 {
     edu_bytes_fill(watch, byte);
     edu_dma(bar, EDU_BUFFER, iova, 1);
+    return edu_bytes_hold(watch, byte);
+}
+
+/* edu_write_misses with a write of EDU_PROBE_LEN bytes: 4 faults where it misses, not 64. */
+static inline int edu_probe_misses(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, uint8_t byte)
+{
+    edu_bytes_fill(watch, byte);
+    edu_dma_len(bar, EDU_BUFFER, iova, 1, EDU_PROBE_LEN);
     return edu_bytes_hold(watch, byte);
 }

@@ -1,4 +1,5 @@
-/* Console output the C PDs share: numbers, and the fault records the IOMMU PD routes. */
+/* Console output the C PDs share: numbers, what an IOMMU call did, and the fault records
+ * the IOMMU PD routes. */
 #pragma once
 #include <stdint.h>
 
@@ -20,6 +21,24 @@ static inline void put_hex(uint64_t v)
     }
     s[n] = 0;
     microkit_dbg_puts(s);
+}
+
+/* What an IOMMU call did: "<who>: <what>: ok", or its error code and what it means
+ * (iommu_strerror): "<who>: <what>: error 0x7 (BAD_HANDLE: ...)". */
+static inline void put_result(const char *who, const char *what, uint64_t err)
+{
+    microkit_dbg_puts(who);
+    microkit_dbg_puts(": ");
+    microkit_dbg_puts(what);
+    if (err == 0) {
+        microkit_dbg_puts(": ok\n");
+    } else {
+        microkit_dbg_puts(": error ");
+        put_hex(err);
+        microkit_dbg_puts(" (");
+        microkit_dbg_puts(iommu_strerror(err));
+        microkit_dbg_puts(")\n");
+    }
 }
 
 /* Take the new records from the fault ring at `ring` (channel `ch`) and print each as

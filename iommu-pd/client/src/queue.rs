@@ -34,8 +34,16 @@ pub struct MapQueue<'a, N: Notify> {
 }
 
 impl<'a, N: Notify> MapQueue<'a, N> {
-    /// The queue in `queue`'s region, waking the IOMMU PD through `notify`.
+    /// The queue in `queue`'s region, waking the IOMMU PD through `notify`, starting from
+    /// what the IOMMU PD published (as C's `iommu_queue_init`): entries posted before and not
+    /// taken are dropped, completions not read are skipped, and tags start again at 0. At
+    /// boot the region is all zeros and there is nothing to drop; a client that starts its
+    /// queue again (a restarted PD; after a crash the IOMMU PD has also started it over)
+    /// never sees its earlier run's completions under its new tags, and an entry of its
+    /// earlier run is never served. Not while the IOMMU PD may be serving this queue
+    /// (`Queue::start_client_over`).
     pub fn new(queue: Queue<'a>, notify: N) -> Self {
+        queue.start_client_over();
         Self { queue, notify, next_tag: 0 }
     }
 

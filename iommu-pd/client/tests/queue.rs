@@ -51,6 +51,12 @@ impl Notify for Pd {
 }
 
 fn setup() -> (Shared, MapQueue<'static, Pd>) {
+    let (service, _, q) = setup_with_region();
+    (service, q)
+}
+
+/// `setup`, and the queue's region, for a test that starts a second `MapQueue` over it.
+fn setup_with_region() -> (Shared, Queue<'static>, MapQueue<'static, Pd>) {
     let cfg = Config {
         clients: &CLIENTS,
         devices: &DEVICES,
@@ -63,7 +69,7 @@ fn setup() -> (Shared, MapQueue<'static, Pd>) {
     let service = Rc::new(RefCell::new(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
     let queue = Box::leak(Box::<OwnedQueue<128>>::default()).queue().unwrap();
     let pd = Pd { service: service.clone(), queue, wakeups: 0 };
-    (service, MapQueue::new(queue, pd))
+    (service, queue, MapQueue::new(queue, pd))
 }
 
 fn all(q: &mut MapQueue<'static, Pd>) -> Vec<Done> {
@@ -121,4 +127,81 @@ fn more_than_a_batch_takes_another_notification() {
         q.post_unmap(DeviceId(0), 0).unwrap();
     }
     assert!(q.post_unmap(DeviceId(0), 0).is_err());
+}
+
+/// IOVAs a client names for its MAPs, in its device's window.
+const NAMED: [u64; 3] = [0x10_0000 + 0x8_0000, 0x10_0000 + 0x9_0000, 0x10_0000 + 0xa_0000];
+
+/// Post a MAP of page `page` of the buffers at `NAMED[page]`, read-write; its tag.
+fn post_named(q: &mut MapQueue<'static, Pd>, page: usize) -> u64 {
+    q.post_map(Handle(0), DeviceId(0), page as u64 * 4096, 4096, Some(NAMED[page]), Rights::READ_WRITE).unwrap()
+}
+
+/// A client dies with its queue in use: a MAP served and its completion taken, one served
+/// and its completion not taken, one posted and never served. The IOMMU PD tears it down
+/// and starts its queue over (`Queue::reset` with the service's cursor, as the PD shell
+/// does before the restart); the restarted client's `MapQueue::new` finds nothing of its
+/// first run, a wake-up serves nothing of it, and its own MAP is served and completed
+/// under its first tag.
+#[test]
+fn a_restarted_client_starts_its_queue_from_what_the_iommu_pd_published() {
+    let (service, queue, mut q) = setup_with_region();
+    let dev = DeviceId(0);
+    let taken = post_named(&mut q, 0);
+    q.notify();
+    assert_eq!(all(&mut q), [Done { tag: taken, result: Ok(NAMED[0]) }]);
+    post_named(&mut q, 1);
+    q.notify();
+    post_named(&mut q, 2);
+    assert_eq!(q.untaken(), 1);
+    let reach = service.borrow().hw().reachable(0);
+    assert!(reach.contains_key(&NAMED[0]) && reach.contains_key(&NAMED[1]) && !reach.contains_key(&NAMED[2]));
+    drop(q);
+
+    // It faults: torn down, its queue started over, ready again.
+    let cursor = {
+        let mut s = service.borrow_mut();
+        s.client_torn_down(0).unwrap();
+        s.client_ready(0).unwrap();
+        s.queue_cursor(0)
+    };
+    queue.reset(&cursor);
+
+    let pd = Pd { service: service.clone(), queue, wakeups: 0 };
+    let mut q = MapQueue::new(queue, pd);
+    assert_eq!((q.untaken(), q.completion()), (0, None), "nothing of the first run is left");
+    assert_eq!(service.borrow_mut().serve_queue(0, &queue), 0, "a wake-up serves nothing of it");
+    assert!(service.borrow().hw().reachable(0).is_empty(), "none of its first run's mappings reaches anything");
+    let tag = q.post_map(Handle(0), dev, 0, 4096, None, Rights::READ).unwrap();
+    assert_eq!(tag, 0, "tags start again");
+    q.notify();
+    let [Done { tag: t, result: Ok(iova) }] = all(&mut q)[..] else { panic!("no MAP completion") };
+    assert_eq!(t, tag);
+    let reach = service.borrow().hw().reachable(0);
+    assert_eq!(reach.len(), 1, "only the new mapping: {reach:?}");
+    assert_eq!(reach.get(&iova), Some(&(PA, Rights::READ)));
+}
+
+/// A client that starts its queue again without a crash (the IOMMU PD reset nothing):
+/// `MapQueue::new` starts from what the IOMMU PD published, as C's `iommu_queue_init`
+/// does. The earlier run's unread completion is not read back under the new run's first
+/// tag (both are 0), and its entry posted and not taken is never served.
+#[test]
+fn a_new_map_queue_drops_what_was_posted_and_skips_what_was_not_read() {
+    let (service, queue, mut q) = setup_with_region();
+    let dev = DeviceId(0);
+    let first = post_named(&mut q, 0);
+    q.notify();
+    post_named(&mut q, 1);
+    drop(q);
+
+    let pd = Pd { service: service.clone(), queue, wakeups: 0 };
+    let mut q = MapQueue::new(queue, pd);
+    assert_eq!((q.untaken(), q.completion()), (0, None));
+    let unmap = q.post_unmap(dev, NAMED[0]).unwrap();
+    assert_eq!(unmap, first, "the same tag as the earlier run's unread MAP completion");
+    q.notify();
+    assert_eq!(all(&mut q), [Done { tag: unmap, result: Ok(0) }], "the UNMAP's completion, not the stale MAP's");
+    assert!(service.borrow().hw().reachable(0).is_empty(), "the dropped MAP was never served");
+    assert_eq!(service.borrow_mut().serve_queue(0, &queue), 0);
 }

@@ -220,6 +220,23 @@ impl<'a> Queue<'a> {
         true
     }
 
+    /// Start the client's side over from what the IOMMU PD published: its request tail set
+    /// to the published request head, its completion head to the published completion
+    /// tail, so whatever was posted and not taken is dropped and whatever was completed and
+    /// not read is skipped (as C's `iommu_queue_init` does). For a client (re)starting its
+    /// queue while the IOMMU PD is not serving it: under seL4 the IOMMU PD runs above its
+    /// clients on their core, so no batch is under way while the client runs. After a crash
+    /// the IOMMU PD has already started the queue over (`reset`), and this finds it empty.
+    pub fn start_client_over(&self) {
+        let h = self.header;
+        // Acquire: the IOMMU PD's reads of the requests before its head, and its writes of
+        // the completions before its tail, come before the client reuses those slots.
+        let head = h.request_head.load(Ordering::Acquire);
+        let done = h.completion_tail.load(Ordering::Acquire);
+        h.request_tail.store(head, Ordering::Release);
+        h.completion_head.store(done, Ordering::Release);
+    }
+
     /// Requests posted that the IOMMU PD has not taken yet: a client that still has some
     /// when it is notified notifies again (the IOMMU PD takes `QUEUE_BATCH` at a time).
     pub fn unserved(&self) -> u32 {
