@@ -150,6 +150,25 @@ pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
             ));
         }
     }
+    // The same for a mapping queue's region, which build names after its client: said at
+    // the <dma_queue>, which made it.
+    for q in &sys.queues {
+        let name = crate::queues::region_name(&q.pd);
+        let Some(r) = sys.region(&name).filter(|r| r.line == q.line && !is_identifier(&r.name)) else { continue };
+        long_ring.push(&r.name);
+        if is_identifier(&q.pd) {
+            out.push(p(
+                q.line,
+                "dma_queue",
+                format!(
+                    "`{}`'s mapping queue, which build names `{name}`, would be {} characters; the Microkit tool keeps {MAX_NAME}",
+                    q.pd,
+                    name.len()
+                ),
+                format!("give the client a name of at most {} characters", MAX_NAME - "_queue".len()),
+            ));
+        }
+    }
     let mut refuse = |line: Line, element: &str, what: &str, name: &str, fix: String| {
         out.push(p(line, element, format!("the {what} name {} is not one build can write safely", shown(name)), fix))
     };

@@ -93,6 +93,32 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 "give a vaddr that is a multiple of 0x1000, or leave it out (build places it above the PD's maps)",
             ));
         }
+        // The client's map of its queue beside its other maps: the Microkit tool refuses two
+        // maps over one address, and would name the client's start tag, where build writes
+        // the queue's map, not this element.
+        if let (Some(va), Some(size)) = (q.vaddr, sys.region(&name).map(|r| r.size)) {
+            let end = u128::from(va) + u128::from(size);
+            let clash = sys.pd(&q.pd).and_then(|pd| {
+                pd.maps.iter().filter(|m| m.mr != name).find(|m| {
+                    let (Some(v), Some(r)) = (m.vaddr, sys.region(&m.mr)) else { return false };
+                    u128::from(v) < end && u128::from(va) < u128::from(v) + u128::from(r.size)
+                })
+            });
+            if let Some(m) = clash {
+                out.push(p(
+                    q.line,
+                    el,
+                    format!(
+                        "`{}`'s queue at {va:#x}..{end:#x} overlaps its map of `{}` at {:#x} (line {})",
+                        q.pd,
+                        m.mr,
+                        m.vaddr.unwrap_or(0),
+                        m.line
+                    ),
+                    "give a vaddr clear of the PD's other maps, or leave it out (build places it above them)",
+                ));
+            }
+        }
         // Only the client's and the IOMMU PD's generated maps; nothing else, no device.
         let mut seen = (false, false);
         for pd in &sys.pds {
