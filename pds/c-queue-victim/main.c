@@ -12,6 +12,7 @@
 #include "iommu_client.h"
 #include "pd_print.h"
 #include "queue_fair.h"
+#include "queue_flood_iommu.h" /* QUEUE_FLOOD_QUEUE_SHARE: the flood's share, from the description */
 #include "queue_victim_iommu.h"
 
 #define IOMMU QUEUE_VICTIM_IOMMU_CHANNEL
@@ -71,7 +72,8 @@ static void say(const char *when, uint64_t *t, unsigned bad)
 
 /* The bound on a pair during the flood (`say` has sorted the rounds): its own time alone
  * (P, the longest), the flood's turn on the core (S, its budget), the full batches the
- * IOMMU PD's pacing lets the flood's queue take in that turn (S / SHARE), and one batch in
+ * IOMMU PD's pacing lets the flood's queue take in that turn (S / SHARE, SHARE the flood's
+ * <dma_queue share> in images/queue-fair.xml, which the IOMMU PD paces it by), and one batch in
  * progress when the pair began (B, the flood's longest wake-up): F = P + S + S/SHARE + B.
  * What the pair measures beyond F is the kernel's: the wake-ups a turn can fit (each costs
  * the IOMMU PD more than the notifier) and, by doorbell calls, turns that end inside the
@@ -81,16 +83,16 @@ static void say(const char *when, uint64_t *t, unsigned bad)
 static void judge(uint64_t p, uint64_t b, uint64_t notified_max, uint64_t rung_max)
 {
     uint64_t s = timer_from_us(SLICE_US);
-    uint64_t f = p + s + s / PACING_SHARE + b;
+    uint64_t f = p + s + s / QUEUE_FLOOD_QUEUE_SHARE + b;
     int within = notified_max <= BOUND_TIMES * f && rung_max <= BOUND_TIMES * f;
     microkit_dbg_puts("queue-victim: the bound F = P + S + S/");
-    put_dec(PACING_SHARE);
+    put_dec(QUEUE_FLOOD_QUEUE_SHARE);
     microkit_dbg_puts(" + B = ");
     put_dec(timer_us(p));
     microkit_dbg_puts(" + ");
     put_dec(timer_us(s));
     microkit_dbg_puts(" + ");
-    put_dec(timer_us(s / PACING_SHARE));
+    put_dec(timer_us(s / QUEUE_FLOOD_QUEUE_SHARE));
     microkit_dbg_puts(" + ");
     put_dec(timer_us(b));
     microkit_dbg_puts(" = ");

@@ -24,9 +24,6 @@ struct scoreboard {
 /* The scheduling context each of the two has (images/queue-fair.xml: budget = period, so
  * seL4 shares the core between them in turns of this long). */
 #define SLICE_US 1000
-/* The IOMMU PD's pacing (iommu_pd::pacing::SHARE): one client's full batches take at most
- * one SHARE-th of its time. */
-#define PACING_SHARE 4
 
 /* The channel between them (images/queue-fair.xml): the victim starts the flood on it. */
 #define FLOOD_CHANNEL 1

@@ -176,8 +176,8 @@ pub fn description_sized(
     for p in 0..pds {
         let _ = writeln!(o, "    <dma_quota pd=\"drv{p}\" mappings=\"8\" pages=\"{quota_pages}\" grants=\"2\" />");
     }
-    // Some clients have a mapping queue, of any size `check` takes, placed by build or at
-    // a vaddr clear of every map the generator gives a PD. (Last, so the rest of a
+    // Some clients have a mapping queue, of any size and share `check` takes, placed by
+    // build or at a vaddr clear of every map the generator gives a PD. (Last, so the rest of a
     // description is the same with or without them.)
     for p in 0..clients {
         if rng.below(2) == 0 {
@@ -188,7 +188,11 @@ pub fn description_sized(
             0 => format!(" vaddr=\"{:#x}\"", 0x2_0000_0000 + p as u64 * 0x100_0000),
             _ => String::new(),
         };
-        let _ = writeln!(o, "    <dma_queue pd=\"drv{p}\" entries=\"{entries}\"{vaddr} />");
+        let share = match rng.below(3) {
+            0 => format!(" share=\"{}\"", 2 + rng.below(63)),
+            _ => String::new(),
+        };
+        let _ = writeln!(o, "    <dma_queue pd=\"drv{p}\" entries=\"{entries}\"{vaddr}{share} />");
     }
     o.push_str("</system>\n");
     o

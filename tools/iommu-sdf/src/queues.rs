@@ -10,7 +10,8 @@
 //! `CLIENT_FLOOR`,
 //! `setvar_vaddr="iommu_queue"`, `setvar_size="iommu_queue_size"`), just after the client's start tag. No other PD maps it,
 //! and no device reaches it (`rules::queues`). The policy lists each queue (client, where
-//! the IOMMU PD maps it, entries), and the client's numbers say where and how large.
+//! the IOMMU PD maps it, entries, share of the IOMMU PD's time), and the client's numbers
+//! say where, how large and what share.
 
 use std::fmt::Write as _;
 
@@ -129,14 +130,14 @@ pub fn complete(sys: &mut System) {
     }
 }
 
-/// The policy's queues: (client index, where the IOMMU PD maps the region, entries).
-pub fn policy_queues(sys: &System) -> Vec<(usize, u64, u64)> {
+/// The policy's queues: (client index, where the IOMMU PD maps the region, entries, share).
+pub fn policy_queues(sys: &System) -> Vec<(usize, u64, u64, u64)> {
     let clients: Vec<String> = sys.clients().iter().map(|c| c.name.clone()).collect();
     sys.queues
         .iter()
         .filter_map(|q| {
             let client = clients.iter().position(|c| *c == q.pd)?;
-            Some((client, q.iommu_vaddr?, q.entries))
+            Some((client, q.iommu_vaddr?, q.entries, q.share))
         })
         .collect()
 }

@@ -130,7 +130,7 @@ proptest! {
     }
 
     /// A hostile `<dma_queue>` added to a valid description (its own queues taken out):
-    /// a wrong size, a second queue, a PD that is no client or no PD, a vaddr over the
+    /// a wrong size or share, a second queue, a PD that is no client or no PD, a vaddr over the
     /// client's maps, off a page or past its address space, a region of the queue's name,
     /// and the queue's region mapped by another PD, given to a device by a capability or an
     /// iomap. Each is refused where it is, saying why, with a fix.
@@ -147,6 +147,11 @@ proptest! {
         let region = format!("{c}_queue");
         let dev = sys.io_spaces.iter().find(|s| s.owner.as_deref() == Some(c.as_str())).map(|s| s.name.clone()).unwrap_or_default();
         let (added, element, says): (Vec<String>, &str, String) = match which {
+            0 if size < 4 => {
+                let share = ["0", "1", "65", "0x10000"][size];
+                let n = iommu_sdf::parse::parse_number(share).unwrap_or(0);
+                (vec![format!("<dma_queue pd=\"{c}\" entries=\"64\" share=\"{share}\" />")], "dma_queue", format!("`{c}`'s queue has share=\"{n}\""))
+            }
             0 => {
                 let entries = ["0", "1", "3", "6", "100", "8192", "0x10000000000", "65536"][size];
                 (vec![format!("<dma_queue pd=\"{c}\" entries=\"{entries}\" />")], "dma_queue", "a ring's size is a power of two".into())

@@ -58,26 +58,30 @@ fn the_policy_the_numbers_and_the_report_agree() {
     let text = sdf("ok-queue.xml");
     let (sys, _) = iommu_sdf::check_text(&text);
     let policy = iommu_sdf::build::policy_rust(&sys, "ok-queue.xml");
-    // (client, where the IOMMU PD maps it, entries): blk_driver is client 1.
-    assert!(policy.contains("pub static QUEUES: [(usize, usize, u32); 2] = [\n    (1, 0x1000000000, 64),\n    (0, 0x1000200000, 16),\n];"), "{policy}");
+    // (client, where the IOMMU PD maps it, entries, share): blk_driver is client 1, with
+    // the default share; edu_driver's is the description's.
+    assert!(policy.contains("pub static QUEUES: [(usize, usize, u32, u32); 2] = [\n    (1, 0x1000000000, 64, 4),\n    (0, 0x1000200000, 16, 8),\n];"), "{policy}");
     let numbers = iommu_sdf::numbers::numbers(&sys);
     let blk = numbers.iter().find(|n| n.pd == "blk_driver").unwrap();
-    assert_eq!(blk.queue, Some((0x10_0000_0000, 64)));
+    assert_eq!(blk.queue, Some((0x10_0000_0000, 64, 4)));
+    let edu = numbers.iter().find(|n| n.pd == "edu_driver").unwrap();
+    assert_eq!(edu.queue, Some((0x900_0000, 16, 8)));
+    assert!(iommu_sdf::numbers::c_header(edu, "ok-queue.xml").contains("#define EDU_DRIVER_QUEUE_SHARE 8\n"));
+    assert!(iommu_sdf::numbers::rust_module(edu, "ok-queue.xml").contains("pub const QUEUE_SHARE: u32 = 8;"));
     let h = iommu_sdf::numbers::c_header(blk, "ok-queue.xml");
-    assert!(h.contains("#define BLK_DRIVER_QUEUE_VADDR 0x1000000000\n#define BLK_DRIVER_QUEUE_ENTRIES 64\n"), "{h}");
+    assert!(h.contains("#define BLK_DRIVER_QUEUE_VADDR 0x1000000000\n#define BLK_DRIVER_QUEUE_ENTRIES 64\n#define BLK_DRIVER_QUEUE_SHARE 4\n"), "{h}");
     let rs = iommu_sdf::numbers::rust_module(blk, "ok-queue.xml");
     assert!(rs.contains("pub const QUEUE_ENTRIES: u32 = 64;"));
     let report = iommu_sdf::report::markdown(&sys, "ok-queue.xml");
     assert!(
-        report.contains("| blk_driver | 64 | blk_driver_queue (0x2000) | 0x1000000000 | 0x1000000000 |"),
+        report.contains("| blk_driver | 64 | blk_driver_queue (0x2000) | 0x1000000000 | 0x1000000000 | 1/4 |"),
         "{report}"
     );
-    assert!(report.contains("| edu_driver | 16 | edu_driver_queue (0x1000) | 0x9000000 | 0x1000200000 |"));
+    assert!(report.contains("| edu_driver | 16 | edu_driver_queue (0x1000) | 0x9000000 | 0x1000200000 | 1/8 |"));
     let (plain, _) = iommu_sdf::check_text(&sdf("ok.xml"));
     assert!(!iommu_sdf::report::markdown(&plain, "ok.xml").contains("Mapping queues"));
-    assert!(
-        iommu_sdf::build::policy_rust(&plain, "ok.xml").contains("pub static QUEUES: [(usize, usize, u32); 0] = [\n];")
-    );
+    assert!(iommu_sdf::build::policy_rust(&plain, "ok.xml")
+        .contains("pub static QUEUES: [(usize, usize, u32, u32); 0] = [\n];"));
 }
 
 /// A queue `build` places itself is above the client's program image: Microkit's linker

@@ -1,9 +1,11 @@
 //! Mapping queues (`<dma_queue>`, `crate::queues`): one per client, of a size the IOMMU PD
-//! and the client agree on, shared by those two and no one else, reached by no device.
+//! and the client agree on, shared by those two and no one else, reached by no device, with
+//! a share of the IOMMU PD's time that paces it.
 
 use crate::model::*;
 use crate::problem::{p, Problem};
 use crate::queues::{region_name, CLIENT_SYMBOL, MAX_ENTRIES, MIN_ENTRIES};
+use iommu_pd::pacing::{MAX_SHARE, MIN_SHARE, SHARE};
 
 /// Every queue rule.
 pub fn check(sys: &System, out: &mut Vec<Problem>) {
@@ -58,6 +60,17 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 "give entries=\"64\" (or another power of two from 2 to 4096)",
             ));
             continue;
+        }
+        if !(MIN_SHARE..=MAX_SHARE).contains(&q.share) {
+            out.push(p(
+                q.line,
+                el,
+                format!(
+                    "`{}`'s queue has share=\"{}\": its full batches may take 1/share of the IOMMU PD's time, and a share is from {MIN_SHARE} (half; at 1 nothing is paced, and one client could hold the IOMMU PD from every other) to {MAX_SHARE} (at {MAX_SHARE} a full batch is no more than the one entry a paced wake-up gets)",
+                    q.pd, q.share
+                ),
+                format!("give share=\"{SHARE}\" (the default: a quarter), or another from {MIN_SHARE} to {MAX_SHARE}"),
+            ));
         }
         if let Some(first) = sys.queues[..i].iter().find(|o| o.pd == q.pd) {
             out.push(p(

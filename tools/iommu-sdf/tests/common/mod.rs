@@ -54,7 +54,8 @@ pub fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply 
 /// `<dma_queue>`'s region is in `out` at its size, mapped exactly twice, read-write, by its
 /// client (once, where the client learns it through `iommu_queue`/`iommu_queue_size`, on a
 /// page boundary, clear of the client's other maps and below the end of its address space)
-/// and by the IOMMU PD (once, where the policy says), and by nothing else: no other PD, no
+/// and by the IOMMU PD (once, where the policy says, with its size and share), and by
+/// nothing else: no other PD, no
 /// guest, no capability or iomap; and what the report says devices reach is what it says
 /// for the same description without its queues.
 pub fn queues_hold(text: &str, sys: &iommu_sdf::model::System, out: &str) -> Result<(), String> {
@@ -128,7 +129,7 @@ pub fn queues_hold(text: &str, sys: &iommu_sdf::model::System, out: &str) -> Res
             }
         }
         let client = clients.iter().position(|c| *c == q.pd).ok_or(format!("{} is no client", q.pd))?;
-        if !policy.contains(&(client, va_of(iommu).unwrap_or(0), q.entries)) {
+        if !policy.contains(&(client, va_of(iommu).unwrap_or(0), q.entries, q.share)) {
             return Err(format!("the policy's queues {policy:?} do not list client {client} at the IOMMU PD's map"));
         }
         if sys.caps.iter().any(|c| c.mr.as_deref() == Some(name.as_str()))
