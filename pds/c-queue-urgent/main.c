@@ -98,20 +98,7 @@ static void report(void)
     put_dec(timer_us(l));
     microkit_dbg_puts(" + ");
     put_dec(timer_us(b));
-    microkit_dbg_puts(" = ");
-    put_dec(timer_us(f));
-    microkit_dbg_puts(" us; the longest during the flood ");
-    put_dec(timer_us(notified));
-    microkit_dbg_puts(" us (");
-    put_dec(f ? notified * 10 / f : 0);
-    microkit_dbg_puts("/10 F) notified, ");
-    put_dec(timer_us(rung));
-    microkit_dbg_puts(" us (");
-    put_dec(f ? rung * 10 / f : 0);
-    microkit_dbg_puts("/10 F) by doorbell calls: ");
-    microkit_dbg_puts(notified <= BOUND_TIMES * f && rung <= BOUND_TIMES * f ? "within " : "BEYOND ");
-    put_dec(BOUND_TIMES);
-    microkit_dbg_puts(" F\n");
+    say_verdict("wait", f, notified, rung, BOUND_TIMES);
 }
 
 void init(void)

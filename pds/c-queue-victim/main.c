@@ -73,7 +73,6 @@ static void judge(uint64_t p, uint64_t b, uint64_t notified_max, uint64_t rung_m
 {
     uint64_t s = timer_from_us(SLICE_US);
     uint64_t f = p + s + s / QUEUE_FLOOD_QUEUE_SHARE + b;
-    int within = notified_max <= BOUND_TIMES * f && rung_max <= BOUND_TIMES * f;
     microkit_dbg_puts("queue-victim: the bound F = P + S + S/");
     put_dec(QUEUE_FLOOD_QUEUE_SHARE);
     microkit_dbg_puts(" + B = ");
@@ -84,20 +83,7 @@ static void judge(uint64_t p, uint64_t b, uint64_t notified_max, uint64_t rung_m
     put_dec(timer_us(s / QUEUE_FLOOD_QUEUE_SHARE));
     microkit_dbg_puts(" + ");
     put_dec(timer_us(b));
-    microkit_dbg_puts(" = ");
-    put_dec(timer_us(f));
-    microkit_dbg_puts(" us; the longest pair during the flood ");
-    put_dec(timer_us(notified_max));
-    microkit_dbg_puts(" us (");
-    put_dec(notified_max * 10 / f);
-    microkit_dbg_puts("/10 F) notified, ");
-    put_dec(timer_us(rung_max));
-    microkit_dbg_puts(" us (");
-    put_dec(rung_max * 10 / f);
-    microkit_dbg_puts("/10 F) by doorbell calls: ");
-    microkit_dbg_puts(within ? "within " : "BEYOND ");
-    put_dec(BOUND_TIMES);
-    microkit_dbg_puts(" F\n");
+    say_verdict("pair", f, notified_max, rung_max, BOUND_TIMES);
 }
 
 /* Rounds one to three, once the urgent victim has timed its interrupts alone: the flood is

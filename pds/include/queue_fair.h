@@ -94,3 +94,26 @@ static inline void put_dec(uint64_t v)
     } while (v);
     microkit_dbg_puts(s + n);
 }
+
+/* The end of a bound's line, after its terms: ` = F us; the longest WHAT during the flood
+ * ... notified, ... by doorbell calls: within (or BEYOND) TIMES F`, each longest also in
+ * tenths of F. */
+static inline void say_verdict(const char *what, uint64_t f, uint64_t notified, uint64_t rung, uint64_t times)
+{
+    microkit_dbg_puts(" = ");
+    put_dec(timer_us(f));
+    microkit_dbg_puts(" us; the longest ");
+    microkit_dbg_puts(what);
+    microkit_dbg_puts(" during the flood ");
+    put_dec(timer_us(notified));
+    microkit_dbg_puts(" us (");
+    put_dec(f ? notified * 10 / f : 0);
+    microkit_dbg_puts("/10 F) notified, ");
+    put_dec(timer_us(rung));
+    microkit_dbg_puts(" us (");
+    put_dec(f ? rung * 10 / f : 0);
+    microkit_dbg_puts("/10 F) by doorbell calls: ");
+    microkit_dbg_puts(notified <= times * f && rung <= times * f ? "within " : "BEYOND ");
+    put_dec(times);
+    microkit_dbg_puts(" F\n");
+}
