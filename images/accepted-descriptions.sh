@@ -15,7 +15,7 @@ tool=$top/target/debug/iommu-sdf
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 sdf=$top/tools/iommu-sdf/tests/sdf
-files=("$sdf"/ok.xml "$sdf"/ok-children.xml "$sdf"/ok-vm.xml "$sdf"/ok-queue.xml "$sdf"/plain-microkit.xml "$sdf"/plain-prefill.xml)
+files=("$sdf"/ok.xml "$sdf"/ok-children.xml "$sdf"/ok-vm.xml "$sdf"/ok-queue.xml "$sdf"/ok-queue-bare.xml "$sdf"/plain-microkit.xml "$sdf"/plain-prefill.xml)
 # Random valid descriptions, as tests/properties.rs generates them.
 for seed in 1 2 3 4 5 6 7 8; do
     "$top/target/debug/examples/generate" "$seed" > "$work/generated-$seed.xml" || exit 1

@@ -33,7 +33,11 @@ src = os.path.join(out, "stub.S")
 with open(src, "w") as f:
     f.write("\n".join(asm) + "\n")
 elf = os.path.join(out, "stub.elf")
-subprocess.run(["aarch64-linux-gnu-gcc", "-nostdlib", "-static", "-o", elf, src], check=True)
+# Linked where Microkit's linker script (microkit.ld) links every PD's program, 0x200000,
+# so the Microkit tool's refusal of a map over a program's segments applies as it would to
+# a real program (a queue build placed at 0x200000 was accepted over a stub at 0x400000).
+subprocess.run(["aarch64-linux-gnu-gcc", "-nostdlib", "-static", "-Wl,-Ttext-segment=0x200000", "-o", elf, src],
+               check=True)
 for name in images:
     with open(elf, "rb") as f, open(os.path.join(out, os.path.basename(name)), "wb") as g:
         g.write(f.read())

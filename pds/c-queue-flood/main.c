@@ -2,7 +2,7 @@
  * A hostile driver for images/queue-fair.xml: it keeps its mapping queue (256 entries) full
  * of MAP and UNMAP entries, each page mapped at its own IOVA and unmapped again, and wakes
  * the IOMMU PD again and again, never waiting, from when the victim starts it (a
- * notification) until the victim has timed its calls: by notifications, then (when the
+ * notification) until the victims have timed their calls: by notifications, then (when a
  * victim says so) by doorbell calls. The
  * IOMMU PD takes at most 64 entries a wake-up; the flood counts the wake-ups after which
  * entries were still untaken, which is that bound at work.
@@ -73,6 +73,9 @@ static void flood(void)
         uint64_t took = timer_ticks() - t0;
         if (took > board_get(&board->flood_wake_max)) {
             board_set(&board->flood_wake_max, took);
+        }
+        if (board_get(&board->urgent_rounds) && took > board_get(&board->flood_wake_max_urgent)) {
+            board_set(&board->flood_wake_max_urgent, took);
         }
         struct iommu_queue_done d;
         while (iommu_queue_take(&q, &d)) {

@@ -1,5 +1,6 @@
-/* What images/queue-fair.xml's two PDs share: the scoreboard page both map, their channel, the generic
- * timer (seL4 exports its count to user level), and decimal output. */
+/* What images/queue-fair.xml's PDs share: the scoreboard page they map, their channels, the generic
+ * timer (seL4 exports its count and the EL1 physical timer to user level), sorting, and decimal
+ * output. */
 #pragma once
 #include <stdint.h>
 
@@ -19,17 +20,24 @@ struct scoreboard {
     /* The longest of the flood's wake-ups (a notification, or a doorbell call, until it
      * returned: the IOMMU PD's batch and the kernel's work around it), in timer ticks. */
     uint64_t flood_wake_max;
+    /* Set by the urgent victim (above the flood's priority) while it times its flooded
+     * rounds; the flood's longest wake-up meanwhile (its batch in progress when the urgent
+     * victim's interrupt comes, and at most the urgent victim's one pair after it). */
+    uint64_t urgent_rounds;
+    uint64_t flood_wake_max_urgent;
 };
 
 /* The scheduling context each of the two has (images/queue-fair.xml: budget = period, so
  * seL4 shares the core between them in turns of this long). */
 #define SLICE_US 1000
-/* The IOMMU PD's pacing (iommu_pd::pacing::SHARE): one client's full batches take at most
- * one SHARE-th of its time. */
-#define PACING_SHARE 4
 
-/* The channel between them (images/queue-fair.xml): the victim starts the flood on it. */
+/* The channel between the victim and the flood (images/queue-fair.xml): the victim starts
+ * the flood on it. */
 #define FLOOD_CHANNEL 1
+/* The channel between the victim and the urgent victim: each tells the other its rounds are
+ * done (the victim's id for it, and the urgent victim's for the victim). */
+#define URGENT_CHANNEL 2
+#define VICTIM_CHANNEL 1
 
 static inline uint64_t board_get(uint64_t *p)
 {
@@ -62,6 +70,19 @@ static inline uint64_t timer_from_us(uint64_t us)
     return hz * us / 1000000;
 }
 
+/* Sort `n` times, for their median and percentiles. */
+static inline void sort_ticks(uint64_t *a, unsigned n)
+{
+    for (unsigned i = 1; i < n; i++) {
+        uint64_t v = a[i];
+        unsigned j = i;
+        for (; j > 0 && a[j - 1] > v; j--) {
+            a[j] = a[j - 1];
+        }
+        a[j] = v;
+    }
+}
+
 static inline void put_dec(uint64_t v)
 {
     char s[21];
@@ -72,4 +93,27 @@ static inline void put_dec(uint64_t v)
         v /= 10;
     } while (v);
     microkit_dbg_puts(s + n);
+}
+
+/* The end of a bound's line, after its terms: ` = F us; the longest WHAT during the flood
+ * ... notified, ... by doorbell calls: within (or BEYOND) TIMES F`, each longest also in
+ * tenths of F. */
+static inline void say_verdict(const char *what, uint64_t f, uint64_t notified, uint64_t rung, uint64_t times)
+{
+    microkit_dbg_puts(" = ");
+    put_dec(timer_us(f));
+    microkit_dbg_puts(" us; the longest ");
+    microkit_dbg_puts(what);
+    microkit_dbg_puts(" during the flood ");
+    put_dec(timer_us(notified));
+    microkit_dbg_puts(" us (");
+    put_dec(f ? notified * 10 / f : 0);
+    microkit_dbg_puts("/10 F) notified, ");
+    put_dec(timer_us(rung));
+    microkit_dbg_puts(" us (");
+    put_dec(f ? rung * 10 / f : 0);
+    microkit_dbg_puts("/10 F) by doorbell calls: ");
+    microkit_dbg_puts(notified <= times * f && rung <= times * f ? "within " : "BEYOND ");
+    put_dec(times);
+    microkit_dbg_puts(" F\n");
 }

@@ -15,8 +15,9 @@
 //! one batch). A client that finds entries untaken when notified notifies again
 //! (`MapQueue::untaken`), and goes behind whatever is waiting. Each batch is timed with
 //! the generic timer, which paces the client's queue (`iommu_pd::pacing`: its batches of
-//! more than two entries at most a quarter of this PD's time, a wake-up before its next
-//! full one is due served one entry), and the longest is kept per client.
+//! more than two entries at most its share of this PD's time, a quarter unless its
+//! `<dma_queue share>` says otherwise, a wake-up before its next full one is due served
+//! one entry), and the longest is kept per client.
 
 use core::ptr::NonNull;
 
@@ -51,7 +52,11 @@ impl Queues {
     /// The queues the policy lists, at the addresses the description maps them at here.
     pub fn mapped() -> Self {
         let mut queues = [None; policy::CLIENTS.len()];
-        for &(client, va, entries) in policy::QUEUES.iter() {
+        let mut pacer = Pacer::default();
+        for &(client, va, entries, share) in policy::QUEUES.iter() {
+            // The description's share (`<dma_queue share>`), which iommu-sdf held to
+            // `MIN_SHARE..=MAX_SHARE`.
+            pacer.set_share(client, u64::from(share));
             let Some(base) = NonNull::new(va as *mut u8) else { continue };
             // SAFETY: `iommu-sdf build` maps the client's queue region here, read-write,
             // `layout::region_size(entries)` bytes rounded up to pages (page-aligned, so
@@ -65,14 +70,15 @@ impl Queues {
         for (client, q) in queues.iter().enumerate() {
             if let Some(q) = q {
                 debug_println!(
-                    "iommu: {} has a mapping queue of {} entries; at most {} served per notification",
+                    "iommu: {} has a mapping queue of {} entries; at most {} served per notification; its full batches at most 1/{} of this PD's time",
                     policy::CLIENTS[client].name,
                     q.entries(),
-                    QUEUE_BATCH
+                    QUEUE_BATCH,
+                    pacer.share(client)
                 );
             }
         }
-        Queues { queues, served: [Served::default(); policy::CLIENTS.len()], pacer: Pacer::default() }
+        Queues { queues, served: [Served::default(); policy::CLIENTS.len()], pacer }
     }
 
     /// Serve the queue of every client that notified: one batch each, then notify it.

@@ -294,11 +294,14 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     let _ = writeln!(o, "];\n");
 
     let queues = crate::queues::policy_queues(sys);
-    let _ = writeln!(o, "/// Mapping queues (<dma_queue>): (client, where this PD maps the region, entries a ring).");
+    let _ = writeln!(
+        o,
+        "/// Mapping queues (<dma_queue>): (client, where this PD maps the region, entries a ring, share: its full batches take at most 1/share of this PD's time)."
+    );
     let _ = writeln!(o, "#[allow(dead_code)]");
-    let _ = writeln!(o, "pub static QUEUES: [(usize, usize, u32); {}] = [", queues.len());
-    for (client, va, entries) in &queues {
-        let _ = writeln!(o, "    ({client}, {va:#x}, {entries}),");
+    let _ = writeln!(o, "pub static QUEUES: [(usize, usize, u32, u32); {}] = [", queues.len());
+    for (client, va, entries, share) in &queues {
+        let _ = writeln!(o, "    ({client}, {va:#x}, {entries}, {share}),");
     }
     let _ = writeln!(o, "];\n");
     let _ = writeln!(o, "/// The SMMU's set-up: StreamID and IOVA widths the description needs.");

@@ -4,7 +4,8 @@
 //! enough. They follow the IOMMU PD's conventions: client i calls it on the channel
 //! whose IOMMU end is id i + 1, its fault ring is the page at `fault_rings + i * 0x1000`
 //! (read-only in the client), it runs below the IOMMU PD, and some drivers are the IOMMU
-//! PD's children with id i + 1. `check` must find nothing wrong with any of them.
+//! PD's children with id i + 1; some clients have a mapping queue (`<dma_queue>`). `check`
+//! must find nothing wrong with any of them.
 
 use std::fmt::Write as _;
 
@@ -174,6 +175,24 @@ pub fn description_sized(
     // by the clients that may lend to it, at any size generated here.
     for p in 0..pds {
         let _ = writeln!(o, "    <dma_quota pd=\"drv{p}\" mappings=\"8\" pages=\"{quota_pages}\" grants=\"2\" />");
+    }
+    // Some clients have a mapping queue, of any size and share `check` takes, placed by
+    // build or at a vaddr clear of every map the generator gives a PD. (Last, so the rest of a
+    // description is the same with or without them.)
+    for p in 0..clients {
+        if rng.below(2) == 0 {
+            continue;
+        }
+        let entries = 1u64 << (1 + rng.below(12));
+        let vaddr = match rng.below(3) {
+            0 => format!(" vaddr=\"{:#x}\"", 0x2_0000_0000 + p as u64 * 0x100_0000),
+            _ => String::new(),
+        };
+        let share = match rng.below(3) {
+            0 => format!(" share=\"{}\"", 2 + rng.below(63)),
+            _ => String::new(),
+        };
+        let _ = writeln!(o, "    <dma_queue pd=\"drv{p}\" entries=\"{entries}\"{vaddr}{share} />");
     }
     o.push_str("</system>\n");
     o

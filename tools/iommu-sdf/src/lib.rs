@@ -17,7 +17,7 @@
 //!   map, for which of its devices; `parent` derives a narrower one statically, for the
 //!   parent's holder or for a PD in the parent's `grant_to`;
 //! - `<dma_quota pd mappings pages>`;
-//! - `<dma_queue pd entries vaddr>`: a client's mapping queue; `build` writes its region
+//! - `<dma_queue pd entries vaddr share>`: a client's mapping queue; `build` writes its region
 //!   and maps it into the client and the IOMMU PD only (`queues`);
 //! - `<iommu pd stream_table cmdq eventq context_descriptors table_pool>`: the IOMMU PD
 //!   and the regions no device may ever reach. With the SMMU's registers (the region the

@@ -303,6 +303,9 @@ pub struct DmaQueue {
     pub vaddr: Option<u64>,
     /// The IOMMU PD's map of the region, once generated.
     pub iommu_vaddr: Option<u64>,
+    /// `share`: its full batches take at most one `share`th of the IOMMU PD's time
+    /// (`iommu_pd::pacing`; `SHARE` when not given).
+    pub share: u64,
     /// The description declared a region of the queue's name itself (no region was
     /// generated, and `check` refuses it).
     pub name_taken: bool,

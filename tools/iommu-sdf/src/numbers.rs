@@ -24,8 +24,9 @@ pub struct ClientNumbers {
     pub caps: Vec<(String, usize, u64)>,
     /// Where it maps its fault ring, if it does (`vaddr`).
     pub fault_ring: Option<u64>,
-    /// Its mapping queue, if it has one: (where it maps it, entries a ring).
-    pub queue: Option<(u64, u64)>,
+    /// Its mapping queue, if it has one: (where it maps it, entries a ring, share of the
+    /// IOMMU PD's time its full batches may take, as 1/share).
+    pub queue: Option<(u64, u64, u64)>,
     /// Every client: (name, client id), for GRANT.
     pub clients: Vec<(String, usize)>,
     /// Every device: (name, device id), for the devices a GRANT is for.
@@ -86,7 +87,7 @@ pub fn numbers(sys: &System) -> Vec<ClientNumbers> {
                     .queues
                     .iter()
                     .find(|q| q.pd == *name && q.iommu_vaddr.is_some())
-                    .and_then(|q| Some((q.vaddr?, q.entries))),
+                    .and_then(|q| Some((q.vaddr?, q.entries, q.share))),
                 clients: clients.clone(),
                 all_devices: all_devices.clone(),
             }
@@ -126,10 +127,11 @@ pub fn c_header(n: &ClientNumbers, source: &str) -> String {
         let _ = writeln!(o, "/* Where it maps its fault ring. */");
         let _ = writeln!(o, "#define {pd}_FAULT_RING_VADDR {va:#x}");
     }
-    if let Some((va, entries)) = n.queue {
-        let _ = writeln!(o, "/* Its mapping queue (<dma_queue>): where it maps it, and the slots of each ring. */");
+    if let Some((va, entries, share)) = n.queue {
+        let _ = writeln!(o, "/* Its mapping queue (<dma_queue>): where it maps it, the slots of each ring, and the share of the IOMMU PD's time its full batches may take (1/share). */");
         let _ = writeln!(o, "#define {pd}_QUEUE_VADDR {va:#x}");
         let _ = writeln!(o, "#define {pd}_QUEUE_ENTRIES {entries}");
+        let _ = writeln!(o, "#define {pd}_QUEUE_SHARE {share}");
     }
     let _ = writeln!(o, "/* Every client's id, for GRANT, and every device's, for the devices a GRANT names. */");
     for (c, id) in &n.clients {
@@ -160,9 +162,10 @@ pub fn rust_module(n: &ClientNumbers, source: &str) -> String {
     if let Some(va) = n.fault_ring {
         let _ = writeln!(o, "#[allow(dead_code)]\npub const FAULT_RING_VADDR: usize = {va:#x};");
     }
-    if let Some((va, entries)) = n.queue {
+    if let Some((va, entries, share)) = n.queue {
         let _ = writeln!(o, "#[allow(dead_code)]\npub const QUEUE_VADDR: usize = {va:#x};");
         let _ = writeln!(o, "#[allow(dead_code)]\npub const QUEUE_ENTRIES: u32 = {entries};");
+        let _ = writeln!(o, "#[allow(dead_code)]\npub const QUEUE_SHARE: u32 = {share};");
     }
     for (c, id) in &n.clients {
         let _ = writeln!(o, "#[allow(dead_code)]\npub const CLIENT_{}: usize = {id};", upper(c));

@@ -22,7 +22,7 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("pci_bridge", &["bdf", "kind", "secondary", "subordinate", "acs"]),
     ("dma_capability", &["name", "pd", "mr", "parent", "offset", "size", "perms", "devices", "grant_to"]),
     ("dma_quota", &["pd", "mappings", "pages", "grants"]),
-    ("dma_queue", &["pd", "entries", "vaddr"]),
+    ("dma_queue", &["pd", "entries", "vaddr", "share"]),
     (
         "iommu",
         &["pd", "stream_table", "cmdq", "eventq", "context_descriptors", "table_pool", "fault_window_us", "max_faults"],
@@ -644,7 +644,20 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                 if n.attribute("vaddr").is_some() && vaddr.is_none() {
                     continue;
                 }
-                sys.queues.push(DmaQueue { pd, entries, vaddr, iommu_vaddr: None, name_taken: false, line: r.line(n) });
+                let share = r.number(n, "share");
+                if n.attribute("share").is_some() && share.is_none() {
+                    continue;
+                }
+                let share = share.unwrap_or(iommu_pd::pacing::SHARE);
+                sys.queues.push(DmaQueue {
+                    pd,
+                    entries,
+                    vaddr,
+                    iommu_vaddr: None,
+                    share,
+                    name_taken: false,
+                    line: r.line(n),
+                });
             }
             "iommu" => {
                 // One IOMMU PD: a second element would silently replace the first.

@@ -6,10 +6,12 @@
 //! generated or written by hand: its region, `<pd>_queue` (the request and completion
 //! rings of `entries` slots each, whole pages), written where the `<dma_queue>` was; the
 //! IOMMU PD's map of it (read-write, above every other map of the IOMMU PD), on the IOMMU
-//! PD's closing line; and the client's (read-write, at `vaddr` or above its highest map,
+//! PD's closing line; and the client's (read-write, at `vaddr` or above its highest map and
+//! `CLIENT_FLOOR`,
 //! `setvar_vaddr="iommu_queue"`, `setvar_size="iommu_queue_size"`), just after the client's start tag. No other PD maps it,
 //! and no device reaches it (`rules::queues`). The policy lists each queue (client, where
-//! the IOMMU PD maps it, entries), and the client's numbers say where and how large.
+//! the IOMMU PD maps it, entries, share of the IOMMU PD's time), and the client's numbers
+//! say where, how large and what share.
 
 use std::fmt::Write as _;
 
@@ -27,6 +29,15 @@ pub const CLIENT_SYMBOL: &str = "iommu_queue";
 pub const CLIENT_SIZE_SYMBOL: &str = "iommu_queue_size";
 
 const BLOCK: u64 = 0x20_0000;
+
+/// The lowest address `build` places a client's queue at when `<dma_queue>` gives no
+/// `vaddr`: above the client's program image, which this tool does not read. Microkit's
+/// linker script (`microkit.ld`) links a program at 0x200000 and the Microkit tool loads
+/// its segments into RAM frames, so an image ends below 0x200000 plus the board's RAM,
+/// 4 GiB at most on every board this tool knows (`tests/queues.rs`); 64 GiB is above that.
+/// (Placed just above the client's maps, a queue of a client with none landed at 0x200000,
+/// on its text: the Microkit tool refuses a map over an ELF segment.)
+pub const CLIENT_FLOOR: u64 = 0x10_0000_0000;
 
 /// The region of `pd`'s queue.
 pub fn region_name(pd: &str) -> String {
@@ -88,7 +99,7 @@ pub fn complete(sys: &mut System) {
             .push((line, format!("<memory_region name=\"{}\" size=\"{size:#x}\" />", attr(&name))));
         let rw = Perms { read: true, write: true };
         let in_iommu = above(sys, &iommu, 0x10_0000_0000);
-        let at_client = sys.queues[q].vaddr.unwrap_or_else(|| above(sys, &pd, BLOCK));
+        let at_client = sys.queues[q].vaddr.unwrap_or_else(|| above(sys, &pd, CLIENT_FLOOR));
         let _ =
             write!(sys.generated.in_iommu_pd, "<map mr=\"{}\" vaddr=\"{in_iommu:#x}\" perms=\"rw\" /> ", attr(&name));
         sys.generated.in_pd.push((
@@ -119,14 +130,14 @@ pub fn complete(sys: &mut System) {
     }
 }
 
-/// The policy's queues: (client index, where the IOMMU PD maps the region, entries).
-pub fn policy_queues(sys: &System) -> Vec<(usize, u64, u64)> {
+/// The policy's queues: (client index, where the IOMMU PD maps the region, entries, share).
+pub fn policy_queues(sys: &System) -> Vec<(usize, u64, u64, u64)> {
     let clients: Vec<String> = sys.clients().iter().map(|c| c.name.clone()).collect();
     sys.queues
         .iter()
         .filter_map(|q| {
             let client = clients.iter().position(|c| *c == q.pd)?;
-            Some((client, q.iommu_vaddr?, q.entries))
+            Some((client, q.iommu_vaddr?, q.entries, q.share))
         })
         .collect()
 }

@@ -244,20 +244,24 @@ fn queues(sys: &System, o: &mut String) {
         return;
     }
     let _ = writeln!(o, "\n## Mapping queues (`<dma_queue>`)\n");
-    let _ = writeln!(o, "Mapped by the client and the IOMMU PD only; no device reaches them. The IOMMU PD takes at most {} entries of a queue per notification or doorbell call.\n", iommu_protocol::queue::QUEUE_BATCH);
-    let _ = writeln!(o, "| Client | Entries a ring | Region (bytes) | Client's map | IOMMU PD's map |");
-    let _ = writeln!(o, "| --- | --- | --- | --- | --- |");
+    let _ = writeln!(o, "Mapped by the client and the IOMMU PD only; no device reaches them. The IOMMU PD takes at most {} entries of a queue per notification or doorbell call; a client's batches of more than {} entries take at most its share of the IOMMU PD's time (plus one batch), and a wake-up before its next full batch is due is served {}.\n", iommu_protocol::queue::QUEUE_BATCH, iommu_pd::pacing::UNCHARGED_BATCH, iommu_pd::pacing::PACED_BATCH);
+    let _ = writeln!(
+        o,
+        "| Client | Entries a ring | Region (bytes) | Client's map | IOMMU PD's map | Share of the IOMMU PD's time |"
+    );
+    let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- |");
     for q in queues {
         let name = crate::queues::region_name(&q.pd);
         let size = sys.region(&name).map_or(0, |r| r.size);
         let _ = writeln!(
             o,
-            "| {} | {} | {} ({size:#x}) | {:#x} | {:#x} |",
+            "| {} | {} | {} ({size:#x}) | {:#x} | {:#x} | 1/{} |",
             cell(&q.pd),
             q.entries,
             cell(&name),
             q.vaddr.unwrap_or(0),
-            q.iommu_vaddr.unwrap_or(0)
+            q.iommu_vaddr.unwrap_or(0),
+            q.share
         );
     }
 }

@@ -11,7 +11,8 @@
 //! in other PDs (the IOMMU PD too), PCI hierarchies (root ports, PCI Express to PCI and
 //! PCI-to-PCI bridges, switches; with ACS or not, sometimes with a bridge spoilt) with
 //! devices moved below them by bus:device.function and BAR windows (`bar=`) mapped by
-//! their owner or any PD, and the IOMMU plumbing left to `build`. For every mutated
+//! their owner or any PD, mapping queues (`Mutator::queue`), and the IOMMU plumbing left
+//! to `build`. For every mutated
 //! description `check` accepts:
 //!
 //! (a) the service starts on its policy, and what the report (`reachability`) lists is
@@ -39,9 +40,14 @@
 //! (c) `build`'s Microkit file has exactly the input's elements (every element, with its
 //!     place and attributes), this project's removed and the plumbing added: the same
 //!     protection domains, memory regions, maps, setvars, channels and virtual machines,
-//!     nothing injected, and as many lines.
+//!     nothing injected, and as many lines;
+//! (e) each mapping queue (`<dma_queue>`, added valid or hostile: wrong sizes, second
+//!     queues, PDs that are no clients, vaddrs over other maps, its region named,
+//!     mapped, granted or iomapped) is in `build`'s output at its size, mapped by its
+//!     client (clear of its other maps) and the IOMMU PD only, listed in the policy, and
+//!     the report's reach is the same without it (`common::queues_hold`).
 //!
-//! The share of mutated descriptions `check` accepts is printed (about a fifth), and must
+//! A refused description's every problem has a fix. The share of mutated descriptions `check` accepts is printed (about a fifth), and must
 //! not fall below 5% for the property to mean something. The tests after it show that
 //! each check fails on what it is meant to catch, and the `finding_*` tests at the end
 //! hold the two descriptions it found accepted that should not have been.
@@ -219,6 +225,7 @@ fn names(kind: Kind, tag: &str, attr: &str) -> bool {
                 | ("end", "pd")
                 | ("dma_capability", "pd" | "grant_to")
                 | ("dma_quota", "pd")
+                | ("dma_queue", "pd")
                 | ("iommu", "pd")
                 | ("io_address_space", "owner")
         ),
@@ -382,6 +389,8 @@ struct Mutator<'a> {
     unowned: Vec<String>,
     /// PCI hierarchies added (`pci`), each on buses of its own.
     hierarchies: u8,
+    /// Queues added: the PDs they were given to.
+    queues: Vec<String>,
     log: Vec<String>,
 }
 
@@ -947,6 +956,96 @@ impl<'a> Mutator<'a> {
         }
     }
 
+    /// A mapping queue (`<dma_queue>`), often a valid one for a client (placed by build or
+    /// at a free vaddr), otherwise: of a size `check` refuses, a second one for a PD, for a
+    /// PD that is no client, the IOMMU PD or no PD, at a vaddr over the client's maps, off a
+    /// page or near the top of its address space; with a region of its name declared, or
+    /// its region mapped by a PD (its client again, another, a guest), covered by a
+    /// capability or iomapped.
+    fn queue(&mut self) {
+        let clients = self.clients();
+        let pd = match self.rng.below(12) {
+            0 => self.iommu_pd(),
+            1 => self.pick(&self.pds()).unwrap_or_default(),
+            2 => "nobody".into(),
+            3 => self
+                .queues
+                .last()
+                .cloned()
+                .or_else(|| self.base.queues.first().map(|q| q.pd.clone()))
+                .unwrap_or_default(),
+            _ => self.pick(&clients).unwrap_or_default(),
+        };
+        let entries = match self.rng.below(8) {
+            0 => ["0", "1", "3", "100", "8192", "0x40", "-1", "18446744073709551616"][self.rng.below(8) as usize]
+                .to_string(),
+            _ => (1u64 << (1 + self.rng.below(12))).to_string(),
+        };
+        let k = self.next() as u64;
+        // The client's own maps, for a vaddr over one.
+        let mine: Vec<u64> =
+            self.base.pd(&pd).map(|p| p.maps.iter().filter_map(|m| m.vaddr).collect()).unwrap_or_default();
+        let vaddr = match self.rng.below(8) {
+            0 => self.pick(&mine).map(|v| format!(" vaddr=\"{v:#x}\"")).unwrap_or_default(),
+            1 => format!(" vaddr=\"{:#x}\"", 0x3_0000_0000 + k * 0x100_0000 + 0x800),
+            2 => " vaddr=\"0xffffffe000\"".into(),
+            3 | 4 => format!(" vaddr=\"{:#x}\"", 0x3_0000_0000 + k * 0x100_0000),
+            _ => String::new(),
+        };
+        top_level(&mut self.text, &format!("<dma_queue pd=\"{}\" entries=\"{entries}\"{vaddr} />", xml_attr(&pd)));
+        self.queues.push(pd.clone());
+        self.log.push(format!("a queue of {entries} entries for {pd}{vaddr}"));
+        let region = format!("{pd}_queue");
+        match self.rng.below(10) {
+            0 => {
+                top_level(&mut self.text, &format!("<memory_region name=\"{}\" size=\"0x2000\" />", xml_attr(&region)));
+                self.log.push(format!("a region named {region}"));
+            }
+            1 | 2 => {
+                let by = if self.chance(3) { pd.clone() } else { self.pick(&self.pds()).unwrap_or_default() };
+                insert_child(
+                    &mut self.text,
+                    "protection_domain",
+                    &by,
+                    &format!(
+                        "<map mr=\"{}\" vaddr=\"{:#x}\" perms=\"r\" />",
+                        xml_attr(&region),
+                        0x4_0000_0000 + k * 0x100_0000
+                    ),
+                );
+                self.log.push(format!("{by} maps {region}"));
+            }
+            3 => {
+                let devices = self.devices_of(&pd);
+                self.add_cap(&pd, (&region, 0, PAGE), "rw", &devices, &[]);
+                self.log.push(format!("a capability over {region}"));
+            }
+            4 => {
+                let Some((dev, _)) = self.pick(&self.devices()) else { return };
+                insert_child(
+                    &mut self.text,
+                    "io_address_space",
+                    &dev,
+                    &format!("<iomap mr=\"{}\" iovaddr=\"{:#x}\" perms=\"rw\" />", xml_attr(&region), 0x1_00f0_0000u64),
+                );
+                self.log.push(format!("{dev} iomaps {region}"));
+            }
+            5 => {
+                let vms = self.vms.clone();
+                let Some((vm, _)) = self.pick(&vms) else { return };
+                let at = self.text.find(&format!("<virtual_machine name=\"{vm}\"")).map(|i| tag_end(&self.text, i));
+                if let Some(at) = at {
+                    self.text.insert_str(
+                        at,
+                        &format!("\n<map mr=\"{}\" vaddr=\"0x30000000\" perms=\"rw\" />", xml_attr(&region)),
+                    );
+                    self.log.push(format!("guest {vm} maps {region}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// A capability may be lent further: to its holder, to every client, to anyone.
     fn lend(&mut self) {
         // Mostly a root capability, which a wider grant_to leaves valid.
@@ -1019,10 +1118,12 @@ fn hostile(seed: u64, pds: usize, regions: usize, devices: usize, mseed: u64) ->
         maps: Vec::new(),
         unowned: Vec::new(),
         hierarchies: 0,
+        queues: Vec::new(),
         log: vec![format!("plumbing left to build: {plumbing}")],
     };
     for _ in 0..1 + m.rng.below(3) {
-        match m.rng.below(21) {
+        match m.rng.below(24) {
+            21..=23 => m.queue(),
             18..=20 => m.pci(),
             0..=2 => m.iomap(),
             3 => m.ownerless(),
@@ -1657,7 +1758,7 @@ fn pci(sys: &System, report: &[Reach]) -> Result<(), String> {
 
 /// Every element under `<system>` (not this project's own), as a sorted list.
 fn elements(doc: &roxmltree::Document, skip_ours: bool) -> Vec<Element> {
-    let ours = ["io_address_space", "dma_capability", "dma_quota", "iommu", "pci_bridge"];
+    let ours = ["io_address_space", "dma_capability", "dma_quota", "dma_queue", "iommu", "pci_bridge"];
     let mut out = Vec::new();
     fn walk(n: roxmltree::Node, path: &mut Vec<String>, out: &mut Vec<Element>) {
         for c in n.children().filter(|c| c.is_element()) {
@@ -1727,6 +1828,24 @@ fn output_is_input_plus_plumbing(text: &str, sys: &System, out: &str) -> Result<
         Ok(elements(&doc, false))
     };
     want.extend(fragment(&sys.generated.top)?);
+    for (_, xml) in &sys.generated.queue_regions {
+        want.extend(fragment(xml)?);
+    }
+    // Each client's map of its queue, inside the client.
+    for (pd, xml) in &sys.generated.in_pd {
+        let node = input
+            .descendants()
+            .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(pd.as_str()))
+            .ok_or(format!("no protection domain {pd} for its queue's map"))?;
+        let mut path: Vec<String> =
+            node.ancestors().filter(|a| a.is_element() && *a != input.root_element()).map(label).collect();
+        path.reverse();
+        for (mut at, tag, attrs) in fragment(xml)? {
+            let mut full = path.clone();
+            full.append(&mut at);
+            want.push((full, tag, attrs));
+        }
+    }
     if let Some(iommu) = &sys.iommu {
         let node = input
             .descendants()
@@ -1779,7 +1898,9 @@ fn accepted(text: &str, sys: &System, seed: u64) -> Result<(), String> {
     if let Some(beyond) = isolation(sys, &iommu_sdf::report::reachability(sys)).map_err(|e| format!("(b) {e}"))? {
         return Err(format!("(b) a passed-through device reaches more than its guest's RAM: {beyond:?}"));
     }
-    build_is_input_plus_plumbing(text, sys).map_err(|e| format!("(c) {e}"))
+    build_is_input_plus_plumbing(text, sys).map_err(|e| format!("(c) {e}"))?;
+    let out = iommu_sdf::build::microkit_system(text, sys).map_err(|e| format!("(e) build failed: {e}"))?;
+    common::queues_hold(text, sys, &out).map_err(|e| format!("(e) {e}"))
 }
 
 #[test]
@@ -1788,6 +1909,7 @@ fn hostile_descriptions_that_pass_check_are_what_the_report_says() {
     let seen = AtomicUsize::new(0);
     let passed = AtomicUsize::new(0);
     let with_bridges = AtomicUsize::new(0);
+    let with_queues = AtomicUsize::new(0);
     let mut runner = TestRunner::new(RunnerConfig { failure_persistence: None, ..RunnerConfig::with_cases(cases) });
     let strategy = (any::<u64>(), 1usize..5, 1usize..8, 1usize..7, any::<u64>());
     let result = runner.run(&strategy, |(seed, pds, regions, devices, mseed)| -> TestCaseResult {
@@ -1795,7 +1917,14 @@ fn hostile_descriptions_that_pass_check_are_what_the_report_says() {
         let (sys, problems) = iommu_sdf::check_text(&text);
         seen.fetch_add(1, Ordering::Relaxed);
         if !problems.is_empty() {
+            // Refused: each problem says what would fix it.
+            if let Some(p) = problems.iter().find(|p| p.fix.trim().is_empty()) {
+                return Err(TestCaseError::fail(format!("{p:?} has no fix\nmutations: {log:#?}\n{text}")));
+            }
             return Ok(());
+        }
+        if !sys.queues.is_empty() {
+            with_queues.fetch_add(1, Ordering::Relaxed);
         }
         passed.fetch_add(1, Ordering::Relaxed);
         if !sys.bridges.is_empty() {
@@ -1806,8 +1935,9 @@ fn hostile_descriptions_that_pass_check_are_what_the_report_says() {
     });
     let (seen, passed) = (seen.load(Ordering::Relaxed), passed.load(Ordering::Relaxed));
     let with_bridges = with_bridges.load(Ordering::Relaxed);
+    let with_queues = with_queues.load(Ordering::Relaxed);
     println!(
-        "hostile: check accepted {passed} of {seen} mutated descriptions ({}%), {with_bridges} with PCI bridges",
+        "hostile: check accepted {passed} of {seen} mutated descriptions ({}%), {with_bridges} with PCI bridges, {with_queues} with mapping queues",
         passed * 100 / seen.max(1)
     );
     if let Err(e) = result {
@@ -1817,6 +1947,8 @@ fn hostile_descriptions_that_pass_check_are_what_the_report_says() {
     assert!(passed * 20 >= seen, "check accepted only {passed} of {seen}");
     // And (d) was asked of descriptions with a PCI hierarchy.
     assert!(with_bridges * 50 >= passed, "only {with_bridges} of {passed} accepted had PCI bridges");
+    // And (e) of descriptions with mapping queues.
+    assert!(with_queues * 10 >= passed, "only {with_queues} of {passed} accepted had mapping queues");
 }
 
 // ---------------------------------------------------------------------------------------

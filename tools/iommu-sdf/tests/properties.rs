@@ -1,9 +1,13 @@
 //! Properties: random XML never makes the tool panic; random valid descriptions pass
 //! `check`, their `build` output passes `check`, and their report proves isolation; moving
 //! a client's channel to another id at the IOMMU PD's end makes `check` fail, and so does
-//! adding a hostile element to a valid description.
+//! adding a hostile element to a valid description. Valid descriptions with mapping queues
+//! keep each queue to its client and the IOMMU PD and leave the report's reach as it is;
+//! a hostile `<dma_queue>` is refused, with a fix.
 
 use proptest::prelude::*;
+
+mod common;
 
 const TAGS: &[&str] = &[
     "system",
@@ -15,6 +19,7 @@ const TAGS: &[&str] = &[
     "dma_capability",
     "dma_quota",
     "iommu",
+    "dma_queue",
     "pci_bridge",
     "channel",
     "end",
@@ -49,6 +54,7 @@ const ATTRS: &[&str] = &[
     "subordinate",
     "acs",
     "bar",
+    "entries",
     "x",
 ];
 const VALUES: &[&str] = &[
@@ -119,6 +125,86 @@ proptest! {
         prop_assert!(again.is_empty(), "{again:#?}\n{out}");
         let md = iommu_sdf::report::markdown(&sys, "generated");
         prop_assert!(md.contains("Proof:"), "{md}");
+        let held = common::queues_hold(&text, &sys, &out);
+        prop_assert!(held.is_ok(), "{held:?}\n{text}");
+    }
+
+    /// A hostile `<dma_queue>` added to a valid description (its own queues taken out):
+    /// a wrong size or share, a second queue, a PD that is no client or no PD, a vaddr over the
+    /// client's maps, off a page or past its address space, a region of the queue's name,
+    /// and the queue's region mapped by another PD, given to a device by a capability or an
+    /// iomap. Each is refused where it is, saying why, with a fix.
+    #[test]
+    fn a_hostile_queue_fails(seed in any::<u64>(), pds in 1usize..6, regions in 1usize..12, devices in 1usize..8, pick in any::<usize>(), which in 0usize..11, size in 0usize..8) {
+        let text = iommu_sdf::gen::description(seed, pds, regions, devices);
+        let text: String = text.lines().filter(|l| !l.trim_start().starts_with("<dma_queue ")).map(|l| format!("{l}\n")).collect();
+        let (sys, _) = iommu_sdf::check_text(&text);
+        let clients: Vec<String> = sys.clients().iter().map(|c| c.name.clone()).collect();
+        let c = clients[pick % clients.len()].clone();
+        let other = sys.pds.iter().map(|p| p.name.clone()).find(|p| *p != c && p != "iommu");
+        let first_map = sys.pd(&c).and_then(|p| p.maps.iter().find_map(|m| m.vaddr));
+        let queue = format!("<dma_queue pd=\"{c}\" entries=\"64\" />");
+        let region = format!("{c}_queue");
+        let dev = sys.io_spaces.iter().find(|s| s.owner.as_deref() == Some(c.as_str())).map(|s| s.name.clone()).unwrap_or_default();
+        let (added, element, says): (Vec<String>, &str, String) = match which {
+            0 if size < 4 => {
+                let share = ["0", "1", "65", "0x10000"][size];
+                let n = iommu_sdf::parse::parse_number(share).unwrap_or(0);
+                (vec![format!("<dma_queue pd=\"{c}\" entries=\"64\" share=\"{share}\" />")], "dma_queue", format!("`{c}`'s queue has share=\"{n}\""))
+            }
+            0 => {
+                let entries = ["0", "1", "3", "6", "100", "8192", "0x10000000000", "65536"][size];
+                (vec![format!("<dma_queue pd=\"{c}\" entries=\"{entries}\" />")], "dma_queue", "a ring's size is a power of two".into())
+            }
+            1 => (vec![queue.clone(), format!("<dma_queue pd=\"{c}\" entries=\"2\" />")], "dma_queue", format!("a second dma_queue for `{c}`")),
+            2 => {
+                // The IOMMU PD, or a driver that is no client (when there is one).
+                let not_client = sys.pds.iter().map(|p| p.name.clone()).find(|p| !clients.contains(p) && p != "iommu" && size % 2 == 0).unwrap_or("iommu".into());
+                (vec![format!("<dma_queue pd=\"{not_client}\" entries=\"64\" />")], "dma_queue", "is not a client of the IOMMU PD".into())
+            }
+            3 => (vec!["<dma_queue pd=\"nobody\" entries=\"64\" />".into()], "dma_queue", "`nobody` is not a protection domain".into()),
+            4 => {
+                prop_assume!(first_map.is_some());
+                let at = first_map.unwrap_or_default() + (size as u64 % 2) * 0x1000;
+                prop_assume!(sys.pd(&c).is_some_and(|p| p.maps.iter().any(|m| m.vaddr.is_some_and(|v| v <= at && at < v + sys.region(&m.mr).map_or(0, |r| r.size)))));
+                (vec![format!("<dma_queue pd=\"{c}\" entries=\"64\" vaddr=\"{at:#x}\" />")], "dma_queue", "overlaps its map of".into())
+            }
+            5 => (vec![format!("<dma_queue pd=\"{c}\" entries=\"64\" vaddr=\"{:#x}\" />", 0x2_0000_0000u64 + 8 * (size as u64 + 1))], "dma_queue", "not a page boundary".into()),
+            6 => (vec![format!("<dma_queue pd=\"{c}\" entries=\"64\" vaddr=\"0xfffffff000\" />")], "map", "runs past".into()),
+            7 => (vec![queue.clone(), format!("<memory_region name=\"{region}\" size=\"0x1000\" />")], "memory_region", format!("`{region}` is the name of `{c}`'s mapping queue")),
+            8 => {
+                prop_assume!(other.is_some());
+                let o = other.clone().unwrap_or_default();
+                // Into the other PD, just after its start tag.
+                let open = format!("<protection_domain name=\"{o}\"");
+                let at = text.find(&open).and_then(|i| text[i..].find('>').map(|j| i + j + 1)).unwrap_or(0);
+                let text2 = format!("{}<map mr=\"{region}\" vaddr=\"0x3_0000_0000\" perms=\"r\" />{}", &text[..at], &text[at..]);
+                let mutated = text2.replace("</system>", &format!("    {queue}\n</system>"));
+                let (_, problems) = iommu_sdf::check_text(&mutated);
+                let says = format!("`{o}` maps `{region}`");
+                prop_assert!(problems.iter().any(|p| p.element == "map" && p.message.contains(&says)), "{problems:#?}\n{mutated}");
+                prop_assert!(problems.iter().all(|p| !p.fix.is_empty()), "{problems:#?}");
+                return Ok(());
+            }
+            9 => (vec![queue.clone(), format!("<dma_capability name=\"qcap\" pd=\"{c}\" mr=\"{region}\" size=\"0x1000\" perms=\"rw\" devices=\"{dev}\" />")], "dma_capability", format!("covers `{region}`")),
+            _ => {
+                prop_assume!(!dev.is_empty());
+                let at = text.find(&format!("<io_address_space name=\"{dev}\"")).map(|i| i + text[i..].find("/>").unwrap_or(0)).unwrap_or(0);
+                let mutated = format!("{}><iomap mr=\"{region}\" iovaddr=\"0x1_00f0_0000\" perms=\"rw\" /></io_address_space>{}", &text[..at], &text[at + 2..]);
+                let mutated = mutated.replace("</system>", &format!("    {queue}\n</system>"));
+                let (_, problems) = iommu_sdf::check_text(&mutated);
+                prop_assert!(problems.iter().any(|p| p.element == "iomap" && p.message.contains("mapping queue, for DMA")), "{problems:#?}\n{mutated}");
+                prop_assert!(problems.iter().all(|p| !p.fix.is_empty()), "{problems:#?}");
+                return Ok(());
+            }
+        };
+        let mut mutated = text.clone();
+        for a in &added {
+            mutated = with_element(&mutated, a);
+        }
+        let (_, problems) = iommu_sdf::check_text(&mutated);
+        prop_assert!(problems.iter().any(|p| p.element == element && p.message.contains(&says)), "{problems:#?}\n{mutated}");
+        prop_assert!(problems.iter().all(|p| !p.fix.is_empty()), "{problems:#?}");
     }
 
     #[test]

@@ -121,6 +121,20 @@ pub const IOMMU_PD_SYMBOLS: &[&str] = &[
     "ecam_size",
 ];
 
+/// A region build names after `client` (`<client><suffix>`, its `what`) that the client's
+/// name makes too long: said at `line`, the element whose name is the one to change.
+fn too_long_for(line: Line, element: &str, client: &str, what: &str, region: &str, suffix: &str) -> Problem {
+    p(
+        line,
+        element,
+        format!(
+            "`{client}`'s {what}, which build names `{region}`, would be {} characters; the Microkit tool keeps {MAX_NAME}",
+            region.len()
+        ),
+        format!("give the client a name of at most {} characters", MAX_NAME - suffix.len()),
+    )
+}
+
 /// Names and symbols: each in its grammar, each symbol patched once per PD, and no
 /// region named as one the plumbing writes.
 pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
@@ -137,17 +151,17 @@ pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
         let Some(pd) = r.name.strip_suffix("_faults").and_then(|c| sys.pd(c)) else { continue };
         long_ring.push(&r.name);
         if is_identifier(&pd.name) {
-            out.push(p(
-                pd.line,
-                "protection_domain",
-                format!(
-                    "`{}`'s fault ring, which build names `{}`, would be {} characters; the Microkit tool keeps {MAX_NAME}",
-                    pd.name,
-                    r.name,
-                    r.name.len()
-                ),
-                format!("give the client a name of at most {} characters", MAX_NAME - "_faults".len()),
-            ));
+            out.push(too_long_for(pd.line, "protection_domain", &pd.name, "fault ring", &r.name, "_faults"));
+        }
+    }
+    // The same for a mapping queue's region, which build names after its client: said at
+    // the <dma_queue>, which made it.
+    for q in &sys.queues {
+        let name = crate::queues::region_name(&q.pd);
+        let Some(r) = sys.region(&name).filter(|r| r.line == q.line && !is_identifier(&r.name)) else { continue };
+        long_ring.push(&r.name);
+        if is_identifier(&q.pd) {
+            out.push(too_long_for(q.line, "dma_queue", &q.pd, "mapping queue", &name, "_queue"));
         }
     }
     let mut refuse = |line: Line, element: &str, what: &str, name: &str, fix: String| {

@@ -1,9 +1,11 @@
 //! Mapping queues (`<dma_queue>`, `crate::queues`): one per client, of a size the IOMMU PD
-//! and the client agree on, shared by those two and no one else, reached by no device.
+//! and the client agree on, shared by those two and no one else, reached by no device, with
+//! a share of the IOMMU PD's time that paces it.
 
 use crate::model::*;
 use crate::problem::{p, Problem};
 use crate::queues::{region_name, CLIENT_SYMBOL, MAX_ENTRIES, MIN_ENTRIES};
+use iommu_pd::pacing::{MAX_SHARE, MIN_SHARE, SHARE};
 
 /// Every queue rule.
 pub fn check(sys: &System, out: &mut Vec<Problem>) {
@@ -59,6 +61,17 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
             ));
             continue;
         }
+        if !(MIN_SHARE..=MAX_SHARE).contains(&q.share) {
+            out.push(p(
+                q.line,
+                el,
+                format!(
+                    "`{}`'s queue has share=\"{}\": its full batches may take 1/share of the IOMMU PD's time, and a share is from {MIN_SHARE} (half; at 1 nothing is paced, and one client could hold the IOMMU PD from every other) to {MAX_SHARE} (at {MAX_SHARE} a full batch is no more than the one entry a paced wake-up gets)",
+                    q.pd, q.share
+                ),
+                format!("give share=\"{SHARE}\" (the default: a quarter), or another from {MIN_SHARE} to {MAX_SHARE}"),
+            ));
+        }
         if let Some(first) = sys.queues[..i].iter().find(|o| o.pd == q.pd) {
             out.push(p(
                 q.line,
@@ -92,6 +105,32 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 format!("`{}`'s queue is mapped at {:#x}, not a page boundary", q.pd, q.vaddr.unwrap_or(0)),
                 "give a vaddr that is a multiple of 0x1000, or leave it out (build places it above the PD's maps)",
             ));
+        }
+        // The client's map of its queue beside its other maps: the Microkit tool refuses two
+        // maps over one address, and would name the client's start tag, where build writes
+        // the queue's map, not this element.
+        if let (Some(va), Some(size)) = (q.vaddr, sys.region(&name).map(|r| r.size)) {
+            let end = u128::from(va) + u128::from(size);
+            let clash = sys.pd(&q.pd).and_then(|pd| {
+                pd.maps.iter().filter(|m| m.mr != name).find(|m| {
+                    let (Some(v), Some(r)) = (m.vaddr, sys.region(&m.mr)) else { return false };
+                    u128::from(v) < end && u128::from(va) < u128::from(v) + u128::from(r.size)
+                })
+            });
+            if let Some(m) = clash {
+                out.push(p(
+                    q.line,
+                    el,
+                    format!(
+                        "`{}`'s queue at {va:#x}..{end:#x} overlaps its map of `{}` at {:#x} (line {})",
+                        q.pd,
+                        m.mr,
+                        m.vaddr.unwrap_or(0),
+                        m.line
+                    ),
+                    "give a vaddr clear of the PD's other maps, or leave it out (build places it above them)",
+                ));
+            }
         }
         // Only the client's and the IOMMU PD's generated maps; nothing else, no device.
         let mut seen = (false, false);

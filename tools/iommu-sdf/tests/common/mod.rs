@@ -49,3 +49,108 @@ pub fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply 
     let (label, n) = req.encode(&mut mrs);
     s.handle(client, label, &mrs[..n])
 }
+
+/// For a description `check` accepted, with `out` what `build` wrote for it: each
+/// `<dma_queue>`'s region is in `out` at its size, mapped exactly twice, read-write, by its
+/// client (once, where the client learns it through `iommu_queue`/`iommu_queue_size`, on a
+/// page boundary, clear of the client's other maps and below the end of its address space)
+/// and by the IOMMU PD (once, where the policy says, with its size and share), and by
+/// nothing else: no other PD, no
+/// guest, no capability or iomap; and what the report says devices reach is what it says
+/// for the same description without its queues.
+pub fn queues_hold(text: &str, sys: &iommu_sdf::model::System, out: &str) -> Result<(), String> {
+    if sys.queues.is_empty() {
+        return Ok(());
+    }
+    let doc = roxmltree::Document::parse(out).map_err(|e| format!("build's output is not XML: {e}"))?;
+    let num = |s: Option<&str>| s.and_then(iommu_sdf::parse::parse_number);
+    let sizes: std::collections::HashMap<&str, u64> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("memory_region"))
+        .filter_map(|n| Some((n.attribute("name")?, num(n.attribute("size"))?)))
+        .collect();
+    let iommu = sys.iommu.as_ref().map(|i| i.pd.as_str()).ok_or("queues and no <iommu>")?;
+    let policy = iommu_sdf::queues::policy_queues(sys);
+    let clients: Vec<String> = sys.clients().iter().map(|c| c.name.clone()).collect();
+    let end = iommu_sdf::Board::default().pd_vaddr_end;
+    for q in &sys.queues {
+        let name = iommu_sdf::queues::region_name(&q.pd);
+        let size = iommu_sdf::queues::region_size(q.entries).ok_or(format!("{q:?}: a size check refuses"))?;
+        if sizes.get(name.as_str()) != Some(&size) {
+            return Err(format!("{name} is {:?} bytes in build's output, not {size:#x}", sizes.get(name.as_str())));
+        }
+        let maps: Vec<roxmltree::Node> =
+            doc.descendants().filter(|n| n.has_tag_name("map") && n.attribute("mr") == Some(name.as_str())).collect();
+        let owner = |m: &roxmltree::Node| -> (String, bool) {
+            let parent = m.parent_element().map(|p| (p.tag_name().name().to_string(), p.attribute("name")));
+            match parent {
+                Some((tag, name)) => (name.unwrap_or_default().to_string(), tag == "virtual_machine"),
+                None => (String::new(), false),
+            }
+        };
+        let mut mappers: Vec<(String, bool)> = maps.iter().map(owner).collect();
+        mappers.sort();
+        let mut want = vec![(iommu.to_string(), false), (q.pd.clone(), false)];
+        want.sort();
+        if mappers != want {
+            return Err(format!("{name} is mapped by {mappers:?}, not only by {want:?}"));
+        }
+        for m in &maps {
+            if m.attribute("perms") != Some("rw") {
+                return Err(format!("{name} mapped {:?}", m.attribute("perms")));
+            }
+        }
+        let va_of = |pd: &str| maps.iter().find(|m| owner(m).0 == pd).and_then(|m| num(m.attribute("vaddr")));
+        let client_map = maps.iter().find(|m| owner(m).0 == q.pd).ok_or("no client map")?;
+        if (client_map.attribute("setvar_vaddr"), client_map.attribute("setvar_size"))
+            != (Some("iommu_queue"), Some("iommu_queue_size"))
+        {
+            return Err(format!("{}'s map of {name} does not tell it where and how large", q.pd));
+        }
+        let va = va_of(&q.pd).ok_or("client map without vaddr")?;
+        if va % 0x1000 != 0 || u128::from(va) + u128::from(size) > u128::from(end) {
+            return Err(format!("{}'s queue at {va:#x}+{size:#x}: unaligned or past {end:#x}", q.pd));
+        }
+        // The client's other maps (its own, not its guests').
+        let pd = doc
+            .descendants()
+            .find(|n| n.has_tag_name("protection_domain") && n.attribute("name") == Some(q.pd.as_str()))
+            .ok_or("no client")?;
+        for m in pd.children().filter(|n| n.has_tag_name("map") && n.attribute("mr") != Some(name.as_str())) {
+            let (Some(v), Some(s)) = (num(m.attribute("vaddr")), m.attribute("mr").and_then(|r| sizes.get(r))) else {
+                continue;
+            };
+            if u128::from(v) < u128::from(va) + u128::from(size) && u128::from(va) < u128::from(v) + u128::from(*s) {
+                return Err(format!(
+                    "{}'s queue at {va:#x} overlaps its map of {:?} at {v:#x}",
+                    q.pd,
+                    m.attribute("mr")
+                ));
+            }
+        }
+        let client = clients.iter().position(|c| *c == q.pd).ok_or(format!("{} is no client", q.pd))?;
+        if !policy.contains(&(client, va_of(iommu).unwrap_or(0), q.entries, q.share)) {
+            return Err(format!("the policy's queues {policy:?} do not list client {client} at the IOMMU PD's map"));
+        }
+        if sys.caps.iter().any(|c| c.mr.as_deref() == Some(name.as_str()))
+            || sys.io_spaces.iter().any(|s| s.iomaps.iter().any(|m| m.mr == name))
+        {
+            return Err(format!("{name} is given to a device"));
+        }
+    }
+    if policy.len() != sys.queues.len() {
+        return Err(format!("the policy lists {} queues for {}", policy.len(), sys.queues.len()));
+    }
+    // Without its queues, the same description: the same reach.
+    let plain: String =
+        text.lines().filter(|l| !l.trim_start().starts_with("<dma_queue ")).map(|l| format!("{l}\n")).collect();
+    let (without, problems) = iommu_sdf::check_text(&plain);
+    if !problems.is_empty() {
+        return Err(format!("without its queues it is refused: {problems:#?}"));
+    }
+    let (with, without) = (iommu_sdf::report::reachability(sys), iommu_sdf::report::reachability(&without));
+    if with != without {
+        return Err(format!("a queue changed what devices reach: {with:#?}\nwithout: {without:#?}"));
+    }
+    Ok(())
+}
