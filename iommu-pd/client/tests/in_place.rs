@@ -57,7 +57,8 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
     // pages of in-place buffers (and a fifth page after them, not in-place memory).
     let (pool_mem, bufs) = (pages(8), pages(5));
     let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    let cfg = common::pool_and_buffers(pool_pa, bufs_pa);
+    // Mappings: the pool and two in-place buffers at a time.
+    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, 4, 3);
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
     let service = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
     SERVICE.with(|s| *s.borrow_mut() = Some(service));

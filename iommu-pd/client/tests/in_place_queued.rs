@@ -61,7 +61,8 @@ fn reachable() -> BTreeMap<u64, (u64, Rights)> {
 fn the_next_buffers_map_takes_the_previous_ones_away_confirmed() {
     let (pool_mem, bufs) = (pages(8), pages(4));
     let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    let cfg = common::pool_and_buffers(pool_pa, bufs_pa);
+    // Mappings: the pool and two in-place buffers at a time.
+    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, 4, 3);
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
     SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
     let queue = Box::leak(Box::<OwnedQueue<8>>::default()).queue().unwrap();

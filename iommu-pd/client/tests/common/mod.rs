@@ -16,12 +16,13 @@ pub fn pages(n: usize) -> NonNull<u8> {
     NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap()
 }
 
-/// One client ("virtio-blk": 3 mappings, 16 pages: the pool and two in-place buffers at a
-/// time), one device, and a capability over each of two regions: an 8-page pool at
-/// `pool_pa` and 4 pages of in-place buffers at `bufs_pa`.
-pub fn pool_and_buffers(pool_pa: u64, bufs_pa: u64) -> Config<'static> {
+/// One client ("virtio-blk": a quota of `mappings` mappings, and pages for the pool and
+/// every buffer page twice over), one device, and a capability over each of two regions:
+/// an 8-page pool at `pool_pa` and `buf_pages` pages of in-place buffers at `bufs_pa`.
+pub fn pool_and_buffer_pages(pool_pa: u64, bufs_pa: u64, buf_pages: usize, mappings: u32) -> Config<'static> {
+    let max_pages = 8 + 2 * buf_pages as u64;
     let clients =
-        Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16, max_grants: 0 }]));
+        Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: mappings, max_pages, max_grants: 0 }]));
     let devices = Box::leak(Box::new([DeviceConfig {
         name: "blk",
         stream: 8,
@@ -33,7 +34,7 @@ pub fn pool_and_buffers(pool_pa: u64, bufs_pa: u64) -> Config<'static> {
     }]));
     let regions = Box::leak(Box::new([
         RegionConfig { name: "pool", pa: pool_pa, size: 8 * PAGE as u64 },
-        RegionConfig { name: "buffers", pa: bufs_pa, size: 4 * PAGE as u64 },
+        RegionConfig { name: "buffers", pa: bufs_pa, size: (buf_pages * PAGE) as u64 },
     ]));
     let cap = |region, pages: usize| CapConfig {
         client: 0,
@@ -44,7 +45,7 @@ pub fn pool_and_buffers(pool_pa: u64, bufs_pa: u64) -> Config<'static> {
         devices: 1,
         grant_to: 0,
     };
-    let caps = Box::leak(Box::new([cap(0, 8), cap(1, 4)]));
+    let caps = Box::leak(Box::new([cap(0, 8), cap(1, buf_pages)]));
     Config {
         clients: &clients[..],
         devices: &devices[..],
