@@ -4,63 +4,18 @@
 //! reach (tables and the model's cached translations), how many times the IOMMU PD was
 //! woken, and that no call was made. (Its own test binary: the Hal is one static.)
 
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach, MAX_GROUP};
-use iommu_client::queue::MapQueue;
-use iommu_client::{Channel, Client};
-use iommu_pd::model::ModelHw;
-use iommu_pd::Service;
-use iommu_protocol::queue::{OwnedQueue, Queue};
-use iommu_protocol::{DeviceId, Handle, Op, Rights};
+use iommu_client::hal::{InPlace, IommuHal, Reach, MAX_GROUP};
+use iommu_protocol::queue::OwnedQueue;
+use iommu_protocol::{Op, Rights};
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
-use common::{pages, PAGE};
-
-thread_local! {
-    static SERVICE: RefCell<Option<Service<'static, ModelHw>>> = const { RefCell::new(None) };
-    static QUEUE: Cell<Option<Queue<'static>>> = const { Cell::new(None) };
-    static CALLS: RefCell<BTreeMap<u64, u64>> = const { RefCell::new(BTreeMap::new()) };
-    static WAKEUPS: Cell<u64> = const { Cell::new(0) };
-}
-
-struct Direct;
-
-impl Channel for Direct {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
-        CALLS.with(|c| *c.borrow_mut().entry(label).or_default() += 1);
-        SERVICE.with(|s| {
-            let r = s.borrow_mut().as_mut().unwrap().handle(0, label, mrs);
-            if let iommu_protocol::Reply::Ok { values, .. } = r {
-                *reply = values;
-            }
-            r.label()
-        })
-    }
-}
-
-/// The IOMMU PD's side of a wake-up: one batch of client 0's queue.
-fn wake_iommu_pd() {
-    WAKEUPS.with(|w| w.set(w.get() + 1));
-    let q = QUEUE.with(Cell::get).unwrap();
-    SERVICE.with(|s| s.borrow_mut().as_mut().unwrap().serve_queue(0, &q));
-}
-
-fn wakeups() -> u64 {
-    WAKEUPS.with(Cell::get)
-}
-
-fn calls(op: Op) -> u64 {
-    CALLS.with(|c| c.borrow().get(&(op as u64)).copied().unwrap_or(0))
-}
-
-/// Every page the device can reach: IOVA -> (physical address, rights).
-fn reachable() -> BTreeMap<u64, (u64, Rights)> {
-    SERVICE.with(|s| s.borrow().as_ref().unwrap().hw().reachable(0))
-}
+#[path = "common/queued.rs"]
+mod queued;
+use common::{calls, pages, reachable, PAGE};
+use queued::wakeups;
 
 /// Whether the device reaches the page at `pa` at any IOVA.
 fn reaches(pa: u64) -> bool {
@@ -88,22 +43,8 @@ fn a_groups_maps_go_with_the_previous_groups_unmaps_in_one_wake_up() {
     // The pool, and two groups mapped at once while one group's UNMAPs and the next one's
     // MAPs are in one batch.
     let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, BUF_PAGES, 1 + 2 * GROUP as u32);
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 16)>::default()));
-    SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
     let queue = Box::leak(Box::<OwnedQueue<64>>::default()).queue().unwrap();
-    QUEUE.with(|q| q.set(Some(queue)));
-
-    // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.
-    let pool = unsafe { DmaPool::map(&mut Client::new(Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) }.unwrap();
-    IommuHal::install(pool);
-    IommuHal::install_queue(MapQueue::new(queue, NotifyFn(wake_iommu_pd)));
-    let memory = InPlace {
-        va: bufs,
-        len: BUF_PAGES * PAGE,
-        reach: Reach::Queued { cap: Handle(1), cap_offset: 0, device: DeviceId(0) },
-    };
-    // SAFETY: `bufs` is the buffers region's memory, which the device may reach.
-    unsafe { IommuHal::share_in_place(memory) };
+    let memory = queued::start(cfg, queue, pool_mem, bufs, BUF_PAGES);
     let (a, b) = (group(bufs, 0), group(bufs, 1));
     assert_eq!(reachable().len(), 8, "the pool alone");
 

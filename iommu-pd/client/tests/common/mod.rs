@@ -1,10 +1,52 @@
-//! What the in-place tests share: host memory standing for physical pages, and the
-//! service's configuration over it.
+//! What the in-place tests share: host memory standing for physical pages, the service's
+//! configuration over it, and the service itself as the driver reaches it (each test
+//! binary has its own: the Hal is one static). The mapping queue's side is `queued.rs`.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig};
-use iommu_protocol::Rights;
+use iommu_client::Channel;
+use iommu_pd::model::ModelHw;
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_protocol::{Op, Rights};
+
+thread_local! {
+    pub static SERVICE: RefCell<Option<Service<'static, ModelHw>>> = const { RefCell::new(None) };
+    static CALLS: RefCell<BTreeMap<u64, u64>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// The IOMMU PD, as the driver reaches it: client 0's calls, counted by label.
+pub fn call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
+    CALLS.with(|c| *c.borrow_mut().entry(label).or_default() += 1);
+    SERVICE.with(|s| {
+        let r = s.borrow_mut().as_mut().unwrap().handle(0, label, mrs);
+        if let iommu_protocol::Reply::Ok { values, .. } = r {
+            *reply = values;
+        }
+        r.label()
+    })
+}
+
+/// Calls made with `op`'s label.
+pub fn calls(op: Op) -> u64 {
+    CALLS.with(|c| c.borrow().get(&(op as u64)).copied().unwrap_or(0))
+}
+
+/// What the device can reach (tables and the model's cached translations): IOVA page ->
+/// (physical page, rights).
+pub fn reachable() -> BTreeMap<u64, (u64, Rights)> {
+    SERVICE.with(|s| s.borrow().as_ref().unwrap().hw().reachable(0))
+}
+
+/// `call` as a client's channel.
+pub struct Direct;
+
+impl Channel for Direct {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
+        call(label, mrs, reply)
+    }
+}
 
 pub const PAGE: usize = 4096;
 
