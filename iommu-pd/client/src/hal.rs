@@ -13,7 +13,7 @@ use core::ptr::NonNull;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
-use crate::queue::{MapQueue, Notify};
+use crate::queue::{Full, MapQueue, Notify};
 use crate::{Channel, Client};
 
 const PAGE: usize = 4096;
@@ -156,7 +156,10 @@ pub enum Reach {
     /// returns once both completions are in, so the previous buffer is then out of the
     /// device's reach, confirmed (`IommuHal::retired`), and only then is it the driver's
     /// to read or reuse. The device reaches a buffer from its request's start until the
-    /// next request's start (or `IommuHal::flush_queue`).
+    /// next request's start (or `IommuHal::flush_queue`). With several requests in flight,
+    /// `IommuHal::map_queued` maps a group's buffers ahead of its requests, with the UNMAPs
+    /// the previous group left pending, one wake-up for all: the device then reaches a
+    /// group's buffers from its batch until the next group's (or the flush).
     Queued {
         /// The capability for the memory.
         cap: Handle,
@@ -174,10 +177,20 @@ pub enum Reach {
     },
 }
 
+/// The pages a buffer touches in in-place memory, and the rights its direction needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pages {
+    /// The buffer's offset in the memory, and its first page's.
+    start: usize,
+    first: usize,
+    /// Bytes from `first`, whole pages.
+    len: u64,
+    rights: Rights,
+}
+
 impl InPlace {
-    /// Where the device reaches `buffer`, if it lies in this memory (mapping it first
-    /// when mapped per request).
-    fn share(&self, buffer: NonNull<[u8]>, direction: BufferDirection) -> Option<u64> {
+    /// Which pages of this memory `buffer` touches, if it lies in it.
+    fn pages(&self, buffer: NonNull<[u8]>, direction: BufferDirection) -> Option<Pages> {
         let start = (buffer.cast::<u8>().as_ptr() as usize).checked_sub(self.va.as_ptr() as usize)?;
         let end = start.checked_add(buffer.len())?;
         if end > self.len || buffer.is_empty() {
@@ -188,16 +201,30 @@ impl InPlace {
         // Stage-1 tables cannot say write-only, so a buffer the device writes is mapped
         // read/write; one it only reads is mapped read-only.
         let rights = if direction == BufferDirection::DriverToDevice { Rights::READ } else { Rights::READ_WRITE };
+        Some(Pages { start, first, len, rights })
+    }
+
+    /// Where the device reaches `buffer`, if it lies in this memory (mapping it first
+    /// when mapped per request, unless `IommuHal::map_queued` mapped it already).
+    fn share(&self, buffer: NonNull<[u8]>, direction: BufferDirection) -> Option<u64> {
+        let p = self.pages(buffer, direction)?;
         let iova = match self.reach {
-            Reach::Always { device_addr } => return Some(device_addr + start as u64),
-            Reach::PerRequest { cap, cap_offset, device, call } => {
-                Client::new(FnChannel(call)).map(cap, device, cap_offset + first as u64, len, None, rights).ok()?
-            }
-            Reach::Queued { cap, cap_offset, device } => {
-                queued_map(cap, device, cap_offset + first as u64, len, rights)?
-            }
+            Reach::Always { device_addr } => return Some(device_addr + p.start as u64),
+            Reach::PerRequest { cap, cap_offset, device, call } => Client::new(FnChannel(call))
+                .map(cap, device, cap_offset + p.first as u64, p.len, None, p.rights)
+                .ok()?,
+            Reach::Queued { cap, cap_offset, device } => match take_premapped(&p) {
+                Some(iova) => iova,
+                None => queued_map(MapArgs {
+                    cap,
+                    device,
+                    offset: cap_offset + p.first as u64,
+                    len: p.len,
+                    rights: p.rights,
+                })?,
+            },
         };
-        Some(iova + (start - first) as u64)
+        Some(iova + (p.start - p.first) as u64)
     }
 
     /// The device is done with the buffer whose first page it reaches at `page`: unmap it
@@ -205,11 +232,14 @@ impl InPlace {
     fn unshare(&self, page: u64) -> bool {
         match self.reach {
             Reach::PerRequest { device, call, .. } => Client::new(FnChannel(call)).unmap(device, &[page]).is_ok(),
-            // Posted, sent with the next MAP (or by `flush_queue`).
+            // Posted, sent with the next MAP (or by `flush_queue`); with as many pending as a
+            // group leaves already, those go first, alone (a failure among them is counted
+            // where it is found).
             Reach::Queued { device, .. } => {
-                let st = state();
-                let earlier = st.pending_unmap.replace((device, page));
-                earlier.is_none_or(|(d, p)| queued_exchange(Some((d, p)), None).is_some())
+                if state().pending.len() == MAX_GROUP {
+                    IommuHal::flush_queue();
+                }
+                state().pending.push((device, page))
             }
             Reach::Always { .. } => true,
         }
@@ -232,22 +262,92 @@ impl Notify for NotifyFn {
 /// notification returns, unless it is not serving at all.
 const QUEUE_PATIENCE: u32 = 1 << 20;
 
-/// Post `unmap` (device, IOVA) and a MAP (cap, device, offset, len, rights), notify once,
-/// and wait for both completions. Returns the MAP's result (`None` without a MAP); an
-/// UNMAP that is not confirmed is counted in `unmap_failures`, a confirmed one in
-/// `retired`. `None` too if the queue is full or the IOMMU PD never answers.
-fn queued_exchange(unmap: Option<(DeviceId, u64)>, map: Option<(Handle, DeviceId, u64, u64, Rights)>) -> Option<u64> {
-    let st = state();
-    let q = st.queue.as_mut()?;
-    let u = unmap.and_then(|(d, iova)| q.post_unmap(d, iova).ok());
-    if unmap.is_some() && u.is_none() {
-        st.unmap_failures += 1;
-        return None;
+/// The most buffers one `IommuHal::map_queued` maps (a group of requests in flight), and
+/// so the most UNMAPs a group leaves pending for the next.
+pub const MAX_GROUP: usize = 8;
+
+/// A MAP for the queue: the calls' arguments, the IOVA left to the service.
+#[derive(Debug, Clone, Copy)]
+struct MapArgs {
+    cap: Handle,
+    device: DeviceId,
+    offset: u64,
+    len: u64,
+    rights: Rights,
+}
+
+/// At most `MAX_GROUP` things, in a fixed array (no heap).
+#[derive(Debug, Clone, Copy)]
+struct Group<T: Copy> {
+    items: [Option<T>; MAX_GROUP],
+}
+
+impl<T: Copy> Group<T> {
+    const EMPTY: Self = Group { items: [None; MAX_GROUP] };
+
+    fn len(&self) -> usize {
+        self.items.iter().flatten().count()
     }
-    // A full ring refuses the MAP (the buffer is then copied); the UNMAP goes all the same.
-    let m = map.and_then(|(cap, device, offset, len, rights)| q.post_map(cap, device, offset, len, None, rights).ok());
+
+    /// False, and nothing added, when it is full.
+    fn push(&mut self, item: T) -> bool {
+        match self.items.iter_mut().find(|i| i.is_none()) {
+            Some(slot) => {
+                *slot = Some(item);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The first item `pick` accepts, removed.
+    fn take_first(&mut self, mut pick: impl FnMut(&T) -> bool) -> Option<T> {
+        self.items.iter_mut().find(|i| i.as_ref().is_some_and(&mut pick))?.take()
+    }
+
+    fn take_all(&mut self) -> Self {
+        core::mem::replace(self, Self::EMPTY)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.items.iter().flatten().copied()
+    }
+}
+
+/// Post `unmaps` (device, IOVA) and `maps`, wake the IOMMU PD once, and wait for every
+/// completion. Returns each MAP's IOVA, in order (`None` if refused, or not posted because
+/// the ring was full). An UNMAP that is not confirmed (refused, not posted, or never
+/// answered) is counted in `unmap_failures`, a confirmed one in `retired`.
+fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs]) -> [Option<u64>; MAX_GROUP] {
+    let mut mapped = [None; MAX_GROUP];
+    let st = state();
+    let Some(q) = st.queue.as_mut() else {
+        st.unmap_failures += unmaps.len() as u64;
+        return mapped;
+    };
+    // Each posted entry's tag, UNMAPs then MAPs (tags are never `u64::MAX`: one a post).
+    let mut tags = [u64::MAX; 2 * MAX_GROUP];
+    let mut waiting = 0;
+    for (tag, (device, iova)) in tags.iter_mut().zip(unmaps.iter()) {
+        match q.post_unmap(device, iova) {
+            Ok(t) => {
+                *tag = t;
+                waiting += 1;
+            }
+            Err(Full) => st.unmap_failures += 1,
+        }
+    }
+    // A full ring refuses a MAP (the buffer is then copied); the UNMAPs go all the same.
+    for (tag, m) in tags[MAX_GROUP..].iter_mut().zip(maps) {
+        if let Ok(t) = q.post_map(m.cap, m.device, m.offset, m.len, None, m.rights) {
+            *tag = t;
+            waiting += 1;
+        }
+    }
+    if waiting == 0 {
+        return mapped;
+    }
     q.notify();
-    let (mut waiting, mut mapped) = (u.is_some() as u32 + m.is_some() as u32, None);
     let mut patience = QUEUE_PATIENCE;
     while waiting > 0 && patience > 0 {
         patience -= 1;
@@ -257,37 +357,60 @@ fn queued_exchange(unmap: Option<(DeviceId, u64)>, map: Option<(Handle, DeviceId
             }
             continue;
         };
+        // A completion of an earlier exchange that gave up waiting is not ours.
+        let Some(i) = tags.iter().position(|&t| t == done.tag) else { continue };
+        tags[i] = u64::MAX;
         waiting -= 1;
-        if Some(done.tag) == u {
-            match done.result {
-                Ok(_) => st.retired += 1,
-                Err(_) => st.unmap_failures += 1,
-            }
-        } else if Some(done.tag) == m {
-            mapped = done.result.ok();
+        match (i < MAX_GROUP, done.result) {
+            (true, Ok(_)) => st.retired += 1,
+            (true, Err(_)) => st.unmap_failures += 1,
+            (false, r) => mapped[i - MAX_GROUP] = r.ok(),
         }
     }
     if waiting > 0 {
-        // Never answered: the UNMAP is not known to be done.
-        st.unmap_failures += u.is_some() as u64;
+        // Never answered: those UNMAPs are not known to be done.
+        st.unmap_failures += tags[..MAX_GROUP].iter().filter(|&&t| t != u64::MAX).count() as u64;
         st.queue_stalls += 1;
     }
     mapped
 }
 
-/// The MAP of a queued buffer, sent with the UNMAP its predecessor left pending.
-fn queued_map(cap: Handle, device: DeviceId, offset: u64, len: u64, rights: Rights) -> Option<u64> {
-    let unmap = state().pending_unmap.take();
-    queued_exchange(unmap, Some((cap, device, offset, len, rights)))
+/// The MAP of a queued buffer `map_queued` did not map, sent with the UNMAPs left pending.
+fn queued_map(map: MapArgs) -> Option<u64> {
+    let unmaps = pending_unmaps();
+    queued_exchange(&unmaps, &[map])[0]
+}
+
+/// The IOVA of a mapping `map_queued` made for these pages, which is then the request's.
+fn take_premapped(p: &Pages) -> Option<u64> {
+    state().premapped.take_first(|(q, _, _)| q == p).map(|(_, _, iova)| iova)
+}
+
+/// The UNMAPs to send now, taken: those left pending, and those of mappings `map_queued`
+/// made that no `share` took (they must not outlive their group). Beyond one group's
+/// worth, the rest are sent first, alone.
+fn pending_unmaps() -> Group<(DeviceId, u64)> {
+    let st = state();
+    let mut unmaps = st.pending.take_all();
+    for (_, device, iova) in st.premapped.take_all().iter() {
+        if !unmaps.push((device, iova)) {
+            queued_exchange(&unmaps, &[]);
+            unmaps = Group::EMPTY;
+            unmaps.push((device, iova));
+        }
+    }
+    unmaps
 }
 
 struct Installed {
     pool: Option<DmaPool>,
     in_place: Option<InPlace>,
-    /// The mapping queue `Reach::Queued` posts to, and the UNMAP it has posted but not yet
-    /// sent: (device, IOVA).
+    /// The mapping queue `Reach::Queued` posts to; the UNMAPs of buffers unshared since
+    /// the last wake-up, not yet sent: (device, IOVA); and the mappings `map_queued` made
+    /// that no `share` has taken yet: (pages, device, IOVA).
     queue: Option<MapQueue<'static, NotifyFn>>,
-    pending_unmap: Option<(DeviceId, u64)>,
+    pending: Group<(DeviceId, u64)>,
+    premapped: Group<(Pages, DeviceId, u64)>,
     /// Queued UNMAPs confirmed, and waits for completions that never came.
     retired: u64,
     queue_stalls: u64,
@@ -311,7 +434,8 @@ static STATE: HalCell = HalCell(UnsafeCell::new(Installed {
     pool: None,
     in_place: None,
     queue: None,
-    pending_unmap: None,
+    pending: Group::EMPTY,
+    premapped: Group::EMPTY,
     retired: 0,
     queue_stalls: 0,
     unmap_failures: 0,
@@ -362,17 +486,58 @@ impl IommuHal {
         state().queue = Some(queue);
     }
 
-    /// Send the UNMAP the last queued buffer left pending, and wait for it: true once it
-    /// is confirmed (or there was none), and the buffer is the driver's again.
-    pub fn flush_queue() -> bool {
-        match state().pending_unmap.take() {
-            Some(unmap) => {
-                let failures = state().unmap_failures;
-                queued_exchange(Some(unmap), None);
-                state().unmap_failures == failures
-            }
-            None => true,
+    /// Map `buffers` (each with the direction virtio-drivers will share it in) through
+    /// the mapping queue ahead of their requests, posted with every UNMAP that buffers
+    /// unshared since have left pending, one wake-up of the IOMMU PD for all, and wait
+    /// for every completion. Then `share` of each of these buffers returns its mapping
+    /// with no wake-up, and its `unshare` leaves its UNMAP pending for the next group (or
+    /// `flush_queue`). A buffer whose MAP was refused is mapped at its `share` as usual.
+    /// Mappings an earlier group made that were never shared are unmapped here too.
+    ///
+    /// Returns whether every MAP succeeded and every UNMAP was confirmed (its buffer out of
+    /// the device's reach, and the driver's again). Nothing is posted, and `false`, unless
+    /// the in-place memory is `Reach::Queued` with a queue installed and every buffer lies
+    /// in it, at most `MAX_GROUP` of them.
+    pub fn map_queued(buffers: &[(NonNull<[u8]>, BufferDirection)]) -> bool {
+        let st = state();
+        let Some(memory @ InPlace { reach: Reach::Queued { cap, cap_offset, device }, .. }) = st.in_place else {
+            return false;
+        };
+        if st.queue.is_none() || buffers.len() > MAX_GROUP {
+            return false;
         }
+        let mut pages = [None; MAX_GROUP];
+        let mut maps = [MapArgs { cap, device, offset: cap_offset, len: 0, rights: Rights::READ }; MAX_GROUP];
+        for ((page, map), &(buffer, direction)) in pages.iter_mut().zip(&mut maps).zip(buffers) {
+            let Some(p) = memory.pages(buffer, direction) else { return false };
+            *page = Some(p);
+            *map = MapArgs { offset: cap_offset + p.first as u64, len: p.len, rights: p.rights, ..*map };
+        }
+        let failures = st.unmap_failures;
+        let unmaps = pending_unmaps();
+        let retired = state().retired;
+        let iovas = queued_exchange(&unmaps, &maps[..buffers.len()]);
+        let st = state();
+        for (p, iova) in pages.iter().zip(iovas) {
+            if let (Some(p), Some(iova)) = (p, iova) {
+                st.premapped.push((*p, device, iova));
+            }
+        }
+        st.unmap_failures == failures
+            && st.retired == retired + unmaps.len() as u64
+            && st.premapped.len() == buffers.len()
+    }
+
+    /// Send the UNMAPs queued buffers left pending (and those of mappings `map_queued`
+    /// made that were never shared), and wait for them: true once every one is confirmed
+    /// (or there was none), and the buffers are the driver's again.
+    pub fn flush_queue() -> bool {
+        let failures = state().unmap_failures;
+        let unmaps = pending_unmaps();
+        if unmaps.len() > 0 {
+            queued_exchange(&unmaps, &[]);
+        }
+        state().unmap_failures == failures
     }
 
     /// Queued UNMAPs the IOMMU PD confirmed.

@@ -3,53 +3,17 @@
 //! service core over the model IOMMU; buffers elsewhere, and any whose MAP is refused, are
 //! copied through the pool as before. (Its own test binary: the Hal is one static.)
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
 use iommu_client::hal::{DmaPool, InPlace, IommuHal, Reach};
-use iommu_client::{Channel, Client};
+use iommu_client::Client;
 use iommu_pd::model::ModelHw;
 use iommu_pd::Service;
 use iommu_protocol::{DeviceId, Handle, Op, Rights};
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
-use common::{pages, PAGE};
-
-thread_local! {
-    static SERVICE: RefCell<Option<Service<'static, ModelHw>>> = const { RefCell::new(None) };
-    static CALLS: RefCell<BTreeMap<u64, u64>> = const { RefCell::new(BTreeMap::new()) };
-}
-
-/// The IOMMU PD, as the driver reaches it: client 0's calls, counted by label.
-fn call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
-    CALLS.with(|c| *c.borrow_mut().entry(label).or_default() += 1);
-    SERVICE.with(|s| {
-        let r = s.borrow_mut().as_mut().unwrap().handle(0, label, mrs);
-        if let iommu_protocol::Reply::Ok { values, .. } = r {
-            *reply = values;
-        }
-        r.label()
-    })
-}
-
-fn calls(op: Op) -> u64 {
-    CALLS.with(|c| c.borrow().get(&(op as u64)).copied().unwrap_or(0))
-}
-
-/// What the device can reach: IOVA page -> (physical page, rights).
-fn reachable() -> BTreeMap<u64, (u64, Rights)> {
-    SERVICE.with(|s| s.borrow().as_ref().unwrap().hw().reachable(0))
-}
-
-struct Direct;
-
-impl Channel for Direct {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
-        call(label, mrs, reply)
-    }
-}
+use common::{call, calls, pages, reachable, Direct, PAGE, SERVICE};
 
 #[test]
 fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
@@ -57,7 +21,8 @@ fn buffers_in_place_are_mapped_per_request_and_others_bounced() {
     // pages of in-place buffers (and a fifth page after them, not in-place memory).
     let (pool_mem, bufs) = (pages(8), pages(5));
     let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    let cfg = common::pool_and_buffers(pool_pa, bufs_pa);
+    // Mappings: the pool and two in-place buffers at a time.
+    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, 4, 3);
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
     let service = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
     SERVICE.with(|s| *s.borrow_mut() = Some(service));

@@ -1,8 +1,11 @@
 //! What the virtio-blk driver PDs share: the disk's configuration space through the
 //! IOMMU PD, which owns it (virtio-drivers' `PciRoot` over CONFIG_READ/CONFIG_WRITE:
 //! `iommu_client::pci::OwnFunction`), and opening the device with virtio-drivers' block
-//! driver, unmodified, on `IommuHal` (whose pool the PD installs first).
+//! driver, unmodified, on `IommuHal` (whose pool the PD installs first); and reading with
+//! several requests in flight (`in_flight`).
 #![no_std]
+
+pub mod in_flight;
 
 use core::ptr::NonNull;
 

@@ -1,10 +1,52 @@
-//! What the in-place tests share: host memory standing for physical pages, and the
-//! service's configuration over it.
+//! What the in-place tests share: host memory standing for physical pages, the service's
+//! configuration over it, and the service itself as the driver reaches it (each test
+//! binary has its own: the Hal is one static). The mapping queue's side is `queued.rs`.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig};
-use iommu_protocol::Rights;
+use iommu_client::Channel;
+use iommu_pd::model::ModelHw;
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_protocol::{Op, Rights};
+
+thread_local! {
+    pub static SERVICE: RefCell<Option<Service<'static, ModelHw>>> = const { RefCell::new(None) };
+    static CALLS: RefCell<BTreeMap<u64, u64>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// The IOMMU PD, as the driver reaches it: client 0's calls, counted by label.
+pub fn call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
+    CALLS.with(|c| *c.borrow_mut().entry(label).or_default() += 1);
+    SERVICE.with(|s| {
+        let r = s.borrow_mut().as_mut().unwrap().handle(0, label, mrs);
+        if let iommu_protocol::Reply::Ok { values, .. } = r {
+            *reply = values;
+        }
+        r.label()
+    })
+}
+
+/// Calls made with `op`'s label.
+pub fn calls(op: Op) -> u64 {
+    CALLS.with(|c| c.borrow().get(&(op as u64)).copied().unwrap_or(0))
+}
+
+/// What the device can reach (tables and the model's cached translations): IOVA page ->
+/// (physical page, rights).
+pub fn reachable() -> BTreeMap<u64, (u64, Rights)> {
+    SERVICE.with(|s| s.borrow().as_ref().unwrap().hw().reachable(0))
+}
+
+/// `call` as a client's channel.
+pub struct Direct;
+
+impl Channel for Direct {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
+        call(label, mrs, reply)
+    }
+}
 
 pub const PAGE: usize = 4096;
 
@@ -16,12 +58,13 @@ pub fn pages(n: usize) -> NonNull<u8> {
     NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap()
 }
 
-/// One client ("virtio-blk": 3 mappings, 16 pages: the pool and two in-place buffers at a
-/// time), one device, and a capability over each of two regions: an 8-page pool at
-/// `pool_pa` and 4 pages of in-place buffers at `bufs_pa`.
-pub fn pool_and_buffers(pool_pa: u64, bufs_pa: u64) -> Config<'static> {
+/// One client ("virtio-blk": a quota of `mappings` mappings, and pages for the pool and
+/// every buffer page twice over), one device, and a capability over each of two regions:
+/// an 8-page pool at `pool_pa` and `buf_pages` pages of in-place buffers at `bufs_pa`.
+pub fn pool_and_buffer_pages(pool_pa: u64, bufs_pa: u64, buf_pages: usize, mappings: u32) -> Config<'static> {
+    let max_pages = 8 + 2 * buf_pages as u64;
     let clients =
-        Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: 3, max_pages: 16, max_grants: 0 }]));
+        Box::leak(Box::new([ClientConfig { name: "virtio-blk", max_mappings: mappings, max_pages, max_grants: 0 }]));
     let devices = Box::leak(Box::new([DeviceConfig {
         name: "blk",
         stream: 8,
@@ -33,7 +76,7 @@ pub fn pool_and_buffers(pool_pa: u64, bufs_pa: u64) -> Config<'static> {
     }]));
     let regions = Box::leak(Box::new([
         RegionConfig { name: "pool", pa: pool_pa, size: 8 * PAGE as u64 },
-        RegionConfig { name: "buffers", pa: bufs_pa, size: 4 * PAGE as u64 },
+        RegionConfig { name: "buffers", pa: bufs_pa, size: (buf_pages * PAGE) as u64 },
     ]));
     let cap = |region, pages: usize| CapConfig {
         client: 0,
@@ -44,7 +87,7 @@ pub fn pool_and_buffers(pool_pa: u64, bufs_pa: u64) -> Config<'static> {
         devices: 1,
         grant_to: 0,
     };
-    let caps = Box::leak(Box::new([cap(0, 8), cap(1, 4)]));
+    let caps = Box::leak(Box::new([cap(0, 8), cap(1, buf_pages)]));
     Config {
         clients: &clients[..],
         devices: &devices[..],

@@ -1,0 +1,60 @@
+//! The IOMMU PD's side of the mapping queue for the in-place tests that use it: client 0's
+//! queue, served one batch per wake-up, the wake-ups counted.
+
+use std::cell::Cell;
+use std::ptr::NonNull;
+
+use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach};
+use iommu_client::queue::MapQueue;
+use iommu_client::Client;
+use iommu_pd::model::ModelHw;
+use iommu_pd::{Config, Service};
+use iommu_protocol::queue::Queue;
+use iommu_protocol::{DeviceId, Handle};
+
+use crate::common::{Direct, PAGE, SERVICE};
+
+thread_local! {
+    static QUEUE: Cell<Option<Queue<'static>>> = const { Cell::new(None) };
+    static WAKEUPS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The IOMMU PD's side of a wake-up: one batch of client 0's queue.
+fn wake_iommu_pd() {
+    WAKEUPS.with(|w| w.set(w.get() + 1));
+    let q = QUEUE.with(Cell::get).unwrap();
+    SERVICE.with(|s| s.borrow_mut().as_mut().unwrap().serve_queue(0, &q));
+}
+
+/// Wake-ups so far.
+pub fn wakeups() -> u64 {
+    WAKEUPS.with(Cell::get)
+}
+
+/// The service over `cfg` (from `pool_and_buffer_pages`) with `queue` as client 0's; the
+/// Hal's pool (the 8 pages at `pool_mem`) mapped by a call, and the `buf_pages` pages at
+/// `bufs` shared in place through the queue. Returns that in-place memory.
+pub fn start(
+    cfg: Config<'static>,
+    queue: Queue<'static>,
+    pool_mem: NonNull<u8>,
+    bufs: NonNull<u8>,
+    buf_pages: usize,
+) -> InPlace {
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 16)>::default()));
+    SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
+    QUEUE.with(|q| q.set(Some(queue)));
+    // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.
+    let pool = unsafe { DmaPool::map(&mut Client::new(Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) }.unwrap();
+    IommuHal::install(pool);
+    IommuHal::install_queue(MapQueue::new(queue, NotifyFn(wake_iommu_pd)));
+    let memory = InPlace {
+        va: bufs,
+        len: buf_pages * PAGE,
+        reach: Reach::Queued { cap: Handle(1), cap_offset: 0, device: DeviceId(0) },
+    };
+    // SAFETY: `bufs` is the buffers region's memory (`cfg`'s second region), which the
+    // device may reach.
+    unsafe { IommuHal::share_in_place(memory) };
+    memory
+}
