@@ -101,8 +101,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             next.cap_prev = slot;
         }
         self.maps[slot as usize] = Some(m);
-        // Cannot fail: `room_for_mapping` said so.
-        let _ = self.index.insert(&mut self.devices[d].root, m.iova, slot);
+        // `room_for_mapping` said there is room, and nothing has been filed since.
+        self.index.insert_with_room(&mut self.devices[d].root, m.iova, slot);
     }
 
     /// Take the mapping in slot `i` out of its device's index and free the slot.
@@ -115,6 +115,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Free slot `i`, whose mapping `m` is out of its device's index already: out of its
     /// capability's list, and back on the free stack.
+    #[inline]
     pub(super) fn free_slot(&mut self, i: usize, m: &Mapping) {
         // Out of its capability's list.
         match self.maps.get_mut(m.cap_prev as usize).and_then(Option::as_mut) {
