@@ -611,8 +611,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// `Ok` if device `d` may run: not quarantined, its client not torn down, not stopped,
-    /// no removal pending.
-    #[inline]
+    /// no removal pending. (Inlined: every MAP asks, and the answer is one test.)
+    #[inline(always)]
     fn running(&self, d: DeviceIndex) -> Result<()> {
         let st = &self.devices[d];
         // Every MAP asks, and almost always the answer is yes: one test for all four.
