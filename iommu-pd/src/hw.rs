@@ -11,6 +11,15 @@ pub type DeviceIndex = usize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HwError;
 
+/// Why `IommuHw::map_if_free` did not map: nothing changed either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapRefused {
+    /// Part of the range is mapped already.
+    InUse,
+    /// The IOMMU failed.
+    Hardware,
+}
+
 /// What the service needs from an IOMMU. Each device has its own address space, created
 /// empty and blocked at boot.
 pub trait IommuHw {
@@ -20,6 +29,24 @@ pub trait IommuHw {
     fn block(&mut self, device: DeviceIndex) -> Result<(), HwError>;
     /// Map `[iova, iova + len)` to `[pa, pa + len)` for `device`. On error nothing changed.
     fn map(&mut self, device: DeviceIndex, iova: u64, pa: u64, len: u64, rights: Rights) -> Result<(), HwError>;
+    /// True if `map_if_free` checks, before it writes anything, that no page of the range
+    /// is mapped in `device`'s tables, and says `InUse` if one is. The service then leaves
+    /// a MAP's overlap check to it rather than searching its own index as well: for a
+    /// device that may run, the index and the tables hold the same ranges (a removal the
+    /// IOMMU did not confirm blocks the device, and MAP is refused until it is settled).
+    const CHECKS_RANGE_FREE: bool = false;
+    /// `map`, for a range the service has not checked against the device's mappings when
+    /// `CHECKS_RANGE_FREE` is true (checked, and found free, otherwise).
+    fn map_if_free(
+        &mut self,
+        device: DeviceIndex,
+        iova: u64,
+        pa: u64,
+        len: u64,
+        rights: Rights,
+    ) -> Result<(), MapRefused> {
+        self.map(device, iova, pa, len, rights).map_err(|_| MapRefused::Hardware)
+    }
     /// Unmap exactly these earlier mappings of `device`. Returns `Ok` only once the IOMMU
     /// has confirmed that no translation of them remains. On error, any of the ranges may
     /// be gone from the tables while a translation of it is still cached (a TLB entry

@@ -268,18 +268,26 @@ impl<'a> Index<'a> {
         if !self.can_insert(root) {
             return Err(Full);
         }
+        self.insert_with_room(root, key, slot);
+        Ok(())
+    }
+
+    /// `insert`, for a caller that asked `can_insert` and has changed nothing in the
+    /// pools since (the service's MAP: its checks ask, then the IOMMU maps, then this).
+    pub fn insert_with_room(&mut self, root: &mut Root, key: u64, slot: u16) {
+        debug_assert!(self.can_insert(root));
         if root.node == NIL {
             let l = self.take_leaf();
             self.leaves[l as usize].keys[0] = key;
             self.leaves[l as usize].slots[0] = slot;
             *root = Root { node: l, height: 0, len: 1, last_slot: slot, last_key: key };
-            return Ok(());
+            return;
         }
         let append = key > root.last_key;
         if append && self.append_in_place(root, key, slot) {
             root.len += 1;
             (root.last_key, root.last_slot) = (key, slot);
-            return Ok(());
+            return;
         }
         let split = if root.height == 0 {
             self.leaf_insert(root.node, root.len as usize, key, slot, append)
@@ -300,7 +308,6 @@ impl<'a> Index<'a> {
             root.node = n;
             root.height += 1;
         }
-        Ok(())
     }
 
     /// Put `key`, above every key of the tree, at the end of the rightmost leaf if it has
@@ -331,6 +338,8 @@ impl<'a> Index<'a> {
     }
 
     /// Insert into leaf `l` of `len` keys; `append`: `key` is above every key of the tree.
+    /// (Inlined: a leaf with room is the usual case, a few moves; a split is apart.)
+    #[inline(always)]
     fn leaf_insert(&mut self, l: u16, len: usize, key: u64, slot: u16, append: bool) -> Option<Split> {
         let leaf = &mut self.leaves[l as usize];
         let at = if append { len } else { count_lt(&leaf.keys, len, key) };
@@ -341,8 +350,13 @@ impl<'a> Index<'a> {
             leaf.slots[at] = slot;
             return None;
         }
-        // Full: the 17 entries go 8 to this leaf and 9 to a new one on its right, moved
-        // in place (no 17-entry copy).
+        Some(self.leaf_split(l, at, key, slot))
+    }
+
+    /// Insert into the full leaf `l` at `at`: the 17 entries go 8 to this leaf and 9 to a
+    /// new one on its right, moved in place (no 17-entry copy).
+    #[inline(never)]
+    fn leaf_split(&mut self, l: u16, at: usize, key: u64, slot: u16) -> Split {
         let r = self.take_leaf();
         let (left, right) = two(self.leaves, l, r);
         let rn = LEAF + 1 - MIN_LEAF;
@@ -364,7 +378,7 @@ impl<'a> Index<'a> {
             right.slots[k + 1..rn].copy_from_slice(&left.slots[at..]);
         }
         left.slots[MIN_LEAF..].fill(NIL);
-        Some(Split { key: right.keys[0], right: r, left_count: MIN_LEAF as u16, right_count: rn as u16 })
+        Split { key: right.keys[0], right: r, left_count: MIN_LEAF as u16, right_count: rn as u16 }
     }
 
     /// The child of inner node `n` whose range holds `key`.
@@ -471,6 +485,7 @@ impl<'a> Index<'a> {
         Take::Taken(slot)
     }
 
+    #[inline(always)]
     fn leaf_remove(&mut self, l: u16, len: usize, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
         let leaf = &mut self.leaves[l as usize];
         let at = count_lt(&leaf.keys, len, key);

@@ -29,7 +29,7 @@ pub use config::{
     RegionConfig, StaticMapConfig,
 };
 pub use faults::{FaultRecord, FaultRing};
-pub use hw::{DeviceIndex, HwError, IommuHw};
+pub use hw::{DeviceIndex, HwError, IommuHw, MapRefused};
 pub use service::{
     state_sizes, ClientTables, ConfigError, FaultInput, OwnedStorage, Routed, Service, StateSizes, Stats, Storage,
 };

@@ -16,7 +16,7 @@ done
 # function once per source file its lines come from, the whole of it as the largest.
 count() {
 	callgrind_annotate --inclusive=yes "$out/$1" | grep -E "^ *[0-9,]+ .*paths::$2( \[.*)?$" |
-		awk '{gsub(",", "", $1); if ($1 > max) max = $1} END {print max}'
+		awk '{gsub(",", "", $1); if ($1 + 0 > max + 0) max = $1} END {print max}'
 }
 # Requests each path function served in all its calls (the example's rounds, warm-up
 # included): 4,160 (65 x 64) for the driver's and the MAP call's, 4,112 (514 batches of 8)

@@ -17,7 +17,7 @@
 
 pub mod events;
 
-use iommu_pd::{DeviceIndex, HwError, IommuHw};
+use iommu_pd::{DeviceIndex, HwError, IommuHw, MapRefused};
 use iommu_protocol::Rights;
 use smmuv3::{DomainId, Error, Iova, MemType, Mmio, PageTableError, Perm, PhysAddr, Smmu, StreamId, Translation};
 
@@ -199,12 +199,31 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
     }
 
     fn map(&mut self, device: DeviceIndex, iova: u64, pa: u64, len: u64, rights: Rights) -> Result<(), HwError> {
-        let (_, dom) = self.device(device)?;
+        self.map_if_free(device, iova, pa, len, rights).map_err(|_| HwError)
+    }
+
+    // The driver's `map` walks the whole range before it writes anything and refuses a
+    // page that is mapped already (`PageTableError::AlreadyMapped`), block or page.
+    const CHECKS_RANGE_FREE: bool = true;
+
+    // (`map_if_free`, `unmap_deferred` and `sync_unmaps` are inlined into the service,
+    // which calls them for every MAP and every queued UNMAP: only the driver's own work is
+    // left as a call.)
+    #[inline]
+    fn map_if_free(
+        &mut self,
+        device: DeviceIndex,
+        iova: u64,
+        pa: u64,
+        len: u64,
+        rights: Rights,
+    ) -> Result<(), MapRefused> {
+        let (_, dom) = self.device(device).map_err(|_| MapRefused::Hardware)?;
         // Stage-1 descriptors cannot express write-only: a write-only request maps
         // read/write only if the service granted both; otherwise read-only or refused.
         let perm = if rights.contains(Rights::WRITE) {
             if !rights.contains(Rights::READ) {
-                return Err(HwError);
+                return Err(MapRefused::Hardware);
             }
             Perm::ReadWrite
         } else {
@@ -214,7 +233,11 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
         // snoop the CPUs' caches, Non-cacheable for those that do not): the driver knows
         // what the platform says.
         let mem: MemType = self.smmu.dma_memory();
-        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, mem).map_err(|_| HwError)
+        match self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, mem) {
+            Ok(()) => Ok(()),
+            Err(Error::PageTable(PageTableError::AlreadyMapped(_))) => Err(MapRefused::InUse),
+            Err(_) => Err(MapRefused::Hardware),
+        }
     }
 
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
@@ -237,11 +260,13 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
         self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
     }
 
+    #[inline]
     fn unmap_deferred(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
         let (_, dom) = self.device(device)?;
         self.smmu.unmap_deferred(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
     }
 
+    #[inline]
     fn sync_unmaps(&mut self) -> Result<(), HwError> {
         // One CMD_SYNC for every device's deferred unmaps: the SMMU consumes it only once
         // every command before it has completed (IHI 0070 4.7.3).

@@ -401,3 +401,52 @@ fn enable_does_not_take_a_stream_from_another_domain() {
     backend.enable(1).unwrap();
     assert_eq!(backend.smmu().regs().translate(0x71, 0x1000, true), Outcome::Fault(id::F_TRANSLATION));
 }
+
+/// On this backend the service leaves a MAP's overlap check to the driver, which walks the
+/// whole range before it writes anything (`IommuHw::CHECKS_RANGE_FREE`): a MAP over a
+/// mapped page, whole or in part, by call or through the queue, is refused `Overlap` and
+/// changes nothing (the tables, the books, the usage); the page next to it still maps.
+#[test]
+fn a_map_over_a_mapped_page_is_refused_by_the_drivers_check() {
+    use iommu_protocol::queue::OwnedQueue;
+    let buf = host_region(0x4000, 0x1000);
+    let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
+    assert_eq!(map_from_start(&mut s, 0x1000, Some(0x1000_1000)), Reply::ok(&[0x1000_1000]));
+    let translate =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, iova| s.hw_mut().smmu().regs().translate(0x10, iova, false);
+    let query = |s: &mut Service<'_, SmmuBackend<SmmuModel>>| call(s, 0, Request::Query);
+    let before = query(&mut s);
+    // The same page, then two pages whose second is the mapped one, then two whose first is.
+    for (iova, len) in [(0x1000_1000, 0x1000), (0x1000_0000, 0x2000), (0x1000_1000, 0x2000)] {
+        assert_eq!(map_from_start(&mut s, len, Some(iova)), Reply::Err(ErrorCode::Overlap), "{iova:#x} + {len:#x}");
+        assert_eq!(query(&mut s), before, "the usage is as it was");
+        assert_eq!(translate(&mut s, 0x1000_0000), Outcome::Fault(id::F_TRANSLATION), "nothing written below it");
+        assert_eq!(translate(&mut s, 0x1000_2000), Outcome::Fault(id::F_TRANSLATION), "nor above it");
+        assert_eq!(translate(&mut s, 0x1000_1000), Outcome::Ok(buf.pa.0), "the mapping is the first one");
+    }
+    // Through the queue: an entry over the mapping is refused, the one after it maps.
+    let region = Box::leak(Box::<OwnedQueue<4>>::default());
+    let q = region.queue().unwrap();
+    let entry = |req: Request| {
+        let mut mrs = [0; MAX_MRS];
+        let (label, _) = req.encode(&mut mrs);
+        (label, [mrs[0], mrs[1], mrs[2], mrs[3]])
+    };
+    let map = |iova| Request::Map {
+        cap: Handle(0),
+        device: DeviceId(0),
+        offset: 0x1000,
+        len: 0x1000,
+        iova: Some(iova),
+        rights: Rights::READ_WRITE,
+    };
+    for (tag, iova) in [(1, 0x1000_1000), (2, 0x1000_2000)] {
+        let (label, mrs) = entry(map(iova));
+        assert!(q.post(label, tag, mrs));
+    }
+    assert_eq!(s.serve_queue(0, &q), 2);
+    assert_eq!(q.pop_completion(), Some((1, ErrorCode::Overlap as u64, 0)));
+    assert_eq!(q.pop_completion(), Some((2, 0, 0x1000_2000)));
+    assert_eq!(translate(&mut s, 0x1000_1000), Outcome::Ok(buf.pa.0));
+    assert_eq!(translate(&mut s, 0x1000_2000), Outcome::Ok(buf.pa.0 + 0x1000));
+}

@@ -184,6 +184,7 @@ impl<'a> Queue<'a> {
     }
 
     /// Slots per ring.
+    #[inline]
     pub fn entries(&self) -> u32 {
         self.requests.len() as u32
     }
@@ -194,6 +195,10 @@ impl<'a> Queue<'a> {
         self.requests.get(slot)
     }
 
+    // The ring's per-entry accessors (`slot`, `entries`, `post`, `pop_completion`, `read`,
+    // `write_completion`) are `#[inline]`: the client and the IOMMU PD call them from other
+    // crates for every entry, and a call costs about what each does.
+    #[inline]
     fn slot(&self, index: u32) -> usize {
         (index & (self.entries() - 1)) as usize
     }
@@ -202,6 +207,7 @@ impl<'a> Queue<'a> {
 
     /// Post a request: `false`, and nothing written, if the request ring is full. It is the
     /// IOMMU PD's once the client notifies.
+    #[inline]
     pub fn post(&self, label: u64, tag: u64, mrs: [u64; ENTRY_MRS]) -> bool {
         let h = self.header;
         let tail = h.request_tail.load(Ordering::Relaxed);
@@ -245,6 +251,7 @@ impl<'a> Queue<'a> {
     }
 
     /// The next completion, if one was posted: (tag, label, value).
+    #[inline]
     pub fn pop_completion(&self) -> Option<(u64, u64, u64)> {
         let h = self.header;
         let head = h.completion_head.load(Ordering::Relaxed);
@@ -274,6 +281,7 @@ impl<'a> Queue<'a> {
     }
 
     /// Copy the `i`-th request after the cursor (`i < takeable`). Each word is read once.
+    #[inline]
     pub fn read(&self, cursor: &Cursor, i: usize) -> Taken {
         let e = &self.requests[self.slot(cursor.request_head.wrapping_add(i as u32))];
         let mut mrs = [0; ENTRY_MRS];
@@ -284,6 +292,7 @@ impl<'a> Queue<'a> {
     }
 
     /// Write the `i`-th completion after the cursor (not yet visible to the client).
+    #[inline]
     pub fn write_completion(&self, cursor: &Cursor, i: usize, tag: u64, label: u64, value: u64) {
         let c = &self.completions[self.slot(cursor.completion_tail.wrapping_add(i as u32))];
         c.tag.store(tag, Ordering::Relaxed);

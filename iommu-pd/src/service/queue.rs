@@ -21,6 +21,8 @@ use super::*;
 
 /// A batch being served: each entry's reply, and the removals not yet confirmed.
 struct Batch {
+    /// The client whose queue it is.
+    client: usize,
     /// Per entry taken: (tag, reply label, reply value).
     replies: [(u64, u64, u64); QUEUE_BATCH],
     /// Removals started and not confirmed yet, out of their indexes: (mapping slot,
@@ -58,6 +60,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return 0;
         }
         let mut b = Batch {
+            client,
             replies: [(0, 0, 0); QUEUE_BATCH],
             in_flight: [(0, 0, 0); QUEUE_BATCH],
             in_flight_len: 0,
@@ -164,12 +167,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return;
         }
         let confirmed = self.hw.sync_unmaps().is_ok();
+        // What the confirmed removals held, given back to their owner at once: every one
+        // is a mapping of a device `client` owns (`unmap_queued` checked).
+        let (mut mappings, mut pages) = (0u32, 0u64);
         for k in 0..b.in_flight_len {
             let (slot, d, entry) = b.in_flight[k];
             let Some(m) = self.maps[slot as usize] else { continue };
             if confirmed {
                 self.free_slot(slot as usize, &m);
-                self.count_removed(&m);
+                mappings += 1;
+                pages += m.pages as u64;
+                // (None is pending: it was taken from a device with no removal pending,
+                // and only what is in an index is ever marked.)
+                if m.pending {
+                    self.devices[d as usize].pending -= 1;
+                }
             } else {
                 // Cannot fail: the slot it holds is counted in what the pools are sized
                 // for (`index::leaves_for`), as for any insertion with a slot, and its
@@ -180,6 +192,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 b.replies[entry as usize].1 = ErrorCode::Hardware as u64;
             }
         }
+        let usage = &mut self.clients[b.client].usage;
+        usage.mappings -= mappings;
+        usage.pages -= pages;
         b.in_flight_len = 0;
         b.span = (u64::MAX, 0);
     }

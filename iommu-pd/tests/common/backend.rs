@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use iommu_pd::model::ModelHw;
-use iommu_pd::{DeviceIndex, FaultInput, HwError, IommuHw};
+use iommu_pd::{DeviceIndex, FaultInput, HwError, IommuHw, MapRefused};
 use iommu_protocol::Rights;
 
 /// IOVA page -> (physical page, rights).
@@ -151,6 +151,26 @@ impl<B: IommuHw + Inject> IommuHw for Faulty<B> {
     }
     fn map(&mut self, device: DeviceIndex, iova: u64, pa: u64, len: u64, rights: Rights) -> Result<(), HwError> {
         self.call("map", |b| b.map(device, iova, pa, len, rights))
+    }
+    const CHECKS_RANGE_FREE: bool = B::CHECKS_RANGE_FREE;
+    fn map_if_free(
+        &mut self,
+        device: DeviceIndex,
+        iova: u64,
+        pa: u64,
+        len: u64,
+        rights: Rights,
+    ) -> Result<(), MapRefused> {
+        // An injected failure fails it as it fails `map`; otherwise the backend's answer,
+        // `InUse` included.
+        let mut refused = MapRefused::Hardware;
+        self.call("map", |b| {
+            b.map_if_free(device, iova, pa, len, rights).map_err(|e| {
+                refused = e;
+                HwError
+            })
+        })
+        .map_err(|_| refused)
     }
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
         self.call("unmap", |b| b.unmap(device, ranges))
