@@ -87,6 +87,7 @@ lint:
 host-test:
 	$(CARGO) test
 	@bash images/check-boot-test.sh
+	@bash images/polled-test.sh
 
 image:
 	$(CARGO) build -p smmuv3-qemu --target $(TARGET) --release

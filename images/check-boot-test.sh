@@ -41,4 +41,16 @@ printf 'the driver read|^drv: read 4 bytes\r?$\nthe IOMMU PD told|^iommu: fault 
 tangled='printf "MON|INFO: Microkit Monitor started!\r\ndrv: reaiommu: fault at 0x1000\r\nother: toiommu: fault at 0x2000\r\nld 0x1000\r\nd 4 bytes\r\n"; sleep 30'
 WHOLE_LINES_FROM='iommu: |other: |drv: ' judge "lines landed inside other lines, untangled" 0 8 "$tangled"
 judge "lines landed inside other lines, not untangled" 1 5 "${tangled%; sleep 30}"
+# A line cut and never finished is not taken for a whole line: its end is unknown (a
+# value "0x0" cut before its next digit, say), so a check anchored at the end fails.
+printf 'the driver held nothing|^drv: mappings 0x0\r?$\n' > "$expect"
+WHOLE_LINES_FROM='iommu: |drv: ' judge "a line cut and never finished, untangled: not whole" 1 8 \
+    'printf "MON|INFO: Microkit Monitor started!\r\ndrv: mappings 0x0iommu: tick\r\n"'
+# A line that must not appear fails the boot wherever it landed: inside another PD's line
+# too, whether or not the console is untangled (untangled, the IOMMU PD's line is cut
+# again at "drv: ", a prefix it only mentions, and neither piece matches from its start).
+printf 'the driver ran|^drv: ran\r?$\nnever quarantined|!^iommu: fault for drv: .*device quarantined\n' > "$expect"
+inside='printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\nother: toiommu: fault for drv: write; device quarantined\r\nld\r\n"; sleep 30'
+judge "a line that must not appear, inside another's, not untangled" 1 8 "$inside"
+WHOLE_LINES_FROM='iommu: |drv: |other: ' judge "a line that must not appear, inside another's, untangled" 1 8 "$inside"
 [ "$failures" -eq 0 ]
