@@ -115,3 +115,32 @@ fn a_receiver_cannot_widen_what_it_was_lent_by_granting_to_itself() {
     assert_eq!(grant(&mut s, NET, theirs, NET, 1 << 3), err(ErrorCode::Denied));
     handles(grant(&mut s, NET, theirs, NET, 1 << 0));
 }
+
+/// A lender that faults (or is restarted) takes back what it lent: its restarted program
+/// knows nothing of the grant and may put other data in those pages. The borrower's device
+/// loses the lent page, the borrower's handle and what it re-granted go, and the lender's
+/// grant count is 0 again; what the lender itself received stays with it.
+#[test]
+fn a_lenders_teardown_revokes_what_it_lent() {
+    let mut s = service();
+    const DISK: u64 = 1 << 1;
+    let (_, at_blk) = handles(grant(&mut s, NET, 0, BLK, DISK));
+    assert!(matches!(map(&mut s, BLK, at_blk, 1, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::Ok { .. }));
+    let (_, at_evil) = handles(grant(&mut s, BLK, at_blk, EVIL, 1 << 2));
+    assert!(matches!(map(&mut s, EVIL, at_evil, 2, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+    // And NET holds something BLK lent it.
+    let (_, at_net) = handles(grant(&mut s, BLK, 0, NET, 1 << 0));
+    assert!(!s.hw().reachable(1).is_empty() && !s.hw().reachable(2).is_empty());
+
+    s.client_torn_down(NET).unwrap();
+    assert!(s.hw().reachable(1).is_empty(), "the disk still reaches the page NET lent");
+    assert!(s.hw().reachable(2).is_empty(), "what BLK re-granted of it still reaches");
+    assert!(s.hw().translations(1).is_empty() && s.hw().translations(2).is_empty());
+    assert_eq!(map(&mut s, BLK, at_blk, 1, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    assert_eq!(map(&mut s, EVIL, at_evil, 2, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    s.client_ready(NET).unwrap();
+    let Reply::Ok { values, .. } = call(&mut s, NET, Request::Query) else { panic!("QUERY refused") };
+    assert_eq!(values[7], 0, "NET's grants were not given back: {values:?}");
+    // BLK's grant to NET is NET's still: the restarted NET may map it.
+    assert!(matches!(map(&mut s, NET, at_net, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+}

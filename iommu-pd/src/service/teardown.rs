@@ -7,8 +7,9 @@ use crate::pci::Reset;
 
 impl<'a, H: IommuHw> Service<'a, H> {
     /// `client` faulted or is being restarted: block its devices and remove all their
-    /// mappings, every device, whatever the IOMMU answers for one. Its capabilities stay;
-    /// `client_ready` lets its devices run again. `Ok` once every device is blocked,
+    /// mappings, every device, whatever the IOMMU answers for one, and revoke every grant
+    /// it made (another client's device loses what this one lent it). The capabilities it
+    /// holds stay; `client_ready` lets its devices run again. `Ok` once every device is blocked,
     /// confirmed (removals the IOMMU did not confirm stay pending, and `client_ready`
     /// retries them); `Hardware` if a device could not be blocked: its mappings are
     /// removed all the same (what is confirmed gone, it cannot reach even unblocked),
@@ -34,6 +35,16 @@ impl<'a, H: IommuHw> Service<'a, H> {
             // A removal that is not confirmed stays pending, its device blocked (or
             // marked for a retry of the block), and is retried before the device runs.
             let _ = self.remove_where(d, |_| true);
+        }
+        // What it lent was its run's promise, and its restarted program, which knows
+        // nothing of it, may put other data in those pages: the borrowers' devices lose
+        // them, confirmed (or pending, those devices blocked, as after a failed REVOKE).
+        for h in 0..self.clients.get(client).map_or(0, |c| c.handles.len()) {
+            if let Some(Slot::Grant(g)) = self.clients[client].handles[h] {
+                if self.remove_subtree(g).is_err() {
+                    result = Err(ErrorCode::Hardware);
+                }
+            }
         }
         result
     }
