@@ -357,8 +357,18 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs]) -> [Option
             }
             continue;
         };
-        // A completion of an earlier exchange that gave up waiting is not ours.
-        let Some(i) = tags.iter().position(|&t| t == done.tag) else { continue };
+        // A completion of an earlier exchange that gave up waiting is not ours; if it is a
+        // MAP's, the mapping it made is nobody's and goes with the next UNMAPs.
+        let Some(i) = tags.iter().position(|&t| t == done.tag) else {
+            if let Some((_, device)) = st.abandoned.take_first(|&(t, _)| t == done.tag) {
+                if let Ok(iova) = done.result {
+                    if !st.orphans.push((device, iova)) {
+                        st.untracked_maps += 1;
+                    }
+                }
+            }
+            continue;
+        };
         tags[i] = u64::MAX;
         waiting -= 1;
         match (i < MAX_GROUP, done.result) {
@@ -371,6 +381,12 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs]) -> [Option
         // Never answered: those UNMAPs are not known to be done.
         st.unmap_failures += tags[..MAX_GROUP].iter().filter(|&&t| t != u64::MAX).count() as u64;
         st.queue_stalls += 1;
+        // Unanswered MAPs may still be served: their answers are watched for.
+        for (&tag, m) in tags[MAX_GROUP..].iter().zip(maps).filter(|(&t, _)| t != u64::MAX) {
+            if !st.abandoned.push((tag, m.device)) {
+                st.untracked_maps += 1;
+            }
+        }
     }
     mapped
 }
@@ -387,12 +403,15 @@ fn take_premapped(p: &Pages) -> Option<u64> {
 }
 
 /// The UNMAPs to send now, taken: those left pending, and those of mappings `map_queued`
-/// made that no `share` took (they must not outlive their group). Beyond one group's
+/// made that no `share` took (they must not outlive their group), and those a MAP given up
+/// on made when it was served late. Beyond one group's
 /// worth, the rest are sent first, alone.
 fn pending_unmaps() -> Group<(DeviceId, u64)> {
     let st = state();
     let mut unmaps = st.pending.take_all();
-    for (_, device, iova) in st.premapped.take_all().iter() {
+    let orphans = st.orphans.take_all();
+    let premapped = st.premapped.take_all();
+    for (device, iova) in orphans.iter().chain(premapped.iter().map(|(_, device, iova)| (device, iova))) {
         if !unmaps.push((device, iova)) {
             queued_exchange(&unmaps, &[]);
             unmaps = Group::EMPTY;
@@ -411,6 +430,12 @@ struct Installed {
     queue: Option<MapQueue<'static, NotifyFn>>,
     pending: Group<(DeviceId, u64)>,
     premapped: Group<(Pages, DeviceId, u64)>,
+    /// MAPs an exchange gave up waiting for: (tag, device); and the mappings those made when
+    /// served late, to unmap with the next UNMAPs: (device, IOVA); and those neither could
+    /// hold.
+    abandoned: Group<(u64, DeviceId)>,
+    orphans: Group<(DeviceId, u64)>,
+    untracked_maps: u64,
     /// Queued UNMAPs confirmed, and waits for completions that never came.
     retired: u64,
     queue_stalls: u64,
@@ -436,6 +461,9 @@ static STATE: HalCell = HalCell(UnsafeCell::new(Installed {
     queue: None,
     pending: Group::EMPTY,
     premapped: Group::EMPTY,
+    abandoned: Group::EMPTY,
+    orphans: Group::EMPTY,
+    untracked_maps: 0,
     retired: 0,
     queue_stalls: 0,
     unmap_failures: 0,
@@ -533,8 +561,13 @@ impl IommuHal {
     /// (or there was none), and the buffers are the driver's again.
     pub fn flush_queue() -> bool {
         let failures = state().unmap_failures;
-        let unmaps = pending_unmaps();
-        if unmaps.len() > 0 {
+        // Again while the exchange brought the late answer of a MAP given up on (its
+        // mapping, nobody's, is unmapped too); each such MAP is answered once, so this ends.
+        loop {
+            let unmaps = pending_unmaps();
+            if unmaps.len() == 0 {
+                break;
+            }
             queued_exchange(&unmaps, &[]);
         }
         state().unmap_failures == failures
@@ -548,6 +581,13 @@ impl IommuHal {
     /// Waits for queue completions that never came (the IOMMU PD not serving).
     pub fn queue_stalls() -> u64 {
         state().queue_stalls
+    }
+
+    /// MAPs given up on that this Hal could not keep track of (more unanswered than a
+    /// group, after more than one stall): if the IOMMU PD serves one later, its mapping
+    /// outlives every request. Zero unless the IOMMU PD stalled twice.
+    pub fn untracked_maps() -> u64 {
+        state().untracked_maps
     }
 
     /// In-place UNMAPs the IOMMU PD did not confirm.
