@@ -28,19 +28,31 @@ fn one_device(
     iova_base: u64,
     bystander: bool,
 ) -> Service<'static, SmmuBackend<SmmuModel>> {
-    static CLIENTS: [ClientConfig; 2] = [
-        ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 },
-        ClientConfig { name: "bystander", max_mappings: 4, max_pages: 4, max_grants: 0 },
-    ];
+    one_device_sized(buf, stream, iova_base, bystander, 4, 1 << 20)
+}
+
+/// `one_device`, with `max_pages` pages for each client and an IOVA window of `iova_size`.
+fn one_device_sized(
+    buf: &DmaRegion,
+    stream: u32,
+    iova_base: u64,
+    bystander: bool,
+    max_pages: u64,
+    iova_size: u64,
+) -> Service<'static, SmmuBackend<SmmuModel>> {
+    let clients = leak([
+        ClientConfig { name: "driver", max_mappings: 4, max_pages, max_grants: 0 },
+        ClientConfig { name: "bystander", max_mappings: 4, max_pages, max_grants: 0 },
+    ]);
     let cfg = Config {
-        clients: &CLIENTS[..1 + bystander as usize],
+        clients: &clients[..1 + bystander as usize],
         devices: leak([DeviceConfig {
             name: "dev",
             stream,
             extra_streams: &[],
             owner: 0,
             iova_base,
-            iova_size: 1 << 20,
+            iova_size,
             resume_allowed: true,
         }]),
         regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: buf.len as u64 }]),
@@ -542,4 +554,31 @@ fn a_queued_map_over_a_queued_removal_answers_as_the_calls_would() {
         }
         assert_eq!(call(&mut s, 0, Request::Query), call(&mut twin, 0, Request::Query), "rejected: {rejected}");
     }
+}
+
+/// A 2 MiB mapping is one block entry in the driver's tables, not 512 pages: the driver's
+/// range check must find the block above a page's level. A page inside it, and two pages
+/// across its end, are refused `Overlap` with nothing written and the usage as it was;
+/// the page after the block maps.
+#[test]
+fn a_map_inside_a_block_is_refused_by_the_drivers_check() {
+    const BLOCK: u64 = 2 << 20;
+    let buf = host_region(2 * BLOCK as usize, BLOCK as usize);
+    let base = 0x4000_0000;
+    let mut s = one_device_sized(&buf, 0x10, base, false, 2 * 512, 2 * BLOCK);
+    assert_eq!(call(&mut s, 0, map_at(0, BLOCK, base)), Reply::ok(&[base]));
+    let dom = s.hw_mut().domain_of(0).unwrap();
+    let leaf = s.hw_mut().smmu().translate(dom, smmuv3::Iova(base + 0x1000)).unwrap();
+    assert_eq!(leaf.map(|l| l.size()), Some(BLOCK), "one block, not pages");
+    let translate =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, iova| s.hw_mut().smmu().regs().translate(0x10, iova, false);
+    let before = call(&mut s, 0, Request::Query);
+    for (iova, len) in [(base + 0x1000, 0x1000), (base + BLOCK - 0x1000, 0x2000)] {
+        assert_eq!(call(&mut s, 0, map_at(BLOCK, len, iova)), Reply::Err(ErrorCode::Overlap), "{iova:#x} + {len:#x}");
+        assert_eq!(call(&mut s, 0, Request::Query), before, "the usage is as it was");
+        assert_eq!(translate(&mut s, base + BLOCK), Outcome::Fault(id::F_TRANSLATION), "nothing past the block");
+        assert_eq!(translate(&mut s, iova), Outcome::Ok(buf.pa.0 + (iova - base)), "the block's page");
+    }
+    assert_eq!(call(&mut s, 0, map_at(BLOCK, 0x1000, base + BLOCK)), Reply::ok(&[base + BLOCK]));
+    assert_eq!(translate(&mut s, base + BLOCK), Outcome::Ok(buf.pa.0 + BLOCK));
 }
