@@ -582,3 +582,31 @@ fn a_map_inside_a_block_is_refused_by_the_drivers_check() {
     assert_eq!(call(&mut s, 0, map_at(BLOCK, 0x1000, base + BLOCK)), Reply::ok(&[base + BLOCK]));
     assert_eq!(translate(&mut s, base + BLOCK), Outcome::Ok(buf.pa.0 + BLOCK));
 }
+
+/// A write-only MAP (which stage-1 descriptors cannot express, so the backend refuses it
+/// `Hardware`) over a mapped page answers `Overlap`, as it did while the service searched
+/// its index first: the overlap is found before the rights the driver cannot express.
+#[test]
+fn a_write_only_map_over_a_mapped_page_is_still_an_overlap() {
+    let buf = host_region(0x4000, 0x1000);
+    let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
+    assert_eq!(call(&mut s, 0, map_at(0, 0x1000, 0x1000_1000)), Reply::ok(&[0x1000_1000]));
+    let write_only = |iova, len| Request::Map {
+        cap: Handle(0),
+        device: DeviceId(0),
+        offset: 0x1000,
+        len,
+        iova: Some(iova),
+        rights: Rights::WRITE,
+    };
+    let before = call(&mut s, 0, Request::Query);
+    assert_eq!(call(&mut s, 0, write_only(0x1000_0000, 0x2000)), Reply::Err(ErrorCode::Overlap));
+    assert_eq!(
+        call(&mut s, 0, write_only(0x1000_2000, 0x1000)),
+        Reply::Err(ErrorCode::Hardware),
+        "free: refused for its rights"
+    );
+    assert_eq!(call(&mut s, 0, Request::Query), before);
+    let translate = s.hw_mut().smmu().regs().translate(0x10, 0x1000_0000, true);
+    assert_eq!(translate, Outcome::Fault(id::F_TRANSLATION), "nothing written");
+}
