@@ -28,19 +28,31 @@ fn one_device(
     iova_base: u64,
     bystander: bool,
 ) -> Service<'static, SmmuBackend<SmmuModel>> {
-    static CLIENTS: [ClientConfig; 2] = [
-        ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 },
-        ClientConfig { name: "bystander", max_mappings: 4, max_pages: 4, max_grants: 0 },
-    ];
+    one_device_sized(buf, stream, iova_base, bystander, 4, 1 << 20)
+}
+
+/// `one_device`, with `max_pages` pages for each client and an IOVA window of `iova_size`.
+fn one_device_sized(
+    buf: &DmaRegion,
+    stream: u32,
+    iova_base: u64,
+    bystander: bool,
+    max_pages: u64,
+    iova_size: u64,
+) -> Service<'static, SmmuBackend<SmmuModel>> {
+    let clients = leak([
+        ClientConfig { name: "driver", max_mappings: 4, max_pages, max_grants: 0 },
+        ClientConfig { name: "bystander", max_mappings: 4, max_pages, max_grants: 0 },
+    ]);
     let cfg = Config {
-        clients: &CLIENTS[..1 + bystander as usize],
+        clients: &clients[..1 + bystander as usize],
         devices: leak([DeviceConfig {
             name: "dev",
             stream,
             extra_streams: &[],
             owner: 0,
             iova_base,
-            iova_size: 1 << 20,
+            iova_size,
             resume_allowed: true,
         }]),
         regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: buf.len as u64 }]),
@@ -402,6 +414,25 @@ fn enable_does_not_take_a_stream_from_another_domain() {
     assert_eq!(backend.smmu().regs().translate(0x71, 0x1000, true), Outcome::Fault(id::F_TRANSLATION));
 }
 
+/// Post `req` on `q` as entry `tag`.
+fn post(q: &iommu_protocol::queue::Queue<'_>, tag: u64, req: Request) {
+    let mut mrs = [0; MAX_MRS];
+    let (label, _) = req.encode(&mut mrs);
+    assert!(q.post(label, tag, [mrs[0], mrs[1], mrs[2], mrs[3]]), "the request ring has room");
+}
+
+/// Client 0 of `one_device` maps `len` bytes of its capability from `offset` at `iova`.
+fn map_at(offset: u64, len: u64, iova: u64) -> Request {
+    Request::Map { cap: Handle(0), device: DeviceId(0), offset, len, iova: Some(iova), rights: Rights::READ_WRITE }
+}
+
+/// Client 0 of `one_device` unmaps its mapping at `iova`.
+fn unmap_at(iova: u64) -> Request {
+    let mut iovas = [0; iommu_protocol::MAX_UNMAP_RANGES];
+    iovas[0] = iova;
+    Request::Unmap { device: DeviceId(0), iovas, count: 1 }
+}
+
 /// On this backend the service leaves a MAP's overlap check to the driver, which walks the
 /// whole range before it writes anything (`IommuHw::CHECKS_RANGE_FREE`): a MAP over a
 /// mapped page, whole or in part, by call or through the queue, is refused `Overlap` and
@@ -427,11 +458,6 @@ fn a_map_over_a_mapped_page_is_refused_by_the_drivers_check() {
     // Through the queue: an entry over the mapping is refused, the one after it maps.
     let region = Box::leak(Box::<OwnedQueue<4>>::default());
     let q = region.queue().unwrap();
-    let entry = |req: Request| {
-        let mut mrs = [0; MAX_MRS];
-        let (label, _) = req.encode(&mut mrs);
-        (label, [mrs[0], mrs[1], mrs[2], mrs[3]])
-    };
     let map = |iova| Request::Map {
         cap: Handle(0),
         device: DeviceId(0),
@@ -441,12 +467,146 @@ fn a_map_over_a_mapped_page_is_refused_by_the_drivers_check() {
         rights: Rights::READ_WRITE,
     };
     for (tag, iova) in [(1, 0x1000_1000), (2, 0x1000_2000)] {
-        let (label, mrs) = entry(map(iova));
-        assert!(q.post(label, tag, mrs));
+        post(&q, tag, map(iova));
     }
     assert_eq!(s.serve_queue(0, &q), 2);
     assert_eq!(q.pop_completion(), Some((1, ErrorCode::Overlap as u64, 0)));
     assert_eq!(q.pop_completion(), Some((2, 0, 0x1000_2000)));
     assert_eq!(translate(&mut s, 0x1000_1000), Outcome::Ok(buf.pa.0));
     assert_eq!(translate(&mut s, 0x1000_2000), Outcome::Ok(buf.pa.0 + 0x1000));
+}
+
+/// Where the driver's tables and the service's index disagree, the driver's range check
+/// must not decide: an UNMAP whose invalidation the SMMU rejected has cleared the page
+/// from the tables but keeps it in the index, pending. A MAP over it, or anywhere on the
+/// device, answers `RemovalPending` and maps nothing (the tables' "free" is not the
+/// truth), the usage is what it was, and once RESUME confirmed the removal the IOVA maps.
+#[test]
+fn a_map_over_an_unconfirmed_removal_is_refused_though_the_tables_are_free() {
+    let buf = host_region(0x4000, 0x1000);
+    let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
+    let translate =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, iova| s.hw_mut().smmu().regs().translate(0x10, iova, false);
+    assert_eq!(call(&mut s, 0, map_at(0, 0x1000, 0x1000_0000)), Reply::ok(&[0x1000_0000]));
+    s.hw_mut().smmu().regs().reject_next(smmuv3::cmd::Opcode::TlbiNhVa as u8);
+    assert_eq!(call(&mut s, 0, unmap_at(0x1000_0000)), Reply::Err(ErrorCode::Hardware));
+    let pending = call(&mut s, 0, Request::Query);
+    for (offset, iova) in [(0, 0x1000_0000), (0x1000, 0x1000_0000), (0x1000, 0x1000_1000)] {
+        assert_eq!(
+            call(&mut s, 0, map_at(offset, 0x1000, iova)),
+            Reply::Err(ErrorCode::RemovalPending),
+            "{offset:#x} at {iova:#x}"
+        );
+        assert_eq!(call(&mut s, 0, Request::Query), pending, "the usage is as it was");
+    }
+    assert_eq!(s.pending_removals(0), 1);
+    assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::ok(&[]));
+    assert_eq!(translate(&mut s, 0x1000_0000), Outcome::Fault(id::F_TRANSLATION), "the removal is confirmed");
+    assert_eq!(call(&mut s, 0, map_at(0x1000, 0x1000, 0x1000_0000)), Reply::ok(&[0x1000_0000]));
+    assert_eq!(translate(&mut s, 0x1000_0000), Outcome::Ok(buf.pa.0 + 0x1000));
+}
+
+/// Through the queue, an UNMAP is taken out of the tables before its sync: the driver
+/// then finds its page free. A MAP after it in the same batch over that page and a page
+/// still mapped answers `Overlap`, as the calls in order would, maps nothing, and the
+/// usage counts the removal once; when the sync is rejected instead, the MAP answers
+/// `RemovalPending` (as the calls would: the UNMAP call fails first) and nothing lands on
+/// the page whose invalidation was not confirmed.
+#[test]
+fn a_queued_map_over_a_queued_removal_answers_as_the_calls_would() {
+    use iommu_protocol::queue::OwnedQueue;
+    for rejected in [false, true] {
+        let buf = host_region(0x4000, 0x1000);
+        let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
+        let translate =
+            |s: &mut Service<'_, SmmuBackend<SmmuModel>>, iova| s.hw_mut().smmu().regs().translate(0x10, iova, false);
+        assert_eq!(call(&mut s, 0, map_at(0, 0x1000, 0x1000_0000)), Reply::ok(&[0x1000_0000]));
+        assert_eq!(call(&mut s, 0, map_at(0x1000, 0x1000, 0x1000_1000)), Reply::ok(&[0x1000_1000]));
+        let region = Box::leak(Box::<OwnedQueue<4>>::default());
+        let q = region.queue().unwrap();
+        post(&q, 1, unmap_at(0x1000_0000));
+        post(&q, 2, map_at(0x2000, 0x2000, 0x1000_0000));
+        post(&q, 3, map_at(0x2000, 0x1000, 0x1000_0000));
+        if rejected {
+            s.hw_mut().smmu().regs().reject_next(smmuv3::cmd::Opcode::TlbiNhVa as u8);
+        }
+        assert_eq!(s.serve_queue(0, &q), 3);
+        if rejected {
+            assert_eq!(q.pop_completion(), Some((1, ErrorCode::Hardware as u64, 0)));
+            assert_eq!(q.pop_completion(), Some((2, ErrorCode::RemovalPending as u64, 0)));
+            assert_eq!(q.pop_completion(), Some((3, ErrorCode::RemovalPending as u64, 0)));
+            assert_eq!(s.pending_removals(0), 1);
+            assert_eq!(translate(&mut s, 0x1000_0000), Outcome::Abort, "blocked, nothing mapped over it");
+            assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::ok(&[]));
+            assert_eq!(translate(&mut s, 0x1000_0000), Outcome::Fault(id::F_TRANSLATION));
+        } else {
+            assert_eq!(q.pop_completion(), Some((1, 0, 0)));
+            assert_eq!(q.pop_completion(), Some((2, ErrorCode::Overlap as u64, 0)));
+            assert_eq!(q.pop_completion(), Some((3, 0, 0x1000_0000)));
+            assert_eq!(translate(&mut s, 0x1000_0000), Outcome::Ok(buf.pa.0 + 0x2000));
+        }
+        assert_eq!(translate(&mut s, 0x1000_1000), Outcome::Ok(buf.pa.0 + 0x1000), "the other mapping stays");
+        // The usage is that of a service that made only the mappings left (one page each).
+        let mut twin = one_device(&buf, 0x11, 0x1000_0000, false);
+        assert_eq!(call(&mut twin, 0, map_at(0x1000, 0x1000, 0x1000_1000)), Reply::ok(&[0x1000_1000]));
+        if !rejected {
+            assert_eq!(call(&mut twin, 0, map_at(0x2000, 0x1000, 0x1000_0000)), Reply::ok(&[0x1000_0000]));
+        }
+        assert_eq!(call(&mut s, 0, Request::Query), call(&mut twin, 0, Request::Query), "rejected: {rejected}");
+    }
+}
+
+/// A 2 MiB mapping is one block entry in the driver's tables, not 512 pages: the driver's
+/// range check must find the block above a page's level. A page inside it, and two pages
+/// across its end, are refused `Overlap` with nothing written and the usage as it was;
+/// the page after the block maps.
+#[test]
+fn a_map_inside_a_block_is_refused_by_the_drivers_check() {
+    const BLOCK: u64 = 2 << 20;
+    let buf = host_region(2 * BLOCK as usize, BLOCK as usize);
+    let base = 0x4000_0000;
+    let mut s = one_device_sized(&buf, 0x10, base, false, 2 * 512, 2 * BLOCK);
+    assert_eq!(call(&mut s, 0, map_at(0, BLOCK, base)), Reply::ok(&[base]));
+    let dom = s.hw_mut().domain_of(0).unwrap();
+    let leaf = s.hw_mut().smmu().translate(dom, smmuv3::Iova(base + 0x1000)).unwrap();
+    assert_eq!(leaf.map(|l| l.size()), Some(BLOCK), "one block, not pages");
+    let translate =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, iova| s.hw_mut().smmu().regs().translate(0x10, iova, false);
+    let before = call(&mut s, 0, Request::Query);
+    for (iova, len) in [(base + 0x1000, 0x1000), (base + BLOCK - 0x1000, 0x2000)] {
+        assert_eq!(call(&mut s, 0, map_at(BLOCK, len, iova)), Reply::Err(ErrorCode::Overlap), "{iova:#x} + {len:#x}");
+        assert_eq!(call(&mut s, 0, Request::Query), before, "the usage is as it was");
+        assert_eq!(translate(&mut s, base + BLOCK), Outcome::Fault(id::F_TRANSLATION), "nothing past the block");
+        assert_eq!(translate(&mut s, iova), Outcome::Ok(buf.pa.0 + (iova - base)), "the block's page");
+    }
+    assert_eq!(call(&mut s, 0, map_at(BLOCK, 0x1000, base + BLOCK)), Reply::ok(&[base + BLOCK]));
+    assert_eq!(translate(&mut s, base + BLOCK), Outcome::Ok(buf.pa.0 + BLOCK));
+}
+
+/// A write-only MAP (which stage-1 descriptors cannot express, so the backend refuses it
+/// `Hardware`) over a mapped page answers `Overlap`, as it did while the service searched
+/// its index first: the overlap is found before the rights the driver cannot express.
+#[test]
+fn a_write_only_map_over_a_mapped_page_is_still_an_overlap() {
+    let buf = host_region(0x4000, 0x1000);
+    let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
+    assert_eq!(call(&mut s, 0, map_at(0, 0x1000, 0x1000_1000)), Reply::ok(&[0x1000_1000]));
+    let write_only = |iova, len| Request::Map {
+        cap: Handle(0),
+        device: DeviceId(0),
+        offset: 0x1000,
+        len,
+        iova: Some(iova),
+        rights: Rights::WRITE,
+    };
+    let before = call(&mut s, 0, Request::Query);
+    assert_eq!(call(&mut s, 0, write_only(0x1000_0000, 0x2000)), Reply::Err(ErrorCode::Overlap));
+    assert_eq!(
+        call(&mut s, 0, write_only(0x1000_2000, 0x1000)),
+        Reply::Err(ErrorCode::Hardware),
+        "free: refused for its rights"
+    );
+    assert_eq!(call(&mut s, 0, Request::Query), before);
+    let translate = s.hw_mut().smmu().regs().translate(0x10, 0x1000_0000, true);
+    assert_eq!(translate, Outcome::Fault(id::F_TRANSLATION), "nothing written");
 }

@@ -79,6 +79,64 @@ impl TestHw for ModelHw {
     }
 }
 
+/// The model IOMMU as the SMMUv3 backend presents itself to the service: it checks that a
+/// MAP's range is free in its tables (`IommuHw::CHECKS_RANGE_FREE`), so the service leaves
+/// the overlap check to it. What it calls free is what its tables hold, removals in
+/// flight (out of the tables, not synced) and pending (a failed unmap) included, as the
+/// driver's walk sees them.
+#[derive(Debug, Default)]
+pub struct RangeChecked(pub ModelHw);
+
+impl IommuHw for RangeChecked {
+    const CHECKS_RANGE_FREE: bool = true;
+    fn enable(&mut self, d: DeviceIndex) -> Result<(), HwError> {
+        self.0.enable(d)
+    }
+    fn block(&mut self, d: DeviceIndex) -> Result<(), HwError> {
+        self.0.block(d)
+    }
+    fn map(&mut self, d: DeviceIndex, iova: u64, pa: u64, len: u64, r: Rights) -> Result<(), HwError> {
+        self.0.map(d, iova, pa, len, r)
+    }
+    fn map_if_free(&mut self, d: DeviceIndex, iova: u64, pa: u64, len: u64, r: Rights) -> Result<(), MapRefused> {
+        if self.0.tables(d).range(iova..iova.saturating_add(len)).next().is_some() {
+            return Err(MapRefused::InUse);
+        }
+        self.0.map(d, iova, pa, len, r).map_err(|_| MapRefused::Hardware)
+    }
+    fn unmap(&mut self, d: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        self.0.unmap(d, ranges)
+    }
+    fn retry_unmap(&mut self, d: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        self.0.retry_unmap(d, ranges)
+    }
+    fn unmap_deferred(&mut self, d: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        self.0.unmap_deferred(d, iova, len)
+    }
+    fn sync_unmaps(&mut self) -> Result<(), HwError> {
+        self.0.sync_unmaps()
+    }
+}
+
+impl TestHw for RangeChecked {
+    const FAILED_UNMAPS_STAY_CACHED: bool = true;
+    fn tables(&self, d: DeviceIndex) -> Pages {
+        self.0.tables(d)
+    }
+    fn cached(&self, d: DeviceIndex) -> Pages {
+        self.0.cached(d)
+    }
+    fn enabled(&self, d: DeviceIndex) -> bool {
+        TestHw::enabled(&self.0, d)
+    }
+    fn reach(&self, d: DeviceIndex, iovas: &BTreeSet<u64>) -> Pages {
+        self.0.reach(d, iovas)
+    }
+    fn fail_next(&mut self, what: Option<&'static str>) {
+        self.0.fail_next(what);
+    }
+}
+
 /// What a device reaches at `iovas`, found by trying: `access(iova, write)` is where its
 /// read or write of `iova` lands, if anywhere. For the hardware backends' `reach`.
 pub fn reach_by(iovas: &BTreeSet<u64>, mut access: impl FnMut(u64, bool) -> Option<u64>) -> Pages {

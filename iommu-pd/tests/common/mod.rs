@@ -10,7 +10,7 @@ pub mod sequences;
 pub mod suite;
 
 pub use iommu_pd::model::ModelHw;
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, IommuHw, RegionConfig, Service};
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 
 pub const PAGE: u64 = 4096;
@@ -129,7 +129,7 @@ pub fn storage() -> iommu_pd::Storage<'static> {
     Box::leak(Box::new(<iommu_pd::owned_storage!(4, 4, 64, 256)>::default())).storage()
 }
 
-pub fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {
+pub fn call<H: IommuHw>(s: &mut Service<'_, H>, client: usize, req: Request) -> Reply {
     let mut mrs = [0; MAX_MRS];
     let (label, n) = req.encode(&mut mrs);
     s.handle(client, label, &mrs[..n])
