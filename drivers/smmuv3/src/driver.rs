@@ -456,6 +456,7 @@ impl LeafTlbis {
         Self { wanted, pushed: 0, need_all: !wanted }
     }
 
+    #[inline]
     fn push(&mut self, cmd: Command, push: impl FnOnce(Command) -> Result<(), Error>) {
         if !self.wanted || self.need_all {
             return;

@@ -21,6 +21,7 @@ const NUM_MAX: u64 = 0x1f;
 
 /// Emit the range commands covering `pages` pages of 4 KiB from `iova`, whose leaves are
 /// all at `level`; at most 13 for any run (64 bits of pages, 5 a command).
+#[inline]
 pub fn split(tag: Translation, iova: Iova, mut pages: u64, level: u8, emit: &mut impl FnMut(Command)) {
     let mut at = iova.0;
     while pages > 0 {
@@ -58,6 +59,7 @@ impl LeafInvalidation {
     }
 
     /// `leaf` was removed or narrowed: emit whatever commands are due.
+    #[inline]
     pub fn add(&mut self, leaf: &Leaf, emit: &mut impl FnMut(Command)) {
         if !self.ranges {
             emit(self.tag.invalidate_leaf(leaf.iova));
@@ -75,6 +77,7 @@ impl LeafInvalidation {
     }
 
     /// Emit the commands for the run still open, if any.
+    #[inline]
     pub fn finish(&mut self, emit: &mut impl FnMut(Command)) {
         if let Some(run) = self.run.take() {
             split(self.tag, Iova(run.iova), run.pages, run.level, emit);
