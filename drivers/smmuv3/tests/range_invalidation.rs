@@ -11,6 +11,8 @@ use smmuv3::tlbi::split;
 use smmuv3::{Asid, Error, Iova, MemType, Perm, Smmu, StreamId, Translation, Vmid};
 
 const SID: u32 = 0x08;
+/// The stream of a VM's device, given stage-2 domains.
+const SID_VM: u32 = 0x20;
 const PAGE: u64 = 0x1000;
 
 /// QEMU's field extraction, transcribed: hw/arm/smmuv3-internal.h, `CMD_TYPE`, `CMD_NUM`,
@@ -316,5 +318,38 @@ fn blocks_go_out_as_ranges_at_level_2() {
     assert_eq!(smmu.regs().commands()[2], Command::sync());
     for off in [0, 0x1f_f000, 0x20_0000, 0x3f_f000, 2 << 21, (2 << 21) + 15 * PAGE] {
         assert_eq!(smmu.regs().translate(SID, iova + off, false), Outcome::Fault(id::F_TRANSLATION), "{off:#x}");
+    }
+}
+
+/// Stage 2 at every starting level: TTL names the leaf's level as the walk counts it (a
+/// 2 MiB block is level 2 whether the walk starts at 0, 1 or 2), so a permission drop and
+/// an unmap over a block and the five pages after it leave nothing cached that the model,
+/// which skips leaves of any other level, would keep.
+#[test]
+fn stage2_ranges_reach_blocks_and_pages_at_every_starting_level() {
+    let ipa = 0x20_0000;
+    let len = (2 << 20) + 5 * PAGE;
+    let offsets = [0, 0x1f_f000, 0x20_0000, 0x20_0000 + 4 * PAGE];
+    for ias_bits in [30, 31, 39, 40, 44] {
+        let mut smmu = smmuv3::model::host_smmu_nested(16);
+        let buf = common::buffer(4 << 20, 2 << 20);
+        let d = smmu.create_stage2_domain(ias_bits).unwrap();
+        smmu.map(d, Iova(ipa), buf.pa, len, Perm::ReadWrite, MemType::Normal).unwrap();
+        smmu.attach(StreamId(SID_VM), d).unwrap();
+        assert_eq!(smmu.translate(d, Iova(ipa)).unwrap().map(|l| l.level), Some(2), "{ias_bits}-bit IPA");
+        for off in offsets {
+            assert_eq!(smmu.regs().translate(SID_VM, ipa + off, true), Outcome::Ok(buf.pa.0 + off), "{ias_bits}");
+        }
+        smmu.protect(d, Iova(ipa), len, Perm::Read).unwrap();
+        for off in offsets {
+            let got = smmu.regs().translate(SID_VM, ipa + off, true);
+            assert_eq!(got, Outcome::Fault(id::F_PERMISSION), "{ias_bits}-bit IPA, {off:#x} after protect");
+            assert_eq!(smmu.regs().translate(SID_VM, ipa + off, false), Outcome::Ok(buf.pa.0 + off));
+        }
+        smmu.unmap(d, Iova(ipa), len).unwrap();
+        for off in offsets {
+            let got = smmu.regs().translate(SID_VM, ipa + off, false);
+            assert_eq!(got, Outcome::Fault(id::F_TRANSLATION), "{ias_bits}-bit IPA, {off:#x} after unmap");
+        }
     }
 }
