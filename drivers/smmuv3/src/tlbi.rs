@@ -18,15 +18,24 @@ use crate::pagetable::Leaf;
 const PAGE_SHIFT: u32 = 12;
 /// NUM is 5 bits: at most 32 chunks per command.
 const NUM_MAX: u64 = 0x1f;
+/// SCALE is 5 bits: chunks of at most 2^31 pages.
+const SCALE_MAX: u32 = 31;
 
 /// Emit the range commands covering `pages` pages of 4 KiB from `iova`, whose leaves are
-/// all at `level`; at most 13 for any run (64 bits of pages, 5 a command).
+/// all at `level`: 5 bits of `pages` a command, up to 2^36 pages (32 chunks of 2^31)
+/// a command past bit 31.
 #[inline]
 pub fn split(tag: Translation, iova: Iova, mut pages: u64, level: u8, emit: &mut impl FnMut(Command)) {
     let mut at = iova.0;
     while pages > 0 {
-        let scale = pages.trailing_zeros();
-        let num = (pages >> scale) & NUM_MAX;
+        // SCALE is five bits too: a run whose lowest set bit is past 31 goes out in
+        // chunks of 2^31 pages, up to 32 of them, or SCALE would be cut to its low bits.
+        let scale = pages.trailing_zeros().min(SCALE_MAX);
+        let num = if pages.trailing_zeros() > SCALE_MAX {
+            (pages >> SCALE_MAX).min(NUM_MAX + 1)
+        } else {
+            (pages >> scale) & NUM_MAX
+        };
         let range = TlbiRange { num: (num - 1) as u8, scale: scale as u8, ttl: level };
         emit(tag.invalidate_range(Iova(at), range));
         at += num << (scale + PAGE_SHIFT);

@@ -151,7 +151,10 @@ fn range_commands_are_linuxs_encoding_word_for_word() {
 fn qemus_decoder_reads_exactly_the_range_each_run_covers() {
     let s1 = Translation::Stage1 { asid: Asid(7) };
     let s2 = Translation::Stage2 { vmid: Vmid(9) };
-    for pages in page_counts() {
+    // Past SCALE's five bits too: runs of 2^32 pages and more (which Linux's encoder,
+    // and so the word-for-word test above, never meets: its ranges are smaller).
+    let huge = [1 << 32, (1 << 32) + 1, 3 << 33, (1 << 36) + (1 << 32)];
+    for pages in page_counts().into_iter().chain(huge) {
         for (tag, op) in [(s1, Opcode::TlbiNhVa), (s2, Opcode::TlbiS2Ipa)] {
             let iova = 0x1234_5000u64;
             let cmds = ours(tag, iova, pages, 3);
@@ -351,5 +354,30 @@ fn stage2_ranges_reach_blocks_and_pages_at_every_starting_level() {
             let got = smmu.regs().translate(SID_VM, ipa + off, false);
             assert_eq!(got, Outcome::Fault(id::F_TRANSLATION), "{ias_bits}-bit IPA, {off:#x} after unmap");
         }
+    }
+}
+
+/// SCALE is five bits: a run of 2^32 pages (16 TiB of 2 MiB blocks, which a 48-bit space
+/// and a pool of 16,448 table pages hold) cannot be one chunk of 2^32 pages. Were SCALE 32 cut to 0, the command would
+/// reach one page and leave the rest of the run cached.
+#[test]
+fn a_run_past_scale_31_is_still_covered() {
+    let model = SmmuModel::with_idr(host_idr(true));
+    let mem = common::memory(16_448);
+    // SAFETY: fresh leaked memory; the model is the only register file.
+    let mut smmu = unsafe { Smmu::init(model, mem, common::config()) }.unwrap();
+    let d = smmu.create_domain().unwrap();
+    let (iova, len) = (1u64 << 44, 1u64 << 44);
+    smmu.map(d, Iova(iova), smmuv3::PhysAddr(0), len, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.translate(d, Iova(iova)).unwrap().map(|l| l.level), Some(2));
+    smmu.attach(StreamId(SID), d).unwrap();
+    let offsets = [0, 1 << 30, 1 << 43, len - PAGE];
+    for off in offsets {
+        assert_eq!(smmu.regs().translate(SID, iova + off, false), Outcome::Ok(off), "{off:#x}");
+    }
+    smmu.regs().clear_commands();
+    smmu.unmap(d, Iova(iova), len).unwrap();
+    for off in offsets {
+        assert_eq!(smmu.regs().translate(SID, iova + off, false), Outcome::Fault(id::F_TRANSLATION), "{off:#x}");
     }
 }
