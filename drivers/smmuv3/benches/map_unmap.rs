@@ -48,6 +48,22 @@ fn bench(c: &mut Criterion) {
         });
     });
 
+    // A 64 KiB buffer, blk-bench's request: 16 CMD_TLBI_NH_VA without range
+    // invalidation, one range command with it (QEMU's SMMU, and this model, have RIL).
+    g.bench_function("smmuv3 unmap 16x4KiB buffer (one call)", |b| {
+        let (mut smmu, d) = smmu();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                smmu.map(d, Iova(BASE), PhysAddr(OUT + 4096), 16 * 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+                let t = Instant::now();
+                black_box(smmu.unmap(d, Iova(BASE), 16 * 4096).unwrap());
+                total += t.elapsed();
+            }
+            total
+        });
+    });
+
     g.bench_function("smmuv3 map 2MiB block", |b| common::warm_maps(b, smmu(), 2 << 20, OUT));
 
     let flags =

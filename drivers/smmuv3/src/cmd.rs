@@ -153,6 +153,26 @@ impl Command {
         ])
     }
 
+    /// CMD_TLBI_NH_VA as a range (IHI 0070 4.4.1, SMMU_IDR3.RIL): the stage-1 entries of
+    /// `asid` in `[iova, iova + (num + 1) * 2^scale * 4 KiB)`, TG = 4 KiB, whose leaf is
+    /// at level `ttl` (1..=3; 0 says any level). `num` takes 5 bits and `scale` 5 bits:
+    /// what does not fit is cut off, so `range::split` is what chooses them.
+    pub const fn tlbi_nh_va_range(asid: Asid, iova: Iova, leaf: bool, range: TlbiRange) -> Self {
+        Command([
+            Self::op(Opcode::TlbiNhVa) | CMDQ_TLBI_0_ASID.prep(asid.0 as u64) | range.word0(),
+            CMDQ_TLBI_1_LEAF.prep(leaf as u64) | range.word1() | addr_bits(CMDQ_TLBI_1_VA, iova.0),
+        ])
+    }
+
+    /// CMD_TLBI_S2_IPA as a range (IHI 0070 4.4.1, SMMU_IDR3.RIL): as `tlbi_nh_va_range`,
+    /// for the stage-2 entries of `vmid` over IPAs.
+    pub const fn tlbi_s2_ipa_range(vmid: Vmid, ipa: Iova, leaf: bool, range: TlbiRange) -> Self {
+        Command([
+            Self::op(Opcode::TlbiS2Ipa) | CMDQ_TLBI_0_VMID.prep(vmid.0 as u64) | range.word0(),
+            CMDQ_TLBI_1_LEAF.prep(leaf as u64) | range.word1() | addr_bits(CMDQ_TLBI_1_IPA, ipa.0),
+        ])
+    }
+
     /// CMD_TLBI_S2_IPA (IHI 0070 4.4, opcode 0x2a): the stage-2 entries for `ipa` tagged `vmid`. `leaf` as
     /// for `tlbi_nh_va` (no table removed); no range or level hint (TG = TTL = 0).
     pub const fn tlbi_s2_ipa(vmid: Vmid, ipa: Iova, leaf: bool) -> Self {
@@ -187,6 +207,37 @@ impl Command {
     /// The opcode byte.
     pub const fn opcode(&self) -> u8 {
         CMDQ_0_OP.get(self.0[0]) as u8
+    }
+}
+
+/// The range fields of a CMD_TLBI_NH_VA or CMD_TLBI_S2_IPA on an SMMU with range
+/// invalidation (IHI 0070 4.4.1): `(num + 1) * 2^scale` pages of the 4 KiB granule
+/// (TG = 0b01), leaves at level `ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlbiRange {
+    /// NUM: one less than the number of 2^SCALE-page chunks, 0..=31.
+    pub num: u8,
+    /// SCALE: 0..=31.
+    pub scale: u8,
+    /// TTL: the level of the leaf entries (1, 2 or 3 with a 4 KiB granule), 0 for any.
+    pub ttl: u8,
+}
+
+/// TG = 0b01: the 4 KiB translation granule, the only one the driver's tables use.
+pub const TLBI_TG_4K: u64 = 0b01;
+
+impl TlbiRange {
+    /// The pages it covers.
+    pub const fn pages(self) -> u64 {
+        ((self.num as u64 & 0x1f) + 1) << (self.scale & 0x1f)
+    }
+
+    const fn word0(self) -> u64 {
+        CMDQ_TLBI_0_NUM.prep(self.num as u64) | CMDQ_TLBI_0_SCALE.prep(self.scale as u64)
+    }
+
+    const fn word1(self) -> u64 {
+        CMDQ_TLBI_1_TG.prep(TLBI_TG_4K) | CMDQ_TLBI_1_TTL.prep(self.ttl as u64)
     }
 }
 

@@ -10,7 +10,7 @@ use tock_registers::LocalRegisterCopy;
 use crate::addr::{Asid, DmaRegion, Iova, PhysAddr, StreamId, Vmid};
 use crate::barrier;
 use crate::cd::{ips_from_oas, Cd, Stage1Context, CD_SIZE, CD_WORDS};
-use crate::cmd::{Command, Opcode, CMD_SIZE};
+use crate::cmd::{Command, Opcode, TlbiRange, CMD_SIZE};
 use crate::coherency::{CacheOps, Coherency, Maintenance};
 use crate::device::{
     CMDQ_CONS, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR, IDR0, IRQ_CTRL, Q_BASE, STRTAB_BASE,
@@ -24,6 +24,7 @@ use crate::pagetable::{Leaf, MemType, PageTable, PageTableError, Perm, Stage, Ta
 use crate::probe::{self, Features, IdRegs, Needs, Unsupported};
 use crate::queue::Ring;
 use crate::ste::{l1_desc, Stage2Context, Ste, STE_SIZE, STE_WORDS, STRTAB_L1_DESC_L2PTR, STRTAB_L1_DESC_SPAN};
+use crate::tlbi::LeafInvalidation;
 
 /// Translation contexts (domains) the driver can hold at once: the IOMMU service gives
 /// each of its up to 64 devices a domain of its own.
@@ -316,6 +317,17 @@ impl Translation {
             Translation::Stage2 { vmid } => Command::tlbi_s2_ipa(vmid, iova, true),
         }
     }
+
+    /// The range command that drops the last-level entries of `range` from `iova` (no
+    /// table was removed), on an SMMU with range invalidation (SMMU_IDR3.RIL):
+    /// CMD_TLBI_NH_VA at stage 1, CMD_TLBI_S2_IPA at stage 2, each with NUM, SCALE, TG
+    /// and TTL (as Linux's `__arm_smmu_tlb_inv_range`).
+    pub const fn invalidate_range(self, iova: Iova, range: TlbiRange) -> Command {
+        match self {
+            Translation::Stage1 { asid } => Command::tlbi_nh_va_range(asid, iova, true, range),
+            Translation::Stage2 { vmid } => Command::tlbi_s2_ipa_range(vmid, iova, true, range),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -425,6 +437,40 @@ impl RejectNext {
         #[cfg(not(feature = "fault-injection"))]
         let mut armed = false;
         move |cmd| if core::mem::take(&mut armed) { Command([0x7f, 0]) } else { cmd }
+    }
+}
+
+/// The per-leaf (or per-range) TLBIs of one unmap or permission drop: pushed while there
+/// are at most `TLBI_ASID_THRESHOLD` of them and the queue takes them; past that, or
+/// after a push failed, none more, and one TLBI by ASID (or VMID) must cover the domain.
+#[derive(Debug)]
+struct LeafTlbis {
+    wanted: bool,
+    pushed: usize,
+    need_all: bool,
+}
+
+impl LeafTlbis {
+    /// `wanted` false: the unmap is too large for per-leaf commands from the start.
+    const fn new(wanted: bool) -> Self {
+        Self { wanted, pushed: 0, need_all: !wanted }
+    }
+
+    #[inline]
+    fn push(&mut self, cmd: Command, push: impl FnOnce(Command) -> Result<(), Error>) {
+        if !self.wanted || self.need_all {
+            return;
+        }
+        if self.pushed == TLBI_ASID_THRESHOLD || push(cmd).is_err() {
+            self.need_all = true;
+            return;
+        }
+        self.pushed += 1;
+    }
+
+    /// Whether the domain needs its TLBI by ASID (or VMID) after all.
+    const fn need_all(&self) -> bool {
+        self.need_all
     }
 }
 
@@ -1459,24 +1505,23 @@ impl<M: Mmio> Smmu<M> {
             }
         }
         let tag = dom.tag;
-        let per_page = leaves <= TLBI_ASID_THRESHOLD;
+        let ranges_ok = self.features.range_invalidation;
+        let per_page = ranges_ok || leaves <= TLBI_ASID_THRESHOLD;
         let mut invalidation = self.reject_next_invalidation.take();
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
-        let mut queue_error = None;
+        let mut leaf_tlbis = LeafTlbis::new(per_page);
+        let mut inv = LeafInvalidation::new(tag, ranges_ok);
         // From here the tables change: until the invalidation is confirmed, the domain's
         // TLB entries may be stale.
         dom.stale = true;
-        for &(iova, len) in ranges {
-            dom.table.unmap(pool, iova, len, |leaf| {
-                if per_page && queue_error.is_none() {
-                    let cmd = invalidation(tag.invalidate_leaf(leaf.iova));
-                    if let Err(e) = cmdq.push(regs, stats, cmd) {
-                        queue_error = Some(e);
-                    }
-                }
-            })?;
+        {
+            let mut emit = |cmd| leaf_tlbis.push(cmd, |cmd| cmdq.push(regs, stats, invalidation(cmd)));
+            for &(iova, len) in ranges {
+                dom.table.unmap(pool, iova, len, |leaf| inv.add(&leaf, &mut emit))?;
+            }
+            inv.finish(&mut emit);
         }
-        if !per_page || queue_error.is_some() {
+        if leaf_tlbis.need_all() {
             // One command covers every entry of the ASID.
             cmdq.push(regs, stats, invalidation(tag.invalidate_all()))?;
         }
@@ -1496,7 +1541,8 @@ impl<M: Mmio> Smmu<M> {
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
         let leaves = dom.table.check_unmap(&self.pool, iova, len)?;
         let tag = dom.tag;
-        let per_page = leaves <= TLBI_ASID_THRESHOLD;
+        let ranges_ok = self.features.range_invalidation;
+        let per_page = ranges_ok || leaves <= TLBI_ASID_THRESHOLD;
         let mut invalidation = self.reject_next_invalidation.take();
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
         // Before the first command: a sync that a full queue or an erratum forces in
@@ -1504,17 +1550,16 @@ impl<M: Mmio> Smmu<M> {
         cmdq.deferred = true;
         let end = iova.0 + len;
         dom.deferred = Some(dom.deferred.map_or((iova.0, end), |(lo, hi)| (lo.min(iova.0), hi.max(end))));
-        let mut queue_error = None;
-        let unmapped = dom.table.unmap(pool, iova, len, |leaf| {
-            if per_page && queue_error.is_none() {
-                let cmd = invalidation(tag.invalidate_leaf(leaf.iova));
-                if let Err(e) = cmdq.push(regs, stats, cmd) {
-                    queue_error = Some(e);
-                }
-            }
-        });
+        let mut leaf_tlbis = LeafTlbis::new(per_page);
+        let mut inv = LeafInvalidation::new(tag, ranges_ok);
+        let unmapped = {
+            let mut emit = |cmd| leaf_tlbis.push(cmd, |cmd| cmdq.push(regs, stats, invalidation(cmd)));
+            let unmapped = dom.table.unmap(pool, iova, len, |leaf| inv.add(&leaf, &mut emit));
+            inv.finish(&mut emit);
+            unmapped
+        };
         let queued = unmapped.map_err(Error::from).and_then(|_| {
-            if !per_page || queue_error.is_some() {
+            if leaf_tlbis.need_all() {
                 // One command covers every entry of the ASID.
                 cmdq.push(regs, stats, invalidation(tag.invalidate_all()))?;
             }
@@ -1584,17 +1629,17 @@ impl<M: Mmio> Smmu<M> {
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
         let tag = dom.tag;
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
-        let mut queue_error = None;
+        let mut leaf_tlbis = LeafTlbis::new(true);
+        let mut inv = LeafInvalidation::new(tag, self.features.range_invalidation);
         // As for unmap: a narrowed entry may stay cached wider until confirmed.
         dom.stale = true;
-        let changed = dom.table.protect(pool, iova, len, perm, |leaf| {
-            if queue_error.is_none() {
-                if let Err(e) = cmdq.push(regs, stats, tag.invalidate_leaf(leaf.iova)) {
-                    queue_error = Some(e);
-                }
-            }
-        })?;
-        if queue_error.is_some() {
+        let changed = {
+            let mut emit = |cmd| leaf_tlbis.push(cmd, |cmd| cmdq.push(regs, stats, cmd));
+            let changed = dom.table.protect(pool, iova, len, perm, |leaf| inv.add(&leaf, &mut emit));
+            inv.finish(&mut emit);
+            changed
+        }?;
+        if leaf_tlbis.need_all() {
             cmdq.push(regs, stats, tag.invalidate_all())?;
         }
         if changed > 0 {

@@ -35,6 +35,7 @@ pub mod pagetable;
 pub mod probe;
 pub mod queue;
 pub mod ste;
+pub mod tlbi;
 
 mod driver;
 

@@ -447,13 +447,14 @@ impl SmmuModel {
             }
             0x12 => {
                 let va = cmd.0[1] & !0xfff;
+                let scope = TlbiScope::of(cmd, va, has_range_invalidation(st));
                 if let Some(v) = st.tlb.get_mut(&asid) {
-                    v.retain(|e| !(va >= e.iova_base && va < e.iova_base + e.size));
+                    v.retain(|e| !scope.reaches_leaf(e));
                 }
                 // Leaf = 0: every level of the walk for `va`, not only the last.
                 if cmd.0[1] & 1 == 0 {
                     if let Some(v) = st.walks.get_mut(&asid) {
-                        v.retain(|e| !(va >= e.iova_base && va < e.iova_base + e.size));
+                        v.retain(|e| !scope.reaches_walk(e));
                     }
                 }
             }
@@ -470,12 +471,13 @@ impl SmmuModel {
             0x2a => {
                 // IPA[51:12] in word 1.
                 let ipa = cmd.0[1] & 0x000f_ffff_ffff_f000;
+                let scope = TlbiScope::of(cmd, ipa, has_range_invalidation(st));
                 if let Some(v) = st.tlb.get_mut(&vmid) {
-                    v.retain(|e| !(ipa >= e.iova_base && ipa < e.iova_base + e.size));
+                    v.retain(|e| !scope.reaches_leaf(e));
                 }
                 if cmd.0[1] & 1 == 0 {
                     if let Some(v) = st.walks.get_mut(&vmid) {
-                        v.retain(|e| !(ipa >= e.iova_base && ipa < e.iova_base + e.size));
+                        v.retain(|e| !scope.reaches_walk(e));
                     }
                 }
             }
@@ -703,6 +705,78 @@ fn stage2(st: &mut State, sid: u32, ste: &[u64; 8], ipa: u64, write: bool) -> Ou
         };
         st.tlb.entry(vmid).or_default().push(entry);
         return Outcome::Ok(entry.pa_base + (ipa - entry.iova_base));
+    }
+}
+
+/// SMMU_IDR3.RIL, bit 10: the SMMU implements range invalidation (SMMUv3.2).
+fn has_range_invalidation(st: &State) -> bool {
+    st.regs.get(&reg::IDR3).copied().unwrap_or(0) & (1 << 10) != 0
+}
+
+/// What a CMD_TLBI_NH_VA or CMD_TLBI_S2_IPA reaches (IHI 0070 4.4.1), read as unkindly
+/// as the architecture allows, so that a driver that under-invalidates is caught:
+/// - TG = 0: no range and no hint; the entries translating `addr`, at any level.
+/// - TG != 0 with range invalidation (SMMU_IDR3.RIL = 1): the entries overlapping
+///   `[addr, addr + (NUM + 1) * 2^SCALE * granule)`, not one page beyond it.
+/// - TG != 0 without it: NUM and SCALE are RES0, so ignored: one granule at `addr`.
+/// - TG names a granule other than the 4 KiB every table here uses: the hint is wrong,
+///   and a wrong hint need not invalidate anything, so nothing is.
+/// - TTL != 0: a hint that the leaves are at that level; a leaf at another level is
+///   left cached (a wrong hint need not invalidate it). Cached walks (Leaf = 0) are
+///   reached by the range alone.
+#[derive(Debug, Clone, Copy)]
+struct TlbiScope {
+    start: u64,
+    end: u64,
+    /// The leaf level the TTL hint names, if it gives one.
+    level: Option<u32>,
+    /// The hint names another granule: nothing is reached.
+    wrong_granule: bool,
+}
+
+impl TlbiScope {
+    fn of(cmd: Command, addr: u64, ril: bool) -> Self {
+        let tg = (cmd.0[1] >> 10) & 0b11;
+        let ttl = (cmd.0[1] >> 8) & 0b11;
+        if tg == 0 {
+            return Self { start: addr, end: addr + 1, level: None, wrong_granule: false };
+        }
+        let pages = if ril {
+            let num = (cmd.0[0] >> 12) & 0x1f;
+            let scale = (cmd.0[0] >> 20) & 0x1f;
+            (num + 1) << scale
+        } else {
+            1
+        };
+        Self {
+            start: addr,
+            end: addr.saturating_add(pages << 12),
+            level: (ttl != 0).then_some(ttl as u32),
+            wrong_granule: tg != 0b01,
+        }
+    }
+
+    fn overlaps(&self, base: u64, size: u64) -> bool {
+        !self.wrong_granule && base < self.end && self.start < base + size
+    }
+
+    fn reaches_leaf(&self, e: &TlbEntry) -> bool {
+        let level_ok = self.level.is_none_or(|l| level_of_size(e.size) == Some(l));
+        level_ok && self.overlaps(e.iova_base, e.size)
+    }
+
+    fn reaches_walk(&self, e: &WalkEntry) -> bool {
+        self.overlaps(e.iova_base, e.size)
+    }
+}
+
+/// The 4 KiB-granule level whose leaves are `size` bytes.
+fn level_of_size(size: u64) -> Option<u32> {
+    match size {
+        0x1000 => Some(3),
+        0x20_0000 => Some(2),
+        0x4000_0000 => Some(1),
+        _ => None,
     }
 }
 

@@ -100,7 +100,8 @@ fn batch_unmap_shares_one_sync() {
     assert_eq!(smmu.unmap_batch(d, &ranges).unwrap(), 64);
     let o = ops(smmu.regs());
     assert_eq!(o.iter().filter(|&&op| op == Opcode::Sync as u8).count(), 1);
-    assert_eq!(o.iter().filter(|&&op| op == Opcode::TlbiNhVa as u8).count(), 64);
+    // QEMU's SMMU (and so the model) has range invalidation: one command for the 64 pages.
+    assert_eq!(o.iter().filter(|&&op| op == Opcode::TlbiNhVa as u8).count(), 1);
     assert_eq!(o.last(), Some(&(Opcode::Sync as u8)));
     for i in 0..64 {
         assert_eq!(smmu.regs().translate(SID_A, 0x100_0000 + i * 0x1000, false), Outcome::Fault(id::F_TRANSLATION));

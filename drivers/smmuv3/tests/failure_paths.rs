@@ -94,6 +94,8 @@ fn mmu_700_never_sees_more_than_63_commands_without_a_sync() {
     for (iidr, forced) in [(0x4870_043bu32, true), (0x4830_043b, false), (0, false)] {
         let mut idr = QEMU_IDR;
         idr[5] = (idr[5] & !0b111) | 5;
+        // Without range invalidation (SMMU_IDR3.RIL = 0), so that 64 pages are 64 commands.
+        idr[3] = 0;
         let model = SmmuModel::with_idr(idr);
         model.preset(smmuv3::mmio::reg::IIDR, u64::from(iidr));
         // SAFETY: fresh leaked memory; the model is the only register file.

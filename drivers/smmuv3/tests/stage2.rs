@@ -7,7 +7,7 @@
 
 mod common;
 
-use smmuv3::cmd::{Command, Opcode};
+use smmuv3::cmd::{Command, Opcode, TlbiRange};
 use smmuv3::coherency::Coherency;
 use smmuv3::event::id;
 use smmuv3::model::{host_smmu_nested, Outcome, SmmuModel};
@@ -134,10 +134,12 @@ fn unmap_and_invalidate_leaves_no_stale_translation() {
     }
     smmu.regs().clear_commands();
     smmu.unmap(d, Iova(GUEST_RAM + 0x1000), 0x1000).unwrap();
-    // One CMD_TLBI_S2_IPA for the page, tagged with the domain's VMID, then CMD_SYNC.
+    // One CMD_TLBI_S2_IPA for the page, tagged with the domain's VMID, then CMD_SYNC;
+    // a range of one page at level 3, QEMU's SMMU (and so the model) having RIL.
+    let page = TlbiRange { num: 0, scale: 0, ttl: 3 };
     assert_eq!(
         smmu.regs().commands(),
-        vec![Command::tlbi_s2_ipa(vmid, Iova(GUEST_RAM + 0x1000), true), Command::sync()]
+        vec![Command::tlbi_s2_ipa_range(vmid, Iova(GUEST_RAM + 0x1000), true, page), Command::sync()]
     );
     let m = smmu.regs();
     assert_eq!(m.translate(SID_VM, GUEST_RAM + 0x1000, false), Outcome::Fault(id::F_TRANSLATION));
@@ -277,7 +279,8 @@ fn deferred_unmaps_of_a_stage2_domain_are_confirmed_by_one_sync() {
     smmu.unmap_deferred(d, Iova(GUEST_RAM), 0x1000).unwrap();
     smmu.unmap_deferred(d, Iova(GUEST_RAM + 0x1000), 0x1000).unwrap();
     smmu.sync_deferred().unwrap();
-    let ipa = |off| Command::tlbi_s2_ipa(vmid, Iova(GUEST_RAM + off), true);
+    let page = TlbiRange { num: 0, scale: 0, ttl: 3 };
+    let ipa = |off| Command::tlbi_s2_ipa_range(vmid, Iova(GUEST_RAM + off), true, page);
     assert_eq!(smmu.regs().commands(), vec![ipa(0), ipa(0x1000), Command::sync()]);
     assert_eq!(smmu.regs().translate(SID_VM, GUEST_RAM + 0x1000, false), Outcome::Fault(id::F_TRANSLATION));
 }
