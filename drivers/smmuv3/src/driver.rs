@@ -322,6 +322,7 @@ impl Translation {
     /// table was removed), on an SMMU with range invalidation (SMMU_IDR3.RIL):
     /// CMD_TLBI_NH_VA at stage 1, CMD_TLBI_S2_IPA at stage 2, each with NUM, SCALE, TG
     /// and TTL (as Linux's `__arm_smmu_tlb_inv_range`).
+    #[inline]
     pub const fn invalidate_range(self, iova: Iova, range: TlbiRange) -> Command {
         match self {
             Translation::Stage1 { asid } => Command::tlbi_nh_va_range(asid, iova, true, range),

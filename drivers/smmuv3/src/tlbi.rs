@@ -26,6 +26,12 @@ const SCALE_MAX: u32 = 31;
 /// a command past bit 31.
 #[inline]
 pub fn split(tag: Translation, iova: Iova, mut pages: u64, level: u8, emit: &mut impl FnMut(Command)) {
+    // One leaf, the usual unmap of a page or a block: NUM 0, SCALE 0, as the loop would
+    // give, without its arithmetic.
+    if pages == 1 {
+        emit(tag.invalidate_range(iova, TlbiRange { num: 0, scale: 0, ttl: level }));
+        return;
+    }
     let mut at = iova.0;
     while pages > 0 {
         // SCALE is five bits too: a run whose lowest set bit is past 31 goes out in
