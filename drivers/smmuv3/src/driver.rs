@@ -446,7 +446,6 @@ impl RejectNext {
 /// after a push failed, none more, and one TLBI by ASID (or VMID) must cover the domain.
 #[derive(Debug)]
 struct LeafTlbis {
-    wanted: bool,
     pushed: usize,
     need_all: bool,
 }
@@ -454,12 +453,12 @@ struct LeafTlbis {
 impl LeafTlbis {
     /// `wanted` false: the unmap is too large for per-leaf commands from the start.
     const fn new(wanted: bool) -> Self {
-        Self { wanted, pushed: 0, need_all: !wanted }
+        Self { pushed: 0, need_all: !wanted }
     }
 
     #[inline]
     fn push(&mut self, cmd: Command, push: impl FnOnce(Command) -> Result<(), Error>) {
-        if !self.wanted || self.need_all {
+        if self.need_all {
             return;
         }
         if self.pushed == TLBI_ASID_THRESHOLD || push(cmd).is_err() {
