@@ -1516,8 +1516,9 @@ impl<M: Mmio> Smmu<M> {
         dom.stale = true;
         {
             let mut emit = |cmd| leaf_tlbis.push(cmd, |cmd| cmdq.push(regs, stats, invalidation(cmd)));
+            // Every range was checked above, and they do not overlap.
             for &(iova, len) in ranges {
-                dom.table.unmap(pool, iova, len, |leaf| inv.add(&leaf, &mut emit))?;
+                dom.table.unmap_checked(pool, iova, len, |leaf| inv.add(&leaf, &mut emit));
             }
             inv.finish(&mut emit);
         }
@@ -1552,19 +1553,18 @@ impl<M: Mmio> Smmu<M> {
         dom.deferred = Some(dom.deferred.map_or((iova.0, end), |(lo, hi)| (lo.min(iova.0), hi.max(end))));
         let mut leaf_tlbis = LeafTlbis::new(per_page);
         let mut inv = LeafInvalidation::new(tag, ranges_ok);
-        let unmapped = {
+        {
             let mut emit = |cmd| leaf_tlbis.push(cmd, |cmd| cmdq.push(regs, stats, invalidation(cmd)));
-            let unmapped = dom.table.unmap(pool, iova, len, |leaf| inv.add(&leaf, &mut emit));
+            // Checked above (`check_unmap`).
+            dom.table.unmap_checked(pool, iova, len, |leaf| inv.add(&leaf, &mut emit));
             inv.finish(&mut emit);
-            unmapped
-        };
-        let queued = unmapped.map_err(Error::from).and_then(|_| {
-            if leaf_tlbis.need_all() {
-                // One command covers every entry of the ASID.
-                cmdq.push(regs, stats, invalidation(tag.invalidate_all()))?;
-            }
+        }
+        let queued = if leaf_tlbis.need_all() {
+            // One command covers every entry of the ASID.
+            cmdq.push(regs, stats, invalidation(tag.invalidate_all())).map(|()| leaves)
+        } else {
             Ok(leaves)
-        });
+        };
         if queued.is_err() {
             dom.stale = true;
         }
