@@ -265,6 +265,9 @@ pub struct Service<'a, H: IommuHw> {
     /// confirm: they may still translate, a revoked page's cached translation included.
     /// Retried before any request of any client is served (`retry_blocks`).
     unblocked: u64,
+    /// A queue batch's removals in flight (`queue::InFlight`), the first
+    /// `Batch::in_flight_len` of them: kept here, so that no batch clears a table of them.
+    in_flight: [queue::InFlight; iommu_protocol::queue::QUEUE_BATCH],
 }
 
 type Result<T> = core::result::Result<T, ErrorCode>;
@@ -337,6 +340,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             stats: Stats::default(),
             ranges: [(0, 0); UNMAP_BATCH],
             unblocked: 0,
+            in_flight: [queue::InFlight::default(); iommu_protocol::queue::QUEUE_BATCH],
         };
         for (i, c) in cfg.caps.iter().enumerate() {
             let region = cfg.regions.get(c.region).ok_or(ConfigError::BadCap(i))?;

@@ -19,15 +19,31 @@ use iommu_protocol::queue::{Cursor, Queue, Taken, QUEUE_BATCH};
 
 use super::*;
 
-/// A batch being served: each entry's reply, and the removals not yet confirmed.
-struct Batch {
+/// A removal started by a queued UNMAP and not confirmed yet, out of its index: its
+/// completion is written when the sync confirms it (or answers `Hardware`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct InFlight {
+    /// The entry's tag, for its completion.
+    tag: u64,
+    /// Its mapping slot.
+    slot: u16,
+    /// Its device.
+    device: u8,
+    /// Its place in the batch (and its completion's).
+    entry: u8,
+}
+
+/// A batch being served: where its completions go, and how many removals are in flight
+/// (`Service::in_flight[..in_flight_len]`: kept in the service, so that no batch clears
+/// a table of them).
+struct Batch<'q, 'r> {
     /// The client whose queue it is.
     client: usize,
-    /// Per entry taken: (tag, reply label, reply value).
-    replies: [(u64, u64, u64); QUEUE_BATCH],
-    /// Removals started and not confirmed yet, out of their indexes: (mapping slot,
-    /// device, entry).
-    in_flight: [(u16, u8, u8); QUEUE_BATCH],
+    /// Its queue, and the service's place in it: each entry's completion is written as
+    /// soon as it is final (a MAP's at once, an UNMAP's once confirmed), invisible to
+    /// the client until the batch publishes them all.
+    q: &'q Queue<'r>,
+    cursor: Cursor,
     in_flight_len: usize,
     /// The IOVAs the removals in flight span, whatever their devices: `[lo, hi)`, empty
     /// when `lo >= hi`. A MAP outside it needs no look at each of them.
@@ -59,27 +75,20 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if n == 0 {
             return 0;
         }
-        let mut b = Batch {
-            client,
-            replies: [(0, 0, 0); QUEUE_BATCH],
-            in_flight: [(0, 0, 0); QUEUE_BATCH],
-            in_flight_len: 0,
-            span: (u64::MAX, 0),
-        };
+        let mut b = Batch { client, q, cursor, in_flight_len: 0, span: (u64::MAX, 0) };
         for i in 0..n {
             let t = q.read(&cursor, i);
-            b.replies[i] = match self.queued(client, &t, i, &mut b) {
-                Ok(value) => (t.tag, 0, value),
+            match self.queued(client, &t, i, &mut b) {
+                Ok(Some(value)) => q.write_completion(&cursor, i, t.tag, 0, value),
+                // In flight: `confirm` writes its completion.
+                Ok(None) => {}
                 Err(e) => {
                     self.stats.refused += 1;
-                    (t.tag, e as u64, 0)
+                    q.write_completion(&cursor, i, t.tag, e as u64, 0);
                 }
-            };
+            }
         }
         self.confirm(&mut b);
-        for (i, &(tag, label, value)) in b.replies[..n].iter().enumerate() {
-            q.write_completion(&cursor, i, tag, label, value);
-        }
         let mut cursor = cursor;
         q.publish(&mut cursor, n);
         self.clients[client].queue = cursor;
@@ -92,14 +101,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.clients.get(client).map(|c| c.queue).unwrap_or_default()
     }
 
-    /// One entry, as its call would be served; an UNMAP's `Ok` is provisional until
-    /// `confirm`. Returns the reply's value.
-    fn queued(&mut self, client: usize, t: &Taken, i: usize, b: &mut Batch) -> Result<u64> {
+    /// One entry, as its call would be served. Returns the reply's value, or `None` for an
+    /// UNMAP whose removal is in flight (`confirm` answers it).
+    fn queued(&mut self, client: usize, t: &Taken, i: usize, b: &mut Batch) -> Result<Option<u64>> {
         if t.label == Op::Unmap as u64 {
             let (device, iovas) = iommu_protocol::decode_unmap(&t.mrs).map_err(ErrorCode::from)?;
             // Four message registers: one IOVA per entry (a batch of entries removes many).
             let [iova] = *iovas else { return Err(ErrorCode::Malformed) };
-            return self.unmap_queued(client, device, iova, i, b).map(|()| 0);
+            return self.unmap_queued(client, device, iova, t.tag, i, b);
         }
         if t.label != Op::Map as u64 {
             // The queue carries MAP and UNMAP; everything else is a call.
@@ -126,7 +135,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             self.confirm(b);
             p = self.map_check(client, cap, device, offset, len, iova, rights)?;
         }
-        self.map_apply(client, p)
+        self.map_apply(client, p).map(Some)
     }
 
     /// Does `[iova, iova + len)` of `device` overlap a removal in flight?
@@ -136,32 +145,43 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if iova >= b.span.1 || end <= b.span.0 {
             return false;
         }
-        b.in_flight[..b.in_flight_len].iter().any(|&(slot, d, _)| {
-            d as usize == device && self.maps[slot as usize].is_some_and(|m| m.iova < end && iova < m.iova + m.len())
+        self.in_flight[..b.in_flight_len].iter().any(|r| {
+            r.device as usize == device
+                && self.maps[r.slot as usize].is_some_and(|m| m.iova < end && iova < m.iova + m.len())
         })
     }
 
     /// UNMAP of one IOVA: checked as the call is, and taken out of the tables, its
     /// invalidation started, and out of its device's index in the same descent; its slot
-    /// and quota are kept until `confirm`.
-    fn unmap_queued(&mut self, client: usize, device: DeviceId, iova: u64, i: usize, b: &mut Batch) -> Result<()> {
+    /// and quota are kept until `confirm`. `None`: in flight; `Some`: done (a device with
+    /// removals pending takes the call's way).
+    fn unmap_queued(
+        &mut self,
+        client: usize,
+        device: DeviceId,
+        iova: u64,
+        tag: u64,
+        i: usize,
+        b: &mut Batch,
+    ) -> Result<Option<u64>> {
         let d = self.own_device(client, device)?;
         // A device with removals pending: the call's way (retry them, then remove this
         // one, each confirmed before the next step).
         if self.devices[d].unconfirmed {
-            return self.unmap(client, device, &[iova]);
+            return self.unmap(client, device, &[iova]).map(|()| Some(0));
         }
         let slot = self.take_removed(d, iova, |hw, iova, len| hw.unmap_deferred(d, iova, len))?;
-        b.in_flight[b.in_flight_len] = (slot, d as u8, i as u8);
+        self.in_flight[b.in_flight_len] = InFlight { tag, slot, device: d as u8, entry: i as u8 };
         b.in_flight_len += 1;
         let len = self.maps[slot as usize].map_or(0, |m| m.len());
         b.span = (b.span.0.min(iova), b.span.1.max(iova + len));
-        Ok(())
+        Ok(None)
     }
 
-    /// Confirm the removals in flight with one sync: confirmed, their slots are freed;
-    /// otherwise they go back into their indexes, pending, their devices blocked, and
-    /// their entries answer `Hardware`, as the call would have.
+    /// Confirm the removals in flight with one sync and write their completions:
+    /// confirmed, their slots are freed; otherwise they go back into their indexes,
+    /// pending, their devices blocked, and their entries answer `Hardware`, as the call
+    /// would have.
     fn confirm(&mut self, b: &mut Batch) {
         if b.in_flight_len == 0 {
             return;
@@ -171,7 +191,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // is a mapping of a device `client` owns (`unmap_queued` checked).
         let (mut mappings, mut pages) = (0u32, 0u64);
         for k in 0..b.in_flight_len {
-            let (slot, d, entry) = b.in_flight[k];
+            let InFlight { tag, slot, device: d, entry } = self.in_flight[k];
             let Some(m) = self.maps[slot as usize] else { continue };
             if confirmed {
                 self.free_slot(slot as usize, &m);
@@ -182,6 +202,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 if m.pending {
                     self.devices[d as usize].pending -= 1;
                 }
+                b.q.write_completion(&b.cursor, entry as usize, tag, 0, 0);
             } else {
                 // Cannot fail: the slot it holds is counted in what the pools are sized
                 // for (`index::leaves_for`), as for any insertion with a slot, and its
@@ -189,7 +210,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 let _ = self.index.insert(&mut self.devices[d as usize].root, m.iova, slot);
                 let _ = self.removal_unconfirmed(d as usize, &[slot]);
                 self.stats.refused += 1;
-                b.replies[entry as usize].1 = ErrorCode::Hardware as u64;
+                b.q.write_completion(&b.cursor, entry as usize, tag, ErrorCode::Hardware as u64, 0);
             }
         }
         let usage = &mut self.clients[b.client].usage;
