@@ -342,6 +342,57 @@ fn an_unmap_that_fails_in_the_middle_of_a_batch_fails_alone() {
 
 /// Malformed and hostile entries: each answered with its error, in order, and nothing
 /// changes.
+/// A batch keeps what its last MAP's capability and device checks found only for entries
+/// that name the same handle and device: the same handle for a device its capability does
+/// not cover, or another handle, is checked afresh, and every entry answers as its call.
+#[test]
+fn a_batch_checks_each_handle_and_device_pair_afresh() {
+    let (mut queued, mut called) = (service(), service());
+    let q = region();
+    let at = |i: u64| Some(IOVA_BASE + i * PAGE);
+    let read = |cap, device, offset, iova| Request::Map {
+        cap: Handle(cap),
+        device: DeviceId(device),
+        offset,
+        len: PAGE,
+        iova,
+        rights: Rights::READ,
+    };
+    // Handle 0: read-write, NIC and NIC2. Handle 1: read-only, NIC only.
+    let reqs = [
+        map_req(0, NIC, 0, at(0)),
+        read(1, NIC2, 0, at(1)),
+        map_req(0, NIC2, PAGE, at(0)),
+        map_req(1, NIC, 0, at(2)),
+        read(1, NIC, 0, at(2)),
+        read(1, NIC2, 0, at(3)),
+        map_req(0, DISK, 0, at(4)),
+        map_req(7, NIC, 0, at(4)),
+        map_req(0, NIC, 2 * PAGE, at(4)),
+    ];
+    let got = batch(&mut queued, NET, &q, &reqs);
+    let want: Vec<Reply> = reqs.iter().map(|r| call(&mut called, NET, *r)).collect();
+    assert_eq!(got, want);
+    let ok = |iova: u64| Reply::ok(&[iova]);
+    let expected = [
+        ok(IOVA_BASE),
+        err(ErrorCode::BadDevice),
+        ok(IOVA_BASE),
+        err(ErrorCode::NoRights),
+        ok(IOVA_BASE + 2 * PAGE),
+        err(ErrorCode::BadDevice),
+        err(ErrorCode::BadDevice),
+        err(ErrorCode::BadHandle),
+        ok(IOVA_BASE + 4 * PAGE),
+    ];
+    assert_eq!(got, expected);
+    assert_eq!(reference::pages(&queued), reference::pages(&called));
+    for d in 0..DEVICES.len() {
+        assert_eq!(queued.hw().translations(d), called.hw().translations(d));
+    }
+    queued.audit().unwrap();
+}
+
 #[test]
 fn malformed_entries_get_an_error_and_change_nothing() {
     let mut s = service();

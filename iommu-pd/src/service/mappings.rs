@@ -5,6 +5,18 @@
 use super::*;
 use crate::hw::{HwError, MapRefused};
 
+/// What `held` found for a MAP's handle and device.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held {
+    /// The handle and device as the request named them.
+    pub(super) handle: Handle,
+    pub(super) device_id: DeviceId,
+    /// The capability's slot and content, and the device's index.
+    ci: u16,
+    cap: Cap,
+    device: DeviceIndex,
+}
+
 /// A MAP that `map_check` allowed and `map_apply` makes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Planned {
@@ -224,11 +236,37 @@ impl<'a, H: IommuHw> Service<'a, H> {
         iova: Option<u64>,
         rights: Rights,
     ) -> Result<Planned> {
+        let held = self.held(client, h, device)?;
+        self.map_check_held(client, &held, offset, len, iova, rights)
+    }
+
+    /// The first of MAP's checks: `h` names a capability `client` holds, and `device` is
+    /// the client's and one the capability may map for. What it finds depends on nothing
+    /// a MAP or an UNMAP changes (only GRANT, REVOKE, RELEASE and a teardown change
+    /// capabilities, and the description owns the devices), so a queue batch keeps it for
+    /// its entries that name the same handle and device.
+    #[inline(always)]
+    pub(super) fn held(&self, client: usize, h: Handle, device: DeviceId) -> Result<Held> {
         let (ci, cap) = self.cap_of(client, h)?;
         let d = self.own_device(client, device)?;
         if cap.devices & (1 << d) == 0 {
             return Err(ErrorCode::BadDevice);
         }
+        Ok(Held { handle: h, device_id: device, ci, cap, device: d })
+    }
+
+    /// MAP's checks after `held`'s, in the same order as the call has always made them.
+    #[inline(always)]
+    pub(super) fn map_check_held(
+        &self,
+        client: usize,
+        held: &Held,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<Planned> {
+        let (ci, cap, d) = (held.ci, &held.cap, held.device);
         self.running(d)?;
         if !cap.rights.contains(rights) {
             return Err(ErrorCode::NoRights);

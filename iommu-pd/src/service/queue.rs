@@ -17,6 +17,7 @@
 
 use iommu_protocol::queue::{Cursor, Queue, Taken, QUEUE_BATCH};
 
+use super::mappings::Held;
 use super::*;
 
 /// A removal started by a queued UNMAP and not confirmed yet, out of its index: its
@@ -44,6 +45,8 @@ struct Batch<'q, 'r> {
     /// the client until the batch publishes them all.
     q: &'q Queue<'r>,
     cursor: Cursor,
+    /// What the last MAP's capability and device checks found (`Service::held`).
+    held: Option<Held>,
     in_flight_len: usize,
     /// The IOVAs the removals in flight span, whatever their devices: `[lo, hi)`, empty
     /// when `lo >= hi`. A MAP outside it needs no look at each of them.
@@ -75,7 +78,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if n == 0 {
             return 0;
         }
-        let mut b = Batch { client, q, cursor, in_flight_len: 0, span: (u64::MAX, 0) };
+        let mut b = Batch { client, q, cursor, held: None, in_flight_len: 0, span: (u64::MAX, 0) };
         for i in 0..n {
             let t = q.read(&cursor, i);
             match self.queued(client, &t, i, &mut b) {
@@ -119,12 +122,22 @@ impl<'a, H: IommuHw> Service<'a, H> {
         else {
             return Err(ErrorCode::Malformed);
         };
-        let mut p = match self.map_check(client, cap, device, offset, len, iova, rights) {
+        // The handle and device as the batch's last MAP named them: what `held` found
+        // then still holds (nothing in a batch changes it); otherwise looked up.
+        let held = match b.held {
+            Some(held) if held.handle == cap && held.device_id == device => held,
+            _ => {
+                let held = self.held(client, cap, device)?;
+                b.held = Some(held);
+                held
+            }
+        };
+        let mut p = match self.map_check_held(client, &held, offset, len, iova, rights) {
             // Refused for something a removal in flight still holds: confirm them, as
             // the calls before this one would have been, and check again.
             Err(ErrorCode::QuotaMappings | ErrorCode::QuotaPages | ErrorCode::NoMappingSlot) if b.in_flight_len > 0 => {
                 self.confirm(b);
-                self.map_check(client, cap, device, offset, len, iova, rights)?
+                self.map_check_held(client, &held, offset, len, iova, rights)?
             }
             r => r?,
         };
@@ -133,7 +146,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // pending).
         if self.lands_on_removal(b, p.device, p.iova, p.len) {
             self.confirm(b);
-            p = self.map_check(client, cap, device, offset, len, iova, rights)?;
+            p = self.map_check_held(client, &held, offset, len, iova, rights)?;
         }
         self.map_apply(client, p).map(Some)
     }
