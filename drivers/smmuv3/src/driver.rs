@@ -29,6 +29,8 @@ use crate::tlbi::LeafInvalidation;
 /// Translation contexts (domains) the driver can hold at once: the IOMMU service gives
 /// each of its up to 64 devices a domain of its own.
 pub const MAX_DOMAINS: usize = 64;
+// `Smmu::deferred_domains` has a bit per domain.
+const _: () = assert!(MAX_DOMAINS <= 64);
 /// Streams that can be attached at once: a device may have several, sharing its domain
 /// (8 bytes each in the driver).
 pub const MAX_STREAMS: usize = 512;
@@ -413,6 +415,9 @@ pub struct Smmu<M: Mmio> {
     pool: TablePool,
     domains: [Option<Domain>; MAX_DOMAINS],
     max_domains: usize,
+    /// The domains (bit n: domain n) that may have a `Domain::deferred` range, so that
+    /// `sync_deferred` visits those and not every slot (`MAX_DOMAINS` fits).
+    deferred_domains: u64,
     streams: [Option<(StreamId, DomainId)>; MAX_STREAMS],
     stats: Stats,
     gbpa_aborts: bool,
@@ -819,6 +824,7 @@ impl<M: Mmio> Smmu<M> {
             pool: reset.pool,
             domains: [const { None }; MAX_DOMAINS],
             max_domains: reset.max_domains,
+            deferred_domains: 0,
             streams: [None; MAX_STREAMS],
             stats: Stats::default(),
             gbpa_aborts: reset.gbpa_aborts,
@@ -1551,6 +1557,7 @@ impl<M: Mmio> Smmu<M> {
         cmdq.deferred = true;
         let end = iova.0 + len;
         dom.deferred = Some(dom.deferred.map_or((iova.0, end), |(lo, hi)| (lo.min(iova.0), hi.max(end))));
+        self.deferred_domains |= 1 << d.index();
         let mut leaf_tlbis = LeafTlbis::new(per_page);
         let mut inv = LeafInvalidation::new(tag, ranges_ok);
         {
@@ -1585,9 +1592,14 @@ impl<M: Mmio> Smmu<M> {
             None => synced,
         };
         self.cmdq.deferred = false;
-        for dom in self.domains.iter_mut().flatten() {
-            if dom.deferred.take().is_some() && result.is_err() {
-                dom.stale = true;
+        let mut left = core::mem::take(&mut self.deferred_domains);
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            if let Some(dom) = self.domains[i].as_mut() {
+                if dom.deferred.take().is_some() && result.is_err() {
+                    dom.stale = true;
+                }
             }
         }
         result

@@ -81,6 +81,35 @@ fn a_map_over_an_unconfirmed_range_waits_for_the_confirmation() {
 }
 
 #[test]
+fn a_sync_forgets_what_it_confirmed_in_every_domain_and_only_there() {
+    let mut smmu = smmu();
+    let (da, db, dc) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
+    smmu.attach(StreamId(A), da).unwrap();
+    smmu.attach(StreamId(B), dc).unwrap();
+    let page = common::buffer(2 * 4096, 4096);
+    for d in [da, db, dc] {
+        smmu.map(d, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    }
+    // Deferred in the first and the third domain, not the second.
+    smmu.unmap_deferred(da, Iova(0x1000), 4096).unwrap();
+    smmu.unmap_deferred(dc, Iova(0x1000), 4096).unwrap();
+    smmu.sync_deferred().unwrap();
+    assert!(!reaches(&smmu, A, 0x1000) && !reaches(&smmu, B, 0x1000));
+    // Confirmed: a map over either range has nothing left to wait for.
+    let syncs = smmu.stats().syncs;
+    smmu.map(da, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(dc, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.stats().syncs, syncs);
+    // A failed sync marks stale the domains with deferred unmaps since the last sync, and
+    // no other.
+    smmu.unmap_deferred(dc, Iova(0x1000), 4096).unwrap();
+    smmu.regs().reject_next(Opcode::TlbiNhVa as u8);
+    assert!(smmu.sync_deferred().is_err());
+    assert!(smmu.has_stale_entries(dc).unwrap());
+    assert!(!smmu.has_stale_entries(da).unwrap() && !smmu.has_stale_entries(db).unwrap());
+}
+
+#[test]
 fn a_failed_sync_leaves_every_deferred_domain_stale() {
     let mut smmu = smmu();
     let (da, db) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
