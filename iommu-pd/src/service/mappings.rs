@@ -282,7 +282,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     #[inline(always)]
     pub(super) fn map_apply(&mut self, client: usize, p: Planned) -> Result<u64> {
         if let Err(e) = self.hw.map_if_free(p.device, p.iova, p.pa, p.len, p.rights) {
-            return Err(self.map_refused(&p, e));
+            return Err(self.map_refused(p.device, p.iova, p.len, e));
         }
         self.insert_mapping(Mapping {
             device: p.device as u8,
@@ -310,12 +310,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// when the IOMMU said no, off the path of every MAP that succeeds.
     #[cold]
     #[inline(never)]
-    fn map_refused(&self, p: &Planned, e: MapRefused) -> ErrorCode {
+    fn map_refused(&self, device: DeviceIndex, iova: u64, len: u64, e: MapRefused) -> ErrorCode {
         match e {
             MapRefused::InUse => ErrorCode::Overlap,
-            MapRefused::Hardware if H::CHECKS_RANGE_FREE && self.overlaps(p.device, p.iova, p.len) => {
-                ErrorCode::Overlap
-            }
+            MapRefused::Hardware if H::CHECKS_RANGE_FREE && self.overlaps(device, iova, len) => ErrorCode::Overlap,
             MapRefused::Hardware => ErrorCode::Hardware,
         }
     }
