@@ -30,6 +30,10 @@ for f in "${files[@]}"; do
     fi
     "$tool" build "$f" --board "$board" --out "$out" >/dev/null || { echo "  FAIL $name: build"; fail=$((fail + 1)); continue; }
     python3 "$top/images/stub-images.py" "$out/$name.system" "$out/elf" || { echo "  FAIL $name: stub images"; fail=$((fail + 1)); continue; }
+    # And with the programs read, as the images' builds check them before the Microkit tool.
+    if ! "$tool" check "$f" --board "$board" --search-path "$out/elf" >/dev/null 2>&1; then
+        echo "  FAIL $name: iommu-sdf check refuses it with its programs"; fail=$((fail + 1)); continue
+    fi
     if msg=$("$sdk/bin/microkit" "$out/$name.system" --board "$board" --config "$config" \
         --search-path "$out/elf" -o "$out/loader.img" -r "$out/report.txt" 2>&1); then
         echo "  PASS $name: the Microkit tool accepts build's output"; pass=$((pass + 1))

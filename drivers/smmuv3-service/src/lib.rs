@@ -170,21 +170,6 @@ impl<M: Mmio> SmmuBackend<M> {
         self.devices.iter().flatten().any(|&(s, _)| s == sid) || self.extra.iter().flatten().any(|&(s, _)| s == sid)
     }
 
-    /// Whether any page of `[iova, iova + len)` is mapped in `dom` (a walk per page: only
-    /// a MAP refused anyway asks).
-    fn any_mapped(&self, dom: DomainId, iova: u64, len: u64) -> bool {
-        let end = iova.saturating_add(len);
-        let mut cur = iova;
-        while cur < end {
-            match self.smmu.translate(dom, Iova(cur)) {
-                Ok(Some(_)) => return true,
-                Ok(None) => cur += smmuv3::pagetable::PAGE_SIZE,
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-
     fn device(&self, d: DeviceIndex) -> Result<(StreamId, DomainId), HwError> {
         self.devices.get(d).copied().flatten().ok_or(HwError)
     }
@@ -238,9 +223,9 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
         // read/write only if the service granted both; otherwise read-only or refused.
         let perm = if rights.contains(Rights::WRITE) {
             if !rights.contains(Rights::READ) {
-                // The service left the overlap check to this call: an overlap is still
-                // answered as one, before the rights the descriptors cannot express.
-                return Err(if self.any_mapped(dom, iova, len) { MapRefused::InUse } else { MapRefused::Hardware });
+                // Refused before the range is walked: the service, hearing `Hardware`,
+                // searches its own index, so an overlap is still answered as one.
+                return Err(MapRefused::Hardware);
             }
             Perm::ReadWrite
         } else {

@@ -610,3 +610,36 @@ fn a_write_only_map_over_a_mapped_page_is_still_an_overlap() {
     let translate = s.hw_mut().smmu().regs().translate(0x10, 0x1000_0000, true);
     assert_eq!(translate, Outcome::Fault(id::F_TRANSLATION), "nothing written");
 }
+
+/// On an SMMU that has failed (SMMU_GERROR.SFM_ERR: `Smmu::failure`), the driver refuses
+/// every map before it walks the range, so its range check never runs: a MAP over a
+/// mapping, whole or in part, still answers `Overlap` (the service searches its index when
+/// the driver refuses), by call and through the queue, as on an IOMMU that does not check;
+/// a MAP over free IOVAs answers `Hardware`; nothing changes (the usage, the books).
+#[test]
+fn on_a_failed_smmu_a_map_over_a_mapping_is_still_an_overlap() {
+    use iommu_protocol::queue::OwnedQueue;
+    let buf = host_region(0x4000, 0x1000);
+    let mut s = one_device(&buf, 0x10, 0x1000_0000, false);
+    assert_eq!(call(&mut s, 0, map_at(0, 0x1000, 0x1000_1000)), Reply::ok(&[0x1000_1000]));
+    s.hw_mut().smmu().regs().enter_service_failure();
+    assert_eq!(s.hw_mut().smmu().check_global_errors().map(|_| ()), Err(smmuv3::Error::ServiceFailure));
+    assert_eq!(s.hw_mut().smmu().failure(), Some(Ok(())), "failed closed");
+    let before = call(&mut s, 0, Request::Query);
+    for (iova, len) in [(0x1000_1000, 0x1000), (0x1000_0000, 0x2000), (0x1000_1000, 0x2000)] {
+        assert_eq!(call(&mut s, 0, map_at(0x1000, len, iova)), Reply::Err(ErrorCode::Overlap), "{iova:#x} + {len:#x}");
+    }
+    assert_eq!(call(&mut s, 0, map_at(0x1000, 0x1000, 0x1000_3000)), Reply::Err(ErrorCode::Hardware), "free IOVAs");
+    assert_eq!(call(&mut s, 0, Request::Query), before, "the usage is as it was");
+    // Through the queue: the same answers, entry by entry.
+    let region = Box::leak(Box::<OwnedQueue<4>>::default());
+    let q = region.queue().unwrap();
+    post(&q, 1, map_at(0x1000, 0x2000, 0x1000_0000));
+    post(&q, 2, map_at(0x1000, 0x1000, 0x1000_3000));
+    post(&q, 3, map_at(0x1000, 0x1000, 0x1000_1000));
+    assert_eq!(s.serve_queue(0, &q), 3);
+    assert_eq!(q.pop_completion(), Some((1, ErrorCode::Overlap as u64, 0)));
+    assert_eq!(q.pop_completion(), Some((2, ErrorCode::Hardware as u64, 0)));
+    assert_eq!(q.pop_completion(), Some((3, ErrorCode::Overlap as u64, 0)));
+    assert_eq!(call(&mut s, 0, Request::Query), before, "the usage is as it was");
+}

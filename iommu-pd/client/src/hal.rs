@@ -315,12 +315,14 @@ impl<T: Copy> Group<T> {
 }
 
 /// Post `unmaps` (device, IOVA) and `maps`, wake the IOMMU PD once, and wait for every
-/// completion. Returns each MAP's IOVA, in order (`None` if refused, or not posted because
-/// the ring was full). An UNMAP that is not confirmed (refused, not posted, or never
+/// completion (with `late`, also for the answers of MAPs given up on before). Returns each
+/// MAP's IOVA, in order (`None` if refused, or not posted because the ring was full or
+/// `map_room` was used up). An UNMAP that is not confirmed (refused, not posted, or never
 /// answered) is counted in `unmap_failures`, a confirmed one in `retired`.
-fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs]) -> [Option<u64>; MAX_GROUP] {
+fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool) -> [Option<u64>; MAX_GROUP] {
     let mut mapped = [None; MAX_GROUP];
     let st = state();
+    let mut room = map_room(st);
     let Some(q) = st.queue.as_mut() else {
         st.unmap_failures += unmaps.len() as u64;
         return mapped;
@@ -338,18 +340,25 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs]) -> [Option
         }
     }
     // A full ring refuses a MAP (the buffer is then copied); the UNMAPs go all the same.
+    // So does a MAP this Hal could not keep track of were it given up on (`map_room`): it
+    // is held back, and its buffer copied too.
     for (tag, m) in tags[MAX_GROUP..].iter_mut().zip(maps) {
+        if room == 0 {
+            st.maps_held_back += 1;
+            continue;
+        }
         if let Ok(t) = q.post_map(m.cap, m.device, m.offset, m.len, None, m.rights) {
             *tag = t;
             waiting += 1;
+            room -= 1;
         }
     }
-    if waiting == 0 {
+    if waiting == 0 && !(late && st.abandoned.len() > 0) {
         return mapped;
     }
     q.notify();
     let mut patience = QUEUE_PATIENCE;
-    while waiting > 0 && patience > 0 {
+    while (waiting > 0 || (late && st.abandoned.len() > 0)) && patience > 0 {
         patience -= 1;
         let Some(done) = q.completion() else {
             if q.untaken() > 0 {
@@ -362,9 +371,8 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs]) -> [Option
         let Some(i) = tags.iter().position(|&t| t == done.tag) else {
             if let Some((_, device)) = st.abandoned.take_first(|&(t, _)| t == done.tag) {
                 if let Ok(iova) = done.result {
-                    if !st.orphans.push((device, iova)) {
-                        st.untracked_maps += 1;
-                    }
+                    // Never full: it takes the place the MAP held in `abandoned` (`map_room`).
+                    let _held = st.orphans.push((device, iova));
                 }
             }
             continue;
@@ -381,20 +389,29 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs]) -> [Option
         // Never answered: those UNMAPs are not known to be done.
         st.unmap_failures += tags[..MAX_GROUP].iter().filter(|&&t| t != u64::MAX).count() as u64;
         st.queue_stalls += 1;
-        // Unanswered MAPs may still be served: their answers are watched for.
+        // Unanswered MAPs may still be served: their answers are watched for. Never full:
+        // each was posted only with room kept for it (`map_room`).
         for (&tag, m) in tags[MAX_GROUP..].iter().zip(maps).filter(|(&t, _)| t != u64::MAX) {
-            if !st.abandoned.push((tag, m.device)) {
-                st.untracked_maps += 1;
-            }
+            let _held = st.abandoned.push((tag, m.device));
         }
     }
     mapped
 }
 
+/// How many more MAPs may be posted: each one posted could be given up on and served
+/// late, and its mapping must then be found and unmapped, so `abandoned` and `orphans`
+/// together (a late answer moves a MAP from the one to the other) never hold more than a
+/// group. A MAP beyond that is not posted. Only a stall fills them (none is posted with
+/// more than a group of the IOMMU PD's answers outstanding, where a queue of the
+/// description's size could hold thousands): no table sized for the largest queue.
+fn map_room(st: &Installed) -> usize {
+    MAX_GROUP.saturating_sub(st.abandoned.len() + st.orphans.len())
+}
+
 /// The MAP of a queued buffer `map_queued` did not map, sent with the UNMAPs left pending.
 fn queued_map(map: MapArgs) -> Option<u64> {
     let unmaps = pending_unmaps();
-    queued_exchange(&unmaps, &[map])[0]
+    queued_exchange(&unmaps, &[map], false)[0]
 }
 
 /// The IOVA of a mapping `map_queued` made for these pages, which is then the request's.
@@ -413,7 +430,7 @@ fn pending_unmaps() -> Group<(DeviceId, u64)> {
     let premapped = st.premapped.take_all();
     for (device, iova) in orphans.iter().chain(premapped.iter().map(|(_, device, iova)| (device, iova))) {
         if !unmaps.push((device, iova)) {
-            queued_exchange(&unmaps, &[]);
+            queued_exchange(&unmaps, &[], false);
             unmaps = Group::EMPTY;
             unmaps.push((device, iova));
         }
@@ -431,11 +448,11 @@ struct Installed {
     pending: Group<(DeviceId, u64)>,
     premapped: Group<(Pages, DeviceId, u64)>,
     /// MAPs an exchange gave up waiting for: (tag, device); and the mappings those made when
-    /// served late, to unmap with the next UNMAPs: (device, IOVA); and those neither could
-    /// hold.
+    /// served late, to unmap with the next UNMAPs: (device, IOVA); together at most a
+    /// group (`map_room`); and the MAPs not posted for want of room there.
     abandoned: Group<(u64, DeviceId)>,
     orphans: Group<(DeviceId, u64)>,
-    untracked_maps: u64,
+    maps_held_back: u64,
     /// Queued UNMAPs confirmed, and waits for completions that never came.
     retired: u64,
     queue_stalls: u64,
@@ -463,7 +480,7 @@ static STATE: HalCell = HalCell(UnsafeCell::new(Installed {
     premapped: Group::EMPTY,
     abandoned: Group::EMPTY,
     orphans: Group::EMPTY,
-    untracked_maps: 0,
+    maps_held_back: 0,
     retired: 0,
     queue_stalls: 0,
     unmap_failures: 0,
@@ -544,7 +561,7 @@ impl IommuHal {
         let failures = st.unmap_failures;
         let unmaps = pending_unmaps();
         let retired = state().retired;
-        let iovas = queued_exchange(&unmaps, &maps[..buffers.len()]);
+        let iovas = queued_exchange(&unmaps, &maps[..buffers.len()], false);
         let st = state();
         for (p, iova) in pages.iter().zip(iovas) {
             if let (Some(p), Some(iova)) = (p, iova) {
@@ -558,17 +575,23 @@ impl IommuHal {
 
     /// Send the UNMAPs queued buffers left pending (and those of mappings `map_queued`
     /// made that were never shared), and wait for them: true once every one is confirmed
-    /// (or there was none), and the buffers are the driver's again.
+    /// (or there was none), and the buffers are the driver's again. MAPs given up on
+    /// earlier are waited for too, and the mappings they made unmapped.
     pub fn flush_queue() -> bool {
         let failures = state().unmap_failures;
         // Again while the exchange brought the late answer of a MAP given up on (its
-        // mapping, nobody's, is unmapped too); each such MAP is answered once, so this ends.
+        // mapping, nobody's, is unmapped too); each such MAP is answered once, and a wait
+        // with nothing to send that brings no answer ends it (the IOMMU PD not serving).
         loop {
             let unmaps = pending_unmaps();
-            if unmaps.len() == 0 {
+            let unanswered = state().abandoned.len();
+            if unmaps.len() == 0 && unanswered == 0 {
                 break;
             }
-            queued_exchange(&unmaps, &[]);
+            queued_exchange(&unmaps, &[], true);
+            if unmaps.len() == 0 && state().abandoned.len() == unanswered {
+                break;
+            }
         }
         state().unmap_failures == failures
     }
@@ -583,11 +606,12 @@ impl IommuHal {
         state().queue_stalls
     }
 
-    /// MAPs given up on that this Hal could not keep track of (more unanswered than a
-    /// group, after more than one stall): if the IOMMU PD serves one later, its mapping
-    /// outlives every request. Zero unless the IOMMU PD stalled twice.
-    pub fn untracked_maps() -> u64 {
-        state().untracked_maps
+    /// MAPs not posted (their buffers copied through the pool instead) because a group's
+    /// worth of MAPs given up on were still unanswered, or their mappings not yet unmapped:
+    /// one more could not be tracked were it given up on too. Zero unless the IOMMU PD
+    /// stalled.
+    pub fn maps_held_back() -> u64 {
+        state().maps_held_back
     }
 
     /// In-place UNMAPs the IOMMU PD did not confirm.

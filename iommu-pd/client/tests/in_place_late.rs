@@ -54,6 +54,6 @@ fn a_map_served_after_the_client_gave_up_is_unmapped() {
     // reuses its buffer believing the device never had it.
     assert!(!reaches(pa(0)), "A's late MAP left the device a mapping of A: {:x?}", reachable());
     assert_eq!(reachable().len(), 8, "the pool alone");
-    assert_eq!((IommuHal::untracked_maps(), IommuHal::queue_stalls()), (0, 1));
+    assert_eq!((IommuHal::maps_held_back(), IommuHal::queue_stalls()), (0, 1));
     assert_eq!((calls(Op::Map), calls(Op::Unmap)), (1, 0));
 }

@@ -314,14 +314,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// Make the mapping `map_check` allowed: in the IOMMU, then in the books. `Overlap` if
-    /// the IOMMU checks the range (`IommuHw::CHECKS_RANGE_FREE`) and finds part of it
-    /// mapped, `Hardware` if it fails; nothing changed either way.
+    /// part of the range is mapped (found by the IOMMU when it checks the range,
+    /// `IommuHw::CHECKS_RANGE_FREE`, else by `map_check`), `Hardware` if the IOMMU fails;
+    /// nothing changed either way.
     #[inline(always)]
     pub(super) fn map_apply(&mut self, client: usize, p: Planned) -> Result<u64> {
-        self.hw.map_if_free(p.device, p.iova, p.pa, p.len, p.rights).map_err(|e| match e {
-            MapRefused::InUse => ErrorCode::Overlap,
-            MapRefused::Hardware => ErrorCode::Hardware,
-        })?;
+        if let Err(e) = self.hw.map_if_free(p.device, p.iova, p.pa, p.len, p.rights) {
+            return Err(self.map_refused(p.device, p.iova, p.len, e));
+        }
         self.insert_mapping(Mapping {
             device: p.device as u8,
             region: p.region,
@@ -339,6 +339,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
         usage.mappings += 1;
         usage.pages += p.len / PAGE;
         Ok(p.iova)
+    }
+
+    /// The reply to a MAP the IOMMU refused. An IOMMU that checks the range may refuse
+    /// for another reason before it looks (a failed SMMU refuses every map first; rights
+    /// its descriptors cannot express): its `Hardware` would then hide an overlap that a
+    /// service searching its index answers `Overlap`, so the index is searched here, only
+    /// when the IOMMU said no, off the path of every MAP that succeeds.
+    #[cold]
+    #[inline(never)]
+    fn map_refused(&self, device: DeviceIndex, iova: u64, len: u64, e: MapRefused) -> ErrorCode {
+        match e {
+            MapRefused::InUse => ErrorCode::Overlap,
+            MapRefused::Hardware if H::CHECKS_RANGE_FREE && self.overlaps(device, iova, len) => ErrorCode::Overlap,
+            MapRefused::Hardware => ErrorCode::Hardware,
+        }
     }
 
     pub(super) fn unmap(&mut self, client: usize, device: DeviceId, iovas: &[u64]) -> Result<()> {

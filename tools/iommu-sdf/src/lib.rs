@@ -56,6 +56,7 @@ pub mod placement;
 pub mod plumbing;
 pub mod policy;
 pub mod problem;
+pub mod programs;
 pub mod queues;
 pub mod report;
 pub mod rules;
@@ -118,14 +119,21 @@ pub fn warnings_on(sys: &model::System, board: &Board) -> Vec<Problem> {
     }
 }
 
-/// Read and check `text` for `board`.
+/// Read and check `text` for `board`, its programs unread.
 pub fn check_text_on(text: &str, board: &Board) -> (model::System, Vec<Problem>) {
+    check_text_with(text, board, &[])
+}
+
+/// Read and check `text` for `board`, with the PDs' programs read from `search` (the
+/// Microkit tool's search path; none read if it is empty: `programs`).
+pub fn check_text_with(text: &str, board: &Board, search: &[std::path::PathBuf]) -> (model::System, Vec<Problem>) {
     let target = board.target;
     let (sys, mut problems) = parse::parse(text);
     if problems.iter().any(|p| p.element == "xml") {
         return (sys, problems);
     }
     let mut sys = sys;
+    problems.extend(programs::read(&mut sys, search));
     match target {
         Target::Arm => {
             topology::derive_streams(&mut sys, board);

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use iommu_sdf::{Board, Target};
 
 const USAGE: &str = "\
-usage: iommu-sdf COMMAND FILE [--board BOARD] [OPTIONS]
+usage: iommu-sdf COMMAND FILE [--board BOARD] [--search-path DIR]... [OPTIONS]
 
 Check a Microkit system description that uses the IOMMU PD, and build from it.
 
@@ -31,6 +31,13 @@ options:
                            Microkit tool programs the IOMMU from <io_address_space> and
                            <iomap>: check applies Microkit's rules for them, build passes
                            them through untouched, and there is no IOMMU PD policy
+  --search-path DIR        where the PDs' programs are, once per directory (the Microkit
+                           tool's; the first directory holding a program_image's path wins):
+                           each program is read and every map of its PD held clear of
+                           its loadable segments, which the Microkit tool refuses maps
+                           over. Without it the programs are not read: a <dma_queue
+                           vaddr> where a program may lie (0x200000 plus the board's
+                           RAM) is refused, and other maps are left to the Microkit tool
   -h, --help               this text (after a command: that command's)
 
 exit status:
@@ -76,8 +83,14 @@ enum Command {
     Report(PathBuf, Option<PathBuf>, Option<PathBuf>),
 }
 
+/// The command line's parts besides the command: the board and the search path.
+struct Options {
+    board: Board,
+    search: Vec<PathBuf>,
+}
+
 /// `Ok(None)`: help was asked for and printed.
-fn parse(args: &[String]) -> Result<Option<(Command, Board)>, &'static str> {
+fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let help = |text: &str| {
         print!("{text}");
         Ok(None)
@@ -99,6 +112,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Board)>, &'static str> {
     let mut svg = None;
     let mut placed = None;
     let mut board = Board::default();
+    let mut search = Vec::new();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -106,6 +120,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Board)>, &'static str> {
             "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--microkit-report" if cmd == "report" => placed = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--board" => board = Board::named(it.next().ok_or(usage)?),
+            "--search-path" => search.push(PathBuf::from(it.next().ok_or(usage)?)),
             _ if a.starts_with('-') || file.is_some() => return Err(usage),
             _ => file = Some(PathBuf::from(a)),
         }
@@ -116,12 +131,12 @@ fn parse(args: &[String]) -> Result<Option<(Command, Board)>, &'static str> {
         "build" => Command::Build(file, out.ok_or(usage)?),
         _ => Command::Report(file, svg, placed),
     };
-    Ok(Some((command, board)))
+    Ok(Some((command, Options { board, search })))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, board) = match parse(&args) {
+    let (command, Options { board, search }) = match parse(&args) {
         Ok(Some(c)) => c,
         Ok(None) => return ExitCode::SUCCESS,
         Err(usage) => {
@@ -141,7 +156,7 @@ fn main() -> ExitCode {
         }
     };
     let target = board.target;
-    let (sys, problems) = iommu_sdf::check_text_on(&text, &board);
+    let (sys, problems) = iommu_sdf::check_text_with(&text, &board, &search);
     let lines: Vec<&str> = text.lines().collect();
     for p in &problems {
         let col = iommu_sdf::problem::column_on(lines.get((p.line as usize).saturating_sub(1)).copied(), p);

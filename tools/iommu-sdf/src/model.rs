@@ -85,6 +85,8 @@ pub struct ProtectionDomain {
     pub cspace: Vec<(String, String, Line)>,
     /// `smc="true"`: it may call the firmware at EL3 (Secure Monitor Calls).
     pub smc: bool,
+    /// Its `<program_image>`, and where its program lies once read (`crate::programs`).
+    pub program: Option<Program>,
     /// Symbols patched in it besides its maps' and setvars': its children's `setvar_id`s
     /// (with the child's line).
     pub child_setvar_ids: Vec<(String, Line)>,
@@ -101,6 +103,18 @@ impl ProtectionDomain {
             .map(|m| (m, None))
             .chain(self.vms.iter().flat_map(|v| v.maps.iter().map(move |m| (m, Some(v)))))
     }
+}
+
+/// `<program_image path>`: the program a PD runs, which the Microkit tool finds in its
+/// search path and loads at the addresses its ELF says.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub path: String,
+    /// Where the Microkit tool puts its loadable segments in the PD's address space, each
+    /// `[start, end)` covering every page it maps and the range it checks maps against
+    /// (`crate::programs`); `None` while the program has not been read (no search path).
+    pub segments: Option<Vec<(u64, u64)>>,
+    pub line: Line,
 }
 
 /// `<virtual_machine>` inside a protection domain (its VMM): what the guest sees, as
@@ -301,6 +315,8 @@ pub struct DmaQueue {
     pub entries: u64,
     /// The client's map of the region: `vaddr` as written, then as generated.
     pub vaddr: Option<u64>,
+    /// The description gave `vaddr` (build did not place it).
+    pub vaddr_given: bool,
     /// The IOMMU PD's map of the region, once generated.
     pub iommu_vaddr: Option<u64>,
     /// `share`: its full batches take at most one `share`th of the IOMMU PD's time

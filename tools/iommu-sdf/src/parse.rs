@@ -189,6 +189,9 @@ impl Reader {
             ioports: Vec::new(),
             cspace: Vec::new(),
             smc: self.boolean(n, "smc", false),
+            program: n.children().find(|c| c.has_tag_name("program_image")).and_then(|c| {
+                Some(Program { path: c.attribute("path")?.to_string(), segments: None, line: self.line(c) })
+            }),
             child_setvar_ids: Vec::new(),
             line: self.line(n),
         });
@@ -653,6 +656,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     pd,
                     entries,
                     vaddr,
+                    vaddr_given: vaddr.is_some(),
                     iommu_vaddr: None,
                     share,
                     name_taken: false,

@@ -31,10 +31,11 @@ pub const CLIENT_SIZE_SYMBOL: &str = "iommu_queue_size";
 const BLOCK: u64 = 0x20_0000;
 
 /// The lowest address `build` places a client's queue at when `<dma_queue>` gives no
-/// `vaddr`: above the client's program image, which this tool does not read. Microkit's
-/// linker script (`microkit.ld`) links a program at 0x200000 and the Microkit tool loads
-/// its segments into RAM frames, so an image ends below 0x200000 plus the board's RAM,
-/// 4 GiB at most on every board this tool knows (`tests/queues.rs`); 64 GiB is above that.
+/// `vaddr`: above the client's program image, which `build` runs before there is one to
+/// read. Microkit's linker script (`microkit.ld`) links a program at 0x200000 and the
+/// Microkit tool loads its segments into RAM frames, so an image ends below 0x200000 plus
+/// the board's RAM (`programs::window`), 4 GiB at most on every board this tool knows
+/// (`tests/queues.rs`); 64 GiB is above that.
 /// (Placed just above the client's maps, a queue of a client with none landed at 0x200000,
 /// on its text: the Microkit tool refuses a map over an ELF segment.)
 pub const CLIENT_FLOOR: u64 = 0x10_0000_0000;

@@ -59,7 +59,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     caps::check(sys, &mut out);
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);
-    queues::check(sys, &mut out);
+    queues::check(sys, board, &mut out);
     vms::check(sys, &mut out);
     pci::check(sys, board, &mut out);
     bars::check(sys, board, &mut out);

@@ -1,6 +1,6 @@
 //! What the board and the Microkit tool take: an IOMMU the IOMMU PD drives, no x86 I/O
-//! ports on Arm, every map below the top of its address space, and each id in a PD used
-//! once. The generated plumbing is in the model, so it is held to these too: what `build`
+//! ports on Arm, every map below the top of its address space, clear of address 0 and of
+//! the PD's program, and each id in a PD used once. The generated plumbing is in the model, so it is held to these too: what `build`
 //! writes, the Microkit tool must accept as it is.
 
 use std::collections::HashMap;
@@ -101,6 +101,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 ));
             }
         }
+        address_space(sys, pd, out);
         // Channel ends and interrupts share one id space in a PD. A clash is reported at the
         // PD, as the Microkit tool reports it; generated channels (on the <iommu> line)
         // come first, so the message names the user's element as the second.
@@ -136,6 +137,60 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                     "give each channel end and interrupt of a PD its own id",
                 ));
             }
+        }
+    }
+}
+
+/// The element a problem with `m` belongs to: build writes the IOMMU plumbing's maps on the
+/// `<iommu>` line and a queue's on its `<dma_queue>`'s, and those are what the user wrote.
+fn map_element(sys: &System, m: &Map) -> &'static str {
+    if sys.iommu.as_ref().is_some_and(|i| i.line == m.line) {
+        "iommu"
+    } else if sys.queues.iter().any(|q| q.line == m.line && m.mr == crate::queues::region_name(&q.pd)) {
+        "dma_queue"
+    } else {
+        "map"
+    }
+}
+
+/// `pd`'s own maps (not its guests', whose addresses are guest-physical) clear of address 0
+/// and, where its program was read (`crate::programs`), of the program's segments.
+fn address_space(sys: &System, pd: &ProtectionDomain, out: &mut Vec<Problem>) {
+    let segments = pd.program.as_ref().and_then(|pr| Some((pr.path.as_str(), pr.segments.as_deref()?)));
+    for m in &pd.maps {
+        let (Some(vaddr), Some(r)) = (m.vaddr, sys.region(&m.mr)) else { continue };
+        let end = vaddr.saturating_add(r.size);
+        let element = map_element(sys, m);
+        let placed = if element == "dma_queue" {
+            "leave the queue's vaddr out (build places it at 64 GiB or above), or give one"
+        } else {
+            "map it"
+        };
+        // The Microkit tool maps a region at 0 if asked; the program cannot use it.
+        if vaddr < PAGE {
+            out.push(p(
+                m.line,
+                element,
+                format!(
+                    "`{}` is mapped at {vaddr:#x} in `{}`, over address 0: a null pointer in its program would read and write it instead of faulting (C and Rust assume nothing lives there), and a symbol patched with 0 reads as never patched",
+                    m.mr, pd.name
+                ),
+                format!("{placed} at or above 0x1000"),
+            ));
+            continue;
+        }
+        let Some((path, segments)) = segments else { continue };
+        if let Some(&(start, stop)) = segments.iter().find(|&&(start, stop)| vaddr < stop && start < end) {
+            let top = segments.iter().map(|s| s.1).max().unwrap_or(stop);
+            out.push(p(
+                m.line,
+                element,
+                format!(
+                    "`{}` at {vaddr:#x}..{end:#x} in `{}` overlaps its program `{path}`, whose loadable segment covers {start:#x}..{stop:#x}: the Microkit tool refuses it (\"will overlap with an ELF segment\", naming no line)",
+                    m.mr, pd.name
+                ),
+                format!("{placed} clear of the program's segments, at or above {:#x}", top.next_multiple_of(PAGE)),
+            ));
         }
     }
 }

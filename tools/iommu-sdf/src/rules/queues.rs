@@ -2,13 +2,15 @@
 //! and the client agree on, shared by those two and no one else, reached by no device, with
 //! a share of the IOMMU PD's time that paces it.
 
+use crate::board::Board;
 use crate::model::*;
 use crate::problem::{p, Problem};
+use crate::programs;
 use crate::queues::{region_name, CLIENT_SYMBOL, MAX_ENTRIES, MIN_ENTRIES};
 use iommu_pd::pacing::{MAX_SHARE, MIN_SHARE, SHARE};
 
 /// Every queue rule.
-pub fn check(sys: &System, out: &mut Vec<Problem>) {
+pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     let el = "dma_queue";
     let iommu = sys.iommu.as_ref().map(|i| i.pd.as_str());
     let clients: Vec<&str> = sys.clients().iter().map(|c| c.name.as_str()).collect();
@@ -105,6 +107,29 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 format!("`{}`'s queue is mapped at {:#x}, not a page boundary", q.pd, q.vaddr.unwrap_or(0)),
                 "give a vaddr that is a multiple of 0x1000, or leave it out (build places it above the PD's maps)",
             ));
+        }
+        // A vaddr given where the client's program may lie: without the program read
+        // (`programs`), only that window is known, and the Microkit tool refuses a map over
+        // a segment, naming no line. (At 0, and over a segment read, `rules::platform`.)
+        let unread = sys.pd(&q.pd).and_then(|pd| pd.program.as_ref()).is_some_and(|pr| pr.segments.is_none());
+        if let (true, true, Some(va), Some(size)) = (q.vaddr_given, unread, q.vaddr, sys.region(&name).map(|r| r.size))
+        {
+            let (low, high) = programs::window(board);
+            if va >= PAGE && va < high && va.saturating_add(size) > low {
+                out.push(p(
+                    q.line,
+                    el,
+                    format!(
+                        "`{}`'s queue at {va:#x} may lie on its program, which was not read: a program linked as Microkit links them (at {:#x}) covers up to {high:#x}, that plus board {}'s RAM",
+                        q.pd,
+                        programs::LINK_BASE,
+                        board.name
+                    ),
+                    format!(
+                        "leave vaddr out (build places the queue at 64 GiB or above), give one at or above {high:#x}, or give iommu-sdf the programs (--search-path, as the Microkit tool is given) so it checks their segments"
+                    ),
+                ));
+            }
         }
         // The client's map of its queue beside its other maps: the Microkit tool refuses two
         // maps over one address, and would name the client's start tag, where build writes

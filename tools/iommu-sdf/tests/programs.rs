@@ -1,0 +1,170 @@
+//! The PDs' programs, read as the Microkit tool reads them (`iommu_sdf::programs`): with a
+//! search path, every map of a PD is held clear of its program's loadable segments, which
+//! the Microkit tool refuses a map over (tool/microkit/src/capdl/builder.rs, "will overlap
+//! with an ELF segment", with no line); a program it cannot find or read is refused at its
+//! `<program_image>`.
+
+use std::path::{Path, PathBuf};
+
+use iommu_sdf::{programs, Board};
+
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+
+/// An ELF64 little-endian aarch64 executable with these program headers (type, vaddr,
+/// memsz) and no contents, laid out as the ELF specification (System V gABI, "ELF Header",
+/// "Program Header") gives it; `object` reads it back, not code of ours.
+fn elf(headers: &[(u32, u64, u64)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]); // ELFCLASS64, ELFDATA2LSB, EV_CURRENT
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
+    b.extend_from_slice(&183u16.to_le_bytes()); // e_machine: EM_AARCH64
+    b.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    b.extend_from_slice(&0x20_0000u64.to_le_bytes()); // e_entry
+    b.extend_from_slice(&64u64.to_le_bytes()); // e_phoff: right after this header
+    b.extend_from_slice(&0u64.to_le_bytes()); // e_shoff: no sections
+    b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    b.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    b.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    b.extend_from_slice(&(headers.len() as u16).to_le_bytes()); // e_phnum
+    b.extend_from_slice(&[0; 6]); // e_shentsize, e_shnum, e_shstrndx
+    assert_eq!(b.len(), 64);
+    for &(kind, vaddr, memsz) in headers {
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(&5u32.to_le_bytes()); // p_flags: R X
+        b.extend_from_slice(&0u64.to_le_bytes()); // p_offset
+        b.extend_from_slice(&vaddr.to_le_bytes());
+        b.extend_from_slice(&vaddr.to_le_bytes()); // p_paddr
+        b.extend_from_slice(&0u64.to_le_bytes()); // p_filesz
+        b.extend_from_slice(&memsz.to_le_bytes());
+        b.extend_from_slice(&0x1000u64.to_le_bytes()); // p_align
+    }
+    b
+}
+
+/// c-edu-driver.elf's two segments as Microkit links it (`readelf -l`: 0x200000 + 0x4a20,
+/// 0x205000 + 0x108), a note (not loaded), an empty PT_LOAD, and one off a page boundary.
+fn program() -> Vec<u8> {
+    elf(&[
+        (PT_LOAD, 0x20_0000, 0x4a20),
+        (PT_LOAD, 0x20_5000, 0x108),
+        (PT_NOTE, 0x30_0000, 0x1000),
+        (PT_LOAD, 0x40_0000, 0),
+        (PT_LOAD, 0x21_0100, 0x100),
+    ])
+}
+
+/// A directory holding `program()` under each of `names`.
+fn search_dir(tag: &str, names: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("iommu-sdf-programs-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in names {
+        std::fs::write(dir.join(name), program()).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn the_segments_are_where_the_microkit_tool_maps_and_checks_them() {
+    // The unaligned one: its frames start at its page; Microkit checks maps against
+    // vaddr .. vaddr + round_up(memsz), one page from its start, past the page it ends in.
+    assert_eq!(
+        programs::segments(&program()),
+        Ok(vec![(0x20_0000, 0x20_5000), (0x20_5000, 0x20_6000), (0x21_0000, 0x21_1100)])
+    );
+    assert!(programs::segments(b"not an ELF file").is_err());
+    let mut big_endian = program();
+    big_endian[5] = 2;
+    assert!(programs::segments(&big_endian).is_err());
+}
+
+/// A plain Microkit description: PD `a` runs `prog.elf` and maps `buf` at `vaddr`.
+fn one_map(vaddr: u64) -> String {
+    format!(
+        r#"<system>
+    <memory_region name="buf" size="0x1000" />
+    <protection_domain name="a" priority="100">
+        <program_image path="prog.elf" />
+        <map mr="buf" vaddr="{vaddr:#x}" perms="rw" />
+    </protection_domain>
+</system>"#
+    )
+}
+
+#[test]
+fn a_map_over_a_segment_is_refused_at_the_map_when_the_program_is_read() {
+    let dir = search_dir("maps", &["prog.elf"]);
+    let board = Board::default();
+    for (vaddr, over) in [
+        (0x20_1000, Some("0x200000..0x205000")),
+        (0x20_5000, Some("0x205000..0x206000")),
+        (0x21_1000, Some("0x210000..0x211100")),
+        (0x20_6000, None),
+        (0x21_2000, None),
+        (0x30_0000, None),
+        (0x40_0000, None),
+    ] {
+        let text = one_map(vaddr);
+        let (_, problems) = iommu_sdf::check_text_with(&text, &board, std::slice::from_ref(&dir));
+        match over {
+            Some(segment) => {
+                assert_eq!(problems.len(), 1, "{vaddr:#x}: {problems:#?}");
+                let p = &problems[0];
+                assert_eq!((p.line, p.element.as_str()), (5, "map"), "{vaddr:#x}");
+                assert!(p.message.contains(&format!("covers {segment}")), "{vaddr:#x}: {}", p.message);
+                assert!(p.fix.contains("at or above 0x212000"), "{}", p.fix);
+            }
+            None => assert!(problems.is_empty(), "{vaddr:#x}: {problems:#?}"),
+        }
+        // Unread, the program is the Microkit tool's to hold maps to.
+        assert!(iommu_sdf::check_text(&text).1.is_empty(), "{vaddr:#x}");
+    }
+}
+
+#[test]
+fn a_program_not_found_or_not_an_elf_is_refused_at_its_program_image() {
+    let dir = search_dir("missing", &[]);
+    std::fs::write(dir.join("prog.elf"), b"#!/bin/sh\n").unwrap();
+    let board = Board::default();
+    let (_, problems) = iommu_sdf::check_text_with(&one_map(0x400_0000), &board, std::slice::from_ref(&dir));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"));
+    assert!(problems[0].message.contains("cannot be read"), "{}", problems[0].message);
+    let nowhere = dir.join("nowhere");
+    let (_, problems) = iommu_sdf::check_text_with(&one_map(0x400_0000), &board, &[nowhere]);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].message.contains("is in none of the search directories"), "{}", problems[0].message);
+}
+
+/// A queue's `vaddr` in the window a program may lie in is refused while the programs are
+/// unread; read, the program decides: over its segment refused (at the `<dma_queue>`,
+/// where the map build writes comes from), clear of it accepted.
+#[test]
+fn a_queue_vaddr_near_the_program_is_held_to_the_program_once_read() {
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
+    let text = std::fs::read_to_string(sdf).unwrap();
+    let dir = search_dir("queue", &["iommu.elf", "edu_driver.elf", "blk_driver.elf"]);
+    let board = Board::default();
+    let at = |vaddr: &str| text.replace(r#"vaddr="0x100000000" share="8""#, &format!(r#"vaddr="{vaddr}" share="8""#));
+    let line = text.lines().position(|l| l.contains(r#"<dma_queue pd="edu_driver""#)).unwrap() as u32 + 1;
+    for (vaddr, unread, read) in [
+        ("0x200000", Some("may lie on its program"), Some("overlaps its program `edu_driver.elf`")),
+        ("0x400000", Some("may lie on its program"), None),
+        ("0x100000000", None, None),
+    ] {
+        let text = at(vaddr);
+        let (_, problems) = iommu_sdf::check_text(&text);
+        let (_, with) = iommu_sdf::check_text_with(&text, &board, std::slice::from_ref(&dir));
+        for (problems, expected) in [(problems, unread), (with, read)] {
+            match expected {
+                Some(message) => {
+                    assert_eq!(problems.len(), 1, "{vaddr}: {problems:#?}");
+                    assert_eq!((problems[0].line, problems[0].element.as_str()), (line, "dma_queue"), "{vaddr}");
+                    assert!(problems[0].message.contains(message), "{vaddr}: {}", problems[0].message);
+                }
+                None => assert!(problems.is_empty(), "{vaddr}: {problems:#?}"),
+            }
+        }
+    }
+}
