@@ -358,4 +358,15 @@ _Static_assert(offsetof(struct iommu_queue_completion, label) == 8, "Completion.
 _Static_assert(offsetof(struct iommu_queue_completion, value) == 16, "Completion.value");
 _Static_assert(sizeof(struct iommu_queue_completion) == 24, "Completion's size");
 
+/* For measurement only: a product IOMMU PD answers IOMMU_ERR_UNKNOWN_OP. */
+/* WAKE_UP: no arguments. Reply: three values, in generic timer ticks, as the IOMMU PD timed its
+ * own wake-ups (the handling of a notification, a fault or a call, from its handler's start to
+ * its end, console output included, the kernel's entry and exit not): mr0 and mr1 = when the
+ * wake-up before this call began and ended, mr2 = the longest wake-up since the previous
+ * WAKE_UP (or since it started), which this call starts again. */
+#define IOMMU_MEASURE_WAKE_UP 0x4d01
+#define IOMMU_MEASURE_WAKE_UP_BEGAN 0
+#define IOMMU_MEASURE_WAKE_UP_ENDED 1
+#define IOMMU_MEASURE_WAKE_UP_LONGEST 2
+
 #endif

@@ -57,9 +57,10 @@ fn map_refusals_change_nothing() {
     }
     // Malformed and unknown requests.
     assert_eq!(s.handle(NET, 99, &[]), err(ErrorCode::UnknownOp));
-    // The measurement build's bypass switch is served by its PD shell alone: the service
-    // core, and so every product IOMMU PD, does not know it.
+    // The measurement builds' bypass switch and wake-up times are served by their PD shell
+    // alone: the service core, and so every product IOMMU PD, does not know them.
     assert_eq!(s.handle(NET, iommu_protocol::measure::BYPASS, &[0, 1]), err(ErrorCode::UnknownOp));
+    assert_eq!(s.handle(NET, iommu_protocol::measure::WAKE_UP, &[]), err(ErrorCode::UnknownOp));
     assert_eq!(s.handle(NET, 1, &[0, 0]), err(ErrorCode::Truncated));
     assert_eq!(s.handle(NET, 1, &[0, 0, 0x1000, u64::MAX, 9]), err(ErrorCode::Malformed));
     assert_eq!(s.handle(7, 7, &[]), err(ErrorCode::BadClient));

@@ -3,9 +3,11 @@
  * in it: it maps its buffer through the IOMMU service, has its device copy bytes through
  * the mapping, sees DMA past the mapping and after UNMAP blocked, does the same through its
  * mapping queue, reads the fault records the IOMMU PD routes to it, and lends a page to the
- * (Rust) edu driver and takes it back. Then it crashes with its queue in use, and once the
+ * (Rust) edu driver and takes it back. Then it lends the page again and leaves it lent
+ * (the edu driver's device writes into it), crashes with its queue in use, and once the
  * IOMMU PD has restarted it, shows that nothing of its first run reaches anything and that
- * its queue works again.
+ * its queue works again, and tells the edu driver it ran again, which then finds that its
+ * device no longer reaches the lent page (pds/edu-driver/src/borrowed.rs).
  */
 #include <stdint.h>
 
@@ -24,6 +26,12 @@
 #define MY_BUFFERS C_EDU_DRIVER_CAP_C_BUFFERS
 #define EDU_DRIVER IOMMU_CLIENT_EDU_DRIVER
 #define EDU_DRIVER_DEVICES (1u << IOMMU_DEVICE_EDU_A)
+/* Its channel to the edu driver (system.xml), its protected procedure calls to it, as
+ * pds/edu-driver/src/borrowed.rs reads them: "I lent you a page" (mr0: the handle the
+ * grant gave the edu driver), and "I ran again". */
+#define BORROWER 1
+#define BORROWER_LENT 1
+#define BORROWER_LENDER_RESTARTED 2
 
 /* Where the IOMMU PD puts its edu's BAR0: the fourth MiB of the PCI memory window, which
  * the description maps at edu_bar. */
@@ -306,6 +314,25 @@ static void after_restart(void)
         put_hex(values[IOMMU_QUERY_MAPPINGS]);
         microkit_dbg_puts("\n");
     }
+    /* This run knows nothing of what the first lent, and may put other data in that page:
+     * the borrower looks whether its device still reaches it. */
+    microkit_dbg_puts("c-edu: after its restart, tells the edu driver it ran again\n");
+    microkit_ppcall(BORROWER, microkit_msginfo_new(BORROWER_LENDER_RESTARTED, 0));
+}
+
+/* Its page lent to the edu driver again, read-write for its device, and left lent: the
+ * edu driver maps it and its device writes into it before the call returns (it runs
+ * above this PD). Taken back by nobody: by the IOMMU PD's teardown when this PD crashes. */
+static void lend_through_the_crash(void)
+{
+    uint32_t grant = 0, theirs = 0;
+    uint64_t err = iommu_grant(IOMMU, MY_BUFFERS, EDU_DRIVER, 0, 0x1000, IOMMU_RIGHTS_READ_WRITE, EDU_DRIVER_DEVICES,
+                               &grant, &theirs);
+    say("GRANT of its page to the (Rust) edu driver, read-write, left lent through its crash", err);
+    if (err == 0) {
+        microkit_mr_set(0, theirs);
+        microkit_ppcall(BORROWER, microkit_msginfo_new(BORROWER_LENT, 1));
+    }
 }
 
 void init(void)
@@ -373,6 +400,7 @@ void init(void)
     /* Last, it crashes with its page mapped twice through its queue (its whole mapping
      * quota) and its queue in use, as a driver with a bug might: the IOMMU PD takes its
      * DMA away and starts its queue over, then restarts it. */
+    lend_through_the_crash();
     leave_its_queue_in_use(page);
     microkit_dbg_puts("c-edu: crashes (a store to an address it has no mapping for)\n");
     *(volatile uint64_t *)0xdead1000 = 0;

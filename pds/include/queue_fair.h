@@ -21,8 +21,10 @@ struct scoreboard {
      * returned: the IOMMU PD's batch and the kernel's work around it), in timer ticks. */
     uint64_t flood_wake_max;
     /* Set by the urgent victim (above the flood's priority) while it times its flooded
-     * rounds; the flood's longest wake-up meanwhile (its batch in progress when the urgent
-     * victim's interrupt comes, and at most the urgent victim's one pair after it). */
+     * rounds; the flood's longest wake-up meanwhile, by the flood's clock (which holds
+     * whatever ran before the flood ran again: the IOMMU PD's batch, the urgent victim's
+     * pair, a turn of another PD's). Said beside the urgent victim's bound, whose B is the
+     * IOMMU PD's own timing instead. */
     uint64_t urgent_rounds;
     uint64_t flood_wake_max_urgent;
 };

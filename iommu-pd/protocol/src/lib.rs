@@ -62,13 +62,26 @@ impl Rights {
 }
 
 /// Requests outside the protocol proper, for measurement. Only an IOMMU PD built for
-/// measurement (its feature `measure-bypass`) answers them; the service core, and so every
-/// product IOMMU PD, replies `UnknownOp`.
+/// measurement (its feature `measure-bypass`, or `measure-wake-ups`) answers them; the
+/// service core, and so every product IOMMU PD, replies `UnknownOp`.
 pub mod measure {
     /// BYPASS: mr0 = one of the caller's devices, mr1 = 1 to let its stream through
     /// untranslated (it then reaches all memory, by physical address), 0 to translate it
     /// again through its unchanged mappings. Reply: no values.
     pub const BYPASS: u64 = 0x4d00;
+    /// WAKE_UP: no arguments. Reply: three values, in generic timer ticks, as the IOMMU PD
+    /// timed its own wake-ups (the handling of a notification, a fault or a call, from its
+    /// handler's start to its end, console output included, the kernel's entry and exit
+    /// not): mr0 and mr1 = when the wake-up before this call began and ended, mr2 = the
+    /// longest wake-up since the previous WAKE_UP (or since it started), which this call
+    /// starts again.
+    pub const WAKE_UP: u64 = 0x4d01;
+    /// WAKE_UP's reply: the message register of when the wake-up before it began,
+    pub const WAKE_UP_BEGAN: usize = 0;
+    /// of when it ended,
+    pub const WAKE_UP_ENDED: usize = 1;
+    /// and of the longest since the previous WAKE_UP.
+    pub const WAKE_UP_LONGEST: usize = 2;
 }
 
 /// QUERY's reply: which message register holds what.

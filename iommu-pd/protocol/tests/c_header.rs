@@ -333,8 +333,21 @@ fn header() -> String {
         size_of::<iommu_protocol::faults::FaultRing>()
     );
     queue_section(w);
+    measure_section(w);
     let _ = writeln!(w, "\n#endif");
     h
+}
+
+/// The measurement requests C drivers make (`iommu_protocol::measure`), which only an
+/// IOMMU PD built for measurement answers.
+fn measure_section(w: &mut String) {
+    use iommu_protocol::measure::{WAKE_UP, WAKE_UP_BEGAN, WAKE_UP_ENDED, WAKE_UP_LONGEST};
+    let _ = writeln!(w, "\n/* For measurement only: a product IOMMU PD answers IOMMU_ERR_UNKNOWN_OP. */");
+    c_comment(w, &doc_of(LIB_RS, "pub const WAKE_UP: "));
+    let _ = writeln!(w, "#define IOMMU_MEASURE_WAKE_UP {WAKE_UP:#x}");
+    let _ = writeln!(w, "#define IOMMU_MEASURE_WAKE_UP_BEGAN {WAKE_UP_BEGAN}");
+    let _ = writeln!(w, "#define IOMMU_MEASURE_WAKE_UP_ENDED {WAKE_UP_ENDED}");
+    let _ = writeln!(w, "#define IOMMU_MEASURE_WAKE_UP_LONGEST {WAKE_UP_LONGEST}");
 }
 
 /// The mapping queue (`iommu_protocol::queue`): its doorbell label, its bounds, and the

@@ -2,7 +2,10 @@
 //! protected procedure call on its channel), runs DMA through the IOVAs it was given, and
 //! shows that what it did not map, or unmapped, the device cannot reach. Then it lends a
 //! page of its buffer to the disk driver (GRANT, read-only, for the disk), and takes it
-//! back (REVOKE) when the disk driver is done.
+//! back (REVOKE) when the disk driver is done. It also borrows: the C edu driver lends it a
+//! page, which it maps for its device (and re-grants to itself), and after the lender's
+//! crash and restart it shows that its device no longer reaches that page, while its own
+//! mapping still works (`borrowed`).
 #![no_std]
 #![no_main]
 
@@ -12,7 +15,11 @@ use client_channel::Ppc;
 use iommu_client::Client;
 use iommu_protocol::config::reg;
 use iommu_protocol::{ClientId, DeviceId, Handle, Rights};
-use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
+use sel4_microkit::{
+    debug_println, memory_region_symbol, protection_domain, with_msg_regs, Channel, Handler, Infallible, MessageInfo,
+};
+
+mod borrowed;
 
 const IOMMU: Channel = Channel::new(0);
 /// To and from the disk driver: "a page is lent", "done with it", "taken back".
@@ -51,7 +58,7 @@ fn init() -> EduDriver {
     let bar0 = iommu.config_read(MY_DEVICE, reg::BAR0, 4);
     if bar0.map(|b| b & !0xf) != Ok(BAR0) {
         debug_println!("edu-driver: BAR0 is not where the description maps it: {bar0:x?}");
-        return EduDriver { grant: None };
+        return EduDriver { grant: None, borrowed: None, bar, buf };
     }
     let on = iommu.config_write(MY_DEVICE, reg::COMMAND, 2, u32::from(reg::CMD_MEMORY | reg::CMD_BUS_MASTER));
     debug_println!(
@@ -65,7 +72,7 @@ fn init() -> EduDriver {
         Ok(v) => v,
         Err(e) => {
             debug_println!("edu-driver: MAP refused: {e:?}");
-            return EduDriver { grant: None };
+            return EduDriver { grant: None, borrowed: None, bar, buf };
         }
     };
     debug_println!("edu-driver: the IOMMU PD mapped 2 pages of my buffer at iova {iova:#x}");
@@ -104,22 +111,50 @@ fn init() -> EduDriver {
     }
     let lent = iommu.grant(Handle(0), BLK_CLIENT, 0x2000, 0x1000, Rights::READ, BLK_DISK);
     debug_println!("edu-driver: GRANT of page 2, read-only, to blk_driver for its disk: {lent:?}");
-    let Ok((grant, theirs)) = lent else { return EduDriver { grant: None } };
+    let Ok((grant, theirs)) = lent else { return EduDriver { grant: None, borrowed: None, bar, buf } };
     let handoff: NonNull<u64> = memory_region_symbol!(handoff: *mut u64);
     // SAFETY: the hand-off page, this PD's to write; the disk driver reads it after the
     // notification below.
     unsafe { handoff.write_volatile(1 << 32 | u64::from(theirs.0)) };
     BLK.notify();
-    EduDriver { grant: Some(grant) }
+    EduDriver { grant: Some(grant), borrowed: None, bar, buf }
 }
 
 struct EduDriver {
     /// The page lent to the disk driver, until it is taken back.
     grant: Option<Handle>,
+    /// What the C edu driver lent this PD, once it has.
+    borrowed: Option<borrowed::Borrowed>,
+    /// Its device's BAR0 and its DMA buffer, as the description maps them here.
+    bar: NonNull<u8>,
+    buf: NonNull<u8>,
 }
 
 impl Handler for EduDriver {
     type Error = Infallible;
+
+    /// The C edu driver's calls (`borrowed::LENDER`): "I lent you a page" and, once it was
+    /// restarted after its crash, "I ran again".
+    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        if channel != borrowed::LENDER {
+            return Ok(MessageInfo::new(1, 0));
+        }
+        let mut iommu = Client::new(Ppc(IOMMU));
+        match msg_info.label() {
+            borrowed::LENT if msg_info.count() >= 1 => {
+                let theirs = with_msg_regs(|regs| regs[0]);
+                self.borrowed = u32::try_from(theirs)
+                    .ok()
+                    .and_then(|h| borrowed::Borrowed::lent(&mut iommu, self.bar, self.buf, Handle(h)));
+            }
+            borrowed::LENDER_RESTARTED => match &self.borrowed {
+                Some(b) => b.after_the_lenders_restart(&mut iommu),
+                None => debug_println!("edu-driver: the C driver ran again, but it had lent me nothing"),
+            },
+            _ => return Ok(MessageInfo::new(1, 0)),
+        }
+        Ok(MessageInfo::new(0, 0))
+    }
 
     /// The IOMMU PD signals this channel when a fault of this driver's device is in the
     /// ring it shares with this PD.

@@ -28,6 +28,7 @@ use sel4_microkit::{
 
 mod pci;
 mod queues;
+mod wake_ups;
 
 mod policy {
     include!(env!("IOMMU_POLICY_RS"));
@@ -181,6 +182,7 @@ fn init() -> IommuPd {
                 ecam,
                 refusals: [Lines::default(); policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
+                wake_ups: Default::default(),
             }
         }
         Err(why) => {
@@ -207,6 +209,7 @@ fn init() -> IommuPd {
                 ecam,
                 refusals: [Lines::default(); policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
+                wake_ups: Default::default(),
             }
         }
     }
@@ -294,12 +297,39 @@ struct IommuPd {
     refusals: [Lines; policy::CLIENTS.len()],
     /// How many times each client was restarted after a fault.
     restarts: [u8; policy::CLIENTS.len()],
+    /// This PD's own wake-ups, timed.
+    wake_ups: wake_ups::WakeUps,
 }
 
 impl Handler for IommuPd {
     type Error = Infallible;
 
+    // Each wake-up is timed, start to end (`wake_ups`), for a measurement build to tell.
+
     fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
+        let began = wake_ups::now();
+        let r = self.on_notified(channels);
+        self.wake_ups.ended(began);
+        r
+    }
+
+    fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
+        let began = wake_ups::now();
+        let r = self.on_fault(child, msg_info);
+        self.wake_ups.ended(began);
+        r
+    }
+
+    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        let began = wake_ups::now();
+        let r = self.on_protected(channel, msg_info);
+        self.wake_ups.ended(began);
+        r
+    }
+}
+
+impl IommuPd {
+    fn on_notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Infallible> {
         let Some(service) = self.service.as_mut() else { return Ok(()) };
         // A device the SMMU would not block may still reach what was taken from it: any
         // wake-up is a chance to retry, not only a request (`handle` retries first too).
@@ -342,7 +372,7 @@ impl Handler for IommuPd {
     /// cap is a parent's, libmicrokit's `microkit_pd_stop`) cancels the pending reply
     /// first, so nothing is printed, and leaves the child as a supervisor would restart
     /// it.
-    fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
+    fn on_fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Infallible> {
         let name = child.index().checked_sub(1).and_then(|c| policy::CLIENTS.get(c)).map(|c| c.name);
         let what = match msg_info.fault() {
             sel4::Fault::VmFault(f) => place::FaultKind::Vm { addr: f.addr(), pc: f.ip() },
@@ -429,7 +459,7 @@ impl Handler for IommuPd {
         }
     }
 
-    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+    fn on_protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Infallible> {
         let Some(service) = self.service.as_mut() else {
             // Nothing is served, ever: a typed refusal, and the reason on the console at
             // the first refusal and then at powers of two, so a caller that retries in a
@@ -473,6 +503,12 @@ impl Handler for IommuPd {
                 }
                 None => MessageInfo::new(iommu_protocol::ErrorCode::UnknownOp as u64, 0),
             });
+        }
+        #[cfg(feature = "measure-wake-ups")]
+        if msg_info.label() == iommu_protocol::measure::WAKE_UP {
+            let told = self.wake_ups.take();
+            with_msg_regs_mut(|regs| regs[..told.len()].copy_from_slice(&told));
+            return Ok(MessageInfo::new(0, told.len()));
         }
         #[cfg(feature = "measure-bypass")]
         if msg_info.label() == iommu_protocol::measure::BYPASS {
