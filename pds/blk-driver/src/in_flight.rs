@@ -58,7 +58,9 @@ impl<'r, 'b> Group<'r, 'b> {
     /// otherwise the reads are in flight, and a read the device refused is reported by
     /// `complete`, which still waits for those submitted before it. The device reaches
     /// each buffer through the `Hal` as its read is submitted (`IommuHal` shares it: in
-    /// place, or a copy through the pool) and gives it up as its read completes.
+    /// place, or a copy through the pool) and gives it up as its read completes. The group
+    /// is built in `group`, the caller's storage, so that it is not moved once the device
+    /// holds the addresses of its requests and statuses.
     ///
     /// # Safety
     /// Unless this returns an error, `complete` must be called on the same `Group`, not
