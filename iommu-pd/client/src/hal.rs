@@ -159,7 +159,11 @@ pub enum Reach {
     /// next request's start (or `IommuHal::flush_queue`). With several requests in flight,
     /// `IommuHal::map_queued` maps a group's buffers ahead of its requests, with the UNMAPs
     /// the previous group left pending, one wake-up for all: the device then reaches a
-    /// group's buffers from its batch until the next group's (or the flush).
+    /// group's buffers from its batch until the next group's (or the flush). Called while a
+    /// group's requests are in flight, it overlaps the batch with them (tests/in_place_overlap.rs):
+    /// the group before's UNMAPs and the group after's MAPs, the in-flight group's mappings
+    /// left alone; a group's buffers are then the device's from the batch under the
+    /// group before's requests until the batch under the group after's.
     Queued {
         /// The capability for the memory.
         cap: Handle,
@@ -538,6 +542,8 @@ impl IommuHal {
     /// with no wake-up, and its `unshare` leaves its UNMAP pending for the next group (or
     /// `flush_queue`). A buffer whose MAP was refused is mapped at its `share` as usual.
     /// Mappings an earlier group made that were never shared are unmapped here too.
+    /// Buffers shared now (a group whose requests are in flight) are left mapped, so this
+    /// may run while the device works on them.
     ///
     /// Returns whether every MAP succeeded and every UNMAP was confirmed (its buffer out of
     /// the device's reach, and the driver's again). Nothing is posted, and `false`, unless

@@ -2,7 +2,8 @@
 //! (`read_blocks_nb`, `peek_used`, `complete_read_blocks`): all submitted, then each
 //! completed as the device hands it back, in whatever order. `read_blocks` keeps one
 //! request in flight; with several, whatever is paid per wake-up of the device or of the
-//! IOMMU PD is paid once for them all.
+//! IOMMU PD is paid once for them all. Submitting and completing are two steps
+//! (`Group::submit`, `Group::complete`), so that a driver can work while the device reads.
 
 use generic_timer::{hz, ticks};
 use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE};
@@ -37,51 +38,99 @@ pub enum InFlightError {
     Stuck,
 }
 
+/// A group of reads in flight: `submit` hands them all to the device and returns at once,
+/// so the driver can do other work (map the next group's buffers, say) while the device
+/// reads; `complete` waits for the device to hand each back. The group holds its buffers
+/// borrowed from `submit` until it is dropped, so nothing else can touch them meanwhile.
+pub struct Group<'r, 'b> {
+    reads: &'r mut [(usize, &'b mut [u8])],
+    reqs: [BlkReq; MAX_IN_FLIGHT],
+    resps: [BlkResp; MAX_IN_FLIGHT],
+    /// The device's token of each read still in flight.
+    tokens: [Option<u16>; MAX_IN_FLIGHT],
+    /// The first failure, reported by `complete`.
+    failed: Option<InFlightError>,
+}
+
+impl<'r, 'b> Group<'r, 'b> {
+    /// Submit each `(sector, buffer)` of `reads`, all at once. `BadGroup` (more reads than
+    /// `MAX_IN_FLIGHT`, or a buffer that is empty or not whole sectors) submits nothing;
+    /// otherwise the reads are in flight, and a read the device refused is reported by
+    /// `complete`, which still waits for those submitted before it. The device reaches
+    /// each buffer through the `Hal` as its read is submitted (`IommuHal` shares it: in
+    /// place, or a copy through the pool) and gives it up as its read completes. The group
+    /// is built in `group`, the caller's storage, so that it is not moved once the device
+    /// holds the addresses of its requests and statuses.
+    ///
+    /// # Safety
+    /// Unless this returns an error, `complete` must be called on the same `Group`, not
+    /// moved in between, before it is dropped: the device holds its requests until then.
+    /// If `complete` returns `Stuck` or `UnknownToken`, the device must be reset (the `Blk`
+    /// dropped) before the buffers are used again.
+    pub unsafe fn submit(
+        blk: &mut Blk,
+        reads: &'r mut [(usize, &'b mut [u8])],
+        group: &mut Option<Self>,
+    ) -> Result<(), InFlightError> {
+        if reads.len() > MAX_IN_FLIGHT || reads.iter().any(|(_, b)| b.is_empty() || b.len() % SECTOR_SIZE != 0) {
+            return Err(InFlightError::BadGroup);
+        }
+        let g = group.insert(Group {
+            reads,
+            reqs: core::array::from_fn(|_| BlkReq::default()),
+            resps: core::array::from_fn(|_| BlkResp::default()),
+            tokens: [None; MAX_IN_FLIGHT],
+            failed: None,
+        });
+        for (i, (sector, buf)) in g.reads.iter_mut().enumerate() {
+            // SAFETY: `reqs[i]`, `buf` and `resps[i]` stay in the group, which the caller
+            // neither moves nor drops before `complete` hands them back; `buf` is borrowed
+            // by the group until then; if the device never hands it back, `Stuck` tells the
+            // caller to reset the device before using `buf`.
+            match unsafe { blk.read_blocks_nb(*sector, &mut g.reqs[i], buf, &mut g.resps[i]) } {
+                Ok(token) => g.tokens[i] = Some(token),
+                Err(e) => {
+                    g.failed = Some(InFlightError::Submit(e));
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait, at most `PATIENCE_S`, for the device to hand back every read still in flight,
+    /// in whatever order; each buffer then holds its sectors, or the error says which went
+    /// wrong (the first failure, `submit`'s included).
+    pub fn complete(&mut self, blk: &mut Blk) -> Result<(), InFlightError> {
+        let deadline = ticks().saturating_add(PATIENCE_S.saturating_mul(hz()));
+        while self.tokens.iter().any(Option::is_some) {
+            let Some(token) = blk.peek_used() else {
+                if ticks() > deadline {
+                    return Err(InFlightError::Stuck);
+                }
+                core::hint::spin_loop();
+                continue;
+            };
+            let Some(i) = self.tokens.iter().position(|t| *t == Some(token)) else {
+                return Err(InFlightError::UnknownToken(token));
+            };
+            self.tokens[i] = None;
+            let (req, buf, resp) = (&self.reqs[i], &mut *self.reads[i].1, &mut self.resps[i]);
+            // SAFETY: the same request, buffer and status as `read_blocks_nb` was given
+            // for this token, where `submit` left them.
+            if let Err(e) = unsafe { blk.complete_read_blocks(token, req, buf, resp) } {
+                self.failed.get_or_insert(InFlightError::Read(e));
+            }
+        }
+        self.failed.map_or(Ok(()), Err)
+    }
+}
+
 /// Read each `(sector, buffer)` of `reads`, all in flight at once, and return once the
-/// device has handed every one back (each buffer then holds its sectors, or the error
-/// says which went wrong). The device reaches each buffer through the `Hal` as its request
-/// is submitted (`IommuHal` shares it: in place, or a copy through the pool) and gives it
-/// up as its request completes.
+/// device has handed every one back: `Group::submit`, then `Group::complete`.
 pub fn read_in_flight(blk: &mut Blk, reads: &mut [(usize, &mut [u8])]) -> Result<(), InFlightError> {
-    if reads.len() > MAX_IN_FLIGHT || reads.iter().any(|(_, b)| b.is_empty() || b.len() % SECTOR_SIZE != 0) {
-        return Err(InFlightError::BadGroup);
-    }
-    let mut reqs: [BlkReq; MAX_IN_FLIGHT] = core::array::from_fn(|_| BlkReq::default());
-    let mut resps: [BlkResp; MAX_IN_FLIGHT] = core::array::from_fn(|_| BlkResp::default());
-    let mut tokens = [None; MAX_IN_FLIGHT];
-    let mut failed = None;
-    for (i, (sector, buf)) in reads.iter_mut().enumerate() {
-        // SAFETY: `reqs[i]`, `buf` and `resps[i]` are touched again only by the
-        // `complete_read_blocks` below, once the device has handed this request back; if
-        // it never does, `Stuck` tells the caller to reset the device before using `buf`,
-        // and `reqs`/`resps` never reach the device (`IommuHal` copies them through its
-        // pool, since they lie outside its in-place memory).
-        match unsafe { blk.read_blocks_nb(*sector, &mut reqs[i], buf, &mut resps[i]) } {
-            Ok(token) => tokens[i] = Some(token),
-            Err(e) => {
-                failed = Some(InFlightError::Submit(e));
-                break;
-            }
-        }
-    }
-    let deadline = ticks().saturating_add(PATIENCE_S.saturating_mul(hz()));
-    while tokens.iter().any(Option::is_some) {
-        let Some(token) = blk.peek_used() else {
-            if ticks() > deadline {
-                return Err(InFlightError::Stuck);
-            }
-            core::hint::spin_loop();
-            continue;
-        };
-        let Some(i) = tokens.iter().position(|t| *t == Some(token)) else {
-            return Err(InFlightError::UnknownToken(token));
-        };
-        tokens[i] = None;
-        // SAFETY: the same request, buffer and status as `read_blocks_nb` was given for
-        // this token.
-        if let Err(e) = unsafe { blk.complete_read_blocks(token, &reqs[i], reads[i].1, &mut resps[i]) } {
-            failed.get_or_insert(InFlightError::Read(e));
-        }
-    }
-    failed.map_or(Ok(()), Err)
+    let mut group = None;
+    // SAFETY: completed right below, where `submit` put it.
+    unsafe { Group::submit(blk, reads, &mut group)? };
+    group.as_mut().map_or(Ok(()), |g| g.complete(blk))
 }

@@ -12,14 +12,14 @@
 //! Those eight paths keep one request in flight (virtio-drivers' `read_blocks`). Three more
 //! keep `IN_FLIGHT` in flight (`blk_driver::in_flight`), in groups, the same loop on each:
 //! in place in bypass, in place mapped once, and in place with each group's buffers mapped
-//! through the mapping queue ahead of it, posted with the previous group's UNMAPs, one
-//! doorbell call for them all (`IommuHal::map_queued`).
+//! through the mapping queue while the group before it is in flight, posted with the UNMAPs
+//! of the group before that, one doorbell call for them all (`IommuHal::map_queued`).
 //!
 //! Only a measurement build of the IOMMU PD (images/blk-bench.xml) lets it switch to
 //! bypass. The pool and the buffer are mapped at IOVA = their physical addresses, so the
 //! device uses the same addresses translated or not and the driver switches without
-//! resetting it: it reads each MiB of the file once on each path, back to back, rotating
-//! which goes first. Reads of the same MiB a few milliseconds apart see the same host, so
+//! resetting it: it reads each block (4 MiB) of the file once on each path, back to back,
+//! rotating which goes first. Reads of the same block milliseconds apart see the same host, so
 //! the host's drift (which under emulation is large) falls on every path alike.
 //!
 //! Every read is checked (each 64-bit word of the file holds its own offset), outside the
@@ -30,7 +30,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use blk_driver::in_flight::read_in_flight;
+use blk_driver::in_flight::Group;
 use blk_driver::{place_device, Blk};
 use client_channel::{calls, Ppc};
 use generic_timer::{ms, ticks};
@@ -59,16 +59,21 @@ const CHUNK: usize = 64 << 10;
 const BUFFER_CAP: Handle = Handle(1);
 /// Requests in flight at once on the in-flight paths. Four: virtio-drivers' queue holds
 /// at most five reads without indirect descriptors (`in_flight::MAX_IN_FLIGHT`), and four
-/// divide a MiB's 16 requests into whole groups. A group's batch in the IOMMU PD is then
+/// divide a block's requests into whole groups. A group's batch in the IOMMU PD is then
 /// eight entries (four UNMAPs, four MAPs) under one CMD_SYNC, for one doorbell call.
 const IN_FLIGHT: usize = 4;
 const _: () = assert!(IN_FLIGHT == 4 && IN_FLIGHT <= blk_driver::in_flight::MAX_IN_FLIGHT, "the paths' names say 4");
-/// The buffers of the in-place paths: two groups of `IN_FLIGHT` (a group's buffers are the
-/// device's until the next group's batch has confirmed their UNMAPs, so the next group
-/// takes the other set). The one-in-flight paths use the first one or two.
-const BUFFERS: usize = 2 * IN_FLIGHT;
-/// Bytes read on one path before the same bytes are read on the next.
-const BLOCK: usize = 1 << 20;
+/// The buffers of the in-place paths: three sets of `IN_FLIGHT`. Through the queue, while a
+/// group is in flight, the previous group's buffers are being unmapped and the next
+/// group's mapped, so three groups' buffers are in use at once. The one-in-flight paths
+/// use the first one or two.
+const BUFFERS: usize = 3 * IN_FLIGHT;
+/// Bytes read on one path before the same bytes are read on the next. 4 MiB, not less:
+/// through the queue with requests in flight, a block's first MAPs and last UNMAPs have
+/// no reads to overlap (two wake-ups of the IOMMU PD on the critical path per block), so
+/// the block must hold enough groups for those to be a small part of it (4 of 64 groups'
+/// batches; at 1 MiB, 2 of 4 groups' worth).
+const BLOCK: usize = 4 << 20;
 const BLOCKS: usize = FILE_BYTES / BLOCK;
 /// Passes over the file (each reads it once on every path), after one warm-up pass.
 const PASSES: usize = 3;
@@ -108,9 +113,10 @@ enum Path {
     /// them, without mapping.
     MappedOnceInFlight,
     /// Through the service, `IN_FLIGHT` requests in flight at once, each group's buffers
-    /// mapped through the queue before its requests start, their MAPs posted with the
-    /// previous group's UNMAPs, one doorbell call for all; a group's buffers are read only
-    /// once their UNMAPs are confirmed.
+    /// mapped through the queue while the group before it is in flight, their MAPs posted
+    /// with the UNMAPs of the group before that, one doorbell call for all; a group starts
+    /// once its MAPs are done, and its buffers are read only once their UNMAPs are
+    /// confirmed.
     QueuedInFlight,
 }
 
@@ -168,7 +174,7 @@ fn ratio(a: u64, b: u64) -> Ratio {
     Ratio(a.saturating_mul(100) / b.max(1))
 }
 
-/// Read MiB `block` of the file: the ticks spent in the requests, and whether every word
+/// Read block `block` of the file: the ticks spent in the requests, and whether every word
 /// was right. With `calls`, each request is
 /// bracketed by two calls to the IOMMU PD that change nothing, timed with it.
 fn read_block(blk: &mut Blk, block: usize, buf: &mut [u8; CHUNK], calls_too: bool) -> (u64, bool) {
@@ -202,7 +208,7 @@ fn right(buf: &[u8; CHUNK], offset: usize) -> bool {
         .all(|(i, w)| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) == (offset + 8 * i) as u64)
 }
 
-/// Read MiB `block` of the file in place through the mapping queue, alternating between
+/// Read block `block` of the file in place through the mapping queue, alternating between
 /// the two halves of the buffer: request c's share sends c's MAP with c - 1's UNMAP, and
 /// half (c - 1) % 2 is checked only after that (it is out of the device's reach by
 /// then, confirmed); the last is unmapped by `flush_queue`, timed too. The ticks spent,
@@ -245,77 +251,158 @@ fn read_block_queued(blk: &mut Blk, block: usize, halves: [NonNull<[u8; CHUNK]>;
 /// A group's buffers.
 type Set = [NonNull<[u8; CHUNK]>; IN_FLIGHT];
 
-/// What `read_block_in_flight` did: the ticks spent (and how many of them in the mapping
-/// queue's batches and flushes, as the driver sees them: posting, the doorbell call, and
-/// reading the completions), the groups' batches, the UNMAPs confirmed, and whether every
-/// word was right.
+/// What `read_block_in_flight` did: the ticks spent, and of them (through the queue) those
+/// in batches while a group's reads were in flight, those waiting for the reads after
+/// such a batch, and those in batches with no read in flight (a block's first group's
+/// MAPs, its last group's UNMAPs), each as the driver sees it (posting, the doorbell call,
+/// reading the completions); the batches of each kind; the UNMAPs confirmed; and whether
+/// every word was right.
 #[derive(Default)]
 struct InFlight {
     ticks: u64,
-    queue_ticks: u64,
-    batches: u64,
+    overlapped_ticks: u64,
+    wait_ticks: u64,
+    alone_ticks: u64,
+    overlapped_batches: u64,
+    alone_batches: u64,
     confirmed: u64,
     right: bool,
 }
 
-/// Read MiB `block` of the file in place, `IN_FLIGHT` requests at a time, alternating
-/// between the two sets of buffers. With `queued`, each group's buffers are mapped
-/// through the queue before its requests start (`IommuHal::map_queued`: their MAPs and the
-/// previous group's UNMAPs, one doorbell call), and the last group's are unmapped by
-/// `flush_queue`, timed too; a group's buffers are checked only once their UNMAPs are
-/// confirmed. Otherwise the device reaches the buffers as `IommuHal`'s in-place memory
-/// says (mapped once, or in bypass), and the same loop runs without the queue.
-fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 2], queued: bool) -> InFlight {
+impl InFlight {
+    /// Add `other`'s counts to these (what a run did, block by block).
+    fn add(&mut self, other: &InFlight) {
+        self.ticks += other.ticks;
+        self.overlapped_ticks += other.overlapped_ticks;
+        self.wait_ticks += other.wait_ticks;
+        self.alone_ticks += other.alone_ticks;
+        self.overlapped_batches += other.overlapped_batches;
+        self.alone_batches += other.alone_batches;
+        self.confirmed += other.confirmed;
+    }
+}
+
+/// Fill `set`'s buffers with a pattern the file never holds, so that a read which left
+/// one untouched is caught.
+fn fill(set: &Set) {
+    for b in set {
+        // SAFETY: callers fill a set only while it is this PD's alone: not in flight, and
+        // (through the queue) its last UNMAPs confirmed and its next MAPs not yet posted.
+        unsafe { &mut *b.as_ptr() }.fill(0xa5);
+    }
+}
+
+/// Map `set`'s buffers through the queue (`IommuHal::map_queued`), posted with the UNMAPs
+/// left pending, one doorbell call: whether every MAP succeeded and every UNMAP was
+/// confirmed.
+fn map_set(set: &Set) -> bool {
+    let group =
+        set.each_ref().map(|b| (NonNull::slice_from_raw_parts(b.cast::<u8>(), CHUNK), BufferDirection::DeviceToDriver));
+    IommuHal::map_queued(&group)
+}
+
+/// Read block `block` of the file in place, `IN_FLIGHT` requests at a time, the groups
+/// taking the three sets of buffers in turn. Each group is submitted, then, while the
+/// device reads it, the overlap step runs, then the driver waits for the group's reads.
+/// With `queued`, the overlap step is one batch through the mapping queue: the previous
+/// group's UNMAPs (left pending as its reads completed) and the next group's MAPs, one
+/// doorbell call (`IommuHal::map_queued`; for the last group, the UNMAPs alone,
+/// `IommuHal::flush_queue`); so a group is submitted only once its MAPs are done, and a
+/// group's buffers are checked and filled again only once their UNMAPs are confirmed,
+/// while the group after next is in flight (hence three sets). The first group's MAPs
+/// and the last group's UNMAPs have no reads to overlap and are timed alone. Otherwise
+/// the overlap step is empty and the device reaches the buffers as `IommuHal`'s in-place
+/// memory says (mapped once, or in bypass): the same loop without the queue. Checking
+/// and filling are not timed.
+fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bool) -> InFlight {
     let retired = IommuHal::retired();
     let mut did = InFlight { right: true, ..InFlight::default() };
     let groups = BLOCK / CHUNK / IN_FLIGHT;
-    let set = |g: usize| &sets[g % 2];
+    let set = |g: usize| &sets[g % 3];
     let offset = |g: usize, i: usize| block * BLOCK + (g * IN_FLIGHT + i) * CHUNK;
-    for g in 0..=groups {
-        if g < groups {
-            let mut reads: [(usize, &mut [u8]); IN_FLIGHT] = core::array::from_fn(|i| {
-                // SAFETY: this set's last UNMAPs were confirmed (at group g - 1's batch), or
-                // it is never mapped per request: this PD's alone until its reads start.
-                let buf = unsafe { &mut *set(g)[i].as_ptr() };
-                buf.fill(0xa5);
-                (FILE_SECTOR + offset(g, i) / SECTOR_SIZE, &mut buf[..])
-            });
-            let t0 = ticks();
-            if queued {
-                did.batches += 1;
-                let group = set(g)
-                    .each_ref()
-                    .map(|b| (NonNull::slice_from_raw_parts(b.cast::<u8>(), CHUNK), BufferDirection::DeviceToDriver));
-                let mapped = IommuHal::map_queued(&group);
-                did.queue_ticks += ticks() - t0;
-                if !mapped {
-                    did.ticks += ticks() - t0;
-                    debug_println!("blk-bench: group at file offset {:#x}: its batch was not all done", offset(g, 0));
-                    return InFlight { right: false, ..did };
-                }
+    let check = |g: usize| {
+        set(g).iter().enumerate().all(|(i, b)| {
+            // SAFETY: group g's buffers, whose reads are done and whose UNMAPs (when
+            // mapped per request) are confirmed; nothing else refers to them now.
+            let right = right(unsafe { b.as_ref() }, offset(g, i));
+            if !right {
+                debug_println!("blk-bench: in-flight read at file offset {:#x}: data wrong", offset(g, i));
             }
-            let res = read_in_flight(blk, &mut reads);
-            did.ticks += ticks() - t0;
-            if let Err(e) = res {
-                debug_println!("blk-bench: group at file offset {:#x}: {e:?}", offset(g, 0));
-                return InFlight { right: false, ..did };
-            }
-        } else if queued {
-            let t0 = ticks();
-            did.right &= IommuHal::flush_queue();
-            did.ticks += ticks() - t0;
-            did.queue_ticks += ticks() - t0;
+            right
+        })
+    };
+    let failed = |did: InFlight| InFlight { right: false, confirmed: IommuHal::retired() - retired, ..did };
+    for g in 0..groups.min(3) {
+        fill(set(g));
+    }
+    // A batch is counted where it woke the IOMMU PD, so a step that posts nothing, or a
+    // batch that moves, shows in the counts.
+    let woke = |since: u64| u64::from(WAKEUPS.load(Ordering::Relaxed) > since);
+    if queued {
+        let (t0, w0) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
+        let mapped = map_set(set(0));
+        let t = ticks() - t0;
+        (did.ticks, did.alone_ticks, did.alone_batches) = (t, t, woke(w0));
+        if !mapped {
+            debug_println!("blk-bench: group at file offset {:#x}: its MAPs were not all done", offset(0, 0));
+            return failed(did);
         }
-        if g > 0 && did.right {
-            for (i, b) in set(g - 1).iter().enumerate() {
-                // SAFETY: group g - 1's buffers, whose reads are done and whose UNMAPs (when
-                // mapped per request) were confirmed by group g's batch or the flush.
-                if !right(unsafe { b.as_ref() }, offset(g - 1, i)) {
-                    debug_println!("blk-bench: in-flight read at file offset {:#x}: data wrong", offset(g - 1, i));
-                    return InFlight { right: false, ..did };
-                }
-            }
+    }
+    for g in 0..groups {
+        let mut reads: [(usize, &mut [u8]); IN_FLIGHT] = core::array::from_fn(|i| {
+            // SAFETY: filled, and (through the queue) mapped for this group: no other
+            // reference to it lives until its reads are done.
+            let buf = unsafe { &mut *set(g)[i].as_ptr() };
+            (FILE_SECTOR + offset(g, i) / SECTOR_SIZE, &mut buf[..])
+        });
+        let mut group = None;
+        let t0 = ticks();
+        // SAFETY: `group` is completed below, where `submit` put it, before it goes.
+        if let Err(e) = unsafe { Group::submit(blk, &mut reads, &mut group) } {
+            debug_println!("blk-bench: group at file offset {:#x}: {e:?}", offset(g, 0));
+            return failed(did);
         }
+        let mut batch_done = true;
+        if queued {
+            let (t1, w1) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
+            batch_done = if g + 1 < groups { map_set(set(g + 1)) } else { IommuHal::flush_queue() };
+            did.overlapped_ticks += ticks() - t1;
+            did.overlapped_batches += woke(w1);
+        }
+        let t2 = ticks();
+        let res = group.as_mut().map_or(Ok(()), |group| group.complete(blk));
+        let t3 = ticks();
+        did.wait_ticks += t3 - t2;
+        did.ticks += t3 - t0;
+        if let Err(e) = res {
+            debug_println!("blk-bench: group at file offset {:#x}: {e:?}", offset(g, 0));
+            return failed(did);
+        }
+        if !batch_done {
+            debug_println!("blk-bench: group at file offset {:#x}: the batch under it was not all done", offset(g, 0));
+            return failed(did);
+        }
+        if g > 0 && !check(g - 1) {
+            return failed(did);
+        }
+        if g > 0 && g + 2 < groups {
+            fill(set(g + 2));
+        }
+    }
+    if queued {
+        let (t0, w0) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
+        let flushed = IommuHal::flush_queue();
+        let t = ticks() - t0;
+        did.ticks += t;
+        did.alone_ticks += t;
+        did.alone_batches += woke(w0);
+        if !flushed {
+            debug_println!("blk-bench: the last group's UNMAPs were not all confirmed");
+            return failed(did);
+        }
+    }
+    if !check(groups - 1) {
+        return failed(did);
     }
     InFlight { confirmed: IommuHal::retired() - retired, ..did }
 }
@@ -378,7 +465,7 @@ fn init() -> BlkBench {
     // on the in-flight paths.
     let buffer: NonNull<[u8; CHUNK]> = memory_region_symbol!(dma_buffer: *mut [u8; CHUNK]);
     // SAFETY: the region is BUFFERS * CHUNK bytes (images/blk-bench.xml).
-    let sets: [Set; 2] = core::array::from_fn(|s| core::array::from_fn(|i| unsafe { buffer.add(s * IN_FLIGHT + i) }));
+    let sets: [Set; 3] = core::array::from_fn(|s| core::array::from_fn(|i| unsafe { buffer.add(s * IN_FLIGHT + i) }));
     let halves = [sets[0][0], sets[0][1]];
     let buffer_pa = *var!(dma_buffer_paddr: u64 = 0);
     let mut client = Client::new(Ppc(IOMMU));
@@ -440,11 +527,11 @@ fn init() -> BlkBench {
     // Queued UNMAPs confirmed on both one-in-flight queue paths: one per request of each
     // when it did its work.
     let mut queue_unmaps = 0u64;
-    // The in-flight queue path's: UNMAPs confirmed, its groups' batches, and its wake-ups
-    // of the IOMMU PD (the batches, the flushes, and any wake-up again for entries the
-    // IOMMU PD left untaken).
-    let (mut in_flight_unmaps, mut in_flight_batches, mut in_flight_wakeups) = (0u64, 0u64, 0u64);
-    let mut in_flight_queue_ticks = 0u64;
+    // What the in-flight queue path and its baseline did, summed over the run, and the
+    // queue path's wake-ups of the IOMMU PD (its batches, and any wake-up again for entries
+    // the IOMMU PD left untaken).
+    let (mut queued_in_flight, mut bypass_in_flight) = (InFlight::default(), InFlight::default());
+    let mut in_flight_wakeups = 0u64;
     for pass in 0..PASSES {
         let mut spent = [0u64; PATHS.len()];
         for block in 0..BLOCKS {
@@ -496,6 +583,9 @@ fn init() -> BlkBench {
                         // (the MAP above) or in bypass.
                         unsafe { IommuHal::share_in_place(all_always) };
                         let did = read_block_in_flight(&mut blk, block, &sets, false);
+                        if path == Path::BypassInFlight {
+                            bypass_in_flight.add(&did);
+                        }
                         (did.ticks, did.right)
                     }
                     Path::QueuedInFlight => {
@@ -506,9 +596,7 @@ fn init() -> BlkBench {
                         let wakeups = WAKEUPS.load(Ordering::Relaxed);
                         let did = read_block_in_flight(&mut blk, block, &sets, true);
                         in_flight_wakeups += WAKEUPS.load(Ordering::Relaxed) - wakeups;
-                        in_flight_unmaps += did.confirmed;
-                        in_flight_batches += did.batches;
-                        in_flight_queue_ticks += did.queue_ticks;
+                        queued_in_flight.add(&did);
                         (did.ticks, did.right)
                     }
                 };
@@ -591,11 +679,20 @@ fn init() -> BlkBench {
         ratio(total[Path::QueuedNotified as usize], total[Path::BypassInPlace as usize])
     );
     // The in-flight queue path: one MAP and one UNMAP entry per request, every UNMAP
-    // confirmed before its buffer was read; a batch per group, and a flush per MiB.
+    // confirmed before its buffer was read; a batch under each group's reads, and two per
+    // block with none; and where its time went, beside its baseline's.
+    let (q, b) = (&queued_in_flight, &bypass_in_flight);
     debug_println!(
-        "blk-bench: through the queue, 4 in flight: {in_flight_unmaps} UNMAPs confirmed over {requests} requests, {in_flight_batches} group batches and {} flushes in {in_flight_wakeups} wake-ups of the IOMMU PD, {} ms of the path's time",
-        PASSES * BLOCKS,
-        ms(in_flight_queue_ticks)
+        "blk-bench: through the queue, 4 in flight: {} UNMAPs confirmed over {requests} requests; {} batches while reads were in flight and {} with none, in {in_flight_wakeups} wake-ups of the IOMMU PD; of its {} ms, {} ms in batches under reads, {} ms waiting for reads after them, {} ms in batches alone (in bypass: {} ms, {} ms waiting for reads)",
+        q.confirmed,
+        q.overlapped_batches,
+        q.alone_batches,
+        ms(q.ticks),
+        ms(q.overlapped_ticks),
+        ms(q.wait_ticks),
+        ms(q.alone_ticks),
+        ms(b.ticks),
+        ms(b.wait_ticks)
     );
     debug_println!(
         "blk-bench: 4 in flight on each: mapped once through the service vs bypass in place: time ratio {}",
