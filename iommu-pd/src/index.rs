@@ -274,8 +274,24 @@ impl<'a> Index<'a> {
 
     /// `insert`, for a caller that asked `can_insert` and has changed nothing in the
     /// pools since (the service's MAP: its checks ask, then the IOMMU maps, then this).
+    /// Inlined: an append into a rightmost leaf with room (how the allocator fills a
+    /// window, most MAPs) is a few moves, and costs less than the call of the general
+    /// insertion (`insert_searched`) would.
+    #[inline(always)]
     pub fn insert_with_room(&mut self, root: &mut Root, key: u64, slot: u16) {
         debug_assert!(self.can_insert(root));
+        if root.node != NIL && key > root.last_key && self.append_in_place(root, key, slot) {
+            root.len += 1;
+            (root.last_key, root.last_slot) = (key, slot);
+            return;
+        }
+        self.insert_searched(root, key, slot);
+    }
+
+    /// `insert_with_room` where `append_in_place` cannot: an empty tree, a key below the
+    /// greatest, or a full rightmost leaf.
+    #[inline(never)]
+    fn insert_searched(&mut self, root: &mut Root, key: u64, slot: u16) {
         if root.node == NIL {
             let l = self.take_leaf();
             self.leaves[l as usize].keys[0] = key;
@@ -284,11 +300,6 @@ impl<'a> Index<'a> {
             return;
         }
         let append = key > root.last_key;
-        if append && self.append_in_place(root, key, slot) {
-            root.len += 1;
-            (root.last_key, root.last_slot) = (key, slot);
-            return;
-        }
         let split = if root.height == 0 {
             self.leaf_insert(root.node, root.len as usize, key, slot, append)
         } else {
@@ -311,30 +322,40 @@ impl<'a> Index<'a> {
     }
 
     /// Put `key`, above every key of the tree, at the end of the rightmost leaf if it has
-    /// room (how the service's allocator fills a window: most MAPs): down the rightmost
-    /// path and back, no search, no recursion. `false`, changing nothing, if the leaf is
-    /// full: the general insertion splits it.
+    /// room (how the service's allocator fills a window: most MAPs): one walk down the
+    /// rightmost path, counting the key on the way (a leaf is as long as its parent
+    /// counts), no search, no recursion. `false`, changing nothing, if the leaf is full
+    /// (the counts taken back): the general insertion splits it.
+    #[inline(always)]
     fn append_in_place(&mut self, root: &Root, key: u64, slot: u16) -> bool {
         let (mut n, mut len) = (root.node, root.len as usize);
         for _ in 0..root.height {
-            let node = &self.inners[n as usize];
+            let node = &mut self.inners[n as usize];
             let last = node.len as usize - 1;
             (n, len) = (node.children[last], node.counts[last] as usize);
+            node.counts[last] += 1;
         }
         if len == LEAF {
+            self.uncount_rightmost(root);
             return false;
         }
         let leaf = &mut self.leaves[n as usize];
         leaf.keys[len] = key;
         leaf.slots[len] = slot;
+        true
+    }
+
+    /// Take back the count `append_in_place` added down the rightmost path (its leaf was
+    /// full: one append in 8 or 9 where a window is filled upwards).
+    #[cold]
+    fn uncount_rightmost(&mut self, root: &Root) {
         let mut n = root.node;
         for _ in 0..root.height {
             let node = &mut self.inners[n as usize];
             let last = node.len as usize - 1;
-            node.counts[last] += 1;
+            node.counts[last] -= 1;
             n = node.children[last];
         }
-        true
     }
 
     /// Insert into leaf `l` of `len` keys; `append`: `key` is above every key of the tree.
