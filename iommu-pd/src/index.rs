@@ -300,6 +300,11 @@ impl<'a> Index<'a> {
             return;
         }
         let append = key > root.last_key;
+        if append && root.height > 0 && self.append_split(root, key, slot) {
+            root.len += 1;
+            (root.last_key, root.last_slot) = (key, slot);
+            return;
+        }
         let split = if root.height == 0 {
             self.leaf_insert(root.node, root.len as usize, key, slot, append)
         } else {
@@ -342,6 +347,50 @@ impl<'a> Index<'a> {
         let leaf = &mut self.leaves[n as usize];
         leaf.keys[len] = key;
         leaf.slots[len] = slot;
+        true
+    }
+
+    /// Put `key`, above every key of the tree, after a full rightmost leaf whose parent has
+    /// room: the leaf's upper 8 entries and `key` go to a new leaf at the parent's end (the
+    /// 8/9 split `leaf_split` makes at the end of a leaf, without the general insertion's
+    /// search, recursion and shifts). `false`, changing nothing, if the leaf is not full
+    /// or its parent is (the general insertion splits upwards).
+    fn append_split(&mut self, root: &Root, key: u64, slot: u16) -> bool {
+        // Down to the rightmost leaf's parent.
+        let mut n = root.node;
+        for _ in 1..root.height {
+            let node = &self.inners[n as usize];
+            n = node.children[node.len as usize - 1];
+        }
+        let parent = &self.inners[n as usize];
+        let at = parent.len as usize - 1;
+        if parent.len as usize == FAN || parent.counts[at] as usize != LEAF {
+            return false;
+        }
+        let l = parent.children[at];
+        let r = self.take_leaf();
+        let (left, right) = two(self.leaves, l, r);
+        let moved = LEAF - MIN_LEAF;
+        right.keys[..moved].copy_from_slice(&left.keys[MIN_LEAF..]);
+        right.slots[..moved].copy_from_slice(&left.slots[MIN_LEAF..]);
+        right.keys[moved] = key;
+        right.slots[moved] = slot;
+        left.slots[MIN_LEAF..].fill(NIL);
+        let start = right.keys[0];
+        let parent = &mut self.inners[n as usize];
+        parent.keys[at] = start;
+        parent.children[at + 1] = r;
+        parent.counts[at] = MIN_LEAF as u16;
+        parent.counts[at + 1] = (moved + 1) as u16;
+        parent.len += 1;
+        // The key is counted under each ancestor above the parent.
+        let mut n = root.node;
+        for _ in 1..root.height {
+            let node = &mut self.inners[n as usize];
+            let last = node.len as usize - 1;
+            node.counts[last] += 1;
+            n = node.children[last];
+        }
         true
     }
 
@@ -932,6 +981,32 @@ mod tests {
     #[test]
     fn trees_sharing_pools_agree_with_btreemap() {
         against_btreemap(2_000, 5, 4_000, 60_000, 2);
+    }
+
+    #[test]
+    fn appends_in_order_keep_every_invariant() {
+        // How the allocator fills a window: each key above the last, through appends into
+        // the rightmost leaf, their splits (`append_split`) and, when a parent is full,
+        // the general insertion; three inner levels. Checked after every insertion.
+        let slots = 5_000;
+        let mut leaves = vec![Leaf::default(); leaves_for(slots, 1)];
+        let mut inners = vec![Inner::default(); inners_for(slots, 1)];
+        let mut ix = Index::new(&mut leaves, &mut inners);
+        let mut root = Root::default();
+        for i in 0..slots as u64 {
+            assert_eq!(ix.insert(&mut root, (i + 1) << 12, i as u16), Ok(()));
+            ix.check(&root).unwrap_or_else(|e| panic!("key {i}: {e}"));
+            assert_eq!(ix.last(&root), Some(i as u16));
+            assert_eq!(ix.select(&root, (i / 2) as usize), Some((i / 2) as u16));
+            assert_eq!(ix.floor(&root, ((i + 1) << 12) - 1), i.checked_sub(1).map(|j| j as u16));
+        }
+        assert_eq!(root.height, 3);
+        // Half the leaves are filled to 8 and left (8/9 splits), so the pools stay within
+        // what the table's size allows, and everything comes back.
+        for i in 0..slots as u64 {
+            assert_eq!(ix.remove(&mut root, (i + 1) << 12), Some(i as u16));
+        }
+        assert_eq!(ix.spare(), (leaves_for(slots, 1), inners_for(slots, 1)));
     }
 
     #[test]
