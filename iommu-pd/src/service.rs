@@ -337,7 +337,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         for (st, dc) in storage.devices.iter_mut().zip(cfg.devices) {
             let base = dc.iova_base.checked_add(PAGE - 1).map(|b| b & !(PAGE - 1));
             st.next_iova = base.unwrap_or(0);
-            // Neither bound fits: no allocation takes the fast way.
+            // A bound that does not fit: no allocation takes the fast way.
             st.window_end = base.and(dc.iova_base.checked_add(dc.iova_size)).unwrap_or(0);
         }
         storage.rings.iter_mut().for_each(FaultRing::reset);

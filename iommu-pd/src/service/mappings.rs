@@ -130,6 +130,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
     }
 
+    /// `d`'s next IOVA from its index and its window: the end of its highest mapping, or
+    /// its window's first page (0 if that does not fit).
     #[cold]
     fn lower_next_iova(&mut self, d: DeviceIndex) {
         let (tree, root) = self.view(d);
