@@ -274,8 +274,24 @@ impl<'a> Index<'a> {
 
     /// `insert`, for a caller that asked `can_insert` and has changed nothing in the
     /// pools since (the service's MAP: its checks ask, then the IOMMU maps, then this).
+    /// Inlined: an append into a rightmost leaf with room (how the allocator fills a
+    /// window, most MAPs) is a few moves, and costs less than the call of the general
+    /// insertion (`insert_searched`) would.
+    #[inline(always)]
     pub fn insert_with_room(&mut self, root: &mut Root, key: u64, slot: u16) {
         debug_assert!(self.can_insert(root));
+        if root.node != NIL && key > root.last_key && self.append_in_place(root, key, slot) {
+            root.len += 1;
+            (root.last_key, root.last_slot) = (key, slot);
+            return;
+        }
+        self.insert_searched(root, key, slot);
+    }
+
+    /// `insert_with_room` where `append_in_place` cannot: an empty tree, a key below the
+    /// greatest, or a full rightmost leaf.
+    #[inline(never)]
+    fn insert_searched(&mut self, root: &mut Root, key: u64, slot: u16) {
         if root.node == NIL {
             let l = self.take_leaf();
             self.leaves[l as usize].keys[0] = key;
@@ -284,7 +300,7 @@ impl<'a> Index<'a> {
             return;
         }
         let append = key > root.last_key;
-        if append && self.append_in_place(root, key, slot) {
+        if append && root.height > 0 && self.append_split(root, key, slot) {
             root.len += 1;
             (root.last_key, root.last_slot) = (key, slot);
             return;
@@ -311,30 +327,84 @@ impl<'a> Index<'a> {
     }
 
     /// Put `key`, above every key of the tree, at the end of the rightmost leaf if it has
-    /// room (how the service's allocator fills a window: most MAPs): down the rightmost
-    /// path and back, no search, no recursion. `false`, changing nothing, if the leaf is
-    /// full: the general insertion splits it.
+    /// room (how the service's allocator fills a window: most MAPs): one walk down the
+    /// rightmost path, counting the key on the way (a leaf is as long as its parent
+    /// counts), no search, no recursion. `false`, changing nothing, if the leaf is full
+    /// (the counts taken back): the general insertion splits it.
+    #[inline(always)]
     fn append_in_place(&mut self, root: &Root, key: u64, slot: u16) -> bool {
         let (mut n, mut len) = (root.node, root.len as usize);
         for _ in 0..root.height {
-            let node = &self.inners[n as usize];
+            let node = &mut self.inners[n as usize];
             let last = node.len as usize - 1;
             (n, len) = (node.children[last], node.counts[last] as usize);
+            node.counts[last] += 1;
         }
         if len == LEAF {
+            self.uncount_rightmost(root);
             return false;
         }
         let leaf = &mut self.leaves[n as usize];
         leaf.keys[len] = key;
         leaf.slots[len] = slot;
+        true
+    }
+
+    /// Put `key`, above every key of the tree, after a full rightmost leaf whose parent has
+    /// room: the leaf's upper 8 entries and `key` go to a new leaf at the parent's end (the
+    /// 8/9 split `leaf_split` makes at the end of a leaf, without the general insertion's
+    /// search, recursion and shifts). `false`, changing nothing, if the leaf is not full
+    /// or its parent is (the general insertion splits upwards).
+    fn append_split(&mut self, root: &Root, key: u64, slot: u16) -> bool {
+        // Down to the rightmost leaf's parent.
         let mut n = root.node;
-        for _ in 0..root.height {
+        for _ in 1..root.height {
+            let node = &self.inners[n as usize];
+            n = node.children[node.len as usize - 1];
+        }
+        let parent = &self.inners[n as usize];
+        let at = parent.len as usize - 1;
+        if parent.len as usize == FAN || parent.counts[at] as usize != LEAF {
+            return false;
+        }
+        let l = parent.children[at];
+        let r = self.take_leaf();
+        let (left, right) = two(self.leaves, l, r);
+        let moved = LEAF - MIN_LEAF;
+        right.keys[..moved].copy_from_slice(&left.keys[MIN_LEAF..]);
+        right.slots[..moved].copy_from_slice(&left.slots[MIN_LEAF..]);
+        right.keys[moved] = key;
+        right.slots[moved] = slot;
+        left.slots[MIN_LEAF..].fill(NIL);
+        let start = right.keys[0];
+        let parent = &mut self.inners[n as usize];
+        parent.keys[at] = start;
+        parent.children[at + 1] = r;
+        parent.counts[at] = MIN_LEAF as u16;
+        parent.counts[at + 1] = (moved + 1) as u16;
+        parent.len += 1;
+        // The key is counted under each ancestor above the parent.
+        let mut n = root.node;
+        for _ in 1..root.height {
             let node = &mut self.inners[n as usize];
             let last = node.len as usize - 1;
             node.counts[last] += 1;
             n = node.children[last];
         }
         true
+    }
+
+    /// Take back the count `append_in_place` added down the rightmost path (its leaf was
+    /// full: one append in 8 or 9 where a window is filled upwards).
+    #[cold]
+    fn uncount_rightmost(&mut self, root: &Root) {
+        let mut n = root.node;
+        for _ in 0..root.height {
+            let node = &mut self.inners[n as usize];
+            let last = node.len as usize - 1;
+            node.counts[last] -= 1;
+            n = node.children[last];
+        }
     }
 
     /// Insert into leaf `l` of `len` keys; `append`: `key` is above every key of the tree.
@@ -911,6 +981,32 @@ mod tests {
     #[test]
     fn trees_sharing_pools_agree_with_btreemap() {
         against_btreemap(2_000, 5, 4_000, 60_000, 2);
+    }
+
+    #[test]
+    fn appends_in_order_keep_every_invariant() {
+        // How the allocator fills a window: each key above the last, through appends into
+        // the rightmost leaf, their splits (`append_split`) and, when a parent is full,
+        // the general insertion; three inner levels. Checked after every insertion.
+        let slots = 5_000;
+        let mut leaves = vec![Leaf::default(); leaves_for(slots, 1)];
+        let mut inners = vec![Inner::default(); inners_for(slots, 1)];
+        let mut ix = Index::new(&mut leaves, &mut inners);
+        let mut root = Root::default();
+        for i in 0..slots as u64 {
+            assert_eq!(ix.insert(&mut root, (i + 1) << 12, i as u16), Ok(()));
+            ix.check(&root).unwrap_or_else(|e| panic!("key {i}: {e}"));
+            assert_eq!(ix.last(&root), Some(i as u16));
+            assert_eq!(ix.select(&root, (i / 2) as usize), Some((i / 2) as u16));
+            assert_eq!(ix.floor(&root, ((i + 1) << 12) - 1), i.checked_sub(1).map(|j| j as u16));
+        }
+        assert_eq!(root.height, 3);
+        // Half the leaves are filled to 8 and left (8/9 splits), so the pools stay within
+        // what the table's size allows, and everything comes back.
+        for i in 0..slots as u64 {
+            assert_eq!(ix.remove(&mut root, (i + 1) << 12), Some(i as u16));
+        }
+        assert_eq!(ix.spare(), (leaves_for(slots, 1), inners_for(slots, 1)));
     }
 
     #[test]

@@ -172,6 +172,15 @@ const NO_CAP: u16 = u16::MAX;
 pub struct DeviceState {
     /// The device's mappings, ordered by IOVA (`index::Index`).
     root: Root,
+    /// Where the IOVA allocator puts the device's next mapping if it fits below
+    /// `window_end`: the end of its highest mapping, or its window's first page if it has
+    /// none. Kept by every insertion (`insert_mapping`, a queued removal filed again) and
+    /// removal (`unindexed`), so that MAP's usual allocation reads it rather than the
+    /// index and the highest mapping.
+    next_iova: u64,
+    /// The end of its IOVA window; 0 if the window's base or end do not fit 64 bits (the
+    /// allocator's slow path answers, as it always did).
+    window_end: u64,
     /// Mappings of the device whose removal is pending.
     pending: u32,
     /// Blocked by a fault storm; the owner may resume if the policy allows.
@@ -325,6 +334,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         storage.clients.fill(ClientTables::default());
         storage.devices.fill(DeviceState::default());
+        for (st, dc) in storage.devices.iter_mut().zip(cfg.devices) {
+            let base = dc.iova_base.checked_add(PAGE - 1).map(|b| b & !(PAGE - 1));
+            st.next_iova = base.unwrap_or(0);
+            // A bound that does not fit: no allocation takes the fast way.
+            st.window_end = base.and(dc.iova_base.checked_add(dc.iova_size)).unwrap_or(0);
+        }
         storage.rings.iter_mut().for_each(FaultRing::reset);
         let mut s = Service {
             hw,

@@ -37,6 +37,16 @@ impl<H: IommuHw> Service<'_, H> {
             check(ok, "a device's index holds an empty slot, another device's mapping, or overlaps")?;
             tree.check(root)?;
             check(root.len() == n, "a device's index miscounts its mappings")?;
+            // The allocator's next IOVA: the end of the highest mapping (the walk's last),
+            // or the window's first page.
+            let dc = &self.cfg.devices[d];
+            let base = dc.iova_base.checked_add(super::PAGE - 1).map(|b| b & !(super::PAGE - 1));
+            let end = dc.iova_base.checked_add(dc.iova_size);
+            let window_end = base.and(end).unwrap_or(0);
+            let base = base.unwrap_or(0);
+            let next = if n == 0 { base } else { last_end.max(base) };
+            check(self.devices[d].next_iova == next, "a device's next IOVA is not the end of its highest mapping")?;
+            check(self.devices[d].window_end == window_end, "a device's window end is wrong")?;
             check(pending == self.devices[d].pending, "a device's pending counter is wrong")?;
             check(pending == 0 || self.devices[d].unconfirmed, "a pending removal on a device not marked")?;
             indexed += n;

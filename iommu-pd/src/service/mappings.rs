@@ -114,13 +114,38 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         self.maps[slot as usize] = Some(m);
         // `room_for_mapping` said there is room, and nothing has been filed since.
-        self.index.insert_with_room(&mut self.devices[d].root, m.iova, slot);
+        let st = &mut self.devices[d];
+        self.index.insert_with_room(&mut st.root, m.iova, slot);
+        st.next_iova = st.next_iova.max(m.iova + m.len());
+    }
+
+    /// A mapping of `d` that ended at `end` has left its index: if it was the highest,
+    /// the allocator's next IOVA comes down to the end of the one below it (or the
+    /// window's first page). (Only the highest mapping ends at `next_iova`: mappings are
+    /// disjoint and not empty.)
+    #[inline(always)]
+    pub(super) fn unindexed(&mut self, d: DeviceIndex, end: u64) {
+        if end == self.devices[d].next_iova {
+            self.lower_next_iova(d);
+        }
+    }
+
+    /// `d`'s next IOVA from its index and its window: the end of its highest mapping, or
+    /// its window's first page (0 if that does not fit).
+    #[cold]
+    fn lower_next_iova(&mut self, d: DeviceIndex) {
+        let (tree, root) = self.view(d);
+        let top = tree.last(root).and_then(|i| self.maps[i as usize]).map(|m| m.iova + m.len());
+        let dc = &self.cfg.devices[d];
+        let base = dc.iova_base.checked_add(PAGE - 1).map_or(0, |b| b & !(PAGE - 1));
+        self.devices[d].next_iova = top.unwrap_or(base).max(base);
     }
 
     /// Take the mapping in slot `i` out of its device's index and free the slot.
     pub(super) fn remove_mapping(&mut self, i: usize) -> Option<Mapping> {
         let m = self.maps[i]?;
         self.index.remove(&mut self.devices[m.device as usize].root, m.iova);
+        self.unindexed(m.device as usize, m.iova + m.len());
         self.free_slot(i, &m);
         Some(m)
     }
@@ -164,10 +189,22 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
-    /// the device's highest mapping if that fits (O(log n)), otherwise the lowest gap that
-    /// fits (first fit, a walk in IOVA order).
-    #[inline]
+    /// the device's highest mapping if that fits (`next_iova`, no search), otherwise the
+    /// lowest gap that fits (first fit, a walk in IOVA order).
+    #[inline(always)]
     pub(super) fn alloc_iova(&self, device: DeviceIndex, len: u64) -> Option<u64> {
+        let st = &self.devices[device];
+        if st.next_iova.checked_add(len).is_some_and(|t| t <= st.window_end) {
+            return Some(st.next_iova);
+        }
+        self.alloc_iova_searched(device, len)
+    }
+
+    /// `alloc_iova` from the description and the index alone, not `next_iova`: where
+    /// the range does not fit above the highest mapping (and the same answer as
+    /// `alloc_iova` wherever it does).
+    #[cold]
+    pub(super) fn alloc_iova_searched(&self, device: DeviceIndex, len: u64) -> Option<u64> {
         let dc = &self.cfg.devices[device];
         let end = dc.iova_base.checked_add(dc.iova_size)?;
         let base = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
@@ -405,11 +442,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         remove: impl FnOnce(&mut H, u64, u64) -> core::result::Result<(), HwError>,
     ) -> Result<u16> {
         let (maps, hw) = (&*self.maps, &mut self.hw);
-        // Whether the IOMMU was asked: a mapping kept after that is one it did not remove.
-        let mut asked = false;
+        // Whether the IOMMU was asked (the mapping's end, 0 if not): a mapping kept after
+        // that is one it did not remove.
+        let mut asked = 0;
         let removed = |slot: u16| match maps[slot as usize] {
             Some(m) if !m.pinned => {
-                asked = true;
+                asked = m.iova + m.len();
                 remove(hw, m.iova, m.len()).is_ok()
             }
             _ => false,
@@ -418,9 +456,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
             // (Also a mapping a queued UNMAP took out earlier in its batch: gone, for all a
             // call would know.)
             Take::Missing => Err(ErrorCode::NotMapped),
-            Take::Kept(slot) if asked => self.removal_unconfirmed(device, &[slot]).map(|()| slot),
+            Take::Kept(slot) if asked != 0 => self.removal_unconfirmed(device, &[slot]).map(|()| slot),
             Take::Kept(_) => Err(ErrorCode::Denied),
-            Take::Taken(slot) => Ok(slot),
+            Take::Taken(slot) => {
+                self.unindexed(device, asked);
+                Ok(slot)
+            }
         }
     }
 

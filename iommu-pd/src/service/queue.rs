@@ -220,7 +220,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 // Cannot fail: the slot it holds is counted in what the pools are sized
                 // for (`index::leaves_for`), as for any insertion with a slot, and its
                 // range is free (a MAP over it confirmed first).
-                let _ = self.index.insert(&mut self.devices[d as usize].root, m.iova, slot);
+                let st = &mut self.devices[d as usize];
+                let _ = self.index.insert(&mut st.root, m.iova, slot);
+                st.next_iova = st.next_iova.max(m.iova + m.len());
                 let _ = self.removal_unconfirmed(d as usize, &[slot]);
                 self.stats.refused += 1;
                 b.q.write_completion(&b.cursor, entry as usize, tag, ErrorCode::Hardware as u64, 0);

@@ -229,8 +229,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
         // A fresh start for the storm window; the device's mappings stay as they are.
-        let (root, pending) = (self.devices[d].root, self.devices[d].pending);
-        self.devices[d] = DeviceState { root, pending, ..DeviceState::default() };
+        let DeviceState { root, pending, next_iova, window_end, .. } = self.devices[d];
+        self.devices[d] = DeviceState { root, pending, next_iova, window_end, ..DeviceState::default() };
         Ok(())
     }
 }
