@@ -26,10 +26,24 @@ uintptr_t scoreboard __attribute__((section(".data")));
 static uint64_t alone[CALLS], flooded[CALLS], rung[CALLS];
 
 /* Time CALLS MAP + UNMAP pairs into `out`; how many were not answered Ok. */
+/* Between pairs, a different few instructions each time. The image's clock counts
+ * instructions, so without this every pair takes exactly as long, and the victim's
+ * timeslice can end at the same point of a pair every time. When that point is inside the
+ * IOMMU PD (priority 254, running on the victim's scheduling context), seL4 ends the slice
+ * by putting the IOMMU PD back on its own priority's queue, which it has alone, so it runs
+ * on and the flood, at the victim's priority, never gets the core: the flood starved
+ * for whole rounds (0 entries) in one build, a phase lock a real clock would not hold. */
+static void jitter(unsigned i)
+{
+    for (volatile unsigned k = 0; k < (i * 37u) % 101u; k++) {
+    }
+}
+
 static unsigned time_calls(uint64_t *out)
 {
     unsigned bad = 0;
     for (unsigned i = 0; i < CALLS; i++) {
+        jitter(i);
         uint64_t iova = 0;
         uint64_t t0 = timer_ticks();
         uint64_t err = iommu_map(IOMMU, MY_PAGE, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
