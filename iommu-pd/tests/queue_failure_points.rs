@@ -1,0 +1,261 @@
+//! The mapping queue under every failure the IOMMU can answer, one at a time (the
+//! iommufd selftests' `fail_nth`): a fixed batch, whose UNMAPs free what its MAPs then
+//! take (the highest mapping, so the allocator's next IOVA comes down; a range a given
+//! IOVA lands on; the last of the quota), across two devices, is served once per IOMMU
+//! call it makes, with that call failing. After each: the service's audit holds (index,
+//! next IOVA, usage), every page a device can reach is one the books hold for it with
+//! the same page and rights, an UNMAP answered `Ok` (and not mapped again after it) left
+//! no translation anywhere, not even a cached one, and a MAP answered `Ok` is in the
+//! books and the tables. Then the owner's UNMAPs and RESUMEs recover every device, and
+//! nothing is left mapped or cached.
+
+mod common;
+
+use common::queue::*;
+use common::*;
+use iommu_pd::{DeviceIndex, HwError, IommuHw, Service};
+use std::collections::BTreeMap;
+
+use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
+
+const NIC: u32 = 0;
+const NIC2: u32 = 3;
+
+/// `ModelHw` with its `n`-th call (from 0, counting every kind) failing.
+#[derive(Debug, Default)]
+struct FailNth {
+    inner: ModelHw,
+    calls: usize,
+    fail_at: Option<usize>,
+    /// The kind of call that failed, if one did.
+    failed: Option<&'static str>,
+}
+
+impl FailNth {
+    fn step(&mut self, what: &'static str) {
+        if Some(self.calls) == self.fail_at {
+            self.inner.fail_next = Some(what);
+            self.failed = Some(what);
+        }
+        self.calls += 1;
+    }
+}
+
+impl IommuHw for FailNth {
+    fn enable(&mut self, d: DeviceIndex) -> Result<(), HwError> {
+        self.step("enable");
+        self.inner.enable(d)
+    }
+    fn block(&mut self, d: DeviceIndex) -> Result<(), HwError> {
+        self.step("block");
+        self.inner.block(d)
+    }
+    fn map(&mut self, d: DeviceIndex, iova: u64, pa: u64, len: u64, r: Rights) -> Result<(), HwError> {
+        self.step("map");
+        self.inner.map(d, iova, pa, len, r)
+    }
+    fn unmap(&mut self, d: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        self.step("unmap");
+        self.inner.unmap(d, ranges)
+    }
+    fn retry_unmap(&mut self, d: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {
+        self.step("retry_unmap");
+        self.inner.retry_unmap(d, ranges)
+    }
+    fn unmap_deferred(&mut self, d: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
+        self.step("unmap");
+        self.inner.unmap_deferred(d, iova, len)
+    }
+    fn sync_unmaps(&mut self) -> Result<(), HwError> {
+        self.step("sync");
+        self.inner.sync_unmaps()
+    }
+}
+
+fn at(k: u64) -> u64 {
+    IOVA_BASE + k * PAGE
+}
+
+fn map_req(device: u32, offset: u64, iova: Option<u64>) -> Request {
+    Request::Map { cap: Handle(0), device: DeviceId(device), offset, len: PAGE, iova, rights: Rights::READ_WRITE }
+}
+
+fn unmap_req(device: u32, iova: u64) -> Request {
+    let mut iovas = [0; MAX_UNMAP_RANGES];
+    iovas[0] = iova;
+    Request::Unmap { device: DeviceId(device), iovas, count: 1 }
+}
+
+/// NET's devices after the calls before the batch: NIC at pages 0..6, NIC2 at 0..3
+/// (nine of NET's sixteen mappings); NIC's page k maps buffer page k, NIC2's page k
+/// buffer page 8 + k.
+fn setup(fail_at: Option<usize>) -> Service<'static, FailNth> {
+    let mut s = Service::new(FailNth::default(), config(), storage()).unwrap();
+    for k in 0..6 {
+        assert_eq!(call(&mut s, NET, map_req(NIC, k * PAGE, Some(at(k)))), Reply::ok(&[at(k)]));
+    }
+    for k in 0..3 {
+        assert_eq!(call(&mut s, NET, map_req(NIC2, (8 + k) * PAGE, Some(at(k)))), Reply::ok(&[at(k)]));
+    }
+    s.hw_mut().calls = 0;
+    s.hw_mut().fail_at = fail_at;
+    s
+}
+
+/// The batch: removals freeing what the MAPs after them take, on both devices, up to
+/// NET's quota of sixteen mappings.
+fn script() -> Vec<Request> {
+    vec![
+        unmap_req(NIC, at(5)),
+        // The allocator's next IOVA came down to page 5, whose removal is in flight.
+        map_req(NIC, 15 * PAGE, None),
+        unmap_req(NIC, at(0)),
+        unmap_req(NIC2, at(1)),
+        // Given, over NIC2's removal in flight.
+        map_req(NIC2, 14 * PAGE, Some(at(1))),
+        unmap_req(NIC, at(2)),
+        unmap_req(NIC, at(2)),
+        map_req(NIC, 13 * PAGE, Some(at(0))),
+        map_req(NIC, 12 * PAGE, None),
+        map_req(NIC2, 11 * PAGE, None),
+        unmap_req(NIC2, at(0)),
+        map_req(NIC, 7 * PAGE, None),
+        map_req(NIC, 6 * PAGE, None),
+        map_req(NIC, 5 * PAGE, None),
+        map_req(NIC, 4 * PAGE, None),
+        map_req(NIC, 3 * PAGE, None),
+        map_req(NIC2, 2 * PAGE, None),
+        // Over the quota unless something above failed.
+        map_req(NIC2, PAGE, None),
+        unmap_req(NIC, at(3)),
+        map_req(NIC2, 0, None),
+    ]
+}
+
+/// The books: every page each device is given, as (physical page, rights).
+fn books(s: &Service<'_, FailNth>) -> BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> {
+    let mut out: BTreeMap<usize, BTreeMap<u64, (u64, Rights)>> = BTreeMap::new();
+    s.for_each_mapped_page(|d, iova, pa, r| {
+        out.entry(d).or_default().insert(iova, (pa, r));
+    });
+    out
+}
+
+/// Every page each device can reach is in the books for it, with the same physical page
+/// and rights; the service's own audit holds.
+fn check_reach(s: &Service<'_, FailNth>, what: &str) {
+    s.audit().unwrap_or_else(|e| panic!("{what}: audit: {e}"));
+    let books = books(s);
+    for d in [NIC as usize, NIC2 as usize] {
+        for (iova, entry) in s.hw().inner.reachable(d) {
+            assert_eq!(
+                books.get(&d).and_then(|p| p.get(&iova)),
+                Some(&entry),
+                "{what}: device {d} reaches {iova:#x} the books do not give it"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_failure_inside_a_batch_leaves_nothing_reachable_that_its_answers_deny() {
+    let reqs = script();
+    // The clean run: how many IOMMU calls the batch makes, and what it answers.
+    let mut clean = setup(None);
+    let q = region();
+    for (tag, r) in reqs.iter().enumerate() {
+        assert!(post(&q, tag as u64, *r));
+    }
+    assert_eq!(clean.serve_queue(NET, &q), reqs.len());
+    let calls = clean.hw().calls;
+    check_reach(&clean, "clean");
+    // Clean, every entry but the repeated UNMAP succeeds, and the removals in flight were
+    // confirmed four times: before the MAPs over them, before the MAP over the quota, at
+    // the end.
+    let clean_done = completions(&q, &[0, 2, 3, 5, 6, 10, 18]);
+    let refused: Vec<usize> = (0..reqs.len()).filter(|&i| !matches!(clean_done[i].1, Reply::Ok { .. })).collect();
+    assert_eq!(refused, [6]);
+    assert_eq!(clean.hw().inner.syncs, 4);
+    assert!(calls > reqs.len(), "{calls} IOMMU calls for {} entries", reqs.len());
+    let mut kinds = std::collections::BTreeSet::new();
+    for n in 0..calls {
+        let mut s = setup(Some(n));
+        let q = region();
+        let mut unmaps = Vec::new();
+        for (tag, r) in reqs.iter().enumerate() {
+            assert!(post(&q, tag as u64, *r));
+            if matches!(r, Request::Unmap { .. }) {
+                unmaps.push(tag as u64);
+            }
+        }
+        assert_eq!(s.serve_queue(NET, &q), reqs.len());
+        let failed = s.hw().failed.unwrap_or_else(|| panic!("call {n} did not fail"));
+        kinds.insert(failed);
+        let what = format!("call {n} ({failed}) failing");
+        let done = completions(&q, &unmaps);
+        assert_eq!(done.len(), reqs.len(), "{what}: a completion per entry");
+        check_reach(&s, &what);
+        let given = books(&s);
+        for (i, (tag, reply)) in done.iter().enumerate() {
+            assert_eq!(*tag, i as u64, "{what}: completions in order");
+            match (reqs[i], reply) {
+                (Request::Unmap { device, iovas, .. }, Reply::Ok { .. }) => {
+                    let (d, iova) = (device.0 as usize, iovas[0]);
+                    // Mapped again by a later entry: that one's translation, checked above.
+                    let again = done[i + 1..].iter().any(|(_, r)| *r == Reply::ok(&[iova]))
+                        && reqs[i + 1..]
+                            .iter()
+                            .any(|r| matches!(r, Request::Map { device: dv, .. } if dv.0 as usize == d));
+                    if !again {
+                        assert!(
+                            !s.hw().inner.translations(d).contains_key(&iova),
+                            "{what}: entry {i} UNMAP {iova:#x} answered Ok, a translation left"
+                        );
+                        assert!(
+                            !given.get(&d).is_some_and(|p| p.contains_key(&iova)),
+                            "{what}: entry {i} still in the books"
+                        );
+                    }
+                }
+                (Request::Map { device, offset, .. }, Reply::Ok { values, .. }) => {
+                    let (d, iova) = (device.0 as usize, values[0]);
+                    let want = (REGIONS[0].pa + offset, Rights::READ_WRITE);
+                    assert_eq!(
+                        given.get(&d).and_then(|p| p.get(&iova)),
+                        Some(&want),
+                        "{what}: entry {i} MAP not in the books"
+                    );
+                    assert_eq!(
+                        s.hw().inner.pages.get(&d).and_then(|p| p.get(&iova)),
+                        Some(&want),
+                        "{what}: entry {i} MAP not in the tables"
+                    );
+                }
+                (_, Reply::Err { .. }) => {}
+                (r, reply) => panic!("{what}: entry {i} {r:?} answered {reply:?}"),
+            }
+        }
+        // The owner recovers: RESUME retries what is pending on each device, then every
+        // mapping goes. Nothing is left in the books, the tables or any cache.
+        for d in [NIC, NIC2] {
+            let r = call(&mut s, NET, Request::Resume { device: DeviceId(d) });
+            assert_eq!(r, Reply::ok(&[]), "{what}: RESUME {d}");
+        }
+        for (d, pages) in books(&s) {
+            for iova in pages.keys() {
+                assert_eq!(call(&mut s, NET, unmap_req(d as u32, *iova)), Reply::ok(&[]), "{what}: UNMAP {iova:#x}");
+            }
+        }
+        check_reach(&s, &what);
+        for d in [NIC as usize, NIC2 as usize] {
+            assert!(s.hw().inner.translations(d).is_empty(), "{what}: device {d} keeps a translation");
+            assert_eq!(s.hw().inner.enabled.get(&d), Some(&true), "{what}: device {d} not running again");
+        }
+        let Reply::Ok { values, .. } = call(&mut s, NET, Request::Query) else { panic!() };
+        assert_eq!((values[0], values[2]), (0, 0), "{what}: usage after everything went");
+    }
+    // Every kind the batch calls was made to fail at least once.
+    for kind in ["map", "unmap", "sync"] {
+        assert!(kinds.contains(kind), "no {kind} failed: {kinds:?}");
+    }
+}
