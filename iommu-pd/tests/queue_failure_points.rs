@@ -6,7 +6,8 @@
 //! next IOVA, usage), every page a device can reach is one the books hold for it with
 //! the same page and rights, an UNMAP answered `Ok` (and not mapped again after it) left
 //! no translation anywhere, not even a cached one, and a MAP answered `Ok` is in the
-//! books and the tables. Then the owner's UNMAPs and RESUMEs recover every device, and
+//! books and the tables. Then again with two failures in the batch (the second anywhere
+//! after the first: the block a failed removal asks for, a retry, another sync). Then the owner's UNMAPs and RESUMEs recover every device, and
 //! nothing is left mapped or cached.
 
 mod common;
@@ -21,21 +22,21 @@ use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES}
 const NIC: u32 = 0;
 const NIC2: u32 = 3;
 
-/// `ModelHw` with its `n`-th call (from 0, counting every kind) failing.
+/// `ModelHw` with its calls numbered `fail_at` (from 0, counting every kind) failing.
 #[derive(Debug, Default)]
 struct FailNth {
     inner: ModelHw,
     calls: usize,
-    fail_at: Option<usize>,
-    /// The kind of call that failed, if one did.
-    failed: Option<&'static str>,
+    fail_at: Vec<usize>,
+    /// The kinds of call that failed.
+    failed: Vec<&'static str>,
 }
 
 impl FailNth {
     fn step(&mut self, what: &'static str) {
-        if Some(self.calls) == self.fail_at {
+        if self.fail_at.contains(&self.calls) {
             self.inner.fail_next = Some(what);
-            self.failed = Some(what);
+            self.failed.push(what);
         }
         self.calls += 1;
     }
@@ -89,7 +90,7 @@ fn unmap_req(device: u32, iova: u64) -> Request {
 /// NET's devices after the calls before the batch: NIC at pages 0..6, NIC2 at 0..3
 /// (nine of NET's sixteen mappings); NIC's page k maps buffer page k, NIC2's page k
 /// buffer page 8 + k.
-fn setup(fail_at: Option<usize>) -> Service<'static, FailNth> {
+fn setup(fail_at: &[usize]) -> Service<'static, FailNth> {
     let mut s = Service::new(FailNth::default(), config(), storage()).unwrap();
     for k in 0..6 {
         assert_eq!(call(&mut s, NET, map_req(NIC, k * PAGE, Some(at(k)))), Reply::ok(&[at(k)]));
@@ -98,7 +99,7 @@ fn setup(fail_at: Option<usize>) -> Service<'static, FailNth> {
         assert_eq!(call(&mut s, NET, map_req(NIC2, (8 + k) * PAGE, Some(at(k)))), Reply::ok(&[at(k)]));
     }
     s.hw_mut().calls = 0;
-    s.hw_mut().fail_at = fail_at;
+    s.hw_mut().fail_at = fail_at.to_vec();
     s
 }
 
@@ -157,11 +158,92 @@ fn check_reach(s: &Service<'_, FailNth>, what: &str) {
     }
 }
 
+/// Serve `reqs` as one batch with the calls `fail_at` failing, check every answer
+/// against what the IOMMU holds, recover, and return the kinds of call that failed.
+fn run(reqs: &[Request], fail_at: &[usize]) -> Vec<&'static str> {
+    let mut s = setup(fail_at);
+    let q = region();
+    let mut unmaps = Vec::new();
+    for (tag, r) in reqs.iter().enumerate() {
+        assert!(post(&q, tag as u64, *r));
+        if matches!(r, Request::Unmap { .. }) {
+            unmaps.push(tag as u64);
+        }
+    }
+    assert_eq!(s.serve_queue(NET, &q), reqs.len());
+    // Failures inside the batch only: the recovery below must succeed.
+    s.hw_mut().fail_at.clear();
+    let failed = s.hw().failed.clone();
+    let what = format!("calls {fail_at:?} ({failed:?}) failing");
+    let done = completions(&q, &unmaps);
+    assert_eq!(done.len(), reqs.len(), "{what}: a completion per entry");
+    check_reach(&s, &what);
+    let given = books(&s);
+    for (i, (tag, reply)) in done.iter().enumerate() {
+        assert_eq!(*tag, i as u64, "{what}: completions in order");
+        match (reqs[i], reply) {
+            (Request::Unmap { device, iovas, .. }, Reply::Ok { .. }) => {
+                let (d, iova) = (device.0 as usize, iovas[0]);
+                // Mapped again by a later entry: that one's translation, checked above.
+                let again = (i + 1..reqs.len()).any(|j| {
+                    matches!(reqs[j], Request::Map { device: dv, .. } if dv.0 as usize == d)
+                        && done[j].1 == Reply::ok(&[iova])
+                });
+                if !again {
+                    assert!(
+                        !s.hw().inner.translations(d).contains_key(&iova),
+                        "{what}: entry {i} UNMAP {iova:#x} answered Ok, a translation left"
+                    );
+                    assert!(
+                        !given.get(&d).is_some_and(|p| p.contains_key(&iova)),
+                        "{what}: entry {i} still in the books"
+                    );
+                }
+            }
+            (Request::Map { device, offset, .. }, Reply::Ok { values, .. }) => {
+                let (d, iova) = (device.0 as usize, values[0]);
+                let want = (REGIONS[0].pa + offset, Rights::READ_WRITE);
+                assert_eq!(
+                    given.get(&d).and_then(|p| p.get(&iova)),
+                    Some(&want),
+                    "{what}: entry {i} MAP not in the books"
+                );
+                assert_eq!(
+                    s.hw().inner.pages.get(&d).and_then(|p| p.get(&iova)),
+                    Some(&want),
+                    "{what}: entry {i} MAP not in the tables"
+                );
+            }
+            (_, Reply::Err { .. }) => {}
+            (r, reply) => panic!("{what}: entry {i} {r:?} answered {reply:?}"),
+        }
+    }
+    // The owner recovers: RESUME retries what is pending on each device, then every
+    // mapping goes. Nothing is left in the books, the tables or any cache.
+    for d in [NIC, NIC2] {
+        let r = call(&mut s, NET, Request::Resume { device: DeviceId(d) });
+        assert_eq!(r, Reply::ok(&[]), "{what}: RESUME {d}");
+    }
+    for (d, pages) in books(&s) {
+        for iova in pages.keys() {
+            assert_eq!(call(&mut s, NET, unmap_req(d as u32, *iova)), Reply::ok(&[]), "{what}: UNMAP {iova:#x}");
+        }
+    }
+    check_reach(&s, &what);
+    for d in [NIC as usize, NIC2 as usize] {
+        assert!(s.hw().inner.translations(d).is_empty(), "{what}: device {d} keeps a translation");
+        assert_eq!(s.hw().inner.enabled.get(&d), Some(&true), "{what}: device {d} not running again");
+    }
+    let Reply::Ok { values, .. } = call(&mut s, NET, Request::Query) else { panic!() };
+    assert_eq!((values[0], values[2]), (0, 0), "{what}: usage after everything went");
+    failed
+}
+
 #[test]
 fn every_failure_inside_a_batch_leaves_nothing_reachable_that_its_answers_deny() {
     let reqs = script();
     // The clean run: how many IOMMU calls the batch makes, and what it answers.
-    let mut clean = setup(None);
+    let mut clean = setup(&[]);
     let q = region();
     for (tag, r) in reqs.iter().enumerate() {
         assert!(post(&q, tag as u64, *r));
@@ -179,83 +261,34 @@ fn every_failure_inside_a_batch_leaves_nothing_reachable_that_its_answers_deny()
     assert!(calls > reqs.len(), "{calls} IOMMU calls for {} entries", reqs.len());
     let mut kinds = std::collections::BTreeSet::new();
     for n in 0..calls {
-        let mut s = setup(Some(n));
-        let q = region();
-        let mut unmaps = Vec::new();
-        for (tag, r) in reqs.iter().enumerate() {
-            assert!(post(&q, tag as u64, *r));
-            if matches!(r, Request::Unmap { .. }) {
-                unmaps.push(tag as u64);
-            }
-        }
-        assert_eq!(s.serve_queue(NET, &q), reqs.len());
-        let failed = s.hw().failed.unwrap_or_else(|| panic!("call {n} did not fail"));
-        kinds.insert(failed);
-        let what = format!("call {n} ({failed}) failing");
-        let done = completions(&q, &unmaps);
-        assert_eq!(done.len(), reqs.len(), "{what}: a completion per entry");
-        check_reach(&s, &what);
-        let given = books(&s);
-        for (i, (tag, reply)) in done.iter().enumerate() {
-            assert_eq!(*tag, i as u64, "{what}: completions in order");
-            match (reqs[i], reply) {
-                (Request::Unmap { device, iovas, .. }, Reply::Ok { .. }) => {
-                    let (d, iova) = (device.0 as usize, iovas[0]);
-                    // Mapped again by a later entry: that one's translation, checked above.
-                    let again = done[i + 1..].iter().any(|(_, r)| *r == Reply::ok(&[iova]))
-                        && reqs[i + 1..]
-                            .iter()
-                            .any(|r| matches!(r, Request::Map { device: dv, .. } if dv.0 as usize == d));
-                    if !again {
-                        assert!(
-                            !s.hw().inner.translations(d).contains_key(&iova),
-                            "{what}: entry {i} UNMAP {iova:#x} answered Ok, a translation left"
-                        );
-                        assert!(
-                            !given.get(&d).is_some_and(|p| p.contains_key(&iova)),
-                            "{what}: entry {i} still in the books"
-                        );
-                    }
-                }
-                (Request::Map { device, offset, .. }, Reply::Ok { values, .. }) => {
-                    let (d, iova) = (device.0 as usize, values[0]);
-                    let want = (REGIONS[0].pa + offset, Rights::READ_WRITE);
-                    assert_eq!(
-                        given.get(&d).and_then(|p| p.get(&iova)),
-                        Some(&want),
-                        "{what}: entry {i} MAP not in the books"
-                    );
-                    assert_eq!(
-                        s.hw().inner.pages.get(&d).and_then(|p| p.get(&iova)),
-                        Some(&want),
-                        "{what}: entry {i} MAP not in the tables"
-                    );
-                }
-                (_, Reply::Err { .. }) => {}
-                (r, reply) => panic!("{what}: entry {i} {r:?} answered {reply:?}"),
-            }
-        }
-        // The owner recovers: RESUME retries what is pending on each device, then every
-        // mapping goes. Nothing is left in the books, the tables or any cache.
-        for d in [NIC, NIC2] {
-            let r = call(&mut s, NET, Request::Resume { device: DeviceId(d) });
-            assert_eq!(r, Reply::ok(&[]), "{what}: RESUME {d}");
-        }
-        for (d, pages) in books(&s) {
-            for iova in pages.keys() {
-                assert_eq!(call(&mut s, NET, unmap_req(d as u32, *iova)), Reply::ok(&[]), "{what}: UNMAP {iova:#x}");
-            }
-        }
-        check_reach(&s, &what);
-        for d in [NIC as usize, NIC2 as usize] {
-            assert!(s.hw().inner.translations(d).is_empty(), "{what}: device {d} keeps a translation");
-            assert_eq!(s.hw().inner.enabled.get(&d), Some(&true), "{what}: device {d} not running again");
-        }
-        let Reply::Ok { values, .. } = call(&mut s, NET, Request::Query) else { panic!() };
-        assert_eq!((values[0], values[2]), (0, 0), "{what}: usage after everything went");
+        let failed = run(&reqs, &[n]);
+        assert_eq!(failed.len(), 1, "call {n} did not fail");
+        kinds.extend(failed);
     }
     // Every kind the batch calls was made to fail at least once.
     for kind in ["map", "unmap", "sync"] {
         assert!(kinds.contains(kind), "no {kind} failed: {kinds:?}");
+    }
+}
+
+/// Two failures in one batch, the second anywhere after the first (the block a failed
+/// removal asks for, the enable a retry asks for, another sync): the same checks.
+#[test]
+fn every_second_failure_inside_a_batch_leaves_nothing_reachable_that_its_answers_deny() {
+    let reqs = script();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut runs = 0;
+    for n in 0..23 {
+        for m in n + 1..30 {
+            let failed = run(&reqs, &[n, m]);
+            if failed.len() == 2 {
+                runs += 1;
+                kinds.insert(failed[1]);
+            }
+        }
+    }
+    assert!(runs > 200, "{runs} runs with both failures");
+    for kind in ["map", "unmap", "sync", "block"] {
+        assert!(kinds.contains(kind), "no {kind} failed second: {kinds:?}");
     }
 }
