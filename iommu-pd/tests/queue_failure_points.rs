@@ -7,8 +7,9 @@
 //! the same page and rights, an UNMAP answered `Ok` (and not mapped again after it) left
 //! no translation anywhere, not even a cached one, and a MAP answered `Ok` is in the
 //! books and the tables. Then again with two failures in the batch (the second anywhere
-//! after the first: the block a failed removal asks for, a retry, another sync). Then the owner's UNMAPs and RESUMEs recover every device, and
-//! nothing is left mapped or cached.
+//! after the first: the block a failed removal asks for, a retry, another sync). Then
+//! the owner's UNMAPs and RESUMEs recover every device, and nothing is left mapped or
+//! cached.
 
 mod common;
 
