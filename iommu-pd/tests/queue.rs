@@ -468,6 +468,49 @@ fn a_device_blocked_inside_a_batch_refuses_the_maps_that_name_it_after() {
     s.audit().unwrap();
 }
 
+/// A static mapping, the device's highest, against a batch: its UNMAP is refused
+/// (`Denied`) without bringing the allocator's next IOVA down, so the MAP after it is
+/// placed above it; a MAP at its IOVA is an overlap; a STOP takes it and RESUME makes it
+/// again, the next IOVA following both; usage counts it throughout.
+#[test]
+fn a_batch_cannot_unmap_or_map_over_a_static_mapping() {
+    let cfg = iommu_pd::Config { static_maps: &STATIC_MAPS, ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    let q = region();
+    let fixed = STATIC_MAPS[0].iova;
+    let above = fixed + STATIC_MAPS[0].len;
+    let got = batch(
+        &mut s,
+        NET,
+        &q,
+        &[
+            unmap_req(NIC, fixed),
+            map_req(0, NIC, 0, None),
+            map_req(0, NIC, PAGE, Some(fixed + PAGE)),
+            unmap_req(NIC, above),
+            map_req(0, NIC, 2 * PAGE, None),
+        ],
+    );
+    assert_eq!(
+        got,
+        [err(ErrorCode::Denied), Reply::ok(&[above]), err(ErrorCode::Overlap), Reply::ok(&[]), Reply::ok(&[above])]
+    );
+    let Reply::Ok { values, .. } = query(&mut s, NET) else { panic!() };
+    assert_eq!((values[query::MAPPINGS], values[2]), (2, 3), "the static mapping and one page");
+    let nic = s.hw().translations(NIC as usize);
+    assert_eq!(nic.get(&fixed).map(|e| e.0), Some(REGIONS[0].pa + STATIC_MAPS[0].offset), "the static page");
+    assert_eq!(nic.get(&above).map(|e| e.0), Some(REGIONS[0].pa + 2 * PAGE));
+    s.audit().unwrap();
+    // STOP takes both; RESUME makes the static one again; the allocator starts above it.
+    assert!(matches!(call(&mut s, NET, Request::Stop { device: DeviceId(NIC) }), Reply::Ok { .. }));
+    s.audit().unwrap();
+    assert_eq!(call(&mut s, NET, Request::Resume { device: DeviceId(NIC) }), Reply::ok(&[]));
+    assert_eq!(batch(&mut s, NET, &q, &[map_req(0, NIC, 0, None)]), [Reply::ok(&[above])]);
+    let Reply::Ok { values, .. } = query(&mut s, NET) else { panic!() };
+    assert_eq!((values[query::MAPPINGS], values[2]), (2, 3));
+    s.audit().unwrap();
+}
+
 #[test]
 fn malformed_entries_get_an_error_and_change_nothing() {
     let mut s = service();
