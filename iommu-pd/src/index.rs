@@ -1010,6 +1010,80 @@ mod tests {
     }
 
     #[test]
+    fn appends_removals_of_the_greatest_and_refills_agree_with_btreemap() {
+        // How the allocator's next IOVA drives the index: most insertions just above the
+        // greatest key (`append_in_place`, `append_split`), the greatest removed and
+        // appended again, frees in the middle refilled below the greatest (first fit);
+        // each tree filled until the shared pools' slots run out, then emptied, in waves.
+        // Pools sized as the service sizes them; checked against a BTreeMap every step.
+        let (slots, trees) = (600, 3);
+        let mut leaves = vec![Leaf::default(); leaves_for(slots, trees)];
+        let mut inners = vec![Inner::default(); inners_for(slots, trees)];
+        let mut ix = Index::new(&mut leaves, &mut inners);
+        let mut roots = vec![Root::default(); trees];
+        let mut reference: Vec<BTreeMap<u64, u16>> = vec![BTreeMap::new(); trees];
+        let mut free: Vec<u16> = (0..slots as u16).rev().collect();
+        let mut r = rng(7);
+        let (mut appends, mut full) = (0, 0);
+        for step in 0..60_000 {
+            let t = (r() % trees as u64) as usize;
+            let fill = (step / 3_000) % 2 == 0;
+            let top = reference[t].keys().next_back().copied();
+            let roll = r() % 10;
+            if roll < if fill { 7 } else { 3 } {
+                // Above the greatest, or into a gap below it.
+                let key = match top {
+                    Some(top) if roll < 5 => top + ((r() % 2 + 1) << 12),
+                    _ => (r() % 4_000) << 12,
+                };
+                if reference[t].contains_key(&key) {
+                    continue;
+                }
+                let Some(slot) = free.pop() else {
+                    full += 1;
+                    continue;
+                };
+                appends += usize::from(top.is_some_and(|top| key > top));
+                assert_eq!(ix.insert(&mut roots[t], key, slot), Ok(()), "step {step}: pools short");
+                reference[t].insert(key, slot);
+            } else if let Some(top) = top.filter(|_| roll < 8) {
+                let want = reference[t].remove(&top);
+                assert_eq!(ix.remove(&mut roots[t], top), want, "step {step}: the greatest");
+                free.extend(want);
+            } else if !reference[t].is_empty() {
+                let k = (r() % reference[t].len() as u64) as usize;
+                let key = *reference[t].keys().nth(k).unwrap();
+                let want = reference[t].remove(&key);
+                assert_eq!(ix.remove(&mut roots[t], key), want, "step {step}");
+                free.extend(want);
+            }
+            ix.check(&roots[t]).unwrap_or_else(|e| panic!("step {step}: {e}"));
+            let map = &reference[t];
+            assert_eq!(roots[t].len(), map.len(), "step {step}");
+            assert_eq!(ix.last(&roots[t]), map.values().next_back().copied(), "step {step} last");
+            if !map.is_empty() {
+                let k = (r() % map.len() as u64) as usize;
+                assert_eq!(ix.select(&roots[t], k), map.values().nth(k).copied(), "step {step} select");
+            }
+            if step % 101 == 0 {
+                let mut seen = Vec::new();
+                ix.walk(&roots[t], |s| {
+                    seen.push(s);
+                    true
+                });
+                assert_eq!(seen, map.values().copied().collect::<Vec<_>>(), "step {step} walk");
+            }
+        }
+        assert!(appends > 10_000 && full > 100, "{appends} appends, {full} insertions with every slot in use");
+        for (t, map) in reference.iter().enumerate() {
+            for k in map.keys() {
+                assert!(ix.remove(&mut roots[t], *k).is_some());
+            }
+        }
+        assert_eq!(ix.spare(), (leaves_for(slots, trees), inners_for(slots, trees)));
+    }
+
+    #[test]
     fn a_full_table_in_one_tree_fits_the_pools() {
         // Every slot in one tree, keys in an order that splits leaves unevenly, then
         // everything removed: the pools sized for the table always suffice.

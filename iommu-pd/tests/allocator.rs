@@ -4,7 +4,9 @@
 //! mapping: it stays; of the highest: it comes down; of all: back to the window's first
 //! page), a window filled to its end (first fit, then `NoIova`, nothing changed), and
 //! windows whose bounds do not fit 64 bits (`NoIova`, never a panic or an IOVA outside
-//! the window). The service's audit checks `next_iova` against the index after each step.
+//! the window), or fit with one page to spare (filled to the end, a range that would wrap
+//! refused, a queued UNMAP of the highest and a MAP after it in one batch). The service's
+//! audit checks `next_iova` against the index after each step.
 
 mod common;
 
@@ -144,4 +146,70 @@ fn windows_whose_bounds_do_not_fit_64_bits_get_no_iova_from_the_allocator() {
     // Its first page does not fit: refused, never an IOVA wrapped round to 0.
     assert_eq!(map(&mut s, 2, None), Reply::Err(ErrorCode::NoIova));
     assert!(s.hw().reachable(1).is_empty() && s.hw().reachable(2).is_empty());
+}
+
+/// A window whose end fits 64 bits with one page to spare (`2^64 - 4 pages` to
+/// `2^64 - 1 page`): the next IOVA climbs to the window's end and no further, a range
+/// that would wrap past 2^64 from there is refused (`NoIova`) by the fast check and by
+/// the search, and a queued UNMAP of the highest mapping followed by a MAP in the same
+/// batch takes the IOVA back only once its removal is confirmed.
+#[test]
+fn next_iova_at_the_top_of_the_address_space_neither_wraps_nor_passes_the_window() {
+    const TOP: u64 = u64::MAX - 0x3fff;
+    static TOP_DEVICES: [DeviceConfig; 1] = [DeviceConfig {
+        name: "top",
+        stream: 0x10,
+        extra_streams: &[],
+        owner: 0,
+        iova_base: TOP,
+        iova_size: 0x3000,
+        resume_allowed: true,
+    }];
+    static TOP_CAPS: [CapConfig; 1] = [CapConfig { devices: 0b1, ..CAPS[0] }];
+    let cfg = Config {
+        clients: &CLIENTS,
+        devices: &TOP_DEVICES,
+        regions: &REGIONS,
+        caps: &TOP_CAPS,
+        static_maps: &[],
+        faults: FaultPolicy { window: 100, max_faults: 10 },
+    };
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 64)>::default()));
+    let mut s = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
+    let map_len = |s: &mut Service<'static, ModelHw>, len: u64| {
+        let r = call(
+            s,
+            0,
+            Request::Map { cap: Handle(0), device: DeviceId(0), offset: 0, len, iova: None, rights: Rights::READ },
+        );
+        s.audit().unwrap();
+        r
+    };
+    for k in 0..3 {
+        assert_eq!(map_len(&mut s, PAGE), Reply::ok(&[TOP + k * PAGE]));
+    }
+    assert_eq!(map_len(&mut s, PAGE), Reply::Err(ErrorCode::NoIova), "past the window's end");
+    unmap(&mut s, 0, TOP + 2 * PAGE);
+    // Two pages from the next IOVA would end at 2^64 + 1 page: refused, not wrapped.
+    assert_eq!(map_len(&mut s, 2 * PAGE), Reply::Err(ErrorCode::NoIova));
+    assert_eq!(map_len(&mut s, PAGE), Reply::ok(&[TOP + 2 * PAGE]));
+    // Through the queue: the highest unmapped and its IOVA handed out again in one batch.
+    let q = common::queue::region();
+    let mut iovas = [0; MAX_UNMAP_RANGES];
+    iovas[0] = TOP + 2 * PAGE;
+    let reqs = [
+        Request::Unmap { device: DeviceId(0), iovas, count: 1 },
+        Request::Map { cap: Handle(0), device: DeviceId(0), offset: PAGE, len: PAGE, iova: None, rights: Rights::READ },
+        Request::Map { cap: Handle(0), device: DeviceId(0), offset: PAGE, len: PAGE, iova: None, rights: Rights::READ },
+    ];
+    for (tag, r) in reqs.iter().enumerate() {
+        assert!(common::queue::post(&q, tag as u64, *r));
+    }
+    assert_eq!(s.serve_queue(0, &q), 3);
+    let done: Vec<Reply> = common::queue::completions(&q, &[0]).into_iter().map(|(_, r)| r).collect();
+    assert_eq!(done, [Reply::ok(&[]), Reply::ok(&[TOP + 2 * PAGE]), Reply::Err(ErrorCode::NoIova)]);
+    assert_eq!(s.hw().syncs, 1, "the removal confirmed before its IOVA was mapped again");
+    let pages: Vec<(u64, u64)> = s.hw().reachable(0).iter().map(|(iova, e)| (*iova, e.0)).collect();
+    assert_eq!(pages, [(TOP, 0x4000_0000), (TOP + PAGE, 0x4000_0000), (TOP + 2 * PAGE, 0x4000_1000)]);
+    s.audit().unwrap();
 }

@@ -393,6 +393,124 @@ fn a_batch_checks_each_handle_and_device_pair_afresh() {
     queued.audit().unwrap();
 }
 
+/// What a batch keeps of a MAP's handle and device lasts that batch only: a REVOKE of
+/// the grant, or a STOP of the device, between two batches is seen by the next one's
+/// first entry naming the same pair, and what the revoked grant mapped is gone.
+#[test]
+fn a_revoke_or_a_stop_between_batches_is_seen_by_the_next_batch() {
+    let mut s = service();
+    let (q_net, q_blk) = (region(), region());
+    let lend = Request::Grant {
+        cap: Handle(0),
+        to: iommu_protocol::ClientId(BLK as u32),
+        offset: 0,
+        len: 2 * PAGE,
+        rights: Rights::READ_WRITE,
+        devices: 1 << DISK,
+    };
+    let Reply::Ok { values, .. } = call(&mut s, NET, lend) else { panic!("grant refused") };
+    let (grant, theirs) = (values[0] as u32, values[1] as u32);
+    let at = |k: u64| Some(IOVA_BASE + k * PAGE);
+    let got = batch(&mut s, BLK, &q_blk, &[map_req(theirs, DISK, 0, at(0)), map_req(theirs, DISK, PAGE, at(1))]);
+    assert_eq!(got, [Reply::ok(&[IOVA_BASE]), Reply::ok(&[IOVA_BASE + PAGE])]);
+    assert_eq!(s.hw().reachable(DISK as usize).len(), 2);
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(grant) }), Reply::ok(&[]));
+    // The same pair, then the disk's own buffers: refused, then mapped.
+    let got = batch(&mut s, BLK, &q_blk, &[map_req(theirs, DISK, 0, at(2)), map_req(0, DISK, 0, at(3))]);
+    assert_eq!(got, [err(ErrorCode::BadHandle), Reply::ok(&[IOVA_BASE + 3 * PAGE])]);
+    let reach: Vec<u64> = s.hw().translations(DISK as usize).keys().copied().collect();
+    assert_eq!(reach, [IOVA_BASE + 3 * PAGE], "only the disk's own page after the revoke");
+    // STOP between two batches that name the same handle and device.
+    assert_eq!(batch(&mut s, NET, &q_net, &[map_req(0, NIC, 0, at(0))]), [Reply::ok(&[IOVA_BASE])]);
+    assert!(matches!(call(&mut s, NET, Request::Stop { device: DeviceId(NIC) }), Reply::Ok { .. }));
+    let got = batch(&mut s, NET, &q_net, &[map_req(0, NIC, 0, at(0)), map_req(0, NIC2, 0, at(0))]);
+    assert_eq!(got, [err(ErrorCode::Stopped), Reply::ok(&[IOVA_BASE])]);
+    assert!(s.hw().translations(NIC as usize).is_empty(), "the stopped NIC keeps nothing");
+    s.audit().unwrap();
+}
+
+/// Inside one batch, a failed sync blocks a device whose handle and device the batch
+/// has looked up already: the MAPs after it that name the same pair are refused
+/// (`RemovalPending`), as their calls would be, though the lookup is not made again.
+#[test]
+fn a_device_blocked_inside_a_batch_refuses_the_maps_that_name_it_after() {
+    let mut s = service();
+    let q = region();
+    let at = |k: u64| Some(IOVA_BASE + k * PAGE);
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, PAGE, at(0), Rights::READ_WRITE), Reply::ok(&[IOVA_BASE]));
+    s.hw_mut().fail_next = Some("sync");
+    let got = batch(
+        &mut s,
+        NET,
+        &q,
+        &[
+            map_req(0, NIC, PAGE, at(1)),
+            unmap_req(NIC, IOVA_BASE),
+            // Over the removal in flight: its sync, which fails, comes first.
+            map_req(0, NIC, 2 * PAGE, at(0)),
+            map_req(0, NIC, 3 * PAGE, at(2)),
+            map_req(0, NIC2, 3 * PAGE, at(2)),
+        ],
+    );
+    assert_eq!(
+        got,
+        [
+            Reply::ok(&[IOVA_BASE + PAGE]),
+            err(ErrorCode::Hardware),
+            err(ErrorCode::RemovalPending),
+            err(ErrorCode::RemovalPending),
+            Reply::ok(&[IOVA_BASE + 2 * PAGE]),
+        ]
+    );
+    assert!(s.hw().reachable(NIC as usize).is_empty(), "the NIC is blocked");
+    let nic: Vec<u64> = s.hw().pages.get(&(NIC as usize)).map(|p| p.keys().copied().collect()).unwrap_or_default();
+    assert_eq!(nic, [IOVA_BASE + PAGE], "nothing mapped for the NIC after its block");
+    s.audit().unwrap();
+}
+
+/// A static mapping, the device's highest, against a batch: its UNMAP is refused
+/// (`Denied`) without bringing the allocator's next IOVA down, so the MAP after it is
+/// placed above it; a MAP at its IOVA is an overlap; a STOP takes it and RESUME makes it
+/// again, the next IOVA following both; usage counts it throughout.
+#[test]
+fn a_batch_cannot_unmap_or_map_over_a_static_mapping() {
+    let cfg = iommu_pd::Config { static_maps: &STATIC_MAPS, ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    let q = region();
+    let fixed = STATIC_MAPS[0].iova;
+    let above = fixed + STATIC_MAPS[0].len;
+    let got = batch(
+        &mut s,
+        NET,
+        &q,
+        &[
+            unmap_req(NIC, fixed),
+            map_req(0, NIC, 0, None),
+            map_req(0, NIC, PAGE, Some(fixed + PAGE)),
+            unmap_req(NIC, above),
+            map_req(0, NIC, 2 * PAGE, None),
+        ],
+    );
+    assert_eq!(
+        got,
+        [err(ErrorCode::Denied), Reply::ok(&[above]), err(ErrorCode::Overlap), Reply::ok(&[]), Reply::ok(&[above])]
+    );
+    let Reply::Ok { values, .. } = query(&mut s, NET) else { panic!() };
+    assert_eq!((values[query::MAPPINGS], values[2]), (2, 3), "the static mapping and one page");
+    let nic = s.hw().translations(NIC as usize);
+    assert_eq!(nic.get(&fixed).map(|e| e.0), Some(REGIONS[0].pa + STATIC_MAPS[0].offset), "the static page");
+    assert_eq!(nic.get(&above).map(|e| e.0), Some(REGIONS[0].pa + 2 * PAGE));
+    s.audit().unwrap();
+    // STOP takes both; RESUME makes the static one again; the allocator starts above it.
+    assert!(matches!(call(&mut s, NET, Request::Stop { device: DeviceId(NIC) }), Reply::Ok { .. }));
+    s.audit().unwrap();
+    assert_eq!(call(&mut s, NET, Request::Resume { device: DeviceId(NIC) }), Reply::ok(&[]));
+    assert_eq!(batch(&mut s, NET, &q, &[map_req(0, NIC, 0, None)]), [Reply::ok(&[above])]);
+    let Reply::Ok { values, .. } = query(&mut s, NET) else { panic!() };
+    assert_eq!((values[query::MAPPINGS], values[2]), (2, 3));
+    s.audit().unwrap();
+}
+
 #[test]
 fn malformed_entries_get_an_error_and_change_nothing() {
     let mut s = service();

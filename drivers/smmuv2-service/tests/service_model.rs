@@ -118,6 +118,13 @@ fn exhaustive_over_mmu500() {
     common::suite::exhaustive(backend);
 }
 
+/// The mapping queue under each failure point of a batch, and each pair of them (the
+/// MMU-500 confirms each deferred unmap at once, so its batch's sync waits for nothing).
+#[test]
+fn queue_failure_points_over_mmu500() {
+    common::failure_points::sweep(backend);
+}
+
 #[test]
 #[ignore = "long: 10^5 steps and every sequence of three; run with --release -- --ignored"]
 fn long_over_mmu500() {

@@ -122,6 +122,14 @@ fn exhaustive_over_smmuv3() {
     common::suite::exhaustive(backend);
 }
 
+/// The mapping queue under each SMMU failure point of a batch, and each pair of them:
+/// a rejected TLBI of a deferred unmap, of the batch's sync, of a retry; a rejected
+/// CFGI_STE of a block.
+#[test]
+fn queue_failure_points_over_smmuv3() {
+    common::failure_points::sweep(backend);
+}
+
 #[test]
 #[ignore = "long: 10^5 steps and every sequence of three; run with --release -- --ignored"]
 fn long_over_smmuv3() {

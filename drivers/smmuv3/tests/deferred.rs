@@ -146,3 +146,136 @@ fn a_sync_of_another_caller_that_fails_is_not_taken_for_a_confirmation() {
     assert!(smmu.sync_deferred().is_err());
     assert!(smmu.has_stale_entries(d).unwrap());
 }
+
+/// A deferred unmap of a range that is a page at the end of one level-3 table, a 2 MiB
+/// block, and a page at the start of the next level-3 table: the three leaves leave the
+/// tables in one checked walk each, the device reaches none of them after the sync, and
+/// the pages on either side, in the same two tables, stay mapped and reachable.
+#[test]
+fn a_deferred_unmap_across_tables_and_a_block_clears_exactly_its_leaves() {
+    let mut smmu = smmu();
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(A), d).unwrap();
+    // 2 MiB aligned physical memory, at the IOVAs' offsets, so that the middle of the
+    // range maps as a block.
+    let buf = common::buffer(0x40_2000, 0x20_0000);
+    let pa = |iova: u64| buf.pa.0 + iova;
+    // Four pages around the range, each range mapped as its own call: the block in the
+    // middle, a page below it in one level-3 table, a page above it in the next.
+    for (iova, len) in [(0x1f_e000, 0x1000), (0x1f_f000, 0x1000), (0x20_0000, 0x20_0000), (0x40_0000, 0x2000)] {
+        smmu.map(d, Iova(iova), PhysAddr(pa(iova)), len, Perm::ReadWrite, MemType::Normal).unwrap();
+    }
+    assert_eq!(smmu.translate(d, Iova(0x20_0000)).unwrap().map(|l| l.size()), Some(0x20_0000), "not a block");
+    for iova in [0x1f_e000, 0x1f_f000, 0x20_0000, 0x30_0000, 0x40_0000, 0x40_1000] {
+        assert!(reaches(&smmu, A, iova), "{iova:#x} before");
+    }
+    // Partial ranges are refused, nothing changed: half the block; a range running on
+    // into the hole above 0x40_2000.
+    assert!(smmu.unmap_deferred(d, Iova(0x1f_f000), 0x10_1000).is_err());
+    assert!(smmu.unmap_deferred(d, Iova(0x1f_f000), 0x20_4000).is_err());
+    assert!(smmu.translate(d, Iova(0x1f_f000)).unwrap().is_some());
+    assert_eq!(smmu.unmap_deferred(d, Iova(0x1f_f000), 0x20_2000).unwrap(), 3);
+    smmu.sync_deferred().unwrap();
+    for iova in [0x1f_f000, 0x20_0000, 0x2f_f000, 0x40_0000] {
+        assert!(smmu.translate(d, Iova(iova)).unwrap().is_none(), "{iova:#x} still in the tables");
+        assert!(!reaches(&smmu, A, iova), "{iova:#x} reachable after the sync");
+    }
+    for iova in [0x1f_e000, 0x40_1000] {
+        assert_eq!(smmu.regs().translate(A, iova, true), Outcome::Ok(pa(iova)), "{iova:#x} beside the range");
+    }
+}
+
+/// `unmap_batch` checks every range before it clears any (its clearing walks no longer
+/// check): a batch whose later range is a partial block, a hole or a repeat changes
+/// nothing, its earlier ranges included, and queues no command.
+#[test]
+fn a_batch_with_one_bad_range_clears_none() {
+    let mut smmu = smmu();
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(A), d).unwrap();
+    let buf = common::buffer(0x20_0000 + 2 * 4096, 0x20_0000);
+    smmu.map(d, Iova(0x20_0000), buf.pa, 0x20_0000, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(d, Iova(0x1000), PhysAddr(buf.pa.0 + 0x20_0000), 0x2000, Perm::ReadWrite, MemType::Normal).unwrap();
+    let commands = smmu.stats().commands;
+    for bad in [(Iova(0x30_0000), 0x1000), (Iova(0x3000), 0x1000), (Iova(0x1000), 0x1000), (Iova(0x2000), 0x2000)] {
+        assert!(smmu.unmap_batch(d, &[(Iova(0x1000), 0x1000), bad]).is_err(), "{bad:x?} accepted");
+        for iova in [0x1000, 0x2000, 0x20_0000, 0x3f_f000] {
+            assert!(smmu.translate(d, Iova(iova)).unwrap().is_some(), "{iova:#x} cleared by a refused batch");
+            assert!(reaches(&smmu, A, iova));
+        }
+        assert_eq!(smmu.stats().commands, commands, "a refused batch queued a command");
+    }
+    assert_eq!(smmu.unmap_batch(d, &[(Iova(0x2000), 0x1000), (Iova(0x20_0000), 0x20_0000)]).unwrap(), 2);
+    assert!(!reaches(&smmu, A, 0x2000) && !reaches(&smmu, A, 0x20_0000) && reaches(&smmu, A, 0x1000));
+}
+
+/// A domain with a deferred unmap is destroyed (its invalidation confirmed by the
+/// destroy's own sync) and its slot given to a new domain: the new one carries no
+/// deferred range of the old (a map at the same IOVA waits for nothing), a later failed
+/// sync leaves it fresh, and its device reaches its own page, never the old one.
+#[test]
+fn a_deferred_unmap_does_not_outlive_its_domain_into_the_next_in_its_slot() {
+    let mut smmu = smmu();
+    let old = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(A), old).unwrap();
+    let page = common::buffer(2 * 4096, 4096);
+    smmu.map(old, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert!(reaches(&smmu, A, 0x1000));
+    // Detached first (its sync would confirm the deferred unmap below), then the unmap.
+    smmu.detach(StreamId(A)).unwrap();
+    smmu.unmap_deferred(old, Iova(0x1000), 4096).unwrap();
+    // A destroy that fails (its sync fails on the deferred TLBI) leaves the domain, and
+    // its deferred range, as they were: the batch's sync still reports the failure.
+    smmu.regs().reject_next(Opcode::TlbiNhVa as u8);
+    let syncs = smmu.stats().syncs;
+    assert!(smmu.destroy_domain(old).is_err());
+    assert!(smmu.translation(old).is_ok(), "a refused destroy took the domain");
+    assert!(smmu.stats().syncs > syncs);
+    assert!(smmu.sync_deferred().is_err());
+    assert!(smmu.has_stale_entries(old).unwrap());
+    smmu.destroy_domain(old).unwrap();
+    let new = smmu.create_domain().unwrap();
+    assert_eq!(new, old, "the slot is reused");
+    smmu.attach(StreamId(B), new).unwrap();
+    let other = PhysAddr(page.pa.0 + 4096);
+    let syncs = smmu.stats().syncs;
+    smmu.map(new, Iova(0x1000), other, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.stats().syncs, syncs, "the new domain waited for the old one's range");
+    assert_eq!(smmu.regs().translate(B, 0x1000, true), Outcome::Ok(other.0));
+    // A deferred unmap in another domain whose sync fails marks that one stale, not the
+    // new domain in the old slot.
+    let third = smmu.create_domain().unwrap();
+    smmu.map(third, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.unmap_deferred(third, Iova(0x1000), 4096).unwrap();
+    smmu.regs().reject_next(Opcode::TlbiNhVa as u8);
+    assert!(smmu.sync_deferred().is_err());
+    assert!(smmu.has_stale_entries(third).unwrap());
+    assert!(!smmu.has_stale_entries(new).unwrap());
+    assert_eq!(smmu.regs().translate(B, 0x1000, true), Outcome::Ok(other.0));
+}
+
+/// The bit `sync_deferred` visits a domain by outlives the domain: one destroyed with a
+/// deferred unmap (confirmed by the destroy's sync) leaves its slot's bit set for the
+/// domain created there next. A sync that then fails for another domain must not take
+/// the new one, which has deferred nothing, for stale.
+#[test]
+fn a_failed_sync_marks_no_domain_that_took_a_destroyed_ones_slot() {
+    let mut smmu = smmu();
+    let page = common::buffer(2 * 4096, 4096);
+    let gone = smmu.create_domain().unwrap();
+    smmu.map(gone, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.unmap_deferred(gone, Iova(0x1000), 4096).unwrap();
+    smmu.destroy_domain(gone).unwrap();
+    let reused = smmu.create_domain().unwrap();
+    assert_eq!(reused, gone, "the slot is reused");
+    smmu.attach(StreamId(A), reused).unwrap();
+    smmu.map(reused, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    let other = smmu.create_domain().unwrap();
+    smmu.map(other, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.unmap_deferred(other, Iova(0x1000), 4096).unwrap();
+    smmu.regs().reject_next(Opcode::TlbiNhVa as u8);
+    assert!(smmu.sync_deferred().is_err());
+    assert!(smmu.has_stale_entries(other).unwrap());
+    assert!(!smmu.has_stale_entries(reused).unwrap(), "the slot's bit taken for the new domain's");
+    assert_eq!(smmu.regs().translate(A, 0x1000, true), Outcome::Ok(page.pa.0));
+}

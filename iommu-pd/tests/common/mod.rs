@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config_space;
+pub mod failure_points;
 pub mod queue;
 pub mod random;
 pub mod reference;

@@ -1,0 +1,20 @@
+//! The mapping queue under each IOMMU failure point of a batch, and each pair of them
+//! (`common::failure_points`), over the model IOMMU and over the model as the SMMUv3
+//! backend presents itself (checking a MAP's range itself); the SMMUv3 backend on its
+//! host model runs the same in `smmuv3-service`'s `tests/service_model.rs`.
+
+mod common;
+
+use common::backend::RangeChecked;
+use common::failure_points::sweep;
+use common::ModelHw;
+
+#[test]
+fn every_failure_point_of_a_batch_over_the_model() {
+    sweep(ModelHw::default);
+}
+
+#[test]
+fn every_failure_point_of_a_batch_over_a_range_checking_model() {
+    sweep(RangeChecked::default);
+}
