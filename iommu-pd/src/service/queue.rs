@@ -205,7 +205,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let (mut mappings, mut pages) = (0u32, 0u64);
         for k in 0..b.in_flight_len {
             let InFlight { tag, slot, device: d, entry } = self.in_flight[k];
-            let Some(m) = self.maps[slot as usize] else { continue };
+            let Some(m) = self.maps[slot as usize] else {
+                // Unreachable (a slot in flight is freed only here), but a completion must
+                // be written either way, or the client would read the ring's last pass
+                // there; unconfirmed is the answer that cannot mislead it.
+                b.q.write_completion(&b.cursor, entry as usize, tag, ErrorCode::Hardware as u64, 0);
+                continue;
+            };
             if confirmed {
                 self.free_slot(slot as usize, &m);
                 mappings += 1;
