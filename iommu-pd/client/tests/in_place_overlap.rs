@@ -125,7 +125,7 @@ fn the_batch_under_a_groups_reads_unmaps_the_group_before_and_maps_the_next_leav
     // with the next UNMAPs, so after the flush the device reaches the pool alone.
     assert!(IommuHal::flush_queue());
     assert_eq!(reachable().len(), 8, "the pool alone: {:x?}", reachable());
-    assert_eq!((IommuHal::untracked_maps(), IommuHal::queue_stalls()), (0, 1));
+    assert_eq!((IommuHal::maps_held_back(), IommuHal::queue_stalls()), (0, 1));
 
     // No MAP or UNMAP call but the pool's MAP.
     assert_eq!((calls(Op::Map), calls(Op::Unmap)), (1, 0));
