@@ -69,9 +69,10 @@ fn search_dir(tag: &str, names: &[&str]) -> PathBuf {
 fn the_segments_are_where_the_microkit_tool_maps_and_checks_them() {
     // The unaligned one: its frames start at its page; Microkit checks maps against
     // vaddr .. vaddr + round_up(memsz), one page from its start, past the page it ends in.
+    // The empty one is its address alone (an_empty_segment_refuses_a_map_around_its_address).
     assert_eq!(
         programs::segments(&program()),
-        Ok(vec![(0x20_0000, 0x20_5000), (0x20_5000, 0x20_6000), (0x21_0000, 0x21_1100)])
+        Ok(vec![(0x20_0000, 0x20_5000), (0x20_5000, 0x20_6000), (0x40_0000, 0x40_0000), (0x21_0000, 0x21_1100)])
     );
     assert!(programs::segments(b"not an ELF file").is_err());
     let mut big_endian = program();
@@ -113,7 +114,8 @@ fn a_map_over_a_segment_is_refused_at_the_map_when_the_program_is_read() {
                 let p = &problems[0];
                 assert_eq!((p.line, p.element.as_str()), (5, "map"), "{vaddr:#x}");
                 assert!(p.message.contains(&format!("covers {segment}")), "{vaddr:#x}: {}", p.message);
-                assert!(p.fix.contains("at or above 0x212000"), "{}", p.fix);
+                // Above every segment, the empty one at 0x400000 too.
+                assert!(p.fix.contains("at or above 0x400000"), "{}", p.fix);
             }
             None => assert!(problems.is_empty(), "{vaddr:#x}: {problems:#?}"),
         }
@@ -165,6 +167,35 @@ fn a_queue_vaddr_near_the_program_is_held_to_the_program_once_read() {
                 }
                 None => assert!(problems.is_empty(), "{vaddr}: {problems:#?}"),
             }
+        }
+    }
+}
+
+/// An empty PT_LOAD (memsz 0) maps nothing, but the Microkit tool still checks maps against
+/// its range `vaddr..vaddr` with `a.start < b.end && b.start < a.end`: a map with the
+/// segment's address strictly inside is refused ("will overlap with an ELF segment at
+/// [0x400100..0x400100)", the SDK's tool run on these programs), one that starts or ends
+/// there is not.
+#[test]
+fn an_empty_segment_refuses_a_map_around_its_address_as_the_microkit_tool_does() {
+    let dir = std::env::temp_dir().join(format!("iommu-sdf-programs-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("prog.elf"), elf(&[(PT_LOAD, 0x20_0000, 0x1000), (PT_LOAD, 0x40_0100, 0)])).unwrap();
+    assert_eq!(
+        programs::segments(&std::fs::read(dir.join("prog.elf")).unwrap()),
+        Ok(vec![(0x20_0000, 0x20_1000), (0x40_0100, 0x40_0100)])
+    );
+    let board = Board::default();
+    // A two-page map at `vaddr`: around 0x400100, or starting or ending beside it.
+    for (vaddr, refused) in [(0x3f_f000, true), (0x40_0000, true), (0x3f_e000, false), (0x40_1000, false)] {
+        let text = one_map(vaddr).replace(r#"size="0x1000""#, r#"size="0x2000""#);
+        let (_, problems) = iommu_sdf::check_text_with(&text, &board, std::slice::from_ref(&dir));
+        if refused {
+            assert_eq!(problems.len(), 1, "{vaddr:#x}: {problems:#?}");
+            assert_eq!((problems[0].line, problems[0].element.as_str()), (5, "map"), "{vaddr:#x}");
+            assert!(problems[0].message.contains("covers 0x400100..0x400100"), "{vaddr:#x}: {}", problems[0].message);
+        } else {
+            assert!(problems.is_empty(), "{vaddr:#x}: {problems:#?}");
         }
     }
 }
