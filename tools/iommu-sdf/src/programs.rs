@@ -44,7 +44,21 @@ pub fn segments(bytes: &[u8]) -> Result<Vec<(u64, u64)>, String> {
     let headers = header.program_headers(endian, bytes).map_err(|e| format!("its program headers: {e}"))?;
     let mut out = Vec::new();
     for ph in headers.iter().filter(|ph| ph.p_type(endian) == PT_LOAD) {
-        let (vaddr, memsz) = (ph.p_vaddr(endian), ph.p_memsz(endian));
+        let (vaddr, memsz, filesz) = (ph.p_vaddr(endian), ph.p_memsz(endian), ph.p_filesz(endian));
+        // Not an ELF file the Microkit tool can load (it panics copying the bytes; System V
+        // gABI, "Program Header": the bytes are p_filesz at p_offset, p_filesz <= p_memsz).
+        if ph.data(endian, bytes).is_err() {
+            return Err(format!(
+                "its loadable segment at {vaddr:#x} has its {filesz:#x} bytes at file offset {:#x}, past the file's end ({:#x} bytes)",
+                ph.p_offset(endian),
+                bytes.len()
+            ));
+        }
+        if filesz > memsz {
+            return Err(format!(
+                "its loadable segment at {vaddr:#x} is larger in the file ({filesz:#x} bytes) than in memory ({memsz:#x})"
+            ));
+        }
         if memsz == 0 {
             out.push((vaddr, vaddr));
             continue;

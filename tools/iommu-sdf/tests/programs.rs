@@ -199,3 +199,29 @@ fn an_empty_segment_refuses_a_map_around_its_address_as_the_microkit_tool_does()
         }
     }
 }
+
+/// A segment whose file bytes are more than it occupies in memory, or lie past the file's
+/// end, is no valid ELF (System V gABI, "Program Header": p_filesz may not exceed
+/// p_memsz; the bytes are at p_offset in the file); the SDK's Microkit tool panics on both
+/// (tool/microkit/src/elf.rs:356 and :357, "range end index ... out of range"), so
+/// `check` refuses the program at its `<program_image>`.
+#[test]
+fn a_segment_larger_in_the_file_than_in_memory_or_past_the_files_end_is_refused() {
+    let mut past_end = elf(&[(PT_LOAD, 0x20_0000, 0x1000)]);
+    let ph = 64;
+    past_end[ph + 32..ph + 40].copy_from_slice(&0x100u64.to_le_bytes()); // p_filesz
+    past_end[ph + 8..ph + 16].copy_from_slice(&0x10_0000u64.to_le_bytes()); // p_offset
+    let mut over_memsz = elf(&[(PT_LOAD, 0x20_0000, 0x40)]);
+    over_memsz[ph + 32..ph + 40].copy_from_slice(&0x78u64.to_le_bytes()); // p_filesz: 120 of the file's 120 bytes
+    let board = Board::default();
+    for (tag, bytes, why) in [("past", past_end, "past the file's end"), ("over", over_memsz, "than in memory")] {
+        assert!(programs::segments(&bytes).is_err(), "{tag}");
+        let dir = std::env::temp_dir().join(format!("iommu-sdf-programs-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("prog.elf"), &bytes).unwrap();
+        let (_, problems) = iommu_sdf::check_text_with(&one_map(0x400_0000), &board, &[dir]);
+        assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+        assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
+        assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+    }
+}
