@@ -582,7 +582,9 @@ impl IommuHal {
     /// Send the UNMAPs queued buffers left pending (and those of mappings `map_queued`
     /// made that were never shared), and wait for them: true once every one is confirmed
     /// (or there was none), and the buffers are the driver's again. MAPs given up on
-    /// earlier are waited for too, and the mappings they made unmapped.
+    /// earlier are waited for too, and the mappings they made unmapped; false while one
+    /// is still unanswered (the IOMMU PD may serve it yet, mapping a buffer the driver
+    /// has taken back).
     pub fn flush_queue() -> bool {
         let failures = state().unmap_failures;
         // Again while the exchange brought the late answer of a MAP given up on (its
@@ -599,7 +601,7 @@ impl IommuHal {
                 break;
             }
         }
-        state().unmap_failures == failures
+        state().unmap_failures == failures && state().abandoned.len() == 0
     }
 
     /// Queued UNMAPs the IOMMU PD confirmed.
