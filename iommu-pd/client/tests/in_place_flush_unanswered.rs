@@ -7,12 +7,14 @@ use std::ptr::NonNull;
 
 use iommu_client::hal::{IommuHal, MAX_GROUP};
 use iommu_protocol::queue::OwnedQueue;
+use iommu_protocol::Op;
 use virtio_drivers::BufferDirection;
 
 mod common;
 #[path = "common/queued.rs"]
 mod queued;
-use common::{pages, reachable, PAGE};
+use common::{calls, pages, reachable, PAGE};
+use queued::wakeups;
 
 #[test]
 fn a_flush_with_maps_given_up_on_still_unanswered_does_not_say_the_buffers_are_back() {
@@ -34,10 +36,13 @@ fn a_flush_with_maps_given_up_on_still_unanswered_does_not_say_the_buffers_are_b
     assert_eq!(IommuHal::queue_stalls(), 1);
     // Flushed while still busy: the flush ends (the IOMMU PD not serving), but the MAPs
     // are unanswered, not known to have made nothing.
+    let before = wakeups();
     assert!(!IommuHal::flush_queue(), "flush said the buffers are the driver's with their MAPs unanswered");
+    assert!(wakeups() > before, "the flush woke the IOMMU PD for the answers");
     // Served after all: the device reaches every buffer until a flush unmaps them.
     queued::set_busy(false);
     assert!(IommuHal::flush_queue());
     assert!(!reaches_a_buffer(), "a late MAP left the device a buffer: {:x?}", reachable());
     assert_eq!(reachable().len(), 8, "the pool alone");
+    assert_eq!((calls(Op::Map), calls(Op::Unmap)), (1, 0), "the pool's MAP, and no call since");
 }
