@@ -321,8 +321,9 @@ impl<T: Copy> Group<T> {
 /// Post `unmaps` (device, IOVA) and `maps`, wake the IOMMU PD once, and wait for every
 /// completion (with `late`, also for the answers of MAPs given up on before). Returns each
 /// MAP's IOVA, in order (`None` if refused, or not posted because the ring was full or
-/// `map_room` was used up). An UNMAP that is not confirmed (refused, not posted, or never
-/// answered) is counted in `unmap_failures`, a confirmed one in `retired`.
+/// `map_room` was used up). An UNMAP that is not confirmed (refused, or never answered)
+/// is counted in `unmap_failures`, a confirmed one in `retired`; one the full ring did not
+/// take goes back to `pending`, for the next exchange (counted only if that is full too).
 fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool) -> [Option<u64>; MAX_GROUP] {
     let mut mapped = [None; MAX_GROUP];
     let st = state();
@@ -340,7 +341,13 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
                 *tag = t;
                 waiting += 1;
             }
-            Err(Full) => st.unmap_failures += 1,
+            // The ring holds a stalled batch's entries still: its buffer is the driver's
+            // again but its mapping stays until an UNMAP is posted, so it is kept.
+            Err(Full) => {
+                if !st.pending.push((device, iova)) {
+                    st.unmap_failures += 1;
+                }
+            }
         }
     }
     // A full ring refuses a MAP (the buffer is then copied); the UNMAPs go all the same.
@@ -582,24 +589,30 @@ impl IommuHal {
     /// Send the UNMAPs queued buffers left pending (and those of mappings `map_queued`
     /// made that were never shared), and wait for them: true once every one is confirmed
     /// (or there was none), and the buffers are the driver's again. MAPs given up on
-    /// earlier are waited for too, and the mappings they made unmapped.
+    /// earlier are waited for too, and the mappings they made unmapped; false while one
+    /// is still unanswered (the IOMMU PD may serve it yet, mapping a buffer the driver
+    /// has taken back), or an UNMAP is still pending (the ring full of a stalled batch).
     pub fn flush_queue() -> bool {
         let failures = state().unmap_failures;
-        // Again while the exchange brought the late answer of a MAP given up on (its
-        // mapping, nobody's, is unmapped too); each such MAP is answered once, and a wait
-        // with nothing to send that brings no answer ends it (the IOMMU PD not serving).
+        // Again while an exchange moved something on: an UNMAP answered, or the late
+        // answer of a MAP given up on (its mapping, nobody's, is unmapped too). Each UNMAP
+        // is answered once and each such MAP too, so this ends; an exchange that moves
+        // nothing on (the IOMMU PD not serving, the ring still full) ends it.
         loop {
             let unmaps = pending_unmaps();
-            let unanswered = state().abandoned.len();
+            let st = state();
+            let (unanswered, retired, refused) = (st.abandoned.len(), st.retired, st.unmap_failures);
             if unmaps.len() == 0 && unanswered == 0 {
                 break;
             }
             queued_exchange(&unmaps, &[], true);
-            if unmaps.len() == 0 && state().abandoned.len() == unanswered {
+            let st = state();
+            if st.abandoned.len() == unanswered && st.retired == retired && st.unmap_failures == refused {
                 break;
             }
         }
-        state().unmap_failures == failures
+        let st = state();
+        st.unmap_failures == failures && st.abandoned.len() == 0 && st.pending.len() == 0
     }
 
     /// Queued UNMAPs the IOMMU PD confirmed.

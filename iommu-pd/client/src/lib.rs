@@ -66,6 +66,15 @@ impl<C: Channel> Client<C> {
         self.call_raw(iommu_protocol::measure::BYPASS, &[device.0 as u64, bypass as u64]).map(|_| ())
     }
 
+    /// Measurement only (see `iommu_protocol::measure::WAKE_UP`): the IOMMU PD's own times
+    /// of its wake-ups (began, ended, longest). A product IOMMU PD answers `UnknownOp`.
+    pub fn measure_wake_up(&mut self) -> Result<[u64; 3], ErrorCode> {
+        self.call_raw(iommu_protocol::measure::WAKE_UP, &[]).map(|v| {
+            use iommu_protocol::measure::{WAKE_UP_BEGAN, WAKE_UP_ENDED, WAKE_UP_LONGEST};
+            [v[WAKE_UP_BEGAN], v[WAKE_UP_ENDED], v[WAKE_UP_LONGEST]]
+        })
+    }
+
     /// Map `len` bytes at `offset` of capability `cap` for `device`; returns the IOVA.
     pub fn map(
         &mut self,

@@ -66,6 +66,10 @@ fn init() -> Hostile {
     debug_println!("hostile: MAP past the end of its capability: {r:?}");
     let r = iommu.measure_bypass(MY_DEVICE, true);
     debug_println!("hostile: asks for its device in bypass: {r:?}");
+    // Nor how long the IOMMU PD's wake-ups take (queue-fair's measurement): it would tell a
+    // client how long others keep the IOMMU PD busy.
+    let r = iommu.measure_wake_up();
+    debug_println!("hostile: asks how long the IOMMU PD's wake-ups took: {r:?}");
     // Lending its scratch page to the edu driver's device would widen what that device
     // reaches; the description lets this capability go to no one.
     let r = iommu.grant(Handle(0), ClientId(0), 0, 0x1000, Rights::READ, 1 << OTHER_DEVICE.0);

@@ -35,15 +35,32 @@ pub fn window(board: &Board) -> (u64, u64) {
 /// The loadable segments of the ELF64 file `bytes`, each `[start, end)` as the Microkit tool
 /// places and checks it: from its first page (the frames it maps start there) to the end
 /// of the later of `vaddr + round_up(memsz)` (the range it checks maps against) and the page
-/// holding its last byte. Empty segments are left out (they map nothing and overlap nothing).
+/// holding its last byte. An empty segment maps nothing but is `vaddr..vaddr` exactly: the
+/// Microkit tool's overlap test (`a.start < b.end && b.start < a.end`) still refuses a map
+/// with `vaddr` strictly inside, and `rules::platform`'s same test does too.
 pub fn segments(bytes: &[u8]) -> Result<Vec<(u64, u64)>, String> {
     let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| format!("not a 64-bit ELF file: {e}"))?;
     let endian = header.endian().map_err(|e| format!("not a little-endian ELF file: {e}"))?;
     let headers = header.program_headers(endian, bytes).map_err(|e| format!("its program headers: {e}"))?;
     let mut out = Vec::new();
     for ph in headers.iter().filter(|ph| ph.p_type(endian) == PT_LOAD) {
-        let (vaddr, memsz) = (ph.p_vaddr(endian), ph.p_memsz(endian));
+        let (vaddr, memsz, filesz) = (ph.p_vaddr(endian), ph.p_memsz(endian), ph.p_filesz(endian));
+        // Not an ELF file the Microkit tool can load (it panics copying the bytes; System V
+        // gABI, "Program Header": the bytes are p_filesz at p_offset, p_filesz <= p_memsz).
+        if ph.data(endian, bytes).is_err() {
+            return Err(format!(
+                "its loadable segment at {vaddr:#x} has its {filesz:#x} bytes at file offset {:#x}, past the file's end ({:#x} bytes)",
+                ph.p_offset(endian),
+                bytes.len()
+            ));
+        }
+        if filesz > memsz {
+            return Err(format!(
+                "its loadable segment at {vaddr:#x} is larger in the file ({filesz:#x} bytes) than in memory ({memsz:#x})"
+            ));
+        }
         if memsz == 0 {
+            out.push((vaddr, vaddr));
             continue;
         }
         let checked = u128::from(vaddr) + u128::from(memsz).next_multiple_of(u128::from(PAGE));

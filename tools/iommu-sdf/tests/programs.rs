@@ -69,9 +69,10 @@ fn search_dir(tag: &str, names: &[&str]) -> PathBuf {
 fn the_segments_are_where_the_microkit_tool_maps_and_checks_them() {
     // The unaligned one: its frames start at its page; Microkit checks maps against
     // vaddr .. vaddr + round_up(memsz), one page from its start, past the page it ends in.
+    // The empty one is its address alone (an_empty_segment_refuses_a_map_around_its_address).
     assert_eq!(
         programs::segments(&program()),
-        Ok(vec![(0x20_0000, 0x20_5000), (0x20_5000, 0x20_6000), (0x21_0000, 0x21_1100)])
+        Ok(vec![(0x20_0000, 0x20_5000), (0x20_5000, 0x20_6000), (0x40_0000, 0x40_0000), (0x21_0000, 0x21_1100)])
     );
     assert!(programs::segments(b"not an ELF file").is_err());
     let mut big_endian = program();
@@ -113,7 +114,8 @@ fn a_map_over_a_segment_is_refused_at_the_map_when_the_program_is_read() {
                 let p = &problems[0];
                 assert_eq!((p.line, p.element.as_str()), (5, "map"), "{vaddr:#x}");
                 assert!(p.message.contains(&format!("covers {segment}")), "{vaddr:#x}: {}", p.message);
-                assert!(p.fix.contains("at or above 0x212000"), "{}", p.fix);
+                // Above every segment, the empty one at 0x400000 too.
+                assert!(p.fix.contains("at or above 0x400000"), "{}", p.fix);
             }
             None => assert!(problems.is_empty(), "{vaddr:#x}: {problems:#?}"),
         }
@@ -166,5 +168,60 @@ fn a_queue_vaddr_near_the_program_is_held_to_the_program_once_read() {
                 None => assert!(problems.is_empty(), "{vaddr}: {problems:#?}"),
             }
         }
+    }
+}
+
+/// An empty PT_LOAD (memsz 0) maps nothing, but the Microkit tool still checks maps against
+/// its range `vaddr..vaddr` with `a.start < b.end && b.start < a.end`: a map with the
+/// segment's address strictly inside is refused ("will overlap with an ELF segment at
+/// [0x400100..0x400100)", the SDK's tool run on these programs), one that starts or ends
+/// there is not.
+#[test]
+fn an_empty_segment_refuses_a_map_around_its_address_as_the_microkit_tool_does() {
+    let dir = std::env::temp_dir().join(format!("iommu-sdf-programs-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("prog.elf"), elf(&[(PT_LOAD, 0x20_0000, 0x1000), (PT_LOAD, 0x40_0100, 0)])).unwrap();
+    assert_eq!(
+        programs::segments(&std::fs::read(dir.join("prog.elf")).unwrap()),
+        Ok(vec![(0x20_0000, 0x20_1000), (0x40_0100, 0x40_0100)])
+    );
+    let board = Board::default();
+    // A two-page map at `vaddr`: around 0x400100, or starting or ending beside it.
+    for (vaddr, refused) in [(0x3f_f000, true), (0x40_0000, true), (0x3f_e000, false), (0x40_1000, false)] {
+        let text = one_map(vaddr).replace(r#"size="0x1000""#, r#"size="0x2000""#);
+        let (_, problems) = iommu_sdf::check_text_with(&text, &board, std::slice::from_ref(&dir));
+        if refused {
+            assert_eq!(problems.len(), 1, "{vaddr:#x}: {problems:#?}");
+            assert_eq!((problems[0].line, problems[0].element.as_str()), (5, "map"), "{vaddr:#x}");
+            assert!(problems[0].message.contains("covers 0x400100..0x400100"), "{vaddr:#x}: {}", problems[0].message);
+        } else {
+            assert!(problems.is_empty(), "{vaddr:#x}: {problems:#?}");
+        }
+    }
+}
+
+/// A segment whose file bytes are more than it occupies in memory, or lie past the file's
+/// end, is no valid ELF (System V gABI, "Program Header": p_filesz may not exceed
+/// p_memsz; the bytes are at p_offset in the file); the SDK's Microkit tool panics on both
+/// (tool/microkit/src/elf.rs:356 and :357, "range end index ... out of range"), so
+/// `check` refuses the program at its `<program_image>`.
+#[test]
+fn a_segment_larger_in_the_file_than_in_memory_or_past_the_files_end_is_refused() {
+    let mut past_end = elf(&[(PT_LOAD, 0x20_0000, 0x1000)]);
+    let ph = 64;
+    past_end[ph + 32..ph + 40].copy_from_slice(&0x100u64.to_le_bytes()); // p_filesz
+    past_end[ph + 8..ph + 16].copy_from_slice(&0x10_0000u64.to_le_bytes()); // p_offset
+    let mut over_memsz = elf(&[(PT_LOAD, 0x20_0000, 0x40)]);
+    over_memsz[ph + 32..ph + 40].copy_from_slice(&0x78u64.to_le_bytes()); // p_filesz: 120 of the file's 120 bytes
+    let board = Board::default();
+    for (tag, bytes, why) in [("past", past_end, "past the file's end"), ("over", over_memsz, "than in memory")] {
+        assert!(programs::segments(&bytes).is_err(), "{tag}");
+        let dir = std::env::temp_dir().join(format!("iommu-sdf-programs-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("prog.elf"), &bytes).unwrap();
+        let (_, problems) = iommu_sdf::check_text_with(&one_map(0x400_0000), &board, &[dir]);
+        assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+        assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
+        assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
     }
 }
