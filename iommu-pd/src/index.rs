@@ -901,6 +901,31 @@ mod tests {
     /// Random insertions and removals in several trees sharing the pools, sized by
     /// `leaves_for`/`inners_for`, against `BTreeMap`: after every step every query
     /// agrees and every invariant holds; and the pools are never short.
+    /// The tree's greatest, a random rank's and (with `walk`) every slot in order, against
+    /// the BTreeMap's.
+    fn agrees_in_order(
+        ix: &Index,
+        root: &Root,
+        map: &BTreeMap<u64, u16>,
+        step: usize,
+        walk: bool,
+        r: &mut impl FnMut() -> u64,
+    ) {
+        assert_eq!(ix.last(root), map.values().next_back().copied(), "step {step} last");
+        if !map.is_empty() {
+            let k = (r() % map.len() as u64) as usize;
+            assert_eq!(ix.select(root, k), map.values().nth(k).copied(), "step {step} select");
+        }
+        if walk {
+            let mut seen = Vec::new();
+            ix.walk(root, |s| {
+                seen.push(s);
+                true
+            });
+            assert_eq!(seen, map.values().copied().collect::<Vec<_>>(), "step {step} walk");
+        }
+    }
+
     fn against_btreemap(slots: usize, trees: usize, keyspace: u64, steps: usize, seed: u64) {
         let mut leaves = vec![Leaf::default(); leaves_for(slots, trees)];
         let mut inners = vec![Inner::default(); inners_for(slots, trees)];
@@ -949,19 +974,7 @@ mod tests {
             assert_eq!(ix.find(&roots[t], probe), map.get(&probe).copied(), "step {step} find");
             assert_eq!(ix.floor(&roots[t], probe), map.range(..=probe).next_back().map(|e| *e.1), "step {step} floor");
             assert_eq!(ix.ceil(&roots[t], probe), map.range(probe..).next().map(|e| *e.1), "step {step} ceil");
-            assert_eq!(ix.last(&roots[t]), map.values().next_back().copied(), "step {step} last");
-            if !map.is_empty() {
-                let k = (r() % map.len() as u64) as usize;
-                assert_eq!(ix.select(&roots[t], k), map.values().nth(k).copied(), "step {step} select");
-            }
-            if step % 97 == 0 {
-                let mut seen = Vec::new();
-                ix.walk(&roots[t], |s| {
-                    seen.push(s);
-                    true
-                });
-                assert_eq!(seen, map.values().copied().collect::<Vec<_>>(), "step {step} walk");
-            }
+            agrees_in_order(&ix, &roots[t], map, step, step % 97 == 0, &mut r);
         }
         // Empty every tree: all nodes come back.
         for (t, map) in reference.iter().enumerate() {
@@ -1060,19 +1073,7 @@ mod tests {
             ix.check(&roots[t]).unwrap_or_else(|e| panic!("step {step}: {e}"));
             let map = &reference[t];
             assert_eq!(roots[t].len(), map.len(), "step {step}");
-            assert_eq!(ix.last(&roots[t]), map.values().next_back().copied(), "step {step} last");
-            if !map.is_empty() {
-                let k = (r() % map.len() as u64) as usize;
-                assert_eq!(ix.select(&roots[t], k), map.values().nth(k).copied(), "step {step} select");
-            }
-            if step % 101 == 0 {
-                let mut seen = Vec::new();
-                ix.walk(&roots[t], |s| {
-                    seen.push(s);
-                    true
-                });
-                assert_eq!(seen, map.values().copied().collect::<Vec<_>>(), "step {step} walk");
-            }
+            agrees_in_order(&ix, &roots[t], map, step, step % 101 == 0, &mut r);
         }
         assert!(appends > 10_000 && full > 100, "{appends} appends, {full} insertions with every slot in use");
         for (t, map) in reference.iter().enumerate() {
