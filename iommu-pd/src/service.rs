@@ -57,6 +57,12 @@ const UNMAP_BATCH: usize = 64;
 /// The page size of every mapping.
 pub const PAGE: u64 = 4096;
 
+/// The first page of `dc`'s IOVA window, its base rounded up to a page: where its
+/// allocator starts. `None` if that does not fit 64 bits.
+fn window_first_page(dc: &DeviceConfig) -> Option<u64> {
+    dc.iova_base.checked_add(PAGE - 1).map(|b| b & !(PAGE - 1))
+}
+
 /// The static configuration does not fit or is inconsistent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigError {
@@ -335,7 +341,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         storage.clients.fill(ClientTables::default());
         storage.devices.fill(DeviceState::default());
         for (st, dc) in storage.devices.iter_mut().zip(cfg.devices) {
-            let base = dc.iova_base.checked_add(PAGE - 1).map(|b| b & !(PAGE - 1));
+            let base = window_first_page(dc);
             st.next_iova = base.unwrap_or(0);
             // A bound that does not fit: no allocation takes the fast way.
             st.window_end = base.and(dc.iova_base.checked_add(dc.iova_size)).unwrap_or(0);

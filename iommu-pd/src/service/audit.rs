@@ -40,7 +40,7 @@ impl<H: IommuHw> Service<'_, H> {
             // The allocator's next IOVA: the end of the highest mapping (the walk's last),
             // or the window's first page.
             let dc = &self.cfg.devices[d];
-            let base = dc.iova_base.checked_add(super::PAGE - 1).map(|b| b & !(super::PAGE - 1));
+            let base = super::window_first_page(dc);
             let end = dc.iova_base.checked_add(dc.iova_size);
             let window_end = base.and(end).unwrap_or(0);
             let base = base.unwrap_or(0);

@@ -137,7 +137,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let (tree, root) = self.view(d);
         let top = tree.last(root).and_then(|i| self.maps[i as usize]).map(|m| m.iova + m.len());
         let dc = &self.cfg.devices[d];
-        let base = dc.iova_base.checked_add(PAGE - 1).map_or(0, |b| b & !(PAGE - 1));
+        let base = window_first_page(dc).unwrap_or(0);
         self.devices[d].next_iova = top.unwrap_or(base).max(base);
     }
 
@@ -207,7 +207,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     pub(super) fn alloc_iova_searched(&self, device: DeviceIndex, len: u64) -> Option<u64> {
         let dc = &self.cfg.devices[device];
         let end = dc.iova_base.checked_add(dc.iova_size)?;
-        let base = dc.iova_base.checked_add(PAGE - 1)? & !(PAGE - 1);
+        let base = window_first_page(dc)?;
         let (tree, root) = self.view(device);
         let top = tree.last(root).map(|i| self.at(i).iova + self.at(i).len());
         let bump = top.unwrap_or(base).max(base);
