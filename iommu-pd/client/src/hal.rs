@@ -138,8 +138,9 @@ pub struct InPlace {
 pub enum Reach {
     /// A buffer is mapped when virtio-drivers shares it (one MAP of the pages it touches)
     /// and unmapped when it is unshared (one UNMAP, which returns once the IOMMU has
-    /// confirmed): the device reaches a buffer only while its request is in flight, for
-    /// two calls to the IOMMU PD per buffer.
+    /// confirmed; if it did not, the UNMAP is called again, and then the device stopped,
+    /// `IommuHal::failure`): the device reaches a buffer only while its request is in
+    /// flight, for two calls to the IOMMU PD per buffer.
     PerRequest {
         /// The capability for the memory.
         cap: Handle,
@@ -155,8 +156,11 @@ pub enum Reach {
     /// the next buffer's MAP when that one is shared, one notification for both; `share`
     /// returns once both completions are in, so the previous buffer is then out of the
     /// device's reach, confirmed (`IommuHal::retired`), and only then is it the driver's
-    /// to read or reuse. The device reaches a buffer from its request's start until the
-    /// next request's start (or `IommuHal::flush_queue`). With several requests in flight,
+    /// to read or reuse. An UNMAP the queue does not confirm (the ring full, the IOMMU PD
+    /// silent, or its answer an error) is made by the call before that, and if the call
+    /// does not confirm it either, the device is stopped (`IommuHal::failure`). The device
+    /// reaches a buffer from its request's start until the next request's start (or
+    /// `IommuHal::flush_queue`). With several requests in flight,
     /// `IommuHal::map_queued` maps a group's buffers ahead of its requests, with the UNMAPs
     /// the previous group left pending, one wake-up for all: the device then reaches a
     /// group's buffers from its batch until the next group's (or the flush). Called while a
@@ -232,20 +236,29 @@ impl InPlace {
     }
 
     /// The device is done with the buffer whose first page it reaches at `page`: unmap it
-    /// if it was mapped for the request. False if the IOMMU PD did not confirm the UNMAP.
-    fn unshare(&self, page: u64) -> bool {
+    /// if it was mapped for the request.
+    fn unshare(&self, page: u64) {
         match self.reach {
-            Reach::PerRequest { device, call, .. } => Client::new(FnChannel(call)).unmap(device, &[page]).is_ok(),
+            // Returns with the buffer out of the device's reach, confirmed, or the device
+            // stopped (`unmapped_or_stopped`): virtio-drivers takes the buffer back now.
+            Reach::PerRequest { device, call, .. } => {
+                if !unmapped(call, device, page) {
+                    state().unmap_failures += 1;
+                    unmapped_or_stopped(call, device, page);
+                }
+            }
             // Posted, sent with the next MAP (or by `flush_queue`); with as many pending as a
-            // group leaves already, those go first, alone (a failure among them is counted
-            // where it is found).
+            // group leaves already, those go first, alone. That leaves room (every exchange
+            // ends its UNMAPs); were there none, the call would make this one now.
             Reach::Queued { device, .. } => {
                 if state().pending.len() == MAX_GROUP {
                     IommuHal::flush_queue();
                 }
-                state().pending.push((device, page))
+                if !state().pending.push((device, page)) {
+                    unmap_by_call(device, page);
+                }
             }
-            Reach::Always { .. } => true,
+            Reach::Always { .. } => {}
         }
     }
 }
@@ -321,32 +334,38 @@ impl<T: Copy> Group<T> {
 /// Post `unmaps` (device, IOVA) and `maps`, wake the IOMMU PD once, and wait for every
 /// completion (with `late`, also for the answers of MAPs given up on before). Returns each
 /// MAP's IOVA, in order (`None` if refused, or not posted because the ring was full or
-/// `map_room` was used up). An UNMAP that is not confirmed (refused, or never answered)
-/// is counted in `unmap_failures`, a confirmed one in `retired`; one the full ring did not
-/// take goes back to `pending`, for the next exchange (counted only if that is full too).
+/// `map_room` was used up). A confirmed UNMAP is counted in `retired`; one the queue does
+/// not confirm (the ring full even after a wake-up, never answered, or refused) is made
+/// by the call before this returns (`unmap_by_call`), so none is left for later: every
+/// caller hands the buffers back once this returns.
 fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool) -> [Option<u64>; MAX_GROUP] {
     let mut mapped = [None; MAX_GROUP];
+    // The UNMAPs the queue did not confirm, for the call.
+    let mut unconfirmed = Group::EMPTY;
     let st = state();
     let mut room = map_room(st);
     let Some(q) = st.queue.as_mut() else {
-        st.unmap_failures += unmaps.len() as u64;
+        unmaps.iter().for_each(|(device, iova)| unmap_by_call(device, iova));
         return mapped;
     };
     // Each posted entry's tag, UNMAPs then MAPs (tags are never `u64::MAX`: one a post).
     let mut tags = [u64::MAX; 2 * MAX_GROUP];
     let mut waiting = 0;
     for (tag, (device, iova)) in tags.iter_mut().zip(unmaps.iter()) {
-        match q.post_unmap(device, iova) {
+        // The ring full holds a stalled batch's entries still: the IOMMU PD, if it serves
+        // again, takes them when woken, and then there is room.
+        let posted = q.post_unmap(device, iova).or_else(|Full| {
+            q.notify();
+            q.post_unmap(device, iova)
+        });
+        match posted {
             Ok(t) => {
                 *tag = t;
                 waiting += 1;
             }
-            // The ring holds a stalled batch's entries still: its buffer is the driver's
-            // again but its mapping stays until an UNMAP is posted, so it is kept.
+            // Still full: the IOMMU PD serves nothing. The call makes it (`unmapped`).
             Err(Full) => {
-                if !st.pending.push((device, iova)) {
-                    st.unmap_failures += 1;
-                }
+                let _room = unconfirmed.push((device, iova));
             }
         }
     }
@@ -392,13 +411,25 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
         waiting -= 1;
         match (i < MAX_GROUP, done.result) {
             (true, Ok(_)) => st.retired += 1,
-            (true, Err(_)) => st.unmap_failures += 1,
+            // No mapping starts there any more (a STOP or a REVOKE took it): gone, as the
+            // index the IOMMU PD answers from holds every mapping the tables do.
+            (true, Err(ErrorCode::NotMapped)) => {}
+            // Refused (`Hardware`: the IOMMU did not confirm; the IOMMU PD blocks the
+            // device, or retries the block at its next request, which the call is).
+            (true, Err(_)) => {
+                if let Some(u) = unmaps.iter().nth(i) {
+                    let _room = unconfirmed.push(u);
+                }
+            }
             (false, r) => mapped[i - MAX_GROUP] = r.ok(),
         }
     }
     if waiting > 0 {
-        // Never answered: those UNMAPs are not known to be done.
-        st.unmap_failures += tags[..MAX_GROUP].iter().filter(|&&t| t != u64::MAX).count() as u64;
+        // Never answered: those UNMAPs are not known to be done. (Left in the ring, each
+        // is served some time, and answers NotMapped to nobody once the call made it.)
+        for (_, u) in tags[..MAX_GROUP].iter().zip(unmaps.iter()).filter(|(&t, _)| t != u64::MAX) {
+            let _room = unconfirmed.push(u);
+        }
         st.queue_stalls += 1;
         // Unanswered MAPs may still be served: their answers are watched for. Never full:
         // each was posted only with room kept for it (`map_room`).
@@ -406,7 +437,61 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
             let _held = st.abandoned.push((tag, m.device));
         }
     }
+    // (Never full: it holds some of `unmaps`, at most a group.)
+    unconfirmed.iter().for_each(|(device, iova)| unmap_by_call(device, iova));
     mapped
+}
+
+/// An UNMAP the queue did not confirm (the ring full, the IOMMU PD silent past the
+/// client's patience, or its answer an error), counted in `unmap_failures`: made by the
+/// call instead (`unmapped_or_stopped`).
+fn unmap_by_call(device: DeviceId, iova: u64) {
+    let st = state();
+    st.unmap_failures += 1;
+    unmapped_or_stopped(st.call, device, iova);
+}
+
+/// Whether the UNMAP call for `device`'s mapping at `iova` says it is gone. The IOMMU PD
+/// answers only once the IOMMU confirmed, and before it serves the call it retries a block
+/// it could not confirm, and before the removal any removal of the device it could not:
+/// the call is the "next request" those wait for. `NotMapped`: no mapping starts there
+/// any more (the queue's UNMAP, served meanwhile, a STOP or a REVOKE took it), gone as
+/// surely, since the IOMMU PD's index holds every mapping its tables do.
+fn unmapped(call: CallFn, device: DeviceId, iova: u64) -> bool {
+    matches!(Client::new(FnChannel(call)).unmap(device, &[iova]), Ok(()) | Err(ErrorCode::NotMapped))
+}
+
+/// Unmap `device`'s mapping at `iova` by the call; if the IOMMU does not confirm that
+/// either, stop the device (STOP: blocked, every mapping gone, confirmed), and record it
+/// in `failure`, which every later `map_queued` and `flush_queue` answers. When this
+/// returns the buffer is out of the device's reach, confirmed, or `failure` says that
+/// even STOP was not confirmed (the IOMMU confirms nothing: the IOMMU PD keeps the
+/// device marked, and retries its block before every request it serves).
+fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) {
+    if unmapped(call, device, iova) {
+        return;
+    }
+    let failure = match Client::new(FnChannel(call)).stop(device) {
+        Ok(_) => Failure::Stopped(device),
+        Err(e) => Failure::NotStopped(device, e),
+    };
+    let st = state();
+    // The worse is kept: a device stopped does not make up for one that could not be.
+    if !matches!(st.failure, Some(Failure::NotStopped(..))) {
+        st.failure = Some(failure);
+    }
+}
+
+/// What the Hal did when the IOMMU confirmed neither a buffer's UNMAP nor, after it, the
+/// UNMAP call: it stopped the device, through the IOMMU PD, before handing the buffer back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// STOP confirmed: the device reaches nothing (the pool neither), so its requests cannot
+    /// complete, until the driver resumes it (`Client::resume`) and starts it again.
+    Stopped(DeviceId),
+    /// STOP was refused too (its answer): the device may still reach the buffer. The IOMMU
+    /// PD keeps it marked and retries its block before every request it serves.
+    NotStopped(DeviceId, ErrorCode),
 }
 
 /// How many more MAPs may be posted: each one posted could be given up on and served
@@ -457,6 +542,9 @@ struct Installed {
     /// that no `share` has taken yet: (pages, device, IOVA).
     queue: Option<MapQueue<'static, NotifyFn>>,
     pending: Group<(DeviceId, u64)>,
+    /// How to reach the IOMMU PD for what the queue cannot do: an UNMAP it did not
+    /// confirm, then STOP (`unmapped_or_stopped`).
+    call: CallFn,
     premapped: Group<(Pages, DeviceId, u64)>,
     /// MAPs an exchange gave up waiting for: (tag, device); and the mappings those made when
     /// served late, to unmap with the next UNMAPs: (device, IOVA); together at most a
@@ -467,9 +555,10 @@ struct Installed {
     /// Queued UNMAPs confirmed, and waits for completions that never came.
     retired: u64,
     queue_stalls: u64,
-    /// In-place UNMAPs the IOMMU PD did not confirm (it blocks the device when that
-    /// happens, so the buffer is safe, but the driver should know).
+    /// In-place UNMAPs the queue (or, per request, the call) did not confirm, each then
+    /// made by the call, or its device stopped; and the device stopped, if one was.
     unmap_failures: u64,
+    failure: Option<Failure>,
     mmio: fn(u64, usize) -> NonNull<u8>,
 }
 
@@ -478,6 +567,12 @@ struct HalCell(UnsafeCell<Installed>);
 // SAFETY: a driver PD is single-threaded and virtio-drivers calls the Hal from that one
 // thread; nothing touches the cell from an interrupt context.
 unsafe impl Sync for HalCell {}
+
+/// The call before `install_queue` gives one: answered `UnknownOp`, as the IOMMU PD
+/// answers what it cannot serve (so an UNMAP made by it is not confirmed).
+fn no_call(_label: u64, _mrs: &[u64], _reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
+    ErrorCode::UnknownOp as u64
+}
 
 fn identity(paddr: u64, _size: usize) -> NonNull<u8> {
     NonNull::new(paddr as *mut u8).expect("MMIO at address 0")
@@ -488,6 +583,7 @@ static STATE: HalCell = HalCell(UnsafeCell::new(Installed {
     in_place: None,
     queue: None,
     pending: Group::EMPTY,
+    call: no_call,
     premapped: Group::EMPTY,
     abandoned: Group::EMPTY,
     orphans: Group::EMPTY,
@@ -495,6 +591,7 @@ static STATE: HalCell = HalCell(UnsafeCell::new(Installed {
     retired: 0,
     queue_stalls: 0,
     unmap_failures: 0,
+    failure: None,
     mmio: identity,
 }));
 
@@ -537,9 +634,13 @@ impl IommuHal {
         state().in_place = None;
     }
 
-    /// The mapping queue that `Reach::Queued` buffers are mapped and unmapped through.
-    pub fn install_queue(queue: MapQueue<'static, NotifyFn>) {
-        state().queue = Some(queue);
+    /// The mapping queue that `Reach::Queued` buffers are mapped and unmapped through, and
+    /// the call to the IOMMU PD for an UNMAP the queue does not confirm (and STOP, if the
+    /// call does not either).
+    pub fn install_queue(queue: MapQueue<'static, NotifyFn>, call: CallFn) {
+        let st = state();
+        st.queue = Some(queue);
+        st.call = call;
     }
 
     /// Map `buffers` (each with the direction virtio-drivers will share it in) through
@@ -552,10 +653,11 @@ impl IommuHal {
     /// Buffers shared now (a group whose requests are in flight) are left mapped, so this
     /// may run while the device works on them.
     ///
-    /// Returns whether every MAP succeeded and every UNMAP was confirmed (its buffer out of
-    /// the device's reach, and the driver's again). Nothing is posted, and `false`, unless
-    /// the in-place memory is `Reach::Queued` with a queue installed and every buffer lies
-    /// in it, at most `MAX_GROUP` of them.
+    /// Returns whether every MAP succeeded. Every UNMAP is confirmed when it returns (its
+    /// buffer out of the device's reach, and the driver's again), by the queue or the
+    /// call, or the device was stopped: then `false`, and from then on (`failure`).
+    /// Nothing is posted, and `false`, unless the in-place memory is `Reach::Queued` with a
+    /// queue installed and every buffer lies in it, at most `MAX_GROUP` of them.
     pub fn map_queued(buffers: &[(NonNull<[u8]>, BufferDirection)]) -> bool {
         let st = state();
         let Some(memory @ InPlace { reach: Reach::Queued { cap, cap_offset, device }, .. }) = st.in_place else {
@@ -571,9 +673,7 @@ impl IommuHal {
             *page = Some(p);
             *map = MapArgs { offset: cap_offset + p.first as u64, len: p.len, rights: p.rights, ..*map };
         }
-        let failures = st.unmap_failures;
         let unmaps = pending_unmaps();
-        let retired = state().retired;
         let iovas = queued_exchange(&unmaps, &maps[..buffers.len()], false);
         let st = state();
         for (p, iova) in pages.iter().zip(iovas) {
@@ -581,19 +681,17 @@ impl IommuHal {
                 st.premapped.push((*p, device, iova));
             }
         }
-        st.unmap_failures == failures
-            && st.retired == retired + unmaps.len() as u64
-            && st.premapped.len() == buffers.len()
+        st.failure.is_none() && st.premapped.len() == buffers.len()
     }
 
     /// Send the UNMAPs queued buffers left pending (and those of mappings `map_queued`
-    /// made that were never shared), and wait for them: true once every one is confirmed
-    /// (or there was none), and the buffers are the driver's again. MAPs given up on
-    /// earlier are waited for too, and the mappings they made unmapped; false while one
-    /// is still unanswered (the IOMMU PD may serve it yet, mapping a buffer the driver
-    /// has taken back), or an UNMAP is still pending (the ring full of a stalled batch).
+    /// made that were never shared), and wait for them: when it returns each is confirmed,
+    /// by the queue or else by the call, or the device was stopped (`failure`), and the
+    /// buffers are the driver's again. MAPs given up on earlier are waited for too, and
+    /// the mappings they made unmapped. True unless one is still unanswered (the IOMMU PD
+    /// may serve it yet, mapping a buffer the driver has taken back) or the Hal stopped
+    /// a device (`failure`).
     pub fn flush_queue() -> bool {
-        let failures = state().unmap_failures;
         // Again while an exchange moved something on: an UNMAP answered, or the late
         // answer of a MAP given up on (its mapping, nobody's, is unmapped too). Each UNMAP
         // is answered once and each such MAP too, so this ends; an exchange that moves
@@ -612,7 +710,14 @@ impl IommuHal {
             }
         }
         let st = state();
-        st.unmap_failures == failures && st.abandoned.len() == 0 && st.pending.len() == 0
+        st.failure.is_none() && st.abandoned.len() == 0 && st.pending.len() == 0
+    }
+
+    /// Why the Hal stopped a device, if it had to: an UNMAP that neither the queue nor the
+    /// call confirmed (`Failure`). Kept for as long as this PD runs: `map_queued` and
+    /// `flush_queue` answer `false` from then on.
+    pub fn failure() -> Option<Failure> {
+        state().failure
     }
 
     /// Queued UNMAPs the IOMMU PD confirmed.
@@ -633,7 +738,9 @@ impl IommuHal {
         state().maps_held_back
     }
 
-    /// In-place UNMAPs the IOMMU PD did not confirm.
+    /// In-place UNMAPs the queue (or, per request, the call) did not confirm at first:
+    /// each was then made by the call, or its device stopped (`failure`). Zero unless the
+    /// IOMMU PD stalled or the IOMMU failed.
     pub fn unmap_failures() -> u64 {
         state().unmap_failures
     }
@@ -694,9 +801,7 @@ unsafe impl Hal for IommuHal {
         let st = state();
         if st.pool.as_ref().is_none_or(|p| p.index(page).is_none()) {
             if let Some(m) = st.in_place {
-                if !m.unshare(page) {
-                    st.unmap_failures += 1;
-                }
+                m.unshare(page);
                 return;
             }
         }

@@ -1,7 +1,8 @@
 //! UNMAPs that find the ring full (a stalled batch's entries still in it, the IOMMU PD
-//! busy): the buffers are the driver's again after `unshare`, so their mappings must still
-//! go once the IOMMU PD serves again; an UNMAP that could not be posted is not forgotten.
-//! (Its own test binary: the Hal is one static.)
+//! busy): the buffers are the driver's again once the flush returns, so their mappings go
+//! by the call then; an UNMAP that could not be posted is not forgotten, and is not left
+//! for the IOMMU PD to serve some time later either. (Its own test binary: the Hal is one
+//! static.)
 
 use std::ptr::NonNull;
 
@@ -60,20 +61,24 @@ fn unmaps_that_find_the_ring_full_still_go_once_the_iommu_pd_serves() {
     assert!(IommuHal::map_queued(&b), "B mapped under A's reads");
     end(&a, iovas_a);
     let iovas_b = start(&b);
-    // The batch under B's reads (A's UNMAPs, C's MAPs) fills the ring and is not served.
+    // The batch under B's reads (A's UNMAPs, C's MAPs) fills the ring and is not served:
+    // A's UNMAPs, unanswered, are made by the call.
     queued::set_busy(true);
     assert!(!IommuHal::map_queued(&c));
+    assert_eq!(calls(Op::Unmap), GROUP as u64);
     end(&b, iovas_b);
-    // B's UNMAPs find the ring full: the flush ends (a wait brings nothing) and says so.
+    // B's UNMAPs find the ring full, even after a wake-up: made by the call too. The flush
+    // ends (a wait for C's MAPs brings nothing) and says so, since those MAPs may yet be
+    // served; B is the driver's again all the same.
     let before = wakeups();
     assert!(!IommuHal::flush_queue());
     assert!(wakeups() > before, "the flush woke the IOMMU PD for C's MAPs' answers");
-    assert!(reaches_b(), "B is still mapped: nothing was served");
-    // The IOMMU PD serves again: every mapping goes, B's too.
-    queued::set_busy(false);
-    IommuHal::flush_queue();
-    assert!(IommuHal::flush_queue());
     assert!(!reaches_b(), "B's buffers, the driver's again, are left to the device: {:x?}", reachable());
+    assert_eq!(calls(Op::Unmap), 2 * GROUP as u64, "B's UNMAPs by the call");
+    // The IOMMU PD serves again: C's late mappings go too.
+    queued::set_busy(false);
+    assert!(IommuHal::flush_queue());
     assert_eq!(reachable().len(), 8, "the pool alone: {:x?}", reachable());
-    assert_eq!((calls(Op::Map), calls(Op::Unmap)), (1, 0), "the pool's MAP, and no call since");
+    assert_eq!(IommuHal::failure(), None, "every UNMAP confirmed: no device stopped");
+    assert_eq!((calls(Op::Map), calls(Op::Unmap)), (1, 2 * GROUP as u64), "the pool's MAP, and no MAP call since");
 }

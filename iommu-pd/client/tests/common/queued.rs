@@ -38,6 +38,7 @@ pub fn set_busy(busy: bool) {
 }
 
 /// Wake-ups so far.
+#[allow(dead_code, reason = "only the tests that count wake-ups ask")]
 pub fn wakeups() -> u64 {
     WAKEUPS.with(Cell::get)
 }
@@ -58,7 +59,7 @@ pub fn start(
     // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.
     let pool = unsafe { DmaPool::map(&mut Client::new(Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) }.unwrap();
     IommuHal::install(pool);
-    IommuHal::install_queue(MapQueue::new(queue, NotifyFn(wake_iommu_pd)));
+    IommuHal::install_queue(MapQueue::new(queue, NotifyFn(wake_iommu_pd)), crate::common::call);
     let memory = InPlace {
         va: bufs,
         len: buf_pages * PAGE,

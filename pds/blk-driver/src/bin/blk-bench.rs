@@ -156,7 +156,8 @@ impl Path {
     }
 }
 
-/// The IOMMU PD, for `IommuHal`'s own MAP and UNMAP of per-request buffers.
+/// The IOMMU PD, for `IommuHal`'s own MAP and UNMAP of per-request buffers, and the UNMAP
+/// (then STOP) it falls back to when the queue does not confirm one.
 fn iommu_call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
     iommu_client::Channel::call(&mut Ppc(IOMMU), label, mrs, reply)
 }
@@ -485,7 +486,7 @@ fn init() -> BlkBench {
     // Translated through the MAP above, or in bypass: the same address.
     let always = InPlace { va: buffer.cast(), len: CHUNK, reach: Reach::Always { device_addr: buffer_pa } };
     let Some(queue) = map_queue() else { return BlkBench };
-    IommuHal::install_queue(queue);
+    IommuHal::install_queue(queue, iommu_call);
     let queued = InPlace {
         va: buffer.cast(),
         len: 2 * CHUNK,

@@ -1,0 +1,76 @@
+//! A per-request buffer's UNMAP call that the IOMMU does not confirm while its block of the
+//! device fails too (the device still translates through what it cached): virtio-drivers
+//! takes the buffer back when `unshare` returns, so the Hal asks again (the IOMMU PD retries
+//! the block and the removal first), and stops the device if that is not confirmed either.
+//! Where it stops: a STOP the IOMMU does not confirm either; the Hal says so, and the
+//! IOMMU PD blocks the device at its next request. (Its own test binary: the Hal is one
+//! static.)
+
+use std::ptr::NonNull;
+
+use iommu_client::hal::{DmaPool, Failure, InPlace, IommuHal, Reach};
+use iommu_client::Client;
+use iommu_pd::model::ModelHw;
+use iommu_pd::Service;
+use iommu_protocol::{DeviceId, ErrorCode, Handle, Op};
+use virtio_drivers::{BufferDirection, Hal};
+
+mod common;
+use common::{call, calls, pages, reachable, Direct, PAGE, SERVICE};
+
+/// The model IOMMU fails `first`, then each of `then`, as the service meets them.
+fn fail(first: &'static str, then: &[&'static str]) {
+    SERVICE.with(|s| {
+        let mut s = s.borrow_mut();
+        let hw = s.as_mut().unwrap().hw_mut();
+        hw.fail_next = Some(first);
+        hw.fail_then = then.to_vec();
+    });
+}
+
+#[test]
+fn an_unmap_call_the_iommu_refuses_is_made_again_or_the_device_stopped() {
+    let (pool_mem, bufs) = (pages(8), pages(2));
+    let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
+    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, 2, 3);
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
+    SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
+    // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.
+    let pool = unsafe { DmaPool::map(&mut Client::new(Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) }.unwrap();
+    IommuHal::install(pool);
+    let reach = Reach::PerRequest { cap: Handle(1), cap_offset: 0, device: DeviceId(0), call };
+    // SAFETY: `bufs` is the buffers region's memory, which the device may reach.
+    unsafe { IommuHal::share_in_place(InPlace { va: bufs, len: 2 * PAGE, reach }) };
+    // SAFETY: inside the 2 pages of `bufs`.
+    let page = |i: usize| NonNull::slice_from_raw_parts(unsafe { bufs.add(i * PAGE) }, PAGE);
+    let pa = |i: usize| bufs_pa + (i * PAGE) as u64;
+    let reaches = |i: usize| reachable().values().any(|(p, _)| *p == pa(i));
+    let request = |i: usize, failures: (&'static str, &[&'static str])| {
+        // SAFETY: valid for its length; unshared at once.
+        let iova = unsafe { IommuHal::share(page(i), BufferDirection::DeviceToDriver) };
+        assert!(reaches(i));
+        fail(failures.0, failures.1);
+        // SAFETY: shared above.
+        unsafe { IommuHal::unshare(iova, page(i), BufferDirection::DeviceToDriver) };
+    };
+
+    // A's UNMAP is not confirmed, nor the block after it; the second call has the IOMMU PD
+    // block the device and retry the removal, confirmed. A is out of reach once `unshare`
+    // returns, and the device runs on.
+    request(0, ("unmap", &["block"]));
+    assert!(!reaches(0), "A left to the device after unshare: {:x?}", reachable());
+    assert_eq!(reachable().len(), 8, "the pool alone, the device running");
+    assert_eq!((IommuHal::unmap_failures(), IommuHal::failure()), (1, None));
+    assert_eq!((calls(Op::Unmap), calls(Op::Stop)), (2, 0));
+
+    // B's: the removal and every block and retry fail, STOP's block too. The Hal cannot
+    // make the device stop, and says so; the IOMMU PD, at its next request (any client's),
+    // blocks it again, and that holds.
+    request(1, ("unmap", &["block", "block", "retry_unmap", "retry_unmap", "block", "retry_unmap", "block"]));
+    assert_eq!(IommuHal::failure(), Some(Failure::NotStopped(DeviceId(0), ErrorCode::Hardware)));
+    assert_eq!((calls(Op::Unmap), calls(Op::Stop)), (4, 1));
+    assert!(reaches(1), "where the guarantee stops: the IOMMU confirmed nothing, not even a block");
+    Client::new(Direct).query().unwrap();
+    assert!(reachable().is_empty(), "the IOMMU PD's next request blocked the device: {:x?}", reachable());
+    assert!(!IommuHal::flush_queue(), "the Hal goes on saying so");
+}
