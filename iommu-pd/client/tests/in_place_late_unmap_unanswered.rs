@@ -4,29 +4,19 @@
 //! the UNMAP was counted in `unmap_failures` and forgotten: the next flush said true with
 //! the device still reaching the buffer). (Its own test binary: the Hal is one static.)
 
-use std::ptr::NonNull;
-
 use iommu_client::hal::IommuHal;
-use iommu_protocol::queue::OwnedQueue;
 use iommu_protocol::Op;
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
 #[path = "common/queued.rs"]
 mod queued;
-use common::{calls, pages, reachable, PAGE};
+use common::{calls, reachable};
 
 #[test]
 fn a_late_maps_unmap_left_unanswered_is_not_forgotten() {
-    let (pool_mem, bufs) = (pages(8), pages(2));
-    let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, 2, 4);
-    let queue = Box::leak(Box::<OwnedQueue<8>>::default()).queue().unwrap();
-    queued::start(cfg, queue, pool_mem, bufs, 2);
-    // SAFETY: inside the 2 pages of `bufs`.
-    let page = |i: usize| NonNull::slice_from_raw_parts(unsafe { bufs.add(i * PAGE) }, PAGE);
-    let pa = |i: usize| bufs_pa + (i * PAGE) as u64;
-    let reaches = |i: usize| reachable().values().any(|(p, _)| *p == pa(i));
+    let bufs = queued::Buffers::start::<8>(2, 4);
+    let (page, reaches) = (|i| bufs.page(i), |i| bufs.reached(i));
 
     // A's MAP given up on (the IOMMU PD serving nothing), then served with B's: A's
     // mapping is nobody's, to go with B's UNMAP.

@@ -16,17 +16,7 @@ use iommu_protocol::{DeviceId, ErrorCode, Handle, Op};
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
-use common::{call, calls, pages, reachable, Direct, PAGE, SERVICE};
-
-/// The model IOMMU fails `first`, then each of `then`, as the service meets them.
-fn fail(first: &'static str, then: &[&'static str]) {
-    SERVICE.with(|s| {
-        let mut s = s.borrow_mut();
-        let hw = s.as_mut().unwrap().hw_mut();
-        hw.fail_next = Some(first);
-        hw.fail_then = then.to_vec();
-    });
-}
+use common::{call, calls, fail, pages, reachable, Direct, PAGE, SERVICE};
 
 #[test]
 fn an_unmap_call_the_iommu_refuses_is_made_again_or_the_device_stopped() {

@@ -4,34 +4,24 @@
 //! (before, it was counted in `unmap_failures` and left to the device for good). (Its own
 //! test binary: the Hal is one static.)
 
-use std::ptr::NonNull;
-
 use iommu_client::hal::{IommuHal, MAX_GROUP};
-use iommu_protocol::queue::OwnedQueue;
 use iommu_protocol::Op;
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
 #[path = "common/queued.rs"]
 mod queued;
-use common::{calls, pages, reachable, PAGE};
+use common::{calls, reachable};
 
 #[test]
 fn an_unmap_with_no_room_left_is_not_dropped() {
     // A: a group mapped ahead; Y: one more buffer; Z: a group whose MAPs stall the ring.
     const BUFS: usize = 2 * MAX_GROUP + 1;
-    let (pool_mem, bufs) = (pages(8), pages(BUFS));
-    let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
     // Quota for the most the service's storage holds: every MAP below fits while A's
-    // mappings go before Z's MAPs are served.
-    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, BUFS, 16);
-    // A ring of one group's entries: Z's MAPs fill it.
-    let queue = Box::leak(Box::<OwnedQueue<MAX_GROUP>>::default()).queue().unwrap();
-    queued::start(cfg, queue, pool_mem, bufs, BUFS);
-    // SAFETY: inside the `BUFS` pages of `bufs`.
-    let page = |i: usize| NonNull::slice_from_raw_parts(unsafe { bufs.add(i * PAGE) }, PAGE);
-    let pa = |i: usize| bufs_pa + (i * PAGE) as u64;
-    let reaches = |i: usize| reachable().values().any(|(p, _)| *p == pa(i));
+    // mappings go before Z's MAPs are served. A ring of one group's entries: Z's MAPs fill
+    // it.
+    let bufs = queued::Buffers::start::<MAX_GROUP>(BUFS, 16);
+    let (page, reaches) = (|i| bufs.page(i), |i| bufs.reached(i));
     let group =
         |range: std::ops::Range<usize>| range.map(|i| (page(i), BufferDirection::DeviceToDriver)).collect::<Vec<_>>();
     let (a, y, z) = (group(0..MAX_GROUP), MAX_GROUP, group(MAX_GROUP + 1..BUFS));

@@ -6,39 +6,19 @@
 //! and forgotten: the next flush said the buffers were the driver's while the device still
 //! reached them. (Its own test binary: the Hal is one static.)
 
-use std::ptr::NonNull;
-
 use iommu_client::hal::{Failure, IommuHal};
-use iommu_protocol::queue::OwnedQueue;
 use iommu_protocol::{DeviceId, Op};
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
 #[path = "common/queued.rs"]
 mod queued;
-use common::{calls, pages, reachable, PAGE, SERVICE};
-
-/// The model IOMMU fails `first`, then each of `then`, as the service meets them.
-fn fail(first: &'static str, then: &[&'static str]) {
-    SERVICE.with(|s| {
-        let mut s = s.borrow_mut();
-        let hw = s.as_mut().unwrap().hw_mut();
-        hw.fail_next = Some(first);
-        hw.fail_then = then.to_vec();
-    });
-}
+use common::{calls, fail, reachable};
 
 #[test]
 fn an_unmap_the_iommu_refuses_is_made_by_the_call_or_the_device_stopped() {
-    let (pool_mem, bufs) = (pages(8), pages(2));
-    let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, 2, 4);
-    let queue = Box::leak(Box::<OwnedQueue<8>>::default()).queue().unwrap();
-    queued::start(cfg, queue, pool_mem, bufs, 2);
-    // SAFETY: inside the 2 pages of `bufs`.
-    let page = |i: usize| NonNull::slice_from_raw_parts(unsafe { bufs.add(i * PAGE) }, PAGE);
-    let pa = |i: usize| bufs_pa + (i * PAGE) as u64;
-    let reaches = |i: usize| reachable().values().any(|(p, _)| *p == pa(i));
+    let bufs = queued::Buffers::start::<8>(2, 4);
+    let (page, reaches) = (|i| bufs.page(i), |i| bufs.reached(i));
     let request = |i: usize| {
         // SAFETY: valid for its length; unshared at once.
         let iova = unsafe { IommuHal::share(page(i), BufferDirection::DeviceToDriver) };

@@ -39,6 +39,18 @@ pub fn reachable() -> BTreeMap<u64, (u64, Rights)> {
     SERVICE.with(|s| s.borrow().as_ref().unwrap().hw().reachable(0))
 }
 
+/// The model IOMMU under the service fails `first`, then each of `then`, as the service
+/// meets them (`ModelHw::fail_next`, `fail_then`).
+#[allow(dead_code, reason = "only the tests of a failing IOMMU ask")]
+pub fn fail(first: &'static str, then: &[&'static str]) {
+    SERVICE.with(|s| {
+        let mut s = s.borrow_mut();
+        let hw = s.as_mut().unwrap().hw_mut();
+        hw.fail_next = Some(first);
+        hw.fail_then = then.to_vec();
+    });
+}
+
 /// `call` as a client's channel.
 pub struct Direct;
 

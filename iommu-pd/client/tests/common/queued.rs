@@ -9,10 +9,10 @@ use iommu_client::queue::MapQueue;
 use iommu_client::Client;
 use iommu_pd::model::ModelHw;
 use iommu_pd::{Config, Service};
-use iommu_protocol::queue::Queue;
+use iommu_protocol::queue::{OwnedQueue, Queue};
 use iommu_protocol::{DeviceId, Handle};
 
-use crate::common::{Direct, PAGE, SERVICE};
+use crate::common::{pages, reachable, Direct, PAGE, SERVICE};
 
 thread_local! {
     static QUEUE: Cell<Option<Queue<'static>>> = const { Cell::new(None) };
@@ -69,4 +69,40 @@ pub fn start(
     // device may reach.
     unsafe { IommuHal::share_in_place(memory) };
     memory
+}
+
+/// `n` one-page in-place buffers, shared through a queue of `ENTRIES` slots (`start`) over
+/// the service with `pool_and_buffer_pages` and a quota of `mappings` mappings.
+#[allow(dead_code, reason = "only the tests of one-page buffers use it")]
+pub struct Buffers {
+    base: NonNull<u8>,
+    pa: u64,
+}
+
+#[allow(dead_code, reason = "only the tests of one-page buffers use it")]
+impl Buffers {
+    pub fn start<const ENTRIES: usize>(n: usize, mappings: u32) -> Self {
+        let (pool_mem, base) = (pages(8), pages(n));
+        let (pool_pa, pa) = (pool_mem.as_ptr() as u64, base.as_ptr() as u64);
+        let cfg = crate::common::pool_and_buffer_pages(pool_pa, pa, n, mappings);
+        let queue = Box::leak(Box::<OwnedQueue<ENTRIES>>::default()).queue().unwrap();
+        start(cfg, queue, pool_mem, base, n);
+        Buffers { base, pa }
+    }
+
+    /// Buffer `i`.
+    pub fn page(&self, i: usize) -> NonNull<[u8]> {
+        // SAFETY: callers name one of the `n` pages.
+        NonNull::slice_from_raw_parts(unsafe { self.base.add(i * PAGE) }, PAGE)
+    }
+
+    /// Its physical address.
+    pub fn pa(&self, i: usize) -> u64 {
+        self.pa + (i * PAGE) as u64
+    }
+
+    /// Whether the device reaches buffer `i` at any IOVA.
+    pub fn reached(&self, i: usize) -> bool {
+        reachable().values().any(|(p, _)| *p == self.pa(i))
+    }
 }
