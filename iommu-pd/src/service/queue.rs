@@ -223,15 +223,22 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 }
                 b.q.write_completion(&b.cursor, entry as usize, tag, 0, 0);
             } else {
-                // Cannot fail: the slot it holds is counted in what the pools are sized
-                // for (`index::leaves_for`), as for any insertion with a slot, and its
-                // range is free (a MAP over it confirmed first).
+                // Pending, its device blocked first (or, if the IOMMU does not confirm even
+                // that, its block retried before the IOMMU PD serves anything else), as a
+                // failed call leaves it; the entry answers what the call would (`Hardware`).
+                let answer = self.removal_unconfirmed(d as usize, &[slot]).err().unwrap_or(ErrorCode::Hardware);
+                // Back into its index. There is room by construction: the pools hold a key
+                // for every mapping slot (`index::leaves_for`, `inners_for`), and this
+                // removal holds a slot that no key in any index does, so the indexes hold
+                // fewer keys than there are slots (`tests/queue_sync_reinsert.rs` fails the
+                // sync under a batch's removals with every slot in use; the audit finds
+                // every mapping indexed). Its range is free: a MAP over it had the removals
+                // confirmed first.
                 let st = &mut self.devices[d as usize];
-                let _ = self.index.insert(&mut st.root, m.iova, slot);
+                self.index.insert_with_room(&mut st.root, m.iova, slot);
                 st.next_iova = st.next_iova.max(m.iova + m.len());
-                let _ = self.removal_unconfirmed(d as usize, &[slot]);
                 self.stats.refused += 1;
-                b.q.write_completion(&b.cursor, entry as usize, tag, ErrorCode::Hardware as u64, 0);
+                b.q.write_completion(&b.cursor, entry as usize, tag, answer as u64, 0);
             }
         }
         let usage = &mut self.clients[b.client].usage;
