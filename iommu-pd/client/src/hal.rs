@@ -465,8 +465,9 @@ fn unmapped(call: CallFn, device: DeviceId, iova: u64) -> bool {
 /// either, stop the device (STOP: blocked, every mapping gone, confirmed), and record it
 /// in `failure`, which every later `map_queued` and `flush_queue` answers. When this
 /// returns the buffer is out of the device's reach, confirmed, or `failure` says that
-/// even STOP was not confirmed (the IOMMU confirms nothing: the IOMMU PD keeps the
-/// device marked, and retries its block before every request it serves).
+/// even STOP was not confirmed (the IOMMU confirms nothing: the IOMMU PD keeps a device
+/// whose removal it could not confirm marked, and retries its block before every request
+/// it serves).
 fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) {
     if unmapped(call, device, iova) {
         return;
@@ -490,7 +491,8 @@ pub enum Failure {
     /// complete, until the driver resumes it (`Client::resume`) and starts it again.
     Stopped(DeviceId),
     /// STOP was refused too (its answer): the device may still reach the buffer. The IOMMU
-    /// PD keeps it marked and retries its block before every request it serves.
+    /// PD keeps a device whose removal it could not confirm marked, and retries its block
+    /// before every request it serves.
     NotStopped(DeviceId, ErrorCode),
 }
 
@@ -542,10 +544,10 @@ struct Installed {
     /// that no `share` has taken yet: (pages, device, IOVA).
     queue: Option<MapQueue<'static, NotifyFn>>,
     pending: Group<(DeviceId, u64)>,
+    premapped: Group<(Pages, DeviceId, u64)>,
     /// How to reach the IOMMU PD for what the queue cannot do: an UNMAP it did not
     /// confirm, then STOP (`unmapped_or_stopped`).
     call: CallFn,
-    premapped: Group<(Pages, DeviceId, u64)>,
     /// MAPs an exchange gave up waiting for: (tag, device); and the mappings those made when
     /// served late, to unmap with the next UNMAPs: (device, IOVA); together at most a
     /// group (`map_room`); and the MAPs not posted for want of room there.
