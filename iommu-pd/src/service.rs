@@ -223,6 +223,8 @@ struct Usage {
 pub struct ClientTables {
     handles: [Option<Slot>; MAX_HANDLES],
     usage: Usage,
+    /// What its last MAP call's capability and device checks found (`Service::map_call`).
+    last_map: mappings::LastMap,
     /// Where the service is in the client's mapping queue (its own copy: it never reads
     /// back what it published in the shared region).
     queue: iommu_protocol::queue::Cursor,
@@ -236,6 +238,7 @@ impl Default for ClientTables {
         ClientTables {
             handles: [None; MAX_HANDLES],
             usage: Usage::default(),
+            last_map: mappings::LastMap::NONE,
             queue: Default::default(),
             reset_rest_until_ms: 0,
         }
@@ -497,14 +500,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // MAP, the other per-request call, also straight to its work: no `Request` (sized
         // for UNMAP's 64 IOVAs) passed through `dispatch`, no reply moved out of a `Result`.
         if label == Op::Map as u64 {
-            let done = match Request::decode(label, mrs) {
-                Ok(Request::Map { cap, device, offset, len, iova, rights }) => {
-                    self.map(client, cap, device, offset, len, iova, rights)
-                }
-                Ok(_) => Err(ErrorCode::Malformed),
-                Err(e) => Err(ErrorCode::from(e)),
-            };
-            return match done {
+            return match self.map_call(client, mrs) {
                 Ok(iova) => Reply::ok(&[iova]),
                 Err(e) => self.refuse(e),
             };

@@ -94,6 +94,7 @@ impl<H: IommuHw> Service<'_, H> {
                 };
                 check(ok, "a handle names a freed capability or another client's")?;
             }
+            check(self.last_map_stands(client), "a client's last MAP lookup is not what its key names now")?;
             let granted = self
                 .caps
                 .iter()

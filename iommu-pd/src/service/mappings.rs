@@ -5,16 +5,55 @@
 use super::*;
 use crate::hw::{HwError, MapRefused};
 
-/// What `held` found for a MAP's handle and device.
-#[derive(Debug, Clone, Copy)]
+/// What `held` found for a MAP's handle and device: what MAP's later checks and its
+/// mapping need of the capability (fixed for its life: GRANT makes new capabilities and
+/// changes none), and the device's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Held {
     /// The handle and device as the request named them.
     pub(super) handle: Handle,
     pub(super) device_id: DeviceId,
-    /// The capability's slot and content, and the device's index.
+    /// The capability's slot, region, memory and rights.
     ci: u16,
-    cap: Cap,
+    region: u16,
+    pa: u64,
+    len: u64,
+    rights: Rights,
     device: DeviceIndex,
+}
+
+/// A client's last MAP call's lookup, kept across calls: its first message register as
+/// it came (the capability, the rights and the device it names), and what `held` found
+/// for them. `key` is `NO_MAP_KEY` when there is none. Valid while no capability or
+/// handle goes (`Service::forget_map_lookups`, which `remove_subtree` calls before it
+/// removes any; nothing else removes or changes one).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LastMap {
+    key: u64,
+    held: Held,
+    /// The rights the key names, decoded.
+    rights: Rights,
+}
+
+/// `LastMap::key` when there is no lookup: a first register whose rights byte is 0xff,
+/// which `decode_map_names` refuses, so no MAP names it.
+const NO_MAP_KEY: u64 = u64::MAX;
+
+impl LastMap {
+    pub(super) const NONE: LastMap = LastMap {
+        key: NO_MAP_KEY,
+        held: Held {
+            handle: Handle(0),
+            device_id: DeviceId(0),
+            ci: 0,
+            region: 0,
+            pa: 0,
+            len: 0,
+            rights: Rights(0),
+            device: 0,
+        },
+        rights: Rights(0),
+    };
 }
 
 /// A MAP that `map_check` allowed and `map_apply` makes.
@@ -289,7 +328,62 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if cap.devices & (1 << d) == 0 {
             return Err(ErrorCode::BadDevice);
         }
-        Ok(Held { handle: h, device_id: device, ci, cap, device: d })
+        Ok(Held {
+            handle: h,
+            device_id: device,
+            ci,
+            region: cap.region,
+            pa: cap.pa,
+            len: cap.len,
+            rights: cap.rights,
+            device: d,
+        })
+    }
+
+    /// MAP as a call, from its message registers. Its first register names the
+    /// capability, the rights and the device; when it is the one the client's last MAP
+    /// sent, what that MAP's `held` found stands (no capability or handle has gone since:
+    /// `forget_map_lookups`), so its decoding and `held` are not made again. Every check
+    /// after them is made as always, in the same order (`map_check_held`).
+    #[inline(always)]
+    pub(super) fn map_call(&mut self, client: usize, mrs: &[u64]) -> Result<u64> {
+        let (key, offset, len, iova) = iommu_protocol::decode_map(mrs)?;
+        let last = &self.clients[client].last_map;
+        let (held, rights) = if last.key == key { (last.held, last.rights) } else { self.map_lookup(client, key)? };
+        let p = self.map_check_held(client, &held, offset, len, iova, rights)?;
+        self.map_apply(client, p)
+    }
+
+    /// A MAP call's first register decoded and `held` made for it, remembered as the
+    /// client's last lookup if it was found (a refusal is not).
+    #[inline(never)]
+    fn map_lookup(&mut self, client: usize, key: u64) -> Result<(Held, Rights)> {
+        let (h, device, rights) = iommu_protocol::decode_map_names(key)?;
+        let held = self.held(client, h, device)?;
+        self.clients[client].last_map = LastMap { key, held, rights };
+        Ok((held, rights))
+    }
+
+    /// Does `client`'s last MAP lookup (if it has one) say what decoding its key and
+    /// `held` would find now? (The audit's question.)
+    #[cfg(any(test, feature = "model"))]
+    pub(super) fn last_map_stands(&self, client: usize) -> bool {
+        let last = &self.clients[client].last_map;
+        if last.key == NO_MAP_KEY {
+            return true;
+        }
+        let now = iommu_protocol::decode_map_names(last.key)
+            .ok()
+            .and_then(|(h, device, rights)| Some((self.held(client, h, device).ok()?, rights)));
+        now == Some((last.held, last.rights))
+    }
+
+    /// Every client's last MAP lookup forgotten: a capability or a handle is about to go,
+    /// and one may name it (or a handle may name another capability later).
+    pub(super) fn forget_map_lookups(&mut self) {
+        for c in self.clients.iter_mut() {
+            c.last_map = LastMap::NONE;
+        }
     }
 
     /// MAP's checks after `held`'s, in the same order as the call has always made them.
@@ -303,7 +397,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         iova: Option<u64>,
         rights: Rights,
     ) -> Result<Planned> {
-        let (ci, cap, d) = (held.ci, &held.cap, held.device);
+        let (ci, cap, d) = (held.ci, held, held.device);
         self.running(d)?;
         if !cap.rights.contains(rights) {
             return Err(ErrorCode::NoRights);
