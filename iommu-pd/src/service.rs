@@ -218,11 +218,20 @@ struct Usage {
     grants: u32,
 }
 
+/// A client's mapping quotas, from the description (`ClientConfig`), kept beside its
+/// usage: the line MAP reads for one is the line it reads for the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Quota {
+    mappings: u32,
+    pages: u64,
+}
+
 /// A client's handle table and usage.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTables {
     handles: [Option<Slot>; MAX_HANDLES],
     usage: Usage,
+    quota: Quota,
     /// What its last MAP call's capability and device checks found (`Service::map_call`).
     last_map: mappings::LastMap,
     /// Where the service is in the client's mapping queue (its own copy: it never reads
@@ -238,6 +247,7 @@ impl Default for ClientTables {
         ClientTables {
             handles: [None; MAX_HANDLES],
             usage: Usage::default(),
+            quota: Quota::default(),
             last_map: mappings::LastMap::NONE,
             queue: Default::default(),
             reset_rest_until_ms: 0,
@@ -342,6 +352,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
             *f = (slots - 1 - i) as u16;
         }
         storage.clients.fill(ClientTables::default());
+        for (t, c) in storage.clients.iter_mut().zip(cfg.clients) {
+            t.quota = Quota { mappings: c.max_mappings, pages: c.max_pages };
+        }
         storage.devices.fill(DeviceState::default());
         for (st, dc) in storage.devices.iter_mut().zip(cfg.devices) {
             let base = window_first_page(dc);

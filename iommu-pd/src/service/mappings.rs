@@ -415,11 +415,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
         {
             return Err(ErrorCode::OutOfRange);
         }
-        let (u, q) = (&self.clients[client].usage, &self.cfg.clients[client]);
-        if u.mappings >= q.max_mappings {
+        let (u, q) = (&self.clients[client].usage, &self.clients[client].quota);
+        if u.mappings >= q.mappings {
             return Err(ErrorCode::QuotaMappings);
         }
-        if u.pages + len / PAGE > q.max_pages {
+        if u.pages + len / PAGE > q.pages {
             return Err(ErrorCode::QuotaPages);
         }
         if !self.room_for_mapping(d) {
