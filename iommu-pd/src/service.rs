@@ -210,6 +210,21 @@ pub struct DeviceState {
     recent_faults: u32,
 }
 
+impl DeviceState {
+    /// Something keeps the device from running (`Service::not_running` says what). Every
+    /// MAP asks, and almost always the answer is no: one test for all four.
+    #[inline(always)]
+    fn blocked(&self) -> bool {
+        self.quarantined | self.torn_down | self.stopped | self.unconfirmed
+    }
+
+    /// Does a range of `len` bytes fit between `next_iova` and the window's end?
+    #[inline(always)]
+    fn fits_above(&self, len: u64) -> bool {
+        self.next_iova.checked_add(len).is_some_and(|t| t <= self.window_end)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Usage {
     mappings: u32,
@@ -648,27 +663,23 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// no removal pending. (Inlined: every MAP asks, and the answer is one test.)
     #[inline(always)]
     fn running(&self, d: DeviceIndex) -> Result<()> {
-        let st = &self.devices[d];
-        // Every MAP asks, and almost always the answer is yes: one test for all four.
-        if !(st.quarantined | st.torn_down | st.stopped | st.unconfirmed) {
+        if !self.devices[d].blocked() {
             return Ok(());
         }
-        self.not_running(d)
+        Err(self.not_running(d))
     }
 
-    /// Why device `d` may not run (something keeps it blocked).
+    /// Why device `d`, which is blocked (`DeviceState::blocked`), may not run.
     #[cold]
-    fn not_running(&self, d: DeviceIndex) -> Result<()> {
-        if self.devices[d].quarantined || self.devices[d].torn_down {
-            return Err(ErrorCode::Quarantined);
+    fn not_running(&self, d: DeviceIndex) -> ErrorCode {
+        let st = &self.devices[d];
+        if st.quarantined || st.torn_down {
+            ErrorCode::Quarantined
+        } else if st.stopped {
+            ErrorCode::Stopped
+        } else {
+            ErrorCode::RemovalPending
         }
-        if self.devices[d].stopped {
-            return Err(ErrorCode::Stopped);
-        }
-        if self.devices[d].unconfirmed {
-            return Err(ErrorCode::RemovalPending);
-        }
-        Ok(())
     }
 
     /// `device`, if `client` owns it and it may run (not quarantined, not torn down): for

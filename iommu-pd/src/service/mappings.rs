@@ -126,7 +126,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Is there a mapping slot, and room in the index to file it under `device`?
     pub(super) fn room_for_mapping(&self, device: DeviceIndex) -> bool {
-        self.free_len > 0 && self.index.can_insert(&self.devices[device].root)
+        self.room_in(&self.devices[device])
+    }
+
+    /// `room_for_mapping` for the device whose state is `st`.
+    #[inline(always)]
+    fn room_in(&self, st: &DeviceState) -> bool {
+        self.free_len > 0 && self.index.can_insert(&st.root)
     }
 
     /// The mapping in slot `i` (which the index says is in use).
@@ -227,21 +233,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
             .is_some_and(|i| self.maps[i as usize].is_some_and(|m| m.iova.saturating_add(m.len()) > iova))
     }
 
-    /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
-    /// the device's highest mapping if that fits (`next_iova`, no search), otherwise the
-    /// lowest gap that fits (first fit, a walk in IOVA order).
-    #[inline(always)]
-    pub(super) fn alloc_iova(&self, device: DeviceIndex, len: u64) -> Option<u64> {
-        let st = &self.devices[device];
-        if st.next_iova.checked_add(len).is_some_and(|t| t <= st.window_end) {
-            return Some(st.next_iova);
-        }
-        self.alloc_iova_searched(device, len)
-    }
-
-    /// `alloc_iova` from the description and the index alone, not `next_iova`: where
-    /// the range does not fit above the highest mapping (and the same answer as
-    /// `alloc_iova` wherever it does).
+    /// A free, page-aligned IOVA range of `len` bytes in the device's window, from the
+    /// description and the index alone: just above the device's highest mapping if that
+    /// fits, otherwise the lowest gap that fits (first fit, a walk in IOVA order). MAP
+    /// asks only when the range does not fit at `next_iova` (`DeviceState::fits_above`),
+    /// where this gives the same answer without a search.
     #[cold]
     pub(super) fn alloc_iova_searched(&self, device: DeviceIndex, len: u64) -> Option<u64> {
         let dc = &self.cfg.devices[device];
@@ -398,7 +394,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
         rights: Rights,
     ) -> Result<Planned> {
         let (ci, cap, d) = (held.ci, held, held.device);
-        self.running(d)?;
+        // The device's and the client's state each looked up once for all the checks.
+        let st = &self.devices[d];
+        if st.blocked() {
+            return Err(self.not_running(d));
+        }
         if !cap.rights.contains(rights) {
             return Err(ErrorCode::NoRights);
         }
@@ -415,14 +415,15 @@ impl<'a, H: IommuHw> Service<'a, H> {
         {
             return Err(ErrorCode::OutOfRange);
         }
-        let (u, q) = (&self.clients[client].usage, &self.clients[client].quota);
+        let ct = &self.clients[client];
+        let (u, q) = (&ct.usage, &ct.quota);
         if u.mappings >= q.mappings {
             return Err(ErrorCode::QuotaMappings);
         }
         if u.pages + len / PAGE > q.pages {
             return Err(ErrorCode::QuotaPages);
         }
-        if !self.room_for_mapping(d) {
+        if !self.room_in(st) {
             return Err(ErrorCode::NoMappingSlot);
         }
         let iova = match iova {
@@ -439,7 +440,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 }
                 v
             }
-            None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
+            // Just above the highest mapping, where a window filled upwards takes its
+            // next buffer: no search.
+            None if st.fits_above(len) => st.next_iova,
+            None => self.alloc_iova_searched(d, len).ok_or(ErrorCode::NoIova)?,
         };
         Ok(Planned { cap: ci, region: cap.region, device: d, iova, pa, len, rights })
     }
