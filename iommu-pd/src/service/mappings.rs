@@ -273,8 +273,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         found.or_else(|| candidate.checked_add(len).is_some_and(|t| t <= end).then_some(candidate))
     }
 
-    /// MAP, checked and made. (Inlined into `handle_with`'s MAP branch, the call every
-    /// mapping takes: passing seven arguments and a result cost about 40 instructions.)
+    /// MAP of a decoded request, checked and made: `dispatch`'s, which `handle_with`
+    /// never hands a MAP (the call's own way is `map_call`, with the client's last
+    /// lookup), so that every decoded request still has its path.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn map(
