@@ -210,6 +210,21 @@ pub struct DeviceState {
     recent_faults: u32,
 }
 
+impl DeviceState {
+    /// Something keeps the device from running (`Service::not_running` says what). Every
+    /// MAP asks, and almost always the answer is no: one test for all four.
+    #[inline(always)]
+    fn blocked(&self) -> bool {
+        self.quarantined | self.torn_down | self.stopped | self.unconfirmed
+    }
+
+    /// Does a range of `len` bytes fit between `next_iova` and the window's end?
+    #[inline(always)]
+    fn fits_above(&self, len: u64) -> bool {
+        self.next_iova.checked_add(len).is_some_and(|t| t <= self.window_end)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Usage {
     mappings: u32,
@@ -218,11 +233,22 @@ struct Usage {
     grants: u32,
 }
 
+/// A client's mapping quotas, from the description (`ClientConfig`), kept beside its
+/// usage: the line MAP reads for one is the line it reads for the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Quota {
+    mappings: u32,
+    pages: u64,
+}
+
 /// A client's handle table and usage.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTables {
     handles: [Option<Slot>; MAX_HANDLES],
     usage: Usage,
+    quota: Quota,
+    /// What its last MAP call's capability and device checks found (`Service::map_call`).
+    last_map: mappings::LastMap,
     /// Where the service is in the client's mapping queue (its own copy: it never reads
     /// back what it published in the shared region).
     queue: iommu_protocol::queue::Cursor,
@@ -236,6 +262,8 @@ impl Default for ClientTables {
         ClientTables {
             handles: [None; MAX_HANDLES],
             usage: Usage::default(),
+            quota: Quota::default(),
+            last_map: mappings::LastMap::NONE,
             queue: Default::default(),
             reset_rest_until_ms: 0,
         }
@@ -339,6 +367,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
             *f = (slots - 1 - i) as u16;
         }
         storage.clients.fill(ClientTables::default());
+        for (t, c) in storage.clients.iter_mut().zip(cfg.clients) {
+            t.quota = Quota { mappings: c.max_mappings, pages: c.max_pages };
+        }
         storage.devices.fill(DeviceState::default());
         for (st, dc) in storage.devices.iter_mut().zip(cfg.devices) {
             let base = window_first_page(dc);
@@ -497,14 +528,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // MAP, the other per-request call, also straight to its work: no `Request` (sized
         // for UNMAP's 64 IOVAs) passed through `dispatch`, no reply moved out of a `Result`.
         if label == Op::Map as u64 {
-            let done = match Request::decode(label, mrs) {
-                Ok(Request::Map { cap, device, offset, len, iova, rights }) => {
-                    self.map(client, cap, device, offset, len, iova, rights)
-                }
-                Ok(_) => Err(ErrorCode::Malformed),
-                Err(e) => Err(ErrorCode::from(e)),
-            };
-            return match done {
+            return match self.map_call(client, mrs) {
                 Ok(iova) => Reply::ok(&[iova]),
                 Err(e) => self.refuse(e),
             };
@@ -639,27 +663,23 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// no removal pending. (Inlined: every MAP asks, and the answer is one test.)
     #[inline(always)]
     fn running(&self, d: DeviceIndex) -> Result<()> {
-        let st = &self.devices[d];
-        // Every MAP asks, and almost always the answer is yes: one test for all four.
-        if !(st.quarantined | st.torn_down | st.stopped | st.unconfirmed) {
+        if !self.devices[d].blocked() {
             return Ok(());
         }
-        self.not_running(d)
+        Err(self.not_running(d))
     }
 
-    /// Why device `d` may not run (something keeps it blocked).
+    /// Why device `d`, which is blocked (`DeviceState::blocked`), may not run.
     #[cold]
-    fn not_running(&self, d: DeviceIndex) -> Result<()> {
-        if self.devices[d].quarantined || self.devices[d].torn_down {
-            return Err(ErrorCode::Quarantined);
+    fn not_running(&self, d: DeviceIndex) -> ErrorCode {
+        let st = &self.devices[d];
+        if st.quarantined || st.torn_down {
+            ErrorCode::Quarantined
+        } else if st.stopped {
+            ErrorCode::Stopped
+        } else {
+            ErrorCode::RemovalPending
         }
-        if self.devices[d].stopped {
-            return Err(ErrorCode::Stopped);
-        }
-        if self.devices[d].unconfirmed {
-            return Err(ErrorCode::RemovalPending);
-        }
-        Ok(())
     }
 
     /// `device`, if `client` owns it and it may run (not quarantined, not torn down): for

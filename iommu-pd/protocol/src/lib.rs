@@ -515,6 +515,26 @@ fn mr(mrs: &[u64], i: usize) -> Result<u64, DecodeError> {
     mrs.get(i).copied().ok_or(DecodeError::Truncated)
 }
 
+/// MAP's message registers (label `Op::Map`): the first whole (it names the capability,
+/// the device and the rights, `decode_map_names`), the offset, the length, and the IOVA
+/// (`None` for `IOVA_ANY`). With `decode_map_names`, what `Request::decode` does for MAP;
+/// the service keys a client's last MAP's lookup on the first register as it came.
+#[inline]
+pub fn decode_map(mrs: &[u64]) -> Result<(u64, u64, u64, Option<u64>), DecodeError> {
+    match *mrs {
+        [names, offset, len, iova, ..] => Ok((names, offset, len, (iova != IOVA_ANY).then_some(iova))),
+        _ => Err(DecodeError::Truncated),
+    }
+}
+
+/// The capability (24 bits), rights (8) and device (32) that MAP's first message
+/// register names; `Malformed` if the rights are not valid ones.
+#[inline]
+pub fn decode_map_names(names: u64) -> Result<(Handle, DeviceId, Rights), DecodeError> {
+    let (lo, hi) = (names as u32, (names >> 32) as u32);
+    Ok((Handle(lo & MAP_HANDLE_MASK), DeviceId(hi), rights(u64::from(lo >> 24))?))
+}
+
 /// UNMAP's message registers (label `Op::Unmap`) read in place: the device, and the
 /// IOVAs as a slice of `mrs`. What `Request::decode` does for UNMAP, without copying the
 /// IOVAs into a `Request` sized for 64 of them: the service's path for its most frequent
@@ -560,16 +580,9 @@ impl Request {
         let hi = |v: u64| (v >> 32) as u32;
         Ok(match label {
             1 => {
-                let m0 = mr(mrs, 0)?;
-                let iova = mr(mrs, 3)?;
-                Request::Map {
-                    cap: Handle(lo(m0) & MAP_HANDLE_MASK),
-                    device: DeviceId(hi(m0)),
-                    offset: mr(mrs, 1)?,
-                    len: mr(mrs, 2)?,
-                    iova: (iova != IOVA_ANY).then_some(iova),
-                    rights: rights(u64::from(lo(m0) >> 24))?,
-                }
+                let (names, offset, len, iova) = decode_map(mrs)?;
+                let (cap, device, rights) = decode_map_names(names)?;
+                Request::Map { cap, device, offset, len, iova, rights }
             }
             2 => {
                 let (device, list) = decode_unmap(mrs)?;

@@ -94,6 +94,10 @@ impl<H: IommuHw> Service<'_, H> {
                 };
                 check(ok, "a handle names a freed capability or another client's")?;
             }
+            let c = &self.cfg.clients[client];
+            let quota = super::Quota { mappings: c.max_mappings, pages: c.max_pages };
+            check(table.quota == quota, "a client's quotas are not its description's")?;
+            check(self.last_map_stands(client), "a client's last MAP lookup is not what its key names now")?;
             let granted = self
                 .caps
                 .iter()

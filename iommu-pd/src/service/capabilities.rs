@@ -141,6 +141,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if self.caps.get(root as usize).is_none_or(Option::is_none) {
             return Ok(());
         }
+        // Capabilities and handles go only here: no client's last MAP lookup outlives them.
+        self.forget_map_lookups();
         // The subtree is walked through its own links (children, siblings, parents), so
         // the walk needs no memory in proportion to the capability table: parents before
         // children while nothing is freed, children before parents to free them.

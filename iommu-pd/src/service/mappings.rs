@@ -5,16 +5,55 @@
 use super::*;
 use crate::hw::{HwError, MapRefused};
 
-/// What `held` found for a MAP's handle and device.
-#[derive(Debug, Clone, Copy)]
+/// What `held` found for a MAP's handle and device: what MAP's later checks and its
+/// mapping need of the capability (fixed for its life: GRANT makes new capabilities and
+/// changes none), and the device's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Held {
     /// The handle and device as the request named them.
     pub(super) handle: Handle,
     pub(super) device_id: DeviceId,
-    /// The capability's slot and content, and the device's index.
+    /// The capability's slot, region, memory and rights.
     ci: u16,
-    cap: Cap,
+    region: u16,
+    pa: u64,
+    len: u64,
+    rights: Rights,
     device: DeviceIndex,
+}
+
+/// A client's last MAP call's lookup, kept across calls: its first message register as
+/// it came (the capability, the rights and the device it names), and what `held` found
+/// for them. `key` is `NO_MAP_KEY` when there is none. Valid while no capability or
+/// handle goes (`Service::forget_map_lookups`, which `remove_subtree` calls before it
+/// removes any; nothing else removes or changes one).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LastMap {
+    key: u64,
+    held: Held,
+    /// The rights the key names, decoded.
+    rights: Rights,
+}
+
+/// `LastMap::key` when there is no lookup: a first register whose rights byte is 0xff,
+/// which `decode_map_names` refuses, so no MAP names it.
+const NO_MAP_KEY: u64 = u64::MAX;
+
+impl LastMap {
+    pub(super) const NONE: LastMap = LastMap {
+        key: NO_MAP_KEY,
+        held: Held {
+            handle: Handle(0),
+            device_id: DeviceId(0),
+            ci: 0,
+            region: 0,
+            pa: 0,
+            len: 0,
+            rights: Rights(0),
+            device: 0,
+        },
+        rights: Rights(0),
+    };
 }
 
 /// A MAP that `map_check` allowed and `map_apply` makes.
@@ -87,7 +126,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Is there a mapping slot, and room in the index to file it under `device`?
     pub(super) fn room_for_mapping(&self, device: DeviceIndex) -> bool {
-        self.free_len > 0 && self.index.can_insert(&self.devices[device].root)
+        self.room_in(&self.devices[device])
+    }
+
+    /// `room_for_mapping` for the device whose state is `st`.
+    #[inline(always)]
+    fn room_in(&self, st: &DeviceState) -> bool {
+        self.free_len > 0 && self.index.can_insert(&st.root)
     }
 
     /// The mapping in slot `i` (which the index says is in use).
@@ -188,21 +233,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
             .is_some_and(|i| self.maps[i as usize].is_some_and(|m| m.iova.saturating_add(m.len()) > iova))
     }
 
-    /// A free, page-aligned IOVA range of `len` bytes in the device's window: just above
-    /// the device's highest mapping if that fits (`next_iova`, no search), otherwise the
-    /// lowest gap that fits (first fit, a walk in IOVA order).
-    #[inline(always)]
-    pub(super) fn alloc_iova(&self, device: DeviceIndex, len: u64) -> Option<u64> {
-        let st = &self.devices[device];
-        if st.next_iova.checked_add(len).is_some_and(|t| t <= st.window_end) {
-            return Some(st.next_iova);
-        }
-        self.alloc_iova_searched(device, len)
-    }
-
-    /// `alloc_iova` from the description and the index alone, not `next_iova`: where
-    /// the range does not fit above the highest mapping (and the same answer as
-    /// `alloc_iova` wherever it does).
+    /// A free, page-aligned IOVA range of `len` bytes in the device's window, from the
+    /// description and the index alone: just above the device's highest mapping if that
+    /// fits, otherwise the lowest gap that fits (first fit, a walk in IOVA order). MAP
+    /// asks only when the range does not fit at `next_iova` (`DeviceState::fits_above`),
+    /// where this gives the same answer without a search.
     #[cold]
     pub(super) fn alloc_iova_searched(&self, device: DeviceIndex, len: u64) -> Option<u64> {
         let dc = &self.cfg.devices[device];
@@ -238,8 +273,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         found.or_else(|| candidate.checked_add(len).is_some_and(|t| t <= end).then_some(candidate))
     }
 
-    /// MAP, checked and made. (Inlined into `handle_with`'s MAP branch, the call every
-    /// mapping takes: passing seven arguments and a result cost about 40 instructions.)
+    /// MAP of a decoded request, checked and made: `dispatch`'s, which `handle_with`
+    /// never hands a MAP (the call's own way is `map_call`, with the client's last
+    /// lookup), so that every decoded request still has its path.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn map(
@@ -289,7 +325,62 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if cap.devices & (1 << d) == 0 {
             return Err(ErrorCode::BadDevice);
         }
-        Ok(Held { handle: h, device_id: device, ci, cap, device: d })
+        Ok(Held {
+            handle: h,
+            device_id: device,
+            ci,
+            region: cap.region,
+            pa: cap.pa,
+            len: cap.len,
+            rights: cap.rights,
+            device: d,
+        })
+    }
+
+    /// MAP as a call, from its message registers. Its first register names the
+    /// capability, the rights and the device; when it is the one the client's last MAP
+    /// sent, what that MAP's `held` found stands (no capability or handle has gone since:
+    /// `forget_map_lookups`), so its decoding and `held` are not made again. Every check
+    /// after them is made as always, in the same order (`map_check_held`).
+    #[inline(always)]
+    pub(super) fn map_call(&mut self, client: usize, mrs: &[u64]) -> Result<u64> {
+        let (key, offset, len, iova) = iommu_protocol::decode_map(mrs)?;
+        let last = &self.clients[client].last_map;
+        let (held, rights) = if last.key == key { (last.held, last.rights) } else { self.map_lookup(client, key)? };
+        let p = self.map_check_held(client, &held, offset, len, iova, rights)?;
+        self.map_apply(client, p)
+    }
+
+    /// A MAP call's first register decoded and `held` made for it, remembered as the
+    /// client's last lookup if it was found (a refusal is not).
+    #[inline(never)]
+    fn map_lookup(&mut self, client: usize, key: u64) -> Result<(Held, Rights)> {
+        let (h, device, rights) = iommu_protocol::decode_map_names(key)?;
+        let held = self.held(client, h, device)?;
+        self.clients[client].last_map = LastMap { key, held, rights };
+        Ok((held, rights))
+    }
+
+    /// Does `client`'s last MAP lookup (if it has one) say what decoding its key and
+    /// `held` would find now? (The audit's question.)
+    #[cfg(any(test, feature = "model"))]
+    pub(super) fn last_map_stands(&self, client: usize) -> bool {
+        let last = &self.clients[client].last_map;
+        if last.key == NO_MAP_KEY {
+            return true;
+        }
+        let now = iommu_protocol::decode_map_names(last.key)
+            .ok()
+            .and_then(|(h, device, rights)| Some((self.held(client, h, device).ok()?, rights)));
+        now == Some((last.held, last.rights))
+    }
+
+    /// Every client's last MAP lookup forgotten: a capability or a handle is about to go,
+    /// and one may name it (or a handle may name another capability later).
+    pub(super) fn forget_map_lookups(&mut self) {
+        for c in self.clients.iter_mut() {
+            c.last_map = LastMap::NONE;
+        }
     }
 
     /// MAP's checks after `held`'s, in the same order as the call has always made them.
@@ -303,8 +394,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         iova: Option<u64>,
         rights: Rights,
     ) -> Result<Planned> {
-        let (ci, cap, d) = (held.ci, &held.cap, held.device);
-        self.running(d)?;
+        let (ci, cap, d) = (held.ci, held, held.device);
+        // The device's and the client's state each looked up once for all the checks.
+        let st = &self.devices[d];
+        if st.blocked() {
+            return Err(self.not_running(d));
+        }
         if !cap.rights.contains(rights) {
             return Err(ErrorCode::NoRights);
         }
@@ -321,14 +416,15 @@ impl<'a, H: IommuHw> Service<'a, H> {
         {
             return Err(ErrorCode::OutOfRange);
         }
-        let (u, q) = (&self.clients[client].usage, &self.cfg.clients[client]);
-        if u.mappings >= q.max_mappings {
+        let ct = &self.clients[client];
+        let (u, q) = (&ct.usage, &ct.quota);
+        if u.mappings >= q.mappings {
             return Err(ErrorCode::QuotaMappings);
         }
-        if u.pages + len / PAGE > q.max_pages {
+        if u.pages + len / PAGE > q.pages {
             return Err(ErrorCode::QuotaPages);
         }
-        if !self.room_for_mapping(d) {
+        if !self.room_in(st) {
             return Err(ErrorCode::NoMappingSlot);
         }
         let iova = match iova {
@@ -345,7 +441,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 }
                 v
             }
-            None => self.alloc_iova(d, len).ok_or(ErrorCode::NoIova)?,
+            // Just above the highest mapping, where a window filled upwards takes its
+            // next buffer: no search.
+            None if st.fits_above(len) => st.next_iova,
+            None => self.alloc_iova_searched(d, len).ok_or(ErrorCode::NoIova)?,
         };
         Ok(Planned { cap: ci, region: cap.region, device: d, iova, pa, len, rights })
     }
