@@ -190,7 +190,14 @@ impl Reader {
             cspace: Vec::new(),
             smc: self.boolean(n, "smc", false),
             program: n.children().find(|c| c.has_tag_name("program_image")).and_then(|c| {
-                Some(Program { path: c.attribute("path")?.to_string(), segments: None, line: self.line(c) })
+                Some(Program {
+                    path: c.attribute("path")?.to_string(),
+                    symbols_path: c.attribute("path_for_symbols").map(str::to_string),
+                    segments: None,
+                    loads: Vec::new(),
+                    symbols: None,
+                    line: self.line(c),
+                })
             }),
             child_setvar_ids: Vec::new(),
             line: self.line(n),
@@ -226,6 +233,7 @@ impl Reader {
                             perms,
                             setvar_vaddr: c.attribute("setvar_vaddr").map(str::to_string),
                             setvar_size: c.attribute("setvar_size").map(str::to_string),
+                            setvar_prefill_size: c.attribute("setvar_prefill_size").map(str::to_string),
                             cached: self.boolean(c, "cached", true),
                             line: self.line(c),
                         });
@@ -274,6 +282,7 @@ impl Reader {
                             perms,
                             setvar_vaddr: None,
                             setvar_size: None,
+                            setvar_prefill_size: None,
                             cached: self.boolean(m, "cached", true),
                             line: self.line(m),
                         });

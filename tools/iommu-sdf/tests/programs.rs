@@ -11,10 +11,46 @@ use iommu_sdf::{programs, Board};
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 
+/// A symbol of a test program: name, value, size.
+type Sym = (&'static str, u64, u64);
+
+/// Where `elf` puts the symbols the Microkit tool patches in every PD (libmicrokit's:
+/// `microkit_name` 64 bytes, `microkit_passive` 1, the bit masks 8 each): in the first
+/// page of every test program's first segment, at 0x200000.
+const MICROKIT_SYMBOLS: [Sym; 6] = [
+    ("microkit_name", 0x20_0000, 64),
+    ("microkit_passive", 0x20_0040, 1),
+    ("microkit_irqs", 0x20_0048, 8),
+    ("microkit_notifications", 0x20_0050, 8),
+    ("microkit_pps", 0x20_0058, 8),
+    ("microkit_ioports", 0x20_0060, 8),
+];
+
 /// An ELF64 little-endian aarch64 executable with these program headers (type, vaddr,
-/// memsz) and no contents, laid out as the ELF specification (System V gABI, "ELF Header",
-/// "Program Header") gives it; `object` reads it back, not code of ours.
+/// memsz), no contents, and libmicrokit's symbols (`MICROKIT_SYMBOLS`).
 fn elf(headers: &[(u32, u64, u64)]) -> Vec<u8> {
+    elf_with(headers, &MICROKIT_SYMBOLS)
+}
+
+/// An ELF64 little-endian aarch64 executable with these program headers (type, vaddr,
+/// memsz), no contents, and a symbol table of these symbols (name, value, size), laid out
+/// as the ELF specification (System V gABI, "ELF Header", "Program Header", "Sections",
+/// "Symbol Table") gives it: the header, the program headers, the string table, the
+/// symbol table (its null symbol first), then three section headers (null, .symtab,
+/// .strtab, unnamed). `object` reads it back, not code of ours.
+fn elf_with(headers: &[(u32, u64, u64)], symbols: &[(&str, u64, u64)]) -> Vec<u8> {
+    let phoff = 64u64;
+    let mut strtab = vec![0u8];
+    let mut names = Vec::new();
+    for (name, _, _) in symbols {
+        names.push(strtab.len() as u32);
+        strtab.extend_from_slice(name.as_bytes());
+        strtab.push(0);
+    }
+    let strtab_off = phoff + 56 * headers.len() as u64;
+    let symtab_off = (strtab_off + strtab.len() as u64).next_multiple_of(8);
+    let symtab_size = 24 * (symbols.len() as u64 + 1);
+    let shoff = symtab_off + symtab_size;
     let mut b = Vec::new();
     b.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]); // ELFCLASS64, ELFDATA2LSB, EV_CURRENT
     b.extend_from_slice(&[0; 8]);
@@ -22,13 +58,15 @@ fn elf(headers: &[(u32, u64, u64)]) -> Vec<u8> {
     b.extend_from_slice(&183u16.to_le_bytes()); // e_machine: EM_AARCH64
     b.extend_from_slice(&1u32.to_le_bytes()); // e_version
     b.extend_from_slice(&0x20_0000u64.to_le_bytes()); // e_entry
-    b.extend_from_slice(&64u64.to_le_bytes()); // e_phoff: right after this header
-    b.extend_from_slice(&0u64.to_le_bytes()); // e_shoff: no sections
+    b.extend_from_slice(&phoff.to_le_bytes()); // e_phoff: right after this header
+    b.extend_from_slice(&shoff.to_le_bytes()); // e_shoff: after the symbol table
     b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
     b.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
     b.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
     b.extend_from_slice(&(headers.len() as u16).to_le_bytes()); // e_phnum
-    b.extend_from_slice(&[0; 6]); // e_shentsize, e_shnum, e_shstrndx
+    b.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    b.extend_from_slice(&3u16.to_le_bytes()); // e_shnum
+    b.extend_from_slice(&2u16.to_le_bytes()); // e_shstrndx: .strtab, whose first name, "", names all three
     assert_eq!(b.len(), 64);
     for &(kind, vaddr, memsz) in headers {
         b.extend_from_slice(&kind.to_le_bytes());
@@ -40,6 +78,33 @@ fn elf(headers: &[(u32, u64, u64)]) -> Vec<u8> {
         b.extend_from_slice(&memsz.to_le_bytes());
         b.extend_from_slice(&0x1000u64.to_le_bytes()); // p_align
     }
+    b.extend_from_slice(&strtab);
+    b.resize(symtab_off as usize, 0);
+    b.extend_from_slice(&[0; 24]); // the null symbol
+    for (&(_, value, size), name) in symbols.iter().zip(names) {
+        b.extend_from_slice(&name.to_le_bytes()); // st_name
+        b.push(0x11); // st_info: STB_GLOBAL, STT_OBJECT
+        b.push(0); // st_other
+        b.extend_from_slice(&1u16.to_le_bytes()); // st_shndx: any defined section
+        b.extend_from_slice(&value.to_le_bytes());
+        b.extend_from_slice(&size.to_le_bytes());
+    }
+    // Section headers: name, type, flags, addr, offset, size, link, info, addralign, entsize.
+    let section = |b: &mut Vec<u8>, kind: u32, offset: u64, size: u64, link: u32, entsize: u64| {
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&offset.to_le_bytes());
+        b.extend_from_slice(&size.to_le_bytes());
+        b.extend_from_slice(&link.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes()); // sh_info: the first global symbol
+        b.extend_from_slice(&8u64.to_le_bytes());
+        b.extend_from_slice(&entsize.to_le_bytes());
+    };
+    section(&mut b, 0, 0, 0, 0, 0); // SHT_NULL
+    section(&mut b, 2, symtab_off, symtab_size, 2, 24); // SHT_SYMTAB, its strings in section 2
+    section(&mut b, 3, strtab_off, strtab.len() as u64, 0, 0); // SHT_STRTAB
     b
 }
 
@@ -57,12 +122,37 @@ fn program() -> Vec<u8> {
 
 /// A directory holding `program()` under each of `names`.
 fn search_dir(tag: &str, names: &[&str]) -> PathBuf {
+    dir_of(tag, names, &program())
+}
+
+/// A directory holding `bytes` under each of `names`.
+fn dir_of(tag: &str, names: &[&str], bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("iommu-sdf-programs-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for name in names {
-        std::fs::write(dir.join(name), program()).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
     }
     dir
+}
+
+/// `program()`'s segments with a symbol table defining, beside libmicrokit's, every symbol
+/// the Microkit tool patches in any PD of `text` (a word each, from 0x200100): its
+/// setvars, those of the plumbing and queues `build` writes, and the IOMMU PD's
+/// `iommu_paddr_*`, as stub-images.py gives the SDK's tool.
+fn program_for(text: &str) -> Vec<u8> {
+    let (sys, _) = iommu_sdf::check_text(text);
+    let ends = sys.ends_by_pd();
+    let mut names: Vec<String> = sys
+        .pds
+        .iter()
+        .flat_map(|pd| pd.setvar_symbols(&ends).into_iter().map(|(s, ..)| s.to_string()).collect::<Vec<_>>())
+        .chain(iommu_sdf::policy::dma_regions(&sys).iter().map(|r| iommu_sdf::model::paddr_symbol(&r.name)))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut symbols = MICROKIT_SYMBOLS.to_vec();
+    symbols.extend(names.iter().enumerate().map(|(i, n)| (n.as_str(), 0x20_0100 + 8 * i as u64, 8)));
+    elf_with(&[(PT_LOAD, 0x20_0000, 0x4a20), (PT_LOAD, 0x20_5000, 0x108)], &symbols)
 }
 
 #[test]
@@ -146,7 +236,7 @@ fn a_program_not_found_or_not_an_elf_is_refused_at_its_program_image() {
 fn a_queue_vaddr_near_the_program_is_held_to_the_program_once_read() {
     let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
     let text = std::fs::read_to_string(sdf).unwrap();
-    let dir = search_dir("queue", &["iommu.elf", "edu_driver.elf", "blk_driver.elf"]);
+    let dir = dir_of("queue", &["iommu.elf", "edu_driver.elf", "blk_driver.elf"], &program_for(&text));
     let board = Board::default();
     let at = |vaddr: &str| text.replace(r#"vaddr="0x100000000" share="8""#, &format!(r#"vaddr="{vaddr}" share="8""#));
     let line = text.lines().position(|l| l.contains(r#"<dma_queue pd="edu_driver""#)).unwrap() as u32 + 1;
@@ -223,5 +313,117 @@ fn a_segment_larger_in_the_file_than_in_memory_or_past_the_files_end_is_refused(
         assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
         assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
         assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+    }
+}
+
+/// `one_map(0x400_0000)` checked with `bytes` as its program (and `more` beside it).
+fn check_with_program(tag: &str, text: &str, bytes: &[u8], more: &[(&str, &[u8])]) -> Vec<iommu_sdf::Problem> {
+    let dir = dir_of(tag, &["prog.elf"], bytes);
+    for (name, b) in more {
+        std::fs::write(dir.join(name), b).unwrap();
+    }
+    iommu_sdf::check_text_with(text, &Board::default(), &[dir]).1
+}
+
+/// A program as the Microkit tool cannot load it (tool/microkit/src/elf.rs: no program
+/// headers, no symbol table) or cannot patch (symbols.rs: libmicrokit's symbols missing,
+/// named twice, outside every loadable segment or shorter than it writes; the SDK's tool
+/// panics on those), and one built for another processor, which the Microkit tool loads
+/// but the PD cannot run: each refused at its `<program_image>`. The same spoilt copies of
+/// a real libmicrokit program go to the SDK's tool in `images/microkit-rules.sh`.
+#[test]
+fn a_program_the_microkit_tool_cannot_load_or_patch_is_refused_at_its_program_image() {
+    let segment = [(PT_LOAD, 0x20_0000, 0x1000)];
+    let ok = elf(&segment);
+    let with = |change: &dyn Fn(&mut Vec<Sym>)| {
+        let mut symbols = MICROKIT_SYMBOLS.to_vec();
+        change(&mut symbols);
+        elf_with(&segment, &symbols)
+    };
+    let mut x86 = ok.clone();
+    x86[18..20].copy_from_slice(&62u16.to_le_bytes()); // e_machine: EM_X86_64
+    let mut no_symtab = ok.clone();
+    let shoff = u64::from_le_bytes(ok[40..48].try_into().unwrap()) as usize;
+    no_symtab[shoff + 64 + 4..shoff + 64 + 8].copy_from_slice(&1u32.to_le_bytes()); // .symtab made SHT_PROGBITS
+    let text = one_map(0x400_0000);
+    assert!(check_with_program("loads", &text, &ok, &[]).is_empty());
+    for (tag, bytes, why) in [
+        ("machine", x86, "built for machine 62 (e_machine), not AArch64"),
+        ("no-headers", elf(&[]), "no program headers"),
+        ("no-symtab", no_symtab.clone(), "no symbol table"),
+        ("no-name", with(&|s| s.retain(|x| x.0 != "microkit_name")), "has no symbol `microkit_name`"),
+        (
+            "two-names",
+            with(&|s| s.push(("microkit_name", 0x20_0800, 64))),
+            "more than one symbol named `microkit_name`",
+        ),
+        (
+            "irqs-outside",
+            with(&|s| s[2].1 = 0x10_0000),
+            "`microkit_irqs` in its program `prog.elf` is at 0x100000..0x100008, in none of its loadable segments",
+        ),
+        (
+            "irqs-short",
+            with(&|s| s[2].2 = 4),
+            "`microkit_irqs` in its program `prog.elf` is 4 bytes long; the Microkit tool writes 8",
+        ),
+        (
+            "name-short",
+            with(&|s| s[0].2 = 0),
+            "`microkit_name` in its program `prog.elf` is 0 bytes long; the Microkit tool writes 1",
+        ),
+    ] {
+        let problems = check_with_program(tag, &text, &bytes, &[]);
+        assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+        assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
+        assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+    }
+    // Its symbols from another file (`path_for_symbols`), as the Microkit tool reads them:
+    // there, the stripped program is loaded; missing, it is refused.
+    let split = text.replace(r#"path="prog.elf""#, r#"path="prog.elf" path_for_symbols="prog.debug""#);
+    assert!(check_with_program("split", &split, &no_symtab, &[("prog.debug", &ok)]).is_empty());
+    let problems = check_with_program("split-missing", &split, &no_symtab, &[]);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].message.contains("program for symbols (path_for_symbols) `prog.debug` is in none"),
+        "{}",
+        problems[0].message
+    );
+}
+
+/// A setvar whose symbol the program lacks, has twice, or has in other than a word or
+/// outside its segments: the Microkit tool refuses the first, second and third ("could
+/// not patch symbol", "setvar to non-word size symbol") and panics on the last; `check`
+/// refuses each at the element that sets it (here the map's `setvar_vaddr`).
+#[test]
+fn a_setvar_the_program_cannot_take_is_refused_where_it_is_set() {
+    let text = one_map(0x400_0000).replace(r#"perms="rw" />"#, r#"perms="rw" setvar_vaddr="buffers" />"#);
+    let segment = [(PT_LOAD, 0x20_0000, 0x1000)];
+    let with = |extra: &[Sym]| {
+        let mut symbols = MICROKIT_SYMBOLS.to_vec();
+        symbols.extend_from_slice(extra);
+        elf_with(&segment, &symbols)
+    };
+    assert!(check_with_program("setvar-ok", &text, &with(&[("buffers", 0x20_0100, 8)]), &[]).is_empty());
+    for (tag, extra, why) in [
+        ("setvar-missing", vec![], "has no symbol `buffers`"),
+        (
+            "setvar-twice",
+            vec![("buffers", 0x20_0100, 8), ("buffers", 0x20_0108, 8)],
+            "more than one symbol named `buffers`",
+        ),
+        (
+            "setvar-short",
+            vec![("buffers", 0x20_0100, 4)],
+            "is 4 bytes long; the Microkit tool writes 8 and needs it exactly that",
+        ),
+        ("setvar-long", vec![("buffers", 0x20_0100, 16)], "is 16 bytes long"),
+        ("setvar-outside", vec![("buffers", 0x20_0ffc, 8)], "in none of its loadable segments"),
+    ] {
+        let problems = check_with_program(tag, &text, &with(&extra), &[]);
+        assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+        assert_eq!((problems[0].line, problems[0].element.as_str()), (5, "map"), "{tag}");
+        assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+        assert!(problems[0].message.contains("`a`'s setvar `buffers` cannot be patched"), "{tag}");
     }
 }
