@@ -215,3 +215,48 @@ pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem
     }
     out
 }
+
+/// The PDs whose programs were not read (no search path): without a program, where it lies
+/// is the linker's choice, not the description's (Microkit's `microkit.ld` links at
+/// `LINK_BASE`, but any address is a valid link), and whether it has the symbols the
+/// Microkit tool patches is unknown. So nothing says a map (the description's or one
+/// `build` writes) is clear of it, or that the Microkit tool can patch it.
+fn unread_programs(sys: &System) -> impl Iterator<Item = (&ProtectionDomain, &Program)> {
+    sys.pds.iter().filter_map(|pd| Some((pd, pd.program.as_ref().filter(|pr| pr.segments.is_none())?)))
+}
+
+/// For `check` given no search path: each program not read, refused at its
+/// `<program_image>`, since the description's acceptance depends on it (`unread_programs`).
+pub fn unread(sys: &System) -> Vec<Problem> {
+    unread_programs(sys)
+        .map(|(pd, program)| {
+            p(
+                program.line,
+                "program_image",
+                format!(
+                    "`{}`'s program `{}` was not read (no --search-path): that its {} map(s) (those build writes included) lie clear of its loadable segments, and that it has every symbol the Microkit tool patches, is unproven (where a program lies is its linker's choice, not the description's)",
+                    pd.name,
+                    program.path,
+                    pd.maps.len()
+                ),
+                "build the programs, then check with them: --search-path DIR for each directory the Microkit tool will search (images/Makefile does this before every Microkit tool run); build and report need no programs",
+            )
+        })
+        .collect()
+}
+
+/// For `build` and `report` given no search path (they run before the programs exist):
+/// what is unproven until `check --search-path` reads them, or `None` if nothing is.
+pub fn unproven(sys: &System, file: &str) -> Option<String> {
+    let names: Vec<&str> = unread_programs(sys).map(|(_, pr)| pr.path.as_str()).collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut names = names;
+    names.sort_unstable();
+    names.dedup();
+    Some(format!(
+        "{file}: unproven: the programs ({}) were not read, so no map is proved clear of them and no symbol the Microkit tool patches is proved present; run `iommu-sdf check {file} --search-path DIR` on the programs built, before the Microkit tool",
+        names.join(", ")
+    ))
+}

@@ -8,105 +8,10 @@ use std::path::{Path, PathBuf};
 
 use iommu_sdf::{programs, Board};
 
-const PT_LOAD: u32 = 1;
+mod elf;
+use elf::{elf, elf_with, program_for, Sym, MICROKIT_SYMBOLS, PT_LOAD};
+
 const PT_NOTE: u32 = 4;
-
-/// A symbol of a test program: name, value, size.
-type Sym = (&'static str, u64, u64);
-
-/// Where `elf` puts the symbols the Microkit tool patches in every PD (libmicrokit's:
-/// `microkit_name` 64 bytes, `microkit_passive` 1, the bit masks 8 each): in the first
-/// page of every test program's first segment, at 0x200000.
-const MICROKIT_SYMBOLS: [Sym; 6] = [
-    ("microkit_name", 0x20_0000, 64),
-    ("microkit_passive", 0x20_0040, 1),
-    ("microkit_irqs", 0x20_0048, 8),
-    ("microkit_notifications", 0x20_0050, 8),
-    ("microkit_pps", 0x20_0058, 8),
-    ("microkit_ioports", 0x20_0060, 8),
-];
-
-/// An ELF64 little-endian aarch64 executable with these program headers (type, vaddr,
-/// memsz), no contents, and libmicrokit's symbols (`MICROKIT_SYMBOLS`).
-fn elf(headers: &[(u32, u64, u64)]) -> Vec<u8> {
-    elf_with(headers, &MICROKIT_SYMBOLS)
-}
-
-/// An ELF64 little-endian aarch64 executable with these program headers (type, vaddr,
-/// memsz), no contents, and a symbol table of these symbols (name, value, size), laid out
-/// as the ELF specification (System V gABI, "ELF Header", "Program Header", "Sections",
-/// "Symbol Table") gives it: the header, the program headers, the string table, the
-/// symbol table (its null symbol first), then three section headers (null, .symtab,
-/// .strtab, unnamed). `object` reads it back, not code of ours.
-fn elf_with(headers: &[(u32, u64, u64)], symbols: &[(&str, u64, u64)]) -> Vec<u8> {
-    let phoff = 64u64;
-    let mut strtab = vec![0u8];
-    let mut names = Vec::new();
-    for (name, _, _) in symbols {
-        names.push(strtab.len() as u32);
-        strtab.extend_from_slice(name.as_bytes());
-        strtab.push(0);
-    }
-    let strtab_off = phoff + 56 * headers.len() as u64;
-    let symtab_off = (strtab_off + strtab.len() as u64).next_multiple_of(8);
-    let symtab_size = 24 * (symbols.len() as u64 + 1);
-    let shoff = symtab_off + symtab_size;
-    let mut b = Vec::new();
-    b.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]); // ELFCLASS64, ELFDATA2LSB, EV_CURRENT
-    b.extend_from_slice(&[0; 8]);
-    b.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
-    b.extend_from_slice(&183u16.to_le_bytes()); // e_machine: EM_AARCH64
-    b.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    b.extend_from_slice(&0x20_0000u64.to_le_bytes()); // e_entry
-    b.extend_from_slice(&phoff.to_le_bytes()); // e_phoff: right after this header
-    b.extend_from_slice(&shoff.to_le_bytes()); // e_shoff: after the symbol table
-    b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    b.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
-    b.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
-    b.extend_from_slice(&(headers.len() as u16).to_le_bytes()); // e_phnum
-    b.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
-    b.extend_from_slice(&3u16.to_le_bytes()); // e_shnum
-    b.extend_from_slice(&2u16.to_le_bytes()); // e_shstrndx: .strtab, whose first name, "", names all three
-    assert_eq!(b.len(), 64);
-    for &(kind, vaddr, memsz) in headers {
-        b.extend_from_slice(&kind.to_le_bytes());
-        b.extend_from_slice(&5u32.to_le_bytes()); // p_flags: R X
-        b.extend_from_slice(&0u64.to_le_bytes()); // p_offset
-        b.extend_from_slice(&vaddr.to_le_bytes());
-        b.extend_from_slice(&vaddr.to_le_bytes()); // p_paddr
-        b.extend_from_slice(&0u64.to_le_bytes()); // p_filesz
-        b.extend_from_slice(&memsz.to_le_bytes());
-        b.extend_from_slice(&0x1000u64.to_le_bytes()); // p_align
-    }
-    b.extend_from_slice(&strtab);
-    b.resize(symtab_off as usize, 0);
-    b.extend_from_slice(&[0; 24]); // the null symbol
-    for (&(_, value, size), name) in symbols.iter().zip(names) {
-        b.extend_from_slice(&name.to_le_bytes()); // st_name
-        b.push(0x11); // st_info: STB_GLOBAL, STT_OBJECT
-        b.push(0); // st_other
-        b.extend_from_slice(&1u16.to_le_bytes()); // st_shndx: any defined section
-        b.extend_from_slice(&value.to_le_bytes());
-        b.extend_from_slice(&size.to_le_bytes());
-    }
-    // Section headers: name, type, flags, addr, offset, size, link, info, addralign, entsize.
-    let section = |b: &mut Vec<u8>, kind: u32, offset: u64, size: u64, link: u32, entsize: u64| {
-        b.extend_from_slice(&0u32.to_le_bytes());
-        b.extend_from_slice(&kind.to_le_bytes());
-        b.extend_from_slice(&0u64.to_le_bytes());
-        b.extend_from_slice(&0u64.to_le_bytes());
-        b.extend_from_slice(&offset.to_le_bytes());
-        b.extend_from_slice(&size.to_le_bytes());
-        b.extend_from_slice(&link.to_le_bytes());
-        b.extend_from_slice(&1u32.to_le_bytes()); // sh_info: the first global symbol
-        b.extend_from_slice(&8u64.to_le_bytes());
-        b.extend_from_slice(&entsize.to_le_bytes());
-    };
-    section(&mut b, 0, 0, 0, 0, 0); // SHT_NULL
-    section(&mut b, 2, symtab_off, symtab_size, 2, 24); // SHT_SYMTAB, its strings in section 2
-    section(&mut b, 3, strtab_off, strtab.len() as u64, 0, 0); // SHT_STRTAB
-    b
-}
 
 /// c-edu-driver.elf's two segments as Microkit links it (`readelf -l`: 0x200000 + 0x4a20,
 /// 0x205000 + 0x108), a note (not loaded), an empty PT_LOAD, and one off a page boundary.
@@ -133,26 +38,6 @@ fn dir_of(tag: &str, names: &[&str], bytes: &[u8]) -> PathBuf {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
     dir
-}
-
-/// `program()`'s segments with a symbol table defining, beside libmicrokit's, every symbol
-/// the Microkit tool patches in any PD of `text` (a word each, from 0x200100): its
-/// setvars, those of the plumbing and queues `build` writes, and the IOMMU PD's
-/// `iommu_paddr_*`, as stub-images.py gives the SDK's tool.
-fn program_for(text: &str) -> Vec<u8> {
-    let (sys, _) = iommu_sdf::check_text(text);
-    let ends = sys.ends_by_pd();
-    let mut names: Vec<String> = sys
-        .pds
-        .iter()
-        .flat_map(|pd| pd.setvar_symbols(&ends).into_iter().map(|(s, ..)| s.to_string()).collect::<Vec<_>>())
-        .chain(iommu_sdf::policy::dma_regions(&sys).iter().map(|r| iommu_sdf::model::paddr_symbol(&r.name)))
-        .collect();
-    names.sort();
-    names.dedup();
-    let mut symbols = MICROKIT_SYMBOLS.to_vec();
-    symbols.extend(names.iter().enumerate().map(|(i, n)| (n.as_str(), 0x20_0100 + 8 * i as u64, 8)));
-    elf_with(&[(PT_LOAD, 0x20_0000, 0x4a20), (PT_LOAD, 0x20_5000, 0x108)], &symbols)
 }
 
 #[test]
@@ -426,4 +311,83 @@ fn a_setvar_the_program_cannot_take_is_refused_where_it_is_set() {
         assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
         assert!(problems[0].message.contains("`a`'s setvar `buffers` cannot be patched"), "{tag}");
     }
+}
+
+/// `iommu-sdf` run with `args`: exit status and standard output.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// Without the programs, where each lies is its linker's choice (a program linked at
+/// 64 GiB lies where build places a queue; one at 0x10000000 under a driver's buffers),
+/// and whether it has the symbols the Microkit tool patches is unknown: `check`, the
+/// proof, refuses every `<program_image>` it was not given, with a fix; given them, it
+/// accepts. `build` and `report` (run before the programs exist) write their output and
+/// say what is unproven until then.
+#[test]
+fn without_the_programs_check_proves_nothing_about_them_and_build_and_report_say_so() {
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
+    let file = sdf.to_str().unwrap();
+    let text = std::fs::read_to_string(&sdf).unwrap();
+    let dir = elf::programs_dir("unread", &text);
+    let search = dir.to_str().unwrap();
+    let programs: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("<program_image"))
+        .map(|(i, l)| (i + 1, l.split('"').nth(1).unwrap()))
+        .collect();
+    assert_eq!(programs.len(), 3);
+
+    let (status, out) = run(&["check", file]);
+    assert_eq!(status, Some(1), "{out}");
+    for (line, path) in &programs {
+        let error = out.lines().find(|l| l.contains(&format!(":{line}:"))).unwrap_or_else(|| panic!("{out}"));
+        assert!(error.contains("error: <program_image>: "), "{error}");
+        assert!(error.contains(&format!("program `{path}` was not read")), "{error}");
+        assert!(error.contains("is unproven"), "{error}");
+    }
+    assert!(out.contains("note: fix: build the programs, then check with them: --search-path DIR"), "{out}");
+    assert!(out.ends_with(": 3 problem(s)\n"), "{out}");
+    let (status, out) = run(&["check", file, "--search-path", search]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(!out.contains("unproven"), "{out}");
+
+    let built = std::env::temp_dir().join(format!("iommu-sdf-unread-build-{}", std::process::id()));
+    let (status, out) = run(&["build", file, "--out", built.to_str().unwrap()]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(
+        out.contains(": unproven: the programs (blk_driver.elf, edu_driver.elf, iommu.elf) were not read"),
+        "{out}"
+    );
+    assert!(out.contains("run `iommu-sdf check"), "{out}");
+    assert!(built.join("ok-queue.system").exists());
+    let (status, out) = run(&["build", file, "--out", built.to_str().unwrap(), "--search-path", search]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(!out.contains("unproven"), "{out}");
+
+    let (status, out) = run(&["report", file]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("**Unproven:**"), "{out}");
+    let (_, out) = run(&["report", file, "--search-path", search]);
+    assert!(!out.contains("nproven"), "{out}");
+}
+
+/// Why the programs must be read: a program linked elsewhere than Microkit's 0x200000
+/// (here `blk_driver`'s, at 64 GiB, where `build` places a queue given no `vaddr`) lies
+/// under a map no rule without it could refuse; read, the map is refused at the
+/// `<dma_queue>` it comes from.
+#[test]
+fn a_program_linked_where_build_places_a_queue_is_found_only_by_reading_it() {
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
+    let text = std::fs::read_to_string(&sdf).unwrap();
+    let dir = elf::programs_dir("linked-high", &text);
+    std::fs::write(dir.join("blk_driver.elf"), elf::program_for_at(&text, 0x10_0000_0000 - 0x20_0000)).unwrap();
+    assert!(iommu_sdf::check_text(&text).1.is_empty(), "unread, nothing here refuses it");
+    let (_, problems) = iommu_sdf::check_text_with(&text, &Board::default(), &[dir]);
+    let line = text.lines().position(|l| l.contains(r#"<dma_queue pd="blk_driver""#)).unwrap() as u32 + 1;
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!((problems[0].line, problems[0].element.as_str()), (line, "dma_queue"));
+    assert!(problems[0].message.contains("overlaps its program `blk_driver.elf`"), "{}", problems[0].message);
 }
