@@ -21,6 +21,8 @@ A spoilt copy's name says what is wrong:
   elf-microkit-irqs-short.elf microkit_irqs 4 bytes long (the tool writes 8: it panics)
   elf-buffers-4-bytes.elf     the symbol `buffers` 4 bytes long ("setvar to non-word size
                               symbol")
+  elf-segments-share-a-page.elf  the first loadable segment's memsz reaching 16 bytes into
+                              the second's first page (the tool panics: "already filled")
   elf-x86-64.elf              e_machine EM_X86_64: the Microkit tool does not read e_machine
                               and builds the image; iommu-sdf refuses it (the PD could run
                               none of it)
@@ -35,7 +37,8 @@ with open(src, "rb") as f:
     elf = bytes(f.read())
 assert elf[:4] == b"\x7fELF" and elf[4] == 2 and elf[5] == 1, "a 64-bit little-endian ELF"
 
-E_MACHINE, E_PHNUM, E_SHOFF, E_SHENTSIZE, E_SHNUM = 18, 56, 40, 58, 60
+E_MACHINE, E_PHOFF, E_PHNUM, E_SHOFF, E_SHENTSIZE, E_SHNUM = 18, 32, 56, 40, 58, 60
+P_VADDR, P_MEMSZ, PHENTSIZE = 16, 40, 56
 SHT_PROGBITS, SHT_SYMTAB = 1, 2
 shoff = struct.unpack_from("<Q", elf, E_SHOFF)[0]
 shentsize, shnum = struct.unpack_from("<HH", elf, E_SHENTSIZE)
@@ -76,6 +79,12 @@ def patched(*edits):
 
 
 ST_NAME, ST_VALUE, ST_SIZE = 0, 8, 16
+phoff = struct.unpack_from("<Q", elf, E_PHOFF)[0]
+# The loadable segments' addresses; the first two are text and data, a page apart or more.
+loads = [struct.unpack_from("<Q", elf, phoff + i * PHENTSIZE + P_VADDR)[0]
+         for i in range(struct.unpack_from("<H", elf, E_PHNUM)[0])
+         if struct.unpack_from("<I", elf, phoff + i * PHENTSIZE)[0] == 1]
+assert len(loads) >= 2 and loads[1] - loads[0] >= 0x1000
 name_at = strtab[2] + struct.unpack_from("<I", elf, sym["microkit_name"])[0]
 # A local symbol to give microkit_name's name: any that is not one the tool patches.
 other = next(s for s in sym if s and not s.startswith(("microkit_", "__sel4")) and s != "buffers")
@@ -92,6 +101,7 @@ copies = {
     "elf-microkit-irqs-short.elf": patched((sym["microkit_irqs"] + ST_SIZE, "<Q", 4)),
     "elf-buffers-4-bytes.elf": patched((sym["buffers"] + ST_SIZE, "<Q", 4)),
     "elf-x86-64.elf": patched((E_MACHINE, "<H", 62)),
+    "elf-segments-share-a-page.elf": patched((phoff + P_MEMSZ, "<Q", loads[1] - loads[0] + 0x10)),
 }
 for name, data in copies.items():
     with open(os.path.join(out, name), "wb") as f:

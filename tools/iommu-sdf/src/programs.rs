@@ -102,7 +102,8 @@ pub fn machine(target: Target) -> (u16, &'static str) {
 /// `ElfFileReader`): an ELF64 little-endian file (`segments`) with program headers ("has
 /// no program headers") and a symbol table ("unable to find symbol table section"; the
 /// tool takes the last section of type SHT_SYMTAB, and every symbol in it, local or
-/// global, by name). Its symbols come from `symbols_from` when given (`path_for_symbols`).
+/// global, by name), whose loadable segments share no page. Its symbols come from
+/// `symbols_from` when given (`path_for_symbols`).
 /// And built for `target`'s processor: the Microkit tool does not look at `e_machine`
 /// (the SDK's tool builds an image of an x86-64 program for qemu_virt_aarch64), but the
 /// PD would run none of it.
@@ -118,13 +119,31 @@ pub fn load(bytes: &[u8], symbols_from: Option<&[u8]>, target: Target) -> Result
     if found != wanted {
         return Err(format!("it is built for machine {found} (e_machine), not {name}: the PD could run none of it"));
     }
-    let loads = header
+    let loads: Vec<(u64, u64)> = header
         .program_headers(endian, bytes)
         .map_err(|e| format!("its program headers: {e}"))?
         .iter()
         .filter(|ph| ph.p_type(endian) == PT_LOAD)
         .map(|ph| (ph.p_vaddr(endian), ph.p_memsz(endian)))
         .collect();
+    // The Microkit tool gives each page of a (non-empty) segment a frame of its own and
+    // maps it (capdl/builder.rs, `add_elf_to_spec`): a page two segments share would be
+    // mapped twice, which it cannot ("already filled": it panics).
+    let mut pages: Vec<(u128, u128, u64)> = loads
+        .iter()
+        .filter(|&&(_, memsz)| memsz > 0)
+        .map(|&(vaddr, memsz)| {
+            let end = (u128::from(vaddr) + u128::from(memsz)).next_multiple_of(u128::from(PAGE));
+            (u128::from(vaddr / PAGE * PAGE), end, vaddr)
+        })
+        .collect();
+    pages.sort_unstable();
+    if let Some(w) = pages.windows(2).find(|w| w[1].0 < w[0].1) {
+        return Err(format!(
+            "its loadable segments at {:#x} and {:#x} share the page at {:#x}: the Microkit tool maps each segment's pages separately and cannot map one twice",
+            w[0].2, w[1].2, w[1].0
+        ));
+    }
     let symbols = symbols(symbols_from.unwrap_or(bytes))?;
     Ok(Loaded { segments, loads, symbols })
 }

@@ -257,6 +257,11 @@ fn a_program_the_microkit_tool_cannot_load_or_patch_is_refused_at_its_program_im
             with(&|s| s[0].2 = 0),
             "`microkit_name` in its program `prog.elf` is 0 bytes long; the Microkit tool writes 1",
         ),
+        (
+            "shared-page",
+            elf(&[(PT_LOAD, 0x20_0000, 0x1010), (PT_LOAD, 0x20_1000, 0x100)]),
+            "its loadable segments at 0x200000 and 0x201000 share the page at 0x201000",
+        ),
     ] {
         let problems = check_with_program(tag, &text, &bytes, &[]);
         assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
