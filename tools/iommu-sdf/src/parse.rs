@@ -209,6 +209,25 @@ impl Reader {
                 "add <program_image path=\"...elf\" />: the program it runs",
             );
         }
+        // The program is what `programs` reads and the rules hold maps and symbols to: one,
+        // with a path, as the Microkit tool takes it (sdf.rs refuses a second, one without
+        // `path`, and attributes other than these two).
+        for (i, c) in n.children().filter(|c| c.has_tag_name("program_image")).enumerate() {
+            self.check_attrs(c, &["path", "path_for_symbols"]);
+            if i > 0 {
+                self.problem(
+                    c,
+                    format!("a second <program_image> in `{name}`: a PD runs one program"),
+                    "remove all but one <program_image>",
+                );
+            } else if c.attribute("path").is_none() {
+                self.problem(
+                    c,
+                    format!("the <program_image> of `{name}` has no path"),
+                    "add path=\"...elf\": the program's file, as the Microkit tool finds it in its search path",
+                );
+            }
+        }
         let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
         let (mut irq_ids, mut ioports, mut cspace, mut child_setvar_ids) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
