@@ -8,8 +8,10 @@
 //! `rules::programs` holds every symbol the tool writes to it.
 //!
 //! Without the programs (no search path given) nothing is read, and where a program lies is
-//! not known: a program linked as Microkit links them starts at `LINK_BASE` and is loaded
-//! into RAM, so it lies inside `window` (`rules::queues` keeps a queue's `vaddr` out of it).
+//! not known (its linker's choice): `check` then refuses each `<program_image>` (`unread`),
+//! and `build` and `report` say what is unproven (`unproven`). A program linked as Microkit
+//! links them starts at `LINK_BASE` and is loaded into RAM, so it lies inside `window`
+//! (`rules::queues` keeps a queue's `vaddr` out of it even so, an early refusal).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -102,11 +104,10 @@ pub fn machine(target: Target) -> (u16, &'static str) {
 /// `ElfFileReader`): an ELF64 little-endian file (`segments`) with program headers ("has
 /// no program headers") and a symbol table ("unable to find symbol table section"; the
 /// tool takes the last section of type SHT_SYMTAB, and every symbol in it, local or
-/// global, by name), whose loadable segments share no page. Its symbols come from
-/// `symbols_from` when given (`path_for_symbols`).
-/// And built for `target`'s processor: the Microkit tool does not look at `e_machine`
-/// (the SDK's tool builds an image of an x86-64 program for qemu_virt_aarch64), but the
-/// PD would run none of it.
+/// global, by name), whose loadable segments share no page, built for `target`'s
+/// processor (the Microkit tool does not look at `e_machine`: the SDK's tool builds an
+/// image of an x86-64 program for qemu_virt_aarch64, whose PD would run none of it). Its
+/// symbols come from `symbols_from` when given (`path_for_symbols`).
 pub fn load(bytes: &[u8], symbols_from: Option<&[u8]>, target: Target) -> Result<Loaded, String> {
     let segments = segments(bytes)?;
     let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| e.to_string())?;
