@@ -25,12 +25,11 @@ pass=0 fail=0
 for f in "${files[@]}"; do
     name=$(basename "$f" .xml)
     out=$work/$name
-    if ! "$tool" check "$f" --board "$board" >/dev/null 2>&1; then
-        echo "  FAIL $name: iommu-sdf check refuses it"; fail=$((fail + 1)); continue
-    fi
+    # build checks it (every rule but the programs', which build runs before) and writes it.
     "$tool" build "$f" --board "$board" --out "$out" >/dev/null || { echo "  FAIL $name: build"; fail=$((fail + 1)); continue; }
     python3 "$top/images/stub-images.py" "$out/$name.system" "$out/elf" || { echo "  FAIL $name: stub images"; fail=$((fail + 1)); continue; }
-    # And with the programs read, as the images' builds check them before the Microkit tool.
+    # Then check, with the programs read, as the images' builds check them before the
+    # Microkit tool (without them check refuses: the programs' placement is unproven).
     if ! "$tool" check "$f" --board "$board" --search-path "$out/elf" >/dev/null 2>&1; then
         echo "  FAIL $name: iommu-sdf check refuses it with its programs"; fail=$((fail + 1)); continue
     fi

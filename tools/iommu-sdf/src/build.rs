@@ -7,18 +7,13 @@ use std::fmt::Write as _;
 
 use roxmltree::{Document, Node};
 
+pub use crate::model::paddr_symbol;
 use crate::model::*;
 use crate::plumbing::attr;
 pub use crate::policy::{dma_regions, policy};
 
 /// Elements only this tool understands; the Microkit tool must not see them.
 const OURS: &[&str] = &["io_address_space", "dma_capability", "dma_quota", "dma_queue", "iommu", "pci_bridge"];
-
-/// The symbol through which the IOMMU PD learns a region's physical address.
-pub fn paddr_symbol(region: &str) -> String {
-    let clean: String = region.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    format!("iommu_paddr_{clean}")
-}
 
 /// The description for the Microkit tool.
 pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {

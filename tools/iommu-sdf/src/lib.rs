@@ -133,7 +133,7 @@ pub fn check_text_with(text: &str, board: &Board, search: &[std::path::PathBuf])
         return (sys, problems);
     }
     let mut sys = sys;
-    problems.extend(programs::read(&mut sys, search));
+    problems.extend(programs::read(&mut sys, search, target));
     match target {
         Target::Arm => {
             topology::derive_streams(&mut sys, board);

@@ -35,9 +35,12 @@ options:
                            tool's; the first directory holding a program_image's path wins):
                            each program is read and every map of its PD held clear of
                            its loadable segments, which the Microkit tool refuses maps
-                           over. Without it the programs are not read: a <dma_queue
-                           vaddr> where a program may lie (0x200000 plus the board's
-                           RAM) is refused, and other maps are left to the Microkit tool
+                           over, and every symbol the tool patches (libmicrokit's, each
+                           setvar's) held to what it needs. Without it the programs are
+                           not read, and `check` refuses each <program_image>: where a
+                           program lies and what symbols it has are unproven. `build`
+                           and `report` (run before the programs exist) write their
+                           output and say what is unproven until `check --search-path`
   -h, --help               this text (after a command: that command's)
 
 exit status:
@@ -47,9 +50,11 @@ exit status:
 ";
 
 const CHECK_USAGE: &str = "\
-usage: iommu-sdf check FILE
+usage: iommu-sdf check FILE --search-path DIR... [--board BOARD]
 
-Report every problem of the description FILE as
+Read the PDs' programs from the search path (as the Microkit tool will: without them
+each <program_image> is a problem, the programs' placement and symbols unproven), and
+report every problem of the description FILE as
   FILE:LINE:COL: error: <element>: what is wrong
   FILE:LINE:COL: note: fix: what would fix it
 then a count. Exit 0 if there is none, 1 if there are, 2 if FILE cannot be read.
@@ -156,7 +161,14 @@ fn main() -> ExitCode {
         }
     };
     let target = board.target;
-    let (sys, problems) = iommu_sdf::check_text_with(&text, &board, &search);
+    let (sys, mut problems) = iommu_sdf::check_text_with(&text, &board, &search);
+    // `check` is the proof, and without the programs it cannot be made (`programs::unread`);
+    // build and report, which run before the programs exist, say so instead.
+    let unproven = if search.is_empty() { iommu_sdf::programs::unproven(&sys, &shown) } else { None };
+    if matches!(command, Command::Check(_)) && search.is_empty() {
+        problems.extend(iommu_sdf::programs::unread(&sys));
+        problems.sort_by_key(|p| p.line);
+    }
     let lines: Vec<&str> = text.lines().collect();
     for p in &problems {
         let col = iommu_sdf::problem::column_on(lines.get((p.line as usize).saturating_sub(1)).copied(), p);
@@ -175,10 +187,16 @@ fn main() -> ExitCode {
         println!("{shown}:{}:{col}: note: fix: {}", w.line, w.fix);
     }
     println!("{shown}: ok: {}", iommu_sdf::summary_for(&sys, target));
+    if let Some(unproven) = &unproven {
+        println!("{unproven}");
+    }
     match command {
         Command::Check(_) => ExitCode::SUCCESS,
         Command::Report(_, svg, report) => {
             println!("\n{}", iommu_sdf::report::markdown_for(&sys, &shown, target));
+            if let Some(unproven) = &unproven {
+                println!("**Unproven:** {unproven}\n");
+            }
             let placed = match report.map(|r| std::fs::read_to_string(&r).map_err(|e| (r, e))) {
                 Some(Ok(text)) => Some(iommu_sdf::placement::read(&text)),
                 Some(Err((r, e))) => {

@@ -38,6 +38,9 @@ pub struct Map {
     pub perms: Perms,
     pub setvar_vaddr: Option<String>,
     pub setvar_size: Option<String>,
+    /// `setvar_prefill_size`: the symbol the Microkit tool patches with the size of the
+    /// region's prefill.
+    pub setvar_prefill_size: Option<String>,
     /// `cached` (Microkit's default true): false maps device memory.
     pub cached: bool,
     pub line: Line,
@@ -94,6 +97,31 @@ pub struct ProtectionDomain {
 }
 
 impl ProtectionDomain {
+    /// Every symbol the description has the Microkit tool patch in this PD (its maps'
+    /// `setvar_vaddr`/`setvar_size`/`setvar_prefill_size`, its `<setvar>`s, its children's and its channel ends'
+    /// `setvar_id`s), with where each is set and that element's name. `ends` is
+    /// `System::ends_by_pd`.
+    pub fn setvar_symbols<'a>(
+        &'a self,
+        ends: &HashMap<&str, Vec<(&'a ChannelEnd, &'a ChannelEnd)>>,
+    ) -> Vec<(&'a str, Line, &'static str)> {
+        let mut symbols: Vec<(&str, Line, &str)> = Vec::new();
+        for m in &self.maps {
+            for s in [&m.setvar_vaddr, &m.setvar_size, &m.setvar_prefill_size].into_iter().flatten() {
+                symbols.push((s, m.line, "map"));
+            }
+        }
+        symbols.extend(self.setvars.iter().map(|v| (v.symbol.as_str(), v.line, "setvar")));
+        symbols.extend(self.child_setvar_ids.iter().map(|(s, line)| (s.as_str(), *line, "protection_domain")));
+        symbols.extend(
+            ends.get(self.name.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|(mine, _)| Some((mine.setvar_id.as_deref()?, mine.line, "end"))),
+        );
+        symbols
+    }
+
     /// Every map that puts memory within its reach: its own, and its virtual machines'
     /// (a VMM runs its guests, and a guest's memory is the VMM's to give). With each, the
     /// virtual machine it is in, if any.
@@ -110,11 +138,38 @@ impl ProtectionDomain {
 #[derive(Debug, Clone)]
 pub struct Program {
     pub path: String,
+    /// `path_for_symbols`: the file the Microkit tool reads the program's symbols from
+    /// instead (the same program unstripped), if given.
+    pub symbols_path: Option<String>,
     /// Where the Microkit tool puts its loadable segments in the PD's address space, each
     /// `[start, end)` covering every page it maps and the range it checks maps against
     /// (`crate::programs`); `None` while the program has not been read (no search path).
     pub segments: Option<Vec<(u64, u64)>>,
+    /// Its loadable segments as the ELF gives them, `(vaddr, memsz)`: where the Microkit
+    /// tool can write a symbol's value (empty while unread).
+    pub loads: Vec<(u64, u64)>,
+    /// Its symbol table by name, once read: what the Microkit tool patches must be there
+    /// (`rules::programs`).
+    pub symbols: Option<HashMap<String, Symbol>>,
     pub line: Line,
+}
+
+/// A symbol of a program's symbol table, as the Microkit tool looks it up
+/// (tool/microkit/src/elf.rs, `find_symbol`): by name, among every symbol, local or global.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Symbol {
+    pub value: u64,
+    pub size: u64,
+    /// Another symbol has its name: the Microkit tool will not patch it ("multiple symbols
+    /// with name").
+    pub twice: bool,
+}
+
+/// The symbol through which the IOMMU PD learns a region's physical address (`build`
+/// writes a `setvar region_paddr` of it for each region devices may reach).
+pub fn paddr_symbol(region: &str) -> String {
+    let clean: String = region.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("iommu_paddr_{clean}")
 }
 
 /// `<virtual_machine>` inside a protection domain (its VMM): what the guest sees, as

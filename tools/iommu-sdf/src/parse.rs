@@ -190,7 +190,14 @@ impl Reader {
             cspace: Vec::new(),
             smc: self.boolean(n, "smc", false),
             program: n.children().find(|c| c.has_tag_name("program_image")).and_then(|c| {
-                Some(Program { path: c.attribute("path")?.to_string(), segments: None, line: self.line(c) })
+                Some(Program {
+                    path: c.attribute("path")?.to_string(),
+                    symbols_path: c.attribute("path_for_symbols").map(str::to_string),
+                    segments: None,
+                    loads: Vec::new(),
+                    symbols: None,
+                    line: self.line(c),
+                })
             }),
             child_setvar_ids: Vec::new(),
             line: self.line(n),
@@ -201,6 +208,25 @@ impl Reader {
                 format!("protection domain `{name}` has no <program_image>"),
                 "add <program_image path=\"...elf\" />: the program it runs",
             );
+        }
+        // The program is what `programs` reads and the rules hold maps and symbols to: one,
+        // with a path, as the Microkit tool takes it (sdf.rs refuses a second, one without
+        // `path`, and attributes other than these two).
+        for (i, c) in n.children().filter(|c| c.has_tag_name("program_image")).enumerate() {
+            self.check_attrs(c, &["path", "path_for_symbols"]);
+            if i > 0 {
+                self.problem(
+                    c,
+                    format!("a second <program_image> in `{name}`: a PD runs one program"),
+                    "remove all but one <program_image>",
+                );
+            } else if c.attribute("path").is_none() {
+                self.problem(
+                    c,
+                    format!("the <program_image> of `{name}` has no path"),
+                    "add path=\"...elf\": the program's file, as the Microkit tool finds it in its search path",
+                );
+            }
         }
         let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
         let (mut irq_ids, mut ioports, mut cspace, mut child_setvar_ids) =
@@ -226,6 +252,7 @@ impl Reader {
                             perms,
                             setvar_vaddr: c.attribute("setvar_vaddr").map(str::to_string),
                             setvar_size: c.attribute("setvar_size").map(str::to_string),
+                            setvar_prefill_size: c.attribute("setvar_prefill_size").map(str::to_string),
                             cached: self.boolean(c, "cached", true),
                             line: self.line(c),
                         });
@@ -274,6 +301,7 @@ impl Reader {
                             perms,
                             setvar_vaddr: None,
                             setvar_size: None,
+                            setvar_prefill_size: None,
                             cached: self.boolean(m, "cached", true),
                             line: self.line(m),
                         });

@@ -125,6 +125,7 @@ pub fn complete(sys: &mut System) {
                 perms: rw,
                 setvar_vaddr: Some(name.into()),
                 setvar_size: Some(format!("{name}_size")),
+                setvar_prefill_size: None,
                 cached: true,
                 line,
             });
@@ -165,6 +166,7 @@ pub fn complete(sys: &mut System) {
                 perms: rw,
                 setvar_vaddr: first,
                 setvar_size: None,
+                setvar_prefill_size: None,
                 cached: true,
                 line,
             });

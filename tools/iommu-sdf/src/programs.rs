@@ -3,19 +3,25 @@
 //! Microkit's `get_full_path`), and its PT_LOAD segments are mapped into the PD at the
 //! addresses the ELF gives. A map over one is refused by the Microkit tool
 //! (tool/microkit/src/capdl/builder.rs: "will overlap with an ELF segment", naming no line),
-//! so `check` refuses it first, at the map (`rules::platform`).
+//! so `check` refuses it first, at the map (`rules::platform`). The program must also be one
+//! the Microkit tool can load (`load`) and patch: its symbol table is kept, and
+//! `rules::programs` holds every symbol the tool writes to it.
 //!
 //! Without the programs (no search path given) nothing is read, and where a program lies is
-//! not known: a program linked as Microkit links them starts at `LINK_BASE` and is loaded
-//! into RAM, so it lies inside `window` (`rules::queues` keeps a queue's `vaddr` out of it).
+//! not known (its linker's choice): `check` then refuses each `<program_image>` (`unread`),
+//! and `build` and `report` say what is unproven (`unproven`). A program linked as Microkit
+//! links them starts at `LINK_BASE` and is loaded into RAM, so it lies inside `window`
+//! (`rules::queues` keeps a queue's `vaddr` out of it even so, an early refusal).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use object::elf::{FileHeader64, PT_LOAD};
-use object::read::elf::{FileHeader, ProgramHeader};
+use object::elf::{FileHeader64, EM_AARCH64, EM_X86_64, PT_LOAD, SHT_SYMTAB};
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
+use object::read::SectionIndex;
 use object::LittleEndian;
 
-use crate::board::Board;
+use crate::board::{Board, Target};
 use crate::model::*;
 use crate::problem::{p, Problem};
 
@@ -76,10 +82,101 @@ pub fn find(path: &str, search: &[PathBuf]) -> Option<PathBuf> {
     search.iter().map(|dir| dir.join(Path::new(path))).find(|f| f.exists())
 }
 
+/// A program as the Microkit tool loads it: its segments (`segments`), its loadable
+/// segments as the ELF gives them, `(vaddr, memsz)`, and its symbols by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub segments: Vec<(u64, u64)>,
+    pub loads: Vec<(u64, u64)>,
+    pub symbols: HashMap<String, Symbol>,
+}
+
+/// The machine a program for `target` is built for (`e_machine`; System V gABI, "ELF
+/// Header", and the processor supplements).
+pub fn machine(target: Target) -> (u16, &'static str) {
+    match target {
+        Target::Arm => (EM_AARCH64, "AArch64 (EM_AARCH64, 183)"),
+        Target::X86_64 => (EM_X86_64, "x86-64 (EM_X86_64, 62)"),
+    }
+}
+
+/// `bytes` as the Microkit tool loads a PD's program (tool/microkit/src/elf.rs,
+/// `ElfFileReader`): an ELF64 little-endian file (`segments`) with program headers ("has
+/// no program headers") and a symbol table ("unable to find symbol table section"; the
+/// tool takes the last section of type SHT_SYMTAB, and every symbol in it, local or
+/// global, by name), whose loadable segments share no page, built for `target`'s
+/// processor (the Microkit tool does not look at `e_machine`: the SDK's tool builds an
+/// image of an x86-64 program for qemu_virt_aarch64, whose PD would run none of it). Its
+/// symbols come from `symbols_from` when given (`path_for_symbols`).
+pub fn load(bytes: &[u8], symbols_from: Option<&[u8]>, target: Target) -> Result<Loaded, String> {
+    let segments = segments(bytes)?;
+    let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| e.to_string())?;
+    let endian = header.endian().map_err(|e| e.to_string())?;
+    if header.e_phnum(endian) == 0 {
+        return Err("it has no program headers (e_phnum 0): nothing to load".into());
+    }
+    let (wanted, name) = machine(target);
+    let found = header.e_machine(endian);
+    if found != wanted {
+        return Err(format!("it is built for machine {found} (e_machine), not {name}: the PD could run none of it"));
+    }
+    let loads: Vec<(u64, u64)> = header
+        .program_headers(endian, bytes)
+        .map_err(|e| format!("its program headers: {e}"))?
+        .iter()
+        .filter(|ph| ph.p_type(endian) == PT_LOAD)
+        .map(|ph| (ph.p_vaddr(endian), ph.p_memsz(endian)))
+        .collect();
+    // The Microkit tool gives each page of a (non-empty) segment a frame of its own and
+    // maps it (capdl/builder.rs, `add_elf_to_spec`): a page two segments share would be
+    // mapped twice, which it cannot ("already filled": it panics).
+    let mut pages: Vec<(u128, u128, u64)> = loads
+        .iter()
+        .filter(|&&(_, memsz)| memsz > 0)
+        .map(|&(vaddr, memsz)| {
+            let end = (u128::from(vaddr) + u128::from(memsz)).next_multiple_of(u128::from(PAGE));
+            (u128::from(vaddr / PAGE * PAGE), end, vaddr)
+        })
+        .collect();
+    pages.sort_unstable();
+    if let Some(w) = pages.windows(2).find(|w| w[1].0 < w[0].1) {
+        return Err(format!(
+            "its loadable segments at {:#x} and {:#x} share the page at {:#x}: the Microkit tool maps each segment's pages separately and cannot map one twice",
+            w[0].2, w[1].2, w[1].0
+        ));
+    }
+    let symbols = symbols(symbols_from.unwrap_or(bytes))?;
+    Ok(Loaded { segments, loads, symbols })
+}
+
+/// The symbol table of the ELF64 little-endian file `bytes`, by name, as the Microkit tool
+/// reads it: the last SHT_SYMTAB section, its names UTF-8; a name given twice is marked.
+fn symbols(bytes: &[u8]) -> Result<HashMap<String, Symbol>, String> {
+    let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| format!("not a 64-bit ELF file: {e}"))?;
+    let endian = header.endian().map_err(|e| format!("not a little-endian ELF file: {e}"))?;
+    let sections = header.sections(endian, bytes).map_err(|e| format!("its section headers: {e}"))?;
+    let last = sections.iter().enumerate().filter(|(_, s)| s.sh_type(endian) == SHT_SYMTAB).map(|(i, _)| i).next_back();
+    let Some(index) = last else {
+        return Err("it has no symbol table (no SHT_SYMTAB section): the Microkit tool patches its symbols (microkit_name, its setvars), and a stripped program has none".into());
+    };
+    let table = sections
+        .symbol_table_by_index(endian, bytes, SectionIndex(index))
+        .map_err(|e| format!("its symbol table: {e}"))?;
+    let mut out: HashMap<String, Symbol> = HashMap::new();
+    for sym in table.symbols() {
+        let name = table.symbol_name(endian, sym).map_err(|e| format!("a symbol's name: {e}"))?;
+        let name = std::str::from_utf8(name).map_err(|e| format!("a symbol's name is not UTF-8: {e}"))?;
+        let symbol = Symbol { value: sym.st_value.get(endian), size: sym.st_size.get(endian), twice: false };
+        out.entry(name.to_string()).and_modify(|s| s.twice = true).or_insert(symbol);
+    }
+    Ok(out)
+}
+
 /// Read every PD's program from `search` (nothing, with no search path), recording its
-/// segments in the model; a program that cannot be found or read is a problem at its
-/// `<program_image>`, as the Microkit tool would refuse it.
-pub fn read(sys: &mut System, search: &[PathBuf]) -> Vec<Problem> {
+/// segments and symbols in the model; a program that cannot be found or read as the
+/// Microkit tool loads programs for `target` is a problem at its `<program_image>`, as
+/// the Microkit tool would refuse it.
+pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem> {
     let mut out = Vec::new();
     if search.is_empty() {
         return out;
@@ -87,28 +184,99 @@ pub fn read(sys: &mut System, search: &[PathBuf]) -> Vec<Problem> {
     let dirs = search.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
     for pd in &mut sys.pds {
         let Some(program) = pd.program.as_mut() else { continue };
-        let Some(file) = find(&program.path, search) else {
-            out.push(p(
+        let missing = |path: &str, what: &str| {
+            p(
                 program.line,
                 "program_image",
-                format!("`{}`'s program `{}` is in none of the search directories ({dirs})", pd.name, program.path),
+                format!("`{}`'s {what} `{path}` is in none of the search directories ({dirs})", pd.name),
                 "build the program first, or give the --search-path that holds it (as the Microkit tool is given)",
-            ));
+            )
+        };
+        let Some(file) = find(&program.path, search) else {
+            out.push(missing(&program.path, "program"));
             continue;
         };
-        match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|bytes| segments(&bytes)) {
-            Ok(segments) => program.segments = Some(segments),
+        let symbols_file = match &program.symbols_path {
+            Some(path) => match find(path, search) {
+                Some(f) => Some(f),
+                None => {
+                    out.push(missing(path, "program for symbols (path_for_symbols)"));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let read = |f: &Path| std::fs::read(f).map_err(|e| e.to_string());
+        let loaded = read(&file).and_then(|bytes| {
+            let from = symbols_file.as_deref().map(read).transpose()?;
+            load(&bytes, from.as_deref(), target)
+        });
+        match loaded {
+            Ok(l) => {
+                program.segments = Some(l.segments);
+                program.loads = l.loads;
+                program.symbols = Some(l.symbols);
+            }
             Err(e) => out.push(p(
                 program.line,
                 "program_image",
                 format!(
                     "`{}`'s program {} cannot be read as the Microkit tool loads programs: {e}",
                     pd.name,
-                    file.display()
+                    symbols_file.as_ref().map_or(file.display().to_string(), |s| format!(
+                        "{} (symbols from {})",
+                        file.display(),
+                        s.display()
+                    ))
                 ),
-                "give the path of the PD's ELF program, as built for the board",
+                "give the path of the PD's ELF program, as built for the board (linked with libmicrokit, not stripped)",
             )),
         }
     }
     out
+}
+
+/// The PDs whose programs were not read (no search path): without a program, where it lies
+/// is the linker's choice, not the description's (Microkit's `microkit.ld` links at
+/// `LINK_BASE`, but any address is a valid link), and whether it has the symbols the
+/// Microkit tool patches is unknown. So nothing says a map (the description's or one
+/// `build` writes) is clear of it, or that the Microkit tool can patch it.
+fn unread_programs(sys: &System) -> impl Iterator<Item = (&ProtectionDomain, &Program)> {
+    sys.pds.iter().filter_map(|pd| Some((pd, pd.program.as_ref().filter(|pr| pr.segments.is_none())?)))
+}
+
+/// For `check` given no search path: each program not read, refused at its
+/// `<program_image>`, since the description's acceptance depends on it (`unread_programs`).
+pub fn unread(sys: &System) -> Vec<Problem> {
+    unread_programs(sys)
+        .map(|(pd, program)| {
+            p(
+                program.line,
+                "program_image",
+                format!(
+                    "`{}`'s program `{}` was not read (no --search-path): that its {} map(s) (those build writes included) lie clear of its loadable segments, and that it has every symbol the Microkit tool patches, is unproven (where a program lies is its linker's choice, not the description's)",
+                    pd.name,
+                    program.path,
+                    pd.maps.len()
+                ),
+                "build the programs, then check with them: --search-path DIR for each directory the Microkit tool will search (images/Makefile does this before every Microkit tool run); build and report need no programs",
+            )
+        })
+        .collect()
+}
+
+/// For `build` and `report` given no search path (they run before the programs exist):
+/// what is unproven until `check --search-path` reads them, or `None` if nothing is.
+pub fn unproven(sys: &System, file: &str) -> Option<String> {
+    let names: Vec<&str> = unread_programs(sys).map(|(_, pr)| pr.path.as_str()).collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut names = names;
+    names.sort_unstable();
+    names.dedup();
+    Some(format!(
+        "{file}: unproven: the programs ({}) were not read, so no map is proved clear of them and no symbol the Microkit tool patches is proved present; run `iommu-sdf check {file} --search-path DIR` on the programs built, before the Microkit tool",
+        names.join(", ")
+    ))
 }

@@ -116,6 +116,7 @@ pub fn complete(sys: &mut System) {
             perms: rw,
             setvar_vaddr: setvar.map(|s| s.0.to_string()),
             setvar_size: setvar.map(|s| s.1.to_string()),
+            setvar_prefill_size: None,
             cached: true,
             line,
         };

@@ -5,6 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod elf;
+
 fn sdf(name: &str) -> String {
     fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name)).unwrap()
 }
@@ -95,7 +97,15 @@ fn every_rule_has_a_failing_description() {
 fn the_summary_says_what_is_enforced() {
     let run = |name: &str| {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).arg("check").arg(&path).output().unwrap();
+        // With its programs: without them `check` proves nothing (tests/programs.rs).
+        let programs = elf::programs_dir(name, &fs::read_to_string(&path).unwrap());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+            .arg("check")
+            .arg(&path)
+            .arg("--search-path")
+            .arg(&programs)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{name}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };

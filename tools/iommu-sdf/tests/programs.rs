@@ -8,40 +8,10 @@ use std::path::{Path, PathBuf};
 
 use iommu_sdf::{programs, Board};
 
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
+mod elf;
+use elf::{elf, elf_with, program_for, Sym, MICROKIT_SYMBOLS, PT_LOAD};
 
-/// An ELF64 little-endian aarch64 executable with these program headers (type, vaddr,
-/// memsz) and no contents, laid out as the ELF specification (System V gABI, "ELF Header",
-/// "Program Header") gives it; `object` reads it back, not code of ours.
-fn elf(headers: &[(u32, u64, u64)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]); // ELFCLASS64, ELFDATA2LSB, EV_CURRENT
-    b.extend_from_slice(&[0; 8]);
-    b.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
-    b.extend_from_slice(&183u16.to_le_bytes()); // e_machine: EM_AARCH64
-    b.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    b.extend_from_slice(&0x20_0000u64.to_le_bytes()); // e_entry
-    b.extend_from_slice(&64u64.to_le_bytes()); // e_phoff: right after this header
-    b.extend_from_slice(&0u64.to_le_bytes()); // e_shoff: no sections
-    b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    b.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
-    b.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
-    b.extend_from_slice(&(headers.len() as u16).to_le_bytes()); // e_phnum
-    b.extend_from_slice(&[0; 6]); // e_shentsize, e_shnum, e_shstrndx
-    assert_eq!(b.len(), 64);
-    for &(kind, vaddr, memsz) in headers {
-        b.extend_from_slice(&kind.to_le_bytes());
-        b.extend_from_slice(&5u32.to_le_bytes()); // p_flags: R X
-        b.extend_from_slice(&0u64.to_le_bytes()); // p_offset
-        b.extend_from_slice(&vaddr.to_le_bytes());
-        b.extend_from_slice(&vaddr.to_le_bytes()); // p_paddr
-        b.extend_from_slice(&0u64.to_le_bytes()); // p_filesz
-        b.extend_from_slice(&memsz.to_le_bytes());
-        b.extend_from_slice(&0x1000u64.to_le_bytes()); // p_align
-    }
-    b
-}
+const PT_NOTE: u32 = 4;
 
 /// c-edu-driver.elf's two segments as Microkit links it (`readelf -l`: 0x200000 + 0x4a20,
 /// 0x205000 + 0x108), a note (not loaded), an empty PT_LOAD, and one off a page boundary.
@@ -57,10 +27,15 @@ fn program() -> Vec<u8> {
 
 /// A directory holding `program()` under each of `names`.
 fn search_dir(tag: &str, names: &[&str]) -> PathBuf {
+    dir_of(tag, names, &program())
+}
+
+/// A directory holding `bytes` under each of `names`.
+fn dir_of(tag: &str, names: &[&str], bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("iommu-sdf-programs-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for name in names {
-        std::fs::write(dir.join(name), program()).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
     }
     dir
 }
@@ -146,7 +121,7 @@ fn a_program_not_found_or_not_an_elf_is_refused_at_its_program_image() {
 fn a_queue_vaddr_near_the_program_is_held_to_the_program_once_read() {
     let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
     let text = std::fs::read_to_string(sdf).unwrap();
-    let dir = search_dir("queue", &["iommu.elf", "edu_driver.elf", "blk_driver.elf"]);
+    let dir = dir_of("queue", &["iommu.elf", "edu_driver.elf", "blk_driver.elf"], &program_for(&text));
     let board = Board::default();
     let at = |vaddr: &str| text.replace(r#"vaddr="0x100000000" share="8""#, &format!(r#"vaddr="{vaddr}" share="8""#));
     let line = text.lines().position(|l| l.contains(r#"<dma_queue pd="edu_driver""#)).unwrap() as u32 + 1;
@@ -224,4 +199,200 @@ fn a_segment_larger_in_the_file_than_in_memory_or_past_the_files_end_is_refused(
         assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
         assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
     }
+}
+
+/// `one_map(0x400_0000)` checked with `bytes` as its program (and `more` beside it).
+fn check_with_program(tag: &str, text: &str, bytes: &[u8], more: &[(&str, &[u8])]) -> Vec<iommu_sdf::Problem> {
+    let dir = dir_of(tag, &["prog.elf"], bytes);
+    for (name, b) in more {
+        std::fs::write(dir.join(name), b).unwrap();
+    }
+    iommu_sdf::check_text_with(text, &Board::default(), &[dir]).1
+}
+
+/// A program as the Microkit tool cannot load it (tool/microkit/src/elf.rs: no program
+/// headers, no symbol table) or cannot patch (symbols.rs: libmicrokit's symbols missing,
+/// named twice, outside every loadable segment or shorter than it writes; the SDK's tool
+/// panics on those), and one built for another processor, which the Microkit tool loads
+/// but the PD cannot run: each refused at its `<program_image>`. The same spoilt copies of
+/// a real libmicrokit program go to the SDK's tool in `images/microkit-rules.sh`.
+#[test]
+fn a_program_the_microkit_tool_cannot_load_or_patch_is_refused_at_its_program_image() {
+    let segment = [(PT_LOAD, 0x20_0000, 0x1000)];
+    let ok = elf(&segment);
+    let with = |change: &dyn Fn(&mut Vec<Sym>)| {
+        let mut symbols = MICROKIT_SYMBOLS.to_vec();
+        change(&mut symbols);
+        elf_with(&segment, &symbols)
+    };
+    let mut x86 = ok.clone();
+    x86[18..20].copy_from_slice(&62u16.to_le_bytes()); // e_machine: EM_X86_64
+    let mut no_symtab = ok.clone();
+    let shoff = u64::from_le_bytes(ok[40..48].try_into().unwrap()) as usize;
+    no_symtab[shoff + 64 + 4..shoff + 64 + 8].copy_from_slice(&1u32.to_le_bytes()); // .symtab made SHT_PROGBITS
+    let text = one_map(0x400_0000);
+    assert!(check_with_program("loads", &text, &ok, &[]).is_empty());
+    for (tag, bytes, why) in [
+        ("machine", x86, "built for machine 62 (e_machine), not AArch64"),
+        ("no-headers", elf(&[]), "no program headers"),
+        ("no-symtab", no_symtab.clone(), "no symbol table"),
+        ("no-name", with(&|s| s.retain(|x| x.0 != "microkit_name")), "has no symbol `microkit_name`"),
+        (
+            "two-names",
+            with(&|s| s.push(("microkit_name", 0x20_0800, 64))),
+            "more than one symbol named `microkit_name`",
+        ),
+        (
+            "irqs-outside",
+            with(&|s| s[2].1 = 0x10_0000),
+            "`microkit_irqs` in its program `prog.elf` is at 0x100000..0x100008, in none of its loadable segments",
+        ),
+        (
+            "irqs-short",
+            with(&|s| s[2].2 = 4),
+            "`microkit_irqs` in its program `prog.elf` is 4 bytes long; the Microkit tool writes 8",
+        ),
+        (
+            "name-short",
+            with(&|s| s[0].2 = 0),
+            "`microkit_name` in its program `prog.elf` is 0 bytes long; the Microkit tool writes 1",
+        ),
+        (
+            "shared-page",
+            elf(&[(PT_LOAD, 0x20_0000, 0x1010), (PT_LOAD, 0x20_1000, 0x100)]),
+            "its loadable segments at 0x200000 and 0x201000 share the page at 0x201000",
+        ),
+    ] {
+        let problems = check_with_program(tag, &text, &bytes, &[]);
+        assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+        assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
+        assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+    }
+    // Its symbols from another file (`path_for_symbols`), as the Microkit tool reads them:
+    // there, the stripped program is loaded; missing, it is refused.
+    let split = text.replace(r#"path="prog.elf""#, r#"path="prog.elf" path_for_symbols="prog.debug""#);
+    assert!(check_with_program("split", &split, &no_symtab, &[("prog.debug", &ok)]).is_empty());
+    let problems = check_with_program("split-missing", &split, &no_symtab, &[]);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].message.contains("program for symbols (path_for_symbols) `prog.debug` is in none"),
+        "{}",
+        problems[0].message
+    );
+}
+
+/// A setvar whose symbol the program lacks, has twice, or has in other than a word or
+/// outside its segments: the Microkit tool refuses the first, second and third ("could
+/// not patch symbol", "setvar to non-word size symbol") and panics on the last; `check`
+/// refuses each at the element that sets it (here the map's `setvar_vaddr`).
+#[test]
+fn a_setvar_the_program_cannot_take_is_refused_where_it_is_set() {
+    let text = one_map(0x400_0000).replace(r#"perms="rw" />"#, r#"perms="rw" setvar_vaddr="buffers" />"#);
+    let segment = [(PT_LOAD, 0x20_0000, 0x1000)];
+    let with = |extra: &[Sym]| {
+        let mut symbols = MICROKIT_SYMBOLS.to_vec();
+        symbols.extend_from_slice(extra);
+        elf_with(&segment, &symbols)
+    };
+    assert!(check_with_program("setvar-ok", &text, &with(&[("buffers", 0x20_0100, 8)]), &[]).is_empty());
+    for (tag, extra, why) in [
+        ("setvar-missing", vec![], "has no symbol `buffers`"),
+        (
+            "setvar-twice",
+            vec![("buffers", 0x20_0100, 8), ("buffers", 0x20_0108, 8)],
+            "more than one symbol named `buffers`",
+        ),
+        (
+            "setvar-short",
+            vec![("buffers", 0x20_0100, 4)],
+            "is 4 bytes long; the Microkit tool writes 8 and needs it exactly that",
+        ),
+        ("setvar-long", vec![("buffers", 0x20_0100, 16)], "is 16 bytes long"),
+        ("setvar-outside", vec![("buffers", 0x20_0ffc, 8)], "in none of its loadable segments"),
+    ] {
+        let problems = check_with_program(tag, &text, &with(&extra), &[]);
+        assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+        assert_eq!((problems[0].line, problems[0].element.as_str()), (5, "map"), "{tag}");
+        assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+        assert!(problems[0].message.contains("`a`'s setvar `buffers` cannot be patched"), "{tag}");
+    }
+}
+
+/// `iommu-sdf` run with `args`: exit status and standard output.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// Without the programs, where each lies is its linker's choice (a program linked at
+/// 64 GiB lies where build places a queue; one at 0x10000000 under a driver's buffers),
+/// and whether it has the symbols the Microkit tool patches is unknown: `check`, the
+/// proof, refuses every `<program_image>` it was not given, with a fix; given them, it
+/// accepts. `build` and `report` (run before the programs exist) write their output and
+/// say what is unproven until then.
+#[test]
+fn without_the_programs_check_proves_nothing_about_them_and_build_and_report_say_so() {
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
+    let file = sdf.to_str().unwrap();
+    let text = std::fs::read_to_string(&sdf).unwrap();
+    let dir = elf::programs_dir("unread", &text);
+    let search = dir.to_str().unwrap();
+    let programs: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("<program_image"))
+        .map(|(i, l)| (i + 1, l.split('"').nth(1).unwrap()))
+        .collect();
+    assert_eq!(programs.len(), 3);
+
+    let (status, out) = run(&["check", file]);
+    assert_eq!(status, Some(1), "{out}");
+    for (line, path) in &programs {
+        let error = out.lines().find(|l| l.contains(&format!(":{line}:"))).unwrap_or_else(|| panic!("{out}"));
+        assert!(error.contains("error: <program_image>: "), "{error}");
+        assert!(error.contains(&format!("program `{path}` was not read")), "{error}");
+        assert!(error.contains("is unproven"), "{error}");
+    }
+    assert!(out.contains("note: fix: build the programs, then check with them: --search-path DIR"), "{out}");
+    assert!(out.ends_with(": 3 problem(s)\n"), "{out}");
+    let (status, out) = run(&["check", file, "--search-path", search]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(!out.contains("unproven"), "{out}");
+
+    let built = std::env::temp_dir().join(format!("iommu-sdf-unread-build-{}", std::process::id()));
+    let (status, out) = run(&["build", file, "--out", built.to_str().unwrap()]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(
+        out.contains(": unproven: the programs (blk_driver.elf, edu_driver.elf, iommu.elf) were not read"),
+        "{out}"
+    );
+    assert!(out.contains("run `iommu-sdf check"), "{out}");
+    assert!(built.join("ok-queue.system").exists());
+    let (status, out) = run(&["build", file, "--out", built.to_str().unwrap(), "--search-path", search]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(!out.contains("unproven"), "{out}");
+
+    let (status, out) = run(&["report", file]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("**Unproven:**"), "{out}");
+    let (_, out) = run(&["report", file, "--search-path", search]);
+    assert!(!out.contains("nproven"), "{out}");
+}
+
+/// Why the programs must be read: a program linked elsewhere than Microkit's 0x200000
+/// (here `blk_driver`'s, at 64 GiB, where `build` places a queue given no `vaddr`) lies
+/// under a map no rule without it could refuse; read, the map is refused at the
+/// `<dma_queue>` it comes from.
+#[test]
+fn a_program_linked_where_build_places_a_queue_is_found_only_by_reading_it() {
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
+    let text = std::fs::read_to_string(&sdf).unwrap();
+    let dir = elf::programs_dir("linked-high", &text);
+    std::fs::write(dir.join("blk_driver.elf"), elf::program_for_at(&text, 0x10_0000_0000 - 0x20_0000)).unwrap();
+    assert!(iommu_sdf::check_text(&text).1.is_empty(), "unread, nothing here refuses it");
+    let (_, problems) = iommu_sdf::check_text_with(&text, &Board::default(), &[dir]);
+    let line = text.lines().position(|l| l.contains(r#"<dma_queue pd="blk_driver""#)).unwrap() as u32 + 1;
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!((problems[0].line, problems[0].element.as_str()), (line, "dma_queue"));
+    assert!(problems[0].message.contains("overlaps its program `blk_driver.elf`"), "{}", problems[0].message);
 }

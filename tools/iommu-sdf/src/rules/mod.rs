@@ -14,6 +14,7 @@ mod mmu500;
 pub mod names;
 mod pci;
 mod platform;
+mod programs;
 mod queues;
 mod quotas;
 mod reach;
@@ -30,6 +31,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     names::check(sys, &mut out);
     regions::check(sys, board, &mut out);
     platform::check(sys, board, &mut out);
+    programs::check(sys, &mut out);
     // Without an IOMMU PD nothing enforces an address space, a capability or a quota, and
     // the checks that need one (its regions, channels, fault rings, pool) are not made: a
     // description with them would only look isolated. Said once, at the first of them.

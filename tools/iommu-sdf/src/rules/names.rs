@@ -187,22 +187,7 @@ pub fn grammar(sys: &System, out: &mut Vec<Problem>) {
     let iommu = sys.iommu.as_ref().map(|i| i.pd.as_str());
     let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
-        // Every symbol the Microkit tool patches in this PD, with where it is set.
-        let mut symbols: Vec<(&str, Line, &str)> = Vec::new();
-        for m in &pd.maps {
-            for s in [&m.setvar_vaddr, &m.setvar_size].into_iter().flatten() {
-                symbols.push((s, m.line, "map"));
-            }
-        }
-        symbols.extend(pd.setvars.iter().map(|v| (v.symbol.as_str(), v.line, "setvar")));
-        symbols.extend(pd.child_setvar_ids.iter().map(|(s, line)| (s.as_str(), *line, "protection_domain")));
-        symbols.extend(
-            ends_by_pd
-                .get(pd.name.as_str())
-                .into_iter()
-                .flatten()
-                .filter_map(|(mine, _)| Some((mine.setvar_id.as_deref()?, mine.line, "end"))),
-        );
+        let symbols = pd.setvar_symbols(&ends_by_pd);
         let mut first: HashMap<&str, Line> = HashMap::new();
         for &(symbol, line, element) in &symbols {
             if !is_symbol(symbol) {
