@@ -37,10 +37,12 @@ use generic_timer::{ms, ticks};
 use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach};
 use iommu_client::queue::MapQueue;
 use iommu_client::Client;
+use iommu_protocol::measure::{BATCH_ALONE, BATCH_REPORT, BATCH_UNDER_READS};
 use iommu_protocol::queue::{self, layout, Queue};
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Op, Rights};
 use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Handler, Infallible, MessageInfo,
+    debug_println, memory_region_symbol, protection_domain, var, with_msg_regs_mut, Channel, ChannelSet, Handler,
+    Infallible, MessageInfo,
 };
 use virtio_drivers::device::blk::SECTOR_SIZE;
 use virtio_drivers::BufferDirection;
@@ -340,7 +342,7 @@ fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bo
     let woke = |since: u64| u64::from(WAKEUPS.load(Ordering::Relaxed) > since);
     if queued {
         let (t0, w0) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
-        let mapped = map_set(set(0));
+        let mapped = as_kind(BATCH_ALONE, || map_set(set(0)));
         let t = ticks() - t0;
         (did.ticks, did.alone_ticks, did.alone_batches) = (t, t, woke(w0));
         if !mapped {
@@ -365,7 +367,17 @@ fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bo
         let mut batch_done = true;
         if queued {
             let (t1, w1) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
-            batch_done = if g + 1 < groups { map_set(set(g + 1)) } else { IommuHal::flush_queue() };
+            batch_done =
+                as_kind(
+                    BATCH_UNDER_READS,
+                    || {
+                        if g + 1 < groups {
+                            map_set(set(g + 1))
+                        } else {
+                            IommuHal::flush_queue()
+                        }
+                    },
+                );
             did.overlapped_ticks += ticks() - t1;
             did.overlapped_batches += woke(w1);
         }
@@ -391,7 +403,7 @@ fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bo
     }
     if queued {
         let (t0, w0) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
-        let flushed = IommuHal::flush_queue();
+        let flushed = as_kind(BATCH_ALONE, IommuHal::flush_queue);
         let t = ticks() - t0;
         did.ticks += t;
         did.alone_ticks += t;
@@ -412,12 +424,40 @@ static DOORBELL: AtomicBool = AtomicBool::new(true);
 /// Times the queue paths woke the IOMMU PD.
 static WAKEUPS: AtomicU64 = AtomicU64::new(0);
 
+/// The kind of batch the next doorbell call asks for (`measure::BATCH_*`, 0 for the
+/// one-in-flight paths'), which a measurement build of the IOMMU PD times apart; and, per
+/// kind, the doorbell calls and their round trips (the batch inside included).
+static BATCH_KIND: AtomicU64 = AtomicU64::new(0);
+static DOORBELL_CALLS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static DOORBELL_TICKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Run `f` with the doorbell calls it makes counted as batches of `kind`.
+fn as_kind<T>(kind: u64, f: impl FnOnce() -> T) -> T {
+    BATCH_KIND.store(kind, Ordering::Relaxed);
+    let r = f();
+    BATCH_KIND.store(0, Ordering::Relaxed);
+    r
+}
+
+/// Ask the doorbell for `kind` of batch; the round trip's ticks.
+fn doorbell(kind: u64) -> u64 {
+    let t0 = ticks();
+    with_msg_regs_mut(|regs| regs[0] = kind);
+    // Its reply comes once the batch's completions are posted (its value, the entries
+    // taken, is not needed: `IommuHal` reads the completions).
+    IOMMU.pp_call(MessageInfo::new(queue::SERVE, 1));
+    ticks() - t0
+}
+
 fn wake_iommu_pd() {
     WAKEUPS.fetch_add(1, Ordering::Relaxed);
     if DOORBELL.load(Ordering::Relaxed) {
-        // Its reply comes once the batch's completions are posted (its value, the entries
-        // taken, is not needed: `IommuHal` reads the completions).
-        IOMMU.pp_call(MessageInfo::new(queue::SERVE, 0));
+        let kind = BATCH_KIND.load(Ordering::Relaxed);
+        let took = doorbell(kind);
+        if let (Some(n), Some(t)) = (DOORBELL_CALLS.get(kind as usize), DOORBELL_TICKS.get(kind as usize)) {
+            n.fetch_add(1, Ordering::Relaxed);
+            t.fetch_add(took, Ordering::Relaxed);
+        }
     } else {
         IOMMU.notify();
     }
@@ -694,6 +734,29 @@ fn init() -> BlkBench {
         ms(b.ticks),
         ms(b.wait_ticks)
     );
+    // Where a batch's time goes as this PD sees it: the doorbell call's round trip (the
+    // IOMMU PD's handling inside it, which a measurement build of it breaks down when
+    // asked, below), and the rest of the step, posting the entries and reading the
+    // completions.
+    let us = |t: u64, n: u64| {
+        (u128::from(t) * 1_000_000 / u128::from(generic_timer::hz().max(1)) / u128::from(n.max(1))) as u64
+    };
+    for (kind, name, step_ticks, batches) in [
+        (BATCH_UNDER_READS, "under reads", q.overlapped_ticks, q.overlapped_batches),
+        (BATCH_ALONE, "alone", q.alone_ticks, q.alone_batches),
+    ] {
+        let (n, t) = (
+            DOORBELL_CALLS[kind as usize].load(Ordering::Relaxed),
+            DOORBELL_TICKS[kind as usize].load(Ordering::Relaxed),
+        );
+        debug_println!(
+            "blk-bench: MEASUREMENT: 4 in flight through the queue, batches {name}: {batches} steps, {} us each; {n} doorbell calls, {} us each (round trip); the rest of a step (posting, reading completions) {} us",
+            us(step_ticks, batches),
+            us(t, n),
+            us(step_ticks.saturating_sub(t), batches)
+        );
+    }
+    doorbell(BATCH_REPORT);
     debug_println!(
         "blk-bench: 4 in flight on each: mapped once through the service vs bypass in place: time ratio {}",
         ratio(total[Path::MappedOnceInFlight as usize], total[Path::BypassInFlight as usize])
