@@ -756,6 +756,15 @@ fn init() -> BlkBench {
             us(step_ticks.saturating_sub(t), batches)
         );
     }
+    // The doorbell call alone, with nothing queued (the IOMMU PD takes nothing, touches no
+    // table and no register): what the kernel's round trip and the two address-space
+    // switches cost, for the batches' round trips above to be set against.
+    const EMPTY_CALLS: u64 = 256;
+    let empty: u64 = (0..EMPTY_CALLS).map(|_| doorbell(0)).sum();
+    debug_println!(
+        "blk-bench: MEASUREMENT: the doorbell call with nothing queued: {} ns each (over {EMPTY_CALLS}, the disk idle)",
+        u128::from(empty) * 1_000_000_000 / u128::from(generic_timer::hz().max(1)) / u128::from(EMPTY_CALLS)
+    );
     doorbell(BATCH_REPORT);
     debug_println!(
         "blk-bench: 4 in flight on each: mapped once through the service vs bypass in place: time ratio {}",
