@@ -412,13 +412,27 @@ impl TablePool {
     }
 
     fn write(&mut self, table: PhysAddr, index: usize, pte: Pte) {
+        self.write_uncleaned(table, index, pte);
+        self.clean_entries(table, index, 1);
+    }
+
+    /// `write` without the clean: the caller cleans the entry (`clean_entries`, once for
+    /// a run of entries) before anything tells the SMMU to look.
+    fn write_uncleaned(&mut self, table: PhysAddr, index: usize, pte: Pte) {
+        debug_assert!(index < ENTRIES);
         // SAFETY: `table` is a page of this pool and `index < 512`; the 64-bit aligned
         // store is single-copy atomic for the SMMU's table walker.
         unsafe { self.table(table).add(index).write_volatile(pte.0) };
-        // Before anything tells the SMMU to look (a TLBI and CMD_SYNC, or the caller's
-        // client, who may start DMA once `map` returns), the entry is at the PoC.
-        // SAFETY: as above.
-        self.maint.clean(unsafe { self.table(table).add(index) }, 8);
+    }
+
+    /// Clean entries `index..index + n` of `table` to the PoC, one clean for the run (each
+    /// cache line once, not once per entry): before anything tells the SMMU to look (a
+    /// TLBI and CMD_SYNC, or the caller's client, who may start DMA once `map` returns),
+    /// the entries are at the PoC.
+    fn clean_entries(&self, table: PhysAddr, index: usize, n: usize) {
+        debug_assert!(n > 0 && index + n <= ENTRIES);
+        // SAFETY: entries `index..index + n` lie inside the 4 KiB table page.
+        self.maint.clean(unsafe { self.table(table).add(index) }, 8 * n);
     }
 }
 
@@ -440,6 +454,15 @@ impl Leaf {
     pub const fn size(&self) -> u64 {
         level_size(self.level)
     }
+}
+
+/// The pages from `cur` (page-aligned, below `end`) to `end` or to the end of the
+/// level-3 table that holds `cur`'s entry (the next 2 MiB boundary), whichever is first:
+/// a run whose entries are consecutive in one table, walked to once.
+const fn run_pages(cur: u64, end: u64) -> usize {
+    let table_end = (cur | (BLOCK_SIZE_2M - 1)) + 1;
+    let stop = if end < table_end { end } else { table_end };
+    ((stop - cur) / PAGE_SIZE) as usize
 }
 
 /// Bytes covered by one entry at `level`.
@@ -625,9 +648,16 @@ impl PageTable {
         while cur < end {
             let remaining = end - cur;
             let level = self.chunk_level(pool, cur, pa.0 + (cur - iova.0), remaining);
+            // Pages: the rest of the run in this level-3 table, in one walk (every page of
+            // it is a page chunk: a block needs a 2 MiB boundary, where the run ends).
+            let n = if level == LEAF_LEVEL { run_pages(cur, end) } else { 1 };
             match self.walk(pool, cur, level) {
-                Ok((_, pte)) if pte.is_valid() => return Err(PageTableError::AlreadyMapped(Iova(cur))),
-                Ok(_) => {}
+                Ok((table, _)) => {
+                    let first = self.index(cur, level);
+                    if let Some(k) = (0..n).find(|&k| pool.read(table, first + k).is_valid()) {
+                        return Err(PageTableError::AlreadyMapped(Iova(cur + k as u64 * PAGE_SIZE)));
+                    }
+                }
                 Err((stop, pte)) => {
                     if pte.is_valid() {
                         // A leaf above the target level: a block already covers `cur`.
@@ -643,7 +673,7 @@ impl PageTable {
                     }
                 }
             }
-            cur += level_size(level);
+            cur += n as u64 * level_size(level);
         }
         if needed > pool.free_pages() {
             return Err(PageTableError::PoolExhausted { needed, free: pool.free_pages() });
@@ -655,8 +685,15 @@ impl PageTable {
             let out = pa.0 + (cur - iova.0);
             let level = self.chunk_level(pool, cur, out, end - cur);
             let table = self.table_for(pool, cur, level);
-            pool.write(table, self.index(cur, level), Pte::leaf_at(self.stage, PhysAddr(out), level, perm, mem));
-            cur += level_size(level);
+            // A run of pages in one table (as in pass 1): written, then cleaned once.
+            let n = if level == LEAF_LEVEL { run_pages(cur, end) } else { 1 };
+            let first = self.index(cur, level);
+            for k in 0..n {
+                let out = PhysAddr(out + k as u64 * PAGE_SIZE);
+                pool.write_uncleaned(table, first + k, Pte::leaf_at(self.stage, out, level, perm, mem));
+            }
+            pool.clean_entries(table, first, n);
+            cur += n as u64 * level_size(level);
         }
         // The caller will tell a client the mapping exists; make it visible first.
         barrier::wmb();
@@ -692,12 +729,19 @@ impl PageTable {
         let mut cur = iova.0;
         let mut leaves = 0;
         while cur < end {
-            let leaf = self.translate(pool, Iova(cur)).ok_or(PageTableError::NotMapped(Iova(cur)))?;
+            let (table, leaf) = self.leaf_entry(pool, Iova(cur)).ok_or(PageTableError::NotMapped(Iova(cur)))?;
             if leaf.iova.0 != cur || cur + leaf.size() > end {
                 return Err(PageTableError::PartialBlock(leaf.iova));
             }
-            cur += leaf.size();
-            leaves += 1;
+            // A page: the rest of the run is the entries after it in the same table, each
+            // a page if valid (level 3 holds nothing else).
+            let n = if leaf.level == LEAF_LEVEL { run_pages(cur, end) } else { 1 };
+            let first = self.index(cur, leaf.level);
+            if let Some(k) = (1..n).find(|&k| !pool.read(table, first + k).is_valid()) {
+                return Err(PageTableError::NotMapped(Iova(cur + k as u64 * PAGE_SIZE)));
+            }
+            cur += n as u64 * leaf.size();
+            leaves += n;
         }
         Ok(leaves)
     }
@@ -732,15 +776,51 @@ impl PageTable {
 
     /// Clear the leaves of a range found exactly covered: one walk per leaf (to the leaf
     /// and its table). Stops at a hole, which a checked range does not have.
+    ///
+    /// A run of pages in one table (`run_pages`) is cleared with one walk, up to
+    /// `CLEAR_CHUNK` entries at a time: each entry written invalid, the chunk cleaned to
+    /// the PoC once, and only then `invalidate` called for its leaves, so no TLBI of them
+    /// can reach the SMMU (a full queue, or an erratum's sync, rings the doorbell inside
+    /// `invalidate`) before the SMMU would walk the invalid entries.
     #[inline]
     fn clear_covered(&mut self, pool: &mut TablePool, iova: Iova, len: u64, mut invalidate: impl FnMut(Leaf)) {
+        const CLEAR_CHUNK: usize = 64;
         let end = iova.0 + len;
         let mut cur = iova.0;
         while cur < end {
             let Some((table, leaf)) = self.leaf_entry(pool, Iova(cur)) else { return };
-            pool.write(table, self.index(cur, leaf.level), Pte::INVALID);
-            invalidate(leaf);
-            cur += leaf.size();
+            let first = self.index(cur, leaf.level);
+            if leaf.level != LEAF_LEVEL {
+                pool.write(table, first, Pte::INVALID);
+                invalidate(leaf);
+                cur += leaf.size();
+                continue;
+            }
+            let mut old = [Pte::INVALID; CLEAR_CHUNK];
+            let n = run_pages(cur, end).min(CLEAR_CHUNK);
+            let mut cleared = 0;
+            for (k, slot) in old.iter_mut().enumerate().take(n) {
+                let pte = pool.read(table, first + k);
+                if !pte.is_valid() {
+                    // A hole, which a checked range does not have: stop after the run so far.
+                    break;
+                }
+                *slot = pte;
+                pool.write_uncleaned(table, first + k, Pte::INVALID);
+                cleared += 1;
+            }
+            if cleared == 0 {
+                return;
+            }
+            pool.clean_entries(table, first, cleared);
+            for (k, pte) in old.iter().enumerate().take(cleared) {
+                let page = Iova(cur + k as u64 * PAGE_SIZE);
+                invalidate(Leaf { iova: page, pa: pte.addr(), level: LEAF_LEVEL, perm: pte.perm_at(self.stage) });
+            }
+            if cleared < n {
+                return;
+            }
+            cur += n as u64 * PAGE_SIZE;
         }
     }
 

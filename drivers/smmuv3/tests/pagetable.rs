@@ -202,3 +202,57 @@ fn prune_unlinks_only_what_maps_nothing_and_holds_it_until_released() {
     pt.destroy(&mut pool);
     assert_eq!(pool.free_pages(), 8);
 }
+
+/// A run of pages is walked to once per level-3 table, its entries checked, written and
+/// cleared together (`map`, `unmap`): the same leaves, refusals and invalidations as page
+/// by page, across a table boundary (16 pages from 0x1f_8000: 8 in the table below 2 MiB,
+/// 8 in the one above).
+#[test]
+fn runs_of_pages_across_a_table_boundary_are_mapped_checked_and_cleared_page_by_page() {
+    let mut pool = pool(16);
+    let mut pt = PageTable::new(&mut pool, 48, 44).unwrap();
+    let (iova, pa, len) = (0x1f_8000u64, 0x8000_0000u64, 16 * PAGE_SIZE);
+    pt.map(&mut pool, Iova(iova), PhysAddr(pa), len, Perm::ReadWrite, MemType::Normal).unwrap();
+    let want: Vec<Leaf> = (0..16)
+        .map(|k| Leaf {
+            iova: Iova(iova + k * PAGE_SIZE),
+            pa: PhysAddr(pa + k * PAGE_SIZE),
+            level: 3,
+            perm: Perm::ReadWrite,
+        })
+        .collect();
+    assert_eq!(leaves(&pt, &pool), want);
+    let tables = pool.free_pages();
+
+    // A map whose run meets a mapped page: refused at that page, nothing written.
+    let no_inval = |_: Leaf| panic!("nothing may be invalidated on a refused unmap");
+    assert_eq!(
+        pt.map(&mut pool, Iova(0x1f_0000), PhysAddr(0x9000_0000), 0x16_000, Perm::Read, MemType::Normal),
+        Err(PageTableError::AlreadyMapped(Iova(iova)))
+    );
+    // An unmap over a hole in the second table's run: refused at the hole, nothing cleared.
+    assert_eq!(pt.unmap(&mut pool, Iova(0x20_4000), 0x8000, no_inval), Err(PageTableError::NotMapped(Iova(0x20_8000))));
+    assert_eq!(leaves(&pt, &pool), want);
+    assert_eq!(pool.free_pages(), tables);
+
+    // Part of a run, inside one table: exactly those leaves, in order, with their
+    // addresses and permissions; the neighbours stay.
+    let mut inval = Vec::new();
+    assert_eq!(pt.unmap(&mut pool, Iova(0x1f_a000), 0x3000, |l| inval.push(l)).unwrap(), 3);
+    assert_eq!(inval, want[2..5].to_vec());
+    // A map from the hole that runs into the mapped page after it: refused at that page.
+    assert_eq!(
+        pt.map(&mut pool, Iova(0x1f_a000), PhysAddr(0x9000_0000), 0x4000, Perm::Read, MemType::Normal),
+        Err(PageTableError::AlreadyMapped(Iova(0x1f_d000)))
+    );
+    // The rest, across the boundary.
+    inval.clear();
+    let rest: Vec<Leaf> = want[..2].iter().chain(&want[5..]).copied().collect();
+    pt.unmap(&mut pool, Iova(iova), 2 * PAGE_SIZE, |l| inval.push(l)).unwrap();
+    assert_eq!(pt.unmap(&mut pool, Iova(0x1f_d000), 11 * PAGE_SIZE, |l| inval.push(l)).unwrap(), 11);
+    assert_eq!(inval, rest);
+    assert_eq!(leaves(&pt, &pool), vec![]);
+    // Mapped again in one go: the same descriptors.
+    pt.map(&mut pool, Iova(iova), PhysAddr(pa), len, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(leaves(&pt, &pool), want);
+}

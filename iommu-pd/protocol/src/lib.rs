@@ -82,6 +82,14 @@ pub mod measure {
     pub const WAKE_UP_ENDED: usize = 1;
     /// and of the longest since the previous WAKE_UP.
     pub const WAKE_UP_LONGEST: usize = 2;
+    /// `queue::SERVE`'s mr0, to an IOMMU PD built with `measure-batch` (any other ignores
+    /// it): which kind of batch the caller's doorbell asks for, so the IOMMU PD keeps each
+    /// kind's time apart. A batch while the caller's device reads,
+    pub const BATCH_UNDER_READS: u64 = 1;
+    /// a batch with the caller's device idle,
+    pub const BATCH_ALONE: u64 = 2;
+    /// and not a batch but the request to print what each kind cost so far.
+    pub const BATCH_REPORT: u64 = 3;
 }
 
 /// QUERY's reply: which message register holds what.

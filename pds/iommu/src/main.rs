@@ -26,6 +26,8 @@ use sel4_microkit::{
     Infallible, MessageInfo,
 };
 
+#[cfg(feature = "measure-batch")]
+mod batch_timing;
 mod pci;
 mod queues;
 mod wake_ups;
@@ -491,8 +493,23 @@ impl IommuPd {
         });
         // The mapping queue's doorbell: one batch of the caller's queue, and the reply.
         if msg_info.label() == iommu_protocol::queue::SERVE {
+            #[cfg(feature = "measure-batch")]
+            let began = generic_timer::ticks();
+            #[cfg(feature = "measure-batch")]
+            if n > 0 && mrs[0] == iommu_protocol::measure::BATCH_REPORT {
+                batch_timing::report();
+            }
+            #[cfg(feature = "measure-batch")]
+            batch_timing::serve_begins(if n > 0 { mrs[0] } else { 0 });
             service.retry_blocks();
+            #[cfg(feature = "measure-batch")]
+            let serving = generic_timer::ticks();
             let served = self.queues.serve_one(service, client);
+            #[cfg(feature = "measure-batch")]
+            {
+                let now = generic_timer::ticks();
+                batch_timing::serve_ends(served.unwrap_or(0), now - serving, now - began);
+            }
             if backend::failure(service.hw_mut()).is_some() {
                 self.fail_service();
             }

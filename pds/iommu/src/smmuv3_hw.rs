@@ -13,8 +13,18 @@ use smmuv3_service::SmmuBackend;
 
 use crate::{irqs, policy, Svc, Why, POLL_US};
 
+/// The SMMU's registers as the driver reaches them: directly, or in a measurement build
+/// timed (`crate::batch_timing`).
+#[cfg(not(feature = "measure-batch"))]
+type Regs = MmioRegisters;
+#[cfg(feature = "measure-batch")]
+type Regs = crate::batch_timing::TimedMmio;
+
 /// The service's hardware here.
-pub type Hw = SmmuBackend<MmioRegisters>;
+#[cfg(not(feature = "measure-batch"))]
+pub type Hw = SmmuBackend<Regs>;
+#[cfg(feature = "measure-batch")]
+pub type Hw = crate::batch_timing::Timed<SmmuBackend<Regs>>;
 /// What the driver reports.
 pub type Error = smmuv3::Error;
 
@@ -57,7 +67,10 @@ pub const BOUND: Bound = Bound::Time { clock: &CLOCK, us: Bound::LINUX_US };
 const PLATFORM_COHERENT: bool = irqs::BOARD_COHERENT && sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT);
 
 /// This CPU's cache maintenance (`dc cvac`, `dc civac`, `dsb`), for a non-coherent SMMU.
+#[cfg(not(feature = "measure-batch"))]
 static CACHE: smmuv3::ArmCacheOps = smmuv3::ArmCacheOps;
+#[cfg(feature = "measure-batch")]
+static CACHE: crate::batch_timing::CountedCache = crate::batch_timing::CountedCache(smmuv3::ArmCacheOps);
 
 /// Bring the SMMU up and make the devices' domains and streams; `Err` says what stopped
 /// start-up. Every stream aborts when it returns, read back and printed.
@@ -86,7 +99,11 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
     };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
     // gives it the table and queue regions alone; `init` runs once.
-    let smmu = unsafe { Smmu::init(MmioRegisters::new(regs), mem, config) }.map_err(Why::Smmu)?;
+    let regs = unsafe { MmioRegisters::new(regs) };
+    #[cfg(feature = "measure-batch")]
+    let regs = crate::batch_timing::TimedMmio(regs);
+    // SAFETY: as above.
+    let smmu = unsafe { Smmu::init(regs, mem, config) }.map_err(Why::Smmu)?;
     let f = *smmu.features();
     debug_println!(
         "iommu: SMMUv3.{} up: {}-bit StreamIDs, {}-bit output, two-level stream table {}",
@@ -114,6 +131,8 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
     );
     #[cfg(feature = "measure-bypass")]
     debug_println!("iommu: MEASUREMENT BUILD: a driver may put its own device in bypass; not for products");
+    #[cfg(feature = "measure-batch")]
+    crate::batch_timing::calibrate(&CACHE);
     let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
     // A device passed through to a virtual machine: stage 2 where this SMMU has it, with
     // the input size its guest's RAM needs.
@@ -137,11 +156,13 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
     for (sid, name) in named.chain(named_by_none(&unnamed.0).then_some((unnamed, "no device"))) {
         debug_println!("iommu: stream {sid} ({name}): {}", ste_of(smmu, sid));
     }
+    #[cfg(feature = "measure-batch")]
+    let backend = crate::batch_timing::Timed(backend);
     Ok(backend)
 }
 
 /// Say at which stage the SMMU translates VM device `i`, and why.
-fn say_stage(backend: &Hw, i: usize) {
+fn say_stage(backend: &SmmuBackend<Regs>, i: usize) {
     let (name, vm, ipa) = (policy::DEVICES[i].name, policy::DEVICE_VMS[i], policy::DEVICE_IPA_BITS[i]);
     match backend.translation_of(i) {
         Some(smmuv3::Translation::Stage2 { vmid }) => {
@@ -211,7 +232,7 @@ pub fn take_faults(service: &mut Svc) -> Option<u64> {
 
 /// What the stream table holds for `sid`, read back, not what was asked for; printed as
 /// the entry's configuration or the reason it could not be read.
-fn ste_of(smmu: &mut Smmu<MmioRegisters>, sid: StreamId) -> SteState {
+fn ste_of(smmu: &mut Smmu<Regs>, sid: StreamId) -> SteState {
     SteState(smmu.ste(sid).map(|ste| ste.config()))
 }
 
@@ -222,8 +243,8 @@ struct Faults<'a> {
     notify: u64,
 }
 
-impl EventSink<MmioRegisters> for Faults<'_> {
-    fn smmu(&mut self) -> &mut Smmu<MmioRegisters> {
+impl EventSink<Regs> for Faults<'_> {
+    fn smmu(&mut self) -> &mut Smmu<Regs> {
         self.service.hw_mut().smmu()
     }
 

@@ -11,9 +11,10 @@
 //! nothing (RESUME of its running device), the same number of protected procedure calls.
 //! Those eight paths keep one request in flight (virtio-drivers' `read_blocks`). Three more
 //! keep `IN_FLIGHT` in flight (`blk_driver::in_flight`), in groups, the same loop on each:
-//! in place in bypass, in place mapped once, and in place with each group's buffers mapped
-//! through the mapping queue while the group before it is in flight, posted with the UNMAPs
-//! of the group before that, one doorbell call for them all (`IommuHal::map_queued`).
+//! in place in bypass, in place mapped once, and in place with the buffers of two groups at
+//! a time mapped through the mapping queue while the group before them is in flight, posted
+//! with the UNMAPs of the two groups before that, one doorbell call for them all
+//! (`IommuHal::map_queued`, `BATCH_GROUPS`).
 //!
 //! Only a measurement build of the IOMMU PD (images/blk-bench.xml) lets it switch to
 //! bypass. The pool and the buffer are mapped at IOVA = their physical addresses, so the
@@ -37,10 +38,12 @@ use generic_timer::{ms, ticks};
 use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach};
 use iommu_client::queue::MapQueue;
 use iommu_client::Client;
+use iommu_protocol::measure::{BATCH_ALONE, BATCH_REPORT, BATCH_UNDER_READS};
 use iommu_protocol::queue::{self, layout, Queue};
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Op, Rights};
 use sel4_microkit::{
-    debug_println, memory_region_symbol, protection_domain, var, Channel, ChannelSet, Handler, Infallible, MessageInfo,
+    debug_println, memory_region_symbol, protection_domain, var, with_msg_regs_mut, Channel, ChannelSet, Handler,
+    Infallible, MessageInfo,
 };
 use virtio_drivers::device::blk::SECTOR_SIZE;
 use virtio_drivers::BufferDirection;
@@ -59,15 +62,26 @@ const CHUNK: usize = 64 << 10;
 const BUFFER_CAP: Handle = Handle(1);
 /// Requests in flight at once on the in-flight paths. Four: virtio-drivers' queue holds
 /// at most five reads without indirect descriptors (`in_flight::MAX_IN_FLIGHT`), and four
-/// divide a block's requests into whole groups. A group's batch in the IOMMU PD is then
-/// eight entries (four UNMAPs, four MAPs) under one CMD_SYNC, for one doorbell call.
+/// divide a block's requests into whole groups. A batch of two groups in the IOMMU PD is
+/// then sixteen entries (eight UNMAPs, eight MAPs) under one CMD_SYNC, for one doorbell
+/// call.
 const IN_FLIGHT: usize = 4;
 const _: () = assert!(IN_FLIGHT == 4 && IN_FLIGHT <= blk_driver::in_flight::MAX_IN_FLIGHT, "the paths' names say 4");
-/// The buffers of the in-place paths: three sets of `IN_FLIGHT`. Through the queue, while a
-/// group is in flight, the previous group's buffers are being unmapped and the next
-/// group's mapped, so three groups' buffers are in use at once. The one-in-flight paths
-/// use the first one or two.
-const BUFFERS: usize = 3 * IN_FLIGHT;
+/// Groups mapped by one batch of the in-flight queue path: a batch under every second
+/// group's reads unmaps the two groups before it and maps the two after it, so the IOMMU
+/// PD is woken (a doorbell call, a CMD_SYNC, two register accesses) once per two groups.
+/// MAX_GROUP (8) buffers a batch at most: two groups of four.
+const BATCH_GROUPS: usize = 2;
+const _: () = assert!(BATCH_GROUPS * IN_FLIGHT <= iommu_client::hal::MAX_GROUP);
+const _: () =
+    assert!((BLOCK / CHUNK / IN_FLIGHT).is_multiple_of(BATCH_GROUPS), "a block's groups split into whole batches");
+/// The sets of `IN_FLIGHT` buffers: through the queue, while a group is in flight, the
+/// `BATCH_GROUPS` groups before it are being unmapped and the `BATCH_GROUPS` after it
+/// mapped, so 2 `BATCH_GROUPS` + 1 groups' buffers are in use at once. The other in-flight
+/// paths rotate over the first three, the one-in-flight paths use the first one or two
+/// buffers.
+const SETS: usize = 2 * BATCH_GROUPS + 1;
+const BUFFERS: usize = SETS * IN_FLIGHT;
 /// Bytes read on one path before the same bytes are read on the next. 4 MiB, not less:
 /// through the queue with requests in flight, a block's first MAPs and last UNMAPs have
 /// no reads to overlap (two wake-ups of the IOMMU PD on the critical path per block), so
@@ -112,11 +126,11 @@ enum Path {
     /// As `MappedOnce`, `IN_FLIGHT` requests in flight at once: what translation costs
     /// them, without mapping.
     MappedOnceInFlight,
-    /// Through the service, `IN_FLIGHT` requests in flight at once, each group's buffers
-    /// mapped through the queue while the group before it is in flight, their MAPs posted
-    /// with the UNMAPs of the group before that, one doorbell call for all; a group starts
-    /// once its MAPs are done, and its buffers are read only once their UNMAPs are
-    /// confirmed.
+    /// Through the service, `IN_FLIGHT` requests in flight at once, the buffers of
+    /// `BATCH_GROUPS` groups at a time mapped through the queue while the group before them
+    /// is in flight, their MAPs posted with the UNMAPs of the `BATCH_GROUPS` groups before
+    /// that, one doorbell call for all; a group starts once its MAPs are done, and its
+    /// buffers are read only once their UNMAPs are confirmed.
     QueuedInFlight,
 }
 
@@ -293,33 +307,46 @@ fn fill(set: &Set) {
     }
 }
 
-/// Map `set`'s buffers through the queue (`IommuHal::map_queued`), posted with the UNMAPs
-/// left pending, one doorbell call: whether every MAP succeeded and every UNMAP was
-/// confirmed.
-fn map_set(set: &Set) -> bool {
-    let group =
-        set.each_ref().map(|b| (NonNull::slice_from_raw_parts(b.cast::<u8>(), CHUNK), BufferDirection::DeviceToDriver));
-    IommuHal::map_queued(&group)
+/// Map the buffers of groups `groups` through the queue (`IommuHal::map_queued`), posted
+/// with the UNMAPs left pending, one doorbell call: whether every MAP succeeded and every
+/// UNMAP was confirmed.
+fn map_groups(sets: &[Set], groups: core::ops::Range<usize>) -> bool {
+    let mut bufs = [(NonNull::slice_from_raw_parts(NonNull::<u8>::dangling(), 0), BufferDirection::DeviceToDriver);
+        BATCH_GROUPS * IN_FLIGHT];
+    let mut n = 0;
+    for g in groups {
+        for b in &sets[g % sets.len()] {
+            bufs[n] = (NonNull::slice_from_raw_parts(b.cast::<u8>(), CHUNK), BufferDirection::DeviceToDriver);
+            n += 1;
+        }
+    }
+    IommuHal::map_queued(&bufs[..n])
 }
 
-/// Read block `block` of the file in place, `IN_FLIGHT` requests at a time, the groups
-/// taking the three sets of buffers in turn. Each group is submitted, then, while the
-/// device reads it, the overlap step runs, then the driver waits for the group's reads.
-/// With `queued`, the overlap step is one batch through the mapping queue: the previous
-/// group's UNMAPs (left pending as its reads completed) and the next group's MAPs, one
-/// doorbell call (`IommuHal::map_queued`; for the last group, the UNMAPs alone,
-/// `IommuHal::flush_queue`); so a group is submitted only once its MAPs are done, and a
-/// group's buffers are checked and filled again only once their UNMAPs are confirmed,
-/// while the group after next is in flight (hence three sets). The first group's MAPs
-/// and the last group's UNMAPs have no reads to overlap and are timed alone. Otherwise
-/// the overlap step is empty and the device reaches the buffers as `IommuHal`'s in-place
-/// memory says (mapped once, or in bypass): the same loop without the queue. Checking
-/// and filling are not timed.
-fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bool) -> InFlight {
+/// Read block `block` of the file in place, `IN_FLIGHT` requests at a time. Each group is
+/// submitted, then, while the device reads it, the overlap step runs, then the driver
+/// waits for the group's reads. With `queued`, the overlap step under every
+/// `BATCH_GROUPS`th group g is one batch through the mapping queue: the UNMAPs of the
+/// `BATCH_GROUPS` groups before g (left pending as their reads completed) and the MAPs of
+/// the `BATCH_GROUPS` groups after it, one doorbell call (`IommuHal::map_queued`; with no
+/// group left to map, the UNMAPs alone, `IommuHal::flush_queue`); so a group is submitted
+/// only once its MAPs are done, and a group's buffers are checked and filled again only
+/// once their UNMAPs are confirmed. Every group a batch maps is submitted before the next
+/// batch (which would otherwise unmap it as made ahead and never shared: `map_queued`).
+/// The groups from g - `BATCH_GROUPS` to g + `BATCH_GROUPS` hold buffers at once, so the
+/// sets rotate over 2 `BATCH_GROUPS` + 1 (`sets`); without the queue the step is empty, the
+/// device reaches the buffers as `IommuHal`'s in-place memory says (mapped once, or in
+/// bypass), and the groups rotate over the first three sets, as with one group a batch.
+/// The first group's MAPs and the last groups' UNMAPs have no reads to overlap and are
+/// timed alone. Checking and filling are not timed.
+fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; SETS], queued: bool) -> InFlight {
     let retired = IommuHal::retired();
     let mut did = InFlight { right: true, ..InFlight::default() };
     let groups = BLOCK / CHUNK / IN_FLIGHT;
-    let set = |g: usize| &sets[g % 3];
+    // Groups a batch maps; the sets in rotation.
+    let per = if queued { BATCH_GROUPS } else { 1 };
+    let sets = &sets[..2 * per + 1];
+    let set = |g: usize| &sets[g % sets.len()];
     let offset = |g: usize, i: usize| block * BLOCK + (g * IN_FLIGHT + i) * CHUNK;
     let check = |g: usize| {
         set(g).iter().enumerate().all(|(i, b)| {
@@ -333,7 +360,7 @@ fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bo
         })
     };
     let failed = |did: InFlight| InFlight { right: false, confirmed: IommuHal::retired() - retired, ..did };
-    for g in 0..groups.min(3) {
+    for g in 0..groups.min(sets.len()) {
         fill(set(g));
     }
     // A batch is counted where it woke the IOMMU PD, so a step that posts nothing, or a
@@ -341,7 +368,7 @@ fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bo
     let woke = |since: u64| u64::from(WAKEUPS.load(Ordering::Relaxed) > since);
     if queued {
         let (t0, w0) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
-        let mapped = map_set(set(0));
+        let mapped = as_kind(BATCH_ALONE, || map_groups(sets, 0..1));
         let t = ticks() - t0;
         (did.ticks, did.alone_ticks, did.alone_batches) = (t, t, woke(w0));
         if !mapped {
@@ -364,9 +391,17 @@ fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bo
             return failed(did);
         }
         let mut batch_done = true;
-        if queued {
+        let batch_under = g % per == 0;
+        if queued && batch_under {
             let (t1, w1) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
-            batch_done = if g + 1 < groups { map_set(set(g + 1)) } else { IommuHal::flush_queue() };
+            let next = (g + 1).min(groups)..(g + per + 1).min(groups);
+            batch_done = as_kind(BATCH_UNDER_READS, || {
+                if next.is_empty() {
+                    IommuHal::flush_queue()
+                } else {
+                    map_groups(sets, next)
+                }
+            });
             did.overlapped_ticks += ticks() - t1;
             did.overlapped_batches += woke(w1);
         }
@@ -383,26 +418,31 @@ fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; 3], queued: bo
             debug_println!("blk-bench: group at file offset {:#x}: the batch under it was not all done", offset(g, 0));
             return failed(did);
         }
-        if g > 0 && !check(g - 1) {
-            return failed(did);
-        }
-        if g > 0 && g + 2 < groups {
-            fill(set(g + 2));
+        // The groups whose UNMAPs the batch under this one confirmed: checked, then filled
+        // for the groups that take their sets next.
+        if batch_under && g >= per {
+            if !(g - per..g).all(check) {
+                return failed(did);
+            }
+            for next in g + per + 1..(g + 2 * per + 1).min(groups) {
+                fill(set(next));
+            }
         }
     }
     if queued {
         let (t0, w0) = (ticks(), WAKEUPS.load(Ordering::Relaxed));
-        let flushed = IommuHal::flush_queue();
+        let flushed = as_kind(BATCH_ALONE, IommuHal::flush_queue);
         let t = ticks() - t0;
         did.ticks += t;
         did.alone_ticks += t;
         did.alone_batches += woke(w0);
         if !flushed {
-            debug_println!("blk-bench: the last group's UNMAPs were not all confirmed");
+            debug_println!("blk-bench: the last groups' UNMAPs were not all confirmed");
             return failed(did);
         }
     }
-    if !check(groups - 1) {
+    // The groups from the last batch under reads on (the flush confirmed their UNMAPs).
+    if !((groups - 1) / per * per..groups).all(check) {
         return failed(did);
     }
     InFlight { confirmed: IommuHal::retired() - retired, ..did }
@@ -413,12 +453,40 @@ static DOORBELL: AtomicBool = AtomicBool::new(true);
 /// Times the queue paths woke the IOMMU PD.
 static WAKEUPS: AtomicU64 = AtomicU64::new(0);
 
+/// The kind of batch the next doorbell call asks for (`measure::BATCH_*`, 0 for the
+/// one-in-flight paths'), which a measurement build of the IOMMU PD times apart; and, per
+/// kind, the doorbell calls and their round trips (the batch inside included).
+static BATCH_KIND: AtomicU64 = AtomicU64::new(0);
+static DOORBELL_CALLS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static DOORBELL_TICKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Run `f` with the doorbell calls it makes counted as batches of `kind`.
+fn as_kind<T>(kind: u64, f: impl FnOnce() -> T) -> T {
+    BATCH_KIND.store(kind, Ordering::Relaxed);
+    let r = f();
+    BATCH_KIND.store(0, Ordering::Relaxed);
+    r
+}
+
+/// Ask the doorbell for `kind` of batch; the round trip's ticks.
+fn doorbell(kind: u64) -> u64 {
+    let t0 = ticks();
+    with_msg_regs_mut(|regs| regs[0] = kind);
+    // Its reply comes once the batch's completions are posted (its value, the entries
+    // taken, is not needed: `IommuHal` reads the completions).
+    IOMMU.pp_call(MessageInfo::new(queue::SERVE, 1));
+    ticks() - t0
+}
+
 fn wake_iommu_pd() {
     WAKEUPS.fetch_add(1, Ordering::Relaxed);
     if DOORBELL.load(Ordering::Relaxed) {
-        // Its reply comes once the batch's completions are posted (its value, the entries
-        // taken, is not needed: `IommuHal` reads the completions).
-        IOMMU.pp_call(MessageInfo::new(queue::SERVE, 0));
+        let kind = BATCH_KIND.load(Ordering::Relaxed);
+        let took = doorbell(kind);
+        if let (Some(n), Some(t)) = (DOORBELL_CALLS.get(kind as usize), DOORBELL_TICKS.get(kind as usize)) {
+            n.fetch_add(1, Ordering::Relaxed);
+            t.fetch_add(took, Ordering::Relaxed);
+        }
     } else {
         IOMMU.notify();
     }
@@ -466,7 +534,8 @@ fn init() -> BlkBench {
     // on the in-flight paths.
     let buffer: NonNull<[u8; CHUNK]> = memory_region_symbol!(dma_buffer: *mut [u8; CHUNK]);
     // SAFETY: the region is BUFFERS * CHUNK bytes (images/blk-bench.xml).
-    let sets: [Set; 3] = core::array::from_fn(|s| core::array::from_fn(|i| unsafe { buffer.add(s * IN_FLIGHT + i) }));
+    let sets: [Set; SETS] =
+        core::array::from_fn(|s| core::array::from_fn(|i| unsafe { buffer.add(s * IN_FLIGHT + i) }));
     let halves = [sets[0][0], sets[0][1]];
     let buffer_pa = *var!(dma_buffer_paddr: u64 = 0);
     let mut client = Client::new(Ppc(IOMMU));
@@ -695,6 +764,38 @@ fn init() -> BlkBench {
         ms(b.ticks),
         ms(b.wait_ticks)
     );
+    // Where a batch's time goes as this PD sees it: the doorbell call's round trip (the
+    // IOMMU PD's handling inside it, which a measurement build of it breaks down when
+    // asked, below), and the rest of the step, posting the entries and reading the
+    // completions.
+    let us = |t: u64, n: u64| {
+        (u128::from(t) * 1_000_000 / u128::from(generic_timer::hz().max(1)) / u128::from(n.max(1))) as u64
+    };
+    for (kind, name, step_ticks, batches) in [
+        (BATCH_UNDER_READS, "under reads", q.overlapped_ticks, q.overlapped_batches),
+        (BATCH_ALONE, "alone", q.alone_ticks, q.alone_batches),
+    ] {
+        let (n, t) = (
+            DOORBELL_CALLS[kind as usize].load(Ordering::Relaxed),
+            DOORBELL_TICKS[kind as usize].load(Ordering::Relaxed),
+        );
+        debug_println!(
+            "blk-bench: MEASUREMENT: 4 in flight through the queue, batches {name}: {batches} steps, {} us each; {n} doorbell calls, {} us each (round trip); the rest of a step (posting, reading completions) {} us",
+            us(step_ticks, batches),
+            us(t, n),
+            us(step_ticks.saturating_sub(t), batches)
+        );
+    }
+    // The doorbell call alone, with nothing queued (the IOMMU PD takes nothing, touches no
+    // table and no register): what the kernel's round trip and the two address-space
+    // switches cost, for the batches' round trips above to be set against.
+    const EMPTY_CALLS: u64 = 256;
+    let empty: u64 = (0..EMPTY_CALLS).map(|_| doorbell(0)).sum();
+    debug_println!(
+        "blk-bench: MEASUREMENT: the doorbell call with nothing queued: {} ns each (over {EMPTY_CALLS}, the disk idle)",
+        u128::from(empty) * 1_000_000_000 / u128::from(generic_timer::hz().max(1)) / u128::from(EMPTY_CALLS)
+    );
+    doorbell(BATCH_REPORT);
     debug_println!(
         "blk-bench: 4 in flight on each: mapped once through the service vs bypass in place: time ratio {}",
         ratio(total[Path::MappedOnceInFlight as usize], total[Path::BypassInFlight as usize])
