@@ -280,10 +280,21 @@ impl<'a> Index<'a> {
     #[inline(always)]
     pub fn insert_with_room(&mut self, root: &mut Root, key: u64, slot: u16) {
         debug_assert!(self.can_insert(root));
-        if root.node != NIL && key > root.last_key && self.append_in_place(root, key, slot) {
-            root.len += 1;
-            (root.last_key, root.last_slot) = (key, slot);
-            return;
+        if root.node != NIL {
+            if key > root.last_key {
+                if self.append_in_place(root, key, slot) {
+                    root.len += 1;
+                    (root.last_key, root.last_slot) = (key, slot);
+                    return;
+                }
+            } else if root.height == 0 && (root.len as usize) < LEAF {
+                // Below the greatest key, in a root leaf with room (a device with up to
+                // 16 mappings): a scan and a shift in place, no call.
+                let len = root.len as usize;
+                self.leaf_insert(root.node, len, key, slot, false);
+                root.len += 1;
+                return;
+            }
         }
         self.insert_searched(root, key, slot);
     }
@@ -526,7 +537,33 @@ impl<'a> Index<'a> {
     /// Take `key` out of the tree if `allow` allows its slot: a lookup and a removal in
     /// one descent. `allow` runs once, when the key is found and before anything changes;
     /// nothing changes unless the answer is `Taken`.
+    ///
+    /// A tree of one leaf (up to 16 mappings: a device whose buffers come and go, as a
+    /// driver mapping each request's) is served inline, with no call; a deeper one by
+    /// `take_deep`.
+    #[inline(always)]
     pub fn take(&mut self, root: &mut Root, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
+        if root.height != 0 || root.node == NIL {
+            return self.take_deep(root, key, allow);
+        }
+        let len = root.len as usize;
+        let taken = self.leaf_remove(root.node, len, key, allow);
+        let Take::Taken(_) = taken else { return taken };
+        root.len -= 1;
+        if root.len == 0 {
+            self.give_leaf(root.node);
+            *root = Root::default();
+        } else if key == root.last_key {
+            // The greatest key left is the leaf's last.
+            let leaf = &self.leaves[root.node as usize];
+            (root.last_key, root.last_slot) = (leaf.keys[len - 2], leaf.slots[len - 2]);
+        }
+        taken
+    }
+
+    /// `take` where the tree is empty or has inner levels.
+    #[inline(never)]
+    fn take_deep(&mut self, root: &mut Root, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
         if root.node == NIL {
             return Take::Missing;
         }
