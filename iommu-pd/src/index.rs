@@ -145,13 +145,17 @@ fn count_le<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
     keys[..n.min(N)].iter().position(|&k| k > key).unwrap_or(n.min(N))
 }
 
-/// How many of the first `n` of `keys` are below `key`.
+/// How many of the first `n` of `keys` are below `key`. When the last of them is not
+/// below it, the scan stops at or before it whatever `n` is, so it runs over the whole
+/// array with no test of `n` per key (on the service's paths, a removal and an insertion
+/// below the greatest key, it always does).
 #[inline]
 fn count_lt<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
-    match key.checked_sub(1) {
-        Some(below) => count_le(keys, n, below),
-        None => 0,
+    let n = n.min(N);
+    if n == 0 || keys[n - 1] < key {
+        return n;
     }
+    keys.iter().position(|&k| k >= key).unwrap_or(n)
 }
 
 /// Two distinct nodes of a pool, both mutable.
