@@ -41,21 +41,36 @@ pub struct Leaf {
 impl Leaf {
     /// Move entries `at..len` (`len < LEAF`) one place right, to make room at `at`. A loop,
     /// not `copy_within`: the shift is a few entries of one node, which cost less to move
-    /// than two calls to `memmove` (keys, then slots) do to make.
+    /// than two calls to `memmove` (keys, then slots) do to make. Two entries a step (on
+    /// x86-64 a 16-byte load and store of keys, one 4-byte of slots): about half the
+    /// instructions of one a step (four a step saved little more).
     #[inline(always)]
     fn open_gap(&mut self, at: usize, len: usize) {
         let mut j = len.min(LEAF - 1);
-        while j > at {
+        while j >= at + 2 {
+            let (k, s) = ([self.keys[j - 2], self.keys[j - 1]], [self.slots[j - 2], self.slots[j - 1]]);
+            self.keys[j - 1..j + 1].copy_from_slice(&k);
+            self.slots[j - 1..j + 1].copy_from_slice(&s);
+            j -= 2;
+        }
+        if j > at {
             self.keys[j] = self.keys[j - 1];
             self.slots[j] = self.slots[j - 1];
-            j -= 1;
         }
     }
 
     /// Move entries `at + 1..len` one place left, over the entry at `at` (as `open_gap`).
     #[inline(always)]
     fn close_gap(&mut self, at: usize, len: usize) {
-        for j in at + 1..len.min(LEAF) {
+        let len = len.min(LEAF);
+        let mut j = at + 1;
+        while j + 1 < len {
+            let (k, s) = ([self.keys[j], self.keys[j + 1]], [self.slots[j], self.slots[j + 1]]);
+            self.keys[j - 1..j + 1].copy_from_slice(&k);
+            self.slots[j - 1..j + 1].copy_from_slice(&s);
+            j += 2;
+        }
+        if j < len {
             self.keys[j - 1] = self.keys[j];
             self.slots[j - 1] = self.slots[j];
         }
