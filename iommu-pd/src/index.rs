@@ -41,21 +41,36 @@ pub struct Leaf {
 impl Leaf {
     /// Move entries `at..len` (`len < LEAF`) one place right, to make room at `at`. A loop,
     /// not `copy_within`: the shift is a few entries of one node, which cost less to move
-    /// than two calls to `memmove` (keys, then slots) do to make.
+    /// than two calls to `memmove` (keys, then slots) do to make. Two entries a step (on
+    /// x86-64 a 16-byte load and store of keys, one 4-byte of slots): about half the
+    /// instructions of one a step (four a step saved little more).
     #[inline(always)]
     fn open_gap(&mut self, at: usize, len: usize) {
         let mut j = len.min(LEAF - 1);
-        while j > at {
+        while j >= at + 2 {
+            let (k, s) = ([self.keys[j - 2], self.keys[j - 1]], [self.slots[j - 2], self.slots[j - 1]]);
+            self.keys[j - 1..j + 1].copy_from_slice(&k);
+            self.slots[j - 1..j + 1].copy_from_slice(&s);
+            j -= 2;
+        }
+        if j > at {
             self.keys[j] = self.keys[j - 1];
             self.slots[j] = self.slots[j - 1];
-            j -= 1;
         }
     }
 
     /// Move entries `at + 1..len` one place left, over the entry at `at` (as `open_gap`).
     #[inline(always)]
     fn close_gap(&mut self, at: usize, len: usize) {
-        for j in at + 1..len.min(LEAF) {
+        let len = len.min(LEAF);
+        let mut j = at + 1;
+        while j + 1 < len {
+            let (k, s) = ([self.keys[j], self.keys[j + 1]], [self.slots[j], self.slots[j + 1]]);
+            self.keys[j - 1..j + 1].copy_from_slice(&k);
+            self.slots[j - 1..j + 1].copy_from_slice(&s);
+            j += 2;
+        }
+        if j < len {
             self.keys[j - 1] = self.keys[j];
             self.slots[j - 1] = self.slots[j];
         }
@@ -145,13 +160,17 @@ fn count_le<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
     keys[..n.min(N)].iter().position(|&k| k > key).unwrap_or(n.min(N))
 }
 
-/// How many of the first `n` of `keys` are below `key`.
+/// How many of the first `n` of `keys` are below `key`. When the last of them is not
+/// below it, the scan stops at or before it whatever `n` is, so it runs over the whole
+/// array with no test of `n` per key (on the service's paths, a removal and an insertion
+/// below the greatest key, it always does).
 #[inline]
 fn count_lt<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
-    match key.checked_sub(1) {
-        Some(below) => count_le(keys, n, below),
-        None => 0,
+    let n = n.min(N);
+    if n == 0 || keys[n - 1] < key {
+        return n;
     }
+    keys.iter().position(|&k| k >= key).unwrap_or(n)
 }
 
 /// Two distinct nodes of a pool, both mutable.
@@ -280,10 +299,21 @@ impl<'a> Index<'a> {
     #[inline(always)]
     pub fn insert_with_room(&mut self, root: &mut Root, key: u64, slot: u16) {
         debug_assert!(self.can_insert(root));
-        if root.node != NIL && key > root.last_key && self.append_in_place(root, key, slot) {
-            root.len += 1;
-            (root.last_key, root.last_slot) = (key, slot);
-            return;
+        if root.node != NIL {
+            if key > root.last_key {
+                if self.append_in_place(root, key, slot) {
+                    root.len += 1;
+                    (root.last_key, root.last_slot) = (key, slot);
+                    return;
+                }
+            } else if root.height == 0 && (root.len as usize) < LEAF {
+                // Below the greatest key, in a root leaf with room (a device with up to
+                // 16 mappings): a scan and a shift in place, no call.
+                let len = root.len as usize;
+                self.leaf_insert(root.node, len, key, slot, false);
+                root.len += 1;
+                return;
+            }
         }
         self.insert_searched(root, key, slot);
     }
@@ -526,7 +556,33 @@ impl<'a> Index<'a> {
     /// Take `key` out of the tree if `allow` allows its slot: a lookup and a removal in
     /// one descent. `allow` runs once, when the key is found and before anything changes;
     /// nothing changes unless the answer is `Taken`.
+    ///
+    /// A tree of one leaf (up to 16 mappings: a device whose buffers come and go, as a
+    /// driver mapping each request's) is served inline, with no call; a deeper one by
+    /// `take_deep`.
+    #[inline(always)]
     pub fn take(&mut self, root: &mut Root, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
+        if root.height != 0 || root.node == NIL {
+            return self.take_deep(root, key, allow);
+        }
+        let len = root.len as usize;
+        let taken = self.leaf_remove(root.node, len, key, allow);
+        let Take::Taken(_) = taken else { return taken };
+        root.len -= 1;
+        if root.len == 0 {
+            self.give_leaf(root.node);
+            *root = Root::default();
+        } else if key == root.last_key {
+            // The greatest key left is the leaf's last.
+            let leaf = &self.leaves[root.node as usize];
+            (root.last_key, root.last_slot) = (leaf.keys[len - 2], leaf.slots[len - 2]);
+        }
+        taken
+    }
+
+    /// `take` where the tree is empty or has inner levels.
+    #[inline(never)]
+    fn take_deep(&mut self, root: &mut Root, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
         if root.node == NIL {
             return Take::Missing;
         }

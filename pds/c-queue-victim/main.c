@@ -32,10 +32,13 @@ static uint64_t alone[CALLS], flooded[CALLS], rung[CALLS];
  * IOMMU PD (priority 254, running on the victim's scheduling context), seL4 ends the slice
  * by putting the IOMMU PD back on its own priority's queue, which it has alone, so it runs
  * on and the flood, at the victim's priority, never gets the core: the flood starved
- * for whole rounds (0 entries) in one build, a phase lock a real clock would not hold. */
+ * for whole rounds (0 entries) in one build, a phase lock a real clock would not hold.
+ * The spins are a multiplicative hash of the pair's number (0 to 127, no period over the
+ * round): (i * 37) mod 101, periodic, locked in phase again in the third round when the
+ * index round changed the IOMMU PD's instruction counts. */
 static void jitter(unsigned i)
 {
-    for (volatile unsigned k = 0; k < (i * 37u) % 101u; k++) {
+    for (volatile unsigned k = 0; k < (i * 2654435761u) >> 25; k++) {
     }
 }
 

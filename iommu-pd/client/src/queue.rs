@@ -25,6 +25,55 @@ pub struct Done {
     pub result: Result<u64, ErrorCode>,
 }
 
+/// One request of a batch (`MapQueue::post_all`): what `post_map` and `post_unmap` post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    /// A MAP (as `Client::map`).
+    Map {
+        /// The capability's handle.
+        cap: Handle,
+        /// The device the mapping is for.
+        device: DeviceId,
+        /// Where in the capability's memory, in bytes.
+        offset: u64,
+        /// How many bytes (whole pages).
+        len: u64,
+        /// The IOVA asked for, or `None`: the IOMMU PD's allocator picks one.
+        iova: Option<u64>,
+        /// What the device may do.
+        rights: Rights,
+    },
+    /// An UNMAP of the mapping of `device` at `iova`.
+    Unmap {
+        /// The device.
+        device: DeviceId,
+        /// Where its mapping starts.
+        iova: u64,
+    },
+}
+
+impl Posted {
+    /// The queue entry: the call's label and first four message registers (all a MAP and
+    /// a one-IOVA UNMAP have).
+    fn entry(self) -> (u64, [u64; ENTRY_MRS]) {
+        let req = match self {
+            Posted::Map { cap, device, offset, len, iova, rights } => {
+                Request::Map { cap, device, offset, len, iova, rights }
+            }
+            Posted::Unmap { device, iova } => {
+                let mut iovas = [0; MAX_UNMAP_RANGES];
+                iovas[0] = iova;
+                Request::Unmap { device, iovas, count: 1 }
+            }
+        };
+        let mut mrs = [0; MAX_MRS];
+        let (label, _) = req.encode(&mut mrs);
+        let mut entry = [0; ENTRY_MRS];
+        entry.copy_from_slice(&mrs[..ENTRY_MRS]);
+        (label, entry)
+    }
+}
+
 /// A driver's mapping queue.
 #[derive(Debug)]
 pub struct MapQueue<'a, N: Notify> {
@@ -47,17 +96,31 @@ impl<'a, N: Notify> MapQueue<'a, N> {
         Self { queue, notify, next_tag: 0 }
     }
 
-    fn post(&mut self, req: Request) -> Result<u64, Full> {
-        let mut mrs = [0; MAX_MRS];
-        let (label, _) = req.encode(&mut mrs);
-        let mut entry = [0; ENTRY_MRS];
-        entry.copy_from_slice(&mrs[..ENTRY_MRS]);
+    fn post(&mut self, req: Posted) -> Result<u64, Full> {
+        let (label, entry) = req.entry();
         let tag = self.next_tag;
         if !self.queue.post(label, tag, entry) {
             return Err(Full);
         }
         self.next_tag += 1;
         Ok(tag)
+    }
+
+    /// Post `requests` in order, all or none (`Full`, nothing posted, if the ring has no
+    /// room for all of them); returns the first one's tag, the others' following it. The
+    /// IOMMU PD sees them together (one store of the ring's tail, where `post_map` and
+    /// `post_unmap` make one each). Not sent until `notify`.
+    pub fn post_all(&mut self, requests: &[Posted]) -> Result<u64, Full> {
+        let first = self.next_tag;
+        let entries = requests.iter().enumerate().map(|(i, r)| {
+            let (label, entry) = r.entry();
+            (label, first + i as u64, entry)
+        });
+        if !self.queue.post_all(entries) {
+            return Err(Full);
+        }
+        self.next_tag += requests.len() as u64;
+        Ok(first)
     }
 
     /// Post a MAP (as `Client::map`); returns its tag. Not sent until `notify`.
@@ -70,15 +133,13 @@ impl<'a, N: Notify> MapQueue<'a, N> {
         iova: Option<u64>,
         rights: Rights,
     ) -> Result<u64, Full> {
-        self.post(Request::Map { cap, device, offset, len, iova, rights })
+        self.post(Posted::Map { cap, device, offset, len, iova, rights })
     }
 
     /// Post an UNMAP of the mapping of `device` at `iova`; returns its tag. Not sent until
     /// `notify`.
     pub fn post_unmap(&mut self, device: DeviceId, iova: u64) -> Result<u64, Full> {
-        let mut iovas = [0; MAX_UNMAP_RANGES];
-        iovas[0] = iova;
-        self.post(Request::Unmap { device, iovas, count: 1 })
+        self.post(Posted::Unmap { device, iova })
     }
 
     /// Wake the IOMMU PD for everything posted so far.
@@ -90,11 +151,21 @@ impl<'a, N: Notify> MapQueue<'a, N> {
     /// still untaken (`untaken`), notify again: it takes at most `QUEUE_BATCH` a time.
     pub fn completion(&mut self) -> Option<Done> {
         let (tag, label, value) = self.queue.pop_completion()?;
-        let result = match label {
+        Some(Done { tag, result: Self::result(label, value) })
+    }
+
+    /// Every completion that arrived, in order, handed to `f`; returns how many. Their
+    /// slots go back to the IOMMU PD together (one store of the ring's head, where
+    /// `completion` makes one each).
+    pub fn completions(&mut self, mut f: impl FnMut(Done)) -> u32 {
+        self.queue.pop_completions(|tag, label, value| f(Done { tag, result: Self::result(label, value) }))
+    }
+
+    fn result(label: u64, value: u64) -> Result<u64, ErrorCode> {
+        match label {
             0 => Ok(value),
             l => Err(ErrorCode::from_label(l).unwrap_or(ErrorCode::Malformed)),
-        };
-        Some(Done { tag, result })
+        }
     }
 
     /// Entries posted that the IOMMU PD has not taken yet.

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use iommu_client::queue::{Done, MapQueue, Notify};
+use iommu_client::queue::{Done, MapQueue, Notify, Posted};
 use iommu_pd::model::ModelHw;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::queue::{OwnedQueue, Queue, QUEUE_BATCH};
@@ -106,6 +106,59 @@ fn the_previous_requests_unmap_goes_with_the_next_ones_map() {
     let tag = q.post_unmap(dev, 0xdead_0000).unwrap();
     q.notify();
     assert_eq!(all(&mut q), [Done { tag, result: Err(ErrorCode::NotMapped) }]);
+}
+
+#[test]
+fn a_batch_posted_at_once_is_served_as_the_same_entries_posted_one_by_one() {
+    // Each round unmaps the previous round's four buffers and maps four more, posted in
+    // one `post_all` and read back in one `completions`: the tags follow on, the results
+    // are the calls', and the device reaches the new buffers and not the old ones.
+    let (service, mut q) = setup();
+    let dev = DeviceId(0);
+    let map = |page: u64| Posted::Map {
+        cap: Handle(0),
+        device: dev,
+        offset: page * 4096,
+        len: 4096,
+        iova: None,
+        rights: Rights::READ_WRITE,
+    };
+    let mut live: Vec<(u64, u64)> = Vec::new();
+    for round in 0..6u64 {
+        let mut batch: Vec<Posted> = live.iter().map(|&(iova, _)| Posted::Unmap { device: dev, iova }).collect();
+        batch.extend((0..4).map(|j| map(round * 4 + j)));
+        let first = q.post_all(&batch).unwrap();
+        q.notify();
+        let mut done = Vec::new();
+        assert_eq!(q.completions(|d| done.push(d)) as usize, batch.len());
+        assert_eq!(
+            done.iter().map(|d| d.tag).collect::<Vec<_>>(),
+            (first..first + batch.len() as u64).collect::<Vec<_>>()
+        );
+        let (unmaps, maps) = done.split_at(live.len());
+        assert!(unmaps.iter().all(|d| d.result == Ok(0)), "{unmaps:?}");
+        let reach = service.borrow().hw().reachable(0);
+        assert!(live.iter().all(|&(_, pa)| reach.values().all(|&(p, _)| p != pa)), "an old buffer after its UNMAP");
+        live = maps
+            .iter()
+            .zip(0..)
+            .map(|(d, j)| {
+                let Ok(iova) = d.result else { panic!("{d:?}") };
+                let pa = PA + (round * 4 + j) * 4096;
+                assert_eq!(reach.get(&iova), Some(&(pa, Rights::READ_WRITE)));
+                (iova, pa)
+            })
+            .collect();
+        assert_eq!(reach.len(), 4);
+    }
+    // A batch the ring has no room for is not posted at all: nothing more is served.
+    assert_eq!(q.post_all(&[map(0); 129]), Err(iommu_client::queue::Full));
+    assert_eq!(q.untaken(), 0);
+    let tag = q.post_unmap(dev, 0xdead_0000).unwrap();
+    q.notify();
+    let mut done = Vec::new();
+    q.completions(|d| done.push(d));
+    assert_eq!(done, [Done { tag, result: Err(ErrorCode::NotMapped) }]);
 }
 
 #[test]

@@ -243,11 +243,64 @@ impl<'a> Queue<'a> {
         h.completion_head.store(done, Ordering::Release);
     }
 
+    /// Post requests in order, all or none: `false`, and nothing written, if the request
+    /// ring has no room for all of them. They are published together, by one store of
+    /// the tail after the last (as `post` does after each): the IOMMU PD sees none of them
+    /// before it sees them all, and a batch pays one room check and one release store
+    /// rather than one per entry.
+    #[inline]
+    pub fn post_all<I>(&self, requests: I) -> bool
+    where
+        I: IntoIterator<Item = (u64, u64, [u64; ENTRY_MRS])>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let requests = requests.into_iter();
+        let h = self.header;
+        let tail = h.request_tail.load(Ordering::Relaxed);
+        let used = tail.wrapping_sub(h.request_head.load(Ordering::Acquire));
+        // (`used` may exceed `entries` only if the IOMMU PD's head was scribbled on: no room.)
+        if requests.len() > self.entries().saturating_sub(used) as usize {
+            return false;
+        }
+        let mut at = tail;
+        for (label, tag, mrs) in requests {
+            let e = &self.requests[self.slot(at)];
+            e.label.store(label, Ordering::Relaxed);
+            e.tag.store(tag, Ordering::Relaxed);
+            for (m, v) in e.mrs.iter().zip(mrs) {
+                m.store(v, Ordering::Relaxed);
+            }
+            at = at.wrapping_add(1);
+        }
+        h.request_tail.store(at, Ordering::Release);
+        true
+    }
+
     /// Requests posted that the IOMMU PD has not taken yet: a client that still has some
     /// when it is notified notifies again (the IOMMU PD takes `QUEUE_BATCH` at a time).
     pub fn unserved(&self) -> u32 {
         let h = self.header;
         h.request_tail.load(Ordering::Relaxed).wrapping_sub(h.request_head.load(Ordering::Acquire))
+    }
+
+    /// Every completion posted and not read yet, in order, handed to `f` as (tag, label,
+    /// value); returns how many. The slots are given back together, by one store of the
+    /// head after the last is read (as `pop_completion` does after each).
+    #[inline]
+    pub fn pop_completions(&self, mut f: impl FnMut(u64, u64, u64)) -> u32 {
+        let h = self.header;
+        let head = h.completion_head.load(Ordering::Relaxed);
+        let tail = h.completion_tail.load(Ordering::Acquire);
+        // (No more than a ring's worth, whatever a scribbled tail says.)
+        let n = tail.wrapping_sub(head).min(self.entries());
+        for i in 0..n {
+            let c = &self.completions[self.slot(head.wrapping_add(i))];
+            f(c.tag.load(Ordering::Relaxed), c.label.load(Ordering::Relaxed), c.value.load(Ordering::Relaxed));
+        }
+        if n > 0 {
+            h.completion_head.store(head.wrapping_add(n), Ordering::Release);
+        }
+        n
     }
 
     /// The next completion, if one was posted: (tag, label, value).
@@ -405,6 +458,43 @@ mod tests {
             q.publish(&mut cur, 1);
             assert_eq!(q.pop_completion(), Some((5, 0, 0)));
         }
+    }
+
+    #[test]
+    fn a_batch_is_posted_whole_or_not_at_all_and_its_completions_read_together() {
+        let region = OwnedQueue::<4>::default();
+        let q = region.queue().unwrap();
+        let mut cur = Cursor::default();
+        let batch = |first: u64, n: u32| (0..n).map(move |i| (1, first + i as u64, [first + i as u64, 0, 0, 0]));
+        for round in 0..3u64 {
+            // Three of four slots: a batch of two finds no room and writes nothing.
+            assert!(q.post(1, 100, [100, 0, 0, 0]));
+            assert!(q.post_all(batch(round * 10, 2)));
+            assert!(!q.post_all(batch(50, 2)), "two entries, one slot");
+            assert_eq!((q.unserved(), q.takeable(&cur, QUEUE_BATCH)), (3, 3));
+            assert!(q.post_all(batch(round * 10 + 2, 1)));
+            assert!(!q.post_all(batch(60, 1)), "a full ring refuses");
+            // The IOMMU PD takes the four in order, across the ring's end from round 1 on.
+            let tags: [u64; 4] = core::array::from_fn(|i| q.read(&cur, i).tag);
+            assert_eq!(tags, [100, round * 10, round * 10 + 1, round * 10 + 2]);
+            for (i, tag) in tags.into_iter().enumerate() {
+                q.write_completion(&cur, i, tag, i as u64, tag + 1);
+            }
+            // Nothing to read before the IOMMU PD publishes, then all four, in order.
+            assert_eq!(q.pop_completions(|_, _, _| panic!("unpublished")), 0);
+            q.publish(&mut cur, 4);
+            let mut seen = [(0, 0, 0); 4];
+            let mut n = 0;
+            assert_eq!(q.pop_completions(|t, l, v| (seen[n], n) = ((t, l, v), n + 1)), 4);
+            assert_eq!(seen, core::array::from_fn(|i| (tags[i], i as u64, tags[i] + 1)));
+            // Their slots are the client's again, and nothing is left to read.
+            assert_eq!(q.pop_completions(|_, _, _| panic!("read twice")), 0);
+            assert!(q.post_all(batch(0, 0)));
+            assert_eq!(q.takeable(&cur, QUEUE_BATCH), 0);
+        }
+        // A completion tail scribbled far ahead: at most a ring's worth is read.
+        region.header().completion_tail.store(1 << 30, Ordering::Relaxed);
+        assert_eq!(q.pop_completions(|_, _, _| ()), 4);
     }
 
     #[test]

@@ -175,20 +175,19 @@ impl QueueRun {
     }
 }
 
-/// `batches` batches through the queue: the client posting a batch's entries, the service
-/// serving them, the client reading the completions. Returns every completion's label
-/// or-ed together (0: every entry succeeded).
+/// `batches` batches through the queue: the client posting a batch's entries (together,
+/// one store of the ring's tail: `Queue::post_all`, as `MapQueue::post_all`), the service
+/// serving them, the client reading the completions (one store of the head:
+/// `Queue::pop_completions`). Returns every completion's label or-ed together (0: every
+/// entry succeeded).
 #[inline(never)]
 pub fn queue(s: &mut Svc, run: &mut QueueRun, batches: u64) -> u64 {
     let mut errors = 0;
     for _ in 0..batches {
-        for (tag, (label, mrs)) in run.batches[run.next as usize].iter().enumerate() {
-            run.queue.post(*label, tag as u64, *mrs);
-        }
+        let batch = run.batches[run.next as usize].iter().enumerate();
+        assert!(run.queue.post_all(batch.map(|(tag, (label, mrs))| (*label, tag as u64, *mrs))));
         black_box(s.serve_queue(0, &run.queue));
-        while let Some((_, label, _)) = run.queue.pop_completion() {
-            errors |= label;
-        }
+        run.queue.pop_completions(|_, label, _| errors |= label);
         run.next = 1 - run.next;
     }
     errors
