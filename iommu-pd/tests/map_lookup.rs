@@ -129,3 +129,34 @@ fn through_the_lookup_every_later_check_is_made() {
     assert_eq!(s.hw().translations(DISK as usize).len(), 16);
     s.audit().unwrap();
 }
+
+/// MAP's message registers as they come, not through `Request::encode` (which only
+/// writes valid rights).
+fn map_raw(s: &mut iommu_pd::Service<'static, ModelHw>, client: usize, names: u64) -> Reply {
+    s.handle(client, iommu_protocol::Op::Map as u64, &[names, 0, 0x1000, iommu_protocol::IOVA_ANY])
+}
+
+/// A first register with invalid rights is malformed whatever the client's last lookup
+/// is, the "no lookup" one included (its key is such a register): it is never served as
+/// a lookup of device 0 and of no capability, and it tells nothing of device 0, another
+/// client's, when that is stopped.
+#[test]
+fn a_first_register_with_invalid_rights_is_malformed_whatever_was_remembered() {
+    let mut s = service();
+    for names in [u64::MAX, u64::MAX >> 32, 0xff << 24, 4 << 24] {
+        assert_eq!(map_raw(&mut s, EVIL, names), err(ErrorCode::Malformed), "{names:#x}, no lookup yet");
+    }
+    assert_eq!(call(&mut s, NET, Request::Stop { device: iommu_protocol::DeviceId(0) }), Reply::ok(&[0]));
+    assert_eq!(map_raw(&mut s, EVIL, u64::MAX), err(ErrorCode::Malformed), "device 0 stopped");
+    // After a REVOKE, every client's lookup is forgotten: the same again, from a client
+    // that had one and from one that had none.
+    ok_value(map(&mut s, BLK, 0, DISK, 0, 0x1000, None, Rights::READ_WRITE));
+    let (ours, _) = lend(&mut s, 0);
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(ours) }), Reply::ok(&[]));
+    for client in [BLK, EVIL] {
+        assert_eq!(map_raw(&mut s, client, u64::MAX), err(ErrorCode::Malformed), "after a REVOKE");
+    }
+    assert!(s.hw().translations(0).is_empty());
+    assert_eq!(s.hw().translations(DISK as usize).len(), 1);
+    s.audit().unwrap();
+}
