@@ -129,3 +129,120 @@ fn through_the_lookup_every_later_check_is_made() {
     assert_eq!(s.hw().translations(DISK as usize).len(), 16);
     s.audit().unwrap();
 }
+
+/// MAP's message registers as they come, not through `Request::encode` (which only
+/// writes valid rights).
+fn map_raw(s: &mut iommu_pd::Service<'static, ModelHw>, client: usize, names: u64) -> Reply {
+    s.handle(client, iommu_protocol::Op::Map as u64, &[names, 0, 0x1000, iommu_protocol::IOVA_ANY])
+}
+
+/// A first register with invalid rights is malformed whatever the client's last lookup
+/// is, the "no lookup" one included (its key is such a register): it is never served as
+/// a lookup of device 0 and of no capability, and it tells nothing of device 0, another
+/// client's, when that is stopped.
+#[test]
+fn a_first_register_with_invalid_rights_is_malformed_whatever_was_remembered() {
+    let mut s = service();
+    for names in [u64::MAX, u64::MAX >> 32, 0xff << 24, 4 << 24] {
+        assert_eq!(map_raw(&mut s, EVIL, names), err(ErrorCode::Malformed), "{names:#x}, no lookup yet");
+    }
+    assert_eq!(call(&mut s, NET, Request::Stop { device: iommu_protocol::DeviceId(0) }), Reply::ok(&[0]));
+    assert_eq!(map_raw(&mut s, EVIL, u64::MAX), err(ErrorCode::Malformed), "device 0 stopped");
+    // After a REVOKE, every client's lookup is forgotten: the same again, from a client
+    // that had one and from one that had none.
+    ok_value(map(&mut s, BLK, 0, DISK, 0, 0x1000, None, Rights::READ_WRITE));
+    let (ours, _) = lend(&mut s, 0);
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(ours) }), Reply::ok(&[]));
+    for client in [BLK, EVIL] {
+        assert_eq!(map_raw(&mut s, client, u64::MAX), err(ErrorCode::Malformed), "after a REVOKE");
+    }
+    assert!(s.hw().translations(0).is_empty());
+    assert_eq!(s.hw().translations(DISK as usize).len(), 1);
+    s.audit().unwrap();
+}
+
+/// A grant of a grant: BLK narrows what NET lent it to a capability of its own and maps
+/// through that one's lookup; NET's REVOKE of the first grant takes the second with it,
+/// and BLK's lookup of it maps nothing.
+#[test]
+fn a_grant_of_a_grant_revoked_at_its_root_maps_nothing_through_the_lookup() {
+    let mut s = service();
+    let (ours, theirs) = lend(&mut s, 0);
+    let narrowed = Request::Grant {
+        cap: Handle(theirs),
+        to: ClientId(BLK as u32),
+        offset: 0,
+        len: 0x1000,
+        rights: Rights::READ,
+        devices: 1 << DISK,
+    };
+    let (_, inner) = handles(call(&mut s, BLK, narrowed));
+    map_lent_twice(&mut s, inner, NET_BUFFERS);
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(ours) }), Reply::ok(&[]));
+    assert_eq!(map(&mut s, BLK, inner, DISK, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    assert_eq!(map(&mut s, BLK, theirs, DISK, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadHandle));
+    assert!(s.hw().translations(DISK as usize).is_empty());
+    s.audit().unwrap();
+}
+
+/// The lookup's holder restarted (torn down, ready): its handle table is what it was, so
+/// the lookup still names its own capability and maps its own memory; meanwhile its
+/// device is refused as a fresh lookup's would be.
+#[test]
+fn the_holders_restart_leaves_its_lookup_naming_its_own_memory() {
+    let mut s = service();
+    let (_, theirs) = lend(&mut s, 0);
+    map_lent_twice(&mut s, theirs, NET_BUFFERS);
+    s.client_torn_down(BLK).unwrap();
+    assert!(s.hw().translations(DISK as usize).is_empty());
+    assert_eq!(map(&mut s, BLK, theirs, DISK, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    s.audit().unwrap();
+    s.client_ready(BLK).unwrap();
+    map_lent_twice(&mut s, theirs, NET_BUFFERS);
+}
+
+/// A removal the IOMMU did not confirm blocks the device: MAP through the lookup is
+/// refused `RemovalPending`, as a fresh lookup's is, until the retry is confirmed.
+#[test]
+fn a_pending_removal_refuses_a_map_through_the_lookup() {
+    let mut s = service();
+    let iova = ok_value(map(&mut s, BLK, 0, DISK, 0, 0x1000, None, Rights::READ_WRITE));
+    ok_value(map(&mut s, BLK, 0, DISK, 0x1000, 0x1000, None, Rights::READ_WRITE));
+    s.hw_mut().fail_next = Some("unmap");
+    assert_eq!(unmap(&mut s, BLK, DISK, &[iova]), err(ErrorCode::Hardware));
+    assert_eq!(map(&mut s, BLK, 0, DISK, 0x2000, 0x1000, None, Rights::READ_WRITE), err(ErrorCode::RemovalPending));
+    assert_eq!(s.hw().translations(DISK as usize).len(), 2, "nothing mapped while the removal is pending");
+    s.audit().unwrap();
+}
+
+/// The queue's lookup (a batch's) and the call's (kept across calls) side by side: a
+/// grant used by both, revoked between two batches and two calls, maps nothing by either.
+#[test]
+fn the_queues_lookup_and_the_calls_both_forget_a_revoked_grant() {
+    let mut s = service();
+    let q = queue::region();
+    let (ours, theirs) = lend(&mut s, 0);
+    let map_req = Request::Map {
+        cap: Handle(theirs),
+        device: iommu_protocol::DeviceId(DISK),
+        offset: 0,
+        len: 0x1000,
+        iova: None,
+        rights: Rights::READ,
+    };
+    ok_value(call(&mut s, BLK, map_req));
+    assert!(queue::post(&q, 1, map_req) && queue::post(&q, 2, map_req));
+    assert_eq!(s.serve_queue(BLK, &q), 2);
+    ok_value(call(&mut s, BLK, map_req));
+    let done = queue::completions(&q, &[]);
+    assert!(done.iter().all(|(_, r)| matches!(r, Reply::Ok { .. })), "{done:?}");
+    assert_eq!(s.hw().translations(DISK as usize).len(), 4);
+
+    assert_eq!(call(&mut s, NET, Request::Revoke { grant: Handle(ours) }), Reply::ok(&[]));
+    assert!(queue::post(&q, 3, map_req));
+    assert_eq!(s.serve_queue(BLK, &q), 1);
+    assert_eq!(queue::completions(&q, &[]), vec![(3, err(ErrorCode::BadHandle))]);
+    assert_eq!(call(&mut s, BLK, map_req), err(ErrorCode::BadHandle));
+    assert!(s.hw().translations(DISK as usize).is_empty());
+    s.audit().unwrap();
+}

@@ -421,7 +421,13 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
                     let _room = unconfirmed.push(u);
                 }
             }
-            (false, r) => mapped[i - MAX_GROUP] = r.ok(),
+            (false, r) => {
+                let map = &maps[i - MAX_GROUP];
+                if let Ok(iova) = r {
+                    forget_orphans_at(&mut st.orphans, map.device, iova);
+                }
+                mapped[i - MAX_GROUP] = r.ok();
+            }
         }
     }
     if waiting > 0 {
@@ -440,6 +446,16 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
     // (Never full: it holds some of `unmaps`, at most a group.)
     unconfirmed.iter().for_each(|(device, iova)| unmap_by_call(device, iova));
     mapped
+}
+
+/// A MAP was just served at `device`'s `iova`, so whatever a MAP given up on had mapped
+/// there (in `orphans`) is gone: its answer, read earlier (answers come in the ring's
+/// order), named a mapping that an UNMAP of that IOVA took since, one left in the ring
+/// unanswered (the call made it, freeing the IOVA for the late MAP) or the UNMAP call
+/// (the IOMMU PD served the ring just before it). Its UNMAP would take this one, under
+/// its request (tests/in_place_stale_unmap.rs, in_place_late_map_unmapped_by_call.rs).
+fn forget_orphans_at(orphans: &mut Group<(DeviceId, u64)>, device: DeviceId, iova: u64) {
+    while orphans.take_first(|&(d, v)| d == device && v == iova).is_some() {}
 }
 
 /// An UNMAP the queue did not confirm (the ring full, the IOMMU PD silent past the

@@ -36,7 +36,8 @@ pub(super) struct LastMap {
 }
 
 /// `LastMap::key` when there is no lookup: a first register whose rights byte is 0xff,
-/// which `decode_map_names` refuses, so no MAP names it.
+/// which `decode_map_names` refuses. A client may still send it, so `map_call` never
+/// takes it as a hit.
 const NO_MAP_KEY: u64 = u64::MAX;
 
 impl LastMap {
@@ -346,7 +347,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
     pub(super) fn map_call(&mut self, client: usize, mrs: &[u64]) -> Result<u64> {
         let (key, offset, len, iova) = iommu_protocol::decode_map(mrs)?;
         let last = &self.clients[client].last_map;
-        let (held, rights) = if last.key == key { (last.held, last.rights) } else { self.map_lookup(client, key)? };
+        // `NO_MAP_KEY` is a register a client can send: it is decoded (and refused), never
+        // taken for the "no lookup" entry's device 0 and empty capability.
+        let hit = last.key == key && key != NO_MAP_KEY;
+        let (held, rights) = if hit { (last.held, last.rights) } else { self.map_lookup(client, key)? };
         let p = self.map_check_held(client, &held, offset, len, iova, rights)?;
         self.map_apply(client, p)
     }
