@@ -77,10 +77,11 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 ));
             }
         }
-        // Each map ends below the PD's stack, or, for a guest, the top of its address space.
+        // Each map ends below the PD's stack (as large as its stack_size says), or, for a
+        // guest, the top of its address space.
         for (m, vm) in pd.all_maps() {
             let (Some(vaddr), Some(r)) = (m.vaddr, sys.region(&m.mr)) else { continue };
-            let limit = if vm.is_some() { board.vm_vaddr_end } else { board.pd_vaddr_end };
+            let limit = if vm.is_some() { board.vm_vaddr_end } else { board.pd_map_end(pd.stack_size) };
             let end = u128::from(vaddr) + u128::from(r.size);
             if end > u128::from(limit) {
                 let generated = m.line == sys.iommu.as_ref().map_or(0, |i| i.line);
