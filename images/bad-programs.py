@@ -21,6 +21,9 @@ A spoilt copy's name says what is wrong:
   elf-microkit-irqs-short.elf microkit_irqs 4 bytes long (the tool writes 8: it panics)
   elf-buffers-4-bytes.elf     the symbol `buffers` 4 bytes long ("setvar to non-word size
                               symbol")
+  elf-buffers-over-microkit-irqs.elf  `buffers` given microkit_irqs' address: the tool
+                              patches both (refusing neither) and the program reads one value
+                              for the two; iommu-sdf refuses the setvar
   elf-segments-share-a-page.elf  the first loadable segment's memsz reaching 16 bytes into
                               the second's first page (the tool panics: "already filled")
   elf-segment-in-the-stack.elf  the first loadable segment (text, which holds no symbol the
@@ -107,6 +110,8 @@ copies = {
     "elf-microkit-irqs-outside.elf": patched((sym["microkit_irqs"] + ST_VALUE, "<Q", 0x10_0000)),
     "elf-microkit-irqs-short.elf": patched((sym["microkit_irqs"] + ST_SIZE, "<Q", 4)),
     "elf-buffers-4-bytes.elf": patched((sym["buffers"] + ST_SIZE, "<Q", 4)),
+    "elf-buffers-over-microkit-irqs.elf": patched(
+        (sym["buffers"] + ST_VALUE, "<Q", struct.unpack_from("<Q", elf, sym["microkit_irqs"] + ST_VALUE)[0])),
     "elf-x86-64.elf": patched((E_MACHINE, "<H", 62)),
     "elf-segment-in-the-stack.elf": patched((phoff + P_VADDR, "<Q", 0xFF_FFFF_C000), (phoff + P_PADDR, "<Q", 0xFF_FFFF_C000)),
     "elf-segment-past-the-top.elf": patched((phoff + P_VADDR, "<Q", 1 << 40), (phoff + P_PADDR, "<Q", 1 << 40)),

@@ -430,3 +430,55 @@ fn a_segment_in_the_stack_the_ipc_buffer_or_past_the_address_space_is_refused() 
         }
     }
 }
+
+/// Symbols the Microkit tool patches that share bytes: two setvars on aliases of one
+/// variable, or a setvar on a symbol over one of libmicrokit's (a setvar of libmicrokit's
+/// own is refused by name, `rules::names`). The SDK's tool writes each in turn, refusing none (the program reads the last
+/// value for both; images/microkit-rules.sh, program-setvar-over-microkit-irqs.xml);
+/// `check` accepted them. Each is refused at the element that set the later symbol.
+#[test]
+fn symbols_the_microkit_tool_patches_sharing_bytes_are_refused() {
+    let segment = [(PT_LOAD, 0x20_0000, 0x1000)];
+    let with = |more: &[Sym]| {
+        let mut symbols = MICROKIT_SYMBOLS.to_vec();
+        symbols.extend_from_slice(more);
+        elf_with(&segment, &symbols)
+    };
+    let setvars = |attrs: &str| one_map(0x400_0000).replace(r#"perms="rw" />"#, &format!(r#"perms="rw" {attrs} />"#));
+    for (tag, attrs, bytes, refused) in [
+        (
+            "apart",
+            r#"setvar_vaddr="buffers" setvar_size="size""#,
+            with(&[("buffers", 0x20_0100, 8), ("size", 0x20_0108, 8)]),
+            None,
+        ),
+        (
+            "aliases",
+            r#"setvar_vaddr="buffers" setvar_size="size""#,
+            with(&[("buffers", 0x20_0100, 8), ("size", 0x20_0100, 8)]),
+            Some("`size` at 0x200100..0x200108 and `buffers` at 0x200100..0x200108, sharing bytes"),
+        ),
+        (
+            "straddles",
+            r#"setvar_vaddr="buffers" setvar_size="size""#,
+            with(&[("buffers", 0x20_0100, 8), ("size", 0x20_0104, 8)]),
+            Some("`size` at 0x200104..0x20010c and `buffers` at 0x200100..0x200108"),
+        ),
+        (
+            "over-irqs",
+            r#"setvar_vaddr="buffers""#,
+            with(&[("buffers", 0x20_0048, 8)]),
+            Some("`buffers` at 0x200048..0x200050 and `microkit_irqs` at 0x200048..0x200050"),
+        ),
+    ] {
+        let problems = check_with_program(tag, &setvars(attrs), &bytes, &[]);
+        match refused {
+            Some(why) => {
+                assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+                assert_eq!((problems[0].line, problems[0].element.as_str()), (5, "map"), "{tag}");
+                assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+            }
+            None => assert!(problems.is_empty(), "{tag}: {problems:#?}"),
+        }
+    }
+}
