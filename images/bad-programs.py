@@ -21,8 +21,18 @@ A spoilt copy's name says what is wrong:
   elf-microkit-irqs-short.elf microkit_irqs 4 bytes long (the tool writes 8: it panics)
   elf-buffers-4-bytes.elf     the symbol `buffers` 4 bytes long ("setvar to non-word size
                               symbol")
+  elf-buffers-over-microkit-irqs.elf  `buffers` given microkit_irqs' address: the tool
+                              patches both (refusing neither) and the program reads one value
+                              for the two; iommu-sdf refuses the setvar
   elf-segments-share-a-page.elf  the first loadable segment's memsz reaching 16 bytes into
                               the second's first page (the tool panics: "already filled")
+  elf-segment-in-the-stack.elf  the first loadable segment (text, which holds no symbol the
+                              tool patches) moved to 0xffffffc000, where the default stack,
+                              the IPC buffer's guard page and the IPC buffer lie (the tool
+                              panics mapping the IPC buffer: "already filled")
+  elf-segment-past-the-top.elf  the same segment moved to 2^40, past vspace_user_top: the
+                              Microkit tool builds the image; iommu-sdf refuses it (seL4
+                              maps no frame there, so the PD could not start)
   elf-x86-64.elf              e_machine EM_X86_64: the Microkit tool does not read e_machine
                               and builds the image; iommu-sdf refuses it (the PD could run
                               none of it)
@@ -38,7 +48,7 @@ with open(src, "rb") as f:
 assert elf[:4] == b"\x7fELF" and elf[4] == 2 and elf[5] == 1, "a 64-bit little-endian ELF"
 
 E_MACHINE, E_PHOFF, E_PHNUM, E_SHOFF, E_SHENTSIZE, E_SHNUM = 18, 32, 56, 40, 58, 60
-P_VADDR, P_MEMSZ, PHENTSIZE = 16, 40, 56
+P_VADDR, P_PADDR, P_MEMSZ, PHENTSIZE = 16, 24, 40, 56
 SHT_PROGBITS, SHT_SYMTAB = 1, 2
 shoff = struct.unpack_from("<Q", elf, E_SHOFF)[0]
 shentsize, shnum = struct.unpack_from("<HH", elf, E_SHENTSIZE)
@@ -100,7 +110,11 @@ copies = {
     "elf-microkit-irqs-outside.elf": patched((sym["microkit_irqs"] + ST_VALUE, "<Q", 0x10_0000)),
     "elf-microkit-irqs-short.elf": patched((sym["microkit_irqs"] + ST_SIZE, "<Q", 4)),
     "elf-buffers-4-bytes.elf": patched((sym["buffers"] + ST_SIZE, "<Q", 4)),
+    "elf-buffers-over-microkit-irqs.elf": patched(
+        (sym["buffers"] + ST_VALUE, "<Q", struct.unpack_from("<Q", elf, sym["microkit_irqs"] + ST_VALUE)[0])),
     "elf-x86-64.elf": patched((E_MACHINE, "<H", 62)),
+    "elf-segment-in-the-stack.elf": patched((phoff + P_VADDR, "<Q", 0xFF_FFFF_C000), (phoff + P_PADDR, "<Q", 0xFF_FFFF_C000)),
+    "elf-segment-past-the-top.elf": patched((phoff + P_VADDR, "<Q", 1 << 40), (phoff + P_PADDR, "<Q", 1 << 40)),
     "elf-segments-share-a-page.elf": patched((phoff + P_MEMSZ, "<Q", loads[1] - loads[0] + 0x10)),
 }
 for name, data in copies.items():

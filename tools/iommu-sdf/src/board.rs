@@ -241,14 +241,27 @@ pub const TQMA8XQP1GB_RAM: &[(u64, u64)] = &[(0x8020_0000, 0x3fe0_0000)];
 /// (`Config::page_sizes`).
 pub const PAGE_SIZES: [u64; 2] = [0x1000, 0x20_0000];
 
-/// `vspace_user_top + 1` of the SDK's aarch64 and x86_64 boards (2^40), less the IPC
-/// buffer, its guard page and the default stack.
-const PD_VADDR_END: u64 = (1 << 40) - 0x1000 - 0x1000 - 0x2000;
+/// A PD's stack when its `stack_size` does not say (Microkit's `PD_DEFAULT_STACK_SIZE`).
+pub const DEFAULT_STACK_SIZE: u64 = 0x2000;
+
+/// `vspace_user_top + 1` of the SDK's aarch64 and x86_64 boards (2^40, the SDK's
+/// `address_space_constants.json`).
+pub const VSPACE_END: u64 = 1 << 40;
+
+/// `VSPACE_END` less the IPC buffer, its guard page and the default stack.
+const PD_VADDR_END: u64 = VSPACE_END - 0x1000 - 0x1000 - DEFAULT_STACK_SIZE;
 
 /// The board `check` assumes when the command line names none.
 pub const DEFAULT_BOARD: &str = "qemu_virt_aarch64";
 
 impl Board {
+    /// The end (exclusive) of what a PD with a `stack_size`-byte stack may map: its stack
+    /// lies below the IPC buffer's guard page, so a larger stack than the default ends the
+    /// PD's maps lower (the Microkit tool's `pd_map_max_vaddr(stack_size)`).
+    pub fn pd_map_end(&self, stack_size: u64) -> u64 {
+        (self.pd_vaddr_end + DEFAULT_STACK_SIZE).saturating_sub(stack_size)
+    }
+
     /// The board named `name`, as the Microkit tool's `--board` takes it.
     pub fn named(name: &str) -> Board {
         let (iommu, pa_bits) = match name {

@@ -69,6 +69,9 @@ pub struct ProtectionDomain {
     pub period: u64,
     /// `passive`: it runs on its callers' scheduling contexts once `init` is done.
     pub passive: bool,
+    /// `stack_size` in bytes (Microkit's default: `board::DEFAULT_STACK_SIZE`): the stack
+    /// sits at the top of its address space, so it ends the PD's maps and program there.
+    pub stack_size: u64,
     /// The parent PD's name, for a child PD.
     pub parent: Option<String>,
     /// A child PD's `id` (its identifier in its parent).

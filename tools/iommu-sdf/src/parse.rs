@@ -179,6 +179,7 @@ impl Reader {
             budget,
             period,
             passive,
+            stack_size: self.number(n, "stack_size").unwrap_or(crate::board::DEFAULT_STACK_SIZE),
             parent: parent.map(str::to_string),
             id,
             maps: Vec::new(),

@@ -396,3 +396,89 @@ fn a_program_linked_where_build_places_a_queue_is_found_only_by_reading_it() {
     assert_eq!((problems[0].line, problems[0].element.as_str()), (line, "dma_queue"));
     assert!(problems[0].message.contains("overlaps its program `blk_driver.elf`"), "{}", problems[0].message);
 }
+
+/// A loadable segment in the stack, the IPC buffer, at or past the top of the address
+/// space (2^40 on the SDK's boards) or wrapping past 2^64: the Microkit tool panics mapping
+/// the stack or IPC buffer over the first two ("should be able to map the IPC buffer") and
+/// builds an image of the last two that seL4 cannot map; `check` accepted all four. It
+/// refuses each at the `<program_image>`, below a larger `stack_size` too; a segment
+/// ending at the stack, and an empty one anywhere, map nothing there. The SDK's tool
+/// on real programs moved there: images/bad-programs.py, elf-segment-in-the-stack.elf.
+#[test]
+fn a_segment_in_the_stack_the_ipc_buffer_or_past_the_address_space_is_refused() {
+    let text = one_map(0x400_0000);
+    let big_stack = text.replace(r#"priority="100""#, r#"priority="100" stack_size="0x10000""#);
+    for (tag, text, second, refused) in [
+        ("stack", &text, (0xff_ffff_c000, 0x1000), Some("0xffffffc000..0xffffffd000, past 0xffffffc000")),
+        ("ipc-buffer", &text, (0xff_ffff_f000, 0x1000), Some("0xfffffff000..0x10000000000, past 0xffffffc000")),
+        ("past-top", &text, (0x100_0000_0000, 0x1000), Some("0x10000000000..0x10000001000")),
+        ("wraps", &text, (0xffff_ffff_ffff_f000, 0x2000), Some("0xfffffffffffff000..0xffffffffffffffff")),
+        ("under-stack", &text, (0xff_ffff_b000, 0x1000), None),
+        ("empty-past-top", &text, (0x100_0000_0000, 0), None),
+        ("big-stack", &big_stack, (0xff_ffff_b000, 0x1000), Some("past 0xfffffee000, where its stack (0x10000 bytes)")),
+    ] {
+        let bytes = elf(&[(PT_LOAD, 0x20_0000, 0x1000), (PT_LOAD, second.0, second.1)]);
+        let problems = check_with_program(tag, text, &bytes, &[]);
+        match refused {
+            Some(why) => {
+                assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+                assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
+                assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+                assert!(problems[0].fix.contains("link the program below"), "{tag}: {}", problems[0].fix);
+            }
+            None => assert!(problems.is_empty(), "{tag}: {problems:#?}"),
+        }
+    }
+}
+
+/// Symbols the Microkit tool patches that share bytes: two setvars on aliases of one
+/// variable, or a setvar on a symbol over one of libmicrokit's (a setvar of libmicrokit's
+/// own is refused by name, `rules::names`). The SDK's tool writes each in turn, refusing none (the program reads the last
+/// value for both; images/microkit-rules.sh, program-setvar-over-microkit-irqs.xml);
+/// `check` accepted them. Each is refused at the element that set the later symbol.
+#[test]
+fn symbols_the_microkit_tool_patches_sharing_bytes_are_refused() {
+    let segment = [(PT_LOAD, 0x20_0000, 0x1000)];
+    let with = |more: &[Sym]| {
+        let mut symbols = MICROKIT_SYMBOLS.to_vec();
+        symbols.extend_from_slice(more);
+        elf_with(&segment, &symbols)
+    };
+    let setvars = |attrs: &str| one_map(0x400_0000).replace(r#"perms="rw" />"#, &format!(r#"perms="rw" {attrs} />"#));
+    for (tag, attrs, bytes, refused) in [
+        (
+            "apart",
+            r#"setvar_vaddr="buffers" setvar_size="size""#,
+            with(&[("buffers", 0x20_0100, 8), ("size", 0x20_0108, 8)]),
+            None,
+        ),
+        (
+            "aliases",
+            r#"setvar_vaddr="buffers" setvar_size="size""#,
+            with(&[("buffers", 0x20_0100, 8), ("size", 0x20_0100, 8)]),
+            Some("`size` at 0x200100..0x200108 and `buffers` at 0x200100..0x200108, sharing bytes"),
+        ),
+        (
+            "straddles",
+            r#"setvar_vaddr="buffers" setvar_size="size""#,
+            with(&[("buffers", 0x20_0100, 8), ("size", 0x20_0104, 8)]),
+            Some("`size` at 0x200104..0x20010c and `buffers` at 0x200100..0x200108"),
+        ),
+        (
+            "over-irqs",
+            r#"setvar_vaddr="buffers""#,
+            with(&[("buffers", 0x20_0048, 8)]),
+            Some("`buffers` at 0x200048..0x200050 and `microkit_irqs` at 0x200048..0x200050"),
+        ),
+    ] {
+        let problems = check_with_program(tag, &setvars(attrs), &bytes, &[]);
+        match refused {
+            Some(why) => {
+                assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+                assert_eq!((problems[0].line, problems[0].element.as_str()), (5, "map"), "{tag}");
+                assert!(problems[0].message.contains(why), "{tag}: {}", problems[0].message);
+            }
+            None => assert!(problems.is_empty(), "{tag}: {problems:#?}"),
+        }
+    }
+}

@@ -77,10 +77,11 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 ));
             }
         }
-        // Each map ends below the PD's stack, or, for a guest, the top of its address space.
+        // Each map ends below the PD's stack (as large as its stack_size says), or, for a
+        // guest, the top of its address space.
         for (m, vm) in pd.all_maps() {
             let (Some(vaddr), Some(r)) = (m.vaddr, sys.region(&m.mr)) else { continue };
-            let limit = if vm.is_some() { board.vm_vaddr_end } else { board.pd_vaddr_end };
+            let limit = if vm.is_some() { board.vm_vaddr_end } else { board.pd_map_end(pd.stack_size) };
             let end = u128::from(vaddr) + u128::from(r.size);
             if end > u128::from(limit) {
                 let generated = m.line == sys.iommu.as_ref().map_or(0, |i| i.line);
@@ -101,7 +102,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 ));
             }
         }
-        address_space(sys, pd, out);
+        address_space(sys, board, pd, out);
         // Channel ends and interrupts share one id space in a PD. A clash is reported at the
         // PD, as the Microkit tool reports it; generated channels (on the <iommu> line)
         // come first, so the message names the user's element as the second.
@@ -154,9 +155,30 @@ fn map_element(sys: &System, m: &Map) -> &'static str {
 }
 
 /// `pd`'s own maps (not its guests', whose addresses are guest-physical) clear of address 0
-/// and, where its program was read (`crate::programs`), of the program's segments.
-fn address_space(sys: &System, pd: &ProtectionDomain, out: &mut Vec<Problem>) {
+/// and, where its program was read (`crate::programs`), of the program's segments, which
+/// must lie below its stack.
+fn address_space(sys: &System, board: &Board, pd: &ProtectionDomain, out: &mut Vec<Problem>) {
     let segments = pd.program.as_ref().and_then(|pr| Some((pr.path.as_str(), pr.segments.as_deref()?)));
+    // The Microkit tool maps the program first, then the stack and the IPC buffer at the top
+    // of the address space, and panics mapping them over a segment ("should be able to map
+    // the IPC buffer"); a segment at or past the top (`VSPACE_END`, the SDK's
+    // vspace_user_top + 1, a wrapping one too) it writes into the image, and seL4 maps no
+    // frame there (a frame's map past USER_TOP is refused), so the PD would not start.
+    // An empty segment maps nothing.
+    if let (Some((path, segs)), Some(program)) = (segments, pd.program.as_ref()) {
+        let end = board.pd_map_end(pd.stack_size);
+        if let Some(&(start, stop)) = segs.iter().find(|&&(start, stop)| stop > start && stop > end) {
+            out.push(p(
+                program.line,
+                "program_image",
+                format!(
+                    "`{}`'s program `{path}` has a loadable segment covering {start:#x}..{stop:#x}, past {end:#x}, where its stack ({:#x} bytes), the IPC buffer and the end of its address space ({:#x}) lie: the Microkit tool panics mapping them over it, or the PD cannot start",
+                    pd.name, pd.stack_size, crate::board::VSPACE_END
+                ),
+                format!("link the program below {end:#x} (Microkit's microkit.ld links it at {:#x})", crate::programs::LINK_BASE),
+            ));
+        }
+    }
     for m in &pd.maps {
         let (Some(vaddr), Some(r)) = (m.vaddr, sys.region(&m.mr)) else { continue };
         let end = vaddr.saturating_add(r.size);

@@ -72,6 +72,9 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
         let Some(program) = &pd.program else { continue };
         let Some(symbols) = &program.symbols else { continue };
         let fix_program = "link the program with libmicrokit (which defines the symbols the Microkit tool patches) and do not strip it";
+        // Every symbol the tool writes, where it is writable, with the element that asks
+        // for it: two sharing a byte would have one value overwrite the other.
+        let mut written: Vec<(&str, &Symbol, Line, &str)> = Vec::new();
         for (name, bytes) in microkit_own(pd) {
             if let Some(why) = unwritable(program, symbols, name, bytes, false) {
                 out.push(p(
@@ -80,6 +83,8 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                     format!("`{}` runs a program the Microkit tool cannot patch: {why}", pd.name),
                     fix_program,
                 ));
+            } else {
+                written.push((name, &symbols[name], program.line, "program_image"));
             }
         }
         let mut patched = pd.setvar_symbols(&ends);
@@ -94,7 +99,48 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                     format!("`{}`'s setvar `{name}` cannot be patched: {why}", pd.name),
                     format!("define `{name}` in the program as a 64-bit variable (`uintptr_t {name};` in C, a `static` u64 in Rust), or set a symbol it has"),
                 ));
+            } else {
+                written.push((name, &symbols[name], line, element));
             }
         }
+        overlapping(pd, program, &written, out);
+    }
+}
+
+/// Two symbols the Microkit tool writes into `pd`'s program that share a byte (aliases: two
+/// names for one variable, or overlapping ones; a setvar of one of libmicrokit's own is
+/// `rules::names`'): the tool writes both (symbols.rs, one
+/// after the other, refusing neither), so the program reads one value where the
+/// description set two. In the IOMMU PD that is a region's physical address (a setvar
+/// `region_paddr`) read as another's, or as a bit mask: the mappings it makes would not be
+/// those the report lists. Refused at the later of the two elements that ask for them.
+fn overlapping(
+    pd: &ProtectionDomain,
+    program: &Program,
+    written: &[(&str, &Symbol, Line, &str)],
+    out: &mut Vec<Problem>,
+) {
+    let end = |s: &Symbol| u128::from(s.value) + u128::from(s.size);
+    for (i, &(name, sym, line, element)) in written.iter().enumerate() {
+        let Some(&(first, other, ..)) = written[..i]
+            .iter()
+            .find(|&&(n, o, ..)| n != name && u128::from(o.value) < end(sym) && u128::from(sym.value) < end(o))
+        else {
+            continue;
+        };
+        out.push(p(
+            line,
+            element,
+            format!(
+                "`{}`'s program `{}` has `{name}` at {:#x}..{:#x} and `{first}` at {:#x}..{:#x}, sharing bytes: the Microkit tool patches both, and the program reads one value for the two",
+                pd.name,
+                program.path,
+                sym.value,
+                end(sym),
+                other.value,
+                end(other)
+            ),
+            format!("give `{name}` and `{first}` a variable each in the program (not aliases), or set a symbol that shares no bytes with another the Microkit tool patches"),
+        ));
     }
 }
