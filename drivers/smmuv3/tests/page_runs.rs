@@ -443,3 +443,60 @@ fn random_runs_on_a_non_coherent_smmu_translate_as_the_reference() {
     }
     assert!(steps.iter().all(|&n| n > 50), "maps, refused, unmaps, refused, syncs: {steps:?}");
 }
+
+/// Runs at the very top of the input range, where the last level-3 table ends with the
+/// space: mapped, translated and unmapped to the last page; one page more is refused
+/// and changes nothing.
+#[test]
+fn runs_at_the_top_of_the_input_range() {
+    for (stage, ias_bits) in [(Stage::Stage1, 48), (Stage::Stage2, 39), (Stage::Stage2, 30), (Stage::Stage2, 25)] {
+        let mut pool = pool(8);
+        let mut pt = PageTable::new_at(&mut pool, stage, ias_bits, 44).unwrap();
+        let top = 1u64 << ias_bits;
+        let (iova, len) = (top - BLOCK_SIZE_2M - 3 * PAGE_SIZE, BLOCK_SIZE_2M + 3 * PAGE_SIZE);
+        let free = pool.free_pages();
+        let ctx = format!("{stage:?} {ias_bits}");
+        assert_eq!(
+            pt.map(
+                &mut pool,
+                Iova(iova),
+                PhysAddr(0x4000_0000 - 3 * PAGE_SIZE),
+                len + PAGE_SIZE,
+                Perm::Read,
+                MemType::Normal
+            ),
+            Err(PageTableError::IovaOutOfRange),
+            "{ctx}"
+        );
+        assert_eq!((leaves(&pt, &pool), pool.free_pages()), (vec![], free), "{ctx}");
+        pt.map(&mut pool, Iova(iova), PhysAddr(0x4000_0000 - 3 * PAGE_SIZE), len, Perm::Read, MemType::Normal).unwrap();
+        let got: Vec<(u64, u64, u8)> = leaves(&pt, &pool).iter().map(|l| (l.iova.0, l.pa.0, l.level)).collect();
+        // Three pages below the last 2 MiB, then that 2 MiB as a block.
+        let want: Vec<(u64, u64, u8)> = (0..3)
+            .map(|k| (iova + k * PAGE_SIZE, 0x4000_0000 - (3 - k) * PAGE_SIZE, 3))
+            .chain([(top - BLOCK_SIZE_2M, 0x4000_0000, 2)])
+            .collect();
+        assert_eq!(got, want, "{ctx}");
+        assert_eq!(pt.translate(&pool, Iova(top - PAGE_SIZE)).map(|l| l.level), Some(2), "{ctx}");
+        let mut inval = Vec::new();
+        assert_eq!(pt.unmap(&mut pool, Iova(iova), len, |l| inval.push((l.iova.0, l.level))), Ok(4), "{ctx}");
+        assert_eq!(inval, want.iter().map(|&(i, _, l)| (i, l)).collect::<Vec<_>>(), "{ctx}");
+        assert_eq!(leaves(&pt, &pool), vec![], "{ctx}");
+        // Pages to the very last, the block's slot now holding a level-3 table.
+        pt.map(
+            &mut pool,
+            Iova(top - 2 * PAGE_SIZE),
+            PhysAddr(0x5000_0000),
+            2 * PAGE_SIZE,
+            Perm::ReadWrite,
+            MemType::Normal,
+        )
+        .unwrap();
+        assert_eq!(
+            pt.translate(&pool, Iova(top - PAGE_SIZE)).map(|l| (l.pa.0, l.level)),
+            Some((0x5000_1000, 3)),
+            "{ctx}"
+        );
+        assert_eq!(pt.unmap(&mut pool, Iova(top - 2 * PAGE_SIZE), 2 * PAGE_SIZE, |_| {}), Ok(2), "{ctx}");
+    }
+}
