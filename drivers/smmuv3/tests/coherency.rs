@@ -200,6 +200,16 @@ fn each_line_of_a_long_run_is_cleaned_once() {
         assert!(lines.values().all(|&n| n == 1), "{op}: a line cleaned more than once: {lines:x?}");
         assert_clean(&smmu, poc, op);
     }
+    // A run of 64 entries or fewer is one clean, wherever it lies (here entries 56 to 71).
+    let (iova, len) = (56 * 0x1000, 16 * 0x1000);
+    smmu.map(d, Iova(iova), buf.pa, len, Perm::ReadWrite, MemType::Normal).unwrap();
+    let before = poc.trace_log().len();
+    smmu.unmap(d, Iova(iova), len).unwrap();
+    let cleans = poc.trace_log()[before..]
+        .iter()
+        .filter(|t| matches!(t, Trace::Clean { addr, .. } if tables.pa.0 <= *addr && *addr < tables.pa.0 + tables.len as u64))
+        .count();
+    assert_eq!(cleans, 1, "a 16-entry unmap across entry 64");
 }
 
 #[test]
