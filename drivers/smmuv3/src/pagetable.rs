@@ -778,7 +778,8 @@ impl PageTable {
     /// and its table). Stops at a hole, which a checked range does not have.
     ///
     /// A run of pages in one table (`run_pages`) is cleared with one walk, up to
-    /// `CLEAR_CHUNK` entries at a time: each entry written invalid, the chunk cleaned to
+    /// `CLEAR_CHUNK` entries at a time (a longer run cut at multiples of `CLEAR_CHUNK`
+    /// entries of the table): each entry written invalid, the chunk cleaned to
     /// the PoC once, and only then `invalidate` called for its leaves, so no TLBI of them
     /// can reach the SMMU (a full queue, or an erratum's sync, rings the doorbell inside
     /// `invalidate`) before the SMMU would walk the invalid entries.
@@ -797,7 +798,12 @@ impl PageTable {
                 continue;
             }
             let mut old = [Pte::INVALID; CLEAR_CHUNK];
-            let n = run_pages(cur, end).min(CLEAR_CHUNK);
+            // A run that fits is one chunk; a longer one is cut at multiples of
+            // CLEAR_CHUNK entries (512 bytes) of the table, so that no cache line (64
+            // bytes on the cores we know, at most 512 assumed here) is shared by two
+            // chunks and cleaned twice.
+            let run = run_pages(cur, end);
+            let n = if run <= CLEAR_CHUNK { run } else { CLEAR_CHUNK - first % CLEAR_CHUNK };
             let mut cleared = 0;
             for (k, slot) in old.iter_mut().enumerate().take(n) {
                 let pte = pool.read(table, first + k);

@@ -159,6 +159,59 @@ fn a_run_of_pages_is_cleaned_once_per_table_before_the_smmu_is_told() {
     }
 }
 
+/// A long run (more than the 64 entries an unmap clears and cleans at a time) starting
+/// and ending mid-line: each table line the map or unmap wrote is cleaned exactly once,
+/// a line two chunks of the run share included, and the SMMU is told nothing stale.
+#[test]
+fn each_line_of_a_long_run_is_cleaned_once() {
+    let (mut smmu, poc) = non_coherent(true);
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID), d).unwrap();
+    let buf = common::buffer(0x20_0000, 0x1000);
+    let tables = smmu.own_memory()[4];
+    let line_cleans = |from: usize| -> std::collections::BTreeMap<u64, usize> {
+        let mut lines = std::collections::BTreeMap::new();
+        for t in &poc.trace_log()[from..] {
+            if let Trace::Clean { addr, len } = *t {
+                if tables.pa.0 <= addr && addr < tables.pa.0 + tables.len as u64 {
+                    for line in (addr & !63..addr + len as u64).step_by(64) {
+                        *lines.entry(line).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        lines
+    };
+    // Entries 4 to 203 of one level-3 table (the tables made once beforehand, so that
+    // only the run's cleans are counted).
+    let (iova, len) = (0x4000, 200 * 0x1000);
+    smmu.map(d, Iova(iova), buf.pa, len, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.unmap(d, Iova(iova), len).unwrap();
+    for op in ["map", "unmap"] {
+        let before = poc.trace_log().len();
+        if op == "map" {
+            smmu.map(d, Iova(iova), buf.pa, len, Perm::ReadWrite, MemType::Normal).unwrap();
+        } else {
+            smmu.unmap(d, Iova(iova), len).unwrap();
+        }
+        let lines = line_cleans(before);
+        // 200 entries from entry 4: lines of entries 0..8 to 200..208, 26 of them.
+        assert_eq!(lines.len(), 26, "{op}: {lines:x?}");
+        assert!(lines.values().all(|&n| n == 1), "{op}: a line cleaned more than once: {lines:x?}");
+        assert_clean(&smmu, poc, op);
+    }
+    // A run of 64 entries or fewer is one clean, wherever it lies (here entries 56 to 71).
+    let (iova, len) = (56 * 0x1000, 16 * 0x1000);
+    smmu.map(d, Iova(iova), buf.pa, len, Perm::ReadWrite, MemType::Normal).unwrap();
+    let before = poc.trace_log().len();
+    smmu.unmap(d, Iova(iova), len).unwrap();
+    let cleans = poc.trace_log()[before..]
+        .iter()
+        .filter(|t| matches!(t, Trace::Clean { addr, .. } if tables.pa.0 <= *addr && *addr < tables.pa.0 + tables.len as u64))
+        .count();
+    assert_eq!(cleans, 1, "a 16-entry unmap across entry 64");
+}
+
 #[test]
 fn event_records_are_invalidated_before_they_are_read() {
     let (mut smmu, poc) = non_coherent(true);
