@@ -638,6 +638,11 @@ impl PageTable {
         if pa_end > 1u64 << self.oas_bits {
             return Err(PageTableError::PhysOutOfRange);
         }
+        if len == PAGE_SIZE {
+            if let Some(done) = self.map_page(pool, iova, pa, perm, mem) {
+                return done;
+            }
+        }
 
         // Pass 1: every target entry must be empty; count the tables to create. Tables
         // are created in address order, so a new table at `level` serves every later
@@ -700,6 +705,31 @@ impl PageTable {
         Ok(())
     }
 
+    /// `map` of one page (`iova` and `pa` checked) whose level-3 table exists: one walk
+    /// that both checks the entry and writes it, where the passes below walk twice and
+    /// set up a run of one. `None` when a table is missing or a block is in the way:
+    /// the passes handle those (counting tables, refusing), with nothing changed here.
+    /// What it writes, refuses and cleans is what the passes would (`tests/pagetable.rs`
+    /// and `tests/coherency.rs` compare the two).
+    #[inline]
+    fn map_page(
+        &mut self,
+        pool: &mut TablePool,
+        iova: Iova,
+        pa: PhysAddr,
+        perm: Perm,
+        mem: MemType,
+    ) -> Option<Result<(), PageTableError>> {
+        let (table, pte) = self.walk(pool, iova.0, LEAF_LEVEL).ok()?;
+        if pte.is_valid() {
+            return Some(Err(PageTableError::AlreadyMapped(iova)));
+        }
+        pool.write(table, self.index(iova.0, LEAF_LEVEL), Pte::leaf_at(self.stage, pa, LEAF_LEVEL, perm, mem));
+        // The caller will tell a client the mapping exists; make it visible first.
+        barrier::wmb();
+        Some(Ok(()))
+    }
+
     /// The table holding `iova`'s entry at `level`, creating missing tables (pass 1 of
     /// `map` made sure the pool can supply them and that no leaf is in the way).
     fn table_for(&mut self, pool: &mut TablePool, iova: u64, level: u8) -> PhysAddr {
@@ -735,10 +765,12 @@ impl PageTable {
             }
             // A page: the rest of the run is the entries after it in the same table, each
             // a page if valid (level 3 holds nothing else).
-            let n = if leaf.level == LEAF_LEVEL { run_pages(cur, end) } else { 1 };
-            let first = self.index(cur, leaf.level);
-            if let Some(k) = (1..n).find(|&k| !pool.read(table, first + k).is_valid()) {
-                return Err(PageTableError::NotMapped(Iova(cur + k as u64 * PAGE_SIZE)));
+            let n = if leaf.level == LEAF_LEVEL && end - cur > PAGE_SIZE { run_pages(cur, end) } else { 1 };
+            if n > 1 {
+                let first = self.index(cur, leaf.level);
+                if let Some(k) = (1..n).find(|&k| !pool.read(table, first + k).is_valid()) {
+                    return Err(PageTableError::NotMapped(Iova(cur + k as u64 * PAGE_SIZE)));
+                }
             }
             cur += n as u64 * leaf.size();
             leaves += n;
@@ -791,7 +823,10 @@ impl PageTable {
         while cur < end {
             let Some((table, leaf)) = self.leaf_entry(pool, Iova(cur)) else { return };
             let first = self.index(cur, leaf.level);
-            if leaf.level != LEAF_LEVEL {
+            // A block, or a run of one page (a one-page unmap, the last page of a range):
+            // cleared, cleaned and invalidated as a run of one would be, without the run's
+            // set-up.
+            if leaf.level != LEAF_LEVEL || end - cur == PAGE_SIZE {
                 pool.write(table, first, Pte::INVALID);
                 invalidate(leaf);
                 cur += leaf.size();

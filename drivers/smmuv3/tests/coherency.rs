@@ -15,7 +15,7 @@ use smmuv3::event::id;
 use smmuv3::mmio::reg;
 use smmuv3::model::{Outcome, PocMemory, SmmuModel, Trace};
 use smmuv3::ste::{Ste, SteConfig};
-use smmuv3::{Config, Error, Event, Iova, MemType, Perm, Smmu, StreamId, Unsupported};
+use smmuv3::{Config, Error, Event, Iova, MemType, Perm, PhysAddr, Smmu, StreamId, Unsupported};
 
 const SID: u32 = 0x08;
 
@@ -303,4 +303,75 @@ fn device_mappings_follow_device_coherency() {
         // The CD's MAIR holds what index 2 means: Normal Inner and Outer Non-cacheable.
         assert_eq!((smmu.cd(d).unwrap().0[3] >> 16) & 0xff, 0x44);
     }
+}
+
+/// A one-page map or unmap (its shorter path) cleans what a run of one entry cleans: two
+/// pages straddling a 2 MiB boundary, one request each, against the same two as one
+/// request (a run of one in each level-3 table): the same table cleans, address and
+/// length, in the same order; every line at the PoC before the SMMU is told (the model
+/// checks at every register write, the unmap's TLBIs and CMD_SYNC included); the pages
+/// translate after the map and fault after the unmap.
+#[test]
+fn a_one_page_map_or_unmap_cleans_what_a_run_of_one_cleans() {
+    let (mut smmu, poc) = non_coherent(true);
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID), d).unwrap();
+    let buf = common::buffer(0x2000, 0x1000);
+    let (p0, p1) = (0x1f_f000u64, 0x20_0000u64);
+    // The tables made once, so that the cleans below are the entries' alone.
+    smmu.map(d, Iova(p0), buf.pa, 0x2000, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.unmap(d, Iova(p0), 0x2000).unwrap();
+    let tables = smmu.own_memory()[4];
+    let table_cleans = |from: usize| -> Vec<(u64, usize)> {
+        poc.trace_log()[from..]
+            .iter()
+            .filter_map(|t| match *t {
+                Trace::Clean { addr, len } if tables.pa.0 <= addr && addr < tables.pa.0 + tables.len as u64 => {
+                    Some((addr, len))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let translates = |smmu: &Smmu<SmmuModel>| {
+        for (k, iova) in [p0, p1].into_iter().enumerate() {
+            assert_eq!(smmu.regs().translate(SID, iova, true), Outcome::Ok(buf.pa.0 + k as u64 * 0x1000));
+        }
+    };
+    let faults = |smmu: &Smmu<SmmuModel>| {
+        for iova in [p0, p1] {
+            assert_eq!(smmu.regs().translate(SID, iova, false), Outcome::Fault(id::F_TRANSLATION));
+        }
+    };
+
+    let before = poc.trace_log().len();
+    smmu.map(d, Iova(p0), buf.pa, 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(d, Iova(p1), PhysAddr(buf.pa.0 + 0x1000), 0x1000, Perm::ReadWrite, MemType::Normal).unwrap();
+    let one_map = table_cleans(before);
+    assert_clean(&smmu, poc, "one-page maps");
+    translates(&smmu);
+    let before = poc.trace_log().len();
+    smmu.unmap(d, Iova(p0), 0x1000).unwrap();
+    smmu.unmap(d, Iova(p1), 0x1000).unwrap();
+    let one_unmap = table_cleans(before);
+    assert_clean(&smmu, poc, "one-page unmaps");
+    faults(&smmu);
+
+    let before = poc.trace_log().len();
+    smmu.map(d, Iova(p0), buf.pa, 0x2000, Perm::ReadWrite, MemType::Normal).unwrap();
+    let run_map = table_cleans(before);
+    assert_clean(&smmu, poc, "run map");
+    translates(&smmu);
+    let before = poc.trace_log().len();
+    smmu.unmap(d, Iova(p0), 0x2000).unwrap();
+    let run_unmap = table_cleans(before);
+    assert_clean(&smmu, poc, "run unmap");
+    faults(&smmu);
+
+    // Entry 511 of the lower table, entry 0 of the upper: 8 bytes each.
+    assert_eq!(one_map.len(), 2, "{one_map:x?}");
+    assert!(one_map.iter().all(|&(_, len)| len == 8), "{one_map:x?}");
+    assert_eq!(one_map, run_map);
+    assert_eq!(one_unmap, run_unmap);
+    assert_eq!(one_map, one_unmap, "an unmap cleans the entries its map wrote");
 }

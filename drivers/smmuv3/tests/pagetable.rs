@@ -256,3 +256,76 @@ fn runs_of_pages_across_a_table_boundary_are_mapped_checked_and_cleared_page_by_
     pt.map(&mut pool, Iova(iova), PhysAddr(pa), len, Perm::ReadWrite, MemType::Normal).unwrap();
     assert_eq!(leaves(&pt, &pool), want);
 }
+
+/// The pool's memory, every table's every word: what the SMMU would walk.
+fn words(pool: &TablePool) -> Vec<u64> {
+    let r = pool.region();
+    // SAFETY: the pool's region is `len` bytes of live memory, 8-aligned (page tables).
+    unsafe { core::slice::from_raw_parts(r.va.as_ptr().cast::<u64>(), r.len / 8) }.to_vec()
+}
+
+/// A one-page map or unmap takes a shorter path than a run (`map_page`, and a run of one
+/// cleared without the run's set-up); it must do what the run code does. Two pages that
+/// straddle a 2 MiB boundary, as one two-page request, are two runs of one entry, one in
+/// each level-3 table: the same pages one request each must leave the same words in
+/// every table, invalidate the same leaves in the same order, and refuse at the same
+/// page with the same error, changing nothing. Cleans are compared on the non-coherent
+/// model (`tests/coherency.rs`).
+#[test]
+fn a_one_page_map_or_unmap_does_what_a_run_of_one_does() {
+    let mut pool = pool(16);
+    let mut pt = PageTable::new(&mut pool, 48, 44).unwrap();
+    let (p0, p1, pa) = (0x1f_f000u64, 0x20_0000u64, 0x8000_0000u64);
+    for mem in [MemType::Normal, MemType::Device] {
+        for perm in [Perm::Read, Perm::ReadWrite] {
+            // The first one-page map has no level-3 table to write in (the passes make
+            // it); every later one does (tables stay after an unmap).
+            pt.map(&mut pool, Iova(p0), PhysAddr(pa), PAGE_SIZE, perm, mem).unwrap();
+            pt.map(&mut pool, Iova(p1), PhysAddr(pa + PAGE_SIZE), PAGE_SIZE, perm, mem).unwrap();
+            let pages = words(&pool);
+            let mut one = Vec::new();
+            assert_eq!(pt.unmap(&mut pool, Iova(p0), PAGE_SIZE, |l| one.push(l)), Ok(1));
+            assert_eq!(pt.unmap(&mut pool, Iova(p1), PAGE_SIZE, |l| one.push(l)), Ok(1));
+            let empty = words(&pool);
+
+            pt.map(&mut pool, Iova(p0), PhysAddr(pa), 2 * PAGE_SIZE, perm, mem).unwrap();
+            assert_eq!(words(&pool), pages, "{mem:?} {perm:?}: the same descriptors, the same tables");
+            let mut run = Vec::new();
+            assert_eq!(pt.unmap(&mut pool, Iova(p0), 2 * PAGE_SIZE, |l| run.push(l)), Ok(2));
+            assert_eq!(one, run, "{mem:?} {perm:?}: the same invalidations, in order");
+            assert_eq!(one.len(), 2);
+            assert_eq!(words(&pool), empty);
+        }
+    }
+
+    // Refusals: with one of the two pages mapped, the one-page request for it and the
+    // run over both are refused at that page, and neither changes a word.
+    let no_inval = |_: Leaf| panic!("nothing may be invalidated on a refused unmap");
+    for (mapped, hole) in [(p0, p1), (p1, p0)] {
+        pt.map(&mut pool, Iova(mapped), PhysAddr(pa), PAGE_SIZE, Perm::Read, MemType::Normal).unwrap();
+        let before = words(&pool);
+        let refused = Err(PageTableError::AlreadyMapped(Iova(mapped)));
+        assert_eq!(pt.map(&mut pool, Iova(mapped), PhysAddr(pa), PAGE_SIZE, Perm::Read, MemType::Normal), refused);
+        assert_eq!(pt.map(&mut pool, Iova(p0), PhysAddr(pa), 2 * PAGE_SIZE, Perm::Read, MemType::Normal), refused);
+        let refused = Err(PageTableError::NotMapped(Iova(hole)));
+        assert_eq!(pt.unmap(&mut pool, Iova(hole), PAGE_SIZE, no_inval), refused);
+        assert_eq!(pt.unmap(&mut pool, Iova(p0), 2 * PAGE_SIZE, no_inval), refused);
+        assert_eq!(pt.check_unmap(&pool, Iova(hole), PAGE_SIZE), refused);
+        assert_eq!(words(&pool), before, "mapped {mapped:#x}: refusals change nothing");
+        pt.unmap(&mut pool, Iova(mapped), PAGE_SIZE, |_| {}).unwrap();
+    }
+
+    // A page inside a block: the one-page map finds no level-3 table and the passes
+    // refuse it; the one-page unmap is refused as part of the block.
+    pt.map(&mut pool, Iova(0x40_0000), PhysAddr(0x8040_0000), BLOCK_SIZE_2M, Perm::Read, MemType::Normal).unwrap();
+    let before = words(&pool);
+    assert_eq!(
+        pt.map(&mut pool, Iova(0x40_1000), PhysAddr(pa), PAGE_SIZE, Perm::Read, MemType::Normal),
+        Err(PageTableError::AlreadyMapped(Iova(0x40_1000)))
+    );
+    assert_eq!(
+        pt.unmap(&mut pool, Iova(0x40_1000), PAGE_SIZE, no_inval),
+        Err(PageTableError::PartialBlock(Iova(0x40_0000)))
+    );
+    assert_eq!(words(&pool), before);
+}
