@@ -19,6 +19,20 @@ use smmuv3::{Config, Error, Event, Iova, MemType, Perm, PhysAddr, Smmu, StreamId
 
 const SID: u32 = 0x08;
 
+/// The cleans (address, length) of lines inside `region` that `poc` traced from its
+/// `from`-th record on: what the driver cleaned of its page tables.
+fn cleans_within(poc: &PocMemory, region: smmuv3::DmaRegion, from: usize) -> Vec<(u64, usize)> {
+    poc.trace_log()[from..]
+        .iter()
+        .filter_map(|t| match *t {
+            Trace::Clean { addr, len } if region.pa.0 <= addr && addr < region.pa.0 + region.len as u64 => {
+                Some((addr, len))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A driver on a non-coherent model: COHACC = 1 but the platform says otherwise (what
 /// seL4's Non-shareable user mappings make of a coherent SMMU), or COHACC = 0.
 fn non_coherent(cohacc: bool) -> (Smmu<SmmuModel>, &'static PocMemory) {
@@ -127,17 +141,7 @@ fn a_run_of_pages_is_cleaned_once_per_table_before_the_smmu_is_told() {
     smmu.map(d, Iova(iova), buf.pa, 0x10000, Perm::ReadWrite, MemType::Normal).unwrap();
     smmu.unmap(d, Iova(iova), 0x10000).unwrap();
     let tables = smmu.own_memory()[4];
-    let table_cleans = |from: usize| -> Vec<(u64, usize)> {
-        poc.trace_log()[from..]
-            .iter()
-            .filter_map(|t| match *t {
-                Trace::Clean { addr, len } if tables.pa.0 <= addr && addr < tables.pa.0 + tables.len as u64 => {
-                    Some((addr, len))
-                }
-                _ => None,
-            })
-            .collect()
-    };
+    let table_cleans = |from: usize| cleans_within(poc, tables, from);
     for round in 0..2 {
         let before = poc.trace_log().len();
         smmu.map(d, Iova(iova), buf.pa, 0x10000, Perm::ReadWrite, MemType::Normal).unwrap();
@@ -322,17 +326,7 @@ fn a_one_page_map_or_unmap_cleans_what_a_run_of_one_cleans() {
     smmu.map(d, Iova(p0), buf.pa, 0x2000, Perm::ReadWrite, MemType::Normal).unwrap();
     smmu.unmap(d, Iova(p0), 0x2000).unwrap();
     let tables = smmu.own_memory()[4];
-    let table_cleans = |from: usize| -> Vec<(u64, usize)> {
-        poc.trace_log()[from..]
-            .iter()
-            .filter_map(|t| match *t {
-                Trace::Clean { addr, len } if tables.pa.0 <= addr && addr < tables.pa.0 + tables.len as u64 => {
-                    Some((addr, len))
-                }
-                _ => None,
-            })
-            .collect()
-    };
+    let table_cleans = |from: usize| cleans_within(poc, tables, from);
     let translates = |smmu: &Smmu<SmmuModel>| {
         for (k, iova) in [p0, p1].into_iter().enumerate() {
             assert_eq!(smmu.regs().translate(SID, iova, true), Outcome::Ok(buf.pa.0 + k as u64 * 0x1000));
