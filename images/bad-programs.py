@@ -33,6 +33,12 @@ A spoilt copy's name says what is wrong:
   elf-segment-past-the-top.elf  the same segment moved to 2^40, past vspace_user_top: the
                               Microkit tool builds the image; iommu-sdf refuses it (seL4
                               maps no frame there, so the PD could not start)
+  elf-bss-256m.elf, elf-bss-2g.elf, elf-bss-64g.elf  the last loadable segment's memsz
+                              (its .bss) made 256 MiB, 2 GiB, 64 GiB: the tool copies it
+                              into the initialiser's image, and panics (loader.rs,
+                              "Overlapping regions": the image reaches the loader), refuses
+                              ("cannot allocate memory for the initialiser"), or aborts
+                              (allocating 64 GiB); iommu-sdf refuses all three
   elf-x86-64.elf              e_machine EM_X86_64: the Microkit tool does not read e_machine
                               and builds the image; iommu-sdf refuses it (the PD could run
                               none of it)
@@ -95,6 +101,9 @@ loads = [struct.unpack_from("<Q", elf, phoff + i * PHENTSIZE + P_VADDR)[0]
          for i in range(struct.unpack_from("<H", elf, E_PHNUM)[0])
          if struct.unpack_from("<I", elf, phoff + i * PHENTSIZE)[0] == 1]
 assert len(loads) >= 2 and loads[1] - loads[0] >= 0x1000
+# The program header of the last loadable segment (data and .bss).
+last_load = max(i for i in range(struct.unpack_from("<H", elf, E_PHNUM)[0])
+                if struct.unpack_from("<I", elf, phoff + i * PHENTSIZE)[0] == 1)
 name_at = strtab[2] + struct.unpack_from("<I", elf, sym["microkit_name"])[0]
 # A local symbol to give microkit_name's name: any that is not one the tool patches.
 other = next(s for s in sym if s and not s.startswith(("microkit_", "__sel4")) and s != "buffers")
@@ -116,6 +125,9 @@ copies = {
     "elf-segment-in-the-stack.elf": patched((phoff + P_VADDR, "<Q", 0xFF_FFFF_C000), (phoff + P_PADDR, "<Q", 0xFF_FFFF_C000)),
     "elf-segment-past-the-top.elf": patched((phoff + P_VADDR, "<Q", 1 << 40), (phoff + P_PADDR, "<Q", 1 << 40)),
     "elf-segments-share-a-page.elf": patched((phoff + P_MEMSZ, "<Q", loads[1] - loads[0] + 0x10)),
+    "elf-bss-256m.elf": patched((phoff + last_load * PHENTSIZE + P_MEMSZ, "<Q", 256 << 20)),
+    "elf-bss-2g.elf": patched((phoff + last_load * PHENTSIZE + P_MEMSZ, "<Q", 2 << 30)),
+    "elf-bss-64g.elf": patched((phoff + last_load * PHENTSIZE + P_MEMSZ, "<Q", 64 << 30)),
 }
 for name, data in copies.items():
     with open(os.path.join(out, name), "wb") as f:

@@ -8,7 +8,7 @@
 # (`build` keeps the text line for line, so the tool's line is the user's), shown against
 # the user's file by microkit-tool.sh, as `make run` shows it. And whoever refused it, the
 # SDK's tool is also run on the description itself (the corpus is plain Microkit) and
-# must refuse it too (an error, or a panic, which is how it refuses some programs), unless
+# must refuse it too (an error, or a panic or an abort, which is how it refuses some programs), unless
 # the file says `<!-- microkit: ok -->`: a rule iommu-sdf holds that the Microkit tool
 # does not (a program built for another processor). `<!-- by: iommu-sdf -->` says the
 # refusal must be iommu-sdf's own, at the marked line (the programs' rules: leaving them to
@@ -45,6 +45,8 @@ for f in "$corpus"/*.xml; do
         0) microkit=ok ;;
         1) microkit=refused ;;
         101) microkit=refused; how=" (it panicked: $(grep -m1 -o "panicked at [^ ]*" "$work/direct.out"))" ;;
+        # Aborted (SIGABRT): it could not allocate an image that large on the host.
+        134) microkit=refused; how=" (it aborted: $(grep -m1 -o "memory allocation of [0-9]* bytes failed" "$work/direct.out"))" ;;
         *) microkit="crashed ($rc)" ;;
     esac
     verdict="" where=""

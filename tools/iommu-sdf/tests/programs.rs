@@ -482,3 +482,38 @@ fn symbols_the_microkit_tool_patches_sharing_bytes_are_refused() {
         }
     }
 }
+
+/// Programs too large for the image: the SDK's Microkit tool copies every PD's pages
+/// (`.bss` included) into the initialiser's image, and panics or refuses when it does not
+/// fit between the kernel and the loader (`rules::program_sizes`; the reviewer's 256 MiB,
+/// 2 GiB and 64 GiB `.bss` are in images/microkit-rules.sh's corpus). Up to
+/// `PROGRAMS_MAX` together is accepted; a page more is refused, at the `<program_image>`
+/// that crosses it, counting a program each PD runs once per PD.
+#[test]
+fn programs_larger_together_than_the_image_can_hold_are_refused() {
+    use iommu_sdf::rules::program_sizes::PROGRAMS_MAX;
+    let sized = |bss: u64| elf(&[(PT_LOAD, 0x20_0000, 0x1000), (PT_LOAD, 0x20_1000, bss)]);
+    let text = one_map(0x80_0000_0000);
+    assert!(check_with_program("at-max", &text, &sized(PROGRAMS_MAX - 0x1000), &[]).is_empty());
+    for (tag, bss) in [("page-over", PROGRAMS_MAX), ("256m", 256 << 20), ("64g", 64 << 30)] {
+        let problems = check_with_program(tag, &text, &sized(bss), &[]);
+        assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
+        assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
+        assert!(problems[0].message.contains(&format!("takes {:#x} bytes", bss + 0x1000)), "{tag}: {}", problems[0].message);
+        assert!(problems[0].fix.contains("<memory_region>"), "{tag}");
+    }
+    // Two PDs running one 40 MiB program: each is copied, so the second crosses the bound.
+    let two = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="prog.elf" />
+    </protection_domain>
+    <protection_domain name="b" priority="99">
+        <program_image path="prog.elf" />
+    </protection_domain>
+</system>"#;
+    let problems = check_with_program("two", two, &sized(40 << 20), &[]);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].line, 6);
+    assert!(problems[0].message.contains("`b`'s program"), "{}", problems[0].message);
+    assert!(check_with_program("one", &one_map(0x80_0000_0000), &sized(40 << 20), &[]).is_empty());
+}

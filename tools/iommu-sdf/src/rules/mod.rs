@@ -14,6 +14,7 @@ mod mmu500;
 pub mod names;
 mod pci;
 mod platform;
+pub mod program_sizes;
 mod programs;
 mod queues;
 mod quotas;
@@ -32,6 +33,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     regions::check(sys, board, &mut out);
     platform::check(sys, board, &mut out);
     programs::check(sys, &mut out);
+    program_sizes::check(sys, &mut out);
     // Without an IOMMU PD nothing enforces an address space, a capability or a quota, and
     // the checks that need one (its regions, channels, fault rings, pool) are not made: a
     // description with them would only look isolated. Said once, at the first of them.
