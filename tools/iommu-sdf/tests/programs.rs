@@ -499,7 +499,11 @@ fn programs_larger_together_than_the_image_can_hold_are_refused() {
         let problems = check_with_program(tag, &text, &sized(bss), &[]);
         assert_eq!(problems.len(), 1, "{tag}: {problems:#?}");
         assert_eq!((problems[0].line, problems[0].element.as_str()), (4, "program_image"), "{tag}");
-        assert!(problems[0].message.contains(&format!("takes {:#x} bytes", bss + 0x1000)), "{tag}: {}", problems[0].message);
+        assert!(
+            problems[0].message.contains(&format!("takes {:#x} bytes", bss + 0x1000)),
+            "{tag}: {}",
+            problems[0].message
+        );
         assert!(problems[0].fix.contains("<memory_region>"), "{tag}");
     }
     // Two PDs running one 40 MiB program: each is copied, so the second crosses the bound.
