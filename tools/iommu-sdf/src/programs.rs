@@ -100,6 +100,24 @@ pub fn machine(target: Target) -> (u16, &'static str) {
     }
 }
 
+/// Why the Microkit tool cannot load a program, and what would fix that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unloadable {
+    pub why: String,
+    pub fix: String,
+}
+
+impl Unloadable {
+    fn new(why: impl Into<String>, fix: impl Into<String>) -> Unloadable {
+        Unloadable { why: why.into(), fix: fix.into() }
+    }
+}
+
+/// For a file that is no ELF64 little-endian program at all (or whose symbols cannot be
+/// read): the program's path is wrong, or it is not the file built.
+const FIX_NOT_A_PROGRAM: &str =
+    "give the path of the PD's ELF program, as built for the board (a 64-bit little-endian ELF executable linked with libmicrokit, not stripped)";
+
 /// `bytes` as the Microkit tool loads a PD's program (tool/microkit/src/elf.rs,
 /// `ElfFileReader`): an ELF64 little-endian file (`segments`) with program headers ("has
 /// no program headers") and a symbol table ("unable to find symbol table section"; the
@@ -108,21 +126,33 @@ pub fn machine(target: Target) -> (u16, &'static str) {
 /// processor (the Microkit tool does not look at `e_machine`: the SDK's tool builds an
 /// image of an x86-64 program for qemu_virt_aarch64, whose PD would run none of it). Its
 /// symbols come from `symbols_from` when given (`path_for_symbols`).
-pub fn load(bytes: &[u8], symbols_from: Option<&[u8]>, target: Target) -> Result<Loaded, String> {
-    let segments = segments(bytes)?;
-    let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| e.to_string())?;
-    let endian = header.endian().map_err(|e| e.to_string())?;
+pub fn load(bytes: &[u8], symbols_from: Option<&[u8]>, target: Target) -> Result<Loaded, Unloadable> {
+    let header = FileHeader64::<LittleEndian>::parse(bytes)
+        .map_err(|e| Unloadable::new(format!("not a 64-bit ELF file: {e}"), FIX_NOT_A_PROGRAM))?;
+    let endian = header
+        .endian()
+        .map_err(|e| Unloadable::new(format!("not a little-endian ELF file: {e}"), FIX_NOT_A_PROGRAM))?;
+    // An ELF header the reader takes, and segments it cannot: a damaged file.
+    let segments = segments(bytes).map_err(|why| {
+        Unloadable::new(why, "rebuild the program: a segment's file bytes must lie inside the file and be no more than its size in memory (System V gABI, \"Program Header\")")
+    })?;
     if header.e_phnum(endian) == 0 {
-        return Err("it has no program headers (e_phnum 0): nothing to load".into());
+        return Err(Unloadable::new(
+            "it has no program headers (e_phnum 0): nothing to load",
+            "link the program as an executable with its loadable segments (as Microkit's microkit.ld does), not as an object file",
+        ));
     }
     let (wanted, name) = machine(target);
     let found = header.e_machine(endian);
     if found != wanted {
-        return Err(format!("it is built for machine {found} (e_machine), not {name}: the PD could run none of it"));
+        return Err(Unloadable::new(
+            format!("it is built for machine {found} (e_machine), not {name}: the PD could run none of it"),
+            format!("build the program for {name}, the board's processor"),
+        ));
     }
     let loads: Vec<(u64, u64)> = header
         .program_headers(endian, bytes)
-        .map_err(|e| format!("its program headers: {e}"))?
+        .map_err(|e| Unloadable::new(format!("its program headers: {e}"), FIX_NOT_A_PROGRAM))?
         .iter()
         .filter(|ph| ph.p_type(endian) == PT_LOAD)
         .map(|ph| (ph.p_vaddr(endian), ph.p_memsz(endian)))
@@ -140,9 +170,12 @@ pub fn load(bytes: &[u8], symbols_from: Option<&[u8]>, target: Target) -> Result
         .collect();
     pages.sort_unstable();
     if let Some(w) = pages.windows(2).find(|w| w[1].0 < w[0].1) {
-        return Err(format!(
-            "its loadable segments at {:#x} and {:#x} share the page at {:#x}: the Microkit tool maps each segment's pages separately and cannot map one twice",
-            w[0].2, w[1].2, w[1].0
+        return Err(Unloadable::new(
+            format!(
+                "its loadable segments at {:#x} and {:#x} share the page at {:#x}: the Microkit tool maps each segment's pages separately and cannot map one twice",
+                w[0].2, w[1].2, w[1].0
+            ),
+            "link the program with each loadable segment starting on a page of its own (Microkit's microkit.ld aligns them to 4 KiB)",
         ));
     }
     let symbols = symbols(symbols_from.unwrap_or(bytes))?;
@@ -151,21 +184,26 @@ pub fn load(bytes: &[u8], symbols_from: Option<&[u8]>, target: Target) -> Result
 
 /// The symbol table of the ELF64 little-endian file `bytes`, by name, as the Microkit tool
 /// reads it: the last SHT_SYMTAB section, its names UTF-8; a name given twice is marked.
-fn symbols(bytes: &[u8]) -> Result<HashMap<String, Symbol>, String> {
-    let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| format!("not a 64-bit ELF file: {e}"))?;
-    let endian = header.endian().map_err(|e| format!("not a little-endian ELF file: {e}"))?;
-    let sections = header.sections(endian, bytes).map_err(|e| format!("its section headers: {e}"))?;
+fn symbols(bytes: &[u8]) -> Result<HashMap<String, Symbol>, Unloadable> {
+    let damaged = |why: String| Unloadable::new(why, FIX_NOT_A_PROGRAM);
+    let header =
+        FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| damaged(format!("not a 64-bit ELF file: {e}")))?;
+    let endian = header.endian().map_err(|e| damaged(format!("not a little-endian ELF file: {e}")))?;
+    let sections = header.sections(endian, bytes).map_err(|e| damaged(format!("its section headers: {e}")))?;
     let last = sections.iter().enumerate().filter(|(_, s)| s.sh_type(endian) == SHT_SYMTAB).map(|(i, _)| i).next_back();
     let Some(index) = last else {
-        return Err("it has no symbol table (no SHT_SYMTAB section): the Microkit tool patches its symbols (microkit_name, its setvars), and a stripped program has none".into());
+        return Err(Unloadable::new(
+            "it has no symbol table (no SHT_SYMTAB section): the Microkit tool patches its symbols (microkit_name, its setvars), and a stripped program has none",
+            "do not strip the program, or give its unstripped copy as path_for_symbols",
+        ));
     };
     let table = sections
         .symbol_table_by_index(endian, bytes, SectionIndex(index))
-        .map_err(|e| format!("its symbol table: {e}"))?;
+        .map_err(|e| damaged(format!("its symbol table: {e}")))?;
     let mut out: HashMap<String, Symbol> = HashMap::new();
     for sym in table.symbols() {
-        let name = table.symbol_name(endian, sym).map_err(|e| format!("a symbol's name: {e}"))?;
-        let name = std::str::from_utf8(name).map_err(|e| format!("a symbol's name is not UTF-8: {e}"))?;
+        let name = table.symbol_name(endian, sym).map_err(|e| damaged(format!("a symbol's name: {e}")))?;
+        let name = std::str::from_utf8(name).map_err(|e| damaged(format!("a symbol's name is not UTF-8: {e}")))?;
         let symbol = Symbol { value: sym.st_value.get(endian), size: sym.st_size.get(endian), twice: false };
         out.entry(name.to_string()).and_modify(|s| s.twice = true).or_insert(symbol);
     }
@@ -206,7 +244,7 @@ pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem
             },
             None => None,
         };
-        let read = |f: &Path| std::fs::read(f).map_err(|e| e.to_string());
+        let read = |f: &Path| std::fs::read(f).map_err(|e| Unloadable::new(e.to_string(), FIX_NOT_A_PROGRAM));
         let loaded = read(&file).and_then(|bytes| {
             let from = symbols_file.as_deref().map(read).transpose()?;
             load(&bytes, from.as_deref(), target)
@@ -221,15 +259,16 @@ pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem
                 program.line,
                 "program_image",
                 format!(
-                    "`{}`'s program {} cannot be read as the Microkit tool loads programs: {e}",
+                    "`{}`'s program {} cannot be read as the Microkit tool loads programs: {}",
                     pd.name,
                     symbols_file.as_ref().map_or(file.display().to_string(), |s| format!(
                         "{} (symbols from {})",
                         file.display(),
                         s.display()
-                    ))
+                    )),
+                    e.why
                 ),
-                "give the path of the PD's ELF program, as built for the board (linked with libmicrokit, not stripped)",
+                e.fix,
             )),
         }
     }

@@ -1,11 +1,13 @@
 //! Every rule has a failing description under `tests/sdf/fail/`, whose first line says
 //! which message it must produce; the message must point at a line holding the element
-//! it names. The valid descriptions must pass.
+//! it names. A rule about the programs has one that names its programs, checked with them
+//! (`fails_with_its_programs`). The valid descriptions must pass.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-mod elf;
+mod common;
+use common::elf;
 
 fn sdf(name: &str) -> String {
     fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name)).unwrap()
@@ -54,18 +56,23 @@ fn clients_are_in_description_order() {
 #[test]
 fn every_rule_has_a_failing_description() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/fail");
-    let mut n = 0;
+    let (mut n, mut with_programs, mut failed) = (0, 0, Vec::new());
     for entry in fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = fs::read_to_string(&path).unwrap();
         let expect =
             text.lines().next().unwrap().trim_start_matches("<!-- expect: ").trim_end_matches(" -->").to_string();
         // A description for another board says so on its second line.
-        let board = text
-            .lines()
-            .nth(1)
-            .and_then(|l| l.strip_prefix("<!-- board: "))
-            .map_or_else(iommu_sdf::Board::default, |l| iommu_sdf::Board::named(l.trim_end_matches(" -->")));
+        let board_name = text.lines().nth(1).and_then(|l| l.strip_prefix("<!-- board: ")?.strip_suffix(" -->"));
+        n += 1;
+        if text.lines().any(|l| l.trim_start().starts_with("<!-- program ")) {
+            if let Err(e) = fails_with_its_programs(&path, &text, &expect, board_name) {
+                failed.push(e);
+            }
+            with_programs += 1;
+            continue;
+        }
+        let board = board_name.map_or_else(iommu_sdf::Board::default, iommu_sdf::Board::named);
         let (_, problems) = iommu_sdf::check_text_on(&text, &board);
         let hit = problems.iter().find(|p| p.message.contains(&expect));
         let Some(hit) = hit else { panic!("{}: expected \"{expect}\", got {problems:#?}", path.display()) };
@@ -85,9 +92,61 @@ fn every_rule_has_a_failing_description() {
             assert_eq!(hit.line as usize, here + 1, "{}: reported at the wrong line", path.display());
         }
         assert!(!hit.fix.is_empty());
-        n += 1;
     }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
     assert!(n >= 42, "only {n} failing descriptions");
+    assert!(with_programs >= 30, "only {with_programs} failing descriptions with their programs");
+}
+
+/// A failing description that names its programs (`<!-- program PATH: CHANGE -->`, written
+/// by `elf::fixture_programs`, the writer tests/programs.rs uses) is checked as
+/// images/Makefile checks a description: `iommu-sdf check --search-path` on its programs,
+/// each `<program_image>` path given one. It must fail for its rule alone (exit 1, one
+/// error, the expected one, at the line marked `HERE`, which holds the element the error
+/// names, with the `fix:` its `<!-- fix: ... -->` line gives), and pass with the same
+/// programs unchanged: so it cannot pass for want of a program, nor for another rule.
+fn fails_with_its_programs(path: &Path, text: &str, expect: &str, board: Option<&str>) -> Result<(), String> {
+    let shown = path.display().to_string();
+    let fix = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("<!-- fix: ")?.strip_suffix(" -->"))
+        .ok_or(format!("{shown}: names its programs but not its fix (`<!-- fix: ... -->`)"))?;
+    let here = text.lines().position(|l| l.contains("<!-- HERE -->")).ok_or(format!("{shown}: no HERE"))? + 1;
+    let stem = path.file_stem().unwrap().to_str().unwrap();
+    let programs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fail-programs").join(stem);
+    let check = |spoilt: bool| -> Result<(Option<i32>, String), String> {
+        elf::fixture_programs(text, &programs, spoilt).map_err(|e| format!("{shown}: {e}"))?;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf"));
+        cmd.arg("check").arg(path).arg("--search-path").arg(&programs);
+        if let Some(board) = board {
+            cmd.args(["--board", board]);
+        }
+        let out = cmd.output().map_err(|e| e.to_string())?;
+        Ok((out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()))
+    };
+    let (status, out) = check(true)?;
+    let errors: Vec<&str> = out.lines().filter(|l| l.contains(": error: ")).collect();
+    let at = format!("{shown}:{here}:");
+    let element = errors.first().and_then(|e| e.split(": error: <").nth(1)?.split('>').next()).unwrap_or("");
+    let note = out.lines().find(|l| l.contains(": note: fix: ")).unwrap_or("");
+    let why = if (status, errors.len()) != (Some(1), 1) {
+        "not exit 1 with one error"
+    } else if !errors[0].starts_with(&at) {
+        "not at the line marked HERE"
+    } else if !errors[0].contains(expect) {
+        "not the expected error"
+    } else if !text.lines().nth(here - 1).unwrap_or("").contains(&format!("<{element} ")) {
+        "the marked line holds no element the error names"
+    } else if !(note.starts_with(&at) && note.contains(fix)) {
+        "not the expected fix"
+    } else {
+        let (status, out) = check(false)?;
+        if status != Some(0) {
+            return Err(format!("{shown}: its programs unchanged, it is refused:\n{out}"));
+        }
+        return Ok(());
+    };
+    Err(format!("{shown}: {why} (expected \"{expect}\" at line {here}, fix \"{fix}\"):\n{out}"))
 }
 
 /// `check`'s last line says what holds: with an IOMMU PD, that every stream it does not

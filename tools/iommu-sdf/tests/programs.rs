@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use iommu_sdf::{programs, Board};
 
-mod elf;
-use elf::{elf, elf_with, program_for, Sym, MICROKIT_SYMBOLS, PT_LOAD};
+mod common;
+use common::elf;
+use elf::{elf, elf_with, program_for, Edit, Sym, MICROKIT_SYMBOLS, PT_LOAD};
 
 const PT_NOTE: u32 = 4;
 
@@ -51,7 +52,7 @@ fn the_segments_are_where_the_microkit_tool_maps_and_checks_them() {
     );
     assert!(programs::segments(b"not an ELF file").is_err());
     let mut big_endian = program();
-    big_endian[5] = 2;
+    Edit::BigEndian.apply(&mut big_endian);
     assert!(programs::segments(&big_endian).is_err());
 }
 
@@ -183,11 +184,10 @@ fn an_empty_segment_refuses_a_map_around_its_address_as_the_microkit_tool_does()
 #[test]
 fn a_segment_larger_in_the_file_than_in_memory_or_past_the_files_end_is_refused() {
     let mut past_end = elf(&[(PT_LOAD, 0x20_0000, 0x1000)]);
-    let ph = 64;
-    past_end[ph + 32..ph + 40].copy_from_slice(&0x100u64.to_le_bytes()); // p_filesz
-    past_end[ph + 8..ph + 16].copy_from_slice(&0x10_0000u64.to_le_bytes()); // p_offset
+    Edit::FileBytes { filesz: 0x100, offset: 0x10_0000 }.apply(&mut past_end);
     let mut over_memsz = elf(&[(PT_LOAD, 0x20_0000, 0x40)]);
-    over_memsz[ph + 32..ph + 40].copy_from_slice(&0x78u64.to_le_bytes()); // p_filesz: 120 of the file's 120 bytes
+    // 120 of the file's 120 bytes.
+    Edit::FileBytes { filesz: 0x78, offset: 0 }.apply(&mut over_memsz);
     let board = Board::default();
     for (tag, bytes, why) in [("past", past_end, "past the file's end"), ("over", over_memsz, "than in memory")] {
         assert!(programs::segments(&bytes).is_err(), "{tag}");
@@ -226,10 +226,9 @@ fn a_program_the_microkit_tool_cannot_load_or_patch_is_refused_at_its_program_im
         elf_with(&segment, &symbols)
     };
     let mut x86 = ok.clone();
-    x86[18..20].copy_from_slice(&62u16.to_le_bytes()); // e_machine: EM_X86_64
+    Edit::Machine(62).apply(&mut x86); // EM_X86_64
     let mut no_symtab = ok.clone();
-    let shoff = u64::from_le_bytes(ok[40..48].try_into().unwrap()) as usize;
-    no_symtab[shoff + 64 + 4..shoff + 64 + 8].copy_from_slice(&1u32.to_le_bytes()); // .symtab made SHT_PROGBITS
+    Edit::NoSymbolTable.apply(&mut no_symtab);
     let text = one_map(0x400_0000);
     assert!(check_with_program("loads", &text, &ok, &[]).is_empty());
     for (tag, bytes, why) in [

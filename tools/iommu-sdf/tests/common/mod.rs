@@ -1,8 +1,10 @@
 //! What the tests that run the service on a generated policy share: the service started
 //! on a `Policy` (its tables leaked, as the IOMMU PD's are static), and a call through the
-//! protocol's own encoding.
+//! protocol's own encoding; and the test programs (`elf`) the programs' tests read.
 
 #![allow(dead_code)]
+
+pub mod elf;
 
 use iommu_pd::model::ModelHw;
 use iommu_pd::service::{ClientTables, DeviceState};
