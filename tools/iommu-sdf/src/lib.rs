@@ -46,6 +46,7 @@
 
 pub mod board;
 pub mod build;
+pub mod checked;
 pub mod gen;
 pub mod knock_on;
 pub mod model;

@@ -21,6 +21,8 @@ commands:
                            handles and sizes, and every client's id
   report FILE [--svg PATH] check, then print what each device can ever reach (Markdown),
                            and draw it as SVG in PATH if asked
+  verify DIR               refuse if a program `check --copy-programs DIR` copied, the
+                           file it read it from, or the description, changed since
 
 options:
   --board BOARD            the Microkit board the description is for (as the Microkit
@@ -41,6 +43,11 @@ options:
                            program lies and what symbols it has are unproven. `build`
                            and `report` (run before the programs exist) write their
                            output and say what is unproven until `check --search-path`
+  --copy-programs DIR      (check) once the description passes, write each program as
+                           read and checked into DIR, under its program_image path, and
+                           DIR/programs.sha256: give the Microkit tool --search-path DIR
+                           so it loads exactly what was checked, and run `verify DIR`
+                           before it
   -h, --help               this text (after a command: that command's)
 
 exit status:
@@ -50,14 +57,31 @@ exit status:
 ";
 
 const CHECK_USAGE: &str = "\
-usage: iommu-sdf check FILE --search-path DIR... [--board BOARD]
+usage: iommu-sdf check FILE --search-path DIR... [--board BOARD] [--copy-programs OUT]
 
 Read the PDs' programs from the search path (as the Microkit tool will: without them
 each <program_image> is a problem, the programs' placement and symbols unproven), and
 report every problem of the description FILE as
   FILE:LINE:COL: error: <element>: what is wrong
   FILE:LINE:COL: note: fix: what would fix it
-then a count. Exit 0 if there is none, 1 if there are, 2 if FILE cannot be read.
+then a count. With --copy-programs, when there is none, write the programs as read into
+OUT (each under its program_image path) and OUT/programs.sha256, the SHA-256 of each
+copy, of the file it was read from and of FILE: the Microkit tool, given --search-path
+OUT, then loads exactly what was checked (`iommu-sdf verify OUT` just before it refuses
+if any of them changed); when there are problems, OUT/programs.sha256 is removed. Exit 0
+if there is none, 1 if there are, 2 if FILE cannot be read or OUT written.
+";
+
+const VERIFY_USAGE: &str = "\
+usage: iommu-sdf verify DIR
+
+Read DIR/programs.sha256, which `check --copy-programs DIR` wrote, and refuse (exit 1)
+if any program copied into DIR, the file it was read from, or the description checked
+has changed since, each as
+  DIR/programs.sha256:LINE:1: error: what changed
+  DIR/programs.sha256:LINE:1: note: fix: what would fix it
+Run it just before the Microkit tool (images/Makefile does). Exit 0 if none has
+changed, 2 if DIR/programs.sha256 cannot be read.
 ";
 
 const BUILD_USAGE: &str = "\
@@ -83,7 +107,8 @@ read or written.
 
 /// What the command line asks for.
 enum Command {
-    Check(PathBuf),
+    Check(PathBuf, Option<PathBuf>),
+    Verify(PathBuf),
     Build(PathBuf, PathBuf),
     Report(PathBuf, Option<PathBuf>, Option<PathBuf>),
 }
@@ -105,6 +130,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let usage = match cmd.as_str() {
         "-h" | "--help" => return help(USAGE),
         "check" => CHECK_USAGE,
+        "verify" => VERIFY_USAGE,
         "build" => BUILD_USAGE,
         "report" => REPORT_USAGE,
         _ => return Err(USAGE),
@@ -116,6 +142,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let mut out = None;
     let mut svg = None;
     let mut placed = None;
+    let mut copy = None;
     let mut board = Board::default();
     let mut search = Vec::new();
     let mut it = rest.iter();
@@ -124,6 +151,8 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
             "--out" if cmd == "build" => out = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--microkit-report" if cmd == "report" => placed = Some(PathBuf::from(it.next().ok_or(usage)?)),
+            "--copy-programs" if cmd == "check" => copy = Some(PathBuf::from(it.next().ok_or(usage)?)),
+            _ if cmd == "verify" && (a.starts_with('-') || file.is_some()) => return Err(usage),
             "--board" => board = Board::named(it.next().ok_or(usage)?),
             "--search-path" => search.push(PathBuf::from(it.next().ok_or(usage)?)),
             _ if a.starts_with('-') || file.is_some() => return Err(usage),
@@ -132,7 +161,8 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     }
     let file = file.ok_or(usage)?;
     let command = match cmd.as_str() {
-        "check" => Command::Check(file),
+        "check" => Command::Check(file, copy),
+        "verify" => Command::Verify(file),
         "build" => Command::Build(file, out.ok_or(usage)?),
         _ => Command::Report(file, svg, placed),
     };
@@ -150,7 +180,8 @@ fn main() -> ExitCode {
         }
     };
     let file = match &command {
-        Command::Check(f) | Command::Build(f, _) | Command::Report(f, ..) => f.clone(),
+        Command::Verify(dir) => return verify(dir),
+        Command::Check(f, _) | Command::Build(f, _) | Command::Report(f, ..) => f.clone(),
     };
     let shown = file.display().to_string();
     let text = match std::fs::read_to_string(&file) {
@@ -165,7 +196,7 @@ fn main() -> ExitCode {
     // `check` is the proof, and without the programs it cannot be made (`programs::unread`);
     // build and report, which run before the programs exist, say so instead.
     let unproven = if search.is_empty() { iommu_sdf::programs::unproven(&sys, &shown) } else { None };
-    if matches!(command, Command::Check(_)) && search.is_empty() {
+    if matches!(command, Command::Check(..)) && search.is_empty() {
         problems.extend(iommu_sdf::programs::unread(&sys));
         problems.sort_by_key(|p| p.line);
     }
@@ -179,6 +210,13 @@ fn main() -> ExitCode {
     }
     if !problems.is_empty() {
         println!("{shown}: {} problem(s)", problems.len());
+        // Programs an earlier check copied are not this description's proof.
+        if let Command::Check(_, Some(dir)) = &command {
+            if let Err(e) = iommu_sdf::checked::forget(dir) {
+                eprintln!("iommu-sdf: cannot remove {}: {e}", dir.join(iommu_sdf::checked::MANIFEST).display());
+                return ExitCode::from(2);
+            }
+        }
         return ExitCode::from(1);
     }
     for w in iommu_sdf::warnings_on(&sys, &board) {
@@ -191,7 +229,26 @@ fn main() -> ExitCode {
         println!("{unproven}");
     }
     match command {
-        Command::Check(_) => ExitCode::SUCCESS,
+        Command::Check(_, None) => ExitCode::SUCCESS,
+        Command::Check(_, Some(dir)) => match iommu_sdf::checked::copy(&sys, &file, &text, &dir) {
+            Ok(n) => {
+                println!(
+                    "{shown}: copied {n} program file(s) as checked into {}, their SHA-256 in {}: give the Microkit tool --search-path {} and run `iommu-sdf verify {}` before it",
+                    dir.display(),
+                    dir.join(iommu_sdf::checked::MANIFEST).display(),
+                    dir.display(),
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("iommu-sdf: cannot copy the programs into {}: {e}", dir.display());
+                // Whatever was copied is no proof.
+                let _ = iommu_sdf::checked::forget(&dir);
+                ExitCode::from(2)
+            }
+        },
+        Command::Verify(_) => unreachable!("verify returned above"),
         Command::Report(_, svg, report) => {
             println!("\n{}", iommu_sdf::report::markdown_for(&sys, &shown, target));
             if let Some(unproven) = &unproven {
@@ -219,6 +276,45 @@ fn main() -> ExitCode {
         }
         Command::Build(_, dir) => build(&file, &text, &sys, &dir, target),
     }
+}
+
+/// `verify DIR`: each file `DIR`'s manifest lists that changed since `check` copied the
+/// programs, refused with a fix.
+fn verify(dir: &Path) -> ExitCode {
+    let manifest = dir.join(iommu_sdf::checked::MANIFEST);
+    let shown = manifest.display();
+    let iommu_sdf::checked::Verified { description, files: n, changed } = match iommu_sdf::checked::verify(dir) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("iommu-sdf: cannot verify {shown}: {e} (run `iommu-sdf check FILE --search-path DIR... --copy-programs {}` first)", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    for c in &changed {
+        let now = match &c.now {
+            Ok(hash) => format!("its SHA-256 is now {hash}"),
+            Err(e) => format!("it cannot be read ({e})"),
+        };
+        println!(
+            "{shown}:{}:1: error: `{}` changed since `iommu-sdf check` read it ({now}; checked {}): the Microkit tool would build from what was not checked",
+            c.line,
+            c.path.display(),
+            c.checked
+        );
+        println!(
+            "{shown}:{}:1: note: fix: run `iommu-sdf check {} --search-path DIR... --copy-programs {}` again on the programs as built, then this, then the Microkit tool with --search-path {} (images/Makefile's image step runs the three)",
+            c.line,
+            description.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    if !changed.is_empty() {
+        println!("{shown}: {} of {n} changed", changed.len());
+        return ExitCode::from(1);
+    }
+    println!("{shown}: ok: the {n} files are as `iommu-sdf check` read them");
+    ExitCode::SUCCESS
 }
 
 /// Write the Microkit description and the IOMMU PD's policy into `dir`.

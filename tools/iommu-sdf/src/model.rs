@@ -154,7 +154,26 @@ pub struct Program {
     /// Its symbol table by name, once read: what the Microkit tool patches must be there
     /// (`rules::programs`).
     pub symbols: Option<HashMap<String, Symbol>>,
+    /// The files read for it, once read: the program, then its `path_for_symbols` if given.
+    pub files: Vec<ProgramFile>,
     pub line: Line,
+}
+
+/// A file read for a program: the path the description gives, the file the search path
+/// gave for it, and its bytes as read, which the rules were held to (and which
+/// `crate::checked` writes out unchanged for the Microkit tool).
+#[derive(Clone)]
+pub struct ProgramFile {
+    pub name: String,
+    pub file: std::path::PathBuf,
+    pub bytes: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for ProgramFile {
+    /// Its name, file and size: the bytes themselves are megabytes of no use in a message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProgramFile({:?} from {}, {} bytes)", self.name, self.file.display(), self.bytes.len())
+    }
 }
 
 /// A symbol of a program's symbol table, as the Microkit tool looks it up

@@ -197,6 +197,7 @@ impl Reader {
                     segments: None,
                     loads: Vec::new(),
                     symbols: None,
+                    files: Vec::new(),
                     line: self.line(c),
                 })
             }),

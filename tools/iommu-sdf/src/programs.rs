@@ -247,13 +247,23 @@ pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem
         let read = |f: &Path| std::fs::read(f).map_err(|e| Unloadable::new(e.to_string(), FIX_NOT_A_PROGRAM));
         let loaded = read(&file).and_then(|bytes| {
             let from = symbols_file.as_deref().map(read).transpose()?;
-            load(&bytes, from.as_deref(), target)
+            let l = load(&bytes, from.as_deref(), target)?;
+            Ok((l, bytes, from))
         });
         match loaded {
-            Ok(l) => {
+            Ok((l, bytes, from)) => {
                 program.segments = Some(l.segments);
                 program.loads = l.loads;
                 program.symbols = Some(l.symbols);
+                let kept = |name: &str, file: &Path, bytes: Vec<u8>| ProgramFile {
+                    name: name.to_string(),
+                    file: file.to_path_buf(),
+                    bytes: bytes.into(),
+                };
+                program.files = vec![kept(&program.path, &file, bytes)];
+                if let (Some(name), Some(file), Some(bytes)) = (&program.symbols_path, &symbols_file, from) {
+                    program.files.push(kept(name, file, bytes));
+                }
             }
             Err(e) => out.push(p(
                 program.line,

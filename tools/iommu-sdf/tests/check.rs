@@ -250,14 +250,26 @@ fn problems_are_reported_as_file_line_col() {
 /// file; wrong usage exits 2 with the usage on stderr; a missing file exits 2.
 #[test]
 fn help_usage_and_exit_codes() {
-    for args in [&["--help"][..], &["-h"], &["check", "--help"], &["build", "-h"], &["report", "--help"]] {
+    for args in
+        [&["--help"][..], &["-h"], &["check", "--help"], &["build", "-h"], &["report", "--help"], &["verify", "-h"]]
+    {
         let out = run_tool(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.starts_with("usage: iommu-sdf"), "{args:?}: {text}");
         assert!(text.contains("Exit 0") || text.contains("exit status"), "{args:?}: {text}");
     }
-    for args in [&[][..], &["check"], &["build", "x.xml"], &["frobnicate", "x.xml"], &["check", "a.xml", "b.xml"]] {
+    for args in [
+        &[][..],
+        &["check"],
+        &["build", "x.xml"],
+        &["frobnicate", "x.xml"],
+        &["check", "a.xml", "b.xml"],
+        &["verify"],
+        &["verify", "a", "b"],
+        &["verify", "a", "--board", "zcu102"],
+        &["build", "x.xml", "--out", "d", "--copy-programs", "c"],
+    ] {
         let out = run_tool(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8(out.stderr).unwrap().starts_with("usage: iommu-sdf"), "{args:?}");

@@ -1,0 +1,204 @@
+//! The programs `check` read, written out as it read them (`check --copy-programs DIR`), so
+//! that the Microkit tool, given DIR as its search path, loads exactly the bytes the rules
+//! were held to, not whatever the search path holds when it runs (a program rebuilt between
+//! the two would otherwise be loaded unchecked). Beside them, `DIR/programs.sha256` records
+//! the SHA-256 of each copy, of the file it was read from and of the description, in the
+//! form `sha256sum --check` reads; `verify` (the `iommu-sdf verify DIR` command, run just
+//! before the Microkit tool) refuses when any of them has changed since.
+//!
+//! What this does not cover: the file the Microkit tool reads instead of the description
+//! (`build`'s output) is not recorded, only the description it was built from; and a
+//! change to DIR after `verify` and before the Microkit tool reads it is seen by neither.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::model::{ProgramFile, System};
+
+/// The manifest's name in the directory the programs are copied to.
+pub const MANIFEST: &str = "programs.sha256";
+
+/// `bytes`' SHA-256 (FIPS 180-4), as 64 lowercase hex digits.
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A manifest line: `HASH  PATH`, with GNU coreutils' escape for a path holding a
+/// backslash or a newline (the line starts with `\`, and those are written `\\` and `\n`).
+fn line(hash: &str, path: &str) -> String {
+    if path.contains(['\\', '\n']) {
+        format!("\\{hash}  {}\n", path.replace('\\', "\\\\").replace('\n', "\\n"))
+    } else {
+        format!("{hash}  {path}\n")
+    }
+}
+
+/// A manifest line read back: the hash and the path, or `None` if it is not one `line`
+/// writes.
+fn parse_line(text: &str) -> Option<(&str, String)> {
+    let (escaped, text) = match text.strip_prefix('\\') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (hash, path) = text.split_once("  ")?;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || path.is_empty() {
+        return None;
+    }
+    if !escaped {
+        return Some((hash, path.to_string()));
+    }
+    let mut out = String::new();
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '\\' => out.push('\\'),
+            'n' => out.push('\n'),
+            _ => return None,
+        }
+    }
+    Some((hash, out))
+}
+
+/// Why the programs could not be copied.
+fn refused(why: String) -> io::Error {
+    io::Error::other(why)
+}
+
+/// The absolute form of `file` (where it lies now), for the manifest.
+fn absolute(file: &Path) -> PathBuf {
+    std::fs::canonicalize(file).or_else(|_| std::path::absolute(file)).unwrap_or_else(|_| file.to_path_buf())
+}
+
+/// Write every file `check` read for `sys`'s programs into `dir`, under the path the
+/// description gives (the bytes read, not the file again), then `dir/MANIFEST`; the number
+/// of files written. The description is `description`, read as `text`. A path that would
+/// leave `dir` (absolute, or through `..`) is refused, as is a file read twice with
+/// different contents (it changed while `check` read it).
+pub fn copy(sys: &System, description: &Path, text: &str, dir: &Path) -> io::Result<usize> {
+    let mut files: Vec<&ProgramFile> =
+        sys.pds.iter().filter_map(|pd| pd.program.as_ref()).flat_map(|p| &p.files).collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    files.dedup_by(|a, b| a.name == b.name && a.bytes == b.bytes);
+    if let Some(w) = files.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(refused(format!("`{}` changed while check read it for two PDs", w[0].name)));
+    }
+    let mut manifest = line(&sha256(text.as_bytes()), &absolute(description).display().to_string());
+    std::fs::create_dir_all(dir)?;
+    for f in &files {
+        if !Path::new(&f.name).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(refused(format!(
+                "the program path `{}` leads out of {}: give <program_image> paths relative to the search path, without `..`",
+                f.name,
+                dir.display()
+            )));
+        }
+        let copy = dir.join(&f.name);
+        if let Some(parent) = copy.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // Whatever stands there (a link to elsewhere, an earlier copy) is replaced, not
+        // written through.
+        match std::fs::remove_file(&copy) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::write(&copy, &f.bytes)?;
+        let hash = sha256(&f.bytes);
+        manifest.push_str(&line(&hash, &f.name));
+        manifest.push_str(&line(&hash, &absolute(&f.file).display().to_string()));
+    }
+    std::fs::write(dir.join(MANIFEST), manifest)?;
+    Ok(files.len())
+}
+
+/// Take away `dir`'s manifest, if any (a `check` that refused), so that `verify` cannot
+/// pass on programs an earlier `check` copied.
+pub fn forget(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_file(dir.join(MANIFEST)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// A file of the manifest whose SHA-256 is not what `check` recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// Its line in the manifest.
+    pub line: usize,
+    pub path: PathBuf,
+    pub checked: String,
+    /// Its SHA-256 now, or why it cannot be read.
+    pub now: Result<String, String>,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The description `check` read (the manifest's first line).
+    pub description: PathBuf,
+    /// How many files the manifest lists.
+    pub files: usize,
+    pub changed: Vec<Changed>,
+}
+
+/// Every file `dir/MANIFEST` lists (relative paths in `dir`) whose SHA-256 differs from the
+/// one recorded, or that cannot be read. An error if the manifest cannot be read, lists
+/// nothing, or has a line `copy` does not write.
+pub fn verify(dir: &Path) -> io::Result<Verified> {
+    let manifest = std::fs::read_to_string(dir.join(MANIFEST))?;
+    let mut changed = Vec::new();
+    let mut description = None;
+    let mut files = 0;
+    for (i, text) in manifest.lines().enumerate() {
+        let (checked, path) = parse_line(text)
+            .ok_or_else(|| refused(format!("{}:{}: not a line check writes", dir.join(MANIFEST).display(), i + 1)))?;
+        let path = dir.join(path);
+        let now = std::fs::read(&path).map(|b| sha256(&b)).map_err(|e| e.to_string());
+        if now.as_deref() != Ok(checked) {
+            changed.push(Changed { line: i + 1, path: path.clone(), checked: checked.to_string(), now });
+        }
+        description.get_or_insert(path);
+        files += 1;
+    }
+    let description = description.ok_or_else(|| refused(format!("{} lists nothing", dir.join(MANIFEST).display())))?;
+    Ok(Verified { description, files, changed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FIPS 180-4's examples (NIST, "SHA256.pdf", one block and two blocks), and the empty
+    /// string, as `sha256sum` prints it.
+    #[test]
+    fn sha256_is_the_standards() {
+        assert_eq!(sha256(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        assert_eq!(sha256(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn manifest_lines_read_back_as_written() {
+        let h = sha256(b"x");
+        for path in ["prog.elf", "a/b c.elf", "odd\\name", "two\nlines", "/abs/path.elf"] {
+            let written = line(&h, path);
+            assert_eq!(written.matches('\n').count(), 1, "{written:?}");
+            assert_eq!(parse_line(written.trim_end_matches('\n')), Some((h.as_str(), path.to_string())), "{path:?}");
+        }
+        assert_eq!(parse_line("not a line"), None);
+        assert_eq!(parse_line(&format!("{}  x", &h[1..])), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! `check --copy-programs DIR` and `verify DIR` (`iommu_sdf::checked`): the programs the
+//! Microkit tool is given in DIR are the bytes `check` read; a program rebuilt after the
+//! check, a copy changed, or the description changed is refused by `verify`, with a fix;
+//! a check that refuses leaves nothing to verify; and `sha256sum --check` (coreutils, which
+//! we did not write) reads the manifest as `verify` does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+use common::elf;
+
+/// `iommu-sdf` run with `args`: exit status and standard output.
+fn run(args: &[&Path]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// `sha256sum --check` (coreutils, essential on Debian) on DIR's manifest, in DIR (its
+/// relative paths are DIR's): whether it passed, and what it printed.
+fn sha256sum(dir: &Path) -> (bool, String) {
+    let out = Command::new("sha256sum")
+        .args(["--check", "--strict", "programs.sha256"])
+        .current_dir(dir)
+        .output()
+        .expect("sha256sum (coreutils)");
+    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// A fresh directory for one test.
+fn scratch(tag: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
+    let base = scratch("copy-programs");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml")).unwrap();
+    let sdf = base.join("ok-queue.xml");
+    std::fs::write(&sdf, &text).unwrap();
+    let programs = base.join("programs");
+    elf::fixture_programs(&text, &programs, false).unwrap();
+    let stage = base.join("stage");
+    let check = || {
+        run(&[Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage])
+    };
+    let verify = || run(&[Path::new("verify"), &stage]);
+    let names = ["blk_driver.elf", "edu_driver.elf", "iommu.elf"];
+
+    let (status, out) = check();
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("copied 3 program file(s) as checked into"), "{out}");
+    for name in names {
+        assert_eq!(std::fs::read(stage.join(name)).unwrap(), std::fs::read(programs.join(name)).unwrap(), "{name}");
+    }
+    let (status, out) = verify();
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("ok: the 7 files are as `iommu-sdf check` read them"), "{out}");
+    let (passed, out) = sha256sum(&stage);
+    assert!(passed && out.matches(": OK").count() == 7, "{out}");
+
+    // A program rebuilt after the check: refused, by name, with a fix; the copy the
+    // Microkit tool loads is still the program checked.
+    let checked = std::fs::read(stage.join("blk_driver.elf")).unwrap();
+    let rebuilt = elf::program_for_at(&text, 0x1000);
+    std::fs::write(programs.join("blk_driver.elf"), &rebuilt).unwrap();
+    let (status, out) = verify();
+    assert_eq!(status, Some(1), "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(errors[0].contains("programs/blk_driver.elf` changed since `iommu-sdf check` read it"), "{out}");
+    let fix = out.lines().find(|l| l.contains(": note: fix: ")).unwrap_or("");
+    assert!(
+        fix.contains(&format!("run `iommu-sdf check {}", sdf.display())) && fix.contains("--copy-programs"),
+        "{out}"
+    );
+    assert!(out.ends_with("1 of 7 changed\n"), "{out}");
+    assert_eq!(std::fs::read(stage.join("blk_driver.elf")).unwrap(), checked);
+    let (passed, out) = sha256sum(&stage);
+    assert!(!passed && out.contains("programs/blk_driver.elf: FAILED"), "{out}");
+    // Checked again, the rebuilt program is what is copied.
+    assert_eq!(check().0, Some(0));
+    assert_eq!(std::fs::read(stage.join("blk_driver.elf")).unwrap(), rebuilt);
+    assert_eq!(verify().0, Some(0));
+
+    // A copy changed after the check.
+    let mut copy = std::fs::read(stage.join("iommu.elf")).unwrap();
+    copy.push(0);
+    std::fs::write(stage.join("iommu.elf"), &copy).unwrap();
+    let (status, out) = verify();
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("stage/iommu.elf` changed since"), "{out}");
+
+    // The description changed after the check.
+    assert_eq!(check().0, Some(0));
+    std::fs::write(&sdf, text.replace("entries=\"16\"", "entries=\"32\"")).unwrap();
+    let (status, out) = verify();
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("ok-queue.xml` changed since"), "{out}");
+    std::fs::write(&sdf, &text).unwrap();
+
+    // A check that refuses takes the manifest away: an earlier check's copies prove nothing.
+    assert_eq!(check().0, Some(0));
+    std::fs::write(programs.join("edu_driver.elf"), b"#!/bin/sh\n").unwrap();
+    assert_eq!(check().0, Some(1));
+    assert!(!stage.join("programs.sha256").exists());
+    let (status, _) = verify();
+    assert_eq!(status, Some(2));
+}
+
+/// A program path that leaves the copy directory (`..`; an absolute one would too) would
+/// have the copy written over another file, the original itself here: refused, exit 2,
+/// nothing written and no manifest.
+#[test]
+fn a_program_path_out_of_the_copy_directory_is_refused() {
+    let base = scratch("copy-programs-out");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="../outside.elf" />
+    </protection_domain>
+</system>"#;
+    let sdf = base.join("out.xml");
+    std::fs::write(&sdf, text).unwrap();
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    elf::fixture_programs(text, &programs, false).unwrap();
+    let original = std::fs::read(base.join("outside.elf")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+        .args([Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the program path `../outside.elf` leads out of"), "{out:?}");
+    assert!(!stage.join("programs.sha256").exists());
+    assert_eq!(std::fs::read(base.join("outside.elf")).unwrap(), original);
+}
