@@ -191,11 +191,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if self.devices[d].unconfirmed {
             return self.unmap(client, device, &[iova]).map(|()| Some(0));
         }
-        let slot = self.take_removed(d, iova, |hw, iova, len| hw.unmap_deferred(d, iova, len))?;
+        let (slot, end) = self.take_removed(d, iova, true)?;
         self.in_flight[b.in_flight_len] = InFlight { tag, slot, device: d as u8, entry: i as u8 };
         b.in_flight_len += 1;
-        let len = self.maps[slot as usize].map_or(0, |m| m.len());
-        b.span = (b.span.0.min(iova), b.span.1.max(iova + len));
+        b.span = (b.span.0.min(iova), b.span.1.max(end));
         Ok(None)
     }
 
