@@ -164,7 +164,7 @@ fn count_le<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
 /// below it, the scan stops at or before it whatever `n` is, so it runs over the whole
 /// array with no test of `n` per key (on the service's paths, a removal and an insertion
 /// below the greatest key, it always does).
-#[inline]
+#[inline(always)]
 fn count_lt<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
     let n = n.min(N);
     if n == 0 || keys[n - 1] < key {

@@ -210,7 +210,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // What the confirmed removals held, given back to their owner at once: every one
         // is a mapping of a device `client` owns (`unmap_queued` checked).
         let (mut mappings, mut pages) = (0u32, 0u64);
-        for k in 0..b.in_flight_len {
+        // (At most a batch's worth, which the compiler then knows.)
+        for k in 0..b.in_flight_len.min(QUEUE_BATCH) {
             let InFlight { tag, slot, device: d, entry } = self.in_flight[k];
             let Some(m) = self.maps[slot as usize] else {
                 // Unreachable (a slot in flight is freed only here), but a completion must
