@@ -221,8 +221,8 @@ pub enum Take {
 /// What `Index::take` asks at the key's leaf, before anything changes: may the key's
 /// slot go? Any `FnOnce(u16) -> bool` answers it; a caller on a hot path implements it
 /// with an `#[inline(always)]` method instead, which the descent then holds inline (a
-/// closure's body is a function of its own, which the compiler may leave as a call: the
-/// service's queued UNMAP paid about 20 instructions for that call and its spills).
+/// closure's body is a function of its own, which the compiler may leave as a call, as
+/// it did the service's queued UNMAP's).
 pub trait Gate {
     /// Whether `slot` may leave the tree.
     fn allow(self, slot: u16) -> bool;
