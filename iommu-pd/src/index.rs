@@ -164,7 +164,7 @@ fn count_le<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
 /// below it, the scan stops at or before it whatever `n` is, so it runs over the whole
 /// array with no test of `n` per key (on the service's paths, a removal and an insertion
 /// below the greatest key, it always does).
-#[inline]
+#[inline(always)]
 fn count_lt<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
     let n = n.min(N);
     if n == 0 || keys[n - 1] < key {
@@ -216,6 +216,23 @@ pub enum Take {
     Kept(u16),
     /// The key is out of the tree; its slot.
     Taken(u16),
+}
+
+/// What `Index::take` asks at the key's leaf, before anything changes: may the key's
+/// slot go? Any `FnOnce(u16) -> bool` answers it; a caller on a hot path implements it
+/// with an `#[inline(always)]` method instead, which the descent then holds inline (a
+/// closure's body is a function of its own, which the compiler may leave as a call, as
+/// it did the service's queued UNMAP's).
+pub trait Gate {
+    /// Whether `slot` may leave the tree.
+    fn allow(self, slot: u16) -> bool;
+}
+
+impl<F: FnOnce(u16) -> bool> Gate for F {
+    #[inline(always)]
+    fn allow(self, slot: u16) -> bool {
+        self(slot)
+    }
 }
 
 /// The pools cannot take an insertion: nothing was changed.
@@ -561,7 +578,7 @@ impl<'a> Index<'a> {
     /// driver mapping each request's) is served inline, with no call; a deeper one by
     /// `take_deep`.
     #[inline(always)]
-    pub fn take(&mut self, root: &mut Root, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
+    pub fn take(&mut self, root: &mut Root, key: u64, allow: impl Gate) -> Take {
         if root.height != 0 || root.node == NIL {
             return self.take_deep(root, key, allow);
         }
@@ -582,7 +599,7 @@ impl<'a> Index<'a> {
 
     /// `take` where the tree is empty or has inner levels.
     #[inline(never)]
-    fn take_deep(&mut self, root: &mut Root, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
+    fn take_deep(&mut self, root: &mut Root, key: u64, allow: impl Gate) -> Take {
         if root.node == NIL {
             return Take::Missing;
         }
@@ -612,14 +629,14 @@ impl<'a> Index<'a> {
     }
 
     #[inline(always)]
-    fn leaf_remove(&mut self, l: u16, len: usize, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
+    fn leaf_remove(&mut self, l: u16, len: usize, key: u64, allow: impl Gate) -> Take {
         let leaf = &mut self.leaves[l as usize];
         let at = count_lt(&leaf.keys, len, key);
         if at == len || leaf.keys[at] != key {
             return Take::Missing;
         }
         let slot = leaf.slots[at];
-        if !allow(slot) {
+        if !allow.allow(slot) {
             return Take::Kept(slot);
         }
         leaf.close_gap(at, len);
@@ -627,7 +644,7 @@ impl<'a> Index<'a> {
         Take::Taken(slot)
     }
 
-    fn inner_remove(&mut self, n: u16, height: u8, key: u64, allow: impl FnOnce(u16) -> bool) -> Take {
+    fn inner_remove(&mut self, n: u16, height: u8, key: u64, allow: impl Gate) -> Take {
         let at = self.child_at(n, key);
         let (child, count) = {
             let node = &self.inners[n as usize];

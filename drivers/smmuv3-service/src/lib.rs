@@ -262,7 +262,7 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
         self.smmu.unmap(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)
     }
 
-    #[inline]
+    #[inline(always)]
     fn unmap_deferred(&mut self, device: DeviceIndex, iova: u64, len: u64) -> Result<(), HwError> {
         let (_, dom) = self.device(device)?;
         self.smmu.unmap_deferred(dom, Iova(iova), len).map(|_| ()).map_err(|_| HwError)

@@ -325,6 +325,7 @@ impl<'a> Queue<'a> {
     /// client's tail, acquired, so the entries before it are visible), and no more than the
     /// completion ring has room for. A tail more than a ring ahead (a client that wrote
     /// nonsense) counts as a full ring: its entries are read and judged like any others.
+    #[inline]
     pub fn takeable(&self, cursor: &Cursor, max: usize) -> usize {
         let h = self.header;
         let posted = h.request_tail.load(Ordering::Acquire).wrapping_sub(cursor.request_head).min(self.entries());
@@ -355,6 +356,7 @@ impl<'a> Queue<'a> {
 
     /// `n` requests are done and their completions written: publish both, and advance the
     /// cursor.
+    #[inline]
     pub fn publish(&self, cursor: &mut Cursor, n: usize) {
         cursor.request_head = cursor.request_head.wrapping_add(n as u32);
         cursor.completion_tail = cursor.completion_tail.wrapping_add(n as u32);

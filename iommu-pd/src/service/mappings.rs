@@ -3,7 +3,7 @@
 //! blocks its device until a retry is confirmed).
 
 use super::*;
-use crate::hw::{HwError, MapRefused};
+use crate::hw::MapRefused;
 
 /// What `held` found for a MAP's handle and device: what MAP's later checks and its
 /// mapping need of the capability (fixed for its life: GRANT makes new capabilities and
@@ -524,46 +524,36 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// UNMAP of one IOVA of a device with no removal pending, in one descent of the index
     /// (`take_removed`), confirmed by the IOMMU before the mapping leaves the index.
     fn unmap_single(&mut self, device: DeviceIndex, iova: u64) -> Result<()> {
-        let slot = self.take_removed(device, iova, |hw, iova, len| hw.unmap_one(device, iova, len))?;
+        let (slot, _) = self.take_removed(device, iova, false)?;
         let m = self.at(slot);
         self.free_slot(slot as usize, &m);
         self.count_removed(&m);
         Ok(())
     }
 
-    /// Take `device`'s mapping at `iova` out of its index if `remove` has the IOMMU remove
-    /// it, in one descent: at the IOVA's leaf, before anything changes, the mapping is
-    /// checked (not pinned) and `remove` called with its range; only if that succeeds does
+    /// Take `device`'s mapping at `iova` out of its index if the IOMMU removes it, in one
+    /// descent: at the IOVA's leaf, before anything changes, the mapping is
+    /// checked (not pinned) and the IOMMU asked to remove its range (`unmap_one`, or when
+    /// `deferred` `unmap_deferred`, which a later sync confirms); only if it does does
     /// it leave the index (its slot still filled: the caller frees it). Otherwise the index
     /// is as it was: `NotMapped`, `Denied`, or, when the IOMMU was asked and failed, the
-    /// removal unconfirmed (`Hardware`, pending, its device blocked).
+    /// removal unconfirmed (`Hardware`, pending, its device blocked). Taken, or kept
+    /// unconfirmed: the slot and the mapping's end.
     #[inline(always)]
-    pub(super) fn take_removed(
-        &mut self,
-        device: DeviceIndex,
-        iova: u64,
-        remove: impl FnOnce(&mut H, u64, u64) -> core::result::Result<(), HwError>,
-    ) -> Result<u16> {
-        let (maps, hw) = (&*self.maps, &mut self.hw);
+    pub(super) fn take_removed(&mut self, device: DeviceIndex, iova: u64, deferred: bool) -> Result<(u16, u64)> {
         // Whether the IOMMU was asked (the mapping's end, 0 if not): a mapping kept after
         // that is one it did not remove.
         let mut asked = 0;
-        let removed = |slot: u16| match maps[slot as usize] {
-            Some(m) if !m.pinned => {
-                asked = m.iova + m.len();
-                remove(hw, m.iova, m.len()).is_ok()
-            }
-            _ => false,
-        };
-        match self.index.take(&mut self.devices[device].root, iova, removed) {
+        let gate = RemovalGate { maps: self.maps, hw: &mut self.hw, asked: &mut asked, device, deferred };
+        match self.index.take(&mut self.devices[device].root, iova, gate) {
             // (Also a mapping a queued UNMAP took out earlier in its batch: gone, for all a
             // call would know.)
             Take::Missing => Err(ErrorCode::NotMapped),
-            Take::Kept(slot) if asked != 0 => self.removal_unconfirmed(device, &[slot]).map(|()| slot),
+            Take::Kept(slot) if asked != 0 => self.removal_unconfirmed(device, &[slot]).map(|()| (slot, asked)),
             Take::Kept(_) => Err(ErrorCode::Denied),
             Take::Taken(slot) => {
                 self.unindexed(device, asked);
-                Ok(slot)
+                Ok((slot, asked))
             }
         }
     }
@@ -754,6 +744,37 @@ impl<'a, H: IommuHw> Service<'a, H> {
             for p in 0..m.len() / PAGE {
                 f(m.device as usize, m.iova + p * PAGE, m.pa + p * PAGE, m.rights);
             }
+        }
+    }
+}
+
+/// `take_removed`'s question at the mapping's leaf (`index::Gate`): a mapping that is not
+/// pinned goes if the IOMMU removes it (`IommuHw::unmap_one`, or `unmap_deferred` for a
+/// queued UNMAP, which the batch's sync confirms); `asked` becomes its end when the IOMMU
+/// is asked. A struct with an inlined method rather than closures, so that the descent
+/// holds it inline (a queued UNMAP's hot path).
+struct RemovalGate<'m, 'h, H> {
+    maps: &'m [Option<Mapping>],
+    hw: &'h mut H,
+    asked: &'h mut u64,
+    device: DeviceIndex,
+    deferred: bool,
+}
+
+impl<H: IommuHw> crate::index::Gate for RemovalGate<'_, '_, H> {
+    #[inline(always)]
+    fn allow(self, slot: u16) -> bool {
+        match self.maps.get(slot as usize).copied().flatten() {
+            Some(m) if !m.pinned => {
+                *self.asked = m.iova + m.len();
+                let removed = if self.deferred {
+                    self.hw.unmap_deferred(self.device, m.iova, m.len())
+                } else {
+                    self.hw.unmap_one(self.device, m.iova, m.len())
+                };
+                removed.is_ok()
+            }
+            _ => false,
         }
     }
 }

@@ -191,11 +191,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if self.devices[d].unconfirmed {
             return self.unmap(client, device, &[iova]).map(|()| Some(0));
         }
-        let slot = self.take_removed(d, iova, |hw, iova, len| hw.unmap_deferred(d, iova, len))?;
+        let (slot, end) = self.take_removed(d, iova, true)?;
         self.in_flight[b.in_flight_len] = InFlight { tag, slot, device: d as u8, entry: i as u8 };
         b.in_flight_len += 1;
-        let len = self.maps[slot as usize].map_or(0, |m| m.len());
-        b.span = (b.span.0.min(iova), b.span.1.max(iova + len));
+        b.span = (b.span.0.min(iova), b.span.1.max(end));
         Ok(None)
     }
 
@@ -211,7 +210,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // What the confirmed removals held, given back to their owner at once: every one
         // is a mapping of a device `client` owns (`unmap_queued` checked).
         let (mut mappings, mut pages) = (0u32, 0u64);
-        for k in 0..b.in_flight_len {
+        // (At most a batch's worth, which the compiler then knows.)
+        for k in 0..b.in_flight_len.min(QUEUE_BATCH) {
             let InFlight { tag, slot, device: d, entry } = self.in_flight[k];
             let Some(m) = self.maps[slot as usize] else {
                 // Unreachable (a slot in flight is freed only here), but a completion must
