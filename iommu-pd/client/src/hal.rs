@@ -326,6 +326,11 @@ impl<T: Copy> Group<T> {
         core::mem::replace(self, Self::EMPTY)
     }
 
+    /// Keep only the items `keep` accepts.
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.items.iter_mut().filter(|i| i.as_ref().is_some_and(|t| !keep(t))).for_each(|i| *i = None);
+    }
+
     fn iter(&self) -> impl Iterator<Item = T> + '_ {
         self.items.iter().flatten().copied()
     }
@@ -345,7 +350,9 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
     let st = state();
     let mut room = map_room(st);
     let Some(q) = st.queue.as_mut() else {
-        unmaps.iter().for_each(|(device, iova)| unmap_by_call(device, iova));
+        unmaps.iter().for_each(|(device, iova)| {
+            let _stopped = unmap_by_call(device, iova);
+        });
         return mapped;
     };
     // Each posted entry's tag, UNMAPs then MAPs (tags are never `u64::MAX`: one a post).
@@ -443,8 +450,19 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
             let _held = st.abandoned.push((tag, m.device));
         }
     }
-    // (Never full: it holds some of `unmaps`, at most a group.)
-    unconfirmed.iter().for_each(|(device, iova)| unmap_by_call(device, iova));
+    // (Never full: it holds some of `unmaps`, at most a group.) A device stopped for one
+    // lost this exchange's mappings too: they are not handed out.
+    let mut stopped = Group::EMPTY;
+    for (device, iova) in unconfirmed.iter() {
+        if unmap_by_call(device, iova) {
+            let _room = stopped.push(device);
+        }
+    }
+    for (m, iova) in maps.iter().zip(&mut mapped) {
+        if stopped.iter().any(|d| d == m.device) {
+            *iova = None;
+        }
+    }
     mapped
 }
 
@@ -460,11 +478,11 @@ fn forget_orphans_at(orphans: &mut Group<(DeviceId, u64)>, device: DeviceId, iov
 
 /// An UNMAP the queue did not confirm (the ring full, the IOMMU PD silent past the
 /// client's patience, or its answer an error), counted in `unmap_failures`: made by the
-/// call instead (`unmapped_or_stopped`).
-fn unmap_by_call(device: DeviceId, iova: u64) {
+/// call instead (`unmapped_or_stopped`). True if the device was stopped for it.
+fn unmap_by_call(device: DeviceId, iova: u64) -> bool {
     let st = state();
     st.unmap_failures += 1;
-    unmapped_or_stopped(st.call, device, iova);
+    unmapped_or_stopped(st.call, device, iova)
 }
 
 /// Whether the UNMAP call for `device`'s mapping at `iova` says it is gone. The IOMMU PD
@@ -483,13 +501,16 @@ fn unmapped(call: CallFn, device: DeviceId, iova: u64) -> bool {
 /// returns the buffer is out of the device's reach, confirmed, or `failure` says that
 /// even STOP was not confirmed (the IOMMU confirms nothing: the IOMMU PD keeps a device
 /// whose removal it could not confirm marked, and retries its block before every request
-/// it serves).
-fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) {
+/// it serves). True if it stopped the device, confirmed.
+fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) -> bool {
     if unmapped(call, device, iova) {
-        return;
+        return false;
     }
     let failure = match Client::new(FnChannel(call)).stop(device) {
-        Ok(_) => Failure::Stopped(device),
+        Ok(_) => {
+            forget_device(device);
+            Failure::Stopped(device)
+        }
         Err(e) => Failure::NotStopped(device, e),
     };
     let st = state();
@@ -497,6 +518,33 @@ fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) {
     if !matches!(st.failure, Some(Failure::NotStopped(..))) {
         st.failure = Some(failure);
     }
+    matches!(failure, Failure::Stopped(_))
+}
+
+/// `device` was stopped, confirmed: every mapping it had is gone, and after a RESUME its
+/// IOVAs are handed out again from its window's start, also to mappings the Hal never
+/// sees (the driver's pool, mapped again by the call). So nothing the Hal meant to unmap
+/// of it may be sent any more: an UNMAP left pending, a mapping made ahead and not yet
+/// taken, a late MAP's mapping; and a MAP given up on whose answer is already published
+/// was served before the STOP (or refused, the device stopped), its mapping gone too
+/// (tests/in_place_late_after_stop.rs). One still unanswered is watched for as before:
+/// served after the RESUME, its mapping is real, and nothing can be mapped at its IOVA
+/// until it is unmapped.
+fn forget_device(device: DeviceId) {
+    let st = state();
+    if let Some(q) = st.queue.as_mut() {
+        q.completions(|done| {
+            if let Some((_, d)) = st.abandoned.take_first(|&(t, _)| t == done.tag) {
+                if let (true, Ok(iova)) = (d != device, done.result) {
+                    // Never full: it takes the place the MAP held in `abandoned`.
+                    let _held = st.orphans.push((d, iova));
+                }
+            }
+        });
+    }
+    st.orphans.retain(|&(d, _)| d != device);
+    st.pending.retain(|&(d, _)| d != device);
+    st.premapped.retain(|&(_, d, _)| d != device);
 }
 
 /// What the Hal did when the IOMMU confirmed neither a buffer's UNMAP nor, after it, the
@@ -729,6 +777,18 @@ impl IommuHal {
         }
         let st = state();
         st.failure.is_none() && st.abandoned.len() == 0 && st.pending.len() == 0
+    }
+
+    /// Stop `device` (as `Client::stop`, through the call `install_queue` gave) and, once
+    /// the IOMMU confirmed it, forget what the Hal still meant to unmap of it: every
+    /// mapping is gone, and after a RESUME the same IOVAs go to new mappings, the pool's
+    /// included, which an UNMAP sent for an old one would take. A driver that resets a
+    /// device whose buffers the Hal maps through the queue stops it here, not with its own
+    /// `Client` (tests/in_place_late_after_stop.rs).
+    pub fn stop(device: DeviceId) -> Result<u64, ErrorCode> {
+        let function = Client::new(FnChannel(state().call)).stop(device)?;
+        forget_device(device);
+        Ok(function)
     }
 
     /// Why the Hal stopped a device, if it had to: an UNMAP that neither the queue nor the
