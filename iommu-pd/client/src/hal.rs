@@ -496,29 +496,64 @@ fn unmapped(call: CallFn, device: DeviceId, iova: u64) -> bool {
 }
 
 /// Unmap `device`'s mapping at `iova` by the call; if the IOMMU does not confirm that
-/// either, stop the device (STOP: blocked, every mapping gone, confirmed), and record it
-/// in `failure`, which every later `map_queued` and `flush_queue` answers. When this
-/// returns the buffer is out of the device's reach, confirmed, or `failure` says that
-/// even STOP was not confirmed (the IOMMU confirms nothing: the IOMMU PD keeps a device
-/// whose removal it could not confirm marked, and retries its block before every request
-/// it serves). True if it stopped the device, confirmed.
+/// either, stop the device (STOP: blocked, every mapping gone, confirmed; asked up to
+/// `STOP_TRIES` times), and record it in `failure`, which every later `map_queued` and
+/// `flush_queue` answers. When this returns the buffer is out of the device's reach,
+/// confirmed, or `failure` says that not even STOP was confirmed (`Failure::NotStopped`:
+/// the Hal asks again before anything else it does, `fence`). True if it stopped the
+/// device, confirmed.
 fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) -> bool {
     if unmapped(call, device, iova) {
         return false;
     }
-    let failure = match Client::new(FnChannel(call)).stop(device) {
-        Ok(_) => {
-            forget_device(device);
-            Failure::Stopped(device)
-        }
-        Err(e) => Failure::NotStopped(device, e),
-    };
+    let failure = stop_asked(call, device, STOP_TRIES);
     let st = state();
-    // The worse is kept: a device stopped does not make up for one that could not be.
+    st.stop_call = call;
+    // The worse is kept: a device stopped does not make up for one that could not be
+    // (until `fence` gets that one stopped too).
     if !matches!(st.failure, Some(Failure::NotStopped(..))) {
         st.failure = Some(failure);
     }
     matches!(failure, Failure::Stopped(_))
+}
+
+/// How many times the Hal asks for a STOP the IOMMU does not confirm before it hands the
+/// buffer back all the same (virtio-drivers' `unshare` has no error): each is a request,
+/// and before any request the IOMMU PD retries the blocks and removals it could not
+/// confirm, so an IOMMU that failed once and obeys again is caught before the buffer goes
+/// back (tests/in_place_per_request_refused.rs).
+const STOP_TRIES: u32 = 4;
+
+/// STOP `device`, asked up to `tries` times while the IOMMU does not confirm it
+/// (`Hardware`); once confirmed, what the Hal meant to unmap of it is forgotten
+/// (`forget_device`).
+fn stop_asked(call: CallFn, device: DeviceId, tries: u32) -> Failure {
+    let mut last = ErrorCode::Hardware;
+    for _ in 0..tries {
+        match Client::new(FnChannel(call)).stop(device) {
+            Ok(_) => {
+                forget_device(device);
+                return Failure::Stopped(device);
+            }
+            Err(ErrorCode::Hardware) => last = ErrorCode::Hardware,
+            Err(e) => return Failure::NotStopped(device, e),
+        }
+    }
+    Failure::NotStopped(device, last)
+}
+
+/// A device whose STOP the IOMMU did not confirm (`Failure::NotStopped`) is asked to stop
+/// again before anything else the Hal does (share, unshare, `map_queued`, `flush_queue`),
+/// once each time, until it is confirmed (then `Failure::Stopped`). True while it is
+/// not: the Hal then maps nothing in place (a buffer is copied through the pool).
+fn fence() -> bool {
+    let st = state();
+    let Some(Failure::NotStopped(device, _)) = st.failure else {
+        return false;
+    };
+    let failure = stop_asked(st.stop_call, device, 1);
+    state().failure = Some(failure);
+    matches!(failure, Failure::NotStopped(..))
 }
 
 /// `device` was stopped, confirmed: every mapping it had is gone, and after a RESUME its
@@ -554,9 +589,11 @@ pub enum Failure {
     /// STOP confirmed: the device reaches nothing (the pool neither), so its requests cannot
     /// complete, until the driver resumes it (`Client::resume`) and starts it again.
     Stopped(DeviceId),
-    /// STOP was refused too (its answer): the device may still reach the buffer. The IOMMU
-    /// PD keeps a device whose removal it could not confirm marked, and retries its block
-    /// before every request it serves.
+    /// STOP was refused too, `STOP_TRIES` times (the last answer): the device may still
+    /// reach the buffer the Hal handed back. The IOMMU PD keeps a device whose removal it
+    /// could not confirm marked, and retries its block before every request it serves; the
+    /// Hal asks for the STOP again before anything else it does, and maps nothing in place
+    /// meanwhile; once confirmed, `Stopped`.
     NotStopped(DeviceId, ErrorCode),
 }
 
@@ -625,6 +662,9 @@ struct Installed {
     /// made by the call, or its device stopped; and the device stopped, if one was.
     unmap_failures: u64,
     failure: Option<Failure>,
+    /// The call the Hal stopped a device by (the queue's, or per request the in-place
+    /// memory's): `fence` asks again by it.
+    stop_call: CallFn,
     mmio: fn(u64, usize) -> NonNull<u8>,
 }
 
@@ -658,6 +698,7 @@ static STATE: HalCell = HalCell(UnsafeCell::new(Installed {
     queue_stalls: 0,
     unmap_failures: 0,
     failure: None,
+    stop_call: no_call,
     mmio: identity,
 }));
 
@@ -725,6 +766,9 @@ impl IommuHal {
     /// Nothing is posted, and `false`, unless the in-place memory is `Reach::Queued` with a
     /// queue installed and every buffer lies in it, at most `MAX_GROUP` of them.
     pub fn map_queued(buffers: &[(NonNull<[u8]>, BufferDirection)]) -> bool {
+        if fence() {
+            return false;
+        }
         let st = state();
         let Some(memory @ InPlace { reach: Reach::Queued { cap, cap_offset, device }, .. }) = st.in_place else {
             return false;
@@ -758,6 +802,7 @@ impl IommuHal {
     /// may serve it yet, mapping a buffer the driver has taken back) or the Hal stopped
     /// a device (`failure`).
     pub fn flush_queue() -> bool {
+        let _fenced = fence();
         // Again while an exchange moved something on: an UNMAP answered, or the late
         // answer of a MAP given up on (its mapping, nobody's, is unmapped too). Each UNMAP
         // is answered once and each such MAP too, so this ends; an exchange that moves
@@ -857,7 +902,8 @@ unsafe impl Hal for IommuHal {
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
-        if let Some(iova) = state().in_place.and_then(|m| m.share(buffer, direction)) {
+        let in_place = if fence() { None } else { state().in_place };
+        if let Some(iova) = in_place.and_then(|m| m.share(buffer, direction)) {
             return iova;
         }
         let len = buffer.len();
@@ -871,6 +917,7 @@ unsafe impl Hal for IommuHal {
     }
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        let _fenced = fence();
         let len = buffer.len();
         // Not from the pool, so in place: the device wrote the buffer itself, and a
         // per-request mapping goes (in-place addresses never fall in the pool's, since one
