@@ -13,7 +13,7 @@ use core::ptr::NonNull;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
-use crate::queue::{Full, MapQueue, Notify};
+use crate::queue::{Full, MapQueue, Notify, Posted};
 use crate::{Channel, Client};
 
 const PAGE: usize = 4096;
@@ -348,47 +348,51 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
     // The UNMAPs the queue did not confirm, for the call.
     let mut unconfirmed = Group::EMPTY;
     let st = state();
-    let mut room = map_room(st);
+    let room = map_room(st);
     let Some(q) = st.queue.as_mut() else {
         unmaps.iter().for_each(|(device, iova)| {
             let _stopped = unmap_by_call(device, iova);
         });
         return mapped;
     };
+    // A MAP this Hal could not keep track of were it given up on (`map_room`) is held
+    // back, and its buffer copied.
+    let held = maps.len().saturating_sub(room);
+    st.maps_held_back += held as u64;
+    let maps = &maps[..maps.len() - held];
+    // One batch, the UNMAPs then the MAPs, posted with one store of the ring's tail.
+    let requests = unmaps.iter().map(|(device, iova)| Posted::Unmap { device, iova }).chain(maps.iter().map(|m| {
+        Posted::Map { cap: m.cap, device: m.device, offset: m.offset, len: m.len, iova: None, rights: m.rights }
+    }));
+    let mut batch = [Posted::Unmap { device: DeviceId(0), iova: 0 }; 2 * MAX_GROUP];
+    let mut posting = 0;
+    for (slot, r) in batch.iter_mut().zip(requests) {
+        *slot = r;
+        posting += 1;
+    }
+    // The ring full holds a stalled batch's entries still: the IOMMU PD, if it serves
+    // again, takes them when woken, and then there is room.
+    let posted = q.post_all(&batch[..posting]).or_else(|Full| {
+        q.notify();
+        q.post_all(&batch[..posting])
+    });
     // Each posted entry's tag, UNMAPs then MAPs (tags are never `u64::MAX`: one a post).
     let mut tags = [u64::MAX; 2 * MAX_GROUP];
     let mut waiting = 0;
-    for (tag, (device, iova)) in tags.iter_mut().zip(unmaps.iter()) {
-        // The ring full holds a stalled batch's entries still: the IOMMU PD, if it serves
-        // again, takes them when woken, and then there is room.
-        let posted = q.post_unmap(device, iova).or_else(|Full| {
-            q.notify();
-            q.post_unmap(device, iova)
-        });
-        match posted {
-            Ok(t) => {
-                *tag = t;
-                waiting += 1;
-            }
-            // Still full: the IOMMU PD serves nothing. The call makes it (`unmapped`).
-            Err(Full) => {
-                let _room = unconfirmed.push((device, iova));
-            }
+    match posted {
+        Ok(first) => {
+            let (unmap_tags, map_tags) = tags.split_at_mut(MAX_GROUP);
+            let mut next = first..;
+            unmap_tags.iter_mut().take(unmaps.len()).chain(map_tags.iter_mut().take(maps.len())).for_each(|t| {
+                *t = next.next().unwrap_or(u64::MAX);
+            });
+            waiting = posting;
         }
-    }
-    // A full ring refuses a MAP (the buffer is then copied); the UNMAPs go all the same.
-    // So does a MAP this Hal could not keep track of were it given up on (`map_room`): it
-    // is held back, and its buffer copied too.
-    for (tag, m) in tags[MAX_GROUP..].iter_mut().zip(maps) {
-        if room == 0 {
-            st.maps_held_back += 1;
-            continue;
-        }
-        if let Ok(t) = q.post_map(m.cap, m.device, m.offset, m.len, None, m.rights) {
-            *tag = t;
-            waiting += 1;
-            room -= 1;
-        }
+        // Still full: the IOMMU PD serves nothing. The call makes the UNMAPs (`unmapped`);
+        // the MAPs are not posted, their buffers copied.
+        Err(Full) => unmaps.iter().for_each(|u| {
+            let _room = unconfirmed.push(u);
+        }),
     }
     if waiting == 0 && !(late && st.abandoned.len() > 0) {
         return mapped;
@@ -397,44 +401,45 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
     let mut patience = QUEUE_PATIENCE;
     while (waiting > 0 || (late && st.abandoned.len() > 0)) && patience > 0 {
         patience -= 1;
-        let Some(done) = q.completion() else {
-            if q.untaken() > 0 {
-                q.notify();
-            }
-            continue;
-        };
-        // A completion of an earlier exchange that gave up waiting is not ours; if it is a
-        // MAP's, the mapping it made is nobody's and goes with the next UNMAPs.
-        let Some(i) = tags.iter().position(|&t| t == done.tag) else {
-            if let Some((_, device)) = st.abandoned.take_first(|&(t, _)| t == done.tag) {
-                if let Ok(iova) = done.result {
-                    // Never full: it takes the place the MAP held in `abandoned` (`map_room`).
-                    let _held = st.orphans.push((device, iova));
+        // Every completion there, their slots given back with one store of the head.
+        let read = q.completions(|done| {
+            // A completion of an earlier exchange that gave up waiting is not ours; if it
+            // is a MAP's, the mapping it made is nobody's and goes with the next UNMAPs.
+            let Some(i) = tags.iter().position(|&t| t == done.tag) else {
+                if let Some((_, device)) = st.abandoned.take_first(|&(t, _)| t == done.tag) {
+                    if let Ok(iova) = done.result {
+                        // Never full: it takes the place the MAP held in `abandoned`
+                        // (`map_room`).
+                        let _held = st.orphans.push((device, iova));
+                    }
+                }
+                return;
+            };
+            tags[i] = u64::MAX;
+            waiting -= 1;
+            match (i < MAX_GROUP, done.result) {
+                (true, Ok(_)) => st.retired += 1,
+                // No mapping starts there any more (a STOP or a REVOKE took it): gone, as
+                // the index the IOMMU PD answers from holds every mapping the tables do.
+                (true, Err(ErrorCode::NotMapped)) => {}
+                // Refused (`Hardware`: the IOMMU did not confirm; the IOMMU PD blocks the
+                // device, or retries the block at its next request, which the call is).
+                (true, Err(_)) => {
+                    if let Some(u) = unmaps.iter().nth(i) {
+                        let _room = unconfirmed.push(u);
+                    }
+                }
+                (false, r) => {
+                    let map = &maps[i - MAX_GROUP];
+                    if let Ok(iova) = r {
+                        forget_orphans_at(&mut st.orphans, map.device, iova);
+                    }
+                    mapped[i - MAX_GROUP] = r.ok();
                 }
             }
-            continue;
-        };
-        tags[i] = u64::MAX;
-        waiting -= 1;
-        match (i < MAX_GROUP, done.result) {
-            (true, Ok(_)) => st.retired += 1,
-            // No mapping starts there any more (a STOP or a REVOKE took it): gone, as the
-            // index the IOMMU PD answers from holds every mapping the tables do.
-            (true, Err(ErrorCode::NotMapped)) => {}
-            // Refused (`Hardware`: the IOMMU did not confirm; the IOMMU PD blocks the
-            // device, or retries the block at its next request, which the call is).
-            (true, Err(_)) => {
-                if let Some(u) = unmaps.iter().nth(i) {
-                    let _room = unconfirmed.push(u);
-                }
-            }
-            (false, r) => {
-                let map = &maps[i - MAX_GROUP];
-                if let Ok(iova) = r {
-                    forget_orphans_at(&mut st.orphans, map.device, iova);
-                }
-                mapped[i - MAX_GROUP] = r.ok();
-            }
+        });
+        if read == 0 && q.untaken() > 0 {
+            q.notify();
         }
     }
     if waiting > 0 {
