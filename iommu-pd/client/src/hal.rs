@@ -830,12 +830,11 @@ impl IommuHal {
     }
 
     /// Stop `device` (as `Client::stop`, through the call `install_queue` gave, or else the
-    /// per-request in-place memory's) and, once
-    /// the IOMMU confirmed it, forget what the Hal still meant to unmap of it: every
-    /// mapping is gone, and after a RESUME the same IOVAs go to new mappings, the pool's
-    /// included, which an UNMAP sent for an old one would take. A driver that resets a
-    /// device whose buffers the Hal maps through the queue stops it here, not with its own
-    /// `Client` (tests/in_place_late_after_stop.rs).
+    /// per-request in-place memory's) and, once the IOMMU confirmed it, forget what the Hal
+    /// still meant to unmap of it: every mapping is gone, and after a RESUME the same IOVAs
+    /// go to new mappings, the pool's included, which an UNMAP sent for an old one would
+    /// take. A driver that resets a device whose buffers the Hal maps through the queue
+    /// stops it here, not with its own `Client` (tests/in_place_late_after_stop.rs).
     pub fn stop(device: DeviceId) -> Result<u64, ErrorCode> {
         let st = state();
         let call = match st.in_place {
