@@ -332,4 +332,104 @@ static inline uint32_t iommu_queue_untaken(struct iommu_queue *q)
            __atomic_load_n(&q->header->request_head, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * A strict UNMAP with a fallback, as the Rust client's IommuHal makes one: what a driver
+ * calls before it reads or reuses a buffer its device had. When it returns anything but
+ * IOMMU_UNMAP_NOT_STOPPED, the device no longer reaches the mapping, confirmed by the
+ * IOMMU.
+ */
+enum iommu_unmap_strict_result {
+    /* The queue's completion said so: 0, or IOMMU_ERR_NOT_MAPPED (no mapping starts there
+     * any more: the IOMMU PD's index holds every mapping its tables do). */
+    IOMMU_UNMAPPED_BY_QUEUE = 0,
+    /* The queue did not (none given, the ring full, no answer, an error answer): the UNMAP
+     * call did (0 or IOMMU_ERR_NOT_MAPPED). An entry left in the ring unanswered is served
+     * some time and answers IOMMU_ERR_NOT_MAPPED to nobody; a mapping made by the call
+     * before that at the same IOVA would be taken by it, so map through the queue (served
+     * after it) or serve the queue first. */
+    IOMMU_UNMAPPED_BY_CALL = 1,
+    /* The call did not confirm it either: the device was stopped (iommu_stop answered 0:
+     * blocked, every mapping gone, until iommu_resume). */
+    IOMMU_UNMAP_STOPPED = 2,
+    /* Not even STOP was confirmed, asked IOMMU_STOP_TRIES times while it answered
+     * IOMMU_ERR_HARDWARE (each a request before which the IOMMU PD retries the blocks and
+     * removals it could not confirm): the device may still reach the buffer. Do not read
+     * or reuse it; the IOMMU PD blocks the device when the IOMMU obeys again, and a later
+     * iommu_stop that answers 0 ends it. */
+    IOMMU_UNMAP_NOT_STOPPED = 3,
+};
+
+/* How many times iommu_unmap_strict asks for a STOP the IOMMU does not confirm. */
+#define IOMMU_STOP_TRIES 4
+
+/* UNMAP `device`'s mapping at `iova`, strictly: through the queue `q` when it is not NULL
+ * (posted, then the doorbell until its completion is there, at most one call a batch of
+ * the ring's entries, stopping at one that takes nothing), else, or if the queue does not
+ * confirm it, by the UNMAP call on `ch`, else STOP the device. Completions of other
+ * entries taken while waiting go to `other(done, ctx)` (dropped if `other` is NULL). The
+ * last error the IOMMU PD answered on the way goes to `*err` (0 if none) when it is not
+ * NULL. */
+static inline enum iommu_unmap_strict_result iommu_unmap_strict(struct iommu_queue *q, microkit_channel ch,
+                                                                uint32_t device, uint64_t iova,
+                                                                void (*other)(const struct iommu_queue_done *,
+                                                                              void *),
+                                                                void *ctx, uint64_t *err)
+{
+    uint64_t last = 0, tag = 0, taken = 0;
+    /* The ring full holds entries still untaken: a serve takes some, and then there is room. */
+    int posted = q && (iommu_queue_post_unmap(q, device, iova, &tag) == 0 ||
+                       (iommu_queue_serve(q, &taken) == 0 && iommu_queue_post_unmap(q, device, iova, &tag) == 0));
+    for (uint32_t serves = 0; posted && serves <= q->entries / IOMMU_QUEUE_BATCH; serves++) {
+        uint64_t e = iommu_queue_serve(q, &taken);
+        if (e != 0) {
+            last = e;
+            break;
+        }
+        struct iommu_queue_done d;
+        int answered = 0;
+        while (iommu_queue_take(q, &d)) {
+            if (d.tag != tag) {
+                if (other) {
+                    other(&d, ctx);
+                }
+            } else if (d.err == 0 || d.err == IOMMU_ERR_NOT_MAPPED) {
+                answered = 1;
+            } else {
+                last = d.err;
+                answered = -1;
+            }
+        }
+        if (answered == 1) {
+            if (err) {
+                *err = last;
+            }
+            return IOMMU_UNMAPPED_BY_QUEUE;
+        }
+        if (answered == -1 || taken == 0) {
+            break;
+        }
+    }
+    enum iommu_unmap_strict_result result = IOMMU_UNMAPPED_BY_CALL;
+    uint64_t e = iommu_unmap(ch, device, &iova, 1);
+    if (e != 0 && e != IOMMU_ERR_NOT_MAPPED) {
+        last = e;
+        result = IOMMU_UNMAP_NOT_STOPPED;
+        for (unsigned i = 0; i < IOMMU_STOP_TRIES && result == IOMMU_UNMAP_NOT_STOPPED; i++) {
+            e = iommu_stop(ch, device, NULL);
+            if (e == 0) {
+                result = IOMMU_UNMAP_STOPPED;
+            } else {
+                last = e;
+                if (e != IOMMU_ERR_HARDWARE) {
+                    break;
+                }
+            }
+        }
+    }
+    if (err) {
+        *err = last;
+    }
+    return result;
+}
+
 #endif

@@ -13,7 +13,7 @@ use core::ptr::NonNull;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
-use crate::queue::{Full, MapQueue, Notify};
+use crate::queue::{Full, MapQueue, Notify, Posted};
 use crate::{Channel, Client};
 
 const PAGE: usize = 4096;
@@ -326,6 +326,11 @@ impl<T: Copy> Group<T> {
         core::mem::replace(self, Self::EMPTY)
     }
 
+    /// Keep only the items `keep` accepts.
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.items.iter_mut().filter(|i| i.as_ref().is_some_and(|t| !keep(t))).for_each(|i| *i = None);
+    }
+
     fn iter(&self) -> impl Iterator<Item = T> + '_ {
         self.items.iter().flatten().copied()
     }
@@ -343,45 +348,51 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
     // The UNMAPs the queue did not confirm, for the call.
     let mut unconfirmed = Group::EMPTY;
     let st = state();
-    let mut room = map_room(st);
+    let room = map_room(st);
     let Some(q) = st.queue.as_mut() else {
-        unmaps.iter().for_each(|(device, iova)| unmap_by_call(device, iova));
+        unmaps.iter().for_each(|(device, iova)| {
+            let _stopped = unmap_by_call(device, iova);
+        });
         return mapped;
     };
+    // A MAP this Hal could not keep track of were it given up on (`map_room`) is held
+    // back, and its buffer copied.
+    let held = maps.len().saturating_sub(room);
+    st.maps_held_back += held as u64;
+    let maps = &maps[..maps.len() - held];
+    // One batch, the UNMAPs then the MAPs, posted with one store of the ring's tail.
+    let requests = unmaps.iter().map(|(device, iova)| Posted::Unmap { device, iova }).chain(maps.iter().map(|m| {
+        Posted::Map { cap: m.cap, device: m.device, offset: m.offset, len: m.len, iova: None, rights: m.rights }
+    }));
+    let mut batch = [Posted::Unmap { device: DeviceId(0), iova: 0 }; 2 * MAX_GROUP];
+    let mut posting = 0;
+    for (slot, r) in batch.iter_mut().zip(requests) {
+        *slot = r;
+        posting += 1;
+    }
+    // The ring full holds a stalled batch's entries still: the IOMMU PD, if it serves
+    // again, takes them when woken, and then there is room.
+    let posted = q.post_all(&batch[..posting]).or_else(|Full| {
+        q.notify();
+        q.post_all(&batch[..posting])
+    });
     // Each posted entry's tag, UNMAPs then MAPs (tags are never `u64::MAX`: one a post).
     let mut tags = [u64::MAX; 2 * MAX_GROUP];
     let mut waiting = 0;
-    for (tag, (device, iova)) in tags.iter_mut().zip(unmaps.iter()) {
-        // The ring full holds a stalled batch's entries still: the IOMMU PD, if it serves
-        // again, takes them when woken, and then there is room.
-        let posted = q.post_unmap(device, iova).or_else(|Full| {
-            q.notify();
-            q.post_unmap(device, iova)
-        });
-        match posted {
-            Ok(t) => {
-                *tag = t;
-                waiting += 1;
-            }
-            // Still full: the IOMMU PD serves nothing. The call makes it (`unmapped`).
-            Err(Full) => {
-                let _room = unconfirmed.push((device, iova));
-            }
+    match posted {
+        Ok(first) => {
+            let (unmap_tags, map_tags) = tags.split_at_mut(MAX_GROUP);
+            let mut next = first..;
+            unmap_tags.iter_mut().take(unmaps.len()).chain(map_tags.iter_mut().take(maps.len())).for_each(|t| {
+                *t = next.next().unwrap_or(u64::MAX);
+            });
+            waiting = posting;
         }
-    }
-    // A full ring refuses a MAP (the buffer is then copied); the UNMAPs go all the same.
-    // So does a MAP this Hal could not keep track of were it given up on (`map_room`): it
-    // is held back, and its buffer copied too.
-    for (tag, m) in tags[MAX_GROUP..].iter_mut().zip(maps) {
-        if room == 0 {
-            st.maps_held_back += 1;
-            continue;
-        }
-        if let Ok(t) = q.post_map(m.cap, m.device, m.offset, m.len, None, m.rights) {
-            *tag = t;
-            waiting += 1;
-            room -= 1;
-        }
+        // Still full: the IOMMU PD serves nothing. The call makes the UNMAPs (`unmapped`);
+        // the MAPs are not posted, their buffers copied.
+        Err(Full) => unmaps.iter().for_each(|u| {
+            let _room = unconfirmed.push(u);
+        }),
     }
     if waiting == 0 && !(late && st.abandoned.len() > 0) {
         return mapped;
@@ -390,44 +401,45 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
     let mut patience = QUEUE_PATIENCE;
     while (waiting > 0 || (late && st.abandoned.len() > 0)) && patience > 0 {
         patience -= 1;
-        let Some(done) = q.completion() else {
-            if q.untaken() > 0 {
-                q.notify();
-            }
-            continue;
-        };
-        // A completion of an earlier exchange that gave up waiting is not ours; if it is a
-        // MAP's, the mapping it made is nobody's and goes with the next UNMAPs.
-        let Some(i) = tags.iter().position(|&t| t == done.tag) else {
-            if let Some((_, device)) = st.abandoned.take_first(|&(t, _)| t == done.tag) {
-                if let Ok(iova) = done.result {
-                    // Never full: it takes the place the MAP held in `abandoned` (`map_room`).
-                    let _held = st.orphans.push((device, iova));
+        // Every completion there, their slots given back with one store of the head.
+        let read = q.completions(|done| {
+            // A completion of an earlier exchange that gave up waiting is not ours; if it
+            // is a MAP's, the mapping it made is nobody's and goes with the next UNMAPs.
+            let Some(i) = tags.iter().position(|&t| t == done.tag) else {
+                if let Some((_, device)) = st.abandoned.take_first(|&(t, _)| t == done.tag) {
+                    if let Ok(iova) = done.result {
+                        // Never full: it takes the place the MAP held in `abandoned`
+                        // (`map_room`).
+                        let _held = st.orphans.push((device, iova));
+                    }
+                }
+                return;
+            };
+            tags[i] = u64::MAX;
+            waiting -= 1;
+            match (i < MAX_GROUP, done.result) {
+                (true, Ok(_)) => st.retired += 1,
+                // No mapping starts there any more (a STOP or a REVOKE took it): gone, as
+                // the index the IOMMU PD answers from holds every mapping the tables do.
+                (true, Err(ErrorCode::NotMapped)) => {}
+                // Refused (`Hardware`: the IOMMU did not confirm; the IOMMU PD blocks the
+                // device, or retries the block at its next request, which the call is).
+                (true, Err(_)) => {
+                    if let Some(u) = unmaps.iter().nth(i) {
+                        let _room = unconfirmed.push(u);
+                    }
+                }
+                (false, r) => {
+                    let map = &maps[i - MAX_GROUP];
+                    if let Ok(iova) = r {
+                        forget_orphans_at(&mut st.orphans, map.device, iova);
+                    }
+                    mapped[i - MAX_GROUP] = r.ok();
                 }
             }
-            continue;
-        };
-        tags[i] = u64::MAX;
-        waiting -= 1;
-        match (i < MAX_GROUP, done.result) {
-            (true, Ok(_)) => st.retired += 1,
-            // No mapping starts there any more (a STOP or a REVOKE took it): gone, as the
-            // index the IOMMU PD answers from holds every mapping the tables do.
-            (true, Err(ErrorCode::NotMapped)) => {}
-            // Refused (`Hardware`: the IOMMU did not confirm; the IOMMU PD blocks the
-            // device, or retries the block at its next request, which the call is).
-            (true, Err(_)) => {
-                if let Some(u) = unmaps.iter().nth(i) {
-                    let _room = unconfirmed.push(u);
-                }
-            }
-            (false, r) => {
-                let map = &maps[i - MAX_GROUP];
-                if let Ok(iova) = r {
-                    forget_orphans_at(&mut st.orphans, map.device, iova);
-                }
-                mapped[i - MAX_GROUP] = r.ok();
-            }
+        });
+        if read == 0 && q.untaken() > 0 {
+            q.notify();
         }
     }
     if waiting > 0 {
@@ -443,8 +455,19 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
             let _held = st.abandoned.push((tag, m.device));
         }
     }
-    // (Never full: it holds some of `unmaps`, at most a group.)
-    unconfirmed.iter().for_each(|(device, iova)| unmap_by_call(device, iova));
+    // (Never full: it holds some of `unmaps`, at most a group.) A device stopped for one
+    // lost this exchange's mappings too: they are not handed out.
+    let mut stopped = Group::EMPTY;
+    for (device, iova) in unconfirmed.iter() {
+        if unmap_by_call(device, iova) {
+            let _room = stopped.push(device);
+        }
+    }
+    for (m, iova) in maps.iter().zip(&mut mapped) {
+        if stopped.iter().any(|d| d == m.device) {
+            *iova = None;
+        }
+    }
     mapped
 }
 
@@ -460,11 +483,11 @@ fn forget_orphans_at(orphans: &mut Group<(DeviceId, u64)>, device: DeviceId, iov
 
 /// An UNMAP the queue did not confirm (the ring full, the IOMMU PD silent past the
 /// client's patience, or its answer an error), counted in `unmap_failures`: made by the
-/// call instead (`unmapped_or_stopped`).
-fn unmap_by_call(device: DeviceId, iova: u64) {
+/// call instead (`unmapped_or_stopped`). True if the device was stopped for it.
+fn unmap_by_call(device: DeviceId, iova: u64) -> bool {
     let st = state();
     st.unmap_failures += 1;
-    unmapped_or_stopped(st.call, device, iova);
+    unmapped_or_stopped(st.call, device, iova)
 }
 
 /// Whether the UNMAP call for `device`'s mapping at `iova` says it is gone. The IOMMU PD
@@ -478,25 +501,90 @@ fn unmapped(call: CallFn, device: DeviceId, iova: u64) -> bool {
 }
 
 /// Unmap `device`'s mapping at `iova` by the call; if the IOMMU does not confirm that
-/// either, stop the device (STOP: blocked, every mapping gone, confirmed), and record it
-/// in `failure`, which every later `map_queued` and `flush_queue` answers. When this
-/// returns the buffer is out of the device's reach, confirmed, or `failure` says that
-/// even STOP was not confirmed (the IOMMU confirms nothing: the IOMMU PD keeps a device
-/// whose removal it could not confirm marked, and retries its block before every request
-/// it serves).
-fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) {
+/// either, stop the device (STOP: blocked, every mapping gone, confirmed; asked up to
+/// `STOP_TRIES` times), and record it in `failure`, which every later `map_queued` and
+/// `flush_queue` answers. When this returns the buffer is out of the device's reach,
+/// confirmed, or `failure` says that not even STOP was confirmed (`Failure::NotStopped`:
+/// the Hal asks again before anything else it does, `fence`). True if it stopped the
+/// device, confirmed.
+fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) -> bool {
     if unmapped(call, device, iova) {
-        return;
+        return false;
     }
-    let failure = match Client::new(FnChannel(call)).stop(device) {
-        Ok(_) => Failure::Stopped(device),
-        Err(e) => Failure::NotStopped(device, e),
-    };
+    let failure = stop_asked(call, device, STOP_TRIES);
     let st = state();
-    // The worse is kept: a device stopped does not make up for one that could not be.
+    st.stop_call = call;
+    // The worse is kept: a device stopped does not make up for one that could not be
+    // (until `fence` gets that one stopped too).
     if !matches!(st.failure, Some(Failure::NotStopped(..))) {
         st.failure = Some(failure);
     }
+    matches!(failure, Failure::Stopped(_))
+}
+
+/// How many times the Hal asks for a STOP the IOMMU does not confirm before it hands the
+/// buffer back all the same (virtio-drivers' `unshare` has no error): each is a request,
+/// and before any request the IOMMU PD retries the blocks and removals it could not
+/// confirm, so an IOMMU that failed once and obeys again is caught before the buffer goes
+/// back (tests/in_place_per_request_refused.rs).
+const STOP_TRIES: u32 = 4;
+
+/// STOP `device`, asked up to `tries` times while the IOMMU does not confirm it
+/// (`Hardware`); once confirmed, what the Hal meant to unmap of it is forgotten
+/// (`forget_device`).
+fn stop_asked(call: CallFn, device: DeviceId, tries: u32) -> Failure {
+    let mut last = ErrorCode::Hardware;
+    for _ in 0..tries {
+        match Client::new(FnChannel(call)).stop(device) {
+            Ok(_) => {
+                forget_device(device);
+                return Failure::Stopped(device);
+            }
+            Err(ErrorCode::Hardware) => last = ErrorCode::Hardware,
+            Err(e) => return Failure::NotStopped(device, e),
+        }
+    }
+    Failure::NotStopped(device, last)
+}
+
+/// A device whose STOP the IOMMU did not confirm (`Failure::NotStopped`) is asked to stop
+/// again before anything else the Hal does (share, unshare, `map_queued`, `flush_queue`),
+/// once each time, until it is confirmed (then `Failure::Stopped`). True while it is
+/// not: the Hal then maps nothing in place (a buffer is copied through the pool).
+fn fence() -> bool {
+    let st = state();
+    let Some(Failure::NotStopped(device, _)) = st.failure else {
+        return false;
+    };
+    let failure = stop_asked(st.stop_call, device, 1);
+    state().failure = Some(failure);
+    matches!(failure, Failure::NotStopped(..))
+}
+
+/// `device` was stopped, confirmed: every mapping it had is gone, and after a RESUME its
+/// IOVAs are handed out again from its window's start, also to mappings the Hal never
+/// sees (the driver's pool, mapped again by the call). So nothing the Hal meant to unmap
+/// of it may be sent any more: an UNMAP left pending, a mapping made ahead and not yet
+/// taken, a late MAP's mapping; and a MAP given up on whose answer is already published
+/// was served before the STOP (or refused, the device stopped), its mapping gone too
+/// (tests/in_place_late_after_stop.rs). One still unanswered is watched for as before:
+/// served after the RESUME, its mapping is real, and nothing can be mapped at its IOVA
+/// until it is unmapped.
+fn forget_device(device: DeviceId) {
+    let st = state();
+    if let Some(q) = st.queue.as_mut() {
+        q.completions(|done| {
+            if let Some((_, d)) = st.abandoned.take_first(|&(t, _)| t == done.tag) {
+                if let (true, Ok(iova)) = (d != device, done.result) {
+                    // Never full: it takes the place the MAP held in `abandoned`.
+                    let _held = st.orphans.push((d, iova));
+                }
+            }
+        });
+    }
+    st.orphans.retain(|&(d, _)| d != device);
+    st.pending.retain(|&(d, _)| d != device);
+    st.premapped.retain(|&(_, d, _)| d != device);
 }
 
 /// What the Hal did when the IOMMU confirmed neither a buffer's UNMAP nor, after it, the
@@ -506,9 +594,11 @@ pub enum Failure {
     /// STOP confirmed: the device reaches nothing (the pool neither), so its requests cannot
     /// complete, until the driver resumes it (`Client::resume`) and starts it again.
     Stopped(DeviceId),
-    /// STOP was refused too (its answer): the device may still reach the buffer. The IOMMU
-    /// PD keeps a device whose removal it could not confirm marked, and retries its block
-    /// before every request it serves.
+    /// STOP was refused too, `STOP_TRIES` times (the last answer): the device may still
+    /// reach the buffer the Hal handed back. The IOMMU PD keeps a device whose removal it
+    /// could not confirm marked, and retries its block before every request it serves; the
+    /// Hal asks for the STOP again before anything else it does, and maps nothing in place
+    /// meanwhile; once confirmed, `Stopped`.
     NotStopped(DeviceId, ErrorCode),
 }
 
@@ -577,6 +667,9 @@ struct Installed {
     /// made by the call, or its device stopped; and the device stopped, if one was.
     unmap_failures: u64,
     failure: Option<Failure>,
+    /// The call the Hal stopped a device by (the queue's, or per request the in-place
+    /// memory's): `fence` asks again by it.
+    stop_call: CallFn,
     mmio: fn(u64, usize) -> NonNull<u8>,
 }
 
@@ -610,6 +703,7 @@ static STATE: HalCell = HalCell(UnsafeCell::new(Installed {
     queue_stalls: 0,
     unmap_failures: 0,
     failure: None,
+    stop_call: no_call,
     mmio: identity,
 }));
 
@@ -677,6 +771,9 @@ impl IommuHal {
     /// Nothing is posted, and `false`, unless the in-place memory is `Reach::Queued` with a
     /// queue installed and every buffer lies in it, at most `MAX_GROUP` of them.
     pub fn map_queued(buffers: &[(NonNull<[u8]>, BufferDirection)]) -> bool {
+        if fence() {
+            return false;
+        }
         let st = state();
         let Some(memory @ InPlace { reach: Reach::Queued { cap, cap_offset, device }, .. }) = st.in_place else {
             return false;
@@ -710,6 +807,7 @@ impl IommuHal {
     /// may serve it yet, mapping a buffer the driver has taken back) or the Hal stopped
     /// a device (`failure`).
     pub fn flush_queue() -> bool {
+        let _fenced = fence();
         // Again while an exchange moved something on: an UNMAP answered, or the late
         // answer of a MAP given up on (its mapping, nobody's, is unmapped too). Each UNMAP
         // is answered once and each such MAP too, so this ends; an exchange that moves
@@ -729,6 +827,23 @@ impl IommuHal {
         }
         let st = state();
         st.failure.is_none() && st.abandoned.len() == 0 && st.pending.len() == 0
+    }
+
+    /// Stop `device` (as `Client::stop`, through the call `install_queue` gave, or else the
+    /// per-request in-place memory's) and, once the IOMMU confirmed it, forget what the Hal
+    /// still meant to unmap of it: every mapping is gone, and after a RESUME the same IOVAs
+    /// go to new mappings, the pool's included, which an UNMAP sent for an old one would
+    /// take. A driver that resets a device whose buffers the Hal maps through the queue
+    /// stops it here, not with its own `Client` (tests/in_place_late_after_stop.rs).
+    pub fn stop(device: DeviceId) -> Result<u64, ErrorCode> {
+        let st = state();
+        let call = match st.in_place {
+            Some(InPlace { reach: Reach::PerRequest { call, .. }, .. }) if st.queue.is_none() => call,
+            _ => st.call,
+        };
+        let function = Client::new(FnChannel(call)).stop(device)?;
+        forget_device(device);
+        Ok(function)
     }
 
     /// Why the Hal stopped a device, if it had to: an UNMAP that neither the queue nor the
@@ -797,7 +912,8 @@ unsafe impl Hal for IommuHal {
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
-        if let Some(iova) = state().in_place.and_then(|m| m.share(buffer, direction)) {
+        let in_place = if fence() { None } else { state().in_place };
+        if let Some(iova) = in_place.and_then(|m| m.share(buffer, direction)) {
             return iova;
         }
         let len = buffer.len();
@@ -811,6 +927,7 @@ unsafe impl Hal for IommuHal {
     }
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        let _fenced = fence();
         let len = buffer.len();
         // Not from the pool, so in place: the device wrote the buffer itself, and a
         // per-request mapping goes (in-place addresses never fall in the pool's, since one

@@ -442,12 +442,18 @@ fn the_c_header_is_the_rust_declaration() {
 
 /// Compile `tests/c/encode.c` (iommu_client.h against the stand-in microkit.h) into `out`.
 fn build_encode_c(out: &Path) {
+    build_c("encode.c", out);
+}
+
+/// Compile `tests/c/<source>` (against iommu_client.h and the stand-in microkit.h) into
+/// `out`.
+fn build_c(source: &str, out: &Path) {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let built = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(out)
-        .arg(here.join("encode.c"))
+        .arg(here.join(source))
         .arg("-I")
         .arg(&here)
         .arg("-I")
@@ -624,6 +630,48 @@ fn c_queue_entries_are_the_rust_encoding() {
         done,
         [format!("queue_done 0 0 {}", 0x10_0000), format!("queue_done 1 {} 0", ErrorCode::NotMapped as u64)]
     );
+}
+
+/// C's strict UNMAP (`iommu_unmap_strict`) against a stand-in IOMMU PD answering as each
+/// case says: confirmed by the queue when its completion says so, else by the UNMAP call,
+/// else the device stopped, else (STOP not confirmed, asked `IOMMU_STOP_TRIES` times while
+/// the IOMMU fails) said so; and what it posts and calls is the Rust encoding.
+#[test]
+fn c_strict_unmap_falls_back_to_the_call_then_to_stop() {
+    let out = std::env::temp_dir().join(format!("iommu-c-strict-{}", std::process::id()));
+    build_c("strict.c", &out);
+    let run = Command::new(&out).output().unwrap();
+    let _ = std::fs::remove_file(&out);
+    let text = String::from_utf8(run.stdout).unwrap();
+    let (hw, bad_device) = (ErrorCode::Hardware as u64, ErrorCode::BadDevice as u64);
+    // The result (0 by the queue, 1 by the call, 2 stopped, 3 not stopped), the last error
+    // answered, completions of other entries handed back, and the requests made.
+    let cases = [
+        ("queue", 0, 0, 0, "serve"),
+        ("queue_not_mapped", 0, 0, 0, "serve"),
+        ("queue_others", 0, 0, 2, "serve"),
+        ("queue_refused", 1, hw, 0, "serve unmap"),
+        ("queue_silent", 1, 0, 0, "serve unmap"),
+        ("ring_full", 1, 0, 0, "serve unmap"),
+        ("no_queue", 1, 0, 0, "unmap"),
+        ("stopped", 2, hw, 0, "serve unmap stop"),
+        ("not_stopped", 3, hw, 0, "serve unmap stop stop stop stop"),
+        ("stop_refused", 3, bad_device, 0, "unmap stop"),
+    ];
+    for (name, result, err, others, made) in cases {
+        let want = format!("strict {name} {result} {err} others {others} made {made}");
+        assert!(text.lines().any(|l| l == want), "want `{want}`\n{text}");
+    }
+    // The queue's entry and the call are the Rust encoding of the same UNMAP.
+    let mut iovas = [0; MAX_UNMAP_RANGES];
+    iovas[0] = 0x8000;
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = Request::Unmap { device: DeviceId(2), iovas, count: 1 }.encode(&mut mrs);
+    let entry = format!("entry queue {label} {} {} {} {}", mrs[0], mrs[1], mrs[2], mrs[3]);
+    assert!(text.lines().any(|l| l == entry), "want `{entry}`\n{text}");
+    let call = format!("call queue_refused {label} {n} {} {} {}", mrs[0], mrs[1], mrs[2]);
+    assert_eq!(n, 3);
+    assert!(text.lines().any(|l| l == call), "want `{call}`\n{text}");
 }
 
 /// The fault kinds a client reads are SMMUv3's event numbers.

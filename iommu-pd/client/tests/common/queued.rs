@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 
 use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach};
 use iommu_client::queue::MapQueue;
-use iommu_client::Client;
+use iommu_client::{Channel, Client};
 use iommu_pd::model::ModelHw;
 use iommu_pd::{Config, Service};
 use iommu_protocol::queue::{OwnedQueue, Queue};
@@ -29,6 +29,16 @@ fn call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VAL
         SERVICE.with(|s| s.borrow_mut().as_mut().unwrap().serve_queue(0, &q));
     }
     crate::common::call(label, mrs, reply)
+}
+
+/// `call` as a client's channel (a call the IOMMU PD may serve a batch of the queue before).
+#[allow(dead_code, reason = "only the tests that call the IOMMU PD themselves use it")]
+pub struct Serving;
+
+impl Channel for Serving {
+    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
+        call(label, mrs, reply)
+    }
 }
 
 /// The next call finds the IOMMU PD serving a batch of the queue first (busy or not): the

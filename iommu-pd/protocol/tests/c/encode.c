@@ -8,6 +8,7 @@ uint64_t stub_mrs[128];
 microkit_msginfo stub_call;
 uint64_t stub_reply[16] = {0x100000005, 7, 0, 0, 0, 0, 0, 0, 0, 0};
 unsigned stub_notified;
+uint64_t (*stub_iommu_pd)(uint64_t label);
 
 static void sent(const char *what)
 {

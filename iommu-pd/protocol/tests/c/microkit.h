@@ -1,5 +1,6 @@
 /* A host stand-in for the SDK's microkit.h, just enough for iommu_client.h: a protected
- * procedure call records its label and message registers and answers with canned ones. */
+ * procedure call records its label and message registers and answers with canned ones,
+ * or as a stand-in IOMMU PD says (stub_iommu_pd). */
 #ifndef MICROKIT_H
 #define MICROKIT_H
 #include <stdint.h>
@@ -16,6 +17,10 @@ typedef uint8_t seL4_Uint8;
 extern uint64_t stub_mrs[128];
 extern microkit_msginfo stub_call;
 extern uint64_t stub_reply[16];
+/* When set, the IOMMU PD's side of a call (the request's registers at stub_mrs[64..],
+ * the reply's written to stub_mrs[0..]): the call is answered with the label it returns.
+ * Otherwise every call is answered 0 with stub_reply. */
+extern uint64_t (*stub_iommu_pd)(uint64_t label);
 
 static inline microkit_msginfo microkit_msginfo_new(seL4_Word label, seL4_Uint16 count)
 {
@@ -33,7 +38,7 @@ static inline microkit_msginfo microkit_ppcall(microkit_channel ch, microkit_msg
         stub_mrs[64 + i] = stub_mrs[i];
         stub_mrs[i] = stub_reply[i];
     }
-    return microkit_msginfo_new(0, 10);
+    return microkit_msginfo_new(stub_iommu_pd ? stub_iommu_pd(m.label) : 0, 10);
 }
 extern unsigned stub_notified;
 static inline void microkit_notify(microkit_channel ch) { stub_notified += ch; }
