@@ -386,7 +386,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
             index: Index::new(storage.leaves, storage.inners),
             free: storage.free,
             free_len: slots,
-            clients: storage.clients,
+            // Exactly the description's clients: the one bounds check of a client index is
+            // also the check that the description has it (`handle_with`'s MAP).
+            clients: &mut storage.clients[..cfg.clients.len()],
             devices: storage.devices,
             rings: storage.rings,
             stats: Stats::default(),
@@ -511,7 +513,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// retried first, is `handle_other`'s, in the order it always had.
     #[inline(always)]
     pub fn handle_with(&mut self, client: usize, label: u64, mrs: &[u64], pci: &mut dyn ConfigSpace) -> Reply {
-        if label == Op::Map as u64 && self.unblocked == 0 && client < self.cfg.clients.len() {
+        if label == Op::Map as u64 && self.unblocked == 0 && client < self.clients.len() {
             return self.map_reply(client, mrs);
         }
         self.handle_other(client, label, mrs, pci)
