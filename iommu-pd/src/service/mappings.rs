@@ -69,6 +69,26 @@ pub(super) struct Planned {
     rights: Rights,
 }
 
+impl Planned {
+    /// The mapping it makes, in no capability's list yet.
+    #[inline(always)]
+    fn mapping(&self) -> Mapping {
+        Mapping {
+            device: self.device as u8,
+            region: self.region,
+            iova: self.iova,
+            pages: (self.len / PAGE) as u32,
+            pa: self.pa,
+            rights: self.rights,
+            cap: self.cap,
+            pinned: false,
+            pending: false,
+            cap_prev: NIL,
+            cap_next: NIL,
+        }
+    }
+}
+
 impl<'a, H: IommuHw> Service<'a, H> {
     /// Make `device`'s static mappings (at boot, and when its client is ready again).
     pub(super) fn make_static_maps(&mut self, device: DeviceIndex) -> Result<()> {
@@ -378,19 +398,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// same reply, nothing changed.
     #[inline(always)]
     fn map_booked(&mut self, client: usize, p: Planned) -> Result<u64> {
-        let m = Mapping {
-            device: p.device as u8,
-            region: p.region,
-            iova: p.iova,
-            pages: (p.len / PAGE) as u32,
-            pa: p.pa,
-            rights: p.rights,
-            cap: p.cap,
-            pinned: false,
-            pending: false,
-            cap_prev: NIL,
-            cap_next: NIL,
-        };
+        let m = p.mapping();
         let slot = self.book_mapping(m);
         let usage = &mut self.clients[client].usage;
         usage.mappings += 1;
@@ -522,19 +530,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if let Err(e) = self.hw.map_if_free(p.device, p.iova, p.pa, p.len, p.rights) {
             return Err(self.map_refused(p.device, p.iova, p.len, e));
         }
-        self.insert_mapping(Mapping {
-            device: p.device as u8,
-            region: p.region,
-            iova: p.iova,
-            pages: (p.len / PAGE) as u32,
-            pa: p.pa,
-            rights: p.rights,
-            cap: p.cap,
-            pinned: false,
-            pending: false,
-            cap_prev: NIL,
-            cap_next: NIL,
-        });
+        self.insert_mapping(p.mapping());
         let usage = &mut self.clients[client].usage;
         usage.mappings += 1;
         usage.pages += p.len / PAGE;
