@@ -64,6 +64,9 @@ fn map_refusals_change_nothing() {
     assert_eq!(s.handle(NET, 1, &[0, 0]), err(ErrorCode::Truncated));
     assert_eq!(s.handle(NET, 1, &[0, 0, 0x1000, u64::MAX, 9]), err(ErrorCode::Malformed));
     assert_eq!(s.handle(7, 7, &[]), err(ErrorCode::BadClient));
+    // A MAP, which `handle_with` serves apart, from a client the description does not
+    // have, even one whose registers name what client 0 holds.
+    assert_eq!(map(&mut s, 7, 0, 0, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadClient));
     // Unmapping someone else's mapping, a mapping of another device, an IOVA inside a
     // mapping rather than at its start, or the same one twice in one request.
     assert_eq!(unmap(&mut s, EVIL, 0, &[IOVA_BASE]), err(ErrorCode::BadDevice));

@@ -18,23 +18,30 @@ const ROUNDS: usize = 10_001;
 /// Requests per side of a round.
 const REQUESTS: u64 = 64;
 
-/// The median and quartiles of `service / driver` over `ROUNDS` rounds; `driver` and
-/// `service` each do `REQUESTS` requests and return the time of what they measured.
-fn ratio(mut driver: impl FnMut() -> Duration, mut service: impl FnMut() -> Duration) -> (f64, f64, f64) {
-    let mut ratios: Vec<f64> = (0..ROUNDS)
-        .map(|round| {
-            let (d, s) = if round % 2 == 0 {
-                let d = driver();
-                (d, service())
-            } else {
-                let s = service();
-                (driver(), s)
-            };
-            s.as_secs_f64() / d.as_secs_f64()
-        })
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    (ratios[ROUNDS / 2], ratios[ROUNDS / 4], ratios[3 * ROUNDS / 4])
+/// The median and quartiles of `service / driver` over `ROUNDS` rounds, and the median
+/// time per request of each side (driver, service); `driver` and `service` each do
+/// `REQUESTS` requests and return the time of what they measured.
+fn ratio(mut driver: impl FnMut() -> Duration, mut service: impl FnMut() -> Duration) -> (f64, f64, f64, f64, f64) {
+    let (mut ratios, mut ds, mut ss) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (d, s) = if round % 2 == 0 {
+            let d = driver();
+            (d, service())
+        } else {
+            let s = service();
+            (driver(), s)
+        };
+        ratios.push(s.as_secs_f64() / d.as_secs_f64());
+        ds.push(d.as_secs_f64());
+        ss.push(s.as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[ROUNDS / 2]
+    };
+    let per_request = |v: &mut Vec<f64>| median(v) * 1e9 / REQUESTS as f64;
+    let m = median(&mut ratios);
+    (m, ratios[ROUNDS / 4], ratios[3 * ROUNDS / 4], per_request(&mut ds), per_request(&mut ss))
 }
 
 fn timed(f: impl FnOnce()) -> Duration {
@@ -73,7 +80,9 @@ fn main() {
             t
         },
     );
-    let show = |(m, lo, hi): (f64, f64, f64)| format!("{m:.2} (quartiles {lo:.2} to {hi:.2})");
+    let show = |(m, lo, hi, d, s): (f64, f64, f64, f64, f64)| {
+        format!("{m:.2} (quartiles {lo:.2} to {hi:.2}; medians {d:.1} ns and {s:.1} ns a request)")
+    };
     println!("ratio: MAP call / driver map, 4 KiB: {}, target 1.5", show(map));
     println!(
         "ratio: queue MAP+UNMAP ({} entries a batch) / driver map+unmap, 4 KiB: {}, target 1.3",

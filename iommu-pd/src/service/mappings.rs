@@ -69,6 +69,26 @@ pub(super) struct Planned {
     rights: Rights,
 }
 
+impl Planned {
+    /// The mapping it makes, in no capability's list yet.
+    #[inline(always)]
+    fn mapping(&self) -> Mapping {
+        Mapping {
+            device: self.device as u8,
+            region: self.region,
+            iova: self.iova,
+            pages: (self.len / PAGE) as u32,
+            pa: self.pa,
+            rights: self.rights,
+            cap: self.cap,
+            pinned: false,
+            pending: false,
+            cap_prev: NIL,
+            cap_next: NIL,
+        }
+    }
+}
+
 impl<'a, H: IommuHw> Service<'a, H> {
     /// Make `device`'s static mappings (at boot, and when its client is ready again).
     pub(super) fn make_static_maps(&mut self, device: DeviceIndex) -> Result<()> {
@@ -145,11 +165,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// room, `room_for_mapping`, and that `m` overlaps nothing of its device). Inlined, so
     /// that `m` is built in its slot rather than on the stack and copied.
     #[inline(always)]
-    pub(super) fn insert_mapping(&mut self, mut m: Mapping) {
+    pub(super) fn insert_mapping(&mut self, m: Mapping) {
+        let slot = self.book_mapping(m);
+        self.file_mapping(m.device as usize, m.iova, m.len(), slot);
+    }
+
+    /// The first half of `insert_mapping`: `m` in a free slot (the caller checked that
+    /// there is one), at the head of its capability's list; returns the slot. Until
+    /// `file_mapping` files it, no index holds it, and `free_slot` undoes this exactly.
+    #[inline(always)]
+    fn book_mapping(&mut self, mut m: Mapping) -> u16 {
         debug_assert!(self.room_for_mapping(m.device as usize));
         self.free_len -= 1;
         let slot = self.free[self.free_len];
-        let d = m.device as usize;
         // At the head of its capability's list.
         if let Some(cap) = self.caps.get_mut(m.cap as usize).and_then(Option::as_mut) {
             m.cap_next = cap.maps;
@@ -159,10 +187,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
             next.cap_prev = slot;
         }
         self.maps[slot as usize] = Some(m);
+        slot
+    }
+
+    /// The second half of `insert_mapping`: the mapping booked in `slot`, `len` bytes at
+    /// `iova`, filed in device `d`'s index, and the allocator's next IOVA kept.
+    #[inline(always)]
+    fn file_mapping(&mut self, d: DeviceIndex, iova: u64, len: u64, slot: u16) {
         // `room_for_mapping` said there is room, and nothing has been filed since.
         let st = &mut self.devices[d];
-        self.index.insert_with_room(&mut st.root, m.iova, slot);
-        st.next_iova = st.next_iova.max(m.iova + m.len());
+        self.index.insert_with_room(&mut st.root, iova, slot);
+        st.next_iova = st.next_iova.max(iova + len);
     }
 
     /// A mapping of `d` that ended at `end` has left its index: if it was the highest,
@@ -352,7 +387,40 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let hit = last.key == key && key != NO_MAP_KEY;
         let (held, rights) = if hit { (last.held, last.rights) } else { self.map_lookup(client, key)? };
         let p = self.map_check_held(client, &held, offset, len, iova, rights)?;
-        self.map_apply(client, p)
+        self.map_booked(client, p)
+    }
+
+    /// `map_apply` for the call, in another order: the mapping is booked (its slot,
+    /// record, capability list and its client's usage) before the IOMMU maps it, and filed
+    /// in its device's index after. Fewer of its values are then kept across the driver's
+    /// call, which must save them. If the IOMMU refuses, the booking is undone before the
+    /// refusal is looked at (`map_refused` searches the index, which never held it): the
+    /// same reply, nothing changed.
+    #[inline(always)]
+    fn map_booked(&mut self, client: usize, p: Planned) -> Result<u64> {
+        let m = p.mapping();
+        let slot = self.book_mapping(m);
+        let usage = &mut self.clients[client].usage;
+        usage.mappings += 1;
+        usage.pages += p.len / PAGE;
+        if let Err(e) = self.hw.map_if_free(p.device, p.iova, p.pa, p.len, p.rights) {
+            self.unbook(client, slot);
+            return Err(self.map_refused(p.device, p.iova, p.len, e));
+        }
+        self.file_mapping(p.device, p.iova, p.len, slot);
+        Ok(p.iova)
+    }
+
+    /// `map_booked`'s booking in `slot` undone: the IOMMU refused the mapping.
+    #[cold]
+    #[inline(never)]
+    fn unbook(&mut self, client: usize, slot: u16) {
+        if let Some(m) = self.maps[slot as usize] {
+            self.free_slot(slot as usize, &m);
+            let usage = &mut self.clients[client].usage;
+            usage.mappings -= 1;
+            usage.pages -= m.len() / PAGE;
+        }
     }
 
     /// A MAP call's first register decoded and `held` made for it, remembered as the
@@ -462,19 +530,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if let Err(e) = self.hw.map_if_free(p.device, p.iova, p.pa, p.len, p.rights) {
             return Err(self.map_refused(p.device, p.iova, p.len, e));
         }
-        self.insert_mapping(Mapping {
-            device: p.device as u8,
-            region: p.region,
-            iova: p.iova,
-            pages: (p.len / PAGE) as u32,
-            pa: p.pa,
-            rights: p.rights,
-            cap: p.cap,
-            pinned: false,
-            pending: false,
-            cap_prev: NIL,
-            cap_next: NIL,
-        });
+        self.insert_mapping(p.mapping());
         let usage = &mut self.clients[client].usage;
         usage.mappings += 1;
         usage.pages += p.len / PAGE;
