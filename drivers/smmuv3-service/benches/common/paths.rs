@@ -91,13 +91,18 @@ pub fn unmap_of(iova: u64) -> Request {
 }
 
 /// The driver's own map and unmap (with its CMD_SYNC) of one page, `rounds` times, over
-/// the first 64 pages.
+/// the first 64 pages. Each result is kept observable by reference, as `driver_map`'s:
+/// by value, the copy cost this side a sixth of its time, which the queue's ratio gained.
 #[inline(never)]
 pub fn driver_map_unmap(smmu: &mut Smmu<InstantSmmu>, d: DomainId, rounds: u64) {
     for i in 0..rounds {
         let (iova, pa) = batch_page(i % 64);
-        black_box(smmu.map(d, iova, pa, 4096, Perm::ReadWrite, MemType::Normal)).unwrap();
-        black_box(smmu.unmap(d, iova, 4096)).unwrap();
+        let mapped = smmu.map(d, iova, pa, 4096, Perm::ReadWrite, MemType::Normal);
+        black_box(&mapped);
+        mapped.unwrap();
+        let unmapped = smmu.unmap(d, iova, 4096);
+        black_box(&unmapped);
+        unmapped.unwrap();
     }
 }
 
