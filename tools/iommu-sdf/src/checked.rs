@@ -30,10 +30,15 @@ pub fn sha256(bytes: &[u8]) -> String {
 }
 
 /// A manifest line: `HASH  PATH`, with GNU coreutils' escape for a path holding a
-/// backslash or a newline (the line starts with `\`, and those are written `\\` and `\n`).
+/// backslash, a newline or a carriage return (the line starts with `\`, and those are
+/// written `\\`, `\n` and `\r`, as `sha256sum` 9 writes them). A carriage return left as it
+/// is would end the line early when read back (by `str::lines` here, by `sha256sum --check`
+/// too, which takes `x.elf\r` for `x.elf`): another file would be hashed than the one the
+/// Microkit tool loads.
 fn line(hash: &str, path: &str) -> String {
-    if path.contains(['\\', '\n']) {
-        format!("\\{hash}  {}\n", path.replace('\\', "\\\\").replace('\n', "\\n"))
+    if path.contains(['\\', '\n', '\r']) {
+        let escaped = path.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r");
+        format!("\\{hash}  {escaped}\n")
     } else {
         format!("{hash}  {path}\n")
     }
@@ -63,6 +68,7 @@ fn parse_line(text: &str) -> Option<(&str, String)> {
         match chars.next()? {
             '\\' => out.push('\\'),
             'n' => out.push('\n'),
+            'r' => out.push('\r'),
             _ => return None,
         }
     }
@@ -193,9 +199,10 @@ mod tests {
     #[test]
     fn manifest_lines_read_back_as_written() {
         let h = sha256(b"x");
-        for path in ["prog.elf", "a/b c.elf", "odd\\name", "two\nlines", "/abs/path.elf"] {
+        for path in ["prog.elf", "a/b c.elf", "odd\\name", "two\nlines", "/abs/path.elf", "cr.elf\r", "a\rb"] {
             let written = line(&h, path);
             assert_eq!(written.matches('\n').count(), 1, "{written:?}");
+            assert!(!written.contains('\r'), "{written:?}");
             assert_eq!(parse_line(written.trim_end_matches('\n')), Some((h.as_str(), path.to_string())), "{path:?}");
         }
         assert_eq!(parse_line("not a line"), None);

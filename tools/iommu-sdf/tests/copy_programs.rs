@@ -136,3 +136,56 @@ fn a_program_path_out_of_the_copy_directory_is_refused() {
     assert!(!stage.join("programs.sha256").exists());
     assert_eq!(std::fs::read(base.join("outside.elf")).unwrap(), original);
 }
+
+/// `check` and `verify` run with `args`: the status and standard output and error together.
+fn run_all(args: &[&Path]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A program path ending in a carriage return (`&#13;`, which XML keeps in an attribute):
+/// a manifest line `HASH  x.elf\r` reads back, in `verify` as in `sha256sum --check`, as
+/// `x.elf`, another file. Were it written so, a hostile build could leave the checked bytes
+/// at `x.elf` and change the copy the Microkit tool loads (`x.elf\r`), and `verify` would
+/// pass. Written as coreutils writes it (`\r`, the line starting with `\`), `verify` hashes
+/// the copy itself, and `sha256sum --check` reads the manifest back the same.
+#[test]
+fn a_program_path_ending_in_a_carriage_return_is_verified_as_itself() {
+    let base = scratch("copy-programs-cr");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="x.elf&#13;" />
+    </protection_domain>
+</system>"#;
+    let sdf = base.join("cr.xml");
+    std::fs::write(&sdf, text).unwrap();
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    let checked = elf::program_for(text);
+    std::fs::create_dir_all(&programs).unwrap();
+    std::fs::write(programs.join("x.elf\r"), &checked).unwrap();
+    let (status, out) = run_all(&[
+        Path::new("check"),
+        &sdf,
+        Path::new("--search-path"),
+        &programs,
+        Path::new("--copy-programs"),
+        &stage,
+    ]);
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(std::fs::read(stage.join("x.elf\r")).unwrap(), checked);
+    let (passed, out) = sha256sum(&stage);
+    assert!(passed, "{out}");
+    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
+
+    // The checked bytes beside it, under the name without `\r`, and the copy changed.
+    std::fs::write(stage.join("x.elf"), &checked).unwrap();
+    std::fs::write(programs.join("x.elf"), &checked).unwrap();
+    let mut changed = checked.clone();
+    changed.push(0);
+    std::fs::write(stage.join("x.elf\r"), &changed).unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("x.elf\r` changed since `iommu-sdf check` read it"), "{out}");
+    let (passed, out) = sha256sum(&stage);
+    assert!(!passed, "{out}");
+}
