@@ -85,6 +85,12 @@ fn absolute(file: &Path) -> PathBuf {
     std::fs::canonicalize(file).or_else(|_| std::path::absolute(file)).unwrap_or_else(|_| file.to_path_buf())
 }
 
+/// Where `name` (relative, without `..`) lands in the copy directory: its `.` components
+/// gone, so that `./programs.sha256` is seen to be `programs.sha256`.
+fn in_dir(name: &str) -> PathBuf {
+    Path::new(name).components().filter(|c| *c != Component::CurDir).collect()
+}
+
 /// Write every file `check` read for `sys`'s programs into `dir`, under the path the
 /// description gives (the bytes read, not the file again), then `dir/MANIFEST`; the number
 /// of files written. The description is `description`, read as `text`. A path that would
@@ -104,6 +110,13 @@ pub fn copy(sys: &System, description: &Path, text: &str, dir: &Path) -> io::Res
         if !Path::new(&f.name).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
             return Err(refused(format!(
                 "the program path `{}` leads out of {}: give <program_image> paths relative to the search path, without `..`",
+                f.name,
+                dir.display()
+            )));
+        }
+        if in_dir(&f.name) == Path::new(MANIFEST) {
+            return Err(refused(format!(
+                "the program path `{}` is the name of the file check writes the programs' SHA-256 to in {} (the copy would be overwritten, and the Microkit tool given the list as the program): rename the program",
                 f.name,
                 dir.display()
             )));

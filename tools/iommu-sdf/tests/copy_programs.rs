@@ -189,3 +189,32 @@ fn a_program_path_ending_in_a_carriage_return_is_verified_as_itself() {
     let (passed, out) = sha256sum(&stage);
     assert!(!passed, "{out}");
 }
+
+/// A program named as the manifest (`programs.sha256`): its copy would be overwritten by
+/// the manifest, and the Microkit tool given the manifest as the program; `verify`, seeing
+/// the two differ, would tell the user to check again, which would do the same. Refused by
+/// `check`, exit 2, with no manifest left.
+#[test]
+fn a_program_named_as_the_manifest_is_refused() {
+    let base = scratch("copy-programs-manifest-name");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="programs.sha256" />
+    </protection_domain>
+</system>"#;
+    let sdf = base.join("named.xml");
+    std::fs::write(&sdf, text).unwrap();
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    elf::fixture_programs(text, &programs, false).unwrap();
+    let (status, out) = run_all(&[
+        Path::new("check"),
+        &sdf,
+        Path::new("--search-path"),
+        &programs,
+        Path::new("--copy-programs"),
+        &stage,
+    ]);
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains("the program path `programs.sha256` is the name of the file"), "{out}");
+    assert!(!stage.join("programs.sha256").exists());
+}
