@@ -6,9 +6,15 @@
 //! form `sha256sum --check` reads; `verify` (the `iommu-sdf verify DIR` command, run just
 //! before the Microkit tool) refuses when any of them has changed since.
 //!
-//! What this does not cover: the file the Microkit tool reads instead of the description
-//! (`build`'s output) is not recorded, only the description it was built from; and a
-//! change to DIR after `verify` and before the Microkit tool reads it is seen by neither.
+//! The Microkit tool reads the Microkit file, not the description: `check` writes the one
+//! it makes from the text it checked into DIR too (`DIR/NAME.system`, what `build` would
+//! write for that text), and the manifest lists it, so the Microkit tool given it reads
+//! the description checked, not one `build` wrote earlier from another text.
+//!
+//! What this does not cover: the PDs were built before `check` (the IOMMU PD's policy and
+//! the clients' numbers from `build`'s output), and nothing here proves that was from the
+//! same text; and a change to DIR after `verify` and before the Microkit tool reads it is
+//! seen by neither.
 
 use std::fmt::Write as _;
 use std::io;
@@ -16,6 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::board::Target;
 use crate::model::{ProgramFile, System};
 
 /// The manifest's name in the directory the programs are copied to.
@@ -92,11 +99,13 @@ fn in_dir(name: &str) -> PathBuf {
 }
 
 /// Write every file `check` read for `sys`'s programs into `dir`, under the path the
-/// description gives (the bytes read, not the file again), then `dir/MANIFEST`; the number
-/// of files written. The description is `description`, read as `text`. A path that would
-/// leave `dir` (absolute, or through `..`) is refused, as is a file read twice with
-/// different contents (it changed while `check` read it).
-pub fn copy(sys: &System, description: &Path, text: &str, dir: &Path) -> io::Result<usize> {
+/// description gives (the bytes read, not the file again), the Microkit file made from
+/// the description for `target` (`build::microkit_file`, named as `build` names it), then
+/// `dir/MANIFEST`; the number of program files written. The description is `description`,
+/// read as `text`. A path that would leave `dir` (absolute, or through `..`) is refused, as
+/// is one naming the manifest or the Microkit file, and a file read twice with different
+/// contents (it changed while `check` read it).
+pub fn copy(sys: &System, description: &Path, text: &str, target: Target, dir: &Path) -> io::Result<usize> {
     let mut files: Vec<&ProgramFile> =
         sys.pds.iter().filter_map(|pd| pd.program.as_ref()).flat_map(|p| &p.files).collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -105,6 +114,10 @@ pub fn copy(sys: &System, description: &Path, text: &str, dir: &Path) -> io::Res
         return Err(refused(format!("`{}` changed while check read it for two PDs", w[0].name)));
     }
     let mut manifest = line(&sha256(text.as_bytes()), &absolute(description).display().to_string());
+    // The Microkit tool reads this, not the description: made here from the very text
+    // checked, it cannot be one `build` wrote from an earlier text.
+    let microkit_name = crate::build::microkit_file_name(description);
+    let microkit = crate::build::microkit_file(text, sys, target).map_err(refused)?;
     std::fs::create_dir_all(dir)?;
     for f in &files {
         if !Path::new(&f.name).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
@@ -121,23 +134,39 @@ pub fn copy(sys: &System, description: &Path, text: &str, dir: &Path) -> io::Res
                 dir.display()
             )));
         }
+        if in_dir(&f.name) == Path::new(&microkit_name) {
+            return Err(refused(format!(
+                "the program path `{}` is the name of the Microkit file check writes in {} (made from {}): rename the program",
+                f.name,
+                dir.display(),
+                description.display()
+            )));
+        }
+    }
+    replace(&dir.join(&microkit_name), microkit.as_bytes())?;
+    manifest.push_str(&line(&sha256(microkit.as_bytes()), &microkit_name));
+    for f in &files {
         let copy = dir.join(&f.name);
         if let Some(parent) = copy.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        // Whatever stands there (a link to elsewhere, an earlier copy) is replaced, not
-        // written through.
-        match std::fs::remove_file(&copy) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        std::fs::write(&copy, &f.bytes)?;
+        replace(&copy, &f.bytes)?;
         let hash = sha256(&f.bytes);
         manifest.push_str(&line(&hash, &f.name));
         manifest.push_str(&line(&hash, &absolute(&f.file).display().to_string()));
     }
     std::fs::write(dir.join(MANIFEST), manifest)?;
     Ok(files.len())
+}
+
+/// Write `bytes` as `file`: whatever stands there (a link to elsewhere, an earlier copy)
+/// is replaced, not written through.
+fn replace(file: &Path, bytes: &[u8]) -> io::Result<()> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::write(file, bytes)
 }
 
 /// Take away `dir`'s manifest, if any (a `check` that refused), so that `verify` cannot

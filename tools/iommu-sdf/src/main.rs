@@ -44,10 +44,11 @@ options:
                            and `report` (run before the programs exist) write their
                            output and say what is unproven until `check --search-path`
   --copy-programs DIR      (check) once the description passes, write each program as
-                           read and checked into DIR, under its program_image path, and
-                           DIR/programs.sha256: give the Microkit tool --search-path DIR
-                           so it loads exactly what was checked, and run `verify DIR`
-                           before it
+                           read and checked into DIR, under its program_image path, the
+                           Microkit file made from the description (DIR/NAME.system, as
+                           build names it) and DIR/programs.sha256: give the Microkit tool
+                           DIR/NAME.system and --search-path DIR so it reads and loads
+                           exactly what was checked, and run `verify DIR` before it
   -h, --help               this text (after a command: that command's)
 
 exit status:
@@ -65,19 +66,21 @@ report every problem of the description FILE as
   FILE:LINE:COL: error: <element>: what is wrong
   FILE:LINE:COL: note: fix: what would fix it
 then a count. With --copy-programs, when there is none, write the programs as read into
-OUT (each under its program_image path) and OUT/programs.sha256, the SHA-256 of each
-copy, of the file it was read from and of FILE: the Microkit tool, given --search-path
-OUT, then loads exactly what was checked (`iommu-sdf verify OUT` just before it refuses
-if any of them changed); when there are problems, OUT/programs.sha256 is removed. Exit 0
-if there is none, 1 if there are, 2 if FILE cannot be read or OUT written.
+OUT (each under its program_image path), the Microkit file made from FILE (OUT/NAME.system,
+what build would write) and OUT/programs.sha256, the SHA-256 of FILE, of the Microkit
+file, of each copy and of the file it was read from: the Microkit tool, given
+OUT/NAME.system and --search-path OUT, then reads and loads exactly what was checked
+(`iommu-sdf verify OUT` just before it refuses if any of them changed); when there are
+problems, OUT/programs.sha256 is removed. Exit 0 if there is none, 1 if there are, 2 if
+FILE cannot be read or OUT written.
 ";
 
 const VERIFY_USAGE: &str = "\
 usage: iommu-sdf verify DIR
 
 Read DIR/programs.sha256, which `check --copy-programs DIR` wrote, and refuse (exit 1)
-if any program copied into DIR, the file it was read from, or the description checked
-has changed since, each as
+if any program copied into DIR, the file it was read from, the Microkit file written
+there or the description checked has changed since, each as
   DIR/programs.sha256:LINE:1: error: what changed
   DIR/programs.sha256:LINE:1: note: fix: what would fix it
 Run it just before the Microkit tool (images/Makefile does). Exit 0 if none has
@@ -230,12 +233,15 @@ fn main() -> ExitCode {
     }
     match command {
         Command::Check(_, None) => ExitCode::SUCCESS,
-        Command::Check(_, Some(dir)) => match iommu_sdf::checked::copy(&sys, &file, &text, &dir) {
+        Command::Check(_, Some(dir)) => match iommu_sdf::checked::copy(&sys, &file, &text, target, &dir) {
             Ok(n) => {
+                let microkit = dir.join(iommu_sdf::build::microkit_file_name(&file));
                 println!(
-                    "{shown}: copied {n} program file(s) as checked into {}, their SHA-256 in {}: give the Microkit tool --search-path {} and run `iommu-sdf verify {}` before it",
+                    "{shown}: copied {n} program file(s) as checked into {}, and wrote the Microkit file made from it, {}, their SHA-256 in {}: give the Microkit tool {} and --search-path {}, and run `iommu-sdf verify {}` before it",
                     dir.display(),
+                    microkit.display(),
                     dir.join(iommu_sdf::checked::MANIFEST).display(),
+                    microkit.display(),
                     dir.display(),
                     dir.display()
                 );
@@ -302,7 +308,7 @@ fn verify(dir: &Path) -> ExitCode {
             c.checked
         );
         println!(
-            "{shown}:{}:1: note: fix: run `iommu-sdf check {} --search-path DIR... --copy-programs {}` again on the programs as built, then this, then the Microkit tool with --search-path {} (images/Makefile's image step runs the three)",
+            "{shown}:{}:1: note: fix: run `iommu-sdf check {} --search-path DIR... --copy-programs {}` again on the programs as built, then this, then the Microkit tool on its Microkit file there with --search-path {} (images/Makefile's image step runs the three)",
             c.line,
             description.display(),
             dir.display(),
@@ -320,28 +326,26 @@ fn verify(dir: &Path) -> ExitCode {
 /// Write the Microkit description and the IOMMU PD's policy into `dir`.
 fn build(file: &Path, text: &str, sys: &iommu_sdf::model::System, dir: &Path, target: Target) -> ExitCode {
     let shown = file.display();
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
-    if target == Target::X86_64 {
-        // Microkit's elements only, which the Microkit tool reads itself: the text as it is.
-        let written =
-            std::fs::create_dir_all(dir).and_then(|_| std::fs::write(dir.join(format!("{stem}.system")), text));
-        if let Err(e) = written {
-            eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
-            return ExitCode::from(2);
-        }
-        println!("{shown}: wrote {}/{stem}.system (x86_64: no IOMMU PD, so no policy)", dir.display());
-        return ExitCode::SUCCESS;
-    }
-    let system = match iommu_sdf::build::microkit_system(text, sys) {
+    let name = iommu_sdf::build::microkit_file_name(file);
+    let system = match iommu_sdf::build::microkit_file(text, sys, target) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("iommu-sdf: {shown}: {e}");
             return ExitCode::from(1);
         }
     };
+    if target == Target::X86_64 {
+        let written = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(dir.join(&name), system));
+        if let Err(e) = written {
+            eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+        println!("{shown}: wrote {}/{name} (x86_64: no IOMMU PD, so no policy)", dir.display());
+        return ExitCode::SUCCESS;
+    }
     let policy = iommu_sdf::build::policy_rust(sys, &shown.to_string());
     let mut written = std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(dir.join(format!("{stem}.system")), system))
+        .and_then(|_| std::fs::write(dir.join(&name), system))
         .and_then(|_| std::fs::write(dir.join("iommu_policy.rs"), policy));
     // Each client's numbers, for its driver: <pd>_iommu.h and <pd>_iommu.rs.
     for n in iommu_sdf::numbers::numbers(sys) {
@@ -359,7 +363,7 @@ fn build(file: &Path, text: &str, sys: &iommu_sdf::model::System, dir: &Path, ta
         return ExitCode::from(2);
     }
     println!(
-        "{shown}: wrote {}/{stem}.system, {}/iommu_policy.rs and each client's <pd>_iommu.h and <pd>_iommu.rs",
+        "{shown}: wrote {}/{name}, {}/iommu_policy.rs and each client's <pd>_iommu.h and <pd>_iommu.rs",
         dir.display(),
         dir.display()
     );

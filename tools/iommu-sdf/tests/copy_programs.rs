@@ -58,9 +58,9 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
     }
     let (status, out) = verify();
     assert_eq!(status, Some(0), "{out}");
-    assert!(out.contains("ok: the 7 files are as `iommu-sdf check` read them"), "{out}");
+    assert!(out.contains("ok: the 8 files are as `iommu-sdf check` read them"), "{out}");
     let (passed, out) = sha256sum(&stage);
-    assert!(passed && out.matches(": OK").count() == 7, "{out}");
+    assert!(passed && out.matches(": OK").count() == 8, "{out}");
 
     // A program rebuilt after the check: refused, by name, with a fix; the copy the
     // Microkit tool loads is still the program checked.
@@ -77,7 +77,7 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
         fix.contains(&format!("run `iommu-sdf check {}", sdf.display())) && fix.contains("--copy-programs"),
         "{out}"
     );
-    assert!(out.ends_with("1 of 7 changed\n"), "{out}");
+    assert!(out.ends_with("1 of 8 changed\n"), "{out}");
     assert_eq!(std::fs::read(stage.join("blk_driver.elf")).unwrap(), checked);
     let (passed, out) = sha256sum(&stage);
     assert!(!passed && out.contains("programs/blk_driver.elf: FAILED"), "{out}");
@@ -216,5 +216,71 @@ fn a_program_named_as_the_manifest_is_refused() {
     ]);
     assert_eq!(status, Some(2), "{out}");
     assert!(out.contains("the program path `programs.sha256` is the name of the file"), "{out}");
+    assert!(!stage.join("programs.sha256").exists());
+}
+
+/// The Microkit tool reads the Microkit file, not the description: images/Makefile gave it
+/// `build`'s (`$(BUILD)/NAME.system`), which `verify` did not hash and which `build` wrote
+/// from the description as it was before the programs were built. A description changed
+/// between `build` and `check` (here from one with a map over its program's segment, which
+/// `check` refuses, to one without) was checked, copied and verified while the Microkit
+/// tool was given the other. `check --copy-programs` writes the Microkit file it makes from
+/// the text it checked into DIR beside the programs (what `build` would write for it), and
+/// lists it in the manifest: `verify` refuses a change to it, and a program cannot take
+/// its name.
+#[test]
+fn the_microkit_file_is_made_from_the_description_checked() {
+    let base = scratch("copy-programs-microkit-file");
+    let checked = r#"<system>
+    <memory_region name="buf" size="0x1000" />
+    <protection_domain name="a" priority="100">
+        <program_image path="a.elf" />
+        <map mr="buf" vaddr="0x10000000" perms="rw" />
+    </protection_domain>
+</system>"#;
+    let built = checked.replace("0x10000000", "0x200000");
+    let sdf = base.join("bound.xml");
+    let (programs, stage, out_dir) = (base.join("programs"), base.join("stage"), base.join("build"));
+    elf::fixture_programs(checked, &programs, false).unwrap();
+    let check = || {
+        run_all(&[
+            Path::new("check"),
+            &sdf,
+            Path::new("--search-path"),
+            &programs,
+            Path::new("--copy-programs"),
+            &stage,
+        ])
+    };
+    // `build` ran on the description as it was; with the programs, check refuses that one.
+    std::fs::write(&sdf, &built).unwrap();
+    assert_eq!(run(&[Path::new("build"), &sdf, Path::new("--out"), &out_dir]).0, Some(0));
+    let stale = std::fs::read_to_string(out_dir.join("bound.system")).unwrap();
+    assert_eq!(check().0, Some(1));
+
+    std::fs::write(&sdf, checked).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(run(&[Path::new("build"), &sdf, Path::new("--out"), &out_dir]).0, Some(0));
+    let fresh = std::fs::read_to_string(out_dir.join("bound.system")).unwrap();
+    let copied = std::fs::read_to_string(stage.join("bound.system")).expect("the Microkit file in DIR");
+    assert_eq!(copied, fresh);
+    assert_ne!(copied, stale);
+    let (passed, out) = sha256sum(&stage);
+    assert!(passed && out.contains("bound.system: OK"), "{out}");
+
+    // Changed after the check: refused.
+    std::fs::write(stage.join("bound.system"), &stale).unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("stage/bound.system` changed since `iommu-sdf check` read it"), "{out}");
+
+    // A program may not take its name.
+    let named = checked.replace("a.elf", "./bound.system");
+    std::fs::write(&sdf, &named).unwrap();
+    elf::fixture_programs(&named, &programs, false).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains("the program path `./bound.system` is the name of the Microkit file"), "{out}");
     assert!(!stage.join("programs.sha256").exists());
 }
