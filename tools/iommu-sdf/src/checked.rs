@@ -197,29 +197,60 @@ pub struct Verified {
     /// How many files the manifest lists.
     pub files: usize,
     pub changed: Vec<Changed>,
+    /// The Microkit file (the manifest's second line, relative to DIR).
+    pub microkit: String,
+    /// Each program or symbols file the Microkit file names that the manifest does not list
+    /// (the Microkit tool would load it unchecked), as the Microkit file names it.
+    pub unlisted: Vec<String>,
 }
 
 /// Every file `dir/MANIFEST` lists (relative paths in `dir`) whose SHA-256 differs from the
-/// one recorded, or that cannot be read. An error if the manifest cannot be read, lists
-/// nothing, or has a line `copy` does not write.
+/// one recorded, or that cannot be read; and every program the Microkit file (its second
+/// line) names that it does not list. An error if the manifest cannot be read, lists
+/// nothing, has a line `copy` does not write, or its second line is not a Microkit file.
 pub fn verify(dir: &Path) -> io::Result<Verified> {
+    let shown = dir.join(MANIFEST);
+    let shown = shown.display();
     let manifest = std::fs::read_to_string(dir.join(MANIFEST))?;
     let mut changed = Vec::new();
+    let mut listed = Vec::new();
     let mut description = None;
     let mut files = 0;
     for (i, text) in manifest.lines().enumerate() {
-        let (checked, path) = parse_line(text)
-            .ok_or_else(|| refused(format!("{}:{}: not a line check writes", dir.join(MANIFEST).display(), i + 1)))?;
-        let path = dir.join(path);
+        let (checked, name) =
+            parse_line(text).ok_or_else(|| refused(format!("{shown}:{}: not a line check writes", i + 1)))?;
+        let path = dir.join(&name);
         let now = std::fs::read(&path).map(|b| sha256(&b)).map_err(|e| e.to_string());
         if now.as_deref() != Ok(checked) {
             changed.push(Changed { line: i + 1, path: path.clone(), checked: checked.to_string(), now });
         }
         description.get_or_insert(path);
+        listed.push(name);
         files += 1;
     }
-    let description = description.ok_or_else(|| refused(format!("{} lists nothing", dir.join(MANIFEST).display())))?;
-    Ok(Verified { description, files, changed })
+    let description = description.ok_or_else(|| refused(format!("{shown} lists nothing")))?;
+    // What the Microkit tool will load is what the Microkit file names: each must be listed.
+    let microkit =
+        listed.get(1).filter(|name| name.ends_with(".system") && Path::new(name).is_relative()).cloned().ok_or_else(
+            || refused("its second line is not the Microkit file check writes (NAME.system)".to_string()),
+        )?;
+    let mut unlisted = Vec::new();
+    if changed.iter().all(|c| c.line != 2) {
+        let text = std::fs::read_to_string(dir.join(&microkit))?;
+        let (sys, _) = crate::parse::parse(&text);
+        let named = sys
+            .pds
+            .iter()
+            .filter_map(|pd| pd.program.as_ref())
+            .flat_map(|p| std::iter::once(&p.path).chain(p.symbols_path.as_ref()));
+        for name in named {
+            let copied = listed[2..].iter().any(|l| Path::new(l).is_relative() && in_dir(l) == in_dir(name));
+            if !copied && !unlisted.contains(name) {
+                unlisted.push(name.clone());
+            }
+        }
+    }
+    Ok(Verified { description, files, changed, microkit, unlisted })
 }
 
 #[cfg(test)]

@@ -80,7 +80,8 @@ usage: iommu-sdf verify DIR
 
 Read DIR/programs.sha256, which `check --copy-programs DIR` wrote, and refuse (exit 1)
 if any program copied into DIR, the file it was read from, the Microkit file written
-there or the description checked has changed since, each as
+there or the description checked has changed since, or if a program or symbols file
+the Microkit file names is not in the list, each as
   DIR/programs.sha256:LINE:1: error: what changed
   DIR/programs.sha256:LINE:1: note: fix: what would fix it
 Run it just before the Microkit tool (images/Makefile does). Exit 0 if none has
@@ -289,13 +290,20 @@ fn main() -> ExitCode {
 fn verify(dir: &Path) -> ExitCode {
     let manifest = dir.join(iommu_sdf::checked::MANIFEST);
     let shown = manifest.display();
-    let iommu_sdf::checked::Verified { description, files: n, changed } = match iommu_sdf::checked::verify(dir) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("iommu-sdf: cannot verify {shown}: {e} (run `iommu-sdf check FILE --search-path DIR... --copy-programs {}` first)", dir.display());
-            return ExitCode::from(2);
-        }
-    };
+    let iommu_sdf::checked::Verified { description, files: n, changed, microkit, unlisted } =
+        match iommu_sdf::checked::verify(dir) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("iommu-sdf: cannot verify {shown}: {e} (run `iommu-sdf check FILE --search-path DIR... --copy-programs {}` first)", dir.display());
+                return ExitCode::from(2);
+            }
+        };
+    let fix = format!(
+        "run `iommu-sdf check {} --search-path DIR... --copy-programs {}` again on the programs as built, then this, then the Microkit tool on its Microkit file there with --search-path {} (images/Makefile's image step runs the three)",
+        description.display(),
+        dir.display(),
+        dir.display()
+    );
     for c in &changed {
         let now = match &c.now {
             Ok(hash) => format!("its SHA-256 is now {hash}"),
@@ -307,16 +315,16 @@ fn verify(dir: &Path) -> ExitCode {
             c.path.display(),
             c.checked
         );
-        println!(
-            "{shown}:{}:1: note: fix: run `iommu-sdf check {} --search-path DIR... --copy-programs {}` again on the programs as built, then this, then the Microkit tool on its Microkit file there with --search-path {} (images/Makefile's image step runs the three)",
-            c.line,
-            description.display(),
-            dir.display(),
-            dir.display()
-        );
+        println!("{shown}:{}:1: note: fix: {fix}", c.line);
     }
-    if !changed.is_empty() {
-        println!("{shown}: {} of {n} changed", changed.len());
+    for name in &unlisted {
+        println!(
+            "{shown}:2:1: error: `{name}`, which the Microkit file {microkit} names, is not in the list: the Microkit tool would load it unchecked"
+        );
+        println!("{shown}:2:1: note: fix: {fix}");
+    }
+    if !changed.is_empty() || !unlisted.is_empty() {
+        println!("{shown}: {} of {n} changed, {} not listed", changed.len(), unlisted.len());
         return ExitCode::from(1);
     }
     println!("{shown}: ok: the {n} files are as `iommu-sdf check` read them");

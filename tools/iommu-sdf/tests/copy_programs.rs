@@ -77,7 +77,7 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
         fix.contains(&format!("run `iommu-sdf check {}", sdf.display())) && fix.contains("--copy-programs"),
         "{out}"
     );
-    assert!(out.ends_with("1 of 8 changed\n"), "{out}");
+    assert!(out.ends_with("1 of 8 changed, 0 not listed\n"), "{out}");
     assert_eq!(std::fs::read(stage.join("blk_driver.elf")).unwrap(), checked);
     let (passed, out) = sha256sum(&stage);
     assert!(!passed && out.contains("programs/blk_driver.elf: FAILED"), "{out}");
@@ -283,4 +283,51 @@ fn the_microkit_file_is_made_from_the_description_checked() {
     assert_eq!(status, Some(2), "{out}");
     assert!(out.contains("the program path `./bound.system` is the name of the Microkit file"), "{out}");
     assert!(!stage.join("programs.sha256").exists());
+}
+
+/// `verify` hashed what the manifest lists and nothing else: a manifest listing fewer files
+/// than the Microkit file names (a line taken out, or one from an older check) passed, and
+/// the program it left out could change before the Microkit tool loaded it. `verify` now
+/// reads the Microkit file (the manifest's second line) and refuses each program or
+/// symbols file it names that the manifest does not list, and a manifest without it.
+#[test]
+fn a_manifest_listing_fewer_files_than_the_microkit_file_names_is_refused() {
+    let base = scratch("copy-programs-fewer");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="a.elf" />
+    </protection_domain>
+    <protection_domain name="b" priority="90">
+        <program_image path="./b.elf" path_for_symbols="b.debug" />
+    </protection_domain>
+</system>"#;
+    let sdf = base.join("fewer.xml");
+    std::fs::write(&sdf, text).unwrap();
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    elf::fixture_programs(text, &programs, false).unwrap();
+    let args = [Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage];
+    let manifest = stage.join("programs.sha256");
+    for (left_out, named) in [("a.elf", "a.elf"), ("b.elf", "./b.elf"), ("b.debug", "b.debug")] {
+        assert_eq!(run(&args).0, Some(0));
+        assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
+        let lines = std::fs::read_to_string(&manifest).unwrap();
+        let fewer: String = lines.lines().filter(|l| !l.ends_with(left_out)).map(|l| format!("{l}\n")).collect();
+        assert_eq!(fewer.lines().count(), lines.lines().count() - 2, "{lines}");
+        std::fs::write(&manifest, fewer).unwrap();
+        std::fs::write(stage.join(left_out), b"not what was checked").unwrap();
+        let (status, out) = run(&[Path::new("verify"), &stage]);
+        assert_eq!(status, Some(1), "{left_out}: {out}");
+        assert!(
+            out.contains(&format!("`{named}`, which the Microkit file fewer.system names, is not in the list")),
+            "{out}"
+        );
+    }
+    // Without the Microkit file's line: nothing says what the Microkit tool will load.
+    assert_eq!(run(&args).0, Some(0));
+    let lines = std::fs::read_to_string(&manifest).unwrap();
+    let fewer: String = lines.lines().filter(|l| !l.ends_with("fewer.system")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&manifest, fewer).unwrap();
+    let (status, out) = run_all(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains("its second line is not the Microkit file"), "{out}");
 }
