@@ -331,3 +331,82 @@ fn a_manifest_listing_fewer_files_than_the_microkit_file_names_is_refused() {
     assert_eq!(status, Some(2), "{out}");
     assert!(out.contains("its second line is not the Microkit file"), "{out}");
 }
+
+/// Attacks that held, kept as tests. An absolute program path (the Microkit tool's
+/// `search_path.join(path)` would load it from wherever it names, whatever its search
+/// path) is refused before anything is written. A link standing in DIR where a copy goes
+/// is replaced, not written through: the file it pointed at is left as it was, and the
+/// Microkit tool reads the copy.
+#[test]
+fn an_absolute_program_path_and_a_link_in_the_copy_directory_are_not_followed() {
+    let base = scratch("copy-programs-held");
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    let absolute = base.join("elsewhere.elf");
+    let text = format!(
+        r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="{}" />
+    </protection_domain>
+</system>"#,
+        absolute.display()
+    );
+    let sdf = base.join("held.xml");
+    std::fs::write(&sdf, &text).unwrap();
+    std::fs::write(&absolute, elf::program_for(&text)).unwrap();
+    let args = [Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage];
+    std::fs::create_dir_all(&programs).unwrap();
+    let (status, out) = run_all(&args);
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains(&format!("the program path `{}` leads out of", absolute.display())), "{out}");
+    assert!(!stage.join("programs.sha256").exists() && !stage.join("held.system").exists());
+
+    let text = text.replace(&absolute.display().to_string(), "a.elf");
+    std::fs::write(&sdf, &text).unwrap();
+    elf::fixture_programs(&text, &programs, false).unwrap();
+    let victim = base.join("victim");
+    std::fs::write(&victim, b"left alone").unwrap();
+    std::os::unix::fs::symlink(&victim, stage.join("a.elf")).unwrap();
+    std::os::unix::fs::symlink(&victim, stage.join("held.system")).unwrap();
+    let (status, out) = run_all(&args);
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"left alone");
+    for name in ["a.elf", "held.system"] {
+        assert!(!std::fs::symlink_metadata(stage.join(name)).unwrap().file_type().is_symlink(), "{name}");
+    }
+    assert_eq!(std::fs::read(stage.join("a.elf")).unwrap(), std::fs::read(programs.join("a.elf")).unwrap());
+    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
+}
+
+/// Two PDs naming one file two ways (`x.elf`, `./x.elf`), rebuilt between the two reads:
+/// each PD was checked against other bytes, and both copies land on one file. `check`
+/// does not see it (the names differ), but the manifest records both, so `verify` finds
+/// the one the later copy overwrote changed, and refuses.
+#[test]
+fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
+    let base = scratch("copy-programs-two-ways");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="x.elf" />
+    </protection_domain>
+    <protection_domain name="b" priority="90">
+        <program_image path="./x.elf" />
+    </protection_domain>
+</system>"#;
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    elf::fixture_programs(text, &programs, false).unwrap();
+    let board = iommu_sdf::Board::default();
+    let (mut sys, problems) = iommu_sdf::check_text_with(text, &board, std::slice::from_ref(&programs));
+    assert!(problems.is_empty(), "{problems:?}");
+    // What `check` would have read had the file been rebuilt after PD a's read.
+    let b = sys.pds.iter_mut().find(|pd| pd.name == "b").unwrap();
+    let file = &mut b.program.as_mut().unwrap().files[0];
+    let mut rebuilt = file.bytes.to_vec();
+    rebuilt.push(0);
+    file.bytes = rebuilt.into();
+    let sdf = base.join("two.xml");
+    std::fs::write(&sdf, text).unwrap();
+    iommu_sdf::checked::copy(&sys, &sdf, text, board.target, &stage).unwrap();
+    let v = iommu_sdf::checked::verify(&stage).unwrap();
+    assert!(v.changed.iter().any(|c| c.path.ends_with("x.elf")), "{v:?}");
+    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(1));
+}
