@@ -169,6 +169,38 @@ fn replace(file: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::write(file, bytes)
 }
 
+/// Every file `build` writes for the description `file`, read as `text` and checked as
+/// `sys`, with its contents: the Microkit file, then (for aarch64) the IOMMU PD's policy and
+/// each client's numbers, which the PDs are compiled against.
+pub fn outputs(
+    file: &std::path::Path,
+    text: &str,
+    sys: &System,
+    target: Target,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = vec![(crate::build::microkit_file_name(file), crate::build::microkit_file(text, sys, target)?)];
+    if target == Target::X86_64 {
+        return Ok(out);
+    }
+    let shown = file.display().to_string();
+    out.push(("iommu_policy.rs".to_string(), crate::build::policy_rust(sys, &shown)));
+    for n in crate::numbers::numbers(sys) {
+        out.push((format!("{}_iommu.h", n.pd), crate::numbers::c_header(&n, &shown)));
+        out.push((format!("{}_iommu.rs", n.pd), crate::numbers::rust_module(&n, &shown)));
+    }
+    Ok(out)
+}
+
+/// The names of `outputs` that `dir` does not hold as they are (missing, or written from
+/// another text): the PDs compiled against `dir` were not compiled from that text.
+pub fn not_built_in(dir: &std::path::Path, outputs: &[(String, String)]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter(|(name, contents)| std::fs::read(dir.join(name)).ok().as_deref() != Some(contents.as_bytes()))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// Take away `dir`'s manifest, if any (a `check` that refused), so that `verify` cannot
 /// pass on programs an earlier `check` copied.
 pub fn forget(dir: &Path) -> io::Result<()> {

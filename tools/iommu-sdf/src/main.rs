@@ -49,6 +49,10 @@ options:
                            build names it) and DIR/programs.sha256: give the Microkit tool
                            DIR/NAME.system and --search-path DIR so it reads and loads
                            exactly what was checked, and run `verify DIR` before it
+  --built DIR              (check) refuse unless every file `build` writes for the
+                           description (the Microkit file, the policy, each client's
+                           numbers), which the PDs are compiled against, is in DIR as
+                           build would write it now
   -h, --help               this text (after a command: that command's)
 
 exit status:
@@ -58,7 +62,7 @@ exit status:
 ";
 
 const CHECK_USAGE: &str = "\
-usage: iommu-sdf check FILE --search-path DIR... [--board BOARD] [--copy-programs OUT]
+usage: iommu-sdf check FILE --search-path DIR... [--board BOARD] [--copy-programs OUT] [--built DIR]
 
 Read the PDs' programs from the search path (as the Microkit tool will: without them
 each <program_image> is a problem, the programs' placement and symbols unproven), and
@@ -111,7 +115,8 @@ read or written.
 
 /// What the command line asks for.
 enum Command {
-    Check(PathBuf, Option<PathBuf>),
+    /// The description, `--copy-programs`, `--built`.
+    Check(PathBuf, Option<PathBuf>, Option<PathBuf>),
     Verify(PathBuf),
     Build(PathBuf, PathBuf),
     Report(PathBuf, Option<PathBuf>, Option<PathBuf>),
@@ -147,6 +152,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let mut svg = None;
     let mut placed = None;
     let mut copy = None;
+    let mut built = None;
     let mut board = Board::default();
     let mut search = Vec::new();
     let mut it = rest.iter();
@@ -156,6 +162,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
             "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--microkit-report" if cmd == "report" => placed = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--copy-programs" if cmd == "check" => copy = Some(PathBuf::from(it.next().ok_or(usage)?)),
+            "--built" if cmd == "check" => built = Some(PathBuf::from(it.next().ok_or(usage)?)),
             _ if cmd == "verify" && (a.starts_with('-') || file.is_some()) => return Err(usage),
             "--board" => board = Board::named(it.next().ok_or(usage)?),
             "--search-path" => search.push(PathBuf::from(it.next().ok_or(usage)?)),
@@ -165,7 +172,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     }
     let file = file.ok_or(usage)?;
     let command = match cmd.as_str() {
-        "check" => Command::Check(file, copy),
+        "check" => Command::Check(file, copy, built),
         "verify" => Command::Verify(file),
         "build" => Command::Build(file, out.ok_or(usage)?),
         _ => Command::Report(file, svg, placed),
@@ -185,7 +192,7 @@ fn main() -> ExitCode {
     };
     let file = match &command {
         Command::Verify(dir) => return verify(dir),
-        Command::Check(f, _) | Command::Build(f, _) | Command::Report(f, ..) => f.clone(),
+        Command::Check(f, ..) | Command::Build(f, _) | Command::Report(f, ..) => f.clone(),
     };
     let shown = file.display().to_string();
     let text = match std::fs::read_to_string(&file) {
@@ -204,6 +211,20 @@ fn main() -> ExitCode {
         problems.extend(iommu_sdf::programs::unread(&sys));
         problems.sort_by_key(|p| p.line);
     }
+    // The PDs were compiled against what `build` wrote: from this text, or the check is of
+    // a description the image does not carry.
+    if let (Command::Check(_, _, Some(built)), true) = (&command, problems.is_empty()) {
+        let outputs = iommu_sdf::checked::outputs(&file, &text, &sys, target);
+        let not_built = outputs.as_deref().map(|o| iommu_sdf::checked::not_built_in(built, o)).unwrap_or_default();
+        for name in not_built {
+            problems.push(iommu_sdf::problem::p(
+                1,
+                "system",
+                format!("`{}` was not written from this description (missing, or from another text): the PDs compiled against it are not this description's", built.join(&name).display()),
+                format!("run `iommu-sdf build {shown} --out {}` and build the PDs again before checking (images/Makefile's image step does both)", built.display()),
+            ));
+        }
+    }
     let lines: Vec<&str> = text.lines().collect();
     for p in &problems {
         let col = iommu_sdf::problem::column_on(lines.get((p.line as usize).saturating_sub(1)).copied(), p);
@@ -215,7 +236,7 @@ fn main() -> ExitCode {
     if !problems.is_empty() {
         println!("{shown}: {} problem(s)", problems.len());
         // Programs an earlier check copied are not this description's proof.
-        if let Command::Check(_, Some(dir)) = &command {
+        if let Command::Check(_, Some(dir), _) = &command {
             if let Err(e) = iommu_sdf::checked::forget(dir) {
                 eprintln!("iommu-sdf: cannot remove {}: {e}", dir.join(iommu_sdf::checked::MANIFEST).display());
                 return ExitCode::from(2);
@@ -233,8 +254,8 @@ fn main() -> ExitCode {
         println!("{unproven}");
     }
     match command {
-        Command::Check(_, None) => ExitCode::SUCCESS,
-        Command::Check(_, Some(dir)) => match iommu_sdf::checked::copy(&sys, &file, &text, target, &dir) {
+        Command::Check(_, None, _) => ExitCode::SUCCESS,
+        Command::Check(_, Some(dir), _) => match iommu_sdf::checked::copy(&sys, &file, &text, target, &dir) {
             Ok(n) => {
                 let microkit = dir.join(iommu_sdf::build::microkit_file_name(&file));
                 println!(
@@ -335,40 +356,23 @@ fn verify(dir: &Path) -> ExitCode {
 fn build(file: &Path, text: &str, sys: &iommu_sdf::model::System, dir: &Path, target: Target) -> ExitCode {
     let shown = file.display();
     let name = iommu_sdf::build::microkit_file_name(file);
-    let system = match iommu_sdf::build::microkit_file(text, sys, target) {
-        Ok(s) => s,
+    // The Microkit file, the policy and each client's numbers (<pd>_iommu.h, <pd>_iommu.rs).
+    let outputs = match iommu_sdf::checked::outputs(file, text, sys, target) {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("iommu-sdf: {shown}: {e}");
             return ExitCode::from(1);
         }
     };
-    if target == Target::X86_64 {
-        let written = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(dir.join(&name), system));
-        if let Err(e) = written {
-            eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
-            return ExitCode::from(2);
-        }
-        println!("{shown}: wrote {}/{name} (x86_64: no IOMMU PD, so no policy)", dir.display());
-        return ExitCode::SUCCESS;
-    }
-    let policy = iommu_sdf::build::policy_rust(sys, &shown.to_string());
-    let mut written = std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(dir.join(&name), system))
-        .and_then(|_| std::fs::write(dir.join("iommu_policy.rs"), policy));
-    // Each client's numbers, for its driver: <pd>_iommu.h and <pd>_iommu.rs.
-    for n in iommu_sdf::numbers::numbers(sys) {
-        let source = shown.to_string();
-        written = written
-            .and_then(|_| {
-                std::fs::write(dir.join(format!("{}_iommu.h", n.pd)), iommu_sdf::numbers::c_header(&n, &source))
-            })
-            .and_then(|_| {
-                std::fs::write(dir.join(format!("{}_iommu.rs", n.pd)), iommu_sdf::numbers::rust_module(&n, &source))
-            });
-    }
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|_| outputs.iter().try_for_each(|(name, contents)| std::fs::write(dir.join(name), contents)));
     if let Err(e) = written {
         eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
         return ExitCode::from(2);
+    }
+    if target == Target::X86_64 {
+        println!("{shown}: wrote {}/{name} (x86_64: no IOMMU PD, so no policy)", dir.display());
+        return ExitCode::SUCCESS;
     }
     println!(
         "{shown}: wrote {}/{name}, {}/iommu_policy.rs and each client's <pd>_iommu.h and <pd>_iommu.rs",

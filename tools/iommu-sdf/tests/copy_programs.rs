@@ -410,3 +410,52 @@ fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
     assert!(v.changed.iter().any(|c| c.path.ends_with("x.elf")), "{v:?}");
     assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(1));
 }
+
+/// The PDs are built before `check`, from `build`'s output (the IOMMU PD's policy, the
+/// clients' numbers): a description changed between `build` and `check` (here a queue's
+/// entries, which change the IOMMU PD's policy) was checked, copied and verified while the
+/// IOMMU PD enforced the policy of the text before. `check --built DIR` refuses unless
+/// every file `build` writes is in DIR as `build` would write it for the text checked.
+#[test]
+fn the_pds_inputs_built_from_another_description_are_refused() {
+    let base = scratch("copy-programs-built");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml")).unwrap();
+    let sdf = base.join("ok-queue.xml");
+    let (programs, stage, built) = (base.join("programs"), base.join("stage"), base.join("build"));
+    elf::fixture_programs(&text, &programs, false).unwrap();
+    let changed = text.replace("entries=\"16\"", "entries=\"32\"");
+    std::fs::write(&sdf, &changed).unwrap();
+    let check = || {
+        run_all(&[
+            Path::new("check"),
+            &sdf,
+            Path::new("--search-path"),
+            &programs,
+            Path::new("--copy-programs"),
+            &stage,
+            Path::new("--built"),
+            &built,
+        ])
+    };
+    let build = || run(&[Path::new("build"), &sdf, Path::new("--out"), &built]).0;
+    assert_eq!(build(), Some(0));
+    let (status, out) = check();
+    assert_eq!(status, Some(0), "{out}");
+
+    // Built from the text as it was, checked as it is now.
+    std::fs::write(&sdf, &text).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(1), "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.contains(": error: ")).collect();
+    assert!(errors.iter().any(|e| e.contains("iommu_policy.rs` was not written from this description")), "{out}");
+    assert!(out.contains("note: fix: run `iommu-sdf build"), "{out}");
+    assert!(!stage.join("programs.sha256").exists());
+    // A file build writes, missing: refused too.
+    assert_eq!(build(), Some(0));
+    std::fs::remove_file(built.join("edu_driver_iommu.h")).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("edu_driver_iommu.h` was not written from this description"), "{out}");
+    assert_eq!(build(), Some(0));
+    assert_eq!(check().0, Some(0));
+}
