@@ -143,6 +143,13 @@ fn run_all(args: &[&Path]) -> (Option<i32>, String) {
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// `check SDF --search-path PROGRAMS --copy-programs STAGE`, then `more`: the status, and
+/// standard output and error together.
+fn check_copying(sdf: &Path, programs: &Path, stage: &Path, more: &[&Path]) -> (Option<i32>, String) {
+    let args = [Path::new("check"), sdf, Path::new("--search-path"), programs, Path::new("--copy-programs"), stage];
+    run_all(&[&args[..], more].concat())
+}
+
 /// A program path ending in a carriage return (`&#13;`, which XML keeps in an attribute):
 /// a manifest line `HASH  x.elf\r` reads back, in `verify` as in `sha256sum --check`, as
 /// `x.elf`, another file. Were it written so, a hostile build could leave the checked bytes
@@ -163,14 +170,7 @@ fn a_program_path_ending_in_a_carriage_return_is_verified_as_itself() {
     let checked = elf::program_for(text);
     std::fs::create_dir_all(&programs).unwrap();
     std::fs::write(programs.join("x.elf\r"), &checked).unwrap();
-    let (status, out) = run_all(&[
-        Path::new("check"),
-        &sdf,
-        Path::new("--search-path"),
-        &programs,
-        Path::new("--copy-programs"),
-        &stage,
-    ]);
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
     assert_eq!(status, Some(0), "{out}");
     assert_eq!(std::fs::read(stage.join("x.elf\r")).unwrap(), checked);
     let (passed, out) = sha256sum(&stage);
@@ -206,14 +206,7 @@ fn a_program_named_as_the_manifest_is_refused() {
     std::fs::write(&sdf, text).unwrap();
     let (programs, stage) = (base.join("programs"), base.join("stage"));
     elf::fixture_programs(text, &programs, false).unwrap();
-    let (status, out) = run_all(&[
-        Path::new("check"),
-        &sdf,
-        Path::new("--search-path"),
-        &programs,
-        Path::new("--copy-programs"),
-        &stage,
-    ]);
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
     assert_eq!(status, Some(2), "{out}");
     assert!(out.contains("the program path `programs.sha256` is the name of the file"), "{out}");
     assert!(!stage.join("programs.sha256").exists());
@@ -242,16 +235,7 @@ fn the_microkit_file_is_made_from_the_description_checked() {
     let sdf = base.join("bound.xml");
     let (programs, stage, out_dir) = (base.join("programs"), base.join("stage"), base.join("build"));
     elf::fixture_programs(checked, &programs, false).unwrap();
-    let check = || {
-        run_all(&[
-            Path::new("check"),
-            &sdf,
-            Path::new("--search-path"),
-            &programs,
-            Path::new("--copy-programs"),
-            &stage,
-        ])
-    };
+    let check = || check_copying(&sdf, &programs, &stage, &[]);
     // `build` ran on the description as it was; with the programs, check refuses that one.
     std::fs::write(&sdf, &built).unwrap();
     assert_eq!(run(&[Path::new("build"), &sdf, Path::new("--out"), &out_dir]).0, Some(0));
@@ -305,10 +289,9 @@ fn a_manifest_listing_fewer_files_than_the_microkit_file_names_is_refused() {
     std::fs::write(&sdf, text).unwrap();
     let (programs, stage) = (base.join("programs"), base.join("stage"));
     elf::fixture_programs(text, &programs, false).unwrap();
-    let args = [Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage];
     let manifest = stage.join("programs.sha256");
     for (left_out, named) in [("a.elf", "a.elf"), ("b.elf", "./b.elf"), ("b.debug", "b.debug")] {
-        assert_eq!(run(&args).0, Some(0));
+        assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
         assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
         let lines = std::fs::read_to_string(&manifest).unwrap();
         let fewer: String = lines.lines().filter(|l| !l.ends_with(left_out)).map(|l| format!("{l}\n")).collect();
@@ -323,7 +306,7 @@ fn a_manifest_listing_fewer_files_than_the_microkit_file_names_is_refused() {
         );
     }
     // Without the Microkit file's line: nothing says what the Microkit tool will load.
-    assert_eq!(run(&args).0, Some(0));
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
     let lines = std::fs::read_to_string(&manifest).unwrap();
     let fewer: String = lines.lines().filter(|l| !l.ends_with("fewer.system")).map(|l| format!("{l}\n")).collect();
     std::fs::write(&manifest, fewer).unwrap();
@@ -353,9 +336,8 @@ fn an_absolute_program_path_and_a_link_in_the_copy_directory_are_not_followed() 
     let sdf = base.join("held.xml");
     std::fs::write(&sdf, &text).unwrap();
     std::fs::write(&absolute, elf::program_for(&text)).unwrap();
-    let args = [Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage];
     std::fs::create_dir_all(&programs).unwrap();
-    let (status, out) = run_all(&args);
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
     assert_eq!(status, Some(2), "{out}");
     assert!(out.contains(&format!("the program path `{}` leads out of", absolute.display())), "{out}");
     assert!(!stage.join("programs.sha256").exists() && !stage.join("held.system").exists());
@@ -367,7 +349,7 @@ fn an_absolute_program_path_and_a_link_in_the_copy_directory_are_not_followed() 
     std::fs::write(&victim, b"left alone").unwrap();
     std::os::unix::fs::symlink(&victim, stage.join("a.elf")).unwrap();
     std::os::unix::fs::symlink(&victim, stage.join("held.system")).unwrap();
-    let (status, out) = run_all(&args);
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
     assert_eq!(status, Some(0), "{out}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"left alone");
     for name in ["a.elf", "held.system"] {
@@ -425,18 +407,7 @@ fn the_pds_inputs_built_from_another_description_are_refused() {
     elf::fixture_programs(&text, &programs, false).unwrap();
     let changed = text.replace("entries=\"16\"", "entries=\"32\"");
     std::fs::write(&sdf, &changed).unwrap();
-    let check = || {
-        run_all(&[
-            Path::new("check"),
-            &sdf,
-            Path::new("--search-path"),
-            &programs,
-            Path::new("--copy-programs"),
-            &stage,
-            Path::new("--built"),
-            &built,
-        ])
-    };
+    let check = || check_copying(&sdf, &programs, &stage, &[Path::new("--built"), &built]);
     let build = || run(&[Path::new("build"), &sdf, Path::new("--out"), &built]).0;
     assert_eq!(build(), Some(0));
     let (status, out) = check();
