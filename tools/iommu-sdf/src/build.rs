@@ -15,6 +15,23 @@ pub use crate::policy::{dma_regions, policy};
 /// Elements only this tool understands; the Microkit tool must not see them.
 const OURS: &[&str] = &["io_address_space", "dma_capability", "dma_quota", "dma_queue", "iommu", "pci_bridge"];
 
+/// The name of the Microkit file made from the description `file` (`build` writes it into
+/// its output directory, `check --copy-programs` beside the programs it copies): the
+/// description's name with `.system` for its extension.
+pub fn microkit_file_name(file: &std::path::Path) -> String {
+    format!("{}.system", file.file_stem().and_then(|s| s.to_str()).unwrap_or("system"))
+}
+
+/// The Microkit file for `target` made from the description `text`, checked as `sys`: for
+/// aarch64 `microkit_system`; for x86_64 (no IOMMU PD; Microkit's elements only, which the
+/// Microkit tool reads itself) the text as it is.
+pub fn microkit_file(text: &str, sys: &System, target: crate::board::Target) -> Result<String, String> {
+    if target == crate::board::Target::X86_64 {
+        return Ok(text.to_string());
+    }
+    microkit_system(text, sys)
+}
+
 /// The description for the Microkit tool.
 pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
     let doc = Document::parse(text).map_err(|e| e.to_string())?;

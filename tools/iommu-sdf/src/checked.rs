@@ -6,9 +6,15 @@
 //! form `sha256sum --check` reads; `verify` (the `iommu-sdf verify DIR` command, run just
 //! before the Microkit tool) refuses when any of them has changed since.
 //!
-//! What this does not cover: the file the Microkit tool reads instead of the description
-//! (`build`'s output) is not recorded, only the description it was built from; and a
-//! change to DIR after `verify` and before the Microkit tool reads it is seen by neither.
+//! The Microkit tool reads the Microkit file, not the description: `check` writes the one
+//! it makes from the text it checked into DIR too (`DIR/NAME.system`, what `build` would
+//! write for that text), and the manifest lists it, so the Microkit tool given it reads
+//! the description checked, not one `build` wrote earlier from another text.
+//!
+//! What this does not cover: the PDs were built before `check` (the IOMMU PD's policy and
+//! the clients' numbers from `build`'s output), and nothing here proves that was from the
+//! same text; and a change to DIR after `verify` and before the Microkit tool reads it is
+//! seen by neither.
 
 use std::fmt::Write as _;
 use std::io;
@@ -16,6 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::board::Target;
 use crate::model::{ProgramFile, System};
 
 /// The manifest's name in the directory the programs are copied to.
@@ -30,10 +37,15 @@ pub fn sha256(bytes: &[u8]) -> String {
 }
 
 /// A manifest line: `HASH  PATH`, with GNU coreutils' escape for a path holding a
-/// backslash or a newline (the line starts with `\`, and those are written `\\` and `\n`).
+/// backslash, a newline or a carriage return (the line starts with `\`, and those are
+/// written `\\`, `\n` and `\r`, as `sha256sum` 9 writes them). A carriage return left as it
+/// is would end the line early when read back (by `str::lines` here, by `sha256sum --check`
+/// too, which takes `x.elf\r` for `x.elf`): another file would be hashed than the one the
+/// Microkit tool loads.
 fn line(hash: &str, path: &str) -> String {
-    if path.contains(['\\', '\n']) {
-        format!("\\{hash}  {}\n", path.replace('\\', "\\\\").replace('\n', "\\n"))
+    if path.contains(['\\', '\n', '\r']) {
+        let escaped = path.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r");
+        format!("\\{hash}  {escaped}\n")
     } else {
         format!("{hash}  {path}\n")
     }
@@ -63,6 +75,7 @@ fn parse_line(text: &str) -> Option<(&str, String)> {
         match chars.next()? {
             '\\' => out.push('\\'),
             'n' => out.push('\n'),
+            'r' => out.push('\r'),
             _ => return None,
         }
     }
@@ -79,12 +92,20 @@ fn absolute(file: &Path) -> PathBuf {
     std::fs::canonicalize(file).or_else(|_| std::path::absolute(file)).unwrap_or_else(|_| file.to_path_buf())
 }
 
+/// Where `name` (relative, without `..`) lands in the copy directory: its `.` components
+/// gone, so that `./programs.sha256` is seen to be `programs.sha256`.
+fn in_dir(name: &str) -> PathBuf {
+    Path::new(name).components().filter(|c| *c != Component::CurDir).collect()
+}
+
 /// Write every file `check` read for `sys`'s programs into `dir`, under the path the
-/// description gives (the bytes read, not the file again), then `dir/MANIFEST`; the number
-/// of files written. The description is `description`, read as `text`. A path that would
-/// leave `dir` (absolute, or through `..`) is refused, as is a file read twice with
-/// different contents (it changed while `check` read it).
-pub fn copy(sys: &System, description: &Path, text: &str, dir: &Path) -> io::Result<usize> {
+/// description gives (the bytes read, not the file again), the Microkit file made from
+/// the description for `target` (`build::microkit_file`, named as `build` names it), then
+/// `dir/MANIFEST`; the number of program files written. The description is `description`,
+/// read as `text`. A path that would leave `dir` (absolute, or through `..`) is refused, as
+/// is one naming the manifest or the Microkit file, and a file read twice with different
+/// contents (it changed while `check` read it).
+pub fn copy(sys: &System, description: &Path, text: &str, target: Target, dir: &Path) -> io::Result<usize> {
     let mut files: Vec<&ProgramFile> =
         sys.pds.iter().filter_map(|pd| pd.program.as_ref()).flat_map(|p| &p.files).collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -93,6 +114,10 @@ pub fn copy(sys: &System, description: &Path, text: &str, dir: &Path) -> io::Res
         return Err(refused(format!("`{}` changed while check read it for two PDs", w[0].name)));
     }
     let mut manifest = line(&sha256(text.as_bytes()), &absolute(description).display().to_string());
+    // The Microkit tool reads this, not the description: made here from the very text
+    // checked, it cannot be one `build` wrote from an earlier text.
+    let microkit_name = crate::build::microkit_file_name(description);
+    let microkit = crate::build::microkit_file(text, sys, target).map_err(refused)?;
     std::fs::create_dir_all(dir)?;
     for f in &files {
         if !Path::new(&f.name).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
@@ -102,23 +127,78 @@ pub fn copy(sys: &System, description: &Path, text: &str, dir: &Path) -> io::Res
                 dir.display()
             )));
         }
+        if in_dir(&f.name) == Path::new(MANIFEST) {
+            return Err(refused(format!(
+                "the program path `{}` is the name of the file check writes the programs' SHA-256 to in {} (the copy would be overwritten, and the Microkit tool given the list as the program): rename the program",
+                f.name,
+                dir.display()
+            )));
+        }
+        if in_dir(&f.name) == Path::new(&microkit_name) {
+            return Err(refused(format!(
+                "the program path `{}` is the name of the Microkit file check writes in {} (made from {}): rename the program",
+                f.name,
+                dir.display(),
+                description.display()
+            )));
+        }
+    }
+    replace(&dir.join(&microkit_name), microkit.as_bytes())?;
+    manifest.push_str(&line(&sha256(microkit.as_bytes()), &microkit_name));
+    for f in &files {
         let copy = dir.join(&f.name);
         if let Some(parent) = copy.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        // Whatever stands there (a link to elsewhere, an earlier copy) is replaced, not
-        // written through.
-        match std::fs::remove_file(&copy) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        std::fs::write(&copy, &f.bytes)?;
+        replace(&copy, &f.bytes)?;
         let hash = sha256(&f.bytes);
         manifest.push_str(&line(&hash, &f.name));
         manifest.push_str(&line(&hash, &absolute(&f.file).display().to_string()));
     }
     std::fs::write(dir.join(MANIFEST), manifest)?;
     Ok(files.len())
+}
+
+/// Write `bytes` as `file`: whatever stands there (a link to elsewhere, an earlier copy)
+/// is replaced, not written through.
+fn replace(file: &Path, bytes: &[u8]) -> io::Result<()> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::write(file, bytes)
+}
+
+/// Every file `build` writes for the description `file`, read as `text` and checked as
+/// `sys`, with its contents: the Microkit file, then (for aarch64) the IOMMU PD's policy and
+/// each client's numbers, which the PDs are compiled against.
+pub fn outputs(
+    file: &std::path::Path,
+    text: &str,
+    sys: &System,
+    target: Target,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = vec![(crate::build::microkit_file_name(file), crate::build::microkit_file(text, sys, target)?)];
+    if target == Target::X86_64 {
+        return Ok(out);
+    }
+    let shown = file.display().to_string();
+    out.push(("iommu_policy.rs".to_string(), crate::build::policy_rust(sys, &shown)));
+    for n in crate::numbers::numbers(sys) {
+        out.push((format!("{}_iommu.h", n.pd), crate::numbers::c_header(&n, &shown)));
+        out.push((format!("{}_iommu.rs", n.pd), crate::numbers::rust_module(&n, &shown)));
+    }
+    Ok(out)
+}
+
+/// The names of `outputs` that `dir` does not hold as they are (missing, or written from
+/// another text): the PDs compiled against `dir` were not compiled from that text.
+pub fn not_built_in(dir: &std::path::Path, outputs: &[(String, String)]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter(|(name, contents)| std::fs::read(dir.join(name)).ok().as_deref() != Some(contents.as_bytes()))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Take away `dir`'s manifest, if any (a `check` that refused), so that `verify` cannot
@@ -149,29 +229,60 @@ pub struct Verified {
     /// How many files the manifest lists.
     pub files: usize,
     pub changed: Vec<Changed>,
+    /// The Microkit file (the manifest's second line, relative to DIR).
+    pub microkit: String,
+    /// Each program or symbols file the Microkit file names that the manifest does not list
+    /// (the Microkit tool would load it unchecked), as the Microkit file names it.
+    pub unlisted: Vec<String>,
 }
 
 /// Every file `dir/MANIFEST` lists (relative paths in `dir`) whose SHA-256 differs from the
-/// one recorded, or that cannot be read. An error if the manifest cannot be read, lists
-/// nothing, or has a line `copy` does not write.
+/// one recorded, or that cannot be read; and every program the Microkit file (its second
+/// line) names that it does not list. An error if the manifest cannot be read, lists
+/// nothing, has a line `copy` does not write, or its second line is not a Microkit file.
 pub fn verify(dir: &Path) -> io::Result<Verified> {
+    let shown = dir.join(MANIFEST);
+    let shown = shown.display();
     let manifest = std::fs::read_to_string(dir.join(MANIFEST))?;
     let mut changed = Vec::new();
+    let mut listed = Vec::new();
     let mut description = None;
     let mut files = 0;
     for (i, text) in manifest.lines().enumerate() {
-        let (checked, path) = parse_line(text)
-            .ok_or_else(|| refused(format!("{}:{}: not a line check writes", dir.join(MANIFEST).display(), i + 1)))?;
-        let path = dir.join(path);
+        let (checked, name) =
+            parse_line(text).ok_or_else(|| refused(format!("{shown}:{}: not a line check writes", i + 1)))?;
+        let path = dir.join(&name);
         let now = std::fs::read(&path).map(|b| sha256(&b)).map_err(|e| e.to_string());
         if now.as_deref() != Ok(checked) {
             changed.push(Changed { line: i + 1, path: path.clone(), checked: checked.to_string(), now });
         }
         description.get_or_insert(path);
+        listed.push(name);
         files += 1;
     }
-    let description = description.ok_or_else(|| refused(format!("{} lists nothing", dir.join(MANIFEST).display())))?;
-    Ok(Verified { description, files, changed })
+    let description = description.ok_or_else(|| refused(format!("{shown} lists nothing")))?;
+    // What the Microkit tool will load is what the Microkit file names: each must be listed.
+    let microkit =
+        listed.get(1).filter(|name| name.ends_with(".system") && Path::new(name).is_relative()).cloned().ok_or_else(
+            || refused("its second line is not the Microkit file check writes (NAME.system)".to_string()),
+        )?;
+    let mut unlisted = Vec::new();
+    if changed.iter().all(|c| c.line != 2) {
+        let text = std::fs::read_to_string(dir.join(&microkit))?;
+        let (sys, _) = crate::parse::parse(&text);
+        let named = sys
+            .pds
+            .iter()
+            .filter_map(|pd| pd.program.as_ref())
+            .flat_map(|p| std::iter::once(&p.path).chain(p.symbols_path.as_ref()));
+        for name in named {
+            let copied = listed[2..].iter().any(|l| Path::new(l).is_relative() && in_dir(l) == in_dir(name));
+            if !copied && !unlisted.contains(name) {
+                unlisted.push(name.clone());
+            }
+        }
+    }
+    Ok(Verified { description, files, changed, microkit, unlisted })
 }
 
 #[cfg(test)]
@@ -193,9 +304,10 @@ mod tests {
     #[test]
     fn manifest_lines_read_back_as_written() {
         let h = sha256(b"x");
-        for path in ["prog.elf", "a/b c.elf", "odd\\name", "two\nlines", "/abs/path.elf"] {
+        for path in ["prog.elf", "a/b c.elf", "odd\\name", "two\nlines", "/abs/path.elf", "cr.elf\r", "a\rb"] {
             let written = line(&h, path);
             assert_eq!(written.matches('\n').count(), 1, "{written:?}");
+            assert!(!written.contains('\r'), "{written:?}");
             assert_eq!(parse_line(written.trim_end_matches('\n')), Some((h.as_str(), path.to_string())), "{path:?}");
         }
         assert_eq!(parse_line("not a line"), None);

@@ -44,10 +44,15 @@ options:
                            and `report` (run before the programs exist) write their
                            output and say what is unproven until `check --search-path`
   --copy-programs DIR      (check) once the description passes, write each program as
-                           read and checked into DIR, under its program_image path, and
-                           DIR/programs.sha256: give the Microkit tool --search-path DIR
-                           so it loads exactly what was checked, and run `verify DIR`
-                           before it
+                           read and checked into DIR, under its program_image path, the
+                           Microkit file made from the description (DIR/NAME.system, as
+                           build names it) and DIR/programs.sha256: give the Microkit tool
+                           DIR/NAME.system and --search-path DIR so it reads and loads
+                           exactly what was checked, and run `verify DIR` before it
+  --built DIR              (check) refuse unless every file `build` writes for the
+                           description (the Microkit file, the policy, each client's
+                           numbers), which the PDs are compiled against, is in DIR as
+                           build would write it now
   -h, --help               this text (after a command: that command's)
 
 exit status:
@@ -57,7 +62,7 @@ exit status:
 ";
 
 const CHECK_USAGE: &str = "\
-usage: iommu-sdf check FILE --search-path DIR... [--board BOARD] [--copy-programs OUT]
+usage: iommu-sdf check FILE --search-path DIR... [--board BOARD] [--copy-programs OUT] [--built DIR]
 
 Read the PDs' programs from the search path (as the Microkit tool will: without them
 each <program_image> is a problem, the programs' placement and symbols unproven), and
@@ -65,19 +70,22 @@ report every problem of the description FILE as
   FILE:LINE:COL: error: <element>: what is wrong
   FILE:LINE:COL: note: fix: what would fix it
 then a count. With --copy-programs, when there is none, write the programs as read into
-OUT (each under its program_image path) and OUT/programs.sha256, the SHA-256 of each
-copy, of the file it was read from and of FILE: the Microkit tool, given --search-path
-OUT, then loads exactly what was checked (`iommu-sdf verify OUT` just before it refuses
-if any of them changed); when there are problems, OUT/programs.sha256 is removed. Exit 0
-if there is none, 1 if there are, 2 if FILE cannot be read or OUT written.
+OUT (each under its program_image path), the Microkit file made from FILE (OUT/NAME.system,
+what build would write) and OUT/programs.sha256, the SHA-256 of FILE, of the Microkit
+file, of each copy and of the file it was read from: the Microkit tool, given
+OUT/NAME.system and --search-path OUT, then reads and loads exactly what was checked
+(`iommu-sdf verify OUT` just before it refuses if any of them changed); when there are
+problems, OUT/programs.sha256 is removed. Exit 0 if there is none, 1 if there are, 2 if
+FILE cannot be read or OUT written.
 ";
 
 const VERIFY_USAGE: &str = "\
 usage: iommu-sdf verify DIR
 
 Read DIR/programs.sha256, which `check --copy-programs DIR` wrote, and refuse (exit 1)
-if any program copied into DIR, the file it was read from, or the description checked
-has changed since, each as
+if any program copied into DIR, the file it was read from, the Microkit file written
+there or the description checked has changed since, or if a program or symbols file
+the Microkit file names is not in the list, each as
   DIR/programs.sha256:LINE:1: error: what changed
   DIR/programs.sha256:LINE:1: note: fix: what would fix it
 Run it just before the Microkit tool (images/Makefile does). Exit 0 if none has
@@ -107,7 +115,8 @@ read or written.
 
 /// What the command line asks for.
 enum Command {
-    Check(PathBuf, Option<PathBuf>),
+    /// The description, `--copy-programs`, `--built`.
+    Check(PathBuf, Option<PathBuf>, Option<PathBuf>),
     Verify(PathBuf),
     Build(PathBuf, PathBuf),
     Report(PathBuf, Option<PathBuf>, Option<PathBuf>),
@@ -143,6 +152,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let mut svg = None;
     let mut placed = None;
     let mut copy = None;
+    let mut built = None;
     let mut board = Board::default();
     let mut search = Vec::new();
     let mut it = rest.iter();
@@ -152,6 +162,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
             "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--microkit-report" if cmd == "report" => placed = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--copy-programs" if cmd == "check" => copy = Some(PathBuf::from(it.next().ok_or(usage)?)),
+            "--built" if cmd == "check" => built = Some(PathBuf::from(it.next().ok_or(usage)?)),
             _ if cmd == "verify" && (a.starts_with('-') || file.is_some()) => return Err(usage),
             "--board" => board = Board::named(it.next().ok_or(usage)?),
             "--search-path" => search.push(PathBuf::from(it.next().ok_or(usage)?)),
@@ -161,7 +172,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     }
     let file = file.ok_or(usage)?;
     let command = match cmd.as_str() {
-        "check" => Command::Check(file, copy),
+        "check" => Command::Check(file, copy, built),
         "verify" => Command::Verify(file),
         "build" => Command::Build(file, out.ok_or(usage)?),
         _ => Command::Report(file, svg, placed),
@@ -181,7 +192,7 @@ fn main() -> ExitCode {
     };
     let file = match &command {
         Command::Verify(dir) => return verify(dir),
-        Command::Check(f, _) | Command::Build(f, _) | Command::Report(f, ..) => f.clone(),
+        Command::Check(f, ..) | Command::Build(f, _) | Command::Report(f, ..) => f.clone(),
     };
     let shown = file.display().to_string();
     let text = match std::fs::read_to_string(&file) {
@@ -200,6 +211,20 @@ fn main() -> ExitCode {
         problems.extend(iommu_sdf::programs::unread(&sys));
         problems.sort_by_key(|p| p.line);
     }
+    // The PDs were compiled against what `build` wrote: from this text, or the check is of
+    // a description the image does not carry.
+    if let (Command::Check(_, _, Some(built)), true) = (&command, problems.is_empty()) {
+        let outputs = iommu_sdf::checked::outputs(&file, &text, &sys, target);
+        let not_built = outputs.as_deref().map(|o| iommu_sdf::checked::not_built_in(built, o)).unwrap_or_default();
+        for name in not_built {
+            problems.push(iommu_sdf::problem::p(
+                1,
+                "system",
+                format!("`{}` was not written from this description (missing, or from another text): the PDs compiled against it are not this description's", built.join(&name).display()),
+                format!("run `iommu-sdf build {shown} --out {}` and build the PDs again before checking (images/Makefile's image step does both)", built.display()),
+            ));
+        }
+    }
     let lines: Vec<&str> = text.lines().collect();
     for p in &problems {
         let col = iommu_sdf::problem::column_on(lines.get((p.line as usize).saturating_sub(1)).copied(), p);
@@ -211,7 +236,7 @@ fn main() -> ExitCode {
     if !problems.is_empty() {
         println!("{shown}: {} problem(s)", problems.len());
         // Programs an earlier check copied are not this description's proof.
-        if let Command::Check(_, Some(dir)) = &command {
+        if let Command::Check(_, Some(dir), _) = &command {
             if let Err(e) = iommu_sdf::checked::forget(dir) {
                 eprintln!("iommu-sdf: cannot remove {}: {e}", dir.join(iommu_sdf::checked::MANIFEST).display());
                 return ExitCode::from(2);
@@ -229,13 +254,16 @@ fn main() -> ExitCode {
         println!("{unproven}");
     }
     match command {
-        Command::Check(_, None) => ExitCode::SUCCESS,
-        Command::Check(_, Some(dir)) => match iommu_sdf::checked::copy(&sys, &file, &text, &dir) {
+        Command::Check(_, None, _) => ExitCode::SUCCESS,
+        Command::Check(_, Some(dir), _) => match iommu_sdf::checked::copy(&sys, &file, &text, target, &dir) {
             Ok(n) => {
+                let microkit = dir.join(iommu_sdf::build::microkit_file_name(&file));
                 println!(
-                    "{shown}: copied {n} program file(s) as checked into {}, their SHA-256 in {}: give the Microkit tool --search-path {} and run `iommu-sdf verify {}` before it",
+                    "{shown}: copied {n} program file(s) as checked into {}, and wrote the Microkit file made from it, {}, their SHA-256 in {}: give the Microkit tool {} and --search-path {}, and run `iommu-sdf verify {}` before it",
                     dir.display(),
+                    microkit.display(),
                     dir.join(iommu_sdf::checked::MANIFEST).display(),
+                    microkit.display(),
                     dir.display(),
                     dir.display()
                 );
@@ -283,13 +311,20 @@ fn main() -> ExitCode {
 fn verify(dir: &Path) -> ExitCode {
     let manifest = dir.join(iommu_sdf::checked::MANIFEST);
     let shown = manifest.display();
-    let iommu_sdf::checked::Verified { description, files: n, changed } = match iommu_sdf::checked::verify(dir) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("iommu-sdf: cannot verify {shown}: {e} (run `iommu-sdf check FILE --search-path DIR... --copy-programs {}` first)", dir.display());
-            return ExitCode::from(2);
-        }
-    };
+    let iommu_sdf::checked::Verified { description, files: n, changed, microkit, unlisted } =
+        match iommu_sdf::checked::verify(dir) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("iommu-sdf: cannot verify {shown}: {e} (run `iommu-sdf check FILE --search-path DIR... --copy-programs {}` first)", dir.display());
+                return ExitCode::from(2);
+            }
+        };
+    let fix = format!(
+        "run `iommu-sdf check {} --search-path DIR... --copy-programs {}` again on the programs as built, then this, then the Microkit tool on its Microkit file there with --search-path {} (images/Makefile's image step runs the three)",
+        description.display(),
+        dir.display(),
+        dir.display()
+    );
     for c in &changed {
         let now = match &c.now {
             Ok(hash) => format!("its SHA-256 is now {hash}"),
@@ -301,16 +336,16 @@ fn verify(dir: &Path) -> ExitCode {
             c.path.display(),
             c.checked
         );
-        println!(
-            "{shown}:{}:1: note: fix: run `iommu-sdf check {} --search-path DIR... --copy-programs {}` again on the programs as built, then this, then the Microkit tool with --search-path {} (images/Makefile's image step runs the three)",
-            c.line,
-            description.display(),
-            dir.display(),
-            dir.display()
-        );
+        println!("{shown}:{}:1: note: fix: {fix}", c.line);
     }
-    if !changed.is_empty() {
-        println!("{shown}: {} of {n} changed", changed.len());
+    for name in &unlisted {
+        println!(
+            "{shown}:2:1: error: `{name}`, which the Microkit file {microkit} names, is not in the list: the Microkit tool would load it unchecked"
+        );
+        println!("{shown}:2:1: note: fix: {fix}");
+    }
+    if !changed.is_empty() || !unlisted.is_empty() {
+        println!("{shown}: {} of {n} changed, {} not listed", changed.len(), unlisted.len());
         return ExitCode::from(1);
     }
     println!("{shown}: ok: the {n} files are as `iommu-sdf check` read them");
@@ -320,46 +355,27 @@ fn verify(dir: &Path) -> ExitCode {
 /// Write the Microkit description and the IOMMU PD's policy into `dir`.
 fn build(file: &Path, text: &str, sys: &iommu_sdf::model::System, dir: &Path, target: Target) -> ExitCode {
     let shown = file.display();
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
-    if target == Target::X86_64 {
-        // Microkit's elements only, which the Microkit tool reads itself: the text as it is.
-        let written =
-            std::fs::create_dir_all(dir).and_then(|_| std::fs::write(dir.join(format!("{stem}.system")), text));
-        if let Err(e) = written {
-            eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
-            return ExitCode::from(2);
-        }
-        println!("{shown}: wrote {}/{stem}.system (x86_64: no IOMMU PD, so no policy)", dir.display());
-        return ExitCode::SUCCESS;
-    }
-    let system = match iommu_sdf::build::microkit_system(text, sys) {
-        Ok(s) => s,
+    let name = iommu_sdf::build::microkit_file_name(file);
+    // The Microkit file, the policy and each client's numbers (<pd>_iommu.h, <pd>_iommu.rs).
+    let outputs = match iommu_sdf::checked::outputs(file, text, sys, target) {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("iommu-sdf: {shown}: {e}");
             return ExitCode::from(1);
         }
     };
-    let policy = iommu_sdf::build::policy_rust(sys, &shown.to_string());
-    let mut written = std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(dir.join(format!("{stem}.system")), system))
-        .and_then(|_| std::fs::write(dir.join("iommu_policy.rs"), policy));
-    // Each client's numbers, for its driver: <pd>_iommu.h and <pd>_iommu.rs.
-    for n in iommu_sdf::numbers::numbers(sys) {
-        let source = shown.to_string();
-        written = written
-            .and_then(|_| {
-                std::fs::write(dir.join(format!("{}_iommu.h", n.pd)), iommu_sdf::numbers::c_header(&n, &source))
-            })
-            .and_then(|_| {
-                std::fs::write(dir.join(format!("{}_iommu.rs", n.pd)), iommu_sdf::numbers::rust_module(&n, &source))
-            });
-    }
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|_| outputs.iter().try_for_each(|(name, contents)| std::fs::write(dir.join(name), contents)));
     if let Err(e) = written {
         eprintln!("iommu-sdf: cannot write to {}: {e}", dir.display());
         return ExitCode::from(2);
     }
+    if target == Target::X86_64 {
+        println!("{shown}: wrote {}/{name} (x86_64: no IOMMU PD, so no policy)", dir.display());
+        return ExitCode::SUCCESS;
+    }
     println!(
-        "{shown}: wrote {}/{stem}.system, {}/iommu_policy.rs and each client's <pd>_iommu.h and <pd>_iommu.rs",
+        "{shown}: wrote {}/{name}, {}/iommu_policy.rs and each client's <pd>_iommu.h and <pd>_iommu.rs",
         dir.display(),
         dir.display()
     );

@@ -58,9 +58,9 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
     }
     let (status, out) = verify();
     assert_eq!(status, Some(0), "{out}");
-    assert!(out.contains("ok: the 7 files are as `iommu-sdf check` read them"), "{out}");
+    assert!(out.contains("ok: the 8 files are as `iommu-sdf check` read them"), "{out}");
     let (passed, out) = sha256sum(&stage);
-    assert!(passed && out.matches(": OK").count() == 7, "{out}");
+    assert!(passed && out.matches(": OK").count() == 8, "{out}");
 
     // A program rebuilt after the check: refused, by name, with a fix; the copy the
     // Microkit tool loads is still the program checked.
@@ -77,7 +77,7 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
         fix.contains(&format!("run `iommu-sdf check {}", sdf.display())) && fix.contains("--copy-programs"),
         "{out}"
     );
-    assert!(out.ends_with("1 of 7 changed\n"), "{out}");
+    assert!(out.ends_with("1 of 8 changed, 0 not listed\n"), "{out}");
     assert_eq!(std::fs::read(stage.join("blk_driver.elf")).unwrap(), checked);
     let (passed, out) = sha256sum(&stage);
     assert!(!passed && out.contains("programs/blk_driver.elf: FAILED"), "{out}");
@@ -135,4 +135,298 @@ fn a_program_path_out_of_the_copy_directory_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the program path `../outside.elf` leads out of"), "{out:?}");
     assert!(!stage.join("programs.sha256").exists());
     assert_eq!(std::fs::read(base.join("outside.elf")).unwrap(), original);
+}
+
+/// `check` and `verify` run with `args`: the status and standard output and error together.
+fn run_all(args: &[&Path]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `check SDF --search-path PROGRAMS --copy-programs STAGE`, then `more`: the status, and
+/// standard output and error together.
+fn check_copying(sdf: &Path, programs: &Path, stage: &Path, more: &[&Path]) -> (Option<i32>, String) {
+    let args = [Path::new("check"), sdf, Path::new("--search-path"), programs, Path::new("--copy-programs"), stage];
+    run_all(&[&args[..], more].concat())
+}
+
+/// A program path ending in a carriage return (`&#13;`, which XML keeps in an attribute):
+/// a manifest line `HASH  x.elf\r` reads back, in `verify` as in `sha256sum --check`, as
+/// `x.elf`, another file. Were it written so, a hostile build could leave the checked bytes
+/// at `x.elf` and change the copy the Microkit tool loads (`x.elf\r`), and `verify` would
+/// pass. Written as coreutils writes it (`\r`, the line starting with `\`), `verify` hashes
+/// the copy itself, and `sha256sum --check` reads the manifest back the same.
+#[test]
+fn a_program_path_ending_in_a_carriage_return_is_verified_as_itself() {
+    let base = scratch("copy-programs-cr");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="x.elf&#13;" />
+    </protection_domain>
+</system>"#;
+    let sdf = base.join("cr.xml");
+    std::fs::write(&sdf, text).unwrap();
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    let checked = elf::program_for(text);
+    std::fs::create_dir_all(&programs).unwrap();
+    std::fs::write(programs.join("x.elf\r"), &checked).unwrap();
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(std::fs::read(stage.join("x.elf\r")).unwrap(), checked);
+    let (passed, out) = sha256sum(&stage);
+    assert!(passed, "{out}");
+    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
+
+    // The checked bytes beside it, under the name without `\r`, and the copy changed.
+    std::fs::write(stage.join("x.elf"), &checked).unwrap();
+    std::fs::write(programs.join("x.elf"), &checked).unwrap();
+    let mut changed = checked.clone();
+    changed.push(0);
+    std::fs::write(stage.join("x.elf\r"), &changed).unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("x.elf\r` changed since `iommu-sdf check` read it"), "{out}");
+    let (passed, out) = sha256sum(&stage);
+    assert!(!passed, "{out}");
+}
+
+/// A program named as the manifest (`programs.sha256`): its copy would be overwritten by
+/// the manifest, and the Microkit tool given the manifest as the program; `verify`, seeing
+/// the two differ, would tell the user to check again, which would do the same. Refused by
+/// `check`, exit 2, with no manifest left.
+#[test]
+fn a_program_named_as_the_manifest_is_refused() {
+    let base = scratch("copy-programs-manifest-name");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="programs.sha256" />
+    </protection_domain>
+</system>"#;
+    let sdf = base.join("named.xml");
+    std::fs::write(&sdf, text).unwrap();
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    elf::fixture_programs(text, &programs, false).unwrap();
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains("the program path `programs.sha256` is the name of the file"), "{out}");
+    assert!(!stage.join("programs.sha256").exists());
+}
+
+/// The Microkit tool reads the Microkit file, not the description: images/Makefile gave it
+/// `build`'s (`$(BUILD)/NAME.system`), which `verify` did not hash and which `build` wrote
+/// from the description as it was before the programs were built. A description changed
+/// between `build` and `check` (here from one with a map over its program's segment, which
+/// `check` refuses, to one without) was checked, copied and verified while the Microkit
+/// tool was given the other. `check --copy-programs` writes the Microkit file it makes from
+/// the text it checked into DIR beside the programs (what `build` would write for it), and
+/// lists it in the manifest: `verify` refuses a change to it, and a program cannot take
+/// its name.
+#[test]
+fn the_microkit_file_is_made_from_the_description_checked() {
+    let base = scratch("copy-programs-microkit-file");
+    let checked = r#"<system>
+    <memory_region name="buf" size="0x1000" />
+    <protection_domain name="a" priority="100">
+        <program_image path="a.elf" />
+        <map mr="buf" vaddr="0x10000000" perms="rw" />
+    </protection_domain>
+</system>"#;
+    let built = checked.replace("0x10000000", "0x200000");
+    let sdf = base.join("bound.xml");
+    let (programs, stage, out_dir) = (base.join("programs"), base.join("stage"), base.join("build"));
+    elf::fixture_programs(checked, &programs, false).unwrap();
+    let check = || check_copying(&sdf, &programs, &stage, &[]);
+    // `build` ran on the description as it was; with the programs, check refuses that one.
+    std::fs::write(&sdf, &built).unwrap();
+    assert_eq!(run(&[Path::new("build"), &sdf, Path::new("--out"), &out_dir]).0, Some(0));
+    let stale = std::fs::read_to_string(out_dir.join("bound.system")).unwrap();
+    assert_eq!(check().0, Some(1));
+
+    std::fs::write(&sdf, checked).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(run(&[Path::new("build"), &sdf, Path::new("--out"), &out_dir]).0, Some(0));
+    let fresh = std::fs::read_to_string(out_dir.join("bound.system")).unwrap();
+    let copied = std::fs::read_to_string(stage.join("bound.system")).expect("the Microkit file in DIR");
+    assert_eq!(copied, fresh);
+    assert_ne!(copied, stale);
+    let (passed, out) = sha256sum(&stage);
+    assert!(passed && out.contains("bound.system: OK"), "{out}");
+
+    // Changed after the check: refused.
+    std::fs::write(stage.join("bound.system"), &stale).unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("stage/bound.system` changed since `iommu-sdf check` read it"), "{out}");
+
+    // A program may not take its name.
+    let named = checked.replace("a.elf", "./bound.system");
+    std::fs::write(&sdf, &named).unwrap();
+    elf::fixture_programs(&named, &programs, false).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains("the program path `./bound.system` is the name of the Microkit file"), "{out}");
+    assert!(!stage.join("programs.sha256").exists());
+}
+
+/// `verify` hashed what the manifest lists and nothing else: a manifest listing fewer files
+/// than the Microkit file names (a line taken out, or one from an older check) passed, and
+/// the program it left out could change before the Microkit tool loaded it. `verify` now
+/// reads the Microkit file (the manifest's second line) and refuses each program or
+/// symbols file it names that the manifest does not list, and a manifest without it.
+#[test]
+fn a_manifest_listing_fewer_files_than_the_microkit_file_names_is_refused() {
+    let base = scratch("copy-programs-fewer");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="a.elf" />
+    </protection_domain>
+    <protection_domain name="b" priority="90">
+        <program_image path="./b.elf" path_for_symbols="b.debug" />
+    </protection_domain>
+</system>"#;
+    let sdf = base.join("fewer.xml");
+    std::fs::write(&sdf, text).unwrap();
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    elf::fixture_programs(text, &programs, false).unwrap();
+    let manifest = stage.join("programs.sha256");
+    for (left_out, named) in [("a.elf", "a.elf"), ("b.elf", "./b.elf"), ("b.debug", "b.debug")] {
+        assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+        assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
+        let lines = std::fs::read_to_string(&manifest).unwrap();
+        let fewer: String = lines.lines().filter(|l| !l.ends_with(left_out)).map(|l| format!("{l}\n")).collect();
+        assert_eq!(fewer.lines().count(), lines.lines().count() - 2, "{lines}");
+        std::fs::write(&manifest, fewer).unwrap();
+        std::fs::write(stage.join(left_out), b"not what was checked").unwrap();
+        let (status, out) = run(&[Path::new("verify"), &stage]);
+        assert_eq!(status, Some(1), "{left_out}: {out}");
+        assert!(
+            out.contains(&format!("`{named}`, which the Microkit file fewer.system names, is not in the list")),
+            "{out}"
+        );
+    }
+    // Without the Microkit file's line: nothing says what the Microkit tool will load.
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    let lines = std::fs::read_to_string(&manifest).unwrap();
+    let fewer: String = lines.lines().filter(|l| !l.ends_with("fewer.system")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&manifest, fewer).unwrap();
+    let (status, out) = run_all(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains("its second line is not the Microkit file"), "{out}");
+}
+
+/// Attacks that held, kept as tests. An absolute program path (the Microkit tool's
+/// `search_path.join(path)` would load it from wherever it names, whatever its search
+/// path) is refused before anything is written. A link standing in DIR where a copy goes
+/// is replaced, not written through: the file it pointed at is left as it was, and the
+/// Microkit tool reads the copy.
+#[test]
+fn an_absolute_program_path_and_a_link_in_the_copy_directory_are_not_followed() {
+    let base = scratch("copy-programs-held");
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    let absolute = base.join("elsewhere.elf");
+    let text = format!(
+        r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="{}" />
+    </protection_domain>
+</system>"#,
+        absolute.display()
+    );
+    let sdf = base.join("held.xml");
+    std::fs::write(&sdf, &text).unwrap();
+    std::fs::write(&absolute, elf::program_for(&text)).unwrap();
+    std::fs::create_dir_all(&programs).unwrap();
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains(&format!("the program path `{}` leads out of", absolute.display())), "{out}");
+    assert!(!stage.join("programs.sha256").exists() && !stage.join("held.system").exists());
+
+    let text = text.replace(&absolute.display().to_string(), "a.elf");
+    std::fs::write(&sdf, &text).unwrap();
+    elf::fixture_programs(&text, &programs, false).unwrap();
+    let victim = base.join("victim");
+    std::fs::write(&victim, b"left alone").unwrap();
+    std::os::unix::fs::symlink(&victim, stage.join("a.elf")).unwrap();
+    std::os::unix::fs::symlink(&victim, stage.join("held.system")).unwrap();
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"left alone");
+    for name in ["a.elf", "held.system"] {
+        assert!(!std::fs::symlink_metadata(stage.join(name)).unwrap().file_type().is_symlink(), "{name}");
+    }
+    assert_eq!(std::fs::read(stage.join("a.elf")).unwrap(), std::fs::read(programs.join("a.elf")).unwrap());
+    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
+}
+
+/// Two PDs naming one file two ways (`x.elf`, `./x.elf`), rebuilt between the two reads:
+/// each PD was checked against other bytes, and both copies land on one file. `check`
+/// does not see it (the names differ), but the manifest records both, so `verify` finds
+/// the one the later copy overwrote changed, and refuses.
+#[test]
+fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
+    let base = scratch("copy-programs-two-ways");
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="x.elf" />
+    </protection_domain>
+    <protection_domain name="b" priority="90">
+        <program_image path="./x.elf" />
+    </protection_domain>
+</system>"#;
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    elf::fixture_programs(text, &programs, false).unwrap();
+    let board = iommu_sdf::Board::default();
+    let (mut sys, problems) = iommu_sdf::check_text_with(text, &board, std::slice::from_ref(&programs));
+    assert!(problems.is_empty(), "{problems:?}");
+    // What `check` would have read had the file been rebuilt after PD a's read.
+    let b = sys.pds.iter_mut().find(|pd| pd.name == "b").unwrap();
+    let file = &mut b.program.as_mut().unwrap().files[0];
+    let mut rebuilt = file.bytes.to_vec();
+    rebuilt.push(0);
+    file.bytes = rebuilt.into();
+    let sdf = base.join("two.xml");
+    std::fs::write(&sdf, text).unwrap();
+    iommu_sdf::checked::copy(&sys, &sdf, text, board.target, &stage).unwrap();
+    let v = iommu_sdf::checked::verify(&stage).unwrap();
+    assert!(v.changed.iter().any(|c| c.path.ends_with("x.elf")), "{v:?}");
+    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(1));
+}
+
+/// The PDs are built before `check`, from `build`'s output (the IOMMU PD's policy, the
+/// clients' numbers): a description changed between `build` and `check` (here a queue's
+/// entries, which change the IOMMU PD's policy) was checked, copied and verified while the
+/// IOMMU PD enforced the policy of the text before. `check --built DIR` refuses unless
+/// every file `build` writes is in DIR as `build` would write it for the text checked.
+#[test]
+fn the_pds_inputs_built_from_another_description_are_refused() {
+    let base = scratch("copy-programs-built");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml")).unwrap();
+    let sdf = base.join("ok-queue.xml");
+    let (programs, stage, built) = (base.join("programs"), base.join("stage"), base.join("build"));
+    elf::fixture_programs(&text, &programs, false).unwrap();
+    let changed = text.replace("entries=\"16\"", "entries=\"32\"");
+    std::fs::write(&sdf, &changed).unwrap();
+    let check = || check_copying(&sdf, &programs, &stage, &[Path::new("--built"), &built]);
+    let build = || run(&[Path::new("build"), &sdf, Path::new("--out"), &built]).0;
+    assert_eq!(build(), Some(0));
+    let (status, out) = check();
+    assert_eq!(status, Some(0), "{out}");
+
+    // Built from the text as it was, checked as it is now.
+    std::fs::write(&sdf, &text).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(1), "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.contains(": error: ")).collect();
+    assert!(errors.iter().any(|e| e.contains("iommu_policy.rs` was not written from this description")), "{out}");
+    assert!(out.contains("note: fix: run `iommu-sdf build"), "{out}");
+    assert!(!stage.join("programs.sha256").exists());
+    // A file build writes, missing: refused too.
+    assert_eq!(build(), Some(0));
+    std::fs::remove_file(built.join("edu_driver_iommu.h")).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("edu_driver_iommu.h` was not written from this description"), "{out}");
+    assert_eq!(build(), Some(0));
+    assert_eq!(check().0, Some(0));
 }
