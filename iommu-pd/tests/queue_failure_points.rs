@@ -6,7 +6,7 @@
 mod common;
 
 use common::backend::RangeChecked;
-use common::failure_points::sweep;
+use common::failure_points::{sweep, sweep_calls};
 use common::ModelHw;
 
 #[test]
@@ -17,4 +17,16 @@ fn every_failure_point_of_a_batch_over_the_model() {
 #[test]
 fn every_failure_point_of_a_batch_over_a_range_checking_model() {
     sweep(RangeChecked::default);
+}
+
+/// The batch's requests as calls (a MAP booked before the IOMMU maps it), under each
+/// failure point and each pair.
+#[test]
+fn every_failure_point_of_the_calls_over_the_model() {
+    sweep_calls(ModelHw::default);
+}
+
+#[test]
+fn every_failure_point_of_the_calls_over_a_range_checking_model() {
+    sweep_calls(RangeChecked::default);
 }

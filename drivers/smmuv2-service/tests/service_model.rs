@@ -125,6 +125,13 @@ fn queue_failure_points_over_mmu500() {
     common::failure_points::sweep(backend);
 }
 
+/// The same requests as calls (a MAP booked before the SMMU maps it), under each failure
+/// point and each pair.
+#[test]
+fn call_failure_points_over_mmu500() {
+    common::failure_points::sweep_calls(backend);
+}
+
 #[test]
 #[ignore = "long: 10^5 steps and every sequence of three; run with --release -- --ignored"]
 fn long_over_mmu500() {

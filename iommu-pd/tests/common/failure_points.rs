@@ -11,6 +11,10 @@
 //! a known cache or reachable, and a MAP answered `Ok` is in the books and the tables.
 //! Then the owner's RESUMEs and UNMAPs recover every device, and nothing is left mapped,
 //! cached or reachable.
+//!
+//! `sweep_calls` does the same to the batch's requests sent as calls, one by one (the
+//! MAP call books its mapping before the IOMMU maps it, `Service::map_booked`): after
+//! each, the same checks, and a MAP the IOMMU refused left the books as they were.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -296,6 +300,97 @@ pub fn sweep<H: TestHw>(hw: impl Fn() -> H) {
     }
     assert!(runs > 200, "{runs} runs with both failures");
     for kind in ["map", "unmap", "sync", "block"] {
+        assert!(second.contains(kind), "no {kind} failed second: {second:?}");
+    }
+}
+
+/// The batch's requests as calls, one by one, with the calls `fail_at` failing: after
+/// each, the audit holds and every page a device reaches is the books'; a MAP answered
+/// `Ok` is in the books and the tables, one refused left the books as they were (unless
+/// a block retried before it, which may settle removals, failed again); an UNMAP answered
+/// `Ok` left no translation of its page. Then the owner recovers as in `run`. Returns the
+/// kinds of call that failed.
+fn run_calls<H: TestHw>(hw: H, fail_at: &[usize]) -> Vec<&'static str> {
+    let mut s = setup(hw, fail_at);
+    for (i, req) in script().into_iter().enumerate() {
+        let (before, retried) = (books(&s), s.unblocked_devices() != 0);
+        let reply = call(&mut s, NET, req);
+        let what = format!("calls {fail_at:?} ({:?} failing), request {i} {req:?} -> {reply:?}", s.hw().failed);
+        check_reach(&s, &what);
+        let given = books(&s);
+        match (req, &reply) {
+            (Request::Map { device, offset, .. }, Reply::Ok { values, .. }) => {
+                let (d, iova) = (device.0 as usize, values[0]);
+                let want = (REGIONS[0].pa + offset, Rights::READ_WRITE);
+                assert_eq!(given.get(&d).and_then(|p| p.get(&iova)), Some(&want), "{what}: not in the books");
+                assert_eq!(s.hw().inner.tables(d).get(&iova), Some(&want), "{what}: not in the tables");
+            }
+            (Request::Map { .. }, Reply::Err(_)) if !retried => {
+                assert_eq!(given, before, "{what}: a refused MAP changed the books");
+            }
+            (Request::Unmap { device, iovas, .. }, Reply::Ok { .. }) => {
+                let (d, page) = (device.0 as usize, BTreeSet::from([iovas[0]]));
+                assert!(!given.get(&d).is_some_and(|p| p.contains_key(&iovas[0])), "{what}: still in the books");
+                assert!(
+                    !s.hw().inner.translations(d).contains_key(&iovas[0]) && s.hw().inner.reach(d, &page).is_empty(),
+                    "{what}: a translation left"
+                );
+            }
+            _ => {}
+        }
+    }
+    s.hw_mut().fail_at.clear();
+    s.hw_mut().inner.fail_next(None);
+    let what = format!("calls {fail_at:?} ({:?} failing)", s.hw().failed);
+    for d in [NIC, NIC2] {
+        assert_eq!(call(&mut s, NET, Request::Resume { device: DeviceId(d) }), Reply::ok(&[]), "{what}: RESUME {d}");
+    }
+    for (d, pages) in books(&s) {
+        for iova in pages.keys() {
+            assert_eq!(call(&mut s, NET, unmap_req(d as u32, *iova)), Reply::ok(&[]), "{what}: UNMAP {iova:#x}");
+        }
+    }
+    check_reach(&s, &what);
+    for d in [NIC as usize, NIC2 as usize] {
+        assert!(s.hw().inner.translations(d).is_empty(), "{what}: device {d} keeps a translation");
+        assert!(s.hw().inner.enabled(d), "{what}: device {d} not running again");
+    }
+    let Reply::Ok { values, .. } = call(&mut s, NET, Request::Query) else { panic!() };
+    assert_eq!((values[0], values[2]), (0, 0), "{what}: usage after everything went");
+    s.hw().failed.clone()
+}
+
+/// `sweep` for the batch's requests sent as calls: every single failure point, then
+/// every pair.
+pub fn sweep_calls<H: TestHw>(hw: impl Fn() -> H) {
+    let mut clean = setup(hw(), &[]);
+    for req in script() {
+        call(&mut clean, NET, req);
+    }
+    let calls = clean.hw().calls;
+    check_reach(&clean, "clean");
+    drop(clean);
+    let mut kinds = BTreeSet::new();
+    for n in 0..calls {
+        let failed = run_calls(hw(), &[n]);
+        assert_eq!(failed.len(), 1, "call {n} did not fail");
+        kinds.extend(failed);
+    }
+    for kind in ["map", "unmap"] {
+        assert!(kinds.contains(kind), "no {kind} failed: {kinds:?}");
+    }
+    let (mut runs, mut second) = (0, BTreeSet::new());
+    for n in 0..calls {
+        for m in n + 1..calls + 7 {
+            let failed = run_calls(hw(), &[n, m]);
+            if failed.len() == 2 {
+                runs += 1;
+                second.insert(failed[1]);
+            }
+        }
+    }
+    assert!(runs > 100, "{runs} runs with both failures");
+    for kind in ["map", "unmap", "block"] {
         assert!(second.contains(kind), "no {kind} failed second: {second:?}");
     }
 }

@@ -155,8 +155,39 @@ fn plausible_request(rng: &mut Rng, m: &Model, client: usize, known: &[(usize, u
 /// `steps` random steps from a service over `hw`, seeded; returns how many requests
 /// succeeded.
 pub fn run<H: TestHw>(hw: H, seed: u64, steps: usize) -> usize {
-    let cfg = iommu_pd::Config { caps: model_caps(), ..config() };
-    let mut s = Service::new(hw, cfg, storage()).unwrap();
+    run_on(hw, storage(), seed, steps)
+}
+
+/// The model-based test's configuration.
+pub fn model_config() -> iommu_pd::Config<'static> {
+    iommu_pd::Config { caps: model_caps(), ..config() }
+}
+
+/// Tables for `model_config()` of exactly the sizes `Service::new` accepts and no more:
+/// as many client tables and rings as clients, capability slots `caps_needed`, mapping
+/// slots `mappings_needed` (so the last quota's last mapping takes the last slot), and the
+/// index's pools for those slots.
+pub fn exact_storage() -> iommu_pd::Storage<'static> {
+    fn leak<T>(v: Vec<T>) -> &'static mut [T] {
+        Box::leak(v.into_boxed_slice())
+    }
+    let cfg = model_config();
+    let (slots, devices, clients) = (cfg.mappings_needed(), cfg.devices.len(), cfg.clients.len());
+    iommu_pd::Storage {
+        caps: leak(vec![None; cfg.caps_needed()]),
+        mappings: leak(vec![None; slots]),
+        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(slots, devices)]),
+        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(slots, devices)]),
+        free: leak(vec![0; slots]),
+        clients: leak(vec![iommu_pd::ClientTables::default(); clients]),
+        devices: leak(vec![iommu_pd::service::DeviceState::default(); devices]),
+        rings: leak((0..clients).map(|_| iommu_pd::FaultRing::default()).collect()),
+    }
+}
+
+/// `run` on the tables `storage`.
+pub fn run_on<H: TestHw>(hw: H, storage: iommu_pd::Storage<'static>, seed: u64, steps: usize) -> usize {
+    let mut s = Service::new(hw, model_config(), storage).unwrap();
     let mut probe = Probe::default();
     let mut m = Model::new();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
