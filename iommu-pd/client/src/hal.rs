@@ -515,6 +515,12 @@ fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) -> bool {
     if unmapped(call, device, iova) {
         return false;
     }
+    stop_recorded(call, device)
+}
+
+/// STOP `device` (`stop_asked`, `STOP_TRIES` times while the IOMMU does not confirm it)
+/// and record it in `failure`. True if it stopped, confirmed.
+fn stop_recorded(call: CallFn, device: DeviceId) -> bool {
     let failure = stop_asked(call, device, STOP_TRIES);
     let st = state();
     st.stop_call = call;
@@ -753,10 +759,25 @@ impl IommuHal {
     /// The mapping queue that `Reach::Queued` buffers are mapped and unmapped through, and
     /// the call to the IOMMU PD for an UNMAP the queue does not confirm (and STOP, if the
     /// call does not either).
+    ///
+    /// Installed again (a driver that starts its queue over) while MAPs given up on are
+    /// unanswered: `MapQueue::new` dropped those not taken and skipped the answers of those
+    /// served, so the Hal cannot find the mappings they made; it stops their devices (STOP,
+    /// every mapping gone, recorded in `failure` as when an UNMAP is not confirmed) rather
+    /// than leave them reachable. (Before, the old answers were waited for under the new
+    /// queue's tags, which start again at 0: a new entry's answer was taken for one, and
+    /// `flush_queue` said true with the late mapping still there:
+    /// tests/in_place_queue_again.rs.)
     pub fn install_queue(queue: MapQueue<'static, NotifyFn>, call: CallFn) {
         let st = state();
         st.queue = Some(queue);
         st.call = call;
+        let lost = st.abandoned.take_all();
+        for (i, (_, device)) in lost.iter().enumerate() {
+            if lost.iter().take(i).all(|(_, d)| d != device) {
+                let _stopped = stop_recorded(call, device);
+            }
+        }
     }
 
     /// Map `buffers` (each with the direction virtio-drivers will share it in) through
