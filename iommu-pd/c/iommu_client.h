@@ -361,7 +361,9 @@ static inline int iommu_queue_withdraw(struct iommu_queue *q, uint64_t tag)
  */
 enum iommu_unmap_strict_result {
     /* The queue's completion said so: 0, or IOMMU_ERR_NOT_MAPPED (no mapping starts there
-     * any more: the IOMMU PD's index holds every mapping its tables do). */
+     * any more: the IOMMU PD's index holds every mapping its tables do). `iova` must be a
+     * mapping's start, as MAP returned it: one inside a mapping is answered
+     * IOMMU_ERR_NOT_MAPPED too, with the mapping left in place. */
     IOMMU_UNMAPPED_BY_QUEUE = 0,
     /* The queue did not (none given, the ring full, no answer, an error answer): the UNMAP
      * call did (0 or IOMMU_ERR_NOT_MAPPED). An entry left in the ring unanswered is
