@@ -332,6 +332,27 @@ static inline uint32_t iommu_queue_untaken(struct iommu_queue *q)
            __atomic_load_n(&q->header->request_head, __ATOMIC_ACQUIRE);
 }
 
+/* Withdraw the entry tagged `tag` if the IOMMU PD has not taken it yet: its label becomes
+ * IOMMU_QUEUE_WITHDRAWN, which the IOMMU PD answers IOMMU_ERR_UNKNOWN_OP (with the tag)
+ * and acts on no further. 1 if it was there to withdraw. For an UNMAP the PD then makes by
+ * the call: left as it was, the entry would be served later and take whatever was mapped
+ * at its IOVA since. Not while the IOMMU PD may be reading the queue (under seL4 it runs
+ * above its clients on their core, so it is not). */
+static inline int iommu_queue_withdraw(struct iommu_queue *q, uint64_t tag)
+{
+    uint32_t tail = __atomic_load_n(&q->header->request_tail, __ATOMIC_RELAXED);
+    uint32_t untaken = tail - __atomic_load_n(&q->header->request_head, __ATOMIC_ACQUIRE);
+    /* (No more than a ring's worth, whatever a scribbled head says.) */
+    for (uint32_t i = 0; i < untaken && i < q->entries; i++) {
+        volatile struct iommu_queue_entry *e = &q->requests[(tail - 1 - i) & (q->entries - 1)];
+        if (__atomic_load_n(&e->tag, __ATOMIC_RELAXED) == tag) {
+            __atomic_store_n(&e->label, IOMMU_QUEUE_WITHDRAWN, __ATOMIC_RELAXED);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /*
  * A strict UNMAP with a fallback, as the Rust client's IommuHal makes one: what a driver
  * calls before it reads or reuses a buffer its device had. When it returns anything but
@@ -340,13 +361,14 @@ static inline uint32_t iommu_queue_untaken(struct iommu_queue *q)
  */
 enum iommu_unmap_strict_result {
     /* The queue's completion said so: 0, or IOMMU_ERR_NOT_MAPPED (no mapping starts there
-     * any more: the IOMMU PD's index holds every mapping its tables do). */
+     * any more: the IOMMU PD's index holds every mapping its tables do). `iova` must be a
+     * mapping's start, as MAP returned it: one inside a mapping is answered
+     * IOMMU_ERR_NOT_MAPPED too, with the mapping left in place. */
     IOMMU_UNMAPPED_BY_QUEUE = 0,
     /* The queue did not (none given, the ring full, no answer, an error answer): the UNMAP
-     * call did (0 or IOMMU_ERR_NOT_MAPPED). An entry left in the ring unanswered is served
-     * some time and answers IOMMU_ERR_NOT_MAPPED to nobody; a mapping made by the call
-     * before that at the same IOVA would be taken by it, so map through the queue (served
-     * after it) or serve the queue first. */
+     * call did (0 or IOMMU_ERR_NOT_MAPPED). An entry left in the ring unanswered is
+     * withdrawn first (iommu_queue_withdraw): served later, it would take what the call
+     * had mapped at its IOVA since. */
     IOMMU_UNMAPPED_BY_CALL = 1,
     /* The call did not confirm it either: the device was stopped (iommu_stop answered 0:
      * blocked, every mapping gone, until iommu_resume). */
@@ -408,6 +430,9 @@ static inline enum iommu_unmap_strict_result iommu_unmap_strict(struct iommu_que
         if (answered == -1 || taken == 0) {
             break;
         }
+    }
+    if (posted) {
+        (void)iommu_queue_withdraw(q, tag);
     }
     enum iommu_unmap_strict_result result = IOMMU_UNMAPPED_BY_CALL;
     uint64_t e = iommu_unmap(ch, device, &iova, 1);

@@ -316,6 +316,9 @@ _Static_assert(sizeof(struct iommu_fault_ring) == 4096, "FaultRing's size");
 #define IOMMU_QUEUE_BATCH 64
 #define IOMMU_QUEUE_MAX_ENTRIES 65536
 #define IOMMU_QUEUE_ENTRY_MRS 4
+/* The label of a request the client withdrew before the IOMMU PD took it (`Queue::withdraw`):
+ * no call's, so it is answered `UnknownOp` and changes nothing. */
+#define IOMMU_QUEUE_WITHDRAWN 0
 
 /* Read and written with atomics only: the other side is another address space. */
 struct iommu_queue_header {

@@ -443,9 +443,13 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
         }
     }
     if waiting > 0 {
-        // Never answered: those UNMAPs are not known to be done. (Left in the ring, each
-        // is served some time, and answers NotMapped to nobody once the call made it.)
-        for (_, u) in tags[..MAX_GROUP].iter().zip(unmaps.iter()).filter(|(&t, _)| t != u64::MAX) {
+        // Never answered: those UNMAPs are not known to be done, and the call makes them.
+        // Each is withdrawn from the ring first: served later, it would take whatever was
+        // mapped at its IOVA since, by the call (the pool, mapped again after a reset:
+        // tests/in_place_stale_unmap_after_reset.rs). (Not taken, so not answered: the
+        // IOMMU PD, above this PD on its core, is not serving the ring while this runs.)
+        for (&tag, u) in tags[..MAX_GROUP].iter().zip(unmaps.iter()).filter(|(&t, _)| t != u64::MAX) {
+            let _untaken = q.withdraw(tag);
             let _room = unconfirmed.push(u);
         }
         st.queue_stalls += 1;
@@ -473,10 +477,10 @@ fn queued_exchange(unmaps: &Group<(DeviceId, u64)>, maps: &[MapArgs], late: bool
 
 /// A MAP was just served at `device`'s `iova`, so whatever a MAP given up on had mapped
 /// there (in `orphans`) is gone: its answer, read earlier (answers come in the ring's
-/// order), named a mapping that an UNMAP of that IOVA took since, one left in the ring
-/// unanswered (the call made it, freeing the IOVA for the late MAP) or the UNMAP call
-/// (the IOMMU PD served the ring just before it). Its UNMAP would take this one, under
-/// its request (tests/in_place_stale_unmap.rs, in_place_late_map_unmapped_by_call.rs).
+/// order), named a mapping that an UNMAP of that IOVA took since. Its UNMAP would take
+/// this one, under its request (tests/in_place_stale_unmap.rs). (An UNMAP left in the ring
+/// unanswered and made by the call was one way there; such entries are withdrawn now, and
+/// this stays as a second line.)
 fn forget_orphans_at(orphans: &mut Group<(DeviceId, u64)>, device: DeviceId, iova: u64) {
     while orphans.take_first(|&(d, v)| d == device && v == iova).is_some() {}
 }
@@ -511,6 +515,12 @@ fn unmapped_or_stopped(call: CallFn, device: DeviceId, iova: u64) -> bool {
     if unmapped(call, device, iova) {
         return false;
     }
+    stop_recorded(call, device)
+}
+
+/// STOP `device` (`stop_asked`, `STOP_TRIES` times while the IOMMU does not confirm it)
+/// and record it in `failure`. True if it stopped, confirmed.
+fn stop_recorded(call: CallFn, device: DeviceId) -> bool {
     let failure = stop_asked(call, device, STOP_TRIES);
     let st = state();
     st.stop_call = call;
@@ -749,10 +759,25 @@ impl IommuHal {
     /// The mapping queue that `Reach::Queued` buffers are mapped and unmapped through, and
     /// the call to the IOMMU PD for an UNMAP the queue does not confirm (and STOP, if the
     /// call does not either).
+    ///
+    /// Installed again (a driver that starts its queue over) while MAPs given up on are
+    /// unanswered: `MapQueue::new` dropped those not taken and skipped the answers of those
+    /// served, so the Hal cannot find the mappings they made; it stops their devices (STOP,
+    /// every mapping gone, recorded in `failure` as when an UNMAP is not confirmed) rather
+    /// than leave them reachable. (Before, the old answers were waited for under the new
+    /// queue's tags, which start again at 0: a new entry's answer was taken for one, and
+    /// `flush_queue` said true with the late mapping still there:
+    /// tests/in_place_queue_again.rs.)
     pub fn install_queue(queue: MapQueue<'static, NotifyFn>, call: CallFn) {
         let st = state();
         st.queue = Some(queue);
         st.call = call;
+        let lost = st.abandoned.take_all();
+        for (i, (_, device)) in lost.iter().enumerate() {
+            if lost.iter().take(i).all(|(_, d)| d != device) {
+                let _stopped = stop_recorded(call, device);
+            }
+        }
     }
 
     /// Map `buffers` (each with the direction virtio-drivers will share it in) through

@@ -123,6 +123,12 @@ impl<'a, N: Notify> MapQueue<'a, N> {
         Ok(first)
     }
 
+    /// Withdraw the request tagged `tag` if the IOMMU PD has not taken it yet
+    /// (`Queue::withdraw`): it is answered `UnknownOp` and does nothing. True if withdrawn.
+    pub fn withdraw(&mut self, tag: u64) -> bool {
+        self.queue.withdraw(tag)
+    }
+
     /// Post a MAP (as `Client::map`); returns its tag. Not sent until `notify`.
     pub fn post_map(
         &mut self,

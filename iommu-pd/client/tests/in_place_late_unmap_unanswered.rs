@@ -38,8 +38,8 @@ fn a_late_maps_unmap_left_unanswered_is_not_forgotten() {
     assert!(!reaches(1), "B left to the device after the flush: {:x?}", reachable());
     assert_eq!(reachable().len(), 8, "the pool alone");
 
-    // The IOMMU PD serves the stalled UNMAPs at last (the call took their mappings: each
-    // answers NotMapped, and nobody is waiting for it); nothing changes.
+    // The IOMMU PD serves the stalled entries at last (withdrawn before the call made
+    // their UNMAPs: each answers UnknownOp, and nobody is waiting for it); nothing changes.
     queued::set_busy(false);
     assert!(IommuHal::flush_queue());
     assert_eq!(reachable().len(), 8, "the pool alone");

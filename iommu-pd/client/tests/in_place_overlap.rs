@@ -124,7 +124,7 @@ fn the_batch_under_a_groups_reads_unmaps_the_group_before_and_maps_the_next_leav
     assert_eq!(set_reached(0), GROUP, "A is in flight");
     end(&a, iovas_a);
     // The next batch (A's UNMAPs) is served with the one left in the ring (C's UNMAPs,
-    // which answer NotMapped to nobody now, and B's MAPs): B's mappings are nobody's,
+    // withdrawn, which answer UnknownOp to nobody now, and B's MAPs): B's mappings are nobody's,
     // since no request will take them, and go with the next UNMAPs, so after the flush the
     // device reaches the pool alone.
     assert!(IommuHal::flush_queue());

@@ -47,6 +47,10 @@ pub const QUEUE_BATCH: usize = 64;
 /// answered `UnknownOp`.
 pub const SERVE: u64 = 0x5100;
 
+/// The label of a request the client withdrew before the IOMMU PD took it
+/// (`Queue::withdraw`): no call's, so it is answered `UnknownOp` and changes nothing.
+pub const WITHDRAWN: u64 = 0;
+
 /// The most slots a ring may have (a description asks for fewer).
 pub const MAX_QUEUE_ENTRIES: u32 = 1 << 16;
 
@@ -241,6 +245,33 @@ impl<'a> Queue<'a> {
         let done = h.completion_tail.load(Ordering::Acquire);
         h.request_tail.store(head, Ordering::Release);
         h.completion_head.store(done, Ordering::Release);
+    }
+
+    /// Withdraw the request tagged `tag` if the IOMMU PD has not taken it yet: its label
+    /// becomes `WITHDRAWN`, which the IOMMU PD answers `UnknownOp` (with the tag) and acts
+    /// on no further. True if it was there to withdraw. For an UNMAP the client then makes
+    /// by the call: left as it was, the entry would be served later and take whatever was
+    /// mapped at its IOVA since (the pool, mapped again by the call after a reset). As for
+    /// `start_client_over`, not while the IOMMU PD may be reading this queue: under seL4 it
+    /// runs above its clients on their core, so an entry before its published head is
+    /// taken and answered, one after it not yet read. (On another core it could be reading
+    /// the entry as it is rewritten: it serves the old label or the new, never a mix of
+    /// the words of two requests, since the label alone changes.)
+    pub fn withdraw(&self, tag: u64) -> bool {
+        let h = self.header;
+        let tail = h.request_tail.load(Ordering::Relaxed);
+        let head = h.request_head.load(Ordering::Acquire);
+        // (No more than a ring's worth, whatever a scribbled head says.)
+        let untaken = tail.wrapping_sub(head).min(self.entries());
+        let Some(e) = (0..untaken)
+            .map(|i| &self.requests[self.slot(tail.wrapping_sub(1 + i))])
+            .find(|e| e.tag.load(Ordering::Relaxed) == tag)
+        else {
+            return false;
+        };
+        // (Relaxed: the IOMMU PD reads it once this PD next wakes or calls it, on this core.)
+        e.label.store(WITHDRAWN, Ordering::Relaxed);
+        true
     }
 
     /// Post requests in order, all or none: `false`, and nothing written, if the request
@@ -497,6 +528,31 @@ mod tests {
         // A completion tail scribbled far ahead: at most a ring's worth is read.
         region.header().completion_tail.store(1 << 30, Ordering::Relaxed);
         assert_eq!(q.pop_completions(|_, _, _| ()), 4);
+    }
+
+    #[test]
+    fn a_withdrawn_request_is_read_with_its_tag_and_no_calls_label_and_a_taken_one_cannot_be() {
+        let region = OwnedQueue::<4>::default();
+        let q = region.queue().unwrap();
+        let mut cur = Cursor::default();
+        for round in 0..3u64 {
+            assert!(q.post_all((0..3u32).map(|i| (2, round * 10 + i as u64, [2, 1, 0x8000, 0]))));
+            assert!(q.withdraw(round * 10 + 1));
+            assert!(!q.withdraw(99), "no such tag");
+            assert_eq!(q.takeable(&cur, QUEUE_BATCH), 3);
+            let taken: [Taken; 3] = core::array::from_fn(|i| q.read(&cur, i));
+            assert_eq!(
+                taken.map(|t| (t.label, t.tag)),
+                [(2, round * 10), (WITHDRAWN, round * 10 + 1), (2, round * 10 + 2)]
+            );
+            assert_eq!(taken[1].mrs, [2, 1, 0x8000, 0], "only the label changes");
+            for (i, t) in taken.iter().enumerate() {
+                q.write_completion(&cur, i, t.tag, 0, 0);
+            }
+            q.publish(&mut cur, 3);
+            assert!(!q.withdraw(round * 10 + 2), "taken: too late to withdraw");
+            assert_eq!(q.pop_completions(|_, _, _| ()), 3);
+        }
     }
 
     #[test]

@@ -354,7 +354,7 @@ fn measure_section(w: &mut String) {
 /// region's layout as C structs, every offset and size asserted.
 fn queue_section(w: &mut String) {
     use iommu_protocol::queue::{
-        layout as q, Completion, Entry, Header, ENTRY_MRS, MAX_QUEUE_ENTRIES, QUEUE_BATCH, SERVE,
+        layout as q, Completion, Entry, Header, ENTRY_MRS, MAX_QUEUE_ENTRIES, QUEUE_BATCH, SERVE, WITHDRAWN,
     };
     let _ = writeln!(w, "\n/* The mapping queue: MAP and UNMAP posted in a region shared with the IOMMU PD. */");
     c_comment(w, &doc_of(QUEUE_RS, "pub const SERVE: "));
@@ -362,7 +362,9 @@ fn queue_section(w: &mut String) {
     c_comment(w, &doc_of(QUEUE_RS, "pub const QUEUE_BATCH: "));
     let _ = writeln!(w, "#define IOMMU_QUEUE_BATCH {QUEUE_BATCH}");
     let _ = writeln!(w, "#define IOMMU_QUEUE_MAX_ENTRIES {MAX_QUEUE_ENTRIES}");
-    let _ = writeln!(w, "#define IOMMU_QUEUE_ENTRY_MRS {ENTRY_MRS}\n");
+    let _ = writeln!(w, "#define IOMMU_QUEUE_ENTRY_MRS {ENTRY_MRS}");
+    c_comment(w, &doc_of(QUEUE_RS, "pub const WITHDRAWN: "));
+    let _ = writeln!(w, "#define IOMMU_QUEUE_WITHDRAWN {WITHDRAWN}\n");
     let _ = writeln!(w, "/* Read and written with atomics only: the other side is another address space. */");
     let _ = writeln!(w, "struct iommu_queue_header {{");
     let _ = writeln!(w, "    uint32_t request_tail;    /* requests posted (the client's; stored with release) */");
@@ -660,6 +662,16 @@ fn c_strict_unmap_falls_back_to_the_call_then_to_stop() {
     ];
     for (name, result, err, others, made) in cases {
         let want = format!("strict {name} {result} {err} others {others} made {made}");
+        assert!(text.lines().any(|l| l == want), "want `{want}`\n{text}");
+    }
+    // An entry the IOMMU PD left untaken (silent) is withdrawn before the call: served
+    // afterwards it unmaps nothing and answers UnknownOp; with the ring full it was never
+    // posted, and only the MAPs ahead of it are served.
+    let unknown = ErrorCode::UnknownOp as u64;
+    for want in [
+        format!("later queue_silent unmaps 0 answers {unknown}"),
+        String::from("later ring_full unmaps 0 answers 0 0 0 0 0 0 0 0"),
+    ] {
         assert!(text.lines().any(|l| l == want), "want `{want}`\n{text}");
     }
     // The queue's entry and the call are the Rust encoding of the same UNMAP.

@@ -23,7 +23,8 @@ thread_local! {
 
 /// The IOMMU PD's call, after one batch of client 0's queue if `serve_before_next_call`
 /// asked for it.
-fn call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
+#[allow(dead_code, reason = "only the tests that install the queue again name it")]
+pub fn call(label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
     if SERVES_BEFORE_CALL.with(|s| s.replace(false)) {
         let q = QUEUE.with(Cell::get).unwrap();
         SERVICE.with(|s| s.borrow_mut().as_mut().unwrap().serve_queue(0, &q));
@@ -49,7 +50,8 @@ pub fn serve_before_next_call() {
 }
 
 /// The IOMMU PD's side of a wake-up: one batch of client 0's queue (none while `busy`).
-fn wake_iommu_pd() {
+#[allow(dead_code, reason = "only the tests that install the queue again name it")]
+pub fn wake_iommu_pd() {
     WAKEUPS.with(|w| w.set(w.get() + 1));
     if BUSY.with(Cell::get) {
         return;
@@ -81,7 +83,8 @@ pub fn start(
     bufs: NonNull<u8>,
     buf_pages: usize,
 ) -> InPlace {
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 16)>::default()));
+    // (Room for two devices: a test may give the client a second.)
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 2, 4, 16)>::default()));
     SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
     QUEUE.with(|q| q.set(Some(queue)));
     // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.

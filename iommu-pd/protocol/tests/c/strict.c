@@ -29,6 +29,8 @@ static struct {
 /* The requests made, in order, and what the queue's UNMAP entry and the UNMAP call said. */
 static char made[256];
 static char unmap_entry[128], unmap_call[128];
+/* UNMAP entries the stand-in served. */
+static unsigned unmaps_served;
 
 static void record(const char *what)
 {
@@ -51,7 +53,12 @@ static uint64_t iommu_pd(uint64_t label)
             }
             struct iommu_queue_completion *c = &region.completions[region.header.completion_tail % 8];
             c->tag = e->tag;
-            c->label = e->label == IOMMU_OP_UNMAP ? answers.entry : 0;
+            /* As the IOMMU PD: MAP and UNMAP are served, anything else (a withdrawn entry)
+             * answered IOMMU_ERR_UNKNOWN_OP. */
+            c->label = e->label == IOMMU_OP_UNMAP ? answers.entry
+                       : e->label == IOMMU_OP_MAP ? 0
+                                                  : IOMMU_ERR_UNKNOWN_OP;
+            unmaps_served += e->label == IOMMU_OP_UNMAP;
             c->value = 0;
             region.header.completion_tail++;
         }
@@ -104,6 +111,19 @@ static void run(const char *name, int queue, unsigned before, int silent, uint64
     printf("strict %s %d %llu others %u made%s\n", name, (int)r, (unsigned long long)err, others, made);
     if (unmap_entry[0]) {
         printf("entry %s %s\n", name, unmap_entry);
+    }
+    /* The IOMMU PD serves the ring again: an UNMAP entry the call made must not be served
+     * after it (a mapping made at its IOVA since would go). */
+    if (silent && queue) {
+        answers.silent = 0;
+        unmaps_served = 0;
+        iommu_pd(IOMMU_QUEUE_SERVE);
+        struct iommu_queue_done d;
+        printf("later %s unmaps %u answers", name, unmaps_served);
+        while (iommu_queue_take(&q, &d)) {
+            printf(" %llu", (unsigned long long)d.err);
+        }
+        printf("\n");
     }
     if (unmap_call[0]) {
         printf("call %s %s\n", name, unmap_call);
