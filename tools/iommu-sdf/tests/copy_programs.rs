@@ -35,15 +35,34 @@ fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
+/// One test's files, in a fresh directory `base`: the description at `sdf`, the programs
+/// it names built into `programs`, and `stage`, where `check --copy-programs` copies them.
+struct Staged {
+    base: PathBuf,
+    sdf: PathBuf,
+    programs: PathBuf,
+    stage: PathBuf,
+}
+
+/// `text` written as `file` in a fresh directory `tag`, with the programs it names built.
+fn staged(tag: &str, file: &str, text: &str) -> Staged {
+    let base = scratch(tag);
+    let sdf = base.join(file);
+    std::fs::write(&sdf, text).unwrap();
+    let (programs, stage) = (base.join("programs"), base.join("stage"));
+    elf::fixture_programs(text, &programs, false).unwrap();
+    Staged { base, sdf, programs, stage }
+}
+
+/// The test description `tests/sdf/NAME`.
+fn sdf_text(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name)).unwrap()
+}
+
 #[test]
 fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
-    let base = scratch("copy-programs");
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml")).unwrap();
-    let sdf = base.join("ok-queue.xml");
-    std::fs::write(&sdf, &text).unwrap();
-    let programs = base.join("programs");
-    elf::fixture_programs(&text, &programs, false).unwrap();
-    let stage = base.join("stage");
+    let text = sdf_text("ok-queue.xml");
+    let Staged { sdf, programs, stage, .. } = staged("copy-programs", "ok-queue.xml", &text);
     let check = || {
         run(&[Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage])
     };
@@ -116,16 +135,12 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
 /// nothing written and no manifest.
 #[test]
 fn a_program_path_out_of_the_copy_directory_is_refused() {
-    let base = scratch("copy-programs-out");
     let text = r#"<system>
     <protection_domain name="a" priority="100">
         <program_image path="../outside.elf" />
     </protection_domain>
 </system>"#;
-    let sdf = base.join("out.xml");
-    std::fs::write(&sdf, text).unwrap();
-    let (programs, stage) = (base.join("programs"), base.join("stage"));
-    elf::fixture_programs(text, &programs, false).unwrap();
+    let Staged { base, sdf, programs, stage } = staged("copy-programs-out", "out.xml", text);
     let original = std::fs::read(base.join("outside.elf")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
         .args([Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage])
@@ -196,16 +211,12 @@ fn a_program_path_ending_in_a_carriage_return_is_verified_as_itself() {
 /// `check`, exit 2, with no manifest left.
 #[test]
 fn a_program_named_as_the_manifest_is_refused() {
-    let base = scratch("copy-programs-manifest-name");
     let text = r#"<system>
     <protection_domain name="a" priority="100">
         <program_image path="programs.sha256" />
     </protection_domain>
 </system>"#;
-    let sdf = base.join("named.xml");
-    std::fs::write(&sdf, text).unwrap();
-    let (programs, stage) = (base.join("programs"), base.join("stage"));
-    elf::fixture_programs(text, &programs, false).unwrap();
+    let Staged { sdf, programs, stage, .. } = staged("copy-programs-manifest-name", "named.xml", text);
     let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
     assert_eq!(status, Some(2), "{out}");
     assert!(out.contains("the program path `programs.sha256` is the name of the file"), "{out}");
@@ -223,7 +234,6 @@ fn a_program_named_as_the_manifest_is_refused() {
 /// its name.
 #[test]
 fn the_microkit_file_is_made_from_the_description_checked() {
-    let base = scratch("copy-programs-microkit-file");
     let checked = r#"<system>
     <memory_region name="buf" size="0x1000" />
     <protection_domain name="a" priority="100">
@@ -232,9 +242,8 @@ fn the_microkit_file_is_made_from_the_description_checked() {
     </protection_domain>
 </system>"#;
     let built = checked.replace("0x10000000", "0x200000");
-    let sdf = base.join("bound.xml");
-    let (programs, stage, out_dir) = (base.join("programs"), base.join("stage"), base.join("build"));
-    elf::fixture_programs(checked, &programs, false).unwrap();
+    let Staged { base, sdf, programs, stage } = staged("copy-programs-microkit-file", "bound.xml", checked);
+    let out_dir = base.join("build");
     let check = || check_copying(&sdf, &programs, &stage, &[]);
     // `build` ran on the description as it was; with the programs, check refuses that one.
     std::fs::write(&sdf, &built).unwrap();
@@ -276,7 +285,6 @@ fn the_microkit_file_is_made_from_the_description_checked() {
 /// symbols file it names that the manifest does not list, and a manifest without it.
 #[test]
 fn a_manifest_listing_fewer_files_than_the_microkit_file_names_is_refused() {
-    let base = scratch("copy-programs-fewer");
     let text = r#"<system>
     <protection_domain name="a" priority="100">
         <program_image path="a.elf" />
@@ -285,10 +293,7 @@ fn a_manifest_listing_fewer_files_than_the_microkit_file_names_is_refused() {
         <program_image path="./b.elf" path_for_symbols="b.debug" />
     </protection_domain>
 </system>"#;
-    let sdf = base.join("fewer.xml");
-    std::fs::write(&sdf, text).unwrap();
-    let (programs, stage) = (base.join("programs"), base.join("stage"));
-    elf::fixture_programs(text, &programs, false).unwrap();
+    let Staged { sdf, programs, stage, .. } = staged("copy-programs-fewer", "fewer.xml", text);
     let manifest = stage.join("programs.sha256");
     for (left_out, named) in [("a.elf", "a.elf"), ("b.elf", "./b.elf"), ("b.debug", "b.debug")] {
         assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
@@ -400,11 +405,9 @@ fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
 /// every file `build` writes is in DIR as `build` would write it for the text checked.
 #[test]
 fn the_pds_inputs_built_from_another_description_are_refused() {
-    let base = scratch("copy-programs-built");
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml")).unwrap();
-    let sdf = base.join("ok-queue.xml");
-    let (programs, stage, built) = (base.join("programs"), base.join("stage"), base.join("build"));
-    elf::fixture_programs(&text, &programs, false).unwrap();
+    let text = sdf_text("ok-queue.xml");
+    let Staged { base, sdf, programs, stage } = staged("copy-programs-built", "ok-queue.xml", &text);
+    let built = base.join("build");
     let changed = text.replace("entries=\"16\"", "entries=\"32\"");
     std::fs::write(&sdf, &changed).unwrap();
     let check = || check_copying(&sdf, &programs, &stage, &[Path::new("--built"), &built]);
