@@ -18,7 +18,7 @@
 mod common;
 
 use common::backend::{RangeChecked, TestHw};
-use common::queue::{completions, post, region};
+use common::queue::{completions, post_all, region};
 use common::{call, ModelHw};
 use iommu_pd::service::{ClientTables, DeviceState};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
@@ -379,13 +379,7 @@ fn call_and_queue_agree<H: TestHw + Default>(backend: &str) {
     assert_eq!(replies[5], Reply::ok(&[BASE + 7 * PAGE]), "{backend}: where the quota was");
     assert_eq!(replies[7], Reply::ok(&[BASE]), "{backend}: where the removal was");
     let q = region();
-    let mut unmaps = Vec::new();
-    for (tag, r) in script.iter().enumerate() {
-        assert!(post(&q, tag as u64, *r));
-        if matches!(r, Request::Unmap { .. }) {
-            unmaps.push(tag as u64);
-        }
-    }
+    let unmaps = post_all(&q, &script);
     assert_eq!(by_queue.serve_queue(A, &q), script.len());
     let done: Vec<Reply> = completions(&q, &unmaps).into_iter().map(|(_, r)| r).collect();
     assert_eq!(done, replies, "{backend}: the batch's answers");

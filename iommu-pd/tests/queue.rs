@@ -31,13 +31,7 @@ fn unmap_req(device: u32, iova: u64) -> Request {
 
 /// Post `reqs` (tags 0, 1, ...), serve one batch, return the completions.
 fn batch<H: IommuHw>(s: &mut Service<'_, H>, client: usize, q: &Queue<'_>, reqs: &[Request]) -> Vec<Reply> {
-    let mut unmaps = Vec::new();
-    for (tag, r) in reqs.iter().enumerate() {
-        assert!(post(q, tag as u64, *r));
-        if matches!(r, Request::Unmap { .. }) {
-            unmaps.push(tag as u64);
-        }
-    }
+    let unmaps = post_all(q, reqs);
     assert_eq!(s.serve_queue(client, q), reqs.len());
     let done = completions(q, &unmaps);
     assert_eq!(done.iter().map(|d| d.0).collect::<Vec<_>>(), (0..reqs.len() as u64).collect::<Vec<_>>());

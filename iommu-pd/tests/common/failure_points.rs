@@ -22,7 +22,7 @@ use iommu_pd::{DeviceIndex, HwError, IommuHw, MapRefused, Service};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
 use super::backend::{Pages, TestHw};
-use super::queue::{completions, post, region};
+use super::queue::{completions, post, post_all, region};
 use super::{call, config, storage, IOVA_BASE, NET, PAGE, REGIONS};
 
 const NIC: u32 = 0;
@@ -187,13 +187,7 @@ fn run<H: TestHw>(hw: H, fail_at: &[usize]) -> Vec<&'static str> {
     let reqs = script();
     let mut s = setup(hw, fail_at);
     let q = region();
-    let mut unmaps = Vec::new();
-    for (tag, r) in reqs.iter().enumerate() {
-        assert!(post(&q, tag as u64, *r));
-        if matches!(r, Request::Unmap { .. }) {
-            unmaps.push(tag as u64);
-        }
-    }
+    let unmaps = post_all(&q, &reqs);
     assert_eq!(s.serve_queue(NET, &q), reqs.len());
     // Failures inside the batch only: the recovery below must succeed.
     s.hw_mut().fail_at.clear();
@@ -279,29 +273,13 @@ pub fn sweep<H: TestHw>(hw: impl Fn() -> H) {
     assert_eq!(refused, [6]);
     assert!(calls > reqs.len(), "{calls} IOMMU calls for {} entries", reqs.len());
     drop(clean);
-    let mut kinds = BTreeSet::new();
-    for n in 0..calls {
-        let failed = run(hw(), &[n]);
-        assert_eq!(failed.len(), 1, "call {n} did not fail");
-        kinds.extend(failed);
-    }
-    for kind in ["map", "unmap", "sync"] {
-        assert!(kinds.contains(kind), "no {kind} failed: {kinds:?}");
-    }
-    let (mut runs, mut second) = (0, BTreeSet::new());
-    for n in 0..calls {
-        for m in n + 1..calls + 7 {
-            let failed = run(hw(), &[n, m]);
-            if failed.len() == 2 {
-                runs += 1;
-                second.insert(failed[1]);
-            }
-        }
-    }
-    assert!(runs > 200, "{runs} runs with both failures");
-    for kind in ["map", "unmap", "sync", "block"] {
-        assert!(second.contains(kind), "no {kind} failed second: {second:?}");
-    }
+    each_failure_point_then_each_pair(
+        calls,
+        |fail_at| run(hw(), fail_at),
+        &["map", "unmap", "sync"],
+        200,
+        &["map", "unmap", "sync", "block"],
+    );
 }
 
 /// The batch's requests as calls, one by one, with the calls `fail_at` failing: after
@@ -370,27 +348,48 @@ pub fn sweep_calls<H: TestHw>(hw: impl Fn() -> H) {
     let calls = clean.hw().calls;
     check_reach(&clean, "clean");
     drop(clean);
+    each_failure_point_then_each_pair(
+        calls,
+        |fail_at| run_calls(hw(), fail_at),
+        &["map", "unmap"],
+        100,
+        &["map", "unmap", "block"],
+    );
+}
+
+/// `run` (which returns the kinds of call that failed) once with each of the `calls`
+/// IOMMU calls failing, each of which must fail, then with every pair (the second up to 6
+/// calls past the clean run's last: the blocks and retries a failure adds). Every kind in
+/// `first` failed alone; more than `min_pairs` runs saw both failures, and every kind in
+/// `second` failed second in one.
+fn each_failure_point_then_each_pair(
+    calls: usize,
+    run: impl Fn(&[usize]) -> Vec<&'static str>,
+    first: &[&str],
+    min_pairs: usize,
+    second: &[&str],
+) {
     let mut kinds = BTreeSet::new();
     for n in 0..calls {
-        let failed = run_calls(hw(), &[n]);
+        let failed = run(&[n]);
         assert_eq!(failed.len(), 1, "call {n} did not fail");
         kinds.extend(failed);
     }
-    for kind in ["map", "unmap"] {
+    for kind in first {
         assert!(kinds.contains(kind), "no {kind} failed: {kinds:?}");
     }
-    let (mut runs, mut second) = (0, BTreeSet::new());
+    let (mut runs, mut failed_second) = (0, BTreeSet::new());
     for n in 0..calls {
         for m in n + 1..calls + 7 {
-            let failed = run_calls(hw(), &[n, m]);
+            let failed = run(&[n, m]);
             if failed.len() == 2 {
                 runs += 1;
-                second.insert(failed[1]);
+                failed_second.insert(failed[1]);
             }
         }
     }
-    assert!(runs > 100, "{runs} runs with both failures");
-    for kind in ["map", "unmap", "block"] {
-        assert!(second.contains(kind), "no {kind} failed second: {second:?}");
+    assert!(runs > min_pairs, "{runs} runs with both failures");
+    for kind in second {
+        assert!(failed_second.contains(kind), "no {kind} failed second: {failed_second:?}");
     }
 }

@@ -19,6 +19,19 @@ pub fn post(q: &Queue<'_>, tag: u64, req: Request) -> bool {
     post_raw(q, tag, label, mrs[..ENTRY_MRS].try_into().unwrap())
 }
 
+/// Post `reqs` with tags 0, 1, ... (each must fit): the tags of the UNMAPs, which
+/// `completions` needs to tell their replies from a MAP's.
+pub fn post_all(q: &Queue<'_>, reqs: &[Request]) -> Vec<u64> {
+    let mut unmaps = Vec::new();
+    for (tag, r) in reqs.iter().enumerate() {
+        assert!(post(q, tag as u64, *r));
+        if matches!(r, Request::Unmap { .. }) {
+            unmaps.push(tag as u64);
+        }
+    }
+    unmaps
+}
+
 /// Post an entry as it is, however malformed.
 pub fn post_raw(q: &Queue<'_>, tag: u64, label: u64, mrs: [u64; ENTRY_MRS]) -> bool {
     q.post(label, tag, mrs)
