@@ -5,57 +5,37 @@
 //! must not send an UNMAP that takes the pool from under the device. (Its own test binary:
 //! the Hal is one static.)
 
-use std::ptr::NonNull;
-
-use iommu_client::hal::{DmaPool, IommuHal};
-use iommu_client::Client;
-use iommu_protocol::queue::OwnedQueue;
-use iommu_protocol::{DeviceId, Handle, Op};
+use iommu_client::hal::IommuHal;
+use iommu_protocol::Op;
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
 #[path = "common/queued.rs"]
 mod queued;
-use common::{calls, pages, reachable, Direct, PAGE};
+use common::{calls, reachable, PAGE};
+use queued::Buffers;
 
 /// The lowest IOVA of device 0's window (`pool_and_buffer_pages`).
 const WINDOW_BASE: u64 = 0x10_0000;
 
-/// The device's IOVAs at which it reaches the pool's pages, in order.
-fn pool_iovas(pool_pa: u64) -> Vec<u64> {
-    let pool = pool_pa..pool_pa + 8 * PAGE as u64;
-    reachable().iter().filter(|(_, (pa, _))| pool.contains(pa)).map(|(iova, _)| *iova).collect()
-}
-
 /// The driver resets its device (the IOMMU PD stalled, its request timed out): STOP and
 /// RESUME, then its pool mapped again (the STOP took it) by the call, which finds the
 /// IOMMU PD serving its queue first if `served_first`.
-fn reset(pool_mem: NonNull<u8>, served_first: bool) {
-    assert!(IommuHal::stop(DeviceId(0)).is_ok());
-    assert!(reachable().is_empty(), "STOP took every mapping: {:x?}", reachable());
-    assert_eq!(Client::new(Direct).resume(DeviceId(0)), Ok(()));
-    let _old = IommuHal::uninstall();
+fn reset(b: &Buffers, served_first: bool) {
+    queued::stop_and_resume();
     if served_first {
         queued::serve_before_next_call();
     }
-    // SAFETY: `pool_mem` is the pool region's memory, used for nothing else (the old pool,
-    // unmapped by the STOP, is dropped).
-    let pool = unsafe { DmaPool::map(&mut Client::new(queued::Serving), Handle(0), 0, DeviceId(0), pool_mem, 8) };
-    IommuHal::install(pool.unwrap());
+    b.map_pool_again(queued::Serving);
 }
 
 #[test]
 fn a_late_answer_from_before_a_stop_does_not_unmap_what_the_device_was_given_since() {
-    let (pool_mem, bufs) = (pages(8), pages(2));
-    let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, 2, 4);
-    let queue = Box::leak(Box::<OwnedQueue<8>>::default()).queue().unwrap();
-    queued::start(cfg, queue, pool_mem, bufs, 2);
-    // SAFETY: inside the 2 pages of `bufs`.
-    let page = |i: usize| NonNull::slice_from_raw_parts(unsafe { bufs.add(i * PAGE) }, PAGE);
-    let reaches = |i: usize| reachable().values().any(|(p, _)| *p == bufs_pa + (i * PAGE) as u64);
+    let b = Buffers::start::<8>(2, 4);
+    let page = |i: usize| b.page(i);
+    let reaches = |i: usize| b.reached(i);
     let dev = BufferDirection::DeviceToDriver;
-    assert_eq!(pool_iovas(pool_pa).first(), Some(&WINDOW_BASE));
+    assert_eq!(b.pool_iovas().first(), Some(&WINDOW_BASE));
 
     // The IOMMU PD stalls: buffer 0's MAP is given up on, left in the ring.
     queued::set_busy(true);
@@ -64,15 +44,15 @@ fn a_late_answer_from_before_a_stop_does_not_unmap_what_the_device_was_given_sin
     // the pool's MAP call: the device was empty, so buffer 0 lands at the window's start,
     // the pool above it.
     queued::set_busy(false);
-    reset(pool_mem, true);
+    reset(&b, true);
     assert!(reaches(0), "buffer 0's late mapping, nobody's: {:x?}", reachable());
-    assert_eq!(pool_iovas(pool_pa).first(), Some(&(WINDOW_BASE + PAGE as u64)));
+    assert_eq!(b.pool_iovas().first(), Some(&(WINDOW_BASE + PAGE as u64)));
 
     // A second reset before the Hal read that answer: buffer 0's mapping goes with the
     // STOP, and the pool is mapped again at the window's start, where the answer says
     // buffer 0 is.
-    reset(pool_mem, false);
-    assert_eq!(pool_iovas(pool_pa).first(), Some(&WINDOW_BASE), "the test's premise: the IOVA is reused");
+    reset(&b, false);
+    assert_eq!(b.pool_iovas().first(), Some(&WINDOW_BASE), "the test's premise: the IOVA is reused");
 
     // The driver's next request, through the queue: the Hal reads buffer 0's late answer
     // now, and flushes.
@@ -84,7 +64,7 @@ fn a_late_answer_from_before_a_stop_does_not_unmap_what_the_device_was_given_sin
     assert!(IommuHal::flush_queue());
     assert!(!reaches(0) && !reaches(1), "{:x?}", reachable());
     let expected: Vec<u64> = (0..8).map(|i| WINDOW_BASE + i * PAGE as u64).collect();
-    assert_eq!(pool_iovas(pool_pa), expected, "the pool, where the device's queues live, unmapped: {:x?}", reachable());
+    assert_eq!(b.pool_iovas(), expected, "the pool, where the device's queues live, unmapped: {:x?}", reachable());
     assert_eq!(IommuHal::failure(), None);
     assert_eq!((calls(Op::Stop), calls(Op::Unmap)), (2, 0));
 }

@@ -7,30 +7,23 @@
 //! Now the Hal stops the device at the install (every mapping gone, confirmed).
 //! (Its own test binary: the Hal is one static.)
 
-use std::ptr::NonNull;
-
-use iommu_client::hal::{DmaPool, Failure, IommuHal, NotifyFn};
+use iommu_client::hal::{Failure, IommuHal, NotifyFn};
 use iommu_client::queue::MapQueue;
 use iommu_client::Client;
-use iommu_protocol::queue::OwnedQueue;
-use iommu_protocol::{DeviceId, Handle, Op};
+use iommu_protocol::{DeviceId, Op};
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
 #[path = "common/queued.rs"]
 mod queued;
-use common::{calls, pages, reachable, PAGE};
+use common::{calls, reachable};
+use queued::Buffers;
 
 #[test]
 fn a_queue_installed_again_does_not_lose_a_late_maps_mapping() {
-    let (pool_mem, bufs) = (pages(8), pages(4));
-    let bufs_pa = bufs.as_ptr() as u64;
-    let cfg = common::pool_and_buffer_pages(pool_mem.as_ptr() as u64, bufs_pa, 4, 8);
-    let queue = Box::leak(Box::<OwnedQueue<8>>::default()).queue().unwrap();
-    queued::start(cfg, queue, pool_mem, bufs, 4);
-    // SAFETY: inside the 4 pages of `bufs`.
-    let page = |i: usize| NonNull::slice_from_raw_parts(unsafe { bufs.add(i * PAGE) }, PAGE);
-    let reaches = |i: usize| reachable().values().any(|(p, _)| *p == bufs_pa + (i * PAGE) as u64);
+    let b = Buffers::start::<8>(4, 8);
+    let page = |i: usize| b.page(i);
+    let reaches = |i: usize| b.reached(i);
     let dev = BufferDirection::DeviceToDriver;
     let share = |i: usize| {
         // SAFETY: valid for its length; unshared by `unshare`.
@@ -46,16 +39,12 @@ fn a_queue_installed_again_does_not_lose_a_late_maps_mapping() {
     // them later, before the driver starts its queue again: buffer 0 mapped for nobody.
     let iova_1 = share(1);
     unshare(1, iova_1);
-    queued::set_busy(true);
-    assert!(!IommuHal::map_queued(&[(page(0), dev)]));
-    queued::set_busy(false);
-    queued::serve_before_next_call();
-    assert!(Client::new(queued::Serving).query().is_ok());
+    queued::map_given_up_then_served(&[(page(0), dev)]);
     assert!(reaches(0) && !reaches(1));
 
     // The driver starts its queue again (tags from 0; buffer 0's answer skipped): the Hal
     // cannot find that mapping, so it stops the device, which then reaches nothing.
-    IommuHal::install_queue(MapQueue::new(queue, NotifyFn(queued::wake_iommu_pd)), queued::call);
+    IommuHal::install_queue(MapQueue::new(queued::queue(), NotifyFn(queued::wake_iommu_pd)), queued::call);
     assert!(reachable().is_empty(), "{:x?}", reachable());
     assert_eq!(IommuHal::failure(), Some(Failure::Stopped(DeviceId(0))));
     assert_eq!(calls(Op::Stop), 1);
@@ -66,10 +55,7 @@ fn a_queue_installed_again_does_not_lose_a_late_maps_mapping() {
     // old answer, and the device reaches the pool alone.
     assert_eq!(Client::new(common::Direct).resume(DeviceId(0)), Ok(()));
     let _old = IommuHal::uninstall();
-    // SAFETY: `pool_mem` is the pool region's memory, used for nothing else (the old pool,
-    // unmapped by the STOP, is dropped).
-    let pool = unsafe { DmaPool::map(&mut Client::new(common::Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) };
-    IommuHal::install(pool.unwrap());
+    b.map_pool_again(common::Direct);
     let (iova_2, iova_3) = (share(2), share(3));
     assert!(reaches(2) && reaches(3));
     unshare(2, iova_2);

@@ -4,19 +4,17 @@
 //! late mapping still found and unmapped, and the flush says true only once the device
 //! reaches neither buffer. (Its own test binary: the Hal is one static.)
 
-use std::ptr::NonNull;
-
 use iommu_client::hal::IommuHal;
 use iommu_client::Client;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig};
-use iommu_protocol::queue::OwnedQueue;
 use iommu_protocol::{DeviceId, Op, Rights};
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
 #[path = "common/queued.rs"]
 mod queued;
-use common::{calls, pages, reachable, PAGE};
+use common::{calls, reachable, PAGE};
+use queued::Buffers;
 
 /// `pool_and_buffer_pages` with a second device for the same client, which both
 /// capabilities cover.
@@ -40,14 +38,9 @@ fn two_devices(pool_pa: u64, bufs_pa: u64, buf_pages: usize) -> Config<'static> 
 
 #[test]
 fn a_stop_of_another_device_forgets_nothing_of_the_hals_device() {
-    let (pool_mem, bufs) = (pages(8), pages(3));
-    let bufs_pa = bufs.as_ptr() as u64;
-    let cfg = two_devices(pool_mem.as_ptr() as u64, bufs_pa, 3);
-    let queue = Box::leak(Box::<OwnedQueue<8>>::default()).queue().unwrap();
-    queued::start(cfg, queue, pool_mem, bufs, 3);
-    // SAFETY: inside the 3 pages of `bufs`.
-    let page = |i: usize| NonNull::slice_from_raw_parts(unsafe { bufs.add(i * PAGE) }, PAGE);
-    let reaches = |i: usize| reachable().values().any(|(p, _)| *p == bufs_pa + (i * PAGE) as u64);
+    let b = Buffers::start_with::<8>(3, |pool_pa, bufs_pa| two_devices(pool_pa, bufs_pa, 3));
+    let page = |i: usize| b.page(i);
+    let reaches = |i: usize| b.reached(i);
     let dev = BufferDirection::DeviceToDriver;
     // The other device has a mapping of its own (by the call), which its STOP takes.
     let other = Client::new(common::Direct).map(
@@ -66,12 +59,8 @@ fn a_stop_of_another_device_forgets_nothing_of_the_hals_device() {
     let iova_1 = unsafe { IommuHal::share(page(1), dev) };
     // SAFETY: shared above.
     unsafe { IommuHal::unshare(iova_1, page(1), dev) };
-    queued::set_busy(true);
     // (Buffer 1's UNMAP goes with this batch: withdrawn and made by the call.)
-    assert!(!IommuHal::map_queued(&[(page(0), dev)]));
-    queued::set_busy(false);
-    queued::serve_before_next_call();
-    assert!(Client::new(queued::Serving).query().is_ok());
+    queued::map_given_up_then_served(&[(page(0), dev)]);
     assert!(reaches(0) && !reaches(1));
 
     // Buffer 2 used and done with: its UNMAP pending when the other device is stopped.

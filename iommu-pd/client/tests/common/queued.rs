@@ -11,6 +11,7 @@ use iommu_pd::model::ModelHw;
 use iommu_pd::{Config, Service};
 use iommu_protocol::queue::{OwnedQueue, Queue};
 use iommu_protocol::{DeviceId, Handle};
+use virtio_drivers::BufferDirection;
 
 use crate::common::{pages, reachable, Direct, PAGE, SERVICE};
 
@@ -102,23 +103,79 @@ pub fn start(
     memory
 }
 
+/// Client 0's queue region, as `start` was given it (for a test that installs it again).
+#[allow(dead_code, reason = "only the tests that install the queue again use it")]
+pub fn queue() -> Queue<'static> {
+    QUEUE.with(Cell::get).unwrap()
+}
+
+/// The IOMMU PD stalls under the MAPs of `buffers` (and what the Hal sends with them):
+/// the Hal gives up on them, left in the ring. The IOMMU PD serves them later, just before
+/// the client's next call (a QUERY, made here), so their answers wait in the ring, unread.
+#[allow(dead_code, reason = "only the tests of a late MAP use it")]
+pub fn map_given_up_then_served(buffers: &[(NonNull<[u8]>, BufferDirection)]) {
+    set_busy(true);
+    assert!(!IommuHal::map_queued(buffers));
+    set_busy(false);
+    serve_before_next_call();
+    assert!(Client::new(Serving).query().is_ok());
+}
+
+/// STOP and RESUME of device 0 through the Hal (the STOP took every mapping); the Hal's
+/// pool, which the STOP unmapped, dropped.
+#[allow(dead_code, reason = "only the tests of a device reset use it")]
+pub fn stop_and_resume() {
+    assert!(IommuHal::stop(DeviceId(0)).is_ok());
+    assert!(reachable().is_empty(), "STOP took every mapping: {:x?}", reachable());
+    assert_eq!(Client::new(Direct).resume(DeviceId(0)), Ok(()));
+    let _old = IommuHal::uninstall();
+}
+
 /// `n` one-page in-place buffers, shared through a queue of `ENTRIES` slots (`start`) over
 /// the service with `pool_and_buffer_pages` and a quota of `mappings` mappings.
 #[allow(dead_code, reason = "only the tests of one-page buffers use it")]
 pub struct Buffers {
     base: NonNull<u8>,
     pa: u64,
+    /// The Hal's pool: 8 pages.
+    pool: NonNull<u8>,
 }
 
 #[allow(dead_code, reason = "only the tests of one-page buffers use it")]
 impl Buffers {
     pub fn start<const ENTRIES: usize>(n: usize, mappings: u32) -> Self {
-        let (pool_mem, base) = (pages(8), pages(n));
-        let (pool_pa, pa) = (pool_mem.as_ptr() as u64, base.as_ptr() as u64);
-        let cfg = crate::common::pool_and_buffer_pages(pool_pa, pa, n, mappings);
+        Self::start_with::<ENTRIES>(n, |pool_pa, pa| crate::common::pool_and_buffer_pages(pool_pa, pa, n, mappings))
+    }
+
+    /// `start` over the description `config(pool_pa, buffers_pa)` makes (one like
+    /// `pool_and_buffer_pages`'s: the pool and the buffers its first two regions).
+    pub fn start_with<const ENTRIES: usize>(n: usize, config: impl FnOnce(u64, u64) -> Config<'static>) -> Self {
+        let (pool, base) = (pages(8), pages(n));
+        let pa = base.as_ptr() as u64;
+        let cfg = config(pool.as_ptr() as u64, pa);
         let queue = Box::leak(Box::<OwnedQueue<ENTRIES>>::default()).queue().unwrap();
-        start(cfg, queue, pool_mem, base, n);
-        Buffers { base, pa }
+        start(cfg, queue, pool, base, n);
+        Buffers { base, pa, pool }
+    }
+
+    /// The pool's physical address.
+    pub fn pool_pa(&self) -> u64 {
+        self.pool.as_ptr() as u64
+    }
+
+    /// The device's IOVAs at which it reaches the pool's pages, in order.
+    pub fn pool_iovas(&self) -> Vec<u64> {
+        let pool = self.pool_pa()..self.pool_pa() + 8 * PAGE as u64;
+        reachable().iter().filter(|(_, (pa, _))| pool.contains(pa)).map(|(iova, _)| *iova).collect()
+    }
+
+    /// The pool mapped again by a call over `channel`, and installed in the Hal (after a
+    /// STOP took it and the Hal's old pool was dropped).
+    pub fn map_pool_again(&self, channel: impl Channel) {
+        // SAFETY: `pool` is the pool region's memory, used for nothing else (the old pool,
+        // unmapped by the STOP, is dropped).
+        let pool = unsafe { DmaPool::map(&mut Client::new(channel), Handle(0), 0, DeviceId(0), self.pool, 8) };
+        IommuHal::install(pool.unwrap());
     }
 
     /// Buffer `i`.
