@@ -9,29 +9,17 @@
 
 use std::ptr::NonNull;
 
-use iommu_client::hal::{DmaPool, Failure, InPlace, IommuHal, Reach};
-use iommu_client::Client;
-use iommu_pd::model::ModelHw;
-use iommu_pd::Service;
-use iommu_protocol::{DeviceId, Handle, Op};
+use iommu_client::hal::{Failure, IommuHal};
+use iommu_protocol::{DeviceId, Op};
 use virtio_drivers::{BufferDirection, Hal};
 
 mod common;
-use common::{call, calls, fail, pages, reachable, Direct, PAGE, SERVICE};
+use common::{calls, fail, reachable, PAGE};
 
 #[test]
 fn an_unmap_call_the_iommu_refuses_is_made_again_or_the_device_stopped() {
-    let (pool_mem, bufs) = (pages(8), pages(2));
-    let (pool_pa, bufs_pa) = (pool_mem.as_ptr() as u64, bufs.as_ptr() as u64);
-    let cfg = common::pool_and_buffer_pages(pool_pa, bufs_pa, 2, 3);
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
-    SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
-    // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.
-    let pool = unsafe { DmaPool::map(&mut Client::new(Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) }.unwrap();
-    IommuHal::install(pool);
-    let reach = Reach::PerRequest { cap: Handle(1), cap_offset: 0, device: DeviceId(0), call };
-    // SAFETY: `bufs` is the buffers region's memory, which the device may reach.
-    unsafe { IommuHal::share_in_place(InPlace { va: bufs, len: 2 * PAGE, reach }) };
+    let bufs = common::start_per_request(2, 3);
+    let bufs_pa = bufs.as_ptr() as u64;
     // SAFETY: inside the 2 pages of `bufs`.
     let page = |i: usize| NonNull::slice_from_raw_parts(unsafe { bufs.add(i * PAGE) }, PAGE);
     let pa = |i: usize| bufs_pa + (i * PAGE) as u64;

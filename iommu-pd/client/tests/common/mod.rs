@@ -6,10 +6,11 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use iommu_client::Channel;
+use iommu_client::hal::{DmaPool, InPlace, IommuHal, Reach};
+use iommu_client::{Channel, Client};
 use iommu_pd::model::ModelHw;
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
-use iommu_protocol::{Op, Rights};
+use iommu_protocol::{DeviceId, Handle, Op, Rights};
 
 thread_local! {
     pub static SERVICE: RefCell<Option<Service<'static, ModelHw>>> = const { RefCell::new(None) };
@@ -108,4 +109,22 @@ pub fn pool_and_buffer_pages(pool_pa: u64, bufs_pa: u64, buf_pages: usize, mappi
         static_maps: &[],
         faults: FaultPolicy { window: 1, max_faults: 1 },
     }
+}
+
+/// The service over `pool_and_buffer_pages` (`buf_pages` pages of buffers, a quota of
+/// `mappings`), the Hal's pool (8 pages) mapped by a call, and the buffers shared in place
+/// per request (each buffer's MAP and UNMAP a call). Returns the buffers' memory.
+#[allow(dead_code, reason = "only the tests of per-request buffers use it")]
+pub fn start_per_request(buf_pages: usize, mappings: u32) -> NonNull<u8> {
+    let (pool_mem, bufs) = (pages(8), pages(buf_pages));
+    let cfg = pool_and_buffer_pages(pool_mem.as_ptr() as u64, bufs.as_ptr() as u64, buf_pages, mappings);
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
+    SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
+    // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.
+    let pool = unsafe { DmaPool::map(&mut Client::new(Direct), Handle(0), 0, DeviceId(0), pool_mem, 8) }.unwrap();
+    IommuHal::install(pool);
+    let reach = Reach::PerRequest { cap: Handle(1), cap_offset: 0, device: DeviceId(0), call };
+    // SAFETY: `bufs` is the buffers region's memory, which the device may reach.
+    unsafe { IommuHal::share_in_place(InPlace { va: bufs, len: buf_pages * PAGE, reach }) };
+    bufs
 }
