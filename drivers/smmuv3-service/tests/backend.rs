@@ -2,6 +2,9 @@
 //! the SMMU: requests become page-table entries the model translates through, and
 //! revocation leaves no stale translation in the model's TLB.
 
+mod common;
+
+use common::{leak, one_device_config};
 use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS};
 use smmuv3::event::id;
@@ -13,10 +16,6 @@ fn call<H: iommu_pd::IommuHw>(s: &mut Service<'_, H>, client: usize, req: Reques
     let mut mrs = [0; MAX_MRS];
     let (label, n) = req.encode(&mut mrs);
     s.handle(client, label, &mrs[..n])
-}
-
-fn leak<T, const N: usize>(v: [T; N]) -> &'static [T] {
-    Box::leak(Box::new(v))
 }
 
 /// The service on the model SMMU: client 0 owns one device, `stream`, with IOVAs from
@@ -44,30 +43,7 @@ fn one_device_sized(
         ClientConfig { name: "driver", max_mappings: 4, max_pages, max_grants: 0 },
         ClientConfig { name: "bystander", max_mappings: 4, max_pages, max_grants: 0 },
     ]);
-    let cfg = Config {
-        clients: &clients[..1 + bystander as usize],
-        devices: leak([DeviceConfig {
-            name: "dev",
-            stream,
-            extra_streams: &[],
-            owner: 0,
-            iova_base,
-            iova_size,
-            resume_allowed: true,
-        }]),
-        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: buf.len as u64 }]),
-        caps: leak([CapConfig {
-            client: 0,
-            region: 0,
-            offset: 0,
-            len: buf.len as u64,
-            rights: Rights::READ_WRITE,
-            devices: 0b1,
-            grant_to: 0,
-        }]),
-        static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
-    };
+    let cfg = one_device_config(buf, &clients[..1 + bystander as usize], stream, iova_base, iova_size);
     let backend = SmmuBackend::new(host_smmu(32), &[stream]).unwrap();
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(2, 1, 4, 8)>::default()));
     Service::new(backend, cfg, tables.storage()).unwrap()

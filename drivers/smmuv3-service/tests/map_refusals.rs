@@ -7,7 +7,10 @@
 //! answer as the twin's, the driver's tables hold the same leaves, and the next MAPs (by
 //! the allocator, and at the refused one's IOVA) and the UNMAPs after them answer alike.
 
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+mod common;
+
+use common::{leak, one_device_config};
+use iommu_pd::{ClientConfig, Service};
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
 use smmuv3::model::{host_region, host_smmu, SmmuModel};
 use smmuv3::DmaRegion;
@@ -23,37 +26,11 @@ const BASE: u64 = 1 << 40;
 const WINDOW: u64 = 4 << 40;
 const STRIDE: u64 = 1 << 39;
 
-fn leak<T, const N: usize>(v: [T; N]) -> &'static [T] {
-    Box::leak(Box::new(v))
-}
-
 /// The service on the model SMMU with `table_pages` pages of page tables: client 0 owns one
 /// device (stream 0x10) and holds handle 0, read-write over all of `buf`.
 fn service(buf: &DmaRegion, table_pages: usize) -> Svc {
-    let cfg = Config {
-        clients: leak([ClientConfig { name: "driver", max_mappings: 8, max_pages: 2 * 512 + 8, max_grants: 0 }]),
-        devices: leak([DeviceConfig {
-            name: "dev",
-            stream: 0x10,
-            extra_streams: &[],
-            owner: 0,
-            iova_base: BASE,
-            iova_size: WINDOW,
-            resume_allowed: true,
-        }]),
-        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: buf.len as u64 }]),
-        caps: leak([CapConfig {
-            client: 0,
-            region: 0,
-            offset: 0,
-            len: buf.len as u64,
-            rights: Rights::READ_WRITE,
-            devices: 1,
-            grant_to: 0,
-        }]),
-        static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
-    };
+    let clients = leak([ClientConfig { name: "driver", max_mappings: 8, max_pages: 2 * 512 + 8, max_grants: 0 }]);
+    let cfg = one_device_config(buf, clients, 0x10, BASE, WINDOW);
     let backend = SmmuBackend::new(host_smmu(table_pages), &[0x10]).unwrap();
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
     Service::new(backend, cfg, tables.storage()).unwrap()
