@@ -236,23 +236,32 @@ fn run<H: TestHw>(hw: H, fail_at: &[usize]) -> Vec<&'static str> {
     }
     // The owner recovers: RESUME retries what is pending on each device, then every
     // mapping goes. Nothing is left in the books, the tables, a known cache or reach.
-    for d in [NIC, NIC2] {
-        assert_eq!(call(&mut s, NET, Request::Resume { device: DeviceId(d) }), Reply::ok(&[]), "{what}: RESUME {d}");
+    recover(&mut s, &what);
+    for d in [NIC as usize, NIC2 as usize] {
+        assert!(s.hw().inner.reach(d, &tried()).is_empty(), "{what}: device {d} reaches a page");
     }
-    for (d, pages) in books(&s) {
+    failed
+}
+
+/// The owner's RESUMEs of both devices and UNMAPs of every mapping the books hold all
+/// answer `Ok`; after them the audit holds, no device keeps a translation or is left
+/// blocked, and the usage is nothing.
+fn recover<H: TestHw>(s: &mut Service<'static, FailNth<H>>, what: &str) {
+    for d in [NIC, NIC2] {
+        assert_eq!(call(s, NET, Request::Resume { device: DeviceId(d) }), Reply::ok(&[]), "{what}: RESUME {d}");
+    }
+    for (d, pages) in books(s) {
         for iova in pages.keys() {
-            assert_eq!(call(&mut s, NET, unmap_req(d as u32, *iova)), Reply::ok(&[]), "{what}: UNMAP {iova:#x}");
+            assert_eq!(call(s, NET, unmap_req(d as u32, *iova)), Reply::ok(&[]), "{what}: UNMAP {iova:#x}");
         }
     }
-    check_reach(&s, &what);
+    check_reach(s, what);
     for d in [NIC as usize, NIC2 as usize] {
         assert!(s.hw().inner.translations(d).is_empty(), "{what}: device {d} keeps a translation");
-        assert!(s.hw().inner.reach(d, &tried()).is_empty(), "{what}: device {d} reaches a page");
         assert!(s.hw().inner.enabled(d), "{what}: device {d} not running again");
     }
-    let Reply::Ok { values, .. } = call(&mut s, NET, Request::Query) else { panic!() };
+    let Reply::Ok { values, .. } = call(s, NET, Request::Query) else { panic!() };
     assert_eq!((values[0], values[2]), (0, 0), "{what}: usage after everything went");
-    failed
 }
 
 /// Every single failure point of the batch, then every pair; `hw` makes a fresh IOMMU.
@@ -320,21 +329,7 @@ fn run_calls<H: TestHw>(hw: H, fail_at: &[usize]) -> Vec<&'static str> {
     s.hw_mut().fail_at.clear();
     s.hw_mut().inner.fail_next(None);
     let what = format!("calls {fail_at:?} ({:?} failing)", s.hw().failed);
-    for d in [NIC, NIC2] {
-        assert_eq!(call(&mut s, NET, Request::Resume { device: DeviceId(d) }), Reply::ok(&[]), "{what}: RESUME {d}");
-    }
-    for (d, pages) in books(&s) {
-        for iova in pages.keys() {
-            assert_eq!(call(&mut s, NET, unmap_req(d as u32, *iova)), Reply::ok(&[]), "{what}: UNMAP {iova:#x}");
-        }
-    }
-    check_reach(&s, &what);
-    for d in [NIC as usize, NIC2 as usize] {
-        assert!(s.hw().inner.translations(d).is_empty(), "{what}: device {d} keeps a translation");
-        assert!(s.hw().inner.enabled(d), "{what}: device {d} not running again");
-    }
-    let Reply::Ok { values, .. } = call(&mut s, NET, Request::Query) else { panic!() };
-    assert_eq!((values[0], values[2]), (0, 0), "{what}: usage after everything went");
+    recover(&mut s, &what);
     s.hw().failed.clone()
 }
 
