@@ -370,7 +370,6 @@ fn an_absolute_program_path_and_a_link_in_the_copy_directory_are_not_followed() 
 /// the one the later copy overwrote changed, and refuses.
 #[test]
 fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
-    let base = scratch("copy-programs-two-ways");
     let text = r#"<system>
     <protection_domain name="a" priority="100">
         <program_image path="x.elf" />
@@ -379,8 +378,7 @@ fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
         <program_image path="./x.elf" />
     </protection_domain>
 </system>"#;
-    let (programs, stage) = (base.join("programs"), base.join("stage"));
-    elf::fixture_programs(text, &programs, false).unwrap();
+    let Staged { sdf, programs, stage, .. } = staged("copy-programs-two-ways", "two.xml", text);
     let board = iommu_sdf::Board::default();
     let (mut sys, problems) = iommu_sdf::check_text_with(text, &board, std::slice::from_ref(&programs));
     assert!(problems.is_empty(), "{problems:?}");
@@ -390,8 +388,6 @@ fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
     let mut rebuilt = file.bytes.to_vec();
     rebuilt.push(0);
     file.bytes = rebuilt.into();
-    let sdf = base.join("two.xml");
-    std::fs::write(&sdf, text).unwrap();
     iommu_sdf::checked::copy(&sys, &sdf, text, board.target, &stage).unwrap();
     let v = iommu_sdf::checked::verify(&stage).unwrap();
     assert!(v.changed.iter().any(|c| c.path.ends_with("x.elf")), "{v:?}");
