@@ -20,8 +20,7 @@ mod common;
 use common::backend::{RangeChecked, TestHw};
 use common::queue::{completions, post_all, region};
 use common::{call, ModelHw};
-use iommu_pd::service::{ClientTables, DeviceState};
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
+use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service, Storage};
 use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
 const PAGE: u64 = 0x1000;
@@ -84,24 +83,11 @@ fn config() -> Config<'static> {
     }
 }
 
-fn leak<T>(v: Vec<T>) -> &'static mut [T] {
-    Box::leak(v.into_boxed_slice())
-}
-
 /// Tables for `config()`: `SLOTS` mapping slots, and client tables (and rings) for two
 /// clients more than the description has, so that a client number past the description
 /// still finds a table in the storage.
 fn storage() -> Storage<'static> {
-    Storage {
-        caps: leak(vec![None; 4]),
-        mappings: leak(vec![None; SLOTS]),
-        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(SLOTS, DEVICES.len())]),
-        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(SLOTS, DEVICES.len())]),
-        free: leak(vec![0; SLOTS]),
-        clients: leak(vec![ClientTables::default(); CLIENTS.len() + 2]),
-        devices: leak(vec![DeviceState::default(); DEVICES.len()]),
-        rings: leak((0..CLIENTS.len() + 2).map(|_| FaultRing::default()).collect()),
-    }
+    common::sized_storage(4, SLOTS, DEVICES.len(), CLIENTS.len() + 2)
 }
 
 fn service<H: TestHw + Default>() -> Service<'static, H> {

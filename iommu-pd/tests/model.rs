@@ -64,9 +64,9 @@ mod starvation {
     use super::common::random::Rng;
     use iommu_pd::config::NO_OWNER;
     use iommu_pd::model::ModelHw;
-    use iommu_pd::service::{ClientTables, DeviceState};
+
     use iommu_pd::{
-        CapConfig, ClientConfig, Config, ConfigError, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service,
+        CapConfig, ClientConfig, Config, ConfigError, DeviceConfig, FaultPolicy, RegionConfig, Service,
         StaticMapConfig, Storage,
     };
     use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
@@ -151,22 +151,9 @@ mod starvation {
         }
     }
 
-    fn leak<T>(v: Vec<T>) -> &'static mut [T] {
-        Box::leak(v.into_boxed_slice())
-    }
-
     /// Tables for `config()` with `slots` mapping slots.
     fn storage(slots: usize) -> Storage<'static> {
-        Storage {
-            caps: leak(vec![None; 8]),
-            mappings: leak(vec![None; slots]),
-            leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(slots, DEVICES.len())]),
-            inners: leak(vec![Default::default(); iommu_pd::index::inners_for(slots, DEVICES.len())]),
-            free: leak(vec![0; slots]),
-            clients: leak(vec![ClientTables::default(); CLIENTS.len()]),
-            devices: leak(vec![DeviceState::default(); DEVICES.len()]),
-            rings: leak((0..CLIENTS.len()).map(|_| FaultRing::default()).collect()),
-        }
+        super::common::sized_storage(8, slots, DEVICES.len(), CLIENTS.len())
     }
 
     fn call(s: &mut Service<'_, ModelHw>, client: usize, req: Request) -> Reply {

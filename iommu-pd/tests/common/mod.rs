@@ -189,3 +189,22 @@ pub fn service() -> Service<'static, ModelHw> {
 pub fn err(e: ErrorCode) -> Reply {
     Reply::Err(e)
 }
+
+/// Tables of the sizes given, leaked so a service can borrow them for 'static: `caps`
+/// capability slots, `slots` mapping slots and the index's pools for them over `devices`
+/// devices, and client tables and fault rings for `clients` clients.
+pub fn sized_storage(caps: usize, slots: usize, devices: usize, clients: usize) -> iommu_pd::Storage<'static> {
+    fn leak<T>(v: Vec<T>) -> &'static mut [T] {
+        Box::leak(v.into_boxed_slice())
+    }
+    iommu_pd::Storage {
+        caps: leak(vec![None; caps]),
+        mappings: leak(vec![None; slots]),
+        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(slots, devices)]),
+        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(slots, devices)]),
+        free: leak(vec![0; slots]),
+        clients: leak(vec![iommu_pd::ClientTables::default(); clients]),
+        devices: leak(vec![iommu_pd::service::DeviceState::default(); devices]),
+        rings: leak((0..clients).map(|_| iommu_pd::FaultRing::default()).collect()),
+    }
+}

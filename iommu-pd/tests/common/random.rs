@@ -168,21 +168,8 @@ pub fn model_config() -> iommu_pd::Config<'static> {
 /// slots `mappings_needed` (so the last quota's last mapping takes the last slot), and the
 /// index's pools for those slots.
 pub fn exact_storage() -> iommu_pd::Storage<'static> {
-    fn leak<T>(v: Vec<T>) -> &'static mut [T] {
-        Box::leak(v.into_boxed_slice())
-    }
     let cfg = model_config();
-    let (slots, devices, clients) = (cfg.mappings_needed(), cfg.devices.len(), cfg.clients.len());
-    iommu_pd::Storage {
-        caps: leak(vec![None; cfg.caps_needed()]),
-        mappings: leak(vec![None; slots]),
-        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(slots, devices)]),
-        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(slots, devices)]),
-        free: leak(vec![0; slots]),
-        clients: leak(vec![iommu_pd::ClientTables::default(); clients]),
-        devices: leak(vec![iommu_pd::service::DeviceState::default(); devices]),
-        rings: leak((0..clients).map(|_| iommu_pd::FaultRing::default()).collect()),
-    }
+    super::sized_storage(cfg.caps_needed(), cfg.mappings_needed(), cfg.devices.len(), cfg.clients.len())
 }
 
 /// `run` on the tables `storage`.
