@@ -435,6 +435,14 @@ pub struct Smmu<M: Mmio> {
 struct RejectNext(#[cfg(feature = "fault-injection")] bool);
 
 impl RejectNext {
+    /// Whether the next unmap's first invalidation is to be rejected.
+    fn armed(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.0;
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
     /// Disarms it, returning what an unmap passes each invalidation command through: the
     /// command itself, or in place of the first, if it was armed, one the SMMU rejects.
     fn take(&mut self) -> impl FnMut(Command) -> Command {
@@ -566,6 +574,11 @@ struct CommandQueue {
     /// command it failed on (rejected, or never reached), so none counts as confirmed by
     /// a later sync. The first such error, for `sync_deferred` to report.
     deferred_failed: Option<Error>,
+    /// The last run of leaves the deferred unmaps removed, not yet sent: the next deferred
+    /// unmap of the same domain may extend it (`tlbi::LeafInvalidation`). Sent before
+    /// every CMD_SYNC (`sync_once`), so no sync confirms less than was removed before it,
+    /// and before another domain's deferred unmap takes its place.
+    open: Option<LeafInvalidation>,
 }
 
 /// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
@@ -686,14 +699,41 @@ impl CommandQueue {
         }
     }
 
+    /// Queue the commands of the deferred unmaps' open run, if any. Should one not be
+    /// queued, one TLBI by ASID (or VMID) of its domain covers it instead, as in an unmap;
+    /// should that fail too, the deferred unmaps count as failed (`deferred_failed`), so
+    /// `sync_deferred` reports it and leaves their domains stale.
+    fn send_open_run(&mut self, regs: &impl Mmio, stats: &mut Stats) {
+        let Some(mut run) = self.open.take() else { return };
+        let mut failed = false;
+        run.finish(&mut |cmd| failed = failed || self.push(regs, stats, cmd).is_err());
+        if failed {
+            if let Err(e) = self.push(regs, stats, run.tag().invalidate_all()) {
+                self.deferred_failed.get_or_insert(e);
+            }
+        }
+    }
+
     /// Queue CMD_SYNC, ring the doorbell and wait until the SMMU has consumed it, which
     /// it does only once every earlier command has completed (IHI 0070 4.7.3). A failed
     /// sync while deferred invalidations are queued marks them failed: the error (a
     /// rejected command replaced by a CMD_SYNC, a timeout) may be theirs, and it is
     /// reported to this caller, not to theirs.
+    #[inline]
     fn sync(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
+        // One test of one flag on a plain unmap's path, as before the open run existed.
+        if self.deferred {
+            return self.sync_with_deferred(regs, stats);
+        }
+        self.sync_once(regs, stats)
+    }
+
+    /// `sync` while deferred invalidations are queued: their open run goes first, and a
+    /// failure counts against them.
+    fn sync_with_deferred(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
+        self.send_open_run(regs, stats);
         let r = self.sync_once(regs, stats);
-        if let (Err(e), true) = (r, self.deferred) {
+        if let Err(e) = r {
             self.deferred_failed.get_or_insert(e);
         }
         r
@@ -818,6 +858,7 @@ impl<M: Mmio> Smmu<M> {
                 maint: reset.maint,
                 deferred: false,
                 deferred_failed: None,
+                open: None,
             },
             eventq_ring: Ring { log2: reset.eventq_log2 },
             eventq_cons: 0,
@@ -1550,6 +1591,9 @@ impl<M: Mmio> Smmu<M> {
         let tag = dom.tag;
         let ranges_ok = self.features.range_invalidation;
         let per_page = ranges_ok || leaves <= TLBI_ASID_THRESHOLD;
+        // The last run stays open for the next deferred unmap to extend, unless the
+        // injected rejection must fall on this unmap's own first command.
+        let keep_open = ranges_ok && !self.reject_next_invalidation.armed();
         let mut invalidation = self.reject_next_invalidation.take();
         let (regs, cmdq, stats, pool) = (&self.regs, &mut self.cmdq, &mut self.stats, &mut self.pool);
         // Before the first command: a sync that a full queue or an erratum forces in
@@ -1558,13 +1602,23 @@ impl<M: Mmio> Smmu<M> {
         let end = iova.0 + len;
         dom.deferred = Some(dom.deferred.map_or((iova.0, end), |(lo, hi)| (lo.min(iova.0), hi.max(end))));
         self.deferred_domains |= 1 << d.index();
+        // Another domain's open run cannot take these leaves: it goes out first, on its
+        // own account (a failure there is its domain's, not this unmap's).
+        if cmdq.open.as_ref().is_some_and(|open| open.tag() != tag) {
+            cmdq.send_open_run(regs, stats);
+        }
+        let mut inv = cmdq.open.take().unwrap_or(LeafInvalidation::new(tag, ranges_ok));
         let mut leaf_tlbis = LeafTlbis::new(per_page);
-        let mut inv = LeafInvalidation::new(tag, ranges_ok);
         {
             let mut emit = |cmd| leaf_tlbis.push(cmd, |cmd| cmdq.push(regs, stats, invalidation(cmd)));
-            // Checked above (`check_unmap`).
+            // Checked above (`check_unmap`). A run this unmap closes goes out here.
             dom.table.unmap_checked(pool, iova, len, |leaf| inv.add(&leaf, &mut emit));
-            inv.finish(&mut emit);
+            if !keep_open {
+                inv.finish(&mut emit);
+            }
+        }
+        if keep_open && !leaf_tlbis.need_all() {
+            cmdq.open = Some(inv);
         }
         let queued = if leaf_tlbis.need_all() {
             // One command covers every entry of the ASID.

@@ -60,6 +60,13 @@ struct Run {
 /// Collects removed leaves into the commands that invalidate them: one per leaf, or, with
 /// range invalidation, one run of contiguous leaves of a level at a time. `finish` must
 /// follow the last leaf, or the last run is not invalidated.
+///
+/// Deferred unmaps keep one open across calls (the driver's `CommandQueue::open`): the
+/// next deferred unmap of the same domain extends its run when its first leaf is
+/// adjacent (same tag, same level, the next address), so a batch that unmaps adjacent
+/// buffers sends one range command for all of them; any CMD_SYNC sends it first.
+/// Runs that are not adjacent are never joined over the gap between them: see README,
+/// **Range invalidation**.
 #[derive(Debug)]
 pub struct LeafInvalidation {
     tag: Translation,
@@ -71,6 +78,11 @@ impl LeafInvalidation {
     /// For a domain tagged `tag`, on an SMMU with range invalidation or not.
     pub const fn new(tag: Translation, ranges: bool) -> Self {
         Self { tag, ranges, run: None }
+    }
+
+    /// The domain whose leaves this collects.
+    pub const fn tag(&self) -> Translation {
+        self.tag
     }
 
     /// `leaf` was removed or narrowed: emit whatever commands are due.

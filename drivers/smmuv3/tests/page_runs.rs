@@ -25,20 +25,7 @@ fn leaves(pt: &PageTable, pool: &TablePool) -> Vec<Leaf> {
     v
 }
 
-/// xorshift64*: reproducible ranges without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::Rng;
 
 /// Bits of IOVA above a table at `level` (1..=3) of a 4 KiB-granule walk: the table at
 /// level 1 serves 512 GiB, at 2 1 GiB, at 3 2 MiB.

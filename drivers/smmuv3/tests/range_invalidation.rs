@@ -8,7 +8,7 @@ use smmuv3::cmd::{Command, Opcode, TlbiRange};
 use smmuv3::event::id;
 use smmuv3::model::{Outcome, SmmuModel, QEMU_IDR};
 use smmuv3::tlbi::split;
-use smmuv3::{Asid, Error, Iova, MemType, Perm, Smmu, StreamId, Translation, Vmid};
+use smmuv3::{Asid, Error, Iova, MemType, Perm, PhysAddr, Smmu, StreamId, Translation, Vmid};
 
 const SID: u32 = 0x08;
 /// The stream of a VM's device, given stage-2 domains.
@@ -308,8 +308,7 @@ fn blocks_go_out_as_ranges_at_level_2() {
     // Two blocks, then 16 pages, then two blocks: three runs.
     smmu.map(d, Iova(iova), buf.pa, 2 << 21, Perm::ReadWrite, MemType::Normal).unwrap();
     let pages_at = iova + (2 << 21);
-    smmu.map(d, Iova(pages_at), smmuv3::PhysAddr(buf.pa.0 + (2 << 21)), 16 * PAGE, Perm::Read, MemType::Normal)
-        .unwrap();
+    smmu.map(d, Iova(pages_at), PhysAddr(buf.pa.0 + (2 << 21)), 16 * PAGE, Perm::Read, MemType::Normal).unwrap();
     smmu.attach(StreamId(SID), d).unwrap();
     for off in [0, 0x1f_f000, 0x20_0000, 0x3f_f000, 2 << 21, (2 << 21) + 15 * PAGE] {
         assert!(matches!(smmu.regs().translate(SID, iova + off, false), Outcome::Ok(_)), "{off:#x}");
@@ -368,7 +367,7 @@ fn a_run_past_scale_31_is_still_covered() {
     let mut smmu = unsafe { Smmu::init(model, mem, common::config()) }.unwrap();
     let d = smmu.create_domain().unwrap();
     let (iova, len) = (1u64 << 44, 1u64 << 44);
-    smmu.map(d, Iova(iova), smmuv3::PhysAddr(0), len, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(d, Iova(iova), PhysAddr(0), len, Perm::ReadWrite, MemType::Normal).unwrap();
     assert_eq!(smmu.translate(d, Iova(iova)).unwrap().map(|l| l.level), Some(2));
     smmu.attach(StreamId(SID), d).unwrap();
     let offsets = [0, 1 << 30, 1 << 43, len - PAGE];
@@ -380,4 +379,182 @@ fn a_run_past_scale_31_is_still_covered() {
     for off in offsets {
         assert_eq!(smmu.regs().translate(SID, iova + off, false), Outcome::Fault(id::F_TRANSLATION), "{off:#x}");
     }
+}
+
+/// One 4 KiB page an unmap removed: its domain's ASID, its address, the level of the leaf
+/// it was part of, and the length of the model's command log when it was removed (a
+/// command consumed before then cannot have invalidated it).
+#[derive(Debug, Clone, Copy)]
+struct Removed {
+    asid: u32,
+    page: u64,
+    level: u32,
+    since: usize,
+}
+
+/// Whether `cmd`, read with QEMU's decoder, drops every cached translation of `r`'s page
+/// under the model's rules: a leaf CMD_TLBI_NH_VA of its ASID whose range holds the
+/// whole page, TG 4 KiB, TTL 0 or the leaf's level; or a CMD_TLBI_NH_ASID of its ASID.
+fn covers(cmd: Command, r: &Removed) -> bool {
+    let q = QemuCmd::new(cmd);
+    if q.cmd_type() == Opcode::TlbiNhAsid as u32 {
+        return q.cmd_asid() == r.asid;
+    }
+    if q.cmd_type() != Opcode::TlbiNhVa as u32 || q.cmd_asid() != r.asid || q.cmd_leaf() != 1 || q.cmd_tg() != 1 {
+        return false;
+    }
+    let (lo, hi, ttl) = q.range();
+    (ttl == 0 || ttl == r.level) && lo <= r.page && r.page + PAGE - 1 <= hi
+}
+
+/// Every page of `removed` is covered by a command the model consumed after its removal
+/// and before the last CMD_SYNC in `log`.
+fn assert_covered_before_last_sync(log: &[Command], removed: &[Removed], what: &str) {
+    let Some(last_sync) = log.iter().rposition(|c| *c == Command::sync()) else {
+        assert!(removed.is_empty(), "{what}: no CMD_SYNC at all");
+        return;
+    };
+    for r in removed {
+        let before = log.get(r.since..last_sync).unwrap_or_default();
+        assert!(
+            before.iter().any(|c| covers(*c, r)),
+            "{what}: page {:#x} of ASID {} (level {}) has no invalidation before the CMD_SYNC",
+            r.page,
+            r.asid,
+            r.level
+        );
+    }
+}
+
+/// 64 KiB buffers, as blk-bench's: `BUFS` of them, ending where a 2 MiB block starts.
+const BUF: u64 = 16 * PAGE;
+const BUFS: u64 = 12;
+const BLOCK: u64 = 0x20_0000;
+
+/// Buffer `n` of that layout (`BUFS` is the block): its IOVA, length and leaf level.
+fn slot(n: u64) -> (u64, u64, u32) {
+    if n == BUFS {
+        (BASE + BLOCK, BLOCK, 2)
+    } else {
+        (BASE + BLOCK - (BUFS - n) * BUF, BUF, 3)
+    }
+}
+
+/// The pages of buffer `n` a test checks: every page of a buffer; the first, a middle
+/// and the last page of the block.
+fn probe_pages(n: u64) -> Vec<u64> {
+    let (iova, len, _) = slot(n);
+    if n == BUFS {
+        vec![iova, iova + len / 2, iova + len - PAGE]
+    } else {
+        (0..len / PAGE).map(|p| iova + p * PAGE).collect()
+    }
+}
+
+/// Strictness of coalesced deferred unmaps, at random: two domains of adjacent 64 KiB
+/// buffers (the last adjoining a 2 MiB block), batches of deferred unmaps that mostly go
+/// on from the last one's neighbour (runs up and down, switching domains, meeting the
+/// block), with plain unmaps (which sync on their own) and maps over IOVAs removed in the
+/// batch (which must wait for their confirmation) mixed in. After each `sync_deferred`,
+/// every page a deferred unmap removed must be covered, by QEMU's reading, by a command
+/// sent after its removal and before the CMD_SYNC; and the model, which had cached every
+/// translation, must translate none of them. A coalescing that dropped or shortened a
+/// run, or let a sync pass it, fails here.
+#[test]
+fn coalesced_deferred_unmaps_leave_no_removed_page_uninvalidated() {
+    let mut batches = 0;
+    for seed in 1..=8u64 {
+        let mut rng = common::Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let model = SmmuModel::with_idr(host_idr(true));
+        // SAFETY: fresh leaked memory; the model is the only register file.
+        let mut smmu = unsafe { Smmu::init(model, common::memory(64), common::config()) }.unwrap();
+        let pages = common::buffer((BUFS * BUF) as usize, PAGE as usize);
+        let block = common::buffer(BLOCK as usize, BLOCK as usize);
+        let pa = |n: u64| if n == BUFS { block.pa.0 } else { pages.pa.0 + n * BUF };
+        let sids = [SID, SID + 1];
+        let mut doms = Vec::new();
+        let mut asids = Vec::new();
+        for sid in sids {
+            let d = smmu.create_domain().unwrap();
+            smmu.attach(StreamId(sid), d).unwrap();
+            let Translation::Stage1 { asid } = smmu.translation(d).unwrap() else { panic!("a stage-1 domain") };
+            doms.push(d);
+            asids.push(u32::from(asid.0));
+        }
+        let mut mapped = [[false; BUFS as usize + 1]; 2];
+        for round in 0..20 {
+            let what = format!("seed {seed} round {round}");
+            // Everything mapped, and every probed page's translation cached by the model.
+            for di in 0..2 {
+                for n in 0..=BUFS {
+                    let (iova, len, _) = slot(n);
+                    if !mapped[di][n as usize] {
+                        smmu.map(doms[di], Iova(iova), PhysAddr(pa(n)), len, Perm::ReadWrite, MemType::Normal).unwrap();
+                        mapped[di][n as usize] = true;
+                    }
+                    for page in probe_pages(n) {
+                        let outcome = smmu.regs().translate(sids[di], page, false);
+                        assert_eq!(outcome, Outcome::Ok(pa(n) + page - iova), "{what}");
+                    }
+                }
+            }
+            smmu.regs().clear_commands();
+            let mut deferred: Vec<(usize, u64, Removed)> = Vec::new();
+            let mut last: Option<(usize, u64)> = None;
+            for _ in 0..1 + rng.below(12) {
+                let since = smmu.regs().commands().len();
+                let op = rng.below(10);
+                let (di, n) = match last {
+                    // The neighbour of the last deferred unmap, up or down: a run.
+                    Some((di, n)) if op < 6 => (di, if rng.below(2) == 0 { n + 1 } else { n.wrapping_sub(1) }),
+                    _ => (rng.below(2) as usize, rng.below(BUFS + 1)),
+                };
+                if n > BUFS {
+                    continue;
+                }
+                let (iova, len, level) = slot(n);
+                let removed: Vec<Removed> =
+                    probe_pages(n).into_iter().map(|page| Removed { asid: asids[di], page, level, since }).collect();
+                match (op, mapped[di][n as usize]) {
+                    (9, false) => {
+                        // A map over IOVAs a deferred unmap of this batch removed: their
+                        // invalidation is confirmed first.
+                        smmu.map(doms[di], Iova(iova), PhysAddr(pa(n)), len, Perm::ReadWrite, MemType::Normal).unwrap();
+                        mapped[di][n as usize] = true;
+                        let due: Vec<Removed> =
+                            deferred.iter().filter(|(d, m, _)| (*d, *m) == (di, n)).map(|(_, _, r)| *r).collect();
+                        assert_covered_before_last_sync(&smmu.regs().commands(), &due, &format!("{what}: map {n}"));
+                        deferred.retain(|(d, m, _)| (*d, *m) != (di, n));
+                    }
+                    (8, true) => {
+                        smmu.unmap(doms[di], Iova(iova), len).unwrap();
+                        mapped[di][n as usize] = false;
+                        assert_covered_before_last_sync(
+                            &smmu.regs().commands(),
+                            &removed,
+                            &format!("{what}: unmap {n}"),
+                        );
+                    }
+                    (_, false) => {}
+                    (_, true) => {
+                        smmu.unmap_deferred(doms[di], Iova(iova), len).unwrap();
+                        mapped[di][n as usize] = false;
+                        deferred.extend(removed.into_iter().map(|r| (di, n, r)));
+                        last = Some((di, n));
+                    }
+                }
+            }
+            smmu.sync_deferred().unwrap();
+            let log = smmu.regs().commands();
+            let pending: Vec<Removed> = deferred.iter().map(|(_, _, r)| *r).collect();
+            assert_covered_before_last_sync(&log, &pending, &format!("{what}: sync_deferred"));
+            for (di, n, r) in &deferred {
+                assert!(!mapped[*di][*n as usize]);
+                let outcome = smmu.regs().translate(sids[*di], r.page, false);
+                assert_eq!(outcome, Outcome::Fault(id::F_TRANSLATION), "{what}: {:#x} after sync_deferred", r.page);
+            }
+            batches += usize::from(!deferred.is_empty());
+        }
+    }
+    assert!(batches > 100, "only {batches} batches had deferred unmaps");
 }

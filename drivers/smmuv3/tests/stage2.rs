@@ -279,9 +279,10 @@ fn deferred_unmaps_of_a_stage2_domain_are_confirmed_by_one_sync() {
     smmu.unmap_deferred(d, Iova(GUEST_RAM), 0x1000).unwrap();
     smmu.unmap_deferred(d, Iova(GUEST_RAM + 0x1000), 0x1000).unwrap();
     smmu.sync_deferred().unwrap();
-    let page = TlbiRange { num: 0, scale: 0, ttl: 3 };
-    let ipa = |off| Command::tlbi_s2_ipa_range(vmid, Iova(GUEST_RAM + off), true, page);
-    assert_eq!(smmu.regs().commands(), vec![ipa(0), ipa(0x1000), Command::sync()]);
+    // Adjacent pages of one domain: one range command of two pages for both unmaps.
+    let two_pages = TlbiRange { num: 0, scale: 1, ttl: 3 };
+    let ipa = Command::tlbi_s2_ipa_range(vmid, Iova(GUEST_RAM), true, two_pages);
+    assert_eq!(smmu.regs().commands(), vec![ipa, Command::sync()]);
     assert_eq!(smmu.regs().translate(SID_VM, GUEST_RAM + 0x1000, false), Outcome::Fault(id::F_TRANSLATION));
 }
 
