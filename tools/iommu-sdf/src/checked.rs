@@ -23,7 +23,8 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::board::Target;
-use crate::model::{ProgramFile, System};
+use crate::model::{Line, LoadedFile, System};
+use crate::problem::{p, Problem};
 
 /// The manifest's name in the directory the programs are copied to.
 pub const MANIFEST: &str = "programs.sha256";
@@ -98,75 +99,126 @@ fn in_dir(name: &str) -> PathBuf {
     Path::new(name).components().filter(|c| *c != Component::CurDir).collect()
 }
 
-/// Write every file `check` read for `sys`'s programs into `dir`, under the path the
-/// description gives (the bytes read, not the file again), the Microkit file made from
-/// the description for `target` (`build::microkit_file`, named as `build` names it), then
-/// `dir/MANIFEST`; the number of program files written. The description is `description`,
-/// read as `text`. A path that would leave `dir` (absolute, or through `..`) is refused, as
-/// is one naming the manifest or the Microkit file, and a file read twice with different
-/// contents (it changed while `check` read it).
-pub fn copy(sys: &System, description: &Path, text: &str, target: Target, dir: &Path) -> io::Result<usize> {
-    let mut files: Vec<&ProgramFile> =
-        sys.pds.iter().filter_map(|pd| pd.program.as_ref()).flat_map(|p| &p.files).collect();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    files.dedup_by(|a, b| a.name == b.name && a.bytes == b.bytes);
-    if let Some(w) = files.windows(2).find(|w| w[0].name == w[1].name) {
-        return Err(refused(format!("`{}` changed while check read it for two PDs", w[0].name)));
+/// Every file the Microkit tool loads for `sys` by a path the description gives (each
+/// program, its `path_for_symbols`, each region's `prefill_path`): the path, what it is,
+/// and the element and line that name it.
+fn named(sys: &System) -> Vec<(&str, &'static str, &'static str, Line)> {
+    let mut out: Vec<(&str, &str, &str, Line)> = Vec::new();
+    for pr in sys.pds.iter().filter_map(|pd| pd.program.as_ref()) {
+        out.push((&pr.path, "program", "program_image", pr.line));
+        if let Some(s) = &pr.symbols_path {
+            out.push((s, "program for symbols (path_for_symbols)", "program_image", pr.line));
+        }
     }
+    for r in &sys.regions {
+        if let Some(f) = &r.prefill_path {
+            out.push((f, "prefill file", "memory_region", r.line));
+        }
+    }
+    out
+}
+
+/// The files `copy` writes for `sys`, as read: each program file and each prefill.
+fn loaded(sys: &System) -> Vec<&LoadedFile> {
+    let programs = sys.pds.iter().filter_map(|pd| pd.program.as_ref()).flat_map(|p| &p.files);
+    programs.chain(sys.regions.iter().filter_map(|r| r.prefill.as_ref())).collect()
+}
+
+/// Why `check --copy-programs DIR` cannot copy what the Microkit tool loads for `sys`, the
+/// description `description`, each a problem at the element that names the file, or none:
+/// a path that leads out of DIR (absolute, or through `..`: the copy would be written
+/// outside, and the Microkit tool, given the path, reads it from wherever it names, since
+/// its `search_path.join(path)` is the path itself when it is absolute); a path whose
+/// first component is the manifest's name or the Microkit file's (`check` writes those
+/// there: the copy and the file would overwrite each other); a path that is another's
+/// directory (`a` and `a/b.elf`: both cannot be written); and a file read twice with
+/// different bytes (`crate::programs` reads each path once, so this is a defence, not a
+/// case a description can make).
+pub fn refusals(sys: &System, description: &Path) -> Vec<Problem> {
+    let microkit = crate::build::microkit_file_name(description);
+    let mut out = Vec::new();
+    let files = named(sys);
+    let rename = |what: &str| {
+        format!("rename the {what} (and the path the description gives for it), or copy into another directory")
+    };
+    for &(path, what, element, line) in &files {
+        let at = |message: String, fix: String| p(line, element, message, fix);
+        if !Path::new(path).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+            out.push(at(
+                format!("the {what} path `{path}` leads out of the directory check copies into (it is absolute, or goes through `..`): its copy would be written outside it, and the Microkit tool would read the path from wherever it names"),
+                format!("give the {what} path relative to the search path, without `..`"),
+            ));
+            continue;
+        }
+        let name = in_dir(path);
+        let first = name.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
+        if first.as_deref() == Some(MANIFEST) {
+            out.push(at(
+                format!("the {what} path `{path}` is the name of the file check writes the SHA-256 of its copies to, {MANIFEST}: the copy and the list would overwrite each other, and the Microkit tool be given the list as the {what}"),
+                rename(what),
+            ));
+        } else if first.as_deref() == Some(microkit.as_str()) {
+            out.push(at(
+                format!("the {what} path `{path}` is the name of the Microkit file check writes beside the copies, {microkit} (made from {}): the copy and it would overwrite each other", description.display()),
+                rename(what),
+            ));
+        } else if let Some(&(other, ..)) =
+            files.iter().find(|(o, ..)| in_dir(o) != name && in_dir(o).starts_with(&name))
+        {
+            out.push(at(
+                format!("the {what} path `{path}` is also the directory of `{other}`: one path cannot be both a file and a directory in the copy"),
+                rename(what),
+            ));
+        }
+    }
+    let mut files = loaded(sys);
+    files.sort_by_key(|f| in_dir(&f.name));
+    for w in files.windows(2).filter(|w| in_dir(&w[0].name) == in_dir(&w[1].name) && w[0].bytes != w[1].bytes) {
+        let (path, what, element, line) =
+            named(sys).into_iter().rfind(|n| n.0 == w[1].name).unwrap_or((&w[1].name, "file", "system", 1));
+        out.push(p(
+            line,
+            element,
+            format!("the {what} `{path}` changed while check read it (read twice, as `{}` and `{path}`, it held other bytes)", w[0].name),
+            "build the programs before checking, not while; then check again",
+        ));
+    }
+    out.sort_by_key(|p| p.line);
+    out
+}
+
+/// Write every file `check` read for what the Microkit tool loads for `sys` (each program,
+/// its symbols file, each region's prefill) into `dir`, under the path the description
+/// gives (the bytes read, not the file again), the Microkit file made from the description
+/// for `target` (`build::microkit_file`, named as `build` names it), then `dir/MANIFEST`;
+/// the number of files written besides those two. The description is `description`, read
+/// as `text`. Nothing is written when `refusals` has any (`check` reports them first).
+/// Every file is written below `dir` without following a link (`crate::nofollow`): a link
+/// standing where a copy or its directory goes is replaced.
+pub fn copy(sys: &System, description: &Path, text: &str, target: Target, dir: &Path) -> io::Result<usize> {
+    if let Some(first) = refusals(sys, description).first() {
+        return Err(refused(first.message.clone()));
+    }
+    let mut files = loaded(sys);
+    files.sort_by_key(|f| in_dir(&f.name));
+    files.dedup_by(|a, b| a.name == b.name);
     let mut manifest = line(&sha256(text.as_bytes()), &absolute(description).display().to_string());
     // The Microkit tool reads this, not the description: made here from the very text
     // checked, it cannot be one `build` wrote from an earlier text.
     let microkit_name = crate::build::microkit_file_name(description);
     let microkit = crate::build::microkit_file(text, sys, target).map_err(refused)?;
     std::fs::create_dir_all(dir)?;
-    for f in &files {
-        if !Path::new(&f.name).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(refused(format!(
-                "the program path `{}` leads out of {}: give <program_image> paths relative to the search path, without `..`",
-                f.name,
-                dir.display()
-            )));
-        }
-        if in_dir(&f.name) == Path::new(MANIFEST) {
-            return Err(refused(format!(
-                "the program path `{}` is the name of the file check writes the programs' SHA-256 to in {} (the copy would be overwritten, and the Microkit tool given the list as the program): rename the program",
-                f.name,
-                dir.display()
-            )));
-        }
-        if in_dir(&f.name) == Path::new(&microkit_name) {
-            return Err(refused(format!(
-                "the program path `{}` is the name of the Microkit file check writes in {} (made from {}): rename the program",
-                f.name,
-                dir.display(),
-                description.display()
-            )));
-        }
-    }
-    replace(&dir.join(&microkit_name), microkit.as_bytes())?;
+    let write = |name: &Path, bytes: &[u8]| crate::nofollow::write(dir, name, bytes, 0o755, 0o644);
+    write(Path::new(&microkit_name), microkit.as_bytes())?;
     manifest.push_str(&line(&sha256(microkit.as_bytes()), &microkit_name));
     for f in &files {
-        let copy = dir.join(&f.name);
-        if let Some(parent) = copy.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        replace(&copy, &f.bytes)?;
+        write(Path::new(&f.name), &f.bytes)?;
         let hash = sha256(&f.bytes);
         manifest.push_str(&line(&hash, &f.name));
         manifest.push_str(&line(&hash, &absolute(&f.file).display().to_string()));
     }
-    std::fs::write(dir.join(MANIFEST), manifest)?;
+    write(Path::new(MANIFEST), manifest.as_bytes())?;
     Ok(files.len())
-}
-
-/// Write `bytes` as `file`: whatever stands there (a link to elsewhere, an earlier copy)
-/// is replaced, not written through.
-fn replace(file: &Path, bytes: &[u8]) -> io::Result<()> {
-    match std::fs::remove_file(file) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    std::fs::write(file, bytes)
 }
 
 /// Every file `build` writes for the description `file`, read as `text` and checked as
@@ -231,30 +283,41 @@ pub struct Verified {
     pub changed: Vec<Changed>,
     /// The Microkit file (the manifest's second line, relative to DIR).
     pub microkit: String,
-    /// Each program or symbols file the Microkit file names that the manifest does not list
-    /// (the Microkit tool would load it unchecked), as the Microkit file names it.
+    /// Each program, symbols or prefill file the Microkit file names that the manifest does
+    /// not list (the Microkit tool would load it unchecked), as the Microkit file names it.
     pub unlisted: Vec<String>,
+    /// Each file of DIR the manifest lists (the Microkit file, the copies) with the bytes
+    /// read and hashed: what a private copy for the Microkit tool is written from (`stage`).
+    pub copies: Vec<(String, Vec<u8>)>,
 }
 
 /// Every file `dir/MANIFEST` lists (relative paths in `dir`) whose SHA-256 differs from the
 /// one recorded, or that cannot be read; and every program the Microkit file (its second
 /// line) names that it does not list. An error if the manifest cannot be read, lists
 /// nothing, has a line `copy` does not write, or its second line is not a Microkit file.
+/// What lies in `dir` is read without following a link below it (`crate::nofollow`): a
+/// copy reached through one is "cannot be read", as the copy `check` wrote is not there.
 pub fn verify(dir: &Path) -> io::Result<Verified> {
     let shown = dir.join(MANIFEST);
     let shown = shown.display();
-    let manifest = std::fs::read_to_string(dir.join(MANIFEST))?;
+    let manifest = String::from_utf8(crate::nofollow::read(dir, Path::new(MANIFEST))?)
+        .map_err(|_| refused(format!("{shown} is not text")))?;
     let mut changed = Vec::new();
     let mut listed = Vec::new();
+    let mut copies = Vec::new();
     let mut description = None;
     let mut files = 0;
     for (i, text) in manifest.lines().enumerate() {
         let (checked, name) =
             parse_line(text).ok_or_else(|| refused(format!("{shown}:{}: not a line check writes", i + 1)))?;
         let path = dir.join(&name);
-        let now = std::fs::read(&path).map(|b| sha256(&b)).map_err(|e| e.to_string());
+        let relative = Path::new(&name).is_relative();
+        let bytes = if relative { crate::nofollow::read(dir, Path::new(&name)) } else { std::fs::read(&path) };
+        let now = bytes.as_ref().map(|b| sha256(b)).map_err(|e| e.to_string());
         if now.as_deref() != Ok(checked) {
             changed.push(Changed { line: i + 1, path: path.clone(), checked: checked.to_string(), now });
+        } else if let (true, Ok(bytes)) = (relative && i > 0, bytes) {
+            copies.push((name.clone(), bytes));
         }
         description.get_or_insert(path);
         listed.push(name);
@@ -267,22 +330,16 @@ pub fn verify(dir: &Path) -> io::Result<Verified> {
             || refused("its second line is not the Microkit file check writes (NAME.system)".to_string()),
         )?;
     let mut unlisted = Vec::new();
-    if changed.iter().all(|c| c.line != 2) {
-        let text = std::fs::read_to_string(dir.join(&microkit))?;
-        let (sys, _) = crate::parse::parse(&text);
-        let named = sys
-            .pds
-            .iter()
-            .filter_map(|pd| pd.program.as_ref())
-            .flat_map(|p| std::iter::once(&p.path).chain(p.symbols_path.as_ref()));
-        for name in named {
+    if let Some((_, bytes)) = copies.iter().find(|(name, _)| *name == microkit) {
+        let (sys, _) = crate::parse::parse(&String::from_utf8_lossy(bytes));
+        for (name, ..) in named(&sys) {
             let copied = listed[2..].iter().any(|l| Path::new(l).is_relative() && in_dir(l) == in_dir(name));
-            if !copied && !unlisted.contains(name) {
-                unlisted.push(name.clone());
+            if !copied && !unlisted.iter().any(|u| u == name) {
+                unlisted.push(name.to_string());
             }
         }
     }
-    Ok(Verified { description, files, changed, microkit, unlisted })
+    Ok(Verified { description, files, changed, microkit, unlisted, copies })
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub mod checked;
 pub mod gen;
 pub mod knock_on;
 pub mod model;
+pub mod nofollow;
 pub mod numbers;
 pub mod parse;
 pub mod picture;

@@ -117,7 +117,8 @@ read or written.
 enum Command {
     /// The description, `--copy-programs`, `--built`.
     Check(PathBuf, Option<PathBuf>, Option<PathBuf>),
-    Verify(PathBuf),
+    /// The directory, and the command to run on a private copy of it (empty: none).
+    Verify(PathBuf, Vec<String>),
     Build(PathBuf, PathBuf),
     Report(PathBuf, Option<PathBuf>, Option<PathBuf>),
 }
@@ -155,6 +156,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let mut built = None;
     let mut board = Board::default();
     let mut search = Vec::new();
+    let run = Vec::new();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -173,7 +175,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let file = file.ok_or(usage)?;
     let command = match cmd.as_str() {
         "check" => Command::Check(file, copy, built),
-        "verify" => Command::Verify(file),
+        "verify" => Command::Verify(file, run),
         "build" => Command::Build(file, out.ok_or(usage)?),
         _ => Command::Report(file, svg, placed),
     };
@@ -191,7 +193,7 @@ fn main() -> ExitCode {
         }
     };
     let file = match &command {
-        Command::Verify(dir) => return verify(dir),
+        Command::Verify(dir, run) => return verify(dir, run),
         Command::Check(f, ..) | Command::Build(f, _) | Command::Report(f, ..) => f.clone(),
     };
     let shown = file.display().to_string();
@@ -224,6 +226,11 @@ fn main() -> ExitCode {
                 format!("run `iommu-sdf build {shown} --out {}` and build the PDs again before checking (images/Makefile's image step does both)", built.display()),
             ));
         }
+    }
+    // What only copying into DIR refuses (a path out of it, a name check writes there).
+    if let Command::Check(_, Some(_), _) = &command {
+        problems.extend(iommu_sdf::checked::refusals(&sys, &file));
+        problems.sort_by_key(|p| p.line);
     }
     let lines: Vec<&str> = text.lines().collect();
     for p in &problems {
@@ -259,7 +266,7 @@ fn main() -> ExitCode {
             Ok(n) => {
                 let microkit = dir.join(iommu_sdf::build::microkit_file_name(&file));
                 println!(
-                    "{shown}: copied {n} program file(s) as checked into {}, and wrote the Microkit file made from it, {}, their SHA-256 in {}: give the Microkit tool {} and --search-path {}, and run `iommu-sdf verify {}` before it",
+                    "{shown}: copied {n} file(s) (programs, their symbols, prefills) as checked into {}, and wrote the Microkit file made from it, {}, their SHA-256 in {}: give the Microkit tool {} and --search-path {}, and run `iommu-sdf verify {}` before it",
                     dir.display(),
                     microkit.display(),
                     dir.join(iommu_sdf::checked::MANIFEST).display(),
@@ -276,7 +283,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Verify(_) => unreachable!("verify returned above"),
+        Command::Verify(..) => unreachable!("verify returned above"),
         Command::Report(_, svg, report) => {
             println!("\n{}", iommu_sdf::report::markdown_for(&sys, &shown, target));
             if let Some(unproven) = &unproven {
@@ -307,40 +314,46 @@ fn main() -> ExitCode {
 }
 
 /// `verify DIR`: each file `DIR`'s manifest lists that changed since `check` copied the
-/// programs, refused with a fix.
-fn verify(dir: &Path) -> ExitCode {
+/// programs, refused with a fix; then, given `run`, that command on a private copy of what
+/// was verified (`iommu_sdf::private_copy`). Every name read from DIR is printed escaped
+/// (`problem::escaped`): a hostile build chose them.
+fn verify(dir: &Path, run: &[String]) -> ExitCode {
+    let e = |p: &Path| iommu_sdf::problem::escaped(&p.display().to_string());
     let manifest = dir.join(iommu_sdf::checked::MANIFEST);
-    let shown = manifest.display();
-    let iommu_sdf::checked::Verified { description, files: n, changed, microkit, unlisted } =
+    let shown = e(&manifest);
+    let iommu_sdf::checked::Verified { description, files: n, changed, microkit, unlisted, copies } =
         match iommu_sdf::checked::verify(dir) {
             Ok(v) => v,
-            Err(e) => {
-                eprintln!("iommu-sdf: cannot verify {shown}: {e} (run `iommu-sdf check FILE --search-path DIR... --copy-programs {}` first)", dir.display());
+            Err(err) => {
+                let err = iommu_sdf::problem::escaped(&err.to_string());
+                eprintln!("iommu-sdf: cannot verify {shown}: {err} (run `iommu-sdf check FILE --search-path DIR... --copy-programs {}` first)", e(dir));
                 return ExitCode::from(2);
             }
         };
     let fix = format!(
         "run `iommu-sdf check {} --search-path DIR... --copy-programs {}` again on the programs as built, then this, then the Microkit tool on its Microkit file there with --search-path {} (images/Makefile's image step runs the three)",
-        description.display(),
-        dir.display(),
-        dir.display()
+        e(&description),
+        e(dir),
+        e(dir)
     );
     for c in &changed {
         let now = match &c.now {
             Ok(hash) => format!("its SHA-256 is now {hash}"),
-            Err(e) => format!("it cannot be read ({e})"),
+            Err(err) => format!("it cannot be read ({})", iommu_sdf::problem::escaped(err)),
         };
         println!(
             "{shown}:{}:1: error: `{}` changed since `iommu-sdf check` read it ({now}; checked {}): the Microkit tool would build from what was not checked",
             c.line,
-            c.path.display(),
+            e(&c.path),
             c.checked
         );
         println!("{shown}:{}:1: note: fix: {fix}", c.line);
     }
+    let microkit_shown = iommu_sdf::problem::escaped(&microkit);
     for name in &unlisted {
         println!(
-            "{shown}:2:1: error: `{name}`, which the Microkit file {microkit} names, is not in the list: the Microkit tool would load it unchecked"
+            "{shown}:2:1: error: `{}`, which the Microkit file {microkit_shown} names, is not in the list: the Microkit tool would load it unchecked",
+            iommu_sdf::problem::escaped(name)
         );
         println!("{shown}:2:1: note: fix: {fix}");
     }
@@ -349,6 +362,7 @@ fn verify(dir: &Path) -> ExitCode {
         return ExitCode::from(1);
     }
     println!("{shown}: ok: the {n} files are as `iommu-sdf check` read them");
+    let _ = (run, copies);
     ExitCode::SUCCESS
 }
 

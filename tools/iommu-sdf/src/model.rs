@@ -17,6 +17,11 @@ pub struct MemoryRegion {
     pub phys_addr: Option<u64>,
     /// `page_size`, when given (the Microkit tool's default is 4 KiB).
     pub page_size: Option<u64>,
+    /// `prefill_path`: a file the Microkit tool finds in its search path, as it finds
+    /// programs, and loads into the region's memory.
+    pub prefill_path: Option<String>,
+    /// That file as read (`crate::programs::read`), once read: what the image would hold.
+    pub prefill: Option<LoadedFile>,
     pub line: Line,
 }
 
@@ -155,24 +160,25 @@ pub struct Program {
     /// (`rules::programs`).
     pub symbols: Option<HashMap<String, Symbol>>,
     /// The files read for it, once read: the program, then its `path_for_symbols` if given.
-    pub files: Vec<ProgramFile>,
+    pub files: Vec<LoadedFile>,
     pub line: Line,
 }
 
-/// A file read for a program: the path the description gives, the file the search path
-/// gave for it, and its bytes as read, which the rules were held to (and which
+/// A file the Microkit tool loads, read for it (a program, its `path_for_symbols`, a
+/// region's `prefill_path`): the path the description gives, the file the search path gave
+/// for it, and its bytes as read, which the rules were held to (and which
 /// `crate::checked` writes out unchanged for the Microkit tool).
 #[derive(Clone)]
-pub struct ProgramFile {
+pub struct LoadedFile {
     pub name: String,
     pub file: std::path::PathBuf,
     pub bytes: std::sync::Arc<[u8]>,
 }
 
-impl std::fmt::Debug for ProgramFile {
+impl std::fmt::Debug for LoadedFile {
     /// Its name, file and size: the bytes themselves are megabytes of no use in a message.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProgramFile({:?} from {}, {} bytes)", self.name, self.file.display(), self.bytes.len())
+        write!(f, "LoadedFile({:?} from {}, {} bytes)", self.name, self.file.display(), self.bytes.len())
     }
 }
 

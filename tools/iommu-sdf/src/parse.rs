@@ -543,6 +543,8 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     size_given: size.is_some(),
                     phys_addr,
                     page_size,
+                    prefill_path: n.attribute("prefill_path").map(str::to_string),
+                    prefill: None,
                     line: r.line(n),
                 });
             }

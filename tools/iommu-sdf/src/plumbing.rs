@@ -103,6 +103,8 @@ pub fn complete(sys: &mut System) {
                 size_given: true,
                 phys_addr: None,
                 page_size,
+                prefill_path: None,
+                prefill: None,
                 line,
             });
         }
@@ -153,6 +155,8 @@ pub fn complete(sys: &mut System) {
                     size_given: true,
                     phys_addr: None,
                     page_size: None,
+                    prefill_path: None,
+                    prefill: None,
                     line,
                 });
             }

@@ -39,3 +39,31 @@ pub fn column_on(line: Option<&str>, p: &Problem) -> usize {
 pub fn p(line: u32, element: &str, message: String, fix: impl Into<String>) -> Problem {
     Problem { line, element: element.into(), message, fix: fix.into() }
 }
+
+/// `s` for a terminal, on one line: a backslash, and every control character (a newline,
+/// a terminal's ESC, C1 controls), escaped (`\\`, `\n`, `\r`, `\t`, `\x1b`), the rest as
+/// it is. For names read from files a hostile build may have written (`verify`'s list):
+/// printed raw, ESC sequences would rewrite what the terminal shows, and a newline forge
+/// a line of output.
+pub fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escaped_leaves_one_line_of_no_controls() {
+        assert_eq!(super::escaped("a\u{1b}[2J\nb\\c\u{9b}d é"), "a\\x1b[2J\\nb\\\\c\\x9bd é");
+    }
+}

@@ -210,16 +210,44 @@ fn symbols(bytes: &[u8]) -> Result<HashMap<String, Symbol>, Unloadable> {
     Ok(out)
 }
 
+/// The files read so far, by the path the description gives (`.` components left out):
+/// each is read once however many PDs or regions name it, and however they write it
+/// (`x.elf`, `./x.elf`), so every PD is checked against the bytes its copy holds (two reads
+/// of a file rebuilt between them would give two PDs different bytes and one copy).
+#[derive(Default)]
+struct Reads(HashMap<PathBuf, LoadedFile>);
+
+impl Reads {
+    /// `name` as found in `search` (its file, and its bytes), read if not read before; `None`
+    /// if no search directory has it.
+    fn get(&mut self, name: &str, search: &[PathBuf]) -> Option<Result<LoadedFile, String>> {
+        let key: PathBuf = Path::new(name).components().filter(|c| *c != std::path::Component::CurDir).collect();
+        if let Some(f) = self.0.get(&key) {
+            return Some(Ok(LoadedFile { name: name.to_string(), ..f.clone() }));
+        }
+        let file = find(name, search)?;
+        Some(std::fs::read(&file).map_err(|e| e.to_string()).map(|bytes| {
+            let f = LoadedFile { name: name.to_string(), file, bytes: bytes.into() };
+            self.0.insert(key, f.clone());
+            f
+        }))
+    }
+}
+
 /// Read every PD's program from `search` (nothing, with no search path), recording its
 /// segments and symbols in the model; a program that cannot be found or read as the
 /// Microkit tool loads programs for `target` is a problem at its `<program_image>`, as
-/// the Microkit tool would refuse it.
+/// the Microkit tool would refuse it. Each region's `prefill_path` is read too (the
+/// Microkit tool finds it as it finds programs, `get_full_path` over the search path, and
+/// loads it into the region: it is part of the image), a problem at the region when no
+/// search directory has it or it cannot be read.
 pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem> {
     let mut out = Vec::new();
     if search.is_empty() {
         return out;
     }
     let dirs = search.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+    let mut reads = Reads::default();
     for pd in &mut sys.pds {
         let Some(program) = pd.program.as_mut() else { continue };
         let missing = |path: &str, what: &str| {
@@ -230,12 +258,12 @@ pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem
                 "build the program first, or give the --search-path that holds it (as the Microkit tool is given)",
             )
         };
-        let Some(file) = find(&program.path, search) else {
+        let Some(main) = reads.get(&program.path, search) else {
             out.push(missing(&program.path, "program"));
             continue;
         };
         let symbols_file = match &program.symbols_path {
-            Some(path) => match find(path, search) {
+            Some(path) => match reads.get(path, search) {
                 Some(f) => Some(f),
                 None => {
                     out.push(missing(path, "program for symbols (path_for_symbols)"));
@@ -244,26 +272,18 @@ pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem
             },
             None => None,
         };
-        let read = |f: &Path| std::fs::read(f).map_err(|e| Unloadable::new(e.to_string(), FIX_NOT_A_PROGRAM));
-        let loaded = read(&file).and_then(|bytes| {
-            let from = symbols_file.as_deref().map(read).transpose()?;
-            let l = load(&bytes, from.as_deref(), target)?;
-            Ok((l, bytes, from))
+        let file = main.as_ref().map_or_else(|_| find(&program.path, search).unwrap_or_default(), |f| f.file.clone());
+        let loaded = main.map_err(|e| Unloadable::new(e, FIX_NOT_A_PROGRAM)).and_then(|main| {
+            let from = symbols_file.clone().transpose().map_err(|e| Unloadable::new(e, FIX_NOT_A_PROGRAM))?;
+            let l = load(&main.bytes, from.as_ref().map(|f| &f.bytes[..]), target)?;
+            Ok((l, main, from))
         });
         match loaded {
-            Ok((l, bytes, from)) => {
+            Ok((l, main, from)) => {
                 program.segments = Some(l.segments);
                 program.loads = l.loads;
                 program.symbols = Some(l.symbols);
-                let kept = |name: &str, file: &Path, bytes: Vec<u8>| ProgramFile {
-                    name: name.to_string(),
-                    file: file.to_path_buf(),
-                    bytes: bytes.into(),
-                };
-                program.files = vec![kept(&program.path, &file, bytes)];
-                if let (Some(name), Some(file), Some(bytes)) = (&program.symbols_path, &symbols_file, from) {
-                    program.files.push(kept(name, file, bytes));
-                }
+                program.files = std::iter::once(main).chain(from).collect();
             }
             Err(e) => out.push(p(
                 program.line,
@@ -271,14 +291,31 @@ pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem
                 format!(
                     "`{}`'s program {} cannot be read as the Microkit tool loads programs: {}",
                     pd.name,
-                    symbols_file.as_ref().map_or(file.display().to_string(), |s| format!(
-                        "{} (symbols from {})",
-                        file.display(),
-                        s.display()
-                    )),
+                    match &symbols_file {
+                        Some(Ok(s)) => format!("{} (symbols from {})", file.display(), s.file.display()),
+                        _ => file.display().to_string(),
+                    },
                     e.why
                 ),
                 e.fix,
+            )),
+        }
+    }
+    for r in &mut sys.regions {
+        let Some(path) = &r.prefill_path else { continue };
+        match reads.get(path, search) {
+            Some(Ok(f)) => r.prefill = Some(f),
+            Some(Err(e)) => out.push(p(
+                r.line,
+                "memory_region",
+                format!("`{}`'s prefill file `{path}` cannot be read: {e}", r.name),
+                "give prefill_path a readable file in the search path",
+            )),
+            None => out.push(p(
+                r.line,
+                "memory_region",
+                format!("`{}`'s prefill file `{path}` is in none of the search directories ({dirs})", r.name),
+                "make the file first, or give the --search-path that holds it (as the Microkit tool is given)",
             )),
         }
     }

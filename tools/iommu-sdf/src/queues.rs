@@ -93,6 +93,8 @@ pub fn complete(sys: &mut System) {
             size_given: true,
             phys_addr: None,
             page_size: None,
+            prefill_path: None,
+            prefill: None,
             line,
         });
         sys.generated

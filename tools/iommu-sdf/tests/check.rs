@@ -65,8 +65,9 @@ fn every_rule_has_a_failing_description() {
         // A description for another board says so on its second line.
         let board_name = text.lines().nth(1).and_then(|l| l.strip_prefix("<!-- board: ")?.strip_suffix(" -->"));
         n += 1;
-        if text.lines().any(|l| l.trim_start().starts_with("<!-- program ")) {
-            if let Err(e) = fails_with_its_programs(&path, &text, &expect, board_name) {
+        let copying = text.lines().any(|l| l.trim() == "<!-- copy-programs -->");
+        if copying || text.lines().any(|l| l.trim_start().starts_with("<!-- program ")) {
+            if let Err(e) = fails_with_its_programs(&path, &text, &expect, board_name, copying) {
                 failed.push(e);
             }
             with_programs += 1;
@@ -101,11 +102,20 @@ fn every_rule_has_a_failing_description() {
 /// A failing description that names its programs (`<!-- program PATH: CHANGE -->`, written
 /// by `elf::fixture_programs`, the writer tests/programs.rs uses) is checked as
 /// images/Makefile checks a description: `iommu-sdf check --search-path` on its programs,
-/// each `<program_image>` path given one. It must fail for its rule alone (exit 1, one
-/// error, the expected one, at the line marked `HERE`, which holds the element the error
-/// names, with the `fix:` its `<!-- fix: ... -->` line gives), and pass with the same
-/// programs unchanged: so it cannot pass for want of a program, nor for another rule.
-fn fails_with_its_programs(path: &Path, text: &str, expect: &str, board: Option<&str>) -> Result<(), String> {
+/// each `<program_image>` path given one (and each `prefill_path` a file). It must fail for
+/// its rule alone (exit 1, one error, the expected one, at the line marked `HERE`, which
+/// holds the element the error names, with the `fix:` its `<!-- fix: ... -->` line gives),
+/// and pass with the same programs unchanged: so it cannot pass for want of a program, nor
+/// for another rule. One marked `<!-- copy-programs -->` breaks a rule of copying into DIR
+/// alone: it is checked with `--copy-programs DIR` too (as images/Makefile checks), must
+/// leave no list in DIR, and must pass without `--copy-programs`.
+fn fails_with_its_programs(
+    path: &Path,
+    text: &str,
+    expect: &str,
+    board: Option<&str>,
+    copying: bool,
+) -> Result<(), String> {
     let shown = path.display().to_string();
     let fix = text
         .lines()
@@ -114,10 +124,15 @@ fn fails_with_its_programs(path: &Path, text: &str, expect: &str, board: Option<
     let here = text.lines().position(|l| l.contains("<!-- HERE -->")).ok_or(format!("{shown}: no HERE"))? + 1;
     let stem = path.file_stem().unwrap().to_str().unwrap();
     let programs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fail-programs").join(stem);
+    let copy = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fail-copies").join(stem);
+    let _ = fs::remove_dir_all(&copy);
     let check = |spoilt: bool| -> Result<(Option<i32>, String), String> {
-        elf::fixture_programs(text, &programs, spoilt).map_err(|e| format!("{shown}: {e}"))?;
+        elf::fixture_programs(text, &programs, spoilt && !copying).map_err(|e| format!("{shown}: {e}"))?;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf"));
         cmd.arg("check").arg(path).arg("--search-path").arg(&programs);
+        if copying && spoilt {
+            cmd.arg("--copy-programs").arg(&copy);
+        }
         if let Some(board) = board {
             cmd.args(["--board", board]);
         }
@@ -139,6 +154,8 @@ fn fails_with_its_programs(path: &Path, text: &str, expect: &str, board: Option<
         "the marked line holds no element the error names"
     } else if !(note.starts_with(&at) && note.contains(fix)) {
         "not the expected fix"
+    } else if copy.join("programs.sha256").exists() {
+        "refused, and a list of copies left to verify"
     } else {
         let (status, out) = check(false)?;
         if status != Some(0) {

@@ -71,7 +71,7 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
 
     let (status, out) = check();
     assert_eq!(status, Some(0), "{out}");
-    assert!(out.contains("copied 3 program file(s) as checked into"), "{out}");
+    assert!(out.contains("copied 3 file(s) (programs, their symbols, prefills) as checked into"), "{out}");
     for name in names {
         assert_eq!(std::fs::read(stage.join(name)).unwrap(), std::fs::read(programs.join(name)).unwrap(), "{name}");
     }
@@ -130,28 +130,6 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
     assert_eq!(status, Some(2));
 }
 
-/// A program path that leaves the copy directory (`..`; an absolute one would too) would
-/// have the copy written over another file, the original itself here: refused, exit 2,
-/// nothing written and no manifest.
-#[test]
-fn a_program_path_out_of_the_copy_directory_is_refused() {
-    let text = r#"<system>
-    <protection_domain name="a" priority="100">
-        <program_image path="../outside.elf" />
-    </protection_domain>
-</system>"#;
-    let Staged { base, sdf, programs, stage } = staged("copy-programs-out", "out.xml", text);
-    let original = std::fs::read(base.join("outside.elf")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
-        .args([Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the program path `../outside.elf` leads out of"), "{out:?}");
-    assert!(!stage.join("programs.sha256").exists());
-    assert_eq!(std::fs::read(base.join("outside.elf")).unwrap(), original);
-}
-
 /// `check` and `verify` run with `args`: the status and standard output and error together.
 fn run_all(args: &[&Path]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
@@ -200,27 +178,9 @@ fn a_program_path_ending_in_a_carriage_return_is_verified_as_itself() {
     std::fs::write(stage.join("x.elf\r"), &changed).unwrap();
     let (status, out) = run(&[Path::new("verify"), &stage]);
     assert_eq!(status, Some(1), "{out}");
-    assert!(out.contains("x.elf\r` changed since `iommu-sdf check` read it"), "{out}");
+    assert!(out.contains("x.elf\\r` changed since `iommu-sdf check` read it"), "{out}");
     let (passed, out) = sha256sum(&stage);
     assert!(!passed, "{out}");
-}
-
-/// A program named as the manifest (`programs.sha256`): its copy would be overwritten by
-/// the manifest, and the Microkit tool given the manifest as the program; `verify`, seeing
-/// the two differ, would tell the user to check again, which would do the same. Refused by
-/// `check`, exit 2, with no manifest left.
-#[test]
-fn a_program_named_as_the_manifest_is_refused() {
-    let text = r#"<system>
-    <protection_domain name="a" priority="100">
-        <program_image path="programs.sha256" />
-    </protection_domain>
-</system>"#;
-    let Staged { sdf, programs, stage, .. } = staged("copy-programs-manifest-name", "named.xml", text);
-    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
-    assert_eq!(status, Some(2), "{out}");
-    assert!(out.contains("the program path `programs.sha256` is the name of the file"), "{out}");
-    assert!(!stage.join("programs.sha256").exists());
 }
 
 /// The Microkit tool reads the Microkit file, not the description: images/Makefile gave it
@@ -231,7 +191,7 @@ fn a_program_named_as_the_manifest_is_refused() {
 /// tool was given the other. `check --copy-programs` writes the Microkit file it makes from
 /// the text it checked into DIR beside the programs (what `build` would write for it), and
 /// lists it in the manifest: `verify` refuses a change to it, and a program cannot take
-/// its name.
+/// its name (`tests/sdf/fail/copy-program-named-as-the-microkit-file.xml`).
 #[test]
 fn the_microkit_file_is_made_from_the_description_checked() {
     let checked = r#"<system>
@@ -267,15 +227,6 @@ fn the_microkit_file_is_made_from_the_description_checked() {
     let (status, out) = run(&[Path::new("verify"), &stage]);
     assert_eq!(status, Some(1), "{out}");
     assert!(out.contains("stage/bound.system` changed since `iommu-sdf check` read it"), "{out}");
-
-    // A program may not take its name.
-    let named = checked.replace("a.elf", "./bound.system");
-    std::fs::write(&sdf, &named).unwrap();
-    elf::fixture_programs(&named, &programs, false).unwrap();
-    let (status, out) = check();
-    assert_eq!(status, Some(2), "{out}");
-    assert!(out.contains("the program path `./bound.system` is the name of the Microkit file"), "{out}");
-    assert!(!stage.join("programs.sha256").exists());
 }
 
 /// `verify` hashed what the manifest lists and nothing else: a manifest listing fewer files
@@ -343,7 +294,7 @@ fn an_absolute_program_path_and_a_link_in_the_copy_directory_are_not_followed() 
     std::fs::write(&absolute, elf::program_for(&text)).unwrap();
     std::fs::create_dir_all(&programs).unwrap();
     let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
-    assert_eq!(status, Some(2), "{out}");
+    assert_eq!(status, Some(1), "{out}");
     assert!(out.contains(&format!("the program path `{}` leads out of", absolute.display())), "{out}");
     assert!(!stage.join("programs.sha256").exists() && !stage.join("held.system").exists());
 
@@ -352,6 +303,7 @@ fn an_absolute_program_path_and_a_link_in_the_copy_directory_are_not_followed() 
     elf::fixture_programs(&text, &programs, false).unwrap();
     let victim = base.join("victim");
     std::fs::write(&victim, b"left alone").unwrap();
+    std::fs::create_dir_all(&stage).unwrap();
     std::os::unix::fs::symlink(&victim, stage.join("a.elf")).unwrap();
     std::os::unix::fs::symlink(&victim, stage.join("held.system")).unwrap();
     let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
@@ -364,12 +316,13 @@ fn an_absolute_program_path_and_a_link_in_the_copy_directory_are_not_followed() 
     assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
 }
 
-/// Two PDs naming one file two ways (`x.elf`, `./x.elf`), rebuilt between the two reads:
-/// each PD was checked against other bytes, and both copies land on one file. `check`
-/// does not see it (the names differ), but the manifest records both, so `verify` finds
-/// the one the later copy overwrote changed, and refuses.
+/// Two PDs naming one file two ways (`x.elf`, `./x.elf`): were it read twice and rebuilt
+/// between the reads, each PD would be checked against other bytes and both copies land
+/// on one file. It is read once (`programs::read`), so both PDs hold the same bytes; and a
+/// model where they differ anyway is refused by `checked::refusals` at the later PD (a
+/// defence: no description can make it, so it has no failing description), and not copied.
 #[test]
-fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
+fn one_program_named_two_ways_is_read_once() {
     let text = r#"<system>
     <protection_domain name="a" priority="100">
         <program_image path="x.elf" />
@@ -382,16 +335,56 @@ fn one_program_named_two_ways_and_changed_between_reads_is_refused_by_verify() {
     let board = iommu_sdf::Board::default();
     let (mut sys, problems) = iommu_sdf::check_text_with(text, &board, std::slice::from_ref(&programs));
     assert!(problems.is_empty(), "{problems:?}");
-    // What `check` would have read had the file been rebuilt after PD a's read.
+    let bytes = |sys: &iommu_sdf::model::System, pd: &str| {
+        sys.pds.iter().find(|p| p.name == pd).unwrap().program.as_ref().unwrap().files[0].bytes.clone()
+    };
+    assert!(std::sync::Arc::ptr_eq(&bytes(&sys, "a"), &bytes(&sys, "b")), "read twice");
+    assert!(iommu_sdf::checked::refusals(&sys, &sdf).is_empty());
+    // What `check` would have read had the file been read again, rebuilt, for PD b.
     let b = sys.pds.iter_mut().find(|pd| pd.name == "b").unwrap();
     let file = &mut b.program.as_mut().unwrap().files[0];
     let mut rebuilt = file.bytes.to_vec();
     rebuilt.push(0);
     file.bytes = rebuilt.into();
-    iommu_sdf::checked::copy(&sys, &sdf, text, board.target, &stage).unwrap();
-    let v = iommu_sdf::checked::verify(&stage).unwrap();
-    assert!(v.changed.iter().any(|c| c.path.ends_with("x.elf")), "{v:?}");
-    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(1));
+    let refused = iommu_sdf::checked::refusals(&sys, &sdf);
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert!(refused[0].message.contains("changed while check read it") && refused[0].line == 6, "{refused:#?}");
+    assert!(iommu_sdf::checked::copy(&sys, &sdf, text, board.target, &stage).is_err());
+    assert!(!stage.join("programs.sha256").exists());
+}
+
+/// Two search directories can give one program `a` and another `a/b.elf`: in DIR one path
+/// cannot be both a file and a directory, so the copy would fail half written. Refused at
+/// the program whose path is the other's directory, exit 1 (one search directory cannot
+/// hold both, so no failing description can show it).
+#[test]
+fn a_program_path_that_is_another_programs_directory_is_refused() {
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="a" />
+    </protection_domain>
+    <protection_domain name="b" priority="90">
+        <program_image path="a/b.elf" />
+    </protection_domain>
+</system>"#;
+    let base = scratch("copy-programs-file-and-dir");
+    let sdf = base.join("fd.xml");
+    std::fs::write(&sdf, text).unwrap();
+    let (one, two, stage) = (base.join("one"), base.join("two"), base.join("stage"));
+    std::fs::create_dir_all(one.join("a")).unwrap();
+    std::fs::create_dir_all(&two).unwrap();
+    std::fs::write(one.join("a/b.elf"), elf::program_for(text)).unwrap();
+    std::fs::write(two.join("a"), elf::program_for(text)).unwrap();
+    // `a` from the first directory (a file there), `a/b.elf` from the second.
+    let args = [Path::new("check"), &sdf, Path::new("--search-path"), &two, Path::new("--search-path"), &one];
+    assert_eq!(run_all(&args).0, Some(0));
+    let (status, out) = run_all(&[&args[..], &[Path::new("--copy-programs"), &stage]].concat());
+    assert_eq!(status, Some(1), "{out}");
+    assert!(
+        out.contains("fd.xml:3:9: error: <program_image>: the program path `a` is also the directory of `a/b.elf`"),
+        "{out}"
+    );
+    assert!(!stage.join("programs.sha256").exists());
 }
 
 /// The PDs are built before `check`, from `build`'s output (the IOMMU PD's policy, the
@@ -428,4 +421,103 @@ fn the_pds_inputs_built_from_another_description_are_refused() {
     assert!(out.contains("edu_driver_iommu.h` was not written from this description"), "{out}");
     assert_eq!(build(), Some(0));
     assert_eq!(check().0, Some(0));
+}
+
+/// A link to a directory outside DIR, standing in DIR where a copy's directory goes
+/// (`DIR/sub -> OUTSIDE`): `check` wrote the copy through it, outside DIR, and `verify` read
+/// it back through it, so whoever could write OUTSIDE changed what the Microkit tool
+/// loads, and a link put there after the check to identical bytes passed `verify`. `check`
+/// now replaces the link with a directory (OUTSIDE left as it was), and `verify` refuses a
+/// copy reached through a link.
+#[test]
+fn a_directory_link_in_the_copy_directory_is_not_followed() {
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="sub/x.elf" />
+    </protection_domain>
+</system>"#;
+    let Staged { base, sdf, programs, stage } = staged("copy-programs-dir-link", "link.xml", text);
+    let outside = base.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("x.elf"), b"not the program").unwrap();
+    std::fs::create_dir_all(&stage).unwrap();
+    std::os::unix::fs::symlink(&outside, stage.join("sub")).unwrap();
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(std::fs::read(outside.join("x.elf")).unwrap(), b"not the program", "written through the link");
+    assert!(std::fs::symlink_metadata(stage.join("sub")).unwrap().is_dir());
+    assert_eq!(std::fs::read(stage.join("sub/x.elf")).unwrap(), std::fs::read(programs.join("sub/x.elf")).unwrap());
+    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
+
+    // The copy's directory swapped for a link to identical bytes, which can change later.
+    std::fs::copy(stage.join("sub/x.elf"), outside.join("x.elf")).unwrap();
+    std::fs::remove_dir_all(stage.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&outside, stage.join("sub")).unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(
+        out.contains("stage/sub/x.elf` changed since `iommu-sdf check` read it (it cannot be read (`sub` in"),
+        "{out}"
+    );
+    assert!(out.contains("is a symbolic link"), "{out}");
+}
+
+/// A region's `prefill_path` is loaded into its memory by the Microkit tool, found in its
+/// search path as programs are: it was neither copied nor hashed, so a prefill changed
+/// after the check changed the image. It is copied into DIR under its path and listed; the
+/// Microkit file there names it as written, which the tool, given DIR first, finds in DIR;
+/// `verify` refuses it changed, or left out of the list.
+#[test]
+fn a_prefill_is_copied_and_verified_as_programs_are() {
+    let text = sdf_text("plain-prefill.xml");
+    let Staged { sdf, programs, stage, .. } = staged("copy-programs-prefill", "prefill.xml", &text);
+    let prefill = std::fs::read(programs.join("table.bin")).unwrap();
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+    assert_eq!(status, Some(0), "{out}");
+    assert!(out.contains("copied 2 file(s)"), "{out}");
+    assert_eq!(std::fs::read(stage.join("table.bin")).unwrap(), prefill);
+    let microkit = std::fs::read_to_string(stage.join("prefill.system")).unwrap();
+    assert!(microkit.contains(r#"prefill_path="table.bin""#), "{microkit}");
+    let (passed, listed) = sha256sum(&stage);
+    assert!(passed && listed.contains("table.bin: OK") && listed.contains("programs/table.bin: OK"), "{listed}");
+    assert_eq!(run(&[Path::new("verify"), &stage]).0, Some(0));
+
+    // Changed after the check.
+    std::fs::write(stage.join("table.bin"), b"another table").unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("stage/table.bin` changed since `iommu-sdf check` read it"), "{out}");
+
+    // Left out of the list.
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    let manifest = stage.join("programs.sha256");
+    let lines = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        lines.lines().filter(|l| !l.ends_with("table.bin")).map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("`table.bin`, which the Microkit file prefill.system names, is not in the list"), "{out}");
+}
+
+/// Names `verify` prints come from DIR's list, which a hostile build may have written, and
+/// from the paths of the files listed: printed raw, a terminal escape (ESC) in one rewrote
+/// the screen, and a newline forged a line of output (`... ok: ...`). A description named
+/// with both, changed after the check: its name is printed escaped, one line per error.
+#[test]
+fn verify_prints_hostile_names_escaped() {
+    let text = sdf_text("plain-microkit.xml");
+    let name = "evil\u{1b}[2J\nok: all good.xml";
+    let Staged { sdf, programs, stage, .. } = staged("copy-programs-escape", name, &text);
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    std::fs::write(&sdf, text.replace("priority", "priority ")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).arg("verify").arg(&stage).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(!printed.contains('\u{1b}'), "{printed:?}");
+    assert!(printed.contains("evil\\x1b[2J\\nok: all good.xml` changed since"), "{printed}");
+    assert!(printed.lines().all(|l| l.starts_with(&stage.display().to_string())), "{printed}");
+    assert_eq!(printed.lines().count(), 3, "{printed}");
 }

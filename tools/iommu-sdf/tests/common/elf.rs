@@ -253,7 +253,8 @@ impl Edit {
 }
 
 /// Write into `dir` the programs a failing description names: every `<program_image>`
-/// path of `text` (and its `path_for_symbols`) gets `Program::for_description(text, 0)`,
+/// path of `text` (and its `path_for_symbols`) gets `Program::for_description(text, 0)`
+/// (and every `prefill_path` 256 bytes of 0xa5),
 /// changed as each `<!-- program PATH: CHANGE -->` line says when `spoilt` (in the
 /// order given; `absent`: not written; `not-an-elf`: a shell script instead), unchanged
 /// when not; or why one cannot be made.
@@ -263,11 +264,13 @@ pub fn fixture_programs(text: &str, dir: &Path, spoilt: bool) -> Result<(), Stri
         .filter_map(|l| l.trim().strip_prefix("<!-- program ")?.strip_suffix(" -->")?.split_once(": "))
         .collect();
     let (sys, _) = iommu_sdf::check_text(text);
+    let prefills: Vec<&str> = sys.regions.iter().filter_map(|r| r.prefill_path.as_deref()).collect();
     let mut paths: Vec<&str> = sys
         .pds
         .iter()
         .filter_map(|pd| pd.program.as_ref())
         .flat_map(|p| std::iter::once(p.path.as_str()).chain(p.symbols_path.as_deref()))
+        .chain(prefills.iter().copied())
         .collect();
     paths.sort_unstable();
     paths.dedup();
@@ -291,7 +294,9 @@ pub fn fixture_programs(text: &str, dir: &Path, spoilt: bool) -> Result<(), Stri
         let _ = std::fs::remove_file(&file);
         if !absent {
             std::fs::create_dir_all(file.parent().unwrap()).map_err(|e| e.to_string())?;
-            std::fs::write(&file, bytes.unwrap_or_else(|| program.bytes())).map_err(|e| e.to_string())?;
+            // A prefill is data, not a program: one page's worth of a pattern.
+            let made = || if prefills.contains(&path) { vec![0xa5; 0x100] } else { program.bytes() };
+            std::fs::write(&file, bytes.unwrap_or_else(made)).map_err(|e| e.to_string())?;
         }
     }
     Ok(())
