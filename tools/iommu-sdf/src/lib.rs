@@ -57,6 +57,7 @@ pub mod picture;
 pub mod placement;
 pub mod plumbing;
 pub mod policy;
+pub mod private_copy;
 pub mod problem;
 pub mod programs;
 pub mod queues;

@@ -80,7 +80,7 @@ FILE cannot be read or OUT written.
 ";
 
 const VERIFY_USAGE: &str = "\
-usage: iommu-sdf verify DIR
+usage: iommu-sdf verify DIR [-- COMMAND ARGS...]
 
 Read DIR/programs.sha256, which `check --copy-programs DIR` wrote, and refuse (exit 1)
 if any program copied into DIR, the file it was read from, the Microkit file written
@@ -88,8 +88,14 @@ there or the description checked has changed since, or if a program or symbols f
 the Microkit file names is not in the list, each as
   DIR/programs.sha256:LINE:1: error: what changed
   DIR/programs.sha256:LINE:1: note: fix: what would fix it
-Run it just before the Microkit tool (images/Makefile does). Exit 0 if none has
-changed, 2 if DIR/programs.sha256 cannot be read.
+Run it just before the Microkit tool. With `-- COMMAND ARGS...` (images/Makefile's
+way), when nothing changed, write the bytes it verified into a new private directory
+beside DIR (read-only files), run COMMAND with `{system}` in ARGS replaced by the
+Microkit file there and `{dir}` by the directory (both required; no --search-path but
+{dir}), hash the copy again once it exits, and remove it: a file of DIR changed after
+the check is not what COMMAND reads. Exit 0 if none has changed (and COMMAND's status
+with one), 1 if one has (before COMMAND or while it ran), 2 if DIR/programs.sha256
+cannot be read or COMMAND run.
 ";
 
 const BUILD_USAGE: &str = "\
@@ -156,10 +162,16 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let mut built = None;
     let mut board = Board::default();
     let mut search = Vec::new();
-    let run = Vec::new();
+    let mut run = Vec::new();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--" if cmd == "verify" => {
+                run = it.by_ref().cloned().collect();
+                if !runs_on_the_copy(&run) {
+                    return Err(usage);
+                }
+            }
             "--out" if cmd == "build" => out = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--svg" if cmd == "report" => svg = Some(PathBuf::from(it.next().ok_or(usage)?)),
             "--microkit-report" if cmd == "report" => placed = Some(PathBuf::from(it.next().ok_or(usage)?)),
@@ -313,6 +325,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether `run`, the command after `verify DIR --`, reads the private copy: it names
+/// `{system}` (the Microkit file there) and `{dir}` (the directory), and gives no
+/// `--search-path` but `{dir}` (the Microkit tool searches its paths in order: one before
+/// `{dir}` could hold a program of the same name).
+fn runs_on_the_copy(run: &[String]) -> bool {
+    let search_paths_ok = run.windows(2).all(|w| w[0] != "--search-path" || w[1] == "{dir}");
+    !run.is_empty() && run.iter().any(|a| a == "{system}") && run.iter().any(|a| a == "{dir}") && search_paths_ok
+}
+
 /// `verify DIR`: each file `DIR`'s manifest lists that changed since `check` copied the
 /// programs, refused with a fix; then, given `run`, that command on a private copy of what
 /// was verified (`iommu_sdf::private_copy`). Every name read from DIR is printed escaped
@@ -362,8 +383,52 @@ fn verify(dir: &Path, run: &[String]) -> ExitCode {
         return ExitCode::from(1);
     }
     println!("{shown}: ok: the {n} files are as `iommu-sdf check` read them");
-    let _ = (run, copies);
-    ExitCode::SUCCESS
+    if run.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let copy = match iommu_sdf::private_copy::PrivateCopy::new(dir, &copies) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("iommu-sdf: cannot make a private copy of {} beside it: {err}", e(dir));
+            return ExitCode::from(2);
+        }
+    };
+    let system = copy.dir.join(&microkit);
+    let args: Vec<std::ffi::OsString> = run[1..]
+        .iter()
+        .map(|a| match a.as_str() {
+            "{system}" => system.clone().into_os_string(),
+            "{dir}" => copy.dir.clone().into_os_string(),
+            _ => a.into(),
+        })
+        .collect();
+    println!("{shown}: running {} on the private copy {} of what was verified", run[0], e(&copy.dir));
+    let status = match std::process::Command::new(&run[0]).args(&args).status() {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("iommu-sdf: cannot run {}: {err}", run[0]);
+            return ExitCode::from(2);
+        }
+    };
+    // Read-only and private, but the user's: what the tool read may still have changed.
+    let after = copy.changed();
+    for name in &after {
+        println!(
+            "{}: error: `{}` changed while {} ran on it: what it built is not what was verified",
+            e(&copy.dir),
+            iommu_sdf::problem::escaped(name),
+            run[0]
+        );
+        println!("{}: note: fix: build the image again, with nothing else writing {}", e(&copy.dir), e(dir));
+    }
+    if !after.is_empty() {
+        return ExitCode::from(1);
+    }
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::from(1),
+    }
 }
 
 /// Write the Microkit description and the IOMMU PD's policy into `dir`.

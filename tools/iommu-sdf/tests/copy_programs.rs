@@ -521,3 +521,55 @@ fn verify_prints_hostile_names_escaped() {
     assert!(printed.lines().all(|l| l.starts_with(&stage.display().to_string())), "{printed}");
     assert_eq!(printed.lines().count(), 3, "{printed}");
 }
+
+/// `verify DIR -- COMMAND` closes the window between `verify` and the Microkit tool's read:
+/// COMMAND reads a private copy of the bytes `verify` hashed, so a file of DIR changed
+/// after `verify` (here by COMMAND itself, first thing, as a writer racing the tool
+/// would) is not what it reads; a change to the private copy while it ran is refused
+/// after it; its exit status is passed on; the copy is removed; and a command that would
+/// not read the copy is wrong usage.
+#[test]
+fn verify_runs_the_command_on_a_private_copy_of_what_it_verified() {
+    let text = sdf_text("plain-prefill.xml");
+    let Staged { base, sdf, programs, stage } = staged("copy-programs-run", "run.xml", &text);
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    let checked = std::fs::read(stage.join("reader.elf")).unwrap();
+    let seen = base.join("seen");
+    // As the Microkit tool is run: `{system}` and `--search-path {dir}`.
+    let verify_running = |script: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+            .arg("verify")
+            .arg(&stage)
+            .args(["--", "sh", "-c", script, "tool", "{system}", "--search-path", "{dir}"])
+            .env("STAGE", &stage)
+            .env("SEEN", &seen)
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (status, out) = verify_running(
+        r#"printf 'rebuilt' > "$STAGE/reader.elf"; cp "$3/reader.elf" "$SEEN"; grep -c reader.elf "$1"; echo "$3" > "$SEEN.dir""#,
+    );
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(std::fs::read(&seen).unwrap(), checked, "the command read what changed after verify");
+    let private = std::fs::read_to_string(base.join("seen.dir")).unwrap();
+    assert!(!Path::new(private.trim()).exists(), "the private copy {private} was left");
+    assert_eq!(std::fs::read(stage.join("reader.elf")).unwrap(), b"rebuilt");
+    // DIR changed: refused before anything runs.
+    let (status, out) = verify_running(r#"touch "$SEEN.ran""#);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(!base.join("seen.ran").exists());
+
+    // The private copy changed while the command ran.
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    let (status, out) = verify_running(r#"chmod u+w "$3/table.bin" && printf 'x' >> "$3/table.bin""#);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("error: `table.bin` changed while sh ran on it"), "{out}");
+    // The command's own failure is passed on.
+    assert_eq!(verify_running("exit 3").0, Some(3));
+    // A command that would not read the private copy.
+    for args in [&["--", "sh", "{system}"][..], &["--", "sh", "{system}", "--search-path", "/elsewhere", "{dir}"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).arg("verify").arg(&stage).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
