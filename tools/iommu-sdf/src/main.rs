@@ -69,8 +69,10 @@ each <program_image> is a problem, the programs' placement and symbols unproven)
 report every problem of the description FILE as
   FILE:LINE:COL: error: <element>: what is wrong
   FILE:LINE:COL: note: fix: what would fix it
-then a count. With --copy-programs, when there is none, write the programs as read into
-OUT (each under its program_image path), the Microkit file made from FILE (OUT/NAME.system,
+then a count. With --copy-programs, when there is none, write the programs (and their
+path_for_symbols and prefill_path files) as read into OUT (each under the path the
+description gives, which must stay inside OUT and not be one of the two names check
+writes there; links below OUT are replaced, not followed), the Microkit file made from FILE (OUT/NAME.system,
 what build would write) and OUT/programs.sha256, the SHA-256 of FILE, of the Microkit
 file, of each copy and of the file it was read from: the Microkit tool, given
 OUT/NAME.system and --search-path OUT, then reads and loads exactly what was checked
