@@ -334,10 +334,14 @@ static inline uint32_t iommu_queue_untaken(struct iommu_queue *q)
 
 /* Withdraw the entry tagged `tag` if the IOMMU PD has not taken it yet: its label becomes
  * IOMMU_QUEUE_WITHDRAWN, which the IOMMU PD answers IOMMU_ERR_UNKNOWN_OP (with the tag)
- * and acts on no further. 1 if it was there to withdraw. For an UNMAP the PD then makes by
- * the call: left as it was, the entry would be served later and take whatever was mapped
- * at its IOVA since. Not while the IOMMU PD may be reading the queue (under seL4 it runs
- * above its clients on their core, so it is not). */
+ * and acts on no further. 1 if withdrawn: then it is never applied. 0 if there is no such
+ * entry untaken, or the IOMMU PD took it first: then it is (or was) served as its call
+ * would be. For an UNMAP the PD then makes by the call: left as it was, the entry would be
+ * served later and take whatever was mapped at its IOVA since. Safe while the IOMMU PD
+ * serves the queue on another core: the label is claimed by a compare-and-swap against
+ * the IOMMU PD's swap of it for IOMMU_QUEUE_TAKEN as it takes the entry, so exactly one of
+ * the two wins. (Built for aarch64 with -mno-outline-atomics where nothing provides
+ * libgcc's __aarch64_cas8_* helpers: the Microkit PDs link without libgcc.) */
 static inline int iommu_queue_withdraw(struct iommu_queue *q, uint64_t tag)
 {
     uint32_t tail = __atomic_load_n(&q->header->request_tail, __ATOMIC_RELAXED);
@@ -346,8 +350,15 @@ static inline int iommu_queue_withdraw(struct iommu_queue *q, uint64_t tag)
     for (uint32_t i = 0; i < untaken && i < q->entries; i++) {
         volatile struct iommu_queue_entry *e = &q->requests[(tail - 1 - i) & (q->entries - 1)];
         if (__atomic_load_n(&e->tag, __ATOMIC_RELAXED) == tag) {
-            __atomic_store_n(&e->label, IOMMU_QUEUE_WITHDRAWN, __ATOMIC_RELAXED);
-            return 1;
+            uint64_t posted = __atomic_load_n(&e->label, __ATOMIC_RELAXED);
+            if (posted == IOMMU_QUEUE_WITHDRAWN) {
+                return 1;
+            }
+            /* (Relaxed: both sides' read-modify-writes of this one word are ordered by the
+             * word itself.) */
+            return posted != IOMMU_QUEUE_TAKEN &&
+                   __atomic_compare_exchange_n(&e->label, &posted, IOMMU_QUEUE_WITHDRAWN, 0, __ATOMIC_RELAXED,
+                                               __ATOMIC_RELAXED);
         }
     }
     return 0;

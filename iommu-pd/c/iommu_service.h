@@ -319,6 +319,9 @@ _Static_assert(sizeof(struct iommu_fault_ring) == 4096, "FaultRing's size");
 /* The label of a request the client withdrew before the IOMMU PD took it (`Queue::withdraw`):
  * no call's, so it is answered `UnknownOp` and changes nothing. */
 #define IOMMU_QUEUE_WITHDRAWN 0
+/* The label the IOMMU PD leaves in a request it took (swapped in as it copies the label out,
+ * `Queue::read`), so that a client's later withdrawal of it fails: no call's either. */
+#define IOMMU_QUEUE_TAKEN 0xffffffffffffffffull
 
 /* Read and written with atomics only: the other side is another address space. */
 struct iommu_queue_header {

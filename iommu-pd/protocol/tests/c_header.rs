@@ -354,7 +354,7 @@ fn measure_section(w: &mut String) {
 /// region's layout as C structs, every offset and size asserted.
 fn queue_section(w: &mut String) {
     use iommu_protocol::queue::{
-        layout as q, Completion, Entry, Header, ENTRY_MRS, MAX_QUEUE_ENTRIES, QUEUE_BATCH, SERVE, WITHDRAWN,
+        layout as q, Completion, Entry, Header, ENTRY_MRS, MAX_QUEUE_ENTRIES, QUEUE_BATCH, SERVE, TAKEN, WITHDRAWN,
     };
     let _ = writeln!(w, "\n/* The mapping queue: MAP and UNMAP posted in a region shared with the IOMMU PD. */");
     c_comment(w, &doc_of(QUEUE_RS, "pub const SERVE: "));
@@ -364,7 +364,9 @@ fn queue_section(w: &mut String) {
     let _ = writeln!(w, "#define IOMMU_QUEUE_MAX_ENTRIES {MAX_QUEUE_ENTRIES}");
     let _ = writeln!(w, "#define IOMMU_QUEUE_ENTRY_MRS {ENTRY_MRS}");
     c_comment(w, &doc_of(QUEUE_RS, "pub const WITHDRAWN: "));
-    let _ = writeln!(w, "#define IOMMU_QUEUE_WITHDRAWN {WITHDRAWN}\n");
+    let _ = writeln!(w, "#define IOMMU_QUEUE_WITHDRAWN {WITHDRAWN}");
+    c_comment(w, &doc_of(QUEUE_RS, "pub const TAKEN: "));
+    let _ = writeln!(w, "#define IOMMU_QUEUE_TAKEN {TAKEN:#x}ull\n");
     let _ = writeln!(w, "/* Read and written with atomics only: the other side is another address space. */");
     let _ = writeln!(w, "struct iommu_queue_header {{");
     let _ = writeln!(w, "    uint32_t request_tail;    /* requests posted (the client's; stored with release) */");
