@@ -182,6 +182,16 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_QUERY_GRANT_QUOTA 8
 #define IOMMU_QUERY_VALUES 9
 
+/* QUERY_MAPPING's reply. */
+#define IOMMU_QUERY_MAPPING_DEVICE 0
+#define IOMMU_QUERY_MAPPING_IOVA 1
+#define IOMMU_QUERY_MAPPING_LENGTH 2
+#define IOMMU_QUERY_MAPPING_RIGHTS 3
+#define IOMMU_QUERY_MAPPING_REGION 4
+#define IOMMU_QUERY_MAPPING_OFFSET 5
+#define IOMMU_QUERY_MAPPING_PENDING 6
+#define IOMMU_QUERY_MAPPING_VALUES 7
+
 /* STOP's reply: what was done to the device's PCI function. */
 /* Bus Master, Memory Space and I/O Space turned off: the function masters nothing. */
 #define IOMMU_STOP_FUNCTION_OFF 0x1

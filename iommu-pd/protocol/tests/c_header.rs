@@ -250,6 +250,22 @@ fn header() -> String {
         let _ = writeln!(w, "#define IOMMU_QUERY_{name} {i}");
     }
     let _ = writeln!(w, "#define IOMMU_QUERY_VALUES {}", query::VALUES);
+    let _ = writeln!(w, "\n/* QUERY_MAPPING's reply. */");
+    {
+        use iommu_protocol::query_mapping as m;
+        for (name, i) in [
+            ("DEVICE", m::DEVICE),
+            ("IOVA", m::IOVA),
+            ("LENGTH", m::LENGTH),
+            ("RIGHTS", m::RIGHTS),
+            ("REGION", m::REGION),
+            ("OFFSET", m::OFFSET),
+            ("PENDING", m::PENDING),
+            ("VALUES", m::VALUES),
+        ] {
+            let _ = writeln!(w, "#define IOMMU_QUERY_MAPPING_{name} {i}");
+        }
+    }
     let _ = writeln!(w, "\n/* STOP's reply: what was done to the device's PCI function. */");
     let stops = [
         ("FUNCTION_OFF", iommu_protocol::stop::FUNCTION_OFF),
@@ -648,15 +664,18 @@ fn c_strict_unmap_falls_back_to_the_call_then_to_stop() {
     let _ = std::fs::remove_file(&out);
     let text = String::from_utf8(run.stdout).unwrap();
     let (hw, bad_device) = (ErrorCode::Hardware as u64, ErrorCode::BadDevice as u64);
+    let not_mapped = ErrorCode::NotMapped as u64;
     // The result (0 by the queue, 1 by the call, 2 stopped, 3 not stopped), the last error
     // answered, completions of other entries handed back, and the requests made.
     let cases = [
         ("queue", 0, 0, 0, "serve"),
-        ("queue_not_mapped", 0, 0, 0, "serve"),
+        ("queue_not_mapped", 0, 0, 0, "serve query query query"),
+        ("queue_inside", 2, not_mapped, 0, "serve query unmap query stop"),
+        ("call_inside", 2, not_mapped, 0, "unmap query stop"),
         ("queue_others", 0, 0, 2, "serve"),
         ("queue_refused", 1, hw, 0, "serve unmap"),
         ("queue_silent", 1, 0, 0, "serve unmap"),
-        ("ring_full", 1, 0, 0, "serve unmap"),
+        ("ring_full", 1, 0, 0, "serve unmap query query query"),
         ("no_queue", 1, 0, 0, "unmap"),
         ("stopped", 2, hw, 0, "serve unmap stop"),
         ("not_stopped", 3, hw, 0, "serve unmap stop stop stop stop"),
