@@ -707,6 +707,26 @@ fn c_strict_unmap_falls_back_to_the_call_then_to_stop() {
     assert!(text.lines().any(|l| l == call), "want `{call}`\n{text}");
 }
 
+/// C's `iommu_queue_withdraw` while the IOMMU PD serves the ring on another core
+/// (`tests/c/withdraw_race.c`: a thread taking entries as `Queue::read` does, the main
+/// thread withdrawing at random moments): a withdrawal that succeeded is never applied,
+/// one that failed is, and each entry is answered once, in order. With the label rewritten
+/// by a plain store (before), withdrawals landing inside the stand-in's work on an entry
+/// were applied.
+#[test]
+fn c_withdrawal_races_the_iommu_pd_and_exactly_one_side_wins() {
+    let out = std::env::temp_dir().join(format!("iommu-c-withdraw-{}", std::process::id()));
+    build_c("withdraw_race.c", &out);
+    let run = Command::new(&out).output().unwrap();
+    let _ = std::fs::remove_file(&out);
+    let text = String::from_utf8(run.stdout).unwrap();
+    let last = text.lines().last().unwrap_or_default();
+    let n: Vec<u64> = last.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let [rounds, won, lost, broken] = n[..] else { panic!("{text}") };
+    assert_eq!(broken, 0, "{text}");
+    assert!(won > rounds / 50 && lost > rounds / 50, "both sides must win often: {text}");
+}
+
 /// The fault kinds a client reads are SMMUv3's event numbers.
 #[test]
 fn fault_kinds_are_smmuv3_event_numbers() {
