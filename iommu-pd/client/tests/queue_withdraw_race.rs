@@ -120,8 +120,10 @@ fn an_entry_withdrawn_while_the_iommu_pd_serves_on_another_core_is_never_applied
             });
             let first = q.post_all(&ops).unwrap();
             // A pause of 0 to about a batch's length, so that the withdrawals fall before,
-            // inside and after the IOMMU PD's taking of the batch.
-            for _ in 0..next(&mut rng) % 2048 {
+            // inside and after the IOMMU PD's taking of the batch; none in a quarter of the
+            // rounds, so that some fall before it sees the entries, however fast it is.
+            let pause = next(&mut rng);
+            for _ in 0..if pause % 4 == 0 { 0 } else { pause % 2048 } {
                 std::hint::spin_loop();
             }
             // Some of the four, in an order of their own.
