@@ -161,6 +161,44 @@ static inline uint64_t iommu_query(microkit_channel ch, uint64_t out[IOMMU_QUERY
     return err;
 }
 
+/* QUERY_MAPPING: the caller's `index`-th mapping (in IOVA order, device by device) into
+ * `out` (IOMMU_QUERY_MAPPING_VALUES words, see IOMMU_QUERY_MAPPING_*);
+ * IOMMU_ERR_NOT_MAPPED past the last. */
+static inline uint64_t iommu_query_mapping(microkit_channel ch, uint64_t index,
+                                           uint64_t out[IOMMU_QUERY_MAPPING_VALUES])
+{
+    uint64_t err = iommu_call1(ch, IOMMU_OP_QUERY_MAPPING, index);
+    for (unsigned i = 0; err == 0 && i < IOMMU_QUERY_MAPPING_VALUES; i++) {
+        out[i] = microkit_mr_get(i);
+    }
+    return err;
+}
+
+/* Whether a mapping of `device` still covers `iova`: 0 none (confirmed by the IOMMU PD's
+ * books, which hold every mapping its tables do), 1 one does, or the error QUERY_MAPPING
+ * answered (not known). An UNMAP answers IOMMU_ERR_NOT_MAPPED both when no mapping starts
+ * at `iova` any more (a STOP or a REVOKE took it) and when `iova` lies inside a mapping
+ * that starts elsewhere, which it leaves in place: this tells the two apart. One
+ * QUERY_MAPPING per mapping of the caller's up to the one found (all of them when none
+ * covers it), so iommu_unmap_strict asks only on that answer. */
+static inline uint64_t iommu_mapping_covers(microkit_channel ch, uint32_t device, uint64_t iova)
+{
+    uint64_t m[IOMMU_QUERY_MAPPING_VALUES];
+    for (uint64_t i = 0;; i++) {
+        uint64_t err = iommu_query_mapping(ch, i, m);
+        if (err == IOMMU_ERR_NOT_MAPPED) {
+            return 0;
+        }
+        if (err != 0) {
+            return err;
+        }
+        if (m[IOMMU_QUERY_MAPPING_DEVICE] == device && m[IOMMU_QUERY_MAPPING_IOVA] <= iova &&
+            iova - m[IOMMU_QUERY_MAPPING_IOVA] < m[IOMMU_QUERY_MAPPING_LENGTH]) {
+            return 1;
+        }
+    }
+}
+
 /* ACK_FAULTS: the records up to sequence number `upto` have been read. */
 static inline uint64_t iommu_ack_faults(microkit_channel ch, uint64_t upto)
 {
@@ -334,10 +372,14 @@ static inline uint32_t iommu_queue_untaken(struct iommu_queue *q)
 
 /* Withdraw the entry tagged `tag` if the IOMMU PD has not taken it yet: its label becomes
  * IOMMU_QUEUE_WITHDRAWN, which the IOMMU PD answers IOMMU_ERR_UNKNOWN_OP (with the tag)
- * and acts on no further. 1 if it was there to withdraw. For an UNMAP the PD then makes by
- * the call: left as it was, the entry would be served later and take whatever was mapped
- * at its IOVA since. Not while the IOMMU PD may be reading the queue (under seL4 it runs
- * above its clients on their core, so it is not). */
+ * and acts on no further. 1 if withdrawn: then it is never applied. 0 if there is no such
+ * entry untaken, or the IOMMU PD took it first: then it is (or was) served as its call
+ * would be. For an UNMAP the PD then makes by the call: left as it was, the entry would be
+ * served later and take whatever was mapped at its IOVA since. Safe while the IOMMU PD
+ * serves the queue on another core: the label is claimed by a compare-and-swap against
+ * the IOMMU PD's swap of it for IOMMU_QUEUE_TAKEN as it takes the entry, so exactly one of
+ * the two wins. (Built for aarch64 with -mno-outline-atomics where nothing provides
+ * libgcc's __aarch64_cas8_* helpers: the Microkit PDs link without libgcc.) */
 static inline int iommu_queue_withdraw(struct iommu_queue *q, uint64_t tag)
 {
     uint32_t tail = __atomic_load_n(&q->header->request_tail, __ATOMIC_RELAXED);
@@ -346,8 +388,15 @@ static inline int iommu_queue_withdraw(struct iommu_queue *q, uint64_t tag)
     for (uint32_t i = 0; i < untaken && i < q->entries; i++) {
         volatile struct iommu_queue_entry *e = &q->requests[(tail - 1 - i) & (q->entries - 1)];
         if (__atomic_load_n(&e->tag, __ATOMIC_RELAXED) == tag) {
-            __atomic_store_n(&e->label, IOMMU_QUEUE_WITHDRAWN, __ATOMIC_RELAXED);
-            return 1;
+            uint64_t posted = __atomic_load_n(&e->label, __ATOMIC_RELAXED);
+            if (posted == IOMMU_QUEUE_WITHDRAWN) {
+                return 1;
+            }
+            /* (Relaxed: both sides' read-modify-writes of this one word are ordered by the
+             * word itself.) */
+            return posted != IOMMU_QUEUE_TAKEN &&
+                   __atomic_compare_exchange_n(&e->label, &posted, IOMMU_QUEUE_WITHDRAWN, 0, __ATOMIC_RELAXED,
+                                               __ATOMIC_RELAXED);
         }
     }
     return 0;
@@ -360,18 +409,18 @@ static inline int iommu_queue_withdraw(struct iommu_queue *q, uint64_t tag)
  * IOMMU.
  */
 enum iommu_unmap_strict_result {
-    /* The queue's completion said so: 0, or IOMMU_ERR_NOT_MAPPED (no mapping starts there
-     * any more: the IOMMU PD's index holds every mapping its tables do). `iova` must be a
-     * mapping's start, as MAP returned it: one inside a mapping is answered
-     * IOMMU_ERR_NOT_MAPPED too, with the mapping left in place. */
+    /* The queue's completion said so: 0, or IOMMU_ERR_NOT_MAPPED with no mapping of the
+     * device covering `iova` (iommu_mapping_covers: a STOP or a REVOKE took it). */
     IOMMU_UNMAPPED_BY_QUEUE = 0,
     /* The queue did not (none given, the ring full, no answer, an error answer): the UNMAP
-     * call did (0 or IOMMU_ERR_NOT_MAPPED). An entry left in the ring unanswered is
-     * withdrawn first (iommu_queue_withdraw): served later, it would take what the call
-     * had mapped at its IOVA since. */
+     * call did (0, or IOMMU_ERR_NOT_MAPPED with no mapping covering `iova`). An entry left
+     * in the ring unanswered is withdrawn first (iommu_queue_withdraw): served later, it
+     * would take what the call had mapped at its IOVA since. */
     IOMMU_UNMAPPED_BY_CALL = 1,
     /* The call did not confirm it either: the device was stopped (iommu_stop answered 0:
-     * blocked, every mapping gone, until iommu_resume). */
+     * blocked, every mapping gone, until iommu_resume). Also when `iova` lies inside a
+     * mapping that starts elsewhere (both answered IOMMU_ERR_NOT_MAPPED, and a mapping
+     * still covers it): pass the IOVA MAP returned. */
     IOMMU_UNMAP_STOPPED = 2,
     /* Not even STOP was confirmed, asked IOMMU_STOP_TRIES times while it answered
      * IOMMU_ERR_HARDWARE (each a request before which the IOMMU PD retries the blocks and
@@ -390,7 +439,9 @@ enum iommu_unmap_strict_result {
  * confirm it, by the UNMAP call on `ch`, else STOP the device. Completions of other
  * entries taken while waiting go to `other(done, ctx)` (dropped if `other` is NULL). The
  * last error the IOMMU PD answered on the way goes to `*err` (0 if none) when it is not
- * NULL. */
+ * NULL. IOMMU_ERR_NOT_MAPPED counts as gone only when no mapping of the device covers
+ * `iova` (iommu_mapping_covers), since the IOMMU PD answers it too for an IOVA inside a
+ * mapping, which it leaves in place. */
 static inline enum iommu_unmap_strict_result iommu_unmap_strict(struct iommu_queue *q, microkit_channel ch,
                                                                 uint32_t device, uint64_t iova,
                                                                 void (*other)(const struct iommu_queue_done *,
@@ -414,7 +465,8 @@ static inline enum iommu_unmap_strict_result iommu_unmap_strict(struct iommu_que
                 if (other) {
                     other(&d, ctx);
                 }
-            } else if (d.err == 0 || d.err == IOMMU_ERR_NOT_MAPPED) {
+            } else if (d.err == 0 ||
+                       (d.err == IOMMU_ERR_NOT_MAPPED && iommu_mapping_covers(ch, device, iova) == 0)) {
                 answered = 1;
             } else {
                 last = d.err;
@@ -436,7 +488,7 @@ static inline enum iommu_unmap_strict_result iommu_unmap_strict(struct iommu_que
     }
     enum iommu_unmap_strict_result result = IOMMU_UNMAPPED_BY_CALL;
     uint64_t e = iommu_unmap(ch, device, &iova, 1);
-    if (e != 0 && e != IOMMU_ERR_NOT_MAPPED) {
+    if (e != 0 && !(e == IOMMU_ERR_NOT_MAPPED && iommu_mapping_covers(ch, device, iova) == 0)) {
         last = e;
         result = IOMMU_UNMAP_NOT_STOPPED;
         for (unsigned i = 0; i < IOMMU_STOP_TRIES && result == IOMMU_UNMAP_NOT_STOPPED; i++) {

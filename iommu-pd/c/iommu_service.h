@@ -182,6 +182,16 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_QUERY_GRANT_QUOTA 8
 #define IOMMU_QUERY_VALUES 9
 
+/* QUERY_MAPPING's reply. */
+#define IOMMU_QUERY_MAPPING_DEVICE 0
+#define IOMMU_QUERY_MAPPING_IOVA 1
+#define IOMMU_QUERY_MAPPING_LENGTH 2
+#define IOMMU_QUERY_MAPPING_RIGHTS 3
+#define IOMMU_QUERY_MAPPING_REGION 4
+#define IOMMU_QUERY_MAPPING_OFFSET 5
+#define IOMMU_QUERY_MAPPING_PENDING 6
+#define IOMMU_QUERY_MAPPING_VALUES 7
+
 /* STOP's reply: what was done to the device's PCI function. */
 /* Bus Master, Memory Space and I/O Space turned off: the function masters nothing. */
 #define IOMMU_STOP_FUNCTION_OFF 0x1
@@ -319,6 +329,9 @@ _Static_assert(sizeof(struct iommu_fault_ring) == 4096, "FaultRing's size");
 /* The label of a request the client withdrew before the IOMMU PD took it (`Queue::withdraw`):
  * no call's, so it is answered `UnknownOp` and changes nothing. */
 #define IOMMU_QUEUE_WITHDRAWN 0
+/* The label the IOMMU PD leaves in a request it took (swapped in as it copies the label out,
+ * `Queue::read`), so that a client's later withdrawal of it fails: no call's either. */
+#define IOMMU_QUEUE_TAKEN 0xffffffffffffffffull
 
 /* Read and written with atomics only: the other side is another address space. */
 struct iommu_queue_header {

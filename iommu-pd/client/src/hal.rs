@@ -541,15 +541,12 @@ const STOP_TRIES: u32 = 4;
 
 /// STOP `device`, asked up to `tries` times while the IOMMU does not confirm it
 /// (`Hardware`); once confirmed, what the Hal meant to unmap of it is forgotten
-/// (`forget_device`).
+/// (`Client::stop` calls `forget_device`).
 fn stop_asked(call: CallFn, device: DeviceId, tries: u32) -> Failure {
     let mut last = ErrorCode::Hardware;
     for _ in 0..tries {
         match Client::new(FnChannel(call)).stop(device) {
-            Ok(_) => {
-                forget_device(device);
-                return Failure::Stopped(device);
-            }
+            Ok(_) => return Failure::Stopped(device),
             Err(ErrorCode::Hardware) => last = ErrorCode::Hardware,
             Err(e) => return Failure::NotStopped(device, e),
         }
@@ -579,8 +576,9 @@ fn fence() -> bool {
 /// was served before the STOP (or refused, the device stopped), its mapping gone too
 /// (tests/in_place_late_after_stop.rs). One still unanswered is watched for as before:
 /// served after the RESUME, its mapping is real, and nothing can be mapped at its IOVA
-/// until it is unmapped.
-fn forget_device(device: DeviceId) {
+/// until it is unmapped. Called by `Client::stop` once the STOP is confirmed, whichever
+/// `Client` of the PD made it (the Hal's own or the driver's).
+pub(crate) fn forget_device(device: DeviceId) {
     let st = state();
     if let Some(q) = st.queue.as_mut() {
         q.completions(|done| {
@@ -686,7 +684,10 @@ struct Installed {
 struct HalCell(UnsafeCell<Installed>);
 
 // SAFETY: a driver PD is single-threaded and virtio-drivers calls the Hal from that one
-// thread; nothing touches the cell from an interrupt context.
+// thread, as the driver calls `Client::stop` (which tells the Hal); nothing touches the
+// cell from an interrupt context. (A host test binary that used the Hal in one test
+// thread and stopped a device in another would break this: each Hal test is a binary of
+// its own.)
 unsafe impl Sync for HalCell {}
 
 /// The call before `install_queue` gives one: answered `UnknownOp`, as the IOMMU PD
@@ -854,21 +855,19 @@ impl IommuHal {
         st.failure.is_none() && st.abandoned.len() == 0 && st.pending.len() == 0
     }
 
-    /// Stop `device` (as `Client::stop`, through the call `install_queue` gave, or else the
-    /// per-request in-place memory's) and, once the IOMMU confirmed it, forget what the Hal
-    /// still meant to unmap of it: every mapping is gone, and after a RESUME the same IOVAs
-    /// go to new mappings, the pool's included, which an UNMAP sent for an old one would
-    /// take. A driver that resets a device whose buffers the Hal maps through the queue
-    /// stops it here, not with its own `Client` (tests/in_place_late_after_stop.rs).
+    /// Stop `device` (`Client::stop`, through the call `install_queue` gave, or else the
+    /// per-request in-place memory's): once the IOMMU confirmed it, the Hal forgets what it
+    /// still meant to unmap of it, since every mapping is gone and after a RESUME the same
+    /// IOVAs go to new mappings, the pool's included, which an UNMAP sent for an old one
+    /// would take (tests/in_place_late_after_stop.rs). The same as a STOP through the
+    /// driver's own `Client`, which tells the Hal too (tests/in_place_stop_by_own_client.rs).
     pub fn stop(device: DeviceId) -> Result<u64, ErrorCode> {
         let st = state();
         let call = match st.in_place {
             Some(InPlace { reach: Reach::PerRequest { call, .. }, .. }) if st.queue.is_none() => call,
             _ => st.call,
         };
-        let function = Client::new(FnChannel(call)).stop(device)?;
-        forget_device(device);
-        Ok(function)
+        Client::new(FnChannel(call)).stop(device)
     }
 
     /// Why the Hal stopped a device, if it had to: an UNMAP that neither the queue nor the

@@ -143,8 +143,18 @@ impl<C: Channel> Client<C> {
     /// what was done to the function (`iommu_protocol::stop` bits, 0 if it is none).
     /// What a VMM does when it stops the virtual machine the device is passed through to.
     /// `resume` starts it again.
+    ///
+    /// Once confirmed, this PD's `hal::IommuHal` is told (`hal::forget_device`): after a
+    /// RESUME the device's IOVAs go to new mappings, which an UNMAP the Hal still meant to
+    /// send for an old one would take. Told here, so that a STOP through any `Client` of
+    /// the PD reaches it (before, only `IommuHal::stop` did, and a driver that reset its
+    /// device with its own `Client` had the Hal's late UNMAP take its pool:
+    /// tests/in_place_stop_by_own_client.rs). The Hal is one static per program: in a host
+    /// test it is every `Client`'s of that test binary.
     pub fn stop(&mut self, device: DeviceId) -> Result<u64, ErrorCode> {
-        self.call(Request::Stop { device }).map(|v| v[0])
+        let function = self.call(Request::Stop { device }).map(|v| v[0])?;
+        hal::forget_device(device);
+        Ok(function)
     }
 
     /// Read `width` (1, 2 or 4) bytes at `offset` of `device`'s PCI configuration space

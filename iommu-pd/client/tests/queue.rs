@@ -258,3 +258,32 @@ fn a_new_map_queue_drops_what_was_posted_and_skips_what_was_not_read() {
     assert!(service.borrow().hw().reachable(0).is_empty(), "the dropped MAP was never served");
     assert_eq!(service.borrow_mut().serve_queue(0, &queue), 0);
 }
+
+/// QUERY_MAPPING's reply is where `iommu_protocol::query_mapping` (and C's
+/// `IOMMU_QUERY_MAPPING_*`, which `iommu_mapping_covers` reads) says: a mapping made through
+/// the queue, listed by the service.
+#[test]
+fn query_mapping_replies_where_the_protocol_says() {
+    use iommu_protocol::{query_mapping as m, Op, Reply};
+    let (service, mut q) = setup();
+    let tag = post_named(&mut q, 1);
+    q.notify();
+    assert_eq!(all(&mut q), [Done { tag, result: Ok(NAMED[1]) }]);
+    let Reply::Ok { values, n } = service.borrow_mut().handle(0, Op::QueryMapping as u64, &[0]) else {
+        panic!("QUERY_MAPPING refused")
+    };
+    assert_eq!(n, m::VALUES);
+    assert_eq!(
+        [
+            values[m::DEVICE],
+            values[m::IOVA],
+            values[m::LENGTH],
+            values[m::RIGHTS],
+            values[m::OFFSET],
+            values[m::PENDING]
+        ],
+        [0, NAMED[1], 4096, Rights::READ_WRITE.0 as u64, 4096, 0]
+    );
+    assert_eq!(values[m::REGION], 0);
+    assert_eq!(service.borrow_mut().handle(0, Op::QueryMapping as u64, &[1]), Reply::Err(ErrorCode::NotMapped));
+}

@@ -116,6 +116,26 @@ pub mod query {
     pub const VALUES: usize = 9;
 }
 
+/// QUERY_MAPPING's reply: which message register holds what.
+pub mod query_mapping {
+    /// The device (one of the caller's).
+    pub const DEVICE: usize = 0;
+    /// Where the mapping starts.
+    pub const IOVA: usize = 1;
+    /// Its length in bytes.
+    pub const LENGTH: usize = 2;
+    /// Its rights (`Rights`).
+    pub const RIGHTS: usize = 3;
+    /// The region it maps.
+    pub const REGION: usize = 4;
+    /// Where in the region.
+    pub const OFFSET: usize = 5;
+    /// 1 if its removal is pending (not confirmed by the IOMMU).
+    pub const PENDING: usize = 6;
+    /// How many values QUERY_MAPPING replies with.
+    pub const VALUES: usize = 7;
+}
+
 /// Request labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]

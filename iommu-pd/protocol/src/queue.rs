@@ -24,11 +24,20 @@
 //! stores the head with release ordering (its reads of those slots come before), and the
 //! producer reuses a slot only after loading the head with acquire ordering.
 //!
-//! Every field is an atomic, read and written with plain loads and stores: the other side
-//! is another address space that may write any word at any time, and in Rust a
-//! non-atomic access racing with a write is undefined behaviour. The IOMMU PD never reads
-//! back what it publishes (its request head, its completion tail): it keeps its own copies
-//! (`Cursor`), so a client that scribbles over them only confuses itself.
+//! Every field is an atomic, read and written with plain loads and stores but for one
+//! word: the other side is another address space that may write any word at any time, and
+//! in Rust a non-atomic access racing with a write is undefined behaviour. The IOMMU PD
+//! never reads back what it publishes (its request head, its completion tail): it keeps its
+//! own copies (`Cursor`), so a client that scribbles over them only confuses itself.
+//!
+//! The one word both sides write is a posted entry's label, and only with atomic
+//! read-modify-writes: the IOMMU PD claims each entry it takes by swapping its label for
+//! `TAKEN` (`Queue::read`), and a client withdraws an entry by a compare-and-swap of the
+//! label it posted for `WITHDRAWN` (`Queue::withdraw`). Of two read-modify-writes of one
+//! word one comes first and the other reads what it wrote, so exactly one side wins, on
+//! any number of cores: a withdrawal that succeeded was never taken (the IOMMU PD reads
+//! `WITHDRAWN`, answers `UnknownOp` and does nothing), and one that failed was taken and
+//! will be answered as its call would be.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -50,6 +59,10 @@ pub const SERVE: u64 = 0x5100;
 /// The label of a request the client withdrew before the IOMMU PD took it
 /// (`Queue::withdraw`): no call's, so it is answered `UnknownOp` and changes nothing.
 pub const WITHDRAWN: u64 = 0;
+
+/// The label the IOMMU PD leaves in a request it took (swapped in as it copies the label
+/// out, `Queue::read`), so that a client's later withdrawal of it fails: no call's either.
+pub const TAKEN: u64 = u64::MAX;
 
 /// The most slots a ring may have (a description asks for fewer).
 pub const MAX_QUEUE_ENTRIES: u32 = 1 << 16;
@@ -249,14 +262,16 @@ impl<'a> Queue<'a> {
 
     /// Withdraw the request tagged `tag` if the IOMMU PD has not taken it yet: its label
     /// becomes `WITHDRAWN`, which the IOMMU PD answers `UnknownOp` (with the tag) and acts
-    /// on no further. True if it was there to withdraw. For an UNMAP the client then makes
-    /// by the call: left as it was, the entry would be served later and take whatever was
-    /// mapped at its IOVA since (the pool, mapped again by the call after a reset). As for
-    /// `start_client_over`, not while the IOMMU PD may be reading this queue: under seL4 it
-    /// runs above its clients on their core, so an entry before its published head is
-    /// taken and answered, one after it not yet read. (On another core it could be reading
-    /// the entry as it is rewritten: it serves the old label or the new, never a mix of
-    /// the words of two requests, since the label alone changes.)
+    /// on no further. True if withdrawn: then it is never applied. False if there is no
+    /// such request untaken, or the IOMMU PD took it first: then it is (or was) served and
+    /// answered as its call would be. For an UNMAP the client then makes by the call: left
+    /// as it was, the entry would be served later and take whatever was mapped at its IOVA
+    /// since (the pool, mapped again by the call after a reset).
+    ///
+    /// Safe while the IOMMU PD serves the queue on another core: the label is claimed by a
+    /// compare-and-swap of what the client posted for `WITHDRAWN`, against the IOMMU PD's
+    /// swap of it for `TAKEN` as it reads the entry (`read`), so exactly one of the two
+    /// succeeds (the module's doc).
     pub fn withdraw(&self, tag: u64) -> bool {
         let h = self.header;
         let tail = h.request_tail.load(Ordering::Relaxed);
@@ -269,9 +284,13 @@ impl<'a> Queue<'a> {
         else {
             return false;
         };
-        // (Relaxed: the IOMMU PD reads it once this PD next wakes or calls it, on this core.)
-        e.label.store(WITHDRAWN, Ordering::Relaxed);
-        true
+        // (Relaxed: both sides' read-modify-writes of this one word are ordered by the word
+        // itself; nothing else is read or written on the strength of the outcome.)
+        match e.label.load(Ordering::Relaxed) {
+            WITHDRAWN => true,
+            TAKEN => false,
+            posted => e.label.compare_exchange(posted, WITHDRAWN, Ordering::Relaxed, Ordering::Relaxed).is_ok(),
+        }
     }
 
     /// Post requests in order, all or none: `false`, and nothing written, if the request
@@ -365,7 +384,10 @@ impl<'a> Queue<'a> {
         (posted.min(room) as usize).min(max)
     }
 
-    /// Copy the `i`-th request after the cursor (`i < takeable`). Each word is read once.
+    /// Take the `i`-th request after the cursor (`i < takeable`): copy it, each word read
+    /// once, and claim it, its label swapped for `TAKEN`, so that the client can no longer
+    /// withdraw it (`withdraw`; a label it withdrew first reads `WITHDRAWN`). The IOMMU PD
+    /// takes each entry once.
     #[inline]
     pub fn read(&self, cursor: &Cursor, i: usize) -> Taken {
         let e = &self.requests[self.slot(cursor.request_head.wrapping_add(i as u32))];
@@ -373,7 +395,9 @@ impl<'a> Queue<'a> {
         for (v, m) in mrs.iter_mut().zip(&e.mrs) {
             *v = m.load(Ordering::Relaxed);
         }
-        Taken { label: e.label.load(Ordering::Relaxed), tag: e.tag.load(Ordering::Relaxed), mrs }
+        // (Relaxed: the entry's words were made visible by the tail's acquire in `takeable`,
+        // and the client changes none but the label until the head has passed the slot.)
+        Taken { label: e.label.swap(TAKEN, Ordering::Relaxed), tag: e.tag.load(Ordering::Relaxed), mrs }
     }
 
     /// Write the `i`-th completion after the cursor (not yet visible to the client).
@@ -546,6 +570,10 @@ mod tests {
                 [(2, round * 10), (WITHDRAWN, round * 10 + 1), (2, round * 10 + 2)]
             );
             assert_eq!(taken[1].mrs, [2, 1, 0x8000, 0], "only the label changes");
+            // Taken and not yet published (the IOMMU PD on another core, mid-batch): the
+            // IOMMU PD's claim came first, so the withdrawal fails and the entry is served.
+            assert!(!q.withdraw(round * 10 + 2), "taken, head not yet published: too late");
+            assert_eq!(region.requests[(round as usize * 3 + 2) % 4].label.load(Ordering::Relaxed), TAKEN);
             for (i, t) in taken.iter().enumerate() {
                 q.write_completion(&cur, i, t.tag, 0, 0);
             }

@@ -250,6 +250,22 @@ fn header() -> String {
         let _ = writeln!(w, "#define IOMMU_QUERY_{name} {i}");
     }
     let _ = writeln!(w, "#define IOMMU_QUERY_VALUES {}", query::VALUES);
+    let _ = writeln!(w, "\n/* QUERY_MAPPING's reply. */");
+    {
+        use iommu_protocol::query_mapping as m;
+        for (name, i) in [
+            ("DEVICE", m::DEVICE),
+            ("IOVA", m::IOVA),
+            ("LENGTH", m::LENGTH),
+            ("RIGHTS", m::RIGHTS),
+            ("REGION", m::REGION),
+            ("OFFSET", m::OFFSET),
+            ("PENDING", m::PENDING),
+            ("VALUES", m::VALUES),
+        ] {
+            let _ = writeln!(w, "#define IOMMU_QUERY_MAPPING_{name} {i}");
+        }
+    }
     let _ = writeln!(w, "\n/* STOP's reply: what was done to the device's PCI function. */");
     let stops = [
         ("FUNCTION_OFF", iommu_protocol::stop::FUNCTION_OFF),
@@ -354,7 +370,7 @@ fn measure_section(w: &mut String) {
 /// region's layout as C structs, every offset and size asserted.
 fn queue_section(w: &mut String) {
     use iommu_protocol::queue::{
-        layout as q, Completion, Entry, Header, ENTRY_MRS, MAX_QUEUE_ENTRIES, QUEUE_BATCH, SERVE, WITHDRAWN,
+        layout as q, Completion, Entry, Header, ENTRY_MRS, MAX_QUEUE_ENTRIES, QUEUE_BATCH, SERVE, TAKEN, WITHDRAWN,
     };
     let _ = writeln!(w, "\n/* The mapping queue: MAP and UNMAP posted in a region shared with the IOMMU PD. */");
     c_comment(w, &doc_of(QUEUE_RS, "pub const SERVE: "));
@@ -364,7 +380,9 @@ fn queue_section(w: &mut String) {
     let _ = writeln!(w, "#define IOMMU_QUEUE_MAX_ENTRIES {MAX_QUEUE_ENTRIES}");
     let _ = writeln!(w, "#define IOMMU_QUEUE_ENTRY_MRS {ENTRY_MRS}");
     c_comment(w, &doc_of(QUEUE_RS, "pub const WITHDRAWN: "));
-    let _ = writeln!(w, "#define IOMMU_QUEUE_WITHDRAWN {WITHDRAWN}\n");
+    let _ = writeln!(w, "#define IOMMU_QUEUE_WITHDRAWN {WITHDRAWN}");
+    c_comment(w, &doc_of(QUEUE_RS, "pub const TAKEN: "));
+    let _ = writeln!(w, "#define IOMMU_QUEUE_TAKEN {TAKEN:#x}ull\n");
     let _ = writeln!(w, "/* Read and written with atomics only: the other side is another address space. */");
     let _ = writeln!(w, "struct iommu_queue_header {{");
     let _ = writeln!(w, "    uint32_t request_tail;    /* requests posted (the client's; stored with release) */");
@@ -646,15 +664,18 @@ fn c_strict_unmap_falls_back_to_the_call_then_to_stop() {
     let _ = std::fs::remove_file(&out);
     let text = String::from_utf8(run.stdout).unwrap();
     let (hw, bad_device) = (ErrorCode::Hardware as u64, ErrorCode::BadDevice as u64);
+    let not_mapped = ErrorCode::NotMapped as u64;
     // The result (0 by the queue, 1 by the call, 2 stopped, 3 not stopped), the last error
     // answered, completions of other entries handed back, and the requests made.
     let cases = [
         ("queue", 0, 0, 0, "serve"),
-        ("queue_not_mapped", 0, 0, 0, "serve"),
+        ("queue_not_mapped", 0, 0, 0, "serve query query query"),
+        ("queue_inside", 2, not_mapped, 0, "serve query unmap query stop"),
+        ("call_inside", 2, not_mapped, 0, "unmap query stop"),
         ("queue_others", 0, 0, 2, "serve"),
         ("queue_refused", 1, hw, 0, "serve unmap"),
         ("queue_silent", 1, 0, 0, "serve unmap"),
-        ("ring_full", 1, 0, 0, "serve unmap"),
+        ("ring_full", 1, 0, 0, "serve unmap query query query"),
         ("no_queue", 1, 0, 0, "unmap"),
         ("stopped", 2, hw, 0, "serve unmap stop"),
         ("not_stopped", 3, hw, 0, "serve unmap stop stop stop stop"),
@@ -684,6 +705,26 @@ fn c_strict_unmap_falls_back_to_the_call_then_to_stop() {
     let call = format!("call queue_refused {label} {n} {} {} {}", mrs[0], mrs[1], mrs[2]);
     assert_eq!(n, 3);
     assert!(text.lines().any(|l| l == call), "want `{call}`\n{text}");
+}
+
+/// C's `iommu_queue_withdraw` while the IOMMU PD serves the ring on another core
+/// (`tests/c/withdraw_race.c`: a thread taking entries as `Queue::read` does, the main
+/// thread withdrawing at random moments): a withdrawal that succeeded is never applied,
+/// one that failed is, and each entry is answered once, in order. With the label rewritten
+/// by a plain store (before), withdrawals landing inside the stand-in's work on an entry
+/// were applied.
+#[test]
+fn c_withdrawal_races_the_iommu_pd_and_exactly_one_side_wins() {
+    let out = std::env::temp_dir().join(format!("iommu-c-withdraw-{}", std::process::id()));
+    build_c("withdraw_race.c", &out);
+    let run = Command::new(&out).output().unwrap();
+    let _ = std::fs::remove_file(&out);
+    let text = String::from_utf8(run.stdout).unwrap();
+    let last = text.lines().last().unwrap_or_default();
+    let n: Vec<u64> = last.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let [rounds, won, lost, broken] = n[..] else { panic!("{text}") };
+    assert_eq!(broken, 0, "{text}");
+    assert!(won > rounds / 50 && lost > rounds / 50, "both sides must win often: {text}");
 }
 
 /// The fault kinds a client reads are SMMUv3's event numbers.

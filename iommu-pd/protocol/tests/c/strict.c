@@ -26,6 +26,22 @@ static struct {
     uint64_t entry, unmap, stop;
 } answers;
 
+/* The mappings the stand-in holds, which it lists for QUERY_MAPPING in this order. */
+static struct {
+    unsigned n;
+    uint64_t device[4], iova[4], len[4];
+} held;
+
+static void hold(unsigned n, const uint64_t device[], const uint64_t iova[], const uint64_t len[])
+{
+    held.n = n;
+    for (unsigned i = 0; i < n; i++) {
+        held.device[i] = device[i];
+        held.iova[i] = iova[i];
+        held.len[i] = len[i];
+    }
+}
+
 /* The requests made, in order, and what the queue's UNMAP entry and the UNMAP call said. */
 static char made[256];
 static char unmap_entry[128], unmap_call[128];
@@ -75,6 +91,18 @@ static uint64_t iommu_pd(uint64_t label)
     case IOMMU_OP_STOP:
         record(" stop");
         return answers.stop;
+    case IOMMU_OP_QUERY_MAPPING: {
+        record(" query");
+        uint64_t i = stub_mrs[64];
+        if (i >= held.n) {
+            return IOMMU_ERR_NOT_MAPPED;
+        }
+        memset(stub_mrs, 0, IOMMU_QUERY_MAPPING_VALUES * sizeof stub_mrs[0]);
+        stub_mrs[IOMMU_QUERY_MAPPING_DEVICE] = held.device[i];
+        stub_mrs[IOMMU_QUERY_MAPPING_IOVA] = held.iova[i];
+        stub_mrs[IOMMU_QUERY_MAPPING_LENGTH] = held.len[i];
+        return 0;
+    }
     default:
         record(" other");
         return IOMMU_ERR_UNKNOWN_OP;
@@ -135,11 +163,22 @@ int main(void)
     stub_iommu_pd = iommu_pd;
     const uint64_t ok = 0, hw = IOMMU_ERR_HARDWARE, gone = IOMMU_ERR_NOT_MAPPED;
     run("queue", 1, 0, 0, ok, ok, ok);
+    /* NOT_MAPPED with the device's mappings elsewhere and another device's at 0x8000:
+     * gone, once QUERY_MAPPING has listed them all. */
+    const uint64_t devices[] = {1, 2}, elsewhere[] = {0x8000, 0x9000}, pages[] = {0x1000, 0x1000};
+    hold(2, devices, elsewhere, pages);
     run("queue_not_mapped", 1, 0, 0, gone, ok, ok);
+    run("ring_full", 1, 8, 1, ok, gone, ok);
+    /* NOT_MAPPED, and 0x8000 lies inside device 2's mapping at 0x7000: not gone; the
+     * call answers the same, and the device is stopped. */
+    const uint64_t inside_device[] = {2}, inside_iova[] = {0x7000}, inside_len[] = {0x2000};
+    hold(1, inside_device, inside_iova, inside_len);
+    run("queue_inside", 1, 0, 0, gone, gone, ok);
+    run("call_inside", 0, 0, 0, ok, gone, ok);
+    hold(0, NULL, NULL, NULL);
     run("queue_others", 1, 2, 0, ok, ok, ok);
     run("queue_refused", 1, 0, 0, hw, ok, ok);
     run("queue_silent", 1, 0, 1, ok, ok, ok);
-    run("ring_full", 1, 8, 1, ok, gone, ok);
     run("no_queue", 0, 0, 0, ok, ok, ok);
     run("stopped", 1, 0, 0, hw, hw, ok);
     run("not_stopped", 1, 0, 0, hw, hw, hw);
