@@ -4,9 +4,8 @@
 //! other slots; each mapping names the live capability it was made with, on one of that
 //! capability's devices and inside its memory and rights (where REVOKE looks for it), or
 //! is pending with no capability; no capability is left marked going; child lists and
-//! parents are live; handles name
-//! live capabilities of the right holder; the usage, grant and pending counters are what
-//! the tables say. The model-based and exhaustive tests run it after every step.
+//! parents are live; handles name live capabilities of the right holder; the usage,
+//! grant and pending counters are what the tables say. The model-based and exhaustive tests run it after every step.
 
 extern crate std;
 
