@@ -901,6 +901,30 @@ impl<'a> Index<'a> {
         (0..node.len as usize).all(|i| self.walk_in(node.children[i], height - 1, node.counts[i] as usize, f))
     }
 
+    /// `walk` from the least key at or above `key`: down the path to `key`, then on in
+    /// order. A walk that stops to change the tree resumes here, with no pass over what
+    /// it has seen.
+    pub fn walk_from(&self, root: &Root, key: u64, mut f: impl FnMut(u16) -> bool) {
+        self.walk_from_in(root.node, root.height, root.len as usize, key, &mut f);
+    }
+
+    fn walk_from_in(&self, n: u16, height: u8, len: usize, key: u64, f: &mut impl FnMut(u16) -> bool) -> bool {
+        if n == NIL {
+            return true;
+        }
+        if height == 0 {
+            let leaf = &self.leaves[n as usize];
+            let len = len.min(LEAF);
+            return leaf.slots[count_lt(&leaf.keys, len, key)..len].iter().all(|&s| f(s));
+        }
+        // Keys below the child `key` falls in are below `key`; those above it, above.
+        let first = self.child_at(n, key);
+        let node = &self.inners[n as usize];
+        self.walk_from_in(node.children[first], height - 1, node.counts[first] as usize, key, f)
+            && (first + 1..node.len as usize)
+                .all(|i| self.walk_in(node.children[i], height - 1, node.counts[i] as usize, f))
+    }
+
     /// Every invariant of `root`'s tree: keys in order and within their separators,
     /// counts right, nodes at least half full (but the root), all leaves at one depth.
     /// `Err` names the first broken one. For the service's audit and the tests.
@@ -996,6 +1020,16 @@ mod tests {
                 true
             });
             assert_eq!(seen, map.values().copied().collect::<Vec<_>>(), "step {step} walk");
+            // From a key, half a page below one, or half a page above one (or above all),
+            // stopped after 40 slots.
+            let k = (r() % (map.len() as u64 + 1)) as usize;
+            let from = map.keys().nth(k).map_or(u64::MAX, |&key| (key + (r() % 3) * 0x800).saturating_sub(0x800));
+            let mut seen = Vec::new();
+            ix.walk_from(root, from, |s| {
+                seen.push(s);
+                seen.len() < 40
+            });
+            assert_eq!(seen, map.range(from..).map(|e| *e.1).take(40).collect::<Vec<_>>(), "step {step} walk_from");
         }
     }
 

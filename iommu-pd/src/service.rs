@@ -132,11 +132,13 @@ pub struct Cap {
     /// Clients it may be granted to (its root capability's, inherited unchanged).
     grant_to: u64,
     parent: Option<u16>,
-    /// First of the mappings made with it (linked through `Mapping::cap_next`).
-    maps: u16,
     /// First of the capabilities granted from it, linked through `next_sibling`.
     first_child: u16,
     next_sibling: u16,
+    /// Marked for removal by REVOKE, RELEASE or a teardown, which then find its mappings
+    /// in the indexes of its devices (`devices`: a mapping is made only for one of them)
+    /// and free it; never set between requests.
+    going: bool,
 }
 
 /// A mapping slot's content.
@@ -151,16 +153,15 @@ pub struct Mapping {
     pages: u32,
     pa: u64,
     rights: Rights,
+    /// The capability it was made with, on one of whose `devices` it is (MAP checks),
+    /// so that removing the capability finds it by walking those devices' indexes;
+    /// `NO_CAP` once the capability is gone while this removal is pending.
     cap: u16,
     /// Made from the description: the client cannot unmap it.
     pinned: bool,
     /// Its unmap failed: the IOMMU may still translate it, so it stays in the books (and
     /// its device blocked) until a retry is confirmed.
     pending: bool,
-    /// Neighbours in its capability's list of mappings (`NIL` at the ends; both `NIL`
-    /// and `cap` `NO_CAP` once the capability is gone while this removal is pending).
-    cap_prev: u16,
-    cap_next: u16,
 }
 
 impl Mapping {
@@ -412,9 +413,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 devices: c.devices,
                 grant_to: c.grant_to,
                 parent: None,
-                maps: NIL,
                 first_child: NIL,
                 next_sibling: NIL,
+                going: false,
             });
             let slot =
                 s.clients[c.client].handles.iter().position(Option::is_none).ok_or(ConfigError::TooMany("handles"))?;
@@ -451,9 +452,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 devices: 1 << m.device,
                 grant_to: 0,
                 parent: None,
-                maps: NIL,
                 first_child: NIL,
                 next_sibling: NIL,
+                going: false,
             });
         }
         for d in 0..cfg.devices.len() {

@@ -147,12 +147,12 @@ fn a_failed_map_changes_nothing() {
     assert_eq!(call(&mut s, BLK, Request::Query), Reply::ok(&[0, 16, 0, 64, 0, 0, 0, 0, 4]));
 }
 
-/// A MAP call books its mapping (slot, record, the head of its capability's list, usage)
+/// A MAP call books its mapping (slot, record, usage)
 /// before the IOMMU maps it, and undoes the booking if the IOMMU refuses. Both refusals:
 /// the IOMMU failing (the model, at the allocator's IOVA) and a range it finds in use
 /// (checked as the SMMUv3 backend checks it, at a given IOVA), each with the
-/// capability's list already holding a mapping. The books after are the books before
-/// (the audit: indexes, free list, capability lists, next IOVA, usage; the pages mapped;
+/// capability already holding a mapping. The books after are the books before
+/// (the audit: indexes, free list, each mapping's capability, next IOVA, usage; the pages mapped;
 /// what QUERY answers), and the next MAP gets the IOVA the refused one would have.
 #[test]
 fn a_map_the_iommu_refuses_is_unbooked() {
@@ -175,7 +175,7 @@ fn a_map_the_iommu_refuses_is_unbooked() {
             iova,
             rights: Rights::READ,
         };
-        // The capability's list holds a mapping at the window's base.
+        // The capability has a mapping at the window's base.
         assert_eq!(call(&mut s, BLK, map(0, None)), Reply::ok(&[IOVA_BASE]));
         let before = books(&mut s);
         fail(s.hw_mut());

@@ -1,10 +1,10 @@
 //! Attack review of the MAP call's shape (`Service::map_booked`): a MAP call books its
-//! mapping (slot, record, head of its capability's list, usage) before the IOMMU maps it,
-//! and `unbook` undoes the booking when the IOMMU refuses. Whatever the IOMMU answers, a
+//! mapping (slot, record, usage) before the IOMMU maps it, and `unbook` undoes the
+//! booking when the IOMMU refuses. Whatever the IOMMU answers, a
 //! MAP it refused must leave a service that cannot be told from a twin that never got
 //! that MAP: at every edge a booking can sit on (the last mapping and the last page of a
 //! client's quota; the service's last mapping slot, taken through a granted capability
-//! whose list already holds a mapping), and for each refusal after the booking (the IOMMU
+//! that already has a mapping), and for each refusal after the booking (the IOMMU
 //! fails; the range is in use, wholly or in part), the audit holds and every reply after
 //! it (QUERY, QUERY_MAPPING, the next MAP's IOVA, RELEASE, REVOKE, UNMAP, a restart) and
 //! every page the IOMMU holds are the twin's. Over the model IOMMU (the service checks
@@ -206,7 +206,7 @@ fn step<H: TestHw>(s: &mut Service<'static, H>, twin: &mut Service<'static, H>, 
 enum Edge {
     /// A's third mapping, taking its fourth and fifth page: the last of both quotas.
     LastOfQuota,
-    /// B's second mapping, through the capability A lent it (whose list holds B's first):
+    /// B's second mapping, through the capability A lent it (which B's first was made with):
     /// the last of B's quotas and the service's last mapping slot.
     LastSlot,
 }

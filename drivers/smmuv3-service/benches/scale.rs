@@ -1,62 +1,20 @@
 //! Does a request's cost grow with the system? MAP then UNMAP of one 4 KiB page (IOVA
 //! chosen by the service), through the service over the driver over `InstantSmmu` (the
 //! set-up of `service.rs`), with tables of 256, 4,096 and 65,535 mapping slots holding
-//! 16, 1,024 and 16,384 live mappings (where they fit). Then a churn of mixed sizes: the
-//! IOVA allocator must keep finding room as mappings of 1 to 16 pages come and go.
+//! 16, 1,024 and 16,384 live mappings (where they fit). GRANT, MAP and REVOKE among 16 and
+//! 16,384 other mappings, and a REVOKE of 16,384 mappings. Then a churn of mixed sizes:
+//! the IOVA allocator must keep finding room as mappings of 1 to 16 pages come and go.
 
 mod common;
 
 use std::hint::black_box;
 
-use common::{buffers_cap, call, Svc, BUFFERS};
+use common::{call, sized_service, Svc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use iommu_pd::service::{ClientTables, DeviceState};
-use iommu_pd::{ClientConfig, Config, DeviceConfig, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
 use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
-use smmuv3::model::instant_smmu;
-use smmuv3_service::SmmuBackend;
 
-const BUFFERS_LEN: u64 = 1 << 30;
 /// A 16 MiB IOVA window: 4,096 pages, so churn has to reuse what is freed.
 const CHURN_WINDOW: u64 = 16 << 20;
-
-fn leak<T>(v: Vec<T>) -> &'static mut [T] {
-    Box::leak(v.into_boxed_slice())
-}
-
-fn service(slots: usize, window: u64) -> Svc {
-    let smmu = instant_smmu(2048);
-    let backend = SmmuBackend::new(smmu, &[0x10]).unwrap();
-    let quota = slots as u32;
-    let cfg = Config {
-        clients: leak(vec![ClientConfig { name: "driver", max_mappings: quota, max_pages: 1 << 20, max_grants: 1 }]),
-        devices: leak(vec![DeviceConfig {
-            name: "dev",
-            stream: 0x10,
-            extra_streams: &[],
-            owner: 0,
-            iova_base: 1 << 30,
-            iova_size: window,
-            resume_allowed: true,
-        }]),
-        regions: leak(vec![RegionConfig { name: "buffers", pa: BUFFERS, size: BUFFERS_LEN }]),
-        // Grantable to itself, for the revocation benchmark.
-        caps: leak(vec![buffers_cap(BUFFERS_LEN, 1)]),
-        static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1000 },
-    };
-    let storage = Storage {
-        caps: leak(vec![None; 4]),
-        mappings: leak(vec![None; slots]),
-        leaves: leak(vec![Default::default(); iommu_pd::index::leaves_for(slots, 1)]),
-        inners: leak(vec![Default::default(); iommu_pd::index::inners_for(slots, 1)]),
-        free: leak(vec![0; slots]),
-        clients: leak(vec![ClientTables::default()]),
-        devices: leak(vec![DeviceState::default()]),
-        rings: leak(vec![FaultRing::default()]),
-    };
-    Service::new(backend, cfg, storage).unwrap()
-}
 
 fn map(s: &mut Svc, offset: u64, len: u64) -> Option<u64> {
     let req = Request::Map { cap: Handle(0), device: DeviceId(0), offset, len, iova: None, rights: Rights::READ };
@@ -82,7 +40,7 @@ fn map_unmap_by_size(c: &mut Criterion) {
             if live >= slots {
                 continue;
             }
-            let mut s = service(slots, 1 << 30);
+            let mut s = sized_service(slots, 1 << 30);
             for i in 0..live as u64 {
                 map(&mut s, (i % 4096) * 4096, 4096).expect("room for the live mappings");
             }
@@ -101,7 +59,7 @@ fn map_unmap_by_size(c: &mut Criterion) {
 /// kept about three-quarters full: each step unmaps one at random and maps one of a
 /// random size. The allocator has to reuse the gaps; a MAP it cannot place is counted.
 fn churn(c: &mut Criterion) {
-    let mut s = service(4096, CHURN_WINDOW);
+    let mut s = sized_service(4096, CHURN_WINDOW);
     let mut live: Vec<(u64, u64)> = Vec::new();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut rand = move || {
@@ -143,7 +101,7 @@ fn churn(c: &mut Criterion) {
 fn revoke_by_size(c: &mut Criterion) {
     let mut g = c.benchmark_group("grant_map_revoke");
     for live in [16usize, 16_384] {
-        let mut s = service(65_535, 1 << 30);
+        let mut s = sized_service(65_535, 1 << 30);
         for i in 0..live as u64 {
             map(&mut s, (i % 4096) * 4096, 4096).expect("room for the live mappings");
         }
@@ -175,5 +133,48 @@ fn revoke_by_size(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, map_unmap_by_size, revoke_by_size, churn);
+/// The worst REVOKE a holder's quota allows: the granted page mapped 16,384 times (the
+/// holder's whole quota but the boot capability's), every one removed, 64 under one
+/// CMD_SYNC. Only the REVOKE is timed; the GRANT and the MAPs before it are not.
+fn revoke_all_of_a_quota(c: &mut Criterion) {
+    const MAPS: u64 = 16_384;
+    let mut g = c.benchmark_group("revoke_all_of_a_quota");
+    g.sample_size(10);
+    let mut s = sized_service(65_535, 1 << 30);
+    g.bench_function(BenchmarkId::new("65535_slots", MAPS), |b| {
+        b.iter_custom(|iters| {
+            let mut took = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let grant = Request::Grant {
+                    cap: Handle(0),
+                    to: iommu_protocol::ClientId(0),
+                    offset: 0,
+                    len: 4096,
+                    rights: Rights::READ,
+                    devices: 1,
+                };
+                let Reply::Ok { values, .. } = call(&mut s, grant) else { panic!("grant refused") };
+                for _ in 0..MAPS {
+                    let req = Request::Map {
+                        cap: Handle(values[1] as u32),
+                        device: DeviceId(0),
+                        offset: 0,
+                        len: 4096,
+                        iova: None,
+                        rights: Rights::READ,
+                    };
+                    assert!(matches!(call(&mut s, req), Reply::Ok { .. }));
+                }
+                let start = std::time::Instant::now();
+                let r = call(&mut s, Request::Revoke { grant: Handle(values[0] as u32) });
+                took += start.elapsed();
+                assert!(matches!(black_box(r), Reply::Ok { .. }));
+            }
+            took
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, map_unmap_by_size, revoke_by_size, revoke_all_of_a_quota, churn);
 criterion_main!(benches);

@@ -1,9 +1,9 @@
 //! Every way the SMMUv3 backend refuses a MAP call after the service has booked it
-//! (`Service::map_booked`: slot, record, capability list and usage taken before the driver
+//! (`Service::map_booked`: slot, record and usage taken before the driver
 //! maps) leaves the service as a twin's that never got the MAP: rights stage-1 descriptors
 //! cannot express, a 2 MiB block in the way, a page-table pool too small for the range's
 //! tables, an SMMU that has failed. After the refusal the service's audit holds (free
-//! list, capability lists, indexes, next IOVA, usage), QUERY and every QUERY_MAPPING
+//! list, each mapping's capability, indexes, next IOVA, usage), QUERY and every QUERY_MAPPING
 //! answer as the twin's, the driver's tables hold the same leaves, and the next MAPs (by
 //! the allocator, and at the refused one's IOVA) and the UNMAPs after them answer alike.
 

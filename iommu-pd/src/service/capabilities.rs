@@ -75,9 +75,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
             devices,
             grant_to: cap.grant_to,
             parent: Some(ci),
-            maps: NIL,
             first_child: NIL,
             next_sibling: cap.first_child,
+            going: false,
         });
         if let Some(parent) = self.caps[ci as usize].as_mut() {
             parent.first_child = child as u16;
@@ -107,9 +107,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
             devices: 0,
             grant_to: 0,
             parent: None,
-            maps: NIL,
             first_child: NIL,
             next_sibling: NIL,
+            going: false,
         })
     }
 
@@ -134,25 +134,59 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// Remove capability `root`, everything derived from it, and every mapping made with
     /// any of them, on every device. `Ok` once the IOMMU confirmed every removal;
     /// `Hardware` if it did not confirm some (those are pending, their devices blocked).
-    /// The capabilities go either way: what is pending no longer depends on them. The
-    /// work is in the subtree and its mappings, found through their links, not in the
-    /// tables' sizes.
+    /// The capabilities go either way: what is pending no longer depends on them.
+    ///
+    /// The subtree is marked, then each device any of it may map for is walked once
+    /// (`remove_marked`): the cost is the subtree's size and the mappings of its holders'
+    /// devices, which their mapping quotas bound, not the tables' sizes.
     pub(super) fn remove_subtree(&mut self, root: u16) -> Result<()> {
         if self.caps.get(root as usize).is_none_or(Option::is_none) {
             return Ok(());
         }
-        // Capabilities and handles go only here: no client's last MAP lookup outlives them.
-        self.forget_map_lookups();
-        // The subtree is walked through its own links (children, siblings, parents), so
-        // the walk needs no memory in proportion to the capability table: parents before
-        // children while nothing is freed, children before parents to free them.
-        let mut result = Ok(());
+        let devices = self.mark_going(root);
+        let result = self.remove_marked(devices);
+        self.drop_subtree(root);
+        result
+    }
+
+    /// Mark capability `root` and everything derived from it as going; returns the
+    /// devices their mappings may be on (the union of their `devices`). The subtree is
+    /// walked through its own links (children, siblings, parents), so the walk needs no
+    /// memory in proportion to the capability table.
+    pub(super) fn mark_going(&mut self, root: u16) -> u64 {
+        let mut devices = 0;
         let mut c = root;
         while c != NIL {
-            if let Err(e) = self.remove_maps_of(c) {
-                result = Err(e);
+            if let Some(cap) = self.caps.get_mut(c as usize).and_then(Option::as_mut) {
+                cap.going = true;
+                devices |= cap.devices;
             }
             c = self.next_before_children(root, c);
+        }
+        devices
+    }
+
+    /// Is `ci` a live capability marked going? (`NO_CAP` is not.)
+    #[inline(always)]
+    fn going(&self, ci: u16) -> bool {
+        self.caps.get(ci as usize).and_then(Option::as_ref).is_some_and(|c| c.going)
+    }
+
+    /// Remove every mapping of a capability marked going from `devices` (those the marked
+    /// capabilities may map for), each device's index walked once, and then retry every
+    /// removal pending on any device. `Ok` once the IOMMU confirmed every one; `Hardware`
+    /// if not (those pending, their devices blocked, their `cap` `NO_CAP`).
+    pub(super) fn remove_marked(&mut self, devices: u64) -> Result<()> {
+        let mut result = Ok(());
+        let mut left = devices;
+        while left != 0 {
+            let d = left.trailing_zeros() as usize;
+            left &= left - 1;
+            if d < self.cfg.devices.len() {
+                if let Err(e) = self.remove_going_from(d) {
+                    result = Err(e);
+                }
+            }
         }
         // A removal an earlier request could not confirm may be of the same memory (the
         // subtree's, or an earlier grant of it whose capability is gone): `Ok` only once
@@ -162,6 +196,79 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 result = self.settle(d);
             }
         }
+        result
+    }
+
+    /// Remove device `d`'s mappings of capabilities marked going, in IOVA order,
+    /// `UNMAP_BATCH` under one invalidation (`remove_mappings`): a walk of its index
+    /// collects a batch and stops, the batch is removed, and the walk resumes above it.
+    /// What the IOMMU did not confirm, and what was pending already, stays pending with
+    /// its `cap` `NO_CAP`: the capability is about to go.
+    fn remove_going_from(&mut self, d: DeviceIndex) -> Result<()> {
+        let mut result = Ok(());
+        let mut from = 0;
+        loop {
+            let mut batch = [0u16; UNMAP_BATCH];
+            let (mut n, mut resume) = (0, None);
+            // The last capability looked at, and whether it is going: a device's mappings
+            // are mostly of few capabilities, so most steps look at none.
+            let mut last = (NO_CAP, false);
+            let (tree, root) = self.view(d);
+            // (Each mapping and capability read where it is, not copied out: a walk
+            // step is what a REVOKE costs per mapping of the devices.)
+            tree.walk_from(root, from, |i| {
+                let Some(m) = self.maps.get(i as usize).and_then(Option::as_ref) else { return true };
+                if m.cap != last.0 {
+                    last = (m.cap, self.going(m.cap));
+                }
+                if last.1 {
+                    batch[n] = i;
+                    n += 1;
+                    if n == UNMAP_BATCH {
+                        resume = Some(m.iova + m.len());
+                        return false;
+                    }
+                }
+                true
+            });
+            // Pending already: not sent again (its device is blocked until a retry, which
+            // `settle` makes), only orphaned. The others, to the IOMMU.
+            let mut k = 0;
+            for j in 0..n {
+                let i = batch[j];
+                if let Some(m) = self.maps[i as usize].as_mut() {
+                    if m.pending {
+                        m.cap = NO_CAP;
+                    } else {
+                        batch[k] = i;
+                        k += 1;
+                    }
+                }
+            }
+            if let Err(e) = self.remove_mappings(d, &batch[..k]) {
+                result = Err(e);
+                for &i in &batch[..k] {
+                    if let Some(m) = self.maps[i as usize].as_mut() {
+                        m.cap = NO_CAP;
+                    }
+                }
+            }
+            match resume {
+                Some(f) => from = f,
+                None => return result,
+            }
+        }
+    }
+
+    /// Capability `root` and its subtree, marked going and their mappings removed or
+    /// orphaned (`remove_marked`), go: out of the parent's list of children, their
+    /// handles and their granters' grant handles and counts, their slots.
+    pub(super) fn drop_subtree(&mut self, root: u16) {
+        if self.caps.get(root as usize).is_none_or(Option::is_none) {
+            return;
+        }
+        // Capabilities and handles go only here: no client's last MAP lookup outlives them.
+        self.forget_map_lookups();
         // Out of its parent's list of children.
         if let Some(parent) = self.caps[root as usize].and_then(|c| c.parent) {
             let mut at = self.caps[parent as usize].map_or(NIL, |p| p.first_child);
@@ -184,6 +291,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 }
             }
         }
+        // Handles parents before children while nothing is freed, then the slots children
+        // before parents.
         let mut c = root;
         while c != NIL {
             let Some(cap) = self.caps[c as usize] else { break };
@@ -209,19 +318,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         while c != NIL {
             // The next one is found before `c` goes: it needs `c`'s sibling and parent.
             let next = self.next_after_children(root, c);
-            // What is still pending no longer belongs to a capability.
-            let mut at = self.caps[c as usize].map_or(NIL, |c| c.maps);
-            while let Some(m) = self.maps.get_mut(at as usize).and_then(Option::as_mut) {
-                let after = m.cap_next;
-                m.cap = NO_CAP;
-                m.cap_prev = NIL;
-                m.cap_next = NIL;
-                at = after;
-            }
             self.caps[c as usize] = None;
             c = next;
         }
-        result
     }
 
     /// The links of capability `c` (`NIL` for none): first child, next sibling, parent.
@@ -269,31 +368,6 @@ impl<'a, H: IommuHw> Service<'a, H> {
         match self.links(c) {
             (_, sibling, _) if sibling != NIL => self.deepest_first(sibling),
             (_, _, parent) => parent,
-        }
-    }
-
-    /// Remove the mappings made with capability `c` that are not already pending, a
-    /// device's batch at a time.
-    pub(super) fn remove_maps_of(&mut self, c: u16) -> Result<()> {
-        let mut result = Ok(());
-        loop {
-            let mut batch = [0u16; UNMAP_BATCH];
-            let (mut n, mut device) = (0, None);
-            let mut at = self.caps[c as usize].map_or(NIL, |c| c.maps);
-            while let Some(m) = self.maps.get(at as usize).copied().flatten() {
-                if !m.pending && n < UNMAP_BATCH && device.is_none_or(|d| d == m.device) {
-                    device = Some(m.device);
-                    batch[n] = at;
-                    n += 1;
-                }
-                at = m.cap_next;
-            }
-            let Some(d) = device else { return result };
-            // Each pass forgets the `n` mappings or marks them pending, which the next pass
-            // skips, so this ends.
-            if let Err(e) = self.remove_mappings(d as usize, &batch[..n]) {
-                result = Err(e);
-            }
         }
     }
 }

@@ -70,7 +70,7 @@ pub(super) struct Planned {
 }
 
 impl Planned {
-    /// The mapping it makes, in no capability's list yet.
+    /// The mapping it makes.
     #[inline(always)]
     fn mapping(&self) -> Mapping {
         Mapping {
@@ -83,8 +83,6 @@ impl Planned {
             cap: self.cap,
             pinned: false,
             pending: false,
-            cap_prev: NIL,
-            cap_next: NIL,
         }
     }
 }
@@ -129,8 +127,6 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 cap: ci as u16,
                 pinned: true,
                 pending: false,
-                cap_prev: NIL,
-                cap_next: NIL,
             });
             if let Some(c) = self.clients.get_mut(owner) {
                 c.usage.mappings += 1;
@@ -171,21 +167,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// The first half of `insert_mapping`: `m` in a free slot (the caller checked that
-    /// there is one), at the head of its capability's list; returns the slot. Until
-    /// `file_mapping` files it, no index holds it, and `free_slot` undoes this exactly.
+    /// there is one); returns the slot. Until `file_mapping` files it, no index holds it,
+    /// and `free_slot` undoes this exactly. (Nothing links it to its capability but
+    /// `Mapping::cap`: REVOKE finds it through its device's index.)
     #[inline(always)]
-    fn book_mapping(&mut self, mut m: Mapping) -> u16 {
+    fn book_mapping(&mut self, m: Mapping) -> u16 {
         debug_assert!(self.room_for_mapping(m.device as usize));
         self.free_len -= 1;
         let slot = self.free[self.free_len];
-        // At the head of its capability's list.
-        if let Some(cap) = self.caps.get_mut(m.cap as usize).and_then(Option::as_mut) {
-            m.cap_next = cap.maps;
-            cap.maps = slot;
-        }
-        if let Some(next) = self.maps.get_mut(m.cap_next as usize).and_then(Option::as_mut) {
-            next.cap_prev = slot;
-        }
         self.maps[slot as usize] = Some(m);
         slot
     }
@@ -227,28 +216,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let m = self.maps[i]?;
         self.index.remove(&mut self.devices[m.device as usize].root, m.iova);
         self.unindexed(m.device as usize, m.iova + m.len());
-        self.free_slot(i, &m);
+        self.free_slot(i);
         Some(m)
     }
 
-    /// Free slot `i`, whose mapping `m` is out of its device's index already: out of its
-    /// capability's list, and back on the free stack.
+    /// Free slot `i`, whose mapping is out of its device's index already: back on the
+    /// free stack.
     #[inline]
-    pub(super) fn free_slot(&mut self, i: usize, m: &Mapping) {
-        // Out of its capability's list.
-        match self.maps.get_mut(m.cap_prev as usize).and_then(Option::as_mut) {
-            Some(prev) => prev.cap_next = m.cap_next,
-            None => {
-                if let Some(cap) = self.caps.get_mut(m.cap as usize).and_then(Option::as_mut) {
-                    if cap.maps == i as u16 {
-                        cap.maps = m.cap_next;
-                    }
-                }
-            }
-        }
-        if let Some(next) = self.maps.get_mut(m.cap_next as usize).and_then(Option::as_mut) {
-            next.cap_prev = m.cap_prev;
-        }
+    pub(super) fn free_slot(&mut self, i: usize) {
         self.maps[i] = None;
         self.free[self.free_len] = i as u16;
         self.free_len += 1;
@@ -391,8 +366,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// `map_apply` for the call, in another order: the mapping is booked (its slot,
-    /// record, capability list and its client's usage) before the IOMMU maps it, and filed
-    /// in its device's index after. Fewer of its values are then kept across the driver's
+    /// record and its client's usage) before the IOMMU maps it, and filed in its
+    /// device's index after. Fewer of its values are then kept across the driver's
     /// call, which must save them. If the IOMMU refuses, the booking is undone before the
     /// refusal is looked at (`map_refused` searches the index, which never held it): the
     /// same reply, nothing changed.
@@ -416,7 +391,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     #[inline(never)]
     fn unbook(&mut self, client: usize, slot: u16) {
         if let Some(m) = self.maps[slot as usize] {
-            self.free_slot(slot as usize, &m);
+            self.free_slot(slot as usize);
             let usage = &mut self.clients[client].usage;
             usage.mappings -= 1;
             usage.pages -= m.len() / PAGE;
@@ -582,7 +557,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     fn unmap_single(&mut self, device: DeviceIndex, iova: u64) -> Result<()> {
         let (slot, _) = self.take_removed(device, iova, false)?;
         let m = self.at(slot);
-        self.free_slot(slot as usize, &m);
+        self.free_slot(slot as usize);
         self.count_removed(&m);
         Ok(())
     }

@@ -264,7 +264,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 continue;
             };
             if confirmed {
-                self.free_slot(slot as usize, &m);
+                self.free_slot(slot as usize);
                 mappings += 1;
                 pages += m.pages as u64;
                 // (None is pending: it was taken from a device with no removal pending,

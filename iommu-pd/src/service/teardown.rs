@@ -39,10 +39,24 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // What it lent was its run's promise, and its restarted program, which knows
         // nothing of it, may put other data in those pages: the borrowers' devices lose
         // them, confirmed (or pending, those devices blocked, as after a failed REVOKE).
-        for h in 0..self.clients.get(client).map_or(0, |c| c.handles.len()) {
+        // Every grant's subtree is marked first, so that each borrower's device is walked
+        // once for all of them, not once per grant.
+        let handles = self.clients.get(client).map_or(0, |c| c.handles.len());
+        let (mut devices, mut granted) = (0, false);
+        for h in 0..handles {
             if let Some(Slot::Grant(g)) = self.clients[client].handles[h] {
-                if self.remove_subtree(g).is_err() {
-                    result = Err(ErrorCode::Hardware);
+                devices |= self.mark_going(g);
+                granted = true;
+            }
+        }
+        if granted {
+            if self.remove_marked(devices).is_err() {
+                result = Err(ErrorCode::Hardware);
+            }
+            // (A grant inside another's subtree went with it, its handle too.)
+            for h in 0..handles {
+                if let Some(Slot::Grant(g)) = self.clients[client].handles[h] {
+                    self.drop_subtree(g);
                 }
             }
         }
