@@ -155,7 +155,16 @@ impl Default for Inner {
 /// A device's tree: its root node, how many inner levels are above the leaves, how many
 /// keys it holds, and its greatest key with that key's slot. The greatest key is kept
 /// because the service's IOVA allocator places a new mapping above the highest one: that
-/// makes `last` free and such an insertion an append down the rightmost path, no search.
+/// makes `last` free and such an insertion an append at the rightmost leaf, no search.
+///
+/// # Invariants (the finger)
+/// In a tree with inner levels, `tail` is the rightmost leaf and `tail_len` its length,
+/// so that an append writes there without walking down; and each inner node on the
+/// rightmost path counts `owed` keys fewer under its last child than it holds (the
+/// appends since the last walk down that path), which every other insertion and every
+/// removal adds first (`settle`). A reader that reaches `tail` takes its length from
+/// `tail_len`. In a root leaf: `tail` is `NIL`, `tail_len` and `owed` 0. (All three fit
+/// in the padding the other fields leave: 24 bytes, as before.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Root {
     node: u16,
@@ -163,15 +172,36 @@ pub struct Root {
     len: u32,
     last_slot: u16,
     last_key: u64,
+    tail: u16,
+    tail_len: u8,
+    owed: u8,
 }
 
 impl Default for Root {
     fn default() -> Self {
-        Root { node: NIL, height: 0, len: 0, last_slot: NIL, last_key: 0 }
+        Root { node: NIL, height: 0, len: 0, last_slot: NIL, last_key: 0, tail: NIL, tail_len: 0, owed: 0 }
     }
 }
 
+/// The rightmost leaf and its length, as insertions and removals below the root keep it
+/// (`Root::tail`, `Root::tail_len`).
+struct Tail {
+    leaf: u16,
+    len: u8,
+}
+
 impl Root {
+    /// The length of leaf `n`, which its parent counts as `counted`: the rightmost leaf's
+    /// is `tail_len` (its parent may be owed appends).
+    #[inline(always)]
+    fn leaf_len(&self, n: u16, counted: usize) -> usize {
+        if n == self.tail {
+            self.tail_len as usize
+        } else {
+            counted
+        }
+    }
+
     /// Keys in the tree.
     pub fn len(&self) -> usize {
         self.len as usize
@@ -384,7 +414,16 @@ impl<'a> Index<'a> {
                     }
                     return;
                 }
-            } else if key > root.last_key && self.append_in_place(root, key, slot) {
+            } else if key > root.last_key && (root.tail_len as usize) < LEAF {
+                // Above every key, in the rightmost leaf with room (how the allocator
+                // fills a window, most MAPs): at its end, no walk down; its ancestors'
+                // counts are owed it until the next other change (`settle`).
+                let at = root.tail_len as usize;
+                let leaf = &mut self.leaves[root.tail as usize];
+                leaf.keys[at] = key;
+                leaf.slots[at] = slot;
+                root.tail_len += 1;
+                root.owed += 1;
                 root.len += 1;
                 (root.last_key, root.last_slot) = (key, slot);
                 return;
@@ -401,22 +440,25 @@ impl<'a> Index<'a> {
             let l = self.take_leaf();
             self.leaves[l as usize].keys[0] = key;
             self.leaves[l as usize].slots[0] = slot;
-            *root = Root { node: l, height: 0, len: 1, last_slot: slot, last_key: key };
+            *root = Root { len: 1, node: l, last_slot: slot, last_key: key, ..Root::default() };
             return;
         }
+        self.settle(root);
         let append = key > root.last_key;
         if append && root.height > 0 && self.append_split(root, key, slot) {
             root.len += 1;
             (root.last_key, root.last_slot) = (key, slot);
             return;
         }
+        let mut tail = Tail { leaf: root.tail, len: root.tail_len };
         let split = if root.height == 0 {
             // A root leaf keeps no order; the two it splits into do.
             self.leaves[root.node as usize].sort(root.len as usize);
             self.leaf_insert(root.node, root.len as usize, key, slot, append)
         } else {
-            self.inner_insert(root.node, root.height, key, slot, append)
+            self.inner_insert(root.node, root.height, key, slot, append, &mut tail)
         };
+        (root.tail, root.tail_len) = (tail.leaf, tail.len);
         root.len += 1;
         if append {
             (root.last_key, root.last_slot) = (key, slot);
@@ -430,31 +472,32 @@ impl<'a> Index<'a> {
             top.len = 2;
             root.node = n;
             root.height += 1;
+            if root.height == 1 {
+                // A root leaf split: the right one is the rightmost.
+                (root.tail, root.tail_len) = (s.right, s.right_count as u8);
+            }
         }
     }
 
-    /// Put `key`, above every key of the tree, at the end of the rightmost leaf if it has
-    /// room (how the service's allocator fills a window: most MAPs): one walk down the
-    /// rightmost path, counting the key on the way (a leaf is as long as its parent
-    /// counts), no search, no recursion. `false`, changing nothing, if the leaf is full
-    /// (the counts taken back): the general insertion splits it.
+    /// Add the counts owed to the rightmost path (`Root::owed`), before any change but an
+    /// append at the rightmost leaf. (Out of line: after a run of appends, once.)
     #[inline(always)]
-    fn append_in_place(&mut self, root: &Root, key: u64, slot: u16) -> bool {
-        let (mut n, mut len) = (root.node, root.len as usize);
+    fn settle(&mut self, root: &mut Root) {
+        if root.owed != 0 {
+            self.settle_owed(root);
+        }
+    }
+
+    #[inline(never)]
+    fn settle_owed(&mut self, root: &mut Root) {
+        let mut n = root.node;
         for _ in 0..root.height {
             let node = &mut self.inners[n as usize];
             let last = node.len as usize - 1;
-            (n, len) = (node.children[last], node.counts[last] as usize);
-            node.counts[last] += 1;
+            node.counts[last] += root.owed as u16;
+            n = node.children[last];
         }
-        if len == LEAF {
-            self.uncount_rightmost(root);
-            return false;
-        }
-        let leaf = &mut self.leaves[n as usize];
-        leaf.keys[len] = key;
-        leaf.slots[len] = slot;
-        true
+        root.owed = 0;
     }
 
     /// Put `key`, above every key of the tree, after a full rightmost leaf whose parent has
@@ -462,7 +505,7 @@ impl<'a> Index<'a> {
     /// 8/9 split `leaf_split` makes at the end of a leaf, without the general insertion's
     /// search, recursion and shifts). `false`, changing nothing, if the leaf is not full
     /// or its parent is (the general insertion splits upwards).
-    fn append_split(&mut self, root: &Root, key: u64, slot: u16) -> bool {
+    fn append_split(&mut self, root: &mut Root, key: u64, slot: u16) -> bool {
         // Down to the rightmost leaf's parent.
         let mut n = root.node;
         for _ in 1..root.height {
@@ -490,6 +533,7 @@ impl<'a> Index<'a> {
         parent.counts[at] = MIN_LEAF as u16;
         parent.counts[at + 1] = (moved + 1) as u16;
         parent.len += 1;
+        (root.tail, root.tail_len) = (r, (moved + 1) as u8);
         // The key is counted under each ancestor above the parent.
         let mut n = root.node;
         for _ in 1..root.height {
@@ -499,19 +543,6 @@ impl<'a> Index<'a> {
             n = node.children[last];
         }
         true
-    }
-
-    /// Take back the count `append_in_place` added down the rightmost path (its leaf was
-    /// full: one append in 8 or 9 where a window is filled upwards).
-    #[cold]
-    fn uncount_rightmost(&mut self, root: &Root) {
-        let mut n = root.node;
-        for _ in 0..root.height {
-            let node = &mut self.inners[n as usize];
-            let last = node.len as usize - 1;
-            node.counts[last] -= 1;
-            n = node.children[last];
-        }
     }
 
     /// Insert into leaf `l` of `len` keys; `append`: `key` is above every key of the tree.
@@ -564,16 +595,33 @@ impl<'a> Index<'a> {
         count_le(&node.keys, node.len as usize - 1, key)
     }
 
-    fn inner_insert(&mut self, n: u16, height: u8, key: u64, slot: u16, append: bool) -> Option<Split> {
+    /// Insert below inner node `n`; `tail`, the rightmost leaf and its length, kept.
+    fn inner_insert(
+        &mut self,
+        n: u16,
+        height: u8,
+        key: u64,
+        slot: u16,
+        append: bool,
+        tail: &mut Tail,
+    ) -> Option<Split> {
         let at = if append { self.inners[n as usize].len as usize - 1 } else { self.child_at(n, key) };
         let (child, count) = {
             let node = &self.inners[n as usize];
             (node.children[at], node.counts[at])
         };
         let split = if height == 1 {
-            self.leaf_insert(child, count as usize, key, slot, append)
+            let split = self.leaf_insert(child, count as usize, key, slot, append);
+            if child == tail.leaf {
+                // The rightmost leaf took the key, or split and its right half is.
+                *tail = match &split {
+                    None => Tail { leaf: child, len: tail.len + 1 },
+                    Some(s) => Tail { leaf: s.right, len: s.right_count as u8 },
+                };
+            }
+            split
         } else {
-            self.inner_insert(child, height - 1, key, slot, append)
+            self.inner_insert(child, height - 1, key, slot, append, tail)
         };
         let node = &mut self.inners[n as usize];
         node.counts[at] += 1;
@@ -676,8 +724,12 @@ impl<'a> Index<'a> {
         if root.node == NIL {
             return Take::Missing;
         }
-        let taken = self.inner_remove(root.node, root.height, key, allow);
+        // (The counts the appends owe, added whatever the answer: the same keys.)
+        self.settle(root);
+        let mut tail = Tail { leaf: root.tail, len: root.tail_len };
+        let taken = self.inner_remove(root.node, root.height, key, allow, &mut tail);
         let Take::Taken(slot) = taken else { return taken };
+        (root.tail, root.tail_len) = (tail.leaf, tail.len);
         root.len -= 1;
         // (A tree with inner levels keeps at least 8 keys after a removal.)
         if self.inners[root.node as usize].len == 1 {
@@ -686,6 +738,9 @@ impl<'a> Index<'a> {
             self.give_inner(root.node);
             root.node = only;
             root.height -= 1;
+            if root.height == 0 {
+                (root.tail, root.tail_len) = (NIL, 0);
+            }
         }
         if key == root.last_key {
             (root.last_key, root.last_slot) = self.rightmost(root);
@@ -709,7 +764,8 @@ impl<'a> Index<'a> {
         Take::Taken(slot)
     }
 
-    fn inner_remove(&mut self, n: u16, height: u8, key: u64, allow: impl Gate) -> Take {
+    /// Remove below inner node `n`; `tail`, the rightmost leaf and its length, kept.
+    fn inner_remove(&mut self, n: u16, height: u8, key: u64, allow: impl Gate, tail: &mut Tail) -> Take {
         let at = self.child_at(n, key);
         let (child, count) = {
             let node = &self.inners[n as usize];
@@ -718,9 +774,12 @@ impl<'a> Index<'a> {
         let taken = if height == 1 {
             self.leaf_remove(child, count as usize, key, allow)
         } else {
-            self.inner_remove(child, height - 1, key, allow)
+            self.inner_remove(child, height - 1, key, allow, tail)
         };
         let Take::Taken(slot) = taken else { return taken };
+        if height == 1 && child == tail.leaf {
+            tail.len -= 1;
+        }
         self.inners[n as usize].counts[at] -= 1;
         let short = if height == 1 {
             (self.inners[n as usize].counts[at] as usize) < MIN_LEAF
@@ -732,7 +791,7 @@ impl<'a> Index<'a> {
             // replaced by it), so the short child has a sibling.
             let a = at.min(self.inners[n as usize].len as usize - 2);
             if height == 1 {
-                self.rebalance_leaves(n, a);
+                self.rebalance_leaves(n, a, tail);
             } else {
                 self.rebalance_inners(n, a);
             }
@@ -741,12 +800,20 @@ impl<'a> Index<'a> {
     }
 
     /// Children `a` and `a + 1` of `n` are leaves, one of them short: merge them if their
-    /// keys fit in one, otherwise share their keys evenly.
-    fn rebalance_leaves(&mut self, n: u16, a: usize) {
+    /// keys fit in one, otherwise share their keys evenly. If the right one is the
+    /// rightmost leaf (`tail`), the merged one is, or it keeps its share.
+    fn rebalance_leaves(&mut self, n: u16, a: usize, tail: &mut Tail) {
         let node = &self.inners[n as usize];
         let (l, r) = (node.children[a], node.children[a + 1]);
         let (ln, rn) = (node.counts[a] as usize, node.counts[a + 1] as usize);
         let total = ln + rn;
+        if r == tail.leaf {
+            *tail = if total <= LEAF {
+                Tail { leaf: l, len: total as u8 }
+            } else {
+                Tail { leaf: r, len: (total - total / 2) as u8 }
+            };
+        }
         let (left, right) = two(self.leaves, l, r);
         if total <= LEAF {
             left.keys[ln..total].copy_from_slice(&right.keys[..rn]);
@@ -854,7 +921,7 @@ impl<'a> Index<'a> {
             let node = &self.inners[n as usize];
             (n, len) = (node.children[at], node.counts[at] as usize);
         }
-        Some((n, len))
+        Some((n, root.leaf_len(n, len)))
     }
 
     /// The slot of the greatest key at or below `key`.
@@ -882,7 +949,8 @@ impl<'a> Index<'a> {
             (n, len) = (node.children[at], node.counts[at] as usize);
         }
         let leaf = &self.leaves[n as usize];
-        match count_le(&leaf.keys, len, key) {
+        // (The subtree left of the path holds no rightmost leaf: its counts are whole.)
+        match count_le(&leaf.keys, root.leaf_len(n, len), key) {
             0 => left.map(|(mut n, mut len, h)| {
                 for _ in 0..h {
                     let node = &self.inners[n as usize];
@@ -906,13 +974,7 @@ impl<'a> Index<'a> {
         if root.height == 0 {
             return self.leaves[root.node as usize].greatest(root.len as usize);
         }
-        let (mut n, mut len) = (root.node, root.len as usize);
-        for _ in 0..root.height {
-            let node = &self.inners[n as usize];
-            let at = node.len as usize - 1;
-            (n, len) = (node.children[at], node.counts[at] as usize);
-        }
-        let leaf = &self.leaves[n as usize];
+        let (leaf, len) = (&self.leaves[root.tail as usize], root.tail_len as usize);
         (leaf.keys[len - 1], leaf.slots[len - 1])
     }
 
@@ -939,6 +1001,7 @@ impl<'a> Index<'a> {
             (n, len) = (node.children[at], node.counts[at] as usize);
         }
         let leaf = &self.leaves[n as usize];
+        let len = root.leaf_len(n, len);
         match count_lt(&leaf.keys, len, key) {
             at if at < len => Some(leaf.slots[at]),
             _ => right.map(|(mut n, h)| {
@@ -962,7 +1025,9 @@ impl<'a> Index<'a> {
         for _ in 0..root.height {
             let node = &self.inners[n as usize];
             let mut i = 0;
-            while k >= node.counts[i] as usize {
+            // (Not past the last child, which may be owed appends: `k` is below the
+            // tree's length, so what the others do not hold is under it.)
+            while i + 1 < node.len as usize && k >= node.counts[i] as usize {
                 k -= node.counts[i] as usize;
                 i += 1;
             }
@@ -978,18 +1043,18 @@ impl<'a> Index<'a> {
             sorted.slots[..root.len as usize].iter().all(|&s| f(s));
             return;
         }
-        self.walk_in(root.node, root.height, root.len as usize, &mut f);
+        self.walk_in(root, root.node, root.height, root.len as usize, &mut f);
     }
 
-    fn walk_in(&self, n: u16, height: u8, len: usize, f: &mut impl FnMut(u16) -> bool) -> bool {
+    fn walk_in(&self, root: &Root, n: u16, height: u8, len: usize, f: &mut impl FnMut(u16) -> bool) -> bool {
         if n == NIL {
             return true;
         }
         if height == 0 {
-            return self.leaves[n as usize].slots[..len].iter().all(|&s| f(s));
+            return self.leaves[n as usize].slots[..root.leaf_len(n, len)].iter().all(|&s| f(s));
         }
         let node = &self.inners[n as usize];
-        (0..node.len as usize).all(|i| self.walk_in(node.children[i], height - 1, node.counts[i] as usize, f))
+        (0..node.len as usize).all(|i| self.walk_in(root, node.children[i], height - 1, node.counts[i] as usize, f))
     }
 
     /// Every invariant of `root`'s tree: keys in order and within their separators,
@@ -999,7 +1064,10 @@ impl<'a> Index<'a> {
         if root.node == NIL {
             return if root.len == 0 { Ok(()) } else { Err("an empty tree counts keys") };
         }
-        let n = self.check_in(root.node, root.height, root.len as usize, true, (0, u64::MAX))?;
+        if root.height == 0 && (root.tail, root.tail_len, root.owed) != (NIL, 0, 0) {
+            return Err("a root leaf has a finger");
+        }
+        let n = self.check_in(root, root.node, root.height, root.len as usize, (true, true), (0, u64::MAX))?;
         if n != root.len as usize {
             return Err("a tree's length is not its keys");
         }
@@ -1009,16 +1077,24 @@ impl<'a> Index<'a> {
         Ok(())
     }
 
+    /// `n`'s subtree, which should hold `len` keys in `range`; `(is_root, edge)`: `n` is
+    /// the root, and on the rightmost path (whose counts for their last child are owed
+    /// `root.owed`, and whose leaf is the finger, `root.tail`).
     fn check_in(
         &self,
+        root: &Root,
         n: u16,
         height: u8,
         len: usize,
-        is_root: bool,
+        (is_root, edge): (bool, bool),
         range: (u64, u64),
     ) -> Result<usize, &'static str> {
         let ok = |c: bool, what| if c { Ok(()) } else { Err(what) };
         if height == 0 {
+            if !is_root {
+                ok((n == root.tail) == edge, "the finger is not the rightmost leaf")?;
+                ok(!edge || len == root.tail_len as usize, "the finger's length is not its leaf's")?;
+            }
             let leaf = &self.leaves[n as usize];
             ok(len <= LEAF && (is_root || len >= MIN_LEAF), "a leaf is over- or under-full")?;
             ok(leaf.slots[..len].iter().all(|&s| s != NIL), "a leaf's slot is missing")?;
@@ -1038,8 +1114,10 @@ impl<'a> Index<'a> {
         for i in 0..c {
             let lo = if i == 0 { range.0 } else { node.keys[i - 1] };
             let hi = if i + 1 == c { range.1 } else { node.keys[i] };
-            let below = self.check_in(node.children[i], height - 1, node.counts[i] as usize, false, (lo, hi))?;
-            ok(below == node.counts[i] as usize, "an inner node miscounts a child")?;
+            let last = edge && i + 1 == c;
+            let counted = node.counts[i] as usize + if last { root.owed as usize } else { 0 };
+            let below = self.check_in(root, node.children[i], height - 1, counted, (false, last), (lo, hi))?;
+            ok(below == counted, "an inner node miscounts a child")?;
             total += below;
         }
         ok(total == len, "a subtree's count is wrong")?;
