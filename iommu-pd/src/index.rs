@@ -159,12 +159,13 @@ impl Default for Inner {
 ///
 /// # Invariants (the finger)
 /// In a tree with inner levels, `tail` is the rightmost leaf and `tail_len` its length,
-/// so that an append writes there without walking down; and each inner node on the
-/// rightmost path counts `owed` keys fewer under its last child than it holds (the
-/// appends since the last walk down that path), which every other insertion and every
-/// removal adds first (`settle`). A reader that reaches `tail` takes its length from
-/// `tail_len`. In a root leaf: `tail` is `NIL`, `tail_len` and `owed` 0. (All three fit
-/// in the padding the other fields leave: 24 bytes, as before.)
+/// so that an append writes there, and a removal from it that leaves it at least half
+/// full takes from there, without walking down; each inner node on the rightmost path
+/// counts `owed` keys fewer under its last child than it holds (the appends less those
+/// removals since the last walk down that path, at most 16 either way), which every
+/// other insertion and removal adds first (`settle`). A reader that reaches `tail` takes
+/// its length from `tail_len`. In a root leaf: `tail` is `NIL`, `tail_len` and `owed` 0.
+/// (All three fit in the padding the other fields leave: 24 bytes, as before.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Root {
     node: u16,
@@ -174,7 +175,7 @@ pub struct Root {
     last_key: u64,
     tail: u16,
     tail_len: u8,
-    owed: u8,
+    owed: i8,
 }
 
 impl Default for Root {
@@ -494,7 +495,7 @@ impl<'a> Index<'a> {
         for _ in 0..root.height {
             let node = &mut self.inners[n as usize];
             let last = node.len as usize - 1;
-            node.counts[last] += root.owed as u16;
+            node.counts[last] = node.counts[last].wrapping_add_signed(root.owed.into());
             n = node.children[last];
         }
         root.owed = 0;
@@ -724,6 +725,23 @@ impl<'a> Index<'a> {
         if root.node == NIL {
             return Take::Missing;
         }
+        let len = root.tail_len as usize;
+        let leaf = &mut self.leaves[root.tail as usize];
+        if key >= leaf.keys[0] && len > MIN_LEAF {
+            // In the rightmost leaf (every key from its first is), which stays at least
+            // half full: taken there, no walk down; its ancestors' counts owe it.
+            let taken = self.leaf_remove(root.tail, len, key, allow);
+            if let Take::Taken(_) = taken {
+                root.tail_len -= 1;
+                root.owed -= 1;
+                root.len -= 1;
+                if key == root.last_key {
+                    let leaf = &self.leaves[root.tail as usize];
+                    (root.last_key, root.last_slot) = (leaf.keys[len - 2], leaf.slots[len - 2]);
+                }
+            }
+            return taken;
+        }
         // (The counts the appends owe, added whatever the answer: the same keys.)
         self.settle(root);
         let mut tail = Tail { leaf: root.tail, len: root.tail_len };
@@ -777,9 +795,8 @@ impl<'a> Index<'a> {
             self.inner_remove(child, height - 1, key, allow, tail)
         };
         let Take::Taken(slot) = taken else { return taken };
-        if height == 1 && child == tail.leaf {
-            tail.len -= 1;
-        }
+        // (A removal from the rightmost leaf comes down here only when it leaves the leaf
+        // short: `rebalance_leaves` then sets the finger.)
         self.inners[n as usize].counts[at] -= 1;
         let short = if height == 1 {
             (self.inners[n as usize].counts[at] as usize) < MIN_LEAF
@@ -1038,23 +1055,35 @@ impl<'a> Index<'a> {
 
     /// Call `f` with each slot in key order while it returns true.
     pub fn walk(&self, root: &Root, mut f: impl FnMut(u16) -> bool) {
-        if root.height == 0 && root.node != NIL {
+        if root.node == NIL {
+            return;
+        }
+        if root.height == 0 {
             let sorted = self.leaves[root.node as usize].sorted(root.len as usize);
             sorted.slots[..root.len as usize].iter().all(|&s| f(s));
             return;
         }
-        self.walk_in(root, root.node, root.height, root.len as usize, &mut f);
+        // Down the rightmost path, whose counts may be owed appends: at each level the
+        // children left of it whole (their counts are right), then its last; at the
+        // bottom the rightmost leaf, as long as the finger says.
+        let mut n = root.node;
+        for h in (0..root.height).rev() {
+            let node = &self.inners[n as usize];
+            let last = node.len as usize - 1;
+            if !(0..last).all(|i| self.walk_in(node.children[i], h, node.counts[i] as usize, &mut f)) {
+                return;
+            }
+            n = node.children[last];
+        }
+        self.leaves[n as usize].slots[..root.tail_len as usize].iter().all(|&s| f(s));
     }
 
-    fn walk_in(&self, root: &Root, n: u16, height: u8, len: usize, f: &mut impl FnMut(u16) -> bool) -> bool {
-        if n == NIL {
-            return true;
-        }
+    fn walk_in(&self, n: u16, height: u8, len: usize, f: &mut impl FnMut(u16) -> bool) -> bool {
         if height == 0 {
-            return self.leaves[n as usize].slots[..root.leaf_len(n, len)].iter().all(|&s| f(s));
+            return self.leaves[n as usize].slots[..len].iter().all(|&s| f(s));
         }
         let node = &self.inners[n as usize];
-        (0..node.len as usize).all(|i| self.walk_in(root, node.children[i], height - 1, node.counts[i] as usize, f))
+        (0..node.len as usize).all(|i| self.walk_in(node.children[i], height - 1, node.counts[i] as usize, f))
     }
 
     /// Every invariant of `root`'s tree: keys in order and within their separators,
@@ -1115,7 +1144,8 @@ impl<'a> Index<'a> {
             let lo = if i == 0 { range.0 } else { node.keys[i - 1] };
             let hi = if i + 1 == c { range.1 } else { node.keys[i] };
             let last = edge && i + 1 == c;
-            let counted = node.counts[i] as usize + if last { root.owed as usize } else { 0 };
+            let owed = if last { root.owed.into() } else { 0 };
+            let counted = (node.counts[i] as usize).wrapping_add_signed(owed);
             let below = self.check_in(root, node.children[i], height - 1, counted, (false, last), (lo, hi))?;
             ok(below == counted, "an inner node miscounts a child")?;
             total += below;
