@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod paths;
+pub mod scale;
 
 use iommu_pd::{CapConfig, Service};
 use iommu_protocol::{Reply, Request, Rights, MAX_MRS};
