@@ -9,27 +9,10 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{call, sized_service, Svc};
+use common::call;
+use common::scale::{filled, Churn};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
-
-/// A 16 MiB IOVA window: 4,096 pages, so churn has to reuse what is freed.
-const CHURN_WINDOW: u64 = 16 << 20;
-
-fn map(s: &mut Svc, offset: u64, len: u64) -> Option<u64> {
-    let req = Request::Map { cap: Handle(0), device: DeviceId(0), offset, len, iova: None, rights: Rights::READ };
-    match call(s, req) {
-        Reply::Ok { values, .. } => Some(values[0]),
-        Reply::Err(_) => None,
-    }
-}
-
-fn unmap(s: &mut Svc, iova: u64) {
-    let mut iovas = [0; MAX_UNMAP_RANGES];
-    iovas[0] = iova;
-    let r = call(s, Request::Unmap { device: DeviceId(0), iovas, count: 1 });
-    assert!(matches!(r, Reply::Ok { .. }), "{r:?}");
-}
+use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights};
 
 fn map_unmap_by_size(c: &mut Criterion) {
     let sizes = iommu_pd::state_sizes();
@@ -40,15 +23,9 @@ fn map_unmap_by_size(c: &mut Criterion) {
             if live >= slots {
                 continue;
             }
-            let mut s = sized_service(slots, 1 << 30);
-            for i in 0..live as u64 {
-                map(&mut s, (i % 4096) * 4096, 4096).expect("room for the live mappings");
-            }
+            let mut s = filled(slots, live);
             g.bench_with_input(BenchmarkId::new(format!("{slots}_slots"), live), &live, |b, _| {
-                b.iter(|| {
-                    let iova = map(&mut s, 0, 4096).unwrap();
-                    unmap(&mut s, black_box(iova));
-                })
+                b.iter(|| common::scale::map_unmap(&mut s, 1))
             });
         }
     }
@@ -59,41 +36,15 @@ fn map_unmap_by_size(c: &mut Criterion) {
 /// kept about three-quarters full: each step unmaps one at random and maps one of a
 /// random size. The allocator has to reuse the gaps; a MAP it cannot place is counted.
 fn churn(c: &mut Criterion) {
-    let mut s = sized_service(4096, CHURN_WINDOW);
-    let mut live: Vec<(u64, u64)> = Vec::new();
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rand = move || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
-    let mut used = 0;
-    while used < 3072 {
-        let pages = 1 + rand() % 16;
-        if let Some(iova) = map(&mut s, 0, pages * 4096) {
-            live.push((iova, pages));
-            used += pages;
-        }
-    }
-    let (mut refused, mut steps) = (0u64, 0u64);
+    let mut churn = Churn::new();
+    let mut steps = 0u64;
     c.bench_function("churn_mixed_sizes", |b| {
         b.iter(|| {
-            let (iova, pages) = live.swap_remove((rand() % live.len() as u64) as usize);
-            unmap(&mut s, iova);
-            let want = 1 + rand() % 16;
-            match map(&mut s, 0, want * 4096) {
-                Some(iova) => live.push((iova, want)),
-                None => {
-                    refused += 1;
-                    // Put back what was taken, so the fill level stays.
-                    live.push((map(&mut s, 0, pages * 4096).expect("the freed room"), pages));
-                }
-            }
+            churn.steps(1);
             steps += 1;
         })
     });
-    println!("churn: {refused} of {steps} MAPs found no room at about 3/4 full");
+    println!("churn: {} of {steps} MAPs found no room at about 3/4 full", churn.refused);
 }
 
 /// GRANT a page to itself, MAP it, REVOKE: the revocation finds the one mapping among
@@ -101,10 +52,7 @@ fn churn(c: &mut Criterion) {
 fn revoke_by_size(c: &mut Criterion) {
     let mut g = c.benchmark_group("grant_map_revoke");
     for live in [16usize, 16_384] {
-        let mut s = sized_service(65_535, 1 << 30);
-        for i in 0..live as u64 {
-            map(&mut s, (i % 4096) * 4096, 4096).expect("room for the live mappings");
-        }
+        let mut s = filled(65_535, live);
         g.bench_with_input(BenchmarkId::new("65535_slots", live), &live, |b, _| {
             b.iter(|| {
                 let grant = Request::Grant {
@@ -140,7 +88,7 @@ fn revoke_all_of_a_quota(c: &mut Criterion) {
     const MAPS: u64 = 16_384;
     let mut g = c.benchmark_group("revoke_all_of_a_quota");
     g.sample_size(10);
-    let mut s = sized_service(65_535, 1 << 30);
+    let mut s = common::scale::service(65_535, 1 << 30);
     g.bench_function(BenchmarkId::new("65535_slots", MAPS), |b| {
         b.iter_custom(|iters| {
             let mut took = std::time::Duration::ZERO;

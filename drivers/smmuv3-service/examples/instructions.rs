@@ -12,6 +12,8 @@
 mod common;
 
 use common::paths::{self, batch_page, half_page, QueueRun, QUEUE_REQUESTS};
+use common::scale;
+use smmuv3::Iova;
 
 /// Rounds of 64 requests per path, after one round of warm-up.
 const ROUNDS: u64 = 64;
@@ -66,4 +68,30 @@ fn main() {
         }
         println!("queue: done");
     }
+    // `scale.rs`'s loops (`benches/common/scale.rs`), for `benches/scale-instructions.sh`:
+    // `scale SLOTS LIVE` and `churn`, each `SCALE_STEPS` times.
+    if which == "scale" {
+        let arg = |i: usize| std::env::args().nth(i).and_then(|a| a.parse().ok()).expect("scale SLOTS LIVE");
+        let (slots, live): (usize, usize) = (arg(2), arg(3));
+        let mut s = scale::filled(slots, live);
+        scale::map_unmap(&mut s, SCALE_STEPS);
+        // Each MAP was undone: as many live as before, at the same IOVAs.
+        assert_eq!(
+            s.hw().smmu_ref().translate(s.hw().domain_of(0).unwrap(), Iova(1 << 30)).unwrap().is_some(),
+            live > 0
+        );
+        assert!(
+            scale::map(&mut s, 0, 4096) == Some((1 << 30) + live as u64 * 4096),
+            "the next page above the live ones"
+        );
+        println!("scale {slots} {live}: done");
+    }
+    if which == "churn" {
+        let mut churn = scale::Churn::new();
+        churn.steps(SCALE_STEPS);
+        println!("churn: done, {} of {SCALE_STEPS} MAPs found no room", churn.refused);
+    }
 }
+
+/// Steps of each `scale` and `churn` run.
+const SCALE_STEPS: u64 = 10_000;

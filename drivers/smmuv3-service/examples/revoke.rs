@@ -16,7 +16,8 @@
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{call, sized_service};
+use common::call;
+use common::scale::service;
 use iommu_protocol::{query, ClientId, DeviceId, Handle, Reply, Request, Rights};
 
 fn mappings(s: &mut common::Svc) -> u64 {
@@ -26,7 +27,7 @@ fn mappings(s: &mut common::Svc) -> u64 {
 
 fn main() {
     let live: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).expect("usage: revoke LIVE_MAPPINGS");
-    let mut s = sized_service(65_535, 1 << 30);
+    let mut s = service(65_535, 1 << 30);
     let map = |cap: u32, offset: u64| Request::Map {
         cap: Handle(cap),
         device: DeviceId(0),
