@@ -1,0 +1,152 @@
+//! Attacks on the claim of `check --copy-programs DIR` and `verify DIR -- COMMAND`: what the
+//! Microkit tool builds the image from is exactly what `check` checked (the description,
+//! the programs, the prefills), or the build fails. Each test is one attack, by a hostile
+//! description author or a hostile file in the search path or in DIR, and says whether
+//! it broke the claim (and what fixed it) or held.
+
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+use common::copying::*;
+use common::elf;
+
+/// One PD running `x.elf`, reading the region `table`, prefilled from `table.bin`.
+const ONE_PD: &str = r#"<system>
+    <memory_region name="table" prefill_path="table.bin" />
+    <protection_domain name="reader" priority="10">
+        <program_image path="x.elf" />
+        <map mr="table" vaddr="0x30000000" />
+    </protection_domain>
+</system>"#;
+
+/// Held: program and prefill paths that lead out of DIR (`..` anywhere, absolute) are
+/// refused at their element with a fix, and nothing is copied; `.` and `//` components and
+/// names differing only in case are copied under the path the description gives and
+/// verified as written; a trailing `/` names a directory, which neither `check` nor the
+/// Microkit tool (its `Path::exists` on `x.elf/`) finds for a file.
+#[test]
+fn odd_paths_are_refused_or_copied_as_the_microkit_tool_reads_them() {
+    let outside = Path::new(env!("CARGO_TARGET_TMPDIR")).join("attack-path-absolute/outside.elf");
+    let outside = outside.display().to_string();
+    for (path, expect) in [
+        ("../x.elf", "leads out of the directory"),
+        ("sub/../../x.elf", "leads out of the directory"),
+        (outside.as_str(), "leads out of the directory"),
+        ("x.elf/", "is in none of the search directories"),
+    ] {
+        let text = ONE_PD.replace("path=\"x.elf\"", &format!("path=\"{path}\""));
+        let tag = if path.starts_with('/') {
+            "attack-path-absolute".to_string()
+        } else {
+            format!("attack-path-{}", path.replace(['/', '.'], "_"))
+        };
+        let Staged { sdf, programs, stage, .. } = staged(&tag, "odd.xml", ONE_PD);
+        std::fs::write(&sdf, &text).unwrap();
+        // The file each path names is where it names it: only the path is refused.
+        if !path.ends_with('/') {
+            std::fs::create_dir_all(programs.join("sub")).unwrap();
+            std::fs::copy(programs.join("x.elf"), programs.join(path)).unwrap();
+        }
+        let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+        assert_eq!(status, Some(1), "{path}: {out}");
+        assert!(out.contains("odd.xml:4:9: error: <program_image>:") && out.contains(expect), "{path}: {out}");
+        assert!(out.contains("note: fix: "), "{path}: {out}");
+        assert!(!stage.exists(), "{path}: copied");
+    }
+
+    let text = r#"<system>
+    <protection_domain name="a" priority="100">
+        <program_image path="./sub//x.elf" />
+    </protection_domain>
+    <protection_domain name="b" priority="90">
+        <program_image path="sub/X.elf" />
+    </protection_domain>
+</system>"#;
+    let Staged { sdf, programs, stage, .. } = staged("attack-path-case", "case.xml", text);
+    let (lower, upper) = (elf::program_for(text), elf::program_for_at(text, 0x1000));
+    std::fs::write(programs.join("sub/x.elf"), &lower).unwrap();
+    std::fs::write(programs.join("sub/X.elf"), &upper).unwrap();
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+    assert_eq!(status, Some(0), "{out}");
+    assert_eq!(std::fs::read(stage.join("sub/x.elf")).unwrap(), lower);
+    assert_eq!(std::fs::read(stage.join("sub/X.elf")).unwrap(), upper);
+    let (passed, out) = sha256sum(&stage);
+    assert!(passed, "{out}");
+    // The lower-case copy changed: the one `./sub//x.elf` names is hashed, not its twin.
+    std::fs::write(stage.join("sub/x.elf"), &upper).unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("stage/./sub//x.elf` changed since"), "{out}");
+}
+
+/// Held: a line feed in a path (`&#10;`) is escaped in the list as coreutils does (its
+/// carriage-return twin is `copy_programs.rs`'s), and a NUL (`&#0;`) is no XML character:
+/// the description is refused as malformed at its line.
+#[test]
+fn a_line_feed_or_a_nul_in_a_path_is_no_way_around_the_list() {
+    let text = ONE_PD.replace("path=\"x.elf\"", "path=\"x.elf&#10;\"");
+    let Staged { sdf, programs, stage, .. } = staged("attack-path-lf", "lf.xml", &text);
+    let (status, out) = check_copying(&sdf, &programs, &stage, &[]);
+    assert_eq!(status, Some(0), "{out}");
+    let (passed, out) = sha256sum(&stage);
+    assert!(passed, "{out}");
+    std::fs::write(stage.join("x.elf\n"), b"changed").unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("x.elf\\n` changed since"), "{out}");
+
+    let text = ONE_PD.replace("path=\"x.elf\"", "path=\"x&#0;.elf\"");
+    let base = scratch("attack-path-nul");
+    std::fs::write(base.join("nul.xml"), &text).unwrap();
+    let (status, out) = check_copying(&base.join("nul.xml"), &base, &base.join("stage"), &[]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("nul.xml:4:") && out.contains("malformed XML"), "{out}");
+}
+
+/// Held: a copy in DIR hard-linked to a file outside it (a hostile DIR, or a build that
+/// linked instead of copying) is unlinked before the copy is written, so `check` does not
+/// write the outside file through the link.
+#[test]
+fn a_hard_link_in_the_copy_directory_is_not_written_through() {
+    let Staged { base, sdf, programs, stage } = staged("attack-hard-link", "link.xml", ONE_PD);
+    let victim = base.join("victim");
+    std::fs::write(&victim, b"left alone").unwrap();
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::hard_link(&victim, stage.join("x.elf")).unwrap();
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"left alone");
+    assert_eq!(std::fs::read(stage.join("x.elf")).unwrap(), std::fs::read(programs.join("x.elf")).unwrap());
+}
+
+/// Held: a list edited to name `../x` (a file beside DIR holding the bytes whose hash it
+/// gives) is refused (`..` is not read below DIR), and a list naming a copy twice runs the
+/// command on one copy of it.
+#[test]
+fn a_list_naming_a_path_out_of_dir_or_a_copy_twice() {
+    let Staged { base, sdf, programs, stage } = staged("attack-list", "list.xml", ONE_PD);
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    let list = std::fs::read_to_string(stage.join("programs.sha256")).unwrap();
+    let line = list.lines().find(|l| l.ends_with("  x.elf")).unwrap().to_string();
+    std::fs::copy(stage.join("x.elf"), base.join("x.elf")).unwrap();
+    std::fs::write(stage.join("programs.sha256"), list.replace(&line, &line.replace("  x.elf", "  ../x.elf"))).unwrap();
+    let (status, out) = run(&[Path::new("verify"), &stage]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("../x.elf` changed since") && out.contains("leads out of the directory"), "{out}");
+
+    std::fs::write(stage.join("programs.sha256"), format!("{list}{line}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+        .arg("verify")
+        .arg(&stage)
+        .args(["--", "sh", "-c", r#"cmp "$2/x.elf" "$STAGE/x.elf""#, "tool", "{system}", "{dir}"])
+        .env("STAGE", &stage)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
