@@ -61,6 +61,7 @@ pub mod private_copy;
 pub mod problem;
 pub mod programs;
 pub mod queues;
+pub mod regular;
 pub mod report;
 pub mod rules;
 pub mod topology;

@@ -5,11 +5,42 @@
 //! it broke the claim (and what fixed it) or held.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 mod common;
 use common::copying::*;
 use common::elf;
+
+/// `iommu-sdf` run with `args`, given at most `limit`: its status and output together, or
+/// `None` if it was still running then (it is killed).
+fn run_within(args: &[&Path], limit: Duration) -> Option<(Option<i32>, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Some((
+        out.status.code(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    ))
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo (coreutils)");
+    assert!(status.success());
+}
 
 /// One PD running `x.elf`, reading the region `table`, prefilled from `table.bin`.
 const ONE_PD: &str = r#"<system>
@@ -19,6 +50,53 @@ const ONE_PD: &str = r#"<system>
         <map mr="table" vaddr="0x30000000" />
     </protection_domain>
 </system>"#;
+
+/// Broke: a FIFO in the search path where a program or a prefill goes (a hostile file, or
+/// a build's leftover) made `check` wait forever (`std::fs::read` opens it and waits for a
+/// writer), and a link to a device (`/dev/zero`) read until memory ran out. The Microkit
+/// tool would load neither; `check` now refuses both at their element, at once: a file is
+/// opened without blocking and read only if it is a regular file.
+#[test]
+fn a_fifo_or_a_device_in_the_search_path_is_refused_not_waited_on() {
+    let Staged { sdf, programs, stage, .. } = staged("attack-fifo-search", "fifo.xml", ONE_PD);
+    std::fs::remove_file(programs.join("x.elf")).unwrap();
+    mkfifo(&programs.join("x.elf"));
+    std::fs::remove_file(programs.join("table.bin")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", programs.join("table.bin")).unwrap();
+    let args = [Path::new("check"), &sdf, Path::new("--search-path"), &programs, Path::new("--copy-programs"), &stage];
+    let (status, out) = run_within(&args, Duration::from_secs(20)).expect("check waited on a FIFO or a device");
+    assert_eq!(status, Some(1), "{out}");
+    assert!(
+        out.contains("fifo.xml:4:9: error: <program_image>: `reader`'s program")
+            && out.contains("is not a regular file"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fifo.xml:2:5: error: <memory_region>: `table`'s prefill file `table.bin` cannot be read"),
+        "{out}"
+    );
+    assert!(!stage.join("programs.sha256").exists());
+}
+
+/// Broke: a FIFO put in DIR in place of a copy (or in the search path in place of the file
+/// a copy was read from, whose absolute path the list holds) after `check` made `verify`
+/// wait forever. Now each is refused as changed (cannot be read: not a regular file).
+#[test]
+fn a_fifo_in_place_of_a_copy_or_of_its_source_is_refused_not_waited_on() {
+    let Staged { sdf, programs, stage, .. } = staged("attack-fifo-dir", "fifo.xml", ONE_PD);
+    for (dir, name) in [(&stage, "x.elf"), (&programs, "table.bin")] {
+        assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+        let kept = std::fs::read(dir.join(name)).unwrap();
+        std::fs::remove_file(dir.join(name)).unwrap();
+        mkfifo(&dir.join(name));
+        let (status, out) = run_within(&[Path::new("verify"), &stage], Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("verify waited on a FIFO as {}", dir.join(name).display()));
+        assert_eq!(status, Some(1), "{out}");
+        assert!(out.contains(&format!("{name}` changed since")) && out.contains("not a regular file"), "{out}");
+        std::fs::remove_file(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name), kept).unwrap();
+    }
+}
 
 /// Held: program and prefill paths that lead out of DIR (`..` anywhere, absolute) are
 /// refused at their element with a fix, and nothing is copied; `.` and `//` components and
