@@ -328,12 +328,25 @@ fn main() -> ExitCode {
 }
 
 /// Whether `run`, the command after `verify DIR --`, reads the private copy: it names
-/// `{system}` (the Microkit file there) and `{dir}` (the directory), and gives no
-/// `--search-path` but `{dir}` (the Microkit tool searches its paths in order: one before
-/// `{dir}` could hold a program of the same name).
+/// `{system}` (the Microkit file there) and `{dir}` (the directory), and gives no search
+/// directory but `{dir}`. The Microkit tool's `--search-path` takes every argument after
+/// it up to the next that starts with `-` (tool/microkit/src/argparse.rs,
+/// `consume_parameters`): each must be `{dir}`, or `--search-path {dir} {system}` would
+/// make `{system}` a search directory and an earlier argument the description built, and
+/// `--search-path {dir} OTHER` would search OTHER too. `--search-path=X`, which the
+/// Microkit tool does not take (but a wrapper might), is refused as well.
 fn runs_on_the_copy(run: &[String]) -> bool {
-    let search_paths_ok = run.windows(2).all(|w| w[0] != "--search-path" || w[1] == "{dir}");
-    !run.is_empty() && run.iter().any(|a| a == "{system}") && run.iter().any(|a| a == "{dir}") && search_paths_ok
+    let mut searching = false;
+    for a in run.iter().skip(1) {
+        if a == "--search-path" {
+            searching = true;
+        } else if a.starts_with("--search-path=") || (searching && !a.starts_with('-') && a != "{dir}") {
+            return false;
+        } else if a.starts_with('-') {
+            searching = false;
+        }
+    }
+    run.iter().any(|a| a == "{system}") && run.iter().any(|a| a == "{dir}")
 }
 
 /// `verify DIR`: each file `DIR`'s manifest lists that changed since `check` copied the

@@ -228,3 +228,50 @@ fn a_list_naming_a_path_out_of_dir_or_a_copy_twice() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Broke: the check that COMMAND reads only the private copy took `--search-path X` to
+/// give one path, but the Microkit tool's takes every argument after it up to the next
+/// that starts with `-` (tool/microkit/src/argparse.rs, `consume_parameters`): `--search-path
+/// {dir} /elsewhere` searched `/elsewhere` too, and `microkit OTHER.system --search-path {dir}
+/// {system}` built OTHER.system, a description nobody checked, with `{system}` taken as a
+/// search directory. `--search-path=X` (which the Microkit tool does not take, but a
+/// wrapper might) is refused too. Each is wrong usage (exit 2), and nothing runs.
+#[test]
+fn a_command_given_another_search_path_or_description_is_refused() {
+    let Staged { base, sdf, programs, stage } = staged("attack-search-path", "sp.xml", ONE_PD);
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    let ran = base.join("ran");
+    let script = format!("touch {}", ran.display());
+    for args in [
+        &["{system}", "--search-path", "{dir}", "/elsewhere"][..],
+        &["/other.system", "--search-path", "{dir}", "{system}"],
+        &["{system}", "--search-path={dir}", "--search-path", "{dir}"],
+        &["{system}", "--search-path", "{dir}", "--search-path=/elsewhere"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+            .arg("verify")
+            .arg(&stage)
+            .args(["--", "sh", "-c", &script, "tool"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: iommu-sdf verify DIR"), "{args:?}");
+        assert!(!ran.exists(), "{args:?}: the command ran");
+    }
+    // As images/Makefile runs it, and with `{dir}` given twice: it runs.
+    for args in
+        [&["{system}", "--search-path", "{dir}", "--board", "b"][..], &["{system}", "--search-path", "{dir}", "{dir}"]]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+            .arg("verify")
+            .arg(&stage)
+            .args(["--", "sh", "-c", &script, "tool"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(ran.exists(), "{args:?}");
+        std::fs::remove_file(&ran).unwrap();
+    }
+}
