@@ -64,6 +64,7 @@ pub mod queues;
 pub mod regular;
 pub mod report;
 pub mod rules;
+pub mod signals;
 pub mod topology;
 
 pub use board::{Board, Target};

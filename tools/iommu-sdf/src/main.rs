@@ -401,6 +401,15 @@ fn verify(dir: &Path, run: &[String]) -> ExitCode {
     if run.is_empty() {
         return ExitCode::SUCCESS;
     }
+    // From here to the copy's removal a signal is passed on to COMMAND, not let end this
+    // process with the copy left behind (`iommu_sdf::signals`).
+    let caught = match iommu_sdf::signals::Caught::catch() {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("iommu-sdf: cannot catch signals: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let copy = match iommu_sdf::private_copy::PrivateCopy::new(dir, &copies) {
         Ok(c) => c,
         Err(err) => {
@@ -418,13 +427,21 @@ fn verify(dir: &Path, run: &[String]) -> ExitCode {
         })
         .collect();
     println!("{shown}: running {} on the private copy {} of what was verified", run[0], e(&copy.dir));
-    let status = match std::process::Command::new(&run[0]).args(&args).status() {
+    if let Some(signal) = caught.received() {
+        drop(copy);
+        caught.die_of(signal);
+    }
+    let status = match std::process::Command::new(&run[0]).args(&args).spawn().and_then(|mut c| caught.wait(&mut c)) {
         Ok(s) => s,
         Err(err) => {
             eprintln!("iommu-sdf: cannot run {}: {err}", run[0]);
             return ExitCode::from(2);
         }
     };
+    if let Some(signal) = caught.received() {
+        drop(copy);
+        caught.die_of(signal);
+    }
     // Read-only and private, but the user's: what the tool read may still have changed.
     let after = copy.changed();
     for name in &after {

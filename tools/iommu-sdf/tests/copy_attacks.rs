@@ -275,3 +275,37 @@ fn a_command_given_another_search_path_or_description_is_refused() {
         std::fs::remove_file(&ran).unwrap();
     }
 }
+
+/// Broke: `verify DIR -- COMMAND` ran COMMAND on a private copy and removed it when COMMAND
+/// returned, but a signal (Ctrl-C to the build's process group, or a TERM to `verify`
+/// alone, as `make` and CI timeouts send) ended `verify` before it removed the copy, and
+/// a TERM to `verify` alone left COMMAND running on. Now `verify` passes the signal on to
+/// COMMAND, waits for it, removes the copy, and ends by the same signal.
+#[test]
+fn verify_removes_its_private_copy_when_interrupted() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let Staged { base, sdf, programs, stage } = staged("attack-signal", "sig.xml", ONE_PD);
+    // INT to the whole process group (a terminal's Ctrl-C), TERM to `verify` alone.
+    for (signal, number, to) in [("INT", 2, "0"), ("TERM", 15, "$PPID")] {
+        assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+        let seen = base.join(format!("seen-{signal}"));
+        let script = format!(r#"echo "$2" > "$SEEN"; kill -{signal} {to}; sleep 1; touch "$SEEN.outlived""#);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+            .arg("verify")
+            .arg(&stage)
+            .args(["--", "sh", "-c", &script, "tool", "{system}", "{dir}"])
+            .env("SEEN", &seen)
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let private = std::fs::read_to_string(&seen).unwrap();
+        let private = Path::new(private.trim());
+        assert!(private.starts_with(&base), "{}", private.display());
+        assert!(!private.exists(), "SIG{signal}: the private copy {} was left", private.display());
+        assert_eq!(status.signal(), Some(number), "SIG{signal}: {status:?}");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!base.join(format!("seen-{signal}.outlived")).exists(), "SIG{signal}: the command ran on");
+    }
+}
