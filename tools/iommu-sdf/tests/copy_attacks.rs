@@ -309,3 +309,38 @@ fn verify_removes_its_private_copy_when_interrupted() {
         assert!(!base.join(format!("seen-{signal}.outlived")).exists(), "SIG{signal}: the command ran on");
     }
 }
+
+/// Held: DIR itself a link (its own level, which `check` and `verify` open as named) to a
+/// directory elsewhere: the copies are written there, verified there, and the command
+/// runs on a private copy beside the link, removed after it, also when it fails; and a
+/// FIFO in place of DIR's list is refused at once (exit 2), not waited on.
+#[test]
+fn a_link_as_dir_a_failing_command_and_a_fifo_as_the_list() {
+    let Staged { base, sdf, programs, .. } = staged("attack-dir-link", "link.xml", ONE_PD);
+    let (real, stage) = (base.join("real"), base.join("stage"));
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &stage).unwrap();
+    assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
+    assert_eq!(std::fs::read(real.join("x.elf")).unwrap(), std::fs::read(programs.join("x.elf")).unwrap());
+    let seen = base.join("seen");
+    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+        .arg("verify")
+        .arg(&stage)
+        .args(["--", "sh", "-c", r#"cmp "$2/x.elf" "$PROGRAMS/x.elf" && echo "$2" > "$SEEN" && exit 7"#, "tool"])
+        .args(["{system}", "{dir}"])
+        .env("PROGRAMS", &programs)
+        .env("SEEN", &seen)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let private = std::fs::read_to_string(&seen).unwrap();
+    let private = Path::new(private.trim());
+    assert_eq!(private.parent(), Some(base.as_path()), "{}", private.display());
+    assert!(!private.exists(), "the private copy {} was left", private.display());
+
+    std::fs::remove_file(real.join("programs.sha256")).unwrap();
+    mkfifo(&real.join("programs.sha256"));
+    let (status, out) = run_within(&[Path::new("verify"), &stage], Duration::from_secs(20)).expect("verify waited");
+    assert_eq!(status, Some(2), "{out}");
+    assert!(out.contains("not a regular file"), "{out}");
+}
