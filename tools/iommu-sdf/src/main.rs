@@ -197,7 +197,16 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `std::env::args` panics on an argument that is not UTF-8 (a search directory named
+    // so): wrong usage instead. The paths go into the list `verify` reads back as text.
+    let args: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
+        Ok(args) => args,
+        Err(bad) => {
+            let shown = iommu_sdf::problem::escaped(&bad.to_string_lossy());
+            eprintln!("iommu-sdf: the argument `{shown}` is not UTF-8: give its paths as UTF-8 (rename, or link)");
+            return ExitCode::from(2);
+        }
+    };
     let (command, Options { board, search }) = match parse(&args) {
         Ok(Some(c)) => c,
         Ok(None) => return ExitCode::SUCCESS,

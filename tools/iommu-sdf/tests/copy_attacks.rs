@@ -344,3 +344,27 @@ fn a_link_as_dir_a_failing_command_and_a_fifo_as_the_list() {
     assert_eq!(status, Some(2), "{out}");
     assert!(out.contains("not a regular file"), "{out}");
 }
+
+/// Broke: a search directory (or any argument) whose name is not UTF-8 made `iommu-sdf`
+/// panic (`std::env::args`), exit 101 with a backtrace, not a refusal. Now it is wrong
+/// usage (exit 2) saying which argument, escaped.
+#[test]
+fn an_argument_that_is_not_utf8_is_wrong_usage_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let Staged { base, sdf, programs, stage } = staged("attack-not-utf8", "u.xml", ONE_PD);
+    let odd = base.join(std::ffi::OsStr::from_bytes(b"p\xff"));
+    std::fs::rename(&programs, &odd).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
+        .arg("check")
+        .arg(&sdf)
+        .arg("--search-path")
+        .arg(&odd)
+        .arg("--copy-programs")
+        .arg(&stage)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("p\u{fffd}` is not UTF-8") && !err.contains("panicked"), "{err}");
+    assert!(!stage.exists());
+}
