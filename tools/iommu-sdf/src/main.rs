@@ -93,9 +93,11 @@ the Microkit file names is not in the list, each as
 Run it just before the Microkit tool. With `-- COMMAND ARGS...` (images/Makefile's
 way), when nothing changed, write the bytes it verified into a new private directory
 beside DIR (read-only files), run COMMAND with `{system}` in ARGS replaced by the
-Microkit file there and `{dir}` by the directory (both required; no --search-path but
-{dir}), hash the copy again once it exits, and remove it: a file of DIR changed after
-the check is not what COMMAND reads. Exit 0 if none has changed (and COMMAND's status
+Microkit file there and `{dir}` by the directory (both required; every argument after
+--search-path, up to the next option, must be {dir}, and --search-path=X is refused),
+hash the copy again once it exits, and remove it: a file of DIR changed after the check
+is not what COMMAND reads. A HUP, INT, QUIT or TERM while COMMAND runs is passed on to
+it; the copy is removed and verify ends by that signal. Exit 0 if none has changed (and COMMAND's status
 with one), 1 if one has (before COMMAND or while it ran), 2 if DIR/programs.sha256
 cannot be read or COMMAND run.
 ";
