@@ -312,7 +312,7 @@ pub fn verify(dir: &Path) -> io::Result<Verified> {
             parse_line(text).ok_or_else(|| refused(format!("{shown}:{}: not a line check writes", i + 1)))?;
         let path = dir.join(&name);
         let relative = Path::new(&name).is_relative();
-        let bytes = if relative { crate::nofollow::read(dir, Path::new(&name)) } else { std::fs::read(&path) };
+        let bytes = if relative { crate::nofollow::read(dir, Path::new(&name)) } else { crate::regular::read(&path) };
         let now = bytes.as_ref().map(|b| sha256(b)).map_err(|e| e.to_string());
         if now.as_deref() != Ok(checked) {
             changed.push(Changed { line: i + 1, path: path.clone(), checked: checked.to_string(), now });

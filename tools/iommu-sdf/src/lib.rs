@@ -61,8 +61,10 @@ pub mod private_copy;
 pub mod problem;
 pub mod programs;
 pub mod queues;
+pub mod regular;
 pub mod report;
 pub mod rules;
+pub mod signals;
 pub mod topology;
 
 pub use board::{Board, Target};

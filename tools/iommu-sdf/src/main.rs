@@ -93,9 +93,11 @@ the Microkit file names is not in the list, each as
 Run it just before the Microkit tool. With `-- COMMAND ARGS...` (images/Makefile's
 way), when nothing changed, write the bytes it verified into a new private directory
 beside DIR (read-only files), run COMMAND with `{system}` in ARGS replaced by the
-Microkit file there and `{dir}` by the directory (both required; no --search-path but
-{dir}), hash the copy again once it exits, and remove it: a file of DIR changed after
-the check is not what COMMAND reads. Exit 0 if none has changed (and COMMAND's status
+Microkit file there and `{dir}` by the directory (both required; every argument after
+--search-path, up to the next option, must be {dir}, and --search-path=X is refused),
+hash the copy again once it exits, and remove it: a file of DIR changed after the check
+is not what COMMAND reads. A HUP, INT, QUIT or TERM while COMMAND runs is passed on to
+it; the copy is removed and verify ends by that signal. Exit 0 if none has changed (and COMMAND's status
 with one), 1 if one has (before COMMAND or while it ran), 2 if DIR/programs.sha256
 cannot be read or COMMAND run.
 ";
@@ -197,7 +199,16 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `std::env::args` panics on an argument that is not UTF-8 (a search directory named
+    // so): wrong usage instead. The paths go into the list `verify` reads back as text.
+    let args: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
+        Ok(args) => args,
+        Err(bad) => {
+            let shown = iommu_sdf::problem::escaped(&bad.to_string_lossy());
+            eprintln!("iommu-sdf: the argument `{shown}` is not UTF-8: give its paths as UTF-8 (rename, or link)");
+            return ExitCode::from(2);
+        }
+    };
     let (command, Options { board, search }) = match parse(&args) {
         Ok(Some(c)) => c,
         Ok(None) => return ExitCode::SUCCESS,
@@ -328,12 +339,25 @@ fn main() -> ExitCode {
 }
 
 /// Whether `run`, the command after `verify DIR --`, reads the private copy: it names
-/// `{system}` (the Microkit file there) and `{dir}` (the directory), and gives no
-/// `--search-path` but `{dir}` (the Microkit tool searches its paths in order: one before
-/// `{dir}` could hold a program of the same name).
+/// `{system}` (the Microkit file there) and `{dir}` (the directory), and gives no search
+/// directory but `{dir}`. The Microkit tool's `--search-path` takes every argument after
+/// it up to the next that starts with `-` (tool/microkit/src/argparse.rs,
+/// `consume_parameters`): each must be `{dir}`, or `--search-path {dir} {system}` would
+/// make `{system}` a search directory and an earlier argument the description built, and
+/// `--search-path {dir} OTHER` would search OTHER too. `--search-path=X`, which the
+/// Microkit tool does not take (but a wrapper might), is refused as well.
 fn runs_on_the_copy(run: &[String]) -> bool {
-    let search_paths_ok = run.windows(2).all(|w| w[0] != "--search-path" || w[1] == "{dir}");
-    !run.is_empty() && run.iter().any(|a| a == "{system}") && run.iter().any(|a| a == "{dir}") && search_paths_ok
+    let mut searching = false;
+    for a in run.iter().skip(1) {
+        if a == "--search-path" {
+            searching = true;
+        } else if a.starts_with("--search-path=") || (searching && !a.starts_with('-') && a != "{dir}") {
+            return false;
+        } else if a.starts_with('-') {
+            searching = false;
+        }
+    }
+    run.iter().any(|a| a == "{system}") && run.iter().any(|a| a == "{dir}")
 }
 
 /// `verify DIR`: each file `DIR`'s manifest lists that changed since `check` copied the
@@ -388,6 +412,15 @@ fn verify(dir: &Path, run: &[String]) -> ExitCode {
     if run.is_empty() {
         return ExitCode::SUCCESS;
     }
+    // From here to the copy's removal a signal is passed on to COMMAND, not let end this
+    // process with the copy left behind (`iommu_sdf::signals`).
+    let caught = match iommu_sdf::signals::Caught::catch() {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("iommu-sdf: cannot catch signals: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let copy = match iommu_sdf::private_copy::PrivateCopy::new(dir, &copies) {
         Ok(c) => c,
         Err(err) => {
@@ -405,13 +438,21 @@ fn verify(dir: &Path, run: &[String]) -> ExitCode {
         })
         .collect();
     println!("{shown}: running {} on the private copy {} of what was verified", run[0], e(&copy.dir));
-    let status = match std::process::Command::new(&run[0]).args(&args).status() {
+    if let Some(signal) = caught.received() {
+        drop(copy);
+        caught.die_of(signal);
+    }
+    let status = match std::process::Command::new(&run[0]).args(&args).spawn().and_then(|mut c| caught.wait(&mut c)) {
         Ok(s) => s,
         Err(err) => {
             eprintln!("iommu-sdf: cannot run {}: {err}", run[0]);
             return ExitCode::from(2);
         }
     };
+    if let Some(signal) = caught.received() {
+        drop(copy);
+        caught.die_of(signal);
+    }
     // Read-only and private, but the user's: what the tool read may still have changed.
     let after = copy.changed();
     for name in &after {

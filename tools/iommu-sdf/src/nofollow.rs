@@ -8,11 +8,11 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
-use rustix::fs::{fstat, mkdirat, openat, unlinkat, AtFlags, FileType, Mode, OFlags, CWD};
+use rustix::fs::{mkdirat, openat, unlinkat, AtFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
 
 /// `rel`'s components, each a plain name (`.` left out); an error for `..`, a root or a
@@ -64,14 +64,10 @@ pub fn read(root: &Path, rel: &Path) -> io::Result<Vec<u8>> {
     for part in dirs {
         dir = open_dir(&dir, part).map_err(|e| not_opened(root, rel, part, e))?;
     }
-    let fd = openat(&dir, *last, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+    // Not blocking: a FIFO standing there is refused, not waited on (`crate::regular`).
+    let fd = openat(&dir, *last, crate::regular::flags() | OFlags::NOFOLLOW, Mode::empty())
         .map_err(|e| not_opened(root, rel, last, e))?;
-    if FileType::from_raw_mode(fstat(&fd)?.st_mode) != FileType::RegularFile {
-        return Err(io::Error::other(format!("`{}` in {} is not a regular file", rel.display(), root.display())));
-    }
-    let mut bytes = Vec::new();
-    File::from(fd).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::regular::read_opened(fd, &format!("`{}` in {}", rel.display(), root.display()))
 }
 
 /// Write `bytes` as `rel` under `root` (which must exist), a new file with `file_mode`,

@@ -226,7 +226,7 @@ impl Reads {
             return Some(Ok(LoadedFile { name: name.to_string(), ..f.clone() }));
         }
         let file = find(name, search)?;
-        Some(std::fs::read(&file).map_err(|e| e.to_string()).map(|bytes| {
+        Some(crate::regular::read(&file).map_err(|e| e.to_string()).map(|bytes| {
             let f = LoadedFile { name: name.to_string(), file, bytes: bytes.into() };
             self.0.insert(key, f.clone());
             f

@@ -4,60 +4,12 @@
 //! a check that refuses leaves nothing to verify; and `sha256sum --check` (coreutils, which
 //! we did not write) reads the manifest as `verify` does.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;
+use common::copying::*;
 use common::elf;
-
-/// `iommu-sdf` run with `args`: exit status and standard output.
-fn run(args: &[&Path]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
-    (out.status.code(), String::from_utf8(out.stdout).unwrap())
-}
-
-/// `sha256sum --check` (coreutils, essential on Debian) on DIR's manifest, in DIR (its
-/// relative paths are DIR's): whether it passed, and what it printed.
-fn sha256sum(dir: &Path) -> (bool, String) {
-    let out = Command::new("sha256sum")
-        .args(["--check", "--strict", "programs.sha256"])
-        .current_dir(dir)
-        .output()
-        .expect("sha256sum (coreutils)");
-    (out.status.success(), String::from_utf8(out.stdout).unwrap())
-}
-
-/// A fresh directory for one test.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(tag);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// One test's files, in a fresh directory `base`: the description at `sdf`, the programs
-/// it names built into `programs`, and `stage`, where `check --copy-programs` copies them.
-struct Staged {
-    base: PathBuf,
-    sdf: PathBuf,
-    programs: PathBuf,
-    stage: PathBuf,
-}
-
-/// `text` written as `file` in a fresh directory `tag`, with the programs it names built.
-fn staged(tag: &str, file: &str, text: &str) -> Staged {
-    let base = scratch(tag);
-    let sdf = base.join(file);
-    std::fs::write(&sdf, text).unwrap();
-    let (programs, stage) = (base.join("programs"), base.join("stage"));
-    elf::fixture_programs(text, &programs, false).unwrap();
-    Staged { base, sdf, programs, stage }
-}
-
-/// The test description `tests/sdf/NAME`.
-fn sdf_text(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name)).unwrap()
-}
 
 #[test]
 fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
@@ -128,19 +80,6 @@ fn the_programs_copied_are_those_checked_and_a_change_after_is_refused() {
     assert!(!stage.join("programs.sha256").exists());
     let (status, _) = verify();
     assert_eq!(status, Some(2));
-}
-
-/// `check` and `verify` run with `args`: the status and standard output and error together.
-fn run_all(args: &[&Path]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
-    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-/// `check SDF --search-path PROGRAMS --copy-programs STAGE`, then `more`: the status, and
-/// standard output and error together.
-fn check_copying(sdf: &Path, programs: &Path, stage: &Path, more: &[&Path]) -> (Option<i32>, String) {
-    let args = [Path::new("check"), sdf, Path::new("--search-path"), programs, Path::new("--copy-programs"), stage];
-    run_all(&[&args[..], more].concat())
 }
 
 /// A program path ending in a carriage return (`&#13;`, which XML keeps in an attribute):

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod copying;
 pub mod elf;
 
 use iommu_pd::model::ModelHw;
