@@ -137,6 +137,18 @@ fn call_failure_points_over_smmuv3() {
     common::failure_points::sweep_calls(backend);
 }
 
+/// A REVOKE and a teardown under each SMMU failure point and each pair
+/// (`common::revoke_points`; iommu-pd's `tests/revoke_failure_points.rs` also sweeps a
+/// RELEASE and two REVOKEs in a row over the model): more than a batch of removals on a
+/// device, among mappings that stay, on four devices of three clients.
+#[test]
+fn revoke_failure_points_over_smmuv3() {
+    use common::revoke_points::{sweep, Op};
+    for op in [Op::RevokeLoan, Op::TearDownNet] {
+        sweep(backend, op);
+    }
+}
+
 #[test]
 #[ignore = "long: 10^5 steps and every sequence of three; run with --release -- --ignored"]
 fn long_over_smmuv3() {

@@ -583,6 +583,55 @@ mod tests {
         }
     }
 
+    /// ABA on the label: a slot whose entry was withdrawn, taken (as `WITHDRAWN`) and
+    /// re-posted after the ring wrapped holds the new entry's label for the IOMMU PD's
+    /// claim, never the old `WITHDRAWN`; the old tag cannot be withdrawn again, though its
+    /// slot held it; and the new entry's claim makes its own withdrawal fail. Over 2^32
+    /// as well: the indices wrap with the slots (a ring's size divides 2^32).
+    #[test]
+    fn a_slot_re_posted_after_a_withdrawal_is_claimed_with_its_new_label() {
+        let region = OwnedQueue::<2>::default();
+        let q = region.queue().unwrap();
+        for start in [0u32, u32::MAX - 2] {
+            region.header().request_tail.store(start, Ordering::Relaxed);
+            region.header().request_head.store(start, Ordering::Relaxed);
+            region.header().completion_head.store(start, Ordering::Relaxed);
+            region.header().completion_tail.store(start, Ordering::Relaxed);
+            let mut cur = Cursor { request_head: start, completion_tail: start };
+            for round in 0..4u64 {
+                let (old, new) = (round * 10, round * 10 + 1);
+                assert!(q.post(2, old, [2, 1, 0x1000, 0]));
+                assert!(q.withdraw(old));
+                let t = q.read(&cur, 0);
+                assert_eq!((t.label, t.tag), (WITHDRAWN, old));
+                q.write_completion(&cur, 0, t.tag, 1, 0);
+                q.publish(&mut cur, 1);
+                assert_eq!(q.pop_completions(|_, _, _| ()), 1);
+                // The next entry, then one in the withdrawn entry's slot.
+                assert!(q.post(1, new, [0, 0x1000, 0x1000, 0]));
+                assert!(q.post(2, new + 1, [2, 1, 0x2000, 0]));
+                assert!(!q.withdraw(old), "the old entry is gone, though its slot is posted again");
+                assert!(q.withdraw(new + 1), "the re-posted entry is untaken: withdrawable");
+                let taken: [Taken; 2] = core::array::from_fn(|i| q.read(&cur, i));
+                assert_eq!(taken.map(|t| (t.label, t.tag)), [(1, new), (WITHDRAWN, new + 1)]);
+                assert!(!q.withdraw(new), "claimed: too late");
+                for (i, t) in taken.iter().enumerate() {
+                    q.write_completion(&cur, i, t.tag, 0, 0);
+                }
+                q.publish(&mut cur, 2);
+                assert_eq!(q.pop_completions(|_, _, _| ()), 2);
+                // A third post in that slot, claimed with its own label (not the
+                // `WITHDRAWN` the slot last held).
+                assert!(q.post(1, new + 2, [0, 0x1000, 0x1000, 0]));
+                let t = q.read(&cur, 0);
+                assert_eq!((t.label, t.tag), (1, new + 2));
+                q.write_completion(&cur, 0, t.tag, 0, 0);
+                q.publish(&mut cur, 1);
+                assert_eq!(q.pop_completions(|_, _, _| ()), 1);
+            }
+        }
+    }
+
     #[test]
     fn a_client_that_writes_nonsense_into_the_indices_confuses_only_itself() {
         let region = OwnedQueue::<8>::default();

@@ -34,13 +34,19 @@ const TRIED: u64 = 24;
 #[derive(Debug)]
 pub struct FailNth<H> {
     pub inner: H,
-    calls: usize,
-    fail_at: Vec<usize>,
+    /// The IOMMU calls made so far.
+    pub calls: usize,
+    pub fail_at: Vec<usize>,
     /// The kinds of call that failed.
-    failed: Vec<&'static str>,
+    pub failed: Vec<&'static str>,
 }
 
 impl<H: TestHw> FailNth<H> {
+    /// `inner` with no call failing yet.
+    pub fn new(inner: H) -> Self {
+        FailNth { inner, calls: 0, fail_at: Vec::new(), failed: Vec::new() }
+    }
+
     fn step(&mut self, what: &'static str) {
         if self.fail_at.contains(&self.calls) {
             self.inner.fail_next(Some(what));
@@ -108,8 +114,7 @@ fn unmap_req(device: u32, iova: u64) -> Request {
 /// (nine of NET's sixteen mappings); NIC's page k maps buffer page k, NIC2's page k
 /// buffer page 8 + k. Both devices have used every page (an SMMU caches them).
 fn setup<H: TestHw>(hw: H, fail_at: &[usize]) -> Service<'static, FailNth<H>> {
-    let hw = FailNth { inner: hw, calls: 0, fail_at: Vec::new(), failed: Vec::new() };
-    let mut s = Service::new(hw, config(), storage()).unwrap();
+    let mut s = Service::new(FailNth::new(hw), config(), storage()).unwrap();
     for k in 0..6 {
         assert_eq!(call(&mut s, NET, map_req(NIC, k * PAGE, Some(at(k)))), Reply::ok(&[at(k)]));
     }
@@ -357,7 +362,7 @@ pub fn sweep_calls<H: TestHw>(hw: impl Fn() -> H) {
 /// calls past the clean run's last: the blocks and retries a failure adds). Every kind in
 /// `first` failed alone; more than `min_pairs` runs saw both failures, and every kind in
 /// `second` failed second in one.
-fn each_failure_point_then_each_pair(
+pub fn each_failure_point_then_each_pair(
     calls: usize,
     run: impl Fn(&[usize]) -> Vec<&'static str>,
     first: &[&str],

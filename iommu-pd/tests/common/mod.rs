@@ -7,6 +7,7 @@ pub mod failure_points;
 pub mod queue;
 pub mod random;
 pub mod reference;
+pub mod revoke_points;
 pub mod sequences;
 pub mod suite;
 
