@@ -373,11 +373,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// same reply, nothing changed.
     #[inline(always)]
     fn map_booked(&mut self, client: usize, p: Planned) -> Result<u64> {
-        let m = p.mapping();
-        let slot = self.book_mapping(m);
+        // Usage first: `map_check_held` has just looked at the client's tables, with
+        // nothing stored since, so the compiler finds them again without a bounds check.
         let usage = &mut self.clients[client].usage;
         usage.mappings += 1;
         usage.pages += p.len / PAGE;
+        let slot = self.book_mapping(p.mapping());
         if let Err(e) = self.hw.map_if_free(p.device, p.iova, p.pa, p.len, p.rights) {
             self.unbook(client, slot);
             return Err(self.map_refused(p.device, p.iova, p.len, e));
