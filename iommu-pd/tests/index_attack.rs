@@ -142,15 +142,16 @@ fn pools(slots: usize, trees: usize) -> (Vec<Leaf>, Vec<Inner>) {
 
 #[test]
 fn root_leaf_with_extreme_keys_agrees_with_btreemap() {
-    // Keys at both ends of the key space and next to each other, in every order, into a
-    // root leaf and out of it (the last entry moved into the hole), up to exactly 16,
-    // the 17th splitting it, and back down to one leaf.
+    // Keys at both ends of the key space (u64::MAX among them) and next to each other (a
+    // page and the byte after it), in every order, into a root leaf and out of it (the
+    // last entry moved into the hole), up to exactly 16, the 17th splitting it, and back
+    // down to one leaf.
     let (mut leaves, mut inners) = pools(64, 1);
     let mut ix = Index::new(&mut leaves, &mut inners);
     let mut trees = Trees::new(64, 1);
     let mut pool: Vec<u64> = Vec::new();
-    for i in 0..12 {
-        pool.extend([i * PAGE, TOP - i * PAGE]);
+    for i in 0..6 {
+        pool.extend([i * PAGE, i * PAGE + 1, TOP - i * PAGE, u64::MAX - i]);
     }
     let mut r = rng(seed(11));
     for step in 0..steps(5_000) {

@@ -1,14 +1,17 @@
 //! Deep device trees through the service, with every path that changes an index at once
 //! or walks one while changing it: two devices sharing the index's pools, each with
 //! hundreds of mappings (trees with two inner levels, the finger at their right edge);
-//! MAPs from the allocator and into gaps, UNMAPs of the highest, the lowest and any;
-//! loans the client makes itself (GRANT) mapped among its own mappings and REVOKEd (a walk
-//! of both devices' indexes from where each batch of removals ended); queued batches
-//! of UNMAPs, the highest first, whose sync fails (the removals filed again); the IOMMU
-//! failing a REVOKE's unmap; and teardowns. After every step the audit (which checks each
-//! index's order, counts and finger against the mapping table) holds, every answer is
-//! the reference's, QUERY_MAPPING's n-th (the index's `select`) is the reference's n-th,
-//! and every few steps what each device reaches is exactly the reference's.
+//! MAPs of 1 to 3 pages from the allocator (above the highest, or in the lowest gap that
+//! fits once the window's top is taken: a walk) and at IOVAs that may overlap (the
+//! service's search, `floor`), UNMAPs of the highest, the lowest and any; loans the
+//! client makes itself (GRANT) mapped among its own mappings and REVOKEd (a walk of both
+//! devices' indexes from where each batch of removals ended), now and then with the
+//! IOMMU failing an unmap; queued batches of UNMAPs, the highest first, whose sync fails
+//! (the removals filed again); and teardowns. After every step the audit (which checks
+//! each index's order, counts and finger against the mapping table) holds, every answer
+//! is the reference's, QUERY_MAPPING's n-th (the index's `select`) is the reference's
+//! n-th, and every 50 steps what each device reaches is exactly the reference's.
+//! `INDEX_ATTACK_SEED` makes other runs.
 
 mod common;
 
@@ -23,8 +26,10 @@ use iommu_protocol::{ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Righ
 const SLOTS: usize = 900;
 const DEVICES: usize = 2;
 const WINDOW: u64 = 0x1000_0000;
-/// Pages of the window.
-const SPAN: u64 = 1 << 14;
+/// Pages of each device's window: fewer than its mappings of 1 to 3 pages can take, so
+/// that it fills, and the allocator's first fit and `NoIova` come into play.
+const SPAN: u64 = 800;
+const END: u64 = WINDOW + SPAN * PAGE;
 /// Pages of the client's memory.
 const MEMORY: u64 = 64;
 
@@ -77,17 +82,44 @@ fn unmap_req(d: usize, iova: u64) -> Request {
     Request::Unmap { device: DeviceId(d as u32), iovas, count: 1 }
 }
 
-/// What the reference holds: each device's mappings (IOVA to the handle mapped), and the
-/// loans (grant handle to the handle the client maps it by).
+/// What the reference holds: each device's mappings (IOVA to length and the handle
+/// mapped), and the loans (grant handle to the handle the client maps it by).
 #[derive(Default)]
 struct Reference {
-    live: [BTreeMap<u64, u32>; DEVICES],
+    live: [BTreeMap<u64, (u64, u32)>; DEVICES],
     loans: BTreeMap<u32, u32>,
 }
 
 impl Reference {
     fn len(&self) -> usize {
         self.live.iter().map(BTreeMap::len).sum()
+    }
+
+    /// Where the allocator puts `len` bytes on `d`: just above the highest mapping if it
+    /// fits below the window's end, otherwise the lowest gap that fits.
+    fn alloc(&self, d: usize, len: u64) -> Option<u64> {
+        let bump = self.live[d].last_key_value().map_or(WINDOW, |(k, (l, _))| k + l);
+        if bump + len <= END {
+            return Some(bump);
+        }
+        let mut candidate = WINDOW;
+        for (&k, &(l, _)) in &self.live[d] {
+            if candidate + len <= k {
+                return Some(candidate);
+            }
+            candidate = candidate.max(k + l);
+        }
+        (candidate + len <= END).then_some(candidate)
+    }
+
+    /// Does `[iova, iova + len)` overlap a mapping of `d`?
+    fn overlaps(&self, d: usize, iova: u64, len: u64) -> bool {
+        self.live[d].range(..iova + len).next_back().is_some_and(|(k, (l, _))| k + l > iova)
+    }
+
+    /// The pages device `d` should reach.
+    fn pages(&self, d: usize) -> Vec<u64> {
+        self.live[d].iter().flat_map(|(&k, &(l, _))| (0..l / PAGE).map(move |p| k + p * PAGE)).collect()
     }
 }
 
@@ -115,7 +147,7 @@ fn verify(s: &mut Service<'_, ModelHw>, re: &Reference, r: &mut Rng, reach: bool
     if reach {
         for d in 0..DEVICES {
             let reached: Vec<u64> = s.hw().reachable(d).into_keys().collect();
-            assert_eq!(reached, re.live[d].keys().copied().collect::<Vec<_>>(), "{what}: device {d} reaches");
+            assert_eq!(reached, re.pages(d), "{what}: device {d} reaches");
         }
     }
 }
@@ -129,7 +161,7 @@ fn deep_trees_under_revoke_failed_syncs_and_teardown_agree_with_the_reference() 
     let seed: u64 = std::env::var("INDEX_ATTACK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut r = Rng(0x1dea_5eed + 2 * seed);
     let mut re = Reference::default();
-    let (mut peak, mut revoked, mut refiled, mut torn) = (0, 0, 0, 0);
+    let (mut peak, mut revoked, mut refiled, mut torn, mut gaps, mut refused) = (0, 0, 0, 0, 0, 0);
     for step in 0..4_000 {
         let what = format!("step {step}");
         let d = r.below(DEVICES as u64) as usize;
@@ -138,30 +170,45 @@ fn deep_trees_under_revoke_failed_syncs_and_teardown_agree_with_the_reference() 
         let roll = if step % 2_000 == 1_999 { 99 } else { r.below(99) };
         let top = re.live[d].keys().next_back().copied();
         if roll < if growing { 75 } else { 40 } && re.len() < SLOTS - 40 {
-            // MAPs (one to three while growing) of a page of the client's memory or of a
-            // loan; at the allocator's IOVA (above the highest) or in a gap below it.
+            // MAPs (one to three while growing) of 1 to 3 pages of the client's memory or
+            // of a loan's page; at the allocator's IOVA (above the highest, or once the
+            // window's top is taken the lowest gap that fits) or at a page of the window
+            // that may overlap a mapping (the service's search, `floor`).
             for _ in 0..if growing { 1 + r.below(3) } else { 1 } {
-                let top = re.live[d].keys().next_back().copied();
                 // (A quarter of them of a loan.)
                 let loan =
                     re.loans.values().nth(r.below(re.loans.len().max(1) as u64) as usize).filter(|_| r.below(4) == 0);
                 let handle = loan.copied().unwrap_or(0);
-                let gap = top
-                    .map(|t| WINDOW + r.below((t - WINDOW) / PAGE + 1) * PAGE)
-                    .filter(|g| !re.live[d].contains_key(g));
-                let iova = gap.filter(|_| r.below(4) == 0);
-                let offset = if handle == 0 { r.below(MEMORY) * PAGE } else { 0 };
+                let len = if handle == 0 { (1 + r.below(3)) * PAGE } else { PAGE };
+                let offset = if handle == 0 { r.below(MEMORY - 2) * PAGE } else { 0 };
+                let top = re.live[d].last_key_value().map_or(WINDOW, |(k, (l, _))| k + l);
+                let iova = (r.below(4) == 0).then(|| WINDOW + r.below((top - WINDOW) / PAGE + 4) * PAGE);
                 let req = Request::Map {
                     cap: Handle(handle),
                     device: DeviceId(d as u32),
                     offset,
-                    len: PAGE,
+                    len,
                     iova,
                     rights: Rights::READ,
                 };
-                let at = iova.unwrap_or_else(|| top.map_or(WINDOW, |t| t + PAGE));
-                assert_eq!(call(&mut s, 0, req), Reply::ok(&[at]), "{what}: {req:?}");
-                re.live[d].insert(at, handle);
+                let want = match iova {
+                    Some(v) if v + len > END => Err(ErrorCode::OutOfRange),
+                    Some(v) if re.overlaps(d, v, len) => Err(ErrorCode::Overlap),
+                    Some(v) => Ok(v),
+                    None => re.alloc(d, len).ok_or(ErrorCode::NoIova),
+                };
+                let reply = call(&mut s, 0, req);
+                match want {
+                    Ok(at) => {
+                        assert_eq!(reply, Reply::ok(&[at]), "{what}: {req:?}");
+                        re.live[d].insert(at, (len, handle));
+                        gaps += usize::from(iova.is_none() && at < top);
+                    }
+                    Err(e) => {
+                        assert_eq!(reply, Reply::Err(e), "{what}: {req:?}");
+                        refused += 1;
+                    }
+                }
             }
         } else if roll < 78 {
             // UNMAP of the highest, the lowest, any, or one not mapped.
@@ -170,7 +217,7 @@ fn deep_trees_under_revoke_failed_syncs_and_teardown_agree_with_the_reference() 
                 0 => top,
                 1 => re.live[d].keys().next().copied(),
                 2 => re.live[d].keys().nth(r.below(n.max(1)) as usize).copied(),
-                _ => Some(top.unwrap_or(WINDOW) + PAGE),
+                _ => Some(END),
             };
             let iova = key.unwrap_or(WINDOW);
             let want =
@@ -196,7 +243,7 @@ fn deep_trees_under_revoke_failed_syncs_and_teardown_agree_with_the_reference() 
             let fail = r.below(3) == 0;
             s.hw_mut().fail_next = fail.then_some("unmap");
             let reply = call(&mut s, 0, Request::Revoke { grant: Handle(grant) });
-            let had: usize = re.live.iter().map(|l| l.values().filter(|&&h| h == lent).count()).sum();
+            let had: usize = re.live.iter().map(|l| l.values().filter(|&&(_, h)| h == lent).count()).sum();
             if fail && had > 0 {
                 assert_eq!(reply, Reply::Err(ErrorCode::Hardware), "{what}: REVOKE with a failed unmap");
                 s.audit().unwrap_or_else(|e| panic!("{what}: pending after REVOKE: {e}"));
@@ -206,7 +253,7 @@ fn deep_trees_under_revoke_failed_syncs_and_teardown_agree_with_the_reference() 
                 assert_eq!(reply, Reply::ok(&[]), "{what}: REVOKE");
             }
             for l in &mut re.live {
-                l.retain(|_, h| *h != lent);
+                l.retain(|_, &mut (_, h)| h != lent);
             }
             revoked += had;
         } else if roll < 95 {
@@ -219,7 +266,7 @@ fn deep_trees_under_revoke_failed_syncs_and_teardown_agree_with_the_reference() 
             let mut keys: Vec<u64> = re.live[d].keys().rev().copied().collect();
             for tag in 0..k as u64 {
                 let iova = if keys.is_empty() || r.below(8) == 0 {
-                    WINDOW + SPAN * PAGE - PAGE
+                    END
                 } else if r.below(3) == 0 {
                     keys.remove(r.below(keys.len() as u64) as usize)
                 } else {
@@ -263,5 +310,8 @@ fn deep_trees_under_revoke_failed_syncs_and_teardown_agree_with_the_reference() 
         verify(&mut s, &re, &mut r, step % 50 == 0, &what);
     }
     // Deep trees (more than 256 mappings: two inner levels) on the way, with every path.
-    assert!(peak > 300 && revoked > 200 && refiled > 50 && torn == 2, "{peak} {revoked} {refiled} {torn}");
+    assert!(
+        peak > 300 && revoked > 200 && refiled > 50 && torn == 2 && gaps > 100 && refused > 100,
+        "peak {peak}, revoked {revoked}, refiled {refiled}, torn {torn}, first fits {gaps}, refused {refused}"
+    );
 }
