@@ -10,21 +10,21 @@
 //! left on a node another tree took is found). `INDEX_ATTACK_STEPS` and
 //! `INDEX_ATTACK_SEED` make longer and other runs.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::random::Rng;
 use iommu_pd::index::{inners_for, leaves_for, Index, Inner, Leaf, Root, Take};
 
 const PAGE: u64 = 0x1000;
 /// The highest page-aligned key.
 const TOP: u64 = u64::MAX - (PAGE - 1);
 
-fn rng(mut x: u64) -> impl FnMut() -> u64 {
-    move || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
+/// The tests' xorshift, as a closure.
+fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut g = Rng(seed);
+    move || g.next()
 }
 
 /// Steps for the random runs: `INDEX_ATTACK_STEPS` for a long run.
