@@ -1115,7 +1115,7 @@ impl<'a> Index<'a> {
         if root.height == 0 && (root.tail, root.tail_len, root.owed) != (NIL, 0, 0) {
             return Err("a root leaf has a finger");
         }
-        let n = self.check_in(root, root.node, root.height, root.len as usize, (true, true), (0, u64::MAX))?;
+        let n = self.check_in(root, root.node, root.height, root.len as usize, (true, true), (0, None))?;
         if n != root.len as usize {
             return Err("a tree's length is not its keys");
         }
@@ -1125,9 +1125,11 @@ impl<'a> Index<'a> {
         Ok(())
     }
 
-    /// `n`'s subtree, which should hold `len` keys in `range`; `(is_root, edge)`: `n` is
-    /// the root, and on the rightmost path (whose counts for their last child are owed
-    /// `root.owed`, and whose leaf is the finger, `root.tail`).
+    /// `n`'s subtree, which should hold `len` keys in `range` (at least the first, below
+    /// the second; `None`: no bound, as right of the last separator, where `u64::MAX` may
+    /// be); `(is_root, edge)`: `n` is the root, and on the rightmost path (whose counts
+    /// for their last child are owed `root.owed`, and whose leaf is the finger,
+    /// `root.tail`).
     fn check_in(
         &self,
         root: &Root,
@@ -1135,7 +1137,7 @@ impl<'a> Index<'a> {
         height: u8,
         len: usize,
         (is_root, edge): (bool, bool),
-        range: (u64, u64),
+        range: (u64, Option<u64>),
     ) -> Result<usize, &'static str> {
         let ok = |c: bool, what| if c { Ok(()) } else { Err(what) };
         if height == 0 {
@@ -1150,7 +1152,8 @@ impl<'a> Index<'a> {
             // A root leaf keeps its keys in no order, but each once.
             let keys = if is_root { leaf.sorted(len).keys } else { leaf.keys };
             ok(keys[..len].windows(2).all(|w| w[0] < w[1]), "a leaf's keys are out of order or repeated")?;
-            ok(leaf.keys[..len].iter().all(|&k| k >= range.0 && k < range.1), "a key is outside its separators")?;
+            let inside = |k: u64| k >= range.0 && range.1.is_none_or(|hi| k < hi);
+            ok(leaf.keys[..len].iter().all(|&k| inside(k)), "a key is outside its separators")?;
             return Ok(len);
         }
         let node = &self.inners[n as usize];
@@ -1161,7 +1164,7 @@ impl<'a> Index<'a> {
         let mut total = 0;
         for i in 0..c {
             let lo = if i == 0 { range.0 } else { node.keys[i - 1] };
-            let hi = if i + 1 == c { range.1 } else { node.keys[i] };
+            let hi = if i + 1 == c { range.1 } else { Some(node.keys[i]) };
             let last = edge && i + 1 == c;
             let owed = if last { root.owed.into() } else { 0 };
             let counted = (node.counts[i] as usize).wrapping_add_signed(owed);

@@ -184,6 +184,11 @@ impl Model {
             }
             (Reply::Ok { values, .. }, Request::Map { device, len, .. }) => {
                 successes += 1;
+                // A mapping made at an IOVA ends whatever `known` still had there: within a
+                // batch, an entry's UNMAP may retry and remove an earlier mapping at that
+                // IOVA (one whose removal was pending) before a later entry maps it again;
+                // and a mapping the books lost while the list was not pruned is gone.
+                known.retain(|k| !(k.0 == device.0 as usize && k.1 == values[0]));
                 known.push((device.0 as usize, values[0], len));
             }
             (Reply::Ok { .. }, Request::Unmap { device, iovas, count }) => {
