@@ -173,6 +173,26 @@ pub fn grant(s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, dev
     )
 }
 
+/// GRANT of `len` bytes at `offset` of `from`'s handle `cap`, read-only, to `to` for its
+/// `devices`: (the granter's handle, the receiver's). A refusal is the test's set-up
+/// failing.
+pub fn lend<H: IommuHw>(
+    s: &mut Service<'_, H>,
+    from: usize,
+    cap: u32,
+    to: usize,
+    offset: u64,
+    len: u64,
+    devices: u64,
+) -> (u32, u32) {
+    let grant =
+        Request::Grant { cap: Handle(cap), to: ClientId(to as u32), offset, len, rights: Rights::READ, devices };
+    match call(s, from, grant) {
+        Reply::Ok { values, .. } => (values[0] as u32, values[1] as u32),
+        r => panic!("setup: grant refused: {r:?}"),
+    }
+}
+
 /// A static (description) mapping of two pages of region 0 for device 0, read-only.
 pub static STATIC_MAPS: [iommu_pd::StaticMapConfig; 1] = [iommu_pd::StaticMapConfig {
     device: 0,
