@@ -207,6 +207,38 @@ pub fn service() -> Service<'static, ModelHw> {
     Service::new(ModelHw::default(), config(), storage()).unwrap()
 }
 
+/// A service over a description of one client ("drv", quotas of `max_mappings` mappings
+/// and `max_pages` pages) owning `devices`, and one capability, read-write for every one
+/// of them, over a 64 KiB region of buffers at 0x4000_0000; tables of `slots` mapping
+/// slots.
+pub fn drv_service(
+    devices: &'static [DeviceConfig],
+    max_mappings: u32,
+    max_pages: u64,
+    slots: usize,
+) -> Service<'static, ModelHw> {
+    static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: 0x4000_0000, size: 0x1_0000 }];
+    let clients = Box::leak(Box::new([ClientConfig { name: "drv", max_mappings, max_pages, max_grants: 0 }]));
+    let caps = Box::leak(Box::new([CapConfig {
+        client: 0,
+        region: 0,
+        offset: 0,
+        len: 0x1_0000,
+        rights: Rights::READ_WRITE,
+        devices: (1 << devices.len()) - 1,
+        grant_to: 0,
+    }]));
+    let cfg = Config {
+        clients: &clients[..],
+        devices,
+        regions: &REGIONS,
+        caps: &caps[..],
+        static_maps: &[],
+        faults: FaultPolicy { window: 100, max_faults: 10 },
+    };
+    Service::new(ModelHw::default(), cfg, sized_storage(4, slots, devices.len(), 1)).unwrap()
+}
+
 pub fn err(e: ErrorCode) -> Reply {
     Reply::Err(e)
 }
