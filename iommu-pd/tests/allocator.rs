@@ -11,7 +11,7 @@
 mod common;
 
 use common::{call, ModelHw};
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_pd::{DeviceConfig, Service};
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
 const PAGE: u64 = 4096;
@@ -21,7 +21,6 @@ const BASE: u64 = 0x1000_0800;
 const FIRST: u64 = 0x1000_1000;
 const END: u64 = 0x1000_5000;
 
-static CLIENTS: [ClientConfig; 1] = [ClientConfig { name: "drv", max_mappings: 16, max_pages: 64, max_grants: 0 }];
 static DEVICES: [DeviceConfig; 3] = [
     DeviceConfig {
         name: "small",
@@ -53,28 +52,8 @@ static DEVICES: [DeviceConfig; 3] = [
         resume_allowed: true,
     },
 ];
-static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: 0x4000_0000, size: 0x1_0000 }];
-static CAPS: [CapConfig; 1] = [CapConfig {
-    client: 0,
-    region: 0,
-    offset: 0,
-    len: 0x1_0000,
-    rights: Rights::READ_WRITE,
-    devices: 0b111,
-    grant_to: 0,
-}];
-
 fn service() -> Service<'static, ModelHw> {
-    let cfg = Config {
-        clients: &CLIENTS,
-        devices: &DEVICES,
-        regions: &REGIONS,
-        caps: &CAPS,
-        static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
-    };
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 3, 4, 64)>::default()));
-    Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()
+    common::drv_service(&DEVICES, 16, 64, 64)
 }
 
 /// MAP of one page of the buffers for `device`, the IOVA the allocator's (or `iova`).
@@ -165,17 +144,7 @@ fn next_iova_at_the_top_of_the_address_space_neither_wraps_nor_passes_the_window
         iova_size: 0x3000,
         resume_allowed: true,
     }];
-    static TOP_CAPS: [CapConfig; 1] = [CapConfig { devices: 0b1, ..CAPS[0] }];
-    let cfg = Config {
-        clients: &CLIENTS,
-        devices: &TOP_DEVICES,
-        regions: &REGIONS,
-        caps: &TOP_CAPS,
-        static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
-    };
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 64)>::default()));
-    let mut s = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
+    let mut s = common::drv_service(&TOP_DEVICES, 16, 64, 64);
     let map_len = |s: &mut Service<'static, ModelHw>, len: u64| {
         let r = call(
             s,

@@ -13,16 +13,14 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{call, ModelHw};
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use common::call;
+use iommu_pd::DeviceConfig;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
 const PAGE: u64 = 4096;
 const BASE: u64 = 0x1000_0000;
 const MAPPINGS: usize = 400;
 
-static CLIENTS: [ClientConfig; 1] =
-    [ClientConfig { name: "drv", max_mappings: MAPPINGS as u32, max_pages: 1 << 16, max_grants: 0 }];
 static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
     name: "dev",
     stream: 0x10,
@@ -32,17 +30,6 @@ static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
     iova_size: 1 << 30,
     resume_allowed: true,
 }];
-static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: 0x4000_0000, size: 0x1_0000 }];
-static CAPS: [CapConfig; 1] = [CapConfig {
-    client: 0,
-    region: 0,
-    offset: 0,
-    len: 0x1_0000,
-    rights: Rights::READ_WRITE,
-    devices: 0b1,
-    grant_to: 0,
-}];
-
 fn map_req(iova: Option<u64>) -> Request {
     Request::Map { cap: Handle(0), device: DeviceId(0), offset: 0, len: PAGE, iova, rights: Rights::READ }
 }
@@ -84,16 +71,7 @@ fn expect(live: &mut BTreeSet<u64>, req: &Request) -> Reply {
 
 #[test]
 fn deep_trees_filled_and_emptied_through_calls_and_the_queue_keep_the_finger() {
-    let cfg = Config {
-        clients: &CLIENTS,
-        devices: &DEVICES,
-        regions: &REGIONS,
-        caps: &CAPS,
-        static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
-    };
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, MAPPINGS)>::default()));
-    let mut s = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
+    let mut s = common::drv_service(&DEVICES, MAPPINGS as u32, 1 << 16, MAPPINGS);
     let q = common::queue::region();
     let mut live = BTreeSet::new();
     let mut r = rng(26);

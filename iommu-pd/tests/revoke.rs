@@ -9,30 +9,11 @@ mod common;
 
 use common::*;
 use iommu_pd::{ClientConfig, Config, Service};
-use iommu_protocol::{query, ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights};
+use iommu_protocol::{query, DeviceId, ErrorCode, Handle, Reply, Request, Rights};
 
 const NIC: u32 = 0;
 const DISK: u32 = 1;
 const NIC2: u32 = 3;
-
-/// GRANT of `len` bytes at `offset` of `from`'s handle `cap`, read-only, to `to` for its
-/// `devices`: (the granter's handle, the receiver's).
-fn lend(
-    s: &mut Service<'_, ModelHw>,
-    from: usize,
-    cap: u32,
-    to: usize,
-    offset: u64,
-    len: u64,
-    devices: u64,
-) -> (u32, u32) {
-    let grant =
-        Request::Grant { cap: Handle(cap), to: ClientId(to as u32), offset, len, rights: Rights::READ, devices };
-    match call(s, from, grant) {
-        Reply::Ok { values, .. } => (values[0] as u32, values[1] as u32),
-        r => panic!("grant refused: {r:?}"),
-    }
-}
 
 /// MAP of one page at `offset` of handle `h` for `device` at `iova`, read-only.
 fn map_at(s: &mut Service<'_, ModelHw>, c: usize, h: u32, device: u32, offset: u64, iova: u64) {

@@ -10,9 +10,9 @@ mod common;
 use std::hint::black_box;
 
 use common::call;
-use common::scale::{filled, Churn};
+use common::scale::{filled, grant_page_to_self, map_granted_page, Churn};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights};
+use iommu_protocol::{Reply, Request};
 
 fn map_unmap_by_size(c: &mut Criterion) {
     let sizes = iommu_pd::state_sizes();
@@ -55,25 +55,9 @@ fn revoke_by_size(c: &mut Criterion) {
         let mut s = filled(65_535, live);
         g.bench_with_input(BenchmarkId::new("65535_slots", live), &live, |b, _| {
             b.iter(|| {
-                let grant = Request::Grant {
-                    cap: Handle(0),
-                    to: iommu_protocol::ClientId(0),
-                    offset: 0,
-                    len: 4096,
-                    rights: Rights::READ,
-                    devices: 1,
-                };
-                let Reply::Ok { values, .. } = call(&mut s, grant) else { panic!("grant refused") };
-                let req = Request::Map {
-                    cap: Handle(values[1] as u32),
-                    device: DeviceId(0),
-                    offset: 0,
-                    len: 4096,
-                    iova: None,
-                    rights: Rights::READ,
-                };
-                assert!(matches!(call(&mut s, req), Reply::Ok { .. }));
-                let r = call(&mut s, Request::Revoke { grant: Handle(values[0] as u32) });
+                let (grant, page) = grant_page_to_self(&mut s);
+                map_granted_page(&mut s, page);
+                let r = call(&mut s, Request::Revoke { grant });
                 assert!(matches!(black_box(r), Reply::Ok { .. }));
             })
         });
@@ -93,28 +77,12 @@ fn revoke_all_of_a_quota(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut took = std::time::Duration::ZERO;
             for _ in 0..iters {
-                let grant = Request::Grant {
-                    cap: Handle(0),
-                    to: iommu_protocol::ClientId(0),
-                    offset: 0,
-                    len: 4096,
-                    rights: Rights::READ,
-                    devices: 1,
-                };
-                let Reply::Ok { values, .. } = call(&mut s, grant) else { panic!("grant refused") };
+                let (grant, page) = grant_page_to_self(&mut s);
                 for _ in 0..MAPS {
-                    let req = Request::Map {
-                        cap: Handle(values[1] as u32),
-                        device: DeviceId(0),
-                        offset: 0,
-                        len: 4096,
-                        iova: None,
-                        rights: Rights::READ,
-                    };
-                    assert!(matches!(call(&mut s, req), Reply::Ok { .. }));
+                    map_granted_page(&mut s, page);
                 }
                 let start = std::time::Instant::now();
-                let r = call(&mut s, Request::Revoke { grant: Handle(values[0] as u32) });
+                let r = call(&mut s, Request::Revoke { grant });
                 took += start.elapsed();
                 assert!(matches!(black_box(r), Reply::Ok { .. }));
             }

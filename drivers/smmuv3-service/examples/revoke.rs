@@ -17,8 +17,8 @@
 mod common;
 
 use common::call;
-use common::scale::service;
-use iommu_protocol::{query, ClientId, DeviceId, Handle, Reply, Request, Rights};
+use common::scale::{filled, grant_page_to_self, map_granted_page};
+use iommu_protocol::{query, Reply, Request};
 
 fn mappings(s: &mut common::Svc) -> u64 {
     let Reply::Ok { values, .. } = call(s, Request::Query) else { panic!("QUERY refused") };
@@ -27,25 +27,12 @@ fn mappings(s: &mut common::Svc) -> u64 {
 
 fn main() {
     let live: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).expect("usage: revoke LIVE_MAPPINGS");
-    let mut s = service(65_535, 1 << 30);
-    let map = |cap: u32, offset: u64| Request::Map {
-        cap: Handle(cap),
-        device: DeviceId(0),
-        offset,
-        len: 4096,
-        iova: None,
-        rights: Rights::READ,
-    };
-    for i in 0..live {
-        assert!(matches!(call(&mut s, map(0, (i % 4096) * 4096)), Reply::Ok { .. }), "room for {live}");
-    }
+    let mut s = filled(65_535, live as usize);
     for _ in 0..100 {
-        let grant =
-            Request::Grant { cap: Handle(0), to: ClientId(0), offset: 0, len: 4096, rights: Rights::READ, devices: 1 };
-        let Reply::Ok { values, .. } = call(&mut s, grant) else { panic!("grant refused") };
-        assert!(matches!(call(&mut s, map(values[1] as u32, 0)), Reply::Ok { .. }));
+        let (grant, page) = grant_page_to_self(&mut s);
+        map_granted_page(&mut s, page);
         assert_eq!(mappings(&mut s), live + 1);
-        let r = call(&mut s, Request::Revoke { grant: Handle(values[0] as u32) });
+        let r = call(&mut s, Request::Revoke { grant });
         assert_eq!(std::hint::black_box(r), Reply::ok(&[]));
         assert_eq!(mappings(&mut s), live, "REVOKE removed the grant's mapping and nothing else");
     }

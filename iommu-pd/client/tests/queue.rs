@@ -8,31 +8,13 @@ use std::rc::Rc;
 
 use iommu_client::queue::{Done, MapQueue, Notify, Posted};
 use iommu_pd::model::ModelHw;
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_pd::Service;
 use iommu_protocol::queue::{OwnedQueue, Queue, QUEUE_BATCH};
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights};
 
-const PA: u64 = 0x4000_0000;
-static CLIENTS: [ClientConfig; 1] = [ClientConfig { name: "blk", max_mappings: 128, max_pages: 128, max_grants: 0 }];
-static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
-    name: "disk",
-    stream: 8,
-    extra_streams: &[],
-    owner: 0,
-    iova_base: 0x10_0000,
-    iova_size: 1 << 24,
-    resume_allowed: true,
-}];
-static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: PA, size: 128 * 4096 }];
-static CAPS: [CapConfig; 1] = [CapConfig {
-    client: 0,
-    region: 0,
-    offset: 0,
-    len: 128 * 4096,
-    rights: Rights::READ_WRITE,
-    devices: 1,
-    grant_to: 0,
-}];
+#[path = "common/disk.rs"]
+mod disk;
+use disk::{PA, WINDOW};
 
 type Shared = Rc<RefCell<Service<'static, ModelHw>>>;
 
@@ -57,14 +39,7 @@ fn setup() -> (Shared, MapQueue<'static, Pd>) {
 
 /// `setup`, and the queue's region, for a test that starts a second `MapQueue` over it.
 fn setup_with_region() -> (Shared, Queue<'static>, MapQueue<'static, Pd>) {
-    let cfg = Config {
-        clients: &CLIENTS,
-        devices: &DEVICES,
-        regions: &REGIONS,
-        caps: &CAPS,
-        static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
-    };
+    let cfg = disk::config(128);
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 128)>::default()));
     let service = Rc::new(RefCell::new(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
     let queue = Box::leak(Box::<OwnedQueue<128>>::default()).queue().unwrap();
@@ -183,7 +158,7 @@ fn more_than_a_batch_takes_another_notification() {
 }
 
 /// IOVAs a client names for its MAPs, in its device's window.
-const NAMED: [u64; 3] = [0x10_0000 + 0x8_0000, 0x10_0000 + 0x9_0000, 0x10_0000 + 0xa_0000];
+const NAMED: [u64; 3] = [WINDOW + 0x8_0000, WINDOW + 0x9_0000, WINDOW + 0xa_0000];
 
 /// Post a MAP of page `page` of the buffers at `NAMED[page]`, read-write; its tag.
 fn post_named(q: &mut MapQueue<'static, Pd>, page: usize) -> u64 {

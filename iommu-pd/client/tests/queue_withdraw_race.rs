@@ -14,32 +14,13 @@ use std::time::{Duration, Instant};
 
 use iommu_client::queue::{Done, MapQueue, Notify, Posted};
 use iommu_pd::model::ModelHw;
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_pd::Service;
 use iommu_protocol::queue::OwnedQueue;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights};
 
-const PA: u64 = 0x4000_0000;
-const WINDOW: u64 = 0x10_0000;
-static CLIENTS: [ClientConfig; 1] = [ClientConfig { name: "blk", max_mappings: 16, max_pages: 16, max_grants: 0 }];
-static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
-    name: "disk",
-    stream: 8,
-    extra_streams: &[],
-    owner: 0,
-    iova_base: WINDOW,
-    iova_size: 1 << 24,
-    resume_allowed: true,
-}];
-static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: PA, size: 16 * 4096 }];
-static CAPS: [CapConfig; 1] = [CapConfig {
-    client: 0,
-    region: 0,
-    offset: 0,
-    len: 16 * 4096,
-    rights: Rights::READ_WRITE,
-    devices: 1,
-    grant_to: 0,
-}];
+#[path = "common/disk.rs"]
+mod disk;
+use disk::{PA, WINDOW};
 
 /// The IOMMU PD polls the ring: nothing to wake.
 struct Polled;
@@ -76,14 +57,7 @@ fn next(state: &mut u64) -> u64 {
 
 #[test]
 fn an_entry_withdrawn_while_the_iommu_pd_serves_on_another_core_is_never_applied_and_each_is_answered_once() {
-    let cfg = Config {
-        clients: &CLIENTS,
-        devices: &DEVICES,
-        regions: &REGIONS,
-        caps: &CAPS,
-        static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
-    };
+    let cfg = disk::config(16);
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 16)>::default()));
     let mut service = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();
     let queue = Box::leak(Box::<OwnedQueue<8>>::default()).queue().unwrap();

@@ -173,6 +173,26 @@ pub fn grant(s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, dev
     )
 }
 
+/// GRANT of `len` bytes at `offset` of `from`'s handle `cap`, read-only, to `to` for its
+/// `devices`: (the granter's handle, the receiver's). A refusal is the test's set-up
+/// failing.
+pub fn lend<H: IommuHw>(
+    s: &mut Service<'_, H>,
+    from: usize,
+    cap: u32,
+    to: usize,
+    offset: u64,
+    len: u64,
+    devices: u64,
+) -> (u32, u32) {
+    let grant =
+        Request::Grant { cap: Handle(cap), to: ClientId(to as u32), offset, len, rights: Rights::READ, devices };
+    match call(s, from, grant) {
+        Reply::Ok { values, .. } => (values[0] as u32, values[1] as u32),
+        r => panic!("setup: grant refused: {r:?}"),
+    }
+}
+
 /// A static (description) mapping of two pages of region 0 for device 0, read-only.
 pub static STATIC_MAPS: [iommu_pd::StaticMapConfig; 1] = [iommu_pd::StaticMapConfig {
     device: 0,
@@ -185,6 +205,38 @@ pub static STATIC_MAPS: [iommu_pd::StaticMapConfig; 1] = [iommu_pd::StaticMapCon
 
 pub fn service() -> Service<'static, ModelHw> {
     Service::new(ModelHw::default(), config(), storage()).unwrap()
+}
+
+/// A service over a description of one client ("drv", quotas of `max_mappings` mappings
+/// and `max_pages` pages) owning `devices`, and one capability, read-write for every one
+/// of them, over a 64 KiB region of buffers at 0x4000_0000; tables of `slots` mapping
+/// slots.
+pub fn drv_service(
+    devices: &'static [DeviceConfig],
+    max_mappings: u32,
+    max_pages: u64,
+    slots: usize,
+) -> Service<'static, ModelHw> {
+    static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: 0x4000_0000, size: 0x1_0000 }];
+    let clients = Box::leak(Box::new([ClientConfig { name: "drv", max_mappings, max_pages, max_grants: 0 }]));
+    let caps = Box::leak(Box::new([CapConfig {
+        client: 0,
+        region: 0,
+        offset: 0,
+        len: 0x1_0000,
+        rights: Rights::READ_WRITE,
+        devices: (1 << devices.len()) - 1,
+        grant_to: 0,
+    }]));
+    let cfg = Config {
+        clients: &clients[..],
+        devices,
+        regions: &REGIONS,
+        caps: &caps[..],
+        static_maps: &[],
+        faults: FaultPolicy { window: 100, max_faults: 10 },
+    };
+    Service::new(ModelHw::default(), cfg, sized_storage(4, slots, devices.len(), 1)).unwrap()
 }
 
 pub fn err(e: ErrorCode) -> Reply {

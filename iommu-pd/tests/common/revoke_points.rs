@@ -26,11 +26,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use iommu_pd::{ClientConfig, Config, Service};
-use iommu_protocol::{query, ClientId, DeviceId, Handle, Reply, Request, Rights};
+use iommu_protocol::{query, DeviceId, Handle, Reply, Request, Rights};
 
 use super::backend::TestHw;
 use super::failure_points::{each_failure_point_then_each_pair, FailNth};
-use super::{call, config, sized_storage, BLK, EVIL, IOVA_BASE, NET, PAGE, REGIONS, STATIC_MAPS};
+use super::{call, config, lend, sized_storage, BLK, EVIL, IOVA_BASE, NET, PAGE, REGIONS, STATIC_MAPS};
 
 const NIC: usize = 0;
 const DISK: usize = 1;
@@ -114,25 +114,6 @@ struct Handles {
 }
 
 type Svc<H> = Service<'static, FailNth<H>>;
-
-/// GRANT of `len` bytes at `offset` of `from`'s handle `cap`, read-only, to `to` for its
-/// `devices`: (the granter's handle, the receiver's).
-fn lend<H: TestHw>(
-    s: &mut Svc<H>,
-    from: usize,
-    cap: u32,
-    to: usize,
-    offset: u64,
-    len: u64,
-    devices: u64,
-) -> (u32, u32) {
-    let grant =
-        Request::Grant { cap: Handle(cap), to: ClientId(to as u32), offset, len, rights: Rights::READ, devices };
-    match call(s, from, grant) {
-        Reply::Ok { values, .. } => (values[0] as u32, values[1] as u32),
-        r => panic!("setup: grant refused: {r:?}"),
-    }
-}
 
 /// MAP of one page at `offset` of `client`'s handle `h` for `device` at page `page` of the
 /// window, recorded.

@@ -76,6 +76,29 @@ pub fn map(s: &mut Svc, offset: u64, len: u64) -> Option<u64> {
     }
 }
 
+/// GRANT of the buffers' first page, read-only, by the client to itself for its device
+/// (the capability is grantable to itself for this): (the grant's handle, the handle of
+/// the page's capability).
+pub fn grant_page_to_self(s: &mut Svc) -> (Handle, Handle) {
+    let grant = Request::Grant {
+        cap: Handle(0),
+        to: iommu_protocol::ClientId(0),
+        offset: 0,
+        len: 4096,
+        rights: Rights::READ,
+        devices: 1,
+    };
+    let Reply::Ok { values, .. } = call(s, grant) else { panic!("grant refused") };
+    (Handle(values[0] as u32), Handle(values[1] as u32))
+}
+
+/// MAP of the page `grant_page_to_self` gave, through its handle `page`, where the
+/// allocator puts it.
+pub fn map_granted_page(s: &mut Svc, page: Handle) {
+    let req = Request::Map { cap: page, device: DeviceId(0), offset: 0, len: 4096, iova: None, rights: Rights::READ };
+    assert!(matches!(call(s, req), Reply::Ok { .. }));
+}
+
 pub fn unmap(s: &mut Svc, iova: u64) {
     let mut iovas = [0; MAX_UNMAP_RANGES];
     iovas[0] = iova;
