@@ -758,15 +758,18 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         let (d, m) = found.ok_or(ErrorCode::NotMapped)?;
         let region = self.cfg.regions.get(m.region as usize).ok_or(ErrorCode::NotMapped)?;
-        Ok(Reply::ok(&[
-            d as u64,
-            m.iova,
-            m.len(),
-            m.rights.0 as u64,
-            m.region as u64,
-            m.pa - region.pa,
-            m.pending as u64,
-        ]))
+        // Laid out by the protocol's `query_mapping` (one definition, which the C header's
+        // IOMMU_QUERY_MAPPING_* are generated from), as QUERY's reply is by `query`.
+        use iommu_protocol::query_mapping as at;
+        let mut v = [0u64; at::VALUES];
+        v[at::DEVICE] = d as u64;
+        v[at::IOVA] = m.iova;
+        v[at::LENGTH] = m.len();
+        v[at::RIGHTS] = m.rights.0 as u64;
+        v[at::REGION] = m.region as u64;
+        v[at::OFFSET] = m.pa - region.pa;
+        v[at::PENDING] = m.pending as u64;
+        Ok(Reply::ok(&v))
     }
 
     /// Every device-reachable page as (device, IOVA page, physical page, rights), for
