@@ -1058,7 +1058,35 @@ impl<'a> Index<'a> {
 
     /// Call `f` with each slot in key order while it returns true.
     pub fn walk(&self, root: &Root, mut f: impl FnMut(u16) -> bool) {
-        self.walk_from(root, 0, &mut f);
+        if root.node == NIL {
+            return;
+        }
+        if root.height == 0 {
+            let sorted = self.leaves[root.node as usize].sorted(root.len as usize);
+            sorted.slots[..root.len as usize].iter().all(|&s| f(s));
+            return;
+        }
+        // Down the rightmost path, whose counts may be owed appends: at each level the
+        // children left of it whole (their counts are right), then its last; at the
+        // bottom the rightmost leaf, as long as the finger says.
+        let mut n = root.node;
+        for h in (0..root.height).rev() {
+            let node = &self.inners[n as usize];
+            let last = node.len as usize - 1;
+            if !(0..last).all(|i| self.walk_in(node.children[i], h, node.counts[i] as usize, &mut f)) {
+                return;
+            }
+            n = node.children[last];
+        }
+        self.leaves[n as usize].slots[..root.tail_len as usize].iter().all(|&s| f(s));
+    }
+
+    fn walk_in(&self, n: u16, height: u8, len: usize, f: &mut impl FnMut(u16) -> bool) -> bool {
+        if height == 0 {
+            return self.leaves[n as usize].slots[..len].iter().all(|&s| f(s));
+        }
+        let node = &self.inners[n as usize];
+        (0..node.len as usize).all(|i| self.walk_in(node.children[i], height - 1, node.counts[i] as usize, f))
     }
 
     /// `walk` from the least key at or above `key`: down the path to `key`, then on in
@@ -1101,8 +1129,13 @@ impl<'a> Index<'a> {
         let node = &self.inners[n as usize];
         let last = node.len as usize - 1;
         let count = |i: usize| if len.is_none() && i == last { None } else { Some(node.counts[i] as usize) };
+        // After it, the children left of the rightmost path whole (`walk_in`), and the
+        // path's own child as the path is walked.
         self.walk_from_in(root, node.children[first], height - 1, count(first), key, f)
-            && (first + 1..=last).all(|i| self.walk_from_in(root, node.children[i], height - 1, count(i), 0, f))
+            && (first + 1..=last).all(|i| match count(i) {
+                Some(len) => self.walk_in(node.children[i], height - 1, len, f),
+                None => self.walk_from_in(root, node.children[i], height - 1, None, 0, f),
+            })
     }
 
     /// Every invariant of `root`'s tree: keys in order and within their separators,
