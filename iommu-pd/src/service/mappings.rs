@@ -692,9 +692,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     fn settle_pending(&mut self, device: DeviceIndex) -> Result<()> {
+        let mut from = 0;
         while self.devices[device].unconfirmed {
-            let idx = self.select(device, |m| m.pending);
-            let found = &idx.0[..idx.1];
+            let (idx, n, resume) = self.select_from(device, from, |m| m.pending);
+            let found = &idx[..n];
             if found.is_empty() {
                 let st = self.devices[device];
                 if !st.quarantined && !st.torn_down && !st.stopped {
@@ -706,23 +707,35 @@ impl<'a, H: IommuHw> Service<'a, H> {
             let n = self.ranges_of(found);
             self.hw.retry_unmap(device, &self.ranges[..n]).map_err(|_| ErrorCode::Hardware)?;
             self.forget(found);
+            from = resume;
         }
         Ok(())
     }
 
-    /// Up to `UNMAP_BATCH` indices of `device`'s mappings that `pick` selects.
-    pub(super) fn select(&self, device: DeviceIndex, pick: impl Fn(&Mapping) -> bool) -> ([u16; UNMAP_BATCH], usize) {
+    /// Up to `UNMAP_BATCH` indices of `device`'s mappings at or above IOVA `from` that
+    /// `pick` selects, in IOVA order, and where the next call resumes: the end of the last
+    /// one selected. A caller that removes what it selected, or changes it so that `pick`
+    /// no longer selects it, resumes there with nothing below left to select, and walks
+    /// each mapping it does not select once, not once per batch.
+    pub(super) fn select_from(
+        &self,
+        device: DeviceIndex,
+        from: u64,
+        pick: impl Fn(&Mapping) -> bool,
+    ) -> ([u16; UNMAP_BATCH], usize, u64) {
         let mut idx = [0u16; UNMAP_BATCH];
-        let mut n = 0;
+        let (mut n, mut resume) = (0, from);
         let (tree, root) = self.view(device);
-        tree.walk(root, |i| {
-            if pick(&self.at(i)) {
+        tree.walk_from(root, from, |i| {
+            let m = self.at(i);
+            if pick(&m) {
                 idx[n] = i;
                 n += 1;
+                resume = m.iova + m.len();
             }
             n < UNMAP_BATCH
         });
-        (idx, n)
+        (idx, n, resume)
     }
 
     /// Remove every mapping of `device` that `doomed` selects, `UNMAP_BATCH` at a time.
@@ -730,16 +743,18 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// blocked; the rest are gone.
     pub(super) fn remove_where(&mut self, device: DeviceIndex, doomed: impl Fn(&Mapping) -> bool) -> Result<()> {
         let mut result = Ok(());
+        let mut from = 0;
         loop {
-            let (idx, n) = self.select(device, |m| !m.pending && doomed(m));
+            let (idx, n, resume) = self.select_from(device, from, |m| !m.pending && doomed(m));
             if n == 0 {
                 return result;
             }
             // Each pass forgets the `n` mappings it found or marks them pending, which the
-            // next pass does not select, so this ends.
+            // next pass does not select, and the next resumes above them, so this ends.
             if let Err(e) = self.remove_mappings(device, &idx[..n]) {
                 result = Err(e);
             }
+            from = resume;
         }
     }
 
