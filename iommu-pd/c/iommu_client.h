@@ -151,14 +151,19 @@ static inline uint64_t iommu_config_write(microkit_channel ch, uint32_t device, 
     return err;
 }
 
-/* QUERY: IOMMU_QUERY_VALUES words into `out` (see IOMMU_QUERY_*). */
-static inline uint64_t iommu_query(microkit_channel ch, uint64_t out[IOMMU_QUERY_VALUES])
+/* A reply's first `n` values into `out` when `err` says it succeeded; returns `err`. */
+static inline uint64_t iommu_reply_values(uint64_t err, uint64_t *out, unsigned n)
 {
-    uint64_t err = iommu_call(ch, IOMMU_OP_QUERY, 0);
-    for (unsigned i = 0; err == 0 && i < IOMMU_QUERY_VALUES; i++) {
+    for (unsigned i = 0; err == 0 && i < n; i++) {
         out[i] = microkit_mr_get(i);
     }
     return err;
+}
+
+/* QUERY: IOMMU_QUERY_VALUES words into `out` (see IOMMU_QUERY_*). */
+static inline uint64_t iommu_query(microkit_channel ch, uint64_t out[IOMMU_QUERY_VALUES])
+{
+    return iommu_reply_values(iommu_call(ch, IOMMU_OP_QUERY, 0), out, IOMMU_QUERY_VALUES);
 }
 
 /* QUERY_MAPPING: the caller's `index`-th mapping (in IOVA order, device by device) into
@@ -167,11 +172,7 @@ static inline uint64_t iommu_query(microkit_channel ch, uint64_t out[IOMMU_QUERY
 static inline uint64_t iommu_query_mapping(microkit_channel ch, uint64_t index,
                                            uint64_t out[IOMMU_QUERY_MAPPING_VALUES])
 {
-    uint64_t err = iommu_call1(ch, IOMMU_OP_QUERY_MAPPING, index);
-    for (unsigned i = 0; err == 0 && i < IOMMU_QUERY_MAPPING_VALUES; i++) {
-        out[i] = microkit_mr_get(i);
-    }
-    return err;
+    return iommu_reply_values(iommu_call1(ch, IOMMU_OP_QUERY_MAPPING, index), out, IOMMU_QUERY_MAPPING_VALUES);
 }
 
 /* Whether a mapping of `device` still covers `iova`: 0 none (confirmed by the IOMMU PD's
