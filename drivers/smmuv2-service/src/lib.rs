@@ -151,7 +151,18 @@ impl<M: Mmio> Smmuv2Backend<M> {
     /// global and every context interrupt on one line, as ZynqMP's SPI 155 does) and then
     /// passes each to `Service::record_fault`, which attributes it by StreamID.
     pub fn drain_faults(&mut self, now: u64, mut f: impl FnMut(FaultInput)) -> u32 {
-        self.smmu.drain_faults(|fault| f(fault_input(&fault, now)))
+        self.drain_faults_decoded(now, |_, input| f(input))
+    }
+
+    /// `drain_faults`, with each fault as the driver decoded it beside its input (the
+    /// IOMMU PD prints the decoded one when no client is told).
+    pub fn drain_faults_decoded(&mut self, now: u64, mut f: impl FnMut(Fault, FaultInput)) -> u32 {
+        let (devices, extra, mask) = (&self.devices, &self.extra, self.smr_mask);
+        self.smmu.drain_faults(|fault| {
+            let mut input = fault_input(&fault, now);
+            input.stream = described_stream(devices, extra, mask, &fault);
+            f(fault, input)
+        })
     }
 
     fn has_stream(&self, sid: StreamId) -> bool {
@@ -181,6 +192,38 @@ impl<M: Mmio> Smmuv2Backend<M> {
     }
 }
 
+/// The StreamID the description gave the device `fault` came from, which is what the
+/// service attributes faults by. Under an SMR mask (i.MX8QXP: the interconnect sets the
+/// bits above the SCU's 7-bit ID) the StreamID the SMMU records (CBFRSYNRAn, sGFSYNR1) is
+/// any that matched the pattern, not the described one:
+/// - a context fault is its bank's device's: the described StreamID the recorded one
+///   matches under the mask, else the device's first (the bank is the device's address
+///   space whichever of its SMRs routed the transaction);
+/// - a global fault (a blocked device's stream is unmatched) is the device's whose
+///   described StreamID the recorded one matches under the mask;
+/// - otherwise the StreamID as recorded (a stream no device has).
+fn described_stream(
+    devices: &[Option<(StreamId, DomainId)>],
+    extra: &[Option<(StreamId, u8)>],
+    mask: u16,
+    fault: &Fault,
+) -> u32 {
+    let recorded = fault.sid().0;
+    let matches = |s: StreamId| (s.0 ^ recorded) & !u32::from(mask) == 0;
+    let streams_of = |device: usize| {
+        let first = devices.get(device).copied().flatten().map(|(s, _)| s);
+        first.into_iter().chain(extra.iter().flatten().filter(move |&&(_, d)| d as usize == device).map(|&(s, _)| s))
+    };
+    let device = match fault {
+        Fault::Context(c) => devices.iter().position(|d| d.is_some_and(|(_, dom)| dom.cb() == c.cb as usize)),
+        Fault::Global(_) => (0..devices.len()).find(|&d| streams_of(d).any(matches)),
+    };
+    let Some(device) = device else { return recorded };
+    let mut streams = streams_of(device);
+    let first = streams.clone().next();
+    streams.find(|&s| matches(s)).or(first).map_or(recorded, |s| s.0)
+}
+
 /// A StreamID the SMMU's SMRs can hold (IDR0.NUMSIDB bits).
 fn check_width<M: Mmio>(smmu: &Smmu<M>, sid: u32) -> Result<(), Error> {
     let bits = smmu.features().sid_bits.min(16);
@@ -193,9 +236,10 @@ fn check_width<M: Mmio>(smmu: &Smmu<M>, sid: u32) -> Result<(), Error> {
 /// An SMMUv2 fault as the service's fault input. The kind is the SMMUv3 event number of
 /// the same meaning (IHI 0070 7.3: F_TRANSLATION for FSR.TF, F_PERMISSION for FSR.PF,
 /// C_BAD_STREAMID for sGFSR.USF...), so a client reads one vocabulary in its fault ring
-/// whichever SMMU the board has; 0 where SMMUv3 has no such event. The StreamID is
-/// CBFRSYNRAn's (context faults) or sGFSYNR1's (global ones): the service attributes the
-/// fault to the device that has it, or counts it as unattributed.
+/// whichever SMMU the board has; 0 where SMMUv3 has no such event. The StreamID is the
+/// one the SMMU recorded, CBFRSYNRAn's (context faults) or sGFSYNR1's (global ones);
+/// `Smmuv2Backend::drain_faults` replaces it with the one the description gave the
+/// device, by which the service attributes the fault (or counts it as unattributed).
 pub fn fault_input(f: &Fault, now: u64) -> FaultInput {
     let kind = match f {
         Fault::Context(c) => match c.kind {

@@ -4,14 +4,18 @@
 
 use iommu_pd::IommuHw;
 use iommu_protocol::Rights;
-use smmuv2::model::{host_config, host_region, Mmu500Model, Outcome, ZYNQMP};
+use smmuv2::model::{host_config, host_region, Mmu500Model, Outcome, Profile, IMX8QXP, ZYNQMP};
 use smmuv2::{Error, Memory, Smmu, StreamId};
 use smmuv2_service::Smmuv2Backend;
 
 fn smmu() -> Smmu<Mmu500Model> {
+    smmu_of(ZYNQMP)
+}
+
+fn smmu_of(profile: Profile) -> Smmu<Mmu500Model> {
     let mem = Memory { tables: host_region(64 * 4096, 4096) };
     // SAFETY: fresh host memory only this driver uses.
-    unsafe { Smmu::init(Mmu500Model::new(ZYNQMP), mem, host_config()) }.expect("init")
+    unsafe { Smmu::init(Mmu500Model::new(profile), mem, host_config()) }.expect("init")
 }
 
 /// ZynqMP's MMU-500 has 16 stage-1 banks and 48 SMRs: a 17th device, a 49th StreamID or
@@ -99,5 +103,39 @@ fn streams_match_under_the_socs_mask() {
     assert!(!m(&b, 0x0092).reached_memory());
     b.block(0).unwrap();
     assert!(!m(&b, 0x0091).reached_memory());
+    assert!(b.smmu_ref().regs().violations().is_empty());
+}
+
+/// i.MX8QXP: a master's transactions carry the interconnect's bits above the SCU's 7-bit
+/// ID, so the StreamID a fault records (CBFRSYNRAn, sGFSYNR1) is seldom the one the
+/// description gave the device, while the service attributes a fault by the described
+/// StreamIDs alone (`Service::route_fault`). The fault input names the described
+/// StreamID the SMR matched: a context fault's by its bank, an unmatched stream's (a
+/// blocked device) by the mask; a stream no device has keeps its own.
+#[test]
+fn a_fault_on_a_masked_stream_names_the_described_stream() {
+    let mut b = Smmuv2Backend::new(smmu_of(IMX8QXP), &[0x11, 0x12]).unwrap();
+    b.set_smr_mask(0x7f80).unwrap();
+    b.enable(0).unwrap();
+    b.enable(1).unwrap();
+    let m = |b: &Smmuv2Backend<Mmu500Model>, sid| b.smmu_ref().regs().access(sid, 0x5000, true);
+    let mut faults = Vec::new();
+    for (sid, device_stream) in [(0x3f91, 0x11), (0x0092, 0x12), (0x11, 0x11)] {
+        assert!(matches!(m(&b, sid), Outcome::ContextFault { .. }), "{sid:#x}");
+        faults.clear();
+        assert_eq!(b.drain_faults(1, |f| faults.push(f)), 1);
+        assert_eq!((faults[0].stream, faults[0].iova, faults[0].kind), (device_stream, 0x5000, 0x10), "{sid:#x}");
+    }
+    // Device 0 blocked: its streams are unmatched (sGFSR.USF, C_BAD_STREAMID), still its.
+    b.block(0).unwrap();
+    assert_eq!(m(&b, 0x0191), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+    faults.clear();
+    b.drain_faults(2, |f| faults.push(f));
+    assert_eq!((faults[0].stream, faults[0].kind), (0x11, 0x02));
+    // A stream no device has is named as the SMMU recorded it.
+    assert_eq!(m(&b, 0x0113), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+    faults.clear();
+    b.drain_faults(3, |f| faults.push(f));
+    assert_eq!(faults[0].stream, 0x0113);
     assert!(b.smmu_ref().regs().violations().is_empty());
 }

@@ -217,10 +217,11 @@ pub fn take_faults(service: &mut Svc) -> Option<u64> {
     let mut n = 0;
     // Read first, then route: the fault registers hold one fault each, so at most
     // `MAX_FAULTS` at once.
-    let smmu = service.hw_mut().smmu();
-    smmu.drain_faults(|fault| {
+    // Each named by the StreamID the description gave its device (under i.MX8QXP's SMR
+    // mask the recorded one has the interconnect's bits too), which the service goes by.
+    service.hw_mut().drain_faults_decoded(now, |fault, input| {
         if let Some(slot) = faults.get_mut(n) {
-            *slot = Some((fault, smmuv2_service::fault_input(&fault, now)));
+            *slot = Some((fault, input));
             n += 1;
         }
     });
