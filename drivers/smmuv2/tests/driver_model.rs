@@ -269,3 +269,44 @@ fn mmu500_errata_are_applied_by_revision() {
     assert!(!smmu.errata().clear_cache_lock);
     assert!(!smmu.prefetch_disabled());
 }
+
+/// MMU-500 has no ASID namespace private to a bank (SCTLR.ASIDPNE is RAZ/WI), and every
+/// stage-1 bank here has VMID 0: a TLB entry is tagged by ASID alone, so two domains at
+/// one IOVA reach only their own pages because their ASIDs differ. With one ASID for
+/// both, B would translate through the entry A's access cached.
+#[test]
+fn two_domains_at_one_iova_reach_only_their_own_pages() {
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut smmu = smmu(&model);
+    let (a, b) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
+    smmu.attach(StreamId(SID_A), a).unwrap();
+    smmu.attach(StreamId(SID_B), b).unwrap();
+    let (pa, pb) = (buffer(1), buffer(1));
+    smmu.map(a, Iova(0x1000), pa, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(b, Iova(0x1000), pb, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(model.access(SID_A, 0x1000, false), Outcome::Translated(pa.0));
+    assert_eq!(model.access(SID_B, 0x1000, false), Outcome::Translated(pb.0));
+    assert_eq!(model.access(SID_A, 0x1000, false), Outcome::Translated(pa.0));
+    let sctlr = model.peek(model.layout().cb(a.cb(), smmuv2::mmio::reg::CB_SCTLR));
+    assert_eq!(sctlr & 1 << 12, 0, "ASIDPNE reads 0 on MMU-500");
+    no_violations(&model);
+}
+
+/// With the next-page prefetcher left on (an r1p0, or a Secure sACR.CACHE_LOCK the
+/// driver cannot clear), a DMA to one page also caches the next: an unmap of a page no
+/// device ever touched must still invalidate it, and does (a TLBIVAL per leaf).
+#[test]
+fn a_page_the_prefetcher_cached_is_gone_after_its_unmap() {
+    let model = Mmu500Model::new(Profile { idr7: 0x10, ..ZYNQMP });
+    let mut smmu = smmu(&model);
+    assert!(!smmu.prefetch_disabled());
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), d).unwrap();
+    let buf = buffer(2);
+    smmu.map(d, Iova(0x8000), buf, 2 * PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(model.access(SID_A, 0x8000, false), Outcome::Translated(buf.0));
+    assert_eq!(model.tlb_entries(), 2, "the next page was prefetched");
+    smmu.unmap(d, Iova(0x9000), PAGE).unwrap();
+    assert!(!model.access(SID_A, 0x9000, false).reached_memory());
+    no_violations(&model);
+}
