@@ -16,7 +16,6 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use iommu_pd::FaultInput;
 use sel4_microkit::{debug_println, var, Channel, ChannelSet};
 use smmuv2::mmio::{reg, Mmio, MmioRegisters};
 use smmuv2::{Config, Fault, Implementation, Memory, Smmu};
@@ -43,9 +42,6 @@ const FAULT_IRQ: Channel = Channel::new(10);
 /// an error: `smmuv2` counts polls, not time. At the ~100 ns a device register read takes
 /// on these SoCs, about 0.1 s; the driver's bound until it takes a clock as `smmuv3` does.
 const POLL_LIMIT: u32 = 1_000_000;
-
-/// Faults the SMMU can hold at once: one global, one per context bank.
-const MAX_FAULTS: usize = 1 + smmuv2::gr1::MAX_CB;
 
 /// The register frame at `base`, as big as the board's.
 ///
@@ -213,27 +209,17 @@ pub fn take_faults(service: &mut Svc) -> Option<u64> {
     // One time stamp for the pass: the registers carry none, and what the storm window
     // needs is when this PD learnt of them.
     let now = generic_timer::ticks();
-    let mut faults: [Option<(Fault, FaultInput)>; MAX_FAULTS] = [None; MAX_FAULTS];
-    let mut n = 0;
-    // Read first, then route: the fault registers hold one fault each, so at most
-    // `MAX_FAULTS` at once.
-    // Each named by the StreamID the description gave its device (under i.MX8QXP's SMR
-    // mask the recorded one has the interconnect's bits too), which the service goes by.
-    service.hw_mut().drain_faults_decoded(now, |fault, input| {
-        if let Some(slot) = faults.get_mut(n) {
-            *slot = Some((fault, input));
-            n += 1;
-        }
-    });
+    // Context faults go to the device's owner, global ones (a blocked device's unmatched
+    // stream...) are counted as stream events, each named by the StreamID the description
+    // gave its device (`smmuv2_service::Recorded`).
     let mut notify = 0u64;
-    for (fault, input) in faults.iter().flatten() {
-        let routed = service.route_fault(*input);
+    smmuv2_service::take_faults(service, now, |fault, routed| {
         if let iommu_pd::Routed::Client(client) = routed {
             notify |= 1 << client.0;
         } else {
             crate::say_unrouted(routed, &Shown(fault));
         }
-    }
+    });
     if irqs::TIMER && !irqs::WIRED {
         generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
     }
