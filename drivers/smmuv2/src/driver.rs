@@ -456,8 +456,10 @@ impl<M: Mmio> Smmu<M> {
             .find(|&n| self.domains[n].is_none())
             .ok_or(Error::ContextBanksExhausted { banks: f.stage1_banks() })?;
         let table = PageTable::new(&mut self.pool, self.config.ias_bits, f.oas_bits)?;
-        // ASIDs are private to each context bank (SCTLR.ASIDPNE = 1); the bank number
-        // is unique anyway, so a TLB entry can be named by either.
+        // The ASID is the bank number, unique among the banks: MMU-500 implements
+        // SCTLR.ASIDPNE as RAZ/WI, so every stage-1 bank here (CBAR.VMID = 0) shares one
+        // ASID namespace and a TLB entry is named by its ASID alone (the model tags them
+        // so: `two_domains_at_one_iova_reach_only_their_own_pages`).
         let asid = Asid(cb as u16);
         let layout = f.layout;
         let regs = &self.regs;
@@ -500,7 +502,8 @@ impl<M: Mmio> Smmu<M> {
             return Err(e);
         }
         // Translation on; faults recorded (CFRE) and interrupting (CFIE), terminating
-        // rather than stalling (CFCFG = 0); AFE and TRE as Linux; ASIDPNE.
+        // rather than stalling (CFCFG = 0); AFE and TRE as Linux; ASIDPNE as Linux
+        // writes it, where the SMMU implements it.
         let sctlr = field(crate::cb::SCTLR::M, 1)
             | field(crate::cb::SCTLR::TRE, 1)
             | field(crate::cb::SCTLR::AFE, 1)

@@ -310,3 +310,63 @@ fn a_page_the_prefetcher_cached_is_gone_after_its_unmap() {
     assert!(!model.access(SID_A, 0x9000, false).reached_memory());
     no_violations(&model);
 }
+
+/// Every register write of a domain's life (create, attach exact and masked, detach,
+/// destroy, a bank reused), failure paths included (a detach and a destroy whose TLBSYNC
+/// never completes), replayed one at a time onto a model in the state `init` left: after
+/// each, no stream bypasses (a valid SMR routing to a bank whose SCTLR.M is still 0
+/// would), and no two valid SMRs match one StreamID (the model records that as it
+/// happens).
+#[test]
+fn no_write_of_a_domains_life_opens_a_stream_even_transiently() {
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut smmu = smmu(&model);
+    let start = model.writes().len();
+    let snapshot: Vec<(usize, u64)> = {
+        // The registers `init` left, as a replay's starting point.
+        let l = model.layout();
+        let mut regs = vec![(smmuv2::mmio::reg::SCR0, model.peek(smmuv2::mmio::reg::SCR0))];
+        for i in 0..48 {
+            regs.push((smmuv2::mmio::reg::smr(i), model.peek(smmuv2::mmio::reg::smr(i))));
+            regs.push((smmuv2::mmio::reg::s2cr(i), model.peek(smmuv2::mmio::reg::s2cr(i))));
+        }
+        for n in 0..16 {
+            regs.push((l.cb(n, smmuv2::mmio::reg::CB_SCTLR), 0));
+        }
+        regs
+    };
+    let buf = buffer(1);
+    let a = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), a).unwrap();
+    smmu.attach_masked(StreamId(0x1400), 0x00e0, a).unwrap();
+    smmu.map(a, Iova(0x1000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.detach(StreamId(0x1400)).unwrap();
+    smmu.detach(StreamId(SID_A)).unwrap();
+    smmu.destroy_domain(a).unwrap();
+    let b = smmu.create_domain().unwrap();
+    assert_eq!(b, a, "the bank is reused");
+    smmu.attach(StreamId(SID_B), b).unwrap();
+    smmu.map(b, Iova(0x1000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    model.stall_syncs(true);
+    assert!(smmu.detach(StreamId(SID_B)).is_err());
+    assert!(smmu.destroy_domain(b).is_err());
+    model.stall_syncs(false);
+    smmu.destroy_domain(b).unwrap();
+    let c = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), c).unwrap();
+    no_violations(&model);
+
+    let replay = Mmu500Model::new(ZYNQMP);
+    for &(off, v) in &snapshot {
+        replay.preset(off, v);
+    }
+    let sids = [SID_A, SID_B, 0x1400, 0x1420, 0x14e0, 0];
+    for (i, &(off, v)) in model.writes()[start..].iter().enumerate() {
+        replay.preset(off, v);
+        for sid in sids {
+            let out = replay.access(sid, 0x1000, false);
+            assert!(!matches!(out, Outcome::Bypass(_)), "write {i} ({off:#x} = {v:#x}): stream {sid:#x} {out:?}");
+        }
+        assert_eq!(replay.violations(), Vec::<String>::new(), "write {i} ({off:#x} = {v:#x})");
+    }
+}
