@@ -25,8 +25,7 @@ use iommu_pd::{DeviceIndex, FaultInput, HwError, IommuHw, Routed, Service};
 use iommu_protocol::Rights;
 use smmuv2::mmio::Mmio;
 use smmuv2::{
-    ContextFaultKind, DomainId, Error, Fault, GlobalFaultKind, Iova, MemType, PageTableError, Perm, PhysAddr, Smmu,
-    StreamId,
+    ContextFaultKind, DomainId, Error, Fault, GlobalFaultKind, Iova, PageTableError, Perm, PhysAddr, Smmu, StreamId,
 };
 use smmuv3::event::id;
 
@@ -369,7 +368,8 @@ impl<M: Mmio> IommuHw for Smmuv2Backend<M> {
         } else {
             Perm::Read
         };
-        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, MemType::Normal).map_err(|_| HwError)
+        let mem = self.smmu.dma_memory();
+        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, mem).map_err(|_| HwError)
     }
 
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {

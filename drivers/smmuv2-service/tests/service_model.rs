@@ -35,16 +35,35 @@ thread_local! {
 }
 
 fn backend() -> Faulty<Backend> {
+    backend_on(None)
+}
+
+/// On a platform whose walks do not snoop the CPU's caches (neither board's device tree
+/// says `dma-coherent`; seL4 without SMP maps the PD's pages Non-shareable): the model
+/// walks what was cleaned to the point of coherency, and records a violation when a TLB
+/// invalidation, a bank enabled or an SMR written finds the pool not cleaned.
+fn non_coherent_backend() -> Faulty<Backend> {
+    backend_on(Some(smmuv3::model::PocMemory::leak()))
+}
+
+fn backend_on(poc: Option<&'static smmuv3::model::PocMemory>) -> Faulty<Backend> {
     let tables = POOL.with(|p| {
         let r = p.get().unwrap_or_else(|| host_region(POOL_PAGES * 4096, 4096));
         p.set(Some(r));
         r
     });
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut config = host_config();
+    if let Some(poc) = poc {
+        model.non_coherent(poc);
+        poc.watch(tables);
+        config = smmuv2::Config { platform_coherent: false, cache: Some(poc), ..config };
+    }
     // SAFETY: the pool is host memory this thread allocated for these tests; the service
     // (and the driver in it) that used it last was dropped before this one is made (each
     // run owns its service), so only this driver uses it from now on. The pool hands out
     // zeroed pages, whatever the previous driver left.
-    let smmu = unsafe { Smmu::init(Mmu500Model::new(ZYNQMP), Memory { tables }, host_config()) }.expect("init");
+    let smmu = unsafe { Smmu::init(model, Memory { tables }, config) }.expect("init");
     let streams: Vec<u32> = DEVICES.iter().map(|d| d.stream).collect();
     Faulty::new(Smmuv2Backend::new(smmu, &streams).expect("a bank per device"))
 }
@@ -117,6 +136,11 @@ impl TestHw for Faulty<Backend> {
 #[test]
 fn model_based_over_mmu500() {
     common::suite::model_based(backend);
+}
+
+#[test]
+fn model_based_over_a_non_coherent_mmu500() {
+    common::suite::model_based(non_coherent_backend);
 }
 
 #[test]

@@ -48,17 +48,12 @@
 //! 1. IDR0/1/2/7 against the profile (`model::ZYNQMP`): SMR groups, 16 context banks,
 //!    stage-2-only banks, CTTW, address sizes, revision (several profile values are
 //!    assumed, and marked so).
-//! 2. CTTW, and that walks really are coherent: if IDR0.CTTW reads 0 the probe refuses
-//!    (walks would need cache maintenance, or non-cacheable table memory matching TCR's
-//!    attributes), but a 1 is taken on trust. Linux does not trust it: it follows the
-//!    device tree's `dma-coherent` ("we must defer to what the FW says about coherency,
-//!    regardless of what the hardware claims", `arm_smmu_device_cfg_probe`), and
-//!    neither zynqmp.dtsi's SMMU node nor NXP's i.MX8 one has it, so Linux cleans every
-//!    table write to memory on both SoCs. This driver writes tables through the cache
-//!    and cleans nothing: if the walks do not snoop, an unmapped page's descriptor can
-//!    still be valid in memory after its TLBI. Check with DMA after an unmap on a
-//!    freshly evicted and a cache-hot table; if it reaches memory, map the table pool
-//!    `cached="false"` with TCR's IRGN0/ORGN0 non-cacheable, or add cleaning.
+//! 2. Coherence: neither SoC's device tree says `dma-coherent`, so the IOMMU PD gives
+//!    `Config::platform_coherent = false` and the driver cleans every table write to
+//!    the PoC and walks Non-cacheable (`Coherency`, as the SMMUv3 driver); check that
+//!    `dc cvac` at EL0 works on the board's seL4 and that DMA after an unmap faults. If
+//!    a board is coherent after all (its SMMU node `dma-coherent`, seL4 with SMP),
+//!    IDR0.CTTW must read 1 for the cheaper path.
 //! 3. That the SMMU is in the DMA path at all (firmware and the TBU enables decide it):
 //!    a real GDMA access to an unmapped address must fault.
 //! 4. What the Non-secure view allows: if Secure firmware keeps sACR.CACHE_LOCK set,

@@ -220,6 +220,8 @@ struct State {
     /// Status reads left before a sync completes, per bank (`None` key: global).
     syncing: HashMap<Option<usize>, u32>,
     stall_syncs: bool,
+    /// Memory as a non-coherent SMMU sees it (`non_coherent`).
+    poc: Option<&'static smmuv3::model::PocMemory>,
     violations: Vec<String>,
     writes: Vec<(usize, u64)>,
 }
@@ -291,6 +293,15 @@ impl Mmu500Model {
     /// queued invalidation takes effect: an SMMU that lost a sync.
     pub fn stall_syncs(&self, stall: bool) {
         self.state.borrow_mut().stall_syncs = stall;
+    }
+
+    /// From now on the SMMU's walks do not snoop the CPU's caches: they read `poc`, the
+    /// memory at the point of coherency, which changes only when the CPU cleans a line
+    /// to it (through `poc` as the driver's `CacheOps`) or a line is evicted (a test
+    /// calling `poc`'s `clean` itself). So it is on a board whose device tree does not
+    /// say `dma-coherent`, or where seL4 maps the tables Non-shareable (no SMP).
+    pub fn non_coherent(&self, poc: &'static smmuv3::model::PocMemory) {
+        self.state.borrow_mut().poc = Some(poc);
     }
 
     /// Rules of the architecture the driver broke, in order.
@@ -499,10 +510,15 @@ impl Mmu500Model {
         loop {
             let shift = 12 + 9 * (3 - level);
             let index = (iova >> shift) & 0x1ff;
-            // SAFETY: the model's physical addresses are host pointers into tables the
-            // test allocated (TTBR0 and table descriptors written by the driver under
-            // test); a wrong address here is the driver's bug the test is looking for.
-            let desc = unsafe { ((table + index * 8) as *const u64).read_volatile() };
+            let poc = self.state.borrow().poc;
+            let desc = match poc {
+                Some(poc) => poc.read(table + index * 8),
+                // SAFETY: the model's physical addresses are host pointers into tables
+                // the test allocated (TTBR0 and table descriptors written by the driver
+                // under test); a wrong address here is the driver's bug the test is
+                // looking for.
+                None => unsafe { ((table + index * 8) as *const u64).read_volatile() },
+            };
             if desc & 1 == 0 {
                 return Err((crate::fault::fsr::TF, level));
             }
@@ -597,6 +613,7 @@ impl Mmu500Model {
 
     fn write(&self, offset: usize, value: u64, wide: bool) {
         self.state.borrow_mut().writes.push((offset, value));
+        self.check_cleaned(offset);
         match self.layout.decode(offset) {
             Block::Gr0(o) => self.write_gr0(o, value),
             Block::Gr1(o) => {
@@ -610,6 +627,22 @@ impl Mmu500Model {
             Block::ImplementationDefined(o) | Block::Outside(o) => {
                 self.violation(format!("write to {o:#x}, outside the architected registers"));
             }
+        }
+    }
+
+    /// Non-coherent: a write that makes the SMMU walk again (a TLB invalidation, a bank
+    /// enabled, a stream routed) while a line of memory the PoC watches (`PocMemory::watch`:
+    /// the table pool) is not as the CPU wrote it lets the walk read what the CPU has
+    /// changed since: a violation.
+    fn check_cleaned(&self, offset: usize) {
+        let Some(poc) = self.state.borrow().poc else { return };
+        let walks_again = match self.layout.decode(offset) {
+            Block::ContextBank(_, o) => [reg::CB_TLBIASID, reg::CB_TLBIVA, reg::CB_TLBIVAL, reg::CB_SCTLR].contains(&o),
+            Block::Gr0(o) => (reg::SMR0..reg::smr(crate::gr0::MAX_SMRG)).contains(&o),
+            _ => false,
+        };
+        if walks_again && !poc.stale_lines().is_empty() {
+            self.violation(format!("write to {offset:#x} while table memory was not cleaned to the PoC"));
         }
     }
 

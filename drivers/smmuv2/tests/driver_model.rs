@@ -370,3 +370,36 @@ fn no_write_of_a_domains_life_opens_a_stream_even_transiently() {
         assert_eq!(replay.violations(), Vec::<String>::new(), "write {i} ({off:#x} = {v:#x})");
     }
 }
+
+/// Neither SoC's device tree marks its SMMU `dma-coherent` (the board table says so too),
+/// and seL4 maps the IOMMU PD's pages Non-shareable on a kernel without SMP (Microkit's
+/// `debug`, what the zcu102 image is): the SMMU's walks then read memory as it is at the
+/// point of coherency. A table write the CPU did not clean is seen only once its line
+/// happens to be evicted, and then an unmap the CPU did not clean leaves the SMMU
+/// walking to the unmapped page after its TLBI.
+#[test]
+fn on_a_non_coherent_platform_an_unmapped_page_is_gone_for_the_smmu_too() {
+    let poc = smmuv3::model::PocMemory::leak();
+    let model = Mmu500Model::new(ZYNQMP);
+    model.non_coherent(poc);
+    let tables = host_region(64 * PAGE as usize, PAGE as usize);
+    // Every TLBI, bank enable and SMR write finds the pool at the PoC as the CPU wrote it.
+    poc.watch(tables);
+    let config = smmuv2::Config { platform_coherent: false, cache: Some(poc), ..host_config() };
+    // SAFETY: the pool is freshly allocated host memory only this driver uses.
+    let mut smmu = unsafe { Smmu::init(&model, Memory { tables }, config) }.expect("init");
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), d).unwrap();
+    let buf = buffer(1);
+    smmu.map(d, Iova(0x3000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    // Whatever the CPU's caches did meanwhile (every line of the pool evicted).
+    smmuv3::CacheOps::clean(poc, tables.va.cast(), tables.len);
+    assert_eq!(model.access(SID_A, 0x3000, false), Outcome::Translated(buf.0));
+    smmu.unmap(d, Iova(0x3000), PAGE).unwrap();
+    assert!(!model.access(SID_A, 0x3000, false).reached_memory(), "the SMMU walked a stale descriptor");
+    // Non-cacheable, Outer Shareable walks (TCR.IRGN0 = ORGN0 = 0, SH0 = 2), as the
+    // SMMUv3 driver programs its table walks on such a platform.
+    let tcr = model.peek(model.layout().cb(d.cb(), smmuv2::mmio::reg::CB_TCR));
+    assert_eq!((tcr >> 8 & 3, tcr >> 10 & 3, tcr >> 12 & 3), (0, 0, 2));
+    no_violations(&model);
+}

@@ -35,6 +35,18 @@ pub type Error = smmuv2::Error;
 pub const CLOSED: &str =
     "MMU-500 closed: sCR0.USFCFG = 1 and CLIENTPD = 0, every S2CR faulting and every SMR invalid, read back";
 
+/// Whether the platform keeps the MMU-500's table walks and the devices coherent with
+/// how this PD maps memory: as for the SMMUv3 (`smmuv3_hw::PLATFORM_COHERENT`), the board
+/// must say `dma-coherent` (neither ZynqMP's nor i.MX8QXP's device tree does, and the
+/// board table follows them) AND seL4 must map this PD's pages shareable, which it does
+/// only with SMP. Otherwise the driver cleans every table write to the PoC, walks
+/// Non-cacheable, and maps devices' buffers Non-cacheable.
+const PLATFORM_COHERENT: bool = irqs::BOARD_COHERENT && sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT);
+
+/// This CPU's cache maintenance (`dc cvac`, `dc civac`, `dsb`), for walks that are not
+/// coherent.
+static CACHE: smmuv3::ArmCacheOps = smmuv3::ArmCacheOps;
+
 /// The MMU-500's fault interrupt: its global fault and every context bank's, on one line.
 const FAULT_IRQ: Channel = Channel::new(10);
 
@@ -99,13 +111,15 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
         poll_limit: POLL_LIMIT,
         implementation: Implementation::Mmu500,
         register_span: Some(size),
+        platform_coherent: PLATFORM_COHERENT,
+        cache: Some(&CACHE),
     };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
     // gives it the table pool alone; `init` runs once.
     let smmu = unsafe { Smmu::init(registers(regs), Memory { tables }, config) }.map_err(Why::Smmu)?;
     let f = *smmu.features();
     debug_println!(
-        "iommu: MMU-500 r{}p{} up: {} stage-1 context banks, {} stream match registers, {}-bit StreamIDs, {}-bit output; errata {:?}, prefetch off {}",
+        "iommu: MMU-500 r{}p{} up: {} stage-1 context banks, {} stream match registers, {}-bit StreamIDs, {}-bit output; errata {:?}, prefetch off {}; walks {:?}",
         f.revision.0,
         f.revision.1,
         f.stage1_banks(),
@@ -113,7 +127,8 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
         f.sid_bits,
         f.oas_bits,
         smmu.errata(),
-        smmu.prefetch_disabled()
+        smmu.prefetch_disabled(),
+        smmu.coherency()
     );
     debug_println!("iommu: {unused:#x} bytes of SMMUv3 stream table and queue regions are unused on an MMU-500");
     let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
