@@ -21,12 +21,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use iommu_pd::{DeviceIndex, FaultInput, HwError, IommuHw};
+use iommu_pd::{DeviceIndex, FaultInput, HwError, IommuHw, Routed, Service};
 use iommu_protocol::Rights;
 use smmuv2::mmio::Mmio;
 use smmuv2::{
-    ContextFaultKind, DomainId, Error, Fault, GlobalFaultKind, Iova, MemType, PageTableError, Perm, PhysAddr, Smmu,
-    StreamId,
+    ContextFaultKind, DomainId, Error, Fault, GlobalFaultKind, Iova, PageTableError, Perm, PhysAddr, Smmu, StreamId,
 };
 use smmuv3::event::id;
 
@@ -146,12 +145,20 @@ impl<M: Mmio> Smmuv2Backend<M> {
     }
 
     /// Every fault the SMMU recorded (global, then each context bank's), decoded,
-    /// cleared, and handed to `f` as the service's fault input stamped `now`; returns how
-    /// many. What the IOMMU PD calls on the SMMU's interrupt (MMU-500 may raise the
-    /// global and every context interrupt on one line, as ZynqMP's SPI 155 does) and then
-    /// passes each to `Service::record_fault`, which attributes it by StreamID.
-    pub fn drain_faults(&mut self, now: u64, mut f: impl FnMut(FaultInput)) -> u32 {
-        self.smmu.drain_faults(|fault| f(fault_input(&fault, now)))
+    /// cleared, and handed to `f` with what the service makes of it (`Recorded`), stamped
+    /// `now`; returns how many. MMU-500 may raise the global and every context interrupt
+    /// on one line, as ZynqMP's SPI 155 does: `take_faults` drains them all and routes
+    /// each.
+    pub fn drain_faults(&mut self, now: u64, mut f: impl FnMut(Fault, Recorded)) -> u32 {
+        let (devices, extra, mask) = (&self.devices, &self.extra, self.smr_mask);
+        self.smmu.drain_faults(|fault| {
+            let stream = described_stream(devices, extra, mask, &fault);
+            let recorded = match fault {
+                Fault::Context(_) => Recorded::Fault(FaultInput { stream, ..fault_input(&fault, now) }),
+                Fault::Global(_) => Recorded::StreamEvent(stream),
+            };
+            f(fault, recorded)
+        })
     }
 
     fn has_stream(&self, sid: StreamId) -> bool {
@@ -181,6 +188,86 @@ impl<M: Mmio> Smmuv2Backend<M> {
     }
 }
 
+/// What the service makes of a fault the SMMU recorded, as of the SMMUv3's events (the
+/// IOMMU PD's SMMUv3 path routes a translation or permission fault by
+/// `Service::route_fault` and an event that only names a stream, C_BAD_STREAMID and the
+/// like, by `Service::route_stream_event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A context fault: a translation in a device's bank faulted at an address. Told to
+    /// the device's owner and counted towards its fault storm.
+    Fault(FaultInput),
+    /// A global fault, named by the StreamID the description gave the device it is
+    /// about (or the recorded one): most often an unmatched stream (sGFSR.USF), which is
+    /// a device the service blocked (stopped, quarantined, its removal unconfirmed) or
+    /// one nobody described. Counted, not told: on the SMMUv3 a blocked device's
+    /// transactions meet an aborting STE, which records nothing, and a stopped device
+    /// still sending DMA must not be quarantined by its own STOP.
+    StreamEvent(u32),
+}
+
+/// Every fault the SMMU recorded, drained (`Smmuv2Backend::drain_faults`) and then routed
+/// through `service`: a context fault by `Service::route_fault`, a global one by
+/// `Service::route_stream_event`. `f` gets each, decoded, with what became of it (a
+/// `Routed::Client` is a client to notify); returns how many. What the IOMMU PD does on
+/// the SMMU's interrupt.
+pub fn take_faults<M: Mmio>(
+    service: &mut Service<'_, Smmuv2Backend<M>>,
+    now: u64,
+    mut f: impl FnMut(&Fault, Routed),
+) -> u32 {
+    // Read first, then route (the service holds the backend): the fault registers hold
+    // one fault each, so at most one global and one per context bank at once.
+    let mut drained: [Option<(Fault, Recorded)>; 1 + smmuv2::gr1::MAX_CB] = [None; 1 + smmuv2::gr1::MAX_CB];
+    let mut n = 0;
+    service.hw_mut().drain_faults(now, |fault, recorded| {
+        if let Some(slot) = drained.get_mut(n) {
+            *slot = Some((fault, recorded));
+            n += 1;
+        }
+    });
+    for (fault, recorded) in drained.iter().flatten() {
+        let routed = match *recorded {
+            Recorded::Fault(input) => service.route_fault(input),
+            Recorded::StreamEvent(stream) => service.route_stream_event(stream),
+        };
+        f(fault, routed);
+    }
+    n as u32
+}
+
+/// The StreamID the description gave the device `fault` came from, which is what the
+/// service attributes faults by. Under an SMR mask (i.MX8QXP: the interconnect sets the
+/// bits above the SCU's 7-bit ID) the StreamID the SMMU records (CBFRSYNRAn, sGFSYNR1) is
+/// any that matched the pattern, not the described one:
+/// - a context fault is its bank's device's: the described StreamID the recorded one
+///   matches under the mask, else the device's first (the bank is the device's address
+///   space whichever of its SMRs routed the transaction);
+/// - a global fault (a blocked device's stream is unmatched) is the device's whose
+///   described StreamID the recorded one matches under the mask;
+/// - otherwise the StreamID as recorded (a stream no device has).
+fn described_stream(
+    devices: &[Option<(StreamId, DomainId)>],
+    extra: &[Option<(StreamId, u8)>],
+    mask: u16,
+    fault: &Fault,
+) -> u32 {
+    let recorded = fault.sid().0;
+    let matches = |s: StreamId| (s.0 ^ recorded) & !u32::from(mask) == 0;
+    let streams_of = |device: usize| {
+        let first = devices.get(device).copied().flatten().map(|(s, _)| s);
+        first.into_iter().chain(extra.iter().flatten().filter(move |&&(_, d)| d as usize == device).map(|&(s, _)| s))
+    };
+    let device = match fault {
+        Fault::Context(c) => devices.iter().position(|d| d.is_some_and(|(_, dom)| dom.cb() == c.cb as usize)),
+        Fault::Global(_) => (0..devices.len()).find(|&d| streams_of(d).any(matches)),
+    };
+    let Some(device) = device else { return recorded };
+    let mut streams = streams_of(device);
+    let first = streams.clone().next();
+    streams.find(|&s| matches(s)).or(first).map_or(recorded, |s| s.0)
+}
+
 /// A StreamID the SMMU's SMRs can hold (IDR0.NUMSIDB bits).
 fn check_width<M: Mmio>(smmu: &Smmu<M>, sid: u32) -> Result<(), Error> {
     let bits = smmu.features().sid_bits.min(16);
@@ -193,9 +280,11 @@ fn check_width<M: Mmio>(smmu: &Smmu<M>, sid: u32) -> Result<(), Error> {
 /// An SMMUv2 fault as the service's fault input. The kind is the SMMUv3 event number of
 /// the same meaning (IHI 0070 7.3: F_TRANSLATION for FSR.TF, F_PERMISSION for FSR.PF,
 /// C_BAD_STREAMID for sGFSR.USF...), so a client reads one vocabulary in its fault ring
-/// whichever SMMU the board has; 0 where SMMUv3 has no such event. The StreamID is
-/// CBFRSYNRAn's (context faults) or sGFSYNR1's (global ones): the service attributes the
-/// fault to the device that has it, or counts it as unattributed.
+/// whichever SMMU the board has; 0 where SMMUv3 has no such event. The StreamID is the
+/// one the SMMU recorded, CBFRSYNRAn's (context faults) or sGFSYNR1's (global ones);
+/// `Smmuv2Backend::drain_faults` replaces it with the one the description gave the
+/// device, by which the service attributes the fault (or counts it as unattributed), and
+/// routes a global one as a stream event (`Recorded`).
 pub fn fault_input(f: &Fault, now: u64) -> FaultInput {
     let kind = match f {
         Fault::Context(c) => match c.kind {
@@ -279,7 +368,8 @@ impl<M: Mmio> IommuHw for Smmuv2Backend<M> {
         } else {
             Perm::Read
         };
-        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, MemType::Normal).map_err(|_| HwError)
+        let mem = self.smmu.dma_memory();
+        self.smmu.map(dom, Iova(iova), PhysAddr(pa), len, perm, mem).map_err(|_| HwError)
     }
 
     fn unmap(&mut self, device: DeviceIndex, ranges: &[(u64, u64)]) -> Result<(), HwError> {

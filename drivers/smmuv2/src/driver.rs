@@ -5,8 +5,9 @@ use core::fmt;
 
 use smmuv3::barrier;
 use smmuv3::cd::MAIR;
+use smmuv3::coherency::Maintenance;
 use smmuv3::pagetable::{Leaf, MemType, PageTable, PageTableError, Perm, TablePool};
-use smmuv3::{Asid, DmaRegion, Iova, PhysAddr, StreamId};
+use smmuv3::{Asid, CacheOps, Coherency, DmaRegion, Iova, PhysAddr, StreamId};
 
 use crate::errata::{self, Errata, Implementation};
 use crate::fault::{fsr, sgfsr, ContextFault, Fault, GlobalFault};
@@ -122,11 +123,29 @@ pub struct Config {
     pub implementation: Implementation,
     /// Bytes of register file mapped, checked against IDR1's layout (`None`: trust it).
     pub register_span: Option<usize>,
+    /// What the platform says of the SMMU's table walks: true only if the board's device
+    /// tree marks the SMMU `dma-coherent` AND the CPU maps the table pool shareable as
+    /// the walks access it (seL4 maps user pages Non-shareable on a kernel without SMP).
+    /// With IDR0.CTTW (`Coherency::of`), either one saying no makes the driver clean
+    /// every table write to the PoC and walk Non-cacheable, as the SMMUv3 driver does.
+    pub platform_coherent: bool,
+    /// The CPU's cache maintenance, for walks that are not coherent; without it such an
+    /// SMMU is refused (`Unsupported::NonCoherentWalk`).
+    pub cache: Option<&'static dyn CacheOps>,
 }
 
 impl Default for Config {
+    /// A coherent platform with no cache maintenance: an SMMU whose CTTW reads 0 is
+    /// refused; a platform that is not coherent says so.
     fn default() -> Self {
-        Self { ias_bits: 48, poll_limit: 1_000_000, implementation: Implementation::Mmu500, register_span: None }
+        Self {
+            ias_bits: 48,
+            poll_limit: 1_000_000,
+            implementation: Implementation::Mmu500,
+            register_span: None,
+            platform_coherent: true,
+            cache: None,
+        }
     }
 }
 
@@ -190,6 +209,7 @@ pub struct Smmu<M: Mmio> {
     smr_id_mask: u16,
     smr_mask_mask: u16,
     prefetch_disabled: bool,
+    coherency: Coherency,
     stats: Stats,
 }
 
@@ -303,10 +323,11 @@ impl<M: Mmio> Smmu<M> {
     ///
     /// # Safety
     /// `mem.tables` must be memory only this driver uses from now on, seen by the SMMU
-    /// at its `pa` (coherently), and `regs` must be the only access to the registers.
+    /// at its `pa` (coherently, or through `Config::cache`'s cleaning), and `regs` must
+    /// be the only access to the registers.
     pub unsafe fn init(regs: M, mem: Memory, config: Config) -> Result<Self, Error> {
         match Self::bring_up(&regs, mem, config) {
-            Ok((features, pool, (smr_id_mask, smr_mask_mask), prefetch_disabled)) => Ok(Self {
+            Ok((features, pool, (smr_id_mask, smr_mask_mask), prefetch_disabled, coherency)) => Ok(Self {
                 regs,
                 features,
                 errata: errata::for_revision(config.implementation, features_idr7(&features)),
@@ -317,6 +338,7 @@ impl<M: Mmio> Smmu<M> {
                 smr_id_mask,
                 smr_mask_mask,
                 prefetch_disabled,
+                coherency,
                 stats: Stats { invalidations: 1, syncs: 1, ..Stats::default() },
             }),
             Err(e) => {
@@ -329,7 +351,11 @@ impl<M: Mmio> Smmu<M> {
     }
 
     #[allow(clippy::type_complexity)]
-    fn bring_up(regs: &M, mem: Memory, config: Config) -> Result<(Features, TablePool, (u16, u16), bool), Error> {
+    fn bring_up(
+        regs: &M,
+        mem: Memory,
+        config: Config,
+    ) -> Result<(Features, TablePool, (u16, u16), bool, Coherency), Error> {
         let id = IdRegs::read(regs);
         let pool_end = mem.tables.pa.0.saturating_add(mem.tables.len as u64);
         let needs = Needs {
@@ -338,8 +364,20 @@ impl<M: Mmio> Smmu<M> {
             register_span: config.register_span,
         };
         let features = probe::probe(id, needs)?;
+        let coherency = Coherency::of(features.coherent_walk, config.platform_coherent);
+        if coherency == Coherency::NonCoherent && config.cache.is_none() {
+            return Err(Unsupported::NonCoherentWalk.into());
+        }
         // SAFETY: `init`'s contract: the pool's memory is the driver's alone.
-        let pool = unsafe { TablePool::new(mem.tables) }.ok_or(Error::BadMemory("page-table pool"))?;
+        let mut pool = unsafe { TablePool::new(mem.tables) }.ok_or(Error::BadMemory("page-table pool"))?;
+        // Before any table is made: every page handed out and every entry written is
+        // then at the PoC before a walk can reach it.
+        pool.set_maintenance(Maintenance::new(coherency, config.cache));
+        // Its free-list links, written before it knew of the maintenance (as the SMMUv3
+        // driver's `init`): the whole pool is at the PoC as written from here on.
+        if let (Coherency::NonCoherent, Some(cache)) = (coherency, config.cache) {
+            cache.clean(mem.tables.va.cast(), mem.tables.len);
+        }
         if pool.total_pages() == 0 {
             return Err(Error::BadMemory("page-table pool"));
         }
@@ -389,7 +427,7 @@ impl<M: Mmio> Smmu<M> {
             | field(SCR0::PTM, 1);
         regs.write32(reg::SCR0, scr0);
         check_closed(regs, features.num_smrg)?;
-        Ok((features, pool, (smr_id_mask, smr_mask_mask), prefetch_disabled))
+        Ok((features, pool, (smr_id_mask, smr_mask_mask), prefetch_disabled, coherency))
     }
 
     /// What the probe found.
@@ -406,6 +444,24 @@ impl<M: Mmio> Smmu<M> {
     /// around). False on an MMU-500 whose Secure sACR.CACHE_LOCK is still set.
     pub fn prefetch_disabled(&self) -> bool {
         self.prefetch_disabled
+    }
+
+    /// Whether the table walks see this CPU's writes without cache maintenance.
+    pub fn coherency(&self) -> Coherency {
+        self.coherency
+    }
+
+    /// The memory type devices' buffers are mapped with: write-back where the platform
+    /// is coherent, Normal Non-cacheable where it is not (the devices' drivers then
+    /// clean and invalidate to the PoC, and the devices' accesses must go there), as
+    /// the SMMUv3 driver's `dma_memory`. The platform's one word (`Config::
+    /// platform_coherent`) stands for the devices as for the walks, as the IOMMU PD
+    /// gives it to both drivers.
+    pub fn dma_memory(&self) -> MemType {
+        match self.coherency {
+            Coherency::Coherent => MemType::Normal,
+            Coherency::NonCoherent => MemType::NormalNonCacheable,
+        }
     }
 
     /// Counters.
@@ -456,8 +512,10 @@ impl<M: Mmio> Smmu<M> {
             .find(|&n| self.domains[n].is_none())
             .ok_or(Error::ContextBanksExhausted { banks: f.stage1_banks() })?;
         let table = PageTable::new(&mut self.pool, self.config.ias_bits, f.oas_bits)?;
-        // ASIDs are private to each context bank (SCTLR.ASIDPNE = 1); the bank number
-        // is unique anyway, so a TLB entry can be named by either.
+        // The ASID is the bank number, unique among the banks: MMU-500 implements
+        // SCTLR.ASIDPNE as RAZ/WI, so every stage-1 bank here (CBAR.VMID = 0) shares one
+        // ASID namespace and a TLB entry is named by its ASID alone (the model tags them
+        // so: `two_domains_at_one_iova_reach_only_their_own_pages`).
         let asid = Asid(cb as u16);
         let layout = f.layout;
         let regs = &self.regs;
@@ -480,12 +538,18 @@ impl<M: Mmio> Smmu<M> {
         // SEP = 0b111: sign extension from the upstream bus's top bit (Linux's
         // ARM_SMMU_TCR2_SEP_UPSTREAM). AS = 0: 8-bit ASIDs, enough for 128 banks.
         regs.write32(self.cb_reg(cb, reg::CB_TCR2), field(crate::cb::TCR2::PASIZE, pasize) | (0b111 << 15));
-        // 4 KiB granule, inner-shareable write-back walks (IDR0.CTTW = 1 is required),
-        // TTBR1 disabled (EPD1).
+        // 4 KiB granule, TTBR1 disabled (EPD1). Walks Inner Shareable write-back where
+        // they are coherent; otherwise Non-cacheable (and so Outer Shareable, whatever SH
+        // says), reading what the pool's maintenance cleaned to the PoC, as the SMMUv3
+        // driver's CD.IR0/OR0/SH0 on such a platform.
+        let (rgn, sh) = match self.coherency {
+            Coherency::Coherent => (1, 3),
+            Coherency::NonCoherent => (0, 2),
+        };
         let tcr = field(crate::cb::TCR::T0SZ, 64 - self.config.ias_bits)
-            | field(crate::cb::TCR::IRGN0, 1)
-            | field(crate::cb::TCR::ORGN0, 1)
-            | field(crate::cb::TCR::SH0, 3)
+            | field(crate::cb::TCR::IRGN0, rgn)
+            | field(crate::cb::TCR::ORGN0, rgn)
+            | field(crate::cb::TCR::SH0, sh)
             | field(crate::cb::TCR::EPD1, 1);
         regs.write32(self.cb_reg(cb, reg::CB_TCR), tcr);
         regs.write64(self.cb_reg(cb, reg::CB_TTBR0), ((asid.0 as u64) << 48) | table.root().0);
@@ -500,7 +564,8 @@ impl<M: Mmio> Smmu<M> {
             return Err(e);
         }
         // Translation on; faults recorded (CFRE) and interrupting (CFIE), terminating
-        // rather than stalling (CFCFG = 0); AFE and TRE as Linux; ASIDPNE.
+        // rather than stalling (CFCFG = 0); AFE and TRE as Linux; ASIDPNE as Linux
+        // writes it, where the SMMU implements it.
         let sctlr = field(crate::cb::SCTLR::M, 1)
             | field(crate::cb::SCTLR::TRE, 1)
             | field(crate::cb::SCTLR::AFE, 1)

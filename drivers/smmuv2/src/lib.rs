@@ -48,15 +48,23 @@
 //! 1. IDR0/1/2/7 against the profile (`model::ZYNQMP`): SMR groups, 16 context banks,
 //!    stage-2-only banks, CTTW, address sizes, revision (several profile values are
 //!    assumed, and marked so).
-//! 2. CTTW: if it reads 0 the probe refuses (walks would need cache maintenance, or
-//!    non-cacheable table memory matching TCR's attributes).
+//! 2. Coherence: neither SoC's device tree says `dma-coherent`, so the IOMMU PD gives
+//!    `Config::platform_coherent = false` and the driver cleans every table write to
+//!    the PoC and walks Non-cacheable (`Coherency`, as the SMMUv3 driver); check that
+//!    `dc cvac` at EL0 works on the board's seL4 and that DMA after an unmap faults. If
+//!    a board is coherent after all (its SMMU node `dma-coherent`, seL4 with SMP),
+//!    IDR0.CTTW must read 1 for the cheaper path.
 //! 3. That the SMMU is in the DMA path at all (firmware and the TBU enables decide it):
 //!    a real GDMA access to an unmapped address must fault.
 //! 4. What the Non-secure view allows: if Secure firmware keeps sACR.CACHE_LOCK set,
 //!    `prefetch_disabled()` is false and the errata workaround is missing.
 //! 5. That 64-bit register accesses (TTBR0, TLBI, FAR) work on this interconnect.
 //! 6. That TLBSYNC completes within the poll bound at real speed, and that DMA after an
-//!    unmap faults (the per-ASID invalidation works).
+//!    unmap faults (the per-ASID invalidation works). And what a TLBSYNC written while
+//!    an earlier one never completed does: after a timeout the driver issues TLBIASID and
+//!    TLBSYNC again on every call for the stale domain, while a vendor tree of Linux
+//!    (Qualcomm's `__arm_smmu_tlb_sync`) stops issuing syncs after the first timeout,
+//!    having seen a TBU's queue fill and the next sync write stall the CPU.
 //! 7. That TLB entries firmware left in bypass are dropped by `init`'s full invalidation.
 //! 8. The GDMA StreamIDs (0x14e8 and up, `zynqmp.dtsi`): their faults name the StreamID,
 //!    and an unattached channel raises a global unmatched-stream fault.

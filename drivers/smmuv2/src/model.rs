@@ -18,8 +18,18 @@
 //!   stage 1 is off), which is what makes routing to an unprogrammed bank dangerous;
 //!   with M = 1 it looks up its TLB and otherwise walks the AArch64 4 KiB tables in
 //!   memory (TTBR0, TCR.T0SZ), decoding descriptors with literal bit positions from the
-//!   Arm ARM, not the driver's constants; a valid leaf is cached in the TLB, tagged by
-//!   context bank and ASID, **until an invalidation that covers it completes**;
+//!   Arm ARM, not the driver's constants; a valid leaf is cached in the TLB, and every
+//!   table descriptor the walk read in a walk cache (a later walk starts from the deepest
+//!   table cached for the address, reading whatever that page holds by then), **each
+//!   until an invalidation that covers it completes**: TLBIASID and TLBIVA every level,
+//!   TLBIVAL the last level only, so a table unlinked under a TLBIVAL alone stays
+//!   reachable;
+//! - entries are tagged by VMID (CBAR.VMID) and ASID (TTBR0, 8 bits unless TCR2.AS), and
+//!   by bank only with SCTLR.ASIDPNE = 1, which MMU-500 implements as RAZ/WI: banks with
+//!   one VMID share the ASID namespace, and one bank's entry is hit from another that
+//!   uses the same ASID; a TLBI names entries by the bank's tag when it is written;
+//! - with CBn_ACTLR.CPRE = 1 (MMU-500's next-page prefetcher, on at reset) a TLB miss
+//!   also caches the next page's translation;
 //! - TLBIVA(L)/TLBIASID/TLBIALLNSNH are queued; they take effect only when a TLBSYNC
 //!   (for that bank) or sTLBGSYNC (for the global ones) completes, which is after a few
 //!   status reads (TLBSTATUS.SACTIVE / sTLBGSTATUS.GSACTIVE read 1 until then), or never
@@ -31,11 +41,10 @@
 //!   ACTLR.CPRE resets to 1.
 //!
 //! Memory is the host's: physical addresses are host pointers (as in `smmuv3::model`).
-//! Not modelled: a walk cache (this driver unlinks tables only in `reclaim_tables` and
-//! `destroy_domain`, and returns them to the pool only after a confirmed TLBIASID; the
-//! tests of `reclaim_tables` check that order from the register writes), stalling, stage 2, and what an S2CR of type fault
-//! records (the transaction is terminated; recording it is IMPLEMENTATION DEFINED
-//! enough that the model records nothing).
+//! Not modelled: stalling, stage 2, the errata themselves (only the prefetcher they are
+//! worked around by), and what an S2CR of type fault records (the transaction is
+//! terminated; recording it is IMPLEMENTATION DEFINED enough that the model records
+//! nothing).
 
 extern crate std;
 
@@ -150,31 +159,69 @@ impl Outcome {
     }
 }
 
+/// What a TLB or walk-cache entry is tagged with: the bank's VMID (CBAR.VMID) and the
+/// ASID (TTBR0.ASID, 8 bits with TCR2.AS = 0), and the bank only when SCTLR.ASIDPNE = 1
+/// made the ASID private to it. MMU-500 implements ASIDPNE as RAZ/WI (the SMMU_CBn_SCTLR
+/// maps of MMU-500 integrations list it read-only 0, e.g. Intel's Stratix 10 HPS register
+/// map): there, banks with one VMID share the ASID namespace, and an entry one bank
+/// cached is one another bank with that VMID and ASID hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    vmid: u16,
+    asid: u16,
+    bank: Option<usize>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct TlbEntry {
-    cb: usize,
-    asid: u16,
+    tag: Tag,
     va: u64,
     size: u64,
     pa: u64,
     writable: bool,
 }
 
+/// A walk-cache entry: a table descriptor the walk read, kept until an invalidation that
+/// covers it completes (IHI 0062D: TLBIASID and TLBIVA invalidate every level, TLBIVAL
+/// only the last; MMU-500 caches walks, DDI 0517). `base` is the first IOVA the table
+/// at `table` translates, `level` its level.
+#[derive(Debug, Clone, Copy)]
+struct WalkEntry {
+    tag: Tag,
+    level: u64,
+    base: u64,
+    table: u64,
+}
+
+impl WalkEntry {
+    fn covers(&self, va: u64) -> bool {
+        va >> table_span_shift(self.level) == self.base >> table_span_shift(self.level)
+    }
+}
+
+/// log2 of the IOVA span one table of `level` (1..=3) translates, 4 KiB granule.
+const fn table_span_shift(level: u64) -> u64 {
+    12 + 9 * (4 - level)
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Inval {
-    Asid(u16),
-    Va { asid: u16, va: u64 },
+    Asid(Tag),
+    Va { tag: Tag, va: u64, last_level: bool },
 }
 
 #[derive(Debug, Default)]
 struct State {
     regs: HashMap<usize, u64>,
     tlb: Vec<TlbEntry>,
+    walks: Vec<WalkEntry>,
     pending_global: bool,
     pending_cb: Vec<(usize, Inval)>,
     /// Status reads left before a sync completes, per bank (`None` key: global).
     syncing: HashMap<Option<usize>, u32>,
     stall_syncs: bool,
+    /// Memory as a non-coherent SMMU sees it (`non_coherent`).
+    poc: Option<&'static smmuv3::model::PocMemory>,
     violations: Vec<String>,
     writes: Vec<(usize, u64)>,
 }
@@ -246,6 +293,15 @@ impl Mmu500Model {
     /// queued invalidation takes effect: an SMMU that lost a sync.
     pub fn stall_syncs(&self, stall: bool) {
         self.state.borrow_mut().stall_syncs = stall;
+    }
+
+    /// From now on the SMMU's walks do not snoop the CPU's caches: they read `poc`, the
+    /// memory at the point of coherency, which changes only when the CPU cleans a line
+    /// to it (through `poc` as the driver's `CacheOps`) or a line is evicted (a test
+    /// calling `poc`'s `clean` itself). So it is on a board whose device tree does not
+    /// say `dma-coherent`, or where seL4 maps the tables Non-shareable (no SMP).
+    pub fn non_coherent(&self, poc: &'static smmuv3::model::PocMemory) {
+        self.state.borrow_mut().poc = Some(poc);
     }
 
     /// Rules of the architecture the driver broke, in order.
@@ -377,7 +433,7 @@ impl Mmu500Model {
         }
         let tcr = self.peek(l.cb(cb, reg::CB_TCR));
         let ttbr0 = self.peek(l.cb(cb, reg::CB_TTBR0));
-        let asid = (ttbr0 >> 48) as u16;
+        let tag = self.tag(cb, (ttbr0 >> 48) as u16);
         let t0sz = tcr & 0x3f;
         if (tcr >> 14) & 0b11 != 0 {
             self.violation(format!("CB{cb}: TCR.TG0 is not 4 KiB"));
@@ -387,18 +443,22 @@ impl Mmu500Model {
             self.record_context(cb, crate::fault::fsr::TF, sid, iova, write, 0);
             return Outcome::ContextFault { cb, fsr: crate::fault::fsr::TF };
         }
-        let hit = self
-            .state
-            .borrow()
-            .tlb
-            .iter()
-            .copied()
-            .find(|e| e.cb == cb && e.asid == asid && iova >= e.va && iova - e.va < e.size);
-        let entry = match hit {
+        let entry = match self.lookup(tag, iova) {
             Some(e) => e,
-            None => match self.walk(cb, ttbr0, ias, iova) {
+            None => match self.walk(tag, ttbr0, ias, iova) {
                 Ok(e) => {
-                    self.state.borrow_mut().tlb.push(TlbEntry { asid, ..e });
+                    self.state.borrow_mut().tlb.push(e);
+                    // MMU-500's next-page prefetcher (CBn_ACTLR.CPRE, on at reset): a
+                    // miss also fills the TLB with the next page's translation, if it
+                    // has one. Any valid translation may be cached at any time; this is
+                    // the one the hardware is known to fetch unasked.
+                    let next = (iova | 0xfff) + 1;
+                    let cpre = self.peek(l.cb(cb, reg::CB_ACTLR)) & crate::errata::ACTLR_CPRE as u64 != 0;
+                    if cpre && next >> ias == 0 && self.lookup(tag, next).is_none() {
+                        if let Ok(n) = self.walk(tag, ttbr0, ias, next) {
+                            self.state.borrow_mut().tlb.push(n);
+                        }
+                    }
                     e
                 }
                 Err((bit, level)) => {
@@ -414,18 +474,51 @@ impl Mmu500Model {
         Outcome::Translated(entry.pa + (iova - entry.va))
     }
 
-    /// Walk the AArch64 4 KiB-granule tables (Arm ARM D8.3): literal bit positions.
-    fn walk(&self, cb: usize, ttbr0: u64, ias: u64, iova: u64) -> Result<TlbEntry, (u32, u64)> {
+    /// The tag of a translation bank `cb` makes with `asid` (as TTBR0 holds it).
+    fn tag(&self, cb: usize, asid: u16) -> Tag {
+        let l = self.layout;
+        let asid16 = self.peek(l.cb(cb, reg::CB_TCR2)) & (1 << 4) != 0;
+        Tag {
+            vmid: (self.peek(l.gr1(reg::cbar(cb))) & 0xff) as u16,
+            asid: if asid16 { asid } else { asid & 0xff },
+            bank: (self.peek(l.cb(cb, reg::CB_SCTLR)) & (1 << 12) != 0).then_some(cb),
+        }
+    }
+
+    fn lookup(&self, tag: Tag, iova: u64) -> Option<TlbEntry> {
+        self.state.borrow().tlb.iter().copied().find(|e| e.tag == tag && iova >= e.va && iova - e.va < e.size)
+    }
+
+    /// Walk the AArch64 4 KiB-granule tables (Arm ARM D8.3): literal bit positions. The
+    /// walk starts from the deepest table the walk cache holds for `iova` (whatever that
+    /// page holds now), and caches every table descriptor it reads.
+    fn walk(&self, tag: Tag, ttbr0: u64, ias: u64, iova: u64) -> Result<TlbEntry, (u32, u64)> {
         let levels = (ias - 12).div_ceil(9);
         let mut level = 4 - levels;
         let mut table = ttbr0 & 0x0000_ffff_ffff_f000;
+        let cached = self
+            .state
+            .borrow()
+            .walks
+            .iter()
+            .filter(|w| w.tag == tag && w.covers(iova))
+            .max_by_key(|w| w.level)
+            .copied();
+        if let Some(w) = cached {
+            (level, table) = (w.level, w.table);
+        }
         loop {
             let shift = 12 + 9 * (3 - level);
             let index = (iova >> shift) & 0x1ff;
-            // SAFETY: the model's physical addresses are host pointers into tables the
-            // test allocated (TTBR0 and table descriptors written by the driver under
-            // test); a wrong address here is the driver's bug the test is looking for.
-            let desc = unsafe { ((table + index * 8) as *const u64).read_volatile() };
+            let poc = self.state.borrow().poc;
+            let desc = match poc {
+                Some(poc) => poc.read(table + index * 8),
+                // SAFETY: the model's physical addresses are host pointers into tables
+                // the test allocated (TTBR0 and table descriptors written by the driver
+                // under test); a wrong address here is the driver's bug the test is
+                // looking for.
+                None => unsafe { ((table + index * 8) as *const u64).read_volatile() },
+            };
             if desc & 1 == 0 {
                 return Err((crate::fault::fsr::TF, level));
             }
@@ -433,6 +526,8 @@ impl Mmu500Model {
             if level < 3 && is_table {
                 table = desc & 0x0000_ffff_ffff_f000;
                 level += 1;
+                let base = iova & !((1 << table_span_shift(level)) - 1);
+                self.state.borrow_mut().walks.push(WalkEntry { tag, level, base, table });
                 continue;
             }
             if level == 3 && !is_table {
@@ -452,7 +547,7 @@ impl Mmu500Model {
             }
             let size = 1u64 << shift;
             let pa = desc & 0x0000_ffff_ffff_f000 & !(size - 1);
-            return Ok(TlbEntry { cb, asid: 0, va: iova & !(size - 1), size, pa, writable: desc & (1 << 7) == 0 });
+            return Ok(TlbEntry { tag, va: iova & !(size - 1), size, pa, writable: desc & (1 << 7) == 0 });
         }
     }
 
@@ -474,6 +569,7 @@ impl Mmu500Model {
             None => {
                 if s.pending_global {
                     s.tlb.clear();
+                    s.walks.clear();
                     s.pending_global = false;
                 }
             }
@@ -481,15 +577,18 @@ impl Mmu500Model {
                 let mine: Vec<Inval> = s.pending_cb.iter().filter(|(c, _)| *c == cb).map(|(_, i)| *i).collect();
                 s.pending_cb.retain(|(c, _)| *c != cb);
                 for inval in mine {
-                    s.tlb.retain(|e| {
-                        if e.cb != cb {
-                            return true;
+                    match inval {
+                        Inval::Asid(tag) => {
+                            s.tlb.retain(|e| e.tag != tag);
+                            s.walks.retain(|w| w.tag != tag);
                         }
-                        match inval {
-                            Inval::Asid(a) => e.asid != a,
-                            Inval::Va { asid, va } => !(e.asid == asid && va >= e.va && va - e.va < e.size),
+                        Inval::Va { tag, va, last_level } => {
+                            s.tlb.retain(|e| !(e.tag == tag && va >= e.va && va - e.va < e.size));
+                            if !last_level {
+                                s.walks.retain(|w| !(w.tag == tag && w.covers(va)));
+                            }
                         }
-                    });
+                    }
                 }
             }
         }
@@ -514,6 +613,7 @@ impl Mmu500Model {
 
     fn write(&self, offset: usize, value: u64, wide: bool) {
         self.state.borrow_mut().writes.push((offset, value));
+        self.check_cleaned(offset);
         match self.layout.decode(offset) {
             Block::Gr0(o) => self.write_gr0(o, value),
             Block::Gr1(o) => {
@@ -527,6 +627,22 @@ impl Mmu500Model {
             Block::ImplementationDefined(o) | Block::Outside(o) => {
                 self.violation(format!("write to {o:#x}, outside the architected registers"));
             }
+        }
+    }
+
+    /// Non-coherent: a write that makes the SMMU walk again (a TLB invalidation, a bank
+    /// enabled, a stream routed) while a line of memory the PoC watches (`PocMemory::watch`:
+    /// the table pool) is not as the CPU wrote it lets the walk read what the CPU has
+    /// changed since: a violation.
+    fn check_cleaned(&self, offset: usize) {
+        let Some(poc) = self.state.borrow().poc else { return };
+        let walks_again = match self.layout.decode(offset) {
+            Block::ContextBank(_, o) => [reg::CB_TLBIASID, reg::CB_TLBIVA, reg::CB_TLBIVAL, reg::CB_SCTLR].contains(&o),
+            Block::Gr0(o) => (reg::SMR0..reg::smr(crate::gr0::MAX_SMRG)).contains(&o),
+            _ => false,
+        };
+        if walks_again && !poc.stale_lines().is_empty() {
+            self.violation(format!("write to {offset:#x} while table memory was not cleaned to the PoC"));
         }
     }
 
@@ -577,13 +693,19 @@ impl Mmu500Model {
                 let old = self.peek(offset);
                 self.preset(offset, old & !value);
             }
-            reg::CB_TLBIASID => self.state.borrow_mut().pending_cb.push((n, Inval::Asid(value as u16))),
+            // The invalidation names entries as the bank tags them now (its VMID, ASID
+            // width and namespace).
+            reg::CB_TLBIASID => {
+                let tag = self.tag(n, value as u16);
+                self.state.borrow_mut().pending_cb.push((n, Inval::Asid(tag)));
+            }
             reg::CB_TLBIVA | reg::CB_TLBIVAL => {
                 if !wide {
                     self.violation(format!("CB{n}: 32-bit write to the 64-bit TLBIVA(L)"));
                 }
                 let va = (value & ((1 << 44) - 1)) << 12;
-                self.state.borrow_mut().pending_cb.push((n, Inval::Va { asid: (value >> 48) as u16, va }));
+                let inval = Inval::Va { tag: self.tag(n, (value >> 48) as u16), va, last_level: o == reg::CB_TLBIVAL };
+                self.state.borrow_mut().pending_cb.push((n, inval));
             }
             reg::CB_TLBSYNC => {
                 self.state.borrow_mut().syncing.insert(Some(n), SYNC_READS);
@@ -593,7 +715,8 @@ impl Mmu500Model {
                     self.preset(offset, value);
                 }
             }
-            reg::CB_SCTLR => self.preset(offset, value),
+            // ASIDPNE (bit 12) is RAZ/WI on MMU-500 (`Tag`).
+            reg::CB_SCTLR => self.preset(offset, value & !(1 << 12)),
             _ => {
                 if enabled {
                     self.violation(format!("CB{n} register {o:#x} written while SCTLR.M = 1"));

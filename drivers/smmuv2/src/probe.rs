@@ -90,6 +90,10 @@ pub struct Features {
     pub vmid16: bool,
     /// IDR7.MAJOR and MINOR: the implementation's revision (MMU-500: rMAJORpMINOR).
     pub revision: (u8, u8),
+    /// IDR0.CTTW: the SMMU can make its table walks coherent with the CPUs' caches. The
+    /// platform must say so too (`Config::platform_coherent`; Linux likewise goes by the
+    /// device tree's `dma-coherent` over this bit).
+    pub coherent_walk: bool,
 }
 
 impl Features {
@@ -113,9 +117,9 @@ pub enum Unsupported {
     /// IDR2.PTFSV8_4KB = 0: no AArch64 tables with a 4 KiB granule, the only format the
     /// page-table code builds.
     NoAArch64Granule4K,
-    /// IDR0.CTTW = 0: table walks are not coherent with the CPU's caches, so every table
-    /// update would need cache maintenance to the point of coherency, which the
-    /// page-table code does not do.
+    /// Table walks are not coherent with the CPU's caches (IDR0.CTTW = 0, or the platform
+    /// says so: `Config::platform_coherent`), and no cache maintenance was given
+    /// (`Config::cache`) to clean every table write to the point of coherency.
     NonCoherentWalk,
     /// IDR1: NUMS2CB > NUMCB, which the architecture does not allow (Linux: "impossible
     /// number of S2 context banks").
@@ -162,7 +166,9 @@ impl fmt::Display for Unsupported {
             Unsupported::StreamIndexing => write!(f, "stream indexing (IDR0.SMS = 0) is not supported"),
             Unsupported::NoStreamMatchGroups => write!(f, "stream matching with no SMRs (IDR0.NUMSMRG = 0)"),
             Unsupported::NoAArch64Granule4K => write!(f, "no AArch64 4 KiB granule (IDR2.PTFSV8_4KB = 0)"),
-            Unsupported::NonCoherentWalk => write!(f, "table walks are not coherent (IDR0.CTTW = 0)"),
+            Unsupported::NonCoherentWalk => {
+                write!(f, "table walks are not coherent (IDR0.CTTW = 0, or the platform's) and no cache maintenance was given")
+            }
             Unsupported::ImpossibleBankCounts { num_cb, num_s2cb } => {
                 write!(f, "IDR1.NUMS2CB = {num_s2cb} exceeds NUMCB = {num_cb}")
             }
@@ -208,9 +214,6 @@ pub fn probe(id: IdRegs, needs: Needs) -> Result<Features, Unsupported> {
     if bits(idr2, 12, 1) == 0 {
         return Err(Unsupported::NoAArch64Granule4K);
     }
-    if bits(idr0, 14, 1) == 0 {
-        return Err(Unsupported::NonCoherentWalk);
-    }
     let num_cb = bits(idr1, 0, 8) as usize;
     let num_s2cb = bits(idr1, 16, 8) as usize;
     if num_s2cb > num_cb {
@@ -254,5 +257,6 @@ pub fn probe(id: IdRegs, needs: Needs) -> Result<Features, Unsupported> {
         btm: bits(idr0, 13, 1) == 1,
         vmid16: bits(idr2, 15, 1) == 1,
         revision: (bits(idr7, 4, 4) as u8, bits(idr7, 0, 4) as u8),
+        coherent_walk: bits(idr0, 14, 1) == 1,
     })
 }

@@ -269,3 +269,137 @@ fn mmu500_errata_are_applied_by_revision() {
     assert!(!smmu.errata().clear_cache_lock);
     assert!(!smmu.prefetch_disabled());
 }
+
+/// MMU-500 has no ASID namespace private to a bank (SCTLR.ASIDPNE is RAZ/WI), and every
+/// stage-1 bank here has VMID 0: a TLB entry is tagged by ASID alone, so two domains at
+/// one IOVA reach only their own pages because their ASIDs differ. With one ASID for
+/// both, B would translate through the entry A's access cached.
+#[test]
+fn two_domains_at_one_iova_reach_only_their_own_pages() {
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut smmu = smmu(&model);
+    let (a, b) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
+    smmu.attach(StreamId(SID_A), a).unwrap();
+    smmu.attach(StreamId(SID_B), b).unwrap();
+    let (pa, pb) = (buffer(1), buffer(1));
+    smmu.map(a, Iova(0x1000), pa, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(b, Iova(0x1000), pb, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(model.access(SID_A, 0x1000, false), Outcome::Translated(pa.0));
+    assert_eq!(model.access(SID_B, 0x1000, false), Outcome::Translated(pb.0));
+    assert_eq!(model.access(SID_A, 0x1000, false), Outcome::Translated(pa.0));
+    let sctlr = model.peek(model.layout().cb(a.cb(), smmuv2::mmio::reg::CB_SCTLR));
+    assert_eq!(sctlr & 1 << 12, 0, "ASIDPNE reads 0 on MMU-500");
+    no_violations(&model);
+}
+
+/// With the next-page prefetcher left on (an r1p0, or a Secure sACR.CACHE_LOCK the
+/// driver cannot clear), a DMA to one page also caches the next: an unmap of a page no
+/// device ever touched must still invalidate it, and does (a TLBIVAL per leaf).
+#[test]
+fn a_page_the_prefetcher_cached_is_gone_after_its_unmap() {
+    let model = Mmu500Model::new(Profile { idr7: 0x10, ..ZYNQMP });
+    let mut smmu = smmu(&model);
+    assert!(!smmu.prefetch_disabled());
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), d).unwrap();
+    let buf = buffer(2);
+    smmu.map(d, Iova(0x8000), buf, 2 * PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(model.access(SID_A, 0x8000, false), Outcome::Translated(buf.0));
+    assert_eq!(model.tlb_entries(), 2, "the next page was prefetched");
+    smmu.unmap(d, Iova(0x9000), PAGE).unwrap();
+    assert!(!model.access(SID_A, 0x9000, false).reached_memory());
+    no_violations(&model);
+}
+
+/// Every register write of a domain's life (create, attach exact and masked, detach,
+/// destroy, a bank reused), failure paths included (a detach and a destroy whose TLBSYNC
+/// never completes), replayed one at a time onto a model in the state `init` left: after
+/// each, no stream bypasses (a valid SMR routing to a bank whose SCTLR.M is still 0
+/// would), and no two valid SMRs match one StreamID (the model records that as it
+/// happens).
+#[test]
+fn no_write_of_a_domains_life_opens_a_stream_even_transiently() {
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut smmu = smmu(&model);
+    let start = model.writes().len();
+    let snapshot: Vec<(usize, u64)> = {
+        // The registers `init` left, as a replay's starting point.
+        let l = model.layout();
+        let mut regs = vec![(smmuv2::mmio::reg::SCR0, model.peek(smmuv2::mmio::reg::SCR0))];
+        for i in 0..48 {
+            regs.push((smmuv2::mmio::reg::smr(i), model.peek(smmuv2::mmio::reg::smr(i))));
+            regs.push((smmuv2::mmio::reg::s2cr(i), model.peek(smmuv2::mmio::reg::s2cr(i))));
+        }
+        for n in 0..16 {
+            regs.push((l.cb(n, smmuv2::mmio::reg::CB_SCTLR), 0));
+        }
+        regs
+    };
+    let buf = buffer(1);
+    let a = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), a).unwrap();
+    smmu.attach_masked(StreamId(0x1400), 0x00e0, a).unwrap();
+    smmu.map(a, Iova(0x1000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.detach(StreamId(0x1400)).unwrap();
+    smmu.detach(StreamId(SID_A)).unwrap();
+    smmu.destroy_domain(a).unwrap();
+    let b = smmu.create_domain().unwrap();
+    assert_eq!(b, a, "the bank is reused");
+    smmu.attach(StreamId(SID_B), b).unwrap();
+    smmu.map(b, Iova(0x1000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    model.stall_syncs(true);
+    assert!(smmu.detach(StreamId(SID_B)).is_err());
+    assert!(smmu.destroy_domain(b).is_err());
+    model.stall_syncs(false);
+    smmu.destroy_domain(b).unwrap();
+    let c = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), c).unwrap();
+    no_violations(&model);
+
+    let replay = Mmu500Model::new(ZYNQMP);
+    for &(off, v) in &snapshot {
+        replay.preset(off, v);
+    }
+    let sids = [SID_A, SID_B, 0x1400, 0x1420, 0x14e0, 0];
+    for (i, &(off, v)) in model.writes()[start..].iter().enumerate() {
+        replay.preset(off, v);
+        for sid in sids {
+            let out = replay.access(sid, 0x1000, false);
+            assert!(!matches!(out, Outcome::Bypass(_)), "write {i} ({off:#x} = {v:#x}): stream {sid:#x} {out:?}");
+        }
+        assert_eq!(replay.violations(), Vec::<String>::new(), "write {i} ({off:#x} = {v:#x})");
+    }
+}
+
+/// Neither SoC's device tree marks its SMMU `dma-coherent` (the board table says so too),
+/// and seL4 maps the IOMMU PD's pages Non-shareable on a kernel without SMP (Microkit's
+/// `debug`, what the zcu102 image is): the SMMU's walks then read memory as it is at the
+/// point of coherency. A table write the CPU did not clean is seen only once its line
+/// happens to be evicted, and then an unmap the CPU did not clean leaves the SMMU
+/// walking to the unmapped page after its TLBI.
+#[test]
+fn on_a_non_coherent_platform_an_unmapped_page_is_gone_for_the_smmu_too() {
+    let poc = smmuv3::model::PocMemory::leak();
+    let model = Mmu500Model::new(ZYNQMP);
+    model.non_coherent(poc);
+    let tables = host_region(64 * PAGE as usize, PAGE as usize);
+    // Every TLBI, bank enable and SMR write finds the pool at the PoC as the CPU wrote it.
+    poc.watch(tables);
+    let config = smmuv2::Config { platform_coherent: false, cache: Some(poc), ..host_config() };
+    // SAFETY: the pool is freshly allocated host memory only this driver uses.
+    let mut smmu = unsafe { Smmu::init(&model, Memory { tables }, config) }.expect("init");
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), d).unwrap();
+    let buf = buffer(1);
+    smmu.map(d, Iova(0x3000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    // Whatever the CPU's caches did meanwhile (every line of the pool evicted).
+    smmuv3::CacheOps::clean(poc, tables.va.cast(), tables.len);
+    assert_eq!(model.access(SID_A, 0x3000, false), Outcome::Translated(buf.0));
+    smmu.unmap(d, Iova(0x3000), PAGE).unwrap();
+    assert!(!model.access(SID_A, 0x3000, false).reached_memory(), "the SMMU walked a stale descriptor");
+    // Non-cacheable, Outer Shareable walks (TCR.IRGN0 = ORGN0 = 0, SH0 = 2), as the
+    // SMMUv3 driver programs its table walks on such a platform.
+    let tcr = model.peek(model.layout().cb(d.cb(), smmuv2::mmio::reg::CB_TCR));
+    assert_eq!((tcr >> 8 & 3, tcr >> 10 & 3, tcr >> 12 & 3), (0, 0, 2));
+    no_violations(&model);
+}

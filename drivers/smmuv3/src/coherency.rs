@@ -126,12 +126,12 @@ impl CacheOps for ArmCacheOps {
 /// The maintenance the driver does: none when the SMMU is coherent, the system's
 /// `CacheOps` when it is not.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Maintenance(Option<&'static dyn CacheOps>);
+pub struct Maintenance(Option<&'static dyn CacheOps>);
 
 impl Maintenance {
     /// For `coherency`, with the system's operations (`None` only if coherent: `init`
     /// refuses a non-coherent SMMU without them).
-    pub(crate) fn new(coherency: Coherency, ops: Option<&'static dyn CacheOps>) -> Self {
+    pub fn new(coherency: Coherency, ops: Option<&'static dyn CacheOps>) -> Self {
         match coherency {
             Coherency::Coherent => Maintenance(None),
             Coherency::NonCoherent => Maintenance(ops),

@@ -1050,8 +1050,8 @@ impl PocMemory {
         self.lock().trace.push(t);
     }
 
-    /// The SMMU reads a word.
-    fn read(&self, addr: u64) -> u64 {
+    /// The SMMU reads a word (also what `smmuv2::model` walks through when non-coherent).
+    pub fn read(&self, addr: u64) -> u64 {
         let st = self.lock();
         let line = st.lines.get(&(addr & !(LINE - 1))).copied().unwrap_or([0; 8]);
         line[((addr % LINE) / 8) as usize]

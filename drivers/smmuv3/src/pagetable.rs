@@ -308,8 +308,9 @@ impl TablePool {
     }
 
     /// Clean every table entry written from now on (and every page handed out, zeroed) to
-    /// the PoC, for an SMMU that does not snoop this CPU's caches.
-    pub(crate) fn set_maintenance(&mut self, maint: Maintenance) {
+    /// the PoC, for an SMMU that does not snoop this CPU's caches (the SMMUv3 driver's
+    /// `init`, and `smmuv2`'s for an MMU-500 on a non-coherent platform).
+    pub fn set_maintenance(&mut self, maint: Maintenance) {
         self.maint = maint;
     }
 

@@ -16,7 +16,6 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use iommu_pd::FaultInput;
 use sel4_microkit::{debug_println, var, Channel, ChannelSet};
 use smmuv2::mmio::{reg, Mmio, MmioRegisters};
 use smmuv2::{Config, Fault, Implementation, Memory, Smmu};
@@ -36,6 +35,18 @@ pub type Error = smmuv2::Error;
 pub const CLOSED: &str =
     "MMU-500 closed: sCR0.USFCFG = 1 and CLIENTPD = 0, every S2CR faulting and every SMR invalid, read back";
 
+/// Whether the platform keeps the MMU-500's table walks and the devices coherent with
+/// how this PD maps memory: as for the SMMUv3 (`smmuv3_hw::PLATFORM_COHERENT`), the board
+/// must say `dma-coherent` (neither ZynqMP's nor i.MX8QXP's device tree does, and the
+/// board table follows them) AND seL4 must map this PD's pages shareable, which it does
+/// only with SMP. Otherwise the driver cleans every table write to the PoC, walks
+/// Non-cacheable, and maps devices' buffers Non-cacheable.
+const PLATFORM_COHERENT: bool = irqs::BOARD_COHERENT && sel4::sel4_cfg_bool!(ENABLE_SMP_SUPPORT);
+
+/// This CPU's cache maintenance (`dc cvac`, `dc civac`, `dsb`), for walks that are not
+/// coherent.
+static CACHE: smmuv3::ArmCacheOps = smmuv3::ArmCacheOps;
+
 /// The MMU-500's fault interrupt: its global fault and every context bank's, on one line.
 const FAULT_IRQ: Channel = Channel::new(10);
 
@@ -43,9 +54,6 @@ const FAULT_IRQ: Channel = Channel::new(10);
 /// an error: `smmuv2` counts polls, not time. At the ~100 ns a device register read takes
 /// on these SoCs, about 0.1 s; the driver's bound until it takes a clock as `smmuv3` does.
 const POLL_LIMIT: u32 = 1_000_000;
-
-/// Faults the SMMU can hold at once: one global, one per context bank.
-const MAX_FAULTS: usize = 1 + smmuv2::gr1::MAX_CB;
 
 /// The register frame at `base`, as big as the board's.
 ///
@@ -103,13 +111,15 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
         poll_limit: POLL_LIMIT,
         implementation: Implementation::Mmu500,
         register_span: Some(size),
+        platform_coherent: PLATFORM_COHERENT,
+        cache: Some(&CACHE),
     };
     // SAFETY: the description maps the SMMU's registers into this PD only, uncached, and
     // gives it the table pool alone; `init` runs once.
     let smmu = unsafe { Smmu::init(registers(regs), Memory { tables }, config) }.map_err(Why::Smmu)?;
     let f = *smmu.features();
     debug_println!(
-        "iommu: MMU-500 r{}p{} up: {} stage-1 context banks, {} stream match registers, {}-bit StreamIDs, {}-bit output; errata {:?}, prefetch off {}",
+        "iommu: MMU-500 r{}p{} up: {} stage-1 context banks, {} stream match registers, {}-bit StreamIDs, {}-bit output; errata {:?}, prefetch off {}; walks {:?}",
         f.revision.0,
         f.revision.1,
         f.stage1_banks(),
@@ -117,7 +127,8 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
         f.sid_bits,
         f.oas_bits,
         smmu.errata(),
-        smmu.prefetch_disabled()
+        smmu.prefetch_disabled(),
+        smmu.coherency()
     );
     debug_println!("iommu: {unused:#x} bytes of SMMUv3 stream table and queue regions are unused on an MMU-500");
     let streams: [u32; policy::DEVICES.len()] = core::array::from_fn(|i| policy::DEVICES[i].stream);
@@ -213,26 +224,17 @@ pub fn take_faults(service: &mut Svc) -> Option<u64> {
     // One time stamp for the pass: the registers carry none, and what the storm window
     // needs is when this PD learnt of them.
     let now = generic_timer::ticks();
-    let mut faults: [Option<(Fault, FaultInput)>; MAX_FAULTS] = [None; MAX_FAULTS];
-    let mut n = 0;
-    // Read first, then route: the fault registers hold one fault each, so at most
-    // `MAX_FAULTS` at once.
-    let smmu = service.hw_mut().smmu();
-    smmu.drain_faults(|fault| {
-        if let Some(slot) = faults.get_mut(n) {
-            *slot = Some((fault, smmuv2_service::fault_input(&fault, now)));
-            n += 1;
-        }
-    });
+    // Context faults go to the device's owner, global ones (a blocked device's unmatched
+    // stream...) are counted as stream events, each named by the StreamID the description
+    // gave its device (`smmuv2_service::Recorded`).
     let mut notify = 0u64;
-    for (fault, input) in faults.iter().flatten() {
-        let routed = service.route_fault(*input);
+    smmuv2_service::take_faults(service, now, |fault, routed| {
         if let iommu_pd::Routed::Client(client) = routed {
             notify |= 1 << client.0;
         } else {
             crate::say_unrouted(routed, &Shown(fault));
         }
-    }
+    });
     if irqs::TIMER && !irqs::WIRED {
         generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
     }
