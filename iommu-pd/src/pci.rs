@@ -180,12 +180,18 @@ fn classify(byte: u16, caps: &[Cap]) -> Byte {
         b if b == reg::COMMAND + 1 => Byte::Masked(hi),
         b if b == reg::STATUS || b == reg::STATUS + 1 => Byte::Zero,
         b if !(reg::HEADER_END..reg::EXTENDED).contains(&b) => Byte::Denied,
-        b => match caps.iter().find(|c| (c.start..c.end).contains(&b)) {
-            // Past the header (ID and next pointer) of MSI and MSI-X: the driver's.
-            Some(c) if matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2 => Byte::Write,
-            Some(_) => Byte::Denied,
-            None => Byte::Write,
-        },
+        // Past the header (ID and next pointer) of MSI and MSI-X, or in no capability:
+        // the driver's. Every capability that covers the byte is asked, not the first the
+        // list names: in a device whose capabilities overlap, a PM or PCI Express register
+        // inside MSI's extent stays refused.
+        b => {
+            let drivers = |c: &Cap| matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2;
+            if caps.iter().filter(|c| (c.start..c.end).contains(&b)).all(drivers) {
+                Byte::Write
+            } else {
+                Byte::Denied
+            }
+        }
     }
 }
 

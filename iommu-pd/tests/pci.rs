@@ -338,3 +338,42 @@ fn bars_are_placed_aligned_in_the_window_given_or_not_at_all() {
     assert_eq!(pci::place_bars(&mut e, BRIDGE, 0x1000_0000, 0x10_0000), Err(BarError::NotAnEndpoint));
     assert_eq!(pci::place_bars(&mut e, 0x30, 0x1000_0000, 0x10_0000), Err(BarError::Absent));
 }
+
+/// A device whose capabilities overlap (a malformed or hostile one: its owner may control
+/// what its configuration space answers): MSI, 64-bit with per-vector masking, covers
+/// 0x40..0x58 (PCI Local Bus 3.0, 6.8.1), and the list puts PM at 0x50 and the PCI
+/// Express capability at 0x48, inside it. Linux's vfio-pci warns of such a conflict
+/// (`vfio_cap_init`, "pci config conflict"); here a byte any capability refuses is
+/// refused, whichever capability the list names first, so PM's control (D3hot) and
+/// Device Control (Initiate FLR) are not written through MSI's extent.
+#[test]
+fn a_capability_inside_msis_extent_is_not_written_through_it() {
+    let (mut s, mut e) = (service(), ecam());
+    let mut f = Function::new(0x11e8_1234, 0);
+    f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
+    f.set(reg::CAP_PTR, 1, 0x40);
+    // MSI at 0x40, next 0x50; control: 64-bit (bit 7), per-vector masking (bit 8).
+    f.set(0x40, 4, 0x0180_5005);
+    f.mask(0x44, 4, 0xffff_ffff);
+    // PM at 0x50, next 0x48; its control and status (PMCSR, 0x54) takes a power state.
+    f.set(0x50, 4, 0x0003_4801);
+    f.mask(0x54, 2, 0x8103);
+    // PCI Express at 0x48, the list's end; Device Control (0x50 in it) would take FLR,
+    // but 0x50 is PM's: the PCIe capability's first dwords are what MSI covers.
+    f.set(0x48, 4, 0x0002_0010);
+    f.mask(0x4c, 4, 0xffff_ffff); // Device Capabilities, as if writable
+    e.functions.insert(NIC, f);
+    let before = e.functions[&NIC].bytes.clone();
+    for (offset, width, value) in [
+        (0x54, 2, 0x0003),      // PM: D3hot
+        (0x54, 4, 0x0000_0003), // the same, with the byte after it
+        (0x4c, 4, 0xffff_ffff), // the PCI Express capability's body
+        (0x48, 4, 0x0000_0000), // its header
+    ] {
+        assert_eq!(write(&mut s, &mut e, NET, 0, offset, width, value), Err(ErrorCode::ConfigDenied), "{offset:#x}");
+    }
+    assert!(e.functions[&NIC].bytes == before, "a capability inside MSI's extent was written");
+    // MSI's own address, which no other capability shares, is still the driver's.
+    assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok());
+    assert_eq!(e.functions[&NIC].get(0x44, 4), 0xfee0_0000);
+}
