@@ -193,7 +193,8 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_QUERY_MAPPING_VALUES 7
 
 /* STOP's reply: what was done to the device's PCI function. */
-/* Bus Master, Memory Space and I/O Space turned off: the function masters nothing. */
+/* Bus Master, Memory Space and I/O Space turned off, and MSI and MSI-X disabled: the function
+ * masters nothing, and sends no interrupt message its last driver set up. */
 #define IOMMU_STOP_FUNCTION_OFF 0x1
 /* Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function advertises (Device
  * Capabilities, bit 28), followed by the spec's 100 ms wait; the function answered again

@@ -19,6 +19,9 @@ const EXP: u16 = 0x40;
 /// A device-specific register its driver set (a running DMA engine's state): an FLR
 /// clears it.
 const ENGINE: u16 = 0x80;
+/// Where its MSI (64-bit) and MSI-X capabilities start, after the PCI Express one.
+const MSI: u16 = 0x90;
+const MSIX: u16 = 0xa0;
 /// The BAR values the owner placed.
 const BAR0: u32 = 0x1020_0000;
 const BAR2: u32 = 0x1020_4004; // 64-bit, low
@@ -67,9 +70,19 @@ fn endpoint(flr: bool) -> Endpoint {
     f.set(reg::CAP_PTR, 1, u32::from(EXP));
     // PCI Express capability, version 2, endpoint; Device Capabilities with or without
     // FLR; Device Control writable (bit 15 reads as 0).
-    f.set(EXP, 4, 0x0002_0010);
+    f.set(EXP, 4, 0x0002_0010 | u32::from(MSI) << 8);
     f.set(EXP + 4, 4, if flr { 1 << 28 } else { 0 });
     f.mask(EXP + 8, 2, 0x7fff);
+    // MSI, 64-bit (control bit 7), then MSI-X: their enables (MSI control bit 0, MSI-X
+    // control bit 15), MSI's address and data, writable; both off until a driver turns
+    // them on.
+    f.set(MSI, 4, 0x0080_0005 | u32::from(MSIX) << 8);
+    f.mask(MSI + 2, 2, 0x0071);
+    f.mask(MSI + 4, 4, 0xffff_fffc);
+    f.mask(MSI + 8, 4, 0xffff_ffff);
+    f.mask(MSI + 12, 2, 0xffff);
+    f.set(MSIX, 4, 0x0000_0011);
+    f.mask(MSIX + 2, 2, 0xc000);
     // The owner's placement and the driver's state: running, mastering, decoding.
     f.write(reg::BAR0, 4, BAR0);
     f.write(0x18, 4, BAR2);
@@ -137,9 +150,11 @@ impl ConfigSpace for Endpoints {
         if offset == EXP + 8 && width == 2 && value & 1 << 15 != 0 && e.flr {
             // Function Level Reset: every register software wrote back to its reset value.
             e.command_at_flr = Some(e.f.command());
-            for off in [reg::BAR0, 0x1c, reg::ROM, ENGINE] {
+            for off in [reg::BAR0, 0x1c, reg::ROM, ENGINE, MSI + 4, MSI + 8, MSI + 12] {
                 e.f.set(off, 4, 0);
             }
+            e.f.set(MSI + 2, 2, 0x0080);
+            e.f.set(MSIX + 2, 2, 0);
             e.f.set(0x18, 4, 0b100); // its type bits stay
             e.f.set(reg::COMMAND, 2, 0);
             e.f.set(0x3c, 1, 0);
@@ -203,6 +218,36 @@ fn a_function_without_flr_only_stops_mastering() {
     assert_eq!(f.f.command() & 0x0107, 0x0100);
     assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
     assert_eq!(e.now_ms, 0, "no wait without a reset");
+}
+
+/// What a hostile driver or guest leaves in a function without FLR for whoever the
+/// device goes to next (its restarted driver, the VMM's next guest): MSI enabled with an
+/// address and data of its choosing, and MSI-X enabled. An MSI is a write the device makes
+/// as soon as Bus Master is on again, to that address in the next owner's address space
+/// (its RAM, for a guest's stage 1); vfio-pci likewise turns MSI and MSI-X off when a
+/// device is released (`vfio_pci_core_disable`). The stop turns both enables off, with
+/// Bus Master, whether or not the function can be reset.
+#[test]
+fn a_stopped_function_sends_no_msi_its_last_driver_set_up() {
+    for (flr, reset) in [(false, Reset::Now), (true, Reset::Owed), (true, Reset::Now)] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(flr);
+        // The disk's driver (BLK, device 1) sets them up through CONFIG_WRITE.
+        for (offset, width, value) in
+            [(MSI + 4, 4, 0x4000_1000), (MSI + 8, 4, 0), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1), (MSIX + 2, 2, 0x8000)]
+        {
+            let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
+            assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
+        }
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 1);
+        assert_eq!(e.get(DISK_RID).f.get(MSIX + 2, 2) & 0x8000, 0x8000);
+        let done = stop_function(&mut e, DISK_RID, reset).unwrap();
+        assert!(done.restored(), "flr {flr}, {reset:?}: {:#x}", done.0);
+        let f = &e.get(DISK_RID).f;
+        assert_eq!(f.get(MSI + 2, 2) & 1, 0, "flr {flr}, {reset:?}: MSI still enabled");
+        assert_eq!(f.get(MSIX + 2, 2) & 0x8000, 0, "flr {flr}, {reset:?}: MSI-X still enabled");
+        assert_eq!(f.command() & reg::CMD_BUS_MASTER, 0);
+    }
 }
 
 #[test]

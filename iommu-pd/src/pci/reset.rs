@@ -5,7 +5,11 @@
 //! of the last one.
 //!
 //! 1. Bus Master, Memory Space and I/O Space off (Command alone, 16 bits: Status is not
-//!    written), so the function starts no new request.
+//!    written), so the function starts no new request; and MSI Enable and MSI-X Enable
+//!    off (PCI Local Bus 3.0, 6.8.1.3 and 6.8.2.3), as vfio-pci turns them off when a
+//!    device is released: a function without FLR would otherwise keep the MSI address
+//!    and data its last driver (or guest) chose, and write there, in its next owner's
+//!    address space, once that owner turns Bus Master on.
 //! 2. If the function advertises Function Level Reset (its PCI Express capability's
 //!    Device Capabilities, bit 28; PCIe Base 4.0, 7.5.3.3), wait up to 100 ms for
 //!    Transactions Pending (Device Status, bit 5) to clear (the implementation note of
@@ -18,6 +22,12 @@
 //!    BAR and Interrupt Line, as they read before step 1, and Command as the owner left
 //!    it at boot (decoding and Bus Master off; its other bits, which no driver may write,
 //!    as they were). Read back and compared.
+//!
+//! Without FLR, what the last driver wrote elsewhere stays: MSI's address and data (its
+//! enable off), the device-specific registers at 0x40..0x100, and whatever state the
+//! device keeps behind its BARs (a DMA engine's descriptors), which its next owner finds
+//! when it turns Bus Master on; the IOMMU confines what the device does with it to that
+//! owner's mappings.
 //!
 //! A function without FLR gets steps 1 and 3 (its BARs read back unchanged). A bridge is
 //! not stopped here (its Command forwards other functions' DMA).
@@ -54,6 +64,10 @@ const DEVCAP_FLR: u32 = 1 << 28;
 const DEVCTL_BCR_FLR: u16 = 1 << 15;
 /// Device Status: Transactions Pending.
 const DEVSTA_TRPND: u16 = 1 << 5;
+/// MSI Message Control: MSI Enable (PCI Local Bus 3.0, 6.8.1.3).
+const MSI_ENABLE: u16 = 1 << 0;
+/// MSI-X Message Control: MSI-X Enable (6.8.2.3).
+const MSIX_ENABLE: u16 = 1 << 15;
 /// Interrupt Line (8 bits).
 const INTERRUPT_LINE: u16 = 0x3c;
 /// What a Vendor ID read returns while the function answers with Configuration Request
@@ -122,8 +136,21 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     let fail = ErrorCode::NoConfigSpace;
     cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
     let mut done = stop::FUNCTION_OFF;
+    let mut caps = [Cap::default(); MAX_CAPS];
+    let n = capabilities(cs, rid, &mut caps)?;
+    for c in &caps[..n] {
+        let enable = match c.id {
+            reg::CAP_MSI => MSI_ENABLE,
+            reg::CAP_MSIX => MSIX_ENABLE,
+            _ => continue,
+        };
+        let control = read(cs, rid, c.start + 2, 2)? as u16;
+        if control & enable != 0 {
+            cs.write(rid, c.start + 2, 2, u32::from(control & !enable)).ok_or(fail)?;
+        }
+    }
 
-    let flr = flr_capability(cs, rid)?;
+    let flr = flr_capability(cs, &caps[..n], rid)?;
     if flr.is_some() && reset == Reset::Owed {
         done |= stop::RESET_OWED;
     }
@@ -169,11 +196,10 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     Ok(Stopped(done))
 }
 
-/// Where the function's PCI Express capability starts, if it advertises FLR.
-fn flr_capability(cs: &mut dyn ConfigSpace, rid: u16) -> Result<Option<u16>, ErrorCode> {
-    let mut caps = [Cap::default(); MAX_CAPS];
-    let n = capabilities(cs, rid, &mut caps)?;
-    let Some(exp) = caps[..n].iter().find(|c| c.id == reg::CAP_EXP) else { return Ok(None) };
+/// Where the function's PCI Express capability (among `caps`, its list) starts, if it
+/// advertises FLR.
+fn flr_capability(cs: &mut dyn ConfigSpace, caps: &[Cap], rid: u16) -> Result<Option<u16>, ErrorCode> {
+    let Some(exp) = caps.iter().find(|c| c.id == reg::CAP_EXP) else { return Ok(None) };
     let devcap = read(cs, rid, exp.start + EXP_DEVCAP, 4)?;
     Ok((devcap & DEVCAP_FLR != 0).then_some(exp.start))
 }
