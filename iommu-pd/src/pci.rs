@@ -308,7 +308,7 @@ impl Census {
 /// ECAM covers) has Bus Master Enable turned off, bridges included, so no function can
 /// start a DMA (or forward one from below) until its owner turns it on through
 /// CONFIG_WRITE, and Memory and I/O Space off too (Command's other bits are left as they
-/// are). `visit` is called with each
+/// are), and virtual functions firmware left enabled disabled. `visit` is called with each
 /// function found (requester ID, vendor and device ID, header type) after it is stopped.
 /// (`configure` does this bus by bus as it numbers the hierarchy.)
 pub fn take_ownership(
@@ -327,7 +327,8 @@ pub fn take_ownership(
 const CMD_IO_SPACE: u16 = 1 << 0;
 
 /// Every function on `bus`: its Bus Master Enable, Memory Space and I/O Space turned off,
-/// then `visit(cs, requester ID, vendor and device ID, header type)`.
+/// and its SR-IOV virtual functions (`stop_virtual_functions`), then `visit(cs, requester
+/// ID, vendor and device ID, header type)`.
 fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn ConfigSpace, u16, u32, u8)) -> Census {
     let mut census = Census { buses: 1, ..Census::default() };
     for dev in 0..32u16 {
@@ -357,6 +358,9 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
                 }
                 census.masters_stopped += u32::from(command & reg::CMD_BUS_MASTER != 0);
             }
+            if header & 0x7f == 0 {
+                stop_virtual_functions(cs, rid);
+            }
             visit(cs, rid, id, header);
             // A single-function device answers for functions 1..7 too on some
             // hardware: only a multi-function device's other functions are real.
@@ -366,6 +370,29 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
         }
     }
     census
+}
+
+/// SR-IOV, an extended capability (PCI-SIG SR-IOV 1.1, 3.3; Linux's `pci_regs.h`): its
+/// ID, its control register's offset, and there VF Enable and VF Memory Space Enable.
+const SRIOV_ID: u16 = 0x0010;
+const SRIOV_CTRL: u16 = 0x08;
+const SRIOV_VF_ENABLE: u16 = 1 << 0;
+const SRIOV_VF_MEMORY: u16 = 1 << 3;
+
+/// A physical function's virtual functions off, if firmware left them on: each VF is a
+/// function of its own that `walk` never finds (its Vendor ID reads all ones), so its Bus
+/// Master would stay as firmware left it, and its BARs (the VF BARs, in the PF's SR-IOV
+/// capability) would decode wherever firmware put them. Linux's `sriov_init` turns VF
+/// Enable off when it finds it on, for the same reason; no driver here may turn it on
+/// again (extended space is refused). Nothing waits after it: Linux's second is for VFs
+/// enabled again, which they never are here, and what the VFs still had in flight meets
+/// the SMMU, which knows no VF's StreamID.
+fn stop_virtual_functions(cs: &mut dyn ConfigSpace, rid: u16) {
+    let Some(at) = topology::find_extended(cs, rid, SRIOV_ID) else { return };
+    let off = SRIOV_VF_ENABLE | SRIOV_VF_MEMORY;
+    if let Some(control) = cs.read(rid, at + SRIOV_CTRL, 2).filter(|c| *c as u16 & off != 0) {
+        let _ = cs.write(rid, at + SRIOV_CTRL, 2, control & !u32::from(off));
+    }
 }
 
 /// Why a function's BARs were not placed.

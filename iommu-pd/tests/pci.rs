@@ -377,3 +377,29 @@ fn a_capability_inside_msis_extent_is_not_written_through_it() {
     assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok());
     assert_eq!(e.functions[&NIC].get(0x44, 4), 0xfee0_0000);
 }
+
+/// SR-IOV (extended capability 0x0010; control at +0x08, VF Enable bit 0, VF Memory Space
+/// Enable bit 3: PCI-SIG SR-IOV 1.1, 3.3.3, and Linux's `pci_regs.h`) left on by
+/// firmware: the VFs are functions of their own, which the owner's walk never finds (a
+/// VF's Vendor ID reads all ones), so their Bus Master stays as firmware left it and
+/// their BARs (the VF BARs in the PF's capability) decode wherever firmware put them,
+/// over another function's window perhaps. Linux turns VF Enable off when it finds it on
+/// (`sriov_init`); so does the owner, with VF Memory Space, before any driver runs. No
+/// driver may turn either on again: extended space is refused.
+#[test]
+fn taking_ownership_turns_off_the_virtual_functions_firmware_left_enabled() {
+    let mut e = ecam();
+    const SRIOV: u16 = 0x140;
+    let nic = e.functions.get_mut(&NIC).unwrap();
+    nic.set(0x100, 4, 0x1401_000d); // ACS, next at 0x140
+    nic.set(SRIOV, 4, 0x0001_0010); // SR-IOV, the last
+    nic.mask(SRIOV + 8, 2, 0x001f);
+    nic.write(SRIOV + 8, 2, 0x0019); // VF Enable, VF Memory Space, ARI Capable Hierarchy
+    nic.set(SRIOV + 0x0e, 2, 8); // TotalVFs
+    pci::take_ownership(&mut e, 0..1, |_, _, _| {});
+    assert_eq!(e.functions[&NIC].get(SRIOV + 8, 2), 0x0010, "VFs still enabled, or ARI changed");
+    // Its driver cannot turn them on again.
+    let (mut s, mut e2) = (service(), e.clone());
+    assert_eq!(write(&mut s, &mut e2, NET, 0, SRIOV + 8, 2, 0x0009), Err(ErrorCode::ConfigDenied));
+    assert_eq!(e2.functions[&NIC].get(SRIOV + 8, 2), 0x0010);
+}
