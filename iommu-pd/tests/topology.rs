@@ -595,3 +595,30 @@ fn a_bridge_control_that_does_not_clear_leaves_the_bridge_closed() {
         assert!(!o.fabric.dma_reaches_root(nic));
     }
 }
+
+/// A root port declared with ACS whose ACS capability header is the last dword of its
+/// space (0xffc): its capability and control registers would be past the 4 KiB, where
+/// the IOMMU PD's ECAM answers nothing. That is no ACS: the port is left closed, not
+/// opened as one that implements no ACS bit (which the owner takes as all hard-wired).
+/// And a list that runs backwards (0x100, then 0x180, then ACS at 0x140) is followed:
+/// the spec does not order extended capabilities.
+#[test]
+fn an_acs_capability_past_the_end_of_the_space_is_none_and_a_list_may_run_backwards() {
+    let mut port = bridge(Some(4), None);
+    port.set(0x100, 4, 0x0001_0001 | 0xffc << 20); // AER, next at 0xffc
+    port.set(0xffc, 4, 0x0001_000d); // ACS, its registers past the end
+    let (o, rp, _, b, f) = one_root_port(port);
+    assert_eq!(b, BridgeState::NoAcs(None));
+    assert_eq!(f, FunctionState::NotReached);
+    assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
+
+    let mut port = bridge(Some(4), None);
+    port.set(0x100, 4, 0x0001_0001 | 0x180 << 20); // AER, next at 0x180
+    port.set(0x180, 4, 0x0001_000b | 0x140 << 20); // vendor-specific, next at 0x140
+    port.set(0x140, 4, 0x0001_000d); // ACS
+    port.set(0x144, 2, 0x1f);
+    port.mask(0x146, 2, 0x1f);
+    let (o, rp, _, b, _) = one_root_port(port);
+    assert!(matches!(b, BridgeState::Open { acs: 0x1d, .. }), "{b:?}");
+    assert_eq!(o.fabric.nodes[rp].f.get(0x146, 2), 0x1d);
+}
