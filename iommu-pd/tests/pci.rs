@@ -403,3 +403,117 @@ fn taking_ownership_turns_off_the_virtual_functions_firmware_left_enabled() {
     assert_eq!(write(&mut s, &mut e2, NET, 0, SRIOV + 8, 2, 0x0009), Err(ErrorCode::ConfigDenied));
     assert_eq!(e2.functions[&NIC].get(SRIOV + 8, 2), 0x0010);
 }
+
+/// Every width and offset a hostile driver can put in mr1, sent raw (not through
+/// `Request::encode`): only 1, 2 or 4 bytes, aligned, inside its function's 4 KiB reach
+/// ECAM. What would reach the next function (offset 4095 and up, 8 bytes at 0xffc, an
+/// offset past 16 bits) is `Malformed` before any register is read or written, so no
+/// read returns another function's bytes and no write lands in one.
+#[test]
+fn no_width_or_offset_reaches_past_the_callers_own_function() {
+    let (mut s, mut e) = (service(), ecam());
+    // Bytes at the top of each function's space that tell them apart.
+    for (rid, v) in [(NIC, 0x1111_1111), (DISK, 0x2222_2222), (EVIL_FN, 0x3333_3333)] {
+        let f = e.functions.get_mut(&rid).unwrap();
+        f.set(0xffc, 4, v);
+        f.mask(0xffc, 4, 0xffff_ffff);
+    }
+    let before: Vec<_> = [NIC, DISK, EVIL_FN].iter().map(|r| e.functions[r].bytes.clone()).collect();
+    // mr1 = offset (bits 15:0) | width << 16: every width up to 8 at every offset near
+    // the end, and words with bits past the width's.
+    let near_end =
+        (0..=8u64).flat_map(|w| (0xff0..=0xffffu64).filter(|o| *o < 0x1008 || *o > 0xfff8).map(move |o| (o, w)));
+    let junk = [(0xffc, 4 | 1 << 16), (0xffc, 4 | 1 << 40), (0, 0xffff)];
+    for (offset, width) in near_end.chain(junk) {
+        let mr1 = offset | width << 16;
+        let ok = matches!(width, 1 | 2 | 4) && offset % width == 0 && offset + width <= 0x1000;
+        match s.handle_with(EVIL, 11, &[2, mr1], &mut e) {
+            Reply::Ok { values, .. } if ok => {
+                // The caller's own bytes, and only those.
+                let want = e.functions[&EVIL_FN].get(offset as u16, width as usize);
+                assert_eq!(values[0], u64::from(want), "read {offset:#x}/{width}");
+            }
+            r => assert!(!ok && r == err(ErrorCode::Malformed), "read {offset:#x}/{width}: {r:?}"),
+        }
+        let r = s.handle_with(EVIL, 12, &[2, mr1, 0], &mut e);
+        let want = if ok { ErrorCode::ConfigDenied } else { ErrorCode::Malformed };
+        assert_eq!(r, err(want), "write {offset:#x}/{width}");
+    }
+    let after: Vec<_> = [NIC, DISK, EVIL_FN].iter().map(|r| e.functions[r].bytes.clone()).collect();
+    assert!(before == after, "a write reached a function");
+}
+
+/// Capability lists a device may present: one that loops back on itself, one whose
+/// pointer lands in the header (below 0x40), and an extended list that loops or points
+/// past 4 KiB. Each ends: the boot walk finishes with every function stopped, and a
+/// write is classified against the capabilities found before the loop (PM still
+/// refused, a device-specific register still the driver's).
+#[test]
+fn capability_lists_that_loop_or_leave_the_space_end() {
+    let mut e = ecam();
+    for (rid, ptr, next, ext) in [
+        (NIC, 0x40, 0x40, 0x1000_000d),  // MSI's next is itself; ACS's next is itself
+        (DISK, 0x60, 0x10, 0xffc0_000d), // PM's next is a BAR; ACS's next past 0xfff
+        (EVIL_FN, 0x60, 0x60, 0x0000_0000),
+    ] {
+        let f = e.functions.get_mut(&rid).unwrap();
+        f.set(reg::CAP_PTR, 1, ptr);
+        f.set(ptr as u16 + 1, 1, next);
+        f.set(0x100, 4, ext);
+        f.set(reg::COMMAND, 2, 0x0107);
+    }
+    e.functions.get_mut(&DISK).unwrap().set(0xffc, 4, 0x1000_0010); // SR-IOV's ID, back to 0x100
+    let census = pci::take_ownership(&mut e, 0..1, |_, _, _| {});
+    assert_eq!(census.functions, 4);
+    for rid in [NIC, DISK, EVIL_FN] {
+        assert_eq!(e.functions[&rid].get(reg::COMMAND, 2), 0x0100, "{rid:#x}");
+    }
+    let mut s = service();
+    // NIC: MSI alone (its list loops at once): its body the driver's, the rest device-specific.
+    assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x80, 4, 1).is_ok());
+    // DISK: PM first; its next pointer, into the header, ends the list.
+    assert_eq!(write(&mut s, &mut e, BLK, 1, 0x64, 2, 3), Err(ErrorCode::ConfigDenied));
+    assert_eq!(write(&mut s, &mut e, BLK, 1, 0x10, 4, 0x1234_0000), Err(ErrorCode::ConfigDenied));
+    assert_eq!(e.functions[&DISK].get(0x64, 2), 0);
+}
+
+/// A BAR moved half by half, or anywhere a hostile driver would want it: onto another
+/// function's BAR, onto ECAM, onto RAM, above 4 GiB by its upper half, or sized with all
+/// ones and then written with a new address while the ones "stand". Each is refused
+/// whole, and the BAR reads where the owner put it after every call (the sizing probe
+/// answers the mask and puts the address back within the call).
+#[test]
+fn a_bar_is_not_moved_half_by_half_or_over_anything() {
+    let (mut s, mut e) = (service(), ecam());
+    assert_eq!(pci::place_bars(&mut e, EVIL_FN, 0x1020_0000, 0x20_0000), Ok(0x10_4000));
+    assert_eq!(pci::place_bars(&mut e, NIC, 0x1000_0000, 0x20_0000), Ok(0x10_4000));
+    let placed = |e: &Ecam| {
+        (e.functions[&EVIL_FN].get(0x10, 4), e.functions[&EVIL_FN].get(0x18, 4), e.functions[&EVIL_FN].get(0x1c, 4))
+    };
+    let home = placed(&e);
+    assert_eq!(home, (0x1020_0000, 0x1030_0004, 0));
+    for (offset, width, value) in [
+        (0x10, 4, 0x1000_0000), // onto NET's BAR0
+        (0x10, 4, 0x3f00_0000), // onto ECAM (QEMU virt: 0x3f000000)
+        (0x10, 4, 0x4000_0000), // onto RAM
+        (0x10, 4, 0xffff_fff0), // all ones but the flags: not a sizing write
+        (0x18, 4, 0x1000_0004), // the 64-bit BAR's low half onto NET's
+        (0x1c, 4, 0x0000_0001), // its high half: above 4 GiB
+        (0x1c, 2, 0xffff),      // half of the high half
+        (0x12, 2, 0x1000),      // the top half of BAR0
+        (0x13, 1, 0x10),        // its top byte
+    ] {
+        assert_eq!(write(&mut s, &mut e, EVIL, 2, offset, width, value), Err(ErrorCode::ConfigDenied), "{offset:#x}");
+        assert_eq!(placed(&e), home, "{offset:#x}");
+    }
+    // Sizing both halves, then the low half with a new address: the ones never stand.
+    assert_eq!(write(&mut s, &mut e, EVIL, 2, 0x18, 4, u32::MAX), Ok(0xffff_c004));
+    assert_eq!(write(&mut s, &mut e, EVIL, 2, 0x1c, 4, u32::MAX), Ok(0xffff_ffff));
+    assert_eq!(placed(&e), home);
+    assert_eq!(write(&mut s, &mut e, EVIL, 2, 0x18, 4, 0x1000_0004), Err(ErrorCode::ConfigDenied));
+    assert_eq!(placed(&e), home);
+    // With Memory Space on, NET's BAR0 is the only one decoding 0x10000000.
+    assert!(write(&mut s, &mut e, EVIL, 2, reg::COMMAND, 2, 0x0006).is_ok());
+    assert_eq!(e.functions[&EVIL_FN].bars(), vec![(0x1020_0000, 0x10_0000), (0x1030_0000, 0x4000)]);
+}
