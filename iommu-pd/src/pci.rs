@@ -160,6 +160,29 @@ fn capabilities(cs: &mut dyn ConfigSpace, rid: u16, caps: &mut [Cap; MAX_CAPS]) 
     Ok(n)
 }
 
+/// MSI Message Control: MSI Enable (PCI Local Bus 3.0, 6.8.1.3).
+const MSI_ENABLE: u16 = 1 << 0;
+/// MSI-X Message Control: MSI-X Enable (6.8.2.3).
+const MSIX_ENABLE: u16 = 1 << 15;
+
+/// MSI and MSI-X off in function `rid`, whose capability list is `caps`: it sends no
+/// interrupt message (a DMA write to an address someone else chose) until its owner's
+/// driver sets one up again.
+fn messages_off(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<(), ErrorCode> {
+    for c in caps {
+        let enable = match c.id {
+            reg::CAP_MSI => MSI_ENABLE,
+            reg::CAP_MSIX => MSIX_ENABLE,
+            _ => continue,
+        };
+        let control = read(cs, rid, c.start + 2, 2)? as u16;
+        if control & enable != 0 {
+            cs.write(rid, c.start + 2, 2, u32::from(control & !enable)).ok_or(ErrorCode::NoConfigSpace)?;
+        }
+    }
+    Ok(())
+}
+
 /// What a driver's write does to one byte of its function's space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Byte {

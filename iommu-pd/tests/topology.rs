@@ -622,3 +622,30 @@ fn an_acs_capability_past_the_end_of_the_space_is_none_and_a_list_may_run_backwa
     assert!(matches!(b, BridgeState::Open { acs: 0x1d, .. }), "{b:?}");
     assert_eq!(o.fabric.nodes[rp].f.get(0x146, 2), 0x1d);
 }
+
+/// A root port whose MSI firmware left enabled (a hot-plug or error interrupt aimed at
+/// an address of firmware's choosing): the owner turns the port's Bus Master on, so the
+/// port could write it; the module says the port makes no request of its own, and so
+/// the owner turns the port's MSI and MSI-X off, open or closed.
+#[test]
+fn a_bridges_own_msi_left_on_by_firmware_is_turned_off() {
+    let mut port = bridge(Some(4), Some(0x1f));
+    // PCI Express at 0x40 (next 0x60), MSI at 0x60 (next 0x70), MSI-X at 0x70.
+    port.set(0x40, 1, 0x10);
+    port.set(0x41, 1, 0x60);
+    port.set(0x60, 4, 0x0081_7005); // MSI, 64-bit, enabled
+    port.mask(0x62, 2, 0x0071);
+    port.set(0x64, 4, 0x4000_0000);
+    port.set(0x70, 4, 0x8000_0011); // MSI-X, enabled
+    port.mask(0x72, 2, 0xc000);
+    let (o, rp, _, b, _) = one_root_port(port.clone());
+    assert!(matches!(b, BridgeState::Open { master: true, .. }), "{b:?}");
+    assert_eq!(o.fabric.nodes[rp].f.get(0x62, 2) & 1, 0, "the open port's MSI is still on");
+    assert_eq!(o.fabric.nodes[rp].f.get(0x72, 2) & 0x8000, 0, "the open port's MSI-X is still on");
+    // Closed (its ACS control takes nothing): off too.
+    port.mask(ACS_AT + 6, 2, 0);
+    let (o, rp, _, b, _) = one_root_port(port);
+    assert_eq!(b, BridgeState::NoAcs(Some(0)));
+    assert_eq!(o.fabric.nodes[rp].f.get(0x62, 2) & 1, 0);
+    assert_eq!(o.fabric.nodes[rp].f.get(0x72, 2) & 0x8000, 0);
+}

@@ -41,7 +41,7 @@
 use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
+use super::{capabilities, messages_off, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
 
 /// The wait after Initiate Function Level Reset before the function is accessed again
 /// (PCIe Base 4.0, 6.6.2).
@@ -64,10 +64,6 @@ const DEVCAP_FLR: u32 = 1 << 28;
 const DEVCTL_BCR_FLR: u16 = 1 << 15;
 /// Device Status: Transactions Pending.
 const DEVSTA_TRPND: u16 = 1 << 5;
-/// MSI Message Control: MSI Enable (PCI Local Bus 3.0, 6.8.1.3).
-const MSI_ENABLE: u16 = 1 << 0;
-/// MSI-X Message Control: MSI-X Enable (6.8.2.3).
-const MSIX_ENABLE: u16 = 1 << 15;
 /// Interrupt Line (8 bits).
 const INTERRUPT_LINE: u16 = 0x3c;
 /// What a Vendor ID read returns while the function answers with Configuration Request
@@ -138,17 +134,7 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     let mut done = stop::FUNCTION_OFF;
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
-    for c in &caps[..n] {
-        let enable = match c.id {
-            reg::CAP_MSI => MSI_ENABLE,
-            reg::CAP_MSIX => MSIX_ENABLE,
-            _ => continue,
-        };
-        let control = read(cs, rid, c.start + 2, 2)? as u16;
-        if control & enable != 0 {
-            cs.write(rid, c.start + 2, 2, u32::from(control & !enable)).ok_or(fail)?;
-        }
-    }
+    messages_off(cs, rid, &caps[..n])?;
 
     let flr = flr_capability(cs, &caps[..n], rid)?;
     if flr.is_some() && reset == Reset::Owed {
