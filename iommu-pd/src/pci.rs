@@ -331,7 +331,7 @@ impl Census {
 /// ECAM covers) has Bus Master Enable turned off, bridges included, so no function can
 /// start a DMA (or forward one from below) until its owner turns it on through
 /// CONFIG_WRITE, and Memory and I/O Space off too (Command's other bits are left as they
-/// are), and virtual functions firmware left enabled disabled. `visit` is called with each
+/// are), and MSI, MSI-X and virtual functions firmware left enabled disabled. `visit` is called with each
 /// function found (requester ID, vendor and device ID, header type) after it is stopped.
 /// (`configure` does this bus by bus as it numbers the hierarchy.)
 pub fn take_ownership(
@@ -350,8 +350,8 @@ pub fn take_ownership(
 const CMD_IO_SPACE: u16 = 1 << 0;
 
 /// Every function on `bus`: its Bus Master Enable, Memory Space and I/O Space turned off,
-/// and its SR-IOV virtual functions (`stop_virtual_functions`), then `visit(cs, requester
-/// ID, vendor and device ID, header type)`.
+/// its MSI and MSI-X, and its SR-IOV virtual functions (`stop_virtual_functions`), then
+/// `visit(cs, requester ID, vendor and device ID, header type)`.
 fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn ConfigSpace, u16, u32, u8)) -> Census {
     let mut census = Census { buses: 1, ..Census::default() };
     for dev in 0..32u16 {
@@ -380,6 +380,14 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
                     let _ = cs.write(rid, reg::COMMAND, 2, u32::from(command & !off));
                 }
                 census.masters_stopped += u32::from(command & reg::CMD_BUS_MASTER != 0);
+            }
+            // Its MSI and MSI-X off, as Linux's `pci_msi_init` and `pci_msix_init` leave
+            // every function it enumerates: a message firmware set up is a DMA write to
+            // firmware's address, which the owner's driver (or, for a bridge, whose Bus
+            // Master the owner turns on, nobody) did not choose.
+            let mut caps = [Cap::default(); MAX_CAPS];
+            if let Ok(n) = capabilities(cs, rid, &mut caps) {
+                let _ = messages_off(cs, rid, &caps[..n]);
             }
             if header & 0x7f == 0 {
                 stop_virtual_functions(cs, rid);

@@ -517,3 +517,21 @@ fn a_bar_is_not_moved_half_by_half_or_over_anything() {
     assert!(write(&mut s, &mut e, EVIL, 2, reg::COMMAND, 2, 0x0006).is_ok());
     assert_eq!(e.functions[&EVIL_FN].bars(), vec![(0x1020_0000, 0x10_0000), (0x1030_0000, 0x4000)]);
 }
+
+/// MSI and MSI-X left enabled by firmware on an endpoint: once its driver turns Bus
+/// Master on, the device would write firmware's message to firmware's address, which
+/// is an IOVA in the driver's domain, maybe one of its buffers. Linux disables both on
+/// every function it enumerates (`pci_msi_init`, `pci_msix_init`: "to avoid screaming
+/// interrupts"); so does the owner's walk, which leaves the driver to set them up.
+#[test]
+fn taking_ownership_disables_msi_and_msix_firmware_left_on() {
+    let mut e = ecam();
+    let nic = e.functions.get_mut(&NIC).unwrap();
+    nic.write(0x44, 4, 0x4000_0000); // firmware's address
+    nic.write(0x42, 2, 0x0001); // MSI Enable
+    nic.write(0x52, 2, 0xc000); // MSI-X Enable, Function Mask
+    pci::take_ownership(&mut e, 0..1, |_, _, _| {});
+    let f = &e.functions[&NIC];
+    assert_eq!(f.get(0x42, 2) & 1, 0, "MSI still enabled");
+    assert_eq!(f.get(0x52, 2), 0x4000, "MSI-X still enabled, or its mask changed");
+}

@@ -19,7 +19,7 @@
 //! not when the function's owner turns its own Bus Master on: on a Type 1 function Bus
 //! Master Enable only lets the bridge forward its children's requests upstream (PCI-to-PCI
 //! Bridge Architecture 1.2, 3.2.2.1; PCIe Base 4.0, 7.5.1.1.3), it makes no request of its
-//! own (the owner turns the bridge's MSI and MSI-X off, `program`); a function below does no DMA until its
+//! own (the walk that finds it turns its MSI and MSI-X off); a function below does no DMA until its
 //! owner turns its Bus Master on through CONFIG_WRITE, and what it does then is confined
 //! by the SMMU. Turning bridges on per driver would make one driver's CONFIG_WRITE change
 //! a function that is not its own, shared with the other functions below the same switch,
@@ -41,7 +41,7 @@
 
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, messages_off, place_bars, reg, BarError, Cap, Census, ConfigSpace, MAX_CAPS};
+use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, MAX_CAPS};
 use crate::config::{BridgeConfig, BridgeKind, PciFunctionConfig};
 
 /// Type-1 (bridge) header registers (PCI-to-PCI Bridge Architecture 1.2, 3.2).
@@ -414,7 +414,7 @@ fn close(cs: &mut dyn ConfigSpace, rid: u16) {
 /// forwarding on as Linux sets it on every bridge (drivers/pci/probe.c,
 /// `pci_configure_serr`), and Parity Error Response, master-abort mode and the discard
 /// timers as firmware left them (Linux changes those only on a platform's hot-plug
-/// parameters, `_HPX`, which a device tree has none of). And its own MSI and MSI-X off.
+/// parameters, `_HPX`, which a device tree has none of).
 fn program(cs: &mut dyn ConfigSpace, rid: u16, primary: u8, secondary: u8, subordinate: u8, window: Option<MemWindow>) {
     let latency = cs.read(rid, bridge_reg::BUS_NUMBERS, 4).unwrap_or(0) & 0xff00_0000;
     let numbers = latency | u32::from(subordinate) << 16 | u32::from(secondary) << 8 | u32::from(primary);
@@ -434,12 +434,6 @@ fn program(cs: &mut dyn ConfigSpace, rid: u16, primary: u8, secondary: u8, subor
     if let Some(control) = cs.read(rid, bridge_reg::BRIDGE_CONTROL, 2) {
         let control = control as u16 & !bridge_reg::CTL_OFF | bridge_reg::CTL_SERR;
         let _ = cs.write(rid, bridge_reg::BRIDGE_CONTROL, 2, u32::from(control));
-    }
-    // Its own MSI and MSI-X off (hot-plug, PME and error interrupts firmware may have
-    // aimed somewhere): an open bridge has Bus Master on, which would let it send them.
-    let mut caps = [Cap::default(); MAX_CAPS];
-    if let Ok(n) = capabilities(cs, rid, &mut caps) {
-        let _ = messages_off(cs, rid, &caps[..n]);
     }
 }
 
