@@ -238,13 +238,19 @@ pub mod stop {
     /// The function still had Transactions Pending (Device Status, bit 5) after 100 ms
     /// with Bus Master off; reset anyway, as Linux does (its DMA is blocked at the IOMMU).
     pub const PENDING: u64 = 1 << 3;
-    /// Reset, and the function did not answer within a second afterwards.
+    /// Reset (by FLR, or D3hot and back), and the function did not answer within a
+    /// second afterwards.
     pub const FLR_LOST: u64 = 1 << 4;
-    /// The function has FLR and was not reset now: its client's resets are rationed
-    /// (each holds the IOMMU PD, and everything of lower priority, for 100 ms or more),
-    /// so it is reset when RESUME asks for it to run again. Bus Master, Memory and I/O
+    /// The function has a reset (FLR, or D3hot and back) and was not reset now: its
+    /// client's resets are rationed (each holds the IOMMU PD, and everything of lower
+    /// priority, for 20 ms to 100 ms or more), so it is reset when RESUME asks for it to
+    /// run again. Bus Master, Memory and I/O
     /// Space are off and its DMA is blocked all the same.
     pub const RESET_OWED: u64 = 1 << 5;
+    /// Reset by a D3hot-to-D0 transition (PCI Bus Power Management 1.2: PMCSR's
+    /// No_Soft_Reset clear), the function having no FLR, as Linux's `pci_pm_reset`; the
+    /// function answered again afterwards.
+    pub const PM_RESET: u64 = 1 << 6;
 }
 
 /// MAP's handle field: the low 24 bits of mr0 (rights take the next 8).
