@@ -360,8 +360,9 @@ pub enum Request {
     /// STOP: mr0 = one of the caller's devices. The device is blocked (every transaction
     /// aborts) and loses every mapping, the description's static ones too; once the IOMMU
     /// has confirmed both, a device that is a PCI function of the IOMMU PD's is stopped
-    /// there too: Bus Master, Memory and I/O Space off, a Function Level Reset where the
-    /// function has one (with the spec's 100 ms wait), and the BARs the owner placed
+    /// there too: Bus Master, Memory and I/O Space off, MSI and MSI-X disabled, a Function
+    /// Level Reset where the function has one (with the spec's 100 ms wait), or else a
+    /// D3hot-to-D0 reset where its PM capability allows one, and the BARs the owner placed
     /// written back (the reset rationed per client, else owed to RESUME: `stop::RESET_OWED`).
     /// Reply: mr0 = what was done to the function (`stop`). A VMM sends it
     /// when it stops the virtual machine the device is passed through to, whose memory
