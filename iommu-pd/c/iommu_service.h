@@ -193,7 +193,8 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_QUERY_MAPPING_VALUES 7
 
 /* STOP's reply: what was done to the device's PCI function. */
-/* Bus Master, Memory Space and I/O Space turned off: the function masters nothing. */
+/* Bus Master, Memory Space and I/O Space turned off, and MSI and MSI-X disabled: the function
+ * masters nothing, and sends no interrupt message its last driver set up. */
 #define IOMMU_STOP_FUNCTION_OFF 0x1
 /* Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function advertises (Device
  * Capabilities, bit 28), followed by the spec's 100 ms wait; the function answered again
@@ -205,13 +206,18 @@ static inline const char *iommu_strerror(uint64_t err)
 /* The function still had Transactions Pending (Device Status, bit 5) after 100 ms with Bus
  * Master off; reset anyway, as Linux does (its DMA is blocked at the IOMMU). */
 #define IOMMU_STOP_PENDING 0x8
-/* Reset, and the function did not answer within a second afterwards. */
+/* Reset (by FLR, or D3hot and back), and the function did not answer within a second
+ * afterwards. */
 #define IOMMU_STOP_FLR_LOST 0x10
-/* The function has FLR and was not reset now: its client's resets are rationed (each holds the
- * IOMMU PD, and everything of lower priority, for 100 ms or more), so it is reset when RESUME
- * asks for it to run again. Bus Master, Memory and I/O Space are off and its DMA is blocked all
- * the same. */
+/* The function has a reset (FLR, or D3hot and back) and was not reset now: its client's resets
+ * are rationed (each holds the IOMMU PD, and everything of lower priority, for 20 ms to 100 ms
+ * or more), so it is reset when RESUME asks for it to run again. Bus Master, Memory and I/O
+ * Space are off and its DMA is blocked all the same. */
 #define IOMMU_STOP_RESET_OWED 0x20
+/* Reset by a D3hot-to-D0 transition (PCI Bus Power Management 1.2: PMCSR's No_Soft_Reset
+ * clear), the function having no FLR, as Linux's `pci_pm_reset`; the function answered again
+ * afterwards. */
+#define IOMMU_STOP_PM_RESET 0x40
 
 /* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */
 #define IOMMU_FAULT_RING 32

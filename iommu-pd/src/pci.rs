@@ -160,6 +160,29 @@ fn capabilities(cs: &mut dyn ConfigSpace, rid: u16, caps: &mut [Cap; MAX_CAPS]) 
     Ok(n)
 }
 
+/// MSI Message Control: MSI Enable (PCI Local Bus 3.0, 6.8.1.3).
+const MSI_ENABLE: u16 = 1 << 0;
+/// MSI-X Message Control: MSI-X Enable (6.8.2.3).
+const MSIX_ENABLE: u16 = 1 << 15;
+
+/// MSI and MSI-X off in function `rid`, whose capability list is `caps`: it sends no
+/// interrupt message (a DMA write to an address someone else chose) until its owner's
+/// driver sets one up again.
+fn messages_off(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<(), ErrorCode> {
+    for c in caps {
+        let enable = match c.id {
+            reg::CAP_MSI => MSI_ENABLE,
+            reg::CAP_MSIX => MSIX_ENABLE,
+            _ => continue,
+        };
+        let control = read(cs, rid, c.start + 2, 2)? as u16;
+        if control & enable != 0 {
+            cs.write(rid, c.start + 2, 2, u32::from(control & !enable)).ok_or(ErrorCode::NoConfigSpace)?;
+        }
+    }
+    Ok(())
+}
+
 /// What a driver's write does to one byte of its function's space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Byte {
@@ -180,12 +203,18 @@ fn classify(byte: u16, caps: &[Cap]) -> Byte {
         b if b == reg::COMMAND + 1 => Byte::Masked(hi),
         b if b == reg::STATUS || b == reg::STATUS + 1 => Byte::Zero,
         b if !(reg::HEADER_END..reg::EXTENDED).contains(&b) => Byte::Denied,
-        b => match caps.iter().find(|c| (c.start..c.end).contains(&b)) {
-            // Past the header (ID and next pointer) of MSI and MSI-X: the driver's.
-            Some(c) if matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2 => Byte::Write,
-            Some(_) => Byte::Denied,
-            None => Byte::Write,
-        },
+        // Past the header (ID and next pointer) of MSI and MSI-X, or in no capability:
+        // the driver's. Every capability that covers the byte is asked, not the first the
+        // list names: in a device whose capabilities overlap, a PM or PCI Express register
+        // inside MSI's extent stays refused.
+        b => {
+            let drivers = |c: &Cap| matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2;
+            if caps.iter().filter(|c| (c.start..c.end).contains(&b)).all(drivers) {
+                Byte::Write
+            } else {
+                Byte::Denied
+            }
+        }
     }
 }
 
@@ -302,7 +331,7 @@ impl Census {
 /// ECAM covers) has Bus Master Enable turned off, bridges included, so no function can
 /// start a DMA (or forward one from below) until its owner turns it on through
 /// CONFIG_WRITE, and Memory and I/O Space off too (Command's other bits are left as they
-/// are). `visit` is called with each
+/// are), and MSI, MSI-X and virtual functions firmware left enabled disabled. `visit` is called with each
 /// function found (requester ID, vendor and device ID, header type) after it is stopped.
 /// (`configure` does this bus by bus as it numbers the hierarchy.)
 pub fn take_ownership(
@@ -321,7 +350,8 @@ pub fn take_ownership(
 const CMD_IO_SPACE: u16 = 1 << 0;
 
 /// Every function on `bus`: its Bus Master Enable, Memory Space and I/O Space turned off,
-/// then `visit(cs, requester ID, vendor and device ID, header type)`.
+/// its MSI and MSI-X, and its SR-IOV virtual functions (`stop_virtual_functions`), then
+/// `visit(cs, requester ID, vendor and device ID, header type)`.
 fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn ConfigSpace, u16, u32, u8)) -> Census {
     let mut census = Census { buses: 1, ..Census::default() };
     for dev in 0..32u16 {
@@ -351,6 +381,17 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
                 }
                 census.masters_stopped += u32::from(command & reg::CMD_BUS_MASTER != 0);
             }
+            // Its MSI and MSI-X off, as Linux's `pci_msi_init` and `pci_msix_init` leave
+            // every function it enumerates: a message firmware set up is a DMA write to
+            // firmware's address, which the owner's driver (or, for a bridge, whose Bus
+            // Master the owner turns on, nobody) did not choose.
+            let mut caps = [Cap::default(); MAX_CAPS];
+            if let Ok(n) = capabilities(cs, rid, &mut caps) {
+                let _ = messages_off(cs, rid, &caps[..n]);
+            }
+            if header & 0x7f == 0 {
+                stop_virtual_functions(cs, rid);
+            }
             visit(cs, rid, id, header);
             // A single-function device answers for functions 1..7 too on some
             // hardware: only a multi-function device's other functions are real.
@@ -360,6 +401,31 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
         }
     }
     census
+}
+
+/// SR-IOV, an extended capability (PCI-SIG SR-IOV 1.1, 3.3; Linux's `pci_regs.h`): its
+/// ID, its control register's offset, and there VF Enable and VF Memory Space Enable.
+const SRIOV_ID: u16 = 0x0010;
+/// Its length: 0x40 bytes (six VF BARs from 0x24, the migration state offset at 0x3c).
+const SRIOV_LEN: u16 = 0x40;
+const SRIOV_CTRL: u16 = 0x08;
+const SRIOV_VF_ENABLE: u16 = 1 << 0;
+const SRIOV_VF_MEMORY: u16 = 1 << 3;
+
+/// A physical function's virtual functions off, if firmware left them on: each VF is a
+/// function of its own that `walk` never finds (its Vendor ID reads all ones), so its Bus
+/// Master would stay as firmware left it, and its BARs (the VF BARs, in the PF's SR-IOV
+/// capability) would decode wherever firmware put them. Linux's `sriov_init` turns VF
+/// Enable off when it finds it on, for the same reason; no driver here may turn it on
+/// again (extended space is refused). Nothing waits after it: Linux's second is for VFs
+/// enabled again, which they never are here, and what the VFs still had in flight meets
+/// the SMMU, which knows no VF's StreamID.
+fn stop_virtual_functions(cs: &mut dyn ConfigSpace, rid: u16) {
+    let Some(at) = topology::find_extended(cs, rid, SRIOV_ID, SRIOV_LEN) else { return };
+    let off = SRIOV_VF_ENABLE | SRIOV_VF_MEMORY;
+    if let Some(control) = cs.read(rid, at + SRIOV_CTRL, 2).filter(|c| *c as u16 & off != 0) {
+        let _ = cs.write(rid, at + SRIOV_CTRL, 2, control & !u32::from(off));
+    }
 }
 
 /// Why a function's BARs were not placed.

@@ -338,3 +338,200 @@ fn bars_are_placed_aligned_in_the_window_given_or_not_at_all() {
     assert_eq!(pci::place_bars(&mut e, BRIDGE, 0x1000_0000, 0x10_0000), Err(BarError::NotAnEndpoint));
     assert_eq!(pci::place_bars(&mut e, 0x30, 0x1000_0000, 0x10_0000), Err(BarError::Absent));
 }
+
+/// A device whose capabilities overlap (a malformed or hostile one: its owner may control
+/// what its configuration space answers): MSI, 64-bit with per-vector masking, covers
+/// 0x40..0x58 (PCI Local Bus 3.0, 6.8.1), and the list puts PM at 0x50 and the PCI
+/// Express capability at 0x48, inside it. Linux's vfio-pci warns of such a conflict
+/// (`vfio_cap_init`, "pci config conflict"); here a byte any capability refuses is
+/// refused, whichever capability the list names first, so PM's control (D3hot) and
+/// Device Control (Initiate FLR) are not written through MSI's extent.
+#[test]
+fn a_capability_inside_msis_extent_is_not_written_through_it() {
+    let (mut s, mut e) = (service(), ecam());
+    let mut f = Function::new(0x11e8_1234, 0);
+    f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
+    f.set(reg::CAP_PTR, 1, 0x40);
+    // MSI at 0x40, next 0x50; control: 64-bit (bit 7), per-vector masking (bit 8).
+    f.set(0x40, 4, 0x0180_5005);
+    f.mask(0x44, 4, 0xffff_ffff);
+    // PM at 0x50, next 0x48; its control and status (PMCSR, 0x54) takes a power state.
+    f.set(0x50, 4, 0x0003_4801);
+    f.mask(0x54, 2, 0x8103);
+    // PCI Express at 0x48, the list's end; Device Control (0x50 in it) would take FLR,
+    // but 0x50 is PM's: the PCIe capability's first dwords are what MSI covers.
+    f.set(0x48, 4, 0x0002_0010);
+    f.mask(0x4c, 4, 0xffff_ffff); // Device Capabilities, as if writable
+    e.functions.insert(NIC, f);
+    let before = e.functions[&NIC].bytes.clone();
+    for (offset, width, value) in [
+        (0x54, 2, 0x0003),      // PM: D3hot
+        (0x54, 4, 0x0000_0003), // the same, with the byte after it
+        (0x4c, 4, 0xffff_ffff), // the PCI Express capability's body
+        (0x48, 4, 0x0000_0000), // its header
+    ] {
+        assert_eq!(write(&mut s, &mut e, NET, 0, offset, width, value), Err(ErrorCode::ConfigDenied), "{offset:#x}");
+    }
+    assert!(e.functions[&NIC].bytes == before, "a capability inside MSI's extent was written");
+    // MSI's own address, which no other capability shares, is still the driver's.
+    assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok());
+    assert_eq!(e.functions[&NIC].get(0x44, 4), 0xfee0_0000);
+}
+
+/// SR-IOV (extended capability 0x0010; control at +0x08, VF Enable bit 0, VF Memory Space
+/// Enable bit 3: PCI-SIG SR-IOV 1.1, 3.3.3, and Linux's `pci_regs.h`) left on by
+/// firmware: the VFs are functions of their own, which the owner's walk never finds (a
+/// VF's Vendor ID reads all ones), so their Bus Master stays as firmware left it and
+/// their BARs (the VF BARs in the PF's capability) decode wherever firmware put them,
+/// over another function's window perhaps. Linux turns VF Enable off when it finds it on
+/// (`sriov_init`); so does the owner, with VF Memory Space, before any driver runs. No
+/// driver may turn either on again: extended space is refused.
+#[test]
+fn taking_ownership_turns_off_the_virtual_functions_firmware_left_enabled() {
+    let mut e = ecam();
+    const SRIOV: u16 = 0x140;
+    let nic = e.functions.get_mut(&NIC).unwrap();
+    nic.set(0x100, 4, 0x1401_000d); // ACS, next at 0x140
+    nic.set(SRIOV, 4, 0x0001_0010); // SR-IOV, the last
+    nic.mask(SRIOV + 8, 2, 0x001f);
+    nic.write(SRIOV + 8, 2, 0x0019); // VF Enable, VF Memory Space, ARI Capable Hierarchy
+    nic.set(SRIOV + 0x0e, 2, 8); // TotalVFs
+    pci::take_ownership(&mut e, 0..1, |_, _, _| {});
+    assert_eq!(e.functions[&NIC].get(SRIOV + 8, 2), 0x0010, "VFs still enabled, or ARI changed");
+    // Its driver cannot turn them on again.
+    let (mut s, mut e2) = (service(), e.clone());
+    assert_eq!(write(&mut s, &mut e2, NET, 0, SRIOV + 8, 2, 0x0009), Err(ErrorCode::ConfigDenied));
+    assert_eq!(e2.functions[&NIC].get(SRIOV + 8, 2), 0x0010);
+}
+
+/// Every width and offset a hostile driver can put in mr1, sent raw (not through
+/// `Request::encode`): only 1, 2 or 4 bytes, aligned, inside its function's 4 KiB reach
+/// ECAM. What would reach the next function (offset 4095 and up, 8 bytes at 0xffc, an
+/// offset past 16 bits) is `Malformed` before any register is read or written, so no
+/// read returns another function's bytes and no write lands in one.
+#[test]
+fn no_width_or_offset_reaches_past_the_callers_own_function() {
+    let (mut s, mut e) = (service(), ecam());
+    // Bytes at the top of each function's space that tell them apart.
+    for (rid, v) in [(NIC, 0x1111_1111), (DISK, 0x2222_2222), (EVIL_FN, 0x3333_3333)] {
+        let f = e.functions.get_mut(&rid).unwrap();
+        f.set(0xffc, 4, v);
+        f.mask(0xffc, 4, 0xffff_ffff);
+    }
+    let before: Vec<_> = [NIC, DISK, EVIL_FN].iter().map(|r| e.functions[r].bytes.clone()).collect();
+    // mr1 = offset (bits 15:0) | width << 16: every width up to 8 at every offset near
+    // the end, and words with bits past the width's.
+    let near_end =
+        (0..=8u64).flat_map(|w| (0xff0..=0xffffu64).filter(|o| *o < 0x1008 || *o > 0xfff8).map(move |o| (o, w)));
+    let junk = [(0xffc, 4 | 1 << 16), (0xffc, 4 | 1 << 40), (0, 0xffff)];
+    for (offset, width) in near_end.chain(junk) {
+        let mr1 = offset | width << 16;
+        let ok = matches!(width, 1 | 2 | 4) && offset % width == 0 && offset + width <= 0x1000;
+        match s.handle_with(EVIL, 11, &[2, mr1], &mut e) {
+            Reply::Ok { values, .. } if ok => {
+                // The caller's own bytes, and only those.
+                let want = e.functions[&EVIL_FN].get(offset as u16, width as usize);
+                assert_eq!(values[0], u64::from(want), "read {offset:#x}/{width}");
+            }
+            r => assert!(!ok && r == err(ErrorCode::Malformed), "read {offset:#x}/{width}: {r:?}"),
+        }
+        let r = s.handle_with(EVIL, 12, &[2, mr1, 0], &mut e);
+        let want = if ok { ErrorCode::ConfigDenied } else { ErrorCode::Malformed };
+        assert_eq!(r, err(want), "write {offset:#x}/{width}");
+    }
+    let after: Vec<_> = [NIC, DISK, EVIL_FN].iter().map(|r| e.functions[r].bytes.clone()).collect();
+    assert!(before == after, "a write reached a function");
+}
+
+/// Capability lists a device may present: one that loops back on itself, one whose
+/// pointer lands in the header (below 0x40), and an extended list that loops or points
+/// past 4 KiB. Each ends: the boot walk finishes with every function stopped, and a
+/// write is classified against the capabilities found before the loop (PM still
+/// refused, a device-specific register still the driver's).
+#[test]
+fn capability_lists_that_loop_or_leave_the_space_end() {
+    let mut e = ecam();
+    for (rid, ptr, next, ext) in [
+        (NIC, 0x40, 0x40, 0x1000_000d),  // MSI's next is itself; ACS's next is itself
+        (DISK, 0x60, 0x10, 0xffc0_000d), // PM's next is a BAR; ACS's next past 0xfff
+        (EVIL_FN, 0x60, 0x60, 0x0000_0000),
+    ] {
+        let f = e.functions.get_mut(&rid).unwrap();
+        f.set(reg::CAP_PTR, 1, ptr);
+        f.set(ptr as u16 + 1, 1, next);
+        f.set(0x100, 4, ext);
+        f.set(reg::COMMAND, 2, 0x0107);
+    }
+    e.functions.get_mut(&DISK).unwrap().set(0xffc, 4, 0x1000_0010); // SR-IOV's ID, back to 0x100
+    let census = pci::take_ownership(&mut e, 0..1, |_, _, _| {});
+    assert_eq!(census.functions, 4);
+    for rid in [NIC, DISK, EVIL_FN] {
+        assert_eq!(e.functions[&rid].get(reg::COMMAND, 2), 0x0100, "{rid:#x}");
+    }
+    let mut s = service();
+    // NIC: MSI alone (its list loops at once): its body the driver's, the rest device-specific.
+    assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok());
+    assert!(write(&mut s, &mut e, NET, 0, 0x80, 4, 1).is_ok());
+    // DISK: PM first; its next pointer, into the header, ends the list.
+    assert_eq!(write(&mut s, &mut e, BLK, 1, 0x64, 2, 3), Err(ErrorCode::ConfigDenied));
+    assert_eq!(write(&mut s, &mut e, BLK, 1, 0x10, 4, 0x1234_0000), Err(ErrorCode::ConfigDenied));
+    assert_eq!(e.functions[&DISK].get(0x64, 2), 0);
+}
+
+/// A BAR moved half by half, or anywhere a hostile driver would want it: onto another
+/// function's BAR, onto ECAM, onto RAM, above 4 GiB by its upper half, or sized with all
+/// ones and then written with a new address while the ones "stand". Each is refused
+/// whole, and the BAR reads where the owner put it after every call (the sizing probe
+/// answers the mask and puts the address back within the call).
+#[test]
+fn a_bar_is_not_moved_half_by_half_or_over_anything() {
+    let (mut s, mut e) = (service(), ecam());
+    assert_eq!(pci::place_bars(&mut e, EVIL_FN, 0x1020_0000, 0x20_0000), Ok(0x10_4000));
+    assert_eq!(pci::place_bars(&mut e, NIC, 0x1000_0000, 0x20_0000), Ok(0x10_4000));
+    let placed = |e: &Ecam| {
+        (e.functions[&EVIL_FN].get(0x10, 4), e.functions[&EVIL_FN].get(0x18, 4), e.functions[&EVIL_FN].get(0x1c, 4))
+    };
+    let home = placed(&e);
+    assert_eq!(home, (0x1020_0000, 0x1030_0004, 0));
+    for (offset, width, value) in [
+        (0x10, 4, 0x1000_0000), // onto NET's BAR0
+        (0x10, 4, 0x3f00_0000), // onto ECAM (QEMU virt: 0x3f000000)
+        (0x10, 4, 0x4000_0000), // onto RAM
+        (0x10, 4, 0xffff_fff0), // all ones but the flags: not a sizing write
+        (0x18, 4, 0x1000_0004), // the 64-bit BAR's low half onto NET's
+        (0x1c, 4, 0x0000_0001), // its high half: above 4 GiB
+        (0x1c, 2, 0xffff),      // half of the high half
+        (0x12, 2, 0x1000),      // the top half of BAR0
+        (0x13, 1, 0x10),        // its top byte
+    ] {
+        assert_eq!(write(&mut s, &mut e, EVIL, 2, offset, width, value), Err(ErrorCode::ConfigDenied), "{offset:#x}");
+        assert_eq!(placed(&e), home, "{offset:#x}");
+    }
+    // Sizing both halves, then the low half with a new address: the ones never stand.
+    assert_eq!(write(&mut s, &mut e, EVIL, 2, 0x18, 4, u32::MAX), Ok(0xffff_c004));
+    assert_eq!(write(&mut s, &mut e, EVIL, 2, 0x1c, 4, u32::MAX), Ok(0xffff_ffff));
+    assert_eq!(placed(&e), home);
+    assert_eq!(write(&mut s, &mut e, EVIL, 2, 0x18, 4, 0x1000_0004), Err(ErrorCode::ConfigDenied));
+    assert_eq!(placed(&e), home);
+    // With Memory Space on, NET's BAR0 is the only one decoding 0x10000000.
+    assert!(write(&mut s, &mut e, EVIL, 2, reg::COMMAND, 2, 0x0006).is_ok());
+    assert_eq!(e.functions[&EVIL_FN].bars(), vec![(0x1020_0000, 0x10_0000), (0x1030_0000, 0x4000)]);
+}
+
+/// MSI and MSI-X left enabled by firmware on an endpoint: once its driver turns Bus
+/// Master on, the device would write firmware's message to firmware's address, which
+/// is an IOVA in the driver's domain, maybe one of its buffers. Linux disables both on
+/// every function it enumerates (`pci_msi_init`, `pci_msix_init`: "to avoid screaming
+/// interrupts"); so does the owner's walk, which leaves the driver to set them up.
+#[test]
+fn taking_ownership_disables_msi_and_msix_firmware_left_on() {
+    let mut e = ecam();
+    let nic = e.functions.get_mut(&NIC).unwrap();
+    nic.write(0x44, 4, 0x4000_0000); // firmware's address
+    nic.write(0x42, 2, 0x0001); // MSI Enable
+    nic.write(0x52, 2, 0xc000); // MSI-X Enable, Function Mask
+    pci::take_ownership(&mut e, 0..1, |_, _, _| {});
+    let f = &e.functions[&NIC];
+    assert_eq!(f.get(0x42, 2) & 1, 0, "MSI still enabled");
+    assert_eq!(f.get(0x52, 2), 0x4000, "MSI-X still enabled, or its mask changed");
+}

@@ -19,6 +19,12 @@ const EXP: u16 = 0x40;
 /// A device-specific register its driver set (a running DMA engine's state): an FLR
 /// clears it.
 const ENGINE: u16 = 0x80;
+/// Where its MSI (64-bit) and MSI-X capabilities start, after the PCI Express one.
+const MSI: u16 = 0x90;
+const MSIX: u16 = 0xa0;
+/// Where an endpoint given a Power Management capability (`with_pm`) has it, after
+/// MSI-X; its control and status register (PMCSR) is 4 bytes in.
+const PM: u16 = 0xb0;
 /// The BAR values the owner placed.
 const BAR0: u32 = 0x1020_0000;
 const BAR2: u32 = 0x1020_4004; // 64-bit, low
@@ -52,6 +58,39 @@ struct Endpoint {
     /// (step 1 must come before both).
     command_at_flr: Option<u16>,
     command_at_polls: Vec<u16>,
+    /// Its PM capability says a D3hot-to-D0 transition does not reset it (No_Soft_Reset):
+    /// `None` without a PM capability.
+    no_soft_reset: Option<bool>,
+    /// Power state changes (D0 to D3hot, D3hot to D0).
+    transitions: u32,
+}
+
+/// `e` with a PM capability at `PM` (PMCSR writable in its power state bits, in D0),
+/// which resets the function on D3hot to D0 unless `no_soft_reset`.
+fn with_pm(mut e: Endpoint, no_soft_reset: bool) -> Endpoint {
+    e.f.set(MSIX + 1, 1, u32::from(PM));
+    e.f.set(PM, 4, 0x0003_0001);
+    e.f.set(PM + 4, 2, if no_soft_reset { 1 << 3 } else { 0 });
+    e.f.mask(PM + 4, 2, 0x0003);
+    e.no_soft_reset = Some(no_soft_reset);
+    e
+}
+
+impl Endpoint {
+    /// What a reset does (FLR, or D3hot to D0 without No_Soft_Reset): every register
+    /// software wrote back to its reset value, and nothing answers for `ms`.
+    fn reset(&mut self, now: u64, ms: u64) {
+        for off in [reg::BAR0, 0x1c, reg::ROM, ENGINE, MSI + 4, MSI + 8, MSI + 12] {
+            self.f.set(off, 4, 0);
+        }
+        self.f.set(MSI + 2, 2, 0x0080);
+        self.f.set(MSIX + 2, 2, 0);
+        self.f.set(0x18, 4, 0b100); // its type bits stay
+        self.f.set(reg::COMMAND, 2, 0);
+        self.f.set(0x3c, 1, 0);
+        self.reset_until = Some(now + ms);
+        self.resets += 1;
+    }
 }
 
 fn endpoint(flr: bool) -> Endpoint {
@@ -67,9 +106,19 @@ fn endpoint(flr: bool) -> Endpoint {
     f.set(reg::CAP_PTR, 1, u32::from(EXP));
     // PCI Express capability, version 2, endpoint; Device Capabilities with or without
     // FLR; Device Control writable (bit 15 reads as 0).
-    f.set(EXP, 4, 0x0002_0010);
+    f.set(EXP, 4, 0x0002_0010 | u32::from(MSI) << 8);
     f.set(EXP + 4, 4, if flr { 1 << 28 } else { 0 });
     f.mask(EXP + 8, 2, 0x7fff);
+    // MSI, 64-bit (control bit 7), then MSI-X: their enables (MSI control bit 0, MSI-X
+    // control bit 15), MSI's address and data, writable; both off until a driver turns
+    // them on.
+    f.set(MSI, 4, 0x0080_0005 | u32::from(MSIX) << 8);
+    f.mask(MSI + 2, 2, 0x0071);
+    f.mask(MSI + 4, 4, 0xffff_fffc);
+    f.mask(MSI + 8, 4, 0xffff_ffff);
+    f.mask(MSI + 12, 2, 0xffff);
+    f.set(MSIX, 4, 0x0000_0011);
+    f.mask(MSIX + 2, 2, 0xc000);
     // The owner's placement and the driver's state: running, mastering, decoding.
     f.write(reg::BAR0, 4, BAR0);
     f.write(0x18, 4, BAR2);
@@ -88,6 +137,8 @@ fn endpoint(flr: bool) -> Endpoint {
         lost: false,
         command_at_flr: None,
         command_at_polls: Vec::new(),
+        no_soft_reset: None,
+        transitions: 0,
     }
 }
 
@@ -137,14 +188,24 @@ impl ConfigSpace for Endpoints {
         if offset == EXP + 8 && width == 2 && value & 1 << 15 != 0 && e.flr {
             // Function Level Reset: every register software wrote back to its reset value.
             e.command_at_flr = Some(e.f.command());
-            for off in [reg::BAR0, 0x1c, reg::ROM, ENGINE] {
-                e.f.set(off, 4, 0);
+            e.reset(now, 100);
+            return Some(());
+        }
+        if let (Some(nsr), true) = (e.no_soft_reset, offset == PM + 4 && width == 2) {
+            // A power state change: 10 ms before the function may be accessed again
+            // (PCI Bus Power Management 1.2, table 5-6), and from D3hot to D0 a reset
+            // unless No_Soft_Reset.
+            let (from, to) = (e.f.get(PM + 4, 2) & 3, value & 3);
+            if from != to {
+                e.transitions += 1;
+                e.command_at_flr = Some(e.f.command());
+                if from == 3 && to == 0 && !nsr {
+                    e.reset(now, 10);
+                } else {
+                    e.reset_until = Some(now + 10);
+                }
             }
-            e.f.set(0x18, 4, 0b100); // its type bits stay
-            e.f.set(reg::COMMAND, 2, 0);
-            e.f.set(0x3c, 1, 0);
-            e.reset_until = Some(now + 100);
-            e.resets += 1;
+            e.f.write(offset, width, value);
             return Some(());
         }
         e.f.write(offset, width, value);
@@ -203,6 +264,76 @@ fn a_function_without_flr_only_stops_mastering() {
     assert_eq!(f.f.command() & 0x0107, 0x0100);
     assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
     assert_eq!(e.now_ms, 0, "no wait without a reset");
+}
+
+/// What a hostile driver or guest leaves in a function without FLR for whoever the
+/// device goes to next (its restarted driver, the VMM's next guest): MSI enabled with an
+/// address and data of its choosing, and MSI-X enabled. An MSI is a write the device makes
+/// as soon as Bus Master is on again, to that address in the next owner's address space
+/// (its RAM, for a guest's stage 1); vfio-pci likewise turns MSI and MSI-X off when a
+/// device is released (`vfio_pci_core_disable`). The stop turns both enables off, with
+/// Bus Master, whether or not the function can be reset.
+#[test]
+fn a_stopped_function_sends_no_msi_its_last_driver_set_up() {
+    for (flr, reset) in [(false, Reset::Now), (true, Reset::Owed), (true, Reset::Now)] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(flr);
+        // The disk's driver (BLK, device 1) sets them up through CONFIG_WRITE.
+        for (offset, width, value) in
+            [(MSI + 4, 4, 0x4000_1000), (MSI + 8, 4, 0), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1), (MSIX + 2, 2, 0x8000)]
+        {
+            let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
+            assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
+        }
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 1);
+        assert_eq!(e.get(DISK_RID).f.get(MSIX + 2, 2) & 0x8000, 0x8000);
+        let done = stop_function(&mut e, DISK_RID, reset).unwrap();
+        assert!(done.restored(), "flr {flr}, {reset:?}: {:#x}", done.0);
+        let f = &e.get(DISK_RID).f;
+        assert_eq!(f.get(MSI + 2, 2) & 1, 0, "flr {flr}, {reset:?}: MSI still enabled");
+        assert_eq!(f.get(MSIX + 2, 2) & 0x8000, 0, "flr {flr}, {reset:?}: MSI-X still enabled");
+        assert_eq!(f.command() & reg::CMD_BUS_MASTER, 0);
+    }
+}
+
+/// A function without FLR whose PM capability says D3hot to D0 resets it (No_Soft_Reset
+/// clear): before, its stop left the DMA engine state its last driver or guest
+/// programmed (`ENGINE`) for the next owner. It is put in D3hot and back, with the
+/// 10 ms waits (nothing touches it in them), as Linux's `pci_pm_reset` does, and what
+/// the owner placed written back. One whose No_Soft_Reset is set, or without PM, only
+/// stops. Inside the ration the reset is owed, as an FLR is.
+#[test]
+fn a_function_without_flr_is_reset_through_d3hot_where_that_resets_it() {
+    let mut e = Endpoints::new(false);
+    let ep = e.at(DISK_RID).unwrap();
+    *ep = with_pm(endpoint(false), false);
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::PM_RESET | stop::RESTORED);
+    let f = e.get(DISK_RID);
+    assert_eq!((f.resets, f.transitions, f.early), (1, 2, 0));
+    assert_eq!(f.command_at_flr.map(|c| c & 0x0107), Some(0x0100), "Bus Master off before D3hot");
+    assert_eq!(f.f.get(ENGINE, 4), 0, "the device's own state was reset");
+    assert_eq!(f.f.get(PM + 4, 2) & 3, 0, "back in D0");
+    assert_eq!((f.f.get(reg::BAR0, 4), f.f.get(0x18, 4), f.f.get(0x3c, 1)), (BAR0, BAR2, 0x23));
+    assert_eq!(e.now_ms, 20);
+    // Owed, when the caller rations it.
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_pm(endpoint(false), false);
+    let done = stop_function(&mut e, DISK_RID, Reset::Owed).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED | stop::RESET_OWED);
+    assert_eq!(e.get(DISK_RID).transitions, 0);
+    // No_Soft_Reset: D3hot would not reset it; not tried.
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_pm(endpoint(false), true);
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED);
+    assert_eq!((e.get(DISK_RID).transitions, e.get(DISK_RID).f.get(ENGINE, 4)), (0, 0xfeed_f00d));
+    // FLR and PM: FLR, and no power state change.
+    let mut e = Endpoints::new(true);
+    *e.at(DISK_RID).unwrap() = with_pm(endpoint(true), false);
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
+    assert_eq!(e.get(DISK_RID).transitions, 0);
 }
 
 #[test]

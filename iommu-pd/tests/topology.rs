@@ -595,3 +595,57 @@ fn a_bridge_control_that_does_not_clear_leaves_the_bridge_closed() {
         assert!(!o.fabric.dma_reaches_root(nic));
     }
 }
+
+/// A root port declared with ACS whose ACS capability header is the last dword of its
+/// space (0xffc): its capability and control registers would be past the 4 KiB, where
+/// the IOMMU PD's ECAM answers nothing. That is no ACS: the port is left closed, not
+/// opened as one that implements no ACS bit (which the owner takes as all hard-wired).
+/// And a list that runs backwards (0x100, then 0x180, then ACS at 0x140) is followed:
+/// the spec does not order extended capabilities.
+#[test]
+fn an_acs_capability_past_the_end_of_the_space_is_none_and_a_list_may_run_backwards() {
+    let mut port = bridge(Some(4), None);
+    port.set(0x100, 4, 0x0001_0001 | 0xffc << 20); // AER, next at 0xffc
+    port.set(0xffc, 4, 0x0001_000d); // ACS, its registers past the end
+    let (o, rp, _, b, f) = one_root_port(port);
+    assert_eq!(b, BridgeState::NoAcs(None));
+    assert_eq!(f, FunctionState::NotReached);
+    assert_eq!(o.fabric.nodes[rp].f.buses(), (0, 0, 0));
+
+    let mut port = bridge(Some(4), None);
+    port.set(0x100, 4, 0x0001_0001 | 0x180 << 20); // AER, next at 0x180
+    port.set(0x180, 4, 0x0001_000b | 0x140 << 20); // vendor-specific, next at 0x140
+    port.set(0x140, 4, 0x0001_000d); // ACS
+    port.set(0x144, 2, 0x1f);
+    port.mask(0x146, 2, 0x1f);
+    let (o, rp, _, b, _) = one_root_port(port);
+    assert!(matches!(b, BridgeState::Open { acs: 0x1d, .. }), "{b:?}");
+    assert_eq!(o.fabric.nodes[rp].f.get(0x146, 2), 0x1d);
+}
+
+/// A root port whose MSI firmware left enabled (a hot-plug or error interrupt aimed at
+/// an address of firmware's choosing): the owner turns the port's Bus Master on, so the
+/// port could write it; the module says the port makes no request of its own, and so
+/// the owner turns the port's MSI and MSI-X off, open or closed.
+#[test]
+fn a_bridges_own_msi_left_on_by_firmware_is_turned_off() {
+    let mut port = bridge(Some(4), Some(0x1f));
+    // PCI Express at 0x40 (next 0x60), MSI at 0x60 (next 0x70), MSI-X at 0x70.
+    port.set(0x40, 1, 0x10);
+    port.set(0x41, 1, 0x60);
+    port.set(0x60, 4, 0x0081_7005); // MSI, 64-bit, enabled
+    port.mask(0x62, 2, 0x0071);
+    port.set(0x64, 4, 0x4000_0000);
+    port.set(0x70, 4, 0x8000_0011); // MSI-X, enabled
+    port.mask(0x72, 2, 0xc000);
+    let (o, rp, _, b, _) = one_root_port(port.clone());
+    assert!(matches!(b, BridgeState::Open { master: true, .. }), "{b:?}");
+    assert_eq!(o.fabric.nodes[rp].f.get(0x62, 2) & 1, 0, "the open port's MSI is still on");
+    assert_eq!(o.fabric.nodes[rp].f.get(0x72, 2) & 0x8000, 0, "the open port's MSI-X is still on");
+    // Closed (its ACS control takes nothing): off too.
+    port.mask(ACS_AT + 6, 2, 0);
+    let (o, rp, _, b, _) = one_root_port(port);
+    assert_eq!(b, BridgeState::NoAcs(Some(0)));
+    assert_eq!(o.fabric.nodes[rp].f.get(0x62, 2) & 1, 0);
+    assert_eq!(o.fabric.nodes[rp].f.get(0x72, 2) & 0x8000, 0);
+}

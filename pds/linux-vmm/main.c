@@ -249,7 +249,9 @@ static bool vm_stop(size_t vcpu)
     }
     printf("vmm: VM stopped, and its disk with it (confirmed): %s, %s, %s",
            function & IOMMU_STOP_FUNCTION_OFF ? "bus master off" : "BUS MASTER NOT OFF",
-           function & IOMMU_STOP_FLR ? "reset by FLR" : "NOT RESET",
+           function & IOMMU_STOP_FLR        ? "reset by FLR"
+           : function & IOMMU_STOP_PM_RESET ? "reset by D3hot and back"
+                                            : "NOT RESET",
            function & IOMMU_STOP_RESTORED ? "BARs restored" : "BARS NOT RESTORED");
     return true;
 }

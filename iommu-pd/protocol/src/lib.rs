@@ -225,7 +225,8 @@ pub mod config {
 /// STOP's reply, mr0: what was done to the device's PCI function after the IOMMU
 /// confirmed the block (0 for a device that is no PCI function of the IOMMU PD's).
 pub mod stop {
-    /// Bus Master, Memory Space and I/O Space turned off: the function masters nothing.
+    /// Bus Master, Memory Space and I/O Space turned off, and MSI and MSI-X disabled: the
+    /// function masters nothing, and sends no interrupt message its last driver set up.
     pub const FUNCTION_OFF: u64 = 1 << 0;
     /// Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function
     /// advertises (Device Capabilities, bit 28), followed by the spec's 100 ms wait; the
@@ -237,13 +238,19 @@ pub mod stop {
     /// The function still had Transactions Pending (Device Status, bit 5) after 100 ms
     /// with Bus Master off; reset anyway, as Linux does (its DMA is blocked at the IOMMU).
     pub const PENDING: u64 = 1 << 3;
-    /// Reset, and the function did not answer within a second afterwards.
+    /// Reset (by FLR, or D3hot and back), and the function did not answer within a
+    /// second afterwards.
     pub const FLR_LOST: u64 = 1 << 4;
-    /// The function has FLR and was not reset now: its client's resets are rationed
-    /// (each holds the IOMMU PD, and everything of lower priority, for 100 ms or more),
-    /// so it is reset when RESUME asks for it to run again. Bus Master, Memory and I/O
+    /// The function has a reset (FLR, or D3hot and back) and was not reset now: its
+    /// client's resets are rationed (each holds the IOMMU PD, and everything of lower
+    /// priority, for 20 ms to 100 ms or more), so it is reset when RESUME asks for it to
+    /// run again. Bus Master, Memory and I/O
     /// Space are off and its DMA is blocked all the same.
     pub const RESET_OWED: u64 = 1 << 5;
+    /// Reset by a D3hot-to-D0 transition (PCI Bus Power Management 1.2: PMCSR's
+    /// No_Soft_Reset clear), the function having no FLR, as Linux's `pci_pm_reset`; the
+    /// function answered again afterwards.
+    pub const PM_RESET: u64 = 1 << 6;
 }
 
 /// MAP's handle field: the low 24 bits of mr0 (rights take the next 8).
@@ -353,8 +360,9 @@ pub enum Request {
     /// STOP: mr0 = one of the caller's devices. The device is blocked (every transaction
     /// aborts) and loses every mapping, the description's static ones too; once the IOMMU
     /// has confirmed both, a device that is a PCI function of the IOMMU PD's is stopped
-    /// there too: Bus Master, Memory and I/O Space off, a Function Level Reset where the
-    /// function has one (with the spec's 100 ms wait), and the BARs the owner placed
+    /// there too: Bus Master, Memory and I/O Space off, MSI and MSI-X disabled, a Function
+    /// Level Reset where the function has one (with the spec's 100 ms wait), or else a
+    /// D3hot-to-D0 reset where its PM capability allows one, and the BARs the owner placed
     /// written back (the reset rationed per client, else owed to RESUME: `stop::RESET_OWED`).
     /// Reply: mr0 = what was done to the function (`stop`). A VMM sends it
     /// when it stops the virtual machine the device is passed through to, whose memory

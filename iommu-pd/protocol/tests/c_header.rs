@@ -274,6 +274,7 @@ fn header() -> String {
         ("PENDING", iommu_protocol::stop::PENDING),
         ("FLR_LOST", iommu_protocol::stop::FLR_LOST),
         ("RESET_OWED", iommu_protocol::stop::RESET_OWED),
+        ("PM_RESET", iommu_protocol::stop::PM_RESET),
     ];
     c_constants(w, LIB_RS, "stop", "IOMMU_STOP_", &stops);
     let _ = writeln!(w, "\n/* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */");

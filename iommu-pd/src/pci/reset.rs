@@ -5,7 +5,11 @@
 //! of the last one.
 //!
 //! 1. Bus Master, Memory Space and I/O Space off (Command alone, 16 bits: Status is not
-//!    written), so the function starts no new request.
+//!    written), so the function starts no new request; and MSI Enable and MSI-X Enable
+//!    off (PCI Local Bus 3.0, 6.8.1.3 and 6.8.2.3), as vfio-pci turns them off when a
+//!    device is released: a function without FLR would otherwise keep the MSI address
+//!    and data its last driver (or guest) chose, and write there, in its next owner's
+//!    address space, once that owner turns Bus Master on.
 //! 2. If the function advertises Function Level Reset (its PCI Express capability's
 //!    Device Capabilities, bit 28; PCIe Base 4.0, 7.5.3.3), wait up to 100 ms for
 //!    Transactions Pending (Device Status, bit 5) to clear (the implementation note of
@@ -13,13 +17,24 @@
 //!    Initiate Function Level Reset (Device Control, bit 15; 7.5.3.4) and wait 100 ms,
 //!    in which 6.6.2 lets the function finish its reset; then up to a second more for it
 //!    to answer configuration requests again (Vendor ID neither all ones nor the 0x0001
-//!    of a Configuration Request Retry Status).
+//!    of a Configuration Request Retry Status). A function without FLR whose Power
+//!    Management capability says a D3hot-to-D0 transition resets it (PMCSR's
+//!    No_Soft_Reset, bit 3, clear; PCI Bus Power Management 1.2, 3.2.4 and 5.4.1) and
+//!    that is in D0 is reset that way instead, as Linux's `pci_pm_reset` does: D3hot,
+//!    10 ms (the D3hot recovery time, table 5-6), D0, 10 ms, then the same second to
+//!    answer.
 //! 3. Write back what the owner placed and an FLR clears: the six BARs, the expansion ROM
 //!    BAR and Interrupt Line, as they read before step 1, and Command as the owner left
 //!    it at boot (decoding and Bus Master off; its other bits, which no driver may write,
 //!    as they were). Read back and compared.
 //!
-//! A function without FLR gets steps 1 and 3 (its BARs read back unchanged). A bridge is
+//! With neither reset, what the last driver wrote elsewhere stays: MSI's address and data (its
+//! enable off), the device-specific registers at 0x40..0x100, and whatever state the
+//! device keeps behind its BARs (a DMA engine's descriptors), which its next owner finds
+//! when it turns Bus Master on; the IOMMU confines what the device does with it to that
+//! owner's mappings.
+//!
+//! A function with neither reset gets steps 1 and 3 (its BARs read back unchanged). A bridge is
 //! not stopped here (its Command forwards other functions' DMA).
 //!
 //! Step 2 holds the owner for 100 ms at least (up to 1.2 s), in which, on the IOMMU PD
@@ -31,7 +46,7 @@
 use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
+use super::{capabilities, messages_off, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
 
 /// The wait after Initiate Function Level Reset before the function is accessed again
 /// (PCIe Base 4.0, 6.6.2).
@@ -44,6 +59,17 @@ const RETURN_WAIT_MS: u32 = 1000;
 /// The step of both polls.
 const POLL_MS: u32 = 10;
 
+/// How long a function takes to enter D3hot and to come back to D0 before it may be
+/// accessed (PCI Bus Power Management 1.2, table 5-6; Linux's `pci_dev_d3_sleep`).
+const D3HOT_WAIT_MS: u32 = 10;
+/// Power Management Control/Status (16 bits), from the PM capability's start.
+const PM_CSR: u16 = 0x04;
+/// PMCSR: PowerState (bits 1:0; 0 is D0, 3 is D3hot), No_Soft_Reset, PME_Status (a
+/// write-one-to-clear bit, written as 0 here).
+const PM_STATE: u16 = 0b11;
+const PM_D3HOT: u16 = 0b11;
+const PM_NO_SOFT_RESET: u16 = 1 << 3;
+const PM_PME_STATUS: u16 = 1 << 15;
 /// PCI Express capability registers (PCIe Base 4.0, 7.5.3): offsets from its start.
 const EXP_DEVCAP: u16 = 0x04;
 const EXP_DEVCTL: u16 = 0x08;
@@ -69,15 +95,20 @@ impl Stopped {
     pub fn reset(self) -> bool {
         self.0 & stop::FLR != 0
     }
+    /// Reset by D3hot and back to D0 (it has no FLR), and back.
+    pub fn pm_reset(self) -> bool {
+        self.0 & stop::PM_RESET != 0
+    }
     /// What the owner placed reads back as before.
     pub fn restored(self) -> bool {
         self.0 & stop::RESTORED != 0
     }
-    /// An FLR was started (whether or not the function came back).
-    pub fn flr_started(self) -> bool {
-        self.0 & (stop::FLR | stop::FLR_LOST) != 0
+    /// A reset (FLR, or D3hot and back) was started, whether or not the function came
+    /// back.
+    pub fn reset_started(self) -> bool {
+        self.0 & (stop::FLR | stop::PM_RESET | stop::FLR_LOST) != 0
     }
-    /// The function has FLR and was not reset: `Reset::Owed`.
+    /// The function has a reset and was not reset: `Reset::Owed`.
     pub fn reset_owed(self) -> bool {
         self.0 & stop::RESET_OWED != 0
     }
@@ -100,7 +131,7 @@ const SAVED: [(u16, u8); 8] = [
 pub enum Reset {
     /// Steps 1 to 3.
     Now,
-    /// Steps 1 and 3; a function with FLR answers `RESET_OWED`.
+    /// Steps 1 and 3; a function with a reset answers `RESET_OWED`.
     Owed,
 }
 
@@ -122,10 +153,28 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     let fail = ErrorCode::NoConfigSpace;
     cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
     let mut done = stop::FUNCTION_OFF;
+    let mut caps = [Cap::default(); MAX_CAPS];
+    let n = capabilities(cs, rid, &mut caps)?;
+    messages_off(cs, rid, &caps[..n])?;
 
-    let flr = flr_capability(cs, rid)?;
-    if flr.is_some() && reset == Reset::Owed {
+    let flr = flr_capability(cs, &caps[..n], rid)?;
+    let pm = match flr {
+        Some(_) => None,
+        None => pm_reset_capability(cs, &caps[..n], rid)?,
+    };
+    if (flr.is_some() || pm.is_some()) && reset == Reset::Owed {
         done |= stop::RESET_OWED;
+    }
+    if let Some(pm) = pm.filter(|_| reset == Reset::Now) {
+        let csr = read(cs, rid, pm + PM_CSR, 2)? as u16 & !(PM_STATE | PM_PME_STATUS);
+        cs.write(rid, pm + PM_CSR, 2, u32::from(csr | PM_D3HOT)).ok_or(fail)?;
+        cs.wait_ms(D3HOT_WAIT_MS);
+        cs.write(rid, pm + PM_CSR, 2, u32::from(csr)).ok_or(fail)?;
+        cs.wait_ms(D3HOT_WAIT_MS);
+        if !answers(cs, rid)? {
+            return Ok(Stopped(done | stop::FLR_LOST));
+        }
+        done |= stop::PM_RESET;
     }
     if let Some(exp) = flr.filter(|_| reset == Reset::Now) {
         let mut waited = 0;
@@ -140,19 +189,10 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         let control = read(cs, rid, exp + EXP_DEVCTL, 2)? as u16;
         cs.write(rid, exp + EXP_DEVCTL, 2, u32::from(control | DEVCTL_BCR_FLR)).ok_or(fail)?;
         cs.wait_ms(FLR_WAIT_MS);
-        let mut waited = 0;
-        loop {
-            let vendor = read(cs, rid, reg::VENDOR_ID, 2)?;
-            if vendor != 0xffff && vendor != VENDOR_CRS {
-                done |= stop::FLR;
-                break;
-            }
-            if waited >= RETURN_WAIT_MS {
-                return Ok(Stopped(done | stop::FLR_LOST));
-            }
-            cs.wait_ms(POLL_MS);
-            waited += POLL_MS;
+        if !answers(cs, rid)? {
+            return Ok(Stopped(done | stop::FLR_LOST));
         }
+        done |= stop::FLR;
     }
 
     for (&v, &(off, width)) in saved.iter().zip(&SAVED) {
@@ -169,11 +209,36 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     Ok(Stopped(done))
 }
 
-/// Where the function's PCI Express capability starts, if it advertises FLR.
-fn flr_capability(cs: &mut dyn ConfigSpace, rid: u16) -> Result<Option<u16>, ErrorCode> {
-    let mut caps = [Cap::default(); MAX_CAPS];
-    let n = capabilities(cs, rid, &mut caps)?;
-    let Some(exp) = caps[..n].iter().find(|c| c.id == reg::CAP_EXP) else { return Ok(None) };
+/// After a reset: whether the function answers configuration requests again within
+/// `RETURN_WAIT_MS` (its Vendor ID neither all ones nor Retry Status's 0x0001).
+fn answers(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+    let mut waited = 0;
+    loop {
+        let vendor = read(cs, rid, reg::VENDOR_ID, 2)?;
+        if vendor != 0xffff && vendor != VENDOR_CRS {
+            return Ok(true);
+        }
+        if waited >= RETURN_WAIT_MS {
+            return Ok(false);
+        }
+        cs.wait_ms(POLL_MS);
+        waited += POLL_MS;
+    }
+}
+
+/// Where the function's PM capability (among `caps`) starts, if a D3hot-to-D0
+/// transition resets it (No_Soft_Reset clear) and it is in D0, as Linux's
+/// `pci_pm_reset` asks.
+fn pm_reset_capability(cs: &mut dyn ConfigSpace, caps: &[Cap], rid: u16) -> Result<Option<u16>, ErrorCode> {
+    let Some(pm) = caps.iter().find(|c| c.id == reg::CAP_PM) else { return Ok(None) };
+    let csr = read(cs, rid, pm.start + PM_CSR, 2)? as u16;
+    Ok((csr & (PM_NO_SOFT_RESET | PM_STATE) == 0).then_some(pm.start))
+}
+
+/// Where the function's PCI Express capability (among `caps`, its list) starts, if it
+/// advertises FLR.
+fn flr_capability(cs: &mut dyn ConfigSpace, caps: &[Cap], rid: u16) -> Result<Option<u16>, ErrorCode> {
+    let Some(exp) = caps.iter().find(|c| c.id == reg::CAP_EXP) else { return Ok(None) };
     let devcap = read(cs, rid, exp.start + EXP_DEVCAP, 4)?;
     Ok((devcap & DEVCAP_FLR != 0).then_some(exp.start))
 }

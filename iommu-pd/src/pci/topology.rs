@@ -19,7 +19,7 @@
 //! not when the function's owner turns its own Bus Master on: on a Type 1 function Bus
 //! Master Enable only lets the bridge forward its children's requests upstream (PCI-to-PCI
 //! Bridge Architecture 1.2, 3.2.2.1; PCIe Base 4.0, 7.5.1.1.3), it makes no request of its
-//! own (the owner leaves the bridge's MSI off); a function below does no DMA until its
+//! own (the walk that finds it turns its MSI and MSI-X off); a function below does no DMA until its
 //! owner turns its Bus Master on through CONFIG_WRITE, and what it does then is confined
 //! by the SMMU. Turning bridges on per driver would make one driver's CONFIG_WRITE change
 //! a function that is not its own, shared with the other functions below the same switch,
@@ -99,6 +99,9 @@ pub mod acs {
     pub const CAP: u16 = 4;
     /// ACS Control register (16 bits).
     pub const CTRL: u16 = 6;
+    /// The bytes the owner reads and writes: header, capability and control (the egress
+    /// control vector after them is not used).
+    pub const LEN: u16 = 8;
     /// Source Validation.
     pub const SV: u16 = 1 << 0;
     /// Translation Blocking.
@@ -515,7 +518,7 @@ fn check(cs: &mut dyn ConfigSpace, topo: Topology<'_>, states: &[BridgeState], i
         Ok(w) => w,
         Err(e) => return BridgeState::BadWindow(e),
     };
-    let acs_bits = match find_extended(cs, b.rid, acs::ID) {
+    let acs_bits = match find_extended(cs, b.rid, acs::ID, acs::LEN) {
         Some(at) => acs::ISOLATE & cs.read(b.rid, at + acs::CAP, 2).unwrap_or(0) as u16,
         None if b.acs => return BridgeState::NoAcs(None),
         None => 0,
@@ -528,7 +531,7 @@ fn check(cs: &mut dyn ConfigSpace, topo: Topology<'_>, states: &[BridgeState], i
 /// ACS control set to `bits` (none but them), read back; `Err` with what it reads if
 /// they did not take.
 fn enable_acs(cs: &mut dyn ConfigSpace, rid: u16, bits: u16) -> Result<(), u16> {
-    let Some(at) = find_extended(cs, rid, acs::ID) else { return Ok(()) };
+    let Some(at) = find_extended(cs, rid, acs::ID, acs::LEN) else { return Ok(()) };
     let _ = cs.write(rid, at + acs::CTRL, 2, u32::from(bits));
     let read = cs.read(rid, at + acs::CTRL, 2).unwrap_or(0) as u16;
     if read & bits == bits {
@@ -547,24 +550,27 @@ fn pcie_port_type(cs: &mut dyn ConfigSpace, rid: u16) -> Option<u8> {
 }
 
 /// Where extended capability `id` starts (PCIe Base 4.0, 7.6: a list from 0x100, each
-/// header ID in bits 15:0 and the next offset in bits 31:20), if the function has it. A
-/// list that loops or leaves the space ends.
-pub fn find_extended(cs: &mut dyn ConfigSpace, rid: u16, id: u16) -> Option<u16> {
+/// header ID in bits 15:0 and the next offset in bits 31:20), if the function has it and
+/// its first `len` bytes (the registers the caller will touch) lie inside the 4 KiB: a
+/// capability that runs past the end is not one (its registers would be another
+/// function's, or nothing). The list may run in any order, as the spec lets it; one that
+/// loops ends after as many steps as 8-byte capabilities fit (as Linux's
+/// `pci_find_next_ext_capability` bounds it), one that points below 0x100 ends there.
+pub fn find_extended(cs: &mut dyn ConfigSpace, rid: u16, id: u16, len: u16) -> Option<u16> {
+    const SPACE: u16 = iommu_protocol::config::SPACE;
     let mut at = reg::EXTENDED;
-    // At most one capability per dword of extended space.
-    for _ in 0..(iommu_protocol::config::SPACE - reg::EXTENDED) / 4 {
+    for _ in 0..(SPACE - reg::EXTENDED) / 8 {
         let header = cs.read(rid, at, 4)?;
         if header == 0 || header == u32::MAX {
             return None;
         }
         if header as u16 == id {
-            return Some(at);
+            return (u32::from(at) + u32::from(len) <= u32::from(SPACE)).then_some(at);
         }
-        let next = (header >> 20) as u16 & 0xffc;
-        if next < reg::EXTENDED || next <= at {
+        at = (header >> 20) as u16 & 0xffc;
+        if at < reg::EXTENDED {
             return None;
         }
-        at = next;
     }
     None
 }

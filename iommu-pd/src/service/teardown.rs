@@ -128,7 +128,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// `RESET_REST` times as long as this one took (and at least `RESET_REST` times the
     /// spec's 100 ms).
     fn reset_done(&mut self, client: usize, start: u64, done: Stopped, pci: &mut dyn ConfigSpace) {
-        if !done.flr_started() {
+        if !done.reset_started() {
             return;
         }
         let end = pci.now_ms();

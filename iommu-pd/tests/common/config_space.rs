@@ -236,12 +236,12 @@ impl ConfigSpace for Owned {
     fn bars_placed(&self, rid: u16) -> bool {
         bars_placed(rid, self.topo, &self.states)
     }
+    /// Past a function's 4 KiB: `None`, as the IOMMU PD's ECAM answers (`pds/iommu`).
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
-        Some(self.fabric.read(rid, offset, width))
+        (offset < 4096).then(|| self.fabric.read(rid, offset, width))
     }
     fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()> {
-        self.fabric.write(rid, offset, width, value);
-        Some(())
+        (offset < 4096).then(|| self.fabric.write(rid, offset, width, value))
     }
     fn wait_ms(&mut self, _: u32) {}
     fn now_ms(&mut self) -> u64 {

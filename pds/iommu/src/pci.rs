@@ -269,11 +269,13 @@ pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped, 
         return;
     }
     let reset = if bits & stop::FLR_LOST != 0 {
-        "reset by FLR, and it DID NOT ANSWER within a second"
+        "reset, and it DID NOT ANSWER within a second"
     } else if bits & stop::FLR != 0 {
         "reset by FLR (100 ms)"
+    } else if bits & stop::PM_RESET != 0 {
+        "reset by D3hot and back to D0 (it has no FLR; 20 ms)"
     } else if bits & stop::RESET_OWED != 0 {
-        "its FLR owed (its client's resets are rationed: RESUME does it)"
+        "its reset owed (its client's resets are rationed: RESUME does it)"
     } else {
         "no FLR (it has none)"
     };
