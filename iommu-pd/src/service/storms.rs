@@ -171,10 +171,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let st = &mut self.devices[d];
         let storm = st.count_fault(f.now, policy.window) > u64::from(policy.max_faults);
         let mut quarantined = 0;
-        if storm && !st.quarantined && self.hw.block(d).is_ok() {
-            self.devices[d].quarantined = true;
+        if storm && !st.quarantined {
+            // Quarantined whatever the IOMMU answers: a block it does not confirm is owed
+            // and retried before the next request (`retry_blocks`), and meanwhile the
+            // device may not map. Leaving it unquarantined would forget the storm when the
+            // faults stop, with the device still translating.
+            st.quarantined = true;
             self.stats.quarantines += 1;
             quarantined = 1;
+            if self.hw.block(d).is_err() {
+                self.block_failed(d);
+            }
         }
         let record = FaultRecord {
             seq: 0,

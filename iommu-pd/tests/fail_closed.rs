@@ -1,0 +1,46 @@
+//! Attacks on "every failure leaves the stream aborting", at the service: each test makes
+//! the IOMMU refuse the one call that would close a device (the model IOMMU keeps its own
+//! record of whether each device translates, which the service cannot write), and checks
+//! the model afterwards, not the service's books.
+
+mod common;
+
+use common::*;
+use iommu_pd::{FaultInput, Service};
+use iommu_protocol::{ErrorCode, Rights};
+
+/// A fault storm on the NIC (stream 0x10): the policy's 10 faults in a window, and one
+/// more, the last: no later fault comes to try again.
+fn storm(s: &mut Service<'_, ModelHw>) {
+    for now in 0..11 {
+        s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now });
+    }
+}
+
+/// A storm whose block the IOMMU does not confirm still quarantines the device: it may
+/// not map, the block is retried before the next request, and the device stops once the
+/// IOMMU obeys. (Before, the storm was forgotten: the device was not quarantined, kept
+/// translating, and nothing retried the block.)
+#[test]
+fn a_storm_whose_block_fails_still_quarantines_the_device() {
+    let mut s = service();
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ_WRITE), ok_iova(IOVA_BASE));
+    s.hw_mut().fail_next = Some("block");
+    storm(&mut s);
+    assert_eq!(s.stats().quarantines, 1, "the storm quarantined the device");
+    assert_eq!(s.unblocked_devices(), 1 << NIC, "its block is owed");
+    // The next request of anyone retries the block first; the NIC's own MAP is refused.
+    assert_eq!(map(&mut s, NET, 0, NIC, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    assert_eq!(s.hw().enabled.get(&(NIC as usize)), Some(&false), "the IOMMU blocks the NIC");
+    assert!(s.hw().reachable(NIC as usize).is_empty());
+    assert_eq!(s.unblocked_devices(), 0);
+    // The ring's record says so.
+    let records: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
+    assert_eq!(records.iter().filter(|r| r.quarantined == 1).count(), 1);
+}
+
+const NIC: u32 = 0;
+
+fn ok_iova(iova: u64) -> iommu_protocol::Reply {
+    iommu_protocol::Reply::ok(&[iova])
+}
