@@ -44,3 +44,23 @@ const NIC: u32 = 0;
 fn ok_iova(iova: u64) -> iommu_protocol::Reply {
     iommu_protocol::Reply::ok(&[iova])
 }
+
+/// A restarted client whose device's static map fails: the device is still torn down,
+/// so it must still abort; it runs only once `client_ready` has made its static maps.
+/// (Before, `client_ready` enabled it first: it ran, torn down in the books, until the
+/// next `client_ready`, through whatever static maps had been made.)
+#[test]
+fn client_ready_whose_static_map_fails_leaves_the_device_blocked() {
+    let cfg = iommu_pd::Config { static_maps: &STATIC_MAPS, ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    s.client_torn_down(NET).unwrap();
+    assert_eq!(s.hw().enabled.get(&0), Some(&false));
+    s.hw_mut().fail_next = Some("map");
+    assert_eq!(s.client_ready(NET), Err(ErrorCode::Hardware));
+    assert_eq!(s.hw().enabled.get(&0), Some(&false), "torn down still: the NIC aborts");
+    // Its MAP is refused as a torn-down device's.
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    assert_eq!(s.client_ready(NET), Ok(()));
+    assert_eq!(s.hw().enabled.get(&0), Some(&true));
+    assert_eq!(s.hw().reachable(0).len(), 2, "its static maps, made before it ran");
+}
