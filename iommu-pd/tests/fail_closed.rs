@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use iommu_pd::{FaultInput, Service};
-use iommu_protocol::{ErrorCode, Rights};
+use iommu_protocol::{DeviceId, ErrorCode, Request, Rights};
 
 /// A fault storm on the NIC (stream 0x10): the policy's 10 faults in a window, and one
 /// more, the last: no later fault comes to try again.
@@ -63,4 +63,55 @@ fn client_ready_whose_static_map_fails_leaves_the_device_blocked() {
     assert_eq!(s.client_ready(NET), Ok(()));
     assert_eq!(s.hw().enabled.get(&0), Some(&true));
     assert_eq!(s.hw().reachable(0).len(), 2, "its static maps, made before it ran");
+}
+
+/// Every way a blocked device is let run again, with the IOMMU failing the enable (the
+/// model's failed enable leaves the device translating, the worst the contract allows):
+/// the device is still stopped, quarantined, torn down or owed a removal, so it must end
+/// blocked, and runs once the same request succeeds. (Before, it stayed translating.)
+#[test]
+fn an_enable_that_fails_leaves_a_device_that_may_not_run_blocked() {
+    let stop = |s: &mut Service<'_, ModelHw>| {
+        assert_eq!(call(s, NET, Request::Stop { device: DeviceId(NIC) }), iommu_protocol::Reply::ok(&[0]));
+    };
+    let quarantine = |s: &mut Service<'_, ModelHw>| storm(s);
+    let tear_down = |s: &mut Service<'_, ModelHw>| s.client_torn_down(NET).unwrap();
+    let fail_unmap = |s: &mut Service<'_, ModelHw>| {
+        assert_eq!(map(s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ), ok_iova(IOVA_BASE));
+        s.hw_mut().fail_next = Some("unmap");
+        assert_eq!(unmap(s, NET, NIC, &[IOVA_BASE]), err(ErrorCode::Hardware));
+    };
+    let resume = |s: &mut Service<'_, ModelHw>| match call(s, NET, Request::Resume { device: DeviceId(NIC) }) {
+        iommu_protocol::Reply::Err(e) => Err(e),
+        _ => Ok(()),
+    };
+    let ready = |s: &mut Service<'_, ModelHw>| s.client_ready(NET);
+    // The removal's retry comes from a second UNMAP of the same IOVA.
+    let unmap_again = |s: &mut Service<'_, ModelHw>| match unmap(s, NET, NIC, &[IOVA_BASE]) {
+        iommu_protocol::Reply::Err(e) => Err(e),
+        _ => Ok(()),
+    };
+    type Step = dyn Fn(&mut Service<'static, ModelHw>);
+    type Again = dyn Fn(&mut Service<'static, ModelHw>) -> Result<(), ErrorCode>;
+    // What blocks the device, what lets it run (failing), and what then does (the UNMAP
+    // that confirmed the removal has no mapping left to retry: RESUME enables).
+    let cases: [(&str, &Step, &Again, &Again); 5] = [
+        ("STOP, then RESUME", &stop, &resume, &resume),
+        ("a storm, then RESUME", &quarantine, &resume, &resume),
+        ("a teardown, then client_ready", &tear_down, &ready, &ready),
+        ("a failed UNMAP, then RESUME", &fail_unmap, &resume, &resume),
+        ("a failed UNMAP, then UNMAP again", &fail_unmap, &unmap_again, &resume),
+    ];
+    for (what, block, first, again) in cases {
+        let mut s = service();
+        block(&mut s);
+        assert_eq!(s.hw().enabled.get(&0), Some(&false), "{what}: blocked");
+        s.hw_mut().fail_next = Some("enable");
+        assert_eq!(first(&mut s), Err(ErrorCode::Hardware), "{what}");
+        // Whatever the next request is, the owed block is retried before it.
+        call(&mut s, BLK, Request::Query);
+        assert_eq!(s.hw().enabled.get(&0), Some(&false), "{what}: blocked after the failed enable");
+        assert_eq!(again(&mut s), Ok(()), "{what}: again, the IOMMU obeying");
+        assert_eq!(s.hw().enabled.get(&0), Some(&true), "{what}: running");
+    }
 }

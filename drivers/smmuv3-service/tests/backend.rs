@@ -619,3 +619,57 @@ fn on_a_failed_smmu_a_map_over_a_mapping_is_still_an_overlap() {
     assert_eq!(q.pop_completion(), Some((3, ErrorCode::Overlap as u64, 0)));
     assert_eq!(call(&mut s, 0, Request::Query), before, "the usage is as it was");
 }
+
+/// RESUME of a stopped device whose enable the SMMU does not finish (its first stream's
+/// CMD_CFGI_STE rejected, the others attached): the device is still stopped, so every
+/// one of its streams must abort, though RESUME made its static mapping first. (Before,
+/// the streams that did attach stayed attached: the stopped device reached its static
+/// page, and nothing blocked it again.)
+#[test]
+fn a_resume_whose_enable_fails_part_way_leaves_every_stream_aborting() {
+    static EXTRA: [u32; 2] = [0x51, 0x52];
+    let buf = host_region(4096, 4096);
+    let mut backend = SmmuBackend::new(host_smmu(32), &[0x50]).unwrap();
+    backend.add_streams(0, &EXTRA).unwrap();
+    let cfg = Config {
+        clients: &[ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 }],
+        devices: leak([DeviceConfig {
+            name: "dev",
+            stream: 0x50,
+            extra_streams: &EXTRA,
+            owner: 0,
+            iova_base: 0x1000,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        }]),
+        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: 4096 }]),
+        caps: &[],
+        static_maps: leak([iommu_pd::StaticMapConfig {
+            device: 0,
+            region: 0,
+            offset: 0,
+            len: 4096,
+            iova: 0x1000,
+            rights: Rights::READ_WRITE,
+        }]),
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
+    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let reach =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, sid: u32| s.hw_mut().smmu().regs().translate(sid, 0x1000, true);
+    for sid in [0x50, 0x51, 0x52] {
+        assert_eq!(reach(&mut s, sid), Outcome::Ok(buf.pa.0), "{sid:#x}: the static page, at start");
+    }
+    assert_eq!(call(&mut s, 0, Request::Stop { device: DeviceId(0) }), Reply::ok(&[0]));
+    s.hw_mut().smmu().regs().reject_next(smmuv3::cmd::Opcode::CfgiSte as u8);
+    assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::Err(ErrorCode::Hardware));
+    for sid in [0x50, 0x51, 0x52] {
+        assert_eq!(reach(&mut s, sid), Outcome::Abort, "{sid:#x}: stopped still");
+    }
+    // The next RESUME, with the SMMU obeying, lets it run.
+    assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::ok(&[]));
+    for sid in [0x50, 0x51, 0x52] {
+        assert_eq!(reach(&mut s, sid), Outcome::Ok(buf.pa.0), "{sid:#x}: resumed");
+    }
+}

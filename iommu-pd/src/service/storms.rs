@@ -234,7 +234,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             // next RESUME skips what was made.
             self.make_static_maps(d)?;
         }
-        self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
+        self.enable_or_block(d)?;
         // A fresh start for the storm window; the device's mappings stay as they are.
         let DeviceState { root, pending, next_iova, window_end, .. } = self.devices[d];
         self.devices[d] = DeviceState { root, pending, next_iova, window_end, ..DeviceState::default() };

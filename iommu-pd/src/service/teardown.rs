@@ -162,7 +162,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 // one fail, the device stays torn down, and aborting.
                 self.make_static_maps(d)?;
                 if !self.devices[d].quarantined {
-                    self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
+                    self.enable_or_block(d)?;
                 }
                 // Only now: if anything above failed, the device is still torn down and
                 // the next `client_ready` does it all again.
