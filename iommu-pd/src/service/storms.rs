@@ -126,6 +126,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
     }
 
+    /// The IOMMU lost fault records before the service saw them (its event queue
+    /// overflowed: on the SMMUv3, EVENTQ_PROD.OVFLG). Whose they were is unknown, and one
+    /// device's storm can overflow the queue with another's fault in it: every client's
+    /// ring counts one record dropped (carried by its next record and by QUERY). Returns
+    /// the clients to notify.
+    pub fn events_lost(&mut self) -> u64 {
+        let clients = self.cfg.clients.len().min(self.rings.len());
+        let mut notify = 0;
+        for (c, ring) in self.rings.iter_mut().enumerate().take(clients) {
+            ring.lost();
+            notify |= 1 << c;
+        }
+        notify
+    }
+
     /// `record_fault`, saying what became of the fault when no client is told: a
     /// StreamID no description names, or a device no client drives, counted for the
     /// IOMMU PD to report.
