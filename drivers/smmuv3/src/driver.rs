@@ -1491,8 +1491,16 @@ impl<M: Mmio> Smmu<M> {
         // Likewise one whose invalidation is queued but not confirmed: break before make.
         let end = iova.0.saturating_add(len);
         if self.domain(d)?.deferred.is_some_and(|(lo, hi)| iova.0 < hi && lo < end) {
-            // A failed sync leaves the domain stale, which the flush then deals with.
-            let _ = self.sync_deferred();
+            // Confirm them now, but leave them the batch's: `sync_deferred` still reports
+            // on them, and a failure here stays recorded against them (`deferred_failed`,
+            // kept by the sync while any are deferred), so it is not lost to this map
+            // (the range may be another domain's). This domain is then invalidated whole
+            // before anything is mapped in it.
+            if self.cmdq.sync(&self.regs, &mut self.stats).is_err() {
+                if let Some(dom) = self.domains.get_mut(d.index()).and_then(Option::as_mut) {
+                    dom.stale = true;
+                }
+            }
             self.flush_stale(d)?;
         }
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;
