@@ -1500,6 +1500,12 @@ impl<M: Mmio> Smmu<M> {
                 if let Some(dom) = self.domains.get_mut(d.index()).and_then(Option::as_mut) {
                     dom.stale = true;
                 }
+            } else if self.cmdq.deferred_failed.is_none() {
+                // Every deferred unmap so far is confirmed: their spans hold no later map
+                // back (a later failure is its own unmaps', whose domains it marks).
+                for dom in self.domains.iter_mut().flatten() {
+                    dom.deferred = None;
+                }
             }
             self.flush_stale(d)?;
         }
