@@ -248,7 +248,9 @@ struct iommu_fault_record {
     uint64_t offset;
     /* 1 if this fault quarantined the device. */
     uint32_t quarantined;
-    /* Records dropped for lack of room before this one. */
+    /* Records dropped for lack of room before this one: in this ring, or lost by the IOMMU's own
+     * event queue (counted one per overflow in every client's ring, whose records were lost being
+     * unknown). */
     uint32_t dropped_before;
     /* Further faults folded into this record: same device, kind and direction, at addresses up to
      * `iova_last` (a DMA burst faults once per bus transaction). */

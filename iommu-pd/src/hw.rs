@@ -23,7 +23,9 @@ pub enum MapRefused {
 /// What the service needs from an IOMMU. Each device has its own address space, created
 /// empty and blocked at boot.
 pub trait IommuHw {
-    /// Let `device` translate through its (possibly empty) address space.
+    /// Let `device` translate through its (possibly empty) address space. On error, part
+    /// of it may translate (some of its streams): the service blocks it again where it
+    /// must not run.
     fn enable(&mut self, device: DeviceIndex) -> Result<(), HwError>;
     /// Make `device` abort every transaction. Returns once the IOMMU has confirmed.
     fn block(&mut self, device: DeviceIndex) -> Result<(), HwError>;

@@ -6,7 +6,7 @@
 //! Its failures are the worst the `IommuHw` contract allows: a failed unmap removes the
 //! pages from the tables but leaves their translations cached (`stale`), and they
 //! translate again whenever the device is enabled, until `retry_unmap` succeeds; a failed
-//! block leaves the device translating. A deferred unmap (`unmap_deferred`) leaves the
+//! block leaves the device translating, and so does a failed enable. A deferred unmap (`unmap_deferred`) leaves the
 //! pages translating (`in_flight`) until `sync_unmaps`; a failed sync leaves them all
 //! cached, as a failed unmap does; a map over an in-flight page is a break-before-make
 //! violation, and panics.
@@ -84,6 +84,10 @@ impl ModelHw {
 impl IommuHw for ModelHw {
     fn enable(&mut self, device: DeviceIndex) -> Result<(), HwError> {
         if self.fail("enable") {
+            // The worst a failed enable may leave: the device translating (on the SMMUv3,
+            // the streams that attached before the one that failed).
+            self.enabled.insert(device, true);
+            self.log.push(format!("enable {device} FAILED"));
             return Err(HwError);
         }
         self.enabled.insert(device, true);

@@ -677,6 +677,20 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.unblocked |= 1 << d;
     }
 
+    /// Let `d` translate; `Hardware` if the IOMMU did not confirm. An enable that failed
+    /// may have enabled part of the device (some of its streams attached, on the SMMUv3):
+    /// while something still keeps the device from running, it is blocked again (or its
+    /// block is owed, retried before the next request).
+    fn enable_or_block(&mut self, d: DeviceIndex) -> Result<()> {
+        if self.hw.enable(d).is_ok() {
+            return Ok(());
+        }
+        if self.must_be_blocked(d) && self.hw.block(d).is_err() {
+            self.block_failed(d);
+        }
+        Err(ErrorCode::Hardware)
+    }
+
     /// Something keeps `d` from running.
     fn must_be_blocked(&self, d: DeviceIndex) -> bool {
         let st = &self.devices[d];

@@ -619,3 +619,133 @@ fn on_a_failed_smmu_a_map_over_a_mapping_is_still_an_overlap() {
     assert_eq!(q.pop_completion(), Some((3, ErrorCode::Overlap as u64, 0)));
     assert_eq!(call(&mut s, 0, Request::Query), before, "the usage is as it was");
 }
+
+/// RESUME of a stopped device whose enable the SMMU does not finish (its first stream's
+/// CMD_CFGI_STE rejected, the others attached): the device is still stopped, so every
+/// one of its streams must abort, though RESUME made its static mapping first. (Before,
+/// the streams that did attach stayed attached: the stopped device reached its static
+/// page, and nothing blocked it again.)
+#[test]
+fn a_resume_whose_enable_fails_part_way_leaves_every_stream_aborting() {
+    static EXTRA: [u32; 2] = [0x51, 0x52];
+    let buf = host_region(4096, 4096);
+    let mut backend = SmmuBackend::new(host_smmu(32), &[0x50]).unwrap();
+    backend.add_streams(0, &EXTRA).unwrap();
+    let cfg = Config {
+        clients: &[ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 }],
+        devices: leak([DeviceConfig {
+            name: "dev",
+            stream: 0x50,
+            extra_streams: &EXTRA,
+            owner: 0,
+            iova_base: 0x1000,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        }]),
+        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: 4096 }]),
+        caps: &[],
+        static_maps: leak([iommu_pd::StaticMapConfig {
+            device: 0,
+            region: 0,
+            offset: 0,
+            len: 4096,
+            iova: 0x1000,
+            rights: Rights::READ_WRITE,
+        }]),
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
+    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let reach =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, sid: u32| s.hw_mut().smmu().regs().translate(sid, 0x1000, true);
+    for sid in [0x50, 0x51, 0x52] {
+        assert_eq!(reach(&mut s, sid), Outcome::Ok(buf.pa.0), "{sid:#x}: the static page, at start");
+    }
+    assert_eq!(call(&mut s, 0, Request::Stop { device: DeviceId(0) }), Reply::ok(&[0]));
+    s.hw_mut().smmu().regs().reject_next(smmuv3::cmd::Opcode::CfgiSte as u8);
+    assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::Err(ErrorCode::Hardware));
+    for sid in [0x50, 0x51, 0x52] {
+        assert_eq!(reach(&mut s, sid), Outcome::Abort, "{sid:#x}: stopped still");
+    }
+    // The next RESUME, with the SMMU obeying, lets it run.
+    assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::ok(&[]));
+    for sid in [0x50, 0x51, 0x52] {
+        assert_eq!(reach(&mut s, sid), Outcome::Ok(buf.pa.0), "{sid:#x}: resumed");
+    }
+}
+
+/// One client, two devices, one queued batch: UNMAPs of device 1's page and of device 0's
+/// pages at 0x1000_0000 and 0x1000_2000, then a MAP on device 0 at 0x1000_1000, between
+/// them (over no removal in flight, so the service does not sync first; the driver does,
+/// the MAP lying inside the span of device 0's deferred unmaps). The SMMU rejects device
+/// 1's TLBI at that sync. Device 1 still translates its page, so its UNMAP must not be
+/// answered `Ok`: the batch's removals answer `Hardware`, pending, their devices blocked.
+/// (Before, the driver's sync inside the MAP swallowed the failure and the batch's own
+/// sync said `Ok`: device 1's completion said its page was gone while the SMMU still
+/// translated it.)
+#[test]
+fn a_queued_unmap_is_not_confirmed_by_a_sync_that_failed_inside_a_map() {
+    use iommu_protocol::queue::OwnedQueue;
+    let buf = host_region(0x4000, 0x1000);
+    let device = |name, stream| DeviceConfig {
+        name,
+        stream,
+        extra_streams: &[],
+        owner: 0,
+        iova_base: 0x1000_0000,
+        iova_size: 1 << 20,
+        resume_allowed: true,
+    };
+    let cfg = Config {
+        clients: &[ClientConfig { name: "driver", max_mappings: 8, max_pages: 8, max_grants: 0 }],
+        devices: leak([device("dev0", 0x60), device("dev1", 0x61)]),
+        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: 0x4000 }]),
+        caps: leak([CapConfig {
+            client: 0,
+            region: 0,
+            offset: 0,
+            len: 0x4000,
+            rights: Rights::READ_WRITE,
+            devices: 0b11,
+            grant_to: 0,
+        }]),
+        static_maps: &[],
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let backend = SmmuBackend::new(host_smmu(32), &[0x60, 0x61]).unwrap();
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 2, 4, 8)>::default()));
+    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let map = |dev: u32, offset, iova| Request::Map {
+        cap: Handle(0),
+        device: DeviceId(dev),
+        offset,
+        len: 0x1000,
+        iova: Some(iova),
+        rights: Rights::READ_WRITE,
+    };
+    let unmap = |dev: u32, iova| {
+        let mut iovas = [0; iommu_protocol::MAX_UNMAP_RANGES];
+        iovas[0] = iova;
+        Request::Unmap { device: DeviceId(dev), iovas, count: 1 }
+    };
+    let translate =
+        |s: &mut Service<'_, SmmuBackend<SmmuModel>>, sid, iova| s.hw_mut().smmu().regs().translate(sid, iova, false);
+    assert_eq!(call(&mut s, 0, map(1, 0, 0x1000_0000)), Reply::ok(&[0x1000_0000]));
+    assert_eq!(call(&mut s, 0, map(0, 0x1000, 0x1000_0000)), Reply::ok(&[0x1000_0000]));
+    assert_eq!(call(&mut s, 0, map(0, 0x2000, 0x1000_2000)), Reply::ok(&[0x1000_2000]));
+    // The devices use their pages: the SMMU caches the translations.
+    assert_eq!(translate(&mut s, 0x61, 0x1000_0000), Outcome::Ok(buf.pa.0));
+    assert_eq!(translate(&mut s, 0x60, 0x1000_0000), Outcome::Ok(buf.pa.0 + 0x1000));
+    let region = Box::leak(Box::<OwnedQueue<8>>::default());
+    let q = region.queue().unwrap();
+    post(&q, 1, unmap(1, 0x1000_0000));
+    post(&q, 2, unmap(0, 0x1000_0000));
+    post(&q, 3, unmap(0, 0x1000_2000));
+    post(&q, 4, map(0, 0x3000, 0x1000_1000));
+    s.hw_mut().smmu().regs().reject_next(smmuv3::cmd::Opcode::TlbiNhVa as u8);
+    assert_eq!(s.serve_queue(0, &q), 4);
+    let done: Vec<_> = std::iter::from_fn(|| q.pop_completion()).collect();
+    assert_eq!(done[0], (1, ErrorCode::Hardware as u64, 0), "device 1's UNMAP: {done:x?}");
+    assert_eq!(translate(&mut s, 0x61, 0x1000_0000), Outcome::Abort, "device 1 is blocked");
+    assert_eq!(s.pending_removals(0), 3);
+}

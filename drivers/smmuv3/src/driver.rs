@@ -917,6 +917,24 @@ impl<M: Mmio> Smmu<M> {
         }
         let maint = Maintenance::new(coherency, config.cache);
 
+        // 0. The memory, checked before any register is written: should it be refused, the
+        // SMMU is still as it was. (Disabled first, an SMMU without GBPA, QEMU 7.2's, would
+        // pass every transaction, and `fail_closed` could not close it again.) Written only
+        // once the SMMU is disabled: a warm re-init may find it running on this memory.
+        let strtab = Self::stream_table_layout(mem, &features, config.sid_bits)?;
+        let cmdq_log2 = queue_log2(&mem.cmdq, CMD_SIZE, features.cmdq_log2).ok_or(Error::BadMemory("command queue"))?;
+        let eventq_log2 =
+            queue_log2(&mem.eventq, EVT_SIZE, features.eventq_log2).ok_or(Error::BadMemory("event queue"))?;
+        check_queue_alignment(&mem.cmdq, CMD_SIZE, cmdq_log2, "command queue")?;
+        check_queue_alignment(&mem.eventq, EVT_SIZE, eventq_log2, "event queue")?;
+        // STE.S1ContextPtr keeps address bits [51:6] only.
+        if !mem.cds.pa.is_aligned(64) {
+            return Err(Error::Misaligned { what: "context descriptors", align: 64 });
+        }
+        if !TablePool::usable(&mem.tables) {
+            return Err(Error::BadMemory("page-table pool"));
+        }
+
         // 1. Abort incoming transactions while the SMMU is (re)configured, then disable.
         // Some implementations lack GBPA (QEMU 7.2 reads it as zero and ignores writes):
         // then a disabled SMMU lets DMA through, and only the aborting stream table below
@@ -955,7 +973,7 @@ impl<M: Mmio> Smmu<M> {
         regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
 
         // 3. The stream table, every entry aborting.
-        let strtab = Self::init_stream_table(mem, &features, config.sid_bits)?;
+        Self::write_aborting_stream_table(mem, &strtab);
         // Every aborting STE (or invalid level-1 descriptor) at the PoC before the SMMU
         // is told where the table is.
         maint.clean(mem.stream_table.va, mem.stream_table.len);
@@ -973,16 +991,7 @@ impl<M: Mmio> Smmu<M> {
             (fmt + STRTAB_BASE_CFG::LOG2SIZE.val(strtab_log2) + STRTAB_BASE_CFG::SPLIT.val(split)).value,
         );
 
-        // 4. The queues.
-        let cmdq_log2 = queue_log2(&mem.cmdq, CMD_SIZE, features.cmdq_log2).ok_or(Error::BadMemory("command queue"))?;
-        let eventq_log2 =
-            queue_log2(&mem.eventq, EVT_SIZE, features.eventq_log2).ok_or(Error::BadMemory("event queue"))?;
-        check_queue_alignment(&mem.cmdq, CMD_SIZE, cmdq_log2, "command queue")?;
-        check_queue_alignment(&mem.eventq, EVT_SIZE, eventq_log2, "event queue")?;
-        // STE.S1ContextPtr keeps address bits [51:6] only.
-        if !mem.cds.pa.is_aligned(64) {
-            return Err(Error::Misaligned { what: "context descriptors", align: 64 });
-        }
+        // 4. The queues (checked above).
         // Both queues start empty: PROD == CONS == 0.
         for (base, prod, cons, region, log2) in [
             (reg::CMDQ_BASE, reg::CMDQ_PROD, reg::CMDQ_CONS, &mem.cmdq, cmdq_log2),
@@ -1058,7 +1067,9 @@ impl<M: Mmio> Smmu<M> {
         wait(self.config.bound, "SMMU_CR0ACK", || regs.read32(reg::CR0ACK) == cr0)
     }
 
-    fn init_stream_table(mem: &Memory, features: &Features, sid_bits: u32) -> Result<StreamTable, Error> {
+    /// The stream table `mem` can hold for `sid_bits`, linear if it fits, or why none.
+    /// Writes nothing.
+    fn stream_table_layout(mem: &Memory, features: &Features, sid_bits: u32) -> Result<StreamTable, Error> {
         let st = &mem.stream_table;
         let linear_bytes = STE_SIZE.checked_shl(sid_bits).unwrap_or(usize::MAX);
         if sid_bits < 32 && linear_bytes <= st.len {
@@ -1067,10 +1078,6 @@ impl<M: Mmio> Smmu<M> {
             let align = (linear_bytes as u64).max(64);
             if !st.pa.is_aligned(align) {
                 return Err(Error::Misaligned { what: "linear stream table", align });
-            }
-            for sid in 0..1usize << sid_bits {
-                // SAFETY: STE `sid` lies inside the region (checked above).
-                unsafe { write_ste_raw(st.va, sid, &Ste::abort()) };
             }
             return Ok(StreamTable::Linear { log2: sid_bits });
         }
@@ -1092,13 +1099,30 @@ impl<M: Mmio> Smmu<M> {
         if l2_base >= st.len {
             return Err(Error::BadMemory("stream table"));
         }
-        for i in 0..l1_entries {
-            // SAFETY: the level-1 table fits (checked above). Span = 0: invalid until a
-            // stream in this range is first configured; traffic from these StreamIDs is
-            // terminated and recorded as C_BAD_STREAMID meanwhile.
-            unsafe { st.va.cast::<u64>().add(i).write_volatile(0) };
-        }
         Ok(StreamTable::TwoLevel { l1_entries, l2_base, l2_slots: (st.len - l2_base) / l2_bytes, l2_used: 0 })
+    }
+
+    /// Write `strtab` (from `stream_table_layout`, so it fits `mem`) with every stream
+    /// aborting.
+    fn write_aborting_stream_table(mem: &Memory, strtab: &StreamTable) {
+        let st = &mem.stream_table;
+        match *strtab {
+            StreamTable::Linear { log2 } => {
+                for sid in 0..1usize << log2 {
+                    // SAFETY: STE `sid` lies inside the region (`stream_table_layout`).
+                    unsafe { write_ste_raw(st.va, sid, &Ste::abort()) };
+                }
+            }
+            StreamTable::TwoLevel { l1_entries, .. } => {
+                for i in 0..l1_entries {
+                    // SAFETY: the level-1 table fits (`stream_table_layout`). Span = 0:
+                    // invalid until a stream in this range is first configured; traffic
+                    // from these StreamIDs is terminated and recorded as C_BAD_STREAMID
+                    // meanwhile.
+                    unsafe { st.va.cast::<u64>().add(i).write_volatile(0) };
+                }
+            }
+        }
     }
 
     /// Whether the SMMU's accesses snoop this CPU's caches (SMMU_IDR0.COHACC and the
@@ -1467,8 +1491,22 @@ impl<M: Mmio> Smmu<M> {
         // Likewise one whose invalidation is queued but not confirmed: break before make.
         let end = iova.0.saturating_add(len);
         if self.domain(d)?.deferred.is_some_and(|(lo, hi)| iova.0 < hi && lo < end) {
-            // A failed sync leaves the domain stale, which the flush then deals with.
-            let _ = self.sync_deferred();
+            // Confirm them now, but leave them the batch's: `sync_deferred` still reports
+            // on them, and a failure here stays recorded against them (`deferred_failed`,
+            // kept by the sync while any are deferred), so it is not lost to this map
+            // (the range may be another domain's). This domain is then invalidated whole
+            // before anything is mapped in it.
+            if self.cmdq.sync(&self.regs, &mut self.stats).is_err() {
+                if let Some(dom) = self.domains.get_mut(d.index()).and_then(Option::as_mut) {
+                    dom.stale = true;
+                }
+            } else if self.cmdq.deferred_failed.is_none() {
+                // Every deferred unmap so far is confirmed: their spans hold no later map
+                // back (a later failure is its own unmaps', whose domains it marks).
+                for dom in self.domains.iter_mut().flatten() {
+                    dom.deferred = None;
+                }
+            }
             self.flush_stale(d)?;
         }
         let dom = self.domains.get_mut(d.index()).and_then(Option::as_mut).ok_or(Error::NoSuchDomain)?;

@@ -291,7 +291,7 @@ impl TablePool {
     /// as long as the pool and the tables built from it live, and that the SMMU sees at
     /// `region.pa`.
     pub unsafe fn new(region: DmaRegion) -> Option<Self> {
-        if !region.pa.is_aligned(PAGE_SIZE) || region.va.as_ptr() as usize % PAGE_SIZE as usize != 0 {
+        if !Self::usable(&region) {
             return None;
         }
         let mut pool = Self {
@@ -305,6 +305,11 @@ impl TablePool {
             pool.push(index);
         }
         Some(pool)
+    }
+
+    /// Whether `new` would take `region`: page-aligned, both addresses.
+    pub fn usable(region: &DmaRegion) -> bool {
+        region.pa.is_aligned(PAGE_SIZE) && region.va.as_ptr() as usize % PAGE_SIZE as usize == 0
     }
 
     /// Clean every table entry written from now on (and every page handed out, zeroed) to

@@ -279,3 +279,36 @@ fn a_failed_sync_marks_no_domain_that_took_a_destroyed_ones_slot() {
     assert!(!smmu.has_stale_entries(reused).unwrap(), "the slot's bit taken for the new domain's");
     assert_eq!(smmu.regs().translate(A, 0x1000, true), Outcome::Ok(page.pa.0));
 }
+
+/// A map inside the span of one domain's deferred unmaps (not over any of them) syncs
+/// first, as a map over one would; when that CMD_SYNC fails (another domain's deferred
+/// TLBI rejected), the failure must still be the batch's: `sync_deferred` reports it, and
+/// the other domain is stale. (Before, the map's own sync consumed it: `sync_deferred`
+/// then said `Ok`, and the service would have told the other device's client that its
+/// unmap was confirmed while the SMMU still translated it.)
+#[test]
+fn a_failed_sync_inside_a_map_is_still_reported_by_sync_deferred() {
+    let mut smmu = smmu();
+    let (da, db) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
+    smmu.attach(StreamId(A), da).unwrap();
+    smmu.attach(StreamId(B), db).unwrap();
+    let page = common::buffer(4 * 4096, 4096);
+    let at = |i: u64| PhysAddr(page.pa.0 + i * 4096);
+    smmu.map(db, Iova(0x1000), at(0), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(da, Iova(0x1000), at(1), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(da, Iova(0x3000), at(2), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert!(reaches(&smmu, B, 0x1000) && reaches(&smmu, A, 0x1000) && reaches(&smmu, A, 0x3000));
+    // B's first, so its TLBI is the first the SMMU consumes: the one rejected.
+    smmu.unmap_deferred(db, Iova(0x1000), 4096).unwrap();
+    smmu.unmap_deferred(da, Iova(0x1000), 4096).unwrap();
+    smmu.unmap_deferred(da, Iova(0x3000), 4096).unwrap();
+    smmu.regs().reject_next(Opcode::TlbiNhVa as u8);
+    // Between A's two unmapped pages: over neither. A's domain is invalidated whole, so
+    // the map itself is safe.
+    smmu.map(da, Iova(0x2000), at(3), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().translate(A, 0x2000, true), Outcome::Ok(at(3).0));
+    assert!(!reaches(&smmu, A, 0x1000) && !reaches(&smmu, A, 0x3000));
+    assert!(reaches(&smmu, B, 0x1000), "B's translation survived its rejected TLBI");
+    assert!(smmu.sync_deferred().is_err(), "the batch's confirmation must not be Ok");
+    assert!(smmu.has_stale_entries(db).unwrap());
+}

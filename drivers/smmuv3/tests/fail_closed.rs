@@ -140,3 +140,36 @@ fn an_smmu_whose_gbpa_does_not_take_is_not_disabled_into_bypass() {
     assert_eq!(smmuv3::fail_closed(&model, smmuv3::Bound::Polls(100)), Ok(()));
     assert_closed(&model, "fail_closed");
 }
+
+/// An SMMU without GBPA that firmware left running on a table that aborts every stream,
+/// and memory `init` refuses (a two-level stream table not aligned to its level-2 tables'
+/// size): `init` fails, and
+/// the SMMU must be left as it was, translating through firmware's table. (Before, `init`
+/// disabled it before checking the memory, and a disabled SMMU without GBPA passes every
+/// transaction: the refusal opened it.)
+#[test]
+fn memory_refused_by_init_does_not_open_an_smmu_without_gbpa() {
+    let model = SmmuModel::with_idr(host_idr());
+    model.without_gbpa();
+    firmware_left_it_running(&model);
+    for sid in 0..16 {
+        let ste = model.reg(reg::STRTAB_BASE) + sid * 64;
+        // SAFETY: inside the table `firmware_left_it_running` allocated: STE.V = 1,
+        // Config = abort.
+        unsafe { (ste as *mut u64).write_volatile(1) };
+    }
+    assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort);
+    let mut mem = common::memory(8);
+    // 64 KiB of table (two-level for 16-bit StreamIDs) at a 4 KiB boundary: the SMMU
+    // would read its level-2 tables 4 KiB below where the driver wrote them.
+    let whole = host_region(128 << 10, 64 << 10);
+    // SAFETY: 4 KiB into a 128 KiB allocation, leaving 124 KiB.
+    let va = unsafe { whole.va.add(4096) };
+    mem.stream_table = smmuv3::DmaRegion { pa: smmuv3::PhysAddr(whole.pa.0 + 4096), va, len: 64 << 10 };
+    // SAFETY: the memory is fresh and leaked; the model is the only register file.
+    let got = unsafe { Smmu::init(&model, mem, common::config()) }.err();
+    assert_eq!(got, Some(Error::Misaligned { what: "two-level stream table", align: 16 << 10 }));
+    assert_eq!(model.reg(reg::CR0) & SMMUEN, SMMUEN, "still on, on firmware's table");
+    assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort, "a device's write");
+    assert_eq!(model.violations(), Vec::<&str>::new());
+}

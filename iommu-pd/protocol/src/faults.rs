@@ -45,7 +45,9 @@ pub struct FaultRecord {
     pub offset: u64,
     /// 1 if this fault quarantined the device.
     pub quarantined: u32,
-    /// Records dropped for lack of room before this one.
+    /// Records dropped for lack of room before this one: in this ring, or lost by the
+    /// IOMMU's own event queue (counted one per overflow in every client's ring, whose
+    /// records were lost being unknown).
     pub dropped_before: u32,
     /// Further faults folded into this record: same device, kind and direction, at
     /// addresses up to `iova_last` (a DMA burst faults once per bus transaction).
@@ -96,7 +98,8 @@ pub mod kind {
 pub struct FaultRing {
     /// Records with `seq < published` are valid.
     published: AtomicU64,
-    /// Records dropped because the ring was full, ever.
+    /// Records dropped because the ring was full, ever, and one for each overflow of the
+    /// IOMMU's event queue.
     dropped: AtomicU64,
     /// Records with `seq < acked` have been read (the client told the service so).
     acked: u64,
@@ -200,6 +203,13 @@ impl FaultRing {
         continues
     }
 
+    /// Count one record dropped that never reached the ring: the IOMMU's own event queue
+    /// overflowed, and which client's records it lost is unknown.
+    pub fn lost(&mut self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.dropped_unreported += 1;
+    }
+
     /// The client has read every record up to and including `upto`. False if `upto` was
     /// never handed out.
     pub fn ack(&mut self, upto: u64) -> bool {
@@ -220,7 +230,8 @@ impl FaultRing {
         self.published.load(Ordering::Relaxed)
     }
 
-    /// Records dropped because the ring was full.
+    /// Records dropped because the ring was full, and one for each overflow of the
+    /// IOMMU's event queue (`lost`).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }

@@ -699,7 +699,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             if found.is_empty() {
                 let st = self.devices[device];
                 if !st.quarantined && !st.torn_down && !st.stopped {
-                    self.hw.enable(device).map_err(|_| ErrorCode::Hardware)?;
+                    self.enable_or_block(device)?;
                 }
                 self.devices[device].unconfirmed = false;
                 break;

@@ -126,6 +126,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
     }
 
+    /// The IOMMU lost fault records before the service saw them (its event queue
+    /// overflowed: on the SMMUv3, EVENTQ_PROD.OVFLG). Whose they were is unknown, and one
+    /// device's storm can overflow the queue with another's fault in it: every client's
+    /// ring counts one record dropped (carried by its next record and by QUERY). Returns
+    /// the clients to notify.
+    pub fn events_lost(&mut self) -> u64 {
+        let clients = self.cfg.clients.len().min(self.rings.len());
+        let mut notify = 0;
+        for (c, ring) in self.rings.iter_mut().enumerate().take(clients) {
+            ring.lost();
+            notify |= 1 << c;
+        }
+        notify
+    }
+
     /// `record_fault`, saying what became of the fault when no client is told: a
     /// StreamID no description names, or a device no client drives, counted for the
     /// IOMMU PD to report.
@@ -171,10 +186,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let st = &mut self.devices[d];
         let storm = st.count_fault(f.now, policy.window) > u64::from(policy.max_faults);
         let mut quarantined = 0;
-        if storm && !st.quarantined && self.hw.block(d).is_ok() {
-            self.devices[d].quarantined = true;
+        if storm && !st.quarantined {
+            // Quarantined whatever the IOMMU answers: a block it does not confirm is owed
+            // and retried before the next request (`retry_blocks`), and meanwhile the
+            // device may not map. Leaving it unquarantined would forget the storm when the
+            // faults stop, with the device still translating.
+            st.quarantined = true;
             self.stats.quarantines += 1;
             quarantined = 1;
+            if self.hw.block(d).is_err() {
+                self.block_failed(d);
+            }
         }
         let record = FaultRecord {
             seq: 0,
@@ -227,7 +249,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             // next RESUME skips what was made.
             self.make_static_maps(d)?;
         }
-        self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
+        self.enable_or_block(d)?;
         // A fresh start for the storm window; the device's mappings stay as they are.
         let DeviceState { root, pending, next_iova, window_end, .. } = self.devices[d];
         self.devices[d] = DeviceState { root, pending, next_iova, window_end, ..DeviceState::default() };

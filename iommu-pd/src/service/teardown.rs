@@ -158,10 +158,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 // A restarted client finds its devices as the description has them.
                 self.devices[d].stopped = false;
                 self.settle(d)?;
-                if !self.devices[d].quarantined {
-                    self.hw.enable(d).map_err(|_| ErrorCode::Hardware)?;
-                }
+                // Its static maps while it is still blocked, as RESUME makes them: should
+                // one fail, the device stays torn down, and aborting.
                 self.make_static_maps(d)?;
+                if !self.devices[d].quarantined {
+                    self.enable_or_block(d)?;
+                }
                 // Only now: if anything above failed, the device is still torn down and
                 // the next `client_ready` does it all again.
                 self.devices[d].torn_down = false;

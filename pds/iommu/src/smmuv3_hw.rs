@@ -211,6 +211,7 @@ pub fn ack_interrupts() {
 pub fn take_faults(service: &mut Svc) -> Option<u64> {
     let mut sink = Faults { service, notify: 0 };
     let mut pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
+    let mut overflowed = pass.overflowed;
     // Records left, and nothing will announce them (the interrupt marks empty to
     // non-empty): with the timer, be woken again at once, after whatever else is
     // waiting; without, keep going here until the queue is empty. That ends when
@@ -219,6 +220,12 @@ pub fn take_faults(service: &mut Svc) -> Option<u64> {
     // keep this PD here: such a system should give it the timer.
     while pass.rearm == Rearm::Now && !irqs::TIMER {
         pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
+        overflowed |= pass.overflowed;
+    }
+    // The SMMU lost records, anyone's (one device's storm can overflow the queue with
+    // another's fault in it): every client is told (`Service::events_lost`).
+    if overflowed {
+        sink.notify |= sink.service.events_lost();
     }
     if irqs::TIMER {
         match pass.rearm {

@@ -1,0 +1,137 @@
+//! Attacks on "every failure leaves the stream aborting", at the service: each test makes
+//! the IOMMU refuse the one call that would close a device (the model IOMMU keeps its own
+//! record of whether each device translates, which the service cannot write), and checks
+//! the model afterwards, not the service's books.
+
+mod common;
+
+use common::*;
+use iommu_pd::{FaultInput, Service};
+use iommu_protocol::{DeviceId, ErrorCode, Request, Rights};
+
+/// A fault storm on the NIC (stream 0x10): the policy's 10 faults in a window, and one
+/// more, the last: no later fault comes to try again.
+fn storm(s: &mut Service<'_, ModelHw>) {
+    for now in 0..11 {
+        s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now });
+    }
+}
+
+/// A storm whose block the IOMMU does not confirm still quarantines the device: it may
+/// not map, the block is retried before the next request, and the device stops once the
+/// IOMMU obeys. (Before, the storm was forgotten: the device was not quarantined, kept
+/// translating, and nothing retried the block.)
+#[test]
+fn a_storm_whose_block_fails_still_quarantines_the_device() {
+    let mut s = service();
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ_WRITE), ok_iova(IOVA_BASE));
+    s.hw_mut().fail_next = Some("block");
+    storm(&mut s);
+    assert_eq!(s.stats().quarantines, 1, "the storm quarantined the device");
+    assert_eq!(s.unblocked_devices(), 1 << NIC, "its block is owed");
+    // The next request of anyone retries the block first; the NIC's own MAP is refused.
+    assert_eq!(map(&mut s, NET, 0, NIC, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    assert_eq!(s.hw().enabled.get(&(NIC as usize)), Some(&false), "the IOMMU blocks the NIC");
+    assert!(s.hw().reachable(NIC as usize).is_empty());
+    assert_eq!(s.unblocked_devices(), 0);
+    // The ring's record says so.
+    let records: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
+    assert_eq!(records.iter().filter(|r| r.quarantined == 1).count(), 1);
+}
+
+const NIC: u32 = 0;
+
+fn ok_iova(iova: u64) -> iommu_protocol::Reply {
+    iommu_protocol::Reply::ok(&[iova])
+}
+
+/// A restarted client whose device's static map fails: the device is still torn down,
+/// so it must still abort; it runs only once `client_ready` has made its static maps.
+/// (Before, `client_ready` enabled it first: it ran, torn down in the books, until the
+/// next `client_ready`, through whatever static maps had been made.)
+#[test]
+fn client_ready_whose_static_map_fails_leaves_the_device_blocked() {
+    let cfg = iommu_pd::Config { static_maps: &STATIC_MAPS, ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    s.client_torn_down(NET).unwrap();
+    assert_eq!(s.hw().enabled.get(&0), Some(&false));
+    s.hw_mut().fail_next = Some("map");
+    assert_eq!(s.client_ready(NET), Err(ErrorCode::Hardware));
+    assert_eq!(s.hw().enabled.get(&0), Some(&false), "torn down still: the NIC aborts");
+    // Its MAP is refused as a torn-down device's.
+    assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    assert_eq!(s.client_ready(NET), Ok(()));
+    assert_eq!(s.hw().enabled.get(&0), Some(&true));
+    assert_eq!(s.hw().reachable(0).len(), 2, "its static maps, made before it ran");
+}
+
+/// Every way a blocked device is let run again, with the IOMMU failing the enable (the
+/// model's failed enable leaves the device translating, the worst the contract allows):
+/// the device is still stopped, quarantined, torn down or owed a removal, so it must end
+/// blocked, and runs once the same request succeeds. (Before, it stayed translating.)
+#[test]
+fn an_enable_that_fails_leaves_a_device_that_may_not_run_blocked() {
+    let stop = |s: &mut Service<'_, ModelHw>| {
+        assert_eq!(call(s, NET, Request::Stop { device: DeviceId(NIC) }), iommu_protocol::Reply::ok(&[0]));
+    };
+    let quarantine = |s: &mut Service<'_, ModelHw>| storm(s);
+    let tear_down = |s: &mut Service<'_, ModelHw>| s.client_torn_down(NET).unwrap();
+    let fail_unmap = |s: &mut Service<'_, ModelHw>| {
+        assert_eq!(map(s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ), ok_iova(IOVA_BASE));
+        s.hw_mut().fail_next = Some("unmap");
+        assert_eq!(unmap(s, NET, NIC, &[IOVA_BASE]), err(ErrorCode::Hardware));
+    };
+    let resume = |s: &mut Service<'_, ModelHw>| match call(s, NET, Request::Resume { device: DeviceId(NIC) }) {
+        iommu_protocol::Reply::Err(e) => Err(e),
+        _ => Ok(()),
+    };
+    let ready = |s: &mut Service<'_, ModelHw>| s.client_ready(NET);
+    // The removal's retry comes from a second UNMAP of the same IOVA.
+    let unmap_again = |s: &mut Service<'_, ModelHw>| match unmap(s, NET, NIC, &[IOVA_BASE]) {
+        iommu_protocol::Reply::Err(e) => Err(e),
+        _ => Ok(()),
+    };
+    type Step = dyn Fn(&mut Service<'static, ModelHw>);
+    type Again = dyn Fn(&mut Service<'static, ModelHw>) -> Result<(), ErrorCode>;
+    // What blocks the device, what lets it run (failing), and what then does (the UNMAP
+    // that confirmed the removal has no mapping left to retry: RESUME enables).
+    let cases: [(&str, &Step, &Again, &Again); 5] = [
+        ("STOP, then RESUME", &stop, &resume, &resume),
+        ("a storm, then RESUME", &quarantine, &resume, &resume),
+        ("a teardown, then client_ready", &tear_down, &ready, &ready),
+        ("a failed UNMAP, then RESUME", &fail_unmap, &resume, &resume),
+        ("a failed UNMAP, then UNMAP again", &fail_unmap, &unmap_again, &resume),
+    ];
+    for (what, block, first, again) in cases {
+        let mut s = service();
+        block(&mut s);
+        assert_eq!(s.hw().enabled.get(&0), Some(&false), "{what}: blocked");
+        s.hw_mut().fail_next = Some("enable");
+        assert_eq!(first(&mut s), Err(ErrorCode::Hardware), "{what}");
+        // Whatever the next request is, the owed block is retried before it.
+        call(&mut s, BLK, Request::Query);
+        assert_eq!(s.hw().enabled.get(&0), Some(&false), "{what}: blocked after the failed enable");
+        assert_eq!(again(&mut s), Ok(()), "{what}: again, the IOMMU obeying");
+        assert_eq!(s.hw().enabled.get(&0), Some(&true), "{what}: running");
+    }
+}
+
+/// A storm of one client's device can overflow the IOMMU's event queue before the IOMMU
+/// PD drains it, and the records lost may be any device's: every client is told (its
+/// ring counts one record dropped, carried by its next record and QUERY), not only the
+/// storm's owner. (Before, the overflow reached no client: a bystander whose device's
+/// fault was lost in it heard nothing.)
+#[test]
+fn records_the_iommu_lost_are_counted_in_every_clients_ring() {
+    let mut s = service();
+    // EVIL's device faults; the queue overflowed meanwhile.
+    s.record_fault(FaultInput { stream: 0x20, iova: 0xbad_0000, write: true, kind: 0x10, now: 0 });
+    assert_eq!(s.events_lost(), 0b111, "every client with a ring is to be notified");
+    for c in [NET, BLK, EVIL] {
+        assert_eq!(s.faults(c).unwrap().dropped(), 1, "client {c}");
+    }
+    // NET's next record says one was dropped before it.
+    s.record_fault(FaultInput { stream: 0x10, iova: 0x1234_0000, write: false, kind: 0x10, now: 1 });
+    let records: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
+    assert_eq!(records.iter().map(|r| r.dropped_before).collect::<Vec<_>>(), vec![1]);
+}
