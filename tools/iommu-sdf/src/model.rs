@@ -101,13 +101,16 @@ pub struct ProtectionDomain {
     /// Symbols patched in it besides its maps' and setvars': its children's `setvar_id`s
     /// (with the child's line).
     pub child_setvar_ids: Vec<(String, Line)>,
+    /// Its `<irq>`s' `setvar_id`s (with the interrupt's line): symbols in it the Microkit
+    /// tool patches with the interrupt's id, as it does a child's.
+    pub irq_setvar_ids: Vec<(String, Line)>,
     pub line: Line,
 }
 
 impl ProtectionDomain {
     /// Every symbol the description has the Microkit tool patch in this PD (its maps'
-    /// `setvar_vaddr`/`setvar_size`/`setvar_prefill_size`, its `<setvar>`s, its children's and its channel ends'
-    /// `setvar_id`s), with where each is set and that element's name. `ends` is
+    /// `setvar_vaddr`/`setvar_size`/`setvar_prefill_size`, its `<setvar>`s, its children's, its interrupts' and its
+    /// channel ends' `setvar_id`s), with where each is set and that element's name. `ends` is
     /// `System::ends_by_pd`.
     pub fn setvar_symbols<'a>(
         &'a self,
@@ -121,6 +124,7 @@ impl ProtectionDomain {
         }
         symbols.extend(self.setvars.iter().map(|v| (v.symbol.as_str(), v.line, "setvar")));
         symbols.extend(self.child_setvar_ids.iter().map(|(s, line)| (s.as_str(), *line, "protection_domain")));
+        symbols.extend(self.irq_setvar_ids.iter().map(|(s, line)| (s.as_str(), *line, "irq")));
         symbols.extend(
             ends.get(self.name.as_str())
                 .into_iter()

@@ -202,6 +202,7 @@ impl Reader {
                 })
             }),
             child_setvar_ids: Vec::new(),
+            irq_setvar_ids: Vec::new(),
             line: self.line(n),
         });
         if !n.children().any(|c| c.has_tag_name("program_image")) {
@@ -231,8 +232,8 @@ impl Reader {
             }
         }
         let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut irq_ids, mut ioports, mut cspace, mut child_setvar_ids) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut irq_ids, mut ioports, mut cspace, mut child_setvar_ids, mut irq_setvar_ids) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
             if !PD_CHILDREN.contains(&tag) {
@@ -314,6 +315,9 @@ impl Reader {
                     if let Some(id) = self.number(c, "id") {
                         irq_ids.push((id, self.line(c)));
                     }
+                    if let Some(symbol) = c.attribute("setvar_id") {
+                        irq_setvar_ids.push((symbol.to_string(), self.line(c)));
+                    }
                 }
                 "ioport" => ioports.push(self.line(c)),
                 "cspace" => {
@@ -328,6 +332,7 @@ impl Reader {
         sys.pds[at].irq_ids = irq_ids;
         sys.pds[at].cspace = cspace;
         sys.pds[at].child_setvar_ids = child_setvar_ids;
+        sys.pds[at].irq_setvar_ids = irq_setvar_ids;
         sys.pds[at].ioports = ioports;
         sys.pds[at].maps = maps;
         sys.pds[at].setvars = setvars;
