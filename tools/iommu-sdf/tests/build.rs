@@ -210,3 +210,29 @@ fn a_generated_child_id_lands_after_a_value_holding_a_gt() {
     assert_eq!(driver.attribute("id"), Some("1"), "{out}");
     assert_eq!(driver.attribute("domain"), Some("a>b"), "{out}");
 }
+
+/// On i.MX8QXP the IOMMU PD attaches each StreamID under the SoC's SMR mask (0x7f80, as
+/// NXP's device trees give it: `smmuv2-service`'s `set_smr_mask`), so the SMMU gives every
+/// StreamID equal to a listed one in the other bits (0x11, 0x91, ... 0x7f91) that device's
+/// translations. The report said "Every StreamID not in this table aborts", which the
+/// policy it describes does not do; it now says what is matched. Where the mask is 0 (QEMU
+/// virt, ZynqMP) the sentence stands.
+#[test]
+fn the_report_says_streamids_are_matched_under_the_boards_smr_mask() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/tqma8xqp1gb.xml")).unwrap();
+    let board = iommu_sdf::Board::named("tqma8xqp1gb");
+    let (sys, problems) = iommu_sdf::check_text_on(&text, &board);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let md = iommu_sdf::report::markdown_on(&sys, "tqma8xqp1gb.xml", &board);
+    assert!(!md.contains("Every StreamID not in this table aborts"), "{md}");
+    assert!(md.contains("matched under the mask 0x7f80"), "{md}");
+    assert!(md.contains("0x11 stands for 0x11 with any of bits 0x7f80 set"), "{md}");
+    let zynqmp = iommu_sdf::Board::named("zcu102");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/zcu102.xml")).unwrap();
+    let (sys, problems) = iommu_sdf::check_text_on(&text, &zynqmp);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        iommu_sdf::report::markdown_on(&sys, "zcu102.xml", &zynqmp).contains("Every StreamID not in this table aborts")
+    );
+}
