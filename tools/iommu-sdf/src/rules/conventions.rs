@@ -204,7 +204,23 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
         ", and only the first region would be kept from other PDs and devices",
         "keep setvar_vaddr=\"smmu_regs\" on the map of the SMMU's register frame only",
     );
-    if symbol_map(iommu, SMMU_REGS, twice, out).is_none() {
+    let regs = symbol_map(iommu, SMMU_REGS, twice, out);
+    // Registers are Device memory to the architecture: mapped as Normal (cached, Microkit's
+    // default) the IOMMU PD's writes may stay in its cache and its reads be served from
+    // there, so the SMMU need not see the stream table, the abort or the enable that the
+    // IOMMU PD reads back as done.
+    if let Some(m) = regs.filter(|m| m.cached) {
+        out.push(p(
+            m.line,
+            "map",
+            format!(
+                "the IOMMU PD maps the SMMU's registers `{}` cached (Microkit's default): as Normal memory its writes may stay in its cache and its reads come from there, so the SMMU need not see the stream table, the abort or the enable the IOMMU PD reads back as done",
+                m.mr
+            ),
+            "add cached=\"false\" to this map (Device memory)",
+        ));
+    }
+    if regs.is_none() {
         out.push(p(
             iommu.line,
             "protection_domain",

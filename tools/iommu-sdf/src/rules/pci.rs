@@ -107,6 +107,17 @@ fn covers_the_buses(sys: &System, board: &Board, ecam: &Map, out: &mut Vec<Probl
             format!("add setvar_size=\"{ECAM_SIZE}\" to this map"),
         ));
     }
+    if ecam.cached {
+        out.push(p(
+            ecam.line,
+            "map",
+            format!(
+                "the IOMMU PD maps its ECAM `{}` cached (Microkit's default): as Normal memory its writes of bus numbers, windows and Bus Master off may stay in its cache, and what it reads back be its own write, not the function's register",
+                r.name
+            ),
+            "add cached=\"false\" to this map (Device memory)",
+        ));
+    }
     // The IOMMU PD writes bus numbers, windows and Command registers into what it maps as
     // ECAM at boot, before it sets up the SMMU: it must be configuration space, the board's.
     let Some(pci) = &board.pci else {
