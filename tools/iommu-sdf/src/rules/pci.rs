@@ -213,7 +213,7 @@ fn set_by_the_ecam_map_alone(sys: &System, iommu: &ProtectionDomain, ecam: Optio
         for (attribute, value, own) in attributes {
             let Some(symbol) = value.as_deref().filter(|s| [ECAM, ECAM_SIZE].contains(s)) else { continue };
             if !is_ecam_map(m) && !from_the_map(symbol) || is_ecam_map(m) && symbol != own {
-                refuse(symbol, m.line, "map", format!("a <map> of `{}` (`{attribute}`)", m.mr));
+                refuse(symbol, m.line, "map", format!("`{attribute}` on this <map> of `{}`", m.mr));
             }
         }
     }
@@ -221,8 +221,8 @@ fn set_by_the_ecam_map_alone(sys: &System, iommu: &ProtectionDomain, ecam: Optio
     for (symbol, line, element) in iommu.setvar_symbols(&ends) {
         if element != "map" && [ECAM, ECAM_SIZE].contains(&symbol) && !from_the_map(symbol) {
             let by = match element {
-                "setvar" => "a <setvar>".to_string(),
-                other => format!("a <{other}> (`setvar_id`)"),
+                "setvar" => "this <setvar>".to_string(),
+                other => format!("the `setvar_id` of this <{other}>"),
             };
             refuse(symbol, line, element, by);
         }
