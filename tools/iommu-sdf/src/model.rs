@@ -77,6 +77,9 @@ pub struct ProtectionDomain {
     /// `stack_size` in bytes (Microkit's default: `board::DEFAULT_STACK_SIZE`): the stack
     /// sits at the top of its address space, so it ends the PD's maps and program there.
     pub stack_size: u64,
+    /// `stack_size` was written (else the Microkit tool's default, or, for the IOMMU PD,
+    /// what `plumbing::iommu_stack` gives it).
+    pub stack_size_given: bool,
     /// The parent PD's name, for a child PD.
     pub parent: Option<String>,
     /// A child PD's `id` (its identifier in its parent).
@@ -96,6 +99,9 @@ pub struct ProtectionDomain {
     pub cspace: Vec<(String, String, Line)>,
     /// `smc="true"`: it may call the firmware at EL3 (Secure Monitor Calls).
     pub smc: bool,
+    /// `fpu` (Microkit's default true): false has seL4 trap its every floating-point and
+    /// SIMD instruction as a fault.
+    pub fpu: bool,
     /// Its `<program_image>`, and where its program lies once read (`crate::programs`).
     pub program: Option<Program>,
     /// Symbols patched in it besides its maps' and setvars': its children's `setvar_id`s
@@ -650,6 +656,8 @@ pub struct Generated {
     pub queue_regions: Vec<(Line, String)>,
     /// Maps written just after a client's start tag: (PD, XML).
     pub in_pd: Vec<(String, String)>,
+    /// The IOMMU PD's `stack_size`, written on its start tag, when the description gives none.
+    pub iommu_stack: Option<u64>,
 }
 
 /// The highest channel, interrupt and child id in a PD: the Microkit tool's `PD_MAX_ID`

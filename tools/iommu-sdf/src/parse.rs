@@ -180,6 +180,7 @@ impl Reader {
             period,
             passive,
             stack_size: self.number(n, "stack_size").unwrap_or(crate::board::DEFAULT_STACK_SIZE),
+            stack_size_given: n.attribute("stack_size").is_some(),
             parent: parent.map(str::to_string),
             id,
             maps: Vec::new(),
@@ -190,6 +191,7 @@ impl Reader {
             ioports: Vec::new(),
             cspace: Vec::new(),
             smc: self.boolean(n, "smc", false),
+            fpu: self.boolean(n, "fpu", true),
             program: n.children().find(|c| c.has_tag_name("program_image")).and_then(|c| {
                 Some(Program {
                     path: c.attribute("path")?.to_string(),

@@ -10,6 +10,7 @@ mod caps;
 mod conventions;
 mod device_memory;
 mod devices;
+mod iommu_pd;
 mod mmu500;
 pub mod names;
 mod pci;
@@ -70,6 +71,9 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     topology::check(sys, board, &mut out);
     device_memory::check(sys, board, &mut out);
     conventions::conventions(sys, &mut out);
+    if let Some(iommu) = sys.iommu.as_ref().and_then(|i| sys.pd(&i.pd)) {
+        iommu_pd::check(iommu, &mut out);
+    }
     out.sort_by_key(|p| p.line);
     out
 }
