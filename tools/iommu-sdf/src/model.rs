@@ -20,6 +20,9 @@ pub struct MemoryRegion {
     /// `prefill_path`: a file the Microkit tool finds in its search path, as it finds
     /// programs, and loads into the region's memory.
     pub prefill_path: Option<String>,
+    /// `prefill_bootinfo`: the Microkit tool fills the region with boot information (the
+    /// device tree, say) instead.
+    pub prefill_bootinfo: bool,
     /// That file as read (`crate::programs::read`), once read: what the image would hold.
     pub prefill: Option<LoadedFile>,
     pub line: Line,

@@ -551,6 +551,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     phys_addr,
                     page_size,
                     prefill_path: n.attribute("prefill_path").map(str::to_string),
+                    prefill_bootinfo: n.attribute("prefill_bootinfo").is_some(),
                     prefill: None,
                     line: r.line(n),
                 });

@@ -121,6 +121,7 @@ pub fn complete(sys: &mut System) {
                 phys_addr: None,
                 page_size,
                 prefill_path: None,
+                prefill_bootinfo: false,
                 prefill: None,
                 line,
             });
@@ -173,6 +174,7 @@ pub fn complete(sys: &mut System) {
                     phys_addr: None,
                     page_size: None,
                     prefill_path: None,
+                    prefill_bootinfo: false,
                     prefill: None,
                     line,
                 });
