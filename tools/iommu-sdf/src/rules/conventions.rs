@@ -181,6 +181,7 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
                         format!("add setvar_vaddr=\"{sym}\" setvar_size=\"{size}\" to this map"),
                     ))
                 }
+                Some(m) if !(m.perms.read && m.perms.write) => out.push(super::read_write(m, &format!("its {role} `{region}`"))),
                 Some(_) => {}
             }
             if !iommu.setvars.iter().any(|v| v.symbol == paddr && v.region_paddr.as_deref() == Some(region)) {
@@ -209,6 +210,9 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
     // default) the IOMMU PD's writes may stay in its cache and its reads be served from
     // there, so the SMMU need not see the stream table, the abort or the enable that the
     // IOMMU PD reads back as done.
+    if let Some(m) = regs.filter(|m| !(m.perms.read && m.perms.write)) {
+        out.push(super::read_write(m, &format!("the SMMU's registers `{}`", m.mr)));
+    }
     if let Some(m) = regs.filter(|m| m.cached) {
         out.push(p(
             m.line,

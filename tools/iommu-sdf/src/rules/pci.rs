@@ -107,6 +107,9 @@ fn covers_the_buses(sys: &System, board: &Board, ecam: &Map, out: &mut Vec<Probl
             format!("add setvar_size=\"{ECAM_SIZE}\" to this map"),
         ));
     }
+    if !(ecam.perms.read && ecam.perms.write) {
+        out.push(super::read_write(ecam, &format!("its ECAM `{}`", r.name)));
+    }
     if ecam.cached {
         out.push(p(
             ecam.line,
