@@ -63,6 +63,11 @@ pub fn microkit_system(text: &str, sys: &System) -> Result<String, String> {
         let close = start_tag_end(&doc, text, pd)?;
         cut.push((close, close, format!(" id=\"{id}\"")));
     }
+    // The IOMMU PD's stack, where the description gives none, on its start tag.
+    if let (Some(iommu), Some(stack)) = (&sys.iommu, sys.generated.iommu_stack) {
+        let close = start_tag_end(&doc, text, &iommu.pd)?;
+        cut.push((close, close, format!(" stack_size=\"{stack:#x}\"")));
+    }
     // Generated maps in a client (its queue), just after its start tag, on its line.
     for (pd, xml) in &sys.generated.in_pd {
         let close = start_tag_end(&doc, text, pd)?;

@@ -310,7 +310,7 @@ fn main() -> ExitCode {
         },
         Command::Verify(..) => unreachable!("verify returned above"),
         Command::Report(_, svg, report) => {
-            println!("\n{}", iommu_sdf::report::markdown_for(&sys, &shown, target));
+            println!("\n{}", iommu_sdf::report::markdown_on(&sys, &shown, &board));
             if let Some(unproven) = &unproven {
                 println!("**Unproven:** {unproven}\n");
             }

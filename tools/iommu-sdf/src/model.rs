@@ -20,6 +20,9 @@ pub struct MemoryRegion {
     /// `prefill_path`: a file the Microkit tool finds in its search path, as it finds
     /// programs, and loads into the region's memory.
     pub prefill_path: Option<String>,
+    /// `prefill_bootinfo`: the Microkit tool fills the region with boot information (the
+    /// device tree, say) instead.
+    pub prefill_bootinfo: bool,
     /// That file as read (`crate::programs::read`), once read: what the image would hold.
     pub prefill: Option<LoadedFile>,
     pub line: Line,
@@ -77,6 +80,9 @@ pub struct ProtectionDomain {
     /// `stack_size` in bytes (Microkit's default: `board::DEFAULT_STACK_SIZE`): the stack
     /// sits at the top of its address space, so it ends the PD's maps and program there.
     pub stack_size: u64,
+    /// `stack_size` was written (else the Microkit tool's default, or, for the IOMMU PD,
+    /// what `plumbing::iommu_stack` gives it).
+    pub stack_size_given: bool,
     /// The parent PD's name, for a child PD.
     pub parent: Option<String>,
     /// A child PD's `id` (its identifier in its parent).
@@ -96,18 +102,24 @@ pub struct ProtectionDomain {
     pub cspace: Vec<(String, String, Line)>,
     /// `smc="true"`: it may call the firmware at EL3 (Secure Monitor Calls).
     pub smc: bool,
+    /// `fpu` (Microkit's default true): false has seL4 trap its every floating-point and
+    /// SIMD instruction as a fault.
+    pub fpu: bool,
     /// Its `<program_image>`, and where its program lies once read (`crate::programs`).
     pub program: Option<Program>,
     /// Symbols patched in it besides its maps' and setvars': its children's `setvar_id`s
     /// (with the child's line).
     pub child_setvar_ids: Vec<(String, Line)>,
+    /// Its `<irq>`s' `setvar_id`s (with the interrupt's line): symbols in it the Microkit
+    /// tool patches with the interrupt's id, as it does a child's.
+    pub irq_setvar_ids: Vec<(String, Line)>,
     pub line: Line,
 }
 
 impl ProtectionDomain {
     /// Every symbol the description has the Microkit tool patch in this PD (its maps'
-    /// `setvar_vaddr`/`setvar_size`/`setvar_prefill_size`, its `<setvar>`s, its children's and its channel ends'
-    /// `setvar_id`s), with where each is set and that element's name. `ends` is
+    /// `setvar_vaddr`/`setvar_size`/`setvar_prefill_size`, its `<setvar>`s, its children's, its interrupts' and its
+    /// channel ends' `setvar_id`s), with where each is set and that element's name. `ends` is
     /// `System::ends_by_pd`.
     pub fn setvar_symbols<'a>(
         &'a self,
@@ -121,6 +133,7 @@ impl ProtectionDomain {
         }
         symbols.extend(self.setvars.iter().map(|v| (v.symbol.as_str(), v.line, "setvar")));
         symbols.extend(self.child_setvar_ids.iter().map(|(s, line)| (s.as_str(), *line, "protection_domain")));
+        symbols.extend(self.irq_setvar_ids.iter().map(|(s, line)| (s.as_str(), *line, "irq")));
         symbols.extend(
             ends.get(self.name.as_str())
                 .into_iter()
@@ -646,6 +659,8 @@ pub struct Generated {
     pub queue_regions: Vec<(Line, String)>,
     /// Maps written just after a client's start tag: (PD, XML).
     pub in_pd: Vec<(String, String)>,
+    /// The IOMMU PD's `stack_size`, written on its start tag, when the description gives none.
+    pub iommu_stack: Option<u64>,
 }
 
 /// The highest channel, interrupt and child id in a PD: the Microkit tool's `PD_MAX_ID`

@@ -176,19 +176,45 @@ pub fn rust_module(n: &ClientNumbers, source: &str) -> String {
     o
 }
 
+/// The C kit a driver includes beside its `<pd>_iommu.h`: a generated macro of the same
+/// name would redefine one of these, or, for `IOMMU_CLIENT_H` (a client named `h`), keep
+/// iommu_client.h out altogether.
+const KIT_HEADERS: [&str; 2] =
+    [include_str!("../../../iommu-pd/c/iommu_client.h"), include_str!("../../../iommu-pd/c/iommu_service.h")];
+
+/// The names a C header `#define`s.
+fn macros(header: &str) -> impl Iterator<Item = &str> {
+    header
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("#define ")?.split(|c: char| c.is_whitespace() || c == '(').next())
+}
+
 /// Two names that give one generated macro (device `a_stream` and device `a`'s
-/// `_STREAM`, or `edu` and `EDU`): refused, since a driver would get one of the two
-/// numbers under both names.
+/// `_STREAM`, or `edu` and `EDU`), or one macro of the C kit's (a client `iommu_err_bad`'s
+/// `IOMMU_ERR_BAD_CLIENT`): refused, since a driver would get one of the two numbers under
+/// both names.
 pub fn check(sys: &System) -> Vec<crate::problem::Problem> {
     let mut out = Vec::new();
     if sys.iommu.is_none() {
         return out;
     }
+    let kit: std::collections::HashSet<&str> = KIT_HEADERS.iter().flat_map(|h| macros(h)).collect();
     for n in numbers(sys) {
         let header = c_header(&n, "");
         let mut seen = std::collections::HashSet::new();
-        for name in header.lines().filter_map(|l| l.strip_prefix("#define ")?.split_whitespace().next()) {
-            if !seen.insert(name) {
+        for name in macros(&header) {
+            if kit.contains(name) {
+                let line = sys.pd(&n.pd).map_or(0, |pd| pd.line);
+                out.push(crate::problem::p(
+                    line,
+                    "protection_domain",
+                    format!(
+                        "a name of `{}`'s devices, capabilities or clients gives {name}, which iommu_client.h or iommu_service.h defines too: a driver including both would get one of the two values under that name (or, for an include guard, none of iommu_client.h)",
+                        n.pd
+                    ),
+                    "rename it (names are compared in upper case, after the PD's name or IOMMU_CLIENT_ / IOMMU_DEVICE_)",
+                ));
+            } else if !seen.insert(name) {
                 let line = sys.pd(&n.pd).map_or(0, |pd| pd.line);
                 out.push(crate::problem::p(
                     line,

@@ -180,6 +180,7 @@ impl Reader {
             period,
             passive,
             stack_size: self.number(n, "stack_size").unwrap_or(crate::board::DEFAULT_STACK_SIZE),
+            stack_size_given: n.attribute("stack_size").is_some(),
             parent: parent.map(str::to_string),
             id,
             maps: Vec::new(),
@@ -190,6 +191,7 @@ impl Reader {
             ioports: Vec::new(),
             cspace: Vec::new(),
             smc: self.boolean(n, "smc", false),
+            fpu: self.boolean(n, "fpu", true),
             program: n.children().find(|c| c.has_tag_name("program_image")).and_then(|c| {
                 Some(Program {
                     path: c.attribute("path")?.to_string(),
@@ -202,6 +204,7 @@ impl Reader {
                 })
             }),
             child_setvar_ids: Vec::new(),
+            irq_setvar_ids: Vec::new(),
             line: self.line(n),
         });
         if !n.children().any(|c| c.has_tag_name("program_image")) {
@@ -231,8 +234,8 @@ impl Reader {
             }
         }
         let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut irq_ids, mut ioports, mut cspace, mut child_setvar_ids) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut irq_ids, mut ioports, mut cspace, mut child_setvar_ids, mut irq_setvar_ids) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
             if !PD_CHILDREN.contains(&tag) {
@@ -314,6 +317,9 @@ impl Reader {
                     if let Some(id) = self.number(c, "id") {
                         irq_ids.push((id, self.line(c)));
                     }
+                    if let Some(symbol) = c.attribute("setvar_id") {
+                        irq_setvar_ids.push((symbol.to_string(), self.line(c)));
+                    }
                 }
                 "ioport" => ioports.push(self.line(c)),
                 "cspace" => {
@@ -328,6 +334,7 @@ impl Reader {
         sys.pds[at].irq_ids = irq_ids;
         sys.pds[at].cspace = cspace;
         sys.pds[at].child_setvar_ids = child_setvar_ids;
+        sys.pds[at].irq_setvar_ids = irq_setvar_ids;
         sys.pds[at].ioports = ioports;
         sys.pds[at].maps = maps;
         sys.pds[at].setvars = setvars;
@@ -544,6 +551,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     phys_addr,
                     page_size,
                     prefill_path: n.attribute("prefill_path").map(str::to_string),
+                    prefill_bootinfo: n.attribute("prefill_bootinfo").is_some(),
                     prefill: None,
                     line: r.line(n),
                 });

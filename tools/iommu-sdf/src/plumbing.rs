@@ -65,6 +65,23 @@ pub fn attr(s: &str) -> String {
 /// Add the plumbing `sys` leaves out (see the module's text) to `sys`, and keep its XML
 /// in `sys.generated`. Nothing is added where the description wrote it, or without an
 /// IOMMU PD.
+/// The stack the IOMMU PD's program needs: booted with system.xml's policy, it overflowed
+/// 128 KiB in bringing the SMMU up, before any stream aborted (commit 4720411 saw the same),
+/// and Microkit's default 8 KiB before its first line; every image gives it 256 KiB.
+pub const IOMMU_PD_STACK: u64 = 0x40000;
+
+/// The IOMMU PD's stack, where the description gives none: `IOMMU_PD_STACK`, which `build`
+/// writes on its start tag (its program's need, as the pool's size is the policy's). A
+/// `stack_size` written is kept, and `check` refuses one below it.
+pub fn iommu_stack(sys: &mut System) {
+    let Some(iommu) = &sys.iommu else { return };
+    let Some(at) = sys.pds.iter().position(|p| p.name == iommu.pd) else { return };
+    if !sys.pds[at].stack_size_given {
+        sys.pds[at].stack_size = IOMMU_PD_STACK;
+        sys.generated.iommu_stack = Some(IOMMU_PD_STACK);
+    }
+}
+
 pub fn complete(sys: &mut System) {
     let Some(iommu) = sys.iommu.clone() else { return };
     // A description that names any of the IOMMU's regions writes its plumbing by hand:
@@ -104,6 +121,7 @@ pub fn complete(sys: &mut System) {
                 phys_addr: None,
                 page_size,
                 prefill_path: None,
+                prefill_bootinfo: false,
                 prefill: None,
                 line,
             });
@@ -156,6 +174,7 @@ pub fn complete(sys: &mut System) {
                     phys_addr: None,
                     page_size: None,
                     prefill_path: None,
+                    prefill_bootinfo: false,
                     prefill: None,
                     line,
                 });

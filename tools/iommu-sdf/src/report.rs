@@ -133,6 +133,22 @@ pub fn markdown(sys: &System, source: &str) -> String {
 
 /// The report as Markdown, for `target`.
 pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) -> String {
+    markdown_masked(sys, source, target, 0)
+}
+
+/// The report as Markdown, for `board`: on an MMU-500 whose SoC has the IOMMU PD attach
+/// StreamIDs under a mask (`Mmu500::smr_mask`, as pds/iommu does), it says so, since the
+/// SMMU then matches more StreamIDs than the table lists.
+pub fn markdown_on(sys: &System, source: &str, board: &crate::board::Board) -> String {
+    let mask = match board.iommu {
+        crate::board::BoardIommu::Mmu500(m) => m.smr_mask,
+        _ => 0,
+    };
+    markdown_masked(sys, source, board.target, mask)
+}
+
+/// The report, with StreamIDs matched under `smr_mask` (0: exactly).
+fn markdown_masked(sys: &System, source: &str, target: crate::board::Target, smr_mask: u16) -> String {
     let reach = reachability(sys);
     let private = private_regions(sys);
     let mut o = String::new();
@@ -178,7 +194,23 @@ pub fn markdown_for(sys: &System, source: &str, target: crate::board::Target) ->
     if sys.io_spaces.is_empty() {
         let _ = writeln!(o, "No IO address space: every stream aborts.\n");
     } else {
-        let _ = writeln!(o, "Every StreamID not in this table aborts.\n");
+        if smr_mask == 0 {
+            let _ = writeln!(o, "Every StreamID not in this table aborts.\n");
+        } else {
+            // The stream match registers ignore the masked bits: each listed StreamID is a
+            // class of them, all translated as the device's.
+            let classes: Vec<String> = sys
+                .io_spaces
+                .iter()
+                .flat_map(|s| std::iter::once(s.stream).chain(s.extra_streams.iter().copied()))
+                .map(|x| format!("{x:#x} stands for {x:#x} with any of bits {smr_mask:#x} set"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "StreamIDs are matched under the mask {smr_mask:#x} (the SoC's, which the IOMMU PD attaches each with): {}; every StreamID matching none of them aborts.\n",
+                classes.join(", ")
+            );
+        }
     }
     // The proof: no reachable range is a private region or overlaps one physically.
     let mut clashes = Vec::new();

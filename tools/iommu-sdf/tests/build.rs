@@ -153,7 +153,9 @@ fn build_keeps_every_line_where_it_was() {
         for (i, (o, t)) in out.lines().zip(text.lines()).enumerate() {
             let removed = o.trim().is_empty();
             let added_to = o.contains("<setvar") && o.ends_with(t.trim_start());
-            assert!(o == t || removed || added_to, "{name}:{}: `{t}` became `{o}`", i + 1);
+            // The IOMMU PD's stack, on its start tag (`the_iommu_pd_gets_the_stack_it_needs`).
+            let stack = o.replacen(" stack_size=\"0x40000\"", "", 1) == t && t.contains("name=\"iommu\"");
+            assert!(o == t || removed || added_to || stack, "{name}:{}: `{t}` became `{o}`", i + 1);
         }
     }
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../system.xml")).unwrap();
@@ -209,4 +211,56 @@ fn a_generated_child_id_lands_after_a_value_holding_a_gt() {
     let driver = doc.descendants().find(|n| n.attribute("name") == Some("driver")).unwrap();
     assert_eq!(driver.attribute("id"), Some("1"), "{out}");
     assert_eq!(driver.attribute("domain"), Some("a>b"), "{out}");
+}
+
+/// On i.MX8QXP the IOMMU PD attaches each StreamID under the SoC's SMR mask (0x7f80, as
+/// NXP's device trees give it: `smmuv2-service`'s `set_smr_mask`), so the SMMU gives every
+/// StreamID equal to a listed one in the other bits (0x11, 0x91, ... 0x7f91) that device's
+/// translations. The report said "Every StreamID not in this table aborts", which the
+/// policy it describes does not do; it now says what is matched. Where the mask is 0 (QEMU
+/// virt, ZynqMP) the sentence stands.
+#[test]
+fn the_report_says_streamids_are_matched_under_the_boards_smr_mask() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/tqma8xqp1gb.xml")).unwrap();
+    let board = iommu_sdf::Board::named("tqma8xqp1gb");
+    let (sys, problems) = iommu_sdf::check_text_on(&text, &board);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let md = iommu_sdf::report::markdown_on(&sys, "tqma8xqp1gb.xml", &board);
+    assert!(!md.contains("Every StreamID not in this table aborts"), "{md}");
+    assert!(md.contains("matched under the mask 0x7f80"), "{md}");
+    assert!(md.contains("0x11 stands for 0x11 with any of bits 0x7f80 set"), "{md}");
+    let zynqmp = iommu_sdf::Board::named("zcu102");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/zcu102.xml")).unwrap();
+    let (sys, problems) = iommu_sdf::check_text_on(&text, &zynqmp);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        iommu_sdf::report::markdown_on(&sys, "zcu102.xml", &zynqmp).contains("Every StreamID not in this table aborts")
+    );
+}
+
+/// The IOMMU PD's stack: 128 KiB overflowed in bringing the SMMU up, before any stream
+/// aborted, and Microkit's default 8 KiB before its first line (system.xml's image booted
+/// with each), so `build` gives the IOMMU PD 256 KiB where the description says nothing,
+/// on the same line, and `check` refuses less (`fail/iommu-pd-stack-too-small.xml`).
+#[test]
+fn the_iommu_pd_gets_the_stack_it_needs() {
+    let text = sdf("ok.xml");
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(sys.pd("iommu").unwrap().stack_size, 0x40000);
+    let out = iommu_sdf::build::microkit_system(&text, &sys).unwrap();
+    let line = text.lines().position(|l| l.contains("<protection_domain name=\"iommu\"")).unwrap();
+    assert_eq!(
+        out.lines().nth(line).unwrap().trim(),
+        "<protection_domain name=\"iommu\" priority=\"250\" stack_size=\"0x40000\">"
+    );
+    assert_eq!(out.lines().count(), text.lines().count());
+    // Given, it is kept as written.
+    let given =
+        text.replace("name=\"iommu\" priority=\"250\"", "name=\"iommu\" priority=\"250\" stack_size=\"0x80000\"");
+    let (sys, problems) = iommu_sdf::check_text(&given);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(sys.pd("iommu").unwrap().stack_size, 0x80000);
+    assert_eq!(iommu_sdf::build::microkit_system(&given, &sys).unwrap().matches("stack_size").count(), 1);
 }

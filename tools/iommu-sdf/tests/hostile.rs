@@ -1876,6 +1876,14 @@ fn output_is_input_plus_plumbing(text: &str, sys: &System, out: &str) -> Result<
             .ok_or(format!("no protection domain {pd} for its id"))?;
         e.2.insert("id".into(), id.to_string());
     }
+    // The IOMMU PD's stack, where the description gives none.
+    if let (Some(iommu), Some(stack)) = (&sys.iommu, sys.generated.iommu_stack) {
+        let e = want
+            .iter_mut()
+            .find(|e| e.1 == "protection_domain" && e.2.get("name") == Some(&iommu.pd))
+            .ok_or("no IOMMU PD for its stack")?;
+        e.2.insert("stack_size".into(), format!("{stack:#x}"));
+    }
     want.sort();
     let got = elements(&output, false);
     if got != want {

@@ -81,3 +81,22 @@ fn names_that_give_one_macro_are_refused() {
     let (_, problems) = iommu_sdf::check_text(&text);
     assert!(problems.iter().any(|p| p.message.contains("BLK_DRIVER_CAP_BLK_POOL_SIZE")), "{problems:#?}");
 }
+
+/// A generated macro that the C kit defines too is refused: a client `iommu_err_bad` gets
+/// `IOMMU_ERR_BAD_CLIENT` (its client id, 1), which iommu_service.h defines as an error
+/// code (gcc -Werror refused the pair as redefined; without it the driver read 12 as its
+/// id), and a client `h` gets `IOMMU_CLIENT_H`, iommu_client.h's include guard, which
+/// kept the whole of iommu_client.h out of a driver that included its own header first.
+#[test]
+fn names_that_give_a_macro_of_the_c_kit_are_refused() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok.xml")).unwrap();
+    for (pd, macro_name) in [("iommu_err_bad", "IOMMU_ERR_BAD_CLIENT"), ("h", "IOMMU_CLIENT_H")] {
+        let (_, problems) = iommu_sdf::check_text(&text.replace("blk_driver", pd));
+        let hit = problems.iter().find(|p| p.message.contains(macro_name) && p.message.contains("iommu_service.h"));
+        assert!(hit.is_some(), "{pd}: {problems:#?}");
+    }
+    // The same description with its own names passes: the kit's macros are compared
+    // whole, not by prefix.
+    let (_, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+}

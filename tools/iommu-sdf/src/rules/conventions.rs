@@ -181,6 +181,7 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
                         format!("add setvar_vaddr=\"{sym}\" setvar_size=\"{size}\" to this map"),
                     ))
                 }
+                Some(m) if !(m.perms.read && m.perms.write) => out.push(super::read_write(m, &format!("its {role} `{region}`"))),
                 Some(_) => {}
             }
             if !iommu.setvars.iter().any(|v| v.symbol == paddr && v.region_paddr.as_deref() == Some(region)) {
@@ -204,7 +205,26 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
         ", and only the first region would be kept from other PDs and devices",
         "keep setvar_vaddr=\"smmu_regs\" on the map of the SMMU's register frame only",
     );
-    if symbol_map(iommu, SMMU_REGS, twice, out).is_none() {
+    let regs = symbol_map(iommu, SMMU_REGS, twice, out);
+    // Registers are Device memory to the architecture: mapped as Normal (cached, Microkit's
+    // default) the IOMMU PD's writes may stay in its cache and its reads be served from
+    // there, so the SMMU need not see the stream table, the abort or the enable that the
+    // IOMMU PD reads back as done.
+    if let Some(m) = regs.filter(|m| !(m.perms.read && m.perms.write)) {
+        out.push(super::read_write(m, &format!("the SMMU's registers `{}`", m.mr)));
+    }
+    if let Some(m) = regs.filter(|m| m.cached) {
+        out.push(p(
+            m.line,
+            "map",
+            format!(
+                "the IOMMU PD maps the SMMU's registers `{}` cached (Microkit's default): as Normal memory its writes may stay in its cache and its reads come from there, so the SMMU need not see the stream table, the abort or the enable the IOMMU PD reads back as done",
+                m.mr
+            ),
+            "add cached=\"false\" to this map (Device memory)",
+        ));
+    }
+    if regs.is_none() {
         out.push(p(
             iommu.line,
             "protection_domain",

@@ -19,6 +19,7 @@ use crate::topology::bus;
 /// Every rule about device memory under DMA and IOVA windows.
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     dma_over_device_memory(sys, board, out);
+    prefilled_device_memory(sys, board, out);
     iova_windows(sys, board, out);
     legacy_vga(sys, out);
 }
@@ -131,6 +132,31 @@ fn not_memory(
         format!("is at {s:#x}..{e:#x}, not wholly in board {}'s RAM ({})", board.name, board.ram_text()),
         "device registers or the firmware's memory, not the system's RAM",
     ))
+}
+
+/// No prefill of device memory. The Microkit tool loads a region's prefill into its
+/// frames at boot, before any PD runs, the IOMMU PD included: for a fixed-address region
+/// outside RAM those frames are a device's registers (the SMMU's, ECAM, a DMA engine's),
+/// written with the file's bytes while every stream is as reset left it (on QEMU 7.2,
+/// bypassing). Both tools built such an image.
+fn prefilled_device_memory(sys: &System, board: &Board, out: &mut Vec<Problem>) {
+    if sys.iommu.is_none() {
+        return;
+    }
+    let memory = device_memory(board);
+    for r in sys.regions.iter().filter(|r| r.prefill_path.is_some() || r.prefill_bootinfo) {
+        let Some((why, what)) = not_memory(sys, board, &memory, &r.name) else { continue };
+        let attribute = if r.prefill_path.is_some() { "prefill_path" } else { "prefill_bootinfo" };
+        out.push(p(
+            r.line,
+            "memory_region",
+            format!(
+                "`{}` is prefilled ({attribute}), and it is device memory: it {why}; the Microkit tool loads a prefill at boot, before any PD runs, the IOMMU PD included, so the file would be written into {what}",
+                r.name
+            ),
+            format!("remove {attribute}: a device's registers are its driver's to write, once the IOMMU PD has set the SMMU up"),
+        ));
+    }
 }
 
 fn dma_over_device_memory(sys: &System, board: &Board, out: &mut Vec<Problem>) {

@@ -18,6 +18,8 @@ use crate::topology::bus;
 
 /// The symbol the IOMMU PD finds ECAM through.
 pub const ECAM: &str = "ecam";
+/// The symbol it learns ECAM's size through, so how many buses it holds.
+pub const ECAM_SIZE: &str = "ecam_size";
 
 /// Every rule about configuration space.
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
@@ -26,6 +28,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     if let Some(ecam) = ecam {
         covers_the_buses(sys, board, ecam, out);
     }
+    set_by_the_ecam_map_alone(sys, iommu, ecam, out);
     let mr = ecam.map(|m| m.mr.as_str());
     // Configuration space by any name: the region the IOMMU PD maps as ECAM, and any
     // region in the board's ECAM window (whether or not the IOMMU PD maps ECAM: a guest
@@ -92,7 +95,58 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
 /// numbers (1 MiB a bus): the PCI owner reaches a bridge's or a function's configuration
 /// space only through it, and a bus past its end could be neither numbered nor checked.
 fn covers_the_buses(sys: &System, board: &Board, ecam: &Map, out: &mut Vec<Problem>) {
-    let (Some(r), Some(pci)) = (sys.region(&ecam.mr), &board.pci) else { return };
+    let Some(r) = sys.region(&ecam.mr) else { return };
+    if ecam.setvar_size.as_deref() != Some(ECAM_SIZE) {
+        out.push(p(
+            ecam.line,
+            "map",
+            format!(
+                "the IOMMU PD maps its ECAM `{}` without setvar_size=\"{ECAM_SIZE}\": it would read the size as 0, take the window for no bus and own no configuration space",
+                r.name
+            ),
+            format!("add setvar_size=\"{ECAM_SIZE}\" to this map"),
+        ));
+    }
+    if !(ecam.perms.read && ecam.perms.write) {
+        out.push(super::read_write(ecam, &format!("its ECAM `{}`", r.name)));
+    }
+    if ecam.cached {
+        out.push(p(
+            ecam.line,
+            "map",
+            format!(
+                "the IOMMU PD maps its ECAM `{}` cached (Microkit's default): as Normal memory its writes of bus numbers, windows and Bus Master off may stay in its cache, and what it reads back be its own write, not the function's register",
+                r.name
+            ),
+            "add cached=\"false\" to this map (Device memory)",
+        ));
+    }
+    // The IOMMU PD writes bus numbers, windows and Command registers into what it maps as
+    // ECAM at boot, before it sets up the SMMU: it must be configuration space, the board's.
+    let Some(pci) = &board.pci else {
+        out.push(p(
+            ecam.line,
+            "map",
+            format!(
+                "the IOMMU PD maps `{}` as PCI configuration space (setvar_vaddr=\"{ECAM}\"), and board {} has no PCI host bridge this tool knows: it would write bridges' bus numbers and Command registers into whatever that region is",
+                r.name, board.name
+            ),
+            "remove setvar_vaddr=\"ecam\" (and setvar_size=\"ecam_size\"): on this board the IOMMU PD owns no configuration space",
+        ));
+        return;
+    };
+    if r.phys_addr.is_none() {
+        out.push(p(
+            ecam.line,
+            "map",
+            format!(
+                "the IOMMU PD's ECAM `{}` has no phys_addr, so the Microkit tool places it in RAM: the IOMMU PD would number bridges, place BARs and stop bus masters in memory, not in configuration space, and every PCI rule here assumes it did so in the board's",
+                r.name
+            ),
+            format!("give `{}` phys_addr=\"{:#x}\", the board's ECAM", r.name, pci.ecam.0),
+        ));
+        return;
+    }
     if r.phys_addr.is_some_and(|a| a != pci.ecam.0) {
         out.push(p(
             ecam.line,
@@ -124,5 +178,56 @@ fn covers_the_buses(sys: &System, board: &Board, ecam: &Map, out: &mut Vec<Probl
             ),
             format!("give the ECAM region at least {:#x} bytes (buses 0 to {top})", (u64::from(top) + 1) << 20),
         ));
+    }
+}
+
+/// `ecam` and `ecam_size` in the IOMMU PD come from its map of ECAM alone. It reads them
+/// (pds/iommu/src/pci.rs, `Ecam::mapped`) at boot, before it sets up the SMMU, and walks
+/// the buses there: patched by anything else (a child's or a channel end's `setvar_id`, a
+/// `<setvar>`, another map's `setvar_vaddr` or `setvar_size`), they point it at an
+/// address that faults it (`setvar_id="ecam"` gives it the child's id, 1) or a size past
+/// its map, and a faulted IOMMU PD leaves the SMMU as firmware left it. The symbol rules
+/// (`names`) allowed both, being symbols it reads, and a second setting of either only
+/// where the ECAM map already set it.
+fn set_by_the_ecam_map_alone(sys: &System, iommu: &ProtectionDomain, ecam: Option<&Map>, out: &mut Vec<Problem>) {
+    let is_ecam_map = |m: &Map| ecam.is_some_and(|e| std::ptr::eq(e, m));
+    // Set by the ECAM map too, a second setting is the symbol rules' to refuse, once.
+    let from_the_map = |symbol: &str| {
+        ecam.is_some_and(|e| e.setvar_vaddr.as_deref() == Some(ECAM) && symbol == ECAM)
+            || ecam.is_some_and(|e| e.setvar_size.as_deref() == Some(ECAM_SIZE) && symbol == ECAM_SIZE)
+    };
+    let mut refuse = |symbol: &str, line: Line, element: &str, by: String| {
+        out.push(p(
+            line,
+            element,
+            format!(
+                "`{symbol}` is set in the IOMMU PD `{}` by {by}, not by its map of ECAM: the IOMMU PD walks PCI configuration space at `ecam` for `ecam_size` bytes at boot, before it sets up the SMMU, and an address that is not the ECAM map's faults it there, leaving the SMMU as firmware left it",
+                iommu.name
+            ),
+            format!("set `{ECAM}` only with setvar_vaddr=\"{ECAM}\" and `{ECAM_SIZE}` only with setvar_size=\"{ECAM_SIZE}\", both on the IOMMU PD's one map of the board's ECAM"),
+        ));
+    };
+    for m in &iommu.maps {
+        let attributes = [
+            ("setvar_vaddr", &m.setvar_vaddr, ECAM),
+            ("setvar_size", &m.setvar_size, ECAM_SIZE),
+            ("setvar_prefill_size", &m.setvar_prefill_size, ""),
+        ];
+        for (attribute, value, own) in attributes {
+            let Some(symbol) = value.as_deref().filter(|s| [ECAM, ECAM_SIZE].contains(s)) else { continue };
+            if !is_ecam_map(m) && !from_the_map(symbol) || is_ecam_map(m) && symbol != own {
+                refuse(symbol, m.line, "map", format!("`{attribute}` on this <map> of `{}`", m.mr));
+            }
+        }
+    }
+    let ends = sys.ends_by_pd();
+    for (symbol, line, element) in iommu.setvar_symbols(&ends) {
+        if element != "map" && [ECAM, ECAM_SIZE].contains(&symbol) && !from_the_map(symbol) {
+            let by = match element {
+                "setvar" => "this <setvar>".to_string(),
+                other => format!("the `setvar_id` of this <{other}>"),
+            };
+            refuse(symbol, line, element, by);
+        }
     }
 }
