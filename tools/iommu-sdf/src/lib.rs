@@ -70,6 +70,27 @@ pub mod topology;
 pub use board::{Board, Target};
 pub use problem::{column, Problem};
 
+/// `summary` for `board`: on x86_64 boards the Microkit tool, not the IOMMU PD, enforces
+/// the description's IO address spaces; on an MMU-500 whose SoC has StreamIDs matched
+/// under a mask, a StreamID that differs from a listed one only in masked bits is
+/// translated as that one, so "every other stream aborts" would be false (the report
+/// says what each stands for).
+pub fn summary_on(sys: &model::System, board: &Board) -> String {
+    let mask = match board.iommu {
+        board::BoardIommu::Mmu500(m) => m.smr_mask,
+        _ => 0,
+    };
+    match board.target {
+        Target::Arm if mask != 0 && sys.iommu.is_some() => format!(
+            "{} protection domains, {} IO address spaces, {} DMA capabilities; every StreamID that matches none of the description's under the SMMU's mask {mask:#x} aborts",
+            sys.pds.len(),
+            sys.io_spaces.len(),
+            sys.caps.len()
+        ),
+        target => summary_for(sys, target),
+    }
+}
+
 /// `summary` for `target`: on x86_64 boards the Microkit tool, not the IOMMU PD, enforces
 /// the description's IO address spaces.
 pub fn summary_for(sys: &model::System, target: Target) -> String {

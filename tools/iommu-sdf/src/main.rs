@@ -281,7 +281,7 @@ fn main() -> ExitCode {
         println!("{shown}:{}:{col}: warning: <{}>: {}", w.line, w.element, w.message);
         println!("{shown}:{}:{col}: note: fix: {}", w.line, w.fix);
     }
-    println!("{shown}: ok: {}", iommu_sdf::summary_for(&sys, target));
+    println!("{shown}: ok: {}", iommu_sdf::summary_on(&sys, &board));
     if let Some(unproven) = &unproven {
         println!("{unproven}");
     }

@@ -135,3 +135,18 @@ fn the_boards_ram_is_the_kernels() {
     }
     assert!(checked >= 3, "only {checked} SDK board configurations");
 }
+
+/// `check`'s last line claims only what the board's SMMU enforces: on i.MX8QXP, where the
+/// IOMMU PD attaches each StreamID under the mask 0x7f80, a StreamID that differs from a
+/// listed one in masked bits is translated as it, so not "every other stream aborts".
+#[test]
+fn the_summary_names_the_mask_where_streams_are_matched_under_one() {
+    for (file, board, masked) in [("zcu102.xml", "zcu102", false), ("tqma8xqp1gb.xml", "tqma8xqp1gb", true)] {
+        let b = iommu_sdf::Board::named(board);
+        let (sys, problems) = iommu_sdf::check_text_on(&image(file), &b);
+        assert!(problems.is_empty(), "{file}: {problems:#?}");
+        let line = iommu_sdf::summary_on(&sys, &b);
+        assert_eq!(line.contains("every other stream aborts"), !masked, "{file}: {line}");
+        assert_eq!(line.contains("under the SMMU's mask 0x7f80"), masked, "{file}: {line}");
+    }
+}
