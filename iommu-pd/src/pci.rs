@@ -169,18 +169,32 @@ const MSIX_ENABLE: u16 = 1 << 15;
 /// interrupt message (a DMA write to an address someone else chose) until its owner's
 /// driver sets one up again.
 fn messages_off(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<(), ErrorCode> {
-    for c in caps {
-        let enable = match c.id {
-            reg::CAP_MSI => MSI_ENABLE,
-            reg::CAP_MSIX => MSIX_ENABLE,
-            _ => continue,
-        };
+    for (c, enable) in caps.iter().filter_map(|c| Some((c, message_enable(c)?))) {
         let control = read(cs, rid, c.start + 2, 2)? as u16;
         if control & enable != 0 {
             cs.write(rid, c.start + 2, 2, u32::from(control & !enable)).ok_or(ErrorCode::NoConfigSpace)?;
         }
     }
     Ok(())
+}
+
+/// Whether MSI or MSI-X reads enabled in function `rid`, whose capability list is `caps`.
+fn messages_on(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
+    for (c, enable) in caps.iter().filter_map(|c| Some((c, message_enable(c)?))) {
+        if read(cs, rid, c.start + 2, 2)? as u16 & enable != 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The enable bit in Message Control of `c`, if it is MSI or MSI-X.
+fn message_enable(c: &Cap) -> Option<u16> {
+    match c.id {
+        reg::CAP_MSI => Some(MSI_ENABLE),
+        reg::CAP_MSIX => Some(MSIX_ENABLE),
+        _ => None,
+    }
 }
 
 /// What a driver's write does to one byte of its function's space.

@@ -336,6 +336,29 @@ fn a_function_without_flr_is_reset_through_d3hot_where_that_resets_it() {
     assert_eq!(e.get(DISK_RID).transitions, 0);
 }
 
+/// Attack: a function whose Bus Master, MSI Enable or MSI-X Enable does not turn off
+/// (a device that keeps its enable, or sets it again itself): STOP's FUNCTION_OFF says
+/// the function masters nothing and sends no message its last driver set up, so it is
+/// said only if Command and both enables read back off.
+#[test]
+fn function_off_is_said_only_if_it_reads_back_off() {
+    for (what, at, bit) in
+        [("Bus Master", reg::COMMAND, 0x0004u32), ("MSI", MSI + 2, 0x0001), ("MSI-X", MSIX + 2, 0x8000)]
+    {
+        let mut e = Endpoints::new(false);
+        let f = &mut e.at(DISK_RID).unwrap().f;
+        f.set(at, 2, f.get(at, 2) | bit);
+        let writable = f.writable[at as usize] as u32 | (f.writable[at as usize + 1] as u32) << 8;
+        f.mask(at, 2, writable & !bit);
+        let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+        assert_ne!(e.get(DISK_RID).f.get(at, 2) & bit, 0, "{what}: stuck in the model");
+        assert_eq!(done.0 & stop::FUNCTION_OFF, 0, "{what}: said off: {:#x}", done.0);
+    }
+    // One that turns off is said so.
+    let mut e = Endpoints::new(false);
+    assert_ne!(stop_function(&mut e, DISK_RID, Reset::Now).unwrap().0 & stop::FUNCTION_OFF, 0);
+}
+
 #[test]
 fn pending_transactions_are_waited_for_then_reset_anyway() {
     // Clears after three polls: waited for, no PENDING.

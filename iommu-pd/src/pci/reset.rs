@@ -5,7 +5,8 @@
 //! of the last one.
 //!
 //! 1. Bus Master, Memory Space and I/O Space off (Command alone, 16 bits: Status is not
-//!    written), so the function starts no new request; and MSI Enable and MSI-X Enable
+//!    written), so the function starts no new request (`FUNCTION_OFF` is said only as
+//!    Command and both enables read back); and MSI Enable and MSI-X Enable
 //!    off (PCI Local Bus 3.0, 6.8.1.3 and 6.8.2.3), as vfio-pci turns them off when a
 //!    device is released: a function without FLR would otherwise keep the MSI address
 //!    and data its last driver (or guest) chose, and write there, in its next owner's
@@ -46,7 +47,7 @@
 use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, messages_off, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
+use super::{capabilities, messages_off, messages_on, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
 
 /// The wait after Initiate Function Level Reset before the function is accessed again
 /// (PCIe Base 4.0, 6.6.2).
@@ -152,10 +153,12 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     let quiet = command & !(reg::CMD_DRIVER | CMD_IO_SPACE);
     let fail = ErrorCode::NoConfigSpace;
     cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
-    let mut done = stop::FUNCTION_OFF;
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
     messages_off(cs, rid, &caps[..n])?;
+    // Said only as read back (here for a function that then does not come back from its
+    // reset, at the end otherwise): a device may keep an enable, or set it again itself.
+    let mut done = if silent(cs, rid, &caps[..n])? { stop::FUNCTION_OFF } else { 0 };
 
     let flr = flr_capability(cs, &caps[..n], rid)?;
     let pm = match flr {
@@ -206,7 +209,19 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     if same {
         done |= stop::RESTORED;
     }
+    done &= !stop::FUNCTION_OFF;
+    if silent(cs, rid, &caps[..n])? {
+        done |= stop::FUNCTION_OFF;
+    }
     Ok(Stopped(done))
+}
+
+/// Whether function `rid` (capability list `caps`) reads as masters nothing: Bus Master,
+/// Memory and I/O Space off in Command, MSI and MSI-X disabled.
+fn silent(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
+    let command = read(cs, rid, reg::COMMAND, 2)? as u16;
+    let on = reg::CMD_BUS_MASTER | reg::CMD_MEMORY | CMD_IO_SPACE;
+    Ok(command & on == 0 && !messages_on(cs, rid, caps)?)
 }
 
 /// After a reset: whether the function answers configuration requests again within
