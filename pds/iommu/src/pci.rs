@@ -273,6 +273,8 @@ pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped, 
     }
     let reset = if bits & stop::FLR_LOST != 0 {
         "reset, and it DID NOT ANSWER within a second"
+    } else if done.reset_ignored() {
+        "reset, and it DID NOT RESET (its BARs kept their placement)"
     } else if bits & stop::FLR != 0 {
         "reset by FLR (100 ms)"
     } else if bits & stop::PM_RESET != 0 {
