@@ -404,6 +404,23 @@ fn taking_ownership_turns_off_the_virtual_functions_firmware_left_enabled() {
     assert_eq!(e2.functions[&NIC].get(SRIOV + 8, 2), 0x0010);
 }
 
+/// Attack on the 4 KiB rule: an SR-IOV capability whose 0x40 bytes run past the end of
+/// the space (header at 0xfd0) while its control register (0xfd8) is inside it. The
+/// rule found no SR-IOV there (its VF BARs would be past the end), and firmware's VF
+/// Enable stayed on; turning VFs off needs only the control register, which is there.
+#[test]
+fn virtual_functions_are_turned_off_where_only_the_control_register_fits() {
+    let mut e = ecam();
+    const SRIOV: u16 = 0xfd0;
+    let nic = e.functions.get_mut(&NIC).unwrap();
+    nic.set(0x100, 4, u32::from(SRIOV) << 20 | 0x0001_000d); // ACS, next at 0xfd0
+    nic.set(SRIOV, 4, 0x0001_0010); // SR-IOV, the last
+    nic.mask(SRIOV + 8, 2, 0x001f);
+    nic.write(SRIOV + 8, 2, 0x0009); // VF Enable, VF Memory Space
+    pci::take_ownership(&mut e, 0..1, |_, _, _| {});
+    assert_eq!(e.functions[&NIC].get(SRIOV + 8, 2), 0, "VFs still enabled");
+}
+
 /// Every width and offset a hostile driver can put in mr1, sent raw (not through
 /// `Request::encode`): only 1, 2 or 4 bytes, aligned, inside its function's 4 KiB reach
 /// ECAM. What would reach the next function (offset 4095 and up, 8 bytes at 0xffc, an
