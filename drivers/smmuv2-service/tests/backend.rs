@@ -165,3 +165,23 @@ fn a_stream_added_under_the_mask_may_not_alias_another_devices() {
     b.enable(1).unwrap();
     assert!(b.smmu_ref().regs().violations().is_empty());
 }
+
+/// Where the stream-event routing stops: a blocked device that keeps sending DMA (a
+/// stopped or quarantined one) has its stream unmatched, and every transaction faults
+/// globally. sGFSR holds one fault (later ones set MULTI), so each drain finds exactly
+/// one, however many transactions came between: the IOMMU PD is woken once per drain for
+/// as long as the device sends, where an SMMUv3's aborting STE records nothing. Counted
+/// as stream events, told to no one; the storm rule does not silence it.
+#[test]
+fn a_blocked_device_still_sending_raises_one_global_fault_per_drain() {
+    let mut b = Smmuv2Backend::new(smmu(), &[0x14e8]).unwrap();
+    b.enable(0).unwrap();
+    b.block(0).unwrap();
+    for (round, between) in [1u64, 10, 100].into_iter().enumerate() {
+        for i in 0..between {
+            assert!(!b.smmu_ref().regs().access(0x14e8, 0x1000 + i * 4096, true).reached_memory());
+        }
+        assert_eq!(drain(&mut b, round as u64), [Recorded::StreamEvent(0x14e8)], "{between} transactions");
+    }
+    assert!(drain(&mut b, 9).is_empty(), "nothing sent, nothing recorded");
+}
