@@ -438,3 +438,44 @@ fn on_a_non_coherent_platform_a_run_across_lines_and_tables_is_cleaned_whole() {
     }
     no_violations(&model);
 }
+
+/// Which of the platform's word (`dma-coherent` && SMP: `Config::platform_coherent`) and
+/// IDR0.CTTW wins: coherent only when both say so; either saying no makes the walks
+/// Non-cacheable and devices' buffers Non-cacheable with every table write cleaned, and
+/// without cache maintenance the SMMU is refused (nothing treats a non-coherent platform
+/// as coherent because the other word said yes). Walk attributes read from the bank.
+#[test]
+fn coherent_only_when_both_the_platform_and_cttw_say_so() {
+    use smmuv3::Coherency::{Coherent, NonCoherent};
+    let poc: &'static dyn smmuv3::CacheOps = smmuv3::model::PocMemory::leak();
+    for cttw in [false, true] {
+        for platform in [false, true] {
+            for cache in [None, Some(poc)] {
+                let z = ZYNQMP;
+                let idr0 = if cttw { z.idr0 | 1 << 14 } else { z.idr0 & !(1 << 14) };
+                let model = Mmu500Model::new(Profile { idr0, ..z });
+                let config = smmuv2::Config { platform_coherent: platform, cache, ..host_config() };
+                let mem = Memory { tables: host_region(16 * PAGE as usize, PAGE as usize) };
+                // SAFETY: fresh host memory only this driver uses.
+                let got = unsafe { Smmu::init(&model, mem, config) };
+                let what = format!("CTTW {cttw}, platform {platform}, cache {}", cache.is_some());
+                let want = if cttw && platform { Coherent } else { NonCoherent };
+                let mut smmu = match got {
+                    Ok(s) => s,
+                    Err(e) => {
+                        assert!(want == NonCoherent && cache.is_none(), "{what}: refused: {e:?}");
+                        continue;
+                    }
+                };
+                assert!(want == Coherent || cache.is_some(), "{what}: started without maintenance");
+                assert_eq!(smmu.coherency(), want, "{what}");
+                let nc = want == NonCoherent;
+                assert_eq!(smmu.dma_memory(), if nc { MemType::NormalNonCacheable } else { MemType::Normal }, "{what}");
+                let d = smmu.create_domain().unwrap();
+                let tcr = model.peek(model.layout().cb(d.cb(), smmuv2::mmio::reg::CB_TCR));
+                let (irgn, orgn, sh) = (tcr >> 8 & 3, tcr >> 10 & 3, tcr >> 12 & 3);
+                assert_eq!((irgn, orgn, sh), if nc { (0, 0, 2) } else { (1, 1, 3) }, "{what}");
+            }
+        }
+    }
+}
