@@ -378,6 +378,30 @@ fn a_capability_inside_msis_extent_is_not_written_through_it() {
     assert_eq!(e.functions[&NIC].get(0x44, 4), 0xfee0_0000);
 }
 
+/// What the every-covering-capability rule costs a real driver: virtio-pci's vendor
+/// capabilities (ID 0x09, their length at +2) sit beside MSI-X in QEMU's devices, and
+/// MSI-X stays the driver's; a vendor capability whose length byte runs over MSI-X
+/// (a device that gets it wrong) costs that driver MSI-X, refused, not written through.
+#[test]
+fn msix_beside_a_vendor_capability_is_the_drivers_unless_the_vendors_length_covers_it() {
+    for (vendor_len, allowed) in [(0x10u32, true), (0x20, false)] {
+        let (mut s, mut e) = (service(), ecam());
+        let mut f = Function::new(0x1042_1af4, 0);
+        f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
+        f.set(reg::CAP_PTR, 1, 0x40);
+        // virtio's common-config capability at 0x40 (cfg_type 1, BAR 4), next 0x50.
+        f.set(0x40, 4, vendor_len << 16 | 0x5009);
+        f.set(0x44, 4, 0x0000_0401);
+        // MSI-X at 0x50, the list's end: Enable and Function Mask writable.
+        f.set(0x50, 4, 0x0001_0011);
+        f.mask(0x52, 2, 0xc000);
+        e.functions.insert(NIC, f);
+        let got = write(&mut s, &mut e, NET, 0, 0x52, 2, 0x8000);
+        assert_eq!(got.is_ok(), allowed, "vendor length {vendor_len:#x}: {got:?}");
+        assert_eq!(e.functions[&NIC].get(0x52, 2) & 0x8000 != 0, allowed, "vendor length {vendor_len:#x}");
+    }
+}
+
 /// SR-IOV (extended capability 0x0010; control at +0x08, VF Enable bit 0, VF Memory Space
 /// Enable bit 3: PCI-SIG SR-IOV 1.1, 3.3.3, and Linux's `pci_regs.h`) left on by
 /// firmware: the VFs are functions of their own, which the owner's walk never finds (a
