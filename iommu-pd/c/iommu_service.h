@@ -218,6 +218,12 @@ static inline const char *iommu_strerror(uint64_t err)
  * clear), the function having no FLR, as Linux's `pci_pm_reset`; the function answered again
  * afterwards. */
 #define IOMMU_STOP_PM_RESET 0x40
+/* A reset (FLR, or D3hot and back) was done and the function answered, but its BARs still read
+ * what the owner placed, which any reset returns to 0: it did not reset (a PMCSR No_Soft_Reset
+ * that lies, as Linux's `quirk_no_pm_reset` knows of some GPUs, or an FLR it ignores), and
+ * keeps what its last driver left. Rationed as a reset is. Told only of a function with a
+ * placed BAR (one without shows nothing). */
+#define IOMMU_STOP_RESET_IGNORED 0x80
 
 /* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */
 #define IOMMU_FAULT_RING 32

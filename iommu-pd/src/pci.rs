@@ -169,18 +169,32 @@ const MSIX_ENABLE: u16 = 1 << 15;
 /// interrupt message (a DMA write to an address someone else chose) until its owner's
 /// driver sets one up again.
 fn messages_off(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<(), ErrorCode> {
-    for c in caps {
-        let enable = match c.id {
-            reg::CAP_MSI => MSI_ENABLE,
-            reg::CAP_MSIX => MSIX_ENABLE,
-            _ => continue,
-        };
+    for (c, enable) in caps.iter().filter_map(|c| Some((c, message_enable(c)?))) {
         let control = read(cs, rid, c.start + 2, 2)? as u16;
         if control & enable != 0 {
             cs.write(rid, c.start + 2, 2, u32::from(control & !enable)).ok_or(ErrorCode::NoConfigSpace)?;
         }
     }
     Ok(())
+}
+
+/// Whether MSI or MSI-X reads enabled in function `rid`, whose capability list is `caps`.
+fn messages_on(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
+    for (c, enable) in caps.iter().filter_map(|c| Some((c, message_enable(c)?))) {
+        if read(cs, rid, c.start + 2, 2)? as u16 & enable != 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The enable bit in Message Control of `c`, if it is MSI or MSI-X.
+fn message_enable(c: &Cap) -> Option<u16> {
+    match c.id {
+        reg::CAP_MSI => Some(MSI_ENABLE),
+        reg::CAP_MSIX => Some(MSIX_ENABLE),
+        _ => None,
+    }
 }
 
 /// What a driver's write does to one byte of its function's space.
@@ -406,8 +420,6 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
 /// SR-IOV, an extended capability (PCI-SIG SR-IOV 1.1, 3.3; Linux's `pci_regs.h`): its
 /// ID, its control register's offset, and there VF Enable and VF Memory Space Enable.
 const SRIOV_ID: u16 = 0x0010;
-/// Its length: 0x40 bytes (six VF BARs from 0x24, the migration state offset at 0x3c).
-const SRIOV_LEN: u16 = 0x40;
 const SRIOV_CTRL: u16 = 0x08;
 const SRIOV_VF_ENABLE: u16 = 1 << 0;
 const SRIOV_VF_MEMORY: u16 = 1 << 3;
@@ -421,7 +433,9 @@ const SRIOV_VF_MEMORY: u16 = 1 << 3;
 /// enabled again, which they never are here, and what the VFs still had in flight meets
 /// the SMMU, which knows no VF's StreamID.
 fn stop_virtual_functions(cs: &mut dyn ConfigSpace, rid: u16) {
-    let Some(at) = topology::find_extended(cs, rid, SRIOV_ID, SRIOV_LEN) else { return };
+    // Only the control register need lie inside the space (not the whole 0x40 bytes, VF
+    // BARs included): the VFs are turned off wherever firmware could turn them on.
+    let Some(at) = topology::find_extended(cs, rid, SRIOV_ID, SRIOV_CTRL + 2) else { return };
     let off = SRIOV_VF_ENABLE | SRIOV_VF_MEMORY;
     if let Some(control) = cs.read(rid, at + SRIOV_CTRL, 2).filter(|c| *c as u16 & off != 0) {
         let _ = cs.write(rid, at + SRIOV_CTRL, 2, control & !u32::from(off));

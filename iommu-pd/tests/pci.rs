@@ -378,6 +378,30 @@ fn a_capability_inside_msis_extent_is_not_written_through_it() {
     assert_eq!(e.functions[&NIC].get(0x44, 4), 0xfee0_0000);
 }
 
+/// What the every-covering-capability rule costs a real driver: virtio-pci's vendor
+/// capabilities (ID 0x09, their length at +2) sit beside MSI-X in QEMU's devices, and
+/// MSI-X stays the driver's; a vendor capability whose length byte runs over MSI-X
+/// (a device that gets it wrong) costs that driver MSI-X, refused, not written through.
+#[test]
+fn msix_beside_a_vendor_capability_is_the_drivers_unless_the_vendors_length_covers_it() {
+    for (vendor_len, allowed) in [(0x10u32, true), (0x20, false)] {
+        let (mut s, mut e) = (service(), ecam());
+        let mut f = Function::new(0x1042_1af4, 0);
+        f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
+        f.set(reg::CAP_PTR, 1, 0x40);
+        // virtio's common-config capability at 0x40 (cfg_type 1, BAR 4), next 0x50.
+        f.set(0x40, 4, vendor_len << 16 | 0x5009);
+        f.set(0x44, 4, 0x0000_0401);
+        // MSI-X at 0x50, the list's end: Enable and Function Mask writable.
+        f.set(0x50, 4, 0x0001_0011);
+        f.mask(0x52, 2, 0xc000);
+        e.functions.insert(NIC, f);
+        let got = write(&mut s, &mut e, NET, 0, 0x52, 2, 0x8000);
+        assert_eq!(got.is_ok(), allowed, "vendor length {vendor_len:#x}: {got:?}");
+        assert_eq!(e.functions[&NIC].get(0x52, 2) & 0x8000 != 0, allowed, "vendor length {vendor_len:#x}");
+    }
+}
+
 /// SR-IOV (extended capability 0x0010; control at +0x08, VF Enable bit 0, VF Memory Space
 /// Enable bit 3: PCI-SIG SR-IOV 1.1, 3.3.3, and Linux's `pci_regs.h`) left on by
 /// firmware: the VFs are functions of their own, which the owner's walk never finds (a
@@ -402,6 +426,23 @@ fn taking_ownership_turns_off_the_virtual_functions_firmware_left_enabled() {
     let (mut s, mut e2) = (service(), e.clone());
     assert_eq!(write(&mut s, &mut e2, NET, 0, SRIOV + 8, 2, 0x0009), Err(ErrorCode::ConfigDenied));
     assert_eq!(e2.functions[&NIC].get(SRIOV + 8, 2), 0x0010);
+}
+
+/// Attack on the 4 KiB rule: an SR-IOV capability whose 0x40 bytes run past the end of
+/// the space (header at 0xfd0) while its control register (0xfd8) is inside it. The
+/// rule found no SR-IOV there (its VF BARs would be past the end), and firmware's VF
+/// Enable stayed on; turning VFs off needs only the control register, which is there.
+#[test]
+fn virtual_functions_are_turned_off_where_only_the_control_register_fits() {
+    let mut e = ecam();
+    const SRIOV: u16 = 0xfd0;
+    let nic = e.functions.get_mut(&NIC).unwrap();
+    nic.set(0x100, 4, u32::from(SRIOV) << 20 | 0x0001_000d); // ACS, next at 0xfd0
+    nic.set(SRIOV, 4, 0x0001_0010); // SR-IOV, the last
+    nic.mask(SRIOV + 8, 2, 0x001f);
+    nic.write(SRIOV + 8, 2, 0x0009); // VF Enable, VF Memory Space
+    pci::take_ownership(&mut e, 0..1, |_, _, _| {});
+    assert_eq!(e.functions[&NIC].get(SRIOV + 8, 2), 0, "VFs still enabled");
 }
 
 /// Every width and offset a hostile driver can put in mr1, sent raw (not through

@@ -63,6 +63,9 @@ struct Endpoint {
     no_soft_reset: Option<bool>,
     /// Power state changes (D0 to D3hot, D3hot to D0).
     transitions: u32,
+    /// Its No_Soft_Reset says clear, but D3hot to D0 resets nothing (Linux's
+    /// `quirk_no_pm_reset` names GPUs that do this).
+    pm_lies: bool,
 }
 
 /// `e` with a PM capability at `PM` (PMCSR writable in its power state bits, in D0),
@@ -139,6 +142,7 @@ fn endpoint(flr: bool) -> Endpoint {
         command_at_polls: Vec::new(),
         no_soft_reset: None,
         transitions: 0,
+        pm_lies: false,
     }
 }
 
@@ -199,7 +203,7 @@ impl ConfigSpace for Endpoints {
             if from != to {
                 e.transitions += 1;
                 e.command_at_flr = Some(e.f.command());
-                if from == 3 && to == 0 && !nsr {
+                if from == 3 && to == 0 && !nsr && !e.pm_lies {
                     e.reset(now, 10);
                 } else {
                     e.reset_until = Some(now + 10);
@@ -334,6 +338,78 @@ fn a_function_without_flr_is_reset_through_d3hot_where_that_resets_it() {
     let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
     assert_eq!(e.get(DISK_RID).transitions, 0);
+}
+
+/// Attack: a function whose reset resets nothing while it says it does: No_Soft_Reset
+/// clear in PMCSR but D3hot and back changes nothing (Linux's `quirk_no_pm_reset` knows
+/// GPUs that do this), or FLR advertised in Device Capabilities but ignored. Any reset
+/// returns the BARs to 0 (PCIe Base 4.0, 6.6.2; PCI Bus Power Management 1.2, 5.4.1:
+/// D0 uninitialized), so BARs that still read what the owner placed say it did not
+/// reset: the stop must not say FLR or PM_RESET (the next owner would take the engine
+/// state its last driver left as gone), but `RESET_IGNORED`.
+#[test]
+fn a_function_whose_reset_resets_nothing_is_not_called_reset() {
+    let mut pm = with_pm(endpoint(false), false);
+    pm.pm_lies = true;
+    let mut flr = endpoint(false);
+    flr.f.set(EXP + 4, 4, 1 << 28); // advertised; the model's `flr` stays false: ignored
+    for (what, ep, waited) in [("D3hot", pm, 20), ("FLR", flr, 100)] {
+        let mut e = Endpoints::new(false);
+        *e.at(DISK_RID).unwrap() = ep;
+        let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+        assert_eq!(e.get(DISK_RID).f.get(ENGINE, 4), 0xfeed_f00d, "{what}: the model reset nothing");
+        assert_eq!(e.waited, waited, "{what}");
+        assert!(!done.reset() && !done.pm_reset(), "{what}: said reset: {:#x}", done.0);
+        assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED | stop::RESET_IGNORED, "{what}");
+        assert!(done.reset_started(), "{what}: it held the owner, so it is rationed");
+    }
+}
+
+/// Attack: a function whose Bus Master, MSI Enable or MSI-X Enable does not turn off
+/// (a device that keeps its enable, or sets it again itself): STOP's FUNCTION_OFF says
+/// the function masters nothing and sends no message its last driver set up, so it is
+/// said only if Command and both enables read back off.
+#[test]
+fn function_off_is_said_only_if_it_reads_back_off() {
+    for (what, at, bit) in
+        [("Bus Master", reg::COMMAND, 0x0004u32), ("MSI", MSI + 2, 0x0001), ("MSI-X", MSIX + 2, 0x8000)]
+    {
+        let mut e = Endpoints::new(false);
+        let f = &mut e.at(DISK_RID).unwrap().f;
+        f.set(at, 2, f.get(at, 2) | bit);
+        let writable = f.writable[at as usize] as u32 | (f.writable[at as usize + 1] as u32) << 8;
+        f.mask(at, 2, writable & !bit);
+        let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+        assert_ne!(e.get(DISK_RID).f.get(at, 2) & bit, 0, "{what}: stuck in the model");
+        assert_eq!(done.0 & stop::FUNCTION_OFF, 0, "{what}: said off: {:#x}", done.0);
+    }
+    // One that turns off is said so.
+    let mut e = Endpoints::new(false);
+    assert_ne!(stop_function(&mut e, DISK_RID, Reset::Now).unwrap().0 & stop::FUNCTION_OFF, 0);
+}
+
+/// A client's STOPs and RESUMEs of a function reset through D3hot (20 ms) are rationed
+/// as an FLR's (100 ms) are, so they hold the owner no more of the time; and a reset
+/// that reset nothing (`RESET_IGNORED`) counts too, as it held the owner all the same.
+#[test]
+fn d3hot_resets_in_a_loop_are_rationed_as_flrs_are() {
+    for lies in [false, true] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(false);
+        let mut ep = with_pm(endpoint(false), false);
+        ep.pm_lies = lies;
+        *e.at(DISK_RID).unwrap() = ep;
+        let mut stops = 0;
+        while e.now_ms < 10_000 {
+            assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }));
+            let _ = resume_disk(&mut s, &mut e);
+            stops += 1;
+            e.now_ms += 1;
+        }
+        let transitions = u64::from(e.get(DISK_RID).transitions);
+        assert!(stops > 1_000 && transitions >= 4, "lies {lies}: {stops} {transitions}");
+        assert!(e.waited <= e.now_ms / 10 + 20, "lies {lies}: waited {} ms of {} ms", e.waited, e.now_ms);
+    }
 }
 
 #[test]

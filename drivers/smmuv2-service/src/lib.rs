@@ -103,8 +103,9 @@ impl<M: Mmio> Smmuv2Backend<M> {
     /// Give `device` more StreamIDs, sharing its domain: they fault until the service
     /// enables the device, and are blocked and enabled with it. Refused whole, before
     /// anything is taken: a StreamID some device already has or listed twice
-    /// (`StreamInUse`), too wide (`StreamIdTooWide`), or more StreamIDs in all than the
-    /// SMMU has SMRs (`SmrsExhausted`).
+    /// (`StreamInUse`), too wide (`StreamIdTooWide`), one that matches another StreamID
+    /// under the SMR mask already set (`SmrConflict`, as `set_smr_mask` refuses), or more
+    /// StreamIDs in all than the SMMU has SMRs (`SmrsExhausted`).
     pub fn add_streams(&mut self, device: DeviceIndex, streams: &[u32]) -> Result<(), Error> {
         if self.devices.get(device).copied().flatten().is_none() {
             return Err(Error::NoSuchDomain);
@@ -119,6 +120,12 @@ impl<M: Mmio> Smmuv2Backend<M> {
             check_width(&self.smmu, s)?;
             if self.has_stream(StreamId(s)) || streams[..i].contains(&s) {
                 return Err(Error::StreamInUse(StreamId(s)));
+            }
+            // Under a mask, a StreamID that differs from another only in masked bits is a
+            // second SMR matching that one's stream: while the other's device is blocked
+            // (its SMR invalid), its DMA would translate in this device's bank.
+            if let Some(other) = self.conflict_under_mask(s, &streams[..i]) {
+                return Err(Error::SmrConflict { sid: other, mask: self.smr_mask });
             }
         }
         for &s in streams {
@@ -159,6 +166,16 @@ impl<M: Mmio> Smmuv2Backend<M> {
             };
             f(fault, recorded)
         })
+    }
+
+    /// A StreamID already given (or among `also`, given in the same call) that `sid`
+    /// matches under the SMR mask, if the mask is set.
+    fn conflict_under_mask(&self, sid: u32, also: &[u32]) -> Option<StreamId> {
+        if self.smr_mask == 0 {
+            return None;
+        }
+        let given = self.devices.iter().flatten().map(|&(s, _)| s).chain(self.extra.iter().flatten().map(|&(s, _)| s));
+        given.chain(also.iter().map(|&s| StreamId(s))).find(|o| (o.0 ^ sid) & !u32::from(self.smr_mask) == 0)
     }
 
     fn has_stream(&self, sid: StreamId) -> bool {

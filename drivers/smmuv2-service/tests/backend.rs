@@ -138,3 +138,50 @@ fn a_fault_on_a_masked_stream_names_the_described_stream() {
     assert_eq!(drain(&mut b, 3), [Recorded::StreamEvent(0x0113)]);
     assert!(b.smmu_ref().regs().violations().is_empty());
 }
+
+/// Attack on the mask: a StreamID added after the SoC's mask is set, which differs from
+/// another device's only in the bits the mask ignores, would be a second SMR matching the
+/// first device's stream. While the first device is blocked (its SMR invalid) the second
+/// device's SMR is the only match, so the first device's DMA (its described 0x11) would
+/// translate in the second device's bank. `add_streams` refuses it as `set_smr_mask`
+/// refuses two such streams already there.
+#[test]
+fn a_stream_added_under_the_mask_may_not_alias_another_devices() {
+    let buf = host_region(4096, 4096);
+    let mut b = Smmuv2Backend::new(smmu_of(IMX8QXP), &[0x11, 0x12]).unwrap();
+    b.set_smr_mask(0x7f80).unwrap();
+    let added = b.add_streams(1, &[0x0091]);
+    if added.is_ok() {
+        // What it would do: device 1 mapped, device 0 blocked, device 0's stream in
+        // device 1's bank.
+        b.enable(1).unwrap();
+        b.map(1, 0x1000, buf.pa.0, 4096, Rights::READ_WRITE).unwrap();
+        let reached = b.smmu_ref().regs().access(0x11, 0x1000, true);
+        panic!("0x91 added beside 0x11 under mask 0x7f80: device 0's stream 0x11 reaches {reached:?}");
+    }
+    assert_eq!(added.err(), Some(Error::SmrConflict { sid: StreamId(0x11), mask: 0x7f80 }));
+    // Nothing was taken: a stream that differs in an unmasked bit is still added.
+    b.add_streams(1, &[0x13]).unwrap();
+    b.enable(1).unwrap();
+    assert!(b.smmu_ref().regs().violations().is_empty());
+}
+
+/// Where the stream-event routing stops: a blocked device that keeps sending DMA (a
+/// stopped or quarantined one) has its stream unmatched, and every transaction faults
+/// globally. sGFSR holds one fault (later ones set MULTI), so each drain finds exactly
+/// one, however many transactions came between: the IOMMU PD is woken once per drain for
+/// as long as the device sends, where an SMMUv3's aborting STE records nothing. Counted
+/// as stream events, told to no one; the storm rule does not silence it.
+#[test]
+fn a_blocked_device_still_sending_raises_one_global_fault_per_drain() {
+    let mut b = Smmuv2Backend::new(smmu(), &[0x14e8]).unwrap();
+    b.enable(0).unwrap();
+    b.block(0).unwrap();
+    for (round, between) in [1u64, 10, 100].into_iter().enumerate() {
+        for i in 0..between {
+            assert!(!b.smmu_ref().regs().access(0x14e8, 0x1000 + i * 4096, true).reached_memory());
+        }
+        assert_eq!(drain(&mut b, round as u64), [Recorded::StreamEvent(0x14e8)], "{between} transactions");
+    }
+    assert!(drain(&mut b, 9).is_empty(), "nothing sent, nothing recorded");
+}

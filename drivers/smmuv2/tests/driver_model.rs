@@ -403,3 +403,79 @@ fn on_a_non_coherent_platform_an_unmapped_page_is_gone_for_the_smmu_too() {
     assert_eq!((tcr >> 8 & 3, tcr >> 10 & 3, tcr >> 12 & 3), (0, 0, 2));
     no_violations(&model);
 }
+
+/// Attack on the non-coherent mode's cleaning: one map whose run of leaf entries crosses
+/// cache lines (eight entries a 64-byte line) and a level-3 table's end (0x20_0000), so
+/// two tables are made and each written in part, and an unmap of the same run; no line
+/// is evicted by anything but the driver's cleans. Every page must translate to its
+/// buffer page right after the map (the walk reads only what was cleaned, from both
+/// tables and the new level-2 entry), none after the unmap, and no TLBI, bank enable or
+/// SMR write finds the pool not cleaned.
+#[test]
+fn on_a_non_coherent_platform_a_run_across_lines_and_tables_is_cleaned_whole() {
+    let poc = smmuv3::model::PocMemory::leak();
+    let model = Mmu500Model::new(ZYNQMP);
+    model.non_coherent(poc);
+    let tables = host_region(64 * PAGE as usize, PAGE as usize);
+    poc.watch(tables);
+    let config = smmuv2::Config { platform_coherent: false, cache: Some(poc), ..host_config() };
+    // SAFETY: the pool is freshly allocated host memory only this driver uses.
+    let mut smmu = unsafe { Smmu::init(&model, Memory { tables }, config) }.expect("init");
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), d).unwrap();
+    let pages = 21u64;
+    let buf = buffer(pages as usize);
+    // Entries 499..511 of one table, then 0..7 of the next.
+    let iova = 0x20_0000 - 13 * PAGE;
+    smmu.map(d, Iova(iova), buf, pages * PAGE, Perm::ReadWrite, MemType::NormalNonCacheable).unwrap();
+    for p in 0..pages {
+        let out = model.access(SID_A, iova + p * PAGE, true);
+        assert_eq!(out, Outcome::Translated(buf.0 + p * PAGE), "page {p} after the map");
+    }
+    smmu.unmap(d, Iova(iova), pages * PAGE).unwrap();
+    for p in 0..pages {
+        assert!(!model.access(SID_A, iova + p * PAGE, false).reached_memory(), "page {p} after the unmap");
+    }
+    no_violations(&model);
+}
+
+/// Which of the platform's word (`dma-coherent` && SMP: `Config::platform_coherent`) and
+/// IDR0.CTTW wins: coherent only when both say so; either saying no makes the walks
+/// Non-cacheable and devices' buffers Non-cacheable with every table write cleaned, and
+/// without cache maintenance the SMMU is refused (nothing treats a non-coherent platform
+/// as coherent because the other word said yes). Walk attributes read from the bank.
+#[test]
+fn coherent_only_when_both_the_platform_and_cttw_say_so() {
+    use smmuv3::Coherency::{Coherent, NonCoherent};
+    let poc: &'static dyn smmuv3::CacheOps = smmuv3::model::PocMemory::leak();
+    for cttw in [false, true] {
+        for platform in [false, true] {
+            for cache in [None, Some(poc)] {
+                let z = ZYNQMP;
+                let idr0 = if cttw { z.idr0 | 1 << 14 } else { z.idr0 & !(1 << 14) };
+                let model = Mmu500Model::new(Profile { idr0, ..z });
+                let config = smmuv2::Config { platform_coherent: platform, cache, ..host_config() };
+                let mem = Memory { tables: host_region(16 * PAGE as usize, PAGE as usize) };
+                // SAFETY: fresh host memory only this driver uses.
+                let got = unsafe { Smmu::init(&model, mem, config) };
+                let what = format!("CTTW {cttw}, platform {platform}, cache {}", cache.is_some());
+                let want = if cttw && platform { Coherent } else { NonCoherent };
+                let mut smmu = match got {
+                    Ok(s) => s,
+                    Err(e) => {
+                        assert!(want == NonCoherent && cache.is_none(), "{what}: refused: {e:?}");
+                        continue;
+                    }
+                };
+                assert!(want == Coherent || cache.is_some(), "{what}: started without maintenance");
+                assert_eq!(smmu.coherency(), want, "{what}");
+                let nc = want == NonCoherent;
+                assert_eq!(smmu.dma_memory(), if nc { MemType::NormalNonCacheable } else { MemType::Normal }, "{what}");
+                let d = smmu.create_domain().unwrap();
+                let tcr = model.peek(model.layout().cb(d.cb(), smmuv2::mmio::reg::CB_TCR));
+                let (irgn, orgn, sh) = (tcr >> 8 & 3, tcr >> 10 & 3, tcr >> 12 & 3);
+                assert_eq!((irgn, orgn, sh), if nc { (0, 0, 2) } else { (1, 1, 3) }, "{what}");
+            }
+        }
+    }
+}

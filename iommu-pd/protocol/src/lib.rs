@@ -251,6 +251,12 @@ pub mod stop {
     /// No_Soft_Reset clear), the function having no FLR, as Linux's `pci_pm_reset`; the
     /// function answered again afterwards.
     pub const PM_RESET: u64 = 1 << 6;
+    /// A reset (FLR, or D3hot and back) was done and the function answered, but its BARs
+    /// still read what the owner placed, which any reset returns to 0: it did not reset
+    /// (a PMCSR No_Soft_Reset that lies, as Linux's `quirk_no_pm_reset` knows of some
+    /// GPUs, or an FLR it ignores), and keeps what its last driver left. Rationed as a
+    /// reset is. Told only of a function with a placed BAR (one without shows nothing).
+    pub const RESET_IGNORED: u64 = 1 << 7;
 }
 
 /// MAP's handle field: the low 24 bits of mr0 (rights take the next 8).

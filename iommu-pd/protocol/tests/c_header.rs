@@ -275,6 +275,7 @@ fn header() -> String {
         ("FLR_LOST", iommu_protocol::stop::FLR_LOST),
         ("RESET_OWED", iommu_protocol::stop::RESET_OWED),
         ("PM_RESET", iommu_protocol::stop::PM_RESET),
+        ("RESET_IGNORED", iommu_protocol::stop::RESET_IGNORED),
     ];
     c_constants(w, LIB_RS, "stop", "IOMMU_STOP_", &stops);
     let _ = writeln!(w, "\n/* The fault ring: one page the IOMMU PD writes and this PD maps read-only. */");

@@ -5,7 +5,8 @@
 //! of the last one.
 //!
 //! 1. Bus Master, Memory Space and I/O Space off (Command alone, 16 bits: Status is not
-//!    written), so the function starts no new request; and MSI Enable and MSI-X Enable
+//!    written), so the function starts no new request (`FUNCTION_OFF` is said only as
+//!    Command and both enables read back); and MSI Enable and MSI-X Enable
 //!    off (PCI Local Bus 3.0, 6.8.1.3 and 6.8.2.3), as vfio-pci turns them off when a
 //!    device is released: a function without FLR would otherwise keep the MSI address
 //!    and data its last driver (or guest) chose, and write there, in its next owner's
@@ -22,7 +23,10 @@
 //!    No_Soft_Reset, bit 3, clear; PCI Bus Power Management 1.2, 3.2.4 and 5.4.1) and
 //!    that is in D0 is reset that way instead, as Linux's `pci_pm_reset` does: D3hot,
 //!    10 ms (the D3hot recovery time, table 5-6), D0, 10 ms, then the same second to
-//!    answer.
+//!    answer. Either reset returns the BARs to 0; a function whose BARs still read
+//!    where the owner placed them did not reset (a No_Soft_Reset that lies, as Linux's
+//!    `quirk_no_pm_reset` knows of some GPUs, or an FLR it ignores), and its stop says
+//!    `RESET_IGNORED`, not FLR or PM_RESET.
 //! 3. Write back what the owner placed and an FLR clears: the six BARs, the expansion ROM
 //!    BAR and Interrupt Line, as they read before step 1, and Command as the owner left
 //!    it at boot (decoding and Bus Master off; its other bits, which no driver may write,
@@ -46,7 +50,7 @@
 use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, messages_off, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
+use super::{capabilities, messages_off, messages_on, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
 
 /// The wait after Initiate Function Level Reset before the function is accessed again
 /// (PCIe Base 4.0, 6.6.2).
@@ -106,7 +110,12 @@ impl Stopped {
     /// A reset (FLR, or D3hot and back) was started, whether or not the function came
     /// back.
     pub fn reset_started(self) -> bool {
-        self.0 & (stop::FLR | stop::PM_RESET | stop::FLR_LOST) != 0
+        self.0 & (stop::FLR | stop::PM_RESET | stop::FLR_LOST | stop::RESET_IGNORED) != 0
+    }
+    /// A reset was done and the function answered, but kept what the owner placed: it
+    /// did not reset.
+    pub fn reset_ignored(self) -> bool {
+        self.0 & stop::RESET_IGNORED != 0
     }
     /// The function has a reset and was not reset: `Reset::Owed`.
     pub fn reset_owed(self) -> bool {
@@ -152,10 +161,12 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     let quiet = command & !(reg::CMD_DRIVER | CMD_IO_SPACE);
     let fail = ErrorCode::NoConfigSpace;
     cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
-    let mut done = stop::FUNCTION_OFF;
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
     messages_off(cs, rid, &caps[..n])?;
+    // Said only as read back (here for a function that then does not come back from its
+    // reset, at the end otherwise): a device may keep an enable, or set it again itself.
+    let mut done = if silent(cs, rid, &caps[..n])? { stop::FUNCTION_OFF } else { 0 };
 
     let flr = flr_capability(cs, &caps[..n], rid)?;
     let pm = match flr {
@@ -174,7 +185,7 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         if !answers(cs, rid)? {
             return Ok(Stopped(done | stop::FLR_LOST));
         }
-        done |= stop::PM_RESET;
+        done |= if kept_placement(cs, rid, &saved)? { stop::RESET_IGNORED } else { stop::PM_RESET };
     }
     if let Some(exp) = flr.filter(|_| reset == Reset::Now) {
         let mut waited = 0;
@@ -192,7 +203,7 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         if !answers(cs, rid)? {
             return Ok(Stopped(done | stop::FLR_LOST));
         }
-        done |= stop::FLR;
+        done |= if kept_placement(cs, rid, &saved)? { stop::RESET_IGNORED } else { stop::FLR };
     }
 
     for (&v, &(off, width)) in saved.iter().zip(&SAVED) {
@@ -206,7 +217,34 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     if same {
         done |= stop::RESTORED;
     }
+    done &= !stop::FUNCTION_OFF;
+    if silent(cs, rid, &caps[..n])? {
+        done |= stop::FUNCTION_OFF;
+    }
     Ok(Stopped(done))
+}
+
+/// Whether function `rid` (capability list `caps`) reads as masters nothing: Bus Master,
+/// Memory and I/O Space off in Command, MSI and MSI-X disabled.
+fn silent(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
+    let command = read(cs, rid, reg::COMMAND, 2)? as u16;
+    let on = reg::CMD_BUS_MASTER | reg::CMD_MEMORY | CMD_IO_SPACE;
+    Ok(command & on == 0 && !messages_on(cs, rid, caps)?)
+}
+
+/// After a reset that answered: whether a BAR the owner placed (`saved`, read before
+/// step 1; an address other than 0 above the type bits) still reads as placed. Any reset
+/// returns BARs to 0 (PCIe Base 4.0, 6.6.2; PCI Bus Power Management 1.2, 5.4.1, D0
+/// uninitialized), so one that kept its placement did not reset: a PMCSR No_Soft_Reset
+/// that lies (Linux's `quirk_no_pm_reset`), or an FLR it ignores. A function with no
+/// placed BAR shows nothing either way.
+fn kept_placement(cs: &mut dyn ConfigSpace, rid: u16, saved: &[u32; SAVED.len()]) -> Result<bool, ErrorCode> {
+    for (&v, &(off, width)) in saved.iter().zip(&SAVED).take(6) {
+        if v & !0xf != 0 && read(cs, rid, off, width)? == v {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// After a reset: whether the function answers configuration requests again within

@@ -265,11 +265,16 @@ pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped, 
     let bits = done.0;
     let why = Why(torn_down);
     if bits & stop::FUNCTION_OFF == 0 {
-        debug_println!("iommu: pci: {name} at {}{why}: NOT STOPPED (it does not answer)", Bdf(rid));
+        debug_println!(
+            "iommu: pci: {name} at {}{why}: NOT STOPPED (it does not answer, or its Bus Master, decoding, MSI or MSI-X read back on)",
+            Bdf(rid)
+        );
         return;
     }
     let reset = if bits & stop::FLR_LOST != 0 {
         "reset, and it DID NOT ANSWER within a second"
+    } else if done.reset_ignored() {
+        "reset, and it DID NOT RESET (its BARs kept their placement)"
     } else if bits & stop::FLR != 0 {
         "reset by FLR (100 ms)"
     } else if bits & stop::PM_RESET != 0 {
