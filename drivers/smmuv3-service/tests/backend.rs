@@ -51,6 +51,37 @@ fn one_device_sized(
 
 /// Client 0 of `one_device` maps the first `len` bytes of its capability for its device,
 /// read-write, at `iova` or where the service chooses.
+/// One client's one device with StreamIDs `stream`, `stream + 1` and `stream + 2`, its
+/// window from 0x1000, one 4 KiB region at `pa`, with `caps` and `static_maps`.
+fn three_stream_device(
+    stream: u32,
+    pa: u64,
+    caps: &'static [CapConfig],
+    static_maps: &'static [iommu_pd::StaticMapConfig],
+) -> Service<'static, SmmuBackend<SmmuModel>> {
+    let extra: &'static [u32] = leak([stream + 1, stream + 2]);
+    let mut backend = SmmuBackend::new(host_smmu(32), &[stream]).unwrap();
+    backend.add_streams(0, extra).unwrap();
+    let cfg = Config {
+        clients: &[ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 }],
+        devices: leak([DeviceConfig {
+            name: "dev",
+            stream,
+            extra_streams: extra,
+            owner: 0,
+            iova_base: 0x1000,
+            iova_size: 1 << 20,
+            resume_allowed: true,
+        }]),
+        regions: leak([RegionConfig { name: "buf", pa, size: 4096 }]),
+        caps,
+        static_maps,
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
+    Service::new(backend, cfg, tables.storage()).unwrap()
+}
+
 fn map_from_start(s: &mut Service<'_, SmmuBackend<SmmuModel>>, len: u64, iova: Option<u64>) -> Reply {
     let map = Request::Map { cap: Handle(0), device: DeviceId(0), offset: 0, len, iova, rights: Rights::READ_WRITE };
     call(s, 0, map)
@@ -250,36 +281,10 @@ fn every_device_the_service_serves_gets_its_own_domain() {
 /// is the device's.
 #[test]
 fn a_device_with_several_streams_is_one_address_space() {
-    static EXTRA: [u32; 2] = [0x31, 0x32];
     let buf = host_region(4096, 4096);
-    let mut backend = SmmuBackend::new(host_smmu(32), &[0x30]).unwrap();
-    backend.add_streams(0, &EXTRA).unwrap();
-    let cfg = Config {
-        clients: &[ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 }],
-        devices: leak([DeviceConfig {
-            name: "dev",
-            stream: 0x30,
-            extra_streams: &EXTRA,
-            owner: 0,
-            iova_base: 0x1000,
-            iova_size: 1 << 20,
-            resume_allowed: true,
-        }]),
-        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: 4096 }]),
-        caps: leak([CapConfig {
-            client: 0,
-            region: 0,
-            offset: 0,
-            len: 4096,
-            rights: Rights::READ_WRITE,
-            devices: 1,
-            grant_to: 0,
-        }]),
-        static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
-    };
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
-    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let cap =
+        CapConfig { client: 0, region: 0, offset: 0, len: 4096, rights: Rights::READ_WRITE, devices: 1, grant_to: 0 };
+    let mut s = three_stream_device(0x30, buf.pa.0, leak([cap]), &[]);
     let map = Request::Map {
         cap: Handle(0),
         device: DeviceId(0),
@@ -627,35 +632,16 @@ fn on_a_failed_smmu_a_map_over_a_mapping_is_still_an_overlap() {
 /// page, and nothing blocked it again.)
 #[test]
 fn a_resume_whose_enable_fails_part_way_leaves_every_stream_aborting() {
-    static EXTRA: [u32; 2] = [0x51, 0x52];
     let buf = host_region(4096, 4096);
-    let mut backend = SmmuBackend::new(host_smmu(32), &[0x50]).unwrap();
-    backend.add_streams(0, &EXTRA).unwrap();
-    let cfg = Config {
-        clients: &[ClientConfig { name: "driver", max_mappings: 4, max_pages: 4, max_grants: 0 }],
-        devices: leak([DeviceConfig {
-            name: "dev",
-            stream: 0x50,
-            extra_streams: &EXTRA,
-            owner: 0,
-            iova_base: 0x1000,
-            iova_size: 1 << 20,
-            resume_allowed: true,
-        }]),
-        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: 4096 }]),
-        caps: &[],
-        static_maps: leak([iommu_pd::StaticMapConfig {
-            device: 0,
-            region: 0,
-            offset: 0,
-            len: 4096,
-            iova: 0x1000,
-            rights: Rights::READ_WRITE,
-        }]),
-        faults: FaultPolicy { window: 10, max_faults: 100 },
+    let static_map = iommu_pd::StaticMapConfig {
+        device: 0,
+        region: 0,
+        offset: 0,
+        len: 4096,
+        iova: 0x1000,
+        rights: Rights::READ_WRITE,
     };
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
-    let mut s = Service::new(backend, cfg, tables.storage()).unwrap();
+    let mut s = three_stream_device(0x50, buf.pa.0, &[], leak([static_map]));
     let reach =
         |s: &mut Service<'_, SmmuBackend<SmmuModel>>, sid: u32| s.hw_mut().smmu().regs().translate(sid, 0x1000, true);
     for sid in [0x50, 0x51, 0x52] {
