@@ -44,6 +44,20 @@ fn firmware_left_it_running(model: &SmmuModel) {
     model.preset(reg::CR0ACK, SMMUEN);
 }
 
+/// An SMMU without GBPA (QEMU 7.2's) that firmware left running on a table whose every
+/// STE aborts (STE.V = 1, Config = abort) rather than bypasses.
+fn without_gbpa_running_an_aborting_table() -> SmmuModel {
+    let model = SmmuModel::with_idr(host_idr());
+    model.without_gbpa();
+    firmware_left_it_running(&model);
+    for sid in 0..16 {
+        let ste = model.reg(reg::STRTAB_BASE) + sid * 64;
+        // SAFETY: inside the table `firmware_left_it_running` allocated.
+        unsafe { (ste as *mut u64).write_volatile(1) };
+    }
+    model
+}
+
 /// The three refusals the issue names, each with the error it must give.
 fn refusals() -> [(&'static str, [u32; 6], Config, Error); 3] {
     let cfg = common::config();
@@ -121,15 +135,7 @@ fn an_smmu_whose_gbpa_does_not_take_is_not_disabled_into_bypass() {
     // QEMU 7.2 has no GBPA: disabling the SMMU would let every transaction through. A
     // running SMMU keeps its stream table (here firmware's, which aborts every stream),
     // and the caller is told that DMA is not known to be stopped.
-    let model = SmmuModel::with_idr(host_idr());
-    model.without_gbpa();
-    firmware_left_it_running(&model);
-    for sid in 0..16 {
-        // Firmware's table aborts (STE.V = 1, Config = abort) rather than bypasses.
-        let ste = model.reg(reg::STRTAB_BASE) + sid * 64;
-        // SAFETY: inside the table `firmware_left_it_running` allocated.
-        unsafe { (ste as *mut u64).write_volatile(1) };
-    }
+    let model = without_gbpa_running_an_aborting_table();
     assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort);
     assert_eq!(smmuv3::fail_closed(&model, smmuv3::Bound::Polls(100)), Err(Error::NoGlobalAbort));
     assert_eq!(model.reg(reg::CR0) & SMMUEN, SMMUEN, "still on");
@@ -149,15 +155,7 @@ fn an_smmu_whose_gbpa_does_not_take_is_not_disabled_into_bypass() {
 /// transaction: the refusal opened it.)
 #[test]
 fn memory_refused_by_init_does_not_open_an_smmu_without_gbpa() {
-    let model = SmmuModel::with_idr(host_idr());
-    model.without_gbpa();
-    firmware_left_it_running(&model);
-    for sid in 0..16 {
-        let ste = model.reg(reg::STRTAB_BASE) + sid * 64;
-        // SAFETY: inside the table `firmware_left_it_running` allocated: STE.V = 1,
-        // Config = abort.
-        unsafe { (ste as *mut u64).write_volatile(1) };
-    }
+    let model = without_gbpa_running_an_aborting_table();
     assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort);
     let mut mem = common::memory(8);
     // 64 KiB of table (two-level for 16-bit StreamIDs) at a 4 KiB boundary: the SMMU
