@@ -620,6 +620,46 @@ fn on_a_failed_smmu_a_map_over_a_mapping_is_still_an_overlap() {
     assert_eq!(call(&mut s, 0, Request::Query), before, "the usage is as it was");
 }
 
+/// An SMMU that stops consuming commands without reporting SFM_ERR: the UNMAP whose
+/// CMD_SYNC times out answers `Hardware`, and the block of the device its unconfirmed
+/// removal calls for times out too, with no sync completed between them; the driver then
+/// fails the SMMU closed, within the request that found it. In the model's view every
+/// stream aborts (GBPA.ABORT set, SMMUEN off, acknowledged), the page whose removal the
+/// TLB still held included, and the device's STE reads abort; later MAPs and RESUMEs are
+/// refused (`Hardware`), and the SMMU is not touched again.
+#[test]
+fn an_smmu_that_stops_answering_fails_closed_within_the_request_that_found_it() {
+    const GBPA_ABORT: u64 = 1 << 20;
+    const SMMUEN: u64 = 1;
+    let buf = host_region(0x4000, 0x1000);
+    let mut s = one_device(&buf, 0x10, 0x1000_0000, true);
+    assert_eq!(call(&mut s, 0, map_at(0, 0x1000, 0x1000_0000)), Reply::ok(&[0x1000_0000]));
+    assert_eq!(call(&mut s, 0, map_at(0x1000, 0x1000, 0x1000_1000)), Reply::ok(&[0x1000_1000]));
+    let m = s.hw_mut().smmu().regs();
+    assert_eq!(m.translate(0x10, 0x1000_0000, true), Outcome::Ok(buf.pa.0));
+    m.set_stuck(true);
+    assert_eq!(call(&mut s, 0, unmap_at(0x1000_0000)), Reply::Err(ErrorCode::Hardware));
+    let smmu = s.hw_mut().smmu();
+    assert_eq!(smmu.failure(), Some(Ok(())), "failed closed");
+    assert!(smmu.unanswered());
+    assert_eq!(smmu.ste(smmuv3::StreamId(0x10)).map(|e| e.config()), Ok(smmuv3::ste::SteConfig::Abort));
+    let m = smmu.regs();
+    assert_ne!(m.reg(smmuv3::mmio::reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    assert_eq!(m.reg(smmuv3::mmio::reg::CR0) & SMMUEN, 0, "SMMUEN");
+    assert_eq!(m.reg(smmuv3::mmio::reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    for (sid, iova) in [(0x10, 0x1000_0000), (0x10, 0x1000_1000), (0x11, 0x1000_0000)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+    let writes = m.register_writes().len();
+    // The device is blocked for its unconfirmed removal: MAP answers that; UNMAP and
+    // RESUME, which retry the removal first, hear the driver's refusal.
+    assert_eq!(call(&mut s, 0, map_at(0x2000, 0x1000, 0x1000_2000)), Reply::Err(ErrorCode::RemovalPending));
+    assert_eq!(call(&mut s, 0, unmap_at(0x1000_1000)), Reply::Err(ErrorCode::Hardware));
+    assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::Err(ErrorCode::Hardware));
+    assert_eq!(s.hw_mut().smmu().regs().register_writes().len(), writes, "the SMMU was touched after it failed");
+    assert_eq!(s.hw_mut().smmu().regs().translate(0x10, 0x1000_1000, true), Outcome::Abort);
+}
+
 /// RESUME of a stopped device whose enable the SMMU does not finish (its first stream's
 /// CMD_CFGI_STE rejected, the others attached): the device is still stopped, so every
 /// one of its streams must abort, though RESUME made its static mapping first. (Before,
