@@ -789,3 +789,58 @@ fn a_queued_unmap_is_not_confirmed_by_a_sync_that_failed_inside_a_map() {
     assert_eq!(translate(&mut s, 0x61, 0x1000_0000), Outcome::Abort, "device 1 is blocked");
     assert_eq!(s.pending_removals(0), 3);
 }
+
+/// A service that fails to start after it enabled some devices (here the second device's
+/// static mapping finds the table pool empty) leaves none translating: every device it
+/// enabled is blocked again before `Service::new` returns its error. On an SMMU without
+/// GBPA (QEMU 7.2's), the IOMMU PD's `fail_closed` then leaves the SMMU enabled (disabled,
+/// it would pass everything), so this is what keeps the first device's static mapping
+/// from reaching memory: read in the model, each device's STE aborts, and so does its DMA.
+#[test]
+fn a_service_that_fails_to_start_leaves_no_device_translating() {
+    use iommu_pd::config::NO_OWNER;
+    use iommu_pd::{ConfigError, StaticMapConfig};
+    use smmuv3::model::{host_config, host_memory};
+    let buf = host_region(0x4000, 0x1000);
+    let model: &'static SmmuModel = Box::leak(Box::new(SmmuModel::host()));
+    model.without_gbpa();
+    // SAFETY: fresh leaked memory; the model is the only register file.
+    let smmu = unsafe { smmuv3::Smmu::init(model, host_memory(START_POOL_PAGES), host_config()) }.unwrap();
+    let backend = SmmuBackend::new(smmu, &[0x10, 0x11]).unwrap();
+    let device = |name, stream| DeviceConfig {
+        name,
+        stream,
+        extra_streams: &[],
+        owner: NO_OWNER,
+        iova_base: 0x1000_0000,
+        iova_size: 1 << 20,
+        resume_allowed: false,
+    };
+    let static_map = |device| StaticMapConfig {
+        device,
+        region: 0,
+        offset: 0,
+        len: 0x1000,
+        iova: 0x1000_0000,
+        rights: Rights::READ_WRITE,
+    };
+    let cfg = Config {
+        clients: &[],
+        devices: leak([device("first", 0x10), device("second", 0x11)]),
+        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: buf.len as u64 }]),
+        caps: &[],
+        static_maps: leak([static_map(0), static_map(1)]),
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 2, 4, 8)>::default()));
+    assert!(matches!(Service::new(backend, cfg, tables.storage()), Err(ConfigError::Hardware(1))));
+    let closed = smmuv3::fail_closed(model, smmuv3::Bound::Polls(100));
+    assert_eq!(closed, Err(smmuv3::Error::NoGlobalAbort), "no GBPA: the SMMU stays on");
+    for sid in [0x10, 0x11] {
+        assert_eq!(model.translate(sid, 0x1000_0000, true), Outcome::Abort, "stream {sid:#x}");
+    }
+}
+
+/// Table pages for `a_service_that_fails_to_start_leaves_no_device_translating`: the two
+/// domains' roots and the first device's static mapping, not the second's.
+const START_POOL_PAGES: usize = 5;
