@@ -176,3 +176,36 @@ fn without_gbpa_an_smmu_that_stops_answering_is_reported_as_not_closed() {
     assert_eq!(smmu.regs().reg(reg::CR0) & SMMUEN, SMMUEN, "left on its aborting stream table");
     assert_eq!(smmu.create_domain(), Err(Error::ServiceFailure));
 }
+
+/// The wait for room in the command queue counts as the CMD_SYNC's does: deferred unmaps
+/// queue their invalidations without a sync, and on a queue that stopped consuming they
+/// fill it. The first wait for room times out; the TLBI by ASID queued in its place waits
+/// too, with no sync completed between them: failed closed, every stream aborting.
+#[test]
+fn waits_for_room_in_a_stopped_queue_fail_the_smmu_closed_too() {
+    let (mut smmu, d) = running();
+    let page = common::buffer(4096, 4096);
+    // Every other page, so that each unmap's invalidation is a command of its own.
+    let iovas: Vec<u64> = (0..300).map(|i| 0x10_0000 + 0x2000 * i).collect();
+    for &iova in &iovas {
+        smmu.map(d, Iova(iova), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    }
+    smmu.regs().set_stuck(true);
+    let syncs = smmu.stats().syncs;
+    for &iova in &iovas {
+        if smmu.failure().is_some() {
+            break;
+        }
+        let _ = smmu.unmap_deferred(d, Iova(iova), 4096);
+    }
+    assert_eq!(smmu.stats().syncs, syncs, "no CMD_SYNC completed, none waited on");
+    assert_eq!(smmu.stats().timeouts, 2);
+    assert_eq!(smmu.failure(), Some(Ok(())), "failed closed");
+    assert!(smmu.unanswered());
+    let m = smmu.regs();
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    assert_eq!(m.reg(reg::CR0) & SMMUEN, 0, "SMMUEN");
+    for iova in [0x1000, iovas[0], iovas[299]] {
+        assert_eq!(m.translate(SID, iova, true), Outcome::Abort, "{iova:#x}");
+    }
+}
