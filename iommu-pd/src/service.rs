@@ -458,13 +458,28 @@ impl<'a, H: IommuHw> Service<'a, H> {
             });
         }
         for d in 0..cfg.devices.len() {
-            s.hw.enable(d).map_err(|_| ConfigError::Hardware(d))?;
-            s.make_static_maps(d).map_err(|e| match e {
-                ErrorCode::Hardware => ConfigError::Hardware(d),
-                _ => ConfigError::BadStaticMap(d),
-            })?;
+            if let Err(e) = s.start_device(d) {
+                // The service is dropped with its books, and the PD can only fail the
+                // IOMMU closed, which an SMMU without GBPA (QEMU 7.2) cannot be without
+                // passing everything: it stays on, and the devices enabled so far would
+                // go on translating. Each is blocked again first, best effort (an IOMMU
+                // that no longer answers cannot be).
+                for enabled in 0..=d {
+                    let _ = s.hw.block(enabled);
+                }
+                return Err(e);
+            }
         }
         Ok(s)
+    }
+
+    /// Let device `d` translate and make its static mappings, at start-up.
+    fn start_device(&mut self, d: DeviceIndex) -> core::result::Result<(), ConfigError> {
+        self.hw.enable(d).map_err(|_| ConfigError::Hardware(d))?;
+        self.make_static_maps(d).map_err(|e| match e {
+            ErrorCode::Hardware => ConfigError::Hardware(d),
+            _ => ConfigError::BadStaticMap(d),
+        })
     }
 
     /// Bit mask of the devices `client` owns.

@@ -625,6 +625,46 @@ fn on_a_failed_smmu_a_map_over_a_mapping_is_still_an_overlap() {
     assert_eq!(call(&mut s, 0, Request::Query), before, "the usage is as it was");
 }
 
+/// An SMMU that stops consuming commands without reporting SFM_ERR: the UNMAP whose
+/// CMD_SYNC times out answers `Hardware`, and the block of the device its unconfirmed
+/// removal calls for times out too, with no sync completed between them; the driver then
+/// fails the SMMU closed, within the request that found it. In the model's view every
+/// stream aborts (GBPA.ABORT set, SMMUEN off, acknowledged), the page whose removal the
+/// TLB still held included, and the device's STE reads abort; later MAPs and RESUMEs are
+/// refused (`Hardware`), and the SMMU is not touched again.
+#[test]
+fn an_smmu_that_stops_answering_fails_closed_within_the_request_that_found_it() {
+    const GBPA_ABORT: u64 = 1 << 20;
+    const SMMUEN: u64 = 1;
+    let buf = host_region(0x4000, 0x1000);
+    let mut s = one_device(&buf, 0x10, 0x1000_0000, true);
+    assert_eq!(call(&mut s, 0, map_at(0, 0x1000, 0x1000_0000)), Reply::ok(&[0x1000_0000]));
+    assert_eq!(call(&mut s, 0, map_at(0x1000, 0x1000, 0x1000_1000)), Reply::ok(&[0x1000_1000]));
+    let m = s.hw_mut().smmu().regs();
+    assert_eq!(m.translate(0x10, 0x1000_0000, true), Outcome::Ok(buf.pa.0));
+    m.set_stuck(true);
+    assert_eq!(call(&mut s, 0, unmap_at(0x1000_0000)), Reply::Err(ErrorCode::Hardware));
+    let smmu = s.hw_mut().smmu();
+    assert_eq!(smmu.failure(), Some(Ok(())), "failed closed");
+    assert!(smmu.unanswered());
+    assert_eq!(smmu.ste(smmuv3::StreamId(0x10)).map(|e| e.config()), Ok(smmuv3::ste::SteConfig::Abort));
+    let m = smmu.regs();
+    assert_ne!(m.reg(smmuv3::mmio::reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    assert_eq!(m.reg(smmuv3::mmio::reg::CR0) & SMMUEN, 0, "SMMUEN");
+    assert_eq!(m.reg(smmuv3::mmio::reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    for (sid, iova) in [(0x10, 0x1000_0000), (0x10, 0x1000_1000), (0x11, 0x1000_0000)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+    let writes = m.register_writes().len();
+    // The device is blocked for its unconfirmed removal: MAP answers that; UNMAP and
+    // RESUME, which retry the removal first, hear the driver's refusal.
+    assert_eq!(call(&mut s, 0, map_at(0x2000, 0x1000, 0x1000_2000)), Reply::Err(ErrorCode::RemovalPending));
+    assert_eq!(call(&mut s, 0, unmap_at(0x1000_1000)), Reply::Err(ErrorCode::Hardware));
+    assert_eq!(call(&mut s, 0, Request::Resume { device: DeviceId(0) }), Reply::Err(ErrorCode::Hardware));
+    assert_eq!(s.hw_mut().smmu().regs().register_writes().len(), writes, "the SMMU was touched after it failed");
+    assert_eq!(s.hw_mut().smmu().regs().translate(0x10, 0x1000_1000, true), Outcome::Abort);
+}
+
 /// RESUME of a stopped device whose enable the SMMU does not finish (its first stream's
 /// CMD_CFGI_STE rejected, the others attached): the device is still stopped, so every
 /// one of its streams must abort, though RESUME made its static mapping first. (Before,
@@ -735,3 +775,58 @@ fn a_queued_unmap_is_not_confirmed_by_a_sync_that_failed_inside_a_map() {
     assert_eq!(translate(&mut s, 0x61, 0x1000_0000), Outcome::Abort, "device 1 is blocked");
     assert_eq!(s.pending_removals(0), 3);
 }
+
+/// A service that fails to start after it enabled some devices (here the second device's
+/// static mapping finds the table pool empty) leaves none translating: every device it
+/// enabled is blocked again before `Service::new` returns its error. On an SMMU without
+/// GBPA (QEMU 7.2's), the IOMMU PD's `fail_closed` then leaves the SMMU enabled (disabled,
+/// it would pass everything), so this is what keeps the first device's static mapping
+/// from reaching memory: read in the model, each device's STE aborts, and so does its DMA.
+#[test]
+fn a_service_that_fails_to_start_leaves_no_device_translating() {
+    use iommu_pd::config::NO_OWNER;
+    use iommu_pd::{ConfigError, StaticMapConfig};
+    use smmuv3::model::{host_config, host_memory};
+    let buf = host_region(0x4000, 0x1000);
+    let model: &'static SmmuModel = Box::leak(Box::new(SmmuModel::host()));
+    model.without_gbpa();
+    // SAFETY: fresh leaked memory; the model is the only register file.
+    let smmu = unsafe { smmuv3::Smmu::init(model, host_memory(START_POOL_PAGES), host_config()) }.unwrap();
+    let backend = SmmuBackend::new(smmu, &[0x10, 0x11]).unwrap();
+    let device = |name, stream| DeviceConfig {
+        name,
+        stream,
+        extra_streams: &[],
+        owner: NO_OWNER,
+        iova_base: 0x1000_0000,
+        iova_size: 1 << 20,
+        resume_allowed: false,
+    };
+    let static_map = |device| StaticMapConfig {
+        device,
+        region: 0,
+        offset: 0,
+        len: 0x1000,
+        iova: 0x1000_0000,
+        rights: Rights::READ_WRITE,
+    };
+    let cfg = Config {
+        clients: &[],
+        devices: leak([device("first", 0x10), device("second", 0x11)]),
+        regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: buf.len as u64 }]),
+        caps: &[],
+        static_maps: leak([static_map(0), static_map(1)]),
+        faults: FaultPolicy { window: 10, max_faults: 100 },
+    };
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 2, 4, 8)>::default()));
+    assert!(matches!(Service::new(backend, cfg, tables.storage()), Err(ConfigError::Hardware(1))));
+    let closed = smmuv3::fail_closed(model, smmuv3::Bound::Polls(100));
+    assert_eq!(closed, Err(smmuv3::Error::NoGlobalAbort), "no GBPA: the SMMU stays on");
+    for sid in [0x10, 0x11] {
+        assert_eq!(model.translate(sid, 0x1000_0000, true), Outcome::Abort, "stream {sid:#x}");
+    }
+}
+
+/// Table pages for `a_service_that_fails_to_start_leaves_no_device_translating`: the two
+/// domains' roots and the first device's static mapping, not the second's.
+const START_POOL_PAGES: usize = 5;

@@ -559,9 +559,16 @@ struct CommandQueue {
     /// under QEMU), and an UNMAP is on a driver's per-request path.
     cons: u32,
     bound: Bound,
-    /// Set once the SMMU reported service failure (SMMU_GERROR.SFM_ERR), with what
-    /// `fail_closed` then gave: no command is queued again.
+    /// Set once the SMMU reported service failure (SMMU_GERROR.SFM_ERR) or stopped
+    /// answering (`UNANSWERED_WAITS`), with what `fail_closed` then gave: no command is
+    /// queued again.
     failed: Option<Result<(), Error>>,
+    /// Why `failed` is set: the SMMU stopped answering, rather than reporting SFM_ERR.
+    unanswered: bool,
+    /// `Stats::syncs` when a wait on the queue last timed out: a second timeout with the
+    /// count unchanged had no sync complete in between. Kept off the hot path: a
+    /// completed sync already counts itself, and nothing is reset there.
+    timed_out_at: Option<u64>,
     /// Commands queued since the last CMD_SYNC, and how many the implementation allows
     /// (`errata::Errata::commands_per_sync`; `u32::MAX` for no limit).
     since_sync: u32,
@@ -580,6 +587,14 @@ struct CommandQueue {
     /// and before another domain's deferred unmap takes its place.
     open: Option<LeafInvalidation>,
 }
+
+/// Waits on the command queue (a CMD_SYNC's completion, room in the queue) that may time
+/// out in a row, no CMD_SYNC completing between them, before the SMMU counts as no longer
+/// answering and is failed closed as for SFM_ERR. One timeout is survivable (the domain is
+/// marked stale and invalidated by ASID before its next use); a second, with nothing
+/// confirmed since, means no invalidation can be confirmed at all. (Linux's arm-smmu-v3
+/// only logs "CMD_SYNC timeout" and goes on; see the README.)
+const UNANSWERED_WAITS: u32 = 2;
 
 /// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
 const CERROR_NONE: u32 = 0;
@@ -618,8 +633,7 @@ impl CommandQueue {
             self.check_error(regs, stats)?;
             // The clock is read only once the queue was found full.
             if deadline.get_or_insert_with(|| self.bound.start()).passed() {
-                stats.timeouts += 1;
-                return Err(Error::Timeout("command queue space"));
+                return Err(self.timed_out(regs, stats, "command queue space"));
             }
         }
         self.write_slot(cmd);
@@ -690,13 +704,33 @@ impl CommandQueue {
     }
 
     /// The SMMU is in service failure mode: it may no longer translate, invalidate or
-    /// report as configured (IHI 0070 12.3), so a confirmation from it would mean nothing.
+    /// report as configured (IHI 0070 12.3), so a confirmation from it would mean nothing;
+    /// or it no longer answers (`timed_out`), so none will come.
     /// Make every transaction abort (`fail_closed`: GBPA.ABORT, then SMMUEN = 0 with
     /// CR0ACK waited for), once, and refuse every later command.
     fn fail(&mut self, regs: &impl Mmio) {
         if self.failed.is_none() {
             self.failed = Some(fail_closed(regs, self.bound));
         }
+    }
+
+    /// A wait on the queue passed its bound: counted, and if the last one did too with no
+    /// CMD_SYNC completed since (`UNANSWERED_WAITS`), the SMMU no longer answers, and
+    /// nothing it was asked to invalidate is known gone: failed closed, as for SFM_ERR.
+    /// The caller still gets the `Timeout`; every later operation `ServiceFailure`.
+    #[cold]
+    fn timed_out(&mut self, regs: &impl Mmio, stats: &mut Stats, what: &'static str) -> Error {
+        stats.timeouts += 1;
+        let in_a_row = match self.timed_out_at {
+            Some(at) if at == stats.syncs => UNANSWERED_WAITS,
+            _ => 1,
+        };
+        self.timed_out_at = Some(stats.syncs);
+        if in_a_row >= UNANSWERED_WAITS && self.failed.is_none() {
+            self.unanswered = true;
+            self.fail(regs);
+        }
+        Error::Timeout(what)
     }
 
     /// Queue the commands of the deferred unmaps' open run, if any. Should one not be
@@ -772,8 +806,7 @@ impl CommandQueue {
                 Ok(()) => {}
             }
             if deadline.get_or_insert_with(|| self.bound.start()).passed() {
-                stats.timeouts += 1;
-                return Err(Error::Timeout("CMD_SYNC completion"));
+                return Err(self.timed_out(regs, stats, "CMD_SYNC completion"));
             }
         }
         stats.syncs += 1;
@@ -853,6 +886,8 @@ impl<M: Mmio> Smmu<M> {
                 cons: 0,
                 bound: config.bound,
                 failed: None,
+                unanswered: false,
+                timed_out_at: None,
                 since_sync: 0,
                 commands_per_sync: reset.commands_per_sync,
                 maint: reset.maint,
@@ -1761,11 +1796,18 @@ impl<M: Mmio> Smmu<M> {
         }
     }
 
-    /// Whether the SMMU has failed (SMMU_GERROR.SFM_ERR), and if so what failing it closed
-    /// gave: `Ok` when GBPA.ABORT took and the SMMU is disabled (every transaction
-    /// aborts), otherwise why DMA is not known to be stopped. `None` while it works.
+    /// Whether the SMMU has failed (SMMU_GERROR.SFM_ERR, or it stopped answering: see
+    /// `unanswered`), and if so what failing it closed gave: `Ok` when GBPA.ABORT took
+    /// and the SMMU is disabled (every transaction aborts), otherwise why DMA is not known
+    /// to be stopped. `None` while it works.
     pub fn failure(&self) -> Option<Result<(), Error>> {
         self.cmdq.failed
+    }
+
+    /// Whether the failure (`failure`) is an SMMU that stopped answering: waits on its
+    /// command queue timed out twice in a row with no CMD_SYNC completed between them.
+    pub fn unanswered(&self) -> bool {
+        self.cmdq.unanswered
     }
 
     /// Check SMMU_GERROR: recover from a command error, count and acknowledge the rest.

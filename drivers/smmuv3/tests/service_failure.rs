@@ -98,3 +98,114 @@ fn without_gbpa_service_failure_is_reported_as_not_closed() {
     assert_eq!(smmu.create_domain(), Err(Error::ServiceFailure));
     assert_eq!(smmu.detach(StreamId(SID)), Err(Error::ServiceFailure));
 }
+
+/// An SMMU that stops consuming commands without reporting SFM_ERR: the first CMD_SYNC
+/// that times out is survivable (the domain is stale, invalidated by ASID before its next
+/// use), but the next wait on the queue timing out too, with no sync completed between
+/// them, means no invalidation can ever be confirmed. The driver then fails the SMMU
+/// closed as for SFM_ERR: GBPA.ABORT, then SMMUEN = 0, and every stream aborts in the
+/// model, the page whose unmap was never confirmed (still in its TLB) included.
+#[test]
+fn an_smmu_that_stops_answering_is_failed_closed_at_its_second_timeout_in_a_row() {
+    let (mut smmu, d) = running();
+    let pa = match smmu.regs().translate(SID, 0x1000, true) {
+        Outcome::Ok(pa) => pa,
+        other => panic!("{other:?}"),
+    };
+    let other = common::buffer(4096, 4096);
+    smmu.map(d, Iova(0x4000), other.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.regs().set_stuck(true);
+    assert_eq!(smmu.unmap(d, Iova(0x1000), 4096), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), None, "one timeout is survivable");
+    // The SMMU still translates the unmapped page from its TLB.
+    assert_eq!(smmu.regs().translate(SID, 0x1000, true), Outcome::Ok(pa));
+    // The next operation on the domain invalidates its ASID first, and waits in vain.
+    assert_eq!(smmu.unmap(d, Iova(0x4000), 4096), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Ok(())), "failed closed");
+    assert!(smmu.unanswered());
+    assert_eq!(smmu.stats().timeouts, 2);
+    let m = smmu.regs();
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    assert_eq!(m.reg(reg::CR0) & SMMUEN, 0, "SMMUEN");
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    for (sid, iova) in [(SID, 0x1000), (SID, 0x4000), (SID + 1, 0x1000), (0, 0)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+    assert_eq!(m.violations(), Vec::<&str>::new());
+    // Refused from then on without touching the SMMU.
+    let writes = smmu.regs().register_writes().len();
+    let page = common::buffer(4096, 4096);
+    assert_eq!(smmu.map(d, Iova(0x8000), page.pa, 4096, Perm::Read, MemType::Normal), Err(Error::ServiceFailure));
+    assert_eq!(smmu.attach(StreamId(SID + 1), d), Err(Error::ServiceFailure));
+    assert_eq!(smmu.sync(), Err(Error::ServiceFailure));
+    assert_eq!(smmu.regs().register_writes().len(), writes, "the SMMU was touched after it failed");
+}
+
+/// Two timeouts with a CMD_SYNC completed between them are two slow moments, not an SMMU
+/// that stopped: the driver goes on, and the stale domain is invalidated as before.
+#[test]
+fn timeouts_with_a_completed_sync_between_them_do_not_fail_the_smmu() {
+    let (mut smmu, d) = running();
+    for round in 0..2 {
+        smmu.regs().set_stuck(true);
+        assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")), "round {round}");
+        smmu.regs().set_stuck(false);
+        smmu.sync().unwrap();
+    }
+    assert_eq!(smmu.stats().timeouts, 2);
+    assert_eq!(smmu.failure(), None);
+    assert!(!smmu.unanswered());
+    smmu.unmap(d, Iova(0x1000), 4096).unwrap();
+    assert_eq!(smmu.regs().reg(reg::CR0) & SMMUEN, SMMUEN);
+}
+
+/// The same on an SMMU without GBPA (QEMU 7.2): disabling it would let every transaction
+/// through, so it stays enabled on its stream table and `failure` says DMA is not known to
+/// be stopped; everything is refused all the same.
+#[test]
+fn without_gbpa_an_smmu_that_stops_answering_is_reported_as_not_closed() {
+    let model = SmmuModel::host();
+    model.without_gbpa();
+    // SAFETY: fresh leaked memory; the model is the only register file.
+    let mut smmu = unsafe { Smmu::init(model, common::memory(32), common::config()) }.unwrap();
+    smmu.regs().set_stuck(true);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Err(Error::NoGlobalAbort)));
+    assert!(smmu.unanswered());
+    assert_eq!(smmu.regs().reg(reg::CR0) & SMMUEN, SMMUEN, "left on its aborting stream table");
+    assert_eq!(smmu.create_domain(), Err(Error::ServiceFailure));
+}
+
+/// The wait for room in the command queue counts as the CMD_SYNC's does: deferred unmaps
+/// queue their invalidations without a sync, and on a queue that stopped consuming they
+/// fill it. The first wait for room times out; the TLBI by ASID queued in its place waits
+/// too, with no sync completed between them: failed closed, every stream aborting.
+#[test]
+fn waits_for_room_in_a_stopped_queue_fail_the_smmu_closed_too() {
+    let (mut smmu, d) = running();
+    let page = common::buffer(4096, 4096);
+    // Every other page, so that each unmap's invalidation is a command of its own.
+    let iovas: Vec<u64> = (0..300).map(|i| 0x10_0000 + 0x2000 * i).collect();
+    for &iova in &iovas {
+        smmu.map(d, Iova(iova), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    }
+    smmu.regs().set_stuck(true);
+    let syncs = smmu.stats().syncs;
+    for &iova in &iovas {
+        if smmu.failure().is_some() {
+            break;
+        }
+        let _ = smmu.unmap_deferred(d, Iova(iova), 4096);
+    }
+    assert_eq!(smmu.stats().syncs, syncs, "no CMD_SYNC completed, none waited on");
+    assert_eq!(smmu.stats().timeouts, 2);
+    assert_eq!(smmu.failure(), Some(Ok(())), "failed closed");
+    assert!(smmu.unanswered());
+    let m = smmu.regs();
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    assert_eq!(m.reg(reg::CR0) & SMMUEN, 0, "SMMUEN");
+    for iova in [0x1000, iovas[0], iovas[299]] {
+        assert_eq!(m.translate(SID, iova, true), Outcome::Abort, "{iova:#x}");
+    }
+}

@@ -255,6 +255,9 @@ enum Why {
     Policy(iommu_pd::ConfigError),
     /// The SMMU entered service failure mode (SMMU_GERROR.SFM_ERR) while serving.
     ServiceFailure,
+    /// The SMMU stopped answering while serving: two waits on its command queue timed
+    /// out with no CMD_SYNC completed between them.
+    Unanswered,
 }
 
 impl core::fmt::Display for Why {
@@ -265,6 +268,7 @@ impl core::fmt::Display for Why {
             Why::Streams(name, e) => write!(f, "the other StreamIDs of {name} not set up: {e}"),
             Why::Policy(e) => write!(f, "policy refused: {e:?}"),
             Why::ServiceFailure => write!(f, "the SMMU entered service failure mode (SMMU_GERROR.SFM_ERR)"),
+            Why::Unanswered => write!(f, "the SMMU stopped answering (two CMD_SYNC waits timed out in a row)"),
         }
     }
 }
@@ -689,14 +693,15 @@ impl IommuPd {
         );
     }
 
-    /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR): the driver has failed it
-    /// closed (GBPA.ABORT, then SMMUEN = 0); from here on this PD is as one that could not
-    /// start, every request refused with `Unavailable`, and says so.
+    /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR, or it stopped answering): the
+    /// driver has failed it closed (GBPA.ABORT, then SMMUEN = 0); from here on this PD is
+    /// as one that could not start, every request refused with `Unavailable`, and says so.
     fn fail_service(&mut self) {
         let Some(mut service) = self.service.take() else { return };
         let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
+        let why = if backend::unanswered(service.hw_mut()) { Why::Unanswered } else { Why::ServiceFailure };
         generic_timer::stop();
-        let down = Down { why: Why::ServiceFailure, closed };
+        let down = Down { why, closed };
         debug_println!("iommu: NOT SERVING: {down}");
         debug_println!("iommu: every request is refused (Unavailable)");
         self.down = Some(down);

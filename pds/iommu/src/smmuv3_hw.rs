@@ -190,9 +190,16 @@ pub fn stream_state(hw: &mut Hw, stream: u32) -> SteState {
     ste_of(hw.smmu(), StreamId(stream))
 }
 
-/// Whether the SMMU failed while serving (SFM_ERR), and whether it was failed closed.
+/// Whether the SMMU failed while serving (SFM_ERR, or it stopped answering), and whether
+/// it was failed closed.
 pub fn failure(hw: &mut Hw) -> Option<Result<(), Error>> {
     hw.smmu().failure()
+}
+
+/// Whether that failure is an SMMU that stopped answering: two waits on its command queue
+/// timed out with no CMD_SYNC completed between them.
+pub fn unanswered(hw: &mut Hw) -> bool {
+    hw.smmu().unanswered()
 }
 
 /// Whether `channels` holds one of the SMMU's interrupts.
