@@ -135,3 +135,51 @@ fn records_the_iommu_lost_are_counted_in_every_clients_ring() {
     let records: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
     assert_eq!(records.iter().map(|r| r.dropped_before).collect::<Vec<_>>(), vec![1]);
 }
+
+/// An enable that fails, then the block that should undo it fails too, then that block's
+/// first retry: the device (left translating by the failed enable, the worst the contract
+/// allows) is still stopped, quarantined or torn down in the books, so it may not map,
+/// its block stays owed through every refused retry, and the first retry the IOMMU obeys
+/// leaves it aborting. Then the same request lets it run.
+#[test]
+fn an_enable_that_fails_and_whose_block_fails_too_stays_owed_until_the_iommu_blocks() {
+    let stop = |s: &mut Service<'_, ModelHw>| {
+        assert_eq!(call(s, NET, Request::Stop { device: DeviceId(NIC) }), iommu_protocol::Reply::ok(&[0]));
+    };
+    let quarantine = |s: &mut Service<'_, ModelHw>| storm(s);
+    let tear_down = |s: &mut Service<'_, ModelHw>| s.client_torn_down(NET).unwrap();
+    let resume = |s: &mut Service<'_, ModelHw>| match call(s, NET, Request::Resume { device: DeviceId(NIC) }) {
+        iommu_protocol::Reply::Err(e) => Err(e),
+        _ => Ok(()),
+    };
+    let ready = |s: &mut Service<'_, ModelHw>| s.client_ready(NET);
+    type Step = dyn Fn(&mut Service<'static, ModelHw>);
+    type Again = dyn Fn(&mut Service<'static, ModelHw>) -> Result<(), ErrorCode>;
+    let cases: [(&str, &Step, &Again, ErrorCode); 3] = [
+        ("STOP, then RESUME", &stop, &resume, ErrorCode::Stopped),
+        ("a storm, then RESUME", &quarantine, &resume, ErrorCode::Quarantined),
+        ("a teardown, then client_ready", &tear_down, &ready, ErrorCode::Quarantined),
+    ];
+    for (what, block, again, refused) in cases {
+        let mut s = service();
+        block(&mut s);
+        assert_eq!(s.hw().enabled.get(&0), Some(&false), "{what}: blocked");
+        s.hw_mut().fail_next = Some("enable");
+        // The block after the failed enable, and its retry before the next request.
+        s.hw_mut().fail_then = vec!["block", "block"];
+        assert_eq!(again(&mut s), Err(ErrorCode::Hardware), "{what}");
+        assert_eq!(s.hw().enabled.get(&0), Some(&true), "{what}: the model left it translating");
+        assert_eq!(s.unblocked_devices(), 1 << NIC, "{what}: its block is owed");
+        // The retry before this MAP fails: still owed, and the MAP refused as the books say.
+        assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, None, Rights::READ), err(refused), "{what}");
+        assert_eq!(s.unblocked_devices(), 1 << NIC, "{what}: owed after a refused retry");
+        assert!(s.hw().fail_then.is_empty(), "{what}: the retry was made");
+        // The next request's retry is obeyed: the device aborts before that request is served.
+        call(&mut s, BLK, Request::Query);
+        assert_eq!(s.hw().enabled.get(&0), Some(&false), "{what}: blocked once the IOMMU obeys");
+        assert!(s.hw().reachable(0).is_empty(), "{what}");
+        assert_eq!(s.unblocked_devices(), 0, "{what}");
+        assert_eq!(again(&mut s), Ok(()), "{what}: again, the IOMMU obeying");
+        assert_eq!(s.hw().enabled.get(&0), Some(&true), "{what}: running");
+    }
+}
