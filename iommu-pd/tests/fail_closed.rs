@@ -183,3 +183,32 @@ fn an_enable_that_fails_and_whose_block_fails_too_stays_owed_until_the_iommu_blo
         assert_eq!(s.hw().enabled.get(&0), Some(&true), "{what}: running");
     }
 }
+
+/// A client whose ring is full when the IOMMU's event queue overflows is still told: it is
+/// notified with the rest, its ring counts the loss beside the records it dropped, and its
+/// next record, once it has read the ring, carries both; two overflows count two, none is
+/// counted twice.
+#[test]
+fn records_the_iommu_lost_reach_a_client_whose_ring_is_full() {
+    let mut s = service();
+    // 32 faults of the NIC, each in its own window (no storm), none coalesced.
+    for i in 0..32u64 {
+        let f = FaultInput { stream: 0x10, iova: 0x10_0000 * (i + 1), write: i % 2 == 0, kind: 0x10, now: i * 1000 };
+        assert_eq!(s.record_fault(f), Some(iommu_protocol::ClientId(NET as u32)));
+    }
+    assert_eq!(s.faults(NET).unwrap().pending().count(), 32, "full");
+    assert_eq!(s.faults(NET).unwrap().dropped(), 0);
+    // One more: dropped for lack of room.
+    s.record_fault(FaultInput { stream: 0x10, iova: 0x7700_0000, write: true, kind: 0x10, now: 40_000 });
+    assert_eq!(s.faults(NET).unwrap().dropped(), 1);
+    assert_eq!(s.events_lost() & (1 << NET), 1 << NET, "NET notified, its ring full");
+    assert_eq!(s.events_lost() & (1 << NET), 1 << NET);
+    assert_eq!(s.faults(NET).unwrap().dropped(), 3, "one dropped, two lost, each once");
+    assert_eq!(s.faults(BLK).unwrap().dropped(), 2);
+    // NET reads its ring; its next record says three went missing before it.
+    let last = s.faults(NET).unwrap().recorded() - 1;
+    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: last }), iommu_protocol::Reply::ok(&[]));
+    s.record_fault(FaultInput { stream: 0x10, iova: 0x8800_0000, write: false, kind: 0x10, now: 50_000 });
+    let records: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
+    assert_eq!(records.iter().map(|r| r.dropped_before).collect::<Vec<_>>(), vec![3]);
+}
