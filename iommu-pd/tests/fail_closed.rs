@@ -135,3 +135,80 @@ fn records_the_iommu_lost_are_counted_in_every_clients_ring() {
     let records: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
     assert_eq!(records.iter().map(|r| r.dropped_before).collect::<Vec<_>>(), vec![1]);
 }
+
+/// An enable that fails, then the block that should undo it fails too, then that block's
+/// first retry: the device (left translating by the failed enable, the worst the contract
+/// allows) is still stopped, quarantined or torn down in the books, so it may not map,
+/// its block stays owed through every refused retry, and the first retry the IOMMU obeys
+/// leaves it aborting. Then the same request lets it run.
+#[test]
+fn an_enable_that_fails_and_whose_block_fails_too_stays_owed_until_the_iommu_blocks() {
+    let stop = |s: &mut Service<'_, ModelHw>| {
+        assert_eq!(call(s, NET, Request::Stop { device: DeviceId(NIC) }), iommu_protocol::Reply::ok(&[0]));
+    };
+    let quarantine = |s: &mut Service<'_, ModelHw>| storm(s);
+    let tear_down = |s: &mut Service<'_, ModelHw>| s.client_torn_down(NET).unwrap();
+    let resume = |s: &mut Service<'_, ModelHw>| match call(s, NET, Request::Resume { device: DeviceId(NIC) }) {
+        iommu_protocol::Reply::Err(e) => Err(e),
+        _ => Ok(()),
+    };
+    let ready = |s: &mut Service<'_, ModelHw>| s.client_ready(NET);
+    type Step = dyn Fn(&mut Service<'static, ModelHw>);
+    type Again = dyn Fn(&mut Service<'static, ModelHw>) -> Result<(), ErrorCode>;
+    let cases: [(&str, &Step, &Again, ErrorCode); 3] = [
+        ("STOP, then RESUME", &stop, &resume, ErrorCode::Stopped),
+        ("a storm, then RESUME", &quarantine, &resume, ErrorCode::Quarantined),
+        ("a teardown, then client_ready", &tear_down, &ready, ErrorCode::Quarantined),
+    ];
+    for (what, block, again, refused) in cases {
+        let mut s = service();
+        block(&mut s);
+        assert_eq!(s.hw().enabled.get(&0), Some(&false), "{what}: blocked");
+        s.hw_mut().fail_next = Some("enable");
+        // The block after the failed enable, and its retry before the next request.
+        s.hw_mut().fail_then = vec!["block", "block"];
+        assert_eq!(again(&mut s), Err(ErrorCode::Hardware), "{what}");
+        assert_eq!(s.hw().enabled.get(&0), Some(&true), "{what}: the model left it translating");
+        assert_eq!(s.unblocked_devices(), 1 << NIC, "{what}: its block is owed");
+        // The retry before this MAP fails: still owed, and the MAP refused as the books say.
+        assert_eq!(map(&mut s, NET, 0, NIC, 0, 0x1000, None, Rights::READ), err(refused), "{what}");
+        assert_eq!(s.unblocked_devices(), 1 << NIC, "{what}: owed after a refused retry");
+        assert!(s.hw().fail_then.is_empty(), "{what}: the retry was made");
+        // The next request's retry is obeyed: the device aborts before that request is served.
+        call(&mut s, BLK, Request::Query);
+        assert_eq!(s.hw().enabled.get(&0), Some(&false), "{what}: blocked once the IOMMU obeys");
+        assert!(s.hw().reachable(0).is_empty(), "{what}");
+        assert_eq!(s.unblocked_devices(), 0, "{what}");
+        assert_eq!(again(&mut s), Ok(()), "{what}: again, the IOMMU obeying");
+        assert_eq!(s.hw().enabled.get(&0), Some(&true), "{what}: running");
+    }
+}
+
+/// A client whose ring is full when the IOMMU's event queue overflows is still told: it is
+/// notified with the rest, its ring counts the loss beside the records it dropped, and its
+/// next record, once it has read the ring, carries both; two overflows count two, none is
+/// counted twice.
+#[test]
+fn records_the_iommu_lost_reach_a_client_whose_ring_is_full() {
+    let mut s = service();
+    // 32 faults of the NIC, each in its own window (no storm), none coalesced.
+    for i in 0..32u64 {
+        let f = FaultInput { stream: 0x10, iova: 0x10_0000 * (i + 1), write: i % 2 == 0, kind: 0x10, now: i * 1000 };
+        assert_eq!(s.record_fault(f), Some(iommu_protocol::ClientId(NET as u32)));
+    }
+    assert_eq!(s.faults(NET).unwrap().pending().count(), 32, "full");
+    assert_eq!(s.faults(NET).unwrap().dropped(), 0);
+    // One more: dropped for lack of room.
+    s.record_fault(FaultInput { stream: 0x10, iova: 0x7700_0000, write: true, kind: 0x10, now: 40_000 });
+    assert_eq!(s.faults(NET).unwrap().dropped(), 1);
+    assert_eq!(s.events_lost() & (1 << NET), 1 << NET, "NET notified, its ring full");
+    assert_eq!(s.events_lost() & (1 << NET), 1 << NET);
+    assert_eq!(s.faults(NET).unwrap().dropped(), 3, "one dropped, two lost, each once");
+    assert_eq!(s.faults(BLK).unwrap().dropped(), 2);
+    // NET reads its ring; its next record says three went missing before it.
+    let last = s.faults(NET).unwrap().recorded() - 1;
+    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: last }), iommu_protocol::Reply::ok(&[]));
+    s.record_fault(FaultInput { stream: 0x10, iova: 0x8800_0000, write: false, kind: 0x10, now: 50_000 });
+    let records: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
+    assert_eq!(records.iter().map(|r| r.dropped_before).collect::<Vec<_>>(), vec![3]);
+}

@@ -1530,12 +1530,16 @@ impl<M: Mmio> Smmu<M> {
             // on them, and a failure here stays recorded against them (`deferred_failed`,
             // kept by the sync while any are deferred), so it is not lost to this map
             // (the range may be another domain's). This domain is then invalidated whole
-            // before anything is mapped in it.
-            if self.cmdq.sync(&self.regs, &mut self.stats).is_err() {
+            // before anything is mapped in it, and so it is after any failure recorded
+            // against them: whose invalidation failed is unknown, and a sync that consumed
+            // it (an earlier map's) leaves this one completing with this domain's old
+            // entries still cached.
+            let synced = self.cmdq.sync(&self.regs, &mut self.stats);
+            if synced.is_err() || self.cmdq.deferred_failed.is_some() {
                 if let Some(dom) = self.domains.get_mut(d.index()).and_then(Option::as_mut) {
                     dom.stale = true;
                 }
-            } else if self.cmdq.deferred_failed.is_none() {
+            } else {
                 // Every deferred unmap so far is confirmed: their spans hold no later map
                 // back (a later failure is its own unmaps', whose domains it marks).
                 for dom in self.domains.iter_mut().flatten() {

@@ -312,3 +312,34 @@ fn a_failed_sync_inside_a_map_is_still_reported_by_sync_deferred() {
     assert!(smmu.sync_deferred().is_err(), "the batch's confirmation must not be Ok");
     assert!(smmu.has_stale_entries(db).unwrap());
 }
+
+/// The same failed sync, then a map back over the other domain's unmapped page, at a new
+/// address: the map's own sync completes (the rejection was consumed by the earlier one),
+/// but the TLBI it was to confirm is the one the SMMU rejected, so the device must be
+/// translated through the new entry, never the old page still in its TLB: a failure
+/// recorded against the deferred unmaps, whosever, has the map's domain invalidated whole
+/// first (break-before-make). Before, only a failure of the map's own sync did, and B
+/// reached its old page through the new mapping.
+#[test]
+fn a_map_after_a_recorded_failure_invalidates_its_domain_first() {
+    let mut smmu = smmu();
+    let (da, db) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
+    smmu.attach(StreamId(A), da).unwrap();
+    smmu.attach(StreamId(B), db).unwrap();
+    let page = common::buffer(5 * 4096, 4096);
+    let at = |i: u64| PhysAddr(page.pa.0 + i * 4096);
+    smmu.map(db, Iova(0x1000), at(0), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(da, Iova(0x1000), at(1), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(da, Iova(0x3000), at(2), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().translate(B, 0x1000, true), Outcome::Ok(at(0).0), "in B's TLB");
+    smmu.unmap_deferred(db, Iova(0x1000), 4096).unwrap();
+    smmu.unmap_deferred(da, Iova(0x1000), 4096).unwrap();
+    smmu.unmap_deferred(da, Iova(0x3000), 4096).unwrap();
+    smmu.regs().reject_next(Opcode::TlbiNhVa as u8);
+    smmu.map(da, Iova(0x2000), at(3), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert!(reaches(&smmu, B, 0x1000), "B's translation survived its rejected TLBI");
+    // B's page again, now at(4): its own sync completes, its old entry is still cached.
+    smmu.map(db, Iova(0x1000), at(4), 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.regs().translate(B, 0x1000, true), Outcome::Ok(at(4).0), "B through its new entry");
+    assert!(smmu.sync_deferred().is_err(), "the batch's confirmation is still not Ok");
+}

@@ -224,6 +224,24 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
             "add cached=\"false\" to this map (Device memory)",
         ));
     }
+    // Another map of the same frame, cached, is a cacheable alias of the registers: the
+    // CPU may read them speculatively through it and keep lines of them, and with
+    // mismatched attributes the Arm ARM (DDI 0487, "Mismatched memory attributes") no
+    // longer promises that the uncached map's accesses miss those lines. The IOMMU PD
+    // needs no cached view of its registers.
+    if let Some(regs) = regs {
+        for m in iommu.maps.iter().filter(|m| m.mr == regs.mr && m.cached && !std::ptr::eq(*m, regs)) {
+            out.push(p(
+                m.line,
+                "map",
+                format!(
+                    "the IOMMU PD maps the SMMU's registers `{}` a second time, cached (the map on line {} is uncached): a cacheable alias lets the CPU read them speculatively and keep them in its caches, and with mismatched attributes the uncached map's reads and writes are no longer promised to bypass those lines",
+                    m.mr, regs.line
+                ),
+                "remove this map, or add cached=\"false\" to it",
+            ));
+        }
+    }
     if regs.is_none() {
         out.push(p(
             iommu.line,

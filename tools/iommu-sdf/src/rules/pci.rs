@@ -44,6 +44,26 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     for pd in &sys.pds {
         for (m, vm) in pd.all_maps().filter(|(m, _)| is_ecam(&m.mr)) {
             if pd.name == iommu.name && vm.is_none() {
+                // Its ecam map's attributes are `covers_the_buses`' to check. Any other map of
+                // configuration space, cached, is a cacheable alias of it: the CPU may read it
+                // speculatively (on many host bridges a read of an absent function is an
+                // external abort) and keep lines of it, and with mismatched attributes the
+                // Arm ARM (DDI 0487, "Mismatched memory attributes") no longer promises that
+                // the ecam map's uncached accesses miss those lines.
+                if m.cached && !ecam.is_some_and(|e| std::ptr::eq(e, m)) {
+                    let what = match mr {
+                        Some(mr) if mr == m.mr => format!("its ECAM `{}` a second time,", m.mr),
+                        _ => format!("`{}`, configuration space in the board's ECAM window,", m.mr),
+                    };
+                    out.push(p(
+                        m.line,
+                        "map",
+                        format!(
+                            "the IOMMU PD maps {what} cached: a cacheable alias of configuration space lets the CPU read it speculatively and keep it in its caches, and with mismatched attributes the ecam map's uncached reads and writes are no longer promised to bypass those lines"
+                        ),
+                        "remove this map, or add cached=\"false\" to it",
+                    ));
+                }
                 continue;
             }
             let who = match vm {
