@@ -350,12 +350,14 @@ impl IommuPd {
         let timer = irqs::TIMER && channels.contains(TIMER_IRQ);
         if backend::interrupted(channels) || timer || !irqs::WIRED {
             // Every fault the SMMU recorded, routed to its device's owner (`notify`: the
-            // clients to tell); `None`: the SMMU failed, and the backend failed it closed.
-            let Some(notify) = backend::take_faults(service) else {
+            // clients to tell, told even when the pass ended in the SMMU failing, which
+            // the backend then failed closed: their records are in their rings).
+            let (notify, failed) = backend::take_faults(service);
+            report_faults(service, notify);
+            if failed {
                 self.fail_service();
                 return Ok(());
-            };
-            report_faults(service, notify);
+            }
             if irqs::WIRED {
                 backend::ack_interrupts();
             }

@@ -223,9 +223,10 @@ pub fn ack_interrupts() {
 }
 
 /// Read and clear every fault the SMMU recorded (the global one, then each context
-/// bank's), routing each to its device's owner; the clients to notify. Without the
-/// interrupt, the timer polls again.
-pub fn take_faults(service: &mut Svc) -> Option<u64> {
+/// bank's), routing each to its device's owner; the clients to notify, and whether the
+/// SMMU failed in the pass (never here: reading fault registers fails nothing). Without
+/// the interrupt, the timer polls again.
+pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     // One time stamp for the pass: the registers carry none, and what the storm window
     // needs is when this PD learnt of them.
     let now = generic_timer::ticks();
@@ -243,7 +244,7 @@ pub fn take_faults(service: &mut Svc) -> Option<u64> {
     if irqs::TIMER && !irqs::WIRED {
         generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
     }
-    Some(notify)
+    (notify, false)
 }
 
 /// An MMU-500 fault, for the console.

@@ -213,9 +213,10 @@ pub fn ack_interrupts() {
     GERROR_IRQ.irq_ack().ok();
 }
 
-/// Drain the event queue, routing each fault; the clients to notify, or `None` if the
-/// SMMU failed (the driver failed it closed). Sets the timer for the next wake-up.
-pub fn take_faults(service: &mut Svc) -> Option<u64> {
+/// Drain the event queue, routing each fault; the clients to notify (those whose rings
+/// took a record or a loss), and whether the SMMU failed in the pass (the driver failed
+/// it closed). Sets the timer for the next wake-up.
+pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     let mut sink = Faults { service, notify: 0 };
     let mut pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
     let mut overflowed = pass.overflowed;
@@ -241,7 +242,7 @@ pub fn take_faults(service: &mut Svc) -> Option<u64> {
             Rearm::Interrupt | Rearm::Stop => generic_timer::stop(),
         }
     }
-    pass.failure.is_none().then_some(sink.notify)
+    (sink.notify, pass.failure.is_some())
 }
 
 /// What the stream table holds for `sid`, read back, not what was asked for; printed as
