@@ -193,7 +193,9 @@ fn context_banks_and_smrs_run_out_as_typed_errors() {
     for profile in [ZYNQMP, IMX8QXP] {
         let model = Mmu500Model::new(profile);
         let mut smmu = smmu(&model);
-        let banks = smmu.features().stage1_banks();
+        // Every stage-1 bank but the sink, which `init` reserved.
+        let banks = smmu.features().domain_banks();
+        assert_eq!(banks, smmu.features().stage1_banks() - 1);
         let groups = smmu.features().num_smrg;
         let domains: Vec<_> = (0..banks).map(|_| smmu.create_domain().unwrap()).collect();
         assert_eq!(smmu.create_domain(), Err(Error::ContextBanksExhausted { banks }));
@@ -311,9 +313,9 @@ fn a_page_the_prefetcher_cached_is_gone_after_its_unmap() {
     no_violations(&model);
 }
 
-/// Every register write of a domain's life (create, attach exact and masked, detach,
-/// destroy, a bank reused), failure paths included (a detach and a destroy whose TLBSYNC
-/// never completes), replayed one at a time onto a model in the state `init` left: after
+/// Every register write of a domain's life (create, attach exact and masked, block to
+/// the sink and back, detach, destroy, a bank reused), failure paths included (a block, a
+/// detach and a destroy whose TLBSYNC never completes), replayed one at a time onto a model in the state `init` left: after
 /// each, no stream bypasses (a valid SMR routing to a bank whose SCTLR.M is still 0
 /// would), and no two valid SMRs match one StreamID (the model records that as it
 /// happens).
@@ -333,6 +335,14 @@ fn no_write_of_a_domains_life_opens_a_stream_even_transiently() {
         for n in 0..16 {
             regs.push((l.cb(n, smmuv2::mmio::reg::CB_SCTLR), 0));
         }
+        // The sink, as `init` programmed it.
+        let sink = smmu.sink_bank();
+        for o in [smmuv2::mmio::reg::CB_TCR, smmuv2::mmio::reg::CB_TTBR0, smmuv2::mmio::reg::CB_SCTLR] {
+            regs.push((l.cb(sink, o), model.peek(l.cb(sink, o))));
+        }
+        for o in [smmuv2::mmio::reg::cbar(sink), smmuv2::mmio::reg::cba2r(sink)] {
+            regs.push((l.gr1(o), model.peek(l.gr1(o))));
+        }
         regs
     };
     let buf = buffer(1);
@@ -340,7 +350,15 @@ fn no_write_of_a_domains_life_opens_a_stream_even_transiently() {
     smmu.attach(StreamId(SID_A), a).unwrap();
     smmu.attach_masked(StreamId(0x1400), 0x00e0, a).unwrap();
     smmu.map(a, Iova(0x1000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.block(StreamId(SID_A)).unwrap();
+    smmu.block(StreamId(0x1400)).unwrap();
+    smmu.attach(StreamId(SID_A), a).unwrap();
     smmu.detach(StreamId(0x1400)).unwrap();
+    model.stall_syncs(true);
+    assert!(smmu.block(StreamId(SID_A)).is_err());
+    model.stall_syncs(false);
+    assert!(smmu.is_blocked(StreamId(SID_A)));
+    smmu.attach(StreamId(SID_A), a).unwrap();
     smmu.detach(StreamId(SID_A)).unwrap();
     smmu.destroy_domain(a).unwrap();
     let b = smmu.create_domain().unwrap();
