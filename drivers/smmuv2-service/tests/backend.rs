@@ -147,7 +147,7 @@ fn a_fault_on_a_masked_stream_names_the_described_stream() {
 
 /// Attack on the mask: a StreamID added after the SoC's mask is set, which differs from
 /// another device's only in the bits the mask ignores, would be a second SMR matching the
-/// first device's stream. While the first device is blocked (its SMR invalid) the second
+/// first device's stream. While the first device has no SMR (never enabled) the second
 /// device's SMR is the only match, so the first device's DMA (its described 0x11) would
 /// translate in the second device's bank. `add_streams` refuses it as `set_smr_mask`
 /// refuses two such streams already there.

@@ -311,8 +311,9 @@ impl<M: Mmio> Smmu<M> {
     /// 2. sCR0.USFCFG = 1, every S2CR faulting, every SMR invalid, then sCR0.CLIENTPD = 0
     ///    with USFCFG = 1 (`fail_closed`'s order, each write only narrowing): from here
     ///    every client transaction faults;
-    /// 3. every context bank disabled (SCTLR = 0) and its FSR cleared; sGFSR cleared;
-    ///    MMU-500's errata (`errata`);
+    /// 3. every context bank disabled (SCTLR = 0) and its FSR cleared; the last one
+    ///    programmed as the sink (`sink_bank`), which no stream reaches yet; sGFSR
+    ///    cleared; MMU-500's errata (`errata`);
     /// 4. TLBIALLNSNH and a confirmed global sync, so no translation firmware's contexts
     ///    left in the TLBs survives;
     /// 5. sCR0 as Linux's `arm_smmu_device_reset` leaves it, and stricter: global fault
