@@ -73,8 +73,8 @@
 //! 9. The interrupts: one global and the context interrupts on shared SPI 155, each
 //!    handled by `drain_faults`.
 //! 10. The sink (`Smmu::sink_bank`): a blocked GDMA channel's transfer must abort, be
-//!    recorded in the sink's FSR and raise no interrupt; that TCR.EPD0 is honoured
-//!    (the sink has no table: a walk would read TTBR0's address 0).
+//!     recorded in the sink's FSR and raise no interrupt; that TCR.EPD0 is honoured
+//!     (the sink has no table: a walk would read TTBR0's address 0).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
