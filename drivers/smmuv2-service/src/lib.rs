@@ -11,9 +11,10 @@
 //! change for it.
 //!
 //! **Few context banks and SMRs.** ZynqMP's MMU-500 has 16 context banks and 48 SMRs
-//! (see `smmuv2::model::ZYNQMP` for the sources). `Smmuv2Backend::new` and `add_streams`
-//! count what the description needs before writing anything: more devices than stage-1
-//! banks is `Error::ContextBanksExhausted`, more StreamIDs than SMRs
+//! (see `smmuv2::model::ZYNQMP` for the sources), one of the banks the driver's sink for
+//! blocked streams. `Smmuv2Backend::new` and `add_streams` count what the description
+//! needs before writing anything: more devices than stage-1 banks but the sink (15) is
+//! `Error::ContextBanksExhausted`, more StreamIDs than SMRs
 //! `Error::SmrsExhausted`, a StreamID wider than IDR0.NUMSIDB `Error::StreamIdTooWide`.
 //! So `enable` never runs out later, while the service is running: the IOMMU PD refuses
 //! to start (failing the SMMU closed) instead, naming what ran out.
@@ -54,11 +55,11 @@ impl<M: Mmio> Smmuv2Backend<M> {
     /// `streams[i]`. No stream is attached: each keeps faulting (unmatched, sCR0.USFCFG
     /// = 1) until the service enables its device. Refused before anything is written: a
     /// StreamID listed twice (`StreamInUse`), wider than the SMMU's (`StreamIdTooWide`),
-    /// more devices than stage-1 banks (`ContextBanksExhausted`, counting at most
+    /// more devices than stage-1 banks but the driver's sink (`ContextBanksExhausted`, counting at most
     /// `MAX_BACKEND_DEVICES`) or more StreamIDs than SMRs (`SmrsExhausted`).
     pub fn new(mut smmu: Smmu<M>, streams: &[u32]) -> Result<Self, Error> {
         let f = *smmu.features();
-        let banks = f.stage1_banks().min(MAX_BACKEND_DEVICES);
+        let banks = f.domain_banks().min(MAX_BACKEND_DEVICES);
         if streams.len() > banks {
             return Err(Error::ContextBanksExhausted { banks });
         }
@@ -355,17 +356,19 @@ impl<M: Mmio> IommuHw for Smmuv2Backend<M> {
     }
 
     fn block(&mut self, device: DeviceIndex) -> Result<(), HwError> {
-        // Every stream of the device: its SMR made invalid (from then on the StreamID is
-        // unmatched and, with sCR0.USFCFG = 1, every transaction faults), its S2CR set to
-        // fault, then the bank's TLBIASID and TLBSYNC. The sync is the confirmation: until
-        // it completed, the block is not reported done. A stream a failed block already
-        // detached is skipped; its domain's invalidation is retried below.
+        // Every stream of the device routed to the driver's sink bank (its S2CR's CBNDX,
+        // one write, its SMR valid throughout: `Smmu::block`), then the bank's TLBIASID
+        // and TLBSYNC. The sync is the confirmation: until it completed, the block is not
+        // reported done. In the sink every transaction faults without an interrupt, so a
+        // blocked device that keeps sending does not wake the IOMMU PD. A stream never
+        // attached stays unmatched (it faults globally); one already blocked is blocked
+        // again, so a retried block re-runs the invalidation below.
         let (_, dom) = self.device(device)?;
-        let detached = self.each_stream(device, |smmu, s, _| match smmu.detach(s) {
+        let blocked = self.each_stream(device, |smmu, s, _| match smmu.block(s) {
             Ok(()) | Err(Error::NotAttached(_)) => Ok(()),
             Err(e) => Err(e),
         });
-        detached?;
+        blocked?;
         if self.smmu.has_stale_entries(dom).map_err(|_| HwError)? {
             self.smmu.invalidate_domain(dom).map_err(|_| HwError)?;
         }

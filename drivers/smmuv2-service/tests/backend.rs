@@ -25,21 +25,22 @@ fn smmu_of(profile: Profile) -> Smmu<Mmu500Model> {
     unsafe { Smmu::init(Mmu500Model::new(profile), mem, host_config()) }.expect("init")
 }
 
-/// ZynqMP's MMU-500 has 16 stage-1 banks and 48 SMRs: a 17th device, a 49th StreamID or
-/// one wider than 15 bits is refused as the driver's typed error, and nothing was taken.
+/// ZynqMP's MMU-500 has 16 stage-1 banks, one of them the driver's sink, and 48 SMRs: a
+/// 16th device, a 49th StreamID or one wider than 15 bits is refused as the driver's
+/// typed error, and nothing was taken.
 #[test]
 fn banks_smrs_and_widths_are_counted_before_anything_is_written() {
-    let streams: Vec<u32> = (0..17).map(|i| 0x100 + i).collect();
-    assert_eq!(Smmuv2Backend::new(smmu(), &streams).err(), Some(Error::ContextBanksExhausted { banks: 16 }));
+    let streams: Vec<u32> = (0..16).map(|i| 0x100 + i).collect();
+    assert_eq!(Smmuv2Backend::new(smmu(), &streams).err(), Some(Error::ContextBanksExhausted { banks: 15 }));
     assert_eq!(Smmuv2Backend::new(smmu(), &[0x10, 0x8000]).err(), Some(Error::StreamIdTooWide(StreamId(0x8000))));
     assert_eq!(Smmuv2Backend::new(smmu(), &[0x10, 0x11, 0x10]).err(), Some(Error::StreamInUse(StreamId(0x10))));
-    let mut b = Smmuv2Backend::new(smmu(), &streams[..16]).expect("16 banks");
-    let extra: Vec<u32> = (0..33).map(|i| 0x200 + i).collect();
+    let mut b = Smmuv2Backend::new(smmu(), &streams[..15]).expect("15 banks");
+    let extra: Vec<u32> = (0..34).map(|i| 0x200 + i).collect();
     assert_eq!(b.add_streams(0, &extra).err(), Some(Error::SmrsExhausted { groups: 48 }));
-    // Nothing was taken: 32 more fit exactly, and every device still enables.
-    b.add_streams(0, &extra[..32]).unwrap();
+    // Nothing was taken: 33 more fit exactly, and every device still enables.
+    b.add_streams(0, &extra[..33]).unwrap();
     assert_eq!(b.add_streams(1, &[0x300]).err(), Some(Error::SmrsExhausted { groups: 48 }));
-    for d in 0..16 {
+    for d in 0..15 {
         b.enable(d).unwrap();
     }
     assert_eq!(b.smmu().smrs_in_use(), 48);
@@ -65,12 +66,13 @@ fn a_device_with_several_streams_is_one_address_space() {
     let [Recorded::Fault(f)] = drain(&mut b, 7)[..] else { panic!("one fault") };
     assert_eq!((f.stream, f.iova, f.write, f.kind), (0x14e9, 0x1000, true, 0x10));
     b.block(0).unwrap();
+    let sink = b.smmu_ref().sink_bank();
     for sid in [0x14e8, 0x14ea, 0x14eb] {
-        assert!(!m(&b, sid).reached_memory(), "{sid:#x}");
+        assert_eq!(m(&b, sid), Outcome::ContextFault { cb: sink, fsr: smmuv2::fault::fsr::TF }, "{sid:#x}");
     }
-    // Unmatched now: a global fault (sGFSR.USF) naming the stream, a stream event as the
-    // SMMUv3's C_BAD_STREAMID is, told to no client.
-    assert_eq!(drain(&mut b, 8), [Recorded::StreamEvent(0x14e8)]);
+    // In the sink: recorded there, read by no drain, told to no client (as the SMMUv3's
+    // aborting STE records nothing).
+    assert_eq!(drain(&mut b, 8), []);
 }
 
 /// A block whose TLBSYNC never completes is not reported done; once the SMMU syncs
@@ -116,10 +118,10 @@ fn streams_match_under_the_socs_mask() {
 /// description gave the device, while the service attributes a fault by the described
 /// StreamIDs alone (`Service::route_fault`). The fault input names the described
 /// StreamID the SMR matched: a context fault's by its bank, an unmatched stream's (a
-/// blocked device) by the mask; a stream no device has keeps its own.
+/// device never enabled) by the mask; a stream no device has keeps its own.
 #[test]
 fn a_fault_on_a_masked_stream_names_the_described_stream() {
-    let mut b = Smmuv2Backend::new(smmu_of(IMX8QXP), &[0x11, 0x12]).unwrap();
+    let mut b = Smmuv2Backend::new(smmu_of(IMX8QXP), &[0x11, 0x12, 0x14]).unwrap();
     b.set_smr_mask(0x7f80).unwrap();
     b.enable(0).unwrap();
     b.enable(1).unwrap();
@@ -129,10 +131,14 @@ fn a_fault_on_a_masked_stream_names_the_described_stream() {
         let [Recorded::Fault(f)] = drain(&mut b, 1)[..] else { panic!("{sid:#x}: one fault") };
         assert_eq!((f.stream, f.iova, f.kind), (device_stream, 0x5000, 0x10), "{sid:#x}");
     }
-    // Device 0 blocked: its streams are unmatched (sGFSR.USF), still its.
+    // Device 0 blocked: its streams fault in the sink, which no drain reads.
     b.block(0).unwrap();
-    assert_eq!(m(&b, 0x0191), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
-    assert_eq!(drain(&mut b, 2), [Recorded::StreamEvent(0x11)]);
+    let sink = b.smmu_ref().sink_bank();
+    assert_eq!(m(&b, 0x0191), Outcome::ContextFault { cb: sink, fsr: smmuv2::fault::fsr::TF });
+    assert_eq!(drain(&mut b, 2), []);
+    // Device 2, never enabled, is unmatched (sGFSR.USF): named by the mask, still its.
+    assert_eq!(m(&b, 0x0194), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+    assert_eq!(drain(&mut b, 2), [Recorded::StreamEvent(0x14)]);
     // A stream no device has is named as the SMMU recorded it.
     assert_eq!(m(&b, 0x0113), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
     assert_eq!(drain(&mut b, 3), [Recorded::StreamEvent(0x0113)]);
@@ -141,7 +147,7 @@ fn a_fault_on_a_masked_stream_names_the_described_stream() {
 
 /// Attack on the mask: a StreamID added after the SoC's mask is set, which differs from
 /// another device's only in the bits the mask ignores, would be a second SMR matching the
-/// first device's stream. While the first device is blocked (its SMR invalid) the second
+/// first device's stream. While the first device has no SMR (never enabled) the second
 /// device's SMR is the only match, so the first device's DMA (its described 0x11) would
 /// translate in the second device's bank. `add_streams` refuses it as `set_smr_mask`
 /// refuses two such streams already there.
@@ -166,22 +172,59 @@ fn a_stream_added_under_the_mask_may_not_alias_another_devices() {
     assert!(b.smmu_ref().regs().violations().is_empty());
 }
 
-/// Where the stream-event routing stops: a blocked device that keeps sending DMA (a
-/// stopped or quarantined one) has its stream unmatched, and every transaction faults
-/// globally. sGFSR holds one fault (later ones set MULTI), so each drain finds exactly
-/// one, however many transactions came between: the IOMMU PD is woken once per drain for
-/// as long as the device sends, where an SMMUv3's aborting STE records nothing. Counted
-/// as stream events, told to no one; the storm rule does not silence it.
+/// A blocked device that keeps sending DMA (a stopped or quarantined one) used to have its
+/// stream unmatched: every transaction a global fault, sGFSR holding one, so the IOMMU PD
+/// was woken once per drain for as long as the device sent. Now its streams are routed
+/// to the sink bank, whose faults raise no interrupt (SCTLR.CFIE = 0): however much it
+/// sends, the SMMU raises no interrupt (the model counts them as CFIE and GFIE say),
+/// nothing is drained, and its writes reach no memory, its own mapped buffer included.
+/// Enabled again, it translates through its own bank as before. The model's interrupt
+/// count is live: the same device faulting in its own bank, and a device never enabled
+/// (unmatched), each raise one per drain.
 #[test]
-fn a_blocked_device_still_sending_raises_one_global_fault_per_drain() {
-    let mut b = Smmuv2Backend::new(smmu(), &[0x14e8]).unwrap();
+fn a_blocked_device_still_sending_wakes_the_iommu_pd_no_more() {
+    let buf = host_region(4096, 4096);
+    // SAFETY: the test's own page, which only the model's DMA writes otherwise.
+    let word = || unsafe { (buf.pa.0 as *const u64).read_volatile() };
+    let mut b = Smmuv2Backend::new(smmu(), &[0x14e8, 0x14e9]).unwrap();
     b.enable(0).unwrap();
+    b.map(0, 0x1000, buf.pa.0, 4096, Rights::READ_WRITE).unwrap();
+    let irqs = |b: &Smmuv2Backend<Mmu500Model>| b.smmu_ref().regs().interrupts();
+    let dma = |b: &Smmuv2Backend<Mmu500Model>, sid, iova, v| b.smmu_ref().regs().dma_write_u64(sid, iova, v);
+    assert_eq!(dma(&b, 0x14e8, 0x1000, 1), Outcome::Translated(buf.pa.0));
+    assert_eq!(word(), 1);
+    // Enabled, faulting past its mapping: a context interrupt, its owner told.
+    assert!(!dma(&b, 0x14e8, 0x9000, 2).reached_memory());
+    assert_eq!(irqs(&b), 1);
+    assert!(matches!(drain(&mut b, 0)[..], [Recorded::Fault(_)]));
+
     b.block(0).unwrap();
-    for (round, between) in [1u64, 10, 100].into_iter().enumerate() {
+    let sink = b.smmu_ref().sink_bank();
+    for (round, between) in [1u64, 10, 100, 10_000].into_iter().enumerate() {
         for i in 0..between {
-            assert!(!b.smmu_ref().regs().access(0x14e8, 0x1000 + i * 4096, true).reached_memory());
+            let iova = if i % 2 == 0 { 0x1000 } else { 0x1000 + i * 4096 };
+            let out = dma(&b, 0x14e8, iova, 0xdead);
+            assert_eq!(out, Outcome::ContextFault { cb: sink, fsr: smmuv2::fault::fsr::TF }, "{round}/{i}");
         }
-        assert_eq!(drain(&mut b, round as u64), [Recorded::StreamEvent(0x14e8)], "{between} transactions");
+        assert_eq!(irqs(&b), 1, "{between} transactions blocked: no wake-up");
+        assert_eq!(drain(&mut b, round as u64), [], "{between} transactions");
     }
-    assert!(drain(&mut b, 9).is_empty(), "nothing sent, nothing recorded");
+    assert_eq!(word(), 1, "no blocked write landed, not even at its own mapping");
+    assert!(b.smmu_ref().regs().violations().is_empty());
+
+    // Back to its own bank: translates again.
+    b.enable(0).unwrap();
+    assert_eq!(dma(&b, 0x14e8, 0x1000, 3), Outcome::Translated(buf.pa.0));
+    assert_eq!(word(), 3);
+
+    // Where it stops: device 1 was never enabled, so its stream is unmatched and each
+    // fault found after a drain is a global interrupt.
+    for round in 0..3u64 {
+        for _ in 0..10 {
+            assert_eq!(dma(&b, 0x14e9, 0x1000, 4), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+        }
+        assert_eq!(drain(&mut b, round), [Recorded::StreamEvent(0x14e9)]);
+        assert_eq!(irqs(&b), 2 + round, "one per drain");
+    }
+    assert_eq!(word(), 3);
 }

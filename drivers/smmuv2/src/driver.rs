@@ -39,9 +39,9 @@ pub enum Error {
     /// The physical range overlaps the driver's own table pool.
     ProtectedMemory(PhysAddr),
     /// Every stage-1 context bank holds a domain: a domain per device needs one bank
-    /// each, and this SMMU has `banks` for stage 1.
+    /// each, and this SMMU has `banks` for domains (its stage-1 banks but the sink).
     ContextBanksExhausted {
-        /// Stage-1 context banks this SMMU has (NUMCB - NUMS2CB).
+        /// Stage-1 context banks for domains (NUMCB - NUMS2CB - 1: the sink is reserved).
         banks: usize,
     },
     /// Every stream mapping register group is in use: `groups` StreamID patterns can be
@@ -92,7 +92,9 @@ impl fmt::Display for Error {
             Error::NotClosed(what) => write!(f, "{what} did not read back: the SMMU is not known to deny"),
             Error::PageTable(e) => write!(f, "page table: {e:?}"),
             Error::ProtectedMemory(pa) => write!(f, "{pa} is the SMMU's own memory"),
-            Error::ContextBanksExhausted { banks } => write!(f, "all {banks} stage-1 context banks are in use"),
+            Error::ContextBanksExhausted { banks } => {
+                write!(f, "all {banks} stage-1 context banks for domains are in use (one more is the sink)")
+            }
             Error::SmrsExhausted { groups } => write!(f, "all {groups} stream match registers are in use"),
             Error::SmrConflict { sid, mask } => write!(f, "overlaps the attached StreamID {sid} mask {mask:#x}"),
             Error::StreamIdTooWide(sid) => write!(f, "StreamID {sid} is wider than the SMMU's"),
@@ -176,7 +178,10 @@ struct Domain {
 struct Sme {
     sid: StreamId,
     mask: u16,
+    /// The domain's bank.
     cb: u8,
+    /// Routed to the sink bank (`Smmu::block`) instead of `cb`, its SMR still valid.
+    blocked: bool,
 }
 
 /// Counters, readable at any time.
@@ -210,6 +215,8 @@ pub struct Smmu<M: Mmio> {
     smr_mask_mask: u16,
     prefetch_disabled: bool,
     coherency: Coherency,
+    /// The sink bank (`sink_bank`).
+    sink: usize,
     stats: Stats,
 }
 
@@ -304,8 +311,9 @@ impl<M: Mmio> Smmu<M> {
     /// 2. sCR0.USFCFG = 1, every S2CR faulting, every SMR invalid, then sCR0.CLIENTPD = 0
     ///    with USFCFG = 1 (`fail_closed`'s order, each write only narrowing): from here
     ///    every client transaction faults;
-    /// 3. every context bank disabled (SCTLR = 0) and its FSR cleared; sGFSR cleared;
-    ///    MMU-500's errata (`errata`);
+    /// 3. every context bank disabled (SCTLR = 0) and its FSR cleared; the last one
+    ///    programmed as the sink (`sink_bank`), which no stream reaches yet; sGFSR
+    ///    cleared; MMU-500's errata (`errata`);
     /// 4. TLBIALLNSNH and a confirmed global sync, so no translation firmware's contexts
     ///    left in the TLBs survives;
     /// 5. sCR0 as Linux's `arm_smmu_device_reset` leaves it, and stricter: global fault
@@ -328,6 +336,7 @@ impl<M: Mmio> Smmu<M> {
     pub unsafe fn init(regs: M, mem: Memory, config: Config) -> Result<Self, Error> {
         match Self::bring_up(&regs, mem, config) {
             Ok((features, pool, (smr_id_mask, smr_mask_mask), prefetch_disabled, coherency)) => Ok(Self {
+                sink: features.num_cb - 1,
                 regs,
                 features,
                 errata: errata::for_revision(config.implementation, features_idr7(&features)),
@@ -364,6 +373,10 @@ impl<M: Mmio> Smmu<M> {
             register_span: config.register_span,
         };
         let features = probe::probe(id, needs)?;
+        // The sink takes one stage-1 bank; domains need at least one more.
+        if features.domain_banks() == 0 {
+            return Err(Error::ContextBanksExhausted { banks: 0 });
+        }
         let coherency = Coherency::of(features.coherent_walk, config.platform_coherent);
         if coherency == Coherency::NonCoherent && config.cache.is_none() {
             return Err(Unsupported::NonCoherentWalk.into());
@@ -415,6 +428,7 @@ impl<M: Mmio> Smmu<M> {
                 prefetch_disabled &= regs.read32(layout.cb(n, reg::CB_ACTLR)) & errata::ACTLR_CPRE == 0;
             }
         }
+        program_sink(regs, &features, config.ias_bits);
         regs.write32(reg::SGFSR, regs.read32(reg::SGFSR));
         invalidate_all(regs, config.poll_limit)?;
         let scr0 = field(SCR0::GFRE, 1)
@@ -464,6 +478,17 @@ impl<M: Mmio> Smmu<M> {
         }
     }
 
+    /// The sink: the last context bank, reserved at `init` for blocked streams
+    /// (`block`). Stage 1 on with nothing to walk (TCR.EPD0 = EPD1 = 1), so every
+    /// transaction routed to it is a translation fault, terminated (CFCFG = 0) with an
+    /// abort to the device (CFRE = 1), recorded in its FSR and never interrupting
+    /// (CFIE = 0). Nothing reads or clears that FSR: a fault it holds changes nothing but
+    /// the sink's own transactions (HUPCF = 0: terminated while one is outstanding),
+    /// which all fault anyway.
+    pub fn sink_bank(&self) -> usize {
+        self.sink
+    }
+
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -508,9 +533,9 @@ impl<M: Mmio> Smmu<M> {
     /// entries if their invalidation failed), and SCTLR last.
     pub fn create_domain(&mut self) -> Result<DomainId, Error> {
         let f = self.features;
-        let cb = (f.num_s2cb..f.num_cb)
+        let cb = (f.num_s2cb..self.sink)
             .find(|&n| self.domains[n].is_none())
-            .ok_or(Error::ContextBanksExhausted { banks: f.stage1_banks() })?;
+            .ok_or(Error::ContextBanksExhausted { banks: f.domain_banks() })?;
         let table = PageTable::new(&mut self.pool, self.config.ias_bits, f.oas_bits)?;
         // The ASID is the bank number, unique among the banks: MMU-500 implements
         // SCTLR.ASIDPNE as RAZ/WI, so every stage-1 bank here (CBAR.VMID = 0) shares one
@@ -623,6 +648,21 @@ impl<M: Mmio> Smmu<M> {
         if mask & !self.smr_mask_mask != 0 {
             return Err(Error::StreamIdTooWide(StreamId(mask as u32)));
         }
+        // A stream `block` routed to the sink goes back to its own bank: one S2CR write
+        // (CBNDX), its SMR valid throughout, so it is never unmatched, bypassed or
+        // matched twice, even between two writes.
+        if let Some(i) = self.smes.iter().position(|s| s.is_some_and(|s| s.sid == sid && s.mask == mask && s.blocked)) {
+            if self.smes[i].is_some_and(|s| s.cb as usize == cb) {
+                if self.domain(d)?.stale {
+                    self.invalidate_domain(d)?;
+                }
+                self.regs.write32(reg::s2cr(i), field(S2CR::TYPE, 0) | field(S2CR::CBNDX, cb as u32));
+                if let Some(s) = self.smes[i].as_mut() {
+                    s.blocked = false;
+                }
+                return Ok(());
+            }
+        }
         for s in self.smes.iter().flatten() {
             if s.sid == sid && s.mask == mask {
                 return Err(Error::StreamInUse(sid));
@@ -639,18 +679,48 @@ impl<M: Mmio> Smmu<M> {
         }
         self.regs.write32(reg::s2cr(i), field(S2CR::TYPE, 0) | field(S2CR::CBNDX, cb as u32));
         self.regs.write32(reg::smr(i), field(SMR::VALID, 1) | field(SMR::MASK, mask as u32) | field(SMR::ID, sid.0));
-        self.smes[i] = Some(Sme { sid, mask, cb: cb as u8 });
+        self.smes[i] = Some(Sme { sid, mask, cb: cb as u8, blocked: false });
         self.domain_mut(d)?.attached += 1;
         Ok(())
     }
 
-    /// The domain `sid` (attached exactly, or by a pattern that matches it) reaches.
+    /// The domain `sid` (attached exactly, or by a pattern that matches it) reaches;
+    /// `None` while it is blocked (routed to the sink).
     pub fn stream_domain(&self, sid: StreamId) -> Option<DomainId> {
         self.smes
             .iter()
             .flatten()
             .find(|s| (s.sid.0 as u16 ^ sid.0 as u16) & !s.mask == 0 && sid.0 <= 0xffff)
+            .filter(|s| !s.blocked)
             .map(|s| DomainId(s.cb))
+    }
+
+    /// Block the pattern `sid` was attached with: its S2CR routes it to the sink bank
+    /// (`sink_bank`) instead of its domain's, in one write (CBNDX), its SMR valid
+    /// throughout, so the stream is never unmatched, bypassed or matched twice; then the
+    /// domain's ASID is invalidated and synced, so nothing the stream cached in its
+    /// bank survives. From then on its transactions fault in the sink, which records
+    /// them without an interrupt: a blocked device that keeps sending does not wake the
+    /// IOMMU PD (an unmatched stream raised a global fault, and an interrupt, per drain).
+    /// `attach`ing the same pattern to the same domain routes it back. If the sync
+    /// fails, the stream is blocked but the domain stale, and the error says so.
+    pub fn block(&mut self, sid: StreamId) -> Result<(), Error> {
+        let i = self.smes.iter().position(|s| s.is_some_and(|s| s.sid == sid)).ok_or(Error::NotAttached(sid))?;
+        let Some(sme) = self.smes[i].as_mut() else { return Err(Error::NotAttached(sid)) };
+        sme.blocked = true;
+        let d = DomainId(sme.cb);
+        self.regs.write32(reg::s2cr(i), field(S2CR::TYPE, 0) | field(S2CR::CBNDX, self.sink as u32));
+        let asid = self.domain(d)?.asid;
+        if let Err(e) = self.tlbi_asid_sync(d.cb(), asid) {
+            self.domain_mut(d)?.stale = true;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Whether the pattern `sid` was attached with is blocked (routed to the sink).
+    pub fn is_blocked(&self, sid: StreamId) -> bool {
+        self.smes.iter().flatten().any(|s| s.sid == sid && s.blocked)
     }
 
     /// Detach the pattern `sid` was attached with (`attach` or `attach_masked`): SMRn is
@@ -910,6 +980,34 @@ impl<M: Mmio> Smmu<M> {
         }
         n
     }
+}
+
+/// Program the sink bank (the last one, `Smmu::sink_bank`) while no stream can reach it
+/// (every SMR invalid or routed elsewhere): SCTLR = 0 first, then the registers as for a
+/// domain (Linux's `arm_smmu_write_context_bank` order), and SCTLR last. Each field, IHI
+/// 0062D 10.8 and Linux's `arm-smmu.h`:
+/// - CBAR.TYPE = stage 1 with stage 2 bypassed, CBA2R.VA64 = 1 (AArch64 format);
+/// - TCR.EPD0 = EPD1 = 1: a TLB miss on either range is a translation fault, no walk (as
+///   TCR_EL1.EPD0/1); TTBR0 = 0 is never read. Its ASID is its bank number, which no
+///   domain uses, so it hits nothing a domain cached;
+/// - SCTLR.M = 1 (with M = 0 the bank would pass transactions through untranslated),
+///   CFCFG = 0 (terminate, never stall), CFRE = 1 (the device gets an abort, as the
+///   global fault of an unmatched stream gives it with sCR0.GFRE = 1, rather than reads
+///   of zero and dropped writes), CFIE = 0 (no interrupt: the point of the sink).
+fn program_sink(regs: &impl Mmio, f: &Features, ias_bits: u32) {
+    let (layout, cb) = (f.layout, f.num_cb - 1);
+    regs.write32(layout.cb(cb, reg::CB_SCTLR), 0);
+    regs.write32(layout.gr1(reg::cba2r(cb)), field(CBA2R::VA64, 1));
+    regs.write32(layout.gr1(reg::cbar(cb)), field(CBAR::TYPE, 1) | field(CBAR::BPSHCFG, 3) | field(CBAR::MEMATTR, 0xf));
+    regs.write32(layout.cb(cb, reg::CB_TCR2), 0b111 << 15);
+    let tcr =
+        field(crate::cb::TCR::T0SZ, 64 - ias_bits) | field(crate::cb::TCR::EPD0, 1) | field(crate::cb::TCR::EPD1, 1);
+    regs.write32(layout.cb(cb, reg::CB_TCR), tcr);
+    regs.write64(layout.cb(cb, reg::CB_TTBR0), (cb as u64) << 48);
+    regs.write64(layout.cb(cb, reg::CB_TTBR1), 0);
+    regs.write32(layout.cb(cb, reg::CB_FSR), fsr::ALL);
+    let sctlr = field(crate::cb::SCTLR::M, 1) | field(crate::cb::SCTLR::CFRE, 1);
+    regs.write32(layout.cb(cb, reg::CB_SCTLR), sctlr);
 }
 
 fn features_idr7(f: &Features) -> u32 {

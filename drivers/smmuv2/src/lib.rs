@@ -18,7 +18,9 @@
 //!
 //! **Few context banks and SMRs.** A domain is a stage-1 context bank: MMU-500 has up
 //! to 128, ZynqMP's has 16, i.MX8QXP's 32 (see `model`'s profiles for the sources), and
-//! the banks below IDR1.NUMS2CB are stage-2 only. A stream is attached through one
+//! the banks below IDR1.NUMS2CB are stage-2 only. The last bank is no domain's: `init`
+//! makes it the sink that `block` routes streams to, where their transactions fault
+//! without an interrupt (`Smmu::sink_bank`), so domains get `Features::domain_banks`. A stream is attached through one
 //! stream mapping register group (SMR + S2CR): ZynqMP's MMU-500 has 48. The service
 //! gives each device a domain of its own, so a description with more devices than
 //! stage-1 banks, or more StreamID patterns than SMRs, cannot be served: `create_domain`
@@ -70,6 +72,9 @@
 //!    and an unattached channel raises a global unmatched-stream fault.
 //! 9. The interrupts: one global and the context interrupts on shared SPI 155, each
 //!    handled by `drain_faults`.
+//! 10. The sink (`Smmu::sink_bank`): a blocked GDMA channel's transfer must abort, be
+//!     recorded in the sink's FSR and raise no interrupt; that TCR.EPD0 is honoured
+//!     (the sink has no table: a walk would read TTBR0's address 0).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -37,6 +37,18 @@
 //!   leaves a translation tests can see;
 //! - faults are recorded as the architecture says: FSR (MULTI when one is already
 //!   recorded), FAR, FSYNR0 (PLVL, WNR, PNU), CBFRSYNRAn.StreamID; sGFSR/sGFSYNR0/1/sGFAR;
+//!   whatever SCTLR.CFRE says: CFRE only decides whether the client gets an abort
+//!   (`Outcome::ContextFault`) or a read-as-zero/write-ignored termination
+//!   (`Outcome::RazWi`) (SMMU_CBn_SCTLR.CFRE, "Context fault report enable: 0 = do not
+//!   return an abort when a context fault occurs"; GFRE likewise for global faults);
+//! - an interrupt is raised (`interrupts`) when a fault is recorded into a status
+//!   register that held none, in a context bank with SCTLR.CFIE = 1 or globally with
+//!   sCR0.GFIE = 1 ("0 = do not raise an interrupt when a context fault occurs"): the
+//!   line is level, asserted while the status register holds a fault, so the IOMMU PD
+//!   is woken once per fault recorded after it cleared the last (a fault that finds the
+//!   register full only sets MULTI);
+//! - a context bank with TCR.EPD0 = 1 walks nothing for TTBR0's range: a TLB miss there
+//!   is a translation fault (as TCR_EL1.EPD0);
 //! - MMU-500: CBn_ACTLR writes do not take while sACR.CACHE_LOCK = 1 (DDI 0517), and
 //!   ACTLR.CPRE resets to 1.
 //!
@@ -137,7 +149,15 @@ pub enum Outcome {
     /// Passed through untranslated (CLIENTPD = 1, USFCFG = 0, an S2CR of type bypass,
     /// or a context bank with SCTLR.M = 0).
     Bypass(u64),
-    /// Faulted in context bank `cb` (FSR bit).
+    /// Terminated by context bank `cb` without an abort (SCTLR.CFRE = 0): a read returns
+    /// zeros, a write is dropped; the fault is recorded all the same.
+    RazWi {
+        /// The bank.
+        cb: usize,
+        /// The FSR bit recorded.
+        fsr: u32,
+    },
+    /// Faulted in context bank `cb` (FSR bit), an abort returned to the client.
     ContextFault {
         /// The bank.
         cb: usize,
@@ -224,6 +244,8 @@ struct State {
     poc: Option<&'static smmuv3::model::PocMemory>,
     violations: Vec<String>,
     writes: Vec<(usize, u64)>,
+    /// Interrupts raised (`Mmu500Model::interrupts`).
+    interrupts: u64,
 }
 
 /// The model. Interior mutability: `Mmio` takes `&self`, like real registers.
@@ -238,7 +260,11 @@ pub struct Mmu500Model {
 const SYNC_READS: u32 = 2;
 
 const SCR0_CLIENTPD: u64 = 1;
+const SCR0_GFIE: u64 = 1 << 2;
 const SCR0_USFCFG: u64 = 1 << 10;
+const SCTLR_CFRE: u64 = 1 << 5;
+const SCTLR_CFIE: u64 = 1 << 6;
+const TCR_EPD0: u64 = 1 << 7;
 
 impl Mmu500Model {
     /// A model with `profile`'s ID registers, as at reset: sCR0.CLIENTPD = 1 (every
@@ -312,6 +338,13 @@ impl Mmu500Model {
     /// Every register write so far, in order.
     pub fn writes(&self) -> Vec<(usize, u64)> {
         self.state.borrow().writes.clone()
+    }
+
+    /// Interrupts the SMMU raised so far, global and context (on ZynqMP all on one line):
+    /// each is a wake-up of the IOMMU PD. Raised when a fault is recorded into an empty
+    /// sGFSR with sCR0.GFIE = 1, or an empty CBn_FSR with SCTLR.CFIE = 1.
+    pub fn interrupts(&self) -> u64 {
+        self.state.borrow().interrupts
     }
 
     /// Translations the TLB holds.
@@ -390,6 +423,9 @@ impl Mmu500Model {
             return;
         }
         s.regs.insert(reg::SGFSR, bit as u64);
+        if s.regs.get(&reg::SCR0).copied().unwrap_or(0) & SCR0_GFIE != 0 {
+            s.interrupts += 1;
+        }
         s.regs.insert(reg::SGFSYNR0, if write { 1 << 1 } else { 0 });
         s.regs.insert(reg::SGFSYNR1, sid);
         s.regs.insert(reg::SGFAR, iova);
@@ -397,10 +433,6 @@ impl Mmu500Model {
 
     fn record_context(&self, cb: usize, bit: u32, sid: u64, iova: u64, write: bool, level: u64) {
         let sctlr = self.peek(self.layout.cb(cb, reg::CB_SCTLR));
-        if sctlr & (1 << 5) == 0 {
-            // CFRE = 0: the fault is not recorded.
-            return;
-        }
         let fsr_off = self.layout.cb(cb, reg::CB_FSR);
         let mut s = self.state.borrow_mut();
         let fsr = s.regs.get(&fsr_off).copied().unwrap_or(0);
@@ -409,6 +441,9 @@ impl Mmu500Model {
             return;
         }
         s.regs.insert(fsr_off, bit as u64);
+        if sctlr & SCTLR_CFIE != 0 {
+            s.interrupts += 1;
+        }
         s.regs.insert(self.layout.cb(cb, reg::CB_FAR), iova);
         s.regs.insert(self.layout.cb(cb, reg::CB_FSYNR0), (if write { 1 << 4 } else { 0 }) | (level & 3));
         s.regs.insert(self.layout.gr1(reg::cbfrsynra(cb)), sid);
@@ -440,11 +475,12 @@ impl Mmu500Model {
         }
         let ias = 64 - t0sz;
         if !(25..=48).contains(&ias) || iova >> ias != 0 {
-            self.record_context(cb, crate::fault::fsr::TF, sid, iova, write, 0);
-            return Outcome::ContextFault { cb, fsr: crate::fault::fsr::TF };
+            return self.context_fault(cb, crate::fault::fsr::TF, sid, iova, write, 0);
         }
         let entry = match self.lookup(tag, iova) {
             Some(e) => e,
+            // EPD0: no walk through TTBR0, whatever it holds.
+            None if tcr & TCR_EPD0 != 0 => return self.context_fault(cb, crate::fault::fsr::TF, sid, iova, write, 0),
             None => match self.walk(tag, ttbr0, ias, iova) {
                 Ok(e) => {
                     self.state.borrow_mut().tlb.push(e);
@@ -461,17 +497,24 @@ impl Mmu500Model {
                     }
                     e
                 }
-                Err((bit, level)) => {
-                    self.record_context(cb, bit, sid, iova, write, level);
-                    return Outcome::ContextFault { cb, fsr: bit };
-                }
+                Err((bit, level)) => return self.context_fault(cb, bit, sid, iova, write, level),
             },
         };
         if write && !entry.writable {
-            self.record_context(cb, crate::fault::fsr::PF, sid, iova, write, 3);
-            return Outcome::ContextFault { cb, fsr: crate::fault::fsr::PF };
+            return self.context_fault(cb, crate::fault::fsr::PF, sid, iova, write, 3);
         }
         Outcome::Translated(entry.pa + (iova - entry.va))
+    }
+
+    /// A context fault in bank `cb`: recorded, and an abort for the client only with
+    /// SCTLR.CFRE = 1.
+    fn context_fault(&self, cb: usize, bit: u32, sid: u64, iova: u64, write: bool, level: u64) -> Outcome {
+        self.record_context(cb, bit, sid, iova, write, level);
+        if self.peek(self.layout.cb(cb, reg::CB_SCTLR)) & SCTLR_CFRE != 0 {
+            Outcome::ContextFault { cb, fsr: bit }
+        } else {
+            Outcome::RazWi { cb, fsr: bit }
+        }
     }
 
     /// The tag of a translation bank `cb` makes with `asid` (as TTBR0 holds it).

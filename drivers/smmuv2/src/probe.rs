@@ -101,6 +101,12 @@ impl Features {
     pub fn stage1_banks(&self) -> usize {
         self.num_cb - self.num_s2cb
     }
+
+    /// Stage-1 banks left for domains: every stage-1 bank but the sink
+    /// (`Smmu::sink_bank`), which `init` reserves for blocked streams.
+    pub fn domain_banks(&self) -> usize {
+        self.stage1_banks().saturating_sub(1)
+    }
 }
 
 /// Why the driver refuses an SMMU.

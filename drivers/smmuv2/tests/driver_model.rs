@@ -193,7 +193,9 @@ fn context_banks_and_smrs_run_out_as_typed_errors() {
     for profile in [ZYNQMP, IMX8QXP] {
         let model = Mmu500Model::new(profile);
         let mut smmu = smmu(&model);
-        let banks = smmu.features().stage1_banks();
+        // Every stage-1 bank but the sink, which `init` reserved.
+        let banks = smmu.features().domain_banks();
+        assert_eq!(banks, smmu.features().stage1_banks() - 1);
         let groups = smmu.features().num_smrg;
         let domains: Vec<_> = (0..banks).map(|_| smmu.create_domain().unwrap()).collect();
         assert_eq!(smmu.create_domain(), Err(Error::ContextBanksExhausted { banks }));
@@ -311,9 +313,9 @@ fn a_page_the_prefetcher_cached_is_gone_after_its_unmap() {
     no_violations(&model);
 }
 
-/// Every register write of a domain's life (create, attach exact and masked, detach,
-/// destroy, a bank reused), failure paths included (a detach and a destroy whose TLBSYNC
-/// never completes), replayed one at a time onto a model in the state `init` left: after
+/// Every register write of a domain's life (create, attach exact and masked, block to
+/// the sink and back, detach, destroy, a bank reused), failure paths included (a block, a
+/// detach and a destroy whose TLBSYNC never completes), replayed one at a time onto a model in the state `init` left: after
 /// each, no stream bypasses (a valid SMR routing to a bank whose SCTLR.M is still 0
 /// would), and no two valid SMRs match one StreamID (the model records that as it
 /// happens).
@@ -333,6 +335,14 @@ fn no_write_of_a_domains_life_opens_a_stream_even_transiently() {
         for n in 0..16 {
             regs.push((l.cb(n, smmuv2::mmio::reg::CB_SCTLR), 0));
         }
+        // The sink, as `init` programmed it.
+        let sink = smmu.sink_bank();
+        for o in [smmuv2::mmio::reg::CB_TCR, smmuv2::mmio::reg::CB_TTBR0, smmuv2::mmio::reg::CB_SCTLR] {
+            regs.push((l.cb(sink, o), model.peek(l.cb(sink, o))));
+        }
+        for o in [smmuv2::mmio::reg::cbar(sink), smmuv2::mmio::reg::cba2r(sink)] {
+            regs.push((l.gr1(o), model.peek(l.gr1(o))));
+        }
         regs
     };
     let buf = buffer(1);
@@ -340,7 +350,15 @@ fn no_write_of_a_domains_life_opens_a_stream_even_transiently() {
     smmu.attach(StreamId(SID_A), a).unwrap();
     smmu.attach_masked(StreamId(0x1400), 0x00e0, a).unwrap();
     smmu.map(a, Iova(0x1000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.block(StreamId(SID_A)).unwrap();
+    smmu.block(StreamId(0x1400)).unwrap();
+    smmu.attach(StreamId(SID_A), a).unwrap();
     smmu.detach(StreamId(0x1400)).unwrap();
+    model.stall_syncs(true);
+    assert!(smmu.block(StreamId(SID_A)).is_err());
+    model.stall_syncs(false);
+    assert!(smmu.is_blocked(StreamId(SID_A)));
+    smmu.attach(StreamId(SID_A), a).unwrap();
     smmu.detach(StreamId(SID_A)).unwrap();
     smmu.destroy_domain(a).unwrap();
     let b = smmu.create_domain().unwrap();
@@ -478,4 +496,52 @@ fn coherent_only_when_both_the_platform_and_cttw_say_so() {
             }
         }
     }
+}
+
+/// The model's reading of SMMU_CBn_SCTLR, which the sink relies on (IHI 0062D 10.8.2;
+/// the field meanings as Cavium's SMMUv2 register reference words them: CFRE "0 = do not
+/// return an abort when a context fault occurs", CFIE "0 = do not raise an interrupt"):
+/// a context fault is recorded in FSR whatever either says; CFRE decides whether the
+/// device gets an abort or reads of zero and dropped writes; CFIE whether the fault
+/// raises an interrupt, once per fault recorded into an empty FSR. And the sink `init`
+/// left: stage 1 on, EPD0 (no walk), every access a translation fault with an abort,
+/// recorded, raising nothing.
+#[test]
+fn cfre_decides_the_abort_cfie_the_interrupt_and_the_fault_is_recorded_either_way() {
+    use smmuv2::fault::fsr::{MULTI, TF};
+    use smmuv2::mmio::reg;
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut smmu = smmu(&model);
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), d).unwrap();
+    let l = model.layout();
+    let (sctlr, fsr) = (l.cb(d.cb(), reg::CB_SCTLR), l.cb(d.cb(), reg::CB_FSR));
+    let on = model.peek(sctlr);
+    assert_eq!(on & 0b110_0001, 0b110_0001, "the driver's banks: M, CFRE, CFIE");
+    assert_eq!(model.access(SID_A, 0, false), Outcome::ContextFault { cb: d.cb(), fsr: TF });
+    assert_eq!((model.peek(fsr) as u32, model.interrupts()), (TF, 1));
+    assert_eq!(model.access(SID_A, 0, false), Outcome::ContextFault { cb: d.cb(), fsr: TF });
+    assert_eq!((model.peek(fsr) as u32, model.interrupts()), (TF | MULTI, 1), "FSR full: MULTI, no new interrupt");
+    model.preset(fsr, 0);
+    model.preset(sctlr, on & !(1 << 5));
+    assert_eq!(model.access(SID_A, 0, true), Outcome::RazWi { cb: d.cb(), fsr: TF }, "CFRE = 0: no abort");
+    assert_eq!((model.peek(fsr) as u32, model.interrupts()), (TF, 2), "still recorded, still interrupting");
+    model.preset(fsr, 0);
+    model.preset(sctlr, on & !(1 << 6));
+    assert_eq!(model.access(SID_A, 0, true), Outcome::ContextFault { cb: d.cb(), fsr: TF });
+    assert_eq!((model.peek(fsr) as u32, model.interrupts()), (TF, 2), "CFIE = 0: recorded, no interrupt");
+
+    let sink = smmu.sink_bank();
+    assert_eq!(sink, 15, "the last of ZynqMP's 16 banks");
+    assert_eq!(model.peek(l.cb(sink, reg::CB_SCTLR)), 0b10_0001, "M and CFRE; CFIE, CFCFG, HUPCF clear");
+    assert_eq!(model.peek(l.cb(sink, reg::CB_TCR)) & (1 << 7 | 1 << 23), 1 << 7 | 1 << 23, "EPD0 and EPD1");
+    smmu.block(StreamId(SID_A)).unwrap();
+    let buf = buffer(1);
+    smmu.map(d, Iova(0x1000), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    for iova in [0, 0x1000, 0x7fff_f000] {
+        assert_eq!(model.access(SID_A, iova, true), Outcome::ContextFault { cb: sink, fsr: TF }, "{iova:#x}");
+    }
+    assert_eq!(model.peek(l.cb(sink, reg::CB_FSR)) as u32, TF | MULTI);
+    assert_eq!((model.interrupts(), model.tlb_entries()), (2, 0), "nothing raised, nothing walked or cached");
+    no_violations(&model);
 }

@@ -119,10 +119,11 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
     let smmu = unsafe { Smmu::init(registers(regs), Memory { tables }, config) }.map_err(Why::Smmu)?;
     let f = *smmu.features();
     debug_println!(
-        "iommu: MMU-500 r{}p{} up: {} stage-1 context banks, {} stream match registers, {}-bit StreamIDs, {}-bit output; errata {:?}, prefetch off {}; walks {:?}",
+        "iommu: MMU-500 r{}p{} up: {} stage-1 context banks (bank {} the sink for blocked streams), {} stream match registers, {}-bit StreamIDs, {}-bit output; errata {:?}, prefetch off {}; walks {:?}",
         f.revision.0,
         f.revision.1,
         f.stage1_banks(),
+        smmu.sink_bank(),
         f.num_smrg,
         f.sid_bits,
         f.oas_bits,

@@ -59,7 +59,8 @@ pub struct Mmu500 {
     pub frame: (u64, u64),
     /// StreamID bits the SMRs match (IDR0.NUMSIDB).
     pub stream_bits: u32,
-    /// Stage-1 context banks (NUMCB - NUMS2CB): one per device.
+    /// Stage-1 context banks (NUMCB - NUMS2CB): one per device, and one the IOMMU PD's
+    /// sink for blocked devices (`device_banks`).
     pub context_banks: usize,
     /// Stream match register groups (IDR0.NUMSMRG): one per StreamID.
     pub smrs: usize,
@@ -71,6 +72,15 @@ pub struct Mmu500 {
     /// The SMR mask the IOMMU PD attaches each StreamID with: bits the SMMU ignores when
     /// matching (0: exact match).
     pub smr_mask: u16,
+}
+
+impl Mmu500 {
+    /// Context banks for devices: every stage-1 bank but the one the SMMUv2 driver
+    /// reserves at start-up as the sink of blocked devices' streams (`smmuv2::Smmu::
+    /// sink_bank`: their DMA faults there without waking the IOMMU PD).
+    pub fn device_banks(&self) -> usize {
+        self.context_banks.saturating_sub(1)
+    }
 }
 
 /// How a SoC numbers the StreamIDs its masters present to the MMU-500.

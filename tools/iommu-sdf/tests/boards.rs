@@ -13,6 +13,8 @@ fn held_to(m: &Mmu500, p: &Profile) {
     let needs = Needs { ias_bits: 48, oas_bits: 40, register_span: Some(m.frame.1 as usize) };
     let f = probe(id, needs).unwrap_or_else(|e| panic!("{}: {e}", p.name));
     assert_eq!(m.context_banks, f.stage1_banks(), "{}", p.name);
+    // The banks devices get are the driver's: every stage-1 bank but its sink.
+    assert_eq!(m.device_banks(), f.domain_banks(), "{}", p.name);
     assert_eq!(m.smrs, f.num_smrg, "{}", p.name);
     assert_eq!(m.stream_bits, f.sid_bits, "{}", p.name);
     // The device tree's `reg` size is the register file IDR1 describes, exactly.

@@ -1,7 +1,8 @@
 //! What a board's MMU-500 (SMMUv2) can hold: the IOMMU PD's SMMUv2 backend
 //! (`smmuv2-service`) gives each device a stage-1 context bank of its own and each of its
 //! StreamIDs a stream match register (SMR), and an MMU-500 has few of either (ZynqMP 16
-//! banks and 48 SMRs). A description that needs more would be refused at start-up by the
+//! banks and 48 SMRs); one bank more is the driver's sink for blocked devices' streams, so
+//! a ZynqMP serves 15 devices, an i.MX8QXP 31. A description that needs more would be refused at start-up by the
 //! IOMMU PD (`ContextBanksExhausted`, `SmrsExhausted`: nothing served, every stream
 //! aborting); refused here first, with the count. And each StreamID must be one the SoC
 //! can present: on ZynqMP a TBU that exists, on i.MX8QXP an ID the SCU can assign.
@@ -22,24 +23,26 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     schemes(sys, board, &m, out);
 }
 
-/// One stage-1 context bank per device: reported at the first device past the count.
+/// One stage-1 context bank per device, and one the sink's: reported at the first device
+/// past the count.
 fn banks(sys: &System, board: &Board, m: &Mmu500, out: &mut Vec<Problem>) {
-    let Some(s) = sys.io_spaces.get(m.context_banks) else { return };
+    let Some(s) = sys.io_spaces.get(m.device_banks()) else { return };
     out.push(p(
         s.line,
         "io_address_space",
         format!(
-            "`{}` is device number {} and board {}'s MMU-500 ({}) has {} stage-1 context banks: each device needs one of its own, and {} devices are described",
+            "`{}` is device number {} and board {}'s MMU-500 ({}) has {} stage-1 context banks, one of them the IOMMU PD's sink for blocked devices' DMA: each device needs one of its own, so {} devices fit, and {} are described",
             s.name,
-            m.context_banks + 1,
+            m.device_banks() + 1,
             board.name,
             m.soc,
             m.context_banks,
+            m.device_banks(),
             sys.io_spaces.len()
         ),
         format!(
             "describe at most {} devices on this board, or describe functions that share an address space as one device (streams=\"...\"): a bank is an address space",
-            m.context_banks
+            m.device_banks()
         ),
     ));
 }
