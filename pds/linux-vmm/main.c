@@ -16,13 +16,14 @@
  *     the description), and nothing else. Its faults come to this PD, the device's owner,
  *     in its fault ring, and are printed.
  *
- * Its lifecycle, as a VMM on libvmm and vfio-pci would have it: when the guest powers off
- * (PSCI SYSTEM_OFF), the VMM stops the vCPU and STOPs the disk: the IOMMU PD blocks it,
+ * Its lifecycle, as a VMM on libvmm and vfio-pci would have it: when the guest reboots
+ * (PSCI SYSTEM_RESET), the VMM stops the vCPU and STOPs the disk: the IOMMU PD blocks it,
  * confirmed, turns its Bus Master off and resets the function (FLR) with its BARs put
  * back. The VMM then checks that the stopped disk reaches nothing of the guest's RAM
  * (stopped_disk.c), RESUMEs it, loads the guest's images again, resets the vCPU and boots
- * Linux a second time, with `boot=again` on its command line instead of `boot=first`.
- * When that guest powers off too, the VMM crashes on purpose, the disk mapped and
+ * Linux a second time, with `boot=again` on its command line instead of `boot=first` (a
+ * guest that powers off, PSCI SYSTEM_OFF, is stopped the same way and not booted again).
+ * When that guest powers off, the VMM crashes on purpose, the disk mapped and
  * running: the IOMMU PD, its parent, must do to the disk what STOP does.
  */
 #include <stddef.h>
@@ -78,8 +79,10 @@ uintptr_t disk_regs;
 static uint64_t next_fault;
 static uint64_t disk_irqs;
 
-/* PSCI 0.2's SYSTEM_OFF, as Linux calls it (an SMC32 fast call: its `poweroff -f`). */
+/* PSCI 0.2's SYSTEM_OFF and SYSTEM_RESET, as Linux calls them (SMC32 fast calls: its
+ * `poweroff -f` and `reboot -f`). */
 #define PSCI_SYSTEM_OFF_FN 0x84000008ul
+#define PSCI_SYSTEM_RESET_FN 0x84000009ul
 
 static bool vtimer_held;
 
@@ -278,14 +281,19 @@ static bool vm_restart(size_t vcpu, const char *flag)
     return guest_start(kernel_pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA);
 }
 
-/* The guest powered off (PSCI SYSTEM_OFF). This image's choreography: after the first
- * boot the VMM stops the VM, checks that the stopped disk reaches nothing, and boots Linux
- * again; after the second it crashes on purpose, the disk still running. */
-static void powered_off(size_t vcpu)
+/* The guest ended its run: it powered off (PSCI SYSTEM_OFF) or asked for a reset (PSCI
+ * SYSTEM_RESET, its `reboot`). libvmm 0.2.0 ignores SYSTEM_RESET, returning to the guest
+ * with its disk running and mapped and telling the VMM nothing, so both are taken here
+ * first: the VM is stopped with its disk (STOP: blocked, reset by FLR), the stopped disk
+ * checked to reach nothing, and a reset boots Linux again on it; a power-off leaves it
+ * stopped. This image's choreography: the first boot reboots; the second powers off and
+ * the VMM crashes on purpose, the disk still running. */
+static void guest_ended(size_t vcpu, bool reset)
 {
     microkit_vcpu_stop(vcpu);
     uint8_t left = stopped_disk_status();
-    printf("vmm: the guest powered off (PSCI SYSTEM_OFF) after boot %d: its vCPU is stopped\n", boot);
+    printf("vmm: the guest %s after boot %d: its vCPU is stopped\n",
+           reset ? "asked for a reset (PSCI SYSTEM_RESET)" : "powered off (PSCI SYSTEM_OFF)", boot);
     /* Linux resets the device when it shuts down (virtio status 0): the VMM sets it to
      * ACKNOWLEDGE, so that only a reset of the function can take it back to 0. */
     uint8_t before = stopped_disk_mark();
@@ -301,6 +309,10 @@ static void powered_off(size_t vcpu)
     }
     printf("; virtio status 0x%x before the STOP (the guest's shutdown left 0x%x)\n", before, left);
     stopped_disk_reaches_nothing();
+    if (!reset) {
+        printf("vmm: the VM stays stopped, its disk with it\n");
+        return;
+    }
     boot = 2;
     vm_restart(vcpu, "boot=again");
 }
@@ -312,9 +324,9 @@ seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo
         seL4_UserContext regs;
         if (seL4_TCB_ReadRegisters(BASE_VM_TCB_CAP + child, false, 0, SEL4_USER_CONTEXT_SIZE, &regs) ==
                 seL4_NoError &&
-            (regs.x0 & 0xffffffff) == PSCI_SYSTEM_OFF_FN) {
+            ((regs.x0 & 0xffffffff) == PSCI_SYSTEM_OFF_FN || (regs.x0 & 0xffffffff) == PSCI_SYSTEM_RESET_FN)) {
             /* No reply: the vCPU stays stopped, or was restarted at the new kernel's entry. */
-            powered_off(child);
+            guest_ended(child, (regs.x0 & 0xffffffff) == PSCI_SYSTEM_RESET_FN);
             return seL4_False;
         }
     }

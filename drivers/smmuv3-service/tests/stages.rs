@@ -129,3 +129,63 @@ fn without_stage2_a_vms_device_falls_back_to_stage1() {
     assert!(matches!(s.hw_mut().smmu().ste(StreamId(VM_SID)).unwrap().config(), SteConfig::Stage1 { .. }));
     assert_eq!(translate(&mut s, VM_SID, GUEST_RAM + 8, false), Outcome::Ok(ram + 8));
 }
+
+/// What a hostile guest may point its passed-through device's DMA at, at stage 2: its
+/// RAM reaches its RAM; an address just below or just past what is mapped, an MSI
+/// doorbell (QEMU virt's GICv2m frame and its GICv3 ITS's GITS_TRANSLATER: an MSI is a DMA
+/// write), and the mapped RAM's address with any bit above the guest's 31-bit IPA size set
+/// (a walk that ignored those bits would alias them onto the RAM) all fault, read or
+/// write, and the host device's memory at the same addresses is not reached.
+#[test]
+fn a_guests_dma_reaches_its_ram_and_nothing_beside_or_above_it() {
+    let (mut s, [ram, nic_buf]) = two_devices(host_smmu_nested(32));
+    assert_eq!(map(&mut s, 0, 0x2000), Reply::ok(&[GUEST_RAM]));
+    assert_eq!(map(&mut s, 1, 0x4000), Reply::ok(&[GUEST_RAM]));
+    assert_eq!(translate(&mut s, VM_SID, GUEST_RAM + 0x1ffc, true), Outcome::Ok(ram + 0x1ffc));
+    const GICV2M_SETSPI: u64 = 0x0802_0040;
+    const GITS_TRANSLATER: u64 = 0x0808_0000 + 0x1_0040;
+    let aliases = [31, 32, 39, 40, 47, 48, 52, 63].map(|bit| (GUEST_RAM + 0x10) | (1u64 << bit));
+    let strays = [GUEST_RAM - 4, GUEST_RAM + 0x2000, GUEST_RAM + 0x3ffc, GICV2M_SETSPI, GITS_TRANSLATER, 0];
+    for iova in strays.into_iter().chain(aliases) {
+        for write in [false, true] {
+            let got = translate(&mut s, VM_SID, iova, write);
+            assert_eq!(got, Outcome::Fault(id::F_TRANSLATION), "iova {iova:#x} write {write}");
+            assert!(!matches!(got, Outcome::Ok(pa) if (nic_buf..nic_buf + 0x4000).contains(&pa)));
+        }
+    }
+    // Every one of them was recorded at stage 2, with its input address whole and the
+    // IPA as the record holds it (IPA[51:12], Arm IHI 0070 7.3.12: bits 52 and up are
+    // not in the record, so those aliases read as the RAM's page; the IOMMU PD prints the
+    // input address beside it).
+    let mut faults = Vec::new();
+    s.hw_mut().smmu().drain_events(|e| faults.push(e));
+    let records: Vec<(u64, u64)> =
+        faults.iter().filter_map(|e| e.fault()).filter(|f| f.stage2).map(|f| (f.txn.iova.0, f.ipa)).collect();
+    for iova in strays.into_iter().chain(aliases) {
+        let want = (iova, iova & 0x000f_ffff_ffff_f000);
+        assert!(records.contains(&want), "no stage-2 record {want:x?}: {records:x?}");
+    }
+}
+
+/// STOP, and the VMM's crash (the IOMMU PD tears it down): the guest's device reaches
+/// nothing of its RAM; the host device beside it runs on.
+#[test]
+fn a_stopped_or_torn_down_vms_device_reaches_nothing() {
+    for crash in [false, true] {
+        let (mut s, [ram, nic_buf]) = two_devices(host_smmu_nested(32));
+        assert_eq!(map(&mut s, 0, 0x2000), Reply::ok(&[GUEST_RAM]));
+        assert_eq!(map(&mut s, 1, 0x1000), Reply::ok(&[GUEST_RAM]));
+        assert_eq!(translate(&mut s, VM_SID, GUEST_RAM + 8, true), Outcome::Ok(ram + 8));
+        if crash {
+            assert_eq!(s.client_torn_down(0), Ok(()));
+        } else {
+            let r = call(&mut s, 0, Request::Stop { device: DeviceId(0) });
+            assert!(matches!(r, Reply::Ok { .. }), "{r:?}");
+        }
+        for off in [8, 0x1008] {
+            let got = translate(&mut s, VM_SID, GUEST_RAM + off, true);
+            assert!(!matches!(got, Outcome::Ok(_) | Outcome::Bypass(_)), "crash {crash}: {got:?}");
+        }
+        assert_eq!(translate(&mut s, HOST_SID, GUEST_RAM + 8, true), Outcome::Ok(nic_buf + 8));
+    }
+}
