@@ -127,9 +127,7 @@ static const uint8_t xreg[31] = { X(0),  X(1),  X(2),  X(3),  X(4),  X(5),  X(6)
  * load sign-extends, SRT its register, SF whether that register is 64-bit, WnR a write. */
 #define ESR_ISV (1ul << 24)
 #define ESR_SAS(esr) (((esr) >> 22) & 3)
-#define ESR_SSE (1ul << 21)
 #define ESR_SRT(esr) (((esr) >> 16) & 0x1f)
-#define ESR_SF (1ul << 15)
 #define ESR_WNR (1ul << 6)
 
 /* The guest's access at `offset` in its ECAM, from the fault's syndrome `esr`: emulated
@@ -172,14 +170,7 @@ static seL4_Bool ecam_fault(uint64_t offset, uint64_t esr, seL4_Bool prefetch)
     } else {
         uint32_t v = 0;
         vpci_access(offset, true, width, &v);
-        uint64_t value = v;
-        if ((esr & ESR_SSE) && width < 4 && (v >> (8 * width - 1)) & 1) {
-            value |= ~0ull << (8 * width);
-        }
-        if (!(esr & ESR_SF)) {
-            /* A W register: the upper half of the X register is zeroed. */
-            value &= 0xffffffffull;
-        }
+        uint64_t value = vpci_loaded(v, width, esr);
         if (rt != 31) {
             regs[xreg[rt]] = value;
         }

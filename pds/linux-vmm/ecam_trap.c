@@ -44,10 +44,10 @@ static bool ecam_fault(size_t vcpu_id, size_t offset, size_t fsr, seL4_UserConte
     if (fault_is_read(fsr)) {
         uint32_t v = 0;
         vpci_access(offset, true, width, &v);
-        /* A load of 1, 2 or 4 bytes zero-extends into the whole register; to xzr (31)
-         * it goes nowhere. */
+        /* Sign- or zero-extended as the load asked (LDRSB, LDRSH; a W or an X register);
+         * to xzr (31) it goes nowhere. */
         if (rt != 31) {
-            *decode_rt(rt, regs) = v;
+            *decode_rt(rt, regs) = vpci_loaded(v, width, fsr);
         }
     } else {
         uint32_t v = (uint32_t)fault_get_data(regs, fsr);

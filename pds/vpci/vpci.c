@@ -229,3 +229,16 @@ void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data)
         }
     }
 }
+
+uint64_t vpci_loaded(uint32_t v, int width, uint64_t esr)
+{
+    uint64_t value = v;
+    /* Up to 64 bits, then cut to 32 for a W register: LDRSW (4 bytes) sign-extends too. */
+    if ((esr & (1ull << 21)) && width <= 4 && (v >> (8 * width - 1)) & 1) {
+        value |= ~0ull << (8 * width);
+    }
+    if (!(esr & (1ull << 15))) {
+        value &= 0xffffffffull;
+    }
+    return value;
+}

@@ -32,6 +32,13 @@ bool vpci_init(const struct vpci_config *cfg);
  * the function reads as all ones, as an empty slot does, and writes to it are dropped. */
 void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data);
 
+/* What a trapped load of `width` bytes (1, 2 or 4) that read `v` leaves in its register,
+ * from the data abort's syndrome `esr` (ESR_EL2's ISS, Arm ARM D17.2.40): SSE (bit 21)
+ * sign-extends it (LDRSB, LDRSH, LDRSW), SF (bit 15) says the register is an X register;
+ * into a W register the upper half is zeroed. Both VMMs write this into the register the
+ * syndrome names. */
+uint64_t vpci_loaded(uint32_t v, int width, uint64_t esr);
+
 /* How many of the guest's accesses went to the IOMMU PD as CONFIG_READ/CONFIG_WRITE, how
  * many of its writes the IOMMU PD refused (dropped, as writes to read-only registers
  * are), and how many BAR writes were emulated and never reached the device. */

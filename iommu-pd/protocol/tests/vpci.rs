@@ -122,3 +122,26 @@ fn a_guest_moving_bars_in_a_loop_does_not_flood_the_console() {
     );
     assert!(lines.iter().any(|l| l.starts_with("stats bar_writes 10045 ")));
 }
+
+/// A trapped load's register gets the value extended as the instruction asked (the
+/// syndrome's SSE and SF), in both VMMs (`vpci_loaded`): before, linux-vmm zero-extended
+/// LDRSB and LDRSH, and c-vmm did not sign-extend LDRSW.
+#[test]
+fn a_trapped_load_is_extended_as_its_instruction_asks() {
+    let lines = run_guest();
+    let loaded = |what: &str| {
+        let prefix = format!("loaded {what} ");
+        lines.iter().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("no {prefix}")).to_string()
+    };
+    for (what, want) in [
+        ("ldrb", "0x80"),
+        ("ldrsb-w", "0xffffff80"),
+        ("ldrsb-x", "0xffffffffffffff80"),
+        ("ldrsh-x-positive", "0x7fff"),
+        ("ldrsh-x", "0xffffffffffff8000"),
+        ("ldr-w", "0x80000000"),
+        ("ldrsw", "0xffffffff80000000"),
+    ] {
+        assert_eq!(loaded(what), want, "{what}");
+    }
+}

@@ -194,6 +194,16 @@ int main(void)
         guest_write(0x14, 4, 0x20000000u + (n << 12));
     }
     printf("flood lines %u calls %u\n", console_lines - lines, config_reads + config_writes - calls);
+    /* What a trapped load leaves in its register: LDRB/LDRH/LDR (zero-extended), LDRSB,
+     * LDRSH into W and X registers, LDRSW. SSE is ISS bit 21, SF bit 15. */
+    const uint64_t sse = 1ull << 21, sf = 1ull << 15;
+    printf("loaded ldrb %#llx\n", (unsigned long long)vpci_loaded(0x80, 1, sf));
+    printf("loaded ldrsb-w %#llx\n", (unsigned long long)vpci_loaded(0x80, 1, sse));
+    printf("loaded ldrsb-x %#llx\n", (unsigned long long)vpci_loaded(0x80, 1, sse | sf));
+    printf("loaded ldrsh-x-positive %#llx\n", (unsigned long long)vpci_loaded(0x7fff, 2, sse | sf));
+    printf("loaded ldrsh-x %#llx\n", (unsigned long long)vpci_loaded(0x8000, 2, sse | sf));
+    printf("loaded ldr-w %#llx\n", (unsigned long long)vpci_loaded(0x80000000u, 4, 0));
+    printf("loaded ldrsw %#llx\n", (unsigned long long)vpci_loaded(0x80000000u, 4, sse | sf));
     struct vpci_stats st = vpci_stats();
     printf("stats bar_writes %u forwarded %u refused %u other %u\n", st.bar_writes, st.forwarded, st.refused,
            st.other_functions);
