@@ -41,7 +41,7 @@
 
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, MAX_CAPS};
+use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, Placement, MAX_CAPS};
 use crate::config::{BridgeConfig, BridgeKind, PciFunctionConfig};
 
 /// Type-1 (bridge) header registers (PCI-to-PCI Bridge Architecture 1.2, 3.2).
@@ -575,11 +575,13 @@ pub fn find_extended(cs: &mut dyn ConfigSpace, rid: u16, id: u16, len: u16) -> O
     None
 }
 
-/// The owner placed the BARs of the described function at `rid` (`FunctionState::Placed`):
-/// in its window, or it has none. `states` are `configure`'s.
-pub fn bars_placed(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> bool {
-    let k = topo.functions.iter().position(|f| f.rid == rid);
-    k.and_then(|k| states.get(k)).is_some_and(|s| matches!(s, FunctionState::Placed(_)))
+/// The window the owner placed the BARs of the described function at `rid` in
+/// (`FunctionState::Placed`: its `bar=` window, of size 0 if it has none), if it placed
+/// them. `states` are `configure`'s.
+pub fn placement(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> Option<Placement> {
+    let k = topo.functions.iter().position(|f| f.rid == rid)?;
+    let f = topo.functions[k];
+    matches!(states.get(k), Some(FunctionState::Placed(_))).then_some(Placement { base: f.bar_base, size: f.bar_size })
 }
 
 /// The requester ID of `device` among the described functions, for a configuration call:

@@ -53,8 +53,8 @@ impl ConfigSpace for Ecam {
         pci::function_of(device, topology(), &self.functions)
     }
 
-    fn bars_placed(&self, rid: u16) -> bool {
-        pci::bars_placed(rid, topology(), &self.functions)
+    fn placement(&self, rid: u16) -> Option<pci::Placement> {
+        pci::placement_of(rid, topology(), &self.functions)
     }
 
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
