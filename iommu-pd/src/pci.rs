@@ -33,11 +33,11 @@ use crate::hw::DeviceIndex;
 mod reset;
 mod topology;
 pub use reset::{restore_function, stop_function, Reset, Stopped, FLR_WAIT_MS};
-pub use topology::placement as placement_of;
 pub use topology::{
     acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState, Found,
     FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
 };
+pub use topology::{messages_stuck as messages_stuck_of, placement as placement_of};
 
 /// Configuration space, as its owner reaches it (ECAM in the IOMMU PD, a model in tests).
 pub trait ConfigSpace {
@@ -61,6 +61,10 @@ pub trait ConfigSpace {
     /// function's window perhaps. And where a function that comes back from a reset is
     /// put again (`stop_function`, `restore_function`), never where it reads.
     fn placement(&self, rid: u16) -> Option<Placement>;
+    /// Function `rid`'s MSI or MSI-X Enable stayed set at boot after the owner cleared it
+    /// (`FunctionState::MessagesStuck`, `stuck_messages`): its driver may not turn its Bus
+    /// Master on, or it would send firmware's message.
+    fn messages_stuck(&self, rid: u16) -> bool;
     /// Milliseconds since some fixed start, never going back: what rations the waits
     /// above (`Service`'s STOP).
     fn now_ms(&mut self) -> u64;
@@ -84,6 +88,9 @@ impl ConfigSpace for NoConfigSpace {
     fn wait_ms(&mut self, _: u32) {}
     fn placement(&self, _: u16) -> Option<Placement> {
         None
+    }
+    fn messages_stuck(&self, _: u16) -> bool {
+        false
     }
     fn now_ms(&mut self) -> u64 {
         0
@@ -190,14 +197,27 @@ fn messages_off(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<(), 
     Ok(())
 }
 
-/// Whether MSI or MSI-X reads enabled in function `rid`, whose capability list is `caps`.
-fn messages_on(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
+/// Whether MSI or MSI-X reads enabled in function `rid`, whose capability list is `caps`:
+/// the first whose enable is set, as (its Message Control's offset, what that reads).
+fn messages_on(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<Option<(u16, u16)>, ErrorCode> {
     for (c, enable) in caps.iter().filter_map(|c| Some((c, message_enable(c)?))) {
-        if read(cs, rid, c.start + 2, 2)? as u16 & enable != 0 {
-            return Ok(true);
+        let control = read(cs, rid, c.start + 2, 2)? as u16;
+        if control & enable != 0 {
+            return Ok(Some((c.start + 2, control)));
         }
     }
-    Ok(false)
+    Ok(None)
+}
+
+/// After the boot walk turned them off: whether function `rid`'s MSI or MSI-X still reads
+/// enabled (`messages_on`), a device that keeps its enable or sets it again itself. Its
+/// message is firmware's (an address and data no driver chose), sent as soon as the
+/// function masters, so the owner keeps its Bus Master off: an endpoint's whatever its
+/// driver writes (`ConfigSpace::messages_stuck`), a bridge's by leaving it closed.
+pub fn stuck_messages(cs: &mut dyn ConfigSpace, rid: u16) -> Option<(u16, u16)> {
+    let mut caps = [Cap::default(); MAX_CAPS];
+    let n = capabilities(cs, rid, &mut caps).ok()?;
+    messages_on(cs, rid, &caps[..n]).ok().flatten()
 }
 
 /// The enable bit in Message Control of `c`, if it is MSI or MSI-X.
@@ -255,6 +275,10 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// module says, refused whole (nothing written) if any byte is not the driver's. Returns
 /// what the register reads after the write.
 ///
+/// Command's Bus Master is written as 0 for a function whose MSI or MSI-X Enable did not
+/// clear at boot (`ConfigSpace::messages_stuck`): mastering, it would send firmware's
+/// message, to an address its driver did not choose.
+///
 /// Command's Memory Space and I/O Space are written as 0 for a function whose BARs the
 /// owner did not place at boot (`ConfigSpace::placement`: its window too small, an I/O
 /// BAR, or no window described): its BARs hold what firmware left, which may be another
@@ -295,6 +319,12 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
     let command = offset <= reg::COMMAND && reg::COMMAND < offset + u16::from(width);
     if command && cs.placement(rid).is_none() {
         let off = u32::from(reg::CMD_MEMORY | CMD_IO_SPACE) << (8 * (reg::COMMAND - offset));
+        keep &= !off;
+        zero |= off;
+    }
+    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot.
+    if command && cs.messages_stuck(rid) {
+        let off = u32::from(reg::CMD_BUS_MASTER) << (8 * (reg::COMMAND - offset));
         keep &= !off;
         zero |= off;
     }

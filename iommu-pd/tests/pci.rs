@@ -30,6 +30,9 @@ impl ConfigSpace for Ecam {
     fn placement(&self, _: u16) -> Option<pci::Placement> {
         Some(pci::Placement { base: 0x1000_0000, size: 0x20_0000 })
     }
+    fn messages_stuck(&self, _: u16) -> bool {
+        false
+    }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         Some(self.functions.get(&rid).map_or(u32::MAX >> (32 - 8 * width as u32), |f| f.get(offset, width as usize)))
     }

@@ -227,6 +227,9 @@ impl ConfigSpace for Endpoints {
     fn placement(&self, rid: u16) -> Option<Placement> {
         self.functions.iter().any(|(r, _)| *r == rid).then_some(Placement { base: 0x1020_0000, size: 0x8000 })
     }
+    fn messages_stuck(&self, _: u16) -> bool {
+        false
+    }
 }
 
 const DISK_RID: u16 = 0x18;

@@ -28,6 +28,9 @@ impl ConfigSpace for OneFunction {
     fn placement(&self, rid: u16) -> Option<iommu_pd::pci::Placement> {
         (rid == 0x20).then_some(iommu_pd::pci::Placement { base: 0, size: 0x4000 })
     }
+    fn messages_stuck(&self, _: u16) -> bool {
+        false
+    }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         let word = match (rid, offset & !3) {
             (0x20, 0x00) => 0x1042_1af4,

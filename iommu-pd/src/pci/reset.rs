@@ -254,7 +254,7 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
 fn silent(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
     let on = reg::CMD_BUS_MASTER | reg::CMD_MEMORY | CMD_IO_SPACE;
-    Ok(command & on == 0 && !messages_on(cs, rid, caps)?)
+    Ok(command & on == 0 && messages_on(cs, rid, caps)?.is_none())
 }
 
 /// After a reset that answered: whether a BAR the owner placed (`plan`, or for a function

@@ -7,7 +7,9 @@
 //! the test. Memory requests are routed the same way, by windows and Memory Space bits,
 //! and a function's DMA goes upstream only through bridges whose Bus Master is on.
 
-use iommu_pd::pci::{function_of, placement_of, reg, ConfigSpace, FunctionState, Placement, Topology};
+use iommu_pd::pci::{
+    function_of, messages_stuck_of, placement_of, reg, ConfigSpace, FunctionState, Placement, Topology,
+};
 use iommu_protocol::ErrorCode;
 
 /// One function: its bytes, which bits software may write, which are write-one-to-clear.
@@ -275,6 +277,9 @@ impl ConfigSpace for Owned {
     }
     fn placement(&self, rid: u16) -> Option<Placement> {
         placement_of(rid, self.topo, &self.states)
+    }
+    fn messages_stuck(&self, rid: u16) -> bool {
+        messages_stuck_of(rid, self.topo, &self.states)
     }
     /// Past a function's 4 KiB: `None`, as the IOMMU PD's ECAM answers (`pds/iommu`).
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
