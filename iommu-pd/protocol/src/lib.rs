@@ -406,7 +406,10 @@ pub enum Request {
     /// their headers, and device-specific registers at 0x40..0x100 outside every
     /// capability. Anything else (BARs, expansion ROM, a bridge's header, capability
     /// headers, the rest of the standard header, extended configuration space with ACS)
-    /// is `ConfigDenied` and nothing is written. Reply: no values.
+    /// is `ConfigDenied` and nothing is written. Reply: mr0 = what the register reads
+    /// afterwards; Command's bits the IOMMU PD keeps off read 0 there: Memory and I/O
+    /// Space on a function whose BARs it did not place at boot, Bus Master on one whose
+    /// MSI or MSI-X Enable stayed set when it cleared it at boot.
     ConfigWrite {
         /// Which of the caller's devices.
         device: DeviceId,
