@@ -84,7 +84,9 @@
 #define IOMMU_ERR_NO_CONFIG_SPACE 25
 /* The device is missing. Nothing answers at the PCI address the description gives it, or the
  * bridge above it was absent or not what the description declares and was left closed; the
- * IOMMU PD named it at boot (`iommu: pci: NAME MISSING`). */
+ * IOMMU PD named it at boot (`iommu: pci: NAME MISSING`). Or it stopped answering since
+ * (`stop::FLR_LOST`), and does not answer yet, or came back with BARs that cannot be put back
+ * where the description places them. */
 #define IOMMU_ERR_DEVICE_MISSING 26
 /* The device's function owes a reset (STOP's `RESET_OWED`) that its client may not have yet:
  * nothing was done, the device stays stopped; RESUME again later. A client's function resets
@@ -207,7 +209,10 @@ static inline const char *iommu_strerror(uint64_t err)
  * Master off; reset anyway, as Linux does (its DMA is blocked at the IOMMU). */
 #define IOMMU_STOP_PENDING 0x8
 /* Reset (by FLR, or D3hot and back), and the function did not answer within a second
- * afterwards. */
+ * afterwards. Until it answers again, every configuration call and RESUME for it answers
+ * `DeviceMissing` (the device stays stopped); the first that finds it answering puts its BARs
+ * back where the description places them (it came back at its reset values), with decoding, Bus
+ * Master and MSI off, before doing anything else. */
 #define IOMMU_STOP_FLR_LOST 0x10
 /* The function has a reset (FLR, or D3hot and back) and was not reset now: its client's resets
  * are rationed (each holds the IOMMU PD, and everything of lower priority, for 20 ms to 100 ms

@@ -32,11 +32,12 @@ use crate::hw::DeviceIndex;
 
 mod reset;
 mod topology;
-pub use reset::{stop_function, Reset, Stopped, FLR_WAIT_MS};
+pub use reset::{restore_function, stop_function, Reset, Stopped, FLR_WAIT_MS};
 pub use topology::{
-    acs, bars_placed, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState,
-    Found, FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
+    acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState, Found,
+    FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
 };
+pub use topology::{messages_stuck as messages_stuck_of, placement as placement_of};
 
 /// Configuration space, as its owner reaches it (ECAM in the IOMMU PD, a model in tests).
 pub trait ConfigSpace {
@@ -53,11 +54,17 @@ pub trait ConfigSpace {
     /// Wait `ms` milliseconds: the waits the PCIe spec asks for around a function's reset
     /// (`stop_function`), the owner's only waits.
     fn wait_ms(&mut self, ms: u32);
-    /// The owner placed function `rid`'s BARs at boot (in its window, or found it has none:
-    /// `bars_placed`). Only then may its driver turn Memory Space on: a function whose
-    /// BARs were not placed decodes wherever firmware left them, over another function's
-    /// window perhaps.
-    fn bars_placed(&self, rid: u16) -> bool;
+    /// The window the owner placed function `rid`'s BARs in at boot (its `bar=` window from
+    /// the description; one of size 0 for a function found to have none), if it placed
+    /// them (`placement_of`). Only then may its driver turn Memory Space on: a function
+    /// whose BARs were not placed decodes wherever firmware left them, over another
+    /// function's window perhaps. And where a function that comes back from a reset is
+    /// put again (`stop_function`, `restore_function`), never where it reads.
+    fn placement(&self, rid: u16) -> Option<Placement>;
+    /// Function `rid`'s MSI or MSI-X Enable stayed set at boot after the owner cleared it
+    /// (`FunctionState::MessagesStuck`, `stuck_messages`): its driver may not turn its Bus
+    /// Master on, or it would send firmware's message.
+    fn messages_stuck(&self, rid: u16) -> bool;
     /// Milliseconds since some fixed start, never going back: what rations the waits
     /// above (`Service`'s STOP).
     fn now_ms(&mut self) -> u64;
@@ -79,7 +86,10 @@ impl ConfigSpace for NoConfigSpace {
         None
     }
     fn wait_ms(&mut self, _: u32) {}
-    fn bars_placed(&self, _: u16) -> bool {
+    fn placement(&self, _: u16) -> Option<Placement> {
+        None
+    }
+    fn messages_stuck(&self, _: u16) -> bool {
         false
     }
     fn now_ms(&mut self) -> u64 {
@@ -88,6 +98,15 @@ impl ConfigSpace for NoConfigSpace {
 }
 
 pub use iommu_protocol::config::reg;
+
+/// The window a function's memory BARs are placed in: `base..base + size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// First byte.
+    pub base: u64,
+    /// Bytes.
+    pub size: u64,
+}
 
 /// Most capabilities followed in one list: 48 fit in 0x40..0x100 at four bytes each, so
 /// a longer list loops, and is cut here.
@@ -178,14 +197,27 @@ fn messages_off(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<(), 
     Ok(())
 }
 
-/// Whether MSI or MSI-X reads enabled in function `rid`, whose capability list is `caps`.
-fn messages_on(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
+/// Whether MSI or MSI-X reads enabled in function `rid`, whose capability list is `caps`:
+/// the first whose enable is set, as (its Message Control's offset, what that reads).
+fn messages_on(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<Option<(u16, u16)>, ErrorCode> {
     for (c, enable) in caps.iter().filter_map(|c| Some((c, message_enable(c)?))) {
-        if read(cs, rid, c.start + 2, 2)? as u16 & enable != 0 {
-            return Ok(true);
+        let control = read(cs, rid, c.start + 2, 2)? as u16;
+        if control & enable != 0 {
+            return Ok(Some((c.start + 2, control)));
         }
     }
-    Ok(false)
+    Ok(None)
+}
+
+/// After the boot walk turned them off: whether function `rid`'s MSI or MSI-X still reads
+/// enabled (`messages_on`), a device that keeps its enable or sets it again itself. Its
+/// message is firmware's (an address and data no driver chose), sent as soon as the
+/// function masters, so the owner keeps its Bus Master off: an endpoint's whatever its
+/// driver writes (`ConfigSpace::messages_stuck`), a bridge's by leaving it closed.
+pub fn stuck_messages(cs: &mut dyn ConfigSpace, rid: u16) -> Option<(u16, u16)> {
+    let mut caps = [Cap::default(); MAX_CAPS];
+    let n = capabilities(cs, rid, &mut caps).ok()?;
+    messages_on(cs, rid, &caps[..n]).ok().flatten()
 }
 
 /// The enable bit in Message Control of `c`, if it is MSI or MSI-X.
@@ -243,8 +275,12 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// module says, refused whole (nothing written) if any byte is not the driver's. Returns
 /// what the register reads after the write.
 ///
+/// Command's Bus Master is written as 0 for a function whose MSI or MSI-X Enable did not
+/// clear at boot (`ConfigSpace::messages_stuck`): mastering, it would send firmware's
+/// message, to an address its driver did not choose.
+///
 /// Command's Memory Space and I/O Space are written as 0 for a function whose BARs the
-/// owner did not place at boot (`ConfigSpace::bars_placed`: its window too small, an I/O
+/// owner did not place at boot (`ConfigSpace::placement`: its window too small, an I/O
 /// BAR, or no window described): its BARs hold what firmware left, which may be another
 /// function's window, and decoding there would answer the CPU's accesses to it. Masked,
 /// not refused, as Command's other bits are: the reply shows the driver the bit is off.
@@ -281,8 +317,14 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
     }
     // Decoding off for a function whose BARs were not placed.
     let command = offset <= reg::COMMAND && reg::COMMAND < offset + u16::from(width);
-    if command && !cs.bars_placed(rid) {
+    if command && cs.placement(rid).is_none() {
         let off = u32::from(reg::CMD_MEMORY | CMD_IO_SPACE) << (8 * (reg::COMMAND - offset));
+        keep &= !off;
+        zero |= off;
+    }
+    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot.
+    if command && cs.messages_stuck(rid) {
+        let off = u32::from(reg::CMD_BUS_MASTER) << (8 * (reg::COMMAND - offset));
         keep &= !off;
         zero |= off;
     }
@@ -466,6 +508,11 @@ const ROM_ENABLE: u32 = 1;
 /// fit (with `size` 0, this checks that the function has no memory or I/O BAR). Returns
 /// the bytes used.
 pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> Result<u64, BarError> {
+    place(cs, rid, base, size).map(|plan| plan.used)
+}
+
+/// `place_bars`, returning what was written.
+fn place(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> Result<BarPlan, BarError> {
     let absent = BarError::Absent;
     if cs.read(rid, reg::VENDOR_ID, 2).ok_or(absent)? == 0xffff {
         return Err(absent);
@@ -482,11 +529,65 @@ pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> R
     if rom & ROM_ENABLE != 0 {
         cs.write(rid, reg::ROM, 4, rom & !ROM_ENABLE).ok_or(absent)?;
     }
+    let plan = plan_bars(cs, rid, base, size)?;
+    plan.write(cs, rid).ok_or(absent)?;
+    Ok(plan)
+}
+
+/// Where the owner puts a function's memory BARs in its window: each BAR register it
+/// writes (a 64-bit BAR's two), in BAR order, and the bytes they use. The same window
+/// and the same BAR sizes make the same plan, so it is made again from the description
+/// whenever the BARs must be put back, never taken from what they read.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BarPlan {
+    /// (offset, value, the bits compared on reading back: a low word's type bits are
+    /// read-only).
+    regs: [(u16, u32, u32); 6],
+    n: usize,
+    used: u64,
+}
+
+impl BarPlan {
+    /// Write every register of the plan (memory decoding must be off).
+    pub(crate) fn write(&self, cs: &mut dyn ConfigSpace, rid: u16) -> Option<()> {
+        for &(off, value, _) in &self.regs[..self.n] {
+            cs.write(rid, off, 4, value)?;
+        }
+        Some(())
+    }
+
+    /// Whether every register reads as planned.
+    pub(crate) fn reads_back(&self, cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+        for &(off, value, mask) in &self.regs[..self.n] {
+            if read(cs, rid, off, 4)? & mask != value & mask {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether a BAR the plan puts at an address other than 0 reads as planned: after a
+    /// reset, which returns BARs to 0, one that does kept its placement.
+    pub(crate) fn any_kept(&self, cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+        for &(off, value, mask) in &self.regs[..self.n] {
+            if value & mask != 0 && read(cs, rid, off, 4)? & mask == value & mask {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Size every BAR of function `rid` (memory decoding must be off) and plan where each
+/// goes in `[base, base + size)`; nothing placed. `TooBig` if they do not all fit,
+/// `IoBar` for an I/O BAR.
+pub(crate) fn plan_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> Result<BarPlan, BarError> {
+    let absent = BarError::Absent;
     // Size every BAR first: (index, size, 64-bit).
     let mut bars = [(0u8, 0u64, false); 6];
     let mut n = 0;
     let mut i = 0u8;
-    let mut result = Ok(0);
+    let mut result = Ok(());
     while i < 6 {
         let off = reg::BAR0 + 4 * i as u16;
         let old = cs.read(rid, off, 4).ok_or(absent)?;
@@ -529,15 +630,19 @@ pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> R
         return Err(BarError::TooBig(next - base));
     }
     result?;
+    let mut plan = BarPlan::default();
     let mut next = base;
     for (i, bar_size, wide) in &bars[..n] {
         let addr = next.div_ceil(*bar_size) * bar_size;
         next = addr + bar_size;
         let off = reg::BAR0 + 4 * *i as u16;
-        cs.write(rid, off, 4, addr as u32).ok_or(absent)?;
+        plan.regs[plan.n] = (off, addr as u32, !0xf);
+        plan.n += 1;
         if *wide {
-            cs.write(rid, off + 4, 4, (addr >> 32) as u32).ok_or(absent)?;
+            plan.regs[plan.n] = (off + 4, (addr >> 32) as u32, u32::MAX);
+            plan.n += 1;
         }
     }
-    Ok(next - base)
+    plan.used = next - base;
+    Ok(plan)
 }

@@ -199,6 +199,11 @@ pub struct DeviceState {
     /// Its function was stopped without the reset it has (STOP inside its client's
     /// ration): RESUME resets it first.
     reset_owed: bool,
+    /// Its function stopped answering (a reset it did not come back from in time, or a
+    /// call that found nothing there): it may come back at its reset values, so before
+    /// any call touches it again it is put back where the description places it
+    /// (`Service::recover_function`).
+    function_lost: bool,
     /// Blocked because a removal of access was not confirmed: some of its mappings are
     /// pending. Cleared only when every one has been retried and confirmed.
     unconfirmed: bool,
@@ -589,12 +594,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
             // (a quarantined or stopped device is blocked at the IOMMU: turning its Bus
             // Master on reaches nothing).
             Request::ConfigRead { device, offset, width } => {
-                let rid = self.own_function(client, device, pci)?;
-                crate::pci::config_read(pci, rid, offset, width).map(|v| Reply::ok(&[u64::from(v)]))
+                let (d, rid) = self.own_function(client, device, pci)?;
+                let read = crate::pci::config_read(pci, rid, offset, width);
+                self.lost_if_missing(d, read).map(|v| Reply::ok(&[u64::from(v)]))
             }
             Request::ConfigWrite { device, offset, width, value } => {
-                let rid = self.own_function(client, device, pci)?;
-                crate::pci::config_write(pci, rid, offset, width, value).map(|v| Reply::ok(&[u64::from(v)]))
+                let (d, rid) = self.own_function(client, device, pci)?;
+                let written = crate::pci::config_write(pci, rid, offset, width, value);
+                self.lost_if_missing(d, written).map(|v| Reply::ok(&[u64::from(v)]))
             }
             Request::Map { cap, device, offset, len, iova, rights } => {
                 self.map(client, cap, device, offset, len, iova, rights).map(|iova| Reply::ok(&[iova]))
@@ -651,10 +658,18 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
     }
 
-    /// The requester ID of `device`, if `client` owns it and it is a function of `pci`.
-    fn own_function(&self, client: usize, device: DeviceId, pci: &dyn ConfigSpace) -> Result<u16> {
+    /// `device` and its requester ID, if `client` owns it and it is a function of `pci`;
+    /// a function that stopped answering is put back first (`recover_function`).
+    fn own_function(
+        &mut self,
+        client: usize,
+        device: DeviceId,
+        pci: &mut dyn ConfigSpace,
+    ) -> Result<(DeviceIndex, u16)> {
         let d = self.own_device(client, device)?;
-        pci.function(d)
+        let rid = pci.function(d)?;
+        self.recover_function(d, pci)?;
+        Ok((d, rid))
     }
 
     /// Blocks the IOMMU did not confirm, retried: each device that must still be blocked

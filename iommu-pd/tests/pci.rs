@@ -27,8 +27,11 @@ impl ConfigSpace for Ecam {
     }
     /// Every function here is as if the owner placed its BARs (`tests/topology.rs` has
     /// one it could not).
-    fn bars_placed(&self, _: u16) -> bool {
-        true
+    fn placement(&self, _: u16) -> Option<pci::Placement> {
+        Some(pci::Placement { base: 0x1000_0000, size: 0x20_0000 })
+    }
+    fn messages_stuck(&self, _: u16) -> bool {
+        false
     }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         Some(self.functions.get(&rid).map_or(u32::MAX >> (32 - 8 * width as u32), |f| f.get(offset, width as usize)))

@@ -10,7 +10,7 @@ mod common;
 
 use common::config_space::Function;
 use common::*;
-use iommu_pd::pci::{reg, stop_function, ConfigSpace, Reset};
+use iommu_pd::pci::{reg, stop_function, ConfigSpace, Placement, Reset};
 use iommu_pd::Service;
 use iommu_protocol::{stop, DeviceId, ErrorCode, Reply, Request, MAX_MRS};
 
@@ -222,9 +222,13 @@ impl ConfigSpace for Endpoints {
     fn now_ms(&mut self) -> u64 {
         self.now_ms
     }
-    // The owner placed every function here: the reset tests check it puts them back.
-    fn bars_placed(&self, rid: u16) -> bool {
-        self.functions.iter().any(|(r, _)| *r == rid)
+    // The owner placed every function here, BAR0 and BAR2 in this window as `BAR0` and
+    // `BAR2` say: the reset tests check it puts them back.
+    fn placement(&self, rid: u16) -> Option<Placement> {
+        self.functions.iter().any(|(r, _)| *r == rid).then_some(Placement { base: 0x1020_0000, size: 0x8000 })
+    }
+    fn messages_stuck(&self, _: u16) -> bool {
+        false
     }
 }
 

@@ -649,3 +649,72 @@ fn a_bridges_own_msi_left_on_by_firmware_is_turned_off() {
     assert_eq!(o.fabric.nodes[rp].f.get(0x62, 2) & 1, 0);
     assert_eq!(o.fabric.nodes[rp].f.get(0x72, 2) & 0x8000, 0);
 }
+
+/// Attack: firmware left MSI or MSI-X enabled in a function that keeps the enable set when
+/// the owner clears it (or sets it again itself). Its message is firmware's, an address
+/// and data no driver chose, sent as soon as the function masters: the endpoint's driver
+/// may turn its Memory Space on but never its Bus Master, a root port is left closed (an
+/// open one gets Bus Master on), and the walk names both. A function beside it whose
+/// enables clear is its driver's as before.
+#[test]
+fn a_function_whose_msi_stays_enabled_never_masters() {
+    for (what, control, read) in [("MSI", 0x42u16, 0x0081u16), ("MSI-X", 0x52, 0x8000)] {
+        let mut fab = Fabric::default();
+        let mut nodes = vec![];
+        for dev in [2, 3] {
+            let mut f = endpoint();
+            f.set(0x06, 2, 1 << 4);
+            f.set(0x34, 1, 0x40);
+            f.set(0x40, 4, 0x0081_5005); // MSI, 64-bit, enabled; next 0x50
+            f.mask(0x42, 2, 0x0071);
+            f.mask(0x44, 4, 0xffff_fffc);
+            f.set(0x44, 4, 0x4000_0000); // firmware's address
+            f.set(0x50, 4, 0x8000_0011); // MSI-X, enabled
+            f.mask(0x52, 2, 0xc000);
+            if dev == 2 {
+                // Its enable does not clear.
+                let writable = if control == 0x42 { 0x0070 } else { 0x4000 };
+                f.mask(control, 2, writable);
+            }
+            nodes.push(fab.add(Parent::Root, dev, 0, f));
+        }
+        let functions = [function(0, 0x0010, 0x1000_0000, 0x20_0000), function(1, 0x0018, 0x1020_0000, 0x20_0000)];
+        let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
+        let mut o = Owned { fabric: fab, topo, states: vec![] };
+        let mut states = [FunctionState::default(); 2];
+        let mut met = vec![];
+        pci::configure(&mut o, topo, &mut [], &mut states, |m| met.push(m)).unwrap();
+        o.states = states.to_vec();
+        assert_eq!(
+            states,
+            [FunctionState::MessagesStuck { bars: Ok(0x10_4000), control, read }, FunctionState::Placed(0x10_4000)],
+            "{what}"
+        );
+        assert!(met.contains(&Met::MessagesOn(0x0010, control, read)), "{what}: not named");
+        assert!(!met.iter().any(|m| matches!(m, Met::MessagesOn(0x0018, ..))), "{what}");
+        let mut s = service_of(Box::leak(Box::new([device("a", 0x10, NET), device("b", 0x18, BLK)])));
+        // Its driver: Bus Master masked in every width that holds Command; Memory Space its.
+        for width in [1, 2, 4] {
+            let reply = write(&mut s, &mut o, NET, 0, 0x04, width, MEM | MASTER);
+            let status = if width == 4 { 1 << 20 } else { 0 }; // its capability list bit
+            assert_eq!(reply, Reply::ok(&[u64::from(MEM) | status]), "{what}, width {width}");
+        }
+        assert!(!o.fabric.dma_reaches_root(nodes[0]), "{what}: it masters, firmware's message with it");
+        assert_eq!(o.fabric.memory(0x1000_0000), Some(nodes[0]), "{what}");
+        // The other's driver turns both on.
+        assert_eq!(write(&mut s, &mut o, BLK, 1, 0x04, 2, MEM | MASTER), Reply::ok(&[u64::from(MEM | MASTER)]));
+        assert!(o.fabric.dma_reaches_root(nodes[1]), "{what}");
+    }
+    // A root port whose MSI stays enabled: closed, its Bus Master off, and what is below
+    // it unreached.
+    let mut port = bridge(Some(4), Some(0x1f));
+    port.set(0x40, 1, 0x10);
+    port.set(0x41, 1, 0x60);
+    port.set(0x60, 4, 0x0081_0005); // MSI, 64-bit, enabled
+    port.mask(0x62, 2, 0x0070);
+    let (o, rp, nic, b, f) = one_root_port(port);
+    assert_eq!(b, BridgeState::NotTaken { offset: 0x62, read: 0x0081 });
+    assert_eq!(f, FunctionState::NotReached);
+    assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER), 0);
+    assert!(!o.fabric.dma_reaches_root(nic));
+}

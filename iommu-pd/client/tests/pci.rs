@@ -25,8 +25,11 @@ impl ConfigSpace for OneFunction {
         (device == 0).then_some(0x20).ok_or(iommu_protocol::ErrorCode::NoConfigSpace)
     }
     /// Its BAR is where the owner put it.
-    fn bars_placed(&self, rid: u16) -> bool {
-        rid == 0x20
+    fn placement(&self, rid: u16) -> Option<iommu_pd::pci::Placement> {
+        (rid == 0x20).then_some(iommu_pd::pci::Placement { base: 0, size: 0x4000 })
+    }
+    fn messages_stuck(&self, _: u16) -> bool {
+        false
     }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         let word = match (rid, offset & !3) {

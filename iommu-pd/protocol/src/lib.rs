@@ -239,7 +239,10 @@ pub mod stop {
     /// with Bus Master off; reset anyway, as Linux does (its DMA is blocked at the IOMMU).
     pub const PENDING: u64 = 1 << 3;
     /// Reset (by FLR, or D3hot and back), and the function did not answer within a
-    /// second afterwards.
+    /// second afterwards. Until it answers again, every configuration call and RESUME
+    /// for it answers `DeviceMissing` (the device stays stopped); the first that finds it
+    /// answering puts its BARs back where the description places them (it came back at
+    /// its reset values), with decoding, Bus Master and MSI off, before doing anything else.
     pub const FLR_LOST: u64 = 1 << 4;
     /// The function has a reset (FLR, or D3hot and back) and was not reset now: its
     /// client's resets are rationed (each holds the IOMMU PD, and everything of lower
@@ -338,6 +341,8 @@ pub enum Request {
     /// pending on it is confirmed; a stopped one with its static mappings made again, and
     /// its function reset first if STOP left the reset owed (`stop::RESET_OWED`;
     /// `ResetRationed` and nothing done while the client's ration does not allow it).
+    /// `DeviceMissing`, and the device left as it was, while its function does not answer
+    /// after a reset it did not come back from (`stop::FLR_LOST`, that reset included).
     Resume {
         /// The quarantined device.
         device: DeviceId,
@@ -401,7 +406,10 @@ pub enum Request {
     /// their headers, and device-specific registers at 0x40..0x100 outside every
     /// capability. Anything else (BARs, expansion ROM, a bridge's header, capability
     /// headers, the rest of the standard header, extended configuration space with ACS)
-    /// is `ConfigDenied` and nothing is written. Reply: no values.
+    /// is `ConfigDenied` and nothing is written. Reply: mr0 = what the register reads
+    /// afterwards; Command's bits the IOMMU PD keeps off read 0 there: Memory and I/O
+    /// Space on a function whose BARs it did not place at boot, Bus Master on one whose
+    /// MSI or MSI-X Enable stayed set when it cleared it at boot.
     ConfigWrite {
         /// Which of the caller's devices.
         device: DeviceId,
@@ -497,7 +505,9 @@ pub enum ErrorCode {
     NoConfigSpace = 25,
     /// The device is missing. Nothing answers at the PCI address the description gives
     /// it, or the bridge above it was absent or not what the description declares and was
-    /// left closed; the IOMMU PD named it at boot (`iommu: pci: NAME MISSING`).
+    /// left closed; the IOMMU PD named it at boot (`iommu: pci: NAME MISSING`). Or it
+    /// stopped answering since (`stop::FLR_LOST`), and does not answer yet, or came back
+    /// with BARs that cannot be put back where the description places them.
     DeviceMissing = 26,
     /// The device's function owes a reset (STOP's `RESET_OWED`) that its client may not
     /// have yet: nothing was done, the device stays stopped; RESUME again later. A

@@ -27,10 +27,13 @@
 //!    where the owner placed them did not reset (a No_Soft_Reset that lies, as Linux's
 //!    `quirk_no_pm_reset` knows of some GPUs, or an FLR it ignores), and its stop says
 //!    `RESET_IGNORED`, not FLR or PM_RESET.
-//! 3. Write back what the owner placed and an FLR clears: the six BARs, the expansion ROM
-//!    BAR and Interrupt Line, as they read before step 1, and Command as the owner left
-//!    it at boot (decoding and Bus Master off; its other bits, which no driver may write,
-//!    as they were). Read back and compared.
+//! 3. Write back what the owner placed and an FLR clears: the BARs where the owner placed
+//!    them at boot, planned again from the description (`ConfigSpace::placement`), not
+//!    as they read (a function that came back late from an earlier reset reads its reset
+//!    values, and would decode there); the expansion ROM BAR and Interrupt Line as they
+//!    read before step 1 (and the BARs of a function whose BARs were never placed); and
+//!    Command as the owner left it at boot (decoding and Bus Master off; its other bits,
+//!    which no driver may write, as they were). Read back and compared.
 //!
 //! With neither reset, what the last driver wrote elsewhere stays: MSI's address and data (its
 //! enable off), the device-specific registers at 0x40..0x100, and whatever state the
@@ -50,7 +53,10 @@
 use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, messages_off, messages_on, present, read, reg, Cap, ConfigSpace, CMD_IO_SPACE, MAX_CAPS};
+use super::{
+    capabilities, messages_off, messages_on, place, plan_bars, present, read, reg, BarPlan, Cap, ConfigSpace,
+    CMD_IO_SPACE, MAX_CAPS,
+};
 
 /// The wait after Initiate Function Level Reset before the function is accessed again
 /// (PCIe Base 4.0, 6.6.2).
@@ -167,6 +173,17 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     // Said only as read back (here for a function that then does not come back from its
     // reset, at the end otherwise): a device may keep an enable, or set it again itself.
     let mut done = if silent(cs, rid, &caps[..n])? { stop::FUNCTION_OFF } else { 0 };
+    // Its placement, planned now that it decodes nothing, and written before the reset,
+    // so that a reset that keeps it is told from one that clears it even for a function
+    // whose BARs did not read as placed. BARs that no longer fit the window: not the
+    // function the owner placed; as missing.
+    let plan = match cs.placement(rid) {
+        Some(p) => Some(plan_bars(cs, rid, p.base, p.size).map_err(|_| ErrorCode::DeviceMissing)?),
+        None => None,
+    };
+    if let Some(plan) = &plan {
+        plan.write(cs, rid).ok_or(fail)?;
+    }
 
     let flr = flr_capability(cs, &caps[..n], rid)?;
     let pm = match flr {
@@ -185,7 +202,7 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         if !answers(cs, rid)? {
             return Ok(Stopped(done | stop::FLR_LOST));
         }
-        done |= if kept_placement(cs, rid, &saved)? { stop::RESET_IGNORED } else { stop::PM_RESET };
+        done |= if kept_placement(cs, rid, &saved, plan.as_ref())? { stop::RESET_IGNORED } else { stop::PM_RESET };
     }
     if let Some(exp) = flr.filter(|_| reset == Reset::Now) {
         let mut waited = 0;
@@ -203,16 +220,24 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         if !answers(cs, rid)? {
             return Ok(Stopped(done | stop::FLR_LOST));
         }
-        done |= if kept_placement(cs, rid, &saved)? { stop::RESET_IGNORED } else { stop::FLR };
+        done |= if kept_placement(cs, rid, &saved, plan.as_ref())? { stop::RESET_IGNORED } else { stop::FLR };
     }
 
-    for (&v, &(off, width)) in saved.iter().zip(&SAVED) {
+    // The BARs from the plan where there is one; the saved reads for the rest.
+    let from_reads = if plan.is_some() { 6 } else { 0 };
+    for (&v, &(off, width)) in saved.iter().zip(&SAVED).skip(from_reads) {
         cs.write(rid, off, width, v).ok_or(fail)?;
+    }
+    if let Some(plan) = &plan {
+        plan.write(cs, rid).ok_or(fail)?;
     }
     cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
     let mut same = read(cs, rid, reg::COMMAND, 2)? as u16 & (reg::CMD_DRIVER | CMD_IO_SPACE) == 0;
-    for (&v, &(off, width)) in saved.iter().zip(&SAVED) {
+    for (&v, &(off, width)) in saved.iter().zip(&SAVED).skip(from_reads) {
         same &= read(cs, rid, off, width)? == v;
+    }
+    if let Some(plan) = &plan {
+        same &= plan.reads_back(cs, rid)?;
     }
     if same {
         done |= stop::RESTORED;
@@ -229,22 +254,66 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
 fn silent(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
     let on = reg::CMD_BUS_MASTER | reg::CMD_MEMORY | CMD_IO_SPACE;
-    Ok(command & on == 0 && !messages_on(cs, rid, caps)?)
+    Ok(command & on == 0 && messages_on(cs, rid, caps)?.is_none())
 }
 
-/// After a reset that answered: whether a BAR the owner placed (`saved`, read before
-/// step 1; an address other than 0 above the type bits) still reads as placed. Any reset
-/// returns BARs to 0 (PCIe Base 4.0, 6.6.2; PCI Bus Power Management 1.2, 5.4.1, D0
-/// uninitialized), so one that kept its placement did not reset: a PMCSR No_Soft_Reset
-/// that lies (Linux's `quirk_no_pm_reset`), or an FLR it ignores. A function with no
-/// placed BAR shows nothing either way.
-fn kept_placement(cs: &mut dyn ConfigSpace, rid: u16, saved: &[u32; SAVED.len()]) -> Result<bool, ErrorCode> {
+/// After a reset that answered: whether a BAR the owner placed (`plan`, or for a function
+/// whose BARs were never placed `saved`, read before step 1; an address other than 0
+/// above the type bits) still reads as placed. Any reset returns BARs to 0 (PCIe Base
+/// 4.0, 6.6.2; PCI Bus Power Management 1.2, 5.4.1, D0 uninitialized), so one that kept
+/// its placement did not reset: a PMCSR No_Soft_Reset that lies (Linux's
+/// `quirk_no_pm_reset`), or an FLR it ignores. A function with no placed BAR shows
+/// nothing either way.
+fn kept_placement(
+    cs: &mut dyn ConfigSpace,
+    rid: u16,
+    saved: &[u32; SAVED.len()],
+    plan: Option<&BarPlan>,
+) -> Result<bool, ErrorCode> {
+    if let Some(plan) = plan {
+        return plan.any_kept(cs, rid);
+    }
     for (&v, &(off, width)) in saved.iter().zip(&SAVED).take(6) {
         if v & !0xf != 0 && read(cs, rid, off, width)? == v {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// Function `rid` stopped answering (a reset it did not come back from within the second
+/// `stop_function` waits, `FLR_LOST`, or a call that found nothing there) and may have
+/// come back since, its registers at their reset values: its BARs at 0 or wherever reset
+/// leaves them, outside every window the owner gave out, where it would decode once its
+/// driver turned Memory Space on. Before anything else touches it: it must answer (its
+/// Vendor ID neither all ones nor Retry Status's 0x0001), is made to master and decode
+/// nothing (Bus Master, Memory and I/O Space off, MSI and MSI-X disabled), and its
+/// BARs are placed again where the description places them (`ConfigSpace::placement`,
+/// the plan boot made, ROM disabled), read back. `DeviceMissing` if it does not answer,
+/// or if its BARs cannot be put there (no longer fitting the window, or not reading
+/// back: then not the function the owner placed, and its decoding stays off).
+pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
+    let missing = ErrorCode::DeviceMissing;
+    let vendor = read(cs, rid, reg::VENDOR_ID, 2)?;
+    if vendor == 0xffff || vendor == VENDOR_CRS {
+        return Err(missing);
+    }
+    if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
+        return Err(missing);
+    }
+    let command = read(cs, rid, reg::COMMAND, 2)? as u16;
+    let quiet = command & !(reg::CMD_DRIVER | CMD_IO_SPACE);
+    cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(ErrorCode::NoConfigSpace)?;
+    let mut caps = [Cap::default(); MAX_CAPS];
+    let n = capabilities(cs, rid, &mut caps)?;
+    messages_off(cs, rid, &caps[..n])?;
+    if let Some(p) = cs.placement(rid) {
+        let plan = place(cs, rid, p.base, p.size).map_err(|_| missing)?;
+        if !plan.reads_back(cs, rid)? {
+            return Err(missing);
+        }
+    }
+    Ok(())
 }
 
 /// After a reset: whether the function answers configuration requests again within

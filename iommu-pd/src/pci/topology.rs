@@ -14,6 +14,11 @@
 //! looked at once its own bus has been walked; bridges forward nothing while this runs
 //! (their Memory Space and Bus Master stay off until every bus is walked).
 //!
+//! A function whose MSI or MSI-X Enable still reads set after the walk cleared it would
+//! send firmware's message once it masters: a bridge is left closed (its Bus Master
+//! stays off), an endpoint is `FunctionState::MessagesStuck` (its driver cannot turn its
+//! Bus Master on), and `Met::MessagesOn` names either for the console.
+//!
 //! A bridge's own Bus Master Enable is turned on here, at configuration, on every open
 //! bridge with a described function below it, and stays off on the others. Why here and
 //! not when the function's owner turns its own Bus Master on: on a Type 1 function Bus
@@ -41,7 +46,7 @@
 
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, MAX_CAPS};
+use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, Placement, MAX_CAPS};
 use crate::config::{BridgeConfig, BridgeKind, PciFunctionConfig};
 
 /// Type-1 (bridge) header registers (PCI-to-PCI Bridge Architecture 1.2, 3.2).
@@ -249,12 +254,32 @@ pub enum FunctionState {
     /// There, and its BARs could not be placed in its window, or it has BARs and no window
     /// was described: memory and I/O decoding stay off, whatever its driver writes.
     BarsNotPlaced(BarError),
+    /// There, and its MSI or MSI-X Enable still reads set after the walk cleared it (a
+    /// device that keeps it, or sets it again itself): mastering, it would send firmware's
+    /// message, so its Bus Master stays off whatever its driver writes. `bars`: what
+    /// became of its BARs, as `Placed` or `BarsNotPlaced` says.
+    MessagesStuck {
+        /// The bytes its BARs use, placed, or why they were not.
+        bars: Result<u64, BarError>,
+        /// The Message Control register that stays enabled.
+        control: u16,
+        /// What it reads.
+        read: u16,
+    },
 }
 
 impl FunctionState {
     /// Is there a function at its address, reachable?
     pub fn present(&self) -> bool {
-        matches!(self, FunctionState::Placed(_) | FunctionState::BarsNotPlaced(_))
+        matches!(self, FunctionState::Placed(_) | FunctionState::BarsNotPlaced(_) | FunctionState::MessagesStuck { .. })
+    }
+
+    /// Its BARs were placed in its window (the bytes they use).
+    pub fn placed(&self) -> Option<u64> {
+        match *self {
+            FunctionState::Placed(used) | FunctionState::MessagesStuck { bars: Ok(used), .. } => Some(used),
+            _ => None,
+        }
     }
 }
 
@@ -274,6 +299,10 @@ pub enum Met {
     Function(u16, u32, u8),
     /// A bridge the description does not declare, at this requester ID: closed.
     Undeclared(u16),
+    /// A function (requester ID) whose MSI or MSI-X Enable still reads set after the walk
+    /// cleared it: the Message Control register's offset and what it reads. Its Bus Master
+    /// stays off (a bridge is left closed; an endpoint's driver cannot turn it on).
+    MessagesOn(u16, u16, u16),
 }
 
 /// `configure` was given less room for its results than the topology has entries.
@@ -344,10 +373,11 @@ pub fn configure(
         } else {
             // With no window described (size 0), a function that has BARs is not placed:
             // they stay where firmware left them, and so it never decodes.
-            match place_bars(cs, f.rid, f.bar_base, f.bar_size) {
-                Ok(used) => FunctionState::Placed(used),
-                Err(BarError::Absent) => FunctionState::Missing,
-                Err(e) => FunctionState::BarsNotPlaced(e),
+            match (place_bars(cs, f.rid, f.bar_base, f.bar_size), super::stuck_messages(cs, f.rid)) {
+                (Err(BarError::Absent), _) => FunctionState::Missing,
+                (bars, Some((control, read))) => FunctionState::MessagesStuck { bars, control, read },
+                (Ok(used), None) => FunctionState::Placed(used),
+                (Err(e), None) => FunctionState::BarsNotPlaced(e),
             }
         };
     }
@@ -380,6 +410,9 @@ fn walk_bus(cs: &mut dyn ConfigSpace, topo: Topology<'_>, bus: u8, census: &mut 
     let mut undeclared = 0;
     let c = super::walk(cs, u16::from(bus), &mut |cs, rid, id, header| {
         met(Met::Function(rid, id, header));
+        if let Some((control, read)) = super::stuck_messages(cs, rid) {
+            met(Met::MessagesOn(rid, control, read));
+        }
         if header & 0x7f == 1 && !topo.bridges.iter().any(|b| b.rid == rid) {
             close(cs, rid);
             met(Met::Undeclared(rid));
@@ -483,6 +516,12 @@ fn open(cs: &mut dyn ConfigSpace, topo: Topology<'_>, states: &[BridgeState], i:
         close(cs, b.rid);
         return BridgeState::NotTaken { offset: bridge_reg::BRIDGE_CONTROL, read: control };
     }
+    // Its own MSI or MSI-X that the walk could not turn off: with Bus Master on, which an
+    // open bridge gets, it would send firmware's message.
+    if let Some((offset, read)) = super::stuck_messages(cs, b.rid) {
+        close(cs, b.rid);
+        return BridgeState::NotTaken { offset, read: u32::from(read) };
+    }
     if let Err(read) = enable_acs(cs, b.rid, acs) {
         close(cs, b.rid);
         return BridgeState::NoAcs(Some(read));
@@ -575,11 +614,20 @@ pub fn find_extended(cs: &mut dyn ConfigSpace, rid: u16, id: u16, len: u16) -> O
     None
 }
 
-/// The owner placed the BARs of the described function at `rid` (`FunctionState::Placed`):
-/// in its window, or it has none. `states` are `configure`'s.
-pub fn bars_placed(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> bool {
+/// The window the owner placed the BARs of the described function at `rid` in
+/// (`FunctionState::Placed`: its `bar=` window, of size 0 if it has none), if it placed
+/// them. `states` are `configure`'s.
+pub fn placement(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> Option<Placement> {
+    let k = topo.functions.iter().position(|f| f.rid == rid)?;
+    let f = topo.functions[k];
+    states.get(k)?.placed().map(|_| Placement { base: f.bar_base, size: f.bar_size })
+}
+
+/// The described function at `rid` kept its MSI or MSI-X enabled at boot
+/// (`FunctionState::MessagesStuck`). `states` are `configure`'s.
+pub fn messages_stuck(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> bool {
     let k = topo.functions.iter().position(|f| f.rid == rid);
-    k.and_then(|k| states.get(k)).is_some_and(|s| matches!(s, FunctionState::Placed(_)))
+    k.and_then(|k| states.get(k)).is_some_and(|s| matches!(s, FunctionState::MessagesStuck { .. }))
 }
 
 /// The requester ID of `device` among the described functions, for a configuration call:

@@ -233,6 +233,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// done.
     pub(super) fn resume(&mut self, client: usize, device: DeviceId, pci: &mut dyn ConfigSpace) -> Result<()> {
         let d = self.own_device(client, device)?;
+        // A function that stopped answering runs again only once it answers and is back
+        // where the description places it.
+        self.recover_function(d, pci)?;
         let st = self.devices[d];
         if !st.quarantined && !st.unconfirmed && !st.stopped && !st.reset_owed {
             return Ok(());

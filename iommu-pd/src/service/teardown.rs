@@ -94,13 +94,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
         ration: Ration,
     ) -> Stopped {
         let Ok(rid) = pci.function(d) else { return Stopped::default() };
+        // One that stopped answering is put back first, so that what the stop saves and
+        // writes back is the owner's placement; still not answering, nothing is done.
+        if self.recover_function(d, pci).is_err() {
+            return Stopped::default();
+        }
         let reset = match ration {
             Ration::Kept if !self.may_reset(client, pci) => Reset::Owed,
             _ => Reset::Now,
         };
         let start = pci.now_ms();
-        let done = crate::pci::stop_function(pci, rid, reset).unwrap_or_default();
+        let done = self.lost_if_missing(d, crate::pci::stop_function(pci, rid, reset)).unwrap_or_default();
         self.reset_done(client, start, done, pci);
+        self.lost_if_not_back(d, done);
         // A teardown's reset (or a later STOP's) settles what an earlier STOP left owed.
         self.devices[d].reset_owed = done.reset_owed();
         done
@@ -114,10 +120,47 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         let rid = pci.function(d)?;
         let start = pci.now_ms();
-        let done = crate::pci::stop_function(pci, rid, Reset::Now)?;
+        let done = self.lost_if_missing(d, crate::pci::stop_function(pci, rid, Reset::Now))?;
         self.reset_done(client, start, done, pci);
         self.devices[d].reset_owed = false;
+        // Not back from it: RESUME waits until it is, and is put back (`recover_function`).
+        if self.lost_if_not_back(d, done) {
+            return Err(ErrorCode::DeviceMissing);
+        }
         Ok(())
+    }
+
+    /// Device `d`'s function, if it stopped answering (`DeviceState::function_lost`),
+    /// found answering again and put back where the description places it
+    /// (`crate::pci::restore_function`: its BARs placed again, decoding, Bus Master and
+    /// messages off) before anything else touches it: its reset values are outside every
+    /// window the owner gave out. `DeviceMissing` while it does not answer (or cannot be
+    /// put back), and it stays lost.
+    pub(super) fn recover_function(&mut self, d: DeviceIndex, pci: &mut dyn ConfigSpace) -> Result<()> {
+        if !self.devices[d].function_lost {
+            return Ok(());
+        }
+        let rid = pci.function(d)?;
+        crate::pci::restore_function(pci, rid)?;
+        self.devices[d].function_lost = false;
+        Ok(())
+    }
+
+    /// `result` of a call on device `d`'s function, which is marked lost if nothing
+    /// answered.
+    pub(super) fn lost_if_missing<T>(&mut self, d: DeviceIndex, result: Result<T>) -> Result<T> {
+        if matches!(result, Err(ErrorCode::DeviceMissing)) {
+            self.devices[d].function_lost = true;
+        }
+        result
+    }
+
+    /// A stop of device `d`'s function whose reset it did not come back from in time
+    /// (`FLR_LOST`) marks it lost; whether it did.
+    fn lost_if_not_back(&mut self, d: DeviceIndex, done: Stopped) -> bool {
+        let lost = done.0 & iommu_protocol::stop::FLR_LOST != 0;
+        self.devices[d].function_lost |= lost;
+        lost
     }
 
     fn may_reset(&self, client: usize, pci: &mut dyn ConfigSpace) -> bool {

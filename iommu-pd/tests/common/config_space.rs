@@ -7,7 +7,9 @@
 //! the test. Memory requests are routed the same way, by windows and Memory Space bits,
 //! and a function's DMA goes upstream only through bridges whose Bus Master is on.
 
-use iommu_pd::pci::{bars_placed, function_of, reg, ConfigSpace, FunctionState, Topology};
+use iommu_pd::pci::{
+    function_of, messages_stuck_of, placement_of, reg, ConfigSpace, FunctionState, Placement, Topology,
+};
 use iommu_protocol::ErrorCode;
 
 /// One function: its bytes, which bits software may write, which are write-one-to-clear.
@@ -111,6 +113,24 @@ pub struct Node {
     pub parent: Parent,
     pub devfn: u8,
     pub f: Function,
+    /// How it takes a Function Level Reset, if it does (`Fabric::with_flr`).
+    pub flr: Option<Flr>,
+}
+
+/// A function's Function Level Reset (PCIe Base 4.0, 6.6.2): Initiate FLR in Device
+/// Control returns every register to its reset value, and the function answers nothing
+/// (reads all ones, writes go nowhere) until `absent_ms` have passed, which may be
+/// longer than the second its owner waits.
+#[derive(Clone)]
+pub struct Flr {
+    /// Device Control's offset.
+    pub devctl: u16,
+    /// Its registers at reset.
+    pub reset: Vec<u8>,
+    pub absent_ms: u64,
+    /// Until when it answers nothing.
+    pub absent_until: Option<u64>,
+    pub resets: u32,
 }
 
 /// Functions in a hierarchy; what answers a request depends on the bridges' registers.
@@ -118,12 +138,26 @@ pub struct Node {
 pub struct Fabric {
     pub nodes: Vec<Node>,
     pub writes: usize,
+    /// The clock the owner's waits move (`Owned::wait_ms`), and a test.
+    pub now_ms: u64,
 }
 
 impl Fabric {
     pub fn add(&mut self, parent: Parent, dev: u8, func: u8, f: Function) -> usize {
-        self.nodes.push(Node { parent, devfn: dev << 3 | func, f });
+        self.nodes.push(Node { parent, devfn: dev << 3 | func, f, flr: None });
         self.nodes.len() - 1
+    }
+
+    /// `node` takes an FLR through Device Control at `devctl`, back to its registers as
+    /// they are now, answering nothing for `absent_ms` after it.
+    pub fn with_flr(&mut self, node: usize, devctl: u16, absent_ms: u64) {
+        let reset = self.nodes[node].f.bytes.clone();
+        self.nodes[node].flr = Some(Flr { devctl, reset, absent_ms, absent_until: None, resets: 0 });
+    }
+
+    /// Is `node` inside an FLR, answering nothing?
+    fn absent(&self, node: usize) -> bool {
+        self.nodes[node].flr.as_ref().and_then(|r| r.absent_until).is_some_and(|t| self.now_ms < t)
     }
 
     /// The bus number of a segment: 0 for the root, a bridge's secondary bus register.
@@ -210,14 +244,22 @@ impl Fabric {
     }
 
     pub fn read(&self, rid: u16, offset: u16, width: u8) -> u32 {
-        self.route(rid).map_or(u32::MAX >> (32 - 8 * width as u32), |n| self.nodes[n].f.get(offset, width as usize))
+        let ones = u32::MAX >> (32 - 8 * width as u32);
+        self.route(rid).filter(|n| !self.absent(*n)).map_or(ones, |n| self.nodes[n].f.get(offset, width as usize))
     }
 
     pub fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) {
         self.writes += 1;
-        if let Some(n) = self.route(rid) {
-            self.nodes[n].f.write(offset, width, value);
+        let Some(n) = self.route(rid).filter(|n| !self.absent(*n)) else { return };
+        let now = self.now_ms;
+        let node = &mut self.nodes[n];
+        if let Some(flr) = node.flr.as_mut().filter(|r| offset == r.devctl && width >= 2 && value & 1 << 15 != 0) {
+            node.f.bytes.clone_from(&flr.reset);
+            flr.absent_until = Some(now + flr.absent_ms);
+            flr.resets += 1;
+            return;
         }
+        node.f.write(offset, width, value);
     }
 }
 
@@ -233,8 +275,11 @@ impl ConfigSpace for Owned {
     fn function(&self, device: usize) -> Result<u16, ErrorCode> {
         function_of(device, self.topo, &self.states)
     }
-    fn bars_placed(&self, rid: u16) -> bool {
-        bars_placed(rid, self.topo, &self.states)
+    fn placement(&self, rid: u16) -> Option<Placement> {
+        placement_of(rid, self.topo, &self.states)
+    }
+    fn messages_stuck(&self, rid: u16) -> bool {
+        messages_stuck_of(rid, self.topo, &self.states)
     }
     /// Past a function's 4 KiB: `None`, as the IOMMU PD's ECAM answers (`pds/iommu`).
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
@@ -243,8 +288,10 @@ impl ConfigSpace for Owned {
     fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()> {
         (offset < 4096).then(|| self.fabric.write(rid, offset, width, value))
     }
-    fn wait_ms(&mut self, _: u32) {}
+    fn wait_ms(&mut self, ms: u32) {
+        self.fabric.now_ms += u64::from(ms);
+    }
     fn now_ms(&mut self) -> u64 {
-        0
+        self.fabric.now_ms
     }
 }

@@ -53,8 +53,12 @@ impl ConfigSpace for Ecam {
         pci::function_of(device, topology(), &self.functions)
     }
 
-    fn bars_placed(&self, rid: u16) -> bool {
-        pci::bars_placed(rid, topology(), &self.functions)
+    fn placement(&self, rid: u16) -> Option<pci::Placement> {
+        pci::placement_of(rid, topology(), &self.functions)
+    }
+
+    fn messages_stuck(&self, rid: u16) -> bool {
+        pci::messages_stuck_of(rid, topology(), &self.functions)
     }
 
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
@@ -144,7 +148,8 @@ pub fn take_ownership(ecam: &mut Ecam) {
     let topo = topology();
     let mut bridges = [BridgeState::NotReached; policy::PCI_BRIDGES.len()];
     let mut functions = [FunctionState::NotReached; policy::PCI_FUNCTIONS.len()];
-    let census = pci::configure(ecam, topo, &mut bridges, &mut functions, |m| match m {
+    let census = pci::configure(ecam, topo, &mut bridges, &mut functions, |m| {
+        match m {
         Met::Function(rid, id, header) => debug_println!(
             "iommu: pci {}: {:04x}:{:04x} header type {} ({}): bus master off",
             Bdf(rid),
@@ -156,6 +161,11 @@ pub fn take_ownership(ecam: &mut Ecam) {
         Met::Undeclared(rid) => {
             debug_println!("iommu: pci {}: a bridge the description does not declare: CLOSED", Bdf(rid))
         }
+        Met::MessagesOn(rid, control, read) => debug_println!(
+            "iommu: pci {}: MSI or MSI-X STAYS ENABLED after it was turned off (Message Control at {control:#x} reads {read:#06x}): its bus master stays off",
+            Bdf(rid)
+        ),
+    }
     });
     // Both tables are sized from the policy, so `configure` has room for every entry.
     let Ok(census) = census else { return };
@@ -246,6 +256,11 @@ pub fn take_ownership(ecam: &mut Ecam) {
                     dev.name
                 )
             }
+            FunctionState::MessagesStuck { bars, control, read } => debug_println!(
+                "iommu: pci: {} at {at}: MSI or MSI-X STAYS ENABLED (Message Control at {control:#x} reads {read:#06x}): its driver may not turn its bus master on; BARs {}",
+                dev.name,
+                if bars.is_ok() { "placed in its window" } else { "not placed: it never decodes" }
+            ),
             FunctionState::Missing => debug_println!("iommu: pci: {} MISSING: nothing answers at {at}", dev.name),
             FunctionState::NotReached => {
                 debug_println!("iommu: pci: {} MISSING: the bridge above {at} is closed or not declared", dev.name)

@@ -1,0 +1,162 @@
+//! A function that does not answer within the second its owner waits after its Function
+//! Level Reset (STOP's `FLR_LOST`) and comes back later, at its reset values: its BARs at
+//! 0, outside every window the owner gave out, where it would decode once its driver
+//! turned Memory Space on. On the strict model of configuration space
+//! (`common::config_space`), whichever call first touches it again (CONFIG_READ,
+//! CONFIG_WRITE, RESUME, a later STOP) finds it put back where the description places it
+//! first, and a STOP never writes its reset values back over that placement.
+
+mod common;
+
+use common::config_space::{Fabric, Function, Owned, Parent};
+use common::*;
+use iommu_pd::pci::{self, reg, FunctionState, Reset, Topology};
+use iommu_pd::{PciFunctionConfig, Service};
+use iommu_protocol::{stop, DeviceId, ErrorCode, Reply, Request, MAX_MRS};
+
+/// Where the endpoints' PCI Express capability is; Device Control is 8 bytes in.
+const EXP: u16 = 0x40;
+const MEM: u32 = reg::CMD_MEMORY as u32;
+const MASTER: u32 = reg::CMD_BUS_MASTER as u32;
+/// The disk (device 1, BLK's) at 00:03.0, beside the nic (device 0, NET's) at 00:02.0.
+const DISK_RID: u16 = 0x18;
+const NIC_BASE: u64 = 0x1000_0000;
+const DISK_BASE: u64 = 0x1020_0000;
+/// How long the disk answers nothing after its first FLR: past the 1.1 s its owner waits.
+const ABSENT_MS: u64 = 1_500;
+
+static FUNCTIONS: [PciFunctionConfig; 2] = [
+    PciFunctionConfig { device: 0, rid: 0x10, bar_base: NIC_BASE, bar_size: 0x20_0000 },
+    PciFunctionConfig { device: 1, rid: DISK_RID, bar_base: DISK_BASE, bar_size: 0x20_0000 },
+];
+
+/// An endpoint with a 1 MiB 32-bit BAR0 and a 16 KiB 64-bit BAR2 (both at 0 from reset),
+/// and a PCI Express capability advertising FLR, Device Control writable.
+fn endpoint() -> Function {
+    let mut f = Function::new(0x11e8_1234, 0);
+    f.mask(reg::BAR0, 4, 0xfff0_0000);
+    f.set(0x18, 4, 0b100);
+    f.mask(0x18, 4, 0xffff_c000);
+    f.mask(0x1c, 4, 0xffff_ffff);
+    f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
+    f.set(reg::CAP_PTR, 1, u32::from(EXP));
+    f.set(EXP, 4, 0x0002_0010);
+    f.set(EXP + 4, 4, 1 << 28);
+    f.mask(EXP + 8, 2, 0x7fff);
+    f
+}
+
+/// Both endpoints on the root bus, configured as the description says; the disk loses
+/// its first FLR. The owner's view, and the two nodes.
+fn machine() -> (Owned, usize, usize) {
+    let mut fabric = Fabric::default();
+    let nic = fabric.add(Parent::Root, 2, 0, endpoint());
+    let disk = fabric.add(Parent::Root, 3, 0, endpoint());
+    fabric.with_flr(disk, EXP + 8, ABSENT_MS);
+    let topo = Topology { bridges: &[], functions: &FUNCTIONS };
+    let mut o = Owned { fabric, topo, states: vec![] };
+    let mut states = [FunctionState::default(); 2];
+    pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
+    assert_eq!(states, [FunctionState::Placed(0x10_4000); 2]);
+    o.states = states.to_vec();
+    (o, nic, disk)
+}
+
+fn send(s: &mut Service<'_, ModelHw>, o: &mut Owned, client: usize, req: Request) -> Reply {
+    let mut mrs = [0; MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle_with(client, label, &mrs[..n], o)
+}
+
+fn command(s: &mut Service<'_, ModelHw>, o: &mut Owned, client: usize, device: u32, value: u32) -> Reply {
+    send(s, o, client, Request::ConfigWrite { device: DeviceId(device), offset: reg::COMMAND, width: 2, value })
+}
+
+const DISK: DeviceId = DeviceId(1);
+
+/// The call that first touches the disk after it came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum First {
+    Read,
+    /// Its driver turning Memory Space and Bus Master on at once.
+    Write,
+    Resume,
+    Stop,
+}
+
+#[test]
+fn a_function_back_late_from_its_reset_decodes_only_where_the_description_places_it() {
+    let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
+    for first in [First::Read, First::Write, First::Resume, First::Stop] {
+        let (mut o, nic, disk) = machine();
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let on = Reply::ok(&[u64::from(MEM | MASTER)]);
+        assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
+        assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
+        assert_eq!(o.fabric.memory(DISK_BASE), Some(disk));
+        // STOP: its FLR is started, and it does not answer within the second.
+        let lost = stop::FUNCTION_OFF | stop::FLR_LOST;
+        assert_eq!(send(&mut s, &mut o, BLK, Request::Stop { device: DISK }), Reply::ok(&[lost]), "{first:?}");
+        // While it is gone its driver is told so, and RESUME leaves it stopped.
+        let vendor = Request::ConfigRead { device: DISK, offset: reg::VENDOR_ID, width: 4 };
+        assert_eq!(send(&mut s, &mut o, BLK, vendor), err(ErrorCode::DeviceMissing), "{first:?}");
+        assert_eq!(send(&mut s, &mut o, BLK, Request::Resume { device: DISK }), err(ErrorCode::DeviceMissing));
+        assert_eq!(s.hw().enabled.get(&1), Some(&false), "{first:?}: resumed while it was gone");
+        // It comes back, at its reset values; its next FLRs answer in time.
+        o.fabric.now_ms += ABSENT_MS;
+        o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
+        assert_eq!(o.fabric.at(DISK_RID).bars(), [(0, 0x10_0000), (0, 0x4000)], "{first:?}");
+        let reply = match first {
+            First::Read => send(&mut s, &mut o, BLK, vendor),
+            First::Write => command(&mut s, &mut o, BLK, 1, MEM | MASTER),
+            First::Resume => send(&mut s, &mut o, BLK, Request::Resume { device: DISK }),
+            // Inside its client's ration after the lost reset: the reset is owed.
+            First::Stop => send(&mut s, &mut o, BLK, Request::Stop { device: DISK }),
+        };
+        let expected = match first {
+            First::Read => Reply::ok(&[0x11e8_1234]),
+            First::Write => on,
+            First::Resume => Reply::ok(&[]),
+            First::Stop => Reply::ok(&[stop::FUNCTION_OFF | stop::RESTORED | stop::RESET_OWED]),
+        };
+        assert_eq!(reply, expected, "{first:?}");
+        // Put back where the description places it before anything else was done: where
+        // its driver's write turned Memory Space on, it decodes its window.
+        assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "{first:?}");
+        if first != First::Write {
+            assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "{first:?}: decoding before its driver");
+            if first != First::Resume {
+                o.fabric.now_ms += 60_000; // past its client's ration: RESUME pays the owed reset
+                assert_eq!(send(&mut s, &mut o, BLK, Request::Resume { device: DISK }), Reply::ok(&[]), "{first:?}");
+            }
+            assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on, "{first:?}");
+        }
+        assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "{first:?}");
+        assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "{first:?}");
+        assert_eq!(o.fabric.memory(DISK_BASE + 0x10_4000 - 1), Some(disk), "{first:?}");
+        assert_eq!(o.fabric.memory(0), None, "{first:?}: it decodes at its reset values");
+        assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "{first:?}");
+    }
+}
+
+/// The stop itself, whatever its caller knows: a function whose BARs read their reset
+/// values when it is stopped (it came back late from an earlier reset, or reset itself)
+/// gets the owner's placement back, planned from the description, not what it read.
+#[test]
+fn a_stop_writes_back_the_placement_not_the_reset_values_it_reads() {
+    for reset in [Reset::Owed, Reset::Now] {
+        let (mut o, _, disk) = machine();
+        o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
+        let power_on = o.fabric.nodes[disk].flr.as_ref().unwrap().reset.clone();
+        o.fabric.nodes[disk].f.bytes = power_on;
+        assert_eq!(o.fabric.at(DISK_RID).bars(), [(0, 0x10_0000), (0, 0x4000)]);
+        let done = pci::stop_function(&mut o, DISK_RID, reset).unwrap();
+        assert!(done.restored(), "{reset:?}: {:#x}", done.0);
+        let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
+        assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "{reset:?}");
+        if reset == Reset::Now {
+            // Its FLR cleared the placement written before it: a reset, not one ignored.
+            assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
+        }
+    }
+}
