@@ -40,15 +40,6 @@ fn unmap_req(iova: u64) -> Request {
     Request::Unmap { device: DeviceId(0), iovas, count: 1 }
 }
 
-fn rng(mut x: u64) -> impl FnMut() -> u64 {
-    move || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// What the reference expects of `req` given the live IOVAs, applied to them: a MAP
 /// with no IOVA goes just above the highest (the window is never full here), one at an
 /// IOVA that is free is put there; an UNMAP of a live IOVA succeeds, of another is
@@ -74,7 +65,8 @@ fn deep_trees_filled_and_emptied_through_calls_and_the_queue_keep_the_finger() {
     let mut s = common::drv_service(&DEVICES, MAPPINGS as u32, 1 << 16, MAPPINGS);
     let q = common::queue::region();
     let mut live = BTreeSet::new();
-    let mut r = rng(26);
+    let mut g = common::random::Rng(26);
+    let mut r = || g.next();
     let (mut peak, mut queued, mut gaps) = (0, 0, 0);
     for step in 0..6_000 {
         // Waves: fill towards 380 mappings (mostly appends), then empty towards none.

@@ -294,8 +294,7 @@ fn kept_placement(
 /// back: then not the function the owner placed, and its decoding stays off).
 pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
     let missing = ErrorCode::DeviceMissing;
-    let vendor = read(cs, rid, reg::VENDOR_ID, 2)?;
-    if vendor == 0xffff || vendor == VENDOR_CRS {
+    if !answering(cs, rid)? {
         return Err(missing);
     }
     if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
@@ -321,8 +320,7 @@ pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorC
 fn answers(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
     let mut waited = 0;
     loop {
-        let vendor = read(cs, rid, reg::VENDOR_ID, 2)?;
-        if vendor != 0xffff && vendor != VENDOR_CRS {
+        if answering(cs, rid)? {
             return Ok(true);
         }
         if waited >= RETURN_WAIT_MS {
@@ -331,6 +329,13 @@ fn answers(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
         cs.wait_ms(POLL_MS);
         waited += POLL_MS;
     }
+}
+
+/// Whether the function answers a configuration request now: its Vendor ID neither all
+/// ones (nothing there) nor Retry Status's 0x0001 (still resetting).
+fn answering(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+    let vendor = read(cs, rid, reg::VENDOR_ID, 2)?;
+    Ok(vendor != 0xffff && vendor != VENDOR_CRS)
 }
 
 /// Where the function's PM capability (among `caps`) starts, if a D3hot-to-D0
