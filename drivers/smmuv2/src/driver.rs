@@ -545,13 +545,7 @@ impl<M: Mmio> Smmu<M> {
         let layout = f.layout;
         let regs = &self.regs;
         regs.write32(self.cb_reg(cb, reg::CB_SCTLR), 0);
-        regs.write32(layout.gr1(reg::cba2r(cb)), field(CBA2R::VA64, 1));
-        // Stage 1 with stage 2 bypassed; the bypass attributes Linux uses (outer
-        // non-shareable, write-back), which apply to nothing stage 1 maps.
-        regs.write32(
-            layout.gr1(reg::cbar(cb)),
-            field(CBAR::TYPE, 1) | field(CBAR::BPSHCFG, 3) | field(CBAR::MEMATTR, 0xf),
-        );
+        stage1_bank(regs, layout, cb);
         let pasize = match f.oas_bits {
             32 => 0,
             36 => 1,
@@ -560,9 +554,8 @@ impl<M: Mmio> Smmu<M> {
             44 => 4,
             _ => 5,
         };
-        // SEP = 0b111: sign extension from the upstream bus's top bit (Linux's
-        // ARM_SMMU_TCR2_SEP_UPSTREAM). AS = 0: 8-bit ASIDs, enough for 128 banks.
-        regs.write32(self.cb_reg(cb, reg::CB_TCR2), field(crate::cb::TCR2::PASIZE, pasize) | (0b111 << 15));
+        // AS = 0: 8-bit ASIDs, enough for 128 banks.
+        regs.write32(self.cb_reg(cb, reg::CB_TCR2), field(crate::cb::TCR2::PASIZE, pasize) | TCR2_SEP_UPSTREAM);
         // 4 KiB granule, TTBR1 disabled (EPD1). Walks Inner Shareable write-back where
         // they are coherent; otherwise Non-cacheable (and so Outer Shareable, whatever SH
         // says), reading what the pool's maintenance cleaned to the PoC, as the SMMUv3
@@ -982,6 +975,18 @@ impl<M: Mmio> Smmu<M> {
     }
 }
 
+/// TCR2.SEP = 0b111: sign extension from the upstream bus's top bit (Linux's
+/// `ARM_SMMU_TCR2_SEP_UPSTREAM`).
+const TCR2_SEP_UPSTREAM: u32 = 0b111 << 15;
+
+/// Context bank `cb` made an AArch64 (CBA2R.VA64) stage-1 bank with stage 2 bypassed
+/// (CBAR.TYPE = 1), with the bypass attributes Linux uses (outer non-shareable,
+/// write-back), which apply to nothing stage 1 maps: every domain's bank and the sink.
+fn stage1_bank(regs: &impl Mmio, layout: crate::mmio::Layout, cb: usize) {
+    regs.write32(layout.gr1(reg::cba2r(cb)), field(CBA2R::VA64, 1));
+    regs.write32(layout.gr1(reg::cbar(cb)), field(CBAR::TYPE, 1) | field(CBAR::BPSHCFG, 3) | field(CBAR::MEMATTR, 0xf));
+}
+
 /// Program the sink bank (the last one, `Smmu::sink_bank`) while no stream can reach it
 /// (every SMR invalid or routed elsewhere): SCTLR = 0 first, then the registers as for a
 /// domain (Linux's `arm_smmu_write_context_bank` order), and SCTLR last. Each field, IHI
@@ -997,9 +1002,8 @@ impl<M: Mmio> Smmu<M> {
 fn program_sink(regs: &impl Mmio, f: &Features, ias_bits: u32) {
     let (layout, cb) = (f.layout, f.num_cb - 1);
     regs.write32(layout.cb(cb, reg::CB_SCTLR), 0);
-    regs.write32(layout.gr1(reg::cba2r(cb)), field(CBA2R::VA64, 1));
-    regs.write32(layout.gr1(reg::cbar(cb)), field(CBAR::TYPE, 1) | field(CBAR::BPSHCFG, 3) | field(CBAR::MEMATTR, 0xf));
-    regs.write32(layout.cb(cb, reg::CB_TCR2), 0b111 << 15);
+    stage1_bank(regs, layout, cb);
+    regs.write32(layout.cb(cb, reg::CB_TCR2), TCR2_SEP_UPSTREAM);
     let tcr =
         field(crate::cb::TCR::T0SZ, 64 - ias_bits) | field(crate::cb::TCR::EPD0, 1) | field(crate::cb::TCR::EPD1, 1);
     regs.write32(layout.cb(cb, reg::CB_TCR), tcr);
