@@ -560,7 +560,7 @@ struct CommandQueue {
     cons: u32,
     bound: Bound,
     /// Set once the SMMU reported service failure (SMMU_GERROR.SFM_ERR) or stopped
-    /// answering (`UNANSWERED_WAITS`), with what `fail_closed` then gave: no command is
+    /// answering (`timed_out`), with what `fail_closed` then gave: no command is
     /// queued again.
     failed: Option<Result<(), Error>>,
     /// Why `failed` is set: the SMMU stopped answering, rather than reporting SFM_ERR.
@@ -587,14 +587,6 @@ struct CommandQueue {
     /// and before another domain's deferred unmap takes its place.
     open: Option<LeafInvalidation>,
 }
-
-/// Waits on the command queue (a CMD_SYNC's completion, room in the queue) that may time
-/// out in a row, no CMD_SYNC completing between them, before the SMMU counts as no longer
-/// answering and is failed closed as for SFM_ERR. One timeout is survivable (the domain is
-/// marked stale and invalidated by ASID before its next use); a second, with nothing
-/// confirmed since, means no invalidation can be confirmed at all. (Linux's arm-smmu-v3
-/// only logs "CMD_SYNC timeout" and goes on; see the README.)
-const UNANSWERED_WAITS: u32 = 2;
 
 /// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
 const CERROR_NONE: u32 = 0;
@@ -714,19 +706,20 @@ impl CommandQueue {
         }
     }
 
-    /// A wait on the queue passed its bound: counted, and if the last one did too with no
-    /// CMD_SYNC completed since (`UNANSWERED_WAITS`), the SMMU no longer answers, and
-    /// nothing it was asked to invalidate is known gone: failed closed, as for SFM_ERR.
-    /// The caller still gets the `Timeout`; every later operation `ServiceFailure`.
+    /// A wait on the queue (a CMD_SYNC's completion, room in the queue) passed its bound:
+    /// counted, and if the last one did too with no CMD_SYNC completed since, the SMMU no
+    /// longer answers, and nothing it was asked to invalidate is known gone: failed
+    /// closed, as for SFM_ERR. One timeout is survivable (the domain is marked stale and
+    /// invalidated by ASID before its next use); a second in a row means no invalidation
+    /// can be confirmed at all. (Linux's arm-smmu-v3 only logs "CMD_SYNC timeout" and
+    /// goes on; see the README.) The caller still gets the `Timeout`; every later
+    /// operation `ServiceFailure`.
     #[cold]
     fn timed_out(&mut self, regs: &impl Mmio, stats: &mut Stats, what: &'static str) -> Error {
         stats.timeouts += 1;
-        let in_a_row = match self.timed_out_at {
-            Some(at) if at == stats.syncs => UNANSWERED_WAITS,
-            _ => 1,
-        };
+        let again = self.timed_out_at == Some(stats.syncs);
         self.timed_out_at = Some(stats.syncs);
-        if in_a_row >= UNANSWERED_WAITS && self.failed.is_none() {
+        if again && self.failed.is_none() {
             self.unanswered = true;
             self.fail(regs);
         }
