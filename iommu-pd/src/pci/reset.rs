@@ -109,6 +109,10 @@ impl Stopped {
     pub fn pm_reset(self) -> bool {
         self.0 & stop::PM_RESET != 0
     }
+    /// A reset was started and the function did not answer again within the wait.
+    pub fn lost(self) -> bool {
+        self.0 & stop::FLR_LOST != 0
+    }
     /// What the owner placed reads back as before.
     pub fn restored(self) -> bool {
         self.0 & stop::RESTORED != 0

@@ -158,7 +158,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// A stop of device `d`'s function whose reset it did not come back from in time
     /// (`FLR_LOST`) marks it lost; whether it did.
     fn lost_if_not_back(&mut self, d: DeviceIndex, done: Stopped) -> bool {
-        let lost = done.0 & iommu_protocol::stop::FLR_LOST != 0;
+        let lost = done.lost();
         self.devices[d].function_lost |= lost;
         lost
     }
