@@ -214,14 +214,10 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
         out.push(super::read_write(m, &format!("the SMMU's registers `{}`", m.mr)));
     }
     if let Some(m) = regs.filter(|m| m.cached) {
-        out.push(p(
-            m.line,
-            "map",
-            format!(
-                "the IOMMU PD maps the SMMU's registers `{}` cached (Microkit's default): as Normal memory its writes may stay in its cache and its reads come from there, so the SMMU need not see the stream table, the abort or the enable the IOMMU PD reads back as done",
-                m.mr
-            ),
-            "add cached=\"false\" to this map (Device memory)",
+        out.push(super::cached_registers(
+            m,
+            &format!("the SMMU's registers `{}`", m.mr),
+            "its writes may stay in its cache and its reads come from there, so the SMMU need not see the stream table, the abort or the enable the IOMMU PD reads back as done",
         ));
     }
     // Another map of the same frame, cached, is a cacheable alias of the registers: the

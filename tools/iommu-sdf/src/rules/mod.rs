@@ -78,6 +78,17 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     out
 }
 
+/// The IOMMU PD's map `m` of device registers `what` (the SMMU's, ECAM) is cached,
+/// Microkit's default: as Normal memory, `consequence`.
+fn cached_registers(m: &Map, what: &str, consequence: &str) -> Problem {
+    p(
+        m.line,
+        "map",
+        format!("the IOMMU PD maps {what} cached (Microkit's default): as Normal memory {consequence}"),
+        "add cached=\"false\" to this map (Device memory)",
+    )
+}
+
 /// The IOMMU PD's map `m` of `what` (its registers, a table or queue, ECAM) lacks read or
 /// write: it writes them at boot before any stream aborts, so the first write faults it
 /// there and leaves every stream as the SMMU resets (booted: SMMU_GBPA's write, the

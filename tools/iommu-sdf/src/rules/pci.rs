@@ -131,14 +131,10 @@ fn covers_the_buses(sys: &System, board: &Board, ecam: &Map, out: &mut Vec<Probl
         out.push(super::read_write(ecam, &format!("its ECAM `{}`", r.name)));
     }
     if ecam.cached {
-        out.push(p(
-            ecam.line,
-            "map",
-            format!(
-                "the IOMMU PD maps its ECAM `{}` cached (Microkit's default): as Normal memory its writes of bus numbers, windows and Bus Master off may stay in its cache, and what it reads back be its own write, not the function's register",
-                r.name
-            ),
-            "add cached=\"false\" to this map (Device memory)",
+        out.push(super::cached_registers(
+            ecam,
+            &format!("its ECAM `{}`", r.name),
+            "its writes of bus numbers, windows and Bus Master off may stay in its cache, and what it reads back be its own write, not the function's register",
         ));
     }
     // The IOMMU PD writes bus numbers, windows and Command registers into what it maps as
