@@ -23,6 +23,7 @@ cat >> "$expect" <<LINES
 the guest's Linux reads the test's random MiB from the disk by DMA, bytes right|^guest-init: read 1 MiB at 1 MiB of /dev/vda: sha256 $sum
 and writes it back and reads it again, bytes right|^guest-init: wrote it back at 2 MiB and read it again: sha256 $sum
 the restarted Linux reads, from the disk the VMM stopped, reset and resumed, the MiB the first boot wrote, bytes right|^guest-init: boot=again: read the MiB the first boot wrote at 2 MiB: sha256 $sum
+the third Linux, after the VMM stopped the VM and its disk on an unhandled fault, reads the MiB the first boot wrote, bytes right|^guest-init: boot=third: read the MiB the first boot wrote at 2 MiB: sha256 $sum
 after the disk's DMA outside its RAM, the guest runs on and its memory is as it was|^guest-init: after the disk's DMA outside its RAM: the guest runs on, its memory as it was \(sha256 $sum\)
 LINES
 

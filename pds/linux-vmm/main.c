@@ -23,6 +23,10 @@
  * (stopped_disk.c), RESUMEs it, loads the guest's images again, resets the vCPU and boots
  * Linux a second time, with `boot=again` on its command line instead of `boot=first` (a
  * guest that powers off, PSCI SYSTEM_OFF, is stopped the same way and not booted again).
+ * A guest fault libvmm cannot handle (an access to a guest-physical address nothing
+ * emulates, say) stops the VM the same way: libvmm leaves the vCPU waiting on it forever,
+ * and without the STOP the disk would go on reading and writing a guest that no longer
+ * runs. This image's second guest does that; the VMM then boots a third (`boot=third`).
  * When that guest powers off, the VMM crashes on purpose, the disk mapped and
  * running: the IOMMU PD, its parent, must do to the disk what STOP does.
  */
@@ -86,7 +90,8 @@ static uint64_t disk_irqs;
 
 static bool vtimer_held;
 
-/* Which boot of the guest this is; its command line says so (`boot=first`, `boot=again`).
+/* Which boot of the guest this is; its command line says so (`boot=first`, `boot=again`,
+ * `boot=third`: all ten characters, as load_guest needs).
  * In .data, so that a restart of this PD by the IOMMU PD (after its crash) sees it. */
 static int boot __attribute__((section(".data"))) = 0;
 static uintptr_t kernel_pc;
@@ -286,8 +291,9 @@ static bool vm_restart(size_t vcpu, const char *flag)
  * with its disk running and mapped and telling the VMM nothing, so both are taken here
  * first: the VM is stopped with its disk (STOP: blocked, reset by FLR), the stopped disk
  * checked to reach nothing, and a reset boots Linux again on it; a power-off leaves it
- * stopped. This image's choreography: the first boot reboots; the second powers off and
- * the VMM crashes on purpose, the disk still running. */
+ * stopped. This image's choreography: the first boot reboots; the second faults where
+ * libvmm cannot help (guest_faulted); the third powers off and the VMM crashes on purpose,
+ * the disk still running. */
 static void guest_ended(size_t vcpu, bool reset)
 {
     microkit_vcpu_stop(vcpu);
@@ -297,7 +303,7 @@ static void guest_ended(size_t vcpu, bool reset)
     /* Linux resets the device when it shuts down (virtio status 0): the VMM sets it to
      * ACKNOWLEDGE, so that only a reset of the function can take it back to 0. */
     uint8_t before = stopped_disk_mark();
-    if (boot >= 2) {
+    if (boot >= 3) {
         /* As a buggy VMM would, with the disk passed through, mapped and its function
          * set up: the IOMMU PD, its parent, must take all of it away. */
         printf("vmm: now crashing, with the disk mapped, its Command 0x%x and virtio status 0x%x\n",
@@ -315,6 +321,24 @@ static void guest_ended(size_t vcpu, bool reset)
     }
     boot = 2;
     vm_restart(vcpu, "boot=again");
+}
+
+/* libvmm could not handle a fault of the guest's (it said why, and left the vCPU waiting on
+ * it, unanswered): the guest runs no more, so its disk must not either. The VM is stopped
+ * with its disk (STOP: blocked, confirmed, the function reset) and stays stopped; this
+ * image's choreography then boots a third guest, to go on with its test. */
+static void guest_faulted(size_t vcpu)
+{
+    microkit_vcpu_stop(vcpu);
+    printf("vmm: libvmm could not handle the guest's fault after boot %d: its vCPU is stopped\n", boot);
+    if (!vm_stop(vcpu)) {
+        return;
+    }
+    printf("; after the guest's unhandled fault\n");
+    if (boot == 2) {
+        boot = 3;
+        vm_restart(vcpu, "boot=third");
+    }
 }
 
 seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo *reply_msginfo)
@@ -340,6 +364,7 @@ seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo
         return seL4_True;
     }
     if (!fault_handle(child, msginfo)) {
+        guest_faulted(child);
         return seL4_False;
     }
     if (vtimer_held && vtimer_enabled(child)) {
