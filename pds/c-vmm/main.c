@@ -222,6 +222,11 @@ static seL4_Bool run_again(uint64_t err, const char *refused, const char *done, 
         microkit_dbg_puts("\n");
         return seL4_False;
     }
+    /* The guest's next run sees configuration space afresh, the device decoding its BARs
+     * again (a STOP turned its Memory Space off). */
+    if (!vpci_restart()) {
+        return seL4_False;
+    }
     microkit_dbg_puts(done);
     run = next;
     start_guest();

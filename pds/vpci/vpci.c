@@ -16,7 +16,14 @@
  *     the IOMMU PD placed them. A guest that moves a BAR finds nothing there (the VM's map
  *     is static; linux,pci-probe-only in its device tree keeps Linux from moving them);
  *   - the expansion ROM BAR (reads 0: no ROM);
- *   - Interrupt Line (a byte the guest's OS writes for itself; the IOMMU PD refuses it).
+ *   - Interrupt Line (a byte the guest's OS writes for itself; the IOMMU PD refuses it);
+ *   - Command's Memory Space bit: the guest reads back what it wrote, and the device's
+ *     stays on. The VM maps the BARs' window for good (its maps are static), so a guest
+ *     that turns decoding off and then touches its BARs would reach a function that does
+ *     not answer them, which a root complex on hardware may report with an SError, taking
+ *     more than the guest with it (CVE-2020-12888; vfio-pci unmaps the BARs instead, which
+ *     a Microkit VMM cannot). Decoding stays on from vpci_init, so the guest's accesses
+ *     always land on registers. Bus Master and the other bits go to the device.
  * A write the IOMMU PD refuses (ConfigDenied) is dropped, as a write to a read-only
  * register is, and counted.
  */
@@ -28,6 +35,8 @@
 #include "iommu_client.h"
 #include "vpci.h"
 
+#define COMMAND 0x04
+#define COMMAND_MEMORY_SPACE 0x2u
 #define BAR0 0x10
 #define BAR_END 0x28
 #define ROM_BAR 0x30
@@ -46,6 +55,8 @@ struct vbar {
 static struct vpci_config cfg;
 static struct vbar bars[NUM_BARS];
 static uint8_t interrupt_line;
+/* Memory Space as the guest last wrote it (what it reads back); the device's is on. */
+static bool guest_memory_space;
 static struct vpci_stats stats;
 /* BAR moves by the guest so far; the first MOVES_SAID are printed. */
 #define MOVES_SAID 4
@@ -59,6 +70,32 @@ struct vpci_stats vpci_stats(void)
 static uint64_t config_read(uint16_t offset, uint8_t width, uint32_t *value)
 {
     return iommu_config_read(cfg.iommu, cfg.device, offset, width, value);
+}
+
+/* The device's Memory Space on, read back, whatever the guest's is. */
+static bool device_decoding(void)
+{
+    uint32_t command, after = 0;
+    uint64_t err = config_read(COMMAND, 2, &command);
+    if (!err) {
+        err = iommu_config_write(cfg.iommu, cfg.device, COMMAND, 2, command | COMMAND_MEMORY_SPACE, &after);
+    }
+    if (err || !(after & COMMAND_MEMORY_SPACE)) {
+        vpci_printf("vmm: vpci: the device's Memory Space could not be turned on (%s); not started\n",
+                    err ? iommu_strerror(err) : "it reads back off");
+        return false;
+    }
+    return true;
+}
+
+bool vpci_restart(void)
+{
+    for (int i = 0; i < NUM_BARS; i++) {
+        bars[i].value = bars[i].placed;
+    }
+    interrupt_line = 0;
+    guest_memory_space = false;
+    return device_decoding();
 }
 
 bool vpci_init(const struct vpci_config *c)
@@ -120,6 +157,9 @@ bool vpci_init(const struct vpci_config *c)
         if (is64) {
             i++;
         }
+    }
+    if (!device_decoding()) {
+        return false;
     }
     vpci_printf("vmm: vpci: the guest's ECAM at 0x%lx is emulated: 00:00.0 is device %04x:%04x, nothing else\n",
            cfg.ecam_gpa, id & 0xffff, id >> 16);
@@ -196,6 +236,9 @@ void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data)
             if (dword == INTERRUPT_LINE) {
                 v = (v & ~0xffu) | interrupt_line;
             }
+            if (dword == COMMAND) {
+                v = (v & ~COMMAND_MEMORY_SPACE) | (guest_memory_space ? COMMAND_MEMORY_SPACE : 0);
+            }
         }
         *data = (v >> shift) & wmask;
         return;
@@ -217,6 +260,11 @@ void vpci_access(uint64_t offset, bool is_read, int width, uint32_t *data)
         }
         /* Interrupt Pin, Min_Gnt, Max_Lat: read-only. */
         return;
+    }
+    if (reg == COMMAND) {
+        /* Every aligned write that covers Command's low byte starts at it. */
+        guest_memory_space = v & COMMAND_MEMORY_SPACE;
+        v |= COMMAND_MEMORY_SPACE;
     }
     uint32_t after;
     stats.forwarded++;

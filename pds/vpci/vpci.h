@@ -27,6 +27,12 @@ struct vpci_config {
  * then be started with a PCI bus. */
 bool vpci_init(const struct vpci_config *cfg);
 
+/* The guest's view reset for a new boot (its BARs where they were placed, Interrupt Line 0,
+ * Memory Space off) and the device decoding again, which a STOP's reset turned off. Call it
+ * after RESUME, before the guest runs again. False (and said why) if decoding cannot be
+ * turned on: the guest must not then be started. */
+bool vpci_restart(void);
+
 /* One configuration access of the guest, at `offset` in its ECAM: `width` bytes (1, 2 or
  * 4), `*data` the value written, or filled with the value read. Never fails: what is not
  * the function reads as all ones, as an empty slot does, and writes to it are dropped. */

@@ -78,14 +78,17 @@ fn the_guests_bar_writes_never_reach_the_device() {
     }
     assert!(has(&lines, "device bars unchanged"));
     // After init (the VMM's own sizing probes), the only writes the stand-in saw are the
-    // guest's two Command writes.
+    // guest's three Command writes (Memory Space kept on in each), then the restart's.
     let init = lines.iter().position(|l| l == "init 1").unwrap();
-    let writes: Vec<&str> = lines[init..].iter().filter_map(|l| l.strip_prefix("pd write ")).collect();
-    assert_eq!(writes, ["0x4 2 0x6", "0x4 1 0"]);
-    // The VMM's sizing at start: each BAR dword once with all ones, through the IOMMU PD.
+    let restart = lines.iter().position(|l| l == "restart 1").unwrap();
+    let writes: Vec<&str> = lines[init..restart].iter().filter_map(|l| l.strip_prefix("pd write ")).collect();
+    assert_eq!(writes, ["0x4 2 0x6", "0x4 1 0x2", "0x4 4 0x406", "0x4 2 0x2"]);
+    // The VMM's sizing at start: each BAR dword once with all ones, through the IOMMU PD;
+    // then the device's Memory Space turned on.
     let sized: Vec<&str> = lines[..init].iter().filter_map(|l| l.strip_prefix("pd write ")).collect();
-    assert_eq!(sized.len(), 6, "{sized:?}");
-    assert!(sized.iter().all(|w| w.ends_with(" 4 0xffffffff")), "{sized:?}");
+    assert_eq!(sized.len(), 7, "{sized:?}");
+    assert!(sized[..6].iter().all(|w| w.ends_with(" 4 0xffffffff")), "{sized:?}");
+    assert_eq!(sized[6], "0x4 2 0x2");
 }
 
 /// Interrupt Line is the guest's own byte (the pin beside it the device's); every other
@@ -103,6 +106,31 @@ fn interrupt_line_other_functions_and_command() {
     assert_eq!(guest(&lines, "command-on"), "0x6");
     assert_eq!(guest(&lines, "command-off"), "0");
     assert!(lines.iter().any(|l| l.starts_with("stats ") && l.ends_with(" refused 0 other 5")), "{}", lines.join("\n"));
+}
+
+/// Memory Space is the guest's to read back, not to turn off at the device: the VM maps the
+/// BARs' window for good, and a guest that turned decoding off and touched its BARs would
+/// reach a function that does not answer them (on hardware, possibly an SError for the
+/// whole machine: CVE-2020-12888). Before, Command went to the device as the guest wrote
+/// it: the device read 0 after the guest's byte write of 0.
+#[test]
+fn the_guest_cannot_turn_its_devices_decoding_off() {
+    let lines = run_guest();
+    // Decoding on from the VMM's start, before the guest wrote Command at all.
+    let init = lines.iter().position(|l| l == "init 1").unwrap();
+    assert!(lines[..init].iter().any(|l| l == "pd write 0x4 2 0x2"), "{}", lines.join("\n"));
+    // Off as the guest reads it, byte or dword written, Bus Master and INTx Disable as it
+    // wrote them; on at the device.
+    assert_eq!(guest(&lines, "command-off"), "0");
+    assert!(has(&lines, "device command-off 0x2"));
+    assert_eq!(guest(&lines, "command-dword-off"), "0x404");
+    assert!(has(&lines, "device command-dword-off 0x406"));
+    // A restart (after a STOP's reset turned Command to 0): decoding on again, the guest's
+    // view afresh.
+    assert!(has(&lines, "device command-restarted 0x2"));
+    assert_eq!(guest(&lines, "command-restarted"), "0");
+    assert_eq!(guest(&lines, "bar1-restarted"), "0x10000000");
+    assert_eq!(guest(&lines, "line-pin-restarted"), "0x100");
 }
 
 /// A guest that moves a BAR in a loop: each move is one trapped access, and the VMM must

@@ -184,6 +184,10 @@ int main(void)
     reads("command-on", 0x04, 2);
     guest_write(0x04, 1, 0x00);
     reads("command-off", 0x04, 2);
+    printf("device command-off %#x\n", get(0x04, 2));
+    guest_write(0x04, 4, 0x00000404);
+    reads("command-dword-off", 0x04, 4);
+    printf("device command-dword-off %#x\n", get(0x04, 2));
     printf("device bars %s\n", memcmp(placed + 0x10, space + 0x10, 0x18) ? "CHANGED" : "unchanged");
     printf("device line %#x\n", get(0x3c, 4));
 
@@ -204,6 +208,13 @@ int main(void)
     printf("loaded ldrsh-x %#llx\n", (unsigned long long)vpci_loaded(0x8000, 2, sse | sf));
     printf("loaded ldr-w %#llx\n", (unsigned long long)vpci_loaded(0x80000000u, 4, 0));
     printf("loaded ldrsw %#llx\n", (unsigned long long)vpci_loaded(0x80000000u, 4, sse | sf));
+    /* A STOP's reset (Command 0), then the VMM's restart of the guest. */
+    put(0x04, 2, 0);
+    printf("restart %d\n", vpci_restart());
+    printf("device command-restarted %#x\n", get(0x04, 2));
+    reads("command-restarted", 0x04, 2);
+    reads("bar1-restarted", 0x14, 4);
+    reads("line-pin-restarted", 0x3c, 4);
     struct vpci_stats st = vpci_stats();
     printf("stats bar_writes %u forwarded %u refused %u other %u\n", st.bar_writes, st.forwarded, st.refused,
            st.other_functions);
