@@ -54,11 +54,11 @@ fn machine() -> (Owned, usize, usize) {
     let disk = fabric.add(Parent::Root, 3, 0, endpoint());
     fabric.with_flr(disk, EXP + 8, ABSENT_MS);
     let topo = Topology { bridges: &[], functions: &FUNCTIONS };
-    let mut o = Owned { fabric, topo, states: vec![] };
+    let mut o = Owned::new(fabric, topo);
     let mut states = [FunctionState::default(); 2];
     pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
     assert_eq!(states, [FunctionState::Placed(0x10_4000); 2]);
-    o.states = states.to_vec();
+    o.booted(&states);
     (o, nic, disk)
 }
 
