@@ -328,6 +328,9 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// clear at boot (`ConfigSpace::messages_stuck`): mastering, it would send firmware's
 /// message, to an address its driver did not choose.
 ///
+/// A write that turns Memory Space on from off first puts the BARs where the owner
+/// places them (`decode_only_where_placed`): a function that reset itself decodes at 0.
+///
 /// Command's Memory Space and I/O Space are written as 0 for a function whose BARs the
 /// owner did not place at boot (`ConfigSpace::placement`: its window too small, an I/O
 /// BAR, or no window described): its BARs hold what firmware left, which may be another
@@ -380,8 +383,41 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
     }
     let current = if keep != 0 { read(cs, rid, offset, width)? } else { 0 };
     let value = (value & !keep & !zero) | (current & keep & !zero);
+    if command && value >> (8 * (reg::COMMAND - offset)) & u32::from(reg::CMD_MEMORY) != 0 {
+        decode_only_where_placed(cs, rid)?;
+    }
     cs.write(rid, offset, width, value).ok_or(ErrorCode::NoConfigSpace)?;
     read(cs, rid, offset, width)
+}
+
+/// Memory Space is about to be turned on in function `rid`: if it is off now, its BARs are
+/// first put where the owner places them (`place_again`), whatever they read. A function
+/// that resets itself (a device-specific register its driver wrote, a link that went
+/// down) comes back with its BARs at their reset values, 0, without its owner knowing:
+/// its driver turning Memory Space on again would have it decode there, over whatever is
+/// at 0. Any reset clears Memory Space, so turning it on again is always such a write;
+/// what a function that keeps decoding through its own reset does is not caught.
+fn decode_only_where_placed(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
+    if read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY != 0 {
+        return Ok(());
+    }
+    place_again(cs, rid)
+}
+
+/// Function `rid`'s BARs placed again where the description places them
+/// (`ConfigSpace::placement`, planned as at boot), its expansion ROM disabled and memory
+/// decoding off, read back; nothing for a function whose BARs the owner never placed.
+/// `DeviceMissing` if they cannot be put there (no longer fitting the window, or not
+/// reading back: not the function the owner placed), its decoding left off.
+pub(crate) fn place_again(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
+    let missing = ErrorCode::DeviceMissing;
+    if let Some(p) = cs.placement(rid) {
+        let plan = place(cs, rid, p.base, p.size).map_err(|_| missing)?;
+        if !plan.reads_back(cs, rid)? {
+            return Err(missing);
+        }
+    }
+    Ok(())
 }
 
 /// A write to a BAR dword: a sizing probe, a write of what it holds, or refused.

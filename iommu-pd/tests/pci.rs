@@ -30,9 +30,9 @@ impl ConfigSpace for Ecam {
         DEVICES.get(device).map(|d| d.stream as u16).ok_or(ErrorCode::NoConfigSpace)
     }
     /// Every function here is as if the owner placed its BARs (`tests/topology.rs` has
-    /// one it could not).
-    fn placement(&self, _: u16) -> Option<pci::Placement> {
-        Some(pci::Placement { base: 0x1000_0000, size: 0x20_0000 })
+    /// one it could not), each in a 2 MiB window of its own.
+    fn placement(&self, rid: u16) -> Option<pci::Placement> {
+        Some(pci::Placement { base: window(rid), size: 0x20_0000 })
     }
     fn messages_stuck(&self, _: u16) -> bool {
         false
@@ -65,6 +65,16 @@ const NIC: u16 = 0x10; // 00:02.0, device 0, NET's
 const DISK: u16 = 0x18; // 00:03.0, device 1, BLK's
 const EVIL_FN: u16 = 0x20; // 00:04.0, device 2, EVIL's
 const BRIDGE: u16 = 0x28; // 00:05.0, device 3, NET's: a PCI-to-PCI bridge
+
+/// Where the owner placed function `rid`'s BARs: NIC's at 0x10000000, EVIL_FN's 2 MiB
+/// above, DISK's above that.
+fn window(rid: u16) -> u64 {
+    match rid {
+        NIC => 0x1000_0000,
+        EVIL_FN => 0x1020_0000,
+        _ => 0x1040_0000,
+    }
+}
 
 /// An endpoint with a 1 MiB 32-bit BAR0 and a 16 KiB 64-bit BAR2, an expansion ROM, and
 /// capabilities: MSI (64-bit) at 0x40, MSI-X at 0x50, PM at 0x60, a 6-byte

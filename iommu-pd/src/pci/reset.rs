@@ -54,7 +54,7 @@ use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
 
 use super::{
-    capabilities, messages_off, messages_on, place, plan_bars, present, read, reg, BarPlan, Cap, ConfigSpace,
+    capabilities, messages_off, messages_on, place_again, plan_bars, present, read, reg, BarPlan, Cap, ConfigSpace,
     CMD_IO_SPACE, MAX_CAPS,
 };
 
@@ -310,13 +310,7 @@ pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorC
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
     messages_off(cs, rid, &caps[..n])?;
-    if let Some(p) = cs.placement(rid) {
-        let plan = place(cs, rid, p.base, p.size).map_err(|_| missing)?;
-        if !plan.reads_back(cs, rid)? {
-            return Err(missing);
-        }
-    }
-    Ok(())
+    place_again(cs, rid)
 }
 
 /// After a reset: whether the function answers configuration requests again within
