@@ -325,8 +325,9 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// (`ConfigSpace::driver_bytes`), never the capability list the function shows now.
 ///
 /// Command's Bus Master is written as 0 for a function whose MSI or MSI-X Enable did not
-/// clear at boot (`ConfigSpace::messages_stuck`): mastering, it would send firmware's
-/// message, to an address its driver did not choose.
+/// clear at boot (`ConfigSpace::messages_stuck`), or whose last stop did not read back off
+/// (`BusMaster::KeptOff`, the service's to say): mastering, it would send a message to an
+/// address its driver did not choose.
 ///
 /// A write that turns Memory Space on from off first puts the BARs where the owner
 /// places them (`decode_only_where_placed`): a function that reset itself decodes at 0.
@@ -344,7 +345,14 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// write of the value the BAR already holds changes nothing and succeeds; any other BAR
 /// write is refused. Within the one call nothing else runs, so the BAR is never seen
 /// anywhere but where the owner put it.
-pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, value: u32) -> Result<u32, ErrorCode> {
+pub fn config_write(
+    cs: &mut dyn ConfigSpace,
+    rid: u16,
+    offset: u16,
+    width: u8,
+    value: u32,
+    bus_master: BusMaster,
+) -> Result<u32, ErrorCode> {
     present(cs, rid)?;
     // A bridge (type 1), a CardBus bridge (type 2), or a reserved type: none of its
     // registers is a driver's.
@@ -375,8 +383,9 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
         keep &= !off;
         zero |= off;
     }
-    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot.
-    if command && cs.messages_stuck(rid) {
+    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot, or that its
+    // last stop could not turn off.
+    if command && (cs.messages_stuck(rid) || bus_master == BusMaster::KeptOff) {
         let off = u32::from(reg::CMD_BUS_MASTER) << (8 * (reg::COMMAND - offset));
         keep &= !off;
         zero |= off;
@@ -388,6 +397,17 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
     }
     cs.write(rid, offset, width, value).ok_or(ErrorCode::NoConfigSpace)?;
     read(cs, rid, offset, width)
+}
+
+/// Whether a function's driver may turn its Bus Master on (`config_write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusMaster {
+    /// It may.
+    Allowed,
+    /// Written as 0 whatever the driver asks: the function's last stop did not read back
+    /// off (an MSI or MSI-X Enable, or Command, stayed set), and mastering it would send
+    /// the message its last driver set up, to an address its driver now did not choose.
+    KeptOff,
 }
 
 /// Memory Space is about to be turned on in function `rid`: if it is off now, its BARs are

@@ -101,6 +101,10 @@ const VENDOR_CRS: u32 = 0x0001;
 pub struct Stopped(pub u64);
 
 impl Stopped {
+    /// Bus Master, Memory and I/O Space, MSI and MSI-X all read back off at the end.
+    pub fn off(self) -> bool {
+        self.0 & stop::FUNCTION_OFF != 0
+    }
     /// Reset by FLR, and back.
     pub fn reset(self) -> bool {
         self.0 & stop::FLR != 0
