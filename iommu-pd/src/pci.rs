@@ -516,13 +516,21 @@ const CMD_IO_SPACE: u16 = 1 << 0;
 /// `visit(cs, requester ID, vendor and device ID, header type)`.
 fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn ConfigSpace, u16, u32, u8)) -> Census {
     let mut census = Census { buses: 1, ..Census::default() };
+    // Under ARI (PCIe Base 4.0, 6.13) a device's function number takes the device number's
+    // five bits too: device 0 has functions 0..255, each naming the next in its ARI
+    // capability, gaps allowed, with no multi-function bit to go by. A walk by slot, which
+    // leaves a slot at an absent or single-function function 0, missed functions past a
+    // gap, and they kept the Bus Master and MSI firmware left them. On a bus whose first
+    // function has the ARI capability, all 256 are asked (past 7 they read all ones unless
+    // the port above forwards them, ARI Forwarding Enable).
+    let ari = topology::find_extended(cs, bus << 8, ARI_ID, ARI_LEN).is_some();
     for dev in 0..32u16 {
         for func in 0..8u16 {
             let rid = bus << 8 | dev << 3 | func;
             let Some(id) = cs.read(rid, reg::VENDOR_ID, 4) else { break };
             if id & 0xffff == 0xffff {
                 // Function 0 absent: no device in this slot.
-                if func == 0 {
+                if func == 0 && !ari {
                     break;
                 }
                 continue;
@@ -557,13 +565,18 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
             visit(cs, rid, id, header);
             // A single-function device answers for functions 1..7 too on some
             // hardware: only a multi-function device's other functions are real.
-            if func == 0 && header & 0x80 == 0 {
+            if func == 0 && header & 0x80 == 0 && !ari {
                 break;
             }
         }
     }
     census
 }
+
+/// Alternative Routing-ID Interpretation, an extended capability (PCIe Base 4.0, 7.8.8): its
+/// ID, and the bytes of it read (its header).
+const ARI_ID: u16 = 0x000e;
+const ARI_LEN: u16 = 4;
 
 /// SR-IOV, an extended capability (PCI-SIG SR-IOV 1.1, 3.3; Linux's `pci_regs.h`): its
 /// ID, its control register's offset, and there VF Enable and VF Memory Space Enable.

@@ -719,6 +719,51 @@ fn a_function_whose_msi_stays_enabled_never_masters() {
     assert!(!o.fabric.dma_reaches_root(nic));
 }
 
+/// An ARI device below a root port (PCIe Base 4.0, 6.13): its function numbers use the
+/// device number's bits too, so its functions 0, 9 and 48 answer at 01:00.0, 01:01.1 and
+/// 01:06.0 once firmware turned ARI Forwarding on in the port; 01:01.0 (function 8) is a
+/// gap, and function 0 does not say multi-function (under ARI nothing need). A walk by
+/// slot left slot 1 at its absent function 0 and slot 0 after its single function 0, so
+/// functions 9 and 48 kept the Bus Master, decoding and MSI firmware left on, DMA that
+/// reached memory through the port the owner opened. Now every function on the bus is
+/// stopped, and named.
+#[test]
+fn an_ari_devices_functions_past_a_gap_are_stopped() {
+    let mut fab = Fabric::default();
+    let rp = fab.add(Parent::Root, 1, 0, bridge(Some(4), Some(0x1f)));
+    let mut f0 = endpoint();
+    f0.set(0x100, 4, 0x0001_000e); // ARI, the last extended capability
+    f0.set(0x104, 4, 9 << 8); // next function: 9
+    fab.add(Parent::Bridge(rp), 0, 0, f0);
+    let mut others = vec![];
+    for (dev, func, next) in [(1, 1, 48u32), (6, 0, 0)] {
+        let mut f = endpoint();
+        f.set(0x100, 4, 0x0001_000e);
+        f.set(0x104, 4, next << 8);
+        f.set(0x06, 2, 1 << 4);
+        f.set(0x34, 1, 0x40);
+        f.set(0x40, 4, 0x0001_0005); // MSI, enabled by firmware
+        f.mask(0x42, 2, 0x0071);
+        f.set(0x04, 2, MEM | MASTER);
+        others.push(fab.add(Parent::Bridge(rp), dev, func, f));
+    }
+    let bridges = [rp_cfg(0x0008, 1, 1, true)];
+    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
+    let topo = Topology { bridges: Box::leak(Box::new(bridges)), functions: Box::leak(Box::new(functions)) };
+    let mut o = Owned::new(fab, topo);
+    let (mut b, mut f, mut met) = ([BridgeState::default()], [FunctionState::default()], vec![]);
+    pci::configure(&mut o, topo, &mut b, &mut f, |m| met.push(m)).unwrap();
+    assert!(matches!(b[0], BridgeState::Open { master: true, .. }));
+    assert_eq!(f[0], FunctionState::Placed(0x10_4000));
+    for (n, rid) in others.iter().zip([0x0109u16, 0x0130]) {
+        let g = &o.fabric.nodes[*n].f;
+        assert_eq!(u32::from(g.command()) & (MEM | MASTER), 0, "{rid:#06x}: still mastering or decoding");
+        assert_eq!(g.get(0x42, 2) & 1, 0, "{rid:#06x}: MSI still enabled");
+        assert!(!o.fabric.dma_reaches_root(*n), "{rid:#06x}");
+        assert!(met.iter().any(|m| matches!(m, Met::Function(r, ..) if *r == rid)), "{rid:#06x}: not named");
+    }
+}
+
 /// The root port a description names as the hostile driver's device, changing its header
 /// type to an endpoint's after boot (a switch's firmware can: nothing in hardware keeps
 /// it still). Asked at the write alone, the header let its "driver" write Command (its
