@@ -12,7 +12,9 @@
 //! INTx-disable bits (its other bits keep the value they have: masked, not refused, so
 //! a driver that writes Command whole, as virtio-drivers does, works), the MSI and MSI-X
 //! capabilities past their headers (an MSI is a DMA write, which the SMMU confines like
-//! any other), and device-specific registers at 0x40..0x100 outside every capability.
+//! any other), and device-specific registers at 0x40..0x100 outside every capability,
+//! as the function's capability list was when its owner recorded it at boot
+//! (`DriverBytes`), not as the function shows it at the write.
 //! Status is never written (its error bits clear on a 1: the driver's 32-bit write of
 //! Command writes Status as 0, which changes nothing). Everything else is refused
 //! (`ConfigDenied`) before anything is written: the rest of the type-0 header (BARs,
@@ -34,10 +36,10 @@ mod reset;
 mod topology;
 pub use reset::{restore_function, stop_function, Reset, Stopped, FLR_WAIT_MS};
 pub use topology::{
-    acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, Bdf, BridgeState, Found,
-    FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
+    acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, record_driver_bytes, Bdf,
+    BridgeState, Found, FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
 };
-pub use topology::{messages_stuck as messages_stuck_of, placement as placement_of};
+pub use topology::{driver_bytes as driver_bytes_of, messages_stuck as messages_stuck_of, placement as placement_of};
 
 /// Configuration space, as its owner reaches it (ECAM in the IOMMU PD, a model in tests).
 pub trait ConfigSpace {
@@ -65,6 +67,12 @@ pub trait ConfigSpace {
     /// (`FunctionState::MessagesStuck`, `stuck_messages`): its driver may not turn its Bus
     /// Master on, or it would send firmware's message.
     fn messages_stuck(&self, rid: u16) -> bool;
+    /// What function `rid`'s driver may write in 0x40..0x100, as the owner recorded it at
+    /// boot from the capability list the function showed then (`driver_bytes`,
+    /// `record_driver_bytes`), never as it shows now; `None` for a function it recorded
+    /// nothing for (not there at boot, or not an endpoint), none of whose registers its
+    /// driver may write.
+    fn driver_bytes(&mut self, rid: u16) -> Option<DriverBytes>;
     /// Milliseconds since some fixed start, never going back: what rations the waits
     /// above (`Service`'s STOP).
     fn now_ms(&mut self) -> u64;
@@ -91,6 +99,9 @@ impl ConfigSpace for NoConfigSpace {
     }
     fn messages_stuck(&self, _: u16) -> bool {
         false
+    }
+    fn driver_bytes(&mut self, _: u16) -> Option<DriverBytes> {
+        None
     }
     fn now_ms(&mut self) -> u64 {
         0
@@ -242,26 +253,61 @@ enum Byte {
     Denied,
 }
 
-fn classify(byte: u16, caps: &[Cap]) -> Byte {
+fn classify(byte: u16, bytes: &DriverBytes) -> Byte {
     let [lo, hi] = reg::CMD_DRIVER.to_le_bytes();
     match byte {
         b if b == reg::COMMAND => Byte::Masked(lo),
         b if b == reg::COMMAND + 1 => Byte::Masked(hi),
         b if b == reg::STATUS || b == reg::STATUS + 1 => Byte::Zero,
-        b if !(reg::HEADER_END..reg::EXTENDED).contains(&b) => Byte::Denied,
-        // Past the header (ID and next pointer) of MSI and MSI-X, or in no capability:
-        // the driver's. Every capability that covers the byte is asked, not the first the
-        // list names: in a device whose capabilities overlap, a PM or PCI Express register
-        // inside MSI's extent stays refused.
-        b => {
-            let drivers = |c: &Cap| matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2;
-            if caps.iter().filter(|c| (c.start..c.end).contains(&b)).all(drivers) {
-                Byte::Write
-            } else {
-                Byte::Denied
-            }
+        b if bytes.allows(b) => Byte::Write,
+        _ => Byte::Denied,
+    }
+}
+
+/// Which bytes of 0x40..0x100 (capabilities and device-specific registers) a function's
+/// driver may write: past the header (ID and next pointer) of MSI and MSI-X, and in no
+/// capability. Every capability that covers a byte is asked, not the first the list
+/// names: in a device whose capabilities overlap, a PM or PCI Express register inside
+/// MSI's extent stays refused.
+///
+/// Decided once, from the list the function shows when its owner records it (at boot,
+/// before any driver runs: `record_driver_bytes`), and asked at every write instead of
+/// the list the function shows then. A function can rewrite its own list (a device its
+/// driver reprograms through a BAR, or a hostile one); read at each write, the list let
+/// it drop PM or the PCI Express capability, clear Status's Capabilities List bit, or
+/// give PM's ID to MSI, and so have PM's control (D3hot) or Device Control (Initiate FLR)
+/// written as device-specific registers or as MSI's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DriverBytes([u64; 3]);
+
+impl DriverBytes {
+    /// Whether byte `byte` of the function's space is the driver's (never one outside
+    /// 0x40..0x100).
+    fn allows(&self, byte: u16) -> bool {
+        let i = usize::from(byte.wrapping_sub(reg::HEADER_END));
+        i < 8 * core::mem::size_of::<Self>() && self.0[i / 64] >> (i % 64) & 1 != 0
+    }
+}
+
+/// What function `rid`'s driver may write in 0x40..0x100 (`DriverBytes`), from the
+/// capability list it shows now; `None` if nothing answers there or it is not an endpoint
+/// (its header not type 0).
+pub fn driver_bytes(cs: &mut dyn ConfigSpace, rid: u16) -> Option<DriverBytes> {
+    present(cs, rid).ok()?;
+    if read(cs, rid, reg::HEADER_TYPE, 1).ok()? & 0x7f != 0 {
+        return None;
+    }
+    let mut caps = [Cap::default(); MAX_CAPS];
+    let n = capabilities(cs, rid, &mut caps).ok()?;
+    let mut bytes = DriverBytes::default();
+    for b in reg::HEADER_END..reg::EXTENDED {
+        let drivers = |c: &Cap| matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2;
+        if caps[..n].iter().filter(|c| (c.start..c.end).contains(&b)).all(drivers) {
+            let i = usize::from(b - reg::HEADER_END);
+            bytes.0[i / 64] |= 1 << (i % 64);
         }
     }
+    Some(bytes)
 }
 
 /// CONFIG_READ of function `rid` (its owner checked by the service); `DeviceMissing` if
@@ -275,9 +321,16 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// module says, refused whole (nothing written) if any byte is not the driver's. Returns
 /// what the register reads after the write.
 ///
+/// Which bytes of 0x40..0x100 are the driver's is what the owner recorded at boot
+/// (`ConfigSpace::driver_bytes`), never the capability list the function shows now.
+///
 /// Command's Bus Master is written as 0 for a function whose MSI or MSI-X Enable did not
-/// clear at boot (`ConfigSpace::messages_stuck`): mastering, it would send firmware's
-/// message, to an address its driver did not choose.
+/// clear at boot (`ConfigSpace::messages_stuck`), or whose last stop did not read back off
+/// (`BusMaster::KeptOff`, the service's to say): mastering, it would send a message to an
+/// address its driver did not choose.
+///
+/// A write that turns Memory Space on from off first puts the BARs where the owner
+/// places them (`decode_only_where_placed`): a function that reset itself decodes at 0.
 ///
 /// Command's Memory Space and I/O Space are written as 0 for a function whose BARs the
 /// owner did not place at boot (`ConfigSpace::placement`: its window too small, an I/O
@@ -292,23 +345,31 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// write of the value the BAR already holds changes nothing and succeeds; any other BAR
 /// write is refused. Within the one call nothing else runs, so the BAR is never seen
 /// anywhere but where the owner put it.
-pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, value: u32) -> Result<u32, ErrorCode> {
+pub fn config_write(
+    cs: &mut dyn ConfigSpace,
+    rid: u16,
+    offset: u16,
+    width: u8,
+    value: u32,
+    bus_master: BusMaster,
+) -> Result<u32, ErrorCode> {
     present(cs, rid)?;
     // A bridge (type 1), a CardBus bridge (type 2), or a reserved type: none of its
     // registers is a driver's.
     if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
         return Err(ErrorCode::ConfigDenied);
     }
+    // What the owner recorded at boot, not what the function's capability list says now;
+    // nothing recorded (not an endpoint then): none of it is the driver's.
+    let Some(bytes) = cs.driver_bytes(rid) else { return Err(ErrorCode::ConfigDenied) };
     if (reg::BAR0..reg::BAR0 + 24).contains(&offset) {
         return bar_write(cs, rid, offset, width, value);
     }
-    let mut caps = [Cap::default(); MAX_CAPS];
-    let n = capabilities(cs, rid, &mut caps)?;
     let mut keep = 0u32; // bits whose current value is kept
     let mut zero = 0u32; // bits written as 0
     for i in 0..width as u16 {
         let shift = 8 * i as u32;
-        match classify(offset + i, &caps[..n]) {
+        match classify(offset + i, &bytes) {
             Byte::Write => {}
             Byte::Masked(m) => keep |= u32::from(!m) << shift,
             Byte::Zero => zero |= 0xff << shift,
@@ -322,16 +383,61 @@ pub fn config_write(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8, 
         keep &= !off;
         zero |= off;
     }
-    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot.
-    if command && cs.messages_stuck(rid) {
+    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot, or that its
+    // last stop could not turn off.
+    if command && (cs.messages_stuck(rid) || bus_master == BusMaster::KeptOff) {
         let off = u32::from(reg::CMD_BUS_MASTER) << (8 * (reg::COMMAND - offset));
         keep &= !off;
         zero |= off;
     }
     let current = if keep != 0 { read(cs, rid, offset, width)? } else { 0 };
     let value = (value & !keep & !zero) | (current & keep & !zero);
+    if command && value >> (8 * (reg::COMMAND - offset)) & u32::from(reg::CMD_MEMORY) != 0 {
+        decode_only_where_placed(cs, rid)?;
+    }
     cs.write(rid, offset, width, value).ok_or(ErrorCode::NoConfigSpace)?;
     read(cs, rid, offset, width)
+}
+
+/// Whether a function's driver may turn its Bus Master on (`config_write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusMaster {
+    /// It may.
+    Allowed,
+    /// Written as 0 whatever the driver asks: the function's last stop did not read back
+    /// off (an MSI or MSI-X Enable, or Command, stayed set), and mastering it would send
+    /// the message its last driver set up, to an address its driver now did not choose.
+    KeptOff,
+}
+
+/// Memory Space is about to be turned on in function `rid`: if it is off now, its BARs are
+/// first put where the owner places them (`place_again`), whatever they read. A function
+/// that resets itself (a device-specific register its driver wrote, a link that went
+/// down) comes back with its BARs at their reset values, 0, without its owner knowing:
+/// its driver turning Memory Space on again would have it decode there, over whatever is
+/// at 0. Any reset clears Memory Space, so turning it on again is always such a write;
+/// what a function that keeps decoding through its own reset does is not caught.
+fn decode_only_where_placed(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
+    if read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY != 0 {
+        return Ok(());
+    }
+    place_again(cs, rid)
+}
+
+/// Function `rid`'s BARs placed again where the description places them
+/// (`ConfigSpace::placement`, planned as at boot), its expansion ROM disabled and memory
+/// decoding off, read back; nothing for a function whose BARs the owner never placed.
+/// `DeviceMissing` if they cannot be put there (no longer fitting the window, or not
+/// reading back: not the function the owner placed), its decoding left off.
+pub(crate) fn place_again(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
+    let missing = ErrorCode::DeviceMissing;
+    if let Some(p) = cs.placement(rid) {
+        let plan = place(cs, rid, p.base, p.size).map_err(|_| missing)?;
+        if !plan.reads_back(cs, rid)? {
+            return Err(missing);
+        }
+    }
+    Ok(())
 }
 
 /// A write to a BAR dword: a sizing probe, a write of what it holds, or refused.
@@ -410,13 +516,21 @@ const CMD_IO_SPACE: u16 = 1 << 0;
 /// `visit(cs, requester ID, vendor and device ID, header type)`.
 fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn ConfigSpace, u16, u32, u8)) -> Census {
     let mut census = Census { buses: 1, ..Census::default() };
+    // Under ARI (PCIe Base 4.0, 6.13) a device's function number takes the device number's
+    // five bits too: device 0 has functions 0..255, each naming the next in its ARI
+    // capability, gaps allowed, with no multi-function bit to go by. A walk by slot, which
+    // leaves a slot at an absent or single-function function 0, missed functions past a
+    // gap, and they kept the Bus Master and MSI firmware left them. On a bus whose first
+    // function has the ARI capability, all 256 are asked (past 7 they read all ones unless
+    // the port above forwards them, ARI Forwarding Enable).
+    let ari = topology::find_extended(cs, bus << 8, ARI_ID, ARI_LEN).is_some();
     for dev in 0..32u16 {
         for func in 0..8u16 {
             let rid = bus << 8 | dev << 3 | func;
             let Some(id) = cs.read(rid, reg::VENDOR_ID, 4) else { break };
             if id & 0xffff == 0xffff {
                 // Function 0 absent: no device in this slot.
-                if func == 0 {
+                if func == 0 && !ari {
                     break;
                 }
                 continue;
@@ -451,13 +565,18 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
             visit(cs, rid, id, header);
             // A single-function device answers for functions 1..7 too on some
             // hardware: only a multi-function device's other functions are real.
-            if func == 0 && header & 0x80 == 0 {
+            if func == 0 && header & 0x80 == 0 && !ari {
                 break;
             }
         }
     }
     census
 }
+
+/// Alternative Routing-ID Interpretation, an extended capability (PCIe Base 4.0, 7.8.8): its
+/// ID, and the bytes of it read (its header).
+const ARI_ID: u16 = 0x000e;
+const ARI_LEN: u16 = 4;
 
 /// SR-IOV, an extended capability (PCI-SIG SR-IOV 1.1, 3.3; Linux's `pci_regs.h`): its
 /// ID, its control register's offset, and there VF Enable and VF Memory Space Enable.

@@ -204,6 +204,10 @@ pub struct DeviceState {
     /// any call touches it again it is put back where the description places it
     /// (`Service::recover_function`).
     function_lost: bool,
+    /// Its function's last stop did not read back off (an MSI or MSI-X Enable, or a
+    /// Command bit, stayed set): its driver's CONFIG_WRITE keeps its Bus Master off
+    /// (`pci::BusMaster::KeptOff`) until a later stop reads it off.
+    master_kept_off: bool,
     /// Blocked because a removal of access was not confirmed: some of its mappings are
     /// pending. Cleared only when every one has been retried and confirmed.
     unconfirmed: bool,
@@ -600,7 +604,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             Request::ConfigWrite { device, offset, width, value } => {
                 let (d, rid) = self.own_function(client, device, pci)?;
-                let written = crate::pci::config_write(pci, rid, offset, width, value);
+                let bus_master = match self.devices[d].master_kept_off {
+                    true => crate::pci::BusMaster::KeptOff,
+                    false => crate::pci::BusMaster::Allowed,
+                };
+                let written = crate::pci::config_write(pci, rid, offset, width, value, bus_master);
                 self.lost_if_missing(d, written).map(|v| Reply::ok(&[u64::from(v)]))
             }
             Request::Map { cap, device, offset, len, iova, rights } => {

@@ -54,11 +54,11 @@ fn machine() -> (Owned, usize, usize) {
     let disk = fabric.add(Parent::Root, 3, 0, endpoint());
     fabric.with_flr(disk, EXP + 8, ABSENT_MS);
     let topo = Topology { bridges: &[], functions: &FUNCTIONS };
-    let mut o = Owned { fabric, topo, states: vec![] };
+    let mut o = Owned::new(fabric, topo);
     let mut states = [FunctionState::default(); 2];
     pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
     assert_eq!(states, [FunctionState::Placed(0x10_4000); 2]);
-    o.states = states.to_vec();
+    o.booted(&states);
     (o, nic, disk)
 }
 
@@ -158,5 +158,38 @@ fn a_stop_writes_back_the_placement_not_the_reset_values_it_reads() {
             // Its FLR cleared the placement written before it: a reset, not one ignored.
             assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
         }
+    }
+}
+
+/// A function that resets itself, answering all along (an FLR its device starts on its
+/// own, through a device-specific register its driver wrote, or a link that went down
+/// and came back): its BARs return to 0 while its owner still has them placed, and its
+/// Memory Space goes off. Its driver turning Memory Space on again had it decode at 0
+/// (over whatever is there) until its next STOP; now the write that turns decoding on
+/// puts its BARs where the description places them first.
+#[test]
+fn a_function_that_resets_itself_decodes_only_where_the_description_places_it() {
+    for width in [2u8, 4] {
+        let (mut o, nic, disk) = machine();
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let on = Reply::ok(&[u64::from(MEM | MASTER)]);
+        assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
+        assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
+        // Its own FLR, started by the device, not by its owner; over in 50 ms.
+        o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
+        o.fabric.write(DISK_RID, EXP + 8, 2, 1 << 15);
+        o.fabric.now_ms += 50;
+        assert_eq!(o.fabric.nodes[disk].flr.as_ref().unwrap().resets, 1);
+        assert_eq!(o.fabric.at(DISK_RID).bars(), [(0, 0x10_0000), (0, 0x4000)]);
+        // Its driver finds Memory Space off and turns it on again (as Command alone, or
+        // with Status, as virtio-drivers writes it).
+        let w = Request::ConfigWrite { device: DISK, offset: reg::COMMAND, width, value: MEM | MASTER };
+        assert!(matches!(send(&mut s, &mut o, BLK, w), Reply::Ok { .. }), "width {width}");
+        let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
+        assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "width {width}");
+        assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & (MEM | MASTER), MEM | MASTER);
+        assert_eq!(o.fabric.memory(0), None, "width {width}: it decodes at its reset values");
+        assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "width {width}");
+        assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "width {width}");
     }
 }

@@ -19,6 +19,10 @@ use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
 struct Ecam {
     functions: HashMap<u16, Function>,
     writes: usize,
+    /// What each function's driver may write, recorded when a write first asks (its
+    /// boot, as far as these tests go): the filter's view of a function whose list
+    /// changes afterwards.
+    recorded: HashMap<u16, Option<pci::DriverBytes>>,
 }
 
 impl ConfigSpace for Ecam {
@@ -26,12 +30,20 @@ impl ConfigSpace for Ecam {
         DEVICES.get(device).map(|d| d.stream as u16).ok_or(ErrorCode::NoConfigSpace)
     }
     /// Every function here is as if the owner placed its BARs (`tests/topology.rs` has
-    /// one it could not).
-    fn placement(&self, _: u16) -> Option<pci::Placement> {
-        Some(pci::Placement { base: 0x1000_0000, size: 0x20_0000 })
+    /// one it could not), each in a 2 MiB window of its own.
+    fn placement(&self, rid: u16) -> Option<pci::Placement> {
+        Some(pci::Placement { base: window(rid), size: 0x20_0000 })
     }
     fn messages_stuck(&self, _: u16) -> bool {
         false
+    }
+    fn driver_bytes(&mut self, rid: u16) -> Option<pci::DriverBytes> {
+        if let Some(recorded) = self.recorded.get(&rid) {
+            return *recorded;
+        }
+        let bytes = pci::driver_bytes(self, rid);
+        self.recorded.insert(rid, bytes);
+        bytes
     }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         Some(self.functions.get(&rid).map_or(u32::MAX >> (32 - 8 * width as u32), |f| f.get(offset, width as usize)))
@@ -53,6 +65,16 @@ const NIC: u16 = 0x10; // 00:02.0, device 0, NET's
 const DISK: u16 = 0x18; // 00:03.0, device 1, BLK's
 const EVIL_FN: u16 = 0x20; // 00:04.0, device 2, EVIL's
 const BRIDGE: u16 = 0x28; // 00:05.0, device 3, NET's: a PCI-to-PCI bridge
+
+/// Where the owner placed function `rid`'s BARs: NIC's at 0x10000000, EVIL_FN's 2 MiB
+/// above, DISK's above that.
+fn window(rid: u16) -> u64 {
+    match rid {
+        NIC => 0x1000_0000,
+        EVIL_FN => 0x1020_0000,
+        _ => 0x1040_0000,
+    }
+}
 
 /// An endpoint with a 1 MiB 32-bit BAR0 and a 16 KiB 64-bit BAR2, an expansion ROM, and
 /// capabilities: MSI (64-bit) at 0x40, MSI-X at 0x50, PM at 0x60, a 6-byte
@@ -578,4 +600,43 @@ fn taking_ownership_disables_msi_and_msix_firmware_left_on() {
     let f = &e.functions[&NIC];
     assert_eq!(f.get(0x42, 2) & 1, 0, "MSI still enabled");
     assert_eq!(f.get(0x52, 2), 0x4000, "MSI-X still enabled, or its mask changed");
+}
+
+/// A function that rewrites its own capability list after its owner recorded it (a device
+/// its driver reprograms through a BAR, or a hostile one: nothing in hardware keeps a
+/// device's list still). Read at each write, the list decided what was the driver's: a
+/// device that unlisted PM (MSI-X's next pointer past it, or the capability pointer past
+/// every capability), gave PM's ID to MSI, or cleared Status's Capabilities List bit had
+/// PM's control (D3hot), the vendor-specific body and MSI-X's next pointer written as
+/// device-specific registers or as MSI's body. What boot recorded decides: each is still
+/// refused, and MSI's address, the driver's at boot, is still written.
+#[test]
+fn a_capability_list_rewritten_after_boot_widens_nothing() {
+    type Rewrite = fn(&mut Function);
+    let rewrites: [(&str, Rewrite); 4] = [
+        ("PM unlisted", |f| f.set(0x51, 1, 0x68)),
+        ("the list begins past PM", |f| f.set(reg::CAP_PTR, 1, 0x68)),
+        ("PM's ID made MSI's", |f| f.set(0x60, 1, u32::from(reg::CAP_MSI))),
+        ("no list", |f| f.set(reg::STATUS, 2, 0)),
+    ];
+    for (what, rewrite) in rewrites {
+        let (mut s, mut e) = (service(), ecam());
+        // Boot: the owner records what NIC's driver may write.
+        assert!(e.driver_bytes(NIC).is_some());
+        rewrite(e.functions.get_mut(&NIC).unwrap());
+        let before = e.functions[&NIC].bytes.clone();
+        for (offset, width, value) in [
+            (0x64, 2, 0x0003),      // PM control: D3hot
+            (0x64, 4, 0x0000_0003), // the same, 32 bits
+            (0x6a, 2, 0xffff),      // the vendor-specific capability's body
+            (0x51, 1, 0x00),        // MSI-X's next pointer
+            (0x60, 4, 0x0000_0005), // PM's header
+        ] {
+            let got = write(&mut s, &mut e, NET, 0, offset, width, value);
+            assert_eq!(got, Err(ErrorCode::ConfigDenied), "{what}: {offset:#x}");
+        }
+        assert!(e.functions[&NIC].bytes == before, "{what}: a refused write changed the function");
+        assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok(), "{what}");
+        assert_eq!(e.functions[&NIC].get(0x44, 4), 0xfee0_0000, "{what}");
+    }
 }

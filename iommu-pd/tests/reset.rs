@@ -230,6 +230,10 @@ impl ConfigSpace for Endpoints {
     fn messages_stuck(&self, _: u16) -> bool {
         false
     }
+    /// As if recorded now: these functions' lists never change.
+    fn driver_bytes(&mut self, rid: u16) -> Option<iommu_pd::pci::DriverBytes> {
+        iommu_pd::pci::driver_bytes(self, rid)
+    }
 }
 
 const DISK_RID: u16 = 0x18;
@@ -600,5 +604,52 @@ fn stops_and_resumes_in_a_loop_hold_the_owner_a_tenth_of_the_time() {
         assert!(e.waited <= e.now_ms / 10 + 1_200, "slow {slow}: waited {} ms of {} ms", e.waited, e.now_ms);
         assert!(f.resets >= 2 && refused > 0 && resets_asked > 1_000, "{} {refused} {resets_asked}", f.resets);
         assert_eq!(f.early, 0);
+    }
+}
+
+/// A function whose MSI Enable will not clear when it is stopped (a device that keeps it,
+/// or sets it again itself) keeps the address and data its last driver, or guest, set up:
+/// its stop says so (no `FUNCTION_OFF`), and before, its driver's next CONFIG_WRITE
+/// turned Bus Master on, and with it that message, sent into its next owner's address
+/// space. Its Bus Master now stays off whatever its driver writes (its Memory Space is
+/// still its), after a STOP and RESUME or a teardown and restart, until a later stop
+/// reads it off.
+#[test]
+fn a_function_whose_msi_stays_enabled_at_its_stop_never_masters_until_a_stop_turns_it_off() {
+    for teardown in [false, true] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(false);
+        let command = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
+        // The last driver's message, enabled; then the device keeps its enable.
+        for (offset, width, value) in [(MSI + 4, 4, 0x4000_1000), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1)] {
+            let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
+            assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
+        }
+        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0070);
+        let stop_and_run_again = |s: &mut Service<'_, ModelHw>, e: &mut Endpoints| -> u64 {
+            if teardown {
+                let mut said = 0;
+                s.client_torn_down_with(BLK, e, |d, done| said |= if d == 1 { done.0 } else { 0 }).unwrap();
+                s.client_ready(BLK).unwrap();
+                said
+            } else {
+                let Reply::Ok { values, .. } = stop_disk(s, e) else { panic!("STOP refused") };
+                assert_eq!(resume_disk(s, e), Reply::ok(&[]));
+                values[0]
+            }
+        };
+        let done = stop_and_run_again(&mut s, &mut e);
+        assert_eq!(done & stop::FUNCTION_OFF, 0, "teardown {teardown}: said off: {done:#x}");
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 1, "teardown {teardown}: stuck in the model");
+        assert!(matches!(send(&mut s, &mut e, BLK, command(0x0006)), Reply::Ok { .. }));
+        let on = e.get(DISK_RID).f.command();
+        assert_eq!(on & reg::CMD_BUS_MASTER, 0, "teardown {teardown}: it masters, and sends the last message");
+        assert_ne!(on & reg::CMD_MEMORY, 0, "teardown {teardown}");
+        // The enable clears at a later stop: its driver may turn Bus Master on again.
+        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0071);
+        let done = stop_and_run_again(&mut s, &mut e);
+        assert_ne!(done & stop::FUNCTION_OFF, 0, "teardown {teardown}: {done:#x}");
+        assert!(matches!(send(&mut s, &mut e, BLK, command(0x0006)), Reply::Ok { .. }));
+        assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}");
     }
 }

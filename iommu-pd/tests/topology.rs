@@ -176,12 +176,12 @@ fn machine() -> (Fabric, Nodes) {
 
 fn configured() -> (Owned, Nodes, [BridgeState; 7], pci::Census, Vec<Met>) {
     let (fabric, nodes) = machine();
-    let mut owned = Owned { fabric, topo: TOPO, states: vec![FunctionState::default(); 7] };
+    let mut owned = Owned::new(fabric, TOPO);
     let mut bridges = [BridgeState::default(); 7];
     let mut met = vec![];
     let mut states = [FunctionState::default(); 7];
     let census = pci::configure(&mut owned, TOPO, &mut bridges, &mut states, |m| met.push(m)).unwrap();
-    owned.states = states.to_vec();
+    owned.booted(&states);
     (owned, nodes, bridges, census, met)
 }
 
@@ -408,7 +408,7 @@ fn one_root_port(port: Function) -> (Owned, usize, usize, BridgeState, FunctionS
     let bridges = [rp_cfg(0x0008, 1, 1, true)];
     let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
     let topo = Topology { bridges: &bridges, functions: &functions };
-    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
+    let mut o = Owned::new(fab, TOPO);
     let (mut b, mut f) = ([BridgeState::default()], [FunctionState::default()]);
     pci::configure(&mut o, topo, &mut b, &mut f, |_| {}).unwrap();
     (o, rp, nic, b[0], f[0])
@@ -467,7 +467,7 @@ fn bus_numbers_that_cannot_be_right_leave_the_bridge_closed() {
         rp(0x0100, BridgeKind::SwitchUpstream, 2, 4, false),
     ];
     let topo = Topology { bridges: &bridges, functions: &[] };
-    let mut o = Owned { fabric: fab, topo: TOPO, states: vec![] };
+    let mut o = Owned::new(fab, TOPO);
     let mut states = [BridgeState::default(); 4];
     pci::configure(&mut o, topo, &mut states, &mut [], |_| {}).unwrap();
     assert!(matches!(states[0], BridgeState::Open { window: None, master: false, .. }));
@@ -485,7 +485,7 @@ fn too_little_room_for_the_results_is_an_error_not_a_panic() {
     let mut b = [BridgeState::default(); 6];
     let mut f = [FunctionState::default(); 7];
     let writes = fabric.writes;
-    let mut o = Owned { fabric: std::mem::take(&mut fabric), topo: TOPO, states: vec![] };
+    let mut o = Owned::new(std::mem::take(&mut fabric), TOPO);
     assert_eq!(pci::configure(&mut o, TOPO, &mut b, &mut f, |_| {}), Err(pci::TooSmall));
     assert_eq!(o.fabric.writes, writes);
 }
@@ -544,10 +544,10 @@ fn a_function_whose_bars_were_not_placed_never_decodes() {
         function(2, 0x0020, 0, 0),
     ];
     let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
-    let mut o = Owned { fabric: fab, topo, states: vec![] };
+    let mut o = Owned::new(fab, topo);
     let mut states = [FunctionState::default(); 3];
     pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
-    o.states = states.to_vec();
+    o.booted(&states);
     assert_eq!(
         states,
         [
@@ -680,11 +680,11 @@ fn a_function_whose_msi_stays_enabled_never_masters() {
         }
         let functions = [function(0, 0x0010, 0x1000_0000, 0x20_0000), function(1, 0x0018, 0x1020_0000, 0x20_0000)];
         let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
-        let mut o = Owned { fabric: fab, topo, states: vec![] };
+        let mut o = Owned::new(fab, topo);
         let mut states = [FunctionState::default(); 2];
         let mut met = vec![];
         pci::configure(&mut o, topo, &mut [], &mut states, |m| met.push(m)).unwrap();
-        o.states = states.to_vec();
+        o.booted(&states);
         assert_eq!(
             states,
             [FunctionState::MessagesStuck { bars: Ok(0x10_4000), control, read }, FunctionState::Placed(0x10_4000)],
@@ -717,4 +717,74 @@ fn a_function_whose_msi_stays_enabled_never_masters() {
     assert_eq!(f, FunctionState::NotReached);
     assert_eq!(u32::from(o.fabric.nodes[rp].f.command()) & (MEM | MASTER), 0);
     assert!(!o.fabric.dma_reaches_root(nic));
+}
+
+/// An ARI device below a root port (PCIe Base 4.0, 6.13): its function numbers use the
+/// device number's bits too, so its functions 0, 9 and 48 answer at 01:00.0, 01:01.1 and
+/// 01:06.0 once firmware turned ARI Forwarding on in the port; 01:01.0 (function 8) is a
+/// gap, and function 0 does not say multi-function (under ARI nothing need). A walk by
+/// slot left slot 1 at its absent function 0 and slot 0 after its single function 0, so
+/// functions 9 and 48 kept the Bus Master, decoding and MSI firmware left on, DMA that
+/// reached memory through the port the owner opened. Now every function on the bus is
+/// stopped, and named.
+#[test]
+fn an_ari_devices_functions_past_a_gap_are_stopped() {
+    let mut fab = Fabric::default();
+    let rp = fab.add(Parent::Root, 1, 0, bridge(Some(4), Some(0x1f)));
+    let mut f0 = endpoint();
+    f0.set(0x100, 4, 0x0001_000e); // ARI, the last extended capability
+    f0.set(0x104, 4, 9 << 8); // next function: 9
+    fab.add(Parent::Bridge(rp), 0, 0, f0);
+    let mut others = vec![];
+    for (dev, func, next) in [(1, 1, 48u32), (6, 0, 0)] {
+        let mut f = endpoint();
+        f.set(0x100, 4, 0x0001_000e);
+        f.set(0x104, 4, next << 8);
+        f.set(0x06, 2, 1 << 4);
+        f.set(0x34, 1, 0x40);
+        f.set(0x40, 4, 0x0001_0005); // MSI, enabled by firmware
+        f.mask(0x42, 2, 0x0071);
+        f.set(0x04, 2, MEM | MASTER);
+        others.push(fab.add(Parent::Bridge(rp), dev, func, f));
+    }
+    let bridges = [rp_cfg(0x0008, 1, 1, true)];
+    let functions = [function(0, 0x0100, 0x1000_0000, 0x20_0000)];
+    let topo = Topology { bridges: Box::leak(Box::new(bridges)), functions: Box::leak(Box::new(functions)) };
+    let mut o = Owned::new(fab, topo);
+    let (mut b, mut f, mut met) = ([BridgeState::default()], [FunctionState::default()], vec![]);
+    pci::configure(&mut o, topo, &mut b, &mut f, |m| met.push(m)).unwrap();
+    assert!(matches!(b[0], BridgeState::Open { master: true, .. }));
+    assert_eq!(f[0], FunctionState::Placed(0x10_4000));
+    for (n, rid) in others.iter().zip([0x0109u16, 0x0130]) {
+        let g = &o.fabric.nodes[*n].f;
+        assert_eq!(u32::from(g.command()) & (MEM | MASTER), 0, "{rid:#06x}: still mastering or decoding");
+        assert_eq!(g.get(0x42, 2) & 1, 0, "{rid:#06x}: MSI still enabled");
+        assert!(!o.fabric.dma_reaches_root(*n), "{rid:#06x}");
+        assert!(met.iter().any(|m| matches!(m, Met::Function(r, ..) if *r == rid)), "{rid:#06x}: not named");
+    }
+}
+
+/// The root port a description names as the hostile driver's device, changing its header
+/// type to an endpoint's after boot (a switch's firmware can: nothing in hardware keeps
+/// it still). Asked at the write alone, the header let its "driver" write Command (its
+/// forwarding off, cutting the nic below it) and size "BARs" that are its bus numbers
+/// and window (all ones written there for the probe); what boot recorded, a bridge, is
+/// what the filter asks now: every write refused, nothing written.
+#[test]
+fn a_bridge_that_says_it_is_an_endpoint_after_boot_is_still_refused() {
+    let (mut o, n, ..) = configured();
+    let mut s = service();
+    o.fabric.nodes[n.rp1].f.set(0x0e, 1, 0);
+    let before: Vec<Vec<u8>> = o.fabric.nodes.iter().map(|n| n.f.bytes.clone()).collect();
+    let writes = o.fabric.writes;
+    for (offset, width, value) in [(0x04, 2, 0), (0x18, 4, u32::MAX), (0x20, 4, u32::MAX), (0x44, 4, 0)] {
+        assert_eq!(
+            write(&mut s, &mut o, EVIL, PORT_AS_DEVICE as u32, offset, width, value),
+            Reply::Err(ErrorCode::ConfigDenied),
+            "{offset:#x}"
+        );
+    }
+    let after: Vec<Vec<u8>> = o.fabric.nodes.iter().map(|n| n.f.bytes.clone()).collect();
+    assert!(before == after, "a refused write changed a register");
+    assert_eq!(o.fabric.writes, writes, "a refused write reached ECAM");
 }

@@ -31,6 +31,10 @@ impl ConfigSpace for OneFunction {
     fn messages_stuck(&self, _: u16) -> bool {
         false
     }
+    /// As if recorded now: its list (none) never changes.
+    fn driver_bytes(&mut self, rid: u16) -> Option<iommu_pd::pci::DriverBytes> {
+        iommu_pd::pci::driver_bytes(self, rid)
+    }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         let word = match (rid, offset & !3) {
             (0x20, 0x00) => 0x1042_1af4,

@@ -404,12 +404,15 @@ pub enum Request {
     /// driver: Command's Memory Space, Bus Master and INTx-disable bits (its other bits
     /// keep their value, Status is not written), the MSI and MSI-X capabilities past
     /// their headers, and device-specific registers at 0x40..0x100 outside every
-    /// capability. Anything else (BARs, expansion ROM, a bridge's header, capability
-    /// headers, the rest of the standard header, extended configuration space with ACS)
-    /// is `ConfigDenied` and nothing is written. Reply: mr0 = what the register reads
-    /// afterwards; Command's bits the IOMMU PD keeps off read 0 there: Memory and I/O
-    /// Space on a function whose BARs it did not place at boot, Bus Master on one whose
-    /// MSI or MSI-X Enable stayed set when it cleared it at boot.
+    /// capability (as the function's capability list was at boot). Anything else (BARs,
+    /// expansion ROM, a bridge's header, capability headers, the rest of the standard
+    /// header, extended configuration space with ACS) is `ConfigDenied` and nothing is
+    /// written. Turning Memory Space on puts the BARs back where the IOMMU PD placed them
+    /// first (`DeviceMissing` if they cannot be, nothing written). Reply: mr0 = what the
+    /// register reads afterwards; Command's bits the IOMMU PD keeps off read 0 there:
+    /// Memory and I/O Space on a function whose BARs it did not place at boot, Bus Master
+    /// on one whose MSI or MSI-X Enable stayed set when it cleared it at boot or whose
+    /// last stop did not read back off.
     ConfigWrite {
         /// Which of the caller's devices.
         device: DeviceId,

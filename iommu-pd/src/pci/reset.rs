@@ -54,7 +54,7 @@ use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
 
 use super::{
-    capabilities, messages_off, messages_on, place, plan_bars, present, read, reg, BarPlan, Cap, ConfigSpace,
+    capabilities, messages_off, messages_on, place_again, plan_bars, present, read, reg, BarPlan, Cap, ConfigSpace,
     CMD_IO_SPACE, MAX_CAPS,
 };
 
@@ -101,6 +101,10 @@ const VENDOR_CRS: u32 = 0x0001;
 pub struct Stopped(pub u64);
 
 impl Stopped {
+    /// Bus Master, Memory and I/O Space, MSI and MSI-X all read back off at the end.
+    pub fn off(self) -> bool {
+        self.0 & stop::FUNCTION_OFF != 0
+    }
     /// Reset by FLR, and back.
     pub fn reset(self) -> bool {
         self.0 & stop::FLR != 0
@@ -310,13 +314,7 @@ pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorC
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
     messages_off(cs, rid, &caps[..n])?;
-    if let Some(p) = cs.placement(rid) {
-        let plan = place(cs, rid, p.base, p.size).map_err(|_| missing)?;
-        if !plan.reads_back(cs, rid)? {
-            return Err(missing);
-        }
-    }
-    Ok(())
+    place_again(cs, rid)
 }
 
 /// After a reset: whether the function answers configuration requests again within

@@ -46,7 +46,7 @@
 
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, Placement, MAX_CAPS};
+use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, DriverBytes, Placement, MAX_CAPS};
 use crate::config::{BridgeConfig, BridgeKind, PciFunctionConfig};
 
 /// Type-1 (bridge) header registers (PCI-to-PCI Bridge Architecture 1.2, 3.2).
@@ -621,6 +621,28 @@ pub fn placement(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> Opti
     let k = topo.functions.iter().position(|f| f.rid == rid)?;
     let f = topo.functions[k];
     states.get(k)?.placed().map(|_| Placement { base: f.bar_base, size: f.bar_size })
+}
+
+/// What each described function's driver may write in 0x40..0x100 (`super::driver_bytes`),
+/// read once, after `configure` and before any driver runs, into `recorded` (same indices
+/// as `topo`'s functions; `None` for one not present). Every CONFIG_WRITE asks this record
+/// (`ConfigSpace::driver_bytes`), never the capability list the function shows later.
+pub fn record_driver_bytes(
+    cs: &mut dyn ConfigSpace,
+    topo: Topology<'_>,
+    states: &[FunctionState],
+    recorded: &mut [Option<DriverBytes>],
+) {
+    for ((f, state), r) in topo.functions.iter().zip(states).zip(recorded.iter_mut()) {
+        *r = if state.present() { super::driver_bytes(cs, f.rid) } else { None };
+    }
+}
+
+/// What the driver of the described function at `rid` may write in 0x40..0x100, as
+/// `record_driver_bytes` recorded it.
+pub fn driver_bytes(rid: u16, topo: Topology<'_>, recorded: &[Option<DriverBytes>]) -> Option<DriverBytes> {
+    let k = topo.functions.iter().position(|f| f.rid == rid)?;
+    recorded.get(k).copied().flatten()
 }
 
 /// The described function at `rid` kept its MSI or MSI-X enabled at boot

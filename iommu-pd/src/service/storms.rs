@@ -254,8 +254,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         self.enable_or_block(d)?;
         // A fresh start for the storm window; the device's mappings stay as they are.
-        let DeviceState { root, pending, next_iova, window_end, .. } = self.devices[d];
-        self.devices[d] = DeviceState { root, pending, next_iova, window_end, ..DeviceState::default() };
+        let DeviceState { root, pending, next_iova, window_end, master_kept_off, .. } = self.devices[d];
+        self.devices[d] =
+            DeviceState { root, pending, next_iova, window_end, master_kept_off, ..DeviceState::default() };
         Ok(())
     }
 }

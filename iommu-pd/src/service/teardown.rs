@@ -104,7 +104,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             _ => Reset::Now,
         };
         let start = pci.now_ms();
-        let done = self.lost_if_missing(d, crate::pci::stop_function(pci, rid, reset)).unwrap_or_default();
+        let done = self.stop_answered(d, crate::pci::stop_function(pci, rid, reset)).unwrap_or_default();
         self.reset_done(client, start, done, pci);
         self.lost_if_not_back(d, done);
         // A teardown's reset (or a later STOP's) settles what an earlier STOP left owed.
@@ -120,7 +120,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         let rid = pci.function(d)?;
         let start = pci.now_ms();
-        let done = self.lost_if_missing(d, crate::pci::stop_function(pci, rid, Reset::Now))?;
+        let done = self.stop_answered(d, crate::pci::stop_function(pci, rid, Reset::Now))?;
         self.reset_done(client, start, done, pci);
         self.devices[d].reset_owed = false;
         // Not back from it: RESUME waits until it is, and is put back (`recover_function`).
@@ -144,6 +144,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
         crate::pci::restore_function(pci, rid)?;
         self.devices[d].function_lost = false;
         Ok(())
+    }
+
+    /// `result` of a stop of device `d`'s function (`lost_if_missing`). One that answered
+    /// and did not read back off (no `FUNCTION_OFF`: an MSI or MSI-X Enable, or Command,
+    /// stayed set) keeps its Bus Master off, whatever its driver writes, until a later
+    /// stop reads it off: mastering, it would send the message its last driver (or guest)
+    /// set up, in its next owner's address space.
+    fn stop_answered(&mut self, d: DeviceIndex, result: Result<Stopped>) -> Result<Stopped> {
+        let result = self.lost_if_missing(d, result);
+        if let Ok(done) = result {
+            self.devices[d].master_kept_off = !done.off();
+        }
+        result
     }
 
     /// `result` of a call on device `d`'s function, which is marked lost if nothing

@@ -8,7 +8,8 @@
 //! and a function's DMA goes upstream only through bridges whose Bus Master is on.
 
 use iommu_pd::pci::{
-    function_of, messages_stuck_of, placement_of, reg, ConfigSpace, FunctionState, Placement, Topology,
+    driver_bytes_of, function_of, messages_stuck_of, placement_of, record_driver_bytes, reg, ConfigSpace, DriverBytes,
+    FunctionState, Placement, Topology,
 };
 use iommu_protocol::ErrorCode;
 
@@ -269,6 +270,26 @@ pub struct Owned {
     pub fabric: Fabric,
     pub topo: Topology<'static>,
     pub states: Vec<FunctionState>,
+    /// What each described function's driver may write, recorded once `configure` ran
+    /// (`booted`), as the IOMMU PD records it before any driver runs.
+    pub recorded: Vec<Option<DriverBytes>>,
+}
+
+impl Owned {
+    /// Nothing configured yet.
+    pub fn new(fabric: Fabric, topo: Topology<'static>) -> Self {
+        Owned { fabric, topo, states: vec![], recorded: vec![] }
+    }
+
+    /// `configure` found `states`: kept, and what each driver may write recorded, as
+    /// `pds/iommu` does at boot.
+    pub fn booted(&mut self, states: &[FunctionState]) {
+        self.states = states.to_vec();
+        let mut recorded = vec![None; states.len()];
+        let topo = self.topo;
+        record_driver_bytes(self, topo, states, &mut recorded);
+        self.recorded = recorded;
+    }
 }
 
 impl ConfigSpace for Owned {
@@ -280,6 +301,9 @@ impl ConfigSpace for Owned {
     }
     fn messages_stuck(&self, rid: u16) -> bool {
         messages_stuck_of(rid, self.topo, &self.states)
+    }
+    fn driver_bytes(&mut self, rid: u16) -> Option<DriverBytes> {
+        driver_bytes_of(rid, self.topo, &self.recorded)
     }
     /// Past a function's 4 KiB: `None`, as the IOMMU PD's ECAM answers (`pds/iommu`).
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {

@@ -360,6 +360,15 @@ fn pci(sys: &System, o: &mut String) {
             );
         }
     }
+    // Whether a function can be reset is the hardware's to say, not the description's:
+    // what the next owner is promised, and where that stops, is said here; the IOMMU PD
+    // names the reset it did at each stop.
+    if !groups.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nEach function's next owner (its owner restarted after a fault, or a VMM's next guest after STOP) gets it stopped (Bus Master, decoding, MSI and MSI-X off, its BARs put back) and reset by FLR, or by D3hot and back to D0, where the function has either. A function with neither (QEMU's edu) keeps what its last owner left in it: device-specific registers, MSI's address and data, and a DMA engine's state behind its BARs, which it acts on, inside its next owner's mappings, once that owner turns Bus Master on. This description cannot say which a function has: the IOMMU PD's console says at each stop (`reset by FLR`, `reset by D3hot`, `no FLR (it has none)`)."
+        );
+    }
 }
 
 /// The picture (`picture.rs`).
