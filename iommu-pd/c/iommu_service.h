@@ -93,6 +93,11 @@
  * are rationed to a tenth of the time (after a reset that took t, its next one waits 9t, at
  * least 900 ms), since each holds the IOMMU PD. */
 #define IOMMU_ERR_RESET_RATIONED 27
+/* The device was quarantined by a fault storm and was last resumed from one less than a storm
+ * window ago: nothing was done, it stays quarantined; RESUME again later. Each storm may
+ * overflow the IOMMU's event queue, which every client shares (each then counts a record lost),
+ * so a device is resumed from a storm once per window. */
+#define IOMMU_ERR_RESUME_RATIONED 28
 
 /* What a reply label means, for a log: the error code's name and what it means (the first
  * sentence of its description above), "ok" for 0, "not an IOMMU error code" for any other. */
@@ -155,6 +160,8 @@ static inline const char *iommu_strerror(uint64_t err)
         return "DEVICE_MISSING: the device is missing";
     case IOMMU_ERR_RESET_RATIONED:
         return "RESET_RATIONED: the device's function owes a reset (STOP's `RESET_OWED`) that its client may not have yet: nothing was done, the device stays stopped; RESUME again later";
+    case IOMMU_ERR_RESUME_RATIONED:
+        return "RESUME_RATIONED: the device was quarantined by a fault storm and was last resumed from one less than a storm window ago: nothing was done, it stays quarantined; RESUME again later";
     default:
         return "not an IOMMU error code";
     }

@@ -106,6 +106,12 @@ pub struct FaultPolicy {
     pub window: u64,
     /// Faults allowed per window.
     pub max_faults: u32,
+    /// The window again, in `ConfigSpace::now_ms` milliseconds (rounded up): a device
+    /// resumed from a storm quarantine may be resumed from the next one only this much
+    /// later (`ResumeRationed`). A storm can overflow the IOMMU's event queue, which every
+    /// device shares, before it is drained, and RESUME starts the device's window afresh:
+    /// unrationed, an owner resuming in a loop could overflow it at will. 0: no ration.
+    pub resume_rest_ms: u64,
 }
 
 /// The whole static policy.

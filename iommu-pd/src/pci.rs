@@ -108,6 +108,36 @@ impl ConfigSpace for NoConfigSpace {
     }
 }
 
+/// No configuration space, as `NoConfigSpace`, with a clock (`now_ms`, milliseconds never
+/// going back): a service's rations need one whether or not it owns PCI (RESUME after a
+/// storm, `FaultPolicy::resume_rest_ms`), and `NoConfigSpace`'s stands still at 0.
+#[derive(Debug, Clone, Copy)]
+pub struct NoConfigSpaceClocked(pub fn() -> u64);
+
+impl ConfigSpace for NoConfigSpaceClocked {
+    fn function(&self, device: DeviceIndex) -> Result<u16, ErrorCode> {
+        NoConfigSpace.function(device)
+    }
+    fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
+        NoConfigSpace.read(rid, offset, width)
+    }
+    fn write(&mut self, rid: u16, offset: u16, width: u8, value: u32) -> Option<()> {
+        NoConfigSpace.write(rid, offset, width, value)
+    }
+    fn wait_ms(&mut self, ms: u32) {
+        NoConfigSpace.wait_ms(ms)
+    }
+    fn placement(&self, rid: u16) -> Option<Placement> {
+        NoConfigSpace.placement(rid)
+    }
+    fn messages_stuck(&self, rid: u16) -> bool {
+        NoConfigSpace.messages_stuck(rid)
+    }
+    fn now_ms(&mut self) -> u64 {
+        (self.0)()
+    }
+}
+
 pub use iommu_protocol::config::reg;
 
 /// The window a function's memory BARs are placed in: `base..base + size`.

@@ -218,6 +218,10 @@ pub struct DeviceState {
     previous_faults: u32,
     /// The last window's faults, as estimated at the device's latest fault.
     recent_faults: u32,
+    /// When (`ConfigSpace::now_ms`) the device may next be resumed from a storm
+    /// quarantine (`FaultPolicy::resume_rest_ms`). Kept by RESUME's fresh start: the
+    /// ration is what RESUME's fresh start would otherwise give away.
+    storm_rest_until_ms: u64,
 }
 
 impl DeviceState {

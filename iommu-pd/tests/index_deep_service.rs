@@ -96,7 +96,7 @@ fn config() -> Config<'static> {
         regions: &REGIONS,
         caps: &CAPS,
         static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
+        faults: FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 },
     }
 }
 

@@ -157,7 +157,7 @@ mod starvation {
             regions: &REGIONS,
             caps: &CAPS,
             static_maps: &STATIC_MAPS,
-            faults: FaultPolicy { window: 100, max_faults: 10 },
+            faults: FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 },
         }
     }
 

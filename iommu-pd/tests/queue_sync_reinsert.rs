@@ -58,7 +58,7 @@ fn config() -> Config<'static> {
         regions: &regions[..],
         caps: &caps[..],
         static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1 },
+        faults: FaultPolicy { window: 1, max_faults: 1, resume_rest_ms: 0 },
     }
 }
 

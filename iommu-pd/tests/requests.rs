@@ -320,6 +320,65 @@ fn a_storm_across_a_window_boundary_is_one_storm() {
     assert_eq!(s.stats().quarantines, 1);
 }
 
+thread_local! {
+    /// The clock the rations read (`ConfigSpace::now_ms`), in milliseconds.
+    static NOW_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn now_ms() -> u64 {
+    NOW_MS.with(std::cell::Cell::get)
+}
+
+/// `req` from `client` at `at` ms.
+fn call_at(s: &mut Service<'_, ModelHw>, client: usize, req: Request, at: u64) -> Reply {
+    NOW_MS.with(|t| t.set(at));
+    let mut mrs = [0; iommu_protocol::MAX_MRS];
+    let (label, n) = req.encode(&mut mrs);
+    s.handle_with(client, label, &mrs[..n], &mut iommu_pd::pci::NoConfigSpaceClocked(now_ms))
+}
+
+/// A device is resumed from a storm's quarantine at most once per storm window
+/// (`FaultPolicy::resume_rest_ms`): each storm may overflow the event queue every device
+/// shares (every client then counts a record lost), and RESUME starts the device's window
+/// afresh, so an owner resuming in a loop could overflow it at will. Inside the ration
+/// RESUME answers `ResumeRationed` and changes nothing: the device stays quarantined,
+/// reaches nothing and may not map. A STOP's RESUME is not rationed, and a device the
+/// description lets no one resume is `Denied` as before. (Before, the second RESUME, 99 ms
+/// after the first, was `Ok`.)
+#[test]
+fn a_device_is_resumed_from_a_storm_once_a_window() {
+    let faults = iommu_pd::FaultPolicy { resume_rest_ms: 100, ..config().faults };
+    let mut s = Service::new(ModelHw::default(), iommu_pd::Config { faults, ..config() }, storage()).unwrap();
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
+    let storm = |s: &mut Service<'_, ModelHw>, stream: u32, from: u64| {
+        for now in from..from + 11 {
+            s.record_fault(FaultInput { stream, iova: 0xdead_0000, write: true, kind: 0x10, now });
+        }
+    };
+    let resume = |s: &mut Service<'_, ModelHw>, at: u64| call_at(s, NET, Request::Resume { device: DeviceId(0) }, at);
+    storm(&mut s, 0x10, 0);
+    assert!(s.hw().reachable(0).is_empty());
+    // The first RESUME after a storm: nothing rations it.
+    assert_eq!(resume(&mut s, 5), Reply::ok(&[]));
+    assert_eq!(s.hw().reachable(0).len(), 1);
+    // Storming again at once: quarantined, and not resumed until 100 ms after that RESUME.
+    storm(&mut s, 0x10, 20);
+    assert_eq!(s.stats().quarantines, 2);
+    assert_eq!(resume(&mut s, 104), err(ErrorCode::ResumeRationed));
+    assert!(s.hw().reachable(0).is_empty(), "a rationed RESUME leaves the device aborting");
+    assert_eq!(s.hw().enabled.get(&0), Some(&false));
+    assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    assert_eq!(resume(&mut s, 105), Reply::ok(&[]));
+    assert_eq!(s.hw().reachable(0).len(), 1);
+    // A STOP's RESUME is not a storm's: not rationed.
+    assert_eq!(call_at(&mut s, NET, Request::Stop { device: DeviceId(0) }, 106), Reply::ok(&[0]));
+    assert_eq!(resume(&mut s, 106), Reply::ok(&[]));
+    // The disk's description lets no one resume it: `Denied`, whatever the clock.
+    storm(&mut s, 0x18, 300);
+    let disk = Request::Resume { device: DeviceId(1) };
+    assert_eq!(call_at(&mut s, BLK, disk, 10_000), err(ErrorCode::Denied));
+}
+
 #[test]
 fn teardown_blocks_and_unmaps() {
     let mut s = service();

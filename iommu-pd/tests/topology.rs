@@ -325,7 +325,7 @@ fn service_of(devices: &'static [DeviceConfig]) -> Service<'static, ModelHw> {
         regions: &REGIONS,
         caps: &[],
         static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
+        faults: FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 },
     };
     let storage = Box::leak(Box::new(<iommu_pd::owned_storage!(3, 7, 64, 256)>::default())).storage();
     Service::new(ModelHw::default(), cfg, storage).unwrap()

@@ -76,7 +76,7 @@ fn three_stream_device(
         regions: leak([RegionConfig { name: "buf", pa, size: 4096 }]),
         caps,
         static_maps,
-        faults: FaultPolicy { window: 10, max_faults: 100 },
+        faults: FaultPolicy { window: 10, max_faults: 100, resume_rest_ms: 0 },
     };
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 8)>::default()));
     Service::new(backend, cfg, tables.storage()).unwrap()
@@ -130,7 +130,7 @@ fn service_requests_reach_the_smmu_tables() {
         regions: &regions,
         caps: &caps,
         static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
+        faults: FaultPolicy { window: 10, max_faults: 100, resume_rest_ms: 0 },
     };
     let backend = SmmuBackend::new(host_smmu(32), &[0x10, 0x18]).unwrap();
     let mut tables = <iommu_pd::owned_storage!(2, 2, 8, 16)>::default();
@@ -736,7 +736,7 @@ fn a_queued_unmap_is_not_confirmed_by_a_sync_that_failed_inside_a_map() {
             grant_to: 0,
         }]),
         static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
+        faults: FaultPolicy { window: 10, max_faults: 100, resume_rest_ms: 0 },
     };
     let backend = SmmuBackend::new(host_smmu(32), &[0x60, 0x61]).unwrap();
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 2, 4, 8)>::default()));
@@ -816,7 +816,7 @@ fn a_service_that_fails_to_start_leaves_no_device_translating() {
         regions: leak([RegionConfig { name: "buf", pa: buf.pa.0, size: buf.len as u64 }]),
         caps: &[],
         static_maps: leak([static_map(0), static_map(1)]),
-        faults: FaultPolicy { window: 10, max_faults: 100 },
+        faults: FaultPolicy { window: 10, max_faults: 100, resume_rest_ms: 0 },
     };
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 2, 4, 8)>::default()));
     assert!(matches!(Service::new(backend, cfg, tables.storage()), Err(ConfigError::Hardware(1))));

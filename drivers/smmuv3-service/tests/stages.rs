@@ -62,7 +62,7 @@ fn two_devices(smmu: Smmu<SmmuModel>) -> (Service<'static, SmmuBackend<SmmuModel
         regions,
         caps,
         static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
+        faults: FaultPolicy { window: 10, max_faults: 100, resume_rest_ms: 0 },
     };
     let backend = SmmuBackend::with_vms(smmu, &[VM_SID, HOST_SID], &[31, 0]).unwrap();
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(2, 2, 4, 8)>::default()));

@@ -6,102 +6,22 @@
 //! random steps: the victim's MAP within its quota never fails, its device reaches exactly
 //! what it mapped, and nothing the hostile client unmapped stays reachable.
 
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
-use iommu_protocol::{DeviceId, Handle, Reply, Request, Rights, MAX_MRS, MAX_UNMAP_RANGES};
+#[path = "../../../iommu-pd/tests/common/victim.rs"]
+mod victim;
+
+use iommu_pd::Service;
+use iommu_protocol::Reply;
 use smmuv3::event::id;
 use smmuv3::model::{host_region, host_smmu, Outcome, SmmuModel};
 use smmuv3_service::SmmuBackend;
-
-const VICTIM: usize = 0;
-const HOSTILE: usize = 1;
-const PAGE: u64 = 0x1000;
-const VICTIM_BASE: u64 = 0x1000_0000;
-const HOSTILE_BASE: u64 = 1 << 40;
-const SID_VICTIM: u32 = 0x10;
-const SID_HOSTILE: u32 = 0x18;
-
-static CLIENTS: [ClientConfig; 2] = [
-    ClientConfig { name: "victim", max_mappings: 4, max_pages: 8, max_grants: 0 },
-    // One page: all it needs to map and unmap somewhere new, for ever.
-    ClientConfig { name: "hostile", max_mappings: 1, max_pages: 1, max_grants: 0 },
-];
-
-/// What `iommu-sdf`'s `table_pool_pages` gives this description: a root per device; the
-/// victim's 1 MiB window is covered by 3 tables (fewer than 3 x 8 pages of quota); the
-/// hostile client's 1 TiB window by over half a million, but its one page of quota holds
-/// at most 3 at once.
-const POOL_PAGES: usize = 2 + 3 + 3;
+use victim::*;
 
 type Svc = Service<'static, SmmuBackend<SmmuModel>>;
 
 fn service(victim_pa: u64, hostile_pa: u64) -> Svc {
-    let devices: &'static [DeviceConfig] = Box::leak(Box::new([
-        DeviceConfig {
-            name: "victim-dev",
-            stream: SID_VICTIM,
-            extra_streams: &[],
-            owner: VICTIM,
-            iova_base: VICTIM_BASE,
-            iova_size: 1 << 20,
-            resume_allowed: true,
-        },
-        DeviceConfig {
-            name: "hostile-dev",
-            stream: SID_HOSTILE,
-            extra_streams: &[],
-            owner: HOSTILE,
-            iova_base: HOSTILE_BASE,
-            iova_size: 1 << 40,
-            resume_allowed: true,
-        },
-    ]));
-    let regions: &'static [RegionConfig] = Box::leak(Box::new([
-        RegionConfig { name: "victim-buf", pa: victim_pa, size: 8 * PAGE },
-        RegionConfig { name: "hostile-buf", pa: hostile_pa, size: PAGE },
-    ]));
-    let caps: &'static [CapConfig] = Box::leak(Box::new([
-        CapConfig {
-            client: VICTIM,
-            region: 0,
-            offset: 0,
-            len: 8 * PAGE,
-            rights: Rights::READ_WRITE,
-            devices: 0b01,
-            grant_to: 0,
-        },
-        CapConfig {
-            client: HOSTILE,
-            region: 1,
-            offset: 0,
-            len: PAGE,
-            rights: Rights::READ_WRITE,
-            devices: 0b10,
-            grant_to: 0,
-        },
-    ]));
-    let cfg = Config {
-        clients: &CLIENTS,
-        devices,
-        regions,
-        caps,
-        static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
-    };
     let backend = SmmuBackend::new(host_smmu(POOL_PAGES), &[SID_VICTIM, SID_HOSTILE]).unwrap();
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(2, 2, 4, 5)>::default()));
-    Service::new(backend, cfg, tables.storage()).unwrap()
-}
-
-fn call(s: &mut Svc, client: usize, req: Request) -> Reply {
-    let mut mrs = [0; MAX_MRS];
-    let (label, n) = req.encode(&mut mrs);
-    s.handle(client, label, &mrs[..n])
-}
-
-fn unmap(device: u32, iova: u64) -> Request {
-    let mut iovas = [0; MAX_UNMAP_RANGES];
-    iovas[0] = iova;
-    Request::Unmap { device: DeviceId(device), iovas, count: 1 }
+    Service::new(backend, pool_attack(victim_pa, hostile_pa), tables.storage()).unwrap()
 }
 
 fn translate(s: &mut Svc, sid: u32, iova: u64) -> Outcome {
@@ -135,21 +55,13 @@ fn run(seed: u64, steps: usize) -> usize {
             // Hostile: unmap its page and map it again somewhere new, mostly 2 MiB on,
             // sometimes 1 GiB or 512 GiB on (a new level-2 or level-1 table as well).
             if let Some(iova) = theirs.take() {
-                assert_eq!(call(&mut s, HOSTILE, unmap(1, iova)), Reply::ok(&[]), "{ctx}");
+                assert_eq!(call(&mut s, HOSTILE, unmap(HOSTILE, iova)), Reply::ok(&[]), "{ctx}");
                 gone.push(iova);
             }
             let stride = [2 << 20, 2 << 20, 2 << 20, 1 << 30, 1 << 39][rng.below(5) as usize];
             let k = step as u64 * 7 + rng.below(7);
             let iova = HOSTILE_BASE + (k * stride) % (1 << 40);
-            let map = Request::Map {
-                cap: Handle(0),
-                device: DeviceId(1),
-                offset: 0,
-                len: PAGE,
-                iova: Some(iova),
-                rights: Rights::READ,
-            };
-            if let Reply::Ok { values, .. } = call(&mut s, HOSTILE, map) {
+            if let Reply::Ok { values, .. } = call(&mut s, HOSTILE, map(HOSTILE, 0, PAGE, Some(iova))) {
                 theirs = Some(values[0]);
                 assert_eq!(translate(&mut s, SID_HOSTILE, iova), Outcome::Ok(hbuf.pa.0), "{ctx}");
             }
@@ -157,25 +69,17 @@ fn run(seed: u64, steps: usize) -> usize {
         }
         // Victim: a driver within its quota.
         let used: u64 = mine.iter().map(|m| m.1).sum();
-        if !mine.is_empty() && (rng.below(3) == 0 || mine.len() == CLIENTS[VICTIM].max_mappings as usize) {
+        if !mine.is_empty() && (rng.below(3) == 0 || mine.len() == VICTIM_MAPPINGS as usize) {
             let (iova, pages, _) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
-            assert_eq!(call(&mut s, VICTIM, unmap(0, iova)), Reply::ok(&[]), "{ctx}: the victim's UNMAP");
+            assert_eq!(call(&mut s, VICTIM, unmap(VICTIM, iova)), Reply::ok(&[]), "{ctx}: the victim's UNMAP");
             for p in 0..pages {
                 assert_eq!(translate(&mut s, SID_VICTIM, iova + p * PAGE), Outcome::Fault(id::F_TRANSLATION), "{ctx}");
             }
         } else {
             let pages = 1 + rng.below(2);
-            if used + pages <= CLIENTS[VICTIM].max_pages {
+            if used + pages <= VICTIM_PAGES {
                 let offset = rng.below(8 - pages + 1) * PAGE;
-                let map = Request::Map {
-                    cap: Handle(0),
-                    device: DeviceId(0),
-                    offset,
-                    len: pages * PAGE,
-                    iova: None,
-                    rights: Rights::READ_WRITE,
-                };
-                match call(&mut s, VICTIM, map) {
+                match call(&mut s, VICTIM, map(VICTIM, offset, pages * PAGE, None)) {
                     Reply::Ok { values, .. } => {
                         mine.push((values[0], pages, offset));
                         victim_maps += 1;

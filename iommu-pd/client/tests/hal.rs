@@ -59,7 +59,7 @@ fn hal_maps_once_and_bounces_through_the_pool() {
         regions: &regions,
         caps: &caps,
         static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1 },
+        faults: FaultPolicy { window: 1, max_faults: 1, resume_rest_ms: 0 },
     };
     let mut tables = <iommu_pd::owned_storage!(1, 1, 4, 8)>::default();
     let mut client =

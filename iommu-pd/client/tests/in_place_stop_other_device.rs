@@ -32,7 +32,7 @@ fn two_devices(pool_pa: u64, bufs_pa: u64, buf_pages: usize) -> Config<'static> 
         regions,
         caps,
         static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1 },
+        faults: FaultPolicy { window: 1, max_faults: 1, resume_rest_ms: 0 },
     }
 }
 

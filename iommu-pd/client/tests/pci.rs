@@ -93,7 +93,7 @@ fn virtio_drivers_pci_root_works_on_its_own_function_only() {
         regions: &[],
         caps: &[],
         static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1 },
+        faults: FaultPolicy { window: 1, max_faults: 1, resume_rest_ms: 0 },
     };
     let storage = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 4)>::default())).storage();
     let service = Service::new(ModelHw::default(), cfg, storage).unwrap();

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         regions: &REGIONS,
         caps: &CAPS,
         static_maps: &[],
-        faults: FaultPolicy { window: 4, max_faults: 3 },
+        faults: FaultPolicy { window: 4, max_faults: 3, resume_rest_ms: 0 },
     };
     let mut tables = <iommu_pd::owned_storage!(2, 3, 8, 16)>::default();
     let mut s = Service::new(ModelHw::default(), cfg, tables.storage()).unwrap();

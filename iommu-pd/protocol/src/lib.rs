@@ -343,6 +343,8 @@ pub enum Request {
     /// `ResetRationed` and nothing done while the client's ration does not allow it).
     /// `DeviceMissing`, and the device left as it was, while its function does not answer
     /// after a reset it did not come back from (`stop::FLR_LOST`, that reset included).
+    /// A device quarantined by a storm is resumed at most once per storm window
+    /// (`ResumeRationed` and nothing done before then).
     Resume {
         /// The quarantined device.
         device: DeviceId,
@@ -517,6 +519,11 @@ pub enum ErrorCode {
     /// client's function resets are rationed to a tenth of the time (after a reset that
     /// took t, its next one waits 9t, at least 900 ms), since each holds the IOMMU PD.
     ResetRationed = 27,
+    /// The device was quarantined by a fault storm and was last resumed from one less than
+    /// a storm window ago: nothing was done, it stays quarantined; RESUME again later. Each
+    /// storm may overflow the IOMMU's event queue, which every client shares (each then
+    /// counts a record lost), so a device is resumed from a storm once per window.
+    ResumeRationed = 28,
 }
 
 impl ErrorCode {
@@ -551,6 +558,7 @@ impl ErrorCode {
             25 => NoConfigSpace,
             26 => DeviceMissing,
             27 => ResetRationed,
+            28 => ResumeRationed,
             _ => return None,
         })
     }
@@ -920,7 +928,8 @@ mod tests {
         assert_eq!(ErrorCode::from_label(25), Some(ErrorCode::NoConfigSpace));
         assert_eq!(ErrorCode::from_label(26), Some(ErrorCode::DeviceMissing));
         assert_eq!(ErrorCode::from_label(27), Some(ErrorCode::ResetRationed));
-        assert_eq!(ErrorCode::from_label(28), None);
+        assert_eq!(ErrorCode::from_label(28), Some(ErrorCode::ResumeRationed));
+        assert_eq!(ErrorCode::from_label(29), None);
         // Configuration accesses: a width other than 1, 2, 4; misaligned; past 4 KiB; a
         // value wider than its width; a device number that does not fit.
         assert_eq!(Request::decode(11, &[0, config::pack(0, 3)]), Err(DecodeError::Malformed));

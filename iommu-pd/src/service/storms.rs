@@ -230,7 +230,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// of it is confirmed; a stopped one with its static mappings made again first.
     /// A stopped device whose function owes its reset (STOP inside its client's ration)
     /// is reset first, or, inside the ration still, refused `ResetRationed` with nothing
-    /// done.
+    /// done. A quarantined one is resumed at most once per storm window
+    /// (`FaultPolicy::resume_rest_ms`): `ResumeRationed`, nothing done, before then.
     pub(super) fn resume(&mut self, client: usize, device: DeviceId, pci: &mut dyn ConfigSpace) -> Result<()> {
         let d = self.own_device(client, device)?;
         // A function that stopped answering runs again only once it answers and is back
@@ -243,6 +244,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if st.torn_down || (st.quarantined && !self.cfg.devices[d].resume_allowed) {
             return Err(ErrorCode::Denied);
         }
+        // Each storm may overflow the event queue every device shares (`events_lost`), and
+        // the fresh start below would let the next one run its whole allowance again.
+        let now = pci.now_ms();
+        if st.quarantined && now < st.storm_rest_until_ms {
+            return Err(ErrorCode::ResumeRationed);
+        }
         if st.reset_owed {
             self.pay_owed_reset(client, d, pci)?;
         }
@@ -253,10 +260,23 @@ impl<'a, H: IommuHw> Service<'a, H> {
             self.make_static_maps(d)?;
         }
         self.enable_or_block(d)?;
-        // A fresh start for the storm window; the device's mappings stay as they are.
-        let DeviceState { root, pending, next_iova, window_end, master_kept_off, .. } = self.devices[d];
-        self.devices[d] =
-            DeviceState { root, pending, next_iova, window_end, master_kept_off, ..DeviceState::default() };
+        // A fresh start for the storm window; the device's mappings stay as they are, and
+        // so do its ration, which restarts only if this ended a storm's quarantine, and
+        // whether its Bus Master is kept off after a stop that did not read back off.
+        let DeviceState { root, pending, next_iova, window_end, master_kept_off, mut storm_rest_until_ms, .. } =
+            self.devices[d];
+        if st.quarantined {
+            storm_rest_until_ms = now.saturating_add(self.cfg.faults.resume_rest_ms);
+        }
+        self.devices[d] = DeviceState {
+            root,
+            pending,
+            next_iova,
+            window_end,
+            master_kept_off,
+            storm_rest_until_ms,
+            ..DeviceState::default()
+        };
         Ok(())
     }
 }

@@ -122,7 +122,7 @@ pub fn config() -> Config<'static> {
         regions: &REGIONS,
         caps: &CAPS,
         static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
+        faults: FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 },
     }
 }
 
@@ -234,7 +234,7 @@ pub fn drv_service(
         regions: &REGIONS,
         caps: &caps[..],
         static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
+        faults: FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 },
     };
     Service::new(ModelHw::default(), cfg, sized_storage(4, slots, devices.len(), 1)).unwrap()
 }

@@ -237,9 +237,13 @@ fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
         // SAFETY: the description maps one ring page per client there, for this PD to write.
         unsafe { core::slice::from_raw_parts_mut(rings.as_ptr(), policy::CLIENTS.len()) }
     };
-    // The description's storm policy, its window in this board's timer ticks.
-    let faults =
-        FaultPolicy { window: generic_timer::ticks_from_us(policy::FAULT_WINDOW_US), max_faults: policy::MAX_FAULTS };
+    // The description's storm policy, its window in this board's timer ticks, and in the
+    // milliseconds of `Clock::now_ms` for the ration of RESUMEs after a storm.
+    let faults = FaultPolicy {
+        window: generic_timer::ticks_from_us(policy::FAULT_WINDOW_US),
+        max_faults: policy::MAX_FAULTS,
+        resume_rest_ms: policy::FAULT_WINDOW_US.div_ceil(1000),
+    };
     Service::new(backend, policy::config(regions, faults), storage.storage_with_rings(rings)).map_err(Why::Policy)
 }
 
@@ -540,7 +544,13 @@ impl IommuPd {
         }
         let reply = match self.ecam.as_mut() {
             Some(ecam) => service.handle_with(client, msg_info.label(), &mrs[..n], ecam),
-            None => service.handle(client, msg_info.label(), &mrs[..n]),
+            // No ECAM, but the rations still need a clock.
+            None => service.handle_with(
+                client,
+                msg_info.label(),
+                &mrs[..n],
+                &mut iommu_pd::pci::NoConfigSpaceClocked(pci::now_ms),
+            ),
         };
         // A request is where a failed SMMU may show first (a CMD_SYNC that finds SFM_ERR):
         // this one is answered as the service answered it (`Hardware`), the next ones are

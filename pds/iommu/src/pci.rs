@@ -51,6 +51,12 @@ impl Ecam {
     }
 }
 
+/// Milliseconds of the generic timer: the clock of every ration (`ConfigSpace::now_ms`),
+/// with ECAM or without (`iommu_pd::pci::NoConfigSpaceClocked`).
+pub fn now_ms() -> u64 {
+    generic_timer::ms(generic_timer::ticks())
+}
+
 impl ConfigSpace for Ecam {
     fn function(&self, device: usize) -> Result<u16, ErrorCode> {
         pci::function_of(device, topology(), &self.functions)
@@ -105,7 +111,7 @@ impl ConfigSpace for Ecam {
     }
 
     fn now_ms(&mut self) -> u64 {
-        generic_timer::ms(generic_timer::ticks())
+        now_ms()
     }
 }
 

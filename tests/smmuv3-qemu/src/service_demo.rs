@@ -285,7 +285,7 @@ pub fn run(p: &Platform, edus: &[EduDev], pci: &mut Pci, report: &mut Report) {
         regions: &regions,
         caps: &CAPS,
         static_maps: &[],
-        faults: FaultPolicy { window: ticks_per_second(), max_faults: 300 },
+        faults: FaultPolicy { window: ticks_per_second(), max_faults: 300, resume_rest_ms: 0 },
     };
     let mut tables = <iommu_pd::owned_storage!(4, 4, 16, 32)>::default();
     let mut s = match Service::new(backend, cfg, tables.storage()) {

@@ -298,7 +298,7 @@ fn handle_tables(sys: &System, out: &mut Vec<Problem>) {
         regions: &regions,
         caps: &caps,
         static_maps: &policy.static_maps,
-        faults: iommu_pd::FaultPolicy { window: 1, max_faults: 1 },
+        faults: iommu_pd::FaultPolicy { window: 1, max_faults: 1, resume_rest_ms: 0 },
     };
     for (i, (name, _)) in policy.clients.iter().enumerate() {
         let needed = cfg.handles_needed(i);

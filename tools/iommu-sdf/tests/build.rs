@@ -47,7 +47,7 @@ fn generated_policy_starts_the_service() {
     // edu_all may be granted to blk_driver (client 1) only; the others to no one.
     assert_eq!(CAPS.map(|c| c.grant_to), [0b10, 0, 0]);
     let mut storage = PolicyStorage::default();
-    let faults = iommu_pd::FaultPolicy { window: 100, max_faults: 10 };
+    let faults = iommu_pd::FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 };
     let s = iommu_pd::Service::new(iommu_pd::model::ModelHw::default(), config(&REGIONS, faults), storage.storage())
         .expect("the generated policy is accepted");
     // The description's iomap is mapped at boot: edu_buffers (8 pages) at 0x1_0000_0000.

@@ -96,7 +96,7 @@ fn static_maps_of_unowned_devices_get_slots_of_their_own() {
         regions: leak(p.regions.iter().map(|r| r.1).collect()),
         caps: leak(p.caps.iter().map(|c| c.1).collect()),
         static_maps: leak(p.static_maps.clone()),
-        faults: FaultPolicy { window: 100, max_faults: 10 },
+        faults: FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 },
     };
     let slots = p.mapping_slots as usize;
     let (clients, devices) = (p.clients.len(), p.devices.len());

@@ -43,7 +43,7 @@ pub fn service() -> Svc {
         regions: &REGIONS,
         caps: &CAPS,
         static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1000 },
+        faults: FaultPolicy { window: 1, max_faults: 1000, resume_rest_ms: 0 },
     };
     let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 256)>::default()));
     Service::new(backend, cfg, tables.storage()).unwrap()

@@ -43,7 +43,7 @@ pub fn service(slots: usize, window: u64) -> Svc {
         // Grantable to itself, for the revocation benchmark.
         caps: leak(vec![buffers_cap(BUFFERS_LEN, 1)]),
         static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1000 },
+        faults: FaultPolicy { window: 1, max_faults: 1000, resume_rest_ms: 0 },
     };
     let storage = Storage {
         caps: leak(vec![None; 4]),

@@ -41,6 +41,6 @@ pub fn one_device_config(
             grant_to: 0,
         }]),
         static_maps: &[],
-        faults: FaultPolicy { window: 10, max_faults: 100 },
+        faults: FaultPolicy { window: 10, max_faults: 100, resume_rest_ms: 0 },
     }
 }

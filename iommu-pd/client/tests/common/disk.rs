@@ -45,6 +45,6 @@ pub fn config(pages: u32) -> Config<'static> {
         regions: &regions[..],
         caps: &caps[..],
         static_maps: &[],
-        faults: FaultPolicy { window: 100, max_faults: 10 },
+        faults: FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 },
     }
 }

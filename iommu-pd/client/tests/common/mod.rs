@@ -107,7 +107,7 @@ pub fn pool_and_buffer_pages(pool_pa: u64, bufs_pa: u64, buf_pages: usize, mappi
         regions: &regions[..],
         caps: &caps[..],
         static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1 },
+        faults: FaultPolicy { window: 1, max_faults: 1, resume_rest_ms: 0 },
     }
 }
 

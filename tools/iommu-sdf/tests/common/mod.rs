@@ -30,7 +30,7 @@ pub fn start_on(
         regions: leak(p.regions.iter().map(|(r, c)| RegionConfig { pa: pa(r, c), ..*c }).collect()),
         caps: leak(p.caps.iter().map(|c| c.1).collect()),
         static_maps: leak(p.static_maps.clone()),
-        faults: FaultPolicy { window: 100, max_faults: 10 },
+        faults: FaultPolicy { window: 100, max_faults: 10, resume_rest_ms: 0 },
     };
     let clients = p.clients.len();
     let storage = Storage {
