@@ -133,6 +133,9 @@ impl ConfigSpace for NoConfigSpaceClocked {
     fn messages_stuck(&self, rid: u16) -> bool {
         NoConfigSpace.messages_stuck(rid)
     }
+    fn driver_bytes(&mut self, rid: u16) -> Option<DriverBytes> {
+        NoConfigSpace.driver_bytes(rid)
+    }
     fn now_ms(&mut self) -> u64 {
         (self.0)()
     }
