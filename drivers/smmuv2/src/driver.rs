@@ -241,11 +241,16 @@ const S2CR_FAULT: u32 = 2 << 16;
 /// (IHI 0062D 10.6.21-22, the global sync Linux's `arm_smmu_tlb_sync_global` does). The
 /// written value is ignored by the SMMU; Linux writes a non-zero one (`QCOM_DUMMY_VAL`)
 /// for a hypervisor that mishandles XZR stores; so does this.
+///
+/// A global sync still active (one that timed out before: `fail_closed` after `init`'s)
+/// is waited for first, and nothing is written while it is: see `Smmu::sync_idle`.
 fn invalidate_all(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+    let idle = || regs.read32(reg::STLBGSTATUS) & 1 == 0;
+    wait(poll_limit, "SMMU_sTLBGSTATUS.GSACTIVE", idle)?;
     barrier::wmb();
     regs.write32(reg::TLBIALLNSNH, u32::MAX);
     regs.write32(reg::STLBGSYNC, u32::MAX);
-    wait(poll_limit, "SMMU_sTLBGSTATUS.GSACTIVE", || regs.read32(reg::STLBGSTATUS) & 1 == 0)
+    wait(poll_limit, "SMMU_sTLBGSTATUS.GSACTIVE", idle)
 }
 
 /// Make every client transaction fault, best effort: what `Smmu::init` does first on
@@ -852,6 +857,14 @@ impl<M: Mmio> Smmu<M> {
             }
             n += 1;
         })?;
+        // Nothing written over a sync still running (`sync_idle`); the entries are out
+        // of the tables, so the domain is stale until an invalidation is confirmed.
+        if let Err(e) = self.sync_idle(cb) {
+            if let Some(dom) = self.domains[cb].as_mut() {
+                dom.stale = true;
+            }
+            return Err(e);
+        }
         // The cleared descriptors must be visible to the walker before the TLBI.
         barrier::wmb();
         if n > TLBI_ASID_THRESHOLD {
@@ -892,13 +905,32 @@ impl<M: Mmio> Smmu<M> {
     }
 
     fn tlbi_asid_sync(&mut self, cb: usize, asid: Asid) -> Result<(), Error> {
+        self.sync_idle(cb)?;
         barrier::wmb();
         self.regs.write32(self.cb_reg(cb, reg::CB_TLBIASID), asid.0 as u32);
         self.stats.invalidations += 1;
         self.tlb_sync(cb)
     }
 
+    /// Bank `cb`'s TLBSTATUS.SACTIVE reads 0: no sync of the bank is still running. A
+    /// sync that timed out may still be: what a TLBSYNC written over it does is not
+    /// something this driver relies on (SACTIVE could then be the old sync's, which
+    /// covers none of the invalidations written since, and a vendor tree of Linux,
+    /// Qualcomm's, saw a TBU's queue fill and the next sync write stall the CPU). So
+    /// nothing is written to the bank, invalidation or sync, until the old one is seen
+    /// completed (bounded by `Config::poll_limit`, a timeout otherwise).
+    fn sync_idle(&mut self, cb: usize) -> Result<(), Error> {
+        let status = self.cb_reg(cb, reg::CB_TLBSTATUS);
+        let regs = &self.regs;
+        let idle = wait(self.config.poll_limit, "SMMU_CBn_TLBSTATUS.SACTIVE", || regs.read32(status) & 1 == 0);
+        if idle.is_err() {
+            self.stats.timeouts += 1;
+        }
+        idle
+    }
+
     fn tlb_sync(&mut self, cb: usize) -> Result<(), Error> {
+        self.sync_idle(cb)?;
         let sync = self.cb_reg(cb, reg::CB_TLBSYNC);
         let status = self.cb_reg(cb, reg::CB_TLBSTATUS);
         self.regs.write32(sync, u32::MAX);

@@ -62,11 +62,12 @@
 //!    `prefetch_disabled()` is false and the errata workaround is missing.
 //! 5. That 64-bit register accesses (TTBR0, TLBI, FAR) work on this interconnect.
 //! 6. That TLBSYNC completes within the poll bound at real speed, and that DMA after an
-//!    unmap faults (the per-ASID invalidation works). And what a TLBSYNC written while
-//!    an earlier one never completed does: after a timeout the driver issues TLBIASID and
-//!    TLBSYNC again on every call for the stale domain, while a vendor tree of Linux
-//!    (Qualcomm's `__arm_smmu_tlb_sync`) stops issuing syncs after the first timeout,
-//!    having seen a TBU's queue fill and the next sync write stall the CPU.
+//!    unmap faults (the per-ASID invalidation works). After a timeout the driver writes
+//!    nothing more to that bank (no TLBI, no TLBSYNC) until TLBSTATUS.SACTIVE reads 0,
+//!    polling again on every call for the stale domain (`Smmu::sync_idle`): what a
+//!    TLBSYNC written over a running one does was not found in a source here, and a
+//!    vendor tree of Linux (Qualcomm's `__arm_smmu_tlb_sync`) saw a TBU's queue fill and
+//!    the next sync write stall the CPU. Check that a poll of SACTIVE cannot stall too.
 //! 7. That TLB entries firmware left in bypass are dropped by `init`'s full invalidation.
 //! 8. The GDMA StreamIDs (0x14e8 and up, `zynqmp.dtsi`): their faults name the StreamID,
 //!    and an unattached channel raises a global unmatched-stream fault.

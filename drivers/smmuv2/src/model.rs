@@ -49,6 +49,8 @@
 //!   register full only sets MULTI);
 //! - a context bank with TCR.EPD0 = 1 walks nothing for TTBR0's range: a TLB miss there
 //!   is a translation fault (as TCR_EL1.EPD0);
+//! - a sync covers the invalidations written before it and none after; one written
+//!   while the bank's (or the global) sync is still running is ignored (`start_sync`);
 //! - MMU-500: CBn_ACTLR writes do not take while sACR.CACHE_LOCK = 1 (DDI 0517), and
 //!   ACTLR.CPRE resets to 1.
 //!
@@ -230,6 +232,16 @@ enum Inval {
     Va { tag: Tag, va: u64, last_level: bool },
 }
 
+/// A sync written and not yet completed.
+#[derive(Debug, Default)]
+struct SyncOp {
+    reads_left: u32,
+    /// A context bank's: the invalidations queued when it was written.
+    covers: Vec<Inval>,
+    /// The global one's: whether a TLBIALLNSNH was queued when it was written.
+    covers_all: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
     regs: HashMap<usize, u64>,
@@ -237,8 +249,9 @@ struct State {
     walks: Vec<WalkEntry>,
     pending_global: bool,
     pending_cb: Vec<(usize, Inval)>,
-    /// Status reads left before a sync completes, per bank (`None` key: global).
-    syncing: HashMap<Option<usize>, u32>,
+    /// Syncs running, per bank (`None` key: global): status reads left before it
+    /// completes, and the invalidations it covers (those written before it).
+    syncing: HashMap<Option<usize>, SyncOp>,
     stall_syncs: bool,
     /// Memory as a non-coherent SMMU sees it (`non_coherent`).
     poc: Option<&'static smmuv3::model::PocMemory>,
@@ -606,31 +619,50 @@ impl Mmu500Model {
         out
     }
 
-    fn complete_sync(&self, bank: Option<usize>) {
+    /// A TLBSYNC (`bank`) or sTLBGSYNC (`None`) written: it covers the invalidations
+    /// queued before it, and no later one. Written while one is still running (SACTIVE
+    /// reads 1), it is ignored: the status goes on reporting the older sync, which
+    /// covers none of the invalidations written since. The text of IHI 0062D for a sync
+    /// written over an active one was not at hand; this is the reading that makes a
+    /// driver relying on it wrong (Arm's register descriptions say TLBSTATUS reports
+    /// "operations issued before the most recent TLBSYNC", and Qualcomm's Linux tree saw
+    /// such a write stall the CPU), so a driver must not write one.
+    fn start_sync(&self, bank: Option<usize>) {
         let mut s = self.state.borrow_mut();
-        match bank {
-            None => {
-                if s.pending_global {
-                    s.tlb.clear();
-                    s.walks.clear();
-                    s.pending_global = false;
-                }
-            }
+        if s.syncing.contains_key(&bank) {
+            return;
+        }
+        let sync = match bank {
+            None => SyncOp {
+                reads_left: SYNC_READS,
+                covers: Vec::new(),
+                covers_all: core::mem::take(&mut s.pending_global),
+            },
             Some(cb) => {
-                let mine: Vec<Inval> = s.pending_cb.iter().filter(|(c, _)| *c == cb).map(|(_, i)| *i).collect();
+                let covers = s.pending_cb.iter().filter(|(c, _)| *c == cb).map(|(_, i)| *i).collect();
                 s.pending_cb.retain(|(c, _)| *c != cb);
-                for inval in mine {
-                    match inval {
-                        Inval::Asid(tag) => {
-                            s.tlb.retain(|e| e.tag != tag);
-                            s.walks.retain(|w| w.tag != tag);
-                        }
-                        Inval::Va { tag, va, last_level } => {
-                            s.tlb.retain(|e| !(e.tag == tag && va >= e.va && va - e.va < e.size));
-                            if !last_level {
-                                s.walks.retain(|w| !(w.tag == tag && w.covers(va)));
-                            }
-                        }
+                SyncOp { reads_left: SYNC_READS, covers, covers_all: false }
+            }
+        };
+        s.syncing.insert(bank, sync);
+    }
+
+    fn complete_sync(&self, sync: SyncOp) {
+        let mut s = self.state.borrow_mut();
+        if sync.covers_all {
+            s.tlb.clear();
+            s.walks.clear();
+        }
+        for inval in sync.covers {
+            match inval {
+                Inval::Asid(tag) => {
+                    s.tlb.retain(|e| e.tag != tag);
+                    s.walks.retain(|w| w.tag != tag);
+                }
+                Inval::Va { tag, va, last_level } => {
+                    s.tlb.retain(|e| !(e.tag == tag && va >= e.va && va - e.va < e.size));
+                    if !last_level {
+                        s.walks.retain(|w| !(w.tag == tag && w.covers(va)));
                     }
                 }
             }
@@ -640,17 +672,17 @@ impl Mmu500Model {
     fn status_read(&self, bank: Option<usize>) -> u32 {
         let mut s = self.state.borrow_mut();
         let stalled = s.stall_syncs;
-        let Some(left) = s.syncing.get_mut(&bank) else { return 0 };
+        let Some(sync) = s.syncing.get_mut(&bank) else { return 0 };
         if stalled {
             return 1;
         }
-        if *left > 0 {
-            *left -= 1;
+        if sync.reads_left > 0 {
+            sync.reads_left -= 1;
             return 1;
         }
-        s.syncing.remove(&bank);
+        let Some(sync) = s.syncing.remove(&bank) else { return 0 };
         drop(s);
-        self.complete_sync(bank);
+        self.complete_sync(sync);
         0
     }
 
@@ -699,9 +731,7 @@ impl Mmu500Model {
                 self.preset(o, old & !value);
             }
             reg::TLBIALLNSNH | reg::TLBIALLH => self.state.borrow_mut().pending_global = true,
-            reg::STLBGSYNC => {
-                self.state.borrow_mut().syncing.insert(None, SYNC_READS);
-            }
+            reg::STLBGSYNC => self.start_sync(None),
             _ if (reg::SMR0..smr_end).contains(&o) => {
                 let i = (o - reg::SMR0) / 4;
                 if i >= self.num_smrg() {
@@ -750,9 +780,7 @@ impl Mmu500Model {
                 let inval = Inval::Va { tag: self.tag(n, (value >> 48) as u16), va, last_level: o == reg::CB_TLBIVAL };
                 self.state.borrow_mut().pending_cb.push((n, inval));
             }
-            reg::CB_TLBSYNC => {
-                self.state.borrow_mut().syncing.insert(Some(n), SYNC_READS);
-            }
+            reg::CB_TLBSYNC => self.start_sync(Some(n)),
             reg::CB_ACTLR => {
                 if self.peek(reg::SACR) & crate::errata::ACR_CACHE_LOCK as u64 == 0 {
                     self.preset(offset, value);
