@@ -217,6 +217,8 @@ pub struct Smmu<M: Mmio> {
     coherency: Coherency,
     /// The sink bank (`sink_bank`).
     sink: usize,
+    /// sCR0.GFIE cleared by `drain_faults` (`global_interrupt_paced`).
+    global_paced: bool,
     stats: Stats,
 }
 
@@ -353,6 +355,7 @@ impl<M: Mmio> Smmu<M> {
                 smr_mask_mask,
                 prefetch_disabled,
                 coherency,
+                global_paced: false,
                 stats: Stats { invalidations: 1, syncs: 1, ..Stats::default() },
             }),
             Err(e) => {
@@ -971,6 +974,11 @@ impl<M: Mmio> Smmu<M> {
 
     /// The global fault recorded, if any, decoded and cleared.
     pub fn global_fault(&mut self) -> Option<GlobalFault> {
+        self.take_global_fault().flatten()
+    }
+
+    /// `None` if sGFSR held nothing; else the fault decoded (if it decodes), cleared.
+    fn take_global_fault(&mut self) -> Option<Option<GlobalFault>> {
         let sgfsr = self.regs.read32(reg::SGFSR);
         if sgfsr & sgfsr::ALL == 0 {
             return None;
@@ -983,18 +991,33 @@ impl<M: Mmio> Smmu<M> {
         );
         self.regs.write32(reg::SGFSR, sgfsr);
         self.stats.global_faults += 1;
-        fault
+        Some(fault)
     }
 
     /// Every fault recorded (global, then each domain's context bank), each decoded,
     /// cleared and passed to `f`; returns how many. What the IOMMU PD calls on the
     /// SMMU's global or context interrupt (MMU-500 may share one line for all).
+    ///
+    /// **The global interrupt is paced.** A stream no SMR matches (a StreamID nobody
+    /// described, sGFSR.USF) faults globally, and sGFSR holds one fault at a time (a
+    /// later one only sets MULTI, IHI 0062D 10.6.14): cleared at each drain, it would
+    /// raise the (level) interrupt again with the next transaction, so a device sending
+    /// on an undescribed StreamID would wake the IOMMU PD once per drain for as long as
+    /// it sends. So a drain that finds a global fault clears sCR0.GFIE (faults are still
+    /// recorded, and still abort: GFRE), and GFIE is set again only by a drain that finds
+    /// sGFSR empty, which is a wake-up for another reason (a context fault, a request,
+    /// the timer). Global faults then cost at most one wake-up, plus one for each
+    /// wake-up of another cause that found sGFSR empty; the drains in between still read
+    /// them, one record (with MULTI) each. Context faults are not paced: a described
+    /// device's faults reach its owner as before.
     pub fn drain_faults(&mut self, mut f: impl FnMut(Fault)) -> u32 {
         let mut n = 0;
-        if let Some(g) = self.global_fault() {
+        let global = self.take_global_fault();
+        if let Some(Some(g)) = global {
             f(Fault::Global(g));
             n += 1;
         }
+        self.pace_global_interrupt(global.is_some());
         for cb in 0..self.features.num_cb {
             if self.domains[cb].is_some() {
                 if let Some(c) = self.read_context_fault(cb) {
@@ -1004,6 +1027,24 @@ impl<M: Mmio> Smmu<M> {
             }
         }
         n
+    }
+
+    /// sCR0.GFIE off while global faults keep coming (`drain_faults`), on again once a
+    /// drain found none. sCR0 is read, modified and written: nothing else changes.
+    fn pace_global_interrupt(&mut self, recorded: bool) {
+        if recorded == self.global_paced {
+            return;
+        }
+        let gfie = field(SCR0::GFIE, 1);
+        let scr0 = self.regs.read32(reg::SCR0);
+        self.regs.write32(reg::SCR0, if recorded { scr0 & !gfie } else { scr0 | gfie });
+        self.global_paced = recorded;
+    }
+
+    /// Whether `drain_faults` has the global fault interrupt off (sCR0.GFIE = 0) because
+    /// the last drain found a global fault.
+    pub fn global_interrupt_paced(&self) -> bool {
+        self.global_paced
     }
 }
 

@@ -76,6 +76,9 @@
 //! 10. The sink (`Smmu::sink_bank`): a blocked GDMA channel's transfer must abort, be
 //!     recorded in the sink's FSR and raise no interrupt; that TCR.EPD0 is honoured
 //!     (the sink has no table: a walk would read TTBR0's address 0).
+//! 11. That a device on a StreamID no SMR matches raises the global interrupt once, and
+//!     no more while it keeps sending (`Smmu::drain_faults` clears sCR0.GFIE), and that
+//!     the line is level-triggered as the device tree says.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

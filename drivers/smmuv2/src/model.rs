@@ -51,6 +51,8 @@
 //!   is a translation fault (as TCR_EL1.EPD0);
 //! - a sync covers the invalidations written before it and none after; one written
 //!   while the bank's (or the global) sync is still running is ignored (`start_sync`);
+//! - the interrupt is level (`interrupt_asserted`), and setting GFIE or CFIE while the
+//!   status register holds a fault raises it;
 //! - MMU-500: CBn_ACTLR writes do not take while sACR.CACHE_LOCK = 1 (DDI 0517), and
 //!   ACTLR.CPRE resets to 1.
 //!
@@ -358,6 +360,22 @@ impl Mmu500Model {
     /// sGFSR with sCR0.GFIE = 1, or an empty CBn_FSR with SCTLR.CFIE = 1.
     pub fn interrupts(&self) -> u64 {
         self.state.borrow().interrupts
+    }
+
+    /// Whether the interrupt line is asserted now: MMU-500's fault interrupts are level
+    /// (the ZynqMP device tree gives SPI 155 as level-high), asserted while sGFSR holds a
+    /// fault with sCR0.GFIE = 1, or a context bank's FSR holds one with SCTLR.CFIE = 1.
+    /// A handler that acknowledges the interrupt while this holds is woken again at once:
+    /// tests count the IOMMU PD's wake-ups by it, not by `interrupts` alone.
+    pub fn interrupt_asserted(&self) -> bool {
+        let l = self.layout;
+        let global =
+            self.peek(reg::SGFSR) & crate::fault::sgfsr::ALL as u64 != 0 && self.peek(reg::SCR0) & SCR0_GFIE != 0;
+        global
+            || (0..self.num_cb()).any(|n| {
+                self.peek(l.cb(n, reg::CB_FSR)) & crate::fault::fsr::ALL as u64 != 0
+                    && self.peek(l.cb(n, reg::CB_SCTLR)) & SCTLR_CFIE != 0
+            })
     }
 
     /// Translations the TLB holds.
@@ -730,6 +748,14 @@ impl Mmu500Model {
                 let old = self.peek(o);
                 self.preset(o, old & !value);
             }
+            // The level line rises when GFIE is set while sGFSR holds a fault.
+            reg::SCR0 => {
+                let held = self.peek(reg::SGFSR) & crate::fault::sgfsr::ALL as u64 != 0;
+                if held && self.peek(o) & SCR0_GFIE == 0 && value & SCR0_GFIE != 0 {
+                    self.state.borrow_mut().interrupts += 1;
+                }
+                self.preset(o, value);
+            }
             reg::TLBIALLNSNH | reg::TLBIALLH => self.state.borrow_mut().pending_global = true,
             reg::STLBGSYNC => self.start_sync(None),
             _ if (reg::SMR0..smr_end).contains(&o) => {
@@ -786,8 +812,15 @@ impl Mmu500Model {
                     self.preset(offset, value);
                 }
             }
-            // ASIDPNE (bit 12) is RAZ/WI on MMU-500 (`Tag`).
-            reg::CB_SCTLR => self.preset(offset, value & !(1 << 12)),
+            // ASIDPNE (bit 12) is RAZ/WI on MMU-500 (`Tag`). The level line rises when
+            // CFIE is set while FSR holds a fault.
+            reg::CB_SCTLR => {
+                let held = self.peek(self.layout.cb(n, reg::CB_FSR)) & crate::fault::fsr::ALL as u64 != 0;
+                if held && self.peek(offset) & SCTLR_CFIE == 0 && value & SCTLR_CFIE != 0 {
+                    self.state.borrow_mut().interrupts += 1;
+                }
+                self.preset(offset, value & !(1 << 12))
+            }
             _ => {
                 if enabled {
                     self.violation(format!("CB{n} register {o:#x} written while SCTLR.M = 1"));
