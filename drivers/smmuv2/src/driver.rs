@@ -436,7 +436,7 @@ impl<M: Mmio> Smmu<M> {
                 prefetch_disabled &= regs.read32(layout.cb(n, reg::CB_ACTLR)) & errata::ACTLR_CPRE == 0;
             }
         }
-        program_sink(regs, &features, config.ias_bits);
+        program_sink(regs, &features, config.ias_bits)?;
         regs.write32(reg::SGFSR, regs.read32(reg::SGFSR));
         invalidate_all(regs, config.poll_limit)?;
         let scr0 = field(SCR0::GFRE, 1)
@@ -1072,7 +1072,11 @@ fn stage1_bank(regs: &impl Mmio, layout: crate::mmio::Layout, cb: usize) {
 ///   CFCFG = 0 (terminate, never stall), CFRE = 1 (the device gets an abort, as the
 ///   global fault of an unmatched stream gives it with sCR0.GFRE = 1, rather than reads
 ///   of zero and dropped writes), CFIE = 0 (no interrupt: the point of the sink).
-fn program_sink(regs: &impl Mmio, f: &Features, ias_bits: u32) {
+///
+/// Then SCTLR, TCR, CBAR and CBA2R are read back: a sink that does not translate (M, EPD0,
+/// EPD1, stage 1 in AArch64 format) would let every blocked stream through, so `init`
+/// fails closed instead (`Error::NotClosed`).
+fn program_sink(regs: &impl Mmio, f: &Features, ias_bits: u32) -> Result<(), Error> {
     let (layout, cb) = (f.layout, f.num_cb - 1);
     regs.write32(layout.cb(cb, reg::CB_SCTLR), 0);
     stage1_bank(regs, layout, cb);
@@ -1085,6 +1089,17 @@ fn program_sink(regs: &impl Mmio, f: &Features, ias_bits: u32) {
     regs.write32(layout.cb(cb, reg::CB_FSR), fsr::ALL);
     let sctlr = field(crate::cb::SCTLR::M, 1) | field(crate::cb::SCTLR::CFRE, 1);
     regs.write32(layout.cb(cb, reg::CB_SCTLR), sctlr);
+    let m = field(crate::cb::SCTLR::M, 1);
+    let epd = field(crate::cb::TCR::EPD0, 1) | field(crate::cb::TCR::EPD1, 1);
+    let stage1 = field(CBAR::TYPE, 3);
+    if regs.read32(layout.cb(cb, reg::CB_SCTLR)) & m != m
+        || regs.read32(layout.cb(cb, reg::CB_TCR)) & epd != epd
+        || regs.read32(layout.gr1(reg::cbar(cb))) & stage1 != field(CBAR::TYPE, 1)
+        || regs.read32(layout.gr1(reg::cba2r(cb))) & field(CBA2R::VA64, 1) == 0
+    {
+        return Err(Error::NotClosed("the sink context bank"));
+    }
+    Ok(())
 }
 
 fn features_idr7(f: &Features) -> u32 {

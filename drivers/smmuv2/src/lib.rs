@@ -74,8 +74,9 @@
 //! 9. The interrupts: one global and the context interrupts on shared SPI 155, each
 //!    handled by `drain_faults`.
 //! 10. The sink (`Smmu::sink_bank`): a blocked GDMA channel's transfer must abort, be
-//!     recorded in the sink's FSR and raise no interrupt; that TCR.EPD0 is honoured
-//!     (the sink has no table: a walk would read TTBR0's address 0).
+//!     recorded in the sink's FSR and raise no interrupt; that TCR.EPD0 and EPD1 are
+//!     honoured (the sink has no table: a walk would read TTBR0's or TTBR1's address
+//!     0), an address with bit 48 set included (TTBR1's range under TCR2.SEP).
 //! 11. That a device on a StreamID no SMR matches raises the global interrupt once, and
 //!     no more while it keeps sending (`Smmu::drain_faults` clears sCR0.GFIE), and that
 //!     the line is level-triggered as the device tree says.

@@ -48,7 +48,10 @@
 //!   is woken once per fault recorded after it cleared the last (a fault that finds the
 //!   register full only sets MULTI);
 //! - a context bank with TCR.EPD0 = 1 walks nothing for TTBR0's range: a TLB miss there
-//!   is a translation fault (as TCR_EL1.EPD0);
+//!   is a translation fault (as TCR_EL1.EPD0); an address whose sign bit (TCR2.SEP: the
+//!   upstream bus's top bit, IDR2.UBS) is set is in TTBR1's range, where EPD1 = 1 faults
+//!   likewise and a walk (EPD1 = 0) is a violation, since the driver builds no TTBR1
+//!   tables; a walk from a table address of 0 is one too (`Outcome::Unpredictable`);
 //! - a sync covers the invalidations written before it and none after; one written
 //!   while the bank's (or the global) sync is still running is ignored (`start_sync`);
 //! - the interrupt is level (`interrupt_asserted`), and setting GFIE or CFIE while the
@@ -255,6 +258,8 @@ struct State {
     /// completes, and the invalidations it covers (those written before it).
     syncing: HashMap<Option<usize>, SyncOp>,
     stall_syncs: bool,
+    /// Registers whose writes do not take (`ignore_writes`).
+    stuck: Vec<usize>,
     /// Memory as a non-coherent SMMU sees it (`non_coherent`).
     poc: Option<&'static smmuv3::model::PocMemory>,
     violations: Vec<String>,
@@ -280,6 +285,9 @@ const SCR0_USFCFG: u64 = 1 << 10;
 const SCTLR_CFRE: u64 = 1 << 5;
 const SCTLR_CFIE: u64 = 1 << 6;
 const TCR_EPD0: u64 = 1 << 7;
+const TCR_EPD1: u64 = 1 << 23;
+/// TTBRn's table address bits.
+const TTBR_BADDR: u64 = 0x0000_ffff_ffff_f000;
 
 impl Mmu500Model {
     /// A model with `profile`'s ID registers, as at reset: sCR0.CLIENTPD = 1 (every
@@ -334,6 +342,12 @@ impl Mmu500Model {
     /// queued invalidation takes effect: an SMMU that lost a sync.
     pub fn stall_syncs(&self, stall: bool) {
         self.state.borrow_mut().stall_syncs = stall;
+    }
+
+    /// From now on writes to the register at `offset` do not take: it keeps its value (a
+    /// register Secure software owns, or one that did not reset as the driver assumes).
+    pub fn ignore_writes(&self, offset: usize) {
+        self.state.borrow_mut().stuck.push(offset);
     }
 
     /// From now on the SMMU's walks do not snoop the CPU's caches: they read `poc`, the
@@ -504,6 +518,9 @@ impl Mmu500Model {
         if (tcr >> 14) & 0b11 != 0 {
             self.violation(format!("CB{cb}: TCR.TG0 is not 4 KiB"));
         }
+        if self.in_ttbr1_range(cb, iova) {
+            return self.translate_ttbr1(cb, sid, iova, write, tcr);
+        }
         let ias = 64 - t0sz;
         if !(25..=48).contains(&ias) || iova >> ias != 0 {
             return self.context_fault(cb, crate::fault::fsr::TF, sid, iova, write, 0);
@@ -512,6 +529,10 @@ impl Mmu500Model {
             Some(e) => e,
             // EPD0: no walk through TTBR0, whatever it holds.
             None if tcr & TCR_EPD0 != 0 => return self.context_fault(cb, crate::fault::fsr::TF, sid, iova, write, 0),
+            None if ttbr0 & TTBR_BADDR == 0 => {
+                self.violation(format!("CB{cb} walks TTBR0 = {ttbr0:#x}: no table at physical address 0"));
+                return Outcome::Unpredictable;
+            }
             None => match self.walk(tag, ttbr0, ias, iova) {
                 Ok(e) => {
                     self.state.borrow_mut().tlb.push(e);
@@ -535,6 +556,53 @@ impl Mmu500Model {
             return self.context_fault(cb, crate::fault::fsr::PF, sid, iova, write, 3);
         }
         Outcome::Translated(entry.pa + (iova - entry.va))
+    }
+
+    /// Whether bank `cb` translates `iova` through TTBR1: the upstream bus carries
+    /// IDR2.UBS address bits, and the bank sign-extends them from the bit TCR2.SEP names
+    /// (0b111: the bus's top bit, Linux's `ARM_SMMU_TCR2_SEP_UPSTREAM`; 0..=5: bit 31, 35,
+    /// 39, 41, 43, 47), so an address with that bit set is in the upper range, TTBR1's
+    /// (as VA[55] selects TTBR1 for TCR_EL1). An address wider than the bus is not a
+    /// transaction a device can send; the model leaves it to TTBR0's range check, which
+    /// faults it.
+    fn in_ttbr1_range(&self, cb: usize, iova: u64) -> bool {
+        let ubs = match (self.profile.idr2 >> 8) & 0xf {
+            0 => 32,
+            1 => 36,
+            2 => 40,
+            3 => 42,
+            4 => 44,
+            _ => 49,
+        };
+        let sign_bit = match (self.peek(self.layout.cb(cb, reg::CB_TCR2)) >> 15) & 0b111 {
+            0 => 31,
+            1 => 35,
+            2 => 39,
+            3 => 41,
+            4 => 43,
+            5 => 47,
+            _ => ubs - 1,
+        };
+        iova >> ubs == 0 && (iova >> sign_bit) & 1 == 1
+    }
+
+    /// A transaction in TTBR1's range: with TCR.EPD1 = 1 a translation fault, no walk (as
+    /// EPD0 for TTBR0; nothing a TTBR0 walk cached covers a sign-extended address). The
+    /// driver builds no TTBR1 tables, so a walk there reads memory nobody wrote for it:
+    /// a violation, and `Unpredictable` (so is a T1SZ outside 16..=39, which AArch64
+    /// leaves CONSTRAINED UNPREDICTABLE with a 4 KiB granule).
+    fn translate_ttbr1(&self, cb: usize, sid: u64, iova: u64, write: bool, tcr: u64) -> Outcome {
+        if tcr & TCR_EPD1 != 0 {
+            return self.context_fault(cb, crate::fault::fsr::TF, sid, iova, write, 0);
+        }
+        let t1sz = (tcr >> 16) & 0x3f;
+        let ttbr1 = self.peek(self.layout.cb(cb, reg::CB_TTBR1));
+        if !(16..=39).contains(&t1sz) {
+            self.violation(format!("CB{cb}: {iova:#x} is in TTBR1's range, EPD1 = 0 and T1SZ = {t1sz}"));
+        } else {
+            self.violation(format!("CB{cb}: {iova:#x} walks TTBR1 = {ttbr1:#x}, which holds no table"));
+        }
+        Outcome::Unpredictable
     }
 
     /// A context fault in bank `cb`: recorded, and an abort for the client only with
@@ -706,6 +774,9 @@ impl Mmu500Model {
 
     fn write(&self, offset: usize, value: u64, wide: bool) {
         self.state.borrow_mut().writes.push((offset, value));
+        if self.state.borrow().stuck.contains(&offset) {
+            return;
+        }
         self.check_cleaned(offset);
         match self.layout.decode(offset) {
             Block::Gr0(o) => self.write_gr0(o, value),

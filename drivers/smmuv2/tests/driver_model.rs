@@ -23,6 +23,16 @@ fn buffer(pages: usize) -> PhysAddr {
     host_region(pages * PAGE as usize, PAGE as usize).pa
 }
 
+/// xorshift64 (Marsaglia): deterministic pseudo-random values, seeded.
+fn xorshift(mut x: u64) -> impl Iterator<Item = u64> {
+    core::iter::repeat_with(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    })
+}
+
 fn no_violations(model: &Mmu500Model) {
     assert_eq!(model.violations(), Vec::<String>::new(), "architecture rules broken");
 }
@@ -543,5 +553,53 @@ fn cfre_decides_the_abort_cfie_the_interrupt_and_the_fault_is_recorded_either_wa
     }
     assert_eq!(model.peek(l.cb(sink, reg::CB_FSR)) as u32, TF | MULTI);
     assert_eq!((model.interrupts(), model.tlb_entries()), (2, 0), "nothing raised, nothing walked or cached");
+    no_violations(&model);
+}
+
+/// The sink under every input address. A blocked stream translates in the sink, whose
+/// stage 1 is on (SCTLR.M = 1, CBAR stage 1 with stage 2 bypassed, AArch64 format) with
+/// nothing to walk: EPD0 for TTBR0's range and EPD1 for TTBR1's, which an address whose
+/// sign bit is set selects (TCR2.SEP = the upstream bus's top bit: bit 48 of ZynqMP's
+/// 49-bit bus). Every address a 49-bit bus can carry that this sweeps (each single bit,
+/// each bit cleared from all ones, both ranges' edges, 4096 pseudo-random ones; read and
+/// write) is a translation fault in the sink with an abort, recorded, raising nothing,
+/// walking nothing, and leaving nothing in the TLB; the device's own bank, mapped at
+/// 0x1000, faults likewise for every address of TTBR1's range. (With EPD1 left clear in
+/// the sink, the addresses with bit 48 set walk TTBR1, which the model flags; with EPD0
+/// clear, every other address walks TTBR0's address 0.)
+#[test]
+fn the_sink_faults_every_input_address_and_walks_nothing() {
+    use smmuv2::fault::fsr::TF;
+    use smmuv2::mmio::reg;
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut smmu = smmu(&model);
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), d).unwrap();
+    smmu.map(d, Iova(0x1000), buffer(1), PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    let bus = (1u64 << 49) - 1;
+    let mut addrs: Vec<u64> = (0..49).map(|b| 1u64 << b).collect();
+    addrs.extend((0..49).map(|b| bus & !(1u64 << b)));
+    addrs.extend([0, bus, 0x1000, (1 << 48) - 1, 1 << 48, (1 << 48) | 0x1000, (1 << 47) - 4096]);
+    addrs.extend(xorshift(0x2545_f491_4f6c_dd1d).take(4096).map(|x| x & bus));
+    // The device's own bank: TTBR1's range faults (EPD1), the mapping translates.
+    for &iova in addrs.iter().filter(|&&a| a & (1 << 48) != 0) {
+        let out = model.access(SID_A, iova, false);
+        assert_eq!(out, Outcome::ContextFault { cb: d.cb(), fsr: TF }, "own bank, {iova:#x}");
+    }
+    assert!(model.access(SID_A, 0x1000, false).reached_memory());
+    let _ = smmu.drain_faults(|_| {});
+    smmu.block(StreamId(SID_A)).unwrap();
+    let sink = smmu.sink_bank();
+    let (irqs, tlb) = (model.interrupts(), model.tlb_entries());
+    for &iova in &addrs {
+        for write in [false, true] {
+            let out = model.access(SID_A, iova, write);
+            assert_eq!(out, Outcome::ContextFault { cb: sink, fsr: TF }, "sink, {iova:#x} write {write}");
+        }
+    }
+    let l = model.layout();
+    assert_eq!(model.peek(l.cb(sink, reg::CB_FSR)) as u32 & TF, TF, "recorded");
+    assert_eq!((model.interrupts(), model.tlb_entries()), (irqs, tlb), "nothing raised, walked or cached");
+    assert!(!model.interrupt_asserted());
     no_violations(&model);
 }
