@@ -89,6 +89,77 @@ fn every_write_of_init_only_narrows() {
     assert_eq!(before, [false, false, false]);
 }
 
+/// What firmware may leave before `init` (the SMMU's registers are UNKNOWN or
+/// IMPLEMENTATION DEFINED at reset but for what the profile gives): the reset state
+/// (CLIENTPD = 1: every stream bypasses), and states with streams matched and routed:
+/// bypassing through an S2CR, translating in a bank whose SCTLR.M = 0 (which passes
+/// transactions through), unmatched streams bypassing (USFCFG = 0) or faulting.
+fn firmware_states() -> Vec<(&'static str, Vec<(usize, u64)>)> {
+    use smmuv2::mmio::reg::{s2cr, smr, SCR0};
+    let routed = vec![
+        (smr(0), (1 << 31) | SID_A as u64),
+        (s2cr(0), 1 << 16),
+        (smr(1), (1 << 31) | (0xff << 16) | 0x1500),
+        (s2cr(1), 2),
+        (smr(47), (1 << 31) | SID_B as u64),
+        (s2cr(47), 5),
+    ];
+    let with = |scr0: u64| [vec![(SCR0, scr0)], routed.clone()].concat();
+    vec![
+        ("reset", vec![]),
+        ("translating, unmatched bypass", with(0)),
+        ("translating, unmatched fault", with(1 << 10)),
+        ("client bypass over programmed SMRs", with(1)),
+    ]
+}
+
+/// Between reset and `init` an unmatched stream does what sCR0 says: with CLIENTPD = 1
+/// (MMU-500's reset, the model's) every stream bypasses the SMMU, and with CLIENTPD = 0
+/// an unmatched one bypasses unless USFCFG = 1; nothing the driver can change before it
+/// runs. From `init`'s first write on: replayed one write at a time (its writes, then a
+/// domain's creation and one stream's attachment) from each state firmware may leave,
+/// no write lets a stream reach memory that could not before it, and once every stream
+/// is denied (the write of CLIENTPD = 0, or earlier), none reaches memory again but the
+/// attached one, which never bypasses: no StreamID the description does not name (and
+/// none it names but not yet attached) is let through at any point in between.
+#[test]
+fn no_write_from_init_to_the_first_attach_lets_an_unattached_stream_through() {
+    let mut sids = vec![SID_A, SID_B, 0, 0x1500, 0x15ff, 0x7fff, 0x14ea];
+    sids.extend(xorshift(0x9e37_79b9).take(32).map(|x| x as u32 & 0x7fff));
+    for (name, state) in firmware_states() {
+        let model = Mmu500Model::new(ZYNQMP);
+        for &(off, v) in &state {
+            model.preset(off, v);
+        }
+        let mut smmu = smmu(&model);
+        let d = smmu.create_domain().unwrap();
+        smmu.attach(StreamId(SID_A), d).unwrap();
+        no_violations(&model);
+        let replay = Mmu500Model::new(ZYNQMP);
+        for &(off, v) in &state {
+            replay.preset(off, v);
+        }
+        let outcomes = |m: &Mmu500Model| sids.iter().map(|&s| m.access(s, 0x1000, false)).collect::<Vec<_>>();
+        let mut before = outcomes(&replay);
+        let mut closed = before.iter().all(|o| !o.reached_memory());
+        for (i, &(off, v)) in model.writes().iter().enumerate() {
+            replay.preset(off, v);
+            let now = outcomes(&replay);
+            for ((sid, b), n) in sids.iter().zip(&before).zip(&now) {
+                let what = format!("{name}: write {i} ({off:#x} = {v:#x}): stream {sid:#x} {b:?} -> {n:?}");
+                assert!(b.reached_memory() || !n.reached_memory(), "{what}: opened");
+                if closed {
+                    assert!(!matches!(n, Outcome::Bypass(_)), "{what}: bypasses after every stream was denied");
+                    assert!(*sid == SID_A || !n.reached_memory(), "{what}: not attached, yet through");
+                }
+            }
+            closed |= now.iter().all(|o| !o.reached_memory());
+            before = now;
+        }
+        assert!(closed, "{name}: some stream still reaches memory after init");
+    }
+}
+
 #[test]
 fn map_translates_and_unmap_is_gone_from_the_tlb() {
     let model = Mmu500Model::new(ZYNQMP);
