@@ -217,6 +217,8 @@ pub struct Smmu<M: Mmio> {
     coherency: Coherency,
     /// The sink bank (`sink_bank`).
     sink: usize,
+    /// sCR0.GFIE cleared by `drain_faults` (`global_interrupt_paced`).
+    global_paced: bool,
     stats: Stats,
 }
 
@@ -241,11 +243,16 @@ const S2CR_FAULT: u32 = 2 << 16;
 /// (IHI 0062D 10.6.21-22, the global sync Linux's `arm_smmu_tlb_sync_global` does). The
 /// written value is ignored by the SMMU; Linux writes a non-zero one (`QCOM_DUMMY_VAL`)
 /// for a hypervisor that mishandles XZR stores; so does this.
+///
+/// A global sync still active (one that timed out before: `fail_closed` after `init`'s)
+/// is waited for first, and nothing is written while it is: see `Smmu::sync_idle`.
 fn invalidate_all(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+    let idle = || regs.read32(reg::STLBGSTATUS) & 1 == 0;
+    wait(poll_limit, "SMMU_sTLBGSTATUS.GSACTIVE", idle)?;
     barrier::wmb();
     regs.write32(reg::TLBIALLNSNH, u32::MAX);
     regs.write32(reg::STLBGSYNC, u32::MAX);
-    wait(poll_limit, "SMMU_sTLBGSTATUS.GSACTIVE", || regs.read32(reg::STLBGSTATUS) & 1 == 0)
+    wait(poll_limit, "SMMU_sTLBGSTATUS.GSACTIVE", idle)
 }
 
 /// Make every client transaction fault, best effort: what `Smmu::init` does first on
@@ -348,6 +355,7 @@ impl<M: Mmio> Smmu<M> {
                 smr_mask_mask,
                 prefetch_disabled,
                 coherency,
+                global_paced: false,
                 stats: Stats { invalidations: 1, syncs: 1, ..Stats::default() },
             }),
             Err(e) => {
@@ -428,7 +436,7 @@ impl<M: Mmio> Smmu<M> {
                 prefetch_disabled &= regs.read32(layout.cb(n, reg::CB_ACTLR)) & errata::ACTLR_CPRE == 0;
             }
         }
-        program_sink(regs, &features, config.ias_bits);
+        program_sink(regs, &features, config.ias_bits)?;
         regs.write32(reg::SGFSR, regs.read32(reg::SGFSR));
         invalidate_all(regs, config.poll_limit)?;
         let scr0 = field(SCR0::GFRE, 1)
@@ -852,6 +860,14 @@ impl<M: Mmio> Smmu<M> {
             }
             n += 1;
         })?;
+        // Nothing written over a sync still running (`sync_idle`); the entries are out
+        // of the tables, so the domain is stale until an invalidation is confirmed.
+        if let Err(e) = self.sync_idle(cb) {
+            if let Some(dom) = self.domains[cb].as_mut() {
+                dom.stale = true;
+            }
+            return Err(e);
+        }
         // The cleared descriptors must be visible to the walker before the TLBI.
         barrier::wmb();
         if n > TLBI_ASID_THRESHOLD {
@@ -892,13 +908,32 @@ impl<M: Mmio> Smmu<M> {
     }
 
     fn tlbi_asid_sync(&mut self, cb: usize, asid: Asid) -> Result<(), Error> {
+        self.sync_idle(cb)?;
         barrier::wmb();
         self.regs.write32(self.cb_reg(cb, reg::CB_TLBIASID), asid.0 as u32);
         self.stats.invalidations += 1;
         self.tlb_sync(cb)
     }
 
+    /// Bank `cb`'s TLBSTATUS.SACTIVE reads 0: no sync of the bank is still running. A
+    /// sync that timed out may still be: what a TLBSYNC written over it does is not
+    /// something this driver relies on (SACTIVE could then be the old sync's, which
+    /// covers none of the invalidations written since, and a vendor tree of Linux,
+    /// Qualcomm's, saw a TBU's queue fill and the next sync write stall the CPU). So
+    /// nothing is written to the bank, invalidation or sync, until the old one is seen
+    /// completed (bounded by `Config::poll_limit`, a timeout otherwise).
+    fn sync_idle(&mut self, cb: usize) -> Result<(), Error> {
+        let status = self.cb_reg(cb, reg::CB_TLBSTATUS);
+        let regs = &self.regs;
+        let idle = wait(self.config.poll_limit, "SMMU_CBn_TLBSTATUS.SACTIVE", || regs.read32(status) & 1 == 0);
+        if idle.is_err() {
+            self.stats.timeouts += 1;
+        }
+        idle
+    }
+
     fn tlb_sync(&mut self, cb: usize) -> Result<(), Error> {
+        self.sync_idle(cb)?;
         let sync = self.cb_reg(cb, reg::CB_TLBSYNC);
         let status = self.cb_reg(cb, reg::CB_TLBSTATUS);
         self.regs.write32(sync, u32::MAX);
@@ -939,6 +974,11 @@ impl<M: Mmio> Smmu<M> {
 
     /// The global fault recorded, if any, decoded and cleared.
     pub fn global_fault(&mut self) -> Option<GlobalFault> {
+        self.take_global_fault().flatten()
+    }
+
+    /// `None` if sGFSR held nothing; else the fault decoded (if it decodes), cleared.
+    fn take_global_fault(&mut self) -> Option<Option<GlobalFault>> {
         let sgfsr = self.regs.read32(reg::SGFSR);
         if sgfsr & sgfsr::ALL == 0 {
             return None;
@@ -951,18 +991,33 @@ impl<M: Mmio> Smmu<M> {
         );
         self.regs.write32(reg::SGFSR, sgfsr);
         self.stats.global_faults += 1;
-        fault
+        Some(fault)
     }
 
     /// Every fault recorded (global, then each domain's context bank), each decoded,
     /// cleared and passed to `f`; returns how many. What the IOMMU PD calls on the
     /// SMMU's global or context interrupt (MMU-500 may share one line for all).
+    ///
+    /// **The global interrupt is paced.** A stream no SMR matches (a StreamID nobody
+    /// described, sGFSR.USF) faults globally, and sGFSR holds one fault at a time (a
+    /// later one only sets MULTI, IHI 0062D 10.6.14): cleared at each drain, it would
+    /// raise the (level) interrupt again with the next transaction, so a device sending
+    /// on an undescribed StreamID would wake the IOMMU PD once per drain for as long as
+    /// it sends. So a drain that finds a global fault clears sCR0.GFIE (faults are still
+    /// recorded, and still abort: GFRE), and GFIE is set again only by a drain that finds
+    /// sGFSR empty, which is a wake-up for another reason (a context fault, a request,
+    /// the timer). Global faults then cost at most one wake-up, plus one for each
+    /// wake-up of another cause that found sGFSR empty; the drains in between still read
+    /// them, one record (with MULTI) each. Context faults are not paced: a described
+    /// device's faults reach its owner as before.
     pub fn drain_faults(&mut self, mut f: impl FnMut(Fault)) -> u32 {
         let mut n = 0;
-        if let Some(g) = self.global_fault() {
+        let global = self.take_global_fault();
+        if let Some(Some(g)) = global {
             f(Fault::Global(g));
             n += 1;
         }
+        self.pace_global_interrupt(global.is_some());
         for cb in 0..self.features.num_cb {
             if self.domains[cb].is_some() {
                 if let Some(c) = self.read_context_fault(cb) {
@@ -972,6 +1027,24 @@ impl<M: Mmio> Smmu<M> {
             }
         }
         n
+    }
+
+    /// sCR0.GFIE off while global faults keep coming (`drain_faults`), on again once a
+    /// drain found none. sCR0 is read, modified and written: nothing else changes.
+    fn pace_global_interrupt(&mut self, recorded: bool) {
+        if recorded == self.global_paced {
+            return;
+        }
+        let gfie = field(SCR0::GFIE, 1);
+        let scr0 = self.regs.read32(reg::SCR0);
+        self.regs.write32(reg::SCR0, if recorded { scr0 & !gfie } else { scr0 | gfie });
+        self.global_paced = recorded;
+    }
+
+    /// Whether `drain_faults` has the global fault interrupt off (sCR0.GFIE = 0) because
+    /// the last drain found a global fault.
+    pub fn global_interrupt_paced(&self) -> bool {
+        self.global_paced
     }
 }
 
@@ -999,7 +1072,11 @@ fn stage1_bank(regs: &impl Mmio, layout: crate::mmio::Layout, cb: usize) {
 ///   CFCFG = 0 (terminate, never stall), CFRE = 1 (the device gets an abort, as the
 ///   global fault of an unmatched stream gives it with sCR0.GFRE = 1, rather than reads
 ///   of zero and dropped writes), CFIE = 0 (no interrupt: the point of the sink).
-fn program_sink(regs: &impl Mmio, f: &Features, ias_bits: u32) {
+///
+/// Then SCTLR, TCR, CBAR and CBA2R are read back: a sink that does not translate (M, EPD0,
+/// EPD1, stage 1 in AArch64 format) would let every blocked stream through, so `init`
+/// fails closed instead (`Error::NotClosed`).
+fn program_sink(regs: &impl Mmio, f: &Features, ias_bits: u32) -> Result<(), Error> {
     let (layout, cb) = (f.layout, f.num_cb - 1);
     regs.write32(layout.cb(cb, reg::CB_SCTLR), 0);
     stage1_bank(regs, layout, cb);
@@ -1012,6 +1089,17 @@ fn program_sink(regs: &impl Mmio, f: &Features, ias_bits: u32) {
     regs.write32(layout.cb(cb, reg::CB_FSR), fsr::ALL);
     let sctlr = field(crate::cb::SCTLR::M, 1) | field(crate::cb::SCTLR::CFRE, 1);
     regs.write32(layout.cb(cb, reg::CB_SCTLR), sctlr);
+    let m = field(crate::cb::SCTLR::M, 1);
+    let epd = field(crate::cb::TCR::EPD0, 1) | field(crate::cb::TCR::EPD1, 1);
+    let stage1 = field(CBAR::TYPE, 3);
+    if regs.read32(layout.cb(cb, reg::CB_SCTLR)) & m != m
+        || regs.read32(layout.cb(cb, reg::CB_TCR)) & epd != epd
+        || regs.read32(layout.gr1(reg::cbar(cb))) & stage1 != field(CBAR::TYPE, 1)
+        || regs.read32(layout.gr1(reg::cba2r(cb))) & field(CBA2R::VA64, 1) == 0
+    {
+        return Err(Error::NotClosed("the sink context bank"));
+    }
+    Ok(())
 }
 
 fn features_idr7(f: &Features) -> u32 {

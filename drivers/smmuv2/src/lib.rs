@@ -62,19 +62,24 @@
 //!    `prefetch_disabled()` is false and the errata workaround is missing.
 //! 5. That 64-bit register accesses (TTBR0, TLBI, FAR) work on this interconnect.
 //! 6. That TLBSYNC completes within the poll bound at real speed, and that DMA after an
-//!    unmap faults (the per-ASID invalidation works). And what a TLBSYNC written while
-//!    an earlier one never completed does: after a timeout the driver issues TLBIASID and
-//!    TLBSYNC again on every call for the stale domain, while a vendor tree of Linux
-//!    (Qualcomm's `__arm_smmu_tlb_sync`) stops issuing syncs after the first timeout,
-//!    having seen a TBU's queue fill and the next sync write stall the CPU.
+//!    unmap faults (the per-ASID invalidation works). After a timeout the driver writes
+//!    nothing more to that bank (no TLBI, no TLBSYNC) until TLBSTATUS.SACTIVE reads 0,
+//!    polling again on every call for the stale domain (`Smmu::sync_idle`): what a
+//!    TLBSYNC written over a running one does was not found in a source here, and a
+//!    vendor tree of Linux (Qualcomm's `__arm_smmu_tlb_sync`) saw a TBU's queue fill and
+//!    the next sync write stall the CPU. Check that a poll of SACTIVE cannot stall too.
 //! 7. That TLB entries firmware left in bypass are dropped by `init`'s full invalidation.
 //! 8. The GDMA StreamIDs (0x14e8 and up, `zynqmp.dtsi`): their faults name the StreamID,
 //!    and an unattached channel raises a global unmatched-stream fault.
 //! 9. The interrupts: one global and the context interrupts on shared SPI 155, each
 //!    handled by `drain_faults`.
 //! 10. The sink (`Smmu::sink_bank`): a blocked GDMA channel's transfer must abort, be
-//!     recorded in the sink's FSR and raise no interrupt; that TCR.EPD0 is honoured
-//!     (the sink has no table: a walk would read TTBR0's address 0).
+//!     recorded in the sink's FSR and raise no interrupt; that TCR.EPD0 and EPD1 are
+//!     honoured (the sink has no table: a walk would read TTBR0's or TTBR1's address
+//!     0), an address with bit 48 set included (TTBR1's range under TCR2.SEP).
+//! 11. That a device on a StreamID no SMR matches raises the global interrupt once, and
+//!     no more while it keeps sending (`Smmu::drain_faults` clears sCR0.GFIE), and that
+//!     the line is level-triggered as the device tree says.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -48,7 +48,14 @@
 //!   is woken once per fault recorded after it cleared the last (a fault that finds the
 //!   register full only sets MULTI);
 //! - a context bank with TCR.EPD0 = 1 walks nothing for TTBR0's range: a TLB miss there
-//!   is a translation fault (as TCR_EL1.EPD0);
+//!   is a translation fault (as TCR_EL1.EPD0); an address whose sign bit (TCR2.SEP: the
+//!   upstream bus's top bit, IDR2.UBS) is set is in TTBR1's range, where EPD1 = 1 faults
+//!   likewise and a walk (EPD1 = 0) is a violation, since the driver builds no TTBR1
+//!   tables; a walk from a table address of 0 is one too (`Outcome::Unpredictable`);
+//! - a sync covers the invalidations written before it and none after; one written
+//!   while the bank's (or the global) sync is still running is ignored (`start_sync`);
+//! - the interrupt is level (`interrupt_asserted`), and setting GFIE or CFIE while the
+//!   status register holds a fault raises it;
 //! - MMU-500: CBn_ACTLR writes do not take while sACR.CACHE_LOCK = 1 (DDI 0517), and
 //!   ACTLR.CPRE resets to 1.
 //!
@@ -230,6 +237,16 @@ enum Inval {
     Va { tag: Tag, va: u64, last_level: bool },
 }
 
+/// A sync written and not yet completed.
+#[derive(Debug, Default)]
+struct SyncOp {
+    reads_left: u32,
+    /// A context bank's: the invalidations queued when it was written.
+    covers: Vec<Inval>,
+    /// The global one's: whether a TLBIALLNSNH was queued when it was written.
+    covers_all: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
     regs: HashMap<usize, u64>,
@@ -237,9 +254,12 @@ struct State {
     walks: Vec<WalkEntry>,
     pending_global: bool,
     pending_cb: Vec<(usize, Inval)>,
-    /// Status reads left before a sync completes, per bank (`None` key: global).
-    syncing: HashMap<Option<usize>, u32>,
+    /// Syncs running, per bank (`None` key: global): status reads left before it
+    /// completes, and the invalidations it covers (those written before it).
+    syncing: HashMap<Option<usize>, SyncOp>,
     stall_syncs: bool,
+    /// Registers whose writes do not take (`ignore_writes`).
+    stuck: Vec<usize>,
     /// Memory as a non-coherent SMMU sees it (`non_coherent`).
     poc: Option<&'static smmuv3::model::PocMemory>,
     violations: Vec<String>,
@@ -265,6 +285,9 @@ const SCR0_USFCFG: u64 = 1 << 10;
 const SCTLR_CFRE: u64 = 1 << 5;
 const SCTLR_CFIE: u64 = 1 << 6;
 const TCR_EPD0: u64 = 1 << 7;
+const TCR_EPD1: u64 = 1 << 23;
+/// TTBRn's table address bits.
+const TTBR_BADDR: u64 = 0x0000_ffff_ffff_f000;
 
 impl Mmu500Model {
     /// A model with `profile`'s ID registers, as at reset: sCR0.CLIENTPD = 1 (every
@@ -321,6 +344,12 @@ impl Mmu500Model {
         self.state.borrow_mut().stall_syncs = stall;
     }
 
+    /// From now on writes to the register at `offset` do not take: it keeps its value (a
+    /// register Secure software owns, or one that did not reset as the driver assumes).
+    pub fn ignore_writes(&self, offset: usize) {
+        self.state.borrow_mut().stuck.push(offset);
+    }
+
     /// From now on the SMMU's walks do not snoop the CPU's caches: they read `poc`, the
     /// memory at the point of coherency, which changes only when the CPU cleans a line
     /// to it (through `poc` as the driver's `CacheOps`) or a line is evicted (a test
@@ -345,6 +374,22 @@ impl Mmu500Model {
     /// sGFSR with sCR0.GFIE = 1, or an empty CBn_FSR with SCTLR.CFIE = 1.
     pub fn interrupts(&self) -> u64 {
         self.state.borrow().interrupts
+    }
+
+    /// Whether the interrupt line is asserted now: MMU-500's fault interrupts are level
+    /// (the ZynqMP device tree gives SPI 155 as level-high), asserted while sGFSR holds a
+    /// fault with sCR0.GFIE = 1, or a context bank's FSR holds one with SCTLR.CFIE = 1.
+    /// A handler that acknowledges the interrupt while this holds is woken again at once:
+    /// tests count the IOMMU PD's wake-ups by it, not by `interrupts` alone.
+    pub fn interrupt_asserted(&self) -> bool {
+        let l = self.layout;
+        let global =
+            self.peek(reg::SGFSR) & crate::fault::sgfsr::ALL as u64 != 0 && self.peek(reg::SCR0) & SCR0_GFIE != 0;
+        global
+            || (0..self.num_cb()).any(|n| {
+                self.peek(l.cb(n, reg::CB_FSR)) & crate::fault::fsr::ALL as u64 != 0
+                    && self.peek(l.cb(n, reg::CB_SCTLR)) & SCTLR_CFIE != 0
+            })
     }
 
     /// Translations the TLB holds.
@@ -473,6 +518,9 @@ impl Mmu500Model {
         if (tcr >> 14) & 0b11 != 0 {
             self.violation(format!("CB{cb}: TCR.TG0 is not 4 KiB"));
         }
+        if self.in_ttbr1_range(cb, iova) {
+            return self.translate_ttbr1(cb, sid, iova, write, tcr);
+        }
         let ias = 64 - t0sz;
         if !(25..=48).contains(&ias) || iova >> ias != 0 {
             return self.context_fault(cb, crate::fault::fsr::TF, sid, iova, write, 0);
@@ -481,6 +529,10 @@ impl Mmu500Model {
             Some(e) => e,
             // EPD0: no walk through TTBR0, whatever it holds.
             None if tcr & TCR_EPD0 != 0 => return self.context_fault(cb, crate::fault::fsr::TF, sid, iova, write, 0),
+            None if ttbr0 & TTBR_BADDR == 0 => {
+                self.violation(format!("CB{cb} walks TTBR0 = {ttbr0:#x}: no table at physical address 0"));
+                return Outcome::Unpredictable;
+            }
             None => match self.walk(tag, ttbr0, ias, iova) {
                 Ok(e) => {
                     self.state.borrow_mut().tlb.push(e);
@@ -504,6 +556,53 @@ impl Mmu500Model {
             return self.context_fault(cb, crate::fault::fsr::PF, sid, iova, write, 3);
         }
         Outcome::Translated(entry.pa + (iova - entry.va))
+    }
+
+    /// Whether bank `cb` translates `iova` through TTBR1: the upstream bus carries
+    /// IDR2.UBS address bits, and the bank sign-extends them from the bit TCR2.SEP names
+    /// (0b111: the bus's top bit, Linux's `ARM_SMMU_TCR2_SEP_UPSTREAM`; 0..=5: bit 31, 35,
+    /// 39, 41, 43, 47), so an address with that bit set is in the upper range, TTBR1's
+    /// (as VA[55] selects TTBR1 for TCR_EL1). An address wider than the bus is not a
+    /// transaction a device can send; the model leaves it to TTBR0's range check, which
+    /// faults it.
+    fn in_ttbr1_range(&self, cb: usize, iova: u64) -> bool {
+        let ubs = match (self.profile.idr2 >> 8) & 0xf {
+            0 => 32,
+            1 => 36,
+            2 => 40,
+            3 => 42,
+            4 => 44,
+            _ => 49,
+        };
+        let sign_bit = match (self.peek(self.layout.cb(cb, reg::CB_TCR2)) >> 15) & 0b111 {
+            0 => 31,
+            1 => 35,
+            2 => 39,
+            3 => 41,
+            4 => 43,
+            5 => 47,
+            _ => ubs - 1,
+        };
+        iova >> ubs == 0 && (iova >> sign_bit) & 1 == 1
+    }
+
+    /// A transaction in TTBR1's range: with TCR.EPD1 = 1 a translation fault, no walk (as
+    /// EPD0 for TTBR0; nothing a TTBR0 walk cached covers a sign-extended address). The
+    /// driver builds no TTBR1 tables, so a walk there reads memory nobody wrote for it:
+    /// a violation, and `Unpredictable` (so is a T1SZ outside 16..=39, which AArch64
+    /// leaves CONSTRAINED UNPREDICTABLE with a 4 KiB granule).
+    fn translate_ttbr1(&self, cb: usize, sid: u64, iova: u64, write: bool, tcr: u64) -> Outcome {
+        if tcr & TCR_EPD1 != 0 {
+            return self.context_fault(cb, crate::fault::fsr::TF, sid, iova, write, 0);
+        }
+        let t1sz = (tcr >> 16) & 0x3f;
+        let ttbr1 = self.peek(self.layout.cb(cb, reg::CB_TTBR1));
+        if !(16..=39).contains(&t1sz) {
+            self.violation(format!("CB{cb}: {iova:#x} is in TTBR1's range, EPD1 = 0 and T1SZ = {t1sz}"));
+        } else {
+            self.violation(format!("CB{cb}: {iova:#x} walks TTBR1 = {ttbr1:#x}, which holds no table"));
+        }
+        Outcome::Unpredictable
     }
 
     /// A context fault in bank `cb`: recorded, and an abort for the client only with
@@ -606,31 +705,50 @@ impl Mmu500Model {
         out
     }
 
-    fn complete_sync(&self, bank: Option<usize>) {
+    /// A TLBSYNC (`bank`) or sTLBGSYNC (`None`) written: it covers the invalidations
+    /// queued before it, and no later one. Written while one is still running (SACTIVE
+    /// reads 1), it is ignored: the status goes on reporting the older sync, which
+    /// covers none of the invalidations written since. The text of IHI 0062D for a sync
+    /// written over an active one was not at hand; this is the reading that makes a
+    /// driver relying on it wrong (Arm's register descriptions say TLBSTATUS reports
+    /// "operations issued before the most recent TLBSYNC", and Qualcomm's Linux tree saw
+    /// such a write stall the CPU), so a driver must not write one.
+    fn start_sync(&self, bank: Option<usize>) {
         let mut s = self.state.borrow_mut();
-        match bank {
-            None => {
-                if s.pending_global {
-                    s.tlb.clear();
-                    s.walks.clear();
-                    s.pending_global = false;
-                }
-            }
+        if s.syncing.contains_key(&bank) {
+            return;
+        }
+        let sync = match bank {
+            None => SyncOp {
+                reads_left: SYNC_READS,
+                covers: Vec::new(),
+                covers_all: core::mem::take(&mut s.pending_global),
+            },
             Some(cb) => {
-                let mine: Vec<Inval> = s.pending_cb.iter().filter(|(c, _)| *c == cb).map(|(_, i)| *i).collect();
+                let covers = s.pending_cb.iter().filter(|(c, _)| *c == cb).map(|(_, i)| *i).collect();
                 s.pending_cb.retain(|(c, _)| *c != cb);
-                for inval in mine {
-                    match inval {
-                        Inval::Asid(tag) => {
-                            s.tlb.retain(|e| e.tag != tag);
-                            s.walks.retain(|w| w.tag != tag);
-                        }
-                        Inval::Va { tag, va, last_level } => {
-                            s.tlb.retain(|e| !(e.tag == tag && va >= e.va && va - e.va < e.size));
-                            if !last_level {
-                                s.walks.retain(|w| !(w.tag == tag && w.covers(va)));
-                            }
-                        }
+                SyncOp { reads_left: SYNC_READS, covers, covers_all: false }
+            }
+        };
+        s.syncing.insert(bank, sync);
+    }
+
+    fn complete_sync(&self, sync: SyncOp) {
+        let mut s = self.state.borrow_mut();
+        if sync.covers_all {
+            s.tlb.clear();
+            s.walks.clear();
+        }
+        for inval in sync.covers {
+            match inval {
+                Inval::Asid(tag) => {
+                    s.tlb.retain(|e| e.tag != tag);
+                    s.walks.retain(|w| w.tag != tag);
+                }
+                Inval::Va { tag, va, last_level } => {
+                    s.tlb.retain(|e| !(e.tag == tag && va >= e.va && va - e.va < e.size));
+                    if !last_level {
+                        s.walks.retain(|w| !(w.tag == tag && w.covers(va)));
                     }
                 }
             }
@@ -640,22 +758,25 @@ impl Mmu500Model {
     fn status_read(&self, bank: Option<usize>) -> u32 {
         let mut s = self.state.borrow_mut();
         let stalled = s.stall_syncs;
-        let Some(left) = s.syncing.get_mut(&bank) else { return 0 };
+        let Some(sync) = s.syncing.get_mut(&bank) else { return 0 };
         if stalled {
             return 1;
         }
-        if *left > 0 {
-            *left -= 1;
+        if sync.reads_left > 0 {
+            sync.reads_left -= 1;
             return 1;
         }
-        s.syncing.remove(&bank);
+        let Some(sync) = s.syncing.remove(&bank) else { return 0 };
         drop(s);
-        self.complete_sync(bank);
+        self.complete_sync(sync);
         0
     }
 
     fn write(&self, offset: usize, value: u64, wide: bool) {
         self.state.borrow_mut().writes.push((offset, value));
+        if self.state.borrow().stuck.contains(&offset) {
+            return;
+        }
         self.check_cleaned(offset);
         match self.layout.decode(offset) {
             Block::Gr0(o) => self.write_gr0(o, value),
@@ -698,10 +819,16 @@ impl Mmu500Model {
                 let old = self.peek(o);
                 self.preset(o, old & !value);
             }
-            reg::TLBIALLNSNH | reg::TLBIALLH => self.state.borrow_mut().pending_global = true,
-            reg::STLBGSYNC => {
-                self.state.borrow_mut().syncing.insert(None, SYNC_READS);
+            // The level line rises when GFIE is set while sGFSR holds a fault.
+            reg::SCR0 => {
+                let held = self.peek(reg::SGFSR) & crate::fault::sgfsr::ALL as u64 != 0;
+                if held && self.peek(o) & SCR0_GFIE == 0 && value & SCR0_GFIE != 0 {
+                    self.state.borrow_mut().interrupts += 1;
+                }
+                self.preset(o, value);
             }
+            reg::TLBIALLNSNH | reg::TLBIALLH => self.state.borrow_mut().pending_global = true,
+            reg::STLBGSYNC => self.start_sync(None),
             _ if (reg::SMR0..smr_end).contains(&o) => {
                 let i = (o - reg::SMR0) / 4;
                 if i >= self.num_smrg() {
@@ -750,16 +877,21 @@ impl Mmu500Model {
                 let inval = Inval::Va { tag: self.tag(n, (value >> 48) as u16), va, last_level: o == reg::CB_TLBIVAL };
                 self.state.borrow_mut().pending_cb.push((n, inval));
             }
-            reg::CB_TLBSYNC => {
-                self.state.borrow_mut().syncing.insert(Some(n), SYNC_READS);
-            }
+            reg::CB_TLBSYNC => self.start_sync(Some(n)),
             reg::CB_ACTLR => {
                 if self.peek(reg::SACR) & crate::errata::ACR_CACHE_LOCK as u64 == 0 {
                     self.preset(offset, value);
                 }
             }
-            // ASIDPNE (bit 12) is RAZ/WI on MMU-500 (`Tag`).
-            reg::CB_SCTLR => self.preset(offset, value & !(1 << 12)),
+            // ASIDPNE (bit 12) is RAZ/WI on MMU-500 (`Tag`). The level line rises when
+            // CFIE is set while FSR holds a fault.
+            reg::CB_SCTLR => {
+                let held = self.peek(self.layout.cb(n, reg::CB_FSR)) & crate::fault::fsr::ALL as u64 != 0;
+                if held && self.peek(offset) & SCTLR_CFIE == 0 && value & SCTLR_CFIE != 0 {
+                    self.state.borrow_mut().interrupts += 1;
+                }
+                self.preset(offset, value & !(1 << 12))
+            }
             _ => {
                 if enabled {
                     self.violation(format!("CB{n} register {o:#x} written while SCTLR.M = 1"));

@@ -23,6 +23,16 @@ fn buffer(pages: usize) -> PhysAddr {
     host_region(pages * PAGE as usize, PAGE as usize).pa
 }
 
+/// xorshift64 (Marsaglia): deterministic pseudo-random values, seeded.
+fn xorshift(mut x: u64) -> impl Iterator<Item = u64> {
+    core::iter::repeat_with(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    })
+}
+
 fn no_violations(model: &Mmu500Model) {
     assert_eq!(model.violations(), Vec::<String>::new(), "architecture rules broken");
 }
@@ -77,6 +87,77 @@ fn every_write_of_init_only_narrows() {
         before = now;
     }
     assert_eq!(before, [false, false, false]);
+}
+
+/// What firmware may leave before `init` (the SMMU's registers are UNKNOWN or
+/// IMPLEMENTATION DEFINED at reset but for what the profile gives): the reset state
+/// (CLIENTPD = 1: every stream bypasses), and states with streams matched and routed:
+/// bypassing through an S2CR, translating in a bank whose SCTLR.M = 0 (which passes
+/// transactions through), unmatched streams bypassing (USFCFG = 0) or faulting.
+fn firmware_states() -> Vec<(&'static str, Vec<(usize, u64)>)> {
+    use smmuv2::mmio::reg::{s2cr, smr, SCR0};
+    let routed = vec![
+        (smr(0), (1 << 31) | SID_A as u64),
+        (s2cr(0), 1 << 16),
+        (smr(1), (1 << 31) | (0xff << 16) | 0x1500),
+        (s2cr(1), 2),
+        (smr(47), (1 << 31) | SID_B as u64),
+        (s2cr(47), 5),
+    ];
+    let with = |scr0: u64| [vec![(SCR0, scr0)], routed.clone()].concat();
+    vec![
+        ("reset", vec![]),
+        ("translating, unmatched bypass", with(0)),
+        ("translating, unmatched fault", with(1 << 10)),
+        ("client bypass over programmed SMRs", with(1)),
+    ]
+}
+
+/// Between reset and `init` an unmatched stream does what sCR0 says: with CLIENTPD = 1
+/// (MMU-500's reset, the model's) every stream bypasses the SMMU, and with CLIENTPD = 0
+/// an unmatched one bypasses unless USFCFG = 1; nothing the driver can change before it
+/// runs. From `init`'s first write on: replayed one write at a time (its writes, then a
+/// domain's creation and one stream's attachment) from each state firmware may leave,
+/// no write lets a stream reach memory that could not before it, and once every stream
+/// is denied (the write of CLIENTPD = 0, or earlier), none reaches memory again but the
+/// attached one, which never bypasses: no StreamID the description does not name (and
+/// none it names but not yet attached) is let through at any point in between.
+#[test]
+fn no_write_from_init_to_the_first_attach_lets_an_unattached_stream_through() {
+    let mut sids = vec![SID_A, SID_B, 0, 0x1500, 0x15ff, 0x7fff, 0x14ea];
+    sids.extend(xorshift(0x9e37_79b9).take(32).map(|x| x as u32 & 0x7fff));
+    for (name, state) in firmware_states() {
+        let model = Mmu500Model::new(ZYNQMP);
+        for &(off, v) in &state {
+            model.preset(off, v);
+        }
+        let mut smmu = smmu(&model);
+        let d = smmu.create_domain().unwrap();
+        smmu.attach(StreamId(SID_A), d).unwrap();
+        no_violations(&model);
+        let replay = Mmu500Model::new(ZYNQMP);
+        for &(off, v) in &state {
+            replay.preset(off, v);
+        }
+        let outcomes = |m: &Mmu500Model| sids.iter().map(|&s| m.access(s, 0x1000, false)).collect::<Vec<_>>();
+        let mut before = outcomes(&replay);
+        let mut closed = before.iter().all(|o| !o.reached_memory());
+        for (i, &(off, v)) in model.writes().iter().enumerate() {
+            replay.preset(off, v);
+            let now = outcomes(&replay);
+            for ((sid, b), n) in sids.iter().zip(&before).zip(&now) {
+                let what = format!("{name}: write {i} ({off:#x} = {v:#x}): stream {sid:#x} {b:?} -> {n:?}");
+                assert!(b.reached_memory() || !n.reached_memory(), "{what}: opened");
+                if closed {
+                    assert!(!matches!(n, Outcome::Bypass(_)), "{what}: bypasses after every stream was denied");
+                    assert!(*sid == SID_A || !n.reached_memory(), "{what}: not attached, yet through");
+                }
+            }
+            closed |= now.iter().all(|o| !o.reached_memory());
+            before = now;
+        }
+        assert!(closed, "{name}: some stream still reaches memory after init");
+    }
 }
 
 #[test]
@@ -543,5 +624,53 @@ fn cfre_decides_the_abort_cfie_the_interrupt_and_the_fault_is_recorded_either_wa
     }
     assert_eq!(model.peek(l.cb(sink, reg::CB_FSR)) as u32, TF | MULTI);
     assert_eq!((model.interrupts(), model.tlb_entries()), (2, 0), "nothing raised, nothing walked or cached");
+    no_violations(&model);
+}
+
+/// The sink under every input address. A blocked stream translates in the sink, whose
+/// stage 1 is on (SCTLR.M = 1, CBAR stage 1 with stage 2 bypassed, AArch64 format) with
+/// nothing to walk: EPD0 for TTBR0's range and EPD1 for TTBR1's, which an address whose
+/// sign bit is set selects (TCR2.SEP = the upstream bus's top bit: bit 48 of ZynqMP's
+/// 49-bit bus). Every address a 49-bit bus can carry that this sweeps (each single bit,
+/// each bit cleared from all ones, both ranges' edges, 4096 pseudo-random ones; read and
+/// write) is a translation fault in the sink with an abort, recorded, raising nothing,
+/// walking nothing, and leaving nothing in the TLB; the device's own bank, mapped at
+/// 0x1000, faults likewise for every address of TTBR1's range. (With EPD1 left clear in
+/// the sink, the addresses with bit 48 set walk TTBR1, which the model flags; with EPD0
+/// clear, every other address walks TTBR0's address 0.)
+#[test]
+fn the_sink_faults_every_input_address_and_walks_nothing() {
+    use smmuv2::fault::fsr::TF;
+    use smmuv2::mmio::reg;
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut smmu = smmu(&model);
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID_A), d).unwrap();
+    smmu.map(d, Iova(0x1000), buffer(1), PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    let bus = (1u64 << 49) - 1;
+    let mut addrs: Vec<u64> = (0..49).map(|b| 1u64 << b).collect();
+    addrs.extend((0..49).map(|b| bus & !(1u64 << b)));
+    addrs.extend([0, bus, 0x1000, (1 << 48) - 1, 1 << 48, (1 << 48) | 0x1000, (1 << 47) - 4096]);
+    addrs.extend(xorshift(0x2545_f491_4f6c_dd1d).take(4096).map(|x| x & bus));
+    // The device's own bank: TTBR1's range faults (EPD1), the mapping translates.
+    for &iova in addrs.iter().filter(|&&a| a & (1 << 48) != 0) {
+        let out = model.access(SID_A, iova, false);
+        assert_eq!(out, Outcome::ContextFault { cb: d.cb(), fsr: TF }, "own bank, {iova:#x}");
+    }
+    assert!(model.access(SID_A, 0x1000, false).reached_memory());
+    let _ = smmu.drain_faults(|_| {});
+    smmu.block(StreamId(SID_A)).unwrap();
+    let sink = smmu.sink_bank();
+    let (irqs, tlb) = (model.interrupts(), model.tlb_entries());
+    for &iova in &addrs {
+        for write in [false, true] {
+            let out = model.access(SID_A, iova, write);
+            assert_eq!(out, Outcome::ContextFault { cb: sink, fsr: TF }, "sink, {iova:#x} write {write}");
+        }
+    }
+    let l = model.layout();
+    assert_eq!(model.peek(l.cb(sink, reg::CB_FSR)) as u32 & TF, TF, "recorded");
+    assert_eq!((model.interrupts(), model.tlb_entries()), (irqs, tlb), "nothing raised, walked or cached");
+    assert!(!model.interrupt_asserted());
     no_violations(&model);
 }

@@ -131,3 +131,38 @@ fn a_global_sync_that_never_completes_fails_closed() {
     model.stall_syncs(false);
     assert_eq!(fail_closed(&model, 16), Ok(()));
 }
+
+/// The sink (the last context bank, where `block` routes a stream) must translate: stage 1
+/// on (SCTLR.M), nothing to walk (TCR.EPD0, EPD1), a stage-1 bank in AArch64 format
+/// (CBAR.TYPE, CBA2R.VA64). A register of it whose writes do not take (one Secure
+/// software kept, say) used to go unnoticed: `init` succeeded, and with SCTLR.M stuck
+/// at 0 a blocked stream then bypassed the SMMU through the sink. Now `init` reads them
+/// back and fails closed.
+#[test]
+fn a_sink_that_does_not_read_back_fails_closed() {
+    let l = Mmu500Model::new(ZYNQMP).layout();
+    let sink = 15;
+    for (name, offset) in [
+        ("SCTLR", l.cb(sink, reg::CB_SCTLR)),
+        ("TCR", l.cb(sink, reg::CB_TCR)),
+        ("CBAR", l.gr1(reg::cbar(sink))),
+        ("CBA2R", l.gr1(reg::cba2r(sink))),
+    ] {
+        let model = Mmu500Model::new(ZYNQMP);
+        firmware_bypass(&model);
+        model.ignore_writes(offset);
+        let mem = Memory { tables: host_region(16 * 4096, 4096) };
+        // SAFETY: fresh host memory only this driver uses.
+        match unsafe { Smmu::init(&model, mem, host_config()) } {
+            Ok(mut smmu) => {
+                let d = smmu.create_domain().unwrap();
+                smmu.attach(smmuv2::StreamId(SID), d).unwrap();
+                smmu.block(smmuv2::StreamId(SID)).unwrap();
+                let out = model.access(SID, 0x1000, true);
+                panic!("{name} stuck: init accepted the sink; a blocked stream then gives {out:?}");
+            }
+            Err(e) => assert_eq!(e, Error::NotClosed("the sink context bank"), "{name}"),
+        }
+        denies(&model);
+    }
+}

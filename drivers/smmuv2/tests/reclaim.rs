@@ -102,3 +102,51 @@ fn a_domain_cannot_drain_the_pool_by_mapping_and_unmapping_everywhere() {
     }
     assert!(model.violations().is_empty(), "{:?}", model.violations());
 }
+
+/// A TLBSYNC that timed out may still be running when the next operation comes. Before,
+/// that operation wrote its TLBIASID and a new TLBSYNC over it and took SACTIVE reading
+/// 0 as its own sync's completion; on a model where a sync written over an active one is
+/// ignored (the status stays the old sync's, which covers only what was written before
+/// it), SACTIVE cleared when the old sync completed, and the operation was answered
+/// confirmed with its TLBIASID still queued. Here: A's unmap (a TLBIVAL: the last level
+/// only) times out; B's map then reclaims A's emptied tables: the TLBIASID that must
+/// drop A's cached walks before the pages are reused was answered confirmed by the old
+/// sync, A's three tables became B's, and A's device, walking from the level-3 table its
+/// walk cache still named, read one of B's tables as its own (B maps IOVA 0: entry 0 is
+/// valid at every level, so whichever of B's tables the page became, A's walk finds a
+/// descriptor there; here a table descriptor, read as a page without the access flag:
+/// an access-flag fault where only a translation fault is right). Now
+/// nothing is written to a bank until the old sync is seen completed
+/// (`Smmu::sync_idle`), so the TLBIASID has a sync of its own.
+#[test]
+fn a_sync_still_running_after_a_timeout_confirms_nothing_written_after_it() {
+    let model = Mmu500Model::new(ZYNQMP);
+    let mut smmu = smmu(&model, 2 + 3);
+    let buf = host_region(2 * PAGE as usize, PAGE as usize).pa;
+    let (a, b) = (smmu.create_domain().unwrap(), smmu.create_domain().unwrap());
+    smmu.attach(StreamId(SID_A), a).unwrap();
+    smmu.attach(StreamId(SID_B), b).unwrap();
+    smmu.map(a, Iova(1 << 39), buf, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert!(model.access(SID_A, 1 << 39, false).reached_memory(), "A's walk is cached");
+    model.stall_syncs(true);
+    assert_eq!(smmu.unmap(a, Iova(1 << 39), PAGE), Err(Error::Timeout("SMMU_CBn_TLBSTATUS.SACTIVE")));
+    assert!(smmu.has_stale_entries(a).unwrap());
+    // The SMMU recovers; the timed-out sync completes a few status reads from now.
+    model.stall_syncs(false);
+    let pb = PhysAddr(buf.0 + PAGE);
+    smmu.map(b, Iova(0), pb, PAGE, Perm::ReadWrite, MemType::Normal).unwrap();
+    assert_eq!(smmu.free_table_pages(), 0, "A's three tables are B's now");
+    assert!(!smmu.has_stale_entries(a).unwrap());
+    assert_eq!(model.access(SID_B, 0, false), smmuv2::model::Outcome::Translated(pb.0));
+    // A's walk must read only A's own tables: its root no longer links any, so a
+    // translation fault (from its walk cache, it would read one of B's tables as its
+    // level-3 table: B's table descriptor taken for a page without the access flag, an
+    // access-flag fault, or B's page itself).
+    let out = model.access(SID_A, 1 << 39, true);
+    assert_eq!(
+        out,
+        smmuv2::model::Outcome::ContextFault { cb: a.cb(), fsr: smmuv2::fault::fsr::TF },
+        "A walked B's table"
+    );
+    assert!(model.violations().is_empty(), "{:?}", model.violations());
+}
