@@ -521,10 +521,28 @@ struct Reset {
 /// running SMMU keeps its stream table) and `Err(NoGlobalAbort)` (or the `Timeout` of the
 /// GBPA update) says that DMA is not known to be stopped.
 pub fn fail_closed(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
-    if !set_gbpa_abort(regs, bound)? {
+    close(regs, bound, false)
+}
+
+/// `fail_closed` on an SMMU whose GBPA.ABORT `init` read back set (`gbpa_aborts`), or
+/// not known to be.
+fn close(regs: &impl Mmio, bound: Bound, gbpa_aborts: bool) -> Result<(), Error> {
+    if !gbpa_abort_in_effect(regs, bound, gbpa_aborts)? {
         return Err(Error::NoGlobalAbort);
     }
     disable(regs, bound)
+}
+
+/// Sets GBPA.ABORT (`set_gbpa_abort`) and says whether it is in effect. GBPA changes only
+/// through an update (IHI 0070 6.3.14): an ABORT that `init` read back set (`gbpa_aborts`)
+/// is still the value in effect when an update to set it again never completes, so the
+/// SMMU may still be disabled safely. Without that, such a timeout is the error.
+fn gbpa_abort_in_effect(regs: &impl Mmio, bound: Bound, gbpa_aborts: bool) -> Result<bool, Error> {
+    match set_gbpa_abort(regs, bound) {
+        Ok(aborts) => Ok(aborts),
+        Err(_) if gbpa_aborts => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// SMMU_GBPA.ABORT = 1: transactions abort while the SMMU is disabled. GBPA may be
@@ -545,6 +563,37 @@ fn set_gbpa_abort(regs: &impl Mmio, bound: Bound) -> Result<bool, Error> {
 fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
     regs.write32(reg::CR0, 0);
     wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
+}
+
+/// SMMU_CR0 = SMMUEN alone (queues off), waiting for SMMU_CR0ACK: translation through the
+/// stream table `init` wrote, whose every entry aborts. What an `init` that fails after
+/// disabling an SMMU on which GBPA.ABORT does not take leaves, since disabled it would
+/// pass every transaction.
+fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
+    let smmuen = CR0::SMMUEN::SET.value;
+    regs.write32(reg::CR0, smmuen);
+    wait(bound, "SMMU_CR0ACK (enable on the aborting table)", || regs.read32(reg::CR0ACK) == smmuen)
+}
+
+/// Write `layout` (from `stream_table_layout`, so it fits `table`) with every stream
+/// aborting, for `init`: a linear table's STEs aborting, a two-level table's level-1
+/// descriptors invalid (its streams terminated, recorded as C_BAD_STREAMID, until a
+/// stream in the range is first configured).
+fn write_aborting_stream_table(table: &DmaRegion, layout: &StreamTable) {
+    match *layout {
+        StreamTable::Linear { log2 } => {
+            for sid in 0..1usize << log2 {
+                // SAFETY: STE `sid` lies inside the region (`stream_table_layout`).
+                unsafe { write_ste_raw(table.va, sid, &Ste::abort()) };
+            }
+        }
+        StreamTable::TwoLevel { l1_entries, .. } => {
+            for i in 0..l1_entries {
+                // SAFETY: the level-1 table fits (`stream_table_layout`). Span = 0: invalid.
+                unsafe { table.va.cast::<u64>().add(i).write_volatile(0) };
+            }
+        }
+    }
 }
 
 /// The command queue: producer index and the memory it writes.
@@ -850,7 +899,8 @@ impl<M: Mmio> Smmu<M> {
     ///
     /// On any error, a refused probe included, the SMMU is first left failing closed
     /// (`fail_closed`, best effort): the caller gets the error, and no device's traffic
-    /// passes in the meantime.
+    /// passes in the meantime. An error after the SMMU was disabled, on an SMMU whose
+    /// GBPA.ABORT does not take, leaves it enabled on its aborting stream table instead.
     ///
     /// # Safety
     /// The regions in `mem` must be memory that only this driver uses from now on, seen
@@ -902,7 +952,16 @@ impl<M: Mmio> Smmu<M> {
             reject_next_invalidation: RejectNext::default(),
         };
         if let Err(e) = smmu.start(reset.ats) {
-            let _ = fail_closed(&smmu.regs, config.bound);
+            let regs = &smmu.regs;
+            let _ = match gbpa_abort_in_effect(regs, config.bound, smmu.gbpa_aborts) {
+                Ok(true) => disable(regs, config.bound),
+                // `reset` disabled it, and without GBPA.ABORT a disabled SMMU passes every
+                // transaction: it translates instead, through the stream table `reset`
+                // wrote, every entry aborting. (Its configuration cache may still hold
+                // entries of an earlier owner's table if the CMD_CFGI_ALL did not
+                // complete: the README says where this stops.)
+                _ => enable_on_aborting_table(regs, config.bound),
+            };
             return Err(e);
         }
         Ok(smmu)
@@ -1001,7 +1060,7 @@ impl<M: Mmio> Smmu<M> {
         regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
 
         // 3. The stream table, every entry aborting.
-        Self::write_aborting_stream_table(mem, &strtab);
+        write_aborting_stream_table(&mem.stream_table, &strtab);
         // Every aborting STE (or invalid level-1 descriptor) at the PoC before the SMMU
         // is told where the table is.
         maint.clean(mem.stream_table.va, mem.stream_table.len);
@@ -1128,29 +1187,6 @@ impl<M: Mmio> Smmu<M> {
             return Err(Error::BadMemory("stream table"));
         }
         Ok(StreamTable::TwoLevel { l1_entries, l2_base, l2_slots: (st.len - l2_base) / l2_bytes, l2_used: 0 })
-    }
-
-    /// Write `strtab` (from `stream_table_layout`, so it fits `mem`) with every stream
-    /// aborting.
-    fn write_aborting_stream_table(mem: &Memory, strtab: &StreamTable) {
-        let st = &mem.stream_table;
-        match *strtab {
-            StreamTable::Linear { log2 } => {
-                for sid in 0..1usize << log2 {
-                    // SAFETY: STE `sid` lies inside the region (`stream_table_layout`).
-                    unsafe { write_ste_raw(st.va, sid, &Ste::abort()) };
-                }
-            }
-            StreamTable::TwoLevel { l1_entries, .. } => {
-                for i in 0..l1_entries {
-                    // SAFETY: the level-1 table fits (`stream_table_layout`). Span = 0:
-                    // invalid until a stream in this range is first configured; traffic
-                    // from these StreamIDs is terminated and recorded as C_BAD_STREAMID
-                    // meanwhile.
-                    unsafe { st.va.cast::<u64>().add(i).write_volatile(0) };
-                }
-            }
-        }
     }
 
     /// Whether the SMMU's accesses snoop this CPU's caches (SMMU_IDR0.COHACC and the

@@ -107,6 +107,9 @@ struct State {
     violations: Vec<&'static str>,
     /// SMMU_GBPA is not implemented: it reads as zero and ignores writes (QEMU 7.2).
     no_gbpa: bool,
+    /// A write to SMMU_CR0 or SMMU_IRQ_CTRL (the offset) that is never acknowledged, and
+    /// how many writes to it from now that one is (1: the next).
+    withheld_ack: Option<(usize, u32)>,
     /// A clock that each register access moves forward by this many nanoseconds.
     clock: Option<(&'static FakeClock, u64)>,
     /// Reads of SMMU_CMDQ_CONS before the SMMU consumes what the doorbell announced: a
@@ -283,6 +286,26 @@ impl SmmuModel {
         st.regs.insert(reg::GBPA, 0);
     }
 
+    /// The `nth` write (1: the next) to SMMU_CR0 or SMMU_IRQ_CTRL (`offset`) is never
+    /// acknowledged: its ACK register keeps its old value, and, as the ACK register is
+    /// what says a change took effect (IHI 0070, SMMU_CR0ACK), that write changes nothing the
+    /// SMMU does (translation follows CR0ACK.SMMUEN). Later writes are acknowledged.
+    pub fn withhold_ack(&self, offset: usize, nth: u32) {
+        assert!(offset == reg::CR0 || offset == reg::IRQ_CTRL, "CR0 or IRQ_CTRL");
+        self.state.borrow_mut().withheld_ack = Some((offset, nth));
+    }
+
+    /// Whether this write to `offset` is the one `withhold_ack` named (counting it).
+    fn ack_withheld(st: &mut State, offset: usize) -> bool {
+        match st.withheld_ack {
+            Some((o, n)) if o == offset => {
+                st.withheld_ack = if n <= 1 { None } else { Some((o, n - 1)) };
+                n <= 1
+            }
+            _ => false,
+        }
+    }
+
     /// The SMMU enters service failure mode: SMMU_GERROR.SFM_ERR toggles (active until
     /// acknowledged) and it consumes no more commands (IHI 0070 12.3). What it then does
     /// with transactions is left to the registers: the model keeps translating as
@@ -326,7 +349,7 @@ impl SmmuModel {
     /// whose STE allows ATS (STE.EATS != 0) may send one (IHI 0070 3.9.1.2, 6.3.9.3).
     pub fn translate_ats(&self, sid: u32, pa: u64) -> Outcome {
         let mut st = self.state.borrow_mut();
-        let cr0 = st.regs.get(&reg::CR0).copied().unwrap_or(0);
+        let cr0 = st.regs.get(&reg::CR0ACK).copied().unwrap_or(0);
         if cr0 & 1 == 0 || cr0 & (1 << 4) == 0 {
             return Outcome::Bypass(pa);
         }
@@ -502,7 +525,8 @@ impl SmmuModel {
 
     fn translate_cached(&self, sid: u32, iova: u64, write: bool) -> Outcome {
         let mut st = self.state.borrow_mut();
-        let cr0 = st.regs.get(&reg::CR0).copied().unwrap_or(0);
+        // CR0ACK, not CR0: a change takes effect when it is acknowledged.
+        let cr0 = st.regs.get(&reg::CR0ACK).copied().unwrap_or(0);
         if cr0 & 1 == 0 {
             let gbpa = st.regs.get(&reg::GBPA).copied().unwrap_or(0);
             return if gbpa & (1 << 20) != 0 { Outcome::Abort } else { Outcome::Bypass(iova) };
@@ -894,11 +918,15 @@ impl Mmio for SmmuModel {
         match offset {
             o if o == reg::CR0 => {
                 st.regs.insert(reg::CR0, v);
-                st.regs.insert(reg::CR0ACK, v);
+                if !Self::ack_withheld(&mut st, o) {
+                    st.regs.insert(reg::CR0ACK, v);
+                }
             }
             o if o == reg::IRQ_CTRL => {
                 st.regs.insert(reg::IRQ_CTRL, v);
-                st.regs.insert(reg::IRQ_CTRLACK, v);
+                if !Self::ack_withheld(&mut st, o) {
+                    st.regs.insert(reg::IRQ_CTRLACK, v);
+                }
             }
             o if o == reg::GBPA => {
                 if st.gbpa_busy_reads > 0 {
