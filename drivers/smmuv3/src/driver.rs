@@ -395,7 +395,7 @@ impl GlobalErrors {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum StreamTable {
     Linear { log2: u32 },
     TwoLevel { l1_entries: usize, l2_base: usize, l2_slots: usize, l2_used: usize },
@@ -581,16 +581,42 @@ fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound) -> Result<(), Error>
 /// stream in the range is first configured).
 fn write_aborting_stream_table(table: &DmaRegion, layout: &StreamTable) {
     match *layout {
-        StreamTable::Linear { log2 } => {
-            for sid in 0..1usize << log2 {
-                // SAFETY: STE `sid` lies inside the region (`stream_table_layout`).
-                unsafe { write_ste_raw(table.va, sid, &Ste::abort()) };
-            }
-        }
+        StreamTable::Linear { .. } => abort_every_ste(table, layout),
         StreamTable::TwoLevel { l1_entries, .. } => {
             for i in 0..l1_entries {
                 // SAFETY: the level-1 table fits (`stream_table_layout`). Span = 0: invalid.
                 unsafe { table.va.cast::<u64>().add(i).write_volatile(0) };
+            }
+        }
+    }
+}
+
+/// Make every STE of `layout` abort where it is, the table in use by the SMMU: each
+/// STE's first word (V = 1, Config = abort) is written first, so that every mixture the
+/// SMMU may read meanwhile aborts. A two-level table's level-1 descriptors are left as
+/// they are and every level-2 table they point at is rewritten, so a stream reads an
+/// aborting STE, not a missing one.
+fn abort_every_ste(table: &DmaRegion, layout: &StreamTable) {
+    let abort_all = |va: NonNull<u8>, entries: usize| {
+        for sid in 0..entries {
+            // SAFETY: the caller's table of `entries` STEs at `va` lies inside `table`.
+            unsafe { write_ste_raw(va, sid, &Ste::abort()) };
+        }
+    };
+    match *layout {
+        // Inside the region (`stream_table_layout`).
+        StreamTable::Linear { log2 } => abort_all(table.va, 1 << log2),
+        StreamTable::TwoLevel { l1_entries, .. } => {
+            for i in 0..l1_entries {
+                // SAFETY: the level-1 table fits (`stream_table_layout`).
+                let desc = unsafe { table.va.cast::<u64>().add(i).read_volatile() };
+                if STRTAB_L1_DESC_SPAN.get(desc) == 0 {
+                    continue;
+                }
+                // The driver placed every level-2 table inside the region (`ste_ptr`).
+                let off = ((desc & STRTAB_L1_DESC_L2PTR.mask()) - table.pa.0) as usize;
+                // SAFETY: as above: `off` is a level-2 table's offset in the region.
+                abort_all(unsafe { table.va.add(off) }, 1 << STRTAB_SPLIT);
             }
         }
     }
@@ -614,6 +640,12 @@ struct CommandQueue {
     failed: Option<Result<(), Error>>,
     /// Why `failed` is set: the SMMU stopped answering, rather than reporting SFM_ERR.
     unanswered: bool,
+    /// The stream table and its layout (as `init` wrote it), for `fail` to make every
+    /// stream abort in it.
+    stream_table: DmaRegion,
+    layout: StreamTable,
+    /// GBPA.ABORT read back set by `init`.
+    gbpa_aborts: bool,
     /// `Stats::syncs` when a wait on the queue last timed out: a second timeout with the
     /// count unchanged had no sync complete in between. Kept off the hot path: a
     /// completed sync already counts itself, and nothing is reset there.
@@ -749,9 +781,17 @@ impl CommandQueue {
     /// or it no longer answers (`timed_out`), so none will come.
     /// Make every transaction abort (`fail_closed`: GBPA.ABORT, then SMMUEN = 0 with
     /// CR0ACK waited for), once, and refuse every later command.
+    ///
+    /// The stream table first, every entry aborting: where the SMMU cannot be disabled
+    /// safely (no GBPA, QEMU 7.2's; or an acknowledgement that never comes), it stays
+    /// enabled, and every STE it fetches from then on aborts. Memory only: the queue that
+    /// would invalidate the STEs it has cached is what failed.
     fn fail(&mut self, regs: &impl Mmio) {
         if self.failed.is_none() {
-            self.failed = Some(fail_closed(regs, self.bound));
+            abort_every_ste(&self.stream_table, &self.layout);
+            self.maint.clean(self.stream_table.va, self.stream_table.len);
+            barrier::wmb();
+            self.failed = Some(close(regs, self.bound, self.gbpa_aborts));
         }
     }
 
@@ -930,6 +970,9 @@ impl<M: Mmio> Smmu<M> {
                 bound: config.bound,
                 failed: None,
                 unanswered: false,
+                stream_table: mem.stream_table,
+                layout: reset.strtab,
+                gbpa_aborts: reset.gbpa_aborts,
                 timed_out_at: None,
                 since_sync: 0,
                 commands_per_sync: reset.commands_per_sync,
@@ -1306,6 +1349,9 @@ impl<M: Mmio> Smmu<M> {
     }
 
     fn write_ste(&mut self, sid: StreamId, new: &Ste) -> Result<(), Error> {
+        // After a failure every STE already aborts in memory (`CommandQueue::fail`), so an
+        // update to abort would need no command and look confirmed: nothing is, any more.
+        self.check_usable()?;
         let entry = self.ste_ptr(sid)?;
         // The STE may point at a CD: drop cached copies of both.
         let invalidate = [Command::cfgi_ste(sid, true), Command::cfgi_cd_all(sid)];
