@@ -343,6 +343,22 @@ impl SmmuModel {
         self.state.borrow().violations.clone()
     }
 
+    /// The STEs the SMMU may use for `sid` now, without a transaction (nothing is cached
+    /// by looking): the one in its configuration cache, if any, and the one the stream
+    /// table's memory holds (`None` where no table covers it or its level-1 descriptor
+    /// is invalid, which terminates the stream).
+    pub fn stream_entries(&self, sid: u32) -> (Option<[u64; 8]>, Option<[u64; 8]>) {
+        let mut st = self.state.borrow_mut();
+        let cached = st.config_cache.get(&sid).map(|c| c.0);
+        (cached, ste_in_table(&mut st, sid, false))
+    }
+
+    /// The 64-bit word at `pa` as the SMMU reads it (from the PoC on a non-coherent one):
+    /// for tests that follow an entry's pointers, such as an STE's S1ContextPtr.
+    pub fn read_u64(&self, pa: u64) -> u64 {
+        read_words::<1>(self.state.borrow().poc, pa)[0]
+    }
+
     /// An ATS-translated transaction (a PCIe request whose address the device's ATC
     /// already translated) to physical address `pa`. With SMMU_CR0.ATSCHK = 0 the SMMU
     /// lets it through without looking at the stream table; with ATSCHK = 1 only a stream
@@ -843,6 +859,13 @@ fn read_words<const N: usize>(poc: Option<&PocMemory>, pa: u64) -> [u64; N] {
 /// ignored as the architecture allows (the table is taken to be aligned to its size, a
 /// level-2 table to its own), so a misaligned table is read from the wrong place.
 fn read_ste(st: &mut State, sid: u32) -> Option<[u64; 8]> {
+    ste_in_table(st, sid, true)
+}
+
+/// The STE for `sid` as the stream table's memory holds it: `None` where no table covers
+/// it or its level-1 descriptor is invalid. A lookup (`lookup`) honours, and adds to, the
+/// invalid level-1 descriptors the SMMU has cached; a test's look does neither.
+fn ste_in_table(st: &mut State, sid: u32, lookup: bool) -> Option<[u64; 8]> {
     let raw_base = st.regs.get(&reg::STRTAB_BASE).copied().unwrap_or(0) & 0x000f_ffff_ffff_ffc0;
     let cfg = st.regs.get(&reg::STRTAB_BASE_CFG).copied().unwrap_or(0);
     let log2 = (cfg & 0x3f) as u32;
@@ -858,13 +881,15 @@ fn read_ste(st: &mut State, sid: u32) -> Option<[u64; 8]> {
     let base = raw_base & !((8u64 << (log2 - split)).max(64) - 1);
     // An invalid level-1 descriptor the SMMU looked up before stays cached until a
     // non-leaf CMD_CFGI_STE (or CFGI_ALL) for its range.
-    if st.invalid_l1.contains(&l1_index) {
+    if lookup && st.invalid_l1.contains(&l1_index) {
         return None;
     }
     let l1 = read_words::<1>(st.poc, base + l1_index as u64 * 8)[0];
     let span = l1 & 0x1f;
     if span == 0 {
-        st.invalid_l1.push(l1_index);
+        if lookup {
+            st.invalid_l1.push(l1_index);
+        }
         return None;
     }
     let l2 = l1 & 0x000f_ffff_ffff_ffc0 & !((64u64 << (span - 1)) - 1);
