@@ -277,7 +277,9 @@ struct iommu_fault_record {
     uint64_t iova_last;
 };
 
-/* A fault record's `region` and `near`. */
+/* A fault record's `device`, `region` and `near`. */
+/* `device` of a record that concerns no one device (one of kind SERVICE_FAILED). */
+#define IOMMU_FAULT_NO_DEVICE 0xffffffffu
 /* `region` when the address is in, or next to, none of the device's mappings. */
 #define IOMMU_FAULT_NO_REGION 0xffffffffu
 /* `near`: the address is inside a mapping; `offset` is its offset into the region. */
@@ -307,6 +309,11 @@ struct iommu_fault_record {
 #define IOMMU_FAULT_KIND_F_PERMISSION 0x13
 /* F_TLB_CONFLICT: the SMMU's TLB held conflicting entries. */
 #define IOMMU_FAULT_KIND_F_TLB_CONFLICT 0x20
+/* Not a fault and not an SMMUv3 event number (those fit in 8 bits): the IOMMU failed while
+ * serving (SMMUv3 service failure, or it stopped answering) and was failed closed. Nothing is
+ * served from now on: every call answers Unavailable, and no mapping or removal in progress
+ * will complete. Its `device` is IOMMU_FAULT_NO_DEVICE, its addresses 0. */
+#define IOMMU_FAULT_KIND_SERVICE_FAILED 0x100
 
 _Static_assert(sizeof(struct iommu_fault_record) == 72, "FaultRecord's size");
 _Static_assert(offsetof(struct iommu_fault_record, seq) == 0, "FaultRecord.seq");

@@ -212,3 +212,29 @@ fn records_the_iommu_lost_reach_a_client_whose_ring_is_full() {
     let records: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
     assert_eq!(records.iter().map(|r| r.dropped_before).collect::<Vec<_>>(), vec![3]);
 }
+
+/// The IOMMU failed while serving and was failed closed (the IOMMU PD's `fail_service`):
+/// nothing is served again, and a client waiting on its queue's completions or on a
+/// removal would wait for ever. Every client is told without calling: a record of kind
+/// `SERVICE_FAILED` (no device, no address) in its ring, and a notification; a client
+/// whose ring is full has it counted dropped, as any record, and is notified all the same.
+/// (Before, `fail_service` wrote nothing and notified no one: a client learnt of the
+/// failure only from the Unavailable answer to its next call.)
+#[test]
+fn every_client_is_told_when_the_iommu_has_failed() {
+    use iommu_protocol::faults::{kind, NO_DEVICE, NO_REGION};
+    let mut s = service();
+    // NET's ring full: 32 faults of the NIC, each in its own window, none coalesced.
+    for i in 0..32u64 {
+        let f = FaultInput { stream: 0x10, iova: 0x10_0000 * (i + 1), write: i % 2 == 0, kind: 0x10, now: i * 1000 };
+        s.record_fault(f);
+    }
+    assert_eq!(s.faults(NET).unwrap().pending().count(), 32, "full");
+    assert_eq!(s.service_failed(), 0b111, "every client with a ring is to be notified");
+    for c in [BLK, EVIL] {
+        let records: Vec<_> = s.faults(c).unwrap().pending().copied().collect();
+        let [r] = records[..] else { panic!("client {c}: {records:?}") };
+        assert_eq!((r.kind, r.device, r.region, r.iova), (kind::SERVICE_FAILED, NO_DEVICE, NO_REGION, 0), "client {c}");
+    }
+    assert_eq!(s.faults(NET).unwrap().dropped(), 1, "NET's ring was full: counted dropped");
+}

@@ -16,10 +16,10 @@ mod common;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
-use common::backend::{add_leaf, reach_by, Faulty, Inject, Pages, TestHw};
+use common::backend::{add_leaf, reach_by, Entry, Faulty, Inject, Pages, TestHw};
 use common::DEVICES;
 use iommu_pd::{DeviceIndex, FaultInput};
-use smmuv2::model::{host_config, host_region, Mmu500Model, Outcome, ZYNQMP};
+use smmuv2::model::{host_config, host_region, Mmu500Model, Outcome, Route, ZYNQMP};
 use smmuv2::{DmaRegion, Memory, Perm, Smmu, StreamId};
 use smmuv2_service::{Recorded, Smmuv2Backend};
 
@@ -130,6 +130,37 @@ impl TestHw for Faulty<Backend> {
             }
         });
         out
+    }
+
+    fn entry(&self, d: DeviceIndex) -> Option<Entry> {
+        let own = self.inner.domain_of(d).map(|dom| dom.cb());
+        Some(stream_entry(&self.inner, DEVICES[d].stream, own))
+    }
+
+    fn stray_entries(&self) -> Vec<(u32, String)> {
+        let mut sids = vec![0, 0x7fff];
+        sids.extend(DEVICES.iter().flat_map(|d| [d.stream - 1, d.stream + 1]));
+        sids.into_iter()
+            .filter(|sid| !DEVICES.iter().any(|d| d.stream == *sid))
+            .filter_map(|sid| match stream_entry(&self.inner, sid, None) {
+                Entry::Aborts => None,
+                e => Some((sid, format!("{e:?}"))),
+            })
+            .collect()
+    }
+}
+
+/// What the MMU-500's stream mapping makes of `sid` (its SMRs, S2CRs, sCR0 and the bank's
+/// SCTLR, read from the registers): faulted (unmatched with USFCFG = 1, an S2CR of type
+/// fault, or the driver's sink bank, which faults everything) aborts; translated through
+/// `own`, the device's own context bank, is its domain; anything else is never right.
+fn stream_entry(b: &Backend, sid: u32, own: Option<usize>) -> Entry {
+    match model(b).route(sid) {
+        Route::Fault => Entry::Aborts,
+        Route::Bank(cb) if cb == b.smmu_ref().sink_bank() => Entry::Aborts,
+        Route::Bank(cb) if Some(cb) == own => Entry::OwnDomain,
+        Route::Bank(cb) => Entry::Other(format!("routed to context bank {cb}, its device's is {own:?}")),
+        r => Entry::Other(format!("{r:?}")),
     }
 }
 

@@ -276,6 +276,29 @@ pub struct Mmu500Model {
     state: RefCell<State>,
 }
 
+/// Where a stream's transactions go (`Mmu500Model::route`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Untranslated: sCR0.CLIENTPD, an unmatched stream with sCR0.USFCFG = 0, an S2CR of
+    /// type bypass, or a context bank with stage 1 off.
+    Bypass,
+    /// Faulted without a translation: an unmatched stream with USFCFG = 1, an S2CR of
+    /// type fault, or one naming a bank the SMMU does not have.
+    Fault,
+    /// Through this context bank, stage 1 on.
+    Bank(usize),
+    /// More than one valid SMR matches it.
+    Unpredictable,
+}
+
+/// What the stream-mapping registers make of one StreamID.
+enum Matched {
+    ClientPd,
+    Unmatched { fault: bool },
+    S2cr(u64),
+    Many(Vec<usize>),
+}
+
 /// Status reads a sync reports busy before it completes.
 const SYNC_READS: u32 = 2;
 
@@ -426,11 +449,57 @@ impl Mmu500Model {
     /// A device on stream `sid` reads (`write` = false) or writes `iova`: what the SMMU
     /// does with the transaction, recording faults as the hardware would.
     pub fn access(&self, sid: u32, iova: u64, write: bool) -> Outcome {
+        let sid = sid as u64 & self.sid_mask();
+        match self.matched(sid) {
+            Matched::ClientPd | Matched::Unmatched { fault: false } => Outcome::Bypass(iova),
+            Matched::Unmatched { fault: true } => {
+                self.record_global(crate::fault::sgfsr::USF, sid, iova, write);
+                Outcome::GlobalFault(crate::fault::sgfsr::USF)
+            }
+            Matched::S2cr(s2cr) => match (s2cr >> 16) & 0b11 {
+                0 => self.translate((s2cr & 0xff) as usize, sid, iova, write),
+                1 => Outcome::Bypass(iova),
+                _ => Outcome::Terminated,
+            },
+            Matched::Many(matches) => {
+                self.violation(format!("StreamID {sid:#x} matched SMRs {matches:?}: UNPREDICTABLE"));
+                Outcome::Unpredictable
+            }
+        }
+    }
+
+    /// Where a transaction of `sid` would go now, read from the registers with no
+    /// transaction made (nothing recorded, nothing cached): for tests of the stream
+    /// mapping itself rather than of what a device reaches.
+    pub fn route(&self, sid: u32) -> Route {
+        match self.matched(sid as u64 & self.sid_mask()) {
+            Matched::ClientPd | Matched::Unmatched { fault: false } => Route::Bypass,
+            Matched::Unmatched { fault: true } => Route::Fault,
+            Matched::S2cr(s2cr) => match (s2cr >> 16) & 0b11 {
+                0 => {
+                    let cb = (s2cr & 0xff) as usize;
+                    if cb >= self.num_cb() {
+                        Route::Fault
+                    } else if self.peek(self.layout.cb(cb, reg::CB_SCTLR)) & 1 == 0 {
+                        // Stage 1 off, stage 2 bypassed: untranslated.
+                        Route::Bypass
+                    } else {
+                        Route::Bank(cb)
+                    }
+                }
+                1 => Route::Bypass,
+                _ => Route::Fault,
+            },
+            Matched::Many(_) => Route::Unpredictable,
+        }
+    }
+
+    /// Which stream-mapping entry `sid` (already masked to the StreamID width) meets.
+    fn matched(&self, sid: u64) -> Matched {
         let scr0 = self.peek(reg::SCR0);
         if scr0 & SCR0_CLIENTPD != 0 {
-            return Outcome::Bypass(iova);
+            return Matched::ClientPd;
         }
-        let sid = sid as u64 & self.sid_mask();
         let matches: Vec<usize> = self
             .valid_smrs()
             .into_iter()
@@ -438,25 +507,9 @@ impl Mmu500Model {
             .map(|(i, _, _)| i)
             .collect();
         match matches.as_slice() {
-            [] => {
-                if scr0 & SCR0_USFCFG == 0 {
-                    return Outcome::Bypass(iova);
-                }
-                self.record_global(crate::fault::sgfsr::USF, sid, iova, write);
-                Outcome::GlobalFault(crate::fault::sgfsr::USF)
-            }
-            [i] => {
-                let s2cr = self.peek(reg::s2cr(*i));
-                match (s2cr >> 16) & 0b11 {
-                    0 => self.translate((s2cr & 0xff) as usize, sid, iova, write),
-                    1 => Outcome::Bypass(iova),
-                    _ => Outcome::Terminated,
-                }
-            }
-            _ => {
-                self.violation(format!("StreamID {sid:#x} matched SMRs {matches:?}: UNPREDICTABLE"));
-                Outcome::Unpredictable
-            }
+            [] => Matched::Unmatched { fault: scr0 & SCR0_USFCFG != 0 },
+            [i] => Matched::S2cr(self.peek(reg::s2cr(*i))),
+            _ => Matched::Many(matches),
         }
     }
 

@@ -18,12 +18,12 @@ mod common;
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
-use common::backend::{add_leaf, reach_by, Faulty, Inject, Pages, TestHw};
+use common::backend::{add_leaf, reach_by, Entry, Faulty, Inject, Pages, TestHw};
 use common::DEVICES;
 use iommu_pd::DeviceIndex;
 use smmuv3::cmd::Opcode;
 use smmuv3::model::{host_config, host_memory, Outcome, SmmuModel};
-use smmuv3::{Memory, Perm, Smmu, StreamId};
+use smmuv3::{Memory, Perm, Smmu, StreamId, Translation};
 use smmuv3_service::SmmuBackend;
 
 type Backend = SmmuBackend<SmmuModel>;
@@ -109,6 +109,63 @@ impl TestHw for Faulty<Backend> {
 
     fn fail_next(&mut self, what: Option<&'static str>) {
         self.fail = what;
+    }
+
+    fn entry(&self, d: DeviceIndex) -> Option<Entry> {
+        let want = self.inner.translation_of(d);
+        Some(stream_entry(model(&self.inner), DEVICES[d].stream, want))
+    }
+
+    fn stray_entries(&self) -> Vec<(u32, String)> {
+        let m = model(&self.inner);
+        let mut sids = vec![0, 0xffff];
+        sids.extend(DEVICES.iter().flat_map(|d| [d.stream - 1, d.stream + 1]));
+        sids.into_iter()
+            .filter(|sid| !DEVICES.iter().any(|d| d.stream == *sid))
+            .filter_map(|sid| match stream_entry(m, sid, None) {
+                Entry::Aborts => None,
+                e => Some((sid, format!("{e:?}"))),
+            })
+            .collect()
+    }
+}
+
+/// What the SMMU makes of `sid` by its STEs (IHI 0070 5.2): the one it has cached, if any,
+/// and the one in the stream table (the SMMU may use either: a cached entry until it is
+/// invalidated, the table's once it is evicted). Each must abort, or translate through
+/// `want`, the device's own domain: stage 1 through a CD with its ASID, or stage 2 with
+/// its VMID. A missing one (no table, an invalid level-1 descriptor) terminates the stream.
+fn stream_entry(m: &SmmuModel, sid: u32, want: Option<Translation>) -> Entry {
+    let (cached, table) = m.stream_entries(sid);
+    let of = |ste: Option<[u64; 8]>| -> Entry {
+        let Some(ste) = ste else { return Entry::Aborts };
+        // STE.V (word 0 bit 0) = 0: C_BAD_STE, the transaction terminated.
+        if ste[0] & 1 == 0 {
+            return Entry::Aborts;
+        }
+        // STE.Config, word 0 bits [3:1].
+        let got = match (ste[0] >> 1) & 0b111 {
+            0b000 => return Entry::Aborts,
+            0b100 => return Entry::Other("STE.Config = bypass".into()),
+            // S1ContextPtr, word 0 bits [51:6]; the CD's ASID, its word 0 bits [63:48].
+            0b101 => {
+                Translation::Stage1 { asid: smmuv3::Asid((m.read_u64(ste[0] & 0x000f_ffff_ffff_ffc0) >> 48) as u16) }
+            }
+            // S2VMID, word 2 bits [15:0].
+            0b110 => Translation::Stage2 { vmid: smmuv3::Vmid(ste[2] as u16) },
+            c => return Entry::Other(format!("STE.Config = {c:#05b}")),
+        };
+        if Some(got) == want {
+            Entry::OwnDomain
+        } else {
+            Entry::Other(format!("translates as {got:?}, its device's domain is {want:?}"))
+        }
+    };
+    match (of(cached), of(table)) {
+        (Entry::Other(why), _) => Entry::Other(format!("cached STE: {why}")),
+        (_, Entry::Other(why)) => Entry::Other(format!("STE in the table: {why}")),
+        (Entry::Aborts, Entry::Aborts) => Entry::Aborts,
+        _ => Entry::OwnDomain,
     }
 }
 

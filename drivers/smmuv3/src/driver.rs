@@ -395,7 +395,7 @@ impl GlobalErrors {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum StreamTable {
     Linear { log2: u32 },
     TwoLevel { l1_entries: usize, l2_base: usize, l2_slots: usize, l2_used: usize },
@@ -521,10 +521,28 @@ struct Reset {
 /// running SMMU keeps its stream table) and `Err(NoGlobalAbort)` (or the `Timeout` of the
 /// GBPA update) says that DMA is not known to be stopped.
 pub fn fail_closed(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
-    if !set_gbpa_abort(regs, bound)? {
+    close(regs, bound, false)
+}
+
+/// `fail_closed` on an SMMU whose GBPA.ABORT `init` read back set (`gbpa_aborts`), or
+/// not known to be.
+fn close(regs: &impl Mmio, bound: Bound, gbpa_aborts: bool) -> Result<(), Error> {
+    if !gbpa_abort_in_effect(regs, bound, gbpa_aborts)? {
         return Err(Error::NoGlobalAbort);
     }
     disable(regs, bound)
+}
+
+/// Sets GBPA.ABORT (`set_gbpa_abort`) and says whether it is in effect. GBPA changes only
+/// through an update (IHI 0070 6.3.14): an ABORT that `init` read back set (`gbpa_aborts`)
+/// is still the value in effect when an update to set it again never completes, so the
+/// SMMU may still be disabled safely. Without that, such a timeout is the error.
+fn gbpa_abort_in_effect(regs: &impl Mmio, bound: Bound, gbpa_aborts: bool) -> Result<bool, Error> {
+    match set_gbpa_abort(regs, bound) {
+        Ok(aborts) => Ok(aborts),
+        Err(_) if gbpa_aborts => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// SMMU_GBPA.ABORT = 1: transactions abort while the SMMU is disabled. GBPA may be
@@ -547,6 +565,63 @@ fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
     wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
 }
 
+/// SMMU_CR0 = SMMUEN alone (queues off), waiting for SMMU_CR0ACK: translation through the
+/// stream table `init` wrote, whose every entry aborts. What an `init` that fails after
+/// disabling an SMMU on which GBPA.ABORT does not take leaves, since disabled it would
+/// pass every transaction.
+fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
+    let smmuen = CR0::SMMUEN::SET.value;
+    regs.write32(reg::CR0, smmuen);
+    wait(bound, "SMMU_CR0ACK (enable on the aborting table)", || regs.read32(reg::CR0ACK) == smmuen)
+}
+
+/// Write `layout` (from `stream_table_layout`, so it fits `table`) with every stream
+/// aborting, for `init`: a linear table's STEs aborting, a two-level table's level-1
+/// descriptors invalid (its streams terminated, recorded as C_BAD_STREAMID, until a
+/// stream in the range is first configured).
+fn write_aborting_stream_table(table: &DmaRegion, layout: &StreamTable) {
+    match *layout {
+        StreamTable::Linear { .. } => abort_every_ste(table, layout),
+        StreamTable::TwoLevel { l1_entries, .. } => {
+            for i in 0..l1_entries {
+                // SAFETY: the level-1 table fits (`stream_table_layout`). Span = 0: invalid.
+                unsafe { table.va.cast::<u64>().add(i).write_volatile(0) };
+            }
+        }
+    }
+}
+
+/// Make every STE of `layout` abort where it is, the table in use by the SMMU: each
+/// STE's first word (V = 1, Config = abort) is written first, so that every mixture the
+/// SMMU may read meanwhile aborts. A two-level table's level-1 descriptors are left as
+/// they are and every level-2 table they point at is rewritten, so a stream reads an
+/// aborting STE, not a missing one.
+fn abort_every_ste(table: &DmaRegion, layout: &StreamTable) {
+    let abort_all = |va: NonNull<u8>, entries: usize| {
+        for sid in 0..entries {
+            // SAFETY: the caller's table of `entries` STEs at `va` lies inside `table`.
+            unsafe { write_ste_raw(va, sid, &Ste::abort()) };
+        }
+    };
+    match *layout {
+        // Inside the region (`stream_table_layout`).
+        StreamTable::Linear { log2 } => abort_all(table.va, 1 << log2),
+        StreamTable::TwoLevel { l1_entries, .. } => {
+            for i in 0..l1_entries {
+                // SAFETY: the level-1 table fits (`stream_table_layout`).
+                let desc = unsafe { table.va.cast::<u64>().add(i).read_volatile() };
+                if STRTAB_L1_DESC_SPAN.get(desc) == 0 {
+                    continue;
+                }
+                // The driver placed every level-2 table inside the region (`ste_ptr`).
+                let off = ((desc & STRTAB_L1_DESC_L2PTR.mask()) - table.pa.0) as usize;
+                // SAFETY: as above: `off` is a level-2 table's offset in the region.
+                abort_all(unsafe { table.va.add(off) }, 1 << STRTAB_SPLIT);
+            }
+        }
+    }
+}
+
 /// The command queue: producer index and the memory it writes.
 #[derive(Debug)]
 struct CommandQueue {
@@ -565,6 +640,12 @@ struct CommandQueue {
     failed: Option<Result<(), Error>>,
     /// Why `failed` is set: the SMMU stopped answering, rather than reporting SFM_ERR.
     unanswered: bool,
+    /// The stream table and its layout (as `init` wrote it), for `fail` to make every
+    /// stream abort in it.
+    stream_table: DmaRegion,
+    layout: StreamTable,
+    /// GBPA.ABORT read back set by `init`.
+    gbpa_aborts: bool,
     /// `Stats::syncs` when a wait on the queue last timed out: a second timeout with the
     /// count unchanged had no sync complete in between. Kept off the hot path: a
     /// completed sync already counts itself, and nothing is reset there.
@@ -700,9 +781,17 @@ impl CommandQueue {
     /// or it no longer answers (`timed_out`), so none will come.
     /// Make every transaction abort (`fail_closed`: GBPA.ABORT, then SMMUEN = 0 with
     /// CR0ACK waited for), once, and refuse every later command.
+    ///
+    /// The stream table first, every entry aborting: where the SMMU cannot be disabled
+    /// safely (no GBPA, QEMU 7.2's; or an acknowledgement that never comes), it stays
+    /// enabled, and every STE it fetches from then on aborts. Memory only: the queue that
+    /// would invalidate the STEs it has cached is what failed.
     fn fail(&mut self, regs: &impl Mmio) {
         if self.failed.is_none() {
-            self.failed = Some(fail_closed(regs, self.bound));
+            abort_every_ste(&self.stream_table, &self.layout);
+            self.maint.clean(self.stream_table.va, self.stream_table.len);
+            barrier::wmb();
+            self.failed = Some(close(regs, self.bound, self.gbpa_aborts));
         }
     }
 
@@ -850,7 +939,8 @@ impl<M: Mmio> Smmu<M> {
     ///
     /// On any error, a refused probe included, the SMMU is first left failing closed
     /// (`fail_closed`, best effort): the caller gets the error, and no device's traffic
-    /// passes in the meantime.
+    /// passes in the meantime. An error after the SMMU was disabled, on an SMMU whose
+    /// GBPA.ABORT does not take, leaves it enabled on its aborting stream table instead.
     ///
     /// # Safety
     /// The regions in `mem` must be memory that only this driver uses from now on, seen
@@ -880,6 +970,9 @@ impl<M: Mmio> Smmu<M> {
                 bound: config.bound,
                 failed: None,
                 unanswered: false,
+                stream_table: mem.stream_table,
+                layout: reset.strtab,
+                gbpa_aborts: reset.gbpa_aborts,
                 timed_out_at: None,
                 since_sync: 0,
                 commands_per_sync: reset.commands_per_sync,
@@ -902,7 +995,16 @@ impl<M: Mmio> Smmu<M> {
             reject_next_invalidation: RejectNext::default(),
         };
         if let Err(e) = smmu.start(reset.ats) {
-            let _ = fail_closed(&smmu.regs, config.bound);
+            let regs = &smmu.regs;
+            let _ = match gbpa_abort_in_effect(regs, config.bound, smmu.gbpa_aborts) {
+                Ok(true) => disable(regs, config.bound),
+                // `reset` disabled it, and without GBPA.ABORT a disabled SMMU passes every
+                // transaction: it translates instead, through the stream table `reset`
+                // wrote, every entry aborting. (Its configuration cache may still hold
+                // entries of an earlier owner's table if the CMD_CFGI_ALL did not
+                // complete: the README says where this stops.)
+                _ => enable_on_aborting_table(regs, config.bound),
+            };
             return Err(e);
         }
         Ok(smmu)
@@ -1001,7 +1103,7 @@ impl<M: Mmio> Smmu<M> {
         regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
 
         // 3. The stream table, every entry aborting.
-        Self::write_aborting_stream_table(mem, &strtab);
+        write_aborting_stream_table(&mem.stream_table, &strtab);
         // Every aborting STE (or invalid level-1 descriptor) at the PoC before the SMMU
         // is told where the table is.
         maint.clean(mem.stream_table.va, mem.stream_table.len);
@@ -1130,29 +1232,6 @@ impl<M: Mmio> Smmu<M> {
         Ok(StreamTable::TwoLevel { l1_entries, l2_base, l2_slots: (st.len - l2_base) / l2_bytes, l2_used: 0 })
     }
 
-    /// Write `strtab` (from `stream_table_layout`, so it fits `mem`) with every stream
-    /// aborting.
-    fn write_aborting_stream_table(mem: &Memory, strtab: &StreamTable) {
-        let st = &mem.stream_table;
-        match *strtab {
-            StreamTable::Linear { log2 } => {
-                for sid in 0..1usize << log2 {
-                    // SAFETY: STE `sid` lies inside the region (`stream_table_layout`).
-                    unsafe { write_ste_raw(st.va, sid, &Ste::abort()) };
-                }
-            }
-            StreamTable::TwoLevel { l1_entries, .. } => {
-                for i in 0..l1_entries {
-                    // SAFETY: the level-1 table fits (`stream_table_layout`). Span = 0:
-                    // invalid until a stream in this range is first configured; traffic
-                    // from these StreamIDs is terminated and recorded as C_BAD_STREAMID
-                    // meanwhile.
-                    unsafe { st.va.cast::<u64>().add(i).write_volatile(0) };
-                }
-            }
-        }
-    }
-
     /// Whether the SMMU's accesses snoop this CPU's caches (SMMU_IDR0.COHACC and the
     /// platform's word together), which decides the driver's cache maintenance.
     pub fn coherency(&self) -> Coherency {
@@ -1270,6 +1349,9 @@ impl<M: Mmio> Smmu<M> {
     }
 
     fn write_ste(&mut self, sid: StreamId, new: &Ste) -> Result<(), Error> {
+        // After a failure every STE already aborts in memory (`CommandQueue::fail`), so an
+        // update to abort would need no command and look confirmed: nothing is, any more.
+        self.check_usable()?;
         let entry = self.ste_ptr(sid)?;
         // The STE may point at a CD: drop cached copies of both.
         let invalidate = [Command::cfgi_ste(sid, true), Command::cfgi_cd_all(sid)];

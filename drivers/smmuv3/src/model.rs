@@ -107,6 +107,9 @@ struct State {
     violations: Vec<&'static str>,
     /// SMMU_GBPA is not implemented: it reads as zero and ignores writes (QEMU 7.2).
     no_gbpa: bool,
+    /// A write to SMMU_CR0 or SMMU_IRQ_CTRL (the offset) that is never acknowledged, and
+    /// how many writes to it from now that one is (1: the next).
+    withheld_ack: Option<(usize, u32)>,
     /// A clock that each register access moves forward by this many nanoseconds.
     clock: Option<(&'static FakeClock, u64)>,
     /// Reads of SMMU_CMDQ_CONS before the SMMU consumes what the doorbell announced: a
@@ -283,6 +286,26 @@ impl SmmuModel {
         st.regs.insert(reg::GBPA, 0);
     }
 
+    /// The `nth` write (1: the next) to SMMU_CR0 or SMMU_IRQ_CTRL (`offset`) is never
+    /// acknowledged: its ACK register keeps its old value, and, as the ACK register is
+    /// what says a change took effect (IHI 0070, SMMU_CR0ACK), that write changes nothing the
+    /// SMMU does (translation follows CR0ACK.SMMUEN). Later writes are acknowledged.
+    pub fn withhold_ack(&self, offset: usize, nth: u32) {
+        assert!(offset == reg::CR0 || offset == reg::IRQ_CTRL, "CR0 or IRQ_CTRL");
+        self.state.borrow_mut().withheld_ack = Some((offset, nth));
+    }
+
+    /// Whether this write to `offset` is the one `withhold_ack` named (counting it).
+    fn ack_withheld(st: &mut State, offset: usize) -> bool {
+        match st.withheld_ack {
+            Some((o, n)) if o == offset => {
+                st.withheld_ack = if n <= 1 { None } else { Some((o, n - 1)) };
+                n <= 1
+            }
+            _ => false,
+        }
+    }
+
     /// The SMMU enters service failure mode: SMMU_GERROR.SFM_ERR toggles (active until
     /// acknowledged) and it consumes no more commands (IHI 0070 12.3). What it then does
     /// with transactions is left to the registers: the model keeps translating as
@@ -320,13 +343,29 @@ impl SmmuModel {
         self.state.borrow().violations.clone()
     }
 
+    /// The STEs the SMMU may use for `sid` now, without a transaction (nothing is cached
+    /// by looking): the one in its configuration cache, if any, and the one the stream
+    /// table's memory holds (`None` where no table covers it or its level-1 descriptor
+    /// is invalid, which terminates the stream).
+    pub fn stream_entries(&self, sid: u32) -> (Option<[u64; 8]>, Option<[u64; 8]>) {
+        let mut st = self.state.borrow_mut();
+        let cached = st.config_cache.get(&sid).map(|c| c.0);
+        (cached, ste_in_table(&mut st, sid, false))
+    }
+
+    /// The 64-bit word at `pa` as the SMMU reads it (from the PoC on a non-coherent one):
+    /// for tests that follow an entry's pointers, such as an STE's S1ContextPtr.
+    pub fn read_u64(&self, pa: u64) -> u64 {
+        read_words::<1>(self.state.borrow().poc, pa)[0]
+    }
+
     /// An ATS-translated transaction (a PCIe request whose address the device's ATC
     /// already translated) to physical address `pa`. With SMMU_CR0.ATSCHK = 0 the SMMU
     /// lets it through without looking at the stream table; with ATSCHK = 1 only a stream
     /// whose STE allows ATS (STE.EATS != 0) may send one (IHI 0070 3.9.1.2, 6.3.9.3).
     pub fn translate_ats(&self, sid: u32, pa: u64) -> Outcome {
         let mut st = self.state.borrow_mut();
-        let cr0 = st.regs.get(&reg::CR0).copied().unwrap_or(0);
+        let cr0 = st.regs.get(&reg::CR0ACK).copied().unwrap_or(0);
         if cr0 & 1 == 0 || cr0 & (1 << 4) == 0 {
             return Outcome::Bypass(pa);
         }
@@ -502,7 +541,8 @@ impl SmmuModel {
 
     fn translate_cached(&self, sid: u32, iova: u64, write: bool) -> Outcome {
         let mut st = self.state.borrow_mut();
-        let cr0 = st.regs.get(&reg::CR0).copied().unwrap_or(0);
+        // CR0ACK, not CR0: a change takes effect when it is acknowledged.
+        let cr0 = st.regs.get(&reg::CR0ACK).copied().unwrap_or(0);
         if cr0 & 1 == 0 {
             let gbpa = st.regs.get(&reg::GBPA).copied().unwrap_or(0);
             return if gbpa & (1 << 20) != 0 { Outcome::Abort } else { Outcome::Bypass(iova) };
@@ -819,6 +859,13 @@ fn read_words<const N: usize>(poc: Option<&PocMemory>, pa: u64) -> [u64; N] {
 /// ignored as the architecture allows (the table is taken to be aligned to its size, a
 /// level-2 table to its own), so a misaligned table is read from the wrong place.
 fn read_ste(st: &mut State, sid: u32) -> Option<[u64; 8]> {
+    ste_in_table(st, sid, true)
+}
+
+/// The STE for `sid` as the stream table's memory holds it: `None` where no table covers
+/// it or its level-1 descriptor is invalid. A lookup (`lookup`) honours, and adds to, the
+/// invalid level-1 descriptors the SMMU has cached; a test's look does neither.
+fn ste_in_table(st: &mut State, sid: u32, lookup: bool) -> Option<[u64; 8]> {
     let raw_base = st.regs.get(&reg::STRTAB_BASE).copied().unwrap_or(0) & 0x000f_ffff_ffff_ffc0;
     let cfg = st.regs.get(&reg::STRTAB_BASE_CFG).copied().unwrap_or(0);
     let log2 = (cfg & 0x3f) as u32;
@@ -834,13 +881,15 @@ fn read_ste(st: &mut State, sid: u32) -> Option<[u64; 8]> {
     let base = raw_base & !((8u64 << (log2 - split)).max(64) - 1);
     // An invalid level-1 descriptor the SMMU looked up before stays cached until a
     // non-leaf CMD_CFGI_STE (or CFGI_ALL) for its range.
-    if st.invalid_l1.contains(&l1_index) {
+    if lookup && st.invalid_l1.contains(&l1_index) {
         return None;
     }
     let l1 = read_words::<1>(st.poc, base + l1_index as u64 * 8)[0];
     let span = l1 & 0x1f;
     if span == 0 {
-        st.invalid_l1.push(l1_index);
+        if lookup {
+            st.invalid_l1.push(l1_index);
+        }
         return None;
     }
     let l2 = l1 & 0x000f_ffff_ffff_ffc0 & !((64u64 << (span - 1)) - 1);
@@ -894,11 +943,15 @@ impl Mmio for SmmuModel {
         match offset {
             o if o == reg::CR0 => {
                 st.regs.insert(reg::CR0, v);
-                st.regs.insert(reg::CR0ACK, v);
+                if !Self::ack_withheld(&mut st, o) {
+                    st.regs.insert(reg::CR0ACK, v);
+                }
             }
             o if o == reg::IRQ_CTRL => {
                 st.regs.insert(reg::IRQ_CTRL, v);
-                st.regs.insert(reg::IRQ_CTRLACK, v);
+                if !Self::ack_withheld(&mut st, o) {
+                    st.regs.insert(reg::IRQ_CTRLACK, v);
+                }
             }
             o if o == reg::GBPA => {
                 if st.gbpa_busy_reads > 0 {

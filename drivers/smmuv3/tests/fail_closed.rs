@@ -171,3 +171,72 @@ fn memory_refused_by_init_does_not_open_an_smmu_without_gbpa() {
     assert_eq!(model.translate(SID, IOVA, true), Outcome::Abort, "a device's write");
     assert_eq!(model.violations(), Vec::<&str>::new());
 }
+
+/// Whether a device's access reached nothing: aborted, or terminated as a fault (a
+/// two-level table's invalid level-1 descriptor, C_BAD_STREAMID).
+fn reaches_nothing(o: Outcome) -> bool {
+    matches!(o, Outcome::Abort | Outcome::Fault(_))
+}
+
+/// A failure point: what it is, what makes it happen on the model, and `init`'s error.
+type FailurePoint = (String, Box<dyn Fn(&SmmuModel)>, Error);
+
+/// Every way `init` can fail after it disabled the SMMU, each with the error it gives:
+/// an acknowledgement of SMMU_CR0 that never comes (the command queue's enable, the event
+/// queue's, translation's: the 2nd, 3rd and 4th CR0 writes; the 1st, the disable, finds
+/// CR0ACK already 0 on a fresh SMMU), of SMMU_IRQ_CTRL (its 2nd write, the enable), and
+/// a CMD_SYNC that never completes.
+fn failures_after_the_disable() -> Vec<FailurePoint> {
+    let mut points: Vec<FailurePoint> = Vec::new();
+    for nth in 2..=4 {
+        points.push((
+            format!("CR0 write {nth} not acknowledged"),
+            Box::new(move |m: &SmmuModel| m.withhold_ack(reg::CR0, nth)),
+            Error::Timeout("SMMU_CR0ACK"),
+        ));
+    }
+    points.push((
+        "IRQ_CTRL's enable not acknowledged".into(),
+        Box::new(|m: &SmmuModel| m.withhold_ack(reg::IRQ_CTRL, 2)),
+        Error::Timeout("SMMU_IRQ_CTRLACK"),
+    ));
+    points.push((
+        "the CMD_SYNC never completes".into(),
+        Box::new(|m: &SmmuModel| m.set_stuck(true)),
+        Error::Timeout("CMD_SYNC completion"),
+    ));
+    points
+}
+
+/// Gap left by the last session: on an SMMU without GBPA (QEMU 7.2's), a failure of
+/// `init` after it disabled the SMMU left it disabled, and a disabled SMMU without
+/// GBPA.ABORT passes every transaction untranslated. At every such failure point, every
+/// stream must reach nothing: with GBPA, disabled with GBPA.ABORT set; without, enabled
+/// again on the stream table `init` wrote, every entry aborting. (Failing before: each
+/// point without GBPA left StreamID 3's write bypassing to its IOVA.)
+#[test]
+fn every_init_failure_after_the_disable_leaves_every_stream_aborting() {
+    for gbpa in [true, false] {
+        for (what, inject, want) in failures_after_the_disable() {
+            let what = format!("{what}, {}", if gbpa { "with GBPA" } else { "without GBPA" });
+            let model = SmmuModel::with_idr(host_idr());
+            if !gbpa {
+                model.without_gbpa();
+            }
+            inject(&model);
+            // SAFETY: the memory is fresh and leaked; the model is the only register file.
+            let got = unsafe { Smmu::init(&model, common::memory(8), common::config()) }.err();
+            assert_eq!(got, Some(want), "{what}");
+            for sid in [0, SID, 0x80, 0xffff] {
+                let o = model.translate(sid, IOVA, true);
+                assert!(reaches_nothing(o), "{what}: stream {sid:#x}: {o:?}");
+            }
+            if gbpa {
+                assert_closed(&model, &what);
+            } else {
+                assert_eq!(model.reg(reg::CR0ACK), SMMUEN, "{what}: translating, queues off");
+            }
+            assert_eq!(model.violations(), Vec::<&str>::new(), "{what}");
+        }
+    }
+}

@@ -209,3 +209,91 @@ fn waits_for_room_in_a_stopped_queue_fail_the_smmu_closed_too() {
         assert_eq!(m.translate(SID, iova, true), Outcome::Abort, "{iova:#x}");
     }
 }
+
+/// Whether a device's access reached nothing: aborted, or terminated as a fault (an
+/// invalid level-1 descriptor, C_BAD_STREAMID).
+fn reaches_nothing(o: Outcome) -> bool {
+    matches!(o, Outcome::Abort | Outcome::Fault(_))
+}
+
+/// `running()`, with a second stream attached to the domain whose STE the SMMU has not
+/// fetched yet (no access of its device so far), and the first unmap never confirmed:
+/// the SMMU stopped answering, its TLB still holding the page. The second wait on the
+/// queue fails the SMMU.
+fn stopped_answering(smmu: &mut Smmu<SmmuModel>, d: smmuv3::DomainId) -> u64 {
+    smmu.attach(StreamId(SID + 1), d).unwrap();
+    let pa = match smmu.regs().translate(SID, 0x1000, true) {
+        Outcome::Ok(pa) => pa,
+        other => panic!("{other:?}"),
+    };
+    smmu.regs().set_stuck(true);
+    assert_eq!(smmu.unmap(d, Iova(0x1000), 4096), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.regs().translate(SID, 0x1000, true), Outcome::Ok(pa), "one timeout: the TLB still holds it");
+    pa
+}
+
+/// Gap left by the last session: the escalation's own waits (GBPA.UPDATE, CR0ACK) were
+/// reported, not acted on. GBPA.UPDATE that never clears when the escalation sets ABORT
+/// again: `init` read ABORT back set, and GBPA changes only through an update, so ABORT is
+/// still in effect and the SMMU is disabled all the same. Failing before: the escalation
+/// stopped at the GBPA timeout, left SMMUEN set, and the device still reached the page
+/// whose unmap was never confirmed, from the TLB.
+#[test]
+fn a_gbpa_update_that_never_completes_in_the_escalation_still_fails_the_smmu_closed() {
+    let (mut smmu, d) = running();
+    stopped_answering(&mut smmu, d);
+    smmu.regs().gbpa_busy_for(u32::MAX);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert!(smmu.unanswered());
+    assert_eq!(smmu.failure(), Some(Ok(())), "closed on the ABORT init saw set");
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+    assert_eq!(m.violations(), Vec::<&str>::new(), "no GBPA write while UPDATE was 1");
+}
+
+/// A CR0ACK that never comes for the escalation's disable: the SMMU goes on translating
+/// as it was (the model keeps SMMUEN in effect until acknowledged), and nothing can make
+/// it drop what it has cached. But the stream table now aborts every stream: a stream
+/// whose STE the SMMU had not fetched reaches nothing, and the failure is reported.
+/// Failing before: the table kept the domain's STEs, and the second stream's first
+/// access translated to the domain's page.
+#[test]
+fn an_escalation_whose_disable_is_never_acknowledged_leaves_the_stream_table_aborting() {
+    let (mut smmu, d) = running();
+    stopped_answering(&mut smmu, d);
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Err(Error::Timeout("SMMU_CR0ACK (disable)"))));
+    let m = smmu.regs();
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "the disable never took");
+    // The page whose unmap was never confirmed, still in the domain's TLB entries.
+    let o = m.translate(SID + 1, 0x1000, true);
+    assert!(reaches_nothing(o), "the stream not yet fetched: {o:?}");
+}
+
+/// The same without GBPA (QEMU 7.2): the SMMU stays enabled, and every stream the SMMU
+/// fetches from then on aborts. Failing before: the second stream reached the domain's
+/// page (`without_gbpa_an_smmu_that_stops_answering_is_reported_as_not_closed` had no
+/// stream attached, so "left on its aborting stream table" held only for unused ones).
+#[test]
+fn without_gbpa_an_escalation_leaves_every_stream_it_fetches_aborting() {
+    let model = SmmuModel::host();
+    model.without_gbpa();
+    // SAFETY: fresh leaked memory; the model is the only register file.
+    let mut smmu = unsafe { Smmu::init(model, common::memory(32), common::config()) }.unwrap();
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID), d).unwrap();
+    let page = common::buffer(4096, 4096);
+    smmu.map(d, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    smmu.map(d, Iova(0x4000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    stopped_answering(&mut smmu, d);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Err(Error::NoGlobalAbort)));
+    assert_eq!(smmu.regs().reg(reg::CR0ACK) & SMMUEN, SMMUEN);
+    let o = smmu.regs().translate(SID + 1, 0x4000, true);
+    assert!(reaches_nothing(o), "the stream not yet fetched: {o:?}");
+}

@@ -90,7 +90,17 @@ pub mod kind {
     pub const F_PERMISSION: u32 = 0x13;
     /// F_TLB_CONFLICT: the SMMU's TLB held conflicting entries.
     pub const F_TLB_CONFLICT: u32 = 0x20;
+    /// Not a fault and not an SMMUv3 event number (those fit in 8 bits): the IOMMU failed
+    /// while serving (SMMUv3 service failure, or it stopped answering) and was failed
+    /// closed. Nothing is served from now on: every call answers Unavailable, and no
+    /// mapping or removal in progress will complete. Its `device` is `NO_DEVICE`, its
+    /// addresses 0.
+    pub const SERVICE_FAILED: u32 = 0x100;
 }
+
+/// `FaultRecord::device` of a record that concerns no one device (one of kind
+/// SERVICE_FAILED).
+pub const NO_DEVICE: u32 = u32::MAX;
 
 /// A client's ring: one page, C layout.
 #[derive(Debug)]

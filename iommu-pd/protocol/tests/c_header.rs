@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use iommu_protocol::faults::{kind, layout, FaultRecord, FAULT_RING, INSIDE, NEAR, NO_REGION};
+use iommu_protocol::faults::{kind, layout, FaultRecord, FAULT_RING, INSIDE, NEAR, NO_DEVICE, NO_REGION};
 use iommu_protocol::{
     query, ClientId, DeviceId, ErrorCode, Handle, Op, Request, Rights, IOVA_ANY, MAP_HANDLE_MASK, MAX_MRS,
     MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
@@ -55,7 +55,7 @@ fn upper_snake(name: &str) -> String {
 }
 
 /// The fault record's `kind` values, as the protocol crate declares them.
-const KINDS: [(&str, u32); 9] = [
+const KINDS: [(&str, u32); 10] = [
     ("OTHER", kind::OTHER),
     ("F_UUT", kind::F_UUT),
     ("C_BAD_STREAMID", kind::C_BAD_STREAMID),
@@ -65,6 +65,7 @@ const KINDS: [(&str, u32); 9] = [
     ("F_ACCESS", kind::F_ACCESS),
     ("F_PERMISSION", kind::F_PERMISSION),
     ("F_TLB_CONFLICT", kind::F_TLB_CONFLICT),
+    ("SERVICE_FAILED", kind::SERVICE_FAILED),
 ];
 
 const LIB_RS: &str = include_str!("../src/lib.rs");
@@ -155,6 +156,7 @@ fn c_comment(w: &mut String, text: &str) {
     let text = text
         .replace("`FaultRecord::", "`")
         .replace("`NO_REGION`", "IOMMU_FAULT_NO_REGION")
+        .replace("`NO_DEVICE`", "IOMMU_FAULT_NO_DEVICE")
         .replace("`INSIDE`", "IOMMU_FAULT_INSIDE")
         .replace("`NEAR`", "IOMMU_FAULT_NEAR")
         .replace("one of `kind`'s values", "one of the IOMMU_FAULT_KIND_* values");
@@ -306,7 +308,9 @@ fn header() -> String {
         let _ = writeln!(w, "    {ty} {name};");
     }
     let _ = writeln!(w, "}};\n");
-    let _ = writeln!(w, "/* A fault record's `region` and `near`. */");
+    let _ = writeln!(w, "/* A fault record's `device`, `region` and `near`. */");
+    c_comment(w, &doc_of(FAULTS_RS, "pub const NO_DEVICE: "));
+    let _ = writeln!(w, "#define IOMMU_FAULT_NO_DEVICE {NO_DEVICE:#x}u");
     c_comment(w, &doc_of(FAULTS_RS, "pub const NO_REGION: "));
     let _ = writeln!(w, "#define IOMMU_FAULT_NO_REGION {NO_REGION:#x}u");
     c_comment(w, &doc_of(FAULTS_RS, "pub const INSIDE: "));
@@ -744,6 +748,11 @@ fn fault_kinds_are_smmuv3_event_numbers() {
             "F_ACCESS" => id::F_ACCESS,
             "F_PERMISSION" => id::F_PERMISSION,
             "F_TLB_CONFLICT" => id::F_TLB_CONFLICT,
+            // No event: outside their 8 bits, so that no SMMU's event is read as it.
+            "SERVICE_FAILED" => {
+                assert!(value > 0xff, "kind::{name}");
+                continue;
+            }
             _ => panic!("kind::{name}: which SMMUv3 event?"),
         };
         assert_eq!(value, u32::from(want), "kind::{name}");

@@ -132,13 +132,36 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// ring counts one record dropped (carried by its next record and by QUERY). Returns
     /// the clients to notify.
     pub fn events_lost(&mut self) -> u64 {
+        self.every_ring(FaultRing::lost)
+    }
+
+    /// `f` on every client's ring; returns the clients (all of them), to notify.
+    fn every_ring(&mut self, mut f: impl FnMut(&mut FaultRing)) -> u64 {
         let clients = self.cfg.clients.len().min(self.rings.len());
         let mut notify = 0;
         for (c, ring) in self.rings.iter_mut().enumerate().take(clients) {
-            ring.lost();
+            f(ring);
             notify |= 1 << c;
         }
         notify
+    }
+
+    /// The IOMMU failed while serving and was failed closed (SMMUv3 service failure, or
+    /// it stopped answering): nothing will be served again, and a client waiting on its
+    /// mappings (a queued batch, a removal still pending) would wait for ever. Every
+    /// client's ring gets a record of kind `SERVICE_FAILED`, for it to learn without
+    /// calling; a full ring counts it dropped, as any record (its next call answers
+    /// Unavailable all the same). Returns the clients to notify: every client.
+    pub fn service_failed(&mut self) -> u64 {
+        let record = FaultRecord {
+            device: iommu_protocol::faults::NO_DEVICE,
+            kind: iommu_protocol::faults::kind::SERVICE_FAILED,
+            region: iommu_protocol::faults::NO_REGION,
+            ..FaultRecord::default()
+        };
+        self.every_ring(|ring| {
+            ring.push(record);
+        })
     }
 
     /// `record_fault`, saying what became of the fault when no client is told: a

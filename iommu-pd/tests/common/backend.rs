@@ -21,6 +21,21 @@ pub type Pages = BTreeMap<u64, (u64, Rights)>;
 /// sync that confirms a batch's deferred unmaps).
 pub const HW_FAILURES: [&str; 6] = ["map", "unmap", "retry_unmap", "block", "enable", "sync"];
 
+/// What an IOMMU's entry for a stream (an SMMUv3 STE, an SMMUv2 SMR and S2CR) makes of its
+/// transactions, read from the entry itself, as the hardware would use it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Every transaction aborts or faults untranslated (an aborting STE, an invalid
+    /// level-1 descriptor; an S2CR of type fault, the sink bank, an unmatched stream with
+    /// USFCFG = 1).
+    Aborts,
+    /// Translated through the device's own address space, and nothing else.
+    OwnDomain,
+    /// Anything else (bypass, another device's address space, an entry the hardware may
+    /// not use): never right.
+    Other(String),
+}
+
 /// An IOMMU the service's model-based and exhaustive tests run over.
 pub trait TestHw: IommuHw {
     /// A failed unmap always leaves every page it took out of the tables cached (the model
@@ -48,6 +63,16 @@ pub trait TestHw: IommuHw {
     fn fail_next(&mut self, what: Option<&'static str>);
     /// Faults the IOMMU recorded since the last call, as the service's input, stamped `now`.
     fn faults(&mut self, _now: u64) -> Vec<FaultInput> {
+        Vec::new()
+    }
+    /// What the IOMMU's entries make of `device`'s stream, read from the entries, or
+    /// `None` where there are none to read (the model IOMMU).
+    fn entry(&self, _device: DeviceIndex) -> Option<Entry> {
+        None
+    }
+    /// StreamIDs no device has (a few around each device's, and the ends of the range)
+    /// whose entries do not abort, each with what its entry does.
+    fn stray_entries(&self) -> Vec<(u32, String)> {
         Vec::new()
     }
     /// Everything the IOMMU holds for `device`.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use iommu_pd::Service;
 use iommu_protocol::{ClientId, ErrorCode, Reply, Request, Rights};
 
-use super::backend::{Pages, TestHw};
+use super::backend::{Entry, Pages, TestHw};
 use super::*;
 
 /// A capability as the model sees it.
@@ -280,6 +280,7 @@ pub fn check<H: TestHw>(s: &mut Service<'_, H>, m: &Model, probe: &mut Probe, ct
     if let Err(e) = s.audit() {
         panic!("the service's books disagree: {e}: {}", ctx());
     }
+    check_entries(s, ctx);
     let books = pages(s);
     let held = hw_translations(s);
     if H::FAILED_UNMAPS_STAY_CACHED {
@@ -350,6 +351,30 @@ pub fn check<H: TestHw>(s: &mut Service<'_, H>, m: &Model, probe: &mut Probe, ct
             assert!(faulted.contains(&d), "device {d} translates, its fault was not reported: {}", ctx());
         }
     }
+}
+
+/// Invariant 3, on the IOMMU's stream entries themselves (STEs, SMRs and S2CRs), not on
+/// what a device reaches: a bypassing stream reaches exactly what a translating one would
+/// at the pages its tables map, so `check`'s probes alone would not see it. A device the
+/// service does not let run (stopped, quarantined, torn down, a removal pending) aborts,
+/// unless its block is owed (`unblocked_devices`: the IOMMU did not confirm it); one that
+/// translates does so through its own address space, never bypassing; and a stream no
+/// device has aborts.
+pub fn check_entries<H: TestHw>(s: &Service<'_, H>, ctx: &dyn Fn() -> String) {
+    for (d, device) in DEVICES.iter().enumerate() {
+        let Some(entry) = s.hw().entry(d) else { continue };
+        let owed = s.unblocked_devices() & (1 << d) != 0;
+        let may_run = s.running_device_of(device.owner, DeviceId(d as u32)).is_ok();
+        match &entry {
+            Entry::Aborts => {}
+            Entry::OwnDomain => {
+                assert!(may_run || owed, "device {d} may not run, yet its stream translates: {}", ctx())
+            }
+            Entry::Other(what) => panic!("device {d}'s stream: {what}: {}", ctx()),
+        }
+    }
+    let stray = s.hw().stray_entries();
+    assert!(stray.is_empty(), "streams no device has do not abort: {stray:x?}: {}", ctx());
 }
 
 /// Every fault the IOMMU recorded goes to the service, which must attribute it to the

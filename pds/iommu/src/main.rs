@@ -639,8 +639,13 @@ fn report_faults(service: &mut Svc, notify: u64) {
                 );
             }
         }
-        Channel::new(client + 1).notify();
+        notify_client(client);
     }
+}
+
+/// Notify `client` (on its channel, id client + 1): its ring has something new.
+fn notify_client(client: usize) {
+    Channel::new(client + 1).notify();
 }
 
 impl IommuPd {
@@ -716,6 +721,11 @@ impl IommuPd {
         let down = Down { why, closed };
         debug_println!("iommu: NOT SERVING: {down}");
         debug_println!("iommu: every request is refused (Unavailable)");
+        // A client waiting on its queue's completions or on a removal would wait for
+        // ever: each is told, by a SERVICE_FAILED record in its ring and a notification.
+        let told = service.service_failed();
+        (0..policy::CLIENTS.len()).filter(|c| told & (1 << c) != 0).for_each(notify_client);
+        debug_println!("iommu: every client told (SERVICE_FAILED in its fault ring)");
         self.down = Some(down);
     }
 }
