@@ -126,7 +126,7 @@ fn config(buf: u64) -> Config<'static> {
         regions: leak([RegionConfig { name: "buf", pa: buf, size: 0x3000 }]),
         caps: &[],
         static_maps: leak([static_map(0), static_map(1), static_map(2)]),
-        faults: FaultPolicy { window: 10, max_faults: 100 },
+        faults: FaultPolicy { window: 10, max_faults: 100, resume_rest_ms: 0 },
     }
 }
 
