@@ -206,6 +206,14 @@ static inline uint64_t iommu_ack_faults(microkit_channel ch, uint64_t upto)
     return iommu_call1(ch, IOMMU_OP_ACK_FAULTS, upto);
 }
 
+/* Whether the IOMMU service has failed for good (the ring's `failed`, set whether or not its
+ * SERVICE_FAILED record found room in the ring): as the Rust client's
+ * `FaultRing::failed_shared`. Nothing is served from then on. */
+static inline int iommu_service_failed(const volatile struct iommu_fault_ring *ring)
+{
+    return __atomic_load_n((const uint64_t *)&ring->failed, __ATOMIC_ACQUIRE) != 0;
+}
+
 /* Copy the records published since `*next` (at most `max`) from this PD's fault ring into
  * `out`, acknowledge them, and return how many: as the Rust client's
  * `FaultRing::read_shared` and `take_faults` do. */

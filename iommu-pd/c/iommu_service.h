@@ -336,6 +336,7 @@ struct iommu_fault_ring {
     uint64_t acked;
     uint64_t dropped_unreported;
     struct iommu_fault_record records[IOMMU_FAULT_RING];
+    uint64_t failed; /* nonzero once the IOMMU service failed, record or not (read with acquire) */
 } __attribute__((aligned(4096)));
 
 _Static_assert(offsetof(struct iommu_fault_ring, published) == 0, "FaultRing.published");
@@ -343,6 +344,7 @@ _Static_assert(offsetof(struct iommu_fault_ring, dropped) == 8, "FaultRing.dropp
 _Static_assert(offsetof(struct iommu_fault_ring, acked) == 16, "FaultRing.acked");
 _Static_assert(offsetof(struct iommu_fault_ring, dropped_unreported) == 24, "FaultRing.dropped_unreported");
 _Static_assert(offsetof(struct iommu_fault_ring, records) == 32, "FaultRing.records");
+_Static_assert(offsetof(struct iommu_fault_ring, failed) == 2336, "FaultRing.failed");
 _Static_assert(sizeof(struct iommu_fault_ring) == 4096, "FaultRing's size");
 
 /* The mapping queue: MAP and UNMAP posted in a region shared with the IOMMU PD. */

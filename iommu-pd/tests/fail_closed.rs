@@ -237,4 +237,11 @@ fn every_client_is_told_when_the_iommu_has_failed() {
         assert_eq!((r.kind, r.device, r.region, r.iova), (kind::SERVICE_FAILED, NO_DEVICE, NO_REGION, 0), "client {c}");
     }
     assert_eq!(s.faults(NET).unwrap().dropped(), 1, "NET's ring was full: counted dropped");
+    // ... and told all the same: a client whose ring is full reads that the service failed
+    // (before, it saw one more record dropped and nothing else, and waited for ever).
+    for c in [NET, BLK, EVIL] {
+        let ring = core::ptr::NonNull::from(s.faults(c).unwrap());
+        // SAFETY: the service's own ring, live for the call.
+        assert!(unsafe { iommu_protocol::faults::FaultRing::failed_shared(ring) }, "client {c} not told");
+    }
 }

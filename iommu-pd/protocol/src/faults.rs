@@ -115,6 +115,9 @@ pub struct FaultRing {
     acked: u64,
     dropped_unreported: u64,
     records: [FaultRecord; FAULT_RING],
+    /// Nonzero once the IOMMU service has failed (`fail`), set whether or not its
+    /// SERVICE_FAILED record found room: a client whose ring was full then learns it too.
+    failed: AtomicU64,
 }
 
 /// Byte offsets of the ring's fields, for the C declaration of the same page
@@ -131,6 +134,8 @@ pub mod layout {
     pub const DROPPED_UNREPORTED: usize = core::mem::offset_of!(FaultRing, dropped_unreported);
     /// `records`.
     pub const RECORDS: usize = core::mem::offset_of!(FaultRing, records);
+    /// `failed`.
+    pub const FAILED: usize = core::mem::offset_of!(FaultRing, failed);
 }
 
 impl Default for FaultRing {
@@ -141,6 +146,7 @@ impl Default for FaultRing {
             acked: 0,
             dropped_unreported: 0,
             records: [FaultRecord::default(); FAULT_RING],
+            failed: AtomicU64::new(0),
         }
     }
 }
@@ -211,6 +217,37 @@ impl FaultRing {
             last.iova_last = last.iova_last.max(r.iova);
         }
         continues
+    }
+
+    /// The IOMMU service failed for good: a record of kind `SERVICE_FAILED` is queued (or
+    /// counted dropped if the ring is full, as any record), and `failed` is set after it
+    /// either way, so that a client whose ring was full learns it too (`failed_shared`):
+    /// with only the record, such a client saw one more record dropped and nothing else,
+    /// and one that waits without calling waited for ever.
+    pub fn fail(&mut self) {
+        self.push(FaultRecord {
+            device: NO_DEVICE,
+            kind: kind::SERVICE_FAILED,
+            region: NO_REGION,
+            ..FaultRecord::default()
+        });
+        self.failed.store(1, Ordering::Release);
+    }
+
+    /// For the client: whether the IOMMU service has failed (`fail`). Read after a
+    /// notification, it is true from the one that told of the failure on, whether or not
+    /// the ring had room for the record.
+    ///
+    /// # Safety
+    /// As `read_shared`.
+    pub unsafe fn failed_shared(ring: NonNull<FaultRing>) -> bool {
+        // SAFETY: the caller vouches for the mapping; `failed` is an atomic.
+        unsafe { (*ring.as_ptr()).failed.load(Ordering::Acquire) != 0 }
+    }
+
+    /// Whether `fail` was called.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) != 0
     }
 
     /// Count one record dropped that never reached the ring: the IOMMU's own event queue

@@ -338,6 +338,10 @@ fn header() -> String {
     let _ = writeln!(w, "    uint64_t acked;");
     let _ = writeln!(w, "    uint64_t dropped_unreported;");
     let _ = writeln!(w, "    struct iommu_fault_record records[IOMMU_FAULT_RING];");
+    let _ = writeln!(
+        w,
+        "    uint64_t failed; /* nonzero once the IOMMU service failed, record or not (read with acquire) */"
+    );
     let _ = writeln!(w, "}} __attribute__((aligned(4096)));\n");
     for (name, offset) in [
         ("published", layout::PUBLISHED),
@@ -345,6 +349,7 @@ fn header() -> String {
         ("acked", layout::ACKED),
         ("dropped_unreported", layout::DROPPED_UNREPORTED),
         ("records", layout::RECORDS),
+        ("failed", layout::FAILED),
     ] {
         let _ =
             writeln!(w, "_Static_assert(offsetof(struct iommu_fault_ring, {name}) == {offset}, \"FaultRing.{name}\");");

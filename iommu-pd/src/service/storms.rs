@@ -150,18 +150,11 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// it stopped answering): nothing will be served again, and a client waiting on its
     /// mappings (a queued batch, a removal still pending) would wait for ever. Every
     /// client's ring gets a record of kind `SERVICE_FAILED`, for it to learn without
-    /// calling; a full ring counts it dropped, as any record (its next call answers
-    /// Unavailable all the same). Returns the clients to notify: every client.
+    /// calling; a full ring counts it dropped, as any record, and every ring's `failed`
+    /// is set all the same (`FaultRing::fail`). Returns the clients to notify: every
+    /// client.
     pub fn service_failed(&mut self) -> u64 {
-        let record = FaultRecord {
-            device: iommu_protocol::faults::NO_DEVICE,
-            kind: iommu_protocol::faults::kind::SERVICE_FAILED,
-            region: iommu_protocol::faults::NO_REGION,
-            ..FaultRecord::default()
-        };
-        self.every_ring(|ring| {
-            ring.push(record);
-        })
+        self.every_ring(FaultRing::fail)
     }
 
     /// `record_fault`, saying what became of the fault when no client is told: a
