@@ -42,12 +42,19 @@ static inline void put_result(const char *who, const char *what, uint64_t err)
 }
 
 /* Take the new records from the fault ring at `ring` (channel `ch`) and print each as
- * "<who>: told: stream S write at iova A..=B". */
+ * "<who>: told: stream S write at iova A..=B"; the IOMMU service's failure once, from the
+ * ring's flag (iommu_service_failed), which a full ring sets too: a SERVICE_FAILED record is
+ * no fault (its stream and addresses are 0). */
 static inline void print_faults(const char *who, uintptr_t ring, microkit_channel ch, uint64_t *next)
 {
+    static int told_failed;
+    const volatile struct iommu_fault_ring *r = (const volatile struct iommu_fault_ring *)ring;
     struct iommu_fault_record out[8];
-    unsigned n = iommu_take_faults((const volatile struct iommu_fault_ring *)ring, ch, next, out, 8);
+    unsigned n = iommu_take_faults(r, ch, next, out, 8);
     for (unsigned i = 0; i < n; i++) {
+        if (out[i].kind == IOMMU_FAULT_KIND_SERVICE_FAILED) {
+            continue;
+        }
         microkit_dbg_puts(who);
         microkit_dbg_puts(": told: stream ");
         put_hex(out[i].stream);
@@ -56,5 +63,11 @@ static inline void print_faults(const char *who, uintptr_t ring, microkit_channe
         microkit_dbg_puts("..=");
         put_hex(out[i].iova_last);
         microkit_dbg_puts("\n");
+    }
+    if (!told_failed && iommu_service_failed(r)) {
+        told_failed = 1;
+        microkit_dbg_puts(who);
+        microkit_dbg_puts(": told: the IOMMU service FAILED: every call is refused from now on, and no mapping or "
+                          "removal in progress will complete\n");
     }
 }

@@ -184,13 +184,18 @@ void init(void)
 }
 
 /* The disk's DMA faults, as the IOMMU PD routed them to this PD's ring: printed, with
- * where each lies against the guest's RAM. The guest runs on. */
+ * where each lies against the guest's RAM. The guest runs on. A SERVICE_FAILED record is no
+ * fault of the disk's (its stream and addresses are 0): the failure is told once, from the
+ * ring's flag, which a ring too full for the record gets too. */
 static void take_faults(void)
 {
     struct iommu_fault_record out[8];
     unsigned n;
     while ((n = iommu_take_faults((const volatile struct iommu_fault_ring *)fault_ring, IOMMU, &next_fault, out, 8))) {
         for (unsigned i = 0; i < n; i++) {
+            if (out[i].kind == IOMMU_FAULT_KIND_SERVICE_FAILED) {
+                continue;
+            }
             bool in_ram = out[i].iova >= GUEST_RAM_START_GPA && out[i].iova < GUEST_RAM_START_GPA + GUEST_RAM_SIZE;
             printf("vmm: told: the disk's DMA (stream 0x%x) %s at iova 0x%lx..=0x%lx faulted (%s the guest's RAM); "
                    "the guest runs on\n",
@@ -201,6 +206,12 @@ static void take_faults(void)
         printf("vmm: vpci so far: %u reads and %u writes of the disk's configuration; of the writes, %u refused by the IOMMU PD, "
                "%u to BARs kept virtual; %u accesses to other functions\n",
                st.reads, st.writes, st.refused, st.bar_writes, st.other_functions);
+    }
+    static bool told_failed;
+    if (!told_failed && iommu_service_failed((const volatile struct iommu_fault_ring *)fault_ring)) {
+        told_failed = true;
+        printf("vmm: told: the IOMMU service FAILED: the disk's DMA aborts from now on, and no call (STOP, RESUME, "
+               "CONFIG_WRITE) is served\n");
     }
 }
 

@@ -476,8 +476,8 @@ fn build_encode_c(out: &Path) {
     build_c("encode.c", out);
 }
 
-/// Compile `tests/c/<source>` (against iommu_client.h and the stand-in microkit.h) into
-/// `out`.
+/// Compile `tests/c/<source>` (against iommu_client.h, the C PDs' shared headers in
+/// `pds/include` and the stand-in microkit.h) into `out`.
 fn build_c(source: &str, out: &Path) {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
@@ -489,9 +489,22 @@ fn build_c(source: &str, out: &Path) {
         .arg(&here)
         .arg("-I")
         .arg(c_dir())
+        .arg("-I")
+        .arg(here.join("../../../../pds/include"))
         .status()
         .expect("a C compiler (cc) on the host");
     assert!(built.success(), "the C client does not compile");
+}
+
+/// Write `ring`'s page to the file beside `out` that the C programs read, and return it.
+fn ring_file(ring: &iommu_protocol::faults::FaultRing, out: &Path) -> PathBuf {
+    // SAFETY: the ring is plain memory of its own size; reading its bytes is reading it.
+    let bytes = unsafe {
+        std::slice::from_raw_parts((ring as *const iommu_protocol::faults::FaultRing).cast::<u8>(), size_of_val(ring))
+    };
+    let file = out.with_extension("ring");
+    std::fs::write(&file, bytes).unwrap();
+    file
 }
 
 /// The C compiler agrees with the Rust layout (the header's static assertions), and the C
@@ -507,12 +520,7 @@ fn c_calls_encode_as_the_rust_ones() {
         let r = FaultRecord { stream: 0x18, iova: 0x1000 * (i + 1), ..FaultRecord::default() };
         assert!(ring.push(r));
     }
-    // SAFETY: the ring is plain memory of its own size; reading its bytes is reading it.
-    let bytes = unsafe {
-        std::slice::from_raw_parts((&ring as *const iommu_protocol::faults::FaultRing).cast::<u8>(), size_of_val(&ring))
-    };
-    let ring_file = out.with_extension("ring");
-    std::fs::write(&ring_file, bytes).unwrap();
+    let ring_file = ring_file(&ring, &out);
     let run = Command::new(&out).arg(&ring_file).output().unwrap();
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(&ring_file);
@@ -736,6 +744,57 @@ fn c_withdrawal_races_the_iommu_pd_and_exactly_one_side_wins() {
     let [rounds, won, lost, broken] = n[..] else { panic!("{text}") };
     assert_eq!(broken, 0, "{text}");
     assert!(won > rounds / 50 && lost > rounds / 50, "both sides must win often: {text}");
+}
+
+/// What the C PDs print of their fault ring (`pds/include/pd_print.h`'s `print_faults`,
+/// which `c-edu-driver`, `c-edu-topology` and `c-vmm` use; `tests/c/print_faults.c`) over
+/// `ring`.
+fn printed_faults(ring: &iommu_protocol::faults::FaultRing, name: &str) -> String {
+    let out = std::env::temp_dir().join(format!("iommu-c-print-faults-{name}-{}", std::process::id()));
+    build_c("print_faults.c", &out);
+    let ring_file = ring_file(ring, &out);
+    let run = Command::new(&out).arg(&ring_file).output().unwrap();
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&ring_file);
+    assert!(run.status.success());
+    String::from_utf8(run.stdout).unwrap()
+}
+
+/// How the C PDs tell of the IOMMU service's failure.
+const SERVICE_FAILED_TOLD: &str = "drv: told: the IOMMU service FAILED: every call is refused from now on, and no \
+                                   mapping or removal in progress will complete";
+
+/// A fault, then the failure (`FaultRing::fail`, as `iommu_pd::Service::service_failed`
+/// calls it): the fault is printed as a fault, the failure as the failure, from the ring's
+/// `failed`. (Before, the failure's record was printed as "drv: told: stream 0x0 read at
+/// iova 0x0..=0x0".)
+#[test]
+fn c_pds_print_a_service_failure_as_such_not_as_a_fault() {
+    let mut ring = iommu_protocol::faults::FaultRing::default();
+    assert!(ring.push(FaultRecord { device: 0, stream: 0x18, iova: 0x1000, write: 1, ..FaultRecord::default() }));
+    ring.fail();
+    assert_eq!(ring.recorded(), 2, "the failure's record found room");
+    let text = printed_faults(&ring, "room");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["drv: told: stream 0x18 write at iova 0x1000..=0x1000", SERVICE_FAILED_TOLD], "{text}");
+}
+
+/// A ring full of faults the PD has not read when the service fails: the failure's record
+/// finds no room, and the PD is told all the same (before, it read 8 faults and nothing of
+/// the failure and, never notified again, waited for ever).
+#[test]
+fn c_pds_are_told_of_a_service_failure_on_a_full_ring() {
+    let mut ring = iommu_protocol::faults::FaultRing::default();
+    for i in 0..FAULT_RING as u64 {
+        assert!(ring.push(FaultRecord { stream: 0x18, iova: 0x10_0000 * (i + 1), ..FaultRecord::default() }));
+    }
+    ring.fail();
+    assert_eq!((ring.recorded(), ring.dropped()), (FAULT_RING as u64, 1), "the failure's record found no room");
+    let text = printed_faults(&ring, "full");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    assert!(lines[..8].iter().all(|l| l.starts_with("drv: told: stream 0x18 read at iova ")), "{text}");
+    assert_eq!(lines[8], SERVICE_FAILED_TOLD, "{text}");
 }
 
 /// The fault kinds a client reads are SMMUv3's event numbers.

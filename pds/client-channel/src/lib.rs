@@ -45,16 +45,46 @@ impl iommu_client::Channel for Ppc {
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Read the records published since the last call (at most `out.len()`), acknowledge
-/// them to the IOMMU PD, and return how many were read.
+/// them to the IOMMU PD, and return how many faults were read, at the start of `out`. The
+/// record of the IOMMU service's failure (`faults::kind::SERVICE_FAILED`) is no fault (its
+/// stream and addresses are 0; printed as one, it read as DMA at IOVA 0): it is left out,
+/// and `told_service_failed` says it.
 ///
 /// # Safety
 /// `ring` must be this PD's mapping of its fault ring.
 pub unsafe fn take_faults(ring: NonNull<FaultRing>, iommu: Channel, out: &mut [FaultRecord]) -> usize {
     // SAFETY: the caller vouches for the mapping.
     let n = unsafe { FaultRing::read_shared(ring, NEXT.load(Ordering::Relaxed), out) };
-    if let Some(last) = out[..n].last() {
-        NEXT.store(last.seq + 1, Ordering::Relaxed);
-        let _ = iommu_client::Client::new(Ppc(iommu)).ack_faults(last.seq);
+    let Some(last) = out[..n].last().map(|r| r.seq) else {
+        return 0;
+    };
+    NEXT.store(last + 1, Ordering::Relaxed);
+    let _ = iommu_client::Client::new(Ppc(iommu)).ack_faults(last);
+    let mut faults = 0;
+    for i in 0..n {
+        if out[i].kind != iommu_protocol::faults::kind::SERVICE_FAILED {
+            out[faults] = out[i];
+            faults += 1;
+        }
     }
-    n
+    faults
+}
+
+/// Whether the IOMMU service has failed for good (the ring's flag, which a ring too full
+/// for the SERVICE_FAILED record gets too: `FaultRing::failed_shared`); says so as `who`
+/// the first time. Nothing is served from then on.
+///
+/// # Safety
+/// `ring` must be this PD's mapping of its fault ring.
+pub unsafe fn told_service_failed(who: &str, ring: NonNull<FaultRing>) -> bool {
+    static TOLD: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    // SAFETY: the caller vouches for the mapping.
+    let failed = unsafe { FaultRing::failed_shared(ring) };
+    if failed && !TOLD.swap(true, Ordering::Relaxed) {
+        sel4_microkit::debug_println!(
+            "{who}: told: the IOMMU service FAILED: every call is refused from now on, and no mapping or \
+             removal in progress will complete"
+        );
+    }
+    failed
 }

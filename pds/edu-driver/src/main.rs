@@ -186,6 +186,8 @@ impl Handler for EduDriver {
                 r.offset
             );
         }
+        // SAFETY: the description maps this PD's fault ring here, read-only.
+        unsafe { client_channel::told_service_failed("edu-driver", ring) };
         Ok(())
     }
 }

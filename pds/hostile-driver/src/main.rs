@@ -166,6 +166,11 @@ impl Handler for Hostile {
                 break;
             }
         }
+        // SAFETY: the description maps this PD's fault ring here, read-only.
+        if unsafe { client_channel::told_service_failed("hostile", ring) } {
+            // Nothing is served any more: no burst, no RESUME.
+            return Ok(());
+        }
         if !quarantined {
             if !self.burst() {
                 debug_println!("hostile: {MAX_BURSTS} bursts of faults and still not quarantined");

@@ -170,6 +170,8 @@ impl Handler for Driver {
                 r.kind
             );
         }
+        // SAFETY: the description maps this PD's fault ring here, read-only.
+        unsafe { client_channel::told_service_failed("soc-dma-driver", ring) };
         Ok(())
     }
 }
