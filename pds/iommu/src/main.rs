@@ -722,7 +722,8 @@ impl IommuPd {
         debug_println!("iommu: NOT SERVING: {down}");
         debug_println!("iommu: every request is refused (Unavailable)");
         // A client waiting on its queue's completions or on a removal would wait for
-        // ever: each is told, by a SERVICE_FAILED record in its ring and a notification.
+        // ever: each is told, by a SERVICE_FAILED record in its ring (and its ring's
+        // `failed`, which a ring too full for the record gets too) and a notification.
         let told = service.service_failed();
         (0..policy::CLIENTS.len()).filter(|c| told & (1 << c) != 0).for_each(notify_client);
         debug_println!("iommu: every client told (SERVICE_FAILED in its fault ring)");
