@@ -15,7 +15,6 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("memory_region", &["name", "size", "page_size", "phys_addr", "prefill_path", "prefill_bootinfo"]),
     ("protection_domain", PD_ATTRS),
     ("channel", &[]),
-    ("domain_schedule", &[]),
     ("domains", &[]),
     (
         "io_address_space",
@@ -69,6 +68,8 @@ const PD_CHILDREN: &[&str] =
     &["program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine", "ioport", "cspace"];
 const MAP_ATTRS: &[&str] = &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size", "setvar_prefill_size"];
 const IOMAP_ATTRS: &[&str] = &["mr", "iovaddr", "perms"];
+/// The boot information a region may be prefilled with (`prefill_bootinfo`).
+const BOOTINFO: &[&str] = &["x86_vbe", "x86_mbmmap", "x86_acpi_rsdp", "x86_framebuffer", "x86_tsc_freq", "fdt"];
 /// The slots of a PD's CNode for `<cspace>` capabilities, 0 excluded (Microkit's
 /// `CAP_MAP_MAX_SLOT`).
 const CSPACE_SLOTS: u64 = 128;
@@ -242,6 +243,21 @@ impl Reader {
         let cpu = self.number(n, "cpu").unwrap_or(0);
         let (budget, period) = self.budget_period(n);
         let passive = self.boolean(n, "passive", false);
+        // The Microkit tool reads <domains> where it stands: a PD before it has no domain,
+        // one after it must name one.
+        match (sys.domains, n.attribute("domain")) {
+            (None, Some(d)) => self.problem(
+                n,
+                format!("`{name}` names domain `{d}`, and no <domains> comes before it"),
+                "declare the domains and their schedule in <domains>, before the protection domains",
+            ),
+            (Some(at), None) => self.problem(
+                n,
+                format!("`{name}` names no domain, and <domains> (line {at}) schedules them: the Microkit tool requires one"),
+                "give it domain=\"...\", one of <domains>' names",
+            ),
+            _ => {}
+        }
         // A child without an `id` is refused by `check`, unless the IOMMU PD is its parent
         // and it is a client (`plumbing` gives it one).
         let id = if parent.is_some() { self.number(n, "id") } else { None };
@@ -633,6 +649,23 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                 if n.attribute("size").is_none() && !prefilled {
                     r.problem(n, "missing attribute `size`".into(), "add size=\"0x...\"");
                 }
+                // As the Microkit tool reads it (sdf.rs, `SysMemoryRegion::from_xml`).
+                if let Some(kind) = n.attribute("prefill_bootinfo") {
+                    if !BOOTINFO.contains(&kind) {
+                        r.problem(
+                            n,
+                            format!("`prefill_bootinfo` \"{kind}\" is no boot information the Microkit tool knows"),
+                            &format!("use one of: {}", BOOTINFO.join(", ")),
+                        );
+                    }
+                    if n.attribute("prefill_path").is_some() {
+                        r.problem(
+                            n,
+                            "a region prefilled both from a file and with boot information".into(),
+                            "keep one of prefill_path and prefill_bootinfo",
+                        );
+                    }
+                }
                 let phys_addr = r.number(n, "phys_addr");
                 let page_size = r.number(n, "page_size");
                 sys.regions.push(MemoryRegion {
@@ -647,7 +680,16 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     line: r.line(n),
                 });
             }
-            "domains" | "domain_schedule" => sys.domains = sys.domains.or(Some(r.line(n))),
+            // A second <domains> the Microkit tool refuses; PDs read before this one
+            // may not name a domain, and those after must (`pd`).
+            "domains" => match sys.domains {
+                Some(first) => r.problem(
+                    n,
+                    format!("a second <domains> (the first is on line {first})"),
+                    "keep one <domains>, before the protection domains",
+                ),
+                None => sys.domains = Some(r.line(n)),
+            },
             "protection_domain" => r.pd(n, &mut sys, None, 1),
             "channel" => r.channel(n, &mut sys),
             "io_address_space" => {

@@ -65,6 +65,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
             "use fewer protection domains",
         ));
     }
+    calls(sys, out);
     let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
         if board.target == Target::Arm {
@@ -180,6 +181,37 @@ fn maps_fit(sys: &System, pd: &ProtectionDomain, out: &mut Vec<Problem>) {
                     other.line
                 ),
                 "map each region at its own addresses",
+            ));
+        }
+    }
+}
+
+/// A channel's protected procedure call (`pp` on an end) goes to a PD of strictly higher
+/// priority, one way (sdf.rs, `Channel::from_xml` and `parse`; the Microkit tool names no
+/// line for the priority).
+fn calls(sys: &System, out: &mut Vec<Problem>) {
+    for c in &sys.channels {
+        let [a, b] = &c.ends;
+        if a.pp && b.pp {
+            out.push(p(
+                c.line,
+                "channel",
+                "`pp` on both ends: a call goes one way".into(),
+                "keep pp=\"true\" on the caller's end only",
+            ));
+            continue;
+        }
+        let Some((caller, callee)) = [(a, b), (b, a)].into_iter().find(|(mine, _)| mine.pp) else { continue };
+        let (Some(from), Some(to)) = (sys.pd(&caller.pd), sys.pd(&callee.pd)) else { continue };
+        if from.priority >= to.priority {
+            out.push(p(
+                c.line,
+                "channel",
+                format!(
+                    "`{}` (priority {}) calls `{}` (priority {}): the Microkit tool takes calls only to a PD of strictly higher priority",
+                    from.name, from.priority, to.name, to.priority
+                ),
+                "raise the callee's priority above the caller's, or drop pp",
             ));
         }
     }

@@ -22,6 +22,22 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
             ));
         }
     }
+    // A prefill's size can be patched only for a region prefilled from a file.
+    for pd in &sys.pds {
+        for m in pd.maps.iter().filter(|m| m.setvar_prefill_size.is_some()) {
+            if sys.region(&m.mr).is_some_and(|r| r.prefill_path.is_none()) {
+                out.push(p(
+                    m.line,
+                    "map",
+                    format!(
+                        "setvar_prefill_size on `{}`, which has no prefill_path: the Microkit tool refuses it",
+                        m.mr
+                    ),
+                    "remove setvar_prefill_size, or prefill the region from a file",
+                ));
+            }
+        }
+    }
     // Every map names a region: the Microkit tool refuses one that does not, and saying so
     // here, at the map, with the name it probably meant, is clearer than a knock-on error
     // at a capability over it.
