@@ -3,8 +3,8 @@
 //! interrupts the description gives this PD (`IOMMU_PD_IRQS`: those of the PD `<iommu pd>`
 //! names, as `iommu-sdf check` read it; main.rs's `irqs` derives from them whether the
 //! SMMU's are wired and the timer's is there). Here: the board's facts (its table in
-//! `iommu-sdf`), and the children this PD may restart, from the Microkit file `build`
-//! wrote (`IOMMU_SYSTEM`).
+//! `iommu-sdf`), and the entry points of the programs in the directory of the Microkit
+//! file `build` wrote (`IOMMU_SYSTEM`), from which it may restart a client.
 
 /// The board table `iommu-sdf` checks descriptions against: one definition of what each
 /// board has, here for whether its SMMU and devices are `dma-coherent`.
@@ -38,8 +38,7 @@ fn main() {
     let mut restartable = Vec::new();
     if let Ok(system) = std::env::var("IOMMU_SYSTEM") {
         println!("cargo:rerun-if-changed={system}");
-        let text = std::fs::read_to_string(&system).unwrap_or_else(|e| panic!("IOMMU_SYSTEM={system}: {e}"));
-        restartable = restart_entries(&text, std::path::Path::new(&system));
+        restartable = restart_entries(std::path::Path::new(&system));
     }
     // The MMU-500's numbers the PD needs (none on an SMMUv3 board).
     let (frame, smr_mask, soc, irq) = mmu500.map_or(((0, 0), 0, "", 0), |m| (m.frame, m.smr_mask, m.soc, m.irq));
@@ -49,30 +48,29 @@ fn main() {
         format!("/// The board ({name}) says its SMMU and devices are `dma-coherent`.\n#[allow(dead_code)]\npub const BOARD_COHERENT: bool = {coherent};\n/// The board's SMMU is an MMU-500.\n#[allow(dead_code)]\npub const MMU500: bool = {};\n/// The board's MMU-500: its register frame (physical address, bytes), the SMR mask its StreamIDs are matched under, its SoC, and the interrupt it raises its faults on.\n#[allow(dead_code)]\npub const MMU500_FRAME: (u64, usize) = ({:#x}, {:#x});\n#[allow(dead_code)]\npub const MMU500_SMR_MASK: u16 = {smr_mask:#x};\n#[allow(dead_code)]\npub const MMU500_SOC: &str = \"{soc}\";\n#[allow(dead_code)]\npub const MMU500_IRQ: u64 = {irq};\n", mmu500.is_some(), frame.0, frame.1),
     )
     .expect("write irqs.rs");
-    let entries: String = restartable.iter().map(|(pd, entry)| format!("(\"{pd}\", {entry:#x}), ")).collect();
+    let entries: String = restartable.iter().map(|(file, entry)| format!("({file:?}, {entry:#x}), ")).collect();
     std::fs::write(
         std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("restart.rs"),
-        format!("/// The PDs this PD restarts when they fault, and their programs' entry points.\npub const ENTRIES: &[(&str, u64)] = &[{entries}];\n"),
+        format!("/// The programs this PD may restart a client from, by file name, and their entry points.\npub const ENTRIES: &[(&str, u64)] = &[{entries}];\n"),
     )
     .expect("write restart.rs");
 }
 
-/// The PDs whose program is a libmicrokit program (C, built by images/Makefile into the
-/// directory of the Microkit file, before this PD), with each program's entry point read
-/// from its ELF header. Such a program can run again from its entry: libmicrokit's
-/// `_start` keeps no state of its own that a second run trips on. A rust-sel4 program
-/// cannot (its runtime sets its panic hook once and panics when set again), and is not
-/// in that directory: it stays stopped when it faults.
-fn restart_entries(text: &str, system: &std::path::Path) -> Vec<(String, u64)> {
+/// The libmicrokit programs (C, built by images/Makefile into the directory of the
+/// Microkit file, before this PD), by file name, with each one's entry point read from its
+/// ELF header. Such a program can run again from its entry: libmicrokit's `_start` keeps
+/// no state of its own that a second run trips on. A rust-sel4 program cannot (its
+/// runtime sets its panic hook once and panics when set again), and is not in that
+/// directory: it stays stopped when it faults. Which client runs which program is the
+/// policy's (`CLIENT_PROGRAMS`, from `iommu-sdf build`), not read here from the text.
+fn restart_entries(system: &std::path::Path) -> Vec<(String, u64)> {
     let dir = system.parent().unwrap_or(std::path::Path::new("."));
+    println!("cargo:rerun-if-changed={}", dir.display());
     let mut out = Vec::new();
-    for pd in text.split("<protection_domain name=\"").skip(1) {
-        let Some(name) = pd.split('"').next() else { continue };
-        // Its own program image: before its first child or its end.
-        let own = &pd[..pd.find("protection_domain").unwrap_or(pd.len())];
-        let Some(path) = own.split("<program_image path=\"").nth(1).and_then(|p| p.split('"').next()) else { continue };
-        let elf = dir.join(path);
-        // (A path that does not exist would make cargo run this script on every build.)
+    let Ok(files) = std::fs::read_dir(dir) else { return out };
+    for file in files.flatten() {
+        let elf = file.path();
+        let Some(name) = elf.file_name().and_then(|n| n.to_str()).filter(|n| n.ends_with(".elf")) else { continue };
         let Ok(bytes) = std::fs::read(&elf) else { continue };
         println!("cargo:rerun-if-changed={}", elf.display());
         // ELF64, little-endian (ELF's e_ident: magic, EI_CLASS 2, EI_DATA 1), e_entry at 24.
@@ -82,5 +80,6 @@ fn restart_entries(text: &str, system: &std::path::Path) -> Vec<(String, u64)> {
         let entry = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
         out.push((name.to_string(), entry));
     }
+    out.sort();
     out
 }

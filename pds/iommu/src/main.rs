@@ -67,8 +67,8 @@ mod irqs {
         assert!(!(MMU500 && WIRED) || has(10, Some(MMU500_IRQ)), "id 10 is not the board's MMU-500 interrupt");
 }
 
-/// The children this PD restarts when they fault (build.rs: the libmicrokit programs),
-/// with their entry points.
+/// The programs this PD may restart a client from (build.rs: the libmicrokit programs),
+/// by file name, with their entry points.
 mod restart {
     include!(concat!(env!("OUT_DIR"), "/restart.rs"));
 }
@@ -418,7 +418,9 @@ impl IommuPd {
         // runs on the faulting child's until it replies; suspending the child would
         // cancel the reply and leave the context here, and the child could never run).
         let client = child.index().checked_sub(1);
-        let entry = name.and_then(|n| restart::ENTRIES.iter().find(|(pd, _)| *pd == n)).map(|&(_, e)| e);
+        // Its program, as the policy names it (the client's `program_image path`).
+        let program = client.and_then(|c| policy::CLIENT_PROGRAMS.get(c));
+        let entry = program.and_then(|p| restart::ENTRIES.iter().find(|(file, _)| file == p)).map(|&(_, e)| e);
         let restart = match (client, entry) {
             (Some(c), Some(e)) if self.service.is_some() && self.restarts.get(c).is_some_and(|&r| r < MAX_RESTARTS) => {
                 Some((c, e))

@@ -173,6 +173,15 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     }
     let _ = writeln!(o, "];\n");
 
+    let _ = writeln!(o, "/// Per client: its program (`program_image path`), from which the IOMMU PD may restart it.");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub static CLIENT_PROGRAMS: [&str; {}] = [", p.clients.len());
+    for (name, _) in &p.clients {
+        let program = sys.pd(name).and_then(|pd| pd.program.as_ref()).map_or("", |pr| pr.path.as_str());
+        let _ = writeln!(o, "    {program:?},");
+    }
+    let _ = writeln!(o, "];\n");
+
     let _ = writeln!(o, "/// Devices, one per io_address_space.");
     let _ = writeln!(o, "pub static DEVICES: [DeviceConfig; {}] = [", p.devices.len());
     for ((name, d), streams) in p.devices.iter().zip(&p.extra_streams) {

@@ -295,3 +295,26 @@ fn the_iommu_pds_interrupts_are_those_of_the_pd_iommu_names() {
     let (sys, _) = iommu_sdf::check_text(&sdf("ok.xml"));
     assert!(iommu_sdf::build::policy_rust(&sys, "test").contains("pub const IOMMU_PD_IRQS: &[(u64, u64)] = &[];"));
 }
+
+/// Which program each client runs is the policy's too (`CLIENT_PROGRAMS`, client order):
+/// the IOMMU PD restarts a crashed client from its program's entry, and its build found
+/// the program by the text `<protection_domain name="` in the Microkit file, so a client
+/// whose name came after another attribute was not restarted (system.xml's C driver, its
+/// name now after its priority, is restarted: images/system.expect), and a comment
+/// holding such a text could give a PD another program's entry.
+#[test]
+fn each_clients_program_is_in_the_policy() {
+    let text = sdf("ok.xml").replace(
+        r#"<protection_domain name="blk_driver" priority="100" id="2">"#,
+        r#"<protection_domain priority="100" name="blk_driver" id="2"><!-- <protection_domain name="blk_driver"><program_image path="other.elf" /> -->"#,
+    );
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let policy = iommu_sdf::build::policy_rust(&sys, "test");
+    assert!(
+        policy.contains(
+            "pub static CLIENT_PROGRAMS: [&str; 2] = [\n    \"edu_driver.elf\",\n    \"blk_driver.elf\",\n];"
+        ),
+        "{policy}"
+    );
+}
