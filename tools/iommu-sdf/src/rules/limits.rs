@@ -31,6 +31,21 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                 format!("give it a priority of at most {MAX_PRIORITY}"),
             ));
         }
+        // The Microkit tool does not bound a guest's priority: it casts it to 8 bits
+        // (`priority as u8`), so 300 runs at 44 and 510 at 254, not what was read here.
+        for vm in pd.vms.iter().filter(|vm| vm.priority > MAX_PRIORITY) {
+            out.push(p(
+                vm.line,
+                "virtual_machine",
+                format!(
+                    "virtual machine `{}` has priority {}: the Microkit tool takes it cut to 8 bits ({}), not as written",
+                    vm.name,
+                    vm.priority,
+                    vm.priority % 256
+                ),
+                format!("give it a priority of at most {MAX_PRIORITY}"),
+            ));
+        }
         if pd.stack_size < MIN_STACK || pd.stack_size > MAX_STACK || pd.stack_size % PAGE != 0 {
             out.push(p(
                 pd.line,
