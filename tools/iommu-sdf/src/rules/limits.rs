@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use crate::board::Board;
 use crate::model::*;
 use crate::problem::{p, Problem};
 
@@ -18,7 +19,8 @@ pub const MIN_STACK: u64 = 0x1000;
 pub const MAX_STACK: u64 = 0x100_0000;
 
 /// Every limit.
-pub fn check(sys: &System, out: &mut Vec<Problem>) {
+pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
+    cores(sys, board, out);
     for pd in &sys.pds {
         if pd.priority > MAX_PRIORITY {
             out.push(p(
@@ -123,5 +125,41 @@ fn ids_in_parent(sys: &System, parent: &ProtectionDomain, out: &mut Vec<Problem>
                 "give each child protection domain and each vCPU of a PD its own id",
             ));
         }
+    }
+}
+
+/// Where the configuration is known (`--config`): each PD's and vCPU's core one it has, and
+/// domains only on one core (the Microkit tool refuses both; without the configuration
+/// they are left to it).
+fn cores(sys: &System, board: &Board, out: &mut Vec<Problem>) {
+    let Some(cores) = board.cores else { return };
+    for pd in &sys.pds {
+        if pd.cpu >= cores {
+            out.push(p(
+                pd.line,
+                "protection_domain",
+                format!("`{}` runs on core {}, and this configuration has {cores}", pd.name, pd.cpu),
+                format!("give it a cpu below {cores}, or build for a configuration with more cores (smp-)"),
+            ));
+        }
+        for vm in pd.vms.iter().filter(|vm| vm.vcpu_cpus.iter().any(|&c| c >= cores)) {
+            out.push(p(
+                vm.line,
+                "virtual_machine",
+                format!(
+                    "a vCPU of virtual machine `{}` runs on a core this configuration lacks (it has {cores})",
+                    vm.name
+                ),
+                format!("give its vCPUs a cpu below {cores}"),
+            ));
+        }
+    }
+    if let (Some(line), true) = (sys.domains, cores > 1) {
+        out.push(p(
+            line,
+            "domains",
+            format!("seL4 schedules domains on one core, and this configuration has {cores}"),
+            "remove <domains>, or build for a configuration with one core",
+        ));
     }
 }

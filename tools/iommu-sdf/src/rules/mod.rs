@@ -34,7 +34,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     names::check(sys, &mut out);
     regions::check(sys, board, &mut out);
     platform::check(sys, board, &mut out);
-    limits::check(sys, &mut out);
+    limits::check(sys, board, &mut out);
     programs::check(sys, &mut out);
     program_sizes::check(sys, &mut out);
     // Without an IOMMU PD nothing enforces an address space, a capability or a quota, and
