@@ -49,7 +49,7 @@ impl<H: IommuHw> Service<'_, H> {
             check(self.devices[d].next_iova == next, "a device's next IOVA is not the end of its highest mapping")?;
             check(self.devices[d].window_end == window_end, "a device's window end is wrong")?;
             check(pending == self.devices[d].pending, "a device's pending counter is wrong")?;
-            check(pending == 0 || self.devices[d].unconfirmed, "a pending removal on a device not marked")?;
+            check(pending == 0 || self.devices[d].unconfirmed(), "a pending removal on a device not marked")?;
             indexed += n;
         }
         let live = self.maps.iter().flatten().count();

@@ -532,7 +532,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let d = self.own_device(client, device)?;
         // One IOVA, the usual UNMAP: no list to build or to check for repeats.
         if let [iova] = *iovas {
-            if !self.devices[d].unconfirmed {
+            if !self.devices[d].unconfirmed() {
                 return self.unmap_single(d, iova);
             }
             let m = self.unmappable(d, iova)?;
@@ -667,7 +667,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 }
             }
         }
-        self.devices[device].unconfirmed = true;
+        self.devices[device].set_blocked(Blocks::UNCONFIRMED, true);
         // The translations may still be cached: stop the device. If even that fails, it
         // is retried before any request of any client is served (`retry_blocks`), and
         // every request that could let the device run retries the removal first.
@@ -684,7 +684,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// UNMAP asks, and almost never is there anything to retry.)
     #[inline]
     pub(super) fn settle(&mut self, device: DeviceIndex) -> Result<()> {
-        if self.devices[device].unconfirmed {
+        if self.devices[device].unconfirmed() {
             self.settle_pending(device)
         } else {
             Ok(())
@@ -693,15 +693,15 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     fn settle_pending(&mut self, device: DeviceIndex) -> Result<()> {
         let mut from = 0;
-        while self.devices[device].unconfirmed {
+        while self.devices[device].unconfirmed() {
             let (idx, n, resume) = self.select_from(device, from, |m| m.pending);
             let found = &idx[..n];
             if found.is_empty() {
                 let st = self.devices[device];
-                if !st.quarantined && !st.torn_down && !st.stopped {
+                if !st.quarantined() && !st.torn_down() && !st.stopped() {
                     self.enable_or_block(device)?;
                 }
-                self.devices[device].unconfirmed = false;
+                self.devices[device].set_blocked(Blocks::UNCONFIRMED, false);
                 break;
             }
             let n = self.ranges_of(found);
