@@ -15,49 +15,14 @@
 mod common;
 
 use common::{call, ModelHw, PAGE};
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_pd::Service;
 use iommu_protocol::{DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
 /// Slots: an odd count, so that no pool's size is a round multiple of a node's keys.
 const SLOTS: usize = 701;
 const DEVICES: usize = 4;
-const WINDOW: u64 = 0x1000_0000;
-
-fn config() -> Config<'static> {
-    let clients = Box::leak(Box::new([ClientConfig {
-        name: "drv",
-        max_mappings: SLOTS as u32,
-        max_pages: SLOTS as u64,
-        max_grants: 0,
-    }]));
-    let devices = Box::leak(Box::new(core::array::from_fn::<_, DEVICES, _>(|d| DeviceConfig {
-        name: ["a", "b", "c", "d"][d],
-        stream: 8 + d as u32,
-        extra_streams: &[],
-        owner: 0,
-        iova_base: WINDOW,
-        iova_size: 1 << 30,
-        resume_allowed: true,
-    })));
-    let regions = Box::leak(Box::new([RegionConfig { name: "mem", pa: 0x4000_0000, size: SLOTS as u64 * PAGE }]));
-    let caps = Box::leak(Box::new([CapConfig {
-        client: 0,
-        region: 0,
-        offset: 0,
-        len: SLOTS as u64 * PAGE,
-        rights: Rights::READ_WRITE,
-        devices: (1 << DEVICES) - 1,
-        grant_to: 0,
-    }]));
-    Config {
-        clients: &clients[..],
-        devices: &devices[..],
-        regions: &regions[..],
-        caps: &caps[..],
-        static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1 },
-    }
-}
+/// Where each device's window starts (`common::pools_shared`).
+const WINDOW: u64 = common::IOVA_BASE;
 
 fn map(s: &mut Service<'_, ModelHw>, d: usize, iova: Option<u64>) -> Reply {
     let req = Request::Map {
@@ -79,7 +44,12 @@ fn unmap(s: &mut Service<'_, ModelHw>, d: usize, iova: u64) -> Reply {
 
 #[test]
 fn every_slot_is_room_in_the_index_in_the_shape_that_takes_the_most_nodes() {
-    let mut s = Service::new(ModelHw::default(), config(), common::sized_storage(1, SLOTS, DEVICES, 1)).unwrap();
+    let mut s = Service::new(
+        ModelHw::default(),
+        common::pools_shared(SLOTS, DEVICES, 1 << 30),
+        common::sized_storage(1, SLOTS, DEVICES, 1),
+    )
+    .unwrap();
     // Where each device's next append goes.
     let mut next = [WINDOW; DEVICES];
     // First fill, by the allocator: the other devices one mapping each (a leaf each for a
