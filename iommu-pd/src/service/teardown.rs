@@ -31,7 +31,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 self.block_failed(d);
                 result = Err(ErrorCode::Hardware);
             }
-            self.devices[d].torn_down = true;
+            self.devices[d].set_blocked(Blocks::TORN_DOWN, true);
             // A removal that is not confirmed stays pending, its device blocked (or
             // marked for a retry of the block), and is retried before the device runs.
             let _ = self.remove_where(d, |_| true);
@@ -199,7 +199,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     pub(super) fn stop(&mut self, client: usize, device: DeviceId) -> Result<()> {
         let d = self.own_device(client, device)?;
         self.hw.block(d).map_err(|_| ErrorCode::Hardware)?;
-        self.devices[d].stopped = true;
+        self.devices[d].set_blocked(Blocks::STOPPED, true);
         self.remove_where(d, |_| true)?;
         // Removals an earlier request could not confirm are retried too (the device stays
         // blocked: it is stopped).
@@ -210,19 +210,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// through empty address spaces, once every removal pending on them is confirmed.
     pub fn client_ready(&mut self, client: usize) -> Result<()> {
         for d in 0..self.cfg.devices.len() {
-            if self.cfg.devices[d].owner == client && self.devices[d].torn_down {
+            if self.cfg.devices[d].owner == client && self.devices[d].torn_down() {
                 // A restarted client finds its devices as the description has them.
-                self.devices[d].stopped = false;
+                self.devices[d].set_blocked(Blocks::STOPPED, false);
                 self.settle(d)?;
                 // Its static maps while it is still blocked, as RESUME makes them: should
                 // one fail, the device stays torn down, and aborting.
                 self.make_static_maps(d)?;
-                if !self.devices[d].quarantined {
+                if !self.devices[d].quarantined() {
                     self.enable_or_block(d)?;
                 }
                 // Only now: if anything above failed, the device is still torn down and
                 // the next `client_ready` does it all again.
-                self.devices[d].torn_down = false;
+                self.devices[d].set_blocked(Blocks::TORN_DOWN, false);
             }
         }
         Ok(())
