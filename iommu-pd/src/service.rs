@@ -205,7 +205,7 @@ pub struct DeviceState {
     /// (`Service::recover_function`).
     function_lost: bool,
     /// Its function's last stop did not read back off (an MSI or MSI-X Enable, or a
-    /// Command bit, stayed set): its driver's CONFIG_WRITE keeps its Bus Master off
+    /// Command bit, stayed set, or nothing answered): its driver's CONFIG_WRITE keeps its Bus Master off
     /// (`pci::BusMaster::KeptOff`) until a later stop reads it off.
     master_kept_off: bool,
     /// Blocked because a removal of access was not confirmed: some of its mappings are

@@ -653,3 +653,58 @@ fn a_function_whose_msi_stays_enabled_at_its_stop_never_masters_until_a_stop_tur
         assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}");
     }
 }
+
+/// The same function, but away when it is stopped (it answers nothing: a link that went
+/// down, a reset it started itself), so the stop reads nothing off; it comes back with its
+/// enable still set. A stop that could not read the function off is one that did not read
+/// it off: its Bus Master stays off after RESUME or the client's restart, as after a stop
+/// that read the enable still on. Before, the flag was set only from a stop that answered,
+/// and such a stop left it as it was (clear): the next driver's Command write turned Bus
+/// Master on, and the function sent the message the last driver set up.
+#[test]
+fn a_function_away_at_its_stop_never_masters_until_a_stop_reads_it_off() {
+    for teardown in [false, true] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(false);
+        let command = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
+        for (offset, width, value) in [(MSI + 4, 4, 0x4000_1000), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1)] {
+            let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
+            assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
+        }
+        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0070);
+        // Away: every access answers all ones until it is back.
+        e.at(DISK_RID).unwrap().reset_until = Some(u64::MAX);
+        if teardown {
+            let mut said = u64::MAX;
+            s.client_torn_down_with(BLK, &mut e, |d, done| said = if d == 1 { done.0 } else { said }).unwrap();
+            assert_eq!(said & stop::FUNCTION_OFF, 0, "nothing was read off");
+            e.at(DISK_RID).unwrap().reset_until = None;
+            s.client_ready(BLK).unwrap();
+        } else {
+            let Reply::Ok { values, .. } = stop_disk(&mut s, &mut e) else { panic!("STOP refused") };
+            assert_eq!(values[0] & stop::FUNCTION_OFF, 0, "nothing was read off");
+            // Not back yet: RESUME waits for it.
+            assert_eq!(resume_disk(&mut s, &mut e), err(ErrorCode::DeviceMissing));
+            e.at(DISK_RID).unwrap().reset_until = None;
+            assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+        }
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 1, "teardown {teardown}: stuck in the model");
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 4, 4), 0x4000_1000, "teardown {teardown}: the last driver's address");
+        assert!(matches!(send(&mut s, &mut e, BLK, command(0x0006)), Reply::Ok { .. }));
+        let on = e.get(DISK_RID).f.command();
+        assert_eq!(on & reg::CMD_BUS_MASTER, 0, "teardown {teardown}: it masters, and sends the last message");
+        assert_ne!(on & reg::CMD_MEMORY, 0, "teardown {teardown}: its Memory Space is its driver's");
+        // A stop that reads it off (the enable clears now): it may master again.
+        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0071);
+        if teardown {
+            s.client_torn_down_with(BLK, &mut e, |_, _| {}).unwrap();
+            s.client_ready(BLK).unwrap();
+        } else {
+            let Reply::Ok { values, .. } = stop_disk(&mut s, &mut e) else { panic!("STOP refused") };
+            assert_ne!(values[0] & stop::FUNCTION_OFF, 0, "{:#x}", values[0]);
+            assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+        }
+        assert!(matches!(send(&mut s, &mut e, BLK, command(0x0006)), Reply::Ok { .. }));
+        assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}");
+    }
+}
