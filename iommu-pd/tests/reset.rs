@@ -663,7 +663,9 @@ fn a_function_whose_msi_stays_enabled_at_its_stop_never_masters_until_a_stop_tur
 /// Master on, and the function sent the message the last driver set up.
 #[test]
 fn a_function_away_at_its_stop_never_masters_until_a_stop_reads_it_off() {
-    for teardown in [false, true] {
+    // `known_lost`: a call found it away before the stop (the stop finds it lost, and
+    // cannot put it back), or the stop is the first to find it away.
+    for (teardown, known_lost) in [(false, false), (true, false), (false, true), (true, true)] {
         let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
         let mut e = Endpoints::new(false);
         let command = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
@@ -674,6 +676,10 @@ fn a_function_away_at_its_stop_never_masters_until_a_stop_reads_it_off() {
         e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0070);
         // Away: every access answers all ones until it is back.
         e.at(DISK_RID).unwrap().reset_until = Some(u64::MAX);
+        if known_lost {
+            let read = Request::ConfigRead { device: DeviceId(1), offset: 0, width: 4 };
+            assert_eq!(send(&mut s, &mut e, BLK, read), err(ErrorCode::DeviceMissing));
+        }
         if teardown {
             let mut said = u64::MAX;
             s.client_torn_down_with(BLK, &mut e, |d, done| said = if d == 1 { done.0 } else { said }).unwrap();
@@ -692,7 +698,11 @@ fn a_function_away_at_its_stop_never_masters_until_a_stop_reads_it_off() {
         assert_eq!(e.get(DISK_RID).f.get(MSI + 4, 4), 0x4000_1000, "teardown {teardown}: the last driver's address");
         assert!(matches!(send(&mut s, &mut e, BLK, command(0x0006)), Reply::Ok { .. }));
         let on = e.get(DISK_RID).f.command();
-        assert_eq!(on & reg::CMD_BUS_MASTER, 0, "teardown {teardown}: it masters, and sends the last message");
+        assert_eq!(
+            on & reg::CMD_BUS_MASTER,
+            0,
+            "teardown {teardown}, known lost {known_lost}: it masters, and sends the last message"
+        );
         assert_ne!(on & reg::CMD_MEMORY, 0, "teardown {teardown}: its Memory Space is its driver's");
         // A stop that reads it off (the enable clears now): it may master again.
         e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0071);
