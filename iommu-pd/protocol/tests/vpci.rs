@@ -133,6 +133,22 @@ fn the_guest_cannot_turn_its_devices_decoding_off() {
     assert_eq!(guest(&lines, "line-pin-restarted"), "0x100");
 }
 
+/// After a RESUME, a device the VMM cannot make decode (its Memory Space does not take
+/// the write) is not given to a guest: the guest stays stopped, and so must the device,
+/// which the RESUME mapped into the guest's RAM again. Before, vpci_restart said so and
+/// the VMMs left the guest stopped, the device resumed, mapped and unstopped.
+#[test]
+fn a_device_that_will_not_decode_after_resume_is_stopped_again() {
+    let lines = run_guest();
+    let at = lines.iter().position(|l| l == "resumed 0").unwrap_or_else(|| panic!("{}", lines.join("\n")));
+    let before = lines[..at].iter().rposition(|l| l.starts_with("restart ")).unwrap();
+    let stops: Vec<&String> = lines[before..at].iter().filter(|l| l.starts_with("pd stop ")).collect();
+    assert_eq!(stops, ["pd stop 3"], "{}", lines[before..].join("\n"));
+    // A device that decodes: nothing stopped.
+    let ok = lines.iter().position(|l| l == "resumed-decoding 1").unwrap();
+    assert!(!lines[at..ok].iter().any(|l| l.starts_with("pd stop")), "{}", lines[at..].join("\n"));
+}
+
 /// A guest that moves a BAR in a loop: each move is one trapped access, and the VMM must
 /// do no more for it than for any other. Before, every move printed a line on the shared
 /// console (about 150 characters through the kernel's debug output, burying the IOMMU
