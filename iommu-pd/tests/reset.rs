@@ -607,6 +607,19 @@ fn stops_and_resumes_in_a_loop_hold_the_owner_a_tenth_of_the_time() {
     }
 }
 
+/// The disk (no FLR) with the message its driver set up (address, data, MSI Enable), and
+/// an enable that no longer clears: the device keeps it.
+fn msi_left_enabled() -> (Service<'static, ModelHw>, Endpoints) {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(false);
+    for (offset, width, value) in [(MSI + 4, 4, 0x4000_1000), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1)] {
+        let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
+        assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
+    }
+    e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0070);
+    (s, e)
+}
+
 /// A function whose MSI Enable will not clear when it is stopped (a device that keeps it,
 /// or sets it again itself) keeps the address and data its last driver, or guest, set up:
 /// its stop says so (no `FUNCTION_OFF`), and before, its driver's next CONFIG_WRITE
@@ -617,15 +630,8 @@ fn stops_and_resumes_in_a_loop_hold_the_owner_a_tenth_of_the_time() {
 #[test]
 fn a_function_whose_msi_stays_enabled_at_its_stop_never_masters_until_a_stop_turns_it_off() {
     for teardown in [false, true] {
-        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-        let mut e = Endpoints::new(false);
+        let (mut s, mut e) = msi_left_enabled();
         let command = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
-        // The last driver's message, enabled; then the device keeps its enable.
-        for (offset, width, value) in [(MSI + 4, 4, 0x4000_1000), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1)] {
-            let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
-            assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
-        }
-        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0070);
         let stop_and_run_again = |s: &mut Service<'_, ModelHw>, e: &mut Endpoints| -> u64 {
             if teardown {
                 let mut said = 0;
@@ -666,14 +672,8 @@ fn a_function_away_at_its_stop_never_masters_until_a_stop_reads_it_off() {
     // `known_lost`: a call found it away before the stop (the stop finds it lost, and
     // cannot put it back), or the stop is the first to find it away.
     for (teardown, known_lost) in [(false, false), (true, false), (false, true), (true, true)] {
-        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-        let mut e = Endpoints::new(false);
+        let (mut s, mut e) = msi_left_enabled();
         let command = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
-        for (offset, width, value) in [(MSI + 4, 4, 0x4000_1000), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1)] {
-            let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
-            assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
-        }
-        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0070);
         // Away: every access answers all ones until it is back.
         e.at(DISK_RID).unwrap().reset_until = Some(u64::MAX);
         if known_lost {
