@@ -197,6 +197,20 @@ int main(void)
     guest_write(0x04, 4, 0x00000404);
     reads("command-dword-off", 0x04, 4);
     printf("device command-dword-off %#x\n", get(0x04, 2));
+    /* Memory Space on as the guest sees it, then writes beside it: Command's high byte
+     * (INTx Disable), Status as a half and as bytes (its error bits, write-one-to-clear).
+     * None of them is Command's low byte: the guest's Memory Space stays as it wrote it. */
+    guest_write(0x04, 2, 0x0006);
+    guest_write(0x05, 1, 0x04);
+    guest_write(0x06, 2, 0xffff);
+    guest_write(0x07, 1, 0xff);
+    reads("command-beside", 0x04, 2);
+    reads("command-beside-low", 0x04, 1);
+    printf("device command-beside %#x\n", get(0x04, 2));
+    /* And its low byte alone, Memory Space off: the device's stays on. */
+    guest_write(0x04, 1, 0x04);
+    reads("command-low-off", 0x04, 2);
+    printf("device command-low-off %#x\n", get(0x04, 2));
     printf("device bars %s\n", memcmp(placed + 0x10, space + 0x10, 0x18) ? "CHANGED" : "unchanged");
     printf("device line %#x\n", get(0x3c, 4));
 
