@@ -718,3 +718,32 @@ fn a_function_away_at_its_stop_never_masters_until_a_stop_reads_it_off() {
         assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}");
     }
 }
+
+/// The other side of the test above: a function away at its stop that comes back with an
+/// enable that clears is put back (`restore_function`: Bus Master, decoding and its
+/// messages off), reads back off, and so may master again at once: a stop that found it
+/// away does not deny its driver for good. Without the restore's reading back, it stayed
+/// kept off until the client sent another STOP.
+#[test]
+fn a_function_away_at_its_stop_that_comes_back_off_masters_again() {
+    for teardown in [false, true] {
+        let (mut s, mut e) = msi_left_enabled();
+        e.at(DISK_RID).unwrap().reset_until = Some(u64::MAX);
+        if teardown {
+            s.client_torn_down_with(BLK, &mut e, |_, _| {}).unwrap();
+            s.client_ready(BLK).unwrap();
+        } else {
+            assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }));
+        }
+        // Back, and its enable clears when written.
+        e.at(DISK_RID).unwrap().reset_until = None;
+        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0071);
+        if !teardown {
+            assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+        }
+        let w = Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: 0x0006 };
+        assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }));
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 0, "teardown {teardown}: its message off");
+        assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}: kept off");
+    }
+}

@@ -137,14 +137,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// (`crate::pci::restore_function`: its BARs placed again, decoding, Bus Master and
     /// messages off) before anything else touches it: its reset values are outside every
     /// window the owner gave out. `DeviceMissing` while it does not answer (or cannot be
-    /// put back), and it stays lost.
+    /// put back), and it stays lost. What it reads back sets its Bus Master's fate as a
+    /// stop's does (`stop_answered`): a stop that found it away read nothing off, and it
+    /// may master again once this reads it off, not before.
     pub(super) fn recover_function(&mut self, d: DeviceIndex, pci: &mut dyn ConfigSpace) -> Result<()> {
         if !self.devices[d].function_lost {
             return Ok(());
         }
         let rid = pci.function(d)?;
-        crate::pci::restore_function(pci, rid)?;
+        let off = crate::pci::restore_function(pci, rid)?;
         self.devices[d].function_lost = false;
+        self.devices[d].master_kept_off = !off;
         Ok(())
     }
 
