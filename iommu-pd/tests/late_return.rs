@@ -193,3 +193,33 @@ fn a_function_that_resets_itself_decodes_only_where_the_description_places_it() 
         assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "width {width}");
     }
 }
+
+/// What held, kept: a function that reset itself and came back bigger (its BAR0 now 4 MiB,
+/// its window 2 MiB: not the function the owner placed) cannot be put back; its driver's
+/// Memory Space write answers `DeviceMissing`, nothing written, and it decodes nowhere,
+/// not at 0 and not over the NIC. It stays lost (each call answers `DeviceMissing`) until
+/// it fits again, and is then put back where the description places it.
+#[test]
+fn a_function_that_resets_itself_and_no_longer_fits_decodes_nowhere() {
+    let (mut o, nic, disk) = machine();
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let on = Reply::ok(&[u64::from(MEM | MASTER)]);
+    assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
+    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
+    o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
+    o.fabric.write(DISK_RID, EXP + 8, 2, 1 << 15);
+    o.fabric.now_ms += 50;
+    o.fabric.nodes[disk].f.mask(reg::BAR0, 4, 0xffc0_0000);
+    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), err(ErrorCode::DeviceMissing));
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "decoding");
+    assert_eq!(o.fabric.memory(0), None);
+    assert_eq!(o.fabric.memory(NIC_BASE), Some(nic));
+    let vendor = Request::ConfigRead { device: DISK, offset: 0, width: 4 };
+    assert_eq!(send(&mut s, &mut o, BLK, vendor), err(ErrorCode::DeviceMissing), "put back while too big");
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0);
+    // It fits again: put back on the next call, and its driver's write goes through.
+    o.fabric.nodes[disk].f.mask(reg::BAR0, 4, 0xfff0_0000);
+    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
+    assert_eq!(o.fabric.memory(DISK_BASE), Some(disk));
+    assert_eq!(o.fabric.memory(0), None);
+}
