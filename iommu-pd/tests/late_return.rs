@@ -161,6 +161,21 @@ fn a_stop_writes_back_the_placement_not_the_reset_values_it_reads() {
     }
 }
 
+/// Both functions decoding and mastering, their drivers' doing; then the disk's own FLR,
+/// started by the device, not by its owner, and over in 50 ms.
+fn disk_reset_by_itself() -> (Service<'static, ModelHw>, Owned, usize, usize) {
+    let (mut o, nic, disk) = machine();
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let on = Reply::ok(&[u64::from(MEM | MASTER)]);
+    assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
+    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
+    o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
+    o.fabric.write(DISK_RID, EXP + 8, 2, 1 << 15);
+    o.fabric.now_ms += 50;
+    assert_eq!(o.fabric.nodes[disk].flr.as_ref().unwrap().resets, 1);
+    (s, o, nic, disk)
+}
+
 /// A function that resets itself, answering all along (an FLR its device starts on its
 /// own, through a device-specific register its driver wrote, or a link that went down
 /// and came back): its BARs return to 0 while its owner still has them placed, and its
@@ -170,16 +185,7 @@ fn a_stop_writes_back_the_placement_not_the_reset_values_it_reads() {
 #[test]
 fn a_function_that_resets_itself_decodes_only_where_the_description_places_it() {
     for width in [1u8, 2, 4] {
-        let (mut o, nic, disk) = machine();
-        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-        let on = Reply::ok(&[u64::from(MEM | MASTER)]);
-        assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
-        assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
-        // Its own FLR, started by the device, not by its owner; over in 50 ms.
-        o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
-        o.fabric.write(DISK_RID, EXP + 8, 2, 1 << 15);
-        o.fabric.now_ms += 50;
-        assert_eq!(o.fabric.nodes[disk].flr.as_ref().unwrap().resets, 1);
+        let (mut s, mut o, nic, disk) = disk_reset_by_itself();
         assert_eq!(o.fabric.at(DISK_RID).bars(), [(0, 0x10_0000), (0, 0x4000)]);
         // Its driver finds Memory Space off and turns it on again (Command's low byte alone,
         // Command alone, or with Status, as virtio-drivers writes it).
@@ -201,14 +207,8 @@ fn a_function_that_resets_itself_decodes_only_where_the_description_places_it() 
 /// it fits again, and is then put back where the description places it.
 #[test]
 fn a_function_that_resets_itself_and_no_longer_fits_decodes_nowhere() {
-    let (mut o, nic, disk) = machine();
-    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let (mut s, mut o, nic, disk) = disk_reset_by_itself();
     let on = Reply::ok(&[u64::from(MEM | MASTER)]);
-    assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
-    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
-    o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
-    o.fabric.write(DISK_RID, EXP + 8, 2, 1 << 15);
-    o.fabric.now_ms += 50;
     o.fabric.nodes[disk].f.mask(reg::BAR0, 4, 0xffc0_0000);
     assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), err(ErrorCode::DeviceMissing));
     assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "decoding");
