@@ -202,7 +202,7 @@ pub struct DeviceState {
     /// (`Service::recover_function`).
     function_lost: bool,
     /// Its function's last stop did not read back off (an MSI or MSI-X Enable, or a
-    /// Command bit, stayed set): its driver's CONFIG_WRITE keeps its Bus Master off
+    /// Command bit, stayed set, or nothing answered): its driver's CONFIG_WRITE keeps its Bus Master off
     /// (`pci::BusMaster::KeptOff`) until a later stop reads it off.
     master_kept_off: bool,
     /// The storm window now open: where it starts, the faults in it so far, and the faults

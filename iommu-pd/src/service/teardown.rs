@@ -95,8 +95,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
     ) -> Stopped {
         let Ok(rid) = pci.function(d) else { return Stopped::default() };
         // One that stopped answering is put back first, so that what the stop saves and
-        // writes back is the owner's placement; still not answering, nothing is done.
+        // writes back is the owner's placement; still not answering, nothing is done, and
+        // nothing was read off (`stop_answered`).
         if self.recover_function(d, pci).is_err() {
+            self.devices[d].master_kept_off = true;
             return Stopped::default();
         }
         let reset = match ration {
@@ -135,27 +137,29 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// (`crate::pci::restore_function`: its BARs placed again, decoding, Bus Master and
     /// messages off) before anything else touches it: its reset values are outside every
     /// window the owner gave out. `DeviceMissing` while it does not answer (or cannot be
-    /// put back), and it stays lost.
+    /// put back), and it stays lost. What it reads back sets its Bus Master's fate as a
+    /// stop's does (`stop_answered`): a stop that found it away read nothing off, and it
+    /// may master again once this reads it off, not before.
     pub(super) fn recover_function(&mut self, d: DeviceIndex, pci: &mut dyn ConfigSpace) -> Result<()> {
         if !self.devices[d].function_lost {
             return Ok(());
         }
         let rid = pci.function(d)?;
-        crate::pci::restore_function(pci, rid)?;
+        let off = crate::pci::restore_function(pci, rid)?;
         self.devices[d].function_lost = false;
+        self.devices[d].master_kept_off = !off;
         Ok(())
     }
 
-    /// `result` of a stop of device `d`'s function (`lost_if_missing`). One that answered
-    /// and did not read back off (no `FUNCTION_OFF`: an MSI or MSI-X Enable, or Command,
-    /// stayed set) keeps its Bus Master off, whatever its driver writes, until a later
-    /// stop reads it off: mastering, it would send the message its last driver (or guest)
-    /// set up, in its next owner's address space.
+    /// `result` of a stop of device `d`'s function (`lost_if_missing`). One that did not
+    /// read back off (no `FUNCTION_OFF`: an MSI or MSI-X Enable, or Command, stayed set;
+    /// or it failed, nothing answering: the function may come back with its enable still
+    /// set) keeps its Bus Master off, whatever its driver writes, until a later stop reads
+    /// it off: mastering, it would send the message its last driver (or guest) set up, in
+    /// its next owner's address space.
     fn stop_answered(&mut self, d: DeviceIndex, result: Result<Stopped>) -> Result<Stopped> {
         let result = self.lost_if_missing(d, result);
-        if let Ok(done) = result {
-            self.devices[d].master_kept_off = !done.off();
-        }
+        self.devices[d].master_kept_off = !result.is_ok_and(|done| done.off());
         result
     }
 
