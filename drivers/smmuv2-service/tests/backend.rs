@@ -306,3 +306,67 @@ fn a_stream_nobody_described_costs_one_wake_up() {
     assert_eq!(unsafe { (buf.pa.0 as *const u64).read_volatile() }, 0, "no write landed");
     assert!(b.smmu_ref().regs().violations().is_empty());
 }
+
+/// How often the IOMMU PD polls while a poll is owed (`pds/iommu`'s `POLL_US`, 10 ms).
+const POLL_MS: u64 = 10;
+
+/// The IOMMU PD on ZynqMP (`pds/iommu/src/mmu500.rs`, `take_faults`) from `from` to `to`
+/// (ms): woken while the SMMU's line is asserted, and by its timer `POLL_MS` after a
+/// drain that left a poll owed (`Smmuv2Backend::poll_owed`); nothing else drains (a
+/// client's request does not). `deadline` is the timer's, carried between calls.
+/// Returns the wake-ups.
+fn run_iommu_pd(
+    b: &mut Smmuv2Backend<Mmu500Model>,
+    from: u64,
+    to: u64,
+    deadline: &mut Option<u64>,
+    records: &mut Vec<Recorded>,
+) -> u64 {
+    let mut wakes = 0;
+    for now in from..to {
+        if b.smmu_ref().regs().interrupt_asserted() || deadline.is_some_and(|t| now >= t) {
+            wakes += 1;
+            b.drain_faults(now, |_, r| records.push(r));
+            *deadline = b.poll_owed().then_some(now + POLL_MS);
+        }
+    }
+    wakes
+}
+
+/// The drain that reads a global fault turns sCR0.GFIE off, and only a drain that finds
+/// sGFSR empty turns it on again; on ZynqMP nothing but the SMMU's line woke the IOMMU
+/// PD to drain, so after one undescribed transaction GFIE stayed off for good unless a
+/// context fault came: every later global fault (another undescribed master, a described
+/// device's before its first enable, an unsupported transaction) sat in sGFSR unread,
+/// its stream never counted. Now a drain that leaves the global interrupt paced owes a
+/// poll: an undescribed master sending every millisecond for a second costs at most one
+/// wake-up per poll (100), its pause turns GFIE on again, and a described StreamID's
+/// global fault after it is read at once, named by its StreamID.
+#[test]
+fn a_paced_global_interrupt_is_polled_until_it_is_on_again() {
+    const UNDESCRIBED: u32 = 0x1234;
+    // Device 1 (0x14e9) is never enabled: its stream is unmatched, a global fault.
+    let mut b = Smmuv2Backend::new(smmu(), &[0x14e8, 0x14e9]).unwrap();
+    b.enable(0).unwrap();
+    let dma = |b: &Smmuv2Backend<Mmu500Model>, sid| b.smmu_ref().regs().dma_write_u64(sid, 0x1000, 0xdead);
+    let (mut deadline, mut records) = (None, Vec::new());
+    let mut wakes = 0;
+    for now in 0..1000 {
+        assert_eq!(dma(&b, UNDESCRIBED), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+        wakes += run_iommu_pd(&mut b, now, now + 1, &mut deadline, &mut records);
+    }
+    assert!(wakes <= 1 + 1000 / POLL_MS, "{wakes} wake-ups for 1000 undescribed transactions");
+    assert!(records.iter().all(|r| *r == Recorded::StreamEvent(UNDESCRIBED)));
+    // The master pauses: within two polls a drain finds sGFSR empty.
+    run_iommu_pd(&mut b, 1000, 1000 + 3 * POLL_MS, &mut deadline, &mut records);
+    assert!(!b.smmu_ref().global_interrupt_paced(), "GFIE on again once the master paused");
+    // A described StreamID's global fault, with no context fault anywhere.
+    records.clear();
+    assert_eq!(dma(&b, 0x14e9), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+    let wakes = run_iommu_pd(&mut b, 2000, 2000 + 3 * POLL_MS, &mut deadline, &mut records);
+    assert_eq!(records, [Recorded::StreamEvent(0x14e9)], "read, and named by its StreamID");
+    assert_eq!(wakes, 2, "its interrupt, and the poll that finds sGFSR empty");
+    assert_eq!(deadline, None, "no poll owed once GFIE is on");
+    assert!(!b.smmu_ref().regs().interrupt_asserted());
+    assert!(b.smmu_ref().regs().violations().is_empty());
+}
