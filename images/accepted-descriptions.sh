@@ -30,7 +30,7 @@ for f in "${files[@]}"; do
     python3 "$top/images/stub-images.py" "$out/$name.system" "$out/elf" || { echo "  FAIL $name: stub images"; fail=$((fail + 1)); continue; }
     # Then check, with the programs read, as the images' builds check them before the
     # Microkit tool (without them check refuses: the programs' placement is unproven).
-    if ! "$tool" check "$f" --board "$board" --search-path "$out/elf" >/dev/null 2>&1; then
+    if ! "$tool" check "$f" --board "$board" --config "$config" --search-path "$out/elf" >/dev/null 2>&1; then
         echo "  FAIL $name: iommu-sdf check refuses it with its programs"; fail=$((fail + 1)); continue
     fi
     if msg=$("$sdk/bin/microkit" "$out/$name.system" --board "$board" --config "$config" \

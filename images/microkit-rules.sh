@@ -51,7 +51,7 @@ for f in "$corpus"/*.xml; do
     esac
     verdict="" where=""
     # With the programs, as the Microkit tool reads them (a map over one is refused here).
-    if ! ours=$("$tool" check "$f" --board "$board" --search-path "$search" --search-path "$work/programs" 2>&1); then
+    if ! ours=$("$tool" check "$f" --board "$board" --config "$config" --search-path "$search" --search-path "$work/programs" 2>&1); then
         verdict=refused
         where=$(echo "$ours" | sed -n 's/^[^:]*:\([0-9]*\):[0-9]*: error: .*/\1/p' | head -1)
         by=iommu-sdf

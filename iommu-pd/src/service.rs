@@ -190,12 +190,9 @@ pub struct DeviceState {
     window_end: u64,
     /// Mappings of the device whose removal is pending.
     pending: u32,
-    /// Blocked by a fault storm; the owner may resume if the policy allows.
-    quarantined: bool,
-    /// Blocked because its owner was torn down; cleared by `client_ready`.
-    torn_down: bool,
-    /// Blocked and emptied by its owner's STOP; cleared by RESUME (or `client_ready`).
-    stopped: bool,
+    /// What keeps it blocked (`Blocks`): a storm, its owner torn down, its owner's STOP,
+    /// a removal not confirmed.
+    blocks: Blocks,
     /// Its function was stopped without the reset it has (STOP inside its client's
     /// ration): RESUME resets it first.
     reset_owed: bool,
@@ -205,12 +202,9 @@ pub struct DeviceState {
     /// (`Service::recover_function`).
     function_lost: bool,
     /// Its function's last stop did not read back off (an MSI or MSI-X Enable, or a
-    /// Command bit, stayed set): its driver's CONFIG_WRITE keeps its Bus Master off
+    /// Command bit, stayed set, or nothing answered): its driver's CONFIG_WRITE keeps its Bus Master off
     /// (`pci::BusMaster::KeptOff`) until a later stop reads it off.
     master_kept_off: bool,
-    /// Blocked because a removal of access was not confirmed: some of its mappings are
-    /// pending. Cleared only when every one has been retried and confirmed.
-    unconfirmed: bool,
     /// The storm window now open: where it starts, the faults in it so far, and the faults
     /// of the window just before it.
     window_start: u64,
@@ -224,12 +218,65 @@ pub struct DeviceState {
     storm_rest_until_ms: u64,
 }
 
+/// The reasons a device is blocked, one bit each, so that MAP's question (blocked for
+/// any of them?) is one test of one byte, where four flags took four loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Blocks(u8);
+
+impl Blocks {
+    /// Blocked by a fault storm; the owner may resume if the policy allows.
+    const QUARANTINED: u8 = 1;
+    /// Blocked because its owner was torn down; cleared by `client_ready`.
+    const TORN_DOWN: u8 = 2;
+    /// Blocked and emptied by its owner's STOP; cleared by RESUME (or `client_ready`).
+    const STOPPED: u8 = 4;
+    /// Blocked because a removal of access was not confirmed: some of its mappings are
+    /// pending. Cleared only when every one has been retried and confirmed.
+    const UNCONFIRMED: u8 = 8;
+}
+
 impl DeviceState {
     /// Something keeps the device from running (`Service::not_running` says what). Every
     /// MAP asks, and almost always the answer is no: one test for all four.
     #[inline(always)]
     fn blocked(&self) -> bool {
-        self.quarantined | self.torn_down | self.stopped | self.unconfirmed
+        self.blocks.0 != 0
+    }
+
+    /// Blocked for `reason` (one of `Blocks`' bits), whatever else.
+    #[inline(always)]
+    fn blocked_for(&self, reason: u8) -> bool {
+        self.blocks.0 & reason != 0
+    }
+
+    /// Blocked by a fault storm (`Blocks::QUARANTINED`).
+    fn quarantined(&self) -> bool {
+        self.blocked_for(Blocks::QUARANTINED)
+    }
+
+    /// Blocked because its owner was torn down (`Blocks::TORN_DOWN`).
+    fn torn_down(&self) -> bool {
+        self.blocked_for(Blocks::TORN_DOWN)
+    }
+
+    /// Blocked by its owner's STOP (`Blocks::STOPPED`).
+    fn stopped(&self) -> bool {
+        self.blocked_for(Blocks::STOPPED)
+    }
+
+    /// Blocked because a removal was not confirmed (`Blocks::UNCONFIRMED`).
+    #[inline(always)]
+    fn unconfirmed(&self) -> bool {
+        self.blocked_for(Blocks::UNCONFIRMED)
+    }
+
+    /// `reason` set (`on`) or cleared.
+    fn set_blocked(&mut self, reason: u8, on: bool) {
+        if on {
+            self.blocks.0 |= reason;
+        } else {
+            self.blocks.0 &= !reason;
+        }
     }
 
     /// Does a range of `len` bytes fit between `next_iova` and the window's end?
@@ -697,7 +744,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             let d = left.trailing_zeros() as usize;
             left &= left - 1;
             if self.must_be_blocked(d) && self.hw.block(d).is_err() {
-                if self.devices[d].unconfirmed {
+                if self.devices[d].unconfirmed() {
                     let _ = self.settle(d);
                 }
                 if self.must_be_blocked(d) {
@@ -735,8 +782,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Something keeps `d` from running.
     fn must_be_blocked(&self, d: DeviceIndex) -> bool {
-        let st = &self.devices[d];
-        st.unconfirmed || st.torn_down || st.stopped || st.quarantined
+        self.devices[d].blocked()
     }
 
     /// `Ok` if device `d` may run: not quarantined, its client not torn down, not stopped,
@@ -753,9 +799,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
     #[cold]
     fn not_running(&self, d: DeviceIndex) -> ErrorCode {
         let st = &self.devices[d];
-        if st.quarantined || st.torn_down {
+        if st.quarantined() || st.torn_down() {
             ErrorCode::Quarantined
-        } else if st.stopped {
+        } else if st.stopped() {
             ErrorCode::Stopped
         } else {
             ErrorCode::RemovalPending

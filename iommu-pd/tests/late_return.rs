@@ -161,6 +161,21 @@ fn a_stop_writes_back_the_placement_not_the_reset_values_it_reads() {
     }
 }
 
+/// Both functions decoding and mastering, their drivers' doing; then the disk's own FLR,
+/// started by the device, not by its owner, and over in 50 ms.
+fn disk_reset_by_itself() -> (Service<'static, ModelHw>, Owned, usize, usize) {
+    let (mut o, nic, disk) = machine();
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let on = Reply::ok(&[u64::from(MEM | MASTER)]);
+    assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
+    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
+    o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
+    o.fabric.write(DISK_RID, EXP + 8, 2, 1 << 15);
+    o.fabric.now_ms += 50;
+    assert_eq!(o.fabric.nodes[disk].flr.as_ref().unwrap().resets, 1);
+    (s, o, nic, disk)
+}
+
 /// A function that resets itself, answering all along (an FLR its device starts on its
 /// own, through a device-specific register its driver wrote, or a link that went down
 /// and came back): its BARs return to 0 while its owner still has them placed, and its
@@ -169,20 +184,11 @@ fn a_stop_writes_back_the_placement_not_the_reset_values_it_reads() {
 /// puts its BARs where the description places them first.
 #[test]
 fn a_function_that_resets_itself_decodes_only_where_the_description_places_it() {
-    for width in [2u8, 4] {
-        let (mut o, nic, disk) = machine();
-        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-        let on = Reply::ok(&[u64::from(MEM | MASTER)]);
-        assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
-        assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
-        // Its own FLR, started by the device, not by its owner; over in 50 ms.
-        o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
-        o.fabric.write(DISK_RID, EXP + 8, 2, 1 << 15);
-        o.fabric.now_ms += 50;
-        assert_eq!(o.fabric.nodes[disk].flr.as_ref().unwrap().resets, 1);
+    for width in [1u8, 2, 4] {
+        let (mut s, mut o, nic, disk) = disk_reset_by_itself();
         assert_eq!(o.fabric.at(DISK_RID).bars(), [(0, 0x10_0000), (0, 0x4000)]);
-        // Its driver finds Memory Space off and turns it on again (as Command alone, or
-        // with Status, as virtio-drivers writes it).
+        // Its driver finds Memory Space off and turns it on again (Command's low byte alone,
+        // Command alone, or with Status, as virtio-drivers writes it).
         let w = Request::ConfigWrite { device: DISK, offset: reg::COMMAND, width, value: MEM | MASTER };
         assert!(matches!(send(&mut s, &mut o, BLK, w), Reply::Ok { .. }), "width {width}");
         let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
@@ -192,4 +198,28 @@ fn a_function_that_resets_itself_decodes_only_where_the_description_places_it() 
         assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "width {width}");
         assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "width {width}");
     }
+}
+
+/// What held, kept: a function that reset itself and came back bigger (its BAR0 now 4 MiB,
+/// its window 2 MiB: not the function the owner placed) cannot be put back; its driver's
+/// Memory Space write answers `DeviceMissing`, nothing written, and it decodes nowhere,
+/// not at 0 and not over the NIC. It stays lost (each call answers `DeviceMissing`) until
+/// it fits again, and is then put back where the description places it.
+#[test]
+fn a_function_that_resets_itself_and_no_longer_fits_decodes_nowhere() {
+    let (mut s, mut o, nic, disk) = disk_reset_by_itself();
+    let on = Reply::ok(&[u64::from(MEM | MASTER)]);
+    o.fabric.nodes[disk].f.mask(reg::BAR0, 4, 0xffc0_0000);
+    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), err(ErrorCode::DeviceMissing));
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "decoding");
+    assert_eq!(o.fabric.memory(0), None);
+    assert_eq!(o.fabric.memory(NIC_BASE), Some(nic));
+    let vendor = Request::ConfigRead { device: DISK, offset: 0, width: 4 };
+    assert_eq!(send(&mut s, &mut o, BLK, vendor), err(ErrorCode::DeviceMissing), "put back while too big");
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0);
+    // It fits again: put back on the next call, and its driver's write goes through.
+    o.fabric.nodes[disk].f.mask(reg::BAR0, 4, 0xfff0_0000);
+    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
+    assert_eq!(o.fabric.memory(DISK_BASE), Some(disk));
+    assert_eq!(o.fabric.memory(0), None);
 }

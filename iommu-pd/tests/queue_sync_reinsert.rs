@@ -16,50 +16,19 @@ use std::collections::BTreeSet;
 use common::queue::{completions, post};
 use common::random::Rng;
 use common::{call, ModelHw, PAGE};
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultPolicy, RegionConfig, Service};
+use iommu_pd::{Config, Service};
 use iommu_protocol::queue::OwnedQueue;
 use iommu_protocol::{query, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
 
 const SLOTS: usize = 256;
 const DEVICES: usize = 3;
-const WINDOW: u64 = 0x1000_0000;
+/// Where each device's window starts (`common::pools_shared`).
+const WINDOW: u64 = common::IOVA_BASE;
 /// Window pages the IOVAs are drawn from.
 const SPREAD: u64 = 1 << 16;
 
 fn config() -> Config<'static> {
-    let clients = Box::leak(Box::new([ClientConfig {
-        name: "drv",
-        max_mappings: SLOTS as u32,
-        max_pages: SLOTS as u64,
-        max_grants: 0,
-    }]));
-    let devices = Box::leak(Box::new(core::array::from_fn::<_, DEVICES, _>(|d| DeviceConfig {
-        name: ["a", "b", "c"][d],
-        stream: 8 + d as u32,
-        extra_streams: &[],
-        owner: 0,
-        iova_base: WINDOW,
-        iova_size: SPREAD * PAGE,
-        resume_allowed: true,
-    })));
-    let regions = Box::leak(Box::new([RegionConfig { name: "mem", pa: 0x4000_0000, size: SLOTS as u64 * PAGE }]));
-    let caps = Box::leak(Box::new([CapConfig {
-        client: 0,
-        region: 0,
-        offset: 0,
-        len: SLOTS as u64 * PAGE,
-        rights: Rights::READ_WRITE,
-        devices: (1 << DEVICES) - 1,
-        grant_to: 0,
-    }]));
-    Config {
-        clients: &clients[..],
-        devices: &devices[..],
-        regions: &regions[..],
-        caps: &caps[..],
-        static_maps: &[],
-        faults: FaultPolicy { window: 1, max_faults: 1, resume_rest_ms: 0 },
-    }
+    common::pools_shared(SLOTS, DEVICES, SPREAD * PAGE)
 }
 
 /// MAP one page for `d` at an IOVA not yet used on it, drawn at random.

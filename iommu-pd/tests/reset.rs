@@ -607,6 +607,19 @@ fn stops_and_resumes_in_a_loop_hold_the_owner_a_tenth_of_the_time() {
     }
 }
 
+/// The disk (no FLR) with the message its driver set up (address, data, MSI Enable), and
+/// an enable that no longer clears: the device keeps it.
+fn msi_left_enabled() -> (Service<'static, ModelHw>, Endpoints) {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(false);
+    for (offset, width, value) in [(MSI + 4, 4, 0x4000_1000), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1)] {
+        let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
+        assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
+    }
+    e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0070);
+    (s, e)
+}
+
 /// A function whose MSI Enable will not clear when it is stopped (a device that keeps it,
 /// or sets it again itself) keeps the address and data its last driver, or guest, set up:
 /// its stop says so (no `FUNCTION_OFF`), and before, its driver's next CONFIG_WRITE
@@ -617,15 +630,8 @@ fn stops_and_resumes_in_a_loop_hold_the_owner_a_tenth_of_the_time() {
 #[test]
 fn a_function_whose_msi_stays_enabled_at_its_stop_never_masters_until_a_stop_turns_it_off() {
     for teardown in [false, true] {
-        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-        let mut e = Endpoints::new(false);
+        let (mut s, mut e) = msi_left_enabled();
         let command = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
-        // The last driver's message, enabled; then the device keeps its enable.
-        for (offset, width, value) in [(MSI + 4, 4, 0x4000_1000), (MSI + 12, 2, 0x6666), (MSI + 2, 2, 1)] {
-            let w = Request::ConfigWrite { device: DeviceId(1), offset, width, value };
-            assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }), "{offset:#x}");
-        }
-        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0070);
         let stop_and_run_again = |s: &mut Service<'_, ModelHw>, e: &mut Endpoints| -> u64 {
             if teardown {
                 let mut said = 0;
@@ -651,5 +657,93 @@ fn a_function_whose_msi_stays_enabled_at_its_stop_never_masters_until_a_stop_tur
         assert_ne!(done & stop::FUNCTION_OFF, 0, "teardown {teardown}: {done:#x}");
         assert!(matches!(send(&mut s, &mut e, BLK, command(0x0006)), Reply::Ok { .. }));
         assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}");
+    }
+}
+
+/// The same function, but away when it is stopped (it answers nothing: a link that went
+/// down, a reset it started itself), so the stop reads nothing off; it comes back with its
+/// enable still set. A stop that could not read the function off is one that did not read
+/// it off: its Bus Master stays off after RESUME or the client's restart, as after a stop
+/// that read the enable still on. Before, the flag was set only from a stop that answered,
+/// and such a stop left it as it was (clear): the next driver's Command write turned Bus
+/// Master on, and the function sent the message the last driver set up.
+#[test]
+fn a_function_away_at_its_stop_never_masters_until_a_stop_reads_it_off() {
+    // `known_lost`: a call found it away before the stop (the stop finds it lost, and
+    // cannot put it back), or the stop is the first to find it away.
+    for (teardown, known_lost) in [(false, false), (true, false), (false, true), (true, true)] {
+        let (mut s, mut e) = msi_left_enabled();
+        let command = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
+        // Away: every access answers all ones until it is back.
+        e.at(DISK_RID).unwrap().reset_until = Some(u64::MAX);
+        if known_lost {
+            let read = Request::ConfigRead { device: DeviceId(1), offset: 0, width: 4 };
+            assert_eq!(send(&mut s, &mut e, BLK, read), err(ErrorCode::DeviceMissing));
+        }
+        if teardown {
+            let mut said = u64::MAX;
+            s.client_torn_down_with(BLK, &mut e, |d, done| said = if d == 1 { done.0 } else { said }).unwrap();
+            assert_eq!(said & stop::FUNCTION_OFF, 0, "nothing was read off");
+            e.at(DISK_RID).unwrap().reset_until = None;
+            s.client_ready(BLK).unwrap();
+        } else {
+            let Reply::Ok { values, .. } = stop_disk(&mut s, &mut e) else { panic!("STOP refused") };
+            assert_eq!(values[0] & stop::FUNCTION_OFF, 0, "nothing was read off");
+            // Not back yet: RESUME waits for it.
+            assert_eq!(resume_disk(&mut s, &mut e), err(ErrorCode::DeviceMissing));
+            e.at(DISK_RID).unwrap().reset_until = None;
+            assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+        }
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 1, "teardown {teardown}: stuck in the model");
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 4, 4), 0x4000_1000, "teardown {teardown}: the last driver's address");
+        assert!(matches!(send(&mut s, &mut e, BLK, command(0x0006)), Reply::Ok { .. }));
+        let on = e.get(DISK_RID).f.command();
+        assert_eq!(
+            on & reg::CMD_BUS_MASTER,
+            0,
+            "teardown {teardown}, known lost {known_lost}: it masters, and sends the last message"
+        );
+        assert_ne!(on & reg::CMD_MEMORY, 0, "teardown {teardown}: its Memory Space is its driver's");
+        // A stop that reads it off (the enable clears now): it may master again.
+        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0071);
+        if teardown {
+            s.client_torn_down_with(BLK, &mut e, |_, _| {}).unwrap();
+            s.client_ready(BLK).unwrap();
+        } else {
+            let Reply::Ok { values, .. } = stop_disk(&mut s, &mut e) else { panic!("STOP refused") };
+            assert_ne!(values[0] & stop::FUNCTION_OFF, 0, "{:#x}", values[0]);
+            assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+        }
+        assert!(matches!(send(&mut s, &mut e, BLK, command(0x0006)), Reply::Ok { .. }));
+        assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}");
+    }
+}
+
+/// The other side of the test above: a function away at its stop that comes back with an
+/// enable that clears is put back (`restore_function`: Bus Master, decoding and its
+/// messages off), reads back off, and so may master again at once: a stop that found it
+/// away does not deny its driver for good. Without the restore's reading back, it stayed
+/// kept off until the client sent another STOP.
+#[test]
+fn a_function_away_at_its_stop_that_comes_back_off_masters_again() {
+    for teardown in [false, true] {
+        let (mut s, mut e) = msi_left_enabled();
+        e.at(DISK_RID).unwrap().reset_until = Some(u64::MAX);
+        if teardown {
+            s.client_torn_down_with(BLK, &mut e, |_, _| {}).unwrap();
+            s.client_ready(BLK).unwrap();
+        } else {
+            assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }));
+        }
+        // Back, and its enable clears when written.
+        e.at(DISK_RID).unwrap().reset_until = None;
+        e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0071);
+        if !teardown {
+            assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+        }
+        let w = Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: 0x0006 };
+        assert!(matches!(send(&mut s, &mut e, BLK, w), Reply::Ok { .. }));
+        assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 0, "teardown {teardown}: its message off");
+        assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}: kept off");
     }
 }

@@ -277,7 +277,8 @@ static bool vm_stop(size_t vcpu)
 
 /* Boot the guest again on its stopped disk: RESUME (the guest's RAM mapped for the disk
  * again; its Bus Master stays off until the guest's driver turns it on), the guest's view
- * of configuration space reset and the disk decoding its BARs again (vpci_restart), the
+ * of configuration space reset and the disk decoding its BARs again (vpci_resumed: the disk
+ * stopped again if it cannot decode, since the guest is then not started), the
  * images loaded again with `flag` on the command line, and what libvmm 0.2.0 lets a VMM
  * reset (its guest_restart is a stub): the vCPU's system registers, and this VMM's hold on
  * the timer's interrupt. libvmm's virtual distributor is left as it is: the guest's GIC
@@ -289,7 +290,7 @@ static bool vm_restart(size_t vcpu, const char *flag)
         printf("vmm: RESUME of the disk refused: %s; the guest stays stopped\n", iommu_strerror(err));
         return false;
     }
-    if (!vpci_restart()) {
+    if (!vpci_resumed()) {
         return false;
     }
     vtimer_held = false;

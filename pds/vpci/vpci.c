@@ -98,6 +98,19 @@ bool vpci_restart(void)
     return device_decoding();
 }
 
+bool vpci_resumed(void)
+{
+    if (vpci_restart()) {
+        return true;
+    }
+    /* RESUME mapped the guest's RAM for the device again, and no guest will run to drive
+     * it: stopped again (blocked, confirmed, its mappings gone), as the VM is. */
+    uint64_t err = iommu_stop(cfg.iommu, cfg.device, NULL);
+    vpci_printf("vmm: vpci: the device stopped again, as its guest is: %s\n",
+                err ? iommu_strerror(err) : "confirmed");
+    return false;
+}
+
 bool vpci_init(const struct vpci_config *c)
 {
     cfg = *c;

@@ -33,6 +33,11 @@ bool vpci_init(const struct vpci_config *cfg);
  * turned on: the guest must not then be started. */
 bool vpci_restart(void);
 
+/* vpci_restart, right after a RESUME of the device that succeeded; if it fails (the guest
+ * must not then be started) the device is STOPped again, so that no device stays mapped
+ * into the RAM of a guest that does not run. */
+bool vpci_resumed(void);
+
 /* One configuration access of the guest, at `offset` in its ECAM: `width` bytes (1, 2 or
  * 4), `*data` the value written, or filled with the value read. Never fails: what is not
  * the function reads as all ones, as an empty slot does, and writes to it are dropped. */

@@ -169,6 +169,15 @@ impl<M: Mmio> Smmuv2Backend<M> {
         })
     }
 
+    /// Whether the caller must drain again within its poll period, interrupt or not:
+    /// `drain_faults` found a global fault and turned sCR0.GFIE off, and only a drain
+    /// that finds sGFSR empty turns it on again (`Smmu::drain_faults`). A caller woken by
+    /// the SMMU's line alone would, after a single global fault, read no other one (nor
+    /// turn GFIE on) until a context fault happened to wake it.
+    pub fn poll_owed(&self) -> bool {
+        self.smmu.global_interrupt_paced()
+    }
+
     /// A StreamID already given (or among `also`, given in the same call) that `sid`
     /// matches under the SMR mask, if the mask is set.
     fn conflict_under_mask(&self, sid: u32, also: &[u32]) -> Option<StreamId> {

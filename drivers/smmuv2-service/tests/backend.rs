@@ -306,3 +306,140 @@ fn a_stream_nobody_described_costs_one_wake_up() {
     assert_eq!(unsafe { (buf.pa.0 as *const u64).read_volatile() }, 0, "no write landed");
     assert!(b.smmu_ref().regs().violations().is_empty());
 }
+
+/// How often the IOMMU PD polls while a poll is owed (`pds/iommu`'s `POLL_US`, 10 ms).
+const POLL_MS: u64 = 10;
+
+/// The IOMMU PD on ZynqMP (`pds/iommu/src/mmu500.rs`, `take_faults`) from `from` to `to`
+/// (ms): woken while the SMMU's line is asserted, and by its timer `POLL_MS` after a
+/// drain that left a poll owed (`Smmuv2Backend::poll_owed`); nothing else drains (a
+/// client's request does not). `deadline` is the timer's, carried between calls.
+/// Returns the wake-ups.
+fn run_iommu_pd(
+    b: &mut Smmuv2Backend<Mmu500Model>,
+    from: u64,
+    to: u64,
+    deadline: &mut Option<u64>,
+    records: &mut Vec<Recorded>,
+) -> u64 {
+    let mut wakes = 0;
+    for now in from..to {
+        if b.smmu_ref().regs().interrupt_asserted() || deadline.is_some_and(|t| now >= t) {
+            wakes += 1;
+            b.drain_faults(now, |_, r| records.push(r));
+            *deadline = b.poll_owed().then_some(now + POLL_MS);
+        }
+    }
+    wakes
+}
+
+/// The drain that reads a global fault turns sCR0.GFIE off, and only a drain that finds
+/// sGFSR empty turns it on again; on ZynqMP nothing but the SMMU's line woke the IOMMU
+/// PD to drain, so after one undescribed transaction GFIE stayed off for good unless a
+/// context fault came: every later global fault (another undescribed master, a described
+/// device's before its first enable, an unsupported transaction) sat in sGFSR unread,
+/// its stream never counted. Now a drain that leaves the global interrupt paced owes a
+/// poll: an undescribed master sending every millisecond for a second costs at most one
+/// wake-up per poll (100), its pause turns GFIE on again, and a described StreamID's
+/// global fault after it is read at once, named by its StreamID.
+#[test]
+fn a_paced_global_interrupt_is_polled_until_it_is_on_again() {
+    const UNDESCRIBED: u32 = 0x1234;
+    // Device 1 (0x14e9) is never enabled: its stream is unmatched, a global fault.
+    let mut b = Smmuv2Backend::new(smmu(), &[0x14e8, 0x14e9]).unwrap();
+    b.enable(0).unwrap();
+    let dma = |b: &Smmuv2Backend<Mmu500Model>, sid| b.smmu_ref().regs().dma_write_u64(sid, 0x1000, 0xdead);
+    let (mut deadline, mut records) = (None, Vec::new());
+    let mut wakes = 0;
+    for now in 0..1000 {
+        assert_eq!(dma(&b, UNDESCRIBED), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+        wakes += run_iommu_pd(&mut b, now, now + 1, &mut deadline, &mut records);
+    }
+    assert!(wakes <= 1 + 1000 / POLL_MS, "{wakes} wake-ups for 1000 undescribed transactions");
+    assert!(records.iter().all(|r| *r == Recorded::StreamEvent(UNDESCRIBED)));
+    // The master pauses: within two polls a drain finds sGFSR empty.
+    run_iommu_pd(&mut b, 1000, 1000 + 3 * POLL_MS, &mut deadline, &mut records);
+    assert!(!b.smmu_ref().global_interrupt_paced(), "GFIE on again once the master paused");
+    // A described StreamID's global fault, with no context fault anywhere.
+    records.clear();
+    assert_eq!(dma(&b, 0x14e9), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+    let wakes = run_iommu_pd(&mut b, 2000, 2000 + 3 * POLL_MS, &mut deadline, &mut records);
+    assert_eq!(records, [Recorded::StreamEvent(0x14e9)], "read, and named by its StreamID");
+    assert_eq!(wakes, 2, "its interrupt, and the poll that finds sGFSR empty");
+    assert_eq!(deadline, None, "no poll owed once GFIE is on");
+    assert!(!b.smmu_ref().regs().interrupt_asserted());
+    assert!(b.smmu_ref().regs().violations().is_empty());
+}
+
+/// The ZynqMP model, with a transaction of `stream` made the first time the driver reads
+/// sGFAR: a global fault that arrives between `drain_faults`' read of sGFSR and its
+/// write-1-to-clear.
+struct RacingFault {
+    model: Mmu500Model,
+    stream: std::cell::Cell<Option<u32>>,
+}
+
+impl smmuv2::mmio::Mmio for RacingFault {
+    fn read32(&self, offset: usize) -> u32 {
+        self.model.read32(offset)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.model.write32(offset, value)
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        if offset == smmuv2::mmio::reg::SGFAR {
+            if let Some(sid) = self.stream.take() {
+                self.model.access(sid, 0x1000, true);
+            }
+        }
+        self.model.read64(offset)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.model.write64(offset, value)
+    }
+}
+
+/// A global fault that arrives while the drain holds the one before it (between the read
+/// of sGFSR and its clear) only sets sGFSR.MULTI (IHI 0062D 10.6.14: lost, as the
+/// register records one at a time), and the clear, writing back what was read, leaves
+/// MULTI set. The drain has turned GFIE off; the polls it owes read the MULTI left
+/// (no record: the syndrome registers still name the previous fault's stream, which
+/// `GlobalFault::decode` took as this one's until now) and clear it, turn GFIE on again,
+/// and the next global fault, a described StreamID's, is read and named.
+#[test]
+fn a_global_fault_between_the_read_and_the_clear_leaves_nothing_stuck() {
+    const UNDESCRIBED: u32 = 0x1234;
+    let mem = Memory { tables: host_region(64 * 4096, 4096) };
+    let regs = RacingFault { model: Mmu500Model::new(ZYNQMP), stream: std::cell::Cell::new(None) };
+    // SAFETY: fresh host memory only this driver uses.
+    let smmu = unsafe { Smmu::init(regs, mem, host_config()) }.expect("init");
+    let mut b = Smmuv2Backend::new(smmu, &[0x14e8, 0x14e9]).unwrap();
+    b.enable(0).unwrap();
+    model(&b).access(UNDESCRIBED, 0x1000, true);
+    b.smmu_ref().regs().stream.set(Some(UNDESCRIBED));
+    let (mut records, mut deadline, mut wakes) = (Vec::new(), None, 0);
+    for now in 0..6 * POLL_MS {
+        if model(&b).interrupt_asserted() || deadline.is_some_and(|t| now >= t) {
+            wakes += 1;
+            b.drain_faults(now, |_, r| records.push(r));
+            deadline = b.poll_owed().then_some(now + POLL_MS);
+        }
+        if now == 0 {
+            let sgfsr = model(&b).peek(smmuv2::mmio::reg::SGFSR) as u32;
+            assert_eq!(sgfsr, smmuv2::fault::sgfsr::MULTI, "the racing fault left MULTI alone");
+        }
+        if now == 4 * POLL_MS {
+            assert!(!b.smmu_ref().global_interrupt_paced(), "GFIE on again");
+            assert_eq!(model(&b).access(0x14e9, 0x1000, true), Outcome::GlobalFault(smmuv2::fault::sgfsr::USF));
+        }
+    }
+    assert_eq!(records, [Recorded::StreamEvent(UNDESCRIBED), Recorded::StreamEvent(0x14e9)]);
+    assert_eq!(wakes, 5, "the first, two polls, the described fault's, one poll");
+    assert!(!b.smmu_ref().global_interrupt_paced() && deadline.is_none());
+    assert_eq!(model(&b).peek(smmuv2::mmio::reg::SGFSR), 0);
+    assert!(model(&b).violations().is_empty());
+}
+
+fn model(b: &Smmuv2Backend<RacingFault>) -> &Mmu500Model {
+    &b.smmu_ref().regs().model
+}

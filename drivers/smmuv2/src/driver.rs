@@ -1005,10 +1005,12 @@ impl<M: Mmio> Smmu<M> {
     /// on an undescribed StreamID would wake the IOMMU PD once per drain for as long as
     /// it sends. So a drain that finds a global fault clears sCR0.GFIE (faults are still
     /// recorded, and still abort: GFRE), and GFIE is set again only by a drain that finds
-    /// sGFSR empty, which is a wake-up for another reason (a context fault, a request,
-    /// the timer). Global faults then cost at most one wake-up, plus one for each
-    /// wake-up of another cause that found sGFSR empty; the drains in between still read
-    /// them, one record (with MULTI) each. Context faults are not paced: a described
+    /// sGFSR empty, which is a wake-up for another reason (a context fault, or the
+    /// caller's poll). **While `global_interrupt_paced`, the caller must poll**: the
+    /// interrupt no longer tells it of a global fault, and no drain it does not make
+    /// turns GFIE on again. Global faults then cost at most one wake-up per poll, plus
+    /// one for each wake-up of another cause that found sGFSR empty; the drains in
+    /// between still read them, one record (with MULTI) each. Context faults are not paced: a described
     /// device's faults reach its owner as before.
     pub fn drain_faults(&mut self, mut f: impl FnMut(Fault)) -> u32 {
         let mut n = 0;

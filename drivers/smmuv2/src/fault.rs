@@ -166,7 +166,7 @@ pub enum GlobalFaultKind {
     Permission,
     /// sGFSR.UUT: an unsupported upstream transaction.
     UnsupportedUpstream,
-    /// Only MULTI, or nothing the spec names.
+    /// Nothing else the spec names.
     Other,
 }
 
@@ -192,9 +192,12 @@ pub struct GlobalFault {
 }
 
 impl GlobalFault {
-    /// Decode the global fault registers; `None` when sGFSR records none.
+    /// Decode the global fault registers; `None` when sGFSR records none, MULTI alone
+    /// included: a fault that came while the previous one was held (between a drain's
+    /// read and its clear) sets only MULTI and leaves the syndrome registers as they
+    /// were, so they name the previous fault's stream, which sGFSR is shared by all.
     pub fn decode(sgfsr: u32, sgfar: u64, sgfsynr0: u32, sgfsynr1: u32) -> Option<GlobalFault> {
-        if sgfsr & sgfsr::ALL == 0 {
+        if sgfsr & sgfsr::ALL & !sgfsr::MULTI == 0 {
             return None;
         }
         let kind = [

@@ -79,7 +79,10 @@
 //!     0), an address with bit 48 set included (TTBR1's range under TCR2.SEP).
 //! 11. That a device on a StreamID no SMR matches raises the global interrupt once, and
 //!     no more while it keeps sending (`Smmu::drain_faults` clears sCR0.GFIE), and that
-//!     the line is level-triggered as the device tree says.
+//!     the line is level-triggered as the device tree says; that a fault arriving
+//!     while sGFSR holds one sets MULTI alone and leaves the syndrome registers as they
+//!     were (`GlobalFault::decode` then records nothing), and that the IOMMU PD's timer
+//!     poll while GFIE is off (`global_interrupt_paced`) turns it on again.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

@@ -78,11 +78,13 @@ fn the_guests_bar_writes_never_reach_the_device() {
     }
     assert!(has(&lines, "device bars unchanged"));
     // After init (the VMM's own sizing probes), the only writes the stand-in saw are the
-    // guest's three Command writes (Memory Space kept on in each), then the restart's.
+    // guest's Command writes (Memory Space kept on in each low byte) and the writes beside
+    // it (Command's high byte, Status), then the restart's.
     let init = lines.iter().position(|l| l == "init 1").unwrap();
     let restart = lines.iter().position(|l| l == "restart 1").unwrap();
     let writes: Vec<&str> = lines[init..restart].iter().filter_map(|l| l.strip_prefix("pd write ")).collect();
-    assert_eq!(writes, ["0x4 2 0x6", "0x4 1 0x2", "0x4 4 0x406", "0x4 2 0x2"]);
+    let want = ["0x4 2 0x6", "0x4 1 0x2", "0x4 4 0x406", "0x4 2 0x6", "0x5 1 0x4", "0x6 2 0xffff", "0x7 1 0xff"];
+    assert_eq!(writes, [&want[..], &["0x4 1 0x6", "0x4 2 0x2"]].concat());
     // The VMM's sizing at start: each BAR dword once with all ones, through the IOMMU PD;
     // then the device's Memory Space turned on.
     let sized: Vec<&str> = lines[..init].iter().filter_map(|l| l.strip_prefix("pd write ")).collect();
@@ -125,12 +127,36 @@ fn the_guest_cannot_turn_its_devices_decoding_off() {
     assert!(has(&lines, "device command-off 0x2"));
     assert_eq!(guest(&lines, "command-dword-off"), "0x404");
     assert!(has(&lines, "device command-dword-off 0x406"));
+    // Writes beside Command's low byte (its high byte, Status by half and by byte) leave
+    // the guest's Memory Space as it wrote it; the low byte alone turns it off for the
+    // guest only.
+    assert_eq!(guest(&lines, "command-beside"), "0x406");
+    assert_eq!(guest(&lines, "command-beside-low"), "0x6");
+    assert!(has(&lines, "device command-beside 0x406"));
+    assert_eq!(guest(&lines, "command-low-off"), "0x404");
+    assert!(has(&lines, "device command-low-off 0x406"));
     // A restart (after a STOP's reset turned Command to 0): decoding on again, the guest's
     // view afresh.
     assert!(has(&lines, "device command-restarted 0x2"));
     assert_eq!(guest(&lines, "command-restarted"), "0");
     assert_eq!(guest(&lines, "bar1-restarted"), "0x10000000");
     assert_eq!(guest(&lines, "line-pin-restarted"), "0x100");
+}
+
+/// After a RESUME, a device the VMM cannot make decode (its Memory Space does not take
+/// the write) is not given to a guest: the guest stays stopped, and so must the device,
+/// which the RESUME mapped into the guest's RAM again. Before, vpci_restart said so and
+/// the VMMs left the guest stopped, the device resumed, mapped and unstopped.
+#[test]
+fn a_device_that_will_not_decode_after_resume_is_stopped_again() {
+    let lines = run_guest();
+    let at = lines.iter().position(|l| l == "resumed 0").unwrap_or_else(|| panic!("{}", lines.join("\n")));
+    let before = lines[..at].iter().rposition(|l| l.starts_with("restart ")).unwrap();
+    let stops: Vec<&String> = lines[before..at].iter().filter(|l| l.starts_with("pd stop ")).collect();
+    assert_eq!(stops, ["pd stop 3"], "{}", lines[before..].join("\n"));
+    // A device that decodes: nothing stopped.
+    let ok = lines.iter().position(|l| l == "resumed-decoding 1").unwrap();
+    assert!(!lines[at..ok].iter().any(|l| l.starts_with("pd stop")), "{}", lines[at..].join("\n"));
 }
 
 /// A guest that moves a BAR in a loop: each move is one trapped access, and the VMM must

@@ -299,8 +299,10 @@ fn kept_placement(
 /// BARs are placed again where the description places them (`ConfigSpace::placement`,
 /// the plan boot made, ROM disabled), read back. `DeviceMissing` if it does not answer,
 /// or if its BARs cannot be put there (no longer fitting the window, or not reading
-/// back: then not the function the owner placed, and its decoding stays off).
-pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
+/// back: then not the function the owner placed, and its decoding stays off). Otherwise
+/// whether it then reads back off, as a stop's `FUNCTION_OFF` says (an MSI or MSI-X
+/// Enable it keeps set does not).
+pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
     let missing = ErrorCode::DeviceMissing;
     if !answering(cs, rid)? {
         return Err(missing);
@@ -314,7 +316,8 @@ pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorC
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
     messages_off(cs, rid, &caps[..n])?;
-    place_again(cs, rid)
+    place_again(cs, rid)?;
+    silent(cs, rid, &caps[..n])
 }
 
 /// After a reset: whether the function answers configuration requests again within

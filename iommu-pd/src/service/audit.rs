@@ -5,7 +5,9 @@
 //! capability's devices and inside its memory and rights (where REVOKE looks for it), or
 //! is pending with no capability; no capability is left marked going; child lists and
 //! parents are live; handles name live capabilities of the right holder; the usage,
-//! grant and pending counters are what the tables say. The model-based and exhaustive tests run it after every step.
+//! grant and pending counters are what the tables say; while a slot is free, every index
+//! has room for one more key (MAP asks only for the slot). The model-based and exhaustive
+//! tests run it after every step.
 
 extern crate std;
 
@@ -49,7 +51,9 @@ impl<H: IommuHw> Service<'_, H> {
             check(self.devices[d].next_iova == next, "a device's next IOVA is not the end of its highest mapping")?;
             check(self.devices[d].window_end == window_end, "a device's window end is wrong")?;
             check(pending == self.devices[d].pending, "a device's pending counter is wrong")?;
-            check(pending == 0 || self.devices[d].unconfirmed, "a pending removal on a device not marked")?;
+            check(pending == 0 || self.devices[d].unconfirmed(), "a pending removal on a device not marked")?;
+            // MAP asks only for a free slot (`room_in`): that must be room in every index.
+            check(self.free_len == 0 || tree.can_insert(root), "a free slot, and no room in a device's index")?;
             indexed += n;
         }
         let live = self.maps.iter().flatten().count();

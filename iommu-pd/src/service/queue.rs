@@ -224,7 +224,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return Err(ErrorCode::NotMapped);
         }
         self.confirm(b);
-        if self.devices[d].unconfirmed {
+        if self.devices[d].unconfirmed() {
             return self.unmap(client, DeviceId(d as u32), &[iova]);
         }
         Err(ErrorCode::NotMapped)
@@ -246,7 +246,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let d = self.own_device(client, device)?;
         // A device with removals pending: the call's way (retry them, then remove this
         // one, each confirmed before the next step).
-        if self.devices[d].unconfirmed {
+        if self.devices[d].unconfirmed() {
             return self.unmap(client, device, &[iova]).map(|()| Queued::Done(0));
         }
         let (slot, end) = match self.take_removed(d, iova, true) {

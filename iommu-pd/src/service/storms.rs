@@ -202,12 +202,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let st = &mut self.devices[d];
         let storm = st.count_fault(f.now, policy.window) > u64::from(policy.max_faults);
         let mut quarantined = 0;
-        if storm && !st.quarantined {
+        if storm && !st.quarantined() {
             // Quarantined whatever the IOMMU answers: a block it does not confirm is owed
             // and retried before the next request (`retry_blocks`), and meanwhile the
             // device may not map. Leaving it unquarantined would forget the storm when the
             // faults stop, with the device still translating.
-            st.quarantined = true;
+            st.set_blocked(Blocks::QUARANTINED, true);
             self.stats.quarantines += 1;
             quarantined = 1;
             if self.hw.block(d).is_err() {
@@ -254,23 +254,23 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // where the description places it.
         self.recover_function(d, pci)?;
         let st = self.devices[d];
-        if !st.quarantined && !st.unconfirmed && !st.stopped && !st.reset_owed {
+        if !st.quarantined() && !st.unconfirmed() && !st.stopped() && !st.reset_owed {
             return Ok(());
         }
-        if st.torn_down || (st.quarantined && !self.cfg.devices[d].resume_allowed) {
+        if st.torn_down() || (st.quarantined() && !self.cfg.devices[d].resume_allowed) {
             return Err(ErrorCode::Denied);
         }
         // Each storm may overflow the event queue every device shares (`events_lost`), and
         // the fresh start below would let the next one run its whole allowance again.
         let now = pci.now_ms();
-        if st.quarantined && now < st.storm_rest_until_ms {
+        if st.quarantined() && now < st.storm_rest_until_ms {
             return Err(ErrorCode::ResumeRationed);
         }
         if st.reset_owed {
             self.pay_owed_reset(client, d, pci)?;
         }
         self.settle(d)?;
-        if st.stopped {
+        if st.stopped() {
             // While it is still blocked; if this fails part way, it stays stopped, and the
             // next RESUME skips what was made.
             self.make_static_maps(d)?;
@@ -281,7 +281,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // whether its Bus Master is kept off after a stop that did not read back off.
         let DeviceState { root, pending, next_iova, window_end, master_kept_off, mut storm_rest_until_ms, .. } =
             self.devices[d];
-        if st.quarantined {
+        if st.quarantined() {
             storm_rest_until_ms = now.saturating_add(self.cfg.faults.resume_rest_ms);
         }
         self.devices[d] = DeviceState {

@@ -31,7 +31,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 self.block_failed(d);
                 result = Err(ErrorCode::Hardware);
             }
-            self.devices[d].torn_down = true;
+            self.devices[d].set_blocked(Blocks::TORN_DOWN, true);
             // A removal that is not confirmed stays pending, its device blocked (or
             // marked for a retry of the block), and is retried before the device runs.
             let _ = self.remove_where(d, |_| true);
@@ -95,8 +95,10 @@ impl<'a, H: IommuHw> Service<'a, H> {
     ) -> Stopped {
         let Ok(rid) = pci.function(d) else { return Stopped::default() };
         // One that stopped answering is put back first, so that what the stop saves and
-        // writes back is the owner's placement; still not answering, nothing is done.
+        // writes back is the owner's placement; still not answering, nothing is done, and
+        // nothing was read off (`stop_answered`).
         if self.recover_function(d, pci).is_err() {
+            self.devices[d].master_kept_off = true;
             return Stopped::default();
         }
         let reset = match ration {
@@ -135,27 +137,29 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// (`crate::pci::restore_function`: its BARs placed again, decoding, Bus Master and
     /// messages off) before anything else touches it: its reset values are outside every
     /// window the owner gave out. `DeviceMissing` while it does not answer (or cannot be
-    /// put back), and it stays lost.
+    /// put back), and it stays lost. What it reads back sets its Bus Master's fate as a
+    /// stop's does (`stop_answered`): a stop that found it away read nothing off, and it
+    /// may master again once this reads it off, not before.
     pub(super) fn recover_function(&mut self, d: DeviceIndex, pci: &mut dyn ConfigSpace) -> Result<()> {
         if !self.devices[d].function_lost {
             return Ok(());
         }
         let rid = pci.function(d)?;
-        crate::pci::restore_function(pci, rid)?;
+        let off = crate::pci::restore_function(pci, rid)?;
         self.devices[d].function_lost = false;
+        self.devices[d].master_kept_off = !off;
         Ok(())
     }
 
-    /// `result` of a stop of device `d`'s function (`lost_if_missing`). One that answered
-    /// and did not read back off (no `FUNCTION_OFF`: an MSI or MSI-X Enable, or Command,
-    /// stayed set) keeps its Bus Master off, whatever its driver writes, until a later
-    /// stop reads it off: mastering, it would send the message its last driver (or guest)
-    /// set up, in its next owner's address space.
+    /// `result` of a stop of device `d`'s function (`lost_if_missing`). One that did not
+    /// read back off (no `FUNCTION_OFF`: an MSI or MSI-X Enable, or Command, stayed set;
+    /// or it failed, nothing answering: the function may come back with its enable still
+    /// set) keeps its Bus Master off, whatever its driver writes, until a later stop reads
+    /// it off: mastering, it would send the message its last driver (or guest) set up, in
+    /// its next owner's address space.
     fn stop_answered(&mut self, d: DeviceIndex, result: Result<Stopped>) -> Result<Stopped> {
         let result = self.lost_if_missing(d, result);
-        if let Ok(done) = result {
-            self.devices[d].master_kept_off = !done.off();
-        }
+        self.devices[d].master_kept_off = !result.is_ok_and(|done| done.off());
         result
     }
 
@@ -199,7 +203,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     pub(super) fn stop(&mut self, client: usize, device: DeviceId) -> Result<()> {
         let d = self.own_device(client, device)?;
         self.hw.block(d).map_err(|_| ErrorCode::Hardware)?;
-        self.devices[d].stopped = true;
+        self.devices[d].set_blocked(Blocks::STOPPED, true);
         self.remove_where(d, |_| true)?;
         // Removals an earlier request could not confirm are retried too (the device stays
         // blocked: it is stopped).
@@ -210,19 +214,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// through empty address spaces, once every removal pending on them is confirmed.
     pub fn client_ready(&mut self, client: usize) -> Result<()> {
         for d in 0..self.cfg.devices.len() {
-            if self.cfg.devices[d].owner == client && self.devices[d].torn_down {
+            if self.cfg.devices[d].owner == client && self.devices[d].torn_down() {
                 // A restarted client finds its devices as the description has them.
-                self.devices[d].stopped = false;
+                self.devices[d].set_blocked(Blocks::STOPPED, false);
                 self.settle(d)?;
                 // Its static maps while it is still blocked, as RESUME makes them: should
                 // one fail, the device stays torn down, and aborting.
                 self.make_static_maps(d)?;
-                if !self.devices[d].quarantined {
+                if !self.devices[d].quarantined() {
                     self.enable_or_block(d)?;
                 }
                 // Only now: if anything above failed, the device is still torn down and
                 // the next `client_ready` does it all again.
-                self.devices[d].torn_down = false;
+                self.devices[d].set_blocked(Blocks::TORN_DOWN, false);
             }
         }
         Ok(())

@@ -243,6 +243,51 @@ pub fn err(e: ErrorCode) -> Reply {
     Reply::Err(e)
 }
 
+/// One client ("drv") whose `devices` devices (up to 8, streams from 8) share one memory
+/// of `slots` pages through one capability, with a mapping quota of every slot (and as
+/// many pages): the index's pools shared by several trees, each device's window `span`
+/// bytes from `IOVA_BASE`.
+pub fn pools_shared(slots: usize, devices: usize, span: u64) -> Config<'static> {
+    let clients = Box::leak(Box::new([ClientConfig {
+        name: "drv",
+        max_mappings: slots as u32,
+        max_pages: slots as u64,
+        max_grants: 0,
+    }]));
+    let devices: &'static [DeviceConfig] = Box::leak(
+        (0..devices)
+            .map(|d| DeviceConfig {
+                name: ["a", "b", "c", "d", "e", "f", "g", "h"][d],
+                stream: 8 + d as u32,
+                extra_streams: &[],
+                owner: 0,
+                iova_base: IOVA_BASE,
+                iova_size: span,
+                resume_allowed: true,
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let regions = Box::leak(Box::new([RegionConfig { name: "mem", pa: 0x4000_0000, size: slots as u64 * PAGE }]));
+    let caps = Box::leak(Box::new([CapConfig {
+        client: 0,
+        region: 0,
+        offset: 0,
+        len: slots as u64 * PAGE,
+        rights: Rights::READ_WRITE,
+        devices: (1 << devices.len()) - 1,
+        grant_to: 0,
+    }]));
+    Config {
+        clients: &clients[..],
+        devices,
+        regions: &regions[..],
+        caps: &caps[..],
+        static_maps: &[],
+        faults: FaultPolicy { window: 1, max_faults: 1, resume_rest_ms: 0 },
+    }
+}
+
 /// Tables of the sizes given, leaked so a service can borrow them for 'static: `caps`
 /// capability slots, `slots` mapping slots and the index's pools for them over `devices`
 /// devices, and client tables and fault rings for `clients` clients.

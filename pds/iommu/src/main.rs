@@ -36,13 +36,39 @@ mod policy {
     include!(env!("IOMMU_POLICY_RS"));
 }
 
-/// Which interrupts the description gives this PD (build.rs, from the Microkit file).
+/// Which interrupts the description gives this PD: the policy's `IOMMU_PD_IRQS`, those of
+/// the PD `<iommu pd>` names (one definition of which PD that is, `iommu-sdf`'s), and the
+/// board's facts (build.rs).
 mod irqs {
     include!(concat!(env!("OUT_DIR"), "/irqs.rs"));
+
+    /// This PD has an interrupt with channel `id`, and, if `irq` says, that interrupt.
+    const fn has(id: u64, irq: Option<u64>) -> bool {
+        let irqs = super::policy::IOMMU_PD_IRQS;
+        let mut i = 0;
+        while i < irqs.len() {
+            let (own_id, own_irq) = irqs[i];
+            if own_id == id && (irq.is_none() || matches!(irq, Some(n) if n == own_irq)) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// The SMMU's interrupts reach this PD: ids 10 and 11 (an SMMUv3's event queue and
+    /// global errors), or 10 alone on an MMU-500, which raises every fault on one line.
+    pub const WIRED: bool = has(10, None) && (MMU500 || has(11, None));
+    /// The physical timer's interrupt reaches this PD (irq 30, channel 12).
+    pub const TIMER: bool = has(12, Some(30));
+    // An MMU-500's line is the board's, or this PD would wait on an interrupt that never
+    // comes (`iommu-sdf check` refuses another first).
+    const _: () =
+        assert!(!(MMU500 && WIRED) || has(10, Some(MMU500_IRQ)), "id 10 is not the board's MMU-500 interrupt");
 }
 
-/// The children this PD restarts when they fault (build.rs: the libmicrokit programs),
-/// with their entry points.
+/// The programs this PD may restart a client from (build.rs: the libmicrokit programs),
+/// by file name, with their entry points.
 mod restart {
     include!(concat!(env!("OUT_DIR"), "/restart.rs"));
 }
@@ -396,7 +422,9 @@ impl IommuPd {
         // runs on the faulting child's until it replies; suspending the child would
         // cancel the reply and leave the context here, and the child could never run).
         let client = child.index().checked_sub(1);
-        let entry = name.and_then(|n| restart::ENTRIES.iter().find(|(pd, _)| *pd == n)).map(|&(_, e)| e);
+        // Its program, as the policy names it (the client's `program_image path`).
+        let program = client.and_then(|c| policy::CLIENT_PROGRAMS.get(c));
+        let entry = program.and_then(|p| restart::ENTRIES.iter().find(|(file, _)| file == p)).map(|&(_, e)| e);
         let restart = match (client, entry) {
             (Some(c), Some(e)) if self.service.is_some() && self.restarts.get(c).is_some_and(|&r| r < MAX_RESTARTS) => {
                 Some((c, e))

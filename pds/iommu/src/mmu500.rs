@@ -226,7 +226,7 @@ pub fn ack_interrupts() {
 /// Read and clear every fault the SMMU recorded (the global one, then each context
 /// bank's), routing each to its device's owner; the clients to notify, and whether the
 /// SMMU failed in the pass (never here: reading fault registers fails nothing). Without
-/// the interrupt, the timer polls again.
+/// the interrupt, or while the global interrupt is paced, the timer polls again.
 pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     // One time stamp for the pass: the registers carry none, and what the storm window
     // needs is when this PD learnt of them.
@@ -242,8 +242,16 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
             crate::say_unrouted(routed, &Shown(fault));
         }
     });
-    if irqs::TIMER && !irqs::WIRED {
-        generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
+    // With the interrupt wired, the timer polls only while the drain left the global
+    // interrupt paced (`Smmuv2Backend::poll_owed`): nothing else would read the next
+    // global fault or turn sCR0.GFIE on again. Otherwise it is stopped, as a deadline
+    // that passed keeps its (level) interrupt asserted.
+    if irqs::TIMER {
+        if !irqs::WIRED || service.hw_mut().poll_owed() {
+            generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
+        } else {
+            generic_timer::stop();
+        }
     }
     (notify, false)
 }

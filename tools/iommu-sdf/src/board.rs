@@ -216,6 +216,10 @@ pub struct Board {
     /// reach lies inside one. Empty where this tool does not know the board (there it
     /// refuses `<iommu>`, so no device is given anything).
     pub ram: &'static [(u64, u64)],
+    /// The cores seL4 is built for in the Microkit configuration the description is for
+    /// (`--config`), or `None` where it is not given: a PD's or vCPU's `cpu` must be below
+    /// it, and domains are scheduled on one core only (sdf.rs).
+    pub cores: Option<u64>,
 }
 
 /// QEMU virt's RAM as the SDK's seL4 for `qemu_virt_aarch64` is built for: VIRT_MEM at
@@ -308,7 +312,16 @@ impl Board {
                 "tqma8xqp1gb" => TQMA8XQP1GB_RAM,
                 _ => &[],
             },
+            cores: None,
         }
+    }
+
+    /// This board in the Microkit configuration `config` (as the Microkit tool's `--config`
+    /// takes it): its cores are the SDK's CONFIG_MAX_NUM_NODES, 4 in an `smp-` configuration
+    /// and 1 in any other (board/<board>/<config>/include/kernel/gen_config.h, the same for
+    /// the three boards the SDK has).
+    pub fn with_config(self, config: &str) -> Board {
+        Board { cores: Some(if config.starts_with("smp-") { 4 } else { 1 }), ..self }
     }
 
     /// The SMMU's StreamID bits, on a board whose SMMU the IOMMU PD drives.

@@ -173,6 +173,15 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     }
     let _ = writeln!(o, "];\n");
 
+    let _ = writeln!(o, "/// Per client: its program (`program_image path`), from which the IOMMU PD may restart it.");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub static CLIENT_PROGRAMS: [&str; {}] = [", p.clients.len());
+    for (name, _) in &p.clients {
+        let program = sys.pd(name).and_then(|pd| pd.program.as_ref()).map_or("", |pr| pr.path.as_str());
+        let _ = writeln!(o, "    {program:?},");
+    }
+    let _ = writeln!(o, "];\n");
+
     let _ = writeln!(o, "/// Devices, one per io_address_space.");
     let _ = writeln!(o, "pub static DEVICES: [DeviceConfig; {}] = [", p.devices.len());
     for ((name, d), streams) in p.devices.iter().zip(&p.extra_streams) {
@@ -343,6 +352,17 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     let _ = writeln!(o, "/// microseconds quarantine it (the IOMMU PD turns the window into timer ticks).");
     let _ = writeln!(o, "pub const FAULT_WINDOW_US: u64 = {window_us};");
     let _ = writeln!(o, "pub const MAX_FAULTS: u32 = {};\n", max_faults.min(u32::MAX as u64));
+    // Which PD is the IOMMU PD is `<iommu pd>`'s to say, here as in every rule: its build
+    // takes its interrupts from this list, not from a PD it finds by name in the text.
+    let irqs = sys
+        .iommu
+        .as_ref()
+        .and_then(|i| sys.pd(&i.pd))
+        .map_or(Vec::new(), |pd| pd.irqs.iter().filter_map(|i| Some(format!("({}, {})", i.id, i.irq?))).collect());
+    let _ = writeln!(o, "/// The IOMMU PD's own interrupts, `(id, irq)`: those of the protection domain `<iommu pd>`");
+    let _ = writeln!(o, "/// names (whether the SMMU's and the timer's reach it).");
+    let _ = writeln!(o, "#[allow(dead_code)]");
+    let _ = writeln!(o, "pub const IOMMU_PD_IRQS: &[(u64, u64)] = &[{}];\n", irqs.join(", "));
     let _ = writeln!(o, "/// The policy, with `regions` holding every region's physical address.");
     let _ = writeln!(o, "pub fn config(regions: &[RegionConfig], faults: FaultPolicy) -> Config<'_> {{");
     let _ = writeln!(

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use iommu_sdf::{Board, Target};
 
 const USAGE: &str = "\
-usage: iommu-sdf COMMAND FILE [--board BOARD] [--search-path DIR]... [OPTIONS]
+usage: iommu-sdf COMMAND FILE [--board BOARD] [--config CONFIG] [--search-path DIR]... [OPTIONS]
 
 Check a Microkit system description that uses the IOMMU PD, and build from it.
 
@@ -33,6 +33,10 @@ options:
                            Microkit tool programs the IOMMU from <io_address_space> and
                            <iomap>: check applies Microkit's rules for them, build passes
                            them through untouched, and there is no IOMMU PD policy
+  --config CONFIG          the Microkit configuration (as the Microkit tool takes it:
+                           debug, smp-debug...): its cores bound every PD's and vCPU's
+                           cpu, and domains need one core; without it those are left to
+                           the Microkit tool
   --search-path DIR        where the PDs' programs are, once per directory (the Microkit
                            tool's; the first directory holding a program_image's path wins):
                            each program is read and every map of its PD held clear of
@@ -62,7 +66,7 @@ exit status:
 ";
 
 const CHECK_USAGE: &str = "\
-usage: iommu-sdf check FILE --search-path DIR... [--board BOARD] [--copy-programs OUT] [--built DIR]
+usage: iommu-sdf check FILE --search-path DIR... [--board BOARD] [--config CONFIG] [--copy-programs OUT] [--built DIR]
 
 Read the PDs' programs from the search path (as the Microkit tool will: without them
 each <program_image> is a problem, the programs' placement and symbols unproven), and
@@ -165,6 +169,7 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
     let mut copy = None;
     let mut built = None;
     let mut board = Board::default();
+    let mut config: Option<String> = None;
     let mut search = Vec::new();
     let mut run = Vec::new();
     let mut it = rest.iter();
@@ -183,12 +188,17 @@ fn parse(args: &[String]) -> Result<Option<(Command, Options)>, &'static str> {
             "--built" if cmd == "check" => built = Some(PathBuf::from(it.next().ok_or(usage)?)),
             _ if cmd == "verify" && (a.starts_with('-') || file.is_some()) => return Err(usage),
             "--board" => board = Board::named(it.next().ok_or(usage)?),
+            "--config" => config = Some(it.next().ok_or(usage)?.clone()),
             "--search-path" => search.push(PathBuf::from(it.next().ok_or(usage)?)),
             _ if a.starts_with('-') || file.is_some() => return Err(usage),
             _ => file = Some(PathBuf::from(a)),
         }
     }
     let file = file.ok_or(usage)?;
+    // Given before or after --board, it is the board's configuration.
+    if let Some(config) = &config {
+        board = board.with_config(config);
+    }
     let command = match cmd.as_str() {
         "check" => Command::Check(file, copy, built),
         "verify" => Command::Verify(file, run),

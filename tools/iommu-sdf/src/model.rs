@@ -93,8 +93,9 @@ pub struct ProtectionDomain {
     pub vms: Vec<VirtualMachine>,
     /// Its seL4 scheduling domain (`domain`), when the description schedules domains.
     pub domain: Option<String>,
-    /// Its `<irq>`s' ids, which share the id space of its channel ends.
-    pub irq_ids: Vec<(u64, Line)>,
+    /// Its `<irq>`s: each one's id, which shares the id space of its channel ends, and
+    /// the interrupt it is.
+    pub irqs: Vec<Irq>,
     /// Its `<ioport>`s (x86 only): their lines.
     pub ioports: Vec<Line>,
     /// Its `<cspace>` capabilities: (kind, as `cap_tcb` names it: `tcb`, `sc`, `vspace`,
@@ -213,6 +214,16 @@ pub fn paddr_symbol(region: &str) -> String {
     format!("iommu_paddr_{clean}")
 }
 
+/// `<irq>` of a protection domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Irq {
+    /// Its `id`: the channel the PD is notified on.
+    pub id: u64,
+    /// Its `irq` (Arm's interrupt number), if given and read.
+    pub irq: Option<u64>,
+    pub line: Line,
+}
+
 /// `<virtual_machine>` inside a protection domain (its VMM): what the guest sees, as
 /// `<map>`s whose `vaddr` is a guest-physical address.
 #[derive(Debug, Clone)]
@@ -224,6 +235,9 @@ pub struct VirtualMachine {
     /// Its vCPUs' priority (Microkit's default is the lowest, 0) and cores (`<vcpu cpu>`).
     pub priority: u64,
     pub vcpu_cpus: Vec<u64>,
+    /// Its vCPUs' ids (`<vcpu id>`), each with its line: they share the id space of the
+    /// VMM's children.
+    pub vcpu_ids: Vec<(u64, Line)>,
     pub line: Line,
 }
 
@@ -716,6 +730,30 @@ pub fn table_pool_pages(sys: &System) -> u64 {
 /// Two ranges `(start, length)` share a byte.
 pub fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
+}
+
+/// Among `ranges` (`[start, end)`, each with the line of its element), every one that
+/// shares a byte with one before it in address order, with that one, the later line first:
+/// a sweep over them sorted by address, so 20,000 at one address cost a sort, not
+/// 4 x 10^8 pairs. Empty ranges overlap nothing.
+pub fn overlapping<T: Copy>(ranges: impl Iterator<Item = (u128, u128, Line, T)>) -> Vec<(T, T)> {
+    let mut placed: Vec<(u128, u128, Line, T)> = ranges.filter(|&(s, e, ..)| e > s).collect();
+    placed.sort_by_key(|&(start, end, line, _)| (start, end, line));
+    let mut found = Vec::new();
+    // The range reaching furthest so far.
+    let mut furthest: Option<(u128, Line, T)> = None;
+    for &(start, end, line, item) in &placed {
+        match furthest {
+            Some((e, other_line, other)) if e > start => {
+                found.push(if line >= other_line { (item, other) } else { (other, item) });
+                if end > e {
+                    furthest = Some((end, line, item));
+                }
+            }
+            _ => furthest = Some((end, line, item)),
+        }
+    }
+    found
 }
 
 /// The region a capability finally names, and its offset within it, following parents;

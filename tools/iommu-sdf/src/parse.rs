@@ -1,6 +1,8 @@
 //! Reading a description with roxmltree into `model::System`, refusing unknown elements
 //! and attributes so a typo cannot silently drop a rule.
 
+use std::collections::HashMap;
+
 use roxmltree::{Document, Node};
 
 use crate::model::*;
@@ -13,7 +15,6 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("memory_region", &["name", "size", "page_size", "phys_addr", "prefill_path", "prefill_bootinfo"]),
     ("protection_domain", PD_ATTRS),
     ("channel", &[]),
-    ("domain_schedule", &[]),
     ("domains", &[]),
     (
         "io_address_space",
@@ -67,6 +68,11 @@ const PD_CHILDREN: &[&str] =
     &["program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine", "ioport", "cspace"];
 const MAP_ATTRS: &[&str] = &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size", "setvar_prefill_size"];
 const IOMAP_ATTRS: &[&str] = &["mr", "iovaddr", "perms"];
+/// The boot information a region may be prefilled with (`prefill_bootinfo`).
+const BOOTINFO: &[&str] = &["x86_vbe", "x86_mbmmap", "x86_acpi_rsdp", "x86_framebuffer", "x86_tsc_freq", "fdt"];
+/// The slots of a PD's CNode for `<cspace>` capabilities, 0 excluded (Microkit's
+/// `CAP_MAP_MAX_SLOT`).
+const CSPACE_SLOTS: u64 = 128;
 
 struct Reader {
     /// Where each line after the first starts: a node's line is found by binary search
@@ -121,6 +127,40 @@ impl Reader {
         }
     }
 
+    /// An id or interrupt number (`<end id>`, `<irq id>`, `<irq irq>`, `<vcpu id>`): the
+    /// Microkit tool reads these with `str::parse` (decimal only, no `_`) and unwraps, so
+    /// `0x1` or `1_0`, which `number` takes, make it panic (sdf.rs).
+    fn decimal(&mut self, n: Node, attr: &str) -> Option<u64> {
+        let v = n.attribute(attr)?;
+        match v.parse::<u64>() {
+            Ok(x) => Some(x),
+            Err(_) => {
+                self.problem(
+                    n,
+                    format!("`{attr}` is not a decimal number: \"{v}\" (the Microkit tool reads it as one and panics on anything else)"),
+                    &format!("write {attr} in decimal digits, e.g. {attr}=\"1\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// A scheduling context's `budget` and `period` (a PD's or a virtual machine's), with
+    /// Microkit's defaults: 1,000 us, and the period equal to the budget. A budget over its
+    /// period the Microkit tool refuses.
+    fn budget_period(&mut self, n: Node) -> (u64, u64) {
+        let budget = self.number(n, "budget").unwrap_or(MICROKIT_BUDGET);
+        let period = self.number(n, "period").unwrap_or(budget);
+        if budget > period {
+            self.problem(
+                n,
+                format!("budget ({budget}) is over period ({period}): Microkit refuses it"),
+                "give a budget at most the period (without a period, the period is the budget)",
+            );
+        }
+        (budget, period)
+    }
+
     fn perms(&mut self, n: Node) -> Perms {
         match n.attribute("perms") {
             None => Perms { read: true, write: true },
@@ -132,6 +172,49 @@ impl Reader {
                 Perms { read: false, write: false }
             }
         }
+    }
+
+    /// A `<map>` (a PD's, or a guest's, which has only the first four of `MAP_ATTRS`), or
+    /// `None` (with a problem) without its region. Its `vaddr` is required, as the Microkit
+    /// tool requires it.
+    fn map(&mut self, n: Node, attrs: &[&str]) -> Option<Map> {
+        self.check_attrs(n, attrs);
+        let mr = self.required(n, "mr")?;
+        self.required(n, "vaddr");
+        // Only where it is known (a guest's map patches nothing).
+        let setvar = |a: &str| n.attribute(a).filter(|_| attrs.contains(&a)).map(str::to_string);
+        Some(Map {
+            mr,
+            vaddr: self.number(n, "vaddr"),
+            perms: self.map_perms(n),
+            setvar_vaddr: setvar("setvar_vaddr"),
+            setvar_size: setvar("setvar_size"),
+            setvar_prefill_size: setvar("setvar_prefill_size"),
+            cached: self.boolean(n, "cached", true),
+            line: self.line(n),
+        })
+    }
+
+    /// A `<map>`'s `perms`, as the Microkit tool reads them (`SysMapPerms::from_str`): any
+    /// of `r`, `w` and `x` (only r and w matter here), read-write when absent; another
+    /// letter, or write alone (which seL4 cannot map), it refuses.
+    fn map_perms(&mut self, n: Node) -> Perms {
+        let Some(p) = n.attribute("perms") else { return Perms { read: true, write: true } };
+        let perms = Perms { read: p.contains('r'), write: p.contains('w') };
+        if !p.chars().all(|c| matches!(c, 'r' | 'w' | 'x')) {
+            self.problem(
+                n,
+                format!("`perms` \"{p}\" holds a letter other than r, w and x"),
+                "write perms as a combination of r, w and x, e.g. perms=\"rw\"",
+            );
+        } else if p.chars().all(|c| c == 'w') && perms.write {
+            self.problem(
+                n,
+                format!("`perms` \"{p}\" is write-only, which the Microkit tool refuses (the kernel maps no write-only page)"),
+                "add r: perms=\"rw\"",
+            );
+        }
+        perms
     }
 
     /// `true` or `false` (Microkit's spelling), `default` when absent.
@@ -158,16 +241,23 @@ impl Reader {
         let Some(name) = self.required(n, "name") else { return };
         let priority = self.number(n, "priority").unwrap_or(0);
         let cpu = self.number(n, "cpu").unwrap_or(0);
-        let budget = self.number(n, "budget").unwrap_or(MICROKIT_BUDGET);
-        let period = self.number(n, "period").unwrap_or(budget);
-        if budget > period {
-            self.problem(
-                n,
-                format!("budget ({budget}) is over period ({period}): Microkit refuses it"),
-                "give a budget at most the period (without a period, the period is the budget)",
-            );
-        }
+        let (budget, period) = self.budget_period(n);
         let passive = self.boolean(n, "passive", false);
+        // The Microkit tool reads <domains> where it stands: a PD before it has no domain,
+        // one after it must name one.
+        match (sys.domains, n.attribute("domain")) {
+            (None, Some(d)) => self.problem(
+                n,
+                format!("`{name}` names domain `{d}`, and no <domains> comes before it"),
+                "declare the domains and their schedule in <domains>, before the protection domains",
+            ),
+            (Some(at), None) => self.problem(
+                n,
+                format!("`{name}` names no domain, and <domains> (line {at}) schedules them: the Microkit tool requires one"),
+                "give it domain=\"...\", one of <domains>' names",
+            ),
+            _ => {}
+        }
         // A child without an `id` is refused by `check`, unless the IOMMU PD is its parent
         // and it is a client (`plumbing` gives it one).
         let id = if parent.is_some() { self.number(n, "id") } else { None };
@@ -187,7 +277,7 @@ impl Reader {
             setvars: Vec::new(),
             vms: Vec::new(),
             domain: n.attribute("domain").map(str::to_string),
-            irq_ids: Vec::new(),
+            irqs: Vec::new(),
             ioports: Vec::new(),
             cspace: Vec::new(),
             smc: self.boolean(n, "smc", false),
@@ -233,8 +323,8 @@ impl Reader {
                 );
             }
         }
-        let (mut maps, mut setvars, mut vms) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut irq_ids, mut ioports, mut cspace, mut child_setvar_ids, mut irq_setvar_ids) =
+        let (mut maps, mut setvars, mut vms, mut cspaces) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        let (mut irqs, mut ioports, mut cspace, mut child_setvar_ids, mut irq_setvar_ids) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for c in n.children().filter(Node::is_element) {
             let tag = c.tag_name().name();
@@ -243,26 +333,7 @@ impl Reader {
                 continue;
             }
             match tag {
-                "map" => {
-                    self.check_attrs(c, MAP_ATTRS);
-                    if let Some(mr) = self.required(c, "mr") {
-                        // Microkit's perms also allow `x`; only r and w matter here.
-                        let perms = c
-                            .attribute("perms")
-                            .map(|p| Perms { read: p.contains('r'), write: p.contains('w') })
-                            .unwrap_or(Perms { read: true, write: true });
-                        maps.push(Map {
-                            mr,
-                            vaddr: self.number(c, "vaddr"),
-                            perms,
-                            setvar_vaddr: c.attribute("setvar_vaddr").map(str::to_string),
-                            setvar_size: c.attribute("setvar_size").map(str::to_string),
-                            setvar_prefill_size: c.attribute("setvar_prefill_size").map(str::to_string),
-                            cached: self.boolean(c, "cached", true),
-                            line: self.line(c),
-                        });
-                    }
-                }
+                "map" => maps.extend(self.map(c, MAP_ATTRS)),
                 "setvar" => {
                     // Microkit's: a symbol, and the region whose physical address it gets.
                     self.check_attrs(c, &["symbol", "region_paddr"]);
@@ -288,34 +359,42 @@ impl Reader {
                 "virtual_machine" => {
                     let Some(vm) = self.required(c, "name") else { continue };
                     let mut guest = Vec::new();
+                    self.check_attrs(c, &["name", "budget", "period", "priority"]);
                     let priority = self.number(c, "priority").unwrap_or(0);
-                    let vcpu_cpus = c
-                        .children()
-                        .filter(|v| v.has_tag_name("vcpu"))
-                        .map(|v| self.number(v, "cpu").unwrap_or(0))
-                        .collect();
-                    for m in c.children().filter(|m| m.is_element() && m.has_tag_name("map")) {
-                        let Some(mr) = self.required(m, "mr") else { continue };
-                        let perms = m
-                            .attribute("perms")
-                            .map(|p| Perms { read: p.contains('r'), write: p.contains('w') })
-                            .unwrap_or(Perms { read: true, write: true });
-                        guest.push(Map {
-                            mr,
-                            vaddr: self.number(m, "vaddr"),
-                            perms,
-                            setvar_vaddr: None,
-                            setvar_size: None,
-                            setvar_prefill_size: None,
-                            cached: self.boolean(m, "cached", true),
-                            line: self.line(m),
-                        });
+                    self.budget_period(c);
+                    let (mut vcpu_cpus, mut vcpu_ids) = (Vec::new(), Vec::new());
+                    for v in c.children().filter(|v| v.is_element()) {
+                        if !v.has_tag_name("vcpu") && !v.has_tag_name("map") {
+                            let tag = v.tag_name().name();
+                            self.problem(v, format!("unknown element `{tag}` in a virtual machine"), "only <vcpu> and <map> belong here");
+                            continue;
+                        }
+                        if v.has_tag_name("map") {
+                            continue;
+                        }
+                        self.check_attrs(v, &["id", "setvar_id", "cpu"]);
+                        vcpu_cpus.push(self.number(v, "cpu").unwrap_or(0));
+                        if let Some(id) = self.required(v, "id").and_then(|_| self.decimal(v, "id")) {
+                            vcpu_ids.push((id, self.line(v)));
+                        }
                     }
-                    vms.push(VirtualMachine { name: vm, maps: guest, priority, vcpu_cpus, line: self.line(c) });
+                    for m in c.children().filter(|m| m.is_element() && m.has_tag_name("map")) {
+                        // A guest has no program: no setvar.
+                        guest.extend(self.map(m, &MAP_ATTRS[..4]));
+                    }
+                    vms.push(VirtualMachine { name: vm, maps: guest, priority, vcpu_cpus, vcpu_ids, line: self.line(c) });
                 }
                 "irq" => {
-                    if let Some(id) = self.number(c, "id") {
-                        irq_ids.push((id, self.line(c)));
+                    self.required(c, "id");
+                    // Arm's interrupts are `irq` (x86's `pin` or `pcidev`, `rules::x86`'s).
+                    if c.attribute("pin").is_none() && c.attribute("pcidev").is_none() {
+                        self.required(c, "irq");
+                        if let Some(t) = c.attribute("trigger").filter(|t| !matches!(*t, "level" | "edge")) {
+                            self.problem(c, format!("`trigger` must be level or edge, not \"{t}\""), "write trigger=\"level\" or trigger=\"edge\"");
+                        }
+                    }
+                    if let Some(id) = self.decimal(c, "id") {
+                        irqs.push(Irq { id, irq: self.decimal(c, "irq"), line: self.line(c) });
                     }
                     if let Some(symbol) = c.attribute("setvar_id") {
                         irq_setvar_ids.push((symbol.to_string(), self.line(c)));
@@ -323,15 +402,43 @@ impl Reader {
                 }
                 "ioport" => ioports.push(self.line(c)),
                 "cspace" => {
+                    // As the Microkit tool reads it (sdf.rs, `CSpace` and `CapMap`): one per
+                    // PD, no attribute, capabilities of a PD's TCB, scheduling context or
+                    // VSpace, each in its own slot from 1 (0 is Microkit's) to 127.
+                    self.check_attrs(c, &[]);
+                    cspaces += 1;
+                    if cspaces == 2 {
+                        self.problem(n, format!("`{name}` has a second <cspace>"), "give each protection domain one <cspace>");
+                    }
+                    let mut slots: HashMap<u64, Line> = HashMap::new();
                     for cap in c.children().filter(Node::is_element) {
-                        let kind = cap.tag_name().name().strip_prefix("cap_").unwrap_or(cap.tag_name().name());
+                        let tag = cap.tag_name().name();
+                        let kind = tag.strip_prefix("cap_").unwrap_or(tag);
+                        if !matches!(kind, "tcb" | "sc" | "vspace") {
+                            self.problem(cap, format!("`<{tag}>` is no capability a <cspace> holds"), "use <cap_tcb>, <cap_sc> or <cap_vspace>");
+                        }
+                        self.check_attrs(cap, &["slot", "pd"]);
+                        let slot = self.required(cap, "slot").and_then(|_| self.number(cap, "slot"));
+                        match slot {
+                            Some(s) if !(1..CSPACE_SLOTS).contains(&s) => self.problem(
+                                cap,
+                                format!("slot {s}: the Microkit tool gives user capabilities slots 1 to {}", CSPACE_SLOTS - 1),
+                                &format!("use a slot from 1 to {}", CSPACE_SLOTS - 1),
+                            ),
+                            Some(s) => {
+                                if let Some(first) = slots.insert(s, self.line(cap)) {
+                                    self.problem(cap, format!("slot {s} is used twice, here and on line {first}"), "give each capability its own slot");
+                                }
+                            }
+                            None => {}
+                        }
                         cspace.push((kind.to_string(), cap.attribute("pd").unwrap_or_default().to_string(), self.line(cap)));
                     }
                 }
                 _ => {}
             }
         }
-        sys.pds[at].irq_ids = irq_ids;
+        sys.pds[at].irqs = irqs;
         sys.pds[at].cspace = cspace;
         sys.pds[at].child_setvar_ids = child_setvar_ids;
         sys.pds[at].irq_setvar_ids = irq_setvar_ids;
@@ -359,7 +466,7 @@ impl Reader {
             if c.attribute("id").is_none() {
                 self.problem(c, "missing attribute `id`".into(), "add id=\"...\": the channel's identifier in this PD");
             }
-            let id = self.number(c, "id");
+            let id = self.decimal(c, "id");
             let pp = self.boolean(c, "pp", false);
             self.boolean(c, "notify", true);
             match (pd, id) {
@@ -542,6 +649,23 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                 if n.attribute("size").is_none() && !prefilled {
                     r.problem(n, "missing attribute `size`".into(), "add size=\"0x...\"");
                 }
+                // As the Microkit tool reads it (sdf.rs, `SysMemoryRegion::from_xml`).
+                if let Some(kind) = n.attribute("prefill_bootinfo") {
+                    if !BOOTINFO.contains(&kind) {
+                        r.problem(
+                            n,
+                            format!("`prefill_bootinfo` \"{kind}\" is no boot information the Microkit tool knows"),
+                            &format!("use one of: {}", BOOTINFO.join(", ")),
+                        );
+                    }
+                    if n.attribute("prefill_path").is_some() {
+                        r.problem(
+                            n,
+                            "a region prefilled both from a file and with boot information".into(),
+                            "keep one of prefill_path and prefill_bootinfo",
+                        );
+                    }
+                }
                 let phys_addr = r.number(n, "phys_addr");
                 let page_size = r.number(n, "page_size");
                 sys.regions.push(MemoryRegion {
@@ -556,7 +680,16 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     line: r.line(n),
                 });
             }
-            "domains" | "domain_schedule" => sys.domains = sys.domains.or(Some(r.line(n))),
+            // A second <domains> the Microkit tool refuses; PDs read before this one
+            // may not name a domain, and those after must (`pd`).
+            "domains" => match sys.domains {
+                Some(first) => r.problem(
+                    n,
+                    format!("a second <domains> (the first is on line {first})"),
+                    "keep one <domains>, before the protection domains",
+                ),
+                None => sys.domains = Some(r.line(n)),
+            },
             "protection_domain" => r.pd(n, &mut sys, None, 1),
             "channel" => r.channel(n, &mut sys),
             "io_address_space" => {

@@ -205,7 +205,7 @@ pub fn complete(sys: &mut System) {
             .channels
             .iter()
             .filter_map(|c| c.end_of(client).map(|(mine, _)| mine.id))
-            .chain(sys.pd(client).into_iter().flat_map(|pd| pd.irq_ids.iter().map(|(id, _)| *id)))
+            .chain(sys.pd(client).into_iter().flat_map(|pd| pd.irqs.iter().map(|i| i.id)))
             .collect();
         let Some(free) = (0..=MAX_ID).find(|id| !taken.contains(id)) else { continue };
         if linked {

@@ -264,3 +264,57 @@ fn the_iommu_pd_gets_the_stack_it_needs() {
     assert_eq!(sys.pd("iommu").unwrap().stack_size, 0x80000);
     assert_eq!(iommu_sdf::build::microkit_system(&given, &sys).unwrap().matches("stack_size").count(), 1);
 }
+
+/// Which PD is the IOMMU PD is `<iommu pd>`'s to say, for its build as for every rule: the
+/// policy lists that PD's interrupts (`IOMMU_PD_IRQS`), from which pds/iommu learns
+/// whether the SMMU's reach it. pds/iommu/build.rs looked for the text
+/// `<protection_domain name="iommu"` in the Microkit file instead: an IOMMU PD called
+/// otherwise, or with its name after another attribute, was built as if no interrupt
+/// reached it (it read faults only when a request came), and another PD called `iommu`
+/// gave the IOMMU PD its interrupts. Here both at once: the policy lists the IOMMU PD's.
+#[test]
+fn the_iommu_pds_interrupts_are_those_of_the_pd_iommu_names() {
+    let text = sdf("ok.xml")
+        .replace(
+            r#"<protection_domain name="iommu" priority="250">"#,
+            r#"<protection_domain priority="250" name="smmu_owner"><irq irq="106" id="10" trigger="edge" /><irq irq="109" id="11" trigger="edge" />"#,
+        )
+        .replace(r#"pd="iommu""#, r#"pd="smmu_owner""#)
+        .replacen(
+            "    <channel>",
+            r#"    <protection_domain name="iommu" priority="10"><program_image path="decoy.elf" /><irq irq="40" id="10" /></protection_domain>
+    <channel>"#,
+            1,
+        );
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(sys.iommu.as_ref().map(|i| i.pd.as_str()), Some("smmu_owner"));
+    let policy = iommu_sdf::build::policy_rust(&sys, "test");
+    assert!(policy.contains("pub const IOMMU_PD_IRQS: &[(u64, u64)] = &[(10, 106), (11, 109)];"), "{policy}");
+    // ok.xml's IOMMU PD has none: the PD polls or waits on requests, as it says at boot.
+    let (sys, _) = iommu_sdf::check_text(&sdf("ok.xml"));
+    assert!(iommu_sdf::build::policy_rust(&sys, "test").contains("pub const IOMMU_PD_IRQS: &[(u64, u64)] = &[];"));
+}
+
+/// Which program each client runs is the policy's too (`CLIENT_PROGRAMS`, client order):
+/// the IOMMU PD restarts a crashed client from its program's entry, and its build found
+/// the program by the text `<protection_domain name="` in the Microkit file, so a client
+/// whose name came after another attribute was not restarted (system.xml's C driver, its
+/// name now after its priority, is restarted: images/system.expect), and a comment
+/// holding such a text could give a PD another program's entry.
+#[test]
+fn each_clients_program_is_in_the_policy() {
+    let text = sdf("ok.xml").replace(
+        r#"<protection_domain name="blk_driver" priority="100" id="2">"#,
+        r#"<protection_domain priority="100" name="blk_driver" id="2"><!-- <protection_domain name="blk_driver"><program_image path="other.elf" /> -->"#,
+    );
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let policy = iommu_sdf::build::policy_rust(&sys, "test");
+    assert!(
+        policy.contains(
+            "pub static CLIENT_PROGRAMS: [&str; 2] = [\n    \"edu_driver.elf\",\n    \"blk_driver.elf\",\n];"
+        ),
+        "{policy}"
+    );
+}

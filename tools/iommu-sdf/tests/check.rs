@@ -74,6 +74,12 @@ fn every_rule_has_a_failing_description() {
             continue;
         }
         let board = board_name.map_or_else(iommu_sdf::Board::default, iommu_sdf::Board::named);
+        // And for a configuration (`--config`), on a line of its own.
+        let config = text.lines().find_map(|l| l.trim().strip_prefix("<!-- config: ")?.strip_suffix(" -->"));
+        let board = match config {
+            Some(config) => board.with_config(config),
+            None => board,
+        };
         let (_, problems) = iommu_sdf::check_text_on(&text, &board);
         let hit = problems.iter().find(|p| p.message.contains(&expect));
         let Some(hit) = hit else { panic!("{}: expected \"{expect}\", got {problems:#?}", path.display()) };

@@ -98,6 +98,12 @@ const MISTAKES: &[(&str, &str, &str, &str)] = &[
         "`edu_bufers`",
     ),
     ("a capability's device misspelt", r#"devices="edu_a""#, r#"devices="edu_b""#, "`edu_b`"),
+    (
+        "a map over another of its PD",
+        r#"<map mr="c_bar0" vaddr="0x7000000""#,
+        r#"<map mr="c_bar0" vaddr="0x5000000""#,
+        "`c_bar0` at 0x5000000 in `c_edu_driver` overlaps the map of `c_buffers`",
+    ),
 ];
 
 #[test]
@@ -125,4 +131,18 @@ fn an_independent_second_mistake_is_still_reported() {
         );
     let (_, problems) = iommu_sdf::check_text(&text);
     assert_eq!(problems.len(), 2, "{problems:#?}");
+}
+
+/// A queue over a map of its PD is one mistake: `queues` says so, and the rule on maps
+/// over maps (which sees the queue's generated map) leaves it to it.
+#[test]
+fn a_queue_over_a_map_is_one_error() {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml"))
+        .unwrap()
+        .replace(r#"<map mr="edu_buffers" vaddr="0x4000000""#, r#"<map mr="edu_buffers" vaddr="0x100000000""#);
+    let (_, problems) = iommu_sdf::check_text(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0]
+        .message
+        .contains("`edu_driver`'s queue at 0x100000000..0x100001000 overlaps its map of `edu_buffers`"));
 }

@@ -70,7 +70,7 @@ fn the_generated_channel_takes_a_free_id_or_is_refused() {
     let (sys, problems) = check_text(&text);
     assert!(problems.is_empty(), "{problems:?}");
     let edu = sys.pd("edu_driver").unwrap();
-    let taken: Vec<u64> = edu.irq_ids.iter().map(|i| i.0).collect();
+    let taken: Vec<u64> = edu.irqs.iter().map(|i| i.id).collect();
     let generated = sys.channels.iter().filter_map(|c| c.end_of("edu_driver")).find(|(_, theirs)| theirs.pd == "iommu");
     let (mine, _) = generated.expect("a channel to the IOMMU PD");
     assert!(mine.id != 0 && !taken.contains(&mine.id), "id {}", mine.id);

@@ -27,6 +27,8 @@ uint64_t (*stub_iommu_pd)(uint64_t label);
 static uint8_t space[4096];
 static const uint32_t bar_size[6] = { 0x20, 0x1000, 0, 0, 0x4000, 0 };
 static uint32_t config_reads, config_writes, console_lines;
+/* A device whose Memory Space does not take a write (one the VMM cannot make decode). */
+static bool memory_stays_off;
 
 static uint32_t get(uint16_t off, uint8_t width)
 {
@@ -55,6 +57,10 @@ static uint32_t size_mask(int i)
 
 static uint64_t iommu_pd(uint64_t label)
 {
+    if (label == IOMMU_OP_STOP) {
+        printf("pd stop %lu\n", stub_mrs[64]);
+        return stub_mrs[64] == DEVICE ? 0 : IOMMU_ERR_BAD_DEVICE;
+    }
     uint64_t device = stub_mrs[64], where = stub_mrs[65], value = stub_mrs[66];
     uint16_t off = where & 0xffff;
     uint8_t width = (where >> IOMMU_CONFIG_WIDTH_SHIFT) & 0xff;
@@ -90,6 +96,9 @@ static uint64_t iommu_pd(uint64_t label)
         return IOMMU_ERR_CONFIG_DENIED;
     }
     put(off, width, (uint32_t)value);
+    if (memory_stays_off) {
+        put(0x04, 2, get(0x04, 2) & ~0x2u);
+    }
     stub_mrs[0] = get(off, width);
     return 0;
 }
@@ -188,6 +197,20 @@ int main(void)
     guest_write(0x04, 4, 0x00000404);
     reads("command-dword-off", 0x04, 4);
     printf("device command-dword-off %#x\n", get(0x04, 2));
+    /* Memory Space on as the guest sees it, then writes beside it: Command's high byte
+     * (INTx Disable), Status as a half and as bytes (its error bits, write-one-to-clear).
+     * None of them is Command's low byte: the guest's Memory Space stays as it wrote it. */
+    guest_write(0x04, 2, 0x0006);
+    guest_write(0x05, 1, 0x04);
+    guest_write(0x06, 2, 0xffff);
+    guest_write(0x07, 1, 0xff);
+    reads("command-beside", 0x04, 2);
+    reads("command-beside-low", 0x04, 1);
+    printf("device command-beside %#x\n", get(0x04, 2));
+    /* And its low byte alone, Memory Space off: the device's stays on. */
+    guest_write(0x04, 1, 0x04);
+    reads("command-low-off", 0x04, 2);
+    printf("device command-low-off %#x\n", get(0x04, 2));
     printf("device bars %s\n", memcmp(placed + 0x10, space + 0x10, 0x18) ? "CHANGED" : "unchanged");
     printf("device line %#x\n", get(0x3c, 4));
 
@@ -218,5 +241,12 @@ int main(void)
     struct vpci_stats st = vpci_stats();
     printf("stats bar_writes %u forwarded %u refused %u other %u\n", st.bar_writes, st.forwarded, st.refused,
            st.other_functions);
+    /* After a RESUME: a device that will not decode leaves the guest stopped, and the
+     * device is stopped again (the RESUME mapped the guest's RAM for it). */
+    memory_stays_off = true;
+    put(0x04, 2, 0);
+    printf("resumed %d\n", vpci_resumed());
+    memory_stays_off = false;
+    printf("resumed-decoding %d\n", vpci_resumed());
     return 0;
 }

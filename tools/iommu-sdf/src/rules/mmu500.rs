@@ -6,7 +6,8 @@
 //! IOMMU PD (`ContextBanksExhausted`, `SmrsExhausted`: nothing served, every stream
 //! aborting); refused here first, with the count. And each StreamID must be one the SoC
 //! can present: on ZynqMP a TBU that exists, on i.MX8QXP an ID the SCU can assign.
-//! (The StreamID width is `devices`' rule, for every SMMU.)
+//! (The StreamID width is `devices`' rule, for every SMMU.) And the interrupt the IOMMU PD
+//! takes as the MMU-500's (id 10) is the board's.
 
 use crate::board::{Board, BoardIommu, Mmu500, StreamScheme};
 use crate::model::*;
@@ -21,6 +22,29 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     banks(sys, board, &m, out);
     smrs(sys, board, &m, out);
     schemes(sys, board, &m, out);
+    interrupt(sys, board, &m, out);
+}
+
+/// An MMU-500 raises its global and context faults on one line (pds/iommu: id 10 is it):
+/// another interrupt there and the IOMMU PD waits for one that never comes, reading no
+/// fault and stopping no storm until a request wakes it. (Its build refuses it too.)
+fn interrupt(sys: &System, board: &Board, m: &Mmu500, out: &mut Vec<Problem>) {
+    let Some(iommu) = sys.iommu.as_ref().and_then(|i| sys.pd(&i.pd)) else { return };
+    for i in iommu.irqs.iter().filter(|i| i.id == 10 && i.irq.is_some_and(|n| n != m.irq)) {
+        out.push(p(
+            i.line,
+            "irq",
+            format!(
+                "the IOMMU PD `{}` takes interrupt {} on id 10 as its MMU-500's, and board {}'s MMU-500 ({}) raises its faults on {}",
+                iommu.name,
+                i.irq.unwrap_or_default(),
+                board.name,
+                m.soc,
+                m.irq
+            ),
+            format!("give id 10 irq=\"{}\", or no interrupt on id 10 (the IOMMU PD then polls on the timer's, irq 30 on id 12)", m.irq),
+        ));
+    }
 }
 
 /// One stage-1 context bank per device, and one the sink's: reported at the first device

@@ -11,6 +11,7 @@ mod conventions;
 mod device_memory;
 mod devices;
 mod iommu_pd;
+mod limits;
 mod mmu500;
 pub mod names;
 mod pci;
@@ -33,6 +34,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     names::check(sys, &mut out);
     regions::check(sys, board, &mut out);
     platform::check(sys, board, &mut out);
+    limits::check(sys, board, &mut out);
     programs::check(sys, &mut out);
     program_sizes::check(sys, &mut out);
     // Without an IOMMU PD nothing enforces an address space, a capability or a quota, and

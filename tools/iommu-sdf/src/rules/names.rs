@@ -57,6 +57,15 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
         sys.quotas.iter().map(|q| (q.pd.as_str(), q.line)),
     );
 
+    // The Microkit tool's monitor is a PD named `monitor`, and it refuses another.
+    for pd in sys.pds.iter().filter(|pd| pd.name == MONITOR) {
+        out.push(p(
+            pd.line,
+            "protection_domain",
+            format!("a protection domain named `{MONITOR}`: the Microkit tool keeps the name for its monitor, and refuses it"),
+            "give the protection domain another name",
+        ));
+    }
     for pd in sys.pds.iter().filter(|pd| pd.parent.is_some() && pd.id.is_none()) {
         out.push(p(
             pd.line,
@@ -66,6 +75,9 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
         ));
     }
 }
+
+/// The Microkit tool's own PD (`MONITOR_PD_NAME`).
+const MONITOR: &str = "monitor";
 
 /// The longest name: the Microkit tool keeps 64 bytes of a PD's or VM's name
 /// (`PD_MAX_NAME_LENGTH`), and two longer names with one prefix would be one name to it.

@@ -65,6 +65,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
             "use fewer protection domains",
         ));
     }
+    calls(sys, out);
     let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
         if board.target == Target::Arm {
@@ -103,14 +104,14 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
             }
         }
         address_space(sys, board, pd, out);
+        maps_fit(sys, pd, out);
         // Channel ends and interrupts share one id space in a PD. A clash is reported at the
         // PD, as the Microkit tool reports it; generated channels (on the <iommu> line)
         // come first, so the message names the user's element as the second.
         let generated = sys.iommu.as_ref().map_or(0, |i| i.line);
         let mut ids: HashMap<u64, Line> = HashMap::new();
         let ends = ends_by_pd.get(pd.name.as_str()).into_iter().flatten().map(|(mine, _)| (mine.id, mine.line, "end"));
-        let mut all: Vec<(u64, Line, &str)> =
-            pd.irq_ids.iter().map(|&(id, line)| (id, line, "irq")).chain(ends).collect();
+        let mut all: Vec<(u64, Line, &str)> = pd.irqs.iter().map(|i| (i.id, i.line, "irq")).chain(ends).collect();
         all.sort_by_key(|&(_, line, _)| (line != generated, line));
         for (id, line, element) in all {
             let element = if line == generated { "iommu" } else { element };
@@ -138,6 +139,82 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                     "give each channel end and interrupt of a PD its own id",
                 ));
             }
+        }
+    }
+}
+
+/// Each address space's maps (a PD's own, and each of its guests') as the Microkit tool
+/// checks them (sdf.rs, `check_maps`): each `vaddr` a multiple of its region's page size
+/// (as given: the tool checks before it chooses larger pages), and no two sharing an
+/// address, reported at the later map.
+fn maps_fit(sys: &System, pd: &ProtectionDomain, out: &mut Vec<Problem>) {
+    let spaces = std::iter::once((&pd.name, &pd.maps)).chain(pd.vms.iter().map(|vm| (&vm.name, &vm.maps)));
+    for (space, maps) in spaces {
+        let mut placed = Vec::new();
+        for m in maps {
+            let (Some(vaddr), Some(r)) = (m.vaddr, sys.region(&m.mr)) else { continue };
+            // A page size the board does not have is the region's problem (`regions`).
+            let page = r.page_size.unwrap_or(PAGE);
+            if crate::board::PAGE_SIZES.contains(&page) && vaddr % page != 0 {
+                out.push(p(
+                    m.line,
+                    map_element(sys, m),
+                    format!(
+                        "`{}` is mapped at {vaddr:#x} in `{space}`, not a multiple of its {page:#x}-byte pages",
+                        m.mr
+                    ),
+                    format!("map it at a multiple of {page:#x}"),
+                ));
+            }
+            placed.push((u128::from(vaddr), u128::from(vaddr) + u128::from(r.size), m.line, m));
+        }
+        // A queue over a map is `queues`' to say (one mistake, one error).
+        let queue = |m: &Map| map_element(sys, m) == "dma_queue";
+        for (at, other) in overlapping(placed.into_iter()).into_iter().filter(|(a, b)| !queue(a) && !queue(b)) {
+            out.push(p(
+                at.line,
+                map_element(sys, at),
+                format!(
+                    "`{}` at {:#x} in `{space}` overlaps the map of `{}` at {:#x} (line {}): the Microkit tool refuses it",
+                    at.mr,
+                    at.vaddr.unwrap_or_default(),
+                    other.mr,
+                    other.vaddr.unwrap_or_default(),
+                    other.line
+                ),
+                "map each region at its own addresses",
+            ));
+        }
+    }
+}
+
+/// A channel's protected procedure call (`pp` on an end) goes to a PD of strictly higher
+/// priority, one way (sdf.rs, `Channel::from_xml` and `parse`; the Microkit tool names no
+/// line for the priority).
+fn calls(sys: &System, out: &mut Vec<Problem>) {
+    for c in &sys.channels {
+        let [a, b] = &c.ends;
+        if a.pp && b.pp {
+            out.push(p(
+                c.line,
+                "channel",
+                "`pp` on both ends: a call goes one way".into(),
+                "keep pp=\"true\" on the caller's end only",
+            ));
+            continue;
+        }
+        let Some((caller, callee)) = [(a, b), (b, a)].into_iter().find(|(mine, _)| mine.pp) else { continue };
+        let (Some(from), Some(to)) = (sys.pd(&caller.pd), sys.pd(&callee.pd)) else { continue };
+        if from.priority >= to.priority {
+            out.push(p(
+                c.line,
+                "channel",
+                format!(
+                    "`{}` (priority {}) calls `{}` (priority {}): the Microkit tool takes calls only to a PD of strictly higher priority",
+                    from.name, from.priority, to.name, to.priority
+                ),
+                "raise the callee's priority above the caller's, or drop pp",
+            ));
         }
     }
 }

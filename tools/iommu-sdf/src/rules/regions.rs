@@ -22,6 +22,22 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
             ));
         }
     }
+    // A prefill's size can be patched only for a region prefilled from a file.
+    for pd in &sys.pds {
+        for m in pd.maps.iter().filter(|m| m.setvar_prefill_size.is_some()) {
+            if sys.region(&m.mr).is_some_and(|r| r.prefill_path.is_none()) {
+                out.push(p(
+                    m.line,
+                    "map",
+                    format!(
+                        "setvar_prefill_size on `{}`, which has no prefill_path: the Microkit tool refuses it",
+                        m.mr
+                    ),
+                    "remove setvar_prefill_size, or prefill the region from a file",
+                ));
+            }
+        }
+    }
     // Every map names a region: the Microkit tool refuses one that does not, and saying so
     // here, at the map, with the name it probably meant, is clearer than a knock-on error
     // at a capability over it.
@@ -103,38 +119,19 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
 }
 
 /// No two regions with fixed addresses share a byte, as the Microkit tool requires: two
-/// names for the same memory would let a rule about one miss the other. A sweep over the
-/// regions sorted by address, so 20,000 regions at one address cost a sort, not 4 x 10^8
-/// pairs; each overlapping region is reported once, at its own line, with the region it
-/// overlaps.
+/// names for the same memory would let a rule about one miss the other. Each overlapping
+/// region is reported once, at its own line, with the region it overlaps.
 fn overlaps(sys: &System, out: &mut Vec<Problem>) {
-    let mut placed: Vec<(u128, u128, &MemoryRegion)> =
-        sys.regions.iter().filter_map(|r| r.phys_range().map(|(s, e)| (s, e, r))).filter(|(s, e, _)| e > s).collect();
-    placed.sort_by_key(|&(start, end, r)| (start, end, r.line));
-    // The region reaching furthest so far.
-    let mut furthest: Option<(u128, &MemoryRegion)> = None;
-    for &(start, end, r) in &placed {
-        match furthest {
-            Some((e, o)) if e > start => {
-                // Reported at the later of the two lines, naming the earlier.
-                let (at, other) = if r.line >= o.line { (r, o) } else { (o, r) };
-                out.push(p(
-                    at.line,
-                    "memory_region",
-                    format!(
-                        "`{}` shares physical memory with `{}` (line {}): the Microkit tool refuses overlapping regions, and a rule that keeps one from a device or PD would miss the other name",
-                        at.name, other.name, other.line
-                    ),
-                    "give each region its own physical range",
-                ));
-                if end > e {
-                    furthest = Some((end, r));
-                }
-            }
-            _ => furthest = Some((end, r)),
-        }
-        if furthest.is_some_and(|(e, _)| end > e) {
-            furthest = Some((end, r));
-        }
+    let placed = sys.regions.iter().filter_map(|r| r.phys_range().map(|(s, e)| (s, e, r.line, r)));
+    for (at, other) in overlapping(placed) {
+        out.push(p(
+            at.line,
+            "memory_region",
+            format!(
+                "`{}` shares physical memory with `{}` (line {}): the Microkit tool refuses overlapping regions, and a rule that keeps one from a device or PD would miss the other name",
+                at.name, other.name, other.line
+            ),
+            "give each region its own physical range",
+        ));
     }
 }
