@@ -14,33 +14,15 @@
 
 mod common;
 
-use common::{call, ModelHw, PAGE};
+use common::{map_page as map, unmap_page as unmap, ModelHw, PAGE};
 use iommu_pd::Service;
-use iommu_protocol::{DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_UNMAP_RANGES};
+use iommu_protocol::{ErrorCode, Reply};
 
 /// Slots: an odd count, so that no pool's size is a round multiple of a node's keys.
 const SLOTS: usize = 701;
 const DEVICES: usize = 4;
 /// Where each device's window starts (`common::pools_shared`).
 const WINDOW: u64 = common::IOVA_BASE;
-
-fn map(s: &mut Service<'_, ModelHw>, d: usize, iova: Option<u64>) -> Reply {
-    let req = Request::Map {
-        cap: Handle(0),
-        device: DeviceId(d as u32),
-        offset: 0,
-        len: PAGE,
-        iova,
-        rights: Rights::READ_WRITE,
-    };
-    call(s, 0, req)
-}
-
-fn unmap(s: &mut Service<'_, ModelHw>, d: usize, iova: u64) -> Reply {
-    let mut iovas = [0; MAX_UNMAP_RANGES];
-    iovas[0] = iova;
-    call(s, 0, Request::Unmap { device: DeviceId(d as u32), iovas, count: 1 })
-}
 
 #[test]
 fn every_slot_is_room_in_the_index_in_the_shape_that_takes_the_most_nodes() {

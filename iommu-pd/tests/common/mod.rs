@@ -157,6 +157,17 @@ pub fn unmap(s: &mut Service<'_, ModelHw>, c: usize, d: u32, iovas: &[u64]) -> R
     call(s, c, Request::Unmap { device: DeviceId(d), iovas: v, count: iovas.len() })
 }
 
+/// MAP by client 0 of the first page of its handle 0 for device `d`, read-write, at
+/// `iova` or where the allocator puts it (`pools_shared`'s one client and capability).
+pub fn map_page(s: &mut Service<'_, ModelHw>, d: usize, iova: Option<u64>) -> Reply {
+    map(s, 0, 0, d as u32, 0, PAGE, iova, Rights::READ_WRITE)
+}
+
+/// UNMAP by client 0 of device `d`'s mapping at `iova`.
+pub fn unmap_page(s: &mut Service<'_, ModelHw>, d: usize, iova: u64) -> Reply {
+    unmap(s, 0, d as u32, &[iova])
+}
+
 /// GRANT of the first page of `cap`, read-only, to client `to` for its `devices`.
 pub fn grant(s: &mut Service<'_, ModelHw>, from: usize, cap: u32, to: usize, devices: u64) -> Reply {
     call(
