@@ -30,9 +30,11 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// A top-level PD's: no `id`, which the Microkit tool refuses there (invalid attribute), so
+/// check may not take it and read nothing from it.
 const PD_ATTRS: &[&str] =
-    &["name", "priority", "budget", "period", "passive", "stack_size", "cpu", "smc", "fpu", "domain", "id"];
-/// A child PD has, in addition, the symbol its parent learns its `id` through.
+    &["name", "priority", "budget", "period", "passive", "stack_size", "cpu", "smc", "fpu", "domain"];
+/// A child PD has, in addition, its `id` and the symbol its parent learns it through.
 const CHILD_PD_ATTRS: &[&str] = &[
     "name",
     "priority",
