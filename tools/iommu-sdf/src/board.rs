@@ -35,7 +35,9 @@ pub enum BoardIommu {
     /// `coherent`: the board's device tree marks the SMMU and the bus its devices sit on
     /// `dma-coherent` (their accesses snoop the CPUs' caches); the IOMMU PD combines it
     /// with SMMU_IDR0.COHACC and with how seL4 maps memory (`smmuv3::Coherency`).
-    SmmuV3 { stream_bits: u32, frame: (u64, u64), coherent: bool },
+    /// `irqs`: the lines it raises its event queue's and its global errors' interrupts on
+    /// (the IOMMU PD's ids 10 and 11).
+    SmmuV3 { stream_bits: u32, frame: (u64, u64), coherent: bool, irqs: (u64, u64) },
     /// An Arm MMU-500 (SMMUv2) the IOMMU PD drives (`smmuv2-service`), each device in a
     /// stage-1 context bank of its own, each StreamID in a stream match register.
     Mmu500(Mmu500),
@@ -284,9 +286,18 @@ impl Board {
             // CONFIG_ARM_PA_SIZE_BITS_40.
             // Its registers: hw/arm/virt.c's VIRT_SMMU, 0x09050000 and 0x20000 bytes.
             // Coherent: virt.c's create_smmu and create_pcie give both nodes `dma-coherent`.
-            "qemu_virt_aarch64" => {
-                (BoardIommu::SmmuV3 { stream_bits: 16, frame: (0x0905_0000, 0x2_0000), coherent: true }, 40)
-            }
+            // Its interrupts: VIRT_SMMU's SPIs 74 to 77 (virt.c's a15irqmap), in the order
+            // of hw/arm/smmuv3-internal.h's SMMU_IRQ_EVTQ .. SMMU_IRQ_GERROR, so the event
+            // queue's is 32 + 74 and the global errors' 32 + 77.
+            "qemu_virt_aarch64" => (
+                BoardIommu::SmmuV3 {
+                    stream_bits: 16,
+                    frame: (0x0905_0000, 0x2_0000),
+                    coherent: true,
+                    irqs: (106, 109),
+                },
+                40,
+            ),
             // ZynqMP and i.MX8QXP: Arm MMU-500s, with 40-bit physical addresses (Xilinx
             // UG1085, NXP i.MX8QXP reference manual; the SDK's seL4 for zcu102 is built
             // with CONFIG_ARM_PA_SIZE_BITS_40).

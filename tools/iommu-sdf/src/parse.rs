@@ -30,9 +30,11 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// A top-level PD's: no `id`, which the Microkit tool refuses there (invalid attribute), so
+/// check may not take it and read nothing from it.
 const PD_ATTRS: &[&str] =
-    &["name", "priority", "budget", "period", "passive", "stack_size", "cpu", "smc", "fpu", "domain", "id"];
-/// A child PD has, in addition, the symbol its parent learns its `id` through.
+    &["name", "priority", "budget", "period", "passive", "stack_size", "cpu", "smc", "fpu", "domain"];
+/// A child PD has, in addition, its `id` and the symbol its parent learns it through.
 const CHILD_PD_ATTRS: &[&str] = &[
     "name",
     "priority",
@@ -64,6 +66,8 @@ pub const DEFAULT_GRANTS: u64 = 4;
 /// would let a hostile description overflow the stack and crash the tool.
 pub const MAX_PD_DEPTH: usize = 64;
 const END_ATTRS: &[&str] = &["pd", "id", "pp", "notify", "setvar_id"];
+/// An Arm `<irq>`'s (the Microkit tool refuses any other attribute on it).
+const ARM_IRQ_ATTRS: &[&str] = &["irq", "id", "trigger", "setvar_id"];
 const PD_CHILDREN: &[&str] =
     &["program_image", "map", "irq", "setvar", "protection_domain", "virtual_machine", "ioport", "cspace"];
 const MAP_ATTRS: &[&str] = &["mr", "vaddr", "perms", "cached", "setvar_vaddr", "setvar_size", "setvar_prefill_size"];
@@ -388,6 +392,7 @@ impl Reader {
                     self.required(c, "id");
                     // Arm's interrupts are `irq` (x86's `pin` or `pcidev`, `rules::x86`'s).
                     if c.attribute("pin").is_none() && c.attribute("pcidev").is_none() {
+                        self.check_attrs(c, ARM_IRQ_ATTRS);
                         self.required(c, "irq");
                         if let Some(t) = c.attribute("trigger").filter(|t| !matches!(*t, "level" | "edge")) {
                             self.problem(c, format!("`trigger` must be level or edge, not \"{t}\""), "write trigger=\"level\" or trigger=\"edge\"");

@@ -304,6 +304,18 @@ pub fn read(sys: &mut System, search: &[PathBuf], target: Target) -> Vec<Problem
     for r in &mut sys.regions {
         let Some(path) = &r.prefill_path else { continue };
         match reads.get(path, search) {
+            // The Microkit tool refuses a file larger than the size the region is given.
+            Some(Ok(f)) if r.size_given && f.bytes.len() as u64 > r.size => out.push(p(
+                r.line,
+                "memory_region",
+                format!(
+                    "`{}`'s prefill file `{path}` is {:#x} bytes, more than the region's {:#x}: the Microkit tool refuses it",
+                    r.name,
+                    f.bytes.len(),
+                    r.size
+                ),
+                "give the region a size of at least the file's, in whole pages (or leave size out to take the file's)",
+            )),
             Some(Ok(f)) => r.prefill = Some(f),
             Some(Err(e)) => out.push(p(
                 r.line,

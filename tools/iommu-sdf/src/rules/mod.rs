@@ -23,6 +23,7 @@ mod quotas;
 mod reach;
 mod regions;
 pub mod scheduling;
+mod smmuv3;
 mod topology;
 mod vms;
 pub mod warnings;
@@ -63,6 +64,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     }
     devices::check(sys, board, &mut out);
     mmu500::check(sys, board, &mut out);
+    smmuv3::check(sys, board, &mut out);
     caps::check(sys, &mut out);
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);

@@ -256,7 +256,8 @@ impl Edit {
 /// path of `text` (and its `path_for_symbols`) gets `Program::for_description(text, 0)`
 /// (and every `prefill_path` 256 bytes of 0xa5),
 /// changed as each `<!-- program PATH: CHANGE -->` line says when `spoilt` (in the
-/// order given; `absent`: not written; `not-an-elf`: a shell script instead), unchanged
+/// order given; `absent`: not written; `not-an-elf`: a shell script instead; `bytes 0xN`:
+/// N bytes of 0xa5), unchanged
 /// when not; or why one cannot be made.
 pub fn fixture_programs(text: &str, dir: &Path, spoilt: bool) -> Result<(), String> {
     let changes: Vec<(&str, &str)> = text
@@ -286,6 +287,11 @@ pub fn fixture_programs(text: &str, dir: &Path, spoilt: bool) -> Result<(), Stri
             match change {
                 "absent" => absent = true,
                 "not-an-elf" => bytes = Some(b"#!/bin/sh\n".to_vec()),
+                // A prefill of that many bytes (hex), for one larger than its region.
+                _ if change.starts_with("bytes 0x") => {
+                    let n = usize::from_str_radix(&change["bytes 0x".len()..], 16).map_err(|e| e.to_string())?;
+                    bytes = Some(vec![0xa5; n]);
+                }
                 _ => program.change(change)?,
             }
         }
