@@ -201,10 +201,10 @@ pub fn check(sys: &System) -> Vec<crate::problem::Problem> {
     let kit: std::collections::HashSet<&str> = KIT_HEADERS.iter().flat_map(|h| macros(h)).collect();
     for n in numbers(sys) {
         let header = c_header(&n, "");
+        let line = sys.pd(&n.pd).map_or(0, |pd| pd.line);
         let mut seen = std::collections::HashSet::new();
         for name in macros(&header) {
             if kit.contains(name) {
-                let line = sys.pd(&n.pd).map_or(0, |pd| pd.line);
                 out.push(crate::problem::p(
                     line,
                     "protection_domain",
@@ -215,7 +215,6 @@ pub fn check(sys: &System) -> Vec<crate::problem::Problem> {
                     "rename it (names are compared in upper case, after the PD's name or IOMMU_CLIENT_ / IOMMU_DEVICE_)",
                 ));
             } else if !seen.insert(name) {
-                let line = sys.pd(&n.pd).map_or(0, |pd| pd.line);
                 out.push(crate::problem::p(
                     line,
                     "protection_domain",
