@@ -41,6 +41,29 @@ fn a_storm_whose_block_fails_still_quarantines_the_device() {
 
 const NIC: u32 = 0;
 
+/// The ways the tests below block NET's NIC, and let it run again (`Err` what was refused).
+type Step = dyn Fn(&mut Service<'static, ModelHw>);
+type Again = dyn Fn(&mut Service<'static, ModelHw>) -> Result<(), ErrorCode>;
+
+fn stop_nic(s: &mut Service<'_, ModelHw>) {
+    assert_eq!(call(s, NET, Request::Stop { device: DeviceId(NIC) }), iommu_protocol::Reply::ok(&[0]));
+}
+
+fn tear_down_net(s: &mut Service<'_, ModelHw>) {
+    s.client_torn_down(NET).unwrap();
+}
+
+fn resume_nic(s: &mut Service<'_, ModelHw>) -> Result<(), ErrorCode> {
+    match call(s, NET, Request::Resume { device: DeviceId(NIC) }) {
+        iommu_protocol::Reply::Err(e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn ready_net(s: &mut Service<'_, ModelHw>) -> Result<(), ErrorCode> {
+    s.client_ready(NET)
+}
+
 fn ok_iova(iova: u64) -> iommu_protocol::Reply {
     iommu_protocol::Reply::ok(&[iova])
 }
@@ -71,36 +94,24 @@ fn client_ready_whose_static_map_fails_leaves_the_device_blocked() {
 /// blocked, and runs once the same request succeeds. (Before, it stayed translating.)
 #[test]
 fn an_enable_that_fails_leaves_a_device_that_may_not_run_blocked() {
-    let stop = |s: &mut Service<'_, ModelHw>| {
-        assert_eq!(call(s, NET, Request::Stop { device: DeviceId(NIC) }), iommu_protocol::Reply::ok(&[0]));
-    };
-    let quarantine = |s: &mut Service<'_, ModelHw>| storm(s);
-    let tear_down = |s: &mut Service<'_, ModelHw>| s.client_torn_down(NET).unwrap();
     let fail_unmap = |s: &mut Service<'_, ModelHw>| {
         assert_eq!(map(s, NET, 0, NIC, 0, 0x1000, Some(IOVA_BASE), Rights::READ), ok_iova(IOVA_BASE));
         s.hw_mut().fail_next = Some("unmap");
         assert_eq!(unmap(s, NET, NIC, &[IOVA_BASE]), err(ErrorCode::Hardware));
     };
-    let resume = |s: &mut Service<'_, ModelHw>| match call(s, NET, Request::Resume { device: DeviceId(NIC) }) {
-        iommu_protocol::Reply::Err(e) => Err(e),
-        _ => Ok(()),
-    };
-    let ready = |s: &mut Service<'_, ModelHw>| s.client_ready(NET);
     // The removal's retry comes from a second UNMAP of the same IOVA.
     let unmap_again = |s: &mut Service<'_, ModelHw>| match unmap(s, NET, NIC, &[IOVA_BASE]) {
         iommu_protocol::Reply::Err(e) => Err(e),
         _ => Ok(()),
     };
-    type Step = dyn Fn(&mut Service<'static, ModelHw>);
-    type Again = dyn Fn(&mut Service<'static, ModelHw>) -> Result<(), ErrorCode>;
     // What blocks the device, what lets it run (failing), and what then does (the UNMAP
     // that confirmed the removal has no mapping left to retry: RESUME enables).
     let cases: [(&str, &Step, &Again, &Again); 5] = [
-        ("STOP, then RESUME", &stop, &resume, &resume),
-        ("a storm, then RESUME", &quarantine, &resume, &resume),
-        ("a teardown, then client_ready", &tear_down, &ready, &ready),
-        ("a failed UNMAP, then RESUME", &fail_unmap, &resume, &resume),
-        ("a failed UNMAP, then UNMAP again", &fail_unmap, &unmap_again, &resume),
+        ("STOP, then RESUME", &stop_nic, &resume_nic, &resume_nic),
+        ("a storm, then RESUME", &storm, &resume_nic, &resume_nic),
+        ("a teardown, then client_ready", &tear_down_net, &ready_net, &ready_net),
+        ("a failed UNMAP, then RESUME", &fail_unmap, &resume_nic, &resume_nic),
+        ("a failed UNMAP, then UNMAP again", &fail_unmap, &unmap_again, &resume_nic),
     ];
     for (what, block, first, again) in cases {
         let mut s = service();
@@ -143,22 +154,10 @@ fn records_the_iommu_lost_are_counted_in_every_clients_ring() {
 /// leaves it aborting. Then the same request lets it run.
 #[test]
 fn an_enable_that_fails_and_whose_block_fails_too_stays_owed_until_the_iommu_blocks() {
-    let stop = |s: &mut Service<'_, ModelHw>| {
-        assert_eq!(call(s, NET, Request::Stop { device: DeviceId(NIC) }), iommu_protocol::Reply::ok(&[0]));
-    };
-    let quarantine = |s: &mut Service<'_, ModelHw>| storm(s);
-    let tear_down = |s: &mut Service<'_, ModelHw>| s.client_torn_down(NET).unwrap();
-    let resume = |s: &mut Service<'_, ModelHw>| match call(s, NET, Request::Resume { device: DeviceId(NIC) }) {
-        iommu_protocol::Reply::Err(e) => Err(e),
-        _ => Ok(()),
-    };
-    let ready = |s: &mut Service<'_, ModelHw>| s.client_ready(NET);
-    type Step = dyn Fn(&mut Service<'static, ModelHw>);
-    type Again = dyn Fn(&mut Service<'static, ModelHw>) -> Result<(), ErrorCode>;
     let cases: [(&str, &Step, &Again, ErrorCode); 3] = [
-        ("STOP, then RESUME", &stop, &resume, ErrorCode::Stopped),
-        ("a storm, then RESUME", &quarantine, &resume, ErrorCode::Quarantined),
-        ("a teardown, then client_ready", &tear_down, &ready, ErrorCode::Quarantined),
+        ("STOP, then RESUME", &stop_nic, &resume_nic, ErrorCode::Stopped),
+        ("a storm, then RESUME", &storm, &resume_nic, ErrorCode::Quarantined),
+        ("a teardown, then client_ready", &tear_down_net, &ready_net, ErrorCode::Quarantined),
     ];
     for (what, block, again, refused) in cases {
         let mut s = service();
