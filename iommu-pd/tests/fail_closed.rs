@@ -244,3 +244,42 @@ fn every_client_is_told_when_the_iommu_has_failed() {
         assert!(unsafe { iommu_protocol::faults::FaultRing::failed_shared(ring) }, "client {c} not told");
     }
 }
+
+/// Gap left by the last session: when start-up failed (the SMMU not brought up, the policy
+/// refused), the IOMMU PD told no client: each learnt only from `Unavailable` at its first
+/// call, and one waiting for a notification first waited for ever. `start_failed` tells
+/// every client as a failure while serving does: the same SERVICE_FAILED record, the
+/// ring's `failed` word, and every client to notify. The rings here are as a refused
+/// `Service::new` leaves them, one of them holding what was there before (a ring the
+/// system gave full of another boot's records: none of them counts, and the client is
+/// told all the same). (Failing before: with `start_failed` doing nothing, as the PD did,
+/// no ring reads failed and no record is there.)
+#[test]
+fn every_client_is_told_when_the_service_never_started() {
+    use iommu_pd::faults::{start_failed, FaultRing};
+    use iommu_protocol::faults::kind;
+    let mut rings: Vec<FaultRing> = (0..3).map(|_| FaultRing::default()).collect();
+    for i in 0..40u64 {
+        rings[NET].push(iommu_pd::FaultRecord { iova: i << 12, kind: 0x10, ..Default::default() });
+    }
+    // One ring fewer than the description's clients: refused before anything is touched.
+    let mut owned = Box::new(<iommu_pd::owned_storage!(4, 4, 64, 256)>::default());
+    let refused = Service::new(ModelHw::default(), config(), owned.storage_with_rings(&mut rings[..2]));
+    assert!(refused.is_err(), "the policy must be refused");
+    drop(refused);
+    assert_eq!(start_failed(&mut rings), 0b111, "every client is to be notified");
+    // What a service that failed while serving leaves in every ring.
+    let mut serving = service();
+    serving.service_failed();
+    for c in [NET, BLK, EVIL] {
+        let told: Vec<_> = rings[c].pending().copied().collect();
+        let want: Vec<_> = serving.faults(c).unwrap().pending().copied().collect();
+        assert_eq!(told, want, "client {c}: the same record as after a failure while serving");
+        assert_eq!(told.len(), 1, "client {c}: {told:?}");
+        assert_eq!(told[0].kind, kind::SERVICE_FAILED, "client {c}");
+        assert_eq!(rings[c].dropped(), 0, "client {c}: nothing counted dropped");
+        let ring = core::ptr::NonNull::from(&rings[c]);
+        // SAFETY: the test's own ring, live for the call.
+        assert!(unsafe { FaultRing::failed_shared(ring) }, "client {c} not told");
+    }
+}

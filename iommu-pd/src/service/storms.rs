@@ -136,14 +136,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// `f` on every client's ring; returns the clients (all of them), to notify.
-    fn every_ring(&mut self, mut f: impl FnMut(&mut FaultRing)) -> u64 {
+    fn every_ring(&mut self, f: impl FnMut(&mut FaultRing)) -> u64 {
         let clients = self.cfg.clients.len().min(self.rings.len());
-        let mut notify = 0;
-        for (c, ring) in self.rings.iter_mut().enumerate().take(clients) {
-            f(ring);
-            notify |= 1 << c;
-        }
-        notify
+        crate::faults::every_ring(&mut self.rings[..clients], f)
     }
 
     /// The IOMMU failed while serving and was failed closed (SMMUv3 service failure, or

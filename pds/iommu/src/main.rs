@@ -228,6 +228,12 @@ fn init() -> IommuPd {
                 Err(e) => debug_println!("iommu: DMA NOT KNOWN TO BE STOPPED: {e}"),
             }
             debug_println!("iommu: every request is refused (Unavailable)");
+            // Every client is told as after a failure while serving (`fail_service`), so
+            // that one waiting for a notification before it calls learns it too.
+            // SAFETY: the service `start` made, the rings' one other user, was dropped when
+            // it returned.
+            let told = iommu_pd::faults::start_failed(unsafe { fault_rings() });
+            tell_clients(told);
             IommuPd {
                 service: None,
                 // Never served: nothing is, with no service.
@@ -253,16 +259,8 @@ fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
     let regions = unsafe { REGIONS.take(regions) };
     // SAFETY: as above.
     let storage = unsafe { STORAGE.take(policy::PolicyStorage::default()) };
-    // The fault rings: one page per client, each shared read-only with its client, mapped
-    // here at consecutive addresses from `fault_rings`.
-    // (A system with no client, only devices with the description's iomaps, has none.)
-    let rings: &mut [iommu_pd::FaultRing] = if policy::CLIENTS.is_empty() {
-        &mut []
-    } else {
-        let rings: NonNull<iommu_pd::FaultRing> = memory_region_symbol!(fault_rings: *mut iommu_pd::FaultRing);
-        // SAFETY: the description maps one ring page per client there, for this PD to write.
-        unsafe { core::slice::from_raw_parts_mut(rings.as_ptr(), policy::CLIENTS.len()) }
-    };
+    // SAFETY: `init` runs once, and this is the rings' first use.
+    let rings = unsafe { fault_rings() };
     // The description's storm policy, its window in this board's timer ticks, and in the
     // milliseconds of `Clock::now_ms` for the ration of RESUMEs after a storm.
     let faults = FaultPolicy {
@@ -271,6 +269,23 @@ fn start(regs: NonNull<u8>) -> Result<Svc, Why> {
         resume_rest_ms: policy::FAULT_WINDOW_US.div_ceil(1000),
     };
     Service::new(backend, policy::config(regions, faults), storage.storage_with_rings(rings)).map_err(Why::Policy)
+}
+
+/// The fault rings: one page per client, each shared read-only with its client, mapped
+/// here at consecutive addresses from `fault_rings`. (A system with no client, only
+/// devices with the description's iomaps, has none.)
+///
+/// # Safety
+/// No other reference to the rings may be live: `start`'s service holds one until it is
+/// dropped.
+unsafe fn fault_rings() -> &'static mut [iommu_pd::FaultRing] {
+    if policy::CLIENTS.is_empty() {
+        return &mut [];
+    }
+    let rings: NonNull<iommu_pd::FaultRing> = memory_region_symbol!(fault_rings: *mut iommu_pd::FaultRing);
+    // SAFETY: the description maps one ring page per client there, for this PD to write;
+    // the caller vouches that no other reference to them is live.
+    unsafe { core::slice::from_raw_parts_mut(rings.as_ptr(), policy::CLIENTS.len()) }
 }
 
 /// What stopped start-up.
@@ -676,6 +691,13 @@ fn notify_client(client: usize) {
     Channel::new(client + 1).notify();
 }
 
+/// The IOMMU service failed for good, and the rings of `told` (a client mask) say so:
+/// notify each of those clients, and say it.
+fn tell_clients(told: u64) {
+    (0..policy::CLIENTS.len()).filter(|c| told & (1 << c) != 0).for_each(notify_client);
+    debug_println!("iommu: every client told (SERVICE_FAILED in its fault ring)");
+}
+
 impl IommuPd {
     /// Restart a client whose teardown is confirmed, from its program's entry point, as
     /// a supervisor would: its devices run again with no mappings (`client_ready`), and
@@ -752,9 +774,7 @@ impl IommuPd {
         // A client waiting on its queue's completions or on a removal would wait for
         // ever: each is told, by a SERVICE_FAILED record in its ring (and its ring's
         // `failed`, which a ring too full for the record gets too) and a notification.
-        let told = service.service_failed();
-        (0..policy::CLIENTS.len()).filter(|c| told & (1 << c) != 0).for_each(notify_client);
-        debug_println!("iommu: every client told (SERVICE_FAILED in its fault ring)");
+        tell_clients(service.service_failed());
         self.down = Some(down);
     }
 }
