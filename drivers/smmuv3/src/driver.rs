@@ -495,16 +495,104 @@ unsafe impl<M: Mmio + Send> Send for Smmu<M> {}
 struct Reset {
     /// SMMU_IDR0.ATS, as probed: `start` sets CR0.ATSCHK.
     ats: bool,
+    pool: TablePool,
+    gbpa_aborts: bool,
+}
+
+/// What `Smmu::init` learns before it writes anything: the probe, and the memory checked
+/// against it.
+#[derive(Clone, Copy)]
+struct Checked {
+    idr0: u32,
     features: Features,
+    coherency: Coherency,
+    maint: Maintenance,
     strtab: StreamTable,
     cmdq_log2: u32,
     eventq_log2: u32,
-    pool: TablePool,
     max_domains: usize,
-    gbpa_aborts: bool,
     commands_per_sync: u32,
-    coherency: Coherency,
-    maint: Maintenance,
+}
+
+/// The stream table `checked` laid out, every entry aborting, written and given to the
+/// SMMU (SMMU_STRTAB_BASE, which may be written only while SMMUEN is 0: the caller has
+/// disabled it).
+fn install_aborting_stream_table(regs: &impl Mmio, mem: &Memory, config: &Config, checked: &Checked) {
+    write_aborting_stream_table(&mem.stream_table, &checked.strtab);
+    // Every aborting STE (or invalid level-1 descriptor) at the PoC before the SMMU is
+    // told where the table is.
+    checked.maint.clean(mem.stream_table.va, mem.stream_table.len);
+    let (strtab_log2, fmt, split) = match checked.strtab {
+        StreamTable::Linear { log2 } => (log2, STRTAB_BASE_CFG::FMT::Linear, 0),
+        StreamTable::TwoLevel { .. } => (config.sid_bits, STRTAB_BASE_CFG::FMT::TwoLevel, STRTAB_SPLIT),
+    };
+    barrier::wmb();
+    regs.write64(reg::STRTAB_BASE, (STRTAB_BASE::RA::SET + STRTAB_BASE::ADDR.val(mem.stream_table.pa.0 >> 6)).value);
+    regs.write32(
+        reg::STRTAB_BASE_CFG,
+        (fmt + STRTAB_BASE_CFG::LOG2SIZE.val(strtab_log2) + STRTAB_BASE_CFG::SPLIT.val(split)).value,
+    );
+}
+
+/// A queue's registers: base, producer and consumer index.
+struct QueueRegs(usize, usize, usize);
+
+impl QueueRegs {
+    const COMMAND: Self = QueueRegs(reg::CMDQ_BASE, reg::CMDQ_PROD, reg::CMDQ_CONS);
+    const EVENT: Self = QueueRegs(reg::EVENTQ_BASE, reg::EVENTQ_PROD, reg::EVENTQ_CONS);
+}
+
+/// Point a queue's registers at `region` (`log2` entries), empty: PROD == CONS == 0. Only
+/// while the queue is disabled (its CR0 enable acknowledged 0).
+fn set_queue(regs: &impl Mmio, QueueRegs(base, prod, cons): QueueRegs, region: &DmaRegion, log2: u32) {
+    let value = Q_BASE::ALLOCATE::SET + Q_BASE::ADDR.val(region.pa.0 >> 5) + Q_BASE::LOG2SIZE.val(log2 as u64);
+    regs.write64(base, value.value);
+    regs.write32(prod, 0);
+    regs.write32(cons, 0);
+}
+
+/// What `Smmu::init` leaves when it fails after checking the memory, wherever it stopped:
+/// every transaction aborting, best effort. Disabled when GBPA.ABORT is in effect
+/// (`gbpa_aborts`: `init` read it back set). Otherwise (no GBPA, QEMU 7.2's, or an update
+/// that never completes) a disabled SMMU passes every transaction, so it translates
+/// instead, queues off, through the aborting stream table, written again here since the
+/// failure may have come before it was in place: disabled first (SMMU_STRTAB_BASE may be
+/// written only while SMMUEN is 0; a successful `init` opens the same window), and left
+/// as it is if that disable is not acknowledged.
+///
+/// While SMMUEN is 0 the SMMU uses no cached entry, but a change of SMMUEN need not
+/// invalidate them (IHI 0070 6.3.9.6): enabled again, it could go on with an earlier
+/// owner's cached STE (a bypassing one) or TLB entry, whatever the table now says. So
+/// before it is enabled, every cached entry is invalidated through the command queue
+/// (maintenance completed while SMMUEN is 0 guarantees the entries are gone, 6.3.9.6),
+/// best effort: if the queue is what failed, it is enabled all the same, and the README
+/// says where this stops.
+fn fail_onto_aborting_table(
+    regs: &impl Mmio,
+    mem: &Memory,
+    config: &Config,
+    checked: &Checked,
+    gbpa_aborts: bool,
+) -> Result<(), Error> {
+    if let Ok(true) = gbpa_abort_in_effect(regs, config.bound, gbpa_aborts) {
+        return disable(regs, config.bound);
+    }
+    disable(regs, config.bound)?;
+    install_aborting_stream_table(regs, mem, config, checked);
+    let _ = invalidate_while_disabled(regs, mem, config, checked);
+    enable_on_aborting_table(regs, config.bound)
+}
+
+/// On a disabled SMMU (SMMUEN and CMDQEN acknowledged 0): the command queue set up afresh
+/// in `mem`, every cached entry invalidated (`CommandQueue::invalidate_everything`), and
+/// the queue left on (`enable_on_aborting_table` turns it off).
+fn invalidate_while_disabled(regs: &impl Mmio, mem: &Memory, config: &Config, checked: &Checked) -> Result<(), Error> {
+    set_queue(regs, QueueRegs::COMMAND, &mem.cmdq, checked.cmdq_log2);
+    let cmdqen = CR0::CMDQEN::SET.value;
+    regs.write32(reg::CR0, cmdqen);
+    wait(config.bound, "SMMU_CR0ACK (command queue, to invalidate)", || regs.read32(reg::CR0ACK) == cmdqen)?;
+    let mut cmdq = CommandQueue::new(mem, config, checked, false);
+    cmdq.invalidate_everything(regs, &mut Stats::default(), checked.features.hyp)
 }
 
 /// Make every incoming transaction abort, best effort: SMMU_GBPA.ABORT = 1 (written only
@@ -675,6 +763,40 @@ const CERROR_ABT: u32 = 2;
 const CERROR_ATC_INV_SYNC: u32 = 3;
 
 impl CommandQueue {
+    /// The queue in `mem`, empty (PROD == CONS == 0), as `init` sets it up.
+    fn new(mem: &Memory, config: &Config, checked: &Checked, gbpa_aborts: bool) -> Self {
+        CommandQueue {
+            base: mem.cmdq.va.cast(),
+            ring: Ring { log2: checked.cmdq_log2 },
+            prod: 0,
+            cons: 0,
+            bound: config.bound,
+            failed: None,
+            unanswered: false,
+            stream_table: mem.stream_table,
+            layout: checked.strtab,
+            gbpa_aborts,
+            timed_out_at: None,
+            since_sync: 0,
+            commands_per_sync: checked.commands_per_sync,
+            maint: checked.maint,
+            deferred: false,
+            deferred_failed: None,
+            open: None,
+        }
+    }
+
+    /// Drop every cached configuration and TLB entry (CMD_CFGI_ALL, the TLBIs of every
+    /// regime used) and wait for it (CMD_SYNC).
+    fn invalidate_everything(&mut self, regs: &impl Mmio, stats: &mut Stats, hyp: bool) -> Result<(), Error> {
+        self.push(regs, stats, Command::cfgi_all())?;
+        if hyp {
+            self.push(regs, stats, Command::tlbi_el2_all())?;
+        }
+        self.push(regs, stats, Command::tlbi_nsnh_all())?;
+        self.sync(regs, stats)
+    }
+
     fn write_slot(&mut self, cmd: Command) {
         let slot = self.ring.slot(self.prod) as usize;
         // SAFETY: `slot < entries`, and the queue region holds `entries` commands.
@@ -946,76 +1068,55 @@ impl<M: Mmio> Smmu<M> {
     /// The regions in `mem` must be memory that only this driver uses from now on, seen
     /// by the SMMU at their `pa`, and `regs` must be the only access to the registers.
     pub unsafe fn init(regs: M, mem: Memory, config: Config) -> Result<Self, Error> {
+        // Firmware may have left the SMMU disabled with GBPA in bypass, or running its own
+        // tables: neither may stay when this driver does not take over.
+        let checked = match Self::check(&regs, &mem, &config) {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing written yet, and no memory to put a table in: GBPA.ABORT alone.
+                let _ = fail_closed(&regs, config.bound);
+                return Err(e);
+            }
+        };
         // SAFETY: `init`'s contract, passed on.
-        let reset = match unsafe { Self::reset(&regs, &mem, &config) } {
+        let reset = match unsafe { Self::reset(&regs, &mem, &config, &checked) } {
             Ok(r) => r,
             Err(e) => {
-                // Firmware may have left the SMMU disabled with GBPA in bypass, or running
-                // its own tables: neither may stay when this driver does not take over.
-                let _ = fail_closed(&regs, config.bound);
+                let _ = fail_onto_aborting_table(&regs, &mem, &config, &checked, false);
                 return Err(e);
             }
         };
         let mut smmu = Smmu {
             regs,
-            features: reset.features,
+            features: checked.features,
             config,
             mem,
-            strtab: reset.strtab,
-            cmdq: CommandQueue {
-                base: mem.cmdq.va.cast(),
-                ring: Ring { log2: reset.cmdq_log2 },
-                prod: 0,
-                cons: 0,
-                bound: config.bound,
-                failed: None,
-                unanswered: false,
-                stream_table: mem.stream_table,
-                layout: reset.strtab,
-                gbpa_aborts: reset.gbpa_aborts,
-                timed_out_at: None,
-                since_sync: 0,
-                commands_per_sync: reset.commands_per_sync,
-                maint: reset.maint,
-                deferred: false,
-                deferred_failed: None,
-                open: None,
-            },
-            eventq_ring: Ring { log2: reset.eventq_log2 },
+            strtab: checked.strtab,
+            cmdq: CommandQueue::new(&mem, &config, &checked, reset.gbpa_aborts),
+            eventq_ring: Ring { log2: checked.eventq_log2 },
             eventq_cons: 0,
             pool: reset.pool,
             domains: [const { None }; MAX_DOMAINS],
-            max_domains: reset.max_domains,
+            max_domains: checked.max_domains,
             deferred_domains: 0,
             streams: [None; MAX_STREAMS],
             stats: Stats::default(),
             gbpa_aborts: reset.gbpa_aborts,
-            coherency: reset.coherency,
-            maint: reset.maint,
+            coherency: checked.coherency,
+            maint: checked.maint,
             reject_next_invalidation: RejectNext::default(),
         };
         if let Err(e) = smmu.start(reset.ats) {
-            let regs = &smmu.regs;
-            let _ = match gbpa_abort_in_effect(regs, config.bound, smmu.gbpa_aborts) {
-                Ok(true) => disable(regs, config.bound),
-                // `reset` disabled it, and without GBPA.ABORT a disabled SMMU passes every
-                // transaction: it translates instead, through the stream table `reset`
-                // wrote, every entry aborting. (Its configuration cache may still hold
-                // entries of an earlier owner's table if the CMD_CFGI_ALL did not
-                // complete: the README says where this stops.)
-                _ => enable_on_aborting_table(regs, config.bound),
-            };
+            let _ = fail_onto_aborting_table(&smmu.regs, &mem, &config, &checked, smmu.gbpa_aborts);
             return Err(e);
         }
         Ok(smmu)
     }
 
-    /// `init`'s first part, up to the queues' registers: probe, abort and disable, the
-    /// aborting stream table, the queues, the page-table pool and the CDs.
-    ///
-    /// # Safety
-    /// As for `init`.
-    unsafe fn reset(regs: &M, mem: &Memory, config: &Config) -> Result<Reset, Error> {
+    /// What `init` needs to know before it writes anything: the probe, and the memory
+    /// checked against it. Reads the ID registers only: should it refuse, the SMMU is
+    /// still as it was.
+    fn check(regs: &M, mem: &Memory, config: &Config) -> Result<Checked, Error> {
         let id = IdRegs {
             idr: [
                 regs.read32(reg::IDR0),
@@ -1047,7 +1148,7 @@ impl<M: Mmio> Smmu<M> {
         }
         let maint = Maintenance::new(coherency, config.cache);
 
-        // 0. The memory, checked before any register is written: should it be refused, the
+        // The memory, checked before any register is written: should it be refused, the
         // SMMU is still as it was. (Disabled first, an SMMU without GBPA, QEMU 7.2's, would
         // pass every transaction, and `fail_closed` could not close it again.) Written only
         // once the SMMU is disabled: a warm re-init may find it running on this memory.
@@ -1064,6 +1165,28 @@ impl<M: Mmio> Smmu<M> {
         if !TablePool::usable(&mem.tables) {
             return Err(Error::BadMemory("page-table pool"));
         }
+        Ok(Checked {
+            idr0: id.idr[0],
+            features,
+            coherency,
+            maint,
+            strtab,
+            cmdq_log2,
+            eventq_log2,
+            max_domains,
+            commands_per_sync: errata::for_iidr(id.iidr).commands_per_sync.unwrap_or(u32::MAX),
+        })
+    }
+
+    /// `init`'s first part, up to the queues' registers: abort and disable, the aborting
+    /// stream table, the queues, the page-table pool and the CDs. On an error, `init`
+    /// puts the aborting table in itself (`fail_onto_aborting_table`): the memory is
+    /// checked, and the error may come before the table is in place.
+    ///
+    /// # Safety
+    /// As for `init`.
+    unsafe fn reset(regs: &M, mem: &Memory, config: &Config, checked: &Checked) -> Result<Reset, Error> {
+        let Checked { idr0, coherency, maint, cmdq_log2, eventq_log2, .. } = *checked;
 
         // 1. Abort incoming transactions while the SMMU is (re)configured, then disable.
         // Some implementations lack GBPA (QEMU 7.2 reads it as zero and ignores writes):
@@ -1078,7 +1201,7 @@ impl<M: Mmio> Smmu<M> {
         // (this driver uses wired interrupts) (IHI 0070 6.3.18, 6.3.31, 6.3.34).
         regs.write64(reg::GERROR_IRQ_CFG0, 0);
         regs.write64(reg::EVENTQ_IRQ_CFG0, 0);
-        let idr0 = LocalRegisterCopy::<u32, IDR0::Register>::new(id.idr[0]);
+        let idr0 = LocalRegisterCopy::<u32, IDR0::Register>::new(idr0);
         if idr0.read(IDR0::PRI) == 1 {
             regs.write64(reg::PRIQ_IRQ_CFG0, 0);
         }
@@ -1103,35 +1226,11 @@ impl<M: Mmio> Smmu<M> {
         regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
 
         // 3. The stream table, every entry aborting.
-        write_aborting_stream_table(&mem.stream_table, &strtab);
-        // Every aborting STE (or invalid level-1 descriptor) at the PoC before the SMMU
-        // is told where the table is.
-        maint.clean(mem.stream_table.va, mem.stream_table.len);
-        let (strtab_log2, fmt, split) = match strtab {
-            StreamTable::Linear { log2 } => (log2, STRTAB_BASE_CFG::FMT::Linear, 0),
-            StreamTable::TwoLevel { .. } => (config.sid_bits, STRTAB_BASE_CFG::FMT::TwoLevel, STRTAB_SPLIT),
-        };
-        barrier::wmb();
-        regs.write64(
-            reg::STRTAB_BASE,
-            (STRTAB_BASE::RA::SET + STRTAB_BASE::ADDR.val(mem.stream_table.pa.0 >> 6)).value,
-        );
-        regs.write32(
-            reg::STRTAB_BASE_CFG,
-            (fmt + STRTAB_BASE_CFG::LOG2SIZE.val(strtab_log2) + STRTAB_BASE_CFG::SPLIT.val(split)).value,
-        );
+        install_aborting_stream_table(regs, mem, config, checked);
 
         // 4. The queues (checked above).
-        // Both queues start empty: PROD == CONS == 0.
-        for (base, prod, cons, region, log2) in [
-            (reg::CMDQ_BASE, reg::CMDQ_PROD, reg::CMDQ_CONS, &mem.cmdq, cmdq_log2),
-            (reg::EVENTQ_BASE, reg::EVENTQ_PROD, reg::EVENTQ_CONS, &mem.eventq, eventq_log2),
-        ] {
-            let value = Q_BASE::ALLOCATE::SET + Q_BASE::ADDR.val(region.pa.0 >> 5) + Q_BASE::LOG2SIZE.val(log2 as u64);
-            regs.write64(base, value.value);
-            regs.write32(prod, 0);
-            regs.write32(cons, 0);
-        }
+        set_queue(regs, QueueRegs::COMMAND, &mem.cmdq, cmdq_log2);
+        set_queue(regs, QueueRegs::EVENT, &mem.eventq, eventq_log2);
 
         // SAFETY: `init`'s contract: the table pool is ours alone.
         let mut pool = unsafe { TablePool::new(mem.tables) }.ok_or(Error::BadMemory("page-table pool"))?;
@@ -1146,31 +1245,14 @@ impl<M: Mmio> Smmu<M> {
         // The SMMU writes event records straight to the PoC: no dirty line of this CPU's
         // may be written back over one later (the driver never writes the queue again).
         maint.clean(mem.eventq.va, mem.eventq.len);
-        Ok(Reset {
-            ats: idr0.read(IDR0::ATS) == 1,
-            features,
-            strtab,
-            cmdq_log2,
-            eventq_log2,
-            pool,
-            max_domains,
-            gbpa_aborts,
-            commands_per_sync: errata::for_iidr(id.iidr).commands_per_sync.unwrap_or(u32::MAX),
-            coherency,
-            maint,
-        })
+        Ok(Reset { ats: idr0.read(IDR0::ATS) == 1, pool, gbpa_aborts })
     }
 
     /// `init`'s second part: the queues on, caches invalidated, interrupts, translation.
     fn start(&mut self, ats: bool) -> Result<(), Error> {
         // 5. Command queue on; drop anything cached from before (config and TLBs).
         self.enable(CR0::CMDQEN::SET.value)?;
-        self.cmdq.push(&self.regs, &mut self.stats, Command::cfgi_all())?;
-        if self.features.hyp {
-            self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_el2_all())?;
-        }
-        self.cmdq.push(&self.regs, &mut self.stats, Command::tlbi_nsnh_all())?;
-        self.cmdq.sync(&self.regs, &mut self.stats)?;
+        self.cmdq.invalidate_everything(&self.regs, &mut self.stats, self.features.hyp)?;
 
         // 6. Event queue, interrupts, and finally translation.
         self.enable(CR0::EVENTQEN::SET.value)?;
