@@ -755,6 +755,9 @@ struct CommandQueue {
     /// every CMD_SYNC (`sync_once`), so no sync confirms less than was removed before it,
     /// and before another domain's deferred unmap takes its place.
     open: Option<LeafInvalidation>,
+    /// Fault injection (`Smmu::withhold_doorbell`): CMDQ_PROD is no longer written.
+    #[cfg(feature = "fault-injection")]
+    doorbell_withheld: bool,
 }
 
 /// SMMU_CMDQ_CONS.ERR values (IHI 0070 7.1).
@@ -783,6 +786,8 @@ impl CommandQueue {
             deferred: false,
             deferred_failed: None,
             open: None,
+            #[cfg(feature = "fault-injection")]
+            doorbell_withheld: false,
         }
     }
 
@@ -839,6 +844,10 @@ impl CommandQueue {
     }
 
     fn doorbell(&self, regs: &impl Mmio) {
+        #[cfg(feature = "fault-injection")]
+        if self.doorbell_withheld {
+            return;
+        }
         // Commands must be in memory before the SMMU learns of them.
         barrier::wmb();
         regs.write32(reg::CMDQ_PROD, self.prod);
@@ -2081,6 +2090,15 @@ impl<M: Mmio> Smmu<M> {
     #[cfg(feature = "fault-injection")]
     pub fn reject_next_invalidation(&mut self) {
         self.reject_next_invalidation.0 = true;
+    }
+
+    /// Fault injection: from now on the driver does not ring the doorbell (SMMU_CMDQ_PROD
+    /// is not written again), so the SMMU consumes no command queued after this: to the
+    /// driver, an SMMU that stopped answering, on real hardware. Every CMD_SYNC then times
+    /// out, and the second in a row fails the SMMU closed (`unanswered`).
+    #[cfg(feature = "fault-injection")]
+    pub fn withhold_doorbell(&mut self) {
+        self.cmdq.doorbell_withheld = true;
     }
 
     /// Queue `cmd` as it is and wait for a CMD_SYNC: for tests that provoke command

@@ -297,3 +297,27 @@ fn without_gbpa_an_escalation_leaves_every_stream_it_fetches_aborting() {
     let o = smmu.regs().translate(SID + 1, 0x4000, true);
     assert!(reaches_nothing(o), "the stream not yet fetched: {o:?}");
 }
+
+/// The fault injection the failure image boots with (`Smmu::withhold_doorbell`, images
+/// `smmu-failure.xml`): the driver stops writing CMDQ_PROD, so the SMMU, which works,
+/// never sees a command queued after it. To the driver that is an SMMU that stopped
+/// answering: the unmap's sync times out, the next one too, and the SMMU is failed closed,
+/// every stream aborting, the page the TLB still held included. CMDQ_PROD is not written
+/// again: what the image shows is the driver's own path, not the SMMU's.
+#[test]
+fn a_withheld_doorbell_is_an_smmu_that_stopped_answering() {
+    let (mut smmu, d) = running();
+    let mapped = smmu.regs().translate(SID, 0x1000, true);
+    let prod = smmu.regs().reg(reg::CMDQ_PROD);
+    smmu.withhold_doorbell();
+    assert_eq!(smmu.unmap(d, Iova(0x1000), 4096), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.regs().translate(SID, 0x1000, true), mapped, "still in the TLB");
+    assert_eq!(smmu.invalidate_domain(d), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Ok(())), "failed closed");
+    assert!(smmu.unanswered());
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CMDQ_PROD), prod, "no command reached the SMMU");
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    assert_eq!(m.translate(SID, 0x1000, true), Outcome::Abort, "the page the TLB held");
+    assert_eq!(m.violations(), Vec::<&str>::new());
+}

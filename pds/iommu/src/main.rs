@@ -585,6 +585,12 @@ impl IommuPd {
             let label = backend::measure_bypass(service, client, &mrs[..n]).map_or_else(|e| e as u64, |()| 0);
             return Ok(MessageInfo::new(label, 0));
         }
+        // images/smmu-failure.xml's injected failure: this UNMAP finds the SMMU not
+        // answering.
+        #[cfg(all(feature = "inject-unanswered", not(mmu500)))]
+        if msg_info.label() == iommu_protocol::Op::Unmap as u64 {
+            backend::withhold_doorbell(service.hw_mut());
+        }
         let reply = match self.ecam.as_mut() {
             Some(ecam) => service.handle_with(client, msg_info.label(), &mrs[..n], ecam),
             // No ECAM, but the rations still need a clock.

@@ -202,6 +202,13 @@ pub fn unanswered(hw: &mut Hw) -> bool {
     hw.smmu().unanswered()
 }
 
+/// Fault injection (feature `inject-unanswered`): the driver rings the SMMU's doorbell no
+/// more, so the SMMU consumes no command from here on (`Smmu::withhold_doorbell`).
+#[cfg(feature = "inject-unanswered")]
+pub fn withhold_doorbell(hw: &mut Hw) {
+    hw.smmu().withhold_doorbell()
+}
+
 /// Whether `channels` holds one of the SMMU's interrupts.
 pub fn interrupted(channels: ChannelSet) -> bool {
     channels.contains(EVENTQ_IRQ) || channels.contains(GERROR_IRQ)

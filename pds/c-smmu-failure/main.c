@@ -1,0 +1,103 @@
+/*
+ * The SMMU fails while serving, on QEMU's real SMMU: images/smmu-failure.xml builds the
+ * IOMMU PD with `inject-unanswered`, so from this PD's first UNMAP on the SMMU driver rings
+ * no doorbell (SMMU_CMDQ_PROD is not written again) and the SMMU consumes no command: to
+ * the driver, an SMMU that stopped answering. The UNMAP's CMD_SYNC times out, the device's
+ * block waits on a second one, and the driver fails the SMMU closed (every STE aborting,
+ * GBPA.ABORT, SMMUEN = 0).
+ *
+ * This PD shows its device's DMA reaching the page before (through the description's
+ * iomap and through a mapping of its own, which QEMU's IOTLB then holds), and refused
+ * after: the page's bytes are unchanged where a write would land. Neither removal was
+ * ever confirmed, so only the driver's failing closed stops these writes.
+ */
+#include <stdint.h>
+
+#include <microkit.h>
+
+#include "edu.h"
+#include "failure_test_iommu.h"
+#include "iommu_client.h"
+#include "pd_print.h"
+
+#define IOMMU FAILURE_TEST_IOMMU_CHANNEL
+#define MY_DEVICE FAILURE_TEST_DEV_QEMU_EDU
+
+/* The description's iomap of the page. */
+#define IOVA 0x100000u
+/* Where the IOMMU PD puts edu 00:02.0's BAR0, which the description maps at
+ * edu_mmio_window. */
+#define BAR0 0x10000000u
+/* Command: memory space and bus master (the IOMMU PD left both off). */
+#define COMMAND_MEMORY_MASTER 0x6u
+
+uintptr_t edu_mmio_window_vaddr __attribute__((section(".data")));
+uintptr_t dma_buffer_vaddr __attribute__((section(".data")));
+uintptr_t fault_ring __attribute__((section(".data")));
+
+static void say(const char *what)
+{
+    microkit_dbg_puts("smmu-failure: ");
+    microkit_dbg_puts(what);
+    microkit_dbg_puts("\n");
+}
+
+/* The device writes its buffer (which holds neither byte) at `iova`, where `watch` lies:
+ * "<what> is refused" if `watch` still holds what it was filled with. */
+static void write_after(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, const char *what)
+{
+    microkit_dbg_puts("smmu-failure: after the failure, DMA at ");
+    microkit_dbg_puts(what);
+    microkit_dbg_puts(edu_write_misses(bar, iova, watch, 0xa5) ? " is refused: the page is unchanged\n"
+                                                               : " LANDED: the page was written\n");
+}
+
+void init(void)
+{
+    uint32_t bar0 = 0;
+    uint64_t err = iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0);
+    if (err || (bar0 & ~0xfu) != BAR0) {
+        put_result("smmu-failure", "BAR0 where the description maps it", err ? err : bar0);
+        return;
+    }
+    err = iommu_config_write(IOMMU, MY_DEVICE, 0x04, 2, COMMAND_MEMORY_MASTER, 0);
+    if (err) {
+        put_result("smmu-failure", "CONFIG_WRITE turning its device on", err);
+        return;
+    }
+    uintptr_t bar = edu_mmio_window_vaddr;
+    volatile uint8_t *buf = (volatile uint8_t *)dma_buffer_vaddr;
+
+    /* Before: the device runs, and reaches the page both ways. */
+    if (!edu_round_trip(bar, buf, IOVA, 0x5a)) {
+        say("before the failure, DMA at the iomap's IOVA FAILED");
+        return;
+    }
+    say("before the failure, DMA at the iomap's IOVA reaches the page");
+    uint64_t iova = 0;
+    err = iommu_map(IOMMU, FAILURE_TEST_CAP_EDU_PAGE, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE,
+                    &iova);
+    if (err || !edu_round_trip(bar, buf, iova, 0x6b)) {
+        put_result("smmu-failure", "before the failure, MAP and DMA at its IOVA", err ? err : 1);
+        return;
+    }
+    say("before the failure, DMA at its own mapping's IOVA reaches the page");
+
+    /* The injected failure: the UNMAP's invalidation never completes. */
+    put_result("smmu-failure", "UNMAP with the SMMU not answering", iommu_unmap(IOMMU, MY_DEVICE, &iova, 1));
+    const volatile struct iommu_fault_ring *ring = (const volatile struct iommu_fault_ring *)fault_ring;
+    say(iommu_service_failed(ring) ? "told: its fault ring says the IOMMU service failed"
+                                   : "NOT TOLD: its fault ring does not say the IOMMU service failed");
+
+    /* After: the device's buffer holds 0x6b; a write that landed would put it in the page. */
+    write_after(bar, IOVA + 0x800, buf + 0x800, "the iomap's IOVA");
+    write_after(bar, iova + 0x800, buf + 0x800, "the unconfirmed unmap's IOVA");
+    put_result("smmu-failure", "a later call", iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0));
+}
+
+void notified(microkit_channel ch)
+{
+    if (ch == IOMMU && iommu_service_failed((const volatile struct iommu_fault_ring *)fault_ring)) {
+        say("notified by the IOMMU PD: the IOMMU service failed");
+    }
+}
