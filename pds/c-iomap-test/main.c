@@ -14,6 +14,7 @@
 #include <microkit.h>
 
 #include "edu.h"
+#include "edu_on.h"
 #include "iommu_client.h"
 #include "pd_print.h"
 
@@ -22,38 +23,15 @@
 #define MY_DEVICE 0
 
 #define IOVA 0x100000u
-/* Where the IOMMU PD puts edu 00:02.0's BAR0 (the first MiB of the PCI memory window),
- * which the description maps at edu_mmio_window. */
-#define BAR0 0x10000000u
-/* Command: memory space and bus master (the IOMMU PD left both off). */
-#define COMMAND_MEMORY_MASTER 0x6u
 
 uintptr_t edu_mmio_window_vaddr __attribute__((section(".data")));
 uintptr_t dma_buffer_vaddr __attribute__((section(".data")));
 uintptr_t dma_buffer_paddr __attribute__((section(".data")));
 
-static void say(const char *what, uint64_t err)
-{
-    microkit_dbg_puts("iomap-test: ");
-    microkit_dbg_puts(what);
-    microkit_dbg_puts(": error ");
-    put_hex(err);
-    microkit_dbg_puts("\n");
-}
-
 void init(void)
 {
-    /* Its BAR0 must be where the description maps it, or the device's registers are not
-     * what this PD would be driving. */
-    uint32_t bar0 = 0;
-    uint64_t err = iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0);
-    if (err || (bar0 & ~0xfu) != BAR0) {
-        say("BAR0 not where the description maps it", err ? err : bar0);
-        return;
-    }
-    err = iommu_config_write(IOMMU, MY_DEVICE, 0x04, 2, COMMAND_MEMORY_MASTER, 0);
-    if (err) {
-        say("CONFIG_WRITE turning its device on", err);
+    /* Its BAR0 (which the description maps at edu_mmio_window) checked, then on. */
+    if (!edu_switch_on("iomap-test", IOMMU, MY_DEVICE)) {
         return;
     }
     volatile uint8_t *buf = (volatile uint8_t *)dma_buffer_vaddr;

@@ -16,6 +16,7 @@
 #include <microkit.h>
 
 #include "edu.h"
+#include "edu_on.h"
 #include "failure_test_iommu.h"
 #include "iommu_client.h"
 #include "pd_print.h"
@@ -25,11 +26,6 @@
 
 /* The description's iomap of the page. */
 #define IOVA 0x100000u
-/* Where the IOMMU PD puts edu 00:02.0's BAR0, which the description maps at
- * edu_mmio_window. */
-#define BAR0 0x10000000u
-/* Command: memory space and bus master (the IOMMU PD left both off). */
-#define COMMAND_MEMORY_MASTER 0x6u
 
 uintptr_t edu_mmio_window_vaddr __attribute__((section(".data")));
 uintptr_t dma_buffer_vaddr __attribute__((section(".data")));
@@ -54,15 +50,8 @@ static void write_after(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, c
 
 void init(void)
 {
-    uint32_t bar0 = 0;
-    uint64_t err = iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0);
-    if (err || (bar0 & ~0xfu) != BAR0) {
-        put_result("smmu-failure", "BAR0 where the description maps it", err ? err : bar0);
-        return;
-    }
-    err = iommu_config_write(IOMMU, MY_DEVICE, 0x04, 2, COMMAND_MEMORY_MASTER, 0);
-    if (err) {
-        put_result("smmu-failure", "CONFIG_WRITE turning its device on", err);
+    /* Its BAR0 (which the description maps at edu_mmio_window) checked, then on. */
+    if (!edu_switch_on("smmu-failure", IOMMU, MY_DEVICE)) {
         return;
     }
     uintptr_t bar = edu_mmio_window_vaddr;
@@ -75,10 +64,14 @@ void init(void)
     }
     say("before the failure, DMA at the iomap's IOVA reaches the page");
     uint64_t iova = 0;
-    err = iommu_map(IOMMU, FAILURE_TEST_CAP_EDU_PAGE, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE,
-                    &iova);
-    if (err || !edu_round_trip(bar, buf, iova, 0x6b)) {
-        put_result("smmu-failure", "before the failure, MAP and DMA at its IOVA", err ? err : 1);
+    uint64_t err =
+        iommu_map(IOMMU, FAILURE_TEST_CAP_EDU_PAGE, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
+    if (err) {
+        put_result("smmu-failure", "before the failure, MAP", err);
+        return;
+    }
+    if (!edu_round_trip(bar, buf, iova, 0x6b)) {
+        say("before the failure, DMA at its own mapping's IOVA FAILED");
         return;
     }
     say("before the failure, DMA at its own mapping's IOVA reaches the page");
@@ -92,6 +85,7 @@ void init(void)
     /* After: the device's buffer holds 0x6b; a write that landed would put it in the page. */
     write_after(bar, IOVA + 0x800, buf + 0x800, "the iomap's IOVA");
     write_after(bar, iova + 0x800, buf + 0x800, "the unconfirmed unmap's IOVA");
+    uint32_t bar0 = 0;
     put_result("smmu-failure", "a later call", iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0));
 }
 

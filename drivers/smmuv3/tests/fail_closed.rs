@@ -208,6 +208,19 @@ fn failures_after_the_disable() -> Vec<FailurePoint> {
     points
 }
 
+/// `init` on `model`, made to fail (`what`) with `want`: afterwards no stream reaches
+/// memory, and nothing the architecture forbids was done.
+fn init_fails_reaching_nothing(model: &SmmuModel, want: Error, what: &str) {
+    // SAFETY: the memory is fresh and leaked; the model is the only register file.
+    let got = unsafe { Smmu::init(model, common::memory(8), common::config()) }.err();
+    assert_eq!(got, Some(want), "{what}");
+    for sid in [0, SID, 0x80, 0xffff] {
+        let o = model.translate(sid, IOVA, true);
+        assert!(reaches_nothing(o), "{what}: stream {sid:#x}: {o:?}");
+    }
+    assert_eq!(model.violations(), Vec::<&str>::new(), "{what}");
+}
+
 /// Gap left by the last session: on an SMMU without GBPA (QEMU 7.2's), a failure of
 /// `init` after it disabled the SMMU left it disabled, and a disabled SMMU without
 /// GBPA.ABORT passes every transaction untranslated. At every such failure point, every
@@ -224,19 +237,12 @@ fn every_init_failure_after_the_disable_leaves_every_stream_aborting() {
                 model.without_gbpa();
             }
             inject(&model);
-            // SAFETY: the memory is fresh and leaked; the model is the only register file.
-            let got = unsafe { Smmu::init(&model, common::memory(8), common::config()) }.err();
-            assert_eq!(got, Some(want), "{what}");
-            for sid in [0, SID, 0x80, 0xffff] {
-                let o = model.translate(sid, IOVA, true);
-                assert!(reaches_nothing(o), "{what}: stream {sid:#x}: {o:?}");
-            }
+            init_fails_reaching_nothing(&model, want, &what);
             if gbpa {
                 assert_closed(&model, &what);
             } else {
                 assert_eq!(model.reg(reg::CR0ACK), SMMUEN, "{what}: translating, queues off");
             }
-            assert_eq!(model.violations(), Vec::<&str>::new(), "{what}");
         }
     }
 }
@@ -313,18 +319,11 @@ fn every_init_failure_before_the_table_leaves_every_stream_aborting() {
                 }
                 assert_eq!(model.translate(SID, IOVA, true), Outcome::Bypass(IOVA), "{what}: before");
                 inject(&model);
-                // SAFETY: the memory is fresh and leaked; the model is the only register file.
-                let got = unsafe { Smmu::init(&model, common::memory(8), common::config()) }.err();
-                assert_eq!(got, Some(want), "{what}");
-                for sid in [0, SID, 0x80, 0xffff] {
-                    let o = model.translate(sid, IOVA, true);
-                    assert!(reaches_nothing(o), "{what}: stream {sid:#x}: {o:?}");
-                }
+                init_fails_reaching_nothing(&model, want, &what);
                 let gbpa_took = model.reg(reg::GBPA) & GBPA_ABORT != 0 && !what.contains("never completes");
                 if !gbpa_took {
                     assert_eq!(model.reg(reg::CR0ACK), SMMUEN, "{what}: translating, queues off");
                 }
-                assert_eq!(model.violations(), Vec::<&str>::new(), "{what}");
             }
         }
     }
