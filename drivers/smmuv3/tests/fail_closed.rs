@@ -184,8 +184,8 @@ type FailurePoint = (String, Box<dyn Fn(&SmmuModel)>, Error);
 /// Every way `init` can fail after it disabled the SMMU, each with the error it gives:
 /// an acknowledgement of SMMU_CR0 that never comes (the command queue's enable, the event
 /// queue's, translation's: the 2nd, 3rd and 4th CR0 writes; the 1st, the disable, finds
-/// CR0ACK already 0 on a fresh SMMU), of SMMU_IRQ_CTRL (its 2nd write, the enable), and
-/// a CMD_SYNC that never completes.
+/// CR0ACK already 0 on a fresh SMMU), of SMMU_IRQ_CTRL (its 2nd write, the enable), a
+/// CMD_SYNC that never completes, and the first command rejected as malformed.
 fn failures_after_the_disable() -> Vec<FailurePoint> {
     let mut points: Vec<FailurePoint> = Vec::new();
     for nth in 2..=4 {
@@ -204,6 +204,11 @@ fn failures_after_the_disable() -> Vec<FailurePoint> {
         "the CMD_SYNC never completes".into(),
         Box::new(|m: &SmmuModel| m.set_stuck(true)),
         Error::Timeout("CMD_SYNC completion"),
+    ));
+    points.push((
+        "the CMD_CFGI_ALL rejected (CERROR_ILL)".into(),
+        Box::new(|m: &SmmuModel| m.reject_next(smmuv3::cmd::Opcode::CfgiSteRange as u8)),
+        Error::CommandError { code: 1, opcode: smmuv3::cmd::Opcode::CfgiSteRange as u8 },
     ));
     points
 }
