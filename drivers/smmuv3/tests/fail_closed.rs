@@ -185,7 +185,9 @@ type FailurePoint = (String, Box<dyn Fn(&SmmuModel)>, Error);
 /// an acknowledgement of SMMU_CR0 that never comes (the command queue's enable, the event
 /// queue's, translation's: the 2nd, 3rd and 4th CR0 writes; the 1st, the disable, finds
 /// CR0ACK already 0 on a fresh SMMU), of SMMU_IRQ_CTRL (its 2nd write, the enable), a
-/// CMD_SYNC that never completes, and the first command rejected as malformed.
+/// CMD_SYNC that never completes, and the first command rejected as malformed; and on an
+/// SMMU with ATS, the acknowledgement of CR0.ATSCHK's enable (the 4th write there:
+/// disable, CMDQEN, EVENTQEN, ATSCHK, then SMMUEN).
 fn failures_after_the_disable() -> Vec<FailurePoint> {
     let mut points: Vec<FailurePoint> = Vec::new();
     for nth in 2..=4 {
@@ -204,6 +206,14 @@ fn failures_after_the_disable() -> Vec<FailurePoint> {
         "the CMD_SYNC never completes".into(),
         Box::new(|m: &SmmuModel| m.set_stuck(true)),
         Error::Timeout("CMD_SYNC completion"),
+    ));
+    points.push((
+        "on an SMMU with ATS, CR0.ATSCHK's enable (its 4th write) not acknowledged".into(),
+        Box::new(|m: &SmmuModel| {
+            m.preset(reg::IDR0, m.reg(reg::IDR0) | 1 << 10);
+            m.withhold_ack(reg::CR0, 4)
+        }),
+        Error::Timeout("SMMU_CR0ACK"),
     ));
     points.push((
         "the CMD_CFGI_ALL rejected (CERROR_ILL)".into(),
