@@ -634,6 +634,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         match Request::decode(label, mrs).map_err(ErrorCode::from).and_then(|req| self.dispatch(client, req, pci)) {
             Ok(r) => r,
+            // A client older than a RESUME's newer answers gets the older one that means
+            // the same to it, not a label it would read as `Malformed`.
+            Err(e) if label == Op::Resume as u64 => self.refuse(e.as_known_to(ErrorCode::declared_by_resume(mrs))),
             Err(e) => self.refuse(e),
         }
     }

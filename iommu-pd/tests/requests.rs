@@ -520,3 +520,41 @@ fn a_stream_two_devices_list_is_refused_before_the_iommu_is_touched() {
         Some(vec!["enable 0".into(), "enable 1".into(), "enable 2".into(), "enable 3".into()])
     );
 }
+
+/// A RESUME says which error codes its caller decodes (mr1, `ErrorCode::NEWEST` from
+/// `Request::encode` and from C's `iommu_resume`). One without it is from a client built
+/// before `ResumeRationed` (28), which would read 28 as `Malformed` (`Reply::decode`): it
+/// is answered `Quarantined` inside the ration (the device stays so; RESUME again later),
+/// as is one that declares 27, while the ration's effect is the same for all: nothing done.
+/// Codes the old client knows go as they are (`Denied`). (Before, every caller got 28.)
+#[test]
+fn a_client_that_does_not_declare_resume_rationed_is_answered_quarantined() {
+    let faults = iommu_pd::FaultPolicy { resume_rest_ms: 100, ..config().faults };
+    let mut s = Service::new(ModelHw::default(), iommu_pd::Config { faults, ..config() }, storage()).unwrap();
+    let storm = |s: &mut Service<'_, ModelHw>, stream: u32, from: u64| {
+        for now in from..from + 11 {
+            s.record_fault(FaultInput { stream, iova: 0xdead_0000, write: true, kind: 0x10, now });
+        }
+    };
+    let raw = |s: &mut Service<'_, ModelHw>, client: usize, mrs: &[u64], at: u64| {
+        NOW_MS.with(|t| t.set(at));
+        s.handle_with(client, iommu_protocol::Op::Resume as u64, mrs, &mut iommu_pd::pci::NoConfigSpaceClocked(now_ms))
+    };
+    storm(&mut s, 0x10, 0);
+    assert_eq!(raw(&mut s, NET, &[0], 5), Reply::ok(&[]), "the first RESUME, undeclared");
+    storm(&mut s, 0x10, 20);
+    assert_eq!(raw(&mut s, NET, &[0], 50), err(ErrorCode::Quarantined));
+    assert_eq!(raw(&mut s, NET, &[0, ErrorCode::ResetRationed as u64], 51), err(ErrorCode::Quarantined));
+    assert_eq!(raw(&mut s, NET, &[0, ErrorCode::ResumeRationed as u64], 52), err(ErrorCode::ResumeRationed));
+    assert_eq!(call_at(&mut s, NET, Request::Resume { device: DeviceId(0) }, 53), err(ErrorCode::ResumeRationed));
+    // Refused every time: nothing done, the device still aborts and may not map.
+    assert!(s.hw().reachable(0).is_empty());
+    assert_eq!(s.hw().enabled.get(&0), Some(&false));
+    assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
+    assert_eq!(raw(&mut s, NET, &[0], 105), Reply::ok(&[]), "after the ration, undeclared");
+    // Only a RESUME's answer is translated, and only codes newer than the caller knows.
+    storm(&mut s, 0x18, 300);
+    assert_eq!(raw(&mut s, BLK, &[1], 10_000), err(ErrorCode::Denied));
+    assert_eq!(ErrorCode::ResetRationed.as_known_to(26), ErrorCode::Stopped);
+    assert_eq!(ErrorCode::Hardware.as_known_to(3), ErrorCode::Hardware);
+}
