@@ -216,6 +216,10 @@ pub struct DeviceState {
     /// quarantine (`FaultPolicy::resume_rest_ms`). Kept by RESUME's fresh start: the
     /// ration is what RESUME's fresh start would otherwise give away.
     storm_rest_until_ms: u64,
+    /// Resumed from a storm's quarantine (for the rest of the boot): the next overflow of
+    /// the event queue every device shares quarantines it again (`Service::events_lost`),
+    /// so that each such RESUME buys at most one overflow, not a storm window's allowance.
+    probation: bool,
 }
 
 /// The reasons a device is blocked, one bit each, so that MAP's question (blocked for
