@@ -46,6 +46,8 @@ const OVERFLOWS_BEFORE_QUARANTINE: u64 = (MAX_FAULTS as u64 + 1).div_ceil(EVENTQ
 /// Overflows a device may cause from a RESUME that ended its quarantine to the next: the
 /// first overflow quarantines it (before, `OVERFLOWS_BEFORE_QUARANTINE` each time).
 const OVERFLOWS_PER_RESUME: u64 = 1;
+/// Overflows over a run of `RUN_MS`: the first storm's, then one per RESUME, one a window.
+const OVERFLOW_BOUND: u64 = OVERFLOWS_BEFORE_QUARANTINE + (RUN_MS / WINDOW_MS + 1) * OVERFLOWS_PER_RESUME;
 /// How long the attack lasts, and how often the hostile client resumes and storms.
 const RUN_MS: u64 = 10 * WINDOW_MS;
 const STEP_MS: u64 = 10;
@@ -124,6 +126,16 @@ fn drain(s: &mut Svc, now: u64) -> (bool, u64) {
     (overflowed, records)
 }
 
+/// The victim reads its ring, as the IOMMU PD's notification has it do, adding the
+/// addresses of its faults to `delivered`, and acknowledges what it read.
+fn victim_reads_its_ring(s: &mut Svc, now: u64, delivered: &mut Vec<u64>) {
+    let ring = s.faults(VICTIM).unwrap();
+    delivered.extend(ring.pending().map(|r| r.iova));
+    if let Some(last) = ring.pending().last().map(|r| r.seq) {
+        assert_eq!(call(s, VICTIM, Request::AckFaults { upto: last }, now), Reply::ok(&[]));
+    }
+}
+
 /// A device's write at `iova`, and the record the SMMU writes for a fault there (the
 /// model writes only stage 2's; the driver's CDs ask for stage 1's too, CD.R = 1): an
 /// F_TRANSLATION or F_PERMISSION with the StreamID, RnW = 0 and the input address (IHI
@@ -165,19 +177,13 @@ fn an_owner_resuming_a_storming_device_in_a_loop_loses_no_one_elses_fault() {
         assert!(matches!(dma(&mut s, SID_VICTIM, iova), Outcome::Fault(_)));
         victim_faults.push(iova);
         overflows += u64::from(drain(&mut s, now).0);
-        // The victim reads its ring, as the IOMMU PD's notification has it do.
-        let ring = s.faults(VICTIM).unwrap();
-        delivered.extend(ring.pending().map(|r| r.iova));
-        if let Some(last) = ring.pending().last().map(|r| r.seq) {
-            assert_eq!(call(&mut s, VICTIM, Request::AckFaults { upto: last }, now), Reply::ok(&[]));
-        }
+        victim_reads_its_ring(&mut s, now, &mut delivered);
     }
     // The hostile device was resumed from a storm once a window at most (its first
     // storms needed no RESUME), and overflowed the queue at most as often as that allows:
     // its first storm's allowance, then one overflow per RESUME. (Before probation: 33,
     // each RESUME buying its 3.)
-    let windows = RUN_MS / WINDOW_MS;
-    let bound = OVERFLOWS_BEFORE_QUARANTINE + (windows + 1) * OVERFLOWS_PER_RESUME;
+    let (windows, bound) = (RUN_MS / WINDOW_MS, OVERFLOW_BOUND);
     let said = format!("{storms} storms, {overflows} overflows, {resumed} RESUMEs, {rationed} rationed");
     assert!(overflows <= bound, "{said}, more than {bound}");
     assert!(overflows <= storms, "{said}");
@@ -297,14 +303,9 @@ fn a_fault_flood_a_call_flood_and_a_queue_flood_together_keep_to_each_bound() {
                 tick += 2;
             }
         }
-        let ring = s.faults(VICTIM).unwrap();
-        delivered.extend(ring.pending().map(|r| r.iova));
-        if let Some(last) = ring.pending().last().map(|r| r.seq) {
-            assert_eq!(call(&mut s, VICTIM, Request::AckFaults { upto: last }, now), Reply::ok(&[]));
-        }
+        victim_reads_its_ring(&mut s, now, &mut delivered);
     }
-    let windows = RUN_MS / WINDOW_MS;
-    let overflow_bound = OVERFLOWS_BEFORE_QUARANTINE + (windows + 1) * OVERFLOWS_PER_RESUME;
+    let (windows, overflow_bound) = (RUN_MS / WINDOW_MS, OVERFLOW_BOUND);
     let lost = (victim_faults.len() - delivered.len()) as u64;
     println!(
         "{tick} ticks, the flood's full batches {full_entries} entries (bound {}), {tag} entries posted; \
