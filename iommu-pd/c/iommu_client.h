@@ -96,10 +96,14 @@ static inline uint64_t iommu_release(microkit_channel ch, uint32_t handle)
 }
 
 /* RESUME a quarantined device, one blocked by a removal the IOMMU did not confirm, or one
- * stopped by iommu_stop (it comes back with its static mappings). */
+ * stopped by iommu_stop (it comes back with its static mappings). The second register says
+ * which error codes this PD decodes (those up to IOMMU_ERR_NEWEST): without it the IOMMU PD
+ * answers IOMMU_ERR_QUARANTINED for IOMMU_ERR_RESUME_RATIONED. */
 static inline uint64_t iommu_resume(microkit_channel ch, uint32_t device)
 {
-    return iommu_call1(ch, IOMMU_OP_RESUME, device);
+    microkit_mr_set(0, device);
+    microkit_mr_set(1, IOMMU_ERR_NEWEST);
+    return iommu_call(ch, IOMMU_OP_RESUME, 2);
 }
 
 /* STOP a device: blocked, every mapping gone (static ones too), confirmed by the IOMMU

@@ -98,6 +98,9 @@
  * overflow the IOMMU's event queue, which every client shares (each then counts a record lost),
  * so a device is resumed from a storm once per window. */
 #define IOMMU_ERR_RESUME_RATIONED 28
+/* The newest error code: iommu_resume sends it, to say that its caller decodes every code up to
+ * it. */
+#define IOMMU_ERR_NEWEST IOMMU_ERR_RESUME_RATIONED
 
 /* What a reply label means, for a log: the error code's name and what it means (the first
  * sentence of its description above), "ok" for 0, "not an IOMMU error code" for any other. */

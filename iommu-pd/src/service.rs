@@ -216,6 +216,10 @@ pub struct DeviceState {
     /// quarantine (`FaultPolicy::resume_rest_ms`). Kept by RESUME's fresh start: the
     /// ration is what RESUME's fresh start would otherwise give away.
     storm_rest_until_ms: u64,
+    /// Resumed from a storm's quarantine (for the rest of the boot): the next overflow of
+    /// the event queue every device shares quarantines it again (`Service::events_lost`),
+    /// so that each such RESUME buys at most one overflow, not a storm window's allowance.
+    probation: bool,
 }
 
 /// The reasons a device is blocked, one bit each, so that MAP's question (blocked for
@@ -634,6 +638,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         match Request::decode(label, mrs).map_err(ErrorCode::from).and_then(|req| self.dispatch(client, req, pci)) {
             Ok(r) => r,
+            // A client older than a RESUME's newer answers gets the older one that means
+            // the same to it, not a label it would read as `Malformed`.
+            Err(e) if label == Op::Resume as u64 => self.refuse(e.as_known_to(ErrorCode::declared_by_resume(mrs))),
             Err(e) => self.refuse(e),
         }
     }

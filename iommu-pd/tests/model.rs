@@ -13,9 +13,23 @@
 //!    IOMMU, cached translations included; after STOP, everything of the device is, and
 //!    it is blocked.
 //!
+//! 5. the service quarantines exactly the devices a storm (more than the policy's
+//!    `max_faults` faults in a window) or an overflow of the event queue while on probation
+//!    (resumed from a storm) quarantined in a reference of its own (`StormModel`), until
+//!    their owner's RESUME is answered `Ok`; a quarantined device is not let run, does not
+//!    translate and reaches nothing (unless its block is owed); each overflow is counted in
+//!    every client's ring.
+//!
 //! The IOMMU fails too: at random steps one call (map, unmap, retry, block, enable) fails,
 //! the way the model IOMMU fails (a failed unmap leaves its translations cached), and
-//! clients are torn down and made ready again at random. The invariants hold after each.
+//! clients are torn down and made ready again at random. Devices storm (bursts above and
+//! below the limit, their blocks failing now and then) and the event queue overflows at
+//! random steps, and in one run of eight the service fails for good at a random step
+//! (`Service::service_failed`: every ring then ends with `SERVICE_FAILED` or counts it
+//! dropped, and says so), which ends the run. The invariants hold after each. (Over the
+//! 100 seeds of `hundred_thousand_random_steps`, 2026-12-07: 421 quarantines, 12 runs
+//! ended by the service's failure; with the probation's quarantine taken out of
+//! `events_lost`, invariant 5 fails at seed 1, step 423.)
 //!
 //! `make test` runs 10^5 steps; `cargo test -p iommu-pd --release -- --ignored` runs 10^6.
 
@@ -55,7 +69,8 @@ fn random_steps_on_tables_sized_exactly() {
 /// live mapping, "still translated" after an `Ok` that was right.
 #[test]
 fn a_mapping_at_an_iova_a_teardown_freed_is_judged_by_its_own_length() {
-    run(ModelHw::default(), 1848, 260);
+    // Without storms: they would change the service's answers of that run.
+    common::random::run_in(ModelHw::default(), common::storage(), 1848, 260, common::random::Weather::Calm);
 }
 
 #[test]

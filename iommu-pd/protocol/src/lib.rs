@@ -344,7 +344,10 @@ pub enum Request {
     /// `DeviceMissing`, and the device left as it was, while its function does not answer
     /// after a reset it did not come back from (`stop::FLR_LOST`, that reset included).
     /// A device quarantined by a storm is resumed at most once per storm window
-    /// (`ResumeRationed` and nothing done before then).
+    /// (`ResumeRationed` and nothing done before then). mr1, when sent, is the newest
+    /// error code the caller decodes (`ErrorCode::NEWEST`); a caller that does not send it
+    /// is answered only the codes up to `ErrorCode::UNDECLARED` (`ErrorCode::as_known_to`:
+    /// `Quarantined` for `ResumeRationed`).
     Resume {
         /// The quarantined device.
         device: DeviceId,
@@ -564,6 +567,79 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The newest code. A RESUME carries it (its second message register, `Request::encode`
+    /// writes it) to say that its caller decodes every code up to it.
+    pub const NEWEST: ErrorCode = ErrorCode::ResumeRationed;
+
+    /// What a RESUME that does not say is taken to decode: the codes up to this one, those
+    /// a client had before RESUME said (a client built then decodes 28 as `Malformed`,
+    /// `Reply::decode`).
+    pub const UNDECLARED: ErrorCode = ErrorCode::ResetRationed;
+
+    /// The newest code the caller of a RESUME sent with `mrs` decodes: its second message
+    /// register, or `UNDECLARED` without one.
+    pub fn declared_by_resume(mrs: &[u64]) -> u64 {
+        mrs.get(1).copied().unwrap_or(ErrorCode::UNDECLARED as u64)
+    }
+
+    /// This code as a caller that decodes the codes up to `newest` is to see it: itself if
+    /// it knows it, else the older code that leaves it in the same state and asks the same
+    /// of it (`ResumeRationed`: the device stays `Quarantined`, RESUME again later;
+    /// `ResetRationed`: it stays `Stopped`, RESUME starts it). A code with no such
+    /// older one goes as it is.
+    pub fn as_known_to(self, newest: u64) -> ErrorCode {
+        match self {
+            e if e as u64 <= newest => e,
+            ErrorCode::ResumeRationed => ErrorCode::Quarantined.as_known_to(newest),
+            ErrorCode::ResetRationed => ErrorCode::Stopped.as_known_to(newest),
+            e => e,
+        }
+    }
+
+    /// Its name as C spells it after `IOMMU_ERR_` (`iommu_service.h`).
+    pub fn name(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            UnknownOp => "UNKNOWN_OP",
+            Truncated => "TRUNCATED",
+            Malformed => "MALFORMED",
+            BadHandle => "BAD_HANDLE",
+            BadDevice => "BAD_DEVICE",
+            NoRights => "NO_RIGHTS",
+            OutOfRange => "OUT_OF_RANGE",
+            Overlap => "OVERLAP",
+            NotMapped => "NOT_MAPPED",
+            QuotaMappings => "QUOTA_MAPPINGS",
+            NoCapabilitySlot => "NO_CAPABILITY_SLOT",
+            BadClient => "BAD_CLIENT",
+            Quarantined => "QUARANTINED",
+            Denied => "DENIED",
+            Hardware => "HARDWARE",
+            NoIova => "NO_IOVA",
+            QuotaPages => "QUOTA_PAGES",
+            NoMappingSlot => "NO_MAPPING_SLOT",
+            NoHandleSlot => "NO_HANDLE_SLOT",
+            RemovalPending => "REMOVAL_PENDING",
+            QuotaGrants => "QUOTA_GRANTS",
+            Stopped => "STOPPED",
+            Unavailable => "UNAVAILABLE",
+            ConfigDenied => "CONFIG_DENIED",
+            NoConfigSpace => "NO_CONFIG_SPACE",
+            DeviceMissing => "DEVICE_MISSING",
+            ResetRationed => "RESET_RATIONED",
+            ResumeRationed => "RESUME_RATIONED",
+        }
+    }
+}
+
+/// The name C gives it and the label on the wire: `RESUME_RATIONED (28)`.
+impl core::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({})", self.name(), *self as u64)
+    }
+}
+
 impl From<DecodeError> for ErrorCode {
     fn from(e: DecodeError) -> Self {
         match e {
@@ -739,7 +815,8 @@ impl Request {
             }
             Request::Resume { device } => {
                 mrs[0] = device.0 as u64;
-                (Op::Resume as u64, 1)
+                mrs[1] = ErrorCode::NEWEST as u64;
+                (Op::Resume as u64, 2)
             }
             Request::Query => (Op::Query as u64, 0),
             Request::QueryMapping { index } => {
@@ -899,10 +976,13 @@ mod tests {
             let mut mrs = [0; MAX_MRS];
             let (label, n) = r.encode(&mut mrs);
             assert_eq!(Request::decode(label, &mrs[..n]), Ok(r));
-            // Every truncation of a request with arguments is refused.
-            for short in 0..n {
+            // Every truncation of a request with arguments is refused, but a RESUME's
+            // without the codes its caller decodes (an older client's).
+            let needed = if label == Op::Resume as u64 { 1 } else { n };
+            for short in 0..needed {
                 assert_eq!(Request::decode(label, &mrs[..short]), Err(DecodeError::Truncated), "{r:?} cut to {short}");
             }
+            assert_eq!(Request::decode(label, &mrs[..needed]), Ok(r));
         }
     }
 

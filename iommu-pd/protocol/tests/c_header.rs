@@ -214,6 +214,8 @@ fn header() -> String {
         c_comment(w, doc);
         let _ = writeln!(w, "#define IOMMU_ERR_{name} {label}");
     }
+    c_comment(w, "The newest error code: iommu_resume sends it, to say that its caller decodes every code up to it.");
+    let _ = writeln!(w, "#define IOMMU_ERR_NEWEST IOMMU_ERR_{}", ErrorCode::NEWEST.name());
     let _ = writeln!(w);
     c_comment(
         w,
@@ -472,6 +474,29 @@ fn the_c_header_is_the_rust_declaration() {
 }
 
 /// Compile `tests/c/encode.c` (iommu_client.h against the stand-in microkit.h) into `out`.
+/// `ErrorCode`'s `Display` is the wire table C reads: for every `#define IOMMU_ERR_NAME
+/// LABEL` of the committed `iommu_service.h` (every code, `error_codes` checks), the code
+/// with that label shows as `NAME (LABEL)`, and no label without a define is a code.
+#[test]
+fn every_error_code_displays_as_the_c_header_names_it() {
+    let header = std::fs::read_to_string(c_dir().join("iommu_service.h")).unwrap();
+    let mut defined = Vec::new();
+    for line in header.lines() {
+        let Some(rest) = line.strip_prefix("#define IOMMU_ERR_") else { continue };
+        let (name, value) = rest.split_once(' ').unwrap();
+        let Ok(label) = value.parse::<u64>() else { continue };
+        let e = ErrorCode::from_label(label).unwrap_or_else(|| panic!("IOMMU_ERR_{name} {label} is no code"));
+        assert_eq!(e.to_string(), format!("{name} ({label})"));
+        assert_eq!(e as u64, label);
+        defined.push(label);
+    }
+    assert_eq!(defined, (1..=ErrorCode::NEWEST as u64).collect::<Vec<_>>(), "the header's codes");
+    for label in ErrorCode::NEWEST as u64 + 1..256 {
+        assert_eq!(ErrorCode::from_label(label), None, "{label}");
+    }
+    assert!(header.contains(&format!("#define IOMMU_ERR_NEWEST IOMMU_ERR_{}\n", ErrorCode::NEWEST.name())));
+}
+
 fn build_encode_c(out: &Path) {
     build_c("encode.c", out);
 }

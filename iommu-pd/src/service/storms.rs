@@ -131,8 +131,31 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// device's storm can overflow the queue with another's fault in it: every client's
     /// ring counts one record dropped (carried by its next record and by QUERY). Returns
     /// the clients to notify.
+    ///
+    /// A device on probation (resumed from a storm's quarantine) is quarantined again,
+    /// whether or not the lost records were its own: its storm allowance (`max_faults`
+    /// faults a window) can hold more than a queue, so it could otherwise overflow the
+    /// queue several times after each RESUME before its faults reached the limit.
     pub fn events_lost(&mut self) -> u64 {
+        for d in 0..self.cfg.devices.len().min(self.devices.len()) {
+            let st = &self.devices[d];
+            if st.probation && !st.quarantined() {
+                self.quarantine(d);
+            }
+        }
         self.every_ring(FaultRing::lost)
+    }
+
+    /// Quarantine `d`, whatever the IOMMU answers: a block it does not confirm is owed and
+    /// retried before the next request (`retry_blocks`), and meanwhile the device may not
+    /// map. Leaving it unquarantined would forget the storm when the faults stop, with the
+    /// device still translating.
+    fn quarantine(&mut self, d: usize) {
+        self.devices[d].set_blocked(Blocks::QUARANTINED, true);
+        self.stats.quarantines += 1;
+        if self.hw.block(d).is_err() {
+            self.block_failed(d);
+        }
     }
 
     /// `f` on every client's ring; returns the clients (all of them), to notify.
@@ -198,16 +221,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let storm = st.count_fault(f.now, policy.window) > u64::from(policy.max_faults);
         let mut quarantined = 0;
         if storm && !st.quarantined() {
-            // Quarantined whatever the IOMMU answers: a block it does not confirm is owed
-            // and retried before the next request (`retry_blocks`), and meanwhile the
-            // device may not map. Leaving it unquarantined would forget the storm when the
-            // faults stop, with the device still translating.
-            st.set_blocked(Blocks::QUARANTINED, true);
-            self.stats.quarantines += 1;
+            self.quarantine(d);
             quarantined = 1;
-            if self.hw.block(d).is_err() {
-                self.block_failed(d);
-            }
         }
         let record = FaultRecord {
             seq: 0,
@@ -272,12 +287,22 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         self.enable_or_block(d)?;
         // A fresh start for the storm window; the device's mappings stay as they are, and
-        // so do its ration, which restarts only if this ended a storm's quarantine, and
+        // so do its ration and its probation, which (re)start only if this ended a storm's
+        // quarantine, and
         // whether its Bus Master is kept off after a stop that did not read back off.
-        let DeviceState { root, pending, next_iova, window_end, master_kept_off, mut storm_rest_until_ms, .. } =
-            self.devices[d];
+        let DeviceState {
+            root,
+            pending,
+            next_iova,
+            window_end,
+            master_kept_off,
+            mut storm_rest_until_ms,
+            mut probation,
+            ..
+        } = self.devices[d];
         if st.quarantined() {
             storm_rest_until_ms = now.saturating_add(self.cfg.faults.resume_rest_ms);
+            probation = true;
         }
         self.devices[d] = DeviceState {
             root,
@@ -286,6 +311,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             window_end,
             master_kept_off,
             storm_rest_until_ms,
+            probation,
             ..DeviceState::default()
         };
         Ok(())

@@ -152,10 +152,124 @@ fn plausible_request(rng: &mut Rng, m: &Model, client: usize, known: &[(usize, u
     }
 }
 
-/// `steps` random steps from a service over `hw`, seeded; returns how many requests
-/// succeeded.
+/// `steps` random steps from a service over `hw`, seeded, with fault storms, event-queue
+/// overflows and now and then a failure of the service for good (`Weather::Stormy`);
+/// returns how many requests succeeded.
 pub fn run<H: TestHw>(hw: H, seed: u64, steps: usize) -> usize {
     run_on(hw, storage(), seed, steps)
+}
+
+/// Whether the steps include storms, overflows and the service's failure. Their draws come
+/// from a generator of their own, so a seed's requests are the same either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weather {
+    Calm,
+    Stormy,
+}
+
+/// The reference for storms, kept apart from the service's books: which devices a storm
+/// quarantined (more than the policy's `max_faults` faults in a window) and no RESUME has
+/// ended since, which were resumed from one (on probation: the next overflow quarantines
+/// them again), and how many quarantines that makes.
+struct StormModel {
+    quarantined: Vec<bool>,
+    probation: Vec<bool>,
+    quarantines: u64,
+}
+
+impl StormModel {
+    fn new() -> Self {
+        StormModel { quarantined: vec![false; DEVICES.len()], probation: vec![false; DEVICES.len()], quarantines: 0 }
+    }
+
+    fn quarantine(&mut self, d: usize) {
+        if !self.quarantined[d] {
+            self.quarantined[d] = true;
+            self.quarantines += 1;
+        }
+    }
+
+    /// `client`'s RESUME of `device` was answered `reply`.
+    fn resumed(&mut self, client: usize, device: DeviceId, reply: &Reply) {
+        let d = device.0 as usize;
+        if matches!(reply, Reply::Ok { .. }) && DEVICES.get(d).is_some_and(|dc| dc.owner == client) {
+            self.probation[d] |= self.quarantined[d];
+            self.quarantined[d] = false;
+        }
+    }
+
+    /// After every step: the service quarantined exactly the devices this model did, and a
+    /// quarantined device reaches nothing, is not let run and does not translate (unless
+    /// its block is owed: the IOMMU did not confirm it).
+    fn check<H: TestHw>(&self, s: &Service<'_, H>, probe: &Probe, ctx: &dyn Fn() -> String) {
+        assert_eq!(s.stats().quarantines, self.quarantines, "quarantines: {}", ctx());
+        for (d, device) in DEVICES.iter().enumerate().filter(|(d, _)| self.quarantined[*d]) {
+            assert!(s.running_device_of(device.owner, DeviceId(d as u32)).is_err(), "device {d} runs: {}", ctx());
+            if s.unblocked_devices() & (1 << d) != 0 {
+                continue;
+            }
+            assert!(!s.hw().enabled(d), "quarantined device {d} translates: {}", ctx());
+            let reached = s.hw().reach(d, probe.seen.get(&d).unwrap_or(&BTreeSet::new()));
+            assert!(reached.is_empty(), "quarantined device {d} reaches {reached:x?}: {}", ctx());
+        }
+    }
+}
+
+/// A storm step: `n` faults of device `d` within one window (a storm if more than the
+/// policy's `max_faults`), its block failing now and then; or an overflow of the event
+/// queue (`events_lost`), which quarantines every device on probation. Every client is
+/// told of an overflow, its ring counting one record dropped.
+fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &mut Rng, probe: &mut Probe) {
+    let policy = model_config().faults;
+    if rng.below(3) == 0 {
+        let dropped: Vec<u64> = (0..CLIENTS.len()).map(|c| s.faults(c).unwrap().dropped()).collect();
+        s.hw_mut().fail_next((rng.below(4) == 0).then_some("block"));
+        assert_eq!(s.events_lost(), (1 << CLIENTS.len()) - 1, "every client told");
+        s.hw_mut().fail_next(None);
+        for (c, before) in dropped.into_iter().enumerate() {
+            assert_eq!(s.faults(c).unwrap().dropped(), before + 1, "client {c}'s ring counts the overflow");
+        }
+        for d in 0..DEVICES.len() {
+            if storms.probation[d] {
+                storms.quarantine(d);
+            }
+        }
+        return;
+    }
+    let d = rng.below(DEVICES.len() as u64) as usize;
+    let n = u64::from(policy.max_faults) + 1 + rng.below(8);
+    let n = if rng.below(4) == 0 { rng.below(u64::from(policy.max_faults) + 1) } else { n };
+    s.hw_mut().fail_next((rng.below(4) == 0).then_some("block"));
+    probe.now += 1_000_000;
+    for i in 0..n {
+        let f = iommu_pd::FaultInput {
+            stream: DEVICES[d].stream,
+            iova: NEVER_MAPPED,
+            write: true,
+            kind: 0x10,
+            now: probe.now + i,
+        };
+        s.record_fault(f);
+    }
+    s.hw_mut().fail_next(None);
+    if n > u64::from(policy.max_faults) {
+        storms.quarantine(d);
+    }
+}
+
+/// The service failed for good (`Service::service_failed`, the IOMMU PD's answer to an
+/// SMMU that failed): every client's ring ends with a `SERVICE_FAILED` record, or counts
+/// it dropped when full, and says the service failed.
+fn service_fails<H: TestHw>(s: &mut Service<'_, H>, ctx: &dyn Fn() -> String) {
+    use iommu_protocol::faults::{kind, NO_DEVICE};
+    let dropped: Vec<u64> = (0..CLIENTS.len()).map(|c| s.faults(c).unwrap().dropped()).collect();
+    assert_eq!(s.service_failed(), (1 << CLIENTS.len()) - 1, "every client told: {}", ctx());
+    for (c, before) in dropped.into_iter().enumerate() {
+        let ring = s.faults(c).unwrap();
+        let told = ring.pending().last().is_some_and(|r| r.kind == kind::SERVICE_FAILED && r.device == NO_DEVICE);
+        assert!(told || ring.dropped() == before + 1, "client {c} neither told nor counted: {}", ctx());
+        assert!(ring.failed(), "client {c}'s ring does not say the service failed: {}", ctx());
+    }
 }
 
 /// The model-based test's configuration.
@@ -174,7 +288,22 @@ pub fn exact_storage() -> iommu_pd::Storage<'static> {
 
 /// `run` on the tables `storage`.
 pub fn run_on<H: TestHw>(hw: H, storage: iommu_pd::Storage<'static>, seed: u64, steps: usize) -> usize {
+    run_in(hw, storage, seed, steps, Weather::Stormy)
+}
+
+/// `run_on`, with storms or without.
+pub fn run_in<H: TestHw>(
+    hw: H,
+    storage: iommu_pd::Storage<'static>,
+    seed: u64,
+    steps: usize,
+    weather: Weather,
+) -> usize {
     let mut s = Service::new(hw, model_config(), storage).unwrap();
+    let mut storms = StormModel::new();
+    let mut sky = Rng(seed.wrapping_mul(0xd6e8_feb8_6659_fd93) | 1);
+    // The step at which the service fails for good, in one run of eight.
+    let fails_at = (weather == Weather::Stormy && sky.below(8) == 0).then(|| sky.below(steps as u64) as usize);
     let mut probe = Probe::default();
     let mut m = Model::new();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
@@ -185,6 +314,19 @@ pub fn run_on<H: TestHw>(hw: H, storage: iommu_pd::Storage<'static>, seed: u64, 
     let mut torn = [false; 3];
     let mut queues = [super::queue::region(), super::queue::region(), super::queue::region()];
     for step in 0..steps {
+        if weather == Weather::Stormy {
+            if fails_at == Some(step) {
+                service_fails(&mut s, &|| format!("seed {seed} step {step}: the service failed"));
+                return successes;
+            }
+            if sky.below(40) == 0 {
+                storm_step(&mut s, &mut storms, &mut sky, &mut probe);
+                let ctx = || format!("seed {seed} step {step}: a storm or an overflow");
+                check(&mut s, &m, &mut probe, &ctx);
+                storms.check(&s, &probe, &ctx);
+                continue;
+            }
+        }
         let client = rng.below(3) as usize;
         let req = if rng.below(10) < 6 { plausible_request(&mut rng, &m, client, &known) } else { None }
             .unwrap_or_else(|| random_request(&mut rng, &known));
@@ -213,9 +355,9 @@ pub fn run_on<H: TestHw>(hw: H, storage: iommu_pd::Storage<'static>, seed: u64, 
                 r
             };
             s.hw_mut().fail_next(None);
-            check(&mut s, &m, &mut probe, &|| {
-                format!("seed {seed} step {step}: teardown/ready of {c} -> {r:?} ({failure:?})")
-            });
+            let ctx = || format!("seed {seed} step {step}: teardown/ready of {c} -> {r:?} ({failure:?})");
+            check(&mut s, &m, &mut probe, &ctx);
+            storms.check(&s, &probe, &ctx);
             // A teardown takes mappings of other clients' devices too (of what it lent).
             let books = pages(&s);
             known.retain(|(d, iova, _)| books.get(d).is_some_and(|t| t.contains_key(iova)));
@@ -224,9 +366,9 @@ pub fn run_on<H: TestHw>(hw: H, storage: iommu_pd::Storage<'static>, seed: u64, 
         // Now and then the client posts a batch to its mapping queue instead.
         if rng.below(8) == 0 {
             let q = &queues[client];
-            successes += batch_step(&mut s, &mut m, &mut rng, client, q, &mut known, &mut probe, &|| {
-                format!("seed {seed} step {step}: client {client}'s batch")
-            });
+            let ctx = || format!("seed {seed} step {step}: client {client}'s batch");
+            successes += batch_step(&mut s, &mut m, &mut rng, client, q, &mut known, &mut probe, &ctx);
+            storms.check(&s, &probe, &ctx);
             let books = pages(&s);
             known.retain(|(d, iova, _)| books.get(d).is_some_and(|t| t.contains_key(iova)));
             continue;
@@ -242,7 +384,11 @@ pub fn run_on<H: TestHw>(hw: H, storage: iommu_pd::Storage<'static>, seed: u64, 
         s.hw_mut().fail_next(None);
         let ctx = || format!("seed {seed} step {step}: client {client} {req:?} -> {reply:?} (failing: {failure:?})");
         successes += m.judge(&s, client, req, &reply, &before, &mut known, &ctx) as usize;
+        if let Request::Resume { device } = req {
+            storms.resumed(client, device, &reply);
+        }
         check(&mut s, &m, &mut probe, &ctx);
+        storms.check(&s, &probe, &ctx);
         // What the service still has mapped, pending removals included (on an SMMU a
         // pending removal may be in neither the tables nor the TLB: the IOMMU's view would
         // forget a mapping a later UNMAP may rightly remove).
