@@ -221,7 +221,21 @@ pub struct Irq {
     pub id: u64,
     /// Its `irq` (Arm's interrupt number), if given and read.
     pub irq: Option<u64>,
+    /// Which interrupt controller's form it is written in.
+    pub form: IrqForm,
     pub line: Line,
+}
+
+/// The form an `<irq>` is written in, as the Microkit tool tells them apart (sdf.rs: `irq`
+/// first, whatever else the element has, then `pin`, then `pcidev`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqForm {
+    /// Arm's (and RISC-V's): `irq`, a line of the interrupt controller.
+    Arm,
+    /// x86's I/O APIC line: `pin`.
+    X86Pin,
+    /// x86's MSI: `pcidev`.
+    X86Msi,
 }
 
 /// `<virtual_machine>` inside a protection domain (its VMM): what the guest sees, as

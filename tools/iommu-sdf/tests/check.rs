@@ -503,3 +503,32 @@ fn a_bar_window_over_the_legacy_vga_range_is_refused() {
     let (_, on_qemu) = iommu_sdf::check_text(&text);
     assert!(on_qemu.iter().any(|p| p.message.contains("is outside the board's PCI memory window")), "{on_qemu:#?}");
 }
+
+/// A PD with one `<irq irq="N">`, checked on `board`: the problems about its interrupt.
+fn irq_problems(board: &str, irq: u64) -> Vec<String> {
+    let text = format!(
+        "<system>\n<protection_domain name=\"d\" priority=\"1\">\n<program_image path=\"d.elf\" />\n<irq irq=\"{irq}\" id=\"1\" />\n</protection_domain>\n</system>"
+    );
+    let (_, problems) = iommu_sdf::check_text_on(&text, &iommu_sdf::Board::named(board));
+    problems.into_iter().filter(|p| p.element == "irq").map(|p| p.message).collect()
+}
+
+/// Each board's interrupt numbers are bounded by its seL4's maxIRQ (seL4's config.cmake at
+/// the SDK's commit), the bound itself taken and the next refused; below 32 only the EL1
+/// physical timer.
+#[test]
+fn interrupts_are_held_to_the_boards_limit() {
+    for (board, max) in
+        [("qemu_virt_aarch64", 159), ("zcu102", 187), ("ultra96v2", 187), ("kria_k26", 187), ("tqma8xqp1gb", 511)]
+    {
+        assert_eq!(irq_problems(board, max), Vec::<String>::new(), "{board}");
+        assert_eq!(irq_problems(board, 32), Vec::<String>::new(), "{board}");
+        assert_eq!(irq_problems(board, 30), Vec::<String>::new(), "{board}");
+        let past = irq_problems(board, max + 1);
+        assert!(past.len() == 1 && past[0].contains(&format!("past {max}")), "{board}: {past:?}");
+        for low in [0, 15, 16, 26, 29, 31] {
+            assert_eq!(irq_problems(board, low).len(), 1, "{board} {low}");
+        }
+    }
+    assert_eq!(irq_problems("rockpro64", 40).len(), 1);
+}
