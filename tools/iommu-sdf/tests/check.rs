@@ -532,3 +532,21 @@ fn interrupts_are_held_to_the_boards_limit() {
     }
     assert_eq!(irq_problems("rockpro64", 40).len(), 1);
 }
+
+/// A client's program named by anything but its bare file name is refused: `sub/x.elf`
+/// too, whose last component is another program's name.
+#[test]
+fn a_clients_program_is_named_by_its_file_name() {
+    for path in ["sub/edu_driver.elf", "./edu_driver.elf", ".//edu_driver.elf"] {
+        let text = sdf("ok.xml")
+            .replace("<program_image path=\"edu_driver.elf\" />", &format!("<program_image path=\"{path}\" />"));
+        let (_, problems) = iommu_sdf::check_text(&text);
+        assert!(
+            problems.len() == 1 && problems[0].message.contains(&format!("is `{path}`, not a bare file name")),
+            "{path}: {problems:#?}"
+        );
+    }
+    // Not a client: no restart, nothing to refuse.
+    let text = sdf("ok.xml").replace("<program_image path=\"iommu.elf\" />", "<program_image path=\"./iommu.elf\" />");
+    assert!(iommu_sdf::check_text(&text).1.is_empty());
+}
