@@ -550,3 +550,25 @@ fn a_clients_program_is_named_by_its_file_name() {
     let text = sdf("ok.xml").replace("<program_image path=\"iommu.elf\" />", "<program_image path=\"./iommu.elf\" />");
     assert!(iommu_sdf::check_text(&text).1.is_empty());
 }
+
+/// The storm limits at their bounds: more than one drain's worth of faults needs a window
+/// of that many drain periods (300 needs 3, 30 ms); one drain's worth needs none; and a
+/// window is at most 2^64 - 1 ticks of the board's timer.
+#[test]
+fn storm_limits_at_their_bounds() {
+    let with = |max: u64, window: u64, board: &str| {
+        let ours = format!("fault_window_us=\"{window}\" max_faults=\"{max}\"");
+        let text = sdf("ok.xml").replace("fault_window_us=\"500000\" max_faults=\"64\"", &ours);
+        assert!(text.contains(&ours), "ok.xml's <iommu> changed");
+        let (_, problems) = iommu_sdf::check_text_on(&text, &iommu_sdf::Board::named(board));
+        assert!(problems.iter().all(|p| p.element == "iommu"), "{problems:#?}");
+        problems.len()
+    };
+    assert_eq!(with(300, 30_000, "qemu_virt_aarch64"), 0);
+    assert_eq!(with(300, 29_999, "qemu_virt_aarch64"), 1);
+    assert_eq!(with(127, 1, "qemu_virt_aarch64"), 0);
+    assert_eq!(with(128, 19_999, "qemu_virt_aarch64"), 1);
+    // 2^64 - 1 ticks at 62.5 MHz: 295,147,905,179,352,825 us (rounded down) is the last.
+    assert_eq!(with(300, 295_147_905_179_352_825, "qemu_virt_aarch64"), 0);
+    assert_eq!(with(300, 295_147_905_179_352_826, "qemu_virt_aarch64"), 1);
+}
