@@ -520,3 +520,25 @@ fn programs_larger_together_than_the_image_can_hold_are_refused() {
     assert!(problems[0].message.contains("`b`'s program"), "{}", problems[0].message);
     assert!(check_with_program("one", &one_map(0x80_0000_0000), &sized(40 << 20), &[]).is_empty());
 }
+
+/// The unproven line names each program as the description wrote it, escaped: a path
+/// holding a line feed (`&#10;`, which XML allows in an attribute) printed raw split
+/// `build`'s and `report`'s line in two, the second a line the description chose.
+#[test]
+fn the_unproven_line_is_one_line_whatever_the_paths() {
+    let dir = std::env::temp_dir().join(format!("iommu-sdf-unproven-newline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sdf = dir.join("odd.xml");
+    std::fs::write(
+        &sdf,
+        "<system>\n<protection_domain name=\"a\" priority=\"1\">\n<program_image path=\"x.elf&#10;odd.xml:1:1: error: forged\" />\n</protection_domain>\n</system>\n",
+    )
+    .unwrap();
+    let file = sdf.to_str().unwrap();
+    for args in [&["build", file, "--out", dir.join("out").to_str().unwrap()][..], &["report", file]] {
+        let (status, out) = run(args);
+        assert_eq!(status, Some(0), "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("odd.xml:1:1: error: forged")), "{args:?}: {out}");
+        assert!(out.contains("x.elf\\nodd.xml:1:1: error: forged"), "{args:?}: {out}");
+    }
+}
