@@ -305,7 +305,7 @@ pub const USER_PPI: u64 = 30;
 /// supported on ARM and RISC-V"), and on Arm a number seL4 on that board takes and gives a
 /// PD: an SPI from 32 to the board's `maxIRQ`, or the EL1 physical timer. Neither tool
 /// bounds the number; seL4 refuses one past `maxIRQ` ("IRQ is out of range") and the ones it
-/// keeps ("already has handler"), and the capDL initialiser then stops at boot, before any
+/// keeps ("Already active"), and the capDL initialiser then stops at boot (booted), before any
 /// PD runs. SGIs (0 to 15) are no device's, and of the PPIs (16 to 31) only the timer is
 /// proved free of the kernel's use.
 fn irqs(pd: &ProtectionDomain, board: &Board, out: &mut Vec<Problem>) {
