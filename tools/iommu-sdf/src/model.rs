@@ -22,7 +22,7 @@ pub struct MemoryRegion {
     pub prefill_path: Option<String>,
     /// `prefill_bootinfo`: the Microkit tool fills the region with boot information (the
     /// device tree, say) instead.
-    pub prefill_bootinfo: bool,
+    pub prefill_bootinfo: Option<String>,
     /// That file as read (`crate::programs::read`), once read: what the image would hold.
     pub prefill: Option<LoadedFile>,
     pub line: Line,

@@ -687,7 +687,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     phys_addr,
                     page_size,
                     prefill_path: n.attribute("prefill_path").map(str::to_string),
-                    prefill_bootinfo: n.attribute("prefill_bootinfo").is_some(),
+                    prefill_bootinfo: n.attribute("prefill_bootinfo").map(str::to_string),
                     prefill: None,
                     line: r.line(n),
                 });

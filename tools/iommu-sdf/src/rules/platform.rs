@@ -66,6 +66,20 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
         ));
     }
     calls(sys, out);
+    // x86's boot information on an Arm board: the SDK's tool builds it, and the image boots
+    // (a region `x86_vbe` on QEMU virt), but no Arm seL4 gives it, so what the PD reads
+    // there is not what it asked for.
+    if board.target == Target::Arm {
+        for r in &sys.regions {
+            let Some(kind) = r.prefill_bootinfo.as_deref().filter(|k| k.starts_with("x86_")) else { continue };
+            out.push(p(
+                r.line,
+                "memory_region",
+                format!("`{}` is prefilled with `{kind}`, x86's boot information, and board {} is an Arm board, whose seL4 gives none", r.name, board.name),
+                "remove prefill_bootinfo, or use fdt (the device tree) on Arm",
+            ));
+        }
+    }
     let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
         irqs(pd, board, out);
