@@ -542,3 +542,49 @@ fn the_unproven_line_is_one_line_whatever_the_paths() {
         assert!(out.contains("x.elf\\nodd.xml:1:1: error: forged"), "{args:?}: {out}");
     }
 }
+
+/// The IOMMU PD restarts a crashed client at the entry of the program of its name in the
+/// build directory (pds/iommu/build.rs reads them there), and the Microkit tool loads the
+/// one `check` read, the first the search path holds. A program of that name earlier in
+/// the search path, with another entry point, passed `check --built`, and a restart would
+/// have run the loaded program from the other's entry; refused now, at the client's
+/// `<program_image>`. The same file in both places passes.
+#[test]
+fn a_client_is_restarted_from_the_program_it_runs() {
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok.xml");
+    let file = sdf.to_str().unwrap();
+    let text = std::fs::read_to_string(&sdf).unwrap();
+    let programs = elf::programs_dir("restart-entry", &text);
+    let built = std::env::temp_dir().join(format!("iommu-sdf-restart-entry-{}", std::process::id()));
+    let (status, out) = run(&["build", file, "--out", built.to_str().unwrap()]);
+    assert_eq!(status, Some(0), "{out}");
+    let loaded = std::fs::read(programs.join("edu_driver.elf")).unwrap();
+    let check = || {
+        run(&[
+            "check",
+            file,
+            "--search-path",
+            programs.to_str().unwrap(),
+            "--search-path",
+            built.to_str().unwrap(),
+            "--built",
+            built.to_str().unwrap(),
+        ])
+    };
+    std::fs::write(built.join("edu_driver.elf"), &loaded).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(0), "{out}");
+    let mut other = loaded.clone();
+    other[24..32].copy_from_slice(&0x20_1000u64.to_le_bytes());
+    std::fs::write(built.join("edu_driver.elf"), &other).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(1), "{out}");
+    let line = text.lines().position(|l| l.contains("path=\"edu_driver.elf\"")).unwrap() + 1;
+    assert!(
+        out.contains(&format!(
+            "ok.xml:{line}:13: error: <program_image>: the IOMMU PD would restart client `edu_driver` at 0x201000"
+        )),
+        "{out}"
+    );
+    assert_eq!(out.matches(": error: ").count(), 1, "{out}");
+}
