@@ -342,36 +342,6 @@ pub fn verify(dir: &Path) -> io::Result<Verified> {
     Ok(Verified { description, files, changed, microkit, unlisted, copies })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// FIPS 180-4's examples (NIST, "SHA256.pdf", one block and two blocks), and the empty
-    /// string, as `sha256sum` prints it.
-    #[test]
-    fn sha256_is_the_standards() {
-        assert_eq!(sha256(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(
-            sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
-        );
-        assert_eq!(sha256(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    }
-
-    #[test]
-    fn manifest_lines_read_back_as_written() {
-        let h = sha256(b"x");
-        for path in ["prog.elf", "a/b c.elf", "odd\\name", "two\nlines", "/abs/path.elf", "cr.elf\r", "a\rb"] {
-            let written = line(&h, path);
-            assert_eq!(written.matches('\n').count(), 1, "{written:?}");
-            assert!(!written.contains('\r'), "{written:?}");
-            assert_eq!(parse_line(written.trim_end_matches('\n')), Some((h.as_str(), path.to_string())), "{path:?}");
-        }
-        assert_eq!(parse_line("not a line"), None);
-        assert_eq!(parse_line(&format!("{}  x", &h[1..])), None);
-    }
-}
-
 /// A program's entry point as `pds/iommu/build.rs` (`restart_entries`) reads it: an ELF64
 /// little-endian file's `e_entry`, at byte 24; `None` for anything else, which that build
 /// skips.
@@ -408,4 +378,34 @@ pub fn restart_entries_differ(built: &Path, sys: &System) -> Vec<Problem> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FIPS 180-4's examples (NIST, "SHA256.pdf", one block and two blocks), and the empty
+    /// string, as `sha256sum` prints it.
+    #[test]
+    fn sha256_is_the_standards() {
+        assert_eq!(sha256(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        assert_eq!(sha256(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn manifest_lines_read_back_as_written() {
+        let h = sha256(b"x");
+        for path in ["prog.elf", "a/b c.elf", "odd\\name", "two\nlines", "/abs/path.elf", "cr.elf\r", "a\rb"] {
+            let written = line(&h, path);
+            assert_eq!(written.matches('\n').count(), 1, "{written:?}");
+            assert!(!written.contains('\r'), "{written:?}");
+            assert_eq!(parse_line(written.trim_end_matches('\n')), Some((h.as_str(), path.to_string())), "{path:?}");
+        }
+        assert_eq!(parse_line("not a line"), None);
+        assert_eq!(parse_line(&format!("{}  x", &h[1..])), None);
+    }
 }
