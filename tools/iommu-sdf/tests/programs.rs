@@ -318,6 +318,15 @@ fn a_setvar_the_program_cannot_take_is_refused_where_it_is_set() {
 }
 
 /// `iommu-sdf` run with `args`: exit status and standard output.
+/// A description of tests/sdf/, its text, and a directory (`tag`'s) of the programs its
+/// PDs name.
+fn fixture_and_its_programs(name: &str, tag: &str) -> (std::path::PathBuf, String, std::path::PathBuf) {
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name);
+    let text = std::fs::read_to_string(&sdf).unwrap();
+    let programs = elf::programs_dir(tag, &text);
+    (sdf, text, programs)
+}
+
 fn run(args: &[&str]) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
     (out.status.code(), String::from_utf8(out.stdout).unwrap())
@@ -331,10 +340,8 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
 /// say what is unproven until then.
 #[test]
 fn without_the_programs_check_proves_nothing_about_them_and_build_and_report_say_so() {
-    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
+    let (sdf, text, dir) = fixture_and_its_programs("ok-queue.xml", "unread");
     let file = sdf.to_str().unwrap();
-    let text = std::fs::read_to_string(&sdf).unwrap();
-    let dir = elf::programs_dir("unread", &text);
     let search = dir.to_str().unwrap();
     let programs: Vec<(usize, &str)> = text
         .lines()
@@ -551,10 +558,8 @@ fn the_unproven_line_is_one_line_whatever_the_paths() {
 /// `<program_image>`. The same file in both places passes.
 #[test]
 fn a_client_is_restarted_from_the_program_it_runs() {
-    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok.xml");
+    let (sdf, text, programs) = fixture_and_its_programs("ok.xml", "restart-entry");
     let file = sdf.to_str().unwrap();
-    let text = std::fs::read_to_string(&sdf).unwrap();
-    let programs = elf::programs_dir("restart-entry", &text);
     let built = std::env::temp_dir().join(format!("iommu-sdf-restart-entry-{}", std::process::id()));
     let (status, out) = run(&["build", file, "--out", built.to_str().unwrap()]);
     assert_eq!(status, Some(0), "{out}");
