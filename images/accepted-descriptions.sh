@@ -26,7 +26,7 @@ for f in "${files[@]}"; do
     name=$(basename "$f" .xml)
     out=$work/$name
     # build checks it (every rule but the programs', which build runs before) and writes it.
-    "$tool" build "$f" --board "$board" --out "$out" >/dev/null || { echo "  FAIL $name: build"; fail=$((fail + 1)); continue; }
+    "$tool" build "$f" --board "$board" --config "$config" --out "$out" >/dev/null || { echo "  FAIL $name: build"; fail=$((fail + 1)); continue; }
     python3 "$top/images/stub-images.py" "$out/$name.system" "$out/elf" || { echo "  FAIL $name: stub images"; fail=$((fail + 1)); continue; }
     # Then check, with the programs read, as the images' builds check them before the
     # Microkit tool (without them check refuses: the programs' placement is unproven).

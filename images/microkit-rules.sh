@@ -56,7 +56,7 @@ for f in "$corpus"/*.xml; do
         where=$(echo "$ours" | sed -n 's/^[^:]*:\([0-9]*\):[0-9]*: error: .*/\1/p' | head -1)
         by=iommu-sdf
     else
-        "$tool" build "$f" --board "$board" --out "$work/$name" >/dev/null 2>&1 || { verdict=build-failed; }
+        "$tool" build "$f" --board "$board" --config "$config" --out "$work/$name" >/dev/null 2>&1 || { verdict=build-failed; }
         if [ -z "$verdict" ]; then
             # Through microkit-tool.sh, as images/Makefile runs it: a place the tool names
             # must be shown in the user's file ($f), at the marked line.

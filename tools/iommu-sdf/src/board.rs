@@ -222,6 +222,15 @@ pub struct Board {
     /// (`--config`), or `None` where it is not given: a PD's or vCPU's `cpu` must be below
     /// it, and domains are scheduled on one core only (sdf.rs).
     pub cores: Option<u64>,
+    /// The highest interrupt number seL4 takes on the board (its `maxIRQ`: MAX_IRQ in
+    /// seL4's src/plat/<platform>/config.cmake at the SDK's commit; `Arch_checkIRQ` refuses a
+    /// higher one, "IRQ is out of range", and the capDL initialiser stops at boot), or
+    /// `None` where this tool does not know the board (every Arm `irq` is then unproven).
+    pub max_irq: Option<u64>,
+    /// Its generic timer's frequency, Hz (the SDK's CONFIG_TIMER_FREQUENCY, board/<board>/
+    /// <config>/include/kernel/gen_config.h): what the IOMMU PD counts its fault storm
+    /// window in.
+    pub timer_hz: Option<u64>,
 }
 
 /// QEMU virt's RAM as the SDK's seL4 for `qemu_virt_aarch64` is built for: VIRT_MEM at
@@ -324,6 +333,20 @@ impl Board {
                 _ => &[],
             },
             cores: None,
+            // qemu-arm-virt: MAX_IRQ 159; zynqmp (zcu102, ultra96v2 and kria_k26 are
+            // built on it): 187; tqma8xqp1gb: 511. TIMER_FREQUENCY: 62.5 MHz, 100 MHz, 8 MHz.
+            max_irq: match name {
+                "qemu_virt_aarch64" => Some(159),
+                "zcu102" | "ultra96v2" | "kria_k26" => Some(187),
+                "tqma8xqp1gb" => Some(511),
+                _ => None,
+            },
+            timer_hz: match name {
+                "qemu_virt_aarch64" => Some(62_500_000),
+                "zcu102" | "ultra96v2" | "kria_k26" => Some(100_000_000),
+                "tqma8xqp1gb" => Some(8_000_000),
+                _ => None,
+            },
         }
     }
 

@@ -342,6 +342,44 @@ pub fn verify(dir: &Path) -> io::Result<Verified> {
     Ok(Verified { description, files, changed, microkit, unlisted, copies })
 }
 
+/// A program's entry point as `pds/iommu/build.rs` (`restart_entries`) reads it: an ELF64
+/// little-endian file's `e_entry`, at byte 24; `None` for anything else, which that build
+/// skips.
+fn elf_entry(bytes: &[u8]) -> Option<u64> {
+    let header = bytes.get(..32)?;
+    (header[..4] == *b"\x7fELF" && header[4] == 2 && header[5] == 1)
+        .then(|| u64::from_le_bytes(header[24..32].try_into().expect("8 bytes")))
+}
+
+/// `check --built DIR`: the IOMMU PD restarts a crashed client at the entry point of the
+/// program of its name in DIR (its build reads every `.elf` there, `IOMMU_SYSTEM`'s
+/// directory), and the Microkit tool loads the program `check` read, the first the search
+/// path holds. Where DIR's file of that name has another entry point (another program
+/// of one name earlier in the search path, or DIR's rebuilt), a restart would start the
+/// client's program at another program's entry.
+pub fn restart_entries_differ(built: &Path, sys: &System) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for pd in sys.clients() {
+        let Some(program) = pd.program.as_ref().filter(|pr| pr.path.ends_with(".elf")) else { continue };
+        let Some(read) = program.files.first() else { continue };
+        let Some(restart) = std::fs::read(built.join(&program.path)).ok().and_then(|b| elf_entry(&b)) else { continue };
+        if elf_entry(&read.bytes) != Some(restart) {
+            out.push(p(
+                program.line,
+                "program_image",
+                format!(
+                    "the IOMMU PD would restart client `{}` at {restart:#x}, the entry of `{}`, and the program checked and loaded is `{}`, whose entry is elsewhere: a restart would run another program's entry",
+                    pd.name,
+                    built.join(&program.path).display(),
+                    read.file.display()
+                ),
+                "remove or rename one of the two files of that name, so that the program loaded and the one the IOMMU PD restarts from are one",
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,6 +262,9 @@ fn main() -> ExitCode {
             ));
         }
     }
+    if let (Command::Check(_, _, Some(built)), true) = (&command, problems.is_empty()) {
+        problems.extend(iommu_sdf::checked::restart_entries_differ(built, &sys));
+    }
     // What only copying into DIR refuses (a path out of it, a name check writes there).
     if let Command::Check(_, Some(_), _) = &command {
         problems.extend(iommu_sdf::checked::refusals(&sys, &file));

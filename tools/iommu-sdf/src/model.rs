@@ -22,7 +22,7 @@ pub struct MemoryRegion {
     pub prefill_path: Option<String>,
     /// `prefill_bootinfo`: the Microkit tool fills the region with boot information (the
     /// device tree, say) instead.
-    pub prefill_bootinfo: bool,
+    pub prefill_bootinfo: Option<String>,
     /// That file as read (`crate::programs::read`), once read: what the image would hold.
     pub prefill: Option<LoadedFile>,
     pub line: Line,
@@ -221,7 +221,21 @@ pub struct Irq {
     pub id: u64,
     /// Its `irq` (Arm's interrupt number), if given and read.
     pub irq: Option<u64>,
+    /// Which interrupt controller's form it is written in.
+    pub form: IrqForm,
     pub line: Line,
+}
+
+/// The form an `<irq>` is written in, as the Microkit tool tells them apart (sdf.rs: `irq`
+/// first, whatever else the element has, then `pin`, then `pcidev`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqForm {
+    /// Arm's (and RISC-V's): `irq`, a line of the interrupt controller.
+    Arm,
+    /// x86's I/O APIC line: `pin`.
+    X86Pin,
+    /// x86's MSI: `pcidev`.
+    X86Msi,
 }
 
 /// `<virtual_machine>` inside a protection domain (its VMM): what the guest sees, as

@@ -182,6 +182,35 @@ pub fn rust_module(n: &ClientNumbers, source: &str) -> String {
 const KIT_HEADERS: [&str; 2] =
     [include_str!("../../../iommu-pd/c/iommu_client.h"), include_str!("../../../iommu-pd/c/iommu_service.h")];
 
+/// What libmicrokit's `microkit.h` `#define`s (the SDK's, at its commit; `tests/numbers.rs`
+/// holds the list to the SDK's header where there is one), which every C driver includes
+/// before its `<pd>_iommu.h`: a client `pd_root` with a capability `bits` got
+/// `PD_ROOT_CAP_BITS`, microkit.h's, and the driver, compiled with -Werror as
+/// images/Makefile compiles it, did not build ("PD_ROOT_CAP_BITS" redefined).
+pub const LIBMICROKIT_MACROS: &[&str] = &[
+    "MONITOR_EP",
+    "TCB_CAP",
+    "ARM_SMC_CAP",
+    "BASE_OUTPUT_NOTIFICATION_CAP",
+    "BASE_ENDPOINT_CAP",
+    "BASE_IRQ_CAP",
+    "BASE_TCB_CAP",
+    "BASE_VM_TCB_CAP",
+    "BASE_VCPU_CAP",
+    "BASE_IOPORT_CAP",
+    "BASE_USER_CAPS",
+    "PD_ROOT_CAP_BITS",
+    "PD_ROOT_CAP_SIZE",
+    "MICROKIT_MAX_USER_CAPS",
+    "MICROKIT_MAX_CHANNELS",
+    "MICROKIT_MAX_CHANNEL_ID",
+    "MICROKIT_MAX_IOPORT_ID",
+    "MICROKIT_PD_NAME_LENGTH",
+    "MICROKIT_VMX_GUEST_RIP",
+    "MICROKIT_VMX_CONTROL_PRIMARY_PROCESSOR_CONTROLS",
+    "MICROKIT_VMX_CONTROL_ENTRY_INTERRUPTION_INFO",
+];
+
 /// The names a C header `#define`s.
 fn macros(header: &str) -> impl Iterator<Item = &str> {
     header
@@ -198,7 +227,8 @@ pub fn check(sys: &System) -> Vec<crate::problem::Problem> {
     if sys.iommu.is_none() {
         return out;
     }
-    let kit: std::collections::HashSet<&str> = KIT_HEADERS.iter().flat_map(|h| macros(h)).collect();
+    let kit: std::collections::HashSet<&str> =
+        KIT_HEADERS.iter().flat_map(|h| macros(h)).chain(LIBMICROKIT_MACROS.iter().copied()).collect();
     for n in numbers(sys) {
         let header = c_header(&n, "");
         let line = sys.pd(&n.pd).map_or(0, |pd| pd.line);
@@ -209,7 +239,7 @@ pub fn check(sys: &System) -> Vec<crate::problem::Problem> {
                     line,
                     "protection_domain",
                     format!(
-                        "a name of `{}`'s devices, capabilities or clients gives {name}, which iommu_client.h or iommu_service.h defines too: a driver including both would get one of the two values under that name (or, for an include guard, none of iommu_client.h)",
+                        "a name of `{}`'s devices, capabilities or clients gives {name}, which iommu_client.h, iommu_service.h or libmicrokit's microkit.h defines too: a driver including both would get one of the two values under that name, or not build (or, for an include guard, would get none of iommu_client.h)",
                         n.pd
                     ),
                     "rename it (names are compared in upper case, after the PD's name or IOMMU_CLIENT_ / IOMMU_DEVICE_)",

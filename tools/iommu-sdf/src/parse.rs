@@ -390,8 +390,15 @@ impl Reader {
                 }
                 "irq" => {
                     self.required(c, "id");
-                    // Arm's interrupts are `irq` (x86's `pin` or `pcidev`, `rules::x86`'s).
-                    if c.attribute("pin").is_none() && c.attribute("pcidev").is_none() {
+                    // As the Microkit tool tells them apart: with `irq` it is Arm's, and any
+                    // x86 attribute beside it is unknown; without, `pin` or `pcidev` make it
+                    // x86's (`rules::platform` refuses those on an Arm board).
+                    let form = match (c.attribute("irq"), c.attribute("pin"), c.attribute("pcidev")) {
+                        (None, Some(_), _) => IrqForm::X86Pin,
+                        (None, None, Some(_)) => IrqForm::X86Msi,
+                        _ => IrqForm::Arm,
+                    };
+                    if form == IrqForm::Arm {
                         self.check_attrs(c, ARM_IRQ_ATTRS);
                         self.required(c, "irq");
                         if let Some(t) = c.attribute("trigger").filter(|t| !matches!(*t, "level" | "edge")) {
@@ -399,7 +406,7 @@ impl Reader {
                         }
                     }
                     if let Some(id) = self.decimal(c, "id") {
-                        irqs.push(Irq { id, irq: self.decimal(c, "irq"), line: self.line(c) });
+                        irqs.push(Irq { id, irq: self.decimal(c, "irq"), form, line: self.line(c) });
                     }
                     if let Some(symbol) = c.attribute("setvar_id") {
                         irq_setvar_ids.push((symbol.to_string(), self.line(c)));
@@ -680,7 +687,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     phys_addr,
                     page_size,
                     prefill_path: n.attribute("prefill_path").map(str::to_string),
-                    prefill_bootinfo: n.attribute("prefill_bootinfo").is_some(),
+                    prefill_bootinfo: n.attribute("prefill_bootinfo").map(str::to_string),
                     prefill: None,
                     line: r.line(n),
                 });

@@ -121,7 +121,7 @@ pub fn complete(sys: &mut System) {
                 phys_addr: None,
                 page_size,
                 prefill_path: None,
-                prefill_bootinfo: false,
+                prefill_bootinfo: None,
                 prefill: None,
                 line,
             });
@@ -174,7 +174,7 @@ pub fn complete(sys: &mut System) {
                     phys_addr: None,
                     page_size: None,
                     prefill_path: None,
-                    prefill_bootinfo: false,
+                    prefill_bootinfo: None,
                     prefill: None,
                     line,
                 });

@@ -366,7 +366,9 @@ pub fn unread(sys: &System) -> Vec<Problem> {
 /// For `build` and `report` given no search path (they run before the programs exist):
 /// what is unproven until `check --search-path` reads them, or `None` if nothing is.
 pub fn unproven(sys: &System, file: &str) -> Option<String> {
-    let names: Vec<&str> = unread_programs(sys).map(|(_, pr)| pr.path.as_str()).collect();
+    // Escaped: a path may hold a line feed (XML allows `&#10;` in an attribute), which
+    // printed raw would end the line and start one the description chose.
+    let names: Vec<String> = unread_programs(sys).map(|(_, pr)| crate::problem::escaped(&pr.path)).collect();
     if names.is_empty() {
         return None;
     }

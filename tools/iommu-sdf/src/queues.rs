@@ -94,7 +94,7 @@ pub fn complete(sys: &mut System) {
             phys_addr: None,
             page_size: None,
             prefill_path: None,
-            prefill_bootinfo: false,
+            prefill_bootinfo: None,
             prefill: None,
             line,
         });

@@ -152,3 +152,28 @@ fn the_summary_names_the_mask_where_streams_are_matched_under_one() {
         assert_eq!(line.contains("under the SMMU's mask 0x7f80"), masked, "{file}: {line}");
     }
 }
+
+/// The table's timer frequency is the SDK's seL4's (CONFIG_TIMER_FREQUENCY in each board's
+/// and configuration's gen_config.h): the storm window's ticks are counted in it.
+#[test]
+fn the_boards_timer_is_the_kernels() {
+    let Some(sdk) = sdk() else {
+        eprintln!("skipped: no Microkit SDK (MICROKIT_SDK or ../shared/microkit-sdk)");
+        return;
+    };
+    let mut checked = 0;
+    for entry in std::fs::read_dir(sdk.join("board")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        for config in std::fs::read_dir(entry.path()).unwrap() {
+            let path = config.unwrap().path().join("include/kernel/gen_config.h");
+            let header = std::fs::read_to_string(&path).unwrap();
+            let hz = header
+                .lines()
+                .find_map(|l| l.strip_prefix("#define CONFIG_TIMER_FREQUENCY")?.trim().parse::<u64>().ok());
+            assert_eq!(iommu_sdf::Board::named(&name).timer_hz, hz, "{}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked}");
+}

@@ -204,7 +204,7 @@ fn a_generated_child_id_lands_after_a_value_holding_a_gt() {
     <dma_capability name="bufs" pd="driver" mr="bufs" size="0x4000" perms="rw" devices="edu0" />
     <dma_quota pd="driver" mappings="4" pages="4" />
 </system>"#;
-    let (sys, problems) = iommu_sdf::check_text(text);
+    let (sys, problems) = iommu_sdf::check_text_on(text, &iommu_sdf::Board::default().with_config("debug"));
     assert!(problems.is_empty(), "{problems:#?}");
     let out = iommu_sdf::build::microkit_system(text, &sys).unwrap();
     let doc = roxmltree::Document::parse(&out).unwrap();

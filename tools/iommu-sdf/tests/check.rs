@@ -356,7 +356,10 @@ fn a_bootinfo_region_needs_no_size() {
             <map mr="tsc_freq" vaddr="0x2000000" perms="r" setvar_vaddr="tsc_freq" />
         </protection_domain>
     </system>"#;
-    let (_, problems) = iommu_sdf::check_text(text);
+    // x86's boot information, on an x86 board (on Arm it is refused: no Arm seL4 gives it).
+    let (_, problems) = iommu_sdf::check_text_on(text, &iommu_sdf::Board::named("x86_64_generic"));
+    assert!(problems.is_empty(), "{problems:?}");
+    let (_, problems) = iommu_sdf::check_text(&text.replace("x86_tsc_freq", "fdt"));
     assert!(problems.is_empty(), "{problems:?}");
 }
 
@@ -502,4 +505,73 @@ fn a_bar_window_over_the_legacy_vga_range_is_refused() {
     assert!(!vga[0].fix.is_empty());
     let (_, on_qemu) = iommu_sdf::check_text(&text);
     assert!(on_qemu.iter().any(|p| p.message.contains("is outside the board's PCI memory window")), "{on_qemu:#?}");
+}
+
+/// A PD with one `<irq irq="N">`, checked on `board`: the problems about its interrupt.
+fn irq_problems(board: &str, irq: u64) -> Vec<String> {
+    let text = format!(
+        "<system>\n<protection_domain name=\"d\" priority=\"1\">\n<program_image path=\"d.elf\" />\n<irq irq=\"{irq}\" id=\"1\" />\n</protection_domain>\n</system>"
+    );
+    let (_, problems) = iommu_sdf::check_text_on(&text, &iommu_sdf::Board::named(board));
+    problems.into_iter().filter(|p| p.element == "irq").map(|p| p.message).collect()
+}
+
+/// Each board's interrupt numbers are bounded by its seL4's maxIRQ (seL4's config.cmake at
+/// the SDK's commit), the bound itself taken and the next refused; below 32 only the EL1
+/// physical timer.
+#[test]
+fn interrupts_are_held_to_the_boards_limit() {
+    for (board, max) in
+        [("qemu_virt_aarch64", 159), ("zcu102", 187), ("ultra96v2", 187), ("kria_k26", 187), ("tqma8xqp1gb", 511)]
+    {
+        assert_eq!(irq_problems(board, max), Vec::<String>::new(), "{board}");
+        assert_eq!(irq_problems(board, 32), Vec::<String>::new(), "{board}");
+        assert_eq!(irq_problems(board, 30), Vec::<String>::new(), "{board}");
+        let past = irq_problems(board, max + 1);
+        assert!(past.len() == 1 && past[0].contains(&format!("past {max}")), "{board}: {past:?}");
+        for low in [0, 15, 16, 26, 29, 31] {
+            assert_eq!(irq_problems(board, low).len(), 1, "{board} {low}");
+        }
+    }
+    assert_eq!(irq_problems("rockpro64", 40).len(), 1);
+}
+
+/// A client's program named by anything but its bare file name is refused: `sub/x.elf`
+/// too, whose last component is another program's name.
+#[test]
+fn a_clients_program_is_named_by_its_file_name() {
+    for path in ["sub/edu_driver.elf", "./edu_driver.elf", ".//edu_driver.elf"] {
+        let text = sdf("ok.xml")
+            .replace("<program_image path=\"edu_driver.elf\" />", &format!("<program_image path=\"{path}\" />"));
+        let (_, problems) = iommu_sdf::check_text(&text);
+        assert!(
+            problems.len() == 1 && problems[0].message.contains(&format!("is `{path}`, not a bare file name")),
+            "{path}: {problems:#?}"
+        );
+    }
+    // Not a client: no restart, nothing to refuse.
+    let text = sdf("ok.xml").replace("<program_image path=\"iommu.elf\" />", "<program_image path=\"./iommu.elf\" />");
+    assert!(iommu_sdf::check_text(&text).1.is_empty());
+}
+
+/// The storm limits at their bounds: more than one drain's worth of faults needs a window
+/// of that many drain periods (300 needs 3, 30 ms); one drain's worth needs none; and a
+/// window is at most 2^64 - 1 ticks of the board's timer.
+#[test]
+fn storm_limits_at_their_bounds() {
+    let with = |max: u64, window: u64, board: &str| {
+        let ours = format!("fault_window_us=\"{window}\" max_faults=\"{max}\"");
+        let text = sdf("ok.xml").replace("fault_window_us=\"500000\" max_faults=\"64\"", &ours);
+        assert!(text.contains(&ours), "ok.xml's <iommu> changed");
+        let (_, problems) = iommu_sdf::check_text_on(&text, &iommu_sdf::Board::named(board));
+        assert!(problems.iter().all(|p| p.element == "iommu"), "{problems:#?}");
+        problems.len()
+    };
+    assert_eq!(with(300, 30_000, "qemu_virt_aarch64"), 0);
+    assert_eq!(with(300, 29_999, "qemu_virt_aarch64"), 1);
+    assert_eq!(with(127, 1, "qemu_virt_aarch64"), 0);
+    assert_eq!(with(128, 19_999, "qemu_virt_aarch64"), 1);
+    // 2^64 - 1 ticks at 62.5 MHz: 295,147,905,179,352,825 us (rounded down) is the last.
+    assert_eq!(with(300, 295_147_905_179_352_825, "qemu_virt_aarch64"), 0);
+    assert_eq!(with(300, 295_147_905_179_352_826, "qemu_virt_aarch64"), 1);
 }

@@ -100,3 +100,34 @@ fn names_that_give_a_macro_of_the_c_kit_are_refused() {
     let (_, problems) = iommu_sdf::check_text(&text);
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// The macros of libmicrokit's microkit.h that no generated macro may be: the SDK's own
+/// header, for every board and configuration it has, defines exactly these (skipped,
+/// saying so, without an SDK: `MICROKIT_SDK` or ../shared/microkit-sdk).
+#[test]
+fn libmicrokit_macros_are_the_sdks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let sdk = std::env::var_os("MICROKIT_SDK").map_or_else(|| root.join("shared/microkit-sdk"), Into::into);
+    let Ok(boards) = std::fs::read_dir(Path::new(&sdk).join("board")) else {
+        eprintln!("skipped: no Microkit SDK (MICROKIT_SDK or ../shared/microkit-sdk)");
+        return;
+    };
+    let mut headers = 0;
+    for board in boards.flatten() {
+        for config in std::fs::read_dir(board.path()).unwrap().flatten() {
+            let header = std::fs::read_to_string(config.path().join("include/microkit.h")).unwrap();
+            let mut defined: Vec<&str> = header
+                .lines()
+                .filter_map(|l| {
+                    l.trim_start().strip_prefix("#define ")?.split(|c: char| c.is_whitespace() || c == '(').next()
+                })
+                .collect();
+            defined.sort_unstable();
+            let mut ours = iommu_sdf::numbers::LIBMICROKIT_MACROS.to_vec();
+            ours.sort_unstable();
+            assert_eq!(defined, ours, "{}", config.path().display());
+            headers += 1;
+        }
+    }
+    assert!(headers > 0);
+}

@@ -318,6 +318,15 @@ fn a_setvar_the_program_cannot_take_is_refused_where_it_is_set() {
 }
 
 /// `iommu-sdf` run with `args`: exit status and standard output.
+/// A description of tests/sdf/, its text, and a directory (`tag`'s) of the programs its
+/// PDs name.
+fn fixture_and_its_programs(name: &str, tag: &str) -> (std::path::PathBuf, String, std::path::PathBuf) {
+    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf").join(name);
+    let text = std::fs::read_to_string(&sdf).unwrap();
+    let programs = elf::programs_dir(tag, &text);
+    (sdf, text, programs)
+}
+
 fn run(args: &[&str]) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_iommu-sdf")).args(args).output().unwrap();
     (out.status.code(), String::from_utf8(out.stdout).unwrap())
@@ -331,10 +340,8 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
 /// say what is unproven until then.
 #[test]
 fn without_the_programs_check_proves_nothing_about_them_and_build_and_report_say_so() {
-    let sdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/ok-queue.xml");
+    let (sdf, text, dir) = fixture_and_its_programs("ok-queue.xml", "unread");
     let file = sdf.to_str().unwrap();
-    let text = std::fs::read_to_string(&sdf).unwrap();
-    let dir = elf::programs_dir("unread", &text);
     let search = dir.to_str().unwrap();
     let programs: Vec<(usize, &str)> = text
         .lines()
@@ -519,4 +526,70 @@ fn programs_larger_together_than_the_image_can_hold_are_refused() {
     assert_eq!(problems[0].line, 6);
     assert!(problems[0].message.contains("`b`'s program"), "{}", problems[0].message);
     assert!(check_with_program("one", &one_map(0x80_0000_0000), &sized(40 << 20), &[]).is_empty());
+}
+
+/// The unproven line names each program as the description wrote it, escaped: a path
+/// holding a line feed (`&#10;`, which XML allows in an attribute) printed raw split
+/// `build`'s and `report`'s line in two, the second a line the description chose.
+#[test]
+fn the_unproven_line_is_one_line_whatever_the_paths() {
+    let dir = std::env::temp_dir().join(format!("iommu-sdf-unproven-newline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sdf = dir.join("odd.xml");
+    std::fs::write(
+        &sdf,
+        "<system>\n<protection_domain name=\"a\" priority=\"1\">\n<program_image path=\"x.elf&#10;odd.xml:1:1: error: forged\" />\n</protection_domain>\n</system>\n",
+    )
+    .unwrap();
+    let file = sdf.to_str().unwrap();
+    for args in [&["build", file, "--out", dir.join("out").to_str().unwrap()][..], &["report", file]] {
+        let (status, out) = run(args);
+        assert_eq!(status, Some(0), "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("odd.xml:1:1: error: forged")), "{args:?}: {out}");
+        assert!(out.contains("x.elf\\nodd.xml:1:1: error: forged"), "{args:?}: {out}");
+    }
+}
+
+/// The IOMMU PD restarts a crashed client at the entry of the program of its name in the
+/// build directory (pds/iommu/build.rs reads them there), and the Microkit tool loads the
+/// one `check` read, the first the search path holds. A program of that name earlier in
+/// the search path, with another entry point, passed `check --built`, and a restart would
+/// have run the loaded program from the other's entry; refused now, at the client's
+/// `<program_image>`. The same file in both places passes.
+#[test]
+fn a_client_is_restarted_from_the_program_it_runs() {
+    let (sdf, text, programs) = fixture_and_its_programs("ok.xml", "restart-entry");
+    let file = sdf.to_str().unwrap();
+    let built = std::env::temp_dir().join(format!("iommu-sdf-restart-entry-{}", std::process::id()));
+    let (status, out) = run(&["build", file, "--out", built.to_str().unwrap()]);
+    assert_eq!(status, Some(0), "{out}");
+    let loaded = std::fs::read(programs.join("edu_driver.elf")).unwrap();
+    let check = || {
+        run(&[
+            "check",
+            file,
+            "--search-path",
+            programs.to_str().unwrap(),
+            "--search-path",
+            built.to_str().unwrap(),
+            "--built",
+            built.to_str().unwrap(),
+        ])
+    };
+    std::fs::write(built.join("edu_driver.elf"), &loaded).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(0), "{out}");
+    let mut other = loaded.clone();
+    other[24..32].copy_from_slice(&0x20_1000u64.to_le_bytes());
+    std::fs::write(built.join("edu_driver.elf"), &other).unwrap();
+    let (status, out) = check();
+    assert_eq!(status, Some(1), "{out}");
+    let line = text.lines().position(|l| l.contains("path=\"edu_driver.elf\"")).unwrap() + 1;
+    assert!(
+        out.contains(&format!(
+            "ok.xml:{line}:13: error: <program_image>: the IOMMU PD would restart client `edu_driver` at 0x201000"
+        )),
+        "{out}"
+    );
+    assert_eq!(out.matches(": error: ").count(), 1, "{out}");
 }

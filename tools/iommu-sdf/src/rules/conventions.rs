@@ -27,6 +27,29 @@ fn symbol_map<'a>(
     Some(first)
 }
 
+/// Each client's program is named by its bare file name. The IOMMU PD restarts a crashed
+/// client from the entry point of its program (`CLIENT_PROGRAMS`, the `program_image path`
+/// as written), which its build finds among the programs of the build directory by file
+/// name (`pds/iommu/build.rs`, `restart_entries`): `./x.elf` or `sub/x.elf` was found under
+/// no name, and the client never restarted, and matching on the last component instead
+/// would take `x.elf`'s entry for `sub/x.elf`, another program.
+fn restart_programs(clients: &[&ProtectionDomain], out: &mut Vec<Problem>) {
+    for (c, program) in clients.iter().filter_map(|c| Some((c, c.program.as_ref()?))) {
+        let path = program.path.as_str();
+        if path.contains('/') || matches!(path, "" | "." | "..") {
+            out.push(p(
+                program.line,
+                "program_image",
+                format!(
+                    "the program of client `{}` is `{path}`, not a bare file name: the IOMMU PD restarts a crashed client from its program's entry, found among the build's programs by file name, so this client would never be restarted",
+                    c.name
+                ),
+                "name the program by its file name alone (path=\"x.elf\") and give its directory to --search-path",
+            ));
+        }
+    }
+}
+
 /// The conventions the IOMMU PD (`pds/iommu`) relies on. Client `i` (in
 /// `System::clients` order, its index in the generated policy) calls it on the channel
 /// whose IOMMU end has id `i + 1`; its fault ring is the one-page region the IOMMU PD
@@ -53,6 +76,7 @@ pub fn conventions(sys: &System, out: &mut Vec<Problem>) {
         ));
         return;
     }
+    restart_programs(&clients, out);
     let index = |pd: &str| clients.iter().position(|c| c.name == pd);
     let reserved = |id: u64| (1..=n).contains(&id);
     // The IOMMU PD's end and the client's end of each channel between them.

@@ -144,7 +144,7 @@ fn prefilled_device_memory(sys: &System, board: &Board, out: &mut Vec<Problem>) 
         return;
     }
     let memory = device_memory(board);
-    for r in sys.regions.iter().filter(|r| r.prefill_path.is_some() || r.prefill_bootinfo) {
+    for r in sys.regions.iter().filter(|r| r.prefill_path.is_some() || r.prefill_bootinfo.is_some()) {
         let Some((why, what)) = not_memory(sys, board, &memory, &r.name) else { continue };
         let attribute = if r.prefill_path.is_some() { "prefill_path" } else { "prefill_bootinfo" };
         out.push(p(

@@ -129,10 +129,40 @@ fn ids_in_parent(sys: &System, parent: &ProtectionDomain, out: &mut Vec<Problem>
 }
 
 /// Where the configuration is known (`--config`): each PD's and vCPU's core one it has, and
-/// domains only on one core (the Microkit tool refuses both; without the configuration
-/// they are left to it).
+/// domains only on one core (the Microkit tool refuses both). Without it, only what every
+/// configuration has is proved: core 0, and no `<domains>` (which an `smp-` one refuses),
+/// so a description that needs more needs its configuration named.
 fn cores(sys: &System, board: &Board, out: &mut Vec<Problem>) {
-    let Some(cores) = board.cores else { return };
+    let Some(cores) = board.cores else {
+        let fix = "name the configuration with --config (as the Microkit tool takes it: debug, smp-debug...)";
+        for pd in sys.pds.iter().filter(|pd| pd.cpu > 0) {
+            out.push(p(
+                pd.line,
+                "protection_domain",
+                format!("`{}` runs on core {}, and without the configuration named no core but 0 is proved to exist (--config names it; one that is not smp- has one core)", pd.name, pd.cpu),
+                format!("{fix}, or run it on core 0"),
+            ));
+        }
+        for pd in &sys.pds {
+            for vm in pd.vms.iter().filter(|vm| vm.vcpu_cpus.iter().any(|&c| c > 0)) {
+                out.push(p(
+                    vm.line,
+                    "virtual_machine",
+                    format!("a vCPU of virtual machine `{}` runs on a core other than 0, and without the configuration named no core but 0 is proved to exist (--config names it)", vm.name),
+                    format!("{fix}, or run its vCPUs on core 0"),
+                ));
+            }
+        }
+        if let Some(line) = sys.domains {
+            out.push(p(
+                line,
+                "domains",
+                "without the configuration named, <domains> is not proved allowed (--config names it): seL4 schedules domains only where it runs on one core, and an smp- configuration has 4".to_string(),
+                format!("{fix}, or remove <domains>"),
+            ));
+        }
+        return;
+    };
     for pd in &sys.pds {
         if pd.cpu >= cores {
             out.push(p(

@@ -24,6 +24,7 @@ mod reach;
 mod regions;
 pub mod scheduling;
 mod smmuv3;
+mod storms;
 mod topology;
 mod vms;
 pub mod warnings;
@@ -68,6 +69,7 @@ pub fn check(sys: &System, board: &Board) -> Vec<Problem> {
     caps::check(sys, &mut out);
     reach::check(sys, &mut out);
     quotas::check(sys, &mut out);
+    storms::check(sys, board, &mut out);
     queues::check(sys, board, &mut out);
     vms::check(sys, &mut out);
     pci::check(sys, board, &mut out);

@@ -66,8 +66,23 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
         ));
     }
     calls(sys, out);
+    // x86's boot information on an Arm board: the SDK's tool builds it, and the image boots
+    // (a region `x86_vbe` on QEMU virt), but no Arm seL4 gives it, so what the PD reads
+    // there is not what it asked for.
+    if board.target == Target::Arm {
+        for r in &sys.regions {
+            let Some(kind) = r.prefill_bootinfo.as_deref().filter(|k| k.starts_with("x86_")) else { continue };
+            out.push(p(
+                r.line,
+                "memory_region",
+                format!("`{}` is prefilled with `{kind}`, x86's boot information, and board {} is an Arm board, whose seL4 gives none", r.name, board.name),
+                "remove prefill_bootinfo, or use fdt (the device tree) on Arm",
+            ));
+        }
+    }
     let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
+        irqs(pd, board, out);
         if board.target == Target::Arm {
             for &line in &pd.ioports {
                 out.push(p(
@@ -291,5 +306,77 @@ fn address_space(sys: &System, board: &Board, pd: &ProtectionDomain, out: &mut V
                 format!("{placed} clear of the program's segments, at or above {:#x}", top.next_multiple_of(PAGE)),
             ));
         }
+    }
+}
+
+/// The PPI every SDK configuration here leaves to user level: the EL1 physical timer. seL4
+/// runs them all in hypervisor mode (CONFIG_ARM_HYPERVISOR_SUPPORT), where its own timer is
+/// the hypervisor's (PPI 26) and it keeps 25 (VGIC maintenance) and 27 (the virtual timer).
+pub const USER_PPI: u64 = 30;
+
+/// A PD's interrupts, in the form the board's interrupt controller has (the Microkit tool
+/// refuses an x86 form on Arm and an Arm one on x86: sdf.rs, "x86 I/O APIC IRQ isn't
+/// supported on ARM and RISC-V"), and on Arm a number seL4 on that board takes and gives a
+/// PD: an SPI from 32 to the board's `maxIRQ`, or the EL1 physical timer. Neither tool
+/// bounds the number; seL4 refuses one past `maxIRQ` ("IRQ is out of range") and the ones it
+/// keeps ("Already active"), and the capDL initialiser then stops at boot (booted), before any
+/// PD runs. SGIs (0 to 15) are no device's, and of the PPIs (16 to 31) only the timer is
+/// proved free of the kernel's use.
+fn irqs(pd: &ProtectionDomain, board: &Board, out: &mut Vec<Problem>) {
+    for i in &pd.irqs {
+        let arm = board.target == Target::Arm;
+        let (form, fix) = match (i.form, arm) {
+            (IrqForm::X86Pin, true) => (
+                "an x86 I/O APIC interrupt (`pin`)",
+                "give it irq=\"N\", the interrupt controller's number, for an Arm board",
+            ),
+            (IrqForm::X86Msi, true) => {
+                ("an x86 MSI (`pcidev`)", "give it irq=\"N\", the interrupt controller's number, for an Arm board")
+            }
+            (IrqForm::Arm, false) => {
+                ("an Arm interrupt (`irq`)", "give it pin=\"...\" (I/O APIC) or pcidev=\"...\" (MSI) for an x86 board")
+            }
+            _ => ("", ""),
+        };
+        if !form.is_empty() {
+            out.push(p(
+                i.line,
+                "irq",
+                format!(
+                    "`{}` has {form}, and board {} is {} board: the Microkit tool refuses it",
+                    pd.name,
+                    board.name,
+                    if arm { "an Arm" } else { "an x86" }
+                ),
+                fix,
+            ));
+            continue;
+        }
+        let (Some(irq), true) = (i.irq, arm) else { continue };
+        let Some(max) = board.max_irq else {
+            out.push(p(
+                i.line,
+                "irq",
+                format!("`{}` has interrupt {irq}, and board {} is one whose interrupt controller this tool does not know: no number is proved one seL4 takes", pd.name, board.name),
+                "check for a board this tool knows (--board qemu_virt_aarch64, zcu102, ultra96v2, kria_k26 or tqma8xqp1gb)",
+            ));
+            continue;
+        };
+        let why = if irq > max {
+            format!("past {max}, the last seL4 takes on board {} (its maxIRQ): the kernel refuses it and the system stops at boot", board.name)
+        } else if irq < 16 {
+            "a software-generated interrupt (SGI, 0 to 15), which no device raises (seL4 sends its own between cores)"
+                .to_string()
+        } else if irq < 32 && irq != USER_PPI {
+            format!("a core's private interrupt (PPI, 16 to 31) other than the EL1 physical timer ({USER_PPI}): seL4 keeps 25, 26 and 27, and no other is proved free of its use")
+        } else {
+            continue;
+        };
+        out.push(p(
+            i.line,
+            "irq",
+            format!("`{}` has interrupt {irq}, {why}", pd.name),
+            format!("give it the device's interrupt as the GIC numbers it: an SPI from 32 to {max} (the device tree's SPI number + 32), or {USER_PPI} for the EL1 physical timer"),
+        ));
     }
 }

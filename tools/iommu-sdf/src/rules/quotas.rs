@@ -1,4 +1,4 @@
-//! Quotas, the page-table pool and fault storms: what the IOMMU PD is sized for.
+//! Quotas and the page-table pool: what the IOMMU PD is sized for.
 
 use crate::model::*;
 use crate::problem::{p, Problem};
@@ -83,19 +83,6 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
                     format!("make `{}` at least {:#x} bytes, or lower the quotas", pool.name, worst * PAGE),
                 ));
             }
-        }
-    }
-    if let Some(i) = &sys.iommu {
-        if i.max_faults == 0 || i.max_faults > u32::MAX as u64 || i.fault_window_us == 0 {
-            out.push(p(
-                i.line,
-                "iommu",
-                format!(
-                    "fault storms are set to more than {} faults in {} us: a device would be quarantined by its first fault, or never",
-                    i.max_faults, i.fault_window_us
-                ),
-                "give max_faults between 1 and 4294967295 and fault_window_us of at least 1 (or leave both out: 300 in a second)",
-            ));
         }
     }
 }
