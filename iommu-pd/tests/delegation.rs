@@ -116,6 +116,27 @@ fn a_receiver_cannot_widen_what_it_was_lent_by_granting_to_itself() {
     handles(grant(&mut s, NET, theirs, NET, 1 << 0));
 }
 
+/// What a granter narrowed stays narrow through a round trip too: BLK lends NET a page
+/// for `nic` alone; NET passes it to EVIL, and EVIL back to NET for `nic2`. Before, only a
+/// grant straight to itself was held to the devices its capability names, so the round
+/// trip (two colluding clients) gave `nic2` the page BLK lent for `nic`.
+#[test]
+fn a_receiver_cannot_widen_what_it_was_lent_by_a_round_trip() {
+    let mut s = service();
+    const NIC: u64 = 1 << 0;
+    const NIC2: u64 = 1 << 3;
+    const EVIL_DEV: u64 = 1 << 2;
+    let (_, at_net) = handles(grant(&mut s, BLK, 0, NET, NIC));
+    let (_, at_evil) = handles(grant(&mut s, NET, at_net, EVIL, EVIL_DEV));
+    assert_eq!(grant(&mut s, EVIL, at_evil, NET, NIC2), err(ErrorCode::Denied));
+    assert_eq!(grant(&mut s, EVIL, at_evil, NET, NIC | NIC2), err(ErrorCode::Denied));
+    // Back for the device BLK named: allowed, and it maps only for that device.
+    let (_, back) = handles(grant(&mut s, EVIL, at_evil, NET, NIC));
+    assert_eq!(map(&mut s, NET, back, 3, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadDevice));
+    assert!(matches!(map(&mut s, NET, back, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+    assert!(s.hw().reachable(3).is_empty(), "nic2 reaches the page BLK lent for nic");
+}
+
 /// A lender that faults (or is restarted) takes back what it lent: its restarted program
 /// knows nothing of the grant and may put other data in those pages. The borrower's device
 /// loses the lent page, the borrower's handle and what it re-granted go, and the lender's
