@@ -8,6 +8,12 @@ use common::*;
 use iommu_pd::{ClientConfig, ConfigError, Service};
 use iommu_protocol::{ErrorCode, Handle, Reply, Request, Rights};
 
+/// The test description's devices as GRANT's device masks.
+const NIC: u64 = 1 << 0;
+const DISK: u64 = 1 << 1;
+const EVIL_DEV: u64 = 1 << 2;
+const NIC2: u64 = 1 << 3;
+
 fn handles(reply: Reply) -> (u32, u32) {
     match reply {
         Reply::Ok { values, .. } => (values[0] as u32, values[1] as u32),
@@ -21,9 +27,6 @@ fn handles(reply: Reply) -> (u32, u32) {
 #[test]
 fn a_holder_cannot_widen_its_capability_to_its_other_devices() {
     let mut s = service();
-    const NIC: u64 = 1 << 0;
-    const NIC2: u64 = 1 << 3;
-    const DISK: u64 = 1 << 1;
     assert_eq!(grant(&mut s, NET, 1, NET, NIC2), err(ErrorCode::Denied));
     // To itself for the device it already has: allowed (it only narrows).
     handles(grant(&mut s, NET, 1, NET, NIC));
@@ -123,9 +126,6 @@ fn a_receiver_cannot_widen_what_it_was_lent_by_granting_to_itself() {
 #[test]
 fn a_receiver_cannot_widen_what_it_was_lent_by_a_round_trip() {
     let mut s = service();
-    const NIC: u64 = 1 << 0;
-    const NIC2: u64 = 1 << 3;
-    const EVIL_DEV: u64 = 1 << 2;
     let (_, at_net) = handles(grant(&mut s, BLK, 0, NET, NIC));
     let (_, at_evil) = handles(grant(&mut s, NET, at_net, EVIL, EVIL_DEV));
     assert_eq!(grant(&mut s, EVIL, at_evil, NET, NIC2), err(ErrorCode::Denied));
@@ -144,7 +144,6 @@ fn a_receiver_cannot_widen_what_it_was_lent_by_a_round_trip() {
 #[test]
 fn a_lenders_teardown_revokes_what_it_lent() {
     let mut s = service();
-    const DISK: u64 = 1 << 1;
     let (_, at_blk) = handles(grant(&mut s, NET, 0, BLK, DISK));
     assert!(matches!(map(&mut s, BLK, at_blk, 1, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::Ok { .. }));
     let (_, at_evil) = handles(grant(&mut s, BLK, at_blk, EVIL, 1 << 2));
