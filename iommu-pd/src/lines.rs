@@ -1,8 +1,9 @@
-//! How many console lines a client's refused requests may cost: a budget per client (a
-//! token bucket), so that a client that sends refused requests in a loop neither slows
-//! the IOMMU PD (a console line costs far more than a refusal) nor crowds out what is said
-//! of other clients (each has its own budget). What is not logged is counted, and the
-//! next line logged says how many were not.
+//! How many console lines a client's requests may cost: a budget per client and kind of
+//! line (a token bucket: its refused requests, its STOPs), so that a client that sends
+//! them in a loop neither slows the IOMMU PD (a console line costs far more than a
+//! refusal or a STOP without a reset) nor crowds out what is said of other clients (each
+//! has its own budget). What is not logged is counted, and the next line logged says how
+//! many were not.
 
 /// The budget: `burst` lines at once, then one more every `every` ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,29 +14,31 @@ pub struct LineLimit {
     pub every: u64,
 }
 
-/// One client's account: its budget left, and its refusals, logged or not.
+/// One client's account of one kind of line: its budget left, and the lines asked for,
+/// logged or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Lines {
     /// Lines that may be logged now.
     tokens: u32,
     /// When the budget was last topped up (whole `every`s since are added).
     since: u64,
-    /// Whether the account has been used: the first refusal starts with a full budget.
+    /// Whether the account has been used: the first line asked for starts with a full
+    /// budget.
     started: bool,
-    /// Refusals in all.
-    pub refused: u64,
-    /// Refusals logged.
+    /// Lines asked for in all.
+    pub asked: u64,
+    /// Lines logged.
     pub logged: u64,
-    /// Refusals not logged since the last one that was.
+    /// Lines not logged since the last one that was.
     pub quiet: u64,
 }
 
-/// What to do with one refusal.
+/// What to do with one line asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Log it; `quiet` refusals before it were not.
+    /// Log it; `quiet` lines asked for before it were not.
     Log {
-        /// Refusals not logged since the previous line.
+        /// Lines not logged since the previous one that was.
         quiet: u64,
     },
     /// Count it only.
@@ -43,9 +46,9 @@ pub enum Verdict {
 }
 
 impl Lines {
-    /// Count one refusal at `now` and say whether it may be logged.
-    pub fn refusal(&mut self, now: u64, limit: LineLimit) -> Verdict {
-        self.refused += 1;
+    /// Count one line asked for at `now` and say whether it may be logged.
+    pub fn ask(&mut self, now: u64, limit: LineLimit) -> Verdict {
+        self.asked += 1;
         if !self.started {
             self.started = true;
             self.tokens = limit.burst;
@@ -77,15 +80,15 @@ mod tests {
     #[test]
     fn a_flood_costs_a_burst_then_one_line_per_period() {
         let mut l = Lines::default();
-        let verdicts: Vec<Verdict> = (0..1000).map(|_| l.refusal(5, LIMIT)).collect();
+        let verdicts: Vec<Verdict> = (0..1000).map(|_| l.ask(5, LIMIT)).collect();
         assert!(verdicts[..8].iter().all(|v| *v == Verdict::Log { quiet: 0 }));
         assert!(verdicts[8..].iter().all(|v| *v == Verdict::Quiet));
-        assert_eq!((l.refused, l.logged, l.quiet), (1000, 8, 992));
+        assert_eq!((l.asked, l.logged, l.quiet), (1000, 8, 992));
         // A period later, one line, which says how many went unlogged.
-        assert_eq!(l.refusal(105, LIMIT), Verdict::Log { quiet: 992 });
-        assert_eq!(l.refusal(105, LIMIT), Verdict::Quiet);
+        assert_eq!(l.ask(105, LIMIT), Verdict::Log { quiet: 992 });
+        assert_eq!(l.ask(105, LIMIT), Verdict::Quiet);
         // A long quiet spell earns the burst back, no more.
-        let logged: usize = (0..20).filter(|_| matches!(l.refusal(100_000, LIMIT), Verdict::Log { .. })).count();
+        let logged: usize = (0..20).filter(|_| matches!(l.ask(100_000, LIMIT), Verdict::Log { .. })).count();
         assert_eq!(logged, 8);
     }
 
@@ -93,19 +96,19 @@ mod tests {
     fn each_client_has_its_own_budget() {
         let (mut flood, mut other) = (Lines::default(), Lines::default());
         for _ in 0..10_000 {
-            flood.refusal(0, LIMIT);
+            flood.ask(0, LIMIT);
         }
-        assert_eq!(other.refusal(0, LIMIT), Verdict::Log { quiet: 0 });
+        assert_eq!(other.ask(0, LIMIT), Verdict::Log { quiet: 0 });
     }
 
     #[test]
     fn a_clock_that_goes_back_earns_nothing() {
         let mut l = Lines::default();
         for _ in 0..8 {
-            l.refusal(1000, LIMIT);
+            l.ask(1000, LIMIT);
         }
-        assert_eq!(l.refusal(0, LIMIT), Verdict::Quiet);
-        assert_eq!(l.refusal(1099, LIMIT), Verdict::Quiet);
-        assert_eq!(l.refusal(1100, LIMIT), Verdict::Log { quiet: 2 });
+        assert_eq!(l.ask(0, LIMIT), Verdict::Quiet);
+        assert_eq!(l.ask(1099, LIMIT), Verdict::Quiet);
+        assert_eq!(l.ask(1100, LIMIT), Verdict::Log { quiet: 2 });
     }
 }

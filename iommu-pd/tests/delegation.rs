@@ -8,6 +8,12 @@ use common::*;
 use iommu_pd::{ClientConfig, ConfigError, Service};
 use iommu_protocol::{ErrorCode, Handle, Reply, Request, Rights};
 
+/// The test description's devices as GRANT's device masks.
+const NIC: u64 = 1 << 0;
+const DISK: u64 = 1 << 1;
+const EVIL_DEV: u64 = 1 << 2;
+const NIC2: u64 = 1 << 3;
+
 fn handles(reply: Reply) -> (u32, u32) {
     match reply {
         Reply::Ok { values, .. } => (values[0] as u32, values[1] as u32),
@@ -21,9 +27,6 @@ fn handles(reply: Reply) -> (u32, u32) {
 #[test]
 fn a_holder_cannot_widen_its_capability_to_its_other_devices() {
     let mut s = service();
-    const NIC: u64 = 1 << 0;
-    const NIC2: u64 = 1 << 3;
-    const DISK: u64 = 1 << 1;
     assert_eq!(grant(&mut s, NET, 1, NET, NIC2), err(ErrorCode::Denied));
     // To itself for the device it already has: allowed (it only narrows).
     handles(grant(&mut s, NET, 1, NET, NIC));
@@ -116,6 +119,24 @@ fn a_receiver_cannot_widen_what_it_was_lent_by_granting_to_itself() {
     handles(grant(&mut s, NET, theirs, NET, 1 << 0));
 }
 
+/// What a granter narrowed stays narrow through a round trip too: BLK lends NET a page
+/// for `nic` alone; NET passes it to EVIL, and EVIL back to NET for `nic2`. Before, only a
+/// grant straight to itself was held to the devices its capability names, so the round
+/// trip (two colluding clients) gave `nic2` the page BLK lent for `nic`.
+#[test]
+fn a_receiver_cannot_widen_what_it_was_lent_by_a_round_trip() {
+    let mut s = service();
+    let (_, at_net) = handles(grant(&mut s, BLK, 0, NET, NIC));
+    let (_, at_evil) = handles(grant(&mut s, NET, at_net, EVIL, EVIL_DEV));
+    assert_eq!(grant(&mut s, EVIL, at_evil, NET, NIC2), err(ErrorCode::Denied));
+    assert_eq!(grant(&mut s, EVIL, at_evil, NET, NIC | NIC2), err(ErrorCode::Denied));
+    // Back for the device BLK named: allowed, and it maps only for that device.
+    let (_, back) = handles(grant(&mut s, EVIL, at_evil, NET, NIC));
+    assert_eq!(map(&mut s, NET, back, 3, 0, 0x1000, None, Rights::READ), err(ErrorCode::BadDevice));
+    assert!(matches!(map(&mut s, NET, back, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
+    assert!(s.hw().reachable(3).is_empty(), "nic2 reaches the page BLK lent for nic");
+}
+
 /// A lender that faults (or is restarted) takes back what it lent: its restarted program
 /// knows nothing of the grant and may put other data in those pages. The borrower's device
 /// loses the lent page, the borrower's handle and what it re-granted go, and the lender's
@@ -123,7 +144,6 @@ fn a_receiver_cannot_widen_what_it_was_lent_by_granting_to_itself() {
 #[test]
 fn a_lenders_teardown_revokes_what_it_lent() {
     let mut s = service();
-    const DISK: u64 = 1 << 1;
     let (_, at_blk) = handles(grant(&mut s, NET, 0, BLK, DISK));
     assert!(matches!(map(&mut s, BLK, at_blk, 1, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::Ok { .. }));
     let (_, at_evil) = handles(grant(&mut s, BLK, at_blk, EVIL, 1 << 2));

@@ -46,12 +46,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if devices == 0 || devices & !owned != 0 {
             return Err(ErrorCode::BadDevice);
         }
-        // To itself, a holder may only narrow: the devices its capability names, no others.
-        if to == client && devices & !cap.devices != 0 {
+        let (root, narrowed) = self.lineage(ci, to);
+        // What a granter narrowed stays narrow: back at a client it passed through (a
+        // grant to oneself is the shortest way back), a capability names no more of that
+        // client's devices than it did there.
+        if devices & !narrowed != 0 {
             return Err(ErrorCode::Denied);
         }
         // The receiver's devices, but not ones the description keeps this memory from.
-        let root = self.root_of(ci);
         if devices & !reach::devices_for(root.holder as usize, root.devices, root.grant_to, to, owned) != 0 {
             return Err(ErrorCode::Denied);
         }
@@ -88,17 +90,24 @@ impl<'a, H: IommuHw> Service<'a, H> {
         Ok((Handle(ours as u32), Handle(theirs as u32)))
     }
 
-    /// The description's capability that capability `i` derives from.
-    pub(super) fn root_of(&self, mut i: u16) -> Cap {
+    /// The description's capability that capability `i` derives from, and the devices
+    /// that every capability on the way from `i` to it (both included) held by client
+    /// `to` names (all devices if `to` holds none of them).
+    pub(super) fn lineage(&self, mut i: u16, to: usize) -> (Cap, u64) {
+        let mut narrowed = u64::MAX;
         // Parents are always older and a subtree is always removed whole, so chains end
         // at a root; the bound only guards against a bug.
         for _ in 0..self.caps.len() {
-            match self.caps[i as usize].and_then(|c| c.parent) {
+            let Some(c) = self.caps[i as usize] else { break };
+            if c.holder as usize == to {
+                narrowed &= c.devices;
+            }
+            match c.parent {
                 Some(p) => i = p,
                 None => break,
             }
         }
-        self.caps[i as usize].unwrap_or(Cap {
+        let root = self.caps[i as usize].unwrap_or(Cap {
             holder: u16::MAX,
             region: 0,
             pa: 0,
@@ -110,7 +119,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             first_child: NIL,
             next_sibling: NIL,
             going: false,
-        })
+        });
+        (root, narrowed)
     }
 
     /// RELEASE: a received capability goes, with what was derived from it.

@@ -229,6 +229,12 @@ impl Model {
                 assert!(to != client || devices & !p.devices == 0, "widened by a self-grant: {}", ctx());
                 let root = m.root(parent);
                 assert!(to != root.holder || devices & !root.devices == 0, "widened to other devices: {}", ctx());
+                // Back at any client it passed through, only narrower than it was there.
+                let mut at = Some(parent);
+                while let Some(c) = at.and_then(|i| m.live(i)) {
+                    assert!(c.holder != to || devices & !c.devices == 0, "widened by a round trip: {}", ctx());
+                    at = c.parent;
+                }
                 m.caps.push(Some(MCap {
                     holder: to,
                     pa: p.pa + offset,

@@ -82,11 +82,24 @@ fn init() -> Hostile {
     // the first few and counts the rest, so the flood costs it (and every other client
     // waiting for it) little more than the refusals themselves (it has used up most of
     // its budget of lines on the refusals above).
-    let (refused, us) = flood(&mut iommu, FLOOD);
+    let (refused, us) = timed(FLOOD, || iommu.map(Handle(3), MY_DEVICE, 0, 0x1000, None, Rights::READ_WRITE).is_err());
     debug_println!(
         "hostile: a flood of {FLOOD} MAPs with a handle it was never given: {refused} refused, in {us} us ({} us each)",
         us / FLOOD
     );
+
+    // A flood of STOPs of its own device, as a driver in a loop sends (its device has no
+    // reset to ration, so each STOP is cheap): the IOMMU PD reports the first few and
+    // counts the rest, so the flood costs it little more than the STOPs themselves. Its
+    // device then runs again, as any driver turns it on.
+    let (confirmed, us) = timed(STOPS, || iommu.stop(MY_DEVICE).is_ok());
+    debug_println!(
+        "hostile: a flood of {STOPS} STOPs of its own device: {confirmed} confirmed, in {us} us ({} us each)",
+        us / STOPS
+    );
+    let resumed = iommu.resume(MY_DEVICE);
+    let on = iommu.config_write(MY_DEVICE, reg::COMMAND, 2, u32::from(reg::CMD_MEMORY | reg::CMD_BUS_MASTER));
+    debug_println!("hostile: RESUME of its own device: {resumed:?}; memory and bus master on again: {on:x?}");
 
     // Its own scratch page is mapped (read-only); everything else its device tries is
     // blocked. It writes over the scratch page and the pages after it, one 256-byte DMA
@@ -106,14 +119,17 @@ fn init() -> Hostile {
 /// Refused requests in the flood.
 const FLOOD: u64 = 1000;
 
-/// `n` MAPs with a handle it was never given: how many were refused, and in how many us.
-fn flood(iommu: &mut Client<Ppc>, n: u64) -> (u64, u64) {
+/// `n` calls of `call`: how many answered as the flood meant (`call` says), and in how
+/// many us.
+fn timed(n: u64, mut call: impl FnMut() -> bool) -> (u64, u64) {
     let start = generic_timer::ticks();
-    let refused =
-        (0..n).filter(|_| iommu.map(Handle(3), MY_DEVICE, 0, 0x1000, None, Rights::READ_WRITE).is_err()).count();
+    let counted = (0..n).filter(|_| call()).count();
     let ticks = generic_timer::ticks() - start;
-    (refused as u64, ticks * 1_000_000 / generic_timer::hz().max(1))
+    (counted as u64, ticks * 1_000_000 / generic_timer::hz().max(1))
 }
+
+/// STOPs in the flood of them.
+const STOPS: u64 = 100;
 
 /// Bursts of faults the flood may take before the test gives up on a quarantine: at the
 /// storm limit under test (300 in a second), five bursts within a second are enough.

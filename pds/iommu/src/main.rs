@@ -141,28 +141,59 @@ const TIMER_IRQ: Channel = Channel::new(12);
 const POLL_US: u64 = 10_000;
 
 /// What a client's refused requests may cost on the console (the debug configuration's;
-/// a release build prints nothing): 8 lines at once, then one per 100 ms, each client on
-/// its own budget. A line costs the IOMMU PD a kernel call per character, a refusal
-/// microseconds, so a flood logged in full would slow every client's calls; at this rate
-/// it costs at most 10 lines a second per client, and the rest are counted.
-const REFUSAL_BURST: u32 = 8;
-const REFUSAL_EVERY_US: u64 = 100_000;
+/// a release build prints nothing), and apart from them its STOPs' reports: 8 lines at
+/// once, then one per 100 ms, each client on its own budgets. A line costs the IOMMU PD a
+/// kernel call per character, a refusal or a STOP without a reset microseconds, so a
+/// flood logged in full would slow every client's calls (and a STOP's two lines, printed
+/// at priority 254, made a STOP loop hold the system however its resets were rationed);
+/// at this rate each costs at most 10 lines a second per client, and the rest are counted.
+const LINES_BURST: u32 = 8;
+const LINES_EVERY_US: u64 = 100_000;
+
+/// The budget `LINES_BURST`, `LINES_EVERY_US`, in the generic timer's ticks.
+fn line_limit() -> LineLimit {
+    LineLimit { burst: LINES_BURST, every: generic_timer::ticks_from_us(LINES_EVERY_US) }
+}
 
 pub(crate) type Svc = Service<'static, backend::Hw>;
 
+/// How many of a client's STOPs before this one were not reported, said after its report
+/// (nothing if none).
+struct Unreported(u64);
+
+impl core::fmt::Display for Unreported {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, " ({n} STOP(s) before it not reported)"),
+        }
+    }
+}
+
 /// A client stopped one of its devices: say what the SMMU now holds for it, read back
 /// (its stream table entry, and how many pages are still mapped for it: none), and what
-/// was done to its PCI function (`function`, STOP's reply).
-fn report_stop(service: &mut Svc, client: usize, device: usize, function: u64, ecam: Option<&mut pci::Ecam>) {
+/// was done to its PCI function (`function`, STOP's reply); `quiet`, the client's STOPs
+/// before it not reported (its budget of lines), and `reported` counts the reports.
+fn report_stop(
+    service: &mut Svc,
+    client: usize,
+    reported: &mut u64,
+    device: usize,
+    function: u64,
+    quiet: u64,
+    ecam: Option<&mut pci::Ecam>,
+) {
     let Some(dev) = policy::DEVICES.get(device) else { return };
+    *reported += 1;
     let name = policy::CLIENTS.get(client).map_or("?", |c| c.name);
     let mut left = 0u64;
     service.for_each_mapped_page(|d, _, _, _| left += (d == device) as u64);
     let state = backend::stream_state(service.hw_mut(), dev.stream);
     debug_println!(
-        "iommu: {name} stopped {} (stream {:#x}), confirmed: {state}; {left} page(s) left mapped for it",
+        "iommu: {name} stopped {} (stream {:#x}), confirmed: {state}; {left} page(s) left mapped for it{}",
         dev.name,
-        dev.stream
+        dev.stream,
+        Unreported(quiet)
     );
     if let Some(ecam) = ecam {
         pci::report_function_stop(ecam, device, iommu_pd::pci::Stopped(function), None);
@@ -209,6 +240,8 @@ fn init() -> IommuPd {
                 refused: 0,
                 ecam,
                 refusals: [Lines::default(); policy::CLIENTS.len()],
+                stops: [Lines::default(); policy::CLIENTS.len()],
+                stops_reported: [0; policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
                 wake_ups: Default::default(),
             }
@@ -242,6 +275,8 @@ fn init() -> IommuPd {
                 refused: 0,
                 ecam,
                 refusals: [Lines::default(); policy::CLIENTS.len()],
+                stops: [Lines::default(); policy::CLIENTS.len()],
+                stops_reported: [0; policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
                 wake_ups: Default::default(),
             }
@@ -346,6 +381,11 @@ struct IommuPd {
     ecam: Option<pci::Ecam>,
     /// Each client's refused requests: how many, and its budget of console lines.
     refusals: [Lines; policy::CLIENTS.len()],
+    /// Each client's STOPs that were confirmed: how many, and its budget of lines for
+    /// their reports.
+    stops: [Lines; policy::CLIENTS.len()],
+    /// How many of each client's STOPs were reported (`report_stop` counts them).
+    stops_reported: [u64; policy::CLIENTS.len()],
     /// How many times each client was restarted after a fault.
     restarts: [u8; policy::CLIENTS.len()],
     /// This PD's own wake-ups, timed.
@@ -608,7 +648,10 @@ impl IommuPd {
         if let (true, iommu_protocol::Reply::Ok { values, .. }) =
             (msg_info.label() == iommu_protocol::Op::Stop as u64, &reply)
         {
-            report_stop(service, client, mrs[0] as usize, values[0], self.ecam.as_mut());
+            let asked = self.stops.get_mut(client).map(|l| l.ask(generic_timer::ticks(), line_limit()));
+            if let (Some(Verdict::Log { quiet }), Some(reported)) = (asked, self.stops_reported.get_mut(client)) {
+                report_stop(service, client, reported, mrs[0] as usize, values[0], quiet, self.ecam.as_mut());
+            }
         }
         if failed {
             self.fail_service();
@@ -741,11 +784,10 @@ impl IommuPd {
     }
 
     /// A request the service refused: name the client, the request and the reason, within
-    /// the client's budget of lines (`REFUSAL_BURST`, `REFUSAL_EVERY_US`).
+    /// the client's budget of lines (`line_limit`).
     fn log_refusal(&mut self, client: usize, label: u64, mrs: &[u64], e: iommu_protocol::ErrorCode) {
         let Some(lines) = self.refusals.get_mut(client) else { return };
-        let limit = LineLimit { burst: REFUSAL_BURST, every: generic_timer::ticks_from_us(REFUSAL_EVERY_US) };
-        if let Verdict::Log { quiet } = lines.refusal(generic_timer::ticks(), limit) {
+        if let Verdict::Log { quiet } = lines.ask(generic_timer::ticks(), line_limit()) {
             let shown = iommu_protocol::show::Shown { label, mrs };
             let name = policy::CLIENTS[client].name;
             match quiet {
@@ -755,15 +797,23 @@ impl IommuPd {
         }
     }
 
-    /// How many of a client's requests were refused and how many of those were logged.
+    /// How many of a client's requests were refused and how many of those were logged,
+    /// and how many of its STOPs were confirmed and how many of those reported.
     fn say_refusals(&self, client: usize, name: &str) {
-        let Some(l) = self.refusals.get(client) else { return };
+        let (Some(l), Some(s), Some(reported)) =
+            (self.refusals.get(client), self.stops.get(client), self.stops_reported.get(client))
+        else {
+            return;
+        };
         debug_println!(
-            "iommu: {name}: {} request(s) refused, {} logged (at most {REFUSAL_BURST} at once, then one per {} ms)",
-            l.refused,
+            "iommu: {name}: {} request(s) refused, {} logged (at most {LINES_BURST} at once, then one per {} ms)",
+            l.asked,
             l.logged,
-            REFUSAL_EVERY_US / 1000
+            LINES_EVERY_US / 1000
         );
+        if s.asked > 0 {
+            debug_println!("iommu: {name}: {} STOP(s) confirmed, {reported} reported (a budget of their own)", s.asked);
+        }
     }
 
     /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR, or it stopped answering): the
