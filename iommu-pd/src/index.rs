@@ -166,8 +166,10 @@ impl Default for Inner {
 /// full takes from there, without walking down; each inner node on the rightmost path
 /// counts `owed` keys fewer under its last child than it holds (the appends less those
 /// removals since the last walk down that path, at most 16 either way), which every
-/// other insertion and removal adds first (`settle`). A reader that reaches `tail` takes
-/// its length from `tail_len`. In a root leaf: `tail` is `NIL`, `tail_len` and `owed` 0.
+/// other insertion and removal adds first (`settle`), but a split at the rightmost
+/// leaf's end, which adds them on its own walk (`append_split`). A reader that reaches
+/// `tail` takes its length from `tail_len`. In a root leaf: `tail` is `NIL`, `tail_len`
+/// and `owed` 0.
 /// (All three fit in the padding the other fields leave: 24 bytes, as before.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Root {
