@@ -166,8 +166,10 @@ impl Default for Inner {
 /// full takes from there, without walking down; each inner node on the rightmost path
 /// counts `owed` keys fewer under its last child than it holds (the appends less those
 /// removals since the last walk down that path, at most 16 either way), which every
-/// other insertion and removal adds first (`settle`). A reader that reaches `tail` takes
-/// its length from `tail_len`. In a root leaf: `tail` is `NIL`, `tail_len` and `owed` 0.
+/// other insertion and removal adds first (`settle`), but a split at the rightmost
+/// leaf's end, which adds them on its own walk (`append_split`). A reader that reaches
+/// `tail` takes its length from `tail_len`. In a root leaf: `tail` is `NIL`, `tail_len`
+/// and `owed` 0.
 /// (All three fit in the padding the other fields leave: 24 bytes, as before.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Root {
@@ -261,6 +263,7 @@ fn count_lt<const N: usize>(keys: &[u64; N], n: usize, key: u64) -> usize {
 }
 
 /// Two distinct nodes of a pool, both mutable.
+#[inline(always)]
 fn two<T>(pool: &mut [T], a: u16, b: u16) -> (&mut T, &mut T) {
     let (a, b) = (a as usize, b as usize);
     debug_assert_ne!(a, b);
@@ -418,26 +421,37 @@ impl<'a> Index<'a> {
                     }
                     return;
                 }
-            } else if key > root.last_key && (root.tail_len as usize) < LEAF {
-                // Above every key, in the rightmost leaf with room (how the allocator
-                // fills a window, most MAPs): at its end, no walk down; its ancestors'
-                // counts are owed it until the next other change (`settle`).
-                let at = root.tail_len as usize;
-                let leaf = &mut self.leaves[root.tail as usize];
-                leaf.keys[at] = key;
-                leaf.slots[at] = slot;
-                root.tail_len += 1;
-                root.owed += 1;
-                root.len += 1;
-                (root.last_key, root.last_slot) = (key, slot);
-                return;
+                // Full: split at its end if `key` is above every key in it.
+                if key > root.last_key && self.append_split(root, key, slot) {
+                    return;
+                }
+            } else if key > root.last_key {
+                if (root.tail_len as usize) < LEAF {
+                    // Above every key, in the rightmost leaf with room (how the allocator
+                    // fills a window, most MAPs): at its end, no walk down; its ancestors'
+                    // counts are owed it until the next other change (`settle`).
+                    let at = root.tail_len as usize;
+                    let leaf = &mut self.leaves[root.tail as usize];
+                    leaf.keys[at] = key;
+                    leaf.slots[at] = slot;
+                    root.tail_len += 1;
+                    root.owed += 1;
+                    root.len += 1;
+                    (root.last_key, root.last_slot) = (key, slot);
+                    return;
+                }
+                // The rightmost leaf is full: split at its end, unless its parent is full.
+                if self.append_split(root, key, slot) {
+                    return;
+                }
             }
         }
         self.insert_searched(root, key, slot);
     }
 
-    /// `insert_with_room` where it cannot insert in place: an empty tree, a full root
-    /// leaf (sorted here, then split), a key below the greatest, or a full rightmost leaf.
+    /// `insert_with_room` where it cannot insert in place, nor split at the end
+    /// (`append_split`): an empty tree, a key below the greatest (into a full root leaf:
+    /// sorted here, then split), or a full rightmost leaf whose parent is full.
     #[inline(never)]
     fn insert_searched(&mut self, root: &mut Root, key: u64, slot: u16) {
         if root.node == NIL {
@@ -449,11 +463,6 @@ impl<'a> Index<'a> {
         }
         self.settle(root);
         let append = key > root.last_key;
-        if append && root.height > 0 && self.append_split(root, key, slot) {
-            root.len += 1;
-            (root.last_key, root.last_slot) = (key, slot);
-            return;
-        }
         let mut tail = Tail { leaf: root.tail, len: root.tail_len };
         let split = if root.height == 0 {
             // A root leaf keeps no order; the two it splits into do.
@@ -505,23 +514,75 @@ impl<'a> Index<'a> {
     }
 
     /// Put `key`, above every key of the tree, after a full rightmost leaf whose parent has
-    /// room: the leaf's upper 8 entries and `key` go to a new leaf at the parent's end (the
-    /// 8/9 split `leaf_split` makes at the end of a leaf, without the general insertion's
-    /// search, recursion and shifts). `false`, changing nothing, if the leaf is not full
-    /// or its parent is (the general insertion splits upwards).
+    /// room, or after a full root leaf: the leaf's upper 8 entries and `key` go to a new
+    /// leaf at the parent's end, or under a new root beside it (the 8/9 split `leaf_split`
+    /// makes at the end of a leaf, without the general insertion's search, recursion and
+    /// shifts). `false`, changing nothing, if the leaf is not full or its parent is (the
+    /// general insertion splits upwards). The counts owed the rightmost path
+    /// (`Root::owed`) are paid on the same walk (the parent's counts for the two leaves
+    /// are set outright), so no `settle` comes first.
+    #[cold]
+    #[inline(never)]
     fn append_split(&mut self, root: &mut Root, key: u64, slot: u16) -> bool {
-        // Down to the rightmost leaf's parent.
-        let mut n = root.node;
-        for _ in 1..root.height {
-            let node = &self.inners[n as usize];
-            n = node.children[node.len as usize - 1];
-        }
-        let parent = &self.inners[n as usize];
-        let at = parent.len as usize - 1;
-        if parent.len as usize == FAN || parent.counts[at] as usize != LEAF {
-            return false;
-        }
-        let l = parent.children[at];
+        let r = if root.height == 0 {
+            if root.len as usize != LEAF {
+                return false;
+            }
+            // A root leaf keeps no order; the two it splits into do.
+            self.leaves[root.node as usize].sort(LEAF);
+            let (r, start) = self.split_end(root.node, key, slot);
+            let n = self.take_inner();
+            let top = &mut self.inners[n as usize];
+            top.keys[0] = start;
+            top.children[..2].copy_from_slice(&[root.node, r]);
+            top.counts[..2].copy_from_slice(&[MIN_LEAF as u16, (LEAF - MIN_LEAF + 1) as u16]);
+            top.len = 2;
+            (root.node, root.height) = (n, 1);
+            r
+        } else {
+            if root.tail_len as usize != LEAF {
+                return false;
+            }
+            // Down to the rightmost leaf's parent.
+            let mut n = root.node;
+            for _ in 1..root.height {
+                let node = &self.inners[n as usize];
+                n = node.children[node.len as usize - 1];
+            }
+            let parent = &self.inners[n as usize];
+            let at = parent.len as usize - 1;
+            if parent.len as usize == FAN {
+                return false;
+            }
+            let (r, start) = self.split_end(parent.children[at], key, slot);
+            let parent = &mut self.inners[n as usize];
+            parent.keys[at] = start;
+            parent.children[at + 1] = r;
+            parent.counts[at] = MIN_LEAF as u16;
+            parent.counts[at + 1] = (LEAF - MIN_LEAF + 1) as u16;
+            parent.len += 1;
+            // The key, and what they were owed, counted under each ancestor above the
+            // parent.
+            let add = i16::from(root.owed) + 1;
+            let mut n = root.node;
+            for _ in 1..root.height {
+                let node = &mut self.inners[n as usize];
+                let last = node.len as usize - 1;
+                node.counts[last] = node.counts[last].wrapping_add_signed(add);
+                n = node.children[last];
+            }
+            r
+        };
+        (root.tail, root.tail_len, root.owed) = (r, (LEAF - MIN_LEAF + 1) as u8, 0);
+        root.len += 1;
+        (root.last_key, root.last_slot) = (key, slot);
+        true
+    }
+
+    /// Leaf `l` (full, in order) split at its end: its upper 8 entries and `key`, above
+    /// them all, go to a new leaf; returns it and its first key.
+    #[inline(always)]
+    fn split_end(&mut self, l: u16, key: u64, slot: u16) -> (u16, u64) {
         let r = self.take_leaf();
         let (left, right) = two(self.leaves, l, r);
         let moved = LEAF - MIN_LEAF;
@@ -530,23 +591,7 @@ impl<'a> Index<'a> {
         right.keys[moved] = key;
         right.slots[moved] = slot;
         left.slots[MIN_LEAF..].fill(NIL);
-        let start = right.keys[0];
-        let parent = &mut self.inners[n as usize];
-        parent.keys[at] = start;
-        parent.children[at + 1] = r;
-        parent.counts[at] = MIN_LEAF as u16;
-        parent.counts[at + 1] = (moved + 1) as u16;
-        parent.len += 1;
-        (root.tail, root.tail_len) = (r, (moved + 1) as u8);
-        // The key is counted under each ancestor above the parent.
-        let mut n = root.node;
-        for _ in 1..root.height {
-            let node = &mut self.inners[n as usize];
-            let last = node.len as usize - 1;
-            node.counts[last] += 1;
-            n = node.children[last];
-        }
-        true
+        (r, right.keys[0])
     }
 
     /// Insert into leaf `l` of `len` keys; `append`: `key` is above every key of the tree.

@@ -13,9 +13,12 @@ pub(super) struct Held {
     /// The handle and device as the request named them.
     pub(super) handle: Handle,
     pub(super) device_id: DeviceId,
-    /// The capability's slot, region, memory and rights.
-    ci: u16,
+    /// The capability's region, slot, memory and rights. (The region before the slot:
+    /// so laid out, the two are the word the mapping's record (`Mapping`) holds them in,
+    /// and the booking copies it with one store; the other way round, it swapped them
+    /// first.)
     region: u16,
+    ci: u16,
     pa: u64,
     len: u64,
     rights: Rights,
