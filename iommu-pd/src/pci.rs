@@ -370,10 +370,10 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// Which bytes of 0x40..0x100 are the driver's is what the owner recorded at boot
 /// (`ConfigSpace::recorded`), never the capability list the function shows now.
 ///
-/// Command's Bus Master is written as 0 for a function whose MSI or MSI-X Enable did not
-/// clear at boot (`ConfigSpace::messages_stuck`), or whose last stop did not read back off
-/// (`BusMaster::KeptOff`, the service's to say): mastering, it would send a message to an
-/// address its driver did not choose.
+/// Command's Bus Master is written as 0 when the service says `BusMaster::KeptOff`: for a
+/// function whose MSI or MSI-X Enable did not clear at boot (`ConfigSpace::messages_stuck`)
+/// and that no stop has read off since, or whose last stop did not read back off:
+/// mastering, it would send a message to an address its driver did not choose.
 ///
 /// Command's Memory Space is written as 1 for a function whose BARs the owner placed,
 /// whatever the driver asks (masked, as the bits it may not write are): its driver maps
@@ -444,9 +444,9 @@ pub fn config_write(
             zero |= off;
         }
     }
-    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot, or that its
-    // last stop could not turn off.
-    if command && (cs.messages_stuck(rid) || bus_master == BusMaster::KeptOff) {
+    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot and has not
+    // read off since, or that its last stop could not turn off (the service's to say).
+    if command && bus_master == BusMaster::KeptOff {
         let off = u32::from(reg::CMD_BUS_MASTER) << (8 * (reg::COMMAND - offset));
         keep &= !off;
         zero |= off;
@@ -465,9 +465,10 @@ pub fn config_write(
 pub enum BusMaster {
     /// It may.
     Allowed,
-    /// Written as 0 whatever the driver asks: the function's last stop did not read back
-    /// off (an MSI or MSI-X Enable, or Command, stayed set), and mastering it would send
-    /// the message its last driver set up, to an address its driver now did not choose.
+    /// Written as 0 whatever the driver asks: the function's MSI or MSI-X Enable stayed
+    /// set at boot and no stop has read it off since, or its last stop did not read back
+    /// off (an MSI or MSI-X Enable, or Command, stayed set); mastering, it would send a
+    /// message to an address its driver now did not choose.
     KeptOff,
 }
 

@@ -862,3 +862,66 @@ fn a_stopped_function_keeps_decoding_where_placed_and_masters_nothing() {
         assert_eq!(o.fabric.memory(base + 0x10_0000), Some(node), "teardown {teardown}");
     }
 }
+
+/// A function whose MSI Enable stuck at boot (it would send firmware's message) never
+/// masters, until a stop reads the enable off: here its FLR clears it, and its driver may
+/// then turn Bus Master on. One without a reset, whose enable stays set through its stop,
+/// still may not. Before, what boot found decided for good: the function could never
+/// master again.
+#[test]
+fn a_function_whose_msi_stuck_at_boot_masters_once_a_stop_reads_it_off() {
+    use iommu_protocol::stop;
+    let mut fab = Fabric::default();
+    let mut nodes = vec![];
+    for dev in [2, 3] {
+        let mut f = endpoint();
+        f.set(0x06, 2, 1 << 4);
+        f.set(0x34, 1, 0x40);
+        f.set(0x40, 4, 0x0080_6005); // MSI, 64-bit, off at power-on; next 0x60
+        f.mask(0x42, 2, 0x0070); // its enable does not clear (nor set) by a write
+        f.mask(0x44, 4, 0xffff_fffc);
+        f.set(0x60, 4, 0x0002_0010); // PCI Express, endpoint
+        if dev == 2 {
+            f.set(0x64, 4, 1 << 28); // FLR
+        }
+        f.mask(0x68, 2, 0x7fff);
+        let node = fab.add(Parent::Root, dev, 0, f);
+        if dev == 2 {
+            fab.with_flr(node, 0x68, 0); // power-on state: MSI off
+        }
+        // Firmware left it enabled.
+        fab.nodes[node].f.set(0x42, 2, 0x0081);
+        nodes.push(node);
+    }
+    let functions = [function(0, 0x0010, 0x1000_0000, 0x20_0000), function(1, 0x0018, 0x1020_0000, 0x20_0000)];
+    let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
+    let mut o = Owned::new(fab, topo);
+    let mut states = [FunctionState::default(); 2];
+    pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
+    o.booted(&states);
+    let stuck = FunctionState::MessagesStuck { bars: Ok(0x10_4000), control: 0x42, read: 0x0081 };
+    assert_eq!(states, [stuck; 2]);
+    let mut s = service_of(Box::leak(Box::new([device("a", 0x10, NET), device("b", 0x18, BLK)])));
+    for (client, k) in [(NET, 0u32), (BLK, 1)] {
+        assert_eq!(write(&mut s, &mut o, client, k, 0x04, 2, MEM | MASTER), Reply::ok(&[u64::from(MEM)]), "{k}");
+        let Reply::Ok { values, .. } = send(&mut s, &mut o, client, Request::Stop { device: DeviceId(k) }) else {
+            panic!("STOP of {k} refused")
+        };
+        let off = values[0] & stop::FUNCTION_OFF != 0;
+        assert_eq!(send(&mut s, &mut o, client, Request::Resume { device: DeviceId(k) }), Reply::ok(&[]));
+        let reply = write(&mut s, &mut o, client, k, 0x04, 2, MEM | MASTER);
+        if k == 0 {
+            // Reset by FLR: its enable reads off now.
+            assert_ne!(values[0] & stop::FLR, 0, "{:#x}", values[0]);
+            assert!(off);
+            assert_eq!(o.fabric.nodes[nodes[0]].f.get(0x42, 2) & 1, 0);
+            assert_eq!(reply, Reply::ok(&[u64::from(MEM | MASTER)]));
+            assert!(o.fabric.dma_reaches_root(nodes[0]), "its stop read it off, and it still may not master");
+        } else {
+            // No reset: its enable still set; it still may not.
+            assert!(!off);
+            assert_eq!(reply, Reply::ok(&[u64::from(MEM)]));
+            assert!(!o.fabric.dma_reaches_root(nodes[1]));
+        }
+    }
+}
