@@ -336,18 +336,25 @@ fn service_of(devices: &'static [DeviceConfig]) -> Service<'static, ModelHw> {
     Service::new(ModelHw::default(), cfg, storage).unwrap()
 }
 
+/// The functions `configured` places, each with its driver and its window's base.
+const DRIVEN: [(usize, usize, u64); 3] =
+    [(NET, NIC, 0x1000_0000), (BLK, DISK, 0x1020_0000), (BLK, LEGACY, 0x1080_0000)];
+
+/// Function `k`'s driver (`client`) turns Memory Space and Bus Master on, and they read on.
+fn turn_on(s: &mut Service<'_, ModelHw>, o: &mut Owned, client: usize, k: usize) {
+    let reply = write(s, o, client, k as u32, 0x04, 2, MEM | MASTER);
+    assert_eq!(reply, Reply::ok(&[u64::from(MEM | MASTER)]), "function {k}");
+}
+
 #[test]
 fn drivers_reach_their_devices_through_the_numbered_bridges() {
     let (mut o, n, ..) = configured();
     let mut s = service();
-    for (client, k, base) in [(NET, NIC, 0x1000_0000u64), (BLK, DISK, 0x1020_0000), (BLK, LEGACY, 0x1080_0000)] {
+    for (client, k, base) in DRIVEN {
         let node = n.functions[k].unwrap();
         assert!(!o.fabric.dma_reaches_root(node));
         assert_eq!(o.fabric.memory(base), Some(node), "function {k} does not decode before its driver runs");
-        assert_eq!(
-            write(&mut s, &mut o, client, k as u32, 0x04, 2, MEM | MASTER),
-            Reply::ok(&[u64::from(MEM | MASTER)])
-        );
+        turn_on(&mut s, &mut o, client, k);
         // The CPU's access to its BAR goes through every window down to it, and its DMA
         // goes up through every bridge above it.
         assert_eq!(o.fabric.memory(base), Some(node), "function {k}");
@@ -806,13 +813,10 @@ fn a_bridge_that_says_it_is_an_endpoint_after_boot_is_still_refused() {
 fn a_drivers_memory_space_off_leaves_its_placed_bars_decoding() {
     let (mut o, n, ..) = configured();
     let mut s = service();
-    for (client, k, base) in [(NET, NIC, 0x1000_0000u64), (BLK, DISK, 0x1020_0000), (BLK, LEGACY, 0x1080_0000)] {
+    for (client, k, base) in DRIVEN {
         let node = n.functions[k].unwrap();
         for width in [1, 2, 4] {
-            assert_eq!(
-                write(&mut s, &mut o, client, k as u32, 0x04, 2, MEM | MASTER),
-                Reply::ok(&[u64::from(MEM | MASTER)])
-            );
+            turn_on(&mut s, &mut o, client, k);
             let reply = write(&mut s, &mut o, client, k as u32, 0x04, width, INTX_OFF & u32::MAX >> (32 - 8 * width));
             let status = if width == 4 { u64::from(o.fabric.nodes[node].f.get(0x06, 2)) << 16 } else { 0 };
             let intx = if width == 1 { 0 } else { u64::from(INTX_OFF) };
@@ -838,10 +842,7 @@ fn a_stopped_function_keeps_decoding_where_placed_and_masters_nothing() {
         let mut s = service();
         let node = n.functions[DISK].unwrap();
         let base = 0x1020_0000;
-        assert_eq!(
-            write(&mut s, &mut o, BLK, DISK as u32, 0x04, 2, MEM | MASTER),
-            Reply::ok(&[u64::from(MEM | MASTER)])
-        );
+        turn_on(&mut s, &mut o, BLK, DISK);
         assert!(o.fabric.dma_reaches_root(node));
         let said = if teardown {
             let mut said = 0;

@@ -4,27 +4,10 @@
 //! guest, STOP) and fails one at a time. Whenever the guest does not run, its disk must be
 //! left stopped: blocked, with no page of the guest's RAM mapped for it.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 fn run() -> Vec<String> {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::temp_dir().join(format!("iommu-vm-restart-{}", std::process::id()));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&out)
-        .arg(here.join("tests/c/restart_steps.c"))
-        .arg(here.join("../../pds/linux-vmm/restart.c"))
-        .arg("-I")
-        .arg(here.join("../../pds/linux-vmm"))
-        .status()
-        .expect("a C compiler (cc) on the host");
-    assert!(built.success(), "pds/linux-vmm/restart.c does not compile against the stand-ins");
-    let run = Command::new(&out).output().unwrap();
-    let _ = std::fs::remove_file(&out);
-    assert!(run.status.success());
-    String::from_utf8(run.stdout).unwrap().lines().map(str::to_string).collect()
+    common::run_c("vm-restart", &["tests/c/restart_steps.c", "../../pds/linux-vmm/restart.c"], &["../../pds/linux-vmm"])
 }
 
 /// Before, RESUME came first and the images were loaded after it: a guest whose images did
