@@ -202,9 +202,10 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_QUERY_MAPPING_VALUES 7
 
 /* STOP's reply: what was done to the device's PCI function. */
-/* Bus Master and I/O Space turned off, INTx disabled, and MSI and MSI-X disabled: the function
- * masters nothing, and sends no interrupt message its last driver set up. (Memory Space stays
- * on where the owner placed its BARs: its driver maps them.) */
+/* Bus Master and I/O Space turned off, and MSI and MSI-X disabled, read back: the function
+ * masters nothing, and sends no interrupt message its last driver set up. (Its INTx is disabled
+ * too, where it has one; Memory Space stays on where the owner placed its BARs: its driver maps
+ * them.) */
 #define IOMMU_STOP_FUNCTION_OFF 0x1
 /* Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function advertises (Device
  * Capabilities, bit 28), followed by the spec's 100 ms wait; the function answered again

@@ -798,3 +798,22 @@ fn a_function_that_unlists_its_flr_msi_or_pm_at_its_stop_is_stopped_with_them() 
     assert_eq!((f.resets, f.transitions), (1, 2));
     assert_eq!(f.f.get(ENGINE, 4), 0, "the last driver's state kept");
 }
+
+/// A function without INTx may hardwire Interrupt Disable to 0 (it reads 0 whatever the
+/// owner writes): its stop still says it masters nothing and what the owner placed is back,
+/// and its driver may turn Bus Master on after RESUME. Asking Interrupt Disable to read
+/// back set would have kept such a function's Bus Master off for good.
+#[test]
+fn a_function_whose_interrupt_disable_is_hardwired_is_still_stopped_off() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(false);
+    e.at(DISK_RID).unwrap().f.mask(reg::COMMAND, 2, 0x0147);
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED);
+    assert_eq!(e.get(DISK_RID).f.command() & 0x0507, 0x0102);
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[stop::FUNCTION_OFF | stop::RESTORED]));
+    assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+    let on = Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: 0x0006 };
+    assert!(matches!(send(&mut s, &mut e, BLK, on), Reply::Ok { .. }));
+    assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "it may never master again");
+}

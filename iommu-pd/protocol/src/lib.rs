@@ -225,9 +225,10 @@ pub mod config {
 /// STOP's reply, mr0: what was done to the device's PCI function after the IOMMU
 /// confirmed the block (0 for a device that is no PCI function of the IOMMU PD's).
 pub mod stop {
-    /// Bus Master and I/O Space turned off, INTx disabled, and MSI and MSI-X disabled: the
+    /// Bus Master and I/O Space turned off, and MSI and MSI-X disabled, read back: the
     /// function masters nothing, and sends no interrupt message its last driver set up.
-    /// (Memory Space stays on where the owner placed its BARs: its driver maps them.)
+    /// (Its INTx is disabled too, where it has one; Memory Space stays on where the owner
+    /// placed its BARs: its driver maps them.)
     pub const FUNCTION_OFF: u64 = 1 << 0;
     /// Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function
     /// advertises (Device Capabilities, bit 28), followed by the spec's 100 ms wait; the

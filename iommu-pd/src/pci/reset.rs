@@ -7,7 +7,7 @@
 //! 1. Bus Master, Memory Space and I/O Space off and INTx disabled (Command alone, 16
 //!    bits: Status is not written), so the function starts no new request and asserts no
 //!    INTx line it may share with another driver's function (`FUNCTION_OFF` is said only
-//!    as Command and both enables read back); and MSI Enable and MSI-X Enable
+//!    as Bus Master, I/O Space and both enables read back off); and MSI Enable and MSI-X Enable
 //!    off (PCI Local Bus 3.0, 6.8.1.3 and 6.8.2.3), as vfio-pci turns them off when a
 //!    device is released: a function without FLR would otherwise keep the MSI address
 //!    and data its last driver (or guest) chose, and write there, in its next owner's
@@ -265,7 +265,8 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     };
     let end = if decodes { quiet | reg::CMD_MEMORY } else { quiet };
     cs.write(rid, reg::COMMAND, 2, u32::from(end)).ok_or(fail)?;
-    let owned = reg::CMD_DRIVER | CMD_IO_SPACE;
+    // Interrupt Disable is not compared: a function without INTx may hardwire it to 0.
+    let owned = reg::CMD_MEMORY | reg::CMD_BUS_MASTER | CMD_IO_SPACE;
     let mut same = read(cs, rid, reg::COMMAND, 2)? as u16 & owned == end & owned;
     for (&v, &(off, width)) in saved.iter().zip(&SAVED).skip(from_reads) {
         same &= read(cs, rid, off, width)? == v;
@@ -284,11 +285,13 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
 }
 
 /// Whether function `rid` (capability list `caps` now, its MSI and MSI-X at boot
-/// `booted`) reads as masters nothing: Bus Master and I/O Space off and INTx disabled in
-/// Command, MSI and MSI-X disabled. (Memory Space only answers: it masters nothing.)
+/// `booted`) reads as masters nothing: Bus Master and I/O Space off in Command, MSI and
+/// MSI-X disabled. Memory Space only answers, and Interrupt Disable only keeps an INTx
+/// line quiet (a function that has no INTx may hardwire it to 0): neither is asked, or
+/// such a function could never master again (`BusMaster::KeptOff`).
 fn silent(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap], booted: &[Cap]) -> Result<bool, ErrorCode> {
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
-    let quiet = command & (reg::CMD_BUS_MASTER | CMD_IO_SPACE | reg::CMD_INTX_DISABLE) == reg::CMD_INTX_DISABLE;
+    let quiet = command & (reg::CMD_BUS_MASTER | CMD_IO_SPACE) == 0;
     Ok(quiet && messages_on(cs, rid, caps)?.is_none() && messages_on(cs, rid, booted)?.is_none())
 }
 

@@ -300,7 +300,7 @@ pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped, 
     let why = Why(torn_down);
     if bits & stop::FUNCTION_OFF == 0 {
         debug_println!(
-            "iommu: pci: {name} at {}{why}: NOT STOPPED (it does not answer, or its Bus Master, decoding, MSI or MSI-X read back on)",
+            "iommu: pci: {name} at {}{why}: NOT STOPPED (it does not answer, or its Bus Master, I/O decoding, MSI or MSI-X read back on)",
             Bdf(rid)
         );
         return;
