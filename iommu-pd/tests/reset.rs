@@ -817,3 +817,21 @@ fn a_function_whose_interrupt_disable_is_hardwired_is_still_stopped_off() {
     assert!(matches!(send(&mut s, &mut e, BLK, on), Reply::Ok { .. }));
     assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "it may never master again");
 }
+
+/// A function whose PMCSR reads D3hot at its stop (its driver cannot write PMCSR, so the
+/// function put itself there) is reset through D0 all the same: D3hot to D0 resets it from
+/// either state. Before, only a function in D0 was reset so (as Linux's `pci_pm_reset`
+/// asks), and one that claimed another state kept its last driver's engine state.
+#[test]
+fn a_function_that_claims_d3hot_at_its_stop_is_reset_through_d0() {
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_pm(endpoint(false), false);
+    e.boot();
+    e.at(DISK_RID).unwrap().f.set(PM + 4, 2, 0x0003);
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::PM_RESET | stop::RESTORED);
+    let f = e.get(DISK_RID);
+    assert_eq!(f.resets, 1);
+    assert_eq!(f.f.get(ENGINE, 4), 0, "the last driver's state kept");
+    assert_eq!(f.f.get(PM + 4, 2) & 3, 0, "back in D0");
+}

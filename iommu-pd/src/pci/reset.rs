@@ -24,10 +24,12 @@
 //!    to answer configuration requests again (Vendor ID neither all ones nor the 0x0001
 //!    of a Configuration Request Retry Status). A function without FLR whose Power
 //!    Management capability says a D3hot-to-D0 transition resets it (PMCSR's
-//!    No_Soft_Reset, bit 3, clear; PCI Bus Power Management 1.2, 3.2.4 and 5.4.1) and
-//!    that is in D0 is reset that way instead, as Linux's `pci_pm_reset` does: D3hot,
-//!    10 ms (the D3hot recovery time, table 5-6), D0, 10 ms, then the same second to
-//!    answer. Either reset returns the BARs to 0; a function whose BARs still read
+//!    No_Soft_Reset, bit 3, clear; PCI Bus Power Management 1.2, 3.2.4 and 5.4.1) is
+//!    reset that way instead, as Linux's `pci_pm_reset` does: D3hot, 10 ms (the D3hot
+//!    recovery time, table 5-6), D0, 10 ms, then the same second to answer (whatever
+//!    state it reads first, unlike Linux, which asks for D0: the function's driver cannot
+//!    write PMCSR here, so another state is the function's own doing, and D3hot then D0
+//!    resets it from any). Either reset returns the BARs to 0; a function whose BARs still read
 //!    where the owner placed them did not reset (a No_Soft_Reset that lies, as Linux's
 //!    `quirk_no_pm_reset` knows of some GPUs, or an FLR it ignores), and its stop says
 //!    `RESET_IGNORED`, not FLR or PM_RESET.
