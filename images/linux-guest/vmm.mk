@@ -44,12 +44,14 @@ ecam_trap.o: $(SRC)/ecam_trap.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 stopped_disk.o: $(SRC)/stopped_disk.c
 	$(CC) $(CFLAGS) -c -o $@ $<
+restart.o: $(SRC)/restart.c
+	$(CC) $(CFLAGS) -c -o $@ $<
 # The configuration-space emulation both VMMs share.
 vpci.o: $(TOP)/pds/vpci/vpci.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-linux-vmm.elf: vmm.o ecam_trap.o stopped_disk.o vpci.o images.o libvmm.a libsddf_util_debug.a
-	$(LD) -L$(BOARD_DIR)/lib vmm.o ecam_trap.o stopped_disk.o vpci.o images.o --start-group -lmicrokit -Tmicrokit.ld libvmm.a \
+linux-vmm.elf: vmm.o ecam_trap.o stopped_disk.o restart.o vpci.o images.o libvmm.a libsddf_util_debug.a
+	$(LD) -L$(BOARD_DIR)/lib vmm.o ecam_trap.o stopped_disk.o restart.o vpci.o images.o --start-group -lmicrokit -Tmicrokit.ld libvmm.a \
 		libsddf_util_debug.a --end-group -o $@
 
--include vmm.d ecam_trap.d stopped_disk.d vpci.d
+-include vmm.d ecam_trap.d stopped_disk.d restart.d vpci.d

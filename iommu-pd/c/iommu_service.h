@@ -205,8 +205,10 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_QUERY_MAPPING_VALUES 7
 
 /* STOP's reply: what was done to the device's PCI function. */
-/* Bus Master, Memory Space and I/O Space turned off, and MSI and MSI-X disabled: the function
- * masters nothing, and sends no interrupt message its last driver set up. */
+/* Bus Master and I/O Space turned off, and MSI and MSI-X disabled, read back: the function
+ * masters nothing, and sends no interrupt message its last driver set up. (Its INTx is disabled
+ * too, where it has one; Memory Space stays on where the owner placed its BARs: its driver maps
+ * them.) */
 #define IOMMU_STOP_FUNCTION_OFF 0x1
 /* Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function advertises (Device
  * Capabilities, bit 28), followed by the spec's 100 ms wait; the function answered again
@@ -221,13 +223,13 @@ static inline const char *iommu_strerror(uint64_t err)
 /* Reset (by FLR, or D3hot and back), and the function did not answer within a second
  * afterwards. Until it answers again, every configuration call and RESUME for it answers
  * `DeviceMissing` (the device stays stopped); the first that finds it answering puts its BARs
- * back where the description places them (it came back at its reset values), with decoding, Bus
- * Master and MSI off, before doing anything else. */
+ * back where the description places them (it came back at its reset values), with Bus Master
+ * and MSI off, decoding only there, before doing anything else. */
 #define IOMMU_STOP_FLR_LOST 0x10
 /* The function has a reset (FLR, or D3hot and back) and was not reset now: its client's resets
  * are rationed (each holds the IOMMU PD, and everything of lower priority, for 20 ms to 100 ms
- * or more), so it is reset when RESUME asks for it to run again. Bus Master, Memory and I/O
- * Space are off and its DMA is blocked all the same. */
+ * or more), so it is reset when RESUME asks for it to run again. Bus Master, I/O Space and INTx
+ * are off, and its DMA blocked, all the same. */
 #define IOMMU_STOP_RESET_OWED 0x20
 /* Reset by a D3hot-to-D0 transition (PCI Bus Power Management 1.2: PMCSR's No_Soft_Reset
  * clear), the function having no FLR, as Linux's `pci_pm_reset`; the function answered again

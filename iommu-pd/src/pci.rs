@@ -34,12 +34,12 @@ use crate::hw::DeviceIndex;
 
 mod reset;
 mod topology;
-pub use reset::{restore_function, stop_function, Reset, Stopped, FLR_WAIT_MS};
+pub use reset::{restore_function, stop_function, BootCaps, Reset, Stopped, FLR_WAIT_MS};
 pub use topology::{
-    acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, record_driver_bytes, Bdf,
+    acs, bridge_reg, bridge_window, configure, find_extended, function_of, port_type, record_functions, Bdf,
     BridgeState, Found, FunctionState, MemWindow, Met, TooSmall, Topology, WindowError,
 };
-pub use topology::{driver_bytes as driver_bytes_of, messages_stuck as messages_stuck_of, placement as placement_of};
+pub use topology::{messages_stuck as messages_stuck_of, placement as placement_of, recorded as recorded_of};
 
 /// Configuration space, as its owner reaches it (ECAM in the IOMMU PD, a model in tests).
 pub trait ConfigSpace {
@@ -67,12 +67,12 @@ pub trait ConfigSpace {
     /// (`FunctionState::MessagesStuck`, `stuck_messages`): its driver may not turn its Bus
     /// Master on, or it would send firmware's message.
     fn messages_stuck(&self, rid: u16) -> bool;
-    /// What function `rid`'s driver may write in 0x40..0x100, as the owner recorded it at
-    /// boot from the capability list the function showed then (`driver_bytes`,
-    /// `record_driver_bytes`), never as it shows now; `None` for a function it recorded
-    /// nothing for (not there at boot, or not an endpoint), none of whose registers its
-    /// driver may write.
-    fn driver_bytes(&mut self, rid: u16) -> Option<DriverBytes>;
+    /// What the owner recorded of function `rid` at boot from the capability list the
+    /// function showed then (`record`, `record_functions`), never as it shows now: what its
+    /// driver may write in 0x40..0x100, and where the capabilities its stop needs start;
+    /// `None` for a function it recorded nothing for (not there at boot, or not an
+    /// endpoint), none of whose registers its driver may write.
+    fn recorded(&mut self, rid: u16) -> Option<Recorded>;
     /// Milliseconds since some fixed start, never going back: what rations the waits
     /// above (`Service`'s STOP).
     fn now_ms(&mut self) -> u64;
@@ -100,7 +100,7 @@ impl ConfigSpace for NoConfigSpace {
     fn messages_stuck(&self, _: u16) -> bool {
         false
     }
-    fn driver_bytes(&mut self, _: u16) -> Option<DriverBytes> {
+    fn recorded(&mut self, _: u16) -> Option<Recorded> {
         None
     }
     fn now_ms(&mut self) -> u64 {
@@ -133,8 +133,8 @@ impl ConfigSpace for NoConfigSpaceClocked {
     fn messages_stuck(&self, rid: u16) -> bool {
         NoConfigSpace.messages_stuck(rid)
     }
-    fn driver_bytes(&mut self, rid: u16) -> Option<DriverBytes> {
-        NoConfigSpace.driver_bytes(rid)
+    fn recorded(&mut self, rid: u16) -> Option<Recorded> {
+        NoConfigSpace.recorded(rid)
     }
     fn now_ms(&mut self) -> u64 {
         (self.0)()
@@ -304,7 +304,7 @@ fn classify(byte: u16, bytes: &DriverBytes) -> Byte {
 /// MSI's extent stays refused.
 ///
 /// Decided once, from the list the function shows when its owner records it (at boot,
-/// before any driver runs: `record_driver_bytes`), and asked at every write instead of
+/// before any driver runs: `record_functions`), and asked at every write instead of
 /// the list the function shows then. A function can rewrite its own list (a device its
 /// driver reprograms through a BAR, or a hostile one); read at each write, the list let
 /// it drop PM or the PCI Express capability, clear Status's Capabilities List bit, or
@@ -322,16 +322,29 @@ impl DriverBytes {
     }
 }
 
-/// What function `rid`'s driver may write in 0x40..0x100 (`DriverBytes`), from the
-/// capability list it shows now; `None` if nothing answers there or it is not an endpoint
-/// (its header not type 0).
-pub fn driver_bytes(cs: &mut dyn ConfigSpace, rid: u16) -> Option<DriverBytes> {
+/// What the owner records of a function at boot, before any driver runs, from the
+/// capability list the function shows then, and asks later instead of the list it shows
+/// then (a function can rewrite its own list): what its driver may write (`DriverBytes`)
+/// and where the capabilities its stop needs start (`BootCaps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// What its driver may write in 0x40..0x100.
+    pub bytes: DriverBytes,
+    /// Its MSI, MSI-X, FLR and PM reset, for its stops.
+    pub caps: BootCaps,
+}
+
+/// What the owner records of function `rid` (`Recorded`), from the capability list it
+/// shows now; `None` if nothing answers there or it is not an endpoint (its header not
+/// type 0).
+pub fn record(cs: &mut dyn ConfigSpace, rid: u16) -> Option<Recorded> {
     present(cs, rid).ok()?;
     if read(cs, rid, reg::HEADER_TYPE, 1).ok()? & 0x7f != 0 {
         return None;
     }
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps).ok()?;
+    let boot = BootCaps::of(cs, rid, &caps[..n]).ok()?;
     let mut bytes = DriverBytes::default();
     for b in reg::HEADER_END..reg::EXTENDED {
         let drivers = |c: &Cap| matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2;
@@ -340,7 +353,7 @@ pub fn driver_bytes(cs: &mut dyn ConfigSpace, rid: u16) -> Option<DriverBytes> {
             bytes.0[i / 64] |= 1 << (i % 64);
         }
     }
-    Some(bytes)
+    Some(Recorded { bytes, caps: boot })
 }
 
 /// CONFIG_READ of function `rid` (its owner checked by the service); `DeviceMissing` if
@@ -355,12 +368,16 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// what the register reads after the write.
 ///
 /// Which bytes of 0x40..0x100 are the driver's is what the owner recorded at boot
-/// (`ConfigSpace::driver_bytes`), never the capability list the function shows now.
+/// (`ConfigSpace::recorded`), never the capability list the function shows now.
 ///
-/// Command's Bus Master is written as 0 for a function whose MSI or MSI-X Enable did not
-/// clear at boot (`ConfigSpace::messages_stuck`), or whose last stop did not read back off
-/// (`BusMaster::KeptOff`, the service's to say): mastering, it would send a message to an
-/// address its driver did not choose.
+/// Command's Bus Master is written as 0 when the service says `BusMaster::KeptOff`: for a
+/// function whose MSI or MSI-X Enable did not clear at boot (`ConfigSpace::messages_stuck`)
+/// and that no stop has read off since, or whose last stop did not read back off:
+/// mastering, it would send a message to an address its driver did not choose.
+///
+/// Command's Memory Space is written as 1 for a function whose BARs the owner placed,
+/// whatever the driver asks (masked, as the bits it may not write are): its driver maps
+/// them, and a load from a BAR that does not decode can end in an SError on Arm hardware.
 ///
 /// A write that turns Memory Space on from off first puts the BARs where the owner
 /// places them (`decode_only_where_placed`): a function that reset itself decodes at 0.
@@ -394,7 +411,7 @@ pub fn config_write(
     }
     // What the owner recorded at boot, not what the function's capability list says now;
     // nothing recorded (not an endpoint then): none of it is the driver's.
-    let Some(bytes) = cs.driver_bytes(rid) else { return Err(ErrorCode::ConfigDenied) };
+    let Some(Recorded { bytes, .. }) = cs.recorded(rid) else { return Err(ErrorCode::ConfigDenied) };
     if (reg::BAR0..reg::BAR0 + 24).contains(&offset) {
         return bar_write(cs, rid, offset, width, value);
     }
@@ -409,22 +426,33 @@ pub fn config_write(
             Byte::Denied => return Err(ErrorCode::ConfigDenied),
         }
     }
-    // Decoding off for a function whose BARs were not placed.
     let command = offset <= reg::COMMAND && reg::COMMAND < offset + u16::from(width);
-    if command && cs.placement(rid).is_none() {
-        let off = u32::from(reg::CMD_MEMORY | CMD_IO_SPACE) << (8 * (reg::COMMAND - offset));
-        keep &= !off;
-        zero |= off;
+    let mut one = 0u32; // bits written as 1
+    if command {
+        let memory = u32::from(reg::CMD_MEMORY) << (8 * (reg::COMMAND - offset));
+        if cs.placement(rid).is_some() {
+            // Memory Space on for a function whose BARs the owner placed, whatever its
+            // driver writes: its driver maps them, and on Arm hardware a load from a BAR
+            // that does not decode can end in an SError that takes the kernel down
+            // (vfio-pci keeps it on for the same reason, CVE-2020-12888).
+            keep &= !memory;
+            one |= memory;
+        } else {
+            // Decoding off for a function whose BARs were not placed.
+            let off = memory | u32::from(CMD_IO_SPACE) << (8 * (reg::COMMAND - offset));
+            keep &= !off;
+            zero |= off;
+        }
     }
-    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot, or that its
-    // last stop could not turn off.
-    if command && (cs.messages_stuck(rid) || bus_master == BusMaster::KeptOff) {
+    // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot and has not
+    // read off since, or that its last stop could not turn off (the service's to say).
+    if command && bus_master == BusMaster::KeptOff {
         let off = u32::from(reg::CMD_BUS_MASTER) << (8 * (reg::COMMAND - offset));
         keep &= !off;
         zero |= off;
     }
     let current = if keep != 0 { read(cs, rid, offset, width)? } else { 0 };
-    let value = (value & !keep & !zero) | (current & keep & !zero);
+    let value = (value & !keep & !zero) | (current & keep & !zero) | one;
     if command && value >> (8 * (reg::COMMAND - offset)) & u32::from(reg::CMD_MEMORY) != 0 {
         decode_only_where_placed(cs, rid)?;
     }
@@ -437,9 +465,10 @@ pub fn config_write(
 pub enum BusMaster {
     /// It may.
     Allowed,
-    /// Written as 0 whatever the driver asks: the function's last stop did not read back
-    /// off (an MSI or MSI-X Enable, or Command, stayed set), and mastering it would send
-    /// the message its last driver set up, to an address its driver now did not choose.
+    /// Written as 0 whatever the driver asks: the function's MSI or MSI-X Enable stayed
+    /// set at boot and no stop has read it off since, or its last stop did not read back
+    /// off (an MSI or MSI-X Enable, or Command, stayed set); mastering, it would send a
+    /// message to an address its driver now did not choose.
     KeptOff,
 }
 
@@ -471,6 +500,17 @@ pub(crate) fn place_again(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), Erro
         }
     }
     Ok(())
+}
+
+/// Memory Space on in function `rid`, whose BARs the owner just placed (read back) in the
+/// window its driver maps: from then on it decodes them whatever its driver writes
+/// (`config_write`), through its stops (`stop_function`). A load from a BAR that does not
+/// decode may end in an SError on Arm hardware (QEMU answers all ones), which takes the
+/// kernel down with the driver that made it. Command alone (16 bits): Status is not
+/// written.
+fn decode(cs: &mut dyn ConfigSpace, rid: u16) -> Option<()> {
+    let command = cs.read(rid, reg::COMMAND, 2)? as u16;
+    cs.write(rid, reg::COMMAND, 2, u32::from(command | reg::CMD_MEMORY))
 }
 
 /// A write to a BAR dword: a sizing probe, a write of what it holds, or refused.
@@ -577,10 +617,15 @@ fn walk(cs: &mut dyn ConfigSpace, bus: u16, visit: &mut dyn FnMut(&mut dyn Confi
                 // over a window the owner places another function's BARs in, and a
                 // function whose BARs are never placed must not decode where firmware
                 // put them. Its driver turns decoding on through CONFIG_WRITE.
+                // INTx disabled: a function no description names has no driver to clear
+                // it, and would otherwise hold an INTx line the platform may share with a
+                // described function's (QEMU virt swizzles every slot onto four SPIs)
+                // asserted; a described function's driver clears it if it takes INTx.
                 let off = reg::CMD_BUS_MASTER | reg::CMD_MEMORY | CMD_IO_SPACE;
-                if command & off != 0 {
+                let quiet = command & !off | reg::CMD_INTX_DISABLE;
+                if command != quiet {
                     // Command alone (16 bits): Status is not written.
-                    let _ = cs.write(rid, reg::COMMAND, 2, u32::from(command & !off));
+                    let _ = cs.write(rid, reg::COMMAND, 2, u32::from(quiet));
                 }
                 census.masters_stopped += u32::from(command & reg::CMD_BUS_MASTER != 0);
             }

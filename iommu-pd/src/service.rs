@@ -203,8 +203,11 @@ pub struct DeviceState {
     function_lost: bool,
     /// Its function's last stop did not read back off (an MSI or MSI-X Enable, or a
     /// Command bit, stayed set, or nothing answered): its driver's CONFIG_WRITE keeps its Bus Master off
-    /// (`pci::BusMaster::KeptOff`) until a later stop reads it off.
-    master_kept_off: bool,
+    /// (`pci::BusMaster::KeptOff`) until a later stop reads it off. `None` until a stop (or
+    /// the owner putting a lost function back) reads it: then what boot found decides
+    /// (`ConfigSpace::messages_stuck`), so a function whose enable stuck at boot masters
+    /// again once a stop (its reset, say) reads it off.
+    master_kept_off: Option<bool>,
     /// The storm window now open: where it starts, the faults in it so far, and the faults
     /// of the window just before it.
     window_start: u64,
@@ -662,7 +665,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             Request::ConfigWrite { device, offset, width, value } => {
                 let (d, rid) = self.own_function(client, device, pci)?;
-                let bus_master = match self.devices[d].master_kept_off {
+                let kept_off = self.devices[d].master_kept_off.unwrap_or_else(|| pci.messages_stuck(rid));
+                let bus_master = match kept_off {
                     true => crate::pci::BusMaster::KeptOff,
                     false => crate::pci::BusMaster::Allowed,
                 };

@@ -38,6 +38,8 @@ struct Endpoints {
     /// All the owner's waits, in ms.
     waited: u64,
     writes: usize,
+    /// What the owner recorded of each function at boot (`boot`).
+    booted: Vec<(u16, Option<iommu_pd::pci::Recorded>)>,
 }
 
 struct Endpoint {
@@ -149,10 +151,15 @@ fn endpoint(flr: bool) -> Endpoint {
 impl Endpoints {
     fn new(flr: bool) -> Self {
         let functions = DEVICES.iter().map(|d| (d.stream as u16, endpoint(flr))).collect();
-        Endpoints { functions, now_ms: 0, waited: 0, writes: 0 }
+        Endpoints { functions, now_ms: 0, waited: 0, writes: 0, booted: Vec::new() }
     }
     fn at(&mut self, rid: u16) -> Option<&mut Endpoint> {
         self.functions.iter_mut().find(|(r, _)| *r == rid).map(|(_, e)| e)
+    }
+    /// The owner's boot: what it records of each function, from the lists they show now.
+    fn boot(&mut self) {
+        let rids: Vec<u16> = self.functions.iter().map(|(r, _)| *r).collect();
+        self.booted = rids.into_iter().map(|r| (r, iommu_pd::pci::record(self, r))).collect();
     }
     fn get(&self, rid: u16) -> &Endpoint {
         &self.functions.iter().find(|(r, _)| *r == rid).expect("no such function").1
@@ -230,9 +237,12 @@ impl ConfigSpace for Endpoints {
     fn messages_stuck(&self, _: u16) -> bool {
         false
     }
-    /// As if recorded now: these functions' lists never change.
-    fn driver_bytes(&mut self, rid: u16) -> Option<iommu_pd::pci::DriverBytes> {
-        iommu_pd::pci::driver_bytes(self, rid)
+    /// What `boot` recorded, or, for a test that did not boot, as if recorded now.
+    fn recorded(&mut self, rid: u16) -> Option<iommu_pd::pci::Recorded> {
+        if let Some((_, r)) = self.booted.iter().find(|(r, _)| *r == rid) {
+            return *r;
+        }
+        iommu_pd::pci::record(self, rid)
     }
 }
 
@@ -247,14 +257,16 @@ fn a_function_with_flr_is_reset_and_its_bars_put_back() {
     assert_eq!((f.resets, f.early), (1, 0), "one FLR, and nothing touched it during its 100 ms");
     // Step 1 first: it mastered and decoded nothing while Transactions Pending were
     // waited for and when the reset began.
-    assert_eq!(f.command_at_flr, Some(0x0100));
+    assert_eq!(f.command_at_flr, Some(0x0500), "Bus Master and decoding off, INTx disabled");
     assert!(
-        !f.command_at_polls.is_empty() && f.command_at_polls.iter().all(|&c| c == 0x0100),
+        !f.command_at_polls.is_empty() && f.command_at_polls.iter().all(|&c| c == 0x0500),
         "{:x?}",
         f.command_at_polls
     );
     assert_eq!(f.f.get(ENGINE, 4), 0, "the device's own state was reset");
-    assert_eq!(f.f.command() & 0x0107, 0x0100, "decoding and Bus Master off, the owner's SERR# back");
+    // Decoding again where the owner placed its BARs (its driver maps them), Bus Master off,
+    // INTx disabled, the owner's SERR# back.
+    assert_eq!(f.f.command() & 0x0507, 0x0502);
     assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
     assert_eq!(f.f.get(0x18, 4), BAR2);
     assert_eq!(f.f.get(0x1c, 4), BAR3);
@@ -273,7 +285,7 @@ fn a_function_without_flr_only_stops_mastering() {
     let f = e.get(DISK_RID);
     assert_eq!(f.resets, 0);
     assert_eq!(f.f.get(ENGINE, 4), 0xfeed_f00d, "no reset: its state is as it was");
-    assert_eq!(f.f.command() & 0x0107, 0x0100);
+    assert_eq!(f.f.command() & 0x0507, 0x0502);
     assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
     assert_eq!(e.now_ms, 0, "no wait without a reset");
 }
@@ -323,7 +335,7 @@ fn a_function_without_flr_is_reset_through_d3hot_where_that_resets_it() {
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::PM_RESET | stop::RESTORED);
     let f = e.get(DISK_RID);
     assert_eq!((f.resets, f.transitions, f.early), (1, 2, 0));
-    assert_eq!(f.command_at_flr.map(|c| c & 0x0107), Some(0x0100), "Bus Master off before D3hot");
+    assert_eq!(f.command_at_flr.map(|c| c & 0x0107), Some(0x0100), "Bus Master and decoding off before D3hot");
     assert_eq!(f.f.get(ENGINE, 4), 0, "the device's own state was reset");
     assert_eq!(f.f.get(PM + 4, 2) & 3, 0, "back in D0");
     assert_eq!((f.f.get(reg::BAR0, 4), f.f.get(0x18, 4), f.f.get(0x3c, 1)), (BAR0, BAR2, 0x23));
@@ -523,9 +535,9 @@ fn a_second_stop_inside_the_ration_stops_the_function_and_owes_its_reset() {
     let write = |v: u32| Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: v };
     assert!(matches!(send(&mut s, &mut e, BLK, write(0x0006)), Reply::Ok { .. }));
     assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006);
-    // STOP again at once: Bus Master and decoding off, no reset, no wait; owed.
+    // STOP again at once: Bus Master off (decoding where placed), no reset, no wait; owed.
     assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_OWED]));
-    assert_eq!(e.get(DISK_RID).f.command() & 0x0007, 0);
+    assert_eq!(e.get(DISK_RID).f.command() & 0x0007, 0x0002);
     assert_eq!((e.get(DISK_RID).resets, e.waited), (1, after_first));
     assert_eq!(s.hw().enabled.get(&1), Some(&false));
     // RESUME inside the ration: refused, nothing done, still blocked and stopped.
@@ -746,4 +758,80 @@ fn a_function_away_at_its_stop_that_comes_back_off_masters_again() {
         assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 0, "teardown {teardown}: its message off");
         assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "teardown {teardown}: kept off");
     }
+}
+
+/// A function that rewrites its own capability list before its stop (a device its driver
+/// or guest reprograms through a BAR, or a hostile one) so that the list no longer shows
+/// its PCI Express capability (FLR), its MSI, or its PM capability (its D3hot reset): the
+/// stop uses what the owner recorded at boot too, and resets it and turns its MSI off all
+/// the same. Before, the stop read only the list as it was then, and the function kept its
+/// engine's state (`ENGINE`) and its MSI enabled, with the address its last driver chose.
+#[test]
+fn a_function_that_unlists_its_flr_msi_or_pm_at_its_stop_is_stopped_with_them() {
+    // FLR and MSI hidden: the list begins at MSI-X, or there is no list at all.
+    for hide in [0u8, 1] {
+        let mut e = Endpoints::new(true);
+        e.boot();
+        let f = &mut e.at(DISK_RID).unwrap().f;
+        f.write(MSI + 4, 4, 0x4000_1000);
+        f.write(MSI + 2, 2, 1);
+        if hide == 0 {
+            f.set(reg::CAP_PTR, 1, u32::from(MSIX));
+        } else {
+            f.set(reg::STATUS, 2, 0);
+        }
+        let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+        assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED, "hide {hide}");
+        let f = e.get(DISK_RID);
+        assert_eq!(f.resets, 1, "hide {hide}: not reset");
+        assert_eq!(f.f.get(ENGINE, 4), 0, "hide {hide}: the last driver's state kept");
+        assert_eq!(f.f.get(MSI + 2, 2) & 1, 0, "hide {hide}: MSI still enabled");
+    }
+    // No FLR, and its PM capability (D3hot resets it) unlisted: MSI-X names no next.
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_pm(endpoint(false), false);
+    e.boot();
+    e.at(DISK_RID).unwrap().f.set(MSIX + 1, 1, 0);
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::PM_RESET | stop::RESTORED);
+    let f = e.get(DISK_RID);
+    assert_eq!((f.resets, f.transitions), (1, 2));
+    assert_eq!(f.f.get(ENGINE, 4), 0, "the last driver's state kept");
+}
+
+/// A function without INTx may hardwire Interrupt Disable to 0 (it reads 0 whatever the
+/// owner writes): its stop still says it masters nothing and what the owner placed is back,
+/// and its driver may turn Bus Master on after RESUME. Asking Interrupt Disable to read
+/// back set would have kept such a function's Bus Master off for good.
+#[test]
+fn a_function_whose_interrupt_disable_is_hardwired_is_still_stopped_off() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(false);
+    e.at(DISK_RID).unwrap().f.mask(reg::COMMAND, 2, 0x0147);
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED);
+    assert_eq!(e.get(DISK_RID).f.command() & 0x0507, 0x0102);
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[stop::FUNCTION_OFF | stop::RESTORED]));
+    assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+    let on = Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: 0x0006 };
+    assert!(matches!(send(&mut s, &mut e, BLK, on), Reply::Ok { .. }));
+    assert_eq!(e.get(DISK_RID).f.command() & 0x0006, 0x0006, "it may never master again");
+}
+
+/// A function whose PMCSR reads D3hot at its stop (its driver cannot write PMCSR, so the
+/// function put itself there) is reset through D0 all the same: D3hot to D0 resets it from
+/// either state. Before, only a function in D0 was reset so (as Linux's `pci_pm_reset`
+/// asks), and one that claimed another state kept its last driver's engine state.
+#[test]
+fn a_function_that_claims_d3hot_at_its_stop_is_reset_through_d0() {
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_pm(endpoint(false), false);
+    e.boot();
+    e.at(DISK_RID).unwrap().f.set(PM + 4, 2, 0x0003);
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::PM_RESET | stop::RESTORED);
+    let f = e.get(DISK_RID);
+    assert_eq!(f.resets, 1);
+    assert_eq!(f.f.get(ENGINE, 4), 0, "the last driver's state kept");
+    assert_eq!(f.f.get(PM + 4, 2) & 3, 0, "back in D0");
 }

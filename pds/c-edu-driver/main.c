@@ -289,8 +289,9 @@ static unsigned runs;
 static void after_restart(void)
 {
     microkit_dbg_puts("c-edu: restarted by the IOMMU PD after its crash (run 2)\n");
-    /* The IOMMU PD stopped its function at the teardown (Bus Master and Memory Space off;
-     * the edu has no FLR): turned on again, as a driver probing its device does. */
+    /* The IOMMU PD stopped its function at the teardown (Bus Master off, Memory Space kept on
+     * where it placed the BARs; the edu has no FLR): turned on again, as a driver probing its
+     * device does. */
     uint32_t command = 0xffff;
     uint64_t err = iommu_config_read(IOMMU, MY_DEVICE, 0x04, 2, &command);
     say("after its restart, CONFIG_READ of Command", err);

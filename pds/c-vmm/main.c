@@ -223,8 +223,9 @@ static seL4_Bool run_again(uint64_t err, const char *refused, const char *done, 
         return seL4_False;
     }
     /* The guest's next run sees configuration space afresh, the device decoding its BARs
-     * again (a STOP turned its Memory Space off). After RESUME, a device that cannot decode
-     * is stopped again: the guest is not started. */
+     * (the IOMMU PD keeps its Memory Space on where it placed them, through a STOP; read back
+     * here all the same). After RESUME, a device that cannot decode is stopped again: the
+     * guest is not started. */
     if (!(next == DEVICE_RESUMED ? vpci_resumed() : vpci_restart())) {
         return seL4_False;
     }

@@ -20,9 +20,10 @@
  * (PSCI SYSTEM_RESET), the VMM stops the vCPU and STOPs the disk: the IOMMU PD blocks it,
  * confirmed, turns its Bus Master off and resets the function (FLR) with its BARs put
  * back. The VMM then checks that the stopped disk reaches nothing of the guest's RAM
- * (stopped_disk.c), RESUMEs it, loads the guest's images again, resets the vCPU and boots
- * Linux a second time, with `boot=again` on its command line instead of `boot=first` (a
- * guest that powers off, PSCI SYSTEM_OFF, is stopped the same way and not booted again).
+ * (stopped_disk.c), resets the vCPU, loads the guest's images again, RESUMEs the disk and
+ * boots Linux a second time, with `boot=again` on its command line instead of `boot=first`
+ * (restart.c: a guest that cannot be loaded or started leaves its disk stopped). A guest
+ * that powers off, PSCI SYSTEM_OFF, is stopped the same way and not booted again.
  * A guest fault libvmm cannot handle (an access to a guest-physical address nothing
  * emulates, say) stops the VM the same way: libvmm leaves the vCPU waiting on it forever,
  * and without the STOP the disk would go on reading and writing a guest that no longer
@@ -50,6 +51,7 @@
 #include "vmm_iommu.h"
 #include "ecam_trap.h"
 #include "stopped_disk.h"
+#include "restart.h"
 
 #define GUEST_RAM_START_GPA 0x40000000ul
 #define GUEST_RAM_SIZE 0x8000000ul
@@ -275,31 +277,68 @@ static bool vm_stop(size_t vcpu)
     return true;
 }
 
-/* Boot the guest again on its stopped disk: RESUME (the guest's RAM mapped for the disk
- * again; its Bus Master stays off until the guest's driver turns it on), the guest's view
- * of configuration space reset and the disk decoding its BARs again (vpci_resumed: the disk
- * stopped again if it cannot decode, since the guest is then not started), the
- * images loaded again with `flag` on the command line, and what libvmm 0.2.0 lets a VMM
- * reset (its guest_restart is a stub): the vCPU's system registers, and this VMM's hold on
- * the timer's interrupt. libvmm's virtual distributor is left as it is: the guest's GIC
- * driver sets it up again at boot. */
-static bool vm_restart(size_t vcpu, const char *flag)
+/* The steps of vm_restart (restart.c runs them in an order that leaves the disk stopped
+ * whenever the guest does not run). */
+static size_t restart_vcpu;
+static const char *restart_flag;
+
+/* What libvmm 0.2.0 lets a VMM reset (its guest_restart is a stub): the vCPU's system
+ * registers, and this VMM's hold on the timer's interrupt (libvmm's virtual distributor is
+ * left as it is: the guest's GIC driver sets it up again at boot); then the images loaded
+ * again with `flag` on the command line. */
+static bool restart_load(const char *flag)
+{
+    vtimer_held = false;
+    vcpu_reset(restart_vcpu);
+    return load_guest(flag);
+}
+
+/* RESUME: the guest's RAM mapped for the disk again; its Bus Master stays off until the
+ * guest's driver turns it on. */
+static uint64_t restart_resume(void)
 {
     uint64_t err = iommu_resume(IOMMU, VMM_DEV_DISK);
     if (err != 0) {
         printf("vmm: RESUME of the disk refused: %s; the guest stays stopped\n", iommu_strerror(err));
+    }
+    return err;
+}
+
+static bool restart_start(void)
+{
+    printf("vmm: disk resumed; Linux loaded again and started with %s\n", restart_flag);
+    if (!guest_start(kernel_pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA)) {
+        printf("vmm: the guest could not be started; its disk is stopped again\n");
         return false;
     }
-    if (!vpci_resumed()) {
-        return false;
+    return true;
+}
+
+static bool restart_stop(void)
+{
+    bool stopped = vm_stop(restart_vcpu);
+    if (stopped) {
+        printf("\n");
     }
-    vtimer_held = false;
-    vcpu_reset(vcpu);
-    if (!load_guest(flag)) {
-        return false;
-    }
-    printf("vmm: disk resumed; Linux loaded again and started with %s\n", flag);
-    return guest_start(kernel_pc, GUEST_DTB_GPA, GUEST_INIT_RAM_DISK_GPA);
+    return stopped;
+}
+
+/* Boot the guest again on its stopped disk (restart.c): the images loaded, RESUME, the
+ * guest's view of configuration space reset and the disk decoding its BARs again
+ * (vpci_resumed: the disk stopped again if it cannot decode), the guest started; whenever
+ * a step fails the disk is left stopped. */
+static bool vm_restart(size_t vcpu, const char *flag)
+{
+    static const struct restart_steps steps = {
+        .load = restart_load,
+        .resume = restart_resume,
+        .decoding = vpci_resumed,
+        .start = restart_start,
+        .stop = restart_stop,
+    };
+    restart_vcpu = vcpu;
+    restart_flag = flag;
+    return vm_restart_steps(&steps, flag);
 }
 
 /* The guest ended its run: it powered off (PSCI SYSTEM_OFF) or asked for a reset (PSCI

@@ -278,7 +278,8 @@ bool stopped_disk_reaches_nothing(void)
     sddf_printf(nothing ? "vmm: the stopped disk's DMA reached nothing of the guest's RAM\n"
                    : "vmm: the stopped disk's DMA REACHED the guest's RAM\n");
 
-    /* Left as the STOP left it: the device reset, decoding and Bus Master off. */
+    /* Left as the STOP left it: the device reset, Bus Master off (the IOMMU PD keeps Memory
+     * Space on where it placed the BARs, whatever this write asks). */
     common[COMMON_STATUS] = 0;
     iommu_config_write(d.iommu, d.device, 0x04, 2, 0, &was);
     return nothing;

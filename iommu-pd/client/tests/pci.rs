@@ -32,8 +32,8 @@ impl ConfigSpace for OneFunction {
         false
     }
     /// As if recorded now: its list (none) never changes.
-    fn driver_bytes(&mut self, rid: u16) -> Option<iommu_pd::pci::DriverBytes> {
-        iommu_pd::pci::driver_bytes(self, rid)
+    fn recorded(&mut self, rid: u16) -> Option<iommu_pd::pci::Recorded> {
+        iommu_pd::pci::record(self, rid)
     }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         let word = match (rid, offset & !3) {

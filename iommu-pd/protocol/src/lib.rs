@@ -225,8 +225,10 @@ pub mod config {
 /// STOP's reply, mr0: what was done to the device's PCI function after the IOMMU
 /// confirmed the block (0 for a device that is no PCI function of the IOMMU PD's).
 pub mod stop {
-    /// Bus Master, Memory Space and I/O Space turned off, and MSI and MSI-X disabled: the
+    /// Bus Master and I/O Space turned off, and MSI and MSI-X disabled, read back: the
     /// function masters nothing, and sends no interrupt message its last driver set up.
+    /// (Its INTx is disabled too, where it has one; Memory Space stays on where the owner
+    /// placed its BARs: its driver maps them.)
     pub const FUNCTION_OFF: u64 = 1 << 0;
     /// Reset by a Function Level Reset (PCIe Base 4.0, 6.6.2), which the function
     /// advertises (Device Capabilities, bit 28), followed by the spec's 100 ms wait; the
@@ -242,13 +244,14 @@ pub mod stop {
     /// second afterwards. Until it answers again, every configuration call and RESUME
     /// for it answers `DeviceMissing` (the device stays stopped); the first that finds it
     /// answering puts its BARs back where the description places them (it came back at
-    /// its reset values), with decoding, Bus Master and MSI off, before doing anything else.
+    /// its reset values), with Bus Master and MSI off, decoding only there, before doing
+    /// anything else.
     pub const FLR_LOST: u64 = 1 << 4;
     /// The function has a reset (FLR, or D3hot and back) and was not reset now: its
     /// client's resets are rationed (each holds the IOMMU PD, and everything of lower
     /// priority, for 20 ms to 100 ms or more), so it is reset when RESUME asks for it to
-    /// run again. Bus Master, Memory and I/O
-    /// Space are off and its DMA is blocked all the same.
+    /// run again. Bus Master, I/O Space and INTx are off, and its DMA blocked, all the
+    /// same.
     pub const RESET_OWED: u64 = 1 << 5;
     /// Reset by a D3hot-to-D0 transition (PCI Bus Power Management 1.2: PMCSR's
     /// No_Soft_Reset clear), the function having no FLR, as Linux's `pci_pm_reset`; the
@@ -376,7 +379,8 @@ pub enum Request {
     /// STOP: mr0 = one of the caller's devices. The device is blocked (every transaction
     /// aborts) and loses every mapping, the description's static ones too; once the IOMMU
     /// has confirmed both, a device that is a PCI function of the IOMMU PD's is stopped
-    /// there too: Bus Master, Memory and I/O Space off, MSI and MSI-X disabled, a Function
+    /// there too: Bus Master and I/O Space off, INTx and MSI and MSI-X disabled (Memory
+    /// Space stays on where the owner placed its BARs, which its driver maps), a Function
     /// Level Reset where the function has one (with the spec's 100 ms wait), or else a
     /// D3hot-to-D0 reset where its PM capability allows one, and the BARs the owner placed
     /// written back (the reset rationed per client, else owed to RESUME: `stop::RESET_OWED`).

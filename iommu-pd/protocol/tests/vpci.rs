@@ -6,36 +6,15 @@
 //! filter does with what reaches it is `iommu-pd/tests/pci.rs`'s; here, what the guest can
 //! make the VMM send at all, and what it reads back.
 
-use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
-/// Build and run the guest against `pds/vpci/vpci.c`; its output lines. Each call builds
-/// its own binary: the tests run in parallel.
+/// Build and run the guest against `pds/vpci/vpci.c`; its output lines.
 fn run_guest() -> Vec<String> {
-    static BUILDS: AtomicUsize = AtomicUsize::new(0);
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
-    let out = std::env::temp_dir().join(format!("iommu-vpci-guest-{}-{n}", std::process::id()));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&out)
-        .arg(here.join("tests/c/vpci_guest.c"))
-        .arg(here.join("../../pds/vpci/vpci.c"))
-        .arg("-I")
-        .arg(here.join("tests/c"))
-        .arg("-I")
-        .arg(here.join("../c"))
-        .arg("-I")
-        .arg(here.join("../../pds/vpci"))
-        .status()
-        .expect("a C compiler (cc) on the host");
-    assert!(built.success(), "pds/vpci/vpci.c does not compile against the stand-ins");
-    let run = Command::new(&out).output().unwrap();
-    let _ = std::fs::remove_file(&out);
-    assert!(run.status.success());
-    String::from_utf8(run.stdout).unwrap().lines().map(str::to_string).collect()
+    common::run_c(
+        "vpci-guest",
+        &["tests/c/vpci_guest.c", "../../pds/vpci/vpci.c"],
+        &["tests/c", "../c", "../../pds/vpci"],
+    )
 }
 
 /// The value the guest read for `what`.

@@ -4,13 +4,17 @@
 //! back), so that the next guest, or nobody, inherits no running DMA engine and no state
 //! of the last one.
 //!
-//! 1. Bus Master, Memory Space and I/O Space off (Command alone, 16 bits: Status is not
-//!    written), so the function starts no new request (`FUNCTION_OFF` is said only as
-//!    Command and both enables read back); and MSI Enable and MSI-X Enable
+//! 1. Bus Master, Memory Space and I/O Space off and INTx disabled (Command alone, 16
+//!    bits: Status is not written), so the function starts no new request and asserts no
+//!    INTx line it may share with another driver's function (`FUNCTION_OFF` is said only
+//!    as Bus Master, I/O Space and both enables read back off); and MSI Enable and MSI-X Enable
 //!    off (PCI Local Bus 3.0, 6.8.1.3 and 6.8.2.3), as vfio-pci turns them off when a
 //!    device is released: a function without FLR would otherwise keep the MSI address
 //!    and data its last driver (or guest) chose, and write there, in its next owner's
-//!    address space, once that owner turns Bus Master on.
+//!    address space, once that owner turns Bus Master on. Where they are is what the
+//!    list shows now and what it showed at boot (`BootCaps`, `ConfigSpace::recorded`):
+//!    a function that unlists its MSI, its FLR or its PM capability before its stop is
+//!    stopped with them all the same.
 //! 2. If the function advertises Function Level Reset (its PCI Express capability's
 //!    Device Capabilities, bit 28; PCIe Base 4.0, 7.5.3.3), wait up to 100 ms for
 //!    Transactions Pending (Device Status, bit 5) to clear (the implementation note of
@@ -20,10 +24,12 @@
 //!    to answer configuration requests again (Vendor ID neither all ones nor the 0x0001
 //!    of a Configuration Request Retry Status). A function without FLR whose Power
 //!    Management capability says a D3hot-to-D0 transition resets it (PMCSR's
-//!    No_Soft_Reset, bit 3, clear; PCI Bus Power Management 1.2, 3.2.4 and 5.4.1) and
-//!    that is in D0 is reset that way instead, as Linux's `pci_pm_reset` does: D3hot,
-//!    10 ms (the D3hot recovery time, table 5-6), D0, 10 ms, then the same second to
-//!    answer. Either reset returns the BARs to 0; a function whose BARs still read
+//!    No_Soft_Reset, bit 3, clear; PCI Bus Power Management 1.2, 3.2.4 and 5.4.1) is
+//!    reset that way instead, as Linux's `pci_pm_reset` does: D3hot, 10 ms (the D3hot
+//!    recovery time, table 5-6), D0, 10 ms, then the same second to answer (whatever
+//!    state it reads first, unlike Linux, which asks for D0: the function's driver cannot
+//!    write PMCSR here, so another state is the function's own doing, and D3hot then D0
+//!    resets it from any). Either reset returns the BARs to 0; a function whose BARs still read
 //!    where the owner placed them did not reset (a No_Soft_Reset that lies, as Linux's
 //!    `quirk_no_pm_reset` knows of some GPUs, or an FLR it ignores), and its stop says
 //!    `RESET_IGNORED`, not FLR or PM_RESET.
@@ -32,8 +38,11 @@
 //!    as they read (a function that came back late from an earlier reset reads its reset
 //!    values, and would decode there); the expansion ROM BAR and Interrupt Line as they
 //!    read before step 1 (and the BARs of a function whose BARs were never placed); and
-//!    Command as the owner left it at boot (decoding and Bus Master off; its other bits,
-//!    which no driver may write, as they were). Read back and compared.
+//!    Command as the owner left it at boot (Bus Master off, INTx disabled, Memory Space on
+//!    where the BARs read back where the owner placed them, since the stopped driver or
+//!    VMM still maps them and a load from a BAR that does not decode can end in an SError
+//!    on Arm hardware; its other bits, which no driver may write, as they were). Read back
+//!    and compared. Memory Space is off only inside the call, in which the caller waits.
 //!
 //! With neither reset, what the last driver wrote elsewhere stays: MSI's address and data (its
 //! enable off), the device-specific registers at 0x40..0x100, and whatever state the
@@ -54,8 +63,8 @@ use iommu_protocol::stop;
 use iommu_protocol::ErrorCode;
 
 use super::{
-    capabilities, messages_off, messages_on, place_again, plan_bars, present, read, reg, BarPlan, Cap, ConfigSpace,
-    CMD_IO_SPACE, MAX_CAPS,
+    capabilities, decode, messages_off, messages_on, place_again, plan_bars, present, read, reg, BarPlan, Cap,
+    ConfigSpace, CMD_IO_SPACE, MAX_CAPS,
 };
 
 /// The wait after Initiate Function Level Reset before the function is accessed again
@@ -172,15 +181,23 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         *v = read(cs, rid, off, width)?;
     }
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
-    let quiet = command & !(reg::CMD_DRIVER | CMD_IO_SPACE);
+    // INTx disabled too: a stopped function must not hold an INTx line it may share with
+    // another driver's function asserted (its next driver clears it if it takes INTx).
+    let quiet = command & !(reg::CMD_DRIVER | CMD_IO_SPACE) | reg::CMD_INTX_DISABLE;
     let fail = ErrorCode::NoConfigSpace;
     cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
-    messages_off(cs, rid, &caps[..n])?;
+    // MSI and MSI-X where the list shows them now and where it showed them at boot: a
+    // function that unlists them at its stop still has them.
+    let boot = cs.recorded(rid).map(|r| r.caps).unwrap_or_default();
+    let (booted, m) = boot.messages();
+    let (caps, booted) = (&caps[..n], &booted[..m]);
+    messages_off(cs, rid, caps)?;
+    messages_off(cs, rid, booted)?;
     // Said only as read back (here for a function that then does not come back from its
     // reset, at the end otherwise): a device may keep an enable, or set it again itself.
-    let mut done = if silent(cs, rid, &caps[..n])? { stop::FUNCTION_OFF } else { 0 };
+    let mut done = if silent(cs, rid, caps, booted)? { stop::FUNCTION_OFF } else { 0 };
     // Its placement, planned now that it decodes nothing, and written before the reset,
     // so that a reset that keeps it is told from one that clears it even for a function
     // whose BARs did not read as placed. BARs that no longer fit the window: not the
@@ -193,10 +210,13 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         plan.write(cs, rid).ok_or(fail)?;
     }
 
-    let flr = flr_capability(cs, &caps[..n], rid)?;
+    // Its resets as boot recorded them, or as the list shows them now: a function that
+    // hides its FLR (or its PM capability) at its stop is reset all the same.
+    let now = BootCaps::of(cs, rid, caps)?;
+    let flr = boot.flr().or(now.flr());
     let pm = match flr {
         Some(_) => None,
-        None => pm_reset_capability(cs, &caps[..n], rid)?,
+        None => boot.pm_reset().or(now.pm_reset()),
     };
     if (flr.is_some() || pm.is_some()) && reset == Reset::Owed {
         done |= stop::RESET_OWED;
@@ -239,8 +259,17 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     if let Some(plan) = &plan {
         plan.write(cs, rid).ok_or(fail)?;
     }
-    cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(fail)?;
-    let mut same = read(cs, rid, reg::COMMAND, 2)? as u16 & (reg::CMD_DRIVER | CMD_IO_SPACE) == 0;
+    // Decoding on again where the owner placed the BARs and they read so: its driver (or
+    // its VMM) still maps them (`super::decode`). Bus Master stays off.
+    let decodes = match &plan {
+        Some(plan) => plan.reads_back(cs, rid)?,
+        None => false,
+    };
+    let end = if decodes { quiet | reg::CMD_MEMORY } else { quiet };
+    cs.write(rid, reg::COMMAND, 2, u32::from(end)).ok_or(fail)?;
+    // Interrupt Disable is not compared: a function without INTx may hardwire it to 0.
+    let owned = reg::CMD_MEMORY | reg::CMD_BUS_MASTER | CMD_IO_SPACE;
+    let mut same = read(cs, rid, reg::COMMAND, 2)? as u16 & owned == end & owned;
     for (&v, &(off, width)) in saved.iter().zip(&SAVED).skip(from_reads) {
         same &= read(cs, rid, off, width)? == v;
     }
@@ -251,18 +280,21 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         done |= stop::RESTORED;
     }
     done &= !stop::FUNCTION_OFF;
-    if silent(cs, rid, &caps[..n])? {
+    if silent(cs, rid, caps, booted)? {
         done |= stop::FUNCTION_OFF;
     }
     Ok(Stopped(done))
 }
 
-/// Whether function `rid` (capability list `caps`) reads as masters nothing: Bus Master,
-/// Memory and I/O Space off in Command, MSI and MSI-X disabled.
-fn silent(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<bool, ErrorCode> {
+/// Whether function `rid` (capability list `caps` now, its MSI and MSI-X at boot
+/// `booted`) reads as masters nothing: Bus Master and I/O Space off in Command, MSI and
+/// MSI-X disabled. Memory Space only answers, and Interrupt Disable only keeps an INTx
+/// line quiet (a function that has no INTx may hardwire it to 0): neither is asked, or
+/// such a function could never master again (`BusMaster::KeptOff`).
+fn silent(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap], booted: &[Cap]) -> Result<bool, ErrorCode> {
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
-    let on = reg::CMD_BUS_MASTER | reg::CMD_MEMORY | CMD_IO_SPACE;
-    Ok(command & on == 0 && messages_on(cs, rid, caps)?.is_none())
+    let quiet = command & (reg::CMD_BUS_MASTER | CMD_IO_SPACE) == 0;
+    Ok(quiet && messages_on(cs, rid, caps)?.is_none() && messages_on(cs, rid, booted)?.is_none())
 }
 
 /// After a reset that answered: whether a BAR the owner placed (`plan`, or for a function
@@ -311,13 +343,18 @@ pub fn restore_function(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, Erro
         return Err(missing);
     }
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
-    let quiet = command & !(reg::CMD_DRIVER | CMD_IO_SPACE);
+    let quiet = command & !(reg::CMD_DRIVER | CMD_IO_SPACE) | reg::CMD_INTX_DISABLE;
     cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(ErrorCode::NoConfigSpace)?;
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps)?;
+    let (booted, m) = cs.recorded(rid).map(|r| r.caps).unwrap_or_default().messages();
     messages_off(cs, rid, &caps[..n])?;
+    messages_off(cs, rid, &booted[..m])?;
     place_again(cs, rid)?;
-    silent(cs, rid, &caps[..n])
+    if cs.placement(rid).is_some() {
+        decode(cs, rid).ok_or(ErrorCode::NoConfigSpace)?;
+    }
+    silent(cs, rid, &caps[..n], &booted[..m])
 }
 
 /// After a reset: whether the function answers configuration requests again within
@@ -343,19 +380,57 @@ fn answering(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
     Ok(vendor != 0xffff && vendor != VENDOR_CRS)
 }
 
-/// Where the function's PM capability (among `caps`) starts, if a D3hot-to-D0
-/// transition resets it (No_Soft_Reset clear) and it is in D0, as Linux's
-/// `pci_pm_reset` asks.
-fn pm_reset_capability(cs: &mut dyn ConfigSpace, caps: &[Cap], rid: u16) -> Result<Option<u16>, ErrorCode> {
-    let Some(pm) = caps.iter().find(|c| c.id == reg::CAP_PM) else { return Ok(None) };
-    let csr = read(cs, rid, pm.start + PM_CSR, 2)? as u16;
-    Ok((csr & (PM_NO_SOFT_RESET | PM_STATE) == 0).then_some(pm.start))
+/// Where the capabilities a stop needs start (0: none; no capability starts below 0x40),
+/// as the owner records them at boot (`super::record`) and as a stop finds them then: a
+/// stop uses both, so a function that unlists its MSI, MSI-X, FLR or PM at its stop is
+/// stopped with them all the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootCaps {
+    msi: u16,
+    msix: u16,
+    /// The PCI Express capability, if its Device Capabilities advertise FLR.
+    flr: u16,
+    /// The PM capability, if a D3hot-to-D0 transition resets the function (PMCSR's
+    /// No_Soft_Reset clear).
+    pm_reset: u16,
 }
 
-/// Where the function's PCI Express capability (among `caps`, its list) starts, if it
-/// advertises FLR.
-fn flr_capability(cs: &mut dyn ConfigSpace, caps: &[Cap], rid: u16) -> Result<Option<u16>, ErrorCode> {
-    let Some(exp) = caps.iter().find(|c| c.id == reg::CAP_EXP) else { return Ok(None) };
-    let devcap = read(cs, rid, exp.start + EXP_DEVCAP, 4)?;
-    Ok((devcap & DEVCAP_FLR != 0).then_some(exp.start))
+impl BootCaps {
+    /// From function `rid`'s capability list `caps`, as it reads now.
+    pub(super) fn of(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<BootCaps, ErrorCode> {
+        let start = |id: u8| caps.iter().find(|c| c.id == id).map_or(0, |c| c.start);
+        let mut found = BootCaps { msi: start(reg::CAP_MSI), msix: start(reg::CAP_MSIX), flr: 0, pm_reset: 0 };
+        let exp = start(reg::CAP_EXP);
+        if exp != 0 && read(cs, rid, exp + EXP_DEVCAP, 4)? & DEVCAP_FLR != 0 {
+            found.flr = exp;
+        }
+        // Whatever power state it reads: writing D3hot and then D0 resets it from either.
+        let pm = start(reg::CAP_PM);
+        if pm != 0 && read(cs, rid, pm + PM_CSR, 2)? as u16 & PM_NO_SOFT_RESET == 0 {
+            found.pm_reset = pm;
+        }
+        Ok(found)
+    }
+
+    /// Its MSI and MSI-X capabilities, as `messages_off` and `messages_on` take them (the
+    /// first `n`).
+    fn messages(self) -> ([Cap; 2], usize) {
+        let mut caps = [Cap::default(); 2];
+        let mut n = 0;
+        for (start, id) in [(self.msi, reg::CAP_MSI), (self.msix, reg::CAP_MSIX)] {
+            if start != 0 {
+                caps[n] = Cap { start, end: start + 4, id };
+                n += 1;
+            }
+        }
+        (caps, n)
+    }
+
+    fn flr(self) -> Option<u16> {
+        (self.flr != 0).then_some(self.flr)
+    }
+
+    fn pm_reset(self) -> Option<u16> {
+        (self.pm_reset != 0).then_some(self.pm_reset)
+    }
 }

@@ -46,7 +46,7 @@
 
 use iommu_protocol::ErrorCode;
 
-use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, DriverBytes, Placement, MAX_CAPS};
+use super::{capabilities, place_bars, reg, BarError, Cap, Census, ConfigSpace, Placement, Recorded, MAX_CAPS};
 use crate::config::{BridgeConfig, BridgeKind, PciFunctionConfig};
 
 /// Type-1 (bridge) header registers (PCI-to-PCI Bridge Architecture 1.2, 3.2).
@@ -312,8 +312,8 @@ pub struct TooSmall;
 /// Make configuration space what `topo` declares, before any driver runs: bridges
 /// numbered, windowed and ACS-enabled top-down (or left closed, as the module says),
 /// every Bus Master on every bus reached turned off, bridges closed that the description
-/// does not declare, and each described function's memory BARs placed in its window
-/// (memory decoding left off for its driver). `bridges` and `functions` receive what
+/// does not declare, and each described function's memory BARs placed in its window and
+/// decoded there from then on (`super::decode`: its driver maps them). `bridges` and `functions` receive what
 /// became of each (same indices as `topo`'s); `met` is told of every function found.
 pub fn configure(
     cs: &mut dyn ConfigSpace,
@@ -380,6 +380,9 @@ pub fn configure(
                 (Err(e), None) => FunctionState::BarsNotPlaced(e),
             }
         };
+        if state.placed().is_some() {
+            let _ = super::decode(cs, f.rid);
+        }
     }
     Ok(census)
 }
@@ -623,24 +626,26 @@ pub fn placement(rid: u16, topo: Topology<'_>, states: &[FunctionState]) -> Opti
     states.get(k)?.placed().map(|_| Placement { base: f.bar_base, size: f.bar_size })
 }
 
-/// What each described function's driver may write in 0x40..0x100 (`super::driver_bytes`),
-/// read once, after `configure` and before any driver runs, into `recorded` (same indices
-/// as `topo`'s functions; `None` for one not present). Every CONFIG_WRITE asks this record
-/// (`ConfigSpace::driver_bytes`), never the capability list the function shows later.
-pub fn record_driver_bytes(
+/// What the owner records of each described function (`super::record`: what its driver
+/// may write in 0x40..0x100, where the capabilities its stop needs start), read once,
+/// after `configure` and before any driver runs, into `recorded` (same indices as
+/// `topo`'s functions; `None` for one not present). Every CONFIG_WRITE and every stop asks
+/// this record (`ConfigSpace::recorded`), never only the capability list the function
+/// shows later.
+pub fn record_functions(
     cs: &mut dyn ConfigSpace,
     topo: Topology<'_>,
     states: &[FunctionState],
-    recorded: &mut [Option<DriverBytes>],
+    recorded: &mut [Option<Recorded>],
 ) {
     for ((f, state), r) in topo.functions.iter().zip(states).zip(recorded.iter_mut()) {
-        *r = if state.present() { super::driver_bytes(cs, f.rid) } else { None };
+        *r = if state.present() { super::record(cs, f.rid) } else { None };
     }
 }
 
-/// What the driver of the described function at `rid` may write in 0x40..0x100, as
-/// `record_driver_bytes` recorded it.
-pub fn driver_bytes(rid: u16, topo: Topology<'_>, recorded: &[Option<DriverBytes>]) -> Option<DriverBytes> {
+/// What the owner recorded of the described function at `rid`, as `record_functions`
+/// recorded it.
+pub fn recorded(rid: u16, topo: Topology<'_>, recorded: &[Option<Recorded>]) -> Option<Recorded> {
     let k = topo.functions.iter().position(|f| f.rid == rid)?;
     recorded.get(k).copied().flatten()
 }

@@ -98,7 +98,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // writes back is the owner's placement; still not answering, nothing is done, and
         // nothing was read off (`stop_answered`).
         if self.recover_function(d, pci).is_err() {
-            self.devices[d].master_kept_off = true;
+            self.devices[d].master_kept_off = Some(true);
             return Stopped::default();
         }
         let reset = match ration {
@@ -147,7 +147,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let rid = pci.function(d)?;
         let off = crate::pci::restore_function(pci, rid)?;
         self.devices[d].function_lost = false;
-        self.devices[d].master_kept_off = !off;
+        self.devices[d].master_kept_off = Some(!off);
         Ok(())
     }
 
@@ -159,7 +159,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// its next owner's address space.
     fn stop_answered(&mut self, d: DeviceIndex, result: Result<Stopped>) -> Result<Stopped> {
         let result = self.lost_if_missing(d, result);
-        self.devices[d].master_kept_off = !result.is_ok_and(|done| done.off());
+        self.devices[d].master_kept_off = Some(!result.is_ok_and(|done| done.off()));
         result
     }
 

@@ -8,8 +8,8 @@
 //! and a function's DMA goes upstream only through bridges whose Bus Master is on.
 
 use iommu_pd::pci::{
-    driver_bytes_of, function_of, messages_stuck_of, placement_of, record_driver_bytes, reg, ConfigSpace, DriverBytes,
-    FunctionState, Placement, Topology,
+    function_of, messages_stuck_of, placement_of, record_functions, recorded_of, reg, ConfigSpace, FunctionState,
+    Placement, Recorded, Topology,
 };
 use iommu_protocol::ErrorCode;
 
@@ -272,7 +272,7 @@ pub struct Owned {
     pub states: Vec<FunctionState>,
     /// What each described function's driver may write, recorded once `configure` ran
     /// (`booted`), as the IOMMU PD records it before any driver runs.
-    pub recorded: Vec<Option<DriverBytes>>,
+    pub recorded: Vec<Option<Recorded>>,
 }
 
 impl Owned {
@@ -287,7 +287,7 @@ impl Owned {
         self.states = states.to_vec();
         let mut recorded = vec![None; states.len()];
         let topo = self.topo;
-        record_driver_bytes(self, topo, states, &mut recorded);
+        record_functions(self, topo, states, &mut recorded);
         self.recorded = recorded;
     }
 }
@@ -302,8 +302,8 @@ impl ConfigSpace for Owned {
     fn messages_stuck(&self, rid: u16) -> bool {
         messages_stuck_of(rid, self.topo, &self.states)
     }
-    fn driver_bytes(&mut self, rid: u16) -> Option<DriverBytes> {
-        driver_bytes_of(rid, self.topo, &self.recorded)
+    fn recorded(&mut self, rid: u16) -> Option<Recorded> {
+        recorded_of(rid, self.topo, &self.recorded)
     }
     /// Past a function's 4 KiB: `None`, as the IOMMU PD's ECAM answers (`pds/iommu`).
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {

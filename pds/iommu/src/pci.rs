@@ -9,7 +9,7 @@
 //! A device's configuration space is found through the policy's `PCI_FUNCTIONS` (its
 //! requester ID), not through its StreamID: below a PCIe-to-PCI bridge the two differ.
 
-use iommu_pd::pci::{self, BridgeState, ConfigSpace, DriverBytes, Found, FunctionState, Met, Topology};
+use iommu_pd::pci::{self, BridgeState, ConfigSpace, Found, FunctionState, Met, Recorded, Topology};
 use iommu_pd::BridgeKind;
 use iommu_protocol::ErrorCode;
 use sel4_microkit::{debug_println, var};
@@ -29,8 +29,9 @@ pub struct Ecam {
     base: usize,
     buses: u16,
     functions: [FunctionState; policy::PCI_FUNCTIONS.len()],
-    /// What each described function's driver may write in 0x40..0x100, recorded at boot.
-    driver_bytes: [Option<DriverBytes>; policy::PCI_FUNCTIONS.len()],
+    /// What was recorded of each described function at boot (what its driver may write in
+    /// 0x40..0x100, the capabilities its stops need).
+    recorded: [Option<Recorded>; policy::PCI_FUNCTIONS.len()],
 }
 
 impl Ecam {
@@ -42,8 +43,8 @@ impl Ecam {
         let size = *var!(ecam_size: usize = 0);
         let buses = (size >> 20).min(256) as u16;
         let functions = [FunctionState::NotReached; policy::PCI_FUNCTIONS.len()];
-        let driver_bytes = [None; policy::PCI_FUNCTIONS.len()];
-        (base != 0 && buses > 0).then_some(Ecam { base, buses, functions, driver_bytes })
+        let recorded = [None; policy::PCI_FUNCTIONS.len()];
+        (base != 0 && buses > 0).then_some(Ecam { base, buses, functions, recorded })
     }
 
     fn addr(&self, rid: u16, offset: u16) -> Option<usize> {
@@ -70,8 +71,8 @@ impl ConfigSpace for Ecam {
         pci::messages_stuck_of(rid, topology(), &self.functions)
     }
 
-    fn driver_bytes(&mut self, rid: u16) -> Option<DriverBytes> {
-        pci::driver_bytes_of(rid, topology(), &self.driver_bytes)
+    fn recorded(&mut self, rid: u16) -> Option<Recorded> {
+        pci::recorded_of(rid, topology(), &self.recorded)
     }
 
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
@@ -183,11 +184,11 @@ pub fn take_ownership(ecam: &mut Ecam) {
     // Both tables are sized from the policy, so `configure` has room for every entry.
     let Ok(census) = census else { return };
     ecam.functions = functions;
-    // Before any driver runs: what each may write, from the capability list its function
-    // shows now, not the one it may show later.
-    let mut driver_bytes = [None; policy::PCI_FUNCTIONS.len()];
-    pci::record_driver_bytes(ecam, topo, &functions, &mut driver_bytes);
-    ecam.driver_bytes = driver_bytes;
+    // Before any driver runs: what each may write and what its stops need, from the
+    // capability list its function shows now, not the one it may show later.
+    let mut recorded = [None; policy::PCI_FUNCTIONS.len()];
+    pci::record_functions(ecam, topo, &functions, &mut recorded);
+    ecam.recorded = recorded;
     for (b, state) in topo.bridges.iter().zip(&bridges) {
         let (at, kind) = (Bdf(b.rid), kind_name(b.kind));
         match *state {
@@ -299,7 +300,7 @@ pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped, 
     let why = Why(torn_down);
     if bits & stop::FUNCTION_OFF == 0 {
         debug_println!(
-            "iommu: pci: {name} at {}{why}: NOT STOPPED (it does not answer, or its Bus Master, decoding, MSI or MSI-X read back on)",
+            "iommu: pci: {name} at {}{why}: NOT STOPPED (it does not answer, or its Bus Master, I/O decoding, MSI or MSI-X read back on)",
             Bdf(rid)
         );
         return;
