@@ -66,19 +66,32 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
         ));
     }
     calls(sys, out);
-    // x86's boot information on an Arm board: the SDK's tool builds it, and the image boots
-    // (a region `x86_vbe` on QEMU virt), but no Arm seL4 gives it, so what the PD reads
-    // there is not what it asked for.
-    if board.target == Target::Arm {
-        for r in &sys.regions {
-            let Some(kind) = r.prefill_bootinfo.as_deref().filter(|k| k.starts_with("x86_")) else { continue };
-            out.push(p(
-                r.line,
-                "memory_region",
-                format!("`{}` is prefilled with `{kind}`, x86's boot information, and board {} is an Arm board, whose seL4 gives none", r.name, board.name),
-                "remove prefill_bootinfo, or use fdt (the device tree) on Arm",
-            ));
-        }
+    // Boot information of the other architecture: the SDK's tool builds it, and the image
+    // boots (a region `x86_vbe` on QEMU virt), but an Arm seL4 gives no x86 kind and an
+    // x86 one no device tree (src/arch/x86/kernel/boot.c), and the capDL initialiser fills
+    // a region only from what seL4 gave, so what the PD reads there is not what it asked for.
+    for r in &sys.regions {
+        let Some(kind) = r.prefill_bootinfo.as_deref() else { continue };
+        let (what, fix) = match (board.target, kind.starts_with("x86_")) {
+            (Target::Arm, true) => {
+                ("x86's boot information", "remove prefill_bootinfo, or use fdt (the device tree) on Arm")
+            }
+            (Target::X86_64, false) if kind == "fdt" => {
+                ("the device tree", "remove prefill_bootinfo, or use x86's (x86_acpi_rsdp, x86_mbmmap...) on x86")
+            }
+            _ => continue,
+        };
+        let arch = if board.target == Target::Arm {
+            "an Arm board, whose seL4 gives none"
+        } else {
+            "an x86 board, whose seL4 gives none"
+        };
+        out.push(p(
+            r.line,
+            "memory_region",
+            format!("`{}` is prefilled with `{kind}`, {what}, and board {} is {arch}", r.name, board.name),
+            fix,
+        ));
     }
     let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
