@@ -232,6 +232,12 @@ pub struct Board {
     /// <config>/include/kernel/gen_config.h): what the IOMMU PD counts its fault storm
     /// window in.
     pub timer_hz: Option<u64>,
+    /// A PD may program the EL1 physical timer (CNTP_CTL_EL0, CNTP_CVAL_EL0), so its
+    /// interrupt (PPI 30) can fire: the SDK builds the board with KernelArmExportPTMRUser
+    /// (Microkit's build_sdk.py: qemu_virt_aarch64 only; the SDK's gen_config.h,
+    /// CONFIG_EXPORT_PTMR_USER). Elsewhere seL4 leaves CNTKCTL_EL1.EL0PTEN and
+    /// CNTHCTL_EL2.EL1PCEN 0 (src/arch/arm/armv/armv8-a/64/user_access.c) and the access traps.
+    pub user_timer: bool,
 }
 
 /// QEMU virt's RAM as the SDK's seL4 for `qemu_virt_aarch64` is built for: VIRT_MEM at
@@ -350,6 +356,7 @@ impl Board {
                 "tqma8xqp1gb" => Some(8_000_000),
                 _ => None,
             },
+            user_timer: name == "qemu_virt_aarch64",
         }
     }
 

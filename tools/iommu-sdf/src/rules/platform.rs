@@ -322,7 +322,8 @@ fn address_space(sys: &System, board: &Board, pd: &ProtectionDomain, out: &mut V
     }
 }
 
-/// The PPI every SDK configuration here leaves to user level: the EL1 physical timer. seL4
+/// The PPI every SDK configuration here leaves to user level: the EL1 physical timer (a
+/// PD can program it only where the SDK exports it, `Board::user_timer`). seL4
 /// runs them all in hypervisor mode (CONFIG_ARM_HYPERVISOR_SUPPORT), where its own timer is
 /// the hypervisor's (PPI 26) and it keeps 25 (VGIC maintenance) and 27 (the virtual timer).
 pub const USER_PPI: u64 = 30;
@@ -380,6 +381,8 @@ fn irqs(pd: &ProtectionDomain, board: &Board, out: &mut Vec<Problem>) {
         } else if irq < 16 {
             "a software-generated interrupt (SGI, 0 to 15), which no device raises (seL4 sends its own between cores)"
                 .to_string()
+        } else if irq == USER_PPI && !board.user_timer {
+            format!("the EL1 physical timer's, and board {}'s seL4 does not let a PD program that timer (the SDK builds it without KernelArmExportPTMRUser): the interrupt never fires, and the PD's first access to CNTP_CTL_EL0 or CNTP_CVAL_EL0 faults", board.name)
         } else if irq < 32 && irq != USER_PPI {
             format!("a core's private interrupt (PPI, 16 to 31) other than the EL1 physical timer ({USER_PPI}): seL4 keeps 25, 26 and 27, and no other is proved free of its use")
         } else {
@@ -389,7 +392,10 @@ fn irqs(pd: &ProtectionDomain, board: &Board, out: &mut Vec<Problem>) {
             i.line,
             "irq",
             format!("`{}` has interrupt {irq}, {why}", pd.name),
-            format!("give it the device's interrupt as the GIC numbers it: an SPI from 32 to {max} (the device tree's SPI number + 32), or {USER_PPI} for the EL1 physical timer"),
+            format!(
+                "give it the device's interrupt as the GIC numbers it: an SPI from 32 to {max} (the device tree's SPI number + 32){}",
+                if board.user_timer { format!(", or {USER_PPI} for the EL1 physical timer") } else { String::new() }
+            ),
         ));
     }
 }
