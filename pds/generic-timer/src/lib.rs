@@ -34,8 +34,10 @@ pub fn ms(ticks: u64) -> u64 {
 
 /// Raise the EL1 physical timer's interrupt (PPI 30) once the count reaches `at`, and
 /// keep it raised until `stop` or another deadline: seL4 exports CNTP_CVAL_EL0 and
-/// CNTP_CTL_EL0 to EL0 on Microkit's Arm boards (`KernelArmExportPTMRUser`), and the
-/// kernel itself uses the hypervisor timer, so this one is the PD's that has its IRQ.
+/// CNTP_CTL_EL0 to EL0 where the SDK is built with `KernelArmExportPTMRUser`
+/// (qemu_virt_aarch64 only; elsewhere this traps, and `iommu-sdf check` refuses the IRQ
+/// there), and the kernel itself uses the hypervisor timer, so this one is the PD's that
+/// has its IRQ.
 /// A deadline already past raises it at once.
 pub fn set_deadline(at: u64) {
     // SAFETY: writes the EL0-accessible physical timer registers; no memory is touched.

@@ -36,8 +36,9 @@ pub enum BoardIommu {
     /// `dma-coherent` (their accesses snoop the CPUs' caches); the IOMMU PD combines it
     /// with SMMU_IDR0.COHACC and with how seL4 maps memory (`smmuv3::Coherency`).
     /// `irqs`: the lines it raises its event queue's and its global errors' interrupts on
-    /// (the IOMMU PD's ids 10 and 11).
-    SmmuV3 { stream_bits: u32, frame: (u64, u64), coherent: bool, irqs: (u64, u64) },
+    /// (the IOMMU PD's ids 10 and 11). `eventq_log2`: log2 of the largest event queue it
+    /// takes (IDR1.EVENTQS), the most records one drain of it can hold.
+    SmmuV3 { stream_bits: u32, frame: (u64, u64), coherent: bool, irqs: (u64, u64), eventq_log2: u32 },
     /// An Arm MMU-500 (SMMUv2) the IOMMU PD drives (`smmuv2-service`), each device in a
     /// stage-1 context bank of its own, each StreamID in a stream match register.
     Mmu500(Mmu500),
@@ -231,6 +232,12 @@ pub struct Board {
     /// <config>/include/kernel/gen_config.h): what the IOMMU PD counts its fault storm
     /// window in.
     pub timer_hz: Option<u64>,
+    /// A PD may program the EL1 physical timer (CNTP_CTL_EL0, CNTP_CVAL_EL0), so its
+    /// interrupt (PPI 30) can fire: the SDK builds the board with KernelArmExportPTMRUser
+    /// (Microkit's build_sdk.py: qemu_virt_aarch64 only; the SDK's gen_config.h,
+    /// CONFIG_EXPORT_PTMR_USER). Elsewhere seL4 leaves CNTKCTL_EL1.EL0PTEN and
+    /// CNTHCTL_EL2.EL1PCEN 0 (src/arch/arm/armv/armv8-a/64/user_access.c) and the access traps.
+    pub user_timer: bool,
 }
 
 /// QEMU virt's RAM as the SDK's seL4 for `qemu_virt_aarch64` is built for: VIRT_MEM at
@@ -297,13 +304,15 @@ impl Board {
             // Coherent: virt.c's create_smmu and create_pcie give both nodes `dma-coherent`.
             // Its interrupts: VIRT_SMMU's SPIs 74 to 77 (virt.c's a15irqmap), in the order
             // of hw/arm/smmuv3-internal.h's SMMU_IRQ_EVTQ .. SMMU_IRQ_GERROR, so the event
-            // queue's is 32 + 74 and the global errors' 32 + 77.
+            // queue's is 32 + 74 and the global errors' 32 + 77. Its event queue: up to
+            // 2^19 records (hw/arm/smmuv3-internal.h, SMMU_EVENTQS; smmuv3's QEMU_IDR).
             "qemu_virt_aarch64" => (
                 BoardIommu::SmmuV3 {
                     stream_bits: 16,
                     frame: (0x0905_0000, 0x2_0000),
                     coherent: true,
                     irqs: (106, 109),
+                    eventq_log2: 19,
                 },
                 40,
             ),
@@ -347,6 +356,7 @@ impl Board {
                 "tqma8xqp1gb" => Some(8_000_000),
                 _ => None,
             },
+            user_timer: name == "qemu_virt_aarch64",
         }
     }
 

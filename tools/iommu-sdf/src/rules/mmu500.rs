@@ -42,7 +42,7 @@ fn interrupt(sys: &System, board: &Board, m: &Mmu500, out: &mut Vec<Problem>) {
                 m.soc,
                 m.irq
             ),
-            format!("give id 10 irq=\"{}\", or no interrupt on id 10 (the IOMMU PD then polls on the timer's, irq 30 on id 12)", m.irq),
+            format!("give id 10 irq=\"{}\", the MMU-500's", m.irq),
         ));
     }
 }

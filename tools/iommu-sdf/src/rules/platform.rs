@@ -66,19 +66,32 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
         ));
     }
     calls(sys, out);
-    // x86's boot information on an Arm board: the SDK's tool builds it, and the image boots
-    // (a region `x86_vbe` on QEMU virt), but no Arm seL4 gives it, so what the PD reads
-    // there is not what it asked for.
-    if board.target == Target::Arm {
-        for r in &sys.regions {
-            let Some(kind) = r.prefill_bootinfo.as_deref().filter(|k| k.starts_with("x86_")) else { continue };
-            out.push(p(
-                r.line,
-                "memory_region",
-                format!("`{}` is prefilled with `{kind}`, x86's boot information, and board {} is an Arm board, whose seL4 gives none", r.name, board.name),
-                "remove prefill_bootinfo, or use fdt (the device tree) on Arm",
-            ));
-        }
+    // Boot information of the other architecture: the SDK's tool builds it, and the image
+    // boots (a region `x86_vbe` on QEMU virt), but an Arm seL4 gives no x86 kind and an
+    // x86 one no device tree (src/arch/x86/kernel/boot.c), and the capDL initialiser fills
+    // a region only from what seL4 gave, so what the PD reads there is not what it asked for.
+    for r in &sys.regions {
+        let Some(kind) = r.prefill_bootinfo.as_deref() else { continue };
+        let (what, fix) = match (board.target, kind.starts_with("x86_")) {
+            (Target::Arm, true) => {
+                ("x86's boot information", "remove prefill_bootinfo, or use fdt (the device tree) on Arm")
+            }
+            (Target::X86_64, false) if kind == "fdt" => {
+                ("the device tree", "remove prefill_bootinfo, or use x86's (x86_acpi_rsdp, x86_mbmmap...) on x86")
+            }
+            _ => continue,
+        };
+        let arch = if board.target == Target::Arm {
+            "an Arm board, whose seL4 gives none"
+        } else {
+            "an x86 board, whose seL4 gives none"
+        };
+        out.push(p(
+            r.line,
+            "memory_region",
+            format!("`{}` is prefilled with `{kind}`, {what}, and board {} is {arch}", r.name, board.name),
+            fix,
+        ));
     }
     let ends_by_pd = sys.ends_by_pd();
     for pd in &sys.pds {
@@ -309,7 +322,8 @@ fn address_space(sys: &System, board: &Board, pd: &ProtectionDomain, out: &mut V
     }
 }
 
-/// The PPI every SDK configuration here leaves to user level: the EL1 physical timer. seL4
+/// The PPI every SDK configuration here leaves to user level: the EL1 physical timer (a
+/// PD can program it only where the SDK exports it, `Board::user_timer`). seL4
 /// runs them all in hypervisor mode (CONFIG_ARM_HYPERVISOR_SUPPORT), where its own timer is
 /// the hypervisor's (PPI 26) and it keeps 25 (VGIC maintenance) and 27 (the virtual timer).
 pub const USER_PPI: u64 = 30;
@@ -367,6 +381,8 @@ fn irqs(pd: &ProtectionDomain, board: &Board, out: &mut Vec<Problem>) {
         } else if irq < 16 {
             "a software-generated interrupt (SGI, 0 to 15), which no device raises (seL4 sends its own between cores)"
                 .to_string()
+        } else if irq == USER_PPI && !board.user_timer {
+            format!("the EL1 physical timer's, and board {}'s seL4 does not let a PD program that timer (the SDK builds it without KernelArmExportPTMRUser): the interrupt never fires, and the PD's first access to CNTP_CTL_EL0 or CNTP_CVAL_EL0 faults", board.name)
         } else if irq < 32 && irq != USER_PPI {
             format!("a core's private interrupt (PPI, 16 to 31) other than the EL1 physical timer ({USER_PPI}): seL4 keeps 25, 26 and 27, and no other is proved free of its use")
         } else {
@@ -376,7 +392,10 @@ fn irqs(pd: &ProtectionDomain, board: &Board, out: &mut Vec<Problem>) {
             i.line,
             "irq",
             format!("`{}` has interrupt {irq}, {why}", pd.name),
-            format!("give it the device's interrupt as the GIC numbers it: an SPI from 32 to {max} (the device tree's SPI number + 32), or {USER_PPI} for the EL1 physical timer"),
+            format!(
+                "give it the device's interrupt as the GIC numbers it: an SPI from 32 to {max} (the device tree's SPI number + 32){}",
+                if board.user_timer { format!(", or {USER_PPI} for the EL1 physical timer") } else { String::new() }
+            ),
         ));
     }
 }

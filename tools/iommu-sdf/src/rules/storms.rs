@@ -8,11 +8,6 @@ use crate::board::{Board, BoardIommu};
 use crate::model::*;
 use crate::problem::{p, Problem};
 
-/// The records one drain of an SMMUv3's event queue can hold, at most: QEMU's SMMUv3 has
-/// 128 (SMMU_IDR1.EVENTQS = 7), and the IOMMU PD takes the smaller of that and its
-/// `eventq` region. A storm beyond them overflows the queue, and what overflows is
-/// counted for no device.
-pub const EVENTQ_ENTRIES: u64 = 128;
 /// An event record's bytes (Arm IHI 0070, 7.2: 32).
 const EVENT_BYTES: u64 = 32;
 /// How long the IOMMU PD may leave records in the event queue while they keep coming: its
@@ -37,14 +32,18 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     }
     // The IOMMU PD stamps the records of one drain with one time, and a drain holds at
     // most a queue's worth of them, so a storm is counted past `max_faults` only over
-    // ceil((max_faults + 1) / entries) drains inside one window. Where the window cannot
+    // ceil((max_faults + 1) / entries) drains inside one window. Its queue is the most
+    // records a power of two its `eventq` region holds, at most the SMMU's (smmuv3's
+    // `queue_log2`): 128 in one page, 2048 in 64 KiB. Where the window cannot
     // hold that many drain periods, a device faulting as fast as the bus lets it may stay
     // under the limit forever, overflowing the queue every device shares (each overflow
     // loses a bystander's record) with nothing quarantined. (An MMU-500 has no shared
     // queue: each device's faults are its own context bank's.)
-    if let BoardIommu::SmmuV3 { .. } = board.iommu {
+    if let BoardIommu::SmmuV3 { eventq_log2, .. } = board.iommu {
+        // Without the region (another rule's refusal), the smallest it could be: one page.
         let region = i.private.iter().find(|(role, _)| *role == "eventq").and_then(|(_, r)| sys.region(r));
-        let entries = region.map_or(EVENTQ_ENTRIES, |r| (r.size / EVENT_BYTES).clamp(1, EVENTQ_ENTRIES));
+        let records = (region.map_or(PAGE, |r| r.size) / EVENT_BYTES).max(1);
+        let entries = (1u64 << records.ilog2()).min(1 << eventq_log2);
         let drains = (i.max_faults + 1).div_ceil(entries);
         let needed = u128::from(drains) * u128::from(DRAIN_PERIOD_US);
         if drains > 1 && u128::from(i.fault_window_us) < needed {
