@@ -32,23 +32,36 @@ pub fn ms(ticks: u64) -> u64 {
     (u128::from(ticks) * 1000 / u128::from(hz().max(1))) as u64
 }
 
-/// Raise the EL1 physical timer's interrupt (PPI 30) once the count reaches `at`, and
-/// keep it raised until `stop` or another deadline: seL4 exports CNTP_CVAL_EL0 and
-/// CNTP_CTL_EL0 to EL0 where the SDK is built with `KernelArmExportPTMRUser`
-/// (qemu_virt_aarch64 only; elsewhere this traps, and `iommu-sdf check` refuses the IRQ
-/// there), and the kernel itself uses the hypervisor timer, so this one is the PD's that
-/// has its IRQ.
-/// A deadline already past raises it at once.
-pub fn set_deadline(at: u64) {
-    // SAFETY: writes the EL0-accessible physical timer registers; no memory is touched.
-    // ENABLE = 1, IMASK = 0.
-    unsafe {
-        core::arch::asm!("msr cntp_cval_el0, {}", "msr cntp_ctl_el0, {}", "isb", in(reg) at, in(reg) 1u64, options(nomem, nostack))
-    };
-}
+/// The EL1 physical timer, programmed at user level. Only a PD whose kernel exports
+/// CNTP_CVAL_EL0 and CNTP_CTL_EL0 to EL0 holds one: the SDK builds that kernel option
+/// (`KernelArmExportPTMRUser`) for qemu_virt_aarch64 only; elsewhere a write traps and the
+/// PD faults, so the registers are reachable only through a value whose making is
+/// `unsafe` (the caller vouches for the kernel), not through free functions anyone can
+/// call on any board. The kernel itself uses the hypervisor timer, so this one is the
+/// PD's that has its IRQ (PPI 30).
+pub struct PhysicalTimer(());
 
-/// No more timer interrupts (ENABLE = 0), until the next `set_deadline`.
-pub fn stop() {
-    // SAFETY: as in `set_deadline`.
-    unsafe { core::arch::asm!("msr cntp_ctl_el0, {}", "isb", in(reg) 0u64, options(nomem, nostack)) };
+impl PhysicalTimer {
+    /// # Safety
+    /// The kernel this runs on exports the EL1 physical timer to EL0
+    /// (`CONFIG_EXPORT_PTMR_USER`).
+    pub const unsafe fn exported() -> Self {
+        Self(())
+    }
+
+    /// Raise the timer's interrupt once the count reaches `at`, and keep it raised until
+    /// `stop` or another deadline. A deadline already past raises it at once.
+    pub fn set_deadline(&self, at: u64) {
+        // SAFETY: writes the EL0-accessible physical timer registers (exported, as this
+        // value's making vouched); no memory is touched. ENABLE = 1, IMASK = 0.
+        unsafe {
+            core::arch::asm!("msr cntp_cval_el0, {}", "msr cntp_ctl_el0, {}", "isb", in(reg) at, in(reg) 1u64, options(nomem, nostack))
+        };
+    }
+
+    /// No more timer interrupts (ENABLE = 0), until the next `set_deadline`.
+    pub fn stop(&self) {
+        // SAFETY: as in `set_deadline`.
+        unsafe { core::arch::asm!("msr cntp_ctl_el0, {}", "isb", in(reg) 0u64, options(nomem, nostack)) };
+    }
 }

@@ -61,6 +61,18 @@ mod irqs {
     pub const WIRED: bool = has(10, None) && (MMU500 || has(11, None));
     /// The physical timer's interrupt reaches this PD (irq 30, channel 12).
     pub const TIMER: bool = has(12, Some(30));
+    /// The physical timer's registers, where its interrupt is this PD's: the one way this
+    /// PD reaches them, so a path that would program the timer on a board whose kernel
+    /// does not export it (a fault, in the middle of failing closed) has no timer to use.
+    pub const PHYSICAL_TIMER: Option<generic_timer::PhysicalTimer> = if TIMER {
+        // SAFETY: `iommu-sdf check` refuses irq 30 on every board whose SDK kernel does
+        // not export the physical timer to EL0 (its board table, held to the SDK's
+        // configurations), so a description that gives this PD irq 30 is one whose
+        // kernel exports it.
+        Some(unsafe { generic_timer::PhysicalTimer::exported() })
+    } else {
+        None
+    };
     // An MMU-500's line is the board's, or this PD would wait on an interrupt that never
     // comes (`iommu-sdf check` refuses another first).
     const _: () =
@@ -227,7 +239,9 @@ fn init() -> IommuPd {
                         "iommu: no SMMU interrupt wired here: polling the event queue every {} ms",
                         POLL_US / 1000
                     );
-                    generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
+                    if let Some(timer) = &irqs::PHYSICAL_TIMER {
+                        timer.set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
+                    }
                 }
                 (false, false) => {
                     debug_println!("iommu: NO SMMU INTERRUPT AND NO TIMER: faults are read only when a request comes")
@@ -823,7 +837,9 @@ impl IommuPd {
         let Some(mut service) = self.service.take() else { return };
         let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
         let why = if backend::unanswered(service.hw_mut()) { Why::Unanswered } else { Why::ServiceFailure };
-        generic_timer::stop();
+        if let Some(timer) = &irqs::PHYSICAL_TIMER {
+            timer.stop();
+        }
         let down = Down { why, closed };
         debug_println!("iommu: NOT SERVING: {down}");
         debug_println!("iommu: every request is refused (Unavailable)");

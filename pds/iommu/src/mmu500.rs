@@ -246,11 +246,11 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     // interrupt paced (`Smmuv2Backend::poll_owed`): nothing else would read the next
     // global fault or turn sCR0.GFIE on again. Otherwise it is stopped, as a deadline
     // that passed keeps its (level) interrupt asserted.
-    if irqs::TIMER {
+    if let Some(timer) = &irqs::PHYSICAL_TIMER {
         if !irqs::WIRED || service.hw_mut().poll_owed() {
-            generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
+            timer.set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
         } else {
-            generic_timer::stop();
+            timer.stop();
         }
     }
     (notify, false)

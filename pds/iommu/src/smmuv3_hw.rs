@@ -242,11 +242,11 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     if overflowed {
         sink.notify |= sink.service.events_lost();
     }
-    if irqs::TIMER {
+    if let Some(timer) = &irqs::PHYSICAL_TIMER {
         match pass.rearm {
-            Rearm::Now => generic_timer::set_deadline(0),
-            Rearm::Poll => generic_timer::set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US)),
-            Rearm::Interrupt | Rearm::Stop => generic_timer::stop(),
+            Rearm::Now => timer.set_deadline(0),
+            Rearm::Poll => timer.set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US)),
+            Rearm::Interrupt | Rearm::Stop => timer.stop(),
         }
     }
     (sink.notify, pass.failure.is_some())
