@@ -19,7 +19,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use iommu_pd::lines::{LineLimit, Lines, Verdict};
+use iommu_pd::lines::{self, Budget, LineLimit, Lines, Unsaid, Verdict};
 use iommu_pd::{FaultPolicy, RegionConfig, Routed, Service};
 use sel4_microkit::{
     debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Child, Handler,
@@ -152,35 +152,19 @@ const TIMER_IRQ: Channel = Channel::new(12);
 /// How often an SMMU without wired interrupts is polled.
 const POLL_US: u64 = 10_000;
 
-/// What a client's refused requests may cost on the console (the debug configuration's;
-/// a release build prints nothing), and apart from them its STOPs' reports: 8 lines at
-/// once, then one per 100 ms, each client on its own budgets. A line costs the IOMMU PD a
-/// kernel call per character, a refusal or a STOP without a reset microseconds, so a
-/// flood logged in full would slow every client's calls (and a STOP's two lines, printed
-/// at priority 254, made a STOP loop hold the system however its resets were rationed);
-/// at this rate each costs at most 10 lines a second per client, and the rest are counted.
-const LINES_BURST: u32 = 8;
-const LINES_EVERY_US: u64 = 100_000;
-
-/// The budget `LINES_BURST`, `LINES_EVERY_US`, in the generic timer's ticks.
-fn line_limit() -> LineLimit {
-    LineLimit { burst: LINES_BURST, every: generic_timer::ticks_from_us(LINES_EVERY_US) }
+/// What a client may cost on the console (the debug configuration's; a release build
+/// prints nothing), each client on its own budgets (`iommu_pd::lines`): its refused
+/// requests and apart from them its STOPs' reports (`lines::REQUESTS`), its devices'
+/// faults (`lines::FAULTS`). A line costs the IOMMU PD a kernel call per character, a
+/// refusal, a STOP without a reset or a fault record microseconds, so a flood printed in
+/// full would slow every client's calls, and at priority 254 hold the system (a STOP's
+/// two lines made a STOP loop do so however its resets were rationed; a device faulting
+/// just under its storm limit, a line per wake-up, would too).
+fn line_limit(budget: Budget) -> LineLimit {
+    budget.limit(generic_timer::ticks_from_us)
 }
 
 pub(crate) type Svc = Service<'static, backend::Hw>;
-
-/// How many of a client's STOPs before this one were not reported, said after its report
-/// (nothing if none).
-struct Unreported(u64);
-
-impl core::fmt::Display for Unreported {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            0 => Ok(()),
-            n => write!(f, " ({n} STOP(s) before it not reported)"),
-        }
-    }
-}
 
 /// A client stopped one of its devices: say what the SMMU now holds for it, read back
 /// (its stream table entry, and how many pages are still mapped for it: none), and what
@@ -205,7 +189,7 @@ fn report_stop(
         "iommu: {name} stopped {} (stream {:#x}), confirmed: {state}; {left} page(s) left mapped for it{}",
         dev.name,
         dev.stream,
-        Unreported(quiet)
+        Unsaid(quiet, "STOP(s) before it not reported")
     );
     if let Some(ecam) = ecam {
         pci::report_function_stop(ecam, device, iommu_pd::pci::Stopped(function), None);
@@ -255,6 +239,7 @@ fn init() -> IommuPd {
                 ecam,
                 refusals: [Lines::default(); policy::CLIENTS.len()],
                 stops: [Lines::default(); policy::CLIENTS.len()],
+                faults: [Lines::default(); policy::CLIENTS.len()],
                 stops_reported: [0; policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
                 wake_ups: Default::default(),
@@ -290,6 +275,7 @@ fn init() -> IommuPd {
                 ecam,
                 refusals: [Lines::default(); policy::CLIENTS.len()],
                 stops: [Lines::default(); policy::CLIENTS.len()],
+                faults: [Lines::default(); policy::CLIENTS.len()],
                 stops_reported: [0; policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
                 wake_ups: Default::default(),
@@ -400,6 +386,9 @@ struct IommuPd {
     stops: [Lines; policy::CLIENTS.len()],
     /// How many of each client's STOPs were reported (`report_stop` counts them).
     stops_reported: [u64; policy::CLIENTS.len()],
+    /// Each client's wake-ups that found new fault records for it: how many, and its
+    /// budget of lines for them.
+    faults: [Lines; policy::CLIENTS.len()],
     /// How many times each client was restarted after a fault.
     restarts: [u8; policy::CLIENTS.len()],
     /// This PD's own wake-ups, timed.
@@ -452,7 +441,7 @@ impl IommuPd {
             // clients to tell, told even when the pass ended in the SMMU failing, which
             // the backend then failed closed: their records are in their rings).
             let (notify, failed) = backend::take_faults(service);
-            report_faults(service, notify);
+            report_faults(service, notify, &mut self.faults);
             if failed {
                 self.fail_service();
                 return Ok(());
@@ -662,7 +651,7 @@ impl IommuPd {
         if let (true, iommu_protocol::Reply::Ok { values, .. }) =
             (msg_info.label() == iommu_protocol::Op::Stop as u64, &reply)
         {
-            let asked = self.stops.get_mut(client).map(|l| l.ask(generic_timer::ticks(), line_limit()));
+            let asked = self.stops.get_mut(client).map(|l| l.ask(generic_timer::ticks(), line_limit(lines::REQUESTS)));
             if let (Some(Verdict::Log { quiet }), Some(reported)) = (asked, self.stops_reported.get_mut(client)) {
                 report_stop(service, client, reported, mrs[0] as usize, values[0], quiet, self.ecam.as_mut());
             }
@@ -710,32 +699,39 @@ fn say_unrouted(routed: Routed, what: &dyn core::fmt::Display) {
     }
 }
 
-/// Tell each client in `notify` of its new fault records, printing the last of each.
-fn report_faults(service: &mut Svc, notify: u64) {
+/// Tell each client in `notify` of its new fault records, printing the last of each
+/// within the client's budget of lines (`accounts`, one per client). A quarantine
+/// is said whatever the budget: it comes once per storm, and a device's RESUMEs after
+/// one are rationed (or refused) by the service.
+fn report_faults(service: &mut Svc, notify: u64, accounts: &mut [Lines]) {
     for client in 0..policy::CLIENTS.len() {
         if notify & (1 << client) == 0 {
             continue;
         }
         if let Some(r) = service.faults(client).and_then(|ring| ring.pending().last()) {
+            let asked = accounts.get_mut(client).map(|l| l.ask(generic_timer::ticks(), line_limit(lines::FAULTS)));
             let device = policy::DEVICES.get(r.device as usize).map(|d| d.name).unwrap_or("?");
             let region = policy::REGIONS.get(r.region as usize).map(|g| g.name);
             // A device passed through to a VM: its client is the VMM; say which VM.
             let vm = policy::DEVICE_VMS.get(r.device as usize).copied().unwrap_or("");
-            debug_println!(
-                "iommu: fault for {}: device {device}{}{vm} (stream {:#x}) {} at iova {:#x}..={:#x}, {}{}",
-                policy::CLIENTS[client].name,
-                if vm.is_empty() { "" } else { " of virtual machine " },
-                r.stream,
-                if r.write == 1 { "write" } else { "read" },
-                r.iova,
-                r.iova_last,
-                match region {
-                    Some(name) if r.near == 1 => place::Near(name, r.offset),
-                    Some(name) => place::In(name, r.offset),
-                    None => place::Nowhere,
-                },
-                if r.quarantined == 1 { "; device quarantined" } else { "" }
-            );
+            if let Some(Verdict::Log { quiet }) = asked {
+                debug_println!(
+                    "iommu: fault for {}: device {device}{}{vm} (stream {:#x}) {} at iova {:#x}..={:#x}, {}{}{}",
+                    policy::CLIENTS[client].name,
+                    if vm.is_empty() { "" } else { " of virtual machine " },
+                    r.stream,
+                    if r.write == 1 { "write" } else { "read" },
+                    r.iova,
+                    r.iova_last,
+                    match region {
+                        Some(name) if r.near == 1 => place::Near(name, r.offset),
+                        Some(name) => place::In(name, r.offset),
+                        None => place::Nowhere,
+                    },
+                    if r.quarantined == 1 { "; device quarantined" } else { "" },
+                    Unsaid(quiet, "fault line(s) before it not printed")
+                );
+            }
             if r.quarantined == 1 {
                 let recent = service.recent_faults(r.device as usize).unwrap_or(0);
                 debug_println!(
@@ -800,33 +796,42 @@ impl IommuPd {
     /// A request the service refused: name the client, the request and the reason, within
     /// the client's budget of lines (`line_limit`).
     fn log_refusal(&mut self, client: usize, label: u64, mrs: &[u64], e: iommu_protocol::ErrorCode) {
-        let Some(lines) = self.refusals.get_mut(client) else { return };
-        if let Verdict::Log { quiet } = lines.ask(generic_timer::ticks(), line_limit()) {
+        let Some(account) = self.refusals.get_mut(client) else { return };
+        if let Verdict::Log { quiet } = account.ask(generic_timer::ticks(), line_limit(lines::REQUESTS)) {
             let shown = iommu_protocol::show::Shown { label, mrs };
             let name = policy::CLIENTS[client].name;
-            match quiet {
-                0 => debug_println!("iommu: refused {name}'s {shown}: {e:?}"),
-                _ => debug_println!("iommu: refused {name}'s {shown}: {e:?} ({quiet} refused before it not logged)"),
-            }
+            debug_println!("iommu: refused {name}'s {shown}: {e:?}{}", Unsaid(quiet, "refused before it not logged"));
         }
     }
 
     /// How many of a client's requests were refused and how many of those were logged,
-    /// and how many of its STOPs were confirmed and how many of those reported.
+    /// how many of its STOPs were confirmed and how many of those reported, and how many
+    /// of its wake-ups with new fault records were printed.
     fn say_refusals(&self, client: usize, name: &str) {
-        let (Some(l), Some(s), Some(reported)) =
-            (self.refusals.get(client), self.stops.get(client), self.stops_reported.get(client))
-        else {
+        let (Some(l), Some(s), Some(reported), Some(f)) = (
+            self.refusals.get(client),
+            self.stops.get(client),
+            self.stops_reported.get(client),
+            self.faults.get(client),
+        ) else {
             return;
         };
         debug_println!(
-            "iommu: {name}: {} request(s) refused, {} logged (at most {LINES_BURST} at once, then one per {} ms)",
+            "iommu: {name}: {} request(s) refused, {} logged ({})",
             l.asked,
             l.logged,
-            LINES_EVERY_US / 1000
+            Rate(lines::REQUESTS)
         );
         if s.asked > 0 {
             debug_println!("iommu: {name}: {} STOP(s) confirmed, {reported} reported (a budget of their own)", s.asked);
+        }
+        if f.asked > 0 {
+            debug_println!(
+                "iommu: {name}: {} wake-up(s) with new fault records, {} printed ({}; every record is in its ring)",
+                f.asked,
+                f.logged,
+                Rate(lines::FAULTS)
+            );
         }
     }
 
@@ -848,6 +853,15 @@ impl IommuPd {
         // `failed`, which a ring too full for the record gets too) and a notification.
         tell_clients(service.service_failed());
         self.down = Some(down);
+    }
+}
+
+/// A budget of lines as the console says it: `at most 8 at once, then one per 100 ms`.
+struct Rate(Budget);
+
+impl core::fmt::Display for Rate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "at most {} at once, then one per {} ms", self.0.burst, self.0.every_us / 1000)
     }
 }
 
