@@ -596,3 +596,36 @@ fn an_overflow_quarantines_a_device_resumed_from_a_storm() {
     // Every client's ring counted each overflow.
     assert_eq!(s.faults(NET).unwrap().dropped(), 3);
 }
+
+/// A device quarantined at an overflow it need not have caused (it is on probation) is
+/// quarantined without a fault of its own to carry the news: its owner must still be told
+/// which device stopped, as a storm's quarantine tells it (`quarantined` in the record).
+/// Before, its ring counted only the overflow's lost record, which every client's ring
+/// counts, so the owner of a device that maps nothing more learned nothing.
+#[test]
+fn a_device_quarantined_at_an_overflow_is_named_in_its_owners_ring() {
+    use iommu_protocol::faults::{kind, NO_REGION};
+    let mut s = service();
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
+    for now in 0..11 {
+        s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now });
+    }
+    assert_eq!(call_at(&mut s, NET, Request::Resume { device: DeviceId(0) }, 5), Reply::ok(&[]));
+    let seen = s.faults(NET).unwrap().recorded();
+    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: seen - 1 }), Reply::ok(&[]));
+    let evil_before = s.faults(EVIL).unwrap().recorded();
+    // Another device's storm overflows the queue.
+    s.events_lost();
+    assert_eq!(s.stats().quarantines, 2);
+    let told: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    let r = told[0];
+    assert_eq!((r.seq, r.device, r.quarantined, r.kind), (seen, 0, 1, kind::QUARANTINED_AT_OVERFLOW));
+    assert_eq!((r.region, r.iova, r.dropped_before), (NO_REGION, 0, 1));
+    // No one else's device was quarantined: no record for them, only the overflow counted.
+    assert_eq!(s.faults(EVIL).unwrap().recorded(), evil_before);
+    assert_eq!(s.faults(EVIL).unwrap().dropped(), 1);
+    // A second overflow quarantines nothing more, and says nothing more.
+    s.events_lost();
+    assert_eq!(s.faults(NET).unwrap().pending().count(), 1);
+}
