@@ -207,6 +207,47 @@ fn an_owner_resuming_a_storming_device_in_a_loop_loses_no_one_elses_fault() {
     assert!(matches!(dma(&mut s, SID_HOSTILE, HOSTILE_BASE), Outcome::Fault(_)));
 }
 
+/// Where `OVERFLOW_BOUND` stops: it is the bound of a device that storms and is resumed.
+/// A device kept under its limit is never quarantined, never on probation, and needs no
+/// RESUME: each of its bursts of a queue's worth of faults overflows the queue every
+/// device shares, and 128 of its faults (those the queue held) count towards its limit,
+/// so it may overflow the queue once per 128 faults its window allows, about 1.4 times a
+/// window for 300 (a burst every 700 ms keeps the sliding window's estimate at or under
+/// 300). Over 20 windows that is 29 overflows, more than the 24 the bound gives 20
+/// windows; the victim loses a fault beside each, each counted.
+#[test]
+fn a_device_under_its_limit_overflows_the_queue_beyond_the_resume_bound() {
+    const RUN_MS: u64 = 20 * WINDOW_MS;
+    const BURST_EVERY_MS: u64 = 700;
+    let (vbuf, hbuf) = (host_region(PAGE as usize, 0x1000), host_region(PAGE as usize, 0x1000));
+    let mut s = service(vbuf.pa.0, hbuf.pa.0);
+    assert_eq!(call(&mut s, VICTIM, map(VICTIM, 0, PAGE, None), 0), Reply::ok(&[VICTIM_BASE]));
+    let (mut bursts, mut overflows) = (0u64, 0u64);
+    let (mut victim_faults, mut delivered) = (Vec::new(), Vec::new());
+    for now in (0..RUN_MS).step_by(STEP_MS as usize) {
+        if now % BURST_EVERY_MS == 0 {
+            for i in 0..STORM {
+                let at = dma(&mut s, SID_HOSTILE, HOSTILE_BASE + 4 * i);
+                assert!(matches!(at, Outcome::Fault(_)), "at {now} ms the hostile device was quarantined: {at:?}");
+            }
+            bursts += 1;
+        }
+        let iova = VICTIM_BASE + PAGE + (now / STEP_MS % 64) * 2 * PAGE;
+        assert!(matches!(dma(&mut s, SID_VICTIM, iova), Outcome::Fault(_)));
+        victim_faults.push(iova);
+        overflows += u64::from(drain(&mut s, now).0);
+        victim_reads_its_ring(&mut s, now, &mut delivered);
+    }
+    let bound = OVERFLOWS_BEFORE_QUARANTINE + (RUN_MS / WINDOW_MS + 1) * OVERFLOWS_PER_RESUME;
+    let lost = (victim_faults.len() - delivered.len()) as u64;
+    println!("{bursts} bursts, {overflows} overflows (the RESUME bound for this run: {bound}), the victim lost {lost}");
+    assert_eq!(s.stats().quarantines, 0);
+    assert_eq!(overflows, bursts);
+    assert!(overflows > bound, "{overflows} overflows, within {bound}");
+    assert!(lost <= overflows && lost > 0, "the victim lost {lost}");
+    assert_eq!(s.faults(VICTIM).unwrap().dropped(), overflows);
+}
+
 // The service's tests' client side of a mapping queue; this test posts and drains only.
 #[allow(dead_code)]
 #[path = "../../../iommu-pd/tests/common/queue.rs"]
