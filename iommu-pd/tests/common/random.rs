@@ -189,13 +189,20 @@ impl StormModel {
         }
     }
 
-    /// `client`'s RESUME of `device` was answered `reply`.
-    fn resumed(&mut self, client: usize, device: DeviceId, reply: &Reply) {
+    /// `client`'s RESUME of `device` was answered `reply`. The model judges an `Ok` before
+    /// it follows it: only the owner resumes, and a storm's quarantine ends only where the
+    /// description allows (`resume_allowed`); following the answer alone, a service that
+    /// resumed any quarantined device passed.
+    fn resumed(&mut self, client: usize, device: DeviceId, reply: &Reply, ctx: &dyn Fn() -> String) {
         let d = device.0 as usize;
-        if matches!(reply, Reply::Ok { .. }) && DEVICES.get(d).is_some_and(|dc| dc.owner == client) {
-            self.probation[d] |= self.quarantined[d];
-            self.quarantined[d] = false;
+        if !matches!(reply, Reply::Ok { .. }) {
+            return;
         }
+        let Some(dc) = DEVICES.get(d) else { panic!("resumed a device no description names: {}", ctx()) };
+        assert_eq!(dc.owner, client, "resumed another client's device: {}", ctx());
+        assert!(!self.quarantined[d] || dc.resume_allowed, "resumed device {d}, which may not be: {}", ctx());
+        self.probation[d] |= self.quarantined[d];
+        self.quarantined[d] = false;
     }
 
     /// After every step: the service quarantined exactly the devices this model did, and a
@@ -385,7 +392,7 @@ pub fn run_in<H: TestHw>(
         let ctx = || format!("seed {seed} step {step}: client {client} {req:?} -> {reply:?} (failing: {failure:?})");
         successes += m.judge(&s, client, req, &reply, &before, &mut known, &ctx) as usize;
         if let Request::Resume { device } = req {
-            storms.resumed(client, device, &reply);
+            storms.resumed(client, device, &reply, &ctx);
         }
         check(&mut s, &m, &mut probe, &ctx);
         storms.check(&s, &probe, &ctx);
