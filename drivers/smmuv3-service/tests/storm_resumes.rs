@@ -248,6 +248,53 @@ fn a_device_under_its_limit_overflows_the_queue_beyond_the_resume_bound() {
     assert_eq!(s.faults(VICTIM).unwrap().dropped(), overflows);
 }
 
+/// Probation's price, with the device above: a victim's device resumed once from a storm
+/// is on probation for the rest of the boot, and the hostile device need not storm (nor
+/// ever be quarantined) to overflow the queue, so each of its bursts quarantines the
+/// victim's device again; its owner, told each time, may RESUME it once a window. The
+/// victim's device spends the run mostly aborting, the hostile one never does.
+#[test]
+fn a_device_under_its_limit_keeps_a_victim_on_probation_quarantined() {
+    use iommu_protocol::faults::kind::QUARANTINED_AT_OVERFLOW;
+    const RUN_MS: u64 = 10 * WINDOW_MS;
+    const BURST_EVERY_MS: u64 = 700;
+    let (vbuf, hbuf) = (host_region(PAGE as usize, 0x1000), host_region(PAGE as usize, 0x1000));
+    let mut s = service(vbuf.pa.0, hbuf.pa.0);
+    assert_eq!(call(&mut s, VICTIM, map(VICTIM, 0, PAGE, None), 0), Reply::ok(&[VICTIM_BASE]));
+    // The victim's device storms once (a bug of its own, at boot), and is resumed.
+    for i in 0..3 {
+        for w in 0..128 {
+            dma(&mut s, SID_VICTIM, VICTIM_BASE + PAGE + 4 * (128 * i + w));
+        }
+        drain(&mut s, 0);
+    }
+    assert_eq!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Abort);
+    assert_eq!(call(&mut s, VICTIM, Request::Resume { device: DeviceId(0) }, 0), Reply::ok(&[]));
+    let (mut told, mut aborting_ms, mut resumed) = (0u64, 0u64, 0u64);
+    for now in (STEP_MS..RUN_MS).step_by(STEP_MS as usize) {
+        if now % BURST_EVERY_MS == 0 {
+            for i in 0..STORM {
+                assert!(matches!(dma(&mut s, SID_HOSTILE, HOSTILE_BASE + 4 * i), Outcome::Fault(_)), "at {now} ms");
+            }
+        }
+        drain(&mut s, now);
+        let ring = s.faults(VICTIM).unwrap();
+        told += ring.pending().filter(|r| r.kind == QUARANTINED_AT_OVERFLOW && r.device == 0).count() as u64;
+        if let Some(last) = ring.pending().last().map(|r| r.seq) {
+            assert_eq!(call(&mut s, VICTIM, Request::AckFaults { upto: last }, now), Reply::ok(&[]));
+        }
+        if dma(&mut s, SID_VICTIM, VICTIM_BASE) == Outcome::Abort {
+            aborting_ms += STEP_MS;
+            resumed += u64::from(call(&mut s, VICTIM, Request::Resume { device: DeviceId(0) }, now) == Reply::ok(&[]));
+        }
+    }
+    println!("victim quarantined {told} times, aborting {aborting_ms} of {RUN_MS} ms, resumed {resumed} times");
+    assert_eq!(s.stats().quarantines, 1 + told, "only the victim's device was quarantined");
+    // Each RESUME its ration allowed (once a window) was ended by the next burst.
+    assert!(told >= RUN_MS / WINDOW_MS && told >= resumed, "quarantined {told} times, resumed {resumed}");
+    assert!(aborting_ms > RUN_MS / 2, "aborting {aborting_ms} of {RUN_MS} ms");
+}
+
 // The service's tests' client side of a mapping queue; this test posts and drains only.
 #[allow(dead_code)]
 #[path = "../../../iommu-pd/tests/common/queue.rs"]
