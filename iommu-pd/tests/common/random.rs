@@ -229,12 +229,26 @@ impl StormModel {
 fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &mut Rng, probe: &mut Probe) {
     let policy = model_config().faults;
     if rng.below(3) == 0 {
-        let dropped: Vec<u64> = (0..CLIENTS.len()).map(|c| s.faults(c).unwrap().dropped()).collect();
+        let counts = |s: &Service<'_, H>, c: usize| {
+            let ring = s.faults(c).unwrap();
+            (ring.dropped(), ring.recorded())
+        };
+        let before: Vec<(u64, u64)> = (0..CLIENTS.len()).map(|c| counts(s, c)).collect();
         s.hw_mut().fail_next((rng.below(4) == 0).then_some("block"));
         assert_eq!(s.events_lost(), (1 << CLIENTS.len()) - 1, "every client told");
         s.hw_mut().fail_next(None);
-        for (c, before) in dropped.into_iter().enumerate() {
-            assert_eq!(s.faults(c).unwrap().dropped(), before + 1, "client {c}'s ring counts the overflow");
+        for (c, (dropped, recorded)) in before.into_iter().enumerate() {
+            // The overflow, counted; and a record (or, the ring full, one more dropped)
+            // for each of the client's devices the overflow quarantined.
+            let newly = (0..DEVICES.len())
+                .filter(|&d| DEVICES[d].owner == c && storms.probation[d] && !storms.quarantined[d])
+                .count() as u64;
+            let (dropped_now, recorded_now) = counts(s, c);
+            assert_eq!(
+                (dropped_now - dropped - 1) + (recorded_now - recorded),
+                newly,
+                "client {c}'s ring counts the overflow and names each device it quarantined"
+            );
         }
         for d in 0..DEVICES.len() {
             if storms.probation[d] {
