@@ -630,3 +630,22 @@ fn a_device_quarantined_at_an_overflow_is_named_in_its_owners_ring() {
     s.events_lost();
     assert_eq!(s.faults(NET).unwrap().pending().count(), 1);
 }
+
+/// Probation is not escaped by a restart: the owner's teardown and return leave its device
+/// on probation (`client_ready` rebuilds nothing of the device's storm state), so the next
+/// overflow quarantines it again, and the restarted program is told.
+#[test]
+fn a_restart_does_not_end_probation() {
+    use iommu_protocol::faults::kind;
+    let mut s = service();
+    nic_faults(&mut s, 0..11);
+    assert_eq!(call_at(&mut s, NET, Request::Resume { device: DeviceId(0) }, 5), Reply::ok(&[]));
+    assert_eq!(s.client_torn_down(NET), Ok(()));
+    assert_eq!(s.client_ready(NET), Ok(()));
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
+    s.events_lost();
+    assert_eq!(s.stats().quarantines, 2);
+    assert!(s.hw().reachable(0).is_empty());
+    let last = s.faults(NET).unwrap().pending().last().copied().unwrap();
+    assert_eq!((last.device, last.kind, last.quarantined), (0, kind::QUARANTINED_AT_OVERFLOW, 1));
+}
