@@ -285,14 +285,19 @@ fn storms_are_a_rate_not_a_lifetime_count() {
 /// A flood that starts late after boot is one flood: the window opens at its first fault,
 /// not on a grid that starts at boot and would cut it in two halves, each under the limit.
 /// (Under seL4 the hostile driver's flood began 0.69 s after boot and spanned the 1 s mark.)
+/// A write fault of `nic` (stream 0x10) at every tick of `ticks`, where nothing is mapped.
+fn nic_faults(s: &mut Service<'_, ModelHw>, ticks: std::ops::Range<u64>) {
+    for now in ticks {
+        s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now });
+    }
+}
+
 #[test]
 fn a_storm_is_counted_from_its_first_fault() {
     let mut s = service();
     assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
     // 11 faults in 11 ticks, from tick 95: across tick 100, where a boot-anchored window ends.
-    for now in 95..106 {
-        s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now });
-    }
+    nic_faults(&mut s, 95..106);
     assert!(s.hw().reachable(0).is_empty(), "the flood is blocked");
     assert_eq!(s.stats().quarantines, 1);
     assert_eq!(s.recent_faults(0), Some(11), "what the quarantine was decided on");
@@ -574,9 +579,7 @@ fn an_overflow_quarantines_a_device_resumed_from_a_storm() {
     // An overflow before any storm quarantines nothing.
     s.events_lost();
     assert_eq!((s.stats().quarantines, s.hw().reachable(0).len()), (0, 1));
-    for now in 0..11 {
-        s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now });
-    }
+    nic_faults(&mut s, 0..11);
     assert_eq!(s.stats().quarantines, 1);
     assert_eq!(resume(&mut s, 5), Reply::ok(&[]));
     assert_eq!(s.hw().reachable(0).len(), 1);
@@ -595,4 +598,54 @@ fn an_overflow_quarantines_a_device_resumed_from_a_storm() {
     assert_eq!(s.hw().reachable(0).len(), 1);
     // Every client's ring counted each overflow.
     assert_eq!(s.faults(NET).unwrap().dropped(), 3);
+}
+
+/// A device quarantined at an overflow it need not have caused (it is on probation) is
+/// quarantined without a fault of its own to carry the news: its owner must still be told
+/// which device stopped, as a storm's quarantine tells it (`quarantined` in the record).
+/// Before, its ring counted only the overflow's lost record, which every client's ring
+/// counts, so the owner of a device that maps nothing more learned nothing.
+#[test]
+fn a_device_quarantined_at_an_overflow_is_named_in_its_owners_ring() {
+    use iommu_protocol::faults::{kind, NO_REGION};
+    let mut s = service();
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
+    nic_faults(&mut s, 0..11);
+    assert_eq!(call_at(&mut s, NET, Request::Resume { device: DeviceId(0) }, 5), Reply::ok(&[]));
+    let seen = s.faults(NET).unwrap().recorded();
+    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: seen - 1 }), Reply::ok(&[]));
+    let evil_before = s.faults(EVIL).unwrap().recorded();
+    // Another device's storm overflows the queue.
+    s.events_lost();
+    assert_eq!(s.stats().quarantines, 2);
+    let told: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    let r = told[0];
+    assert_eq!((r.seq, r.device, r.quarantined, r.kind), (seen, 0, 1, kind::QUARANTINED_AT_OVERFLOW));
+    assert_eq!((r.region, r.iova, r.dropped_before), (NO_REGION, 0, 1));
+    // No one else's device was quarantined: no record for them, only the overflow counted.
+    assert_eq!(s.faults(EVIL).unwrap().recorded(), evil_before);
+    assert_eq!(s.faults(EVIL).unwrap().dropped(), 1);
+    // A second overflow quarantines nothing more, and says nothing more.
+    s.events_lost();
+    assert_eq!(s.faults(NET).unwrap().pending().count(), 1);
+}
+
+/// Probation is not escaped by a restart: the owner's teardown and return leave its device
+/// on probation (`client_ready` rebuilds nothing of the device's storm state), so the next
+/// overflow quarantines it again, and the restarted program is told.
+#[test]
+fn a_restart_does_not_end_probation() {
+    use iommu_protocol::faults::kind;
+    let mut s = service();
+    nic_faults(&mut s, 0..11);
+    assert_eq!(call_at(&mut s, NET, Request::Resume { device: DeviceId(0) }, 5), Reply::ok(&[]));
+    assert_eq!(s.client_torn_down(NET), Ok(()));
+    assert_eq!(s.client_ready(NET), Ok(()));
+    assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
+    s.events_lost();
+    assert_eq!(s.stats().quarantines, 2);
+    assert!(s.hw().reachable(0).is_empty());
+    let last = s.faults(NET).unwrap().pending().last().copied().unwrap();
+    assert_eq!((last.device, last.kind, last.quarantined), (0, kind::QUARANTINED_AT_OVERFLOW, 1));
 }

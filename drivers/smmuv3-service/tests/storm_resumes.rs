@@ -136,6 +136,18 @@ fn victim_reads_its_ring(s: &mut Svc, now: u64, delivered: &mut Vec<u64>) {
     }
 }
 
+/// The victim's device misses its mapping once (at an address of its own each step, so
+/// that each fault is a record of its own), the event queue is drained, and the victim
+/// reads its ring; whether the drain found the queue overflowed.
+fn victim_faults_and_reads(s: &mut Svc, now: u64, faults: &mut Vec<u64>, delivered: &mut Vec<u64>) -> bool {
+    let iova = VICTIM_BASE + PAGE + (now / STEP_MS % 64) * 2 * PAGE;
+    assert!(matches!(dma(s, SID_VICTIM, iova), Outcome::Fault(_)));
+    faults.push(iova);
+    let overflowed = drain(s, now).0;
+    victim_reads_its_ring(s, now, delivered);
+    overflowed
+}
+
 /// A device's write at `iova`, and the record the SMMU writes for a fault there (the
 /// model writes only stage 2's; the driver's CDs ask for stage 1's too, CD.R = 1): an
 /// F_TRANSLATION or F_PERMISSION with the StreamID, RnW = 0 and the input address (IHI
@@ -173,11 +185,7 @@ fn an_owner_resuming_a_storming_device_in_a_loop_loses_no_one_elses_fault() {
         // Right after the storm the victim's device misses its mapping (100 times a
         // window, under the limit): its record is written behind the hostile device's,
         // or lost with them.
-        let iova = VICTIM_BASE + PAGE + (now / STEP_MS % 64) * 2 * PAGE;
-        assert!(matches!(dma(&mut s, SID_VICTIM, iova), Outcome::Fault(_)));
-        victim_faults.push(iova);
-        overflows += u64::from(drain(&mut s, now).0);
-        victim_reads_its_ring(&mut s, now, &mut delivered);
+        overflows += u64::from(victim_faults_and_reads(&mut s, now, &mut victim_faults, &mut delivered));
     }
     // The hostile device was resumed from a storm once a window at most (its first
     // storms needed no RESUME), and overflowed the queue at most as often as that allows:
@@ -205,6 +213,99 @@ fn an_owner_resuming_a_storming_device_in_a_loop_loses_no_one_elses_fault() {
     let resume = Request::Resume { device: DeviceId(1) };
     assert_eq!(call(&mut s, HOSTILE, resume, RUN_MS + WINDOW_MS), Reply::ok(&[]));
     assert!(matches!(dma(&mut s, SID_HOSTILE, HOSTILE_BASE), Outcome::Fault(_)));
+}
+
+/// A burst of the hostile device's every 700 ms keeps its window's sliding estimate at or
+/// under `MAX_FAULTS` (128 counted per burst: the queue's records; the rest are lost).
+const BURST_EVERY_MS: u64 = 700;
+
+/// The service with the victim's page mapped for its device.
+fn victim_mapped() -> Svc {
+    let (vbuf, hbuf) = (host_region(PAGE as usize, 0x1000), host_region(PAGE as usize, 0x1000));
+    let mut s = service(vbuf.pa.0, hbuf.pa.0);
+    assert_eq!(call(&mut s, VICTIM, map(VICTIM, 0, PAGE, None), 0), Reply::ok(&[VICTIM_BASE]));
+    s
+}
+
+/// The hostile device writes `STORM` faulting words, and is not quarantined: each faults.
+fn burst_under_the_limit(s: &mut Svc, now: u64) {
+    for i in 0..STORM {
+        let at = dma(s, SID_HOSTILE, HOSTILE_BASE + 4 * i);
+        assert!(matches!(at, Outcome::Fault(_)), "at {now} ms the hostile device was quarantined: {at:?}");
+    }
+}
+
+/// Where `OVERFLOW_BOUND` stops: it is the bound of a device that storms and is resumed.
+/// A device kept under its limit is never quarantined, never on probation, and needs no
+/// RESUME: each of its bursts of a queue's worth of faults overflows the queue every
+/// device shares, and 128 of its faults (those the queue held) count towards its limit,
+/// so it may overflow the queue once per 128 faults its window allows, about 1.4 times a
+/// window for 300 (a burst every 700 ms keeps the sliding window's estimate at or under
+/// 300). Over 20 windows that is 29 overflows, more than the 24 the bound gives 20
+/// windows; the victim loses a fault beside each, each counted.
+#[test]
+fn a_device_under_its_limit_overflows_the_queue_beyond_the_resume_bound() {
+    const RUN_MS: u64 = 20 * WINDOW_MS;
+    let mut s = victim_mapped();
+    let (mut bursts, mut overflows) = (0u64, 0u64);
+    let (mut victim_faults, mut delivered) = (Vec::new(), Vec::new());
+    for now in (0..RUN_MS).step_by(STEP_MS as usize) {
+        if now % BURST_EVERY_MS == 0 {
+            burst_under_the_limit(&mut s, now);
+            bursts += 1;
+        }
+        overflows += u64::from(victim_faults_and_reads(&mut s, now, &mut victim_faults, &mut delivered));
+    }
+    let bound = OVERFLOWS_BEFORE_QUARANTINE + (RUN_MS / WINDOW_MS + 1) * OVERFLOWS_PER_RESUME;
+    let lost = (victim_faults.len() - delivered.len()) as u64;
+    println!("{bursts} bursts, {overflows} overflows (the RESUME bound for this run: {bound}), the victim lost {lost}");
+    assert_eq!(s.stats().quarantines, 0);
+    assert_eq!(overflows, bursts);
+    assert!(overflows > bound, "{overflows} overflows, within {bound}");
+    assert!(lost <= overflows && lost > 0, "the victim lost {lost}");
+    assert_eq!(s.faults(VICTIM).unwrap().dropped(), overflows);
+}
+
+/// Probation's price, with the device above: a victim's device resumed once from a storm
+/// is on probation for the rest of the boot, and the hostile device need not storm (nor
+/// ever be quarantined) to overflow the queue, so each of its bursts quarantines the
+/// victim's device again; its owner, told each time, may RESUME it once a window. The
+/// victim's device spends the run mostly aborting, the hostile one never does.
+#[test]
+fn a_device_under_its_limit_keeps_a_victim_on_probation_quarantined() {
+    use iommu_protocol::faults::kind::QUARANTINED_AT_OVERFLOW;
+    const RUN_MS: u64 = 10 * WINDOW_MS;
+    let mut s = victim_mapped();
+    // The victim's device storms once (a bug of its own, at boot), and is resumed.
+    for i in 0..3 {
+        for w in 0..128 {
+            dma(&mut s, SID_VICTIM, VICTIM_BASE + PAGE + 4 * (128 * i + w));
+        }
+        drain(&mut s, 0);
+    }
+    assert_eq!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Abort);
+    assert_eq!(call(&mut s, VICTIM, Request::Resume { device: DeviceId(0) }, 0), Reply::ok(&[]));
+    let (mut told, mut aborting_ms, mut resumed) = (0u64, 0u64, 0u64);
+    for now in (STEP_MS..RUN_MS).step_by(STEP_MS as usize) {
+        if now % BURST_EVERY_MS == 0 {
+            burst_under_the_limit(&mut s, now);
+        }
+        drain(&mut s, now);
+        let ring = s.faults(VICTIM).unwrap();
+        told += ring.pending().filter(|r| r.kind == QUARANTINED_AT_OVERFLOW && r.device == 0).count() as u64;
+        if let Some(last) = ring.pending().last().map(|r| r.seq) {
+            assert_eq!(call(&mut s, VICTIM, Request::AckFaults { upto: last }, now), Reply::ok(&[]));
+        }
+        if dma(&mut s, SID_VICTIM, VICTIM_BASE) == Outcome::Abort {
+            aborting_ms += STEP_MS;
+            resumed += u64::from(call(&mut s, VICTIM, Request::Resume { device: DeviceId(0) }, now) == Reply::ok(&[]));
+        }
+    }
+    println!("victim quarantined {told} times, aborting {aborting_ms} of {RUN_MS} ms, resumed {resumed} times");
+    assert_eq!(s.stats().quarantines, 1 + told, "only the victim's device was quarantined");
+    // Each RESUME its ration allowed (once a window) was ended by the next burst.
+    assert!(told >= RUN_MS / WINDOW_MS && told >= resumed, "quarantined {told} times, resumed {resumed}");
+    assert!(aborting_ms > RUN_MS / 2, "aborting {aborting_ms} of {RUN_MS} ms");
 }
 
 // The service's tests' client side of a mapping queue; this test posts and drains only.

@@ -96,6 +96,12 @@ pub mod kind {
     /// mapping or removal in progress will complete. Its `device` is `NO_DEVICE`, its
     /// addresses 0.
     pub const SERVICE_FAILED: u32 = 0x100;
+    /// Not a fault and not an SMMUv3 event number: the device, resumed from a storm's
+    /// quarantine earlier (on probation), was quarantined again because the IOMMU's event
+    /// queue every device shares overflowed, whichever device's records were lost.
+    /// `quarantined` is 1, its addresses 0, its `region` `NO_REGION`; RESUME it as after
+    /// a storm.
+    pub const QUARANTINED_AT_OVERFLOW: u32 = 0x101;
 }
 
 /// `FaultRecord::device` of a record that concerns no one device (one of kind

@@ -55,7 +55,7 @@ fn upper_snake(name: &str) -> String {
 }
 
 /// The fault record's `kind` values, as the protocol crate declares them.
-const KINDS: [(&str, u32); 10] = [
+const KINDS: [(&str, u32); 11] = [
     ("OTHER", kind::OTHER),
     ("F_UUT", kind::F_UUT),
     ("C_BAD_STREAMID", kind::C_BAD_STREAMID),
@@ -66,6 +66,7 @@ const KINDS: [(&str, u32); 10] = [
     ("F_PERMISSION", kind::F_PERMISSION),
     ("F_TLB_CONFLICT", kind::F_TLB_CONFLICT),
     ("SERVICE_FAILED", kind::SERVICE_FAILED),
+    ("QUARANTINED_AT_OVERFLOW", kind::QUARANTINED_AT_OVERFLOW),
 ];
 
 const LIB_RS: &str = include_str!("../src/lib.rs");
@@ -838,7 +839,7 @@ fn fault_kinds_are_smmuv3_event_numbers() {
             "F_PERMISSION" => id::F_PERMISSION,
             "F_TLB_CONFLICT" => id::F_TLB_CONFLICT,
             // No event: outside their 8 bits, so that no SMMU's event is read as it.
-            "SERVICE_FAILED" => {
+            "SERVICE_FAILED" | "QUARANTINED_AT_OVERFLOW" => {
                 assert!(value > 0xff, "kind::{name}");
                 continue;
             }

@@ -135,15 +135,30 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// A device on probation (resumed from a storm's quarantine) is quarantined again,
     /// whether or not the lost records were its own: its storm allowance (`max_faults`
     /// faults a window) can hold more than a queue, so it could otherwise overflow the
-    /// queue several times after each RESUME before its faults reached the limit.
+    /// queue several times after each RESUME before its faults reached the limit. Its
+    /// owner's ring gets a record of kind `QUARANTINED_AT_OVERFLOW` naming it: no fault of
+    /// its own says so, and the overflow's lost record is every client's.
     pub fn events_lost(&mut self) -> u64 {
+        // First, so that the record below carries the overflow (`dropped_before`).
+        let notify = self.every_ring(FaultRing::lost);
         for d in 0..self.cfg.devices.len().min(self.devices.len()) {
             let st = &self.devices[d];
             if st.probation && !st.quarantined() {
                 self.quarantine(d);
+                let dc = &self.cfg.devices[d];
+                if let Some(ring) = self.rings.get_mut(dc.owner) {
+                    ring.push(FaultRecord {
+                        device: d as u32,
+                        stream: dc.stream,
+                        kind: iommu_protocol::faults::kind::QUARANTINED_AT_OVERFLOW,
+                        region: iommu_protocol::faults::NO_REGION,
+                        quarantined: 1,
+                        ..FaultRecord::default()
+                    });
+                }
             }
         }
-        self.every_ring(FaultRing::lost)
+        notify
     }
 
     /// Quarantine `d`, whatever the IOMMU answers: a block it does not confirm is owed and

@@ -189,13 +189,20 @@ impl StormModel {
         }
     }
 
-    /// `client`'s RESUME of `device` was answered `reply`.
-    fn resumed(&mut self, client: usize, device: DeviceId, reply: &Reply) {
+    /// `client`'s RESUME of `device` was answered `reply`. The model judges an `Ok` before
+    /// it follows it: only the owner resumes, and a storm's quarantine ends only where the
+    /// description allows (`resume_allowed`); following the answer alone, a service that
+    /// resumed any quarantined device passed.
+    fn resumed(&mut self, client: usize, device: DeviceId, reply: &Reply, ctx: &dyn Fn() -> String) {
         let d = device.0 as usize;
-        if matches!(reply, Reply::Ok { .. }) && DEVICES.get(d).is_some_and(|dc| dc.owner == client) {
-            self.probation[d] |= self.quarantined[d];
-            self.quarantined[d] = false;
+        if !matches!(reply, Reply::Ok { .. }) {
+            return;
         }
+        let Some(dc) = DEVICES.get(d) else { panic!("resumed a device no description names: {}", ctx()) };
+        assert_eq!(dc.owner, client, "resumed another client's device: {}", ctx());
+        assert!(!self.quarantined[d] || dc.resume_allowed, "resumed device {d}, which may not be: {}", ctx());
+        self.probation[d] |= self.quarantined[d];
+        self.quarantined[d] = false;
     }
 
     /// After every step: the service quarantined exactly the devices this model did, and a
@@ -222,12 +229,26 @@ impl StormModel {
 fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &mut Rng, probe: &mut Probe) {
     let policy = model_config().faults;
     if rng.below(3) == 0 {
-        let dropped: Vec<u64> = (0..CLIENTS.len()).map(|c| s.faults(c).unwrap().dropped()).collect();
+        let counts = |s: &Service<'_, H>, c: usize| {
+            let ring = s.faults(c).unwrap();
+            (ring.dropped(), ring.recorded())
+        };
+        let before: Vec<(u64, u64)> = (0..CLIENTS.len()).map(|c| counts(s, c)).collect();
         s.hw_mut().fail_next((rng.below(4) == 0).then_some("block"));
         assert_eq!(s.events_lost(), (1 << CLIENTS.len()) - 1, "every client told");
         s.hw_mut().fail_next(None);
-        for (c, before) in dropped.into_iter().enumerate() {
-            assert_eq!(s.faults(c).unwrap().dropped(), before + 1, "client {c}'s ring counts the overflow");
+        for (c, (dropped, recorded)) in before.into_iter().enumerate() {
+            // The overflow, counted; and a record (or, the ring full, one more dropped)
+            // for each of the client's devices the overflow quarantined.
+            let newly = (0..DEVICES.len())
+                .filter(|&d| DEVICES[d].owner == c && storms.probation[d] && !storms.quarantined[d])
+                .count() as u64;
+            let (dropped_now, recorded_now) = counts(s, c);
+            assert_eq!(
+                (dropped_now - dropped - 1) + (recorded_now - recorded),
+                newly,
+                "client {c}'s ring counts the overflow and names each device it quarantined"
+            );
         }
         for d in 0..DEVICES.len() {
             if storms.probation[d] {
@@ -385,7 +406,7 @@ pub fn run_in<H: TestHw>(
         let ctx = || format!("seed {seed} step {step}: client {client} {req:?} -> {reply:?} (failing: {failure:?})");
         successes += m.judge(&s, client, req, &reply, &before, &mut known, &ctx) as usize;
         if let Request::Resume { device } = req {
-            storms.resumed(client, device, &reply);
+            storms.resumed(client, device, &reply, &ctx);
         }
         check(&mut s, &m, &mut probe, &ctx);
         storms.check(&s, &probe, &ctx);
