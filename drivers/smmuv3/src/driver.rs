@@ -534,6 +534,19 @@ fn install_aborting_stream_table(regs: &impl Mmio, mem: &Memory, config: &Config
     );
 }
 
+impl Checked {
+    /// SMMU_CR0.ATSCHK if the SMMU has ATS (SMMU_IDR0.ATS; the bit is RES0 otherwise),
+    /// else nothing.
+    fn atschk(&self) -> u32 {
+        let ats = LocalRegisterCopy::<u32, IDR0::Register>::new(self.idr0).read(IDR0::ATS) == 1;
+        if ats {
+            CR0::ATSCHK::SET.value
+        } else {
+            0
+        }
+    }
+}
+
 /// A queue's registers: base, producer and consumer index.
 struct QueueRegs(usize, usize, usize);
 
@@ -567,6 +580,11 @@ fn set_queue(regs: &impl Mmio, QueueRegs(base, prod, cons): QueueRegs, region: &
 /// (maintenance completed while SMMUEN is 0 guarantees the entries are gone, 6.3.9.6),
 /// best effort: if the queue is what failed, it is enabled all the same, and the README
 /// says where this stops.
+///
+/// On an SMMU with ATS, SMMU_CR0.ATSCHK is set with the queue's enable, before the
+/// invalidation (the bit may be cached with STEs, IHI 0070 6.3.9.2), and kept with SMMUEN:
+/// with ATSCHK = 0 an enabled SMMU lets ATS-translated traffic through with no stream
+/// table lookup, every STE aborting or not (disabled, it aborts such traffic, 6.3.9.6).
 fn fail_onto_aborting_table(
     regs: &impl Mmio,
     mem: &Memory,
@@ -579,16 +597,23 @@ fn fail_onto_aborting_table(
     }
     disable(regs, config.bound)?;
     install_aborting_stream_table(regs, mem, config, checked);
-    let _ = invalidate_while_disabled(regs, mem, config, checked);
-    enable_on_aborting_table(regs, config.bound)
+    let atschk = checked.atschk();
+    let _ = invalidate_while_disabled(regs, mem, config, checked, atschk);
+    enable_on_aborting_table(regs, config.bound, atschk)
 }
 
 /// On a disabled SMMU (SMMUEN and CMDQEN acknowledged 0): the command queue set up afresh
 /// in `mem`, every cached entry invalidated (`CommandQueue::invalidate_everything`), and
-/// the queue left on (`enable_on_aborting_table` turns it off).
-fn invalidate_while_disabled(regs: &impl Mmio, mem: &Memory, config: &Config, checked: &Checked) -> Result<(), Error> {
+/// the queue left on (`enable_on_aborting_table` turns it off), with the CR0 bits `keep`.
+fn invalidate_while_disabled(
+    regs: &impl Mmio,
+    mem: &Memory,
+    config: &Config,
+    checked: &Checked,
+    keep: u32,
+) -> Result<(), Error> {
     set_queue(regs, QueueRegs::COMMAND, &mem.cmdq, checked.cmdq_log2);
-    let cmdqen = CR0::CMDQEN::SET.value;
+    let cmdqen = keep | CR0::CMDQEN::SET.value;
     regs.write32(reg::CR0, cmdqen);
     wait(config.bound, "SMMU_CR0ACK (command queue, to invalidate)", || regs.read32(reg::CR0ACK) == cmdqen)?;
     let mut cmdq = CommandQueue::new(mem, config, checked, false);
@@ -653,12 +678,12 @@ fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
     wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
 }
 
-/// SMMU_CR0 = SMMUEN alone (queues off), waiting for SMMU_CR0ACK: translation through the
-/// stream table `init` wrote, whose every entry aborts. What an `init` that fails after
-/// disabling an SMMU on which GBPA.ABORT does not take leaves, since disabled it would
-/// pass every transaction.
-fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
-    let smmuen = CR0::SMMUEN::SET.value;
+/// SMMU_CR0 = SMMUEN and `keep` (ATSCHK or nothing: queues off), waiting for
+/// SMMU_CR0ACK: translation through the stream table `init` wrote, whose every entry
+/// aborts. What an `init` that fails after disabling an SMMU on which GBPA.ABORT does not
+/// take leaves, since disabled it would pass every transaction.
+fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound, keep: u32) -> Result<(), Error> {
+    let smmuen = keep | CR0::SMMUEN::SET.value;
     regs.write32(reg::CR0, smmuen);
     wait(bound, "SMMU_CR0ACK (enable on the aborting table)", || regs.read32(reg::CR0ACK) == smmuen)
 }

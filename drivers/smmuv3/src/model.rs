@@ -360,13 +360,18 @@ impl SmmuModel {
     }
 
     /// An ATS-translated transaction (a PCIe request whose address the device's ATC
-    /// already translated) to physical address `pa`. With SMMU_CR0.ATSCHK = 0 the SMMU
-    /// lets it through without looking at the stream table; with ATSCHK = 1 only a stream
-    /// whose STE allows ATS (STE.EATS != 0) may send one (IHI 0070 3.9.1.2, 6.3.9.3).
+    /// already translated) to physical address `pa`. With SMMU_CR0.SMMUEN = 0 the ATS
+    /// interface is not operational and it aborts, whatever GBPA says (IHI 0070 6.3.9.6).
+    /// Enabled, with SMMU_CR0.ATSCHK = 0 the SMMU lets it through without looking at the
+    /// stream table; with ATSCHK = 1 only a stream whose STE allows ATS (STE.EATS != 0)
+    /// may send one (IHI 0070 3.9.1.2, 6.3.9.2).
     pub fn translate_ats(&self, sid: u32, pa: u64) -> Outcome {
         let mut st = self.state.borrow_mut();
         let cr0 = st.regs.get(&reg::CR0ACK).copied().unwrap_or(0);
-        if cr0 & 1 == 0 || cr0 & (1 << 4) == 0 {
+        if cr0 & 1 == 0 {
+            return Outcome::Abort;
+        }
+        if cr0 & (1 << 4) == 0 {
             return Outcome::Bypass(pa);
         }
         match read_ste(&mut st, sid) {

@@ -256,7 +256,9 @@ fn every_init_failure_after_the_disable_leaves_every_stream_aborting() {
             if gbpa {
                 assert_closed(&model, &what);
             } else {
-                assert_eq!(model.reg(reg::CR0ACK), SMMUEN, "{what}: translating, queues off");
+                // On an SMMU with ATS, ATS-translated traffic checked against the STEs too.
+                let atschk = if model.reg(reg::IDR0) & 1 << 10 != 0 { 1 << 4 } else { 0 };
+                assert_eq!(model.reg(reg::CR0ACK), SMMUEN | atschk, "{what}: translating, queues off");
             }
         }
     }
@@ -340,6 +342,37 @@ fn every_init_failure_before_the_table_leaves_every_stream_aborting() {
                     assert_eq!(model.reg(reg::CR0ACK), SMMUEN, "{what}: translating, queues off");
                 }
             }
+        }
+    }
+}
+
+/// Gap left by the last session: on an SMMU with ATS (SMMU_IDR0.ATS) and without
+/// GBPA.ABORT, a failed `init` enabled the SMMU on its aborting stream table with
+/// SMMU_CR0.ATSCHK = 0, and in that mode ATS-translated traffic passes the SMMU without a
+/// stream table or TLB lookup (IHI 0070 6.3.9.2): a PCIe device that claimed a translation
+/// reached any physical address, every STE aborting. (Disabled, the SMMU aborts such
+/// traffic whatever GBPA says, 6.3.9.6.) At every failure point, with GBPA and without,
+/// an ATS-translated write must reach nothing. (Failing before: without GBPA, every point
+/// let it through.)
+#[test]
+fn every_init_failure_on_an_smmu_with_ats_leaves_ats_translated_traffic_aborting() {
+    const ATS: u64 = 1 << 10;
+    const PA: u64 = 0x4000_0000;
+    for gbpa in [true, false] {
+        for (what, inject, want) in failures_after_the_disable().into_iter().chain(failures_before_the_table()) {
+            if !gbpa && what.contains("GBPA") {
+                continue;
+            }
+            let what = format!("{what}, with ATS, {}", if gbpa { "with GBPA" } else { "without GBPA" });
+            let model = SmmuModel::with_idr(host_idr());
+            model.preset(reg::IDR0, model.reg(reg::IDR0) | ATS);
+            if !gbpa {
+                model.without_gbpa();
+            }
+            inject(&model);
+            init_fails_reaching_nothing(&model, want, &what);
+            let o = model.translate_ats(SID, PA);
+            assert!(reaches_nothing(o), "{what}: an ATS-translated write: {o:?}");
         }
     }
 }
