@@ -612,12 +612,27 @@ fn invalidate_while_disabled(
     checked: &Checked,
     keep: u32,
 ) -> Result<(), Error> {
+    // The failure may have come before `reset` acknowledged them.
+    acknowledge_stale_errors(regs);
     set_queue(regs, QueueRegs::COMMAND, &mem.cmdq, checked.cmdq_log2);
     let cmdqen = keep | CR0::CMDQEN::SET.value;
     regs.write32(reg::CR0, cmdqen);
     wait(config.bound, "SMMU_CR0ACK (command queue, to invalidate)", || regs.read32(reg::CR0ACK) == cmdqen)?;
     let mut cmdq = CommandQueue::new(mem, config, checked, false);
     cmdq.invalidate_everything(regs, &mut Stats::default(), checked.features.hyp)
+}
+
+/// Acknowledge every global error left active from before (a warm re-init, or firmware's
+/// driver): GERRORN := GERROR (IHI 0070 6.3.17). Such errors survive queue enables, and
+/// while CMDQ_ERR is active the SMMU consumes no command; CMDQ_CONS.ERR may keep the
+/// earlier owner's code through a write of CONS (6.3.28), so its error would be taken for
+/// the rejection of this driver's first command, and that command replaced. Before any
+/// command, on a disabled SMMU.
+fn acknowledge_stale_errors(regs: &impl Mmio) {
+    let active = regs.read32(reg::GERROR) ^ regs.read32(reg::GERRORN);
+    if active != 0 {
+        regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ active);
+    }
 }
 
 /// Make every incoming transaction abort, best effort: SMMU_GBPA.ABORT = 1 (written only
@@ -1240,13 +1255,7 @@ impl<M: Mmio> Smmu<M> {
             regs.write64(reg::PRIQ_IRQ_CFG0, 0);
         }
         disable(regs, poll)?;
-        // Errors left active from before (a warm re-init) survive queue enables: a stale
-        // CMDQ_ERR would make the first command look rejected. Acknowledge them all
-        // (GERRORN := GERROR) before any command (IHI 0070 6.3.17).
-        let active = regs.read32(reg::GERROR) ^ regs.read32(reg::GERRORN);
-        if active != 0 {
-            regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ active);
-        }
+        acknowledge_stale_errors(regs);
 
         // 2. Table and queue accesses (SMMU_CR1, IHI 0070 6.3.11): write-back cacheable,
         // inner shareable when coherent, as Linux sets them. When not, Non-cacheable (the

@@ -376,3 +376,37 @@ fn every_init_failure_on_an_smmu_with_ats_leaves_ats_translated_traffic_aborting
         }
     }
 }
+
+/// Gap left by the last session: a failure of `init` before it acknowledged the global
+/// errors an earlier owner left active (a GBPA update that never completes, IRQ_CTRL's or
+/// CR0's disable never acknowledged) went on to invalidate through the command queue with
+/// GERROR.CMDQ_ERR still active. The SMMU consumes nothing until that is acknowledged, and
+/// CMDQ_CONS.ERR may keep the earlier owner's code through the driver's write of CONS
+/// (IHI 0070 6.3.28): here CERROR_ILL, so the driver took its own CMD_CFGI_ALL for the
+/// rejected command and replaced it with a CMD_SYNC, and firmware's bypassing STE, cached,
+/// outlived the failure. At every such point, found running firmware's bypassing table
+/// with that error left active, no stream may reach memory. (Failing before: the GBPA
+/// update that never completes, and without GBPA both withheld acknowledgements, let
+/// StreamID 3's write bypass through the cached STE.)
+#[test]
+fn a_command_error_left_by_firmware_does_not_cost_a_failed_init_its_invalidation() {
+    const CERROR_ILL: u64 = 1;
+    for gbpa in [true, false] {
+        for (what, inject, want) in failures_before_the_table() {
+            if !gbpa && what.contains("GBPA") {
+                continue;
+            }
+            let what = format!("{what}, {}, CMDQ_ERR left active", if gbpa { "with GBPA" } else { "without GBPA" });
+            let model = SmmuModel::with_idr(host_idr());
+            if !gbpa {
+                model.without_gbpa();
+            }
+            firmware_left_it_running(&model);
+            assert_eq!(model.translate(SID, IOVA, true), Outcome::Bypass(IOVA), "{what}: before");
+            model.preset(reg::GERROR, 1);
+            model.preset(reg::CMDQ_CONS, CERROR_ILL << 24);
+            inject(&model);
+            init_fails_reaching_nothing(&model, want, &what);
+        }
+    }
+}
