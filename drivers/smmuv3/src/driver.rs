@@ -547,6 +547,20 @@ impl Checked {
     }
 }
 
+/// SMMU_CR1 and SMMU_CR2, on a disabled SMMU (both may be written only while SMMUEN is
+/// 0; CR1's queue fields only with the queues off too). Table and queue accesses (CR1,
+/// IHI 0070 6.3.11, which resets UNKNOWN): write-back cacheable, inner shareable when
+/// coherent, as Linux sets them. When not, Non-cacheable (the Arm ARM makes Normal
+/// Non-cacheable memory outer shareable, so SH says so): the SMMU then reads and writes
+/// the PoC, which is where the driver cleans its writes to and invalidates the SMMU's
+/// records from; a cacheable access by an SMMU that does not snoop could be served by,
+/// or allocate in, a cache the CPU's maintenance does not reach.
+fn set_access_attributes(regs: &impl Mmio, coherency: Coherency) {
+    regs.write32(reg::CR1, cr1(coherency));
+    // Record C_BAD_STREAMID; ignore broadcast TLB maintenance (the ASIDs are ours).
+    regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
+}
+
 /// A queue's registers: base, producer and consumer index.
 struct QueueRegs(usize, usize, usize);
 
@@ -596,6 +610,8 @@ fn fail_onto_aborting_table(
         return disable(regs, config.bound);
     }
     disable(regs, config.bound)?;
+    // The failure may have come before `reset` wrote them.
+    set_access_attributes(regs, checked.coherency);
     install_aborting_stream_table(regs, mem, config, checked);
     let atschk = checked.atschk();
     let _ = invalidate_while_disabled(regs, mem, config, checked, atschk);
@@ -1257,16 +1273,8 @@ impl<M: Mmio> Smmu<M> {
         disable(regs, poll)?;
         acknowledge_stale_errors(regs);
 
-        // 2. Table and queue accesses (SMMU_CR1, IHI 0070 6.3.11): write-back cacheable,
-        // inner shareable when coherent, as Linux sets them. When not, Non-cacheable (the
-        // Arm ARM makes Normal Non-cacheable memory outer shareable, so SH says so): the
-        // SMMU then reads and writes the PoC, which is where the driver cleans its writes
-        // to and invalidates the SMMU's records from; a cacheable access by an SMMU that
-        // does not snoop could be served by, or allocate in, a cache the CPU's maintenance
-        // does not reach.
-        regs.write32(reg::CR1, cr1(coherency));
-        // Record C_BAD_STREAMID; ignore broadcast TLB maintenance (the ASIDs are ours).
-        regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
+        // 2. Table and queue accesses, and what CR2 controls.
+        set_access_attributes(regs, coherency);
 
         // 3. The stream table, every entry aborting.
         install_aborting_stream_table(regs, mem, config, checked);

@@ -410,3 +410,40 @@ fn a_command_error_left_by_firmware_does_not_cost_a_failed_init_its_invalidation
         }
     }
 }
+
+/// Gap left by the last session: a failure of `init` before it wrote SMMU_CR1 (a GBPA
+/// update that never completes, IRQ_CTRL's or CR0's disable never acknowledged) enabled
+/// the SMMU on its aborting table with CR1 as found, and CR1 resets UNKNOWN (IHI 0070
+/// 6.3.11) or holds an earlier owner's choice: the SMMU could read the table the driver
+/// cleaned to the PoC through a cache the CPU's maintenance does not reach, and find
+/// whatever that memory held before. At every such point without GBPA.ABORT, the SMMU
+/// enabled again must have the table and queue attributes a successful `init` gives it.
+/// (Failing before: CR1 kept the garbage preset here at each of the 3 points that enable
+/// it again.)
+#[test]
+fn a_failed_init_enables_the_smmu_with_the_table_attributes_init_chooses() {
+    const GARBAGE: u64 = 0x0aaa;
+    let ok = SmmuModel::with_idr(host_idr());
+    // SAFETY: as in `init_fails_reaching_nothing`.
+    let chosen = unsafe { Smmu::init(&ok, common::memory(8), common::config()) }.map(|_| ok.reg(reg::CR1));
+    let chosen = chosen.expect("a successful init");
+    assert_ne!(chosen, GARBAGE);
+    for gbpa in [true, false] {
+        for (what, inject, want) in failures_before_the_table() {
+            let what = format!("{what}, {}", if gbpa { "with GBPA" } else { "without GBPA" });
+            if !gbpa && what.contains("GBPA update") {
+                continue;
+            }
+            let model = SmmuModel::with_idr(host_idr());
+            if !gbpa {
+                model.without_gbpa();
+            }
+            model.preset(reg::CR1, GARBAGE);
+            inject(&model);
+            init_fails_reaching_nothing(&model, want, &what);
+            if model.reg(reg::CR0ACK) & SMMUEN != 0 {
+                assert_eq!(model.reg(reg::CR1), chosen, "{what}: SMMU_CR1 when enabled again");
+            }
+        }
+    }
+}
