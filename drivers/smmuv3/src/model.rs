@@ -435,7 +435,9 @@ impl SmmuModel {
     }
 
     fn consume(&self, st: &mut State) {
-        if st.stuck || cmdq_error_active(st) || st.slow_reads > 0 {
+        // Commands are not fetched while CMDQEN is 0 (IHI 0070 6.3.9.3).
+        let cmdqen = st.regs.get(&reg::CR0ACK).copied().unwrap_or(0) & 1 << 3 != 0;
+        if st.stuck || !cmdqen || cmdq_error_active(st) || st.slow_reads > 0 {
             return;
         }
         let base = st.regs.get(&reg::CMDQ_BASE).copied().unwrap_or(0);
@@ -948,6 +950,8 @@ impl Mmio for SmmuModel {
                 st.regs.insert(reg::CR0, v);
                 if !Self::ack_withheld(&mut st, o) {
                     st.regs.insert(reg::CR0ACK, v);
+                    // Enabled, the queue is processed from CONS on.
+                    self.consume(&mut st);
                 }
             }
             o if o == reg::IRQ_CTRL => {
