@@ -39,13 +39,18 @@ static void say(const char *what)
 }
 
 /* The device writes its buffer (which holds neither byte) at `iova`, where `watch` lies:
- * "<what> is refused" if `watch` still holds what it was filled with. */
+ * "<what> is refused" if `watch` still holds what it was filled with once the device
+ * finished the write; an unchanged page the device never wrote to shows nothing. */
 static void write_after(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, const char *what)
 {
+    static const char *const said[] = {
+        [EDU_WRITE_LANDED] = " LANDED: the page was written\n",
+        [EDU_WRITE_MISSED] = " is refused: the page is unchanged\n",
+        [EDU_WRITE_NOT_FINISHED] = ": the device DID NOT FINISH its write, so its page shows nothing\n",
+    };
     microkit_dbg_puts("smmu-failure: after the failure, DMA at ");
     microkit_dbg_puts(what);
-    microkit_dbg_puts(edu_write_misses(bar, iova, watch, 0xa5) ? " is refused: the page is unchanged\n"
-                                                               : " LANDED: the page was written\n");
+    microkit_dbg_puts(said[edu_write_outcome(bar, iova, watch, 0xa5)]);
 }
 
 void init(void)

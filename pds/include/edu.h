@@ -20,8 +20,8 @@
 #define EDU_PROBE_LEN 16
 
 /* Run one DMA of `len` bytes on the device whose BAR 0 is mapped at `bar` and wait
- * (bounded) for it. */
-static inline void edu_dma_len(uintptr_t bar, uint64_t src, uint64_t dst, unsigned to_ram, uint64_t len)
+ * (bounded) for it: did the device finish it (its START bit clear again)? */
+static inline int edu_dma_len(uintptr_t bar, uint64_t src, uint64_t dst, unsigned to_ram, uint64_t len)
 {
     volatile uint64_t *r = (volatile uint64_t *)bar;
     r[EDU_DMA_SRC / 8] = src;
@@ -30,12 +30,13 @@ static inline void edu_dma_len(uintptr_t bar, uint64_t src, uint64_t dst, unsign
     r[EDU_DMA_CMD / 8] = EDU_DMA_START | (to_ram ? EDU_DMA_TO_RAM : 0);
     for (unsigned long i = 0; i < 200000000ul && (r[EDU_DMA_CMD / 8] & EDU_DMA_START); i++) {
     }
+    return !(r[EDU_DMA_CMD / 8] & EDU_DMA_START);
 }
 
-/* Run one DMA of EDU_LEN bytes (edu_dma_len). */
-static inline void edu_dma(uintptr_t bar, uint64_t src, uint64_t dst, unsigned to_ram)
+/* Run one DMA of EDU_LEN bytes (edu_dma_len): did the device finish it? */
+static inline int edu_dma(uintptr_t bar, uint64_t src, uint64_t dst, unsigned to_ram)
 {
-    edu_dma_len(bar, src, dst, to_ram, EDU_LEN);
+    return edu_dma_len(bar, src, dst, to_ram, EDU_LEN);
 }
 
 /* Do the EDU_LEN bytes at `p` all hold `byte`? */
@@ -67,13 +68,28 @@ static inline int edu_round_trip(uintptr_t bar, volatile uint8_t *page, uint64_t
     return edu_bytes_hold(page + 0x800, byte);
 }
 
+/* What became of a write the device was asked for (`edu_write_outcome`). */
+enum edu_write { EDU_WRITE_LANDED, EDU_WRITE_MISSED, EDU_WRITE_NOT_FINISHED };
+
+/* The device writes its buffer to `iova`, which must not reach `watch`: did the write land
+ * (`watch` no longer holds `byte`), miss, or was it not finished when looked at (a device
+ * that never ran its DMA, whose miss would show nothing)? (`byte` must differ from what
+ * the device's buffer holds.) */
+static inline enum edu_write edu_write_outcome(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, uint8_t byte)
+{
+    edu_bytes_fill(watch, byte);
+    int finished = edu_dma(bar, EDU_BUFFER, iova, 1);
+    if (!edu_bytes_hold(watch, byte)) {
+        return EDU_WRITE_LANDED;
+    }
+    return finished ? EDU_WRITE_MISSED : EDU_WRITE_NOT_FINISHED;
+}
+
 /* The device writes its buffer to `iova`, which must not reach `watch`: does `watch` still
  * hold `byte` afterwards? (`byte` must differ from what the device's buffer holds.) */
 static inline int edu_write_misses(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, uint8_t byte)
 {
-    edu_bytes_fill(watch, byte);
-    edu_dma(bar, EDU_BUFFER, iova, 1);
-    return edu_bytes_hold(watch, byte);
+    return edu_write_outcome(bar, iova, watch, byte) != EDU_WRITE_LANDED;
 }
 
 /* edu_write_misses with a write of EDU_PROBE_LEN bytes: 4 faults where it misses, not 64. */

@@ -534,6 +534,33 @@ fn install_aborting_stream_table(regs: &impl Mmio, mem: &Memory, config: &Config
     );
 }
 
+impl Checked {
+    /// SMMU_CR0.ATSCHK if the SMMU has ATS (SMMU_IDR0.ATS; the bit is RES0 otherwise),
+    /// else nothing.
+    fn atschk(&self) -> u32 {
+        let ats = LocalRegisterCopy::<u32, IDR0::Register>::new(self.idr0).read(IDR0::ATS) == 1;
+        if ats {
+            CR0::ATSCHK::SET.value
+        } else {
+            0
+        }
+    }
+}
+
+/// SMMU_CR1 and SMMU_CR2, on a disabled SMMU (both may be written only while SMMUEN is
+/// 0; CR1's queue fields only with the queues off too). Table and queue accesses (CR1,
+/// IHI 0070 6.3.11, which resets UNKNOWN): write-back cacheable, inner shareable when
+/// coherent, as Linux sets them. When not, Non-cacheable (the Arm ARM makes Normal
+/// Non-cacheable memory outer shareable, so SH says so): the SMMU then reads and writes
+/// the PoC, which is where the driver cleans its writes to and invalidates the SMMU's
+/// records from; a cacheable access by an SMMU that does not snoop could be served by,
+/// or allocate in, a cache the CPU's maintenance does not reach.
+fn set_access_attributes(regs: &impl Mmio, coherency: Coherency) {
+    regs.write32(reg::CR1, cr1(coherency));
+    // Record C_BAD_STREAMID; ignore broadcast TLB maintenance (the ASIDs are ours).
+    regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
+}
+
 /// A queue's registers: base, producer and consumer index.
 struct QueueRegs(usize, usize, usize);
 
@@ -567,6 +594,11 @@ fn set_queue(regs: &impl Mmio, QueueRegs(base, prod, cons): QueueRegs, region: &
 /// (maintenance completed while SMMUEN is 0 guarantees the entries are gone, 6.3.9.6),
 /// best effort: if the queue is what failed, it is enabled all the same, and the README
 /// says where this stops.
+///
+/// On an SMMU with ATS, SMMU_CR0.ATSCHK is set with the queue's enable, before the
+/// invalidation (the bit may be cached with STEs, IHI 0070 6.3.9.2), and kept with SMMUEN:
+/// with ATSCHK = 0 an enabled SMMU lets ATS-translated traffic through with no stream
+/// table lookup, every STE aborting or not (disabled, it aborts such traffic, 6.3.9.6).
 fn fail_onto_aborting_table(
     regs: &impl Mmio,
     mem: &Memory,
@@ -578,21 +610,45 @@ fn fail_onto_aborting_table(
         return disable(regs, config.bound);
     }
     disable(regs, config.bound)?;
+    // The failure may have come before `reset` wrote them.
+    set_access_attributes(regs, checked.coherency);
     install_aborting_stream_table(regs, mem, config, checked);
-    let _ = invalidate_while_disabled(regs, mem, config, checked);
-    enable_on_aborting_table(regs, config.bound)
+    let atschk = checked.atschk();
+    let _ = invalidate_while_disabled(regs, mem, config, checked, atschk);
+    enable_on_aborting_table(regs, config.bound, atschk)
 }
 
 /// On a disabled SMMU (SMMUEN and CMDQEN acknowledged 0): the command queue set up afresh
 /// in `mem`, every cached entry invalidated (`CommandQueue::invalidate_everything`), and
-/// the queue left on (`enable_on_aborting_table` turns it off).
-fn invalidate_while_disabled(regs: &impl Mmio, mem: &Memory, config: &Config, checked: &Checked) -> Result<(), Error> {
+/// the queue left on (`enable_on_aborting_table` turns it off), with the CR0 bits `keep`.
+fn invalidate_while_disabled(
+    regs: &impl Mmio,
+    mem: &Memory,
+    config: &Config,
+    checked: &Checked,
+    keep: u32,
+) -> Result<(), Error> {
+    // The failure may have come before `reset` acknowledged them.
+    acknowledge_stale_errors(regs);
     set_queue(regs, QueueRegs::COMMAND, &mem.cmdq, checked.cmdq_log2);
-    let cmdqen = CR0::CMDQEN::SET.value;
+    let cmdqen = keep | CR0::CMDQEN::SET.value;
     regs.write32(reg::CR0, cmdqen);
     wait(config.bound, "SMMU_CR0ACK (command queue, to invalidate)", || regs.read32(reg::CR0ACK) == cmdqen)?;
     let mut cmdq = CommandQueue::new(mem, config, checked, false);
     cmdq.invalidate_everything(regs, &mut Stats::default(), checked.features.hyp)
+}
+
+/// Acknowledge every global error left active from before (a warm re-init, or firmware's
+/// driver): GERRORN := GERROR (IHI 0070 6.3.17). Such errors survive queue enables, and
+/// while CMDQ_ERR is active the SMMU consumes no command; CMDQ_CONS.ERR may keep the
+/// earlier owner's code through a write of CONS (6.3.28), so its error would be taken for
+/// the rejection of this driver's first command, and that command replaced. Before any
+/// command, on a disabled SMMU.
+fn acknowledge_stale_errors(regs: &impl Mmio) {
+    let active = regs.read32(reg::GERROR) ^ regs.read32(reg::GERRORN);
+    if active != 0 {
+        regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ active);
+    }
 }
 
 /// Make every incoming transaction abort, best effort: SMMU_GBPA.ABORT = 1 (written only
@@ -653,12 +709,12 @@ fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
     wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
 }
 
-/// SMMU_CR0 = SMMUEN alone (queues off), waiting for SMMU_CR0ACK: translation through the
-/// stream table `init` wrote, whose every entry aborts. What an `init` that fails after
-/// disabling an SMMU on which GBPA.ABORT does not take leaves, since disabled it would
-/// pass every transaction.
-fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
-    let smmuen = CR0::SMMUEN::SET.value;
+/// SMMU_CR0 = SMMUEN and `keep` (ATSCHK or nothing: queues off), waiting for
+/// SMMU_CR0ACK: translation through the stream table `init` wrote, whose every entry
+/// aborts. What an `init` that fails after disabling an SMMU on which GBPA.ABORT does not
+/// take leaves, since disabled it would pass every transaction.
+fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound, keep: u32) -> Result<(), Error> {
+    let smmuen = keep | CR0::SMMUEN::SET.value;
     regs.write32(reg::CR0, smmuen);
     wait(bound, "SMMU_CR0ACK (enable on the aborting table)", || regs.read32(reg::CR0ACK) == smmuen)
 }
@@ -1215,24 +1271,10 @@ impl<M: Mmio> Smmu<M> {
             regs.write64(reg::PRIQ_IRQ_CFG0, 0);
         }
         disable(regs, poll)?;
-        // Errors left active from before (a warm re-init) survive queue enables: a stale
-        // CMDQ_ERR would make the first command look rejected. Acknowledge them all
-        // (GERRORN := GERROR) before any command (IHI 0070 6.3.17).
-        let active = regs.read32(reg::GERROR) ^ regs.read32(reg::GERRORN);
-        if active != 0 {
-            regs.write32(reg::GERRORN, regs.read32(reg::GERRORN) ^ active);
-        }
+        acknowledge_stale_errors(regs);
 
-        // 2. Table and queue accesses (SMMU_CR1, IHI 0070 6.3.11): write-back cacheable,
-        // inner shareable when coherent, as Linux sets them. When not, Non-cacheable (the
-        // Arm ARM makes Normal Non-cacheable memory outer shareable, so SH says so): the
-        // SMMU then reads and writes the PoC, which is where the driver cleans its writes
-        // to and invalidates the SMMU's records from; a cacheable access by an SMMU that
-        // does not snoop could be served by, or allocate in, a cache the CPU's maintenance
-        // does not reach.
-        regs.write32(reg::CR1, cr1(coherency));
-        // Record C_BAD_STREAMID; ignore broadcast TLB maintenance (the ASIDs are ours).
-        regs.write32(reg::CR2, (CR2::RECINVSID::SET + CR2::PTM::SET).value);
+        // 2. Table and queue accesses, and what CR2 controls.
+        set_access_attributes(regs, coherency);
 
         // 3. The stream table, every entry aborting.
         install_aborting_stream_table(regs, mem, config, checked);

@@ -90,7 +90,6 @@ struct State {
     reject: Option<u8>,
     /// The CERROR code the rejection reports (1 = CERROR_ILL, 2 = CERROR_ABT).
     reject_code: u32,
-    error_pending: bool,
     /// Records that arrive just after the driver reads EVENTQ_PROD, as many as the queue
     /// has room for each time: written while it drains, so it must look again.
     late_events: Vec<[u64; 4]>,
@@ -360,13 +359,18 @@ impl SmmuModel {
     }
 
     /// An ATS-translated transaction (a PCIe request whose address the device's ATC
-    /// already translated) to physical address `pa`. With SMMU_CR0.ATSCHK = 0 the SMMU
-    /// lets it through without looking at the stream table; with ATSCHK = 1 only a stream
-    /// whose STE allows ATS (STE.EATS != 0) may send one (IHI 0070 3.9.1.2, 6.3.9.3).
+    /// already translated) to physical address `pa`. With SMMU_CR0.SMMUEN = 0 the ATS
+    /// interface is not operational and it aborts, whatever GBPA says (IHI 0070 6.3.9.6).
+    /// Enabled, with SMMU_CR0.ATSCHK = 0 the SMMU lets it through without looking at the
+    /// stream table; with ATSCHK = 1 only a stream whose STE allows ATS (STE.EATS != 0)
+    /// may send one (IHI 0070 3.9.1.2, 6.3.9.2).
     pub fn translate_ats(&self, sid: u32, pa: u64) -> Outcome {
         let mut st = self.state.borrow_mut();
         let cr0 = st.regs.get(&reg::CR0ACK).copied().unwrap_or(0);
-        if cr0 & 1 == 0 || cr0 & (1 << 4) == 0 {
+        if cr0 & 1 == 0 {
+            return Outcome::Abort;
+        }
+        if cr0 & (1 << 4) == 0 {
             return Outcome::Bypass(pa);
         }
         match read_ste(&mut st, sid) {
@@ -431,7 +435,9 @@ impl SmmuModel {
     }
 
     fn consume(&self, st: &mut State) {
-        if st.stuck || st.error_pending || st.slow_reads > 0 {
+        // Commands are not fetched while CMDQEN is 0 (IHI 0070 6.3.9.3).
+        let cmdqen = st.regs.get(&reg::CR0ACK).copied().unwrap_or(0) & 1 << 3 != 0;
+        if st.stuck || !cmdqen || cmdq_error_active(st) || st.slow_reads > 0 {
             return;
         }
         let base = st.regs.get(&reg::CMDQ_BASE).copied().unwrap_or(0);
@@ -450,7 +456,6 @@ impl SmmuModel {
                 st.regs.insert(reg::CMDQ_CONS, (cons | (code << 24)) as u64);
                 let g = st.regs.get(&reg::GERROR).copied().unwrap_or(0);
                 st.regs.insert(reg::GERROR, g ^ 1);
-                st.error_pending = true;
                 return;
             }
             self.execute(st, cmd);
@@ -945,6 +950,8 @@ impl Mmio for SmmuModel {
                 st.regs.insert(reg::CR0, v);
                 if !Self::ack_withheld(&mut st, o) {
                     st.regs.insert(reg::CR0ACK, v);
+                    // Enabled, the queue is processed from CONS on.
+                    self.consume(&mut st);
                 }
             }
             o if o == reg::IRQ_CTRL => {
@@ -966,14 +973,19 @@ impl Mmio for SmmuModel {
                 self.consume(&mut st);
             }
             o if o == reg::GERRORN => {
+                let was_active = cmdq_error_active(&st);
                 st.regs.insert(reg::GERRORN, v);
-                let g = st.regs.get(&reg::GERROR).copied().unwrap_or(0);
-                if st.error_pending && (g ^ v) & 1 == 0 {
-                    st.error_pending = false;
+                if was_active && !cmdq_error_active(&st) {
                     let cons = st.regs.get(&reg::CMDQ_CONS).copied().unwrap_or(0) & 0xfffff;
                     st.regs.insert(reg::CMDQ_CONS, cons);
                     self.consume(&mut st);
                 }
+            }
+            // SMMU_CMDQ_CONS.ERR may ignore a write (IHI 0070 6.3.28): it keeps what it held,
+            // an earlier owner's error code included.
+            o if o == reg::CMDQ_CONS => {
+                let err = st.regs.get(&reg::CMDQ_CONS).copied().unwrap_or(0) & CMDQ_CONS_ERR;
+                st.regs.insert(reg::CMDQ_CONS, v & !CMDQ_CONS_ERR | err);
             }
             _ => {
                 st.regs.insert(offset, v);
@@ -993,6 +1005,17 @@ impl Mmio for SmmuModel {
         check_cleaned(&mut st, offset, value);
         st.regs.insert(offset, value);
     }
+}
+
+/// SMMU_CMDQ_CONS.ERR, bits [30:24].
+const CMDQ_CONS_ERR: u64 = 0x7f << 24;
+
+/// Whether SMMU_GERROR.CMDQ_ERR is active (differs from GERRORN's): the SMMU consumes no
+/// command until it is acknowledged, whoever left it active (IHI 0070 7.1, 6.3.28).
+fn cmdq_error_active(st: &State) -> bool {
+    let g = st.regs.get(&reg::GERROR).copied().unwrap_or(0);
+    let n = st.regs.get(&reg::GERRORN).copied().unwrap_or(0);
+    (g ^ n) & 1 != 0
 }
 
 /// A non-coherent SMMU is about to be told to read memory (a command announced, the

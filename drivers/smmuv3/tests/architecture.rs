@@ -209,3 +209,23 @@ fn a_command_error_with_cerror_none_does_not_replace_the_command() {
     assert_eq!(smmu.stats().command_errors, 0);
     assert!(!smmu.has_stale_entries(d).unwrap());
 }
+
+/// The model is a referee for the failure paths, which turn the command queue off and on
+/// around the SMMU's enable: it must fetch no command while SMMU_CR0ACK.CMDQEN is 0, and
+/// start from CONS once the enable is acknowledged (IHI 0070 6.3.9.3). (Before, a
+/// CMDQ_PROD write was consumed whatever CMDQEN said.)
+#[test]
+fn the_model_fetches_no_command_while_the_queue_is_disabled() {
+    use smmuv3::cmd::Command;
+    use smmuv3::mmio::Mmio;
+    let m = model_with(0);
+    let queue = smmuv3::model::host_region(4096, 4096);
+    // SAFETY: slot 0 of the 4 KiB queue just allocated.
+    unsafe { queue.va.cast::<[u64; 2]>().write_volatile(Command::sync().0) };
+    // 256 entries (LOG2SIZE = 8), one command queued.
+    m.write64(reg::CMDQ_BASE, queue.pa.0 | 8);
+    m.write32(reg::CMDQ_PROD, 1);
+    assert_eq!(m.reg(reg::CMDQ_CONS) & 0xfffff, 0, "fetched while CMDQEN is 0");
+    m.write32(reg::CR0, 1 << 3);
+    assert_eq!(m.reg(reg::CMDQ_CONS) & 0xfffff, 1, "not fetched once CMDQEN is 1");
+}

@@ -256,7 +256,9 @@ fn every_init_failure_after_the_disable_leaves_every_stream_aborting() {
             if gbpa {
                 assert_closed(&model, &what);
             } else {
-                assert_eq!(model.reg(reg::CR0ACK), SMMUEN, "{what}: translating, queues off");
+                // On an SMMU with ATS, ATS-translated traffic checked against the STEs too.
+                let atschk = if model.reg(reg::IDR0) & 1 << 10 != 0 { 1 << 4 } else { 0 };
+                assert_eq!(model.reg(reg::CR0ACK), SMMUEN | atschk, "{what}: translating, queues off");
             }
         }
     }
@@ -339,6 +341,108 @@ fn every_init_failure_before_the_table_leaves_every_stream_aborting() {
                 if !gbpa_took {
                     assert_eq!(model.reg(reg::CR0ACK), SMMUEN, "{what}: translating, queues off");
                 }
+            }
+        }
+    }
+}
+
+/// Gap left by the last session: on an SMMU with ATS (SMMU_IDR0.ATS) and without
+/// GBPA.ABORT, a failed `init` enabled the SMMU on its aborting stream table with
+/// SMMU_CR0.ATSCHK = 0, and in that mode ATS-translated traffic passes the SMMU without a
+/// stream table or TLB lookup (IHI 0070 6.3.9.2): a PCIe device that claimed a translation
+/// reached any physical address, every STE aborting. (Disabled, the SMMU aborts such
+/// traffic whatever GBPA says, 6.3.9.6.) At every failure point, with GBPA and without,
+/// an ATS-translated write must reach nothing. (Failing before: without GBPA, every point
+/// let it through.)
+#[test]
+fn every_init_failure_on_an_smmu_with_ats_leaves_ats_translated_traffic_aborting() {
+    const ATS: u64 = 1 << 10;
+    const PA: u64 = 0x4000_0000;
+    for gbpa in [true, false] {
+        for (what, inject, want) in failures_after_the_disable().into_iter().chain(failures_before_the_table()) {
+            if !gbpa && what.contains("GBPA") {
+                continue;
+            }
+            let what = format!("{what}, with ATS, {}", if gbpa { "with GBPA" } else { "without GBPA" });
+            let model = SmmuModel::with_idr(host_idr());
+            model.preset(reg::IDR0, model.reg(reg::IDR0) | ATS);
+            if !gbpa {
+                model.without_gbpa();
+            }
+            inject(&model);
+            init_fails_reaching_nothing(&model, want, &what);
+            let o = model.translate_ats(SID, PA);
+            assert!(reaches_nothing(o), "{what}: an ATS-translated write: {o:?}");
+        }
+    }
+}
+
+/// Gap left by the last session: a failure of `init` before it acknowledged the global
+/// errors an earlier owner left active (a GBPA update that never completes, IRQ_CTRL's or
+/// CR0's disable never acknowledged) went on to invalidate through the command queue with
+/// GERROR.CMDQ_ERR still active. The SMMU consumes nothing until that is acknowledged, and
+/// CMDQ_CONS.ERR may keep the earlier owner's code through the driver's write of CONS
+/// (IHI 0070 6.3.28): here CERROR_ILL, so the driver took its own CMD_CFGI_ALL for the
+/// rejected command and replaced it with a CMD_SYNC, and firmware's bypassing STE, cached,
+/// outlived the failure. At every such point, found running firmware's bypassing table
+/// with that error left active, no stream may reach memory. (Failing before: the GBPA
+/// update that never completes, and without GBPA both withheld acknowledgements, let
+/// StreamID 3's write bypass through the cached STE.)
+#[test]
+fn a_command_error_left_by_firmware_does_not_cost_a_failed_init_its_invalidation() {
+    const CERROR_ILL: u64 = 1;
+    for gbpa in [true, false] {
+        for (what, inject, want) in failures_before_the_table() {
+            if !gbpa && what.contains("GBPA") {
+                continue;
+            }
+            let what = format!("{what}, {}, CMDQ_ERR left active", if gbpa { "with GBPA" } else { "without GBPA" });
+            let model = SmmuModel::with_idr(host_idr());
+            if !gbpa {
+                model.without_gbpa();
+            }
+            firmware_left_it_running(&model);
+            assert_eq!(model.translate(SID, IOVA, true), Outcome::Bypass(IOVA), "{what}: before");
+            model.preset(reg::GERROR, 1);
+            model.preset(reg::CMDQ_CONS, CERROR_ILL << 24);
+            inject(&model);
+            init_fails_reaching_nothing(&model, want, &what);
+        }
+    }
+}
+
+/// Gap left by the last session: a failure of `init` before it wrote SMMU_CR1 (a GBPA
+/// update that never completes, IRQ_CTRL's or CR0's disable never acknowledged) enabled
+/// the SMMU on its aborting table with CR1 as found, and CR1 resets UNKNOWN (IHI 0070
+/// 6.3.11) or holds an earlier owner's choice: the SMMU could read the table the driver
+/// cleaned to the PoC through a cache the CPU's maintenance does not reach, and find
+/// whatever that memory held before. At every such point without GBPA.ABORT, the SMMU
+/// enabled again must have the table and queue attributes a successful `init` gives it.
+/// (Failing before: CR1 kept the garbage preset here at each of the 3 points that enable
+/// it again.)
+#[test]
+fn a_failed_init_enables_the_smmu_with_the_table_attributes_init_chooses() {
+    const GARBAGE: u64 = 0x0aaa;
+    let ok = SmmuModel::with_idr(host_idr());
+    // SAFETY: as in `init_fails_reaching_nothing`.
+    let chosen = unsafe { Smmu::init(&ok, common::memory(8), common::config()) }.map(|_| ok.reg(reg::CR1));
+    let chosen = chosen.expect("a successful init");
+    assert_ne!(chosen, GARBAGE);
+    for gbpa in [true, false] {
+        for (what, inject, want) in failures_before_the_table() {
+            let what = format!("{what}, {}", if gbpa { "with GBPA" } else { "without GBPA" });
+            if !gbpa && what.contains("GBPA update") {
+                continue;
+            }
+            let model = SmmuModel::with_idr(host_idr());
+            if !gbpa {
+                model.without_gbpa();
+            }
+            model.preset(reg::CR1, GARBAGE);
+            inject(&model);
+            init_fails_reaching_nothing(&model, want, &what);
+            if model.reg(reg::CR0ACK) & SMMUEN != 0 {
+                assert_eq!(model.reg(reg::CR1), chosen, "{what}: SMMU_CR1 when enabled again");
             }
         }
     }
