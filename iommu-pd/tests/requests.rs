@@ -577,27 +577,31 @@ fn an_overflow_quarantines_a_device_resumed_from_a_storm() {
     assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
     let resume = |s: &mut Service<'_, ModelHw>, at: u64| call_at(s, NET, Request::Resume { device: DeviceId(0) }, at);
     // An overflow before any storm quarantines nothing.
-    s.events_lost();
+    s.events_lost(0);
     assert_eq!((s.stats().quarantines, s.hw().reachable(0).len()), (0, 1));
     nic_faults(&mut s, 0..11);
     assert_eq!(s.stats().quarantines, 1);
     assert_eq!(resume(&mut s, 5), Reply::ok(&[]));
     assert_eq!(s.hw().reachable(0).len(), 1);
+    // An overflow while it has not faulted since (another device's records lost):
+    // left alone.
+    s.events_lost(6);
+    assert_eq!((s.stats().quarantines, s.hw().reachable(0).len()), (1, 1));
     // One fault, far under the limit, then an overflow: quarantined again.
     s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now: 6 });
-    s.events_lost();
+    s.events_lost(6);
     assert_eq!(s.stats().quarantines, 2);
     assert!(s.hw().reachable(0).is_empty());
     assert_eq!(s.hw().enabled.get(&0), Some(&false));
     assert_eq!(map(&mut s, NET, 0, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
     // A second overflow counts no second quarantine; the ration holds, then RESUME works.
-    s.events_lost();
+    s.events_lost(6);
     assert_eq!(s.stats().quarantines, 2);
     assert_eq!(resume(&mut s, 104), err(ErrorCode::ResumeRationed));
     assert_eq!(resume(&mut s, 105), Reply::ok(&[]));
     assert_eq!(s.hw().reachable(0).len(), 1);
     // Every client's ring counted each overflow.
-    assert_eq!(s.faults(NET).unwrap().dropped(), 3);
+    assert_eq!(s.faults(NET).unwrap().dropped(), 4);
 }
 
 /// A device quarantined at an overflow it need not have caused (it is on probation) is
@@ -612,11 +616,12 @@ fn a_device_quarantined_at_an_overflow_is_named_in_its_owners_ring() {
     assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
     nic_faults(&mut s, 0..11);
     assert_eq!(call_at(&mut s, NET, Request::Resume { device: DeviceId(0) }, 5), Reply::ok(&[]));
+    // One fault of its own, far under the limit, then an overflow.
+    s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now: 20 });
     let seen = s.faults(NET).unwrap().recorded();
     assert_eq!(call(&mut s, NET, Request::AckFaults { upto: seen - 1 }), Reply::ok(&[]));
     let evil_before = s.faults(EVIL).unwrap().recorded();
-    // Another device's storm overflows the queue.
-    s.events_lost();
+    s.events_lost(20);
     assert_eq!(s.stats().quarantines, 2);
     let told: Vec<_> = s.faults(NET).unwrap().pending().copied().collect();
     assert_eq!(told.len(), 1, "{told:?}");
@@ -627,7 +632,7 @@ fn a_device_quarantined_at_an_overflow_is_named_in_its_owners_ring() {
     assert_eq!(s.faults(EVIL).unwrap().recorded(), evil_before);
     assert_eq!(s.faults(EVIL).unwrap().dropped(), 1);
     // A second overflow quarantines nothing more, and says nothing more.
-    s.events_lost();
+    s.events_lost(20);
     assert_eq!(s.faults(NET).unwrap().pending().count(), 1);
 }
 
@@ -643,7 +648,8 @@ fn a_restart_does_not_end_probation() {
     assert_eq!(s.client_torn_down(NET), Ok(()));
     assert_eq!(s.client_ready(NET), Ok(()));
     assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, Some(IOVA_BASE), Rights::READ), Reply::ok(&[IOVA_BASE]));
-    s.events_lost();
+    s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now: 20 });
+    s.events_lost(20);
     assert_eq!(s.stats().quarantines, 2);
     assert!(s.hw().reachable(0).is_empty());
     let last = s.faults(NET).unwrap().pending().last().copied().unwrap();

@@ -121,7 +121,7 @@ fn drain(s: &mut Svc, now: u64) -> (bool, u64) {
         }
     }
     if overflowed {
-        sink.s.events_lost();
+        sink.s.events_lost(now);
     }
     (overflowed, records)
 }
@@ -266,13 +266,15 @@ fn a_device_under_its_limit_overflows_the_queue_beyond_the_resume_bound() {
     assert_eq!(s.faults(VICTIM).unwrap().dropped(), overflows);
 }
 
-/// Probation's price, with the device above: a victim's device resumed once from a storm
-/// is on probation for the rest of the boot, and the hostile device need not storm (nor
-/// ever be quarantined) to overflow the queue, so each of its bursts quarantines the
-/// victim's device again; its owner, told each time, may RESUME it once a window. The
-/// victim's device spends the run mostly aborting, the hostile one never does.
+/// Probation and another device's overflows, with the device above: a victim's device
+/// resumed once from a storm is on probation, and the hostile device need not storm (nor
+/// ever be quarantined) to overflow the queue. Whose records an overflow lost is unknown,
+/// so it quarantines a device on probation only if that device faulted within its last
+/// two windows: the quiet victim runs through every burst (before, each burst quarantined
+/// it again, 10 times in 10 windows, aborting 6.1 s of 10); one fault of its own beside a
+/// burst still costs it a quarantine, of which its owner is told.
 #[test]
-fn a_device_under_its_limit_keeps_a_victim_on_probation_quarantined() {
+fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
     use iommu_protocol::faults::kind::QUARANTINED_AT_OVERFLOW;
     const RUN_MS: u64 = 10 * WINDOW_MS;
     let mut s = victim_mapped();
@@ -285,27 +287,28 @@ fn a_device_under_its_limit_keeps_a_victim_on_probation_quarantined() {
     }
     assert_eq!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Abort);
     assert_eq!(call(&mut s, VICTIM, Request::Resume { device: DeviceId(0) }, 0), Reply::ok(&[]));
-    let (mut told, mut aborting_ms, mut resumed) = (0u64, 0u64, 0u64);
+    let told = |s: &Svc| {
+        s.faults(VICTIM).unwrap().pending().filter(|r| r.kind == QUARANTINED_AT_OVERFLOW && r.device == 0).count()
+    };
+    let (mut bursts, mut overflows) = (0u64, 0u64);
     for now in (STEP_MS..RUN_MS).step_by(STEP_MS as usize) {
         if now % BURST_EVERY_MS == 0 {
             burst_under_the_limit(&mut s, now);
+            bursts += 1;
         }
-        drain(&mut s, now);
-        let ring = s.faults(VICTIM).unwrap();
-        told += ring.pending().filter(|r| r.kind == QUARANTINED_AT_OVERFLOW && r.device == 0).count() as u64;
-        if let Some(last) = ring.pending().last().map(|r| r.seq) {
-            assert_eq!(call(&mut s, VICTIM, Request::AckFaults { upto: last }, now), Reply::ok(&[]));
-        }
-        if dma(&mut s, SID_VICTIM, VICTIM_BASE) == Outcome::Abort {
-            aborting_ms += STEP_MS;
-            resumed += u64::from(call(&mut s, VICTIM, Request::Resume { device: DeviceId(0) }, now) == Reply::ok(&[]));
-        }
+        overflows += u64::from(drain(&mut s, now).0);
+        assert!(matches!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Ok(_)), "at {now} ms the victim aborts");
     }
-    println!("victim quarantined {told} times, aborting {aborting_ms} of {RUN_MS} ms, resumed {resumed} times");
-    assert_eq!(s.stats().quarantines, 1 + told, "only the victim's device was quarantined");
-    // Each RESUME its ration allowed (once a window) was ended by the next burst.
-    assert!(told >= RUN_MS / WINDOW_MS && told >= resumed, "quarantined {told} times, resumed {resumed}");
-    assert!(aborting_ms > RUN_MS / 2, "aborting {aborting_ms} of {RUN_MS} ms");
+    assert_eq!((overflows, bursts), (14, 14));
+    assert_eq!((s.stats().quarantines, told(&s)), (1, 0), "only the victim's own storm quarantined it");
+    // One fault of its own between drains, beside the next burst: quarantined at the
+    // overflow.
+    let now = RUN_MS.next_multiple_of(BURST_EVERY_MS);
+    assert!(matches!(dma(&mut s, SID_VICTIM, VICTIM_BASE + PAGE), Outcome::Fault(_)));
+    burst_under_the_limit(&mut s, now);
+    assert!(drain(&mut s, now).0);
+    assert_eq!((s.stats().quarantines, told(&s)), (2, 1));
+    assert_eq!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Abort);
 }
 
 // The service's tests' client side of a mapping queue; this test posts and drains only.

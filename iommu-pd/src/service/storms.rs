@@ -90,6 +90,12 @@ impl DeviceState {
         self.recent_faults = u32::try_from(recent).unwrap_or(u32::MAX);
         recent
     }
+
+    /// A fault of the device's counted within the last two windows before `now`: its last
+    /// fault is in the window `count_fault` left open, which starts at `window_start`.
+    fn faulted_since(&self, now: u64, window: u64) -> bool {
+        self.window_faults > 0 && now.saturating_sub(self.window_start) < window.max(1).saturating_mul(2)
+    }
 }
 
 impl<'a, H: IommuHw> Service<'a, H> {
@@ -132,18 +138,21 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// ring counts one record dropped (carried by its next record and by QUERY). Returns
     /// the clients to notify.
     ///
-    /// A device on probation (resumed from a storm's quarantine) is quarantined again,
-    /// whether or not the lost records were its own: its storm allowance (`max_faults`
-    /// faults a window) can hold more than a queue, so it could otherwise overflow the
-    /// queue several times after each RESUME before its faults reached the limit. Its
-    /// owner's ring gets a record of kind `QUARANTINED_AT_OVERFLOW` naming it: no fault of
-    /// its own says so, and the overflow's lost record is every client's.
-    pub fn events_lost(&mut self) -> u64 {
+    /// A device on probation (resumed from a storm's quarantine) that faulted within its
+    /// last two storm windows (`now`, in the caller's ticks, as `FaultInput::now`) is
+    /// quarantined again: its storm allowance (`max_faults` faults a window) can hold
+    /// more than a queue, so it could otherwise overflow the queue several times after
+    /// each RESUME before its faults reached the limit. Whose records were lost is
+    /// unknown, so a device that did not fault is left alone: an overflow another device
+    /// caused must not keep a quiet device aborting. Its owner's ring gets a record of
+    /// kind `QUARANTINED_AT_OVERFLOW` naming it: no fault of its own says so, and the
+    /// overflow's lost record is every client's.
+    pub fn events_lost(&mut self, now: u64) -> u64 {
         // First, so that the record below carries the overflow (`dropped_before`).
         let notify = self.every_ring(FaultRing::lost);
         for d in 0..self.cfg.devices.len().min(self.devices.len()) {
             let st = &self.devices[d];
-            if st.probation && !st.quarantined() {
+            if st.probation && !st.quarantined() && st.faulted_since(now, self.cfg.faults.window) {
                 self.quarantine(d);
                 let dc = &self.cfg.devices[d];
                 if let Some(ring) = self.rings.get_mut(dc.owner) {

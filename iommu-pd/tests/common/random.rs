@@ -169,8 +169,8 @@ pub enum Weather {
 
 /// The reference for storms, kept apart from the service's books: which devices a storm
 /// quarantined (more than the policy's `max_faults` faults in a window) and no RESUME has
-/// ended since, which were resumed from one (on probation: the next overflow quarantines
-/// them again), and how many quarantines that makes.
+/// ended since, which were resumed from one (on probation: the next overflow just after a
+/// fault of theirs quarantines them again), and how many quarantines that makes.
 struct StormModel {
     quarantined: Vec<bool>,
     probation: Vec<bool>,
@@ -224,23 +224,33 @@ impl StormModel {
 
 /// A storm step: `n` faults of device `d` within one window (a storm if more than the
 /// policy's `max_faults`), its block failing now and then; or an overflow of the event
-/// queue (`events_lost`), which quarantines every device on probation. Every client is
-/// told of an overflow, its ring counting one record dropped.
+/// queue (`events_lost`) just after one fault each of a random set of devices, which
+/// quarantines every device on probation among them (those that faulted within two
+/// windows: every earlier fault is a million ticks back). Every client is told of an
+/// overflow, its ring counting one record dropped.
 fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &mut Rng, probe: &mut Probe) {
     let policy = model_config().faults;
     if rng.below(3) == 0 {
+        probe.now += 1_000_000;
+        let faulting = rng.below(1 << DEVICES.len());
+        for (_, dc) in DEVICES.iter().enumerate().filter(|(d, _)| faulting & (1 << d) != 0) {
+            let f =
+                iommu_pd::FaultInput { stream: dc.stream, iova: NEVER_MAPPED, write: true, kind: 0x10, now: probe.now };
+            s.record_fault(f);
+        }
         let counts = |s: &Service<'_, H>, c: usize| {
             let ring = s.faults(c).unwrap();
             (ring.dropped(), ring.recorded())
         };
         let before: Vec<(u64, u64)> = (0..CLIENTS.len()).map(|c| counts(s, c)).collect();
         s.hw_mut().fail_next((rng.below(4) == 0).then_some("block"));
-        assert_eq!(s.events_lost(), (1 << CLIENTS.len()) - 1, "every client told");
+        assert_eq!(s.events_lost(probe.now), (1 << CLIENTS.len()) - 1, "every client told");
         s.hw_mut().fail_next(None);
         for (c, (dropped, recorded)) in before.into_iter().enumerate() {
             // The overflow, counted; and a record (or, the ring full, one more dropped)
             // for each of the client's devices the overflow quarantined.
             let newly = (0..DEVICES.len())
+                .filter(|&d| faulting & (1 << d) != 0)
                 .filter(|&d| DEVICES[d].owner == c && storms.probation[d] && !storms.quarantined[d])
                 .count() as u64;
             let (dropped_now, recorded_now) = counts(s, c);
@@ -250,7 +260,7 @@ fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &
                 "client {c}'s ring counts the overflow and names each device it quarantined"
             );
         }
-        for d in 0..DEVICES.len() {
+        for d in (0..DEVICES.len()).filter(|&d| faulting & (1 << d) != 0) {
             if storms.probation[d] {
                 storms.quarantine(d);
             }

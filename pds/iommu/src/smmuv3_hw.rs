@@ -240,7 +240,7 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     // The SMMU lost records, anyone's (one device's storm can overflow the queue with
     // another's fault in it): every client is told (`Service::events_lost`).
     if overflowed {
-        sink.notify |= sink.service.events_lost();
+        sink.notify |= sink.service.events_lost(generic_timer::ticks());
     }
     if let Some(timer) = &irqs::PHYSICAL_TIMER {
         match pass.rearm {
