@@ -63,6 +63,19 @@ fn bridge(port: Option<u8>, acs: Option<u16>) -> Function {
 }
 
 /// An endpoint with a 1 MiB 32-bit BAR0 and a 16 KiB 64-bit BAR2: 0x10_4000 bytes placed.
+/// An endpoint whose capability list starts with an MSI capability at 0x40: Message
+/// Control `control` at power-on, of which `writable` may be written, the next capability
+/// at `next`, and its address writable.
+fn msi_endpoint(control: u32, next: u32, writable: u32) -> Function {
+    let mut f = endpoint();
+    f.set(0x06, 2, 1 << 4);
+    f.set(0x34, 1, 0x40);
+    f.set(0x40, 4, control << 16 | next << 8 | 0x05);
+    f.mask(0x42, 2, writable);
+    f.mask(0x44, 4, 0xffff_fffc);
+    f
+}
+
 fn endpoint() -> Function {
     let mut f = Function::new(0x11e8_1234, 0);
     f.mask(0x10, 4, 0xfff0_0000);
@@ -340,6 +353,16 @@ fn service_of(devices: &'static [DeviceConfig]) -> Service<'static, ModelHw> {
 const DRIVEN: [(usize, usize, u64); 3] =
     [(NET, NIC, 0x1000_0000), (BLK, DISK, 0x1020_0000), (BLK, LEGACY, 0x1080_0000)];
 
+/// On the configured topology and its service, `each` for every function a driver drives:
+/// its driver, its index, its window's base and its node in the fabric.
+fn for_each_driven(mut each: impl FnMut(&mut Service<'_, ModelHw>, &mut Owned, usize, usize, u64, usize)) {
+    let (mut o, n, ..) = configured();
+    let mut s = service();
+    for (client, k, base) in DRIVEN {
+        each(&mut s, &mut o, client, k, base, n.functions[k].unwrap());
+    }
+}
+
 /// Function `k`'s driver (`client`) turns Memory Space and Bus Master on, and they read on.
 fn turn_on(s: &mut Service<'_, ModelHw>, o: &mut Owned, client: usize, k: usize) {
     let reply = write(s, o, client, k as u32, 0x04, 2, MEM | MASTER);
@@ -348,20 +371,17 @@ fn turn_on(s: &mut Service<'_, ModelHw>, o: &mut Owned, client: usize, k: usize)
 
 #[test]
 fn drivers_reach_their_devices_through_the_numbered_bridges() {
-    let (mut o, n, ..) = configured();
-    let mut s = service();
-    for (client, k, base) in DRIVEN {
-        let node = n.functions[k].unwrap();
+    for_each_driven(|s, o, client, k, base, node| {
         assert!(!o.fabric.dma_reaches_root(node));
         assert_eq!(o.fabric.memory(base), Some(node), "function {k} does not decode before its driver runs");
-        turn_on(&mut s, &mut o, client, k);
+        turn_on(s, o, client, k);
         // The CPU's access to its BAR goes through every window down to it, and its DMA
         // goes up through every bridge above it.
         assert_eq!(o.fabric.memory(base), Some(node), "function {k}");
         assert_eq!(o.fabric.memory(base + 0x10_0000), Some(node), "function {k}");
         assert!(o.fabric.dma_reaches_root(node), "function {k}");
-        assert_eq!(read(&mut s, &mut o, client, k as u32, 0, 4), Reply::ok(&[0x11e8_1234]));
-    }
+        assert_eq!(read(s, o, client, k as u32, 0, 4), Reply::ok(&[0x11e8_1234]));
+    });
 }
 
 #[test]
@@ -676,12 +696,7 @@ fn a_function_whose_msi_stays_enabled_never_masters() {
         let mut fab = Fabric::default();
         let mut nodes = vec![];
         for dev in [2, 3] {
-            let mut f = endpoint();
-            f.set(0x06, 2, 1 << 4);
-            f.set(0x34, 1, 0x40);
-            f.set(0x40, 4, 0x0081_5005); // MSI, 64-bit, enabled; next 0x50
-            f.mask(0x42, 2, 0x0071);
-            f.mask(0x44, 4, 0xffff_fffc);
+            let mut f = msi_endpoint(0x0081, 0x50, 0x0071); // MSI, 64-bit, enabled
             f.set(0x44, 4, 0x4000_0000); // firmware's address
             f.set(0x50, 4, 0x8000_0011); // MSI-X, enabled
             f.mask(0x52, 2, 0xc000);
@@ -811,13 +826,10 @@ fn a_bridge_that_says_it_is_an_endpoint_after_boot_is_still_refused() {
 /// under the driver's maps.
 #[test]
 fn a_drivers_memory_space_off_leaves_its_placed_bars_decoding() {
-    let (mut o, n, ..) = configured();
-    let mut s = service();
-    for (client, k, base) in DRIVEN {
-        let node = n.functions[k].unwrap();
+    for_each_driven(|s, o, client, k, base, node| {
         for width in [1, 2, 4] {
-            turn_on(&mut s, &mut o, client, k);
-            let reply = write(&mut s, &mut o, client, k as u32, 0x04, width, INTX_OFF & u32::MAX >> (32 - 8 * width));
+            turn_on(s, o, client, k);
+            let reply = write(s, o, client, k as u32, 0x04, width, INTX_OFF & u32::MAX >> (32 - 8 * width));
             let status = if width == 4 { u64::from(o.fabric.nodes[node].f.get(0x06, 2)) << 16 } else { 0 };
             let intx = if width == 1 { 0 } else { u64::from(INTX_OFF) };
             assert_eq!(reply, Reply::ok(&[u64::from(MEM) | intx | status]), "function {k}, width {width}");
@@ -825,7 +837,7 @@ fn a_drivers_memory_space_off_leaves_its_placed_bars_decoding() {
             assert_eq!(o.fabric.memory(base + 0x10_0000), Some(node), "function {k}, width {width}");
             assert!(!o.fabric.dma_reaches_root(node), "function {k}, width {width}: still mastering");
         }
-    }
+    });
 }
 
 /// STOP (and its client's teardown) stops a function's DMA, its messages and its INTx, and
@@ -875,12 +887,8 @@ fn a_function_whose_msi_stuck_at_boot_masters_once_a_stop_reads_it_off() {
     let mut fab = Fabric::default();
     let mut nodes = vec![];
     for dev in [2, 3] {
-        let mut f = endpoint();
-        f.set(0x06, 2, 1 << 4);
-        f.set(0x34, 1, 0x40);
-        f.set(0x40, 4, 0x0080_6005); // MSI, 64-bit, off at power-on; next 0x60
-        f.mask(0x42, 2, 0x0070); // its enable does not clear (nor set) by a write
-        f.mask(0x44, 4, 0xffff_fffc);
+        // MSI, 64-bit, off at power-on; its enable does not clear (nor set) by a write.
+        let mut f = msi_endpoint(0x0080, 0x60, 0x0070);
         f.set(0x60, 4, 0x0002_0010); // PCI Express, endpoint
         if dev == 2 {
             f.set(0x64, 4, 1 << 28); // FLR
