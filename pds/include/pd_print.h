@@ -44,7 +44,8 @@ static inline void put_result(const char *who, const char *what, uint64_t err)
 /* Take the new records from the fault ring at `ring` (channel `ch`) and print each as
  * "<who>: told: stream S write at iova A..=B"; the IOMMU service's failure once, from the
  * ring's flag (iommu_service_failed), which a full ring sets too: a SERVICE_FAILED record is
- * no fault (its stream and addresses are 0). */
+ * no fault (its stream and addresses are 0), nor is a QUARANTINED_AT_OVERFLOW one, printed
+ * as the quarantine it is. */
 static inline void print_faults(const char *who, uintptr_t ring, microkit_channel ch, uint64_t *next)
 {
     static int told_failed;
@@ -53,6 +54,15 @@ static inline void print_faults(const char *who, uintptr_t ring, microkit_channe
     unsigned n = iommu_take_faults(r, ch, next, out, 8);
     for (unsigned i = 0; i < n; i++) {
         if (out[i].kind == IOMMU_FAULT_KIND_SERVICE_FAILED) {
+            continue;
+        }
+        if (out[i].kind == IOMMU_FAULT_KIND_QUARANTINED_AT_OVERFLOW) {
+            /* No fault of the device's (its stream and addresses are 0): the event queue
+             * lost records, and this device, on probation after a storm, had faulted. */
+            microkit_dbg_puts(who);
+            microkit_dbg_puts(": told: device ");
+            put_hex(out[i].device);
+            microkit_dbg_puts(" QUARANTINED at an event-queue overflow; RESUME it when ready\n");
             continue;
         }
         microkit_dbg_puts(who);

@@ -188,7 +188,8 @@ void init(void)
 /* The disk's DMA faults, as the IOMMU PD routed them to this PD's ring: printed, with
  * where each lies against the guest's RAM. The guest runs on. A SERVICE_FAILED record is no
  * fault of the disk's (its stream and addresses are 0): the failure is told once, from the
- * ring's flag, which a ring too full for the record gets too. */
+ * ring's flag, which a ring too full for the record gets too. Nor is a QUARANTINED_AT_OVERFLOW
+ * record, printed as the quarantine it is. */
 static void take_faults(void)
 {
     struct iommu_fault_record out[8];
@@ -196,6 +197,12 @@ static void take_faults(void)
     while ((n = iommu_take_faults((const volatile struct iommu_fault_ring *)fault_ring, IOMMU, &next_fault, out, 8))) {
         for (unsigned i = 0; i < n; i++) {
             if (out[i].kind == IOMMU_FAULT_KIND_SERVICE_FAILED) {
+                continue;
+            }
+            if (out[i].kind == IOMMU_FAULT_KIND_QUARANTINED_AT_OVERFLOW) {
+                printf("vmm: told: the disk (device %u) QUARANTINED at an event-queue overflow; RESUME it when "
+                       "ready\n",
+                       out[i].device);
                 continue;
             }
             bool in_ram = out[i].iova >= GUEST_RAM_START_GPA && out[i].iova < GUEST_RAM_START_GPA + GUEST_RAM_SIZE;

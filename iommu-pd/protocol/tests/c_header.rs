@@ -805,6 +805,36 @@ fn c_pds_print_a_service_failure_as_such_not_as_a_fault() {
     assert_eq!(lines, ["drv: told: stream 0x18 write at iova 0x1000..=0x1000", SERVICE_FAILED_TOLD], "{text}");
 }
 
+/// A fault, then the record of the device's quarantine at an event-queue overflow
+/// (`iommu_pd::Service::events_lost`, for a device on probation): the fault is printed as a
+/// fault, the quarantine as the quarantine. (Before, its record was printed as "drv: told:
+/// stream 0x18 read at iova 0x0..=0x0", a DMA at IOVA 0 that never happened.)
+#[test]
+fn c_pds_print_a_quarantine_at_an_overflow_as_such_not_as_a_fault() {
+    use iommu_protocol::faults::{kind, NO_REGION};
+    let mut ring = iommu_protocol::faults::FaultRing::default();
+    assert!(ring.push(FaultRecord { device: 2, stream: 0x18, iova: 0x1000, write: 1, ..FaultRecord::default() }));
+    let at_overflow = FaultRecord {
+        device: 2,
+        stream: 0x18,
+        kind: kind::QUARANTINED_AT_OVERFLOW,
+        region: NO_REGION,
+        quarantined: 1,
+        ..FaultRecord::default()
+    };
+    assert!(ring.push(at_overflow));
+    let text = printed_faults(&ring, "overflow");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "drv: told: stream 0x18 write at iova 0x1000..=0x1000",
+            "drv: told: device 0x2 QUARANTINED at an event-queue overflow; RESUME it when ready"
+        ],
+        "{text}"
+    );
+}
+
 /// A ring full of faults the PD has not read when the service fails: the failure's record
 /// finds no room, and the PD is told all the same (before, it read 8 faults and nothing of
 /// the failure and, never notified again, waited for ever).
