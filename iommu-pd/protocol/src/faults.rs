@@ -56,6 +56,47 @@ pub struct FaultRecord {
     pub iova_last: u64,
 }
 
+/// A record that tells its client of something other than a device's fault: its stream
+/// and addresses mean nothing (printed as a fault's, it would read as a DMA at IOVA 0 that
+/// never happened). `Display` gives the words every client prints after "told: "; the C
+/// header's `print_faults` prints the same (`tests/c_header.rs` holds the two together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// `kind::SERVICE_FAILED`: the IOMMU service failed for good.
+    ServiceFailed,
+    /// `kind::QUARANTINED_AT_OVERFLOW`: this device, on probation after a storm, was
+    /// quarantined again at an overflow of the IOMMU's event queue.
+    QuarantinedAtOverflow {
+        /// The device, by its index in the system description.
+        device: u32,
+    },
+}
+
+impl core::fmt::Display for Notice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Notice::ServiceFailed => f.write_str(
+                "the IOMMU service FAILED: every call is refused from now on, and no mapping or removal in \
+                 progress will complete",
+            ),
+            Notice::QuarantinedAtOverflow { device } => {
+                write!(f, "device {device:#x} QUARANTINED at an event-queue overflow; RESUME it when ready")
+            }
+        }
+    }
+}
+
+impl FaultRecord {
+    /// The notice this record is, or `None` for a device's fault.
+    pub fn notice(&self) -> Option<Notice> {
+        match self.kind {
+            kind::SERVICE_FAILED => Some(Notice::ServiceFailed),
+            kind::QUARANTINED_AT_OVERFLOW => Some(Notice::QuarantinedAtOverflow { device: self.device }),
+            _ => None,
+        }
+    }
+}
+
 /// `FaultRecord::region` when the address is in, or next to, none of the device's mappings.
 pub const NO_REGION: u32 = u32::MAX;
 /// `FaultRecord::near`: the address is inside a mapping; `offset` is its offset into the

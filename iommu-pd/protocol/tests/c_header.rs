@@ -803,6 +803,10 @@ fn c_pds_print_a_service_failure_as_such_not_as_a_fault() {
     let text = printed_faults(&ring, "room");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines, ["drv: told: stream 0x18 write at iova 0x1000..=0x1000", SERVICE_FAILED_TOLD], "{text}");
+    // The Rust PDs (`client-channel`) print the same words.
+    let failure = ring.pending().last().copied().unwrap();
+    assert_eq!(failure.notice(), Some(iommu_protocol::faults::Notice::ServiceFailed));
+    assert_eq!(format!("drv: told: {}", failure.notice().unwrap()), SERVICE_FAILED_TOLD);
 }
 
 /// A fault, then the record of the device's quarantine at an event-queue overflow
@@ -833,6 +837,12 @@ fn c_pds_print_a_quarantine_at_an_overflow_as_such_not_as_a_fault() {
         ],
         "{text}"
     );
+    // The Rust PDs (`client-channel::told_notice`) tell the fault from the notice by
+    // `FaultRecord::notice` and print the notice in the same words.
+    let records: Vec<FaultRecord> = ring.pending().copied().collect();
+    assert_eq!(records[0].notice(), None, "a fault is no notice");
+    let notice = records[1].notice().expect("the quarantine is a notice");
+    assert_eq!(format!("drv: told: {notice}"), lines[1]);
 }
 
 /// A ring full of faults the PD has not read when the service fails: the failure's record

@@ -5,7 +5,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use iommu_protocol::faults::{FaultRecord, FaultRing};
+use iommu_protocol::faults::{FaultRecord, FaultRing, Notice};
 use iommu_protocol::Op;
 use sel4_microkit::{with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
 
@@ -45,10 +45,11 @@ impl iommu_client::Channel for Ppc {
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Read the records published since the last call (at most `out.len()`), acknowledge
-/// them to the IOMMU PD, and return how many faults were read, at the start of `out`. The
-/// record of the IOMMU service's failure (`faults::kind::SERVICE_FAILED`) is no fault (its
-/// stream and addresses are 0; printed as one, it read as DMA at IOVA 0): it is left out,
-/// and `told_service_failed` says it.
+/// them to the IOMMU PD, and return how many were read, at the start of `out`. The record
+/// of the IOMMU service's failure (`faults::kind::SERVICE_FAILED`) is no fault (its stream
+/// and addresses are 0; printed as one, it read as DMA at IOVA 0): it is left out, and
+/// `told_service_failed` says it. The others are faults, or a quarantine at an overflow,
+/// which `told_notice` prints as such.
 ///
 /// # Safety
 /// `ring` must be this PD's mapping of its fault ring.
@@ -81,10 +82,21 @@ pub unsafe fn told_service_failed(who: &str, ring: NonNull<FaultRing>) -> bool {
     // SAFETY: the caller vouches for the mapping.
     let failed = unsafe { FaultRing::failed_shared(ring) };
     if failed && !TOLD.swap(true, Ordering::Relaxed) {
-        sel4_microkit::debug_println!(
-            "{who}: told: the IOMMU service FAILED: every call is refused from now on, and no mapping or \
-             removal in progress will complete"
-        );
+        sel4_microkit::debug_println!("{who}: told: {}", Notice::ServiceFailed);
     }
     failed
+}
+
+/// If `record` is a notice rather than a device's fault (`FaultRecord::notice`: a
+/// quarantine at an event-queue overflow; `take_faults` already left out the service's
+/// failure), print it as `who` and say so: its stream and addresses are 0, and printed as
+/// a fault it would read as a DMA at IOVA 0 that never happened.
+pub fn told_notice(who: &str, record: &FaultRecord) -> bool {
+    match record.notice() {
+        Some(notice) => {
+            sel4_microkit::debug_println!("{who}: told: {notice}");
+            true
+        }
+        None => false,
+    }
 }

@@ -174,7 +174,7 @@ impl Handler for EduDriver {
         let mut out = [iommu_protocol::faults::FaultRecord::default(); 8];
         // SAFETY: the description maps this PD's fault ring here, read-only.
         let n = unsafe { client_channel::take_faults(ring, IOMMU, &mut out) };
-        for r in &out[..n] {
+        for r in out[..n].iter().filter(|r| !client_channel::told_notice("edu-driver", r)) {
             debug_println!(
                 "edu-driver: fault notified: stream {:#x} {} at iova {:#x}..={:#x} ({} more), region {} offset {:#x}",
                 r.stream,

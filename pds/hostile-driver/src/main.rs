@@ -185,6 +185,10 @@ impl Handler for Hostile {
             // SAFETY: the description maps this PD's fault ring here, read-only.
             let n = unsafe { client_channel::take_faults(ring, IOMMU, &mut out) };
             for r in &out[..n] {
+                quarantined |= r.quarantined == 1;
+                if client_channel::told_notice("hostile", r) {
+                    continue;
+                }
                 debug_println!(
                     "hostile: told: stream {:#x} write at iova {:#x}..={:#x} ({} more){}",
                     r.stream,
@@ -193,7 +197,6 @@ impl Handler for Hostile {
                     r.repeats,
                     if r.quarantined == 1 { "; device QUARANTINED" } else { "" }
                 );
-                quarantined |= r.quarantined == 1;
             }
             if n < out.len() {
                 break;
