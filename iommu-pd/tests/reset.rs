@@ -81,6 +81,15 @@ fn with_pm(mut e: Endpoint, no_soft_reset: bool) -> Endpoint {
     e
 }
 
+/// The endpoints with the disk reset only through its PM capability (no FLR; D3hot to
+/// D0 resets it), booted.
+fn booted_with_pm_reset_only() -> Endpoints {
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_pm(endpoint(false), false);
+    e.boot();
+    e
+}
+
 impl Endpoint {
     /// What a reset does (FLR, or D3hot to D0 without No_Soft_Reset): every register
     /// software wrote back to its reset value, and nothing answers for `ms`.
@@ -788,9 +797,7 @@ fn a_function_that_unlists_its_flr_msi_or_pm_at_its_stop_is_stopped_with_them() 
         assert_eq!(f.f.get(MSI + 2, 2) & 1, 0, "hide {hide}: MSI still enabled");
     }
     // No FLR, and its PM capability (D3hot resets it) unlisted: MSI-X names no next.
-    let mut e = Endpoints::new(false);
-    *e.at(DISK_RID).unwrap() = with_pm(endpoint(false), false);
-    e.boot();
+    let mut e = booted_with_pm_reset_only();
     e.at(DISK_RID).unwrap().f.set(MSIX + 1, 1, 0);
     let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::PM_RESET | stop::RESTORED);
@@ -824,9 +831,7 @@ fn a_function_whose_interrupt_disable_is_hardwired_is_still_stopped_off() {
 /// asks), and one that claimed another state kept its last driver's engine state.
 #[test]
 fn a_function_that_claims_d3hot_at_its_stop_is_reset_through_d0() {
-    let mut e = Endpoints::new(false);
-    *e.at(DISK_RID).unwrap() = with_pm(endpoint(false), false);
-    e.boot();
+    let mut e = booted_with_pm_reset_only();
     e.at(DISK_RID).unwrap().f.set(PM + 4, 2, 0x0003);
     let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
     assert_eq!(done.0, stop::FUNCTION_OFF | stop::PM_RESET | stop::RESTORED);
