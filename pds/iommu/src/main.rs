@@ -334,10 +334,14 @@ enum Why {
     /// The service refused the policy.
     Policy(iommu_pd::ConfigError),
     /// The SMMU entered service failure mode (SMMU_GERROR.SFM_ERR) while serving.
+    #[cfg(not(mmu500))]
     ServiceFailure,
     /// The SMMU stopped answering while serving: two waits on its command queue timed
     /// out with no CMD_SYNC completed between them.
     Unanswered,
+    /// The MMU-500 failed otherwise while serving (`smmuv2::Failure`).
+    #[cfg(mmu500)]
+    Mmu500(smmuv2::Failure),
 }
 
 impl core::fmt::Display for Why {
@@ -347,8 +351,11 @@ impl core::fmt::Display for Why {
             Why::Devices(e) => write!(f, "devices not set up: {e}"),
             Why::Streams(name, e) => write!(f, "the other StreamIDs of {name} not set up: {e}"),
             Why::Policy(e) => write!(f, "policy refused: {e:?}"),
+            #[cfg(not(mmu500))]
             Why::ServiceFailure => write!(f, "the SMMU entered service failure mode (SMMU_GERROR.SFM_ERR)"),
             Why::Unanswered => write!(f, "the SMMU stopped answering (two CMD_SYNC waits timed out in a row)"),
+            #[cfg(mmu500)]
+            Why::Mmu500(failure) => write!(f, "{failure}"),
         }
     }
 }
@@ -841,7 +848,7 @@ impl IommuPd {
     fn fail_service(&mut self) {
         let Some(mut service) = self.service.take() else { return };
         let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
-        let why = if backend::unanswered(service.hw_mut()) { Why::Unanswered } else { Why::ServiceFailure };
+        let why = backend::why_failed(service.hw_mut());
         if let Some(timer) = &irqs::PHYSICAL_TIMER {
             timer.stop();
         }
