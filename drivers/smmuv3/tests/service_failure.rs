@@ -321,3 +321,82 @@ fn a_withheld_doorbell_is_an_smmu_that_stopped_answering() {
     assert_eq!(m.translate(SID, 0x1000, true), Outcome::Abort, "the page the TLB held");
     assert_eq!(m.violations(), Vec::<&str>::new());
 }
+
+/// A slow SMMU (its command queue consumes again only after `reads` more reads of
+/// CMDQ_CONS: more than the wait that fails it takes, 1001 at the model's bound of 1000
+/// polls) with its STE and TLB entry for `SID` cached and the unmap of its page never
+/// confirmed, failed by the second wait in a row.
+fn slow_and_failed(smmu: &mut Smmu<SmmuModel>, d: smmuv3::DomainId, reads: u32) {
+    stopped_answering(smmu, d);
+    smmu.regs().set_stuck(false);
+    smmu.regs().consume_after_reads(reads);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert!(smmu.unanswered());
+}
+
+/// Where the SMMU cannot be disabled with GBPA.ABORT in effect (here: its disable is
+/// never acknowledged, and the model goes on translating as it was), the aborting stream
+/// table alone leaves what the SMMU cached in use. The escalation then queues one last
+/// CMD_CFGI_ALL, TLBI of everything and CMD_SYNC, waited for within the bound: an SMMU
+/// that was slow, not dead, completes it, and from then on every stream reads an aborting
+/// STE, the one whose STE and TLB entry were cached included, so `failure` says every
+/// transaction aborts. Failing before: `failure` was the disable's `Timeout` and the
+/// cached stream still reached the page whose unmap was never confirmed.
+#[test]
+fn an_unacknowledged_disable_is_followed_by_a_last_invalidation_that_a_slow_smmu_completes() {
+    let (mut smmu, d) = running();
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    // The second wait (1001 reads) fails it; the last invalidation's sees the queue
+    // consume.
+    slow_and_failed(&mut smmu, d, 1500);
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "the disable never took");
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    let last = m.commands().iter().rev().take(3).map(|c| c.opcode()).collect::<Vec<_>>();
+    assert_eq!(last, [0x46, 0x30, 0x04], "CFGI_ALL, TLBI_NSNH_ALL, SYNC last");
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+    assert_eq!(m.violations(), Vec::<&str>::new());
+}
+
+/// The same where nothing consumes any more (a dead queue): the last invalidation is
+/// not completed, and `failure` says what holds: the disable's `Timeout`, the SMMU still
+/// translating, the stream whose STE it cached still reaching the page from its TLB (what
+/// the architecture allows and the model does), the others aborting.
+#[test]
+fn an_unacknowledged_disable_on_a_dead_queue_is_reported_with_what_still_translates() {
+    let (mut smmu, d) = running();
+    let pa = stopped_answering(&mut smmu, d);
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Err(Error::Timeout("SMMU_CR0ACK (disable)"))));
+    let m = smmu.regs();
+    assert_eq!(m.translate(SID, 0x1000, true), Outcome::Ok(pa), "cached: DMA not known to be stopped");
+    assert!(reaches_nothing(m.translate(SID + 1, 0x1000, true)));
+}
+
+/// Without GBPA (QEMU 7.2) the SMMU is never disabled (disabled, it would pass
+/// everything), and the aborting table leaves its cached entries in use. The last
+/// invalidation: a slow SMMU completes it, and then every stream aborts, the cached one
+/// included. Failing before: `failure` was `NoGlobalAbort` and the cached stream still
+/// reached the page.
+#[test]
+fn without_gbpa_a_slow_smmus_last_invalidation_stops_its_cached_entries() {
+    let model = SmmuModel::host();
+    model.without_gbpa();
+    // SAFETY: fresh leaked memory; the model is the only register file.
+    let mut smmu = unsafe { Smmu::init(model, common::memory(32), common::config()) }.unwrap();
+    let d = smmu.create_domain().unwrap();
+    smmu.attach(StreamId(SID), d).unwrap();
+    let page = common::buffer(4096, 4096);
+    smmu.map(d, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    slow_and_failed(&mut smmu, d, 1500);
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "left enabled: disabled, it would pass everything");
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+}
