@@ -79,11 +79,17 @@ pub unsafe fn take_faults(ring: NonNull<FaultRing>, iommu: Channel, out: &mut [F
 pub unsafe fn told_service_failed(who: &str, ring: NonNull<FaultRing>) -> bool {
     static TOLD: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     // SAFETY: the caller vouches for the mapping.
-    let failed = unsafe { FaultRing::failed_shared(ring) };
+    let word = unsafe { FaultRing::failure_shared(ring) };
+    let failed = word != 0;
     if failed && !TOLD.swap(true, Ordering::Relaxed) {
         sel4_microkit::debug_println!(
             "{who}: told: the IOMMU service FAILED: every call is refused from now on, and no mapping or \
-             removal in progress will complete"
+             removal in progress will complete; {}",
+            if word == iommu_protocol::faults::failed::DMA_STOPPED {
+                "every device's DMA aborts"
+            } else {
+                "DMA NOT KNOWN TO BE STOPPED: a device may still reach what it had mapped"
+            }
         );
     }
     failed

@@ -264,7 +264,7 @@ fn init() -> IommuPd {
             // that one waiting for a notification before it calls learns it too.
             // SAFETY: the service `start` made, the rings' one other user, was dropped when
             // it returned.
-            let told = iommu_pd::faults::start_failed(unsafe { fault_rings() });
+            let told = iommu_pd::faults::start_failed(unsafe { fault_rings() }, closed.is_ok());
             tell_clients(told);
             IommuPd {
                 service: None,
@@ -843,8 +843,10 @@ impl IommuPd {
     }
 
     /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR, or it stopped answering): the
-    /// driver has failed it closed (GBPA.ABORT, then SMMUEN = 0); from here on this PD is
-    /// as one that could not start, every request refused with `Unavailable`, and says so.
+    /// driver has failed it closed as far as it could (GBPA.ABORT, then SMMUEN = 0); from
+    /// here on this PD is as one that could not start, every request refused with
+    /// `Unavailable`, and says so, to every client too, with whether every device's DMA
+    /// now aborts (the driver's `failure`).
     fn fail_service(&mut self) {
         let Some(mut service) = self.service.take() else { return };
         let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
@@ -858,7 +860,7 @@ impl IommuPd {
         // A client waiting on its queue's completions or on a removal would wait for
         // ever: each is told, by a SERVICE_FAILED record in its ring (and its ring's
         // `failed`, which a ring too full for the record gets too) and a notification.
-        tell_clients(service.service_failed());
+        tell_clients(service.service_failed(down.closed.is_ok()));
         self.down = Some(down);
     }
 }
