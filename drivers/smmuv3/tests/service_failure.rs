@@ -281,6 +281,19 @@ fn an_escalation_whose_disable_is_never_acknowledged_leaves_the_stream_table_abo
 /// stream attached, so "left on its aborting stream table" held only for unused ones).
 #[test]
 fn without_gbpa_an_escalation_leaves_every_stream_it_fetches_aborting() {
+    let (mut smmu, d) = running_without_gbpa();
+    let page = common::buffer(4096, 4096);
+    smmu.map(d, Iova(0x4000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    stopped_answering(&mut smmu, d);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Err(Error::NoGlobalAbort)));
+    assert_eq!(smmu.regs().reg(reg::CR0ACK) & SMMUEN, SMMUEN);
+    let o = smmu.regs().translate(SID + 1, 0x4000, true);
+    assert!(reaches_nothing(o), "the stream not yet fetched: {o:?}");
+}
+
+/// `running()` on an SMMU without GBPA (QEMU 7.2's).
+fn running_without_gbpa() -> (Smmu<SmmuModel>, smmuv3::DomainId) {
     let model = SmmuModel::host();
     model.without_gbpa();
     // SAFETY: fresh leaked memory; the model is the only register file.
@@ -289,13 +302,7 @@ fn without_gbpa_an_escalation_leaves_every_stream_it_fetches_aborting() {
     smmu.attach(StreamId(SID), d).unwrap();
     let page = common::buffer(4096, 4096);
     smmu.map(d, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
-    smmu.map(d, Iova(0x4000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
-    stopped_answering(&mut smmu, d);
-    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
-    assert_eq!(smmu.failure(), Some(Err(Error::NoGlobalAbort)));
-    assert_eq!(smmu.regs().reg(reg::CR0ACK) & SMMUEN, SMMUEN);
-    let o = smmu.regs().translate(SID + 1, 0x4000, true);
-    assert!(reaches_nothing(o), "the stream not yet fetched: {o:?}");
+    (smmu, d)
 }
 
 /// The fault injection the failure image boots with (`Smmu::withhold_doorbell`, images
@@ -384,14 +391,7 @@ fn an_unacknowledged_disable_on_a_dead_queue_is_reported_with_what_still_transla
 /// reached the page.
 #[test]
 fn without_gbpa_a_slow_smmus_last_invalidation_stops_its_cached_entries() {
-    let model = SmmuModel::host();
-    model.without_gbpa();
-    // SAFETY: fresh leaked memory; the model is the only register file.
-    let mut smmu = unsafe { Smmu::init(model, common::memory(32), common::config()) }.unwrap();
-    let d = smmu.create_domain().unwrap();
-    smmu.attach(StreamId(SID), d).unwrap();
-    let page = common::buffer(4096, 4096);
-    smmu.map(d, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    let (mut smmu, d) = running_without_gbpa();
     slow_and_failed(&mut smmu, d, 1500);
     assert_eq!(smmu.failure(), Some(Ok(())));
     let m = smmu.regs();
