@@ -400,3 +400,25 @@ fn without_gbpa_a_slow_smmus_last_invalidation_stops_its_cached_entries() {
         assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
     }
 }
+
+/// The escalation's own GBPA update never completes (the model's
+/// `gbpa_update_never_completes`: the write taken, UPDATE reading 1 from then on): GBPA
+/// changes only through an update, so the ABORT `init` read back set is still in effect,
+/// and the SMMU is disabled all the same: every stream aborts, the page the TLB held
+/// included. What held before this session's changes, on the new injection.
+#[test]
+fn an_escalation_whose_gbpa_write_never_completes_still_disables_with_abort_in_effect() {
+    let (mut smmu, d) = running();
+    stopped_answering(&mut smmu, d);
+    smmu.regs().gbpa_update_never_completes();
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_ne!(m.reg(reg::GBPA) & (1 << 31), 0, "UPDATE still reads 1");
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "init's ABORT in effect");
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0);
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+    assert_eq!(m.violations(), Vec::<&str>::new());
+}
