@@ -218,6 +218,15 @@ static inline int iommu_service_failed(const volatile struct iommu_fault_ring *r
     return __atomic_load_n((const uint64_t *)&ring->failed, __ATOMIC_ACQUIRE) != 0;
 }
 
+/* Once the service has failed: whether the IOMMU confirmed that every device's DMA aborts
+ * (IOMMU_FAILED_DMA_STOPPED in the ring's `failed`); 0 means not known to be stopped, a
+ * device may still reach what it had mapped. As the Rust client's
+ * `FaultRing::failure_shared`. */
+static inline int iommu_service_failed_dma_stopped(const volatile struct iommu_fault_ring *ring)
+{
+    return __atomic_load_n((const uint64_t *)&ring->failed, __ATOMIC_ACQUIRE) == IOMMU_FAILED_DMA_STOPPED;
+}
+
 /* Copy the records published since `*next` (at most `max`) from this PD's fault ring into
  * `out`, acknowledge them, and return how many: as the Rust client's
  * `FaultRing::read_shared` and `take_faults` do. */

@@ -314,16 +314,28 @@ struct iommu_fault_record {
 #define IOMMU_FAULT_KIND_F_PERMISSION 0x13
 /* F_TLB_CONFLICT: the SMMU's TLB held conflicting entries. */
 #define IOMMU_FAULT_KIND_F_TLB_CONFLICT 0x20
-/* Not a fault and not an SMMUv3 event number (those fit in 8 bits): the IOMMU failed while
- * serving (SMMUv3 service failure, or it stopped answering) and was failed closed. Nothing is
- * served from now on: every call answers Unavailable, and no mapping or removal in progress
- * will complete. Its `device` is IOMMU_FAULT_NO_DEVICE, its addresses 0. */
+/* Not a fault and not an SMMUv3 event number (those fit in 8 bits): the IOMMU failed (while
+ * serving: SMMUv3 service failure, or it stopped answering; or at start-up) and was failed
+ * closed as far as it could be. Nothing is served from now on: every call answers Unavailable,
+ * and no mapping or removal in progress will complete. Its `device` is IOMMU_FAULT_NO_DEVICE,
+ * its addresses 0. Whether every device's DMA now aborts is the ring's `failed` word
+ * (`failed::DMA_STOPPED` or `failed::DMA_NOT_KNOWN_STOPPED`). */
 #define IOMMU_FAULT_KIND_SERVICE_FAILED 0x100
 /* Not a fault and not an SMMUv3 event number: the device, resumed from a storm's quarantine
  * earlier (on probation), was quarantined again because the IOMMU's event queue every device
  * shares overflowed, whichever device's records were lost. `quarantined` is 1, its addresses 0,
  * its `region` IOMMU_FAULT_NO_REGION; RESUME it as after a storm. */
 #define IOMMU_FAULT_KIND_QUARANTINED_AT_OVERFLOW 0x101
+
+/* A fault ring's `failed` word, once the service has failed. */
+/* The IOMMU confirmed that every device's DMA aborts (or faults) from now on: SMMUv3:
+ * GBPA.ABORT in effect and SMMUEN = 0 acknowledged, or every STE aborting with every cached
+ * entry invalidated and the invalidation completed; MMU-500: every stream faulting, read back. */
+#define IOMMU_FAILED_DMA_STOPPED 0x1
+/* It could not confirm it: a device may still reach what it had mapped (SMMUv3: no GBPA, as
+ * QEMU 7.2, or a disable never acknowledged, with what the SMMU cached not invalidated; or an
+ * SMMU refused at start-up, left as firmware had it). */
+#define IOMMU_FAILED_DMA_NOT_KNOWN_STOPPED 0x2
 
 _Static_assert(sizeof(struct iommu_fault_record) == 72, "FaultRecord's size");
 _Static_assert(offsetof(struct iommu_fault_record, seq) == 0, "FaultRecord.seq");

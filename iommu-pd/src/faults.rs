@@ -17,10 +17,11 @@ pub(crate) fn every_ring(rings: &mut [FaultRing], mut f: impl FnMut(&mut FaultRi
 /// Each ring is told as after a failure while serving (`Service::service_failed`: a
 /// SERVICE_FAILED record and the ring's `failed` word, `FaultRing::fail`), emptied first:
 /// no service ever wrote it, so nothing in it is a record (memory the system gave, or what
-/// a `Service::new` that failed part way left). Returns the clients to notify.
-pub fn start_failed(rings: &mut [FaultRing]) -> u64 {
+/// a `Service::new` that failed part way left). `dma_stopped`: whether failing the IOMMU
+/// closed confirmed that every device's DMA aborts. Returns the clients to notify.
+pub fn start_failed(rings: &mut [FaultRing], dma_stopped: bool) -> u64 {
     every_ring(rings, |ring| {
         ring.reset();
-        ring.fail();
+        ring.fail(dma_stopped);
     })
 }

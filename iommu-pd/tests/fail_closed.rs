@@ -229,7 +229,7 @@ fn every_client_is_told_when_the_iommu_has_failed() {
         s.record_fault(f);
     }
     assert_eq!(s.faults(NET).unwrap().pending().count(), 32, "full");
-    assert_eq!(s.service_failed(), 0b111, "every client with a ring is to be notified");
+    assert_eq!(s.service_failed(true), 0b111, "every client with a ring is to be notified");
     for c in [BLK, EVIL] {
         let records: Vec<_> = s.faults(c).unwrap().pending().copied().collect();
         let [r] = records[..] else { panic!("client {c}: {records:?}") };
@@ -267,10 +267,10 @@ fn every_client_is_told_when_the_service_never_started() {
     let refused = Service::new(ModelHw::default(), config(), owned.storage_with_rings(&mut rings[..2]));
     assert!(refused.is_err(), "the policy must be refused");
     drop(refused);
-    assert_eq!(start_failed(&mut rings), 0b111, "every client is to be notified");
+    assert_eq!(start_failed(&mut rings, true), 0b111, "every client is to be notified");
     // What a service that failed while serving leaves in every ring.
     let mut serving = service();
-    serving.service_failed();
+    serving.service_failed(true);
     for c in [NET, BLK, EVIL] {
         let told: Vec<_> = rings[c].pending().copied().collect();
         let want: Vec<_> = serving.faults(c).unwrap().pending().copied().collect();
@@ -281,5 +281,39 @@ fn every_client_is_told_when_the_service_never_started() {
         let ring = core::ptr::NonNull::from(&rings[c]);
         // SAFETY: the test's own ring, live for the call.
         assert!(unsafe { FaultRing::failed_shared(ring) }, "client {c} not told");
+    }
+}
+
+/// Every client is told what failing the IOMMU closed could guarantee: the ring's `failed`
+/// word says whether every device's DMA now aborts (`failed::DMA_STOPPED`) or is not
+/// known to (`failed::DMA_NOT_KNOWN_STOPPED`: an SMMU without GBPA, a disable never
+/// acknowledged, an SMMU refused at start-up), whether the ring had room for the record or
+/// not, after a failure while serving and at start-up alike. Failing before: the word was
+/// 1 whatever the IOMMU had been left doing, and the clients said the same either way
+/// (the Linux VMM that its disk's DMA aborted).
+#[test]
+fn every_client_is_told_whether_dma_is_known_to_be_stopped() {
+    use iommu_pd::faults::{start_failed, FaultRing};
+    use iommu_protocol::faults::failed;
+    for (stopped, word) in [(true, failed::DMA_STOPPED), (false, failed::DMA_NOT_KNOWN_STOPPED)] {
+        let mut s = service();
+        // NET's ring full: the record finds no room there, the word is set all the same.
+        for i in 0..32u64 {
+            let f = FaultInput { stream: 0x10, iova: 0x10_0000 * (i + 1), write: true, kind: 0x10, now: i * 1000 };
+            s.record_fault(f);
+        }
+        s.service_failed(stopped);
+        for c in [NET, BLK, EVIL] {
+            let ring = core::ptr::NonNull::from(s.faults(c).unwrap());
+            // SAFETY: the service's own ring, live for the call.
+            assert_eq!(unsafe { FaultRing::failure_shared(ring) }, word, "serving, client {c}, stopped {stopped}");
+        }
+        let mut rings: Vec<FaultRing> = (0..3).map(|_| FaultRing::default()).collect();
+        start_failed(&mut rings, stopped);
+        for (c, ring) in rings.iter().enumerate() {
+            // SAFETY: the test's own ring, live for the call.
+            let read = unsafe { FaultRing::failure_shared(core::ptr::NonNull::from(ring)) };
+            assert_eq!(read, word, "start-up, client {c}, stopped {stopped}");
+        }
     }
 }

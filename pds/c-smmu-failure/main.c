@@ -84,8 +84,9 @@ void init(void)
     /* The injected failure: the UNMAP's invalidation never completes. */
     put_result("smmu-failure", "UNMAP with the SMMU not answering", iommu_unmap(IOMMU, MY_DEVICE, &iova, 1));
     const volatile struct iommu_fault_ring *ring = (const volatile struct iommu_fault_ring *)fault_ring;
-    say(iommu_service_failed(ring) ? "told: its fault ring says the IOMMU service failed"
-                                   : "NOT TOLD: its fault ring does not say the IOMMU service failed");
+    say(!iommu_service_failed(ring)            ? "NOT TOLD: its fault ring does not say the IOMMU service failed"
+        : iommu_service_failed_dma_stopped(ring) ? "told: its fault ring says the IOMMU service failed, every device's DMA aborting"
+                                                 : "told: its fault ring says the IOMMU service failed, DMA NOT KNOWN TO BE STOPPED");
 
     /* After: the device's buffer holds 0x6b; a write that landed would put it in the page. */
     write_after(bar, IOVA + 0x800, buf + 0x800, "the iomap's IOVA");

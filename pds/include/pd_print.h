@@ -78,6 +78,9 @@ static inline void print_faults(const char *who, uintptr_t ring, microkit_channe
         told_failed = 1;
         microkit_dbg_puts(who);
         microkit_dbg_puts(": told: the IOMMU service FAILED: every call is refused from now on, and no mapping or "
-                          "removal in progress will complete\n");
+                          "removal in progress will complete; ");
+        microkit_dbg_puts(iommu_service_failed_dma_stopped(r)
+                              ? "every device's DMA aborts\n"
+                              : "DMA NOT KNOWN TO BE STOPPED: a device may still reach what it had mapped\n");
     }
 }

@@ -219,8 +219,11 @@ static void take_faults(void)
     static bool told_failed;
     if (!told_failed && iommu_service_failed((const volatile struct iommu_fault_ring *)fault_ring)) {
         told_failed = true;
-        printf("vmm: told: the IOMMU service FAILED: the disk's DMA aborts from now on, and no call (STOP, RESUME, "
-               "CONFIG_WRITE) is served\n");
+        const volatile struct iommu_fault_ring *r = (const volatile struct iommu_fault_ring *)fault_ring;
+        printf("vmm: told: the IOMMU service FAILED: no call (STOP, RESUME, CONFIG_WRITE) is served; %s\n",
+               iommu_service_failed_dma_stopped(r)
+                   ? "the disk's DMA aborts from now on"
+                   : "the disk's DMA is NOT KNOWN TO BE STOPPED: it may still reach what it had mapped");
     }
 }
 

@@ -82,8 +82,12 @@ impl Inject for Backend {
             _ => false,
         }
     }
+    // The SMMU works again: the syncs it held complete. (Held across two calls' waits, it
+    // would be an SMMU that stopped answering, which the driver fails closed for good:
+    // `drivers/smmuv2/tests/failure_paths.rs`.)
     fn recover(&mut self) {
         model(self).stall_syncs(false);
+        model(self).finish_syncs();
     }
 }
 

@@ -69,6 +69,9 @@ pub enum Error {
     NotAttached(StreamId),
     /// This exact StreamID pattern is attached already.
     StreamInUse(StreamId),
+    /// The SMMU was failed closed while serving (`Smmu::failure` says why and whether
+    /// every stream now faults): nothing that would use it is done from then on.
+    Failed,
 }
 
 impl From<PageTableError> for Error {
@@ -102,6 +105,7 @@ impl fmt::Display for Error {
             Error::DomainInUse => write!(f, "domain has streams attached"),
             Error::NotAttached(sid) => write!(f, "stream {sid} is not attached"),
             Error::StreamInUse(sid) => write!(f, "stream {sid} is attached already"),
+            Error::Failed => write!(f, "the SMMU was failed closed"),
         }
     }
 }
@@ -219,6 +223,13 @@ pub struct Smmu<M: Mmio> {
     sink: usize,
     /// sCR0.GFIE cleared by `drain_faults` (`global_interrupt_paced`).
     global_paced: bool,
+    /// Set once the driver failed the SMMU closed while serving: why, and what
+    /// `deny_all` gave. Nothing is written to the SMMU again.
+    failed: Option<(Failure, Result<(), Error>)>,
+    /// `Stats::syncs` when a sync wait last timed out, and the bank whose sync it was: a
+    /// second timeout with the count unchanged and that sync still active had no sync
+    /// complete in between (`timed_out`).
+    timed_out_at: Option<(u64, usize)>,
     stats: Stats,
 }
 
@@ -273,6 +284,16 @@ fn invalidate_all(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
 /// Then it reads back sCR0 and every S2CR. `Ok` means every transaction now faults.
 /// Nothing here depends on a probe succeeding: only global space 0 is touched.
 pub fn fail_closed(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
+    let denied = deny_all(regs);
+    let synced = invalidate_all(regs, poll_limit);
+    denied?;
+    synced
+}
+
+/// `fail_closed`'s steps 1 to 4 and the read-back, without the invalidation: every
+/// client transaction faults once this returns `Ok`, whatever the TLBs hold, since no
+/// stream is routed to a context bank any more.
+fn deny_all(regs: &impl Mmio) -> Result<(), Error> {
     let idr0 = regs.read32(reg::IDR0);
     let sms = idr0 >> 27 & 1 == 1;
     let groups = if sms {
@@ -294,21 +315,57 @@ pub fn fail_closed(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
     }
     let scr0 = (regs.read32(reg::SCR0) & !field(SCR0::CLIENTPD, 1)) | usfcfg | field(SCR0::SMCFCFG, 1);
     regs.write32(reg::SCR0, scr0);
-    let synced = invalidate_all(regs, poll_limit);
-    check_closed(regs, groups)?;
-    synced
+    check_closed(regs, groups, sms)
 }
 
-/// sCR0.CLIENTPD = 0, USFCFG = 1, and every S2CR not of type bypass.
-fn check_closed(regs: &impl Mmio, groups: usize) -> Result<(), Error> {
+/// sCR0.CLIENTPD = 0 and USFCFG = 1, no S2CR of type bypass, and no stream routed to a
+/// context bank: each group's SMR invalid or its S2CR of type fault (with stream
+/// indexing, every S2CR of type fault). A group whose SMR and S2CR both kept a
+/// translating value (writes that did not take) routes its streams to a bank, which
+/// `init` left with stage 1 off: untranslated.
+fn check_closed(regs: &impl Mmio, groups: usize, sms: bool) -> Result<(), Error> {
     let scr0 = regs.read32(reg::SCR0);
     if scr0 & field(SCR0::CLIENTPD, 1) != 0 || scr0 & field(SCR0::USFCFG, 1) == 0 {
         return Err(Error::NotClosed("SMMU_sCR0"));
     }
-    if (0..groups).any(|i| (regs.read32(reg::s2cr(i)) >> 16) & 0b11 == 1) {
+    let routed = |i: usize| {
+        let s2cr_type = (regs.read32(reg::s2cr(i)) >> 16) & 0b11;
+        s2cr_type == 1 || (s2cr_type == 0 && (!sms || regs.read32(reg::smr(i)) >> 31 == 1))
+    };
+    if (0..groups).any(routed) {
         return Err(Error::NotClosed("SMMU_S2CRn"));
     }
     Ok(())
+}
+
+/// Why the driver failed the SMMU closed while serving (`Smmu::failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Two waits on a TLB sync in a row timed out with no sync completed between them:
+    /// no invalidation can be confirmed, so nothing unmapped is known gone.
+    Unanswered,
+    /// A global fault that the driver's stream mapping cannot raise (an invalid or
+    /// unimplemented context bank, a stream-match conflict, an unimplemented context
+    /// interrupt): the SMMU's configuration is no longer what the driver wrote.
+    Configuration {
+        /// sGFSR as read (`fault::sgfsr::CONFIGURATION` names the bits).
+        sgfsr: u32,
+    },
+    /// A write that routes a stream away from its domain (block, detach) did not read
+    /// back: the SMMU does not take the driver's writes.
+    WriteNotTaken(&'static str),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Unanswered => write!(f, "the SMMU stopped answering (two TLB sync waits timed out in a row)"),
+            Failure::Configuration { sgfsr } => {
+                write!(f, "the SMMU reported a fault of its own configuration (sGFSR {sgfsr:#x})")
+            }
+            Failure::WriteNotTaken(what) => write!(f, "a write to {what} did not take"),
+        }
+    }
 }
 
 impl<M: Mmio> Smmu<M> {
@@ -356,6 +413,8 @@ impl<M: Mmio> Smmu<M> {
                 prefetch_disabled,
                 coherency,
                 global_paced: false,
+                failed: None,
+                timed_out_at: None,
                 stats: Stats { invalidations: 1, syncs: 1, ..Stats::default() },
             }),
             Err(e) => {
@@ -448,7 +507,7 @@ impl<M: Mmio> Smmu<M> {
             | field(SCR0::VMIDPNE, 1)
             | field(SCR0::PTM, 1);
         regs.write32(reg::SCR0, scr0);
-        check_closed(regs, features.num_smrg)?;
+        check_closed(regs, features.num_smrg, true)?;
         Ok((features, pool, (smr_id_mask, smr_mask_mask), prefetch_disabled, coherency))
     }
 
@@ -540,6 +599,7 @@ impl<M: Mmio> Smmu<M> {
     /// MAIRs, then a TLBIASID confirmed by TLBSYNC (the bank may hold a previous domain's
     /// entries if their invalidation failed), and SCTLR last.
     pub fn create_domain(&mut self) -> Result<DomainId, Error> {
+        self.check_usable()?;
         let f = self.features;
         let cb = (f.num_s2cb..self.sink)
             .find(|&n| self.domains[n].is_none())
@@ -612,6 +672,7 @@ impl<M: Mmio> Smmu<M> {
     /// invalidated and synced, and only then do its tables go back to the pool. If the
     /// invalidation fails, the domain stays (stale) and the error is returned.
     pub fn destroy_domain(&mut self, d: DomainId) -> Result<(), Error> {
+        self.check_usable()?;
         let dom = self.domain(d)?;
         if dom.attached > 0 {
             return Err(Error::DomainInUse);
@@ -641,6 +702,7 @@ impl<M: Mmio> Smmu<M> {
     /// S2CRn is written before SMRn is made valid (Linux's `arm_smmu_write_sme`), so the
     /// group never routes anywhere but `d`'s fully programmed context bank.
     pub fn attach_masked(&mut self, sid: StreamId, mask: u16, d: DomainId) -> Result<(), Error> {
+        self.check_usable()?;
         let cb = d.cb();
         self.domain(d)?;
         if sid.0 > self.smr_id_mask as u32 || sid.0 as u16 & !self.smr_id_mask != 0 {
@@ -706,11 +768,20 @@ impl<M: Mmio> Smmu<M> {
     /// `attach`ing the same pattern to the same domain routes it back. If the sync
     /// fails, the stream is blocked but the domain stale, and the error says so.
     pub fn block(&mut self, sid: StreamId) -> Result<(), Error> {
+        self.check_usable()?;
         let i = self.smes.iter().position(|s| s.is_some_and(|s| s.sid == sid)).ok_or(Error::NotAttached(sid))?;
         let Some(sme) = self.smes[i].as_mut() else { return Err(Error::NotAttached(sid)) };
         sme.blocked = true;
         let d = DomainId(sme.cb);
-        self.regs.write32(reg::s2cr(i), field(S2CR::TYPE, 0) | field(S2CR::CBNDX, self.sink as u32));
+        let sink = field(S2CR::TYPE, 0) | field(S2CR::CBNDX, self.sink as u32);
+        self.regs.write32(reg::s2cr(i), sink);
+        // The one write that takes the stream out of its domain: read back, since a
+        // block reported done while the S2CR still names the domain's bank would leave
+        // the device translating through everything it had mapped.
+        if self.regs.read32(reg::s2cr(i)) != sink {
+            self.fail(Failure::WriteNotTaken("SMMU_S2CRn (block)"));
+            return Err(Error::Failed);
+        }
         let asid = self.domain(d)?.asid;
         if let Err(e) = self.tlbi_asid_sync(d.cb(), asid) {
             self.domain_mut(d)?.stale = true;
@@ -730,10 +801,18 @@ impl<M: Mmio> Smmu<M> {
     /// streams used survives. If that sync fails, the streams are detached (they fault)
     /// but the domain is stale, and the error says so.
     pub fn detach(&mut self, sid: StreamId) -> Result<(), Error> {
+        self.check_usable()?;
         let i = self.smes.iter().position(|s| s.is_some_and(|s| s.sid == sid)).ok_or(Error::NotAttached(sid))?;
         let Some(sme) = self.smes[i].take() else { return Err(Error::NotAttached(sid)) };
         self.regs.write32(reg::smr(i), 0);
         self.regs.write32(reg::s2cr(i), S2CR_FAULT);
+        // Read back, as for `block`: either write alone takes the streams out of the
+        // domain (unmatched, they fault with USFCFG = 1; matched, the S2CR faults them).
+        let unmatched = self.regs.read32(reg::smr(i)) >> 31 == 0;
+        if !unmatched && (self.regs.read32(reg::s2cr(i)) >> 16) & 0b11 != 2 {
+            self.fail(Failure::WriteNotTaken("SMMU_SMRn and S2CRn (detach)"));
+            return Err(Error::Failed);
+        }
         let d = DomainId(sme.cb);
         let dom = self.domain_mut(d)?;
         dom.attached -= 1;
@@ -759,6 +838,7 @@ impl<M: Mmio> Smmu<M> {
         perm: Perm,
         mem: MemType,
     ) -> Result<(), Error> {
+        self.check_usable()?;
         if self.pool.region().overlaps(pa, len) {
             return Err(Error::ProtectedMemory(pa));
         }
@@ -796,6 +876,7 @@ impl<M: Mmio> Smmu<M> {
     /// descriptors), the domain is marked stale, and its next confirmed invalidation
     /// (`invalidate_domain`) returns them.
     pub fn reclaim_tables(&mut self) -> Result<usize, Error> {
+        self.check_usable()?;
         let mut freed = 0;
         let mut first_error = None;
         for cb in 0..self.domains.len() {
@@ -846,6 +927,7 @@ impl<M: Mmio> Smmu<M> {
     /// in the TLB: the domain is marked stale (`has_stale_entries`), the error returned,
     /// and the service blocks the device until `invalidate_domain` succeeds.
     pub fn unmap(&mut self, d: DomainId, iova: Iova, len: u64) -> Result<usize, Error> {
+        self.check_usable()?;
         let cb = d.cb();
         if self.domain(d)?.stale {
             self.invalidate_domain(d)?;
@@ -891,6 +973,7 @@ impl<M: Mmio> Smmu<M> {
 
     /// TLBIASID and a confirmed TLBSYNC for domain `d`; clears the stale mark.
     pub fn invalidate_domain(&mut self, d: DomainId) -> Result<(), Error> {
+        self.check_usable()?;
         let asid = self.domain(d)?.asid;
         self.tlbi_asid_sync(d.cb(), asid)?;
         if let Some(dom) = self.domains[d.cb()].as_mut() {
@@ -926,10 +1009,14 @@ impl<M: Mmio> Smmu<M> {
         let status = self.cb_reg(cb, reg::CB_TLBSTATUS);
         let regs = &self.regs;
         let idle = wait(self.config.poll_limit, "SMMU_CBn_TLBSTATUS.SACTIVE", || regs.read32(status) & 1 == 0);
-        if idle.is_err() {
-            self.stats.timeouts += 1;
+        match idle {
+            // The sync that last timed out, if it was this bank's, has completed since:
+            // the SMMU answers.
+            Ok(()) if self.timed_out_at.is_some_and(|(_, at)| at == cb) => self.timed_out_at = None,
+            Ok(()) => {}
+            Err(e) => return Err(self.timed_out(e, cb)),
         }
-        idle
+        Ok(())
     }
 
     fn tlb_sync(&mut self, cb: usize) -> Result<(), Error> {
@@ -943,11 +1030,53 @@ impl<M: Mmio> Smmu<M> {
                 self.stats.syncs += 1;
                 Ok(())
             }
-            Err(e) => {
-                self.stats.timeouts += 1;
-                Err(e)
-            }
+            Err(e) => Err(self.timed_out(e, cb)),
         }
+    }
+
+    /// A wait on bank `cb`'s TLB sync passed its bound: counted, and if the last one did
+    /// too with no sync completed since (none waited on completed, and the sync that
+    /// timed out then still reads active), the SMMU no longer answers and nothing it was
+    /// asked to invalidate is known gone: failed closed (as the SMMUv3 driver's
+    /// escalation). One timeout stays survivable (the domain is stale, invalidated before
+    /// its next use). The caller still gets the `Timeout`; every later operation `Failed`.
+    #[cold]
+    fn timed_out(&mut self, e: Error, cb: usize) -> Error {
+        self.stats.timeouts += 1;
+        let syncs = self.stats.syncs;
+        let again = self
+            .timed_out_at
+            .is_some_and(|(at, prev)| at == syncs && self.regs.read32(self.cb_reg(prev, reg::CB_TLBSTATUS)) & 1 != 0);
+        self.timed_out_at = Some((syncs, cb));
+        if again {
+            self.fail(Failure::Unanswered);
+        }
+        e
+    }
+
+    /// Every client transaction faults from here (`deny_all`: USFCFG, every S2CR
+    /// faulting, every SMR invalid, CLIENTPD = 0, read back), once; nothing is written
+    /// to the SMMU again. No invalidation is waited for: no stream is routed to a context
+    /// bank any more, so nothing the TLBs hold is used, and a sync may be what failed.
+    fn fail(&mut self, why: Failure) {
+        if self.failed.is_none() {
+            self.failed = Some((why, deny_all(&self.regs)));
+        }
+    }
+
+    /// `Err(Failed)` once the SMMU was failed closed.
+    fn check_usable(&self) -> Result<(), Error> {
+        match self.failed {
+            Some(_) => Err(Error::Failed),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the driver failed the SMMU closed while serving, and if so why and what
+    /// failing it closed gave: `Ok` when every stream now faults (read back), or the
+    /// register that did not read back.
+    pub fn failure(&self) -> Option<(Failure, Result<(), Error>)> {
+        self.failed
     }
 
     /// The fault recorded in `d`'s context bank, if any, decoded and cleared (FSR is
@@ -1013,11 +1142,19 @@ impl<M: Mmio> Smmu<M> {
     /// between still read them, one record (with MULTI) each. Context faults are not paced: a described
     /// device's faults reach its owner as before.
     pub fn drain_faults(&mut self, mut f: impl FnMut(Fault)) -> u32 {
+        // Failed closed: every stream faults, globally; nothing is read or written again.
+        if self.failed.is_some() {
+            return 0;
+        }
         let mut n = 0;
         let global = self.take_global_fault();
         if let Some(Some(g)) = global {
             f(Fault::Global(g));
             n += 1;
+            if g.sgfsr & sgfsr::CONFIGURATION != 0 {
+                self.fail(Failure::Configuration { sgfsr: g.sgfsr });
+                return n;
+            }
         }
         self.pace_global_interrupt(global.is_some());
         for cb in 0..self.features.num_cb {

@@ -49,6 +49,10 @@ pub mod sgfsr {
     pub const UUT: u32 = 1 << 8;
     pub const MULTI: u32 = 1 << 31;
     pub const ALL: u32 = ICF | USF | SMCF | UCBF | UCIF | CAF | EF | PF | UUT | MULTI;
+    /// The faults no stream mapping the driver writes can raise (a stream routed to a
+    /// bank not valid for it or not implemented, two SMRs matching one stream, a context
+    /// interrupt not implemented): the SMMU's configuration is not what it wrote.
+    pub const CONFIGURATION: u32 = ICF | SMCF | UCBF | UCIF;
 }
 
 /// SMMU_sGFSYNR0 fields (IHI 0062D 10.6.16).

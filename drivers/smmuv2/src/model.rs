@@ -10,7 +10,8 @@
 //!   reset values (UNKNOWN in the architecture: tests can preset anything);
 //! - a transaction is matched against every valid SMR (`(StreamID ^ ID) & !MASK == 0`,
 //!   2.4); **two matches are a stream-match conflict, which the architecture leaves
-//!   UNPREDICTABLE: the model answers `Outcome::Unpredictable` and records a violation**,
+//!   UNPREDICTABLE unless sCR0.SMCFCFG = 1: the model answers `Outcome::Unpredictable`
+//!   (with SMCFCFG = 1, a global fault, sGFSR.SMCF) and records a violation**,
 //!   as it does the moment two valid SMRs can match one StreamID; no match with
 //!   USFCFG = 1 faults and records sGFSR.USF with the StreamID; one match goes where its
 //!   S2CR says (fault, bypass, or a context bank);
@@ -305,6 +306,7 @@ const SYNC_READS: u32 = 2;
 const SCR0_CLIENTPD: u64 = 1;
 const SCR0_GFIE: u64 = 1 << 2;
 const SCR0_USFCFG: u64 = 1 << 10;
+const SCR0_SMCFCFG: u64 = 1 << 21;
 const SCTLR_CFRE: u64 = 1 << 5;
 const SCTLR_CFIE: u64 = 1 << 6;
 const TCR_EPD0: u64 = 1 << 7;
@@ -365,6 +367,15 @@ impl Mmu500Model {
     /// queued invalidation takes effect: an SMMU that lost a sync.
     pub fn stall_syncs(&self, stall: bool) {
         self.state.borrow_mut().stall_syncs = stall;
+    }
+
+    /// Time passes: every sync still running completes, its invalidations taking effect
+    /// (an SMMU that held its syncs and works again).
+    pub fn finish_syncs(&self) {
+        let running: Vec<SyncOp> = self.state.borrow_mut().syncing.drain().map(|(_, sync)| sync).collect();
+        for sync in running {
+            self.complete_sync(sync);
+        }
     }
 
     /// From now on writes to the register at `offset` do not take: it keeps its value (a
@@ -461,6 +472,14 @@ impl Mmu500Model {
                 1 => Outcome::Bypass(iova),
                 _ => Outcome::Terminated,
             },
+            // With sCR0.SMCFCFG = 1 a stream-match conflict is a global fault (SMCF), the
+            // transaction terminated; only with 0 is it UNPREDICTABLE (IHI 0062D 10.6.1).
+            // Either way the registers hold a conflict, which the driver must never write.
+            Matched::Many(matches) if self.peek(reg::SCR0) & SCR0_SMCFCFG != 0 => {
+                self.violation(format!("StreamID {sid:#x} matched SMRs {matches:?}: a stream-match conflict"));
+                self.record_global(crate::fault::sgfsr::SMCF, sid, iova, write);
+                Outcome::GlobalFault(crate::fault::sgfsr::SMCF)
+            }
             Matched::Many(matches) => {
                 self.violation(format!("StreamID {sid:#x} matched SMRs {matches:?}: UNPREDICTABLE"));
                 Outcome::Unpredictable

@@ -635,7 +635,7 @@ fn invalidate_while_disabled(
     regs.write32(reg::CR0, cmdqen);
     wait(config.bound, "SMMU_CR0ACK (command queue, to invalidate)", || regs.read32(reg::CR0ACK) == cmdqen)?;
     let mut cmdq = CommandQueue::new(mem, config, checked, false);
-    cmdq.invalidate_everything(regs, &mut Stats::default(), checked.features.hyp)
+    cmdq.invalidate_everything(regs, &mut Stats::default())
 }
 
 /// Acknowledge every global error left active from before (a warm re-init, or firmware's
@@ -790,6 +790,9 @@ struct CommandQueue {
     layout: StreamTable,
     /// GBPA.ABORT read back set by `init`.
     gbpa_aborts: bool,
+    /// The SMMU has stage 2 (`Features::hyp`): an invalidation of everything includes
+    /// the EL2 TLB entries.
+    hyp: bool,
     /// `Stats::syncs` when a wait on the queue last timed out: a second timeout with the
     /// count unchanged had no sync complete in between. Kept off the hot path: a
     /// completed sync already counts itself, and nothing is reset there.
@@ -835,6 +838,7 @@ impl CommandQueue {
             stream_table: mem.stream_table,
             layout: checked.strtab,
             gbpa_aborts,
+            hyp: checked.features.hyp,
             timed_out_at: None,
             since_sync: 0,
             commands_per_sync: checked.commands_per_sync,
@@ -849,13 +853,19 @@ impl CommandQueue {
 
     /// Drop every cached configuration and TLB entry (CMD_CFGI_ALL, the TLBIs of every
     /// regime used) and wait for it (CMD_SYNC).
-    fn invalidate_everything(&mut self, regs: &impl Mmio, stats: &mut Stats, hyp: bool) -> Result<(), Error> {
-        self.push(regs, stats, Command::cfgi_all())?;
-        if hyp {
-            self.push(regs, stats, Command::tlbi_el2_all())?;
+    fn invalidate_everything(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
+        for cmd in self.everything() {
+            self.push(regs, stats, cmd)?;
         }
-        self.push(regs, stats, Command::tlbi_nsnh_all())?;
         self.sync(regs, stats)
+    }
+
+    /// The commands that drop every cached configuration and TLB entry: CMD_CFGI_ALL,
+    /// then the TLBIs of every regime used (EL2's only with stage 2), none if absent.
+    fn everything(&self) -> impl Iterator<Item = Command> {
+        [Some(Command::cfgi_all()), self.hyp.then(Command::tlbi_el2_all), Some(Command::tlbi_nsnh_all())]
+            .into_iter()
+            .flatten()
     }
 
     fn write_slot(&mut self, cmd: Command) {
@@ -973,12 +983,59 @@ impl CommandQueue {
     /// safely (no GBPA, QEMU 7.2's; or an acknowledgement that never comes), it stays
     /// enabled, and every STE it fetches from then on aborts. Memory only: the queue that
     /// would invalidate the STEs it has cached is what failed.
+    ///
+    /// Where that leaves the SMMU translating (no GBPA, so it is not disabled; or a
+    /// disable whose CR0ACK never comes, so it may be either: IHI 0070 6.3.9 says a
+    /// change of SMMUEN is complete when CR0ACK shows it, and nothing before that), the
+    /// aborting table covers only what it fetches from now on: what it cached it may go
+    /// on using. Then one last invalidation of everything cached (`last_invalidation`):
+    /// a slow SMMU that completes it uses aborting STEs alone from then on (with
+    /// GBPA.ABORT, whichever way the disable went), and `failed` says every transaction
+    /// aborts; otherwise it keeps the error that says why DMA is not known to be stopped.
     fn fail(&mut self, regs: &impl Mmio) {
         if self.failed.is_none() {
             abort_every_ste(&self.stream_table, &self.layout);
             self.maint.clean(self.stream_table.va, self.stream_table.len);
             barrier::wmb();
-            self.failed = Some(close(regs, self.bound, self.gbpa_aborts));
+            let closed = close(regs, self.bound, self.gbpa_aborts);
+            // Set before the last invalidation: nothing it does may fail the SMMU again.
+            self.failed = Some(closed);
+            if closed.is_err() && self.last_invalidation(regs).is_ok() {
+                self.failed = Some(Ok(()));
+            }
+        }
+    }
+
+    /// `invalidate_everything` once the queue has failed: its commands and a CMD_SYNC
+    /// written where there is room (no wait for room: the queue may be what failed; no
+    /// command error handled: one ends it), the doorbell rung, and the sync waited for
+    /// within the bound. `Ok` only if the SMMU consumed the sync, so every command
+    /// before it completed (IHI 0070 4.7.3).
+    fn last_invalidation(&mut self, regs: &impl Mmio) -> Result<(), Error> {
+        self.cons = self.ring.index(regs.read32(reg::CMDQ_CONS));
+        for cmd in self.everything().chain([Command::sync()]) {
+            if self.ring.is_full(self.prod, self.cons) {
+                return Err(Error::Timeout("command queue space (last invalidation)"));
+            }
+            self.write_slot(cmd);
+            self.prod = self.ring.next(self.prod);
+        }
+        let target = self.sync_target();
+        self.doorbell(regs);
+        let ring = self.ring;
+        wait(self.bound, "CMD_SYNC completion (last invalidation)", || {
+            ring.consumed(target, ring.index(regs.read32(reg::CMDQ_CONS)))
+        })
+    }
+
+    /// The index of the command queued last (a CMD_SYNC to wait for), as CMDQ_CONS
+    /// reads once the SMMU consumed it.
+    fn sync_target(&self) -> u32 {
+        if self.ring.slot(self.prod) == 0 && self.ring.wrap(self.prod) == 0 {
+            // prod wrapped to 0 with wrap 0: the sync sat in the last slot of wrap 1.
+            (self.ring.entries() << 1) - 1
+        } else {
+            self.ring.index(self.prod.wrapping_sub(1))
         }
     }
 
@@ -1044,13 +1101,7 @@ impl CommandQueue {
 
     fn sync_once(&mut self, regs: &impl Mmio, stats: &mut Stats) -> Result<(), Error> {
         self.push(regs, stats, Command::sync())?;
-        let target = self.ring.index(self.prod.wrapping_sub(1));
-        let target = if self.ring.slot(self.prod) == 0 && self.ring.wrap(self.prod) == 0 {
-            // prod wrapped to 0 with wrap 0: the sync sat in the last slot of wrap 1.
-            (self.ring.entries() << 1) - 1
-        } else {
-            target
-        };
+        let target = self.sync_target();
         self.doorbell(regs);
         let mut first_error = None;
         // Started lazily: a sync that completes at the first read (the usual case, and the
@@ -1303,7 +1354,7 @@ impl<M: Mmio> Smmu<M> {
     fn start(&mut self, ats: bool) -> Result<(), Error> {
         // 5. Command queue on; drop anything cached from before (config and TLBs).
         self.enable(CR0::CMDQEN::SET.value)?;
-        self.cmdq.invalidate_everything(&self.regs, &mut self.stats, self.features.hyp)?;
+        self.cmdq.invalidate_everything(&self.regs, &mut self.stats)?;
 
         // 6. Event queue, interrupts, and finally translation.
         self.enable(CR0::EVENTQEN::SET.value)?;

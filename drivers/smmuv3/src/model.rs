@@ -106,6 +106,9 @@ struct State {
     violations: Vec<&'static str>,
     /// SMMU_GBPA is not implemented: it reads as zero and ignores writes (QEMU 7.2).
     no_gbpa: bool,
+    /// A write to SMMU_GBPA (with UPDATE = 1) never completes: UPDATE reads 1 from then
+    /// on and the fields written never take effect (`gbpa_update_never_completes`).
+    gbpa_stuck: bool,
     /// A write to SMMU_CR0 or SMMU_IRQ_CTRL (the offset) that is never acknowledged, and
     /// how many writes to it from now that one is (1: the next).
     withheld_ack: Option<(usize, u32)>,
@@ -283,6 +286,14 @@ impl SmmuModel {
         let mut st = self.state.borrow_mut();
         st.no_gbpa = true;
         st.regs.insert(reg::GBPA, 0);
+    }
+
+    /// From now on an update of SMMU_GBPA never completes: the write is taken (UPDATE
+    /// reads 1 from then on) but the fields written do not take effect, so the SMMU goes
+    /// on with the value it had (IHI 0070 6.3.14: the new value is in effect once UPDATE
+    /// clears, and nothing bounds when that is).
+    pub fn gbpa_update_never_completes(&self) {
+        self.state.borrow_mut().gbpa_stuck = true;
     }
 
     /// The `nth` write (1: the next) to SMMU_CR0 or SMMU_IRQ_CTRL (`offset`) is never
@@ -961,10 +972,13 @@ impl Mmio for SmmuModel {
                 }
             }
             o if o == reg::GBPA => {
-                if st.gbpa_busy_reads > 0 {
+                if st.regs.get(&reg::GBPA).copied().unwrap_or(0) & 1 << 31 != 0 {
                     st.violations.push("SMMU_GBPA written while UPDATE was 1");
                 }
-                if !st.no_gbpa {
+                if st.gbpa_stuck && v & (1 << 31) != 0 {
+                    let in_effect = st.regs.get(&reg::GBPA).copied().unwrap_or(0);
+                    st.regs.insert(reg::GBPA, in_effect | 1 << 31);
+                } else if !st.no_gbpa {
                     st.regs.insert(reg::GBPA, v & !(1 << 31));
                 }
             }

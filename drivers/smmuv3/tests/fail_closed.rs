@@ -447,3 +447,26 @@ fn a_failed_init_enables_the_smmu_with_the_table_attributes_init_chooses() {
         }
     }
 }
+
+/// A GBPA update that never completes (the write taken, UPDATE reading 1 from then on,
+/// the bypass GBPA reset to still in effect), on an SMMU firmware left running its
+/// bypassing table: `init` fails at the update, and, GBPA.ABORT not in effect, ends on its
+/// aborting table with every cached entry invalidated, never writing GBPA again while
+/// UPDATE reads 1. What held before this session's changes, checked on the model's new
+/// injection (`gbpa_update_never_completes`).
+#[test]
+fn a_gbpa_update_that_never_completes_leaves_init_on_its_aborting_table() {
+    let model = SmmuModel::with_idr(host_idr());
+    firmware_left_it_running(&model);
+    model.gbpa_update_never_completes();
+    // SAFETY: fresh leaked memory; the model is the only register file.
+    let r = unsafe { Smmu::init(&model, common::memory(16), common::config()) };
+    assert_eq!(r.err(), Some(Error::Timeout("SMMU_GBPA.UPDATE")));
+    assert_eq!(model.reg(reg::GBPA) & GBPA_ABORT, 0, "the bypass GBPA is still the one in effect");
+    assert_eq!(model.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "enabled on the driver's aborting table");
+    for sid in [SID, 0, 15] {
+        let o = model.translate(sid, IOVA, true);
+        assert!(matches!(o, Outcome::Abort | Outcome::Fault(_)), "stream {sid}: {o:?}");
+    }
+    assert_eq!(model.violations(), Vec::<&str>::new());
+}

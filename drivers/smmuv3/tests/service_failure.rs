@@ -281,6 +281,19 @@ fn an_escalation_whose_disable_is_never_acknowledged_leaves_the_stream_table_abo
 /// stream attached, so "left on its aborting stream table" held only for unused ones).
 #[test]
 fn without_gbpa_an_escalation_leaves_every_stream_it_fetches_aborting() {
+    let (mut smmu, d) = running_without_gbpa();
+    let page = common::buffer(4096, 4096);
+    smmu.map(d, Iova(0x4000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
+    stopped_answering(&mut smmu, d);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Err(Error::NoGlobalAbort)));
+    assert_eq!(smmu.regs().reg(reg::CR0ACK) & SMMUEN, SMMUEN);
+    let o = smmu.regs().translate(SID + 1, 0x4000, true);
+    assert!(reaches_nothing(o), "the stream not yet fetched: {o:?}");
+}
+
+/// `running()` on an SMMU without GBPA (QEMU 7.2's).
+fn running_without_gbpa() -> (Smmu<SmmuModel>, smmuv3::DomainId) {
     let model = SmmuModel::host();
     model.without_gbpa();
     // SAFETY: fresh leaked memory; the model is the only register file.
@@ -289,13 +302,7 @@ fn without_gbpa_an_escalation_leaves_every_stream_it_fetches_aborting() {
     smmu.attach(StreamId(SID), d).unwrap();
     let page = common::buffer(4096, 4096);
     smmu.map(d, Iova(0x1000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
-    smmu.map(d, Iova(0x4000), page.pa, 4096, Perm::ReadWrite, MemType::Normal).unwrap();
-    stopped_answering(&mut smmu, d);
-    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
-    assert_eq!(smmu.failure(), Some(Err(Error::NoGlobalAbort)));
-    assert_eq!(smmu.regs().reg(reg::CR0ACK) & SMMUEN, SMMUEN);
-    let o = smmu.regs().translate(SID + 1, 0x4000, true);
-    assert!(reaches_nothing(o), "the stream not yet fetched: {o:?}");
+    (smmu, d)
 }
 
 /// The fault injection the failure image boots with (`Smmu::withhold_doorbell`, images
@@ -319,5 +326,99 @@ fn a_withheld_doorbell_is_an_smmu_that_stopped_answering() {
     assert_eq!(m.reg(reg::CMDQ_PROD), prod, "no command reached the SMMU");
     assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
     assert_eq!(m.translate(SID, 0x1000, true), Outcome::Abort, "the page the TLB held");
+    assert_eq!(m.violations(), Vec::<&str>::new());
+}
+
+/// A slow SMMU (its command queue consumes again only after `reads` more reads of
+/// CMDQ_CONS: more than the wait that fails it takes, 1001 at the model's bound of 1000
+/// polls) with its STE and TLB entry for `SID` cached and the unmap of its page never
+/// confirmed, failed by the second wait in a row.
+fn slow_and_failed(smmu: &mut Smmu<SmmuModel>, d: smmuv3::DomainId, reads: u32) {
+    stopped_answering(smmu, d);
+    smmu.regs().set_stuck(false);
+    smmu.regs().consume_after_reads(reads);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert!(smmu.unanswered());
+}
+
+/// Where the SMMU cannot be disabled with GBPA.ABORT in effect (here: its disable is
+/// never acknowledged, and the model goes on translating as it was), the aborting stream
+/// table alone leaves what the SMMU cached in use. The escalation then queues one last
+/// CMD_CFGI_ALL, TLBI of everything and CMD_SYNC, waited for within the bound: an SMMU
+/// that was slow, not dead, completes it, and from then on every stream reads an aborting
+/// STE, the one whose STE and TLB entry were cached included, so `failure` says every
+/// transaction aborts. Failing before: `failure` was the disable's `Timeout` and the
+/// cached stream still reached the page whose unmap was never confirmed.
+#[test]
+fn an_unacknowledged_disable_is_followed_by_a_last_invalidation_that_a_slow_smmu_completes() {
+    let (mut smmu, d) = running();
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    // The second wait (1001 reads) fails it; the last invalidation's sees the queue
+    // consume.
+    slow_and_failed(&mut smmu, d, 1500);
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "the disable never took");
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
+    let last = m.commands().iter().rev().take(3).map(|c| c.opcode()).collect::<Vec<_>>();
+    assert_eq!(last, [0x46, 0x30, 0x04], "CFGI_ALL, TLBI_NSNH_ALL, SYNC last");
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+    assert_eq!(m.violations(), Vec::<&str>::new());
+}
+
+/// The same where nothing consumes any more (a dead queue): the last invalidation is
+/// not completed, and `failure` says what holds: the disable's `Timeout`, the SMMU still
+/// translating, the stream whose STE it cached still reaching the page from its TLB (what
+/// the architecture allows and the model does), the others aborting.
+#[test]
+fn an_unacknowledged_disable_on_a_dead_queue_is_reported_with_what_still_translates() {
+    let (mut smmu, d) = running();
+    let pa = stopped_answering(&mut smmu, d);
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Err(Error::Timeout("SMMU_CR0ACK (disable)"))));
+    let m = smmu.regs();
+    assert_eq!(m.translate(SID, 0x1000, true), Outcome::Ok(pa), "cached: DMA not known to be stopped");
+    assert!(reaches_nothing(m.translate(SID + 1, 0x1000, true)));
+}
+
+/// Without GBPA (QEMU 7.2) the SMMU is never disabled (disabled, it would pass
+/// everything), and the aborting table leaves its cached entries in use. The last
+/// invalidation: a slow SMMU completes it, and then every stream aborts, the cached one
+/// included. Failing before: `failure` was `NoGlobalAbort` and the cached stream still
+/// reached the page.
+#[test]
+fn without_gbpa_a_slow_smmus_last_invalidation_stops_its_cached_entries() {
+    let (mut smmu, d) = running_without_gbpa();
+    slow_and_failed(&mut smmu, d, 1500);
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "left enabled: disabled, it would pass everything");
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+}
+
+/// The escalation's own GBPA update never completes (the model's
+/// `gbpa_update_never_completes`: the write taken, UPDATE reading 1 from then on): GBPA
+/// changes only through an update, so the ABORT `init` read back set is still in effect,
+/// and the SMMU is disabled all the same: every stream aborts, the page the TLB held
+/// included. What held before this session's changes, on the new injection.
+#[test]
+fn an_escalation_whose_gbpa_write_never_completes_still_disables_with_abort_in_effect() {
+    let (mut smmu, d) = running();
+    stopped_answering(&mut smmu, d);
+    smmu.regs().gbpa_update_never_completes();
+    assert_eq!(smmu.sync(), Err(Error::Timeout("CMD_SYNC completion")));
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_ne!(m.reg(reg::GBPA) & (1 << 31), 0, "UPDATE still reads 1");
+    assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "init's ABORT in effect");
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0);
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
     assert_eq!(m.violations(), Vec::<&str>::new());
 }

@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         if a == 0x7f && b == 0x7f {
             // The IOMMU failed: the IOMMU PD tells every client and serves nothing again.
             let dropped: Vec<u64> = (0..2).map(|c| s.faults(c).unwrap().dropped()).collect();
-            assert_eq!(s.service_failed(), 0b11);
+            assert_eq!(s.service_failed(true), 0b11);
             for (c, before) in dropped.into_iter().enumerate() {
                 let ring = s.faults(c).unwrap();
                 let told = ring.pending().last().is_some_and(|r| {

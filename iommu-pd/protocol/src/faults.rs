@@ -132,10 +132,11 @@ pub mod kind {
     /// F_TLB_CONFLICT: the SMMU's TLB held conflicting entries.
     pub const F_TLB_CONFLICT: u32 = 0x20;
     /// Not a fault and not an SMMUv3 event number (those fit in 8 bits): the IOMMU failed
-    /// while serving (SMMUv3 service failure, or it stopped answering) and was failed
-    /// closed. Nothing is served from now on: every call answers Unavailable, and no
-    /// mapping or removal in progress will complete. Its `device` is `NO_DEVICE`, its
-    /// addresses 0.
+    /// (while serving: SMMUv3 service failure, or it stopped answering; or at start-up)
+    /// and was failed closed as far as it could be. Nothing is served from now on: every
+    /// call answers Unavailable, and no mapping or removal in progress will complete. Its
+    /// `device` is `NO_DEVICE`, its addresses 0. Whether every device's DMA now aborts is
+    /// the ring's `failed` word (`failed::DMA_STOPPED` or `failed::DMA_NOT_KNOWN_STOPPED`).
     pub const SERVICE_FAILED: u32 = 0x100;
     /// Not a fault and not an SMMUv3 event number: the device, resumed from a storm's
     /// quarantine earlier (on probation), was quarantined again because the IOMMU's event
@@ -148,6 +149,37 @@ pub mod kind {
 /// `FaultRecord::device` of a record that concerns no one device (one of kind
 /// SERVICE_FAILED).
 pub const NO_DEVICE: u32 = u32::MAX;
+
+/// The values of a ring's `failed` word (`FaultRing::failure_shared`): 0 while the
+/// service has not failed, then what failing the IOMMU closed could guarantee.
+pub mod failed {
+    /// The IOMMU confirmed that every device's DMA aborts (or faults) from now on:
+    /// SMMUv3: GBPA.ABORT in effect and SMMUEN = 0 acknowledged, or every STE aborting
+    /// with every cached entry invalidated and the invalidation completed; MMU-500: every
+    /// stream faulting, read back.
+    pub const DMA_STOPPED: u64 = 1;
+    /// It could not confirm it: a device may still reach what it had mapped (SMMUv3: no
+    /// GBPA, as QEMU 7.2, or a disable never acknowledged, with what the SMMU cached not
+    /// invalidated; or an SMMU refused at start-up, left as firmware had it).
+    pub const DMA_NOT_KNOWN_STOPPED: u64 = 2;
+}
+
+/// A failed ring's `failed` word as its client tells it: the failure (as
+/// `Notice::ServiceFailed` says it), then whether DMA is known to be stopped. The C
+/// header's `print_faults` prints the same (`tests/c_header.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceFailure(pub u64);
+
+impl core::fmt::Display for ServiceFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}; ", Notice::ServiceFailed)?;
+        f.write_str(if self.0 == failed::DMA_STOPPED {
+            "every device's DMA aborts"
+        } else {
+            "DMA NOT KNOWN TO BE STOPPED: a device may still reach what it had mapped"
+        })
+    }
+}
 
 /// A client's ring: one page, C layout.
 #[derive(Debug)]
@@ -164,6 +196,7 @@ pub struct FaultRing {
     records: [FaultRecord; FAULT_RING],
     /// Nonzero once the IOMMU service has failed (`fail`), set whether or not its
     /// SERVICE_FAILED record found room: a client whose ring was full then learns it too.
+    /// Its value says whether every device's DMA is known to abort (`failed`).
     failed: AtomicU64,
 }
 
@@ -270,15 +303,29 @@ impl FaultRing {
     /// counted dropped if the ring is full, as any record), and `failed` is set after it
     /// either way, so that a client whose ring was full learns it too (`failed_shared`):
     /// with only the record, such a client saw one more record dropped and nothing else,
-    /// and one that waits without calling waited for ever.
-    pub fn fail(&mut self) {
+    /// and one that waits without calling waited for ever. `dma_stopped` is what failing
+    /// the IOMMU closed confirmed, kept in `failed` (`failed::DMA_STOPPED` or
+    /// `failed::DMA_NOT_KNOWN_STOPPED`): before, every client was told the same whatever
+    /// the IOMMU had been left doing.
+    pub fn fail(&mut self, dma_stopped: bool) {
         self.push(FaultRecord {
             device: NO_DEVICE,
             kind: kind::SERVICE_FAILED,
             region: NO_REGION,
             ..FaultRecord::default()
         });
-        self.failed.store(1, Ordering::Release);
+        let word = if dma_stopped { failed::DMA_STOPPED } else { failed::DMA_NOT_KNOWN_STOPPED };
+        self.failed.store(word, Ordering::Release);
+    }
+
+    /// For the client: the ring's `failed` word, 0 while the service has not failed, then
+    /// one of `failed`'s values.
+    ///
+    /// # Safety
+    /// As `read_shared`.
+    pub unsafe fn failure_shared(ring: NonNull<FaultRing>) -> u64 {
+        // SAFETY: the caller vouches for the mapping; `failed` is an atomic.
+        unsafe { (*ring.as_ptr()).failed.load(Ordering::Acquire) }
     }
 
     /// For the client: whether the IOMMU service has failed (`fail`). Read after a

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use iommu_protocol::faults::{kind, layout, FaultRecord, FAULT_RING, INSIDE, NEAR, NO_DEVICE, NO_REGION};
+use iommu_protocol::faults::{failed, kind, layout, FaultRecord, FAULT_RING, INSIDE, NEAR, NO_DEVICE, NO_REGION};
 use iommu_protocol::{
     query, ClientId, DeviceId, ErrorCode, Handle, Op, Request, Rights, IOVA_ANY, MAP_HANDLE_MASK, MAX_MRS,
     MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
@@ -323,6 +323,9 @@ fn header() -> String {
     let _ = writeln!(w, "/* A fault record's `kind`. */");
     let kinds = KINDS.map(|(name, v)| (name, u64::from(v)));
     c_constants(w, FAULTS_RS, "kind", "IOMMU_FAULT_KIND_", &kinds);
+    let _ = writeln!(w, "\n/* A fault ring's `failed` word, once the service has failed. */");
+    let words = [("DMA_STOPPED", failed::DMA_STOPPED), ("DMA_NOT_KNOWN_STOPPED", failed::DMA_NOT_KNOWN_STOPPED)];
+    c_constants(w, FAULTS_RS, "failed", "IOMMU_FAILED_", &words);
     let _ = writeln!(w);
     let _ = writeln!(
         w,
@@ -786,9 +789,29 @@ fn printed_faults(ring: &iommu_protocol::faults::FaultRing, name: &str) -> Strin
     String::from_utf8(run.stdout).unwrap()
 }
 
-/// How the C PDs tell of the IOMMU service's failure.
+/// How the C PDs tell of the IOMMU service's failure, every device's DMA aborting.
 const SERVICE_FAILED_TOLD: &str = "drv: told: the IOMMU service FAILED: every call is refused from now on, and no \
-                                   mapping or removal in progress will complete";
+                                   mapping or removal in progress will complete; every device's DMA aborts";
+
+/// The failure where the IOMMU could not confirm that DMA stopped (`fail(false)`): the C
+/// PDs say so. Failing before: they printed the same line whatever the IOMMU was left
+/// doing.
+#[test]
+fn c_pds_say_when_dma_is_not_known_to_be_stopped() {
+    let mut ring = iommu_protocol::faults::FaultRing::default();
+    ring.fail(false);
+    let text = printed_faults(&ring, "not-stopped");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        ["drv: told: the IOMMU service FAILED: every call is refused from now on, and no mapping or removal in \
+             progress will complete; DMA NOT KNOWN TO BE STOPPED: a device may still reach what it had mapped"],
+        "{text}"
+    );
+    // The Rust PDs (`client-channel`) print the same words.
+    let told = iommu_protocol::faults::ServiceFailure(iommu_protocol::faults::failed::DMA_NOT_KNOWN_STOPPED);
+    assert_eq!(format!("drv: told: {told}"), lines[0]);
+}
 
 /// A fault, then the failure (`FaultRing::fail`, as `iommu_pd::Service::service_failed`
 /// calls it): the fault is printed as a fault, the failure as the failure, from the ring's
@@ -798,7 +821,7 @@ const SERVICE_FAILED_TOLD: &str = "drv: told: the IOMMU service FAILED: every ca
 fn c_pds_print_a_service_failure_as_such_not_as_a_fault() {
     let mut ring = iommu_protocol::faults::FaultRing::default();
     assert!(ring.push(FaultRecord { device: 0, stream: 0x18, iova: 0x1000, write: 1, ..FaultRecord::default() }));
-    ring.fail();
+    ring.fail(true);
     assert_eq!(ring.recorded(), 2, "the failure's record found room");
     let text = printed_faults(&ring, "room");
     let lines: Vec<&str> = text.lines().collect();
@@ -806,7 +829,8 @@ fn c_pds_print_a_service_failure_as_such_not_as_a_fault() {
     // The Rust PDs (`client-channel`) print the same words.
     let failure = ring.pending().last().copied().unwrap();
     assert_eq!(failure.notice(), Some(iommu_protocol::faults::Notice::ServiceFailed));
-    assert_eq!(format!("drv: told: {}", failure.notice().unwrap()), SERVICE_FAILED_TOLD);
+    let told = iommu_protocol::faults::ServiceFailure(iommu_protocol::faults::failed::DMA_STOPPED);
+    assert_eq!(format!("drv: told: {told}"), SERVICE_FAILED_TOLD);
 }
 
 /// A fault, then the record of the device's quarantine at an event-queue overflow
@@ -854,7 +878,7 @@ fn c_pds_are_told_of_a_service_failure_on_a_full_ring() {
     for i in 0..FAULT_RING as u64 {
         assert!(ring.push(FaultRecord { stream: 0x18, iova: 0x10_0000 * (i + 1), ..FaultRecord::default() }));
     }
-    ring.fail();
+    ring.fail(true);
     assert_eq!((ring.recorded(), ring.dropped()), (FAULT_RING as u64, 1), "the failure's record found no room");
     let text = printed_faults(&ring, "full");
     let lines: Vec<&str> = text.lines().collect();

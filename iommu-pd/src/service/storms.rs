@@ -188,15 +188,15 @@ impl<'a, H: IommuHw> Service<'a, H> {
         crate::faults::every_ring(&mut self.rings[..clients], f)
     }
 
-    /// The IOMMU failed while serving and was failed closed (SMMUv3 service failure, or
-    /// it stopped answering): nothing will be served again, and a client waiting on its
+    /// The IOMMU failed while serving and was failed closed as far as it could be (SMMUv3
+    /// service failure, or it stopped answering; an MMU-500 failed by its driver): nothing will be served again, and a client waiting on its
     /// mappings (a queued batch, a removal still pending) would wait for ever. Every
     /// client's ring gets a record of kind `SERVICE_FAILED`, for it to learn without
     /// calling; a full ring counts it dropped, as any record, and every ring's `failed`
-    /// is set all the same (`FaultRing::fail`). Returns the clients to notify: every
-    /// client.
-    pub fn service_failed(&mut self) -> u64 {
-        self.every_ring(FaultRing::fail)
+    /// is set all the same (`FaultRing::fail`), saying whether `dma_stopped`: what
+    /// failing the IOMMU closed confirmed. Returns the clients to notify: every client.
+    pub fn service_failed(&mut self, dma_stopped: bool) -> u64 {
+        self.every_ring(|ring| ring.fail(dma_stopped))
     }
 
     /// `record_fault`, saying what became of the fault when no client is told: a

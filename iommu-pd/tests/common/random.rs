@@ -294,7 +294,7 @@ fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &
 fn service_fails<H: TestHw>(s: &mut Service<'_, H>, ctx: &dyn Fn() -> String) {
     use iommu_protocol::faults::{kind, NO_DEVICE};
     let dropped: Vec<u64> = (0..CLIENTS.len()).map(|c| s.faults(c).unwrap().dropped()).collect();
-    assert_eq!(s.service_failed(), (1 << CLIENTS.len()) - 1, "every client told: {}", ctx());
+    assert_eq!(s.service_failed(true), (1 << CLIENTS.len()) - 1, "every client told: {}", ctx());
     for (c, before) in dropped.into_iter().enumerate() {
         let ring = s.faults(c).unwrap();
         let told = ring.pending().last().is_some_and(|r| r.kind == kind::SERVICE_FAILED && r.device == NO_DEVICE);

@@ -5,7 +5,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use iommu_protocol::faults::{FaultRecord, FaultRing, Notice};
+use iommu_protocol::faults::{FaultRecord, FaultRing, ServiceFailure};
 use iommu_protocol::Op;
 use sel4_microkit::{with_msg_regs, with_msg_regs_mut, Channel, MessageInfo};
 
@@ -80,9 +80,10 @@ pub unsafe fn take_faults(ring: NonNull<FaultRing>, iommu: Channel, out: &mut [F
 pub unsafe fn told_service_failed(who: &str, ring: NonNull<FaultRing>) -> bool {
     static TOLD: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     // SAFETY: the caller vouches for the mapping.
-    let failed = unsafe { FaultRing::failed_shared(ring) };
+    let word = unsafe { FaultRing::failure_shared(ring) };
+    let failed = word != 0;
     if failed && !TOLD.swap(true, Ordering::Relaxed) {
-        sel4_microkit::debug_println!("{who}: told: {}", Notice::ServiceFailed);
+        sel4_microkit::debug_println!("{who}: told: {}", ServiceFailure(word));
     }
     failed
 }

@@ -264,7 +264,7 @@ fn init() -> IommuPd {
             // that one waiting for a notification before it calls learns it too.
             // SAFETY: the service `start` made, the rings' one other user, was dropped when
             // it returned.
-            let told = iommu_pd::faults::start_failed(unsafe { fault_rings() });
+            let told = iommu_pd::faults::start_failed(unsafe { fault_rings() }, closed.is_ok());
             tell_clients(told);
             IommuPd {
                 service: None,
@@ -334,10 +334,14 @@ enum Why {
     /// The service refused the policy.
     Policy(iommu_pd::ConfigError),
     /// The SMMU entered service failure mode (SMMU_GERROR.SFM_ERR) while serving.
+    #[cfg(not(mmu500))]
     ServiceFailure,
     /// The SMMU stopped answering while serving: two waits on its command queue timed
     /// out with no CMD_SYNC completed between them.
     Unanswered,
+    /// The MMU-500 failed otherwise while serving (`smmuv2::Failure`).
+    #[cfg(mmu500)]
+    Mmu500(smmuv2::Failure),
 }
 
 impl core::fmt::Display for Why {
@@ -347,8 +351,11 @@ impl core::fmt::Display for Why {
             Why::Devices(e) => write!(f, "devices not set up: {e}"),
             Why::Streams(name, e) => write!(f, "the other StreamIDs of {name} not set up: {e}"),
             Why::Policy(e) => write!(f, "policy refused: {e:?}"),
+            #[cfg(not(mmu500))]
             Why::ServiceFailure => write!(f, "the SMMU entered service failure mode (SMMU_GERROR.SFM_ERR)"),
             Why::Unanswered => write!(f, "the SMMU stopped answering (two CMD_SYNC waits timed out in a row)"),
+            #[cfg(mmu500)]
+            Why::Mmu500(failure) => write!(f, "{failure}"),
         }
     }
 }
@@ -836,12 +843,14 @@ impl IommuPd {
     }
 
     /// The SMMU failed while serving (SMMU_GERROR.SFM_ERR, or it stopped answering): the
-    /// driver has failed it closed (GBPA.ABORT, then SMMUEN = 0); from here on this PD is
-    /// as one that could not start, every request refused with `Unavailable`, and says so.
+    /// driver has failed it closed as far as it could (GBPA.ABORT, then SMMUEN = 0); from
+    /// here on this PD is as one that could not start, every request refused with
+    /// `Unavailable`, and says so, to every client too, with whether every device's DMA
+    /// now aborts (the driver's `failure`).
     fn fail_service(&mut self) {
         let Some(mut service) = self.service.take() else { return };
         let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
-        let why = if backend::unanswered(service.hw_mut()) { Why::Unanswered } else { Why::ServiceFailure };
+        let why = backend::why_failed(service.hw_mut());
         if let Some(timer) = &irqs::PHYSICAL_TIMER {
             timer.stop();
         }
@@ -851,7 +860,7 @@ impl IommuPd {
         // A client waiting on its queue's completions or on a removal would wait for
         // ever: each is told, by a SERVICE_FAILED record in its ring (and its ring's
         // `failed`, which a ring too full for the record gets too) and a notification.
-        tell_clients(service.service_failed());
+        tell_clients(service.service_failed(down.closed.is_ok()));
         self.down = Some(down);
     }
 }

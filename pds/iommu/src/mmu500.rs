@@ -203,14 +203,19 @@ impl fmt::Display for SmrState {
     }
 }
 
-/// An MMU-500 has no service failure mode: nothing fails it while serving.
-pub fn failure(_: &mut Hw) -> Option<Result<(), Error>> {
-    None
+/// Whether the driver failed the MMU-500 closed while serving (`smmuv2::Smmu::failure`:
+/// its TLB syncs stopped completing, a global fault of its own configuration, or a write
+/// routing a stream away that did not take), and if so whether every stream now faults.
+pub fn failure(hw: &mut Hw) -> Option<Result<(), Error>> {
+    hw.smmu_ref().failure().map(|(_, closed)| closed)
 }
 
-/// Nothing fails an MMU-500 while serving, so no failure is an unanswering SMMU's.
-pub fn unanswered(_: &mut Hw) -> bool {
-    false
+/// Why the driver failed it (`failure` is `Some`).
+pub fn why_failed(hw: &mut Hw) -> Why {
+    match hw.smmu_ref().failure() {
+        Some((smmuv2::Failure::Unanswered, _)) | None => Why::Unanswered,
+        Some((other, _)) => Why::Mmu500(other),
+    }
 }
 
 /// Whether `channels` holds the SMMU's interrupt.
@@ -225,7 +230,7 @@ pub fn ack_interrupts() {
 
 /// Read and clear every fault the SMMU recorded (the global one, then each context
 /// bank's), routing each to its device's owner; the clients to notify, and whether the
-/// SMMU failed in the pass (never here: reading fault registers fails nothing). Without
+/// SMMU failed in the pass (a global fault of its own configuration, `smmuv2::Failure`). Without
 /// the interrupt, or while the global interrupt is paced, the timer polls again.
 pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     // One time stamp for the pass: the registers carry none, and what the storm window
@@ -253,7 +258,8 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
             timer.stop();
         }
     }
-    (notify, false)
+    // A global fault of the SMMU's own configuration fails it closed in the drain.
+    (notify, service.hw_mut().smmu_ref().failure().is_some())
 }
 
 /// An MMU-500 fault, for the console.

@@ -196,10 +196,14 @@ pub fn failure(hw: &mut Hw) -> Option<Result<(), Error>> {
     hw.smmu().failure()
 }
 
-/// Whether that failure is an SMMU that stopped answering: two waits on its command queue
-/// timed out with no CMD_SYNC completed between them.
-pub fn unanswered(hw: &mut Hw) -> bool {
-    hw.smmu().unanswered()
+/// Why the driver failed it (`failure` is `Some`): it stopped answering (two waits on its
+/// command queue timed out with no CMD_SYNC completed between them), or SFM_ERR.
+pub fn why_failed(hw: &mut Hw) -> Why {
+    if hw.smmu().unanswered() {
+        Why::Unanswered
+    } else {
+        Why::ServiceFailure
+    }
 }
 
 /// Fault injection (feature `inject-unanswered`): the driver rings the SMMU's doorbell no
