@@ -271,6 +271,14 @@ fn header() -> String {
             let _ = writeln!(w, "#define IOMMU_QUERY_MAPPING_{name} {i}");
         }
     }
+    let _ = writeln!(w, "\n/* ACK_FAULTS's reply: the record acknowledged, as it stands once acknowledged. */");
+    {
+        use iommu_protocol::ack_faults as a;
+        for (name, i) in [("SEQ", a::SEQ), ("REPEATS", a::REPEATS), ("IOVA_LAST", a::IOVA_LAST), ("VALUES", a::VALUES)]
+        {
+            let _ = writeln!(w, "#define IOMMU_ACK_FAULTS_{name} {i}");
+        }
+    }
     let _ = writeln!(w, "\n/* STOP's reply: what was done to the device's PCI function. */");
     let stops = [
         ("FUNCTION_OFF", iommu_protocol::stop::FUNCTION_OFF),
@@ -770,6 +778,33 @@ fn c_withdrawal_races_the_iommu_pd_and_exactly_one_side_wins() {
     let [rounds, won, lost, broken] = n[..] else { panic!("{text}") };
     assert_eq!(broken, 0, "{text}");
     assert!(won > rounds / 50 && lost > rounds / 50, "both sides must win often: {text}");
+}
+
+/// C's `iommu_take_faults` when the IOMMU PD, woken by the SMMU between the client's copy
+/// of its records and its ACK_FAULTS, folds three more faults of the burst into the newest
+/// record (`tests/c/take_faults.c`): the client's copy of that record ends up with them,
+/// from the acknowledgment's reply. Before, it kept the copy (no repeats, the burst's first
+/// address only), and the three reached it in no record.
+#[test]
+fn c_client_takes_the_faults_folded_in_between_its_read_and_its_acknowledgment() {
+    let out = std::env::temp_dir().join(format!("iommu-c-take-faults-{}", std::process::id()));
+    build_c("take_faults.c", &out);
+    let mut ring = iommu_protocol::faults::FaultRing::default();
+    for iova in [0x2000_0000, 0x3000_0000] {
+        assert!(ring.push(FaultRecord { stream: 0x18, iova, kind: 0x10, write: 1, ..FaultRecord::default() }));
+    }
+    let ring_file = ring_file(&ring, &out);
+    let run = Command::new(&out).arg(&ring_file).args(["3", "0x3000000c"]).output().unwrap();
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&ring_file);
+    let text = String::from_utf8(run.stdout).unwrap();
+    assert!(run.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        ["fault 0 0x20000000 0x20000000 0", "fault 1 0x30000000 0x3000000c 3", "next 2 acked 2"],
+        "the faults folded in after the copy reach the client"
+    );
 }
 
 /// What the C PDs print of their fault ring (`pds/include/pd_print.h`'s `print_faults`,
