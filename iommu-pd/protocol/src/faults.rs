@@ -8,7 +8,9 @@
 //! acquire ordering (`FaultRing::read_shared`), copies the records before it, and
 //! acknowledges them with ACK_FAULTS. The service never overwrites a record the client
 //! has not acknowledged, except to fold later faults of the same burst into the newest
-//! one (its `repeats` and `iova_last` may still grow).
+//! one (its `repeats` and `iova_last` may still grow, after the client copied it): so
+//! ACK_FAULTS replies with the record acknowledged as it then stands, final
+//! (`FaultRing::ack`), and the client takes that over its copy (`FaultRecord::acknowledged`).
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
