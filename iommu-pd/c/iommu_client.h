@@ -204,7 +204,9 @@ static inline uint64_t iommu_mapping_covers(microkit_channel ch, uint32_t device
     }
 }
 
-/* ACK_FAULTS: the records up to sequence number `upto` have been read. */
+/* ACK_FAULTS: the records up to sequence number `upto` have been read. The reply is record
+ * `upto` as it stands once acknowledged (IOMMU_ACK_FAULTS_*): until then the IOMMU PD may
+ * fold later faults of the same burst into the newest record. */
 static inline uint64_t iommu_ack_faults(microkit_channel ch, uint64_t upto)
 {
     return iommu_call1(ch, IOMMU_OP_ACK_FAULTS, upto);
@@ -228,8 +230,10 @@ static inline int iommu_service_failed_dma_stopped(const volatile struct iommu_f
 }
 
 /* Copy the records published since `*next` (at most `max`) from this PD's fault ring into
- * `out`, acknowledge them, and return how many: as the Rust client's
- * `FaultRing::read_shared` and `take_faults` do. */
+ * `out`, acknowledge them, and return how many: as the Rust client's `Client::take_faults`
+ * does. The last one is brought up to the acknowledgment's reply: the IOMMU PD, which
+ * preempts this PD when the SMMU reports more faults, may have folded more of the burst
+ * into it between the copy and the call, and the copy alone never showed them. */
 static inline unsigned iommu_take_faults(const volatile struct iommu_fault_ring *ring, microkit_channel ch,
                                          uint64_t *next, struct iommu_fault_record *out, unsigned max)
 {
@@ -253,8 +257,22 @@ static inline unsigned iommu_take_faults(const volatile struct iommu_fault_ring 
         n++;
     }
     if (n > 0) {
-        *next = out[n - 1].seq + 1;
-        iommu_ack_faults(ch, out[n - 1].seq);
+        struct iommu_fault_record *last = &out[n - 1];
+        *next = last->seq + 1;
+        /* Zeros where a reply without these values would leave what an earlier call did:
+         * both only grow, so zeros change nothing. */
+        microkit_mr_set(IOMMU_ACK_FAULTS_REPEATS, 0);
+        microkit_mr_set(IOMMU_ACK_FAULTS_IOVA_LAST, 0);
+        if (iommu_ack_faults(ch, last->seq) == 0 && microkit_mr_get(IOMMU_ACK_FAULTS_SEQ) == last->seq) {
+            uint64_t repeats = microkit_mr_get(IOMMU_ACK_FAULTS_REPEATS);
+            uint64_t iova_last = microkit_mr_get(IOMMU_ACK_FAULTS_IOVA_LAST);
+            if (repeats > last->repeats) {
+                last->repeats = repeats > UINT32_MAX ? UINT32_MAX : (uint32_t)repeats;
+            }
+            if (iova_last > last->iova_last) {
+                last->iova_last = iova_last;
+            }
+        }
     }
     return n;
 }

@@ -204,6 +204,12 @@ static inline const char *iommu_strerror(uint64_t err)
 #define IOMMU_QUERY_MAPPING_PENDING 6
 #define IOMMU_QUERY_MAPPING_VALUES 7
 
+/* ACK_FAULTS's reply: the record acknowledged, as it stands once acknowledged. */
+#define IOMMU_ACK_FAULTS_SEQ 0
+#define IOMMU_ACK_FAULTS_REPEATS 1
+#define IOMMU_ACK_FAULTS_IOVA_LAST 2
+#define IOMMU_ACK_FAULTS_VALUES 3
+
 /* STOP's reply: what was done to the device's PCI function. */
 /* Bus Master and I/O Space turned off, and MSI and MSI-X disabled, read back: the function
  * masters nothing, and sends no interrupt message its last driver set up. (Its INTx is disabled

@@ -684,11 +684,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 .map(|(g, h)| Reply::ok(&[g.0 as u64, h.0 as u64])),
             Request::Revoke { grant } => self.revoke(client, grant).map(|_| Reply::ok(&[])),
             Request::AckFaults { upto } => {
-                if self.rings[client].ack(upto) {
-                    Ok(Reply::ok(&[]))
-                } else {
-                    Err(ErrorCode::OutOfRange)
-                }
+                self.rings[client].ack(upto).map(|record| Reply::ok(&record)).ok_or(ErrorCode::OutOfRange)
             }
             Request::Resume { device } => self.resume(client, device, pci).map(|_| Reply::ok(&[])),
             Request::QueryMapping { index } => self.query_mapping(client, index),

@@ -222,7 +222,11 @@ fn faults_are_attributed_rate_limited_and_never_silently_dropped() {
     assert_eq!(ring.pending().filter(|r| r.quarantined == 1).count(), 1);
     assert_eq!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), err(ErrorCode::Quarantined));
     // Acknowledge, then the next record carries the count of those dropped.
-    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: 31 }), Reply::ok(&[]));
+    let last = *s.faults(NET).unwrap().pending().last().unwrap();
+    assert_eq!(
+        call(&mut s, NET, Request::AckFaults { upto: 31 }),
+        Reply::ok(&[31, last.repeats.into(), last.iova_last])
+    );
     assert_eq!(call(&mut s, NET, Request::AckFaults { upto: 32 }), err(ErrorCode::OutOfRange));
     s.record_fault(FaultInput { stream: 0x10, iova: 0, write: false, kind: 0x10, now: 500 });
     assert_eq!(s.faults(NET).unwrap().pending().next().unwrap().dropped_before, 10);
@@ -234,6 +238,31 @@ fn faults_are_attributed_rate_limited_and_never_silently_dropped() {
         s.record_fault(FaultInput { stream: 0x18, iova: 0, write: false, kind: 0x10, now: i });
     }
     assert_eq!(call(&mut s, BLK, Request::Resume { device: DeviceId(1) }), err(ErrorCode::Denied));
+}
+
+/// ACK_FAULTS answers with the record it acknowledges as it stands then: the faults of
+/// the burst folded into it after its owner read it (the IOMMU PD drained them between
+/// the client's read and its call) are in the reply, and none folds into it afterwards.
+/// Before, the reply was empty, and a client kept the copy it read: the rest of the burst
+/// reached it in no record.
+#[test]
+fn an_acknowledgment_answers_the_record_with_what_folded_in_after_it_was_read() {
+    let mut s = service();
+    let disk = |iova, now| FaultInput { stream: 0x18, iova, write: true, kind: 0x10, now };
+    s.record_fault(disk(0x2000_0000, 0));
+    // What the client copies.
+    let read = *s.faults(BLK).unwrap().pending().next().unwrap();
+    assert_eq!((read.iova_last, read.repeats), (0x2000_0000, 0));
+    for i in 1..=3 {
+        s.record_fault(disk(0x2000_0000 + 4 * i, 1));
+    }
+    assert_eq!(call(&mut s, BLK, Request::AckFaults { upto: read.seq }), Reply::ok(&[read.seq, 3, 0x2000_000c]));
+    // Acknowledged, it is final: the burst's next fault starts a record of its own.
+    s.record_fault(disk(0x2000_0010, 2));
+    let after: Vec<_> = s.faults(BLK).unwrap().pending().copied().collect();
+    assert_eq!(after.iter().map(|r| (r.seq, r.iova, r.repeats)).collect::<Vec<_>>(), [(1, 0x2000_0010, 0)]);
+    // An acknowledgment of it again answers it unchanged.
+    assert_eq!(call(&mut s, BLK, Request::AckFaults { upto: 0 }), Reply::ok(&[0, 3, 0x2000_000c]));
 }
 
 /// Delegation is bounded by the description: a capability (and everything derived from
@@ -619,7 +648,9 @@ fn a_device_quarantined_at_an_overflow_is_named_in_its_owners_ring() {
     // One fault of its own, far under the limit, then an overflow.
     s.record_fault(FaultInput { stream: 0x10, iova: 0xdead_0000, write: true, kind: 0x10, now: 20 });
     let seen = s.faults(NET).unwrap().recorded();
-    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: seen - 1 }), Reply::ok(&[]));
+    let read = *s.faults(NET).unwrap().pending().last().unwrap();
+    let final_record = [read.seq, read.repeats.into(), read.iova_last];
+    assert_eq!(call(&mut s, NET, Request::AckFaults { upto: seen - 1 }), Reply::ok(&final_record));
     let evil_before = s.faults(EVIL).unwrap().recorded();
     s.events_lost(20);
     assert_eq!(s.stats().quarantines, 2);

@@ -131,8 +131,9 @@ fn drain(s: &mut Svc, now: u64) -> (bool, u64) {
 fn victim_reads_its_ring(s: &mut Svc, now: u64, delivered: &mut Vec<u64>) {
     let ring = s.faults(VICTIM).unwrap();
     delivered.extend(ring.pending().map(|r| r.iova));
-    if let Some(last) = ring.pending().last().map(|r| r.seq) {
-        assert_eq!(call(s, VICTIM, Request::AckFaults { upto: last }, now), Reply::ok(&[]));
+    if let Some(last) = ring.pending().last().copied() {
+        let final_record = [last.seq, last.repeats.into(), last.iova_last];
+        assert_eq!(call(s, VICTIM, Request::AckFaults { upto: last.seq }, now), Reply::ok(&final_record));
     }
 }
 

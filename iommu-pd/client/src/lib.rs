@@ -17,8 +17,12 @@ pub mod hal;
 pub mod pci;
 pub mod queue;
 
+use core::ptr::NonNull;
+
+use iommu_protocol::faults::{FaultRecord, FaultRing};
 use iommu_protocol::{
-    ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_REPLY_VALUES, MAX_UNMAP_RANGES,
+    ack_faults, ClientId, DeviceId, ErrorCode, Handle, Reply, Request, Rights, MAX_MRS, MAX_REPLY_VALUES,
+    MAX_UNMAP_RANGES,
 };
 
 /// A protected procedure call to the IOMMU PD.
@@ -120,9 +124,31 @@ impl<C: Channel> Client<C> {
         self.call(Request::Revoke { grant }).map(|_| ())
     }
 
-    /// Acknowledge fault records up to `upto`.
-    pub fn ack_faults(&mut self, upto: u64) -> Result<(), ErrorCode> {
-        self.call(Request::AckFaults { upto }).map(|_| ())
+    /// Acknowledge fault records up to `upto`; returns that record as it stands now, final
+    /// (`iommu_protocol::ack_faults`), which `FaultRecord::acknowledged` takes over a copy.
+    pub fn ack_faults(&mut self, upto: u64) -> Result<[u64; ack_faults::VALUES], ErrorCode> {
+        self.call(Request::AckFaults { upto }).map(|v| core::array::from_fn(|i| v[i]))
+    }
+
+    /// Copy the fault records published since `*next` in this PD's ring `ring` into `out`
+    /// (at most `out.len()`), acknowledge them, and return how many; `*next` moves past
+    /// them. The last one is brought up to the acknowledgment's reply: until then the
+    /// IOMMU PD may fold more faults of its burst into it (when it preempts this PD between
+    /// the copy and the call), which the copy alone never showed.
+    ///
+    /// # Safety
+    /// `ring` must be this PD's mapping of its fault ring (`FaultRing::read_shared`).
+    pub unsafe fn take_faults(&mut self, ring: NonNull<FaultRing>, next: &mut u64, out: &mut [FaultRecord]) -> usize {
+        // SAFETY: the caller vouches for the mapping.
+        let n = unsafe { FaultRing::read_shared(ring, *next, out) };
+        let Some(last) = out[..n].last_mut() else {
+            return 0;
+        };
+        *next = last.seq + 1;
+        if let Ok(reply) = self.ack_faults(last.seq) {
+            last.acknowledged(&reply);
+        }
+        n
     }
 
     /// Give back a capability received by GRANT (and everything mapped from it).

@@ -8,10 +8,14 @@
 //! acquire ordering (`FaultRing::read_shared`), copies the records before it, and
 //! acknowledges them with ACK_FAULTS. The service never overwrites a record the client
 //! has not acknowledged, except to fold later faults of the same burst into the newest
-//! one (its `repeats` and `iova_last` may still grow).
+//! one (its `repeats` and `iova_last` may still grow, after the client copied it): so
+//! ACK_FAULTS replies with the record acknowledged as it then stands, final
+//! (`FaultRing::ack`), and the client takes that over its copy (`FaultRecord::acknowledged`).
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ack_faults;
 
 /// Records a ring holds before the client must acknowledge.
 pub const FAULT_RING: usize = 32;
@@ -94,6 +98,21 @@ impl FaultRecord {
             kind::QUARANTINED_AT_OVERFLOW => Some(Notice::QuarantinedAtOverflow { device: self.device }),
             _ => None,
         }
+    }
+
+    /// For the client: this copy of the record it has just acknowledged brought up to
+    /// ACK_FAULTS's reply (`crate::ack_faults`), which is the record once no more faults
+    /// can fold into it: the repeats and range folded in after the copy was made (the
+    /// IOMMU PD drained the SMMU's events between the client's read and its call) would
+    /// otherwise never reach it. Both only grow, so a reply of another record, or none
+    /// (zeros), changes nothing.
+    pub fn acknowledged(&mut self, reply: &[u64]) {
+        if reply.len() < ack_faults::VALUES || reply[ack_faults::SEQ] != self.seq {
+            return;
+        }
+        let repeats = u32::try_from(reply[ack_faults::REPEATS]).unwrap_or(u32::MAX);
+        self.repeats = self.repeats.max(repeats);
+        self.iova_last = self.iova_last.max(reply[ack_faults::IOVA_LAST]);
     }
 }
 
@@ -351,14 +370,17 @@ impl FaultRing {
         self.dropped_unreported += 1;
     }
 
-    /// The client has read every record up to and including `upto`. False if `upto` was
-    /// never handed out.
-    pub fn ack(&mut self, upto: u64) -> bool {
+    /// The client has read every record up to and including `upto`: `None` if `upto` was
+    /// never handed out, else ACK_FAULTS's reply (`crate::ack_faults`), record `upto` as
+    /// it stands now, final: `coalesce` folds only into the newest record, and only while
+    /// it is not acknowledged.
+    pub fn ack(&mut self, upto: u64) -> Option<[u64; ack_faults::VALUES]> {
         if upto >= self.published.load(Ordering::Relaxed) {
-            return false;
+            return None;
         }
         self.acked = self.acked.max(upto + 1);
-        true
+        let r = &self.records[(upto % FAULT_RING as u64) as usize];
+        Some([r.seq, u64::from(r.repeats), r.iova_last])
     }
 
     /// Records not yet acknowledged, oldest first.

@@ -136,6 +136,24 @@ pub mod query_mapping {
     pub const VALUES: usize = 7;
 }
 
+/// ACK_FAULTS's reply: the last record acknowledged as it stands once acknowledged. Until
+/// then the service may still fold later faults of the same burst into the newest record
+/// (`faults::FaultRing::coalesce`), after the client copied it; acknowledged, it changes
+/// no more. A client that read and then acknowledged its records had lost what was folded
+/// in between (its copy said fewer repeats and a shorter range than the device made).
+pub mod ack_faults {
+    /// The sequence number of the record the other values are of: the one acknowledged,
+    /// unless a later record has taken its slot (an acknowledgment of a record read long
+    /// before).
+    pub const SEQ: usize = 0;
+    /// Its `repeats`.
+    pub const REPEATS: usize = 1;
+    /// Its `iova_last`.
+    pub const IOVA_LAST: usize = 2;
+    /// How many values ACK_FAULTS replies with.
+    pub const VALUES: usize = 3;
+}
+
 /// Request labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]
@@ -334,7 +352,8 @@ pub enum Request {
         /// The grant, as GRANT returned it.
         grant: Handle,
     },
-    /// ACK_FAULTS: mr0 = the sequence number of the last record read.
+    /// ACK_FAULTS: mr0 = the sequence number of the last record read. Replies with that
+    /// record as it stands now (`ack_faults`).
     AckFaults {
         /// Last record read.
         upto: u64,

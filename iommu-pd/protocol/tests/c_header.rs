@@ -271,6 +271,14 @@ fn header() -> String {
             let _ = writeln!(w, "#define IOMMU_QUERY_MAPPING_{name} {i}");
         }
     }
+    let _ = writeln!(w, "\n/* ACK_FAULTS's reply: the record acknowledged, as it stands once acknowledged. */");
+    {
+        use iommu_protocol::ack_faults as a;
+        for (name, i) in [("SEQ", a::SEQ), ("REPEATS", a::REPEATS), ("IOVA_LAST", a::IOVA_LAST), ("VALUES", a::VALUES)]
+        {
+            let _ = writeln!(w, "#define IOMMU_ACK_FAULTS_{name} {i}");
+        }
+    }
     let _ = writeln!(w, "\n/* STOP's reply: what was done to the device's PCI function. */");
     let stops = [
         ("FUNCTION_OFF", iommu_protocol::stop::FUNCTION_OFF),
@@ -779,10 +787,17 @@ fn c_withdrawal_races_the_iommu_pd_and_exactly_one_side_wins() {
 /// which `c-edu-driver`, `c-edu-topology` and `c-vmm` use; `tests/c/print_faults.c`) over
 /// `ring`.
 fn printed_faults(ring: &iommu_protocol::faults::FaultRing, name: &str) -> String {
+    printed_faults_preempted(ring, name, &[])
+}
+
+/// `printed_faults`, with the IOMMU PD preempting the PD between its copy of the records
+/// and its ACK_FAULTS when `fold` is (more faults, up to this address): it folds them into
+/// the newest record first.
+fn printed_faults_preempted(ring: &iommu_protocol::faults::FaultRing, name: &str, fold: &[&str]) -> String {
     let out = std::env::temp_dir().join(format!("iommu-c-print-faults-{name}-{}", std::process::id()));
     build_c("print_faults.c", &out);
     let ring_file = ring_file(ring, &out);
-    let run = Command::new(&out).arg(&ring_file).output().unwrap();
+    let run = Command::new(&out).arg(&ring_file).args(fold).output().unwrap();
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(&ring_file);
     assert!(run.status.success());
@@ -885,6 +900,30 @@ fn c_pds_are_told_of_a_service_failure_on_a_full_ring() {
     assert_eq!(lines.len(), 9, "{text}");
     assert!(lines[..8].iter().all(|l| l.starts_with("drv: told: stream 0x18 read at iova ")), "{text}");
     assert_eq!(lines[8], SERVICE_FAILED_TOLD, "{text}");
+}
+
+/// C's `iommu_take_faults` (what the C PDs print, through `print_faults`) when the IOMMU PD,
+/// woken by the SMMU between the PD's copy of its records and its ACK_FAULTS, folds three
+/// more faults of the burst into the newest record: the PD prints the burst to its last
+/// address, from the acknowledgment's reply. Before, it printed its copy (the burst's first
+/// address only), and the rest reached it in no record.
+#[test]
+fn c_pds_print_the_faults_folded_in_between_their_read_and_their_acknowledgment() {
+    let mut ring = iommu_protocol::faults::FaultRing::default();
+    for iova in [0x2000_0000, 0x3000_0000] {
+        assert!(ring.push(FaultRecord { stream: 0x18, iova, kind: 0x10, write: 1, ..FaultRecord::default() }));
+    }
+    let text = printed_faults_preempted(&ring, "preempted", &["3", "0x3000000c"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "drv: told: stream 0x18 write at iova 0x20000000..=0x20000000",
+            "drv: told: stream 0x18 write at iova 0x30000000..=0x3000000c",
+            "next 2 acked 2"
+        ],
+        "the faults folded in after the copy reach the PD"
+    );
 }
 
 /// The fault kinds a client reads are SMMUv3's event numbers.

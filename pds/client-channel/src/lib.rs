@@ -54,13 +54,10 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// # Safety
 /// `ring` must be this PD's mapping of its fault ring.
 pub unsafe fn take_faults(ring: NonNull<FaultRing>, iommu: Channel, out: &mut [FaultRecord]) -> usize {
+    let mut next = NEXT.load(Ordering::Relaxed);
     // SAFETY: the caller vouches for the mapping.
-    let n = unsafe { FaultRing::read_shared(ring, NEXT.load(Ordering::Relaxed), out) };
-    let Some(last) = out[..n].last().map(|r| r.seq) else {
-        return 0;
-    };
-    NEXT.store(last + 1, Ordering::Relaxed);
-    let _ = iommu_client::Client::new(Ppc(iommu)).ack_faults(last);
+    let n = unsafe { iommu_client::Client::new(Ppc(iommu)).take_faults(ring, &mut next, out) };
+    NEXT.store(next, Ordering::Relaxed);
     let mut faults = 0;
     for i in 0..n {
         if out[i].kind != iommu_protocol::faults::kind::SERVICE_FAILED {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "iommu_client.h"
+#include "ring_file.h"
 
 uint64_t stub_mrs[128];
 microkit_msginfo stub_call;
@@ -24,12 +25,9 @@ static struct iommu_fault_ring ring;
 
 static void faults(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f || fread(&ring, sizeof ring, 1, f) != 1) {
-        printf("no ring\n");
+    if (!read_ring(path, &ring)) {
         return;
     }
-    fclose(f);
     struct iommu_fault_record out[4];
     uint64_t next = 1;
     unsigned n = iommu_take_faults(&ring, 1, &next, out, 4);
