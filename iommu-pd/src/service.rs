@@ -32,6 +32,7 @@ use crate::reach;
 #[cfg(any(test, feature = "model"))]
 mod audit;
 mod capabilities;
+mod map_window;
 mod mappings;
 mod queue;
 mod storage;

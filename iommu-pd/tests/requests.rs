@@ -426,6 +426,35 @@ fn teardown_blocks_and_unmaps() {
     assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
 }
 
+/// A capability whose memory runs past 2^64 (no real description has one: the service
+/// takes regions as given): MAP takes its pages below 2^64 and refuses a range that would
+/// cross it, `OutOfRange`, changing nothing. (Before the capability's window was checked
+/// when it is looked up, `MapWindow`, MAP checked only that the range's start did not
+/// wrap, and asked the IOMMU to map a physical range that did: the model's page loop
+/// overflowed.)
+#[test]
+fn a_map_whose_memory_would_wrap_is_refused() {
+    // BLK's region (its capability: handle 0, all 64 KiB) in the last 32 KiB below 2^64,
+    // and 32 KiB past it.
+    static TOP: [iommu_pd::RegionConfig; 4] = {
+        let mut r = REGIONS;
+        r[1] = iommu_pd::RegionConfig { name: "blk-buffers", pa: 0xffff_ffff_ffff_8000, size: 0x1_0000 };
+        r
+    };
+    let cfg = iommu_pd::Config { regions: &TOP, ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    let last = Reply::ok(&[IOVA_BASE]);
+    assert_eq!(map(&mut s, BLK, 0, 1, 0x7000, 0x1000, None, Rights::READ), last);
+    assert_eq!(s.hw().reachable(1).get(&IOVA_BASE), Some(&(0xffff_ffff_ffff_f000, Rights::READ)));
+    let before = s.hw().clone();
+    for (offset, len) in [(0x7000, 0x2000), (0x6000, 0x3000), (0x8000, 0x1000), (0, 0x1_0000)] {
+        let refused = map(&mut s, BLK, 0, 1, offset, len, None, Rights::READ);
+        assert_eq!(refused, err(ErrorCode::OutOfRange), "{offset:#x}+{len:#x}");
+        assert_eq!(s.hw().pages, before.pages);
+    }
+    s.audit().unwrap();
+}
+
 #[test]
 fn static_maps_are_made_at_boot_pinned_and_restored() {
     let cfg = iommu_pd::Config { static_maps: &STATIC_MAPS, ..config() };

@@ -74,7 +74,9 @@ impl<H: IommuHw> Service<'_, H> {
             // REVOKE finds a capability's mappings on its devices only.
             check(cap.devices & (1 << m.device) != 0, "a mapping is on a device its capability does not name")?;
             check(cap.holder == owner, "a mapping's capability is not its device owner's")?;
-            let inside = m.pa >= cap.pa && m.pa + m.len() <= cap.pa + cap.len && cap.rights.contains(m.rights);
+            // (In 128 bits: a capability's memory may be described past 2^64.)
+            let end = |pa: u64, len: u64| u128::from(pa) + u128::from(len);
+            let inside = m.pa >= cap.pa && end(m.pa, m.len()) <= end(cap.pa, cap.len) && cap.rights.contains(m.rights);
             check(inside, "a mapping leaves its capability's memory or rights")?;
         }
         for (ci, cap) in self.caps.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! static mappings, and removals the IOMMU must confirm (a failed one stays pending and
 //! blocks its device until a retry is confirmed).
 
+use super::map_window::MapWindow;
 use super::*;
 use crate::hw::MapRefused;
 
@@ -16,11 +17,10 @@ pub(super) struct Held {
     /// The capability's region, slot, memory and rights. (The region before the slot:
     /// so laid out, the two are the word the mapping's record (`Mapping`) holds them in,
     /// and the booking copies it with one store; the other way round, it swapped them
-    /// first.)
+    /// first.) Its memory as MAP may take it (`MapWindow`: page-aligned, not wrapping).
     region: u16,
     ci: u16,
-    pa: u64,
-    len: u64,
+    mem: MapWindow,
     rights: Rights,
     device: DeviceIndex,
 }
@@ -51,8 +51,7 @@ impl LastMap {
             device_id: DeviceId(0),
             ci: 0,
             region: 0,
-            pa: 0,
-            len: 0,
+            mem: MapWindow::NONE,
             rights: Rights(0),
             device: 0,
         },
@@ -352,8 +351,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             device_id: device,
             ci,
             region: cap.region,
-            pa: cap.pa,
-            len: cap.len,
+            mem: MapWindow::of(cap.pa, cap.len),
             rights: cap.rights,
             device: d,
         })
@@ -463,18 +461,13 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return Err(ErrorCode::NoRights);
         }
         // Whole pages, inside the capability: a page is mapped only if the capability
-        // covers all of it.
+        // covers all of it. (Its memory starts on a page and ends by 2^64, or MAP may
+        // take none of it: `MapWindow`, made when `held` looked the capability up.)
         let end = offset.checked_add(len).ok_or(ErrorCode::OutOfRange)?;
-        let pa = cap.pa.checked_add(offset).ok_or(ErrorCode::OutOfRange)?;
-        if len == 0
-            || offset % PAGE != 0
-            || len % PAGE != 0
-            || pa % PAGE != 0
-            || end > cap.len
-            || len / PAGE > u32::MAX as u64
-        {
+        if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || end > cap.mem.len() || len / PAGE > u32::MAX as u64 {
             return Err(ErrorCode::OutOfRange);
         }
+        let pa = cap.mem.at(offset);
         let ct = &self.clients[client];
         let (u, q) = (&ct.usage, &ct.quota);
         if u.mappings >= q.mappings {
