@@ -562,6 +562,24 @@ fn a_clients_program_is_named_by_its_file_name() {
     assert!(iommu_sdf::check_text(&text).1.is_empty());
 }
 
+/// A client's program not named `*.elf` is refused: the IOMMU PD's build reads the restart
+/// entries of the `*.elf` files alone, so it would never be restarted. A PD that is no
+/// client keeps any name.
+#[test]
+fn a_clients_program_is_named_elf() {
+    for path in ["edu_driver", "edu_driver.bin", "edu_driver.ELF", "edu_driver.elf.bak"] {
+        let text = sdf("ok.xml")
+            .replace("<program_image path=\"edu_driver.elf\" />", &format!("<program_image path=\"{path}\" />"));
+        let (_, problems) = iommu_sdf::check_text(&text);
+        assert!(
+            problems.len() == 1 && problems[0].message.contains(&format!("is `{path}`, not named `*.elf`")),
+            "{path}: {problems:#?}"
+        );
+    }
+    let text = sdf("ok.xml").replace("<program_image path=\"iommu.elf\" />", "<program_image path=\"iommu\" />");
+    assert!(iommu_sdf::check_text(&text).1.is_empty());
+}
+
 /// The storm limits at their bounds: more than one drain's worth of faults needs a window
 /// of that many drain periods (with a 4 KiB event queue, 128 records: 300 needs 3, 30 ms);
 /// one drain's worth needs none; a drain is the queue the IOMMU PD makes of its `eventq`
