@@ -580,6 +580,83 @@ fn a_clients_program_is_named_elf() {
     assert!(iommu_sdf::check_text(&text).1.is_empty());
 }
 
+/// ok.xml's IOMMU PD's program line, and the timer's interrupt a PD takes on id 12.
+const IOMMU_PROGRAM: &str = "<program_image path=\"iommu.elf\" />";
+const TIMER_IRQ: &str = "<irq irq=\"30\" id=\"12\" trigger=\"level\" />";
+
+/// 300 faults with a 4 KiB event queue are 3 drains, 30 ms at the IOMMU PD's 10 ms poll:
+/// but only if it is woken (the timer's interrupt or the SMMU's), nothing on its core at
+/// its priority or above can hold it off, and its domain's slot comes round, the other
+/// domains' slots adding to every drain period. Each broken, the window that passed is
+/// refused.
+#[test]
+fn storm_drains_are_bounded_only_where_the_iommu_pd_runs() {
+    let check = |text: &str, window: u64| {
+        let text = text
+            .replace(
+                "fault_window_us=\"500000\" max_faults=\"64\"",
+                &format!("fault_window_us=\"{window}\" max_faults=\"300\""),
+            )
+            .replace(
+                "<memory_region name=\"smmu_eventq\" size=\"0x10000\" />",
+                "<memory_region name=\"smmu_eventq\" size=\"0x1000\" />",
+            );
+        let (_, problems) =
+            iommu_sdf::check_text_on(&text, &iommu_sdf::Board::named("qemu_virt_aarch64").with_config("debug"));
+        problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>()
+    };
+    let ok = sdf("ok.xml");
+    assert!(ok.contains(IOMMU_PROGRAM) && ok.contains("<protection_domain name=\"iommu\" priority=\"250\">"));
+    let timer = ok.replace(IOMMU_PROGRAM, &format!("{IOMMU_PROGRAM}\n{TIMER_IRQ}"));
+    assert_eq!(check(&timer, 30_000), Vec::<String>::new());
+    let wired = ok.replace(
+        IOMMU_PROGRAM,
+        &format!("{IOMMU_PROGRAM}\n<irq irq=\"106\" id=\"10\" trigger=\"edge\" /><irq irq=\"109\" id=\"11\" trigger=\"edge\" />"),
+    );
+    assert_eq!(check(&wired, 30_000), Vec::<String>::new());
+    // No wake-up: the queue is read when a request comes.
+    let problems = check(&ok, 30_000_000);
+    assert!(problems.len() == 1 && problems[0].contains("neither its SMMU's interrupts"), "{problems:#?}");
+    // The SMMU's event-queue interrupt without its global errors' is not wired (pds/iommu's `WIRED`).
+    let half = ok.replace(IOMMU_PROGRAM, &format!("{IOMMU_PROGRAM}\n<irq irq=\"106\" id=\"10\" trigger=\"edge\" />"));
+    assert_eq!(check(&half, 30_000_000).len(), 1);
+    // A PD on its core at its priority, which need never block.
+    let spinner = |priority: u32, cpu: u32| {
+        timer.replace(
+            "</system>",
+            &format!("<protection_domain name=\"spinner\" priority=\"{priority}\" cpu=\"{cpu}\"><program_image path=\"spin.elf\" /></protection_domain>\n</system>"),
+        )
+    };
+    let problems = check(&spinner(250, 0), 30_000_000);
+    assert!(
+        problems.len() == 1 && problems[0].contains("`spinner` runs on its core 0 at priority 250"),
+        "{problems:#?}"
+    );
+    assert_eq!(check(&spinner(249, 0), 30_000), Vec::<String>::new());
+    // Domains: another domain's 20 ms slot (1,250,000 ticks at 62.5 MHz, or in us) makes
+    // each drain period 30 ms, so 3 drains need 90 ms.
+    let domains = |slots: &str, start: u32| {
+        let schedule = format!(
+            "<domains><domain name=\"sys\" /><domain name=\"other\" /><domain_schedule start_index=\"{start}\">{slots}</domain_schedule></domains>\n"
+        );
+        let text = timer.replace("<protection_domain name=\"", "<protection_domain domain=\"sys\" name=\"");
+        let at = text.find("<protection_domain").unwrap();
+        format!("{}{schedule}{}", &text[..at], &text[at..])
+    };
+    let sys_then = |other: &str| {
+        format!("<schedule_entry domain=\"sys\" duration=\"1000 us\" /><schedule_entry domain=\"other\" duration=\"{other}\" />")
+    };
+    for other in ["20000 us", "1250000 ticks"] {
+        assert_eq!(check(&domains(&sys_then(other), 0), 90_000), Vec::<String>::new(), "{other}");
+        let problems = check(&domains(&sys_then(other), 0), 89_999);
+        assert!(problems.len() == 1 && problems[0].contains("drain it only every 30000 us"), "{other}: {problems:#?}");
+    }
+    // Its domain's one slot before the start index, the cycle ending at the marker: never.
+    let never = "<schedule_entry domain=\"sys\" duration=\"1000 us\" /><schedule_entry domain=\"other\" duration=\"1000 us\" /><schedule_end_marker />";
+    let problems = check(&domains(never, 1), 30_000_000);
+    assert!(problems.len() == 1 && problems[0].contains("has no slot between the schedule's start"), "{problems:#?}");
+}
+
 /// The storm limits at their bounds: more than one drain's worth of faults needs a window
 /// of that many drain periods (with a 4 KiB event queue, 128 records: 300 needs 3, 30 ms);
 /// one drain's worth needs none; a drain is the queue the IOMMU PD makes of its `eventq`
@@ -599,6 +676,8 @@ fn storm_limits_at_their_bounds() {
             text.contains(&ours) && text.contains(&queue) && text.contains("0x40000000"),
             "ok.xml's <iommu> or event queue changed"
         );
+        // The timer wakes the IOMMU PD every 10 ms (`storm_drains_are_bounded_only_where_the_iommu_pd_runs`).
+        let text = text.replace(IOMMU_PROGRAM, &format!("{IOMMU_PROGRAM}\n{TIMER_IRQ}"));
         let (_, problems) = iommu_sdf::check_text_on(&text, &iommu_sdf::Board::named(board));
         assert!(problems.iter().all(|p| p.element == "iommu"), "{problems:#?}");
         problems.len()
