@@ -791,6 +791,21 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
         );
         return (sys, r.problems);
     }
+    // Text between <system>'s elements the Microkit tool refuses (sdf.rs, `check_no_text`),
+    // and it is no part of the description read here.
+    for t in root.children().filter(|c| c.is_text() && c.text().is_some_and(|t| !t.trim().is_empty())) {
+        let raw = t.text().unwrap_or_default();
+        let text = raw.trim();
+        let shown: String = text.chars().take(40).collect();
+        // Its line is the first character's, not the line feed's before it.
+        let at = t.range().start + (raw.len() - raw.trim_start().len());
+        r.problems.push(Problem {
+            line: (r.line_starts.partition_point(|&s| s <= at) + 1) as Line,
+            element: "xml".into(),
+            message: format!("text \"{shown}\" in <system>, outside any element: the Microkit tool refuses it"),
+            fix: "remove the text, or make it a comment (<!-- ... -->)".into(),
+        });
+    }
     for n in root.children().filter(Node::is_element) {
         let tag = n.tag_name().name();
         let Some((_, attrs)) = SYSTEM_CHILDREN.iter().find(|(t, _)| *t == tag) else {
