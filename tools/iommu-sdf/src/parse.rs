@@ -403,6 +403,15 @@ impl Reader {
                             vcpu_ids.push((id, self.line(v)));
                         }
                     }
+                    // A guest with no vCPU runs nothing, and the Microkit tool refuses it
+                    // (sdf.rs, `VirtualMachine::from_xml`).
+                    if !c.children().any(|v| v.has_tag_name("vcpu")) {
+                        self.problem(
+                            c,
+                            format!("virtual machine `{vm}` has no <vcpu>: the Microkit tool refuses it"),
+                            "give it a <vcpu id=\"0\" />",
+                        );
+                    }
                     for m in c.children().filter(|m| m.is_element() && m.has_tag_name("map")) {
                         // A guest has no program: no setvar.
                         guest.extend(self.map(m, &MAP_ATTRS[..4]));
