@@ -484,8 +484,11 @@ pub type Mapper<'a> = (&'a ProtectionDomain, &'a Map, Option<&'a VirtualMachine>
 /// through (sdf.rs, `Domains`).
 #[derive(Debug, Clone, Default)]
 pub struct DomainSchedule {
-    /// The declared domains' names, each with its line.
+    /// The declared domains' names, each with its line: the first `parse::NUM_DOMAINS`.
     pub names: Vec<(String, Line)>,
+    /// How many `<domain>`s it declares; past `parse::NUM_DOMAINS` (refused) a name not
+    /// among `names` may still be declared.
+    pub declared: u64,
     /// `<schedule_entry>`s and `<schedule_end_marker>`s, in order.
     pub entries: Vec<ScheduleEntry>,
     /// `start_index`: the entry the kernel starts at (0 when absent).

@@ -274,7 +274,10 @@ impl Reader {
                 format!("`{name}` names no domain, and <domains> (line {at}) schedules them: the Microkit tool requires one"),
                 "give it domain=\"...\", one of <domains>' names",
             ),
-            (Some(_), Some(names), Some(d)) if !names.iter().any(|(n, _)| n == d) => {
+            (Some(_), Some(names), Some(d))
+                if sys.domain_schedule.as_ref().is_some_and(|s| s.declared <= NUM_DOMAINS)
+                    && !names.iter().any(|(n, _)| n == d) =>
+            {
                 let msg = format!(
                     "`{name}` names domain `{d}`, which <domains> does not declare{}",
                     did_you_mean(d, names.iter().map(|(n, _)| n.as_str()))
@@ -499,9 +502,15 @@ impl Reader {
         let mut sched = DomainSchedule::default();
         let mut ids: HashMap<u64, Line> = HashMap::new();
         let mut schedule = None;
+        let mut declared = 0u64;
         for c in n.children().filter(Node::is_element) {
             match c.tag_name().name() {
+                // Past the kernel's domains, counted and refused below, not kept: every
+                // lookup of a name is then among 16, however many a hostile description
+                // declares.
+                "domain" if declared >= NUM_DOMAINS => declared += 1,
                 "domain" => {
+                    declared += 1;
                     self.check_attrs(c, &["name", "id"]);
                     let Some(name) = self.required(c, "name") else { continue };
                     if let Some((_, first)) = sched.names.iter().find(|(d, _)| *d == name) {
@@ -544,13 +553,14 @@ impl Reader {
                 ),
             }
         }
-        if sched.names.len() as u64 > NUM_DOMAINS {
+        if declared > NUM_DOMAINS {
             self.problem(
                 n,
-                format!("{} domains, and the kernel has {NUM_DOMAINS}", sched.names.len()),
+                format!("{declared} domains, and the kernel has {NUM_DOMAINS}"),
                 &format!("declare at most {NUM_DOMAINS} domains"),
             );
         }
+        sched.declared = declared;
         let Some(s) = schedule else {
             self.problem(
                 n,
@@ -568,7 +578,8 @@ impl Reader {
                 "schedule_entry" => {
                     self.check_attrs(e, &["domain", "duration"]);
                     let (domain, duration) = (self.required(e, "domain"), self.required(e, "duration"));
-                    if let Some(d) = domain.as_ref().filter(|d| !sched.names.iter().any(|(n, _)| n == *d)) {
+                    let unknown = |d: &&String| declared <= NUM_DOMAINS && !sched.names.iter().any(|(n, _)| n == *d);
+                    if let Some(d) = domain.as_ref().filter(unknown) {
                         let msg = format!(
                             "the schedule names domain `{d}`, which <domains> does not declare{}",
                             did_you_mean(d, sched.names.iter().map(|(n, _)| n.as_str()))

@@ -696,3 +696,27 @@ fn storm_limits_at_their_bounds() {
     assert_eq!(with("0x10000", 300, 295_147_905_179_352_825, "qemu_virt_aarch64"), 0);
     assert_eq!(with("0x10000", 300, 295_147_905_179_352_826, "qemu_virt_aarch64"), 1);
 }
+
+/// More domains than the kernel has (16) are refused once, at <domains>, and only the
+/// first 16 are kept: each schedule entry and PD is looked up among those, so a hostile
+/// description of thousands of domains is read in linear time (looked up among all of them,
+/// 60,000 domains and entries took check minutes). An entry or PD naming a domain past the
+/// 16th is no second problem.
+#[test]
+fn a_description_of_many_domains_keeps_the_kernels_sixteen() {
+    let n = 2_000;
+    let domains: String = (0..n).map(|i| format!("<domain name=\"d{i}\" />")).collect();
+    let entries: String = (0..n).map(|i| format!("<schedule_entry domain=\"d{i}\" duration=\"1 us\" />")).collect();
+    let text = format!(
+        "<system>\n<domains>{domains}\n<domain_schedule>{entries}</domain_schedule></domains>\n<memory_region name=\"buf\" size=\"0x1000\" />\n<protection_domain name=\"a\" priority=\"1\" domain=\"d1999\"><program_image path=\"a.elf\" /><map mr=\"buf\" vaddr=\"0x2000000\" /></protection_domain>\n</system>\n"
+    );
+    let (sys, problems) = iommu_sdf::check_text_on(&text, &iommu_sdf::Board::default().with_config("debug"));
+    let schedule = sys.domain_schedule.expect("<domains> read");
+    assert_eq!((schedule.names.len(), schedule.declared), (16, n));
+    let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["2000 domains, and the kernel has 16", "2000 schedule entries, and the kernel holds fewer than 100"],
+        "{problems:#?}"
+    );
+}
