@@ -80,6 +80,11 @@ pub fn description_sized(
     let nested = clients + rng.below((pds - clients) as u64 + 1) as usize;
     let _ = writeln!(o, "    <protection_domain name=\"iommu\" priority=\"{iommu_priority}\">");
     o.push_str("        <program_image path=\"iommu.elf\" />\n");
+    // The timer wakes it to drain its event queue (the storm rule's bound, which a queue
+    // `build` writes, 4 KiB, needs), on id 12 where no client's channel is.
+    if clients < 12 {
+        o.push_str("        <irq irq=\"30\" id=\"12\" trigger=\"level\" />\n");
+    }
     o.push_str("        <map mr=\"smmu_regs\" vaddr=\"0x8000000\" perms=\"rw\" cached=\"false\" setvar_vaddr=\"smmu_regs\" />\n");
     // Its own regions, where it learns their place, size and physical address.
     for (i, name) in ["strtab", "cmdq", "eventq", "cds", "tables"].iter().enumerate() {

@@ -480,6 +480,40 @@ type Resolution = Option<(usize, u64)>;
 /// counts as its VMM's).
 pub type Mapper<'a> = (&'a ProtectionDomain, &'a Map, Option<&'a VirtualMachine>);
 
+/// `<domains>`: the seL4 scheduling domains by name, and the schedule the kernel cycles
+/// through (sdf.rs, `Domains`).
+#[derive(Debug, Clone, Default)]
+pub struct DomainSchedule {
+    /// The declared domains' names, each with its line: the first `parse::NUM_DOMAINS`.
+    pub names: Vec<(String, Line)>,
+    /// How many `<domain>`s it declares; past `parse::NUM_DOMAINS` (refused) a name not
+    /// among `names` may still be declared.
+    pub declared: u64,
+    /// `<schedule_entry>`s and `<schedule_end_marker>`s, in order.
+    pub entries: Vec<ScheduleEntry>,
+    /// `start_index`: the entry the kernel starts at (0 when absent).
+    pub start_index: u64,
+}
+
+/// One entry of a domain schedule: a domain's time slot, or the end marker (`domain`
+/// `None`), after which the kernel goes back to the start.
+#[derive(Debug, Clone)]
+pub struct ScheduleEntry {
+    pub domain: Option<String>,
+    pub duration: SlotLength,
+    pub line: Line,
+}
+
+/// How long a domain's slot lasts, in the unit the description gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotLength {
+    Us(u64),
+    /// Ticks of the kernel's timer (the board's generic timer).
+    Ticks(u64),
+    /// The end marker's: no time.
+    None,
+}
+
 /// The whole description.
 #[derive(Debug, Clone, Default)]
 pub struct System {
@@ -500,6 +534,8 @@ pub struct System {
     /// The line of `<domains>` (or `<domain_schedule>`), when the description schedules
     /// seL4 domains.
     pub domains: Option<Line>,
+    /// What `<domains>` declares, as the Microkit tool reads it (`None` without one).
+    pub domain_schedule: Option<DomainSchedule>,
     /// The IOMMU plumbing `plumbing::complete` added (already in the lists above), as the
     /// XML `build` writes for it.
     pub generated: Generated,

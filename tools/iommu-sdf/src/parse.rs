@@ -78,6 +78,13 @@ const BOOTINFO: &[&str] = &["x86_vbe", "x86_mbmmap", "x86_acpi_rsdp", "x86_frame
 /// `CAP_MAP_MAX_SLOT`).
 const CSPACE_SLOTS: u64 = 128;
 
+/// The kernel's scheduling domains and the entries its domain schedule holds, in every
+/// configuration that has domains (the SDK's `debug` kernels of each board:
+/// `NUM_DOMAINS` and `NUM_DOMAIN_SCHEDULES` in include/kernel/gen_config.json; its `smp-`
+/// kernels have 1 and 2, and `rules::limits` refuses `<domains>` there).
+pub const NUM_DOMAINS: u64 = 16;
+pub const NUM_DOMAIN_SCHEDULES: u64 = 100;
+
 struct Reader {
     /// Where each line after the first starts: a node's line is found by binary search
     /// (roxmltree's `text_pos_at` scans from the start every time, quadratic over a
@@ -249,17 +256,34 @@ impl Reader {
         let passive = self.boolean(n, "passive", false);
         // The Microkit tool reads <domains> where it stands: a PD before it has no domain,
         // one after it must name one.
-        match (sys.domains, n.attribute("domain")) {
-            (None, Some(d)) => self.problem(
+        // A <domains> that declares no domain is, to it, none.
+        let declared = sys.domain_schedule.as_ref().map(|d| &d.names).filter(|names| !names.is_empty());
+        match (sys.domains, declared, n.attribute("domain")) {
+            (None, _, Some(d)) => self.problem(
                 n,
                 format!("`{name}` names domain `{d}`, and no <domains> comes before it"),
                 "declare the domains and their schedule in <domains>, before the protection domains",
             ),
-            (Some(at), None) => self.problem(
+            (Some(at), None, Some(d)) => self.problem(
+                n,
+                format!("`{name}` names domain `{d}`, and <domains> (line {at}) declares none"),
+                "declare it in <domains> with <domain name=\"...\">, or remove domain=\"...\"",
+            ),
+            (Some(at), Some(_), None) => self.problem(
                 n,
                 format!("`{name}` names no domain, and <domains> (line {at}) schedules them: the Microkit tool requires one"),
                 "give it domain=\"...\", one of <domains>' names",
             ),
+            (Some(_), Some(names), Some(d))
+                if sys.domain_schedule.as_ref().is_some_and(|s| s.declared <= NUM_DOMAINS)
+                    && !names.iter().any(|(n, _)| n == d) =>
+            {
+                let msg = format!(
+                    "`{name}` names domain `{d}`, which <domains> does not declare{}",
+                    did_you_mean(d, names.iter().map(|(n, _)| n.as_str()))
+                );
+                self.problem(n, msg, "name one of the <domain>s declared in <domains>")
+            }
             _ => {}
         }
         // A child without an `id` is refused by `check`, unless the IOMMU PD is its parent
@@ -382,6 +406,15 @@ impl Reader {
                             vcpu_ids.push((id, self.line(v)));
                         }
                     }
+                    // A guest with no vCPU runs nothing, and the Microkit tool refuses it
+                    // (sdf.rs, `VirtualMachine::from_xml`).
+                    if !c.children().any(|v| v.has_tag_name("vcpu")) {
+                        self.problem(
+                            c,
+                            format!("virtual machine `{vm}` has no <vcpu>: the Microkit tool refuses it"),
+                            "give it a <vcpu id=\"0\" />",
+                        );
+                    }
                     for m in c.children().filter(|m| m.is_element() && m.has_tag_name("map")) {
                         // A guest has no program: no setvar.
                         guest.extend(self.map(m, &MAP_ATTRS[..4]));
@@ -458,6 +491,152 @@ impl Reader {
         sys.pds[at].maps = maps;
         sys.pds[at].setvars = setvars;
         sys.pds[at].vms = vms;
+    }
+
+    /// `<domains>`: its `<domain name id>`s and its one `<domain_schedule start_index
+    /// index_shift>` of `<schedule_entry domain duration>`s and `<schedule_end_marker>`s,
+    /// each refused where the Microkit tool refuses it (sdf.rs, `Domains::from_xml`), so
+    /// the domains the rules compare are the ones the kernel is given.
+    fn domains(&mut self, n: Node) -> DomainSchedule {
+        self.check_attrs(n, &[]);
+        let mut sched = DomainSchedule::default();
+        let mut ids: HashMap<u64, Line> = HashMap::new();
+        let mut schedule = None;
+        let mut declared = 0u64;
+        for c in n.children().filter(Node::is_element) {
+            match c.tag_name().name() {
+                // Past the kernel's domains, counted and refused below, not kept: every
+                // lookup of a name is then among 16, however many a hostile description
+                // declares.
+                "domain" if declared >= NUM_DOMAINS => declared += 1,
+                "domain" => {
+                    declared += 1;
+                    self.check_attrs(c, &["name", "id"]);
+                    let Some(name) = self.required(c, "name") else { continue };
+                    if let Some((_, first)) = sched.names.iter().find(|(d, _)| *d == name) {
+                        let msg = format!("domain `{name}` is declared twice, here and on line {first}");
+                        self.problem(c, msg, "give each <domain> its own name");
+                        continue;
+                    }
+                    match self.number(c, "id") {
+                        Some(id) if id >= NUM_DOMAINS => self.problem(
+                            c,
+                            format!(
+                                "domain id {id}: the kernel has {NUM_DOMAINS} domains (ids 0 to {})",
+                                NUM_DOMAINS - 1
+                            ),
+                            &format!(
+                                "give it an id below {NUM_DOMAINS}, or none (the Microkit tool then picks a free one)"
+                            ),
+                        ),
+                        Some(id) => {
+                            if let Some(first) = ids.insert(id, self.line(c)) {
+                                self.problem(
+                                    c,
+                                    format!("domain id {id} is used twice, here and on line {first}"),
+                                    "give each <domain> its own id",
+                                );
+                            }
+                        }
+                        None => {}
+                    }
+                    sched.names.push((name, self.line(c)));
+                }
+                "domain_schedule" if schedule.is_some() => {
+                    self.problem(c, "a second <domain_schedule>".into(), "keep one <domain_schedule> in <domains>")
+                }
+                "domain_schedule" => schedule = Some(c),
+                tag => self.problem(
+                    c,
+                    format!("unknown element `{tag}` in <domains>"),
+                    "only <domain name=\"...\"> and one <domain_schedule> belong here",
+                ),
+            }
+        }
+        if declared > NUM_DOMAINS {
+            self.problem(
+                n,
+                format!("{declared} domains, and the kernel has {NUM_DOMAINS}"),
+                &format!("declare at most {NUM_DOMAINS} domains"),
+            );
+        }
+        sched.declared = declared;
+        let Some(s) = schedule else {
+            self.problem(
+                n,
+                "<domains> has no <domain_schedule>".into(),
+                "add <domain_schedule> with a <schedule_entry domain=\"...\" duration=\"1000 us\" /> per slot",
+            );
+            return sched;
+        };
+        self.check_attrs(s, &["index_shift", "start_index"]);
+        sched.start_index = self.number(s, "start_index").unwrap_or(0);
+        let shift = self.number(s, "index_shift");
+        for e in s.children().filter(Node::is_element) {
+            let line = self.line(e);
+            match e.tag_name().name() {
+                "schedule_entry" => {
+                    self.check_attrs(e, &["domain", "duration"]);
+                    let (domain, duration) = (self.required(e, "domain"), self.required(e, "duration"));
+                    let unknown = |d: &&String| declared <= NUM_DOMAINS && !sched.names.iter().any(|(n, _)| n == *d);
+                    if let Some(d) = domain.as_ref().filter(unknown) {
+                        let msg = format!(
+                            "the schedule names domain `{d}`, which <domains> does not declare{}",
+                            did_you_mean(d, sched.names.iter().map(|(n, _)| n.as_str()))
+                        );
+                        self.problem(e, msg, "name one of the <domain>s declared above");
+                    }
+                    let length = duration.as_deref().and_then(|d| self.slot_length(e, d));
+                    if let (Some(domain), Some(duration)) = (domain, length) {
+                        sched.entries.push(ScheduleEntry { domain: Some(domain), duration, line });
+                    }
+                }
+                "schedule_end_marker" => {
+                    self.check_attrs(e, &[]);
+                    sched.entries.push(ScheduleEntry { domain: None, duration: SlotLength::None, line });
+                }
+                tag => self.problem(
+                    e,
+                    format!("unknown element `{tag}` in <domain_schedule>"),
+                    "only <schedule_entry domain=\"...\" duration=\"...\"> and <schedule_end_marker> belong here",
+                ),
+            }
+        }
+        let len = s.children().filter(Node::is_element).count() as u64;
+        if len >= NUM_DOMAIN_SCHEDULES {
+            self.problem(
+                s,
+                format!("{len} schedule entries, and the kernel holds fewer than {NUM_DOMAIN_SCHEDULES}"),
+                &format!("give at most {} entries", NUM_DOMAIN_SCHEDULES - 1),
+            );
+        } else if sched.start_index >= len {
+            self.problem(
+                s,
+                format!("start_index {} is not an entry of the schedule's {len}", sched.start_index),
+                "give a start_index below the number of entries (or none: 0)",
+            );
+        } else if let Some(shift) = shift.filter(|&sh| sh.saturating_add(len) >= NUM_DOMAIN_SCHEDULES) {
+            self.problem(s, format!("index_shift {shift} and {len} entries run past the kernel's {NUM_DOMAIN_SCHEDULES} schedule entries"), &format!("keep index_shift plus the entries below {NUM_DOMAIN_SCHEDULES}"));
+        }
+        sched
+    }
+
+    /// A schedule entry's `duration`, as the Microkit tool reads it: a number (as
+    /// `parse_number`), one space, and `us` or `ticks`; zero is refused.
+    fn slot_length(&mut self, e: Node, d: &str) -> Option<SlotLength> {
+        let fix = "write a number, a space and its unit, us or ticks: duration=\"1000 us\"";
+        let Some((raw, unit)) = d.split_once(' ') else {
+            self.problem(e, format!("`duration` \"{d}\" has no unit"), fix);
+            return None;
+        };
+        match (parse_number(raw), unit) {
+            (None, _) => self.problem(e, format!("`duration` \"{d}\" is not a number and a unit"), fix),
+            (Some(0), _) => self.problem(e, format!("`duration` \"{d}\" is zero: the domain would never run"), fix),
+            (Some(v), "us") => return Some(SlotLength::Us(v)),
+            (Some(v), "ticks") => return Some(SlotLength::Ticks(v)),
+            (Some(_), _) => self.problem(e, format!("`duration` \"{d}\" is in neither us nor ticks"), fix),
+        }
+        None
     }
 
     /// A `<channel>` and its two `<end>`s.
@@ -632,6 +811,21 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
         );
         return (sys, r.problems);
     }
+    // Text between <system>'s elements the Microkit tool refuses (sdf.rs, `check_no_text`),
+    // and it is no part of the description read here.
+    for t in root.children().filter(|c| c.is_text() && c.text().is_some_and(|t| !t.trim().is_empty())) {
+        let raw = t.text().unwrap_or_default();
+        let text = raw.trim();
+        let shown: String = text.chars().take(40).collect();
+        // Its line is the first character's, not the line feed's before it.
+        let at = t.range().start + (raw.len() - raw.trim_start().len());
+        r.problems.push(Problem {
+            line: (r.line_starts.partition_point(|&s| s <= at) + 1) as Line,
+            element: "xml".into(),
+            message: format!("text \"{shown}\" in <system>, outside any element: the Microkit tool refuses it"),
+            fix: "remove the text, or make it a comment (<!-- ... -->)".into(),
+        });
+    }
     for n in root.children().filter(Node::is_element) {
         let tag = n.tag_name().name();
         let Some((_, attrs)) = SYSTEM_CHILDREN.iter().find(|(t, _)| *t == tag) else {
@@ -700,7 +894,10 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     format!("a second <domains> (the first is on line {first})"),
                     "keep one <domains>, before the protection domains",
                 ),
-                None => sys.domains = Some(r.line(n)),
+                None => {
+                    sys.domains = Some(r.line(n));
+                    sys.domain_schedule = Some(r.domains(n));
+                }
             },
             "protection_domain" => r.pd(n, &mut sys, None, 1),
             "channel" => r.channel(n, &mut sys),

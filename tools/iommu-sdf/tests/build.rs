@@ -193,6 +193,7 @@ fn a_generated_child_id_lands_after_a_value_holding_a_gt() {
     <memory_region name="bufs" size="0x4000" />
     <protection_domain name="iommu" priority="254" passive="true" domain='a>b'>
         <program_image path="iommu.elf" />
+        <irq irq="30" id="12" trigger="level" />
         <map mr="smmu_regs" vaddr="0x2000000" perms="rw" cached="false" setvar_vaddr="smmu_regs" />
         <protection_domain name="driver" priority="100" domain='a>b' xmlns:q='c>d'   >
             <program_image path="driver.elf" />

@@ -545,21 +545,112 @@ fn interrupts_are_held_to_the_boards_limit() {
 }
 
 /// A client's program named by anything but its bare file name is refused: `sub/x.elf`
-/// too, whose last component is another program's name.
+/// too, whose last component is another program's name. So is one not named `*.elf`: the
+/// IOMMU PD's build reads the restart entries of the `*.elf` files alone, so it would never
+/// be restarted. A PD that is no client, never restarted, keeps any path.
 #[test]
 fn a_clients_program_is_named_by_its_file_name() {
-    for path in ["sub/edu_driver.elf", "./edu_driver.elf", ".//edu_driver.elf"] {
+    let bare = "not a bare file name";
+    let elf = "not named `*.elf`";
+    for (path, why) in [
+        ("sub/edu_driver.elf", bare),
+        ("./edu_driver.elf", bare),
+        (".//edu_driver.elf", bare),
+        ("edu_driver", elf),
+        ("edu_driver.bin", elf),
+        ("edu_driver.ELF", elf),
+        ("edu_driver.elf.bak", elf),
+    ] {
         let text = sdf("ok.xml")
             .replace("<program_image path=\"edu_driver.elf\" />", &format!("<program_image path=\"{path}\" />"));
         let (_, problems) = iommu_sdf::check_text(&text);
         assert!(
-            problems.len() == 1 && problems[0].message.contains(&format!("is `{path}`, not a bare file name")),
+            problems.len() == 1 && problems[0].message.contains(&format!("is `{path}`, {why}")),
             "{path}: {problems:#?}"
         );
     }
-    // Not a client: no restart, nothing to refuse.
-    let text = sdf("ok.xml").replace("<program_image path=\"iommu.elf\" />", "<program_image path=\"./iommu.elf\" />");
-    assert!(iommu_sdf::check_text(&text).1.is_empty());
+    for path in ["./iommu.elf", "iommu"] {
+        let text = sdf("ok.xml")
+            .replace("<program_image path=\"iommu.elf\" />", &format!("<program_image path=\"{path}\" />"));
+        assert!(iommu_sdf::check_text(&text).1.is_empty(), "{path}");
+    }
+}
+
+/// ok.xml's IOMMU PD's program line, and the timer's interrupt a PD takes on id 12.
+const IOMMU_PROGRAM: &str = "<program_image path=\"iommu.elf\" />";
+const TIMER_IRQ: &str = "<irq irq=\"30\" id=\"12\" trigger=\"level\" />";
+
+/// 300 faults with a 4 KiB event queue are 3 drains, 30 ms at the IOMMU PD's 10 ms poll:
+/// but only if it is woken (the timer's interrupt or the SMMU's), nothing on its core at
+/// its priority or above can hold it off, and its domain's slot comes round, the other
+/// domains' slots adding to every drain period. Each broken, the window that passed is
+/// refused.
+#[test]
+fn storm_drains_are_bounded_only_where_the_iommu_pd_runs() {
+    let check = |text: &str, window: u64| {
+        let text = text
+            .replace(
+                "fault_window_us=\"500000\" max_faults=\"64\"",
+                &format!("fault_window_us=\"{window}\" max_faults=\"300\""),
+            )
+            .replace(
+                "<memory_region name=\"smmu_eventq\" size=\"0x10000\" />",
+                "<memory_region name=\"smmu_eventq\" size=\"0x1000\" />",
+            );
+        let (_, problems) =
+            iommu_sdf::check_text_on(&text, &iommu_sdf::Board::named("qemu_virt_aarch64").with_config("debug"));
+        problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>()
+    };
+    let ok = sdf("ok.xml");
+    assert!(ok.contains(IOMMU_PROGRAM) && ok.contains("<protection_domain name=\"iommu\" priority=\"250\">"));
+    let timer = ok.replace(IOMMU_PROGRAM, &format!("{IOMMU_PROGRAM}\n{TIMER_IRQ}"));
+    assert_eq!(check(&timer, 30_000), Vec::<String>::new());
+    let wired = ok.replace(
+        IOMMU_PROGRAM,
+        &format!("{IOMMU_PROGRAM}\n<irq irq=\"106\" id=\"10\" trigger=\"edge\" /><irq irq=\"109\" id=\"11\" trigger=\"edge\" />"),
+    );
+    assert_eq!(check(&wired, 30_000), Vec::<String>::new());
+    // No wake-up: the queue is read when a request comes.
+    let problems = check(&ok, 30_000_000);
+    assert!(problems.len() == 1 && problems[0].contains("neither its SMMU's interrupts"), "{problems:#?}");
+    // The SMMU's event-queue interrupt without its global errors' is not wired (pds/iommu's `WIRED`).
+    let half = ok.replace(IOMMU_PROGRAM, &format!("{IOMMU_PROGRAM}\n<irq irq=\"106\" id=\"10\" trigger=\"edge\" />"));
+    assert_eq!(check(&half, 30_000_000).len(), 1);
+    // A PD on its core at its priority, which need never block.
+    let spinner = |priority: u32, cpu: u32| {
+        timer.replace(
+            "</system>",
+            &format!("<protection_domain name=\"spinner\" priority=\"{priority}\" cpu=\"{cpu}\"><program_image path=\"spin.elf\" /></protection_domain>\n</system>"),
+        )
+    };
+    let problems = check(&spinner(250, 0), 30_000_000);
+    assert!(
+        problems.len() == 1 && problems[0].contains("`spinner` runs on its core 0 at priority 250"),
+        "{problems:#?}"
+    );
+    assert_eq!(check(&spinner(249, 0), 30_000), Vec::<String>::new());
+    // Domains: another domain's 20 ms slot (1,250,000 ticks at 62.5 MHz, or in us) makes
+    // each drain period 30 ms, so 3 drains need 90 ms.
+    let domains = |slots: &str, start: u32| {
+        let schedule = format!(
+            "<domains><domain name=\"sys\" /><domain name=\"other\" /><domain_schedule start_index=\"{start}\">{slots}</domain_schedule></domains>\n"
+        );
+        let text = timer.replace("<protection_domain name=\"", "<protection_domain domain=\"sys\" name=\"");
+        let at = text.find("<protection_domain").unwrap();
+        format!("{}{schedule}{}", &text[..at], &text[at..])
+    };
+    let sys_then = |other: &str| {
+        format!("<schedule_entry domain=\"sys\" duration=\"1000 us\" /><schedule_entry domain=\"other\" duration=\"{other}\" />")
+    };
+    for other in ["20000 us", "1250000 ticks"] {
+        assert_eq!(check(&domains(&sys_then(other), 0), 90_000), Vec::<String>::new(), "{other}");
+        let problems = check(&domains(&sys_then(other), 0), 89_999);
+        assert!(problems.len() == 1 && problems[0].contains("drain it only every 30000 us"), "{other}: {problems:#?}");
+    }
+    // Its domain's one slot before the start index, the cycle ending at the marker: never.
+    let never = "<schedule_entry domain=\"sys\" duration=\"1000 us\" /><schedule_entry domain=\"other\" duration=\"1000 us\" /><schedule_end_marker />";
+    let problems = check(&domains(never, 1), 30_000_000);
+    assert!(problems.len() == 1 && problems[0].contains("has no slot between the schedule's start"), "{problems:#?}");
 }
 
 /// The storm limits at their bounds: more than one drain's worth of faults needs a window
@@ -581,6 +672,8 @@ fn storm_limits_at_their_bounds() {
             text.contains(&ours) && text.contains(&queue) && text.contains("0x40000000"),
             "ok.xml's <iommu> or event queue changed"
         );
+        // The timer wakes the IOMMU PD every 10 ms (`storm_drains_are_bounded_only_where_the_iommu_pd_runs`).
+        let text = text.replace(IOMMU_PROGRAM, &format!("{IOMMU_PROGRAM}\n{TIMER_IRQ}"));
         let (_, problems) = iommu_sdf::check_text_on(&text, &iommu_sdf::Board::named(board));
         assert!(problems.iter().all(|p| p.element == "iommu"), "{problems:#?}");
         problems.len()
@@ -602,4 +695,28 @@ fn storm_limits_at_their_bounds() {
     // 2^64 - 1 ticks at 62.5 MHz: 295,147,905,179,352,825 us (rounded down) is the last.
     assert_eq!(with("0x10000", 300, 295_147_905_179_352_825, "qemu_virt_aarch64"), 0);
     assert_eq!(with("0x10000", 300, 295_147_905_179_352_826, "qemu_virt_aarch64"), 1);
+}
+
+/// More domains than the kernel has (16) are refused once, at <domains>, and only the
+/// first 16 are kept: each schedule entry and PD is looked up among those, so a hostile
+/// description of thousands of domains is read in linear time (looked up among all of them,
+/// 60,000 domains and entries took check minutes). An entry or PD naming a domain past the
+/// 16th is no second problem.
+#[test]
+fn a_description_of_many_domains_keeps_the_kernels_sixteen() {
+    let n = 2_000;
+    let domains: String = (0..n).map(|i| format!("<domain name=\"d{i}\" />")).collect();
+    let entries: String = (0..n).map(|i| format!("<schedule_entry domain=\"d{i}\" duration=\"1 us\" />")).collect();
+    let text = format!(
+        "<system>\n<domains>{domains}\n<domain_schedule>{entries}</domain_schedule></domains>\n<memory_region name=\"buf\" size=\"0x1000\" />\n<protection_domain name=\"a\" priority=\"1\" domain=\"d1999\"><program_image path=\"a.elf\" /><map mr=\"buf\" vaddr=\"0x2000000\" /></protection_domain>\n</system>\n"
+    );
+    let (sys, problems) = iommu_sdf::check_text_on(&text, &iommu_sdf::Board::default().with_config("debug"));
+    let schedule = sys.domain_schedule.expect("<domains> read");
+    assert_eq!((schedule.names.len(), schedule.declared), (16, n));
+    let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["2000 domains, and the kernel has 16", "2000 schedule entries, and the kernel holds fewer than 100"],
+        "{problems:#?}"
+    );
 }

@@ -8,6 +8,11 @@
 
 use std::path::Path;
 
+/// Corpus descriptions `check` refuses only with the files read (a program's symbols, a
+/// prefill file's size), which this test does not give it; `images/microkit-rules.sh`
+/// does.
+const READ_FILES: &[&str] = &["setvar-symbol-missing", "prefill-larger-than-region"];
+
 #[test]
 fn the_corpus_is_refused_where_microkit_would_or_left_to_it_line_for_line() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdf/microkit");
@@ -26,6 +31,18 @@ fn the_corpus_is_refused_where_microkit_would_or_left_to_it_line_for_line() {
             continue;
         }
         let here = text.lines().position(|l| l.contains("<!-- HERE -->")).expect("a marked line") + 1;
+        // One marked `by: iommu-sdf` is one `check` must refuse itself, not leave to the
+        // Microkit tool; here, without the programs, only those whose rule is not about
+        // a program (every PD runs the corpus's own c-edu-driver.elf) or another file.
+        let programs_only = text.lines().any(|l| l.contains("<program_image") && !l.contains("\"c-edu-driver.elf\""));
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        assert!(
+            !text.contains("<!-- by: iommu-sdf -->")
+                || programs_only
+                || READ_FILES.contains(&stem)
+                || !problems.is_empty(),
+            "{name}: left to the Microkit tool, and it is marked as iommu-sdf's to refuse"
+        );
         if let Some(p) = problems.first() {
             assert_eq!(p.line as usize, here, "{name}: refused at the wrong line: {p:?}");
             ours += 1;
@@ -35,5 +52,5 @@ fn the_corpus_is_refused_where_microkit_would_or_left_to_it_line_for_line() {
             left += 1;
         }
     }
-    assert!(valid >= 3 && ours >= 8 && left >= 10, "valid {valid}, refused here {ours}, left to Microkit {left}");
+    assert!(valid >= 5 && ours >= 73, "valid {valid}, refused here {ours}, left to Microkit {left}");
 }

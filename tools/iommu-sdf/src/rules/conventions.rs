@@ -32,10 +32,24 @@ fn symbol_map<'a>(
 /// as written), which its build finds among the programs of the build directory by file
 /// name (`pds/iommu/build.rs`, `restart_entries`): `./x.elf` or `sub/x.elf` was found under
 /// no name, and the client never restarted, and matching on the last component instead
-/// would take `x.elf`'s entry for `sub/x.elf`, another program.
+/// would take `x.elf`'s entry for `sub/x.elf`, another program. And it ends in `.elf`:
+/// that build reads only the `*.elf` files there (and images/Makefile builds a C PD only
+/// for a `program_image` named so), so a libmicrokit client under another name was never
+/// restarted, and nothing said so.
 fn restart_programs(clients: &[&ProtectionDomain], out: &mut Vec<Problem>) {
     for (c, program) in clients.iter().filter_map(|c| Some((c, c.program.as_ref()?))) {
         let path = program.path.as_str();
+        if !path.contains('/') && !path.ends_with(".elf") {
+            out.push(p(
+                program.line,
+                "program_image",
+                format!(
+                    "the program of client `{}` is `{path}`, not named `*.elf`: the IOMMU PD restarts a crashed client from its program's entry, found among the build's `*.elf` programs, so this client would never be restarted",
+                    c.name
+                ),
+                "name the program's file NAME.elf (path=\"NAME.elf\"), as images/Makefile names the C PDs it builds",
+            ));
+        }
         if path.contains('/') || matches!(path, "" | "." | "..") {
             out.push(p(
                 program.line,

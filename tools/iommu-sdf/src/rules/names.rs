@@ -57,6 +57,8 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
         sys.quotas.iter().map(|q| (q.pd.as_str(), q.line)),
     );
 
+    unknown_pds(sys, out);
+
     // The Microkit tool's monitor is a PD named `monitor`, and it refuses another.
     for pd in sys.pds.iter().filter(|pd| pd.name == MONITOR) {
         out.push(p(
@@ -73,6 +75,46 @@ pub fn check(sys: &System, out: &mut Vec<Problem>) {
             format!("child protection domain `{}` has no `id`", pd.name),
             "add id=\"...\": its identifier in its parent",
         ));
+    }
+}
+
+/// Channel ends and `<cspace>` capabilities that name no PD: the Microkit tool refuses
+/// them (sdf.rs, `ChannelEnd::from_xml`, "invalid PD name"; `parse`, "unknown PD name"),
+/// and the rules that read channels (which PD calls the IOMMU PD, on which id) and
+/// capabilities (who holds whose TCB) would judge a system that is not the one built.
+fn unknown_pds(sys: &System, out: &mut Vec<Problem>) {
+    let pds = || sys.pds.iter().map(|pd| pd.name.as_str());
+    for c in &sys.channels {
+        for end in c.ends.iter().filter(|e| sys.pd(&e.pd).is_none()) {
+            out.push(p(
+                end.line,
+                "end",
+                format!(
+                    "a channel end at `{}`, which is not a protection domain{}",
+                    end.pd,
+                    did_you_mean(&end.pd, pds())
+                ),
+                "name an existing protection_domain in pd=\"...\"",
+            ));
+        }
+    }
+    for pd in &sys.pds {
+        for (kind, of, line) in pd
+            .cspace
+            .iter()
+            .filter(|(kind, of, _)| matches!(kind.as_str(), "tcb" | "sc" | "vspace") && sys.pd(of).is_none())
+        {
+            let what = if of.is_empty() {
+                format!("`{}`'s cap_{kind} names no PD (no `pd`)", pd.name)
+            } else {
+                format!(
+                    "`{}`'s cap_{kind} is of `{of}`, which is not a protection domain{}",
+                    pd.name,
+                    did_you_mean(of, pds())
+                )
+            };
+            out.push(p(*line, &format!("cap_{kind}"), what, "name an existing protection_domain in pd=\"...\""));
+        }
     }
 }
 

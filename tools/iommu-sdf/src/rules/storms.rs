@@ -10,10 +10,68 @@ use crate::problem::{p, Problem};
 
 /// An event record's bytes (Arm IHI 0070, 7.2: 32).
 const EVENT_BYTES: u64 = 32;
-/// How long the IOMMU PD may leave records in the event queue while they keep coming: its
-/// poll period where the SMMU's interrupts are not wired (`pds/iommu`'s `POLL_US`), the
-/// slowest of its wake-ups; wired, it is woken at the records.
+/// How long the IOMMU PD may leave records in the event queue while they keep coming, once
+/// it runs: its poll period where the SMMU's interrupts are not wired (`pds/iommu`'s
+/// `POLL_US`), the slowest of its wake-ups; wired, it is woken at the records.
 pub const DRAIN_PERIOD_US: u64 = 10_000;
+/// The EL1 physical timer's interrupt, and the id the IOMMU PD takes it on (`pds/iommu`'s
+/// `TIMER_IRQ`); its SMMUv3's event-queue and global-error interrupts are ids 10 and 11.
+const TIMER: (u64, u64) = (12, 30);
+const SMMU_IDS: [u64; 2] = [10, 11];
+
+/// The longest the IOMMU PD `iommu` can go between two drains of the event queue while
+/// records come, from what the description guarantees, or why nothing bounds it. Its
+/// wake-ups bound it at `DRAIN_PERIOD_US` only if it has one (the SMMU's interrupts, or
+/// the timer's: with neither it reads the queue when a request comes, if one comes) and
+/// runs when woken: nothing else on its core at its priority or above (seL4 runs the
+/// highest ready thread of a core, and one that never blocks would hold the IOMMU PD off
+/// for good), and its seL4 domain's slot comes round, so every other domain's slots in
+/// the schedule are added (all of them: a bound on any gap between two of its slots,
+/// however the kernel goes round).
+fn drain_period_us(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Result<u64, String> {
+    let has = |id: u64, irq: Option<u64>| iommu.irqs.iter().any(|i| i.id == id && (irq.is_none() || i.irq == irq));
+    if !SMMU_IDS.iter().all(|&id| has(id, None)) && !has(TIMER.0, Some(TIMER.1)) {
+        return Err(format!(
+            "it has neither its SMMU's interrupts (ids {} and {}) nor the timer's (irq {} on id {}), so it reads the queue only when a request comes, if one does",
+            SMMU_IDS[0], SMMU_IDS[1], TIMER.1, TIMER.0
+        ));
+    }
+    if let Some(pd) =
+        sys.pds.iter().find(|pd| pd.name != iommu.name && pd.cpu == iommu.cpu && pd.priority >= iommu.priority)
+    {
+        return Err(format!(
+            "`{}` runs on its core {} at priority {}, not below its {}: seL4 runs it first, and it may never block",
+            pd.name, iommu.cpu, pd.priority, iommu.priority
+        ));
+    }
+    let Some(schedule) = sys.domain_schedule.as_ref().filter(|d| !d.names.is_empty()) else {
+        return Ok(DRAIN_PERIOD_US);
+    };
+    let Some(own) = iommu.domain.as_deref() else {
+        return Err("it is in no domain the schedule names".to_string());
+    };
+    // The entries the kernel cycles through: from the start to the first end marker.
+    let cycle = schedule.entries.iter().skip(schedule.start_index as usize).take_while(|e| e.domain.is_some());
+    if !cycle.clone().any(|e| e.domain.as_deref() == Some(own)) {
+        return Err(format!("its domain `{own}` has no slot between the schedule's start and its end marker"));
+    }
+    let mut others = 0u128;
+    for e in schedule.entries.iter().filter(|e| e.domain.as_deref() != Some(own)) {
+        others += match (e.duration, board.timer_hz) {
+            (SlotLength::Us(us), _) => u128::from(us),
+            (SlotLength::Ticks(t), Some(hz)) => (u128::from(t) * 1_000_000).div_ceil(u128::from(hz.max(1))),
+            (SlotLength::Ticks(_), None) => {
+                return Err(format!(
+                    "the schedule's slots are in ticks of board {}'s timer, whose rate this tool does not know",
+                    board.name
+                ))
+            }
+            (SlotLength::None, _) => 0,
+        };
+    }
+    u64::try_from(others + u128::from(DRAIN_PERIOD_US))
+        .map_err(|_| "the other domains' slots run past 2^64 us".to_string())
+}
 
 /// Every fault-storm rule.
 pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
@@ -39,25 +97,44 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
     // under the limit forever, overflowing the queue every device shares (each overflow
     // loses a bystander's record) with nothing quarantined. (An MMU-500 has no shared
     // queue: each device's faults are its own context bank's.)
-    if let BoardIommu::SmmuV3 { eventq_log2, .. } = board.iommu {
+    if let (BoardIommu::SmmuV3 { eventq_log2, .. }, Some(pd)) = (board.iommu, sys.pd(&i.pd)) {
         // Without the region (another rule's refusal), the smallest it could be: one page.
         let region = i.private.iter().find(|(role, _)| *role == "eventq").and_then(|(_, r)| sys.region(r));
         let records = (region.map_or(PAGE, |r| r.size) / EVENT_BYTES).max(1);
         let entries = (1u64 << records.ilog2()).min(1 << eventq_log2);
         let drains = (i.max_faults + 1).div_ceil(entries);
-        let needed = u128::from(drains) * u128::from(DRAIN_PERIOD_US);
-        if drains > 1 && u128::from(i.fault_window_us) < needed {
-            out.push(p(
+        let storm = format!(
+            "max_faults {} needs {drains} drains of the event queue ({entries} records each) inside one fault_window_us of {} us",
+            i.max_faults, i.fault_window_us
+        );
+        let fix = format!("give max_faults below {entries} (one drain is then enough)");
+        match drain_period_us(sys, board, pd) {
+            _ if drains <= 1 => {}
+            Ok(period) => {
+                let needed = u128::from(drains) * u128::from(period);
+                if u128::from(i.fault_window_us) < needed {
+                    out.push(p(
+                        i.line,
+                        "iommu",
+                        format!(
+                            "{storm}, and the IOMMU PD may drain it only every {period} us: a storm could overflow the queue every device shares and never be quarantined"
+                        ),
+                        format!("{fix}, or fault_window_us of at least {needed}"),
+                    ));
+                }
+            }
+            Err(why) => out.push(p(
                 i.line,
                 "iommu",
                 format!(
-                    "max_faults {} needs {drains} drains of the event queue ({entries} records each) inside one fault_window_us of {} us, and the IOMMU PD may drain it only every {DRAIN_PERIOD_US} us: a storm could overflow the queue every device shares and never be quarantined",
-                    i.max_faults, i.fault_window_us
+                    "{storm}, and nothing bounds how long the IOMMU PD `{}` may leave the queue undrained: {why}; a storm could overflow the queue every device shares and never be quarantined",
+                    pd.name
                 ),
                 format!(
-                    "give max_faults below {entries} (one drain is then enough), or fault_window_us of at least {needed}"
+                    "{fix}, or give the IOMMU PD a wake-up it runs at (the timer's interrupt: <irq irq=\"{}\" id=\"{}\" />, or its SMMU's on ids {} and {}), the highest priority on its core, and a slot in every round of the domain schedule",
+                    TIMER.1, TIMER.0, SMMU_IDS[0], SMMU_IDS[1]
                 ),
-            ));
+            )),
         }
     }
     // RESUME after a storm waits out a window (`FaultPolicy::resume_rest_ms`), and the
