@@ -332,16 +332,25 @@ pub struct Recorded {
     pub bytes: DriverBytes,
     /// Its MSI, MSI-X, FLR and PM reset, for its stops.
     pub caps: BootCaps,
+    /// Its driver may clear Interrupt Disable: the pin it showed at boot (Interrupt Pin)
+    /// is one whose line its driver's PD holds (`PciFunctionConfig::intx`).
+    pub intx: bool,
 }
 
 /// What the owner records of function `rid` (`Recorded`), from the capability list it
 /// shows now; `None` if nothing answers there or it is not an endpoint (its header not
-/// type 0).
-pub fn record(cs: &mut dyn ConfigSpace, rid: u16) -> Option<Recorded> {
+/// type 0). `intx_pins`: the pins whose line its driver's PD holds
+/// (`PciFunctionConfig::intx`).
+pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recorded> {
     present(cs, rid).ok()?;
     if read(cs, rid, reg::HEADER_TYPE, 1).ok()? & 0x7f != 0 {
         return None;
     }
+    // Interrupt Pin is read-only: the pin the function asserts, which the board's swizzle
+    // turns into the line the description's `<irq>` names. 0 (no INTx) or a value past
+    // INTD# is no pin of a line anyone holds.
+    let pin = read(cs, rid, reg::INTERRUPT_PIN, 1).ok()?;
+    let intx = (1..=4).contains(&pin) && intx_pins >> (pin - 1) & 1 != 0;
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps).ok()?;
     let boot = BootCaps::of(cs, rid, &caps[..n]).ok()?;
@@ -353,7 +362,7 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16) -> Option<Recorded> {
             bytes.0[i / 64] |= 1 << (i % 64);
         }
     }
-    Some(Recorded { bytes, caps: boot })
+    Some(Recorded { bytes, caps: boot, intx })
 }
 
 /// CONFIG_READ of function `rid` (its owner checked by the service); `DeviceMissing` if
@@ -411,7 +420,7 @@ pub fn config_write(
     }
     // What the owner recorded at boot, not what the function's capability list says now;
     // nothing recorded (not an endpoint then): none of it is the driver's.
-    let Some(Recorded { bytes, .. }) = cs.recorded(rid) else { return Err(ErrorCode::ConfigDenied) };
+    let Some(Recorded { bytes, intx, .. }) = cs.recorded(rid) else { return Err(ErrorCode::ConfigDenied) };
     if (reg::BAR0..reg::BAR0 + 24).contains(&offset) {
         return bar_write(cs, rid, offset, width, value);
     }
@@ -443,6 +452,15 @@ pub fn config_write(
             keep &= !off;
             zero |= off;
         }
+    }
+    // Interrupt Disable kept set for a function whose INTx line is not its driver's PD's
+    // (another PD's, or no PD's): asserted, it would storm the PD that holds that line or
+    // hide that PD's own device's interrupts, and a line no PD holds helps nobody.
+    if !intx && offset <= reg::COMMAND + 1 && reg::COMMAND + 1 < offset + u16::from(width) {
+        // Interrupt Disable is bit 2 of Command's high byte.
+        let disable = 1u32 << (8 * (reg::COMMAND + 1 - offset) + 2);
+        keep &= !disable;
+        one |= disable;
     }
     // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot and has not
     // read off since, or that its last stop could not turn off (the service's to say).

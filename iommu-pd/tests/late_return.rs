@@ -26,8 +26,8 @@ const DISK_BASE: u64 = 0x1020_0000;
 const ABSENT_MS: u64 = 1_500;
 
 static FUNCTIONS: [PciFunctionConfig; 2] = [
-    PciFunctionConfig { device: 0, rid: 0x10, bar_base: NIC_BASE, bar_size: 0x20_0000 },
-    PciFunctionConfig { device: 1, rid: DISK_RID, bar_base: DISK_BASE, bar_size: 0x20_0000 },
+    PciFunctionConfig { device: 0, rid: 0x10, bar_base: NIC_BASE, bar_size: 0x20_0000, intx: 0b0001 },
+    PciFunctionConfig { device: 1, rid: DISK_RID, bar_base: DISK_BASE, bar_size: 0x20_0000, intx: 0b0001 },
 ];
 
 /// An endpoint with a 1 MiB 32-bit BAR0 and a 16 KiB 64-bit BAR2 (both at 0 from reset),
@@ -40,6 +40,7 @@ fn endpoint() -> Function {
     f.mask(0x1c, 4, 0xffff_ffff);
     f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
     f.set(reg::CAP_PTR, 1, u32::from(EXP));
+    f.set(reg::INTERRUPT_PIN, 1, 1); // INTA#
     f.set(EXP, 4, 0x0002_0010);
     f.set(EXP + 4, 4, 1 << 28);
     f.mask(EXP + 8, 2, 0x7fff);
