@@ -504,6 +504,42 @@ fn decode_only_where_placed(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), Er
     place_again(cs, rid)
 }
 
+/// What the owner keeps on in function `rid` between calls, put back if it reads off: a
+/// function that reset itself while answering (an FLR its device starts through a
+/// device-specific register its driver wrote, a link that went down and came back)
+/// returns to its reset values, its BARs at 0 and Command 0, without its owner knowing.
+/// So where the owner placed its BARs and Memory Space reads off (the owner leaves it
+/// off only inside its own calls), the BARs are placed again from the description, ROM
+/// disabled, read back, and Memory Space turned on: its driver maps that window, and a
+/// load from a BAR that does not decode can end in an SError on Arm hardware. And
+/// Interrupt Disable is set again where its driver's PD does not hold its line
+/// (`Recorded::intx`). Bus Master stays as the reset left it, off: its driver turns it
+/// on when it has set its device up again. `DeviceMissing` if nothing answers, or the
+/// BARs cannot be put back (`place_again`: not the function the owner placed), decoding
+/// left off; otherwise whether anything was put back.
+pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+    present(cs, rid)?;
+    if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
+        return Ok(false);
+    }
+    let mut put_back = false;
+    if cs.placement(rid).is_some() && read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 {
+        place_again(cs, rid)?;
+        decode(cs, rid).ok_or(ErrorCode::NoConfigSpace)?;
+        put_back = true;
+    }
+    let intx = cs.recorded(rid).is_some_and(|r| r.intx);
+    let command = read(cs, rid, reg::COMMAND, 2)? as u16;
+    if !intx && command & reg::CMD_INTX_DISABLE == 0 {
+        // Command alone (16 bits): Status is not written.
+        let quiet = command | reg::CMD_INTX_DISABLE;
+        cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(ErrorCode::NoConfigSpace)?;
+        // A function without INTx may hardwire the bit to 0: nothing to put back then.
+        put_back |= read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_INTX_DISABLE != 0;
+    }
+    Ok(put_back)
+}
+
 /// Function `rid`'s BARs placed again where the description places them
 /// (`ConfigSpace::placement`, planned as at boot), its expansion ROM disabled and memory
 /// decoding off, read back; nothing for a function whose BARs the owner never placed.

@@ -139,6 +139,13 @@ fn ecam() -> Ecam {
     e.functions.insert(DISK, endpoint(0x1042_1af4));
     e.functions.insert(EVIL_FN, endpoint(0x11e8_1234));
     e.functions.insert(BRIDGE, bridge());
+    // As the owner leaves them at boot: BARs placed in their windows, decoding.
+    for rid in [NIC, DISK, EVIL_FN] {
+        pci::place_bars(&mut e, rid, window(rid), 0x20_0000).unwrap();
+        let f = e.functions.get_mut(&rid).unwrap();
+        f.set(reg::COMMAND, 2, f.get(reg::COMMAND, 2) | u32::from(reg::CMD_MEMORY));
+    }
+    e.writes = 0;
     e
 }
 
@@ -192,7 +199,7 @@ fn a_service_without_configuration_space_says_so() {
     );
     let w = Request::ConfigWrite { device: DeviceId(0), offset: 4, width: 2, value: 6 };
     assert_eq!(call(&mut s, NET, w), err(ErrorCode::NoConfigSpace));
-    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 1 << 8);
+    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 1 << 8 | u32::from(reg::CMD_MEMORY));
 }
 
 #[test]
@@ -303,7 +310,7 @@ fn another_drivers_function_cannot_be_moved_stopped_or_read() {
     assert!(e.functions[&NIC].bytes == before);
     // Its own BAR, too, is not its to move.
     assert_eq!(write(&mut s, &mut e, EVIL, 2, reg::BAR0, 4, 0x1000_0000), Err(ErrorCode::ConfigDenied));
-    assert_eq!(e.functions[&EVIL_FN].get(reg::BAR0, 4), 0);
+    assert_eq!(u64::from(e.functions[&EVIL_FN].get(reg::BAR0, 4)), window(EVIL_FN));
 }
 
 #[test]
@@ -364,9 +371,9 @@ fn bars_are_placed_aligned_in_the_window_given_or_not_at_all() {
     assert_eq!((f.get(0x10, 4), f.get(0x18, 4), f.get(0x1c, 4)), (0x1000_0000, 0x1010_0004, 0));
     // Memory decoding is left off, for the driver to turn on.
     assert_eq!(f.get(reg::COMMAND, 2) & u32::from(reg::CMD_MEMORY), 0);
-    // A window too small: nothing placed.
+    // A window too small: nothing placed (the disk's BARs stay where boot put them).
     assert_eq!(pci::place_bars(&mut e, DISK, 0x1000_0000, 0x10_0000), Err(BarError::TooBig(0x10_4000)));
-    assert_eq!(e.functions[&DISK].get(0x10, 4), 0);
+    assert_eq!(u64::from(e.functions[&DISK].get(0x10, 4)), window(DISK));
     assert_eq!(pci::place_bars(&mut e, BRIDGE, 0x1000_0000, 0x10_0000), Err(BarError::NotAnEndpoint));
     assert_eq!(pci::place_bars(&mut e, 0x30, 0x1000_0000, 0x10_0000), Err(BarError::Absent));
 }
@@ -382,6 +389,8 @@ fn bars_are_placed_aligned_in_the_window_given_or_not_at_all() {
 fn a_capability_inside_msis_extent_is_not_written_through_it() {
     let (mut s, mut e) = (service(), ecam());
     let mut f = Function::new(0x11e8_1234, 0);
+    // As boot leaves it: decoding (it has no BAR), INTx disabled (it has no pin).
+    f.set(reg::COMMAND, 2, u32::from(reg::CMD_MEMORY | reg::CMD_INTX_DISABLE));
     f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
     f.set(reg::CAP_PTR, 1, 0x40);
     // MSI at 0x40, next 0x50; control: 64-bit (bit 7), per-vector masking (bit 8).
