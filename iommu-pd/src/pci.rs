@@ -9,7 +9,8 @@
 //! CONFIG_READ and CONFIG_WRITE, filtered here.
 //!
 //! What a driver may write: Command's Memory Space, Bus Master and
-//! INTx-disable bits (its other bits keep the value they have: masked, not refused, so
+//! INTx-disable bits (INTx disable only to 1 where its PD does not hold the function's
+//! INTx line; its other bits keep the value they have: masked, not refused, so
 //! a driver that writes Command whole, as virtio-drivers does, works), the MSI and MSI-X
 //! capabilities past their headers (an MSI is a DMA write, which the SMMU confines like
 //! any other), and device-specific registers at 0x40..0x100 outside every capability,
@@ -383,6 +384,10 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// function whose MSI or MSI-X Enable did not clear at boot (`ConfigSpace::messages_stuck`)
 /// and that no stop has read off since, or whose last stop did not read back off:
 /// mastering, it would send a message to an address its driver did not choose.
+///
+/// Command's Interrupt Disable is written as 1 for a function whose INTx line its
+/// driver's PD does not hold (`Recorded::intx`): asserted, it would storm the PD that
+/// holds that line, or hide that PD's own device's interrupts.
 ///
 /// Command's Memory Space is written as 1 for a function whose BARs the owner placed,
 /// whatever the driver asks (masked, as the bits it may not write are): its driver maps
