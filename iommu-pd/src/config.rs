@@ -224,4 +224,10 @@ pub struct PciFunctionConfig {
     pub bar_base: u64,
     /// Bytes of that window.
     pub bar_size: u64,
+    /// The INTx pins (bit 0 INTA# .. bit 3 INTD#) whose interrupt line, after the board's
+    /// swizzle, is an `<irq>` of the PD that owns the function: its driver may clear
+    /// Interrupt Disable only if the pin the function shows is one of them. On another
+    /// pin the line is no PD's or another PD's (QEMU virt swizzles every slot onto four
+    /// SPIs), and an asserted INTx would storm or starve whoever holds it.
+    pub intx: u8,
 }

@@ -9,7 +9,8 @@
 //! CONFIG_READ and CONFIG_WRITE, filtered here.
 //!
 //! What a driver may write: Command's Memory Space, Bus Master and
-//! INTx-disable bits (its other bits keep the value they have: masked, not refused, so
+//! INTx-disable bits (INTx disable only to 1 where its PD does not hold the function's
+//! INTx line; its other bits keep the value they have: masked, not refused, so
 //! a driver that writes Command whole, as virtio-drivers does, works), the MSI and MSI-X
 //! capabilities past their headers (an MSI is a DMA write, which the SMMU confines like
 //! any other), and device-specific registers at 0x40..0x100 outside every capability,
@@ -332,16 +333,25 @@ pub struct Recorded {
     pub bytes: DriverBytes,
     /// Its MSI, MSI-X, FLR and PM reset, for its stops.
     pub caps: BootCaps,
+    /// Its driver may clear Interrupt Disable: the pin it showed at boot (Interrupt Pin)
+    /// is one whose line its driver's PD holds (`PciFunctionConfig::intx`).
+    pub intx: bool,
 }
 
 /// What the owner records of function `rid` (`Recorded`), from the capability list it
 /// shows now; `None` if nothing answers there or it is not an endpoint (its header not
-/// type 0).
-pub fn record(cs: &mut dyn ConfigSpace, rid: u16) -> Option<Recorded> {
+/// type 0). `intx_pins`: the pins whose line its driver's PD holds
+/// (`PciFunctionConfig::intx`).
+pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recorded> {
     present(cs, rid).ok()?;
     if read(cs, rid, reg::HEADER_TYPE, 1).ok()? & 0x7f != 0 {
         return None;
     }
+    // Interrupt Pin is read-only: the pin the function asserts, which the board's swizzle
+    // turns into the line the description's `<irq>` names. 0 (no INTx) or a value past
+    // INTD# is no pin of a line anyone holds.
+    let pin = read(cs, rid, reg::INTERRUPT_PIN, 1).ok()?;
+    let intx = (1..=4).contains(&pin) && intx_pins >> (pin - 1) & 1 != 0;
     let mut caps = [Cap::default(); MAX_CAPS];
     let n = capabilities(cs, rid, &mut caps).ok()?;
     let boot = BootCaps::of(cs, rid, &caps[..n]).ok()?;
@@ -353,7 +363,7 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16) -> Option<Recorded> {
             bytes.0[i / 64] |= 1 << (i % 64);
         }
     }
-    Some(Recorded { bytes, caps: boot })
+    Some(Recorded { bytes, caps: boot, intx })
 }
 
 /// CONFIG_READ of function `rid` (its owner checked by the service); `DeviceMissing` if
@@ -374,6 +384,10 @@ pub fn config_read(cs: &mut dyn ConfigSpace, rid: u16, offset: u16, width: u8) -
 /// function whose MSI or MSI-X Enable did not clear at boot (`ConfigSpace::messages_stuck`)
 /// and that no stop has read off since, or whose last stop did not read back off:
 /// mastering, it would send a message to an address its driver did not choose.
+///
+/// Command's Interrupt Disable is written as 1 for a function whose INTx line its
+/// driver's PD does not hold (`Recorded::intx`): asserted, it would storm the PD that
+/// holds that line, or hide that PD's own device's interrupts.
 ///
 /// Command's Memory Space is written as 1 for a function whose BARs the owner placed,
 /// whatever the driver asks (masked, as the bits it may not write are): its driver maps
@@ -411,7 +425,7 @@ pub fn config_write(
     }
     // What the owner recorded at boot, not what the function's capability list says now;
     // nothing recorded (not an endpoint then): none of it is the driver's.
-    let Some(Recorded { bytes, .. }) = cs.recorded(rid) else { return Err(ErrorCode::ConfigDenied) };
+    let Some(Recorded { bytes, intx, .. }) = cs.recorded(rid) else { return Err(ErrorCode::ConfigDenied) };
     if (reg::BAR0..reg::BAR0 + 24).contains(&offset) {
         return bar_write(cs, rid, offset, width, value);
     }
@@ -443,6 +457,15 @@ pub fn config_write(
             keep &= !off;
             zero |= off;
         }
+    }
+    // Interrupt Disable kept set for a function whose INTx line is not its driver's PD's
+    // (another PD's, or no PD's): asserted, it would storm the PD that holds that line or
+    // hide that PD's own device's interrupts, and a line no PD holds helps nobody.
+    if !intx && offset <= reg::COMMAND + 1 && reg::COMMAND + 1 < offset + u16::from(width) {
+        // Interrupt Disable is bit 2 of Command's high byte.
+        let disable = 1u32 << (8 * (reg::COMMAND + 1 - offset) + 2);
+        keep &= !disable;
+        one |= disable;
     }
     // Bus Master off for a function whose MSI or MSI-X stayed enabled at boot and has not
     // read off since, or that its last stop could not turn off (the service's to say).
@@ -484,6 +507,42 @@ fn decode_only_where_placed(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), Er
         return Ok(());
     }
     place_again(cs, rid)
+}
+
+/// What the owner keeps on in function `rid` between calls, put back if it reads off: a
+/// function that reset itself while answering (an FLR its device starts through a
+/// device-specific register its driver wrote, a link that went down and came back)
+/// returns to its reset values, its BARs at 0 and Command 0, without its owner knowing.
+/// So where the owner placed its BARs and Memory Space reads off (the owner leaves it
+/// off only inside its own calls), the BARs are placed again from the description, ROM
+/// disabled, read back, and Memory Space turned on: its driver maps that window, and a
+/// load from a BAR that does not decode can end in an SError on Arm hardware. And
+/// Interrupt Disable is set again where its driver's PD does not hold its line
+/// (`Recorded::intx`). Bus Master stays as the reset left it, off: its driver turns it
+/// on when it has set its device up again. `DeviceMissing` if nothing answers, or the
+/// BARs cannot be put back (`place_again`: not the function the owner placed), decoding
+/// left off; otherwise whether anything was put back.
+pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+    present(cs, rid)?;
+    if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
+        return Ok(false);
+    }
+    let mut put_back = false;
+    if cs.placement(rid).is_some() && read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 {
+        place_again(cs, rid)?;
+        decode(cs, rid).ok_or(ErrorCode::NoConfigSpace)?;
+        put_back = true;
+    }
+    let intx = cs.recorded(rid).is_some_and(|r| r.intx);
+    let command = read(cs, rid, reg::COMMAND, 2)? as u16;
+    if !intx && command & reg::CMD_INTX_DISABLE == 0 {
+        // Command alone (16 bits): Status is not written.
+        let quiet = command | reg::CMD_INTX_DISABLE;
+        cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(ErrorCode::NoConfigSpace)?;
+        // A function without INTx may hardwire the bit to 0: nothing to put back then.
+        put_back |= read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_INTX_DISABLE != 0;
+    }
+    Ok(put_back)
 }
 
 /// Function `rid`'s BARs placed again where the description places them

@@ -726,7 +726,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
     }
 
     /// `device` and its requester ID, if `client` owns it and it is a function of `pci`;
-    /// a function that stopped answering is put back first (`recover_function`).
+    /// a function that stopped answering is put back first (`recover_function`), and one
+    /// that reset itself gets what the owner keeps on back (`keep_function_owned`), before
+    /// its driver's call reads or writes it.
     fn own_function(
         &mut self,
         client: usize,
@@ -736,6 +738,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         let d = self.own_device(client, device)?;
         let rid = pci.function(d)?;
         self.recover_function(d, pci)?;
+        self.keep_function_owned(d, rid, pci)?;
         Ok((d, rid))
     }
 

@@ -18,6 +18,7 @@ use iommu_protocol::{stop, DeviceId, ErrorCode, Reply, Request, MAX_MRS};
 const EXP: u16 = 0x40;
 const MEM: u32 = reg::CMD_MEMORY as u32;
 const MASTER: u32 = reg::CMD_BUS_MASTER as u32;
+const INTX_OFF: u32 = reg::CMD_INTX_DISABLE as u32;
 /// The disk (device 1, BLK's) at 00:03.0, beside the nic (device 0, NET's) at 00:02.0.
 const DISK_RID: u16 = 0x18;
 const NIC_BASE: u64 = 0x1000_0000;
@@ -26,8 +27,8 @@ const DISK_BASE: u64 = 0x1020_0000;
 const ABSENT_MS: u64 = 1_500;
 
 static FUNCTIONS: [PciFunctionConfig; 2] = [
-    PciFunctionConfig { device: 0, rid: 0x10, bar_base: NIC_BASE, bar_size: 0x20_0000 },
-    PciFunctionConfig { device: 1, rid: DISK_RID, bar_base: DISK_BASE, bar_size: 0x20_0000 },
+    PciFunctionConfig { device: 0, rid: 0x10, bar_base: NIC_BASE, bar_size: 0x20_0000, intx: 0b0001 },
+    PciFunctionConfig { device: 1, rid: DISK_RID, bar_base: DISK_BASE, bar_size: 0x20_0000, intx: 0b0001 },
 ];
 
 /// An endpoint with a 1 MiB 32-bit BAR0 and a 16 KiB 64-bit BAR2 (both at 0 from reset),
@@ -40,20 +41,30 @@ fn endpoint() -> Function {
     f.mask(0x1c, 4, 0xffff_ffff);
     f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
     f.set(reg::CAP_PTR, 1, u32::from(EXP));
+    f.set(reg::INTERRUPT_PIN, 1, 1); // INTA#
     f.set(EXP, 4, 0x0002_0010);
     f.set(EXP + 4, 4, 1 << 28);
     f.mask(EXP + 8, 2, 0x7fff);
     f
 }
 
+/// The same, but the disk's driver's PD holds no INTx line of the disk's.
+static FUNCTIONS_NO_LINE: [PciFunctionConfig; 2] =
+    [FUNCTIONS[0], PciFunctionConfig { device: 1, rid: DISK_RID, bar_base: DISK_BASE, bar_size: 0x20_0000, intx: 0 }];
+
 /// Both endpoints on the root bus, configured as the description says; the disk loses
 /// its first FLR. The owner's view, and the two nodes.
 fn machine() -> (Owned, usize, usize) {
+    machine_with(&FUNCTIONS)
+}
+
+/// `machine`, the functions described as `functions`.
+fn machine_with(functions: &'static [PciFunctionConfig]) -> (Owned, usize, usize) {
     let mut fabric = Fabric::default();
     let nic = fabric.add(Parent::Root, 2, 0, endpoint());
     let disk = fabric.add(Parent::Root, 3, 0, endpoint());
     fabric.with_flr(disk, EXP + 8, ABSENT_MS);
-    let topo = Topology { bridges: &[], functions: &FUNCTIONS };
+    let topo = Topology { bridges: &[], functions };
     let mut o = Owned::new(fabric, topo);
     let mut states = [FunctionState::default(); 2];
     pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
@@ -164,11 +175,19 @@ fn a_stop_writes_back_the_placement_not_the_reset_values_it_reads() {
 /// Both functions decoding and mastering, their drivers' doing; then the disk's own FLR,
 /// started by the device, not by its owner, and over in 50 ms.
 fn disk_reset_by_itself() -> (Service<'static, ModelHw>, Owned, usize, usize) {
-    let (mut o, nic, disk) = machine();
+    disk_reset_by_itself_with(&FUNCTIONS)
+}
+
+/// `disk_reset_by_itself`, the functions described as `functions`.
+fn disk_reset_by_itself_with(
+    functions: &'static [PciFunctionConfig],
+) -> (Service<'static, ModelHw>, Owned, usize, usize) {
+    let (mut o, nic, disk) = machine_with(functions);
     let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-    let on = Reply::ok(&[u64::from(MEM | MASTER)]);
-    assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on);
-    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
+    let on = |intx: u32| Reply::ok(&[u64::from(MEM | MASTER | intx)]);
+    assert_eq!(command(&mut s, &mut o, NET, 0, MEM | MASTER), on(0));
+    let kept = if functions[1].intx == 0 { INTX_OFF } else { 0 };
+    assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on(kept));
     o.fabric.nodes[disk].flr.as_mut().unwrap().absent_ms = 50;
     o.fabric.write(DISK_RID, EXP + 8, 2, 1 << 15);
     o.fabric.now_ms += 50;
@@ -222,4 +241,52 @@ fn a_function_that_resets_itself_and_no_longer_fits_decodes_nowhere() {
     assert_eq!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), on);
     assert_eq!(o.fabric.memory(DISK_BASE), Some(disk));
     assert_eq!(o.fabric.memory(0), None);
+}
+
+/// What the owner keeps on after the disk reset itself: its BARs where the description
+/// places them, decoding there, and where its driver's PD holds no line of its,
+/// Interrupt Disable. Bus Master stays off, as the reset left it.
+fn assert_kept_on(o: &Owned, nic: usize, disk: usize, intx_off: u32, what: &str) {
+    let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
+    assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "{what}");
+    assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "{what}: its driver's load finds nothing decoding");
+    assert_eq!(o.fabric.memory(DISK_BASE + 0x10_4000 - 1), Some(disk), "{what}");
+    assert_eq!(o.fabric.memory(0), None, "{what}: it decodes at its reset values");
+    assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "{what}");
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & (MEM | MASTER | INTX_OFF), MEM | intx_off, "{what}");
+    assert!(!o.fabric.dma_reaches_root(disk), "{what}: mastering after its reset");
+}
+
+/// A function that resets itself, answering all along, decoded nothing (and a driver's
+/// load from its BAR could end in an SError on Arm hardware) until its driver's next
+/// Command write, whatever else its driver asked. Now the owner puts back what it keeps
+/// on at any configuration call of its driver's (a driver that resets its device reads
+/// configuration space to see it back, as Linux's `pci_dev_wait` does) and, with no call
+/// at all, when the PD shell's wake-up sweeps the functions (`keep_functions_owned`);
+/// the sweep touches no other function. Interrupt Disable comes back too where the
+/// disk's driver's PD holds no line of the disk's (the reset cleared it).
+#[test]
+fn a_function_that_resets_itself_decodes_again_before_its_drivers_next_command_write() {
+    for (functions, intx_off) in [(&FUNCTIONS, 0), (&FUNCTIONS_NO_LINE, INTX_OFF)] {
+        // Its driver's configuration read: the Vendor ID, then Status.
+        for offset in [reg::VENDOR_ID, reg::STATUS] {
+            let (mut s, mut o, nic, disk) = disk_reset_by_itself_with(functions);
+            assert_eq!(o.fabric.at(DISK_RID).bars(), [(0, 0x10_0000), (0, 0x4000)]);
+            let read = Request::ConfigRead { device: DISK, offset, width: 2 };
+            assert!(matches!(send(&mut s, &mut o, BLK, read), Reply::Ok { .. }));
+            assert_kept_on(&o, nic, disk, intx_off, &format!("read {offset:#x}, intx off {intx_off:#x}"));
+        }
+        // No call: the owner's sweep.
+        let (mut s, mut o, nic, disk) = disk_reset_by_itself_with(functions);
+        let nic_before = o.fabric.nodes[nic].f.bytes.clone();
+        let mut put_back = vec![];
+        s.keep_functions_owned(&mut o, |d| put_back.push(d));
+        assert_eq!(put_back, [1], "intx off {intx_off:#x}");
+        assert_kept_on(&o, nic, disk, intx_off, &format!("sweep, intx off {intx_off:#x}"));
+        assert!(o.fabric.nodes[nic].f.bytes == nic_before, "the sweep changed the NIC");
+        // Again: nothing left to put back, nothing written.
+        let writes = o.fabric.writes;
+        s.keep_functions_owned(&mut o, |d| put_back.push(d));
+        assert_eq!((put_back.len(), o.fabric.writes), (1, writes));
+    }
 }

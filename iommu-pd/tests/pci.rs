@@ -23,6 +23,9 @@ struct Ecam {
     /// boot, as far as these tests go): the filter's view of a function whose list
     /// changes afterwards.
     recorded: HashMap<u16, Option<pci::Recorded>>,
+    /// The INTx pins whose line each function's driver's PD holds
+    /// (`PciFunctionConfig::intx`): every pin, unless a test says otherwise.
+    intx_pins: u8,
 }
 
 impl ConfigSpace for Ecam {
@@ -41,7 +44,8 @@ impl ConfigSpace for Ecam {
         if let Some(recorded) = self.recorded.get(&rid) {
             return *recorded;
         }
-        let bytes = pci::record(self, rid);
+        let pins = self.intx_pins;
+        let bytes = pci::record(self, rid, pins);
         self.recorded.insert(rid, bytes);
         bytes
     }
@@ -88,6 +92,7 @@ fn endpoint(vendor_device: u32) -> Function {
     f.mask(0x1c, 4, 0xffff_ffff);
     f.mask(reg::ROM, 4, 0xffff_f801);
     f.mask(0x3c, 1, 0xff); // interrupt line
+    f.set(reg::INTERRUPT_PIN, 1, 1); // INTA#
     f.set(reg::COMMAND, 2, 1 << 8); // SERR# enable, set by the owner
     f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST) | 1 << 13); // a master abort recorded
     f.set(reg::CAP_PTR, 1, 0x40);
@@ -129,11 +134,18 @@ fn bridge() -> Function {
 }
 
 fn ecam() -> Ecam {
-    let mut e = Ecam::default();
+    let mut e = Ecam { intx_pins: 0b1111, ..Ecam::default() };
     e.functions.insert(NIC, endpoint(0x11e8_1234));
     e.functions.insert(DISK, endpoint(0x1042_1af4));
     e.functions.insert(EVIL_FN, endpoint(0x11e8_1234));
     e.functions.insert(BRIDGE, bridge());
+    // As the owner leaves them at boot: BARs placed in their windows, decoding.
+    for rid in [NIC, DISK, EVIL_FN] {
+        pci::place_bars(&mut e, rid, window(rid), 0x20_0000).unwrap();
+        let f = e.functions.get_mut(&rid).unwrap();
+        f.set(reg::COMMAND, 2, f.get(reg::COMMAND, 2) | u32::from(reg::CMD_MEMORY));
+    }
+    e.writes = 0;
     e
 }
 
@@ -187,7 +199,7 @@ fn a_service_without_configuration_space_says_so() {
     );
     let w = Request::ConfigWrite { device: DeviceId(0), offset: 4, width: 2, value: 6 };
     assert_eq!(call(&mut s, NET, w), err(ErrorCode::NoConfigSpace));
-    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 1 << 8);
+    assert_eq!(e.functions[&NIC].get(reg::COMMAND, 2), 1 << 8 | u32::from(reg::CMD_MEMORY));
 }
 
 #[test]
@@ -298,7 +310,7 @@ fn another_drivers_function_cannot_be_moved_stopped_or_read() {
     assert!(e.functions[&NIC].bytes == before);
     // Its own BAR, too, is not its to move.
     assert_eq!(write(&mut s, &mut e, EVIL, 2, reg::BAR0, 4, 0x1000_0000), Err(ErrorCode::ConfigDenied));
-    assert_eq!(e.functions[&EVIL_FN].get(reg::BAR0, 4), 0);
+    assert_eq!(u64::from(e.functions[&EVIL_FN].get(reg::BAR0, 4)), window(EVIL_FN));
 }
 
 #[test]
@@ -359,9 +371,9 @@ fn bars_are_placed_aligned_in_the_window_given_or_not_at_all() {
     assert_eq!((f.get(0x10, 4), f.get(0x18, 4), f.get(0x1c, 4)), (0x1000_0000, 0x1010_0004, 0));
     // Memory decoding is left off, for the driver to turn on.
     assert_eq!(f.get(reg::COMMAND, 2) & u32::from(reg::CMD_MEMORY), 0);
-    // A window too small: nothing placed.
+    // A window too small: nothing placed (the disk's BARs stay where boot put them).
     assert_eq!(pci::place_bars(&mut e, DISK, 0x1000_0000, 0x10_0000), Err(BarError::TooBig(0x10_4000)));
-    assert_eq!(e.functions[&DISK].get(0x10, 4), 0);
+    assert_eq!(u64::from(e.functions[&DISK].get(0x10, 4)), window(DISK));
     assert_eq!(pci::place_bars(&mut e, BRIDGE, 0x1000_0000, 0x10_0000), Err(BarError::NotAnEndpoint));
     assert_eq!(pci::place_bars(&mut e, 0x30, 0x1000_0000, 0x10_0000), Err(BarError::Absent));
 }
@@ -377,6 +389,8 @@ fn bars_are_placed_aligned_in_the_window_given_or_not_at_all() {
 fn a_capability_inside_msis_extent_is_not_written_through_it() {
     let (mut s, mut e) = (service(), ecam());
     let mut f = Function::new(0x11e8_1234, 0);
+    // As boot leaves it: decoding (it has no BAR), INTx disabled (it has no pin).
+    f.set(reg::COMMAND, 2, u32::from(reg::CMD_MEMORY | reg::CMD_INTX_DISABLE));
     f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
     f.set(reg::CAP_PTR, 1, 0x40);
     // MSI at 0x40, next 0x50; control: 64-bit (bit 7), per-vector masking (bit 8).
@@ -641,4 +655,54 @@ fn a_capability_list_rewritten_after_boot_widens_nothing() {
         assert!(write(&mut s, &mut e, NET, 0, 0x44, 4, 0xfee0_0000).is_ok(), "{what}");
         assert_eq!(e.functions[&NIC].get(0x44, 4), 0xfee0_0000, "{what}");
     }
+}
+
+/// Whether function `rid` drives its INTx line: its Interrupt Status (Status, bit 3) set
+/// and its Interrupt Disable (Command, bit 10) clear (PCI Local Bus 3.0, 6.2.2 and 6.2.3:
+/// with the bit set the function may not assert INTx, whatever its device wants).
+fn drives_its_line(e: &Ecam, rid: u16) -> bool {
+    let f = &e.functions[&rid];
+    f.get(reg::STATUS, 2) & 1 << 3 != 0 && f.command() & reg::CMD_INTX_DISABLE == 0
+}
+
+/// Two drivers' functions whose INTx pins the board swizzles onto one line, which only
+/// the NIC's driver's PD holds (`PciFunctionConfig::intx`, from the description's
+/// `<irq>`s): the disk's driver asks for its INTx, in every width and offset that reaches
+/// Interrupt Disable, and its device asserts. Asserted, the line would storm the NIC's
+/// PD (level-triggered: it fires again as soon as it is acknowledged) or hide the NIC's
+/// own interrupts behind the disk's; no PD would ever quiet it. Interrupt Disable stays
+/// set, the reply says so, and the line stays quiet; the NIC's driver, whose PD holds the
+/// line, takes its INTx. Before, every driver could clear the bit.
+#[test]
+fn a_function_whose_line_is_not_its_drivers_pds_keeps_intx_disabled() {
+    let (mut s, mut e) = (service(), ecam());
+    // The disk's and the evil function's driver PDs hold no line; the NIC's holds INTA's.
+    e.intx_pins = 0;
+    let nic = pci::record(&mut e, NIC, 0b0001);
+    e.recorded.insert(NIC, nic);
+    let intx_off = u32::from(reg::CMD_INTX_DISABLE);
+    let mem = u32::from(reg::CMD_MEMORY);
+    for rid in [NIC, DISK] {
+        let f = e.functions.get_mut(&rid).unwrap();
+        f.set(reg::COMMAND, 2, f.get(reg::COMMAND, 2) | intx_off);
+        f.set(reg::STATUS, 2, f.get(reg::STATUS, 2) | 1 << 3); // its device asserts
+    }
+    let status = (u32::from(reg::STATUS_CAP_LIST) | 1 << 13 | 1 << 3) << 16;
+    for (offset, width, value, reads) in [
+        (reg::COMMAND, 2, 0x0006, 0x0506),
+        (reg::COMMAND + 1, 1, 0x00, 0x05),
+        (reg::COMMAND, 4, 0xffff_0006, 0x0506 | status),
+        (reg::COMMAND, 1, 0x06, 0x06),
+    ] {
+        let got = write(&mut s, &mut e, BLK, 1, offset, width, value);
+        assert_eq!(got, Ok(u64::from(reads)), "{offset:#x}/{width}");
+        assert_eq!(e.functions[&DISK].command() & 0x0507, 0x0506, "{offset:#x}/{width}");
+        assert!(!drives_its_line(&e, DISK), "{offset:#x}/{width}: the disk drives a line its PD does not hold");
+    }
+    // The NIC's driver holds the line: its INTx is its to take.
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::COMMAND, 2, 0x0006), Ok(u64::from(0x0106 | mem)));
+    assert!(drives_its_line(&e, NIC));
+    // Setting it is always allowed, and turns the line off.
+    assert_eq!(write(&mut s, &mut e, NET, 0, reg::COMMAND + 1, 1, 0x05), Ok(0x05));
+    assert!(!drives_its_line(&e, NIC));
 }

@@ -168,7 +168,7 @@ impl Endpoints {
     /// The owner's boot: what it records of each function, from the lists they show now.
     fn boot(&mut self) {
         let rids: Vec<u16> = self.functions.iter().map(|(r, _)| *r).collect();
-        self.booted = rids.into_iter().map(|r| (r, iommu_pd::pci::record(self, r))).collect();
+        self.booted = rids.into_iter().map(|r| (r, iommu_pd::pci::record(self, r, 0))).collect();
     }
     fn get(&self, rid: u16) -> &Endpoint {
         &self.functions.iter().find(|(r, _)| *r == rid).expect("no such function").1
@@ -251,7 +251,7 @@ impl ConfigSpace for Endpoints {
         if let Some((_, r)) = self.booted.iter().find(|(r, _)| *r == rid) {
             return *r;
         }
-        iommu_pd::pci::record(self, rid)
+        iommu_pd::pci::record(self, rid, 0)
     }
 }
 

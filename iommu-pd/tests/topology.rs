@@ -78,6 +78,7 @@ fn msi_endpoint(control: u32, next: u32, writable: u32) -> Function {
 
 fn endpoint() -> Function {
     let mut f = Function::new(0x11e8_1234, 0);
+    f.set(0x3d, 1, 1); // Interrupt Pin: INTA#
     f.mask(0x10, 4, 0xfff0_0000);
     f.set(0x18, 4, 0b100);
     f.mask(0x18, 4, 0xffff_c000);
@@ -107,8 +108,11 @@ const RP2: usize = 4;
 const WRONG: usize = 5;
 const P2P: usize = 6;
 
+/// A described function whose every INTx pin is on a line its driver's PD holds: these
+/// tests are not about INTx (`tests/pci.rs` is), and their drivers' Command writes read
+/// back as written.
 const fn function(device: usize, rid: u16, bar_base: u64, bar_size: u64) -> PciFunctionConfig {
-    PciFunctionConfig { device, rid, bar_base, bar_size }
+    PciFunctionConfig { device, rid, bar_base, bar_size, intx: 0b1111 }
 }
 
 static FUNCTIONS: [PciFunctionConfig; 7] = [

@@ -29,6 +29,13 @@
 /* Device ids tried when looking for its own: more than any description here has. */
 #define MAX_DEVICES 64
 #define COMMAND_MEMORY_MASTER 0x6u
+#define COMMAND_INTX_DISABLE 0x400u
+/* Status: Interrupt Status, set while the function asserts INTx (whether or not
+ * Interrupt Disable lets it reach the line). */
+#define STATUS_INTERRUPT 0x8u
+/* edu's interrupt registers (QEMU's docs/specs/edu.rst): raise, acknowledge. */
+#define EDU_INTR_RAISE 0x60
+#define EDU_INTR_ACK 0x64
 
 /* Set by the Microkit tool; in .data so they have bytes to patch. */
 uintptr_t edu_bar __attribute__((section(".data")));
@@ -85,7 +92,9 @@ void init(void)
         microkit_dbg_puts("\n");
         return;
     }
-    err = iommu_config_write(IOMMU, dev, 0x04, 2, COMMAND_MEMORY_MASTER, 0);
+    /* Interrupt Disable clear: it asks for its INTx too. */
+    uint32_t command = 0;
+    err = iommu_config_write(IOMMU, dev, 0x04, 2, COMMAND_MEMORY_MASTER, &command);
     say("CONFIG_WRITE turning its device on", err);
     if (err) {
         return;
@@ -97,6 +106,23 @@ void init(void)
     microkit_dbg_puts(", its ident register reads ");
     put_hex(*(volatile uint32_t *)edu_bar);
     microkit_dbg_puts("\n");
+    /* No PD of this description holds an INTx line (none has an <irq> of 35 to 38), so
+     * the IOMMU PD keeps every edu's Interrupt Disable set; its edu asserts all the same
+     * (Interrupt Status), and the bit is what keeps the line, shared with whatever else
+     * QEMU virt swizzles onto it, quiet. */
+    line("Command reads ");
+    put_hex(command);
+    microkit_dbg_puts(command & COMMAND_INTX_DISABLE ? ": INTx kept disabled, no PD holds its line\n"
+                                                     : ": INTX ENABLED on a line no PD holds\n");
+    *(volatile uint32_t *)(edu_bar + EDU_INTR_RAISE) = 1;
+    uint32_t status = 0;
+    err = iommu_config_read(IOMMU, dev, 0x06, 2, &status);
+    line("its edu raised an interrupt: Status ");
+    put_hex(err ? err : status);
+    microkit_dbg_puts(err || !(status & STATUS_INTERRUPT)     ? ": NOT ASSERTED\n"
+                      : command & COMMAND_INTX_DISABLE ? ": asserted, held off the line\n"
+                                                       : ": asserted, ON THE LINE\n");
+    *(volatile uint32_t *)(edu_bar + EDU_INTR_ACK) = 1;
 
     volatile uint8_t *page = (volatile uint8_t *)buffer;
     uint64_t iova = 0;

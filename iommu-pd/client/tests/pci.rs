@@ -33,7 +33,7 @@ impl ConfigSpace for OneFunction {
     }
     /// As if recorded now: its list (none) never changes.
     fn recorded(&mut self, rid: u16) -> Option<iommu_pd::pci::Recorded> {
-        iommu_pd::pci::record(self, rid)
+        iommu_pd::pci::record(self, rid, 0)
     }
     fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
         let word = match (rid, offset & !3) {
@@ -103,8 +103,9 @@ fn virtio_drivers_pci_root_works_on_its_own_function_only() {
     let mut root = PciRoot::new(access);
 
     root.set_command(df, Command::MEMORY_SPACE | Command::BUS_MASTER | Command::IO_SPACE);
-    // I/O space is not the driver's: masked, the rest taken.
-    assert_eq!(shared.borrow().1.command, 0x6);
+    // I/O space is not the driver's: masked, the rest taken; Interrupt Disable set (the
+    // function shows no INTx pin, so no line of this PD's is its).
+    assert_eq!(shared.borrow().1.command, 0x406);
     assert_eq!(root.bar_info(df, 0).ok().flatten().map(|b| b.memory_address_size()), Some(Some((0, 0x4000))));
     // bar_info sized the BAR through the IOMMU PD's probe, which left it where it was.
     assert_eq!(shared.borrow().1.bar0, 0);

@@ -213,6 +213,8 @@ pub mod config {
         pub const ROM: u16 = 0x30;
         /// Capabilities pointer.
         pub const CAP_PTR: u16 = 0x34;
+        /// Interrupt Pin (8 bits, read-only): 1 to 4 for INTA# to INTD#, 0 for none.
+        pub const INTERRUPT_PIN: u16 = 0x3d;
         /// Where the standard header ends and capabilities and device-specific registers start.
         pub const HEADER_END: u16 = 0x40;
         /// Where extended configuration space starts.

@@ -639,7 +639,7 @@ pub fn record_functions(
     recorded: &mut [Option<Recorded>],
 ) {
     for ((f, state), r) in topo.functions.iter().zip(states).zip(recorded.iter_mut()) {
-        *r = if state.present() { super::record(cs, f.rid) } else { None };
+        *r = if state.present() { super::record(cs, f.rid, f.intx) } else { None };
     }
 }
 

@@ -151,6 +151,33 @@ impl<'a, H: IommuHw> Service<'a, H> {
         Ok(())
     }
 
+    /// Device `d`'s function (at `rid`, answering, not lost) with what the owner keeps on
+    /// between calls put back if a reset of its own cleared it (`crate::pci::keep_owned`:
+    /// its BARs where the description places them and decoding, Interrupt Disable where
+    /// its driver's PD does not hold its line); whether anything was. `DeviceMissing`
+    /// marks it lost, as any call that finds it gone does.
+    pub(super) fn keep_function_owned(&mut self, d: DeviceIndex, rid: u16, pci: &mut dyn ConfigSpace) -> Result<bool> {
+        let kept = crate::pci::keep_owned(pci, rid);
+        self.lost_if_missing(d, kept)
+    }
+
+    /// Every described function that is not lost checked as its driver's configuration
+    /// calls check it (`keep_function_owned`), whether or not its driver calls: a driver
+    /// that resets its device through a device register and then loads from its BAR makes
+    /// no configuration call first. The PD shell calls this when it is woken by the SMMU
+    /// or its timer. `put_back(device)` for each function that had something put back.
+    pub fn keep_functions_owned(&mut self, pci: &mut dyn ConfigSpace, mut put_back: impl FnMut(DeviceIndex)) {
+        for d in 0..self.cfg.devices.len() {
+            if self.devices[d].function_lost {
+                continue;
+            }
+            let Ok(rid) = pci.function(d) else { continue };
+            if self.keep_function_owned(d, rid, pci) == Ok(true) {
+                put_back(d);
+            }
+        }
+    }
+
     /// `result` of a stop of device `d`'s function (`lost_if_missing`). One that did not
     /// read back off (no `FUNCTION_OFF`: an MSI or MSI-X Enable, or Command, stayed set;
     /// or it failed, nothing answering: the function may come back with its enable still

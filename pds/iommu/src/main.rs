@@ -459,6 +459,14 @@ impl IommuPd {
             if timer {
                 TIMER_IRQ.irq_ack().ok();
             }
+            // A function that reset itself (through a device register its driver wrote)
+            // decodes nothing until what this PD keeps on is put back; its driver may
+            // make no configuration call (which puts it back too) before its next load
+            // from its BAR. On the SMMU's and the timer's wake-ups (every 10 ms where
+            // the timer polls), not on every one: a mapping queue's are its hot path.
+            if let Some(ecam) = self.ecam.as_mut().filter(|_| timer || backend::interrupted(channels)) {
+                service.keep_functions_owned(ecam, |_| {});
+            }
         }
         Ok(())
     }

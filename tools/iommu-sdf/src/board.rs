@@ -161,9 +161,19 @@ pub struct PciHost {
     /// the memory window still reach the SMMU; below a bridge they never may (PCI Express
     /// bridges route by their windows).
     pub root_bus_peer_to_peer: bool,
+    /// Its `interrupt-map` (with `interrupt-map-mask = <0x1800 0 0 7>`: the low two bits
+    /// of the slot, and the pin): the interrupt number (the GIC's INTID, as an `<irq>`
+    /// names it) of INTx pin `[slot & 3][pin]` (0 INTA# .. 3 INTD#) of a root-bus slot.
+    pub intx: [[u64; 4]; 4],
 }
 
 impl PciHost {
+    /// The interrupt number an `<irq>` names for INTx pin `pin` (0 INTA# .. 3 INTD#) of
+    /// root-bus slot `slot` (`intx`).
+    pub fn intx_line(&self, slot: u8, pin: u8) -> u64 {
+        self.intx[usize::from(slot & 3)][usize::from(pin & 3)]
+    }
+
     /// The buses ECAM covers.
     pub fn buses(&self) -> u64 {
         self.ecam.1 >> 20
@@ -196,7 +206,24 @@ pub const QEMU_VIRT_PCI: PciHost = PciHost {
     iommu_map: &[IommuMap { rid_base: 0, stream_base: 0, length: 0x1_0000 }],
     iommu_map_mask: 0xffff_ffff,
     root_bus_peer_to_peer: false,
+    intx: qemu_virt_intx(),
 };
+
+/// QEMU virt's INTx lines (hw/arm/virt.c, `create_pcie_irq_map`): pin `pin` of slot
+/// `slot` is SPI `3 + (pin + slot) % 4` (VIRT_PCIE's SPI is 3), INTID 32 more; 35 to 38.
+const fn qemu_virt_intx() -> [[u64; 4]; 4] {
+    let mut map = [[0; 4]; 4];
+    let mut slot = 0;
+    while slot < 4 {
+        let mut pin = 0;
+        while pin < 4 {
+            map[slot][pin] = 32 + 3 + ((pin + slot) % 4) as u64;
+            pin += 1;
+        }
+        slot += 1;
+    }
+    map
+}
 
 /// A Microkit board's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -309,11 +309,12 @@ pub fn policy_rust(sys: &System, source: &str) -> String {
     for (name, f) in &p.functions {
         let _ = writeln!(
             o,
-            "    PciFunctionConfig {{ device: {}, rid: {:#06x}, bar_base: {:#x}, bar_size: {:#x} }}, // {name} at {}",
+            "    PciFunctionConfig {{ device: {}, rid: {:#06x}, bar_base: {:#x}, bar_size: {:#x}, intx: {:#06b} }}, // {name} at {}",
             f.device,
             f.rid,
             f.bar_base,
             f.bar_size,
+            f.intx,
             bdf(f.rid)
         );
     }

@@ -164,6 +164,7 @@ pub fn check_text_with(text: &str, board: &Board, search: &[std::path::PathBuf])
         Target::Arm => {
             topology::derive_streams(&mut sys, board);
             plumbing::complete(&mut sys);
+            topology::derive_intx(&mut sys, board);
             plumbing::iommu_stack(&mut sys);
             queues::complete(&mut sys);
             let mut found = rules::check(&sys, board);

@@ -341,6 +341,10 @@ pub struct IoSpace {
     /// `bar`: the region its driver maps as its BAR window, where the PCI owner places the
     /// function's memory BARs.
     pub bar: Option<String>,
+    /// The INTx pins (bit 0 INTA# .. bit 3 INTD#) of a PCI function whose line, through
+    /// the bridges above it and the board's host bridge, is an `<irq>` of its owner's PD
+    /// (`topology::derive_intx`); 0 until derived, and for a device that is no function.
+    pub intx: u8,
     pub line: Line,
 }
 

@@ -965,6 +965,7 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     extra_rids,
                     rid: pid.contains(':').then_some(stream as u16),
                     bar: n.attribute("bar").map(str::to_string),
+                    intx: 0,
                     line: r.line(n),
                 });
                 // Read after all: not an unread one.

@@ -82,6 +82,26 @@ impl<'a> Topology<'a> {
         host?.stream_of(self.alias(rid))
     }
 
+    /// The root-bus slot and pin (0 INTA# .. 3 INTD#) that INTx pin `pin` of function
+    /// `rid` comes out at: each bridge on the way up turns pin `p` of device `d` on its
+    /// secondary bus into pin `(p + d) % 4` of its own (PCI-to-PCI Bridge Architecture 1.2,
+    /// 9.1; QEMU's `pci_swizzle_map_irq_fn`, which its root ports, switch ports and
+    /// PCIe-to-PCI bridges use). `None` if a bus on the way has no declared bridge above it.
+    pub fn root_intx(&self, rid: u16, pin: u8) -> Option<(u8, u8)> {
+        let (mut at, mut slot, mut pin) = (bus(rid), (rid >> 3) as u8 & 0x1f, pin & 3);
+        let mut seen = [false; 256];
+        while at != 0 {
+            if std::mem::replace(&mut seen[at as usize], true) {
+                return None;
+            }
+            let b = self.parent(at)?;
+            pin = (pin + slot) % 4;
+            slot = (b.rid >> 3) as u8 & 0x1f;
+            at = b.bus();
+        }
+        Some((slot, pin))
+    }
+
     /// The outermost bridge above `bus` that lets the functions below it reach each other
     /// without the SMMU seeing it: a root port or a switch's downstream port without Access
     /// Control Services (their request redirect sends peer requests upstream, to the SMMU).
@@ -116,6 +136,31 @@ pub fn derive_streams(sys: &mut System, board: &Board) {
                 *x = d;
             }
         }
+    }
+}
+
+/// Each PCI function's `intx` on `board`: the pins whose line (`Topology::root_intx`, then
+/// the host bridge's `interrupt-map`) its owner's PD holds as an `<irq>`. The PCI owner
+/// keeps Interrupt Disable set in a function whose pin is not one of them: its line is
+/// another PD's or no PD's (QEMU virt has four for every slot), and an INTx asserted there
+/// would storm the PD that holds it or hide that PD's own device's interrupts. `check`
+/// runs it once after reading, as `derive_streams`.
+pub fn derive_intx(sys: &mut System, board: &Board) {
+    let Some(host) = board.pci.as_ref() else { return };
+    let pins: Vec<u8> = {
+        let t = Topology::of(&sys.bridges);
+        sys.io_spaces
+            .iter()
+            .map(|s| {
+                let (Some(rid), Some(owner)) = (s.rid, s.owner.as_deref().and_then(|o| sys.pd(o))) else { return 0 };
+                let held = |line: u64| owner.irqs.iter().any(|i| i.irq == Some(line));
+                let on_held = |p: &u8| t.root_intx(rid, *p).is_some_and(|(slot, pin)| held(host.intx_line(slot, pin)));
+                (0..4u8).filter(on_held).fold(0, |m, p| m | 1 << p)
+            })
+            .collect()
+    };
+    for (s, p) in sys.io_spaces.iter_mut().zip(pins) {
+        s.intx = p;
     }
 }
 
@@ -235,7 +280,7 @@ pub fn functions(sys: &System) -> Vec<PciFunctionConfig> {
         let rid = s.rid?;
         let bar = s.bar.as_deref().and_then(|b| sys.region(b));
         let (bar_base, bar_size) = bar.and_then(|r| Some((r.phys_addr?, r.size))).unwrap_or((0, 0));
-        Some(PciFunctionConfig { device, rid, bar_base, bar_size })
+        Some(PciFunctionConfig { device, rid, bar_base, bar_size, intx: s.intx })
     };
     sys.io_spaces.iter().enumerate().filter_map(function).collect()
 }

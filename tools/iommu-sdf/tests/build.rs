@@ -73,7 +73,7 @@ fn generated_policy_has_the_pci_topology() {
             bridge(0x0038, PcieToPci, 5, 5, false),
         ]
     );
-    let function = |device, rid, bar_base| PciFunctionConfig { device, rid, bar_base, bar_size: 0x10_0000 };
+    let function = |device, rid, bar_base| PciFunctionConfig { device, rid, bar_base, bar_size: 0x10_0000, intx: 0 };
     assert_eq!(
         PCI_FUNCTIONS,
         [
@@ -87,7 +87,40 @@ fn generated_policy_has_the_pci_topology() {
     assert_eq!(DEVICES.map(|d| d.stream), [0x10, 0x100, 0x400, 0x500]);
     // ok.xml: edu0 is 00:02.0 with no BAR window; blk0 is a bare StreamID, no function.
     assert!(ok_policy::PCI_BRIDGES.is_empty());
-    assert_eq!(ok_policy::PCI_FUNCTIONS, [PciFunctionConfig { device: 0, rid: 0x10, bar_base: 0, bar_size: 0 }]);
+    assert_eq!(
+        ok_policy::PCI_FUNCTIONS,
+        [PciFunctionConfig { device: 0, rid: 0x10, bar_base: 0, bar_size: 0, intx: 0 }]
+    );
+}
+
+/// Which INTx pins of each function are on a line its owner's PD holds, through the
+/// bridges' swizzle and QEMU virt's `interrupt-map` (pin p of root slot s is INTID
+/// 35 + (p + s) % 4): `ok-pci.xml` with `legacy_driver` holding 35 and `edu_driver` 37.
+/// edu0 (00:02.0) has INTA# on 37, and INTC# on 35, which is the other PD's; edu_rp
+/// (01:00.0, root port in slot 1) INTB# on 37; edu_sw (04:00.0, below a switch whose
+/// ports sit at device 0, below the root port in slot 6) INTA# on 37; edu_legacy (05:01.0,
+/// behind the PCIe-to-PCI bridge in slot 7: its INTA# comes out as the bridge's INTB#)
+/// INTA# on 35. Without the lines no pin is anyone's, and the PCI owner keeps every
+/// function's INTx disabled.
+#[test]
+fn a_functions_intx_pins_are_those_on_lines_its_owner_holds() {
+    let intx = |text: &str| -> Vec<u8> {
+        let (sys, problems) = iommu_sdf::check_text(text);
+        assert!(problems.is_empty(), "{problems:?}");
+        iommu_sdf::topology::functions(&sys).iter().map(|f| f.intx).collect()
+    };
+    let text = sdf("ok-pci.xml");
+    assert_eq!(intx(&text), [0, 0, 0, 0]);
+    let with_lines = text
+        .replace(
+            r#"<program_image path="edu-driver.elf" />"#,
+            r#"<program_image path="edu-driver.elf" /><irq irq="37" id="1" trigger="level" />"#,
+        )
+        .replace(
+            r#"<program_image path="legacy-driver.elf" />"#,
+            r#"<program_image path="legacy-driver.elf" /><irq irq="35" id="1" trigger="level" />"#,
+        );
+    assert_eq!(intx(&with_lines), [0b0001, 0b0010, 0b0001, 0b0001]);
 }
 
 /// The report of `ok.xml` is compared with the reviewed files beside it; to accept a
