@@ -6,8 +6,10 @@
 //! (`in_flight`).
 #![no_std]
 
-pub mod disk;
 pub mod in_flight;
+
+/// The virtio-blk reader with a wide queue (`drivers/virtio-blk`).
+pub use virtio_blk_reader as disk;
 
 use core::ptr::NonNull;
 

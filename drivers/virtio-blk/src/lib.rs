@@ -4,13 +4,18 @@
 //! `Disk` drives the same virtio-drivers parts `VirtIOBlk` does (the public `Transport` and
 //! `queue::VirtQueue`), with a queue of `SIZE` descriptors: no heap, no copy of its code,
 //! reads only. What it must never do: hand a buffer back while the device may still write
-//! it (`read_blocks_nb`'s contract, which `in_flight::Group` keeps), or set up a queue
+//! it (`read_blocks_nb`'s contract, which `blk_driver::in_flight::Group` keeps), or set up a queue
 //! larger than the device says it takes.
 //!
 //! Device initialisation follows virtio 1.2 §3.1.1 as `VirtIOBlk::new` does it (reset,
 //! ACKNOWLEDGE and DRIVER, the features, FEATURES_OK, the queue, DRIVER_OK), and also
 //! checks what `VirtIOBlk` leaves unchecked: that the device offers VIRTIO_F_VERSION_1 (the
 //! PCI transport is the modern one) and that it kept FEATURES_OK (§3.1.1 step 6).
+//!
+//! Hardware-free: tested on the host against a model of a virtio-blk device
+//! (`tests/disk.rs`); `pds/blk-driver` runs it on `IommuHal` and virtio-drivers'
+//! `PciTransport` (`blk_driver::Wide`).
+#![cfg_attr(not(test), no_std)]
 
 use virtio_drivers::device::blk::SECTOR_SIZE;
 use virtio_drivers::queue::VirtQueue;
@@ -140,11 +145,11 @@ impl<H: Hal, T: Transport, const SIZE: usize> Disk<H, T, SIZE> {
 
     /// Read `buf` (a non-zero multiple of `SECTOR_SIZE`) from `sector`, one request in
     /// flight, waiting for it as `VirtIOBlk::read_blocks` does (virtio-drivers'
-    /// `add_notify_wait_pop`, with no bound: callers that need one use `in_flight::Group`).
+    /// `add_notify_wait_pop`, with no bound: callers that need one poll `peek_used`, as `blk_driver::in_flight::Group` does).
     /// Refused (`InvalidParam`), nothing submitted, for a buffer of another size, or with
     /// another request in flight (its completion would be taken for this one's).
     pub fn read_blocks(&mut self, sector: usize, buf: &mut [u8]) -> Result<(), Error> {
-        if buf.is_empty() || !buf.len().is_multiple_of(SECTOR_SIZE) || self.queue.available_desc() < SIZE {
+        if buf.is_empty() || buf.len() % SECTOR_SIZE != 0 || self.queue.available_desc() < SIZE {
             return Err(Error::InvalidParam);
         }
         let header = read_header(sector as u64);
@@ -168,7 +173,7 @@ impl<H: Hal, T: Transport, const SIZE: usize> Disk<H, T, SIZE> {
         buf: &mut [u8],
         status: &mut Status,
     ) -> Result<u16, Error> {
-        if buf.is_empty() || !buf.len().is_multiple_of(SECTOR_SIZE) {
+        if buf.is_empty() || buf.len() % SECTOR_SIZE != 0 {
             return Err(Error::InvalidParam);
         }
         *header = read_header(sector as u64);
@@ -202,6 +207,15 @@ impl<H: Hal, T: Transport, const SIZE: usize> Disk<H, T, SIZE> {
         // contract); `pop_used` checks that `token` is the next used one.
         unsafe { self.queue.pop_used(token, &[&header[..]], &mut [buf, &mut status[..]])? };
         status_result(*status)
+    }
+}
+
+impl<H: Hal, T: Transport, const SIZE: usize> core::fmt::Debug for Disk<H, T, SIZE> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Disk")
+            .field("capacity", &self.capacity)
+            .field("free_descriptors", &self.queue.available_desc())
+            .finish_non_exhaustive()
     }
 }
 
