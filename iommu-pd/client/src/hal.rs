@@ -280,8 +280,9 @@ impl Notify for NotifyFn {
 const QUEUE_PATIENCE: u32 = 1 << 20;
 
 /// The most buffers one `IommuHal::map_queued` maps (a group of requests in flight), and
-/// so the most UNMAPs a group leaves pending for the next.
-pub const MAX_GROUP: usize = 8;
+/// so the most UNMAPs a group leaves pending for the next: 16, what blk-bench keeps in
+/// flight with `blk_driver::disk` (a batch of 32 entries with the group before's UNMAPs).
+pub const MAX_GROUP: usize = 16;
 
 /// A MAP for the queue: the calls' arguments, the IOVA left to the service.
 #[derive(Debug, Clone, Copy)]

@@ -17,16 +17,15 @@ use common::{calls, reachable};
 fn an_unmap_with_no_room_left_is_not_dropped() {
     // A: a group mapped ahead; Y: one more buffer; Z: a group whose MAPs stall the ring.
     const BUFS: usize = 2 * MAX_GROUP + 1;
-    // Quota for the most the service's storage holds: every MAP below fits while A's
-    // mappings go before Z's MAPs are served. A ring of one group's entries: Z's MAPs fill
-    // it.
-    let bufs = queued::Buffers::start::<MAX_GROUP>(BUFS, 16);
+    // Quota for the pool, A and Y: every MAP below fits while A's mappings go before Z's
+    // MAPs are served. A ring of one group's entries: Z's MAPs fill it.
+    let bufs = queued::Buffers::start::<MAX_GROUP>(BUFS, MAX_GROUP as u32 + 2);
     let (page, reaches) = (|i| bufs.page(i), |i| bufs.reached(i));
     let group =
         |range: std::ops::Range<usize>| range.map(|i| (page(i), BufferDirection::DeviceToDriver)).collect::<Vec<_>>();
     let (a, y, z) = (group(0..MAX_GROUP), MAX_GROUP, group(MAX_GROUP + 1..BUFS));
 
-    // A mapped ahead and shared, Y shared on its own: nine requests in flight.
+    // A mapped ahead and shared, Y shared on its own: MAX_GROUP + 1 requests in flight.
     assert!(IommuHal::map_queued(&a));
     // SAFETY: valid for their length; unshared below.
     let iovas: Vec<u64> = a.iter().map(|&(b, d)| unsafe { IommuHal::share(b, d) }).collect();

@@ -1,19 +1,19 @@
-//! Several reads in flight at once, with virtio-drivers' non-blocking requests
-//! (`read_blocks_nb`, `peek_used`, `complete_read_blocks`): all submitted, then each
-//! completed as the device hands it back, in whatever order. `read_blocks` keeps one
-//! request in flight; with several, whatever is paid per wake-up of the device or of the
-//! IOMMU PD is paid once for them all. Submitting and completing are two steps
-//! (`Group::submit`, `Group::complete`), so that a driver can work while the device reads.
+//! Several reads in flight at once, with `Disk`'s non-blocking requests (`read_blocks_nb`,
+//! `peek_used`, `complete_read_blocks`): all submitted, then each completed as the device
+//! hands it back, in whatever order. `read_blocks` keeps one request in flight; with
+//! several, whatever is paid per wake-up of the device or of the IOMMU PD is paid once for
+//! them all. Submitting and completing are two steps (`Group::submit`, `Group::complete`),
+//! so that a driver can work while the device reads.
 
 use generic_timer::{hz, ticks};
-use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE};
+use virtio_drivers::device::blk::SECTOR_SIZE;
 
-use crate::Blk;
+use crate::disk::{Header, Status, UNWRITTEN};
+use crate::Wide;
 
-/// The most reads in flight at once: virtio-drivers' block queue has 16 descriptors and,
-/// without its `alloc` feature (no heap here), no indirect ones, so each read takes three
-/// (header, data, status).
-pub const MAX_IN_FLIGHT: usize = 16 / 3;
+/// The most reads in flight at once: `Wide`'s queue of `QUEUE_SIZE` descriptors, three a
+/// read (header, data, status; no indirect ones without a heap).
+pub const MAX_IN_FLIGHT: usize = Wide::MAX_IN_FLIGHT;
 
 /// How long the device may take to hand back the last of a group, in seconds: a read of
 /// 64 KiB takes well under a millisecond under QEMU, and a stalled host a few.
@@ -25,8 +25,8 @@ pub enum InFlightError {
     /// More reads than `MAX_IN_FLIGHT`, or a buffer that is empty or not whole sectors:
     /// nothing was submitted.
     BadGroup,
-    /// The device refused to take a read (virtio-drivers' error); those submitted before it
-    /// were completed.
+    /// The device refused to take a read (virtio-drivers' error); `complete` still waits
+    /// for those submitted before it.
     Submit(virtio_drivers::Error),
     /// A read completed with an error (virtio-drivers' error).
     Read(virtio_drivers::Error),
@@ -34,7 +34,7 @@ pub enum InFlightError {
     /// group's reads may still be in flight.
     UnknownToken(u16),
     /// Reads still in flight after `PATIENCE_S`: the device may still write their buffers,
-    /// so the caller must reset it (drop the `Blk`) before it uses them again.
+    /// so the caller must reset it (drop the `Wide`) before it uses them again.
     Stuck,
 }
 
@@ -44,8 +44,8 @@ pub enum InFlightError {
 /// borrowed from `submit` until it is dropped, so nothing else can touch them meanwhile.
 pub struct Group<'r, 'b> {
     reads: &'r mut [(usize, &'b mut [u8])],
-    reqs: [BlkReq; MAX_IN_FLIGHT],
-    resps: [BlkResp; MAX_IN_FLIGHT],
+    headers: [Header; MAX_IN_FLIGHT],
+    statuses: [Status; MAX_IN_FLIGHT],
     /// The device's token of each read still in flight.
     tokens: [Option<u16>; MAX_IN_FLIGHT],
     /// The first failure, reported by `complete`.
@@ -65,10 +65,10 @@ impl<'r, 'b> Group<'r, 'b> {
     /// # Safety
     /// Unless this returns an error, `complete` must be called on the same `Group`, not
     /// moved in between, before it is dropped: the device holds its requests until then.
-    /// If `complete` returns `Stuck` or `UnknownToken`, the device must be reset (the `Blk`
+    /// If `complete` returns `Stuck` or `UnknownToken`, the device must be reset (the `Wide`
     /// dropped) before the buffers are used again.
     pub unsafe fn submit(
-        blk: &mut Blk,
+        blk: &mut Wide,
         reads: &'r mut [(usize, &'b mut [u8])],
         group: &mut Option<Self>,
     ) -> Result<(), InFlightError> {
@@ -77,17 +77,17 @@ impl<'r, 'b> Group<'r, 'b> {
         }
         let g = group.insert(Group {
             reads,
-            reqs: core::array::from_fn(|_| BlkReq::default()),
-            resps: core::array::from_fn(|_| BlkResp::default()),
+            headers: [[0; 16]; MAX_IN_FLIGHT],
+            statuses: [UNWRITTEN; MAX_IN_FLIGHT],
             tokens: [None; MAX_IN_FLIGHT],
             failed: None,
         });
         for (i, (sector, buf)) in g.reads.iter_mut().enumerate() {
-            // SAFETY: `reqs[i]`, `buf` and `resps[i]` stay in the group, which the caller
+            // SAFETY: `headers[i]`, `buf` and `statuses[i]` stay in the group, which the caller
             // neither moves nor drops before `complete` hands them back; `buf` is borrowed
             // by the group until then; if the device never hands it back, `Stuck` tells the
             // caller to reset the device before using `buf`.
-            match unsafe { blk.read_blocks_nb(*sector, &mut g.reqs[i], buf, &mut g.resps[i]) } {
+            match unsafe { blk.read_blocks_nb(*sector, &mut g.headers[i], buf, &mut g.statuses[i]) } {
                 Ok(token) => g.tokens[i] = Some(token),
                 Err(e) => {
                     g.failed = Some(InFlightError::Submit(e));
@@ -101,7 +101,7 @@ impl<'r, 'b> Group<'r, 'b> {
     /// Wait, at most `PATIENCE_S`, for the device to hand back every read still in flight,
     /// in whatever order; each buffer then holds its sectors, or the error says which went
     /// wrong (the first failure, `submit`'s included).
-    pub fn complete(&mut self, blk: &mut Blk) -> Result<(), InFlightError> {
+    pub fn complete(&mut self, blk: &mut Wide) -> Result<(), InFlightError> {
         let deadline = ticks().saturating_add(PATIENCE_S.saturating_mul(hz()));
         while self.tokens.iter().any(Option::is_some) {
             let Some(token) = blk.peek_used() else {
@@ -115,10 +115,10 @@ impl<'r, 'b> Group<'r, 'b> {
                 return Err(InFlightError::UnknownToken(token));
             };
             self.tokens[i] = None;
-            let (req, buf, resp) = (&self.reqs[i], &mut *self.reads[i].1, &mut self.resps[i]);
+            let (header, buf, status) = (&self.headers[i], &mut *self.reads[i].1, &mut self.statuses[i]);
             // SAFETY: the same request, buffer and status as `read_blocks_nb` was given
             // for this token, where `submit` left them.
-            if let Err(e) = unsafe { blk.complete_read_blocks(token, req, buf, resp) } {
+            if let Err(e) = unsafe { blk.complete_read_blocks(token, header, buf, status) } {
                 self.failed.get_or_insert(InFlightError::Read(e));
             }
         }
@@ -128,7 +128,7 @@ impl<'r, 'b> Group<'r, 'b> {
 
 /// Read each `(sector, buffer)` of `reads`, all in flight at once, and return once the
 /// device has handed every one back: `Group::submit`, then `Group::complete`.
-pub fn read_in_flight(blk: &mut Blk, reads: &mut [(usize, &mut [u8])]) -> Result<(), InFlightError> {
+pub fn read_in_flight(blk: &mut Wide, reads: &mut [(usize, &mut [u8])]) -> Result<(), InFlightError> {
     let mut group = None;
     // SAFETY: completed right below, where `submit` put it.
     unsafe { Group::submit(blk, reads, &mut group)? };

@@ -1,11 +1,15 @@
 //! What the virtio-blk driver PDs share: the disk's configuration space through the
 //! IOMMU PD, which owns it (virtio-drivers' `PciRoot` over CONFIG_READ/CONFIG_WRITE:
 //! `iommu_client::pci::OwnFunction`), and opening the device with virtio-drivers' block
-//! driver, unmodified, on `IommuHal` (whose pool the PD installs first); and reading with
-//! several requests in flight (`in_flight`).
+//! driver, unmodified, on `IommuHal` (whose pool the PD installs first), or with this
+//! crate's own reader (`disk`), whose wider queue keeps more requests in flight
+//! (`in_flight`).
 #![no_std]
 
 pub mod in_flight;
+
+/// The virtio-blk reader with a wide queue (`drivers/virtio-blk`).
+pub use virtio_blk_reader as disk;
 
 use core::ptr::NonNull;
 
@@ -27,6 +31,11 @@ const DEVICE_FN: DeviceFunction = DeviceFunction { bus: 0, device: 4, function: 
 
 /// The block driver, as this PD runs it.
 pub type Blk = VirtIOBlk<IommuHal, PciTransport>;
+/// Descriptors in `Wide`'s request queue: 21 reads in flight, room for 16 (the device's
+/// own queue, 256 descriptors on QEMU, must be at least this: `disk::OpenError`).
+pub const QUEUE_SIZE: usize = 64;
+/// This crate's reader, with `QUEUE_SIZE` descriptors, as blk-bench runs it.
+pub type Wide = disk::Disk<IommuHal, PciTransport, QUEUE_SIZE>;
 /// The disk's configuration space, as the IOMMU PD lets this PD see it.
 pub type Root = PciRoot<OwnFunction<Ppc>>;
 
@@ -53,6 +62,24 @@ pub fn place_device(iommu: Channel, device: DeviceId) -> Root {
 /// installed pool. Dropping the result resets the device and frees the queue. Refused if
 /// a BAR the transport uses is not inside the MiB at BAR_PA the description maps.
 pub fn open(root: &mut Root) -> Result<Blk, &'static str> {
+    VirtIOBlk::new(transport(root)?).map_err(|_| "the device did not initialise")
+}
+
+/// Why `open_wide` failed: the transport, as for `open`, or the device (`disk::OpenError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenWideError {
+    Transport(&'static str),
+    Device(disk::OpenError),
+}
+
+/// As `open`, with this crate's reader (`Wide`).
+pub fn open_wide(root: &mut Root) -> Result<Wide, OpenWideError> {
+    Wide::new(transport(root).map_err(OpenWideError::Transport)?).map_err(OpenWideError::Device)
+}
+
+/// The disk's virtio transport, once its BARs are checked to lie where the description
+/// maps them.
+fn transport(root: &mut Root) -> Result<PciTransport, &'static str> {
     let mut bar = 0;
     while bar < 6 {
         let info = root.bar_info(DEVICE_FN, bar).ok().flatten();
@@ -64,6 +91,5 @@ pub fn open(root: &mut Root) -> Result<Blk, &'static str> {
         }
         bar += if two { 2 } else { 1 };
     }
-    let transport = PciTransport::new::<IommuHal, _>(root, DEVICE_FN).map_err(|_| "no virtio transport")?;
-    VirtIOBlk::new(transport).map_err(|_| "the device did not initialise")
+    PciTransport::new::<IommuHal, _>(root, DEVICE_FN).map_err(|_| "no virtio transport")
 }

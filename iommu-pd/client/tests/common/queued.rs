@@ -84,8 +84,9 @@ pub fn start(
     bufs: NonNull<u8>,
     buf_pages: usize,
 ) -> InPlace {
-    // (Room for two devices: a test may give the client a second.)
-    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 2, 4, 16)>::default()));
+    // (Room for two devices: a test may give the client a second; and for the mappings of
+    // two groups of `MAX_GROUP` beside the pool.)
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 2, 4, 40)>::default()));
     SERVICE.with(|s| *s.borrow_mut() = Some(Service::new(ModelHw::default(), cfg, tables.storage()).unwrap()));
     QUEUE.with(|q| q.set(Some(queue)));
     // SAFETY: `pool_mem` is the pool region's memory, used for nothing else.

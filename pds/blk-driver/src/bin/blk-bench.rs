@@ -9,18 +9,20 @@
 //! buffer mapped once; and, to tell what mapping per request costs
 //! apart from the calls it takes, mapped once with two calls per request that change
 //! nothing (RESUME of its running device), the same number of protected procedure calls.
-//! Those eight paths keep one request in flight (virtio-drivers' `read_blocks`). Three more
-//! keep `IN_FLIGHT` in flight (`blk_driver::in_flight`), in groups, the same loop on each:
-//! in place in bypass, in place mapped once, and in place with the buffers of two groups at
-//! a time mapped through the mapping queue while the group before them is in flight, posted
-//! with the UNMAPs of the two groups before that, one doorbell call for them all
-//! (`IommuHal::map_queued`, `BATCH_GROUPS`).
+//! Those eight paths keep one request in flight (`Wide::read_blocks`, virtio-drivers'
+//! `add_notify_wait_pop` as its `VirtIOBlk::read_blocks` does). Three more keep `IN_FLIGHT`
+//! in flight (`blk_driver::in_flight`), in groups, the same loop on each: in place in
+//! bypass, in place mapped once, and in place with the next group's buffers mapped through
+//! the mapping queue while a group is in flight, posted with the UNMAPs of the group before
+//! it, one doorbell call for them all (`IommuHal::map_queued`, `BATCH_GROUPS`). Every path
+//! reads with this crate's own reader (`blk_driver::disk`, a queue of 64 descriptors):
+//! virtio-drivers' `VirtIOBlk` holds at most five reads in flight.
 //!
 //! Only a measurement build of the IOMMU PD (images/blk-bench.xml) lets it switch to
 //! bypass. The pool and the buffer are mapped at IOVA = their physical addresses, so the
 //! device uses the same addresses translated or not and the driver switches without
-//! resetting it: it reads each block (4 MiB) of the file once on each path, back to back,
-//! rotating which goes first. Reads of the same block milliseconds apart see the same host, so
+//! resetting it: it reads each block (16 MiB) of the file once on each path, back to back,
+//! rotating which goes first. Reads of the same block a few hundred milliseconds apart see the same host, so
 //! the host's drift (which under emulation is large) falls on every path alike.
 //!
 //! Every read is checked (each 64-bit word of the file holds its own offset), outside the
@@ -32,7 +34,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use blk_driver::in_flight::Group;
-use blk_driver::{place_device, Blk};
+use blk_driver::{place_device, Wide};
 use client_channel::{calls, Ppc};
 use generic_timer::{ms, ticks};
 use iommu_client::hal::{DmaPool, InPlace, IommuHal, NotifyFn, Reach};
@@ -49,7 +51,9 @@ use virtio_drivers::device::blk::SECTOR_SIZE;
 use virtio_drivers::BufferDirection;
 
 const IOMMU: Channel = Channel::new(0);
-const POOL_PAGES: usize = 32;
+/// images/blk-bench.xml's `blk_pool`: every request's header and status go through it (a
+/// page each, 32 with sixteen in flight), beside the queue's rings.
+const POOL_PAGES: usize = 64;
 /// The disk, the one device of images/blk-bench.xml.
 const MY_DEVICE: DeviceId = DeviceId(0);
 /// The file: 64 MiB from 1 MiB into the disk (images/Makefile writes it).
@@ -60,18 +64,17 @@ const CHUNK: usize = 64 << 10;
 /// The buffer the in-place paths read into: the capability the description gives after
 /// the pool's.
 const BUFFER_CAP: Handle = Handle(1);
-/// Requests in flight at once on the in-flight paths. Four: virtio-drivers' queue holds
-/// at most five reads without indirect descriptors (`in_flight::MAX_IN_FLIGHT`), and four
-/// divide a block's requests into whole groups. A batch of two groups in the IOMMU PD is
-/// then sixteen entries (eight UNMAPs, eight MAPs) under one CMD_SYNC, for one doorbell
-/// call.
-const IN_FLIGHT: usize = 4;
-const _: () = assert!(IN_FLIGHT == 4 && IN_FLIGHT <= blk_driver::in_flight::MAX_IN_FLIGHT, "the paths' names say 4");
-/// Groups mapped by one batch of the in-flight queue path: a batch under every second
-/// group's reads unmaps the two groups before it and maps the two after it, so the IOMMU
-/// PD is woken (a doorbell call, a CMD_SYNC, two register accesses) once per two groups.
-/// MAX_GROUP (8) buffers a batch at most: two groups of four.
-const BATCH_GROUPS: usize = 2;
+/// Requests in flight at once on the in-flight paths. Sixteen: `blk_driver::disk`'s queue
+/// holds 21 (`in_flight::MAX_IN_FLIGHT`), and sixteen divide a block's requests into whole
+/// groups. A batch in the IOMMU PD is then 32 entries (a group's sixteen UNMAPs, the
+/// next's sixteen MAPs) under one CMD_SYNC, for one doorbell call.
+const IN_FLIGHT: usize = 16;
+const _: () = assert!(IN_FLIGHT == 16 && IN_FLIGHT <= blk_driver::in_flight::MAX_IN_FLIGHT, "the paths' names say 16");
+/// Groups mapped by one batch of the in-flight queue path: a batch under each group's reads
+/// unmaps the group before it and maps the one after it, so the IOMMU PD is woken (a
+/// doorbell call, a CMD_SYNC, two register accesses) once per group of sixteen.
+/// MAX_GROUP (16) buffers a batch at most: one group.
+const BATCH_GROUPS: usize = 1;
 const _: () = assert!(BATCH_GROUPS * IN_FLIGHT <= iommu_client::hal::MAX_GROUP);
 const _: () =
     assert!((BLOCK / CHUNK / IN_FLIGHT).is_multiple_of(BATCH_GROUPS), "a block's groups split into whole batches");
@@ -82,12 +85,12 @@ const _: () =
 /// buffers.
 const SETS: usize = 2 * BATCH_GROUPS + 1;
 const BUFFERS: usize = SETS * IN_FLIGHT;
-/// Bytes read on one path before the same bytes are read on the next. 4 MiB, not less:
-/// through the queue with requests in flight, a block's first MAPs and last UNMAPs have
-/// no reads to overlap (two wake-ups of the IOMMU PD on the critical path per block), so
-/// the block must hold enough groups for those to be a small part of it (4 of 64 groups'
-/// batches; at 1 MiB, 2 of 4 groups' worth).
-const BLOCK: usize = 4 << 20;
+/// Bytes read on one path before the same bytes are read on the next. 16 MiB, not less:
+/// through the queue with requests in flight, a block's first group's MAPs and last
+/// group's UNMAPs have no reads to overlap (two wake-ups of the IOMMU PD on the critical
+/// path per block, sixteen entries each), so the block must hold enough groups for those
+/// to be a small part of it (2 of 18 batches; at 4 MiB, 2 of 6).
+const BLOCK: usize = 16 << 20;
 const BLOCKS: usize = FILE_BYTES / BLOCK;
 /// Passes over the file (each reads it once on every path), after one warm-up pass.
 const PASSES: usize = 3;
@@ -163,9 +166,9 @@ impl Path {
             Path::BypassInPlace => "in bypass, in place",
             Path::Queued => "through the service, in place, mapped per request through the queue",
             Path::QueuedNotified => "through the service, in place, mapped per request through the queue, notified",
-            Path::BypassInFlight => "in bypass, in place, 4 in flight",
-            Path::MappedOnceInFlight => "through the service, in place, mapped once, 4 in flight",
-            Path::QueuedInFlight => "through the service, in place, mapped per request through the queue, 4 in flight",
+            Path::BypassInFlight => "in bypass, in place, 16 in flight",
+            Path::MappedOnceInFlight => "through the service, in place, mapped once, 16 in flight",
+            Path::QueuedInFlight => "through the service, in place, mapped per request through the queue, 16 in flight",
         }
     }
 }
@@ -192,7 +195,7 @@ fn ratio(a: u64, b: u64) -> Ratio {
 /// Read block `block` of the file: the ticks spent in the requests, and whether every word
 /// was right. With `calls`, each request is
 /// bracketed by two calls to the IOMMU PD that change nothing, timed with it.
-fn read_block(blk: &mut Blk, block: usize, buf: &mut [u8; CHUNK], calls_too: bool) -> (u64, bool) {
+fn read_block(blk: &mut Wide, block: usize, buf: &mut [u8; CHUNK], calls_too: bool) -> (u64, bool) {
     let mut spent = 0;
     let mut iommu = Client::new(Ppc(IOMMU));
     for c in 0..BLOCK / CHUNK {
@@ -228,7 +231,7 @@ fn right(buf: &[u8; CHUNK], offset: usize) -> bool {
 /// half (c - 1) % 2 is checked only after that (it is out of the device's reach by
 /// then, confirmed); the last is unmapped by `flush_queue`, timed too. The ticks spent,
 /// the queued UNMAPs confirmed meanwhile, and whether every word was right.
-fn read_block_queued(blk: &mut Blk, block: usize, halves: [NonNull<[u8; CHUNK]>; 2]) -> (u64, u64, bool) {
+fn read_block_queued(blk: &mut Wide, block: usize, halves: [NonNull<[u8; CHUNK]>; 2]) -> (u64, u64, bool) {
     let retired = IommuHal::retired();
     let (mut spent, mut ok) = (0, true);
     let chunks = BLOCK / CHUNK;
@@ -339,7 +342,7 @@ fn map_groups(sets: &[Set], groups: core::ops::Range<usize>) -> bool {
 /// bypass), and the groups rotate over the first three sets, as with one group a batch.
 /// The first group's MAPs and the last groups' UNMAPs have no reads to overlap and are
 /// timed alone. Checking and filling are not timed.
-fn read_block_in_flight(blk: &mut Blk, block: usize, sets: &[Set; SETS], queued: bool) -> InFlight {
+fn read_block_in_flight(blk: &mut Wide, block: usize, sets: &[Set; SETS], queued: bool) -> InFlight {
     let retired = IommuHal::retired();
     let mut did = InFlight { right: true, ..InFlight::default() };
     let groups = BLOCK / CHUNK / IN_FLIGHT;
@@ -563,10 +566,10 @@ fn init() -> BlkBench {
     };
     let all_always = InPlace { len: BUFFERS * CHUNK, ..always };
     let all_queued = InPlace { len: BUFFERS * CHUNK, ..queued };
-    let mut blk = match blk_driver::open(&mut root) {
+    let mut blk = match blk_driver::open_wide(&mut root) {
         Ok(b) => b,
         Err(e) => {
-            debug_println!("blk-bench: {e}");
+            debug_println!("blk-bench: the disk did not open: {e:?}");
             return BlkBench;
         }
     };
@@ -678,7 +681,7 @@ fn init() -> BlkBench {
         }
         let base = spent[Path::Bypass as usize];
         debug_println!(
-            "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}), mapped per request through the queue {} ms (ratio {}, notified {}), mapped once in place {} ms (ratio {}); in bypass in place {} ms (ratio {}); 4 in flight: in bypass in place {} ms, mapped once {} ms (ratio to it {}), mapped per request through the queue {} ms (ratio to it {}); data {}",
+            "blk-bench: pass {pass}: {} MiB in bypass {} ms; through the service, pool mapped once {} ms (ratio {}), mapped per request {} ms (ratio {}), mapped per request through the queue {} ms (ratio {}, notified {}), mapped once in place {} ms (ratio {}); in bypass in place {} ms (ratio {}); 16 in flight: in bypass in place {} ms, mapped once {} ms (ratio to it {}), mapped per request through the queue {} ms (ratio to it {}); data {}",
             FILE_BYTES >> 20,
             ms(base),
             ms(spent[Path::Pool as usize]),
@@ -753,7 +756,7 @@ fn init() -> BlkBench {
     // block with none; and where its time went, beside its baseline's.
     let (q, b) = (&queued_in_flight, &bypass_in_flight);
     debug_println!(
-        "blk-bench: through the queue, 4 in flight: {} UNMAPs confirmed over {requests} requests; {} batches while reads were in flight and {} with none, in {in_flight_wakeups} wake-ups of the IOMMU PD; of its {} ms, {} ms in batches under reads, {} ms waiting for reads after them, {} ms in batches alone (in bypass: {} ms, {} ms waiting for reads)",
+        "blk-bench: through the queue, 16 in flight: {} UNMAPs confirmed over {requests} requests; {} batches while reads were in flight and {} with none, in {in_flight_wakeups} wake-ups of the IOMMU PD; of its {} ms, {} ms in batches under reads, {} ms waiting for reads after them, {} ms in batches alone (in bypass: {} ms, {} ms waiting for reads)",
         q.confirmed,
         q.overlapped_batches,
         q.alone_batches,
@@ -780,7 +783,7 @@ fn init() -> BlkBench {
             DOORBELL_TICKS[kind as usize].load(Ordering::Relaxed),
         );
         debug_println!(
-            "blk-bench: MEASUREMENT: 4 in flight through the queue, batches {name}: {batches} steps, {} us each; {n} doorbell calls, {} us each (round trip); the rest of a step (posting, reading completions) {} us",
+            "blk-bench: MEASUREMENT: 16 in flight through the queue, batches {name}: {batches} steps, {} us each; {n} doorbell calls, {} us each (round trip); the rest of a step (posting, reading completions) {} us",
             us(step_ticks, batches),
             us(t, n),
             us(step_ticks.saturating_sub(t), batches)
@@ -797,13 +800,13 @@ fn init() -> BlkBench {
     );
     doorbell(BATCH_REPORT);
     debug_println!(
-        "blk-bench: 4 in flight on each: mapped once through the service vs bypass in place: time ratio {}",
+        "blk-bench: 16 in flight on each: mapped once through the service vs bypass in place: time ratio {}",
         ratio(total[Path::MappedOnceInFlight as usize], total[Path::BypassInFlight as usize])
     );
     // The comparison issue 26 sets its target on: the same driver loop, the same requests
     // in flight, the device translated through per-request mappings or in bypass.
     debug_println!(
-        "blk-bench: queue per request vs bypass in place: time ratio {} (4 in flight on each, the same driver loop)",
+        "blk-bench: queue per request vs bypass in place: time ratio {} (16 in flight on each, the same driver loop)",
         ratio(total[Path::QueuedInFlight as usize], total[Path::BypassInFlight as usize])
     );
     let failures = IommuHal::unmap_failures();
