@@ -121,7 +121,7 @@ fn drain(s: &mut Svc, now: u64) -> (bool, u64) {
         }
     }
     if overflowed {
-        sink.s.events_lost(now);
+        sink.s.events_lost(now, EVENTQ as u32);
     }
     (overflowed, records)
 }
@@ -269,10 +269,12 @@ fn a_device_under_its_limit_overflows_the_queue_beyond_the_resume_bound() {
 /// Probation and another device's overflows, with the device above: a victim's device
 /// resumed once from a storm is on probation, and the hostile device need not storm (nor
 /// ever be quarantined) to overflow the queue. Whose records an overflow lost is unknown,
-/// so it quarantines a device on probation only if that device faulted within its last
-/// two windows: the quiet victim runs through every burst (before, each burst quarantined
-/// it again, 10 times in 10 windows, aborting 6.1 s of 10); one fault of its own beside a
-/// burst still costs it a quarantine, of which its owner is told.
+/// so it quarantines a device on probation only if that device's records filled a quarter
+/// of the queue in the drain that saw it or the one before: the victim, faulting a few
+/// times beside each burst, runs through every burst (before, each burst quarantined it
+/// again, 10 times in 10 windows, aborting 6.1 s of 10; and then one fault of its own
+/// beside a burst did); a flood of its own beside a burst still costs it a quarantine,
+/// of which its owner is told.
 #[test]
 fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
     use iommu_protocol::faults::kind::QUARANTINED_AT_OVERFLOW;
@@ -290,9 +292,18 @@ fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
     let told = |s: &Svc| {
         s.faults(VICTIM).unwrap().pending().filter(|r| r.kind == QUARANTINED_AT_OVERFLOW && r.device == 0).count()
     };
+    // The victim's device misses its mapping `n` times, each a record of its own.
+    let victim_faults = |s: &mut Svc, n: u64| {
+        for w in 0..n {
+            assert!(matches!(dma(s, SID_VICTIM, VICTIM_BASE + PAGE + 4 * w), Outcome::Fault(_)));
+        }
+    };
     let (mut bursts, mut overflows) = (0u64, 0u64);
     for now in (STEP_MS..RUN_MS).step_by(STEP_MS as usize) {
         if now % BURST_EVERY_MS == 0 {
+            // Faults of the victim's in the queue with the burst, before it: fewer than a
+            // quarter of the queue.
+            victim_faults(&mut s, QUIET);
             burst_under_the_limit(&mut s, now);
             bursts += 1;
         }
@@ -301,15 +312,19 @@ fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
     }
     assert_eq!((overflows, bursts), (14, 14));
     assert_eq!((s.stats().quarantines, told(&s)), (1, 0), "only the victim's own storm quarantined it");
-    // One fault of its own between drains, beside the next burst: quarantined at the
-    // overflow.
+    // A flood of its own, a quarter of the queue, beside the next burst: quarantined at
+    // the overflow, its owner told.
     let now = RUN_MS.next_multiple_of(BURST_EVERY_MS);
-    assert!(matches!(dma(&mut s, SID_VICTIM, VICTIM_BASE + PAGE), Outcome::Fault(_)));
+    victim_faults(&mut s, EVENTQ / 4);
     burst_under_the_limit(&mut s, now);
     assert!(drain(&mut s, now).0);
     assert_eq!((s.stats().quarantines, told(&s)), (2, 1));
     assert_eq!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Abort);
 }
+
+/// Faults of a well-behaved device's between two drains, beside another device's burst:
+/// a quarter of the queue less one.
+const QUIET: u64 = EVENTQ / 4 - 1;
 
 // The service's tests' client side of a mapping queue; this test posts and drains only.
 #[allow(dead_code)]

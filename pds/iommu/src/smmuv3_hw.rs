@@ -224,7 +224,9 @@ pub fn ack_interrupts() {
 /// took a record or a loss), and whether the SMMU failed in the pass (the driver failed
 /// it closed). Sets the timer for the next wake-up.
 pub fn take_faults(service: &mut Svc) -> (u64, bool) {
-    let mut sink = Faults { service, notify: 0 };
+    // One time stamp for the drain: the records carry none, what the storm window needs
+    // is when the IOMMU PD learnt of them, and `events_lost` tells a drain's records by it.
+    let mut sink = Faults { service, notify: 0, now: generic_timer::ticks() };
     let mut pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
     let mut overflowed = pass.overflowed;
     // Records left, and nothing will announce them (the interrupt marks empty to
@@ -240,7 +242,8 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     // The SMMU lost records, anyone's (one device's storm can overflow the queue with
     // another's fault in it): every client is told (`Service::events_lost`).
     if overflowed {
-        sink.notify |= sink.service.events_lost(generic_timer::ticks());
+        let queue = sink.service.hw_mut().smmu().eventq_entries();
+        sink.notify |= sink.service.events_lost(sink.now, queue);
     }
     if let Some(timer) = &irqs::PHYSICAL_TIMER {
         match pass.rearm {
@@ -263,6 +266,8 @@ fn ste_of(smmu: &mut Smmu<Regs>, sid: StreamId) -> SteState {
 struct Faults<'a> {
     service: &'a mut Svc,
     notify: u64,
+    /// The drain's time stamp (`iommu_pd::FaultInput::now`).
+    now: u64,
 }
 
 impl EventSink<Regs> for Faults<'_> {
@@ -271,10 +276,7 @@ impl EventSink<Regs> for Faults<'_> {
     }
 
     fn take(&mut self, batch: &[Option<smmuv3::Event>]) {
-        let service = &mut *self.service;
-        // One time stamp for the batch: the records carry none, and what the storm
-        // window needs is when the IOMMU PD learnt of them.
-        let now = generic_timer::ticks();
+        let (service, now) = (&mut *self.service, self.now);
         for e in batch.iter().flatten() {
             // A translation fault is placed and routed to the device's owner; an event
             // that names a stream but carries no fault (C_BAD_STREAMID for a StreamID the
