@@ -20,11 +20,11 @@ mod victim;
 use std::cell::Cell;
 
 use iommu_pd::pci::NoConfigSpaceClocked;
-use iommu_pd::{FaultInput, FaultPolicy, Service};
+use iommu_pd::{FaultPolicy, Service};
 use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
 use smmuv3::model::{host_region, host_smmu, Outcome, SmmuModel};
 use smmuv3::{Event, Smmu};
-use smmuv3_service::events::{pump, EventSink, Rearm};
+use smmuv3_service::events::{fault_input, pump, EventSink, Rearm};
 use smmuv3_service::SmmuBackend;
 use victim::{config, map, unmap, Side, HOSTILE, PAGE, SID_HOSTILE, SID_VICTIM, VICTIM, VICTIM_BASE};
 
@@ -95,15 +95,12 @@ impl EventSink<SmmuModel> for Drain<'_> {
         self.s.hw_mut().smmu()
     }
     fn take(&mut self, batch: &[Option<Event>]) {
-        for f in batch.iter().flatten().filter_map(Event::fault) {
-            let write = f.txn.access == smmuv3::Access::Write;
-            self.s.route_fault(FaultInput {
-                stream: f.txn.sid.0,
-                iova: f.txn.iova.0,
-                write,
-                kind: 0x10,
-                now: self.now,
-            });
+        for e in batch.iter().flatten() {
+            match (fault_input(e, self.now), e.stream_id()) {
+                (Some(input), _) => self.s.route_fault(input),
+                (None, Some(sid)) => self.s.route_stream_event(sid.0),
+                (None, None) => continue,
+            };
         }
     }
 }
@@ -325,6 +322,52 @@ fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
 /// Faults of a well-behaved device's between two drains, beside another device's burst:
 /// a quarter of the queue less one.
 const QUIET: u64 = EVENTQ / 4 - 1;
+
+/// The hostile device sends an ATS-translated write (PCIe AT = translated) at `iova`, where
+/// its stream has no ATS: while the stream translates, the SMMU refuses it and records
+/// F_TRANSL_FORBIDDEN with the StreamID and the address (IHI 0070 7.3), lost if the queue
+/// is full; an aborting stream records nothing. Whether it was recorded.
+fn translated_write(s: &mut Svc, sid: u32, iova: u64) -> bool {
+    let regs = s.hw_mut().smmu().regs();
+    if regs.translate(sid, iova, true) == Outcome::Abort {
+        return false;
+    }
+    regs.inject_event([u64::from(smmuv3::event::id::F_TRANSL_FORBIDDEN) | u64::from(sid) << 32, 0, iova, 0]);
+    true
+}
+
+/// A device may send records the SMMU refuses without a translation fault: ATS-translated
+/// transactions where ATS is off, ATS translation requests, unsupported transactions
+/// (`smmuv3_service::events::fault_input`). Each is a record in the queue every device
+/// shares. Counted only as stream events, they counted towards no storm: a device sending
+/// 256 of them every 10 ms overflowed the queue at every step for 10 windows (1,000
+/// overflows), never quarantined, and the victim lost a fault beside each. Now they are
+/// its faults: its storm limit quarantines it within the bound of a device that storms
+/// (`OVERFLOWS_BEFORE_QUARANTINE`), its owner told, and the victim loses at most that many.
+#[test]
+fn a_device_flooding_refused_ats_transactions_is_quarantined_by_its_storm_limit() {
+    let mut s = victim_mapped();
+    let (mut overflows, mut sent) = (0u64, 0u64);
+    let (mut victim_faults, mut delivered) = (Vec::new(), Vec::new());
+    for now in (0..RUN_MS).step_by(STEP_MS as usize) {
+        sent += (0..STORM).filter(|i| translated_write(&mut s, SID_HOSTILE, HOSTILE_BASE + 4 * i)).count() as u64;
+        overflows += u64::from(victim_faults_and_reads(&mut s, now, &mut victim_faults, &mut delivered));
+    }
+    let lost = (victim_faults.len() - delivered.len()) as u64;
+    println!("{sent} refused transactions recorded, {overflows} overflows, the victim lost {lost}");
+    assert_eq!(s.stats().quarantines, 1);
+    assert!(overflows <= OVERFLOWS_BEFORE_QUARANTINE, "{overflows} overflows");
+    assert!(lost <= overflows, "the victim lost {lost}");
+    assert_eq!(s.faults(VICTIM).unwrap().dropped(), overflows);
+    // The hostile device aborts; its owner was told, by a record of the refused kind.
+    assert_eq!(dma(&mut s, SID_HOSTILE, HOSTILE_BASE), Outcome::Abort);
+    let told = s.faults(HOSTILE).unwrap().pending().find(|r| r.quarantined == 1).copied().unwrap();
+    assert_eq!((told.device, told.kind), (1, u32::from(smmuv3::event::id::F_TRANSL_FORBIDDEN)));
+    // A record its configuration causes is not its doing: still a stream event.
+    let bad_ste =
+        smmuv3::EventRecord([u64::from(smmuv3::event::id::C_BAD_STE) | u64::from(SID_HOSTILE) << 32, 0, 0, 0]);
+    assert_eq!(fault_input(&bad_ste.decode(), 0), None);
+}
 
 // The service's tests' client side of a mapping queue; this test posts and drains only.
 #[allow(dead_code)]

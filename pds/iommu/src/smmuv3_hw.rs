@@ -278,25 +278,18 @@ impl EventSink<Regs> for Faults<'_> {
     fn take(&mut self, batch: &[Option<smmuv3::Event>]) {
         let (service, now) = (&mut *self.service, self.now);
         for e in batch.iter().flatten() {
-            // A translation fault is placed and routed to the device's owner; an event
-            // that names a stream but carries no fault (C_BAD_STREAMID for a StreamID the
-            // stream table does not cover, C_BAD_STE...) is counted for this PD to report.
-            // Only events that name no stream at all (implementation-defined ones, a VMS
-            // fetch abort) are left out: there is no device to say anything of.
-            let routed = match (e.fault(), e.stream_id()) {
-                (Some(f), _) => {
-                    if f.stage2 {
-                        say_stage2_fault(f);
-                    }
-                    let write = f.txn.access == smmuv3::Access::Write;
-                    let kind = match e {
-                        smmuv3::Event::Translation(_) => 0x10,
-                        smmuv3::Event::Permission(_) => 0x13,
-                        _ => 0,
-                    };
-                    let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
-                    service.route_fault(input)
-                }
+            // A fault (a translation fault, or a transaction the device chose that the SMMU
+            // refused: `events::fault_input`) is placed and routed to the device's owner,
+            // and counts towards its storm; an event that names a stream but is not the
+            // device's doing (C_BAD_STREAMID for a StreamID the stream table does not
+            // cover, C_BAD_STE...) is counted for this PD to report. Only events that name
+            // no stream at all (implementation-defined ones, a VMS fetch abort) are left
+            // out: there is no device to say anything of.
+            if let Some(f) = e.fault().filter(|f| f.stage2) {
+                say_stage2_fault(f);
+            }
+            let routed = match (events::fault_input(e, now), e.stream_id()) {
+                (Some(input), _) => service.route_fault(input),
                 (None, Some(sid)) => service.route_stream_event(sid.0),
                 (None, None) => continue,
             };
