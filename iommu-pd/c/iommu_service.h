@@ -329,8 +329,9 @@ struct iommu_fault_record {
 #define IOMMU_FAULT_KIND_SERVICE_FAILED 0x100
 /* Not a fault and not an SMMUv3 event number: the device, resumed from a storm's quarantine
  * earlier (on probation), was quarantined again because the IOMMU's event queue every device
- * shares overflowed, whichever device's records were lost. `quarantined` is 1, its addresses 0,
- * its `region` IOMMU_FAULT_NO_REGION; RESUME it as after a storm. */
+ * shares overflowed with a quarter of it the device's own records (whosever records were lost).
+ * `quarantined` is 1, its addresses 0, its `region` IOMMU_FAULT_NO_REGION; RESUME it as after a
+ * storm. */
 #define IOMMU_FAULT_KIND_QUARANTINED_AT_OVERFLOW 0x101
 
 /* A fault ring's `failed` word, once the service has failed. */

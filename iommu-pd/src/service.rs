@@ -221,9 +221,15 @@ pub struct DeviceState {
     /// ration is what RESUME's fresh start would otherwise give away.
     storm_rest_until_ms: u64,
     /// Resumed from a storm's quarantine (for the rest of the boot): the next overflow of
-    /// the event queue every device shares quarantines it again (`Service::events_lost`),
-    /// so that each such RESUME buys at most one overflow, not a storm window's allowance.
+    /// the event queue every device shares that its own records helped fill quarantines it
+    /// again (`Service::events_lost`), so that each such RESUME buys at most one overflow,
+    /// not a storm window's allowance.
     probation: bool,
+    /// Its faults in the last two event-queue drains that counted any (each drain's
+    /// records carry one `FaultInput::now`): (stamp, faults), the latest first. Kept by
+    /// the RESUME of a stopped device (they say what it put in the queue, not how it
+    /// behaved since); cleared by the RESUME that ends a storm's quarantine.
+    drained: [(u64, u32); 2],
 }
 
 /// The reasons a device is blocked, one bit each, so that MAP's question (blocked for
@@ -380,6 +386,11 @@ pub struct Service<'a, H: IommuHw> {
     /// A queue batch's removals in flight (`queue::InFlight`), the first
     /// `Batch::in_flight_len` of them: kept here, so that no batch clears a table of them.
     in_flight: [queue::InFlight; iommu_protocol::queue::QUEUE_BATCH],
+    /// The stamps (`FaultInput::now`) of the last two event-queue drains the service
+    /// heard of (a fault, or an overflow), the latest first, and of the latest that saw an
+    /// overflow (`Service::events_lost`).
+    drain_stamps: [u64; 2],
+    overflow_drain: Option<u64>,
 }
 
 type Result<T> = core::result::Result<T, ErrorCode>;
@@ -464,6 +475,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             ranges: [(0, 0); UNMAP_BATCH],
             unblocked: 0,
             in_flight: [queue::InFlight::default(); iommu_protocol::queue::QUEUE_BATCH],
+            drain_stamps: [0; 2],
+            overflow_drain: None,
         };
         for (i, c) in cfg.caps.iter().enumerate() {
             let region = cfg.regions.get(c.region).ok_or(ConfigError::BadCap(i))?;

@@ -137,7 +137,7 @@ fn records_the_iommu_lost_are_counted_in_every_clients_ring() {
     let mut s = service();
     // EVIL's device faults; the queue overflowed meanwhile.
     s.record_fault(FaultInput { stream: 0x20, iova: 0xbad_0000, write: true, kind: 0x10, now: 0 });
-    assert_eq!(s.events_lost(0), 0b111, "every client with a ring is to be notified");
+    assert_eq!(s.events_lost(0, 128), 0b111, "every client with a ring is to be notified");
     for c in [NET, BLK, EVIL] {
         assert_eq!(s.faults(c).unwrap().dropped(), 1, "client {c}");
     }
@@ -200,8 +200,8 @@ fn records_the_iommu_lost_reach_a_client_whose_ring_is_full() {
     // One more: dropped for lack of room.
     s.record_fault(FaultInput { stream: 0x10, iova: 0x7700_0000, write: true, kind: 0x10, now: 40_000 });
     assert_eq!(s.faults(NET).unwrap().dropped(), 1);
-    assert_eq!(s.events_lost(40_000) & (1 << NET), 1 << NET, "NET notified, its ring full");
-    assert_eq!(s.events_lost(40_000) & (1 << NET), 1 << NET);
+    assert_eq!(s.events_lost(40_000, 128) & (1 << NET), 1 << NET, "NET notified, its ring full");
+    assert_eq!(s.events_lost(40_000, 128) & (1 << NET), 1 << NET);
     assert_eq!(s.faults(NET).unwrap().dropped(), 3, "one dropped, two lost, each once");
     assert_eq!(s.faults(BLK).unwrap().dropped(), 2);
     // NET reads its ring; its next record says three went missing before it.

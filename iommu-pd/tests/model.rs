@@ -27,9 +27,9 @@
 //! random steps, and in one run of eight the service fails for good at a random step
 //! (`Service::service_failed`: every ring then ends with `SERVICE_FAILED` or counts it
 //! dropped, and says so), which ends the run. The invariants hold after each. (Over the
-//! 100 seeds of `hundred_thousand_random_steps`, 2026-12-07: 421 quarantines, 12 runs
+//! 100 seeds of `hundred_thousand_random_steps`, 2026-12-07: 422 quarantines, 12 runs
 //! ended by the service's failure; with the probation's quarantine taken out of
-//! `events_lost`, invariant 5 fails at seed 1, step 423.)
+//! `events_lost`, the overflow step's ring check fails at seed 1.)
 //!
 //! `make test` runs 10^5 steps; `cargo test -p iommu-pd --release -- --ignored` runs 10^6.
 

@@ -81,3 +81,32 @@ pub fn pump<M: Mmio, S: EventSink<M>, const N: usize>(sink: &mut S, wired: bool,
     }
     pass
 }
+
+/// What the IOMMU PD gives the service for a record that names a stream (a fault of that
+/// stream's device, stamped `now`), or `None` for one the service only counts
+/// (`Service::route_stream_event`).
+///
+/// A fault is a translation fault (`Event::fault`), or a record of a transaction the device
+/// itself chose to send that the SMMU refused: F_UUT, F_BAD_ATS_TREQ (an ATS translation
+/// request), F_TRANSL_FORBIDDEN (an ATS-translated transaction where ATS is not enabled)
+/// and E_PAGE_REQUEST (IHI 0070 7.3). A device on a stream that translates can send those
+/// at will, as fast as faulting DMA, and each is a record in the queue every device shares:
+/// counted only as stream events, they counted towards no storm and no overflow, so a
+/// device flooding them was never quarantined. Records its configuration causes (C_BAD_STE,
+/// F_CD_FETCH...) stay stream events: the device did not choose them. So, for now, does
+/// C_BAD_SUBSTREAMID, though a device sending a SubstreamID on a stream with none causes
+/// it: a flood of those still counts towards no storm.
+pub fn fault_input(e: &Event, now: u64) -> Option<iommu_pd::FaultInput> {
+    use iommu_protocol::faults::kind;
+    let (txn, kind) = match e {
+        Event::Translation(f) => (f.txn, kind::F_TRANSLATION),
+        Event::Permission(f) => (f.txn, kind::F_PERMISSION),
+        Event::UnsupportedUpstream { txn, .. } => (*txn, u32::from(smmuv3::event::id::F_UUT)),
+        Event::BadAtsRequest { txn } => (*txn, u32::from(smmuv3::event::id::F_BAD_ATS_TREQ)),
+        Event::TranslationForbidden { txn } => (*txn, u32::from(smmuv3::event::id::F_TRANSL_FORBIDDEN)),
+        Event::PageRequest { txn } => (*txn, u32::from(smmuv3::event::id::E_PAGE_REQUEST)),
+        _ => (e.fault()?.txn, kind::OTHER),
+    };
+    let write = txn.access == smmuv3::Access::Write;
+    Some(iommu_pd::FaultInput { stream: txn.sid.0, iova: txn.iova.0, write, kind, now })
+}

@@ -20,11 +20,11 @@ mod victim;
 use std::cell::Cell;
 
 use iommu_pd::pci::NoConfigSpaceClocked;
-use iommu_pd::{FaultInput, FaultPolicy, Service};
+use iommu_pd::{FaultPolicy, Service};
 use iommu_protocol::{DeviceId, ErrorCode, Reply, Request, MAX_MRS};
 use smmuv3::model::{host_region, host_smmu, Outcome, SmmuModel};
 use smmuv3::{Event, Smmu};
-use smmuv3_service::events::{pump, EventSink, Rearm};
+use smmuv3_service::events::{fault_input, pump, EventSink, Rearm};
 use smmuv3_service::SmmuBackend;
 use victim::{config, map, unmap, Side, HOSTILE, PAGE, SID_HOSTILE, SID_VICTIM, VICTIM, VICTIM_BASE};
 
@@ -95,15 +95,12 @@ impl EventSink<SmmuModel> for Drain<'_> {
         self.s.hw_mut().smmu()
     }
     fn take(&mut self, batch: &[Option<Event>]) {
-        for f in batch.iter().flatten().filter_map(Event::fault) {
-            let write = f.txn.access == smmuv3::Access::Write;
-            self.s.route_fault(FaultInput {
-                stream: f.txn.sid.0,
-                iova: f.txn.iova.0,
-                write,
-                kind: 0x10,
-                now: self.now,
-            });
+        for e in batch.iter().flatten() {
+            match (fault_input(e, self.now), e.stream_id()) {
+                (Some(input), _) => self.s.route_fault(input),
+                (None, Some(sid)) => self.s.route_stream_event(sid.0),
+                (None, None) => continue,
+            };
         }
     }
 }
@@ -121,7 +118,7 @@ fn drain(s: &mut Svc, now: u64) -> (bool, u64) {
         }
     }
     if overflowed {
-        sink.s.events_lost(now);
+        sink.s.events_lost(now, EVENTQ as u32);
     }
     (overflowed, records)
 }
@@ -270,10 +267,12 @@ fn a_device_under_its_limit_overflows_the_queue_beyond_the_resume_bound() {
 /// Probation and another device's overflows, with the device above: a victim's device
 /// resumed once from a storm is on probation, and the hostile device need not storm (nor
 /// ever be quarantined) to overflow the queue. Whose records an overflow lost is unknown,
-/// so it quarantines a device on probation only if that device faulted within its last
-/// two windows: the quiet victim runs through every burst (before, each burst quarantined
-/// it again, 10 times in 10 windows, aborting 6.1 s of 10); one fault of its own beside a
-/// burst still costs it a quarantine, of which its owner is told.
+/// so it quarantines a device on probation only if that device's records filled a quarter
+/// of the queue in the drain that saw it or the one before: the victim, faulting a few
+/// times beside each burst, runs through every burst (before, each burst quarantined it
+/// again, 10 times in 10 windows, aborting 6.1 s of 10; and then one fault of its own
+/// beside a burst did); a flood of its own beside a burst still costs it a quarantine,
+/// of which its owner is told.
 #[test]
 fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
     use iommu_protocol::faults::kind::QUARANTINED_AT_OVERFLOW;
@@ -291,9 +290,18 @@ fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
     let told = |s: &Svc| {
         s.faults(VICTIM).unwrap().pending().filter(|r| r.kind == QUARANTINED_AT_OVERFLOW && r.device == 0).count()
     };
+    // The victim's device misses its mapping `n` times, each a record of its own.
+    let victim_faults = |s: &mut Svc, n: u64| {
+        for w in 0..n {
+            assert!(matches!(dma(s, SID_VICTIM, VICTIM_BASE + PAGE + 4 * w), Outcome::Fault(_)));
+        }
+    };
     let (mut bursts, mut overflows) = (0u64, 0u64);
     for now in (STEP_MS..RUN_MS).step_by(STEP_MS as usize) {
         if now % BURST_EVERY_MS == 0 {
+            // Faults of the victim's in the queue with the burst, before it: fewer than a
+            // quarter of the queue.
+            victim_faults(&mut s, QUIET);
             burst_under_the_limit(&mut s, now);
             bursts += 1;
         }
@@ -302,14 +310,64 @@ fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
     }
     assert_eq!((overflows, bursts), (14, 14));
     assert_eq!((s.stats().quarantines, told(&s)), (1, 0), "only the victim's own storm quarantined it");
-    // One fault of its own between drains, beside the next burst: quarantined at the
-    // overflow.
+    // A flood of its own, a quarter of the queue, beside the next burst: quarantined at
+    // the overflow, its owner told.
     let now = RUN_MS.next_multiple_of(BURST_EVERY_MS);
-    assert!(matches!(dma(&mut s, SID_VICTIM, VICTIM_BASE + PAGE), Outcome::Fault(_)));
+    victim_faults(&mut s, EVENTQ / 4);
     burst_under_the_limit(&mut s, now);
     assert!(drain(&mut s, now).0);
     assert_eq!((s.stats().quarantines, told(&s)), (2, 1));
     assert_eq!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Abort);
+}
+
+/// Faults of a well-behaved device's between two drains, beside another device's burst:
+/// a quarter of the queue less one.
+const QUIET: u64 = EVENTQ / 4 - 1;
+
+/// The hostile device sends an ATS-translated write (PCIe AT = translated) at `iova`, where
+/// its stream has no ATS: while the stream translates, the SMMU refuses it and records
+/// F_TRANSL_FORBIDDEN with the StreamID and the address (IHI 0070 7.3), lost if the queue
+/// is full; an aborting stream records nothing. Whether it was recorded.
+fn translated_write(s: &mut Svc, sid: u32, iova: u64) -> bool {
+    let regs = s.hw_mut().smmu().regs();
+    if regs.translate(sid, iova, true) == Outcome::Abort {
+        return false;
+    }
+    regs.inject_event([u64::from(smmuv3::event::id::F_TRANSL_FORBIDDEN) | u64::from(sid) << 32, 0, iova, 0]);
+    true
+}
+
+/// A device may send records the SMMU refuses without a translation fault: ATS-translated
+/// transactions where ATS is off, ATS translation requests, unsupported transactions
+/// (`smmuv3_service::events::fault_input`). Each is a record in the queue every device
+/// shares. Counted only as stream events, they counted towards no storm: a device sending
+/// 256 of them every 10 ms overflowed the queue at every step for 10 windows (1,000
+/// overflows), never quarantined, and the victim lost a fault beside each. Now they are
+/// its faults: its storm limit quarantines it within the bound of a device that storms
+/// (`OVERFLOWS_BEFORE_QUARANTINE`), its owner told, and the victim loses at most that many.
+#[test]
+fn a_device_flooding_refused_ats_transactions_is_quarantined_by_its_storm_limit() {
+    let mut s = victim_mapped();
+    let (mut overflows, mut sent) = (0u64, 0u64);
+    let (mut victim_faults, mut delivered) = (Vec::new(), Vec::new());
+    for now in (0..RUN_MS).step_by(STEP_MS as usize) {
+        sent += (0..STORM).filter(|i| translated_write(&mut s, SID_HOSTILE, HOSTILE_BASE + 4 * i)).count() as u64;
+        overflows += u64::from(victim_faults_and_reads(&mut s, now, &mut victim_faults, &mut delivered));
+    }
+    let lost = (victim_faults.len() - delivered.len()) as u64;
+    println!("{sent} refused transactions recorded, {overflows} overflows, the victim lost {lost}");
+    assert_eq!(s.stats().quarantines, 1);
+    assert!(overflows <= OVERFLOWS_BEFORE_QUARANTINE, "{overflows} overflows");
+    assert!(lost <= overflows, "the victim lost {lost}");
+    assert_eq!(s.faults(VICTIM).unwrap().dropped(), overflows);
+    // The hostile device aborts; its owner was told, by a record of the refused kind.
+    assert_eq!(dma(&mut s, SID_HOSTILE, HOSTILE_BASE), Outcome::Abort);
+    let told = s.faults(HOSTILE).unwrap().pending().find(|r| r.quarantined == 1).copied().unwrap();
+    assert_eq!((told.device, told.kind), (1, u32::from(smmuv3::event::id::F_TRANSL_FORBIDDEN)));
+    // A record its configuration causes is not its doing: still a stream event.
+    let bad_ste =
+        smmuv3::EventRecord([u64::from(smmuv3::event::id::C_BAD_STE) | u64::from(SID_HOSTILE) << 32, 0, 0, 0]);
+    assert_eq!(fault_input(&bad_ste.decode(), 0), None);
 }
 
 // The service's tests' client side of a mapping queue; this test posts and drains only.

@@ -1451,6 +1451,11 @@ impl<M: Mmio> Smmu<M> {
         self.stats
     }
 
+    /// Records the event queue holds (the size `init` chose).
+    pub fn eventq_entries(&self) -> u32 {
+        self.eventq_ring.entries()
+    }
+
     /// The memory the SMMU itself uses; no device may be given any of it.
     pub fn own_memory(&self) -> [DmaRegion; 5] {
         let m = &self.mem;

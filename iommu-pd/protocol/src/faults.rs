@@ -159,7 +159,8 @@ pub mod kind {
     pub const SERVICE_FAILED: u32 = 0x100;
     /// Not a fault and not an SMMUv3 event number: the device, resumed from a storm's
     /// quarantine earlier (on probation), was quarantined again because the IOMMU's event
-    /// queue every device shares overflowed, whichever device's records were lost.
+    /// queue every device shares overflowed with a quarter of it the device's own records
+    /// (whosever records were lost).
     /// `quarantined` is 1, its addresses 0, its `region` `NO_REGION`; RESUME it as after
     /// a storm.
     pub const QUARANTINED_AT_OVERFLOW: u32 = 0x101;

@@ -91,10 +91,23 @@ impl DeviceState {
         recent
     }
 
-    /// A fault of the device's counted within the last two windows before `now`: its last
-    /// fault is in the window `count_fault` left open, which starts at `window_start`.
-    fn faulted_since(&self, now: u64, window: u64) -> bool {
-        self.window_faults > 0 && now.saturating_sub(self.window_start) < window.max(1).saturating_mul(2)
+    /// Counts a fault in the drain stamped `now`.
+    fn count_drained(&mut self, now: u64) {
+        if self.drained[0].0 != now {
+            self.drained = [(now, 0), self.drained[0]];
+        }
+        self.drained[0].1 = self.drained[0].1.saturating_add(1);
+    }
+
+    /// Its faults in the drains stamped `stamps`.
+    fn drained_in(&self, stamps: [u64; 2]) -> u32 {
+        let mut n = 0u32;
+        for (at, faults) in self.drained {
+            if stamps.contains(&at) {
+                n = n.saturating_add(faults);
+            }
+        }
+        n
     }
 }
 
@@ -138,21 +151,35 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// ring counts one record dropped (carried by its next record and by QUERY). Returns
     /// the clients to notify.
     ///
-    /// A device on probation (resumed from a storm's quarantine) that faulted within its
-    /// last two storm windows (`now`, in the caller's ticks, as `FaultInput::now`) is
-    /// quarantined again: its storm allowance (`max_faults` faults a window) can hold
-    /// more than a queue, so it could otherwise overflow the queue several times after
-    /// each RESUME before its faults reached the limit. Whose records were lost is
-    /// unknown, so a device that did not fault is left alone: an overflow another device
-    /// caused must not keep a quiet device aborting. Its owner's ring gets a record of
-    /// kind `QUARANTINED_AT_OVERFLOW` naming it: no fault of its own says so, and the
-    /// overflow's lost record is every client's.
-    pub fn events_lost(&mut self, now: u64) -> u64 {
+    /// A device on probation (resumed from a storm's quarantine) whose own records filled
+    /// at least a quarter of the queue (`queue_records`, its capacity) in the drain that
+    /// saw the overflow or the drain before it is quarantined again: its storm allowance
+    /// (`max_faults` faults a window) can hold more than a queue, so it could otherwise
+    /// overflow the queue several times after each RESUME before its faults reached the
+    /// limit. `now` is the stamp of that drain's records (`FaultInput::now`, one for the
+    /// drain); the drain before counts too, since the records that filled the queue may
+    /// have been taken just before the SMMU lost one and set the flag. A device with fewer
+    /// records there is left alone, a few faults of its own included: whose records were
+    /// lost is unknown, and another device's flood must not keep a well-behaved device
+    /// aborting. Its owner's ring gets a record of kind `QUARANTINED_AT_OVERFLOW` naming
+    /// it: no fault of its own says so, and the overflow's lost record is every client's.
+    pub fn events_lost(&mut self, now: u64, queue_records: u32) -> u64 {
         // First, so that the record below carries the overflow (`dropped_before`).
         let notify = self.every_ring(FaultRing::lost);
+        if self.drain_stamps[0] != now {
+            self.drain_stamps = [now, self.drain_stamps[0]];
+        }
+        // The drain before counts unless it saw an overflow of its own: its records were
+        // judged there.
+        let mut stamps = self.drain_stamps;
+        if self.overflow_drain == Some(stamps[1]) {
+            stamps[1] = now;
+        }
+        self.overflow_drain = Some(now);
+        let share = queue_records.div_ceil(4).max(1);
         for d in 0..self.cfg.devices.len().min(self.devices.len()) {
             let st = &self.devices[d];
-            if st.probation && !st.quarantined() && st.faulted_since(now, self.cfg.faults.window) {
+            if st.probation && !st.quarantined() && st.drained_in(stamps) >= share {
                 self.quarantine(d);
                 let dc = &self.cfg.devices[d];
                 if let Some(ring) = self.rings.get_mut(dc.owner) {
@@ -203,6 +230,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// StreamID no description names, or a device no client drives, counted for the
     /// IOMMU PD to report.
     pub fn route_fault(&mut self, f: FaultInput) -> Routed {
+        if self.drain_stamps[0] != f.now {
+            self.drain_stamps = [f.now, self.drain_stamps[0]];
+        }
         let Some(d) = self.device_of_stream(f.stream) else {
             self.stats.unattributed_faults = self.stats.unattributed_faults.saturating_add(1);
             return Routed::Unnamed { n: self.stats.unattributed_faults };
@@ -242,6 +272,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         let policy = self.cfg.faults;
         let st = &mut self.devices[d];
+        st.count_drained(f.now);
         let storm = st.count_fault(f.now, policy.window) > u64::from(policy.max_faults);
         let mut quarantined = 0;
         if storm && !st.quarantined() {
@@ -322,11 +353,15 @@ impl<'a, H: IommuHw> Service<'a, H> {
             master_kept_off,
             mut storm_rest_until_ms,
             mut probation,
+            mut drained,
             ..
         } = self.devices[d];
         if st.quarantined() {
             storm_rest_until_ms = now.saturating_add(self.cfg.faults.resume_rest_ms);
             probation = true;
+            // The records that brought the quarantine were paid for by it; a STOP's
+            // RESUME keeps them, or a STOP would wipe a flood just drained.
+            drained = DeviceState::default().drained;
         }
         self.devices[d] = DeviceState {
             root,
@@ -336,6 +371,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             master_kept_off,
             storm_rest_until_ms,
             probation,
+            drained,
             ..DeviceState::default()
         };
         Ok(())

@@ -169,17 +169,25 @@ pub enum Weather {
 
 /// The reference for storms, kept apart from the service's books: which devices a storm
 /// quarantined (more than the policy's `max_faults` faults in a window) and no RESUME has
-/// ended since, which were resumed from one (on probation: the next overflow just after a
-/// fault of theirs quarantines them again), and how many quarantines that makes.
+/// ended since, which were resumed from one (on probation: the next overflow whose drain,
+/// with the drain before it, holds a quarter of the queue of their records quarantines
+/// them again), each device's faults in the last drain, and how many quarantines that
+/// makes.
 struct StormModel {
     quarantined: Vec<bool>,
     probation: Vec<bool>,
+    last_drain: Vec<u64>,
     quarantines: u64,
 }
 
+/// The event queue's records the model's overflows say (`events_lost`): a quarter of it is
+/// 2, under the model policy's 10 faults a window.
+const QUEUE_RECORDS: u32 = 8;
+
 impl StormModel {
     fn new() -> Self {
-        StormModel { quarantined: vec![false; DEVICES.len()], probation: vec![false; DEVICES.len()], quarantines: 0 }
+        let none = vec![false; DEVICES.len()];
+        StormModel { quarantined: none.clone(), probation: none, last_drain: vec![0; DEVICES.len()], quarantines: 0 }
     }
 
     fn quarantine(&mut self, d: usize) {
@@ -201,6 +209,10 @@ impl StormModel {
         let Some(dc) = DEVICES.get(d) else { panic!("resumed a device no description names: {}", ctx()) };
         assert_eq!(dc.owner, client, "resumed another client's device: {}", ctx());
         assert!(!self.quarantined[d] || dc.resume_allowed, "resumed device {d}, which may not be: {}", ctx());
+        if self.quarantined[d] {
+            // The records that brought the quarantine count no more.
+            self.last_drain[d] = 0;
+        }
         self.probation[d] |= self.quarantined[d];
         self.quarantined[d] = false;
     }
@@ -223,36 +235,55 @@ impl StormModel {
 }
 
 /// A storm step: `n` faults of device `d` within one window (a storm if more than the
-/// policy's `max_faults`), its block failing now and then; or an overflow of the event
-/// queue (`events_lost`) just after one fault each of a random set of devices, which
-/// quarantines every device on probation among them (those that faulted within two
-/// windows: every earlier fault is a million ticks back). Every client is told of an
-/// overflow, its ring counting one record dropped.
+/// policy's `max_faults`), its block failing now and then, each fault a drain of its own;
+/// or a drain and then an overflow of the event queue (`events_lost`) in the next, each
+/// device faulting 0 to 2 times in each, which quarantines every device on probation
+/// whose faults in the overflow's drain and the drain before it (unless that one saw an
+/// overflow) make a quarter of the queue (every earlier fault is a million ticks back,
+/// under the limit). Every client is told of an overflow, its ring counting one
+/// record dropped.
 fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &mut Rng, probe: &mut Probe) {
     let policy = model_config().faults;
     if rng.below(3) == 0 {
+        // A drain that saw no overflow, then the one that did.
+        let mut drain = |s: &mut Service<'_, H>, now: u64| -> Vec<u64> {
+            let drained: Vec<u64> = DEVICES.iter().map(|_| rng.below(3)).collect();
+            for (dc, &n) in DEVICES.iter().zip(&drained) {
+                for _ in 0..n {
+                    s.record_fault(iommu_pd::FaultInput {
+                        stream: dc.stream,
+                        iova: NEVER_MAPPED,
+                        write: true,
+                        kind: 0x10,
+                        now,
+                    });
+                }
+            }
+            drained
+        };
         probe.now += 1_000_000;
-        let faulting = rng.below(1 << DEVICES.len());
-        for (_, dc) in DEVICES.iter().enumerate().filter(|(d, _)| faulting & (1 << d) != 0) {
-            let f =
-                iommu_pd::FaultInput { stream: dc.stream, iova: NEVER_MAPPED, write: true, kind: 0x10, now: probe.now };
-            s.record_fault(f);
+        let before = drain(s, probe.now);
+        if before.iter().any(|&n| n > 0) {
+            storms.last_drain = before;
         }
+        probe.now += 1;
+        let drained = drain(s, probe.now);
+        let share = u64::from(QUEUE_RECORDS).div_ceil(4);
+        let flooded: Vec<bool> = (0..DEVICES.len())
+            .map(|d| storms.probation[d] && !storms.quarantined[d] && drained[d] + storms.last_drain[d] >= share)
+            .collect();
         let counts = |s: &Service<'_, H>, c: usize| {
             let ring = s.faults(c).unwrap();
             (ring.dropped(), ring.recorded())
         };
         let before: Vec<(u64, u64)> = (0..CLIENTS.len()).map(|c| counts(s, c)).collect();
         s.hw_mut().fail_next((rng.below(4) == 0).then_some("block"));
-        assert_eq!(s.events_lost(probe.now), (1 << CLIENTS.len()) - 1, "every client told");
+        assert_eq!(s.events_lost(probe.now, QUEUE_RECORDS), (1 << CLIENTS.len()) - 1, "every client told");
         s.hw_mut().fail_next(None);
         for (c, (dropped, recorded)) in before.into_iter().enumerate() {
             // The overflow, counted; and a record (or, the ring full, one more dropped)
             // for each of the client's devices the overflow quarantined.
-            let newly = (0..DEVICES.len())
-                .filter(|&d| faulting & (1 << d) != 0)
-                .filter(|&d| DEVICES[d].owner == c && storms.probation[d] && !storms.quarantined[d])
-                .count() as u64;
+            let newly = (0..DEVICES.len()).filter(|&d| DEVICES[d].owner == c && flooded[d]).count() as u64;
             let (dropped_now, recorded_now) = counts(s, c);
             assert_eq!(
                 (dropped_now - dropped - 1) + (recorded_now - recorded),
@@ -260,11 +291,11 @@ fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &
                 "client {c}'s ring counts the overflow and names each device it quarantined"
             );
         }
-        for d in (0..DEVICES.len()).filter(|&d| faulting & (1 << d) != 0) {
-            if storms.probation[d] {
-                storms.quarantine(d);
-            }
+        for d in (0..DEVICES.len()).filter(|&d| flooded[d]) {
+            storms.quarantine(d);
         }
+        // Its records were judged here: the next overflow counts none of them.
+        storms.last_drain = vec![0; DEVICES.len()];
         return;
     }
     let d = rng.below(DEVICES.len() as u64) as usize;
@@ -285,6 +316,10 @@ fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &
     s.hw_mut().fail_next(None);
     if n > u64::from(policy.max_faults) {
         storms.quarantine(d);
+    }
+    // Each fault was a drain of its own: the last one holds one fault of `d`'s.
+    if n > 0 {
+        storms.last_drain = (0..DEVICES.len()).map(|e| u64::from(e == d)).collect();
     }
 }
 

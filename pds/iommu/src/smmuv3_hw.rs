@@ -228,7 +228,9 @@ pub fn ack_interrupts() {
 /// took a record or a loss), and whether the SMMU failed in the pass (the driver failed
 /// it closed). Sets the timer for the next wake-up.
 pub fn take_faults(service: &mut Svc) -> (u64, bool) {
-    let mut sink = Faults { service, notify: 0 };
+    // One time stamp for the drain: the records carry none, what the storm window needs
+    // is when the IOMMU PD learnt of them, and `events_lost` tells a drain's records by it.
+    let mut sink = Faults { service, notify: 0, now: generic_timer::ticks() };
     let mut pass = events::pump::<_, _, EVENT_BUFFER>(&mut sink, irqs::WIRED, EVENT_ROUNDS);
     let mut overflowed = pass.overflowed;
     // Records left, and nothing will announce them (the interrupt marks empty to
@@ -244,7 +246,8 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     // The SMMU lost records, anyone's (one device's storm can overflow the queue with
     // another's fault in it): every client is told (`Service::events_lost`).
     if overflowed {
-        sink.notify |= sink.service.events_lost(generic_timer::ticks());
+        let queue = sink.service.hw_mut().smmu().eventq_entries();
+        sink.notify |= sink.service.events_lost(sink.now, queue);
     }
     if let Some(timer) = &irqs::PHYSICAL_TIMER {
         match pass.rearm {
@@ -267,6 +270,8 @@ fn ste_of(smmu: &mut Smmu<Regs>, sid: StreamId) -> SteState {
 struct Faults<'a> {
     service: &'a mut Svc,
     notify: u64,
+    /// The drain's time stamp (`iommu_pd::FaultInput::now`).
+    now: u64,
 }
 
 impl EventSink<Regs> for Faults<'_> {
@@ -275,30 +280,20 @@ impl EventSink<Regs> for Faults<'_> {
     }
 
     fn take(&mut self, batch: &[Option<smmuv3::Event>]) {
-        let service = &mut *self.service;
-        // One time stamp for the batch: the records carry none, and what the storm
-        // window needs is when the IOMMU PD learnt of them.
-        let now = generic_timer::ticks();
+        let (service, now) = (&mut *self.service, self.now);
         for e in batch.iter().flatten() {
-            // A translation fault is placed and routed to the device's owner; an event
-            // that names a stream but carries no fault (C_BAD_STREAMID for a StreamID the
-            // stream table does not cover, C_BAD_STE...) is counted for this PD to report.
-            // Only events that name no stream at all (implementation-defined ones, a VMS
-            // fetch abort) are left out: there is no device to say anything of.
-            let routed = match (e.fault(), e.stream_id()) {
-                (Some(f), _) => {
-                    if f.stage2 {
-                        say_stage2_fault(f);
-                    }
-                    let write = f.txn.access == smmuv3::Access::Write;
-                    let kind = match e {
-                        smmuv3::Event::Translation(_) => 0x10,
-                        smmuv3::Event::Permission(_) => 0x13,
-                        _ => 0,
-                    };
-                    let input = iommu_pd::FaultInput { stream: f.txn.sid.0, iova: f.txn.iova.0, write, kind, now };
-                    service.route_fault(input)
-                }
+            // A fault (a translation fault, or a transaction the device chose that the SMMU
+            // refused: `events::fault_input`) is placed and routed to the device's owner,
+            // and counts towards its storm; an event that names a stream but is not the
+            // device's doing (C_BAD_STREAMID for a StreamID the stream table does not
+            // cover, C_BAD_STE...) is counted for this PD to report. Only events that name
+            // no stream at all (implementation-defined ones, a VMS fetch abort) are left
+            // out: there is no device to say anything of.
+            if let Some(f) = e.fault().filter(|f| f.stage2) {
+                say_stage2_fault(f);
+            }
+            let routed = match (events::fault_input(e, now), e.stream_id()) {
+                (Some(input), _) => service.route_fault(input),
                 (None, Some(sid)) => service.route_stream_event(sid.0),
                 (None, None) => continue,
             };
