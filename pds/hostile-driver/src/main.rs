@@ -216,11 +216,12 @@ impl Handler for Hostile {
         debug_println!("hostile: quarantined after {} bursts of faults", self.bursts);
         let r = Client::new(Ppc(IOMMU)).resume(MY_DEVICE);
         debug_println!("hostile: asks to resume its quarantined device: {r:?}");
-        // Last, it crashes, as a compromised driver might: the IOMMU PD, its fault
-        // handler, must take its DMA away.
-        debug_println!("hostile: crashes (a store to an address it has no mapping for)");
-        // SAFETY: none: the store faults on purpose, and this PD never runs again.
-        unsafe { core::ptr::write_volatile(0xdead_0000 as *mut u64, 0) };
-        Ok(())
+        // Last, it crashes, as a buggy or compromised driver might: the IOMMU PD, its
+        // fault handler, must take its DMA away. By panicking: a Rust PD's panic ends in
+        // a breakpoint (a debug exception on Microkit's debug kernels), which once
+        // panicked the IOMMU PD itself as it decoded the fault (`place::FaultKind::of`);
+        // the other crashes in the images are stores to unmapped addresses.
+        debug_println!("hostile: crashes (a panic)");
+        panic!("hostile: crashed on purpose")
     }
 }

@@ -485,11 +485,7 @@ impl IommuPd {
     /// it.
     fn on_fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Infallible> {
         let name = child.index().checked_sub(1).and_then(|c| policy::CLIENTS.get(c)).map(|c| c.name);
-        let what = match msg_info.fault() {
-            sel4::Fault::VmFault(f) => place::FaultKind::Vm { addr: f.addr(), pc: f.ip() },
-            sel4::Fault::UserException(_) => place::FaultKind::Exception,
-            _ => place::FaultKind::Other,
-        };
+        let what = place::FaultKind::of(&msg_info);
         // A child this PD restarts is not suspended: it is restarted by the reply to its
         // fault, which also gives it back its scheduling context (this PD is passive: it
         // runs on the faulting child's until it replies; suspending the child would
@@ -888,9 +884,36 @@ mod place {
     use core::fmt;
 
     pub enum FaultKind {
-        Vm { addr: u64, pc: u64 },
+        Vm {
+            addr: u64,
+            pc: u64,
+        },
         Exception,
-        Other,
+        /// A breakpoint or other debug exception: what a Rust PD's panic (its abort is a
+        /// `brk`) and C's `__builtin_trap` come to on a kernel with the hardware debug API,
+        /// as Microkit's debug kernels have.
+        Debug,
+        Other(u64),
+    }
+
+    impl FaultKind {
+        /// What a child's fault message says, from its label alone before anything else
+        /// is read: rust-sel4's `Fault::new` panics on a label it does not decode
+        /// (DebugException, on this configuration), and a client whose fault panicked
+        /// this PD would take the whole IOMMU service down with it (found 2026-12-07: a
+        /// Rust driver's panic did).
+        pub fn of(msg_info: &sel4_microkit::MessageInfo) -> Self {
+            use sel4::sys::seL4_Fault_tag as tag;
+            match msg_info.label() {
+                tag::seL4_Fault_VMFault => match msg_info.fault() {
+                    sel4::Fault::VmFault(f) => FaultKind::Vm { addr: f.addr(), pc: f.ip() },
+                    _ => FaultKind::Other(tag::seL4_Fault_VMFault),
+                },
+                tag::seL4_Fault_UserException => FaultKind::Exception,
+                tag::seL4_Fault_DebugException => FaultKind::Debug,
+                label => FaultKind::Other(label),
+            }
+        }
     }
 
     impl fmt::Display for FaultKind {
@@ -898,7 +921,8 @@ mod place {
             match self {
                 FaultKind::Vm { addr, pc } => write!(f, "VM fault at {addr:#x}, pc {pc:#x}"),
                 FaultKind::Exception => write!(f, "user exception"),
-                FaultKind::Other => write!(f, "other fault"),
+                FaultKind::Debug => write!(f, "debug exception: a breakpoint, as a panic or a trap makes"),
+                FaultKind::Other(label) => write!(f, "fault of label {label}"),
             }
         }
     }
