@@ -2,8 +2,8 @@
 //! allows: its queue is fixed at 16 descriptors and, without a heap (its `alloc` feature),
 //! takes no indirect ones, so at most five reads (three descriptors each) are in flight.
 //! `Disk` drives the same virtio-drivers parts `VirtIOBlk` does (the public `Transport` and
-//! `queue::VirtQueue`), with a queue of `SIZE` descriptors: no heap, no copy of its code,
-//! reads only. What it must never do: hand a buffer back while the device may still write
+//! `queue::VirtQueue`), with a queue of `SIZE` descriptors: no heap, no copy of its code;
+//! reads many at once, writes one at a time. What it must never do: hand a buffer back while the device may still write
 //! it (`read_blocks_nb`'s contract, which `blk_driver::in_flight::Group` keeps), or set up a queue
 //! larger than the device says it takes.
 //!
@@ -37,9 +37,10 @@ const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << 33;
 const ACCEPTED: u64 = VIRTIO_BLK_F_RO | VIRTIO_F_EVENT_IDX | VIRTIO_F_VERSION_1 | VIRTIO_F_ACCESS_PLATFORM;
 
-/// `struct virtio_blk_req`'s header (virtio 1.2 §5.2.6): `type` (VIRTIO_BLK_T_IN, 0), a
-/// reserved word, `sector`, little-endian: what the device reads.
+/// `struct virtio_blk_req`'s header (virtio 1.2 §5.2.6): `type` (VIRTIO_BLK_T_IN, 0, or
+/// VIRTIO_BLK_T_OUT, 1), a reserved word, `sector`, little-endian: what the device reads.
 pub type Header = [u8; 16];
+const VIRTIO_BLK_T_OUT: u32 = 1;
 /// The status byte the device writes last (§5.2.6: VIRTIO_BLK_S_OK is 0).
 pub type Status = [u8; 1];
 /// A status no device writes, put there before each request so that one the device never
@@ -50,6 +51,13 @@ pub const UNWRITTEN: Status = [0xff];
 pub fn read_header(sector: u64) -> Header {
     let mut h = [0; 16];
     h[8..].copy_from_slice(&sector.to_le_bytes());
+    h
+}
+
+/// A write's header for `sector`.
+fn write_header(sector: u64) -> Header {
+    let mut h = read_header(sector);
+    h[..4].copy_from_slice(&VIRTIO_BLK_T_OUT.to_le_bytes());
     h
 }
 
@@ -149,13 +157,37 @@ impl<H: Hal, T: Transport, const SIZE: usize> Disk<H, T, SIZE> {
     /// Refused (`InvalidParam`), nothing submitted, for a buffer of another size, or with
     /// another request in flight (its completion would be taken for this one's).
     pub fn read_blocks(&mut self, sector: usize, buf: &mut [u8]) -> Result<(), Error> {
-        if buf.is_empty() || buf.len() % SECTOR_SIZE != 0 || self.queue.available_desc() < SIZE {
-            return Err(Error::InvalidParam);
-        }
+        self.check_one_request(buf.len())?;
         let header = read_header(sector as u64);
         let mut status = UNWRITTEN;
         self.queue.add_notify_wait_pop(&[&header], &mut [buf, &mut status], &mut self.transport)?;
         status_result(status)
+    }
+
+    /// Write `buf` (a non-zero multiple of `SECTOR_SIZE`) to `sector`, one request in flight,
+    /// waiting as `read_blocks` does; refused (`InvalidParam`), nothing submitted, as
+    /// `read_blocks` refuses. The device only reads `buf`.
+    pub fn write_blocks(&mut self, sector: usize, buf: &[u8]) -> Result<(), Error> {
+        self.check_one_request(buf.len())?;
+        let header = write_header(sector as u64);
+        let mut status = UNWRITTEN;
+        self.queue.add_notify_wait_pop(&[&header, buf], &mut [&mut status], &mut self.transport)?;
+        status_result(status)
+    }
+
+    /// The device's status register (virtio 1.2 §2.1): DEVICE_NEEDS_RESET set once the
+    /// device met an error it cannot go on from (QEMU: a buffer it could not reach).
+    pub fn status(&self) -> DeviceStatus {
+        self.transport.get_status()
+    }
+
+    /// Whether a request of `len` bytes may go as the only one in flight: whole sectors,
+    /// and no other request in flight (its completion would be taken for this one's).
+    fn check_one_request(&self, len: usize) -> Result<(), Error> {
+        if len == 0 || len % SECTOR_SIZE != 0 || self.queue.available_desc() < SIZE {
+            return Err(Error::InvalidParam);
+        }
+        Ok(())
     }
 
     /// Submit a read of `buf` from `sector` and return at once: the token `peek_used`

@@ -78,6 +78,8 @@ struct Device {
     status_byte: Option<u8>,
     /// Each completed request's (sector, bytes written).
     served: Vec<(u64, usize)>,
+    /// Each completed write's (sector, the bytes the device read from the driver).
+    stored: Vec<(u64, Vec<u8>)>,
 }
 
 impl Device {
@@ -117,14 +119,26 @@ impl Device {
         // SAFETY: the header the driver shared, 16 bytes, at any alignment.
         let (kind, sector) =
             unsafe { ((hdr as *const u32).read_unaligned(), ((hdr + 8) as *const u64).read_unaligned()) };
-        assert_eq!(kind, 0, "VIRTIO_BLK_T_IN");
+        assert!(kind <= 1, "VIRTIO_BLK_T_IN or VIRTIO_BLK_T_OUT");
         let (mut written, mut offset) = (0usize, sector as usize * 512);
         let mut parts = vec![];
         while flags & 1 != 0 {
             let (addr, len, f, n) = d(next);
-            assert!(f & 2 != 0, "after the header, only buffers the device writes");
+            // A write's data the device reads; every other buffer it writes (§5.2.6).
+            let last = f & 1 == 0;
+            assert_eq!(f & 2 != 0, kind == 0 || last, "who writes each buffer after the header");
             parts.push((addr, len as usize));
             (flags, next) = (f, n);
+        }
+        if kind == 1 {
+            let (status_addr, _) = *parts.last().expect("a status byte");
+            let mut data = vec![];
+            for &(addr, len) in &parts[..parts.len() - 1] {
+                // SAFETY: inside the buffer the driver shared for the device to read.
+                data.extend_from_slice(unsafe { core::slice::from_raw_parts(addr as *const u8, len) });
+            }
+            self.stored.push((sector, data));
+            parts = vec![(status_addr, 1)];
         }
         let (status_addr, status_len) = parts.pop().expect("a status byte");
         assert_eq!(status_len, 1);
@@ -399,4 +413,21 @@ fn one_read_at_a_time_as_virtio_drivers_reads_and_not_beside_another() {
     // SAFETY: as submitted.
     unsafe { disk.complete_read_blocks(token, &h, &mut other, &mut s) }.unwrap();
     assert!(right(&other, 0));
+}
+
+#[test]
+fn a_write_reaches_the_device_as_one_out_request_with_its_bytes() {
+    let (dev, disk) = open(QEMU_LIKE);
+    let mut disk = disk.unwrap();
+    dev.borrow_mut().at_once = true;
+    let data: Vec<u8> = (0..1024u32).map(|i| (i as u8).wrapping_mul(13) ^ 0x3c).collect();
+    assert_eq!(disk.write_blocks(7, &data), Ok(()));
+    let d = dev.borrow();
+    assert_eq!(d.stored, vec![(7, data.clone())], "the device read the two sectors at sector 7");
+    assert_eq!(d.served, vec![(7, 1)], "and wrote only the status byte");
+    drop(d);
+    assert_eq!(disk.write_blocks(7, &data[..100]), Err(Error::InvalidParam), "not whole sectors");
+    dev.borrow_mut().status_byte = Some(1);
+    assert_eq!(disk.write_blocks(8, &data), Err(Error::IoError), "VIRTIO_BLK_S_IOERR");
+    assert_eq!(dev.borrow().stored.len(), 2, "the refused write never reached the device");
 }

@@ -1,9 +1,11 @@
 //! What the virtio-blk driver PDs share: the disk's configuration space through the
 //! IOMMU PD, which owns it (virtio-drivers' `PciRoot` over CONFIG_READ/CONFIG_WRITE:
-//! `iommu_client::pci::OwnFunction`), and opening the device with virtio-drivers' block
-//! driver, unmodified, on `IommuHal` (whose pool the PD installs first), or with this
-//! crate's own reader (`disk`), whose wider queue keeps more requests in flight
-//! (`in_flight`).
+//! `iommu_client::pci::OwnFunction`), and opening the device, one way: with the reader of
+//! `drivers/virtio-blk` (`disk`) on `IommuHal` (whose pool the PD installs first), whose
+//! wider queue keeps more requests in flight (`in_flight`). Not with virtio-drivers'
+//! `VirtIOBlk`: it does not accept VIRTIO_F_ACCESS_PLATFORM, which QEMU's disk behind the
+//! SMMU requires, and goes on when the device then refuses FEATURES_OK (virtio 1.2
+//! §3.1.1 step 6 says it must not).
 #![no_std]
 
 pub mod in_flight;
@@ -18,7 +20,6 @@ use iommu_client::hal::IommuHal;
 use iommu_client::pci::OwnFunction;
 use iommu_protocol::DeviceId;
 use sel4_microkit::{memory_region_symbol, Channel};
-use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::bus::{BarInfo, Command, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
 
@@ -29,12 +30,10 @@ pub const BAR_PA: u64 = 0x1020_0000;
 /// The disk's place on bus 0 (images/Makefile adds the devices in this order).
 const DEVICE_FN: DeviceFunction = DeviceFunction { bus: 0, device: 4, function: 0 };
 
-/// The block driver, as this PD runs it.
-pub type Blk = VirtIOBlk<IommuHal, PciTransport>;
 /// Descriptors in `Wide`'s request queue: 21 reads in flight, room for 16 (the device's
 /// own queue, 256 descriptors on QEMU, must be at least this: `disk::OpenError`).
 pub const QUEUE_SIZE: usize = 64;
-/// This crate's reader, with `QUEUE_SIZE` descriptors, as blk-bench runs it.
+/// The reader, with `QUEUE_SIZE` descriptors, as both PDs run it.
 pub type Wide = disk::Disk<IommuHal, PciTransport, QUEUE_SIZE>;
 /// The disk's configuration space, as the IOMMU PD lets this PD see it.
 pub type Root = PciRoot<OwnFunction<Ppc>>;
@@ -58,23 +57,20 @@ pub fn place_device(iommu: Channel, device: DeviceId) -> Root {
     root
 }
 
-/// Open the disk: its virtio transport and the block driver, whose queue comes from the
-/// installed pool. Dropping the result resets the device and frees the queue. Refused if
-/// a BAR the transport uses is not inside the MiB at BAR_PA the description maps.
-pub fn open(root: &mut Root) -> Result<Blk, &'static str> {
-    VirtIOBlk::new(transport(root)?).map_err(|_| "the device did not initialise")
-}
-
-/// Why `open_wide` failed: the transport, as for `open`, or the device (`disk::OpenError`).
+/// Why `open` failed: the transport (a BAR not where the description maps it, no virtio
+/// capability), or the device (`disk::OpenError`: FEATURES_OK refused, say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenWideError {
+pub enum OpenError {
     Transport(&'static str),
     Device(disk::OpenError),
 }
 
-/// As `open`, with this crate's reader (`Wide`).
-pub fn open_wide(root: &mut Root) -> Result<Wide, OpenWideError> {
-    Wide::new(transport(root).map_err(OpenWideError::Transport)?).map_err(OpenWideError::Device)
+/// Open the disk: its virtio transport and the reader (`Wide`), whose queue comes from the
+/// installed pool. Dropping the result resets the device and frees the queue. Refused if
+/// a BAR the transport uses is not inside the MiB at BAR_PA the description maps, or if
+/// the device does not keep FEATURES_OK.
+pub fn open(root: &mut Root) -> Result<Wide, OpenError> {
+    Wide::new(transport(root).map_err(OpenError::Transport)?).map_err(OpenError::Device)
 }
 
 /// The disk's virtio transport, once its BARs are checked to lie where the description

@@ -1,19 +1,23 @@
-//! A virtio-blk driver PD: virtio-drivers' block driver, unmodified, on `IommuHal`, so its
-//! DMA pool is mapped through the IOMMU PD (one MAP) and the device reaches nothing else.
-//! When the edu driver lends it a page (GRANT), it maps the page for its disk and writes
-//! it to the disk in place, then hands it back; after the REVOKE the handle is dead.
+//! A virtio-blk driver PD: the reader of `drivers/virtio-blk` (`blk_driver::Wide`, which
+//! negotiates VIRTIO_F_ACCESS_PLATFORM and checks FEATURES_OK) on virtio-drivers' PCI
+//! transport and `IommuHal`, so its DMA pool is mapped through the IOMMU PD (one MAP) and
+//! the device reaches nothing else. When the edu driver lends it a page (GRANT), it maps
+//! the page for its disk and writes it to the disk in place, then hands it back; after the
+//! REVOKE the handle is dead, and the disk is sent to an IOVA it was never given: the SMMU
+//! refuses that, a fault attributed to the disk.
 #![no_std]
 #![no_main]
 
 use core::ptr::NonNull;
 
-use blk_driver::{place_device, Blk};
+use blk_driver::{place_device, Wide};
 use client_channel::Ppc;
 use iommu_client::hal::{DmaPool, InPlace, IommuHal, Reach};
 use iommu_client::Client;
 use iommu_protocol::{DeviceId, Handle, Op, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 use virtio_drivers::device::blk::SECTOR_SIZE;
+use virtio_drivers::transport::DeviceStatus;
 
 const IOMMU: Channel = Channel::new(0);
 /// To and from the edu driver: "a page is lent", "done with it", "taken back".
@@ -21,6 +25,12 @@ const EDU: Channel = Channel::new(1);
 const POOL_PAGES: usize = 32;
 /// Its device in the policy (after the two edu devices).
 const MY_DEVICE: DeviceId = DeviceId(2);
+/// An IOVA this PD never maps for its disk: 1 MiB past its pool's (0x1_0000_0000, 128 KiB),
+/// beyond where a lent page goes.
+const UNMAPPED_IOVA: u64 = 0x1_0010_0000;
+/// Reads of the device's status or used ring before the check stops waiting (a count,
+/// not a time: QEMU serves the request within the notify's register write).
+const POLLS: u32 = 1_000_000;
 
 #[protection_domain]
 fn init() -> BlkDriver {
@@ -45,11 +55,19 @@ fn init() -> BlkDriver {
     let mut blk = match blk_driver::open(&mut root) {
         Ok(b) => b,
         Err(e) => {
-            debug_println!("blk-driver: {e}");
+            debug_println!("blk-driver: the disk did not open: {e:?}");
             return BlkDriver::default();
         }
     };
     let took = generic_timer::ticks() - start;
+    // Read back, not assumed: a device that clears FEATURES_OK never reaches DRIVER_OK, and
+    // QEMU serves its queue all the same (virtio-drivers' `VirtIOBlk` went on so).
+    let status = blk.status();
+    debug_println!(
+        "blk-driver: the disk's status after opening: FEATURES_OK {}, DRIVER_OK {}",
+        status.contains(DeviceStatus::FEATURES_OK),
+        status.contains(DeviceStatus::DRIVER_OK)
+    );
     debug_println!(
         "blk-driver: probe through the IOMMU PD: {} CONFIG_READ and {} CONFIG_WRITE calls, {} us in all",
         client_channel::calls(Op::ConfigRead),
@@ -81,7 +99,7 @@ fn init() -> BlkDriver {
 
 #[derive(Default)]
 struct BlkDriver {
-    blk: Option<Blk>,
+    blk: Option<Wide>,
     /// The handle of the page the edu driver lent, once it was used.
     lent: Option<Handle>,
 }
@@ -131,6 +149,56 @@ impl BlkDriver {
         let held = client.query().map(|q| q[0]);
         let again = client.map(handle, MY_DEVICE, 0, 0x1000, None, Rights::READ);
         debug_println!("blk-driver: after the REVOKE: mappings held {held:?}; MAP with the lent handle: {again:?}");
+        self.read_where_nothing_is_mapped();
+    }
+
+    /// Send the disk to read sector 0 into `UNMAPPED_IOVA`, which nothing maps for it: with
+    /// its DMA translated by the SMMU this is a fault the IOMMU PD attributes to the disk
+    /// (the image's check), and the buffer behind the IOVA's name here is never written.
+    /// The device is reset after (the `Wide` dropped): QEMU may have marked it
+    /// DEVICE_NEEDS_RESET.
+    fn read_where_nothing_is_mapped(&mut self) {
+        let Some(mut blk) = self.blk.take() else { return };
+        let mut buf = [0x5au8; SECTOR_SIZE];
+        let (mut header, mut status) = ([0; 16], blk_driver::disk::UNWRITTEN);
+        // SAFETY: `buf` is this PD's stack, shared in place only for this one request, named
+        // to the device at an IOVA nothing maps: the device reaches no memory through it.
+        unsafe {
+            IommuHal::share_in_place(InPlace {
+                va: NonNull::from(&mut buf).cast(),
+                len: SECTOR_SIZE,
+                reach: Reach::Always { device_addr: UNMAPPED_IOVA },
+            })
+        };
+        // SAFETY: the three buffers stay untouched until the request completes or the device
+        // is reset (the `Wide` dropped below), whichever comes first.
+        let token = unsafe { blk.read_blocks_nb(0, &mut header, &mut buf, &mut status) };
+        let mut polls = 0;
+        let done = loop {
+            if blk.peek_used().is_some() || blk.status().contains(DeviceStatus::DEVICE_NEEDS_RESET) || polls == POLLS {
+                break blk.peek_used();
+            }
+            polls += 1;
+        };
+        let device = blk.status();
+        let completed = match (done, token) {
+            (Some(t), Ok(mine)) if t == mine => {
+                // SAFETY: the buffers `read_blocks_nb` was given for this token.
+                Some(unsafe { blk.complete_read_blocks(t, &header, &mut buf, &mut status) })
+            }
+            // Not completed: the pool's copies of the header and status stay taken; the
+            // disk is not used again.
+            _ => None,
+        };
+        drop(blk);
+        IommuHal::stop_sharing_in_place();
+        debug_println!(
+            "blk-driver: the disk read sector 0 to iova {UNMAPPED_IOVA:#x}, never mapped ({}): completed {:?}; needs reset: {}; the buffer named there {}",
+            if token.is_ok() { "submitted" } else { "NOT SUBMITTED" },
+            completed,
+            device.contains(DeviceStatus::DEVICE_NEEDS_RESET),
+            if buf.iter().all(|&b| b == 0x5a) { "unwritten" } else { "WRITTEN" }
+        );
     }
 }
 

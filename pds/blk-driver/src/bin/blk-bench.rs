@@ -566,7 +566,7 @@ fn init() -> BlkBench {
     };
     let all_always = InPlace { len: BUFFERS * CHUNK, ..always };
     let all_queued = InPlace { len: BUFFERS * CHUNK, ..queued };
-    let mut blk = match blk_driver::open_wide(&mut root) {
+    let mut blk = match blk_driver::open(&mut root) {
         Ok(b) => b,
         Err(e) => {
             debug_println!("blk-bench: the disk did not open: {e:?}");
