@@ -2,7 +2,7 @@
 # check-boot.sh against made-up consoles (no QEMU): a boot whose PDs never start does not
 # pass "no PD faulted", a loader or kernel that gives up ends the run at once (not at the
 # timeout) and fails it, a good boot passes, and a line that must not appear fails the
-# boot only when it does. Exit status 0 when it judges all of them so.
+# boot only when it does, and a fault the image expects passes alone. Exit status 0 when it judges all of them so.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 expect=$(mktemp)
@@ -53,4 +53,11 @@ printf 'the driver ran|^drv: ran\r?$\nnever quarantined|!^iommu: fault for drv: 
 inside='printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\nother: toiommu: fault for drv: write; device quarantined\r\nld\r\n"; sleep 30'
 judge "a line that must not appear, inside another's, not untangled" 1 8 "$inside"
 WHOLE_LINES_FROM='iommu: |drv: |other: ' judge "a line that must not appear, inside another's, untangled" 1 8 "$inside"
+# A fault the image expects (FAULTING_PD): that PD's alone passes; another PD's fault
+# beside it, or none at all, fails.
+echo 'the driver ran|^drv: ran' > "$expect"
+faulted='printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\nMON|ERROR: faulting PD: iommu\r\n"'
+FAULTING_PD=iommu judge "the expected PD faulted alone" 0 8 "$faulted; sleep 30"
+FAULTING_PD=iommu judge "the expected PD did not fault" 1 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
+FAULTING_PD=iommu judge "another PD faulted beside it" 1 8 "$faulted"'; printf "MON|ERROR: faulting PD: drv\r\n"; sleep 30'
 [ "$failures" -eq 0 ]

@@ -22,6 +22,10 @@
 # printed and as untangled: a line that must not appear can land inside another PD's
 # line, and the untangler can cut one at a prefix it merely mentions.
 #
+# FAULTING_PD (optional): the one PD whose fault the image expects (iommu-panic's IOMMU
+# PD, which panics on purpose): then "no PD faulted" becomes "only FAULTING_PD faulted",
+# which needs it to have faulted and no other PD to have.
+#
 # usage: check-boot.sh EXPECT QEMU ARGS...
 set -uo pipefail
 expect_file=$1
@@ -106,6 +110,13 @@ if grep -qE "$fatal" "$log"; then
 fi
 if ! grep -qE "$started" "$log"; then
     echo "  FAIL no PD faulted: the PDs never started (no \"MON|INFO: Microkit Monitor started\")"; failed=$((failed + 1))
+elif [ -n "${FAULTING_PD:-}" ]; then
+    faulting=$(grep -o "MON|ERROR: faulting PD: [^ ]*" "$log" | sed 's/.*: //' | tr -d '\r' | sort -u | tr '\n' ' ')
+    if [ "$faulting" = "$FAULTING_PD " ]; then
+        echo "  PASS only $FAULTING_PD faulted, as expected"; passed=$((passed + 1))
+    else
+        echo "  FAIL only $FAULTING_PD was to fault; faulted: ${faulting:-none}"; failed=$((failed + 1))
+    fi
 elif grep -q "MON|ERROR" "$log"; then
     echo "  FAIL a PD faulted"; failed=$((failed + 1))
 else

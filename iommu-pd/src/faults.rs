@@ -25,3 +25,11 @@ pub fn start_failed(rings: &mut [FaultRing], dma_stopped: bool) -> u64 {
         ring.fail(dma_stopped);
     })
 }
+
+/// The IOMMU PD panicked, with the service wherever it was: each ring is told as after a
+/// failure while serving (a SERVICE_FAILED record where there is room, the `failed` word
+/// either way) and keeps the records its client has not read, which are the service's and
+/// true. Returns the clients to notify.
+pub fn panicked(rings: &mut [FaultRing], dma_stopped: bool) -> u64 {
+    every_ring(rings, |ring| ring.fail(dma_stopped))
+}

@@ -285,6 +285,31 @@ fn every_client_is_told_when_the_service_never_started() {
     }
 }
 
+/// The IOMMU PD panicked while serving (`faults::panicked`, from its panic hook): every
+/// client is told as after a failure while serving, and the records it had not read stay
+/// (a full ring keeps them all and still reads failed). Failing before: nothing was told;
+/// the PD faulted, and a client waiting for a notification waited for ever.
+#[test]
+fn every_client_is_told_when_the_iommu_pd_panicked_and_keeps_its_unread_records() {
+    use iommu_pd::faults::{panicked, FaultRing, FAULT_RING};
+    use iommu_protocol::faults::{failed, kind};
+    let mut rings: Vec<FaultRing> = (0..3).map(|_| FaultRing::default()).collect();
+    rings[NET].push(iommu_pd::FaultRecord { iova: 0x5000, kind: kind::F_TRANSLATION, ..Default::default() });
+    for i in 0..FAULT_RING as u64 {
+        rings[EVIL].push(iommu_pd::FaultRecord { iova: i << 12, kind: kind::F_TRANSLATION, ..Default::default() });
+    }
+    assert_eq!(panicked(&mut rings, false), 0b111, "every client is to be notified");
+    let net: Vec<_> = rings[NET].pending().map(|r| (r.iova, r.kind)).collect();
+    assert_eq!(net, [(0x5000, kind::F_TRANSLATION), (0, kind::SERVICE_FAILED)]);
+    assert_eq!(rings[EVIL].pending().count(), FAULT_RING, "a full ring keeps what its client has not read");
+    assert!(rings[EVIL].pending().all(|r| r.kind == kind::F_TRANSLATION));
+    for c in [NET, BLK, EVIL] {
+        let ring = core::ptr::NonNull::from(&rings[c]);
+        // SAFETY: the test's own ring, live for the call.
+        assert_eq!(unsafe { FaultRing::failure_shared(ring) }, failed::DMA_NOT_KNOWN_STOPPED, "client {c}");
+    }
+}
+
 /// Every client is told what failing the IOMMU closed could guarantee: the ring's `failed`
 /// word says whether every device's DMA now aborts (`failed::DMA_STOPPED`) or is not
 /// known to (`failed::DMA_NOT_KNOWN_STOPPED`: an SMMU without GBPA, a disable never

@@ -10,6 +10,11 @@
  * iomap and through a mapping of its own, which QEMU's IOTLB then holds), and refused
  * after: the page's bytes are unchanged where a write would land. Neither removal was
  * ever confirmed, so only the driver's failing closed stops these writes.
+ *
+ * Built with IOMMU_PANIC (c-iommu-panic.elf, images/iommu-panic.xml), the failure is the
+ * IOMMU PD's own panic instead, which its `inject-panic` build makes at a client's
+ * notification: this PD notifies it where it would UNMAP, and the IOMMU PD's panic hook
+ * must fail the SMMU closed and tell it, its mapping still in place.
  */
 #include <stdint.h>
 
@@ -27,13 +32,19 @@
 /* The description's iomap of the page. */
 #define IOVA 0x100000u
 
+#ifdef IOMMU_PANIC
+#define WHO "iommu-panic"
+#else
+#define WHO "smmu-failure"
+#endif
+
 uintptr_t edu_mmio_window_vaddr __attribute__((section(".data")));
 uintptr_t dma_buffer_vaddr __attribute__((section(".data")));
 uintptr_t fault_ring __attribute__((section(".data")));
 
 static void say(const char *what)
 {
-    microkit_dbg_puts("smmu-failure: ");
+    microkit_dbg_puts(WHO ": ");
     microkit_dbg_puts(what);
     microkit_dbg_puts("\n");
 }
@@ -48,7 +59,7 @@ static void write_after(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, c
         [EDU_WRITE_MISSED] = " is refused: the page is unchanged\n",
         [EDU_WRITE_NOT_FINISHED] = ": the device DID NOT FINISH its write, so its page shows nothing\n",
     };
-    microkit_dbg_puts("smmu-failure: after the failure, DMA at ");
+    microkit_dbg_puts(WHO ": after the failure, DMA at ");
     microkit_dbg_puts(what);
     microkit_dbg_puts(said[edu_write_outcome(bar, iova, watch, 0xa5)]);
 }
@@ -56,7 +67,7 @@ static void write_after(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, c
 void init(void)
 {
     /* Its BAR0 (which the description maps at edu_mmio_window) checked, then on. */
-    if (!edu_switch_on("smmu-failure", IOMMU, MY_DEVICE)) {
+    if (!edu_switch_on(WHO, IOMMU, MY_DEVICE)) {
         return;
     }
     uintptr_t bar = edu_mmio_window_vaddr;
@@ -72,7 +83,7 @@ void init(void)
     uint64_t err =
         iommu_map(IOMMU, FAILURE_TEST_CAP_EDU_PAGE, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
     if (err) {
-        put_result("smmu-failure", "before the failure, MAP", err);
+        put_result(WHO, "before the failure, MAP", err);
         return;
     }
     if (!edu_round_trip(bar, buf, iova, 0x6b)) {
@@ -81,8 +92,15 @@ void init(void)
     }
     say("before the failure, DMA at its own mapping's IOVA reaches the page");
 
+#ifdef IOMMU_PANIC
+    /* The injected failure: the IOMMU PD panics at this notification (above this PD, it
+     * runs before the notify returns), its mapping of the page still in place. */
+    say("notifies the IOMMU PD, which panics");
+    microkit_notify(IOMMU);
+#else
     /* The injected failure: the UNMAP's invalidation never completes. */
-    put_result("smmu-failure", "UNMAP with the SMMU not answering", iommu_unmap(IOMMU, MY_DEVICE, &iova, 1));
+    put_result(WHO, "UNMAP with the SMMU not answering", iommu_unmap(IOMMU, MY_DEVICE, &iova, 1));
+#endif
     const volatile struct iommu_fault_ring *ring = (const volatile struct iommu_fault_ring *)fault_ring;
     say(!iommu_service_failed(ring)            ? "NOT TOLD: its fault ring does not say the IOMMU service failed"
         : iommu_service_failed_dma_stopped(ring) ? "told: its fault ring says the IOMMU service failed, every device's DMA aborting"
@@ -90,9 +108,14 @@ void init(void)
 
     /* After: the device's buffer holds 0x6b; a write that landed would put it in the page. */
     write_after(bar, IOVA + 0x800, buf + 0x800, "the iomap's IOVA");
+#ifdef IOMMU_PANIC
+    /* No later call: the IOMMU PD is gone, and a call to it would never return. */
+    write_after(bar, iova + 0x800, buf + 0x800, "its own mapping's IOVA");
+#else
     write_after(bar, iova + 0x800, buf + 0x800, "the unconfirmed unmap's IOVA");
     uint32_t bar0 = 0;
-    put_result("smmu-failure", "a later call", iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0));
+    put_result(WHO, "a later call", iommu_config_read(IOMMU, MY_DEVICE, 0x10, 4, &bar0));
+#endif
 }
 
 void notified(microkit_channel ch)

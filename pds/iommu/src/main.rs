@@ -196,9 +196,36 @@ fn report_stop(
     }
 }
 
+/// Where the description maps the SMMU's registers (`setvar_vaddr="smmu_regs"`).
+fn smmu_regs() -> NonNull<u8> {
+    memory_region_symbol!(smmu_regs: *mut u8)
+}
+
+/// What this PD does when it panics, before it faults and stops for good (its panic is an
+/// abort, and it has no parent to restart it): every device's DMA aborts, as when the SMMU
+/// fails (`backend::fail_closed`), and every client is told (`faults::panicked`: the
+/// SERVICE_FAILED record, the ring's `failed` word with what failing closed confirmed, and
+/// a notification). Before (found 2026-12-07), a panic left the SMMU serving every mapping
+/// as it was, with no one left to remove any, and no client was told.
+fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
+    debug_println!("iommu: PANICKED: {info}");
+    let regs = smmu_regs();
+    // SAFETY: panics abort (pds/Cargo.toml): nothing that was under way when this PD
+    // panicked ever runs again, so the driver's register accesses are over for good and
+    // this is the only one from now on.
+    let closed = unsafe { backend::fail_closed(regs) };
+    match &closed {
+        Ok(()) => debug_println!("iommu: PANICKED: {}: every device's DMA aborts", backend::CLOSED),
+        Err(e) => debug_println!("iommu: PANICKED: DMA NOT KNOWN TO BE STOPPED: {e}"),
+    }
+    // SAFETY: as above, the service's reference to the rings is never used again.
+    tell_clients(iommu_pd::faults::panicked(unsafe { fault_rings() }, closed.is_ok()));
+}
+
 #[protection_domain]
 fn init() -> IommuPd {
-    let regs: NonNull<u8> = memory_region_symbol!(smmu_regs: *mut u8);
+    sel4_microkit::panicking::set_hook(&fail_closed_on_panic);
+    let regs = smmu_regs();
     // Configuration space first: every bus master off before anything else, whatever
     // becomes of the SMMU (a device that cannot master the bus does no DMA at all).
     let mut ecam = pci::Ecam::mapped();
@@ -408,6 +435,10 @@ impl Handler for IommuPd {
     // Each wake-up is timed, start to end (`wake_ups`), for a measurement build to tell.
 
     fn notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Self::Error> {
+        #[cfg(feature = "inject-panic")]
+        if (1..=policy::CLIENTS.len()).any(|id| channels.contains(Channel::new(id))) {
+            panic!("injected at a client's notification (feature inject-panic, images/iommu-panic.xml)");
+        }
         let began = wake_ups::now();
         let r = self.on_notified(channels);
         self.wake_ups.ended(began);
