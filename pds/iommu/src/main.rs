@@ -927,6 +927,17 @@ mod place {
         Other(u64),
     }
 
+    sel4::sel4_cfg_if! {
+        if #[sel4_cfg(HARDWARE_DEBUG_API)] {
+            /// The DebugException fault's label, on a kernel with the hardware debug API.
+            const DEBUG_EXCEPTION: Option<u64> = Some(sel4::sys::seL4_Fault_tag::seL4_Fault_DebugException);
+        } else {
+            /// A kernel without the hardware debug API (the MMU-500 boards'
+            /// configurations) has no DebugException label.
+            const DEBUG_EXCEPTION: Option<u64> = None;
+        }
+    }
+
     impl FaultKind {
         /// What a child's fault message says, from its label alone before anything else
         /// is read: rust-sel4's `Fault::new` panics on a label it does not decode
@@ -941,7 +952,7 @@ mod place {
                     _ => FaultKind::Other(tag::seL4_Fault_VMFault),
                 },
                 tag::seL4_Fault_UserException => FaultKind::Exception,
-                tag::seL4_Fault_DebugException => FaultKind::Debug,
+                label if Some(label) == DEBUG_EXCEPTION => FaultKind::Debug,
                 label => FaultKind::Other(label),
             }
         }
