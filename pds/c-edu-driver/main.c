@@ -406,8 +406,10 @@ void init(void)
      * DMA away and starts its queue over, then restarts it. */
     lend_through_the_crash();
     leave_its_queue_in_use(page);
-    microkit_dbg_puts("c-edu: crashes (a store to an address it has no mapping for)\n");
-    *(volatile uint64_t *)0xdead1000 = 0;
+    /* A trap (brk), as a failed assertion or a Rust PD's panic ends: a debug exception on
+     * Microkit's debug kernels, which once panicked the IOMMU PD as it decoded the fault. */
+    microkit_dbg_puts("c-edu: crashes (a trap)\n");
+    __builtin_trap();
 }
 
 void notified(microkit_channel ch)

@@ -216,12 +216,16 @@ impl Handler for Hostile {
         debug_println!("hostile: quarantined after {} bursts of faults", self.bursts);
         let r = Client::new(Ppc(IOMMU)).resume(MY_DEVICE);
         debug_println!("hostile: asks to resume its quarantined device: {r:?}");
-        // Last, it crashes, as a buggy or compromised driver might: the IOMMU PD, its
-        // fault handler, must take its DMA away. By panicking: a Rust PD's panic ends in
-        // a breakpoint (a debug exception on Microkit's debug kernels), which once
-        // panicked the IOMMU PD itself as it decoded the fault (`place::FaultKind::of`);
-        // the other crashes in the images are stores to unmapped addresses.
-        debug_println!("hostile: crashes (a panic)");
-        panic!("hostile: crashed on purpose")
+        // Last, it crashes, as a compromised driver might: the IOMMU PD, its fault
+        // handler, must take its DMA away. By a fault of its own making: Microkit leaves
+        // each PD its fault endpoint (slot 2 of its CSpace), so a PD can send its parent a
+        // "VM fault" of no registers at all, which rust-sel4's fault decoder asserts
+        // against and once panicked the IOMMU PD (`place::FaultKind::of`). The C driver's
+        // crash is a trap (a debug exception), the VMMs' stores to unmapped addresses.
+        debug_println!("hostile: crashes (a VM fault it forges, with no registers)");
+        let own_fault_endpoint = sel4::cap::Endpoint::from_bits(2);
+        own_fault_endpoint.call(sel4::MessageInfo::new(sel4::sys::seL4_Fault_tag::seL4_Fault_VMFault, 0, 0, 0));
+        debug_println!("hostile: its forged fault was answered: it should have been torn down");
+        Ok(())
     }
 }

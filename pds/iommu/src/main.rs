@@ -208,6 +208,12 @@ fn smmu_regs() -> NonNull<u8> {
 /// a notification). Before (found 2026-12-07), a panic left the SMMU serving every mapping
 /// as it was, with no one left to remove any, and no client was told.
 fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
+    // sel4-panicking without thread-local storage (this target) calls the hook again on a
+    // panic inside it; once is all it gets, and the abort follows the second.
+    static ENTERED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if ENTERED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     debug_println!("iommu: PANICKED: {info}");
     let regs = smmu_regs();
     // SAFETY: panics abort (pds/Cargo.toml): nothing that was under way when this PD
@@ -219,7 +225,24 @@ fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
         Err(e) => debug_println!("iommu: PANICKED: DMA NOT KNOWN TO BE STOPPED: {e}"),
     }
     // SAFETY: as above, the service's reference to the rings is never used again.
-    tell_clients(iommu_pd::faults::panicked(unsafe { fault_rings() }, closed.is_ok()));
+    let told = iommu_pd::faults::panicked(unsafe { fault_rings() }, closed.is_ok());
+    // Not `Channel::notify`: a panic inside one of rust-sel4's borrows of the IPC buffer
+    // (a fault message decoded, a message register read) leaves it borrowed for good, and
+    // `notify` borrows it too, so it would panic here and no client would be told.
+    (0..policy::CLIENTS.len()).filter(|c| told & (1 << c) != 0).for_each(signal_without_ipc_buffer);
+    debug_println!("iommu: every client told (SERVICE_FAILED in its fault ring)");
+}
+
+/// seL4_Signal on client `client`'s channel, as rust-sel4's own `sys_send_null` makes it
+/// (sel4-sys, aarch64), without the IPC buffer a signal does not use.
+fn signal_without_ipc_buffer(client: usize) {
+    let cptr = Channel::new(client + 1).notification().cptr().bits();
+    // SAFETY: seL4's Send of an empty message to a notification capability, which is a
+    // signal: the kernel reads the capability in x0 and the message info in x1 (0: no
+    // label, no registers) and touches no memory of this PD's.
+    unsafe {
+        core::arch::asm!("svc 0", in("x7") sel4::sys::syscall_id::Send as u64, in("x0") cptr, in("x1") 0u64);
+    }
 }
 
 #[protection_domain]
@@ -947,10 +970,18 @@ mod place {
         pub fn of(msg_info: &sel4_microkit::MessageInfo) -> Self {
             use sel4::sys::seL4_Fault_tag as tag;
             match msg_info.label() {
-                tag::seL4_Fault_VMFault => match msg_info.fault() {
-                    sel4::Fault::VmFault(f) => FaultKind::Vm { addr: f.addr(), pc: f.ip() },
-                    _ => FaultKind::Other(tag::seL4_Fault_VMFault),
-                },
+                // A child holds its own fault endpoint (Microkit puts it in the child's
+                // CSpace), so it can send a "fault" of any label and length: rust-sel4
+                // asserts a VM fault's length, so only one of the kernel's length is
+                // decoded.
+                tag::seL4_Fault_VMFault
+                    if msg_info.count() == sel4::sys::seL4_VMFault_Msg::seL4_VMFault_Length as usize =>
+                {
+                    match msg_info.fault() {
+                        sel4::Fault::VmFault(f) => FaultKind::Vm { addr: f.addr(), pc: f.ip() },
+                        _ => FaultKind::Other(tag::seL4_Fault_VMFault),
+                    }
+                }
                 tag::seL4_Fault_UserException => FaultKind::Exception,
                 label if Some(label) == DEBUG_EXCEPTION => FaultKind::Debug,
                 label => FaultKind::Other(label),
