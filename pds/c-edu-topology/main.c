@@ -7,7 +7,11 @@
  * description maps here (its physical address, `bar_paddr`, patched in by the Microkit
  * tool), turns the device on through CONFIG_WRITE, has it copy bytes through a mapping
  * of its buffer, and has it write past the mapping, which the SMMU blocks and the IOMMU
- * PD reports to this PD with the StreamID `iommu-sdf` derived for the device.
+ * PD reports to this PD with the StreamID `iommu-sdf` derived for the device. It also asks
+ * for its edu's INTx and raises it: where its PD holds the line (an <irq> at INTX) the
+ * interrupt must reach it; elsewhere the IOMMU PD keeps Interrupt Disable set, and where
+ * a channel at PEER leads to the line's holder it tells that PD once its edu has
+ * asserted, so the holder can show it took nothing from it.
  *
  * None of this works unless the IOMMU PD numbered the buses as the description says:
  * the device's configuration space is reached through the bridges' bus numbers, its BAR
@@ -26,6 +30,10 @@
  * one capability (handle 0: the first of its own in the description). */
 #define IOMMU 0
 #define MY_BUFFER 0
+/* Where the description gives it one: its edu's INTx line (an <irq>), and a channel to
+ * the driver whose edu shares that line (images/pci-topology.xml). */
+#define INTX 1
+#define PEER 2
 /* Device ids tried when looking for its own: more than any description here has. */
 #define MAX_DEVICES 64
 #define COMMAND_MEMORY_MASTER 0x6u
@@ -34,6 +42,7 @@
  * Interrupt Disable lets it reach the line). */
 #define STATUS_INTERRUPT 0x8u
 /* edu's interrupt registers (QEMU's docs/specs/edu.rst): raise, acknowledge. */
+#define EDU_INTR_STATUS 0x24
 #define EDU_INTR_RAISE 0x60
 #define EDU_INTR_ACK 0x64
 
@@ -44,6 +53,13 @@ uintptr_t buffer __attribute__((section(".data")));
 uintptr_t fault_ring __attribute__((section(".data")));
 
 static uint64_t next_fault;
+/* Interrupts taken on its INTx line. */
+static unsigned intx_taken;
+
+static int holds_line(void)
+{
+    return (microkit_irqs & (1ull << INTX)) != 0;
+}
 
 static void line(const char *what)
 {
@@ -106,23 +122,35 @@ void init(void)
     microkit_dbg_puts(", its ident register reads ");
     put_hex(*(volatile uint32_t *)edu_bar);
     microkit_dbg_puts("\n");
-    /* No PD of this description holds an INTx line (none has an <irq> of 35 to 38), so
-     * the IOMMU PD keeps every edu's Interrupt Disable set; its edu asserts all the same
-     * (Interrupt Status), and the bit is what keeps the line, shared with whatever else
-     * QEMU virt swizzles onto it, quiet. */
+    /* The IOMMU PD lets Interrupt Disable clear only where this PD holds its edu's
+     * line (an <irq> at INTX); elsewhere it keeps it set, and the edu asserts all the
+     * same (Interrupt Status) but the bit keeps the line, which QEMU virt's swizzle may
+     * share with another PD's edu, quiet. */
+    int enabled = !(command & COMMAND_INTX_DISABLE);
     line("Command reads ");
     put_hex(command);
-    microkit_dbg_puts(command & COMMAND_INTX_DISABLE ? ": INTx kept disabled, no PD holds its line\n"
-                                                     : ": INTX ENABLED on a line no PD holds\n");
+    microkit_dbg_puts(holds_line() ? (enabled ? ": INTx enabled, its PD holds its line\n"
+                                              : ": INTx KEPT DISABLED on its PD's own line\n")
+                                   : (enabled ? ": INTX ENABLED on a line its PD does not hold\n"
+                                              : ": INTx kept disabled, its PD does not hold its line\n"));
     *(volatile uint32_t *)(edu_bar + EDU_INTR_RAISE) = 1;
     uint32_t status = 0;
     err = iommu_config_read(IOMMU, dev, 0x06, 2, &status);
     line("its edu raised an interrupt: Status ");
     put_hex(err ? err : status);
-    microkit_dbg_puts(err || !(status & STATUS_INTERRUPT)     ? ": NOT ASSERTED\n"
-                      : command & COMMAND_INTX_DISABLE ? ": asserted, held off the line\n"
-                                                       : ": asserted, ON THE LINE\n");
-    *(volatile uint32_t *)(edu_bar + EDU_INTR_ACK) = 1;
+    microkit_dbg_puts(err || !(status & STATUS_INTERRUPT) ? ": NOT ASSERTED\n"
+                      : !enabled                          ? ": asserted, held off the line\n"
+                      : holds_line()                      ? ": asserted, on its PD's line\n"
+                                                          : ": asserted, ON A LINE ITS PD DOES NOT HOLD\n");
+    if (!(enabled && holds_line())) {
+        *(volatile uint32_t *)(edu_bar + EDU_INTR_ACK) = 1;
+    }
+    /* Otherwise it stays asserted until its interrupt arrives (notified). The driver
+     * whose edu shares the line tells the holder once its own edu has asserted and been
+     * quieted, so the holder can say what that did to its line. */
+    if (microkit_notifications & (1ull << PEER) && !holds_line()) {
+        microkit_notify(PEER);
+    }
 
     volatile uint8_t *page = (volatile uint8_t *)buffer;
     uint64_t iova = 0;
@@ -141,8 +169,25 @@ void init(void)
 
 void notified(microkit_channel ch)
 {
-    if (ch != IOMMU) {
-        return;
+    if (ch == IOMMU) {
+        print_faults(microkit_name, fault_ring, IOMMU, &next_fault);
+    } else if (ch == INTX) {
+        intx_taken++;
+        uint32_t mine = *(volatile uint32_t *)(edu_bar + EDU_INTR_STATUS);
+        if (!mine) {
+            /* Not its edu's: left unacknowledged, so a line another device holds
+             * asserted cannot storm this PD. */
+            line("an INTx with its edu quiet: ANOTHER DEVICE ON ITS LINE\n");
+            return;
+        }
+        line("its edu's INTx reached it: interrupt ");
+        put_hex(intx_taken);
+        microkit_dbg_puts(" on its line\n");
+        *(volatile uint32_t *)(edu_bar + EDU_INTR_ACK) = mine;
+        microkit_irq_ack(INTX);
+    } else if (ch == PEER) {
+        line("the other edu on its line asserted and was quieted: interrupts on its line ");
+        put_hex(intx_taken);
+        microkit_dbg_puts(intx_taken == 1 ? ", its own edu's one alone\n" : ", NOT ITS OWN EDU'S ONE ALONE\n");
     }
-    print_faults(microkit_name, fault_ring, IOMMU, &next_fault);
 }
