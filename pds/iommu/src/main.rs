@@ -955,8 +955,8 @@ mod place {
             /// The DebugException fault's label, on a kernel with the hardware debug API.
             const DEBUG_EXCEPTION: Option<u64> = Some(sel4::sys::seL4_Fault_tag::seL4_Fault_DebugException);
         } else {
-            /// A kernel without the hardware debug API (the MMU-500 boards'
-            /// configurations) has no DebugException label.
+            /// A kernel without the hardware debug API (zcu102's configuration in the
+            /// SDK) has no DebugException label.
             const DEBUG_EXCEPTION: Option<u64> = None;
         }
     }
