@@ -225,16 +225,14 @@ fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
         Err(e) => debug_println!("iommu: PANICKED: DMA NOT KNOWN TO BE STOPPED: {e}"),
     }
     // SAFETY: as above, the service's reference to the rings is never used again.
-    let told = iommu_pd::faults::panicked(unsafe { fault_rings() }, closed.is_ok());
-    // Not `Channel::notify`: a panic inside one of rust-sel4's borrows of the IPC buffer
-    // (a fault message decoded, a message register read) leaves it borrowed for good, and
-    // `notify` borrows it too, so it would panic here and no client would be told.
-    (0..policy::CLIENTS.len()).filter(|c| told & (1 << c) != 0).for_each(signal_without_ipc_buffer);
-    debug_println!("iommu: every client told (SERVICE_FAILED in its fault ring)");
+    tell_clients(iommu_pd::faults::panicked(unsafe { fault_rings() }, closed.is_ok()));
 }
 
 /// seL4_Signal on client `client`'s channel, as rust-sel4's own `sys_send_null` makes it
-/// (sel4-sys, aarch64), without the IPC buffer a signal does not use.
+/// (sel4-sys, aarch64), without the IPC buffer a signal does not use. Not
+/// `Channel::notify`: a panic inside one of rust-sel4's borrows of the IPC buffer (a fault
+/// message decoded, a message register read) leaves it borrowed for good, and `notify`
+/// borrows it too, so the panic hook would panic there and no client would be told.
 fn signal_without_ipc_buffer(client: usize) {
     let cptr = Channel::new(client + 1).notification().cptr().bits();
     // SAFETY: seL4's Send of an empty message to a notification capability, which is a
@@ -816,9 +814,10 @@ fn notify_client(client: usize) {
 }
 
 /// The IOMMU service failed for good, and the rings of `told` (a client mask) say so:
-/// notify each of those clients, and say it.
+/// notify each of those clients, and say it. Each failure path comes here once, the panic
+/// hook too, so the signal is the one that needs no IPC buffer.
 fn tell_clients(told: u64) {
-    (0..policy::CLIENTS.len()).filter(|c| told & (1 << c) != 0).for_each(notify_client);
+    (0..policy::CLIENTS.len()).filter(|c| told & (1 << c) != 0).for_each(signal_without_ipc_buffer);
     debug_println!("iommu: every client told (SERVICE_FAILED in its fault ring)");
 }
 
