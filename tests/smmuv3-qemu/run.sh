@@ -124,6 +124,7 @@ if [ -z "${DEMO:-}" ]; then
         "PASS mapped read" "PASS mapped write" "PASS unmapped write blocked" \
         "PASS translation fault reported: F_TRANSLATION, stream 0x100," \
         "PASS fault names stream B: F_TRANSLATION, stream 0x10," \
+        "PASS virtio-blk: device live (FEATURES_OK and DRIVER_OK read back)" \
         "PASS virtio-blk: read through the service"; then
         echo "run.sh: bridges: edu A behind a root port is StreamID 0x100, translated, blocked where unmapped, its faults name 0x100; B behind a PCI bridge, C on bus 0 and the disk behind a switch pass too: $(verdict bridges)"
     fi
