@@ -357,7 +357,10 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recor
     let boot = BootCaps::of(cs, rid, &caps[..n]).ok()?;
     let mut bytes = DriverBytes::default();
     for b in reg::HEADER_END..reg::EXTENDED {
-        let drivers = |c: &Cap| matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2;
+        // Only the MSI and MSI-X the stop turns off whatever the list shows then (the first
+        // of each, `BootCaps`): a second one a driver set up, unlisted before the stop,
+        // kept its enable and its message for the next owner.
+        let drivers = |c: &Cap| boot.is_message(c) && b >= c.start + 2;
         if caps[..n].iter().filter(|c| (c.start..c.end).contains(&b)).all(drivers) {
             let i = usize::from(b - reg::HEADER_END);
             bytes.0[i / 64] |= 1 << (i % 64);

@@ -840,3 +840,52 @@ fn a_function_that_claims_d3hot_at_its_stop_is_reset_through_d0() {
     assert_eq!(f.f.get(ENGINE, 4), 0, "the last driver's state kept");
     assert_eq!(f.f.get(PM + 4, 2) & 3, 0, "back in D0");
 }
+
+/// A function that lists a second MSI (or MSI-X) capability at boot (one function may have
+/// one of each; PCI Local Bus 3.0, 6.8) and unlists it before its stop, as a function that
+/// rewrites its own list can: the stop turns off what the list shows then and the first of
+/// each kind the owner recorded at boot, and the second kept the enable and the message
+/// its last driver set up, sent into its next owner's address space once that owner turned
+/// Bus Master on. Only the MSI and MSI-X capabilities the owner records for the stop are
+/// the driver's now: before, the driver wrote the second's address and enable, and after
+/// STOP and RESUME the function mastered with that message on.
+#[test]
+fn a_second_msi_or_msix_capability_is_not_the_drivers() {
+    const SECOND: u16 = 0xc0;
+    for msix in [false, true] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(false);
+        let f = &mut e.at(DISK_RID).unwrap().f;
+        f.set(MSIX + 1, 1, u32::from(SECOND));
+        let (enable, writes): (u32, &[(u16, u8, u32)]) = if msix {
+            f.set(SECOND, 4, 0x0000_0011);
+            f.mask(SECOND + 2, 2, 0xc000);
+            (1 << 15, &[(SECOND + 2, 2, 1 << 15)])
+        } else {
+            f.set(SECOND, 4, 0x0080_0005);
+            f.mask(SECOND + 2, 2, 0x0071);
+            f.mask(SECOND + 4, 4, 0xffff_fffc);
+            f.mask(SECOND + 8, 4, 0xffff_ffff);
+            f.mask(SECOND + 12, 2, 0xffff);
+            (1, &[(SECOND + 4, 4, 0x4000_1000), (SECOND + 12, 2, 0x6666), (SECOND + 2, 2, 1)])
+        };
+        e.boot();
+        // The first MSI is still the driver's.
+        let first = Request::ConfigWrite { device: DeviceId(1), offset: MSI + 4, width: 4, value: 0x4000_2000 };
+        assert!(matches!(send(&mut s, &mut e, BLK, first), Reply::Ok { .. }), "msix {msix}");
+        for &(offset, width, value) in writes {
+            let _ = send(&mut s, &mut e, BLK, Request::ConfigWrite { device: DeviceId(1), offset, width, value });
+        }
+        // The device unlists the second before its stop.
+        e.at(DISK_RID).unwrap().f.set(MSIX + 1, 1, 0);
+        assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }), "msix {msix}");
+        assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]), "msix {msix}");
+        let on = Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: 0x0006 };
+        assert!(matches!(send(&mut s, &mut e, BLK, on), Reply::Ok { .. }), "msix {msix}");
+        let f = &e.get(DISK_RID).f;
+        let masters = f.command() & reg::CMD_BUS_MASTER != 0;
+        let enabled = f.get(SECOND + 2, 2) & enable != 0;
+        assert!(!(masters && enabled), "msix {msix}: it masters with its last driver's second message enabled");
+        assert!(masters, "msix {msix}: its driver may not turn Bus Master on");
+    }
+}

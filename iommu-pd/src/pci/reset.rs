@@ -412,6 +412,16 @@ impl BootCaps {
         Ok(found)
     }
 
+    /// Whether `c` is the MSI or MSI-X capability recorded here (a function has at most
+    /// one of each, PCI Local Bus 3.0, 6.8; a second is not the driver's: `super::record`).
+    pub(super) fn is_message(self, c: &Cap) -> bool {
+        match c.id {
+            reg::CAP_MSI => c.start == self.msi,
+            reg::CAP_MSIX => c.start == self.msix,
+            _ => false,
+        }
+    }
+
     /// Its MSI and MSI-X capabilities, as `messages_off` and `messages_on` take them (the
     /// first `n`).
     fn messages(self) -> ([Cap; 2], usize) {
