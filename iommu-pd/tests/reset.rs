@@ -889,3 +889,41 @@ fn a_second_msi_or_msix_capability_is_not_the_drivers() {
         assert!(masters, "msix {msix}: its driver may not turn Bus Master on");
     }
 }
+
+/// A function with FLR that is away when it is stopped (it answers nothing: a link that
+/// went down, a device busy with something its last driver started) and comes back with
+/// its last driver's state: the stop did nothing to it, and owes it all. After a STOP,
+/// RESUME resets it once it is back (rationed as any owed reset). After a teardown, its
+/// restarted client finds it stopped, not running, until a RESUME has put it back and
+/// reset it. Before, the stop's reset was never done: RESUME ran it with the last driver's
+/// engine state, and after a teardown `client_ready` let the device translate at once,
+/// so that the function, back with Bus Master on as its last driver left it, reached the
+/// restarted client's address space before any call put it back.
+#[test]
+fn a_function_away_at_its_stop_is_reset_before_it_runs_again() {
+    for teardown in [false, true] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(true);
+        // Away: every access answers all ones until it is back.
+        e.at(DISK_RID).unwrap().reset_until = Some(u64::MAX);
+        if teardown {
+            s.client_torn_down_with(BLK, &mut e, |_, _| {}).unwrap();
+            s.client_ready(BLK).unwrap();
+        } else {
+            assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }), "teardown {teardown}");
+            assert_eq!(resume_disk(&mut s, &mut e), err(ErrorCode::DeviceMissing), "teardown {teardown}");
+        }
+        // Back, as its last driver left it: mastering, its engine set up.
+        e.at(DISK_RID).unwrap().reset_until = None;
+        let masters = e.get(DISK_RID).f.command() & reg::CMD_BUS_MASTER != 0;
+        let translates = s.hw().enabled.get(&1) == Some(&true);
+        assert!(!(masters && translates), "teardown {teardown}: back unstopped, and its device translates");
+        // The ration a first reset needs has passed.
+        e.now_ms += 10_000;
+        assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]), "teardown {teardown}");
+        let f = e.get(DISK_RID);
+        assert_eq!((f.resets, f.f.get(ENGINE, 4)), (1, 0), "teardown {teardown}: its last driver's engine state kept");
+        assert_eq!(f.f.get(reg::BAR0, 4), BAR0, "teardown {teardown}");
+        assert_eq!(s.hw().enabled.get(&1), Some(&true), "teardown {teardown}");
+    }
+}
