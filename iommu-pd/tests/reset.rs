@@ -68,6 +68,8 @@ struct Endpoint {
     /// Its No_Soft_Reset says clear, but D3hot to D0 resets nothing (Linux's
     /// `quirk_no_pm_reset` names GPUs that do this).
     pm_lies: bool,
+    /// It has an Advanced Features capability at `AF` whose Initiate FLR resets it.
+    af_flr: bool,
 }
 
 /// `e` with a PM capability at `PM` (PMCSR writable in its power state bits, in D0),
@@ -78,6 +80,20 @@ fn with_pm(mut e: Endpoint, no_soft_reset: bool) -> Endpoint {
     e.f.set(PM + 4, 2, if no_soft_reset { 1 << 3 } else { 0 });
     e.f.mask(PM + 4, 2, 0x0003);
     e.no_soft_reset = Some(no_soft_reset);
+    e
+}
+
+/// Where an endpoint given an Advanced Features capability (`with_af_flr`) has it, after
+/// MSI-X: AF Capabilities (TP, FLR) 3 bytes in, AF Control 4, AF Status 5.
+const AF: u16 = 0xc0;
+
+/// `e` with an Advanced Features capability at `AF` advertising Transactions Pending and
+/// FLR (PCI Advanced Features ECN; Linux's `pci_af_flr`), its Initiate FLR resetting it.
+fn with_af_flr(mut e: Endpoint) -> Endpoint {
+    e.f.set(MSIX + 1, 1, u32::from(AF));
+    e.f.set(AF, 4, 0x0306_0013);
+    e.f.mask(AF + 4, 1, 0x01);
+    e.af_flr = true;
     e
 }
 
@@ -154,6 +170,7 @@ fn endpoint(flr: bool) -> Endpoint {
         no_soft_reset: None,
         transitions: 0,
         pm_lies: false,
+        af_flr: false,
     }
 }
 
@@ -207,6 +224,12 @@ impl ConfigSpace for Endpoints {
         }
         if offset == EXP + 8 && width == 2 && value & 1 << 15 != 0 && e.flr {
             // Function Level Reset: every register software wrote back to its reset value.
+            e.command_at_flr = Some(e.f.command());
+            e.reset(now, 100);
+            return Some(());
+        }
+        if e.af_flr && offset == AF + 4 && value & 1 != 0 {
+            // Advanced Features' Initiate FLR (a byte): as a PCI Express FLR.
             e.command_at_flr = Some(e.f.command());
             e.reset(now, 100);
             return Some(());
@@ -926,4 +949,30 @@ fn a_function_away_at_its_stop_is_reset_before_it_runs_again() {
         assert_eq!(f.f.get(reg::BAR0, 4), BAR0, "teardown {teardown}");
         assert_eq!(s.hw().enabled.get(&1), Some(&true), "teardown {teardown}");
     }
+}
+
+/// A function whose one reset is the Advanced Features capability's FLR (a conventional PCI
+/// function's FLR, which Linux's `pci_af_flr` uses where the PCI Express one is absent) is
+/// reset by its stop as one with a PCI Express FLR is. Before, the stop knew only the PCI
+/// Express FLR and PM's D3hot: the function kept its last driver's engine state
+/// (`ENGINE`) for its next owner.
+#[test]
+fn a_function_whose_only_reset_is_advanced_features_flr_is_reset() {
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_af_flr(endpoint(false));
+    e.boot();
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    let f = e.get(DISK_RID);
+    assert_eq!((f.resets, f.f.get(ENGINE, 4)), (1, 0), "its last driver's engine state kept");
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
+    assert_eq!(f.command_at_flr.map(|c| c & reg::CMD_BUS_MASTER), Some(0), "reset while mastering");
+    assert_eq!(f.early, 0, "accessed before its 100 ms");
+    assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
+    // Owed, as any reset is, where the client's ration says so.
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_af_flr(endpoint(false));
+    e.boot();
+    let done = stop_function(&mut e, DISK_RID, Reset::Owed).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED | stop::RESET_OWED);
+    assert_eq!(e.get(DISK_RID).resets, 0);
 }
