@@ -357,7 +357,10 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recor
     let boot = BootCaps::of(cs, rid, &caps[..n]).ok()?;
     let mut bytes = DriverBytes::default();
     for b in reg::HEADER_END..reg::EXTENDED {
-        let drivers = |c: &Cap| matches!(c.id, reg::CAP_MSI | reg::CAP_MSIX) && b >= c.start + 2;
+        // Only the MSI and MSI-X the stop turns off whatever the list shows then (the first
+        // of each, `BootCaps`): a second one a driver set up, unlisted before the stop,
+        // kept its enable and its message for the next owner.
+        let drivers = |c: &Cap| boot.is_message(c) && b >= c.start + 2;
         if caps[..n].iter().filter(|c| (c.start..c.end).contains(&b)).all(drivers) {
             let i = usize::from(b - reg::HEADER_END);
             bytes.0[i / 64] |= 1 << (i % 64);
@@ -553,10 +556,7 @@ pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode>
 pub(crate) fn place_again(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
     let missing = ErrorCode::DeviceMissing;
     if let Some(p) = cs.placement(rid) {
-        let plan = place(cs, rid, p.base, p.size).map_err(|_| missing)?;
-        if !plan.reads_back(cs, rid)? {
-            return Err(missing);
-        }
+        place(cs, rid, p.base, p.size).map_err(|_| missing)?;
     }
     Ok(())
 }
@@ -751,6 +751,9 @@ pub enum BarError {
     TooBig(u64),
     /// An I/O BAR: no I/O window is given to devices here.
     IoBar(u8),
+    /// Its BARs do not read back where they were written (an address bit that does not
+    /// take): it would decode outside its window.
+    NotTaken,
 }
 
 /// Expansion ROM Base Address's enable bit (PCI Local Bus 3.0, 6.2.5.2).
@@ -761,8 +764,8 @@ const ROM_ENABLE: u32 = 1;
 /// placed (a BAR written with all ones to size it would otherwise decode at the top of
 /// the address space for a moment), and its expansion ROM disabled. Memory decoding
 /// stays off: the driver turns it on through CONFIG_WRITE. Nothing is placed unless all
-/// fit (with `size` 0, this checks that the function has no memory or I/O BAR). Returns
-/// the bytes used.
+/// fit (with `size` 0, this checks that the function has no memory or I/O BAR), and
+/// `NotTaken` if they do not read back where they were written. Returns the bytes used.
 pub fn place_bars(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> Result<u64, BarError> {
     place(cs, rid, base, size).map(|plan| plan.used)
 }
@@ -787,6 +790,12 @@ fn place(cs: &mut dyn ConfigSpace, rid: u16, base: u64, size: u64) -> Result<Bar
     }
     let plan = plan_bars(cs, rid, base, size)?;
     plan.write(cs, rid).ok_or(absent)?;
+    // Read back, at boot as after a reset: a BAR that does not take its address (a bit
+    // hard-wired to 1 reads as one at sizing too) decodes outside its window, and Memory
+    // Space is turned on only for BARs placed.
+    if !plan.reads_back(cs, rid).map_err(|_| absent)? {
+        return Err(BarError::NotTaken);
+    }
     Ok(plan)
 }
 

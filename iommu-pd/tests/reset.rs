@@ -68,6 +68,8 @@ struct Endpoint {
     /// Its No_Soft_Reset says clear, but D3hot to D0 resets nothing (Linux's
     /// `quirk_no_pm_reset` names GPUs that do this).
     pm_lies: bool,
+    /// It has an Advanced Features capability at `AF` whose Initiate FLR resets it.
+    af_flr: bool,
 }
 
 /// `e` with a PM capability at `PM` (PMCSR writable in its power state bits, in D0),
@@ -78,6 +80,20 @@ fn with_pm(mut e: Endpoint, no_soft_reset: bool) -> Endpoint {
     e.f.set(PM + 4, 2, if no_soft_reset { 1 << 3 } else { 0 });
     e.f.mask(PM + 4, 2, 0x0003);
     e.no_soft_reset = Some(no_soft_reset);
+    e
+}
+
+/// Where an endpoint given an Advanced Features capability (`with_af_flr`) has it, after
+/// MSI-X: AF Capabilities (TP, FLR) 3 bytes in, AF Control 4, AF Status 5.
+const AF: u16 = 0xc0;
+
+/// `e` with an Advanced Features capability at `AF` advertising Transactions Pending and
+/// FLR (PCI Advanced Features ECN; Linux's `pci_af_flr`), its Initiate FLR resetting it.
+fn with_af_flr(mut e: Endpoint) -> Endpoint {
+    e.f.set(MSIX + 1, 1, u32::from(AF));
+    e.f.set(AF, 4, 0x0306_0013);
+    e.f.mask(AF + 4, 1, 0x01);
+    e.af_flr = true;
     e
 }
 
@@ -154,6 +170,7 @@ fn endpoint(flr: bool) -> Endpoint {
         no_soft_reset: None,
         transitions: 0,
         pm_lies: false,
+        af_flr: false,
     }
 }
 
@@ -207,6 +224,12 @@ impl ConfigSpace for Endpoints {
         }
         if offset == EXP + 8 && width == 2 && value & 1 << 15 != 0 && e.flr {
             // Function Level Reset: every register software wrote back to its reset value.
+            e.command_at_flr = Some(e.f.command());
+            e.reset(now, 100);
+            return Some(());
+        }
+        if e.af_flr && offset == AF + 4 && value & 1 != 0 {
+            // Advanced Features' Initiate FLR (a byte): as a PCI Express FLR.
             e.command_at_flr = Some(e.f.command());
             e.reset(now, 100);
             return Some(());
@@ -839,4 +862,117 @@ fn a_function_that_claims_d3hot_at_its_stop_is_reset_through_d0() {
     assert_eq!(f.resets, 1);
     assert_eq!(f.f.get(ENGINE, 4), 0, "the last driver's state kept");
     assert_eq!(f.f.get(PM + 4, 2) & 3, 0, "back in D0");
+}
+
+/// A function that lists a second MSI (or MSI-X) capability at boot (one function may have
+/// one of each; PCI Local Bus 3.0, 6.8) and unlists it before its stop, as a function that
+/// rewrites its own list can: the stop turns off what the list shows then and the first of
+/// each kind the owner recorded at boot, and the second kept the enable and the message
+/// its last driver set up, sent into its next owner's address space once that owner turned
+/// Bus Master on. Only the MSI and MSI-X capabilities the owner records for the stop are
+/// the driver's now: before, the driver wrote the second's address and enable, and after
+/// STOP and RESUME the function mastered with that message on.
+#[test]
+fn a_second_msi_or_msix_capability_is_not_the_drivers() {
+    const SECOND: u16 = 0xc0;
+    for msix in [false, true] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(false);
+        let f = &mut e.at(DISK_RID).unwrap().f;
+        f.set(MSIX + 1, 1, u32::from(SECOND));
+        let (enable, writes): (u32, &[(u16, u8, u32)]) = if msix {
+            f.set(SECOND, 4, 0x0000_0011);
+            f.mask(SECOND + 2, 2, 0xc000);
+            (1 << 15, &[(SECOND + 2, 2, 1 << 15)])
+        } else {
+            f.set(SECOND, 4, 0x0080_0005);
+            f.mask(SECOND + 2, 2, 0x0071);
+            f.mask(SECOND + 4, 4, 0xffff_fffc);
+            f.mask(SECOND + 8, 4, 0xffff_ffff);
+            f.mask(SECOND + 12, 2, 0xffff);
+            (1, &[(SECOND + 4, 4, 0x4000_1000), (SECOND + 12, 2, 0x6666), (SECOND + 2, 2, 1)])
+        };
+        e.boot();
+        // The first MSI is still the driver's.
+        let first = Request::ConfigWrite { device: DeviceId(1), offset: MSI + 4, width: 4, value: 0x4000_2000 };
+        assert!(matches!(send(&mut s, &mut e, BLK, first), Reply::Ok { .. }), "msix {msix}");
+        for &(offset, width, value) in writes {
+            let _ = send(&mut s, &mut e, BLK, Request::ConfigWrite { device: DeviceId(1), offset, width, value });
+        }
+        // The device unlists the second before its stop.
+        e.at(DISK_RID).unwrap().f.set(MSIX + 1, 1, 0);
+        assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }), "msix {msix}");
+        assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]), "msix {msix}");
+        let on = Request::ConfigWrite { device: DeviceId(1), offset: reg::COMMAND, width: 2, value: 0x0006 };
+        assert!(matches!(send(&mut s, &mut e, BLK, on), Reply::Ok { .. }), "msix {msix}");
+        let f = &e.get(DISK_RID).f;
+        let masters = f.command() & reg::CMD_BUS_MASTER != 0;
+        let enabled = f.get(SECOND + 2, 2) & enable != 0;
+        assert!(!(masters && enabled), "msix {msix}: it masters with its last driver's second message enabled");
+        assert!(masters, "msix {msix}: its driver may not turn Bus Master on");
+    }
+}
+
+/// A function with FLR that is away when it is stopped (it answers nothing: a link that
+/// went down, a device busy with something its last driver started) and comes back with
+/// its last driver's state: the stop did nothing to it, and owes it all. After a STOP,
+/// RESUME resets it once it is back (rationed as any owed reset). After a teardown, its
+/// restarted client finds it stopped, not running, until a RESUME has put it back and
+/// reset it. Before, the stop's reset was never done: RESUME ran it with the last driver's
+/// engine state, and after a teardown `client_ready` let the device translate at once,
+/// so that the function, back with Bus Master on as its last driver left it, reached the
+/// restarted client's address space before any call put it back.
+#[test]
+fn a_function_away_at_its_stop_is_reset_before_it_runs_again() {
+    for teardown in [false, true] {
+        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+        let mut e = Endpoints::new(true);
+        // Away: every access answers all ones until it is back.
+        e.at(DISK_RID).unwrap().reset_until = Some(u64::MAX);
+        if teardown {
+            s.client_torn_down_with(BLK, &mut e, |_, _| {}).unwrap();
+            s.client_ready(BLK).unwrap();
+        } else {
+            assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }), "teardown {teardown}");
+            assert_eq!(resume_disk(&mut s, &mut e), err(ErrorCode::DeviceMissing), "teardown {teardown}");
+        }
+        // Back, as its last driver left it: mastering, its engine set up.
+        e.at(DISK_RID).unwrap().reset_until = None;
+        let masters = e.get(DISK_RID).f.command() & reg::CMD_BUS_MASTER != 0;
+        let translates = s.hw().enabled.get(&1) == Some(&true);
+        assert!(!(masters && translates), "teardown {teardown}: back unstopped, and its device translates");
+        // The ration a first reset needs has passed.
+        e.now_ms += 10_000;
+        assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]), "teardown {teardown}");
+        let f = e.get(DISK_RID);
+        assert_eq!((f.resets, f.f.get(ENGINE, 4)), (1, 0), "teardown {teardown}: its last driver's engine state kept");
+        assert_eq!(f.f.get(reg::BAR0, 4), BAR0, "teardown {teardown}");
+        assert_eq!(s.hw().enabled.get(&1), Some(&true), "teardown {teardown}");
+    }
+}
+
+/// A function whose one reset is the Advanced Features capability's FLR (a conventional PCI
+/// function's FLR, which Linux's `pci_af_flr` uses where the PCI Express one is absent) is
+/// reset by its stop as one with a PCI Express FLR is. Before, the stop knew only the PCI
+/// Express FLR and PM's D3hot: the function kept its last driver's engine state
+/// (`ENGINE`) for its next owner.
+#[test]
+fn a_function_whose_only_reset_is_advanced_features_flr_is_reset() {
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_af_flr(endpoint(false));
+    e.boot();
+    let done = stop_function(&mut e, DISK_RID, Reset::Now).unwrap();
+    let f = e.get(DISK_RID);
+    assert_eq!((f.resets, f.f.get(ENGINE, 4)), (1, 0), "its last driver's engine state kept");
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::FLR | stop::RESTORED);
+    assert_eq!(f.command_at_flr.map(|c| c & reg::CMD_BUS_MASTER), Some(0), "reset while mastering");
+    assert_eq!(f.early, 0, "accessed before its 100 ms");
+    assert_eq!(f.f.get(reg::BAR0, 4), BAR0);
+    // Owed, as any reset is, where the client's ration says so.
+    let mut e = Endpoints::new(false);
+    *e.at(DISK_RID).unwrap() = with_af_flr(endpoint(false));
+    e.boot();
+    let done = stop_function(&mut e, DISK_RID, Reset::Owed).unwrap();
+    assert_eq!(done.0, stop::FUNCTION_OFF | stop::RESTORED | stop::RESET_OWED);
+    assert_eq!(e.get(DISK_RID).resets, 0);
 }

@@ -204,6 +204,17 @@ fn configured() -> (Owned, Nodes, [BridgeState; 7], pci::Census, Vec<Met>) {
     (owned, nodes, bridges, census, met)
 }
 
+/// `functions`, all on the root bus of `fab`, configured by the owner as at boot: what it
+/// found of each, and its view of the fabric afterwards.
+fn boot_on_root_bus<const N: usize>(fab: Fabric, functions: [PciFunctionConfig; N]) -> (Owned, [FunctionState; N]) {
+    let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
+    let mut o = Owned::new(fab, topo);
+    let mut states = [FunctionState::default(); N];
+    pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
+    o.booted(&states);
+    (o, states)
+}
+
 fn window(base: u64, limit: u64) -> Option<MemWindow> {
     Some(MemWindow { base, limit })
 }
@@ -579,11 +590,7 @@ fn a_function_whose_bars_were_not_placed_never_decodes() {
         function(1, 0x0018, 0x1020_0000, 0x10_0000),
         function(2, 0x0020, 0, 0),
     ];
-    let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
-    let mut o = Owned::new(fab, topo);
-    let mut states = [FunctionState::default(); 3];
-    pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
-    o.booted(&states);
+    let (mut o, states) = boot_on_root_bus(fab, functions);
     assert_eq!(
         states,
         [
@@ -907,11 +914,7 @@ fn a_function_whose_msi_stuck_at_boot_masters_once_a_stop_reads_it_off() {
         nodes.push(node);
     }
     let functions = [function(0, 0x0010, 0x1000_0000, 0x20_0000), function(1, 0x0018, 0x1020_0000, 0x20_0000)];
-    let topo = Topology { bridges: &[], functions: Box::leak(Box::new(functions)) };
-    let mut o = Owned::new(fab, topo);
-    let mut states = [FunctionState::default(); 2];
-    pci::configure(&mut o, topo, &mut [], &mut states, |_| {}).unwrap();
-    o.booted(&states);
+    let (mut o, states) = boot_on_root_bus(fab, functions);
     let stuck = FunctionState::MessagesStuck { bars: Ok(0x10_4000), control: 0x42, read: 0x0081 };
     assert_eq!(states, [stuck; 2]);
     let mut s = service_of(Box::leak(Box::new([device("a", 0x10, NET), device("b", 0x18, BLK)])));
@@ -937,4 +940,37 @@ fn a_function_whose_msi_stuck_at_boot_masters_once_a_stop_reads_it_off() {
             assert!(!o.fabric.dma_reaches_root(nodes[1]));
         }
     }
+}
+
+/// A function whose BAR does not take the address the owner writes (an address bit
+/// hard-wired to 1, which sizing cannot tell from a smaller BAR: all ones read back all
+/// ones there) is not placed: at boot the owner reads its BARs back before it turns Memory
+/// Space on, as it does when it places them again after a reset (`place_again`). Before,
+/// boot took the write on trust: the function decoded at 0x1030_0000, outside the window
+/// it was given (over the next function's, on a bus with no bridge window to stop it), and
+/// the console said "BARs placed".
+#[test]
+fn a_function_whose_bars_do_not_take_their_placement_never_decodes() {
+    let mut fab = Fabric::default();
+    let a = fab.add(Parent::Root, 2, 0, endpoint());
+    // One 1 MiB BAR (as sizing sees it), bit 20 of its address hard-wired to 1.
+    let mut b = Function::new(0x11e8_1234, 0);
+    b.set(0x3d, 1, 1);
+    b.set(0x10, 4, 0x0010_0000);
+    b.mask(0x10, 4, 0xffe0_0000);
+    let b = fab.add(Parent::Root, 3, 0, b);
+    let functions = [function(0, 0x0010, 0x1000_0000, 0x20_0000), function(1, 0x0018, 0x1020_0000, 0x10_0000)];
+    let (mut o, states) = boot_on_root_bus(fab, functions);
+    assert_eq!(states, [FunctionState::Placed(0x10_4000), FunctionState::BarsNotPlaced(BarError::NotTaken)]);
+    assert_eq!(u32::from(o.fabric.nodes[b].f.command()) & MEM, 0, "it decodes where it was not placed");
+    let mut s = service_of(Box::leak(Box::new([device("a", 0x10, NET), device("b", 0x18, BLK)])));
+    // Its driver gets Bus Master, never Memory Space, in every width that holds Command.
+    for width in [1, 2, 4] {
+        let reply = write(&mut s, &mut o, BLK, 1, 0x04, width, MEM | MASTER);
+        assert_eq!(reply, Reply::ok(&[u64::from(MASTER)]), "width {width}");
+    }
+    // Nothing answers at the address its BAR reads, outside its window; a decodes its own.
+    assert_eq!(o.fabric.nodes[b].f.bars(), [(0x1030_0000, 0x20_0000)]);
+    assert_eq!(o.fabric.memory(0x1030_0000), None);
+    assert_eq!(o.fabric.memory(0x1000_0000), Some(a));
 }

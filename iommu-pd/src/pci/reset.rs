@@ -22,7 +22,10 @@
 //!    Initiate Function Level Reset (Device Control, bit 15; 7.5.3.4) and wait 100 ms,
 //!    in which 6.6.2 lets the function finish its reset; then up to a second more for it
 //!    to answer configuration requests again (Vendor ID neither all ones nor the 0x0001
-//!    of a Configuration Request Retry Status). A function without FLR whose Power
+//!    of a Configuration Request Retry Status). A function without it whose Advanced
+//!    Features capability advertises FLR and Transactions Pending (a conventional PCI
+//!    function's FLR) is reset through that the same way, as Linux's `pci_af_flr` does.
+//!    A function with neither FLR whose Power
 //!    Management capability says a D3hot-to-D0 transition resets it (PMCSR's
 //!    No_Soft_Reset, bit 3, clear; PCI Bus Power Management 1.2, 3.2.4 and 5.4.1) is
 //!    reset that way instead, as Linux's `pci_pm_reset` does: D3hot, 10 ms (the D3hot
@@ -99,6 +102,17 @@ const DEVCAP_FLR: u32 = 1 << 28;
 const DEVCTL_BCR_FLR: u16 = 1 << 15;
 /// Device Status: Transactions Pending.
 const DEVSTA_TRPND: u16 = 1 << 5;
+/// The Advanced Features capability (PCI Advanced Capabilities ECN; Linux's `pci_regs.h`):
+/// its ID; AF Capabilities (8 bits, 3 in), with Transactions Pending and FLR; AF Control
+/// (4 in), with Initiate FLR; AF Status (5 in), with Transactions Pending.
+const CAP_AF: u8 = 0x13;
+const AF_CAP: u16 = 0x03;
+const AF_CAP_TP: u8 = 1 << 0;
+const AF_CAP_FLR: u8 = 1 << 1;
+const AF_CTRL: u16 = 0x04;
+const AF_CTRL_FLR: u32 = 1 << 0;
+const AF_STATUS: u16 = 0x05;
+const AF_STATUS_TP: u32 = 1 << 0;
 /// Interrupt Line (8 bits).
 const INTERRUPT_LINE: u16 = 0x3c;
 /// What a Vendor ID read returns while the function answers with Configuration Request
@@ -211,9 +225,15 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
     }
 
     // Its resets as boot recorded them, or as the list shows them now: a function that
-    // hides its FLR (or its PM capability) at its stop is reset all the same.
+    // hides its FLR (or its PM capability) at its stop is reset all the same. The PCI
+    // Express FLR first, then Advanced Features' (a conventional function's), then PM's
+    // D3hot, as Linux's `pci_reset_fn_methods` orders them.
     let now = BootCaps::of(cs, rid, caps)?;
-    let flr = boot.flr().or(now.flr());
+    let flr = match (boot.flr().or(now.flr()), boot.af_flr().or(now.af_flr())) {
+        (Some(exp), _) => Some(Flr::Express(exp)),
+        (None, Some(af)) => Some(Flr::AdvancedFeatures(af)),
+        (None, None) => None,
+    };
     let pm = match flr {
         Some(_) => None,
         None => boot.pm_reset().or(now.pm_reset()),
@@ -232,9 +252,10 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         }
         done |= if kept_placement(cs, rid, &saved, plan.as_ref())? { stop::RESET_IGNORED } else { stop::PM_RESET };
     }
-    if let Some(exp) = flr.filter(|_| reset == Reset::Now) {
+    if let Some(flr) = flr.filter(|_| reset == Reset::Now) {
         let mut waited = 0;
-        while read(cs, rid, exp + EXP_DEVSTA, 2)? as u16 & DEVSTA_TRPND != 0 {
+        let (status, width, pending) = flr.pending();
+        while read(cs, rid, status, width)? & pending != 0 {
             if waited >= PENDING_WAIT_MS {
                 done |= stop::PENDING;
                 break;
@@ -242,8 +263,7 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
             cs.wait_ms(POLL_MS);
             waited += POLL_MS;
         }
-        let control = read(cs, rid, exp + EXP_DEVCTL, 2)? as u16;
-        cs.write(rid, exp + EXP_DEVCTL, 2, u32::from(control | DEVCTL_BCR_FLR)).ok_or(fail)?;
+        flr.initiate(cs, rid)?;
         cs.wait_ms(FLR_WAIT_MS);
         if !answers(cs, rid)? {
             return Ok(Stopped(done | stop::FLR_LOST));
@@ -284,6 +304,37 @@ pub fn stop_function(cs: &mut dyn ConfigSpace, rid: u16, reset: Reset) -> Result
         done |= stop::FUNCTION_OFF;
     }
     Ok(Stopped(done))
+}
+
+/// A Function Level Reset, and where its registers are.
+#[derive(Debug, Clone, Copy)]
+enum Flr {
+    /// The PCI Express capability's, at this offset.
+    Express(u16),
+    /// The Advanced Features capability's, at this offset.
+    AdvancedFeatures(u16),
+}
+
+impl Flr {
+    /// The register that says Transactions Pending: (offset, width, its bit).
+    fn pending(self) -> (u16, u8, u32) {
+        match self {
+            Flr::Express(exp) => (exp + EXP_DEVSTA, 2, u32::from(DEVSTA_TRPND)),
+            Flr::AdvancedFeatures(af) => (af + AF_STATUS, 1, AF_STATUS_TP),
+        }
+    }
+
+    /// Initiate it.
+    fn initiate(self, cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), ErrorCode> {
+        let fail = ErrorCode::NoConfigSpace;
+        match self {
+            Flr::Express(exp) => {
+                let control = read(cs, rid, exp + EXP_DEVCTL, 2)? as u16;
+                cs.write(rid, exp + EXP_DEVCTL, 2, u32::from(control | DEVCTL_BCR_FLR)).ok_or(fail)
+            }
+            Flr::AdvancedFeatures(af) => cs.write(rid, af + AF_CTRL, 1, AF_CTRL_FLR).ok_or(fail),
+        }
+    }
 }
 
 /// Whether function `rid` (capability list `caps` now, its MSI and MSI-X at boot
@@ -393,13 +444,17 @@ pub struct BootCaps {
     /// The PM capability, if a D3hot-to-D0 transition resets the function (PMCSR's
     /// No_Soft_Reset clear).
     pm_reset: u16,
+    /// The Advanced Features capability, if it advertises FLR and Transactions Pending
+    /// (Linux's `pci_af_flr` asks for both).
+    af_flr: u16,
 }
 
 impl BootCaps {
     /// From function `rid`'s capability list `caps`, as it reads now.
     pub(super) fn of(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<BootCaps, ErrorCode> {
         let start = |id: u8| caps.iter().find(|c| c.id == id).map_or(0, |c| c.start);
-        let mut found = BootCaps { msi: start(reg::CAP_MSI), msix: start(reg::CAP_MSIX), flr: 0, pm_reset: 0 };
+        let mut found =
+            BootCaps { msi: start(reg::CAP_MSI), msix: start(reg::CAP_MSIX), flr: 0, pm_reset: 0, af_flr: 0 };
         let exp = start(reg::CAP_EXP);
         if exp != 0 && read(cs, rid, exp + EXP_DEVCAP, 4)? & DEVCAP_FLR != 0 {
             found.flr = exp;
@@ -409,7 +464,22 @@ impl BootCaps {
         if pm != 0 && read(cs, rid, pm + PM_CSR, 2)? as u16 & PM_NO_SOFT_RESET == 0 {
             found.pm_reset = pm;
         }
+        let af = start(CAP_AF);
+        let both = AF_CAP_TP | AF_CAP_FLR;
+        if af != 0 && read(cs, rid, af + AF_CAP, 1)? as u8 & both == both {
+            found.af_flr = af;
+        }
         Ok(found)
+    }
+
+    /// Whether `c` is the MSI or MSI-X capability recorded here (a function has at most
+    /// one of each, PCI Local Bus 3.0, 6.8; a second is not the driver's: `super::record`).
+    pub(super) fn is_message(self, c: &Cap) -> bool {
+        match c.id {
+            reg::CAP_MSI => c.start == self.msi,
+            reg::CAP_MSIX => c.start == self.msix,
+            _ => false,
+        }
     }
 
     /// Its MSI and MSI-X capabilities, as `messages_off` and `messages_on` take them (the
@@ -432,5 +502,9 @@ impl BootCaps {
 
     fn pm_reset(self) -> Option<u16> {
         (self.pm_reset != 0).then_some(self.pm_reset)
+    }
+
+    fn af_flr(self) -> Option<u16> {
+        (self.af_flr != 0).then_some(self.af_flr)
     }
 }

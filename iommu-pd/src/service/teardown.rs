@@ -99,6 +99,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // nothing was read off (`stop_answered`).
         if self.recover_function(d, pci).is_err() {
             self.devices[d].master_kept_off = Some(true);
+            // Nothing was done to it, so all of it is owed: RESUME puts it back, then
+            // stops and resets it, before it runs again.
+            self.devices[d].reset_owed = true;
             return Stopped::default();
         }
         let reset = match ration {
@@ -106,11 +109,14 @@ impl<'a, H: IommuHw> Service<'a, H> {
             _ => Reset::Now,
         };
         let start = pci.now_ms();
-        let done = self.stop_answered(d, crate::pci::stop_function(pci, rid, reset)).unwrap_or_default();
+        let result = crate::pci::stop_function(pci, rid, reset);
+        let undone = result.is_err();
+        let done = self.stop_answered(d, result).unwrap_or_default();
         self.reset_done(client, start, done, pci);
         self.lost_if_not_back(d, done);
-        // A teardown's reset (or a later STOP's) settles what an earlier STOP left owed.
-        self.devices[d].reset_owed = done.reset_owed();
+        // A teardown's reset (or a later STOP's) settles what an earlier STOP left owed; a
+        // stop that could do nothing (nothing answered) owes it all, as above.
+        self.devices[d].reset_owed = done.reset_owed() || undone;
         done
     }
 
@@ -242,13 +248,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
     pub fn client_ready(&mut self, client: usize) -> Result<()> {
         for d in 0..self.cfg.devices.len() {
             if self.cfg.devices[d].owner == client && self.devices[d].torn_down() {
-                // A restarted client finds its devices as the description has them.
-                self.devices[d].set_blocked(Blocks::STOPPED, false);
+                // A restarted client finds its devices as the description has them, but
+                // one whose function its teardown could not stop (away then) or reset
+                // stays stopped: back, it would master as its last client left it, in
+                // this one's address space. RESUME puts it back and resets it first.
+                let owed = self.devices[d].reset_owed;
+                self.devices[d].set_blocked(Blocks::STOPPED, owed);
                 self.settle(d)?;
                 // Its static maps while it is still blocked, as RESUME makes them: should
                 // one fail, the device stays torn down, and aborting.
                 self.make_static_maps(d)?;
-                if !self.devices[d].quarantined() {
+                if !self.devices[d].quarantined() && !owed {
                     self.enable_or_block(d)?;
                 }
                 // Only now: if anything above failed, the device is still torn down and
