@@ -452,6 +452,13 @@ fn a_map_whose_memory_would_wrap_is_refused() {
         assert_eq!(refused, err(ErrorCode::OutOfRange), "{offset:#x}+{len:#x}");
         assert_eq!(s.hw().pages, before.pages);
     }
+    // A fault just past that last page is placed at the region's last byte. (Before
+    // 2026-12-08 its address was the mapping's end, 2^64, less one: a test build panicked
+    // there, so the IOMMU PD would have, at its device's DMA; a release build's offset was
+    // 2^64 - 1 less the region's start.)
+    s.record_fault(FaultInput { stream: 0x18, iova: IOVA_BASE + 0x1000, write: false, kind: 0x10, now: 1 });
+    let r = *s.faults(BLK).unwrap().pending().next().unwrap();
+    assert_eq!((r.region, r.offset, r.near), (1, 0x7fff, 1));
     s.audit().unwrap();
 }
 
