@@ -426,6 +426,14 @@ fn teardown_blocks_and_unmaps() {
     assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
 }
 
+/// The test description with BLK's region (its capability: handle 0, all 64 KiB) in the
+/// last 32 KiB below 2^64, and 32 KiB past it.
+static TOP: [iommu_pd::RegionConfig; 4] = {
+    let mut r = REGIONS;
+    r[1] = iommu_pd::RegionConfig { name: "blk-buffers", pa: 0xffff_ffff_ffff_8000, size: 0x1_0000 };
+    r
+};
+
 /// A capability whose memory runs past 2^64 (no real description has one: the service
 /// takes regions as given): MAP takes its pages below 2^64 and refuses a range that would
 /// cross it, `OutOfRange`, changing nothing. (Before the capability's window was checked
@@ -434,13 +442,6 @@ fn teardown_blocks_and_unmaps() {
 /// overflowed.)
 #[test]
 fn a_map_whose_memory_would_wrap_is_refused() {
-    // BLK's region (its capability: handle 0, all 64 KiB) in the last 32 KiB below 2^64,
-    // and 32 KiB past it.
-    static TOP: [iommu_pd::RegionConfig; 4] = {
-        let mut r = REGIONS;
-        r[1] = iommu_pd::RegionConfig { name: "blk-buffers", pa: 0xffff_ffff_ffff_8000, size: 0x1_0000 };
-        r
-    };
     let cfg = iommu_pd::Config { regions: &TOP, ..config() };
     let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
     let last = Reply::ok(&[IOVA_BASE]);
@@ -471,11 +472,6 @@ fn a_map_whose_memory_would_wrap_is_refused() {
 /// covers. A GRANT of pages below 2^64 is made as before, and maps only those.
 #[test]
 fn a_grant_past_2_64_is_refused_and_widens_nothing() {
-    static TOP: [iommu_pd::RegionConfig; 4] = {
-        let mut r = REGIONS;
-        r[1] = iommu_pd::RegionConfig { name: "blk-buffers", pa: 0xffff_ffff_ffff_8000, size: 0x1_0000 };
-        r
-    };
     let cfg = iommu_pd::Config { regions: &TOP, ..config() };
     let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
     let grant = |offset, len| Request::Grant {
@@ -511,11 +507,6 @@ fn a_grant_past_2_64_is_refused_and_widens_nothing() {
 /// at the wrapped address, physical 0.
 #[test]
 fn a_capability_starting_past_2_64_is_refused_at_boot() {
-    static TOP: [iommu_pd::RegionConfig; 4] = {
-        let mut r = REGIONS;
-        r[1] = iommu_pd::RegionConfig { name: "blk-buffers", pa: 0xffff_ffff_ffff_8000, size: 0x1_0000 };
-        r
-    };
     static PAST: [iommu_pd::CapConfig; 4] = {
         let mut c = CAPS;
         c[2].offset = 0x8000;
