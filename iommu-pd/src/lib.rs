@@ -21,6 +21,7 @@ pub mod lines;
 pub mod model;
 pub mod pacing;
 pub mod pci;
+pub mod poll;
 pub mod reach;
 pub mod service;
 

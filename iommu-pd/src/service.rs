@@ -481,6 +481,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         for (i, c) in cfg.caps.iter().enumerate() {
             let region = cfg.regions.get(c.region).ok_or(ConfigError::BadCap(i))?;
             let end = c.offset.checked_add(c.len).ok_or(ConfigError::BadCap(i))?;
+            // As for a static map: a start that does not fit in 64 bits wrapped to physical 0.
+            let pa = region.pa.checked_add(c.offset).ok_or(ConfigError::BadCap(i))?;
             let owned = s.devices_of(c.client);
             if c.client >= cfg.clients.len() || end > region.size || c.devices & !owned != 0 || !c.rights.is_valid() {
                 return Err(ConfigError::BadCap(i));
@@ -488,7 +490,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             s.caps[i] = Some(Cap {
                 holder: c.client as u16,
                 region: c.region as u16,
-                pa: region.pa + c.offset,
+                pa,
                 len: c.len,
                 rights: c.rights,
                 devices: c.devices,

@@ -426,6 +426,14 @@ fn teardown_blocks_and_unmaps() {
     assert!(matches!(map(&mut s, NET, 0, 0, 0, 0x1000, None, Rights::READ), Reply::Ok { .. }));
 }
 
+/// The test description with BLK's region (its capability: handle 0, all 64 KiB) in the
+/// last 32 KiB below 2^64, and 32 KiB past it.
+static TOP: [iommu_pd::RegionConfig; 4] = {
+    let mut r = REGIONS;
+    r[1] = iommu_pd::RegionConfig { name: "blk-buffers", pa: 0xffff_ffff_ffff_8000, size: 0x1_0000 };
+    r
+};
+
 /// A capability whose memory runs past 2^64 (no real description has one: the service
 /// takes regions as given): MAP takes its pages below 2^64 and refuses a range that would
 /// cross it, `OutOfRange`, changing nothing. (Before the capability's window was checked
@@ -434,13 +442,6 @@ fn teardown_blocks_and_unmaps() {
 /// overflowed.)
 #[test]
 fn a_map_whose_memory_would_wrap_is_refused() {
-    // BLK's region (its capability: handle 0, all 64 KiB) in the last 32 KiB below 2^64,
-    // and 32 KiB past it.
-    static TOP: [iommu_pd::RegionConfig; 4] = {
-        let mut r = REGIONS;
-        r[1] = iommu_pd::RegionConfig { name: "blk-buffers", pa: 0xffff_ffff_ffff_8000, size: 0x1_0000 };
-        r
-    };
     let cfg = iommu_pd::Config { regions: &TOP, ..config() };
     let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
     let last = Reply::ok(&[IOVA_BASE]);
@@ -452,7 +453,69 @@ fn a_map_whose_memory_would_wrap_is_refused() {
         assert_eq!(refused, err(ErrorCode::OutOfRange), "{offset:#x}+{len:#x}");
         assert_eq!(s.hw().pages, before.pages);
     }
+    // A fault just past that last page is placed at the region's last byte. (Before
+    // 2026-12-08 its address was the mapping's end, 2^64, less one: a test build panicked
+    // there, so the IOMMU PD would have, at its device's DMA; a release build's offset was
+    // 2^64 - 1 less the region's start.)
+    s.record_fault(FaultInput { stream: 0x18, iova: IOVA_BASE + 0x1000, write: false, kind: 0x10, now: 1 });
+    let r = *s.faults(BLK).unwrap().pending().next().unwrap();
+    assert_eq!((r.region, r.offset, r.near), (1, 0x7fff, 1));
     s.audit().unwrap();
+}
+
+/// GRANT of the part of such a capability past 2^64: there is no memory there, and the
+/// derived capability's address (the root's plus the offset) would not fit in 64 bits.
+/// Refused `OutOfRange`, nothing made. Before (found 2026-12-08), the address was added
+/// unchecked: a test build panicked there (a panic in the IOMMU PD fails the SMMU closed,
+/// so a client's GRANT took the service down), and a release build, as the images are,
+/// wrapped it to physical 0: a receiver mapping the grant reached memory no capability
+/// covers. A GRANT of pages below 2^64 is made as before, and maps only those.
+#[test]
+fn a_grant_past_2_64_is_refused_and_widens_nothing() {
+    let cfg = iommu_pd::Config { regions: &TOP, ..config() };
+    let mut s = Service::new(ModelHw::default(), cfg, storage()).unwrap();
+    let grant = |offset, len| Request::Grant {
+        cap: Handle(0),
+        to: ClientId(NET as u32),
+        offset,
+        len,
+        rights: Rights::READ,
+        devices: 0b1,
+    };
+    for (offset, len) in [(0x8000, 0x8000), (0x8000, 0x1000), (0xf000, 0x1000)] {
+        let reply = call(&mut s, BLK, grant(offset, len));
+        if let Reply::Ok { values, .. } = reply {
+            // What the receiver's device then reaches through it, for the message.
+            map(&mut s, NET, values[1] as u32, 0, 0, len, None, Rights::READ);
+        }
+        let reached: Vec<_> = s.hw().reachable(0).values().map(|p| p.0).collect();
+        assert!(reached.is_empty(), "{offset:#x}+{len:#x}: the nic reaches {reached:x?}");
+        assert_eq!(reply, err(ErrorCode::OutOfRange), "{offset:#x}+{len:#x}");
+    }
+    // Below 2^64: made, and maps its last page there, not one past it.
+    let Reply::Ok { values, .. } = call(&mut s, BLK, grant(0x7000, 0x2000)) else { panic!("refused") };
+    let h = values[1] as u32;
+    assert_eq!(map(&mut s, NET, h, 0, 0, 0x1000, None, Rights::READ), Reply::ok(&[IOVA_BASE]));
+    assert_eq!(map(&mut s, NET, h, 0, 0x1000, 0x1000, None, Rights::READ), err(ErrorCode::OutOfRange));
+    assert_eq!(s.hw().reachable(0).values().map(|p| p.0).collect::<Vec<_>>(), [0xffff_ffff_ffff_f000]);
+    s.audit().unwrap();
+}
+
+/// A description's capability whose start (its region's address plus its offset) does not
+/// fit in 64 bits is refused at boot, as such a static map is: before (found 2026-12-08)
+/// the sum was unchecked, a test build panicked, and a release build's capability started
+/// at the wrapped address, physical 0.
+#[test]
+fn a_capability_starting_past_2_64_is_refused_at_boot() {
+    static PAST: [iommu_pd::CapConfig; 4] = {
+        let mut c = CAPS;
+        c[2].offset = 0x8000;
+        c[2].len = 0x8000;
+        c
+    };
+    let cfg = iommu_pd::Config { regions: &TOP, caps: &PAST, ..config() };
+    let refused = Service::new(ModelHw::default(), cfg, storage()).err();
+    assert_eq!(refused, Some(iommu_pd::ConfigError::BadCap(2)));
 }
 
 #[test]

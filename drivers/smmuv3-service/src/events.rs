@@ -89,15 +89,20 @@ pub fn pump<M: Mmio, S: EventSink<M>, const N: usize>(sink: &mut S, wired: bool,
 /// A fault is a translation fault (`Event::fault`), or a record of a transaction the device
 /// itself chose to send that the SMMU refused: F_UUT, F_BAD_ATS_TREQ (an ATS translation
 /// request), F_TRANSL_FORBIDDEN (an ATS-translated transaction where ATS is not enabled)
-/// and E_PAGE_REQUEST (IHI 0070 7.3). A device on a stream that translates can send those
-/// at will, as fast as faulting DMA, and each is a record in the queue every device shares:
-/// counted only as stream events, they counted towards no storm and no overflow, so a
-/// device flooding them was never quarantined. Records its configuration causes (C_BAD_STE,
-/// F_CD_FETCH...) stay stream events: the device did not choose them. So, for now, does
-/// C_BAD_SUBSTREAMID, though a device sending a SubstreamID on a stream with none causes
-/// it: a flood of those still counts towards no storm.
+/// and E_PAGE_REQUEST (IHI 0070 7.3), and C_BAD_SUBSTREAMID: a SubstreamID (PCIe PASID)
+/// on a stream with none, which every stream here is (the driver's STEs have S1CDMax = 0,
+/// or no stage 1), so only the device can cause it. A device on a stream that translates
+/// can send those at will, as fast as faulting DMA, and each is a record in the queue every
+/// device shares: counted only as stream events, they counted towards no storm and no
+/// overflow, so a device flooding them was never quarantined. Records its configuration
+/// causes (C_BAD_STE, F_CD_FETCH...) stay stream events: the device did not choose them.
+/// C_BAD_SUBSTREAMID carries no address (IHI 0070 7.3.4): its fault is at IOVA 0, a read.
 pub fn fault_input(e: &Event, now: u64) -> Option<iommu_pd::FaultInput> {
     use iommu_protocol::faults::kind;
+    if let Event::BadSubstreamId { sid, .. } = e {
+        let kind = u32::from(smmuv3::event::id::C_BAD_SUBSTREAMID);
+        return Some(iommu_pd::FaultInput { stream: sid.0, iova: 0, write: false, kind, now });
+    }
     let (txn, kind) = match e {
         Event::Translation(f) => (f.txn, kind::F_TRANSLATION),
         Event::Permission(f) => (f.txn, kind::F_PERMISSION),

@@ -42,6 +42,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if len == 0 || offset % PAGE != 0 || len % PAGE != 0 || end > cap.len {
             return Err(ErrorCode::OutOfRange);
         }
+        // A capability described past 2^64 has no memory there to lend: unchecked, the
+        // sum wrapped (a release build's) and the grant named physical 0 on.
+        let pa = cap.pa.checked_add(offset).ok_or(ErrorCode::OutOfRange)?;
         let owned = self.devices_of(to);
         if devices == 0 || devices & !owned != 0 {
             return Err(ErrorCode::BadDevice);
@@ -71,7 +74,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         self.caps[child] = Some(Cap {
             holder: to as u16,
             region: cap.region,
-            pa: cap.pa + offset,
+            pa,
             len,
             rights,
             devices,

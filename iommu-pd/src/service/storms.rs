@@ -263,7 +263,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
                 } else if f.iova < m.iova {
                     m.pa
                 } else {
-                    m.pa + m.len() - 1
+                    // (Its last byte: a mapping may end at 2^64, `MapWindow`.)
+                    m.pa + (m.len() - 1)
                 };
                 region = reg as u32;
                 offset = at - base;

@@ -20,6 +20,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use iommu_pd::lines::{self, Budget, LineLimit, Lines, Unsaid, Verdict};
+use iommu_pd::poll::PollTimer;
 use iommu_pd::{FaultPolicy, RegionConfig, Routed, Service};
 use sel4_microkit::{
     debug_println, memory_region_symbol, protection_domain, with_msg_regs, with_msg_regs_mut, Channel, Child, Handler,
@@ -259,6 +260,7 @@ fn init() -> IommuPd {
     match start(regs) {
         Ok(service) => {
             debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
+            let mut poll = PollTimer::default();
             match (irqs::WIRED, irqs::TIMER) {
                 (true, true) => {
                     debug_println!("iommu: SMMU interrupts wired; the timer wakes this PD when records are left")
@@ -271,8 +273,11 @@ fn init() -> IommuPd {
                         "iommu: no SMMU interrupt wired here: polling the event queue every {} ms",
                         POLL_US / 1000
                     );
-                    if let Some(timer) = &irqs::PHYSICAL_TIMER {
-                        timer.set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
+                    if let (Some(timer), Some(at)) = (
+                        &irqs::PHYSICAL_TIMER,
+                        poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)),
+                    ) {
+                        timer.set_deadline(at);
                     }
                 }
                 (false, false) => {
@@ -291,6 +296,7 @@ fn init() -> IommuPd {
                 stops_reported: [0; policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
                 wake_ups: Default::default(),
+                poll,
             }
         }
         Err(why) => {
@@ -327,6 +333,7 @@ fn init() -> IommuPd {
                 stops_reported: [0; policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
                 wake_ups: Default::default(),
+                poll: PollTimer::default(),
             }
         }
     }
@@ -448,6 +455,8 @@ struct IommuPd {
     restarts: [u8; policy::CLIENTS.len()],
     /// This PD's own wake-ups, timed.
     wake_ups: wake_ups::WakeUps,
+    /// The timer's deadline while it polls the SMMU (`iommu_pd::poll`).
+    poll: PollTimer,
 }
 
 impl Handler for IommuPd {
@@ -499,7 +508,7 @@ impl IommuPd {
             // Every fault the SMMU recorded, routed to its device's owner (`notify`: the
             // clients to tell, told even when the pass ended in the SMMU failing, which
             // the backend then failed closed: their records are in their rings).
-            let (notify, failed) = backend::take_faults(service);
+            let (notify, failed) = backend::take_faults(service, &mut self.poll);
             report_faults(service, notify, &mut self.faults);
             if failed {
                 self.fail_service();
@@ -910,6 +919,7 @@ impl IommuPd {
         let why = backend::why_failed(service.hw_mut());
         if let Some(timer) = &irqs::PHYSICAL_TIMER {
             timer.stop();
+            self.poll.set(None);
         }
         let down = Down { why, closed };
         debug_println!("iommu: NOT SERVING: {down}");

@@ -16,6 +16,7 @@
 use core::fmt;
 use core::ptr::NonNull;
 
+use iommu_pd::poll::PollTimer;
 use sel4_microkit::{debug_println, var, Channel, ChannelSet};
 use smmuv2::mmio::{reg, Mmio, MmioRegisters};
 use smmuv2::{Config, Fault, Implementation, Memory, Smmu};
@@ -232,7 +233,7 @@ pub fn ack_interrupts() {
 /// bank's), routing each to its device's owner; the clients to notify, and whether the
 /// SMMU failed in the pass (a global fault of its own configuration, `smmuv2::Failure`). Without
 /// the interrupt, or while the global interrupt is paced, the timer polls again.
-pub fn take_faults(service: &mut Svc) -> (u64, bool) {
+pub fn take_faults(service: &mut Svc, poll: &mut PollTimer) -> (u64, bool) {
     // One time stamp for the pass: the registers carry none, and what the storm window
     // needs is when this PD learnt of them.
     let now = generic_timer::ticks();
@@ -253,9 +254,13 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     // that passed keeps its (level) interrupt asserted.
     if let Some(timer) = &irqs::PHYSICAL_TIMER {
         if !irqs::WIRED || service.hw_mut().poll_owed() {
-            timer.set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US));
+            // Within the period, not a period from now (`iommu_pd::poll`).
+            if let Some(at) = poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)) {
+                timer.set_deadline(at);
+            }
         } else {
             timer.stop();
+            poll.set(None);
         }
     }
     // A global fault of the SMMU's own configuration fails it closed in the drain.

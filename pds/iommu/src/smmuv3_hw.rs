@@ -5,6 +5,7 @@
 use core::fmt;
 use core::ptr::NonNull;
 
+use iommu_pd::poll::PollTimer;
 use iommu_pd::Routed;
 use sel4_microkit::{debug_println, Channel, ChannelSet};
 use smmuv3::{Bound, Config, Memory, MmioRegisters, Smmu, StreamId};
@@ -227,7 +228,7 @@ pub fn ack_interrupts() {
 /// Drain the event queue, routing each fault; the clients to notify (those whose rings
 /// took a record or a loss), and whether the SMMU failed in the pass (the driver failed
 /// it closed). Sets the timer for the next wake-up.
-pub fn take_faults(service: &mut Svc) -> (u64, bool) {
+pub fn take_faults(service: &mut Svc, poll: &mut PollTimer) -> (u64, bool) {
     // One time stamp for the drain: the records carry none, what the storm window needs
     // is when the IOMMU PD learnt of them, and `events_lost` tells a drain's records by it.
     let mut sink = Faults { service, notify: 0, now: generic_timer::ticks() };
@@ -251,9 +252,21 @@ pub fn take_faults(service: &mut Svc) -> (u64, bool) {
     }
     if let Some(timer) = &irqs::PHYSICAL_TIMER {
         match pass.rearm {
-            Rearm::Now => timer.set_deadline(0),
-            Rearm::Poll => timer.set_deadline(generic_timer::ticks() + generic_timer::ticks_from_us(POLL_US)),
-            Rearm::Interrupt | Rearm::Stop => timer.stop(),
+            Rearm::Now => {
+                timer.set_deadline(0);
+                poll.set(Some(0));
+            }
+            // A poll within the period, not a period from now: every wake-up comes here,
+            // a client's notification too (`iommu_pd::poll`).
+            Rearm::Poll => {
+                if let Some(at) = poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)) {
+                    timer.set_deadline(at);
+                }
+            }
+            Rearm::Interrupt | Rearm::Stop => {
+                timer.stop();
+                poll.set(None);
+            }
         }
     }
     (sink.notify, pass.failure.is_some())
