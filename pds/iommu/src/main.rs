@@ -205,8 +205,10 @@ fn smmu_regs() -> NonNull<u8> {
 /// abort, and it has no parent to restart it): every device's DMA aborts, as when the SMMU
 /// fails (`backend::fail_closed`), and every client is told (`faults::panicked`: the
 /// SERVICE_FAILED record, the ring's `failed` word with what failing closed confirmed, and
-/// a notification). Before (found 2026-12-07), a panic left the SMMU serving every mapping
-/// as it was, with no one left to remove any, and no client was told.
+/// a notification), and the client whose call it was serving, if any, is answered
+/// `SERVICE_FAILED` (before, it stayed blocked in that call for good). Before (found
+/// 2026-12-07), a panic left the SMMU serving every mapping as it was, with no one left to
+/// remove any, and no client was told.
 fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
     // sel4-panicking without thread-local storage (this target) calls the hook again on a
     // panic inside it; once is all it gets, and the abort follows the second.
@@ -226,20 +228,48 @@ fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
     }
     // SAFETY: as above, the service's reference to the rings is never used again.
     tell_clients(iommu_pd::faults::panicked(unsafe { fault_rings() }, closed.is_ok()));
+    // Last: a client's call this PD was serving is answered, or its caller would stay
+    // blocked in it for good. This PD is passive and runs on that caller's scheduling
+    // context, which the reply gives back (seL4's MCS `doReplyTransfer`, `reply_remove`),
+    // so this PD never runs again after it: not even its abort, and it faults no more.
+    // Only a client's call (`protected`): the reply object also holds a faulting child's
+    // message in `fault`, and a reply with a label there would restart it.
+    if SERVING_CALL.load(core::sync::atomic::Ordering::Relaxed) {
+        let failed = iommu_protocol::ErrorCode::ServiceFailed;
+        debug_println!("iommu: PANICKED in a client's call: answering it {failed}");
+        send_without_ipc_buffer(REPLY_CAP, failed as u64);
+    }
 }
 
-/// seL4_Signal on client `client`'s channel, as rust-sel4's own `sys_send_null` makes it
-/// (sel4-sys, aarch64), without the IPC buffer a signal does not use. Not
-/// `Channel::notify`: a panic inside one of rust-sel4's borrows of the IPC buffer (a fault
-/// message decoded, a message register read) leaves it borrowed for good, and `notify`
-/// borrows it too, so the panic hook would panic there and no client would be told.
+/// Whether this PD is serving a client's call (`protected`), whose caller waits in it.
+static SERVING_CALL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The reply object Microkit gives every PD, at slot 4 of its CSpace (rust-sel4's
+/// `sel4-microkit/base/src/ipc.rs`, `REPLY_CAP`, private there): where the caller of the
+/// call being served waits. seL4's Send on it with no caller waiting does nothing
+/// (`doReplyTransfer`: "nothing to do").
+const REPLY_CAP: u64 = 4;
+
+/// seL4_Signal on client `client`'s channel, without the IPC buffer a signal does not use
+/// (`send_without_ipc_buffer`).
 fn signal_without_ipc_buffer(client: usize) {
-    let cptr = Channel::new(client + 1).notification().cptr().bits();
-    // SAFETY: seL4's Send of an empty message to a notification capability, which is a
-    // signal: the kernel reads the capability in x0 and the message info in x1 (0: no
-    // label, no registers) and touches no memory of this PD's.
+    send_without_ipc_buffer(Channel::new(client + 1).notification().cptr().bits(), 0);
+}
+
+/// seL4_Send of a message with `label` and no registers to capability `cptr`, as
+/// rust-sel4's own `sys_send_null` makes it (sel4-sys, aarch64), without the IPC buffer:
+/// to a notification it is a signal, to a reply object a reply. Not rust-sel4's
+/// `Channel::notify` or `reply`: a panic inside one of rust-sel4's borrows of the IPC
+/// buffer (a fault message decoded, a message register read) leaves it borrowed for good,
+/// and those borrow it too, so the panic hook would panic there and no one would be told.
+fn send_without_ipc_buffer(cptr: u64, label: u64) {
+    // seL4_MessageInfo: the label above bit 12; no caps, no registers (length 0), so the
+    // kernel copies no message register and reads no IPC buffer.
+    let info = label << 12;
+    // SAFETY: seL4's Send: the kernel reads the capability in x0 and the message info in
+    // x1 and, with no registers and no caps, touches no memory of this PD's.
     unsafe {
-        core::arch::asm!("svc 0", in("x7") sel4::sys::syscall_id::Send as u64, in("x0") cptr, in("x1") 0u64);
+        core::arch::asm!("svc 0", in("x7") sel4::sys::syscall_id::Send as u64, in("x0") cptr, in("x1") info);
     }
 }
 
@@ -474,8 +504,15 @@ impl Handler for IommuPd {
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        use core::sync::atomic::Ordering::Relaxed;
         let began = wake_ups::now();
+        SERVING_CALL.store(true, Relaxed);
+        #[cfg(feature = "inject-panic-in-call")]
+        if client_of(channel).is_some() && msg_info.label() == iommu_protocol::Op::Unmap as u64 {
+            panic!("injected in a client's UNMAP call (feature inject-panic-in-call, images/iommu-panic-call.xml)");
+        }
         let r = self.on_protected(channel, msg_info);
+        SERVING_CALL.store(false, Relaxed);
         self.wake_ups.ended(began);
         r
     }
