@@ -665,7 +665,48 @@ fn acknowledge_stale_errors(regs: &impl Mmio) {
 /// running SMMU keeps its stream table) and `Err(NoGlobalAbort)` (or the `Timeout` of the
 /// GBPA update) says that DMA is not known to be stopped.
 pub fn fail_closed(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
-    close(regs, bound, false)
+    fail_closed_knowing(regs, bound, Known::NOTHING)
+}
+
+/// What a driver had established that failing its SMMU closed again without it must not
+/// lose (the IOMMU PD's panic hook has the registers, not the driver, which may be in the
+/// middle of anything): `Smmu::known`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Known {
+    /// `init` read SMMU_GBPA.ABORT back set (`Smmu::gbpa_aborts`).
+    pub gbpa_aborts: bool,
+    /// The driver failed the SMMU closed already, with every transaction aborting
+    /// (`Smmu::failure` is `Some(Ok(()))`).
+    pub closed: bool,
+}
+
+impl Known {
+    /// Nothing: an SMMU no `init` of this driver brought up.
+    pub const NOTHING: Known = Known { gbpa_aborts: false, closed: false };
+
+    /// As two bits, for a static the panic hook reads.
+    pub const fn bits(self) -> u8 {
+        self.gbpa_aborts as u8 | (self.closed as u8) << 1
+    }
+
+    /// From `bits`.
+    pub const fn from_bits(bits: u8) -> Known {
+        Known { gbpa_aborts: bits & 1 != 0, closed: bits & 2 != 0 }
+    }
+}
+
+/// `fail_closed` by a caller that knows what the driver had established (`known`): a
+/// GBPA update that never completes still disables the SMMU when `init` read ABORT back
+/// set, as the driver's own failure path does (GBPA changes only through an update, so
+/// that ABORT is still in effect); and an SMMU the driver had already failed closed with
+/// every transaction aborting stays reported so, since nothing here can undo it (GBPA.ABORT
+/// set again, SMMUEN = 0 only with ABORT in effect). Without GBPA (`gbpa_aborts` false) it
+/// is `fail_closed`: a disable would pass everything.
+pub fn fail_closed_knowing(regs: &impl Mmio, bound: Bound, known: Known) -> Result<(), Error> {
+    match close(regs, bound, known.gbpa_aborts) {
+        Err(_) if known.closed => Ok(()),
+        closed => closed,
+    }
 }
 
 /// `fail_closed` on an SMMU whose GBPA.ABORT `init` read back set (`gbpa_aborts`), or
@@ -1444,6 +1485,12 @@ impl<M: Mmio> Smmu<M> {
     /// later `init`), incoming transactions would abort rather than bypass.
     pub fn gbpa_aborts(&self) -> bool {
         self.gbpa_aborts
+    }
+
+    /// What this driver has established, for a caller that may have to fail the SMMU
+    /// closed again without it (`fail_closed_knowing`).
+    pub fn known(&self) -> Known {
+        Known { gbpa_aborts: self.gbpa_aborts, closed: self.failure() == Some(Ok(())) }
     }
 
     /// Counters.

@@ -422,3 +422,60 @@ fn an_escalation_whose_gbpa_write_never_completes_still_disables_with_abort_in_e
     }
     assert_eq!(m.violations(), Vec::<&str>::new());
 }
+
+/// What the IOMMU PD's panic hook does, with the registers and not the driver: fail the
+/// SMMU closed again, knowing what the driver had established (`Smmu::known`).
+fn as_the_panic_hook(smmu: &Smmu<SmmuModel>) -> Result<(), Error> {
+    smmuv3::fail_closed_knowing(smmu.regs(), smmuv3::Bound::Polls(1000), smmu.known())
+}
+
+/// The IOMMU PD panics while serving, its SMMU's GBPA update no longer completing (an SMMU
+/// that hangs): `init` read GBPA.ABORT back set, so ABORT is still in effect and the hook
+/// disables the SMMU, as the driver's own failure path does
+/// (`a_gbpa_update_that_never_completes_in_the_escalation_still_fails_the_smmu_closed`).
+/// Failing before (the hook's `fail_closed` passed `gbpa_aborts = false`): the hook stopped
+/// at the GBPA timeout, left SMMUEN set and said DMA was not known to be stopped, and the
+/// device still reached its mapped page.
+#[test]
+fn a_panic_hook_on_a_hung_gbpa_disables_the_smmu_on_the_abort_init_saw() {
+    let (smmu, _) = running();
+    smmu.regs().gbpa_busy_for(u32::MAX);
+    assert_eq!(as_the_panic_hook(&smmu), Ok(()));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    for (sid, iova) in [(SID, 0x1000), (0, 0)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+    assert_eq!(m.violations(), Vec::<&str>::new(), "no GBPA write while UPDATE was 1");
+}
+
+/// Without GBPA (QEMU 7.2) knowing changes nothing: the hook leaves the SMMU enabled on
+/// its table (disabled, it would pass everything) and says DMA is not known to be stopped.
+#[test]
+fn a_panic_hook_without_gbpa_leaves_the_smmu_enabled_and_says_so() {
+    let (smmu, _) = running_without_gbpa();
+    assert_eq!(as_the_panic_hook(&smmu), Err(Error::NoGlobalAbort));
+    assert_eq!(smmu.regs().reg(reg::CR0ACK) & SMMUEN, SMMUEN);
+}
+
+/// The IOMMU PD panics after the driver failed the SMMU closed with every transaction
+/// aborting (a slow SMMU's disable never acknowledged, then its last invalidation
+/// completed), and the hook's own disable is not acknowledged either: what the driver
+/// confirmed still holds (the hook sets GBPA.ABORT again and clears SMMUEN, neither of
+/// which lets anything through), every stream aborts, and the hook says so. Failing
+/// before: the hook returned the disable's `Timeout`, and the clients' rings were told
+/// DMA was not known to be stopped after the driver had confirmed it was.
+#[test]
+fn a_panic_hook_after_a_confirmed_failure_keeps_it_confirmed() {
+    let (mut smmu, d) = running();
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    slow_and_failed(&mut smmu, d, 1500);
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    assert_eq!(as_the_panic_hook(&smmu), Ok(()));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "the hook's disable never took either");
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+}

@@ -221,7 +221,7 @@ fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
     // SAFETY: panics abort (pds/Cargo.toml): nothing that was under way when this PD
     // panicked ever runs again, so the driver's register accesses are over for good and
     // this is the only one from now on.
-    let closed = unsafe { backend::fail_closed(regs) };
+    let closed = unsafe { backend::fail_closed(regs, KNOWN.load(core::sync::atomic::Ordering::Relaxed)) };
     match &closed {
         Ok(()) => debug_println!("iommu: PANICKED: {}: every device's DMA aborts", backend::CLOSED),
         Err(e) => debug_println!("iommu: PANICKED: DMA NOT KNOWN TO BE STOPPED: {e}"),
@@ -239,6 +239,19 @@ fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
         debug_println!("iommu: PANICKED in a client's call: answering it {failed}");
         send_without_ipc_buffer(REPLY_CAP, failed as u64);
     }
+}
+
+/// What the driver has established (`backend::known`: on an SMMUv3, whether `init` read
+/// GBPA.ABORT back set and whether a failure was failed closed with every transaction
+/// aborting), kept for the panic hook, which has the registers and not the driver: without
+/// it, the hook stopped at a GBPA update that never completes and left the SMMU enabled,
+/// where the driver's own failure path disables it, and said DMA was not known to be
+/// stopped after the driver had confirmed that it was.
+static KNOWN: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// Keep what the driver has established for the panic hook (`KNOWN`).
+pub(crate) fn remember_known(known: u8) {
+    KNOWN.store(known, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Whether this PD is serving a client's call (`protected`), whose caller waits in it.
@@ -331,7 +344,7 @@ fn init() -> IommuPd {
             // is harmless).
             // SAFETY: `start` has returned, and the driver and register access it made are
             // gone with it: this is the only access to the registers from now on.
-            let closed = unsafe { backend::fail_closed(regs) };
+            let closed = unsafe { backend::fail_closed(regs, KNOWN.load(core::sync::atomic::Ordering::Relaxed)) };
             debug_println!("iommu: NOT SERVING: {why}");
             match closed {
                 Ok(()) => debug_println!("iommu: {}: every device's DMA aborts", backend::CLOSED),
@@ -943,6 +956,7 @@ impl IommuPd {
     /// now aborts (the driver's `failure`).
     fn fail_service(&mut self) {
         let Some(mut service) = self.service.take() else { return };
+        remember_known(backend::known(service.hw_mut()));
         let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
         let why = backend::why_failed(service.hw_mut());
         if let Some(timer) = &irqs::PHYSICAL_TIMER {

@@ -153,9 +153,17 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
 ///
 /// # Safety
 /// No other access to the registers at `regs` may be live.
-pub unsafe fn fail_closed(regs: NonNull<u8>) -> Result<(), Error> {
+/// `known` is the SMMUv3's (`smmuv3::Known`): an MMU-500 has no GBPA, and its steps only
+/// narrow what a device reaches, so it fails closed the same way whatever came before.
+pub unsafe fn fail_closed(regs: NonNull<u8>, known: u8) -> Result<(), Error> {
+    let _ = known;
     // SAFETY: the caller's contract.
     smmuv2::fail_closed(&unsafe { registers(regs) }, POLL_LIMIT)
+}
+
+/// Nothing the MMU-500's `fail_closed` uses.
+pub fn known(_: &mut Hw) -> u8 {
+    0
 }
 
 /// What the SMMU does with `stream`, read back from its registers: the stream match
