@@ -2119,6 +2119,17 @@ impl<M: Mmio> Smmu<M> {
         self.cmdq.failed
     }
 
+    /// What failing the SMMU closed gave, for a caller that stops using it: the
+    /// `failure` the driver recorded, or, where it recorded none (a caller that gives up
+    /// on an SMMU the driver still takes for working), the SMMU failed closed now, as
+    /// SFM_ERR fails it (every STE aborting, GBPA.ABORT, SMMUEN = 0, the last
+    /// invalidation where the disable is not known to have taken). Never `Ok` for an SMMU
+    /// left translating; from then on every operation is refused, as after any failure.
+    pub fn fail_closed_now(&mut self) -> Result<(), Error> {
+        self.cmdq.fail(&self.regs);
+        self.cmdq.failed.unwrap_or(Err(Error::ServiceFailure))
+    }
+
     /// Whether the failure (`failure`) is an SMMU that stopped answering: waits on its
     /// command queue timed out twice in a row with no CMD_SYNC completed between them.
     pub fn unanswered(&self) -> bool {

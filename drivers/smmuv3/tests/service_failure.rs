@@ -479,3 +479,48 @@ fn a_panic_hook_after_a_confirmed_failure_keeps_it_confirmed() {
         assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
     }
 }
+
+/// The IOMMU PD stops serving on an SMMU whose driver recorded no failure (a path that
+/// gives up on the SMMU on its own): what it tells the clients is what failing closed now
+/// gave, and every stream aborts. Failing with the PD's expression before,
+/// `failure().unwrap_or(Ok(()))`, in `fail_closed_now`'s place: `Ok`, said as "every
+/// device's DMA aborts", with the device still reaching its mapped page.
+#[test]
+fn stopping_on_an_smmu_the_driver_has_not_failed_fails_it_closed_before_saying_so() {
+    let (mut smmu, _) = running();
+    assert_eq!(smmu.failure(), None);
+    assert_eq!(smmu.fail_closed_now(), Ok(()));
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    for (sid, iova) in [(SID, 0x1000), (0, 0)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+}
+
+/// The same without GBPA (QEMU 7.2): the SMMU stays enabled (disabled, it would pass
+/// everything), every STE aborting, and the last invalidation, which the model's working
+/// queue completes, leaves nothing cached in use: every stream aborts, the verdict `Ok`
+/// for that reason alone. Failing before as above: `Ok` with both streams reaching.
+#[test]
+fn stopping_on_an_smmu_without_gbpa_leaves_it_enabled_with_every_stream_aborting() {
+    let (mut smmu, d) = running_without_gbpa();
+    smmu.attach(StreamId(SID + 1), d).unwrap();
+    assert_eq!(smmu.fail_closed_now(), Ok(()));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "left enabled");
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+}
+
+/// After a failure the driver recorded, its verdict stands and nothing is written again.
+#[test]
+fn stopping_after_a_recorded_failure_keeps_its_verdict_and_writes_nothing() {
+    let (mut smmu, _) = running_without_gbpa();
+    smmu.regs().enter_service_failure();
+    assert_eq!(smmu.check_global_errors(), Err(Error::ServiceFailure));
+    let writes = smmu.regs().register_writes().len();
+    assert_eq!(smmu.fail_closed_now(), smmu.failure().unwrap());
+    assert_eq!(smmu.regs().register_writes().len(), writes);
+}

@@ -512,6 +512,12 @@ impl Handler for IommuPd {
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
         let began = wake_ups::now();
         let r = self.on_fault(child, msg_info);
+        // A client's teardown waits on the SMMU too (its unmaps' and blocks' syncs), so it
+        // may find the SMMU failed: the service stops here, every client told, not at the
+        // next request or notification (which may never come).
+        if self.service.as_mut().is_some_and(|s| backend::failure(s.hw_mut()).is_some()) {
+            self.fail_service();
+        }
         self.wake_ups.ended(began);
         r
     }
@@ -956,8 +962,12 @@ impl IommuPd {
     /// now aborts (the driver's `failure`).
     fn fail_service(&mut self) {
         let Some(mut service) = self.service.take() else { return };
+        // What failing closed gave, never a default: where the driver recorded no failure
+        // (a caller that gives up on the SMMU on its own), it is failed closed now. Before,
+        // `failure().unwrap_or(Ok(()))` read "no failure recorded" as "every device's DMA
+        // aborts", and told every client so, with the SMMU still translating.
+        let closed = backend::fail_closed_now(service.hw_mut());
         remember_known(backend::known(service.hw_mut()));
-        let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
         let why = backend::why_failed(service.hw_mut());
         if let Some(timer) = &irqs::PHYSICAL_TIMER {
             timer.stop();

@@ -218,6 +218,15 @@ pub fn failure(hw: &mut Hw) -> Option<Result<(), Error>> {
     hw.smmu_ref().failure().map(|(_, closed)| closed)
 }
 
+/// What failing the MMU-500 closed gave, for a service that stops: the driver's
+/// `failure`, or, where it recorded none, `smmuv2::fail_closed` on its registers now.
+pub fn fail_closed_now(hw: &mut Hw) -> Result<(), Error> {
+    match failure(hw) {
+        Some(closed) => closed,
+        None => smmuv2::fail_closed(hw.smmu_ref().regs(), POLL_LIMIT),
+    }
+}
+
 /// Why the driver failed it (`failure` is `Some`).
 pub fn why_failed(hw: &mut Hw) -> Why {
     match hw.smmu_ref().failure() {

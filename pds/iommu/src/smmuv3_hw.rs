@@ -203,6 +203,12 @@ pub fn failure(hw: &mut Hw) -> Option<Result<(), Error>> {
     hw.smmu().failure()
 }
 
+/// What failing the SMMU closed gave, for a service that stops: the driver's `failure`, or
+/// the SMMU failed closed now where it recorded none (`Smmu::fail_closed_now`).
+pub fn fail_closed_now(hw: &mut Hw) -> Result<(), Error> {
+    hw.smmu().fail_closed_now()
+}
+
 /// Why the driver failed it (`failure` is `Some`): it stopped answering (two waits on its
 /// command queue timed out with no CMD_SYNC completed between them), or SFM_ERR.
 pub fn why_failed(hw: &mut Hw) -> Why {
