@@ -631,8 +631,7 @@ fn invalidate_while_disabled(
     // The failure may have come before `reset` acknowledged them.
     acknowledge_stale_errors(regs);
     set_queue(regs, QueueRegs::COMMAND, &mem.cmdq, checked.cmdq_log2);
-    let cmdqen = keep | CR0::CMDQEN::SET.value;
-    regs.write32(reg::CR0, cmdqen);
+    let cmdqen = write_cr0(regs, keep | CR0::CMDQEN::SET.value);
     wait(config.bound, "SMMU_CR0ACK (command queue, to invalidate)", || regs.read32(reg::CR0ACK) == cmdqen)?;
     let mut cmdq = CommandQueue::new(mem, config, checked, false);
     cmdq.invalidate_everything(regs, &mut Stats::default())
@@ -744,10 +743,32 @@ fn set_gbpa_abort(regs: &impl Mmio, bound: Bound) -> Result<bool, Error> {
     Ok(regs.read32(reg::GBPA) & abort != 0)
 }
 
-/// SMMU_CR0 = 0 (translation, queues and ATS checks off), waiting for SMMU_CR0ACK.
+/// SMMU_CR0 = 0 (translation, queues and ATS checks off), waiting for SMMU_CR0ACK; a
+/// field whose last Update is not complete keeps the value written (`write_cr0`), and is
+/// waited for too.
 fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
-    regs.write32(reg::CR0, 0);
-    wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
+    let off = write_cr0(regs, 0);
+    wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == off)?;
+    if off & CR0::SMMUEN::SET.value != 0 {
+        // Translation's enable was still in its Update: it stays, and the SMMU is enabled.
+        return Err(Error::Timeout("SMMU_CR0ACK (translation's enable, not to be undone before it completes)"));
+    }
+    Ok(())
+}
+
+/// SMMU_CR0 := `want`, but for each field whose last Update is not complete (SMMU_CR0 and
+/// SMMU_CR0ACK differ there): it keeps the value written, since changing a field again
+/// before its Update completes is CONSTRAINED UNPREDICTABLE, the Update then completing
+/// with either value or ceasing (IHI 0070 6.3.9, "Additional information"); a write of the
+/// same value is permitted. What a failure path after an acknowledgement that never came
+/// writes (an enable of a queue or of translation, or the disable itself). Returns the
+/// value written, which CR0ACK reads once every field is Updated.
+fn write_cr0(regs: &impl Mmio, want: u32) -> u32 {
+    let written = regs.read32(reg::CR0);
+    let pending = written ^ regs.read32(reg::CR0ACK);
+    let value = (want & !pending) | (written & pending);
+    regs.write32(reg::CR0, value);
+    value
 }
 
 /// SMMU_CR0 = SMMUEN and `keep` (ATSCHK or nothing: queues off), waiting for
@@ -755,8 +776,7 @@ fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
 /// aborts. What an `init` that fails after disabling an SMMU on which GBPA.ABORT does not
 /// take leaves, since disabled it would pass every transaction.
 fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound, keep: u32) -> Result<(), Error> {
-    let smmuen = keep | CR0::SMMUEN::SET.value;
-    regs.write32(reg::CR0, smmuen);
+    let smmuen = write_cr0(regs, keep | CR0::SMMUEN::SET.value);
     wait(bound, "SMMU_CR0ACK (enable on the aborting table)", || regs.read32(reg::CR0ACK) == smmuen)
 }
 
@@ -1416,8 +1436,7 @@ impl<M: Mmio> Smmu<M> {
     }
 
     fn enable(&mut self, bits: u32) -> Result<(), Error> {
-        let cr0 = self.regs.read32(reg::CR0) | bits;
-        self.regs.write32(reg::CR0, cr0);
+        let cr0 = write_cr0(&self.regs, self.regs.read32(reg::CR0) | bits);
         let regs = &self.regs;
         wait(self.config.bound, "SMMU_CR0ACK", || regs.read32(reg::CR0ACK) == cr0)
     }
