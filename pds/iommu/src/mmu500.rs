@@ -153,17 +153,19 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
 ///
 /// # Safety
 /// No other access to the registers at `regs` may be live.
-/// `known` is the SMMUv3's (`smmuv3::Known`): an MMU-500 has no GBPA, and its steps only
-/// narrow what a device reaches, so it fails closed the same way whatever came before.
+/// `known`, `known`'s bits (`smmuv3::Known`'s layout; an MMU-500 has no GBPA): a failure
+/// the driver had already closed with every stream faulting stays reported so
+/// (`smmuv2::fail_closed_knowing`).
 pub unsafe fn fail_closed(regs: NonNull<u8>, known: u8) -> Result<(), Error> {
-    let _ = known;
+    let closed = smmuv3::Known::from_bits(known).closed;
     // SAFETY: the caller's contract.
-    smmuv2::fail_closed(&unsafe { registers(regs) }, POLL_LIMIT)
+    smmuv2::fail_closed_knowing(&unsafe { registers(regs) }, POLL_LIMIT, closed)
 }
 
-/// Nothing the MMU-500's `fail_closed` uses.
-pub fn known(_: &mut Hw) -> u8 {
-    0
+/// What the driver has established, as bits for `fail_closed`: whether it failed the
+/// MMU-500 closed with every stream faulting.
+pub fn known(hw: &mut Hw) -> u8 {
+    smmuv3::Known { gbpa_aborts: false, closed: matches!(failure(hw), Some(Ok(()))) }.bits()
 }
 
 /// What the SMMU does with `stream`, read back from its registers: the stream match
