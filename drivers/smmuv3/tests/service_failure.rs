@@ -216,6 +216,14 @@ fn reaches_nothing(o: Outcome) -> bool {
     matches!(o, Outcome::Abort | Outcome::Fault(_))
 }
 
+/// The domain's two streams at its page (the first's STE and TLB entry cached), and a
+/// stream no one attached, each reach nothing.
+fn assert_every_stream_reaches_nothing(m: &SmmuModel) {
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+}
+
 /// `running()`, with a second stream attached to the domain whose STE the SMMU has not
 /// fetched yet (no access of its device so far), and the first unmap never confirmed:
 /// the SMMU stopped answering, its TLB still holding the page. The second wait on the
@@ -362,9 +370,7 @@ fn an_unacknowledged_disable_is_followed_by_a_last_invalidation_that_a_slow_smmu
     assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
     let last = m.commands().iter().rev().take(3).map(|c| c.opcode()).collect::<Vec<_>>();
     assert_eq!(last, [0x46, 0x30, 0x04], "CFGI_ALL, TLBI_NSNH_ALL, SYNC last");
-    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
-        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
-    }
+    assert_every_stream_reaches_nothing(m);
     assert_eq!(m.violations(), Vec::<&str>::new());
 }
 
@@ -396,9 +402,7 @@ fn without_gbpa_a_slow_smmus_last_invalidation_stops_its_cached_entries() {
     assert_eq!(smmu.failure(), Some(Ok(())));
     let m = smmu.regs();
     assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "left enabled: disabled, it would pass everything");
-    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
-        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
-    }
+    assert_every_stream_reaches_nothing(m);
 }
 
 /// The escalation's own GBPA update never completes (the model's
@@ -475,9 +479,7 @@ fn a_panic_hook_after_a_confirmed_failure_keeps_it_confirmed() {
     assert_eq!(as_the_panic_hook(&smmu), Ok(()));
     let m = smmu.regs();
     assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "the hook's disable never took either");
-    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
-        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
-    }
+    assert_every_stream_reaches_nothing(m);
 }
 
 /// The IOMMU PD stops serving on an SMMU whose driver recorded no failure (a path that
