@@ -120,8 +120,9 @@ run: deps
 # checks are that every call and entry was answered, and the victim's longest wait within
 # a generous multiple of the bound the README states, on an instruction-counting clock),
 # the IOMMU PD alone, Microkit's own iomap vocabulary, the SMMU failing while serving
-# (smmu-failure.xml, a failure injected into the IOMMU PD's build, and iommu-panic.xml,
-# the IOMMU PD's own panic; on QEMU 10.0 only: on
+# (smmu-failure.xml, a failure injected into the IOMMU PD's build, and iommu-panic.xml
+# and iommu-panic-call.xml, the IOMMU PD's own panic at a notification and in a call; on
+# QEMU 10.0 only: on
 # 7.2, which has no GBPA, the driver cannot stop the DMA, as the README says), devices behind PCI
 # bridges (pci-topology.xml), a device passed through to a virtual machine, a disk passed
 # through to a Linux guest on libvmm (on QEMU 10.0 too where it is installed), and the
@@ -153,8 +154,10 @@ microkit-test: deps
 				echo "microkit-image: smmu-failure.xml on $$($(QEMU10) --version | head -n 1): the SMMU stops answering (injected), DMA refused after"; \
 				$(MAKE) -C images test SYSTEM=smmu-failure QEMU=$(QEMU10) && \
 				echo "microkit-image: iommu-panic.xml on $$($(QEMU10) --version | head -n 1): the IOMMU PD panics (injected), DMA refused after" && \
-				$(MAKE) -C images test SYSTEM=iommu-panic QEMU=$(QEMU10); \
-			else echo "microkit-image: smmu-failure.xml and iommu-panic.xml skipped: they need QEMU 10.0, whose SMMU has GBPA ($(QEMU10); make deps)"; fi && \
+				$(MAKE) -C images test SYSTEM=iommu-panic QEMU=$(QEMU10) && \
+				echo "microkit-image: iommu-panic-call.xml on $$($(QEMU10) --version | head -n 1): the IOMMU PD panics in a client's call (injected), the call answered, DMA refused after" && \
+				$(MAKE) -C images test SYSTEM=iommu-panic-call QEMU=$(QEMU10); \
+			else echo "microkit-image: smmu-failure.xml, iommu-panic.xml and iommu-panic-call.xml skipped: they need QEMU 10.0, whose SMMU has GBPA ($(QEMU10); make deps)"; fi && \
 			echo "microkit-image: pci-topology.xml on $$($(QEMU) --version | head -n 1)" && \
 			$(MAKE) -C images test SYSTEM=pci-topology && \
 			if command -v $(QEMU10) >/dev/null 2>&1; then \

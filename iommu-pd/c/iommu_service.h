@@ -98,9 +98,14 @@
  * overflow the IOMMU's event queue, which every client shares (each then counts a record lost),
  * so a device is resumed from a storm once per window. */
 #define IOMMU_ERR_RESUME_RATIONED 28
+/* The IOMMU service failed while serving this call, and serves no more. Its fault ring's
+ * `failed` word says whether every device's DMA now aborts; no later call is answered. The
+ * IOMMU PD panicked in the call and answered it from its panic hook, after failing the IOMMU
+ * closed and telling every client. */
+#define IOMMU_ERR_SERVICE_FAILED 29
 /* The newest error code: iommu_resume sends it, to say that its caller decodes every code up to
  * it. */
-#define IOMMU_ERR_NEWEST IOMMU_ERR_RESUME_RATIONED
+#define IOMMU_ERR_NEWEST IOMMU_ERR_SERVICE_FAILED
 
 /* What a reply label means, for a log: the error code's name and what it means (the first
  * sentence of its description above), "ok" for 0, "not an IOMMU error code" for any other. */
@@ -165,6 +170,8 @@ static inline const char *iommu_strerror(uint64_t err)
         return "RESET_RATIONED: the device's function owes a reset (STOP's `RESET_OWED`) that its client may not have yet: nothing was done, the device stays stopped; RESUME again later";
     case IOMMU_ERR_RESUME_RATIONED:
         return "RESUME_RATIONED: the device was quarantined by a fault storm and was last resumed from one less than a storm window ago: nothing was done, it stays quarantined; RESUME again later";
+    case IOMMU_ERR_SERVICE_FAILED:
+        return "SERVICE_FAILED: the IOMMU service failed while serving this call, and serves no more";
     default:
         return "not an IOMMU error code";
     }

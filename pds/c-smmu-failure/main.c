@@ -14,7 +14,10 @@
  * Built with IOMMU_PANIC (c-iommu-panic.elf, images/iommu-panic.xml), the failure is the
  * IOMMU PD's own panic instead, which its `inject-panic` build makes at a client's
  * notification: this PD notifies it where it would UNMAP, and the IOMMU PD's panic hook
- * must fail the SMMU closed and tell it, its mapping still in place.
+ * must fail the SMMU closed and tell it, its mapping still in place. Built with
+ * IOMMU_PANIC_IN_CALL (c-iommu-panic-call.elf, images/iommu-panic-call.xml), the IOMMU PD
+ * panics inside this PD's UNMAP call instead (`inject-panic-in-call`): its panic hook must
+ * also answer the call (SERVICE_FAILED), or this PD would stay blocked in it for good.
  */
 #include <stdint.h>
 
@@ -32,7 +35,9 @@
 /* The description's iomap of the page. */
 #define IOVA 0x100000u
 
-#ifdef IOMMU_PANIC
+#if defined(IOMMU_PANIC_IN_CALL)
+#define WHO "iommu-panic-call"
+#elif defined(IOMMU_PANIC)
 #define WHO "iommu-panic"
 #else
 #define WHO "smmu-failure"
@@ -92,7 +97,13 @@ void init(void)
     }
     say("before the failure, DMA at its own mapping's IOVA reaches the page");
 
-#ifdef IOMMU_PANIC
+#if defined(IOMMU_PANIC_IN_CALL)
+    /* The injected failure: the IOMMU PD panics in this call, before it unmaps anything;
+     * its panic hook answers it, and this PD goes on. */
+    say("calls UNMAP, in which the IOMMU PD panics");
+    put_result(WHO, "UNMAP in which the IOMMU PD panicked", iommu_unmap(IOMMU, MY_DEVICE, &iova, 1));
+    say("went on after its call was answered");
+#elif defined(IOMMU_PANIC)
     /* The injected failure: the IOMMU PD panics at this notification (above this PD, it
      * runs before the notify returns), its mapping of the page still in place. */
     say("notifies the IOMMU PD, which panics");
@@ -108,7 +119,7 @@ void init(void)
 
     /* After: the device's buffer holds 0x6b; a write that landed would put it in the page. */
     write_after(bar, IOVA + 0x800, buf + 0x800, "the iomap's IOVA");
-#ifdef IOMMU_PANIC
+#if defined(IOMMU_PANIC) || defined(IOMMU_PANIC_IN_CALL)
     /* No later call: the IOMMU PD is gone, and a call to it would never return. */
     write_after(bar, iova + 0x800, buf + 0x800, "its own mapping's IOVA");
 #else

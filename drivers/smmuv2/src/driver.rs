@@ -290,6 +290,18 @@ pub fn fail_closed(regs: &impl Mmio, poll_limit: u32) -> Result<(), Error> {
     synced
 }
 
+/// `fail_closed` by a caller that knows the driver had already failed the SMMU closed
+/// with every stream faulting (`closed`: `Smmu::failure` was `Some((_, Ok(())))`, the IOMMU
+/// PD's panic hook after a failure while serving): that stays reported so. Nothing here
+/// routes a stream anywhere but to a fault, and the sync that no longer completes (often
+/// the very failure, `Failure::Unanswered`) does not undo it.
+pub fn fail_closed_knowing(regs: &impl Mmio, poll_limit: u32, closed: bool) -> Result<(), Error> {
+    match fail_closed(regs, poll_limit) {
+        Err(_) if closed => Ok(()),
+        again => again,
+    }
+}
+
 /// `fail_closed`'s steps 1 to 4 and the read-back, without the invalidation: every
 /// client transaction faults once this returns `Ok`, whatever the TLBs hold, since no
 /// stream is routed to a context bank any more.

@@ -631,8 +631,7 @@ fn invalidate_while_disabled(
     // The failure may have come before `reset` acknowledged them.
     acknowledge_stale_errors(regs);
     set_queue(regs, QueueRegs::COMMAND, &mem.cmdq, checked.cmdq_log2);
-    let cmdqen = keep | CR0::CMDQEN::SET.value;
-    regs.write32(reg::CR0, cmdqen);
+    let cmdqen = write_cr0(regs, keep | CR0::CMDQEN::SET.value);
     wait(config.bound, "SMMU_CR0ACK (command queue, to invalidate)", || regs.read32(reg::CR0ACK) == cmdqen)?;
     let mut cmdq = CommandQueue::new(mem, config, checked, false);
     cmdq.invalidate_everything(regs, &mut Stats::default())
@@ -665,7 +664,48 @@ fn acknowledge_stale_errors(regs: &impl Mmio) {
 /// running SMMU keeps its stream table) and `Err(NoGlobalAbort)` (or the `Timeout` of the
 /// GBPA update) says that DMA is not known to be stopped.
 pub fn fail_closed(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
-    close(regs, bound, false)
+    fail_closed_knowing(regs, bound, Known::NOTHING)
+}
+
+/// What a driver had established that failing its SMMU closed again without it must not
+/// lose (the IOMMU PD's panic hook has the registers, not the driver, which may be in the
+/// middle of anything): `Smmu::known`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Known {
+    /// `init` read SMMU_GBPA.ABORT back set (`Smmu::gbpa_aborts`).
+    pub gbpa_aborts: bool,
+    /// The driver failed the SMMU closed already, with every transaction aborting
+    /// (`Smmu::failure` is `Some(Ok(()))`).
+    pub closed: bool,
+}
+
+impl Known {
+    /// Nothing: an SMMU no `init` of this driver brought up.
+    pub const NOTHING: Known = Known { gbpa_aborts: false, closed: false };
+
+    /// As two bits, for a static the panic hook reads.
+    pub const fn bits(self) -> u8 {
+        self.gbpa_aborts as u8 | (self.closed as u8) << 1
+    }
+
+    /// From `bits`.
+    pub const fn from_bits(bits: u8) -> Known {
+        Known { gbpa_aborts: bits & 1 != 0, closed: bits & 2 != 0 }
+    }
+}
+
+/// `fail_closed` by a caller that knows what the driver had established (`known`): a
+/// GBPA update that never completes still disables the SMMU when `init` read ABORT back
+/// set, as the driver's own failure path does (GBPA changes only through an update, so
+/// that ABORT is still in effect); and an SMMU the driver had already failed closed with
+/// every transaction aborting stays reported so, since nothing here can undo it (GBPA.ABORT
+/// set again, SMMUEN = 0 only with ABORT in effect). Without GBPA (`gbpa_aborts` false) it
+/// is `fail_closed`: a disable would pass everything.
+pub fn fail_closed_knowing(regs: &impl Mmio, bound: Bound, known: Known) -> Result<(), Error> {
+    match close(regs, bound, known.gbpa_aborts) {
+        Err(_) if known.closed => Ok(()),
+        closed => closed,
+    }
 }
 
 /// `fail_closed` on an SMMU whose GBPA.ABORT `init` read back set (`gbpa_aborts`), or
@@ -703,10 +743,32 @@ fn set_gbpa_abort(regs: &impl Mmio, bound: Bound) -> Result<bool, Error> {
     Ok(regs.read32(reg::GBPA) & abort != 0)
 }
 
-/// SMMU_CR0 = 0 (translation, queues and ATS checks off), waiting for SMMU_CR0ACK.
+/// SMMU_CR0 = 0 (translation, queues and ATS checks off), waiting for SMMU_CR0ACK; a
+/// field whose last Update is not complete keeps the value written (`write_cr0`), and is
+/// waited for too.
 fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
-    regs.write32(reg::CR0, 0);
-    wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == 0)
+    let off = write_cr0(regs, 0);
+    wait(bound, "SMMU_CR0ACK (disable)", || regs.read32(reg::CR0ACK) == off)?;
+    if off & CR0::SMMUEN::SET.value != 0 {
+        // Translation's enable was still in its Update: it stays, and the SMMU is enabled.
+        return Err(Error::Timeout("SMMU_CR0ACK (translation's enable, not to be undone before it completes)"));
+    }
+    Ok(())
+}
+
+/// SMMU_CR0 := `want`, but for each field whose last Update is not complete (SMMU_CR0 and
+/// SMMU_CR0ACK differ there): it keeps the value written, since changing a field again
+/// before its Update completes is CONSTRAINED UNPREDICTABLE, the Update then completing
+/// with either value or ceasing (IHI 0070 6.3.9, "Additional information"); a write of the
+/// same value is permitted. What a failure path after an acknowledgement that never came
+/// writes (an enable of a queue or of translation, or the disable itself). Returns the
+/// value written, which CR0ACK reads once every field is Updated.
+fn write_cr0(regs: &impl Mmio, want: u32) -> u32 {
+    let written = regs.read32(reg::CR0);
+    let pending = written ^ regs.read32(reg::CR0ACK);
+    let value = (want & !pending) | (written & pending);
+    regs.write32(reg::CR0, value);
+    value
 }
 
 /// SMMU_CR0 = SMMUEN and `keep` (ATSCHK or nothing: queues off), waiting for
@@ -714,8 +776,7 @@ fn disable(regs: &impl Mmio, bound: Bound) -> Result<(), Error> {
 /// aborts. What an `init` that fails after disabling an SMMU on which GBPA.ABORT does not
 /// take leaves, since disabled it would pass every transaction.
 fn enable_on_aborting_table(regs: &impl Mmio, bound: Bound, keep: u32) -> Result<(), Error> {
-    let smmuen = keep | CR0::SMMUEN::SET.value;
-    regs.write32(reg::CR0, smmuen);
+    let smmuen = write_cr0(regs, keep | CR0::SMMUEN::SET.value);
     wait(bound, "SMMU_CR0ACK (enable on the aborting table)", || regs.read32(reg::CR0ACK) == smmuen)
 }
 
@@ -1375,8 +1436,7 @@ impl<M: Mmio> Smmu<M> {
     }
 
     fn enable(&mut self, bits: u32) -> Result<(), Error> {
-        let cr0 = self.regs.read32(reg::CR0) | bits;
-        self.regs.write32(reg::CR0, cr0);
+        let cr0 = write_cr0(&self.regs, self.regs.read32(reg::CR0) | bits);
         let regs = &self.regs;
         wait(self.config.bound, "SMMU_CR0ACK", || regs.read32(reg::CR0ACK) == cr0)
     }
@@ -1444,6 +1504,12 @@ impl<M: Mmio> Smmu<M> {
     /// later `init`), incoming transactions would abort rather than bypass.
     pub fn gbpa_aborts(&self) -> bool {
         self.gbpa_aborts
+    }
+
+    /// What this driver has established, for a caller that may have to fail the SMMU
+    /// closed again without it (`fail_closed_knowing`).
+    pub fn known(&self) -> Known {
+        Known { gbpa_aborts: self.gbpa_aborts, closed: self.failure() == Some(Ok(())) }
     }
 
     /// Counters.
@@ -2070,6 +2136,17 @@ impl<M: Mmio> Smmu<M> {
     /// to be stopped. `None` while it works.
     pub fn failure(&self) -> Option<Result<(), Error>> {
         self.cmdq.failed
+    }
+
+    /// What failing the SMMU closed gave, for a caller that stops using it: the
+    /// `failure` the driver recorded, or, where it recorded none (a caller that gives up
+    /// on an SMMU the driver still takes for working), the SMMU failed closed now, as
+    /// SFM_ERR fails it (every STE aborting, GBPA.ABORT, SMMUEN = 0, the last
+    /// invalidation where the disable is not known to have taken). Never `Ok` for an SMMU
+    /// left translating; from then on every operation is refused, as after any failure.
+    pub fn fail_closed_now(&mut self) -> Result<(), Error> {
+        self.cmdq.fail(&self.regs);
+        self.cmdq.failed.unwrap_or(Err(Error::ServiceFailure))
     }
 
     /// Whether the failure (`failure`) is an SMMU that stopped answering: waits on its

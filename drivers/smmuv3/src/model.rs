@@ -112,6 +112,9 @@ struct State {
     /// A write to SMMU_CR0 or SMMU_IRQ_CTRL (the offset) that is never acknowledged, and
     /// how many writes to it from now that one is (1: the next).
     withheld_ack: Option<(usize, u32)>,
+    /// SMMU_CR0 or SMMU_IRQ_CTRL (the offset) whose writes are none of them acknowledged
+    /// from now on, until `complete_withheld_update` (`withhold_every_ack`).
+    every_ack_withheld: Option<usize>,
     /// A clock that each register access moves forward by this many nanoseconds.
     clock: Option<(&'static FakeClock, u64)>,
     /// Reads of SMMU_CMDQ_CONS before the SMMU consumes what the doorbell announced: a
@@ -305,8 +308,36 @@ impl SmmuModel {
         self.state.borrow_mut().withheld_ack = Some((offset, nth));
     }
 
-    /// Whether this write to `offset` is the one `withhold_ack` named (counting it).
+    /// From now on no write to SMMU_CR0 or SMMU_IRQ_CTRL (`offset`) is acknowledged within
+    /// any bound a driver waits: its ACK register keeps its old value, and the SMMU goes
+    /// on as that value says (an Update "must complete in finite time, but is not required
+    /// to occur immediately", IHI 0070 6.3.9). `complete_withheld_update` completes it
+    /// later, with the value last written. While an Update is pending, a write that
+    /// changes the field again is CONSTRAINED UNPREDICTABLE (same section): a violation.
+    pub fn withhold_every_ack(&self, offset: usize) {
+        assert!(offset == reg::CR0 || offset == reg::IRQ_CTRL, "CR0 or IRQ_CTRL");
+        self.state.borrow_mut().every_ack_withheld = Some(offset);
+    }
+
+    /// The Update `withhold_every_ack` held back completes now (late: after the driver
+    /// gave up on it), with the value last written; later writes are acknowledged.
+    pub fn complete_withheld_update(&self) {
+        let mut st = self.state.borrow_mut();
+        let Some(offset) = st.every_ack_withheld.take() else { return };
+        let ack = if offset == reg::CR0 { reg::CR0ACK } else { reg::IRQ_CTRLACK };
+        let v = st.regs.get(&offset).copied().unwrap_or(0);
+        st.regs.insert(ack, v);
+        if offset == reg::CR0 {
+            self.consume(&mut st);
+        }
+    }
+
+    /// Whether this write to `offset` is the one `withhold_ack` named (counting it), or
+    /// one of those `withhold_every_ack` holds back.
     fn ack_withheld(st: &mut State, offset: usize) -> bool {
+        if st.every_ack_withheld == Some(offset) {
+            return true;
+        }
         match st.withheld_ack {
             Some((o, n)) if o == offset => {
                 st.withheld_ack = if n <= 1 { None } else { Some((o, n - 1)) };
@@ -958,6 +989,11 @@ impl Mmio for SmmuModel {
         check_cleaned(&mut st, offset, v);
         match offset {
             o if o == reg::CR0 => {
+                let (written, acked) =
+                    (st.regs.get(&reg::CR0).copied().unwrap_or(0), st.regs.get(&reg::CR0ACK).copied().unwrap_or(0));
+                if (v ^ written) & (written ^ acked) != 0 {
+                    st.violations.push("SMMU_CR0 field changed again before its Update completed");
+                }
                 st.regs.insert(reg::CR0, v);
                 if !Self::ack_withheld(&mut st, o) {
                     st.regs.insert(reg::CR0ACK, v);
@@ -1017,8 +1053,21 @@ impl Mmio for SmmuModel {
         let mut st = self.state.borrow_mut();
         st.writes.push((offset, value));
         check_cleaned(&mut st, offset, value);
+        if offset == reg::STRTAB_BASE && smmuen_or_its_update(&st) {
+            // RO unless SMMUEN and CR0ACK.SMMUEN are both 0 (IHI 0070 6.3.24); a pending
+            // disable still counts as enabled (6.3.9).
+            st.violations.push("SMMU_STRTAB_BASE written while SMMUEN (or its Update) was 1");
+            return;
+        }
         st.regs.insert(offset, value);
     }
+}
+
+/// SMMU_CR0.SMMUEN or SMMU_CR0ACK.SMMUEN is 1: the SMMU is enabled, or its disable is not
+/// yet complete (a field in transition keeps its old value for software's rules, IHI 0070
+/// 6.3.9).
+fn smmuen_or_its_update(st: &State) -> bool {
+    (st.regs.get(&reg::CR0).copied().unwrap_or(0) | st.regs.get(&reg::CR0ACK).copied().unwrap_or(0)) & 1 != 0
 }
 
 /// SMMU_CMDQ_CONS.ERR, bits [30:24].

@@ -253,7 +253,17 @@ fn every_init_failure_after_the_disable_leaves_every_stream_aborting() {
             }
             inject(&model);
             init_fails_reaching_nothing(&model, want, &what);
-            if gbpa {
+            if what.starts_with("CR0 write 4") {
+                // Translation's enable never acknowledged: SMMUEN may not be changed again
+                // before that Update completes (IHI 0070 6.3.9), so it stays as written, and
+                // once it completes (the model completes it with the failure path's write
+                // of the same value) the SMMU translates through the aborting table, caches
+                // invalidated before; until then, with GBPA, disabled with GBPA.ABORT.
+                assert_eq!(model.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "{what}: SMMUEN left as written");
+                if gbpa {
+                    assert_ne!(model.reg(reg::GBPA) & GBPA_ABORT, 0, "{what}: GBPA.ABORT");
+                }
+            } else if gbpa {
                 assert_closed(&model, &what);
             } else {
                 // On an SMMU with ATS, ATS-translated traffic checked against the STEs too.
@@ -469,4 +479,51 @@ fn a_gbpa_update_that_never_completes_leaves_init_on_its_aborting_table() {
         assert!(matches!(o, Outcome::Abort | Outcome::Fault(_)), "stream {sid}: {o:?}");
     }
     assert_eq!(model.violations(), Vec::<&str>::new());
+}
+
+/// An SMMU firmware left running (on a table whose every STE bypasses) whose disable is
+/// never acknowledged within the bound at start-up: every write to SMMU_CR0 from `init`
+/// on waits for its Update, which the architecture lets complete at any later time ("in
+/// finite time, but ... not required to occur immediately", IHI 0070 6.3.9). The bounded
+/// sequence: GBPA.ABORT first, through its Update handshake; the disable written once and
+/// again only with the same value (the failure path's and the IOMMU PD's `fail_closed`:
+/// changing the field before its Update completes is CONSTRAINED UNPREDICTABLE); no
+/// stream table, queue base or other field written (SMMU_STRTAB_BASE is RO while SMMUEN or
+/// its Update is 1, 6.3.24: firmware's table stays, and the driver's aborting one is not
+/// the SMMU's); every wait bounded; `init` and `fail_closed` report the timeout, so the
+/// service says DMA is not known to be stopped, which is true: the stream still bypasses.
+/// When the disable completes later, with GBPA.ABORT in effect every stream aborts;
+/// without GBPA (QEMU 7.2) a disabled SMMU passes everything, where this stops.
+#[test]
+fn a_start_up_disable_never_acknowledged_is_bounded_and_reported_not_stopped() {
+    for gbpa in [true, false] {
+        let what = if gbpa { "with GBPA" } else { "without GBPA" };
+        let model = SmmuModel::with_idr(host_idr());
+        if !gbpa {
+            model.without_gbpa();
+        }
+        firmware_left_it_running(&model);
+        model.withhold_every_ack(reg::CR0);
+        // SAFETY: the memory is fresh and leaked; the model is the only register file.
+        let got = unsafe { Smmu::init(&model, common::memory(8), common::config()) }.err();
+        assert_eq!(got, Some(Error::Timeout("SMMU_CR0ACK (disable)")), "{what}");
+        let closed = smmuv3::fail_closed(&model, common::config().bound);
+        let want = if gbpa { Error::Timeout("SMMU_CR0ACK (disable)") } else { Error::NoGlobalAbort };
+        assert_eq!(closed, Err(want), "{what}: the service says DMA is not known to be stopped");
+        assert_eq!(model.translate(SID, IOVA, true), Outcome::Bypass(IOVA), "{what}: firmware's table, still");
+        assert_eq!(model.reg(reg::GBPA) & GBPA_ABORT != 0, gbpa, "{what}: GBPA.ABORT");
+        let cr0_writes: Vec<u64> = model.register_writes().iter().filter(|w| w.0 == reg::CR0).map(|w| w.1).collect();
+        // `init`'s disable, its failure path's, and `fail_closed`'s (with GBPA: without, it
+        // leaves the SMMU alone): each a bounded wait.
+        assert_eq!(cr0_writes, vec![0; if gbpa { 3 } else { 2 }], "{what}: only the disable, again");
+        assert!(model.register_writes().iter().all(|w| w.0 != reg::STRTAB_BASE), "{what}: no table base written");
+        assert_eq!(model.violations(), Vec::<&str>::new(), "{what}");
+        model.complete_withheld_update();
+        let late = model.translate(SID, IOVA, true);
+        if gbpa {
+            assert_eq!(late, Outcome::Abort, "{what}: the disable completed late, GBPA.ABORT in effect");
+        } else {
+            assert_eq!(late, Outcome::Bypass(IOVA), "{what}: disabled without GBPA passes everything");
+        }
+    }
 }

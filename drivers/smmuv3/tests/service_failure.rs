@@ -216,6 +216,14 @@ fn reaches_nothing(o: Outcome) -> bool {
     matches!(o, Outcome::Abort | Outcome::Fault(_))
 }
 
+/// The domain's two streams at its page (the first's STE and TLB entry cached), and a
+/// stream no one attached, each reach nothing.
+fn assert_every_stream_reaches_nothing(m: &SmmuModel) {
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+}
+
 /// `running()`, with a second stream attached to the domain whose STE the SMMU has not
 /// fetched yet (no access of its device so far), and the first unmap never confirmed:
 /// the SMMU stopped answering, its TLB still holding the page. The second wait on the
@@ -362,9 +370,7 @@ fn an_unacknowledged_disable_is_followed_by_a_last_invalidation_that_a_slow_smmu
     assert_ne!(m.reg(reg::GBPA) & GBPA_ABORT, 0, "GBPA.ABORT");
     let last = m.commands().iter().rev().take(3).map(|c| c.opcode()).collect::<Vec<_>>();
     assert_eq!(last, [0x46, 0x30, 0x04], "CFGI_ALL, TLBI_NSNH_ALL, SYNC last");
-    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
-        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
-    }
+    assert_every_stream_reaches_nothing(m);
     assert_eq!(m.violations(), Vec::<&str>::new());
 }
 
@@ -396,9 +402,7 @@ fn without_gbpa_a_slow_smmus_last_invalidation_stops_its_cached_entries() {
     assert_eq!(smmu.failure(), Some(Ok(())));
     let m = smmu.regs();
     assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "left enabled: disabled, it would pass everything");
-    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000), (0, 0)] {
-        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
-    }
+    assert_every_stream_reaches_nothing(m);
 }
 
 /// The escalation's own GBPA update never completes (the model's
@@ -421,4 +425,104 @@ fn an_escalation_whose_gbpa_write_never_completes_still_disables_with_abort_in_e
         assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
     }
     assert_eq!(m.violations(), Vec::<&str>::new());
+}
+
+/// What the IOMMU PD's panic hook does, with the registers and not the driver: fail the
+/// SMMU closed again, knowing what the driver had established (`Smmu::known`).
+fn as_the_panic_hook(smmu: &Smmu<SmmuModel>) -> Result<(), Error> {
+    smmuv3::fail_closed_knowing(smmu.regs(), smmuv3::Bound::Polls(1000), smmu.known())
+}
+
+/// The IOMMU PD panics while serving, its SMMU's GBPA update no longer completing (an SMMU
+/// that hangs): `init` read GBPA.ABORT back set, so ABORT is still in effect and the hook
+/// disables the SMMU, as the driver's own failure path does
+/// (`a_gbpa_update_that_never_completes_in_the_escalation_still_fails_the_smmu_closed`).
+/// Failing before (the hook's `fail_closed` passed `gbpa_aborts = false`): the hook stopped
+/// at the GBPA timeout, left SMMUEN set and said DMA was not known to be stopped, and the
+/// device still reached its mapped page.
+#[test]
+fn a_panic_hook_on_a_hung_gbpa_disables_the_smmu_on_the_abort_init_saw() {
+    let (smmu, _) = running();
+    smmu.regs().gbpa_busy_for(u32::MAX);
+    assert_eq!(as_the_panic_hook(&smmu), Ok(()));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    for (sid, iova) in [(SID, 0x1000), (0, 0)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+    assert_eq!(m.violations(), Vec::<&str>::new(), "no GBPA write while UPDATE was 1");
+}
+
+/// Without GBPA (QEMU 7.2) knowing changes nothing: the hook leaves the SMMU enabled on
+/// its table (disabled, it would pass everything) and says DMA is not known to be stopped.
+#[test]
+fn a_panic_hook_without_gbpa_leaves_the_smmu_enabled_and_says_so() {
+    let (smmu, _) = running_without_gbpa();
+    assert_eq!(as_the_panic_hook(&smmu), Err(Error::NoGlobalAbort));
+    assert_eq!(smmu.regs().reg(reg::CR0ACK) & SMMUEN, SMMUEN);
+}
+
+/// The IOMMU PD panics after the driver failed the SMMU closed with every transaction
+/// aborting (a slow SMMU's disable never acknowledged, then its last invalidation
+/// completed), and the hook's own disable is not acknowledged either: what the driver
+/// confirmed still holds (the hook sets GBPA.ABORT again and clears SMMUEN, neither of
+/// which lets anything through), every stream aborts, and the hook says so. Failing
+/// before: the hook returned the disable's `Timeout`, and the clients' rings were told
+/// DMA was not known to be stopped after the driver had confirmed it was.
+#[test]
+fn a_panic_hook_after_a_confirmed_failure_keeps_it_confirmed() {
+    let (mut smmu, d) = running();
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    slow_and_failed(&mut smmu, d, 1500);
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    smmu.regs().withhold_ack(reg::CR0, 1);
+    assert_eq!(as_the_panic_hook(&smmu), Ok(()));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "the hook's disable never took either");
+    assert_every_stream_reaches_nothing(m);
+}
+
+/// The IOMMU PD stops serving on an SMMU whose driver recorded no failure (a path that
+/// gives up on the SMMU on its own): what it tells the clients is what failing closed now
+/// gave, and every stream aborts. Failing with the PD's expression before,
+/// `failure().unwrap_or(Ok(()))`, in `fail_closed_now`'s place: `Ok`, said as "every
+/// device's DMA aborts", with the device still reaching its mapped page.
+#[test]
+fn stopping_on_an_smmu_the_driver_has_not_failed_fails_it_closed_before_saying_so() {
+    let (mut smmu, _) = running();
+    assert_eq!(smmu.failure(), None);
+    assert_eq!(smmu.fail_closed_now(), Ok(()));
+    assert_eq!(smmu.failure(), Some(Ok(())));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, 0, "CR0ACK.SMMUEN");
+    for (sid, iova) in [(SID, 0x1000), (0, 0)] {
+        assert_eq!(m.translate(sid, iova, true), Outcome::Abort, "stream {sid:#x} at {iova:#x}");
+    }
+}
+
+/// The same without GBPA (QEMU 7.2): the SMMU stays enabled (disabled, it would pass
+/// everything), every STE aborting, and the last invalidation, which the model's working
+/// queue completes, leaves nothing cached in use: every stream aborts, the verdict `Ok`
+/// for that reason alone. Failing before as above: `Ok` with both streams reaching.
+#[test]
+fn stopping_on_an_smmu_without_gbpa_leaves_it_enabled_with_every_stream_aborting() {
+    let (mut smmu, d) = running_without_gbpa();
+    smmu.attach(StreamId(SID + 1), d).unwrap();
+    assert_eq!(smmu.fail_closed_now(), Ok(()));
+    let m = smmu.regs();
+    assert_eq!(m.reg(reg::CR0ACK) & SMMUEN, SMMUEN, "left enabled");
+    for (sid, iova) in [(SID, 0x1000), (SID + 1, 0x1000)] {
+        assert!(reaches_nothing(m.translate(sid, iova, true)), "stream {sid:#x} at {iova:#x}");
+    }
+}
+
+/// After a failure the driver recorded, its verdict stands and nothing is written again.
+#[test]
+fn stopping_after_a_recorded_failure_keeps_its_verdict_and_writes_nothing() {
+    let (mut smmu, _) = running_without_gbpa();
+    smmu.regs().enter_service_failure();
+    assert_eq!(smmu.check_global_errors(), Err(Error::ServiceFailure));
+    let writes = smmu.regs().register_writes().len();
+    assert_eq!(smmu.fail_closed_now(), smmu.failure().unwrap());
+    assert_eq!(smmu.regs().register_writes().len(), writes);
 }

@@ -552,6 +552,11 @@ pub enum ErrorCode {
     /// storm may overflow the IOMMU's event queue, which every client shares (each then
     /// counts a record lost), so a device is resumed from a storm once per window.
     ResumeRationed = 28,
+    /// The IOMMU service failed while serving this call, and serves no more. Its fault ring's
+    /// `failed` word says whether every device's DMA now aborts; no later call is answered.
+    /// The IOMMU PD panicked in the call and answered it from its panic hook, after failing
+    /// the IOMMU closed and telling every client.
+    ServiceFailed = 29,
 }
 
 impl ErrorCode {
@@ -587,6 +592,7 @@ impl ErrorCode {
             26 => DeviceMissing,
             27 => ResetRationed,
             28 => ResumeRationed,
+            29 => ServiceFailed,
             _ => return None,
         })
     }
@@ -595,7 +601,7 @@ impl ErrorCode {
 impl ErrorCode {
     /// The newest code. A RESUME carries it (its second message register, `Request::encode`
     /// writes it) to say that its caller decodes every code up to it.
-    pub const NEWEST: ErrorCode = ErrorCode::ResumeRationed;
+    pub const NEWEST: ErrorCode = ErrorCode::ServiceFailed;
 
     /// What a RESUME that does not say is taken to decode: the codes up to this one, those
     /// a client had before RESUME said (a client built then decodes 28 as `Malformed`,
@@ -654,6 +660,7 @@ impl ErrorCode {
             DeviceMissing => "DEVICE_MISSING",
             ResetRationed => "RESET_RATIONED",
             ResumeRationed => "RESUME_RATIONED",
+            ServiceFailed => "SERVICE_FAILED",
         }
     }
 }
@@ -1034,7 +1041,8 @@ mod tests {
         assert_eq!(ErrorCode::from_label(26), Some(ErrorCode::DeviceMissing));
         assert_eq!(ErrorCode::from_label(27), Some(ErrorCode::ResetRationed));
         assert_eq!(ErrorCode::from_label(28), Some(ErrorCode::ResumeRationed));
-        assert_eq!(ErrorCode::from_label(29), None);
+        assert_eq!(ErrorCode::from_label(29), Some(ErrorCode::ServiceFailed));
+        assert_eq!(ErrorCode::from_label(30), None);
         // Configuration accesses: a width other than 1, 2, 4; misaligned; past 4 KiB; a
         // value wider than its width; a device number that does not fit.
         assert_eq!(Request::decode(11, &[0, config::pack(0, 3)]), Err(DecodeError::Malformed));

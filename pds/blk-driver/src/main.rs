@@ -46,7 +46,7 @@ fn init() -> BlkDriver {
     let pool = match unsafe { DmaPool::map(&mut client, Handle(0), 0, MY_DEVICE, pool_va, POOL_PAGES) } {
         Ok(p) => p,
         Err(e) => {
-            debug_println!("blk-driver: the IOMMU PD refused the pool: {e:?}");
+            debug_println!("blk-driver: the IOMMU PD refused the pool: {e}");
             return BlkDriver::default();
         }
     };
@@ -119,7 +119,7 @@ impl BlkDriver {
         let iova = match client.map(handle, MY_DEVICE, 0, 0x1000, None, Rights::READ) {
             Ok(iova) => iova,
             Err(e) => {
-                debug_println!("blk-driver: MAP of the lent page refused: {e:?}");
+                debug_println!("blk-driver: MAP of the lent page refused: {e}");
                 return;
             }
         };

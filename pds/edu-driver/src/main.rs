@@ -71,7 +71,7 @@ fn init() -> EduDriver {
     let iova = match iommu.map(Handle(0), MY_DEVICE, 0, 0x2000, None, Rights::READ_WRITE) {
         Ok(v) => v,
         Err(e) => {
-            debug_println!("edu-driver: MAP refused: {e:?}");
+            debug_println!("edu-driver: MAP refused: {e}");
             return EduDriver { grant: None, borrowed: None, bar, buf };
         }
     };

@@ -206,8 +206,10 @@ fn smmu_regs() -> NonNull<u8> {
 /// abort, and it has no parent to restart it): every device's DMA aborts, as when the SMMU
 /// fails (`backend::fail_closed`), and every client is told (`faults::panicked`: the
 /// SERVICE_FAILED record, the ring's `failed` word with what failing closed confirmed, and
-/// a notification). Before (found 2026-12-07), a panic left the SMMU serving every mapping
-/// as it was, with no one left to remove any, and no client was told.
+/// a notification), and the client whose call it was serving, if any, is answered
+/// `SERVICE_FAILED` (before, it stayed blocked in that call for good). Before (found
+/// 2026-12-07), a panic left the SMMU serving every mapping as it was, with no one left to
+/// remove any, and no client was told.
 fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
     // sel4-panicking without thread-local storage (this target) calls the hook again on a
     // panic inside it; once is all it gets, and the abort follows the second.
@@ -220,27 +222,68 @@ fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
     // SAFETY: panics abort (pds/Cargo.toml): nothing that was under way when this PD
     // panicked ever runs again, so the driver's register accesses are over for good and
     // this is the only one from now on.
-    let closed = unsafe { backend::fail_closed(regs) };
+    let closed = unsafe { backend::fail_closed(regs, KNOWN.load(core::sync::atomic::Ordering::Relaxed)) };
     match &closed {
         Ok(()) => debug_println!("iommu: PANICKED: {}: every device's DMA aborts", backend::CLOSED),
         Err(e) => debug_println!("iommu: PANICKED: DMA NOT KNOWN TO BE STOPPED: {e}"),
     }
     // SAFETY: as above, the service's reference to the rings is never used again.
     tell_clients(iommu_pd::faults::panicked(unsafe { fault_rings() }, closed.is_ok()));
+    // Last: a client's call this PD was serving is answered, or its caller would stay
+    // blocked in it for good. This PD is passive and runs on that caller's scheduling
+    // context, which the reply gives back (seL4's MCS `doReplyTransfer`, `reply_remove`),
+    // so this PD never runs again after it: not even its abort, and it faults no more.
+    // Only a client's call (`protected`): the reply object also holds a faulting child's
+    // message in `fault`, and a reply with a label there would restart it.
+    if SERVING_CALL.load(core::sync::atomic::Ordering::Relaxed) {
+        let failed = iommu_protocol::ErrorCode::ServiceFailed;
+        debug_println!("iommu: PANICKED in a client's call: answering it {failed}");
+        send_without_ipc_buffer(REPLY_CAP, failed as u64);
+    }
 }
 
-/// seL4_Signal on client `client`'s channel, as rust-sel4's own `sys_send_null` makes it
-/// (sel4-sys, aarch64), without the IPC buffer a signal does not use. Not
-/// `Channel::notify`: a panic inside one of rust-sel4's borrows of the IPC buffer (a fault
-/// message decoded, a message register read) leaves it borrowed for good, and `notify`
-/// borrows it too, so the panic hook would panic there and no client would be told.
+/// What the driver has established (`backend::known`: on an SMMUv3, whether `init` read
+/// GBPA.ABORT back set and whether a failure was failed closed with every transaction
+/// aborting), kept for the panic hook, which has the registers and not the driver: without
+/// it, the hook stopped at a GBPA update that never completes and left the SMMU enabled,
+/// where the driver's own failure path disables it, and said DMA was not known to be
+/// stopped after the driver had confirmed that it was.
+static KNOWN: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// Keep what the driver has established for the panic hook (`KNOWN`).
+pub(crate) fn remember_known(known: u8) {
+    KNOWN.store(known, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this PD is serving a client's call (`protected`), whose caller waits in it.
+static SERVING_CALL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The reply object Microkit gives every PD, at slot 4 of its CSpace (rust-sel4's
+/// `sel4-microkit/base/src/ipc.rs`, `REPLY_CAP`, private there): where the caller of the
+/// call being served waits. seL4's Send on it with no caller waiting does nothing
+/// (`doReplyTransfer`: "nothing to do").
+const REPLY_CAP: u64 = 4;
+
+/// seL4_Signal on client `client`'s channel, without the IPC buffer a signal does not use
+/// (`send_without_ipc_buffer`).
 fn signal_without_ipc_buffer(client: usize) {
-    let cptr = Channel::new(client + 1).notification().cptr().bits();
-    // SAFETY: seL4's Send of an empty message to a notification capability, which is a
-    // signal: the kernel reads the capability in x0 and the message info in x1 (0: no
-    // label, no registers) and touches no memory of this PD's.
+    send_without_ipc_buffer(Channel::new(client + 1).notification().cptr().bits(), 0);
+}
+
+/// seL4_Send of a message with `label` and no registers to capability `cptr`, as
+/// rust-sel4's own `sys_send_null` makes it (sel4-sys, aarch64), without the IPC buffer:
+/// to a notification it is a signal, to a reply object a reply. Not rust-sel4's
+/// `Channel::notify` or `reply`: a panic inside one of rust-sel4's borrows of the IPC
+/// buffer (a fault message decoded, a message register read) leaves it borrowed for good,
+/// and those borrow it too, so the panic hook would panic there and no one would be told.
+fn send_without_ipc_buffer(cptr: u64, label: u64) {
+    // seL4_MessageInfo: the label above bit 12; no caps, no registers (length 0), so the
+    // kernel copies no message register and reads no IPC buffer.
+    let info = label << 12;
+    // SAFETY: seL4's Send: the kernel reads the capability in x0 and the message info in
+    // x1 and, with no registers and no caps, touches no memory of this PD's.
     unsafe {
-        core::arch::asm!("svc 0", in("x7") sel4::sys::syscall_id::Send as u64, in("x0") cptr, in("x1") 0u64);
+        core::arch::asm!("svc 0", in("x7") sel4::sys::syscall_id::Send as u64, in("x0") cptr, in("x1") info);
     }
 }
 
@@ -307,7 +350,7 @@ fn init() -> IommuPd {
             // is harmless).
             // SAFETY: `start` has returned, and the driver and register access it made are
             // gone with it: this is the only access to the registers from now on.
-            let closed = unsafe { backend::fail_closed(regs) };
+            let closed = unsafe { backend::fail_closed(regs, KNOWN.load(core::sync::atomic::Ordering::Relaxed)) };
             debug_println!("iommu: NOT SERVING: {why}");
             match closed {
                 Ok(()) => debug_println!("iommu: {}: every device's DMA aborts", backend::CLOSED),
@@ -478,13 +521,26 @@ impl Handler for IommuPd {
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
         let began = wake_ups::now();
         let r = self.on_fault(child, msg_info);
+        // A client's teardown waits on the SMMU too (its unmaps' and blocks' syncs), so it
+        // may find the SMMU failed: the service stops here, every client told, not at the
+        // next request or notification (which may never come).
+        if self.service.as_mut().is_some_and(|s| backend::failure(s.hw_mut()).is_some()) {
+            self.fail_service();
+        }
         self.wake_ups.ended(began);
         r
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        use core::sync::atomic::Ordering::Relaxed;
         let began = wake_ups::now();
+        SERVING_CALL.store(true, Relaxed);
+        #[cfg(feature = "inject-panic-in-call")]
+        if client_of(channel).is_some() && msg_info.label() == iommu_protocol::Op::Unmap as u64 {
+            panic!("injected in a client's UNMAP call (feature inject-panic-in-call, images/iommu-panic-call.xml)");
+        }
         let r = self.on_protected(channel, msg_info);
+        SERVING_CALL.store(false, Relaxed);
         self.wake_ups.ended(began);
         r
     }
@@ -915,7 +971,12 @@ impl IommuPd {
     /// now aborts (the driver's `failure`).
     fn fail_service(&mut self) {
         let Some(mut service) = self.service.take() else { return };
-        let closed = backend::failure(service.hw_mut()).unwrap_or(Ok(()));
+        // What failing closed gave, never a default: where the driver recorded no failure
+        // (a caller that gives up on the SMMU on its own), it is failed closed now. Before,
+        // `failure().unwrap_or(Ok(()))` read "no failure recorded" as "every device's DMA
+        // aborts", and told every client so, with the SMMU still translating.
+        let closed = backend::fail_closed_now(service.hw_mut());
+        remember_known(backend::known(service.hw_mut()));
         let why = backend::why_failed(service.hw_mut());
         if let Some(timer) = &irqs::PHYSICAL_TIMER {
             timer.stop();

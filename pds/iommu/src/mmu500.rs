@@ -154,9 +154,19 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
 ///
 /// # Safety
 /// No other access to the registers at `regs` may be live.
-pub unsafe fn fail_closed(regs: NonNull<u8>) -> Result<(), Error> {
+/// `known`, `known`'s bits (`smmuv3::Known`'s layout; an MMU-500 has no GBPA): a failure
+/// the driver had already closed with every stream faulting stays reported so
+/// (`smmuv2::fail_closed_knowing`).
+pub unsafe fn fail_closed(regs: NonNull<u8>, known: u8) -> Result<(), Error> {
+    let closed = smmuv3::Known::from_bits(known).closed;
     // SAFETY: the caller's contract.
-    smmuv2::fail_closed(&unsafe { registers(regs) }, POLL_LIMIT)
+    smmuv2::fail_closed_knowing(&unsafe { registers(regs) }, POLL_LIMIT, closed)
+}
+
+/// What the driver has established, as bits for `fail_closed`: whether it failed the
+/// MMU-500 closed with every stream faulting.
+pub fn known(hw: &mut Hw) -> u8 {
+    smmuv3::Known { gbpa_aborts: false, closed: matches!(failure(hw), Some(Ok(()))) }.bits()
 }
 
 /// What the SMMU does with `stream`, read back from its registers: the stream match
@@ -209,6 +219,15 @@ impl fmt::Display for SmrState {
 /// routing a stream away that did not take), and if so whether every stream now faults.
 pub fn failure(hw: &mut Hw) -> Option<Result<(), Error>> {
     hw.smmu_ref().failure().map(|(_, closed)| closed)
+}
+
+/// What failing the MMU-500 closed gave, for a service that stops: the driver's
+/// `failure`, or, where it recorded none, `smmuv2::fail_closed` on its registers now.
+pub fn fail_closed_now(hw: &mut Hw) -> Result<(), Error> {
+    match failure(hw) {
+        Some(closed) => closed,
+        None => smmuv2::fail_closed(hw.smmu_ref().regs(), POLL_LIMIT),
+    }
 }
 
 /// Why the driver failed it (`failure` is `Some`).

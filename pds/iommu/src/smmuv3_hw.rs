@@ -105,6 +105,7 @@ pub fn start(regs: NonNull<u8>) -> Result<Hw, Why> {
     let regs = crate::batch_timing::TimedMmio(regs);
     // SAFETY: as above.
     let smmu = unsafe { Smmu::init(regs, mem, config) }.map_err(Why::Smmu)?;
+    crate::remember_known(smmu.known().bits());
     let f = *smmu.features();
     debug_println!(
         "iommu: SMMUv3.{} up: {}-bit StreamIDs, {}-bit output, two-level stream table {}",
@@ -177,13 +178,19 @@ fn say_stage(backend: &SmmuBackend<Regs>, i: usize) {
     }
 }
 
-/// Every device's DMA aborts, best effort: GBPA.ABORT, then SMMUEN = 0 (`smmuv3::fail_closed`).
+/// Every device's DMA aborts, best effort: GBPA.ABORT, then SMMUEN = 0, knowing what the
+/// driver had established (`known`, `known`'s bits: `smmuv3::fail_closed_knowing`).
 ///
 /// # Safety
 /// No other access to the registers at `regs` may be live.
-pub unsafe fn fail_closed(regs: NonNull<u8>) -> Result<(), Error> {
+pub unsafe fn fail_closed(regs: NonNull<u8>, known: u8) -> Result<(), Error> {
     // SAFETY: the caller's contract; the description maps the registers here.
-    smmuv3::fail_closed(&unsafe { MmioRegisters::new(regs) }, BOUND)
+    smmuv3::fail_closed_knowing(&unsafe { MmioRegisters::new(regs) }, BOUND, smmuv3::Known::from_bits(known))
+}
+
+/// What the driver has established, as bits for `fail_closed` (`Smmu::known`).
+pub fn known(hw: &mut Hw) -> u8 {
+    hw.smmu().known().bits()
 }
 
 /// What the stream table holds for `stream`.
@@ -195,6 +202,12 @@ pub fn stream_state(hw: &mut Hw, stream: u32) -> SteState {
 /// it was failed closed.
 pub fn failure(hw: &mut Hw) -> Option<Result<(), Error>> {
     hw.smmu().failure()
+}
+
+/// What failing the SMMU closed gave, for a service that stops: the driver's `failure`, or
+/// the SMMU failed closed now where it recorded none (`Smmu::fail_closed_now`).
+pub fn fail_closed_now(hw: &mut Hw) -> Result<(), Error> {
+    hw.smmu().fail_closed_now()
 }
 
 /// Why the driver failed it (`failure` is `Some`): it stopped answering (two waits on its

@@ -94,7 +94,7 @@ fn init() -> Driver {
     let iova = match iommu.map(MY_BUFFER, MY_DEVICE, 0, 0x2000, None, Rights::READ_WRITE) {
         Ok(v) => v,
         Err(e) => {
-            debug_println!("soc-dma-driver: MAP refused: {e:?}; no DMA started: {device} was given no memory to reach");
+            debug_println!("soc-dma-driver: MAP refused: {e}; no DMA started: {device} was given no memory to reach");
             return Driver;
         }
     };
