@@ -951,3 +951,60 @@ fn a_function_that_claims_d3hot_at_its_stop_is_reset_through_d0() {
     assert_eq!(f.f.get(ENGINE, 4), 0, "the last driver's state kept");
     assert_eq!(f.f.get(PM + 4, 2) & 3, 0, "back in D0");
 }
+
+/// A hostile client against the shared ration (2026-12-08). NET owns two functions and
+/// keeps both owing, RESUMEing both in a loop, and between rounds is torn down and made
+/// ready again (a restart): it never has two rationed resets inside one rest, however many
+/// devices it stops, and a teardown's resets, unrationed, count as its turn, so after a
+/// restart the victim (BLK), owing a reset, goes first. A client torn down with a reset
+/// owed no longer holds anyone's turn: the teardown paid it.
+#[test]
+fn many_devices_restarts_and_teardowns_buy_no_extra_turn() {
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    let mut e = Endpoints::new(true);
+    let rids = [DEVICES[0].stream as u16, DEVICES[3].stream as u16];
+    let rationed_resets = |e: &Endpoints| rids.iter().map(|&r| e.get(r).resets).sum::<u32>();
+    // NET stops both: the first reset now, the second owed (the ration's rest).
+    assert_eq!(stop_of(&mut s, &mut e, NET, 0), Reply::ok(&[OFF_FLR]));
+    assert_eq!(stop_of(&mut s, &mut e, NET, 3), Reply::ok(&[OFF_OWED]));
+    let (mut starts, mut last) = (vec![0u64], rationed_resets(&e));
+    while e.now_ms < 20_000 {
+        for d in [0, 3] {
+            let before = e.now_ms;
+            let _ = resume_of(&mut s, &mut e, NET, d);
+            e.now_ms += 1;
+            let _ = stop_of(&mut s, &mut e, NET, d);
+            if rationed_resets(&e) > last {
+                starts.push(before);
+                last = rationed_resets(&e);
+            }
+            e.now_ms += 1;
+        }
+    }
+    // One reset a turn: each next one at least the reset and its rest after the last.
+    assert!(starts.len() >= 10, "{starts:?}");
+    for w in starts.windows(2) {
+        assert!(w[1] - w[0] >= 1_000, "two of NET's resets {} ms apart: {starts:?}", w[1] - w[0]);
+    }
+    // BLK owes a reset (its second STOP inside the rest after its first, or NET's).
+    assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }));
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_OWED]));
+    // NET crashes and is made ready: its teardown resets both functions whatever the ration,
+    // and that is its turn.
+    let before = rationed_resets(&e);
+    s.client_torn_down_with(NET, &mut e, |_, _| {}).unwrap();
+    assert_eq!(rationed_resets(&e), before + 2);
+    s.client_ready(NET).unwrap();
+    e.now_ms += 950;
+    // The rest after the teardown's resets (900 ms) has passed: NET's STOP asks at once,
+    // but BLK, owing and with its turn before NET's, holds the turn for its second, so
+    // NET's is owed.
+    assert_eq!(stop_of(&mut s, &mut e, NET, 0), Reply::ok(&[OFF_OWED]));
+    assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+    assert_eq!(e.get(DISK_RID).f.get(ENGINE, 4), 0);
+    // NET, owing, is torn down again: the teardown pays what it owed, and it holds no
+    // one's turn: BLK, stopping again after the rest, is reset at once.
+    s.client_torn_down_with(NET, &mut e, |_, _| {}).unwrap();
+    e.now_ms += 3_000;
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_FLR]));
+}
