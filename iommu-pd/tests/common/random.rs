@@ -171,8 +171,8 @@ pub enum Weather {
 /// quarantined (more than the policy's `max_faults` faults in a window) and no RESUME has
 /// ended since, which were resumed from one (on probation: the next overflow whose drain,
 /// with the drain before it, holds a quarter of the queue of their records, theirs
-/// together, quarantines them again, the largest first, until those left make less than
-/// a quarter), each device's faults in the last drain, and how many quarantines that
+/// together, quarantines them again, the largest first and equals together, until those
+/// left make less than a quarter), each device's faults in the last drain, and how many quarantines that
 /// makes.
 struct StormModel {
     quarantined: Vec<bool>,
@@ -240,8 +240,8 @@ impl StormModel {
 /// or a drain and then an overflow of the event queue (`events_lost`) in the next, each
 /// device faulting 0 to 2 times in each, which quarantines the devices on probation
 /// whose faults in the overflow's drain and the drain before it (unless that one saw an
-/// overflow) make a quarter of the queue together, the largest first, until those left
-/// make less (every earlier fault is a million ticks back,
+/// overflow) make a quarter of the queue together, the largest first and equals
+/// together, until those left make less (every earlier fault is a million ticks back,
 /// under the limit). Every client is told of an overflow, its ring counting one
 /// record dropped.
 fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &mut Rng, probe: &mut Probe) {
@@ -271,22 +271,25 @@ fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &
         probe.now += 1;
         let drained = drain(s, probe.now);
         let share = u64::from(QUEUE_RECORDS).div_ceil(4);
-        // Devices on probation and running, by their records in the two drains, most
-        // first (between equals, the first device first): quarantined in that order while
-        // those not yet quarantined make a quarter together.
-        let mut running: Vec<(u64, usize)> = (0..DEVICES.len())
-            .filter(|&d| storms.probation[d] && !storms.quarantined[d])
-            .map(|d| (drained[d] + storms.last_drain[d], d))
+        // Devices on probation and running, grouped by their records in the two drains,
+        // the most first: each group quarantined whole, in that order, while those not yet
+        // quarantined make a quarter together.
+        let records: Vec<Option<u64>> = (0..DEVICES.len())
+            .map(|d| (storms.probation[d] && !storms.quarantined[d]).then(|| drained[d] + storms.last_drain[d]))
             .collect();
-        running.sort_by_key(|&(records, d)| (std::cmp::Reverse(records), d));
+        let mut levels: Vec<u64> = records.iter().flatten().copied().filter(|&r| r > 0).collect();
+        levels.sort_unstable_by(|a, b| b.cmp(a));
+        levels.dedup();
         let mut flooded = vec![false; DEVICES.len()];
-        let mut left: u64 = running.iter().map(|&(records, _)| records).sum();
-        for (records, d) in running {
+        let mut left: u64 = records.iter().flatten().sum();
+        for level in levels {
             if left < share {
                 break;
             }
-            flooded[d] = true;
-            left -= records;
+            for d in (0..DEVICES.len()).filter(|&d| records[d] == Some(level)) {
+                flooded[d] = true;
+                left -= level;
+            }
         }
         let counts = |s: &Service<'_, H>, c: usize| {
             let ring = s.faults(c).unwrap();
