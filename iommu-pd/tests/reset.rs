@@ -574,6 +574,11 @@ fn resume_of(s: &mut Service<'_, ModelHw>, e: &mut Endpoints, client: usize, dev
     send(s, e, client, Request::Resume { device: DeviceId(device) })
 }
 
+/// The service, and every device a function with FLR.
+fn service_with_flr() -> (Service<'static, ModelHw>, Endpoints) {
+    (Service::new(ModelHw::default(), config(), storage()).unwrap(), Endpoints::new(true))
+}
+
 /// One round of a client's STOP and RESUME loop on `device`, what its guest left running
 /// in it first; a RESUME that is answered Ok must find it reset. Whether it ran again.
 fn stop_and_resume(s: &mut Service<'_, ModelHw>, e: &mut Endpoints, client: usize, device: u32) -> bool {
@@ -603,8 +608,7 @@ fn stop_and_resume(s: &mut Service<'_, ModelHw>, e: &mut Endpoints, client: usiz
 #[test]
 fn several_clients_resetting_in_a_loop_hold_the_owner_a_tenth_of_the_time_together() {
     for slow in [false, true] {
-        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-        let mut e = Endpoints::new(true);
+        let (mut s, mut e) = service_with_flr();
         if slow {
             for (_, d) in LOOPED {
                 e.at(DEVICES[d as usize].stream as u16).unwrap().pending_polls = u32::MAX;
@@ -636,8 +640,7 @@ fn several_clients_resetting_in_a_loop_hold_the_owner_a_tenth_of_the_time_togeth
 #[test]
 fn no_client_denies_anothers_reset_beyond_the_stated_bound() {
     for evil_absent in [false, true] {
-        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-        let mut e = Endpoints::new(true);
+        let (mut s, mut e) = service_with_flr();
         if evil_absent {
             // Reset, then owed: it has had a turn, and owes one it never asks for.
             assert_eq!(stop_of(&mut s, &mut e, EVIL, 2), Reply::ok(&[OFF_FLR]));
@@ -710,8 +713,7 @@ fn a_teardown_resets_whatever_the_ration_and_settles_what_is_owed() {
 #[test]
 fn stops_and_resumes_in_a_loop_hold_the_owner_a_tenth_of_the_time() {
     for slow in [false, true] {
-        let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-        let mut e = Endpoints::new(true);
+        let (mut s, mut e) = service_with_flr();
         if slow {
             e.at(DISK_RID).unwrap().pending_polls = u32::MAX;
         }
@@ -960,8 +962,7 @@ fn a_function_that_claims_d3hot_at_its_stop_is_reset_through_d0() {
 /// owed no longer holds anyone's turn: the teardown paid it.
 #[test]
 fn many_devices_restarts_and_teardowns_buy_no_extra_turn() {
-    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
-    let mut e = Endpoints::new(true);
+    let (mut s, mut e) = service_with_flr();
     let rids = [DEVICES[0].stream as u16, DEVICES[3].stream as u16];
     let rationed_resets = |e: &Endpoints| rids.iter().map(|&r| e.get(r).resets).sum::<u32>();
     // NET stops both: the first reset now, the second owed (the ration's rest).
