@@ -89,9 +89,10 @@
  * where the description places them. */
 #define IOMMU_ERR_DEVICE_MISSING 26
 /* The device's function owes a reset (STOP's `RESET_OWED`) that its client may not have yet:
- * nothing was done, the device stays stopped; RESUME again later. A client's function resets
- * are rationed to a tenth of the time (after a reset that took t, its next one waits 9t, at
- * least 900 ms), since each holds the IOMMU PD. */
+ * nothing was done, the device stays stopped; RESUME again later (within a second keeps its
+ * turn). Function resets are rationed to a tenth of the time for all clients together (after a
+ * reset that took t, the next, anyone's, waits 9t, at least 900 ms), since each holds the IOMMU
+ * PD; the turns go first to the client that had one least recently. */
 #define IOMMU_ERR_RESET_RATIONED 27
 /* The device was quarantined by a fault storm and was last resumed from one less than a storm
  * window ago: nothing was done, it stays quarantined; RESUME again later. Each storm may
@@ -167,7 +168,7 @@ static inline const char *iommu_strerror(uint64_t err)
     case IOMMU_ERR_DEVICE_MISSING:
         return "DEVICE_MISSING: the device is missing";
     case IOMMU_ERR_RESET_RATIONED:
-        return "RESET_RATIONED: the device's function owes a reset (STOP's `RESET_OWED`) that its client may not have yet: nothing was done, the device stays stopped; RESUME again later";
+        return "RESET_RATIONED: the device's function owes a reset (STOP's `RESET_OWED`) that its client may not have yet: nothing was done, the device stays stopped; RESUME again later (within a second keeps its turn)";
     case IOMMU_ERR_RESUME_RATIONED:
         return "RESUME_RATIONED: the device was quarantined by a fault storm and was last resumed from one less than a storm window ago: nothing was done, it stays quarantined; RESUME again later";
     case IOMMU_ERR_SERVICE_FAILED:
@@ -239,10 +240,10 @@ static inline const char *iommu_strerror(uint64_t err)
  * back where the description places them (it came back at its reset values), with Bus Master
  * and MSI off, decoding only there, before doing anything else. */
 #define IOMMU_STOP_FLR_LOST 0x10
-/* The function has a reset (FLR, or D3hot and back) and was not reset now: its client's resets
- * are rationed (each holds the IOMMU PD, and everything of lower priority, for 20 ms to 100 ms
- * or more), so it is reset when RESUME asks for it to run again. Bus Master, I/O Space and INTx
- * are off, and its DMA blocked, all the same. */
+/* The function has a reset (FLR, or D3hot and back) and was not reset now: resets are rationed
+ * (each holds the IOMMU PD, and everything of lower priority, for 20 ms to 100 ms or more), so
+ * it is reset when RESUME asks for it to run again. Bus Master, I/O Space and INTx are off, and
+ * its DMA blocked, all the same. */
 #define IOMMU_STOP_RESET_OWED 0x20
 /* Reset by a D3hot-to-D0 transition (PCI Bus Power Management 1.2: PMCSR's No_Soft_Reset
  * clear), the function having no FLR, as Linux's `pci_pm_reset`; the function answered again

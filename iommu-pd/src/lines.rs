@@ -4,6 +4,13 @@
 //! PD (a console line costs far more than a refusal, a STOP without a reset or a fault
 //! record) nor crowds out what is said of other clients (each has its own budget). What
 //! is not logged is counted, and the next line logged says how many were not.
+//!
+//! The console is one, so each client's lines of every kind also come out of its share of
+//! the IOMMU PD's console budget (`CONSOLE`, split evenly between the description's
+//! clients: `Budget::share`, `Lines::ask_within`): however many clients the description
+//! has, all of them together cost at most `CONSOLE`'s lines, and no client's lines can
+//! take another's share. (Before 2026-12-08 each client's budgets were its own alone, and
+//! k clients cost k times 21 lines a second.)
 
 /// A budget in microseconds, for the PD to turn into its clock's ticks (`limit`): `burst`
 /// lines at once, then one more every `every_us`.
@@ -16,6 +23,14 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// One of `clients` even shares of this budget: a `clients`th of its rate, and of its
+    /// burst (at least one line).
+    pub const fn share(self, clients: usize) -> Budget {
+        let clients = if clients == 0 { 1 } else { clients };
+        let burst = self.burst / clients as u32;
+        Budget { burst: if burst == 0 { 1 } else { burst }, every_us: self.every_us.saturating_mul(clients as u64) }
+    }
+
     /// This budget on a clock whose ticks `ticks_from_us` converts to.
     pub fn limit(self, ticks_from_us: impl FnOnce(u64) -> u64) -> LineLimit {
         LineLimit { burst: self.burst, every: ticks_from_us(self.every_us) }
@@ -35,6 +50,11 @@ pub const REQUESTS: Budget = Budget { burst: 8, every_us: 100_000 };
 /// there faults at most ten wake-ups a second, and only a slower rate can be told from
 /// none on it (`images/system.expect`).
 pub const FAULTS: Budget = Budget { burst: 8, every_us: 1_000_000 };
+
+/// Every client's lines of every kind together: 32 at once, then 40 a second, split evenly
+/// between the clients (`Budget::share`): each of `system.xml`'s four gets 8 at once and
+/// then one per 100 ms for all its kinds together, what `REQUESTS` gives its refusals.
+pub const CONSOLE: Budget = Budget { burst: 32, every_us: 25_000 };
 
 /// A count of lines not logged, said after the next line that is (nothing if none):
 /// ` ({n} {what})`, `what` saying what they were and that they were not logged.
@@ -94,6 +114,29 @@ impl Lines {
     /// Count one line asked for at `now` and say whether it may be logged.
     pub fn ask(&mut self, now: u64, limit: LineLimit) -> Verdict {
         self.asked += 1;
+        self.top_up(now, limit);
+        self.take(true)
+    }
+
+    /// `ask`, the line logged only if `share` (its client's share of the console,
+    /// `CONSOLE`'s `Budget::share`, one account for all its client's kinds of line) has a
+    /// line left too; both pay for it, neither for a line not logged, which this account
+    /// counts.
+    pub fn ask_within(&mut self, now: u64, limit: LineLimit, share: &mut Lines, share_limit: LineLimit) -> Verdict {
+        self.asked += 1;
+        share.asked += 1;
+        self.top_up(now, limit);
+        share.top_up(now, share_limit);
+        let both = self.tokens > 0 && share.tokens > 0;
+        if both {
+            share.take(true);
+        }
+        self.take(both)
+    }
+
+    /// The lines earned since the budget was last topped up, up to its burst; the first
+    /// line asked for starts with a full budget.
+    fn top_up(&mut self, now: u64, limit: LineLimit) {
         if !self.started {
             self.started = true;
             self.tokens = limit.burst;
@@ -105,7 +148,11 @@ impl Lines {
                 self.since = self.since.saturating_add(earned.saturating_mul(limit.every));
             }
         }
-        if self.tokens == 0 {
+    }
+
+    /// A line logged if `allowed` and a line is left, else counted.
+    fn take(&mut self, allowed: bool) -> Verdict {
+        if !allowed || self.tokens == 0 {
             self.quiet += 1;
             return Verdict::Quiet;
         }
@@ -189,6 +236,80 @@ mod tests {
         // At the requests' rate every one of them would be printed: no budget, to the test.
         let (l, _) = asked_every(REQUESTS, 20, 100_000);
         assert_eq!(l.logged, 20);
+    }
+
+    /// Each of `clients` clients asks for every kind of line it has (refusals, STOPs,
+    /// faults) every millisecond for 10 s, each within its share of `CONSOLE`: the lines
+    /// logged, all clients together, and each client's.
+    fn flood_of_clients(clients: usize) -> (u64, Vec<u64>) {
+        let kinds = [REQUESTS, REQUESTS, FAULTS];
+        let share = CONSOLE.share(clients).limit(|us| us);
+        let mut accounts = vec![[Lines::default(); 3]; clients];
+        let mut shares = vec![Lines::default(); clients];
+        for ms in 0..10_000u64 {
+            for (c, account) in accounts.iter_mut().enumerate() {
+                for (kind, budget) in account.iter_mut().zip(kinds) {
+                    kind.ask_within(ms * 1000, budget.limit(|us| us), &mut shares[c], share);
+                }
+            }
+        }
+        let each: Vec<u64> = accounts.iter().map(|a| a.iter().map(|k| k.logged).sum()).collect();
+        (each.iter().sum(), each)
+    }
+
+    /// However many clients flood the console, all their lines together are at most
+    /// `CONSOLE`'s: its burst and 40 a second (the burst grows past 32 only with more than
+    /// 32 clients, a line each). Before, each client's budgets were its own alone: 21 lines
+    /// a second each after its bursts, 4 clients 840 in 10 s, and this failed from 2
+    /// clients on.
+    #[test]
+    fn many_clients_together_cost_at_most_the_console_budget() {
+        for clients in [1, 2, 3, 4, 8, 16, 64] {
+            let (total, each) = flood_of_clients(clients);
+            let bound = 10_000_000 / CONSOLE.every_us + u64::from(CONSOLE.burst).max(clients as u64);
+            assert!(total <= bound, "{clients} clients logged {total} lines in 10 s, more than {bound}");
+            // Shared evenly: no client logged more than another.
+            let (least, most) = (each.iter().min().unwrap(), each.iter().max().unwrap());
+            assert_eq!(least, most, "{clients} clients: {each:?}");
+            // And, where the clients' own budgets (21 lines a second each) ask for more,
+            // the budget is used, not just respected.
+            if clients > 1 {
+                assert!(total * 10 >= bound * 9 - 10 * clients as u64, "{clients} clients logged only {total}");
+            }
+        }
+    }
+
+    /// A client's share is its own: another client flooding every kind of line takes
+    /// none of it. The quiet one, a refusal a second, has every line logged.
+    #[test]
+    fn a_flooding_client_takes_none_of_anothers_share() {
+        let share = CONSOLE.share(4).limit(|us| us);
+        let (mut flood, mut flood_share) = ([Lines::default(); 3], Lines::default());
+        let (mut quiet, mut quiet_share) = (Lines::default(), Lines::default());
+        for ms in 0..10_000u64 {
+            for (kind, budget) in flood.iter_mut().zip([REQUESTS, REQUESTS, FAULTS]) {
+                kind.ask_within(ms * 1000, budget.limit(|us| us), &mut flood_share, share);
+            }
+            if ms % 1000 == 0 {
+                let v = quiet.ask_within(ms * 1000, REQUESTS.limit(|us| us), &mut quiet_share, share);
+                assert_eq!(v, Verdict::Log { quiet: 0 }, "at {ms} ms");
+            }
+        }
+        assert_eq!((quiet.asked, quiet.logged), (10, 10));
+        // The flood got its share, no more: 8 at once, then one per 100 ms.
+        let flooded: u64 = flood.iter().map(|k| k.logged).sum();
+        assert_eq!(flooded, 8 + 99);
+        // A line its share refused is counted by its kind, and said by the next logged.
+        let said = flood.iter().map(|k| k.asked - k.logged).sum::<u64>();
+        assert_eq!(said, 3 * 10_000 - flooded);
+    }
+
+    #[test]
+    fn a_share_is_a_clients_part_of_the_budget_and_never_nothing() {
+        assert_eq!(CONSOLE.share(1), CONSOLE);
+        assert_eq!(CONSOLE.share(4), Budget { burst: 8, every_us: 100_000 });
+        assert_eq!(CONSOLE.share(0), CONSOLE);
+        assert_eq!(CONSOLE.share(100), Budget { burst: 1, every_us: 2_500_000 });
     }
 
     #[test]

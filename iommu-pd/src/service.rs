@@ -17,6 +17,7 @@
 //! request. Each concern has its own module: `mappings` (MAP, UNMAP, the per-device index,
 //! confirmed removal), `capabilities` (GRANT, REVOKE, RELEASE), `storms` (fault
 //! attribution, quarantine, RESUME), `teardown` (a client's faults and restarts),
+//! `reset_ration` (the function resets every client's STOP and RESUME share),
 //! `queue` (a batch of MAP and UNMAP from a client's mapping queue), `storage` (the
 //! tables the caller gives, and their cost), `audit` (tests only).
 
@@ -35,13 +36,14 @@ mod capabilities;
 mod map_window;
 mod mappings;
 mod queue;
+mod reset_ration;
 mod storage;
 mod storms;
 mod teardown;
 
+pub use reset_ration::{reset_wait_bound_ms, LONGEST_RESET_MS, RESET_REST, RESET_TURN_MS};
 pub use storage::{state_sizes, OwnedStorage, StateSizes, Storage};
 pub use storms::{FaultInput, Routed};
-pub use teardown::RESET_REST;
 
 /// Most devices (device masks are 64-bit).
 pub const MAX_DEVICES: usize = 64;
@@ -327,9 +329,9 @@ pub struct ClientTables {
     /// Where the service is in the client's mapping queue (its own copy: it never reads
     /// back what it published in the shared region).
     queue: iommu_protocol::queue::Cursor,
-    /// When (`ConfigSpace::now_ms`) the client's ration allows its next function reset
-    /// (`teardown::RESET_REST`).
-    reset_rest_until_ms: u64,
+    /// The number of its last rationed turn at a function reset (`reset_ration`), 0 if it
+    /// never had one.
+    reset_turn: u64,
 }
 
 impl Default for ClientTables {
@@ -340,7 +342,7 @@ impl Default for ClientTables {
             quota: Quota::default(),
             last_map: mappings::LastMap::NONE,
             queue: Default::default(),
-            reset_rest_until_ms: 0,
+            reset_turn: 0,
         }
     }
 }
@@ -391,6 +393,10 @@ pub struct Service<'a, H: IommuHw> {
     /// overflow (`Service::events_lost`).
     drain_stamps: [u64; 2],
     overflow_drain: Option<u64>,
+    /// When (`ConfigSpace::now_ms`) the ration of function resets, one for every client,
+    /// allows the next (`reset_ration`), and the turns taken so far.
+    reset_gate_ms: u64,
+    reset_turns: u64,
 }
 
 type Result<T> = core::result::Result<T, ErrorCode>;
@@ -477,6 +483,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
             in_flight: [queue::InFlight::default(); iommu_protocol::queue::QUEUE_BATCH],
             drain_stamps: [0; 2],
             overflow_drain: None,
+            reset_gate_ms: 0,
+            reset_turns: 0,
         };
         for (i, c) in cfg.caps.iter().enumerate() {
             let region = cfg.regions.get(c.region).ok_or(ConfigError::BadCap(i))?;

@@ -810,6 +810,44 @@ fn a_device_quarantined_at_an_overflow_is_named_in_its_owners_ring() {
     assert_eq!(s.faults(NET).unwrap().pending().count(), 1);
 }
 
+/// Devices on probation are judged together at an overflow (a queue of 8: a quarter is
+/// 2), each resumed from a storm: with 3 faults of EVIL's and 1 of the NIC's beside it,
+/// EVIL's (the largest) is quarantined, which leaves the NIC's one fault, under a quarter,
+/// running; with 1 fault each of the NIC's and EVIL's, neither is a quarter alone, but
+/// both are quarantined, equals together (charging the first alone would let EVIL's
+/// device have the NIC charged in its place by matching it); the NIC2, faulting not at
+/// all, runs in both. Before, each was judged alone: only EVIL's 3 were charged, and
+/// nothing in the second case.
+#[test]
+fn devices_on_probation_are_charged_together_largest_first() {
+    for evil_faults in [3, 1] {
+        let mut s = service();
+        let fault = |s: &mut Service<'_, ModelHw>, stream: u32, now: u64| {
+            s.record_fault(FaultInput { stream, iova: 0xdead_0000, write: true, kind: 0x10, now });
+        };
+        for (stream, client, device) in [(0x10, NET, 0), (0x28, NET, 3), (0x20, EVIL, 2)] {
+            for now in 0..11 {
+                fault(&mut s, stream, now);
+            }
+            assert_eq!(call_at(&mut s, client, Request::Resume { device: DeviceId(device) }, 5), Reply::ok(&[]));
+        }
+        assert_eq!(s.stats().quarantines, 3);
+        fault(&mut s, 0x10, 20);
+        for _ in 0..evil_faults {
+            fault(&mut s, 0x20, 20);
+        }
+        s.events_lost(20, QUEUE);
+        let running = |s: &Service<'_, ModelHw>, client, device| s.running_device_of(client, DeviceId(device)).is_ok();
+        let nic_charged = evil_faults == 1;
+        assert_eq!(s.stats().quarantines, 4 + u64::from(nic_charged), "EVIL's faults: {evil_faults}");
+        assert_eq!(
+            (running(&s, NET, 0), running(&s, NET, 3), running(&s, EVIL, 2)),
+            (!nic_charged, true, false),
+            "EVIL's faults: {evil_faults}"
+        );
+    }
+}
+
 /// Probation is not escaped by a restart: the owner's teardown and return leave its device
 /// on probation (`client_ready` rebuilds nothing of the device's storm state), so the next
 /// overflow quarantines it again, and the restarted program is told.

@@ -324,6 +324,120 @@ fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
 /// a quarter of the queue less one.
 const QUIET: u64 = EVENTQ / 4 - 1;
 
+/// The hostile client's colluding devices: its own and four more, streams from
+/// `SID_HOSTILE`, none of them a quarter of a queue in any drain.
+const COLLUDERS: u32 = 5;
+/// Faulting words each colluder writes a step: together more than the queue (130 of 128),
+/// each under a quarter of it (32).
+const SPLIT: u64 = 26;
+
+/// `service`'s description with the hostile client owning `COLLUDERS` devices (the extra
+/// ones map nothing, each in a window of its own above the hostile one's).
+fn colluders_service(victim_pa: u64, hostile_pa: u64) -> Svc {
+    let side = |iova_base, pa| Side { iova_base, iova_size: 1 << 20, pa, pages: 1, max_mappings: 2, max_pages: 2 };
+    let faults = FaultPolicy { window: WINDOW_MS, max_faults: MAX_FAULTS, resume_rest_ms: WINDOW_MS };
+    let cfg = config(side(VICTIM_BASE, victim_pa), side(HOSTILE_BASE, hostile_pa), faults);
+    let mut devices = cfg.devices.to_vec();
+    for i in 1..COLLUDERS {
+        let mut d = devices[HOSTILE];
+        d.name = ["h1", "h2", "h3", "h4"][i as usize - 1];
+        d.stream = SID_HOSTILE + i;
+        d.iova_base = HOSTILE_BASE + u64::from(i) * (1 << 20);
+        devices.push(d);
+    }
+    let streams: Vec<u32> = devices.iter().map(|d| d.stream).collect();
+    let cfg = iommu_pd::Config { devices: Box::leak(devices.into_boxed_slice()), ..cfg };
+    let backend = SmmuBackend::new(host_smmu(8 * 4), &streams).unwrap();
+    let tables = Box::leak(Box::new(<iommu_pd::owned_storage!(2, 8, 2, 4)>::default()));
+    Service::new(backend, cfg, tables.storage()).unwrap()
+}
+
+/// Colluder `c`'s stream, IOVA window and device number.
+fn colluder(c: u32) -> (u32, u64, DeviceId) {
+    (SID_HOSTILE + c, HOSTILE_BASE + u64::from(c) * (1 << 20), DeviceId(1 + c))
+}
+
+/// A flood split over several devices: the hostile client's five devices each storm once
+/// and are resumed (on probation), then each writes 26 faulting words every 10 ms (130
+/// records, more than the queue, each device under a quarter of it) and is RESUMEd as
+/// often as the ration allows, for 10 windows. The victim's device, on probation too (one
+/// storm of its own at boot), faults once a step. Before 2026-12-08 a device on probation
+/// was charged at an overflow only for a quarter of the queue of its own: none of the five
+/// was, each ran until its storm limit (about 12 drains a window), and the queue
+/// overflowed 120 times, the victim losing a fault beside each (the test failing at the
+/// first). Now the devices on
+/// probation are charged together, the largest first, until those left make less than a
+/// quarter: each overflow quarantines at least one of them, so there are no more
+/// overflows than RESUMEs that ended a quarantine; the victim's one fault a step never
+/// makes it a contributor worth charging, so it runs throughout, and its faults reach its
+/// ring but for one beside each overflow, each counted.
+#[test]
+fn a_flood_split_over_colluding_devices_on_probation_is_caught_at_the_overflow() {
+    let (vbuf, hbuf) = (host_region(PAGE as usize, 0x1000), host_region(PAGE as usize, 0x1000));
+    let mut s = colluders_service(vbuf.pa.0, hbuf.pa.0);
+    assert_eq!(call(&mut s, VICTIM, map(VICTIM, 0, PAGE, None), 0), Reply::ok(&[VICTIM_BASE]));
+    // Every device storms once at boot and is resumed: all on probation.
+    let streams: Vec<(u32, u64)> = [(SID_VICTIM, VICTIM_BASE + PAGE)]
+        .into_iter()
+        .chain((0..COLLUDERS).map(|c| (colluder(c).0, colluder(c).1)))
+        .collect();
+    for &(sid, base) in &streams {
+        for i in 0..3 {
+            for w in 0..128 {
+                dma(&mut s, sid, base + 4 * (128 * i + w));
+            }
+            drain(&mut s, 0);
+        }
+        assert_eq!(dma(&mut s, sid, base), Outcome::Abort);
+    }
+    assert_eq!(call(&mut s, VICTIM, Request::Resume { device: DeviceId(0) }, 0), Reply::ok(&[]));
+    for c in 0..COLLUDERS {
+        assert_eq!(call(&mut s, HOSTILE, Request::Resume { device: colluder(c).2 }, 0), Reply::ok(&[]));
+    }
+    let quarantines_at_boot = s.stats().quarantines;
+    let dropped_at_boot = s.faults(VICTIM).unwrap().dropped();
+    victim_reads_its_ring(&mut s, 0, &mut Vec::new());
+    let (mut overflows, mut resumed, mut charged) = (0u64, 0u64, 0u64);
+    let (mut victim_faults, mut delivered) = (Vec::new(), Vec::new());
+    for now in (STEP_MS..RUN_MS).step_by(STEP_MS as usize) {
+        for c in 0..COLLUDERS {
+            let (sid, base, device) = colluder(c);
+            let was_quarantined = s.running_device_of(HOSTILE, device) == Err(ErrorCode::Quarantined);
+            match call(&mut s, HOSTILE, Request::Resume { device }, now) {
+                Reply::Ok { .. } => resumed += u64::from(was_quarantined),
+                r => assert_eq!(r, Reply::Err(ErrorCode::ResumeRationed), "at {now} ms"),
+            }
+            for w in 0..SPLIT {
+                dma(&mut s, sid, base + 4 * ((now / STEP_MS * SPLIT + w) % 1024));
+            }
+        }
+        let before = s.stats().quarantines;
+        if victim_faults_and_reads(&mut s, now, &mut victim_faults, &mut delivered) {
+            overflows += 1;
+            // The overflow quarantined one colluder at least (a storm limit none: each
+            // has made at most 26 of its 300 since its RESUME, the overflows' lost records not
+            // counted).
+            assert!(s.stats().quarantines > before, "at {now} ms an overflow quarantined no one");
+            charged += s.stats().quarantines - before;
+        }
+        // The victim's device runs at every step.
+        assert!(matches!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Ok(_)), "at {now} ms the victim aborts");
+    }
+    let said = format!("{overflows} overflows, {resumed} RESUMEs, {charged} charged at an overflow");
+    println!("{said}; the victim's faults: {} made, {} delivered", victim_faults.len(), delivered.len());
+    // Each overflow quarantined at least one colluder, each of which a RESUME had let run.
+    assert!(overflows >= RUN_MS / WINDOW_MS && charged >= overflows, "{said}");
+    assert!(overflows <= resumed, "{said}");
+    // None of it the victim's, whose device ran at every step.
+    assert!(s.stats().quarantines >= quarantines_at_boot + charged, "{said}");
+    // The victim lost only faults beside an overflow, each counted, and was told the rest.
+    assert!(delivered.iter().all(|iova| victim_faults.contains(iova)), "{delivered:x?}");
+    let lost = (victim_faults.len() - delivered.len()) as u64;
+    assert!(lost <= overflows, "the victim lost {lost}: {said}");
+    assert_eq!(s.faults(VICTIM).unwrap().dropped() - dropped_at_boot, overflows);
+    assert_eq!(dma(&mut s, SID_VICTIM, VICTIM_BASE), Outcome::Ok(vbuf.pa.0));
+}
+
 /// The hostile device sends a transaction at `iova` that the SMMU refuses and records as
 /// `record` (its StreamID filled in) while the stream translates, lost if the queue is full;
 /// an aborting stream records nothing. Whether it was recorded.

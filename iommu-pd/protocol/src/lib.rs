@@ -267,8 +267,8 @@ pub mod stop {
     /// its reset values), with Bus Master and MSI off, decoding only there, before doing
     /// anything else.
     pub const FLR_LOST: u64 = 1 << 4;
-    /// The function has a reset (FLR, or D3hot and back) and was not reset now: its
-    /// client's resets are rationed (each holds the IOMMU PD, and everything of lower
+    /// The function has a reset (FLR, or D3hot and back) and was not reset now: resets
+    /// are rationed (each holds the IOMMU PD, and everything of lower
     /// priority, for 20 ms to 100 ms or more), so it is reset when RESUME asks for it to
     /// run again. Bus Master, I/O Space and INTx are off, and its DMA blocked, all the
     /// same.
@@ -364,7 +364,7 @@ pub enum Request {
     /// blocked by an unconfirmed removal, or stopped by STOP runs again, once every removal
     /// pending on it is confirmed; a stopped one with its static mappings made again, and
     /// its function reset first if STOP left the reset owed (`stop::RESET_OWED`;
-    /// `ResetRationed` and nothing done while the client's ration does not allow it).
+    /// `ResetRationed` and nothing done while the ration of resets does not allow it).
     /// `DeviceMissing`, and the device left as it was, while its function does not answer
     /// after a reset it did not come back from (`stop::FLR_LOST`, that reset included).
     /// A device quarantined by a storm is resumed at most once per storm window
@@ -404,7 +404,8 @@ pub enum Request {
     /// Space stays on where the owner placed its BARs, which its driver maps), a Function
     /// Level Reset where the function has one (with the spec's 100 ms wait), or else a
     /// D3hot-to-D0 reset where its PM capability allows one, and the BARs the owner placed
-    /// written back (the reset rationed per client, else owed to RESUME: `stop::RESET_OWED`).
+    /// written back (resets rationed, one ration for all clients taken in turn, else owed
+    /// to RESUME: `stop::RESET_OWED`).
     /// Reply: mr0 = what was done to the function (`stop`). A VMM sends it
     /// when it stops the virtual machine the device is passed through to, whose memory
     /// the device must no longer reach, and whose next guest must not inherit the device's
@@ -543,9 +544,11 @@ pub enum ErrorCode {
     /// with BARs that cannot be put back where the description places them.
     DeviceMissing = 26,
     /// The device's function owes a reset (STOP's `RESET_OWED`) that its client may not
-    /// have yet: nothing was done, the device stays stopped; RESUME again later. A
-    /// client's function resets are rationed to a tenth of the time (after a reset that
-    /// took t, its next one waits 9t, at least 900 ms), since each holds the IOMMU PD.
+    /// have yet: nothing was done, the device stays stopped; RESUME again later (within a
+    /// second keeps its turn). Function resets are rationed to a tenth of the time for
+    /// all clients together (after a reset that took t, the next, anyone's, waits 9t, at
+    /// least 900 ms), since each holds the IOMMU PD; the turns go first to the client that
+    /// had one least recently.
     ResetRationed = 27,
     /// The device was quarantined by a fault storm and was last resumed from one less than
     /// a storm window ago: nothing was done, it stays quarantined; RESUME again later. Each

@@ -151,17 +151,23 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// ring counts one record dropped (carried by its next record and by QUERY). Returns
     /// the clients to notify.
     ///
-    /// A device on probation (resumed from a storm's quarantine) whose own records filled
-    /// at least a quarter of the queue (`queue_records`, its capacity) in the drain that
-    /// saw the overflow or the drain before it is quarantined again: its storm allowance
-    /// (`max_faults` faults a window) can hold more than a queue, so it could otherwise
-    /// overflow the queue several times after each RESUME before its faults reached the
-    /// limit. `now` is the stamp of that drain's records (`FaultInput::now`, one for the
-    /// drain); the drain before counts too, since the records that filled the queue may
-    /// have been taken just before the SMMU lost one and set the flag. A device with fewer
-    /// records there is left alone, a few faults of its own included: whose records were
+    /// Devices on probation (resumed from a storm's quarantine) whose records together
+    /// filled at least a quarter of the queue (`queue_records`, its capacity) in the drain
+    /// that saw the overflow or the drain before it are quarantined again, the largest
+    /// contributors first (equals together), until those left running made less than a
+    /// quarter together: a
+    /// device's storm allowance (`max_faults` faults a window) can hold more than a queue,
+    /// so it could otherwise overflow the queue several times after each RESUME before its
+    /// faults reached the limit, and several devices each under a quarter could do so
+    /// together (before 2026-12-08 each was judged alone). A device on probation whose
+    /// records, with those of every device on probation that made no more, are under a
+    /// quarter is left running (so a device can be charged in a quiet one's place only by
+    /// devices each making fewer records than it, together a quarter), a few faults of its own included: whose records were
     /// lost is unknown, and another device's flood must not keep a well-behaved device
-    /// aborting. Its owner's ring gets a record of kind `QUARANTINED_AT_OVERFLOW` naming
+    /// aborting. `now` is the stamp of that drain's records (`FaultInput::now`, one for
+    /// the drain); the drain before counts too, since the records that filled the queue
+    /// may have been taken just before the SMMU lost one and set the flag. Each quarantined
+    /// device's owner's ring gets a record of kind `QUARANTINED_AT_OVERFLOW` naming
     /// it: no fault of its own says so, and the overflow's lost record is every client's.
     pub fn events_lost(&mut self, now: u64, queue_records: u32) -> u64 {
         // First, so that the record below carries the overflow (`dropped_before`).
@@ -177,24 +183,45 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
         self.overflow_drain = Some(now);
         let share = queue_records.div_ceil(4).max(1);
-        for d in 0..self.cfg.devices.len().min(self.devices.len()) {
-            let st = &self.devices[d];
-            if st.probation && !st.quarantined() && st.drained_in(stamps) >= share {
-                self.quarantine(d);
-                let dc = &self.cfg.devices[d];
-                if let Some(ring) = self.rings.get_mut(dc.owner) {
-                    ring.push(FaultRecord {
-                        device: d as u32,
-                        stream: dc.stream,
-                        kind: iommu_protocol::faults::kind::QUARANTINED_AT_OVERFLOW,
-                        region: iommu_protocol::faults::NO_REGION,
-                        quarantined: 1,
-                        ..FaultRecord::default()
-                    });
+        // Charged largest first while the rest still make a quarter together: a flood
+        // split over several devices on probation is charged as one device's would be,
+        // and what is left unquarantined holds less than a quarter of the queue.
+        let devices = self.cfg.devices.len().min(self.devices.len());
+        let charged = |st: &DeviceState| if st.probation && !st.quarantined() { st.drained_in(stamps) } else { 0 };
+        let mut left: u32 = self.devices[..devices].iter().map(charged).fold(0, u32::saturating_add);
+        while left >= share {
+            // The largest contributors still running, equals together: a device that
+            // made as many as another is charged with it, so that none can have another
+            // charged in its place by matching it.
+            let most = (0..devices).map(|d| charged(&self.devices[d])).max().unwrap_or(0);
+            if most == 0 {
+                break;
+            }
+            for d in 0..devices {
+                if charged(&self.devices[d]) == most {
+                    left = left.saturating_sub(most);
+                    self.quarantine_at_overflow(d);
                 }
             }
         }
         notify
+    }
+
+    /// Quarantine `d` at an overflow, and name it in its owner's ring: no fault of its
+    /// own says so, and the overflow's lost record is every client's.
+    fn quarantine_at_overflow(&mut self, d: usize) {
+        self.quarantine(d);
+        let dc = &self.cfg.devices[d];
+        if let Some(ring) = self.rings.get_mut(dc.owner) {
+            ring.push(FaultRecord {
+                device: d as u32,
+                stream: dc.stream,
+                kind: iommu_protocol::faults::kind::QUARANTINED_AT_OVERFLOW,
+                region: iommu_protocol::faults::NO_REGION,
+                quarantined: 1,
+                ..FaultRecord::default()
+            });
+        }
     }
 
     /// Quarantine `d`, whatever the IOMMU answers: a block it does not confirm is owed and

@@ -85,7 +85,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
 
     /// Device `d`'s PCI function stopped, if it is one of `pci`'s (nothing done, 0, if it
     /// is not, or if it does not answer), and reset where it has FLR unless `ration` is
-    /// kept and `client`'s does not allow it yet (then the reset is owed: RESUME does it).
+    /// kept and does not allow `client` one yet (then the reset is owed: RESUME does it).
     pub(super) fn stop_function_of(
         &mut self,
         client: usize,
@@ -120,8 +120,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
         done
     }
 
-    /// RESUME of stopped device `d` whose function owes its reset: the reset, if
-    /// `client`'s ration allows it now (`ResetRationed` if not, and nothing done).
+    /// RESUME of stopped device `d` whose function owes its reset: the reset, if the
+    /// ration allows it now and it is `client`'s turn (`ResetRationed` if not, and
+    /// nothing done).
     pub(super) fn pay_owed_reset(&mut self, client: usize, d: DeviceIndex, pci: &mut dyn ConfigSpace) -> Result<()> {
         if !self.may_reset(client, pci) {
             return Err(ErrorCode::ResetRationed);
@@ -213,22 +214,6 @@ impl<'a, H: IommuHw> Service<'a, H> {
         lost
     }
 
-    fn may_reset(&self, client: usize, pci: &mut dyn ConfigSpace) -> bool {
-        pci.now_ms() >= self.clients[client].reset_rest_until_ms
-    }
-
-    /// A reset that started at `start` is over: the client's next one waits
-    /// `RESET_REST` times as long as this one took (and at least `RESET_REST` times the
-    /// spec's 100 ms).
-    fn reset_done(&mut self, client: usize, start: u64, done: Stopped, pci: &mut dyn ConfigSpace) {
-        if !done.reset_started() {
-            return;
-        }
-        let end = pci.now_ms();
-        let took = end.saturating_sub(start).max(u64::from(crate::pci::FLR_WAIT_MS));
-        self.clients[client].reset_rest_until_ms = end.saturating_add(RESET_REST * took);
-    }
-
     /// STOP: `device` is blocked, confirmed, and loses every mapping, its static ones too
     /// (for a device passed through to a virtual machine, the guest's memory). `Ok` once
     /// the IOMMU confirmed every removal, earlier pending ones included; `Hardware` if it
@@ -281,15 +266,9 @@ impl<'a, H: IommuHw> Service<'a, H> {
 /// Whether a function reset keeps its client's ration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ration {
-    /// STOP, which a client may send as often as it likes.
+    /// STOP, which a client may send as often as it likes (`reset_ration`).
     Kept,
     /// A teardown, which happens once for each of the client's faults (and a client is
     /// restarted a bounded number of times).
     Waived,
 }
-
-/// A function reset holds the IOMMU PD (passive, at priority 254, in a busy wait: nothing
-/// of lower priority runs) for 100 ms or more; after one that took t, the same client's
-/// next reset waits `RESET_REST` × t, so that STOPs in a loop (or STOP and RESUME in turn)
-/// hold the system for at most 1/(1 + `RESET_REST`) of the time: 10%.
-pub const RESET_REST: u64 = 9;

@@ -170,8 +170,9 @@ pub enum Weather {
 /// The reference for storms, kept apart from the service's books: which devices a storm
 /// quarantined (more than the policy's `max_faults` faults in a window) and no RESUME has
 /// ended since, which were resumed from one (on probation: the next overflow whose drain,
-/// with the drain before it, holds a quarter of the queue of their records quarantines
-/// them again), each device's faults in the last drain, and how many quarantines that
+/// with the drain before it, holds a quarter of the queue of their records, theirs
+/// together, quarantines them again, the largest first and equals together, until those
+/// left make less than a quarter), each device's faults in the last drain, and how many quarantines that
 /// makes.
 struct StormModel {
     quarantined: Vec<bool>,
@@ -237,9 +238,10 @@ impl StormModel {
 /// A storm step: `n` faults of device `d` within one window (a storm if more than the
 /// policy's `max_faults`), its block failing now and then, each fault a drain of its own;
 /// or a drain and then an overflow of the event queue (`events_lost`) in the next, each
-/// device faulting 0 to 2 times in each, which quarantines every device on probation
+/// device faulting 0 to 2 times in each, which quarantines the devices on probation
 /// whose faults in the overflow's drain and the drain before it (unless that one saw an
-/// overflow) make a quarter of the queue (every earlier fault is a million ticks back,
+/// overflow) make a quarter of the queue together, the largest first and equals
+/// together, until those left make less (every earlier fault is a million ticks back,
 /// under the limit). Every client is told of an overflow, its ring counting one
 /// record dropped.
 fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &mut Rng, probe: &mut Probe) {
@@ -269,9 +271,26 @@ fn storm_step<H: TestHw>(s: &mut Service<'_, H>, storms: &mut StormModel, rng: &
         probe.now += 1;
         let drained = drain(s, probe.now);
         let share = u64::from(QUEUE_RECORDS).div_ceil(4);
-        let flooded: Vec<bool> = (0..DEVICES.len())
-            .map(|d| storms.probation[d] && !storms.quarantined[d] && drained[d] + storms.last_drain[d] >= share)
+        // Devices on probation and running, grouped by their records in the two drains,
+        // the most first: each group quarantined whole, in that order, while those not yet
+        // quarantined make a quarter together.
+        let records: Vec<Option<u64>> = (0..DEVICES.len())
+            .map(|d| (storms.probation[d] && !storms.quarantined[d]).then(|| drained[d] + storms.last_drain[d]))
             .collect();
+        let mut levels: Vec<u64> = records.iter().flatten().copied().filter(|&r| r > 0).collect();
+        levels.sort_unstable_by(|a, b| b.cmp(a));
+        levels.dedup();
+        let mut flooded = vec![false; DEVICES.len()];
+        let mut left: u64 = records.iter().flatten().sum();
+        for level in levels {
+            if left < share {
+                break;
+            }
+            for d in (0..DEVICES.len()).filter(|&d| records[d] == Some(level)) {
+                flooded[d] = true;
+                left -= level;
+            }
+        }
         let counts = |s: &Service<'_, H>, c: usize| {
             let ring = s.faults(c).unwrap();
             (ring.dropped(), ring.recorded())

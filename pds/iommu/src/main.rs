@@ -156,13 +156,21 @@ const POLL_US: u64 = 10_000;
 /// What a client may cost on the console (the debug configuration's; a release build
 /// prints nothing), each client on its own budgets (`iommu_pd::lines`): its refused
 /// requests and apart from them its STOPs' reports (`lines::REQUESTS`), its devices'
-/// faults (`lines::FAULTS`). A line costs the IOMMU PD a kernel call per character, a
+/// faults (`lines::FAULTS`), all within its share of the console (`lines::CONSOLE`). A line costs the IOMMU PD a kernel call per character, a
 /// refusal, a STOP without a reset or a fault record microseconds, so a flood printed in
 /// full would slow every client's calls, and at priority 254 hold the system (a STOP's
 /// two lines made a STOP loop do so however its resets were rationed; a device faulting
 /// just under its storm limit, a line per wake-up, would too).
 fn line_limit(budget: Budget) -> LineLimit {
     budget.limit(generic_timer::ticks_from_us)
+}
+
+/// One line of `account`'s kind (on `budget`) asked for now, within its client's share of
+/// the console (`share`, on `lines::CONSOLE`'s share for each client), so that all clients
+/// together cost the console at most `lines::CONSOLE`, however many the description has.
+fn ask_line(account: &mut Lines, budget: Budget, share: &mut Lines) -> Verdict {
+    let share_limit = line_limit(lines::CONSOLE.share(policy::CLIENTS.len()));
+    account.ask_within(generic_timer::ticks(), line_limit(budget), share, share_limit)
 }
 
 pub(crate) type Svc = Service<'static, backend::Hw>;
@@ -336,6 +344,7 @@ fn init() -> IommuPd {
                 refusals: [Lines::default(); policy::CLIENTS.len()],
                 stops: [Lines::default(); policy::CLIENTS.len()],
                 faults: [Lines::default(); policy::CLIENTS.len()],
+                console: [Lines::default(); policy::CLIENTS.len()],
                 stops_reported: [0; policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
                 wake_ups: Default::default(),
@@ -373,6 +382,7 @@ fn init() -> IommuPd {
                 refusals: [Lines::default(); policy::CLIENTS.len()],
                 stops: [Lines::default(); policy::CLIENTS.len()],
                 faults: [Lines::default(); policy::CLIENTS.len()],
+                console: [Lines::default(); policy::CLIENTS.len()],
                 stops_reported: [0; policy::CLIENTS.len()],
                 restarts: [0; policy::CLIENTS.len()],
                 wake_ups: Default::default(),
@@ -494,6 +504,9 @@ struct IommuPd {
     /// Each client's wake-ups that found new fault records for it: how many, and its
     /// budget of lines for them.
     faults: [Lines; policy::CLIENTS.len()],
+    /// Each client's share of the console, which all its kinds of line above come out of
+    /// too (`ask_line`).
+    console: [Lines; policy::CLIENTS.len()],
     /// How many times each client was restarted after a fault.
     restarts: [u8; policy::CLIENTS.len()],
     /// This PD's own wake-ups, timed.
@@ -565,7 +578,7 @@ impl IommuPd {
             // clients to tell, told even when the pass ended in the SMMU failing, which
             // the backend then failed closed: their records are in their rings).
             let (notify, failed) = backend::take_faults(service, &mut self.poll);
-            report_faults(service, notify, &mut self.faults);
+            report_faults(service, notify, &mut self.faults, &mut self.console);
             if failed {
                 self.fail_service();
                 return Ok(());
@@ -779,7 +792,10 @@ impl IommuPd {
         if let (true, iommu_protocol::Reply::Ok { values, .. }) =
             (msg_info.label() == iommu_protocol::Op::Stop as u64, &reply)
         {
-            let asked = self.stops.get_mut(client).map(|l| l.ask(generic_timer::ticks(), line_limit(lines::REQUESTS)));
+            let asked = match (self.stops.get_mut(client), self.console.get_mut(client)) {
+                (Some(l), Some(share)) => Some(ask_line(l, lines::REQUESTS, share)),
+                _ => None,
+            };
             if let (Some(Verdict::Log { quiet }), Some(reported)) = (asked, self.stops_reported.get_mut(client)) {
                 report_stop(service, client, reported, mrs[0] as usize, values[0], quiet, self.ecam.as_mut());
             }
@@ -828,16 +844,20 @@ fn say_unrouted(routed: Routed, what: &dyn core::fmt::Display) {
 }
 
 /// Tell each client in `notify` of its new fault records, printing the last of each
-/// within the client's budget of lines (`accounts`, one per client). A quarantine
+/// within the client's budget of lines (`accounts`, one per client) and its share of the
+/// console (`shares`). A quarantine
 /// is said whatever the budget: it comes once per storm, and a device's RESUMEs after
 /// one are rationed (or refused) by the service.
-fn report_faults(service: &mut Svc, notify: u64, accounts: &mut [Lines]) {
+fn report_faults(service: &mut Svc, notify: u64, accounts: &mut [Lines], shares: &mut [Lines]) {
     for client in 0..policy::CLIENTS.len() {
         if notify & (1 << client) == 0 {
             continue;
         }
         if let Some(r) = service.faults(client).and_then(|ring| ring.pending().last()) {
-            let asked = accounts.get_mut(client).map(|l| l.ask(generic_timer::ticks(), line_limit(lines::FAULTS)));
+            let asked = match (accounts.get_mut(client), shares.get_mut(client)) {
+                (Some(l), Some(share)) => Some(ask_line(l, lines::FAULTS, share)),
+                _ => None,
+            };
             let device = policy::DEVICES.get(r.device as usize).map(|d| d.name).unwrap_or("?");
             let region = policy::REGIONS.get(r.region as usize).map(|g| g.name);
             // A device passed through to a VM: its client is the VMM; say which VM.
@@ -925,8 +945,10 @@ impl IommuPd {
     /// A request the service refused: name the client, the request and the reason, within
     /// the client's budget of lines (`line_limit`).
     fn log_refusal(&mut self, client: usize, label: u64, mrs: &[u64], e: iommu_protocol::ErrorCode) {
-        let Some(account) = self.refusals.get_mut(client) else { return };
-        if let Verdict::Log { quiet } = account.ask(generic_timer::ticks(), line_limit(lines::REQUESTS)) {
+        let (Some(account), Some(share)) = (self.refusals.get_mut(client), self.console.get_mut(client)) else {
+            return;
+        };
+        if let Verdict::Log { quiet } = ask_line(account, lines::REQUESTS, share) {
             let shown = iommu_protocol::show::Shown { label, mrs };
             let name = policy::CLIENTS[client].name;
             debug_println!("iommu: refused {name}'s {shown}: {e:?}{}", Unsaid(quiet, "refused before it not logged"));
@@ -950,6 +972,11 @@ impl IommuPd {
             l.asked,
             l.logged,
             Rate(lines::REQUESTS)
+        );
+        debug_println!(
+            "iommu: {name}: all its lines within its share of the console ({}, of every client's {})",
+            Rate(lines::CONSOLE.share(policy::CLIENTS.len())),
+            Rate(lines::CONSOLE)
         );
         if s.asked > 0 {
             debug_println!("iommu: {name}: {} STOP(s) confirmed, {reported} reported (a budget of their own)", s.asked);

@@ -314,7 +314,7 @@ pub fn report_function_stop(ecam: &mut Ecam, device: usize, done: pci::Stopped, 
     } else if bits & stop::PM_RESET != 0 {
         "reset by D3hot and back to D0 (it has no FLR; 20 ms)"
     } else if bits & stop::RESET_OWED != 0 {
-        "its reset owed (its client's resets are rationed: RESUME does it)"
+        "its reset owed (resets are rationed, taken in turn: RESUME does it)"
     } else {
         "no FLR (it has none)"
     };
