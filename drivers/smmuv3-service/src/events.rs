@@ -93,11 +93,16 @@ pub fn pump<M: Mmio, S: EventSink<M>, const N: usize>(sink: &mut S, wired: bool,
 /// at will, as fast as faulting DMA, and each is a record in the queue every device shares:
 /// counted only as stream events, they counted towards no storm and no overflow, so a
 /// device flooding them was never quarantined. Records its configuration causes (C_BAD_STE,
-/// F_CD_FETCH...) stay stream events: the device did not choose them. So, for now, does
-/// C_BAD_SUBSTREAMID, though a device sending a SubstreamID on a stream with none causes
-/// it: a flood of those still counts towards no storm.
+/// F_CD_FETCH...) stay stream events: the device did not choose them. C_BAD_SUBSTREAMID
+/// is a device's doing too (a SubstreamID, a PASID, on a stream with none: this service
+/// gives no stream substreams, so every SubstreamID is out of range), and its record
+/// carries the StreamID but no address: it is the device's fault at address 0, a read.
 pub fn fault_input(e: &Event, now: u64) -> Option<iommu_pd::FaultInput> {
     use iommu_protocol::faults::kind;
+    if let Event::BadSubstreamId { sid, .. } = e {
+        let kind = u32::from(smmuv3::event::id::C_BAD_SUBSTREAMID);
+        return Some(iommu_pd::FaultInput { stream: sid.0, iova: 0, write: false, kind, now });
+    }
     let (txn, kind) = match e {
         Event::Translation(f) => (f.txn, kind::F_TRANSLATION),
         Event::Permission(f) => (f.txn, kind::F_PERMISSION),

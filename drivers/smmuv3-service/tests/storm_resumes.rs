@@ -324,34 +324,45 @@ fn another_devices_overflows_leave_a_quiet_device_on_probation_running() {
 /// a quarter of the queue less one.
 const QUIET: u64 = EVENTQ / 4 - 1;
 
-/// The hostile device sends an ATS-translated write (PCIe AT = translated) at `iova`, where
-/// its stream has no ATS: while the stream translates, the SMMU refuses it and records
-/// F_TRANSL_FORBIDDEN with the StreamID and the address (IHI 0070 7.3), lost if the queue
-/// is full; an aborting stream records nothing. Whether it was recorded.
-fn translated_write(s: &mut Svc, sid: u32, iova: u64) -> bool {
+/// A record the hostile device's transaction at `iova` makes the SMMU write, where the
+/// transaction is one the SMMU refuses without a translation fault: while the stream
+/// translates it is recorded (lost if the queue is full); an aborting stream records
+/// nothing (IHI 0070 7.3). Whether it was recorded.
+fn refused(s: &mut Svc, record: [u64; 4], iova: u64) -> bool {
     let regs = s.hw_mut().smmu().regs();
-    if regs.translate(sid, iova, true) == Outcome::Abort {
+    if regs.translate(SID_HOSTILE, iova, true) == Outcome::Abort {
         return false;
     }
-    regs.inject_event([u64::from(smmuv3::event::id::F_TRANSL_FORBIDDEN) | u64::from(sid) << 32, 0, iova, 0]);
+    regs.inject_event(record);
     true
 }
 
-/// A device may send records the SMMU refuses without a translation fault: ATS-translated
-/// transactions where ATS is off, ATS translation requests, unsupported transactions
-/// (`smmuv3_service::events::fault_input`). Each is a record in the queue every device
-/// shares. Counted only as stream events, they counted towards no storm: a device sending
-/// 256 of them every 10 ms overflowed the queue at every step for 10 windows (1,000
-/// overflows), never quarantined, and the victim lost a fault beside each. Now they are
-/// its faults: its storm limit quarantines it within the bound of a device that storms
-/// (`OVERFLOWS_BEFORE_QUARANTINE`), its owner told, and the victim loses at most that many.
-#[test]
-fn a_device_flooding_refused_ats_transactions_is_quarantined_by_its_storm_limit() {
+/// An ATS-translated write (PCIe AT = translated) at `iova`, where the stream has no ATS:
+/// F_TRANSL_FORBIDDEN, with the StreamID and the address.
+fn translated_write(iova: u64) -> [u64; 4] {
+    [u64::from(smmuv3::event::id::F_TRANSL_FORBIDDEN) | u64::from(SID_HOSTILE) << 32, 0, iova, 0]
+}
+
+/// A write with a PASID (SubstreamID) `ssid`, where the stream has no substreams (its STE's
+/// S1CDMax is 0): C_BAD_SUBSTREAMID, with the StreamID and the SubstreamID and no address
+/// (IHI 0070 7.3.8).
+fn substream_write(ssid: u64) -> [u64; 4] {
+    use smmuv3::event::{EVTQ_0_SSID, EVTQ_0_SSV};
+    let w0 = u64::from(smmuv3::event::id::C_BAD_SUBSTREAMID) | u64::from(SID_HOSTILE) << 32;
+    [EVTQ_0_SSID.set(EVTQ_0_SSV.set(w0, 1), ssid), 0, 0, 0]
+}
+
+/// The hostile device sends `record(i)` for 256 transactions every 10 ms for 10 windows,
+/// the victim faulting once a step: its storm limit quarantines it within the bound of a
+/// device that storms (`OVERFLOWS_BEFORE_QUARANTINE`), its owner is told by a record of
+/// `kind`, and the victim loses at most a fault per overflow, each counted.
+fn refused_flood_is_quarantined(record: fn(u64) -> [u64; 4], kind: u8) {
     let mut s = victim_mapped();
     let (mut overflows, mut sent) = (0u64, 0u64);
     let (mut victim_faults, mut delivered) = (Vec::new(), Vec::new());
     for now in (0..RUN_MS).step_by(STEP_MS as usize) {
-        sent += (0..STORM).filter(|i| translated_write(&mut s, SID_HOSTILE, HOSTILE_BASE + 4 * i)).count() as u64;
+        let iova = |i| HOSTILE_BASE + 4 * i;
+        sent += (0..STORM).filter(|&i| refused(&mut s, record(i), iova(i))).count() as u64;
         overflows += u64::from(victim_faults_and_reads(&mut s, now, &mut victim_faults, &mut delivered));
     }
     let lost = (victim_faults.len() - delivered.len()) as u64;
@@ -363,11 +374,36 @@ fn a_device_flooding_refused_ats_transactions_is_quarantined_by_its_storm_limit(
     // The hostile device aborts; its owner was told, by a record of the refused kind.
     assert_eq!(dma(&mut s, SID_HOSTILE, HOSTILE_BASE), Outcome::Abort);
     let told = s.faults(HOSTILE).unwrap().pending().find(|r| r.quarantined == 1).copied().unwrap();
-    assert_eq!((told.device, told.kind), (1, u32::from(smmuv3::event::id::F_TRANSL_FORBIDDEN)));
+    assert_eq!((told.device, told.kind), (1, u32::from(kind)));
+}
+
+/// A device may send records the SMMU refuses without a translation fault: ATS-translated
+/// transactions where ATS is off, ATS translation requests, unsupported transactions
+/// (`smmuv3_service::events::fault_input`). Each is a record in the queue every device
+/// shares. Counted only as stream events, they counted towards no storm: a device sending
+/// 256 of them every 10 ms overflowed the queue at every step for 10 windows (1,000
+/// overflows), never quarantined, and the victim lost a fault beside each. Now they are
+/// its faults.
+#[test]
+fn a_device_flooding_refused_ats_transactions_is_quarantined_by_its_storm_limit() {
+    refused_flood_is_quarantined(translated_write, smmuv3::event::id::F_TRANSL_FORBIDDEN);
     // A record its configuration causes is not its doing: still a stream event.
     let bad_ste =
         smmuv3::EventRecord([u64::from(smmuv3::event::id::C_BAD_STE) | u64::from(SID_HOSTILE) << 32, 0, 0, 0]);
     assert_eq!(fault_input(&bad_ste.decode(), 0), None);
+}
+
+/// A device may tag its DMA with a PASID (a SubstreamID) on a stream that has none, as
+/// PASID-capable functions do at will: each is a C_BAD_SUBSTREAMID record, which carries the
+/// StreamID but no address. Counted only as a stream event (it is no translation fault),
+/// a device flooding them was never quarantined: 1,000 overflows in 10 windows, the victim
+/// losing a fault beside each. Now they are its faults, with address 0.
+#[test]
+fn a_device_flooding_substream_ids_its_stream_lacks_is_quarantined_by_its_storm_limit() {
+    refused_flood_is_quarantined(substream_write, smmuv3::event::id::C_BAD_SUBSTREAMID);
+    let record = smmuv3::EventRecord(substream_write(5));
+    let input = fault_input(&record.decode(), 7).unwrap();
+    assert_eq!((input.stream, input.iova, input.write, input.now), (SID_HOSTILE, 0, false, 7));
 }
 
 // The service's tests' client side of a mapping queue; this test posts and drains only.
