@@ -651,6 +651,27 @@ fn storm_drains_are_bounded_only_where_the_iommu_pd_runs() {
     let never = "<schedule_entry domain=\"sys\" duration=\"1000 us\" /><schedule_entry domain=\"other\" duration=\"1000 us\" /><schedule_end_marker />";
     let problems = check(&domains(never, 1), 30_000_000);
     assert!(problems.len() == 1 && problems[0].contains("has no slot between the schedule's start"), "{problems:#?}");
+    // The bound is the longest run of other slots between two of its own in the cycle, not
+    // every other slot of the schedule: two 20 ms slots, each after a slot of its own, are
+    // 30 ms drain periods (the bound had added both, 50 ms, and refused 90 ms); so is a
+    // 40 ms slot past the end marker, which never runs, or before the start index.
+    let twice = format!("{}{}", sys_then("20000 us"), sys_then("20000 us"));
+    let beyond_the_end = format!("{}<schedule_end_marker />{}", sys_then("20000 us"), sys_then("40000 us"));
+    let before_the_start = format!("<schedule_entry domain=\"other\" duration=\"40000 us\" />{}", sys_then("20000 us"));
+    for (slots, start) in [(&twice, 0), (&beyond_the_end, 0), (&before_the_start, 1)] {
+        assert_eq!(check(&domains(slots, start), 90_000), Vec::<String>::new(), "{slots}");
+        let problems = check(&domains(slots, start), 89_999);
+        assert!(problems.len() == 1 && problems[0].contains("drain it only every 30000 us"), "{slots}: {problems:#?}");
+    }
+    // Round the cycle: the run that wraps from its end to its start is one run (10 + 20 ms).
+    let wrapping = format!("<schedule_entry domain=\"other\" duration=\"10000 us\" />{}", sys_then("20000 us"));
+    let problems = check(&domains(&wrapping, 0), 89_999);
+    assert!(problems.len() == 1 && problems[0].contains("drain it only every 40000 us"), "{problems:#?}");
+    // A slot in us is the nearest number of ticks: one between two ticks counts as the
+    // next (20000.5 us is not a duration; 1 us at 62.5 MHz is 62.5 ticks, rounded up to 63,
+    // 1.008 us: 2 us, rounded up).
+    let problems = check(&domains(&sys_then("1 us"), 0), 1);
+    assert!(problems.iter().any(|p| p.contains("drain it only every 10002 us")), "{problems:#?}");
 }
 
 /// The storm limits at their bounds: more than one drain's worth of faults needs a window
