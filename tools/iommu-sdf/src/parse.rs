@@ -811,6 +811,25 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
         );
         return (sys, r.problems);
     }
+    // Names in a namespace: the Microkit tool's roxmltree (0.19) finds an attribute by its
+    // name only where it has no namespace, this reader's (0.21) by its local name, the
+    // first of either: `m:perms="r" perms="rw"` was read as "r" here and mapped rw by the
+    // Microkit tool, and `m:perms="r"` alone as "r" here and the default, rw, there.
+    // Neither tool gives a namespace a meaning, so none is read.
+    for n in root.descendants().filter(Node::is_element) {
+        if let Some(ns) = n.tag_name().namespace() {
+            let msg = format!("element `<{}>` is in the XML namespace \"{ns}\"", n.tag_name().name());
+            r.problem(n, msg, "remove the namespace (its prefix, or the xmlns=\"...\" it inherits)");
+        }
+        for a in n.attributes().filter(|a| a.namespace().is_some()) {
+            let msg = format!(
+                "attribute `{}` is in an XML namespace: the Microkit tool does not read it as `{}`, and this tool would",
+                a.name(),
+                a.name()
+            );
+            r.problem(n, msg, &format!("remove its prefix, or the attribute ({}=\"...\")", a.name()));
+        }
+    }
     // Text between <system>'s elements the Microkit tool refuses (sdf.rs, `check_no_text`),
     // and it is no part of the description read here.
     for t in root.children().filter(|c| c.is_text() && c.text().is_some_and(|t| !t.trim().is_empty())) {
