@@ -629,6 +629,27 @@ fn storm_drains_are_bounded_only_where_the_iommu_pd_runs() {
         "{problems:#?}"
     );
     assert_eq!(check(&spinner(249, 0), 30_000), Vec::<String>::new());
+    // PDs above it with a budget below their period hold it off for at most their budgets
+    // in each period (sporadic servers): 1 ms in 10 ms makes each drain period 11 ms, and
+    // 300 faults need 33 ms; two of them taking half the core each leave it none.
+    let budgeted = |spinners: &[(u32, u32)]| {
+        let pds: String = spinners
+            .iter()
+            .enumerate()
+            .map(|(i, (budget, period))| format!("<protection_domain name=\"spinner{i}\" priority=\"254\" budget=\"{budget}\" period=\"{period}\"><program_image path=\"spin.elf\" /></protection_domain>\n"))
+            .collect();
+        timer.replace("</system>", &format!("{pds}</system>"))
+    };
+    assert_eq!(check(&budgeted(&[(1_000, 10_000)]), 33_000), Vec::<String>::new());
+    let problems = check(&budgeted(&[(1_000, 10_000)]), 32_999);
+    assert!(problems.len() == 1 && problems[0].contains("drain it only every 11000 us"), "{problems:#?}");
+    // Two: the wait w = 1000 * ceil(w / 10000) + 3000 * ceil(w / 3500) goes from 4000 (a
+    // budget each) to 7000 (the second's second period), where it settles.
+    assert_eq!(check(&budgeted(&[(1_000, 10_000), (3_000, 3_500)]), 51_000), Vec::<String>::new());
+    let problems = check(&budgeted(&[(1_000, 10_000), (3_000, 3_500)]), 50_999);
+    assert!(problems.len() == 1 && problems[0].contains("drain it only every 17000 us"), "{problems:#?}");
+    let problems = check(&budgeted(&[(5_000, 10_000), (5_000, 10_000)]), 30_000_000);
+    assert!(problems.len() == 1 && problems[0].contains("take its whole core"), "{problems:#?}");
     // Domains: another domain's 20 ms slot (1,250,000 ticks at 62.5 MHz, or in us) makes
     // each drain period 30 ms, so 3 drains need 90 ms.
     let domains = |slots: &str, start: u32| {

@@ -23,10 +23,11 @@ const SMMU_IDS: [u64; 2] = [10, 11];
 /// records come, from what the description guarantees, or why nothing bounds it. Its
 /// wake-ups bound it at `DRAIN_PERIOD_US` only if it has one (the SMMU's interrupts, or
 /// the timer's: with neither it reads the queue when a request comes, if one comes) and
-/// runs when woken: nothing that may run on its core is at its priority or above (seL4
-/// runs the highest ready thread of a core, and one that never blocks would hold the IOMMU
-/// PD off for good: `runs_on_its_core`), and its seL4 domain's slot comes round, so the
-/// longest stretch of other domains' slots between two of its own is added.
+/// runs when woken: what may run on its core at its priority or above (`runs_on_its_core`;
+/// seL4 runs the highest ready thread of a core) has a budget below its period, whose
+/// budgets are added (`held_off`: one without would hold it off for good), and its seL4
+/// domain's slot comes round, so the longest stretch of other domains' slots between two
+/// of its own is added.
 ///
 /// What else could hold it, and why it does not: a PD below its priority never runs while
 /// it is ready (seL4 preempts at once), and none can raise itself or another to its
@@ -44,14 +45,80 @@ fn drain_period_us(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Res
             SMMU_IDS[0], SMMU_IDS[1], TIMER.1, TIMER.0
         ));
     }
-    if let Some((pd, how)) = runs_on_its_core(sys, iommu).into_iter().find(|(pd, _)| pd.priority >= iommu.priority) {
-        return Err(format!(
-            "`{}` {how} at priority {}, not below its {}: seL4 runs it first, and it may never block",
-            pd.name, pd.priority, iommu.priority
-        ));
+    // Those at its priority or above run first, each for at most its budget in any window
+    // of its period (seL4's MCS kernel: a scheduling context is a sporadic server); one
+    // whose budget is its period, or a passive one (it runs on its callers' budgets), is
+    // bounded by nothing.
+    let mut above = Vec::new();
+    for (pd, how) in runs_on_its_core(sys, iommu).into_iter().filter(|(pd, _)| pd.priority >= iommu.priority) {
+        if pd.passive || pd.budget >= pd.period {
+            return Err(format!(
+                "`{}` {how} at priority {}, not below its {}, {}: seL4 runs it first, and it may never block",
+                pd.name,
+                pd.priority,
+                iommu.priority,
+                if pd.passive {
+                    "passive (it runs on its callers' budgets)"
+                } else {
+                    "with no budget below its period"
+                }
+            ));
+        }
+        above.push((u128::from(pd.budget), u128::from(pd.period.max(1))));
     }
+    let wait = held_off(longest_other_slots(sys, board, iommu)?, &above)?;
+    u64::try_from(wait + u128::from(DRAIN_PERIOD_US)).map_err(|_| "its wait runs past 2^64 us".to_string())
+}
+
+/// The longest the IOMMU PD waits, woken, when other domains hold the core for `gap` us and
+/// the PDs `above` it (budget, period) take their budgets: the least fixed point above 0 of
+/// w = gap + sum(ceil(w / period) * budget) (response-time analysis at the instant all of
+/// them start, its own drain taken as no time; each takes at least one budget). Refused
+/// where their budgets take the whole core (no fixed point), or where the arithmetic or the
+/// iteration cannot settle it (an answer this tool cannot prove).
+fn held_off(gap: u128, above: &[(u128, u128)]) -> Result<u128, String> {
+    let unsettled = || "its wait for the PDs at its priority or above could not be bounded".to_string();
+    // Their share of the core, sum(budget / period), as an exact fraction.
+    let (mut num, mut den) = (0u128, 1u128);
+    for &(b, p) in above {
+        let g = gcd(den, p);
+        let (n, d) = (num.checked_mul(p / g), den.checked_mul(p / g));
+        let (Some(n), Some(d)) = (n.and_then(|n| n.checked_add(b.checked_mul(den / g)?)), d) else {
+            return Err(unsettled());
+        };
+        let g = gcd(n, d).max(1);
+        (num, den) = (n / g, d / g);
+    }
+    if num >= den {
+        return Err("the budgets of the PDs at its priority or above take its whole core".to_string());
+    }
+    let mut wait = gap + above.iter().map(|&(b, _)| b).sum::<u128>();
+    for _ in 0..100_000 {
+        let next = gap + above.iter().map(|&(b, p)| wait.div_ceil(p) * b).sum::<u128>();
+        if next == wait {
+            return Ok(wait);
+        }
+        if next > u128::from(u64::MAX) {
+            return Err(unsettled());
+        }
+        wait = next;
+    }
+    Err(unsettled())
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The longest run of other domains' slots between two of the IOMMU PD's own, in us (0
+/// without a domain schedule), or why its domain may never run.
+fn longest_other_slots(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Result<u128, String> {
     let Some(schedule) = sys.domain_schedule.as_ref().filter(|d| !d.names.is_empty()) else {
-        return Ok(DRAIN_PERIOD_US);
+        return Ok(0);
     };
     let Some(own) = iommu.domain.as_deref() else {
         return Err("it is in no domain the schedule names".to_string());
@@ -76,8 +143,7 @@ fn drain_period_us(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Res
             gap += slot_us(e.duration, board)?;
         }
     }
-    u64::try_from(longest + u128::from(DRAIN_PERIOD_US))
-        .map_err(|_| "the other domains' slots run past 2^64 us".to_string())
+    Ok(longest)
 }
 
 /// The longest a domain's slot of `length` lasts, in us (rounded up): ticks of the board's
