@@ -58,7 +58,7 @@ fn drain_period_us(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Res
                 pd.priority,
                 iommu.priority,
                 if pd.passive {
-                    "passive (it runs on its callers' budgets)"
+                    "passive (it runs on the budgets of those it serves)"
                 } else {
                     "with no budget below its period"
                 }
@@ -169,8 +169,9 @@ fn slot_us(length: SlotLength, board: &Board) -> Result<u128, String> {
 
 /// Every PD but `iommu` that may run on `iommu`'s core, with how: placed there (`cpu`), or
 /// passive and lent a scheduling context of one that may (it answers its call, or takes
-/// its fault as its parent): seL4's MCS kernel moves a thread to the core of the context
-/// it is lent, and it runs there at its own priority.
+/// its fault as its parent, or as the VMM of a guest whose vCPU is on that core): seL4's
+/// MCS kernel moves a thread to the core of the context it is lent, and it runs there at
+/// its own priority.
 fn runs_on_its_core<'a>(sys: &'a System, iommu: &ProtectionDomain) -> Vec<(&'a ProtectionDomain, String)> {
     let ends = sys.ends_by_pd();
     let mut found: Vec<(&ProtectionDomain, String)> = sys
@@ -179,6 +180,17 @@ fn runs_on_its_core<'a>(sys: &'a System, iommu: &ProtectionDomain) -> Vec<(&'a P
         .filter(|pd| pd.name != iommu.name && pd.cpu == iommu.cpu)
         .map(|pd| (pd, format!("runs on its core {}", iommu.cpu)))
         .collect();
+    for vmm in sys.pds.iter().filter(|pd| pd.passive && pd.name != iommu.name) {
+        if let Some(vm) = vmm.vms.iter().find(|vm| vm.vcpu_cpus.contains(&iommu.cpu)) {
+            if !found.iter().any(|(f, _)| f.name == vmm.name) {
+                let how = format!(
+                    "runs on its core {} when its guest `{}`'s vCPU there faults (it is passive: it runs on the vCPU's scheduling context)",
+                    iommu.cpu, vm.name
+                );
+                found.push((vmm, how));
+            }
+        }
+    }
     let mut next = 0;
     while let Some(&(lender, _)) = found.get(next) {
         next += 1;
@@ -266,7 +278,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                     pd.name
                 ),
                 format!(
-                    "{fix}, or give the IOMMU PD a wake-up it runs at (the timer's interrupt: <irq irq=\"{}\" id=\"{}\" />, or its SMMU's on ids {} and {}), the highest priority of every PD that may run on its core (a passive PD runs on the core of the PD that calls it, or of its child that faults), and a slot in every round of the domain schedule",
+                    "{fix}, or give the IOMMU PD a wake-up it runs at (the timer's interrupt: <irq irq=\"{}\" id=\"{}\" />, or its SMMU's on ids {} and {}), the highest priority of every PD that may run on its core (a passive PD runs on the core of the PD that calls it, of its child that faults, or of its guest's vCPU), and a slot in every round of the domain schedule",
                     TIMER.1, TIMER.0, SMMU_IDS[0], SMMU_IDS[1]
                 ),
             )),
