@@ -140,11 +140,25 @@ impl Reader {
 
     /// An id or interrupt number (`<end id>`, `<irq id>`, `<irq irq>`, `<vcpu id>`): the
     /// Microkit tool reads these with `str::parse` (decimal only, no `_`) and unwraps, so
-    /// `0x1` or `1_0`, which `number` takes, make it panic (sdf.rs).
-    fn decimal(&mut self, n: Node, attr: &str) -> Option<u64> {
+    /// `0x1` or `1_0`, which `number` takes, make it panic (sdf.rs). `<end id>` and `<irq
+    /// id>` it parses as `i64` (`signed`), refusing a negative one: `-0` is 0 there, and
+    /// was refused here.
+    fn decimal(&mut self, n: Node, attr: &str, signed: bool) -> Option<u64> {
         let v = n.attribute(attr)?;
-        match v.parse::<u64>() {
-            Ok(x) => Some(x),
+        let parsed = match signed {
+            true => v.parse::<i64>().map(|x| u64::try_from(x).map_err(|_| x)),
+            false => v.parse::<u64>().map(Ok),
+        };
+        match parsed {
+            Ok(Ok(x)) => Some(x),
+            Ok(Err(negative)) => {
+                self.problem(
+                    n,
+                    format!("`{attr}` {negative} is negative (the Microkit tool refuses it: \"id must be >= 0\")"),
+                    &format!("write {attr} in decimal digits, e.g. {attr}=\"1\""),
+                );
+                None
+            }
             Err(_) => {
                 self.problem(
                     n,
@@ -402,7 +416,7 @@ impl Reader {
                         }
                         self.check_attrs(v, &["id", "setvar_id", "cpu"]);
                         vcpu_cpus.push(self.number(v, "cpu").unwrap_or(0));
-                        if let Some(id) = self.required(v, "id").and_then(|_| self.decimal(v, "id")) {
+                        if let Some(id) = self.required(v, "id").and_then(|_| self.decimal(v, "id", false)) {
                             vcpu_ids.push((id, self.line(v)));
                         }
                     }
@@ -438,8 +452,8 @@ impl Reader {
                             self.problem(c, format!("`trigger` must be level or edge, not \"{t}\""), "write trigger=\"level\" or trigger=\"edge\"");
                         }
                     }
-                    if let Some(id) = self.decimal(c, "id") {
-                        irqs.push(Irq { id, irq: self.decimal(c, "irq"), form, line: self.line(c) });
+                    if let Some(id) = self.decimal(c, "id", true) {
+                        irqs.push(Irq { id, irq: self.decimal(c, "irq", false), form, line: self.line(c) });
                     }
                     if let Some(symbol) = c.attribute("setvar_id") {
                         irq_setvar_ids.push((symbol.to_string(), self.line(c)));
@@ -657,7 +671,7 @@ impl Reader {
             if c.attribute("id").is_none() {
                 self.problem(c, "missing attribute `id`".into(), "add id=\"...\": the channel's identifier in this PD");
             }
-            let id = self.decimal(c, "id");
+            let id = self.decimal(c, "id", true);
             let pp = self.boolean(c, "pp", false);
             self.boolean(c, "notify", true);
             match (pd, id) {
@@ -810,6 +824,25 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
             "the root element must be <system>",
         );
         return (sys, r.problems);
+    }
+    // Names in a namespace: the Microkit tool's roxmltree (0.19) finds an attribute by its
+    // name only where it has no namespace, this reader's (0.21) by its local name, the
+    // first of either: `m:perms="r" perms="rw"` was read as "r" here and mapped rw by the
+    // Microkit tool, and `m:perms="r"` alone as "r" here and the default, rw, there.
+    // Neither tool gives a namespace a meaning, so none is read.
+    for n in root.descendants().filter(Node::is_element) {
+        if let Some(ns) = n.tag_name().namespace() {
+            let msg = format!("element `<{}>` is in the XML namespace \"{ns}\"", n.tag_name().name());
+            r.problem(n, msg, "remove the namespace (its prefix, or the xmlns=\"...\" it inherits)");
+        }
+        for a in n.attributes().filter(|a| a.namespace().is_some()) {
+            let msg = format!(
+                "attribute `{}` is in an XML namespace: the Microkit tool does not read it as `{}`, and this tool would",
+                a.name(),
+                a.name()
+            );
+            r.problem(n, msg, &format!("remove its prefix, or the attribute ({}=\"...\")", a.name()));
+        }
     }
     // Text between <system>'s elements the Microkit tool refuses (sdf.rs, `check_no_text`),
     // and it is no part of the description read here.

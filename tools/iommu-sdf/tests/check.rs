@@ -629,6 +629,27 @@ fn storm_drains_are_bounded_only_where_the_iommu_pd_runs() {
         "{problems:#?}"
     );
     assert_eq!(check(&spinner(249, 0), 30_000), Vec::<String>::new());
+    // PDs above it with a budget below their period hold it off for at most their budgets
+    // in each period (sporadic servers): 1 ms in 10 ms makes each drain period 11 ms, and
+    // 300 faults need 33 ms; two of them taking half the core each leave it none.
+    let budgeted = |spinners: &[(u32, u32)]| {
+        let pds: String = spinners
+            .iter()
+            .enumerate()
+            .map(|(i, (budget, period))| format!("<protection_domain name=\"spinner{i}\" priority=\"254\" budget=\"{budget}\" period=\"{period}\"><program_image path=\"spin.elf\" /></protection_domain>\n"))
+            .collect();
+        timer.replace("</system>", &format!("{pds}</system>"))
+    };
+    assert_eq!(check(&budgeted(&[(1_000, 10_000)]), 33_000), Vec::<String>::new());
+    let problems = check(&budgeted(&[(1_000, 10_000)]), 32_999);
+    assert!(problems.len() == 1 && problems[0].contains("drain it only every 11000 us"), "{problems:#?}");
+    // Two: the wait w = 1000 * ceil(w / 10000) + 3000 * ceil(w / 3500) goes from 4000 (a
+    // budget each) to 7000 (the second's second period), where it settles.
+    assert_eq!(check(&budgeted(&[(1_000, 10_000), (3_000, 3_500)]), 51_000), Vec::<String>::new());
+    let problems = check(&budgeted(&[(1_000, 10_000), (3_000, 3_500)]), 50_999);
+    assert!(problems.len() == 1 && problems[0].contains("drain it only every 17000 us"), "{problems:#?}");
+    let problems = check(&budgeted(&[(5_000, 10_000), (5_000, 10_000)]), 30_000_000);
+    assert!(problems.len() == 1 && problems[0].contains("take its whole core"), "{problems:#?}");
     // Domains: another domain's 20 ms slot (1,250,000 ticks at 62.5 MHz, or in us) makes
     // each drain period 30 ms, so 3 drains need 90 ms.
     let domains = |slots: &str, start: u32| {
@@ -651,6 +672,27 @@ fn storm_drains_are_bounded_only_where_the_iommu_pd_runs() {
     let never = "<schedule_entry domain=\"sys\" duration=\"1000 us\" /><schedule_entry domain=\"other\" duration=\"1000 us\" /><schedule_end_marker />";
     let problems = check(&domains(never, 1), 30_000_000);
     assert!(problems.len() == 1 && problems[0].contains("has no slot between the schedule's start"), "{problems:#?}");
+    // The bound is the longest run of other slots between two of its own in the cycle, not
+    // every other slot of the schedule: two 20 ms slots, each after a slot of its own, are
+    // 30 ms drain periods (the bound had added both, 50 ms, and refused 90 ms); so is a
+    // 40 ms slot past the end marker, which never runs, or before the start index.
+    let twice = format!("{}{}", sys_then("20000 us"), sys_then("20000 us"));
+    let beyond_the_end = format!("{}<schedule_end_marker />{}", sys_then("20000 us"), sys_then("40000 us"));
+    let before_the_start = format!("<schedule_entry domain=\"other\" duration=\"40000 us\" />{}", sys_then("20000 us"));
+    for (slots, start) in [(&twice, 0), (&beyond_the_end, 0), (&before_the_start, 1)] {
+        assert_eq!(check(&domains(slots, start), 90_000), Vec::<String>::new(), "{slots}");
+        let problems = check(&domains(slots, start), 89_999);
+        assert!(problems.len() == 1 && problems[0].contains("drain it only every 30000 us"), "{slots}: {problems:#?}");
+    }
+    // Round the cycle: the run that wraps from its end to its start is one run (10 + 20 ms).
+    let wrapping = format!("<schedule_entry domain=\"other\" duration=\"10000 us\" />{}", sys_then("20000 us"));
+    let problems = check(&domains(&wrapping, 0), 89_999);
+    assert!(problems.len() == 1 && problems[0].contains("drain it only every 40000 us"), "{problems:#?}");
+    // A slot in us is the nearest number of ticks: one between two ticks counts as the
+    // next (20000.5 us is not a duration; 1 us at 62.5 MHz is 62.5 ticks, rounded up to 63,
+    // 1.008 us: 2 us, rounded up).
+    let problems = check(&domains(&sys_then("1 us"), 0), 1);
+    assert!(problems.iter().any(|p| p.contains("drain it only every 10002 us")), "{problems:#?}");
 }
 
 /// The storm limits at their bounds: more than one drain's worth of faults needs a window

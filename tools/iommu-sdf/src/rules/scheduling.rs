@@ -239,11 +239,16 @@ fn passive(sys: &System, iommu: &ProtectionDomain, out: &mut Vec<Problem>) {
                 format!("make `{}` not passive, {not_passive}", pd.name),
             );
         }
-        if child && pd.cpu != iommu.cpu {
+        // A call moves the IOMMU PD to the caller's core as a fault does: there it runs at
+        // its priority among that core's PDs, where one above it that never blocks would
+        // hold it in the call, every other client's call and every drain of the event
+        // queue behind it.
+        if pd.cpu != iommu.cpu {
+            let (what, hands) = if child { ("a child of", "its fault") } else { ("calling", "its call") };
             refuse(
                 pd,
                 format!(
-                    "`{}`, a child of the passive IOMMU PD `{}`, runs on core {}, the IOMMU PD on core {}: its fault would hand the IOMMU PD its scheduling context, and with it core {}",
+                    "`{}`, {what} the passive IOMMU PD `{}`, runs on core {}, the IOMMU PD on core {}: {hands} would hand the IOMMU PD its scheduling context, and with it core {}",
                     pd.name, iommu.name, pd.cpu, iommu.cpu, pd.cpu
                 ),
                 format!("put `{}` on core {} (cpu=\"{}\"), {not_passive}", pd.name, iommu.cpu, iommu.cpu),

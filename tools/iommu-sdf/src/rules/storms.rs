@@ -23,11 +23,20 @@ const SMMU_IDS: [u64; 2] = [10, 11];
 /// records come, from what the description guarantees, or why nothing bounds it. Its
 /// wake-ups bound it at `DRAIN_PERIOD_US` only if it has one (the SMMU's interrupts, or
 /// the timer's: with neither it reads the queue when a request comes, if one comes) and
-/// runs when woken: nothing else on its core at its priority or above (seL4 runs the
-/// highest ready thread of a core, and one that never blocks would hold the IOMMU PD off
-/// for good), and its seL4 domain's slot comes round, so every other domain's slots in
-/// the schedule are added (all of them: a bound on any gap between two of its slots,
-/// however the kernel goes round).
+/// runs when woken: what may run on its core at its priority or above (`runs_on_its_core`;
+/// seL4 runs the highest ready thread of a core) has a budget below its period, whose
+/// budgets are added (`held_off`: one without would hold it off for good), and its seL4
+/// domain's slot comes round, so the longest stretch of other domains' slots between two
+/// of its own is added.
+///
+/// What else could hold it, and why it does not: a PD below its priority never runs while
+/// it is ready (seL4 preempts at once), and none can raise itself or another to its
+/// priority (Microkit gives each PD its own priority as its maximum controlled priority,
+/// and `scheduling` refuses a PD with a TCB capability at or above it); its own scheduling
+/// context, and with a passive IOMMU PD every lender's, has its budget equal to its period
+/// (`scheduling`), so no budget runs out while it drains. Where it stops: the kernel's own
+/// time, Microkit's monitor (priority 255: once per fault of a PD without a parent, which
+/// it does not restart) and the time a drain takes are not counted.
 fn drain_period_us(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Result<u64, String> {
     let has = |id: u64, irq: Option<u64>| iommu.irqs.iter().any(|i| i.id == id && (irq.is_none() || i.irq == irq));
     if !SMMU_IDS.iter().all(|&id| has(id, None)) && !has(TIMER.0, Some(TIMER.1)) {
@@ -36,41 +45,179 @@ fn drain_period_us(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Res
             SMMU_IDS[0], SMMU_IDS[1], TIMER.1, TIMER.0
         ));
     }
-    if let Some(pd) =
-        sys.pds.iter().find(|pd| pd.name != iommu.name && pd.cpu == iommu.cpu && pd.priority >= iommu.priority)
-    {
-        return Err(format!(
-            "`{}` runs on its core {} at priority {}, not below its {}: seL4 runs it first, and it may never block",
-            pd.name, iommu.cpu, pd.priority, iommu.priority
-        ));
+    // Those at its priority or above run first, each for at most its budget in any window
+    // of its period (seL4's MCS kernel: a scheduling context is a sporadic server); one
+    // whose budget is its period, or a passive one (it runs on its callers' budgets), is
+    // bounded by nothing.
+    let mut above = Vec::new();
+    for (pd, how) in runs_on_its_core(sys, iommu).into_iter().filter(|(pd, _)| pd.priority >= iommu.priority) {
+        if pd.passive || pd.budget >= pd.period {
+            return Err(format!(
+                "`{}` {how} at priority {}, not below its {}, {}: seL4 runs it first, and it may never block",
+                pd.name,
+                pd.priority,
+                iommu.priority,
+                if pd.passive {
+                    "passive (it runs on the budgets of those it serves)"
+                } else {
+                    "with no budget below its period"
+                }
+            ));
+        }
+        above.push((u128::from(pd.budget), u128::from(pd.period.max(1))));
     }
+    let wait = held_off(longest_other_slots(sys, board, iommu)?, &above)?;
+    u64::try_from(wait + u128::from(DRAIN_PERIOD_US)).map_err(|_| "its wait runs past 2^64 us".to_string())
+}
+
+/// The longest the IOMMU PD waits, woken, when other domains hold the core for `gap` us and
+/// the PDs `above` it (budget, period) take their budgets: the least fixed point above 0 of
+/// w = gap + sum(ceil(w / period) * budget) (response-time analysis at the instant all of
+/// them start, its own drain taken as no time; each takes at least one budget). Refused
+/// where their budgets take the whole core (no fixed point), or where the arithmetic or the
+/// iteration cannot settle it (an answer this tool cannot prove).
+fn held_off(gap: u128, above: &[(u128, u128)]) -> Result<u128, String> {
+    let unsettled = || "its wait for the PDs at its priority or above could not be bounded".to_string();
+    // Their share of the core, sum(budget / period), as an exact fraction.
+    let (mut num, mut den) = (0u128, 1u128);
+    for &(b, p) in above {
+        let g = gcd(den, p);
+        let (n, d) = (num.checked_mul(p / g), den.checked_mul(p / g));
+        let (Some(n), Some(d)) = (n.and_then(|n| n.checked_add(b.checked_mul(den / g)?)), d) else {
+            return Err(unsettled());
+        };
+        let g = gcd(n, d).max(1);
+        (num, den) = (n / g, d / g);
+    }
+    if num >= den {
+        return Err("the budgets of the PDs at its priority or above take its whole core".to_string());
+    }
+    let mut wait = gap + above.iter().map(|&(b, _)| b).sum::<u128>();
+    for _ in 0..100_000 {
+        let next = gap + above.iter().map(|&(b, p)| wait.div_ceil(p) * b).sum::<u128>();
+        if next == wait {
+            return Ok(wait);
+        }
+        if next > u128::from(u64::MAX) {
+            return Err(unsettled());
+        }
+        wait = next;
+    }
+    Err(unsettled())
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The longest run of other domains' slots between two of the IOMMU PD's own, in us (0
+/// without a domain schedule), or why its domain may never run.
+fn longest_other_slots(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Result<u128, String> {
     let Some(schedule) = sys.domain_schedule.as_ref().filter(|d| !d.names.is_empty()) else {
-        return Ok(DRAIN_PERIOD_US);
+        return Ok(0);
     };
     let Some(own) = iommu.domain.as_deref() else {
         return Err("it is in no domain the schedule names".to_string());
     };
-    // The entries the kernel cycles through: from the start to the first end marker.
-    let cycle = schedule.entries.iter().skip(schedule.start_index as usize).take_while(|e| e.domain.is_some());
-    if !cycle.clone().any(|e| e.domain.as_deref() == Some(own)) {
+    // The entries the kernel cycles through: from the start to the first end marker (or
+    // the schedule's end, an implicit one), then from the start again. Entries outside it
+    // never run.
+    let cycle: Vec<&ScheduleEntry> =
+        schedule.entries.iter().skip(schedule.start_index as usize).take_while(|e| e.domain.is_some()).collect();
+    let is_own = |e: &&ScheduleEntry| e.domain.as_deref() == Some(own);
+    let Some(first) = cycle.iter().position(is_own) else {
         return Err(format!("its domain `{own}` has no slot between the schedule's start and its end marker"));
+    };
+    // Round the cycle from just after one of its slots back to that slot: the longest run
+    // of other domains' slots between two of its own is the longest it waits, woken.
+    let (mut gap, mut longest) = (0u128, 0u128);
+    for e in cycle[first + 1..].iter().chain(&cycle[..=first]) {
+        if is_own(e) {
+            longest = longest.max(gap);
+            gap = 0;
+        } else {
+            gap += slot_us(e.duration, board)?;
+        }
     }
-    let mut others = 0u128;
-    for e in schedule.entries.iter().filter(|e| e.domain.as_deref() != Some(own)) {
-        others += match (e.duration, board.timer_hz) {
-            (SlotLength::Us(us), _) => u128::from(us),
-            (SlotLength::Ticks(t), Some(hz)) => (u128::from(t) * 1_000_000).div_ceil(u128::from(hz.max(1))),
-            (SlotLength::Ticks(_), None) => {
-                return Err(format!(
-                    "the schedule's slots are in ticks of board {}'s timer, whose rate this tool does not know",
-                    board.name
-                ))
+    Ok(longest)
+}
+
+/// The longest a domain's slot of `length` lasts, in us (rounded up): ticks of the board's
+/// timer, or us, which the capDL initialiser turns into the nearest number of ticks (so at
+/// most the next whole tick).
+fn slot_us(length: SlotLength, board: &Board) -> Result<u128, String> {
+    let hz = board.timer_hz.map(|hz| u128::from(hz.max(1))).ok_or_else(|| {
+        format!(
+            "the schedule's slots are kept in ticks of board {}'s timer, whose rate this tool does not know",
+            board.name
+        )
+    });
+    Ok(match length {
+        SlotLength::Us(us) => {
+            let hz = hz?;
+            let ticks = (u128::from(us) * hz).div_ceil(1_000_000);
+            (ticks * 1_000_000).div_ceil(hz)
+        }
+        SlotLength::Ticks(t) => (u128::from(t) * 1_000_000).div_ceil(hz?),
+        SlotLength::None => 0,
+    })
+}
+
+/// Every PD but `iommu` that may run on `iommu`'s core, with how: placed there (`cpu`), or
+/// passive and lent a scheduling context of one that may (it answers its call, or takes
+/// its fault as its parent, or as the VMM of a guest whose vCPU is on that core): seL4's
+/// MCS kernel moves a thread to the core of the context it is lent, and it runs there at
+/// its own priority.
+fn runs_on_its_core<'a>(sys: &'a System, iommu: &ProtectionDomain) -> Vec<(&'a ProtectionDomain, String)> {
+    let ends = sys.ends_by_pd();
+    let mut found: Vec<(&ProtectionDomain, String)> = sys
+        .pds
+        .iter()
+        .filter(|pd| pd.name != iommu.name && pd.cpu == iommu.cpu)
+        .map(|pd| (pd, format!("runs on its core {}", iommu.cpu)))
+        .collect();
+    for vmm in sys.pds.iter().filter(|pd| pd.passive && pd.name != iommu.name) {
+        if let Some(vm) = vmm.vms.iter().find(|vm| vm.vcpu_cpus.contains(&iommu.cpu)) {
+            if !found.iter().any(|(f, _)| f.name == vmm.name) {
+                let how = format!(
+                    "runs on its core {} when its guest `{}`'s vCPU there faults (it is passive: it runs on the vCPU's scheduling context)",
+                    iommu.cpu, vm.name
+                );
+                found.push((vmm, how));
             }
-            (SlotLength::None, _) => 0,
-        };
+        }
     }
-    u64::try_from(others + u128::from(DRAIN_PERIOD_US))
-        .map_err(|_| "the other domains' slots run past 2^64 us".to_string())
+    let mut next = 0;
+    while let Some(&(lender, _)) = found.get(next) {
+        next += 1;
+        let called = ends.get(lender.name.as_str()).into_iter().flatten().filter(|(mine, _)| mine.pp);
+        let lent_to =
+            called.filter_map(|(_, theirs)| Some((sys.pd(&theirs.pd)?, format!("`{}` calls it", lender.name)))).chain(
+                lender
+                    .parent
+                    .as_deref()
+                    .and_then(|p| Some((sys.pd(p)?, format!("its child `{}` faults", lender.name)))),
+            );
+        let mut more = Vec::new();
+        for (pd, how) in lent_to {
+            let known = found.iter().chain(&more).any(|(f, _): &(&ProtectionDomain, String)| f.name == pd.name);
+            if pd.passive && pd.name != iommu.name && !known {
+                more.push((
+                    pd,
+                    format!(
+                        "runs on its core {} when {how} (it is passive: it runs on `{}`'s scheduling context)",
+                        iommu.cpu, lender.name
+                    ),
+                ));
+            }
+        }
+        found.extend(more);
+    }
+    found
 }
 
 /// Every fault-storm rule.
@@ -131,7 +278,7 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                     pd.name
                 ),
                 format!(
-                    "{fix}, or give the IOMMU PD a wake-up it runs at (the timer's interrupt: <irq irq=\"{}\" id=\"{}\" />, or its SMMU's on ids {} and {}), the highest priority on its core, and a slot in every round of the domain schedule",
+                    "{fix}, or give the IOMMU PD a wake-up it runs at (the timer's interrupt: <irq irq=\"{}\" id=\"{}\" />, or its SMMU's on ids {} and {}), the highest priority of every PD that may run on its core (a passive PD runs on the core of the PD that calls it, of its child that faults, or of its guest's vCPU), and a slot in every round of the domain schedule",
                     TIMER.1, TIMER.0, SMMU_IDS[0], SMMU_IDS[1]
                 ),
             )),
