@@ -442,6 +442,11 @@ fn microkit_and_board_limits_are_refused() {
     let text = iommu_sdf::gen::description(3, 62, 62, 62);
     let (_, problems) = iommu_sdf::check_text(&text);
     assert!(problems.iter().any(|p| p.message.contains("is client number 62")), "{problems:#?}");
+    // 61 clients, the most: accepted.
+    let text = iommu_sdf::gen::description(3, 61, 61, 61);
+    let (sys, problems) = iommu_sdf::check_text(&text);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(sys.clients().len(), 61);
     // An MMU-500 board: ok.xml's SMMU registers are QEMU virt's, not the ZynqMP's.
     let board = iommu_sdf::Board::named("zcu102");
     let (_, problems) = iommu_sdf::check_text_on(&sdf("ok.xml"), &board);
