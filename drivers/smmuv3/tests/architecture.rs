@@ -195,6 +195,22 @@ fn a_command_whose_fetch_aborts_is_retried_not_dropped() {
     assert!(!smmu.has_stale_entries(d).unwrap());
 }
 
+/// CERROR_ATC_INV_SYNC (3): an ATC invalidation did not complete before the CMD_SYNC
+/// behind it, and CONS is at that CMD_SYNC (IHI 0070 7.1). Left in place and acknowledged,
+/// it is fetched again and completes, as Linux's `arm_smmu_cmdq_skip_err` leaves it
+/// ("attempt to complete other pending commands by repeating the CMD_SYNC"); reported as a
+/// command error instead, the unmap it confirms would fail.
+#[test]
+fn a_sync_behind_a_timed_out_atc_invalidation_is_retried_not_reported() {
+    let (mut smmu, d) = cached_page();
+    smmu.regs().reject_next_with(smmuv3::cmd::Opcode::Sync as u8, 3);
+    assert_eq!(smmu.unmap(d, smmuv3::Iova(0x1000), 4096), Ok(1));
+    assert_eq!(smmu.regs().translate(0x10, 0x1000, false), Outcome::Fault(smmuv3::event::id::F_TRANSLATION));
+    let st = smmu.stats();
+    assert_eq!((st.command_retries, st.command_errors), (1, 0));
+    assert!(!smmu.has_stale_entries(d).unwrap());
+}
+
 #[test]
 fn a_command_error_with_cerror_none_does_not_replace_the_command() {
     let (mut smmu, d) = cached_page();
