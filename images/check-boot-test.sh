@@ -57,6 +57,10 @@ WHOLE_LINES_FROM='iommu: |drv: |other: ' judge "a line that must not appear, ins
 # match, so it would pass whatever the console said.
 printf 'the driver ran|^drv: ran\r?$\nnever quarantined|!^iommu: (quarantined\n' > "$expect"
 judge "a line that must not appear, its regex unreadable" 1 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
+# A check with no regex (its line lacks the `|`, or ends there) fails: an empty regex
+# matches every console, so it could never fail.
+printf 'the driver ran|^drv: ran\r?$\nthe driver mapped its buffer\nthe device wrote|\n' > "$expect"
+judge "a check without a regex" 1 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
 # A fault the image expects (FAULTING_PD): that PD's alone passes; another PD's fault
 # beside it, or none at all, fails.
 echo 'the driver ran|^drv: ran' > "$expect"

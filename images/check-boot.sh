@@ -27,6 +27,8 @@
 # PD, which panics on purpose): then "no PD faulted" becomes "only FAULTING_PD faulted",
 # which needs it to have faulted and no other PD to have.
 #
+# A line with no regex (no `|`, or nothing after it) fails: it could never fail otherwise.
+#
 # usage: check-boot.sh EXPECT QEMU ARGS...
 set -uo pipefail
 expect_file=$1
@@ -92,7 +94,10 @@ untangle
 passed=0 failed=0
 while IFS='|' read -r name regex; do
     [ -z "$name" ] && continue
-    if [ "${regex#!}" != "$regex" ]; then
+    if [ -z "${regex#!}" ]; then
+        # An empty regex matches every console (and, after `!`, none): it cannot fail.
+        echo "  FAIL $name (no regex: the line must be \"what it shows|regex\")"; failed=$((failed + 1))
+    elif [ "${regex#!}" != "$regex" ]; then
         anywhere=${regex#!}
         anywhere=${anywhere#^}
         grep -qE "$anywhere" "$log" "$raw"
