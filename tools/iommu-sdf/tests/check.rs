@@ -114,14 +114,9 @@ fn every_rule_has_a_failing_description() {
 /// The README's count of failing descriptions, and of those checked with their programs:
 /// "under `tools/iommu-sdf/tests/sdf/fail/` (N, of which the M about the programs".
 fn readme_fail_counts() -> (usize, usize) {
-    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let words = readme.split_whitespace().collect::<Vec<_>>().join(" ");
-    let (_, after) = words
-        .split_once("under `tools/iommu-sdf/tests/sdf/fail/` (")
-        .expect("the README's count of failing descriptions");
-    let (n, after) = after.split_once(", of which the ").expect("the README's count of those with their programs");
-    let m = after.split(' ').next().unwrap();
-    (n.parse().expect("a count"), m.parse().expect("a count"))
+    let n = common::readme_count_after("under `tools/iommu-sdf/tests/sdf/fail/` (");
+    let m = common::readme_count_after(&format!("under `tools/iommu-sdf/tests/sdf/fail/` ({n}, of which the "));
+    (n, m)
 }
 
 /// A failing description that names its programs (`<!-- program PATH: CHANGE -->`, written
