@@ -53,6 +53,14 @@ printf 'the driver ran|^drv: ran\r?$\nnever quarantined|!^iommu: fault for drv: 
 inside='printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\nother: toiommu: fault for drv: write; device quarantined\r\nld\r\n"; sleep 30'
 judge "a line that must not appear, inside another's, not untangled" 1 8 "$inside"
 WHOLE_LINES_FROM='iommu: |drv: |other: ' judge "a line that must not appear, inside another's, untangled" 1 8 "$inside"
+# A line that must not appear whose regex grep cannot read fails the boot: it could never
+# match, so it would pass whatever the console said.
+printf 'the driver ran|^drv: ran\r?$\nnever quarantined|!^iommu: (quarantined\n' > "$expect"
+judge "a line that must not appear, its regex unreadable" 1 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
+# A check with no regex (its line lacks the `|`, or ends there) fails: an empty regex
+# matches every console, so it could never fail.
+printf 'the driver ran|^drv: ran\r?$\nthe driver mapped its buffer\nthe device wrote|\n' > "$expect"
+judge "a check without a regex" 1 8 'printf "MON|INFO: Microkit Monitor started!\r\ndrv: ran\r\n"; sleep 30'
 # A fault the image expects (FAULTING_PD): that PD's alone passes; another PD's fault
 # beside it, or none at all, fails.
 echo 'the driver ran|^drv: ran' > "$expect"

@@ -20,11 +20,14 @@
 #
 # A `!` line is looked for anywhere in a line, its leading `^` dropped, in the console as
 # printed and as untangled: a line that must not appear can land inside another PD's
-# line, and the untangler can cut one at a prefix it merely mentions.
+# line, and the untangler can cut one at a prefix it merely mentions. A `!` line whose
+# regex grep cannot read fails: it could match nothing, so it would pass whatever came.
 #
 # FAULTING_PD (optional): the one PD whose fault the image expects (iommu-panic's IOMMU
 # PD, which panics on purpose): then "no PD faulted" becomes "only FAULTING_PD faulted",
 # which needs it to have faulted and no other PD to have.
+#
+# A line with no regex (no `|`, or nothing after it) fails: it could never fail otherwise.
 #
 # usage: check-boot.sh EXPECT QEMU ARGS...
 set -uo pipefail
@@ -91,14 +94,19 @@ untangle
 passed=0 failed=0
 while IFS='|' read -r name regex; do
     [ -z "$name" ] && continue
-    if [ "${regex#!}" != "$regex" ]; then
+    if [ -z "${regex#!}" ]; then
+        # An empty regex matches every console (and, after `!`, none): it cannot fail.
+        echo "  FAIL $name (no regex: the line must be \"what it shows|regex\")"; failed=$((failed + 1))
+    elif [ "${regex#!}" != "$regex" ]; then
         anywhere=${regex#!}
         anywhere=${anywhere#^}
-        if grep -qE "$anywhere" "$log" "$raw"; then
-            echo "  FAIL $name (a line matches: ${regex#!}, anywhere in the line)"; failed=$((failed + 1))
-        else
-            echo "  PASS $name"; passed=$((passed + 1))
-        fi
+        grep -qE "$anywhere" "$log" "$raw"
+        case $? in
+            0) echo "  FAIL $name (a line matches: ${regex#!}, anywhere in the line)"; failed=$((failed + 1)) ;;
+            1) echo "  PASS $name"; passed=$((passed + 1)) ;;
+            # grep could not read the regex: it would never match, whatever appeared.
+            *) echo "  FAIL $name (grep cannot read the regex: ${regex#!})"; failed=$((failed + 1)) ;;
+        esac
     elif grep -qE "$regex" "$log"; then
         echo "  PASS $name"; passed=$((passed + 1))
     else

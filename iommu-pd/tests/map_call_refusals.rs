@@ -408,3 +408,26 @@ fn a_map_from_a_client_the_description_lacks_is_refused_after_the_retries() {
     assert!(s.hw().reachable(DEV_A as usize).is_empty());
     s.audit().unwrap();
 }
+
+/// A call on a channel that is no client's: the IOMMU PD hands it to the service as client
+/// `usize::MAX` (pds/iommu's `protected`), whatever its label, and with no message
+/// registers. Each is refused `BadClient`, counted once among the refusals (the count the
+/// IOMMU PD keeps of what it refused), and changes nothing else.
+#[test]
+fn a_call_from_no_client_is_refused_and_counted() {
+    let mut s = service::<ModelHw>();
+    assert_eq!(call(&mut s, A, map_req(0, DEV_A, 0, 1, None)), Reply::ok(&[BASE]));
+    let before = books(&mut s);
+    let stats = s.stats();
+    let labels = [1u64, 2, 3, 4, 5, 6, 7, 8, 9, 10, 99, iommu_protocol::queue::SERVE];
+    for (n, label) in labels.into_iter().enumerate() {
+        assert_eq!(s.handle(usize::MAX, label, &[]), Reply::Err(ErrorCode::BadClient), "label {label}");
+        assert_eq!(
+            s.stats(),
+            iommu_pd::service::Stats { refused: stats.refused + n as u64 + 1, ..stats },
+            "label {label}"
+        );
+    }
+    assert_eq!(books(&mut s), before);
+    s.audit().unwrap();
+}

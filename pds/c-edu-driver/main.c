@@ -161,7 +161,7 @@ static void through_the_queue(volatile uint8_t *page)
     /* The page is the driver's again: the device's write at the old IOVA must not land. */
     microkit_dbg_puts(edu_write_misses(edu_bar, iova + 0x400, page + 0x400, 0x44)
                           ? "c-edu: after the queued UNMAP's completion the old IOVA is dead\n"
-                          : "c-edu: after the queued UNMAP's completion the old IOVA still LANDS\n");
+                          : "c-edu: after the queued UNMAP's completion the old IOVA still LANDS, or the device never finished the write\n");
 }
 
 /* Just before it crashes: a MAP through its queue whose completion it takes (the mapping
@@ -214,7 +214,7 @@ static void dead_after_restart(const char *what, uint64_t iova, volatile uint8_t
     microkit_dbg_puts(what);
     microkit_dbg_puts(" ");
     put_hex(iova);
-    microkit_dbg_puts(dead ? " is dead\n" : " still LANDS\n");
+    microkit_dbg_puts(dead ? " is dead\n" : " still LANDS, or the device never finished the write\n");
 }
 
 /* After the restart, its queue again: what the dead run left in it is gone (the IOMMU PD
@@ -379,12 +379,12 @@ void init(void)
     /* The second page of its buffer is not mapped. */
     microkit_dbg_puts(edu_write_misses(edu_bar, iova + 0x1000, page + 0x1000, 0x11)
                           ? "c-edu: DMA past the mapping is blocked\n"
-                          : "c-edu: DMA past the mapping LANDED\n");
+                          : "c-edu: DMA past the mapping LANDED, or the device never finished it\n");
     err = iommu_unmap(IOMMU, MY_DEVICE, &iova, 1);
     say("UNMAP", err);
     microkit_dbg_puts(edu_write_misses(edu_bar, iova + 0x800, page + 0x800, 0x22)
                           ? "c-edu: after UNMAP the old IOVA is dead\n"
-                          : "c-edu: after UNMAP the old IOVA still LANDS\n");
+                          : "c-edu: after UNMAP the old IOVA still LANDS, or the device never finished the write\n");
     through_the_queue(page);
 
     uint32_t grant = 0, theirs = 0;

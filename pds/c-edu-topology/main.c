@@ -164,7 +164,7 @@ void init(void)
     /* The second page of its buffer is not mapped: the SMMU blocks the write, and the
      * IOMMU PD tells this PD (notified, below). */
     line(edu_write_misses(edu_bar, iova + 0x1000, page + 0x1000, 0x11) ? "DMA past the mapping is blocked\n"
-                                                                       : "DMA past the mapping LANDED\n");
+                                                                       : "DMA past the mapping LANDED, or the device never finished it\n");
 }
 
 void notified(microkit_channel ch)

@@ -41,7 +41,7 @@ void init(void)
                           : "iomap-test: DMA at the iomap's IOVA FAILED\n");
     microkit_dbg_puts(edu_write_misses(edu_mmio_window_vaddr, dma_buffer_paddr + 0x800, buf + 0x800, 0)
                           ? "iomap-test: DMA at the page's physical address is blocked\n"
-                          : "iomap-test: DMA at the page's physical address LANDED\n");
+                          : "iomap-test: DMA at the page's physical address LANDED, or the device never finished it\n");
 }
 
 void notified(microkit_channel ch)

@@ -264,7 +264,7 @@ static void report(void)
     microkit_dbg_puts(mb->reached_ram ? "vmm: guest DMA by guest-physical address to and from its RAM: bytes right\n"
                                       : "vmm: guest DMA by guest-physical address FAILED\n");
     microkit_dbg_puts(mb->host_paddr_blocked ? "vmm: guest DMA at its RAM's host-physical address: blocked\n"
-                                             : "vmm: guest DMA at its RAM's host-physical address LANDED\n");
+                                             : "vmm: guest DMA at its RAM's host-physical address LANDED, or the device never finished it\n");
 }
 
 seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo *reply_msginfo)

@@ -85,17 +85,19 @@ static inline enum edu_write edu_write_outcome(uintptr_t bar, uint64_t iova, vol
     return finished ? EDU_WRITE_MISSED : EDU_WRITE_NOT_FINISHED;
 }
 
-/* The device writes its buffer to `iova`, which must not reach `watch`: does `watch` still
- * hold `byte` afterwards? (`byte` must differ from what the device's buffer holds.) */
+/* The device writes its buffer to `iova`, which must not reach `watch`: did the device
+ * finish the write with `watch` still holding `byte`? A write not finished is no miss:
+ * its page shows nothing yet, whatever the IOMMU does. (`byte` must differ from what the
+ * device's buffer holds.) */
 static inline int edu_write_misses(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, uint8_t byte)
 {
-    return edu_write_outcome(bar, iova, watch, byte) != EDU_WRITE_LANDED;
+    return edu_write_outcome(bar, iova, watch, byte) == EDU_WRITE_MISSED;
 }
 
 /* edu_write_misses with a write of EDU_PROBE_LEN bytes: 4 faults where it misses, not 64. */
 static inline int edu_probe_misses(uintptr_t bar, uint64_t iova, volatile uint8_t *watch, uint8_t byte)
 {
     edu_bytes_fill(watch, byte);
-    edu_dma_len(bar, EDU_BUFFER, iova, 1, EDU_PROBE_LEN);
-    return edu_bytes_hold(watch, byte);
+    int finished = edu_dma_len(bar, EDU_BUFFER, iova, 1, EDU_PROBE_LEN);
+    return finished && edu_bytes_hold(watch, byte);
 }

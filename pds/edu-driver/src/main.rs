@@ -46,6 +46,17 @@ fn holds(p: NonNull<u8>, len: usize, byte: u8) -> bool {
     (0..len).all(|i| unsafe { p.add(i).read_volatile() } == byte)
 }
 
+/// What became of a write that must miss: "blocked" only if the device finished it
+/// (`done`) and the page it must not reach is `untouched`; a write not finished shows
+/// nothing in memory, whatever the IOMMU does.
+fn missed(done: Result<(), edu::Error>, untouched: bool) -> &'static str {
+    match (done, untouched) {
+        (Ok(()), true) => "blocked",
+        (Ok(()), false) => "LANDED",
+        (Err(_), _) => "NOT FINISHED by the device",
+    }
+}
+
 #[protection_domain]
 fn init() -> EduDriver {
     let buf: NonNull<u8> = memory_region_symbol!(dma_buffers: *mut u8);
@@ -90,16 +101,13 @@ fn init() -> EduDriver {
     // Page 2 is mine but not mapped for the device: the DMA to the IOVA it would have
     // must not land.
     fill(page2, 256, 0x22);
-    let _ = edu.dma_to_ram(0, iova + 0x2000, 256, POLLS);
-    debug_println!("edu-driver: DMA past the mapping: {}", if holds(page2, 256, 0x22) { "blocked" } else { "LANDED" });
+    let done = edu.dma_to_ram(0, iova + 0x2000, 256, POLLS);
+    debug_println!("edu-driver: DMA past the mapping: {}", missed(done, holds(page2, 256, 0x22)));
 
     let r = iommu.unmap(MY_DEVICE, &[iova]);
     fill(page1, 256, 0x11);
-    let _ = edu.dma_to_ram(0, iova + 0x1000, 256, POLLS);
-    debug_println!(
-        "edu-driver: UNMAP {r:?}; DMA to the old iova: {}",
-        if holds(page1, 256, 0x11) { "blocked" } else { "LANDED" }
-    );
+    let done = edu.dma_to_ram(0, iova + 0x1000, 256, POLLS);
+    debug_println!("edu-driver: UNMAP {r:?}; DMA to the old iova: {}", missed(done, holds(page1, 256, 0x11)));
     let refused = iommu.map(Handle(1), MY_DEVICE, 0, 0x1000, None, Rights::READ);
     debug_println!("edu-driver: MAP with a handle I do not hold: {refused:?}");
 

@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+mod common;
+
 /// Corpus descriptions `check` refuses only with the files read (a program's symbols, a
 /// prefill file's size), which this test does not give it; `images/microkit-rules.sh`
 /// does.
@@ -53,4 +55,9 @@ fn the_corpus_is_refused_where_microkit_would_or_left_to_it_line_for_line() {
         }
     }
     assert!(valid >= 5 && ours >= 73, "valid {valid}, refused here {ours}, left to Microkit {left}");
+    // As many, and as many valid, as the README says agree under the SDK's tool: a
+    // description lost goes unnoticed there (the script judges the files it finds).
+    let all = common::readme_count_after("Today **");
+    let readme_valid = common::readme_count_after(&format!("Today **{all} of {all} agree**: "));
+    assert_eq!((valid + ours + left, valid), (all, readme_valid), "the corpus (all, valid) against the README's count");
 }

@@ -7,6 +7,21 @@
 pub mod copying;
 pub mod elf;
 
+/// The README's text with every run of whitespace one space, so that a phrase it states
+/// (a count the tests hold the files to) is found wherever its lines break.
+pub fn readme_words() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    std::fs::read_to_string(path).unwrap().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The number the README writes right after `phrase` (its first occurrence).
+pub fn readme_count_after(phrase: &str) -> usize {
+    let words = readme_words();
+    let (_, after) = words.split_once(phrase).unwrap_or_else(|| panic!("the README no longer says `{phrase}`"));
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("no count after `{phrase}` in the README"))
+}
+
 use iommu_pd::model::ModelHw;
 use iommu_pd::service::{ClientTables, DeviceState};
 use iommu_pd::{Config, FaultPolicy, FaultRing, RegionConfig, Service, Storage};
