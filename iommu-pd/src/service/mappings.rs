@@ -474,6 +474,44 @@ impl<'a, H: IommuHw> Service<'a, H> {
         iova: Option<u64>,
         rights: Rights,
     ) -> Result<Planned> {
+        self.map_check_with(held, offset, len, iova, rights, |s| {
+            let ct = &s.clients[client];
+            (ct.usage, ct.quota)
+        })
+    }
+
+    /// `map_check_held` for a queue entry: the same checks, the client's usage and quota
+    /// read before them rather than where the quota check needs them. (Where the
+    /// client's table is read changes what the compiler keeps in registers around it:
+    /// read first, a queued request took 8.5 instructions fewer and a MAP call 4.6 more,
+    /// `benches/instructions.sh`.)
+    #[inline(always)]
+    pub(super) fn map_check_queued(
+        &self,
+        client: usize,
+        held: &Held,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<Planned> {
+        let ct = &self.clients[client];
+        let usage = (ct.usage, ct.quota);
+        self.map_check_with(held, offset, len, iova, rights, |_| usage)
+    }
+
+    /// MAP's checks after `held`'s; `usage` gives the client's usage and quota when the
+    /// quota check needs them.
+    #[inline(always)]
+    fn map_check_with(
+        &self,
+        held: &Held,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+        usage: impl FnOnce(&Self) -> (Usage, Quota),
+    ) -> Result<Planned> {
         let (ci, cap, d) = (held.ci, held, held.device);
         // The device's and the client's state each looked up once for all the checks.
         let st = &self.devices[d];
@@ -491,8 +529,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             return Err(ErrorCode::OutOfRange);
         }
         let pa = cap.mem.at(offset);
-        let ct = &self.clients[client];
-        let (u, q) = (&ct.usage, &ct.quota);
+        let (u, q) = usage(self);
         if u.mappings >= q.mappings {
             return Err(ErrorCode::QuotaMappings);
         }
