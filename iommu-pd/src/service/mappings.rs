@@ -354,7 +354,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         rights: Rights,
     ) -> Result<Planned> {
         let held = self.held(client, h, device)?;
-        self.map_check_held(client, &held, offset, len, iova, rights)
+        self.map_check_held(&held, offset, len, iova, rights, |s| s.usage_of(client))
     }
 
     /// The first of MAP's checks: `h` names a capability `client` holds, and `device` is
@@ -393,7 +393,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
         // taken for the "no lookup" entry's device 0 and empty capability.
         let hit = last.key == key && key != NO_MAP_KEY;
         let (held, rights) = if hit { (last.held, last.rights) } else { self.map_lookup(client, key)? };
-        let p = self.map_check_held(client, &held, offset, len, iova, rights)?;
+        let p = self.map_check_held(&held, offset, len, iova, rights, |s| s.usage_of(client))?;
         self.map_booked(client, p)
     }
 
@@ -463,47 +463,22 @@ impl<'a, H: IommuHw> Service<'a, H> {
         }
     }
 
+    /// `client`'s usage and quota, for `map_check_held`.
+    #[inline(always)]
+    pub(super) fn usage_of(&self, client: usize) -> (Usage, Quota) {
+        let ct = &self.clients[client];
+        (ct.usage, ct.quota)
+    }
+
     /// MAP's checks after `held`'s, in the same order as the call has always made them.
+    /// `usage` gives the client's usage and quota (`usage_of`) where the quota check needs
+    /// them: the call reads them there (`|s| s.usage_of(client)`), a queue entry before
+    /// the checks (`|_| usage`, read just before). The same values either way, but where
+    /// the client's table is read changes what the compiler keeps in registers around
+    /// it: read first, a queued request took 8.5 instructions fewer and a MAP call 4.6
+    /// more (`benches/instructions.sh`).
     #[inline(always)]
     pub(super) fn map_check_held(
-        &self,
-        client: usize,
-        held: &Held,
-        offset: u64,
-        len: u64,
-        iova: Option<u64>,
-        rights: Rights,
-    ) -> Result<Planned> {
-        self.map_check_with(held, offset, len, iova, rights, |s| {
-            let ct = &s.clients[client];
-            (ct.usage, ct.quota)
-        })
-    }
-
-    /// `map_check_held` for a queue entry: the same checks, the client's usage and quota
-    /// read before them rather than where the quota check needs them. (Where the
-    /// client's table is read changes what the compiler keeps in registers around it:
-    /// read first, a queued request took 8.5 instructions fewer and a MAP call 4.6 more,
-    /// `benches/instructions.sh`.)
-    #[inline(always)]
-    pub(super) fn map_check_queued(
-        &self,
-        client: usize,
-        held: &Held,
-        offset: u64,
-        len: u64,
-        iova: Option<u64>,
-        rights: Rights,
-    ) -> Result<Planned> {
-        let ct = &self.clients[client];
-        let usage = (ct.usage, ct.quota);
-        self.map_check_with(held, offset, len, iova, rights, |_| usage)
-    }
-
-    /// MAP's checks after `held`'s; `usage` gives the client's usage and quota when the
-    /// quota check needs them.
-    #[inline(always)]
-    fn map_check_with(
         &self,
         held: &Held,
         offset: u64,
