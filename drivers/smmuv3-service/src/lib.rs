@@ -175,6 +175,15 @@ impl<M: Mmio> SmmuBackend<M> {
     }
 }
 
+/// `map_if_free`'s refusal before the driver walks anything. Cold and out of line: a
+/// refusal the inlined MAP path joins with the driver's own would have that path set
+/// the refusal's value before every call.
+#[cold]
+#[inline(never)]
+fn refused_unwalked() -> MapRefused {
+    MapRefused::Hardware
+}
+
 impl<M: Mmio> IommuHw for SmmuBackend<M> {
     fn enable(&mut self, device: DeviceIndex) -> Result<(), HwError> {
         // Defence in depth: a stream the SMMU has in another domain is another device's
@@ -218,14 +227,14 @@ impl<M: Mmio> IommuHw for SmmuBackend<M> {
         len: u64,
         rights: Rights,
     ) -> Result<(), MapRefused> {
-        let (_, dom) = self.device(device).map_err(|_| MapRefused::Hardware)?;
+        let Ok((_, dom)) = self.device(device) else { return Err(refused_unwalked()) };
         // Stage-1 descriptors cannot express write-only: a write-only request maps
         // read/write only if the service granted both; otherwise read-only or refused.
         let perm = if rights.contains(Rights::WRITE) {
             if !rights.contains(Rights::READ) {
                 // Refused before the range is walked: the service, hearing `Hardware`,
                 // searches its own index, so an overlap is still answered as one.
-                return Err(MapRefused::Hardware);
+                return Err(refused_unwalked());
             }
             Perm::ReadWrite
         } else {

@@ -164,13 +164,17 @@ impl<'a, H: IommuHw> Service<'a, H> {
             Some(held) if held.handle == cap && held.device_id == device => held,
             _ => last.insert(self.held(client, cap, device)?),
         };
-        let mut p = match self.map_check_held(client, held, offset, len, iova, rights) {
+        // MAP's checks, the client's usage and quota read before them (read again after
+        // a confirmation, which changes them).
+        let usage = self.usage_of(client);
+        let mut p = match self.map_check_held(held, offset, len, iova, rights, |_| usage) {
             // Refused for something a removal in flight still holds: confirm them, as
             // the calls before this one would have been, and check again.
             Err(ErrorCode::QuotaMappings | ErrorCode::QuotaPages | ErrorCode::NoMappingSlot) if b.in_flight_len > 0 => {
                 let held = *held;
                 self.confirm(b);
-                self.map_check_held(client, &held, offset, len, iova, rights)?
+                let usage = self.usage_of(client);
+                self.map_check_held(&held, offset, len, iova, rights, |_| usage)?
             }
             r => r?,
         };
@@ -180,7 +184,8 @@ impl<'a, H: IommuHw> Service<'a, H> {
         if self.lands_on_removal(b, p.device, p.iova, p.len) {
             let held = *held;
             self.confirm(b);
-            p = self.map_check_held(client, &held, offset, len, iova, rights)?;
+            let usage = self.usage_of(client);
+            p = self.map_check_held(&held, offset, len, iova, rights, |_| usage)?;
         }
         self.map_apply(client, p).map(Queued::Done)
     }
