@@ -281,7 +281,13 @@ fn verify_removes_its_private_copy_when_interrupted() {
     for (signal, number, to) in [("INT", 2, "0"), ("TERM", 15, "$PPID")] {
         assert_eq!(check_copying(&sdf, &programs, &stage, &[]).0, Some(0));
         let seen = base.join(format!("seen-{signal}"));
-        let script = format!(r#"echo "$2" > "$SEEN"; kill -{signal} {to}; sleep 1; touch "$SEEN.outlived""#);
+        // No wait to guess (a second was too short on a loaded machine): `verify` reaps its
+        // command before it ends, so a command it stopped is gone by then, and one it
+        // waited for instead of stopping has touched `.outlived`. The command's stderr
+        // goes nowhere, so a `sleep` left behind holds none of the test's output.
+        let script = format!(
+            r#"exec 2>/dev/null; echo "$2" > "$SEEN"; echo $$ > "$SEEN.pid"; kill -{signal} {to}; sleep 60; touch "$SEEN.outlived""#
+        );
         let mut child = Command::new(env!("CARGO_BIN_EXE_iommu-sdf"))
             .arg("verify")
             .arg(&stage)
@@ -297,8 +303,19 @@ fn verify_removes_its_private_copy_when_interrupted() {
         assert!(private.starts_with(&base), "{}", private.display());
         assert!(!private.exists(), "SIG{signal}: the private copy {} was left", private.display());
         assert_eq!(status.signal(), Some(number), "SIG{signal}: {status:?}");
-        std::thread::sleep(Duration::from_millis(1500));
-        assert!(!base.join(format!("seen-{signal}.outlived")).exists(), "SIG{signal}: the command ran on");
+        let pid = std::fs::read_to_string(base.join(format!("seen-{signal}.pid"))).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        // A zombie (state Z) has ended; its parent has not reaped it yet.
+        let ran_on =
+            stat.as_deref().is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')));
+        if ran_on {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        assert!(!ran_on, "SIG{signal}: the command ran on");
+        assert!(
+            !base.join(format!("seen-{signal}.outlived")).exists(),
+            "SIG{signal}: the command was waited for, not stopped"
+        );
     }
 }
 
