@@ -1145,3 +1145,59 @@ fn many_devices_restarts_and_teardowns_buy_no_extra_turn() {
     e.now_ms += 3_000;
     assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_FLR]));
 }
+
+/// Attacked (rev13): a client that is torn down (it faults, and is restarted) just as the
+/// ration would let a victim's owed reset through has its teardown's resets done whatever
+/// the ration (`Ration::Waived`), and each moves the ration on by its rest. NET, the only
+/// other client, does that on each of its 1 + 3 lives (pds/iommu's `MAX_RESTARTS`), its
+/// two functions reset each time, while the victim (BLK) RESUMEs every 100 ms. The victim
+/// waits past `reset_wait_bound_ms(1, r)`, the bound the README stated for one other
+/// client, but within it plus each teardown's resets and their rest: what the README now
+/// says. The ration bounds a hostile client's teardowns only through its restarts.
+#[test]
+fn teardowns_delay_a_victims_owed_reset_by_their_resets_and_rest_only() {
+    let (mut s, mut e) = service_with_flr();
+    // NET's functions the slowest: Transactions Pending never clears (`LONGEST_RESET_MS`).
+    for d in [0, 3] {
+        e.at(DEVICES[d].stream as u16).unwrap().pending_polls = u32::MAX;
+    }
+    let rest = iommu_pd::service::RESET_REST;
+    let before = e.now_ms;
+    assert!(matches!(stop_disk(&mut s, &mut e), Reply::Ok { .. }));
+    // When the ration opens again: the reset's end, then its rest.
+    let mut opens = e.now_ms + rest * (e.now_ms - before);
+    assert_eq!(stop_disk(&mut s, &mut e), Reply::ok(&[OFF_OWED]));
+    e.at(DISK_RID).unwrap().f.write(ENGINE, 4, 0xfeed_f00d);
+    let asked_at = e.now_ms;
+    let (mut lives, mut torn_down_ms, mut longest_reset) = (4u32, 0u64, 0u64);
+    let waited = loop {
+        match resume_disk(&mut s, &mut e) {
+            Reply::Ok { .. } => break e.now_ms - asked_at,
+            r => assert_eq!(r, err(ErrorCode::ResetRationed)),
+        }
+        // NET faults just before the ration would open, before the victim's next RESUME.
+        if lives > 0 && e.now_ms + 100 >= opens {
+            let before = e.now_ms;
+            s.client_torn_down_with(NET, &mut e, |_, _| {}).unwrap();
+            let took = e.now_ms - before;
+            torn_down_ms += took;
+            // Its two functions' resets, alike: the ration's rest follows the last.
+            longest_reset = longest_reset.max(took / 2 + 1);
+            opens = e.now_ms + rest * (took / 2);
+            lives -= 1;
+            if lives > 0 {
+                s.client_ready(NET).unwrap();
+            }
+        }
+        e.now_ms += 100;
+        assert!(e.now_ms - asked_at < 120_000, "the victim never ran");
+    };
+    assert_eq!(e.get(DISK_RID).f.get(ENGINE, 4), 0, "the victim's disk ran without its reset");
+    assert!(longest_reset <= iommu_pd::service::LONGEST_RESET_MS, "{longest_reset} ms");
+    let stated = iommu_pd::service::reset_wait_bound_ms(1, longest_reset);
+    assert!(waited > stated, "the victim waited {waited} ms, within {stated}: teardowns cost it nothing");
+    // Each teardown: its resets, then the rest after its last.
+    let extra = torn_down_ms + 4 * rest * longest_reset;
+    println!("waited {waited} ms, stated bound {stated} ms, teardowns {torn_down_ms} ms, extra {extra} ms");
+    assert!(waited <= stated + extra, "the victim waited {waited} ms, bound {stated} + {extra} ms");
+}

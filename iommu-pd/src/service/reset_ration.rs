@@ -40,6 +40,8 @@ pub const LONGEST_RESET_MS: u64 = 100 + crate::pci::FLR_WAIT_MS as u64 + 1_000 +
 /// the reset itself, and `RESET_TURN_MS` for each client ahead that does not take it; and
 /// one more for the reset under way when it stopped. `LONGEST_RESET_MS` for `reset_ms` is
 /// the bound whatever the functions do.
+/// Teardowns are not in it: each of another client's (one a life) adds its resets and
+/// the rest after them, whatever the ration (`client_torn_down_with`).
 pub const fn reset_wait_bound_ms(others: u64, reset_ms: u64) -> u64 {
     let turn = (1 + RESET_REST) * reset_ms + others * RESET_TURN_MS;
     (others + 1) * turn + RESET_TURN_MS
