@@ -218,6 +218,10 @@ pub struct DeviceState {
     previous_faults: u32,
     /// The last window's faults, as estimated at the device's latest fault.
     recent_faults: u32,
+    /// How many times it was quarantined since boot, at a storm or an overflow (wrapping;
+    /// never reset, not by RESUME): how the PD tells a quarantine it has not said yet,
+    /// whichever record of its owner's is the last (`Service::times_quarantined`).
+    times_quarantined: u32,
     /// When (`ConfigSpace::now_ms`) the device may next be resumed from a storm
     /// quarantine (`FaultPolicy::resume_rest_ms`). Kept by RESUME's fresh start: the
     /// ration is what RESUME's fresh start would otherwise give away.
@@ -597,6 +601,12 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// the storm check counted them (what it quarantined on, if it did).
     pub fn recent_faults(&self, device: usize) -> Option<u32> {
         self.devices.get(device).map(|d| d.recent_faults)
+    }
+
+    /// How many times `device` has been quarantined since boot (wrapping): a count that
+    /// changed since the PD last looked is a quarantine it has not said yet.
+    pub fn times_quarantined(&self, device: usize) -> Option<u32> {
+        self.devices.get(device).map(|d| d.times_quarantined)
     }
 
     /// `client`'s fault ring.

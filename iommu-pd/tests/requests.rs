@@ -398,6 +398,9 @@ fn a_device_is_resumed_from_a_storm_once_a_window() {
     // Storming again at once: quarantined, and not resumed until 100 ms after that RESUME.
     storm(&mut s, 0x10, 20);
     assert_eq!(s.stats().quarantines, 2);
+    // Each quarantine counted on its device, through the RESUME between them: what the PD
+    // reads to say each one once.
+    assert_eq!((s.times_quarantined(0), s.times_quarantined(1)), (Some(2), Some(0)));
     assert_eq!(resume(&mut s, 104), err(ErrorCode::ResumeRationed));
     assert!(s.hw().reachable(0).is_empty(), "a rationed RESUME leaves the device aborting");
     assert_eq!(s.hw().enabled.get(&0), Some(&false));

@@ -230,6 +230,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// device still translating.
     fn quarantine(&mut self, d: usize) {
         self.devices[d].set_blocked(Blocks::QUARANTINED, true);
+        self.devices[d].times_quarantined = self.devices[d].times_quarantined.wrapping_add(1);
         self.stats.quarantines += 1;
         if self.hw.block(d).is_err() {
             self.block_failed(d);
@@ -382,6 +383,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             mut storm_rest_until_ms,
             mut probation,
             mut drained,
+            times_quarantined,
             ..
         } = self.devices[d];
         if st.quarantined() {
@@ -400,6 +402,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             storm_rest_until_ms,
             probation,
             drained,
+            times_quarantined,
             ..DeviceState::default()
         };
         Ok(())
