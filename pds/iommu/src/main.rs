@@ -165,12 +165,14 @@ fn line_limit(budget: Budget) -> LineLimit {
     budget.limit(generic_timer::ticks_from_us)
 }
 
-/// One line of `account`'s kind (on `budget`) asked for now, within its client's share of
-/// the console (`share`, on `lines::CONSOLE`'s share for each client), so that all clients
-/// together cost the console at most `lines::CONSOLE`, however many the description has.
-fn ask_line(account: &mut Lines, budget: Budget, share: &mut Lines) -> Verdict {
+/// One line of `client`'s of one kind (its account in `accounts`, on `budget`) asked for
+/// now, within its share of the console (its account in `shares`, on `lines::CONSOLE`'s
+/// share for each client), so that all clients together cost the console at most
+/// `lines::CONSOLE`, however many the description has. `None` for no such client.
+fn ask_line(accounts: &mut [Lines], client: usize, budget: Budget, shares: &mut [Lines]) -> Option<Verdict> {
+    let (account, share) = (accounts.get_mut(client)?, shares.get_mut(client)?);
     let share_limit = line_limit(lines::CONSOLE.share(policy::CLIENTS.len()));
-    account.ask_within(generic_timer::ticks(), line_limit(budget), share, share_limit)
+    Some(account.ask_within(generic_timer::ticks(), line_limit(budget), share, share_limit))
 }
 
 pub(crate) type Svc = Service<'static, backend::Hw>;
@@ -335,22 +337,7 @@ fn init() -> IommuPd {
                     debug_println!("iommu: NO SMMU INTERRUPT AND NO TIMER: faults are read only when a request comes")
                 }
             }
-            IommuPd {
-                service: Some(service),
-                queues: queues::Queues::mapped(),
-                down: None,
-                refused: 0,
-                ecam,
-                refusals: [Lines::default(); policy::CLIENTS.len()],
-                stops: [Lines::default(); policy::CLIENTS.len()],
-                faults: [Lines::default(); policy::CLIENTS.len()],
-                console: [Lines::default(); policy::CLIENTS.len()],
-                stops_reported: [0; policy::CLIENTS.len()],
-                restarts: [0; policy::CLIENTS.len()],
-                quarantines_said: [0; policy::DEVICES.len()],
-                wake_ups: Default::default(),
-                poll,
-            }
+            IommuPd::new(Ok(service), ecam, poll)
         }
         Err(why) => {
             // First, before even saying why: the SMMU may be as firmware left it (GBPA
@@ -373,23 +360,8 @@ fn init() -> IommuPd {
             // it returned.
             let told = iommu_pd::faults::start_failed(unsafe { fault_rings() }, closed.is_ok());
             tell_clients(told);
-            IommuPd {
-                service: None,
-                // Never served: nothing is, with no service.
-                queues: queues::Queues::mapped(),
-                down: Some(Down { why, closed }),
-                refused: 0,
-                ecam,
-                refusals: [Lines::default(); policy::CLIENTS.len()],
-                stops: [Lines::default(); policy::CLIENTS.len()],
-                faults: [Lines::default(); policy::CLIENTS.len()],
-                console: [Lines::default(); policy::CLIENTS.len()],
-                stops_reported: [0; policy::CLIENTS.len()],
-                restarts: [0; policy::CLIENTS.len()],
-                quarantines_said: [0; policy::DEVICES.len()],
-                wake_ups: Default::default(),
-                poll: PollTimer::default(),
-            }
+            // Its mapping queues are never served: nothing is, with no service.
+            IommuPd::new(Err(Down { why, closed }), ecam, PollTimer::default())
         }
     }
 }
@@ -564,6 +536,31 @@ impl Handler for IommuPd {
 }
 
 impl IommuPd {
+    /// The PD at the end of `init`: serving (`Ok`), or down and why (`Err`), with nothing
+    /// refused, logged, reported or restarted yet.
+    fn new(service: Result<Svc, Down>, ecam: Option<pci::Ecam>, poll: PollTimer) -> IommuPd {
+        let (service, down) = match service {
+            Ok(s) => (Some(s), None),
+            Err(d) => (None, Some(d)),
+        };
+        IommuPd {
+            service,
+            queues: queues::Queues::mapped(),
+            down,
+            refused: 0,
+            ecam,
+            refusals: [Lines::default(); policy::CLIENTS.len()],
+            stops: [Lines::default(); policy::CLIENTS.len()],
+            faults: [Lines::default(); policy::CLIENTS.len()],
+            console: [Lines::default(); policy::CLIENTS.len()],
+            stops_reported: [0; policy::CLIENTS.len()],
+            restarts: [0; policy::CLIENTS.len()],
+            quarantines_said: [0; policy::DEVICES.len()],
+            wake_ups: Default::default(),
+            poll,
+        }
+    }
+
     fn on_notified(&mut self, channels: sel4_microkit::ChannelSet) -> Result<(), Infallible> {
         let Some(service) = self.service.as_mut() else { return Ok(()) };
         // A device the SMMU would not block may still reach what was taken from it: any
@@ -796,10 +793,7 @@ impl IommuPd {
         if let (true, iommu_protocol::Reply::Ok { values, .. }) =
             (msg_info.label() == iommu_protocol::Op::Stop as u64, &reply)
         {
-            let asked = match (self.stops.get_mut(client), self.console.get_mut(client)) {
-                (Some(l), Some(share)) => Some(ask_line(l, lines::REQUESTS, share)),
-                _ => None,
-            };
+            let asked = ask_line(&mut self.stops, client, lines::REQUESTS, &mut self.console);
             if let (Some(Verdict::Log { quiet }), Some(reported)) = (asked, self.stops_reported.get_mut(client)) {
                 report_stop(service, client, reported, mrs[0] as usize, values[0], quiet, self.ecam.as_mut());
             }
@@ -864,10 +858,7 @@ fn report_faults(
             continue;
         }
         if let Some(r) = service.faults(client).and_then(|ring| ring.pending().last()) {
-            let asked = match (accounts.get_mut(client), shares.get_mut(client)) {
-                (Some(l), Some(share)) => Some(ask_line(l, lines::FAULTS, share)),
-                _ => None,
-            };
+            let asked = ask_line(accounts, client, lines::FAULTS, shares);
             let device = policy::DEVICES.get(r.device as usize).map(|d| d.name).unwrap_or("?");
             let region = policy::REGIONS.get(r.region as usize).map(|g| g.name);
             // A device passed through to a VM: its client is the VMM; say which VM.
@@ -965,10 +956,7 @@ impl IommuPd {
     /// A request the service refused: name the client, the request and the reason, within
     /// the client's budget of lines (`line_limit`).
     fn log_refusal(&mut self, client: usize, label: u64, mrs: &[u64], e: iommu_protocol::ErrorCode) {
-        let (Some(account), Some(share)) = (self.refusals.get_mut(client), self.console.get_mut(client)) else {
-            return;
-        };
-        if let Verdict::Log { quiet } = ask_line(account, lines::REQUESTS, share) {
+        if let Some(Verdict::Log { quiet }) = ask_line(&mut self.refusals, client, lines::REQUESTS, &mut self.console) {
             let shown = iommu_protocol::show::Shown { label, mrs };
             let name = policy::CLIENTS[client].name;
             debug_println!("iommu: refused {name}'s {shown}: {e:?}{}", Unsaid(quiet, "refused before it not logged"));
