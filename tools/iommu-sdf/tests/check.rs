@@ -712,6 +712,29 @@ fn storm_drains_are_bounded_only_where_the_iommu_pd_runs() {
     // 1.008 us: 2 us, rounded up).
     let problems = check(&domains(&sys_then("1 us"), 0), 1);
     assert!(problems.iter().any(|p| p.contains("drain it only every 10002 us")), "{problems:#?}");
+    // PDs above it in its own domain take their budgets out of its own slots, which may be
+    // short: a spinner with 1 ms in 100 ms and its own 1 ms slot in every 10 ms can take
+    // that whole slot, so a woken IOMMU PD at the end of its slot waits 9 ms, finds the
+    // spinner taking the next slot, and runs only after 9 ms more: 19 ms, drain periods of
+    // 29 ms, 87 ms for 3 drains. The bound had added the spinner's budget to the 9 ms gap:
+    // 10 ms, 20 ms drain periods, and took 60 ms. One with 1 ms in 10 ms would take every
+    // one of its slots (its budget is back each time the slot comes round), so the IOMMU
+    // PD might never drain: refused (the bound had said 10 ms and taken 60 ms). One in
+    // another domain never runs in its slots: 9 ms, as with none.
+    let spinner_in = |domain: &str, budget: u32, period: u32| {
+        domains(&sys_then("9000 us"), 0).replace(
+            "</system>",
+            &format!("<protection_domain name=\"spinner\" domain=\"{domain}\" priority=\"254\" budget=\"{budget}\" period=\"{period}\"><program_image path=\"spin.elf\" /></protection_domain>\n</system>"),
+        )
+    };
+    assert_eq!(check(&spinner_in("sys", 1_000, 100_000), 87_000), Vec::<String>::new());
+    let problems = check(&spinner_in("sys", 1_000, 100_000), 86_999);
+    assert!(problems.len() == 1 && problems[0].contains("drain it only every 29000 us"), "{problems:#?}");
+    let problems = check(&spinner_in("sys", 1_000, 10_000), 30_000_000);
+    assert!(problems.len() == 1 && problems[0].contains("take all of its domain's slots"), "{problems:#?}");
+    assert_eq!(check(&spinner_in("other", 1_000, 10_000), 57_000), Vec::<String>::new());
+    let problems = check(&spinner_in("other", 1_000, 10_000), 56_999);
+    assert!(problems.len() == 1 && problems[0].contains("drain it only every 19000 us"), "{problems:#?}");
 }
 
 /// The storm limits at their bounds: more than one drain's worth of faults needs a window

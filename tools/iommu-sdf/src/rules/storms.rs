@@ -25,9 +25,8 @@ const SMMU_IDS: [u64; 2] = [10, 11];
 /// the timer's: with neither it reads the queue when a request comes, if one comes) and
 /// runs when woken: what may run on its core at its priority or above (`runs_on_its_core`;
 /// seL4 runs the highest ready thread of a core) has a budget below its period, whose
-/// budgets are added (`held_off`: one without would hold it off for good), and its seL4
-/// domain's slot comes round, so the longest stretch of other domains' slots between two
-/// of its own is added.
+/// budgets come out of its seL4 domain's slots (`held_off`: one without would hold it off
+/// for good), and its domain's slots come round (`own_domains_cycle`).
 ///
 /// What else could hold it, and why it does not: a PD below its priority never runs while
 /// it is ready (seL4 preempts at once), and none can raise itself or another to its
@@ -49,8 +48,14 @@ fn drain_period_us(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Res
     // of its period (seL4's MCS kernel: a scheduling context is a sporadic server); one
     // whose budget is its period, or a passive one (it runs on its callers' budgets), is
     // bounded by nothing.
+    let cycle = own_domains_cycle(sys, board, iommu)?;
+    // With domains, a PD of another domain runs only in that domain's slots, already
+    // counted as time the IOMMU PD's domain does not have.
+    let in_its_slots = |pd: &ProtectionDomain| cycle.is_none() || pd.domain.is_none() || pd.domain == iommu.domain;
     let mut above = Vec::new();
-    for (pd, how) in runs_on_its_core(sys, iommu).into_iter().filter(|(pd, _)| pd.priority >= iommu.priority) {
+    for (pd, how) in
+        runs_on_its_core(sys, iommu).into_iter().filter(|(pd, _)| pd.priority >= iommu.priority && in_its_slots(pd))
+    {
         if pd.passive || pd.budget >= pd.period {
             return Err(format!(
                 "`{}` {how} at priority {}, not below its {}, {}: seL4 runs it first, and it may never block",
@@ -66,17 +71,22 @@ fn drain_period_us(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Res
         }
         above.push((u128::from(pd.budget), u128::from(pd.period.max(1))));
     }
-    let wait = held_off(longest_other_slots(sys, board, iommu)?, &above)?;
+    let wait = held_off(cycle.as_deref(), &above)?;
     u64::try_from(wait + u128::from(DRAIN_PERIOD_US)).map_err(|_| "its wait runs past 2^64 us".to_string())
 }
 
-/// The longest the IOMMU PD waits, woken, when other domains hold the core for `gap` us and
-/// the PDs `above` it (budget, period) take their budgets: the least fixed point above 0 of
-/// w = gap + sum(ceil(w / period) * budget) (response-time analysis at the instant all of
-/// them start, its own drain taken as no time; each takes at least one budget). Refused
-/// where their budgets take the whole core (no fixed point), or where the arithmetic or the
+/// The longest the IOMMU PD waits, woken, when its domain has the slots of `cycle` (`None`:
+/// no domains, the core is always its domain's) and the PDs `above` it in its domain
+/// (budget, period) take their budgets out of those slots: the least fixed point above 0 of
+/// w = supply(sum(ceil(w / period) * budget)), where supply(x) is the longest it takes,
+/// from any point of the cycle, until its domain has had more than x us (`supplied`):
+/// response-time analysis at the instant all of them start, its own drain taken as no
+/// time, each taking at least one budget. Not w = gap + sum(...): their budgets come out
+/// of its own slots, which may be short (a budget as long as its slot takes the whole
+/// slot, and the wait is a gap more for each). Refused where their budgets take at least
+/// its domain's share of the core (no fixed point), or where the arithmetic or the
 /// iteration cannot settle it (an answer this tool cannot prove).
-fn held_off(gap: u128, above: &[(u128, u128)]) -> Result<u128, String> {
+fn held_off(cycle: Option<&[(bool, u128)]>, above: &[(u128, u128)]) -> Result<u128, String> {
     let unsettled = || "its wait for the PDs at its priority or above could not be bounded".to_string();
     // Their share of the core, sum(budget / period), as an exact fraction.
     let (mut num, mut den) = (0u128, 1u128);
@@ -89,12 +99,25 @@ fn held_off(gap: u128, above: &[(u128, u128)]) -> Result<u128, String> {
         let g = gcd(n, d).max(1);
         (num, den) = (n / g, d / g);
     }
-    if num >= den {
-        return Err("the budgets of the PDs at its priority or above take its whole core".to_string());
+    // Its domain's share of the core, own / all of the cycle.
+    let (own, all) = match cycle {
+        Some(c) => c.iter().fold((0u128, 0u128), |(o, a), &(is_own, us)| (o + if is_own { us } else { 0 }, a + us)),
+        None => (1, 1),
+    };
+    match (num.checked_mul(all), own.checked_mul(den)) {
+        (Some(taken), Some(had)) if taken < had => {}
+        (Some(_), Some(_)) if cycle.is_none() => {
+            return Err("the budgets of the PDs at its priority or above take its whole core".to_string())
+        }
+        (Some(_), Some(_)) => {
+            return Err("the budgets of the PDs at its priority or above take all of its domain's slots".to_string())
+        }
+        _ => return Err(unsettled()),
     }
-    let mut wait = gap + above.iter().map(|&(b, _)| b).sum::<u128>();
+    let demand = |w: u128| above.iter().map(|&(b, p)| w.div_ceil(p) * b).sum::<u128>();
+    let mut wait = supplied(cycle, above.iter().map(|&(b, _)| b).sum::<u128>()).ok_or_else(unsettled)?;
     for _ in 0..100_000 {
-        let next = gap + above.iter().map(|&(b, p)| wait.div_ceil(p) * b).sum::<u128>();
+        let next = supplied(cycle, demand(wait)).ok_or_else(unsettled)?;
         if next == wait {
             return Ok(wait);
         }
@@ -106,6 +129,36 @@ fn held_off(gap: u128, above: &[(u128, u128)]) -> Result<u128, String> {
     Err(unsettled())
 }
 
+/// The longest it takes, from any point of the domain cycle `cycle` (each slot: whether it
+/// is the IOMMU PD's domain's, and its length in us), until that domain has had more than
+/// `x` us of its slots (`None`: it has none, or past 2^128). The worst start is just after
+/// one of its own slots: one inside a slot gets the rest of that slot at once, one inside
+/// another domain's run waits less of it.
+fn supplied(cycle: Option<&[(bool, u128)]>, x: u128) -> Option<u128> {
+    let Some(cycle) = cycle else { return Some(x) };
+    let own: u128 = cycle.iter().filter(|s| s.0).map(|s| s.1).sum();
+    let all: u128 = cycle.iter().map(|s| s.1).sum();
+    if own == 0 {
+        return None;
+    }
+    // Whole rounds of the cycle first, then at most one more.
+    let rounds = x / own;
+    let mut longest = None;
+    for after in (0..cycle.len()).filter(|&i| cycle[i].0) {
+        let (mut elapsed, mut had) = (rounds.checked_mul(all)?, rounds * own);
+        for &(is_own, us) in cycle.iter().cycle().skip(after + 1).take(2 * cycle.len()) {
+            if is_own && had + us > x {
+                elapsed = elapsed.checked_add(x - had)?;
+                break;
+            }
+            had += if is_own { us } else { 0 };
+            elapsed = elapsed.checked_add(us)?;
+        }
+        longest = longest.max(Some(elapsed));
+    }
+    longest
+}
+
 fn gcd(a: u128, b: u128) -> u128 {
     if b == 0 {
         a
@@ -114,11 +167,15 @@ fn gcd(a: u128, b: u128) -> u128 {
     }
 }
 
-/// The longest run of other domains' slots between two of the IOMMU PD's own, in us (0
-/// without a domain schedule), or why its domain may never run.
-fn longest_other_slots(sys: &System, board: &Board, iommu: &ProtectionDomain) -> Result<u128, String> {
+/// The cycle of the domain schedule (each slot: whether it is the IOMMU PD's domain's, and
+/// its length in us; `None` without a domain schedule), or why its domain may never run.
+fn own_domains_cycle(
+    sys: &System,
+    board: &Board,
+    iommu: &ProtectionDomain,
+) -> Result<Option<Vec<(bool, u128)>>, String> {
     let Some(schedule) = sys.domain_schedule.as_ref().filter(|d| !d.names.is_empty()) else {
-        return Ok(0);
+        return Ok(None);
     };
     let Some(own) = iommu.domain.as_deref() else {
         return Err("it is in no domain the schedule names".to_string());
@@ -128,22 +185,14 @@ fn longest_other_slots(sys: &System, board: &Board, iommu: &ProtectionDomain) ->
     // never run.
     let cycle: Vec<&ScheduleEntry> =
         schedule.entries.iter().skip(schedule.start_index as usize).take_while(|e| e.domain.is_some()).collect();
-    let is_own = |e: &&ScheduleEntry| e.domain.as_deref() == Some(own);
-    let Some(first) = cycle.iter().position(is_own) else {
+    if !cycle.iter().any(|e| e.domain.as_deref() == Some(own)) {
         return Err(format!("its domain `{own}` has no slot between the schedule's start and its end marker"));
-    };
-    // Round the cycle from just after one of its slots back to that slot: the longest run
-    // of other domains' slots between two of its own is the longest it waits, woken.
-    let (mut gap, mut longest) = (0u128, 0u128);
-    for e in cycle[first + 1..].iter().chain(&cycle[..=first]) {
-        if is_own(e) {
-            longest = longest.max(gap);
-            gap = 0;
-        } else {
-            gap += slot_us(e.duration, board)?;
-        }
     }
-    Ok(longest)
+    cycle
+        .iter()
+        .map(|e| Ok((e.domain.as_deref() == Some(own), slot_us(e.duration, board)?)))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// The longest a domain's slot of `length` lasts, in us (rounded up): ticks of the board's
