@@ -88,6 +88,7 @@ host-test:
 	$(CARGO) test
 	@bash images/check-boot-test.sh
 	@bash images/polled-test.sh
+	@bash images/c-includes-test.sh
 
 image:
 	$(CARGO) build -p smmuv3-qemu --target $(TARGET) --release
