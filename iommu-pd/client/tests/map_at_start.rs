@@ -5,112 +5,30 @@
 //! (2026-12-08), a driver's first MAP after such a restart answered `Stopped`, and none of
 //! this repository's drivers sent the RESUME.
 
+#[path = "common/disk.rs"]
+mod disk;
+mod one_function;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use iommu_client::{Channel, Client};
+use disk::PA;
+use iommu_client::Client;
 use iommu_pd::model::ModelHw;
-use iommu_pd::pci::ConfigSpace;
-use iommu_pd::{CapConfig, ClientConfig, Config, DeviceConfig, FaultInput, FaultPolicy, RegionConfig, Service};
-use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights, MAX_REPLY_VALUES};
+use iommu_pd::{FaultInput, Service};
+use iommu_protocol::{DeviceId, ErrorCode, Handle, Rights};
+use one_function::{Local, OneFunction, Shared};
 
-const RID: u16 = 0x20;
 const BUS_MASTER: u16 = 0x4;
 
-/// Function 00:04.0, no capability, no BAR; all ones while `away`.
-#[derive(Default)]
-struct Function {
-    away: bool,
-    command: u16,
-}
-
-impl ConfigSpace for Function {
-    fn function(&self, device: usize) -> Result<u16, ErrorCode> {
-        (device == 0).then_some(RID).ok_or(ErrorCode::NoConfigSpace)
-    }
-    fn placement(&self, _: u16) -> Option<iommu_pd::pci::Placement> {
-        None
-    }
-    fn messages_stuck(&self, _: u16) -> bool {
-        false
-    }
-    fn recorded(&mut self, rid: u16) -> Option<iommu_pd::pci::Recorded> {
-        iommu_pd::pci::record(self, rid, 0)
-    }
-    fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
-        let word = match (rid, offset & !3) {
-            _ if rid != RID || self.away => u32::MAX,
-            (_, 0x00) => 0x11e8_1234,
-            (_, 0x04) => u32::from(self.command),
-            _ => 0,
-        };
-        Some((word >> (8 * (offset & 3))) & (u32::MAX >> (32 - 8 * width as u32)))
-    }
-    fn write(&mut self, rid: u16, offset: u16, _width: u8, value: u32) -> Option<()> {
-        if rid == RID && !self.away && offset == 0x04 {
-            self.command = value as u16;
-        }
-        Some(())
-    }
-    fn wait_ms(&mut self, _: u32) {}
-    fn now_ms(&mut self) -> u64 {
-        // Long after boot: no reset ration is waited for.
-        100_000
-    }
-}
-
-type Shared = Rc<RefCell<(Service<'static, ModelHw>, Function)>>;
-
-struct Local(Shared);
-
-impl Channel for Local {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; MAX_REPLY_VALUES]) -> u64 {
-        let (service, ecam) = &mut *self.0.borrow_mut();
-        let r = service.handle_with(0, label, mrs, ecam);
-        if let iommu_protocol::Reply::Ok { values, .. } = r {
-            *reply = values;
-        }
-        r.label()
-    }
-}
-
-const PA: u64 = 0x4000_0000;
 const DISK: DeviceId = DeviceId(0);
 
+/// One page of buffers for the disk, whose description lets its driver resume it from a
+/// storm (`resume_allowed`): only the driver's choice keeps `map_at_start` from doing so.
 fn service() -> Shared {
-    static CLIENTS: [ClientConfig; 1] = [ClientConfig { name: "edu", max_mappings: 2, max_pages: 2, max_grants: 0 }];
-    static DEVICES: [DeviceConfig; 1] = [DeviceConfig {
-        name: "edu",
-        stream: RID as u32,
-        extra_streams: &[],
-        owner: 0,
-        iova_base: 0x10_0000,
-        iova_size: 1 << 20,
-        // The description lets its driver resume it from a storm: only the driver's
-        // choice keeps `map_at_start` from doing so.
-        resume_allowed: true,
-    }];
-    static REGIONS: [RegionConfig; 1] = [RegionConfig { name: "buffers", pa: PA, size: 0x1000 }];
-    static CAPS: [CapConfig; 1] = [CapConfig {
-        client: 0,
-        region: 0,
-        offset: 0,
-        len: 0x1000,
-        rights: Rights::READ_WRITE,
-        devices: 1,
-        grant_to: 0,
-    }];
-    let cfg = Config {
-        clients: &CLIENTS,
-        devices: &DEVICES,
-        regions: &REGIONS,
-        caps: &CAPS,
-        static_maps: &[],
-        faults: FaultPolicy { window: 1000, max_faults: 100, resume_rest_ms: 0 },
-    };
     let storage = Box::leak(Box::new(<iommu_pd::owned_storage!(1, 1, 4, 4)>::default())).storage();
-    let service = Service::new(ModelHw::default(), cfg, storage).unwrap();
-    Rc::new(RefCell::new((service, Function::default())))
+    let service = Service::new(ModelHw::default(), disk::config(1), storage).unwrap();
+    Rc::new(RefCell::new((service, OneFunction::default())))
 }
 
 /// The client crashes with its device mastering and mapped while its function is away,
@@ -164,9 +82,11 @@ fn a_quarantined_device_is_not_resumed_at_start() {
     let mut client = Client::new(Local(shared.clone()));
     {
         let (s, _) = &mut *shared.borrow_mut();
-        for i in 0..=100 {
+        // One fault over the description's limit, all at once.
+        let cfg = disk::config(1);
+        for i in 0..=u64::from(cfg.faults.max_faults) {
             s.record_fault(FaultInput {
-                stream: RID as u32,
+                stream: cfg.devices[0].stream,
                 iova: 0xdead_0000 + i * 0x1000,
                 write: true,
                 kind: 0x10,
