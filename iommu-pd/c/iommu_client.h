@@ -106,6 +106,29 @@ static inline uint64_t iommu_resume(microkit_channel ch, uint32_t device)
     return iommu_call(ch, IOMMU_OP_RESUME, 2);
 }
 
+/* MAP as a driver's first MAP of `device` at its start (its first run, or after the IOMMU
+ * PD restarted it from its entry), as the Rust client's map_at_start: a device whose PCI
+ * function was away at its last client's teardown is left stopped for the restarted
+ * client (MAP answers IOMMU_ERR_STOPPED); this then RESUMEs it (the IOMMU PD puts the
+ * function back and resets it first) and maps once more. Only IOMMU_ERR_STOPPED is
+ * resumed: MAP answers IOMMU_ERR_QUARANTINED ahead of it, so a storm's quarantine is never
+ * lifted here. RESUME's refusals are returned, the device left stopped
+ * (IOMMU_ERR_RESET_RATIONED: RESUME again later; IOMMU_ERR_DEVICE_MISSING: still away).
+ * Not for a device this run stopped itself (iommu_stop). */
+static inline uint64_t iommu_map_at_start(microkit_channel ch, uint32_t handle, uint32_t device, uint64_t offset,
+                                          uint64_t len, uint64_t iova, uint8_t rights, uint64_t *iova_out)
+{
+    uint64_t err = iommu_map(ch, handle, device, offset, len, iova, rights, iova_out);
+    if (err != IOMMU_ERR_STOPPED) {
+        return err;
+    }
+    err = iommu_resume(ch, device);
+    if (err != 0) {
+        return err;
+    }
+    return iommu_map(ch, handle, device, offset, len, iova, rights, iova_out);
+}
+
 /* STOP a device: blocked, every mapping gone (static ones too), confirmed by the IOMMU
  * before the reply; then, if it is a PCI function, its Bus Master off and a Function
  * Level Reset where it has one (100 ms), its BARs as the IOMMU PD placed them. What was

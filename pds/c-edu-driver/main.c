@@ -289,24 +289,29 @@ static unsigned runs;
 static void after_restart(void)
 {
     microkit_dbg_puts("c-edu: restarted by the IOMMU PD after its crash (run 2)\n");
+    /* Its first MAP, before its device is turned on: had its function been away at the
+     * teardown, the IOMMU PD left the device stopped for this run, and the RESUME
+     * iommu_map_at_start sends then stops and resets the function (Bus Master off) before
+     * the device translates again; a Command write before it would be undone. */
+    volatile uint8_t *page = (volatile uint8_t *)buffers;
+    uint64_t iova = 0;
+    uint64_t err =
+        iommu_map_at_start(IOMMU, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
+    say("after its restart, MAP of its buffer's first page", err);
+    if (err) {
+        return;
+    }
     /* The IOMMU PD stopped its function at the teardown (Bus Master off, Memory Space kept on
      * where it placed the BARs; the edu has no FLR): turned on again, as a driver probing its
      * device does. */
     uint32_t command = 0xffff;
-    uint64_t err = iommu_config_read(IOMMU, MY_DEVICE, 0x04, 2, &command);
+    err = iommu_config_read(IOMMU, MY_DEVICE, 0x04, 2, &command);
     say("after its restart, CONFIG_READ of Command", err);
     microkit_dbg_puts("c-edu: after its restart, its device's Command reads ");
     put_hex(command);
     microkit_dbg_puts("\n");
     err = iommu_config_write(IOMMU, MY_DEVICE, 0x04, 2, COMMAND_MEMORY_MASTER, 0);
     say("after its restart, CONFIG_WRITE turning its device on again", err);
-    volatile uint8_t *page = (volatile uint8_t *)buffers;
-    uint64_t iova = 0;
-    err = iommu_map(IOMMU, MY_BUFFERS, MY_DEVICE, 0, 0x1000, IOMMU_IOVA_ANY, IOMMU_RIGHTS_READ_WRITE, &iova);
-    say("after its restart, MAP of its buffer's first page", err);
-    if (err) {
-        return;
-    }
     microkit_dbg_puts(edu_round_trip(edu_bar, page, iova, 0x5a)
                           ? "c-edu: after its restart, DMA through the new mapping copied the bytes\n"
                           : "c-edu: after its restart, DMA through the new mapping FAILED\n");

@@ -92,6 +92,37 @@ impl<C: Channel> Client<C> {
         self.call(Request::Map { cap, device, offset, len, iova, rights }).map(|v| v[0])
     }
 
+    /// MAP, as a driver's first MAP of `device` at its start (its first run, or after the
+    /// IOMMU PD restarted it from its entry): a device whose PCI function was away at its
+    /// last client's teardown (not answering, so neither stopped nor reset then) is left
+    /// stopped for the restarted client, and MAP answers `Stopped`; this then RESUMEs it
+    /// (the IOMMU PD puts the function back and resets it first) and maps once more. Only
+    /// `Stopped` is resumed: MAP answers `Quarantined` ahead of it, so a device a storm
+    /// quarantined is never resumed here (that is the driver's decision, and the
+    /// description's: RESUME answers `Denied` where it does not allow it), nor one whose
+    /// crashed client is still being torn down. RESUME's own refusals come back as they
+    /// are, the device left stopped: `ResetRationed` (RESUME again later), `DeviceMissing`
+    /// (the function is still away), `Hardware` (a removal on it still not confirmed).
+    /// Not for a device this run stopped itself (STOP): that one is the driver's to RESUME
+    /// when it means to.
+    pub fn map_at_start(
+        &mut self,
+        cap: Handle,
+        device: DeviceId,
+        offset: u64,
+        len: u64,
+        iova: Option<u64>,
+        rights: Rights,
+    ) -> Result<u64, ErrorCode> {
+        match self.map(cap, device, offset, len, iova, rights) {
+            Err(ErrorCode::Stopped) => {
+                self.resume(device)?;
+                self.map(cap, device, offset, len, iova, rights)
+            }
+            answered => answered,
+        }
+    }
+
     /// Unmap the mappings of `device` starting at `iovas` (at most 64); returns once the
     /// IOMMU has confirmed.
     pub fn unmap(&mut self, device: DeviceId, iovas: &[u64]) -> Result<(), ErrorCode> {

@@ -2,78 +2,17 @@
 //! the service core and a one-function model of configuration space: the driver turns
 //! its device on, cannot move its BAR, and sees no other function.
 
+mod one_function;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use iommu_client::pci::OwnFunction;
-use iommu_client::Channel;
 use iommu_pd::model::ModelHw;
-use iommu_pd::pci::ConfigSpace;
 use iommu_pd::{ClientConfig, Config, DeviceConfig, FaultPolicy, Service};
 use iommu_protocol::DeviceId;
+use one_function::{Local, OneFunction, Shared};
 use virtio_drivers::transport::pci::bus::{Command, DeviceFunction, PciRoot};
-
-/// Function 00:04.0: Command (all its bits writable) and a 32-bit 16 KiB BAR0.
-#[derive(Default)]
-struct OneFunction {
-    command: u16,
-    bar0: u32,
-}
-
-impl ConfigSpace for OneFunction {
-    fn function(&self, device: usize) -> Result<u16, iommu_protocol::ErrorCode> {
-        (device == 0).then_some(0x20).ok_or(iommu_protocol::ErrorCode::NoConfigSpace)
-    }
-    /// Its BAR is where the owner put it.
-    fn placement(&self, rid: u16) -> Option<iommu_pd::pci::Placement> {
-        (rid == 0x20).then_some(iommu_pd::pci::Placement { base: 0, size: 0x4000 })
-    }
-    fn messages_stuck(&self, _: u16) -> bool {
-        false
-    }
-    /// As if recorded now: its list (none) never changes.
-    fn recorded(&mut self, rid: u16) -> Option<iommu_pd::pci::Recorded> {
-        iommu_pd::pci::record(self, rid, 0)
-    }
-    fn read(&mut self, rid: u16, offset: u16, width: u8) -> Option<u32> {
-        let word = match (rid, offset & !3) {
-            (0x20, 0x00) => 0x1042_1af4,
-            (0x20, 0x04) => u32::from(self.command),
-            (0x20, 0x10) => self.bar0,
-            (0x20, _) => 0,
-            _ => u32::MAX,
-        };
-        Some((word >> (8 * (offset & 3))) & (u32::MAX >> (32 - 8 * width as u32)))
-    }
-    fn write(&mut self, rid: u16, offset: u16, _width: u8, value: u32) -> Option<()> {
-        match (rid, offset) {
-            (0x20, 0x04) => self.command = value as u16,
-            (0x20, 0x10) => self.bar0 = value & 0xffff_c000,
-            _ => {}
-        }
-        Some(())
-    }
-    fn wait_ms(&mut self, _: u32) {}
-    fn now_ms(&mut self) -> u64 {
-        0
-    }
-}
-
-type Shared = Rc<RefCell<(Service<'static, ModelHw>, OneFunction)>>;
-
-#[derive(Clone)]
-struct Local(Shared);
-
-impl Channel for Local {
-    fn call(&mut self, label: u64, mrs: &[u64], reply: &mut [u64; iommu_protocol::MAX_REPLY_VALUES]) -> u64 {
-        let (service, ecam) = &mut *self.0.borrow_mut();
-        let r = service.handle_with(0, label, mrs, ecam);
-        if let iommu_protocol::Reply::Ok { values, .. } = r {
-            *reply = values;
-        }
-        r.label()
-    }
-}
 
 #[test]
 fn virtio_drivers_pci_root_works_on_its_own_function_only() {

@@ -763,6 +763,46 @@ fn c_strict_unmap_falls_back_to_the_call_then_to_stop() {
     assert!(text.lines().any(|l| l == call), "want `{call}`\n{text}");
 }
 
+/// C's `iommu_map_at_start` (`tests/c/map_at_start.c`) against a stand-in IOMMU PD: a
+/// device left stopped for a restarted driver is RESUMEd and mapped; RESUME's refusal is
+/// returned and nothing more is asked; a quarantined device is not resumed; and its MAP
+/// and RESUME are the Rust encoding (RESUME saying the newest code it decodes).
+#[test]
+fn c_map_at_start_resumes_only_a_stopped_device() {
+    let out = std::env::temp_dir().join(format!("iommu-c-map-at-start-{}", std::process::id()));
+    build_c("map_at_start.c", &out);
+    let run = Command::new(&out).output().unwrap();
+    let _ = std::fs::remove_file(&out);
+    let text = String::from_utf8(run.stdout).unwrap();
+    let code = |e: ErrorCode| e as u64;
+    let cases = [
+        ("running", 0, "0x100000", "map"),
+        ("stopped", 0, "0x100000", "map resume map"),
+        ("still_away", code(ErrorCode::DeviceMissing), "0x0", "map resume"),
+        ("rationed", code(ErrorCode::ResetRationed), "0x0", "map resume"),
+        ("quarantined", code(ErrorCode::Quarantined), "0x0", "map"),
+    ];
+    let mut mrs = [0; MAX_MRS];
+    let map = Request::Map {
+        cap: Handle(3),
+        device: DeviceId(2),
+        offset: 0x2000,
+        len: 0x1000,
+        iova: None,
+        rights: Rights::READ_WRITE,
+    };
+    let (_, n) = map.encode(&mut mrs);
+    assert_eq!(n, 4);
+    let map_mrs = format!("{} {} {} {}", mrs[0], mrs[1], mrs[2], mrs[3]);
+    for (name, err, iova, made) in cases {
+        for want in [format!("start {name} {err} {iova} made {made}"), format!("map {name} {map_mrs}")] {
+            assert!(text.lines().any(|l| l == want), "want `{want}`\n{text}");
+        }
+        let resumed = format!("resume {name} 2 {}", ErrorCode::NEWEST as u64);
+        assert_eq!(text.lines().any(|l| l == resumed), made.contains("resume"), "`{resumed}`\n{text}");
+    }
+}
+
 /// C's `iommu_queue_withdraw` while the IOMMU PD serves the ring on another core
 /// (`tests/c/withdraw_race.c`: a thread taking entries as `Queue::read` does, the main
 /// thread withdrawing at random moments): a withdrawal that succeeded is never applied,

@@ -71,6 +71,16 @@ fn init() -> EduDriver {
         debug_println!("edu-driver: BAR0 is not where the description maps it: {bar0:x?}");
         return EduDriver { grant: None, borrowed: None, bar, buf };
     }
+    // Its first MAP at its start, before the device is turned on: were the device left
+    // stopped for this run (its function away at a crashed predecessor's teardown), the
+    // RESUME `map_at_start` sends would stop the function (Bus Master off) first.
+    let iova = match iommu.map_at_start(Handle(0), MY_DEVICE, 0, 0x2000, None, Rights::READ_WRITE) {
+        Ok(v) => v,
+        Err(e) => {
+            debug_println!("edu-driver: MAP refused: {e}");
+            return EduDriver { grant: None, borrowed: None, bar, buf };
+        }
+    };
     let on = iommu.config_write(MY_DEVICE, reg::COMMAND, 2, u32::from(reg::CMD_MEMORY | reg::CMD_BUS_MASTER));
     debug_println!(
         "edu-driver: its function through the IOMMU PD: id {id:x?}, BAR0 {BAR0:#x}, memory and bus master on: {on:x?}"
@@ -79,13 +89,6 @@ fn init() -> EduDriver {
     let mut edu = unsafe { edu::Edu::new(bar) };
     debug_println!("edu-driver: edu ident {:x?}", edu.probe());
 
-    let iova = match iommu.map(Handle(0), MY_DEVICE, 0, 0x2000, None, Rights::READ_WRITE) {
-        Ok(v) => v,
-        Err(e) => {
-            debug_println!("edu-driver: MAP refused: {e}");
-            return EduDriver { grant: None, borrowed: None, bar, buf };
-        }
-    };
     debug_println!("edu-driver: the IOMMU PD mapped 2 pages of my buffer at iova {iova:#x}");
     // SAFETY: pages 1 and 2 of the 3-page buffer.
     let (page1, page2) = unsafe { (buf.add(0x1000), buf.add(0x2000)) };

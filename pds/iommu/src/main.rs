@@ -30,6 +30,8 @@ use sel4_microkit::{
 #[cfg(feature = "measure-batch")]
 mod batch_timing;
 mod pci;
+#[cfg(feature = "inject-function-away")]
+mod pci_away;
 mod queues;
 mod wake_ups;
 
@@ -659,7 +661,11 @@ impl IommuPd {
         // (Bus Master off, FLR where it has one), said below.
         let mut functions = [iommu_pd::pci::Stopped::default(); policy::DEVICES.len()];
         let torn_down = match self.ecam.as_mut() {
-            Some(ecam) => service.client_torn_down_with(client, ecam, |d, done| functions[d] = done),
+            Some(ecam) => {
+                #[cfg(feature = "inject-function-away")]
+                let ecam = &mut pci_away::AwayAtTeardown::new(ecam, client);
+                service.client_torn_down_with(client, ecam, |d, done| functions[d] = done)
+            }
             None => service.client_torn_down(client),
         };
         match torn_down {

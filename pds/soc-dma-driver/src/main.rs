@@ -91,7 +91,8 @@ fn init() -> Driver {
     let device = if gdma_regs != 0 { "GDMA channel 1" } else { "uSDHC1" };
     let mut iommu = Client::new(Ppc(IOMMU));
     debug_println!("soc-dma-driver: asking the IOMMU PD to map 2 pages of my buffer for {device}");
-    let iova = match iommu.map(MY_BUFFER, MY_DEVICE, 0, 0x2000, None, Rights::READ_WRITE) {
+    // Its first MAP at its start: a device left stopped for this run is RESUMEd first.
+    let iova = match iommu.map_at_start(MY_BUFFER, MY_DEVICE, 0, 0x2000, None, Rights::READ_WRITE) {
         Ok(v) => v,
         Err(e) => {
             debug_println!("soc-dma-driver: MAP refused: {e}; no DMA started: {device} was given no memory to reach");
