@@ -336,6 +336,10 @@ pub struct Recorded {
     /// Its driver may clear Interrupt Disable: the pin it showed at boot (Interrupt Pin)
     /// is one whose line its driver's PD holds (`PciFunctionConfig::intx`).
     pub intx: bool,
+    /// The BAR dwords (bit i: the one at 0x10 + 4i) of a memory BAR whose address bits
+    /// read other than 0 at boot, where the owner placed it: any reset returns them to
+    /// 0, so one reading 0 later is a reset, whatever Command says (`keep_owned`).
+    pub placed_bars: u8,
 }
 
 /// What the owner records of function `rid` (`Recorded`), from the capability list it
@@ -366,7 +370,40 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recor
             bytes.0[i / 64] |= 1 << (i % 64);
         }
     }
-    Some(Recorded { bytes, caps: boot, intx })
+    Some(Recorded { bytes, caps: boot, intx, placed_bars: placed_bars(cs, rid).ok()? })
+}
+
+/// The BAR dwords of function `rid` that hold an address now (`Recorded::placed_bars`):
+/// a memory BAR's low dword with address bits set, or a 64-bit BAR's high dword other
+/// than 0. An I/O BAR is never placed.
+fn placed_bars(cs: &mut dyn ConfigSpace, rid: u16) -> Result<u8, ErrorCode> {
+    let mut placed = 0u8;
+    let mut i = 0u16;
+    while i < 6 {
+        let low = read(cs, rid, reg::BAR0 + 4 * i, 4)?;
+        let wide = low & 0b111 == 0b100 && i < 5;
+        if low & 1 == 0 && low & !0xf != 0 {
+            placed |= 1 << i;
+        }
+        if low & 1 == 0 && wide && read(cs, rid, reg::BAR0 + 4 * (i + 1), 4)? != 0 {
+            placed |= 1 << (i + 1);
+        }
+        i += if wide { 2 } else { 1 };
+    }
+    Ok(placed)
+}
+
+/// Whether a BAR dword the owner placed at an address (`Recorded::placed_bars`) reads 0:
+/// function `rid` reset, whether or not its Memory Space went off with it.
+fn bars_reset(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+    let placed = cs.recorded(rid).map_or(0, |r| r.placed_bars);
+    for i in (0..6u16).filter(|i| placed >> i & 1 != 0) {
+        // A high dword holds address bits only; a low dword's four low bits are its type.
+        if read(cs, rid, reg::BAR0 + 4 * i, 4)? & !0xf == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// CONFIG_READ of function `rid` (its owner checked by the service); `DeviceMissing` if
@@ -517,7 +554,8 @@ fn decode_only_where_placed(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), Er
 /// device-specific register its driver wrote, a link that went down and came back)
 /// returns to its reset values, its BARs at 0 and Command 0, without its owner knowing.
 /// So where the owner placed its BARs and Memory Space reads off (the owner leaves it
-/// off only inside its own calls), the BARs are placed again from the description, ROM
+/// off only inside its own calls), or a BAR it placed at an address reads 0 (one that
+/// kept Memory Space on through its reset), the BARs are placed again from the description, ROM
 /// disabled, read back, and Memory Space turned on: its driver maps that window, and a
 /// load from a BAR that does not decode can end in an SError on Arm hardware. And
 /// Interrupt Disable is set again where its driver's PD does not hold its line
@@ -531,7 +569,13 @@ pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode>
         return Ok(false);
     }
     let mut put_back = false;
-    if cs.placement(rid).is_some() && read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 {
+    // Memory Space off (the owner leaves it off only inside its own calls), or a placed
+    // BAR reading 0: a function that kept decoding through its own reset (against the
+    // spec) decoded at 0, and its driver's Command write turned Bus Master on with its
+    // BARs there.
+    if cs.placement(rid).is_some()
+        && (read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 || bars_reset(cs, rid)?)
+    {
         place_again(cs, rid)?;
         decode(cs, rid).ok_or(ErrorCode::NoConfigSpace)?;
         put_back = true;

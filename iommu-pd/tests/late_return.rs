@@ -290,3 +290,36 @@ fn a_function_that_resets_itself_decodes_again_before_its_drivers_next_command_w
         assert_eq!((put_back.len(), o.fabric.writes), (1, writes));
     }
 }
+
+/// A function that resets itself but keeps Memory Space on through it (against the spec:
+/// a reset clears Command) comes back with its BARs at 0, decoding there. The owner put
+/// back only one whose Memory Space read off, so its sweep left it so, and its driver's
+/// Command write turned Bus Master on with its BARs still at 0 (the write that turns
+/// decoding on places them only from off). Now a BAR the owner placed at an address
+/// reading 0 is a reset too: the sweep, and any call of its driver's, puts its BARs back
+/// where the description places them before anything else; Bus Master is granted only
+/// after that.
+#[test]
+fn a_function_that_keeps_decoding_through_its_own_reset_is_put_back_before_it_masters() {
+    // The owner's sweep, with no call.
+    let (mut s, mut o, nic, disk) = disk_reset_by_itself();
+    o.fabric.write(DISK_RID, reg::COMMAND, 2, MEM);
+    assert_eq!(o.fabric.memory(0), Some(disk), "the model decodes at its reset values");
+    let mut put_back = vec![];
+    s.keep_functions_owned(&mut o, |d| put_back.push(d));
+    assert_eq!(put_back, [1]);
+    assert_kept_on(&o, nic, disk, 0, "sweep, decoding kept through the reset");
+    // Its driver's Command write turning Bus Master on, with no sweep first.
+    for width in [1u8, 2, 4] {
+        let (mut s, mut o, nic, disk) = disk_reset_by_itself();
+        o.fabric.write(DISK_RID, reg::COMMAND, 2, MEM);
+        let w = Request::ConfigWrite { device: DISK, offset: reg::COMMAND, width, value: MEM | MASTER };
+        assert!(matches!(send(&mut s, &mut o, BLK, w), Reply::Ok { .. }), "width {width}");
+        let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
+        assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "width {width}: mastering with its BARs at 0");
+        assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & (MEM | MASTER), MEM | MASTER, "width {width}");
+        assert_eq!(o.fabric.memory(0), None, "width {width}: it decodes at its reset values");
+        assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "width {width}");
+        assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "width {width}");
+    }
+}
