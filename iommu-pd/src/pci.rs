@@ -336,10 +336,15 @@ pub struct Recorded {
     /// Its driver may clear Interrupt Disable: the pin it showed at boot (Interrupt Pin)
     /// is one whose line its driver's PD holds (`PciFunctionConfig::intx`).
     pub intx: bool,
-    /// The BAR dwords (bit i: the one at 0x10 + 4i) of a memory BAR whose address bits
-    /// read other than 0 at boot, where the owner placed it: any reset returns them to
-    /// 0, so one reading 0 later is a reset, whatever Command says (`keep_owned`).
+    /// The BAR dwords (bit i: the one at 0x10 + 4i) of each memory BAR that held an
+    /// address at boot, where the owner placed it, both of a 64-bit BAR's: what `bars`
+    /// holds of them is checked between calls (`keep_owned`).
     pub placed_bars: u8,
+    /// What each BAR dword read at boot, once placed: the owner's plan, which a stop and a
+    /// return put back unchanged (the same window and sizes make the same plan). One
+    /// reading otherwise later was reset (to 0) or rewritten by the device (a driver
+    /// writing its own configuration through a window in its BAR).
+    pub bars: [u32; 6],
 }
 
 /// What the owner records of function `rid` (`Recorded`), from the capability list it
@@ -370,40 +375,45 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recor
             bytes.0[i / 64] |= 1 << (i % 64);
         }
     }
-    Some(Recorded { bytes, caps: boot, intx, placed_bars: placed_bars(cs, rid).ok()? })
+    let (placed_bars, bars) = placed_bars(cs, rid).ok()?;
+    Some(Recorded { bytes, caps: boot, intx, placed_bars, bars })
 }
 
-/// The BAR dwords of function `rid` that hold an address now (`Recorded::placed_bars`):
-/// a memory BAR's low dword with address bits set, or a 64-bit BAR's high dword other
-/// than 0. An I/O BAR is never placed.
-fn placed_bars(cs: &mut dyn ConfigSpace, rid: u16) -> Result<u8, ErrorCode> {
+/// The BAR dwords of function `rid` that hold an address now, and what each dword reads
+/// (`Recorded::placed_bars`, `Recorded::bars`): a memory BAR whose low dword has address
+/// bits set or, 64-bit, whose high dword is not 0, both dwords of it. An I/O BAR is never
+/// placed.
+fn placed_bars(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(u8, [u32; 6]), ErrorCode> {
+    let mut bars = [0u32; 6];
+    for (i, bar) in bars.iter_mut().enumerate() {
+        *bar = read(cs, rid, reg::BAR0 + 4 * i as u16, 4)?;
+    }
     let mut placed = 0u8;
-    let mut i = 0u16;
+    let mut i = 0;
     while i < 6 {
-        let low = read(cs, rid, reg::BAR0 + 4 * i, 4)?;
+        let low = bars[i];
         let wide = low & 0b111 == 0b100 && i < 5;
-        if low & 1 == 0 && low & !0xf != 0 {
-            placed |= 1 << i;
-        }
-        if low & 1 == 0 && wide && read(cs, rid, reg::BAR0 + 4 * (i + 1), 4)? != 0 {
-            placed |= 1 << (i + 1);
+        if low & 1 == 0 && (low & !0xf != 0 || wide && bars[i + 1] != 0) {
+            placed |= if wide { 0b11 << i } else { 1 << i };
         }
         i += if wide { 2 } else { 1 };
     }
-    Ok(placed)
+    Ok((placed, bars))
 }
 
-/// Whether a BAR dword the owner placed at an address (`Recorded::placed_bars`) reads 0:
-/// function `rid` reset, whether or not its Memory Space went off with it.
-fn bars_reset(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
-    let placed = cs.recorded(rid).map_or(0, |r| r.placed_bars);
-    for i in (0..6u16).filter(|i| placed >> i & 1 != 0) {
-        // A high dword holds address bits only; a low dword's four low bits are its type.
-        if read(cs, rid, reg::BAR0 + 4 * i, 4)? & !0xf == 0 {
+/// Whether function `rid` no longer decodes only where the owner placed it: a BAR dword
+/// it placed reads other than it did at boot (`Recorded::bars`: reset to 0, or moved by
+/// the device itself, perhaps onto another function's window), or its expansion ROM is
+/// enabled (the owner disables it at every placement, and no driver may write it; it
+/// decodes wherever its address points once Memory Space is on).
+fn placement_broken(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+    let Some(r) = cs.recorded(rid) else { return Ok(false) };
+    for i in (0..6u16).filter(|i| r.placed_bars >> i & 1 != 0) {
+        if read(cs, rid, reg::BAR0 + 4 * i, 4)? != r.bars[usize::from(i)] {
             return Ok(true);
         }
     }
-    Ok(false)
+    Ok(read(cs, rid, reg::ROM, 4)? & ROM_ENABLE != 0)
 }
 
 /// CONFIG_READ of function `rid` (its owner checked by the service); `DeviceMissing` if
@@ -554,8 +564,9 @@ fn decode_only_where_placed(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), Er
 /// device-specific register its driver wrote, a link that went down and came back)
 /// returns to its reset values, its BARs at 0 and Command 0, without its owner knowing.
 /// So where the owner placed its BARs and Memory Space reads off (the owner leaves it
-/// off only inside its own calls), or a BAR it placed at an address reads 0 (one that
-/// kept Memory Space on through its reset), the BARs are placed again from the description, ROM
+/// off only inside its own calls), or a BAR it placed reads otherwise than at boot or
+/// the ROM is enabled (one that kept Memory Space on through its reset; one whose driver
+/// rewrote them through a window in its BAR), the BARs are placed again from the description, ROM
 /// disabled, read back, and Memory Space turned on: its driver maps that window, and a
 /// load from a BAR that does not decode can end in an SError on Arm hardware. And
 /// Interrupt Disable is set again where its driver's PD does not hold its line
@@ -570,13 +581,19 @@ pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode>
     }
     let mut put_back = false;
     // Memory Space off (the owner leaves it off only inside its own calls), or a placed
-    // BAR reading 0: a function that kept decoding through its own reset (against the
-    // spec) decoded at 0, and its driver's Command write turned Bus Master on with its
-    // BARs there.
+    // BAR not reading as placed, or the ROM enabled: a function that kept decoding
+    // through its own reset (against the spec) decoded at 0, and its driver's Command
+    // write turned Bus Master on with its BARs there; one whose driver rewrote its BARs
+    // or ROM through a window in its own BAR decoded over another function's window.
     if cs.placement(rid).is_some()
-        && (read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 || bars_reset(cs, rid)?)
+        && (read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 || placement_broken(cs, rid)?)
     {
         place_again(cs, rid)?;
+        // Placed again, but not as at boot (BARs of other sizes that still fit): not the
+        // function the owner placed, and left not decoding.
+        if placement_broken(cs, rid)? {
+            return Err(ErrorCode::DeviceMissing);
+        }
         decode(cs, rid).ok_or(ErrorCode::NoConfigSpace)?;
         put_back = true;
     }

@@ -39,6 +39,7 @@ fn endpoint() -> Function {
     f.set(0x18, 4, 0b100);
     f.mask(0x18, 4, 0xffff_c000);
     f.mask(0x1c, 4, 0xffff_ffff);
+    f.mask(reg::ROM, 4, 0xfff0_0001); // a 1 MiB expansion ROM, disabled
     f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
     f.set(reg::CAP_PTR, 1, u32::from(EXP));
     f.set(reg::INTERRUPT_PIN, 1, 1); // INTA#
@@ -322,4 +323,73 @@ fn a_function_that_keeps_decoding_through_its_own_reset_is_put_back_before_it_ma
         assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "width {width}");
         assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "width {width}");
     }
+}
+
+/// A device with a window onto its own configuration space in a BAR: its driver, which
+/// may not write its BARs or its ROM through CONFIG_WRITE, writes them through the
+/// window: BAR0 moved onto the NIC's window, BAR2 (64-bit) moved above 4 GiB by its high
+/// dword, or its expansion ROM enabled at the NIC's window. Each decoded over another
+/// function's window, or outside every window, for as long as the device ran: the owner
+/// checked only that Memory Space stayed on. Now what a BAR or the ROM reads is checked
+/// against what the owner placed at boot, at the sweep and before any call of its
+/// driver's, and put back (BARs where the description places them, ROM disabled).
+#[test]
+fn bars_or_rom_rewritten_through_a_window_in_the_devices_own_bar_are_put_back() {
+    let nic_base = NIC_BASE as u32;
+    let rewrites: [(&str, u16, u32); 3] = [
+        ("BAR0 onto the NIC's", reg::BAR0, nic_base),
+        ("BAR2 above 4 GiB", 0x1c, 1),
+        ("ROM enabled on the NIC's", reg::ROM, nic_base | 1),
+    ];
+    for (what, offset, value) in rewrites {
+        for call in [false, true] {
+            let (mut s, mut o, nic, disk) = disk_placed();
+            // Through the device's own window, not through the owner.
+            o.fabric.write(DISK_RID, offset, 4, value);
+            assert_eq!(o.fabric.at(DISK_RID).get(offset, 4), value, "{what}: the model took the write");
+            if call {
+                let read = Request::ConfigRead { device: DISK, offset: reg::VENDOR_ID, width: 2 };
+                assert!(matches!(send(&mut s, &mut o, BLK, read), Reply::Ok { .. }), "{what}");
+            } else {
+                let mut put_back = vec![];
+                s.keep_functions_owned(&mut o, |d| put_back.push(d));
+                assert_eq!(put_back, [1], "{what}: nothing put back");
+            }
+            let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
+            assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "{what}, call {call}");
+            assert_eq!(o.fabric.at(DISK_RID).rom(), None, "{what}, call {call}: its ROM decodes");
+            assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "{what}, call {call}");
+            assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "{what}, call {call}");
+            assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, MEM, "{what}, call {call}");
+        }
+    }
+}
+
+/// Both functions placed, their drivers' Memory Space and Bus Master on.
+fn disk_placed() -> (Service<'static, ModelHw>, Owned, usize, usize) {
+    let (mut o, nic, disk) = machine();
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    assert!(matches!(command(&mut s, &mut o, NET, 0, MEM | MASTER), Reply::Ok { .. }));
+    assert!(matches!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), Reply::Ok { .. }));
+    (s, o, nic, disk)
+}
+
+/// A function that reset itself and came back with a smaller BAR0 (512 KiB, not the
+/// 1 MiB boot placed) still fits its window, but placed again its BARs are not where
+/// boot placed them: not the function the owner placed, so it decodes nowhere and its
+/// calls answer `DeviceMissing`, as one that no longer fits does; without that, every
+/// sweep would find its BARs not as recorded and place them again.
+#[test]
+fn a_function_that_comes_back_with_other_bar_sizes_decodes_nowhere() {
+    let (mut s, mut o, nic, disk) = disk_reset_by_itself();
+    o.fabric.nodes[disk].f.mask(reg::BAR0, 4, 0xfff8_0000);
+    let mut put_back = vec![];
+    s.keep_functions_owned(&mut o, |d| put_back.push(d));
+    assert!(put_back.is_empty());
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "decoding");
+    assert_eq!(o.fabric.memory(DISK_BASE), None);
+    assert_eq!(o.fabric.memory(NIC_BASE), Some(nic));
+    let vendor = Request::ConfigRead { device: DISK, offset: 0, width: 4 };
+    assert_eq!(send(&mut s, &mut o, BLK, vendor), err(ErrorCode::DeviceMissing));
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "decoding after the call");
 }
