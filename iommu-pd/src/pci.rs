@@ -571,10 +571,11 @@ fn decode_only_where_placed(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), Er
 /// load from a BAR that does not decode can end in an SError on Arm hardware. And
 /// Interrupt Disable is set again where its driver's PD does not hold its line
 /// (`Recorded::intx`). Bus Master stays as the reset left it, off: its driver turns it
-/// on when it has set its device up again. `DeviceMissing` if nothing answers, or the
+/// on when it has set its device up again; and it is turned off where the function is
+/// kept from mastering (`BusMaster::KeptOff`), however it was turned on. `DeviceMissing` if nothing answers, or the
 /// BARs cannot be put back (`place_again`: not the function the owner placed), decoding
 /// left off; otherwise whether anything was put back.
-pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16, bus_master: BusMaster) -> Result<bool, ErrorCode> {
     present(cs, rid)?;
     if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
         return Ok(false);
@@ -599,12 +600,22 @@ pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode>
     }
     let intx = cs.recorded(rid).is_some_and(|r| r.intx);
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
-    if !intx && command & reg::CMD_INTX_DISABLE == 0 {
+    let mut quiet = command;
+    if !intx {
+        quiet |= reg::CMD_INTX_DISABLE;
+    }
+    // A function kept from mastering that turned its Bus Master on itself (its driver
+    // writing Command through a window in its BAR, which CONFIG_WRITE would have masked)
+    // would send the message its last driver set up.
+    if bus_master == BusMaster::KeptOff {
+        quiet &= !reg::CMD_BUS_MASTER;
+    }
+    if quiet != command {
         // Command alone (16 bits): Status is not written.
-        let quiet = command | reg::CMD_INTX_DISABLE;
         cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(ErrorCode::NoConfigSpace)?;
-        // A function without INTx may hardwire the bit to 0: nothing to put back then.
-        put_back |= read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_INTX_DISABLE != 0;
+        // A function without INTx may hardwire Interrupt Disable to 0: nothing to put
+        // back then.
+        put_back |= read(cs, rid, reg::COMMAND, 2)? as u16 != command;
     }
     Ok(put_back)
 }

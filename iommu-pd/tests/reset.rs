@@ -1201,3 +1201,35 @@ fn teardowns_delay_a_victims_owed_reset_by_their_resets_and_rest_only() {
     println!("waited {waited} ms, stated bound {stated} ms, teardowns {torn_down_ms} ms, extra {extra} ms");
     assert!(waited <= stated + extra, "the victim waited {waited} ms, bound {stated} + {extra} ms");
 }
+
+/// The same function, its enable stuck at its stop, so its Bus Master is kept off; its
+/// driver turns Bus Master on not through CONFIG_WRITE, which keeps it off, but through
+/// a window onto its configuration space in its own BAR. It mastered, and sent the
+/// message its last driver set up, until a later stop: the owner's checks between calls
+/// did not ask about Bus Master. Now the sweep, and any call of its driver's, turns it
+/// off again while it is kept off.
+#[test]
+fn a_function_kept_from_mastering_that_turns_bus_master_on_itself_is_turned_off() {
+    for call in [false, true] {
+        let (mut s, mut e) = msi_left_enabled();
+        let Reply::Ok { values, .. } = stop_disk(&mut s, &mut e) else { panic!("STOP refused") };
+        assert_eq!(values[0] & stop::FUNCTION_OFF, 0);
+        assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+        // Through the device's own window, not through the owner.
+        let command = e.get(DISK_RID).f.command();
+        e.at(DISK_RID).unwrap().f.write(reg::COMMAND, 2, u32::from(command | reg::CMD_BUS_MASTER));
+        assert_ne!(e.get(DISK_RID).f.command() & reg::CMD_BUS_MASTER, 0, "the model took the write");
+        if call {
+            let read = Request::ConfigRead { device: DeviceId(1), offset: reg::VENDOR_ID, width: 2 };
+            assert!(matches!(send(&mut s, &mut e, BLK, read), Reply::Ok { .. }));
+        } else {
+            let mut put_back = vec![];
+            s.keep_functions_owned(&mut e, |d| put_back.push(d));
+            assert!(put_back.contains(&1), "nothing put back: {put_back:?}");
+        }
+        let f = &e.get(DISK_RID).f;
+        assert_eq!(f.get(MSI + 2, 2) & 1, 1, "call {call}: the enable is stuck in the model");
+        assert_eq!(f.command() & reg::CMD_BUS_MASTER, 0, "call {call}: it masters, and sends the last message");
+        assert_ne!(f.command() & reg::CMD_MEMORY, 0, "call {call}: its decoding is its driver's");
+    }
+}
