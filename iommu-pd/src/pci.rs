@@ -345,6 +345,8 @@ pub struct Recorded {
     /// reading otherwise later was reset (to 0) or rewritten by the device (a driver
     /// writing its own configuration through a window in its BAR).
     pub bars: [u32; 6],
+    /// Where its SR-IOV control register was (VF Enable), if it had SR-IOV.
+    pub sriov_control: Option<u16>,
 }
 
 /// What the owner records of function `rid` (`Recorded`), from the capability list it
@@ -376,7 +378,8 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recor
         }
     }
     let (placed_bars, bars) = placed_bars(cs, rid).ok()?;
-    Some(Recorded { bytes, caps: boot, intx, placed_bars, bars })
+    let sriov_control = sriov_control(cs, rid);
+    Some(Recorded { bytes, caps: boot, intx, placed_bars, bars, sriov_control })
 }
 
 /// The BAR dwords of function `rid` that hold an address now, and what each dword reads
@@ -598,6 +601,13 @@ pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16, bus_master: BusMaster) -> 
         decode(cs, rid).ok_or(ErrorCode::NoConfigSpace)?;
         put_back = true;
     }
+    // Its virtual functions, which its driver may have turned on through a window in its
+    // BAR (CONFIG_WRITE refuses extended space), off again: where its SR-IOV control was
+    // at boot, not where its extended list (which it can rewrite too, and make long)
+    // says now.
+    if let Some(control) = cs.recorded(rid).and_then(|r| r.sriov_control) {
+        put_back |= virtual_functions_off(cs, rid, control);
+    }
     let intx = cs.recorded(rid).is_some_and(|r| r.intx);
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
     let mut quiet = command;
@@ -801,14 +811,30 @@ const SRIOV_VF_MEMORY: u16 = 1 << 3;
 /// Enable off when it finds it on, for the same reason; no driver here may turn it on
 /// again (extended space is refused). Nothing waits after it: Linux's second is for VFs
 /// enabled again, which they never are here, and what the VFs still had in flight meets
-/// the SMMU, which knows no VF's StreamID.
-fn stop_virtual_functions(cs: &mut dyn ConfigSpace, rid: u16) {
-    // Only the control register need lie inside the space (not the whole 0x40 bytes, VF
-    // BARs included): the VFs are turned off wherever firmware could turn them on.
-    let Some(at) = topology::find_extended(cs, rid, SRIOV_ID, SRIOV_CTRL + 2) else { return };
+/// the SMMU, which knows no VF's StreamID. Between calls `keep_owned` turns them off
+/// again (a driver may turn them on through a window onto its configuration space in its
+/// BAR). Whether anything was on.
+fn stop_virtual_functions(cs: &mut dyn ConfigSpace, rid: u16) -> bool {
+    sriov_control(cs, rid).is_some_and(|control| virtual_functions_off(cs, rid, control))
+}
+
+/// Where function `rid`'s SR-IOV control register is, if it has one. Only the control
+/// register need lie inside the space (not the whole 0x40 bytes, VF BARs included): the
+/// VFs are turned off wherever firmware could turn them on.
+fn sriov_control(cs: &mut dyn ConfigSpace, rid: u16) -> Option<u16> {
+    topology::find_extended(cs, rid, SRIOV_ID, SRIOV_CTRL + 2).map(|at| at + SRIOV_CTRL)
+}
+
+/// VF Enable and VF Memory Space off in the SR-IOV control register at `at`; whether
+/// either was on.
+fn virtual_functions_off(cs: &mut dyn ConfigSpace, rid: u16, at: u16) -> bool {
     let off = SRIOV_VF_ENABLE | SRIOV_VF_MEMORY;
-    if let Some(control) = cs.read(rid, at + SRIOV_CTRL, 2).filter(|c| *c as u16 & off != 0) {
-        let _ = cs.write(rid, at + SRIOV_CTRL, 2, control & !u32::from(off));
+    match cs.read(rid, at, 2).filter(|c| *c as u16 & off != 0) {
+        Some(control) => {
+            let _ = cs.write(rid, at, 2, control & !u32::from(off));
+            true
+        }
+        None => false,
     }
 }
 

@@ -393,3 +393,37 @@ fn a_function_that_comes_back_with_other_bar_sizes_decodes_nowhere() {
     assert_eq!(send(&mut s, &mut o, BLK, vendor), err(ErrorCode::DeviceMissing));
     assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "decoding after the call");
 }
+
+/// A physical function with SR-IOV: its driver, refused extended space by CONFIG_WRITE,
+/// sets VF Enable and VF Memory Space through a window onto its configuration space in
+/// its BAR. Its VFs (functions no walk finds, whose Vendor ID reads all ones) then
+/// answered, and decoded their VF BARs wherever the driver put them, until the next
+/// boot: the owner turned them off only when it took ownership. Now the sweep, and any
+/// call of its driver's, turns them off again, where the SR-IOV capability was at boot.
+#[test]
+fn virtual_functions_enabled_through_the_devices_own_bar_are_turned_off() {
+    const SRIOV: u16 = 0x100;
+    for call in [false, true] {
+        let (mut s, mut o, _, disk) = disk_placed();
+        let f = &mut o.fabric.nodes[disk].f;
+        f.set(SRIOV, 4, 0x0001_0010); // SR-IOV, the last extended capability
+        f.mask(SRIOV + 8, 2, 0x001f);
+        f.set(SRIOV + 0x0e, 2, 8); // TotalVFs
+
+        // As the owner records it at boot (before any driver runs), with its SR-IOV.
+        let states = o.states.clone();
+        o.booted(&states);
+        // Through the device's own window: VF Enable, VF Memory Space, ARI Capable.
+        o.fabric.write(DISK_RID, SRIOV + 8, 2, 0x0019);
+        assert_eq!(o.fabric.at(DISK_RID).get(SRIOV + 8, 2), 0x0019, "the model took the write");
+        if call {
+            let read = Request::ConfigRead { device: DISK, offset: reg::VENDOR_ID, width: 2 };
+            assert!(matches!(send(&mut s, &mut o, BLK, read), Reply::Ok { .. }));
+        } else {
+            let mut put_back = vec![];
+            s.keep_functions_owned(&mut o, |d| put_back.push(d));
+            assert_eq!(put_back, [1], "nothing put back");
+        }
+        assert_eq!(o.fabric.at(DISK_RID).get(SRIOV + 8, 2), 0x0010, "call {call}: VFs still enabled, or ARI changed");
+    }
+}
