@@ -228,15 +228,32 @@ fn capabilities(cs: &mut dyn ConfigSpace, rid: u16, caps: &mut [Cap; MAX_CAPS]) 
 const MSI_ENABLE: u16 = 1 << 0;
 /// MSI-X Message Control: MSI-X Enable (6.8.2.3).
 const MSIX_ENABLE: u16 = 1 << 15;
+/// MSI-X Message Control: Function Mask, every vector masked (6.8.2.3).
+const MSIX_FUNCTION_MASK: u16 = 1 << 14;
+/// MSI Message Control: 64-bit address capable, and per-vector masking capable (6.8.1.3;
+/// the mask bits at 0x0c, or 0x10 with a 64-bit address).
+const MSI_64_BIT: u16 = 1 << 7;
+const MSI_PER_VECTOR_MASK: u16 = 1 << 8;
 
 /// MSI and MSI-X off in function `rid`, whose capability list is `caps`: it sends no
 /// interrupt message (a DMA write to an address someone else chose) until its owner's
-/// driver sets one up again.
+/// driver sets one up again. And masked, where the function can mask them: MSI-X's
+/// Function Mask set, and with per-vector masking every MSI vector's mask bit, so that
+/// a function whose enable will not clear (it keeps it, or sets it again itself) and
+/// that honours its masks sends nothing either (PCI Local Bus 3.0, 6.8.1.3, 6.8.1.7,
+/// 6.8.2.3). A driver that enables them again unmasks what it uses, as Linux's
+/// `msi_capability_init` and `msix_capability_init` do.
 fn messages_off(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<(), ErrorCode> {
     for (c, enable) in caps.iter().filter_map(|c| Some((c, message_enable(c)?))) {
         let control = read(cs, rid, c.start + 2, 2)? as u16;
-        if control & enable != 0 {
-            cs.write(rid, c.start + 2, 2, u32::from(control & !enable)).ok_or(ErrorCode::NoConfigSpace)?;
+        let mask = if c.id == reg::CAP_MSIX { MSIX_FUNCTION_MASK } else { 0 };
+        let quiet = control & !enable | mask;
+        if quiet != control {
+            cs.write(rid, c.start + 2, 2, u32::from(quiet)).ok_or(ErrorCode::NoConfigSpace)?;
+        }
+        if c.id == reg::CAP_MSI && control & MSI_PER_VECTOR_MASK != 0 {
+            let bits = c.start + if control & MSI_64_BIT != 0 { 0x10 } else { 0x0c };
+            cs.write(rid, bits, 4, u32::MAX).ok_or(ErrorCode::NoConfigSpace)?;
         }
     }
     Ok(())
