@@ -316,18 +316,10 @@ fn init() -> IommuPd {
             let mut poll = PollTimer::default();
             let keeping = ecam.as_ref().is_some_and(pci::Ecam::keeps_functions);
             match (irqs::WIRED, irqs::TIMER) {
-                (true, true) if keeping => {
-                    debug_println!(
-                        "iommu: SMMU interrupts wired; the timer wakes this PD when records are left, and every {} ms to keep PCI functions owned",
-                        POLL_US / 1000
-                    );
-                    if let (Some(timer), Some(at)) = (
-                        &irqs::PHYSICAL_TIMER,
-                        poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)),
-                    ) {
-                        timer.set_deadline(at);
-                    }
-                }
+                (true, true) if keeping => debug_println!(
+                    "iommu: SMMU interrupts wired; the timer wakes this PD when records are left, and every {} ms to keep PCI functions owned",
+                    POLL_US / 1000
+                ),
                 (true, true) => {
                     debug_println!("iommu: SMMU interrupts wired; the timer wakes this PD when records are left")
                 }
@@ -337,20 +329,22 @@ fn init() -> IommuPd {
                 (true, false) => {
                     debug_println!("iommu: SMMU interrupts wired; no timer: a flood is drained in one wake-up")
                 }
-                (false, true) => {
-                    debug_println!(
-                        "iommu: no SMMU interrupt wired here: polling the event queue every {} ms",
-                        POLL_US / 1000
-                    );
-                    if let (Some(timer), Some(at)) = (
-                        &irqs::PHYSICAL_TIMER,
-                        poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)),
-                    ) {
-                        timer.set_deadline(at);
-                    }
-                }
+                (false, true) => debug_println!(
+                    "iommu: no SMMU interrupt wired here: polling the event queue every {} ms",
+                    POLL_US / 1000
+                ),
                 (false, false) => {
                     debug_println!("iommu: NO SMMU INTERRUPT AND NO TIMER: faults are read only when a request comes")
+                }
+            }
+            // The first poll, where the timer polls the SMMU or keeps PCI functions owned
+            // (`iommu_pd::poll`); later ones are set after each drain.
+            if !irqs::WIRED || keeping {
+                if let (Some(timer), Some(at)) = (
+                    &irqs::PHYSICAL_TIMER,
+                    poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)),
+                ) {
+                    timer.set_deadline(at);
                 }
             }
             IommuPd::new(Ok(service), ecam, poll)
