@@ -364,6 +364,8 @@ pub struct Recorded {
     pub bars: [u32; 6],
     /// Where its SR-IOV control register was (VF Enable), if it had SR-IOV.
     pub sriov_control: Option<u16>,
+    /// Its Resizable BAR controls (`Resizable`), as they read at boot.
+    pub resizable: Resizable,
 }
 
 /// What the owner records of function `rid` (`Recorded`), from the capability list it
@@ -396,7 +398,8 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recor
     }
     let (placed_bars, bars) = placed_bars(cs, rid).ok()?;
     let sriov_control = sriov_control(cs, rid);
-    Some(Recorded { bytes, caps: boot, intx, placed_bars, bars, sriov_control })
+    let resizable = Resizable::of(cs, rid).ok()?;
+    Some(Recorded { bytes, caps: boot, intx, placed_bars, bars, sriov_control, resizable })
 }
 
 /// The BAR dwords of function `rid` that hold an address now, and what each dword reads
@@ -419,6 +422,57 @@ fn placed_bars(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(u8, [u32; 6]), Err
         i += if wide { 2 } else { 1 };
     }
     Ok((placed, bars))
+}
+
+/// Resizable BAR, an extended capability (PCIe Base 4.0, 7.8.6): its ID; each BAR's
+/// control at 8 + 8i, its BAR Size in bits 13:8, and in the first control the number of
+/// resizable BARs in bits 7:5 (1 to 6).
+const REBAR_ID: u16 = 0x0015;
+const REBAR_SIZE: u32 = 0x3f << 8;
+
+/// Where a function's Resizable BAR controls are, and the BAR Size each held at boot,
+/// where the owner placed its BARs: a BAR resized later (its driver writing the control
+/// through a window onto its configuration space in its BAR) may keep reading the
+/// address the owner placed it at, if that is aligned to its new size, while decoding
+/// past its window, over another function's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resizable {
+    /// The capability's offset (0: none).
+    at: u16,
+    /// Its controls, as they read at boot.
+    controls: [u32; 6],
+    n: u8,
+}
+
+impl Resizable {
+    fn of(cs: &mut dyn ConfigSpace, rid: u16) -> Result<Resizable, ErrorCode> {
+        let mut r = Resizable::default();
+        let Some(at) = topology::find_extended(cs, rid, REBAR_ID, 12) else { return Ok(r) };
+        let n = (read(cs, rid, at + 8, 4)? >> 5 & 0b111).clamp(1, 6) as u16;
+        // Only the controls that lie inside the 4 KiB.
+        let n = n.min((iommu_protocol::config::SPACE - at - 4) / 8);
+        r.at = at;
+        for i in 0..n {
+            r.controls[usize::from(i)] = read(cs, rid, at + 8 + 8 * i, 4)?;
+        }
+        r.n = n as u8;
+        Ok(r)
+    }
+
+    /// Each control whose BAR Size is not what it was at boot written back; whether any
+    /// was.
+    fn put_back(&self, cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+        let mut resized = false;
+        for (i, &boot) in self.controls[..usize::from(self.n)].iter().enumerate() {
+            let control = self.at + 8 + 8 * i as u16;
+            let now = read(cs, rid, control, 4)?;
+            if now & REBAR_SIZE != boot & REBAR_SIZE {
+                cs.write(rid, control, 4, now & !REBAR_SIZE | boot & REBAR_SIZE).ok_or(ErrorCode::NoConfigSpace)?;
+                resized = true;
+            }
+        }
+        Ok(resized)
+    }
 }
 
 /// Whether function `rid` no longer decodes only where the owner placed it: a BAR dword
@@ -606,8 +660,14 @@ pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16, bus_master: BusMaster) -> 
     // through its own reset (against the spec) decoded at 0, and its driver's Command
     // write turned Bus Master on with its BARs there; one whose driver rewrote its BARs
     // or ROM through a window in its own BAR decoded over another function's window.
+    // A BAR resized since boot is sized back first (Memory Space stays as it is until
+    // `place_again` turns it off), then placed again.
+    let resized = match cs.recorded(rid) {
+        Some(r) if cs.placement(rid).is_some() => r.resizable.put_back(cs, rid)?,
+        _ => false,
+    };
     if cs.placement(rid).is_some()
-        && (read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 || placement_broken(cs, rid)?)
+        && (resized || read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 || placement_broken(cs, rid)?)
     {
         place_again(cs, rid)?;
         // Placed again, but not as at boot (BARs of other sizes that still fit): not the

@@ -427,3 +427,37 @@ fn virtual_functions_enabled_through_the_devices_own_bar_are_turned_off() {
         assert_eq!(o.fabric.at(DISK_RID).get(SRIOV + 8, 2), 0x0010, "call {call}: VFs still enabled, or ARI changed");
     }
 }
+
+/// Resizable BAR (PCIe Base 4.0, 7.8.6), its control written through a window onto the
+/// NIC's configuration space in its own BAR: BAR0 grows from 1 MiB to 4 MiB. Its address
+/// (0x1000_0000, 4 MiB aligned) reads as the owner placed it, so comparing the BARs sees
+/// nothing, but it decodes 0x1000_0000..0x1040_0000, over the disk's window. Boot now
+/// records each Resizable BAR control, and between calls one that changed is written
+/// back and the BARs placed again; a BAR that does not shrink back does not fit, and the
+/// function decodes nowhere (`DeviceMissing`).
+#[test]
+fn a_bar_resized_through_the_devices_own_bar_decodes_over_no_other_window() {
+    const REBAR: u16 = 0x100;
+    let (mut s, mut o, nic, disk) = disk_placed();
+    let f = &mut o.fabric.nodes[nic].f;
+    f.set(REBAR, 4, 0x0001_0015); // Resizable BAR, the last extended capability
+    f.set(REBAR + 4, 4, 0b111 << 4); // 1, 2 and 4 MiB supported
+    f.set(REBAR + 8, 4, 1 << 5); // one resizable BAR, BAR0, at 1 MiB (size 0)
+    f.mask(REBAR + 8, 4, 0x3f00);
+
+    // As the owner records it at boot (before any driver runs), with its Resizable BAR.
+    let states = o.states.clone();
+    o.booted(&states);
+    // Through its own window: BAR0 at 4 MiB (size 2); the device's BAR now decodes 4 MiB.
+    o.fabric.write(0x10, REBAR + 8, 4, 2 << 8);
+    o.fabric.nodes[nic].f.mask(reg::BAR0, 4, 0xffc0_0000);
+    assert_eq!(o.fabric.at(0x10).get(reg::BAR0, 4), NIC_BASE as u32, "it reads as placed");
+    let mut put_back = vec![];
+    s.keep_functions_owned(&mut o, |d| put_back.push(d));
+    assert_eq!(o.fabric.at(0x10).get(REBAR + 8, 4), 1 << 5, "its size left at 4 MiB");
+    assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "the NIC decodes over the disk's window");
+    assert_eq!(o.fabric.memory(DISK_BASE + 0x10_0000), Some(disk));
+    assert_eq!(o.fabric.memory(NIC_BASE), None, "a 4 MiB BAR0 in a 2 MiB window decodes");
+    let vendor = Request::ConfigRead { device: DeviceId(0), offset: 0, width: 4 };
+    assert_eq!(send(&mut s, &mut o, NET, vendor), err(ErrorCode::DeviceMissing));
+}
