@@ -228,15 +228,32 @@ fn capabilities(cs: &mut dyn ConfigSpace, rid: u16, caps: &mut [Cap; MAX_CAPS]) 
 const MSI_ENABLE: u16 = 1 << 0;
 /// MSI-X Message Control: MSI-X Enable (6.8.2.3).
 const MSIX_ENABLE: u16 = 1 << 15;
+/// MSI-X Message Control: Function Mask, every vector masked (6.8.2.3).
+const MSIX_FUNCTION_MASK: u16 = 1 << 14;
+/// MSI Message Control: 64-bit address capable, and per-vector masking capable (6.8.1.3;
+/// the mask bits at 0x0c, or 0x10 with a 64-bit address).
+const MSI_64_BIT: u16 = 1 << 7;
+const MSI_PER_VECTOR_MASK: u16 = 1 << 8;
 
 /// MSI and MSI-X off in function `rid`, whose capability list is `caps`: it sends no
 /// interrupt message (a DMA write to an address someone else chose) until its owner's
-/// driver sets one up again.
+/// driver sets one up again. And masked, where the function can mask them: MSI-X's
+/// Function Mask set, and with per-vector masking every MSI vector's mask bit, so that
+/// a function whose enable will not clear (it keeps it, or sets it again itself) and
+/// that honours its masks sends nothing either (PCI Local Bus 3.0, 6.8.1.3, 6.8.1.7,
+/// 6.8.2.3). A driver that enables them again unmasks what it uses, as Linux's
+/// `msi_capability_init` and `msix_capability_init` do.
 fn messages_off(cs: &mut dyn ConfigSpace, rid: u16, caps: &[Cap]) -> Result<(), ErrorCode> {
     for (c, enable) in caps.iter().filter_map(|c| Some((c, message_enable(c)?))) {
         let control = read(cs, rid, c.start + 2, 2)? as u16;
-        if control & enable != 0 {
-            cs.write(rid, c.start + 2, 2, u32::from(control & !enable)).ok_or(ErrorCode::NoConfigSpace)?;
+        let mask = if c.id == reg::CAP_MSIX { MSIX_FUNCTION_MASK } else { 0 };
+        let quiet = control & !enable | mask;
+        if quiet != control {
+            cs.write(rid, c.start + 2, 2, u32::from(quiet)).ok_or(ErrorCode::NoConfigSpace)?;
+        }
+        if c.id == reg::CAP_MSI && control & MSI_PER_VECTOR_MASK != 0 {
+            let bits = c.start + if control & MSI_64_BIT != 0 { 0x10 } else { 0x0c };
+            cs.write(rid, bits, 4, u32::MAX).ok_or(ErrorCode::NoConfigSpace)?;
         }
     }
     Ok(())
@@ -336,6 +353,19 @@ pub struct Recorded {
     /// Its driver may clear Interrupt Disable: the pin it showed at boot (Interrupt Pin)
     /// is one whose line its driver's PD holds (`PciFunctionConfig::intx`).
     pub intx: bool,
+    /// The BAR dwords (bit i: the one at 0x10 + 4i) of each memory BAR that held an
+    /// address at boot, where the owner placed it, both of a 64-bit BAR's: what `bars`
+    /// holds of them is checked between calls (`keep_owned`).
+    pub placed_bars: u8,
+    /// What each BAR dword read at boot, once placed: the owner's plan, which a stop and a
+    /// return put back unchanged (the same window and sizes make the same plan). One
+    /// reading otherwise later was reset (to 0) or rewritten by the device (a driver
+    /// writing its own configuration through a window in its BAR).
+    pub bars: [u32; 6],
+    /// Where its SR-IOV control register was (VF Enable), if it had SR-IOV.
+    pub sriov_control: Option<u16>,
+    /// Its Resizable BAR controls (`Resizable`), as they read at boot.
+    pub resizable: Resizable,
 }
 
 /// What the owner records of function `rid` (`Recorded`), from the capability list it
@@ -366,7 +396,98 @@ pub fn record(cs: &mut dyn ConfigSpace, rid: u16, intx_pins: u8) -> Option<Recor
             bytes.0[i / 64] |= 1 << (i % 64);
         }
     }
-    Some(Recorded { bytes, caps: boot, intx })
+    let (placed_bars, bars) = placed_bars(cs, rid).ok()?;
+    let sriov_control = sriov_control(cs, rid);
+    let resizable = Resizable::of(cs, rid).ok()?;
+    Some(Recorded { bytes, caps: boot, intx, placed_bars, bars, sriov_control, resizable })
+}
+
+/// The BAR dwords of function `rid` that hold an address now, and what each dword reads
+/// (`Recorded::placed_bars`, `Recorded::bars`): a memory BAR whose low dword has address
+/// bits set or, 64-bit, whose high dword is not 0, both dwords of it. An I/O BAR is never
+/// placed.
+fn placed_bars(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(u8, [u32; 6]), ErrorCode> {
+    let mut bars = [0u32; 6];
+    for (i, bar) in bars.iter_mut().enumerate() {
+        *bar = read(cs, rid, reg::BAR0 + 4 * i as u16, 4)?;
+    }
+    let mut placed = 0u8;
+    let mut i = 0;
+    while i < 6 {
+        let low = bars[i];
+        let wide = low & 0b111 == 0b100 && i < 5;
+        if low & 1 == 0 && (low & !0xf != 0 || wide && bars[i + 1] != 0) {
+            placed |= if wide { 0b11 << i } else { 1 << i };
+        }
+        i += if wide { 2 } else { 1 };
+    }
+    Ok((placed, bars))
+}
+
+/// Resizable BAR, an extended capability (PCIe Base 4.0, 7.8.6): its ID; each BAR's
+/// control at 8 + 8i, its BAR Size in bits 13:8, and in the first control the number of
+/// resizable BARs in bits 7:5 (1 to 6).
+const REBAR_ID: u16 = 0x0015;
+const REBAR_SIZE: u32 = 0x3f << 8;
+
+/// Where a function's Resizable BAR controls are, and the BAR Size each held at boot,
+/// where the owner placed its BARs: a BAR resized later (its driver writing the control
+/// through a window onto its configuration space in its BAR) may keep reading the
+/// address the owner placed it at, if that is aligned to its new size, while decoding
+/// past its window, over another function's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resizable {
+    /// The capability's offset (0: none).
+    at: u16,
+    /// Its controls, as they read at boot.
+    controls: [u32; 6],
+    n: u8,
+}
+
+impl Resizable {
+    fn of(cs: &mut dyn ConfigSpace, rid: u16) -> Result<Resizable, ErrorCode> {
+        let mut r = Resizable::default();
+        let Some(at) = topology::find_extended(cs, rid, REBAR_ID, 12) else { return Ok(r) };
+        let n = (read(cs, rid, at + 8, 4)? >> 5 & 0b111).clamp(1, 6) as u16;
+        // Only the controls that lie inside the 4 KiB.
+        let n = n.min((iommu_protocol::config::SPACE - at - 4) / 8);
+        r.at = at;
+        for i in 0..n {
+            r.controls[usize::from(i)] = read(cs, rid, at + 8 + 8 * i, 4)?;
+        }
+        r.n = n as u8;
+        Ok(r)
+    }
+
+    /// Each control whose BAR Size is not what it was at boot written back; whether any
+    /// was.
+    fn put_back(&self, cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+        let mut resized = false;
+        for (i, &boot) in self.controls[..usize::from(self.n)].iter().enumerate() {
+            let control = self.at + 8 + 8 * i as u16;
+            let now = read(cs, rid, control, 4)?;
+            if now & REBAR_SIZE != boot & REBAR_SIZE {
+                cs.write(rid, control, 4, now & !REBAR_SIZE | boot & REBAR_SIZE).ok_or(ErrorCode::NoConfigSpace)?;
+                resized = true;
+            }
+        }
+        Ok(resized)
+    }
+}
+
+/// Whether function `rid` no longer decodes only where the owner placed it: a BAR dword
+/// it placed reads other than it did at boot (`Recorded::bars`: reset to 0, or moved by
+/// the device itself, perhaps onto another function's window), or its expansion ROM is
+/// enabled (the owner disables it at every placement, and no driver may write it; it
+/// decodes wherever its address points once Memory Space is on).
+fn placement_broken(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+    let Some(r) = cs.recorded(rid) else { return Ok(false) };
+    for i in (0..6u16).filter(|i| r.placed_bars >> i & 1 != 0) {
+        if read(cs, rid, reg::BAR0 + 4 * i, 4)? != r.bars[usize::from(i)] {
+            return Ok(true);
+        }
+    }
+    Ok(read(cs, rid, reg::ROM, 4)? & ROM_ENABLE != 0)
 }
 
 /// CONFIG_READ of function `rid` (its owner checked by the service); `DeviceMissing` if
@@ -517,33 +638,71 @@ fn decode_only_where_placed(cs: &mut dyn ConfigSpace, rid: u16) -> Result<(), Er
 /// device-specific register its driver wrote, a link that went down and came back)
 /// returns to its reset values, its BARs at 0 and Command 0, without its owner knowing.
 /// So where the owner placed its BARs and Memory Space reads off (the owner leaves it
-/// off only inside its own calls), the BARs are placed again from the description, ROM
+/// off only inside its own calls), or a BAR it placed reads otherwise than at boot or
+/// the ROM is enabled (one that kept Memory Space on through its reset; one whose driver
+/// rewrote them through a window in its BAR), the BARs are placed again from the description, ROM
 /// disabled, read back, and Memory Space turned on: its driver maps that window, and a
 /// load from a BAR that does not decode can end in an SError on Arm hardware. And
 /// Interrupt Disable is set again where its driver's PD does not hold its line
 /// (`Recorded::intx`). Bus Master stays as the reset left it, off: its driver turns it
-/// on when it has set its device up again. `DeviceMissing` if nothing answers, or the
+/// on when it has set its device up again; and it is turned off where the function is
+/// kept from mastering (`BusMaster::KeptOff`), however it was turned on. `DeviceMissing` if nothing answers, or the
 /// BARs cannot be put back (`place_again`: not the function the owner placed), decoding
 /// left off; otherwise whether anything was put back.
-pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16) -> Result<bool, ErrorCode> {
+pub fn keep_owned(cs: &mut dyn ConfigSpace, rid: u16, bus_master: BusMaster) -> Result<bool, ErrorCode> {
     present(cs, rid)?;
     if read(cs, rid, reg::HEADER_TYPE, 1)? & 0x7f != 0 {
         return Ok(false);
     }
     let mut put_back = false;
-    if cs.placement(rid).is_some() && read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 {
+    // Memory Space off (the owner leaves it off only inside its own calls), or a placed
+    // BAR not reading as placed, or the ROM enabled: a function that kept decoding
+    // through its own reset (against the spec) decoded at 0, and its driver's Command
+    // write turned Bus Master on with its BARs there; one whose driver rewrote its BARs
+    // or ROM through a window in its own BAR decoded over another function's window.
+    // A BAR resized since boot is sized back first (Memory Space stays as it is until
+    // `place_again` turns it off), then placed again.
+    let resized = match cs.recorded(rid) {
+        Some(r) if cs.placement(rid).is_some() => r.resizable.put_back(cs, rid)?,
+        _ => false,
+    };
+    if cs.placement(rid).is_some()
+        && (resized || read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_MEMORY == 0 || placement_broken(cs, rid)?)
+    {
         place_again(cs, rid)?;
+        // Placed again, but not as at boot (BARs of other sizes that still fit): not the
+        // function the owner placed, and left not decoding.
+        if placement_broken(cs, rid)? {
+            return Err(ErrorCode::DeviceMissing);
+        }
         decode(cs, rid).ok_or(ErrorCode::NoConfigSpace)?;
         put_back = true;
     }
+    // Its virtual functions, which its driver may have turned on through a window in its
+    // BAR (CONFIG_WRITE refuses extended space), off again: where its SR-IOV control was
+    // at boot, not where its extended list (which it can rewrite too, and make long)
+    // says now.
+    if let Some(control) = cs.recorded(rid).and_then(|r| r.sriov_control) {
+        put_back |= virtual_functions_off(cs, rid, control);
+    }
     let intx = cs.recorded(rid).is_some_and(|r| r.intx);
     let command = read(cs, rid, reg::COMMAND, 2)? as u16;
-    if !intx && command & reg::CMD_INTX_DISABLE == 0 {
+    let mut quiet = command;
+    if !intx {
+        quiet |= reg::CMD_INTX_DISABLE;
+    }
+    // A function kept from mastering that turned its Bus Master on itself (its driver
+    // writing Command through a window in its BAR, which CONFIG_WRITE would have masked)
+    // would send the message its last driver set up.
+    if bus_master == BusMaster::KeptOff {
+        quiet &= !reg::CMD_BUS_MASTER;
+    }
+    if quiet != command {
         // Command alone (16 bits): Status is not written.
-        let quiet = command | reg::CMD_INTX_DISABLE;
         cs.write(rid, reg::COMMAND, 2, u32::from(quiet)).ok_or(ErrorCode::NoConfigSpace)?;
-        // A function without INTx may hardwire the bit to 0: nothing to put back then.
-        put_back |= read(cs, rid, reg::COMMAND, 2)? as u16 & reg::CMD_INTX_DISABLE != 0;
+        // A function without INTx may hardwire Interrupt Disable to 0: nothing to put
+        // back then.
+        put_back |= read(cs, rid, reg::COMMAND, 2)? as u16 != command;
     }
     Ok(put_back)
 }
@@ -729,14 +888,30 @@ const SRIOV_VF_MEMORY: u16 = 1 << 3;
 /// Enable off when it finds it on, for the same reason; no driver here may turn it on
 /// again (extended space is refused). Nothing waits after it: Linux's second is for VFs
 /// enabled again, which they never are here, and what the VFs still had in flight meets
-/// the SMMU, which knows no VF's StreamID.
-fn stop_virtual_functions(cs: &mut dyn ConfigSpace, rid: u16) {
-    // Only the control register need lie inside the space (not the whole 0x40 bytes, VF
-    // BARs included): the VFs are turned off wherever firmware could turn them on.
-    let Some(at) = topology::find_extended(cs, rid, SRIOV_ID, SRIOV_CTRL + 2) else { return };
+/// the SMMU, which knows no VF's StreamID. Between calls `keep_owned` turns them off
+/// again (a driver may turn them on through a window onto its configuration space in its
+/// BAR). Whether anything was on.
+fn stop_virtual_functions(cs: &mut dyn ConfigSpace, rid: u16) -> bool {
+    sriov_control(cs, rid).is_some_and(|control| virtual_functions_off(cs, rid, control))
+}
+
+/// Where function `rid`'s SR-IOV control register is, if it has one. Only the control
+/// register need lie inside the space (not the whole 0x40 bytes, VF BARs included): the
+/// VFs are turned off wherever firmware could turn them on.
+fn sriov_control(cs: &mut dyn ConfigSpace, rid: u16) -> Option<u16> {
+    topology::find_extended(cs, rid, SRIOV_ID, SRIOV_CTRL + 2).map(|at| at + SRIOV_CTRL)
+}
+
+/// VF Enable and VF Memory Space off in the SR-IOV control register at `at`; whether
+/// either was on.
+fn virtual_functions_off(cs: &mut dyn ConfigSpace, rid: u16, at: u16) -> bool {
     let off = SRIOV_VF_ENABLE | SRIOV_VF_MEMORY;
-    if let Some(control) = cs.read(rid, at + SRIOV_CTRL, 2).filter(|c| *c as u16 & off != 0) {
-        let _ = cs.write(rid, at + SRIOV_CTRL, 2, control & !u32::from(off));
+    match cs.read(rid, at, 2).filter(|c| *c as u16 & off != 0) {
+        Some(control) => {
+            let _ = cs.write(rid, at, 2, control & !u32::from(off));
+            true
+        }
+        None => false,
     }
 }
 

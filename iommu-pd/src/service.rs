@@ -705,11 +705,7 @@ impl<'a, H: IommuHw> Service<'a, H> {
             }
             Request::ConfigWrite { device, offset, width, value } => {
                 let (d, rid) = self.own_function(client, device, pci)?;
-                let kept_off = self.devices[d].master_kept_off.unwrap_or_else(|| pci.messages_stuck(rid));
-                let bus_master = match kept_off {
-                    true => crate::pci::BusMaster::KeptOff,
-                    false => crate::pci::BusMaster::Allowed,
-                };
+                let bus_master = self.bus_master(d, rid, pci);
                 let written = crate::pci::config_write(pci, rid, offset, width, value, bus_master);
                 self.lost_if_missing(d, written).map(|v| Reply::ok(&[u64::from(v)]))
             }

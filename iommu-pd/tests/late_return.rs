@@ -39,6 +39,7 @@ fn endpoint() -> Function {
     f.set(0x18, 4, 0b100);
     f.mask(0x18, 4, 0xffff_c000);
     f.mask(0x1c, 4, 0xffff_ffff);
+    f.mask(reg::ROM, 4, 0xfff0_0001); // a 1 MiB expansion ROM, disabled
     f.set(reg::STATUS, 2, u32::from(reg::STATUS_CAP_LIST));
     f.set(reg::CAP_PTR, 1, u32::from(EXP));
     f.set(reg::INTERRUPT_PIN, 1, 1); // INTA#
@@ -289,4 +290,174 @@ fn a_function_that_resets_itself_decodes_again_before_its_drivers_next_command_w
         s.keep_functions_owned(&mut o, |d| put_back.push(d));
         assert_eq!((put_back.len(), o.fabric.writes), (1, writes));
     }
+}
+
+/// A function that resets itself but keeps Memory Space on through it (against the spec:
+/// a reset clears Command) comes back with its BARs at 0, decoding there. The owner put
+/// back only one whose Memory Space read off, so its sweep left it so, and its driver's
+/// Command write turned Bus Master on with its BARs still at 0 (the write that turns
+/// decoding on places them only from off). Now a BAR the owner placed at an address
+/// reading 0 is a reset too: the sweep, and any call of its driver's, puts its BARs back
+/// where the description places them before anything else; Bus Master is granted only
+/// after that.
+#[test]
+fn a_function_that_keeps_decoding_through_its_own_reset_is_put_back_before_it_masters() {
+    // The owner's sweep, with no call.
+    let (mut s, mut o, nic, disk) = disk_reset_by_itself();
+    o.fabric.write(DISK_RID, reg::COMMAND, 2, MEM);
+    assert_eq!(o.fabric.memory(0), Some(disk), "the model decodes at its reset values");
+    let mut put_back = vec![];
+    s.keep_functions_owned(&mut o, |d| put_back.push(d));
+    assert_eq!(put_back, [1]);
+    assert_kept_on(&o, nic, disk, 0, "sweep, decoding kept through the reset");
+    // Its driver's Command write turning Bus Master on, with no sweep first.
+    for width in [1u8, 2, 4] {
+        let (mut s, mut o, nic, disk) = disk_reset_by_itself();
+        o.fabric.write(DISK_RID, reg::COMMAND, 2, MEM);
+        let w = Request::ConfigWrite { device: DISK, offset: reg::COMMAND, width, value: MEM | MASTER };
+        assert!(matches!(send(&mut s, &mut o, BLK, w), Reply::Ok { .. }), "width {width}");
+        let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
+        assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "width {width}: mastering with its BARs at 0");
+        assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & (MEM | MASTER), MEM | MASTER, "width {width}");
+        assert_eq!(o.fabric.memory(0), None, "width {width}: it decodes at its reset values");
+        assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "width {width}");
+        assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "width {width}");
+    }
+}
+
+/// A device with a window onto its own configuration space in a BAR: its driver, which
+/// may not write its BARs or its ROM through CONFIG_WRITE, writes them through the
+/// window: BAR0 moved onto the NIC's window, BAR2 (64-bit) moved above 4 GiB by its high
+/// dword, or its expansion ROM enabled at the NIC's window. Each decoded over another
+/// function's window, or outside every window, for as long as the device ran: the owner
+/// checked only that Memory Space stayed on. Now what a BAR or the ROM reads is checked
+/// against what the owner placed at boot, at the sweep and before any call of its
+/// driver's, and put back (BARs where the description places them, ROM disabled).
+#[test]
+fn bars_or_rom_rewritten_through_a_window_in_the_devices_own_bar_are_put_back() {
+    let nic_base = NIC_BASE as u32;
+    let rewrites: [(&str, u16, u32); 3] = [
+        ("BAR0 onto the NIC's", reg::BAR0, nic_base),
+        ("BAR2 above 4 GiB", 0x1c, 1),
+        ("ROM enabled on the NIC's", reg::ROM, nic_base | 1),
+    ];
+    for (what, offset, value) in rewrites {
+        for call in [false, true] {
+            let (mut s, mut o, nic, disk) = disk_placed();
+            // Through the device's own window, not through the owner.
+            o.fabric.write(DISK_RID, offset, 4, value);
+            assert_eq!(o.fabric.at(DISK_RID).get(offset, 4), value, "{what}: the model took the write");
+            if call {
+                let read = Request::ConfigRead { device: DISK, offset: reg::VENDOR_ID, width: 2 };
+                assert!(matches!(send(&mut s, &mut o, BLK, read), Reply::Ok { .. }), "{what}");
+            } else {
+                let mut put_back = vec![];
+                s.keep_functions_owned(&mut o, |d| put_back.push(d));
+                assert_eq!(put_back, [1], "{what}: nothing put back");
+            }
+            let placed = [(DISK_BASE, 0x10_0000), (DISK_BASE + 0x10_0000, 0x4000)];
+            assert_eq!(o.fabric.at(DISK_RID).bars(), placed, "{what}, call {call}");
+            assert_eq!(o.fabric.at(DISK_RID).rom(), None, "{what}, call {call}: its ROM decodes");
+            assert_eq!(o.fabric.memory(NIC_BASE), Some(nic), "{what}, call {call}");
+            assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "{what}, call {call}");
+            assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, MEM, "{what}, call {call}");
+        }
+    }
+}
+
+/// Both functions placed, their drivers' Memory Space and Bus Master on.
+fn disk_placed() -> (Service<'static, ModelHw>, Owned, usize, usize) {
+    let (mut o, nic, disk) = machine();
+    let mut s = Service::new(ModelHw::default(), config(), storage()).unwrap();
+    assert!(matches!(command(&mut s, &mut o, NET, 0, MEM | MASTER), Reply::Ok { .. }));
+    assert!(matches!(command(&mut s, &mut o, BLK, 1, MEM | MASTER), Reply::Ok { .. }));
+    (s, o, nic, disk)
+}
+
+/// A function that reset itself and came back with a smaller BAR0 (512 KiB, not the
+/// 1 MiB boot placed) still fits its window, but placed again its BARs are not where
+/// boot placed them: not the function the owner placed, so it decodes nowhere and its
+/// calls answer `DeviceMissing`, as one that no longer fits does; without that, every
+/// sweep would find its BARs not as recorded and place them again.
+#[test]
+fn a_function_that_comes_back_with_other_bar_sizes_decodes_nowhere() {
+    let (mut s, mut o, nic, disk) = disk_reset_by_itself();
+    o.fabric.nodes[disk].f.mask(reg::BAR0, 4, 0xfff8_0000);
+    let mut put_back = vec![];
+    s.keep_functions_owned(&mut o, |d| put_back.push(d));
+    assert!(put_back.is_empty());
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "decoding");
+    assert_eq!(o.fabric.memory(DISK_BASE), None);
+    assert_eq!(o.fabric.memory(NIC_BASE), Some(nic));
+    let vendor = Request::ConfigRead { device: DISK, offset: 0, width: 4 };
+    assert_eq!(send(&mut s, &mut o, BLK, vendor), err(ErrorCode::DeviceMissing));
+    assert_eq!(u32::from(o.fabric.at(DISK_RID).command()) & MEM, 0, "decoding after the call");
+}
+
+/// A physical function with SR-IOV: its driver, refused extended space by CONFIG_WRITE,
+/// sets VF Enable and VF Memory Space through a window onto its configuration space in
+/// its BAR. Its VFs (functions no walk finds, whose Vendor ID reads all ones) then
+/// answered, and decoded their VF BARs wherever the driver put them, until the next
+/// boot: the owner turned them off only when it took ownership. Now the sweep, and any
+/// call of its driver's, turns them off again, where the SR-IOV capability was at boot.
+#[test]
+fn virtual_functions_enabled_through_the_devices_own_bar_are_turned_off() {
+    const SRIOV: u16 = 0x100;
+    for call in [false, true] {
+        let (mut s, mut o, _, disk) = disk_placed();
+        let f = &mut o.fabric.nodes[disk].f;
+        f.set(SRIOV, 4, 0x0001_0010); // SR-IOV, the last extended capability
+        f.mask(SRIOV + 8, 2, 0x001f);
+        f.set(SRIOV + 0x0e, 2, 8); // TotalVFs
+
+        // As the owner records it at boot (before any driver runs), with its SR-IOV.
+        let states = o.states.clone();
+        o.booted(&states);
+        // Through the device's own window: VF Enable, VF Memory Space, ARI Capable.
+        o.fabric.write(DISK_RID, SRIOV + 8, 2, 0x0019);
+        assert_eq!(o.fabric.at(DISK_RID).get(SRIOV + 8, 2), 0x0019, "the model took the write");
+        if call {
+            let read = Request::ConfigRead { device: DISK, offset: reg::VENDOR_ID, width: 2 };
+            assert!(matches!(send(&mut s, &mut o, BLK, read), Reply::Ok { .. }));
+        } else {
+            let mut put_back = vec![];
+            s.keep_functions_owned(&mut o, |d| put_back.push(d));
+            assert_eq!(put_back, [1], "nothing put back");
+        }
+        assert_eq!(o.fabric.at(DISK_RID).get(SRIOV + 8, 2), 0x0010, "call {call}: VFs still enabled, or ARI changed");
+    }
+}
+
+/// Resizable BAR (PCIe Base 4.0, 7.8.6), its control written through a window onto the
+/// NIC's configuration space in its own BAR: BAR0 grows from 1 MiB to 4 MiB. Its address
+/// (0x1000_0000, 4 MiB aligned) reads as the owner placed it, so comparing the BARs sees
+/// nothing, but it decodes 0x1000_0000..0x1040_0000, over the disk's window. Boot now
+/// records each Resizable BAR control, and between calls one that changed is written
+/// back and the BARs placed again; a BAR that does not shrink back does not fit, and the
+/// function decodes nowhere (`DeviceMissing`).
+#[test]
+fn a_bar_resized_through_the_devices_own_bar_decodes_over_no_other_window() {
+    const REBAR: u16 = 0x100;
+    let (mut s, mut o, nic, disk) = disk_placed();
+    let f = &mut o.fabric.nodes[nic].f;
+    f.set(REBAR, 4, 0x0001_0015); // Resizable BAR, the last extended capability
+    f.set(REBAR + 4, 4, 0b111 << 4); // 1, 2 and 4 MiB supported
+    f.set(REBAR + 8, 4, 1 << 5); // one resizable BAR, BAR0, at 1 MiB (size 0)
+    f.mask(REBAR + 8, 4, 0x3f00);
+
+    // As the owner records it at boot (before any driver runs), with its Resizable BAR.
+    let states = o.states.clone();
+    o.booted(&states);
+    // Through its own window: BAR0 at 4 MiB (size 2); the device's BAR now decodes 4 MiB.
+    o.fabric.write(0x10, REBAR + 8, 4, 2 << 8);
+    o.fabric.nodes[nic].f.mask(reg::BAR0, 4, 0xffc0_0000);
+    assert_eq!(o.fabric.at(0x10).get(reg::BAR0, 4), NIC_BASE as u32, "it reads as placed");
+    let mut put_back = vec![];
+    s.keep_functions_owned(&mut o, |d| put_back.push(d));
+    assert_eq!(o.fabric.at(0x10).get(REBAR + 8, 4), 1 << 5, "its size left at 4 MiB");
+    assert_eq!(o.fabric.memory(DISK_BASE), Some(disk), "the NIC decodes over the disk's window");
+    assert_eq!(o.fabric.memory(DISK_BASE + 0x10_0000), Some(disk));
+    assert_eq!(o.fabric.memory(NIC_BASE), None, "a 4 MiB BAR0 in a 2 MiB window decodes");
+    let vendor = Request::ConfigRead { device: DeviceId(0), offset: 0, width: 4 };
+    assert_eq!(send(&mut s, &mut o, NET, vendor), err(ErrorCode::DeviceMissing));
 }

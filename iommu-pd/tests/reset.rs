@@ -1201,3 +1201,74 @@ fn teardowns_delay_a_victims_owed_reset_by_their_resets_and_rest_only() {
     println!("waited {waited} ms, stated bound {stated} ms, teardowns {torn_down_ms} ms, extra {extra} ms");
     assert!(waited <= stated + extra, "the victim waited {waited} ms, bound {stated} + {extra} ms");
 }
+
+/// The same function, its enable stuck at its stop, so its Bus Master is kept off; its
+/// driver turns Bus Master on not through CONFIG_WRITE, which keeps it off, but through
+/// a window onto its configuration space in its own BAR. It mastered, and sent the
+/// message its last driver set up, until a later stop: the owner's checks between calls
+/// did not ask about Bus Master. Now the sweep, and any call of its driver's, turns it
+/// off again while it is kept off.
+#[test]
+fn a_function_kept_from_mastering_that_turns_bus_master_on_itself_is_turned_off() {
+    for call in [false, true] {
+        let (mut s, mut e) = msi_left_enabled();
+        let Reply::Ok { values, .. } = stop_disk(&mut s, &mut e) else { panic!("STOP refused") };
+        assert_eq!(values[0] & stop::FUNCTION_OFF, 0);
+        assert_eq!(resume_disk(&mut s, &mut e), Reply::ok(&[]));
+        // Through the device's own window, not through the owner.
+        let command = e.get(DISK_RID).f.command();
+        e.at(DISK_RID).unwrap().f.write(reg::COMMAND, 2, u32::from(command | reg::CMD_BUS_MASTER));
+        assert_ne!(e.get(DISK_RID).f.command() & reg::CMD_BUS_MASTER, 0, "the model took the write");
+        if call {
+            let read = Request::ConfigRead { device: DeviceId(1), offset: reg::VENDOR_ID, width: 2 };
+            assert!(matches!(send(&mut s, &mut e, BLK, read), Reply::Ok { .. }));
+        } else {
+            let mut put_back = vec![];
+            s.keep_functions_owned(&mut e, |d| put_back.push(d));
+            assert!(put_back.contains(&1), "nothing put back: {put_back:?}");
+        }
+        let f = &e.get(DISK_RID).f;
+        assert_eq!(f.get(MSI + 2, 2) & 1, 1, "call {call}: the enable is stuck in the model");
+        assert_eq!(f.command() & reg::CMD_BUS_MASTER, 0, "call {call}: it masters, and sends the last message");
+        assert_ne!(f.command() & reg::CMD_MEMORY, 0, "call {call}: its decoding is its driver's");
+    }
+}
+
+/// A function whose MSI-X Enable will not clear at its stop (a device that keeps it, or
+/// sets it again itself), or whose MSI, with per-vector masking, will not: the stop
+/// cleared only the enable, so such a function, mastering again (through a window in its
+/// BAR, or a later driver once the enable reads off for a moment), could still send the
+/// message its last driver set up. Now the stop also masks them where the owner can:
+/// MSI-X's Function Mask, and every MSI vector's mask bit. It stays kept from mastering
+/// as before (no `FUNCTION_OFF`); the masks are a second wall, for a device that honours
+/// them.
+#[test]
+fn a_stopped_function_whose_message_enable_sticks_has_its_messages_masked() {
+    // MSI-X: Enable set by its driver, then stuck; Function Mask writable.
+    let (mut s, mut e) = msi_left_enabled();
+    e.at(DISK_RID).unwrap().f.mask(MSI + 2, 2, 0x0071);
+    let on = Request::ConfigWrite { device: DeviceId(1), offset: MSIX + 2, width: 2, value: 0x8000 };
+    assert!(matches!(send(&mut s, &mut e, BLK, on), Reply::Ok { .. }));
+    e.at(DISK_RID).unwrap().f.mask(MSIX + 2, 2, 0x4000);
+    let Reply::Ok { values, .. } = stop_disk(&mut s, &mut e) else { panic!("STOP refused") };
+    assert_eq!(values[0] & stop::FUNCTION_OFF, 0, "said off: {:#x}", values[0]);
+    let control = e.get(DISK_RID).f.get(MSIX + 2, 2);
+    assert_eq!(control & 0x8000, 0x8000, "the enable is stuck in the model");
+    assert_eq!(control & 0x4000, 0x4000, "MSI-X's Function Mask left clear");
+    // MSI with per-vector masking (32-bit, so its mask bits at +0x0c; MSI-X unlisted so
+    // the two do not overlap): Enable stuck, every vector masked by the stop.
+    let (mut s, mut e) = msi_left_enabled();
+    {
+        let f = &mut e.at(DISK_RID).unwrap().f;
+        // MSI, the last; 32-bit, per-vector masking, 1 vector, enabled (and stuck: its
+        // enable is not writable since `msi_left_enabled`); its one mask bit clear.
+        f.set(MSI, 4, 0x0101_0005);
+        f.set(MSI + 0x0c, 4, 0);
+        f.mask(MSI + 0x0c, 4, 0x0000_0001);
+    }
+    e.boot();
+    let Reply::Ok { values, .. } = stop_disk(&mut s, &mut e) else { panic!("STOP refused") };
+    assert_eq!(values[0] & stop::FUNCTION_OFF, 0, "said off: {:#x}", values[0]);
+    assert_eq!(e.get(DISK_RID).f.get(MSI + 2, 2) & 1, 1, "the enable is stuck in the model");
+    assert_eq!(e.get(DISK_RID).f.get(MSI + 0x0c, 4), 1, "its vector left unmasked");
+}

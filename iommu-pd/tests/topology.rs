@@ -703,7 +703,8 @@ fn a_bridges_own_msi_left_on_by_firmware_is_turned_off() {
 /// enables clear is its driver's as before.
 #[test]
 fn a_function_whose_msi_stays_enabled_never_masters() {
-    for (what, control, read) in [("MSI", 0x42u16, 0x0081u16), ("MSI-X", 0x52, 0x8000)] {
+    // MSI-X's stuck enable reads with the Function Mask the walk sets as it turns it off.
+    for (what, control, read) in [("MSI", 0x42u16, 0x0081u16), ("MSI-X", 0x52, 0xc000)] {
         let mut fab = Fabric::default();
         let mut nodes = vec![];
         for dev in [2, 3] {

@@ -164,8 +164,19 @@ impl<'a, H: IommuHw> Service<'a, H> {
     /// its driver's PD does not hold its line); whether anything was. `DeviceMissing`
     /// marks it lost, as any call that finds it gone does.
     pub(super) fn keep_function_owned(&mut self, d: DeviceIndex, rid: u16, pci: &mut dyn ConfigSpace) -> Result<bool> {
-        let kept = crate::pci::keep_owned(pci, rid);
+        let bus_master = self.bus_master(d, rid, pci);
+        let kept = crate::pci::keep_owned(pci, rid, bus_master);
         self.lost_if_missing(d, kept)
+    }
+
+    /// Whether device `d`'s function (at `rid`) may master: not while its MSI or MSI-X
+    /// Enable stayed set at boot and no stop has read it off since, or its last stop did
+    /// not read back off (`master_kept_off`).
+    pub(super) fn bus_master(&self, d: DeviceIndex, rid: u16, pci: &dyn ConfigSpace) -> crate::pci::BusMaster {
+        match self.devices[d].master_kept_off.unwrap_or_else(|| pci.messages_stuck(rid)) {
+            true => crate::pci::BusMaster::KeptOff,
+            false => crate::pci::BusMaster::Allowed,
+        }
     }
 
     /// Every described function that is not lost checked as its driver's configuration

@@ -316,27 +316,37 @@ fn init() -> IommuPd {
         Ok(service) => {
             debug_println!("iommu: serving {} client(s), {} device(s)", policy::CLIENTS.len(), policy::DEVICES.len());
             let mut poll = PollTimer::default();
+            let keeping = ecam.as_ref().is_some_and(pci::Ecam::keeps_functions);
             match (irqs::WIRED, irqs::TIMER) {
+                (true, true) if keeping => debug_println!(
+                    "iommu: SMMU interrupts wired; the timer wakes this PD when records are left, and every {} ms to keep PCI functions owned",
+                    POLL_US / 1000
+                ),
                 (true, true) => {
                     debug_println!("iommu: SMMU interrupts wired; the timer wakes this PD when records are left")
+                }
+                (true, false) if keeping => {
+                    debug_println!("iommu: SMMU interrupts wired; no timer: a flood is drained in one wake-up, and a PCI function that resets itself is put back only at the next call or SMMU interrupt")
                 }
                 (true, false) => {
                     debug_println!("iommu: SMMU interrupts wired; no timer: a flood is drained in one wake-up")
                 }
-                (false, true) => {
-                    debug_println!(
-                        "iommu: no SMMU interrupt wired here: polling the event queue every {} ms",
-                        POLL_US / 1000
-                    );
-                    if let (Some(timer), Some(at)) = (
-                        &irqs::PHYSICAL_TIMER,
-                        poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)),
-                    ) {
-                        timer.set_deadline(at);
-                    }
-                }
+                (false, true) => debug_println!(
+                    "iommu: no SMMU interrupt wired here: polling the event queue every {} ms",
+                    POLL_US / 1000
+                ),
                 (false, false) => {
                     debug_println!("iommu: NO SMMU INTERRUPT AND NO TIMER: faults are read only when a request comes")
+                }
+            }
+            // The first poll, where the timer polls the SMMU or keeps PCI functions owned
+            // (`iommu_pd::poll`); later ones are set after each drain.
+            if !irqs::WIRED || keeping {
+                if let (Some(timer), Some(at)) = (
+                    &irqs::PHYSICAL_TIMER,
+                    poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)),
+                ) {
+                    timer.set_deadline(at);
                 }
             }
             IommuPd::new(Ok(service), ecam, poll)
@@ -580,7 +590,8 @@ impl IommuPd {
             // Every fault the SMMU recorded, routed to its device's owner (`notify`: the
             // clients to tell, told even when the pass ended in the SMMU failing, which
             // the backend then failed closed: their records are in their rings).
-            let (notify, failed) = backend::take_faults(service, &mut self.poll);
+            let keeping = self.ecam.as_ref().is_some_and(pci::Ecam::keeps_functions);
+            let (notify, failed) = backend::take_faults(service, &mut self.poll, keeping);
             report_faults(service, notify, &mut self.faults, &mut self.console, &mut self.quarantines_said);
             if failed {
                 self.fail_service();
@@ -595,8 +606,9 @@ impl IommuPd {
             // A function that reset itself (through a device register its driver wrote)
             // decodes nothing until what this PD keeps on is put back; its driver may
             // make no configuration call (which puts it back too) before its next load
-            // from its BAR. On the SMMU's and the timer's wake-ups (every 10 ms where
-            // the timer polls), not on every one: a mapping queue's are its hot path.
+            // from its BAR. On the SMMU's and the timer's wake-ups (the timer polls every
+            // 10 ms while there are functions to keep, `take_faults`), not on every one:
+            // a mapping queue's are its hot path.
             if let Some(ecam) = self.ecam.as_mut().filter(|_| timer || backend::interrupted(channels)) {
                 service.keep_functions_owned(ecam, |_| {});
             }

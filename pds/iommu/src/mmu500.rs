@@ -16,7 +16,7 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use iommu_pd::poll::PollTimer;
+use iommu_pd::poll::{Deadline, Drained, PollTimer};
 use sel4_microkit::{debug_println, var, Channel, ChannelSet};
 use smmuv2::mmio::{reg, Mmio, MmioRegisters};
 use smmuv2::{Config, Fault, Implementation, Memory, Smmu};
@@ -252,7 +252,7 @@ pub fn ack_interrupts() {
 /// bank's), routing each to its device's owner; the clients to notify, and whether the
 /// SMMU failed in the pass (a global fault of its own configuration, `smmuv2::Failure`). Without
 /// the interrupt, or while the global interrupt is paced, the timer polls again.
-pub fn take_faults(service: &mut Svc, poll: &mut PollTimer) -> (u64, bool) {
+pub fn take_faults(service: &mut Svc, poll: &mut PollTimer, keeping: bool) -> (u64, bool) {
     // One time stamp for the pass: the registers carry none, and what the storm window
     // needs is when this PD learnt of them.
     let now = generic_timer::ticks();
@@ -267,19 +267,18 @@ pub fn take_faults(service: &mut Svc, poll: &mut PollTimer) -> (u64, bool) {
             crate::say_unrouted(routed, &Shown(fault));
         }
     });
-    // With the interrupt wired, the timer polls only while the drain left the global
+    // With the interrupt wired, the timer polls while the drain left the global
     // interrupt paced (`Smmuv2Backend::poll_owed`): nothing else would read the next
-    // global fault or turn sCR0.GFIE on again. Otherwise it is stopped, as a deadline
-    // that passed keeps its (level) interrupt asserted.
+    // global fault or turn sCR0.GFIE on again; and while PCI functions are kept owned
+    // (`iommu_pd::poll`). Otherwise it is stopped, as a deadline that passed keeps its
+    // (level) interrupt asserted.
     if let Some(timer) = &irqs::PHYSICAL_TIMER {
-        if !irqs::WIRED || service.hw_mut().poll_owed() {
-            // Within the period, not a period from now (`iommu_pd::poll`).
-            if let Some(at) = poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)) {
-                timer.set_deadline(at);
-            }
-        } else {
-            timer.stop();
-            poll.set(None);
+        let drained = if !irqs::WIRED || service.hw_mut().poll_owed() { Drained::Poll } else { Drained::Quiet };
+        let now = generic_timer::ticks();
+        match poll.after_drain(now, generic_timer::ticks_from_us(POLL_US), drained, keeping) {
+            Deadline::At(at) => timer.set_deadline(at),
+            Deadline::Keep => {}
+            Deadline::Stop => timer.stop(),
         }
     }
     // A global fault of the SMMU's own configuration fails it closed in the drain.

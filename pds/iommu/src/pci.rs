@@ -47,6 +47,13 @@ impl Ecam {
         (base != 0 && buses > 0).then_some(Ecam { base, buses, functions, recorded })
     }
 
+    /// Whether boot found a described function to keep owned between calls
+    /// (`Service::keep_functions_owned`): then the timer polls within its period however
+    /// quiet the SMMU is (`iommu_pd::poll`).
+    pub fn keeps_functions(&self) -> bool {
+        self.functions.iter().any(|f| f.present())
+    }
+
     fn addr(&self, rid: u16, offset: u16) -> Option<usize> {
         (rid >> 8 < self.buses && offset < 4096).then(|| self.base + ((rid as usize) << 12) + offset as usize)
     }

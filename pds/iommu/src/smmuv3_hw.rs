@@ -5,7 +5,7 @@
 use core::fmt;
 use core::ptr::NonNull;
 
-use iommu_pd::poll::PollTimer;
+use iommu_pd::poll::{Deadline, Drained, PollTimer};
 use iommu_pd::Routed;
 use sel4_microkit::{debug_println, Channel, ChannelSet};
 use smmuv3::{Bound, Config, Memory, MmioRegisters, Smmu, StreamId};
@@ -240,8 +240,9 @@ pub fn ack_interrupts() {
 
 /// Drain the event queue, routing each fault; the clients to notify (those whose rings
 /// took a record or a loss), and whether the SMMU failed in the pass (the driver failed
-/// it closed). Sets the timer for the next wake-up.
-pub fn take_faults(service: &mut Svc, poll: &mut PollTimer) -> (u64, bool) {
+/// it closed). Sets the timer for the next wake-up (`keeping`: PCI functions are kept
+/// owned, `PollTimer::after_drain`).
+pub fn take_faults(service: &mut Svc, poll: &mut PollTimer, keeping: bool) -> (u64, bool) {
     // One time stamp for the drain: the records carry none, what the storm window needs
     // is when the IOMMU PD learnt of them, and `events_lost` tells a drain's records by it.
     let mut sink = Faults { service, notify: 0, now: generic_timer::ticks() };
@@ -264,19 +265,20 @@ pub fn take_faults(service: &mut Svc, poll: &mut PollTimer) -> (u64, bool) {
         sink.notify |= sink.service.events_lost(sink.now, queue);
     }
     if let Some(timer) = &irqs::PHYSICAL_TIMER {
-        match pass.rearm {
-            Rearm::Now => {
-                timer.set_deadline(0);
-                poll.set(Some(0));
-            }
-            // A poll within the period, not a period from now: every wake-up comes here,
-            // a client's notification too (`iommu_pd::poll`).
-            Rearm::Poll => {
-                if let Some(at) = poll.poll_within(generic_timer::ticks(), generic_timer::ticks_from_us(POLL_US)) {
-                    timer.set_deadline(at);
-                }
-            }
-            Rearm::Interrupt | Rearm::Stop => {
+        let drained = match pass.rearm {
+            Rearm::Now => Some(Drained::Now),
+            Rearm::Poll => Some(Drained::Poll),
+            Rearm::Interrupt => Some(Drained::Quiet),
+            Rearm::Stop => None,
+        };
+        // A poll within the period, not a period from now: every wake-up comes here, a
+        // client's notification too; and while PCI functions are kept owned, a poll
+        // however quiet the SMMU (`iommu_pd::poll`).
+        let now = generic_timer::ticks();
+        match drained.map(|d| poll.after_drain(now, generic_timer::ticks_from_us(POLL_US), d, keeping)) {
+            Some(Deadline::At(at)) => timer.set_deadline(at),
+            Some(Deadline::Keep) => {}
+            Some(Deadline::Stop) | None => {
                 timer.stop();
                 poll.set(None);
             }
