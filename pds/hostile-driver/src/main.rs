@@ -11,7 +11,7 @@ use client_channel::Ppc;
 use iommu_client::Client;
 use iommu_protocol::config::reg;
 use iommu_protocol::faults::{FaultRecord, FaultRing};
-use iommu_protocol::{ClientId, DeviceId, Handle, Rights};
+use iommu_protocol::{ClientId, DeviceId, Handle, Op, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 
 const IOMMU: Channel = Channel::new(0);
@@ -28,6 +28,15 @@ const OTHER_DEVICE: DeviceId = DeviceId(0);
 fn init() -> Hostile {
     let bar: NonNull<u8> = memory_region_symbol!(edu_bar: *mut u8);
     let mut iommu = Client::new(Ppc(IOMMU));
+
+    // A send instead of a call, which the endpoint capability of any `pp` end allows. It
+    // lends the IOMMU PD no scheduling context: a passive IOMMU PD would take it with none
+    // and never run again (seL4's MCS `sendIPC`), so `iommu-sdf check` refuses a passive
+    // one unless the description trusts its callers never to send. This one is not
+    // passive: it serves the QUERY (its answer goes nowhere: no caller waits for it) and
+    // then the calls below, whose answers show it still runs.
+    IOMMU.endpoint().send(sel4::MessageInfo::new(Op::Query as u64, 0, 0, 0));
+    debug_println!("hostile: sends the IOMMU PD a QUERY instead of calling it (seL4_Send)");
 
     // Configuration space is the IOMMU PD's, and it maps no ECAM here. What it tries
     // through the calls, each of which must be refused with nothing written: move the edu

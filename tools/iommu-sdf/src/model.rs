@@ -469,6 +469,11 @@ pub struct Iommu {
     /// `fault_window_us` microseconds quarantine it.
     pub fault_window_us: u64,
     pub max_faults: u64,
+    /// The description's word that no PD calling a passive IOMMU PD sends to it instead:
+    /// a send lends no scheduling context (seL4's MCS `sendIPC`), so the passive IOMMU PD
+    /// takes the message with none and never runs again. Nothing in a description can
+    /// prove it, so a passive IOMMU PD with callers is refused without it.
+    pub trust_callers_not_to_send: bool,
     pub line: Line,
 }
 
@@ -686,6 +691,15 @@ impl System {
             }
         }
         index
+    }
+    /// The PDs with a `pp` end whose other end is `callee`: those that may call it, and so
+    /// send to it (Microkit gives a `pp` end one endpoint capability for both).
+    pub fn callers_of(&self, callee: &str) -> Vec<&ProtectionDomain> {
+        let ends = self.ends_by_pd();
+        let calls = |pd: &&ProtectionDomain| {
+            ends.get(pd.name.as_str()).is_some_and(|e| e.iter().any(|(mine, theirs)| mine.pp && theirs.pd == callee))
+        };
+        self.pds.iter().filter(calls).collect()
     }
     /// The regions devices may reach: those a capability (followed to its root) or an
     /// iomap names. One definition for the policy's region table and the rules.

@@ -26,7 +26,17 @@ const SYSTEM_CHILDREN: &[(&str, &[&str])] = &[
     ("dma_queue", &["pd", "entries", "vaddr", "share"]),
     (
         "iommu",
-        &["pd", "stream_table", "cmdq", "eventq", "context_descriptors", "table_pool", "fault_window_us", "max_faults"],
+        &[
+            "pd",
+            "stream_table",
+            "cmdq",
+            "eventq",
+            "context_descriptors",
+            "table_pool",
+            "fault_window_us",
+            "max_faults",
+            "trust_callers_not_to_send",
+        ],
     ),
 ];
 
@@ -1096,7 +1106,16 @@ pub fn parse(text: &str) -> (System, Vec<Problem>) {
                     .collect();
                 let fault_window_us = r.number(n, "fault_window_us").unwrap_or(DEFAULT_FAULT_WINDOW_US);
                 let max_faults = r.number(n, "max_faults").unwrap_or(DEFAULT_MAX_FAULTS);
-                sys.iommu = Some(Iommu { pd, private, table_pool, fault_window_us, max_faults, line: r.line(n) });
+                let trust_callers_not_to_send = r.boolean(n, "trust_callers_not_to_send", false);
+                sys.iommu = Some(Iommu {
+                    pd,
+                    private,
+                    table_pool,
+                    fault_window_us,
+                    max_faults,
+                    trust_callers_not_to_send,
+                    line: r.line(n),
+                });
             }
             _ => {}
         }

@@ -238,6 +238,7 @@ fn markdown_masked(sys: &System, source: &str, target: crate::board::Target, smr
     } else {
         let _ = writeln!(o, "NOT ISOLATED: {}", clashes.join("; "));
     }
+    trusted_callers(sys, &mut o);
     pci(sys, &mut o);
     queues(sys, &mut o);
     // What each driver passes in its requests, as `build` writes it into `<pd>_iommu.h`.
@@ -266,6 +267,23 @@ fn markdown_masked(sys: &System, source: &str, target: crate::board::Target, smr
         }
     }
     o
+}
+
+/// Where the IOMMU PD's availability rests on the description's word: a passive IOMMU
+/// PD is stopped for good by one send from any of its callers, which `check` accepts only
+/// with `trust_callers_not_to_send` (`rules::scheduling`).
+fn trusted_callers(sys: &System, o: &mut String) {
+    let Some(iommu) = sys.iommu.as_ref() else { return };
+    let callers = sys.callers_of(&iommu.pd);
+    if !sys.pd(&iommu.pd).is_some_and(|pd| pd.passive) || callers.is_empty() {
+        return;
+    }
+    let names: Vec<String> = callers.iter().map(|pd| format!("`{}`", pd.name)).collect();
+    let _ = writeln!(
+        o,
+        "\nThe IOMMU PD is passive: this description trusts {} to call it and never send to it. A send from any of them would stop it for good (no scheduling context comes with a send): every call, fault report and teardown would then wait for ever, and what is mapped would stay mapped.",
+        names.join(", ")
+    );
 }
 
 /// The clients with a mapping queue (`<dma_queue>`), its size and where it is mapped;

@@ -146,6 +146,9 @@ fn the_pci_report_matches_the_reviewed_one() {
         md.contains("| 4 | edu_legacy | legacy_driver | 5:1.0 → 0x500 | legacy_bar 0x10300000..0x10400000 |"),
         "{md}"
     );
+    // Its passive IOMMU PD is accepted on the description's word that its callers never
+    // send, and the report says whose word it rests on.
+    assert!(md.contains("trusts `edu_driver`, `legacy_driver` to call it and never send to it"), "{md}");
     assert_eq!(md, sdf("ok-pci.report.md"));
 }
 
@@ -224,7 +227,7 @@ fn a_generated_child_id_lands_after_a_value_holding_a_gt() {
     <domains><domain name='a>b' /><domain_schedule><schedule_entry domain='a>b' duration="1000 us" /></domain_schedule></domains>
     <memory_region name="smmu_regs" size="0x20000" phys_addr="0x9050000" />
     <memory_region name="bufs" size="0x4000" />
-    <protection_domain name="iommu" priority="254" passive="true" domain='a>b'>
+    <protection_domain name="iommu" priority="254" domain='a>b'>
         <program_image path="iommu.elf" />
         <irq irq="30" id="12" trigger="level" />
         <map mr="smmu_regs" vaddr="0x2000000" perms="rw" cached="false" setvar_vaddr="smmu_regs" />

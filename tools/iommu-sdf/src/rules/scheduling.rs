@@ -198,14 +198,33 @@ fn passive(sys: &System, iommu: &ProtectionDomain, out: &mut Vec<Problem>) {
             format!("run the virtual machine in a PD of its own, {not_passive}"),
         ));
     }
+    let callers: Vec<&str> = sys.callers_of(&iommu.name).iter().map(|pd| pd.name.as_str()).collect();
+    let calls = |pd: &ProtectionDomain| callers.contains(&pd.name.as_str());
+    // A caller that sends instead of calling (any holder of a `pp` end may: Microkit gives
+    // it the endpoint with every right) lends no scheduling context, so the passive IOMMU
+    // PD takes the message with none and never runs again (seL4's MCS `sendIPC`; seL4
+    // issue 1616). No description can show that a PD only calls: the author must say so.
+    if let Some(element) = sys.iommu.as_ref().filter(|e| !e.trust_callers_not_to_send && !callers.is_empty()) {
+        out.push(p(
+            element.line,
+            "iommu",
+            format!(
+                "the IOMMU PD `{}` is passive (line {}), and {} can stop it for good by sending to it instead of calling: a send lends it no scheduling context, so it would take the message with none and never run again, every client's call, fault report and teardown waiting behind it",
+                iommu.name,
+                iommu.line,
+                match callers.as_slice() {
+                    [one] => format!("`{one}`"),
+                    all => format!("any of {}", all.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")),
+                }
+            ),
+            format!(
+                "make the IOMMU PD `{}` not passive (its calls then take seL4's slow path), or, if every one of those PDs runs code trusted to call and never send, say so with trust_callers_not_to_send=\"true\" on <iommu>",
+                iommu.name
+            ),
+        ));
+    }
     let mut refuse =
         |pd: &ProtectionDomain, message: String, fix: String| out.push(p(pd.line, "protection_domain", message, fix));
-    let ends_by_pd = sys.ends_by_pd();
-    let calls = |pd: &ProtectionDomain| {
-        ends_by_pd
-            .get(pd.name.as_str())
-            .is_some_and(|ends| ends.iter().any(|(mine, theirs)| mine.pp && theirs.pd == iommu.name))
-    };
     for pd in &sys.pds {
         let child = pd.parent.as_deref() == Some(iommu.name.as_str());
         let role = match (pd.name == iommu.name, child, calls(pd)) {
