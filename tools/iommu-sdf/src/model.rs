@@ -701,6 +701,15 @@ impl System {
         };
         self.pds.iter().filter(calls).collect()
     }
+    /// The PDs holding a capability to `pd`'s endpoint, with which each may send to it:
+    /// its callers (`callers_of`) and its children (Microkit puts the parent's endpoint,
+    /// with every right, in a child's CSpace as its fault endpoint), in description order.
+    pub fn senders_to(&self, pd: &str) -> Vec<&ProtectionDomain> {
+        let callers = self.callers_of(pd);
+        let sends =
+            |p: &&ProtectionDomain| p.parent.as_deref() == Some(pd) || callers.iter().any(|c| std::ptr::eq(*c, *p));
+        self.pds.iter().filter(sends).collect()
+    }
     /// The regions devices may reach: those a capability (followed to its root) or an
     /// iomap names. One definition for the policy's region table and the rules.
     pub fn dma_region_names(&self) -> std::collections::HashSet<&str> {

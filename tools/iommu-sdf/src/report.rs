@@ -270,11 +270,11 @@ fn markdown_masked(sys: &System, source: &str, target: crate::board::Target, smr
 }
 
 /// Where the IOMMU PD's availability rests on the description's word: a passive IOMMU
-/// PD is stopped for good by one send from any of its callers, which `check` accepts only
+/// PD is stopped for good by one send from any of its callers or children, which `check` accepts only
 /// with `trust_callers_not_to_send` (`rules::scheduling`).
 fn trusted_callers(sys: &System, o: &mut String) {
     let Some(iommu) = sys.iommu.as_ref() else { return };
-    let callers = sys.callers_of(&iommu.pd);
+    let callers = sys.senders_to(&iommu.pd);
     if !sys.pd(&iommu.pd).is_some_and(|pd| pd.passive) || callers.is_empty() {
         return;
     }

@@ -201,18 +201,20 @@ fn passive(sys: &System, iommu: &ProtectionDomain, out: &mut Vec<Problem>) {
     let callers: Vec<&str> = sys.callers_of(&iommu.name).iter().map(|pd| pd.name.as_str()).collect();
     let calls = |pd: &ProtectionDomain| callers.contains(&pd.name.as_str());
     // A caller that sends instead of calling (any holder of a `pp` end may: Microkit gives
-    // it the endpoint with every right) lends no scheduling context, so the passive IOMMU
-    // PD takes the message with none and never runs again (seL4's MCS `sendIPC`; seL4
-    // issue 1616). No description can show that a PD only calls: the author must say so.
-    if let Some(element) = sys.iommu.as_ref().filter(|e| !e.trust_callers_not_to_send && !callers.is_empty()) {
+    // it the endpoint with every right), or a child that sends on its fault endpoint (the
+    // IOMMU PD's endpoint too), lends no scheduling context, so the passive IOMMU PD takes
+    // the message with none and never runs again (seL4's MCS `sendIPC`; seL4 issue 1616).
+    // No description can show that a PD only calls: the author must say so.
+    let senders: Vec<&str> = sys.senders_to(&iommu.name).iter().map(|pd| pd.name.as_str()).collect();
+    if let Some(element) = sys.iommu.as_ref().filter(|e| !e.trust_callers_not_to_send && !senders.is_empty()) {
         out.push(p(
             element.line,
             "iommu",
             format!(
-                "the IOMMU PD `{}` is passive (line {}), and {} can stop it for good by sending to it instead of calling: a send lends it no scheduling context, so it would take the message with none and never run again, every client's call, fault report and teardown waiting behind it",
+                "the IOMMU PD `{}` is passive (line {}), and {} can stop it for good by sending to it instead of calling (a caller's channel and a child's fault endpoint are both its endpoint): a send lends it no scheduling context, so it would take the message with none and never run again, every client's call, fault report and teardown waiting behind it",
                 iommu.name,
                 iommu.line,
-                match callers.as_slice() {
+                match senders.as_slice() {
                     [one] => format!("`{one}`"),
                     all => format!("any of {}", all.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")),
                 }
