@@ -701,14 +701,39 @@ impl System {
         };
         self.pds.iter().filter(calls).collect()
     }
-    /// The PDs holding a capability to `pd`'s endpoint, with which each may send to it:
-    /// its callers (`callers_of`) and its children (Microkit puts the parent's endpoint,
-    /// with every right, in a child's CSpace as its fault endpoint), in description order.
+    /// The PDs that can make a send reach `pd`'s endpoint, in description order: those
+    /// holding a capability to it, its callers (`callers_of`) and its children (Microkit
+    /// puts the parent's endpoint, with every right, in a child's CSpace as its fault
+    /// endpoint); and, other than `pd` itself, every PD holding one of their TCBs (as its
+    /// parent does: Microkit gives a parent its children's; or one a `<cspace>` gives), and so
+    /// on: with the TCB it can set that PD's thread running anywhere in its program (a send
+    /// included, `seL4_TCB_WriteRegisters`), whatever that program was trusted to do.
     pub fn senders_to(&self, pd: &str) -> Vec<&ProtectionDomain> {
-        let callers = self.callers_of(pd);
-        let sends =
-            |p: &&ProtectionDomain| p.parent.as_deref() == Some(pd) || callers.iter().any(|c| std::ptr::eq(*c, *p));
-        self.pds.iter().filter(sends).collect()
+        let mut senders: std::collections::HashSet<&str> =
+            self.callers_of(pd).iter().map(|p| p.name.as_str()).collect();
+        senders.extend(self.pds.iter().filter(|p| p.parent.as_deref() == Some(pd)).map(|p| p.name.as_str()));
+        let holds_a_senders_tcb = |p: &ProtectionDomain, senders: &std::collections::HashSet<&str>| {
+            p.name != pd
+                && (p.cspace.iter().any(|(kind, of, _)| kind == "tcb" && senders.contains(of.as_str()))
+                    || self
+                        .pds
+                        .iter()
+                        .any(|s| s.parent.as_deref() == Some(p.name.as_str()) && senders.contains(s.name.as_str())))
+        };
+        // Until no PD is added: a PD holding the TCB of one that holds a sender's is one too.
+        loop {
+            let more: Vec<&str> = self
+                .pds
+                .iter()
+                .filter(|p| !senders.contains(p.name.as_str()) && holds_a_senders_tcb(p, &senders))
+                .map(|p| p.name.as_str())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            senders.extend(more);
+        }
+        self.pds.iter().filter(|p| senders.contains(p.name.as_str())).collect()
     }
     /// The regions devices may reach: those a capability (followed to its root) or an
     /// iomap names. One definition for the policy's region table and the rules.

@@ -203,7 +203,8 @@ fn passive(sys: &System, iommu: &ProtectionDomain, out: &mut Vec<Problem>) {
     // A caller that sends instead of calling (any holder of a `pp` end may: Microkit gives
     // it the endpoint with every right), or a child that sends on its fault endpoint (the
     // IOMMU PD's endpoint too), lends no scheduling context, so the passive IOMMU PD takes
-    // the message with none and never runs again (seL4's MCS `sendIPC`; seL4 issue 1616).
+    // the message with none and never runs again (seL4's MCS `sendIPC`; seL4 issue 1616);
+    // so can a PD holding one of their TCBs make it send (`System::senders_to`).
     // No description can show that a PD only calls: the author must say so.
     let senders: Vec<&str> = sys.senders_to(&iommu.name).iter().map(|pd| pd.name.as_str()).collect();
     if let Some(element) = sys.iommu.as_ref().filter(|e| !e.trust_callers_not_to_send && !senders.is_empty()) {
@@ -211,7 +212,7 @@ fn passive(sys: &System, iommu: &ProtectionDomain, out: &mut Vec<Problem>) {
             element.line,
             "iommu",
             format!(
-                "the IOMMU PD `{}` is passive (line {}), and {} can stop it for good by sending to it instead of calling (a caller's channel and a child's fault endpoint are both its endpoint): a send lends it no scheduling context, so it would take the message with none and never run again, every client's call, fault report and teardown waiting behind it",
+                "the IOMMU PD `{}` is passive (line {}), and {} can stop it for good by sending to it instead of calling (a caller's channel and a child's fault endpoint are both its endpoint, and a PD holding one of their TCBs, as a parent does, can make it send): a send lends it no scheduling context, so it would take the message with none and never run again, every client's call, fault report and teardown waiting behind it",
                 iommu.name,
                 iommu.line,
                 match senders.as_slice() {
