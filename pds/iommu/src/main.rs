@@ -242,9 +242,10 @@ fn fail_closed_on_panic(info: &core::panic::PanicInfo) {
     // SAFETY: as above, the service's reference to the rings is never used again.
     tell_clients(iommu_pd::faults::panicked(unsafe { fault_rings() }, closed.is_ok()));
     // Last: a client's call this PD was serving is answered, or its caller would stay
-    // blocked in it for good. This PD is passive and runs on that caller's scheduling
-    // context, which the reply gives back (seL4's MCS `doReplyTransfer`, `reply_remove`),
-    // so this PD never runs again after it: not even its abort, and it faults no more.
+    // blocked in it for good. A passive PD runs on that caller's scheduling context,
+    // which the reply gives back (seL4's MCS `doReplyTransfer`, `reply_remove`), so it
+    // never runs again after it: not even its abort, and it faults no more. One with a
+    // scheduling context of its own (system.xml's) goes on to its abort and faults.
     // Only a client's call (`protected`): the reply object also holds a faulting child's
     // message in `fault`, and a reply with a label there would restart it.
     if SERVING_CALL.load(core::sync::atomic::Ordering::Relaxed) {
