@@ -11,7 +11,7 @@ use client_channel::Ppc;
 use iommu_client::Client;
 use iommu_protocol::config::reg;
 use iommu_protocol::faults::{FaultRecord, FaultRing};
-use iommu_protocol::{ClientId, DeviceId, Handle, Op, Rights};
+use iommu_protocol::{ClientId, DeviceId, Handle, Rights};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, Handler, Infallible};
 
 const IOMMU: Channel = Channel::new(0);
@@ -23,6 +23,9 @@ const POLLS: u32 = 200_000_000;
 /// Its device in the policy (edu_a is 0, its own is 1).
 const MY_DEVICE: DeviceId = DeviceId(1);
 const OTHER_DEVICE: DeviceId = DeviceId(0);
+/// The label of the request sent, not called: no operation, so the IOMMU PD refuses and
+/// logs it, and no call of this driver's has it.
+const SENT_NOT_CALLED: u64 = 0x5e4d;
 
 #[protection_domain]
 fn init() -> Hostile {
@@ -33,10 +36,13 @@ fn init() -> Hostile {
     // lends the IOMMU PD no scheduling context: a passive IOMMU PD would take it with none
     // and never run again (seL4's MCS `sendIPC`), so `iommu-sdf check` refuses a passive
     // one unless the description trusts its callers never to send. This one is not
-    // passive: it serves the QUERY (its answer goes nowhere: no caller waits for it) and
-    // then the calls below, whose answers show it still runs.
-    IOMMU.endpoint().send(sel4::MessageInfo::new(Op::Query as u64, 0, 0, 0));
-    debug_println!("hostile: sends the IOMMU PD a QUERY instead of calling it (seL4_Send)");
+    // passive: it refuses the request, and logs it under this label, which no call here
+    // uses (so the image sees that the send reached it; its answer goes nowhere: no caller
+    // waits for it), and then serves the calls below, whose answers show it still runs.
+    IOMMU.endpoint().send(sel4::MessageInfo::new(SENT_NOT_CALLED, 0, 0, 0));
+    debug_println!(
+        "hostile: sends the IOMMU PD a request (label {SENT_NOT_CALLED:#x}) instead of calling it (seL4_Send)"
+    );
 
     // Configuration space is the IOMMU PD's, and it maps no ECAM here. What it tries
     // through the calls, each of which must be refused with nothing written: move the edu
