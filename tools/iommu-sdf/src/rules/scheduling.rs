@@ -171,6 +171,17 @@ pub fn check(sys: &System, iommu: &ProtectionDomain, clients: &[&ProtectionDomai
 
     if iommu.passive {
         passive(sys, iommu, out);
+    } else if let Some(element) = sys.iommu.as_ref().filter(|e| e.trust_callers_not_to_send) {
+        // A word of trust that guards nothing would read as if something rested on it.
+        out.push(p(
+            element.line,
+            "iommu",
+            format!(
+                "trust_callers_not_to_send on <iommu>, but the IOMMU PD `{}` is not passive (line {}): it takes a send on its own scheduling context, so nothing rests on that trust",
+                iommu.name, iommu.line
+            ),
+            "remove trust_callers_not_to_send, or make the IOMMU PD passive (passive=\"true\") if its callers are trusted",
+        ));
     }
 }
 
