@@ -17,30 +17,25 @@ tool=$top/target/debug/iommu-sdf
 (cd "$top" && cargo build -q -p iommu-sdf --bins --examples) || exit 1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+source "$top/images/built-by-both.sh"
 agree=0 refused=0 fail=0 rows=0
 for seed in $(seq "$first" "$last"); do
     name=hostile-$seed
     f=$work/$name.xml out=$work/$name
     "$top/target/debug/examples/generate" --hostile "$seed" > "$f" || exit 1
-    # Refused by iommu-sdf: nothing to hold the Microkit tool to.
-    if ! "$tool" build "$f" --board "$board" --config "$config" --out "$out" >/dev/null 2>&1; then
-        refused=$((refused + 1)); continue
-    fi
-    python3 "$top/images/stub-images.py" "$out/$name.system" "$out/elf" || { echo "  FAIL $name: stub images"; fail=$((fail + 1)); continue; }
-    if ! "$tool" check "$f" --board "$board" --config "$config" --search-path "$out/elf" >/dev/null 2>&1; then
-        echo "  FAIL $name: build accepts it and check with its programs refuses it"; fail=$((fail + 1)); continue
-    fi
-    if ! msg=$("$sdk/bin/microkit" "$out/$name.system" --board "$board" --config "$config" --search-path "$out/elf" \
-        -o "$out/loader.img" -r "$out/microkit-report.txt" --capdl-json "$out/capdl.json" 2>&1); then
-        echo "  FAIL $name: iommu-sdf accepts it, the Microkit tool refuses build's output:"; echo "$msg" | head -3 | sed 's/^/      /'
-        fail=$((fail + 1)); continue
-    fi
+    built_by_both "$name" "$f" "$out" --capdl-json "$out/capdl.json"
+    case $? in
+        0) ;;
+        # Refused by iommu-sdf: nothing to hold the Microkit tool to.
+        2) refused=$((refused + 1)); continue ;;
+        *) fail=$((fail + 1)); continue ;;
+    esac
     "$tool" report "$f" --board "$board" --config "$config" > "$out/report.md" 2>/dev/null || { echo "  FAIL $name: report"; fail=$((fail + 1)); continue; }
     if said=$(python3 "$top/images/reach-agrees.py" "$out/report.md" "$out/microkit-report.txt" "$out/capdl.json"); then
         agree=$((agree + 1))
         rows=$((rows + $(echo "$said" | sed -n 's/^reach-agrees: \([0-9]*\) row.*/\1/p')))
     else
-        echo "  FAIL $name ($("$top/target/debug/examples/generate" --hostile "$seed" >/dev/null; echo "generate --hostile $seed")):"; echo "$said" | sed 's/^/    /'
+        echo "  FAIL $name (generate --hostile $seed):"; echo "$said" | sed 's/^/    /'
         fail=$((fail + 1))
     fi
 done

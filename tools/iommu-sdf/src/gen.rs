@@ -205,7 +205,7 @@ pub fn description_sized(
 
 /// A valid description (`description`) then bent, seeded, where the DMA reach report's
 /// arithmetic meets the Microkit tool's placement: a DMA region's `phys_addr` dropped
-/// (the Microkit tool places it), moved into RAM the loader occupies at boot, or moved
+/// (the Microkit tool places it), moved into RAM the loader or kernel occupy at boot, or moved
 /// to sit right against another region; a 2 MiB page region; a capability over a
 /// later part of its region (`offset`). Many are still valid, some are refused (a
 /// region now shared, an offset past the region's end): images/reach-differential.sh
@@ -225,9 +225,13 @@ pub fn hostile(seed: u64) -> String {
             let phys = format!("phys_addr=\"{:#x}\"", 0x4000_0000 + r as u64 * 0x10_0000);
             line = match rng.below(6) {
                 0 => line.replace(&format!(" {phys}"), ""),
-                // Where the SDK's loader links itself on QEMU virt: RAM the Microkit tool
-                // hands out once the loader is done (the kernel's room below it is refused).
-                1 => line.replace(&phys, &format!("phys_addr=\"{:#x}\"", 0x7000_0000 + rng.below(64) * 0x1000)),
+                // Where QEMU virt's kernel and initialiser are loaded (which `check` must
+                // refuse: the Microkit tool does), or where the loader links itself (RAM
+                // the Microkit tool hands out once the loader is done).
+                1 => line.replace(
+                    &phys,
+                    &format!("phys_addr=\"{:#x}\"", 0x6000_0000 + rng.below(2) * 0x1000_0000 + rng.below(64) * 0x1000),
+                ),
                 // Right after the previous region's last byte (for the first, the page
                 // below RAM, in QEMU virt's ECAM window).
                 2 => {
