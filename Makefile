@@ -60,6 +60,8 @@ test-long:
 	$(CARGO) test -p iommu-pd --release --test model --test exhaustive -- --ignored
 	$(CARGO) test -p smmuv3-service -p smmuv2-service --release --test service_model -- --ignored
 	bash tests/render-svg.sh
+	@if [ -x "$${MICROKIT_SDK:-}/bin/microkit" ]; then $(MAKE) -C images reach REACH_SEEDS=1000; \
+	else echo "reach-differential: skipped: no Microkit SDK (MICROKIT_SDK)"; fi
 
 # Decode and dispatch under libFuzzer, for a bounded time, with the PDs' pinned nightly
 # (cargo-fuzz needs one, and pd-deps installs it). cargo-fuzz is installed when missing;
@@ -146,7 +148,7 @@ microkit-test: deps
 		else echo "microkit-image: system.xml on QEMU 10.0 skipped: not installed ($(QEMU10); make deps)"; fi && \
 		echo "microkit-image: system.xml polled (no SMMU interrupt wired) on $$($(QEMU) --version | head -n 1)" && \
 		$(MAKE) -C images test SYSTEM=polled && \
-		$(MAKE) -C images rules && $(MAKE) -C images accepted && \
+		$(MAKE) -C images rules && $(MAKE) -C images accepted && $(MAKE) -C images reach && \
 			$(MAKE) -C images test SYSTEM=blk-bench && \
 			$(MAKE) -C images test SYSTEM=queue-fair && \
 			$(MAKE) -C images test SYSTEM=iommu-boot && \

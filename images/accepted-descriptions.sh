@@ -21,25 +21,17 @@ for seed in 1 2 3 4 5 6 7 8; do
     "$top/target/debug/examples/generate" "$seed" > "$work/generated-$seed.xml" || exit 1
     files+=("$work/generated-$seed.xml")
 done
+source "$top/images/built-by-both.sh"
 pass=0 fail=0
 for f in "${files[@]}"; do
     name=$(basename "$f" .xml)
     out=$work/$name
-    # build checks it (every rule but the programs', which build runs before) and writes it.
-    "$tool" build "$f" --board "$board" --config "$config" --out "$out" >/dev/null || { echo "  FAIL $name: build"; fail=$((fail + 1)); continue; }
-    python3 "$top/images/stub-images.py" "$out/$name.system" "$out/elf" || { echo "  FAIL $name: stub images"; fail=$((fail + 1)); continue; }
-    # Then check, with the programs read, as the images' builds check them before the
-    # Microkit tool (without them check refuses: the programs' placement is unproven).
-    if ! "$tool" check "$f" --board "$board" --config "$config" --search-path "$out/elf" >/dev/null 2>&1; then
-        echo "  FAIL $name: iommu-sdf check refuses it with its programs"; fail=$((fail + 1)); continue
-    fi
-    if msg=$("$sdk/bin/microkit" "$out/$name.system" --board "$board" --config "$config" \
-        --search-path "$out/elf" -o "$out/loader.img" -r "$out/report.txt" 2>&1); then
-        echo "  PASS $name: the Microkit tool accepts build's output"; pass=$((pass + 1))
-    else
-        echo "  FAIL $name: the Microkit tool refuses build's output:"; echo "$msg" | head -3 | sed 's/^/      /'
-        fail=$((fail + 1))
-    fi
+    built_by_both "$name" "$f" "$out"
+    case $? in
+        0) echo "  PASS $name: the Microkit tool accepts build's output"; pass=$((pass + 1)) ;;
+        2) echo "  FAIL $name: build"; fail=$((fail + 1)) ;;
+        *) fail=$((fail + 1)) ;;
+    esac
 done
 echo "accepted-descriptions: $pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

@@ -246,6 +246,13 @@ pub struct Board {
     /// reach lies inside one. Empty where this tool does not know the board (there it
     /// refuses `<iommu>`, so no device is given anything).
     pub ram: &'static [(u64, u64)],
+    /// Where the SDK's loader puts the kernel and, after it, the capDL initialiser (every
+    /// program's pages and the spec): from the kernel's load address to the loader's link
+    /// address, (physical address, size). The Microkit tool refuses a fixed-address region
+    /// whose frames fall where it placed those ("is not in any valid memory region"), and
+    /// the initialiser's size is known only to it, so a fixed-address region anywhere in
+    /// this room is refused here (`regions`). `None` where this tool does not know it.
+    pub kernel_room: Option<(u64, u64)>,
     /// The cores seL4 is built for in the Microkit configuration the description is for
     /// (`--config`), or `None` where it is not given: a PD's or vCPU's `cpu` must be below
     /// it, and domains are scheduled on one core only (sdf.rs).
@@ -367,6 +374,14 @@ impl Board {
                 "kria_k26" => KRIA_K26_RAM,
                 "tqma8xqp1gb" => TQMA8XQP1GB_RAM,
                 _ => &[],
+            },
+            // The SDK's sel4.elf's LOAD paddr to its loader.elf's (program_sizes reads the
+            // same room for the programs' bound).
+            kernel_room: match name {
+                "qemu_virt_aarch64" => Some((0x6000_0000, 0x1000_0000)),
+                "tqma8xqp1gb" => Some((0x8020_0000, 0x9000_0000 - 0x8020_0000)),
+                "zcu102" => Some((0, 0x4000_0000)),
+                _ => None,
             },
             cores: None,
             // qemu-arm-virt: MAX_IRQ 159; zynqmp (zcu102, ultra96v2 and kria_k26 are

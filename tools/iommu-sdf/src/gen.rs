@@ -202,3 +202,82 @@ pub fn description_sized(
     o.push_str("</system>\n");
     o
 }
+
+/// A valid description (`description`) then bent, seeded, where the DMA reach report's
+/// arithmetic meets the Microkit tool's placement: a DMA region's `phys_addr` dropped
+/// (the Microkit tool places it), moved into RAM the loader or kernel occupy at boot, or moved
+/// to sit right against another region; a 2 MiB page region; a capability over a
+/// later part of its region (`offset`). Many are still valid, some are refused (a
+/// region now shared, an offset past the region's end): images/reach-differential.sh
+/// hands the accepted ones to the Microkit tool and holds its placement against
+/// `report`.
+pub fn hostile(seed: u64) -> String {
+    let pds = 1 + (seed % 5) as usize;
+    let regions = 2 + pds;
+    let text = description(seed, pds, regions, 1 + pds);
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut out = String::with_capacity(text.len());
+    // Each DMA region's pages, as finally written, for a capability's offset inside it.
+    let mut pages = [1u64; 8];
+    for line in text.lines() {
+        let mut line = line.to_string();
+        if let Some(r) = dma_region(&line) {
+            let phys = format!("phys_addr=\"{:#x}\"", 0x4000_0000 + r as u64 * 0x10_0000);
+            line = match rng.below(6) {
+                0 => line.replace(&format!(" {phys}"), ""),
+                // Where QEMU virt's kernel and initialiser are loaded (which `check` must
+                // refuse: the Microkit tool does), or where the loader links itself (RAM
+                // the Microkit tool hands out once the loader is done).
+                1 => line.replace(
+                    &phys,
+                    &format!("phys_addr=\"{:#x}\"", 0x6000_0000 + rng.below(2) * 0x1000_0000 + rng.below(64) * 0x1000),
+                ),
+                // Right after the previous region's last byte (for the first, the page
+                // below RAM, in QEMU virt's ECAM window).
+                2 => {
+                    let after = match r {
+                        0 => 0x3fff_f000,
+                        _ => 0x4000_0000 + (r as u64 - 1) * 0x10_0000 + pages[r - 1] * 0x1000,
+                    };
+                    line.replace(&phys, &format!("phys_addr=\"{after:#x}\""))
+                }
+                3 => {
+                    let size =
+                        line.split("size=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("0x1000").to_string();
+                    line.replace(
+                        &format!("size=\"{size}\" {phys}"),
+                        &format!(
+                            "size=\"0x200000\" page_size=\"0x200000\" phys_addr=\"{:#x}\"",
+                            0x8000_0000 + r as u64 * 0x20_0000
+                        ),
+                    )
+                }
+                _ => line,
+            };
+            let size = line.split(" size=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("0x1000");
+            pages[r] = u64::from_str_radix(size.trim_start_matches("0x"), 16).unwrap_or(0x1000) / 0x1000;
+        } else if let Some(r) = capability_region(&line) {
+            if rng.below(2) == 0 {
+                let offset = 0x1000 * rng.below(pages[r]);
+                line = line.replace(" size=\"0x1000\"", &format!(" offset=\"{offset:#x}\" size=\"0x1000\""));
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `r` when `line` is a capability over the generator's DMA region `dma{r}` (not one
+/// derived from a parent).
+fn capability_region(line: &str) -> Option<usize> {
+    let rest = line.split(" mr=\"dma").nth(1)?;
+    line.contains("<dma_capability").then_some(())?;
+    rest.split('"').next()?.parse().ok()
+}
+
+/// `r` when `line` declares the generator's DMA region `dma{r}`.
+fn dma_region(line: &str) -> Option<usize> {
+    let rest = line.trim_start().strip_prefix("<memory_region name=\"dma")?;
+    rest.split('"').next()?.parse().ok()
+}

@@ -735,14 +735,19 @@ impl System {
         }
         self.pds.iter().filter(|p| senders.contains(p.name.as_str())).collect()
     }
-    /// The regions devices may reach: those a capability (followed to its root) or an
-    /// iomap names. One definition for the policy's region table and the rules.
-    pub fn dma_region_names(&self) -> std::collections::HashSet<&str> {
+    /// Every element that gives devices a region: each capability (followed to its root's
+    /// region) and each iomap, as (region, line, element). One definition for the policy's
+    /// region table, the rules (`dma_region_names`, the IOMMU's own memory) and, per
+    /// device through `iommu_pd::reach`, the report (`tests/reach.rs` holds the two equal).
+    pub fn dma_grants(&self) -> impl Iterator<Item = (&str, Line, &'static str)> + '_ {
         self.caps
             .iter()
-            .filter_map(|c| resolve(self, c).map(|(mr, _)| mr))
-            .chain(self.io_spaces.iter().flat_map(|s| s.iomaps.iter().map(|m| m.mr.as_str())))
-            .collect()
+            .filter_map(|c| resolve(self, c).map(|(mr, _)| (mr, c.line, "dma_capability")))
+            .chain(self.io_spaces.iter().flat_map(|s| s.iomaps.iter().map(|m| (m.mr.as_str(), m.line, m.element()))))
+    }
+    /// The regions devices may reach: those `dma_grants` names.
+    pub fn dma_region_names(&self) -> std::collections::HashSet<&str> {
+        self.dma_grants().map(|(mr, _, _)| mr).collect()
     }
     /// Every map of every region by any PD or virtual machine, by region name: the rules
     /// that ask who maps each of many regions look it up here instead of scanning every

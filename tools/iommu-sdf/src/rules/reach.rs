@@ -10,18 +10,7 @@ use crate::problem::{p, Problem};
 pub fn check(sys: &System, out: &mut Vec<Problem>) {
     let own = sys.iommu_own();
     let role_of = |mr: &str| own.iter().find(|(_, name)| *name == mr).map(|&(role, _)| role);
-    let mut reachable: Vec<(&str, Line, &str)> = Vec::new(); // (region, line, element)
-    for c in &sys.caps {
-        if let Some((mr, _)) = resolve(sys, c) {
-            reachable.push((mr, c.line, "dma_capability"));
-        }
-    }
-    for s in &sys.io_spaces {
-        for m in &s.iomaps {
-            reachable.push((m.mr.as_str(), m.line, m.element()));
-        }
-    }
-    for &(mr, line, element) in &reachable {
+    for (mr, line, element) in sys.dma_grants() {
         if let Some(role) = role_of(mr) {
             out.push(p(
                 line,

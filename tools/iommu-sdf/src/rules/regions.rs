@@ -103,6 +103,23 @@ pub fn check(sys: &System, board: &Board, out: &mut Vec<Problem>) {
                 ),
                 format!("keep phys_addr + size at most {:#x}", board.pa_end()),
             ))
+        } else if let Some(((start, end), (room, len))) = r
+            .phys_range()
+            .zip(board.kernel_room)
+            .filter(|&((s, e), (b, l))| s < u128::from(b) + u128::from(l) && u128::from(b) < e)
+        {
+            Some((
+                format!(
+                    "`{}` at {start:#x}..{end:#x} is in the RAM where the loader puts the kernel and the capDL initialiser on board {} ({room:#x}..{:#x}): the Microkit tool refuses a fixed region over them, and where they end depends on every program and object, which this tool does not measure",
+                    r.name,
+                    board.name,
+                    u128::from(room) + u128::from(len)
+                ),
+                format!(
+                    "give it a phys_addr outside {room:#x}..{:#x}, or none (the Microkit tool then places it)",
+                    u128::from(room) + u128::from(len)
+                ),
+            ))
         } else if u128::from(r.size) > board.pa_end() {
             Some((
                 format!("`{}` is {:#x} bytes, more than board {}'s physical address space", r.name, r.size, board.name),
